@@ -1,0 +1,155 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Code classifies a provider error by what the caller should do about it.
+type Code int
+
+const (
+	// Unknown is the code of an error that is not an *Error. Callers treat
+	// it like Ambiguous: the request may have reached the provider.
+	Unknown Code = iota
+	// InvalidArgument: the provider rejected the order's content, or it
+	// failed validation. Permanent.
+	InvalidArgument
+	// Unauthenticated: bad credentials or signature. Permanent for the
+	// order (fix the configuration and re-drive it).
+	Unauthenticated
+	// PermissionDenied: the account may not do this (forbidden, quota
+	// exhausted, arrears). Permanent.
+	PermissionDenied
+	// FailedPrecondition: the worker cannot submit this order as
+	// configured (for example the provider is disabled). Permanent.
+	FailedPrecondition
+	// RateLimited: the provider throttled the request; nothing was
+	// created. Retry after Error.RetryAfter (or a backoff when zero); it
+	// does not count against the order's retry budget.
+	RateLimited
+	// Unavailable: the request surely did not create anything (connection
+	// refused, a 5xx the provider answers before acting, a failed lookup).
+	// Safe to retry.
+	Unavailable
+	// Ambiguous: the request may have created the order (timeout or
+	// connection reset after the request was written, a 5xx from a create
+	// call). Look the order up before submitting again.
+	Ambiguous
+	// NotFound: the provider does not hold the order (from Lookup).
+	NotFound
+)
+
+var codeNames = [...]string{
+	Unknown:            "unknown",
+	InvalidArgument:    "invalid_argument",
+	Unauthenticated:    "unauthenticated",
+	PermissionDenied:   "permission_denied",
+	FailedPrecondition: "failed_precondition",
+	RateLimited:        "rate_limited",
+	Unavailable:        "unavailable",
+	Ambiguous:          "ambiguous",
+	NotFound:           "not_found",
+}
+
+func (c Code) String() string {
+	if c >= 0 && int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("code(%d)", int(c))
+}
+
+// Error is the one error type providers return.
+//
+// Its text never holds a credential or personal data: asynq stores error
+// text in Redis and the dashboard shows it.
+type Error struct {
+	Code Code
+	// Op names the call, for example "tencent ServiceCreateOrder".
+	Op string
+	// HTTPStatus is the response's HTTP status, 0 when there was none.
+	HTTPStatus int
+	// ProviderCode is the provider's own error code, if any.
+	ProviderCode string
+	// Message is the provider's message or our reason, already masked.
+	Message string
+	// RetryAfter is the provider's requested delay for RateLimited.
+	RetryAfter time.Duration
+	// Err is the underlying error, if any. Its text is included in Error(),
+	// so it must be free of secrets too (transport errors are).
+	Err error
+}
+
+func (e *Error) Error() string {
+	s := e.Op
+	if s != "" {
+		s += ": "
+	}
+	s += e.Code.String()
+	if e.HTTPStatus != 0 {
+		s += fmt.Sprintf(" (http %d)", e.HTTPStatus)
+	}
+	if e.ProviderCode != "" {
+		s += " " + e.ProviderCode
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code Code, op, format string, args ...any) *Error {
+	return &Error{Code: code, Op: op, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of the first *Error in err's chain. A context
+// error maps to Ambiguous for deadline (the request may be in flight) and to
+// Unavailable for cancellation before anything was sent is not knowable
+// here, so both are Ambiguous; nil maps to Unknown.
+func CodeOf(err error) Code {
+	if err == nil {
+		return Unknown
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return Ambiguous
+	}
+	return Unknown
+}
+
+// RetryAfterOf returns the provider's requested delay, if err carries one.
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// Retryable reports whether an order whose call failed with code c may be
+// tried again. It is the one place this is decided.
+func Retryable(c Code) bool {
+	switch c {
+	case RateLimited, Unavailable, Ambiguous, Unknown:
+		return true
+	default:
+		return false
+	}
+}
+
+// MaybeCreated reports whether a call that failed with code c may have
+// created the order, so the next attempt must look it up first.
+func MaybeCreated(c Code) bool {
+	return c == Ambiguous || c == Unknown
+}

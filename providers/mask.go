@@ -1,0 +1,80 @@
+package providers
+
+import (
+	"log/slog"
+	"regexp"
+	"strings"
+)
+
+// Secret is a credential. It formats and logs as "***", so it cannot leak
+// through fmt or log/slog by accident; Reveal returns the value for signing.
+type Secret string
+
+func (s Secret) String() string { return "***" }
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return `"***"` }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue("***") }
+
+// Reveal returns the secret's value.
+func (s Secret) Reveal() string { return string(s) }
+
+// phoneRE matches mainland mobile numbers (optionally +86/86 prefixed) and
+// other long digit runs that look like phone numbers.
+var phoneRE = regexp.MustCompile(`(?:\+?86)?1[3-9]\d{9}|\+\d{8,15}`)
+
+// MaskPhones replaces every phone number in s by its first three and last
+// four digits around "****", the way providers show them (158****8558).
+func MaskPhones(s string) string {
+	return phoneRE.ReplaceAllStringFunc(s, func(m string) string {
+		digits := strings.TrimPrefix(m, "+")
+		if len(digits) < 8 {
+			return m
+		}
+		return digits[:3] + "****" + digits[len(digits)-4:]
+	})
+}
+
+// MaskName masks a personal name or nickname: it keeps the first and last
+// rune and hides the rest; phone-number names keep their usual mask.
+func MaskName(s string) string {
+	if phoneRE.MatchString(s) {
+		return MaskPhones(s)
+	}
+	r := []rune(s)
+	switch {
+	case len(r) == 0:
+		return ""
+	case len(r) <= 2:
+		return string(r[0]) + "*"
+	default:
+		return string(r[0]) + strings.Repeat("*", min(len(r)-2, 4)) + string(r[len(r)-1])
+	}
+}
+
+// Redact returns s with every non-empty secret replaced by "***" and phone
+// numbers masked. Providers run every message from a response or an error
+// through it before it reaches an *Error or a log.
+func Redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, "***")
+		}
+	}
+	return MaskPhones(s)
+}
+
+// Truncate shortens s to at most n bytes on a rune boundary, marking the cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

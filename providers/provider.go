@@ -1,0 +1,160 @@
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Status is where an order stands at the provider after a successful call.
+type Status string
+
+const (
+	// StatusPaid means the provider holds the order and it is paid. Terminal.
+	StatusPaid Status = "paid"
+	// StatusPending means the provider holds the order but it is not paid
+	// yet; Result.NextCheck says when to look again.
+	StatusPending Status = "pending"
+)
+
+// Order is one order as the worker hands it to a provider.
+type Order struct {
+	// OrderNo is the producer's unique order number.
+	OrderNo string
+	// Params are the provider-specific parameters, already validated by
+	// the provider's Validate.
+	Params json.RawMessage
+	// FirstAttempt is when the first attempt to submit this order started.
+	// Providers without a client order number use it to bound the search
+	// for an order that may have been created.
+	FirstAttempt time.Time
+	// ProviderOrderID is the provider's id for this order when an earlier
+	// call learned it; empty otherwise.
+	ProviderOrderID string
+}
+
+// Result is what a provider reports about an order.
+type Result struct {
+	Status Status
+	// ProviderOrderID is the provider's own id for the order, kept as a
+	// string (some are 64-bit numbers). Empty when the provider has none.
+	ProviderOrderID string
+	// HTTPStatus and Code are the last response's HTTP status and provider
+	// code, recorded in the order's attempt history.
+	HTTPStatus int
+	Code       string
+	// Message is a short human-readable note; it never holds secrets or
+	// personal data.
+	Message string
+	// NextCheck is how long to wait before looking at a pending order again.
+	// Zero lets the caller choose.
+	NextCheck time.Duration
+}
+
+// Provider submits orders to one provider's API.
+//
+// Implementations are safe for concurrent use. Every method honours ctx: it
+// returns once ctx is done, with an error whose code tells whether the
+// request may have reached the provider (Ambiguous) or surely did not
+// (Unavailable).
+//
+// Errors are *Error values (see CodeOf); any other error is treated as
+// Ambiguous by callers, the safe assumption for a create call.
+//
+// None of the create APIs is idempotent, so callers never submit an order
+// again after an Ambiguous error before Lookup has reported NotFound.
+type Provider interface {
+	// Name is the provider's key in payloads, metrics and config
+	// ("tencent", "aliyun", "unicloud").
+	Name() string
+
+	// Validate checks an order's params for this provider and returns an
+	// InvalidArgument *Error naming the first bad field. It does no I/O.
+	Validate(params json.RawMessage) error
+
+	// Submit signs and sends a create-order request, at send time, with a
+	// fresh timestamp and nonce. On success the order is paid or pending.
+	Submit(ctx context.Context, o Order) (Result, error)
+
+	// Lookup asks the provider about an order that may exist. It returns a
+	// NotFound *Error when the provider surely does not hold the order, and
+	// otherwise the order's current status. For a pending order it may also
+	// advance it (for example pay it) when the provider is configured to.
+	Lookup(ctx context.Context, o Order) (Result, error)
+}
+
+// Sensitive is implemented by providers whose params carry personal data
+// (names, phone numbers). The worker never stores or shows those fields in
+// clear.
+type Sensitive interface {
+	SensitiveParams() []string
+}
+
+// Set is the providers the worker knows, by name. A name can be known but
+// disabled (no credentials configured); its orders fail with a clear error.
+type Set struct {
+	enabled  map[string]Provider
+	disabled map[string]string // name -> reason
+}
+
+// NewSet returns an empty Set.
+func NewSet() *Set {
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]string{}}
+}
+
+// Add enables p under p.Name().
+func (s *Set) Add(p Provider) {
+	delete(s.disabled, p.Name())
+	s.enabled[p.Name()] = p
+}
+
+// Disable records that the named provider is known but not usable, and why.
+func (s *Set) Disable(name, reason string) {
+	delete(s.enabled, name)
+	s.disabled[name] = reason
+}
+
+// Get returns the named provider, or an *Error: FailedPrecondition when it is
+// disabled, InvalidArgument when the name is unknown.
+func (s *Set) Get(name string) (Provider, error) {
+	if p, ok := s.enabled[name]; ok {
+		return p, nil
+	}
+	if why, ok := s.disabled[name]; ok {
+		return nil, &Error{Code: FailedPrecondition, Op: "provider " + name, Message: "disabled: " + why}
+	}
+	return nil, &Error{Code: InvalidArgument, Op: "provider", Message: fmt.Sprintf("unknown provider %q (known: %v)", name, s.Names())}
+}
+
+// Names lists every known provider, enabled or not, sorted.
+func (s *Set) Names() []string {
+	var names []string
+	for n := range s.enabled {
+		names = append(names, n)
+	}
+	for n := range s.disabled {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Enabled lists the enabled providers, sorted by name.
+func (s *Set) Enabled() []Provider {
+	var ps []Provider
+	for _, p := range s.enabled {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b Provider) int {
+		if a.Name() < b.Name() {
+			return -1
+		}
+		if a.Name() > b.Name() {
+			return 1
+		}
+		return 0
+	})
+	return ps
+}

@@ -1,0 +1,99 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"sync/atomic"
+)
+
+// MaxResponseBytes bounds how much of a response body a provider reads.
+const MaxResponseBytes = 1 << 20
+
+// Response is an HTTP response read in full.
+type Response struct {
+	StatusCode int
+	Header     http.Header
+	Body       []byte
+}
+
+// Send performs req with hc and reads the whole body (at most
+// MaxResponseBytes). Transport failures come back as *Error, classified by
+// whether the request was written before the failure:
+//
+//   - nothing written (dial failed, ctx done first): Unavailable;
+//   - written, and create is true: Ambiguous (the order may exist);
+//   - written, and create is false (a lookup): Unavailable.
+//
+// HTTP statuses are not judged here: each provider maps them itself.
+func Send(ctx context.Context, hc *http.Client, req *http.Request, op string, create bool) (*Response, error) {
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}
+	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, transportError(op, create, wrote.Load(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return nil, transportError(op, create, true, err)
+	}
+	if len(body) > MaxResponseBytes {
+		return nil, &Error{Code: codeAfterWrite(create), Op: op, HTTPStatus: resp.StatusCode,
+			Message: fmt.Sprintf("response body over %d bytes", MaxResponseBytes)}
+	}
+	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+func codeAfterWrite(create bool) Code {
+	if create {
+		return Ambiguous
+	}
+	return Unavailable
+}
+
+func transportError(op string, create, wrote bool, err error) *Error {
+	code := Unavailable
+	if wrote {
+		code = codeAfterWrite(create)
+	}
+	// Keep the text short and free of the URL (whose query may carry an
+	// access key id): report only the kind of failure.
+	var reason string
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = "timeout"
+	case errors.Is(err, context.Canceled):
+		reason = "canceled"
+	default:
+		var ue interface{ Timeout() bool }
+		if errors.As(err, &ue) && ue.Timeout() {
+			reason = "timeout"
+		} else {
+			reason = "transport error"
+		}
+	}
+	if wrote {
+		reason += " after the request was sent"
+	} else {
+		reason += " before the request was sent"
+	}
+	return &Error{Code: code, Op: op, Message: reason, Err: cause(err)}
+}
+
+// cause strips *url.Error, whose text holds the full URL (and with it any
+// query parameters), down to its cause.
+func cause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

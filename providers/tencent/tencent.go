@@ -1,0 +1,365 @@
+package tencent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Name is the provider's key.
+const Name = "tencent"
+
+// Path is the service API's path under the endpoint.
+const Path = "/api/exploreropen/serviceapi"
+
+// DefaultEndpoint is the production base URL.
+const DefaultEndpoint = "https://iot.cloud.tencent.com"
+
+// Options configure a Client. Only the credentials are required.
+type Options struct {
+	// Endpoint is the base URL (scheme://host[:port]). Default
+	// DefaultEndpoint.
+	Endpoint string
+	// AppKey and AppSecret are the service API credentials.
+	AppKey    string
+	AppSecret providers.Secret
+	// HTTPClient sends requests. Default: a client with no overall timeout
+	// (each call is bounded by Timeout).
+	HTTPClient *http.Client
+	// Timeout bounds each call. The API documents none. Default 10s.
+	Timeout time.Duration
+	// Now returns the time used for Timestamp. Default time.Now.
+	Now func() time.Time
+}
+
+// Client is the Tencent provider. It is safe for concurrent use.
+type Client struct {
+	endpoint  string
+	appKey    string
+	appSecret string
+	hc        *http.Client
+	timeout   time.Duration
+	now       func() time.Time
+}
+
+var _ providers.Provider = (*Client)(nil)
+
+// New returns a Client.
+func New(opts Options) (*Client, error) {
+	if opts.AppKey == "" || opts.AppSecret == "" {
+		return nil, errors.New("tencent: app key and app secret are required")
+	}
+	c := &Client{
+		endpoint:  strings.TrimRight(opts.Endpoint, "/"),
+		appKey:    opts.AppKey,
+		appSecret: opts.AppSecret.Reveal(),
+		hc:        opts.HTTPClient,
+		timeout:   opts.Timeout,
+		now:       opts.Now,
+	}
+	if c.endpoint == "" {
+		c.endpoint = DefaultEndpoint
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+	}
+	if c.timeout <= 0 {
+		c.timeout = 10 * time.Second
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c, nil
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return Name }
+
+var (
+	customerIDRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+	itemRE       = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// Fields are the params ServiceCreateOrder takes besides OrderNo, which
+// comes from the order's order_no.
+var Fields = []providers.Field{
+	{Name: "CustomerId", Kind: providers.String, Required: true, Pattern: customerIDRE, MaxLen: 32},
+	{Name: "ItemId", Kind: providers.String, Required: true, Pattern: itemRE, MaxLen: 64},
+	{Name: "ItemVNO", Kind: providers.String, Pattern: itemRE, MaxLen: 64},
+	{Name: "ItemNum", Kind: providers.Int, Required: true, Min: 1, Max: 1_000_000},
+}
+
+// Validate implements providers.Provider.
+func (c *Client) Validate(params json.RawMessage) error {
+	_, err := providers.DecodeParams("tencent params", params, Fields)
+	return err
+}
+
+// stamp is what changes on every attempt.
+type stamp struct {
+	RequestID string
+	Timestamp int64
+	Nonce     int64
+}
+
+func (c *Client) newStamp() stamp {
+	n, err := rand.Int(rand.Reader, big.NewInt(1<<31-1))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return stamp{RequestID: uuid.NewString(), Timestamp: c.now().Unix(), Nonce: n.Int64() + 1}
+}
+
+// body builds the signed JSON body for action with the business params
+// (string or integer values).
+func (c *Client) body(action string, params map[string]any, s stamp) ([]byte, error) {
+	all := make(map[string]any, len(params)+6)
+	for k, v := range params {
+		if str, ok := v.(string); ok && str == "" {
+			continue // empty strings are neither signed nor sent
+		}
+		all[k] = v
+	}
+	all["Action"] = action
+	all["RequestId"] = s.RequestID
+	all["AppKey"] = c.appKey
+	all["Timestamp"] = s.Timestamp
+	all["Nonce"] = s.Nonce
+	rendered := make(map[string]string, len(all))
+	for k, v := range all {
+		rendered[k] = render(v)
+	}
+	all["Signature"] = Sign(rendered, c.appSecret)
+	return json.Marshal(all)
+}
+
+// render gives a value's text in the string to sign: raw strings, decimal
+// integers, true/false.
+func render(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case bool:
+		return strconv.FormatBool(v)
+	case json.Number:
+		return v.String()
+	default:
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+}
+
+// Submit implements providers.Provider with ServiceCreateOrder.
+func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	p, err := providers.DecodeParams("tencent params", o.Params, Fields)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	business := map[string]any{
+		"CustomerId": p.Str("CustomerId"),
+		"OrderNo":    o.OrderNo,
+		"ItemId":     p.Str("ItemId"),
+		"ItemVNO":    p.Str("ItemVNO"),
+		"ItemNum":    p.Int("ItemNum"),
+	}
+	resp, err := c.call(ctx, "ServiceCreateOrder", business, true)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	return providers.Result{Status: providers.StatusPaid, HTTPStatus: resp.status, Code: "OK", Message: "created"}, nil
+}
+
+// Lookup implements providers.Provider with ServiceGetOrderList filtered by
+// OrderNo (and CustomerId when the params name one).
+func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
+	p, _ := providers.DecodeParams("tencent params", o.Params, Fields)
+	q := map[string]any{"OrderNo": o.OrderNo, "Offset": 0, "Limit": 100}
+	if id := p.Str("CustomerId"); id != "" {
+		q["CustomerId"] = id
+	}
+	resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	var list struct {
+		Orders []struct{ OrderNo string }
+		Total  int
+	}
+	if err := json.Unmarshal(resp.response, &list); err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: "tencent ServiceGetOrderList",
+			HTTPStatus: resp.status, Message: "malformed order list"}
+	}
+	for _, got := range list.Orders {
+		if got.OrderNo == o.OrderNo {
+			return providers.Result{Status: providers.StatusPaid, HTTPStatus: resp.status, Code: "OK", Message: "found by ServiceGetOrderList"}, nil
+		}
+	}
+	return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: "tencent ServiceGetOrderList",
+		HTTPStatus: resp.status, Message: "no order with this OrderNo"}
+}
+
+type answer struct {
+	status   int
+	response json.RawMessage // the Response object, without Error
+}
+
+// call signs and sends one action and classifies the answer.
+func (c *Client) call(ctx context.Context, action string, params map[string]any, create bool) (answer, error) {
+	op := "tencent " + action
+	body, err := c.body(action, params, c.newStamp())
+	if err != nil {
+		return answer{}, &providers.Error{Code: providers.InvalidArgument, Op: op, Message: "cannot encode request"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+Path, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, &providers.Error{Code: providers.FailedPrecondition, Op: op, Message: "bad endpoint"}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := providers.Send(ctx, c.hc, req, op, create)
+	if err != nil {
+		return answer{}, err
+	}
+	return c.classify(op, create, resp)
+}
+
+// ParseResponse reads a service API answer in either documented shape and
+// returns the Response object and its error code and message, if any.
+func ParseResponse(body []byte) (response json.RawMessage, code, message string, err error) {
+	var env struct {
+		Response *json.RawMessage `json:"Response"`
+		Code     *json.Number     `json:"code"`
+		Msg      string           `json:"msg"`
+		Data     *json.RawMessage `json:"data"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&env); err != nil {
+		return nil, "", "", err
+	}
+	var r json.RawMessage
+	switch {
+	case env.Response != nil:
+		r = *env.Response
+	case env.Code != nil:
+		if env.Code.String() != "0" {
+			return nil, "InternalError", "code " + env.Code.String() + ": " + env.Msg, nil
+		}
+		if env.Data == nil {
+			return nil, "", "", errors.New("no data")
+		}
+		r = *env.Data
+	default:
+		return nil, "", "", errors.New("neither Response nor code")
+	}
+	var inner struct {
+		Error *struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(r, &inner); err != nil {
+		return nil, "", "", err
+	}
+	if inner.Error != nil {
+		if inner.Error.Code == "" {
+			inner.Error.Code = "InternalError"
+		}
+		return r, inner.Error.Code, inner.Error.Message, nil
+	}
+	return r, "", "", nil
+}
+
+func (c *Client) classify(op string, create bool, resp *providers.Response) (answer, error) {
+	fail := func(code providers.Code, pcode, msg string) error {
+		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode, ProviderCode: pcode,
+			Message: providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey), 200)}
+	}
+	// unsure is the code for a failure whose effect is unknown.
+	unsure := providers.Unavailable
+	if create {
+		unsure = providers.Ambiguous
+	}
+	r, pcode, msg, perr := ParseResponse(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e := fail(providers.RateLimited, pcode, msg).(*providers.Error)
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		return answer{}, e
+	case resp.StatusCode >= 500:
+		return answer{}, fail(unsure, pcode, msg)
+	case perr != nil:
+		if resp.StatusCode >= 400 {
+			return answer{}, fail(providers.InvalidArgument, "", http.StatusText(resp.StatusCode))
+		}
+		// A 2xx we cannot read: the call may have worked.
+		return answer{}, fail(unsure, "", "unreadable response")
+	case pcode != "":
+		e := fail(codeFor(pcode, msg, create), pcode, msg).(*providers.Error)
+		if e.Code == providers.RateLimited {
+			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+		}
+		return answer{}, e
+	case resp.StatusCode >= 400:
+		return answer{}, fail(providers.InvalidArgument, "", http.StatusText(resp.StatusCode))
+	}
+	if create {
+		var ok struct{ Status string }
+		if json.Unmarshal(r, &ok) != nil || ok.Status != "OK" {
+			return answer{}, fail(unsure, "", "no Status OK in the answer")
+		}
+	}
+	return answer{status: resp.StatusCode, response: r}, nil
+}
+
+// codeFor maps the service API's error codes (spec §5, PROVIDERS.md §1.5).
+func codeFor(pcode, msg string, create bool) providers.Code {
+	switch {
+	case pcode == "InternalError":
+		if create {
+			return providers.Ambiguous
+		}
+		return providers.Unavailable
+	case pcode == "RequestLimitExceeded" || pcode == "LimitExceeded" || strings.HasPrefix(pcode, "RequestLimitExceeded."):
+		return providers.RateLimited
+	case strings.HasPrefix(pcode, "AuthFailure"):
+		return providers.Unauthenticated
+	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Signature"):
+		return providers.Unauthenticated
+	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Timestamp"):
+		// Clock skew: nothing was created and the next attempt re-signs
+		// with a fresh Timestamp.
+		return providers.Unavailable
+	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction",
+		strings.HasPrefix(pcode, "InvalidParameterValue"), strings.HasPrefix(pcode, "InvalidParameter"):
+		return providers.InvalidArgument
+	case strings.HasPrefix(pcode, "UnauthorizedOperation"):
+		return providers.PermissionDenied
+	default:
+		if create {
+			return providers.Ambiguous
+		}
+		return providers.Unavailable
+	}
+}
+
+func retryAfter(h string) time.Duration {
+	if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
