@@ -1,0 +1,184 @@
+// Package taskstest starts real Redis servers for tests.
+//
+// Each call to StartRedis runs its own redis-server on a free loopback
+// port with a scratch directory, so tests are isolated without sharing
+// database numbers, and stops it when the test ends. Set
+// ORDERWORKER_TEST_REDIS_URL to use an existing server instead (it is
+// flushed first, and tests that restart Redis cannot run against it).
+package taskstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is one redis-server process.
+type Server struct {
+	Addr string
+	dir  string
+	aof  bool
+	cmd  *exec.Cmd
+	ext  string // external URL, when ORDERWORKER_TEST_REDIS_URL is set
+}
+
+// Options for StartRedis.
+type Options struct {
+	// AOF turns on appendonly persistence with fsync every write, so a
+	// restart keeps everything.
+	AOF bool
+}
+
+// StartRedis starts a redis-server for t and stops it in t.Cleanup. It fails
+// the test (never skips it) when no redis-server can be found.
+func StartRedis(t testing.TB, opts *Options) *Server {
+	t.Helper()
+	if opts == nil {
+		opts = &Options{}
+	}
+	if u := os.Getenv("ORDERWORKER_TEST_REDIS_URL"); u != "" && !opts.AOF {
+		s := &Server{ext: u}
+		c := s.Client(t)
+		if err := c.FlushDB(context.Background()).Err(); err != nil {
+			t.Fatalf("flush %s: %v", u, err)
+		}
+		return s
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal("redis-server not found on PATH: install it (apt-get install redis-server; .ci/run does) or set ORDERWORKER_TEST_REDIS_URL")
+	}
+	s := &Server{dir: t.TempDir(), aof: opts.AOF}
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if lastErr = s.start(bin); lastErr == nil {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("start redis-server: %v", lastErr)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) start(bin string) error {
+	_, port, _ := net.SplitHostPort(s.Addr)
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--daemonize", "no", "--logfile", filepath.Join(s.dir, "redis.log"),
+		"--maxmemory-policy", "noeviction"}
+	if s.aof {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+		err := c.Ping(context.Background()).Err()
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		if cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	return fmt.Errorf("redis-server on %s did not answer: %s", s.Addr, lastLines(string(log), 5))
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// URL is the server's redis:// URL (database 0).
+func (s *Server) URL() string {
+	if s.ext != "" {
+		return s.ext
+	}
+	return "redis://" + s.Addr + "/0"
+}
+
+// Client returns a go-redis client for the server, closed when t ends.
+func (s *Server) Client(t testing.TB) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Stop stops the server and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// Restart stops the server and starts it again on the same port and
+// directory; with AOF on, it comes back with its data.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if s.ext != "" {
+		t.Fatal("Restart needs a redis-server started by the test, not ORDERWORKER_TEST_REDIS_URL")
+	}
+	s.Stop()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.start(bin); err != nil {
+		t.Fatalf("restart redis-server: %v", err)
+	}
+}
