@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -92,16 +93,26 @@ type Sensitive interface {
 	SensitiveParams() []string
 }
 
+// ValidateFunc checks an order's params for one provider without I/O and
+// without credentials.
+type ValidateFunc func(params json.RawMessage) error
+
 // Set is the providers the worker knows, by name. A name can be known but
-// disabled (no credentials configured); its orders fail with a clear error.
+// disabled (no credentials configured): its params can still be validated,
+// and its orders fail with a clear error instead of vanishing.
 type Set struct {
 	enabled  map[string]Provider
-	disabled map[string]string // name -> reason
+	disabled map[string]disabled
+}
+
+type disabled struct {
+	reason   string
+	validate ValidateFunc
 }
 
 // NewSet returns an empty Set.
 func NewSet() *Set {
-	return &Set{enabled: map[string]Provider{}, disabled: map[string]string{}}
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}}
 }
 
 // Add enables p under p.Name().
@@ -110,10 +121,11 @@ func (s *Set) Add(p Provider) {
 	s.enabled[p.Name()] = p
 }
 
-// Disable records that the named provider is known but not usable, and why.
-func (s *Set) Disable(name, reason string) {
+// Disable records that the named provider is known but not usable, and why;
+// validate (which may be nil) still checks its orders' params.
+func (s *Set) Disable(name, reason string, validate ValidateFunc) {
 	delete(s.enabled, name)
-	s.disabled[name] = reason
+	s.disabled[name] = disabled{reason: reason, validate: validate}
 }
 
 // Get returns the named provider, or an *Error: FailedPrecondition when it is
@@ -122,10 +134,29 @@ func (s *Set) Get(name string) (Provider, error) {
 	if p, ok := s.enabled[name]; ok {
 		return p, nil
 	}
-	if why, ok := s.disabled[name]; ok {
-		return nil, &Error{Code: FailedPrecondition, Op: "provider " + name, Message: "disabled: " + why}
+	if d, ok := s.disabled[name]; ok {
+		return nil, &Error{Code: FailedPrecondition, Op: "provider " + name, Message: "disabled: " + d.reason}
 	}
-	return nil, &Error{Code: InvalidArgument, Op: "provider", Message: fmt.Sprintf("unknown provider %q (known: %v)", name, s.Names())}
+	return nil, s.unknown(name)
+}
+
+func (s *Set) unknown(name string) *Error {
+	return &Error{Code: InvalidArgument, Op: "provider", Message: fmt.Sprintf("unknown provider %q (known: %s)", Truncate(name, 32), strings.Join(s.Names(), ", "))}
+}
+
+// Validate checks params for the named provider, enabled or disabled. Its
+// error is an InvalidArgument *Error.
+func (s *Set) Validate(name string, params json.RawMessage) error {
+	if p, ok := s.enabled[name]; ok {
+		return p.Validate(params)
+	}
+	if d, ok := s.disabled[name]; ok {
+		if d.validate == nil {
+			return nil
+		}
+		return d.validate(params)
+	}
+	return s.unknown(name)
 }
 
 // Names lists every known provider, enabled or not, sorted.
@@ -147,14 +178,6 @@ func (s *Set) Enabled() []Provider {
 	for _, p := range s.enabled {
 		ps = append(ps, p)
 	}
-	slices.SortFunc(ps, func(a, b Provider) int {
-		if a.Name() < b.Name() {
-			return -1
-		}
-		if a.Name() > b.Name() {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ps, func(a, b Provider) int { return strings.Compare(a.Name(), b.Name()) })
 	return ps
 }

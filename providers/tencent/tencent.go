@@ -101,11 +101,14 @@ var Fields = []providers.Field{
 	{Name: "ItemNum", Kind: providers.Int, Required: true, Min: 1, Max: 1_000_000},
 }
 
-// Validate implements providers.Provider.
-func (c *Client) Validate(params json.RawMessage) error {
+// Validate checks ServiceCreateOrder params; it needs no client.
+func Validate(params json.RawMessage) error {
 	_, err := providers.DecodeParams("tencent params", params, Fields)
 	return err
 }
+
+// Validate implements providers.Provider.
+func (c *Client) Validate(params json.RawMessage) error { return Validate(params) }
 
 // stamp is what changes on every attempt.
 type stamp struct {

@@ -12,7 +12,7 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
-		"net/http"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"

@@ -1,0 +1,182 @@
+package tasks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// TypeOrderSubmit is the asynq task type of an order.
+const TypeOrderSubmit = "order:submit"
+
+// DefaultQueue is the asynq queue orders go to.
+const DefaultQueue = "orders"
+
+// MaxPayloadBytes bounds a payload's size.
+const MaxPayloadBytes = 64 << 10
+
+// MaxOrderNoLen bounds order_no.
+const MaxOrderNoLen = 64
+
+// Payload is the wire contract producers send:
+//
+//	{"provider": "tencent", "order_no": "Order100001",
+//	 "params": {"CustomerId": "Customer100001", "ItemId": "D-FireInsurance2020", "ItemNum": 2}}
+//
+// params uses the provider's own field names. Secrets never travel in it.
+type Payload struct {
+	Provider string          `json:"provider"`
+	OrderNo  string          `json:"order_no"`
+	Params   json.RawMessage `json:"params"`
+}
+
+// InvalidError is a payload or params that cannot be accepted. Reason says
+// why, naming the field.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return "invalid order: " + e.Reason }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalid reports whether err is an *InvalidError.
+func IsInvalid(err error) bool {
+	var e *InvalidError
+	return errors.As(err, &e)
+}
+
+// DecodePayload parses a payload strictly: one JSON object of at most
+// MaxPayloadBytes, valid UTF-8, no unknown fields, no trailing data,
+// provider and order_no well formed and params a JSON object. It does not
+// check params against the provider (see Validate).
+func DecodePayload(data []byte) (Payload, error) {
+	var p Payload
+	if len(data) > MaxPayloadBytes {
+		return p, invalid("payload is %d bytes, over the %d-byte limit", len(data), MaxPayloadBytes)
+	}
+	if !utf8.Valid(data) {
+		return p, invalid("payload is not valid UTF-8")
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return p, invalid("payload must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return Payload{}, invalid("malformed payload: %s", jsonReason(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Payload{}, invalid("trailing data after the payload object")
+	}
+	if err := checkOrderNo(p.OrderNo); err != nil {
+		return Payload{}, err
+	}
+	if p.Provider == "" {
+		return Payload{}, invalid("provider: required")
+	}
+	if len(p.Provider) > 32 || !isName(p.Provider) {
+		return Payload{}, invalid("provider: must be a lower-case name like tencent")
+	}
+	pr := bytes.TrimSpace(p.Params)
+	if len(pr) == 0 || string(pr) == "null" {
+		return Payload{}, invalid("params: required")
+	}
+	if pr[0] != '{' {
+		return Payload{}, invalid("params: must be a JSON object")
+	}
+	p.Params = pr
+	return p, nil
+}
+
+func checkOrderNo(s string) error {
+	switch {
+	case s == "":
+		return invalid("order_no: required")
+	case len(s) > MaxOrderNoLen:
+		return invalid("order_no: longer than %d characters", MaxOrderNoLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' {
+			return invalid("order_no: only printable ASCII without spaces is allowed")
+		}
+	}
+	return nil
+}
+
+func isName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// jsonReason turns a decoder error into a short reason without echoing
+// the payload (which may hold personal data).
+func jsonReason(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("%s: must be %s", te.Field, te.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "unexpected end of input"
+	}
+	msg := err.Error()
+	if after, ok := cutPrefix(msg, "json: unknown field "); ok {
+		return "unknown field " + providers.Truncate(after, 48)
+	}
+	return "not a valid order object"
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+// Validate checks the payload's params against its provider (enabled or
+// disabled: a disabled provider's orders are accepted and recorded, and fail
+// with a clear reason in the worker rather than vanish).
+func Validate(p Payload, set *providers.Set) error {
+	if err := set.Validate(p.Provider, p.Params); err != nil {
+		return invalid("%s", msgOf(err))
+	}
+	return nil
+}
+
+func msgOf(err error) string {
+	var e *providers.Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// NewOrderSubmitTask returns the asynq task for p. Its TaskID is the
+// order's key, a first filter against double enqueueing.
+func NewOrderSubmitTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]asynq.Option{asynq.TaskID(TaskID(p.Provider, p.OrderNo))}, opts...)
+	return asynq.NewTask(TypeOrderSubmit, data, opts...), nil
+}
+
+// TaskID is the asynq task id of an order.
+func TaskID(provider, orderNo string) string { return provider + ":" + orderNo }
