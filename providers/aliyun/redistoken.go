@@ -1,0 +1,225 @@
+package aliyun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// DefaultTokenPrefix starts every key a RedisTokenStore writes.
+const DefaultTokenPrefix = "orderworker:aliyun:token:"
+
+// RedisTokenOptions configure a RedisTokenStore; nil means defaults.
+type RedisTokenOptions struct {
+	// Prefix starts every key. Default DefaultTokenPrefix.
+	Prefix string
+	// RefreshBefore: refresh a token this long before it expires (at most
+	// half its lifetime). Default DefaultRefreshBefore.
+	RefreshBefore time.Duration
+	// LockTTL bounds how long one process may hold the refresh lock; it
+	// must exceed a /cloud/token call's timeout. Default 15s.
+	LockTTL time.Duration
+	// PollInterval is how often a process waiting for another's refresh
+	// looks for the new token. Default 25ms.
+	PollInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// RedisTokenStore keeps tokens in Redis, shared by every process that
+// submits with the same credentials.
+//
+// For key k it writes a hash {token, exp, refresh} (epoch ms) at
+// Prefix+"{k}", expiring with the token, and takes the refresh lock at
+// Prefix+"{k}:lock" with SET NX PX and a random owner id; only the owner
+// stores the new token and deletes the lock (compare-and-delete scripts).
+// The braces keep both keys in one Redis Cluster slot. The token is stored
+// in clear: Redis is trusted with it as it is with the orders.
+type RedisTokenStore struct {
+	rdb    redis.UniversalClient
+	prefix string
+	before time.Duration
+	lock   time.Duration
+	poll   time.Duration
+	now    func() time.Time
+}
+
+var _ TokenStore = (*RedisTokenStore)(nil)
+
+// NewRedisTokenStore returns a store on rdb.
+func NewRedisTokenStore(rdb redis.UniversalClient, opts *RedisTokenOptions) *RedisTokenStore {
+	s := &RedisTokenStore{rdb: rdb, prefix: DefaultTokenPrefix, before: DefaultRefreshBefore,
+		lock: 15 * time.Second, poll: 25 * time.Millisecond, now: time.Now}
+	if opts != nil {
+		if opts.Prefix != "" {
+			s.prefix = opts.Prefix
+		}
+		if opts.RefreshBefore > 0 {
+			s.before = opts.RefreshBefore
+		}
+		if opts.LockTTL > 0 {
+			s.lock = opts.LockTTL
+		}
+		if opts.PollInterval > 0 {
+			s.poll = opts.PollInterval
+		}
+		if opts.Now != nil {
+			s.now = opts.Now
+		}
+	}
+	return s
+}
+
+func (s *RedisTokenStore) keys(key string) (tokenKey, lockKey string) {
+	tokenKey = s.prefix + "{" + key + "}"
+	return tokenKey, tokenKey + ":lock"
+}
+
+var (
+	// storeIfOwner writes the token only while the caller still holds
+	// the lock, so a refresher whose lock expired cannot overwrite a newer
+	// token with the one it fetched.
+	storeIfOwner = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'exp', ARGV[3], 'refresh', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1`)
+	releaseLock = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+	invalidateToken = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+type stored struct {
+	tok       providers.Secret
+	exp       time.Time
+	refreshAt time.Time
+}
+
+func (s *RedisTokenStore) load(ctx context.Context, tokenKey string) (stored, error) {
+	vals, err := s.rdb.HMGet(ctx, tokenKey, "token", "exp", "refresh").Result()
+	if err != nil {
+		return stored{}, fmt.Errorf("read token: %w", err)
+	}
+	str := func(v any) string { x, _ := v.(string); return x }
+	ms := func(v any) time.Time {
+		n, err := strconv.ParseInt(str(v), 10, 64)
+		if err != nil {
+			return time.Time{}
+		}
+		return time.UnixMilli(n)
+	}
+	st := stored{tok: providers.Secret(str(vals[0])), exp: ms(vals[1]), refreshAt: ms(vals[2])}
+	if st.exp.IsZero() {
+		st.tok = ""
+	}
+	return st, nil
+}
+
+func (st stored) valid(now time.Time) bool { return st.tok != "" && now.Before(st.exp) }
+func (st stored) fresh(now time.Time) bool { return st.valid(now) && now.Before(st.refreshAt) }
+
+// Get implements TokenStore.
+func (s *RedisTokenStore) Get(ctx context.Context, key string, fetch FetchFunc) (providers.Secret, error) {
+	tokenKey, lockKey := s.keys(key)
+	var waitStart time.Time
+	for {
+		cur, err := s.load(ctx, tokenKey)
+		if err != nil {
+			return "", err
+		}
+		now := s.now()
+		if cur.fresh(now) {
+			return cur.tok, nil
+		}
+		owner := uuid.NewString()
+		locked, err := s.rdb.SetNX(ctx, lockKey, owner, s.lock).Result()
+		if err != nil {
+			if cur.valid(now) {
+				return cur.tok, nil
+			}
+			return "", fmt.Errorf("take token lock: %w", err)
+		}
+		if locked {
+			return s.refresh(ctx, tokenKey, lockKey, owner, cur, fetch)
+		}
+		if cur.valid(now) {
+			return cur.tok, nil // another process is refreshing it
+		}
+		// No usable token and another process is fetching one: wait for
+		// it rather than fetch our own (which would invalidate theirs).
+		if waitStart.IsZero() {
+			waitStart = now
+		} else if now.Sub(waitStart) > 2*s.lock {
+			return "", errors.New("timed out waiting for another process's token refresh")
+		}
+		t := time.NewTimer(s.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// refresh runs while holding the lock: it fetches a token unless another
+// process stored a new one since cur was read, and stores it.
+func (s *RedisTokenStore) refresh(ctx context.Context, tokenKey, lockKey, owner string, cur stored, fetch FetchFunc) (providers.Secret, error) {
+	defer func() {
+		// Release even when ctx is done, so others need not wait for the
+		// lock to expire.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = releaseLock.Run(rctx, s.rdb, []string{lockKey}, owner).Err()
+	}()
+	again, err := s.load(ctx, tokenKey)
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	if again.valid(now) && (again.tok != cur.tok || again.fresh(now)) {
+		return again.tok, nil // refreshed by someone else meanwhile
+	}
+	tok, ferr := fetch(ctx)
+	if ferr != nil || tok.Value == "" {
+		if again.valid(s.now()) {
+			return again.tok, nil // the refresh failed; the current token still works
+		}
+		if ferr == nil {
+			ferr = providers.Errorf(providers.Unavailable, "aliyun token", "empty token")
+		}
+		return "", ferr
+	}
+	now = s.now()
+	ttl := tok.ExpiresAt.Sub(now)
+	if ttl < time.Millisecond {
+		return tok.Value, nil // already expired on arrival: use it once, keep nothing
+	}
+	// A failure to store is not ours to report: the token is valid, and
+	// others fetch their own when they find none.
+	_ = storeIfOwner.Run(ctx, s.rdb, []string{tokenKey, lockKey}, owner, tok.Value.Reveal(),
+		tok.ExpiresAt.UnixMilli(), refreshAt(now, tok.ExpiresAt, s.before).UnixMilli(), ttl.Milliseconds()).Err()
+	return tok.Value, nil
+}
+
+// Invalidate implements TokenStore.
+func (s *RedisTokenStore) Invalidate(ctx context.Context, key string, token providers.Secret) error {
+	if token == "" {
+		return nil
+	}
+	tokenKey, _ := s.keys(key)
+	if err := invalidateToken.Run(ctx, s.rdb, []string{tokenKey}, token.Reveal()).Err(); err != nil {
+		return fmt.Errorf("invalidate token: %w", err)
+	}
+	return nil
+}

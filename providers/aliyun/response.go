@@ -1,0 +1,463 @@
+package aliyun
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Response is the platform's answer envelope: {id, code, message,
+// localizedMsg, data}.
+type Response struct {
+	ID string
+	// Code is the platform code; 200 is success.
+	Code int
+	// Message is message, or localizedMsg when message is empty.
+	Message string
+	// Data is the data member, nil when absent or null.
+	Data json.RawMessage
+}
+
+// ParseResponse reads the platform's answer envelope. Code may come as a
+// number or a numeric string; a body without a code is an error.
+func ParseResponse(body []byte) (Response, error) {
+	var env struct {
+		ID           flexString      `json:"id"`
+		Code         *flexInt        `json:"code"`
+		Message      flexString      `json:"message"`
+		LocalizedMsg flexString      `json:"localizedMsg"`
+		Data         json.RawMessage `json:"data"`
+	}
+	if err := decodeJSON(body, &env); err != nil {
+		return Response{}, err
+	}
+	if env.Code == nil {
+		return Response{}, errors.New("no code")
+	}
+	if int64(*env.Code) != int64(int(*env.Code)) {
+		return Response{}, errors.New("code out of range")
+	}
+	r := Response{ID: string(env.ID), Code: int(*env.Code), Message: string(env.Message), Data: env.Data}
+	if r.Message == "" {
+		r.Message = string(env.LocalizedMsg)
+	}
+	if string(bytes.TrimSpace(r.Data)) == "null" || len(bytes.TrimSpace(r.Data)) == 0 {
+		r.Data = nil
+	}
+	return r, nil
+}
+
+// decodeJSON decodes exactly one JSON value from body into v.
+func decodeJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after JSON value")
+	}
+	return nil
+}
+
+// PaymentStatus is an order's paymentStatus.
+type PaymentStatus int
+
+const (
+	// PaymentUnknown: the answer did not say.
+	PaymentUnknown PaymentStatus = -1
+	PaymentUnpaid  PaymentStatus = 0
+	PaymentPaid    PaymentStatus = 1
+	PaymentPaying  PaymentStatus = 2
+)
+
+// OrderInfo is the part of an order (create, pay and get data, or one
+// entry of query) this client uses. Ids are kept as strings.
+type OrderInfo struct {
+	OrderID       string
+	OutOrderNo    string
+	CommodityCode string
+	// Copies is 0 when the answer does not say.
+	Copies int64
+	// Status: 0 valid, 1 expired, 2 frozen (3 "creating" is seen on the
+	// cloud-storage counterpart); -1 when absent.
+	Status        int64
+	PaymentStatus PaymentStatus
+	UserID        string
+	// Created is when the order was created, zero when the answer carries
+	// no creation time (see the package doc).
+	Created time.Time
+}
+
+// shanghai is UTC+8, the zone of the platform's local-time strings.
+var shanghai = time.FixedZone("UTC+8", 8*60*60)
+
+type rawOrder struct {
+	OrderID       flexString      `json:"orderId"`
+	OutOrderNo    flexString      `json:"outOrderNo"`
+	CommodityCode flexString      `json:"commodityCode"`
+	Copies        *flexInt        `json:"copies"`
+	Status        *flexInt        `json:"status"`
+	PaymentStatus *flexInt        `json:"paymentStatus"`
+	UserID        flexString      `json:"userId"`
+	GmtCreate     json.RawMessage `json:"gmtCreate"`
+	CreateTime    json.RawMessage `json:"createTime"`
+}
+
+func (r rawOrder) info() (OrderInfo, error) {
+	o := OrderInfo{
+		OrderID:       string(r.OrderID),
+		OutOrderNo:    string(r.OutOrderNo),
+		CommodityCode: string(r.CommodityCode),
+		Status:        -1,
+		PaymentStatus: PaymentUnknown,
+		UserID:        string(r.UserID),
+	}
+	if r.Copies != nil {
+		o.Copies = int64(*r.Copies)
+	}
+	if r.Status != nil {
+		o.Status = int64(*r.Status)
+	}
+	if r.PaymentStatus != nil {
+		switch ps := int64(*r.PaymentStatus); ps {
+		case 0, 1, 2:
+			o.PaymentStatus = PaymentStatus(ps)
+		}
+	}
+	for _, raw := range []json.RawMessage{r.GmtCreate, r.CreateTime} {
+		t, err := parseTime(raw)
+		if err != nil {
+			return OrderInfo{}, err
+		}
+		if !t.IsZero() {
+			o.Created = t
+			break
+		}
+	}
+	return o, nil
+}
+
+// ParseOrder reads one order from create, pay or get data.
+func ParseOrder(data json.RawMessage) (OrderInfo, error) {
+	if len(data) == 0 {
+		return OrderInfo{}, errors.New("no data")
+	}
+	var r rawOrder
+	if err := decodeJSON(data, &r); err != nil {
+		return OrderInfo{}, err
+	}
+	return r.info()
+}
+
+// OrderList is one page of order/query.
+type OrderList struct {
+	Orders []OrderInfo
+	// Total is the number of orders over all pages, -1 when not given.
+	Total int64
+}
+
+// ParseOrderList reads order/query data. Its shape is not documented, so
+// it accepts the order array itself or an object holding it under data,
+// list, items, orderList or records, with the total under total or
+// totalCount.
+func ParseOrderList(data json.RawMessage) (OrderList, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return OrderList{Total: -1}, nil // no data: no orders
+	}
+	var raws []rawOrder
+	out := OrderList{Total: -1}
+	if data[0] == '[' {
+		if err := decodeJSON(data, &raws); err != nil {
+			return OrderList{}, err
+		}
+	} else {
+		var page map[string]json.RawMessage
+		if err := decodeJSON(data, &page); err != nil {
+			return OrderList{}, err
+		}
+		found := false
+		for _, k := range []string{"data", "list", "items", "orderList", "records"} {
+			v, ok := page[k]
+			if !ok || string(v) == "null" {
+				continue
+			}
+			if err := decodeJSON(v, &raws); err != nil {
+				return OrderList{}, fmt.Errorf("%s: %w", k, err)
+			}
+			found = true
+			break
+		}
+		if !found {
+			return OrderList{}, errors.New("no order array in the answer")
+		}
+		for _, k := range []string{"total", "totalCount"} {
+			v, ok := page[k]
+			if !ok || string(v) == "null" {
+				continue
+			}
+			var n flexInt
+			if err := decodeJSON(v, &n); err != nil {
+				return OrderList{}, fmt.Errorf("%s: %w", k, err)
+			}
+			out.Total = int64(n)
+			break
+		}
+	}
+	for _, r := range raws {
+		o, err := r.info()
+		if err != nil {
+			return OrderList{}, err
+		}
+		out.Orders = append(out.Orders, o)
+	}
+	return out, nil
+}
+
+// Token is a cloudToken and when it stops being valid.
+type Token struct {
+	Value     providers.Secret
+	ExpiresAt time.Time
+	// TTL is the lifetime the answer gave (ParseToken sets it; stores go by
+	// ExpiresAt).
+	TTL time.Duration
+}
+
+// DefaultTokenTTL is a cloudToken's documented default lifetime, assumed
+// when the answer gives none.
+const DefaultTokenTTL = 7_200_000 * time.Millisecond
+
+// ParseToken reads /cloud/token data: cloudToken, and its lifetime in
+// milliseconds spelt either expireIn or expiresIn (the documents use both).
+func ParseToken(data json.RawMessage) (Token, error) {
+	if len(data) == 0 {
+		return Token{}, errors.New("no token in the answer")
+	}
+	var r struct {
+		CloudToken flexString `json:"cloudToken"`
+		ExpireIn   *flexInt   `json:"expireIn"`
+		ExpiresIn  *flexInt   `json:"expiresIn"`
+	}
+	if err := decodeJSON(data, &r); err != nil {
+		return Token{}, errors.New("malformed token answer")
+	}
+	if r.CloudToken == "" {
+		return Token{}, errors.New("no token in the answer")
+	}
+	t := Token{Value: providers.Secret(r.CloudToken), TTL: DefaultTokenTTL}
+	for _, ms := range []*flexInt{r.ExpireIn, r.ExpiresIn} {
+		if ms != nil && *ms > 0 && *ms < flexInt(100*365*24*time.Hour/time.Millisecond) {
+			t.TTL = time.Duration(*ms) * time.Millisecond
+			break
+		}
+	}
+	return t, nil
+}
+
+// parseTime reads a creation time: epoch milliseconds (number or digits),
+// "2006-01-02 15:04:05" in UTC+8, or RFC 3339. Absent or null is zero.
+func parseTime(raw json.RawMessage) (time.Time, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return time.Time{}, nil
+	}
+	var s string
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, err
+		}
+	} else {
+		s = string(raw)
+	}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if ms <= 0 || ms > 1e15 {
+			return time.Time{}, fmt.Errorf("creation time %d out of range", ms)
+		}
+		return time.UnixMilli(ms), nil
+	}
+	if t, err := time.ParseInLocation(time.DateTime, s, shanghai); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, errors.New("unreadable creation time")
+}
+
+// flexString accepts a JSON string or number (kept as its digits); null is
+// "".
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case string(b) == "null":
+		*f = ""
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexString(s)
+	default:
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return errors.New("want a string or a number")
+		}
+		*f = flexString(n.String())
+	}
+	return nil
+}
+
+// flexInt accepts a JSON integer or a string of one.
+type flexInt int64
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		b = []byte(strings.TrimSpace(s))
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return errors.New("want an integer")
+	}
+	*f = flexInt(n)
+	return nil
+}
+
+// classify turns an HTTP answer into the call's data or an *Error. Gateway
+// failures carry X-Ca-Error-Message (and often no body); platform failures
+// carry a code other than 200 in the JSON body. secrets are redacted from
+// every message.
+func classify(op string, create bool, resp *providers.Response, secrets []string) (answer, error) {
+	unsure := providers.Unavailable
+	if create {
+		unsure = providers.Ambiguous
+	}
+	fail := func(code providers.Code, pcode, msg string) error {
+		e := &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode, ProviderCode: pcode,
+			Message: providers.Truncate(providers.Redact(msg, secrets...), 300)}
+		if code == providers.RateLimited {
+			e.RetryAfter = retryAfter(resp.Header)
+		}
+		return e
+	}
+	if gw := resp.Header.Get(HeaderErrorMessage); gw != "" {
+		return answer{}, fail(GatewayCode(resp.StatusCode, gw, create), resp.Header.Get(HeaderErrorCode), gw)
+	}
+	r, perr := ParseResponse(resp.Body)
+	switch {
+	case perr == nil && r.Code != 200:
+		return answer{}, fail(PlatformCode(r.Code, create), strconv.Itoa(r.Code), r.Message)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return answer{}, fail(statusCode(resp.StatusCode, unsure), "", http.StatusText(resp.StatusCode))
+	case perr != nil:
+		// A 2xx we cannot read: the call may have worked.
+		return answer{}, fail(unsure, "", "unreadable response")
+	}
+	return answer{status: resp.StatusCode, data: r.Data}, nil
+}
+
+// GatewayCode maps an API-gateway failure (its X-Ca-Error-Message and HTTP
+// status) to a code. create says whether the call was order/create, where
+// a failure whose effect is unknown is Ambiguous rather than Unavailable.
+func GatewayCode(status int, message string, create bool) providers.Code {
+	unsure := providers.Unavailable
+	if create {
+		unsure = providers.Ambiguous
+	}
+	// Only the reason before the first comma: "Invalid Signature, Server
+	// StringToSign:…" echoes header names such as X-Ca-Timestamp.
+	head, _, _ := strings.Cut(message, ",")
+	h := strings.ToLower(head)
+	has := func(words ...string) bool {
+		for _, w := range words {
+			if strings.Contains(h, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("signature", "appkey", "app key", "content-md5", "content md5"):
+		return providers.Unauthenticated
+	case has("throttled", "flow control"):
+		return providers.RateLimited
+	case has("timestamp", "nonce"):
+		// Refused before anything happened; the next attempt re-signs
+		// with a fresh timestamp and nonce (check the clock if it
+		// persists).
+		return providers.Unavailable
+	case has("quota", "arrears", "unauthorized", "forbidden"):
+		return providers.PermissionDenied
+	}
+	return statusCode(status, unsure)
+}
+
+// PlatformCode maps the platform's code (from the JSON body) to a code.
+func PlatformCode(code int, create bool) providers.Code {
+	switch {
+	case code == 401:
+		return providers.Unauthenticated
+	case code == 403:
+		return providers.PermissionDenied
+	case code == 404:
+		return providers.FailedPrecondition
+	case code == 429:
+		return providers.RateLimited
+	case code >= 400 && code < 500, code >= 2000 && code < 3000:
+		return providers.InvalidArgument
+	case create:
+		return providers.Ambiguous
+	default:
+		return providers.Unavailable
+	}
+}
+
+func statusCode(status int, unsure providers.Code) providers.Code {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return providers.RateLimited
+	case status >= 500:
+		return unsure
+	case status == http.StatusUnauthorized:
+		return providers.Unauthenticated
+	case status == http.StatusForbidden:
+		return providers.PermissionDenied
+	case status == http.StatusNotFound:
+		return providers.FailedPrecondition
+	case status >= 400:
+		return providers.InvalidArgument
+	default:
+		return unsure
+	}
+}
+
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
