@@ -77,24 +77,32 @@ func DecodePayload(data []byte) (Payload, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Payload{}, invalid("trailing data after the payload object")
 	}
-	if err := checkOrderNo(p.OrderNo); err != nil {
+	if err := p.check(); err != nil {
 		return Payload{}, err
 	}
+	p.Params = bytes.TrimSpace(p.Params)
+	return p, nil
+}
+
+// check validates the payload's own fields (not params against a provider).
+func (p Payload) check() error {
+	if err := checkOrderNo(p.OrderNo); err != nil {
+		return err
+	}
 	if p.Provider == "" {
-		return Payload{}, invalid("provider: required")
+		return invalid("provider: required")
 	}
 	if len(p.Provider) > 32 || !isName(p.Provider) {
-		return Payload{}, invalid("provider: must be a lower-case name like tencent")
+		return invalid("provider: must be a lower-case name like tencent")
 	}
 	pr := bytes.TrimSpace(p.Params)
 	if len(pr) == 0 || string(pr) == "null" {
-		return Payload{}, invalid("params: required")
+		return invalid("params: required")
 	}
 	if pr[0] != '{' {
-		return Payload{}, invalid("params: must be a JSON object")
+		return invalid("params: must be a JSON object")
 	}
-	p.Params = pr
-	return p, nil
+	return nil
 }
 
 func checkOrderNo(s string) error {

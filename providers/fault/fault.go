@@ -47,7 +47,8 @@ type Injector struct {
 	hang time.Duration
 }
 
-// Script queues faults for the next create calls, in order.
+// Script queues faults for the next create calls, in order (lookups are
+// not affected).
 func (i *Injector) Script(kinds ...Kind) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -70,17 +71,16 @@ func (i *Injector) SetHangLimit(d time.Duration) {
 	i.hang = d
 }
 
-// Next returns the fault for the next call. Calls that create nothing
-// (lookups) only ever get Throttle or FailBefore; a scripted after-create
-// fault waits for the next create call.
+// Next returns the fault for the next call. Scripted faults strike create
+// calls only, in order. Random faults strike any call, but calls that
+// create nothing (lookups) only ever get Throttle or FailBefore.
 func (i *Injector) Next(create bool) Kind {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	for n, k := range i.script {
-		if create || !k.AfterCreate() {
-			i.script = append(i.script[:n:n], i.script[n+1:]...)
-			return i.count(k)
-		}
+	if create && len(i.script) > 0 {
+		k := i.script[0]
+		i.script = i.script[1:]
+		return i.count(k)
 	}
 	if i.rng == nil {
 		return None

@@ -1,0 +1,152 @@
+package tasks
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Metrics are the worker's own Prometheus metrics (prefix orderworker_). A
+// nil *Metrics records nothing.
+type Metrics struct {
+	outcomes       *prometheus.CounterVec
+	requests       *prometheus.HistogramVec
+	orderAttempts  *prometheus.HistogramVec
+	retries        *prometheus.CounterVec
+	dedupeHits     *prometheus.CounterVec
+	outcomeLatency *prometheus.HistogramVec
+}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered, useful in tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_orders_total",
+			Help: "Orders that reached an outcome (paid, pending, errored), by provider.",
+		}, []string{"provider", "outcome"}),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderworker_provider_request_duration_seconds",
+			Help:    "Duration of provider calls, by provider, call (submit, lookup) and result (ok or error code).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"provider", "call", "result"}),
+		orderAttempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderworker_order_attempts",
+			Help:    "Provider calls an order took, observed when it reaches paid or errored.",
+			Buckets: []float64{1, 2, 3, 5, 8, 13, 21},
+		}, []string{"provider"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_retries_total",
+			Help: "Order attempts that will be retried, by provider and reason (error code).",
+		}, []string{"provider", "reason"}),
+		dedupeHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_dedupe_hits_total",
+			Help: "Orders stopped by deduplication: duplicate (same order again), conflict (same number, other params), terminal (task for a finished order).",
+		}, []string{"provider", "kind"}),
+		outcomeLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "orderworker_enqueue_to_outcome_seconds",
+			Help:    "Time from enqueue to an order's outcome, by provider and outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 12),
+		}, []string{"provider", "outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency)
+	}
+	return m
+}
+
+func (m *Metrics) dedupe(provider, kind string) {
+	if m != nil {
+		m.dedupeHits.WithLabelValues(provider, kind).Inc()
+	}
+}
+
+func (m *Metrics) request(provider, call string, err error, d time.Duration) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = providers.CodeOf(err).String()
+	}
+	m.requests.WithLabelValues(provider, call, result).Observe(d.Seconds())
+}
+
+func (m *Metrics) retry(provider string, code providers.Code) {
+	if m != nil {
+		m.retries.WithLabelValues(provider, code.String()).Inc()
+	}
+}
+
+func (m *Metrics) outcome(r *Record, s State, now time.Time) {
+	if m == nil {
+		return
+	}
+	m.outcomes.WithLabelValues(r.Provider, string(s)).Inc()
+	m.outcomeLatency.WithLabelValues(r.Provider, string(s)).Observe(now.Sub(r.CreatedAt).Seconds())
+	if s.Terminal() {
+		m.orderAttempts.WithLabelValues(r.Provider).Observe(float64(r.Attempts))
+	}
+}
+
+// LedgerCollector exports orders per state and the age of the oldest
+// non-terminal order per state, read from the ledger at scrape time, plus
+// orderworker_redis_up. Every replica reports the same global numbers.
+type LedgerCollector struct {
+	ledger    *Ledger
+	providers []string
+	orders    *prometheus.Desc
+	oldest    *prometheus.Desc
+	redisUp   *prometheus.Desc
+}
+
+// NewLedgerCollector returns a collector for the named providers' orders.
+func NewLedgerCollector(l *Ledger, providerNames []string) *LedgerCollector {
+	return &LedgerCollector{
+		ledger:    l,
+		providers: providerNames,
+		orders: prometheus.NewDesc("orderworker_orders",
+			"Orders in the ledger by provider and state.", []string{"provider", "state"}, nil),
+		oldest: prometheus.NewDesc("orderworker_order_oldest_age_seconds",
+			"Age of the oldest order in each non-terminal state (time since it entered the state).", []string{"provider", "state"}, nil),
+		redisUp: prometheus.NewDesc("orderworker_redis_up",
+			"1 when the worker could read the ledger from Redis at scrape time.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *LedgerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.orders
+	ch <- c.oldest
+	ch <- c.redisUp
+}
+
+// Collect implements prometheus.Collector.
+func (c *LedgerCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	stats, err := c.ledger.Stats(ctx, c.providers)
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.redisUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.redisUp, prometheus.GaugeValue, 1)
+	now := time.Now()
+	for _, p := range c.providers {
+		for _, s := range States {
+			st := stats[p][s]
+			ch <- prometheus.MustNewConstMetric(c.orders, prometheus.GaugeValue, float64(st.Count), p, string(s))
+			if s.Terminal() {
+				continue
+			}
+			age := 0.0
+			if st.Count > 0 {
+				age = now.Sub(st.Oldest).Seconds()
+			}
+			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, age, p, string(s))
+		}
+	}
+}

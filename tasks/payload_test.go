@@ -1,0 +1,90 @@
+package tasks
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestDecodePayload(t *testing.T) {
+	t.Parallel()
+	p, err := DecodePayload([]byte(` {"provider":"tencent","order_no":"Order100001","params":{"ItemNum":2}} `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Provider != "tencent" || p.OrderNo != "Order100001" || string(p.Params) != `{"ItemNum":2}` {
+		t.Errorf("DecodePayload = %+v", p)
+	}
+	tests := []struct{ in, reason string }{
+		{`{"provider":"tencent","order_no":"A","params":{}} {}`, "trailing data"},
+		{`{"provider":"Tencent","order_no":"A","params":{}}`, "lower-case name"},
+		{`{"provider":"tencent","order_no":"A B","params":{}}`, "printable ASCII"},
+		{`{"provider":"tencent","order_no":"A","params":[1]}`, "params: must be a JSON object"},
+		{`{"provider":"tencent","order_no":"A","params":null}`, "params: required"},
+		{`{"provider":1,"order_no":"A","params":{}}`, "provider: must be string"},
+		{strings.Repeat(" ", MaxPayloadBytes+1), "over the"},
+		{``, "must be a JSON object"},
+	}
+	for _, tt := range tests {
+		_, err := DecodePayload([]byte(tt.in))
+		if !IsInvalid(err) || !strings.Contains(err.Error(), tt.reason) {
+			t.Errorf("DecodePayload(%.40q) = %v, want invalid: %s", tt.in, err, tt.reason)
+		}
+	}
+}
+
+func TestParamsHashIsCanonical(t *testing.T) {
+	t.Parallel()
+	a, _ := ParamsHash(json.RawMessage(`{"b":1,"a":"x"}`))
+	b, _ := ParamsHash(json.RawMessage(`{ "a" : "x", "b" : 1 }`))
+	c, _ := ParamsHash(json.RawMessage(`{"a":"x","b":2}`))
+	if a != b {
+		t.Errorf("hash differs for the same params in another order")
+	}
+	if a == c {
+		t.Errorf("hash is equal for different params")
+	}
+}
+
+// FuzzDecodePayload: any input either decodes into a payload that passes
+// its own checks and survives a round trip, or is rejected with an
+// *InvalidError whose reason is valid UTF-8. It never panics.
+func FuzzDecodePayload(f *testing.F) {
+	f.Add([]byte(`{"provider":"tencent","order_no":"Order100001","params":{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemNum":2}}`))
+	f.Add([]byte(`{"provider":"aliyun","order_no":"A-1","params":{"iotId":"x","commodityCode":"c","copies":1,"userName":"158****8558"}}`))
+	f.Add([]byte(`{"provider":"tencent","order_no":"","params":{}}`))
+	f.Add([]byte("{\"provider\":\"tencent\",\"order_no\":\"\xff\"}"))
+	f.Add([]byte(`{"provider":"tencent","order_no":"A","params":{}}garbage`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := DecodePayload(data)
+		if err != nil {
+			if !IsInvalid(err) {
+				t.Fatalf("error %v is not an *InvalidError", err)
+			}
+			if !utf8.ValidString(err.Error()) {
+				t.Fatalf("reason is not valid UTF-8: %q", err.Error())
+			}
+			return
+		}
+		if err := p.check(); err != nil {
+			t.Fatalf("decoded payload fails its own check: %v", err)
+		}
+		again, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := DecodePayload(again)
+		if err != nil {
+			t.Fatalf("round trip rejected: %v", err)
+		}
+		if q.Provider != p.Provider || q.OrderNo != p.OrderNo {
+			t.Fatalf("round trip changed the payload: %+v vs %+v", p, q)
+		}
+		hp, err1 := ParamsHash(p.Params)
+		hq, err2 := ParamsHash(q.Params)
+		if err1 != nil || err2 != nil || hp != hq {
+			t.Fatalf("round trip changed params: %s vs %s", p.Params, q.Params)
+		}
+	})
+}

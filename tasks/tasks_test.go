@@ -1,0 +1,426 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/tencent"
+	"github.com/orderworker/orderworker/providers/tencent/sandbox"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+const appKey, appSecret = "TestAppKey", "TestAppSecret-5d2c1b"
+
+type env struct {
+	redis    *taskstest.Server
+	rdb      *redis.Client
+	ledger   *tasks.Ledger
+	sandbox  *sandbox.Server
+	set      *providers.Set
+	client   *asynq.Client
+	enqueuer *tasks.Enqueuer
+	handler  *tasks.Handler
+	srv      *asynq.Server
+}
+
+type setupOpts struct {
+	secret   string // the worker's Tencent secret (default: the right one)
+	noServer bool   // do not start the asynq server
+	handler  *tasks.HandlerOptions
+}
+
+func setup(t *testing.T, o *setupOpts) *env {
+	t.Helper()
+	if o == nil {
+		o = &setupOpts{}
+	}
+	e := &env{redis: taskstest.StartRedis(t, nil)}
+	e.rdb = e.redis.Client(t)
+	e.ledger = tasks.NewLedger(e.rdb)
+	e.sandbox = sandbox.New(appKey, appSecret)
+	e.sandbox.Faults().SetHangLimit(5 * time.Second)
+	hs := httptest.NewServer(e.sandbox)
+	t.Cleanup(hs.Close)
+	secret := o.secret
+	if secret == "" {
+		secret = appSecret
+	}
+	tc, err := tencent.New(tencent.Options{Endpoint: hs.URL, AppKey: appKey, AppSecret: providers.Secret(secret), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set = providers.NewSet()
+	e.set.Add(tc)
+	e.set.Disable("unicloud", "no credentials configured", nil)
+	redisOpt := asynq.RedisClientOpt{Addr: e.redis.Addr}
+	e.client = asynq.NewClient(redisOpt)
+	t.Cleanup(func() { e.client.Close() })
+	e.enqueuer = tasks.NewEnqueuer(e.client, e.ledger, e.set, nil)
+	ho := &tasks.HandlerOptions{MaxAttempts: 4, Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}}
+	if o.handler != nil {
+		ho = o.handler
+	}
+	ho.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	e.handler = tasks.NewHandler(e.ledger, e.set, ho)
+	if !o.noServer {
+		e.startServer(t)
+	}
+	return e
+}
+
+func (e *env) startServer(t *testing.T) {
+	t.Helper()
+	srv, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: e.redis.Addr}, e.handler, tasks.ServerOptions{
+		Concurrency: 8, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
+		ShutdownTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = srv
+	t.Cleanup(srv.Shutdown)
+}
+
+func order(no string) []byte {
+	return []byte(fmt.Sprintf(`{"provider":"tencent","order_no":%q,"params":{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}}`, no))
+}
+
+func (e *env) enqueue(t *testing.T, payload []byte) tasks.EnqueueResult {
+	t.Helper()
+	res, err := e.enqueuer.Enqueue(context.Background(), payload)
+	if err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	return res
+}
+
+// waitState waits for the order to reach want and returns its record.
+func (e *env) waitState(t *testing.T, orderNo string, want tasks.State) *tasks.Record {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var rec *tasks.Record
+	for time.Now().Before(deadline) {
+		var err error
+		rec, err = e.ledger.Get(context.Background(), "tencent", orderNo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec != nil && rec.State == want {
+			return rec
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("order %s: state %v, want %s (record %+v)", orderNo, stateOf(rec), want, rec)
+	return nil
+}
+
+func stateOf(r *tasks.Record) any {
+	if r == nil {
+		return "no record"
+	}
+	return r.State
+}
+
+func TestEnqueueToPaid(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	res := e.enqueue(t, order("Order100001"))
+	if res.Status != tasks.Enqueued || res.State != tasks.StateQueued {
+		t.Fatalf("Enqueue = %+v, want enqueued/queued", res)
+	}
+	rec := e.waitState(t, "Order100001", tasks.StatePaid)
+	if n := e.sandbox.Count("Order100001"); n != 1 {
+		t.Errorf("sandbox holds %d orders, want 1", n)
+	}
+	if rec.Attempts != 1 || len(rec.History) != 1 {
+		t.Fatalf("attempts = %d, history = %+v; want one attempt", rec.Attempts, rec.History)
+	}
+	a := rec.History[0]
+	if a.Call != "submit" || a.Result != "ok" || a.HTTPStatus != 200 || a.Code != "OK" {
+		t.Errorf("attempt = %+v, want a successful submit with HTTP 200, code OK", a)
+	}
+	if rec.OutcomeAt.IsZero() || rec.FirstAttemptAt.IsZero() {
+		t.Errorf("record lacks timestamps: %+v", rec)
+	}
+	// Once paid, the same order again is a duplicate and creates no task.
+	if res := e.enqueue(t, order("Order100001")); res.Status != tasks.Duplicate || res.State != tasks.StatePaid {
+		t.Errorf("re-enqueue of a paid order = %+v, want duplicate/paid", res)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1", n)
+	}
+}
+
+func TestSameOrderConcurrentlyOneProviderCall(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	var wg sync.WaitGroup
+	results := make(chan string, 100)
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.enqueuer.Enqueue(context.Background(), order("Order-Concurrent"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results <- res.Status
+		}()
+	}
+	wg.Wait()
+	close(results)
+	counts := map[string]int{}
+	for s := range results {
+		counts[s]++
+	}
+	if counts[tasks.Enqueued] != 1 || counts[tasks.Duplicate] != 99 {
+		t.Fatalf("statuses = %v, want 1 enqueued and 99 duplicate", counts)
+	}
+	e.waitState(t, "Order-Concurrent", tasks.StatePaid)
+	time.Sleep(200 * time.Millisecond)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1", n)
+	}
+}
+
+func TestConflict(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	e.enqueue(t, order("Order-C"))
+	other := []byte(`{"provider":"tencent","order_no":"Order-C","params":{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":3}}`)
+	if res := e.enqueue(t, other); res.Status != tasks.Conflict || res.Reason == "" {
+		t.Fatalf("Enqueue(same number, other params) = %+v, want conflict with a reason", res)
+	}
+	// Same params in another key order and spacing are the same order.
+	same := []byte(`{"order_no":"Order-C","provider":"tencent","params":{"ItemNum":2, "ItemVNO":"FireBusiness","ItemId":"D-FireInsurance2020","CustomerId":"Customer100001"}}`)
+	if res := e.enqueue(t, same); res.Status != tasks.Duplicate {
+		t.Fatalf("Enqueue(same params reordered) = %+v, want duplicate", res)
+	}
+	info, err := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr}).GetQueueInfo(tasks.DefaultQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != 1 {
+		t.Errorf("queue holds %d tasks, want 1", info.Size)
+	}
+}
+
+func TestInvalidOrdersStoreNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	tests := []struct{ payload, reason string }{
+		{`{"provider":"nope","order_no":"A1","params":{}}`, `unknown provider "nope"`},
+		{`{"provider":"tencent","order_no":"","params":{}}`, "order_no: required"},
+		{`{"provider":"tencent","order_no":"` + strings.Repeat("x", 65) + `","params":{}}`, "order_no: longer than 64"},
+		{`{"provider":"tencent","order_no":"A1"}`, "params: required"},
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":0}}`, "params.ItemNum: must be between 1"},
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":"2"}}`, "params.ItemNum: must be an integer"},
+		{`{"provider":"tencent","order_no":"A1","params":{"ItemId":"i","ItemNum":1}}`, "params.CustomerId: required"},
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":1,"Extra":1}}`, "params.Extra: unknown field"},
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":1},"secret":"x"}`, `unknown field "secret"`},
+		{`{"provider":"tencent",`, "malformed payload"},
+		{"{\"provider\":\"tencent\",\"order_no\":\"A\xff\"}", "not valid UTF-8"},
+		{`[1]`, "must be a JSON object"},
+	}
+	for _, tt := range tests {
+		res := e.enqueue(t, []byte(tt.payload))
+		if res.Status != tasks.Invalid || !strings.Contains(res.Reason, tt.reason) {
+			t.Errorf("Enqueue(%.60q) = %+v, want invalid with reason containing %q", tt.payload, res, tt.reason)
+		}
+	}
+	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Errorf("invalid orders left keys in Redis: %v", keys)
+	}
+}
+
+func TestBadSignatureErroredWithoutRetry(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{secret: "not-the-secret"})
+	e.enqueue(t, order("Order-Sig"))
+	rec := e.waitState(t, "Order-Sig", tasks.StateErrored)
+	time.Sleep(300 * time.Millisecond)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1 (no retry)", n)
+	}
+	if !strings.Contains(rec.Reason, "Signature") || !strings.Contains(rec.Reason, "unauthenticated") {
+		t.Errorf("reason = %q, want the signature rejection", rec.Reason)
+	}
+	if strings.Contains(rec.Reason, "not-the-secret") {
+		t.Errorf("reason %q holds the secret", rec.Reason)
+	}
+	archived, err := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr}).ListArchivedTasks(tasks.DefaultQueue)
+	if err != nil || len(archived) != 1 {
+		t.Fatalf("archived tasks = %d, %v; want 1", len(archived), err)
+	}
+}
+
+func TestAmbiguousFailureAfterCreateEndsPaidOnce(t *testing.T) {
+	t.Parallel()
+	for _, f := range []fault.Kind{fault.FailAfter, fault.HangAfter} {
+		t.Run(string(f), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, nil)
+			e.sandbox.Faults().Script(f)
+			e.enqueue(t, order("Order-Amb"))
+			rec := e.waitState(t, "Order-Amb", tasks.StatePaid)
+			if n := e.sandbox.Count("Order-Amb"); n != 1 {
+				t.Fatalf("sandbox holds %d orders, want exactly 1", n)
+			}
+			if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+				t.Errorf("ServiceCreateOrder called %d times, want 1", n)
+			}
+			var calls []string
+			for _, a := range rec.History {
+				calls = append(calls, a.Call+":"+a.Result)
+			}
+			if len(calls) != 2 || calls[0] != "submit:ambiguous" || calls[1] != "lookup:ok" {
+				t.Errorf("history = %v, want [submit:ambiguous lookup:ok]", calls)
+			}
+		})
+	}
+}
+
+func TestFailureBeforeCreateRetriesAndCreatesOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.sandbox.Faults().Script(fault.FailBefore, fault.Throttle)
+	e.enqueue(t, order("Order-Retry"))
+	rec := e.waitState(t, "Order-Retry", tasks.StatePaid)
+	if n := e.sandbox.Count("Order-Retry"); n != 1 {
+		t.Fatalf("sandbox holds %d orders, want 1", n)
+	}
+	// 503 before create (ambiguous for a create call: looked up, not
+	// found), then throttled, then created.
+	var calls []string
+	for _, a := range rec.History {
+		calls = append(calls, a.Call+":"+a.Result)
+	}
+	want := []string{"submit:ambiguous", "lookup:not_found", "submit:rate_limited", "submit:ok"}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("history = %v, want %v", calls, want)
+	}
+	if rec.Failures != 1 {
+		t.Errorf("failures = %d, want 1 (throttling is not a failure)", rec.Failures)
+	}
+}
+
+func TestRetryBudgetEndsErrored(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for range 10 {
+		e.sandbox.Faults().Script(fault.FailBefore)
+	}
+	e.enqueue(t, order("Order-Budget"))
+	rec := e.waitState(t, "Order-Budget", tasks.StateErrored)
+	if rec.Failures != 4 || !strings.Contains(rec.Reason, "not created after 4 failed attempts") {
+		t.Errorf("failures = %d, reason = %q; want errored after the budget of 4", rec.Failures, rec.Reason)
+	}
+	if n := e.sandbox.Count("Order-Budget"); n != 0 {
+		t.Errorf("sandbox holds %d orders, want 0", n)
+	}
+}
+
+// A worker that died mid-attempt leaves the record submitting with the
+// attempt in flight. The next run must look the order up, not resubmit.
+func TestAbandonedAttemptIsReconciled(t *testing.T) {
+	t.Parallel()
+	for _, created := range []bool{true, false} {
+		t.Run(fmt.Sprintf("created=%v", created), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, &setupOpts{noServer: true})
+			ctx := context.Background()
+			no := "Order-Abandoned"
+			e.enqueue(t, order(no))
+			// Simulate the dead worker: the record says an attempt is in
+			// flight, and (when created) the provider got the order.
+			if err := e.ledger.Transition(ctx, "tencent", no, tasks.Change{
+				From: []tasks.State{tasks.StateQueued}, To: tasks.StateSubmitting,
+				Set: map[string]string{"inflight": "1", "attempts": "1", "first_attempt": fmt.Sprint(time.Now().UnixMilli())},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if created {
+				p, _ := e.set.Get("tencent")
+				var pl tasks.Payload
+				_ = json.Unmarshal(order(no), &pl)
+				if _, err := p.Submit(ctx, providers.Order{OrderNo: no, Params: pl.Params}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.startServer(t)
+			rec := e.waitState(t, no, tasks.StatePaid)
+			if n := e.sandbox.Count(no); n != 1 {
+				t.Fatalf("sandbox holds %d orders, want exactly 1", n)
+			}
+			// Created: only the dead worker's call. Not created: one
+			// submission, after the lookup found nothing.
+			if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+				t.Errorf("ServiceCreateOrder called %d times, want 1", n)
+			}
+			if rec.History[0].Call != "lookup" {
+				t.Errorf("first call after the crash = %s, want lookup", rec.History[0].Call)
+			}
+		})
+	}
+}
+
+// A crash between claiming the record and queueing the task must not lose
+// the order: enqueueing it again repairs it.
+func TestClaimedButNotEnqueuedIsRepaired(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ctx := context.Background()
+	var p tasks.Payload
+	if err := json.Unmarshal(order("Order-Repair"), &p); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := tasks.ParamsHash(p.Params)
+	if _, err := e.ledger.Claim(ctx, p, hash); err != nil { // the claim, then the "crash"
+		t.Fatal(err)
+	}
+	res := e.enqueue(t, order("Order-Repair"))
+	if res.Status != tasks.Duplicate || !res.Repaired {
+		t.Fatalf("Enqueue = %+v, want duplicate with repaired", res)
+	}
+	e.waitState(t, "Order-Repair", tasks.StatePaid)
+	if n := e.sandbox.Count("Order-Repair"); n != 1 {
+		t.Errorf("sandbox holds %d orders, want 1", n)
+	}
+}
+
+func TestDisabledProviderOrdersErrorClearly(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	res := e.enqueue(t, []byte(`{"provider":"unicloud","order_no":"U1","params":{"x":1}}`))
+	if res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v, want enqueued (recorded, then failed clearly)", res)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		rec, _ := e.ledger.Get(context.Background(), "unicloud", "U1")
+		if rec != nil && rec.State == tasks.StateErrored {
+			if !strings.Contains(rec.Reason, "disabled: no credentials configured") {
+				t.Errorf("reason = %q", rec.Reason)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("order for a disabled provider did not reach errored")
+}
