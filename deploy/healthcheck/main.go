@@ -1,0 +1,76 @@
+// Command healthcheck probes an HTTP endpoint and exits 0 when it answers
+// with a 2xx status, 1 otherwise.
+//
+// The worker image is distroless: it has no shell, curl or wget, so
+// docker-compose's healthcheck runs this binary instead:
+//
+//	healthcheck http://127.0.0.1:9090/healthz
+//
+// With no argument it probes the worker's default admin address. The probe
+// gives up after -timeout (default 3s) and never follows a proxy.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+// defaultURL is the worker's /healthz on its default admin address (:9090).
+const defaultURL = "http://127.0.0.1:9090/healthz"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: healthcheck [-timeout 3s] [URL]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	url := defaultURL
+	switch fs.NArg() {
+	case 0:
+	case 1:
+		url = fs.Arg(0)
+	default:
+		fs.Usage()
+		return errors.New("at most one URL")
+	}
+	return probe(ctx, url, *timeout)
+}
+
+// probe sends one GET to url and returns nil when the answer is 2xx.
+func probe(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
