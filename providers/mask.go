@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"encoding/json"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -78,3 +79,33 @@ func Truncate(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// personalKeys are param names masked whatever the provider declares.
+var personalKeys = map[string]bool{"username": true, "nickname": true, "realname": true, "phone": true, "phonenumber": true, "mobile": true}
+
+// MaskParams returns params with the named personal-data fields (and
+// fields whose names say they hold a name or phone number) masked with
+// MaskName, and phone numbers masked anywhere. Params that are not a JSON
+// object come back with phone numbers masked.
+func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(params, &m) != nil {
+		return json.RawMessage(MaskPhones(string(params)))
+	}
+	names := map[string]bool{}
+	for _, n := range sensitive {
+		names[strings.ToLower(n)] = true
+	}
+	for k, raw := range m {
+		var v string
+		lk := strings.ToLower(k)
+		if (names[lk] || personalKeys[lk]) && json.Unmarshal(raw, &v) == nil {
+			m[k], _ = json.Marshal(MaskName(v))
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return json.RawMessage(MaskPhones(string(out)))
+}

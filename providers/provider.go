@@ -106,8 +106,9 @@ type Set struct {
 }
 
 type disabled struct {
-	reason   string
-	validate ValidateFunc
+	reason    string
+	validate  ValidateFunc
+	sensitive []string
 }
 
 // NewSet returns an empty Set.
@@ -122,10 +123,11 @@ func (s *Set) Add(p Provider) {
 }
 
 // Disable records that the named provider is known but not usable, and why;
-// validate (which may be nil) still checks its orders' params.
-func (s *Set) Disable(name, reason string, validate ValidateFunc) {
+// validate (which may be nil) still checks its orders' params, and
+// sensitive names its personal-data params.
+func (s *Set) Disable(name, reason string, validate ValidateFunc, sensitive ...string) {
 	delete(s.enabled, name)
-	s.disabled[name] = disabled{reason: reason, validate: validate}
+	s.disabled[name] = disabled{reason: reason, validate: validate, sensitive: sensitive}
 }
 
 // Get returns the named provider, or an *Error: FailedPrecondition when it is
@@ -180,4 +182,13 @@ func (s *Set) Enabled() []Provider {
 	}
 	slices.SortFunc(ps, func(a, b Provider) int { return strings.Compare(a.Name(), b.Name()) })
 	return ps
+}
+
+// Sensitive returns the named provider's personal-data params (nil when it
+// has none or is disabled).
+func (s *Set) Sensitive(name string) []string {
+	if p, ok := s.enabled[name].(Sensitive); ok {
+		return p.SensitiveParams()
+	}
+	return s.disabled[name].sensitive
 }

@@ -1,0 +1,28 @@
+// Command worker processes orders: it takes order:submit tasks from Redis,
+// signs and submits each to its provider, retries with backoff, and records
+// every order's outcome in the ledger. It serves /metrics, /healthz,
+// /readyz and the asynqmon dashboard at /monitoring/ on its admin address.
+//
+// worker -dev needs nothing set up: it starts an embedded Redis when none is
+// reachable and built-in provider sandboxes with demo credentials.
+// worker -dev -demo also enqueues one sample order per provider, prints
+// each outcome and exits.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/tencent"
+)
+
+// buildProviders enables each provider whose credentials are configured and
+// disables the others (their orders fail with a clear reason).
+func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger) (*providers.Set, error) {
+	set := providers.NewSet()
+	if cfg.Tencent.AppKey != "" && cfg.Tencent.AppSecret != "" {
+		c, err := tencent.New(tencent.Options{Endpoint: cfg.Tencent.Endpoint, AppKey: cfg.Tencent.AppKey, AppSecret: cfg.Tencent.AppSecret})
+		if err != nil {
+			return nil, err
+		}
+		set.Add(c)
+	} else {
+		set.Disable(tencent.Name, "TENCENT_APP_KEY and TENCENT_APP_SECRET are not set", tencent.Validate)
+	}
+	for _, p := range set.Enabled() {
+		log.Info("provider enabled", "provider", p.Name())
+	}
+	return set, nil
+}

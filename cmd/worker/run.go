@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+)
+
+//go:embed demo/orders.jsonl
+var demoOrders []byte
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	if cfg.Dev {
+		dev, err := startDev(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer dev.Close()
+	}
+	redisOpt, err := redisConn(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	rdb := ledgerClient(redisOpt)
+	defer rdb.Close()
+
+	set, err := buildProviders(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := tasks.NewMetrics(reg)
+	ledger := tasks.NewLedger(rdb)
+	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
+	inspector := asynq.NewInspector(redisOpt)
+	defer inspector.Close()
+	reg.MustRegister(tasks.NewQueueCollector(inspector, []string{cfg.Queue}))
+
+	backoff := tasks.Backoff{Base: cfg.RetryBase, Max: cfg.RetryMax}
+	handler := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{
+		MaxAttempts:   cfg.MaxAttempts,
+		Backoff:       backoff,
+		Deadline:      cfg.OrderDeadline,
+		PendingWindow: cfg.PendingWindow,
+		Metrics:       metrics,
+		Logger:        log,
+	})
+	srv, mux := tasks.NewServer(redisOpt, handler, tasks.ServerOptions{
+		Queue:           cfg.Queue,
+		Concurrency:     cfg.Concurrency,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Backoff:         backoff,
+		Logger:          log,
+	})
+
+	mon := newMonitoring(redisOpt, cfg.MonitoringReadOnly, set)
+	defer mon.Close()
+	started := false
+	ready := func() error {
+		if !started {
+			return errors.New("starting")
+		}
+		if err := ping(context.Background(), rdb, 2*time.Second); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		return srv.Ping()
+	}
+	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin address: %w", err)
+	}
+	admin := &http.Server{Handler: adminHandler(reg, ready, mon, cfg.MonitoringToken), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin server stopped", "error", err)
+		}
+	}()
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = admin.Shutdown(c)
+	}()
+	log.Info("admin server listening", "addr", ln.Addr().String())
+
+	if err := waitForRedis(ctx, rdb, log); err != nil {
+		return err
+	}
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	started = true
+	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", set.Names())
+
+	var runErr error
+	if cfg.Demo {
+		runErr = runDemo(ctx, redisOpt, cfg.Queue, ledger, set, stdout, log)
+	} else {
+		<-ctx.Done()
+	}
+	log.Info("shutting down; letting in-flight attempts finish", "timeout", cfg.ShutdownTimeout)
+	srv.Shutdown()
+	log.Info("worker stopped")
+	return runErr
+}
+
+// waitForRedis blocks until Redis answers or ctx ends: a worker started
+// before Redis waits for it instead of failing.
+func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) error {
+	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
+		err := ping(ctx, rdb, 2*time.Second)
+		if err == nil {
+			return nil
+		}
+		log.Warn("waiting for redis", "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+// runDemo enqueues the embedded sample orders (numbered for this run),
+// waits for each to reach an outcome and prints its record, one JSON line
+// each. It fails if any order does not end paid.
+func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, ledger *tasks.Ledger, set *providers.Set, stdout io.Writer, log *slog.Logger) error {
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue})
+	suffix := time.Now().UTC().Format("20060102T150405")
+	var refs []tasks.OrderRef
+	for line := range bytes.Lines(demoOrders) {
+		var p tasks.Payload
+		if err := json.Unmarshal(line, &p); err != nil {
+			return fmt.Errorf("demo order: %w", err)
+		}
+		p.OrderNo += "-" + suffix
+		res, err := enq.EnqueuePayload(ctx, p)
+		if err != nil {
+			return err
+		}
+		if res.Status != tasks.Enqueued {
+			return fmt.Errorf("demo order %s/%s: %s %s", p.Provider, p.OrderNo, res.Status, res.Reason)
+		}
+		log.Info("demo order enqueued", "provider", p.Provider, "order_no", p.OrderNo)
+		refs = append(refs, tasks.OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var failed []string
+	enc := json.NewEncoder(stdout)
+	for _, ref := range refs {
+		rec, err := waitOutcome(ctx, ledger, ref)
+		if err != nil {
+			return err
+		}
+		if rec.State != tasks.StatePaid {
+			failed = append(failed, ref.Provider+"/"+ref.OrderNo+": "+string(rec.State))
+		}
+		rec.Params = providers.MaskParams(rec.Params, set.Sensitive(ref.Provider))
+		if err := enc.Encode(rec); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("demo orders did not end paid: %v", failed)
+	}
+	return nil
+}
+
+// waitOutcome polls the ledger until the order is paid or errored.
+func waitOutcome(ctx context.Context, ledger *tasks.Ledger, ref tasks.OrderRef) (*tasks.Record, error) {
+	for {
+		rec, err := ledger.Get(ctx, ref.Provider, ref.OrderNo)
+		if err == nil && rec != nil && rec.State.Terminal() {
+			return rec, nil
+		}
+		select {
+		case <-ctx.Done():
+			state := "no record"
+			if rec != nil {
+				state = string(rec.State)
+			}
+			return nil, fmt.Errorf("order %s/%s: no outcome in time (state %s)", ref.Provider, ref.OrderNo, state)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

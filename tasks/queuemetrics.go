@@ -1,0 +1,73 @@
+package tasks
+
+import (
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// QueueCollector exports asynq's queue metrics under the names of asynq's
+// own x/metrics collector (which has no tagged release compatible with this
+// asynq), read through an asynq.Inspector at scrape time.
+//
+// The numbers are global: every replica reports the same values, so
+// aggregate with max by (queue), never sum. asynq_tasks_enqueued_total is a
+// gauge despite its name.
+type QueueCollector struct {
+	inspector *asynq.Inspector
+	queues    []string
+
+	enqueued, size, latency, memory, processed, failed, paused *prometheus.Desc
+}
+
+// NewQueueCollector returns a collector for the given queues.
+func NewQueueCollector(inspector *asynq.Inspector, queues []string) *QueueCollector {
+	q := []string{"queue"}
+	return &QueueCollector{
+		inspector: inspector,
+		queues:    queues,
+		enqueued:  prometheus.NewDesc("asynq_tasks_enqueued_total", "Number of tasks enqueued; broken down by queue and state.", []string{"queue", "state"}, nil),
+		size:      prometheus.NewDesc("asynq_queue_size", "Number of tasks in a queue.", q, nil),
+		latency:   prometheus.NewDesc("asynq_queue_latency_seconds", "Number of seconds the oldest pending task is waiting in pending state to be processed.", q, nil),
+		memory:    prometheus.NewDesc("asynq_queue_memory_usage_approx_bytes", "Number of memory used by a given queue (approximated number by sampling).", q, nil),
+		processed: prometheus.NewDesc("asynq_tasks_processed_total", "Number of tasks processed (both succeeded and failed); broken down by queue.", q, nil),
+		failed:    prometheus.NewDesc("asynq_tasks_failed_total", "Number of tasks failed; broken down by queue.", q, nil),
+		paused:    prometheus.NewDesc("asynq_queue_paused_total", "Number of queues paused.", q, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.enqueued, c.size, c.latency, c.memory, c.processed, c.failed, c.paused} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A queue that does not exist yet
+// (nothing was ever enqueued) reports zeros.
+func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, q := range c.queues {
+		info, err := c.inspector.GetQueueInfo(q)
+		if err != nil {
+			info = &asynq.QueueInfo{Queue: q}
+		}
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+		}
+		for state, n := range map[string]int{
+			"active": info.Active, "pending": info.Pending, "scheduled": info.Scheduled, "retry": info.Retry,
+			"archived": info.Archived, "completed": info.Completed, "aggregating": info.Aggregating,
+		} {
+			gauge(c.enqueued, float64(n), q, state)
+		}
+		gauge(c.size, float64(info.Size), q)
+		gauge(c.latency, info.Latency.Seconds(), q)
+		gauge(c.memory, float64(info.MemoryUsage), q)
+		ch <- prometheus.MustNewConstMetric(c.processed, prometheus.CounterValue, float64(info.ProcessedTotal), q)
+		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.CounterValue, float64(info.FailedTotal), q)
+		paused := 0.0
+		if info.Paused {
+			paused = 1
+		}
+		gauge(c.paused, paused, q)
+	}
+}
