@@ -14,6 +14,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	tencentsandbox "github.com/orderworker/orderworker/providers/tencent/sandbox"
+	"github.com/orderworker/orderworker/tasks"
 )
 
 // Demo credentials for the built-in sandboxes. They are not secrets: they
@@ -35,7 +36,7 @@ type devEnv struct {
 // sandbox with demo credentials.
 func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, error) {
 	d := &devEnv{stop: make(chan struct{})}
-	opt, err := redisConn(cfg.RedisURL)
+	opt, err := tasks.ParseRedisURL(cfg.RedisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +44,7 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 	reachable := ping(ctx, c, 500*time.Millisecond) == nil
 	c.Close()
 	if reachable {
-		log.Info("dev: using the Redis that is reachable", "redis", redactURL(cfg.RedisURL))
+		log.Info("dev: using the Redis that is reachable", "redis", tasks.RedactURL(cfg.RedisURL))
 	} else if err := d.startRedis(cfg, log); err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer dev.Close()
 	}
-	redisOpt, err := redisConn(cfg.RedisURL)
+	redisOpt, err := tasks.ParseRedisURL(cfg.RedisURL)
 	if err != nil {
 		return err
 	}

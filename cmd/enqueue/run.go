@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/tencent"
+	"github.com/orderworker/orderworker/tasks"
+)
+
+const (
+	exitOK       = 0
+	exitRejected = 1 // some order was not accepted
+	exitError    = 2 // usage or infrastructure error
+)
+
+// validators lists every provider's params check; enqueue needs no
+// provider credentials.
+func validators() *providers.Set {
+	set := providers.NewSet()
+	set.Disable(tencent.Name, "enqueue does not submit", tencent.Validate)
+	return set
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage:
+  enqueue [flags] [FILE ...]           enqueue orders (JSON) from files, or stdin when none or "-"
+  enqueue [flags] -provider P -order-no N -params '{...}'
+  enqueue [flags] status PROVIDER ORDER_NO
+
+Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with the reason).
+Exits 1 if any order was not accepted, 2 on a usage or infrastructure error.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	redisURL := getenv("REDIS_URL")
+	if redisURL == "" {
+		redisURL = "redis://127.0.0.1:6379/0"
+	}
+	queue := getenv("ORDERWORKER_QUEUE")
+	if queue == "" {
+		queue = tasks.DefaultQueue
+	}
+	fs.StringVar(&redisURL, "redis-url", redisURL, "Redis URL (REDIS_URL)")
+	fs.StringVar(&queue, "queue", queue, "asynq queue (ORDERWORKER_QUEUE)")
+	provider := fs.String("provider", "", "single order: provider")
+	orderNo := fs.String("order-no", "", "single order: order number")
+	params := fs.String("params", "", "single order: params as a JSON object")
+	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per order")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitError
+	}
+	redisOpt, err := tasks.ParseRedisURL(redisURL)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
+	rest := fs.Args()
+	if len(rest) > 0 && rest[0] == "status" {
+		if len(rest) != 3 {
+			fmt.Fprintln(stderr, "enqueue: usage: enqueue status PROVIDER ORDER_NO")
+			return exitError
+		}
+		return status(ctx, redisOpt, rest[1], rest[2], stdout, stderr)
+	}
+
+	set := validators()
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rdb), set, &tasks.EnqueuerOptions{Queue: queue})
+	out := json.NewEncoder(stdout)
+	code := exitOK
+	submit := func(source string, data []byte) error {
+		c, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		res, err := enq.Enqueue(c, data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", source, err)
+		}
+		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
+			code = exitRejected
+		}
+		return out.Encode(struct {
+			tasks.EnqueueResult
+			Source string `json:"source,omitempty"`
+		}{res, source})
+	}
+
+	if *provider != "" || *orderNo != "" || *params != "" {
+		if len(rest) > 0 {
+			fmt.Fprintln(stderr, "enqueue: give either -provider/-order-no/-params or files, not both")
+			return exitError
+		}
+		p := tasks.Payload{Provider: *provider, OrderNo: *orderNo, Params: json.RawMessage(*params)}
+		if strings.TrimSpace(*params) != "" && !json.Valid(p.Params) {
+			code = exitRejected
+			_ = out.Encode(tasks.EnqueueResult{Status: tasks.Invalid, Provider: p.Provider, OrderNo: p.OrderNo, Reason: "params: not valid JSON"})
+			return code
+		}
+		if strings.TrimSpace(*params) == "" {
+			p.Params = nil
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			fmt.Fprintln(stderr, "enqueue:", err)
+			return exitError
+		}
+		if err := submit("flags", data); err != nil {
+			fmt.Fprintln(stderr, "enqueue:", err)
+			return exitError
+		}
+		return code
+	}
+	if len(rest) == 0 {
+		rest = []string{"-"}
+	}
+	for _, name := range rest {
+		if err := readOrders(name, stdin, submit); err != nil {
+			fmt.Fprintln(stderr, "enqueue:", err)
+			return exitError
+		}
+	}
+	return code
+}
+
+// readOrders calls submit for every order in the named file ("-" is
+// stdin): the whole input when it is one JSON value, else one per
+// non-blank line.
+func readOrders(name string, stdin io.Reader, submit func(source string, data []byte) error) error {
+	var r io.Reader = stdin
+	label := "stdin"
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r, label = f, name
+	}
+	data, err := io.ReadAll(io.LimitReader(r, 1<<30))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", label, err)
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if json.Valid(trimmed) && !bytes.Contains(trimmed, []byte("\n{")) {
+		return submit(label, trimmed)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if err := submit(fmt.Sprintf("%s:%d", label, n), line); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// status prints the order's record, params masked, as JSON.
+func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, stdout, stderr io.Writer) int {
+	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rec, err := tasks.NewLedger(rdb).Get(c, provider, orderNo)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
+	if rec == nil {
+		fmt.Fprintf(stderr, "enqueue: no order %s/%s\n", provider, orderNo)
+		return exitRejected
+	}
+	rec.Params = providers.MaskParams(rec.Params, validators().Sensitive(provider))
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rec); err != nil {
+		return exitError
+	}
+	return exitOK
+}
