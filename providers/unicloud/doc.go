@@ -1,4 +1,142 @@
 // Package unicloud submits orders to UniCloud (紫光云) OpenAPI, NAS
-// CreateOrder, with the transaction API's OrderDetail and QueryOrders as the
-// existence check. The full notes are written alongside the client.
+// CreateOrder, with the transaction API's OrderDetail and QueryOrders to
+// reconcile an order whose outcome is unknown.
+//
+// # Wire format
+//
+// CreateOrder is a POST to {endpoint}/openapi/nas whose query holds the
+// common parameters (Format=json, Version=2020-07-30, AccessKeyId,
+// SignatureMethod=HMAC-SHA1, SignatureVersion=2.0, Timestamp in UTC as
+// 2006-01-02T15:04:05Z, a fresh UUID SignatureNonce), Action=CreateOrder,
+// regionId and Signature. The order's params are the JSON body
+// (Content-Type application/json;charset=UTF-8), which is not signed.
+// OrderDetail and QueryOrders are GETs to {endpoint}/transaction signed the
+// same way.
+//
+// The signature (Alibaba RPC style) is Base64(HMAC-SHA1(secret+"&",
+// METHOD&%2F&percentEncode(CanonicalQuery))), where CanonicalQuery is every
+// query parameter but Signature, names and values RFC 3986 encoded
+// (A-Za-z0-9-_.~ kept, upper-case hex, space as %20), sorted by encoded name
+// in byte order. The query is sent exactly as signed, Signature appended
+// percent-encoded. Timestamp and nonce are drawn for every attempt, at send
+// time. The UniCloud Go SDK's quirks are not copied: it leaves ':' and the
+// like unescaped in any value that holds a space or '+', formats local time
+// with a literal Z, and sends query values unencoded.
+//
+// # Params
+//
+// The spec's body fields, each checked by Fields: the codes and ids
+// (azoneId, componentCode, orderCategory, payType, projectId, regionId,
+// renewType, rentUnit, specificationCode, unit, vpc) must look like
+// identifiers, [A-Za-z0-9][A-Za-z0-9._-]*, which also keeps regionId, the
+// one that goes into the query, free of spaces and '+'; dataEncryption is 0
+// or 1 (the spec: "whether the data is encrypted"); rentCount is 1 to 365
+// [judgement: a year of days, thirty of months; the spec gives no bound];
+// instanceName is up to 64 printable characters with no leading or
+// trailing space, because Lookup identifies orders by it and a provider
+// that trims it would make our order look like someone else's. No enum is
+// imposed on orderCategory, payType, renewType or rentUnit: the spec only
+// gives examples (NEW, DAY_MONTH_USAGE, manualrenew, month). unit is
+// optional; every other field is required; unknown fields are refused.
+//
+// # Answers and errors
+//
+// The classifier reads, in order:
+//
+//   - HTTP 429, or a Throttling*, RequestLimitExceeded* or TooManyRequests
+//     code at any status: RateLimited, honouring Retry-After (seconds or a
+//     date). Nothing was created.
+//   - HTTP 5xx: Ambiguous for CreateOrder (no idempotency key; the client
+//     cannot tell a 503 before creation from a 500 after), Unavailable for
+//     the queries. Timeouts and resets after the request was written are
+//     classified the same way by providers.Send.
+//   - An unreadable body: 401 Unauthenticated, 403 PermissionDenied, other
+//     4xx InvalidArgument, a 2xx or 3xx of unknown effect (Ambiguous for
+//     CreateOrder). Redirects are not followed by the default HTTP client.
+//   - Auth:false: Unauthenticated.
+//   - A 4xx, or a 200 with Status false (or, with no Status, a Code other
+//     than Success), by code and message: a reused SignatureNonce is
+//     Ambiguous for CreateOrder (our nonces are fresh, so the same request
+//     arrived twice and the first delivery may have acted); an invalid or
+//     expired Timestamp is Unavailable (refused before acting; the next
+//     attempt re-signs); InvalidParameter about "Signature",
+//     InvalidAccessKeyId*, SignatureDoesNotMatch and the like are
+//     Unauthenticated; on the queries an order-not-found code
+//     (OrderNotExist, …) is NotFound; InternalError, ServiceUnavailable,
+//     SystemBusy and the like are Ambiguous for CreateOrder; Forbidden*,
+//     NoPermission* and arrears are PermissionDenied; anything else, such
+//     as ProductConfigError or MissingParameter, is InvalidArgument.
+//   - CreateOrder succeeds only with Status true and a Res.OrderId, kept as
+//     a string even when the JSON holds a number; any other 200 is
+//     Ambiguous. The order is then paid, and Result.ProviderOrderID is the
+//     OrderId.
+//
+// Provider text reaches an error only masked (access key id and secret,
+// phone numbers) and truncated; transport errors never carry the URL.
+//
+// # Lookup
+//
+// With Order.ProviderOrderID, Lookup asks OrderDetail; an order it returns
+// is paid. Should OrderDetail deny an id CreateOrder itself returned, that
+// is Unavailable, not NotFound: a lagging billing system is no reason to
+// submit again.
+//
+// Without it, Lookup lists QueryOrders from FirstAttempt minus LookupMargin
+// to now plus LookupMargin (15 minutes by default, the provider's own
+// Timestamp tolerance), formatted yyyy-MM-dd HH:mm:ss in UTC+8, reading
+// every page (Page from 1, Size PageSize) until it has TotalCount orders
+// or an empty page, at most MaxPages; more is Ambiguous, and a TotalCount
+// that shrinks while paging is Unavailable. No other filter is sent: a
+// filter whose vocabulary is not documented could hide our order. Then,
+// for each listed order:
+//
+//  1. It is ruled out when it surely is not ours: its OrderCategory and
+//     the params' orderCategory are both English words (NEW, RENEW) and
+//     differ; or Options.ProductCategory is set and its ProductCategory
+//     differs; or its CreateTime is readable and outside the window.
+//  2. Otherwise it is identified by the instance names it carries (an
+//     InstanceName on the listed order, or else, through OrderDetail, on
+//     the order or any of its Items), at most MaxDetails detail calls.
+//     It is ours when one name equals the params' instanceName exactly,
+//     not ours when it carries only other names, and unidentified when it
+//     carries none.
+//
+// Exactly one order of ours and none unidentified: found, paid, with its
+// Id. None of ours and none unidentified: NotFound. Anything else is an
+// Ambiguous error that says how many of each it saw: an order wrongly
+// matched is an order lost, one wrongly missed is an order paid twice.
+//
+// The limits of these rules: the public QueryOrders and OrderDetail pages
+// do not show where, if anywhere, an order records the instance name (the
+// documented example's Items are cut off); the sandbox puts it on Items.
+// If the live API carries no name, every order of the window that is not
+// ruled out is unidentified and Lookup answers Ambiguous rather than guess;
+// set ProductCategory once its value for NAS is confirmed to rule out other
+// products. Two orders with the same instance name in one window are
+// Ambiguous. A Lookup without FirstAttempt cannot bound the search and is
+// Ambiguous. The rules assume the billing system lists an order as soon as
+// CreateOrder has created it; if it lags, the caller must wait before
+// reconciling.
+//
+// # Where the sources disagree
+//
+//   - SignatureVersion: the common-parameter table says 1.0, the NAS
+//     example and the Go SDK use 2.0. 2.0 is sent (the sandbox accepts
+//     both).
+//   - regionName appears in the doc's example body but not in the
+//     parameter table: it is refused as an unknown field (the provider
+//     derives the display name from regionId).
+//   - Res is typed List in the table and shown as an object in the
+//     example: both are read.
+//   - QueryOrders types OrderCategory as Integer in the request and String
+//     in the answer, while CreateOrder takes NEW: it is never sent as a
+//     filter and compared only when both sides are words.
+//   - OrderStatus values are not documented: a found order is paid; its
+//     OrderStatus is reported in Result.Message.
+//   - The transaction API's Version is not documented: 2020-07-30 is sent
+//     for every call, as the same signing is documented for both.
+//   - No throttling or internal-error code is documented for UniCloud; the
+//     Alibaba-style codes the API mirrors are recognised.
+//   - CreateOrder takes no client order number, so the producer's order_no
+//     is not sent; it stays in the worker's ledger.
 package unicloud

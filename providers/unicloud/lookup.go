@@ -1,0 +1,314 @@
+package unicloud
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Lookup implements providers.Provider.
+//
+// With o.ProviderOrderID it asks OrderDetail. Without it, it lists the
+// orders QueryOrders holds in a window around the order's first attempt
+// and matches them against the order's params; see the package doc for the
+// rules. It never guesses: when more than one listed order could be this
+// one, or one could be and cannot be identified, it returns Ambiguous.
+func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
+	if o.ProviderOrderID != "" {
+		return c.lookupByID(ctx, o.ProviderOrderID)
+	}
+	p, err := providers.DecodeParams(paramsOp, o.Params, Fields)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	return c.lookupByParams(ctx, o, p)
+}
+
+func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, error) {
+	const op = Name + " OrderDetail"
+	d, status, err := c.orderDetail(ctx, id)
+	switch {
+	case providers.CodeOf(err) == providers.NotFound:
+		// The id came from CreateOrder's own answer, so the order exists:
+		// a billing system lagging behind is no reason to submit again.
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			Message: "OrderDetail does not know an id CreateOrder returned", Err: err}
+	case err != nil:
+		return providers.Result{}, err
+	case d.ID != "" && d.ID != id:
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			Message: "OrderDetail answered for another order"}
+	}
+	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: id, HTTPStatus: status,
+		Message: c.clean(withStatus("found by OrderDetail", d.OrderStatus), 200)}, nil
+}
+
+func withStatus(msg, orderStatus string) string {
+	if orderStatus != "" {
+		msg += " (OrderStatus " + orderStatus + ")"
+	}
+	return msg
+}
+
+// orderInfo is what Lookup reads from a listed or detailed order.
+type orderInfo struct {
+	ID              string
+	OrderCategory   string
+	ProductCategory string
+	OrderStatus     string
+	CreateTime      string
+	// Names are the instance names the order carries (an InstanceName
+	// field on the order or on any of its Items); nil when it carries none.
+	Names []string
+}
+
+// parseOrder reads one order object. Keys match case-insensitively, ids
+// may be strings or numbers, and unknown fields are ignored.
+func parseOrder(raw json.RawMessage) (orderInfo, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return orderInfo{}, errors.New("order is not an object")
+	}
+	id, err := idField(field(m, "Id"))
+	if err != nil {
+		return orderInfo{}, err
+	}
+	d := orderInfo{ID: id}
+	d.OrderCategory, _ = scalar(field(m, "OrderCategory"))
+	d.ProductCategory, _ = scalar(field(m, "ProductCategory"))
+	d.OrderStatus, _ = scalar(field(m, "OrderStatus"))
+	d.CreateTime, _ = scalar(field(m, "CreateTime"))
+	if n, ok := scalar(field(m, "InstanceName")); ok && n != "" {
+		d.Names = append(d.Names, n)
+	}
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(field(m, "Items"), &items) == nil {
+		for _, it := range items {
+			if n, ok := scalar(field(it, "InstanceName")); ok && n != "" {
+				d.Names = append(d.Names, n)
+			}
+		}
+	}
+	return d, nil
+}
+
+// orderDetail calls OrderDetail for id.
+func (c *Client) orderDetail(ctx context.Context, id string) (orderInfo, int, error) {
+	r, status, err := c.call(ctx, http.MethodGet, TransactionPath, "OrderDetail", map[string]string{"OrderId": id}, nil, false)
+	if err != nil {
+		return orderInfo{}, status, err
+	}
+	var env map[string]json.RawMessage
+	_ = json.Unmarshal(r.Payload, &env)
+	raw := bytes.TrimSpace(field(env, "Order"))
+	if len(raw) == 0 || string(raw) == "null" {
+		return orderInfo{}, status, &providers.Error{Code: providers.Unavailable, Op: Name + " OrderDetail", HTTPStatus: status,
+			Message: "answer without Order"}
+	}
+	d, err := parseOrder(raw)
+	if err != nil {
+		return orderInfo{}, status, &providers.Error{Code: providers.Unavailable, Op: Name + " OrderDetail", HTTPStatus: status,
+			Message: "malformed Order"}
+	}
+	return d, status, nil
+}
+
+// page is one QueryOrders answer.
+type page struct {
+	Total    int
+	HasTotal bool
+	Orders   []json.RawMessage
+}
+
+func parsePage(payload json.RawMessage) (page, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
+		return page{}, errors.New("not an object")
+	}
+	var pg page
+	if s, ok := scalar(field(m, "TotalCount")); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return page{}, errors.New("bad TotalCount")
+		}
+		pg.Total, pg.HasTotal = n, true
+	}
+	// OrderList is documented as Map<"Order", List>; accept a bare list too.
+	list := bytes.TrimSpace(field(m, "OrderList"))
+	if len(list) > 0 && list[0] == '{' {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(list, &inner) != nil {
+			return page{}, errors.New("bad OrderList")
+		}
+		list = bytes.TrimSpace(field(inner, "Order"))
+	}
+	if len(list) == 0 || string(list) == "null" {
+		return pg, nil
+	}
+	if err := json.Unmarshal(list, &pg.Orders); err != nil {
+		return page{}, errors.New("bad OrderList")
+	}
+	return pg, nil
+}
+
+// listOrders reads every QueryOrders page for [start, end].
+func (c *Client) listOrders(ctx context.Context, start, end time.Time) ([]orderInfo, error) {
+	const op = Name + " QueryOrders"
+	cst := ChinaTime()
+	q := map[string]string{
+		"StartTime": start.In(cst).Format(QueryTimeLayout),
+		"EndTime":   end.In(cst).Format(QueryTimeLayout),
+		"Size":      strconv.Itoa(c.pageSize),
+	}
+	var out []orderInfo
+	seen := map[string]bool{}
+	received, total := 0, -1
+	for n := 1; ; n++ {
+		if n > MaxPages {
+			return nil, &providers.Error{Code: providers.Ambiguous, Op: op,
+				Message: fmt.Sprintf("more orders in the window than %d pages hold; cannot rule any out", MaxPages)}
+		}
+		q["Page"] = strconv.Itoa(n)
+		r, status, err := c.call(ctx, http.MethodGet, TransactionPath, "QueryOrders", q, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		pg, err := parsePage(r.Payload)
+		if err != nil {
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order list: " + err.Error()}
+		}
+		if pg.HasTotal {
+			if total >= 0 && pg.Total < total {
+				// An order left the list while we paged: one may have
+				// moved onto a page already read.
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "order list shrank while paging"}
+			}
+			total = pg.Total
+		}
+		for _, raw := range pg.Orders {
+			d, err := parseOrder(raw)
+			if err != nil {
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order in list"}
+			}
+			received++
+			if d.ID != "" {
+				if seen[d.ID] {
+					continue
+				}
+				seen[d.ID] = true
+			}
+			out = append(out, d)
+		}
+		switch {
+		case len(pg.Orders) == 0 && total > received:
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+				Message: fmt.Sprintf("page %d is empty but %d of %d orders are unread", n, total-received, total)}
+		case len(pg.Orders) == 0, total >= 0 && received >= total:
+			return out, nil
+		}
+	}
+}
+
+// asciiWordRE is a value from an English code list (NEW, RENEW, …).
+var asciiWordRE = regexp.MustCompile(`^[A-Za-z_]+$`)
+
+// excludes reports whether listed order d is surely not the one p
+// describes, judged on the fields the list carries.
+func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time) bool {
+	want := p.Str("orderCategory")
+	if asciiWordRE.MatchString(d.OrderCategory) && asciiWordRE.MatchString(want) && !strings.EqualFold(d.OrderCategory, want) {
+		return true
+	}
+	if c.productCategory != "" && d.ProductCategory != "" && !strings.EqualFold(d.ProductCategory, c.productCategory) {
+		return true
+	}
+	if t, ok := parseOrderTime(d.CreateTime); ok && (t.Before(start) || t.After(end)) {
+		return true
+	}
+	return false
+}
+
+// parseOrderTime reads CreateTime: "yyyy-MM-dd HH:mm:ss" in UTC+8, or
+// epoch seconds or milliseconds.
+func parseOrderTime(s string) (time.Time, bool) {
+	if t, err := time.ParseInLocation(QueryTimeLayout, s, ChinaTime()); err == nil {
+		return t, true
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		if n > 1e12 {
+			return time.UnixMilli(n), true
+		}
+		return time.Unix(n, 0), true
+	}
+	return time.Time{}, false
+}
+
+func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p providers.Params) (providers.Result, error) {
+	const op = Name + " QueryOrders"
+	if o.FirstAttempt.IsZero() {
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op,
+			Message: "no first-attempt time to bound the search"}
+	}
+	// The window is second-granular (start rounds down when formatted);
+	// the margin absorbs clock skew on both sides.
+	start := o.FirstAttempt.Add(-c.margin)
+	end := c.now().Add(c.margin)
+	listed, err := c.listOrders(ctx, start, end)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	name := p.Str("instanceName")
+	var ours []orderInfo
+	unknown := 0
+	details := 0
+	for _, d := range listed {
+		if c.excludes(d, p, start.Truncate(time.Second), end) {
+			continue
+		}
+		if d.Names == nil && d.ID != "" {
+			if details == MaxDetails {
+				return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op,
+					Message: fmt.Sprintf("more than %d candidate orders to identify", MaxDetails)}
+			}
+			details++
+			dd, _, err := c.orderDetail(ctx, d.ID)
+			switch {
+			case providers.CodeOf(err) == providers.NotFound:
+				// Listed but not detailed: leave it unidentified.
+			case err != nil:
+				return providers.Result{}, err
+			case c.excludes(dd, p, start.Truncate(time.Second), end):
+				continue
+			default:
+				d.Names = dd.Names
+			}
+		}
+		switch {
+		case d.Names == nil:
+			unknown++
+		case slices.Contains(d.Names, name):
+			ours = append(ours, d)
+		}
+	}
+	switch {
+	case len(ours) == 1 && unknown == 0:
+		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
+			Message: c.clean(withStatus("found by QueryOrders", ours[0].OrderStatus), 200)}, nil
+	case len(ours) == 0 && unknown == 0:
+		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, HTTPStatus: http.StatusOK,
+			Message: fmt.Sprintf("none of %d orders in the window is this one", len(listed))}
+	default:
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
+			Message: fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)}
+	}
+}

@@ -1,0 +1,366 @@
+package unicloud_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/unicloud"
+	"github.com/orderworker/orderworker/providers/unicloud/sandbox"
+)
+
+// seeded is an order someone else created, for instance name at t.
+func seeded(name string, at time.Time) sandbox.Order {
+	return sandbox.Order{InstanceName: name, OrderCategory: "NEW", PayType: "DAY_MONTH_USAGE",
+		RegionID: "cn-tianjin-yfb", ComponentCode: "nas.onestor", SpecificationCode: "nas.capacity.nfs",
+		RentCount: 1, RentUnit: "month", Created: at}
+}
+
+func TestLookupMatching(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	first := now.Add(-2 * time.Minute)
+	tests := []struct {
+		name string
+		opts unicloud.Options
+		seed []sandbox.Order
+		want providers.Code // Unknown: found
+		// wantID is the index in seed of the order Lookup must report.
+		wantID int
+	}{
+		{name: "empty window", want: providers.NotFound},
+		{name: "only other instances", seed: []sandbox.Order{seeded("other-1", now), seeded("other-2", first)},
+			want: providers.NotFound},
+		{name: "ours among others", seed: []sandbox.Order{seeded("other-1", now), seeded("ours", first.Add(time.Second)), seeded("other-2", now)},
+			wantID: 1},
+		{name: "two with our name", seed: []sandbox.Order{seeded("ours", first), seeded("ours", now)},
+			want: providers.Ambiguous},
+		{name: "ours before the window", seed: []sandbox.Order{seeded("ours", first.Add(-time.Hour))},
+			want: providers.NotFound},
+		{name: "ours before the window and ours inside", seed: []sandbox.Order{seeded("ours", first.Add(-time.Hour)), seeded("ours", now)},
+			wantID: 1},
+		{name: "inside the margin", seed: []sandbox.Order{seeded("ours", first.Add(-10*time.Minute))},
+			wantID: 0},
+		{name: "a RENEW of the same name is not ours",
+			seed: []sandbox.Order{func() sandbox.Order { o := seeded("ours", now); o.OrderCategory = "RENEW"; return o }()},
+			want: providers.NotFound},
+		{name: "a numeric OrderCategory rules nothing out",
+			seed:   []sandbox.Order{func() sandbox.Order { o := seeded("ours", now); o.OrderCategory = "1"; return o }()},
+			wantID: 0},
+		{name: "other product category counts without the option",
+			seed: []sandbox.Order{seeded("ours", now), func() sandbox.Order { o := seeded("ours", now); o.ProductCategory = "EBS"; return o }()},
+			want: providers.Ambiguous},
+		{name: "other product category ruled out with the option", opts: unicloud.Options{ProductCategory: "nas"},
+			seed:   []sandbox.Order{seeded("ours", now), func() sandbox.Order { o := seeded("ours", now); o.ProductCategory = "EBS"; return o }()},
+			wantID: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sb, c := setup(t, tt.opts)
+			var ids []string
+			for _, o := range tt.seed {
+				ids = append(ids, sb.Seed(o).ID)
+			}
+			o := order("ours")
+			o.FirstAttempt = first
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want != providers.Unknown {
+				if c := providers.CodeOf(err); c != tt.want {
+					t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+				}
+				checkSecretFree(t, err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Lookup: %v", err)
+			}
+			if r.Status != providers.StatusPaid || r.ProviderOrderID != ids[tt.wantID] {
+				t.Errorf("Lookup = %+v, want paid with id %s", r, ids[tt.wantID])
+			}
+		})
+	}
+}
+
+func TestLookupAmbiguousSaysSo(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{})
+	sb.Seed(seeded("twice", time.Now()))
+	sb.Seed(seeded("twice", time.Now()))
+	o := order("twice")
+	o.FirstAttempt = time.Now()
+	_, err := c.Lookup(context.Background(), o)
+	if providers.CodeOf(err) != providers.Ambiguous || !strings.Contains(err.Error(), "2 orders") {
+		t.Errorf("Lookup = %v, want ambiguous naming 2 orders", err)
+	}
+}
+
+func TestLookupWithoutFirstAttempt(t *testing.T) {
+	t.Parallel()
+	_, c := setup(t, unicloud.Options{})
+	o := order("nofirst")
+	o.FirstAttempt = time.Time{}
+	if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup without FirstAttempt = %v, want ambiguous", err)
+	}
+}
+
+// The window is sent in UTC+8: an order created at 09:59Z must be found
+// with a window of 17:43 to 18:15 "local", and one at 09:30Z must not be in it.
+func TestLookupWindowIsChinaStandardTime(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	sb := sandbox.New(accessKeyID, accessKeySecret)
+	sb.Now = clock
+	var mu sync.Mutex
+	var queries []url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query(); q.Get("Action") == "QueryOrders" {
+			mu.Lock()
+			queries = append(queries, q)
+			mu.Unlock()
+		}
+		sb.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := client(t, srv.URL, unicloud.Options{Now: clock})
+	early := sb.Seed(seeded("cst", time.Date(2024, 3, 1, 9, 30, 0, 0, time.UTC)))
+	ours := sb.Seed(seeded("cst", time.Date(2024, 3, 1, 9, 59, 0, 0, time.UTC)))
+	o := order("cst")
+	o.FirstAttempt = time.Date(2024, 3, 1, 9, 58, 0, 500e6, time.UTC)
+	r, err := c.Lookup(context.Background(), o)
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	if r.ProviderOrderID != ours.ID || r.ProviderOrderID == early.ID {
+		t.Errorf("Lookup found %s, want %s", r.ProviderOrderID, ours.ID)
+	}
+	if len(queries) != 1 {
+		t.Fatalf("%d QueryOrders calls, want 1", len(queries))
+	}
+	q := queries[0]
+	if q.Get("StartTime") != "2024-03-01 17:43:00" || q.Get("EndTime") != "2024-03-01 18:15:00" {
+		t.Errorf("window %q to %q, want 2024-03-01 17:43:00 to 2024-03-01 18:15:00", q.Get("StartTime"), q.Get("EndTime"))
+	}
+	if q.Get("Page") != "1" || q.Get("Size") != "100" {
+		t.Errorf("Page %q Size %q, want 1 and 100", q.Get("Page"), q.Get("Size"))
+	}
+}
+
+// Paging reads every page, even when the provider caps Size below what
+// was asked for.
+func TestLookupPages(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{PageSize: 10}, func(sb *sandbox.Server) { sb.MaxPageSize = 7 })
+	now := time.Now()
+	var ours sandbox.Order
+	for i := range 60 {
+		if i == 3 { // an early one, so it sits on the last page (newest first)
+			ours = sb.Seed(seeded("paged", now.Add(-time.Minute)))
+		}
+		renewal := seeded(fmt.Sprintf("other-%d", i), now)
+		renewal.OrderCategory = "RENEW" // ruled out without an OrderDetail call
+		sb.Seed(renewal)
+	}
+	o := order("paged")
+	o.FirstAttempt = now.Add(-2 * time.Minute)
+	r, err := c.Lookup(context.Background(), o)
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	if r.ProviderOrderID != ours.ID {
+		t.Errorf("Lookup found %s, want %s", r.ProviderOrderID, ours.ID)
+	}
+	if n := sb.Calls("QueryOrders"); n != 9 { // ceil(61/7)
+		t.Errorf("%d QueryOrders calls, want 9", n)
+	}
+	if n := sb.Calls("OrderDetail"); n != 1 {
+		t.Errorf("%d OrderDetail calls, want 1", n)
+	}
+}
+
+func TestLookupBoundsPages(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{PageSize: 1})
+	for i := range unicloud.MaxPages + 1 {
+		sb.Seed(seeded(fmt.Sprintf("other-%d", i), time.Now()))
+	}
+	o := order("bounded")
+	o.FirstAttempt = time.Now()
+	_, err := c.Lookup(context.Background(), o)
+	if providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup over %d pages = %v, want ambiguous", unicloud.MaxPages, err)
+	}
+	if n := sb.Calls("QueryOrders"); n != unicloud.MaxPages {
+		t.Errorf("%d QueryOrders calls, want %d", n, unicloud.MaxPages)
+	}
+}
+
+// fakeTransaction answers QueryOrders with pages[Page-1] and OrderDetail
+// with details[OrderId], without checking signatures: it plays answers
+// the sandbox does not give.
+func fakeTransaction(t *testing.T, pages []string, details map[string]string) (string, func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	detailCalls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		switch q.Get("Action") {
+		case "QueryOrders":
+			var n int
+			fmt.Sscan(q.Get("Page"), &n)
+			if n < 1 || n > len(pages) {
+				fmt.Fprint(w, `{"TotalCount":0,"OrderList":{"Order":[]}}`)
+				return
+			}
+			fmt.Fprint(w, pages[n-1])
+		case "OrderDetail":
+			mu.Lock()
+			detailCalls++
+			mu.Unlock()
+			d, ok := details[q.Get("OrderId")]
+			if !ok {
+				d = `{"Status":false,"Auth":true,"Code":"OrderNotExist"}`
+			}
+			fmt.Fprint(w, d)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() int { mu.Lock(); defer mu.Unlock(); return detailCalls }
+}
+
+func listing(total int, orders ...string) string {
+	return fmt.Sprintf(`{"TotalCount":%d,"PageNum":1,"PageSize":100,"OrderList":{"Order":[%s]}}`, total, strings.Join(orders, ","))
+}
+
+func listed(id, category string) string {
+	return fmt.Sprintf(`{"Id":%q,"OrderCategory":%q,"ProductCategory":"NAS","PayType":"DAY_MONTH_USAGE","CreateTime":%q}`,
+		id, category, time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout))
+}
+
+func TestLookupUnidentifiable(t *testing.T) {
+	t.Parallel()
+	ours := `{"Order":{"Id":"11","Items":[{"id":1144119593787195392,"instanceName":"ours"}]}}`
+	nameless := `{"Order":{"Id":"12","Items":[{"id":1,"productSku":"nas.capacity.nfs"}]}}`
+	other := `{"Order":{"Id":"13","InstanceName":"someone-else"}}`
+	tests := []struct {
+		name    string
+		pages   []string
+		want    providers.Code // Unknown: found "11"
+		details int            // OrderDetail calls expected
+	}{
+		{name: "ours and a nameless one", pages: []string{listing(2, listed("11", "NEW"), listed("12", "NEW"))},
+			details: 2, want: providers.Ambiguous},
+		{name: "ours and another", pages: []string{listing(2, listed("11", "NEW"), listed("13", "NEW"))},
+			details: 2},
+		{name: "nameless only", pages: []string{listing(1, listed("12", "NEW"))},
+			details: 1, want: providers.Ambiguous},
+		{name: "listed but not detailed", pages: []string{listing(1, listed("99", "NEW"))},
+			details: 1, want: providers.Ambiguous},
+		{name: "names in the list spare the detail call",
+			pages:   []string{listing(2, `{"Id":"11","InstanceName":"ours"}`, `{"Id":"13","InstanceName":"x"}`)},
+			details: 0},
+		{name: "a RENEW needs no detail call", pages: []string{listing(2, listed("11", "NEW"), listed("12", "RENEW"))},
+			details: 1},
+		{name: "list shrank while paging",
+			pages:   []string{listing(3, listed("13", "NEW"), listed("11", "NEW")), listing(2)},
+			details: 0, want: providers.Unavailable},
+		{name: "empty page before the total",
+			pages:   []string{listing(3, listed("13", "NEW"), listed("11", "NEW")), listing(3)},
+			details: 0, want: providers.Unavailable},
+		{name: "malformed list", pages: []string{`{"TotalCount":"many"}`}, want: providers.Unavailable},
+		{name: "list without TotalCount stops at an empty page",
+			pages:   []string{`{"OrderList":[` + listed("11", "NEW") + `]}`, `{"OrderList":[]}`},
+			details: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, detailCalls := fakeTransaction(t, tt.pages, map[string]string{"11": ours, "12": nameless, "13": other})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want != providers.Unknown {
+				if got := providers.CodeOf(err); got != tt.want {
+					t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+				}
+			} else if err != nil || r.ProviderOrderID != "11" {
+				t.Errorf("Lookup = %+v, %v; want order 11", r, err)
+			}
+			if n := detailCalls(); n != tt.details {
+				t.Errorf("%d OrderDetail calls, want %d", n, tt.details)
+			}
+		})
+	}
+}
+
+func TestLookupBoundsDetails(t *testing.T) {
+	t.Parallel()
+	var orders []string
+	for i := range unicloud.MaxDetails + 5 {
+		orders = append(orders, listed(fmt.Sprint(100+i), "NEW"))
+	}
+	endpoint, detailCalls := fakeTransaction(t, []string{listing(len(orders), orders...)}, nil)
+	c := client(t, endpoint, unicloud.Options{})
+	o := order("ours")
+	o.FirstAttempt = time.Now()
+	if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup = %v, want ambiguous", err)
+	}
+	if n := detailCalls(); n != unicloud.MaxDetails {
+		t.Errorf("%d OrderDetail calls, want %d", n, unicloud.MaxDetails)
+	}
+}
+
+// OrderDetail by id reads the documented example's shape, numbers and all.
+func TestLookupByIDDocumentedShape(t *testing.T) {
+	t.Parallel()
+	const doc = `{"Order":{"Id":"1144119593783001088","ItemCount":1,"UserName":"haha","ProductCategory":"DATA_HARD_DISK",
+		"ProductRentCount":0,"ProductRentUnit":"HOURS","Items":[{"id":1144119593787195392,"orderId":1144119593783001088,
+		"orderNo":"P21784954245923","productId":7489}]}}`
+	endpoint, _ := fakeTransaction(t, nil, map[string]string{"1144119593783001088": doc, "1": `{"Order":{"Id":"2"}}`, "3": `{"Order":null}`})
+	c := client(t, endpoint, unicloud.Options{})
+	r, err := c.Lookup(context.Background(), providers.Order{ProviderOrderID: "1144119593783001088"})
+	if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != "1144119593783001088" {
+		t.Errorf("Lookup = %+v, %v", r, err)
+	}
+	for _, id := range []string{"1", "3", "404"} {
+		_, err := c.Lookup(context.Background(), providers.Order{ProviderOrderID: id})
+		if providers.CodeOf(err) != providers.Unavailable {
+			t.Errorf("Lookup(%s) = %v, want unavailable (never not_found for an id CreateOrder gave)", id, err)
+		}
+	}
+}
+
+// The sandbox's documented shapes, as the client reads them.
+func TestSandboxShapes(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{})
+	o := order("shape")
+	r, err := c.Submit(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := sb.Orders()[0]
+	if got.InstanceName != "shape" || got.VPC != "vpc-g2gmswxtthml" || got.RentCount != 1 || got.Unit != "GB" || got.DataEncryption != 0 {
+		t.Errorf("sandbox order %+v does not hold the params", got)
+	}
+	if got.ID != r.ProviderOrderID {
+		t.Errorf("ids %s and %s differ", got.ID, r.ProviderOrderID)
+	}
+	if _, err := json.Marshal(got); err != nil {
+		t.Error(err)
+	}
+}

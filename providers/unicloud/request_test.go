@@ -1,0 +1,399 @@
+package unicloud
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+func newTestClient(t *testing.T, opts Options) *Client {
+	t.Helper()
+	if opts.AccessKeyID == "" {
+		opts.AccessKeyID = "6oPiV0WMJXhxiT65"
+	}
+	if opts.AccessKeySecret == "" {
+		opts.AccessKeySecret = "testsecret"
+	}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// KAT-U1 built the way the client builds it: from a request, not a map.
+// Timestamp is given in UTC+8 to show it is sent in UTC.
+func TestRequestSignsLikeKATU1(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, Options{Endpoint: "https://api.unicloud.com/"})
+	at := time.Date(2020, 7, 30, 20, 0, 0, 0, ChinaTime())
+	s := stamp{Timestamp: at, Nonce: "16343456325226"}
+	extra := map[string]string{"regionId": "cn-tianjin-yfb"}
+	req, err := c.request(context.Background(), http.MethodPost, NASPath, "CreateOrder", extra, []byte(`{"a":1}`), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "https://api.unicloud.com/openapi/nas?AccessKeyId=6oPiV0WMJXhxiT65&Action=CreateOrder&Format=json&SignatureMethod=HMAC-SHA1&SignatureNonce=16343456325226&SignatureVersion=2.0&Timestamp=2020-07-30T12%3A00%3A00Z&Version=2020-07-30&regionId=cn-tianjin-yfb&Signature=U%2B7ziGlauZIuvzhyZTi84Yat9Oc%3D"
+	if got := req.URL.String(); got != want {
+		t.Errorf("URL =\n%s\nwant\n%s", got, want)
+	}
+	if got := req.Header.Get("Content-Type"); got != "application/json;charset=UTF-8" {
+		t.Errorf("Content-Type = %q", got)
+	}
+	// The body is not signed: another body, the same signature.
+	req2, err := c.request(context.Background(), http.MethodPost, NASPath, "CreateOrder", extra, []byte(`{"b":2}`), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req2.URL.String() != want {
+		t.Errorf("a different body changed the URL: %s", req2.URL)
+	}
+	// GET signs with GET (KAT-U1 GET) and sends no body.
+	get, err := c.request(context.Background(), http.MethodGet, NASPath, "CreateOrder", extra, nil, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := get.URL.Query(); q.Get("Signature") != "KWaE5eUcvMcBFYosS00YG+Lpci0=" {
+		t.Errorf("GET Signature = %q", q.Get("Signature"))
+	}
+	if get.Body != nil || get.Header.Get("Content-Type") != "" {
+		t.Errorf("GET request has a body or Content-Type")
+	}
+}
+
+type captured struct {
+	method, path, rawQuery, contentType string
+	query                               url.Values
+	body                                []byte
+}
+
+// capture serves answer to every request and records each one.
+func capture(t *testing.T, answer string) (string, func() []captured) {
+	t.Helper()
+	var mu sync.Mutex
+	var got []captured
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, captured{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), r.URL.Query(), body})
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, answer)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []captured {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]captured(nil), got...)
+	}
+}
+
+const okAnswer = `{"Status":true,"Auth":true,"Code":"Success","Res":{"Ids":["nas-g6kv2k3zcldu"],"OrderId":"907804353770394031"},"RequestId":"a99c4e22-ff64-4142-a1aa-2c4b38970a99"}`
+
+const validParams = `{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"实例 one","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`
+
+func TestSubmitRequest(t *testing.T) {
+	t.Parallel()
+	endpoint, requests := capture(t, okAnswer)
+	now := time.Date(2024, 3, 1, 18, 30, 5, 0, ChinaTime())
+	c := newTestClient(t, Options{Endpoint: endpoint, Now: func() time.Time { return now }})
+	o := providers.Order{OrderNo: "o1", Params: json.RawMessage(validParams)}
+	for range 2 {
+		r, err := c.Submit(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status != providers.StatusPaid || r.ProviderOrderID != "907804353770394031" || r.Code != "Success" {
+			t.Errorf("Submit = %+v", r)
+		}
+	}
+	got := requests()
+	if len(got) != 2 {
+		t.Fatalf("%d requests, want 2", len(got))
+	}
+	req := got[0]
+	if req.method != http.MethodPost || req.path != NASPath {
+		t.Errorf("request %s %s, want POST %s", req.method, req.path, NASPath)
+	}
+	if req.contentType != "application/json;charset=UTF-8" {
+		t.Errorf("Content-Type = %q", req.contentType)
+	}
+	want := map[string]string{
+		"Action": "CreateOrder", "Format": "json", "Version": "2020-07-30", "AccessKeyId": "6oPiV0WMJXhxiT65",
+		"SignatureMethod": "HMAC-SHA1", "SignatureVersion": "2.0", "Timestamp": "2024-03-01T10:30:05Z",
+		"regionId": "cn-tianjin-yfb",
+	}
+	for k, v := range want {
+		if got := req.query.Get(k); got != v {
+			t.Errorf("query %s = %q, want %q", k, got, v)
+		}
+	}
+	if len(req.query.Get("SignatureNonce")) != 36 {
+		t.Errorf("SignatureNonce = %q, want a UUID", req.query.Get("SignatureNonce"))
+	}
+	if got[0].query.Get("SignatureNonce") == got[1].query.Get("SignatureNonce") {
+		t.Errorf("two attempts share SignatureNonce %s", got[0].query.Get("SignatureNonce"))
+	}
+	if !strings.Contains(req.rawQuery, "&Timestamp=2024-03-01T10%3A30%3A05Z&") {
+		t.Errorf("raw query %s: Timestamp not percent-encoded", req.rawQuery)
+	}
+	if !strings.HasSuffix(req.rawQuery, "&Signature="+PercentEncode(req.query.Get("Signature"))) {
+		t.Errorf("raw query %s does not end in the encoded Signature", req.rawQuery)
+	}
+	params := map[string]string{}
+	for k := range req.query {
+		params[k] = req.query.Get(k)
+	}
+	if got := Sign(http.MethodPost, params, "testsecret"); got != req.query.Get("Signature") {
+		t.Errorf("Signature %s does not verify (want %s)", req.query.Get("Signature"), got)
+	}
+	if strings.Contains(req.rawQuery, "instanceName") || strings.Contains(req.rawQuery, "vpc") {
+		t.Errorf("raw query %s carries body fields", req.rawQuery)
+	}
+	var body, sent map[string]any
+	if err := json.Unmarshal(req.body, &body); err != nil {
+		t.Fatalf("body %s: %v", req.body, err)
+	}
+	_ = json.Unmarshal([]byte(validParams), &sent)
+	if len(body) != len(sent) {
+		t.Errorf("body has %d fields, want %d: %s", len(body), len(sent), req.body)
+	}
+	for k, v := range sent {
+		if body[k] != v {
+			t.Errorf("body %s = %v, want %v", k, body[k], v)
+		}
+	}
+	if !strings.Contains(string(req.body), `"rentCount":1`) || !strings.Contains(string(req.body), `"dataEncryption":0`) {
+		t.Errorf("body %s: integers must be JSON numbers", req.body)
+	}
+}
+
+func TestLookupByIDRequest(t *testing.T) {
+	t.Parallel()
+	endpoint, requests := capture(t, `{"Order":{"Id":"1144119593783001088","OrderStatus":"PAID"},"RequestId":"x"}`)
+	c := newTestClient(t, Options{Endpoint: endpoint})
+	r, err := c.Lookup(context.Background(), providers.Order{ProviderOrderID: "1144119593783001088"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != providers.StatusPaid || r.ProviderOrderID != "1144119593783001088" {
+		t.Errorf("Lookup = %+v", r)
+	}
+	req := requests()[0]
+	if req.method != http.MethodGet || req.path != TransactionPath || len(req.body) != 0 {
+		t.Errorf("request %s %s with %d body bytes, want GET %s and no body", req.method, req.path, len(req.body), TransactionPath)
+	}
+	if req.query.Get("Action") != "OrderDetail" || req.query.Get("OrderId") != "1144119593783001088" {
+		t.Errorf("query %s", req.rawQuery)
+	}
+}
+
+func TestParseResponse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body  string
+		wantErr     bool
+		wantOrderID string
+		wantIDs     int
+		wantCode    string
+		wantStatus  string // "true", "false" or "" (absent)
+	}{
+		{name: "spec success", body: okAnswer, wantOrderID: "907804353770394031", wantIDs: 1, wantCode: "Success", wantStatus: "true"},
+		{name: "numeric OrderId kept exactly", body: `{"Status":true,"Code":"Success","Res":{"OrderId":907804353770394031}}`, wantOrderID: "907804353770394031", wantCode: "Success", wantStatus: "true"},
+		{name: "Res as a list", body: `{"Status":true,"Res":[{"Ids":["nas-1","nas-2"],"OrderId":"42"}]}`, wantOrderID: "42", wantIDs: 2, wantStatus: "true"},
+		{name: "spec failure", body: `{"Status":false,"Msg":"产品配置错误","Auth":true,"Code":"ProductConfigError","RequestId":"r"}`, wantCode: "ProductConfigError", wantStatus: "false"},
+		{name: "Status as string", body: `{"Status":"false","Code":"X"}`, wantCode: "X", wantStatus: "false"},
+		{name: "lower-case keys", body: `{"status":true,"code":"Success","res":{"orderId":"7"}}`, wantOrderID: "7", wantCode: "Success", wantStatus: "true"},
+		{name: "error envelope", body: `{"Code":"InvalidParameter","Msg":"The specified parameter \"Signature\" is not valid."}`, wantCode: "InvalidParameter"},
+		{name: "float OrderId", body: `{"Status":true,"Res":{"OrderId":9.078043537703940e17}}`, wantErr: true},
+		{name: "negative fraction OrderId", body: `{"Status":true,"Res":{"OrderId":-1.5}}`, wantErr: true},
+		{name: "object OrderId", body: `{"Status":true,"Res":{"OrderId":{}}}`, wantErr: true},
+		{name: "long OrderId", body: `{"Status":true,"Res":{"OrderId":"` + strings.Repeat("9", 65) + `"}}`, wantErr: true},
+		{name: "Status not boolean", body: `{"Status":1}`, wantErr: true},
+		{name: "not an object", body: `[]`, wantErr: true},
+		{name: "HTML", body: `<html>502</html>`, wantErr: true},
+		{name: "empty", body: ``, wantErr: true},
+		{name: "truncated", body: `{"Status":true,"Res":{"OrderId":"1"`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := ParseResponse([]byte(tt.body))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if r.OrderID != tt.wantOrderID || len(r.IDs) != tt.wantIDs || r.Code != tt.wantCode {
+				t.Errorf("got OrderID %q, %d Ids, Code %q; want %q, %d, %q", r.OrderID, len(r.IDs), r.Code, tt.wantOrderID, tt.wantIDs, tt.wantCode)
+			}
+			status := ""
+			if r.Status != nil {
+				status = map[bool]string{true: "true", false: "false"}[*r.Status]
+			}
+			if status != tt.wantStatus {
+				t.Errorf("Status = %q, want %q", status, tt.wantStatus)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	const secret, keyID = "testsecret", "6oPiV0WMJXhxiT65"
+	c := newTestClient(t, Options{AccessKeyID: keyID, AccessKeySecret: secret})
+	tests := []struct {
+		name       string
+		status     int
+		header     string // Retry-After
+		body       string
+		create     bool
+		want       providers.Code // Unknown: success
+		wantRetry  time.Duration
+		wantPCode  string
+		wantInText string
+	}{
+		{"success", 200, "", okAnswer, true, providers.Unknown, 0, "", ""},
+		{"ProductConfigError", 200, "", `{"Status":false,"Msg":"产品配置错误","Auth":true,"Code":"ProductConfigError"}`, true, providers.InvalidArgument, 0, "ProductConfigError", "产品配置错误"},
+		{"Auth false", 200, "", `{"Status":false,"Auth":false,"Code":"InvalidAccessKeyId.NotFound","Msg":"key 6oPiV0WMJXhxiT65 unknown"}`, true, providers.Unauthenticated, 0, "InvalidAccessKeyId.NotFound", "key *** unknown"},
+		{"throttling code at 200", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, true, providers.RateLimited, 0, "Throttling.User", ""},
+		{"429 seconds", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, true, providers.RateLimited, 7 * time.Second, "Throttling", ""},
+		{"429 no body", 429, "", ``, false, providers.RateLimited, 0, "", ""},
+		{"throttling code at 503", 503, "", `{"Code":"Throttling","Msg":"x"}`, true, providers.RateLimited, 0, "Throttling", ""},
+		{"400 bad signature", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter \"Signature\" is not valid.","RequestId":"r"}`, true, providers.Unauthenticated, 0, "InvalidParameter", "Signature"},
+		{"400 bad signature, spec quotes", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter”Signature”is not valid."}`, true, providers.Unauthenticated, 0, "InvalidParameter", ""},
+		{"400 SignatureDoesNotMatch", 400, "", `{"Code":"SignatureDoesNotMatch","Msg":"x"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 other parameter", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter \"vpc\" is not valid."}`, true, providers.InvalidArgument, 0, "InvalidParameter", "vpc"},
+		{"400 missing parameter", 400, "", `{"Code":"MissingParameter","Msg":"x"}`, true, providers.InvalidArgument, 0, "", ""},
+		{"400 expired timestamp", 400, "", `{"Code":"InvalidTimeStamp.Expired","Msg":"Specified time stamp or date value is expired."}`, true, providers.Unavailable, 0, "", ""},
+		{"400 nonce reused, create", 400, "", `{"Code":"SignatureNonceUsed","Msg":"Specified signature nonce was used already."}`, true, providers.Ambiguous, 0, "", ""},
+		{"400 nonce reused, query", 400, "", `{"Code":"SignatureNonceUsed","Msg":"Specified signature nonce was used already."}`, false, providers.Unavailable, 0, "", ""},
+		{"400 not JSON", 400, "", `Bad Request`, true, providers.InvalidArgument, 0, "", "Bad Request"},
+		{"401 not JSON", 401, "", ``, true, providers.Unauthenticated, 0, "", ""},
+		{"403 Forbidden.RAM", 403, "", `{"Code":"Forbidden.RAM","Msg":"x"}`, true, providers.PermissionDenied, 0, "", ""},
+		{"404 not JSON", 404, "", `<html/>`, true, providers.InvalidArgument, 0, "", ""},
+		{"500 create", 500, "", `{"Code":"InternalError","Msg":"x"}`, true, providers.Ambiguous, 0, "InternalError", ""},
+		{"500 query", 500, "", `{"Code":"InternalError","Msg":"x"}`, false, providers.Unavailable, 0, "", ""},
+		{"503 no body create", 503, "", ``, true, providers.Ambiguous, 0, "", ""},
+		{"502 HTML query", 502, "", `<html>bad gateway</html>`, false, providers.Unavailable, 0, "", ""},
+		{"200 InternalError create", 200, "", `{"Status":false,"Code":"InternalError","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"200 SystemBusy query", 200, "", `{"Status":false,"Code":"SystemBusy"}`, false, providers.Unavailable, 0, "", ""},
+		{"200 arrears", 200, "", `{"Status":false,"Code":"Account.Arrearage"}`, true, providers.PermissionDenied, 0, "", ""},
+		{"200 order not found, query", 200, "", `{"Status":false,"Auth":true,"Code":"OrderNotExist","Msg":"订单不存在"}`, false, providers.NotFound, 0, "", ""},
+		{"200 order not found, create", 200, "", `{"Status":false,"Auth":true,"Code":"OrderNotExist"}`, true, providers.InvalidArgument, 0, "", ""},
+		{"200 unreadable create", 200, "", `<html>`, true, providers.Ambiguous, 0, "", "unreadable"},
+		{"200 unreadable query", 200, "", `{"Status":`, false, providers.Unavailable, 0, "", ""},
+		{"200 code without Status", 200, "", `{"Code":"InvalidParameter","Msg":"x"}`, false, providers.InvalidArgument, 0, "", ""},
+		{"302", 302, "", `{}`, true, providers.Ambiguous, 0, "", ""},
+		{"secret in message", 400, "", `{"Code":"InvalidParameter testsecret","Msg":"bad testsecret for 6oPiV0WMJXhxiT65, call 13912345678"}`, true, providers.InvalidArgument, 0, "InvalidParameter ***", "bad *** for ***, call 139****5678"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := http.Header{}
+			if tt.header != "" {
+				h.Set("Retry-After", tt.header)
+			}
+			_, err := c.classify("unicloud Test", tt.create, &providers.Response{StatusCode: tt.status, Header: h, Body: []byte(tt.body)})
+			if tt.want == providers.Unknown {
+				if err != nil {
+					t.Fatalf("err = %v, want none", err)
+				}
+				return
+			}
+			var pe *providers.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v (%T), want *providers.Error", err, err)
+			}
+			if pe.Code != tt.want {
+				t.Errorf("code = %v (%v), want %v", pe.Code, err, tt.want)
+			}
+			if pe.HTTPStatus != tt.status {
+				t.Errorf("HTTPStatus = %d, want %d", pe.HTTPStatus, tt.status)
+			}
+			if pe.RetryAfter != tt.wantRetry {
+				t.Errorf("RetryAfter = %v, want %v", pe.RetryAfter, tt.wantRetry)
+			}
+			if tt.wantPCode != "" && pe.ProviderCode != tt.wantPCode {
+				t.Errorf("ProviderCode = %q, want %q", pe.ProviderCode, tt.wantPCode)
+			}
+			if !strings.Contains(err.Error(), tt.wantInText) {
+				t.Errorf("text %q lacks %q", err, tt.wantInText)
+			}
+			for _, s := range []string{secret, keyID} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("text %q holds a credential", err)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0}, {"3", 3 * time.Second}, {" 2 ", 2 * time.Second}, {"0", 0}, {"-1", 0}, {"soon", 0},
+		{"Fri, 01 Mar 2024 10:00:30 GMT", 30 * time.Second},
+		{"Fri, 01 Mar 2024 09:00:00 GMT", 0},
+	}
+	for _, tt := range tests {
+		if got := retryAfter(tt.in, now); got != tt.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestNewRequiresCredentials(t *testing.T) {
+	t.Parallel()
+	for _, o := range []Options{{}, {AccessKeyID: "id"}, {AccessKeySecret: "s"}} {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) = nil error", o)
+		}
+	}
+	c, err := New(Options{AccessKeyID: "id", AccessKeySecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.endpoint != DefaultEndpoint || c.timeout != 30*time.Second || c.margin != 15*time.Minute || c.pageSize != 100 {
+		t.Errorf("defaults: endpoint %s, timeout %v, margin %v, page size %d", c.endpoint, c.timeout, c.margin, c.pageSize)
+	}
+}
+
+// A redirect is not followed: the create's fate is unknown.
+func TestSubmitDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	}))
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, Options{Endpoint: srv.URL})
+	_, err := c.Submit(context.Background(), providers.Order{Params: json.RawMessage(validParams)})
+	if providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Submit = %v, want ambiguous", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paths) != 1 || paths[0] != "POST "+NASPath {
+		t.Errorf("requests %v, want one POST %s", paths, NASPath)
+	}
+}

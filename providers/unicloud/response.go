@@ -1,0 +1,342 @@
+package unicloud
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Response is one UniCloud answer as far as the client reads it. NAS calls
+// answer {Status, Auth, Code, Msg, RequestId, Res}; the transaction API's
+// pages show their data at the top level ({"Order":…}, {"OrderList":…});
+// errors come as {Code, Msg, RequestId} with a 4xx or 5xx.
+type Response struct {
+	// Status and Auth are nil when the answer does not carry them.
+	Status *bool
+	Auth   *bool
+	// Code is the provider's code ("Success", "ProductConfigError", …).
+	Code string
+	// Message is Msg (or Message), unmasked: run it through providers.Redact
+	// before it goes anywhere.
+	Message   string
+	RequestID string
+	// OrderID is Res.OrderId, as a string whether the JSON holds a string
+	// or a number (it is a 64-bit number: a float64 would corrupt it).
+	OrderID string
+	// IDs is Res.Ids, the created file systems' ids.
+	IDs []string
+	// Payload is the answer's data: Res when present, else the whole body.
+	Payload json.RawMessage
+}
+
+// maxIDLen bounds an id the client keeps and sends back.
+const maxIDLen = 64
+
+var intLiteralRE = regexp.MustCompile(`^-?[0-9]+$`)
+
+// ParseResponse reads a UniCloud answer. It fails when the body is not a
+// JSON object, when Status or Auth is not a boolean, or when Res.OrderId is
+// neither a string nor an integer literal or is implausibly long.
+func ParseResponse(body []byte) (Response, error) {
+	var r Response
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || body[0] != '{' {
+		return r, errors.New("not a JSON object")
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return r, errors.New("malformed JSON")
+	}
+	var err error
+	if r.Status, err = boolField(m, "Status"); err != nil {
+		return r, err
+	}
+	if r.Auth, err = boolField(m, "Auth"); err != nil {
+		return r, err
+	}
+	r.Code, _ = scalar(field(m, "Code"))
+	if r.Message, _ = scalar(field(m, "Msg")); r.Message == "" {
+		r.Message, _ = scalar(field(m, "Message"))
+	}
+	r.RequestID, _ = scalar(field(m, "RequestId"))
+	r.Payload = json.RawMessage(body)
+	res := bytes.TrimSpace(field(m, "Res"))
+	if len(res) == 0 || string(res) == "null" {
+		return r, nil
+	}
+	r.Payload = json.RawMessage(res)
+	// The spec's table types Res as a List and its example shows an
+	// object: read both.
+	var objs []map[string]json.RawMessage
+	switch res[0] {
+	case '{':
+		var o map[string]json.RawMessage
+		if json.Unmarshal(res, &o) != nil {
+			return r, errors.New("malformed Res")
+		}
+		objs = append(objs, o)
+	case '[':
+		var list []json.RawMessage
+		if json.Unmarshal(res, &list) != nil {
+			return r, errors.New("malformed Res")
+		}
+		for _, item := range list {
+			var o map[string]json.RawMessage
+			if json.Unmarshal(item, &o) == nil && o != nil {
+				objs = append(objs, o)
+			}
+		}
+	}
+	for _, o := range objs {
+		id, err := idField(field(o, "OrderId"))
+		if err != nil {
+			return r, err
+		}
+		if r.OrderID == "" {
+			r.OrderID = id
+		}
+		var ids []json.RawMessage
+		if json.Unmarshal(field(o, "Ids"), &ids) == nil {
+			for _, raw := range ids {
+				if s, ok := scalar(raw); ok && s != "" {
+					r.IDs = append(r.IDs, s)
+				}
+			}
+		}
+	}
+	return r, nil
+}
+
+// field returns m[name], or the first key equal to name under case folding.
+func field(m map[string]json.RawMessage, name string) json.RawMessage {
+	if v, ok := m[name]; ok {
+		return v
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+// scalar returns a JSON string's value or a number's literal text.
+func scalar(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", false
+	}
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return "", false
+		}
+		return s, true
+	}
+	var n json.Number
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if dec.Decode(&n) != nil {
+		return "", false
+	}
+	return n.String(), true
+}
+
+func boolField(m map[string]json.RawMessage, name string) (*bool, error) {
+	raw := bytes.TrimSpace(field(m, name))
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var b bool
+	if json.Unmarshal(raw, &b) == nil {
+		return &b, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if v, err := strconv.ParseBool(s); err == nil {
+			return &v, nil
+		}
+	}
+	return nil, errors.New(name + " is not a boolean")
+}
+
+// idField reads a provider id that may be a string or an integer literal.
+func idField(raw json.RawMessage) (string, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	s, ok := scalar(raw)
+	switch {
+	case !ok:
+		return "", errors.New("id is neither a string nor a number")
+	case raw[0] != '"' && !intLiteralRE.MatchString(s):
+		return "", errors.New("id is not an integer")
+	case len(s) > maxIDLen || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		return "", errors.New("id is not printable or too long")
+	}
+	return s, nil
+}
+
+// failed reports whether the answer says the call failed.
+func (r Response) failed() bool {
+	if r.Status != nil {
+		return !*r.Status
+	}
+	switch strings.ToLower(r.Code) {
+	case "", "success", "ok", "200", "0":
+		return false
+	}
+	return true
+}
+
+// classify maps an HTTP answer to the Response or an *Error, in this order:
+// throttling, 5xx, unreadable body, Auth:false, 4xx, other non-2xx, a 200
+// whose Status or Code says failure. create decides what an answer of
+// unknown effect is: Ambiguous for CreateOrder, Unavailable for a query.
+func (c *Client) classify(op string, create bool, resp *providers.Response) (Response, error) {
+	r, perr := ParseResponse(resp.Body)
+	st := resp.StatusCode
+	unsure := providers.Unavailable
+	if create {
+		unsure = providers.Ambiguous
+	}
+	fail := func(code providers.Code, msg string) (Response, error) {
+		e := &providers.Error{Code: code, Op: op, HTTPStatus: st,
+			ProviderCode: c.clean(r.Code, 64), Message: c.clean(msg, 200)}
+		if code == providers.RateLimited {
+			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
+		}
+		return r, e
+	}
+	or := func(msg, dflt string) string {
+		if msg != "" {
+			return msg
+		}
+		return dflt
+	}
+	switch {
+	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):
+		return fail(providers.RateLimited, or(r.Message, "throttled"))
+	case st >= 500:
+		return fail(unsure, or(r.Message, http.StatusText(st)))
+	case perr != nil:
+		r = Response{}
+		switch {
+		case st == http.StatusUnauthorized:
+			return fail(providers.Unauthenticated, http.StatusText(st))
+		case st == http.StatusForbidden:
+			return fail(providers.PermissionDenied, http.StatusText(st))
+		case st >= 400:
+			return fail(providers.InvalidArgument, http.StatusText(st))
+		}
+		return fail(unsure, "unreadable response")
+	case r.Auth != nil && !*r.Auth:
+		return fail(providers.Unauthenticated, or(r.Message, "not authenticated"))
+	case st >= 400:
+		return fail(codeFor(st, r.Code, r.Message, create), or(r.Message, http.StatusText(st)))
+	case st < 200 || st >= 300:
+		return fail(unsure, "unexpected HTTP status")
+	case r.failed():
+		return fail(codeFor(st, r.Code, r.Message, create), or(r.Message, "failed"))
+	}
+	return r, nil
+}
+
+// clean makes provider text safe for an error: credentials and phone
+// numbers masked, length bounded.
+func (c *Client) clean(s string, n int) string {
+	return providers.Truncate(providers.Redact(s, c.accessKeySecret, c.accessKeyID), n)
+}
+
+// codeFor maps a refusal (a 4xx, or a 200 with Status false) by its code
+// and message. Nothing documented lists UniCloud's codes beyond
+// ProductConfigError and the signature error; the rest follows the
+// Alibaba-style RPC codes the API mirrors.
+func codeFor(status int, code, msg string, create bool) providers.Code {
+	lc, lm := strings.ToLower(code), strings.ToLower(msg)
+	switch {
+	case strings.Contains(lc, "nonce") || strings.Contains(lm, "nonce"):
+		// Our nonces are fresh per attempt: a reused one means this very
+		// request arrived twice, and the first delivery may have acted.
+		if create {
+			return providers.Ambiguous
+		}
+		return providers.Unavailable
+	case strings.Contains(lc, "timestamp") || strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp"):
+		// Clock skew: refused before acting; the next attempt re-signs.
+		return providers.Unavailable
+	case isAuthCode(lc), strings.Contains(lm, "signature") && (lc == "" || strings.HasPrefix(lc, "invalidparameter")),
+		status == http.StatusUnauthorized:
+		return providers.Unauthenticated
+	case !create && isOrderNotFound(lc):
+		return providers.NotFound
+	case isInternal(lc):
+		if create {
+			return providers.Ambiguous
+		}
+		return providers.Unavailable
+	case status == http.StatusForbidden || isPermission(lc):
+		return providers.PermissionDenied
+	default:
+		return providers.InvalidArgument
+	}
+}
+
+func isThrottle(code string) bool {
+	lc := strings.ToLower(code)
+	return strings.Contains(lc, "throttl") || strings.HasPrefix(lc, "requestlimitexceeded") || lc == "toomanyrequests"
+}
+
+func isAuthCode(lc string) bool {
+	for _, p := range []string{"invalidaccesskey", "signaturedoesnotmatch", "incompletesignature", "authfailure", "invalidsignature"} {
+		if strings.HasPrefix(lc, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func isOrderNotFound(lc string) bool {
+	return strings.Contains(lc, "order") && (strings.Contains(lc, "notfound") || strings.Contains(lc, "notexist") || strings.Contains(lc, "not_exist"))
+}
+
+func isInternal(lc string) bool {
+	for _, s := range []string{"internalerror", "serviceunavailable", "systemerror", "systembusy", "servicebusy", "unknownerror", "timeout"} {
+		if strings.Contains(lc, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isPermission(lc string) bool {
+	return strings.HasPrefix(lc, "forbidden") || strings.HasPrefix(lc, "nopermission") ||
+		strings.Contains(lc, "arrear") || strings.Contains(lc, "insufficientbalance")
+}
+
+// retryAfter reads Retry-After as seconds or an HTTP date.
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(h); err == nil {
+		if s > 0 {
+			return time.Duration(s) * time.Second
+		}
+		return 0
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

@@ -1,0 +1,270 @@
+package unicloud
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Name is the provider's key.
+const Name = "unicloud"
+
+// DefaultEndpoint is the production base URL.
+const DefaultEndpoint = "https://api.unicloud.com"
+
+// Paths of the two services under the endpoint.
+const (
+	NASPath         = "/openapi/nas"
+	TransactionPath = "/transaction"
+)
+
+// Common parameter values.
+const (
+	APIVersion       = "2020-07-30"
+	SignatureMethod  = "HMAC-SHA1"
+	SignatureVersion = "2.0"
+	// TimestampLayout is Timestamp's form, always in UTC.
+	TimestampLayout = "2006-01-02T15:04:05Z"
+	// QueryTimeLayout is QueryOrders' StartTime and EndTime form, in China
+	// Standard Time (see ChinaTime).
+	QueryTimeLayout = "2006-01-02 15:04:05"
+)
+
+// ChinaTime is UTC+8, the zone QueryOrders' zone-less times are read in.
+func ChinaTime() *time.Location { return time.FixedZone("UTC+8", 8*60*60) }
+
+// Options configure a Client. Only the credentials are required.
+type Options struct {
+	// Endpoint is the base URL (scheme://host[:port]). Default
+	// DefaultEndpoint.
+	Endpoint string
+	// AccessKeyID and AccessKeySecret are the OpenAPI credentials.
+	AccessKeyID     string
+	AccessKeySecret providers.Secret
+	// HTTPClient sends requests. Default: a client with no overall timeout
+	// (each call is bounded by Timeout) that does not follow redirects (Go
+	// would replay a redirected CreateOrder as a GET without its body).
+	HTTPClient *http.Client
+	// Timeout bounds each HTTP call. The API documents none; its Go SDK
+	// uses 60s. Default 30s.
+	Timeout time.Duration
+	// Now returns the time used for Timestamp and Lookup's window. Default
+	// time.Now.
+	Now func() time.Time
+	// LookupMargin widens QueryOrders' window on both sides, to cover clock
+	// skew between us and UniCloud (it accepts Timestamps 15 minutes off).
+	// Default 15m.
+	LookupMargin time.Duration
+	// ProductCategory, when set, is the ProductCategory UniCloud's billing
+	// records NAS orders under; Lookup then disregards listed orders of any
+	// other category. The value is not documented. Default "": every
+	// category is a candidate.
+	ProductCategory string
+	// PageSize is QueryOrders' Size. Default 100.
+	PageSize int
+}
+
+// Lookup's bounds.
+const (
+	// MaxPages bounds how many QueryOrders pages one Lookup reads.
+	MaxPages = 50
+	// MaxDetails bounds how many OrderDetail calls one Lookup makes to
+	// identify candidates.
+	MaxDetails = 100
+)
+
+// Client is the UniCloud provider. It is safe for concurrent use.
+type Client struct {
+	endpoint        string
+	accessKeyID     string
+	accessKeySecret string
+	hc              *http.Client
+	timeout         time.Duration
+	now             func() time.Time
+	margin          time.Duration
+	productCategory string
+	pageSize        int
+}
+
+var _ providers.Provider = (*Client)(nil)
+
+// New returns a Client.
+func New(opts Options) (*Client, error) {
+	if opts.AccessKeyID == "" || opts.AccessKeySecret == "" {
+		return nil, errors.New("unicloud: access key id and secret are required")
+	}
+	c := &Client{
+		endpoint:        strings.TrimRight(opts.Endpoint, "/"),
+		accessKeyID:     opts.AccessKeyID,
+		accessKeySecret: opts.AccessKeySecret.Reveal(),
+		hc:              opts.HTTPClient,
+		timeout:         opts.Timeout,
+		now:             opts.Now,
+		margin:          opts.LookupMargin,
+		productCategory: opts.ProductCategory,
+		pageSize:        opts.PageSize,
+	}
+	if c.endpoint == "" {
+		c.endpoint = DefaultEndpoint
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if c.timeout <= 0 {
+		c.timeout = 30 * time.Second
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.margin <= 0 {
+		c.margin = 15 * time.Minute
+	}
+	if c.pageSize <= 0 {
+		c.pageSize = 100
+	}
+	return c, nil
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return Name }
+
+var (
+	// codeRE is the shape of ids and codes: region, zone, project, VPC,
+	// component, specification, and the enum-like strings. It keeps query
+	// values free of spaces and '+'.
+	codeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	// nameRE is an instance name: printable, no leading or trailing space.
+	nameRE = regexp.MustCompile(`^[^\s\pZ\pC](?:[^\pC]*[^\s\pZ\pC])?$`)
+)
+
+// Fields are CreateOrder's body fields (spec 002).
+var Fields = []providers.Field{
+	{Name: "azoneId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+	{Name: "componentCode", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+	{Name: "dataEncryption", Kind: providers.Int, Required: true, Min: 0, Max: 1},
+	{Name: "instanceName", Kind: providers.String, Required: true, Pattern: nameRE, MaxLen: 64},
+	{Name: "orderCategory", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
+	{Name: "payType", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
+	{Name: "projectId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+	{Name: "regionId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+	{Name: "renewType", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
+	{Name: "rentCount", Kind: providers.Int, Required: true, Min: 1, Max: 365},
+	{Name: "rentUnit", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 16},
+	{Name: "specificationCode", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+	{Name: "unit", Kind: providers.String, Pattern: codeRE, MaxLen: 16},
+	{Name: "vpc", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+}
+
+const paramsOp = "unicloud params"
+
+// Validate implements providers.Provider.
+func (c *Client) Validate(params json.RawMessage) error {
+	_, err := providers.DecodeParams(paramsOp, params, Fields)
+	return err
+}
+
+// stamp is what changes on every attempt.
+type stamp struct {
+	Timestamp time.Time
+	Nonce     string
+}
+
+func (c *Client) newStamp() stamp {
+	return stamp{Timestamp: c.now(), Nonce: uuid.NewString()}
+}
+
+// query returns the signed query string for action: the common parameters,
+// Action and extra, RFC 3986 encoded and sorted, then Signature.
+func (c *Client) query(method, action string, extra map[string]string, s stamp) string {
+	params := make(map[string]string, len(extra)+9)
+	for k, v := range extra {
+		if v != "" {
+			params[k] = v
+		}
+	}
+	params["Action"] = action
+	params["Format"] = "json"
+	params["Version"] = APIVersion
+	params["AccessKeyId"] = c.accessKeyID
+	params["SignatureMethod"] = SignatureMethod
+	params["SignatureVersion"] = SignatureVersion
+	params["Timestamp"] = s.Timestamp.UTC().Format(TimestampLayout)
+	params["SignatureNonce"] = s.Nonce
+	return CanonicalQuery(params) + "&Signature=" + PercentEncode(Sign(method, params, c.accessKeySecret))
+}
+
+// request builds one signed request. body, when not nil, is sent as JSON
+// and is not signed.
+func (c *Client) request(ctx context.Context, method, path, action string, extra map[string]string, body []byte, s stamp) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.endpoint+path+"?"+c.query(method, action, extra, s), rd)
+	if err != nil {
+		// Not err's text: it holds the URL, and with it the AccessKeyId.
+		return nil, &providers.Error{Code: providers.FailedPrecondition, Op: Name + " " + action, Message: "bad endpoint"}
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
+	}
+	return req, nil
+}
+
+// call signs and sends one action with a fresh stamp and classifies the
+// answer.
+func (c *Client) call(ctx context.Context, method, path, action string, extra map[string]string, body []byte, create bool) (Response, int, error) {
+	op := Name + " " + action
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := c.request(ctx, method, path, action, extra, body, c.newStamp())
+	if err != nil {
+		return Response{}, 0, err
+	}
+	resp, err := providers.Send(ctx, c.hc, req, op, create)
+	if err != nil {
+		return Response{}, 0, err
+	}
+	r, err := c.classify(op, create, resp)
+	return r, resp.StatusCode, err
+}
+
+// Submit implements providers.Provider with CreateOrder. The order's
+// params are the JSON body; regionId also goes into the query.
+func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	p, err := providers.DecodeParams(paramsOp, o.Params, Fields)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	body, err := json.Marshal(map[string]any(p))
+	if err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.InvalidArgument, Op: Name + " CreateOrder", Message: "cannot encode request"}
+	}
+	r, status, err := c.call(ctx, http.MethodPost, NASPath, "CreateOrder", map[string]string{"regionId": p.Str("regionId")}, body, true)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	if r.Status == nil || !*r.Status || r.OrderID == "" {
+		// Not a refusal, yet not the documented success: the order may
+		// exist.
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: Name + " CreateOrder", HTTPStatus: status,
+			ProviderCode: c.clean(r.Code, 64), Message: "answer without Status true and an OrderId"}
+	}
+	msg := "created"
+	if len(r.IDs) > 0 {
+		msg += " " + strings.Join(r.IDs, ",")
+	}
+	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: r.OrderID, HTTPStatus: status,
+		Code: c.clean(r.Code, 64), Message: c.clean(msg, 200)}, nil
+}
