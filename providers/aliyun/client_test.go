@@ -1,0 +1,441 @@
+package aliyun_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
+	"github.com/orderworker/orderworker/providers/aliyun/sandbox"
+	"github.com/orderworker/orderworker/providers/fault"
+)
+
+// recorder keeps every request on its way to the sandbox.
+type recorder struct {
+	next http.Handler
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type recorded struct {
+	path   string
+	header http.Header
+	body   []byte
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	r.reqs = append(r.reqs, recorded{req.URL.Path, req.Header.Clone(), body})
+	r.mu.Unlock()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	r.next.ServeHTTP(w, req)
+}
+
+func (r *recorder) requests(path string) []recorded {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recorded
+	for _, q := range r.reqs {
+		if q.path == path {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+type fixture struct {
+	sb  *sandbox.Server
+	rec *recorder
+	url string
+	c   *aliyun.Client
+	log *bytes.Buffer
+}
+
+// setup starts a sandbox behind a recorder and a client (AutoPay on,
+// logging to a buffer) with mod applied to its options.
+func setup(t *testing.T, mod func(*aliyun.Options)) *fixture {
+	t.Helper()
+	sb := sandbox.New(appKey, appSecret, projectID)
+	rec := &recorder{next: sb}
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+	f := &fixture{sb: sb, rec: rec, url: srv.URL, log: &bytes.Buffer{}}
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, f.log}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.c = newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), func(o *aliyun.Options) {
+		o.Logger = logger
+		if mod != nil {
+			mod(o)
+		}
+	})
+	return f
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestNewRequiresCredentials(t *testing.T) {
+	t.Parallel()
+	for _, o := range []aliyun.Options{
+		{AppSecret: "s", ProjectID: "p"},
+		{AppKey: "k", ProjectID: "p"},
+		{AppKey: "k", AppSecret: "s"},
+	} {
+		if _, err := aliyun.New(o); err == nil {
+			t.Errorf("New(%+v) succeeded, want an error", o)
+		}
+	}
+}
+
+func TestEnvelopeAndHeaders(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	o := testOrder(1)
+	if _, err := f.c.Submit(ctx(t), o); err != nil {
+		t.Fatal(err)
+	}
+	tokReqs, creates := f.rec.requests(aliyun.PathToken), f.rec.requests(aliyun.PathCreate)
+	if len(tokReqs) != 1 || len(creates) != 1 {
+		t.Fatalf("got %d token and %d create requests, want 1 and 1", len(tokReqs), len(creates))
+	}
+
+	var tokBody map[string]any
+	if err := json.Unmarshal(tokReqs[0].body, &tokBody); err != nil {
+		t.Fatal(err)
+	}
+	wantTok := map[string]any{"version": "1.0", "request": map[string]any{"apiVer": "1.0.0"},
+		"params": map[string]any{"grantType": "project", "res": projectID}}
+	for k, v := range wantTok {
+		if got, _ := json.Marshal(tokBody[k]); string(got) != mustJSON(v) {
+			t.Errorf("token request %s = %s, want %s", k, got, mustJSON(v))
+		}
+	}
+
+	var env struct {
+		ID      string
+		Version string
+		Request map[string]string
+		Params  map[string]any
+	}
+	if err := json.Unmarshal(creates[0].body, &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.ID == "" || env.Version != "1.0" || env.Request["apiVer"] != "1.0.0" {
+		t.Errorf("envelope = %s", creates[0].body)
+	}
+	if env.Request["cloudToken"] == "" {
+		t.Errorf("cloudToken missing from request: %s", creates[0].body)
+	}
+	if _, ok := env.Params["cloudToken"]; ok {
+		t.Errorf("cloudToken must not be in params: %s", creates[0].body)
+	}
+	wantParams := `{"commodityCode":"streamingResource_20_10","copies":2,"immediateUse":false,"iotId":"dev000001FkEs000101","userId":"50e5op6412259c0f11","userName":"15812348558"}`
+	if got := mustJSON(env.Params); got != wantParams {
+		t.Errorf("params = %s, want %s", got, wantParams)
+	}
+
+	h := creates[0].header
+	for k, want := range map[string]string{
+		"Accept":                 aliyun.Accept,
+		"Content-Type":           aliyun.ContentType,
+		"Content-MD5":            aliyun.ContentMD5(creates[0].body),
+		"X-Ca-Key":               appKey,
+		"X-Ca-Signature-Method":  "HmacSHA256",
+		"X-Ca-Signature-Headers": "X-Ca-Key,X-Ca-Nonce,X-Ca-Signature-Method,X-Ca-Timestamp",
+	} {
+		if got := h.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	ms, err := strconv.ParseInt(h.Get("X-Ca-Timestamp"), 10, 64)
+	if err != nil || time.Since(time.UnixMilli(ms)).Abs() > time.Minute {
+		t.Errorf("X-Ca-Timestamp = %q, want now in epoch ms", h.Get("X-Ca-Timestamp"))
+	}
+	if len(h.Get("X-Ca-Nonce")) != 36 {
+		t.Errorf("X-Ca-Nonce = %q, want a UUID", h.Get("X-Ca-Nonce"))
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// Every attempt is signed at send time: a new id, nonce and signature.
+func TestFreshNoncePerAttempt(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	o := testOrder(2)
+	f.sb.Faults().Script(fault.Throttle)
+	if _, err := f.c.Submit(ctx(t), o); providers.CodeOf(err) != providers.RateLimited {
+		t.Fatalf("first attempt: %v, want rate_limited", err)
+	}
+	if _, err := f.c.Submit(ctx(t), o); err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	reqs := f.rec.requests(aliyun.PathCreate)
+	if len(reqs) != 2 {
+		t.Fatalf("%d create requests, want 2", len(reqs))
+	}
+	for _, h := range []string{"X-Ca-Nonce", "X-Ca-Signature"} {
+		if reqs[0].header.Get(h) == reqs[1].header.Get(h) {
+			t.Errorf("%s repeated across attempts", h)
+		}
+	}
+	var a, b struct{ ID string }
+	_ = json.Unmarshal(reqs[0].body, &a)
+	_ = json.Unmarshal(reqs[1].body, &b)
+	if a.ID == b.ID {
+		t.Errorf("envelope id repeated across attempts")
+	}
+}
+
+func TestLifecyclePendingPayPaid(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	o := testOrder(3)
+	r, err := f.c.Submit(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != providers.StatusPending || r.ProviderOrderID == "" || r.NextCheck <= 0 {
+		t.Fatalf("Submit = %+v, want pending with an order id and a NextCheck", r)
+	}
+	o.ProviderOrderID = r.ProviderOrderID
+	want := []providers.Status{providers.StatusPending, providers.StatusPaid, providers.StatusPaid}
+	for i, w := range want {
+		got, err := f.c.Lookup(ctx(t), o)
+		if err != nil {
+			t.Fatalf("Lookup %d: %v", i, err)
+		}
+		if got.Status != w || got.ProviderOrderID != r.ProviderOrderID {
+			t.Errorf("Lookup %d = %+v, want %s for %s", i, got, w, r.ProviderOrderID)
+		}
+	}
+	if n := f.sb.Calls(aliyun.PathPay); n != 1 {
+		t.Errorf("pay called %d times, want 1", n)
+	}
+}
+
+func TestLookupWithoutAutoPayDoesNotPay(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.AutoPay = false; o.PollInterval = time.Second })
+	o := testOrder(4)
+	r, err := f.c.Submit(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ProviderOrderID = r.ProviderOrderID
+	got, err := f.c.Lookup(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != providers.StatusPending || got.NextCheck != 10*time.Second {
+		t.Errorf("Lookup = %+v, want pending, NextCheck 10s", got)
+	}
+	if n := f.sb.Calls(aliyun.PathPay); n != 0 {
+		t.Errorf("pay called %d times without AutoPay", n)
+	}
+}
+
+func TestPayFailures(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		reply sandbox.Reply
+		code  providers.Code // 0: Lookup reports pending without error
+	}{
+		{"throttled", sandbox.Reply{Code: 429, Message: "too many requests"}, 0},
+		{"unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, 0},
+		{"forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, providers.PermissionDenied},
+		{"arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(5)
+			r, err := f.c.Submit(ctx(t), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.ProviderOrderID = r.ProviderOrderID
+			f.sb.Inject(aliyun.PathPay, tt.reply)
+			got, err := f.c.Lookup(ctx(t), o)
+			if tt.code == 0 {
+				if err != nil || got.Status != providers.StatusPending || got.ProviderOrderID != r.ProviderOrderID || got.NextCheck <= 0 {
+					t.Fatalf("Lookup = %+v, %v; want pending with id and NextCheck", got, err)
+				}
+				return
+			}
+			if c := providers.CodeOf(err); c != tt.code {
+				t.Fatalf("Lookup code = %v (%v), want %v", c, err, tt.code)
+			}
+		})
+	}
+}
+
+func TestCreateAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		data   any
+		status providers.Status
+		code   providers.Code
+	}{
+		{"paid at once", map[string]any{"orderId": "20201104134310000196", "paymentStatus": 1}, providers.StatusPaid, 0},
+		{"paying", map[string]any{"orderId": "20201104134310000196", "paymentStatus": 2}, providers.StatusPending, 0},
+		{"numeric order id", map[string]any{"orderId": json.Number("20201104134310000196"), "paymentStatus": 0}, providers.StatusPending, 0},
+		{"unknown payment status", map[string]any{"orderId": "1", "paymentStatus": 7}, providers.StatusPending, 0},
+		{"no order id", map[string]any{"paymentStatus": 0}, "", providers.Ambiguous},
+		{"no data", nil, "", providers.Ambiguous},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathCreate, sandbox.Reply{Code: 200, Data: tt.data})
+			r, err := f.c.Submit(ctx(t), testOrder(6))
+			if tt.code != 0 {
+				if c := providers.CodeOf(err); c != tt.code {
+					t.Fatalf("Submit code = %v (%v), want %v", c, err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != tt.status || r.ProviderOrderID == "" {
+				t.Errorf("Submit = %+v, want %s with an order id", r, tt.status)
+			}
+			if tt.name == "numeric order id" && r.ProviderOrderID != "20201104134310000196" {
+				t.Errorf("order id = %q, want every digit kept", r.ProviderOrderID)
+			}
+		})
+	}
+}
+
+// CreateTimeout bounds a create that hangs after acting: Ambiguous.
+func TestCreateTimeout(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.CreateTimeout = 200 * time.Millisecond })
+	f.sb.Faults().Script(fault.HangAfter)
+	start := time.Now()
+	_, err := f.c.Submit(context.Background(), testOrder(7))
+	if c := providers.CodeOf(err); c != providers.Ambiguous {
+		t.Fatalf("code = %v (%v), want ambiguous", c, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("took %v with a 200ms CreateTimeout", took)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, "http://127.0.0.1:1", appSecret, nil, nil)
+	if err := c.Validate(testOrder(1).Params); err != nil {
+		t.Errorf("valid params: %v", err)
+	}
+	tests := map[string]string{
+		`{"iotId":"d","commodityCode":"c","copies":0}`:                                               "params.copies: must be between 1 and 60",
+		`{"iotId":"d","commodityCode":"c","copies":1.5}`:                                             "params.copies: must be an integer",
+		`{"iotId":"","commodityCode":"c","copies":1}`:                                                "params.iotId: must not be empty",
+		`{"iotId":"d","copies":1}`:                                                                   "params.commodityCode: required",
+		`{"iotId":"d","commodityCode":"c","copies":1,"userId":1}`:                                    "params.userId: must be a string",
+		`{"iotId":"d","commodityCode":"c","copies":1,"immediateUse":1}`:                              "params.immediateUse: must be a boolean",
+		`{"iotId":"d","commodityCode":"c","copies":1,"cloudToken":"t"}`:                              "params.cloudToken: unknown field",
+		`{"iotId":"d d","commodityCode":"c","copies":1}`:                                             "params.iotId: must match",
+		`{"iotId":"d","commodityCode":"c","copies":1,"userName":"` + strings.Repeat("x", 129) + `"}`: "params.userName: longer than 128",
+	}
+	for params, want := range tests {
+		err := c.Validate(json.RawMessage(params))
+		if providers.CodeOf(err) != providers.InvalidArgument || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(%s) = %v, want invalid_argument %q", params, err, want)
+		}
+	}
+	// The reason names the field, never its personal value.
+	err := c.Validate(json.RawMessage(`{"iotId":"d","commodityCode":"c","copies":1,"userName":"` + phone + strings.Repeat("0", 120) + `"}`))
+	if err == nil || strings.Contains(err.Error(), phone) {
+		t.Errorf("Validate = %v: want an error without the userName", err)
+	}
+	if got := c.SensitiveParams(); len(got) != 1 || got[0] != "userName" {
+		t.Errorf("SensitiveParams = %v", got)
+	}
+}
+
+// Logs and errors hold no credential, token or userName, even for a
+// signature mismatch (whose server StringToSign echoes the AppKey).
+func TestNothingSensitiveLeaks(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	o := testOrder(8)
+	var errs []error
+	r, err := f.c.Submit(ctx(t), o)
+	errs = append(errs, err)
+	o.ProviderOrderID = r.ProviderOrderID
+	f.sb.Inject(aliyun.PathGet, sandbox.Reply{Code: 460, Message: "bad user " + phone})
+	_, err = f.c.Lookup(ctx(t), o)
+	errs = append(errs, err)
+	f.sb.RevokeTokens()
+	_, err = f.c.Submit(ctx(t), testOrder(9))
+	errs = append(errs, err)
+
+	var buf bytes.Buffer
+	bad := newClient(t, f.url, "wrong-secret", nil, func(o *aliyun.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	})
+	_, err = bad.Submit(ctx(t), o)
+	errs = append(errs, err)
+	if providers.CodeOf(err) != providers.Unauthenticated {
+		t.Errorf("bad secret: %v, want unauthenticated", err)
+	}
+	if !strings.Contains(buf.String(), "Server StringToSign") {
+		t.Errorf("signature mismatch not logged: %s", buf.String())
+	}
+	text := f.log.String() + buf.String()
+	for _, e := range errs {
+		if e != nil {
+			text += e.Error() + "\n"
+		}
+	}
+	tokens := f.sb.IssuedTokens()
+	if len(tokens) < 2 {
+		t.Fatalf("%d tokens issued, want a refresh after RevokeTokens", len(tokens))
+	}
+	for _, s := range append([]string{appKey, appSecret, "wrong-secret", phone}, tokens...) {
+		if strings.Contains(text, s) {
+			t.Errorf("%q leaked into logs or errors:\n%s", s, text)
+		}
+	}
+	if !strings.Contains(text, "158****8558") {
+		t.Errorf("expected the masked phone in the echoed message:\n%s", text)
+	}
+}

@@ -1,0 +1,169 @@
+package aliyun_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
+	"github.com/orderworker/orderworker/providers/aliyun/sandbox"
+)
+
+const (
+	unauthenticated = providers.Unauthenticated
+	denied          = providers.PermissionDenied
+	invalid         = providers.InvalidArgument
+	precondition    = providers.FailedPrecondition
+	limited         = providers.RateLimited
+	unavailable     = providers.Unavailable
+	ambiguous       = providers.Ambiguous
+)
+
+// errorCases is the mapping of PROVIDERS.md §2.5, both layers, as the
+// sandbox answers them: what a create call and a lookup (order/get) make of
+// each answer.
+var errorCases = []struct {
+	name           string
+	reply          sandbox.Reply
+	create, lookup providers.Code
+}{
+	// Gateway: X-Ca-Error-Message, usually no body.
+	{"gw invalid signature", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Signature, Server StringToSign:POSTX-Ca-Key:" + appKey + "X-Ca-Timestamp:1"}, unauthenticated, unauthenticated},
+	{"gw invalid appkey", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid AppKey"}, unauthenticated, unauthenticated},
+	{"gw empty signature", sandbox.Reply{HTTPStatus: 401, GatewayMessage: "Empty Signature"}, unauthenticated, unauthenticated},
+	{"gw content-md5", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Content-MD5"}, unauthenticated, unauthenticated},
+	{"gw timestamp expired", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Timestamp Expired"}, unavailable, unavailable},
+	{"gw invalid timestamp", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Timestamp"}, unavailable, unavailable},
+	{"gw nonce used", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Nonce Used"}, unavailable, unavailable},
+	{"gw app throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by APP Flow Control"}, limited, limited},
+	{"gw api throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by API Flow Control"}, limited, limited},
+	{"gw quota exhausted", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, denied, denied},
+	{"gw user arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, denied, denied},
+	{"gw unknown 404", sandbox.Reply{HTTPStatus: 404, GatewayMessage: "Invalid Url"}, precondition, precondition},
+	{"gw unknown 400", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Something New"}, invalid, invalid},
+	{"gw internal error", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Internal Error"}, ambiguous, unavailable},
+	{"gw backend failed", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Failed To Call Backend Service"}, ambiguous, unavailable},
+	{"gw service unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, ambiguous, unavailable},
+	{"gw async service", sandbox.Reply{HTTPStatus: 504, GatewayMessage: "Async Service"}, ambiguous, unavailable},
+	// Platform: code in the JSON body.
+	{"400 request error", sandbox.Reply{Code: 400, Message: "request error"}, invalid, invalid},
+	{"401 request auth error", sandbox.Reply{Code: 401, Message: "request auth error"}, unauthenticated, unauthenticated},
+	{"403 request forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, denied, denied},
+	{"404 service not found", sandbox.Reply{Code: 404, Message: "service not found"}, precondition, precondition},
+	{"429 too many requests", sandbox.Reply{Code: 429, Message: "too many requests"}, limited, limited},
+	{"460 parameter error", sandbox.Reply{Code: 460, Message: "request parameter error"}, invalid, invalid},
+	{"500 service error", sandbox.Reply{Code: 500, Message: "service error"}, ambiguous, unavailable},
+	{"500 service error http 500", sandbox.Reply{HTTPStatus: 500, Code: 500, Message: "service error"}, ambiguous, unavailable},
+	{"503 not available", sandbox.Reply{Code: 503, Message: "service not available"}, ambiguous, unavailable},
+	{"2000 param invalid", sandbox.Reply{Code: 2000, Message: "param is invalid"}, invalid, invalid},
+	{"2062 identityId", sandbox.Reply{Code: 2062, Message: "identityId does not exist"}, invalid, invalid},
+	{"2063 iotId", sandbox.Reply{Code: 2063, Message: "iotId not exist"}, invalid, invalid},
+	{"2064 undocumented", sandbox.Reply{Code: 2064}, invalid, invalid},
+	{"2065 not bound", sandbox.Reply{Code: 2065, Message: "identityId and iotId not bound"}, invalid, invalid},
+	{"2066 not manager", sandbox.Reply{Code: 2066, Message: "identityId is not manager"}, invalid, invalid},
+	{"unknown code", sandbox.Reply{Code: 9999, Message: "?"}, ambiguous, unavailable},
+	// Bare HTTP statuses, no header and no body.
+	{"bare 429", sandbox.Reply{HTTPStatus: 429}, limited, limited},
+	{"bare 502", sandbox.Reply{HTTPStatus: 502}, ambiguous, unavailable},
+	{"bare 403", sandbox.Reply{HTTPStatus: 403}, denied, denied},
+	{"bare 400", sandbox.Reply{HTTPStatus: 400}, invalid, invalid},
+	{"bare 200", sandbox.Reply{HTTPStatus: 200}, ambiguous, unavailable},
+}
+
+func TestErrorMapping(t *testing.T) {
+	t.Parallel()
+	for _, tt := range errorCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(10)
+			// Twice: a platform 401 is retried once with a fresh token.
+			f.sb.Inject(aliyun.PathCreate, tt.reply, tt.reply)
+			_, err := f.c.Submit(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.create {
+				t.Errorf("create: code = %v (%v), want %v", c, err, tt.create)
+			}
+			if n := f.sb.Count(iotID(10)); n != 0 {
+				t.Errorf("create: sandbox holds %d orders, want 0", n)
+			}
+			checkClean(t, err, f.sb)
+
+			o.ProviderOrderID = "20201104134310000196"
+			f.sb.Inject(aliyun.PathGet, tt.reply, tt.reply)
+			_, err = f.c.Lookup(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.lookup {
+				t.Errorf("lookup: code = %v (%v), want %v", c, err, tt.lookup)
+			}
+			if c := providers.CodeOf(err); c == providers.NotFound {
+				t.Errorf("lookup by id must never say not found")
+			}
+			checkClean(t, err, f.sb)
+		})
+	}
+}
+
+func checkClean(t *testing.T, err error, sb *sandbox.Server) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, s := range append([]string{appKey, appSecret, phone}, sb.IssuedTokens()...) {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("error text %q holds a secret", err)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	f.sb.Inject(aliyun.PathCreate, sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by APP Flow Control",
+		Header: http.Header{"Retry-After": {"3"}}})
+	_, err := f.c.Submit(ctx(t), testOrder(11))
+	if got := providers.RetryAfterOf(err); got != 3*time.Second {
+		t.Errorf("RetryAfter = %v (%v), want 3s", got, err)
+	}
+	f.sb.Inject(aliyun.PathCreate, sandbox.Reply{Code: 429})
+	_, err = f.c.Submit(ctx(t), testOrder(11))
+	if providers.CodeOf(err) != providers.RateLimited || providers.RetryAfterOf(err) != 0 {
+		t.Errorf("body 429 without a delay: %v, RetryAfter %v", err, providers.RetryAfterOf(err))
+	}
+}
+
+// The error carries what the attempt history records.
+func TestErrorDetails(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	f.sb.Inject(aliyun.PathCreate, sandbox.Reply{Code: 2063, Message: "iotId not exist"})
+	_, err := f.c.Submit(ctx(t), testOrder(12))
+	want := "aliyun order/create: invalid_argument (http 200) 2063: iotId not exist"
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+	f.sb.Inject(aliyun.PathCreate, sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted",
+		Header: http.Header{"X-Ca-Error-Code": {"A403QE"}}})
+	_, err = f.c.Submit(ctx(t), testOrder(12))
+	want = "aliyun order/create: permission_denied (http 403) A403QE: Quota Exhausted"
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+}
+
+func TestCodeFunctions(t *testing.T) {
+	t.Parallel()
+	// The reason is read before the first comma: the echoed StringToSign
+	// names X-Ca-Timestamp, which must not make it a clock problem.
+	if c := aliyun.GatewayCode(400, "Invalid Signature, Server StringToSign:POSTX-Ca-Timestamp:1", true); c != unauthenticated {
+		t.Errorf("GatewayCode(invalid signature) = %v", c)
+	}
+	for code, want := range map[int]providers.Code{401: unauthenticated, 460: invalid, 2999: invalid, 503: ambiguous, 0: ambiguous, 3000: ambiguous} {
+		if c := aliyun.PlatformCode(code, true); c != want {
+			t.Errorf("PlatformCode(%d, create) = %v, want %v", code, c, want)
+		}
+	}
+	if c := aliyun.PlatformCode(503, false); c != unavailable {
+		t.Errorf("PlatformCode(503, lookup) = %v", c)
+	}
+}
