@@ -5,13 +5,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// QueueCollector exports asynq's queue metrics under the names of asynq's
-// own x/metrics collector (which has no tagged release compatible with this
-// asynq), read through an asynq.Inspector at scrape time.
+// QueueCollector exports asynq's queue metrics, read through an
+// asynq.Inspector at scrape time. The names follow asynq's x/metrics
+// collector (which has no tagged release compatible with this asynq) except
+// for its two gauges named like counters: asynq_tasks_enqueued_total and
+// asynq_queue_paused_total are exported as asynq_tasks_enqueued and
+// asynq_queue_paused, so that /metrics passes promtool check metrics and
+// nobody applies rate() to a gauge.
 //
 // The numbers are global: every replica reports the same values, so
-// aggregate with max by (queue), never sum. asynq_tasks_enqueued_total is a
-// gauge despite its name.
+// aggregate with max by (queue), never sum.
 type QueueCollector struct {
 	inspector *asynq.Inspector
 	queues    []string
@@ -25,13 +28,13 @@ func NewQueueCollector(inspector *asynq.Inspector, queues []string) *QueueCollec
 	return &QueueCollector{
 		inspector: inspector,
 		queues:    queues,
-		enqueued:  prometheus.NewDesc("asynq_tasks_enqueued_total", "Number of tasks enqueued; broken down by queue and state.", []string{"queue", "state"}, nil),
+		enqueued:  prometheus.NewDesc("asynq_tasks_enqueued", "Number of tasks enqueued; broken down by queue and state.", []string{"queue", "state"}, nil),
 		size:      prometheus.NewDesc("asynq_queue_size", "Number of tasks in a queue.", q, nil),
 		latency:   prometheus.NewDesc("asynq_queue_latency_seconds", "Number of seconds the oldest pending task is waiting in pending state to be processed.", q, nil),
 		memory:    prometheus.NewDesc("asynq_queue_memory_usage_approx_bytes", "Number of memory used by a given queue (approximated number by sampling).", q, nil),
 		processed: prometheus.NewDesc("asynq_tasks_processed_total", "Number of tasks processed (both succeeded and failed); broken down by queue.", q, nil),
 		failed:    prometheus.NewDesc("asynq_tasks_failed_total", "Number of tasks failed; broken down by queue.", q, nil),
-		paused:    prometheus.NewDesc("asynq_queue_paused_total", "Number of queues paused.", q, nil),
+		paused:    prometheus.NewDesc("asynq_queue_paused", "1 when the queue is paused.", q, nil),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -84,9 +85,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	mon := newMonitoring(redisOpt, cfg.MonitoringReadOnly, set)
 	defer mon.Close()
-	started := false
+	var started atomic.Bool
 	ready := func() error {
-		if !started {
+		if !started.Load() {
 			return errors.New("starting")
 		}
 		if err := ping(context.Background(), rdb, 2*time.Second); err != nil {
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	started = true
+	started.Store(true)
 	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", set.Names())
 
 	var runErr error

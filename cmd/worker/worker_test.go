@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// syncBuffer is a bytes.Buffer safe for the worker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func envFunc(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// demoRecords runs worker -dev -demo and returns the records it printed.
+func demoRecords(t *testing.T, env map[string]string) []tasks.Record {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := run(ctx, []string{"-dev", "-demo", "-admin-addr", "127.0.0.1:0", "-log-format", "text"}, envFunc(env), &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("worker -dev -demo: %v\nlogs:\n%s", err, stderr.String())
+	}
+	var recs []tasks.Record
+	sc := bufio.NewScanner(strings.NewReader(stdout.String()))
+	for sc.Scan() {
+		var r tasks.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("demo output line %q: %v", sc.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+func TestDevDemoReachesPaid(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	recs := demoRecords(t, map[string]string{"REDIS_URL": rs.URL()})
+	checkDemo(t, recs)
+}
+
+// With no Redis reachable, -dev starts an embedded one.
+func TestDevDemoWithEmbeddedRedis(t *testing.T) {
+	t.Parallel()
+	recs := demoRecords(t, map[string]string{"REDIS_URL": "redis://" + freeAddr(t) + "/0"})
+	checkDemo(t, recs)
+}
+
+func checkDemo(t *testing.T, recs []tasks.Record) {
+	t.Helper()
+	providersSeen := map[string]bool{}
+	for _, r := range recs {
+		providersSeen[r.Provider] = true
+		if r.State != tasks.StatePaid {
+			t.Errorf("demo order %s/%s ended %s: %s", r.Provider, r.OrderNo, r.State, r.Reason)
+		}
+		if len(r.History) == 0 {
+			t.Errorf("demo order %s/%s has no attempt history", r.Provider, r.OrderNo)
+		}
+	}
+	for _, p := range demoProviders(t) {
+		if !providersSeen[p] {
+			t.Errorf("no demo order reached an outcome for %s", p)
+		}
+	}
+}
+
+func demoProviders(t *testing.T) []string {
+	var out []string
+	for line := range bytes.Lines(demoOrders) {
+		var p tasks.Payload
+		if err := json.Unmarshal(line, &p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Provider)
+	}
+	return out
+}
+
+// A running worker: orders flow, the admin endpoints answer, /metrics
+// passes promtool, and SIGTERM (ctx cancel) drains and returns.
+func TestWorkerServesAndDrains(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	admin := freeAddr(t)
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-dev", "-admin-addr", admin, "-shutdown-timeout", "3s"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), &stdout, &stderr)
+	}()
+	base := "http://" + admin
+	waitHTTP(t, base+"/readyz", http.StatusOK)
+	if body := get(t, base+"/healthz"); strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz = %q", body)
+	}
+
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	defer client.Close()
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rs.Client(t)), validatorsForTest(), nil)
+	res, err := enq.Enqueue(context.Background(), []byte(`{"provider":"tencent","order_no":"W1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`))
+	if err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v, %v", res, err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), "tencent", "W1")
+		if err == nil && rec != nil && rec.State == tasks.StatePaid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order W1 not paid: %+v %v\nlogs:\n%s", rec, err, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`orderworker_orders_total{outcome="paid",provider="tencent"} 1`,
+		`orderworker_orders{provider="tencent",state="paid"} 1`,
+		`orderworker_provider_request_duration_seconds_count{call="submit",provider="tencent",result="ok"} 1`,
+		`asynq_tasks_processed_total{queue="orders"}`,
+		`orderworker_redis_up 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool not found: install Debian's prometheus package (.ci/run does)")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(metrics)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after cancel: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("worker did not stop after cancel")
+	}
+	if !strings.Contains(stderr.String(), "worker stopped") {
+		t.Errorf("logs lack the shutdown line:\n%s", stderr.String())
+	}
+}
+
+func waitHTTP(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer %d (last: %v)", url, want, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"ORDERWORKER_CONCURRENCY": "zero"}, nil, "ORDERWORKER_CONCURRENCY"},
+		{map[string]string{"ORDERWORKER_RETRY_BASE": "5"}, nil, "ORDERWORKER_RETRY_BASE"},
+		{map[string]string{"ALIYUN_AUTO_PAY": "maybe"}, nil, "ALIYUN_AUTO_PAY"},
+		{nil, []string{"-demo"}, "-demo needs -dev"},
+		{nil, []string{"-log-format", "xml"}, "log format"},
+		{nil, []string{"stray"}, "unexpected arguments"},
+		{map[string]string{"REDIS_URL": "http://user:hunter2@x"}, nil, "redis url"},
+	}
+	for _, tt := range tests {
+		var stderr syncBuffer
+		err := run(context.Background(), tt.args, envFunc(tt.env), io.Discard, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%v, %v) = %v, want an error about %s", tt.env, tt.args, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error %q shows a password", err)
+		}
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	t.Parallel()
+	var stderr syncBuffer
+	if err := run(context.Background(), []string{"-h"}, envFunc(nil), io.Discard, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range envVars {
+		if !strings.Contains(stderr.String(), e.name) {
+			t.Errorf("-h does not mention %s", e.name)
+		}
+	}
+}
+
