@@ -263,4 +263,3 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		}
 	}
 }
-
