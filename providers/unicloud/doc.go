@@ -93,7 +93,9 @@
 //  1. It is ruled out when it surely is not ours: its OrderCategory and
 //     the params' orderCategory are both English words (NEW, RENEW) and
 //     differ; or Options.ProductCategory is set and its ProductCategory
-//     differs; or its CreateTime is readable and outside the window.
+//     differs; or its CreateTime is readable and more than eight hours
+//     outside the window (the server filters already; the slack keeps a
+//     CreateTime read in the wrong zone from ruling our order out).
 //  2. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on
 //     the order or any of its Items), at most MaxDetails detail calls.

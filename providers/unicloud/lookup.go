@@ -232,23 +232,34 @@ func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time)
 	if c.productCategory != "" && d.ProductCategory != "" && !strings.EqualFold(d.ProductCategory, c.productCategory) {
 		return true
 	}
-	if t, ok := parseOrderTime(d.CreateTime); ok && (t.Before(start) || t.After(end)) {
+	// The server already filtered by time; this only guards against one
+	// that ignores the window, so it is widened by zoneSlack: a CreateTime
+	// in another zone than we assume must not rule our own order out.
+	if t, ok := parseOrderTime(d.CreateTime); ok && (t.Before(start.Add(-zoneSlack)) || t.After(end.Add(zoneSlack))) {
 		return true
 	}
 	return false
 }
 
+// zoneSlack is the widest offset between UTC and UTC+8 readings of a
+// zone-less time.
+const zoneSlack = 8 * time.Hour
+
 // parseOrderTime reads CreateTime: "yyyy-MM-dd HH:mm:ss" in UTC+8, or
-// epoch seconds or milliseconds.
+// epoch seconds or milliseconds within 2001-2286. Anything else is not
+// read (and so rules nothing out).
 func parseOrderTime(s string) (time.Time, bool) {
 	if t, err := time.ParseInLocation(QueryTimeLayout, s, ChinaTime()); err == nil {
 		return t, true
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-		if n > 1e12 {
-			return time.UnixMilli(n), true
-		}
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err != nil:
+		return time.Time{}, false
+	case 1e9 <= n && n < 1e10:
 		return time.Unix(n, 0), true
+	case 1e12 <= n && n < 1e13:
+		return time.UnixMilli(n), true
 	}
 	return time.Time{}, false
 }

@@ -364,3 +364,44 @@ func TestSandboxShapes(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A listed order is ruled out by CreateTime only when the time is surely
+// outside the window, whatever zone it was written in.
+func TestLookupCreateTimeSlack(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	ours := `{"Order":{"Id":"11","Items":[{"instanceName":"ours"}]}}`
+	at := func(t time.Time) string {
+		return fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q}`, t.In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout))
+	}
+	raw := func(v string) string { return `{"Id":"11","OrderCategory":"NEW","CreateTime":` + v + `}` }
+	tests := []struct {
+		name  string
+		entry string
+		found bool
+	}{
+		{"inside", at(now), true},
+		{"written in UTC, read as UTC+8", fmt.Sprintf(`{"Id":"11","CreateTime":%q}`, now.UTC().Format(unicloud.QueryTimeLayout)), true},
+		{"a day early", at(now.Add(-24 * time.Hour)), false},
+		{"epoch milliseconds inside", raw(fmt.Sprint(now.UnixMilli())), true},
+		{"epoch seconds a day early", raw(fmt.Sprint(now.Add(-24 * time.Hour).Unix())), false},
+		{"compact digits are not read", raw(`"` + now.Format("20060102150405") + `"`), true},
+		{"a small number is not read", raw("1"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(1, tt.entry)}, map[string]string{"11": ours})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = now.Add(-time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			if tt.found && (err != nil || r.ProviderOrderID != "11") {
+				t.Errorf("Lookup = %+v, %v; want order 11", r, err)
+			}
+			if !tt.found && providers.CodeOf(err) != providers.NotFound {
+				t.Errorf("Lookup = %+v, %v; want not_found", r, err)
+			}
+		})
+	}
+}
