@@ -232,12 +232,10 @@ func (h *Handler) pastDeadline(rec *Record) bool {
 	return time.Now().After(rec.CreatedAt.Add(h.deadline(rec.Provider)))
 }
 
+// order is the provider's view of a record. FirstAttempt is set by submit
+// before the first call, so lookups always have it.
 func order(rec *Record) providers.Order {
-	first := rec.FirstAttemptAt
-	if first.IsZero() {
-		first = time.Now()
-	}
-	return providers.Order{OrderNo: rec.OrderNo, Params: rec.Params, FirstAttempt: first, ProviderOrderID: rec.ProviderOrderID}
+	return providers.Order{OrderNo: rec.OrderNo, Params: rec.Params, FirstAttempt: rec.FirstAttemptAt, ProviderOrderID: rec.ProviderOrderID}
 }
 
 // writeCtx is for ledger writes after a provider call: they must happen

@@ -167,11 +167,14 @@ var Fields = []providers.Field{
 
 const paramsOp = "unicloud params"
 
-// Validate implements providers.Provider.
-func (c *Client) Validate(params json.RawMessage) error {
+// Validate checks CreateOrder params; it needs no client.
+func Validate(params json.RawMessage) error {
 	_, err := providers.DecodeParams(paramsOp, params, Fields)
 	return err
 }
+
+// Validate implements providers.Provider.
+func (c *Client) Validate(params json.RawMessage) error { return Validate(params) }
 
 // stamp is what changes on every attempt.
 type stamp struct {

@@ -1,0 +1,169 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ReconcilerOptions configure a Reconciler. nil means defaults.
+type ReconcilerOptions struct {
+	// Queue is the asynq queue. Default DefaultQueue.
+	Queue string
+	// Interval between sweeps. Default 1m.
+	Interval time.Duration
+	// Grace is how long an order may sit in a state without a task before
+	// the sweep acts on it. Default 1m.
+	Grace time.Duration
+	// Batch bounds the orders examined per provider and state per sweep.
+	// Default 500.
+	Batch int64
+	// Registerer receives orderworker_reconciler_found_total; nil: none.
+	Registerer prometheus.Registerer
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Reconciler sweeps the ledger for orders that no task will move on and
+// queues a task for each: orders queued but never enqueued (a producer
+// crashed between claim and enqueue), orders submitting or unknown whose
+// task is gone or archived (a lost task, a Redis restart, an outcome still
+// unknown at the deadline), and pending orders past their next check. The
+// task's handler then decides; the reconciler never calls a provider.
+//
+// One worker sweeps at a time (a lock in Redis); any number may run it.
+type Reconciler struct {
+	ledger    *Ledger
+	inspector *asynq.Inspector
+	client    *asynq.Client
+	providers []string
+	opts      ReconcilerOptions
+	found     *prometheus.CounterVec
+	log       *slog.Logger
+}
+
+// NewReconciler returns a Reconciler over the named providers' orders.
+func NewReconciler(ledger *Ledger, inspector *asynq.Inspector, client *asynq.Client, providerNames []string, opts *ReconcilerOptions) *Reconciler {
+	o := ReconcilerOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Queue == "" {
+		o.Queue = DefaultQueue
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
+	}
+	if o.Grace <= 0 {
+		o.Grace = time.Minute
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	r := &Reconciler{ledger: ledger, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger,
+		found: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_reconciler_found_total",
+			Help: "Orders the reconciler found with no task to move them on, by kind; each was queued again.",
+		}, []string{"kind"})}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(r.found)
+	}
+	return r
+}
+
+// Run sweeps every Interval until ctx is done.
+func (r *Reconciler) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("reconciler sweep failed", "error", err)
+			}
+		}
+	}
+}
+
+// Sweep runs one pass, if no other worker is sweeping, and returns what it
+// found by kind.
+func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
+	release, ok, err := r.ledger.Lock(ctx, "reconciler", "sweep", uuid.NewString(), r.opts.Interval)
+	if err != nil || !ok {
+		return nil, err
+	}
+	defer release()
+	found := map[string]int{}
+	cutoff := time.Now().Add(-r.opts.Grace)
+	for _, p := range r.providers {
+		for _, s := range []State{StateQueued, StateSubmitting, StateUnknown, StatePending} {
+			refs, err := r.ledger.InState(ctx, p, s, cutoff, r.opts.Batch)
+			if err != nil {
+				return found, err
+			}
+			for _, ref := range refs {
+				kind, err := r.check(ctx, ref, s, cutoff)
+				if err != nil {
+					return found, err
+				}
+				if kind != "" {
+					found[kind]++
+					r.found.WithLabelValues(kind).Inc()
+				}
+			}
+		}
+	}
+	if len(found) > 0 {
+		r.log.Warn("reconciler re-queued orders", "found", found)
+	}
+	return found, nil
+}
+
+// check re-queues one order if nothing will move it on, and says why.
+func (r *Reconciler) check(ctx context.Context, ref OrderRef, s State, cutoff time.Time) (string, error) {
+	rec, err := r.ledger.Get(ctx, ref.Provider, ref.OrderNo)
+	if err != nil || rec == nil || rec.State.Terminal() || rec.State != s {
+		return "", err
+	}
+	if s == StatePending && (rec.NextCheckAt.IsZero() || rec.NextCheckAt.After(cutoff)) {
+		return "", nil
+	}
+	id := TaskID(ref.Provider, ref.OrderNo)
+	info, err := r.inspector.GetTaskInfo(r.opts.Queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+	case err != nil:
+		return "", err
+	case info.State == asynq.TaskStateArchived:
+		if err := r.inspector.DeleteTask(r.opts.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return "", err
+		}
+	default:
+		return "", nil // a live task will handle it
+	}
+	kind := string(s) + "_without_task"
+	if s == StateQueued && !rec.Enqueued {
+		kind = "claimed_not_enqueued"
+	}
+	task, err := NewOrderSubmitTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
+	if err != nil {
+		return "", err
+	}
+	if _, err := r.client.EnqueueContext(ctx, task, asynq.Queue(r.opts.Queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return "", fmt.Errorf("re-queue %s: %w", id, err)
+	}
+	_ = r.ledger.MarkEnqueued(ctx, rec.Provider, rec.OrderNo)
+	r.log.Warn("reconciler re-queued an order", "provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind)
+	return kind, nil
+}
