@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/tencent"
+	"github.com/orderworker/orderworker/providers/unicloud"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -32,6 +33,7 @@ const (
 func validators() *providers.Set {
 	set := providers.NewSet()
 	set.Disable(tencent.Name, "enqueue does not submit", tencent.Validate)
+	set.Disable(unicloud.Name, "enqueue does not submit", unicloud.Validate)
 	return set
 }
 

@@ -14,13 +14,15 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	tencentsandbox "github.com/orderworker/orderworker/providers/tencent/sandbox"
+	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 )
 
 // Demo credentials for the built-in sandboxes. They are not secrets: they
 // only open the sandboxes that -dev runs on loopback.
 const (
-	devTencentKey, devTencentSecret = "DevTencentAppKey", "dev-tencent-app-secret"
+	devTencentKey, devTencentSecret  = "DevTencentAppKey", "dev-tencent-app-secret"
+	devUnicloudID, devUnicloudSecret = "DevUnicloudKeyId", "dev-unicloud-key-secret"
 )
 
 // devEnv is what -dev starts: an embedded Redis when none is reachable, and
@@ -56,7 +58,14 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 		return nil, err
 	}
 	cfg.Tencent = tencentConfig{Endpoint: tURL, AppKey: devTencentKey, AppSecret: providers.Secret(devTencentSecret)}
-	log.Info("dev: provider sandboxes started", "tencent", tURL)
+
+	uURL, err := d.serve(unicloudsandbox.New(devUnicloudID, devUnicloudSecret))
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	cfg.Unicloud = unicloudConfig{Endpoint: uURL, AccessKeyID: devUnicloudID, AccessKeySecret: providers.Secret(devUnicloudSecret)}
+	log.Info("dev: provider sandboxes started", "tencent", tURL, "unicloud", uURL)
 	return d, nil
 }
 

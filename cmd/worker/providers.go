@@ -7,6 +7,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/tencent"
+	"github.com/orderworker/orderworker/providers/unicloud"
 )
 
 // buildProviders enables each provider whose credentials are configured and
@@ -21,6 +22,15 @@ func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger) (*
 		set.Add(c)
 	} else {
 		set.Disable(tencent.Name, "TENCENT_APP_KEY and TENCENT_APP_SECRET are not set", tencent.Validate)
+	}
+	if cfg.Unicloud.AccessKeyID != "" && cfg.Unicloud.AccessKeySecret != "" {
+		c, err := unicloud.New(unicloud.Options{Endpoint: cfg.Unicloud.Endpoint, AccessKeyID: cfg.Unicloud.AccessKeyID, AccessKeySecret: cfg.Unicloud.AccessKeySecret})
+		if err != nil {
+			return nil, err
+		}
+		set.Add(c)
+	} else {
+		set.Disable(unicloud.Name, "UNICLOUD_ACCESS_KEY_ID and UNICLOUD_ACCESS_KEY_SECRET are not set", unicloud.Validate)
 	}
 	for _, p := range set.Enabled() {
 		log.Info("provider enabled", "provider", p.Name())
