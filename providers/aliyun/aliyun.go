@@ -366,7 +366,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	var a answer
 	var info OrderInfo
 	if o.ProviderOrderID != "" {
-		a, err = c.call(ctx, PathGet, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{timeout: c.timeout})
+		a, err = c.call(ctx, PathGet, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{timeout: c.timeout, personal: p.UserName})
 		if err != nil {
 			return providers.Result{}, err
 		}
@@ -394,17 +394,16 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 // fails in a way worth retrying leaves the order pending; a permanent
 // refusal is returned, so the order's record says why it is not paid.
 func (c *Client) pay(ctx context.Context, p CreateParams, info OrderInfo) (providers.Result, error) {
-	a, err := c.call(ctx, PathPay, orderRef{IotID: p.IotID, OrderID: info.OrderID}, callOpts{timeout: c.payTimeout})
+	a, err := c.call(ctx, PathPay, orderRef{IotID: p.IotID, OrderID: info.OrderID}, callOpts{timeout: c.payTimeout, personal: p.UserName})
 	if err != nil {
 		if !providers.Retryable(providers.CodeOf(err)) {
 			return providers.Result{}, err
 		}
 		r := providers.Result{Status: providers.StatusPending, ProviderOrderID: info.OrderID,
-			Code: providers.CodeOf(err).String(), Message: "unpaid; pay failed: " + providers.CodeOf(err).String(),
-			NextCheck: max(c.poll, providers.RetryAfterOf(err))}
+			Message: "unpaid; pay failed: " + providers.CodeOf(err).String(), NextCheck: max(c.poll, providers.RetryAfterOf(err))}
 		var pe *providers.Error
 		if errors.As(err, &pe) {
-			r.HTTPStatus = pe.HTTPStatus
+			r.HTTPStatus, r.Code = pe.HTTPStatus, pe.ProviderCode
 		}
 		return r, nil
 	}
@@ -473,9 +472,12 @@ func isTokenError(err error) bool {
 func (c *Client) token(ctx context.Context) (providers.Secret, error) {
 	tok, err := c.tokens.Get(ctx, c.tokenKey, c.fetchToken)
 	if err != nil {
-		if providers.CodeOf(err) != providers.Unknown {
-			return "", err
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			return "", err // from /cloud/token itself
 		}
+		// Redis, or ctx while waiting for another process's refresh:
+		// the order call was not sent.
 		return "", &providers.Error{Code: providers.Unavailable, Op: "aliyun token store", Message: "cannot get a cloudToken", Err: err}
 	}
 	return tok, nil

@@ -435,7 +435,7 @@ func TestNothingSensitiveLeaks(t *testing.T) {
 			t.Errorf("%q leaked into logs or errors:\n%s", s, text)
 		}
 	}
-	if !strings.Contains(text, "158****8558") {
-		t.Errorf("expected the masked phone in the echoed message:\n%s", text)
+	if !strings.Contains(text, "bad user ***") {
+		t.Errorf("expected the userName redacted from the echoed message:\n%s", text)
 	}
 }

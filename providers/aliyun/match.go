@@ -90,10 +90,11 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	}
 	since := o.FirstAttempt.Add(-c.margin)
 	var all []OrderInfo
+	seen := map[string]bool{}
 	var last answer
 	complete := false
 	for page := 1; page <= c.maxPages; page++ {
-		a, err := c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout})
+		a, err := c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
 		if err != nil {
 			return answer{}, OrderInfo{}, err
 		}
@@ -103,8 +104,22 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 			return answer{}, OrderInfo{}, &providers.Error{Code: providers.Unavailable, Op: op,
 				HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list"}
 		}
-		all = append(all, list.Orders...)
-		if len(list.Orders) < c.pageSize || (list.Total >= 0 && int64(page)*int64(c.pageSize) >= list.Total) {
+		added := 0
+		for _, o := range list.Orders {
+			if o.OrderID != "" && seen[o.OrderID] {
+				continue // listed again as the pages shifted
+			}
+			seen[o.OrderID] = true
+			all = append(all, o)
+			added++
+		}
+		if added == 0 && len(list.Orders) > 0 {
+			break // the same page again: paging does not work, stop unsure
+		}
+		// The list ends at an empty page, or once the total is reached.
+		// A short page alone does not end it: the server may serve
+		// fewer than PageSize orders per page.
+		if len(list.Orders) == 0 || (list.Total >= 0 && int64(len(all)) >= list.Total) {
 			complete = true
 			break
 		}

@@ -142,6 +142,15 @@ func TestLookupByQuery(t *testing.T) {
 			}
 			return sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, Created: first.Add(time.Second)}).OrderID
 		}, func(o *aliyun.Options) { o.PageSize = 20 }, false, 0, ""},
+		{"server caps the page size", func(sb *sandbox.Server, iot string) string {
+			sb.SetMaxPageSize(10)
+			id := sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, Created: first.Add(time.Second)}).OrderID
+			for i := range 24 {
+				sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "streamingResource_10_5", Copies: 2,
+					Created: first.Add(time.Duration(i+1) * time.Second)})
+			}
+			return id
+		}, func(o *aliyun.Options) { o.PageSize = 20 }, false, 0, ""},
 		{"more than MaxPages", func(sb *sandbox.Server, iot string) string {
 			for i := range 11 {
 				sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1,

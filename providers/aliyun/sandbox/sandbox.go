@@ -24,6 +24,7 @@ package sandbox
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
@@ -93,6 +94,7 @@ type Server struct {
 	mu        sync.Mutex
 	tokenTTL  time.Duration
 	omitTime  bool
+	maxPage   int64
 	appKey    string
 	appSecret string
 	projectID string
@@ -176,6 +178,14 @@ func (s *Server) SetOmitCreateTime(omit bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.omitTime = omit
+}
+
+// SetMaxPageSize caps how many orders a query page holds, whatever
+// pageSize asks for (default 100).
+func (s *Server) SetMaxPageSize(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxPage = int64(n)
 }
 
 // IssuedTokens returns every cloudToken issued so far, for tests that
@@ -655,13 +665,16 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	}
 	pageNo, err1 := p.PageNo.Int64()
 	pageSize, err2 := p.PageSize.Int64()
-	if err1 != nil || err2 != nil || pageNo < 1 || pageSize < 1 || pageSize > 100 {
+	if err1 != nil || err2 != nil || pageNo < 1 || pageSize < 1 {
 		return paramError
 	}
 	if rep, hit := s.lookupFault(); hit {
 		return rep
 	}
 	s.mu.Lock()
+	if limit := cmp.Or(s.maxPage, 100); pageSize > limit {
+		pageSize = limit
+	}
 	list := make([]Order, 0, len(s.orders[p.IotID]))
 	for _, o := range s.orders[p.IotID] {
 		list = append(list, *o)
