@@ -28,6 +28,7 @@ type config struct {
 	OrderDeadline   time.Duration
 	PendingWindow   time.Duration
 	ShutdownTimeout time.Duration
+	ReconcileEvery  time.Duration
 	LogLevel        string
 	LogFormat       string
 
@@ -71,6 +72,7 @@ var envVars = []envVar{
 	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue is errored"},
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
+	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
 	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/ needs it as a bearer token or basic-auth password"},
@@ -134,6 +136,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		OrderDeadline:      dur("ORDERWORKER_ORDER_DEADLINE"),
 		PendingWindow:      dur("ORDERWORKER_PENDING_WINDOW"),
 		ShutdownTimeout:    dur("ORDERWORKER_SHUTDOWN_TIMEOUT"),
+		ReconcileEvery:     dur("ORDERWORKER_RECONCILE_INTERVAL"),
 		LogLevel:           env("ORDERWORKER_LOG_LEVEL"),
 		LogFormat:          env("ORDERWORKER_LOG_FORMAT"),
 		MonitoringToken:    providers.Secret(env("ORDERWORKER_MONITORING_TOKEN")),
@@ -182,6 +185,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.OrderDeadline, "order-deadline", c.OrderDeadline, "per-order deadline (ORDERWORKER_ORDER_DEADLINE)")
 	fs.DurationVar(&c.PendingWindow, "pending-window", c.PendingWindow, "pending polling window (ORDERWORKER_PENDING_WINDOW)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "drain time on SIGTERM (ORDERWORKER_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-interval", c.ReconcileEvery, "reconciler sweep interval (ORDERWORKER_RECONCILE_INTERVAL)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level (ORDERWORKER_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (ORDERWORKER_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {

@@ -121,6 +121,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	started.Store(true)
 	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", set.Names())
 
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+	rec := tasks.NewReconciler(ledger, inspector, client, set.Names(), &tasks.ReconcilerOptions{
+		Queue: cfg.Queue, Interval: cfg.ReconcileEvery, Registerer: reg, Logger: log,
+	})
+	recCtx, stopRec := context.WithCancel(ctx)
+	defer stopRec()
+	go rec.Run(recCtx)
+
 	var runErr error
 	if cfg.Demo {
 		runErr = runDemo(ctx, redisOpt, cfg.Queue, ledger, set, stdout, log)

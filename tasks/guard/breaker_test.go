@@ -1,0 +1,278 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	timeout := &net.OpError{Op: "read", Err: context.DeadlineExceeded}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want outcome
+	}{
+		{"nil", nil, success},
+		{"unavailable", perr(providers.Unavailable), failure},
+		{"ambiguous", perr(providers.Ambiguous), failure},
+		{"unknown code", perr(providers.Unknown), failure},
+		{"plain error", errors.New("boom"), failure},
+		{"deadline", context.DeadlineExceeded, failure},
+		{"wrapped timeout", fmt.Errorf("submit: %w", timeout), failure},
+		{"wrapped unavailable", fmt.Errorf("submit: %w", perr(providers.Unavailable)), failure},
+		{"invalid argument", perr(providers.InvalidArgument), ignored},
+		{"unauthenticated", perr(providers.Unauthenticated), ignored},
+		{"permission denied", perr(providers.PermissionDenied), ignored},
+		{"failed precondition", perr(providers.FailedPrecondition), ignored},
+		{"rate limited", perr(providers.RateLimited), ignored},
+		{"not found", perr(providers.NotFound), ignored},
+		{"canceled", context.Canceled, ignored},
+		{"canceled in transport", &providers.Error{Code: providers.Unavailable, Op: "x", Err: context.Canceled}, ignored},
+	} {
+		if got := classify(tc.err); got != tc.want {
+			t.Errorf("classify(%s) = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBreakerLifecycle(t *testing.T) {
+	t.Parallel()
+	g, c := newGuard(nil, &Options{FailureThreshold: 3, Cooldown: 30 * time.Second})
+
+	// Failures open it only when consecutive: a success resets the count.
+	g.Done("tencent", perr(providers.Unavailable))
+	g.Done("tencent", perr(providers.Ambiguous))
+	g.Done("tencent", nil)
+	g.Done("tencent", perr(providers.Unavailable))
+	g.Done("tencent", perr(providers.Unavailable))
+	if s := g.State("tencent"); s != Closed {
+		t.Fatalf("after 2 consecutive failures: %v, want closed", s)
+	}
+	if d := mustWait(t, g, "tencent"); d != 0 {
+		t.Fatalf("closed Wait = %v, want 0", d)
+	}
+	g.Done("tencent", perr(providers.Unknown))
+	if s := g.State("tencent"); s != Open {
+		t.Fatalf("after 3 consecutive failures: %v, want open", s)
+	}
+
+	// Open: orders wait out the rest of the cool-down.
+	if d := mustWait(t, g, "tencent"); d != 30*time.Second {
+		t.Errorf("open Wait = %v, want 30s", d)
+	}
+	c.Add(12 * time.Second)
+	if d := mustWait(t, g, "tencent/acct-1"); d != 18*time.Second {
+		t.Errorf("open Wait 12s later = %v, want 18s (accounts share the provider's breaker)", d)
+	}
+	// Other providers are not affected.
+	if d := mustWait(t, g, "aliyun"); d != 0 {
+		t.Errorf("aliyun Wait = %v, want 0", d)
+	}
+	// Late results of calls made before it opened change nothing.
+	g.Done("tencent", nil)
+	if s := g.State("tencent"); s != Open {
+		t.Fatalf("after a late success while open: %v, want open", s)
+	}
+
+	// Half-open after the cool-down: one trial goes, the rest wait.
+	c.Add(18 * time.Second)
+	if s := g.State("tencent"); s != HalfOpen {
+		t.Fatalf("after the cool-down: %v, want half-open", s)
+	}
+	if d := mustWait(t, g, "tencent"); d != 0 {
+		t.Fatalf("first half-open Wait = %v, want 0 (a trial)", d)
+	}
+	if d := mustWait(t, g, "tencent"); d != 3*time.Second {
+		t.Errorf("second half-open Wait = %v, want 3s (a tenth of the cool-down)", d)
+	}
+
+	// A failed trial opens it again for a full cool-down.
+	g.Done("tencent", perr(providers.Unavailable))
+	if s := g.State("tencent"); s != Open {
+		t.Fatalf("after a failed trial: %v, want open", s)
+	}
+	if d := mustWait(t, g, "tencent"); d != 30*time.Second {
+		t.Errorf("re-opened Wait = %v, want 30s", d)
+	}
+
+	// A successful trial closes it.
+	c.Add(30 * time.Second)
+	if d := mustWait(t, g, "tencent"); d != 0 {
+		t.Fatalf("half-open Wait = %v, want 0", d)
+	}
+	g.Done("tencent", nil)
+	if s := g.State("tencent"); s != Closed {
+		t.Fatalf("after a successful trial: %v, want closed", s)
+	}
+	for range 5 {
+		if d := mustWait(t, g, "tencent"); d != 0 {
+			t.Fatalf("closed Wait = %v, want 0", d)
+		}
+	}
+	// The failure count starts over.
+	g.Done("tencent", perr(providers.Unavailable))
+	g.Done("tencent", perr(providers.Unavailable))
+	if s := g.State("tencent"); s != Closed {
+		t.Fatalf("2 failures after closing: %v, want closed", s)
+	}
+}
+
+// TestBreakerIgnoresOrderErrors: errors about one order, credentials,
+// throttling or our own cancellation neither open the breaker nor reset
+// its count.
+func TestBreakerIgnoresOrderErrors(t *testing.T) {
+	t.Parallel()
+	g, c := newGuard(nil, &Options{FailureThreshold: 2, Cooldown: time.Minute})
+	others := []error{
+		perr(providers.InvalidArgument), perr(providers.Unauthenticated), perr(providers.NotFound),
+		perr(providers.RateLimited), perr(providers.PermissionDenied), perr(providers.FailedPrecondition),
+		context.Canceled,
+	}
+	for range 10 {
+		for _, err := range others {
+			g.Done("unicloud", err)
+		}
+	}
+	if s := g.State("unicloud"); s != Closed {
+		t.Fatalf("after 70 order-level errors: %v, want closed", s)
+	}
+	g.Done("unicloud", perr(providers.Unavailable))
+	for _, err := range others {
+		g.Done("unicloud", err)
+	}
+	g.Done("unicloud", perr(providers.Ambiguous))
+	if s := g.State("unicloud"); s != Open {
+		t.Fatalf("2 failures with order-level errors between: %v, want open", s)
+	}
+
+	// In half-open, an order-level error frees the trial's place without
+	// deciding anything.
+	c.Add(time.Minute)
+	if d := mustWait(t, g, "unicloud"); d != 0 {
+		t.Fatalf("trial Wait = %v, want 0", d)
+	}
+	g.Done("unicloud", perr(providers.InvalidArgument))
+	if s := g.State("unicloud"); s != HalfOpen {
+		t.Fatalf("after an order-level error in half-open: %v, want half-open", s)
+	}
+	if d := mustWait(t, g, "unicloud"); d != 0 {
+		t.Fatalf("next trial Wait = %v, want 0", d)
+	}
+}
+
+func TestBreakerTrials(t *testing.T) {
+	t.Parallel()
+	g, c := newGuard(nil, &Options{FailureThreshold: 1, Cooldown: 100 * time.Second, HalfOpenCalls: 2, TrialTimeout: 20 * time.Second})
+	g.Done("aliyun", perr(providers.Unavailable))
+	c.Add(100 * time.Second)
+
+	// Two trials at a time.
+	for i := range 2 {
+		if d := mustWait(t, g, "aliyun"); d != 0 {
+			t.Fatalf("trial %d Wait = %v, want 0", i, d)
+		}
+	}
+	if d := mustWait(t, g, "aliyun"); d != 10*time.Second {
+		t.Fatalf("third Wait = %v, want 10s", d)
+	}
+	// The wait never outlasts the oldest trial's timeout.
+	c.Add(15 * time.Second)
+	if d := mustWait(t, g, "aliyun"); d != 5*time.Second {
+		t.Fatalf("Wait 15s later = %v, want 5s (trials time out at 20s)", d)
+	}
+	// Trials never reported (the handler gave up before calling) free
+	// their places after TrialTimeout: the breaker cannot stay wedged.
+	c.Add(5 * time.Second)
+	for i := range 2 {
+		if d := mustWait(t, g, "aliyun"); d != 0 {
+			t.Fatalf("trial %d after the timeout: Wait = %v, want 0", i, d)
+		}
+	}
+	g.Done("aliyun", nil)
+	if s := g.State("aliyun"); s != Closed {
+		t.Fatalf("after a successful trial: %v, want closed", s)
+	}
+	// The other trial's late failure is counted like any other.
+	g.Done("aliyun", perr(providers.Unavailable))
+	if s := g.State("aliyun"); s != Open {
+		t.Fatalf("threshold 1: %v, want open", s)
+	}
+}
+
+func TestBreakerDisabled(t *testing.T) {
+	t.Parallel()
+	g, _ := newGuard(nil, &Options{FailureThreshold: -1})
+	for range 100 {
+		g.Done("tencent", perr(providers.Unavailable))
+	}
+	if s, d := g.State("tencent"), mustWait(t, g, "tencent"); s != Closed || d != 0 {
+		t.Errorf("disabled breaker: %v, Wait %v; want closed, 0", s, d)
+	}
+}
+
+// TestBreakerWithLimiter: a trial place the rate limiter refuses is given
+// back, and Redis trouble cannot wedge the breaker.
+func TestBreakerWithLimiter(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	g, c := newGuard(srv.Client(t), &Options{
+		Limits:           map[string]Limit{"tencent/a": {Rate: 1, Burst: 1}},
+		FailureThreshold: 1,
+		Cooldown:         10 * time.Second,
+	})
+	script := newClock()
+	g.scriptNow = script.Now
+	if d := mustWait(t, g, "tencent/a"); d != 0 {
+		t.Fatalf("first Wait = %v", d)
+	}
+	g.Done("tencent/a", perr(providers.Ambiguous))
+	c.Add(10 * time.Second)
+
+	// Half-open, but the account's limit is spent: the limiter's wait.
+	if d := mustWait(t, g, "tencent/a"); d != time.Second {
+		t.Fatalf("half-open, limited: Wait = %v, want 1s", d)
+	}
+	// The trial place was given back: another account's call is the trial.
+	if d := mustWait(t, g, "tencent/b"); d != 0 {
+		t.Fatalf("half-open trial: Wait = %v, want 0", d)
+	}
+	g.Done("tencent/b", nil)
+
+	// Redis goes away: limited calls report the error, but the breaker
+	// still opens, cools down and closes on what calls report.
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g.Done("tencent/b", perr(providers.Unavailable))
+	if d, err := g.Wait(ctx, "tencent/a"); d != 10*time.Second || err != nil {
+		t.Errorf("open with Redis down: Wait = %v, %v; want 10s, nil", d, err)
+	}
+	c.Add(10 * time.Second)
+	if _, err := g.Wait(ctx, "tencent/a"); err == nil {
+		t.Errorf("half-open, limited, Redis down: want an error")
+	}
+	if d, err := g.Wait(ctx, "tencent/b"); d != 0 || err != nil {
+		t.Errorf("half-open, unlimited, Redis down: Wait = %v, %v; want 0, nil (the failed call gave its place back)", d, err)
+	}
+	g.Done("tencent/b", nil)
+	if s := g.State("tencent"); s != Closed {
+		t.Errorf("state = %v, want closed", s)
+	}
+}
+
+func TestStateString(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[State]string{Closed: "closed", HalfOpen: "half-open", Open: "open", 7: "state(7)"} {
+		if got := s.String(); got != want {
+			t.Errorf("State(%d).String() = %q, want %q", int(s), got, want)
+		}
+	}
+}

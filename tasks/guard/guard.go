@@ -1,0 +1,181 @@
+package guard
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Limit is a rate limit: Rate calls per second on average, and up to Burst
+// calls at once after a quiet spell.
+type Limit struct {
+	// Rate is calls per second. Zero or less means no limit.
+	Rate float64
+	// Burst is how many calls may go at once. Values below 1 mean 1.
+	Burst int
+}
+
+// Options configure a Guard. nil means defaults.
+type Options struct {
+	// Limits are the rate limits shared by every worker, by key: a provider
+	// name ("tencent") or a provider and an account ("tencent/acct-1"). A
+	// key without a limit is unlimited. Default none.
+	Limits map[string]Limit
+	// FailureThreshold is how many consecutive provider-down results open
+	// a provider's breaker. Default 5; negative disables the breakers.
+	FailureThreshold int
+	// Cooldown is how long a breaker stays open before it lets trial
+	// calls through. Default 30s.
+	Cooldown time.Duration
+	// HalfOpenCalls is how many trial calls a half-open breaker lets
+	// through at once. Default 1.
+	HalfOpenCalls int
+	// TrialTimeout is how long a trial call may go unreported (no Done)
+	// before its place is given to another. Default 1m.
+	TrialTimeout time.Duration
+	// Providers are exported in orderworker_breaker_state from the start;
+	// others (and the providers in Limits) appear when first used.
+	Providers []string
+	// Registerer receives the metrics orderworker_breaker_state and
+	// orderworker_rate_limit_waits_total. Default nil: no metrics.
+	Registerer prometheus.Registerer
+	// Logger receives one line per breaker state change. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// NowFunc is the breakers' clock. Default time.Now. The rate limiter
+	// always uses Redis's clock.
+	NowFunc func() time.Time
+}
+
+// Guard is a rate limiter shared through Redis plus a circuit breaker per
+// provider. It implements tasks.Guard and is safe for concurrent use.
+type Guard struct {
+	rdb     redis.UniversalClient
+	opts    Options
+	limits  map[string]limit
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+
+	mu       sync.Mutex
+	breakers map[string]*breaker
+
+	// scriptNow, when set (tests), replaces Redis's clock in the limiter.
+	scriptNow func() time.Time
+}
+
+// New returns a Guard that keeps its rate limits in rdb.
+func New(rdb redis.UniversalClient, opts *Options) *Guard {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.FailureThreshold == 0 {
+		o.FailureThreshold = 5
+	}
+	if o.Cooldown <= 0 {
+		o.Cooldown = 30 * time.Second
+	}
+	if o.HalfOpenCalls <= 0 {
+		o.HalfOpenCalls = 1
+	}
+	if o.TrialTimeout <= 0 {
+		o.TrialTimeout = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.NowFunc == nil {
+		o.NowFunc = time.Now
+	}
+	g := &Guard{
+		rdb:      rdb,
+		opts:     o,
+		limits:   compileLimits(o.Limits),
+		log:      o.Logger,
+		now:      o.NowFunc,
+		breakers: map[string]*breaker{},
+	}
+	g.metrics = newMetrics(g, o.Registerer)
+	for _, p := range o.Providers {
+		g.breaker(p)
+	}
+	for k := range o.Limits {
+		g.breaker(providerOf(k))
+	}
+	return g
+}
+
+// providerOf returns the provider part of a key "provider[/account]".
+func providerOf(key string) string {
+	if i := strings.IndexByte(key, '/'); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+// Wait reports how long to wait before a call to the provider may be made:
+// 0 means go ahead (and, when the key is limited, the call has been
+// counted against its limits). key is a provider name or
+// "provider/account". It never sleeps; a non-nil error means Redis could
+// not be asked, and no call should be made.
+//
+// A breaker that is open answers with the rest of its cool-down; a
+// half-open one lets its trial calls through and tells the others to wait.
+func (g *Guard) Wait(ctx context.Context, key string) (time.Duration, error) {
+	provider := providerOf(key)
+	b := g.breaker(provider)
+	d, trial := b.acquire(g.now())
+	if d > 0 {
+		return d, nil
+	}
+	d, err := g.limit(ctx, key)
+	if err != nil || d > 0 {
+		if trial {
+			b.release()
+		}
+		if d > 0 {
+			g.metrics.waited(provider)
+		}
+		return d, err
+	}
+	return 0, nil
+}
+
+// Done reports the result of a call that Wait let through: nil for
+// success, else the provider's error. key is as for Wait.
+func (g *Guard) Done(key string, err error) {
+	g.breaker(providerOf(key)).done(g.now(), classify(err))
+}
+
+// State returns the provider's breaker state now.
+func (g *Guard) State(provider string) State {
+	return g.breaker(provider).state(g.now())
+}
+
+func (g *Guard) breaker(provider string) *breaker {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b, ok := g.breakers[provider]
+	if !ok {
+		b = newBreaker(provider, &g.opts, g.log, g.metrics)
+		g.breakers[provider] = b
+	}
+	return b
+}
+
+// snapshot returns the breakers, for the metrics collector.
+func (g *Guard) snapshot() []*breaker {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	bs := make([]*breaker, 0, len(g.breakers))
+	for _, b := range g.breakers {
+		bs = append(bs, b)
+	}
+	return bs
+}

@@ -1,0 +1,223 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+var _ tasks.Guard = (*Guard)(nil)
+
+// clock is a settable clock for the breakers and the limiter script.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newGuard returns a Guard on rdb with a fake breaker clock and a quiet
+// logger; opts may be nil.
+func newGuard(rdb redis.UniversalClient, opts *Options) (*Guard, *clock) {
+	c := newClock()
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.NowFunc == nil {
+		o.NowFunc = c.Now
+	}
+	if o.Logger == nil {
+		o.Logger = quiet
+	}
+	return New(rdb, &o), c
+}
+
+func mustWait(t *testing.T, g *Guard, key string) time.Duration {
+	t.Helper()
+	d, err := g.Wait(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Wait(%q): %v", key, err)
+	}
+	return d
+}
+
+func perr(code providers.Code) error {
+	return &providers.Error{Code: code, Op: "test call", Message: code.String()}
+}
+
+func TestNewDefaults(t *testing.T) {
+	t.Parallel()
+	g := New(nil, nil)
+	o := g.opts
+	if o.FailureThreshold != 5 || o.Cooldown != 30*time.Second || o.HalfOpenCalls != 1 || o.TrialTimeout != time.Minute || o.Logger == nil || o.NowFunc == nil {
+		t.Errorf("defaults = %+v", o)
+	}
+	// No limits: Wait never touches Redis (there is none here).
+	if d, err := g.Wait(context.Background(), "tencent"); d != 0 || err != nil {
+		t.Errorf("Wait without limits = %v, %v; want 0, nil", d, err)
+	}
+	g.Done("tencent", nil)
+}
+
+func TestProviderOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ key, want string }{
+		{"tencent", "tencent"},
+		{"tencent/acct-1", "tencent"},
+		{"aliyun/a/b", "aliyun"},
+		{"", ""},
+	} {
+		if got := providerOf(tc.key); got != tc.want {
+			t.Errorf("providerOf(%q) = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+}
+
+// breakerText is the exposition of orderworker_breaker_state.
+func breakerText(states map[string]State) string {
+	var b strings.Builder
+	b.WriteString("# HELP orderworker_breaker_state This worker's circuit breaker state per provider: 0 closed, 1 half-open, 2 open.\n")
+	b.WriteString("# TYPE orderworker_breaker_state gauge\n")
+	for _, p := range []string{"aliyun", "tencent", "unicloud"} {
+		if s, ok := states[p]; ok {
+			fmt.Fprintf(&b, "orderworker_breaker_state{provider=%q} %d\n", p, int(s))
+		}
+	}
+	return b.String()
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	reg := prometheus.NewRegistry()
+	g, c := newGuard(srv.Client(t), &Options{
+		Registerer:       reg,
+		Providers:        []string{"aliyun", "tencent"},
+		Limits:           map[string]Limit{"unicloud": {Rate: 1, Burst: 2}},
+		FailureThreshold: 2,
+		Cooldown:         10 * time.Second,
+	})
+	script := newClock()
+	g.scriptNow = script.Now
+
+	check := func(step string, want map[string]State) {
+		t.Helper()
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(breakerText(want)), "orderworker_breaker_state"); err != nil {
+			t.Errorf("%s: %v", step, err)
+		}
+	}
+	// Configured providers and limited ones are exported from the start.
+	check("start", map[string]State{"aliyun": Closed, "tencent": Closed, "unicloud": Closed})
+
+	g.Done("tencent", perr(providers.Unavailable))
+	g.Done("tencent", perr(providers.Ambiguous))
+	check("opened", map[string]State{"aliyun": Closed, "tencent": Open, "unicloud": Closed})
+
+	// The cool-down ends with no order asking: the scrape shows half-open.
+	c.Add(10 * time.Second)
+	check("cool-down over", map[string]State{"aliyun": Closed, "tencent": HalfOpen, "unicloud": Closed})
+
+	if d := mustWait(t, g, "tencent"); d != 0 {
+		t.Fatalf("trial Wait = %v, want 0", d)
+	}
+	g.Done("tencent", nil)
+	check("closed", map[string]State{"aliyun": Closed, "tencent": Closed, "unicloud": Closed})
+
+	// Rate limit waits: a burst of 2, then every further call waits.
+	for i, want := range []bool{false, false, true, true, true} {
+		d := mustWait(t, g, "unicloud/acct")
+		if got := d > 0; got != want {
+			t.Errorf("unicloud call %d: waited %v, want wait=%v", i, d, want)
+		}
+	}
+	if got := testutil.ToFloat64(g.metrics.waits.WithLabelValues("unicloud")); got != 3 {
+		t.Errorf("orderworker_rate_limit_waits_total{provider=unicloud} = %v, want 3", got)
+	}
+	// An open breaker's wait is not a rate limit wait.
+	g.Done("aliyun", perr(providers.Unavailable))
+	g.Done("aliyun", perr(providers.Unavailable))
+	if d := mustWait(t, g, "aliyun"); d != 10*time.Second {
+		t.Errorf("Wait with aliyun open = %v, want 10s", d)
+	}
+	want := `# HELP orderworker_rate_limit_waits_total Provider calls the shared rate limiter deferred, by provider.
+# TYPE orderworker_rate_limit_waits_total counter
+orderworker_rate_limit_waits_total{provider="unicloud"} 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orderworker_rate_limit_waits_total"); err != nil {
+		t.Errorf("rate limit waits: %v", err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+}
+
+func TestNoRegisterer(t *testing.T) {
+	t.Parallel()
+	g, _ := newGuard(nil, &Options{FailureThreshold: 1})
+	g.Done("tencent", perr(providers.Unavailable))
+	if g.metrics != nil || g.State("tencent") != Open {
+		t.Errorf("metrics = %v, state = %v; want nil, open", g.metrics, g.State("tencent"))
+	}
+}
+
+// TestConcurrent exercises every path at once for the race detector.
+func TestConcurrent(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	g, c := newGuard(srv.Client(t), &Options{
+		Registerer:       prometheus.NewRegistry(),
+		Limits:           map[string]Limit{"tencent": {Rate: 1000, Burst: 10}},
+		FailureThreshold: 3,
+		Cooldown:         time.Second,
+		HalfOpenCalls:    2,
+	})
+	errs := []error{nil, perr(providers.Unavailable), perr(providers.InvalidArgument), errors.New("boom"), context.Canceled}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				key := []string{"tencent", "tencent/a", "aliyun"}[(w+i)%3]
+				if d, err := g.Wait(context.Background(), key); err != nil {
+					t.Errorf("Wait: %v", err)
+					return
+				} else if d == 0 {
+					g.Done(key, errs[(w*7+i)%len(errs)])
+				}
+				if i%10 == 0 {
+					c.Add(300 * time.Millisecond)
+					_ = g.State("tencent")
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

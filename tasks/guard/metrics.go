@@ -1,0 +1,58 @@
+package guard
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the guard's Prometheus metrics. A nil *metrics records
+// nothing.
+type metrics struct {
+	waits *prometheus.CounterVec
+	state *prometheus.GaugeVec
+}
+
+func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_rate_limit_waits_total",
+			Help: "Provider calls the shared rate limiter deferred, by provider.",
+		}, []string{"provider"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderworker_breaker_state",
+			Help: "This worker's circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+		}, []string{"provider"}),
+	}
+	reg.MustRegister(m.waits, &stateCollector{g: g, gauge: m.state})
+	return m
+}
+
+func (m *metrics) waited(provider string) {
+	if m != nil {
+		m.waits.WithLabelValues(provider).Inc()
+	}
+}
+
+func (m *metrics) setState(provider string, s State) {
+	if m != nil {
+		m.state.WithLabelValues(provider).Set(float64(s))
+	}
+}
+
+// stateCollector brings the breakers up to date before each scrape, so an
+// open breaker whose cool-down ended shows half-open even when no order
+// has asked since.
+type stateCollector struct {
+	g     *Guard
+	gauge *prometheus.GaugeVec
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { c.gauge.Describe(ch) }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.g.now()
+	for _, b := range c.g.snapshot() {
+		b.state(now)
+	}
+	c.gauge.Collect(ch)
+}

@@ -1,0 +1,68 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+)
+
+func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	// 1: claimed, never enqueued (the producer died between the writes).
+	var p tasks.Payload
+	if err := json.Unmarshal(order("Order-R1"), &p); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := tasks.ParamsHash(p.Params)
+	if _, err := e.ledger.Claim(ctx, p, hash); err != nil {
+		t.Fatal(err)
+	}
+	// 2: unknown, created at the provider, and its task is gone (lost
+	// with a Redis that was not persisted, or deleted by hand).
+	e.enqueue(t, order("Order-R2"))
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	defer inspector.Close()
+	if err := inspector.DeleteTask(tasks.DefaultQueue, tasks.TaskID("tencent", "Order-R2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Transition(ctx, "tencent", "Order-R2", tasks.Change{
+		From: []tasks.State{tasks.StateQueued}, To: tasks.StateUnknown,
+		Set: map[string]string{"attempts": "1", "failures": "1", "first_attempt": "1"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	prov, _ := e.set.Get("tencent")
+	_ = json.Unmarshal(order("Order-R2"), &p)
+	if _, err := prov.Submit(ctx, providers.Order{OrderNo: "Order-R2", Params: p.Params}); err != nil {
+		t.Fatal(err)
+	}
+	// 3: queued with a live task: left alone.
+	e.enqueue(t, order("Order-R3"))
+
+	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
+	found, err := rec.Sweep(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found["claimed_not_enqueued"] != 1 || found["unknown_without_task"] != 1 || len(found) != 2 {
+		t.Fatalf("Sweep found %v, want one claimed_not_enqueued and one unknown_without_task", found)
+	}
+	if again, _ := rec.Sweep(ctx); len(again) != 0 {
+		t.Errorf("second Sweep found %v, want nothing (tasks are queued now)", again)
+	}
+	e.startServer(t)
+	for _, no := range []string{"Order-R1", "Order-R2", "Order-R3"} {
+		e.waitState(t, no, tasks.StatePaid)
+		if n := e.sandbox.Count(no); n != 1 {
+			t.Errorf("%s: sandbox holds %d orders, want 1", no, n)
+		}
+	}
+}
