@@ -453,11 +453,17 @@ func (c *Client) call(ctx context.Context, path string, params any, co callOpts)
 	if ierr := c.tokens.Invalidate(ctx, c.tokenKey, tok); ierr != nil {
 		c.log.Warn("aliyun token store: invalidate failed", "err", ierr)
 	}
-	tok, err = c.token(ctx)
+	fresh, err := c.token(ctx)
 	if err != nil {
 		return answer{}, err
 	}
-	return c.send(ctx, path, params, tok, co)
+	if fresh == tok {
+		// The store could not drop the refused token (Redis down?): a
+		// retry would be refused again and look permanent.
+		return answer{}, &providers.Error{Code: providers.Unavailable, Op: opName(path), ProviderCode: "401",
+			Message: "cloudToken refused and not yet replaced"}
+	}
+	return c.send(ctx, path, params, fresh, co)
 }
 
 // isTokenError reports whether err is the platform refusing the request's

@@ -317,3 +317,26 @@ func TestAuthErrorRetriedOnce(t *testing.T) {
 		t.Errorf("%d create calls for a persistent auth error, want 2", n)
 	}
 }
+
+// stuckStore cannot forget a token (its Redis is down, say).
+type stuckStore struct{ aliyun.TokenStore }
+
+func (stuckStore) Invalidate(context.Context, string, providers.Secret) error {
+	return errors.New("redis down")
+}
+
+// A refused token that cannot be replaced is not retried with itself (it
+// would be refused again and look permanent): the call is Unavailable.
+func TestAuthErrorWithStuckStore(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	c := newClient(t, f.url, appSecret, stuckStore{aliyun.NewMemoryTokenStore(nil)}, nil)
+	f.sb.Inject(aliyun.PathCreate, sandboxAuthError)
+	_, err := c.Submit(ctx(t), testOrder(23))
+	if code := providers.CodeOf(err); code != providers.Unavailable {
+		t.Errorf("code = %v (%v), want unavailable", code, err)
+	}
+	if n := f.sb.Calls(aliyun.PathCreate); n != 1 {
+		t.Errorf("%d create calls, want 1", n)
+	}
+}
