@@ -40,10 +40,10 @@
 //     instead of burning their retries against a provider that is down.
 //   - Half-open (1): after the cool-down, Options.HalfOpenCalls trial calls
 //     at a time go through; everyone else is told to wait a tenth of the
-//     cool-down (at least a second). A successful call closes the breaker, a provider-down result opens it
-//     again for another cool-down. A trial whose result is not reported
-//     within Options.TrialTimeout frees its place, so a lost report cannot
-//     hold the breaker half-open.
+//     cool-down (at least a second). A successful call closes the breaker,
+//     a provider-down result opens it again for another cool-down. A trial
+//     whose result is not reported within Options.TrialTimeout frees its
+//     place, so a lost report cannot hold the breaker half-open.
 //
 // Only results that say the provider is down count as failures: the codes
 // Unavailable, Ambiguous and Unknown (providers.CodeOf), which include

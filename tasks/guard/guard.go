@@ -14,7 +14,8 @@ import (
 // Limit is a rate limit: Rate calls per second on average, and up to Burst
 // calls at once after a quiet spell.
 type Limit struct {
-	// Rate is calls per second. Zero or less means no limit.
+	// Rate is calls per second. Zero or less means no limit; rates over a
+	// million per second count as a million.
 	Rate float64
 	// Burst is how many calls may go at once. Values below 1 mean 1.
 	Burst int
@@ -38,11 +39,13 @@ type Options struct {
 	// TrialTimeout is how long a trial call may go unreported (no Done)
 	// before its place is given to another. Default 1m.
 	TrialTimeout time.Duration
-	// Providers are exported in orderworker_breaker_state from the start;
-	// others (and the providers in Limits) appear when first used.
+	// Providers, and the providers named in Limits, are exported in
+	// orderworker_breaker_state from the start; others appear when first
+	// used.
 	Providers []string
 	// Registerer receives the metrics orderworker_breaker_state and
-	// orderworker_rate_limit_waits_total. Default nil: no metrics.
+	// orderworker_rate_limit_waits_total, both labelled by provider only
+	// (never by account). Default nil: no metrics.
 	Registerer prometheus.Registerer
 	// Logger receives one line per breaker state change. Default
 	// slog.Default().
@@ -69,7 +72,8 @@ type Guard struct {
 	scriptNow func() time.Time
 }
 
-// New returns a Guard that keeps its rate limits in rdb.
+// New returns a Guard that keeps its rate limits in rdb (which may be nil
+// when there are no Limits). opts may be nil; see Options for defaults.
 func New(rdb redis.UniversalClient, opts *Options) *Guard {
 	o := Options{}
 	if opts != nil {
