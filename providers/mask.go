@@ -22,27 +22,42 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue("***") }
 // Reveal returns the secret's value.
 func (s Secret) Reveal() string { return string(s) }
 
-// phoneRE matches mainland mobile numbers (optionally +86/86 prefixed) and
-// other long digit runs that look like phone numbers.
-var phoneRE = regexp.MustCompile(`(?:\+?86)?1[3-9]\d{9}|\+\d{8,15}`)
+// digitRun matches a maximal run of digits, with an optional leading '+'.
+var digitRun = regexp.MustCompile(`\+?\d+`)
+
+// isPhone reports whether a whole digit run is a phone number: a mainland
+// mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
+// international +number of 8 to 15 digits. Longer or shorter runs (ids,
+// millisecond timestamps) are not phone numbers.
+func isPhone(run string) bool {
+	plus := strings.HasPrefix(run, "+")
+	d := strings.TrimPrefix(run, "+")
+	if len(d) == 13 && strings.HasPrefix(d, "86") {
+		d = d[2:]
+	}
+	if len(d) == 11 && d[0] == '1' && d[1] >= '3' && d[1] <= '9' {
+		return true
+	}
+	return plus && len(d) >= 8 && len(d) <= 15
+}
 
 // MaskPhones replaces every phone number in s by its first three and last
 // four digits around "****", the way providers show them (158****8558).
 func MaskPhones(s string) string {
-	return phoneRE.ReplaceAllStringFunc(s, func(m string) string {
-		digits := strings.TrimPrefix(m, "+")
-		if len(digits) < 8 {
+	return digitRun.ReplaceAllStringFunc(s, func(m string) string {
+		if !isPhone(m) {
 			return m
 		}
-		return digits[:3] + "****" + digits[len(digits)-4:]
+		d := strings.TrimPrefix(m, "+")
+		return d[:3] + "****" + d[len(d)-4:]
 	})
 }
 
 // MaskName masks a personal name or nickname: it keeps the first and last
 // rune and hides the rest; phone-number names keep their usual mask.
 func MaskName(s string) string {
-	if phoneRE.MatchString(s) {
-		return MaskPhones(s)
+	if m := MaskPhones(s); m != s {
+		return m
 	}
 	r := []rune(s)
 	switch {

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/providers/unicloud"
 	"github.com/orderworker/orderworker/tasks"
@@ -34,6 +35,7 @@ func validators() *providers.Set {
 	set := providers.NewSet()
 	set.Disable(tencent.Name, "enqueue does not submit", tencent.Validate)
 	set.Disable(unicloud.Name, "enqueue does not submit", unicloud.Validate)
+	set.Disable(aliyun.Name, "enqueue does not submit", aliyun.Validate, "userName")
 	return set
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/orderworker/orderworker/providers"
+	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
 	tencentsandbox "github.com/orderworker/orderworker/providers/tencent/sandbox"
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
@@ -23,6 +24,8 @@ import (
 const (
 	devTencentKey, devTencentSecret  = "DevTencentAppKey", "dev-tencent-app-secret"
 	devUnicloudID, devUnicloudSecret = "DevUnicloudKeyId", "dev-unicloud-key-secret"
+	devAliyunKey, devAliyunSecret    = "DevAliyunAppKey", "dev-aliyun-app-secret"
+	devAliyunProject                 = "dev-project"
 )
 
 // devEnv is what -dev starts: an embedded Redis when none is reachable, and
@@ -65,7 +68,14 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 		return nil, err
 	}
 	cfg.Unicloud = unicloudConfig{Endpoint: uURL, AccessKeyID: devUnicloudID, AccessKeySecret: providers.Secret(devUnicloudSecret)}
-	log.Info("dev: provider sandboxes started", "tencent", tURL, "unicloud", uURL)
+	aURL, err := d.serve(aliyunsandbox.New(devAliyunKey, devAliyunSecret, devAliyunProject))
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	cfg.Aliyun = aliyunConfig{Endpoint: aURL, AppKey: devAliyunKey, AppSecret: providers.Secret(devAliyunSecret),
+		ProjectID: devAliyunProject, AutoPay: true}
+	log.Info("dev: provider sandboxes started", "tencent", tURL, "aliyun", aURL, "unicloud", uURL)
 	return d, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/providers/unicloud"
 )
@@ -22,6 +23,22 @@ func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger) (*
 		set.Add(c)
 	} else {
 		set.Disable(tencent.Name, "TENCENT_APP_KEY and TENCENT_APP_SECRET are not set", tencent.Validate)
+	}
+	if cfg.Aliyun.AppKey != "" && cfg.Aliyun.AppSecret != "" && cfg.Aliyun.ProjectID != "" {
+		c, err := aliyun.New(aliyun.Options{
+			Endpoint: cfg.Aliyun.Endpoint, AppKey: cfg.Aliyun.AppKey, AppSecret: cfg.Aliyun.AppSecret,
+			ProjectID: cfg.Aliyun.ProjectID, AutoPay: cfg.Aliyun.AutoPay,
+			// The cloudToken is shared by every worker: a new one
+			// invalidates the old one for all of them.
+			Tokens: aliyun.NewRedisTokenStore(rdb, nil),
+			Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		set.Add(c)
+	} else {
+		set.Disable(aliyun.Name, "ALIYUN_APP_KEY, ALIYUN_APP_SECRET and ALIYUN_PROJECT_ID are not all set", aliyun.Validate, "userName")
 	}
 	if cfg.Unicloud.AccessKeyID != "" && cfg.Unicloud.AccessKeySecret != "" {
 		c, err := unicloud.New(unicloud.Options{Endpoint: cfg.Unicloud.Endpoint, AccessKeyID: cfg.Unicloud.AccessKeyID, AccessKeySecret: cfg.Unicloud.AccessKeySecret})

@@ -1,0 +1,67 @@
+package providers
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestMaskPhones(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"call 15812348558 now", "call 158****8558 now"},
+		{"13912345678,13912345679", "139****5678,139****5679"},
+		{"+8613912345678", "861****5678"},
+		{"8613912345678", "861****5678"},
+		{"+4915112345678", "491****5678"},
+		{"X-Ca-Timestamp:1799123844038", "X-Ca-Timestamp:1799123844038"}, // 13 digits: a timestamp
+		{"order 907804353770394046", "order 907804353770394046"},
+		{"12345678901", "12345678901"}, // 1[2]: not a mobile number
+		{"no digits", "no digits"},
+	}
+	for _, tt := range tests {
+		if got := MaskPhones(tt.in); got != tt.want {
+			t.Errorf("MaskPhones(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestMaskName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"13912345678": "139****5678", "张三": "张*", "Alice": "A***e", "": ""} {
+		if got := MaskName(in); got != want {
+			t.Errorf("MaskName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMaskParams(t *testing.T) {
+	t.Parallel()
+	got := string(MaskParams(json.RawMessage(`{"userName":"Alice","nick":"13912345678","iotId":"dev1","copies":2}`), []string{"userName"}))
+	if strings.Contains(got, "Alice") || strings.Contains(got, "13912345678") || !strings.Contains(got, `"iotId":"dev1"`) {
+		t.Errorf("MaskParams = %s", got)
+	}
+}
+
+func TestSecretNeverPrints(t *testing.T) {
+	t.Parallel()
+	s := Secret("hunter2-secret")
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("x", "secret", s)
+	out := fmt.Sprint(s) + fmt.Sprintf("%v %+v %#v %s", s, s, s, s) + b.String()
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("secret leaked: %s", out)
+	}
+	if s.Reveal() != "hunter2-secret" {
+		t.Error("Reveal")
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	if got := Redact("key AKID1234 secret s3cr3t phone 13912345678", "AKID1234", "s3cr3t", ""); got != "key *** secret *** phone 139****5678" {
+		t.Errorf("Redact = %q", got)
+	}
+}
