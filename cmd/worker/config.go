@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/guard"
 )
 
 // config is everything the worker reads from its environment and flags.
@@ -29,6 +30,9 @@ type config struct {
 	PendingWindow   time.Duration
 	ShutdownTimeout time.Duration
 	ReconcileEvery  time.Duration
+	RateLimits      map[string]guard.Limit
+	BreakerFailures int
+	BreakerCooldown time.Duration
 	LogLevel        string
 	LogFormat       string
 
@@ -73,6 +77,9 @@ var envVars = []envVar{
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
+	{"ORDERWORKER_RATE_LIMITS", "", "requests per second shared by all workers, per provider or provider/account: tencent=20:40,aliyun=10 (rate[:burst])"},
+	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
+	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
 	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/ needs it as a bearer token or basic-auth password"},
@@ -137,6 +144,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		PendingWindow:      dur("ORDERWORKER_PENDING_WINDOW"),
 		ShutdownTimeout:    dur("ORDERWORKER_SHUTDOWN_TIMEOUT"),
 		ReconcileEvery:     dur("ORDERWORKER_RECONCILE_INTERVAL"),
+		BreakerCooldown:    dur("ORDERWORKER_BREAKER_COOLDOWN"),
 		LogLevel:           env("ORDERWORKER_LOG_LEVEL"),
 		LogFormat:          env("ORDERWORKER_LOG_FORMAT"),
 		MonitoringToken:    providers.Secret(env("ORDERWORKER_MONITORING_TOKEN")),
@@ -155,6 +163,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			AccessKeySecret: providers.Secret(env("UNICLOUD_ACCESS_KEY_SECRET")),
 		},
 	}
+	if n, err := strconv.Atoi(env("ORDERWORKER_BREAKER_FAILURES")); err != nil || n < 0 {
+		errs = append(errs, fmt.Errorf("ORDERWORKER_BREAKER_FAILURES=%q: want a number, 0 to turn breakers off", env("ORDERWORKER_BREAKER_FAILURES")))
+	} else {
+		c.BreakerFailures = n
+	}
+	limits, err := parseLimits(env("ORDERWORKER_RATE_LIMITS"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.RateLimits = limits
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -206,4 +224,33 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("-concurrency and -max-attempts must be positive")
 	}
 	return c, nil
+}
+
+// parseLimits reads "tencent=20:40,aliyun/acct-1=5": a rate per second and
+// an optional burst (default: the rate, at least 1) per provider or
+// provider/account.
+func parseLimits(s string) (map[string]guard.Limit, error) {
+	out := map[string]guard.Limit{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(item, "=")
+		rate, burst, hasBurst := strings.Cut(val, ":")
+		r, err := strconv.ParseFloat(rate, 64)
+		if !ok || key == "" || err != nil || r <= 0 {
+			return nil, fmt.Errorf("ORDERWORKER_RATE_LIMITS: %q: want provider=rate[:burst], e.g. tencent=20:40", item)
+		}
+		l := guard.Limit{Rate: r, Burst: max(1, int(r))}
+		if hasBurst {
+			b, err := strconv.Atoi(burst)
+			if err != nil || b < 1 {
+				return nil, fmt.Errorf("ORDERWORKER_RATE_LIMITS: %q: burst must be a positive integer", item)
+			}
+			l.Burst = b
+		}
+		out[key] = l
+	}
+	return out, nil
 }

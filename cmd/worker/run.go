@@ -22,6 +22,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/guard"
 )
 
 //go:embed demo/orders.jsonl
@@ -66,12 +67,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer inspector.Close()
 	reg.MustRegister(tasks.NewQueueCollector(inspector, []string{cfg.Queue}))
 
+	failures := cfg.BreakerFailures
+	if failures == 0 {
+		failures = -1 // guard: negative turns breakers off
+	}
+	g := guard.New(rdb, &guard.Options{
+		Limits: cfg.RateLimits, FailureThreshold: failures, Cooldown: cfg.BreakerCooldown,
+		Providers: set.Names(), Registerer: reg, Logger: log,
+	})
 	backoff := tasks.Backoff{Base: cfg.RetryBase, Max: cfg.RetryMax}
 	handler := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{
 		MaxAttempts:   cfg.MaxAttempts,
 		Backoff:       backoff,
 		Deadline:      cfg.OrderDeadline,
 		PendingWindow: cfg.PendingWindow,
+		Guard:         g,
 		Metrics:       metrics,
 		Logger:        log,
 	})

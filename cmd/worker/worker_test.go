@@ -163,6 +163,7 @@ func TestWorkerServesAndDrains(t *testing.T) {
 		`orderworker_provider_request_duration_seconds_count{call="submit",provider="tencent",result="ok"} 1`,
 		`asynq_tasks_processed_total{queue="orders"}`,
 		`orderworker_redis_up 1`,
+		`orderworker_breaker_state{provider="tencent"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -238,6 +239,9 @@ func TestConfigErrors(t *testing.T) {
 		{nil, []string{"-log-format", "xml"}, "log format"},
 		{nil, []string{"stray"}, "unexpected arguments"},
 		{map[string]string{"REDIS_URL": "http://user:hunter2@x"}, nil, "redis url"},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=fast"}, nil, "ORDERWORKER_RATE_LIMITS"},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=5:0"}, nil, "burst"},
+		{map[string]string{"ORDERWORKER_BREAKER_FAILURES": "-1"}, nil, "ORDERWORKER_BREAKER_FAILURES"},
 	}
 	for _, tt := range tests {
 		var stderr syncBuffer
@@ -261,5 +265,16 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		if !strings.Contains(stderr.String(), e.name) {
 			t.Errorf("-h does not mention %s", e.name)
 		}
+	}
+}
+
+func TestParseLimits(t *testing.T) {
+	t.Parallel()
+	got, err := parseLimits(" tencent=20:40, aliyun/acct-1=0.5 ,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["tencent"].Rate != 20 || got["tencent"].Burst != 40 || got["aliyun/acct-1"].Rate != 0.5 || got["aliyun/acct-1"].Burst != 1 || len(got) != 2 {
+		t.Errorf("parseLimits = %+v", got)
 	}
 }
