@@ -41,6 +41,9 @@ type EnqueuerOptions struct {
 	TaskOptions []asynq.Option
 	// Metrics records dedupe hits; nil records nothing.
 	Metrics *Metrics
+	// Sealer encrypts params before they reach Redis; nil stores them in
+	// clear and refuses orders carrying personal-data params.
+	Sealer *Sealer
 }
 
 // Enqueuer accepts orders: it validates them, claims the order number in the
@@ -52,6 +55,7 @@ type Enqueuer struct {
 	queue     string
 	taskOpts  []asynq.Option
 	metrics   *Metrics
+	sealer    *Sealer
 }
 
 // NewEnqueuer returns an Enqueuer that validates params with set.
@@ -60,7 +64,7 @@ func NewEnqueuer(client *asynq.Client, ledger *Ledger, set *providers.Set, opts 
 		opts = &EnqueuerOptions{}
 	}
 	e := &Enqueuer{client: client, ledger: ledger, providers: set, queue: opts.Queue,
-		taskOpts: opts.TaskOptions, metrics: opts.Metrics}
+		taskOpts: opts.TaskOptions, metrics: opts.Metrics, sealer: opts.Sealer}
 	if e.queue == "" {
 		e.queue = DefaultQueue
 	}
@@ -102,14 +106,22 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 		res.Status, res.Reason = Invalid, reasonOf(err)
 		return res, nil
 	}
-	if err := Validate(p, e.providers); err != nil {
+	clear, err := openAndValidate(p, e.providers, e.sealer)
+	if err != nil {
 		res.Status, res.Reason = Invalid, reasonOf(err)
 		return res, nil
 	}
-	hash, err := ParamsHash(p.Params)
+	hash, err := e.sealer.hash(clear)
 	if err != nil {
 		res.Status, res.Reason = Invalid, "params: malformed JSON"
 		return res, nil
+	}
+	if e.sealer != nil {
+		if p.Params, err = e.sealer.Seal(clear); err != nil {
+			return res, err
+		}
+	} else {
+		p.Params = clear
 	}
 	claim, err := e.ledger.Claim(ctx, p, hash)
 	if err != nil {
@@ -134,6 +146,12 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 	res.Status = Duplicate
 	if claim.State == StateQueued && !claim.Enqueued {
 		// Claimed, but the producer died before the task was queued.
+		// Queue the params as recorded.
+		rec, err := e.ledger.Get(ctx, p.Provider, p.OrderNo)
+		if err != nil || rec == nil {
+			return res, fmt.Errorf("repair order: %v", err)
+		}
+		p.Params = rec.Params
 		if err := e.enqueueTask(ctx, p); err != nil {
 			return res, err
 		}

@@ -43,6 +43,9 @@ type HandlerOptions struct {
 	Metrics *Metrics
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
+	// Sealer opens sealed params (and seals those of orders it adopts);
+	// nil means params are in clear.
+	Sealer *Sealer
 }
 
 // Guard stands between the handler and a provider: Wait returns how long
@@ -124,7 +127,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if rec, err = h.adopt(ctx, p); err != nil {
 			return err
 		}
-	} else if hash, err := ParamsHash(p.Params); err == nil && hash != rec.ParamsHash {
+	} else if h.differs(p, rec) {
 		h.metrics.dedupe(p.Provider, "conflict")
 		h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 		return stop("order %s/%s: task params differ from the recorded order", p.Provider, p.OrderNo)
@@ -151,15 +154,35 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.drive(ctx, rec)
 }
 
+// differs reports whether a task's params are not the recorded order's (a
+// producer that wrote a task for a number already in use).
+func (h *Handler) differs(p Payload, rec *Record) bool {
+	if string(p.Params) == string(rec.Params) {
+		return false
+	}
+	clear, err := h.opts.Sealer.Open(p.Params)
+	if err != nil {
+		return false // cannot tell; the recorded params are what is submitted
+	}
+	hash, err := h.opts.Sealer.hash(clear)
+	return err == nil && hash != rec.ParamsHash
+}
+
 // adopt claims a record for a task enqueued without the Enqueuer (a
 // producer that writes asynq tasks itself).
 func (h *Handler) adopt(ctx context.Context, p Payload) (*Record, error) {
-	if err := Validate(p, h.providers); err != nil {
+	clear, err := openAndValidate(p, h.providers, h.opts.Sealer)
+	if err != nil {
 		return nil, stop("%s", reasonOf(err))
 	}
-	hash, err := ParamsHash(p.Params)
+	hash, err := h.opts.Sealer.hash(clear)
 	if err != nil {
 		return nil, stop("params: malformed JSON")
+	}
+	if h.opts.Sealer != nil {
+		if p.Params, err = h.opts.Sealer.Seal(clear); err != nil {
+			return nil, wait(redisWait, err)
+		}
 	}
 	claim, err := h.ledger.Claim(ctx, p, hash)
 	if err != nil {
@@ -214,6 +237,11 @@ func (h *Handler) drive(ctx context.Context, rec *Record) error {
 	if err != nil {
 		return h.finish(ctx, rec, nil, StateErrored, providers.Result{}, msgOf(err))
 	}
+	clear, err := h.opts.Sealer.Open(rec.Params)
+	if err != nil {
+		return h.finish(ctx, rec, nil, StateErrored, providers.Result{}, err.Error())
+	}
+	rec.Params = clear
 	switch {
 	case rec.State == StatePending:
 		return h.poll(ctx, prov, rec)

@@ -31,6 +31,9 @@ const MaxOrderNoLen = 64
 //	 "params": {"CustomerId": "Customer100001", "ItemId": "D-FireInsurance2020", "ItemNum": 2}}
 //
 // params uses the provider's own field names. Secrets never travel in it.
+// Where the producer shares the workers' data key, params may instead be a
+// sealed string (see Sealer): the Enqueuer seals them before they reach
+// Redis.
 type Payload struct {
 	Provider string          `json:"provider"`
 	OrderNo  string          `json:"order_no"`
@@ -99,7 +102,7 @@ func (p Payload) check() error {
 	if len(pr) == 0 || string(pr) == "null" {
 		return invalid("params: required")
 	}
-	if pr[0] != '{' {
+	if pr[0] != '{' && !IsSealed(pr) {
 		return invalid("params: must be a JSON object")
 	}
 	return nil
@@ -157,14 +160,37 @@ func cutPrefix(s, prefix string) (string, bool) {
 	return s, false
 }
 
-// Validate checks the payload's params against its provider (enabled or
-// disabled: a disabled provider's orders are accepted and recorded, and fail
-// with a clear reason in the worker rather than vanish).
+// Validate checks the payload's params (in clear) against its provider,
+// enabled or disabled: a disabled provider's orders are accepted and
+// recorded, and fail with a clear reason in the worker rather than vanish.
 func Validate(p Payload, set *providers.Set) error {
 	if err := set.Validate(p.Provider, p.Params); err != nil {
 		return invalid("%s", msgOf(err))
 	}
 	return nil
+}
+
+// openAndValidate returns the payload's params in clear, validated, and
+// refuses personal data when there is no key to seal it with.
+func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMessage, error) {
+	clear, err := sealer.Open(p.Params)
+	if err != nil {
+		return nil, invalid("%s", err.Error())
+	}
+	p.Params = clear
+	if err := Validate(p, set); err != nil {
+		return nil, err
+	}
+	if sealer == nil {
+		var m map[string]json.RawMessage
+		_ = json.Unmarshal(clear, &m)
+		for _, name := range set.Sensitive(p.Provider) {
+			if v, ok := m[name]; ok && string(v) != `""` && string(v) != "null" {
+				return nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
+			}
+		}
+	}
+	return clear, nil
 }
 
 func msgOf(err error) string {

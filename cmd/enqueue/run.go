@@ -86,15 +86,20 @@ Flags:
 			fmt.Fprintln(stderr, "enqueue: usage: enqueue status PROVIDER ORDER_NO")
 			return exitError
 		}
-		return status(ctx, redisOpt, rest[1], rest[2], stdout, stderr)
+		return status(ctx, redisOpt, rest[1], rest[2], getenv, stdout, stderr)
 	}
 
+	sealer, err := dataKey(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
 	set := validators()
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rdb), set, &tasks.EnqueuerOptions{Queue: queue})
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rdb), set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
 	out := json.NewEncoder(stdout)
 	code := exitOK
 	submit := func(source string, data []byte) error {
@@ -190,7 +195,7 @@ func readOrders(name string, stdin io.Reader, submit func(source string, data []
 }
 
 // status prints the order's record, params masked, as JSON.
-func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, stdout, stderr io.Writer) int {
+func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, getenv func(string) string, stdout, stderr io.Writer) int {
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -204,11 +209,30 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 		fmt.Fprintf(stderr, "enqueue: no order %s/%s\n", provider, orderNo)
 		return exitRejected
 	}
-	rec.Params = providers.MaskParams(rec.Params, validators().Sensitive(provider))
+	// Sealed params are shown opened (and masked) when the data key is
+	// set, else as the opaque sealed value.
+	if sealer, err := dataKey(getenv); err == nil {
+		if clear, err := sealer.Open(rec.Params); err == nil {
+			rec.Params = providers.MaskParams(clear, validators().Sensitive(provider))
+		}
+	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(rec); err != nil {
 		return exitError
 	}
 	return exitOK
+}
+
+// dataKey returns the Sealer for ORDERWORKER_DATA_KEY, nil when unset.
+func dataKey(getenv func(string) string) (*tasks.Sealer, error) {
+	key := getenv("ORDERWORKER_DATA_KEY")
+	if key == "" {
+		return nil, nil
+	}
+	s, err := tasks.NewSealer(key)
+	if err != nil {
+		return nil, fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
+	}
+	return s, nil
 }

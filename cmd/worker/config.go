@@ -36,6 +36,7 @@ type config struct {
 	LogLevel        string
 	LogFormat       string
 
+	DataKey            providers.Secret
 	MonitoringToken    providers.Secret
 	MonitoringReadOnly bool
 
@@ -82,6 +83,7 @@ var envVars = []envVar{
 	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
 	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
+	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/ needs it as a bearer token or basic-auth password"},
 	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks"},
 	{"TENCENT_ENDPOINT", "https://iot.cloud.tencent.com", "Tencent IoT Explorer base URL"},
@@ -147,6 +149,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		BreakerCooldown:    dur("ORDERWORKER_BREAKER_COOLDOWN"),
 		LogLevel:           env("ORDERWORKER_LOG_LEVEL"),
 		LogFormat:          env("ORDERWORKER_LOG_FORMAT"),
+		DataKey:            providers.Secret(env("ORDERWORKER_DATA_KEY")),
 		MonitoringToken:    providers.Secret(env("ORDERWORKER_MONITORING_TOKEN")),
 		MonitoringReadOnly: boolean("ORDERWORKER_MONITORING_READONLY"),
 		Tencent: tencentConfig{

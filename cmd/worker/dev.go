@@ -26,6 +26,9 @@ const (
 	devUnicloudID, devUnicloudSecret = "DevUnicloudKeyId", "dev-unicloud-key-secret"
 	devAliyunKey, devAliyunSecret    = "DevAliyunAppKey", "dev-aliyun-app-secret"
 	devAliyunProject                 = "dev-project"
+	// devDataKey seals params in -dev when ORDERWORKER_DATA_KEY is unset;
+	// like the credentials above it protects nothing real.
+	devDataKey = "ZGV2LW9ubHkgZGF0YSBrZXksIG5vdCBhIHNlY3JldCE="
 )
 
 // devEnv is what -dev starts: an embedded Redis when none is reachable, and
@@ -54,6 +57,9 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 		return nil, err
 	}
 
+	if cfg.DataKey == "" {
+		cfg.DataKey = devDataKey
+	}
 	tsb := tencentsandbox.New(devTencentKey, devTencentSecret)
 	tURL, err := d.serve(tsb)
 	if err != nil {

@@ -54,6 +54,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rdb := ledgerClient(redisOpt)
 	defer rdb.Close()
 
+	var sealer *tasks.Sealer
+	if cfg.DataKey != "" {
+		if sealer, err = tasks.NewSealer(cfg.DataKey.Reveal()); err != nil {
+			return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
+		}
+	}
 	set, err := buildProviders(cfg, rdb, log)
 	if err != nil {
 		return err
@@ -82,6 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Deadline:      cfg.OrderDeadline,
 		PendingWindow: cfg.PendingWindow,
 		Guard:         g,
+		Sealer:        sealer,
 		Metrics:       metrics,
 		Logger:        log,
 	})
@@ -142,7 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var runErr error
 	if cfg.Demo {
-		runErr = runDemo(ctx, redisOpt, cfg.Queue, ledger, set, stdout, log)
+		runErr = runDemo(ctx, redisOpt, cfg.Queue, ledger, set, sealer, stdout, log)
 	} else {
 		<-ctx.Done()
 	}
@@ -172,10 +179,10 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 // runDemo enqueues the embedded sample orders (numbered for this run),
 // waits for each to reach an outcome and prints its record, one JSON line
 // each. It fails if any order does not end paid.
-func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, ledger *tasks.Ledger, set *providers.Set, stdout io.Writer, log *slog.Logger) error {
+func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, ledger *tasks.Ledger, set *providers.Set, sealer *tasks.Sealer, stdout io.Writer, log *slog.Logger) error {
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue})
+	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
 	suffix := time.Now().UTC().Format("20060102T150405")
 	var refs []tasks.OrderRef
 	for line := range bytes.Lines(demoOrders) {
@@ -206,7 +213,9 @@ func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, led
 		if rec.State != tasks.StatePaid {
 			failed = append(failed, ref.Provider+"/"+ref.OrderNo+": "+string(rec.State))
 		}
-		rec.Params = providers.MaskParams(rec.Params, set.Sensitive(ref.Provider))
+		if clear, err := sealer.Open(rec.Params); err == nil {
+			rec.Params = providers.MaskParams(clear, set.Sensitive(ref.Provider))
+		}
 		if err := enc.Encode(rec); err != nil {
 			return err
 		}

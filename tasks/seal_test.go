@@ -1,0 +1,112 @@
+package tasks_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/orderworker/orderworker/providers/aliyun"
+	"github.com/orderworker/orderworker/tasks"
+)
+
+func newSealer(t *testing.T) *tasks.Sealer {
+	t.Helper()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	s, err := tasks.NewSealer(base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// dumpRedis returns every key and value in Redis as text.
+func dumpRedis(t *testing.T, e *env) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, k := range e.rdb.Keys(ctx, "*").Val() {
+		b.WriteString(k + "\n")
+		switch e.rdb.Type(ctx, k).Val() {
+		case "string":
+			b.WriteString(e.rdb.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range e.rdb.HGetAll(ctx, k).Val() {
+				b.WriteString(f + "=" + v + "\n")
+			}
+		case "list":
+			b.WriteString(strings.Join(e.rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
+		case "zset":
+			b.WriteString(strings.Join(e.rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
+		case "set":
+			b.WriteString(strings.Join(e.rdb.SMembers(ctx, k).Val(), "\n"))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func TestSealedParamsNeverInClearInRedis(t *testing.T) {
+	t.Parallel()
+	sealer := newSealer(t)
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{Sealer: sealer}})
+	e.enqueuer = tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Sealer: sealer})
+	const phone = "13912345678" // a customer id that is a phone number
+	payload := []byte(`{"provider":"tencent","order_no":"Sealed-1","params":{"CustomerId":"` + phone + `","ItemId":"D-FireInsurance2020","ItemNum":1}}`)
+	if res := e.enqueue(t, payload); res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v", res)
+	}
+	if res := e.enqueue(t, payload); res.Status != tasks.Duplicate {
+		t.Fatalf("same sealed order again = %+v, want duplicate", res)
+	}
+	e.startServer(t)
+	e.waitState(t, "Sealed-1", tasks.StatePaid)
+	if got := e.sandbox.Orders()["Sealed-1"]; len(got) != 1 || got[0].CustomerId != phone {
+		t.Fatalf("sandbox got %+v, want the customer id in clear at the provider", got)
+	}
+	if dump := dumpRedis(t, e); strings.Contains(dump, phone) {
+		t.Errorf("Redis holds the phone number in clear:\n%s", dump)
+	}
+}
+
+func TestPersonalDataNeedsADataKey(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	e.set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	res := e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"P1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userName":"13912345678"}}`))
+	if res.Status != tasks.Invalid || !strings.Contains(res.Reason, "params.userName is personal data") {
+		t.Fatalf("Enqueue = %+v, want invalid: personal data without a data key", res)
+	}
+	if strings.Contains(res.Reason, "13912345678") {
+		t.Errorf("reason %q shows the phone number", res.Reason)
+	}
+	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Errorf("rejected order left keys: %v", keys)
+	}
+}
+
+func TestSealerRoundTripAndWrongKey(t *testing.T) {
+	t.Parallel()
+	a, b := newSealer(t), newSealer(t)
+	params := json.RawMessage(`{"userName":"13912345678"}`)
+	sealed, err := a.Seal(params)
+	if err != nil || !tasks.IsSealed(sealed) || strings.Contains(string(sealed), "1391234") {
+		t.Fatalf("Seal = %s, %v", sealed, err)
+	}
+	if got, err := a.Open(sealed); err != nil || string(got) != string(params) {
+		t.Fatalf("Open = %s, %v", got, err)
+	}
+	if _, err := b.Open(sealed); err == nil {
+		t.Error("Open with another key succeeded")
+	}
+	var none *tasks.Sealer
+	if _, err := none.Open(sealed); err != tasks.ErrSealed {
+		t.Errorf("Open without a key = %v, want ErrSealed", err)
+	}
+	if _, err := tasks.NewSealer("short"); err == nil {
+		t.Error("NewSealer accepted a bad key")
+	}
+}
