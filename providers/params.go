@@ -145,9 +145,9 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 	return out, nil
 }
 
-// safeName keeps a producer-chosen field name printable and short in an
-// error message.
+// safeName keeps a producer-chosen field name printable, short and free of
+// phone numbers in an error message.
 func safeName(s string) string {
-	q := strconv.Quote(Truncate(strings.ToValidUTF8(s, "?"), 40))
+	q := strconv.Quote(Truncate(MaskPhones(strings.ToValidUTF8(s, "?")), 40))
 	return q[1 : len(q)-1]
 }

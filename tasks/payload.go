@@ -148,7 +148,7 @@ func jsonReason(err error) string {
 	}
 	msg := err.Error()
 	if after, ok := cutPrefix(msg, "json: unknown field "); ok {
-		return "unknown field " + providers.Truncate(after, 48)
+		return "unknown field " + providers.Truncate(providers.MaskPhones(after), 48)
 	}
 	return "not a valid order object"
 }

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers/aliyun"
+	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
+	"github.com/orderworker/orderworker/providers/fault"
+	tencentsandbox "github.com/orderworker/orderworker/providers/tencent/sandbox"
+	"github.com/orderworker/orderworker/providers/unicloud"
+	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// phoneInClear finds a mainland mobile number not inside a longer digit run.
+var phoneInClear = regexp.MustCompile(`(?:^|[^0-9])(1[3-9][0-9]{9})(?:[^0-9]|$)`)
+
+// TestNoSecretsOrPersonalDataLeak runs orders carrying phone numbers through
+// a worker with faults injected, then scans every Redis key and value and
+// the captured logs (at debug level) for each credential and for any
+// unmasked phone number.
+func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	creds := map[string]string{
+		"TENCENT_APP_KEY": "LeakTestTencentKey", "TENCENT_APP_SECRET": "leak-test-tencent-secret",
+		"ALIYUN_APP_KEY": "LeakTestAliyunKey", "ALIYUN_APP_SECRET": "leak-test-aliyun-secret",
+		"UNICLOUD_ACCESS_KEY_ID": "LeakTestUnicloudId", "UNICLOUD_ACCESS_KEY_SECRET": "leak-test-unicloud-secret",
+		"ORDERWORKER_DATA_KEY":         "bGVhay10ZXN0IGRhdGEga2V5OiAzMiBieXRlcyBvayE=",
+		"ORDERWORKER_MONITORING_TOKEN": "leak-test-monitoring-token",
+	}
+	tsb := tencentsandbox.New(creds["TENCENT_APP_KEY"], creds["TENCENT_APP_SECRET"])
+	asb := aliyunsandbox.New(creds["ALIYUN_APP_KEY"], creds["ALIYUN_APP_SECRET"], "leak-project")
+	usb := unicloudsandbox.New(creds["UNICLOUD_ACCESS_KEY_ID"], creds["UNICLOUD_ACCESS_KEY_SECRET"])
+	for _, f := range []*fault.Injector{tsb.Faults(), asb.Faults(), usb.Faults()} {
+		f.Script(fault.FailAfter, fault.Throttle, fault.FailBefore)
+		f.SetHangLimit(time.Second)
+	}
+	env := map[string]string{
+		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PROJECT_ID": "leak-project",
+		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LOG_LEVEL": "debug",
+	}
+	for k, v := range creds {
+		env[k] = v
+	}
+	for name, h := range map[string]*httptest.Server{
+		"TENCENT_ENDPOINT": httptest.NewServer(tsb), "ALIYUN_ENDPOINT": httptest.NewServer(asb), "UNICLOUD_ENDPOINT": httptest.NewServer(usb),
+	} {
+		t.Cleanup(h.Close)
+		env[name] = h.URL
+	}
+
+	var logs syncBuffer
+	admin := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-admin-addr", admin}, envFunc(env), &logs, &logs) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("worker stopped at once: %v\n%s", err, logs.String())
+	case <-time.After(100 * time.Millisecond):
+	}
+	waitHTTP(t, "http://"+admin+"/readyz", 200)
+
+	sealer, err := tasks.NewSealer(creds["ORDERWORKER_DATA_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := validatorsForTest()
+	set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	set.Disable(unicloud.Name, "test", unicloud.Validate)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	defer client.Close()
+	rdb := rs.Client(t)
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rdb), set, &tasks.EnqueuerOptions{Sealer: sealer})
+	orders := []string{
+		`{"provider":"tencent","order_no":"Leak-T1","params":{"CustomerId":"13912345671","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		`{"provider":"tencent","order_no":"Leak-T2","params":{"CustomerId":"13912345672","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		`{"provider":"aliyun","order_no":"Leak-A1","params":{"iotId":"leakdev1","commodityCode":"streamingResource_20_10","copies":1,"userName":"13912345673","userId":"u1"}}`,
+		`{"provider":"aliyun","order_no":"Leak-A2","params":{"iotId":"leakdev2","commodityCode":"streamingResource_20_10","copies":1,"userName":"15812348558"}}`,
+		`{"provider":"unicloud","order_no":"Leak-U1","params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"leak-13912345674","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-1","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","vpc":"vpc-1"}}`,
+		// Rejected orders: their reasons must not echo personal data.
+		`{"provider":"aliyun","order_no":"Leak-X1","params":{"iotId":"x","commodityCode":"c","copies":99,"userName":"13912345675"}}`,
+		`{"provider":"tencent","order_no":"Leak-X2","params":{"CustomerId":"13912345676","ItemId":"D-FireInsurance2020","ItemNum":1,"13912345677":1}}`,
+	}
+	var results strings.Builder
+	for _, o := range orders {
+		res, err := enq.Enqueue(context.Background(), []byte(o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&results, "%+v\n", res)
+	}
+	ledger := tasks.NewLedger(rdb)
+	for _, ref := range []string{"tencent/Leak-T1", "tencent/Leak-T2", "aliyun/Leak-A1", "aliyun/Leak-A2", "unicloud/Leak-U1"} {
+		p, no, _ := strings.Cut(ref, "/")
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			rec, err := ledger.Get(context.Background(), p, no)
+			if err == nil && rec != nil && rec.State.Terminal() {
+				if rec.State != tasks.StatePaid {
+					t.Errorf("%s ended %s: %s", ref, rec.State, rec.Reason)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no outcome (%+v)\nlogs:\n%s", ref, rec, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	metrics := get(t, "http://"+admin+"/metrics")
+	cancel()
+	<-done
+	done <- nil
+
+	haystacks := map[string]string{
+		"redis":           dumpAll(t, rdb),
+		"logs":            logs.String(),
+		"enqueue results": results.String(),
+		"metrics":         metrics,
+	}
+	secrets := []string{}
+	for _, v := range creds {
+		secrets = append(secrets, v)
+	}
+	for where, text := range haystacks {
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("%s holds the credential %q", where, s)
+			}
+		}
+		if m := phoneInClear.FindStringSubmatch(text); m != nil {
+			i := strings.Index(text, m[1])
+			t.Errorf("%s holds an unmasked phone number %s: …%s…", where, m[1], text[max(0, i-120):min(len(text), i+60)])
+		}
+	}
+	// The cloudToken is cached in Redis by design (every worker shares it);
+	// it must never reach logs.
+	for _, tok := range asb.IssuedTokens() {
+		if strings.Contains(logs.String(), tok) {
+			t.Errorf("logs hold a cloudToken")
+		}
+	}
+	if len(haystacks["redis"]) < 1000 || !strings.Contains(haystacks["logs"], "order paid") {
+		t.Fatalf("the scan looked at too little: redis %d bytes, logs %d bytes", len(haystacks["redis"]), len(haystacks["logs"]))
+	}
+	if !t.Failed() {
+		t.Logf("scanned %d bytes of Redis, %d bytes of logs: no credential, no unmasked phone number", len(haystacks["redis"]), len(haystacks["logs"]))
+	}
+}
+
+// dumpAll renders every key and value in Redis as text.
+func dumpAll(t *testing.T, rdb *redis.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, k := range rdb.Keys(ctx, "*").Val() {
+		b.WriteString(k + "\n")
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			b.WriteString(rdb.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				b.WriteString(f + "=" + v + "\n")
+			}
+		case "list":
+			b.WriteString(strings.Join(rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
+		case "zset":
+			b.WriteString(strings.Join(rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
+		case "set":
+			b.WriteString(strings.Join(rdb.SMembers(ctx, k).Val(), "\n"))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
