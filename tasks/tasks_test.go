@@ -26,15 +26,16 @@ import (
 const appKey, appSecret = "TestAppKey", "TestAppSecret-5d2c1b"
 
 type env struct {
-	redis    *taskstest.Server
-	rdb      *redis.Client
-	ledger   *tasks.Ledger
-	sandbox  *sandbox.Server
-	set      *providers.Set
-	client   *asynq.Client
-	enqueuer *tasks.Enqueuer
-	handler  *tasks.Handler
-	srv      *asynq.Server
+	sandboxURL string
+	redis      *taskstest.Server
+	rdb        *redis.Client
+	ledger     *tasks.Ledger
+	sandbox    *sandbox.Server
+	set        *providers.Set
+	client     *asynq.Client
+	enqueuer   *tasks.Enqueuer
+	handler    *tasks.Handler
+	srv        *asynq.Server
 }
 
 type setupOpts struct {
@@ -55,6 +56,7 @@ func setup(t *testing.T, o *setupOpts) *env {
 	e.sandbox.Faults().SetHangLimit(5 * time.Second)
 	hs := httptest.NewServer(e.sandbox)
 	t.Cleanup(hs.Close)
+	e.sandboxURL = hs.URL
 	secret := o.secret
 	if secret == "" {
 		secret = appSecret
@@ -423,4 +425,56 @@ func TestDisabledProviderOrdersErrorClearly(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("order for a disabled provider did not reach errored")
+}
+
+// An attempt still in flight when the shutdown timeout ends is cut off: it
+// is recorded as unknown and, after a restart, looked up, not resubmitted.
+func TestShutdownCutsOffAttemptThenReconciles(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{
+		MaxAttempts: 4, Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	}})
+	e.sandbox.Faults().Script(fault.HangAfter)
+	e.sandbox.Faults().SetHangLimit(time.Minute)
+	// A slow provider: long client timeout, so only the shutdown cuts the call.
+	slow, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(slow)
+	srv, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: e.redis.Addr}, e.handler, tasks.ServerOptions{
+		TaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	e.enqueue(t, order("Order-Shutdown"))
+	deadline := time.Now().Add(10 * time.Second)
+	for e.sandbox.Count("Order-Shutdown") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the order never reached the sandbox")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	srv.Shutdown() // SIGTERM
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("shutdown took %v with a 300ms timeout", took)
+	}
+	rec := e.waitState(t, "Order-Shutdown", tasks.StateUnknown)
+	if got := rec.History[len(rec.History)-1]; got.Call != "submit" || got.Result != "ambiguous" {
+		t.Errorf("cut-off attempt recorded as %+v, want submit:ambiguous", got)
+	}
+	e.startServer(t) // the restart
+	rec = e.waitState(t, "Order-Shutdown", tasks.StatePaid)
+	if n := e.sandbox.Count("Order-Shutdown"); n != 1 {
+		t.Fatalf("sandbox holds %d orders, want 1", n)
+	}
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1 (looked up, not resubmitted)", n)
+	}
+	if last := rec.History[len(rec.History)-1]; last.Call != "lookup" || last.Result != "ok" {
+		t.Errorf("after the restart: %+v, want lookup:ok", last)
+	}
 }
