@@ -44,7 +44,7 @@ type setupOpts struct {
 	handler  *tasks.HandlerOptions
 }
 
-func setup(t *testing.T, o *setupOpts) *env {
+func setup(t testing.TB, o *setupOpts) *env {
 	t.Helper()
 	if o == nil {
 		o = &setupOpts{}
@@ -84,7 +84,7 @@ func setup(t *testing.T, o *setupOpts) *env {
 	return e
 }
 
-func (e *env) startServer(t *testing.T) {
+func (e *env) startServer(t testing.TB) {
 	t.Helper()
 	srv, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: e.redis.Addr}, e.handler, tasks.ServerOptions{
 		Concurrency: 8, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,

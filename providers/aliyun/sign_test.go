@@ -125,3 +125,13 @@ func TestSignRequestSignsStageAndQuery(t *testing.T) {
 		t.Errorf("re-signing did not replace the signature")
 	}
 }
+
+func BenchmarkSignRequest(b *testing.B) {
+	body := []byte(`{"id":"1509086454180","version":"1.0","request":{"apiVer":"1.0.0"},"params":{"iotId":"bZGD54swRg******FkEs000101","commodityCode":"streamingResource_20_10","copies":1,"immediateUse":false}}`)
+	t := time.UnixMilli(1600000000000)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, "http://gw.example/vision/customer/streaming/order/create", nil)
+		SignRequest(req, body, "testAppKey", "testAppSecret", t, "c9f15cbf-f4ac-4a6c-b54d-f51abf4b5b44")
+	}
+}

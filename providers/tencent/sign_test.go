@@ -62,3 +62,11 @@ func TestRequestSignsLikeKATT3(t *testing.T) {
 		t.Errorf("body %s: ItemNum and Timestamp must be JSON numbers", body)
 	}
 }
+
+func BenchmarkSign(b *testing.B) {
+	params := parse("Action=ServiceCreateOrder&AppKey=ServiceAppKey&CustomerId=Customer100001&ItemId=D-FireInsurance2020&ItemNum=2&ItemVNO=FireBusiness&Nonce=170533123&OrderNo=Order100001&RequestId=f92406b3-0000-4fe8-bc43-45e3d794bb68&Timestamp=1599468019")
+	b.ReportAllocs()
+	for b.Loop() {
+		Sign(params, "ServiceAppSecret")
+	}
+}

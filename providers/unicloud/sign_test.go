@@ -133,3 +133,13 @@ func TestCanonicalQueryByteOrder(t *testing.T) {
 		t.Errorf("CanonicalQuery = %s, want %s", got, want)
 	}
 }
+
+func BenchmarkSign(b *testing.B) {
+	params := map[string]string{"AccessKeyId": "6oPiV0WMJXhxiT65", "Action": "CreateOrder", "Format": "json",
+		"SignatureMethod": "HMAC-SHA1", "SignatureNonce": "16343456325226", "SignatureVersion": "2.0",
+		"Timestamp": "2020-07-30T12:00:00Z", "Version": "2020-07-30", "regionId": "cn-tianjin-yfb"}
+	b.ReportAllocs()
+	for b.Loop() {
+		Sign("POST", params, "testsecret")
+	}
+}
