@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -276,5 +277,20 @@ func TestParseLimits(t *testing.T) {
 	}
 	if got["tencent"].Rate != 20 || got["tencent"].Burst != 40 || got["aliyun/acct-1"].Rate != 0.5 || got["aliyun/acct-1"].Burst != 1 || len(got) != 2 {
 		t.Errorf("parseLimits = %+v", got)
+	}
+}
+
+// The README's configuration table documents every variable the worker
+// reads.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range envVars {
+		if !strings.Contains(string(readme), "`"+e.name+"`") {
+			t.Errorf("README.md does not document %s", e.name)
+		}
 	}
 }
