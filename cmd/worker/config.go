@@ -27,6 +27,7 @@ type config struct {
 	RetryBase       time.Duration
 	RetryMax        time.Duration
 	OrderDeadline   time.Duration
+	Deadlines       map[string]time.Duration
 	PendingWindow   time.Duration
 	ShutdownTimeout time.Duration
 	ReconcileEvery  time.Duration
@@ -75,6 +76,7 @@ var envVars = []envVar{
 	{"ORDERWORKER_RETRY_BASE", "1s", "first retry backoff (doubles, full jitter)"},
 	{"ORDERWORKER_RETRY_MAX", "5m", "backoff cap"},
 	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue is errored"},
+	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
@@ -171,6 +173,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	} else {
 		c.BreakerFailures = n
 	}
+	deadlines, err := parseDeadlines(env("ORDERWORKER_ORDER_DEADLINES"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Deadlines = deadlines
 	limits, err := parseLimits(env("ORDERWORKER_RATE_LIMITS"))
 	if err != nil {
 		errs = append(errs, err)
@@ -254,6 +261,24 @@ func parseLimits(s string) (map[string]guard.Limit, error) {
 			l.Burst = b
 		}
 		out[key] = l
+	}
+	return out, nil
+}
+
+// parseDeadlines reads "aliyun=2h,tencent=48h".
+func parseDeadlines(s string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(item, "=")
+		d, err := time.ParseDuration(val)
+		if !ok || key == "" || err != nil || d <= 0 {
+			return nil, fmt.Errorf("ORDERWORKER_ORDER_DEADLINES: %q: want provider=duration, e.g. aliyun=2h", item)
+		}
+		out[key] = d
 	}
 	return out, nil
 }

@@ -243,6 +243,7 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=fast"}, nil, "ORDERWORKER_RATE_LIMITS"},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=5:0"}, nil, "burst"},
 		{map[string]string{"ORDERWORKER_BREAKER_FAILURES": "-1"}, nil, "ORDERWORKER_BREAKER_FAILURES"},
+		{map[string]string{"ORDERWORKER_ORDER_DEADLINES": "aliyun=soon"}, nil, "ORDERWORKER_ORDER_DEADLINES"},
 	}
 	for _, tt := range tests {
 		var stderr syncBuffer
