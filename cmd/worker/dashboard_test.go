@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"os"
@@ -31,13 +34,15 @@ import (
 // prefixed) that is not part of a longer run of digits.
 var unmaskedPhone = regexp.MustCompile(`(?:^|\D)((?:\+?86)?1[3-9]\d{9})(?:\D|$)`)
 
-// dashboardTask is one task put in the orders queue, with the phone
-// numbers its payload holds in clear and the masked forms the dashboard
-// must show instead.
+// dashboardTask is one task put in the orders queue: its ID, a string of
+// its payload that identifies it on a page, the phone numbers its order
+// holds and what the dashboard must show instead (masked forms, or the
+// sealed params).
 type dashboardTask struct {
 	id     string
+	marker string
 	phones []string
-	masks  []string
+	shows  []string
 }
 
 // TestDashboardInChromium loads the embedded asynqmon dashboard in a
@@ -53,13 +58,13 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Fatal("chromium not found on PATH: install Debian's chromium package (apt-get install chromium; .ci/run does)")
 		}
 		rs := taskstest.StartRedis(t, nil)
-		queued := fillOrdersQueue(t, rs)
-		base := startDashboardWorker(t, map[string]string{"REDIS_URL": rs.URL()})
+		dataKey := newDataKey(t)
+		queued := fillOrdersQueue(t, rs, dataKey)
+		base := startDashboardWorker(t, map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": dataKey})
 		mon := base + "/monitoring"
 
 		// The JSON the pages are built from.
 		api := get(t, mon+"/api/queues/orders/pending_tasks?page=1&page_size=20")
-		checkMasked(t, "pending_tasks API", api, queued)
 		var pending struct {
 			Tasks []struct {
 				ID      string `json:"id"`
@@ -72,32 +77,52 @@ func TestDashboardInChromium(t *testing.T) {
 		if err := json.Unmarshal([]byte(api), &pending); err != nil {
 			t.Fatalf("pending_tasks API: %v\n%s", err, api)
 		}
+		var payloads []string
+		ids := map[string]bool{}
+		for _, task := range pending.Tasks {
+			payloads = append(payloads, task.Payload)
+			ids[task.ID] = true
+		}
+		checkMasked(t, "pending_tasks API", api, strings.Join(payloads, "\n"), queued)
+		for _, q := range queued {
+			if !ids[q.id] {
+				t.Errorf("pending_tasks API does not list task %s", q.id)
+			}
+		}
 		if len(pending.Tasks) != len(queued) || pending.Stats.Pending != len(queued) {
 			t.Errorf("pending_tasks API lists %d tasks, stats.pending %d; want %d", len(pending.Tasks), pending.Stats.Pending, len(queued))
 		}
-		for _, q := range []string{"/api/queues", "/api/queues/orders", "/api/queue_stats", "/api/queues/orders/tasks/" + queued[1].id} {
+		for _, q := range []string{"/api/queues", "/api/queues/orders", "/api/queue_stats", "/api/servers"} {
 			checkNoPhone(t, q+" API", get(t, mon+q))
 		}
-		checkMasked(t, "task API", get(t, mon+"/api/queues/orders/tasks/"+queued[1].id), queued[1:2])
+		detail := queued[3]
+		api = get(t, mon+"/api/queues/orders/tasks/"+detail.id)
+		var info struct {
+			ID      string `json:"id"`
+			Payload string `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(api), &info); err != nil || info.ID != detail.id {
+			t.Fatalf("task API: %v\n%s", err, api)
+		}
+		checkMasked(t, "task API", api, info.Payload, []dashboardTask{detail})
 
 		b := &browser{t: t, bin: bin}
 
 		// The queue list.
-		dom := b.dumpDOM(mon+"/", `href="/monitoring/queues/orders"`, ">orders<")
-		checkNoPhone(t, "queue list page", dom)
+		dom, text := b.dumpDOM(mon+"/", `href="/monitoring/queues/orders"`, ">orders<")
+		checkMasked(t, "queue list page", dom, text, nil)
 		if !regexp.MustCompile(`>orders</a></th><td[^>]*><span[^>]*>run</span></td><td[^>]*>` + fmt.Sprint(len(queued)) + `</td>`).MatchString(dom) {
 			t.Errorf("queue list page: no row for queue orders (state run, size %d)\n%s", len(queued), excerpt(dom, ">orders<"))
 		}
 
 		// The queue's pending tasks, with their payloads.
-		var want []string
+		var markers []string
 		for _, q := range queued {
-			want = append(want, q.id)
-			want = append(want, q.masks...)
+			markers = append(markers, q.marker)
 		}
 		page := mon + "/queues/orders?status=pending"
-		dom = b.dumpDOM(page, want...)
-		checkMasked(t, "pending tasks page", dom, queued)
+		dom, text = b.dumpDOM(page, markers...)
+		checkMasked(t, "pending tasks page", dom, text, queued)
 		if !regexp.MustCompile(`Pending\s*<span[^>]*>` + fmt.Sprint(len(queued)) + `</span>`).MatchString(dom) {
 			t.Errorf("pending tasks page: the Pending tab does not count %d tasks\n%s", len(queued), excerpt(dom, "Pending"))
 		}
@@ -106,9 +131,8 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 
 		// One task's detail page.
-		detail := queued[1]
-		dom = b.dumpDOM(mon+"/queues/orders/tasks/"+detail.id, append([]string{detail.id}, detail.masks...)...)
-		checkMasked(t, "task details page", dom, []dashboardTask{detail})
+		dom, text = b.dumpDOM(mon+"/queues/orders/tasks/"+detail.id, detail.id, detail.marker)
+		checkMasked(t, "task details page", dom, text, []dashboardTask{detail})
 
 		// What an operator sees.
 		dir := os.Getenv("ORDERWORKER_SCREENSHOT_DIR")
@@ -170,11 +194,23 @@ func TestDashboardInChromium(t *testing.T) {
 	})
 }
 
+// newDataKey returns a fresh ORDERWORKER_DATA_KEY.
+func newDataKey(t *testing.T) string {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(key)
+}
+
 // fillOrdersQueue puts tasks carrying phone numbers in the orders queue
-// while no worker consumes it, so they stay pending: orders accepted by an
-// Enqueuer, and tasks written directly with an asynq client, one of them
-// not even JSON.
-func fillOrdersQueue(t *testing.T, rs *taskstest.Server) []dashboardTask {
+// while no worker consumes it, so they stay pending: orders accepted by
+// Enqueuers, one without a data key (its params stay in clear) and one
+// with dataKey (it seals them, as it must for Aliyun's userName), and
+// tasks written directly with an asynq client, as a producer that bypasses
+// the Enqueuer would, one of them not even JSON.
+func fillOrdersQueue(t *testing.T, rs *taskstest.Server, dataKey string) []dashboardTask {
 	t.Helper()
 	ctx := context.Background()
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
@@ -183,22 +219,31 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server) []dashboardTask {
 	set := providers.NewSet()
 	set.Disable(tencent.Name, "test", tencent.Validate)
 	set.Disable(unicloud.Name, "test", unicloud.Validate)
-	set.Disable(aliyun.Name, "test", func(p json.RawMessage) error { _, err := aliyun.ParseCreateParams(p); return err }, "userName")
-	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rs.Client(t)), set, nil)
+	set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	sealer, err := tasks.NewSealer(dataKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := tasks.NewLedger(rs.Client(t))
+	clear := tasks.NewEnqueuer(client, ledger, set, nil)
+	sealed := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Sealer: sealer})
 
 	var out []dashboardTask
 	for _, o := range []struct {
+		enq     *tasks.Enqueuer
 		payload string
 		task    dashboardTask
 	}{
-		{`{"provider":"tencent","order_no":"Dash-T1","params":{"CustomerId":"13912345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
-			dashboardTask{"tencent:Dash-T1", []string{"13912345678"}, []string{"139****5678"}}},
-		{`{"provider":"aliyun","order_no":"Dash-A1","params":{"iotId":"dev-1","commodityCode":"streamingResource_20_10","copies":1,"userName":"15812348558"}}`,
-			dashboardTask{"aliyun:Dash-A1", []string{"15812348558"}, []string{"158****8558"}}},
-		{`{"provider":"tencent","order_no":"Dash-T2","params":{"CustomerId":"C2","ItemId":"D-FireInsurance2020","ItemNum":2}}`,
-			dashboardTask{"tencent:Dash-T2", nil, nil}},
+		// CustomerId is no personal-data param: it is stored in clear,
+		// and masked only where it looks like a phone number.
+		{clear, `{"provider":"tencent","order_no":"Dash-T1","params":{"CustomerId":"13912345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+			dashboardTask{"tencent:Dash-T1", `"Dash-T1"`, []string{"13912345678"}, []string{"139****5678"}}},
+		{sealed, `{"provider":"aliyun","order_no":"Dash-A1","params":{"iotId":"dev-1","commodityCode":"streamingResource_20_10","copies":1,"userName":"15812348558"}}`,
+			dashboardTask{"aliyun:Dash-A1", `"Dash-A1"`, []string{"15812348558"}, []string{`"sealed:v1:`}}},
+		{clear, `{"provider":"tencent","order_no":"Dash-T2","params":{"CustomerId":"C2","ItemId":"D-FireInsurance2020","ItemNum":2}}`,
+			dashboardTask{"tencent:Dash-T2", `"Dash-T2"`, nil, nil}},
 	} {
-		res, err := enq.Enqueue(ctx, []byte(o.payload))
+		res, err := o.enq.Enqueue(ctx, []byte(o.payload))
 		if err != nil || res.Status != tasks.Enqueued {
 			t.Fatalf("Enqueue %s = %+v, %v", o.task.id, res, err)
 		}
@@ -210,9 +255,9 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server) []dashboardTask {
 		task    dashboardTask
 	}{
 		{`{"provider":"aliyun","order_no":"Dash-Raw1","params":{"iotId":"dev-2","commodityCode":"streamingResource_20_10","copies":1,"userName":"Wang 13712345678","contact":{"tel":"+8613612345678"},"note":"call 15912345678"}}`,
-			dashboardTask{"aliyun:Dash-Raw1", []string{"13712345678", "13612345678", "15912345678"}, []string{"137****5678", "861****5678", "159****5678"}}},
+			dashboardTask{"aliyun:Dash-Raw1", `"Dash-Raw1"`, []string{"13712345678", "13612345678", "15912345678"}, []string{"137****5678", "861****5678", "159****5678"}}},
 		{`phone=18812345678; not json`,
-			dashboardTask{"raw-not-json", []string{"18812345678"}, []string{"188****5678"}}},
+			dashboardTask{"raw-not-json", "; not json", []string{"18812345678"}, []string{"188****5678"}}},
 	} {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(d.payload)), asynq.Queue(tasks.DefaultQueue), asynq.TaskID(d.task.id))
 		if err != nil {
@@ -283,11 +328,15 @@ func (b *browser) run(args ...string) []byte {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), chromiumTimeout)
 	defer cancel()
-	profile := b.t.TempDir()
+	// A scratch profile, and a scratch home for what Chromium keeps outside
+	// the profile (crash reports).
+	scratch := b.t.TempDir()
+	profile, home := filepath.Join(scratch, "profile"), filepath.Join(scratch, "home")
 	args = append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic", "--no-proxy-server",
 		"--disable-dev-shm-usage", "--user-data-dir=" + profile}, args...)
 	cmd := exec.CommandContext(ctx, b.bin, args...)
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_CACHE_HOME="+filepath.Join(home, ".cache"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
@@ -310,20 +359,50 @@ func (b *browser) run(args ...string) []byte {
 	return stdout.Bytes()
 }
 
-// dumpDOM loads url and returns its DOM once the page has rendered every
-// string in want (asynqmon fetches its data after the page loads): it
-// reloads with a longer virtual time budget until then.
-func (b *browser) dumpDOM(url string, want ...string) string {
+// dumpDOM loads url and returns its DOM and text once the page shows every
+// string in want, in its DOM or its text (asynqmon fetches its data after
+// the page loads): it reloads with a longer virtual time budget until then.
+func (b *browser) dumpDOM(url string, want ...string) (dom, text string) {
 	b.t.Helper()
-	var dom string
+	var missing []string
 	for _, budget := range []int{10_000, 20_000, 40_000} {
 		dom = string(b.run(fmt.Sprintf("--virtual-time-budget=%d", budget), "--dump-dom", url))
-		if missing := missingFrom(dom, want); len(missing) == 0 {
-			return dom
+		text = pageText(dom)
+		missing = missing[:0]
+		for _, w := range want {
+			if !strings.Contains(dom, w) && !strings.Contains(text, w) {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 {
+			return dom, text
 		}
 	}
-	b.t.Fatalf("%s never showed %q; last DOM:\n%s", url, missingFrom(dom, want), tail(dom, 200))
-	return ""
+	b.t.Fatalf("%s never showed %q; its text:\n%s", url, missing, text)
+	return "", ""
+}
+
+var (
+	inlineTag = regexp.MustCompile(`</?span[^>]*>`)
+	otherTag  = regexp.MustCompile(`<[^>]*>`)
+	styleElem = regexp.MustCompile(`(?s)<style[^>]*>.*?</style>|<svg.*?</svg>`)
+)
+
+// pageText is the text a reader sees in dom: the syntax highlighter's spans
+// (which split a masked 139****5678 in three) are joined, other elements
+// are separated by a newline.
+func pageText(dom string) string {
+	s := styleElem.ReplaceAllString(dom, "\n")
+	s = inlineTag.ReplaceAllString(s, "")
+	s = otherTag.ReplaceAllString(s, "\n")
+	s = html.UnescapeString(s)
+	var lines []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // screenshot saves url as a PNG at path and checks it is one.
@@ -340,33 +419,27 @@ func (b *browser) screenshot(url, path string) {
 	}
 }
 
-func missingFrom(s string, want []string) []string {
-	var missing []string
-	for _, w := range want {
-		if !strings.Contains(s, w) {
-			missing = append(missing, w)
-		}
-	}
-	return missing
-}
-
-// checkMasked fails if s shows a phone number in clear, or lacks a task or
-// the masked form of one of its phone numbers.
-func checkMasked(t *testing.T, what, s string, queued []dashboardTask) {
+// checkMasked fails if raw (a response or a DOM) or text (what a reader
+// sees of it) shows a phone number in clear, or if text lacks one of the
+// queued tasks or the masked form of one of its phone numbers.
+func checkMasked(t *testing.T, what, raw, text string, queued []dashboardTask) {
 	t.Helper()
-	checkNoPhone(t, what, s)
+	checkNoPhone(t, what, raw)
+	if text != raw {
+		checkNoPhone(t, what+" (text)", text)
+	}
 	for _, q := range queued {
 		for _, p := range q.phones {
-			if strings.Contains(s, p) {
-				t.Errorf("%s shows task %s's phone number %s in clear:\n%s", what, q.id, p, excerpt(s, p))
+			if strings.Contains(raw, p) || strings.Contains(text, p) {
+				t.Errorf("%s shows task %s's phone number %s in clear:\n%s", what, q.id, p, excerpt(raw+text, p))
 			}
 		}
-		if !strings.Contains(s, q.id) {
-			t.Errorf("%s does not show task %s", what, q.id)
+		if !strings.Contains(text, q.marker) {
+			t.Errorf("%s does not show task %s (%s)", what, q.id, q.marker)
 		}
-		for _, m := range q.masks {
-			if !strings.Contains(s, m) {
-				t.Errorf("%s does not show task %s's payload with %s masked as %s", what, q.id, q.phones, m)
+		for _, m := range q.shows {
+			if !strings.Contains(text, m) {
+				t.Errorf("%s does not show task %s's payload with %s as %s", what, q.id, q.phones, m)
 			}
 		}
 	}
