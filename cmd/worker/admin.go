@@ -88,5 +88,5 @@ func maskPayload(payload []byte, set *providers.Set) string {
 	if err != nil {
 		return ""
 	}
-	return string(out)
+	return providers.MaskPhones(string(out)) // order_no too
 }
