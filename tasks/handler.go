@@ -460,9 +460,12 @@ func (h *Handler) poll(ctx context.Context, prov providers.Provider, rec *Record
 	}
 	code := providers.CodeOf(err)
 	msg := providers.Truncate(providers.MaskPhones(err.Error()), 300)
-	if code == providers.NotFound || !providers.Retryable(code) {
-		return h.finish(wc, rec, a, StateErrored, providers.Result{}, "pending order: "+msg)
+	if code == providers.NotFound {
+		return h.finish(wc, rec, a, StateErrored, providers.Result{}, "pending order no longer found: "+msg)
 	}
+	// Any other failure (even a permanent-looking one such as rotated
+	// credentials) leaves the order pending: the provider holds it, so it
+	// is polled until the window ends rather than forgotten.
 	if h.pendingExpired(rec) {
 		return h.finish(wc, rec, a, StateErrored, providers.Result{},
 			fmt.Sprintf("still unpaid after the pending window of %s (last check failed: %s)", h.opts.PendingWindow, msg))
