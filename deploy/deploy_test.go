@@ -36,15 +36,25 @@ const (
 // adminPort is the worker's admin HTTP port (ORDERWORKER_ADMIN_ADDR default :9090).
 const adminPort = 9090
 
-// workerEnv is every environment variable the worker reads.
-var workerEnv = []string{
-	"REDIS_URL",
-	"TENCENT_ENDPOINT", "TENCENT_APP_KEY", "TENCENT_APP_SECRET",
-	"ALIYUN_ENDPOINT", "ALIYUN_APP_KEY", "ALIYUN_APP_SECRET", "ALIYUN_PROJECT_ID", "ALIYUN_AUTO_PAY",
-	"UNICLOUD_ENDPOINT", "UNICLOUD_ACCESS_KEY_ID", "UNICLOUD_ACCESS_KEY_SECRET",
-	"ORDERWORKER_ADMIN_ADDR", "ORDERWORKER_CONCURRENCY", "ORDERWORKER_QUEUE",
-	"ORDERWORKER_SHUTDOWN_TIMEOUT", "ORDERWORKER_LOG_LEVEL", "ORDERWORKER_LOG_FORMAT",
-	"ORDERWORKER_MONITORING_TOKEN", "ORDERWORKER_MONITORING_READONLY",
+// workerEnv is every environment variable the worker reads: the names in
+// the README's configuration table (cmd/worker's tests check that table
+// against the code).
+var workerEnv = readmeEnv()
+
+func readmeEnv() []string {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		panic(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| ((?:`[A-Z0-9_]+`(?:, )?)+) \\|")
+	name := regexp.MustCompile("`([A-Z0-9_]+)`")
+	var out []string
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		for _, n := range name.FindAllStringSubmatch(m[1], -1) {
+			out = append(out, n[1])
+		}
+	}
+	return out
 }
 
 // secretEnv are the credentials: compose must only pass them through from
@@ -53,7 +63,7 @@ var secretEnv = []string{
 	"TENCENT_APP_KEY", "TENCENT_APP_SECRET",
 	"ALIYUN_APP_KEY", "ALIYUN_APP_SECRET",
 	"UNICLOUD_ACCESS_KEY_ID", "UNICLOUD_ACCESS_KEY_SECRET",
-	"ORDERWORKER_MONITORING_TOKEN",
+	"ORDERWORKER_MONITORING_TOKEN", "ORDERWORKER_DATA_KEY",
 }
 
 // ---------------------------------------------------------------------------
@@ -1275,4 +1285,12 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	promtool(t, "check", "rules", path)
+}
+
+func TestREADMEConfigTableParsed(t *testing.T) {
+	for _, want := range []string{"REDIS_URL", "TENCENT_APP_SECRET", "ORDERWORKER_DATA_KEY", "ORDERWORKER_RATE_LIMITS"} {
+		if !slices.Contains(workerEnv, want) {
+			t.Errorf("the README's configuration table yields %v, which lacks %s", workerEnv, want)
+		}
+	}
 }
