@@ -114,6 +114,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return srv.Ping()
 	}
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil && cfg.Dev {
+		// -dev must run anywhere: take any free port rather than fail.
+		log.Warn("dev: admin address in use; using a free port", "wanted", cfg.AdminAddr)
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
 		return fmt.Errorf("admin address: %w", err)
 	}
