@@ -41,6 +41,7 @@ type env struct {
 type setupOpts struct {
 	secret   string // the worker's Tencent secret (default: the right one)
 	noServer bool   // do not start the asynq server
+	aof      bool   // Redis with AOF, so it can be restarted with its data
 	handler  *tasks.HandlerOptions
 }
 
@@ -49,7 +50,7 @@ func setup(t testing.TB, o *setupOpts) *env {
 	if o == nil {
 		o = &setupOpts{}
 	}
-	e := &env{redis: taskstest.StartRedis(t, nil)}
+	e := &env{redis: taskstest.StartRedis(t, &taskstest.Options{AOF: o.aof})}
 	e.rdb = e.redis.Client(t)
 	e.ledger = tasks.NewLedger(e.rdb)
 	e.sandbox = sandbox.New(appKey, appSecret)
@@ -113,7 +114,12 @@ func (e *env) enqueue(t *testing.T, payload []byte) tasks.EnqueueResult {
 // waitState waits for the order to reach want and returns its record.
 func (e *env) waitState(t *testing.T, orderNo string, want tasks.State) *tasks.Record {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	return e.waitStateFor(t, orderNo, want, 15*time.Second)
+}
+
+func (e *env) waitStateFor(t *testing.T, orderNo string, want tasks.State, d time.Duration) *tasks.Record {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	var rec *tasks.Record
 	for time.Now().Before(deadline) {
 		var err error
@@ -239,6 +245,7 @@ func TestInvalidOrdersStoreNothing(t *testing.T) {
 		{`{"provider":"tencent",`, "malformed payload"},
 		{"{\"provider\":\"tencent\",\"order_no\":\"A\xff\"}", "not valid UTF-8"},
 		{`[1]`, "must be a JSON object"},
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"` + strings.Repeat("x", tasks.MaxPayloadBytes) + `"}}`, "over the 65536-byte limit"},
 	}
 	for _, tt := range tests {
 		res := e.enqueue(t, []byte(tt.payload))
@@ -476,5 +483,28 @@ func TestShutdownCutsOffAttemptThenReconciles(t *testing.T) {
 	}
 	if last := rec.History[len(rec.History)-1]; last.Call != "lookup" || last.Result != "ok" {
 		t.Errorf("after the restart: %+v, want lookup:ok", last)
+	}
+}
+
+// Redis going away under a running worker: the worker waits, and when Redis
+// is back (with its data, AOF on) every order is processed, none twice. A
+// task that was active when Redis went away could not be handed back; asynq
+// recovers it when its lease expires (about a minute later).
+func TestRedisOutageUnderWorker(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{aof: true})
+	const n = 30
+	for i := range n {
+		e.enqueue(t, order(fmt.Sprintf("Order-Outage-%d", i)))
+	}
+	e.redis.Stop()
+	time.Sleep(2 * time.Second) // the worker polls a dead Redis meanwhile
+	e.redis.Start(t)
+	for i := range n {
+		no := fmt.Sprintf("Order-Outage-%d", i)
+		e.waitStateFor(t, no, tasks.StatePaid, 3*time.Minute)
+		if c := e.sandbox.Count(no); c != 1 {
+			t.Errorf("%s: sandbox holds %d orders, want 1", no, c)
+		}
 	}
 }

@@ -170,10 +170,16 @@ func (s *Server) Stop() {
 // directory; with AOF on, it comes back with its data.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	if s.ext != "" {
-		t.Fatal("Restart needs a redis-server started by the test, not ORDERWORKER_TEST_REDIS_URL")
-	}
 	s.Stop()
+	s.Start(t)
+}
+
+// Start starts a stopped server again on the same port and directory.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	if s.ext != "" {
+		t.Fatal("restarting needs a redis-server started by the test, not ORDERWORKER_TEST_REDIS_URL")
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatal(err)
