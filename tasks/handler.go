@@ -278,7 +278,13 @@ func (h *Handler) call(ctx context.Context, rec *Record, name string, fn func(co
 	r, err := fn(ctx)
 	took := time.Since(start)
 	if h.opts.Guard != nil {
-		h.opts.Guard.Done(rec.Provider, err)
+		report := err
+		if name == "lookup" && providers.CodeOf(err) == providers.Ambiguous {
+			// A lookup is Ambiguous only when the provider answered but
+			// the answer cannot single the order out: the provider is up.
+			report = nil
+		}
+		h.opts.Guard.Done(rec.Provider, report)
 	}
 	h.metrics.request(rec.Provider, name, err, took)
 	a := &Attempt{N: rec.Attempts + 1, At: start.UTC(), DurationMS: took.Milliseconds(), Call: name, Result: "ok",
@@ -559,7 +565,11 @@ func (h *Handler) finish(ctx context.Context, rec *Record, a *Attempt, s State, 
 		set["provider_order_id"] = rec.ProviderOrderID
 	}
 	if err := h.ledger.Transition(ctx, rec.Provider, rec.OrderNo, Change{To: s, Attempt: a, Set: set}); err != nil {
-		return wait(redisWait, err)
+		// A write whose reply was lost and that the client retried finds
+		// its own work done: that is success, not a Redis failure.
+		if cur, ok := CurrentState(err); !ok || cur != s {
+			return wait(redisWait, err)
+		}
 	}
 	h.metrics.outcome(rec, s, now)
 	if s == StatePaid {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -125,15 +126,21 @@ func canonicalJSON(raw json.RawMessage) ([]byte, error) {
 }
 
 // claimScript creates the record if absent. It returns {1} when it created
-// it, else {0, state, params_hash, enqueued}.
+// it, else {0, state, params_hash, enqueued}. ARGV[6] is a token unique to
+// the call, so that a client's automatic retry of a claim whose reply was
+// lost still answers "created".
 var claimScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'enqueued')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'enqueued', 'claim')
 if cur[1] then
+  if cur[4] == ARGV[6] then
+    -- This very claim, run again by a client retry after a lost reply.
+    return {1}
+  end
   return {0, cur[1], cur[2], cur[3]}
 end
 redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', ARGV[3],
   'params_hash', ARGV[4], 'state', 'queued', 'enqueued', '0', 'attempts', '0', 'failures', '0',
-  'created', ARGV[5], 'updated', ARGV[5])
+  'created', ARGV[5], 'updated', ARGV[5], 'claim', ARGV[6])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 return {1}
 `)
@@ -153,7 +160,7 @@ func (l *Ledger) Claim(ctx context.Context, p Payload, hash string) (ClaimResult
 	now := l.now().UnixMilli()
 	res, err := claimScript.Run(ctx, l.rdb,
 		[]string{recordKey(p.Provider, p.OrderNo), indexKey(p.Provider, StateQueued)},
-		p.Provider, p.OrderNo, string(p.Params), hash, now).Slice()
+		p.Provider, p.OrderNo, string(p.Params), hash, now, uuid.NewString()).Slice()
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
@@ -321,12 +328,33 @@ func (l *Ledger) Transition(ctx context.Context, provider, orderNo string, c Cha
 	}
 	if ok, _ := res[0].(int64); ok != 1 {
 		cur, _ := res[1].(string)
-		if cur == "" {
-			return fmt.Errorf("%w: record missing", ErrStateChanged)
-		}
-		return fmt.Errorf("%w: now %s", ErrStateChanged, cur)
+		return &StateChangedError{Current: State(cur)}
 	}
 	return nil
+}
+
+// StateChangedError is Transition's error when the record was not in an
+// allowed state; errors.Is(err, ErrStateChanged) holds for it.
+type StateChangedError struct {
+	Current State // "" when the record is missing
+}
+
+func (e *StateChangedError) Error() string {
+	if e.Current == "" {
+		return ErrStateChanged.Error() + ": record missing"
+	}
+	return ErrStateChanged.Error() + ": now " + string(e.Current)
+}
+
+func (e *StateChangedError) Unwrap() error { return ErrStateChanged }
+
+// CurrentState returns the state a refused Transition found.
+func CurrentState(err error) (State, bool) {
+	var sc *StateChangedError
+	if errors.As(err, &sc) {
+		return sc.Current, true
+	}
+	return "", false
 }
 
 var unlockScript = redis.NewScript(`
@@ -339,8 +367,18 @@ return 0
 func (l *Ledger) Lock(ctx context.Context, provider, orderNo, token string, ttl time.Duration) (release func(), ok bool, err error) {
 	key := lockKey(provider, orderNo)
 	ok, err = l.rdb.SetNX(ctx, key, token, ttl).Result()
-	if err != nil || !ok {
+	if err != nil {
 		return nil, false, err
+	}
+	if !ok {
+		// A client retry of a SET whose reply was lost finds our own lock.
+		cur, err := l.rdb.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, false, err
+		}
+		if cur != token {
+			return nil, false, nil
+		}
 	}
 	return func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)

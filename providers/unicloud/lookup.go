@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
@@ -287,6 +288,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			continue
 		}
 		if d.Names == nil && d.ID != "" {
+			if names, ok := c.names.get(d.ID); ok {
+				d.Names = names
+			}
+		}
+		if d.Names == nil && d.ID != "" {
 			if details == MaxDetails {
 				return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op,
 					Message: fmt.Sprintf("more than %d candidate orders to identify", MaxDetails)}
@@ -302,6 +308,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				continue
 			default:
 				d.Names = dd.Names
+				c.names.put(d.ID, dd.Names)
 			}
 		}
 		switch {
@@ -322,4 +329,36 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
 			Message: fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)}
 	}
+}
+
+// nameCache remembers the instance names of orders already detailed: an
+// order's names never change, so a lookup (or the next attempt at one, or
+// another order's) never pays for the same OrderDetail twice. At volume
+// this is what lets lookups finish: each one details only orders no
+// earlier lookup has seen.
+type nameCache struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+// maxCachedNames bounds the cache; past it, it starts over.
+const maxCachedNames = 100_000
+
+func (n *nameCache) get(id string) ([]string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, ok := n.m[id]
+	return v, ok
+}
+
+func (n *nameCache) put(id string, names []string) {
+	if names == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.m == nil || len(n.m) >= maxCachedNames {
+		n.m = make(map[string][]string)
+	}
+	n.m[id] = names
 }

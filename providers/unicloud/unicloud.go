@@ -94,6 +94,7 @@ type Client struct {
 	margin          time.Duration
 	productCategory string
 	pageSize        int
+	names           nameCache
 }
 
 var _ providers.Provider = (*Client)(nil)
