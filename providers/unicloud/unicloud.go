@@ -226,9 +226,31 @@ func (c *Client) request(ctx context.Context, method, path, action string, extra
 	return req, nil
 }
 
+// queryTries is how many times a read-only call (QueryOrders, OrderDetail)
+// is tried when it fails transiently: one lookup makes many of them, and
+// without a retry per call a single throttled page fails the whole lookup.
+const queryTries = 3
+
 // call signs and sends one action with a fresh stamp and classifies the
-// answer.
+// answer. Read-only calls are retried on throttling or unavailability;
+// CreateOrder never is (the handler decides, after a lookup).
 func (c *Client) call(ctx context.Context, method, path, action string, extra map[string]string, body []byte, create bool) (Response, int, error) {
+	for try := 1; ; try++ {
+		r, status, err := c.callOnce(ctx, method, path, action, extra, body, create)
+		code := providers.CodeOf(err)
+		if create || try == queryTries || (code != providers.Unavailable && code != providers.RateLimited) {
+			return r, status, err
+		}
+		d := min(max(providers.RetryAfterOf(err), time.Duration(try)*200*time.Millisecond), 2*time.Second)
+		select {
+		case <-ctx.Done():
+			return r, status, err
+		case <-time.After(d):
+		}
+	}
+}
+
+func (c *Client) callOnce(ctx context.Context, method, path, action string, extra map[string]string, body []byte, create bool) (Response, int, error) {
 	op := Name + " " + action
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
