@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
@@ -147,17 +148,10 @@ func jsonReason(err error) string {
 		return "unexpected end of input"
 	}
 	msg := err.Error()
-	if after, ok := cutPrefix(msg, "json: unknown field "); ok {
+	if after, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 		return "unknown field " + providers.Truncate(providers.MaskPhones(after), 48)
 	}
 	return "not a valid order object"
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return s, false
 }
 
 // Validate checks the payload's params (in clear) against its provider,
