@@ -272,7 +272,19 @@ func writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
-// call runs one provider call through the guard and records its metrics.
+// lookup asks the provider about the order (see call).
+func (h *Handler) lookup(ctx context.Context, prov providers.Provider, rec *Record) (providers.Result, *Attempt, error) {
+	return h.call(ctx, rec, "lookup", func(c context.Context) (providers.Result, error) { return prov.Lookup(c, order(rec)) })
+}
+
+// errText is an error as recorded in the ledger and asynq: short, phone
+// numbers masked (providers already strip credentials).
+func errText(err error) string {
+	return providers.Truncate(providers.MaskPhones(err.Error()), 300)
+}
+
+// call makes one provider call, reports it to the guard and the metrics,
+// counts it in rec.Attempts and returns the attempt to record.
 func (h *Handler) call(ctx context.Context, rec *Record, name string, fn func(context.Context) (providers.Result, error)) (providers.Result, *Attempt, error) {
 	start := time.Now()
 	r, err := fn(ctx)
@@ -289,9 +301,10 @@ func (h *Handler) call(ctx context.Context, rec *Record, name string, fn func(co
 	h.metrics.request(rec.Provider, name, err, took)
 	a := &Attempt{N: rec.Attempts + 1, At: start.UTC(), DurationMS: took.Milliseconds(), Call: name, Result: "ok",
 		HTTPStatus: r.HTTPStatus, Code: r.Code, Message: providers.Truncate(r.Message, 200)}
+	rec.Attempts++
 	if err != nil {
 		a.Result = providers.CodeOf(err).String()
-		a.Message = providers.Truncate(providers.MaskPhones(err.Error()), 300)
+		a.Message = errText(err)
 		var pe *providers.Error
 		if errors.As(err, &pe) {
 			a.HTTPStatus, a.Code = pe.HTTPStatus, pe.ProviderCode
@@ -335,14 +348,13 @@ func (h *Handler) submit(ctx context.Context, prov providers.Provider, rec *Reco
 		return wait(redisWait, err)
 	}
 	r, a, err := h.call(ctx, rec, "submit", func(c context.Context) (providers.Result, error) { return prov.Submit(c, order(rec)) })
-	rec.Attempts++
 	wc, cancel := writeCtx(ctx)
 	defer cancel()
 	if err == nil {
 		return h.settle(wc, rec, a, StateSubmitting, r)
 	}
 	code := providers.CodeOf(err)
-	msg := providers.Truncate(providers.MaskPhones(err.Error()), 300)
+	msg := errText(err)
 	switch {
 	case providers.MaybeCreated(code):
 		// The order may exist: the next attempt looks it up first.
@@ -405,15 +417,14 @@ func (h *Handler) reconcile(ctx context.Context, prov providers.Provider, rec *R
 	if err := h.admit(ctx, rec); err != nil {
 		return err
 	}
-	r, a, err := h.call(ctx, rec, "lookup", func(c context.Context) (providers.Result, error) { return prov.Lookup(c, order(rec)) })
-	rec.Attempts++
+	r, a, err := h.lookup(ctx, prov, rec)
 	wc, cancel := writeCtx(ctx)
 	defer cancel()
 	if err == nil {
 		return h.settle(wc, rec, a, StateUnknown, r)
 	}
 	code := providers.CodeOf(err)
-	msg := providers.Truncate(providers.MaskPhones(err.Error()), 300)
+	msg := errText(err)
 	if code == providers.NotFound {
 		// Surely not created: submit again, unless the order is out of
 		// budget or time.
@@ -457,15 +468,14 @@ func (h *Handler) poll(ctx context.Context, prov providers.Provider, rec *Record
 	if err := h.admit(ctx, rec); err != nil {
 		return err
 	}
-	r, a, err := h.call(ctx, rec, "lookup", func(c context.Context) (providers.Result, error) { return prov.Lookup(c, order(rec)) })
-	rec.Attempts++
+	r, a, err := h.lookup(ctx, prov, rec)
 	wc, cancel := writeCtx(ctx)
 	defer cancel()
 	if err == nil {
 		return h.settle(wc, rec, a, StatePending, r)
 	}
 	code := providers.CodeOf(err)
-	msg := providers.Truncate(providers.MaskPhones(err.Error()), 300)
+	msg := errText(err)
 	if code == providers.NotFound {
 		return h.finish(wc, rec, a, StateErrored, providers.Result{}, "pending order no longer found: "+msg)
 	}
