@@ -236,49 +236,56 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	return c, nil
 }
 
-// parseLimits reads "tencent=20:40,aliyun/acct-1=5": a rate per second and
-// an optional burst (default: the rate, at least 1) per provider or
-// provider/account.
-func parseLimits(s string) (map[string]guard.Limit, error) {
-	out := map[string]guard.Limit{}
+// parseKeyed reads a comma-separated list of key=value items (spaces and
+// empty items ignored) for the variable name, parsing each value with
+// parse; an error names the variable, the item and the reason.
+func parseKeyed[T any](name, s string, parse func(val string) (T, error)) (map[string]T, error) {
+	out := map[string]T{}
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
 		key, val, ok := strings.Cut(item, "=")
-		rate, burst, hasBurst := strings.Cut(val, ":")
-		r, err := strconv.ParseFloat(rate, 64)
-		if !ok || key == "" || err != nil || r <= 0 {
-			return nil, fmt.Errorf("ORDERWORKER_RATE_LIMITS: %q: want provider=rate[:burst], e.g. tencent=20:40", item)
+		if !ok || key == "" {
+			return nil, fmt.Errorf("%s: %q: want key=value", name, item)
 		}
-		l := guard.Limit{Rate: r, Burst: max(1, int(r))}
-		if hasBurst {
-			b, err := strconv.Atoi(burst)
-			if err != nil || b < 1 {
-				return nil, fmt.Errorf("ORDERWORKER_RATE_LIMITS: %q: burst must be a positive integer", item)
-			}
-			l.Burst = b
+		v, err := parse(val)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", name, item, err)
 		}
-		out[key] = l
+		out[key] = v
 	}
 	return out, nil
 }
 
+// parseLimits reads "tencent=20:40,aliyun/acct-1=5": a rate per second and
+// an optional burst (default: the rate, at least 1) per provider or
+// provider/account.
+func parseLimits(s string) (map[string]guard.Limit, error) {
+	return parseKeyed("ORDERWORKER_RATE_LIMITS", s, func(val string) (guard.Limit, error) {
+		rate, burst, hasBurst := strings.Cut(val, ":")
+		r, err := strconv.ParseFloat(rate, 64)
+		if err != nil || r <= 0 {
+			return guard.Limit{}, errors.New("want provider=rate[:burst], e.g. tencent=20:40")
+		}
+		l := guard.Limit{Rate: r, Burst: max(1, int(r))}
+		if hasBurst {
+			if l.Burst, err = strconv.Atoi(burst); err != nil || l.Burst < 1 {
+				return guard.Limit{}, errors.New("burst must be a positive integer")
+			}
+		}
+		return l, nil
+	})
+}
+
 // parseDeadlines reads "aliyun=2h,tencent=48h".
 func parseDeadlines(s string) (map[string]time.Duration, error) {
-	out := map[string]time.Duration{}
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		key, val, ok := strings.Cut(item, "=")
+	return parseKeyed("ORDERWORKER_ORDER_DEADLINES", s, func(val string) (time.Duration, error) {
 		d, err := time.ParseDuration(val)
-		if !ok || key == "" || err != nil || d <= 0 {
-			return nil, fmt.Errorf("ORDERWORKER_ORDER_DEADLINES: %q: want provider=duration, e.g. aliyun=2h", item)
+		if err != nil || d <= 0 {
+			return 0, errors.New("want provider=duration, e.g. aliyun=2h")
 		}
-		out[key] = d
-	}
-	return out, nil
+		return d, nil
+	})
 }
