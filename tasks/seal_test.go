@@ -23,32 +23,6 @@ func newSealer(t *testing.T) *tasks.Sealer {
 	return s
 }
 
-// dumpRedis returns every key and value in Redis as text.
-func dumpRedis(t *testing.T, e *env) string {
-	t.Helper()
-	ctx := context.Background()
-	var b strings.Builder
-	for _, k := range e.rdb.Keys(ctx, "*").Val() {
-		b.WriteString(k + "\n")
-		switch e.rdb.Type(ctx, k).Val() {
-		case "string":
-			b.WriteString(e.rdb.Get(ctx, k).Val())
-		case "hash":
-			for f, v := range e.rdb.HGetAll(ctx, k).Val() {
-				b.WriteString(f + "=" + v + "\n")
-			}
-		case "list":
-			b.WriteString(strings.Join(e.rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
-		case "zset":
-			b.WriteString(strings.Join(e.rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
-		case "set":
-			b.WriteString(strings.Join(e.rdb.SMembers(ctx, k).Val(), "\n"))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
 func TestSealedParamsNeverInClearInRedis(t *testing.T) {
 	t.Parallel()
 	sealer := newSealer(t)
@@ -67,7 +41,7 @@ func TestSealedParamsNeverInClearInRedis(t *testing.T) {
 	if got := e.sandbox.Orders()["Sealed-1"]; len(got) != 1 || got[0].CustomerId != phone {
 		t.Fatalf("sandbox got %+v, want the customer id in clear at the provider", got)
 	}
-	if dump := dumpRedis(t, e); strings.Contains(dump, phone) {
+	if dump := e.redis.Dump(t); strings.Contains(dump, phone) {
 		t.Errorf("Redis holds the phone number in clear:\n%s", dump)
 	}
 }

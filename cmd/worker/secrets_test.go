@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers/aliyun"
 	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
@@ -129,7 +128,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	done <- nil
 
 	haystacks := map[string]string{
-		"redis":           dumpAll(t, rdb),
+		"redis":           rs.Dump(t),
 		"logs":            logs.String(),
 		"enqueue results": results.String(),
 		"metrics":         metrics,
@@ -162,30 +161,4 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	if !t.Failed() {
 		t.Logf("scanned %d bytes of Redis, %d bytes of logs: no credential, no unmasked phone number", len(haystacks["redis"]), len(haystacks["logs"]))
 	}
-}
-
-// dumpAll renders every key and value in Redis as text.
-func dumpAll(t *testing.T, rdb *redis.Client) string {
-	t.Helper()
-	ctx := context.Background()
-	var b strings.Builder
-	for _, k := range rdb.Keys(ctx, "*").Val() {
-		b.WriteString(k + "\n")
-		switch rdb.Type(ctx, k).Val() {
-		case "string":
-			b.WriteString(rdb.Get(ctx, k).Val())
-		case "hash":
-			for f, v := range rdb.HGetAll(ctx, k).Val() {
-				b.WriteString(f + "=" + v + "\n")
-			}
-		case "list":
-			b.WriteString(strings.Join(rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
-		case "zset":
-			b.WriteString(strings.Join(rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
-		case "set":
-			b.WriteString(strings.Join(rdb.SMembers(ctx, k).Val(), "\n"))
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
 }

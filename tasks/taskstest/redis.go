@@ -188,3 +188,39 @@ func (s *Server) Start(t testing.TB) {
 		t.Fatalf("restart redis-server: %v", err)
 	}
 }
+
+// Dump renders every key in the server with its value as text, for tests
+// that scan Redis for what must not be there.
+func (s *Server) Dump(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	c := s.Client(t)
+	keys, err := c.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatalf("dump redis: %v", err)
+	}
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "\n")
+		switch c.Type(ctx, k).Val() {
+		case "string":
+			b.WriteString(c.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range c.HGetAll(ctx, k).Val() {
+				b.WriteString(f + "=" + v + "\n")
+			}
+		case "list":
+			b.WriteString(strings.Join(c.LRange(ctx, k, 0, -1).Val(), "\n"))
+		case "zset":
+			b.WriteString(strings.Join(c.ZRange(ctx, k, 0, -1).Val(), "\n"))
+		case "set":
+			b.WriteString(strings.Join(c.SMembers(ctx, k).Val(), "\n"))
+		case "stream":
+			for _, m := range c.XRange(ctx, k, "-", "+").Val() {
+				fmt.Fprintf(&b, "%s %v\n", m.ID, m.Values)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
