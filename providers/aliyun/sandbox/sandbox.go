@@ -615,26 +615,25 @@ func (s *Server) find(ref orderRef) *Order {
 }
 
 func (s *Server) pay(_ *http.Request, env envelope) reply {
-	var ref orderRef
-	if strictDecode(env.Params, &ref) != nil || ref.IotID == "" || ref.OrderID == "" {
-		return paramError
-	}
-	if rep, hit := s.lookupFault(); hit {
-		return rep
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o := s.find(ref)
-	if o == nil {
-		return fail(460, "order not exist", "订单不存在")
-	}
-	if o.PaymentStatus == 0 {
-		o.PaymentStatus = 2
-	}
-	return ok(orderData(*o, true))
+	return s.withOrder(env, func(o *Order) {
+		if o.PaymentStatus == 0 {
+			o.PaymentStatus = 2
+		}
+	})
 }
 
 func (s *Server) get(_ *http.Request, env envelope) reply {
+	return s.withOrder(env, func(o *Order) {
+		if o.PaymentStatus == 2 {
+			o.PaymentStatus = 1 // payment completes by the next look
+		}
+	})
+}
+
+// withOrder answers a call on one order ({iotId, orderId}): it checks the
+// params, injects lookup faults, applies change to the order under the lock
+// and answers with the order.
+func (s *Server) withOrder(env envelope, change func(*Order)) reply {
 	var ref orderRef
 	if strictDecode(env.Params, &ref) != nil || ref.IotID == "" || ref.OrderID == "" {
 		return paramError
@@ -648,9 +647,7 @@ func (s *Server) get(_ *http.Request, env envelope) reply {
 	if o == nil {
 		return fail(460, "order not exist", "订单不存在")
 	}
-	if o.PaymentStatus == 2 {
-		o.PaymentStatus = 1 // payment completes by the next look
-	}
+	change(o)
 	return ok(orderData(*o, true))
 }
 
