@@ -11,9 +11,11 @@ import (
 type Code int
 
 const (
+	// OK is the code of a nil error: the call succeeded.
+	OK Code = iota
 	// Unknown is the code of an error that is not an *Error. Callers treat
 	// it like Ambiguous: the request may have reached the provider.
-	Unknown Code = iota
+	Unknown
 	// InvalidArgument: the provider rejected the order's content, or it
 	// failed validation. Permanent.
 	InvalidArgument
@@ -43,6 +45,7 @@ const (
 )
 
 var codeNames = [...]string{
+	OK:                 "ok",
 	Unknown:            "unknown",
 	InvalidArgument:    "invalid_argument",
 	Unauthenticated:    "unauthenticated",
@@ -110,13 +113,13 @@ func Errorf(code Code, op, format string, args ...any) *Error {
 	return &Error{Code: code, Op: op, Message: fmt.Sprintf(format, args...)}
 }
 
-// CodeOf returns the code of the first *Error in err's chain. A context
-// error maps to Ambiguous for deadline (the request may be in flight) and to
-// Unavailable for cancellation before anything was sent is not knowable
-// here, so both are Ambiguous; nil maps to Unknown.
+// CodeOf returns the code of the first *Error in err's chain; nil is OK.
+// A bare context error is Ambiguous: whether the request was already on
+// its way is not knowable here (providers classify their own transport
+// errors through Send, which does know).
 func CodeOf(err error) Code {
 	if err == nil {
-		return Unknown
+		return OK
 	}
 	var e *Error
 	if errors.As(err, &e) {

@@ -34,6 +34,18 @@ type Order struct {
 	// ProviderOrderID is the provider's id for this order when an earlier
 	// call learned it; empty otherwise.
 	ProviderOrderID string
+	// Parsed is what the provider's Parse returned for Params, when the
+	// caller has it: providers use it instead of decoding Params again.
+	Parsed Params
+	// Known lists the provider order ids a Preparer saw for this order's
+	// target before the first create (nil when the provider is not a
+	// Preparer or the snapshot was not taken). Lookup may treat an order
+	// that is not in Known as new since then.
+	Known []string
+	// Owned, when set, reports whether a provider order id already belongs
+	// to another order in the ledger. Lookup never answers with such an id:
+	// it is another order's, not this one's.
+	Owned func(ctx context.Context, providerOrderID string) (bool, error)
 }
 
 // Result is what a provider reports about an order.
@@ -52,6 +64,9 @@ type Result struct {
 	// NextCheck is how long to wait before looking at a pending order again.
 	// Zero lets the caller choose.
 	NextCheck time.Duration
+	// Payable is set on a pending result when the provider is a Payer
+	// configured to pay: the caller's next step for the order is Pay.
+	Payable bool
 }
 
 // Provider submits orders to one provider's API.
@@ -80,10 +95,28 @@ type Provider interface {
 	Submit(ctx context.Context, o Order) (Result, error)
 
 	// Lookup asks the provider about an order that may exist. It returns a
-	// NotFound *Error when the provider surely does not hold the order, and
-	// otherwise the order's current status. For a pending order it may also
-	// advance it (for example pay it) when the provider is configured to.
+	// NotFound *Error when the provider surely does not hold the order, an
+	// Ambiguous *Error when it cannot single the order out, and otherwise
+	// the order's current status. It only reads: it never moves money.
 	Lookup(ctx context.Context, o Order) (Result, error)
+}
+
+// Preparer is implemented by providers whose lookups cannot find an order
+// by the producer's order number. Before an order's first create, Prepare
+// returns the provider order ids that already exist for the order's target
+// (for example the device's orders), which the caller records and hands
+// back in Order.Known, so that a later Lookup can tell the order it created
+// from older ones. It only reads.
+type Preparer interface {
+	Prepare(ctx context.Context, o Order) ([]string, error)
+}
+
+// Payer is implemented by providers whose orders are created unpaid and
+// paid with a separate call. Pay is the only method that moves money; the
+// caller takes it as its own step, when a result says Payable, and records
+// it as such.
+type Payer interface {
+	Pay(ctx context.Context, o Order) (Result, error)
 }
 
 // Sensitive is implemented by providers whose params carry personal data

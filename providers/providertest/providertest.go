@@ -58,7 +58,7 @@ type Features struct {
 // so each subtest has its own sandbox.
 func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness, f Features) {
 	t.Helper()
-	if f.FailBeforeCode == providers.Unknown {
+	if f.FailBeforeCode == providers.OK {
 		f.FailBeforeCode = providers.Ambiguous
 	}
 	tests := []struct {
