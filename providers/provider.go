@@ -141,6 +141,7 @@ type Set struct {
 type disabled struct {
 	reason    string
 	validate  ValidateFunc
+	parse     ParseFunc // set by DisableSpec
 	sensitive []string
 }
 

@@ -216,7 +216,7 @@ func (c *Client) Name() string { return Name }
 
 // SensitiveParams implements providers.Sensitive: userName is a nickname,
 // often a phone number.
-func (c *Client) SensitiveParams() []string { return []string{"userName"} }
+func (c *Client) SensitiveParams() []string { return sensitiveParams() }
 
 var (
 	iotIDRE     = regexp.MustCompile(`^[A-Za-z0-9_.*=+/-]+$`)
@@ -236,10 +236,7 @@ var Fields = []providers.Field{
 const paramsOp = "aliyun params"
 
 // Validate implements providers.Provider.
-func (c *Client) Validate(params json.RawMessage) error {
-	_, err := providers.DecodeParams(paramsOp, params, Fields)
-	return err
-}
+func (c *Client) Validate(params json.RawMessage) error { return Validate(params) }
 
 // CreateParams are order/create's params, in the documented order.
 type CreateParams struct {
@@ -253,10 +250,15 @@ type CreateParams struct {
 
 // ParseCreateParams validates raw and returns it as CreateParams.
 func ParseCreateParams(raw json.RawMessage) (CreateParams, error) {
-	p, err := providers.DecodeParams(paramsOp, raw, Fields)
+	p, err := Parse(raw)
 	if err != nil {
 		return CreateParams{}, err
 	}
+	return createParams(p), nil
+}
+
+// createParams reads decoded params as CreateParams.
+func createParams(p providers.Params) CreateParams {
 	cp := CreateParams{
 		IotID:         p.Str("iotId"),
 		CommodityCode: p.Str("commodityCode"),
@@ -267,7 +269,7 @@ func ParseCreateParams(raw json.RawMessage) (CreateParams, error) {
 	if v, ok := p.Bool("immediateUse"); ok {
 		cp.ImmediateUse = &v
 	}
-	return cp, nil
+	return cp
 }
 
 // orderRef are the params of order/pay and order/get.
@@ -310,7 +312,7 @@ func NewEnvelope(id, cloudToken string, params any) Envelope {
 
 // Submit implements providers.Provider with order/create.
 func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
-	p, err := ParseCreateParams(o.Params)
+	p, err := orderParams(o)
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -359,7 +361,7 @@ func (c *Client) result(a answer, info OrderInfo, what string) providers.Result 
 // order/query (see the package doc for the matching rules). An unpaid
 // order is paid with order/pay when Options.AutoPay is set.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
-	p, err := ParseCreateParams(o.Params)
+	p, err := orderParams(o)
 	if err != nil {
 		return providers.Result{}, err
 	}

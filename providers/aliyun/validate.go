@@ -1,14 +1,10 @@
 package aliyun
 
-import (
-	"encoding/json"
-
-	"github.com/orderworker/orderworker/providers"
-)
+import "encoding/json"
 
 // Validate checks order/create params; it needs no client (the enqueue CLI
 // validates without credentials).
 func Validate(params json.RawMessage) error {
-	_, err := providers.DecodeParams(paramsOp, params, Fields)
+	_, err := Parse(params)
 	return err
 }

@@ -103,7 +103,7 @@ var Fields = []providers.Field{
 
 // Validate checks ServiceCreateOrder params; it needs no client.
 func Validate(params json.RawMessage) error {
-	_, err := providers.DecodeParams("tencent params", params, Fields)
+	_, err := Parse(params)
 	return err
 }
 
@@ -170,7 +170,7 @@ func render(v any) string {
 
 // Submit implements providers.Provider with ServiceCreateOrder.
 func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
-	p, err := providers.DecodeParams("tencent params", o.Params, Fields)
+	p, err := orderParams(o)
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -191,7 +191,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // Lookup implements providers.Provider with ServiceGetOrderList filtered by
 // OrderNo (and CustomerId when the params name one).
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
-	p, _ := providers.DecodeParams("tencent params", o.Params, Fields)
+	p, _ := orderParams(o)
 	q := map[string]any{"OrderNo": o.OrderNo, "Offset": 0, "Limit": 100}
 	if id := p.Str("CustomerId"); id != "" {
 		q["CustomerId"] = id

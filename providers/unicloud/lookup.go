@@ -28,7 +28,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	if o.ProviderOrderID != "" {
 		return c.lookupByID(ctx, o.ProviderOrderID)
 	}
-	p, err := providers.DecodeParams(paramsOp, o.Params, Fields)
+	p, err := orderParams(o)
 	if err != nil {
 		return providers.Result{}, err
 	}

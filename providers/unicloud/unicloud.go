@@ -170,7 +170,7 @@ const paramsOp = "unicloud params"
 
 // Validate checks CreateOrder params; it needs no client.
 func Validate(params json.RawMessage) error {
-	_, err := providers.DecodeParams(paramsOp, params, Fields)
+	_, err := Parse(params)
 	return err
 }
 
@@ -269,7 +269,7 @@ func (c *Client) callOnce(ctx context.Context, method, path, action string, extr
 // Submit implements providers.Provider with CreateOrder. The order's
 // params are the JSON body; regionId also goes into the query.
 func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
-	p, err := providers.DecodeParams(paramsOp, o.Params, Fields)
+	p, err := orderParams(o)
 	if err != nil {
 		return providers.Result{}, err
 	}

@@ -1,0 +1,74 @@
+package aliyun
+
+import (
+	"encoding/json"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// The environment variables the provider reads.
+const (
+	EnvEndpoint  = "ALIYUN_ENDPOINT"
+	EnvAppKey    = "ALIYUN_APP_KEY"
+	EnvAppSecret = "ALIYUN_APP_SECRET"
+	EnvProjectID = "ALIYUN_PROJECT_ID"
+	EnvAutoPay   = "ALIYUN_AUTO_PAY"
+)
+
+// Spec returns what the binaries know about the provider: its params (with
+// userName, personal data), its settings and how to build it from them.
+// Built by Spec, the cloudToken lives in Redis (deps.Redis), shared by
+// every worker: a new token invalidates the old one for all of them.
+// Package sandbox's Dev is its sandbox.
+func Spec() providers.Spec {
+	return providers.Spec{
+		Name:      Name,
+		Fields:    Fields,
+		Example:   json.RawMessage(`{"iotId":"bZGD54swRgDemoFkEs000101","commodityCode":"streamingResource_20_10","copies":1,"userId":"50e5op6412259c0f11demo0f57cd9326da8409","immediateUse":false}`),
+		Sensitive: sensitiveParams(),
+		Settings: []providers.Setting{
+			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "Aliyun IoT Living API gateway base URL", Check: providers.CheckBaseURL},
+			{Name: EnvAppKey, Required: true, Help: "Aliyun cloud AppKey (provider disabled without it)"},
+			{Name: EnvAppSecret, Required: true, Secret: true, Help: "Aliyun cloud AppSecret"},
+			{Name: EnvProjectID, Required: true, Help: "Aliyun project for cloudToken"},
+			{Name: EnvAutoPay, Default: "false", Help: "pay pending Aliyun orders with /order/pay", Check: providers.CheckBool},
+		},
+		Parse: Parse,
+		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
+			opts := Options{
+				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
+				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), Logger: deps.Logger,
+			}
+			if deps.Redis != nil {
+				opts.Tokens = NewRedisTokenStore(deps.Redis, nil)
+			}
+			c, err := New(opts)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+	}
+}
+
+// sensitiveParams are the params that carry personal data: userName is a
+// nickname, often a phone number.
+func sensitiveParams() []string { return []string{"userName"} }
+
+// Parse validates order/create params and decodes them; it needs no client.
+// Its error is an InvalidArgument *Error naming the first bad field.
+func Parse(params json.RawMessage) (providers.Params, error) {
+	return providers.DecodeParams(paramsOp, params, Fields)
+}
+
+// Parse implements providers.Parser.
+func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
+
+// orderParams returns the order's params: from o.Parsed when the caller has
+// them, else decoded from o.Params now.
+func orderParams(o providers.Order) (CreateParams, error) {
+	if o.Parsed != nil {
+		return createParams(o.Parsed), nil
+	}
+	return ParseCreateParams(o.Params)
+}

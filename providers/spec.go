@@ -1,0 +1,269 @@
+package providers
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Spec is everything the binaries know about one provider: its key, its
+// params, its personal data, the settings it reads from the environment,
+// how to build it from them and how to run its sandbox. Each provider
+// package exports its Spec; package providers/registry lists them, so the
+// commands never name a provider.
+type Spec struct {
+	// Name is the provider's key in payloads, metrics and config.
+	Name string
+	// Fields are the params the provider accepts.
+	Fields []Field
+	// Sensitive names the params that carry personal data (names, phone
+	// numbers): never stored or shown in clear.
+	Sensitive []string
+	// Example are valid params, for docs and tests.
+	Example json.RawMessage
+	// Settings are the environment variables the provider reads, in the
+	// order they are documented.
+	Settings []Setting
+	// Parse validates params and decodes them, without I/O or
+	// credentials. Its error is an InvalidArgument *Error naming the first
+	// bad field.
+	Parse ParseFunc
+	// New builds the provider from its settings. It is called only when
+	// every Required setting is set.
+	New func(cfg Config, deps Deps) (Provider, error)
+	// Sandbox, when set, returns the provider's built-in sandbox as
+	// worker -dev runs it. A provider's sandbox package imports the
+	// provider package (it verifies signatures with the provider's own
+	// signer), so the provider package cannot name it: the registry sets
+	// this field with WithSandbox.
+	Sandbox func() Sandbox
+}
+
+// ParseFunc validates and decodes one provider's params.
+type ParseFunc func(params json.RawMessage) (Params, error)
+
+// Parser is implemented by providers that decode params for callers, so an
+// order's params are decoded once and handed back in Order.Parsed.
+type Parser interface {
+	Parse(params json.RawMessage) (Params, error)
+}
+
+// Setting is one environment variable a provider reads.
+type Setting struct {
+	// Name is the variable, for example "TENCENT_APP_KEY".
+	Name string
+	// Default is the value when the variable is unset or empty.
+	Default string
+	// Help is a short description for worker -h and the docs.
+	Help string
+	// Required settings enable the provider: without every one of them
+	// it is disabled, and its orders fail with the reason.
+	Required bool
+	// Secret settings are credentials: Config holds them as a Secret and
+	// never prints them.
+	Secret bool
+	// Check, when set, validates a non-empty value; its error says what is
+	// wanted ("want true or false").
+	Check func(value string) error
+}
+
+// CheckBool is a Setting.Check for true/false settings.
+func CheckBool(v string) error {
+	if _, err := strconv.ParseBool(v); err != nil {
+		return fmt.Errorf("want true or false")
+	}
+	return nil
+}
+
+// Deps are what a provider may share with the rest of the process.
+type Deps struct {
+	// Redis is the worker's Redis, for state every worker shares (the
+	// Aliyun cloudToken).
+	Redis redis.UniversalClient
+	// Logger receives the provider's diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Sandbox is a provider's built-in fake API with demo credentials. The
+// credentials are not secrets: they open only the sandbox, on loopback.
+type Sandbox struct {
+	// Handler serves the fake API. It accepts only the credentials Env
+	// gives.
+	Handler http.Handler
+	// Env returns the settings, by variable name, that point the provider
+	// at the sandbox served at baseURL with the demo credentials.
+	Env func(baseURL string) map[string]string
+}
+
+// WithSandbox returns a copy of s whose Sandbox is sandbox.
+func (s Spec) WithSandbox(sandbox func() Sandbox) Spec {
+	s.Sandbox = sandbox
+	return s
+}
+
+// Config is one provider's settings, read by Spec.ReadConfig: each value by
+// variable name, defaults applied. It prints secret values as ***.
+type Config struct {
+	values map[string]string
+	secret map[string]bool
+}
+
+// ReadConfig reads the spec's settings through getenv (an empty value means
+// unset), applying defaults and each setting's Check. Its error names the
+// variable and the value (never a secret's value).
+func (s Spec) ReadConfig(getenv func(string) string) (Config, error) {
+	c := Config{values: map[string]string{}, secret: map[string]bool{}}
+	for _, st := range s.Settings {
+		v := getenv(st.Name)
+		if v == "" {
+			v = st.Default
+		}
+		if v != "" && st.Check != nil {
+			if err := st.Check(v); err != nil {
+				shown := strconv.Quote(v)
+				if st.Secret || strings.Contains(v, "@") { // a URL's userinfo
+					shown = "***"
+				}
+				return Config{}, fmt.Errorf("%s=%s: %w", st.Name, shown, err)
+			}
+		}
+		c.values[st.Name] = v
+		c.secret[st.Name] = st.Secret
+	}
+	return c, nil
+}
+
+// Missing lists the Required settings that cfg lacks, in the spec's order.
+func (s Spec) Missing(cfg Config) []string {
+	var out []string
+	for _, st := range s.Settings {
+		if st.Required && cfg.Get(st.Name) == "" {
+			out = append(out, st.Name)
+		}
+	}
+	return out
+}
+
+// Build returns the provider configured by cfg, or, when a Required setting
+// is missing, nil and the reason it is disabled ("TENCENT_APP_KEY is not
+// set").
+func (s Spec) Build(cfg Config, deps Deps) (p Provider, disabledReason string, err error) {
+	if missing := s.Missing(cfg); len(missing) > 0 {
+		verb := " is not set"
+		if len(missing) > 1 {
+			verb = " are not set"
+		}
+		return nil, joinAnd(missing) + verb, nil
+	}
+	p, err = s.New(cfg, deps)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", s.Name, err)
+	}
+	return p, "", nil
+}
+
+// joinAnd renders "a", "a and b", "a, b and c".
+func joinAnd(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// Get returns the named setting's value ("" when unknown or unset).
+func (c Config) Get(name string) string { return c.values[name] }
+
+// Secret returns the named setting's value as a Secret.
+func (c Config) Secret(name string) Secret { return Secret(c.values[name]) }
+
+// Bool returns the named setting as a boolean; a value that is not one
+// (a setting without CheckBool) is false.
+func (c Config) Bool(name string) bool {
+	b, _ := strconv.ParseBool(c.values[name])
+	return b
+}
+
+// String renders the settings sorted by name, secrets as ***.
+func (c Config) String() string {
+	names := make([]string, 0, len(c.values))
+	for n := range c.values {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		v := strconv.Quote(c.values[n])
+		if c.secret[n] && c.values[n] != "" {
+			v = "***"
+		}
+		b.WriteString(n + "=" + v)
+	}
+	return b.String()
+}
+
+// GoString keeps %#v from printing secret values.
+func (c Config) GoString() string { return "providers.Config{" + c.String() + "}" }
+
+// LogValue implements slog.LogValuer, secrets masked.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// DisableSpec records spec's provider as known but not usable, and why: its
+// orders' params are still parsed with spec.Parse, and spec.Sensitive names
+// their personal data.
+func (s *Set) DisableSpec(spec Spec, reason string) {
+	var validate ValidateFunc
+	if spec.Parse != nil {
+		validate = func(params json.RawMessage) error {
+			_, err := spec.Parse(params)
+			return err
+		}
+	}
+	s.Disable(spec.Name, reason, validate, spec.Sensitive...)
+	d := s.disabled[spec.Name]
+	d.parse = spec.Parse
+	s.disabled[spec.Name] = d
+}
+
+// Parse validates and decodes params for the named provider, enabled or
+// disabled, so the caller can hand them to the provider in Order.Parsed.
+// Its error is an InvalidArgument *Error. A provider that only validates
+// (not a Parser, or disabled without a ParseFunc) gives nil Params.
+func (s *Set) Parse(name string, params json.RawMessage) (Params, error) {
+	if p, ok := s.enabled[name]; ok {
+		if pp, ok := p.(Parser); ok {
+			return pp.Parse(params)
+		}
+		return nil, p.Validate(params)
+	}
+	if d, ok := s.disabled[name]; ok {
+		switch {
+		case d.parse != nil:
+			return d.parse(params)
+		case d.validate != nil:
+			return nil, d.validate(params)
+		}
+		return nil, nil
+	}
+	return nil, s.unknown(name)
+}
+
+// CheckBaseURL is a Setting.Check for endpoints: an http or https base URL,
+// scheme://host[:port], to which the client appends each API's path.
+func CheckBaseURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+		return fmt.Errorf("want a base URL like https://host[:port]")
+	}
+	return nil
+}

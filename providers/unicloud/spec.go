@@ -1,0 +1,56 @@
+package unicloud
+
+import (
+	"encoding/json"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// The environment variables the provider reads.
+const (
+	EnvEndpoint        = "UNICLOUD_ENDPOINT"
+	EnvAccessKeyID     = "UNICLOUD_ACCESS_KEY_ID"
+	EnvAccessKeySecret = "UNICLOUD_ACCESS_KEY_SECRET"
+)
+
+// Spec returns what the binaries know about the provider: its params, its
+// settings and how to build it from them. Package sandbox's Dev is its
+// sandbox.
+func Spec() providers.Spec {
+	return providers.Spec{
+		Name:    Name,
+		Fields:  Fields,
+		Example: json.RawMessage(`{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"demo-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`),
+		Settings: []providers.Setting{
+			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "UniCloud OpenAPI base URL", Check: providers.CheckBaseURL},
+			{Name: EnvAccessKeyID, Required: true, Help: "UniCloud AccessKeyId (provider disabled without it)"},
+			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
+		},
+		Parse: Parse,
+		New: func(cfg providers.Config, _ providers.Deps) (providers.Provider, error) {
+			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret)})
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
+	}
+}
+
+// Parse validates CreateOrder params and decodes them; it needs no client.
+// Its error is an InvalidArgument *Error naming the first bad field.
+func Parse(params json.RawMessage) (providers.Params, error) {
+	return providers.DecodeParams(paramsOp, params, Fields)
+}
+
+// Parse implements providers.Parser.
+func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
+
+// orderParams returns the order's decoded params: o.Parsed when the caller
+// has them, else Params decoded now.
+func orderParams(o providers.Order) (providers.Params, error) {
+	if o.Parsed != nil {
+		return o.Parsed, nil
+	}
+	return Parse(o.Params)
+}
