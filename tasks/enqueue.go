@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // Outcome of an enqueue.
@@ -27,8 +29,9 @@ type EnqueueResult struct {
 	// State is the order's ledger state (for duplicates, the existing one).
 	State  State  `json:"state,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	// Repaired is set when a duplicate found its record claimed but never
-	// enqueued (a producer crashed between the two writes) and queued it.
+	// Repaired is set when a duplicate found its order queued without a
+	// task (a producer crashed between the claim and the enqueue) and
+	// queued it.
 	Repaired bool `json:"repaired,omitempty"`
 }
 
@@ -47,27 +50,31 @@ type EnqueuerOptions struct {
 }
 
 // Enqueuer accepts orders: it validates them, claims the order number in the
-// ledger and enqueues the task. It is safe for concurrent use.
+// ledger and enqueues the task: two round trips on the happy path. It is
+// safe for concurrent use.
 type Enqueuer struct {
 	client    *asynq.Client
-	ledger    *Ledger
+	ledger    *ledger.Ledger
 	providers *providers.Set
 	queue     string
 	taskOpts  []asynq.Option
 	metrics   *Metrics
 	sealer    *Sealer
+	keyOnce   sync.Once
+	keyErr    error
 }
 
 // NewEnqueuer returns an Enqueuer that validates params with set.
-func NewEnqueuer(client *asynq.Client, ledger *Ledger, set *providers.Set, opts *EnqueuerOptions) *Enqueuer {
+func NewEnqueuer(client *asynq.Client, l *ledger.Ledger, set *providers.Set, opts *EnqueuerOptions) *Enqueuer {
 	if opts == nil {
 		opts = &EnqueuerOptions{}
 	}
-	e := &Enqueuer{client: client, ledger: ledger, providers: set, queue: opts.Queue,
+	e := &Enqueuer{client: client, ledger: l, providers: set, queue: opts.Queue,
 		taskOpts: opts.TaskOptions, metrics: opts.Metrics, sealer: opts.Sealer}
 	if e.queue == "" {
 		e.queue = DefaultQueue
 	}
+	e.taskOpts = append([]asynq.Option{asynq.Queue(e.queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)}, e.taskOpts...)
 	return e
 }
 
@@ -81,8 +88,9 @@ const TaskMaxRetry = 1000
 const TaskTimeout = 5 * time.Minute
 
 // Enqueue accepts one order given as payload bytes. The returned error is
-// for infrastructure failures only (Redis unreachable); everything about
-// the order itself is in the result.
+// for infrastructure failures only (Redis unreachable, a data key that does
+// not match the ledger's); everything about the order itself is in the
+// result.
 func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, error) {
 	p, err := DecodePayload(data)
 	if err != nil {
@@ -106,7 +114,7 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 		res.Status, res.Reason = Invalid, reasonOf(err)
 		return res, nil
 	}
-	clear, err := openAndValidate(p, e.providers, e.sealer)
+	clear, _, err := openAndValidate(p, e.providers, e.sealer)
 	if err != nil {
 		res.Status, res.Reason = Invalid, reasonOf(err)
 		return res, nil
@@ -117,21 +125,31 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 		return res, nil
 	}
 	if e.sealer != nil {
+		e.keyOnce.Do(func() { e.keyErr = e.ledger.CheckDataKey(ctx, e.sealer.KeyID()) })
+		if e.keyErr != nil {
+			return res, e.keyErr
+		}
 		if p.Params, err = e.sealer.Seal(clear); err != nil {
 			return res, err
 		}
 	} else {
 		p.Params = clear
 	}
-	claim, err := e.ledger.Claim(ctx, p, hash)
+	ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
+	claim, err := e.ledger.Claim(ctx, ref, p.Params, hash)
+	if errors.Is(err, ledger.ErrNotDurable) {
+		// On the master, not yet on its replicas: not accepted. A retry
+		// of the order answers duplicate and queues its task.
+		return res, err
+	}
 	if err != nil {
 		return res, err
 	}
 	res.State = claim.State
 	switch {
 	case claim.Created:
-		if err := e.enqueueTask(ctx, p); err != nil {
-			e.undoClaim(p)
+		if _, err := e.enqueueTask(ctx, p); err != nil {
+			e.undoClaim(ref, claim.Token)
 			return res, err
 		}
 		res.Status = Enqueued
@@ -144,50 +162,41 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 	}
 	e.metrics.dedupe(p.Provider, "duplicate")
 	res.Status = Duplicate
-	if claim.State == StateQueued && !claim.Enqueued {
-		// Claimed, but the producer died before the task was queued.
-		// Queue the params as recorded.
-		rec, err := e.ledger.Get(ctx, p.Provider, p.OrderNo)
-		if err != nil || rec == nil {
-			return res, fmt.Errorf("repair order: %v", err)
-		}
-		p.Params = rec.Params
-		if err := e.enqueueTask(ctx, p); err != nil {
+	if claim.State == StateQueued {
+		// Queued: its task may never have been enqueued (the producer
+		// died between the writes). Enqueue it; the task id refuses a
+		// second task while the first exists.
+		queued, err := e.enqueueTask(ctx, p)
+		if err != nil {
 			return res, err
 		}
-		res.Repaired = true
+		res.Repaired = queued
 	}
 	return res, nil
 }
 
-// enqueueTask queues the order's task and marks the record enqueued. A task
-// that already exists (TaskID conflict) counts as queued.
-func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload) error {
+// enqueueTask queues the order's task and reports whether it was new: a
+// task that already exists (task id conflict) counts as queued.
+func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload) (bool, error) {
 	task, err := NewOrderSubmitTask(p)
 	if err != nil {
-		return err
+		return false, err
 	}
-	opts := append([]asynq.Option{asynq.Queue(e.queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)}, e.taskOpts...)
-	if _, err := e.client.EnqueueContext(ctx, task, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return fmt.Errorf("enqueue order task: %w", err)
+	_, err = e.client.EnqueueContext(ctx, task, e.taskOpts...)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("enqueue order task: %w", err)
 	}
-	// If this write fails the task is queued all the same; a later
-	// duplicate or the reconciler marks the record. Nothing is lost.
-	_ = e.ledger.MarkEnqueued(ctx, p.Provider, p.OrderNo)
-	return nil
+	return true, nil
 }
 
 // undoClaim removes a claim whose task could not be queued, so a failed
 // enqueue leaves nothing half-written. If Redis is gone too, the claim
 // stays, and the next enqueue of the order (or the reconciler) repairs it.
-func (e *Enqueuer) undoClaim(p Payload) {
+func (e *Enqueuer) undoClaim(ref ledger.Ref, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	rec, err := e.ledger.Get(ctx, p.Provider, p.OrderNo)
-	if err != nil || rec == nil {
-		return
-	}
-	_ = unclaimScript.Run(ctx, e.ledger.rdb,
-		[]string{recordKey(p.Provider, p.OrderNo), indexKey(p.Provider, StateQueued)},
-		rec.CreatedAt.UnixMilli(), p.OrderNo).Err()
+	_ = e.ledger.Unclaim(ctx, ref, token)
 }

@@ -2,24 +2,27 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/order"
 )
 
 // HandlerOptions configure a Handler. nil means defaults.
 type HandlerOptions struct {
 	// MaxAttempts is each order's failure budget: after this many failed
-	// submissions that created nothing, the order is errored. Throttling
-	// and polling a pending order do not count. Default 8.
+	// submissions that created nothing, the order is errored. Throttling,
+	// lookups and polling a pending order do not count. Default 8.
 	MaxAttempts int
 	// Backoff spaces retries after failures. Default 1s doubling to 5m,
 	// with full jitter.
@@ -36,11 +39,21 @@ type HandlerOptions struct {
 	// PollInterval is the first wait between polls of a pending order when
 	// the provider gives no hint; it doubles up to one minute. Default 2s.
 	PollInterval time.Duration
+	// ConfigWait is how long an order held back by a configuration
+	// problem waits before it is tried again. Default 30s.
+	ConfigWait time.Duration
+	// LeaseTTL is how long an order's lease holds without a keepalive; the
+	// keepalive extends it every third of that while a call runs. Default
+	// 30s.
+	LeaseTTL time.Duration
 	// Guard, if set, is consulted before every provider call (rate limits,
 	// circuit breakers).
 	Guard Guard
 	// Metrics records outcomes and calls; nil records nothing.
 	Metrics *Metrics
+	// Problems collects configuration problems for /readyz and metrics;
+	// nil: a private one.
+	Problems *Problems
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
 	// Sealer opens sealed params (and seals those of orders it adopts);
@@ -55,19 +68,23 @@ type Guard interface {
 	Done(provider string, err error)
 }
 
-// Handler processes order:submit tasks. It is safe for concurrent use.
+// Handler processes order:submit tasks: the imperative shell around the
+// state machine in package order. Each step of an order is one ledger
+// Begin, at most one provider call, and one ledger Settle. It is safe for
+// concurrent use.
 type Handler struct {
-	ledger    *Ledger
+	ledger    *ledger.Ledger
 	providers *providers.Set
 	opts      HandlerOptions
 	log       *slog.Logger
 	metrics   *Metrics
-	lockTTL   time.Duration
+	problems  *Problems
+	parsed    parsedCache
 }
 
-// NewHandler returns a Handler that drives orders in ledger through the
+// NewHandler returns a Handler that drives orders in l through the
 // providers in set.
-func NewHandler(ledger *Ledger, set *providers.Set, opts *HandlerOptions) *Handler {
+func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Handler {
 	o := HandlerOptions{}
 	if opts != nil {
 		o = *opts
@@ -84,24 +101,34 @@ func NewHandler(ledger *Ledger, set *providers.Set, opts *HandlerOptions) *Handl
 	if o.PollInterval <= 0 {
 		o.PollInterval = 2 * time.Second
 	}
+	if o.ConfigWait <= 0 {
+		o.ConfigWait = 30 * time.Second
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 30 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Handler{ledger: ledger, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, lockTTL: 30 * time.Second}
-}
-
-func (h *Handler) deadline(provider string) time.Duration {
-	if d, ok := h.opts.Deadlines[provider]; ok && d > 0 {
-		return d
+	if o.Problems == nil {
+		o.Problems = NewProblems()
 	}
-	return h.opts.Deadline
+	return &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
 }
 
-// wait asks asynq to come back after d without counting a failure.
-func wait(d time.Duration, err error) error { return &retryError{delay: d, err: err} }
-
-// failed asks asynq to come back after d, counting a failure.
-func failed(d time.Duration, err error) error { return &retryError{delay: d, failure: true, err: err} }
+// policy is the state machine's view of the configuration for provider.
+func (h *Handler) policy(provider string, prov providers.Provider) order.Policy {
+	d := h.opts.Deadline
+	if pd, ok := h.opts.Deadlines[provider]; ok && pd > 0 {
+		d = pd
+	}
+	_, prepares := prov.(providers.Preparer)
+	return order.Policy{
+		MaxAttempts: h.opts.MaxAttempts, Backoff: h.opts.Backoff, Deadline: d,
+		PendingWindow: h.opts.PendingWindow, PollInterval: h.opts.PollInterval,
+		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares,
+	}
+}
 
 // stop ends the task for good; the ledger already says why.
 func stop(format string, args ...any) error {
@@ -112,6 +139,10 @@ func stop(format string, args ...any) error {
 // waits for it rather than failing orders.
 const redisWait = 5 * time.Second
 
+// maxSteps bounds the steps one run takes (prepare, submit; lookup,
+// submit; poll, pay); a run that needs more comes back.
+const maxSteps = 6
+
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	p, err := DecodePayload(t.Payload())
@@ -119,44 +150,218 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.log.Warn("dropping malformed task", "reason", reasonOf(err))
 		return stop("%s", reasonOf(err))
 	}
-	rec, err := h.ledger.Get(ctx, p.Provider, p.OrderNo)
+	ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
+	prov, err := h.providers.Get(p.Provider)
 	if err != nil {
-		return wait(redisWait, err)
+		if providers.CodeOf(err) == providers.FailedPrecondition {
+			// Disabled here (no credentials): a configuration problem,
+			// never the order's. It waits for a worker that can send it.
+			return h.configWait(ref, ProblemProviderDisabled, msgOf(err))
+		}
+		h.log.Warn("dropping task for an unknown provider", "provider", p.Provider)
+		return stop("%s", msgOf(err))
 	}
-	if rec == nil {
-		if rec, err = h.adopt(ctx, p); err != nil {
+	pol := h.policy(p.Provider, prov)
+	base := uuid.NewString()
+	for i := 0; i < maxSteps; i++ {
+		if err := h.admit(ctx, ref); err != nil {
 			return err
 		}
-	} else if h.differs(p, rec) {
-		h.metrics.dedupe(p.Provider, "conflict")
-		h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
-		return stop("order %s/%s: task params differ from the recorded order", p.Provider, p.OrderNo)
+		token := base + ":" + strconv.Itoa(i)
+		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
+		switch {
+		case errors.Is(err, ledger.ErrNotFound):
+			if err := h.adopt(ctx, p, asynqRetried(ctx)); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, ledger.ErrNotDurable):
+			// The mark is on the master only: a failover could lose it,
+			// so no request may leave on it.
+			h.release(ref, token)
+			return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		case err != nil:
+			return wait(redisWait, err)
+		}
+		switch b.Status {
+		case ledger.Finished:
+			if i == 0 {
+				h.metrics.dedupe(p.Provider, "terminal")
+			}
+			return nil
+		case ledger.Busy:
+			d := min(max(time.Until(b.LeaseUntil), 100*time.Millisecond), 5*time.Second)
+			return wait(d, fmt.Errorf("order %s is being processed by another run", ref))
+		}
+		rec := b.Record
+		if h.differs(p, rec) {
+			h.release(ref, token)
+			h.metrics.dedupe(p.Provider, "conflict")
+			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
+			return stop("order %s: task params differ from the recorded order", ref)
+		}
+		next, err := h.step(ctx, prov, pol, rec, token)
+		if err != nil || next != order.Continue {
+			return err
+		}
 	}
-	if rec.State.Terminal() {
-		h.metrics.dedupe(p.Provider, "terminal")
-		return nil
-	}
-	release, ok, err := h.lock(ctx, p.Provider, p.OrderNo)
+	return wait(100*time.Millisecond, fmt.Errorf("order %s: more steps to take", ref))
+}
+
+// step plans, calls and settles one step of rec, whose lease token holds.
+// It returns Continue when the next step is due at once, else the task's
+// result as err.
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string) (order.Next, error) {
+	ref := rec.Ref()
+	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
-		return wait(redisWait, err)
+		h.release(ref, token)
+		if errors.Is(err, errConfig) {
+			return 0, h.configWait(ref, ProblemDataKey, err.Error())
+		}
+		// Recorded params this worker's version rejects: nothing is sent.
+		// An order that may exist is left for a person, never errored.
+		reason := "recorded params rejected: " + msgOf(err)
+		if pl := order.PlanStep(rec, pol, time.Now()); pl.Step == order.Submit || pl.Step == order.Prepare {
+			if err := h.ledger.Settle(context.WithoutCancel(ctx), ref, token+":p", ledger.SetErrored(reason)); err == nil {
+				h.metrics.outcome(rec, StateErrored, rec.Attempts, time.Now())
+			}
+		}
+		h.log.Error("order params rejected", "provider", ref.Provider, "order_no", ref.OrderNo, "reason", reason)
+		return 0, stop("order %s: %s", ref, reason)
 	}
-	if !ok {
-		return wait(2*time.Second, fmt.Errorf("order %s/%s is being processed by another worker", p.Provider, p.OrderNo))
+	plan := order.PlanStep(rec, pol, time.Now())
+	if plan.Step == order.None {
+		d := order.Decision{Settle: plan.Settle, Then: plan.Then}
+		return h.finish(ctx, rec, token, d)
 	}
-	defer release()
-	// Read again under the lock: another worker may have moved it on.
-	if rec, err = h.ledger.Get(ctx, p.Provider, p.OrderNo); err != nil {
-		return wait(redisWait, err)
+	o := providers.Order{
+		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt,
+		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known,
+		Owned: func(ctx context.Context, id string) (bool, error) {
+			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
+			return owner != "" && owner != ref.OrderNo, err
+		},
 	}
-	if rec == nil || rec.State.Terminal() {
-		return nil
+	out := h.call(ctx, prov, rec, plan.Step, o, token)
+	d := order.Decide(rec, plan.Step, out, pol, time.Now())
+	if out.Err != nil && providers.CodeOf(out.Err) == providers.Unauthenticated {
+		h.problems.Report(ref.Provider, ProblemCredentials, out.Message)
+	} else if out.Err == nil {
+		h.problems.Clear(ref.Provider, ProblemCredentials)
 	}
-	return h.drive(ctx, rec)
+	return h.finish(ctx, rec, token, d)
+}
+
+// finish settles a decision and turns what follows into the task's result.
+func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, d order.Decision) (order.Next, error) {
+	ref := rec.Ref()
+	// Ledger writes after a provider call must happen even when the
+	// task's ctx was cancelled (shutdown) mid-call.
+	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := h.ledger.Settle(wc, ref, token, d.Settle)
+	var owned *ledger.OwnedError
+	switch {
+	case err == nil, errors.Is(err, ledger.ErrNotDurable):
+	case errors.As(err, &owned):
+		// The provider answered with another order's id: never adopt it.
+		reason := fmt.Sprintf("the provider's order %s belongs to order %s; looking again", owned.ProviderOrderID, owned.Owner)
+		h.log.Error("provider answered with another order's id", "provider", ref.Provider, "order_no", ref.OrderNo, "owner", owned.Owner)
+		if err := h.ledger.Settle(wc, ref, token, ledger.SetUnknown(reason)); err != nil {
+			return 0, wait(redisWait, err)
+		}
+		return 0, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
+	case errors.Is(err, ledger.ErrLeaseLost):
+		h.log.Warn("order lease lost mid-step; another run has the order", "provider", ref.Provider, "order_no", ref.OrderNo)
+		return 0, wait(time.Second, fmt.Errorf("order %s: %w", ref, err))
+	case errors.Is(err, ledger.ErrNotFound):
+		// The record vanished while the step ran (a failover lost it):
+		// record it again as unknown, so it is looked up, never resent.
+		h.log.Error("order record vanished mid-step; recording it as unknown", "provider", ref.Provider, "order_no", ref.OrderNo)
+		if _, err := h.ledger.ClaimLost(wc, ref, rec.Params, rec.ParamsHash, "record lost mid-step; looking the order up"); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+			return 0, wait(redisWait, err)
+		}
+		return 0, wait(time.Second, fmt.Errorf("order %s: record lost mid-step", ref))
+	default:
+		// The mark in flight stays, so the next run looks the order up.
+		return 0, wait(redisWait, err)
+	}
+	h.observe(rec, d)
+	return h.then(ref, d.Then)
+}
+
+// observe logs and counts what a settled decision changed.
+func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
+	now := time.Now()
+	to := d.Settle.To()
+	calls := rec.Attempts
+	if d.Settle.Attempt() != nil {
+		calls++
+	}
+	log := h.log.With("provider", rec.Provider, "order_no", rec.OrderNo)
+	switch {
+	case to == StatePaid:
+		h.metrics.outcome(rec, StatePaid, calls, now)
+		log.Info("order paid", "attempts", calls)
+	case to == StateErrored:
+		h.metrics.outcome(rec, StateErrored, calls, now)
+		log.Warn("order errored", "attempts", calls, "reason", d.Then.Reason)
+	case to == StatePending && rec.State != StatePending:
+		h.metrics.outcome(rec, StatePending, calls, now)
+		log.Info("order pending", "next_check", d.Then.Delay)
+	case to == StateUnknown && rec.State != StateUnknown:
+		log.Warn("order outcome unknown; will look it up before any resubmission", "attempt", rec.Attempts+1, "error", d.Then.Reason)
+	}
+	if n := d.Then.Next; (n == order.Wait || n == order.Retry) && d.Then.Code != providers.OK {
+		h.metrics.retry(rec.Provider, d.Then.Code)
+	}
+}
+
+// then turns what follows a step into the task's result.
+func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Next, error) {
+	switch t.Next {
+	case order.Done:
+		return order.Done, nil
+	case order.Continue:
+		return order.Continue, nil
+	case order.Stop:
+		return order.Stop, stop("order %s: %s", ref, t.Reason)
+	case order.Retry:
+		return order.Retry, failed(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
+	case order.ConfigWait:
+		return order.ConfigWait, h.configWait(ref, ProblemCredentials, t.Reason)
+	}
+	return order.Wait, wait(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
+}
+
+// configWait holds an order back for a configuration problem: loud, counted
+// and reported by /readyz, and never a change to the order.
+func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
+	if h.problems.Report(ref.Provider, kind, reason) {
+		h.log.Error("configuration problem holds orders back; they wait, unchanged, for a correctly configured worker",
+			"provider", ref.Provider, "problem", kind, "reason", reason)
+	}
+	h.metrics.configWait(ref.Provider, kind)
+	return wait(h.opts.ConfigWait, fmt.Errorf("order %s waits: %s: %s", ref, kind, reason))
+}
+
+// release ends a step that made no call.
+func (h *Handler) release(ref ledger.Ref, token string) {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = h.ledger.Settle(c, ref, token, ledger.Release())
+}
+
+// asynqRetried reports whether this task ran before.
+func asynqRetried(ctx context.Context) bool {
+	n, ok := asynq.GetRetryCount(ctx)
+	return ok && n > 0
 }
 
 // differs reports whether a task's params are not the recorded order's (a
 // producer that wrote a task for a number already in use).
-func (h *Handler) differs(p Payload, rec *Record) bool {
+func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 	if string(p.Params) == string(rec.Params) {
 		return false
 	}
@@ -168,113 +373,110 @@ func (h *Handler) differs(p Payload, rec *Record) bool {
 	return err == nil && hash != rec.ParamsHash
 }
 
-// adopt claims a record for a task enqueued without the Enqueuer (a
-// producer that writes asynq tasks itself).
-func (h *Handler) adopt(ctx context.Context, p Payload) (*Record, error) {
-	clear, err := openAndValidate(p, h.providers, h.opts.Sealer)
+// adopt records an order whose task runs without a record: a producer that
+// writes asynq tasks itself (a first run), or a record lost to a Redis
+// failover or restart (a task that ran before): that one is recorded as
+// unknown, so it is looked up before anything is submitted.
+func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool) error {
+	clear, parsed, err := openAndValidate(p, h.providers, h.opts.Sealer)
 	if err != nil {
-		return nil, stop("%s", reasonOf(err))
+		if errors.Is(err, ErrSealed) || errors.Is(err, errConfig) {
+			return h.configWait(ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}, ProblemDataKey, err.Error())
+		}
+		return stop("%s", reasonOf(err))
 	}
+	_ = parsed
 	hash, err := h.opts.Sealer.hash(clear)
 	if err != nil {
-		return nil, stop("params: malformed JSON")
+		return stop("params: %v", err)
 	}
+	stored := clear
 	if h.opts.Sealer != nil {
-		if p.Params, err = h.opts.Sealer.Seal(clear); err != nil {
-			return nil, wait(redisWait, err)
+		if stored, err = h.opts.Sealer.Seal(clear); err != nil {
+			return wait(redisWait, err)
 		}
 	}
-	claim, err := h.ledger.Claim(ctx, p, hash)
-	if err != nil {
-		return nil, wait(redisWait, err)
+	ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
+	var claim ledger.ClaimResult
+	if ranBefore {
+		h.log.Error("order record missing for a task that ran before (Redis lost data?); recording it as unknown so it is looked up first",
+			"provider", p.Provider, "order_no", p.OrderNo)
+		claim, err = h.ledger.ClaimLost(ctx, ref, stored, hash, "record lost; looking the order up before any submission")
+	} else {
+		claim, err = h.ledger.Claim(ctx, ref, stored, hash)
+	}
+	if err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+		return wait(redisWait, err)
 	}
 	if !claim.Created && claim.ParamsHash != hash {
 		h.metrics.dedupe(p.Provider, "conflict")
-		return nil, stop("order %s/%s: task params differ from the recorded order", p.Provider, p.OrderNo)
+		return stop("order %s: task params differ from the recorded order", ref)
 	}
-	_ = h.ledger.MarkEnqueued(ctx, p.Provider, p.OrderNo)
-	rec, err := h.ledger.Get(ctx, p.Provider, p.OrderNo)
-	if err != nil || rec == nil {
-		return nil, wait(redisWait, fmt.Errorf("read adopted order: %v", err))
-	}
-	return rec, nil
+	return nil
 }
 
-var refreshScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-`)
-
-// lock takes the order's lock and keeps it alive until released, so a
-// second run of the same task (asynq may run a task twice) waits.
-func (h *Handler) lock(ctx context.Context, provider, orderNo string) (func(), bool, error) {
-	token := uuid.NewString()
-	release, ok, err := h.ledger.Lock(ctx, provider, orderNo, token, h.lockTTL)
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(h.lockTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				c, cancel := context.WithTimeout(context.Background(), h.lockTTL/3)
-				_ = refreshScript.Run(c, h.ledger.rdb, []string{lockKey(provider, orderNo)}, token, h.lockTTL.Milliseconds()).Err()
-				cancel()
-			}
-		}
-	}()
-	return func() { close(done); release() }, true, nil
-}
-
-// drive moves a non-terminal order one step on.
-func (h *Handler) drive(ctx context.Context, rec *Record) error {
-	prov, err := h.providers.Get(rec.Provider)
-	if err != nil {
-		return h.finish(ctx, rec, nil, StateErrored, providers.Result{}, msgOf(err))
+// params returns the record's params in clear and parsed, from a cache
+// keyed by order and params hash, so each order's params are opened and
+// validated once per process.
+func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawMessage, providers.Params, error) {
+	key := rec.Provider + "\x00" + rec.OrderNo + "\x00" + rec.ParamsHash
+	if e, ok := h.parsed.get(key); ok {
+		return e.clear, e.parsed, nil
 	}
 	clear, err := h.opts.Sealer.Open(rec.Params)
 	if err != nil {
-		return h.finish(ctx, rec, nil, StateErrored, providers.Result{}, err.Error())
+		return nil, nil, fmt.Errorf("%w: %s", errConfig, err.Error())
 	}
-	rec.Params = clear
-	switch {
-	case rec.State == StatePending:
-		return h.poll(ctx, prov, rec)
-	case rec.State == StateUnknown || (rec.State == StateSubmitting && rec.Inflight):
-		return h.reconcile(ctx, prov, rec)
-	default:
-		if h.pastDeadline(rec) {
-			return h.finish(ctx, rec, nil, StateErrored, providers.Result{},
-				fmt.Sprintf("deadline of %s passed before the order could be submitted", h.deadline(rec.Provider)))
-		}
-		return h.submit(ctx, prov, rec)
+	parsed, err := parseWith(prov, clear)
+	if err != nil {
+		return nil, nil, err
 	}
+	h.parsed.put(key, parsedEntry{clear, parsed})
+	return clear, parsed, nil
 }
 
-func (h *Handler) pastDeadline(rec *Record) bool {
-	return time.Now().After(rec.CreatedAt.Add(h.deadline(rec.Provider)))
+// errConfig marks an error caused by this worker's configuration.
+var errConfig = errors.New("configuration")
+
+// parseWith validates params with the provider and returns them decoded
+// (nil when the provider does not offer decoded params).
+func parseWith(prov providers.Provider, clear json.RawMessage) (providers.Params, error) {
+	if pp, ok := prov.(interface {
+		Parse(json.RawMessage) (providers.Params, error)
+	}); ok {
+		return pp.Parse(clear)
+	}
+	return nil, prov.Validate(clear)
 }
 
-// order is the provider's view of a record. FirstAttempt is set by submit
-// before the first call, so lookups always have it.
-func order(rec *Record) providers.Order {
-	return providers.Order{OrderNo: rec.OrderNo, Params: rec.Params, FirstAttempt: rec.FirstAttemptAt, ProviderOrderID: rec.ProviderOrderID}
+type parsedEntry struct {
+	clear  json.RawMessage
+	parsed providers.Params
 }
 
-// writeCtx is for ledger writes after a provider call: they must happen
-// even when the task's ctx was cancelled (shutdown) mid-call.
-func writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+// parsedCache is a small bounded map: cleared when full, which only costs
+// a re-parse.
+type parsedCache struct {
+	mu sync.Mutex
+	m  map[string]parsedEntry
 }
 
-// lookup asks the provider about the order (see call).
-func (h *Handler) lookup(ctx context.Context, prov providers.Provider, rec *Record) (providers.Result, *Attempt, error) {
-	return h.call(ctx, rec, "lookup", func(c context.Context) (providers.Result, error) { return prov.Lookup(c, order(rec)) })
+const parsedCacheSize = 8192
+
+func (c *parsedCache) get(k string) (parsedEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	return e, ok
+}
+
+func (c *parsedCache) put(k string, e parsedEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= parsedCacheSize {
+		c.m = make(map[string]parsedEntry, 256)
+	}
+	c.m[k] = e
 }
 
 // errText is an error as recorded in the ledger and asynq: short, phone
@@ -283,309 +485,70 @@ func errText(err error) string {
 	return providers.Truncate(providers.MaskPhones(err.Error()), 300)
 }
 
-// call makes one provider call, reports it to the guard and the metrics,
-// counts it in rec.Attempts and returns the attempt to record.
-func (h *Handler) call(ctx context.Context, rec *Record, name string, fn func(context.Context) (providers.Result, error)) (providers.Result, *Attempt, error) {
+// call makes one provider call for step under the order's lease, reports
+// it to the guard and the metrics, and returns its outcome with the
+// history entry.
+func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string) order.Outcome {
+	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, rec.Ref(), token, h.opts.LeaseTTL)
 	start := time.Now()
-	r, err := fn(ctx)
+	var out order.Outcome
+	switch step {
+	case order.Submit:
+		out.Result, out.Err = prov.Submit(cctx, o)
+	case order.Lookup, order.Poll:
+		out.Result, out.Err = prov.Lookup(cctx, o)
+	case order.Pay:
+		if payer, ok := prov.(providers.Payer); ok {
+			out.Result, out.Err = payer.Pay(cctx, o)
+		} else {
+			out.Err = providers.Errorf(providers.FailedPrecondition, "pay", "provider %s does not pay orders", prov.Name())
+		}
+	case order.Prepare:
+		if prep, ok := prov.(providers.Preparer); ok {
+			out.Known, out.Err = prep.Prepare(cctx, o)
+		}
+	}
 	took := time.Since(start)
+	stopKeepalive()
 	if h.opts.Guard != nil {
-		report := err
-		if name == "lookup" && providers.CodeOf(err) == providers.Ambiguous {
-			// A lookup is Ambiguous only when the provider answered but
-			// the answer cannot single the order out: the provider is up.
+		report := out.Err
+		if step != order.Submit && providers.CodeOf(out.Err) == providers.Ambiguous {
+			// A read is Ambiguous only when the provider answered but the
+			// answer cannot single the order out: the provider is up.
 			report = nil
 		}
 		h.opts.Guard.Done(rec.Provider, report)
 	}
-	h.metrics.request(rec.Provider, name, err, took)
-	a := &Attempt{N: rec.Attempts + 1, At: start.UTC(), DurationMS: took.Milliseconds(), Call: name, Result: "ok",
+	name := step.String()
+	h.metrics.request(rec.Provider, name, out.Err, took)
+	r := out.Result
+	a := &ledger.Attempt{N: rec.Attempts + 1, At: start.UTC(), DurationMS: took.Milliseconds(), Call: name, Result: "ok",
 		HTTPStatus: r.HTTPStatus, Code: r.Code, Message: providers.Truncate(r.Message, 200)}
-	rec.Attempts++
-	if err != nil {
-		a.Result = providers.CodeOf(err).String()
-		a.Message = errText(err)
+	if out.Err != nil {
+		out.Message = errText(out.Err)
+		a.Result = providers.CodeOf(out.Err).String()
+		a.Message = out.Message
 		var pe *providers.Error
-		if errors.As(err, &pe) {
+		if errors.As(out.Err, &pe) {
 			a.HTTPStatus, a.Code = pe.HTTPStatus, pe.ProviderCode
 		}
 	}
-	return r, a, err
+	out.Attempt = a
+	return out
 }
 
 // admit asks the guard whether a call may go out now. A non-nil error is
-// the wait to return to asynq: nothing is sent and no budget is spent.
-func (h *Handler) admit(ctx context.Context, rec *Record) error {
+// the wait to return to asynq: nothing is sent and nothing is written.
+func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 	if h.opts.Guard == nil {
 		return nil
 	}
-	d, err := h.opts.Guard.Wait(ctx, rec.Provider)
+	d, err := h.opts.Guard.Wait(ctx, ref.Provider)
 	if err != nil {
-		return wait(redisWait, fmt.Errorf("order %s/%s: provider guard: %w", rec.Provider, rec.OrderNo, err))
+		return wait(redisWait, fmt.Errorf("order %s: provider guard: %w", ref, err))
 	}
 	if d > 0 {
-		return wait(d, fmt.Errorf("order %s/%s: provider %s is rate limited or its breaker is open; waiting %s", rec.Provider, rec.OrderNo, rec.Provider, d.Round(time.Millisecond)))
+		return wait(d, fmt.Errorf("order %s: provider %s is rate limited or its breaker is open; waiting %s", ref, ref.Provider, d.Round(time.Millisecond)))
 	}
 	return nil
-}
-
-// submit sends the order. The record says submitting with the attempt in
-// flight before the request leaves, so a crash mid-call is found later and
-// reconciled, never resubmitted blindly.
-func (h *Handler) submit(ctx context.Context, prov providers.Provider, rec *Record) error {
-	if err := h.admit(ctx, rec); err != nil {
-		return err
-	}
-	now := time.Now()
-	set := map[string]string{"inflight": strconv.Itoa(rec.Attempts + 1), "attempts": strconv.Itoa(rec.Attempts + 1)}
-	if rec.FirstAttemptAt.IsZero() {
-		rec.FirstAttemptAt = now
-		set["first_attempt"] = strconv.FormatInt(now.UnixMilli(), 10)
-	}
-	if err := h.ledger.Transition(ctx, rec.Provider, rec.OrderNo, Change{
-		From: []State{StateQueued, StateSubmitting}, To: StateSubmitting, Set: set,
-	}); err != nil {
-		return wait(redisWait, err)
-	}
-	r, a, err := h.call(ctx, rec, "submit", func(c context.Context) (providers.Result, error) { return prov.Submit(c, order(rec)) })
-	wc, cancel := writeCtx(ctx)
-	defer cancel()
-	if err == nil {
-		return h.settle(wc, rec, a, StateSubmitting, r)
-	}
-	code := providers.CodeOf(err)
-	msg := errText(err)
-	switch {
-	case providers.MaybeCreated(code):
-		// The order may exist: the next attempt looks it up first.
-		rec.Failures++
-		if terr := h.ledger.Transition(wc, rec.Provider, rec.OrderNo, Change{
-			From: []State{StateSubmitting}, To: StateUnknown, Attempt: a,
-			Set: map[string]string{"inflight": "", "failures": strconv.Itoa(rec.Failures), "reason": msg},
-		}); terr != nil {
-			return wait(redisWait, terr)
-		}
-		h.metrics.retry(rec.Provider, code)
-		h.log.Warn("order outcome unknown; will look it up before any resubmission", "provider", rec.Provider, "order_no", rec.OrderNo, "attempt", rec.Attempts, "error", msg)
-		return failed(h.opts.Backoff.Delay(rec.Failures-1), fmt.Errorf("order %s/%s: %w", rec.Provider, rec.OrderNo, err))
-	case code == providers.RateLimited:
-		if terr := h.ledger.Transition(wc, rec.Provider, rec.OrderNo, Change{
-			From: []State{StateSubmitting}, To: StateSubmitting, Attempt: a,
-			Set: map[string]string{"inflight": "", "reason": msg},
-		}); terr != nil {
-			return wait(redisWait, terr)
-		}
-		h.metrics.retry(rec.Provider, code)
-		d := providers.RetryAfterOf(err)
-		if d <= 0 {
-			d = h.opts.Backoff.Delay(min(rec.Attempts, 6))
-		}
-		return wait(d, fmt.Errorf("order %s/%s: %w", rec.Provider, rec.OrderNo, err))
-	case providers.Retryable(code):
-		rec.Failures++
-		if rec.Failures >= h.opts.MaxAttempts {
-			return h.finish(wc, rec, a, StateErrored, providers.Result{},
-				fmt.Sprintf("gave up after %d failed attempts: %s", rec.Failures, msg))
-		}
-		if terr := h.ledger.Transition(wc, rec.Provider, rec.OrderNo, Change{
-			From: []State{StateSubmitting}, To: StateSubmitting, Attempt: a,
-			Set: map[string]string{"inflight": "", "failures": strconv.Itoa(rec.Failures), "reason": msg},
-		}); terr != nil {
-			return wait(redisWait, terr)
-		}
-		h.metrics.retry(rec.Provider, code)
-		return failed(h.opts.Backoff.Delay(rec.Failures-1), fmt.Errorf("order %s/%s: %w", rec.Provider, rec.OrderNo, err))
-	default:
-		return h.finish(wc, rec, a, StateErrored, providers.Result{}, msg)
-	}
-}
-
-// reconcile looks up an order whose last submission may have created it,
-// and submits again only when the provider surely does not hold it.
-func (h *Handler) reconcile(ctx context.Context, prov providers.Provider, rec *Record) error {
-	if rec.State == StateSubmitting {
-		// A worker died or was cut off mid-attempt.
-		if err := h.ledger.Transition(ctx, rec.Provider, rec.OrderNo, Change{
-			From: []State{StateSubmitting}, To: StateUnknown,
-			Set: map[string]string{"inflight": "", "reason": "attempt abandoned mid-flight; looking the order up"},
-		}); err != nil {
-			return wait(redisWait, err)
-		}
-		h.log.Warn("found an attempt abandoned mid-flight; looking the order up", "provider", rec.Provider, "order_no", rec.OrderNo)
-		rec.State = StateUnknown
-	}
-	if err := h.admit(ctx, rec); err != nil {
-		return err
-	}
-	r, a, err := h.lookup(ctx, prov, rec)
-	wc, cancel := writeCtx(ctx)
-	defer cancel()
-	if err == nil {
-		return h.settle(wc, rec, a, StateUnknown, r)
-	}
-	code := providers.CodeOf(err)
-	msg := errText(err)
-	if code == providers.NotFound {
-		// Surely not created: submit again, unless the order is out of
-		// budget or time.
-		if rec.Failures >= h.opts.MaxAttempts || h.pastDeadline(rec) {
-			return h.finish(wc, rec, a, StateErrored, providers.Result{},
-				fmt.Sprintf("not created after %d failed attempts: %s", rec.Failures, rec.Reason))
-		}
-		if terr := h.ledger.Transition(wc, rec.Provider, rec.OrderNo, Change{
-			From: []State{StateUnknown}, To: StateSubmitting, Attempt: a,
-			Set: map[string]string{"attempts": strconv.Itoa(rec.Attempts)},
-		}); terr != nil {
-			return wait(redisWait, terr)
-		}
-		rec.State = StateSubmitting
-		return h.submit(ctx, prov, rec)
-	}
-	// The lookup failed: the order stays unknown. Lookups do not spend the
-	// failure budget, but stop at the deadline: the order is left in
-	// unknown for the reconciler and an operator (never guessed).
-	if terr := h.ledger.Transition(wc, rec.Provider, rec.OrderNo, Change{
-		From: []State{StateUnknown}, To: StateUnknown, Attempt: a,
-		Set: map[string]string{"attempts": strconv.Itoa(rec.Attempts)},
-	}); terr != nil {
-		return wait(redisWait, terr)
-	}
-	h.metrics.retry(rec.Provider, code)
-	if h.pastDeadline(rec) {
-		h.log.Error("order outcome still unknown at its deadline; left for the reconciler", "provider", rec.Provider, "order_no", rec.OrderNo, "error", msg)
-		return stop("order %s/%s: outcome unknown at the deadline (lookup failed: %s)", rec.Provider, rec.OrderNo, msg)
-	}
-	d := providers.RetryAfterOf(err)
-	if d <= 0 {
-		d = h.opts.Backoff.Delay(min(rec.Attempts, 8))
-	}
-	return wait(d, fmt.Errorf("order %s/%s: lookup: %w", rec.Provider, rec.OrderNo, err))
-}
-
-// poll checks a pending order. Polling never spends the failure budget;
-// the pending window bounds it.
-func (h *Handler) poll(ctx context.Context, prov providers.Provider, rec *Record) error {
-	if err := h.admit(ctx, rec); err != nil {
-		return err
-	}
-	r, a, err := h.lookup(ctx, prov, rec)
-	wc, cancel := writeCtx(ctx)
-	defer cancel()
-	if err == nil {
-		return h.settle(wc, rec, a, StatePending, r)
-	}
-	code := providers.CodeOf(err)
-	msg := errText(err)
-	if code == providers.NotFound {
-		return h.finish(wc, rec, a, StateErrored, providers.Result{}, "pending order no longer found: "+msg)
-	}
-	// Any other failure (even a permanent-looking one such as rotated
-	// credentials) leaves the order pending: the provider holds it, so it
-	// is polled until the window ends rather than forgotten.
-	if h.pendingExpired(rec) {
-		return h.finish(wc, rec, a, StateErrored, providers.Result{},
-			fmt.Sprintf("still unpaid after the pending window of %s (last check failed: %s)", h.opts.PendingWindow, msg))
-	}
-	if terr := h.ledger.Transition(wc, rec.Provider, rec.OrderNo, Change{
-		From: []State{StatePending}, To: StatePending, Attempt: a,
-		Set: map[string]string{"attempts": strconv.Itoa(rec.Attempts)},
-	}); terr != nil {
-		return wait(redisWait, terr)
-	}
-	d := providers.RetryAfterOf(err)
-	if d <= 0 {
-		d = h.pollDelay(rec)
-	}
-	return wait(d, fmt.Errorf("order %s/%s: poll: %w", rec.Provider, rec.OrderNo, err))
-}
-
-func (h *Handler) pendingExpired(rec *Record) bool {
-	return !rec.PendingSince.IsZero() && time.Since(rec.PendingSince) > h.opts.PendingWindow
-}
-
-// pollDelay doubles from PollInterval up to a minute with the time spent
-// pending.
-func (h *Handler) pollDelay(rec *Record) time.Duration {
-	d := h.opts.PollInterval
-	if !rec.PendingSince.IsZero() {
-		for elapsed := time.Since(rec.PendingSince); d < time.Minute && elapsed > 4*d; d *= 2 {
-		}
-	}
-	return min(d, time.Minute)
-}
-
-// settle records a successful call's result: paid ends the order, pending
-// schedules the next check.
-func (h *Handler) settle(ctx context.Context, rec *Record, a *Attempt, from State, r providers.Result) error {
-	if r.ProviderOrderID != "" {
-		rec.ProviderOrderID = r.ProviderOrderID
-	}
-	switch r.Status {
-	case providers.StatusPaid:
-		return h.finish(ctx, rec, a, StatePaid, r, "")
-	case providers.StatusPending:
-		now := time.Now()
-		first := rec.PendingSince.IsZero()
-		if first {
-			rec.PendingSince = now
-		}
-		if h.pendingExpired(rec) {
-			return h.finish(ctx, rec, a, StateErrored, r, fmt.Sprintf("still unpaid after the pending window of %s", h.opts.PendingWindow))
-		}
-		d := r.NextCheck
-		if d <= 0 {
-			d = h.pollDelay(rec)
-		}
-		if err := h.ledger.Transition(ctx, rec.Provider, rec.OrderNo, Change{
-			From: []State{from}, To: StatePending, Attempt: a,
-			Set: map[string]string{
-				"inflight": "", "reason": "", "attempts": strconv.Itoa(rec.Attempts),
-				"provider_order_id": rec.ProviderOrderID,
-				"pending_since":     strconv.FormatInt(rec.PendingSince.UnixMilli(), 10),
-				"next_check":        strconv.FormatInt(now.Add(d).UnixMilli(), 10),
-			},
-		}); err != nil {
-			return wait(redisWait, err)
-		}
-		if first {
-			h.metrics.outcome(rec, StatePending, now)
-			h.log.Info("order pending", "provider", rec.Provider, "order_no", rec.OrderNo, "next_check", d)
-		}
-		return wait(d, fmt.Errorf("order %s/%s: pending; next check in %s", rec.Provider, rec.OrderNo, d.Round(time.Millisecond)))
-	default:
-		// A provider returned no status: treat as unknown, look it up.
-		if err := h.ledger.Transition(ctx, rec.Provider, rec.OrderNo, Change{
-			From: []State{from}, To: StateUnknown, Attempt: a,
-			Set: map[string]string{"inflight": "", "attempts": strconv.Itoa(rec.Attempts)},
-		}); err != nil {
-			return wait(redisWait, err)
-		}
-		return failed(h.opts.Backoff.Delay(rec.Failures), fmt.Errorf("order %s/%s: provider gave no status", rec.Provider, rec.OrderNo))
-	}
-}
-
-// finish moves the order to paid or errored for good.
-func (h *Handler) finish(ctx context.Context, rec *Record, a *Attempt, s State, r providers.Result, reason string) error {
-	now := time.Now()
-	set := map[string]string{
-		"inflight": "", "reason": reason, "outcome_at": strconv.FormatInt(now.UnixMilli(), 10),
-		"attempts": strconv.Itoa(rec.Attempts), "failures": strconv.Itoa(rec.Failures),
-	}
-	if rec.ProviderOrderID != "" {
-		set["provider_order_id"] = rec.ProviderOrderID
-	}
-	if err := h.ledger.Transition(ctx, rec.Provider, rec.OrderNo, Change{To: s, Attempt: a, Set: set}); err != nil {
-		// A write whose reply was lost and that the client retried finds
-		// its own work done: that is success, not a Redis failure.
-		if cur, ok := CurrentState(err); !ok || cur != s {
-			return wait(redisWait, err)
-		}
-	}
-	h.metrics.outcome(rec, s, now)
-	if s == StatePaid {
-		h.log.Info("order paid", "provider", rec.Provider, "order_no", rec.OrderNo, "attempts", rec.Attempts)
-		return nil
-	}
-	h.log.Warn("order errored", "provider", rec.Provider, "order_no", rec.OrderNo, "attempts", rec.Attempts, "reason", reason)
-	return stop("order %s/%s errored: %s", rec.Provider, rec.OrderNo, reason)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // Metrics are the worker's own Prometheus metrics (prefix orderworker_). A
@@ -18,6 +19,7 @@ type Metrics struct {
 	retries        *prometheus.CounterVec
 	dedupeHits     *prometheus.CounterVec
 	outcomeLatency *prometheus.HistogramVec
+	configWaits    *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -30,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider", "outcome"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orderworker_provider_request_duration_seconds",
-			Help:    "Duration of provider calls, by provider, call (submit, lookup) and result (ok or error code).",
+			Help:    "Duration of provider calls, by provider, call (prepare, submit, lookup, poll, pay) and result (ok or error code).",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"provider", "call", "result"}),
 		orderAttempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -51,9 +53,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from enqueue to an order's outcome, by provider and outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 12),
 		}, []string{"provider", "outcome"}),
+		configWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_config_waits_total",
+			Help: "Order runs held back, unchanged, by a configuration problem, by provider and kind.",
+		}, []string{"provider", "kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency)
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits)
 	}
 	return m
 }
@@ -61,6 +67,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) dedupe(provider, kind string) {
 	if m != nil {
 		m.dedupeHits.WithLabelValues(provider, kind).Inc()
+	}
+}
+
+func (m *Metrics) configWait(provider, kind string) {
+	if m != nil {
+		m.configWaits.WithLabelValues(provider, kind).Inc()
 	}
 }
 
@@ -81,14 +93,15 @@ func (m *Metrics) retry(provider string, code providers.Code) {
 	}
 }
 
-func (m *Metrics) outcome(r *Record, s State, now time.Time) {
+// outcome counts an order reaching s after attempts provider calls.
+func (m *Metrics) outcome(r *Record, s State, attempts int, now time.Time) {
 	if m == nil {
 		return
 	}
 	m.outcomes.WithLabelValues(r.Provider, string(s)).Inc()
 	m.outcomeLatency.WithLabelValues(r.Provider, string(s)).Observe(now.Sub(r.CreatedAt).Seconds())
 	if s.Terminal() {
-		m.orderAttempts.WithLabelValues(r.Provider).Observe(float64(r.Attempts))
+		m.orderAttempts.WithLabelValues(r.Provider).Observe(float64(attempts))
 	}
 }
 
@@ -96,7 +109,7 @@ func (m *Metrics) outcome(r *Record, s State, now time.Time) {
 // non-terminal order per state, read from the ledger at scrape time, plus
 // orderworker_redis_up. Every replica reports the same global numbers.
 type LedgerCollector struct {
-	ledger    *Ledger
+	ledger    *ledger.Ledger
 	providers []string
 	orders    *prometheus.Desc
 	oldest    *prometheus.Desc
@@ -104,7 +117,7 @@ type LedgerCollector struct {
 }
 
 // NewLedgerCollector returns a collector for the named providers' orders.
-func NewLedgerCollector(l *Ledger, providerNames []string) *LedgerCollector {
+func NewLedgerCollector(l *ledger.Ledger, providerNames []string) *LedgerCollector {
 	return &LedgerCollector{
 		ledger:    l,
 		providers: providerNames,

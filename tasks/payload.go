@@ -164,27 +164,41 @@ func Validate(p Payload, set *providers.Set) error {
 	return nil
 }
 
-// openAndValidate returns the payload's params in clear, validated, and
-// refuses personal data when there is no key to seal it with.
-func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMessage, error) {
+// openAndValidate returns the payload's params in clear and parsed
+// (validated), and refuses personal data when there is no key to seal it
+// with. A sealed value this process cannot open is an error wrapping
+// ErrSealed or errConfig.
+func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMessage, providers.Params, error) {
 	clear, err := sealer.Open(p.Params)
 	if err != nil {
-		return nil, invalid("%s", err.Error())
+		if errors.Is(err, ErrSealed) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("%w: %s", errConfig, err.Error())
 	}
-	p.Params = clear
-	if err := Validate(p, set); err != nil {
-		return nil, err
+	parsed, err := parseParams(set, p.Provider, clear)
+	if err != nil {
+		return nil, nil, invalid("%s", msgOf(err))
 	}
 	if sealer == nil {
 		var m map[string]json.RawMessage
 		_ = json.Unmarshal(clear, &m)
 		for _, name := range set.Sensitive(p.Provider) {
 			if v, ok := m[name]; ok && string(v) != `""` && string(v) != "null" {
-				return nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
+				return nil, nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
 			}
 		}
 	}
-	return clear, nil
+	return clear, parsed, nil
+}
+
+// parseParams validates params for the named provider, enabled or
+// disabled, and returns them decoded when the provider offers that.
+func parseParams(set *providers.Set, name string, clear json.RawMessage) (providers.Params, error) {
+	if prov, err := set.Get(name); err == nil {
+		return parseWith(prov, clear)
+	}
+	return nil, set.Validate(name, clear)
 }
 
 func msgOf(err error) string {

@@ -10,6 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // ReconcilerOptions configure a Reconciler. nil means defaults.
@@ -39,7 +41,7 @@ type ReconcilerOptions struct {
 //
 // One worker sweeps at a time (a lock in Redis); any number may run it.
 type Reconciler struct {
-	ledger    *Ledger
+	ledger    *ledger.Ledger
 	inspector *asynq.Inspector
 	client    *asynq.Client
 	providers []string
@@ -49,7 +51,7 @@ type Reconciler struct {
 }
 
 // NewReconciler returns a Reconciler over the named providers' orders.
-func NewReconciler(ledger *Ledger, inspector *asynq.Inspector, client *asynq.Client, providerNames []string, opts *ReconcilerOptions) *Reconciler {
+func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, providerNames []string, opts *ReconcilerOptions) *Reconciler {
 	o := ReconcilerOptions{}
 	if opts != nil {
 		o = *opts
@@ -69,7 +71,7 @@ func NewReconciler(ledger *Ledger, inspector *asynq.Inspector, client *asynq.Cli
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	r := &Reconciler{ledger: ledger, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger,
+	r := &Reconciler{ledger: l, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger,
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_found_total",
 			Help: "Orders the reconciler found with no task to move them on, by kind; each was queued again.",
@@ -99,7 +101,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 // Sweep runs one pass, if no other worker is sweeping, and returns what it
 // found by kind.
 func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
-	release, ok, err := r.ledger.Lock(ctx, "reconciler", "sweep", uuid.NewString(), r.opts.Interval)
+	release, ok, err := r.ledger.TryLock(ctx, "reconciler:sweep", uuid.NewString(), r.opts.Interval)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -131,8 +133,8 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 }
 
 // check re-queues one order if nothing will move it on, and says why.
-func (r *Reconciler) check(ctx context.Context, ref OrderRef, s State, cutoff time.Time) (string, error) {
-	rec, err := r.ledger.Get(ctx, ref.Provider, ref.OrderNo)
+func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff time.Time) (string, error) {
+	rec, err := r.ledger.Get(ctx, ref)
 	if err != nil || rec == nil || rec.State.Terminal() || rec.State != s {
 		return "", err
 	}
@@ -153,7 +155,7 @@ func (r *Reconciler) check(ctx context.Context, ref OrderRef, s State, cutoff ti
 		return "", nil // a live task will handle it
 	}
 	kind := string(s) + "_without_task"
-	if s == StateQueued && !rec.Enqueued {
+	if s == StateQueued && rec.Attempts == 0 {
 		kind = "claimed_not_enqueued"
 	}
 	task, err := NewOrderSubmitTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
@@ -163,7 +165,6 @@ func (r *Reconciler) check(ctx context.Context, ref OrderRef, s State, cutoff ti
 	if _, err := r.client.EnqueueContext(ctx, task, asynq.Queue(r.opts.Queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return "", fmt.Errorf("re-queue %s: %w", id, err)
 	}
-	_ = r.ledger.MarkEnqueued(ctx, rec.Provider, rec.OrderNo)
 	r.log.Warn("reconciler re-queued an order", "provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind)
 	return kind, nil
 }

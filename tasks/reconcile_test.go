@@ -10,6 +10,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
@@ -22,7 +23,7 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 		t.Fatal(err)
 	}
 	hash, _ := tasks.ParamsHash(p.Params)
-	if _, err := e.ledger.Claim(ctx, p, hash); err != nil {
+	if _, err := e.ledger.Claim(ctx, tasks.OrderRef{Provider: p.Provider, OrderNo: p.OrderNo}, p.Params, hash); err != nil {
 		t.Fatal(err)
 	}
 	// 2: unknown, created at the provider, and its task is gone (lost
@@ -33,10 +34,11 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 	if err := inspector.DeleteTask(tasks.DefaultQueue, tasks.TaskID("tencent", "Order-R2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ledger.Transition(ctx, "tencent", "Order-R2", tasks.Change{
-		From: []tasks.State{tasks.StateQueued}, To: tasks.StateUnknown,
-		Set: map[string]string{"attempts": "1", "failures": "1", "first_attempt": "1"},
-	}); err != nil {
+	r2 := tasks.OrderRef{Provider: "tencent", OrderNo: "Order-R2"}
+	if _, err := e.ledger.Begin(ctx, r2, ledger.BeginArgs{Token: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(ctx, r2, "t", ledger.SetUnknown("timeout").WithFailures(1)); err != nil {
 		t.Fatal(err)
 	}
 	prov, _ := e.set.Get("tencent")

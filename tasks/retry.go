@@ -2,36 +2,15 @@ package tasks
 
 import (
 	"errors"
-	"math/rand/v2"
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/tasks/order"
 )
 
-// Backoff is capped exponential backoff with full jitter: the n-th retry
-// (from 0) waits a uniformly random time in [0, min(Max, Base·2ⁿ)].
-type Backoff struct {
-	Base time.Duration // default 1s
-	Max  time.Duration // default 5m
-}
-
-// Delay returns the wait before retry n.
-func (b Backoff) Delay(n int) time.Duration {
-	base, max := b.Base, b.Max
-	if base <= 0 {
-		base = time.Second
-	}
-	if max <= 0 {
-		max = 5 * time.Minute
-	}
-	ceil := max
-	if n < 40 {
-		if d := base << n; d > 0 && d < max {
-			ceil = d
-		}
-	}
-	return time.Duration(rand.Int64N(int64(ceil) + 1))
-}
+// Backoff is capped exponential backoff with full jitter (see order.Backoff).
+type Backoff = order.Backoff
 
 // retryError asks asynq to run the task again after delay. A failure
 // counts against asynq's retry count; a wait (throttling, polling a pending
@@ -44,6 +23,12 @@ type retryError struct {
 
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
+
+// wait asks asynq to come back after d without counting a failure.
+func wait(d time.Duration, err error) error { return &retryError{delay: d, err: err} }
+
+// failed asks asynq to come back after d, counting a failure.
+func failed(d time.Duration, err error) error { return &retryError{delay: d, failure: true, err: err} }
 
 // RetryDelay is the asynq.RetryDelayFunc for order tasks: the handler has
 // already chosen the delay; other errors fall back to backoff.

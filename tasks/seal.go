@@ -24,6 +24,7 @@ const sealedPrefix = "sealed:v1:"
 type Sealer struct {
 	aead cipher.AEAD
 	mac  []byte
+	id   string
 }
 
 // NewSealer returns a Sealer for a base64-encoded 32-byte key.
@@ -43,7 +44,19 @@ func NewSealer(key string) (*Sealer, error) {
 	// A separate key for hashing params, derived from the data key.
 	m := hmac.New(sha256.New, raw)
 	m.Write([]byte("orderworker params hash"))
-	return &Sealer{aead: aead, mac: m.Sum(nil)}, nil
+	idm := hmac.New(sha256.New, raw)
+	idm.Write([]byte("orderworker data key id"))
+	return &Sealer{aead: aead, mac: m.Sum(nil), id: hex.EncodeToString(idm.Sum(nil))[:16]}, nil
+}
+
+// KeyID is a public id of the data key (it reveals nothing about the key),
+// recorded in the ledger so that a process with another key is caught at
+// start; "" for a nil Sealer.
+func (s *Sealer) KeyID() string {
+	if s == nil {
+		return ""
+	}
+	return s.id
 }
 
 // Seal returns params encrypted, as a JSON string value.

@@ -20,6 +20,7 @@ import (
 	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/providers/tencent/sandbox"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -123,7 +124,7 @@ func (e *env) waitStateFor(t *testing.T, orderNo string, want tasks.State, d tim
 	var rec *tasks.Record
 	for time.Now().Before(deadline) {
 		var err error
-		rec, err = e.ledger.Get(context.Background(), "tencent", orderNo)
+		rec, err = e.ledger.Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: orderNo})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,24 +259,47 @@ func TestInvalidOrdersStoreNothing(t *testing.T) {
 	}
 }
 
-func TestBadSignatureErroredWithoutRetry(t *testing.T) {
+// A worker whose credentials the provider refuses must not end orders:
+// the refusal created nothing, so the order waits, unchanged, for a worker
+// with the right credentials, and that one pays it.
+func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 	t.Parallel()
-	e := setup(t, &setupOpts{secret: "not-the-secret"})
+	problems := tasks.NewProblems()
+	e := setup(t, &setupOpts{secret: "not-the-secret", handler: &tasks.HandlerOptions{
+		MaxAttempts: 2, ConfigWait: 50 * time.Millisecond, Problems: problems,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	}})
 	e.enqueue(t, order("Order-Sig"))
-	rec := e.waitState(t, "Order-Sig", tasks.StateErrored)
-	time.Sleep(300 * time.Millisecond)
-	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
-		t.Errorf("ServiceCreateOrder called %d times, want 1 (no retry)", n)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.sandbox.Calls("ServiceCreateOrder") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker with the wrong secret did not keep trying")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(rec.Reason, "Signature") || !strings.Contains(rec.Reason, "unauthenticated") {
-		t.Errorf("reason = %q, want the signature rejection", rec.Reason)
+	rec := e.waitState(t, "Order-Sig", tasks.StateSubmitting)
+	if rec.Failures != 0 || rec.Inflight != 0 {
+		t.Errorf("failures = %d, inflight = %d; want 0, 0 (a refused signature spends no budget)", rec.Failures, rec.Inflight)
 	}
-	if strings.Contains(rec.Reason, "not-the-secret") {
-		t.Errorf("reason %q holds the secret", rec.Reason)
+	if err := problems.Err(); err == nil || !strings.Contains(err.Error(), "credentials_rejected") {
+		t.Errorf("problems = %v, want credentials_rejected reported", err)
 	}
-	archived, err := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr}).ListArchivedTasks(tasks.DefaultQueue)
-	if err != nil || len(archived) != 1 {
-		t.Fatalf("archived tasks = %d, %v; want 1", len(archived), err)
+	for _, a := range rec.History {
+		if strings.Contains(a.Message, "not-the-secret") {
+			t.Errorf("history %+v holds the secret", a)
+		}
+	}
+	// The fix: a worker with the right secret takes it.
+	e.srv.Shutdown()
+	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(good)
+	e.startServer(t)
+	e.waitState(t, "Order-Sig", tasks.StatePaid)
+	if n := e.sandbox.Count("Order-Sig"); n != 1 {
+		t.Errorf("sandbox holds %d orders, want 1", n)
 	}
 }
 
@@ -356,13 +380,12 @@ func TestAbandonedAttemptIsReconciled(t *testing.T) {
 			ctx := context.Background()
 			no := "Order-Abandoned"
 			e.enqueue(t, order(no))
-			// Simulate the dead worker: the record says an attempt is in
-			// flight, and (when created) the provider got the order.
-			if err := e.ledger.Transition(ctx, "tencent", no, tasks.Change{
-				From: []tasks.State{tasks.StateQueued}, To: tasks.StateSubmitting,
-				Set: map[string]string{"inflight": "1", "attempts": "1", "first_attempt": fmt.Sprint(time.Now().UnixMilli())},
-			}); err != nil {
-				t.Fatal(err)
+			// Simulate the dead worker: it began the step (the record says
+			// a create is in flight) and never settled it; (when created)
+			// the provider got the order.
+			b, err := e.ledger.Begin(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: no}, ledger.BeginArgs{Token: "dead-worker", LeaseTTL: 50 * time.Millisecond})
+			if err != nil || !b.Record.InflightMarked {
+				t.Fatalf("Begin = %+v, %v; want the create marked in flight", b, err)
 			}
 			if created {
 				p, _ := e.set.Get("tencent")
@@ -400,7 +423,7 @@ func TestClaimedButNotEnqueuedIsRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	hash, _ := tasks.ParamsHash(p.Params)
-	if _, err := e.ledger.Claim(ctx, p, hash); err != nil { // the claim, then the "crash"
+	if _, err := e.ledger.Claim(ctx, tasks.OrderRef{Provider: p.Provider, OrderNo: p.OrderNo}, p.Params, hash); err != nil { // the claim, then the "crash"
 		t.Fatal(err)
 	}
 	res := e.enqueue(t, order("Order-Repair"))
@@ -413,25 +436,42 @@ func TestClaimedButNotEnqueuedIsRepaired(t *testing.T) {
 	}
 }
 
-func TestDisabledProviderOrdersErrorClearly(t *testing.T) {
+// A provider without credentials on this worker holds its orders back
+// without touching them: no state change, no Redis write, a reported
+// problem; they are processed once a worker has the credentials.
+func TestDisabledProviderOrdersWaitUnchanged(t *testing.T) {
 	t.Parallel()
-	e := setup(t, nil)
-	res := e.enqueue(t, []byte(`{"provider":"unicloud","order_no":"U1","params":{"x":1}}`))
+	problems := tasks.NewProblems()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond, Problems: problems}})
+	e.set.Disable("tencent", "TENCENT_APP_KEY is not set", tencent.Validate)
+	e.startServer(t)
+	res := e.enqueue(t, order("Order-Disabled"))
 	if res.Status != tasks.Enqueued {
-		t.Fatalf("Enqueue = %+v, want enqueued (recorded, then failed clearly)", res)
+		t.Fatalf("Enqueue = %+v, want enqueued", res)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		rec, _ := e.ledger.Get(context.Background(), "unicloud", "U1")
-		if rec != nil && rec.State == tasks.StateErrored {
-			if !strings.Contains(rec.Reason, "disabled: no credentials configured") {
-				t.Errorf("reason = %q", rec.Reason)
-			}
-			return
+	for problems.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no configuration problem reported")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("order for a disabled provider did not reach errored")
+	time.Sleep(300 * time.Millisecond) // several runs
+	rec := e.waitState(t, "Order-Disabled", tasks.StateQueued)
+	if rec.Attempts != 0 || len(rec.History) != 0 || !rec.UpdatedAt.Equal(rec.CreatedAt) {
+		t.Errorf("record changed while its provider was disabled: %+v", rec)
+	}
+	if err := problems.Err(); !strings.Contains(err.Error(), "tencent: provider_disabled: disabled: TENCENT_APP_KEY is not set") {
+		t.Errorf("problems = %v", err)
+	}
+	e.srv.Shutdown()
+	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(good)
+	e.startServer(t)
+	e.waitState(t, "Order-Disabled", tasks.StatePaid)
 }
 
 // An attempt still in flight when the shutdown timeout ends is cut off: it

@@ -50,7 +50,7 @@ func TestPendingWindowEndsErrored(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	var rec *tasks.Record
 	for time.Now().Before(deadline) {
-		rec, _ = e.ledger.Get(context.Background(), "aliyun", "Pend-1")
+		rec, _ = e.ledger.Get(context.Background(), tasks.OrderRef{Provider: "aliyun", OrderNo: "Pend-1"})
 		if rec != nil && rec.State == tasks.StateErrored {
 			break
 		}
@@ -64,7 +64,7 @@ func TestPendingWindowEndsErrored(t *testing.T) {
 	}
 	lookups := 0
 	for _, a := range rec.History {
-		if a.Call == "lookup" {
+		if a.Call == "poll" {
 			lookups++
 		}
 	}

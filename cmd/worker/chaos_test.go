@@ -380,7 +380,7 @@ func verifyChaos(ctx context.Context, t *testing.T, ledger *tasks.Ledger, orders
 	for range 8 {
 		wg.Go(func() {
 			for i := range next {
-				rec, err := ledger.Get(ctx, orders[i].p.Provider, orders[i].p.OrderNo)
+				rec, err := ledger.Get(ctx, tasks.OrderRef{Provider: orders[i].p.Provider, OrderNo: orders[i].p.OrderNo})
 				if err != nil || rec == nil {
 					mu.Lock()
 					readErrs = append(readErrs, fmt.Sprintf("%s/%s: record %v, %v", orders[i].p.Provider, orders[i].p.OrderNo, rec, err))
@@ -627,7 +627,7 @@ func (b *unicloudBench) order() (tasks.Payload, *asynq.Task) {
 
 func (b *unicloudBench) record(p tasks.Payload) *tasks.Record {
 	b.t.Helper()
-	rec, err := b.ledger.Get(context.Background(), p.Provider, p.OrderNo)
+	rec, err := b.ledger.Get(context.Background(), tasks.OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})
 	if err != nil || rec == nil {
 		b.t.Fatalf("record %s: %v %v", p.OrderNo, rec, err)
 	}
@@ -949,7 +949,7 @@ func TestChaosPaidTransitionReplyLost(t *testing.T) {
 	// Only the transition to an outcome sets outcome_at.
 	proxy.arm("outcome_at")
 	err = run("PaidLost0001")
-	rec, gerr := ledger.Get(ctx, "tencent", "PaidLost0001")
+	rec, gerr := ledger.Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "PaidLost0001"})
 	if gerr != nil || rec == nil || rec.State != tasks.StatePaid || tsb.Count("PaidLost0001") != 1 {
 		t.Fatalf("record %+v %v, %d at the sandbox; want paid, 1", rec, gerr, tsb.Count("PaidLost0001"))
 	}

@@ -106,7 +106,7 @@ func TestLoadBurst(t *testing.T) {
 		wg.Go(func() {
 			for i := range next {
 				no := payloads[i].OrderNo
-				rec, err := ledger.Get(ctx, "tencent", no)
+				rec, err := ledger.Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: no})
 				mu.Lock()
 				switch {
 				case err != nil || rec == nil:

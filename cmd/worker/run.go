@@ -235,7 +235,7 @@ func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, led
 // waitOutcome polls the ledger until the order is paid or errored.
 func waitOutcome(ctx context.Context, ledger *tasks.Ledger, ref tasks.OrderRef) (*tasks.Record, error) {
 	for {
-		rec, err := ledger.Get(ctx, ref.Provider, ref.OrderNo)
+		rec, err := ledger.Get(ctx, ref)
 		if err == nil && rec != nil && rec.State.Terminal() {
 			return rec, nil
 		}

@@ -109,7 +109,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 		p, no, _ := strings.Cut(ref, "/")
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			rec, err := ledger.Get(context.Background(), p, no)
+			rec, err := ledger.Get(context.Background(), tasks.OrderRef{Provider: p, OrderNo: no})
 			if err == nil && rec != nil && rec.State.Terminal() {
 				if rec.State != tasks.StatePaid {
 					t.Errorf("%s ended %s: %s", ref, rec.State, rec.Reason)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -53,13 +54,14 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// demoRecords runs worker -dev -demo and returns the records it printed.
-func demoRecords(t *testing.T, env map[string]string) []tasks.Record {
+// demoRecords runs worker -dev -demo with args added and returns the
+// records it printed.
+func demoRecords(t *testing.T, env map[string]string, args ...string) []tasks.Record {
 	t.Helper()
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := run(ctx, []string{"-dev", "-demo", "-admin-addr", "127.0.0.1:0", "-log-format", "text"}, envFunc(env), &stdout, &stderr)
+	err := run(ctx, append([]string{"-dev", "-demo", "-admin-addr", "127.0.0.1:0", "-log-format", "text"}, args...), envFunc(env), &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("worker -dev -demo: %v\nlogs:\n%s", err, stderr.String())
 	}
@@ -75,14 +77,16 @@ func demoRecords(t *testing.T, env map[string]string) []tasks.Record {
 	return recs
 }
 
+// -dev -demo on an empty Redis given with -dev-redis, then again on the
+// same Redis, which now holds only what -dev wrote.
 func TestDevDemoReachesPaid(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
-	recs := demoRecords(t, map[string]string{"REDIS_URL": rs.URL()})
-	checkDemo(t, recs)
+	checkDemo(t, demoRecords(t, nil, "-dev-redis", rs.URL()))
+	checkDemo(t, demoRecords(t, nil, "-dev-redis", rs.URL()))
 }
 
-// With no Redis reachable, -dev starts an embedded one.
+// Without -dev-redis, -dev starts an embedded Redis.
 func TestDevDemoWithEmbeddedRedis(t *testing.T) {
 	t.Parallel()
 	recs := demoRecords(t, map[string]string{"REDIS_URL": "redis://" + freeAddr(t) + "/0"})
@@ -130,7 +134,7 @@ func TestWorkerServesAndDrains(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-dev", "-admin-addr", admin, "-shutdown-timeout", "3s"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), &stdout, &stderr)
+		done <- run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", admin, "-shutdown-timeout", "3s"}, envFunc(nil), &stdout, &stderr)
 	}()
 	base := "http://" + admin
 	waitHTTP(t, base+"/readyz", http.StatusOK)
@@ -147,7 +151,7 @@ func TestWorkerServesAndDrains(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), "tencent", "W1")
+		rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: "W1"})
 		if err == nil && rec != nil && rec.State == tasks.StatePaid {
 			break
 		}
@@ -263,7 +267,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, envFunc(nil), io.Discard, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range envVars {
+	for _, e := range envVars() {
 		if !strings.Contains(stderr.String(), e.name) {
 			t.Errorf("-h does not mention %s", e.name)
 		}
@@ -272,11 +276,11 @@ func TestHelpListsEveryVariable(t *testing.T) {
 
 func TestParseLimits(t *testing.T) {
 	t.Parallel()
-	got, err := parseLimits(" tencent=20:40, aliyun/acct-1=0.5 ,")
+	got, err := parseLimits(" tencent=20:40, aliyun=0.5 ,", registry.Names())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["tencent"].Rate != 20 || got["tencent"].Burst != 40 || got["aliyun/acct-1"].Rate != 0.5 || got["aliyun/acct-1"].Burst != 1 || len(got) != 2 {
+	if got["tencent"].Rate != 20 || got["tencent"].Burst != 40 || got["aliyun"].Rate != 0.5 || got["aliyun"].Burst != 1 || len(got) != 2 {
 		t.Errorf("parseLimits = %+v", got)
 	}
 }
@@ -289,7 +293,7 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range envVars {
+	for _, e := range envVars() {
 		if !strings.Contains(string(readme), "`"+e.name+"`") {
 			t.Errorf("README.md does not document %s", e.name)
 		}

@@ -1,0 +1,365 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// beginScript reads the record, refuses a finished or leased order, takes
+// the lease and, when the next call creates the order, marks it in flight.
+//
+// KEYS: record, queued index, submitting index. ARGV: token, now (ms),
+// lease until (ms), '1' when a create needs the snapshot of known provider
+// orders first, order_no.
+// Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
+// {'began', fields as read, '1' when marked}.
+var beginScript = redis.NewScript(`
+local r = redis.call('HGETALL', KEYS[1])
+if #r == 0 then return {'missing'} end
+local h = {}
+for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
+local st = h['state']
+if st == 'paid' or st == 'errored' then return {'terminal', r} end
+if h['lease'] == ARGV[1] then return {'began', r, h['lease_mark'] or '0'} end
+if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > tonumber(ARGV[2]) then
+  return {'busy', h['lease_until']}
+end
+if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
+    and (ARGV[4] == '0' or (h['known'] or '') ~= '') then
+  local first = h['first_attempt'] or ''
+  if first == '' then first = ARGV[2] end
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', ARGV[3], 'lease_mark', '1',
+    'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
+    'first_attempt', first, 'updated', ARGV[2])
+  if st == 'queued' then
+    redis.call('ZREM', KEYS[2], ARGV[5])
+    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
+  end
+  return {'began', r, '1'}
+end
+redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', ARGV[3], 'lease_mark', '0')
+return {'began', r, '0'}
+`)
+
+// BeginArgs are Begin's inputs.
+type BeginArgs struct {
+	// Token identifies this step's lease; unique per step.
+	Token string
+	// LeaseTTL is how long the lease holds without KeepAlive. Default 30s.
+	LeaseTTL time.Duration
+	// NeedsKnown says the provider takes a snapshot of existing orders
+	// before the first create (providers.Preparer): the create is not
+	// marked in flight until Record.Known is set.
+	NeedsKnown bool
+}
+
+// BeginStatus is what Begin found.
+type BeginStatus int
+
+const (
+	// Began: the lease is ours; Record is the order.
+	Began BeginStatus = iota
+	// Finished: the order is paid or errored; nothing was changed.
+	Finished
+	// Busy: another run holds the order's lease until LeaseUntil.
+	Busy
+)
+
+// BeginResult is Begin's answer.
+type BeginResult struct {
+	Status     BeginStatus
+	Record     *Record
+	LeaseUntil time.Time
+}
+
+// Begin starts one step of an order in one atomic round trip: it reads the
+// record, refuses a finished order (Finished) or one another run holds
+// (Busy), takes the lease, and, when the record says the next call creates
+// the order (state queued, or submitting with no create in flight, and the
+// snapshot taken where one is needed), marks that create in flight: state
+// submitting, Inflight = the attempt's number. The returned Record shows
+// the mark (Record.InflightMarked). It returns ErrNotFound when there is no
+// record, and ErrNotDurable (with the result) when durable writes are on
+// and the replicas did not acknowledge the mark: then nothing may be sent.
+func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, error) {
+	if a.LeaseTTL <= 0 {
+		a.LeaseTTL = 30 * time.Second
+	}
+	now := l.now()
+	needs := "0"
+	if a.NeedsKnown {
+		needs = "1"
+	}
+	v, durable, err := l.run(ctx, beginScript, true,
+		[]string{recordKey(ref), indexKey(ref.Provider, StateQueued), indexKey(ref.Provider, StateSubmitting)},
+		a.Token, now.UnixMilli(), now.Add(a.LeaseTTL).UnixMilli(), needs, ref.OrderNo)
+	if err != nil {
+		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
+	}
+	res, _ := v.([]any)
+	kind := ""
+	if len(res) > 0 {
+		kind, _ = res[0].(string)
+	}
+	switch kind {
+	case "missing":
+		return BeginResult{}, ErrNotFound
+	case "busy":
+		s, _ := res[1].(string)
+		return BeginResult{Status: Busy, LeaseUntil: msTime(s)}, nil
+	case "terminal":
+		return BeginResult{Status: Finished, Record: decode(hashFields(res[1]))}, nil
+	case "began":
+		rec := decode(hashFields(res[1]))
+		if m, _ := res[2].(string); m == "1" {
+			rec.InflightMarked = true
+			rec.Inflight = rec.Attempts + 1
+			rec.State = StateSubmitting
+			if rec.FirstAttemptAt.IsZero() {
+				rec.FirstAttemptAt = time.UnixMilli(now.UnixMilli()).UTC()
+			}
+			if !durable {
+				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
+			}
+		}
+		return BeginResult{Status: Began, Record: rec}, nil
+	}
+	return BeginResult{}, fmt.Errorf("begin order step: unexpected reply %v", v)
+}
+
+// Transition is a change Settle applies to an order, built by the named
+// constructors below (SetPaid, SetPending, …) and refined with its With
+// methods. Every transition ends the step: it clears the in-flight mark
+// and releases the lease.
+type Transition struct {
+	to              State // "" keeps the state
+	attempt         *Attempt
+	failures        int
+	setFailures     bool
+	providerOrderID string
+	reason          string
+	setReason       bool
+	pendingSince    time.Time
+	nextCheck       time.Time
+	outcome         bool
+	known           []string
+	setKnown        bool
+}
+
+// To is the state the transition moves to ("" for unchanged).
+func (t Transition) To() State { return t.to }
+
+// Attempt is the history entry the transition appends, nil for none.
+func (t Transition) Attempt() *Attempt { return t.attempt }
+
+// Reason is the reason the transition records ("" when it keeps the
+// current one or clears it).
+func (t Transition) Reason() string { return t.reason }
+
+// SetPaid ends the order paid with the provider's order id.
+func SetPaid(providerOrderID string) Transition {
+	return Transition{to: StatePaid, providerOrderID: providerOrderID, setReason: true, outcome: true}
+}
+
+// SetPending records that the provider holds the order unpaid since since;
+// the next check is due at next.
+func SetPending(providerOrderID string, since, next time.Time) Transition {
+	return Transition{to: StatePending, providerOrderID: providerOrderID, setReason: true, pendingSince: since, nextCheck: next}
+}
+
+// SetErrored ends the order errored with reason.
+func SetErrored(reason string) Transition {
+	return Transition{to: StateErrored, reason: reason, setReason: true, outcome: true}
+}
+
+// SetUnknown records that the order may or may not exist at the provider:
+// it is looked up before anything is submitted again.
+func SetUnknown(reason string) Transition {
+	return Transition{to: StateUnknown, reason: reason, setReason: true}
+}
+
+// SetRetry records that the order surely does not exist at the provider
+// and may be submitted again (state submitting, nothing in flight).
+func SetRetry(reason string) Transition {
+	return Transition{to: StateSubmitting, reason: reason, setReason: true}
+}
+
+// SetKnown records the provider orders that existed before the first
+// create (providers.Preparer); the state is unchanged.
+func SetKnown(ids []string) Transition {
+	if ids == nil {
+		ids = []string{}
+	}
+	return Transition{known: ids, setKnown: true}
+}
+
+// Keep changes nothing but the step's bookkeeping (the attempt, the
+// reason): the order stays in its state.
+func Keep(reason string) Transition { return Transition{reason: reason, setReason: reason != ""} }
+
+// Release ends a step that made no call: the lease is released, nothing
+// else changes.
+func Release() Transition { return Transition{} }
+
+// WithAttempt appends a to the history and sets the call count to a.N.
+func (t Transition) WithAttempt(a *Attempt) Transition { t.attempt = a; return t }
+
+// WithFailures sets the failure count.
+func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
+
+// WithProviderOrderID records the provider's order id.
+func (t Transition) WithProviderOrderID(id string) Transition { t.providerOrderID = id; return t }
+
+// WithNextCheck sets when a pending order is next checked.
+func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = next; return t }
+
+// settleScript applies a Transition if the lease is still the caller's.
+//
+// KEYS: record, history, owner index. ARGV: token, key prefix, provider,
+// order_no, new state or ”, now (ms), attempt JSON or ”, max history,
+// provider order id to own or ”, then field/value pairs.
+// Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
+var settleScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled')
+if not cur[1] then return {'missing'} end
+if cur[3] == ARGV[1] then return {'ok'} end
+if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
+if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
+  local owner = redis.call('HGET', KEYS[3], ARGV[9])
+  if owner ~= ARGV[4] then return {'owned', owner} end
+end
+local new = ARGV[5]
+if new == '' then new = cur[1] end
+local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', '', 'inflight', ''}
+for i = 10, #ARGV do f[#f + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(f))
+if new ~= cur[1] then
+  redis.call('ZREM', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. cur[1], ARGV[4])
+  redis.call('ZADD', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. new, ARGV[6], ARGV[4])
+end
+if ARGV[7] ~= '' and redis.call('RPUSH', KEYS[2], ARGV[7]) > tonumber(ARGV[8]) then
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
+end
+return {'ok'}
+`)
+
+// Settle applies t to the order at the end of a step, atomically: state,
+// fields, history entry, state index, provider order id ownership, and the
+// lease's release. It returns ErrLeaseLost when token no longer holds the
+// order's lease, *OwnedError when t records a provider order id that
+// belongs to another order (nothing is applied), ErrNotFound when the
+// record is gone, and ErrNotDurable (applied, but not acknowledged by the
+// replicas in time) when durable writes are on.
+func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition) error {
+	now := l.now()
+	var attempt []byte
+	if t.attempt != nil {
+		var err error
+		if attempt, err = json.Marshal(t.attempt); err != nil {
+			return err
+		}
+	}
+	args := make([]any, 0, 24)
+	args = append(args, token, keyPrefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, t.providerOrderID)
+	if t.attempt != nil {
+		args = append(args, "attempts", t.attempt.N)
+	}
+	if t.setFailures {
+		args = append(args, "failures", t.failures)
+	}
+	if t.providerOrderID != "" {
+		args = append(args, "provider_order_id", t.providerOrderID)
+	}
+	if t.setReason {
+		args = append(args, "reason", t.reason)
+	}
+	if !t.pendingSince.IsZero() {
+		args = append(args, "pending_since", ms(t.pendingSince))
+	}
+	if !t.nextCheck.IsZero() {
+		args = append(args, "next_check", ms(t.nextCheck))
+	}
+	if t.outcome {
+		args = append(args, "outcome_at", now.UnixMilli())
+	}
+	if t.setKnown {
+		b, _ := json.Marshal(t.known)
+		args = append(args, "known", b)
+	}
+	durable := t.to != ""
+	v, acked, err := l.run(ctx, settleScript, durable, []string{recordKey(ref), historyKey(ref), ownerKey(ref.Provider)}, args...)
+	if err != nil {
+		return fmt.Errorf("settle order step: %w", err)
+	}
+	res, _ := v.([]any)
+	kind := ""
+	if len(res) > 0 {
+		kind, _ = res[0].(string)
+	}
+	switch kind {
+	case "ok":
+		if !acked {
+			return ErrNotDurable
+		}
+		return nil
+	case "missing":
+		return ErrNotFound
+	case "lost":
+		return ErrLeaseLost
+	case "owned":
+		owner, _ := res[1].(string)
+		return &OwnedError{ProviderOrderID: t.providerOrderID, Owner: owner}
+	}
+	return fmt.Errorf("settle order step: unexpected reply %v", v)
+}
+
+var extendScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'lease') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// KeepAlive extends the order's lease held by token every ttl/3 until stop
+// is called. The returned context is cancelled, with ErrLeaseLost as its
+// cause, when an extension fails: the caller must then stop what it does
+// before another run may take the order.
+func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.Duration) (context.Context, func()) {
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	var mu sync.Mutex
+	stopped := false
+	var timer *time.Timer
+	var extend func()
+	extend = func() {
+		c, done := context.WithTimeout(context.Background(), ttl/3)
+		n, err := extendScript.Run(c, l.rdb, []string{recordKey(ref)}, token, l.now().Add(ttl).UnixMilli()).Int64()
+		done()
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if err != nil || n != 1 {
+			cancel(ErrLeaseLost)
+			return
+		}
+		timer = time.AfterFunc(ttl/3, extend)
+	}
+	timer = time.AfterFunc(ttl/3, extend)
+	return ctx, func() {
+		mu.Lock()
+		stopped = true
+		timer.Stop()
+		mu.Unlock()
+		cancel(nil)
+	}
+}

@@ -1,0 +1,99 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// claimScript creates the record if absent. It returns {1} when it created
+// it, else {0, state, params_hash}. ARGV[5] is a token unique to the call,
+// so that a client's automatic retry of a claim whose reply was lost still
+// answers "created".
+var claimScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'claim')
+if cur[1] then
+  if cur[3] == ARGV[5] then return {1} end
+  return {0, cur[1], cur[2]}
+end
+redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', ARGV[3],
+  'params_hash', ARGV[4], 'state', ARGV[7], 'attempts', '0', 'failures', '0',
+  'created', ARGV[6], 'updated', ARGV[6], 'claim', ARGV[5], 'reason', ARGV[8])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
+return {1}
+`)
+
+// ClaimResult is what Claim found.
+type ClaimResult struct {
+	// Created is true when this call created the record.
+	Created bool
+	// State and ParamsHash are the existing record's when Created is false.
+	State      State
+	ParamsHash string
+	// Token identifies this claim, for Unclaim.
+	Token string
+}
+
+// Claim atomically creates the order's record in state queued with its
+// params (as they are to be stored: sealed or in clear) and their hash,
+// unless a record exists; then it reports that record's state and hash.
+// With durable writes on, it returns ErrNotDurable (with the result) when
+// the replicas did not acknowledge the new record in time.
+func (l *Ledger) Claim(ctx context.Context, ref Ref, params []byte, hash string) (ClaimResult, error) {
+	return l.claim(ctx, ref, params, hash, StateQueued, "")
+}
+
+// ClaimLost records an order whose task runs but whose record is gone (a
+// Redis failover or restart lost it): in state unknown, so that the order is
+// looked up at the provider before anything is submitted.
+func (l *Ledger) ClaimLost(ctx context.Context, ref Ref, params []byte, hash, reason string) (ClaimResult, error) {
+	return l.claim(ctx, ref, params, hash, StateUnknown, reason)
+}
+
+func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string) (ClaimResult, error) {
+	token := uuid.NewString()
+	now := l.now().UnixMilli()
+	v, durable, err := l.run(ctx, claimScript, true,
+		[]string{recordKey(ref), indexKey(ref.Provider, s)},
+		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason)
+	if err != nil {
+		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
+	}
+	res, _ := v.([]any)
+	if len(res) == 0 {
+		return ClaimResult{}, fmt.Errorf("claim order: unexpected reply %v", v)
+	}
+	if n, _ := res[0].(int64); n == 1 {
+		cr := ClaimResult{Created: true, State: s, ParamsHash: hash, Token: token}
+		if !durable {
+			return cr, ErrNotDurable
+		}
+		return cr, nil
+	}
+	cr := ClaimResult{}
+	if len(res) > 2 {
+		st, _ := res[1].(string)
+		cr.State = State(st)
+		cr.ParamsHash, _ = res[2].(string)
+	}
+	return cr, nil
+}
+
+// unclaimScript deletes a record still queued under the claim ARGV[1].
+var unclaimScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim')
+if cur[1] == 'queued' and cur[2] == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// Unclaim removes a record created by the claim with token, if nothing has
+// happened to it since: the undo of a claim whose task could not be queued.
+func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
+	return unclaimScript.Run(ctx, l.rdb, []string{recordKey(ref), indexKey(ref.Provider, StateQueued)}, token, ref.OrderNo).Err()
+}

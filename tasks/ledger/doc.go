@@ -1,0 +1,27 @@
+// Package ledger is the order ledger in Redis: one record per (provider,
+// order_no), its attempt history, the per-order lease, and the indexes
+// (orders by state, provider order ids by owner). It owns the Redis layout:
+// no other package names a ledger key or a record field. Callers read typed
+// Records and change them only through the transitions built by this
+// package's named constructors (SetPaid, SetPending, SetUnknown, …), applied
+// atomically by Settle.
+//
+// The life of one step of an order, in two round trips:
+//
+//	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: token, ...})
+//	// b.Record is the order as it stands; b.Marked says the record now
+//	// shows a create in flight (attempt b.Record.Inflight), written before
+//	// any request leaves.
+//	// ... call the provider ...
+//	err = l.Settle(ctx, ref, token, ledger.SetPaid(id).WithAttempt(a))
+//
+// Begin reads the record, refuses a finished order, takes the order's lease
+// (so a second run of the same task waits) and, when the next call creates
+// the order, marks it in flight. Settle checks the lease is still ours,
+// writes the outcome, the history entry and the indexes, and releases the
+// lease. A client retry of either after a lost reply finds its own work
+// done and reports success.
+//
+// Every key shares the hash tag {ledger}, so the scripts also run on Redis
+// Cluster (on one shard).
+package ledger

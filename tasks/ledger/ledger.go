@@ -1,0 +1,322 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// State is where an order stands in the ledger.
+type State string
+
+const (
+	StateQueued     State = "queued"
+	StateSubmitting State = "submitting"
+	StateUnknown    State = "unknown"
+	StatePending    State = "pending"
+	StatePaid       State = "paid"
+	StateErrored    State = "errored"
+)
+
+// States lists every state, in lifecycle order.
+var States = []State{StateQueued, StateSubmitting, StateUnknown, StatePending, StatePaid, StateErrored}
+
+// Terminal reports whether no further attempt is ever made.
+func (s State) Terminal() bool { return s == StatePaid || s == StateErrored }
+
+// Valid reports whether s is one of States.
+func (s State) Valid() bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxHistory bounds the attempts kept per order (the oldest are dropped).
+const MaxHistory = 50
+
+// Ref names an order.
+type Ref struct{ Provider, OrderNo string }
+
+func (r Ref) String() string { return r.Provider + "/" + r.OrderNo }
+
+// Attempt is one call to a provider, as recorded in the order's history.
+type Attempt struct {
+	N          int       `json:"n"`
+	At         time.Time `json:"at"`
+	DurationMS int64     `json:"duration_ms"`
+	Call       string    `json:"call"` // prepare, submit, lookup, poll or pay
+	HTTPStatus int       `json:"http_status,omitempty"`
+	Code       string    `json:"code,omitempty"`    // the provider's own code
+	Result     string    `json:"result"`            // ok or an error code name
+	Message    string    `json:"message,omitempty"` // masked
+}
+
+// Record is an order's ledger entry.
+type Record struct {
+	Provider   string          `json:"provider"`
+	OrderNo    string          `json:"order_no"`
+	State      State           `json:"state"`
+	Params     json.RawMessage `json:"params,omitempty"`
+	ParamsHash string          `json:"params_hash"`
+	// Attempts counts provider calls; Failures the ones that spent the
+	// order's failure budget.
+	Attempts int `json:"attempts"`
+	Failures int `json:"failures"`
+	// Inflight is the number of the create attempt that may be on its way
+	// to the provider (0: none). It is written before the request leaves,
+	// so an attempt cut off by a crash is looked up, never resubmitted.
+	Inflight        int    `json:"inflight,omitempty"`
+	InflightMarked  bool   `json:"-"` // this Begin wrote the mark
+	ProviderOrderID string `json:"provider_order_id,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+	// Known are the provider order ids that existed for the order's target
+	// before its first create (see providers.Preparer); nil: not taken.
+	Known          []string  `json:"known,omitempty"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
+	PendingSince   time.Time `json:"pending_since,omitzero"`
+	NextCheckAt    time.Time `json:"next_check_at,omitzero"`
+	OutcomeAt      time.Time `json:"outcome_at,omitzero"`
+	History        []Attempt `json:"history,omitempty"`
+}
+
+// Ref returns the record's order reference.
+func (r *Record) Ref() Ref { return Ref{r.Provider, r.OrderNo} }
+
+// Options configure a Ledger. nil means defaults.
+type Options struct {
+	// Durable makes claims, in-flight marks and outcomes wait for every
+	// replica the master reports (Redis WAIT) before they count as done,
+	// so an acknowledged write survives a failover. DurableAuto (the
+	// default) waits whenever the master has replicas; DurableOff never
+	// waits.
+	Durable Durability
+	// WaitTimeout bounds one WAIT. Default 2s.
+	WaitTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Durability says when writes wait for replicas.
+type Durability int
+
+const (
+	// DurableAuto waits for the replicas the master reports, if any.
+	DurableAuto Durability = iota
+	// DurableOff never waits: a failover may lose the last writes.
+	DurableOff
+)
+
+// ParseDurability reads "auto" or "off".
+func ParseDurability(s string) (Durability, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return DurableAuto, nil
+	case "off":
+		return DurableOff, nil
+	}
+	return 0, fmt.Errorf("durability %q: want auto or off", s)
+}
+
+// Ledger is the order records in Redis. It is safe for concurrent use.
+type Ledger struct {
+	rdb  redis.UniversalClient
+	opts Options
+	now  func() time.Time
+
+	replicasMu   sync.Mutex
+	replicasAt   time.Time
+	replicas     atomic.Int64
+	replicasWarn atomic.Bool
+}
+
+// New returns a Ledger on rdb.
+func New(rdb redis.UniversalClient, opts *Options) *Ledger {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Ledger{rdb: rdb, opts: o, now: o.Now}
+}
+
+// keyPrefix starts every ledger key. The hash tag keeps all ledger keys in
+// one slot, so the ledger's scripts also run on Redis Cluster.
+const keyPrefix = "orderworker:{ledger}:"
+
+func recordKey(r Ref) string  { return keyPrefix + "order:" + r.Provider + ":" + r.OrderNo }
+func historyKey(r Ref) string { return keyPrefix + "history:" + r.Provider + ":" + r.OrderNo }
+
+// indexKey is the sorted set of a provider's orders in a state, scored by
+// when they entered it (unix ms).
+func indexKey(provider string, s State) string {
+	return keyPrefix + "state:" + provider + ":" + string(s)
+}
+
+// ownerKey maps a provider's order ids to the order numbers that own them.
+func ownerKey(provider string) string { return keyPrefix + "owner:" + provider }
+
+func lockKey(name string) string { return keyPrefix + "lock:" + name }
+
+// ErrNotFound is returned when an order has no record.
+var ErrNotFound = errors.New("no such order")
+
+// ErrLeaseLost is Settle's error when the order's lease is no longer the
+// caller's (it expired and another run took the order).
+var ErrLeaseLost = errors.New("order lease lost")
+
+// OwnedError is Settle's error when the provider order id it was to record
+// belongs to another order: the transition was not applied.
+type OwnedError struct {
+	ProviderOrderID string
+	Owner           string // the order number that owns it
+}
+
+func (e *OwnedError) Error() string {
+	return "provider order " + e.ProviderOrderID + " belongs to order " + e.Owner
+}
+
+// hashFields decodes an HGETALL reply (a flat field, value list).
+func hashFields(v any) map[string]string {
+	list, _ := v.([]any)
+	h := make(map[string]string, len(list)/2)
+	for i := 0; i+1 < len(list); i += 2 {
+		k, _ := list[i].(string)
+		s, _ := list[i+1].(string)
+		h[k] = s
+	}
+	return h
+}
+
+// decode builds a Record from its hash fields.
+func decode(h map[string]string) *Record {
+	r := &Record{
+		Provider:        h["provider"],
+		OrderNo:         h["order_no"],
+		State:           State(h["state"]),
+		Params:          json.RawMessage(h["params"]),
+		ParamsHash:      h["params_hash"],
+		Attempts:        atoi(h["attempts"]),
+		Failures:        atoi(h["failures"]),
+		Inflight:        atoi(h["inflight"]),
+		ProviderOrderID: h["provider_order_id"],
+		Reason:          h["reason"],
+		CreatedAt:       msTime(h["created"]),
+		UpdatedAt:       msTime(h["updated"]),
+		FirstAttemptAt:  msTime(h["first_attempt"]),
+		PendingSince:    msTime(h["pending_since"]),
+		NextCheckAt:     msTime(h["next_check"]),
+		OutcomeAt:       msTime(h["outcome_at"]),
+	}
+	if len(r.Params) == 0 {
+		r.Params = nil
+	}
+	if k := h["known"]; k != "" {
+		if json.Unmarshal([]byte(k), &r.Known) != nil || r.Known == nil {
+			r.Known = []string{}
+		}
+	}
+	return r
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func ms(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+func msTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+// run executes script, and when durable writes are on and the master has
+// replicas, a WAIT for them on the same connection in the same round trip.
+// It returns the script's reply and whether the write is durable (always
+// true when there is nothing to wait for).
+func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (any, bool, error) {
+	want := int64(0)
+	if durable && l.opts.Durable == DurableAuto {
+		want = l.wantReplicas(ctx)
+	}
+	if want == 0 {
+		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
+		return v, true, err
+	}
+	for try := 0; ; try++ {
+		pipe := l.rdb.Pipeline()
+		ev := s.EvalSha(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		v, err := ev.Result()
+		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := s.Load(ctx, l.rdb).Err(); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if err != nil {
+			return v, false, err
+		}
+		n, werr := wait.Int64()
+		if werr != nil {
+			return v, false, fmt.Errorf("wait for replicas: %w", werr)
+		}
+		return v, n >= want, nil
+	}
+}
+
+// wantReplicas is how many replicas the master reports, read at most every
+// few seconds.
+func (l *Ledger) wantReplicas(ctx context.Context) int64 {
+	if _, cluster := l.rdb.(*redis.ClusterClient); cluster {
+		// WAIT has no key to route by in a cluster pipeline; cluster
+		// durability is not offered (see the README).
+		return 0
+	}
+	l.replicasMu.Lock()
+	defer l.replicasMu.Unlock()
+	if time.Since(l.replicasAt) < 5*time.Second {
+		return l.replicas.Load()
+	}
+	l.replicasAt = time.Now()
+	info, err := l.rdb.Info(ctx, "replication").Result()
+	if err != nil {
+		return l.replicas.Load()
+	}
+	n := int64(0)
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	l.replicas.Store(n)
+	return n
+}
+
+// ErrNotDurable is returned when a write was applied on the master but not
+// acknowledged by its replicas in time: a failover now could lose it.
+var ErrNotDurable = errors.New("write not acknowledged by the replicas in time")

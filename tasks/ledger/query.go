@@ -1,0 +1,162 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Get returns the order's record with its attempt history, or nil when
+// there is none.
+func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
+	pipe := l.rdb.Pipeline()
+	hc := pipe.HGetAll(ctx, recordKey(ref))
+	lc := pipe.LRange(ctx, historyKey(ref), 0, -1)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read order: %w", err)
+	}
+	h := hc.Val()
+	if len(h) == 0 {
+		return nil, nil
+	}
+	r := decode(h)
+	for _, s := range lc.Val() {
+		var a Attempt
+		if json.Unmarshal([]byte(s), &a) == nil {
+			r.History = append(r.History, a)
+		}
+	}
+	return r, nil
+}
+
+// Owner returns the order number that owns a provider order id, "" when
+// none does.
+func (l *Ledger) Owner(ctx context.Context, provider, providerOrderID string) (string, error) {
+	s, err := l.rdb.HGet(ctx, ownerKey(provider), providerOrderID).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return s, err
+}
+
+// InState lists up to limit orders of provider in state s that entered it
+// before the given time, oldest first.
+func (l *Ledger) InState(ctx context.Context, provider string, s State, before time.Time, limit int64) ([]Ref, error) {
+	ids, err := l.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: indexKey(provider, s), Start: "-inf", Stop: strconv.FormatInt(before.UnixMilli(), 10),
+		ByScore: true, Count: limit,
+	}).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Ref, len(ids))
+	for i, id := range ids {
+		out[i] = Ref{Provider: provider, OrderNo: id}
+	}
+	return out, nil
+}
+
+// StateStats is the number of orders in a state and when the oldest
+// entered it.
+type StateStats struct {
+	Count  int64
+	Oldest time.Time // zero when Count is 0
+}
+
+// Stats returns, for each provider and state, the count and oldest entry.
+func (l *Ledger) Stats(ctx context.Context, providerNames []string) (map[string]map[State]StateStats, error) {
+	pipe := l.rdb.Pipeline()
+	type q struct {
+		p      string
+		s      State
+		card   *redis.IntCmd
+		oldest *redis.ZSliceCmd
+	}
+	var qs []q
+	for _, p := range providerNames {
+		for _, s := range States {
+			qs = append(qs, q{p, s, pipe.ZCard(ctx, indexKey(p, s)), pipe.ZRangeWithScores(ctx, indexKey(p, s), 0, 0)})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := map[string]map[State]StateStats{}
+	for _, x := range qs {
+		if out[x.p] == nil {
+			out[x.p] = map[State]StateStats{}
+		}
+		st := StateStats{Count: x.card.Val()}
+		if z := x.oldest.Val(); len(z) > 0 {
+			st.Oldest = time.UnixMilli(int64(z[0].Score))
+		}
+		out[x.p][x.s] = st
+	}
+	return out, nil
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// TryLock takes the named ledger-wide lock (for example the reconciler's
+// sweep) for ttl. It returns a release function, or ok=false when another
+// holder has it.
+func (l *Ledger) TryLock(ctx context.Context, name, token string, ttl time.Duration) (release func(), ok bool, err error) {
+	key := lockKey(name)
+	ok, err = l.rdb.SetNX(ctx, key, token, ttl).Result()
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		// A client retry of a SET whose reply was lost finds our own lock.
+		cur, err := l.rdb.Get(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, false, err
+		}
+		if cur != token {
+			return nil, false, nil
+		}
+	}
+	return func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = unlockScript.Run(c, l.rdb, []string{key}, token).Err()
+	}, true, nil
+}
+
+// DataKeyMismatchError is CheckDataKey's error when the ledger's params
+// were sealed with another data key.
+type DataKeyMismatchError struct{ Want, Have string }
+
+func (e *DataKeyMismatchError) Error() string {
+	return fmt.Sprintf("this ledger's order params are sealed with data key id %s, but this process has key id %s: give it the producers' ORDERWORKER_DATA_KEY", e.Want, e.Have)
+}
+
+// CheckDataKey compares id (a data key's public id, "" for no key) with
+// the one recorded in the ledger by the first process that sealed params,
+// recording it when none is. A mismatch is a *DataKeyMismatchError.
+func (l *Ledger) CheckDataKey(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	key := keyPrefix + "datakey"
+	ok, err := l.rdb.SetNX(ctx, key, id, 0).Result()
+	if err != nil || ok {
+		return err
+	}
+	cur, err := l.rdb.Get(ctx, key).Result()
+	if err != nil {
+		return err
+	}
+	if cur != id {
+		return &DataKeyMismatchError{Want: cur, Have: id}
+	}
+	return nil
+}

@@ -1,0 +1,392 @@
+// Package order is the order state machine as pure functions: given an
+// order's record, the outcome of a provider call, the policy and the time,
+// what the ledger records and what happens next. It does no I/O; the
+// handler in package tasks reads the record, calls Plan, makes the call,
+// calls Decide and writes what it returns.
+//
+//	queued ─▶ submitting ─┬─▶ paid                      (terminal)
+//	                      ├─▶ pending ─poll/pay─▶ paid | errored
+//	                      ├─▶ errored                   (terminal)
+//	                      └─▶ unknown ─lookup─▶ paid | pending | submitting | errored
+//
+// Rules that hold in every path: a create is only sent when the record shows
+// it in flight (ledger.Begin wrote the mark); after a call that may have
+// created the order, the order is looked up before any new create; a
+// configuration problem (missing credentials, a wrong key or secret) never
+// changes where an order stands; an order that may exist at the provider is
+// never errored by a deadline, only left unknown for a person.
+package order
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// Step is one provider call an order can take.
+type Step int
+
+const (
+	// None: no call; the plan's transition settles the step.
+	None Step = iota
+	// Prepare takes the snapshot of the target's existing provider orders
+	// before the first create (providers.Preparer).
+	Prepare
+	// Submit sends the create.
+	Submit
+	// Lookup asks about an order whose create may have been received.
+	Lookup
+	// Poll asks about a pending order.
+	Poll
+	// Pay pays a pending order (providers.Payer).
+	Pay
+)
+
+var stepNames = [...]string{None: "none", Prepare: "prepare", Submit: "submit", Lookup: "lookup", Poll: "poll", Pay: "pay"}
+
+func (s Step) String() string { return stepNames[s] }
+
+// Policy is what the state machine needs to know about the configuration.
+type Policy struct {
+	// MaxAttempts is the failure budget: after this many failed creates
+	// that surely created nothing, the order is errored.
+	MaxAttempts int
+	// Backoff spaces retries after failures.
+	Backoff Backoff
+	// Deadline is how long after enqueue an order may still be submitted.
+	Deadline time.Duration
+	// PendingWindow is how long a pending order is polled before it is
+	// errored as unpaid.
+	PendingWindow time.Duration
+	// PollInterval is the first wait between polls of a pending order; it
+	// doubles up to a minute.
+	PollInterval time.Duration
+	// ConfigWait is how long an order held back by a configuration problem
+	// waits before it is tried again.
+	ConfigWait time.Duration
+	// NeedsKnown says the provider is a Preparer: a snapshot of existing
+	// orders is taken before the first create.
+	NeedsKnown bool
+}
+
+// Backoff is capped exponential backoff with full jitter: retry n (from 0)
+// waits a uniformly random time in [0, min(Max, Base·2ⁿ)].
+type Backoff struct {
+	Base time.Duration // default 1s
+	Max  time.Duration // default 5m
+	// Rand returns a uniform value in [0, n]; default math/rand/v2. Tests
+	// set it to make delays exact.
+	Rand func(n int64) int64
+}
+
+// Ceiling is the largest delay of retry n.
+func (b Backoff) Ceiling(n int) time.Duration {
+	base, max := b.Base, b.Max
+	if base <= 0 {
+		base = time.Second
+	}
+	if max <= 0 {
+		max = 5 * time.Minute
+	}
+	if n < 0 {
+		n = 0
+	}
+	if n < 40 {
+		if d := base << n; d > 0 && d < max {
+			return d
+		}
+	}
+	return max
+}
+
+// Delay returns the wait before retry n.
+func (b Backoff) Delay(n int) time.Duration {
+	c := int64(b.Ceiling(n))
+	if b.Rand != nil {
+		return time.Duration(b.Rand(c))
+	}
+	return time.Duration(rand.Int64N(c + 1))
+}
+
+// Next is what the task does once the step is settled.
+type Next int
+
+const (
+	// Done: the order is paid; the task completes.
+	Done Next = iota
+	// Stop: the task ends without a retry (the order errored, or its
+	// outcome is left to a person); Reason says why.
+	Stop
+	// Continue: take Step now, in the same run.
+	Continue
+	// Wait: run again after Delay without spending a retry (throttling,
+	// polling, lookups).
+	Wait
+	// Retry: run again after Delay, counted as a failed run.
+	Retry
+	// ConfigWait: a configuration problem (Reason) holds the order back;
+	// nothing about the order changed. Run again after Delay.
+	ConfigWait
+)
+
+// Plan is what to do with an order that Begin returned.
+type Plan struct {
+	// Step is the call to make; None when Settle ends the step without one.
+	Step Step
+	// Settle and Then apply when Step is None.
+	Settle ledger.Transition
+	Then   Then
+}
+
+// Then is what happens after a step.
+type Then struct {
+	Next   Next
+	Step   Step          // for Continue
+	Delay  time.Duration // for Wait, Retry, ConfigWait
+	Reason string        // for Stop and ConfigWait, and the error text of waits
+	// Code is the error code behind a Wait or Retry, for metrics.
+	Code providers.Code
+}
+
+// Outcome is the result of a step's call.
+type Outcome struct {
+	Result providers.Result
+	Err    error
+	// Message is Err's text as it may be recorded (masked, short).
+	Message string
+	// Attempt is the call's history entry.
+	Attempt *ledger.Attempt
+	// Known is what Prepare returned.
+	Known []string
+}
+
+// Decision is what Decide returns: the transition to settle and what the
+// task does next.
+type Decision struct {
+	Settle ledger.Transition
+	Then   Then
+}
+
+func pastDeadline(rec *ledger.Record, p Policy, now time.Time) bool {
+	return p.Deadline > 0 && now.After(rec.CreatedAt.Add(p.Deadline))
+}
+
+func (p Policy) deadlineReason() string {
+	return fmt.Sprintf("deadline of %s passed before the order could be submitted", p.Deadline)
+}
+
+// PlanStep says which call an order takes next, or settles it without a
+// call (deadline or failure budget spent before a create).
+func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
+	switch {
+	case rec.State == ledger.StatePending:
+		return Plan{Step: Poll}
+	case rec.State == ledger.StateUnknown:
+		return Plan{Step: Lookup}
+	case rec.State == ledger.StateSubmitting && rec.Inflight > 0 && !rec.InflightMarked:
+		// A run died, or was cut off, with a create in flight.
+		return Plan{Step: Lookup}
+	}
+	// queued or submitting with nothing in flight: the next call creates
+	// the order (or takes the snapshot a create needs).
+	if pastDeadline(rec, p, now) {
+		r := p.deadlineReason()
+		return Plan{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+	}
+	if p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts {
+		r := fmt.Sprintf("gave up after %d failed attempts: %s", rec.Failures, rec.Reason)
+		return Plan{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+	}
+	switch {
+	case rec.InflightMarked:
+		return Plan{Step: Submit}
+	case p.NeedsKnown && rec.Known == nil:
+		return Plan{Step: Prepare}
+	}
+	// Begin did not mark the create (its reply was for an earlier try):
+	// come back rather than send a create the record does not show.
+	return Plan{Settle: ledger.Release(), Then: Then{Next: Wait, Delay: 100 * time.Millisecond, Reason: "create not marked in flight"}}
+}
+
+// Decide is what follows a call of step for rec with outcome out.
+func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time) Decision {
+	d := decide(rec, step, out, p, now)
+	if out.Attempt != nil {
+		d.Settle = d.Settle.WithAttempt(out.Attempt)
+	}
+	return d
+}
+
+func decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time) Decision {
+	if out.Err == nil {
+		if step == Prepare {
+			return Decision{Settle: ledger.SetKnown(out.Known), Then: Then{Next: Continue, Step: Submit}}
+		}
+		return succeeded(rec, step, out.Result, p, now)
+	}
+	code := providers.CodeOf(out.Err)
+	msg := out.Message
+	if msg == "" {
+		msg = out.Err.Error()
+	}
+	switch step {
+	case Submit:
+		return submitFailed(rec, code, out.Err, msg, p)
+	case Lookup:
+		return lookupFailed(rec, code, out.Err, msg, p, now)
+	case Poll, Pay:
+		return pendingFailed(rec, step, code, out.Err, msg, p, now)
+	case Prepare:
+		return prepareFailed(rec, code, out.Err, msg, p, now)
+	}
+	return Decision{Settle: ledger.Keep(""), Then: Then{Next: Wait, Delay: p.Backoff.Delay(0), Reason: msg, Code: code}}
+}
+
+// succeeded settles a call that told where the order stands.
+func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now time.Time) Decision {
+	poid := r.ProviderOrderID
+	if poid == "" {
+		poid = rec.ProviderOrderID
+	}
+	switch r.Status {
+	case providers.StatusPaid:
+		return Decision{Settle: ledger.SetPaid(poid), Then: Then{Next: Done}}
+	case providers.StatusPending:
+		since := rec.PendingSince
+		if since.IsZero() {
+			since = now
+		}
+		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
+			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
+			return Decision{Settle: ledger.SetErrored(reason).WithProviderOrderID(poid), Then: Then{Next: Stop, Reason: reason}}
+		}
+		wait := r.NextCheck
+		if wait <= 0 {
+			wait = pollDelay(since, p, now)
+		}
+		t := ledger.SetPending(poid, since, now.Add(wait))
+		if r.Payable && step != Pay {
+			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
+		}
+		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))}}
+	}
+	// A provider that answers without a status: look it up.
+	f := rec.Failures
+	return Decision{Settle: ledger.SetUnknown("provider answered without a status"),
+		Then: Then{Next: Retry, Delay: p.Backoff.Delay(f), Reason: "provider answered without a status", Code: providers.Unknown}}
+}
+
+func retryAfter(err error, fallback time.Duration) time.Duration {
+	if d := providers.RetryAfterOf(err); d > 0 {
+		return d
+	}
+	return fallback
+}
+
+func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy) Decision {
+	switch {
+	case providers.MaybeCreated(code):
+		// The order may exist: the next step looks it up first.
+		f := rec.Failures + 1
+		return Decision{Settle: ledger.SetUnknown(msg).WithFailures(f),
+			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
+	case code == providers.RateLimited:
+		return Decision{Settle: ledger.SetRetry(msg),
+			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
+	case code == providers.Unauthenticated:
+		// Refused before anything was created: the credentials are wrong
+		// on this worker. The order waits for a worker that has them.
+		return Decision{Settle: ledger.SetRetry(msg), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+	case providers.Retryable(code):
+		f := rec.Failures + 1
+		if p.MaxAttempts > 0 && f >= p.MaxAttempts {
+			r := fmt.Sprintf("gave up after %d failed attempts: %s", f, msg)
+			return Decision{Settle: ledger.SetErrored(r).WithFailures(f), Then: Then{Next: Stop, Reason: r}}
+		}
+		return Decision{Settle: ledger.SetRetry(msg).WithFailures(f),
+			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
+	}
+	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
+}
+
+func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {
+	reason := rec.Reason
+	if rec.State == ledger.StateSubmitting {
+		reason = "attempt abandoned mid-flight; looking the order up"
+	}
+	if code == providers.NotFound {
+		// Surely not created: submit again, unless out of budget or time.
+		switch {
+		case p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts:
+			r := fmt.Sprintf("not created after %d failed attempts: %s", rec.Failures, reason)
+			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+		case pastDeadline(rec, p, now):
+			r := p.deadlineReason() + " (the provider holds no such order)"
+			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+		}
+		return Decision{Settle: ledger.SetRetry(reason), Then: Then{Next: Continue, Step: Submit}}
+	}
+	// The order may exist: it stays unknown. Lookups spend no budget.
+	t := ledger.SetUnknown(reason)
+	if code == providers.Unauthenticated {
+		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+	}
+	if pastDeadline(rec, p, now) {
+		r := "outcome unknown at the deadline; left for an operator (last lookup: " + msg + ")"
+		return Decision{Settle: t, Then: Then{Next: Stop, Reason: r, Code: code}}
+	}
+	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
+}
+
+func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {
+	if code == providers.NotFound {
+		r := "pending order no longer found: " + msg
+		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+	}
+	if code == providers.Unauthenticated {
+		return Decision{Settle: ledger.Keep(""), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+	}
+	// Any other failure leaves the order pending: the provider holds it,
+	// so it is checked until the window ends rather than forgotten.
+	since := rec.PendingSince
+	if since.IsZero() {
+		since = now
+	}
+	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
+		r := fmt.Sprintf("still unpaid after the pending window of %s (last %s failed: %s)", p.PendingWindow, step, msg)
+		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+	}
+	wait := retryAfter(err, pollDelay(since, p, now))
+	return Decision{Settle: ledger.Keep("").WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+}
+
+func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {
+	switch {
+	case code == providers.Unauthenticated:
+		return Decision{Settle: ledger.Keep(msg), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+	case providers.Retryable(code) || code == providers.NotFound:
+		// Nothing was created; the deadline bounds the retries.
+		if pastDeadline(rec, p, now) {
+			r := p.deadlineReason()
+			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+		}
+		return Decision{Settle: ledger.Keep(msg),
+			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
+	}
+	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
+}
+
+// pollDelay doubles from PollInterval up to a minute with the time spent
+// pending.
+func pollDelay(since time.Time, p Policy, now time.Time) time.Duration {
+	d := p.PollInterval
+	if d <= 0 {
+		d = 2 * time.Second
+	}
+	for elapsed := now.Sub(since); d < time.Minute && elapsed > 4*d; d *= 2 {
+	}
+	return min(d, time.Minute)
+}

@@ -1,0 +1,108 @@
+package tasks
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Kinds of configuration problem that hold orders back.
+const (
+	// ProblemProviderDisabled: the provider has no credentials on this
+	// worker.
+	ProblemProviderDisabled = "provider_disabled"
+	// ProblemCredentials: the provider refused this worker's credentials
+	// or signature.
+	ProblemCredentials = "credentials_rejected"
+	// ProblemDataKey: sealed params this worker cannot open (no data key,
+	// or another one than the producers').
+	ProblemDataKey = "data_key"
+)
+
+// problemTTL is how long a reported problem counts after it was last seen.
+const problemTTL = 2 * time.Minute
+
+// Problems collects the configuration problems a worker met, for /readyz,
+// the orderworker_config_problem gauge and one loud log line per problem.
+// It is safe for concurrent use.
+type Problems struct {
+	mu   sync.Mutex
+	seen map[[2]string]problem
+	now  func() time.Time
+	desc *prometheus.Desc
+}
+
+type problem struct {
+	reason      string
+	first, last time.Time
+}
+
+// NewProblems returns an empty collection.
+func NewProblems() *Problems {
+	return &Problems{seen: map[[2]string]problem{}, now: time.Now,
+		desc: prometheus.NewDesc("orderworker_config_problem",
+			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, data_key) held an order back in the last two minutes.",
+			[]string{"provider", "kind"}, nil)}
+}
+
+// Report records a problem and reports whether it is new (not seen in the
+// last problemTTL), so the caller logs it once.
+func (p *Problems) Report(provider, kind, reason string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	k := [2]string{provider, kind}
+	cur, ok := p.seen[k]
+	isNew := !ok || now.Sub(cur.last) > problemTTL
+	if isNew {
+		cur.first = now
+	}
+	cur.reason, cur.last = reason, now
+	p.seen[k] = cur
+	return isNew
+}
+
+// Clear forgets a problem (a call with the same configuration succeeded).
+func (p *Problems) Clear(provider, kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.seen, [2]string{provider, kind})
+}
+
+// Err describes the current problems, nil when there are none.
+func (p *Problems) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	var msgs []string
+	for k, v := range p.seen {
+		if now.Sub(v.last) <= problemTTL {
+			msgs = append(msgs, fmt.Sprintf("%s: %s: %s", k[0], k[1], v.reason))
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	slices.Sort(msgs)
+	return errors.New("orders held back by configuration: " + strings.Join(msgs, "; "))
+}
+
+// Describe implements prometheus.Collector.
+func (p *Problems) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+// Collect implements prometheus.Collector.
+func (p *Problems) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for k, v := range p.seen {
+		if now.Sub(v.last) <= problemTTL {
+			ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, 1, k[0], k[1])
+		}
+	}
+}
