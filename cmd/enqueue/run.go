@@ -200,7 +200,7 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rec, err := tasks.NewLedger(rdb).Get(c, provider, orderNo)
+	rec, err := tasks.NewLedger(rdb).Get(c, tasks.OrderRef{Provider: provider, OrderNo: orderNo})
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
