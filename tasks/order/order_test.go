@@ -1,0 +1,366 @@
+package order
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+func policy() Policy {
+	return Policy{
+		MaxAttempts: 3, Deadline: time.Hour, PendingWindow: 30 * time.Minute,
+		PollInterval: 2 * time.Second, ConfigWait: 30 * time.Second,
+		// Exact delays: the ceiling of each retry.
+		Backoff: Backoff{Base: time.Second, Max: time.Minute, Rand: func(n int64) int64 { return n }},
+	}
+}
+
+// Records in each situation an order can be in when a step begins.
+func queuedMarked() *ledger.Record {
+	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, Inflight: 1, InflightMarked: true, CreatedAt: t0}
+}
+
+func retryMarked() *ledger.Record { // submitting again after a failure that created nothing
+	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, Attempts: 2, Failures: 1, Inflight: 3, InflightMarked: true, CreatedAt: t0}
+}
+
+func abandoned() *ledger.Record { // a run died with a create in flight
+	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, Attempts: 0, Inflight: 1, CreatedAt: t0}
+}
+
+func unknown() *ledger.Record {
+	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateUnknown, Attempts: 1, Failures: 1, Reason: "timeout", CreatedAt: t0}
+}
+
+func pending() *ledger.Record {
+	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StatePending, Attempts: 1, ProviderOrderID: "P1", PendingSince: t0.Add(time.Minute), CreatedAt: t0}
+}
+
+func needsSnapshot() *ledger.Record {
+	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateQueued, CreatedAt: t0}
+}
+
+func TestPlanStep(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	pk := policy()
+	pk.NeedsKnown = true
+	withKnown := needsSnapshot()
+	withKnown.Known = []string{}
+	broke := retryMarked()
+	broke.Failures = 3
+	tests := []struct {
+		name string
+		rec  *ledger.Record
+		p    Policy
+		now  time.Time
+		want Step
+		to   ledger.State // for None
+	}{
+		{"queued, marked: submit", queuedMarked(), p, t0, Submit, ""},
+		{"retry, marked: submit", retryMarked(), p, t0, Submit, ""},
+		{"abandoned create: look it up", abandoned(), p, t0, Lookup, ""},
+		{"abandoned create past the deadline: still looked up", abandoned(), p, t0.Add(2 * time.Hour), Lookup, ""},
+		{"unknown: look it up", unknown(), p, t0, Lookup, ""},
+		{"unknown past the deadline: still looked up", unknown(), p, t0.Add(2 * time.Hour), Lookup, ""},
+		{"pending: poll", pending(), p, t0, Poll, ""},
+		{"pending past its window: poll (the answer decides)", pending(), p, t0.Add(time.Hour), Poll, ""},
+		{"needs a snapshot: prepare", needsSnapshot(), pk, t0, Prepare, ""},
+		{"snapshot taken but create not marked: wait", withKnown, pk, t0, None, ""},
+		{"marked past the deadline: errored, nothing sent", queuedMarked(), p, t0.Add(time.Hour + time.Millisecond), None, ledger.StateErrored},
+		{"marked exactly at the deadline: submit", queuedMarked(), p, t0.Add(time.Hour), Submit, ""},
+		{"budget spent: errored, nothing sent", broke, p, t0, None, ledger.StateErrored},
+		{"prepare past the deadline: errored", needsSnapshot(), pk, t0.Add(2 * time.Hour), None, ledger.StateErrored},
+	}
+	for _, tc := range tests {
+		got := PlanStep(tc.rec, tc.p, tc.now)
+		if got.Step != tc.want {
+			t.Errorf("%s: step = %s, want %s", tc.name, got.Step, tc.want)
+			continue
+		}
+		if got.Step == None && got.Settle.To() != tc.to {
+			t.Errorf("%s: settles to %q, want %q", tc.name, got.Settle.To(), tc.to)
+		}
+	}
+}
+
+// errs is one error for every code a provider call can fail with.
+var errs = map[providers.Code]error{
+	providers.Unknown:            errors.New("connection reset"),
+	providers.InvalidArgument:    providers.Errorf(providers.InvalidArgument, "op", "bad ItemId"),
+	providers.Unauthenticated:    providers.Errorf(providers.Unauthenticated, "op", "Signature invalid"),
+	providers.PermissionDenied:   providers.Errorf(providers.PermissionDenied, "op", "arrears"),
+	providers.FailedPrecondition: providers.Errorf(providers.FailedPrecondition, "op", "not allowed"),
+	providers.RateLimited:        &providers.Error{Code: providers.RateLimited, Op: "op", RetryAfter: 7 * time.Second},
+	providers.Unavailable:        providers.Errorf(providers.Unavailable, "op", "503"),
+	providers.Ambiguous:          providers.Errorf(providers.Ambiguous, "op", "timeout after write"),
+	providers.NotFound:           providers.Errorf(providers.NotFound, "op", "no such order"),
+}
+
+type want struct {
+	to   ledger.State // "" = unchanged
+	next Next
+}
+
+// TestDecideFailures covers every step × every error code.
+func TestDecideFailures(t *testing.T) {
+	t.Parallel()
+	type row map[providers.Code]want
+	u, sub, errd := ledger.StateUnknown, ledger.StateSubmitting, ledger.StateErrored
+	tests := []struct {
+		step Step
+		rec  func() *ledger.Record
+		want row
+	}{
+		{Submit, queuedMarked, row{
+			providers.Unknown:            {u, Retry},
+			providers.Ambiguous:          {u, Retry},
+			providers.InvalidArgument:    {errd, Stop},
+			providers.PermissionDenied:   {errd, Stop},
+			providers.FailedPrecondition: {errd, Stop},
+			providers.NotFound:           {errd, Stop},
+			providers.Unauthenticated:    {sub, ConfigWait},
+			providers.RateLimited:        {sub, Wait},
+			providers.Unavailable:        {sub, Retry},
+		}},
+		{Lookup, unknown, row{
+			providers.Unknown:            {u, Wait},
+			providers.Ambiguous:          {u, Wait},
+			providers.InvalidArgument:    {u, Wait},
+			providers.PermissionDenied:   {u, Wait},
+			providers.FailedPrecondition: {u, Wait},
+			providers.Unauthenticated:    {u, ConfigWait},
+			providers.RateLimited:        {u, Wait},
+			providers.Unavailable:        {u, Wait},
+			providers.NotFound:           {sub, Continue},
+		}},
+		{Lookup, abandoned, row{
+			providers.Unknown:            {u, Wait},
+			providers.Ambiguous:          {u, Wait},
+			providers.InvalidArgument:    {u, Wait},
+			providers.PermissionDenied:   {u, Wait},
+			providers.FailedPrecondition: {u, Wait},
+			providers.Unauthenticated:    {u, ConfigWait},
+			providers.RateLimited:        {u, Wait},
+			providers.Unavailable:        {u, Wait},
+			providers.NotFound:           {sub, Continue},
+		}},
+		{Poll, pending, row{
+			providers.Unknown:            {"", Wait},
+			providers.Ambiguous:          {"", Wait},
+			providers.InvalidArgument:    {"", Wait},
+			providers.PermissionDenied:   {"", Wait},
+			providers.FailedPrecondition: {"", Wait},
+			providers.Unauthenticated:    {"", ConfigWait},
+			providers.RateLimited:        {"", Wait},
+			providers.Unavailable:        {"", Wait},
+			providers.NotFound:           {errd, Stop},
+		}},
+		{Pay, pending, row{
+			providers.Unknown:            {"", Wait},
+			providers.Ambiguous:          {"", Wait},
+			providers.InvalidArgument:    {"", Wait},
+			providers.PermissionDenied:   {"", Wait},
+			providers.FailedPrecondition: {"", Wait},
+			providers.Unauthenticated:    {"", ConfigWait},
+			providers.RateLimited:        {"", Wait},
+			providers.Unavailable:        {"", Wait},
+			providers.NotFound:           {errd, Stop},
+		}},
+		{Prepare, needsSnapshot, row{
+			providers.Unknown:            {"", Wait},
+			providers.Ambiguous:          {"", Wait},
+			providers.InvalidArgument:    {errd, Stop},
+			providers.PermissionDenied:   {errd, Stop},
+			providers.FailedPrecondition: {errd, Stop},
+			providers.Unauthenticated:    {"", ConfigWait},
+			providers.RateLimited:        {"", Wait},
+			providers.Unavailable:        {"", Wait},
+			providers.NotFound:           {"", Wait},
+		}},
+	}
+	for _, tc := range tests {
+		for code, err := range errs {
+			w, ok := tc.want[code]
+			if !ok {
+				t.Fatalf("%s: no expectation for %s", tc.step, code)
+			}
+			rec := tc.rec()
+			a := &ledger.Attempt{N: rec.Attempts + 1, Call: tc.step.String(), Result: code.String()}
+			d := Decide(rec, tc.step, Outcome{Err: err, Attempt: a}, policy(), t0.Add(2*time.Minute))
+			name := fmt.Sprintf("%s from %s, %s", tc.step, rec.State, code)
+			if d.Settle.To() != w.to || d.Then.Next != w.next {
+				t.Errorf("%s: to %q then %v, want to %q then %v", name, d.Settle.To(), d.Then.Next, w.to, w.next)
+			}
+			if d.Settle.Attempt() != a {
+				t.Errorf("%s: the attempt is not recorded", name)
+			}
+			if (d.Then.Next == Wait || d.Then.Next == Retry || d.Then.Next == ConfigWait) && d.Then.Delay <= 0 {
+				t.Errorf("%s: %v with no delay", name, d.Then.Next)
+			}
+			if code == providers.RateLimited && d.Then.Next == Wait && tc.step != Poll && tc.step != Pay && d.Then.Delay != 7*time.Second {
+				t.Errorf("%s: delay %s, want the provider's 7s", name, d.Then.Delay)
+			}
+		}
+	}
+}
+
+// The safety rules, checked over every situation × every outcome × a range
+// of times (before and after the deadline and the pending window).
+func TestDecideNeverRisksADoubleOrder(t *testing.T) {
+	t.Parallel()
+	recs := map[string]func() *ledger.Record{"queued": queuedMarked, "retry": retryMarked, "abandoned": abandoned, "unknown": unknown, "pending": pending, "snapshot": needsSnapshot}
+	outcomes := map[string]Outcome{}
+	for code, err := range errs {
+		outcomes[code.String()] = Outcome{Err: err}
+	}
+	outcomes["paid"] = Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P9"}}
+	outcomes["pending"] = Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P9"}}
+	outcomes["payable"] = Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P9", Payable: true}}
+	outcomes["no status"] = Outcome{Result: providers.Result{}}
+	times := []time.Duration{0, 59 * time.Minute, 61 * time.Minute, 3 * time.Hour}
+	for rn, mk := range recs {
+		for _, step := range []Step{Prepare, Submit, Lookup, Poll, Pay} {
+			for on, out := range outcomes {
+				for _, dt := range times {
+					rec := mk()
+					d := Decide(rec, step, out, policy(), t0.Add(dt))
+					name := fmt.Sprintf("%s/%s/%s/+%s", rn, step, on, dt)
+					code := providers.CodeOf(out.Err)
+					// A call that may have created the order never leads
+					// to a state that allows a new create.
+					if step == Submit && providers.MaybeCreated(code) && d.Settle.To() != ledger.StateUnknown {
+						t.Errorf("%s: an ambiguous create went to %q, want unknown", name, d.Settle.To())
+					}
+					// A failed lookup of an order that may exist keeps it
+					// unknown: never submitting (a create), never errored.
+					if step == Lookup && out.Err != nil && code != providers.NotFound && d.Settle.To() != ledger.StateUnknown {
+						t.Errorf("%s: a failed lookup went to %q, want unknown", name, d.Settle.To())
+					}
+					// A configuration problem never ends an order.
+					if code == providers.Unauthenticated && (d.Settle.To() == ledger.StateErrored || d.Then.Next != ConfigWait) {
+						t.Errorf("%s: rejected credentials gave %q / %v", name, d.Settle.To(), d.Then.Next)
+					}
+					// Only a create after a confirmed absence continues
+					// to Submit.
+					if d.Then.Next == Continue && d.Then.Step == Submit && !(step == Prepare || step == Lookup && code == providers.NotFound) {
+						t.Errorf("%s: continues to submit", name)
+					}
+					// A success is never errored except a pending order past
+					// its window.
+					if out.Err == nil && step != Prepare && d.Settle.To() == ledger.StateErrored && out.Result.Status != providers.StatusPending {
+						t.Errorf("%s: a successful call errored the order", name)
+					}
+					// A paid answer is always recorded paid with its id.
+					if out.Err == nil && out.Result.Status == providers.StatusPaid && step != Prepare && (d.Settle.To() != ledger.StatePaid || d.Then.Next != Done) {
+						t.Errorf("%s: paid answer gave %q / %v", name, d.Settle.To(), d.Then.Next)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	unavailable := Outcome{Err: errs[providers.Unavailable]}
+	notFound := Outcome{Err: errs[providers.NotFound]}
+
+	// The budget: failures 1 of 3 → retry; 2 of 3 → the third failure errors.
+	r := retryMarked() // failures 1
+	if d := Decide(r, Submit, unavailable, p, t0); d.Settle.To() != ledger.StateSubmitting || d.Then.Next != Retry || d.Then.Delay != 2*time.Second {
+		t.Errorf("second failure: %q %v %s, want submitting, retry after 2s", d.Settle.To(), d.Then.Next, d.Then.Delay)
+	}
+	r.Failures = 2
+	if d := Decide(r, Submit, unavailable, p, t0); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "gave up after 3 failed attempts") {
+		t.Errorf("third failure: %q %q, want errored after 3", d.Settle.To(), d.Then.Reason)
+	}
+	// Not found after the budget was spent on ambiguous creates: errored.
+	u := unknown()
+	u.Failures = 3
+	if d := Decide(u, Lookup, notFound, p, t0); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "not created after 3 failed attempts") {
+		t.Errorf("not found, budget spent: %q %q", d.Settle.To(), d.Then.Reason)
+	}
+	// Not found past the deadline: errored; just before: submit again.
+	u = unknown()
+	if d := Decide(u, Lookup, notFound, p, t0.Add(time.Hour+time.Millisecond)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("not found past the deadline: %q, want errored", d.Settle.To())
+	}
+	if d := Decide(u, Lookup, notFound, p, t0.Add(time.Hour)); d.Settle.To() != ledger.StateSubmitting || d.Then.Next != Continue {
+		t.Errorf("not found at the deadline: %q %v, want submitting, continue", d.Settle.To(), d.Then.Next)
+	}
+	// A failed lookup past the deadline: left unknown for a person.
+	if d := Decide(u, Lookup, unavailable, p, t0.Add(2*time.Hour)); d.Settle.To() != ledger.StateUnknown || d.Then.Next != Stop || !strings.Contains(d.Then.Reason, "left for an operator") {
+		t.Errorf("failed lookup past the deadline: %q %v %q", d.Settle.To(), d.Then.Next, d.Then.Reason)
+	}
+	// The pending window: still pending just inside it, errored past it.
+	pd := pending() // pending since t0+1m
+	pendingOut := Outcome{Result: providers.Result{Status: providers.StatusPending}}
+	if d := Decide(pd, Poll, pendingOut, p, t0.Add(31*time.Minute)); d.Settle.To() != ledger.StatePending || d.Then.Next != Wait {
+		t.Errorf("pending at the window's end: %q %v", d.Settle.To(), d.Then.Next)
+	}
+	if d := Decide(pd, Poll, pendingOut, p, t0.Add(31*time.Minute+time.Millisecond)); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "pending window") {
+		t.Errorf("pending past the window: %q %q", d.Settle.To(), d.Then.Reason)
+	}
+	if d := Decide(pd, Poll, unavailable, p, t0.Add(32*time.Minute)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("failed poll past the window: %q, want errored", d.Settle.To())
+	}
+	// Poll delays double with time pending, up to a minute.
+	for _, c := range []struct {
+		after time.Duration
+		want  time.Duration
+	}{{0, 2 * time.Second}, {9 * time.Second, 4 * time.Second}, {17 * time.Second, 8 * time.Second}, {20 * time.Minute, time.Minute}} {
+		d := Decide(pd, Poll, pendingOut, p, pd.PendingSince.Add(c.after))
+		if d.Then.Delay != c.want {
+			t.Errorf("pending %s: next check in %s, want %s", c.after, d.Then.Delay, c.want)
+		}
+	}
+	// The provider's own hint wins.
+	if d := Decide(pd, Poll, Outcome{Result: providers.Result{Status: providers.StatusPending, NextCheck: 9 * time.Second}}, p, t0.Add(2*time.Minute)); d.Then.Delay != 9*time.Second {
+		t.Errorf("next check = %s, want the provider's 9s", d.Then.Delay)
+	}
+	// Payable: pay next, in the same run; after a pay, never pay again at once.
+	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, Payable: true}}
+	if d := Decide(pd, Poll, payable, p, t0.Add(2*time.Minute)); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Errorf("payable poll: %v %s, want continue to pay", d.Then.Next, d.Then.Step)
+	}
+	if d := Decide(pd, Pay, payable, p, t0.Add(2*time.Minute)); d.Then.Next != Wait {
+		t.Errorf("payable after a pay: %v, want wait", d.Then.Next)
+	}
+	// A successful first create that comes back pending starts the window.
+	q := queuedMarked()
+	d := Decide(q, Submit, Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P7"}}, p, t0)
+	if d.Settle.To() != ledger.StatePending || d.Then.Delay != 2*time.Second {
+		t.Errorf("pending create: %q %s", d.Settle.To(), d.Then.Delay)
+	}
+	// Prepare: records the snapshot and continues to the create.
+	if d := Decide(needsSnapshot(), Prepare, Outcome{Known: []string{"A", "B"}}, p, t0); d.Then.Next != Continue || d.Then.Step != Submit || d.Settle.To() != "" {
+		t.Errorf("prepare: %q %v %s", d.Settle.To(), d.Then.Next, d.Then.Step)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	b := Backoff{Base: time.Second, Max: 5 * time.Second}
+	for n, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		if got := b.Ceiling(n); got != want {
+			t.Errorf("Ceiling(%d) = %s, want %s", n, got, want)
+		}
+	}
+	if got := b.Ceiling(1000); got != 5*time.Second {
+		t.Errorf("Ceiling(1000) = %s, want the cap", got)
+	}
+	for range 1000 {
+		if d := b.Delay(2); d < 0 || d > 4*time.Second {
+			t.Fatalf("Delay(2) = %s, outside [0, 4s]", d)
+		}
+	}
+}
