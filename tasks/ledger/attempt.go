@@ -354,7 +354,9 @@ func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.
 		}
 		timer = time.AfterFunc(ttl/3, extend)
 	}
+	mu.Lock()
 	timer = time.AfterFunc(ttl/3, extend)
+	mu.Unlock()
 	return ctx, func() {
 		mu.Lock()
 		stopped = true

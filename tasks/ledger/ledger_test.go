@@ -1,0 +1,262 @@
+package ledger_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// counter counts the commands (round trips) a client sends.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { c.n.Add(1); return next(ctx, cmd) }
+}
+func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { c.n.Add(1); return next(ctx, cmds) }
+}
+
+func setup(t *testing.T) (*ledger.Ledger, *redis.Client, *counter) {
+	t.Helper()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	c := &counter{}
+	rdb.AddHook(c)
+	return ledger.New(rdb, nil), rdb, c
+}
+
+var ctx = context.Background()
+
+func claim(t *testing.T, l *ledger.Ledger, ref ledger.Ref) {
+	t.Helper()
+	res, err := l.Claim(ctx, ref, []byte(`{"a":1}`), "h1")
+	if err != nil || !res.Created {
+		t.Fatalf("Claim = %+v, %v", res, err)
+	}
+}
+
+// The happy path of an order costs one round trip to claim it, one to begin
+// its step and one to settle it, each atomic.
+func TestHappyPathRoundTrips(t *testing.T) {
+	t.Parallel()
+	l, _, c := setup(t)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "O1"}
+	// Load the scripts first so EVALSHA does not fall back to EVAL.
+	claim(t, l, ledger.Ref{Provider: "tencent", OrderNo: "warm"})
+	b, _ := l.Begin(ctx, ledger.Ref{Provider: "tencent", OrderNo: "warm"}, ledger.BeginArgs{Token: "w"})
+	_ = b
+	_ = l.Settle(ctx, ledger.Ref{Provider: "tencent", OrderNo: "warm"}, "w", ledger.SetPaid("W"))
+
+	c.n.Store(0)
+	claim(t, l, ref)
+	if n := c.n.Load(); n != 1 {
+		t.Errorf("Claim took %d round trips, want 1", n)
+	}
+	c.n.Store(0)
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"})
+	if err != nil || b.Status != ledger.Began || !b.Record.InflightMarked || b.Record.State != ledger.StateSubmitting || b.Record.Inflight != 1 {
+		t.Fatalf("Begin = %+v (%+v), %v; want began with the create marked in flight", b, b.Record, err)
+	}
+	if n := c.n.Load(); n != 1 {
+		t.Errorf("Begin took %d round trips, want 1", n)
+	}
+	c.n.Store(0)
+	a := &ledger.Attempt{N: 1, Call: "submit", Result: "ok"}
+	if err := l.Settle(ctx, ref, "t1", ledger.SetPaid("P1").WithAttempt(a)); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.n.Load(); n != 1 {
+		t.Errorf("Settle took %d round trips, want 1", n)
+	}
+	rec, err := l.Get(ctx, ref)
+	if err != nil || rec.State != ledger.StatePaid || rec.ProviderOrderID != "P1" || rec.Attempts != 1 || rec.Inflight != 0 || len(rec.History) != 1 || rec.OutcomeAt.IsZero() {
+		t.Fatalf("record = %+v, %v", rec, err)
+	}
+	st, err := l.Stats(ctx, []string{"tencent"})
+	if err != nil || st["tencent"][ledger.StatePaid].Count != 2 || st["tencent"][ledger.StateQueued].Count != 0 || st["tencent"][ledger.StateSubmitting].Count != 0 {
+		t.Errorf("stats = %+v, %v; want both orders indexed as paid only", st["tencent"], err)
+	}
+	if owner, _ := l.Owner(ctx, "tencent", "P1"); owner != "O1" {
+		t.Errorf("owner of P1 = %q, want O1", owner)
+	}
+}
+
+func TestBeginRefusesFinishedAndLeased(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "O2"}
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "x"}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("Begin on no record: %v, want ErrNotFound", err)
+	}
+	claim(t, l, ref)
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "a", LeaseTTL: 200 * time.Millisecond}); err != nil || b.Status != ledger.Began {
+		t.Fatalf("first Begin = %+v, %v", b, err)
+	}
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "b"})
+	if err != nil || b.Status != ledger.Busy || b.LeaseUntil.IsZero() {
+		t.Fatalf("second Begin = %+v, %v; want busy", b, err)
+	}
+	// A client retry of the same Begin (lost reply) finds its own lease and
+	// its own mark, unchanged.
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "a"}); err != nil || b.Status != ledger.Began || !b.Record.InflightMarked || b.Record.Inflight != 1 {
+		t.Fatalf("retried Begin = %+v, %v", b, err)
+	}
+	// The lease expires: the next run takes it, and sees the create still
+	// in flight (not marked by it): it must look the order up.
+	time.Sleep(250 * time.Millisecond)
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "c"})
+	if err != nil || b.Status != ledger.Began || b.Record.InflightMarked || b.Record.Inflight != 1 {
+		t.Fatalf("Begin after expiry = %+v (%+v), %v; want began, in flight from before", b, b.Record, err)
+	}
+	// The first run comes back: its lease is gone.
+	if err := l.Settle(ctx, ref, "a", ledger.SetPaid("X")); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Fatalf("Settle with a lost lease: %v, want ErrLeaseLost", err)
+	}
+	if err := l.Settle(ctx, ref, "c", ledger.SetErrored("no")); err != nil {
+		t.Fatal(err)
+	}
+	// A client retry of a Settle whose reply was lost: success, applied once.
+	if err := l.Settle(ctx, ref, "c", ledger.SetErrored("no")); err != nil {
+		t.Fatalf("retried Settle: %v", err)
+	}
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "d"}); err != nil || b.Status != ledger.Finished || b.Record.State != ledger.StateErrored {
+		t.Fatalf("Begin on an errored order = %+v, %v; want finished", b, err)
+	}
+}
+
+func TestSettleNeverAdoptsAnotherOrdersProviderID(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	a, b := ledger.Ref{Provider: "aliyun", OrderNo: "A"}, ledger.Ref{Provider: "aliyun", OrderNo: "B"}
+	claim(t, l, a)
+	claim(t, l, b)
+	if _, err := l.Begin(ctx, b, ledger.BeginArgs{Token: "tb"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, b, "tb", ledger.SetPaid("PO-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, a, ledger.BeginArgs{Token: "ta"}); err != nil {
+		t.Fatal(err)
+	}
+	err := l.Settle(ctx, a, "ta", ledger.SetPaid("PO-1"))
+	var owned *ledger.OwnedError
+	if !errors.As(err, &owned) || owned.Owner != "B" {
+		t.Fatalf("Settle A with B's id: %v, want OwnedError naming B", err)
+	}
+	rec, _ := l.Get(ctx, a)
+	if rec.State != ledger.StateSubmitting || rec.ProviderOrderID != "" {
+		t.Errorf("A after the refused settle: %+v, want unchanged", rec)
+	}
+	// The same id settles again for its owner (a poll of B).
+	if _, err := l.Begin(ctx, b, ledger.BeginArgs{Token: "tb2"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKnownSnapshotGatesTheCreate(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "K"}
+	claim(t, l, ref)
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", NeedsKnown: true})
+	if err != nil || b.Record.InflightMarked || b.Record.Known != nil || b.Record.State != ledger.StateQueued {
+		t.Fatalf("Begin without a snapshot = %+v, %v; want no mark", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t1", ledger.SetKnown(nil)); err != nil {
+		t.Fatal(err)
+	}
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", NeedsKnown: true})
+	if err != nil || !b.Record.InflightMarked || b.Record.Known == nil || len(b.Record.Known) != 0 {
+		t.Fatalf("Begin with an empty snapshot = %+v, %v; want the create marked", b.Record, err)
+	}
+}
+
+func TestKeepAliveHoldsTheLease(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "KA"}
+	claim(t, l, ref)
+	ttl := 300 * time.Millisecond
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "k", LeaseTTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, stop := l.KeepAlive(ctx, ref, "k", ttl)
+	time.Sleep(3 * ttl)
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "other"}); err != nil || b.Status != ledger.Busy {
+		t.Fatalf("Begin while kept alive = %+v, %v; want busy", b, err)
+	}
+	if cctx.Err() != nil {
+		t.Fatalf("keepalive context ended: %v", context.Cause(cctx))
+	}
+	stop()
+	if err := l.Settle(ctx, ref, "k", ledger.Release()); err != nil {
+		t.Fatal(err)
+	}
+	// A lease taken over: the keepalive cancels its context.
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "k2", LeaseTTL: 60 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, stop = l.KeepAlive(ctx, ref, "k-wrong", 60*time.Millisecond)
+	defer stop()
+	select {
+	case <-cctx.Done():
+		if !errors.Is(context.Cause(cctx), ledger.ErrLeaseLost) {
+			t.Errorf("cause = %v, want ErrLeaseLost", context.Cause(cctx))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("keepalive of a lease not held did not cancel")
+	}
+}
+
+func TestClaimDedupesAndUnclaim(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "C"}
+	first, err := l.Claim(ctx, ref, []byte(`{}`), "h1")
+	if err != nil || !first.Created {
+		t.Fatal(first, err)
+	}
+	again, err := l.Claim(ctx, ref, []byte(`{}`), "h2")
+	if err != nil || again.Created || again.ParamsHash != "h1" || again.State != ledger.StateQueued {
+		t.Fatalf("second Claim = %+v, %v", again, err)
+	}
+	if err := l.Unclaim(ctx, ref, "not-the-token"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec == nil {
+		t.Fatal("Unclaim with another token removed the record")
+	}
+	if err := l.Unclaim(ctx, ref, first.Token); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec != nil {
+		t.Fatalf("record after Unclaim: %+v", rec)
+	}
+	lost, err := l.ClaimLost(ctx, ref, []byte(`{}`), "h1", "record lost")
+	if err != nil || !lost.Created || lost.State != ledger.StateUnknown {
+		t.Fatalf("ClaimLost = %+v, %v", lost, err)
+	}
+}
+
+func TestCheckDataKey(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	var mm *ledger.DataKeyMismatchError
+	if err := l.CheckDataKey(ctx, "bbbb"); !errors.As(err, &mm) || mm.Want != "aaaa" {
+		t.Fatalf("CheckDataKey(other) = %v, want a mismatch", err)
+	}
+}
