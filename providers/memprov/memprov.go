@@ -1,0 +1,251 @@
+// Package memprov is an in-memory provider: a Backend that holds orders
+// and a client that implements providers.Provider against it, with the
+// same fault injection as the HTTP sandboxes. It passes the providertest
+// conformance suite, so tests of the layers above (the handler, the state
+// machine's shell) run without HTTP where HTTP is not the point.
+//
+// Its params are {"item": string, "qty": integer 1..100}. Orders are found
+// by order number, like Tencent's.
+package memprov
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/fault"
+)
+
+// Name is the provider key memprov uses unless told otherwise.
+const Name = "mem"
+
+// Fields are memprov's params.
+var Fields = []providers.Field{
+	{Name: "item", Kind: providers.String, Required: true, Pattern: regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)},
+	{Name: "qty", Kind: providers.Int, Required: true, Min: 1, Max: 100},
+}
+
+// Parse validates params and returns them decoded.
+func Parse(params json.RawMessage) (providers.Params, error) {
+	return providers.DecodeParams(Name+" params", params, Fields)
+}
+
+// Backend is the provider's side: the orders it holds. It is safe for
+// concurrent use.
+type Backend struct {
+	secret string
+	// Pending makes new orders come back pending; Lookup then reports them
+	// paid once Pay was called (or at once when AutoPaid is set).
+	Pending bool
+
+	mu     sync.Mutex
+	orders map[string]*stored // by order number
+	nextID int
+	calls  map[string]int
+	faults fault.Injector
+}
+
+type stored struct {
+	id   string
+	paid bool
+}
+
+// NewBackend returns an empty Backend that accepts the given secret.
+func NewBackend(secret string) *Backend {
+	b := &Backend{secret: secret, orders: map[string]*stored{}, calls: map[string]int{}}
+	b.faults.SetHangLimit(5 * time.Second)
+	return b
+}
+
+// Faults is the backend's fault injector.
+func (b *Backend) Faults() *fault.Injector { return &b.faults }
+
+// Count is how many orders the backend holds for orderNo (0 or 1: it
+// refuses a second create of one number, as a provider with client order
+// numbers would not; tests count creates with Calls).
+func (b *Backend) Count(orderNo string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.orders[orderNo]; ok {
+		return 1
+	}
+	return 0
+}
+
+// Calls is how many calls of kind ("create", "lookup", "pay") arrived.
+func (b *Backend) Calls(kind string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls[kind]
+}
+
+// Client talks to a Backend. It implements providers.Provider and
+// providers.Payer.
+type Client struct {
+	name    string
+	backend *Backend
+	secret  providers.Secret
+	autoPay bool
+}
+
+// Options configure a Client.
+type Options struct {
+	// Name is the provider key. Default Name.
+	Name string
+	// Secret is the client's credential; a wrong one is Unauthenticated.
+	Secret providers.Secret
+	// AutoPay marks pending orders Payable, so the caller pays them.
+	AutoPay bool
+}
+
+// New returns a client of b.
+func New(b *Backend, o Options) *Client {
+	if o.Name == "" {
+		o.Name = Name
+	}
+	return &Client{name: o.Name, backend: b, secret: o.Secret, autoPay: o.AutoPay}
+}
+
+// Name implements providers.Provider.
+func (c *Client) Name() string { return c.name }
+
+// Validate implements providers.Provider.
+func (c *Client) Validate(params json.RawMessage) error { _, err := Parse(params); return err }
+
+// Parse validates params and returns them decoded.
+func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
+
+func (c *Client) auth(op string) error {
+	if c.secret.Reveal() != c.backend.secret {
+		return &providers.Error{Code: providers.Unauthenticated, Op: op, HTTPStatus: 401, Message: "signature does not verify"}
+	}
+	return nil
+}
+
+func (c *Client) result(s *stored) providers.Result {
+	r := providers.Result{Status: providers.StatusPaid, ProviderOrderID: s.id, HTTPStatus: 200}
+	if !s.paid {
+		r.Status, r.Payable, r.NextCheck = providers.StatusPending, c.autoPay, 10*time.Millisecond
+	}
+	return r
+}
+
+// Submit implements providers.Provider.
+func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	const op = "mem create"
+	if o.Parsed == nil {
+		if _, err := Parse(o.Params); err != nil {
+			return providers.Result{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, Err: err}
+	}
+	b := c.backend
+	b.mu.Lock()
+	b.calls["create"]++
+	b.mu.Unlock()
+	if err := c.auth(op); err != nil {
+		return providers.Result{}, err
+	}
+	switch k := b.faults.Next(true); k {
+	case fault.Throttle:
+		return providers.Result{}, &providers.Error{Code: providers.RateLimited, Op: op, HTTPStatus: 429, RetryAfter: 20 * time.Millisecond}
+	case fault.FailBefore:
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: 503, Message: "service unavailable"}
+	case fault.FailAfter, fault.HangAfter:
+		b.create(o.OrderNo)
+		if k == fault.HangAfter {
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: 503, Message: "no answer after the order was created"}
+	}
+	s, dup := b.create(o.OrderNo)
+	if dup {
+		return providers.Result{}, &providers.Error{Code: providers.InvalidArgument, Op: op, HTTPStatus: 400, ProviderCode: "DuplicateOrderNo", Message: "order number already used"}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return c.result(s), nil
+}
+
+func (b *Backend) create(orderNo string) (*stored, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s, ok := b.orders[orderNo]; ok {
+		return s, true
+	}
+	b.nextID++
+	s := &stored{id: "M" + strconv.Itoa(b.nextID), paid: !b.Pending}
+	b.orders[orderNo] = s
+	return s, false
+}
+
+// Lookup implements providers.Provider: it finds the order by number.
+func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
+	const op = "mem lookup"
+	if err := ctx.Err(); err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, Err: err}
+	}
+	b := c.backend
+	b.mu.Lock()
+	b.calls["lookup"]++
+	b.mu.Unlock()
+	if err := c.auth(op); err != nil {
+		return providers.Result{}, err
+	}
+	switch b.faults.Next(false) {
+	case fault.Throttle:
+		return providers.Result{}, &providers.Error{Code: providers.RateLimited, Op: op, HTTPStatus: 429, RetryAfter: 20 * time.Millisecond}
+	case fault.FailBefore:
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: 503}
+	}
+	b.mu.Lock()
+	s, ok := b.orders[o.OrderNo]
+	var r providers.Result
+	if ok {
+		r = c.result(s)
+	}
+	b.mu.Unlock()
+	if !ok {
+		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, HTTPStatus: 200, Message: "no such order"}
+	}
+	if o.Owned != nil {
+		owned, err := o.Owned(ctx, r.ProviderOrderID)
+		if err != nil {
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, Message: "ownership check failed", Err: err}
+		}
+		if owned {
+			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, Message: "the order found belongs to another order"}
+		}
+	}
+	return r, nil
+}
+
+// Pay implements providers.Payer.
+func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, error) {
+	const op = "mem pay"
+	if err := ctx.Err(); err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, Err: err}
+	}
+	b := c.backend
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls["pay"]++
+	if err := c.auth(op); err != nil {
+		return providers.Result{}, err
+	}
+	s, ok := b.orders[o.OrderNo]
+	if !ok {
+		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, Message: "no such order"}
+	}
+	s.paid = true
+	return c.result(s), nil
+}
