@@ -32,7 +32,7 @@ func (h harness) InvalidParams() map[string]json.RawMessage {
 	}
 }
 func (h harness) Count(o providers.Order) int { return h.b.Count(o.OrderNo) }
-func (h harness) Secrets() []string          { return []string{secret} }
+func (h harness) Secrets() []string           { return []string{secret} }
 
 func TestConformance(t *testing.T) {
 	providertest.RunConformanceTests(t, func(t *testing.T) providertest.Harness {
