@@ -84,13 +84,14 @@ var (
 	nonTerminal = []string{"queued", "submitting", "unknown", "pending"}
 	asynqStates = []string{"active", "pending", "scheduled", "retry", "archived", "completed", "aggregating"}
 	dedupeKinds = []string{"duplicate", "conflict", "terminal"}
+	configKinds = []string{"provider_disabled", "credentials_rejected", "data_key"}
 )
 
 // metrics is every metric name a query may use. Target labels (job,
 // instance) are allowed on all of them.
 var metrics = map[string]metric{
 	"orderworker_orders_total":                      {labels: map[string][]string{"provider": providers, "outcome": outcomes}},
-	"orderworker_provider_request_duration_seconds": {histogram: true, labels: map[string][]string{"provider": providers, "call": {"submit", "lookup"}, "result": results}},
+	"orderworker_provider_request_duration_seconds": {histogram: true, labels: map[string][]string{"provider": providers, "call": {"prepare", "submit", "lookup", "poll", "pay"}, "result": results}},
 	"orderworker_order_attempts":                    {histogram: true, labels: map[string][]string{"provider": providers}},
 	"orderworker_retries_total":                     {labels: map[string][]string{"provider": providers, "reason": nil}},
 	"orderworker_dedupe_hits_total":                 {labels: map[string][]string{"provider": providers, "kind": dedupeKinds}},
@@ -101,6 +102,8 @@ var metrics = map[string]metric{
 	"orderworker_rate_limit_waits_total":            {labels: map[string][]string{"provider": providers}},
 	"orderworker_reconciler_found_total":            {labels: map[string][]string{"kind": nil}},
 	"orderworker_redis_up":                          {},
+	"orderworker_config_problem":                    {labels: map[string][]string{"provider": providers, "kind": configKinds}},
+	"orderworker_config_waits_total":                {labels: map[string][]string{"provider": providers, "kind": configKinds}},
 	"asynq_tasks_enqueued":                          {labels: map[string][]string{"queue": nil, "state": asynqStates}},
 	"asynq_queue_size":                              {labels: map[string][]string{"queue": nil}},
 	"asynq_queue_latency_seconds":                   {labels: map[string][]string{"queue": nil}},
