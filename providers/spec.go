@@ -166,7 +166,24 @@ func (s Spec) Build(cfg Config, deps Deps) (p Provider, disabledReason string, e
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", s.Name, err)
 	}
+	if len(s.Sensitive) > 0 {
+		// The Set asks the provider which params to mask: it must
+		// name at least the spec's.
+		sp, ok := p.(Sensitive)
+		if !ok || !containsAll(sp.SensitiveParams(), s.Sensitive) {
+			return nil, "", fmt.Errorf("%s: the provider does not report its personal-data params %v", s.Name, s.Sensitive)
+		}
+	}
 	return p, "", nil
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // joinAnd renders "a", "a and b", "a, b and c".

@@ -46,7 +46,7 @@ func requireToken(token providers.Secret, next http.Handler) http.Handler {
 	want := []byte(token.Reveal())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var got string
-		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if b, ok := bearerToken(r.Header.Get("Authorization")); ok {
 			got = b
 		} else if _, p, ok := r.BasicAuth(); ok {
 			got = p
@@ -58,6 +58,18 @@ func requireToken(token providers.Secret, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// bearerToken returns the token of an "Authorization: Bearer TOKEN"
+// header. The scheme is case-insensitive (RFC 9110 §11.1): "bearer" and
+// "BEARER" are Bearer too.
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	return token, token != ""
 }
 
 // newMonitoring returns the embedded asynqmon dashboard.

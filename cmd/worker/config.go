@@ -5,11 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks/guard"
 )
 
@@ -18,6 +21,9 @@ import (
 type config struct {
 	Dev  bool
 	Demo bool
+	// DevRedis is -dev-redis: the Redis -dev uses instead of an embedded
+	// one, refused when it holds data -dev did not write.
+	DevRedis string
 
 	RedisURL        string
 	AdminAddr       string
@@ -41,25 +47,15 @@ type config struct {
 	MonitoringToken    providers.Secret
 	MonitoringReadOnly bool
 
-	Tencent  tencentConfig
-	Aliyun   aliyunConfig
-	Unicloud unicloudConfig
+	// Providers are every provider the registry lists, each with its
+	// settings.
+	Providers []providerConfig
 }
 
-type tencentConfig struct {
-	Endpoint, AppKey string
-	AppSecret        providers.Secret
-}
-
-type aliyunConfig struct {
-	Endpoint, AppKey, ProjectID string
-	AppSecret                   providers.Secret
-	AutoPay                     bool
-}
-
-type unicloudConfig struct {
-	Endpoint, AccessKeyID string
-	AccessKeySecret       providers.Secret
+// providerConfig is one provider and the settings it read.
+type providerConfig struct {
+	Spec   providers.Spec
+	Config providers.Config
 }
 
 // envVar documents one setting; the README's table is this list.
@@ -67,7 +63,19 @@ type envVar struct {
 	name, def, help string
 }
 
-var envVars = []envVar{
+// envVars lists every variable the worker reads: its own, then each
+// provider's settings, in the registry's order.
+func envVars() []envVar {
+	vars := slices.Clone(workerVars)
+	for _, s := range registry.All() {
+		for _, st := range s.Settings {
+			vars = append(vars, envVar{st.Name, st.Default, st.Help})
+		}
+	}
+	return vars
+}
+
+var workerVars = []envVar{
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster://host:port,host:port"},
 	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/"},
 	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
@@ -80,7 +88,7 @@ var envVars = []envVar{
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
-	{"ORDERWORKER_RATE_LIMITS", "", "requests per second shared by all workers, per provider or provider/account: tencent=20:40,aliyun=10 (rate[:burst])"},
+	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
 	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
 	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
@@ -88,26 +96,16 @@ var envVars = []envVar{
 	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/ needs it as a bearer token or basic-auth password"},
 	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks"},
-	{"TENCENT_ENDPOINT", "https://iot.cloud.tencent.com", "Tencent IoT Explorer base URL"},
-	{"TENCENT_APP_KEY", "", "Tencent AppKey (provider disabled without it)"},
-	{"TENCENT_APP_SECRET", "", "Tencent AppSecret"},
-	{"ALIYUN_ENDPOINT", "https://api.link.aliyun.com", "Aliyun IoT Living API gateway base URL"},
-	{"ALIYUN_APP_KEY", "", "Aliyun cloud AppKey (provider disabled without it)"},
-	{"ALIYUN_APP_SECRET", "", "Aliyun cloud AppSecret"},
-	{"ALIYUN_PROJECT_ID", "", "Aliyun project for cloudToken"},
-	{"ALIYUN_AUTO_PAY", "false", "pay pending Aliyun orders with /order/pay"},
-	{"UNICLOUD_ENDPOINT", "https://api.unicloud.com", "UniCloud OpenAPI base URL"},
-	{"UNICLOUD_ACCESS_KEY_ID", "", "UniCloud AccessKeyId (provider disabled without it)"},
-	{"UNICLOUD_ACCESS_KEY_SECRET", "", "UniCloud AccessKeySecret"},
 }
 
 // parseConfig reads the environment through getenv, then flags from args.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	vars := envVars()
 	env := func(name string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
-		for _, e := range envVars {
+		for _, e := range vars {
 			if e.name == name {
 				return e.def
 			}
@@ -154,31 +152,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		DataKey:            providers.Secret(env("ORDERWORKER_DATA_KEY")),
 		MonitoringToken:    providers.Secret(env("ORDERWORKER_MONITORING_TOKEN")),
 		MonitoringReadOnly: boolean("ORDERWORKER_MONITORING_READONLY"),
-		Tencent: tencentConfig{
-			Endpoint: env("TENCENT_ENDPOINT"), AppKey: env("TENCENT_APP_KEY"),
-			AppSecret: providers.Secret(env("TENCENT_APP_SECRET")),
-		},
-		Aliyun: aliyunConfig{
-			Endpoint: env("ALIYUN_ENDPOINT"), AppKey: env("ALIYUN_APP_KEY"),
-			AppSecret: providers.Secret(env("ALIYUN_APP_SECRET")), ProjectID: env("ALIYUN_PROJECT_ID"),
-			AutoPay: boolean("ALIYUN_AUTO_PAY"),
-		},
-		Unicloud: unicloudConfig{
-			Endpoint: env("UNICLOUD_ENDPOINT"), AccessKeyID: env("UNICLOUD_ACCESS_KEY_ID"),
-			AccessKeySecret: providers.Secret(env("UNICLOUD_ACCESS_KEY_SECRET")),
-		},
+	}
+	var names []string
+	for _, s := range registry.All() {
+		pc, err := s.ReadConfig(getenv)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		c.Providers = append(c.Providers, providerConfig{Spec: s, Config: pc})
+		names = append(names, s.Name)
 	}
 	if n, err := strconv.Atoi(env("ORDERWORKER_BREAKER_FAILURES")); err != nil || n < 0 {
 		errs = append(errs, fmt.Errorf("ORDERWORKER_BREAKER_FAILURES=%q: want a number, 0 to turn breakers off", env("ORDERWORKER_BREAKER_FAILURES")))
 	} else {
 		c.BreakerFailures = n
 	}
-	deadlines, err := parseDeadlines(env("ORDERWORKER_ORDER_DEADLINES"))
+	deadlines, err := parseDeadlines(env("ORDERWORKER_ORDER_DEADLINES"), names)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	c.Deadlines = deadlines
-	limits, err := parseLimits(env("ORDERWORKER_RATE_LIMITS"))
+	limits, err := parseLimits(env("ORDERWORKER_RATE_LIMITS"), names)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -193,7 +187,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		fmt.Fprintf(stderr, "Usage: worker [flags]\n\nProcesses orders until SIGINT or SIGTERM, then drains.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nEnvironment (flags override it):\n")
-		for _, e := range envVars {
+		for _, e := range vars {
 			def := e.def
 			if def == "" {
 				def = "-"
@@ -201,8 +195,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.name, e.help, def)
 		}
 	}
-	fs.BoolVar(&c.Dev, "dev", false, "development mode: embedded Redis when none is reachable, built-in provider sandboxes with demo credentials")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis (never REDIS_URL's) and built-in provider sandboxes with demo credentials")
 	fs.BoolVar(&c.Demo, "demo", false, "with -dev: enqueue one sample order per provider, print each outcome and exit")
+	fs.StringVar(&c.DevRedis, "dev-redis", "", "with -dev: use this Redis `URL` instead of an embedded one; refused when it holds data that -dev did not write")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR)")
 	fs.StringVar(&c.Queue, "queue", c.Queue, "asynq queue (ORDERWORKER_QUEUE)")
@@ -225,6 +220,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.Demo && !c.Dev {
 		return nil, errors.New("-demo needs -dev")
 	}
+	if c.DevRedis != "" && !c.Dev {
+		return nil, errors.New("-dev-redis needs -dev")
+	}
+	if c.Dev && flagSet(fs, "redis-url") {
+		return nil, errors.New("-dev never uses -redis-url or REDIS_URL: give -dev-redis URL to use another Redis than the embedded one")
+	}
+	if c.RetryMax < c.RetryBase {
+		return nil, fmt.Errorf("ORDERWORKER_RETRY_MAX (-retry-max) %s is below ORDERWORKER_RETRY_BASE (-retry-base) %s: the backoff cap must be at least the first backoff", c.RetryMax, c.RetryBase)
+	}
 	switch c.LogFormat {
 	case "json", "text":
 	default:
@@ -236,10 +240,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	return c, nil
 }
 
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // parseKeyed reads a comma-separated list of key=value items (spaces and
 // empty items ignored) for the variable name, parsing each value with
-// parse; an error names the variable, the item and the reason.
-func parseKeyed[T any](name, s string, parse func(val string) (T, error)) (map[string]T, error) {
+// parse; each key must be one of keys. An error names the variable, the
+// item and the reason.
+func parseKeyed[T any](name, s string, keys []string, parse func(val string) (T, error)) (map[string]T, error) {
 	out := map[string]T{}
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
@@ -250,6 +262,12 @@ func parseKeyed[T any](name, s string, parse func(val string) (T, error)) (map[s
 		if !ok || key == "" {
 			return nil, fmt.Errorf("%s: %q: want key=value", name, item)
 		}
+		if !slices.Contains(keys, key) {
+			return nil, fmt.Errorf("%s: %q: unknown provider %q (known: %s)", name, item, key, strings.Join(keys, ", "))
+		}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("%s: %q: %s is given twice", name, item, key)
+		}
 		v, err := parse(val)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", name, item, err)
@@ -259,15 +277,24 @@ func parseKeyed[T any](name, s string, parse func(val string) (T, error)) (map[s
 	return out, nil
 }
 
-// parseLimits reads "tencent=20:40,aliyun/acct-1=5": a rate per second and
-// an optional burst (default: the rate, at least 1) per provider or
-// provider/account.
-func parseLimits(s string) (map[string]guard.Limit, error) {
-	return parseKeyed("ORDERWORKER_RATE_LIMITS", s, func(val string) (guard.Limit, error) {
+// maxRate bounds a rate limit: beyond it a limit limits nothing.
+const maxRate = 1e6
+
+// parseLimits reads "tencent=20:40,aliyun=5": a rate per second and an
+// optional burst (default: the rate, at least 1) for each provider, whose
+// names are keys. Limits per account ("tencent/acct-1") are refused:
+// accounts are not configurable.
+func parseLimits(s string, keys []string) (map[string]guard.Limit, error) {
+	for _, item := range strings.Split(s, ",") {
+		if key, _, _ := strings.Cut(item, "="); strings.Contains(key, "/") {
+			return nil, fmt.Errorf("ORDERWORKER_RATE_LIMITS: %q: limits per account are not supported (a provider has one account): want provider=rate[:burst]", strings.TrimSpace(item))
+		}
+	}
+	return parseKeyed("ORDERWORKER_RATE_LIMITS", s, keys, func(val string) (guard.Limit, error) {
 		rate, burst, hasBurst := strings.Cut(val, ":")
 		r, err := strconv.ParseFloat(rate, 64)
-		if err != nil || r <= 0 {
-			return guard.Limit{}, errors.New("want provider=rate[:burst], e.g. tencent=20:40")
+		if err != nil || math.IsNaN(r) || math.IsInf(r, 0) || r <= 0 || r > maxRate {
+			return guard.Limit{}, fmt.Errorf("want provider=rate[:burst] with a rate per second above 0 and at most %g, e.g. tencent=20:40", float64(maxRate))
 		}
 		l := guard.Limit{Rate: r, Burst: max(1, int(r))}
 		if hasBurst {
@@ -279,9 +306,9 @@ func parseLimits(s string) (map[string]guard.Limit, error) {
 	})
 }
 
-// parseDeadlines reads "aliyun=2h,tencent=48h".
-func parseDeadlines(s string) (map[string]time.Duration, error) {
-	return parseKeyed("ORDERWORKER_ORDER_DEADLINES", s, func(val string) (time.Duration, error) {
+// parseDeadlines reads "aliyun=2h,tencent=48h" for the providers named keys.
+func parseDeadlines(s string, keys []string) (map[string]time.Duration, error) {
+	return parseKeyed("ORDERWORKER_ORDER_DEADLINES", s, keys, func(val string) (time.Duration, error) {
 		d, err := time.ParseDuration(val)
 		if err != nil || d <= 0 {
 			return 0, errors.New("want provider=duration, e.g. aliyun=2h")

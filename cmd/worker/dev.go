@@ -11,48 +11,45 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 
-	"github.com/orderworker/orderworker/providers"
-	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
-	tencentsandbox "github.com/orderworker/orderworker/providers/tencent/sandbox"
-	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 )
 
-// Demo credentials for the built-in sandboxes. They are not secrets: they
-// only open the sandboxes that -dev runs on loopback.
-const (
-	devTencentKey, devTencentSecret  = "DevTencentAppKey", "dev-tencent-app-secret"
-	devUnicloudID, devUnicloudSecret = "DevUnicloudKeyId", "dev-unicloud-key-secret"
-	devAliyunKey, devAliyunSecret    = "DevAliyunAppKey", "dev-aliyun-app-secret"
-	devAliyunProject                 = "dev-project"
-	// devDataKey seals params in -dev when ORDERWORKER_DATA_KEY is unset;
-	// like the credentials above it protects nothing real.
-	devDataKey = "ZGV2LW9ubHkgZGF0YSBrZXksIG5vdCBhIHNlY3JldCE="
-)
+// devDataKey seals params in -dev when ORDERWORKER_DATA_KEY is unset; like
+// the sandboxes' demo credentials it protects nothing real.
+const devDataKey = "ZGV2LW9ubHkgZGF0YSBrZXksIG5vdCBhIHNlY3JldCE="
 
-// devEnv is what -dev starts: an embedded Redis when none is reachable, and
-// the provider sandboxes on loopback.
+// devMarkerKey is the key -dev writes in a Redis it is given with
+// -dev-redis while that Redis is empty, so that later -dev runs know the
+// data there is their own. A Redis with data but without it holds
+// somebody else's orders, which -dev never touches.
+const devMarkerKey = "orderworker:dev"
+
+// devMarkerValue says what the marker is, to whoever finds it.
+const devMarkerValue = "this database holds only data written by orderworker's worker -dev"
+
+// devEnv is what -dev starts: an embedded Redis (unless -dev-redis names
+// one) and the provider sandboxes on loopback.
 type devEnv struct {
 	mini    *miniredis.Miniredis
 	servers []*http.Server
 	stop    chan struct{}
 }
 
-// startDev prepares cfg for development: it keeps a reachable Redis at
-// cfg.RedisURL or starts an embedded one, and points every provider at its
-// sandbox with demo credentials.
+// startDev prepares cfg for development. Redis is an embedded one, never
+// the one REDIS_URL names: -dev pays orders through sandboxes, so it must
+// not see real orders. With -dev-redis it is that Redis instead, when it is
+// empty or holds only what earlier -dev runs wrote. Every provider is
+// pointed at its sandbox with demo credentials; a provider without a
+// sandbox is left disabled.
 func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, error) {
 	d := &devEnv{stop: make(chan struct{})}
-	opt, err := tasks.ParseRedisURL(cfg.RedisURL)
-	if err != nil {
-		return nil, err
-	}
-	c := ledgerClient(opt)
-	reachable := ping(ctx, c, 500*time.Millisecond) == nil
-	c.Close()
-	if reachable {
-		log.Info("dev: using the Redis that is reachable", "redis", tasks.RedactURL(cfg.RedisURL))
+	if cfg.DevRedis != "" {
+		if err := claimDevRedis(ctx, cfg.DevRedis, log); err != nil {
+			return nil, err
+		}
+		cfg.RedisURL = cfg.DevRedis
 	} else if err := d.startRedis(cfg, log); err != nil {
 		return nil, err
 	}
@@ -60,33 +57,75 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 	if cfg.DataKey == "" {
 		cfg.DataKey = devDataKey
 	}
-	tsb := tencentsandbox.New(devTencentKey, devTencentSecret)
-	tURL, err := d.serve(tsb)
-	if err != nil {
-		d.Close()
-		return nil, err
+	for i, pc := range cfg.Providers {
+		env := map[string]string{}
+		if pc.Spec.Sandbox != nil {
+			sb := pc.Spec.Sandbox()
+			base, err := d.serve(sb.Handler)
+			if err != nil {
+				d.Close()
+				return nil, err
+			}
+			env = sb.Env(base)
+			log.Info("dev: provider sandbox started", "provider", pc.Spec.Name, "endpoint", base)
+		}
+		// Only the sandbox's settings: never the environment's
+		// credentials for the real provider.
+		c, err := pc.Spec.ReadConfig(func(name string) string { return env[name] })
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("dev: %s sandbox settings: %w", pc.Spec.Name, err)
+		}
+		cfg.Providers[i].Config = c
 	}
-	cfg.Tencent = tencentConfig{Endpoint: tURL, AppKey: devTencentKey, AppSecret: providers.Secret(devTencentSecret)}
-
-	uURL, err := d.serve(unicloudsandbox.New(devUnicloudID, devUnicloudSecret))
-	if err != nil {
-		d.Close()
-		return nil, err
-	}
-	cfg.Unicloud = unicloudConfig{Endpoint: uURL, AccessKeyID: devUnicloudID, AccessKeySecret: providers.Secret(devUnicloudSecret)}
-	aURL, err := d.serve(aliyunsandbox.New(devAliyunKey, devAliyunSecret, devAliyunProject))
-	if err != nil {
-		d.Close()
-		return nil, err
-	}
-	cfg.Aliyun = aliyunConfig{Endpoint: aURL, AppKey: devAliyunKey, AppSecret: providers.Secret(devAliyunSecret),
-		ProjectID: devAliyunProject, AutoPay: true}
-	log.Info("dev: provider sandboxes started", "tencent", tURL, "aliyun", aURL, "unicloud", uURL)
 	return d, nil
 }
 
-// startRedis runs miniredis on the address of cfg.RedisURL when it is free,
-// else on any free loopback port, and points cfg.RedisURL at it.
+// claimDevScript answers 1 when the database holds the -dev marker, 2 when
+// it was empty and now holds the marker, and otherwise 0 and the number of
+// keys it holds.
+var claimDevScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0} end
+local n = redis.call('DBSIZE')
+if n == 0 then
+	redis.call('SET', KEYS[1], ARGV[1])
+	return {2, 0}
+end
+return {0, n}
+`)
+
+// claimDevRedis checks that the Redis at rawURL holds nothing -dev did not
+// write, and marks it as -dev's when it is empty. It refuses, with the
+// reason, a Redis that holds other data.
+func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
+	opt, err := tasks.ParseRedisURL(rawURL)
+	if err != nil {
+		return fmt.Errorf("-dev-redis: %w", err)
+	}
+	rdb := ledgerClient(opt)
+	defer rdb.Close()
+	shown := tasks.RedactURL(rawURL)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := claimDevScript.Run(ctx, rdb, []string{devMarkerKey}, devMarkerValue).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("-dev-redis %s: %w", shown, err)
+	}
+	switch res[0] {
+	case 1:
+		log.Info("dev: using the Redis given with -dev-redis; it holds only -dev data", "redis", shown)
+	case 2:
+		log.Info("dev: using the Redis given with -dev-redis; it was empty and is now marked as -dev's", "redis", shown, "marker", devMarkerKey)
+	default:
+		return fmt.Errorf("-dev-redis %s: refused: the database holds %d keys and no %s marker, so it holds data that -dev did not write (perhaps real orders, which -dev would pay through its sandboxes); give -dev-redis an empty database, or leave it out to use an embedded Redis", shown, res[1], devMarkerKey)
+	}
+	return nil
+}
+
+// startRedis runs miniredis and points cfg.RedisURL at it. It listens on
+// the address of cfg.RedisURL when that is a free loopback address (so
+// that enqueue with the same REDIS_URL finds it), else on any free
+// loopback port. Whatever Redis REDIS_URL names is never used.
 func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 	m := miniredis.NewMiniRedis()
 	addr := "127.0.0.1:6379"
@@ -97,10 +136,12 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
+		log.Warn("dev: REDIS_URL's address is taken or not loopback; the embedded Redis listens elsewhere, and -dev does not use REDIS_URL's (enqueue needs the URL below)",
+			"redis_url", tasks.RedactURL(cfg.RedisURL))
 	}
 	d.mini = m
 	cfg.RedisURL = "redis://" + m.Addr() + "/0"
-	log.Warn("dev: no Redis reachable; started an embedded one (data lives in memory)", "redis", cfg.RedisURL)
+	log.Warn("dev: started an embedded Redis (data lives in memory); -dev-redis URL uses another", "redis", cfg.RedisURL)
 	// miniredis keeps time only when told to: advance its clock so keys
 	// with a TTL (locks, asynq's leases) expire.
 	go func() {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+)
+
+// Settings that are accepted today but cannot work are refused at start,
+// with the bad value named.
+func TestConfigRejectsBadValues(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want []string
+	}{
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=NaN"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=NaN"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=nan:5"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=nan:5"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=Inf"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=Inf"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "aliyun=+Inf:10"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "aliyun=+Inf:10"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "aliyun=-5"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "aliyun=-5"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "aliyun=0"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "aliyun=0"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "aliyun=1e300"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "aliyun=1e300"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencnet=5"}, nil, []string{"ORDERWORKER_RATE_LIMITS", `unknown provider "tencnet"`, "tencent"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=5,tencent=6"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "twice"}},
+		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent/acct-1=5"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent/acct-1=5", "per account"}},
+		{map[string]string{"ORDERWORKER_ORDER_DEADLINES": "tencnet=1h"}, nil, []string{"ORDERWORKER_ORDER_DEADLINES", `unknown provider "tencnet"`}},
+		{map[string]string{"ORDERWORKER_RETRY_BASE": "10s", "ORDERWORKER_RETRY_MAX": "5s"}, nil, []string{"ORDERWORKER_RETRY_MAX", "5s", "ORDERWORKER_RETRY_BASE", "10s"}},
+		{nil, []string{"-retry-base", "2m", "-retry-max", "1m"}, []string{"RETRY_MAX", "1m0s", "RETRY_BASE", "2m0s"}},
+		{map[string]string{"TENCENT_ENDPOINT": "iot.cloud.tencent.com"}, nil, []string{"TENCENT_ENDPOINT", "base URL"}},
+		{map[string]string{"ALIYUN_AUTO_PAY": "maybe"}, nil, []string{`ALIYUN_AUTO_PAY="maybe"`}},
+		{nil, []string{"-dev-redis", "redis://127.0.0.1:1/0"}, []string{"-dev-redis needs -dev"}},
+		{nil, []string{"-dev", "-redis-url", "redis://127.0.0.1:1/0"}, []string{"-dev never uses -redis-url", "-dev-redis"}},
+	}
+	for _, tt := range tests {
+		err := run(context.Background(), tt.args, envFunc(tt.env), io.Discard, io.Discard)
+		if err == nil {
+			t.Errorf("run(%v, %v) = nil, want an error", tt.env, tt.args)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("run(%v, %v) = %q, want it to name %q", tt.env, tt.args, err, w)
+			}
+		}
+	}
+}
+
+// Valid settings for every provider the registry lists are accepted, and
+// equal backoffs are a valid (constant) backoff.
+func TestConfigAcceptsProviderSettings(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"ORDERWORKER_RATE_LIMITS":     "tencent=20:40, aliyun=0.5, unicloud=10",
+		"ORDERWORKER_ORDER_DEADLINES": "aliyun=2h,tencent=48h,unicloud=1h",
+		"ORDERWORKER_RETRY_BASE":      "3s", "ORDERWORKER_RETRY_MAX": "3s",
+		"TENCENT_APP_KEY": "k", "TENCENT_APP_SECRET": "s", "ALIYUN_AUTO_PAY": "true",
+	}
+	cfg, err := parseConfig(nil, envFunc(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.RateLimits) != 3 || cfg.RateLimits["aliyun"].Rate != 0.5 || len(cfg.Deadlines) != 3 {
+		t.Errorf("limits %+v, deadlines %v", cfg.RateLimits, cfg.Deadlines)
+	}
+	got := map[string]string{}
+	for _, pc := range cfg.Providers {
+		got[pc.Spec.Name] = pc.Config.String()
+	}
+	if !strings.Contains(got["tencent"], `TENCENT_APP_KEY="k"`) || !strings.Contains(got["tencent"], "TENCENT_APP_SECRET=***") ||
+		!strings.Contains(got["aliyun"], `ALIYUN_AUTO_PAY="true"`) || !strings.Contains(got["unicloud"], `UNICLOUD_ENDPOINT="https://api.unicloud.com"`) {
+		t.Errorf("provider settings = %v", got)
+	}
+}

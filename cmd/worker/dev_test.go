@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// realOrder puts an order in rs as a producer would (ledger record and
+// queued task) and returns a snapshot of everything rs holds.
+func realOrder(t *testing.T, rs *taskstest.Server) map[string]string {
+	t.Helper()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	defer client.Close()
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rs.Client(t)), validatorsForTest(), nil)
+	res, err := enq.Enqueue(context.Background(), []byte(`{"provider":"tencent","order_no":"RealOrder1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`))
+	if err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v, %v", res, err)
+	}
+	return snapshot(t, rs)
+}
+
+// snapshot returns every key in rs with its serialized value and TTL.
+func snapshot(t *testing.T, rs *taskstest.Server) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	c := rs.Client(t)
+	keys, err := c.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		v, err := c.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatalf("DUMP %s: %v", k, err)
+		}
+		out[k] = v + " ttl:" + c.TTL(ctx, k).Val().Round(time.Hour).String()
+	}
+	return out
+}
+
+// -dev given a Redis that holds another's order refuses to start, says
+// why, and leaves that Redis as it was.
+func TestDevRefusesRedisWithOtherData(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	before := realOrder(t, rs)
+	var stderr syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", "127.0.0.1:0"}, envFunc(nil), &syncBuffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "did not write") {
+		t.Fatalf("worker -dev -dev-redis (a Redis holding an order) = %v, want a refusal with the reason\nlogs:\n%s", err, stderr.String())
+	}
+	if after := snapshot(t, rs); !maps.Equal(before, after) {
+		t.Errorf("the refused Redis changed:\nbefore %v\nafter  %v", keysOf(before), keysOf(after))
+	}
+	rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: "RealOrder1"})
+	if err != nil || rec == nil || rec.State != tasks.StateQueued {
+		t.Errorf("the real order after -dev: %+v, %v; want it still queued", rec, err)
+	}
+}
+
+// REDIS_URL does not choose -dev's Redis: with it naming a Redis that holds
+// an order, -dev runs its demo on an embedded Redis and never touches that
+// one.
+func TestDevIgnoresREDIS_URL(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	before := realOrder(t, rs)
+	checkDemo(t, demoRecords(t, map[string]string{"REDIS_URL": rs.URL()}))
+	if after := snapshot(t, rs); !maps.Equal(before, after) {
+		t.Errorf("the Redis at REDIS_URL changed under -dev:\nbefore %v\nafter  %v", keysOf(before), keysOf(after))
+	}
+}
+
+func keysOf(m map[string]string) []string {
+	var ks []string
+	for k := range maps.Keys(m) {
+		ks = append(ks, k)
+	}
+	return ks
+}
