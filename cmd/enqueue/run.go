@@ -17,9 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
-	"github.com/orderworker/orderworker/providers/aliyun"
-	"github.com/orderworker/orderworker/providers/tencent"
-	"github.com/orderworker/orderworker/providers/unicloud"
+	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -29,14 +27,10 @@ const (
 	exitError    = 2 // usage or infrastructure error
 )
 
-// validators lists every provider's params check; enqueue needs no
-// provider credentials.
+// validators knows every provider the registry lists, to check params and
+// mask personal data; enqueue needs no provider credentials.
 func validators() *providers.Set {
-	set := providers.NewSet()
-	set.Disable(tencent.Name, "enqueue does not submit", tencent.Validate)
-	set.Disable(unicloud.Name, "enqueue does not submit", unicloud.Validate)
-	set.Disable(aliyun.Name, "enqueue does not submit", aliyun.Validate, "userName")
-	return set
+	return registry.Validators("enqueue does not submit")
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
