@@ -79,19 +79,24 @@ type Options struct {
 	// Timeout bounds every other request (cloud/token, order/get,
 	// order/query). Default 10s.
 	Timeout time.Duration
-	// AutoPay makes Lookup pay an unpaid order (order/pay). Default false:
-	// paying spends money, so it is opted into; without it an unpaid order
-	// stays pending until it is paid some other way.
+	// AutoPay lets this client pay: Submit and Lookup report an unpaid
+	// order pending with Result.Payable set, and Pay pays it (order/pay).
+	// Lookup itself never pays. Default false: paying spends money, so it
+	// is opted into; without it an unpaid order stays pending until it is
+	// paid some other way, and Pay refuses.
 	AutoPay bool
 	// PollInterval is the NextCheck hint for an order being paid. An
 	// unpaid order that this client will not pay is checked ten times
 	// less often. Default 5s.
 	PollInterval time.Duration
-	// MatchMargin widens the search window of a Lookup without a provider
-	// order id to orders created from FirstAttempt-MatchMargin on, to
-	// absorb clock skew. Default 1 minute.
+	// MatchMargin applies to a Lookup without a provider order id and
+	// without a snapshot (Order.Known nil): it then takes only orders
+	// created from FirstAttempt-MatchMargin on, to absorb clock skew.
+	// Default 1 minute.
 	MatchMargin time.Duration
-	// PageSize and MaxPages bound order/query paging. Defaults 20 and 50.
+	// PageSize and MaxPages bound order/query paging, in Prepare and in
+	// Lookup: a device with more than PageSize × MaxPages orders cannot
+	// be listed in full. Defaults 20 and 50.
 	PageSize, MaxPages int
 	// Logger receives diagnostics (token refreshes, the gateway's
 	// StringToSign on a signature mismatch), never a credential, token or
@@ -130,6 +135,8 @@ type Client struct {
 var (
 	_ providers.Provider  = (*Client)(nil)
 	_ providers.Sensitive = (*Client)(nil)
+	_ providers.Preparer  = (*Client)(nil)
+	_ providers.Payer     = (*Client)(nil)
 )
 
 // New returns a Client.
@@ -223,7 +230,7 @@ var (
 	commodityRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 )
 
-// Fields are the params of order/create, in the spec's order.
+// Fields are the params of order/create, in the documented order.
 var Fields = []providers.Field{
 	{Name: "iotId", Kind: providers.String, Required: true, Pattern: iotIDRE, MaxLen: 64},
 	{Name: "commodityCode", Kind: providers.String, Required: true, Pattern: commodityRE, MaxLen: 64},
@@ -316,7 +323,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	if err != nil {
 		return providers.Result{}, err
 	}
-	a, err := c.call(ctx, PathCreate, p, callOpts{create: true, timeout: c.createTimeout, personal: p.UserName})
+	a, err := c.call(ctx, PathCreate, p, callOpts{acts: true, timeout: c.createTimeout, personal: p.UserName})
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -330,7 +337,8 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 }
 
 // result reports info's payment status. paymentStatus 1 is paid; anything
-// else (0 unpaid, 2 paying, or a value we do not know) is pending.
+// else (0 unpaid, 2 paying, or a value we do not know) is pending. An
+// unpaid order is Payable when this client may pay (Options.AutoPay).
 func (c *Client) result(a answer, info OrderInfo, what string) providers.Result {
 	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200"}
 	switch info.PaymentStatus {
@@ -345,6 +353,7 @@ func (c *Client) result(a answer, info OrderInfo, what string) providers.Result 
 		r.Status = providers.StatusPending
 		r.Message = what + ", unpaid"
 		r.NextCheck = c.poll
+		r.Payable = c.autoPay
 		if !c.autoPay {
 			r.NextCheck = 10 * c.poll
 		}
@@ -358,8 +367,8 @@ func (c *Client) result(a answer, info OrderInfo, what string) providers.Result 
 
 // Lookup implements providers.Provider. With o.ProviderOrderID it reads the
 // order with order/get; without it, it searches the device's orders with
-// order/query (see the package doc for the matching rules). An unpaid
-// order is paid with order/pay when Options.AutoPay is set.
+// order/query (see find and the package doc for the rules). It only reads:
+// an unpaid order is reported pending, Payable when Options.AutoPay is set.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
 	p, err := orderParams(o)
 	if err != nil {
@@ -386,36 +395,43 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			return providers.Result{}, err
 		}
 	}
-	if info.PaymentStatus == PaymentUnpaid && c.autoPay {
-		return c.pay(ctx, p, info)
-	}
 	return c.result(a, info, "found"), nil
 }
 
-// pay pays an unpaid order and reports from pay's answer. A pay call that
-// fails in a way worth retrying leaves the order pending; a permanent
-// refusal is returned, so the order's record says why it is not paid.
-func (c *Client) pay(ctx context.Context, p CreateParams, info OrderInfo) (providers.Result, error) {
-	a, err := c.call(ctx, PathPay, orderRef{IotID: p.IotID, OrderID: info.OrderID}, callOpts{timeout: c.payTimeout, personal: p.UserName})
+// Pay implements providers.Payer with order/pay on o.ProviderOrderID, and
+// reports the order's status from pay's answer (usually paying, pending
+// with NextCheck = PollInterval; Lookup then sees it paid). Its result is
+// never Payable: whether to pay again is for the next Lookup to say.
+//
+// Pay is the only call that moves money. It refuses (FailedPrecondition)
+// unless Options.AutoPay is set, and needs the provider order id. A
+// failure after the request was sent whose effect is unknown (timeout, 5xx)
+// is Ambiguous: look the order up before paying again.
+func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, error) {
+	op := opName(PathPay)
+	switch {
+	case !c.autoPay:
+		return providers.Result{}, &providers.Error{Code: providers.FailedPrecondition, Op: op, Message: "paying is not enabled (AutoPay)"}
+	case o.ProviderOrderID == "":
+		return providers.Result{}, &providers.Error{Code: providers.FailedPrecondition, Op: op, Message: "no provider order id to pay"}
+	}
+	p, err := orderParams(o)
 	if err != nil {
-		if !providers.Retryable(providers.CodeOf(err)) {
-			return providers.Result{}, err
-		}
-		r := providers.Result{Status: providers.StatusPending, ProviderOrderID: info.OrderID,
-			Message: "unpaid; pay failed: " + providers.CodeOf(err).String(), NextCheck: max(c.poll, providers.RetryAfterOf(err))}
-		var pe *providers.Error
-		if errors.As(err, &pe) {
-			r.HTTPStatus, r.Code = pe.HTTPStatus, pe.ProviderCode
-		}
-		return r, nil
+		return providers.Result{}, err
+	}
+	a, err := c.call(ctx, PathPay, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{acts: true, timeout: c.payTimeout, personal: p.UserName})
+	if err != nil {
+		return providers.Result{}, err
 	}
 	paid, perr := ParseOrder(a.data)
 	if perr != nil {
 		// Pay answered 200 but its data is unreadable: look again later.
 		paid = OrderInfo{PaymentStatus: PaymentUnknown}
 	}
-	paid.OrderID = info.OrderID
-	return c.result(a, paid, "pay requested"), nil
+	paid.OrderID = o.ProviderOrderID
+	r := c.result(a, paid, "pay requested")
+	r.Payable = false
+	return r, nil
 }
 
 // answer is a successful call's data.
@@ -425,7 +441,7 @@ type answer struct {
 }
 
 type callOpts struct {
-	create   bool
+	acts     bool // create or pay: a failure of unknown effect is Ambiguous
 	timeout  time.Duration
 	personal string // personal data that might be echoed (userName)
 }
@@ -529,12 +545,12 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 		req.Header.Set(HeaderStage, c.stage)
 	}
 	sts := SignRequest(req, body, c.appKey, c.appSecret, c.now(), c.nonce())
-	resp, err := providers.Send(ctx, c.hc, req, op, co.create)
+	resp, err := providers.Send(ctx, c.hc, req, op, co.acts)
 	if err != nil {
 		return answer{}, err
 	}
 	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal}
-	a, err := classify(op, co.create, resp, secrets)
+	a, err := classify(op, co.acts, resp, secrets)
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {
 		c.log.Warn("aliyun gateway signature mismatch",
 			"server", providers.Redact(resp.Header.Get(HeaderErrorMessage), secrets...),

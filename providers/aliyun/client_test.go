@@ -226,18 +226,37 @@ func TestLifecyclePendingPayPaid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != providers.StatusPending || r.ProviderOrderID == "" || r.NextCheck <= 0 {
-		t.Fatalf("Submit = %+v, want pending with an order id and a NextCheck", r)
+	if r.Status != providers.StatusPending || r.ProviderOrderID == "" || r.NextCheck <= 0 || !r.Payable {
+		t.Fatalf("Submit = %+v, want pending and payable with an order id and a NextCheck", r)
 	}
 	o.ProviderOrderID = r.ProviderOrderID
-	want := []providers.Status{providers.StatusPending, providers.StatusPaid, providers.StatusPaid}
-	for i, w := range want {
+	// Lookup only reads: the order stays unpaid however often it looks.
+	for i := range 3 {
 		got, err := f.c.Lookup(ctx(t), o)
 		if err != nil {
 			t.Fatalf("Lookup %d: %v", i, err)
 		}
-		if got.Status != w || got.ProviderOrderID != r.ProviderOrderID {
-			t.Errorf("Lookup %d = %+v, want %s for %s", i, got, w, r.ProviderOrderID)
+		if got.Status != providers.StatusPending || !got.Payable || got.ProviderOrderID != r.ProviderOrderID {
+			t.Errorf("Lookup %d = %+v, want pending and payable for %s", i, got, r.ProviderOrderID)
+		}
+	}
+	if n := f.sb.Calls(aliyun.PathPay); n != 0 {
+		t.Fatalf("pay called %d times by Submit and Lookup, want 0", n)
+	}
+	paid, err := f.c.Pay(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paid.Status != providers.StatusPending || paid.Payable || paid.ProviderOrderID != r.ProviderOrderID || paid.NextCheck <= 0 {
+		t.Errorf("Pay = %+v, want pending (paying), not payable again, with a NextCheck", paid)
+	}
+	for i := range 2 {
+		got, err := f.c.Lookup(ctx(t), o)
+		if err != nil {
+			t.Fatalf("Lookup after pay %d: %v", i, err)
+		}
+		if got.Status != providers.StatusPaid || got.Payable {
+			t.Errorf("Lookup after pay %d = %+v, want paid", i, got)
 		}
 	}
 	if n := f.sb.Calls(aliyun.PathPay); n != 1 {
@@ -245,7 +264,7 @@ func TestLifecyclePendingPayPaid(t *testing.T) {
 	}
 }
 
-func TestLookupWithoutAutoPayDoesNotPay(t *testing.T) {
+func TestWithoutAutoPayNothingIsPaid(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(o *aliyun.Options) { o.AutoPay = false; o.PollInterval = time.Second })
 	o := testOrder(4)
@@ -253,28 +272,48 @@ func TestLookupWithoutAutoPayDoesNotPay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r.Payable {
+		t.Errorf("Submit = %+v: payable without AutoPay", r)
+	}
 	o.ProviderOrderID = r.ProviderOrderID
 	got, err := f.c.Lookup(ctx(t), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != providers.StatusPending || got.NextCheck != 10*time.Second {
-		t.Errorf("Lookup = %+v, want pending, NextCheck 10s", got)
+	if got.Status != providers.StatusPending || got.Payable || got.NextCheck != 10*time.Second {
+		t.Errorf("Lookup = %+v, want pending, not payable, NextCheck 10s", got)
+	}
+	if _, err := f.c.Pay(ctx(t), o); providers.CodeOf(err) != providers.FailedPrecondition {
+		t.Errorf("Pay without AutoPay = %v, want failed_precondition", err)
 	}
 	if n := f.sb.Calls(aliyun.PathPay); n != 0 {
 		t.Errorf("pay called %d times without AutoPay", n)
 	}
 }
 
+func TestPayNeedsOrderID(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	if _, err := f.c.Pay(ctx(t), testOrder(5)); providers.CodeOf(err) != providers.FailedPrecondition {
+		t.Errorf("Pay without a provider order id = %v, want failed_precondition", err)
+	}
+	if n := f.sb.Calls(aliyun.PathPay); n != 0 {
+		t.Errorf("pay called %d times", n)
+	}
+}
+
+// Pay reports its own failures (the caller records the pay step); Lookup
+// after a failed pay still says the order is unpaid and payable.
 func TestPayFailures(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
 		reply sandbox.Reply
-		code  providers.Code // 0: Lookup reports pending without error
+		code  providers.Code
 	}{
-		{"throttled", sandbox.Reply{Code: 429, Message: "too many requests"}, 0},
-		{"unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, 0},
+		{"throttled", sandbox.Reply{Code: 429, Message: "too many requests"}, providers.RateLimited},
+		{"unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, providers.Ambiguous},
+		{"service error", sandbox.Reply{Code: 500, Message: "service error"}, providers.Ambiguous},
 		{"forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, providers.PermissionDenied},
 		{"arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.PermissionDenied},
 	}
@@ -289,15 +328,12 @@ func TestPayFailures(t *testing.T) {
 			}
 			o.ProviderOrderID = r.ProviderOrderID
 			f.sb.Inject(aliyun.PathPay, tt.reply)
-			got, err := f.c.Lookup(ctx(t), o)
-			if tt.code == 0 {
-				if err != nil || got.Status != providers.StatusPending || got.ProviderOrderID != r.ProviderOrderID || got.NextCheck <= 0 {
-					t.Fatalf("Lookup = %+v, %v; want pending with id and NextCheck", got, err)
-				}
-				return
+			if _, err := f.c.Pay(ctx(t), o); providers.CodeOf(err) != tt.code {
+				t.Fatalf("Pay = %v, want %v", err, tt.code)
 			}
-			if c := providers.CodeOf(err); c != tt.code {
-				t.Fatalf("Lookup code = %v (%v), want %v", c, err, tt.code)
+			got, err := f.c.Lookup(ctx(t), o)
+			if err != nil || got.Status != providers.StatusPending || !got.Payable {
+				t.Errorf("Lookup after a failed pay = %+v, %v; want pending and payable", got, err)
 			}
 		})
 	}

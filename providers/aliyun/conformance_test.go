@@ -111,7 +111,9 @@ func newSandbox(t *testing.T) (*sandbox.Server, string) {
 // A 503 before creation maps to Ambiguous on create: a 5xx from the
 // gateway does not say whether the backend acted (see the package doc),
 // so the worker looks the order up (order/query) before creating again.
-var features = providertest.Features{SubmitPending: true, FailBeforeCode: providers.Ambiguous}
+// Orders are created unpaid and paid with Pay (AutoPay is on); Prepare
+// snapshots the device's orders.
+var features = providertest.Features{SubmitPending: true, Prepares: true, FailBeforeCode: providers.Ambiguous}
 
 func TestConformance(t *testing.T) {
 	providertest.RunConformanceTests(t, func(t *testing.T) providertest.Harness {

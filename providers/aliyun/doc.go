@@ -2,7 +2,9 @@
 // (生活物联网平台, Feiyan): it creates live-sharing plan orders (直播分享套餐)
 // with /vision/customer/streaming/order/create and follows them up with
 // order/get, order/pay and order/query, all through the platform's API
-// gateway.
+// gateway. The provider notes in docs/providers/aliyun.md give the
+// endpoints, signing vectors, error tables and what the platform leaves
+// undocumented.
 //
 // # Wire format
 //
@@ -41,57 +43,79 @@
 // header names in X-Ca-Signature-Headers, a fresh X-Ca-Timestamp (epoch
 // ms) and X-Ca-Nonce (UUID), and Content-MD5 over the exact body bytes.
 // The JSON body is not part of the Url line; only Content-MD5 covers it.
-// KAT-A1 and KAT-A2 from the provider notes pin it byte for byte.
+// KAT-A1 and KAT-A2 (docs/providers/aliyun.md, "Signing") pin it byte for
+// byte.
 //
 // # Outcome
 //
 // create answers the new order with paymentStatus 0 (unpaid), 1 (paid) or
 // 2 (paying). 1 is reported paid; anything else pending, with the orderId
 // as the ProviderOrderID. Lookup with that id reads order/get: 1 is paid,
-// 2 pending (NextCheck = PollInterval), and 0 is paid with order/pay when
-// Options.AutoPay is set (reporting pay's answer), pending otherwise
-// (NextCheck = 10 × PollInterval). AutoPay is off by default because paying
-// spends money. A pay failure worth retrying leaves the order pending; a
-// permanent one (forbidden, arrears) is returned.
+// 2 pending (NextCheck = PollInterval), 0 pending and, when
+// Options.AutoPay is set, Payable (NextCheck = PollInterval; without
+// AutoPay, 10 × PollInterval).
+//
+// Submit and Lookup never pay. The client is a providers.Payer: the
+// caller pays a Payable order with Pay (order/pay), a step of its own and
+// the only call that moves money, and polls with Lookup until it is paid.
+// Pay refuses (FailedPrecondition) without AutoPay, which is off by
+// default because paying spends money, or without a provider order id.
+// A pay whose effect is unknown (a 5xx, a timeout after sending) is
+// Ambiguous, like a create: look the order up before paying again.
 //
 // # Finding an order without its id
 //
-// create takes no client order number, so after an ambiguous create Lookup
-// has only the order's params and FirstAttempt to go on. It lists every
-// order of the device (order/query, pages of PageSize up to MaxPages; the
-// list ends at an empty page or once the listed total is reached, never at
-// a merely short page) and judges each one (Match):
+// create takes no client order number, so after an ambiguous create
+// Lookup has to recognise the order among the device's orders, and
+// nothing the listing is documented to carry names it or tells when it was
+// created. The client is therefore a providers.Preparer: before the
+// order's first create, Prepare lists every order of the device
+// (order/query, all pages: one call per PageSize orders, at least one)
+// and returns their ids, which the caller keeps and hands back in
+// Order.Known. Past MaxPages pages Prepare fails with FailedPrecondition
+// rather than return a partial snapshot; a listing that changes while it
+// is read is Unavailable.
 //
-//   - excluded when commodityCode or copies differ, when the params name a
-//     userId and the listing gives a different one, or when it was created
-//     before FirstAttempt − MatchMargin (1 minute by default, for clock
-//     skew);
-//   - a candidate when orderId, commodityCode, copies and the creation
-//     time are all given and nothing excludes it;
-//   - undecidable otherwise (a field needed to recognise it is missing).
+// Lookup lists the device's orders the same way (the list ends at an
+// empty page or once the listed total is reached, never at a merely short
+// page) and judges each one (Rule):
 //
-// Exactly one candidate and nothing undecidable is the order. No candidate
-// and nothing undecidable is NotFound, and only then may the order be
-// created again. Everything else is an Ambiguous error that says why: more
-// than one candidate, an undecidable order, or more orders than MaxPages
-// pages hold. The client never guesses: a wrongly matched order is an
-// order lost. Lookup without FirstAttempt is a FailedPrecondition.
+//   - excluded when it is in the snapshot, when commodityCode or copies
+//     differ, or when the params name a userId and the listing gives a
+//     different one;
+//   - a candidate when orderId, commodityCode and copies are given and
+//     nothing excludes it;
+//   - undecidable otherwise.
 //
-// Limitations of this rule: two orders of the worker's own for the same
-// device, commodity and copies (and userId) whose first attempts fall
-// within the margin of each other cannot be told apart and need a human.
-// The public documents show no creation-time field in order listings; this
-// client reads gmtCreate or createTime (epoch ms, "2006-01-02 15:04:05" in
-// UTC+8, or RFC 3339), which the sandbox provides. If the live API lists
-// neither, every earlier order of the same kind on the device is
-// undecidable and such lookups stay Ambiguous until checked by hand, which
-// costs time but never money. A listing that lags behind a create would
-// make a NotFound premature; the worker's retry backoff puts time between
-// an ambiguous create and its lookup.
+// Orders that Order.Owned reports as another record's are left out: they
+// are never this order. Exactly one candidate and nothing undecidable is
+// the order. No candidate and nothing undecidable, in a complete listing,
+// is NotFound, and only then may the order be created again. Everything
+// else is an Ambiguous error that says why (several candidates, an
+// undecidable order, more orders than MaxPages pages hold, a repeated
+// page), and a person decides: a wrongly matched order is an order lost.
+//
+// Without a snapshot (Order.Known nil: an order whose first create
+// predates Prepare), Lookup falls back to creation times: an order
+// created before FirstAttempt − MatchMargin is excluded, one whose listing
+// gives no creation time (gmtCreate or createTime, which no public
+// document shows) is undecidable, and owned orders are left out the same
+// way. Such lookups stay Ambiguous until checked by hand whenever the
+// device holds an order of the same kind.
+//
+// What is left to a person: several new, unowned orders of the same
+// commodity and copies on one device (one bought in the app meanwhile, or
+// two records' creates ambiguous at once); devices with more orders than a
+// listing may read. A listing that lags behind a create would make a
+// NotFound premature; the worker's retry backoff puts time between an
+// ambiguous create and its lookup. docs/providers/aliyun.md
+// ("Identification") has the whole rule and its limits.
 //
 // # Errors
 //
-// Both layers are classified (PROVIDERS.md §2.4–2.5). Gateway failures
+// Both layers are classified (docs/providers/aliyun.md, "Errors"). The
+// calls that act, create and pay, treat a failure of unknown effect as
+// Ambiguous; the others as Unavailable. Gateway failures
 // carry the reason in the X-Ca-Error-Message header and often no body:
 // Invalid Signature, Invalid AppKey, Empty Signature and Invalid
 // Content-MD5 are Unauthenticated; Throttled by … Flow Control is
@@ -102,7 +126,7 @@
 // Unauthenticated (after one token refresh), 403 PermissionDenied, 404
 // FailedPrecondition, 429 RateLimited, 400, 460, every other 4xx and
 // 2000–2999 InvalidArgument. Every 5xx, unknown code and unreadable 2xx is
-// Ambiguous for create and Unavailable for the other calls. RetryAfter is
+// Ambiguous for create and pay and Unavailable for the other calls. RetryAfter is
 // taken from a Retry-After header when there is one. The gateway echoes its
 // StringToSign, AppKey included, on a signature mismatch: messages are
 // redacted of the AppKey, AppSecret, cloudToken and userName (and phone

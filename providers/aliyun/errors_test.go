@@ -21,9 +21,10 @@ const (
 	ambiguous       = providers.Ambiguous
 )
 
-// errorCases is the mapping of PROVIDERS.md §2.5, both layers, as the
-// sandbox answers them: what a create call and a lookup (order/get) make of
-// each answer.
+// errorCases is the mapping of docs/providers/aliyun.md ("Errors"), both
+// layers, as the sandbox answers them: what a create call and a lookup
+// (order/get) make of each answer. Pay, which also acts, maps every answer
+// as create does.
 var errorCases = []struct {
 	name           string
 	reply          sandbox.Reply
@@ -98,6 +99,13 @@ func TestErrorMapping(t *testing.T) {
 			}
 			if c := providers.CodeOf(err); c == providers.NotFound {
 				t.Errorf("lookup by id must never say not found")
+			}
+			checkClean(t, err, f.sb)
+
+			f.sb.Inject(aliyun.PathPay, tt.reply, tt.reply)
+			_, err = f.c.Pay(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.create {
+				t.Errorf("pay: code = %v (%v), want %v", c, err, tt.create)
 			}
 			checkClean(t, err, f.sb)
 		})

@@ -14,8 +14,8 @@ import (
 	"github.com/orderworker/orderworker/providers/aliyun/sandbox"
 )
 
-// An order's life against the sandbox: created unpaid, paid by Lookup
-// (AutoPay), and seen paid on the next look.
+// An order's life against the sandbox: created unpaid (payable, since
+// AutoPay is on), paid with Pay, and seen paid by Lookup.
 func Example() {
 	sb := sandbox.New("24881234", "example-secret", "a123ProjectX")
 	srv := httptest.NewServer(sb)
@@ -37,17 +37,22 @@ func Example() {
 		Params:       json.RawMessage(`{"iotId":"bZGD54swRgFkEs000101","commodityCode":"streamingResource_20_10","copies":1}`),
 		FirstAttempt: time.Now(),
 	}
+	// The device's orders before the first create, so that after an
+	// ambiguous create Lookup can tell the new one from them.
+	o.Known, err = c.Prepare(ctx, o)
+	fmt.Println("known before create:", len(o.Known), err)
 	r, err := c.Submit(ctx, o)
-	fmt.Println(r.Status, r.Message, err)
+	fmt.Println(r.Status, r.Message, r.Payable, err)
 	o.ProviderOrderID = r.ProviderOrderID
-	for range 2 {
-		r, err = c.Lookup(ctx, o)
-		fmt.Println(r.Status, r.Message, err)
-	}
+	r, err = c.Pay(ctx, o)
+	fmt.Println(r.Status, r.Message, r.Payable, err)
+	r, err = c.Lookup(ctx, o)
+	fmt.Println(r.Status, r.Message, r.Payable, err)
 	// Output:
-	// pending created, unpaid <nil>
-	// pending pay requested, paying <nil>
-	// paid found, paid <nil>
+	// known before create: 0 <nil>
+	// pending created, unpaid true <nil>
+	// pending pay requested, paying false <nil>
+	// paid found, paid false <nil>
 }
 
 // Workers sharing credentials share the cloudToken through Redis.

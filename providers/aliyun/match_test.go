@@ -1,7 +1,10 @@
 package aliyun_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,31 +20,46 @@ func TestMatch(t *testing.T) {
 	p := aliyun.CreateParams{IotID: "d", CommodityCode: "streamingResource_20_10", Copies: 2, UserID: "u1"}
 	base := aliyun.OrderInfo{OrderID: "1", CommodityCode: "streamingResource_20_10", Copies: 2, UserID: "u1", Created: since.Add(time.Second)}
 	with := func(f func(*aliyun.OrderInfo)) aliyun.OrderInfo { o := base; f(&o); return o }
+	fallback := aliyun.SinceRule(p, since)
+	snapshot := aliyun.SnapshotRule(p, []string{"7", "8"})
 	tests := []struct {
 		name string
+		rule aliyun.Rule
 		o    aliyun.OrderInfo
 		want aliyun.Verdict
 	}{
-		{"all match", base, aliyun.Candidate},
-		{"created at since", with(func(o *aliyun.OrderInfo) { o.Created = since }), aliyun.Candidate},
-		{"created before", with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-time.Second) }), aliyun.Excluded},
-		{"other commodity", with(func(o *aliyun.OrderInfo) { o.CommodityCode = "streamingResource_10_5" }), aliyun.Excluded},
-		{"other copies", with(func(o *aliyun.OrderInfo) { o.Copies = 3 }), aliyun.Excluded},
-		{"other user", with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Excluded},
-		{"user not listed", with(func(o *aliyun.OrderInfo) { o.UserID = "" }), aliyun.Candidate},
-		{"no creation time", with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Undecidable},
-		{"no commodity", with(func(o *aliyun.OrderInfo) { o.CommodityCode = "" }), aliyun.Undecidable},
-		{"no copies", with(func(o *aliyun.OrderInfo) { o.Copies = 0 }), aliyun.Undecidable},
-		{"no order id", with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
-		{"no time but excluded", with(func(o *aliyun.OrderInfo) { o.Created = time.Time{}; o.Copies = 9 }), aliyun.Excluded},
+		{"all match", fallback, base, aliyun.Candidate},
+		{"created at since", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since }), aliyun.Candidate},
+		{"created before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-time.Second) }), aliyun.Excluded},
+		{"other commodity", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "streamingResource_10_5" }), aliyun.Excluded},
+		{"other copies", fallback, with(func(o *aliyun.OrderInfo) { o.Copies = 3 }), aliyun.Excluded},
+		{"other user", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Excluded},
+		{"user not listed", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "" }), aliyun.Candidate},
+		{"no creation time", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Undecidable},
+		{"no commodity", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "" }), aliyun.Undecidable},
+		{"no copies", fallback, with(func(o *aliyun.OrderInfo) { o.Copies = 0 }), aliyun.Undecidable},
+		{"no order id", fallback, with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
+		{"no time but excluded", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{}; o.Copies = 9 }), aliyun.Excluded},
+
+		// The snapshot rule never reads a creation time.
+		{"snapshot: new", snapshot, base, aliyun.Candidate},
+		{"snapshot: new without creation time", snapshot, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Candidate},
+		{"snapshot: new, dated before since", snapshot, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-time.Hour) }), aliyun.Candidate},
+		{"snapshot: known", snapshot, with(func(o *aliyun.OrderInfo) { o.OrderID = "7" }), aliyun.Excluded},
+		{"snapshot: known without fields", snapshot, with(func(o *aliyun.OrderInfo) { o.OrderID = "8"; o.CommodityCode = ""; o.Copies = 0 }), aliyun.Excluded},
+		{"snapshot: no order id", snapshot, with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
+		{"snapshot: other copies", snapshot, with(func(o *aliyun.OrderInfo) { o.Copies = 3 }), aliyun.Excluded},
+		{"snapshot: other user", snapshot, with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Excluded},
+		{"snapshot: no commodity", snapshot, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "" }), aliyun.Undecidable},
+		{"empty snapshot: new", aliyun.SnapshotRule(p, []string{}), with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Candidate},
 	}
 	for _, tt := range tests {
-		if got := aliyun.Match(p, since, tt.o); got != tt.want {
+		if got := tt.rule.Match(tt.o); got != tt.want {
 			t.Errorf("%s: Match = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 	// No userId in the params: any user's order can be ours.
-	if got := aliyun.Match(aliyun.CreateParams{CommodityCode: p.CommodityCode, Copies: 2}, since, base); got != aliyun.Candidate {
+	if got := aliyun.SinceRule(aliyun.CreateParams{CommodityCode: p.CommodityCode, Copies: 2}, since).Match(base); got != aliyun.Candidate {
 		t.Errorf("Match without userId = %v", got)
 	}
 }
@@ -55,22 +73,35 @@ func TestDecide(t *testing.T) {
 	old := aliyun.OrderInfo{OrderID: "3", CommodityCode: "c", Copies: 1, Created: since.Add(-time.Hour)}
 	other := aliyun.OrderInfo{OrderID: "4", CommodityCode: "x", Copies: 1, Created: since.Add(time.Minute)}
 	undated := aliyun.OrderInfo{OrderID: "5", CommodityCode: "c", Copies: 1}
+	recent := aliyun.OrderInfo{OrderID: "6", CommodityCode: "c", Copies: 1, Created: since.Add(time.Minute)}
+	fallback := aliyun.SinceRule(p, since)
+	// The snapshot holds the old, undated and recent orders: they existed
+	// before the first create, whatever their dates say.
+	snapshot := aliyun.SnapshotRule(p, []string{"3", "5", "6"})
 
 	tests := []struct {
 		name   string
+		rule   aliyun.Rule
 		orders []aliyun.OrderInfo
 		found  string // order id, "" for none
 		reason string // substring of the reason, "" for decided
 	}{
-		{"empty", nil, "", ""},
-		{"only others", []aliyun.OrderInfo{old, other}, "", ""},
-		{"one", []aliyun.OrderInfo{old, ours, other}, "1", ""},
-		{"two candidates", []aliyun.OrderInfo{ours, twin}, "", "2 orders match"},
-		{"undecidable blocks none", []aliyun.OrderInfo{undated}, "", "lack the fields"},
-		{"undecidable blocks one", []aliyun.OrderInfo{ours, undated}, "", "lack the fields"},
+		{"empty", fallback, nil, "", ""},
+		{"only others", fallback, []aliyun.OrderInfo{old, other}, "", ""},
+		{"one", fallback, []aliyun.OrderInfo{old, ours, other}, "1", ""},
+		{"two candidates", fallback, []aliyun.OrderInfo{ours, twin}, "", "2 orders match"},
+		{"undecidable blocks none", fallback, []aliyun.OrderInfo{undated}, "", "lack the fields"},
+		{"undecidable blocks one", fallback, []aliyun.OrderInfo{ours, undated}, "", "lack the fields"},
+
+		{"snapshot: empty", snapshot, nil, "", ""},
+		{"snapshot: only known and others", snapshot, []aliyun.OrderInfo{old, undated, recent, other}, "", ""},
+		{"snapshot: one new among known", snapshot, []aliyun.OrderInfo{old, undated, recent, ours, other}, "1", ""},
+		{"snapshot: new without a date", snapshot, []aliyun.OrderInfo{old, {OrderID: "9", CommodityCode: "c", Copies: 1}}, "9", ""},
+		{"snapshot: two new", snapshot, []aliyun.OrderInfo{ours, twin, old}, "", "a person decides"},
+		{"snapshot: new without an id", snapshot, []aliyun.OrderInfo{ours, {CommodityCode: "c", Copies: 1}}, "", "lack the fields"},
 	}
 	for _, tt := range tests {
-		m, found, reason := aliyun.Decide(p, since, tt.orders)
+		m, found, reason := tt.rule.Decide(tt.orders)
 		switch {
 		case tt.reason != "":
 			if found || !strings.Contains(reason, tt.reason) {
@@ -163,7 +194,7 @@ func TestLookupByQuery(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := setup(t, tt.mod)
-			f.sb.SetOmitCreateTime(tt.omit)
+			f.sb.SetListCreateTime(!tt.omit)
 			o := testOrder(i + 400)
 			o.FirstAttempt = first
 			want := tt.seed(f.sb, iotID(i+400))
@@ -193,5 +224,227 @@ func TestLookupByQueryNeedsFirstAttempt(t *testing.T) {
 	_, err := f.c.Lookup(ctx(t), testOrder(1))
 	if c := providers.CodeOf(err); c != providers.FailedPrecondition {
 		t.Errorf("Lookup without FirstAttempt: %v, want failed_precondition", err)
+	}
+}
+
+// Lookup without a provider order id after Prepare took a snapshot of the
+// device's orders, and the fallback rule's refusal to adopt an order that
+// belongs to another record.
+func TestLookupBySnapshot(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	same := func(iot string) sandbox.Order {
+		return sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}
+	}
+	tests := []struct {
+		name     string
+		fallback bool // no snapshot: Known stays nil
+		omit     bool // listings carry no creation time
+		// before seeds orders that exist before Prepare, after those
+		// created after it; after returns the id Lookup must find ("" for
+		// none) and the ids other records own.
+		before func(sb *sandbox.Server, iot string)
+		after  func(sb *sandbox.Server, iot string) (want string, owned []string)
+		owned  error // what Owned answers with, when not nil
+		code   providers.Code
+		words  string
+	}{
+		{name: "the only order, no creation time listed", omit: true,
+			after: func(sb *sandbox.Server, iot string) (string, []string) { return sb.AddOrder(same(iot)).OrderID, nil }},
+		{name: "new among older ones of the same kind", omit: true,
+			before: func(sb *sandbox.Server, iot string) {
+				for range 3 {
+					o := same(iot)
+					o.PaymentStatus = 1
+					sb.AddOrder(o)
+				}
+			},
+			after: func(sb *sandbox.Server, iot string) (string, []string) { return sb.AddOrder(same(iot)).OrderID, nil }},
+		{name: "older ones only", omit: true,
+			before: func(sb *sandbox.Server, iot string) { sb.AddOrder(same(iot)); sb.AddOrder(same(iot)) },
+			after:  func(sb *sandbox.Server, iot string) (string, []string) { return "", nil },
+			code:   providers.NotFound, words: "new on the device since the snapshot"},
+		{name: "only another record's order",
+			after: func(sb *sandbox.Server, iot string) (string, []string) {
+				return "", []string{sb.AddOrder(same(iot)).OrderID}
+			},
+			code: providers.NotFound, words: "1 belong to other orders"},
+		{name: "ours and another record's",
+			after: func(sb *sandbox.Server, iot string) (string, []string) {
+				b := sb.AddOrder(same(iot)).OrderID
+				return sb.AddOrder(same(iot)).OrderID, []string{b}
+			}},
+		{name: "two new, none owned", omit: true,
+			after: func(sb *sandbox.Server, iot string) (string, []string) {
+				sb.AddOrder(same(iot))
+				sb.AddOrder(same(iot))
+				return "", nil
+			},
+			code: providers.Ambiguous, words: "a person decides"},
+		{name: "new of another kind only",
+			after: func(sb *sandbox.Server, iot string) (string, []string) {
+				o := same(iot)
+				o.Copies = 3
+				sb.AddOrder(o)
+				return "", nil
+			},
+			code: providers.NotFound},
+		{name: "ownership unknown",
+			after: func(sb *sandbox.Server, iot string) (string, []string) { sb.AddOrder(same(iot)); return "", nil },
+			owned: errors.New("ledger unreachable"), code: providers.Unavailable, words: "belongs to another order"},
+		{name: "fallback: only another record's order", fallback: true,
+			after: func(sb *sandbox.Server, iot string) (string, []string) {
+				return "", []string{sb.AddOrder(same(iot)).OrderID}
+			},
+			code: providers.NotFound, words: "1 belong to other orders"},
+		{name: "fallback: ours and another record's", fallback: true,
+			after: func(sb *sandbox.Server, iot string) (string, []string) {
+				b := sb.AddOrder(same(iot)).OrderID
+				return sb.AddOrder(same(iot)).OrderID, []string{b}
+			}},
+		{name: "fallback: no creation time listed", fallback: true, omit: true,
+			after: func(sb *sandbox.Server, iot string) (string, []string) { sb.AddOrder(same(iot)); return "", nil },
+			code:  providers.Ambiguous, words: "lack the fields"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.SetListCreateTime(!tt.omit)
+			iot := iotID(i + 500)
+			o := testOrder(i + 500)
+			o.FirstAttempt = time.Now()
+			if tt.before != nil {
+				tt.before(f.sb, iot)
+			}
+			if !tt.fallback {
+				known, err := f.c.Prepare(ctx(t), o)
+				if err != nil {
+					t.Fatalf("Prepare: %v", err)
+				}
+				if known == nil || len(known) != f.sb.Count(iot) {
+					t.Fatalf("Prepare = %v, want the ids of the device's %d orders (never nil)", known, f.sb.Count(iot))
+				}
+				o.Known = known
+			}
+			want, owned := tt.after(f.sb, iot)
+			o.Owned = func(_ context.Context, id string) (bool, error) {
+				if tt.owned != nil {
+					return false, tt.owned
+				}
+				return slices.Contains(owned, id), nil
+			}
+			r, err := f.c.Lookup(ctx(t), o)
+			if tt.code != 0 {
+				if c := providers.CodeOf(err); c != tt.code || !strings.Contains(fmt.Sprint(err), tt.words) {
+					t.Fatalf("Lookup = %+v, %v; want %v %q", r, err, tt.code, tt.words)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ProviderOrderID != want {
+				t.Errorf("Lookup found %q, want %q", r.ProviderOrderID, want)
+			}
+		})
+	}
+}
+
+// Prepare reads every page once, and refuses a device it cannot list in
+// full rather than return a partial snapshot.
+func TestPrepare(t *testing.T) {
+	t.Parallel()
+	t.Run("pages", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 20 })
+		o := testOrder(600)
+		var want []string
+		for range 45 {
+			want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iotID(600), CommodityCode: "c", Copies: 1}).OrderID)
+		}
+		got, err := f.c.Prepare(ctx(t), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("Prepare = %v, want %v", got, want)
+		}
+		if n := f.sb.Calls(aliyun.PathQuery); n != 3 {
+			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 3", n)
+		}
+	})
+	t.Run("empty device", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil)
+		got, err := f.c.Prepare(ctx(t), testOrder(601))
+		if err != nil || got == nil || len(got) != 0 {
+			t.Errorf("Prepare = %#v, %v; want an empty, non-nil snapshot", got, err)
+		}
+	})
+	t.Run("past MaxPages", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 5; o.MaxPages = 2 })
+		for range 11 {
+			f.sb.AddOrder(sandbox.Order{IotID: iotID(602), CommodityCode: "c", Copies: 1})
+		}
+		got, err := f.c.Prepare(ctx(t), testOrder(602))
+		if c := providers.CodeOf(err); c != providers.FailedPrecondition || !strings.Contains(err.Error(), "more than 10 orders") || got != nil {
+			t.Errorf("Prepare = %v, %v; want failed_precondition naming the bound", got, err)
+		}
+	})
+	t.Run("query fails", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil)
+		f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 429, Message: "too many requests"})
+		_, err := f.c.Prepare(ctx(t), testOrder(603))
+		if c := providers.CodeOf(err); c != providers.RateLimited {
+			t.Errorf("Prepare = %v, want rate_limited", err)
+		}
+	})
+}
+
+// A listing that cannot be complete never ends in NotFound, nor in a
+// snapshot.
+func TestListingGaps(t *testing.T) {
+	t.Parallel()
+	order := func(id string) map[string]any {
+		return map[string]any{"orderId": id, "commodityCode": "c", "copies": 9, "paymentStatus": 1}
+	}
+	page := func(total int, ids ...string) sandbox.Reply {
+		data := []any{}
+		for _, id := range ids {
+			data = append(data, order(id))
+		}
+		return sandbox.Reply{Code: 200, Data: map[string]any{"total": total, "data": data}}
+	}
+	tests := []struct {
+		name            string
+		pages           []sandbox.Reply
+		prepare, lookup providers.Code
+	}{
+		{"ends short of its total", []sandbox.Reply{page(3, "1", "2"), page(3)}, providers.Unavailable, providers.Unavailable},
+		{"total shrinks", []sandbox.Reply{page(3, "1", "2"), page(2, "3")}, providers.Unavailable, providers.Unavailable},
+		{"same page again", []sandbox.Reply{page(4, "1", "2"), page(4, "1", "2")}, providers.Unavailable, providers.Ambiguous},
+		{"complete", []sandbox.Reply{page(3, "1", "2"), page(3, "3")}, providers.OK, providers.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+			o := testOrder(700)
+			f.sb.Inject(aliyun.PathQuery, tt.pages...)
+			known, err := f.c.Prepare(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.prepare {
+				t.Errorf("Prepare = %v, %v; want %v", known, err, tt.prepare)
+			}
+			f.sb.Inject(aliyun.PathQuery, tt.pages...)
+			o.Known = []string{}
+			_, err = f.c.Lookup(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.lookup {
+				t.Errorf("Lookup = %v; want %v", err, tt.lookup)
+			}
+		})
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Inputs common to KAT-A1 and KAT-A2 (PROVIDERS.md §2.3).
+// Inputs common to KAT-A1 and KAT-A2 (docs/providers/aliyun.md, "Signing").
 const (
 	katKey    = "testAppKey"
 	katSecret = "testAppSecret"

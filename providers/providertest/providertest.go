@@ -5,13 +5,17 @@
 //		providertest.RunConformanceTests(t, newHarness, providertest.Features{})
 //	}
 //
-// Optional behaviour is declared in Features, never skipped ad hoc.
+// Optional behaviour is declared in Features, never skipped ad hoc: a case
+// that only makes sense for some providers (a snapshot for a Preparer, pay
+// for a Payer) is part of the suite exactly when its Feature is declared,
+// and the suite checks the declaration against the provider's interfaces.
 package providertest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +35,10 @@ type Harness interface {
 	BadSecretProvider() providers.Provider
 	// Faults is the sandbox's fault injector.
 	Faults() *fault.Injector
-	// Order returns a valid order, distinct for each n.
+	// Order returns a valid order, distinct for each n (with its own
+	// target: device, instance name or customer). A copy with another
+	// OrderNo is another order for the same target, with the same
+	// commodity.
 	Order(n int) providers.Order
 	// InvalidParams returns params that Validate must reject, each with a
 	// word the reason must contain (usually the field name).
@@ -45,13 +52,25 @@ type Harness interface {
 
 // Features declares optional provider behaviour.
 type Features struct {
-	// SubmitPending: a new order comes back pending and reaches paid
-	// through Lookup (which pays and polls), instead of paid at once.
+	// SubmitPending: a new order comes back pending and Payable (the
+	// harness's provider is a providers.Payer configured to pay) and
+	// reaches paid through Pay and then Lookup, instead of paid at once.
+	// The suite then checks that Lookup never pays (LookupDoesNotPay).
 	SubmitPending bool
+	// Prepares: the provider is a providers.Preparer. The suite takes the
+	// snapshot before the first create wherever the worker would, and
+	// checks that an order that existed before it is never identified as
+	// the new one (SnapshotExcludesEarlierOrders).
+	Prepares bool
 	// FailBeforeCode is the code a 5xx before creation maps to for a create
 	// call. Providers that cannot tell it from a failure after creation
 	// report Ambiguous; the zero value means Ambiguous.
 	FailBeforeCode providers.Code
+}
+
+type testCase struct {
+	name string
+	fn   func(t *testing.T, h Harness, f Features)
 }
 
 // RunConformanceTests runs the suite. newHarness is called once per subtest,
@@ -61,10 +80,8 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness, f 
 	if f.FailBeforeCode == providers.OK {
 		f.FailBeforeCode = providers.Ambiguous
 	}
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h Harness, f Features)
-	}{
+	tests := []testCase{
+		{"DeclaredFeatures", testDeclaredFeatures},
 		{"SubmitThenLookup", testSubmitThenLookup},
 		{"LookupMissing", testLookupMissing},
 		{"ValidateRejects", testValidateRejects},
@@ -74,6 +91,13 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness, f 
 		{"FailAfterCreateThenLookup", testFailAfter},
 		{"HangHonoursDeadline", testHang},
 		{"Concurrent", testConcurrent},
+		{"LookupNeverAdoptsAnotherOrder", testNeverAdopts},
+	}
+	if f.SubmitPending {
+		tests = append(tests, testCase{"LookupDoesNotPay", testLookupDoesNotPay})
+	}
+	if f.Prepares {
+		tests = append(tests, testCase{"SnapshotExcludesEarlierOrders", testSnapshot})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,24 +113,68 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-// settle drives a submitted order to paid through Lookup, as the worker
-// would poll a pending order.
+// settle drives a submitted order to paid as the worker would: Pay when a
+// result says Payable, else Lookup (poll) a pending order.
 func settle(t *testing.T, p providers.Provider, o providers.Order, r providers.Result) providers.Result {
 	t.Helper()
 	for i := 0; r.Status == providers.StatusPending; i++ {
 		if i == 20 {
-			t.Fatalf("order %s still pending after %d lookups", o.OrderNo, i)
+			t.Fatalf("order %s still pending after %d calls", o.OrderNo, i)
 		}
 		if r.ProviderOrderID != "" {
 			o.ProviderOrderID = r.ProviderOrderID
 		}
 		var err error
+		if r.Payable {
+			payer, ok := p.(providers.Payer)
+			if !ok {
+				t.Fatalf("result %+v is Payable but %T is not a providers.Payer", r, p)
+			}
+			r, err = payer.Pay(ctx(t), o)
+			if err != nil {
+				t.Fatalf("Pay pending order: %v", err)
+			}
+			continue
+		}
 		r, err = p.Lookup(ctx(t), o)
 		if err != nil {
 			t.Fatalf("Lookup pending order: %v", err)
 		}
 	}
 	return r
+}
+
+// prepare takes the snapshot a Preparer takes before an order's first
+// create, as the worker does, and returns o with Known set.
+func prepare(t *testing.T, p providers.Provider, f Features, o providers.Order) providers.Order {
+	t.Helper()
+	if !f.Prepares {
+		return o
+	}
+	known, err := p.(providers.Preparer).Prepare(ctx(t), o)
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	if known == nil {
+		t.Fatal("Prepare returned a nil snapshot: want a list, empty when there is nothing")
+	}
+	o.Known = known
+	return o
+}
+
+// twin returns another order for o's target, with o's params.
+func twin(o providers.Order, suffix string) providers.Order {
+	b := o
+	b.OrderNo += suffix
+	b.Known, b.Owned, b.ProviderOrderID = nil, nil, ""
+	return b
+}
+
+// owns reports the ids of other orders as owned, as the ledger does.
+func owns(ids ...string) func(context.Context, string) (bool, error) {
+	return func(_ context.Context, id string) (bool, error) {
+		return id != "" && slices.Contains(ids, id), nil
+	}
 }
 
 func submit(t *testing.T, h Harness, f Features, o providers.Order) providers.Result {
@@ -129,10 +197,23 @@ func submit(t *testing.T, h Harness, f Features, o providers.Order) providers.Re
 	return r
 }
 
+// testDeclaredFeatures holds the declarations to the provider's interfaces,
+// so a provider cannot leave a case out by not declaring it.
+func testDeclaredFeatures(t *testing.T, h Harness, f Features) {
+	p := h.Provider()
+	if _, ok := p.(providers.Preparer); ok != f.Prepares {
+		t.Errorf("%T: providers.Preparer is %v, Features.Prepares %v", p, ok, f.Prepares)
+	}
+	if _, ok := p.(providers.Payer); f.SubmitPending && !ok {
+		t.Errorf("%T: Features.SubmitPending, but not a providers.Payer", p)
+	}
+}
+
 func testSubmitThenLookup(t *testing.T, h Harness, f Features) {
 	p := h.Provider()
 	o := h.Order(1)
 	o.FirstAttempt = time.Now()
+	o = prepare(t, p, f, o)
 	r := submit(t, h, f, o)
 	r = settle(t, p, o, r)
 	if r.Status != providers.StatusPaid {
@@ -224,6 +305,7 @@ func testThrottle(t *testing.T, h Harness, f Features) {
 func testFailBefore(t *testing.T, h Harness, f Features) {
 	o := h.Order(5)
 	o.FirstAttempt = time.Now()
+	o = prepare(t, h.Provider(), f, o)
 	h.Faults().Script(fault.FailBefore)
 	_, err := h.Provider().Submit(ctx(t), o)
 	if c := providers.CodeOf(err); c != f.FailBeforeCode {
@@ -257,6 +339,7 @@ func reconcile(t *testing.T, h Harness, f Features, o providers.Order) providers
 func testFailAfter(t *testing.T, h Harness, f Features) {
 	o := h.Order(6)
 	o.FirstAttempt = time.Now()
+	o = prepare(t, h.Provider(), f, o)
 	h.Faults().Script(fault.FailAfter)
 	_, err := h.Provider().Submit(ctx(t), o)
 	if c := providers.CodeOf(err); c != providers.Ambiguous {
@@ -274,6 +357,7 @@ func testFailAfter(t *testing.T, h Harness, f Features) {
 func testHang(t *testing.T, h Harness, f Features) {
 	o := h.Order(7)
 	o.FirstAttempt = time.Now()
+	o = prepare(t, h.Provider(), f, o)
 	h.Faults().Script(fault.HangAfter)
 	c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -322,6 +406,116 @@ func testConcurrent(t *testing.T, h Harness, f Features) {
 		if c := h.Count(h.Order(100 + i)); c != 1 {
 			t.Errorf("order %d: sandbox holds %d, want 1", i, c)
 		}
+	}
+}
+
+// testNeverAdopts: order A's create fails before anything is created;
+// order B, another order number for the same target and commodity, is
+// created. A's lookup, told that B's order belongs to another record, must
+// not take it for A's: A is not found (and so may be created), and once
+// created, A's lookup finds A's own order, not B's.
+func testNeverAdopts(t *testing.T, h Harness, f Features) {
+	p := h.Provider()
+	a := h.Order(8)
+	a.FirstAttempt = time.Now()
+	a = prepare(t, p, f, a)
+	b := twin(a, "B")
+	b = prepare(t, p, f, b)
+
+	h.Faults().Script(fault.FailBefore)
+	if _, err := p.Submit(ctx(t), a); providers.CodeOf(err) != f.FailBeforeCode {
+		t.Fatalf("Submit A with 5xx before create: %v, want %v", err, f.FailBeforeCode)
+	}
+	rb := settle(t, p, b, submit(t, h, f, b))
+
+	a.Owned = owns(rb.ProviderOrderID)
+	r, err := p.Lookup(ctx(t), a)
+	if c := providers.CodeOf(err); c != providers.NotFound {
+		t.Fatalf("Lookup A (never created) with B's order owned = %+v, %v; want not_found (B's id is %q)", r, err, rb.ProviderOrderID)
+	}
+	checkNoSecrets(t, h, err)
+
+	ra := submit(t, h, f, a)
+	if rb.ProviderOrderID != "" && ra.ProviderOrderID == rb.ProviderOrderID {
+		t.Fatalf("A and B were given the same provider order id %q", ra.ProviderOrderID)
+	}
+	got, err := p.Lookup(ctx(t), a)
+	if err != nil {
+		t.Fatalf("Lookup A after it was created: %v", err)
+	}
+	if got.ProviderOrderID != ra.ProviderOrderID {
+		t.Errorf("Lookup A found %q, want A's own order %q (B's is %q)", got.ProviderOrderID, ra.ProviderOrderID, rb.ProviderOrderID)
+	}
+}
+
+// testLookupDoesNotPay: Lookup only reads. A pending, Payable order stays
+// so however often it is looked up, until Pay.
+func testLookupDoesNotPay(t *testing.T, h Harness, f Features) {
+	p := h.Provider()
+	o := h.Order(9)
+	o.FirstAttempt = time.Now()
+	r := submit(t, h, f, o)
+	if !r.Payable {
+		t.Fatalf("Submit = %+v: pending but not Payable", r)
+	}
+	o.ProviderOrderID = r.ProviderOrderID
+	for i := range 3 {
+		got, err := p.Lookup(ctx(t), o)
+		if err != nil {
+			t.Fatalf("Lookup %d: %v", i, err)
+		}
+		if got.Status != providers.StatusPending || !got.Payable {
+			t.Fatalf("Lookup %d = %+v: want still pending and Payable (a lookup must not pay)", i, got)
+		}
+	}
+	pr, err := p.(providers.Payer).Pay(ctx(t), o)
+	if err != nil {
+		t.Fatalf("Pay: %v", err)
+	}
+	if pr.Payable {
+		t.Errorf("Pay = %+v: Payable again at once", pr)
+	}
+	if r := settle(t, p, o, pr); r.Status != providers.StatusPaid {
+		t.Errorf("status after Pay = %q, want paid", r.Status)
+	}
+}
+
+// testSnapshot: an order for the same target that existed before Prepare,
+// and that no record owns (made outside the worker), is never identified
+// as the new order, though it was created moments before the first
+// attempt.
+func testSnapshot(t *testing.T, h Harness, f Features) {
+	p := h.Provider()
+	old := h.Order(10)
+	old.FirstAttempt = time.Now()
+	rold := settle(t, p, old, submit(t, h, f, old))
+
+	o := twin(old, "N")
+	o.FirstAttempt = time.Now()
+	o = prepare(t, p, f, o)
+	if rold.ProviderOrderID != "" && !slices.Contains(o.Known, rold.ProviderOrderID) {
+		t.Fatalf("snapshot %v lacks the earlier order %q", o.Known, rold.ProviderOrderID)
+	}
+
+	h.Faults().Script(fault.FailBefore)
+	if _, err := p.Submit(ctx(t), o); providers.CodeOf(err) != f.FailBeforeCode {
+		t.Fatalf("Submit with 5xx before create: %v, want %v", err, f.FailBeforeCode)
+	}
+	r, err := p.Lookup(ctx(t), o)
+	if c := providers.CodeOf(err); c != providers.NotFound {
+		t.Fatalf("Lookup (never created) = %+v, %v; want not_found, not the earlier order %q", r, err, rold.ProviderOrderID)
+	}
+
+	h.Faults().Script(fault.FailAfter)
+	if _, err := p.Submit(ctx(t), o); providers.CodeOf(err) != providers.Ambiguous {
+		t.Fatalf("Submit with 5xx after create: %v, want ambiguous", err)
+	}
+	r = reconcile(t, h, f, o)
+	if r.Status != providers.StatusPaid || r.ProviderOrderID == "" || r.ProviderOrderID == rold.ProviderOrderID {
+		t.Errorf("reconciled %+v, want the new order, paid, not the earlier %q", r, rold.ProviderOrderID)
+	}
+	if n := h.Count(o); n != 2 {
+		t.Errorf("sandbox holds %d orders for the target, want 2 (the earlier one and the new one)", n)
 	}
 }
 

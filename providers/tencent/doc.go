@@ -1,6 +1,8 @@
 // Package tencent submits orders to Tencent Cloud IoT Explorer's service API
 // (物联使能 API): ServiceCreateOrder, with ServiceGetOrderList as the
-// existence check.
+// existence check. The provider notes in docs/providers/tencent.md give the
+// calls, the signing vectors (KAT-T1 to KAT-T3), the error table and what
+// the API leaves undocumented.
 //
 // Every call is a POST of one flat JSON body to
 // {endpoint}/api/exploreropen/serviceapi holding the common parameters
@@ -10,10 +12,24 @@
 // strings left out. A fresh Timestamp, Nonce and RequestId are drawn for
 // every attempt, at send time.
 //
-// Where the sources disagree:
+// # Identification
 //
-//   - ItemVNO is optional in our spec but required by the live API's page;
-//     it is accepted as optional and sent whenever given.
+// An order is identified by its OrderNo, the producer's order number, which
+// Submit sends. The ledger keys records by it, so no other record can hold
+// it, and Order.Owned has nothing to check (an order has no provider order
+// id). Lookup lists ServiceGetOrderList for this OrderNo and CustomerId,
+// every page (at most 10 of 100), and takes a listed order with this
+// OrderNo for ours only when the CustomerId, ItemId, ItemNum and ItemVNO
+// it lists agree with the params. Exactly one such order is paid; none, in
+// a listing read in full, is NotFound. An order with this OrderNo but
+// other params (another system using the same number), the same OrderNo
+// twice, or a listing too long to read is Ambiguous: a person decides.
+//
+// # Where the sources disagree
+//
+//   - ItemVNO is missing from the create page the project started from but
+//     required by the live API's page; it is accepted as optional and sent
+//     whenever given.
 //   - Responses come in two shapes: {"Response":{…}} as documented for
 //     serviceapi, and {code, msg, data} as the official Node SDK parses.
 //     Both are accepted.

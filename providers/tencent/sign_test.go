@@ -14,7 +14,8 @@ func parse(s string) map[string]string {
 	return m
 }
 
-// Known-answer vectors from the provider notes (KAT-T1, KAT-T2, KAT-T3).
+// Known-answer vectors from docs/providers/tencent.md ("Signing"): KAT-T1,
+// KAT-T2, KAT-T3.
 func TestSignKnownAnswers(t *testing.T) {
 	tests := []struct {
 		name, secret, toSign, want string

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"regexp"
@@ -188,33 +189,95 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	return providers.Result{Status: providers.StatusPaid, HTTPStatus: resp.status, Code: "OK", Message: "created"}, nil
 }
 
+// ServiceGetOrderList paging in Lookup.
+const (
+	listLimit    = 100
+	maxListPages = 10
+)
+
+// listedOrder is one entry of ServiceGetOrderList's Orders. ItemNum is kept
+// as its text, number or string.
+type listedOrder struct {
+	CustomerId, OrderNo, ItemId, ItemVNO string
+	ItemNum                              json.RawMessage
+}
+
+// differs reports whether a listed order carries a field that differs from
+// the params; a field the listing leaves empty rules nothing out.
+func (l listedOrder) differs(p providers.Params) bool {
+	diff := func(listed, ours string) bool { return listed != "" && ours != "" && listed != ours }
+	num := strings.Trim(strings.TrimSpace(string(l.ItemNum)), `"`)
+	return diff(l.CustomerId, p.Str("CustomerId")) || diff(l.ItemId, p.Str("ItemId")) ||
+		diff(l.ItemVNO, p.Str("ItemVNO")) || (num != "null" && diff(num, strconv.FormatInt(p.Int("ItemNum"), 10)))
+}
+
 // Lookup implements providers.Provider with ServiceGetOrderList filtered by
-// OrderNo (and CustomerId when the params name one).
+// OrderNo and CustomerId, every page (at most maxListPages of listLimit).
+//
+// The order is identified by its OrderNo, the producer's order number,
+// which only this record can hold (the ledger keys records by it), so no
+// other record's order can match and Order.Owned does not apply; a listed
+// order with this OrderNo must also carry the params' CustomerId, ItemId,
+// ItemNum and ItemVNO where the listing gives them. Exactly one such order
+// is paid (the listing has no payment status; ServiceCreateOrder answers
+// only OK); none, in a complete listing, is NotFound. Anything else is
+// Ambiguous for a person: an order with this OrderNo but other params
+// (another system using the same number), the same order twice, or a
+// listing that cannot be read in full.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
-	p, _ := orderParams(o)
-	q := map[string]any{"OrderNo": o.OrderNo, "Offset": 0, "Limit": 100}
-	if id := p.Str("CustomerId"); id != "" {
-		q["CustomerId"] = id
-	}
-	resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
+	const op = "tencent ServiceGetOrderList"
+	p, err := orderParams(o)
 	if err != nil {
 		return providers.Result{}, err
 	}
-	var list struct {
-		Orders []struct{ OrderNo string }
-		Total  int
-	}
-	if err := json.Unmarshal(resp.response, &list); err != nil {
-		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: "tencent ServiceGetOrderList",
-			HTTPStatus: resp.status, Message: "malformed order list"}
-	}
-	for _, got := range list.Orders {
-		if got.OrderNo == o.OrderNo {
-			return providers.Result{Status: providers.StatusPaid, HTTPStatus: resp.status, Code: "OK", Message: "found by ServiceGetOrderList"}, nil
+	mine, foreign, read := 0, 0, 0
+	status := 0
+	for page := 0; ; page++ {
+		if page == maxListPages {
+			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
+				Message: fmt.Sprintf("more than %d orders listed; cannot read them all", maxListPages*listLimit)}
+		}
+		q := map[string]any{"OrderNo": o.OrderNo, "CustomerId": p.Str("CustomerId"), "Offset": read, "Limit": listLimit}
+		resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
+		if err != nil {
+			return providers.Result{}, err
+		}
+		status = resp.status
+		var list struct {
+			Orders []listedOrder
+			Total  *int
+		}
+		if err := json.Unmarshal(resp.response, &list); err != nil {
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+				HTTPStatus: resp.status, Message: "malformed order list"}
+		}
+		for _, got := range list.Orders {
+			switch {
+			case got.OrderNo != o.OrderNo:
+				// The filter was not applied: another order number.
+			case got.differs(p):
+				foreign++
+			default:
+				mine++
+			}
+		}
+		read += len(list.Orders)
+		if len(list.Orders) == 0 || (list.Total != nil && read >= *list.Total) {
+			break
 		}
 	}
-	return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: "tencent ServiceGetOrderList",
-		HTTPStatus: resp.status, Message: "no order with this OrderNo"}
+	switch {
+	case foreign > 0:
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
+			Message: fmt.Sprintf("%d order(s) with this OrderNo carry other params; a person decides", foreign)}
+	case mine > 1:
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
+			Message: fmt.Sprintf("%d orders carry this OrderNo; a person decides", mine)}
+	case mine == 1:
+		return providers.Result{Status: providers.StatusPaid, HTTPStatus: status, Code: "OK", Message: "found by ServiceGetOrderList"}, nil
+	}
+	return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op,
+		HTTPStatus: status, Message: "no order with this OrderNo"}
 }
 
 type answer struct {
@@ -329,7 +392,8 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (ans
 	return answer{status: resp.StatusCode, response: r}, nil
 }
 
-// codeFor maps the service API's error codes (spec §5, PROVIDERS.md §1.5).
+// codeFor maps the service API's error codes (docs/providers/tencent.md,
+// "Errors").
 func codeFor(pcode, msg string, create bool) providers.Code {
 	switch {
 	case pcode == "InternalError":

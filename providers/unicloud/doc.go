@@ -1,6 +1,8 @@
 // Package unicloud submits orders to UniCloud (紫光云) OpenAPI, NAS
 // CreateOrder, with the transaction API's OrderDetail and QueryOrders to
-// reconcile an order whose outcome is unknown.
+// reconcile an order whose outcome is unknown. The provider notes in
+// docs/providers/unicloud.md give the calls, the signing vectors (KAT-U0,
+// KAT-U1), the error table and what the API leaves undocumented.
 //
 // # Wire format
 //
@@ -25,18 +27,19 @@
 //
 // # Params
 //
-// The spec's body fields, each checked by Fields: the codes and ids
+// The documented body fields, each checked by Fields: the codes and ids
 // (azoneId, componentCode, orderCategory, payType, projectId, regionId,
 // renewType, rentUnit, specificationCode, unit, vpc) must look like
 // identifiers, [A-Za-z0-9][A-Za-z0-9._-]*, which also keeps regionId, the
 // one that goes into the query, free of spaces and '+'; dataEncryption is 0
-// or 1 (the spec: "whether the data is encrypted"); rentCount is 1 to 365
-// [judgement: a year of days, thirty of months; the spec gives no bound];
+// or 1 (documented: "whether the data is encrypted"); rentCount is 1 to
+// 365 [judgement: a year of days, thirty of months; no bound is
+// documented];
 // instanceName is up to 64 printable characters with no leading or
 // trailing space, because Lookup identifies orders by it and a provider
 // that trims it would make our order look like someone else's. No enum is
-// imposed on orderCategory, payType, renewType or rentUnit: the spec only
-// gives examples (NEW, DAY_MONTH_USAGE, manualrenew, month). unit is
+// imposed on orderCategory, payType, renewType or rentUnit: the documents
+// only give examples (NEW, DAY_MONTH_USAGE, manualrenew, month). unit is
 // optional; every other field is required; unknown fields are refused.
 //
 // # Answers and errors
@@ -96,7 +99,11 @@
 //     differs; or its CreateTime is readable and more than eight hours
 //     outside the window (the server filters already; the slack keeps a
 //     CreateTime read in the wrong zone from ruling our order out).
-//  2. Otherwise it is identified by the instance names it carries (an
+//  2. An order that Order.Owned reports as another record's is that
+//     record's, whatever its name: it is passed over, without an
+//     OrderDetail call. Only orders that could be ours are checked (not
+//     those whose names, listed or cached, are all another instance's).
+//  3. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on
 //     the order or any of its Items), at most MaxDetails detail calls.
 //     It is ours when one name equals the params' instanceName exactly,
@@ -114,11 +121,18 @@
 // If the live API carries no name, every order of the window that is not
 // ruled out is unidentified and Lookup answers Ambiguous rather than guess;
 // set ProductCategory once its value for NAS is confirmed to rule out other
-// products. Two orders with the same instance name in one window are
-// Ambiguous. A Lookup without FirstAttempt cannot bound the search and is
-// Ambiguous. The rules assume the billing system lists an order as soon as
-// CreateOrder has created it; if it lags, the caller must wait before
-// reconciling.
+// products. Two unowned orders with the same instance name in one window
+// are Ambiguous, and left to a person. A Lookup without FirstAttempt cannot
+// bound the search and is Ambiguous. The rules assume the billing system
+// lists an order as soon as CreateOrder has created it; if it lags, the
+// caller must wait before reconciling.
+//
+// What the rules cannot see: an order with our instance name made outside
+// the worker within LookupMargin before the first attempt, alone in the
+// window, is taken for ours. The client is not a providers.Preparer: a
+// snapshot here would be every order of the account in the window, read
+// before every create, which at volume costs more pages than the lookups
+// it protects. Instance names should be unique per order.
 //
 // # Where the sources disagree
 //

@@ -22,8 +22,9 @@ import (
 // With o.ProviderOrderID it asks OrderDetail. Without it, it lists the
 // orders QueryOrders holds in a window around the order's first attempt
 // and matches them against the order's params; see the package doc for the
-// rules. It never guesses: when more than one listed order could be this
-// one, or one could be and cannot be identified, it returns Ambiguous.
+// rules. An order o.Owned says belongs to another record is never taken.
+// It never guesses: when more than one listed order could be this one, or
+// one could be and cannot be identified, it returns Ambiguous.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
 	if o.ProviderOrderID != "" {
 		return c.lookupByID(ctx, o.ProviderOrderID)
@@ -283,6 +284,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	var ours []orderInfo
 	unknown := 0
 	details := 0
+	others := 0
 	for _, d := range listed {
 		if c.excludes(d, p, start.Truncate(time.Second), end) {
 			continue
@@ -290,6 +292,23 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		if d.Names == nil && d.ID != "" {
 			if names, ok := c.names.get(d.ID); ok {
 				d.Names = names
+			}
+		}
+		if d.Names != nil && !slices.Contains(d.Names, name) {
+			continue // another instance's order
+		}
+		// An order that could be ours but belongs to another record is
+		// that record's, whatever its name: never adopted, and not
+		// detailed either.
+		if o.Owned != nil && d.ID != "" {
+			taken, err := o.Owned(ctx, d.ID)
+			if err != nil {
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+					Message: "cannot tell whether a listed order belongs to another order", Err: err}
+			}
+			if taken {
+				others++
+				continue
 			}
 		}
 		if d.Names == nil && d.ID != "" {
@@ -323,8 +342,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
 			Message: c.clean(withStatus("found by QueryOrders", ours[0].OrderStatus), 200)}, nil
 	case len(ours) == 0 && unknown == 0:
-		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, HTTPStatus: http.StatusOK,
-			Message: fmt.Sprintf("none of %d orders in the window is this one", len(listed))}
+		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
+		if others > 0 {
+			msg += fmt.Sprintf(" (%d belong to other orders)", others)
+		}
+		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	default:
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
 			Message: fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)}

@@ -3,10 +3,12 @@ package unicloud_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -403,5 +405,92 @@ func TestLookupCreateTimeSlack(t *testing.T) {
 				t.Errorf("Lookup = %+v, %v; want not_found", r, err)
 			}
 		})
+	}
+}
+
+// An order that belongs to another record is never adopted, and is not
+// even detailed.
+func TestLookupSkipsOwnedOrders(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	tests := []struct {
+		name    string
+		seed    []sandbox.Order
+		owned   []int // indexes in seed of orders other records own
+		ownErr  error
+		want    providers.Code // Unknown: found
+		wantID  int
+		details int // OrderDetail calls
+		checked int // Owned calls
+	}{
+		{name: "only another record's", seed: []sandbox.Order{seeded("same", now)}, owned: []int{0},
+			want: providers.NotFound, details: 0, checked: 1},
+		{name: "ours and another record's", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0},
+			wantID: 1, details: 1, checked: 2},
+		{name: "two, both others'", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0, 1},
+			want: providers.NotFound, details: 0, checked: 2},
+		{name: "ownership unknown", seed: []sandbox.Order{seeded("same", now)}, ownErr: errors.New("ledger unreachable"),
+			want: providers.Unavailable, details: 0, checked: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sb, c := setup(t, unicloud.Options{})
+			var ids, owned []string
+			for _, o := range tt.seed {
+				ids = append(ids, sb.Seed(o).ID)
+			}
+			for _, i := range tt.owned {
+				owned = append(owned, ids[i])
+			}
+			o := order("same")
+			o.FirstAttempt = now.Add(-time.Minute)
+			var mu sync.Mutex
+			checked := 0
+			o.Owned = func(_ context.Context, id string) (bool, error) {
+				mu.Lock()
+				checked++
+				mu.Unlock()
+				return slices.Contains(owned, id), tt.ownErr
+			}
+			r, err := c.Lookup(context.Background(), o)
+			switch {
+			case tt.want != providers.Unknown:
+				if c := providers.CodeOf(err); c != tt.want {
+					t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+				}
+				checkSecretFree(t, err)
+			case err != nil:
+				t.Fatalf("Lookup: %v", err)
+			case r.ProviderOrderID != ids[tt.wantID]:
+				t.Errorf("Lookup found %s, want %s", r.ProviderOrderID, ids[tt.wantID])
+			}
+			if n := sb.Calls("OrderDetail"); n != tt.details {
+				t.Errorf("%d OrderDetail calls, want %d", n, tt.details)
+			}
+			if checked != tt.checked {
+				t.Errorf("%d ownership checks, want %d", checked, tt.checked)
+			}
+		})
+	}
+}
+
+// An order already known (by its detailed name) to be another instance's
+// costs no ownership check.
+func TestLookupChecksOwnershipOnlyOfPossibleMatches(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{})
+	sb.Seed(seeded("other", time.Now()))
+	o := order("mine")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.NotFound {
+		t.Fatalf("first Lookup = %v, want not_found", err)
+	}
+	o.Owned = func(_ context.Context, id string) (bool, error) {
+		t.Errorf("ownership of %s checked, though its name is known to be another's", id)
+		return false, nil
+	}
+	if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.NotFound {
+		t.Fatalf("second Lookup = %v, want not_found", err)
 	}
 }

@@ -73,8 +73,8 @@ func ParseResponse(body []byte) (Response, error) {
 		return r, nil
 	}
 	r.Payload = json.RawMessage(res)
-	// The spec's table types Res as a List and its example shows an
-	// object: read both.
+	// The documented table types Res as a List and its example shows an
+	// object: read both (docs/providers/unicloud.md).
 	var objs []map[string]json.RawMessage
 	switch res[0] {
 	case '{':

@@ -21,7 +21,7 @@ const (
 	katU1 = "AccessKeyId=6oPiV0WMJXhxiT65&Action=CreateOrder&Format=json&SignatureMethod=HMAC-SHA1&SignatureNonce=16343456325226&SignatureVersion=2.0&Timestamp=2020-07-30T12:00:00Z&Version=2020-07-30&regionId=cn-tianjin-yfb"
 )
 
-// Known-answer vectors from the provider notes (PROVIDERS.md §3.2).
+// Known-answer vectors from docs/providers/unicloud.md ("Signing").
 func TestSignKnownAnswers(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -105,8 +105,9 @@ func sdkPercentEncode(v string) string {
 	return url.QueryEscape(v)
 }
 
-// The quirk case A="a b:c" (PROVIDERS.md §3.2): RFC 3986 escapes the ':'
-// that the SDK leaves alone, so the two strings to sign differ.
+// The quirk case A="a b:c" (docs/providers/unicloud.md, "Signing"): RFC
+// 3986 escapes the ':' that the SDK leaves alone, so the two strings to
+// sign differ.
 func TestSignQuirkCase(t *testing.T) {
 	t.Parallel()
 	params := parseKAT(katU1)

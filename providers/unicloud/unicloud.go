@@ -148,7 +148,8 @@ var (
 	nameRE = regexp.MustCompile(`^[^\s\pZ\pC](?:[^\pC]*[^\s\pZ\pC])?$`)
 )
 
-// Fields are CreateOrder's body fields (spec 002).
+// Fields are CreateOrder's body fields (docs/providers/unicloud.md,
+// "Endpoints and calls").
 var Fields = []providers.Field{
 	{Name: "azoneId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
 	{Name: "componentCode", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},

@@ -14,8 +14,9 @@
 // answered code 401 in the body) and the streaming-order APIs create, pay,
 // get and query, keeping orders per iotId. A new order is unpaid
 // (paymentStatus 0); pay moves it to paying (2) and the next get shows it
-// paid (1). Listed orders carry gmtCreate (epoch ms), a field the public
-// documents do not show (see the aliyun package doc).
+// paid (1). Answers carry the documented fields only: no creation time,
+// unless SetListCreateTime turns on gmtCreate (epoch ms), a field no
+// public document shows (see docs/providers/aliyun.md).
 //
 // Like the real API, create takes no client order number and does not
 // deduplicate: submitting an order twice makes two orders, which is what
@@ -93,7 +94,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	tokenTTL  time.Duration
-	omitTime  bool
+	withTime  bool
 	maxPage   int64
 	appKey    string
 	appSecret string
@@ -172,12 +173,13 @@ func (s *Server) SetTokenTTL(d time.Duration) {
 	s.tokenTTL = d
 }
 
-// SetOmitCreateTime makes query listings leave gmtCreate out, as the
-// public documents' shape would.
-func (s *Server) SetOmitCreateTime(omit bool) {
+// SetListCreateTime makes every order in an answer (create, pay, get and
+// query) carry gmtCreate, the creation time in epoch ms, which no public
+// document shows. Off by default: the documented shape has none.
+func (s *Server) SetListCreateTime(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.omitTime = omit
+	s.withTime = on
 }
 
 // SetMaxPageSize caps how many orders a query page holds, whatever
@@ -573,7 +575,7 @@ func (s *Server) create(r *http.Request, env envelope) reply {
 		s.faults.Hang(r.Context())
 		return reply{hung: true}
 	}
-	return ok(orderData(o, true))
+	return ok(orderData(o, s.listTime()))
 }
 
 // throttle alternates the gateway's flow control and the platform's 429.
@@ -648,7 +650,7 @@ func (s *Server) withOrder(env envelope, change func(*Order)) reply {
 		return fail(460, "order not exist", "订单不存在")
 	}
 	change(o)
-	return ok(orderData(*o, true))
+	return ok(orderData(*o, s.withTime))
 }
 
 func (s *Server) query(_ *http.Request, env envelope) reply {
@@ -676,7 +678,7 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	for _, o := range s.orders[p.IotID] {
 		list = append(list, *o)
 	}
-	withTime := !s.omitTime
+	withTime := s.withTime
 	s.mu.Unlock()
 	// Newest first.
 	slices.SortStableFunc(list, func(a, b Order) int { return b.Created.Compare(a.Created) })
@@ -685,6 +687,13 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 		items = append(items, orderData(list[i], withTime))
 	}
 	return ok(map[string]any{"total": len(list), "pageNo": pageNo, "pageSize": pageSize, "data": items})
+}
+
+// listTime reports whether answers carry gmtCreate.
+func (s *Server) listTime() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.withTime
 }
 
 // orderData renders an order the way the platform answers it; userName

@@ -296,8 +296,14 @@ func TestOrderLifecycle(t *testing.T) {
 	if list["total"] != 1.0 || len(items) != 1 {
 		t.Fatalf("query = %v", list)
 	}
-	if item := items[0].(map[string]any); item["orderId"] != id || item["gmtCreate"] == nil {
-		t.Errorf("listed order = %v", item)
+	if item := items[0].(map[string]any); item["orderId"] != id || item["gmtCreate"] != nil {
+		t.Errorf("listed order = %v, want the documented fields only", item)
+	}
+	e.sb.SetListCreateTime(true)
+	list = call(aliyun.PathQuery, map[string]any{"iotId": "dev1", "pageNo": 1, "pageSize": 20})
+	items, _ = list["data"].([]any)
+	if item := items[0].(map[string]any); item["gmtCreate"] == nil {
+		t.Errorf("listed order = %v, want gmtCreate when asked for", item)
 	}
 	if e.sb.Count("dev1") != 1 || len(e.sb.Orders()["dev1"]) != 1 {
 		t.Errorf("Count/Orders disagree")
