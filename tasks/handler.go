@@ -163,6 +163,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	pol := h.policy(p.Provider, prov)
 	base := uuid.NewString()
+	want := order.None // the step a Continue asked for
 	for i := 0; i < maxSteps; i++ {
 		if err := h.admit(ctx, ref); err != nil {
 			return err
@@ -200,24 +201,26 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		next, err := h.step(ctx, prov, pol, rec, token)
-		if err != nil || next != order.Continue {
+		then, err := h.step(ctx, prov, pol, rec, token, want)
+		if err != nil || then.Next != order.Continue {
 			return err
 		}
+		want = then.Step
 	}
 	return wait(100*time.Millisecond, fmt.Errorf("order %s: more steps to take", ref))
 }
 
-// step plans, calls and settles one step of rec, whose lease token holds.
-// It returns Continue when the next step is due at once, else the task's
+// step plans, calls and settles one step of rec, whose lease token holds;
+// want is the step the previous one asked for (None: plan it). It returns
+// Continue with the next step when that is due at once, else the task's
 // result as err.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string) (order.Next, error) {
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step) (order.Then, error) {
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
 		h.release(ref, token)
 		if errors.Is(err, errConfig) {
-			return 0, h.configWait(ref, ProblemDataKey, err.Error())
+			return order.Then{}, h.configWait(ref, ProblemDataKey, err.Error())
 		}
 		// Recorded params this worker's version rejects: nothing is sent.
 		// An order that may exist is left for a person, never errored.
@@ -228,9 +231,13 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			}
 		}
 		h.log.Error("order params rejected", "provider", ref.Provider, "order_no", ref.OrderNo, "reason", reason)
-		return 0, stop("order %s: %s", ref, reason)
+		return order.Then{}, stop("order %s: %s", ref, reason)
 	}
 	plan := order.PlanStep(rec, pol, time.Now())
+	if want == order.Pay && plan.Step == order.Poll {
+		// The poll that just ran found the order payable: pay it.
+		plan.Step = order.Pay
+	}
 	if plan.Step == order.None {
 		d := order.Decision{Settle: plan.Settle, Then: plan.Then}
 		return h.finish(ctx, rec, token, d)
@@ -254,7 +261,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 }
 
 // finish settles a decision and turns what follows into the task's result.
-func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, d order.Decision) (order.Next, error) {
+func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, d order.Decision) (order.Then, error) {
 	ref := rec.Ref()
 	// Ledger writes after a provider call must happen even when the
 	// task's ctx was cancelled (shutdown) mid-call.
@@ -269,23 +276,23 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		reason := fmt.Sprintf("the provider's order %s belongs to order %s; looking again", owned.ProviderOrderID, owned.Owner)
 		h.log.Error("provider answered with another order's id", "provider", ref.Provider, "order_no", ref.OrderNo, "owner", owned.Owner)
 		if err := h.ledger.Settle(wc, ref, token, ledger.SetUnknown(reason)); err != nil {
-			return 0, wait(redisWait, err)
+			return order.Then{}, wait(redisWait, err)
 		}
-		return 0, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
+		return order.Then{}, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
 	case errors.Is(err, ledger.ErrLeaseLost):
 		h.log.Warn("order lease lost mid-step; another run has the order", "provider", ref.Provider, "order_no", ref.OrderNo)
-		return 0, wait(time.Second, fmt.Errorf("order %s: %w", ref, err))
+		return order.Then{}, wait(time.Second, fmt.Errorf("order %s: %w", ref, err))
 	case errors.Is(err, ledger.ErrNotFound):
 		// The record vanished while the step ran (a failover lost it):
 		// record it again as unknown, so it is looked up, never resent.
 		h.log.Error("order record vanished mid-step; recording it as unknown", "provider", ref.Provider, "order_no", ref.OrderNo)
 		if _, err := h.ledger.ClaimLost(wc, ref, rec.Params, rec.ParamsHash, "record lost mid-step; looking the order up"); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
-			return 0, wait(redisWait, err)
+			return order.Then{}, wait(redisWait, err)
 		}
-		return 0, wait(time.Second, fmt.Errorf("order %s: record lost mid-step", ref))
+		return order.Then{}, wait(time.Second, fmt.Errorf("order %s: record lost mid-step", ref))
 	default:
 		// The mark in flight stays, so the next run looks the order up.
-		return 0, wait(redisWait, err)
+		return order.Then{}, wait(redisWait, err)
 	}
 	h.observe(rec, d)
 	return h.then(ref, d.Then)
@@ -319,20 +326,18 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 }
 
 // then turns what follows a step into the task's result.
-func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Next, error) {
+func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Then, error) {
 	switch t.Next {
-	case order.Done:
-		return order.Done, nil
-	case order.Continue:
-		return order.Continue, nil
+	case order.Done, order.Continue:
+		return t, nil
 	case order.Stop:
-		return order.Stop, stop("order %s: %s", ref, t.Reason)
+		return t, stop("order %s: %s", ref, t.Reason)
 	case order.Retry:
-		return order.Retry, failed(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
+		return t, failed(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
 	case order.ConfigWait:
-		return order.ConfigWait, h.configWait(ref, ProblemCredentials, t.Reason)
+		return t, h.configWait(ref, ProblemCredentials, t.Reason)
 	}
-	return order.Wait, wait(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
+	return t, wait(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
 }
 
 // configWait holds an order back for a configuration problem: loud, counted

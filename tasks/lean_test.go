@@ -1,0 +1,175 @@
+package tasks_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// roundTrips counts what a client sends: one per command or pipeline.
+type roundTrips struct {
+	n   atomic.Int64
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		switch cmd.Name() {
+		case "hello", "client", "auth", "select":
+			// A new connection's handshake, not the ledger's work.
+			return next(ctx, cmd)
+		}
+		c.n.Add(1)
+		c.mu.Lock()
+		c.log = append(c.log, fmt.Sprint(cmd.Args()[0]))
+		c.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+func (c *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			switch cmd.Name() {
+			case "hello", "client", "auth", "select":
+			default:
+				c.n.Add(1)
+				return next(ctx, cmds)
+			}
+		}
+		return next(ctx, cmds) // a new connection's handshake
+	}
+}
+
+// memEnv is a worker on the in-memory provider: no HTTP.
+type memEnv struct {
+	backend  *memprov.Backend
+	ledger   *ledger.Ledger
+	reader   *ledger.Ledger // on a client the round-trip count does not see
+	enqueuer *tasks.Enqueuer
+	trips    *roundTrips
+	redis    *taskstest.Server
+	srv      *asynq.Server
+}
+
+func setupMem(t *testing.T, ho *tasks.HandlerOptions, pending bool) *memEnv {
+	t.Helper()
+	e := &memEnv{backend: memprov.NewBackend("s"), trips: &roundTrips{}, redis: taskstest.StartRedis(t, nil)}
+	e.backend.Pending = pending
+	rdb := e.redis.Client(t)
+	rdb.AddHook(e.trips)
+	e.ledger = ledger.New(rdb, nil)
+	e.reader = ledger.New(e.redis.Client(t), nil)
+	set := providers.NewSet()
+	set.Add(memprov.New(e.backend, memprov.Options{Secret: "s", AutoPay: true}))
+	opt := asynq.RedisClientOpt{Addr: e.redis.Addr}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
+	if ho == nil {
+		ho = &tasks.HandlerOptions{}
+	}
+	ho.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := tasks.NewHandler(e.ledger, set, ho)
+	e.srv, _ = tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 8, TaskCheckInterval: 10 * time.Millisecond,
+		DelayedTaskCheckInterval: 50 * time.Millisecond, Logger: ho.Logger})
+	_, mux := tasks.NewServer(opt, h, tasks.ServerOptions{})
+	if err := e.srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.srv.Shutdown)
+	return e
+}
+
+func (e *memEnv) wait(t *testing.T, no string, want tasks.State) *tasks.Record {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rec, err := e.reader.Get(context.Background(), tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
+		if err == nil && rec != nil && rec.State == want {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %s: %+v, %v; want %s", no, rec, err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func memOrder(no string) []byte {
+	return []byte(fmt.Sprintf(`{"provider":"mem","order_no":%q,"params":{"item":"sku-1","qty":2}}`, no))
+}
+
+// The lean order path: an order paid on its first call costs the ledger
+// exactly three round trips (claim; begin; settle), the params are parsed
+// once, and nothing else touches the ledger.
+func TestHappyPathLedgerRoundTrips(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, nil, false)
+	const n = 20
+	// Warm the script cache, so that EVALSHA never falls back to EVAL.
+	if res, err := e.enqueuer.Enqueue(context.Background(), memOrder("warm")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	e.wait(t, "warm", tasks.StatePaid)
+	// Count without the test's own reads: enqueue all, wait on the
+	// provider's side, then read.
+	e.trips.n.Store(0)
+	e.trips.mu.Lock()
+	e.trips.log = nil
+	e.trips.mu.Unlock()
+	for i := range n {
+		if res, err := e.enqueuer.Enqueue(context.Background(), memOrder(fmt.Sprintf("LeanB%02d", i))); err != nil || res.Status != tasks.Enqueued {
+			t.Fatal(res, err)
+		}
+	}
+	var recs []*tasks.Record
+	for i := range n {
+		recs = append(recs, e.wait(t, fmt.Sprintf("LeanB%02d", i), tasks.StatePaid))
+	}
+	if trips := e.trips.n.Load(); trips != 3*n {
+		e.trips.mu.Lock()
+		t.Errorf("ledger round trips for %d orders = %d, want %d (claim, begin, settle each); %v", n, trips, 3*n, e.trips.log)
+		e.trips.mu.Unlock()
+	}
+	for _, rec := range recs {
+		if rec.Attempts != 1 || len(rec.History) != 1 || rec.History[0].Call != "submit" {
+			t.Errorf("%s: attempts %d, history %+v", rec.OrderNo, rec.Attempts, rec.History)
+		}
+	}
+}
+
+// Pay is a step of its own, recorded as such; a lookup never pays.
+func TestPayIsItsOwnStep(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, &tasks.HandlerOptions{PollInterval: 10 * time.Millisecond}, true)
+	if res, err := e.enqueuer.Enqueue(context.Background(), memOrder("Pay1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	rec := e.wait(t, "Pay1", tasks.StatePaid)
+	var calls []string
+	for _, a := range rec.History {
+		calls = append(calls, a.Call+":"+a.Result)
+	}
+	if fmt.Sprint(calls) != "[submit:ok pay:ok]" {
+		t.Errorf("history = %v, want [submit:ok pay:ok]", calls)
+	}
+	if n := e.backend.Calls("pay"); n != 1 {
+		t.Errorf("pay calls = %d, want 1", n)
+	}
+}
