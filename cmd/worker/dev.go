@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -197,4 +199,19 @@ func (d *devEnv) Close() {
 	if d.mini != nil {
 		d.mini.Close()
 	}
+}
+
+// demoPayloads returns one sample order per provider the registry lists,
+// with the provider's example params, its order number ending in suffix
+// ("DemoTencent-20261130T120000").
+func demoPayloads(suffix string) []tasks.Payload {
+	var out []tasks.Payload
+	for _, s := range registry.All() {
+		out = append(out, tasks.Payload{
+			Provider: s.Name,
+			OrderNo:  "Demo" + strings.ToUpper(s.Name[:1]) + s.Name[1:] + "-" + suffix,
+			Params:   s.Example,
+		})
+	}
+	return out
 }

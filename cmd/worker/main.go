@@ -3,8 +3,9 @@
 // every order's outcome in the ledger. It serves /metrics, /healthz,
 // /readyz and the asynqmon dashboard at /monitoring/ on its admin address.
 //
-// worker -dev needs nothing set up: it starts an embedded Redis when none is
-// reachable and built-in provider sandboxes with demo credentials.
+// worker -dev needs nothing set up: it starts an embedded Redis (never the
+// one REDIS_URL names; -dev-redis URL gives it an empty one of yours) and
+// built-in provider sandboxes with demo credentials.
 // worker -dev -demo also enqueues one sample order per provider, prints
 // each outcome and exits.
 package main

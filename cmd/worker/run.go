@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,9 +22,6 @@ import (
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/guard"
 )
-
-//go:embed demo/orders.jsonl
-var demoOrders []byte
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
@@ -182,7 +177,7 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 	}
 }
 
-// runDemo enqueues the embedded sample orders (numbered for this run),
+// runDemo enqueues one sample order per provider (numbered for this run),
 // waits for each to reach an outcome and prints its record, one JSON line
 // each. It fails if any order does not end paid.
 func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, ledger *tasks.Ledger, set *providers.Set, sealer *tasks.Sealer, stdout io.Writer, log *slog.Logger) error {
@@ -191,12 +186,7 @@ func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, led
 	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
 	suffix := time.Now().UTC().Format("20060102T150405")
 	var refs []tasks.OrderRef
-	for line := range bytes.Lines(demoOrders) {
-		var p tasks.Payload
-		if err := json.Unmarshal(line, &p); err != nil {
-			return fmt.Errorf("demo order: %w", err)
-		}
-		p.OrderNo += "-" + suffix
+	for _, p := range demoPayloads(suffix) {
 		res, err := enq.EnqueuePayload(ctx, p)
 		if err != nil {
 			return err

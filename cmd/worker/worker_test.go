@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,12 +115,11 @@ func checkDemo(t *testing.T, recs []tasks.Record) {
 
 func demoProviders(t *testing.T) []string {
 	var out []string
-	for line := range bytes.Lines(demoOrders) {
-		var p tasks.Payload
-		if err := json.Unmarshal(line, &p); err != nil {
-			t.Fatal(err)
-		}
+	for _, p := range demoPayloads("test") {
 		out = append(out, p.Provider)
+	}
+	if !slices.Equal(out, registry.Names()) {
+		t.Errorf("demo orders are for %v, want one for each provider: %v", out, registry.Names())
 	}
 	return out
 }
