@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -140,52 +137,29 @@ Flags:
 	if len(rest) == 0 {
 		rest = []string{"-"}
 	}
+	if err := checkInputs(rest); err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
+	reject := func(source, reason string) error {
+		code = exitRejected
+		return out.Encode(struct {
+			tasks.EnqueueResult
+			Source string `json:"source,omitempty"`
+		}{tasks.EnqueueResult{Status: tasks.Invalid, Reason: reason}, source})
+	}
 	for _, name := range rest {
-		if err := readOrders(name, stdin, submit); err != nil {
+		err := readOrders(name, stdin, submit, reject)
+		var stopped *stoppedError
+		switch {
+		case errors.As(err, &stopped):
+			fmt.Fprintln(stderr, "enqueue:", err) // reported as invalid; exit 1
+		case err != nil:
 			fmt.Fprintln(stderr, "enqueue:", err)
 			return exitError
 		}
 	}
 	return code
-}
-
-// readOrders calls submit for every order in the named file ("-" is
-// stdin): the whole input when it is one JSON value, else one per
-// non-blank line.
-func readOrders(name string, stdin io.Reader, submit func(source string, data []byte) error) error {
-	var r io.Reader = stdin
-	label := "stdin"
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r, label = f, name
-	}
-	data, err := io.ReadAll(io.LimitReader(r, 1<<30))
-	if err != nil {
-		return fmt.Errorf("read %s: %w", label, err)
-	}
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) == 0 {
-		return nil
-	}
-	if json.Valid(trimmed) && !bytes.Contains(trimmed, []byte("\n{")) {
-		return submit(label, trimmed)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
-		if err := submit(fmt.Sprintf("%s:%d", label, n), line); err != nil {
-			return err
-		}
-	}
-	return sc.Err()
 }
 
 // status prints the order's record, params masked, as JSON.
