@@ -278,7 +278,7 @@ func parseKeyed[T any](name, s string, keys []string, parse func(val string) (T,
 }
 
 // maxRate bounds a rate limit: beyond it a limit limits nothing.
-const maxRate = 1e6
+const maxRate = 1_000_000
 
 // parseLimits reads "tencent=20:40,aliyun=5": a rate per second and an
 // optional burst (default: the rate, at least 1) for each provider, whose
@@ -294,7 +294,7 @@ func parseLimits(s string, keys []string) (map[string]guard.Limit, error) {
 		rate, burst, hasBurst := strings.Cut(val, ":")
 		r, err := strconv.ParseFloat(rate, 64)
 		if err != nil || math.IsNaN(r) || math.IsInf(r, 0) || r <= 0 || r > maxRate {
-			return guard.Limit{}, fmt.Errorf("want provider=rate[:burst] with a rate per second above 0 and at most %g, e.g. tencent=20:40", float64(maxRate))
+			return guard.Limit{}, fmt.Errorf("want provider=rate[:burst] with a rate per second above 0 and at most %d, e.g. tencent=20:40", maxRate)
 		}
 		l := guard.Limit{Rate: r, Burst: max(1, int(r))}
 		if hasBurst {
