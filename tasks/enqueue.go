@@ -114,12 +114,12 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 		res.Status, res.Reason = Invalid, reasonOf(err)
 		return res, nil
 	}
-	clear, _, err := openAndValidate(p, e.providers, e.sealer)
+	clear, parsed, err := openAndValidate(p, e.providers, e.sealer)
 	if err != nil {
 		res.Status, res.Reason = Invalid, reasonOf(err)
 		return res, nil
 	}
-	hash, err := e.sealer.hash(clear)
+	hash, err := e.sealer.hash(clear, parsed)
 	if err != nil {
 		res.Status, res.Reason = Invalid, "params: malformed JSON"
 		return res, nil

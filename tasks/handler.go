@@ -374,7 +374,11 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 	if err != nil {
 		return false // cannot tell; the recorded params are what is submitted
 	}
-	hash, err := h.opts.Sealer.hash(clear)
+	parsed, err := h.providers.Parse(p.Provider, clear)
+	if err != nil {
+		return true
+	}
+	hash, err := h.opts.Sealer.hash(clear, parsed)
 	return err == nil && hash != rec.ParamsHash
 }
 
@@ -390,8 +394,7 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool) error {
 		}
 		return stop("%s", reasonOf(err))
 	}
-	_ = parsed
-	hash, err := h.opts.Sealer.hash(clear)
+	hash, err := h.opts.Sealer.hash(clear, parsed)
 	if err != nil {
 		return stop("params: %v", err)
 	}
@@ -432,7 +435,7 @@ func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawM
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %s", errConfig, err.Error())
 	}
-	parsed, err := parseWith(prov, clear)
+	parsed, err := h.providers.Parse(rec.Provider, clear)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -442,17 +445,6 @@ func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawM
 
 // errConfig marks an error caused by this worker's configuration.
 var errConfig = errors.New("configuration")
-
-// parseWith validates params with the provider and returns them decoded
-// (nil when the provider does not offer decoded params).
-func parseWith(prov providers.Provider, clear json.RawMessage) (providers.Params, error) {
-	if pp, ok := prov.(interface {
-		Parse(json.RawMessage) (providers.Params, error)
-	}); ok {
-		return pp.Parse(clear)
-	}
-	return nil, prov.Validate(clear)
-}
 
 type parsedEntry struct {
 	clear  json.RawMessage

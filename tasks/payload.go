@@ -176,7 +176,7 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 		}
 		return nil, nil, fmt.Errorf("%w: %s", errConfig, err.Error())
 	}
-	parsed, err := parseParams(set, p.Provider, clear)
+	parsed, err := set.Parse(p.Provider, clear)
 	if err != nil {
 		return nil, nil, invalid("%s", msgOf(err))
 	}
@@ -192,14 +192,6 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 	return clear, parsed, nil
 }
 
-// parseParams validates params for the named provider, enabled or
-// disabled, and returns them decoded when the provider offers that.
-func parseParams(set *providers.Set, name string, clear json.RawMessage) (providers.Params, error) {
-	if prov, err := set.Get(name); err == nil {
-		return parseWith(prov, clear)
-	}
-	return nil, set.Validate(name, clear)
-}
 
 func msgOf(err error) string {
 	var e *providers.Error

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/orderworker/orderworker/providers"
 )
 
 // sealedPrefix starts a sealed params value.
@@ -103,13 +105,25 @@ func (s *Sealer) Open(params json.RawMessage) (json.RawMessage, error) {
 // hash is the params hash the ledger keeps for dedupe: keyed (HMAC) when
 // sealing, so the hash of params holding personal data cannot be
 // brute-forced from Redis.
-func (s *Sealer) hash(params json.RawMessage) (string, error) {
-	if s == nil {
-		return ParamsHash(params)
+//
+// It hashes the validated, normalized params (parsed, see
+// providers.Params.Canonical) when the provider decodes them, so that
+// orders whose provider requests are identical hash alike ("2.0" and "2",
+// an optional field sent as null or "" and one left out); else the params
+// in canonical JSON.
+func (s *Sealer) hash(params json.RawMessage, parsed providers.Params) (string, error) {
+	var canon []byte
+	if parsed != nil {
+		canon = parsed.Canonical()
+	} else {
+		var err error
+		if canon, err = canonicalJSON(params); err != nil {
+			return "", err
+		}
 	}
-	canon, err := canonicalJSON(params)
-	if err != nil {
-		return "", err
+	if s == nil {
+		sum := sha256.Sum256(canon)
+		return hex.EncodeToString(sum[:]), nil
 	}
 	m := hmac.New(sha256.New, s.mac)
 	m.Write(canon)

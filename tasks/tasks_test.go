@@ -230,6 +230,38 @@ func TestConflict(t *testing.T) {
 	}
 }
 
+// The same order written differently (2.0 for 2, an optional field sent
+// as "" or null instead of left out) makes the same provider request, so it
+// is a duplicate, not a conflict; a different value is a conflict.
+func TestNormalizedParamsDedupe(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	first := `{"provider":"tencent","order_no":"Norm1","params":{"CustomerId":"C1","ItemId":"D-Fire","ItemNum":2}}`
+	if res := e.enqueue(t, []byte(first)); res.Status != tasks.Enqueued {
+		t.Fatalf("first = %+v", res)
+	}
+	for _, again := range []string{
+		`{"provider":"tencent","order_no":"Norm1","params":{"ItemNum":2.0,"ItemId":"D-Fire","CustomerId":"C1"}}`,
+		`{"provider":"tencent","order_no":"Norm1","params":{"CustomerId":"C1","ItemId":"D-Fire","ItemNum":20e-1,"ItemVNO":""}}`,
+		`{"provider":"tencent","order_no":"Norm1","params":{"CustomerId":"C1","ItemId":"D-Fire","ItemNum":2,"ItemVNO":null}}`,
+	} {
+		if res := e.enqueue(t, []byte(again)); res.Status != tasks.Duplicate {
+			t.Errorf("%s: %+v, want duplicate", again, res)
+		}
+	}
+	for _, other := range []string{
+		`{"provider":"tencent","order_no":"Norm1","params":{"CustomerId":"C1","ItemId":"D-Fire","ItemNum":3}}`,
+		`{"provider":"tencent","order_no":"Norm1","params":{"CustomerId":"C1","ItemId":"D-Fire","ItemNum":2,"ItemVNO":"v2"}}`,
+	} {
+		if res := e.enqueue(t, []byte(other)); res.Status != tasks.Conflict {
+			t.Errorf("%s: %+v, want conflict", other, res)
+		}
+	}
+	if res := e.enqueue(t, []byte(`{"provider":"tencent","order_no":"Norm2","params":{"CustomerId":"C1","ItemId":"D-Fire","ItemNum":1.0000000000000001}}`)); res.Status != tasks.Invalid {
+		t.Errorf("a non-integer ItemNum: %+v, want invalid", res)
+	}
+}
+
 func TestInvalidOrdersStoreNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true})
