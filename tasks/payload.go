@@ -192,7 +192,6 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 	return clear, parsed, nil
 }
 
-
 func msgOf(err error) string {
 	var e *providers.Error
 	if errors.As(err, &e) {
