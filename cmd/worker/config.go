@@ -14,6 +14,7 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks/guard"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // config is everything the worker reads from its environment and flags.
@@ -37,6 +38,8 @@ type config struct {
 	PendingWindow   time.Duration
 	ShutdownTimeout time.Duration
 	ReconcileEvery  time.Duration
+	PollInterval    time.Duration
+	Durable         ledger.Durability
 	RateLimits      map[string]guard.Limit
 	BreakerFailures int
 	BreakerCooldown time.Duration
@@ -88,6 +91,8 @@ var workerVars = []envVar{
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
+	{"ORDERWORKER_POLL_INTERVAL", "75ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands"},
+	{"ORDERWORKER_DURABLE_WRITES", "auto", "auto: claims, in-flight marks and outcomes wait for every replica the Redis master has (WAIT) before they count; off: they do not (a failover may lose the last writes)"},
 	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
 	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
 	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
@@ -146,6 +151,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		PendingWindow:      dur("ORDERWORKER_PENDING_WINDOW"),
 		ShutdownTimeout:    dur("ORDERWORKER_SHUTDOWN_TIMEOUT"),
 		ReconcileEvery:     dur("ORDERWORKER_RECONCILE_INTERVAL"),
+		PollInterval:       dur("ORDERWORKER_POLL_INTERVAL"),
 		BreakerCooldown:    dur("ORDERWORKER_BREAKER_COOLDOWN"),
 		LogLevel:           env("ORDERWORKER_LOG_LEVEL"),
 		LogFormat:          env("ORDERWORKER_LOG_FORMAT"),
@@ -161,6 +167,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		c.Providers = append(c.Providers, providerConfig{Spec: s, Config: pc})
 		names = append(names, s.Name)
+	}
+	if d, err := ledger.ParseDurability(env("ORDERWORKER_DURABLE_WRITES")); err != nil {
+		errs = append(errs, fmt.Errorf("ORDERWORKER_DURABLE_WRITES=%q: want auto or off", env("ORDERWORKER_DURABLE_WRITES")))
+	} else {
+		c.Durable = d
 	}
 	if n, err := strconv.Atoi(env("ORDERWORKER_BREAKER_FAILURES")); err != nil || n < 0 {
 		errs = append(errs, fmt.Errorf("ORDERWORKER_BREAKER_FAILURES=%q: want a number, 0 to turn breakers off", env("ORDERWORKER_BREAKER_FAILURES")))
@@ -209,6 +220,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.PendingWindow, "pending-window", c.PendingWindow, "pending polling window (ORDERWORKER_PENDING_WINDOW)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "drain time on SIGTERM (ORDERWORKER_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-interval", c.ReconcileEvery, "reconciler sweep interval (ORDERWORKER_RECONCILE_INTERVAL)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle poll interval (ORDERWORKER_POLL_INTERVAL)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level (ORDERWORKER_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (ORDERWORKER_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/guard"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 )
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -62,7 +63,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := tasks.NewMetrics(reg)
-	ledger := tasks.NewLedger(rdb)
+	problems := tasks.NewProblems()
+	reg.MustRegister(problems)
+	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable})
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
@@ -86,14 +89,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Guard:         g,
 		Sealer:        sealer,
 		Metrics:       metrics,
+		Problems:      problems,
 		Logger:        log,
 	})
 	srv, mux := tasks.NewServer(redisOpt, handler, tasks.ServerOptions{
-		Queue:           cfg.Queue,
-		Concurrency:     cfg.Concurrency,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Backoff:         backoff,
-		Logger:          log,
+		Queue:             cfg.Queue,
+		Concurrency:       cfg.Concurrency,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		TaskCheckInterval: cfg.PollInterval,
+		Backoff:           backoff,
+		Logger:            log,
 	})
 
 	mon := newMonitoring(redisOpt, cfg.MonitoringReadOnly, set)
@@ -105,6 +110,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		if err := ping(context.Background(), rdb, 2*time.Second); err != nil {
 			return fmt.Errorf("redis: %w", err)
+		}
+		if err := problems.Err(); err != nil {
+			return err
 		}
 		return srv.Ping()
 	}
@@ -132,6 +140,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if err := waitForRedis(ctx, rdb, log); err != nil {
 		return err
+	}
+	if err := ledger.CheckDataKey(ctx, sealer.KeyID()); err != nil {
+		// Orders sealed with the producers' key would only wait on this
+		// worker: refuse to start instead, with the reason.
+		return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
 	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
