@@ -97,3 +97,15 @@ func cause(err error) error {
 	}
 	return err
 }
+
+// NewTransport returns the HTTP transport a provider client uses unless it
+// is given its own: http.DefaultTransport's settings, but keeping enough idle
+// connections per host for a worker's concurrency (the default keeps two,
+// so a worker with hundreds of orders in flight would open and close a
+// connection, and its TLS handshake, for nearly every call).
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 512
+	return t
+}

@@ -174,7 +174,7 @@ func New(opts Options) (*Client, error) {
 		c.tokens = NewMemoryTokenStore(nil)
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		c.hc = &http.Client{Transport: providers.NewTransport()}
 	}
 	if c.createTimeout <= 0 {
 		c.createTimeout = DefaultCreateTimeout

@@ -74,7 +74,7 @@ func New(opts Options) (*Client, error) {
 		c.endpoint = DefaultEndpoint
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{}
+		c.hc = &http.Client{Transport: providers.NewTransport()}
 	}
 	if c.timeout <= 0 {
 		c.timeout = 10 * time.Second

@@ -119,7 +119,7 @@ func New(opts Options) (*Client, error) {
 		c.endpoint = DefaultEndpoint
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		c.hc = &http.Client{Transport: providers.NewTransport(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
