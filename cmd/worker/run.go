@@ -174,12 +174,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // waitForRedis blocks until Redis answers or ctx ends: a worker started
-// before Redis waits for it instead of failing.
+// before Redis waits for it instead of failing. An error that waiting
+// cannot heal (wrong credentials, no such database or master name, see
+// tasks.PermanentRedisError) is returned at once, with the reason.
 func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) error {
 	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
 		err := ping(ctx, rdb, 2*time.Second)
 		if err == nil {
 			return nil
+		}
+		if tasks.PermanentRedisError(err) {
+			return fmt.Errorf("cannot use redis (check REDIS_URL): %w", tasks.RedisErrorReason(err))
 		}
 		log.Warn("waiting for redis", "error", err)
 		select {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,10 +27,18 @@ import (
 // Server is one redis-server process.
 type Server struct {
 	Addr string
-	dir  string
-	aof  bool
-	cmd  *exec.Cmd
-	ext  string // external URL, when ORDERWORKER_TEST_REDIS_URL is set
+	// Username and Password are the credentials URL and Client use; empty
+	// for a server without a password (set by StartACLRedis and
+	// StartSentinel).
+	Username, Password string
+	// Socket is the path of the server's unix socket, if it has one
+	// (StartACLRedis).
+	Socket string
+	dir    string
+	aof    bool
+	args   []string // more redis-server arguments
+	cmd    *exec.Cmd
+	ext    string // external URL, when ORDERWORKER_TEST_REDIS_URL is set
 }
 
 // Options for StartRedis.
@@ -96,6 +105,7 @@ func (s *Server) start(bin string) error {
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, s.args...)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -104,7 +114,7 @@ func (s *Server) start(bin string) error {
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, Username: s.Username, Password: s.Password, MaxRetries: -1})
 		err := c.Ping(context.Background()).Err()
 		c.Close()
 		if err == nil {
@@ -133,6 +143,9 @@ func lastLines(s string, n int) string {
 func (s *Server) URL() string {
 	if s.ext != "" {
 		return s.ext
+	}
+	if s.Username != "" || s.Password != "" {
+		return "redis://" + url.UserPassword(s.Username, s.Password).String() + "@" + s.Addr + "/0"
 	}
 	return "redis://" + s.Addr + "/0"
 }

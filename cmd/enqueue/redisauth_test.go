@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// enqueue reaches Redis through the ACL user (default user off) and
+// through the sentinels to a password-protected master; with a wrong
+// password it exits 2 with the reason and shows no password.
+func TestEnqueueRedisAuth(t *testing.T) {
+	t.Parallel()
+	acl := taskstest.StartACLRedis(t)
+	sen := taskstest.StartSentinel(t, &taskstest.SentinelOptions{SentinelAuth: true})
+	wrong := taskstest.Password(t)
+	secrets := []string{acl.Password, sen.Password, sen.SentinelPassword, wrong}
+	for _, c := range []struct {
+		name, url string
+		code      int
+		reason    string // on stderr
+	}{
+		{"acl user", acl.URL(), exitOK, ""},
+		{"sentinel", sen.URL(), exitOK, ""},
+		{"wrong password", "redis://" + url.UserPassword(acl.Username, wrong).String() + "@" + acl.Addr + "/0", exitError, "WRONGPASS"},
+		{"sentinel, wrong master password", strings.Replace(sen.URL(), "password="+sen.Password, "password="+wrong, 1), exitError, "WRONGPASS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			env := func(k string) string {
+				if k == "REDIS_URL" {
+					return c.url
+				}
+				return ""
+			}
+			code := run(context.Background(), []string{"-timeout", "5s", "-provider", "tencent", "-order-no", "Auth-" + strings.ReplaceAll(c.name, " ", "-"),
+				"-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`}, env, strings.NewReader(""), &out, &errb)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d; stdout %s; stderr %s", code, c.code, out.String(), errb.String())
+			}
+			if c.code == exitOK && !strings.Contains(out.String(), `"status":"enqueued"`) {
+				t.Errorf("stdout %s, want the order enqueued", out.String())
+			}
+			if !strings.Contains(errb.String(), c.reason) {
+				t.Errorf("stderr %q does not say %q", errb.String(), c.reason)
+			}
+			for _, s := range secrets {
+				if strings.Contains(out.String()+errb.String(), s) {
+					t.Errorf("a password shows in the output:\n%s%s", out.String(), errb.String())
+				}
+			}
+		})
+	}
+}

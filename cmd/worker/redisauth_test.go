@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// startWorker runs the worker (no -dev) against redisURL and returns a
+// channel with run's result and its logs.
+func startWorker(t *testing.T, ctx context.Context, redisURL, admin string) (<-chan error, *syncBuffer) {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-admin-addr", admin, "-shutdown-timeout", "2s"},
+			envFunc(map[string]string{"REDIS_URL": redisURL}), &stdout, &stderr)
+	}()
+	return done, &stderr
+}
+
+// A worker pointed at a Redis that refuses it for good exits at once with
+// the reason, never showing a password, instead of waiting forever.
+func TestWorkerExitsOnPermanentRedisError(t *testing.T) {
+	t.Parallel()
+	acl := taskstest.StartACLRedis(t)
+	plain := taskstest.StartRedis(t, nil)
+	wrong := taskstest.Password(t)
+	for _, c := range []struct {
+		name, url, reason string
+	}{
+		{"wrong password", "redis://" + url.UserPassword(acl.Username, wrong).String() + "@" + acl.Addr + "/0", "WRONGPASS"},
+		{"no credentials", "redis://" + acl.Addr + "/0", "NOAUTH"},
+		{"database out of range", "redis://" + plain.Addr + "/99", "DB index is out of range"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done, logs := startWorker(t, ctx, c.url, "127.0.0.1:0")
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), c.reason) || !strings.Contains(err.Error(), "REDIS_URL") {
+					t.Fatalf("worker returned %v, want an error naming REDIS_URL and saying %s", err, c.reason)
+				}
+				for _, pw := range []string{wrong, acl.Password} {
+					if strings.Contains(err.Error(), pw) || strings.Contains(logs.String(), pw) {
+						t.Errorf("a password shows in the error or the logs:\n%v\n%s", err, logs)
+					}
+				}
+			case <-time.After(20 * time.Second):
+				cancel()
+				<-done
+				t.Fatalf("worker still running 20s after start, waiting on a permanent error; logs:\n%s", logs)
+			}
+		})
+	}
+}
+
+// A worker reaches ready through the ACL user (default user off) and
+// through the sentinels to a password-protected master, then drains.
+func TestWorkerReadyWithACLUserAndSentinel(t *testing.T) {
+	t.Parallel()
+	acl := taskstest.StartACLRedis(t)
+	sen := taskstest.StartSentinel(t, &taskstest.SentinelOptions{SentinelAuth: true})
+	for _, c := range []struct{ name, url string }{
+		{"acl user", acl.URL()},
+		{"sentinel", sen.URL()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			admin := freeAddr(t)
+			done, logs := startWorker(t, ctx, c.url, admin)
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				resp, err := http.Get("http://" + admin + "/readyz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("worker returned %v before it was ready; logs:\n%s", err, logs)
+				default:
+				}
+				if time.Now().After(deadline) {
+					cancel()
+					<-done
+					t.Fatalf("/readyz not 200 within 30s; logs:\n%s", logs)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("worker returned %v after SIGTERM", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("worker did not stop within 20s")
+			}
+		})
+	}
+}
