@@ -107,54 +107,137 @@ func reasonOf(err error) string {
 	return err.Error()
 }
 
-// EnqueuePayload accepts one decoded order.
+// EnqueuePayload accepts one decoded order: two round trips (the claim,
+// then asynq's enqueue) for a new order.
 func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult, error) {
-	res := EnqueueResult{Provider: p.Provider, OrderNo: p.OrderNo}
+	pr, err := e.prepare(ctx, p)
+	if err != nil || pr.done {
+		return pr.res, err
+	}
+	claim, err := e.ledger.Claim(ctx, pr.ref(), pr.p.Params, pr.hash)
+	return e.afterClaim(ctx, pr, claim, err)
+}
+
+// BatchResult is one order's answer in EnqueueBatch: its result, or Err
+// for an infrastructure failure (Redis unreachable) that left it unknown
+// whether the order was accepted; sending it again is safe.
+type BatchResult struct {
+	EnqueueResult
+	Err error
+}
+
+// batchWorkers bounds the asynq enqueues a batch runs at once.
+const batchWorkers = 16
+
+// EnqueueBatch accepts several orders given as payload bytes, with the same
+// answers as Enqueue for each, in order: the claims go in one round trip,
+// then the new orders' tasks are enqueued in parallel. It is the fast way
+// for one producer to send many orders.
+func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchResult {
+	out := make([]BatchResult, len(payloads))
+	prs := make([]prepared, len(payloads))
+	var claims []ledger.ClaimArgs
+	var idx []int
+	for i, data := range payloads {
+		p, err := DecodePayload(data)
+		if err != nil {
+			out[i].EnqueueResult = EnqueueResult{Status: Invalid, Reason: reasonOf(err)}
+			continue
+		}
+		pr, err := e.prepare(ctx, p)
+		if err != nil || pr.done {
+			out[i] = BatchResult{pr.res, err}
+			continue
+		}
+		prs[i] = pr
+		claims = append(claims, ledger.ClaimArgs{Ref: pr.ref(), Params: pr.p.Params, ParamsHash: pr.hash})
+		idx = append(idx, i)
+	}
+	if len(claims) == 0 {
+		return out
+	}
+	results, errs, err := e.ledger.ClaimMany(ctx, claims)
+	if err != nil {
+		for _, i := range idx {
+			out[i] = BatchResult{prs[i].res, err}
+		}
+		return out
+	}
+	sem := make(chan struct{}, batchWorkers)
+	var wg sync.WaitGroup
+	for k, i := range idx {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res, err := e.afterClaim(ctx, prs[i], results[k], errs[k])
+			out[i] = BatchResult{res, err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// prepared is an order validated, hashed and sealed, ready to claim; done
+// means its result is final without a claim (invalid).
+type prepared struct {
+	p    Payload
+	hash string
+	res  EnqueueResult
+	done bool
+}
+
+func (pr prepared) ref() ledger.Ref { return ledger.Ref{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo} }
+
+// prepare validates p, hashes its normalized params and seals them.
+func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
+	pr := prepared{p: p, res: EnqueueResult{Provider: p.Provider, OrderNo: p.OrderNo}}
 	if err := p.check(); err != nil {
-		res.Status, res.Reason = Invalid, reasonOf(err)
-		return res, nil
+		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
+		return pr, nil
 	}
 	clear, parsed, err := openAndValidate(p, e.providers, e.sealer)
 	if err != nil {
-		res.Status, res.Reason = Invalid, reasonOf(err)
-		return res, nil
+		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
+		return pr, nil
 	}
-	hash, err := e.sealer.hash(clear, parsed)
-	if err != nil {
-		res.Status, res.Reason = Invalid, "params: malformed JSON"
-		return res, nil
+	if pr.hash, err = e.sealer.hash(clear, parsed); err != nil {
+		pr.res.Status, pr.res.Reason, pr.done = Invalid, "params: malformed JSON", true
+		return pr, nil
 	}
 	if e.sealer != nil {
 		e.keyOnce.Do(func() { e.keyErr = e.ledger.CheckDataKey(ctx, e.sealer.KeyID()) })
 		if e.keyErr != nil {
-			return res, e.keyErr
+			return pr, e.keyErr
 		}
-		if p.Params, err = e.sealer.Seal(clear); err != nil {
-			return res, err
+		if pr.p.Params, err = e.sealer.Seal(clear); err != nil {
+			return pr, err
 		}
 	} else {
-		p.Params = clear
+		pr.p.Params = clear
 	}
-	ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
-	claim, err := e.ledger.Claim(ctx, ref, p.Params, hash)
-	if errors.Is(err, ledger.ErrNotDurable) {
-		// On the master, not yet on its replicas: not accepted. A retry
-		// of the order answers duplicate and queues its task.
-		return res, err
-	}
+	return pr, nil
+}
+
+// afterClaim finishes an order whose claim answered claim (or err).
+func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.ClaimResult, err error) (EnqueueResult, error) {
+	res, p := pr.res, pr.p
 	if err != nil {
+		// ErrNotDurable: on the master, not yet on its replicas: not
+		// accepted. A retry of the order answers duplicate and queues
+		// its task.
 		return res, err
 	}
 	res.State = claim.State
 	switch {
 	case claim.Created:
 		if _, err := e.enqueueTask(ctx, p); err != nil {
-			e.undoClaim(ref, claim.Token)
+			e.undoClaim(pr.ref(), claim.Token)
 			return res, err
 		}
 		res.Status = Enqueued
 		return res, nil
-	case claim.ParamsHash != hash:
+	case claim.ParamsHash != pr.hash:
 		e.metrics.dedupe(p.Provider, "conflict")
 		res.Status = Conflict
 		res.Reason = "order_no already used by an order with different params"

@@ -173,3 +173,43 @@ func TestPayIsItsOwnStep(t *testing.T) {
 		t.Errorf("pay calls = %d, want 1", n)
 	}
 }
+
+// A batch answers each order as Enqueue would, in order, with the claims in
+// one round trip.
+func TestEnqueueBatch(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, nil, false)
+	// A producer of its own, whose round trips the worker's do not mix with.
+	trips := &roundTrips{}
+	rdb := e.redis.Client(t)
+	rdb.AddHook(trips)
+	set := providers.NewSet()
+	set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, ledger.New(rdb, nil), set, nil)
+	if res, err := enq.Enqueue(context.Background(), memOrder("B-dup")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	trips.n.Store(0)
+	batch := [][]byte{
+		memOrder("B-new1"),
+		memOrder("B-dup"),
+		[]byte(`{"provider":"mem","order_no":"B-dup","params":{"item":"sku-1","qty":3}}`),
+		[]byte(`{"provider":"mem","order_no":"B-bad","params":{"item":"sku-1"}}`),
+		[]byte(`not json`),
+		memOrder("B-new2"),
+	}
+	got := enq.EnqueueBatch(context.Background(), batch)
+	want := []string{tasks.Enqueued, tasks.Duplicate, tasks.Conflict, tasks.Invalid, tasks.Invalid, tasks.Enqueued}
+	for i, r := range got {
+		if r.Err != nil || r.Status != want[i] {
+			t.Errorf("order %d: %+v, %v; want %s", i, r.EnqueueResult, r.Err, want[i])
+		}
+	}
+	if n := trips.n.Load(); n != 1 {
+		t.Errorf("ledger round trips for the batch = %d, want 1", n)
+	}
+	e.wait(t, "B-new1", tasks.StatePaid)
+	e.wait(t, "B-new2", tasks.StatePaid)
+}

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -121,5 +125,52 @@ func TestEnqueueRedisUnreachable(t *testing.T) {
 	code, out, errs := runCLI(t, "redis://127.0.0.1:1/0", good, "-timeout", "2s")
 	if code != exitError || out != "" || !strings.Contains(errs, "claim order") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 with a claim error", code, out, errs)
+	}
+}
+
+// A producer that writes one order at a time to enqueue's standard input
+// and waits for its answer gets it before it writes the next: orders are
+// batched only from what the input already holds.
+func TestEnqueueAnswersEachOrderBeforeMoreInput(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	env := func(k string) string {
+		if k == "REDIS_URL" {
+			return rs.URL()
+		}
+		return ""
+	}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), nil, env, inR, outW, io.Discard)
+		outW.Close()
+	}()
+	answers := bufio.NewScanner(outR)
+	for i := range 3 {
+		order := strings.Replace(good, `"E1"`, fmt.Sprintf(`"Pipe%d"`, i), 1)
+		if _, err := io.WriteString(inW, order+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan string, 1)
+		go func() {
+			if answers.Scan() {
+				got <- answers.Text()
+			}
+			close(got)
+		}()
+		select {
+		case line := <-got:
+			if !strings.Contains(line, `"status":"enqueued"`) || !strings.Contains(line, fmt.Sprintf("Pipe%d", i)) {
+				t.Fatalf("answer %d = %s", i, line)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no answer to order %d while the input stays open", i)
+		}
+	}
+	inW.Close()
+	if code := <-done; code != exitOK {
+		t.Errorf("exit = %d, want 0", code)
 	}
 }

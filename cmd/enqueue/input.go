@@ -65,7 +65,11 @@ func checkInputs(names []string) error {
 // syntax error (the rest of the file is not read and readOrders returns a
 // *stoppedError). An error from submit or reject, or from reading the
 // input, is returned as it is.
-func readOrders(name string, stdin io.Reader, submit func(source string, data []byte) error, reject func(source, reason string) error) error {
+//
+// idle, when set, is called before each read that may block, so that a
+// caller batching orders can send what it has instead of waiting on more
+// input.
+func readOrders(name string, stdin io.Reader, submit func(source string, data []byte) error, reject func(source, reason string) error, idle func() error) error {
 	r, label := stdin, "stdin"
 	if name != "-" {
 		f, err := os.Open(name)
@@ -76,7 +80,7 @@ func readOrders(name string, stdin io.Reader, submit func(source string, data []
 		r, label = f, name
 	}
 	in := &input{r: r, name: label, buf: make([]byte, readBufSize), val: make([]byte, 0, tasks.MaxPayloadBytes+1),
-		line: 1, nextQuote: -1, nextSlash: -1, nextNL: -1}
+		line: 1, nextQuote: -1, nextSlash: -1, nextNL: -1, idle: idle}
 	err := in.orders(submit, reject)
 	var se *syntaxError
 	if errors.As(err, &se) {
@@ -134,6 +138,8 @@ type input struct {
 
 	orderCount int   // orders started in this file
 	lastLine   int64 // the line the last order started on
+
+	idle func() error // called before a read that may block
 }
 
 // fill makes at least one byte available at buf[pos] unless the input is
@@ -142,6 +148,11 @@ func (in *input) fill() (bool, error) {
 	for in.pos == in.end {
 		if in.eof {
 			return false, nil
+		}
+		if in.idle != nil {
+			if err := in.idle(); err != nil {
+				return false, err
+			}
 		}
 		n, err := in.r.Read(in.buf)
 		in.pos, in.end = 0, n

@@ -45,7 +45,7 @@ func readAll(t *testing.T, stdin io.Reader) ([]read, error) {
 	}, func(source, reason string) error {
 		got = append(got, read{source: source, reason: reason})
 		return nil
-	})
+	}, nil)
 	return got, err
 }
 
@@ -300,7 +300,7 @@ func TestReadOrdersStreamsGigabytes(t *testing.T) {
 			t.Fatalf("rejected %s (%s), want %s", source, reason, want)
 		}
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,7 +60,7 @@ Flags:
 	provider := fs.String("provider", "", "single order: provider")
 	orderNo := fs.String("order-no", "", "single order: order number")
 	params := fs.String("params", "", "single order: params as a JSON object")
-	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per order")
+	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per batch of orders")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -148,8 +149,32 @@ Flags:
 			Source string `json:"source,omitempty"`
 		}{tasks.EnqueueResult{Status: tasks.Invalid, Reason: reason}, source})
 	}
+	// Orders go to Redis in batches of what the input has ready (the
+	// claims of a batch in one round trip), so one enqueue keeps up with
+	// asynq's own client; results are printed in input order.
+	b := &batch{enq: enq, ctx: ctx, timeout: *timeout}
+	b.print = func(source string, res tasks.EnqueueResult) error {
+		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
+			code = exitRejected
+		}
+		return out.Encode(struct {
+			tasks.EnqueueResult
+			Source string `json:"source,omitempty"`
+		}{res, source})
+	}
+	batchReject := func(source, reason string) error {
+		if err := b.flush(); err != nil {
+			return err
+		}
+		return reject(source, reason)
+	}
 	for _, name := range rest {
-		err := readOrders(name, stdin, submit, reject)
+		err := readOrders(name, stdin, b.add, batchReject, b.flush)
+		if err == nil || errors.As(err, new(*stoppedError)) {
+			if ferr := b.flush(); ferr != nil {
+				err = ferr
+			}
+		}
 		var stopped *stoppedError
 		switch {
 		case errors.As(err, &stopped):
@@ -160,6 +185,49 @@ Flags:
 		}
 	}
 	return code
+}
+
+// batch collects orders and sends them together with EnqueueBatch.
+type batch struct {
+	enq     *tasks.Enqueuer
+	ctx     context.Context
+	timeout time.Duration
+	print   func(source string, res tasks.EnqueueResult) error
+	data    [][]byte
+	sources []string
+}
+
+// maxBatch bounds the orders sent in one batch.
+const maxBatch = 256
+
+func (b *batch) add(source string, data []byte) error {
+	b.data = append(b.data, bytes.Clone(data))
+	b.sources = append(b.sources, source)
+	if len(b.data) >= maxBatch {
+		return b.flush()
+	}
+	return nil
+}
+
+// flush sends the collected orders and prints their results in order. An
+// infrastructure error stops there: the results before it were printed.
+func (b *batch) flush() error {
+	if len(b.data) == 0 {
+		return nil
+	}
+	c, cancel := context.WithTimeout(b.ctx, b.timeout)
+	defer cancel()
+	results := b.enq.EnqueueBatch(c, b.data)
+	defer func() { b.data, b.sources = b.data[:0], b.sources[:0] }()
+	for i, r := range results {
+		if r.Err != nil {
+			return fmt.Errorf("%s: %w", b.sources[i], r.Err)
+		}
+		if err := b.print(b.sources[i], r.EnqueueResult); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // status prints the order's record, params masked, as JSON.

@@ -97,3 +97,77 @@ return 0
 func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 	return unclaimScript.Run(ctx, l.rdb, []string{recordKey(ref), indexKey(ref.Provider, StateQueued)}, token, ref.OrderNo).Err()
 }
+
+// ClaimArgs is one order to claim in ClaimMany.
+type ClaimArgs struct {
+	Ref        Ref
+	Params     []byte
+	ParamsHash string
+}
+
+// ClaimMany claims several orders in one round trip (a pipeline of claim
+// scripts, each atomic on its own); results are in the order of claims. A
+// per-order error is in errs[i]; the error returned is for the round trip
+// (nothing is known of any claim then). With durable writes on, the
+// created claims count as created only when the replicas acknowledged them:
+// otherwise their errs[i] is ErrNotDurable.
+func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResult, []error, error) {
+	want := int64(0)
+	if l.opts.Durable == DurableAuto {
+		want = l.wantReplicas(ctx)
+	}
+	now := l.now().UnixMilli()
+	out := make([]ClaimResult, len(claims))
+	errs := make([]error, len(claims))
+	for try := 0; ; try++ {
+		pipe := l.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(claims))
+		for i, c := range claims {
+			out[i].Token = uuid.NewString()
+			cmds[i] = claimScript.EvalSha(ctx, pipe, []string{recordKey(c.Ref), indexKey(c.Ref.Provider, StateQueued)},
+				c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "")
+		}
+		var wait *redis.Cmd
+		if want > 0 {
+			wait = pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
+		}
+		_, err := pipe.Exec(ctx)
+		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := claimScript.Load(ctx, l.rdb).Err(); err != nil {
+				return nil, nil, fmt.Errorf("claim orders: %w", err)
+			}
+			continue
+		}
+		durable := true
+		if wait != nil {
+			n, werr := wait.Int64()
+			durable = werr == nil && n >= want
+		}
+		for i, cmd := range cmds {
+			v, err := cmd.Result()
+			if err != nil {
+				errs[i] = fmt.Errorf("claim order: %w", err)
+				continue
+			}
+			res, _ := v.([]any)
+			if len(res) == 0 {
+				errs[i] = fmt.Errorf("claim order: unexpected reply %v", v)
+				continue
+			}
+			if n, _ := res[0].(int64); n == 1 {
+				out[i] = ClaimResult{Created: true, State: StateQueued, ParamsHash: claims[i].ParamsHash, Token: out[i].Token}
+				if !durable {
+					errs[i] = ErrNotDurable
+				}
+				continue
+			}
+			out[i] = ClaimResult{}
+			if len(res) > 2 {
+				st, _ := res[1].(string)
+				out[i].State = State(st)
+				out[i].ParamsHash, _ = res[2].(string)
+			}
+		}
+		return out, errs, nil
+	}
+}
