@@ -187,7 +187,9 @@ type prepared struct {
 	done bool
 }
 
-func (pr prepared) ref() ledger.Ref { return ledger.Ref{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo} }
+func (pr prepared) ref() ledger.Ref {
+	return ledger.Ref{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}
+}
 
 // prepare validates p, hashes its normalized params and seals them.
 func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
