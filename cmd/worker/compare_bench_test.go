@@ -22,6 +22,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/providers/registry"
+	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -333,6 +335,39 @@ func (e *cmpEnv) enqueueAsynq(b *testing.B, orderNos []string, producers int) ti
 	return elapsed
 }
 
+// enqueueGo enqueues the orders through the project's Go Enqueuer from
+// one goroutine: one Enqueue call per order, or EnqueueBatch in batches
+// of 256.
+func (e *cmpEnv) enqueueGo(b *testing.B, orderNos []string, batch bool) time.Duration {
+	b.Helper()
+	client := asynq.NewClient(e.redisOpt)
+	defer client.Close()
+	rdb := e.rs.Client(b)
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rdb), registry.Validators("enqueue only"), nil)
+	payloads := make([][]byte, len(orderNos))
+	for i, no := range orderNos {
+		payloads[i] = cmpPayload(no, i)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	if batch {
+		for i := 0; i < len(payloads); i += 256 {
+			for _, r := range enq.EnqueueBatch(ctx, payloads[i:min(i+256, len(payloads))]) {
+				if r.Err != nil || r.Status != tasks.Enqueued {
+					b.Fatalf("EnqueueBatch: %+v, %v", r.EnqueueResult, r.Err)
+				}
+			}
+		}
+	} else {
+		for _, p := range payloads {
+			if r, err := enq.Enqueue(ctx, p); err != nil || r.Status != tasks.Enqueued {
+				b.Fatalf("Enqueue: %+v, %v", r, err)
+			}
+		}
+	}
+	return time.Since(start)
+}
+
 func cmpFirst(a, b error) error {
 	if a != nil {
 		return a
@@ -541,6 +576,11 @@ func (e *cmpEnv) enqueue(b *testing.B) cmpResult {
 	raw := e.enqueueAsynq(b, nos, 1)
 	rawCmds := cmpDelta(before, e.stats(b))
 	e.flush(b)
+	goOne := e.enqueueGo(b, e.orderNos("EG", n), false)
+	e.flush(b)
+	goBatch := e.enqueueGo(b, e.orderNos("EB", n), true)
+	e.flush(b)
+	goOneRate, goBatchRate := float64(n)/goOne.Seconds(), float64(n)/goBatch.Seconds()
 
 	cliRate, rawRate := float64(n)/cli.Seconds(), float64(n)/raw.Seconds()
 	cliPer, rawPer := float64(cliCmds.total())/float64(n), float64(rawCmds.total())/float64(n)
@@ -558,6 +598,12 @@ func (e *cmpEnv) enqueue(b *testing.B) cmpResult {
 	r.metric(rawPer, "asynq_cmds/order")
 	r.row(fmt.Sprintf("enqueue, %s orders, one producer (`enqueue` CLI on a file vs asynq's Client)", cmpNum(float64(n), 0)),
 		cmpNum(cliRate, 0)+" orders/s", cmpNum(rawRate, 0)+"/s", fmt.Sprintf("%.2f", cliRate/rawRate))
+	r.metric(goBatchRate/rawRate, "go_batch_ratio")
+	r.metric(goOneRate/rawRate, "go_one_ratio")
+	r.row("enqueue, one goroutine: Go `Enqueuer.EnqueueBatch` (256 a batch) vs asynq's Client",
+		cmpNum(goBatchRate, 0)+" orders/s", cmpNum(rawRate, 0)+"/s", fmt.Sprintf("%.2f", goBatchRate/rawRate))
+	r.row("enqueue, one goroutine: Go `Enqueuer.Enqueue` (one call per order, claim + enqueue) vs asynq's Client",
+		cmpNum(goOneRate, 0)+" orders/s", cmpNum(rawRate, 0)+"/s", fmt.Sprintf("%.2f", goOneRate/rawRate))
 	r.row("  Redis commands per order, enqueue", fmt.Sprintf("%.1f", cliPer), fmt.Sprintf("%.1f", rawPer),
 		fmt.Sprintf("%.1f×", cliPer/max(rawPer, 1e-9)))
 	r.details = append(r.details,
