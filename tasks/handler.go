@@ -161,6 +161,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.log.Warn("dropping task for an unknown provider", "provider", p.Provider)
 		return stop("%s", msgOf(err))
 	}
+	if _, err := h.opts.Sealer.Open(p.Params); err != nil {
+		// The task's params are sealed with a key this worker does not
+		// have: so, surely, are the record's. Nothing is touched.
+		return h.configWait(ref, ProblemDataKey, err.Error())
+	}
 	pol := h.policy(p.Provider, prov)
 	base := uuid.NewString()
 	want := order.None // the step a Continue asked for
@@ -218,7 +223,8 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
-		h.release(ref, token)
+		// Nothing is sent: the order goes back to where it was.
+		h.settleQuiet(ref, token, ledger.Unmark(rec))
 		if errors.Is(err, errConfig) {
 			return order.Then{}, h.configWait(ref, ProblemDataKey, err.Error())
 		}
@@ -352,10 +358,14 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 }
 
 // release ends a step that made no call.
-func (h *Handler) release(ref ledger.Ref, token string) {
+func (h *Handler) release(ref ledger.Ref, token string) { h.settleQuiet(ref, token, ledger.Release()) }
+
+// settleQuiet applies t, best effort: a failure leaves the lease to expire
+// and, where a create was marked, the mark to be looked up.
+func (h *Handler) settleQuiet(ref ledger.Ref, token string, t ledger.Transition) {
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = h.ledger.Settle(c, ref, token, ledger.Release())
+	_ = h.ledger.Settle(c, ref, token, t)
 }
 
 // asynqRetried reports whether this task ran before.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -212,4 +213,77 @@ func TestEnqueueBatch(t *testing.T) {
 	}
 	e.wait(t, "B-new1", tasks.StatePaid)
 	e.wait(t, "B-new2", tasks.StatePaid)
+}
+
+// Sealed params a worker cannot open (no data key, or another one than the
+// producers') hold the order back unchanged, whatever its state, until a
+// worker with the right key takes it.
+func TestUnreadableParamsLeaveTheOrderWaiting(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	l := ledger.New(rdb, nil)
+	backend := memprov.NewBackend("s")
+	set := providers.NewSet()
+	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+	opt := asynq.RedisClientOpt{Addr: rs.Addr}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	keyA, _ := tasks.NewSealer("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+	keyB, _ := tasks.NewSealer("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=")
+	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Sealer: keyA})
+	// One order queued, one unknown (its create may have gone out).
+	for _, no := range []string{"Seal-Q", "Seal-U"} {
+		if res, err := enq.Enqueue(context.Background(), memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+			t.Fatal(res, err)
+		}
+	}
+	u := tasks.OrderRef{Provider: memprov.Name, OrderNo: "Seal-U"}
+	if _, err := l.Begin(context.Background(), u, ledger.BeginArgs{Token: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(context.Background(), u, "t", ledger.SetUnknown("timeout after write").WithFailures(1)); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func(s *tasks.Sealer) (*tasks.Problems, func()) {
+		problems := tasks.NewProblems()
+		h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Sealer: s, Problems: problems, ConfigWait: 20 * time.Millisecond, Logger: quiet})
+		srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond, Logger: quiet})
+		if err := srv.Start(mux); err != nil {
+			t.Fatal(err)
+		}
+		return problems, srv.Shutdown
+	}
+	for name, s := range map[string]*tasks.Sealer{"no key": nil, "another key": keyB} {
+		problems, stop := start(s)
+		time.Sleep(400 * time.Millisecond) // many runs of both tasks
+		stop()
+		if err := problems.Err(); err == nil || !strings.Contains(err.Error(), "data_key") {
+			t.Errorf("%s: problems = %v, want data_key", name, err)
+		}
+		for no, want := range map[string]tasks.State{"Seal-Q": tasks.StateQueued, "Seal-U": tasks.StateUnknown} {
+			rec, _ := l.Get(context.Background(), tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
+			if rec.State != want || len(rec.History) != 0 {
+				t.Errorf("%s: %s is %s with %d calls, want %s untouched", name, no, rec.State, len(rec.History), want)
+			}
+		}
+	}
+	if n := backend.Calls("create") + backend.Calls("lookup"); n != 0 {
+		t.Errorf("the provider got %d calls from workers that cannot read the params", n)
+	}
+	_, stop := start(keyA)
+	defer stop()
+	for _, no := range []string{"Seal-Q", "Seal-U"} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if rec, _ := l.Get(context.Background(), tasks.OrderRef{Provider: memprov.Name, OrderNo: no}); rec != nil && rec.State == tasks.StatePaid {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not paid by the worker with the right key", no)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

@@ -118,6 +118,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		rec := decode(hashFields(res[1]))
 		if m, _ := res[2].(string); m == "1" {
 			rec.InflightMarked = true
+			rec.MarkedFrom = rec.State
 			rec.Inflight = rec.Attempts + 1
 			rec.State = StateSubmitting
 			if rec.FirstAttemptAt.IsZero() {
@@ -205,6 +206,16 @@ func Keep(reason string) Transition { return Transition{reason: reason, setReaso
 // Release ends a step that made no call: the lease is released, nothing
 // else changes.
 func Release() Transition { return Transition{} }
+
+// Unmark ends a step whose create was marked in flight by Begin but never
+// sent: the order goes back to the state it had (rec.MarkedFrom) and the
+// lease is released.
+func Unmark(rec *Record) Transition {
+	if !rec.InflightMarked || rec.MarkedFrom == "" {
+		return Release()
+	}
+	return Transition{to: rec.MarkedFrom}
+}
 
 // WithAttempt appends a to the history and sets the call count to a.N.
 func (t Transition) WithAttempt(a *Attempt) Transition { t.attempt = a; return t }

@@ -78,6 +78,7 @@ type Record struct {
 	// so an attempt cut off by a crash is looked up, never resubmitted.
 	Inflight        int    `json:"inflight,omitempty"`
 	InflightMarked  bool   `json:"-"` // this Begin wrote the mark
+	MarkedFrom      State  `json:"-"` // the state before the mark, when marked
 	ProviderOrderID string `json:"provider_order_id,omitempty"`
 	Reason          string `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target

@@ -260,3 +260,24 @@ func TestCheckDataKey(t *testing.T) {
 		t.Fatalf("CheckDataKey(other) = %v, want a mismatch", err)
 	}
 }
+
+// A create marked by Begin but never sent is undone: the order is back
+// where it was, in its index too.
+func TestUnmarkRestoresTheState(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "U"}
+	claim(t, l, ref)
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t"})
+	if err != nil || !b.Record.InflightMarked || b.Record.MarkedFrom != ledger.StateQueued {
+		t.Fatalf("Begin = %+v, %v", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t", ledger.Unmark(b.Record)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := l.Get(ctx, ref)
+	st, _ := l.Stats(ctx, []string{"p"})
+	if rec.State != ledger.StateQueued || rec.Inflight != 0 || st["p"][ledger.StateQueued].Count != 1 || st["p"][ledger.StateSubmitting].Count != 0 {
+		t.Fatalf("after Unmark: %+v, stats %+v; want queued, nothing in flight", rec, st["p"])
+	}
+}
