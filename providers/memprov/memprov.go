@@ -39,11 +39,18 @@ func Parse(params json.RawMessage) (providers.Params, error) {
 type Backend struct {
 	secret string
 	// Pending makes new orders come back pending; Lookup then reports them
-	// paid once Pay was called (or at once when AutoPaid is set).
+	// paid once Pay was called.
 	Pending bool
+	// Duplicates makes a second create of one order number create a
+	// second order (as a provider without client order numbers would), so
+	// that Count shows an order created twice. Lookup finds the first.
+	Duplicates bool
+	// Delay is how long each call takes.
+	Delay time.Duration
 
 	mu     sync.Mutex
-	orders map[string]*stored // by order number
+	orders map[string]*stored // by order number: the first
+	extra  map[string]int     // more orders created for a number (Duplicates)
 	nextID int
 	calls  map[string]int
 	faults fault.Injector
@@ -56,7 +63,7 @@ type stored struct {
 
 // NewBackend returns an empty Backend that accepts the given secret.
 func NewBackend(secret string) *Backend {
-	b := &Backend{secret: secret, orders: map[string]*stored{}, calls: map[string]int{}}
+	b := &Backend{secret: secret, orders: map[string]*stored{}, extra: map[string]int{}, calls: map[string]int{}}
 	b.faults.SetHangLimit(5 * time.Second)
 	return b
 }
@@ -64,16 +71,25 @@ func NewBackend(secret string) *Backend {
 // Faults is the backend's fault injector.
 func (b *Backend) Faults() *fault.Injector { return &b.faults }
 
-// Count is how many orders the backend holds for orderNo (0 or 1: it
-// refuses a second create of one number, as a provider with client order
-// numbers would not; tests count creates with Calls).
+// Count is how many orders the backend holds for orderNo: 0 or 1, unless
+// Duplicates lets a second create of the number make a second order.
 func (b *Backend) Count(orderNo string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.orders[orderNo]; ok {
-		return 1
+		return 1 + b.extra[orderNo]
 	}
 	return 0
+}
+
+func (b *Backend) wait(ctx context.Context) {
+	if b.Delay <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(b.Delay):
+	}
 }
 
 // Calls is how many calls of kind ("create", "lookup", "pay") arrived.
@@ -149,6 +165,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	b.mu.Lock()
 	b.calls["create"]++
 	b.mu.Unlock()
+	b.wait(ctx)
 	if err := c.auth(op); err != nil {
 		return providers.Result{}, err
 	}
@@ -180,7 +197,12 @@ func (b *Backend) create(orderNo string) (*stored, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if s, ok := b.orders[orderNo]; ok {
-		return s, true
+		if !b.Duplicates {
+			return s, true
+		}
+		b.extra[orderNo]++
+		b.nextID++
+		return &stored{id: "M" + strconv.Itoa(b.nextID), paid: !b.Pending}, false
 	}
 	b.nextID++
 	s := &stored{id: "M" + strconv.Itoa(b.nextID), paid: !b.Pending}
@@ -198,6 +220,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	b.mu.Lock()
 	b.calls["lookup"]++
 	b.mu.Unlock()
+	b.wait(ctx)
 	if err := c.auth(op); err != nil {
 		return providers.Result{}, err
 	}

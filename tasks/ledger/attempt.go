@@ -150,6 +150,7 @@ type Transition struct {
 	outcome         bool
 	known           []string
 	setKnown        bool
+	mayExist        *bool
 }
 
 // To is the state the transition moves to ("" for unchanged).
@@ -157,6 +158,15 @@ func (t Transition) To() State { return t.to }
 
 // Attempt is the history entry the transition appends, nil for none.
 func (t Transition) Attempt() *Attempt { return t.attempt }
+
+// MayExist reports what the transition records about whether the order
+// may exist at the provider, and whether it records anything.
+func (t Transition) MayExist() (v, set bool) {
+	if t.mayExist == nil {
+		return false, false
+	}
+	return *t.mayExist, true
+}
 
 // Reason is the reason the transition records ("" when it keeps the
 // current one or clears it).
@@ -220,6 +230,12 @@ func Unmark(rec *Record) Transition {
 // WithAttempt appends a to the history and sets the call count to a.N.
 func (t Transition) WithAttempt(a *Attempt) Transition { t.attempt = a; return t }
 
+// WithMayExist records whether the order may exist at the provider: true
+// after a create that may have been received, false once the provider has
+// confirmed it holds no such order. Only an order that surely does not
+// exist may be submitted again by an operator (re-driven).
+func (t Transition) WithMayExist(v bool) Transition { t.mayExist = &v; return t }
+
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
 
@@ -247,11 +263,17 @@ end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
 local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', '', 'inflight', ''}
-for i = 10, #ARGV do f[#f + 1] = ARGV[i] end
+for i = 11, #ARGV do f[#f + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(f))
 if new ~= cur[1] then
   redis.call('ZREM', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. cur[1], ARGV[4])
   redis.call('ZADD', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. new, ARGV[6], ARGV[4])
+  if new == 'paid' or new == 'pending' or new == 'errored' or new == 'unknown' then
+    local v = redis.call('HMGET', KEYS[1], 'provider_order_id', 'reason', 'attempts')
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'type', 'order.' .. new, 'provider', ARGV[3],
+      'order_no', ARGV[4], 'state', new, 'provider_order_id', v[1] or '', 'reason', v[2] or '',
+      'attempts', v[3] or '0', 'at', ARGV[6])
+  end
 end
 if ARGV[7] ~= '' and redis.call('RPUSH', KEYS[2], ARGV[7]) > tonumber(ARGV[8]) then
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
@@ -276,7 +298,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		}
 	}
 	args := make([]any, 0, 24)
-	args = append(args, token, keyPrefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, t.providerOrderID)
+	args = append(args, token, keyPrefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, t.providerOrderID, l.opts.EventRetention)
 	if t.attempt != nil {
 		args = append(args, "attempts", t.attempt.N)
 	}
@@ -298,12 +320,19 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.outcome {
 		args = append(args, "outcome_at", now.UnixMilli())
 	}
+	if t.mayExist != nil {
+		v := "0"
+		if *t.mayExist {
+			v = "1"
+		}
+		args = append(args, "may_exist", v)
+	}
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
 		args = append(args, "known", b)
 	}
 	durable := t.to != ""
-	v, acked, err := l.run(ctx, settleScript, durable, []string{recordKey(ref), historyKey(ref), ownerKey(ref.Provider)}, args...)
+	v, acked, err := l.run(ctx, settleScript, durable, []string{recordKey(ref), historyKey(ref), ownerKey(ref.Provider), eventsKey}, args...)
 	if err != nil {
 		return fmt.Errorf("settle order step: %w", err)
 	}

@@ -22,6 +22,11 @@ redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', 
   'params_hash', ARGV[4], 'state', ARGV[7], 'attempts', '0', 'failures', '0',
   'created', ARGV[6], 'updated', ARGV[6], 'claim', ARGV[5], 'reason', ARGV[8])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
+if ARGV[7] == 'unknown' then
+  redis.call('HSET', KEYS[1], 'may_exist', '1')
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
+    'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', ARGV[6])
+end
 return {1}
 `)
 
@@ -56,8 +61,8 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 	token := uuid.NewString()
 	now := l.now().UnixMilli()
 	v, durable, err := l.run(ctx, claimScript, true,
-		[]string{recordKey(ref), indexKey(ref.Provider, s)},
-		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason)
+		[]string{recordKey(ref), indexKey(ref.Provider, s), eventsKey},
+		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason, l.opts.EventRetention)
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
@@ -124,8 +129,8 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 		cmds := make([]*redis.Cmd, len(claims))
 		for i, c := range claims {
 			out[i].Token = uuid.NewString()
-			cmds[i] = claimScript.EvalSha(ctx, pipe, []string{recordKey(c.Ref), indexKey(c.Ref.Provider, StateQueued)},
-				c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "")
+			cmds[i] = claimScript.EvalSha(ctx, pipe, []string{recordKey(c.Ref), indexKey(c.Ref.Provider, StateQueued), eventsKey},
+				c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "", l.opts.EventRetention)
 		}
 		var wait *redis.Cmd
 		if want > 0 {

@@ -76,9 +76,12 @@ type Record struct {
 	// Inflight is the number of the create attempt that may be on its way
 	// to the provider (0: none). It is written before the request leaves,
 	// so an attempt cut off by a crash is looked up, never resubmitted.
-	Inflight        int    `json:"inflight,omitempty"`
-	InflightMarked  bool   `json:"-"` // this Begin wrote the mark
-	MarkedFrom      State  `json:"-"` // the state before the mark, when marked
+	Inflight       int   `json:"inflight,omitempty"`
+	InflightMarked bool  `json:"-"` // this Begin wrote the mark
+	MarkedFrom     State `json:"-"` // the state before the mark, when marked
+	// MayExist says a create may have been received by the provider (and
+	// not since confirmed absent): such an order is never re-driven.
+	MayExist        bool   `json:"may_exist,omitempty"`
 	ProviderOrderID string `json:"provider_order_id,omitempty"`
 	Reason          string `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target
@@ -93,6 +96,11 @@ type Record struct {
 	History        []Attempt `json:"history,omitempty"`
 }
 
+// MayHaveBeenCreated reports whether the provider may hold the order: a
+// create may have been received, or one is (or was, for a run that died)
+// in flight.
+func (r *Record) MayHaveBeenCreated() bool { return r.MayExist || r.Inflight > 0 }
+
 // Ref returns the record's order reference.
 func (r *Record) Ref() Ref { return Ref{r.Provider, r.OrderNo} }
 
@@ -106,6 +114,9 @@ type Options struct {
 	Durable Durability
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
+	// EventRetention is about how many outcome events the events stream
+	// keeps (Redis trims it approximately). Default DefaultEventRetention.
+	EventRetention int64
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -152,6 +163,9 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = 2 * time.Second
 	}
+	if o.EventRetention <= 0 {
+		o.EventRetention = DefaultEventRetention
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -175,6 +189,12 @@ func indexKey(provider string, s State) string {
 func ownerKey(provider string) string { return keyPrefix + "owner:" + provider }
 
 func lockKey(name string) string { return keyPrefix + "lock:" + name }
+
+// eventsKey is the stream of outcome events.
+const eventsKey = keyPrefix + "events"
+
+// DefaultEventRetention is how many outcome events are kept by default.
+const DefaultEventRetention = 100_000
 
 // ErrNotFound is returned when an order has no record.
 var ErrNotFound = errors.New("no such order")
@@ -217,6 +237,7 @@ func decode(h map[string]string) *Record {
 		Attempts:        atoi(h["attempts"]),
 		Failures:        atoi(h["failures"]),
 		Inflight:        atoi(h["inflight"]),
+		MayExist:        h["may_exist"] == "1",
 		ProviderOrderID: h["provider_order_id"],
 		Reason:          h["reason"],
 		CreatedAt:       msTime(h["created"]),

@@ -3,6 +3,8 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -279,5 +281,59 @@ func TestUnmarkRestoresTheState(t *testing.T) {
 	st, _ := l.Stats(ctx, []string{"p"})
 	if rec.State != ledger.StateQueued || rec.Inflight != 0 || st["p"][ledger.StateQueued].Count != 1 || st["p"][ledger.StateSubmitting].Count != 0 {
 		t.Fatalf("after Unmark: %+v, stats %+v; want queued, nothing in flight", rec, st["p"])
+	}
+}
+
+// Every change to paid, pending, errored or unknown appends its event in
+// the same script, and nothing else does; an event reads the same every time.
+func TestEventsComeWithTheirTransitions(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	a := ledger.Ref{Provider: "p", OrderNo: "EV1"}
+	claim(t, l, a)
+	step := func(token string, tr ledger.Transition) {
+		t.Helper()
+		if _, err := l.Begin(ctx, a, ledger.BeginArgs{Token: token}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, a, token, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("1", ledger.SetUnknown("timeout").WithMayExist(true))
+	step("2", ledger.SetUnknown("still unknown")) // no change of state: no event
+	step("3", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Second)))
+	step("4", ledger.Keep(""))
+	step("5", ledger.SetPaid("P1").WithAttempt(&ledger.Attempt{N: 4, Call: "poll", Result: "ok"}))
+	lost := ledger.Ref{Provider: "p", OrderNo: "EV2"}
+	if _, err := l.ClaimLost(ctx, lost, []byte(`{}`), "h", "record lost"); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := l.Events(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Data.OrderNo+":"+e.Type)
+	}
+	if want := "[EV1:order.unknown EV1:order.pending EV1:order.paid EV2:order.unknown]"; fmt.Sprint(got) != want {
+		t.Fatalf("events = %v, want %s", got, want)
+	}
+	paid := evs[2]
+	if paid.Data.ProviderOrderID != "P1" || paid.Data.Attempts != 4 || paid.Data.State != ledger.StatePaid || paid.Timestamp.IsZero() {
+		t.Errorf("paid event = %+v", paid)
+	}
+	again, _ := l.Events(ctx, evs[0].ID, 2)
+	if len(again) != 2 || again[0].ID != evs[1].ID || again[1].ID != evs[2].ID {
+		t.Errorf("Events after %s = %+v, want the next two, same ids", evs[0].ID, again)
+	}
+	body, _ := paid.Body()
+	if !strings.Contains(string(body), `"type":"order.paid"`) || !strings.Contains(string(body), `"data":{"provider":"p","order_no":"EV1","state":"paid"`) {
+		t.Errorf("body = %s", body)
+	}
+	rec, _ := l.Get(ctx, a)
+	if !rec.MayExist || !rec.MayHaveBeenCreated() {
+		t.Errorf("may_exist lost: %+v", rec)
 	}
 }

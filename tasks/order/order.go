@@ -253,7 +253,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 	}
 	switch r.Status {
 	case providers.StatusPaid:
-		return Decision{Settle: ledger.SetPaid(poid), Then: Then{Next: Done}}
+		return Decision{Settle: ledger.SetPaid(poid).WithMayExist(true), Then: Then{Next: Done}}
 	case providers.StatusPending:
 		since := rec.PendingSince
 		if since.IsZero() {
@@ -261,13 +261,13 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		}
 		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
-			return Decision{Settle: ledger.SetErrored(reason).WithProviderOrderID(poid), Then: Then{Next: Stop, Reason: reason}}
+			return Decision{Settle: ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true), Then: Then{Next: Stop, Reason: reason}}
 		}
 		wait := r.NextCheck
 		if wait <= 0 {
 			wait = pollDelay(since, p, now)
 		}
-		t := ledger.SetPending(poid, since, now.Add(wait))
+		t := ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true)
 		if r.Payable && step != Pay {
 			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
 		}
@@ -275,7 +275,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 	}
 	// A provider that answers without a status: look it up.
 	f := rec.Failures
-	return Decision{Settle: ledger.SetUnknown("provider answered without a status"),
+	return Decision{Settle: ledger.SetUnknown("provider answered without a status").WithMayExist(true),
 		Then: Then{Next: Retry, Delay: p.Backoff.Delay(f), Reason: "provider answered without a status", Code: providers.Unknown}}
 }
 
@@ -291,7 +291,7 @@ func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string
 	case providers.MaybeCreated(code):
 		// The order may exist: the next step looks it up first.
 		f := rec.Failures + 1
-		return Decision{Settle: ledger.SetUnknown(msg).WithFailures(f),
+		return Decision{Settle: ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	case code == providers.RateLimited:
 		return Decision{Settle: ledger.SetRetry(msg),
@@ -322,15 +322,15 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		switch {
 		case p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts:
 			r := fmt.Sprintf("not created after %d failed attempts: %s", rec.Failures, reason)
-			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false), Then: Then{Next: Stop, Reason: r}}
 		case pastDeadline(rec, p, now):
 			r := p.deadlineReason() + " (the provider holds no such order)"
-			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false), Then: Then{Next: Stop, Reason: r}}
 		}
-		return Decision{Settle: ledger.SetRetry(reason), Then: Then{Next: Continue, Step: Submit}}
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
-	t := ledger.SetUnknown(reason)
+	t := ledger.SetUnknown(reason).WithMayExist(true)
 	if code == providers.Unauthenticated {
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}

@@ -258,6 +258,16 @@ func TestDecideNeverRisksADoubleOrder(t *testing.T) {
 					if out.Err == nil && step != Prepare && d.Settle.To() == ledger.StateErrored && out.Result.Status != providers.StatusPending {
 						t.Errorf("%s: a successful call errored the order", name)
 					}
+					// What may exist at the provider is never forgotten:
+					// only a lookup's "not found" clears it.
+					if me, set := d.Settle.MayExist(); set && !me && !(step == Lookup && code == providers.NotFound) {
+						t.Errorf("%s: clears may_exist", name)
+					}
+					if step == Submit && (providers.MaybeCreated(code) || out.Err == nil) {
+						if me, _ := d.Settle.MayExist(); !me {
+							t.Errorf("%s: a create that may have landed does not set may_exist", name)
+						}
+					}
 					// A paid answer is always recorded paid with its id.
 					if out.Err == nil && out.Result.Status == providers.StatusPaid && step != Prepare && (d.Settle.To() != ledger.StatePaid || d.Then.Next != Done) {
 						t.Errorf("%s: paid answer gave %q / %v", name, d.Settle.To(), d.Then.Next)
