@@ -141,30 +141,49 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	if s == StatePending && (rec.NextCheckAt.IsZero() || rec.NextCheckAt.After(cutoff)) {
 		return "", nil
 	}
-	id := TaskID(ref.Provider, ref.OrderNo)
-	info, err := r.inspector.GetTaskInfo(r.opts.Queue, id)
-	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-	case err != nil:
+	queued, err := Requeue(ctx, r.inspector, r.client, r.opts.Queue, rec)
+	if err != nil || !queued {
 		return "", err
-	case info.State == asynq.TaskStateArchived:
-		if err := r.inspector.DeleteTask(r.opts.Queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			return "", err
-		}
-	default:
-		return "", nil // a live task will handle it
 	}
 	kind := string(s) + "_without_task"
 	if s == StateQueued && rec.Attempts == 0 {
 		kind = "claimed_not_enqueued"
 	}
-	task, err := NewOrderSubmitTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
-	if err != nil {
-		return "", err
-	}
-	if _, err := r.client.EnqueueContext(ctx, task, asynq.Queue(r.opts.Queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return "", fmt.Errorf("re-queue %s: %w", id, err)
-	}
 	r.log.Warn("reconciler re-queued an order", "provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind)
 	return kind, nil
+}
+
+// Requeue queues a task for the recorded order unless a live task for it
+// exists (pending, scheduled, retrying or running): an archived task is
+// deleted first. It reports whether it queued one. The task carries the
+// params as recorded. Operators' tools use it after re-driving or
+// resolving an order; the reconciler after finding one without a task.
+func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {
+	if queue == "" {
+		queue = DefaultQueue
+	}
+	id := TaskID(rec.Provider, rec.OrderNo)
+	info, err := inspector.GetTaskInfo(queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+	case err != nil:
+		return false, err
+	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
+		if err := inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return false, err
+		}
+	default:
+		return false, nil // a live task will handle it
+	}
+	task, err := NewOrderSubmitTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
+	if err != nil {
+		return false, err
+	}
+	if _, err := client.EnqueueContext(ctx, task, asynq.Queue(queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)); err != nil {
+		if errors.Is(err, asynq.ErrTaskIDConflict) {
+			return false, nil
+		}
+		return false, fmt.Errorf("re-queue %s: %w", id, err)
+	}
+	return true, nil
 }

@@ -337,3 +337,121 @@ func TestEventsComeWithTheirTransitions(t *testing.T) {
 		t.Errorf("may_exist lost: %+v", rec)
 	}
 }
+
+func TestListNewestFirstWithCursor(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	clock := now
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, &ledger.Options{Now: func() time.Time { return clock }})
+	for i := range 7 {
+		clock = now.Add(time.Duration(i) * time.Second)
+		p := "a"
+		if i%2 == 1 {
+			p = "b"
+		}
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: p, OrderNo: fmt.Sprintf("L%d", i)}, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = now.Add(time.Minute)
+	var got []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, err := l.List(ctx, ledger.ListArgs{Providers: []string{"a", "b"}, State: ledger.StateQueued, Limit: 3, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Records {
+			got = append(got, r.OrderNo)
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+		if pages > 5 {
+			t.Fatal("cursor does not advance")
+		}
+	}
+	if want := "[L6 L5 L4 L3 L2 L1 L0]"; fmt.Sprint(got) != want {
+		t.Errorf("listed %v, want %s", got, want)
+	}
+	old, err := l.List(ctx, ledger.ListArgs{Providers: []string{"a", "b"}, Before: now.Add(2500 * time.Millisecond)})
+	if err != nil || len(old.Records) != 3 || old.Records[0].OrderNo != "L2" {
+		t.Errorf("older than 2.5s: %+v, %v; want L2 L1 L0", old.Records, err)
+	}
+	if _, err := l.List(ctx, ledger.ListArgs{Providers: []string{"a"}, Cursor: "garbage!"}); !errors.Is(err, ledger.ErrBadCursor) {
+		t.Errorf("bad cursor: %v", err)
+	}
+}
+
+func TestResolveAndRedrive(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	mk := func(no string, tr ledger.Transition) ledger.Ref {
+		ref := ledger.Ref{Provider: "p", OrderNo: no}
+		claim(t, l, ref)
+		if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + no}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, ref, "t-"+no, tr); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	var refused *ledger.RefusedError
+	owner := mk("OWNER", ledger.SetPaid("PO-9").WithMayExist(true))
+	u1 := mk("U1", ledger.SetUnknown("timeout").WithMayExist(true))
+	if _, err := l.Resolve(ctx, u1, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-9", Note: "found it", By: "ann"}); !errors.As(err, &refused) {
+		t.Fatalf("paid with %s's id: %v, want refused", owner.OrderNo, err)
+	}
+	rec, err := l.Resolve(ctx, u1, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-10", Note: "console shows it paid", By: "ann"})
+	if err != nil || rec.State != ledger.StatePaid || rec.ProviderOrderID != "PO-10" {
+		t.Fatalf("resolve paid: %+v, %v", rec, err)
+	}
+	last := rec.History[len(rec.History)-1]
+	if last.Call != "resolve" || last.Result != "paid" || !strings.Contains(last.Message, "by ann: console shows it paid") {
+		t.Errorf("history entry = %+v", last)
+	}
+	if _, err := l.Resolve(ctx, u1, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "x", By: "ann"}); !errors.As(err, &refused) {
+		t.Errorf("resolving a paid order: %v, want refused", err)
+	}
+	u2 := mk("U2", ledger.SetUnknown("timeout").WithMayExist(true))
+	if rec, err := l.Resolve(ctx, u2, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "bob"}); err != nil || rec.State != ledger.StateSubmitting || rec.MayExist {
+		t.Fatalf("resolve absent: %+v, %v", rec, err)
+	}
+	pend := mk("P1", ledger.SetPending("PO-11", time.Now(), time.Now()).WithMayExist(true))
+	if _, err := l.Resolve(ctx, pend, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) {
+		t.Errorf("absent for a pending order: %v, want refused", err)
+	}
+	q := ledger.Ref{Provider: "p", OrderNo: "Q1"}
+	claim(t, l, q)
+	if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "bob"}); !errors.As(err, &refused) {
+		t.Errorf("resolving a queued order: %v, want refused", err)
+	}
+	if rec, _ := l.Get(ctx, q); rec.State != ledger.StateQueued || rec.Inflight != 0 {
+		t.Errorf("a refused resolve changed the order: %+v", rec)
+	}
+	// Redrive: only errored orders that surely created nothing.
+	sure := mk("E1", ledger.SetErrored("invalid ItemId").WithMayExist(false))
+	maybe := mk("E2", ledger.SetErrored("still unpaid after the pending window").WithMayExist(true))
+	if err := l.Redrive(ctx, maybe, "carol", ""); !errors.As(err, &refused) {
+		t.Errorf("redrive of an order that may exist: %v, want refused", err)
+	}
+	if err := l.Redrive(ctx, sure, "carol", "ItemId fixed upstream"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, sure); rec.State != ledger.StateSubmitting || rec.Failures != 0 || rec.History[len(rec.History)-1].Call != "redrive" {
+		t.Errorf("after redrive: %+v", rec)
+	}
+	evs, _ := l.Events(ctx, "", 100)
+	n := 0
+	for _, e := range evs {
+		if e.Data.OrderNo == "U1" && e.Type == "order.paid" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("resolve paid emitted %d order.paid events, want 1", n)
+	}
+}

@@ -1,0 +1,305 @@
+package ledger
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// ListArgs select orders for List.
+type ListArgs struct {
+	// Providers to list; required (the ledger does not know the names).
+	Providers []string
+	// State to list; "" for every state.
+	State State
+	// Before lists orders that entered their state before it; zero: now.
+	Before time.Time
+	// Limit bounds the page; default 50, at most 1000.
+	Limit int
+	// Cursor continues a listing where the previous page ended ("" from
+	// the newest).
+	Cursor string
+}
+
+// ListPage is one page of List.
+type ListPage struct {
+	// Records, newest first (by when they entered their state), without
+	// their history.
+	Records []*Record
+	// Next is the cursor of the next page, "" after the last.
+	Next string
+}
+
+type listed struct {
+	score    float64
+	provider string
+	orderNo  string
+}
+
+func (a listed) after(b listed) bool { // a comes after b in newest-first order
+	if a.score != b.score {
+		return a.score < b.score
+	}
+	if a.provider != b.provider {
+		return a.provider < b.provider
+	}
+	return a.orderNo < b.orderNo
+}
+
+// ErrBadCursor is List's error for a cursor it did not make.
+var ErrBadCursor = errors.New("bad cursor")
+
+// List returns a page of orders, newest first by when they entered their
+// state, from the state indexes.
+func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
+	if a.Limit <= 0 {
+		a.Limit = 50
+	}
+	a.Limit = min(a.Limit, 1000)
+	top := listed{score: float64(l.now().UnixMilli()), provider: "\xff"}
+	if !a.Before.IsZero() {
+		top.score = float64(a.Before.UnixMilli())
+	}
+	if a.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(a.Cursor)
+		parts := strings.SplitN(string(raw), "\x00", 3)
+		if err != nil || len(parts) != 3 {
+			return ListPage{}, ErrBadCursor
+		}
+		sc, err := strconv.ParseFloat(parts[0], 64)
+		if err != nil {
+			return ListPage{}, ErrBadCursor
+		}
+		top = listed{score: sc, provider: parts[1], orderNo: parts[2]}
+	}
+	states := States
+	if a.State != "" {
+		if !a.State.Valid() {
+			return ListPage{}, fmt.Errorf("state %q: want one of %v", a.State, States)
+		}
+		states = []State{a.State}
+	}
+	pipe := l.rdb.Pipeline()
+	type q struct {
+		provider string
+		cmd      *redis.ZSliceCmd
+	}
+	var qs []q
+	for _, p := range a.Providers {
+		for _, s := range states {
+			// Ties at the top score are filtered below; fetch enough.
+			qs = append(qs, q{p, pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+				Key: indexKey(p, s), Start: strconv.FormatFloat(top.score, 'f', -1, 64), Stop: "-inf",
+				ByScore: true, Rev: true, Count: int64(a.Limit) + 64,
+			})})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return ListPage{}, fmt.Errorf("list orders: %w", err)
+	}
+	var all []listed
+	for _, x := range qs {
+		for _, z := range x.cmd.Val() {
+			it := listed{score: z.Score, provider: x.provider, orderNo: z.Member.(string)}
+			if a.Cursor != "" && !it.after(top) {
+				continue
+			}
+			all = append(all, it)
+		}
+	}
+	slices.SortFunc(all, func(x, y listed) int {
+		switch {
+		case y.after(x):
+			return -1
+		case x.after(y):
+			return 1
+		}
+		return 0
+	})
+	var page ListPage
+	if len(all) > a.Limit {
+		all = all[:a.Limit]
+		last := all[len(all)-1]
+		page.Next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatFloat(last.score, 'f', -1, 64) + "\x00" + last.provider + "\x00" + last.orderNo))
+	}
+	if len(all) == 0 {
+		return page, nil
+	}
+	pipe = l.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(all))
+	for i, it := range all {
+		cmds[i] = pipe.HGetAll(ctx, recordKey(Ref{it.provider, it.orderNo}))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return ListPage{}, fmt.Errorf("list orders: %w", err)
+	}
+	for _, c := range cmds {
+		if h := c.Val(); len(h) > 0 {
+			page.Records = append(page.Records, decode(h))
+		}
+	}
+	return page, nil
+}
+
+// Resolution is an operator's decision about an order the worker cannot
+// settle.
+type Resolution string
+
+const (
+	// ResolvePaid: the provider holds the order, paid, under the given id.
+	ResolvePaid Resolution = "paid"
+	// ResolveAbsent: the provider holds no such order; it goes back to
+	// submission. Only from unknown.
+	ResolveAbsent Resolution = "absent"
+	// ResolveErrored: end the order errored, the note as its reason.
+	ResolveErrored Resolution = "errored"
+)
+
+// ResolveArgs are an operator's decision.
+type ResolveArgs struct {
+	As              Resolution
+	ProviderOrderID string // required for ResolvePaid
+	Note            string // why; required
+	By              string // who; required
+}
+
+// RefusedError is an operator action that is not legal for the order as it
+// stands; nothing was changed.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "refused: " + e.Reason }
+
+// Resolve records an operator's decision about an order in state unknown
+// (any decision) or pending (paid or errored): atomically, with a history
+// entry naming who and why, and its outcome event. It refuses, with a
+// *RefusedError, a decision that is not legal in the order's state, a paid
+// whose provider order id another order owns, and an order a worker is
+// processing right now.
+func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, error) {
+	switch {
+	case a.Note == "" || a.By == "":
+		return nil, &RefusedError{"a note and a name are required"}
+	case a.As == ResolvePaid && a.ProviderOrderID == "":
+		return nil, &RefusedError{"paid needs the provider's order id"}
+	case a.As != ResolvePaid && a.As != ResolveAbsent && a.As != ResolveErrored:
+		return nil, &RefusedError{fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
+	}
+	token := "operator:" + uuid.NewString()
+	b, err := l.Begin(ctx, ref, BeginArgs{Token: token, LeaseTTL: 30 * time.Second})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, err
+	case err != nil && !errors.Is(err, ErrNotDurable):
+		return nil, err
+	case b.Status == Busy:
+		return nil, &RefusedError{"a worker is processing the order right now; try again in a few seconds"}
+	case b.Status == Finished:
+		return nil, &RefusedError{fmt.Sprintf("the order is %s already", b.Record.State)}
+	}
+	rec := b.Record
+	refuse := func(reason string) (*Record, error) {
+		_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
+		return nil, &RefusedError{reason}
+	}
+	legal := rec.State == StateUnknown || rec.State == StatePending && a.As != ResolveAbsent
+	if !legal {
+		return refuse(fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored)", a.As, stateBefore(rec)))
+	}
+	msg := "by " + a.By + ": " + a.Note
+	attempt := &Attempt{N: rec.Attempts + 1, At: l.now().UTC(), Call: "resolve", Result: string(a.As), Message: msg}
+	var t Transition
+	switch a.As {
+	case ResolvePaid:
+		t = SetPaid(a.ProviderOrderID).WithMayExist(true)
+	case ResolveAbsent:
+		t = SetRetry("operator found no such order at the provider " + msg).WithMayExist(false)
+	case ResolveErrored:
+		t = SetErrored("operator: " + msg)
+	}
+	err = l.Settle(context.WithoutCancel(ctx), ref, token, t.WithAttempt(attempt))
+	var owned *OwnedError
+	if errors.As(err, &owned) {
+		return refuse(owned.Error())
+	}
+	if err != nil && !errors.Is(err, ErrNotDurable) {
+		return nil, err
+	}
+	return l.Get(ctx, ref)
+}
+
+func stateBefore(rec *Record) State {
+	if rec.InflightMarked {
+		return rec.MarkedFrom
+	}
+	return rec.State
+}
+
+// redriveScript moves an errored order that surely created nothing back to
+// submitting, with its failure budget reset and a history entry.
+//
+// KEYS: record, history, errored index, submitting index. ARGV: order_no,
+// now (ms), attempt JSON, reason, max history.
+var redriveScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight')
+if not cur[1] then return {'missing'} end
+if cur[1] ~= 'errored' then return {'refused', 'the order is ' .. cur[1] .. ', not errored'} end
+if cur[2] == '1' or (cur[3] or '') ~= '' then return {'refused', 'the order may exist at the provider'} end
+redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', ARGV[2], 'outcome_at', '')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if redis.call('RPUSH', KEYS[2], ARGV[3]) > tonumber(ARGV[5]) then
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
+end
+return {'ok'}
+`)
+
+// Redrive moves an errored order that surely created nothing at the
+// provider back to submission, its failure budget reset, with a history
+// entry naming who and why; the caller queues its task. An order that may
+// exist at the provider (Record.MayHaveBeenCreated) is refused with a
+// *RefusedError, as is any order not errored.
+func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
+	if by == "" {
+		return &RefusedError{"a name is required"}
+	}
+	rec, err := l.Get(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return ErrNotFound
+	}
+	msg := "by " + by
+	if note != "" {
+		msg += ": " + note
+	}
+	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.now().UTC(), Call: "redrive", Result: "ok", Message: msg})
+	v, _, err := l.run(ctx, redriveScript, true,
+		[]string{recordKey(ref), historyKey(ref), indexKey(ref.Provider, StateErrored), indexKey(ref.Provider, StateSubmitting)},
+		ref.OrderNo, l.now().UnixMilli(), a, "re-driven "+msg, MaxHistory)
+	if err != nil {
+		return fmt.Errorf("redrive order: %w", err)
+	}
+	res, _ := v.([]any)
+	if len(res) > 0 {
+		switch k, _ := res[0].(string); k {
+		case "ok":
+			return nil
+		case "missing":
+			return ErrNotFound
+		case "refused":
+			reason, _ := res[1].(string)
+			return &RefusedError{reason}
+		}
+	}
+	return fmt.Errorf("redrive order: unexpected reply %v", v)
+}
