@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -175,4 +176,128 @@ func TestSentinelFailoverNeverDoublesAnOrder(t *testing.T) {
 		"Redis unreachable for about %.1fs in all; accepted-to-paid p50 %s, max %s",
 		n, len(delays), doubled, backend.Calls("create"), backend.Calls("lookup"), resent.Load(),
 		float64(down.Load())/1000, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond))
+}
+
+// cutProxy forwards TCP to a Redis until cut: then every connection drops
+// and new ones are refused, as in a network partition.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close(); p.Cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.cut {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// A worker cut off from Redis in the middle of a create: its keepalive
+// cannot extend the order's lease, so it abandons the call before the
+// lease can expire; the worker that takes the order over finds the create
+// in flight, looks the order up and records it, never creating it again.
+func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	proxy := newCutProxy(t, rs.Addr)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	backend := memprov.NewBackend("s")
+	backend.Duplicates = true
+	backend.Delay = 2 * time.Second
+	set := providers.NewSet()
+	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+
+	direct := rs.Client(t)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, ledger.New(direct, nil), set, nil)
+	if res, err := enq.Enqueue(context.Background(), memOrder("Part1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Part1", Params: []byte(`{"item":"sku-1","qty":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 900 * time.Millisecond
+	viaProxy := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { viaProxy.Close() })
+	a := tasks.NewHandler(ledger.New(viaProxy, nil), set, &tasks.HandlerOptions{LeaseTTL: ttl, Logger: quiet})
+	aDone := make(chan error, 1)
+	go func() { aDone <- a.ProcessTask(context.Background(), task) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for backend.Calls("create") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("worker A never sent the create")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	proxy.Cut() // A loses Redis mid-call
+	select {
+	case err := <-aDone:
+		if err == nil {
+			t.Fatal("worker A finished the order without Redis")
+		}
+		t.Logf("worker A gave up: %v", err)
+	case <-time.After(ttl):
+		t.Fatalf("worker A still in its call after the lease TTL: it did not abandon it")
+	}
+	// Worker B takes the task over once A's lease has expired.
+	time.Sleep(ttl)
+	b := tasks.NewHandler(ledger.New(direct, nil), set, &tasks.HandlerOptions{LeaseTTL: ttl, Logger: quiet})
+	if err := b.ProcessTask(context.Background(), task); err != nil {
+		t.Fatalf("worker B: %v", err)
+	}
+	rec, _ := ledger.New(direct, nil).Get(context.Background(), tasks.OrderRef{Provider: memprov.Name, OrderNo: "Part1"})
+	if rec.State != tasks.StatePaid || backend.Count("Part1") != 1 || backend.Calls("create") != 1 {
+		t.Fatalf("after the partition: %s, created %d times, %d creates; want paid, once", rec.State, backend.Count("Part1"), backend.Calls("create"))
+	}
+	var calls []string
+	for _, at := range rec.History {
+		calls = append(calls, at.Call+":"+at.Result)
+	}
+	if fmt.Sprint(calls) != "[lookup:ok]" {
+		t.Errorf("history = %v, want [lookup:ok] (A's attempt could not be recorded; B looked the order up)", calls)
+	}
 }
