@@ -28,7 +28,8 @@ const (
 	// FailedPrecondition: the worker cannot submit this order as
 	// configured (for example the provider is disabled). Permanent.
 	FailedPrecondition
-	// RateLimited: the provider throttled the request; nothing was
+	// RateLimited: the provider throttled the request, or the worker's
+	// own rate limiter held it back before it was sent; nothing was
 	// created. Retry after Error.RetryAfter (or a backoff when zero); it
 	// does not count against the order's retry budget.
 	RateLimited

@@ -29,6 +29,10 @@ type Response struct {
 //   - written, and create is true: Ambiguous (the order may exist);
 //   - written, and create is false (a lookup): Unavailable.
 //
+// A transport that refuses a request before sending it with an *Error of
+// its own (a rate limiter: RateLimited with a RetryAfter) is taken at its
+// word: that error comes back, named after op.
+//
 // HTTP statuses are not judged here: each provider maps them itself.
 func Send(ctx context.Context, hc *http.Client, req *http.Request, op string, create bool) (*Response, error) {
 	var wrote atomic.Bool
@@ -38,6 +42,12 @@ func Send(ctx context.Context, hc *http.Client, req *http.Request, op string, cr
 	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
 	resp, err := hc.Do(req)
 	if err != nil {
+		var refused *Error
+		if !wrote.Load() && errors.As(err, &refused) {
+			e := *refused
+			e.Op = op
+			return nil, &e
+		}
 		return nil, transportError(op, create, wrote.Load(), err)
 	}
 	defer resp.Body.Close()

@@ -89,6 +89,19 @@ type Deps struct {
 	Redis redis.UniversalClient
 	// Logger receives the provider's diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// HTTPTransport carries every HTTP request the provider makes: its
+	// New builds the client's http.Client on it. The worker gives each
+	// provider one that holds each request to the provider's shared rate
+	// limit (tasks/guard). Nil means NewTransport().
+	HTTPTransport http.RoundTripper
+}
+
+// Transport returns HTTPTransport, or a NewTransport() when it is nil.
+func (d Deps) Transport() http.RoundTripper {
+	if d.HTTPTransport != nil {
+		return d.HTTPTransport
+	}
+	return NewTransport()
 }
 
 // Sandbox is a provider's built-in fake API with demo credentials. The

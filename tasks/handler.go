@@ -544,8 +544,12 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	return out
 }
 
-// admit asks the guard whether a call may go out now. A non-nil error is
-// the wait to return to asynq: nothing is sent and nothing is written.
+// admit asks the guard whether the provider's next operation may start
+// now: with guard.Guard, whether its circuit breaker lets it through. Rate
+// limits are not asked here: they hold each HTTP request, in the
+// transport the provider's client is built on, and one that cannot go in
+// time comes back from the call as RateLimited. A non-nil error is the
+// wait to return to asynq: nothing is sent and nothing is written.
 func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 	if h.opts.Guard == nil {
 		return nil
@@ -555,7 +559,7 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 		return wait(redisWait, fmt.Errorf("order %s: provider guard: %w", ref, err))
 	}
 	if d > 0 {
-		return wait(d, fmt.Errorf("order %s: provider %s is rate limited or its breaker is open; waiting %s", ref, ref.Provider, d.Round(time.Millisecond)))
+		return wait(d, fmt.Errorf("order %s: provider %s is held back by its circuit breaker; waiting %s", ref, ref.Provider, d.Round(time.Millisecond)))
 	}
 	return nil
 }

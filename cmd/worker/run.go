@@ -56,12 +56,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
 		}
 	}
-	set, err := buildProviders(cfg, rdb, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	failures := cfg.BreakerFailures
+	if failures == 0 {
+		failures = -1 // guard: negative turns breakers off
+	}
+	names := make([]string, 0, len(cfg.Providers))
+	for _, pc := range cfg.Providers {
+		names = append(names, pc.Spec.Name)
+	}
+	// The guard's limits hold each provider's HTTP requests (its
+	// transport), its breakers each order's provider operations (the
+	// handler).
+	g := guard.New(rdb, &guard.Options{
+		Limits: cfg.RateLimits, FailureThreshold: failures, Cooldown: cfg.BreakerCooldown,
+		Providers: names, Registerer: reg, Logger: log,
+	})
+	set, err := buildProviders(cfg, rdb, log, func(provider string) http.RoundTripper {
+		return g.Transport(provider, providers.NewTransport())
+	})
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := tasks.NewMetrics(reg)
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
@@ -71,14 +88,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer inspector.Close()
 	reg.MustRegister(tasks.NewQueueCollector(inspector, []string{cfg.Queue}))
 
-	failures := cfg.BreakerFailures
-	if failures == 0 {
-		failures = -1 // guard: negative turns breakers off
-	}
-	g := guard.New(rdb, &guard.Options{
-		Limits: cfg.RateLimits, FailureThreshold: failures, Cooldown: cfg.BreakerCooldown,
-		Providers: set.Names(), Registerer: reg, Logger: log,
-	})
 	backoff := tasks.Backoff{Base: cfg.RetryBase, Max: cfg.RetryMax}
 	handler := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{
 		MaxAttempts:   cfg.MaxAttempts,

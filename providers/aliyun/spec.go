@@ -2,6 +2,7 @@ package aliyun
 
 import (
 	"encoding/json"
+	"net/http"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -38,6 +39,7 @@ func Spec() providers.Spec {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
 				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), Logger: deps.Logger,
+				HTTPClient: &http.Client{Transport: deps.Transport()},
 			}
 			if deps.Redis != nil {
 				opts.Tokens = NewRedisTokenStore(deps.Redis, nil)

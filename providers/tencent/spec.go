@@ -2,6 +2,7 @@ package tencent
 
 import (
 	"encoding/json"
+	"net/http"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -27,8 +28,9 @@ func Spec() providers.Spec {
 			{Name: EnvAppSecret, Required: true, Secret: true, Help: "Tencent AppSecret"},
 		},
 		Parse: Parse,
-		New: func(cfg providers.Config, _ providers.Deps) (providers.Provider, error) {
-			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret)})
+		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
+			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
+				HTTPClient: &http.Client{Transport: deps.Transport()}})
 			if err != nil {
 				return nil, err
 			}

@@ -27,8 +27,9 @@ func Spec() providers.Spec {
 			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
 		},
 		Parse: Parse,
-		New: func(cfg providers.Config, _ providers.Deps) (providers.Provider, error) {
-			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret)})
+		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
+			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret),
+				HTTPClient: newHTTPClient(deps.Transport())})
 			if err != nil {
 				return nil, err
 			}

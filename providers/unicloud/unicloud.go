@@ -83,6 +83,12 @@ const (
 	MaxDetails = 100
 )
 
+// newHTTPClient returns a client on rt that does not follow redirects (Go
+// would replay a redirected CreateOrder as a GET without its body).
+func newHTTPClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
 // Client is the UniCloud provider. It is safe for concurrent use.
 type Client struct {
 	endpoint        string
@@ -119,7 +125,7 @@ func New(opts Options) (*Client, error) {
 		c.endpoint = DefaultEndpoint
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Transport: providers.NewTransport(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		c.hc = newHTTPClient(providers.NewTransport())
 	}
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second

@@ -88,40 +88,31 @@ func (b *breaker) disabled() bool { return b.opts.FailureThreshold < 0 }
 // callers to wait: a tenth of the cool-down, at least a second.
 func (b *breaker) probeWait() time.Duration { return max(time.Second, b.opts.Cooldown/10) }
 
-// acquire asks whether a call may go now. It returns how long to wait, or
-// 0 and whether the call is a half-open trial (to release if it is not
-// made after all).
-func (b *breaker) acquire(now time.Time) (time.Duration, bool) {
+// acquire asks whether a call may go now: 0, or how long to wait. In
+// half-open, a call it lets through takes a trial place, freed by its
+// result (done) or after TrialTimeout.
+func (b *breaker) acquire(now time.Time) time.Duration {
 	if b.disabled() {
-		return 0, false
+		return 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
 	switch b.st {
 	case Closed:
-		return 0, false
+		return 0
 	case Open:
-		return b.until.Sub(now), false
+		return b.until.Sub(now)
 	}
 	if len(b.trials) < b.opts.HalfOpenCalls {
 		b.trials = append(b.trials, now.Add(b.opts.TrialTimeout))
-		return 0, true
+		return 0
 	}
 	wait := b.probeWait()
 	for _, deadline := range b.trials {
 		wait = min(wait, deadline.Sub(now))
 	}
-	return wait, false
-}
-
-// release gives back a trial place that acquire granted but no call used.
-func (b *breaker) release() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n := len(b.trials); n > 0 {
-		b.trials = b.trials[:n-1]
-	}
+	return wait
 }
 
 // done records a call's outcome.

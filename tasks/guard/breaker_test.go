@@ -69,8 +69,8 @@ func TestBreakerLifecycle(t *testing.T) {
 		t.Errorf("open Wait = %v, want 30s", d)
 	}
 	c.Add(12 * time.Second)
-	if d := mustWait(t, g, "tencent/acct-1"); d != 18*time.Second {
-		t.Errorf("open Wait 12s later = %v, want 18s (accounts share the provider's breaker)", d)
+	if d := mustWait(t, g, "tencent"); d != 18*time.Second {
+		t.Errorf("open Wait 12s later = %v, want 18s", d)
 	}
 	// Other providers are not affected.
 	if d := mustWait(t, g, "aliyun"); d != 0 {
@@ -218,51 +218,47 @@ func TestBreakerDisabled(t *testing.T) {
 	}
 }
 
-// TestBreakerWithLimiter: a trial place the rate limiter refuses is given
-// back, and Redis trouble cannot wedge the breaker.
-func TestBreakerWithLimiter(t *testing.T) {
+// TestBreakerIgnoresLimiter: Wait is the breaker's answer alone. A spent
+// rate limit does not hold an operation back (its requests wait in the
+// transport), and with Redis gone the breaker still opens, cools down and
+// closes on what operations report.
+func TestBreakerIgnoresLimiter(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
 	g, c := newGuard(srv.Client(t), &Options{
-		Limits:           map[string]Limit{"tencent/a": {Rate: 1, Burst: 1}},
+		Limits:           map[string]Limit{"tencent": {Rate: 1, Burst: 1}},
 		FailureThreshold: 1,
 		Cooldown:         10 * time.Second,
 	})
 	script := newClock()
 	g.scriptNow = script.Now
-	if d := mustWait(t, g, "tencent/a"); d != 0 {
-		t.Fatalf("first Wait = %v", d)
+	if d := mustLimit(t, g, "tencent"); d != 0 {
+		t.Fatalf("first request: wait %v", d)
 	}
-	g.Done("tencent/a", perr(providers.Ambiguous))
-	c.Add(10 * time.Second)
+	if d := mustLimit(t, g, "tencent"); d != time.Second {
+		t.Fatalf("second request: wait %v, want 1s", d)
+	}
+	for i := range 3 {
+		if d := mustWait(t, g, "tencent"); d != 0 {
+			t.Fatalf("Wait %d with the limit spent = %v, want 0", i, d)
+		}
+	}
 
-	// Half-open, but the account's limit is spent: the limiter's wait.
-	if d := mustWait(t, g, "tencent/a"); d != time.Second {
-		t.Fatalf("half-open, limited: Wait = %v, want 1s", d)
-	}
-	// The trial place was given back: another account's call is the trial.
-	if d := mustWait(t, g, "tencent/b"); d != 0 {
-		t.Fatalf("half-open trial: Wait = %v, want 0", d)
-	}
-	g.Done("tencent/b", nil)
-
-	// Redis goes away: limited calls report the error, but the breaker
-	// still opens, cools down and closes on what calls report.
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	g.Done("tencent/b", perr(providers.Unavailable))
-	if d, err := g.Wait(ctx, "tencent/a"); d != 10*time.Second || err != nil {
+	if _, _, err := g.reserve(ctx, "tencent", time.Minute); err == nil {
+		t.Fatal("reserve with Redis down: want an error")
+	}
+	g.Done("tencent", perr(providers.Unavailable))
+	if d, err := g.Wait(ctx, "tencent"); d != 10*time.Second || err != nil {
 		t.Errorf("open with Redis down: Wait = %v, %v; want 10s, nil", d, err)
 	}
 	c.Add(10 * time.Second)
-	if _, err := g.Wait(ctx, "tencent/a"); err == nil {
-		t.Errorf("half-open, limited, Redis down: want an error")
+	if d, err := g.Wait(ctx, "tencent"); d != 0 || err != nil {
+		t.Errorf("half-open with Redis down: Wait = %v, %v; want 0, nil (a trial)", d, err)
 	}
-	if d, err := g.Wait(ctx, "tencent/b"); d != 0 || err != nil {
-		t.Errorf("half-open, unlimited, Redis down: Wait = %v, %v; want 0, nil (the failed call gave its place back)", d, err)
-	}
-	g.Done("tencent/b", nil)
+	g.Done("tencent", nil)
 	if s := g.State("tencent"); s != Closed {
 		t.Errorf("state = %v, want closed", s)
 	}

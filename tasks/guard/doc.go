@@ -1,33 +1,44 @@
-// Package guard stands between the order handler and the providers: a rate
-// limiter shared by every worker through Redis, and a circuit breaker per
-// provider. *Guard implements tasks.Guard; cmd/worker wires it in.
+// Package guard stands between the worker and the providers: a rate
+// limiter shared by every worker through Redis, applied to each HTTP
+// request, and a circuit breaker per provider, consulted before each
+// operation. *Guard implements tasks.Guard; cmd/worker wires it in.
 //
-// The handler asks Wait before each provider call. Wait never sleeps: it
-// returns 0 (go ahead) or how long to wait, and the handler hands that
+// The two work at different levels on purpose. A provider's quota counts
+// requests, and one operation may make many (a UniCloud lookup reads up to
+// 50 QueryOrders pages and makes up to 100 OrderDetail calls; an Aliyun
+// call may first fetch a cloudToken), so the limiter sits in the HTTP
+// transport each provider client is built on (Transport). The breaker
+// judges whether a provider is up from what operations conclude (a lookup
+// that pages through a hundred answers and cannot single the order out
+// says nothing against the provider), so it stays with the handler: Wait
+// before each provider operation, Done with its result. Wait never sleeps:
+// it returns 0 (go ahead) or how long to wait, and the handler hands that
 // delay to asynq, which runs the task again later without spending the
-// order's retry budget. Done reports each call's result to the breaker.
+// order's retry budget.
 //
 // # Rate limits
 //
-// Options.Limits holds a Limit (requests per second and a burst) per key.
-// A key is a provider name ("tencent") or a provider and an account
-// ("tencent/acct-1"). Wait(ctx, "tencent/acct-1") is held to both the
-// account's limit and the provider's, when either is configured; a key
-// with neither is unlimited and costs no Redis round trip.
+// Options.Limits holds a Limit (requests per second and a burst) per
+// provider; a provider without one is unlimited, and its Transport is the
+// underlying transport itself: no Redis round trip.
 //
-// Each limit is one Redis key (orderworker:{guard}:rate:KEY) holding the
-// theoretical arrival time of the generic cell rate algorithm (GCRA). A Lua
-// script reads the time from Redis itself (TIME), so the workers' clocks do
-// not matter, checks every limit that applies and, only when all of them
-// admit the call, advances them together. A refused call changes nothing
-// and gets back the exact time until it would be admitted. Over any
-// interval of length t the limiter admits at most Burst + Rate*t calls per
-// key, however many workers share it. Keys expire when idle. All keys share
-// the {guard} hash tag, so the script also runs on Redis Cluster.
+// Each limit is one Redis key (orderworker:{guard}:rate:PROVIDER) holding
+// the theoretical arrival time of the generic cell rate algorithm (GCRA).
+// Before each request, a Lua script reads the time from Redis itself
+// (TIME), so the workers' clocks do not matter, and reserves the request's
+// place: the time it may be sent, now or later. The request waits for it in
+// the transport. Over any interval of length t the limiter lets at most
+// Burst + Rate*t requests go per provider, however many workers share it.
+// A request waits only as long as leaves it half of the time to its
+// context's deadline (a minute without one); when its place would come
+// later, nothing is reserved and the request fails before it is sent with
+// a *providers.Error of code RateLimited and the wait as RetryAfter, which
+// the handler treats as throttling. Keys expire when idle. They carry the
+// {guard} hash tag, so the script also runs on Redis Cluster.
 //
-// When Redis cannot be reached, Wait returns the error for a limited key
-// (the handler then waits for Redis, as it does for its ledger): nothing
-// is sent to a provider unmetered.
+// When Redis cannot be reached, a request to a limited provider fails the
+// same way (RateLimited, nothing sent): nothing goes to a provider
+// unmetered.
 //
 // # Circuit breaker
 //
@@ -49,8 +60,8 @@
 // Unavailable, Ambiguous and Unknown (providers.CodeOf), which include
 // timeouts. Answers about one order (InvalidArgument, NotFound,
 // PermissionDenied, FailedPrecondition), bad credentials (Unauthenticated)
-// and throttling (RateLimited, which the handler retries after the
-// provider's delay) neither count as failures nor reset the count; neither
+// and throttling (RateLimited, by the provider or by the limiter, which the
+// handler retries after the delay it names) neither count as failures nor reset the count; neither
 // does a call cut short because the worker itself cancelled it (shutdown).
 // A success (nil error) resets the count.
 //

@@ -3,7 +3,6 @@ package guard
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,21 +10,21 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Limit is a rate limit: Rate calls per second on average, and up to Burst
-// calls at once after a quiet spell.
+// Limit is a rate limit: Rate HTTP requests per second on average, and up
+// to Burst requests at once after a quiet spell.
 type Limit struct {
-	// Rate is calls per second. Zero or less means no limit; rates over a
-	// million per second count as a million.
+	// Rate is requests per second. Zero or less means no limit; rates
+	// over a million per second count as a million.
 	Rate float64
-	// Burst is how many calls may go at once. Values below 1 mean 1.
+	// Burst is how many requests may go at once. Values below 1 mean 1.
 	Burst int
 }
 
 // Options configure a Guard. nil means defaults.
 type Options struct {
-	// Limits are the rate limits shared by every worker, by key: a provider
-	// name ("tencent") or a provider and an account ("tencent/acct-1"). A
-	// key without a limit is unlimited. Default none.
+	// Limits are the rate limits shared by every worker, by provider name.
+	// Transport applies them to every HTTP request to the provider. A
+	// provider without a limit is unlimited. Default none.
 	Limits map[string]Limit
 	// FailureThreshold is how many consecutive provider-down results open
 	// a provider's breaker. Default 5; negative disables the breakers.
@@ -44,8 +43,8 @@ type Options struct {
 	// used.
 	Providers []string
 	// Registerer receives the metrics orderworker_breaker_state and
-	// orderworker_rate_limit_waits_total, both labelled by provider only
-	// (never by account). Default nil: no metrics.
+	// orderworker_rate_limit_waits_total, both labelled by provider.
+	// Default nil: no metrics.
 	Registerer prometheus.Registerer
 	// Logger receives one line per breaker state change. Default
 	// slog.Default().
@@ -55,8 +54,10 @@ type Options struct {
 	NowFunc func() time.Time
 }
 
-// Guard is a rate limiter shared through Redis plus a circuit breaker per
-// provider. It implements tasks.Guard and is safe for concurrent use.
+// Guard is a rate limiter shared through Redis, applied to each HTTP
+// request by Transport, plus a circuit breaker per provider, consulted by
+// the handler before each provider operation through Wait and Done. It
+// implements tasks.Guard and is safe for concurrent use.
 type Guard struct {
 	rdb     redis.UniversalClient
 	opts    Options
@@ -70,6 +71,8 @@ type Guard struct {
 
 	// scriptNow, when set (tests), replaces Redis's clock in the limiter.
 	scriptNow func() time.Time
+	// sleep waits d or until ctx is done (tests replace it).
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // New returns a Guard that keeps its rate limits in rdb (which may be nil
@@ -104,57 +107,46 @@ func New(rdb redis.UniversalClient, opts *Options) *Guard {
 		log:      o.Logger,
 		now:      o.NowFunc,
 		breakers: map[string]*breaker{},
+		sleep:    sleep,
 	}
 	g.metrics = newMetrics(g, o.Registerer)
 	for _, p := range o.Providers {
 		g.breaker(p)
 	}
-	for k := range o.Limits {
-		g.breaker(providerOf(k))
+	for p := range o.Limits {
+		g.breaker(p)
 	}
 	return g
 }
 
-// providerOf returns the provider part of a key "provider[/account]".
-func providerOf(key string) string {
-	if i := strings.IndexByte(key, '/'); i >= 0 {
-		return key[:i]
+// sleep waits d, or until ctx is done and returns its error.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	return key
 }
 
-// Wait reports how long to wait before a call to the provider may be made:
-// 0 means go ahead (and, when the key is limited, the call has been
-// counted against its limits). key is a provider name or
-// "provider/account". It never sleeps; a non-nil error means Redis could
-// not be asked, and no call should be made.
+// Wait reports how long to wait before an operation on the provider (one
+// Submit, Lookup, Pay or Prepare, however many requests it makes) may
+// start: 0 means go ahead. It consults only the provider's circuit breaker:
+// rate limits apply to each request, in Transport. It never sleeps and
+// never touches Redis; its error is always nil.
 //
 // A breaker that is open answers with the rest of its cool-down; a
 // half-open one lets its trial calls through and tells the others to wait.
-func (g *Guard) Wait(ctx context.Context, key string) (time.Duration, error) {
-	provider := providerOf(key)
-	b := g.breaker(provider)
-	d, trial := b.acquire(g.now())
-	if d > 0 {
-		return d, nil
-	}
-	d, err := g.limit(ctx, key)
-	if err != nil || d > 0 {
-		if trial {
-			b.release()
-		}
-		if d > 0 {
-			g.metrics.waited(provider)
-		}
-		return d, err
-	}
-	return 0, nil
+func (g *Guard) Wait(_ context.Context, provider string) (time.Duration, error) {
+	return g.breaker(provider).acquire(g.now()), nil
 }
 
-// Done reports the result of a call that Wait let through: nil for
-// success, else the provider's error. key is as for Wait.
-func (g *Guard) Done(key string, err error) {
-	g.breaker(providerOf(key)).done(g.now(), classify(err))
+// Done reports the result of an operation that Wait let through: nil for
+// success, else the provider's error.
+func (g *Guard) Done(provider string, err error) {
+	g.breaker(provider).done(g.now(), classify(err))
 }
 
 // State returns the provider's breaker state now.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -60,11 +61,26 @@ func newGuard(rdb redis.UniversalClient, opts *Options) (*Guard, *clock) {
 	return New(rdb, &o), c
 }
 
-func mustWait(t *testing.T, g *Guard, key string) time.Duration {
+func mustWait(t *testing.T, g *Guard, provider string) time.Duration {
 	t.Helper()
-	d, err := g.Wait(context.Background(), key)
+	d, err := g.Wait(context.Background(), provider)
 	if err != nil {
-		t.Fatalf("Wait(%q): %v", key, err)
+		t.Fatalf("Wait(%q): %v", provider, err)
+	}
+	return d
+}
+
+// mustLimit asks the limiter for a place for a request that waits for
+// none: 0 means the request may go and was counted, else how long until a
+// place would be free (and nothing was counted).
+func mustLimit(t *testing.T, g *Guard, provider string) time.Duration {
+	t.Helper()
+	d, ok, err := g.reserve(context.Background(), provider, 0)
+	if err != nil {
+		t.Fatalf("reserve(%q): %v", provider, err)
+	}
+	if ok != (d == 0) {
+		t.Fatalf("reserve(%q, 0) = %v, %v: a place must be granted exactly when it is free now", provider, d, ok)
 	}
 	return d
 }
@@ -85,20 +101,6 @@ func TestNewDefaults(t *testing.T) {
 		t.Errorf("Wait without limits = %v, %v; want 0, nil", d, err)
 	}
 	g.Done("tencent", nil)
-}
-
-func TestProviderOf(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct{ key, want string }{
-		{"tencent", "tencent"},
-		{"tencent/acct-1", "tencent"},
-		{"aliyun/a/b", "aliyun"},
-		{"", ""},
-	} {
-		if got := providerOf(tc.key); got != tc.want {
-			t.Errorf("providerOf(%q) = %q, want %q", tc.key, got, tc.want)
-		}
-	}
 }
 
 // gather returns the values of the named metric family in reg by the
@@ -171,12 +173,24 @@ func TestMetrics(t *testing.T) {
 	g.Done("tencent", nil)
 	check("closed", map[string]State{"aliyun": Closed, "tencent": Closed, "unicloud": Closed})
 
-	// Rate limit waits: a burst of 2, then every further call waits.
-	for i, want := range []bool{false, false, true, true, true} {
-		d := mustWait(t, g, "unicloud/acct")
-		if got := d > 0; got != want {
-			t.Errorf("unicloud call %d: waited %v, want wait=%v", i, d, want)
+	// Rate limit waits count requests: a burst of 2 goes at once, the
+	// next 3 wait for their places, and one whose deadline is too near
+	// for its place is refused: 4 waits.
+	up := newUpstream(t)
+	sleeps := fakeSleep(g, script)
+	hc := &http.Client{Transport: g.Transport("unicloud", nil)}
+	for i := range 5 {
+		if err := get(context.Background(), hc, up.URL); err != nil {
+			t.Fatalf("request %d: %v", i, err)
 		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := get(ctx, hc, up.URL); providers.CodeOf(err) != providers.RateLimited {
+		t.Errorf("request with a 100ms deadline, its place 1s away: %v, want rate_limited", err)
+	}
+	if n, slept := up.count(), sleeps.total(); n != 5 || slept != 3*time.Second {
+		t.Errorf("upstream got %d requests after %s of waits, want 5 after 3s", n, slept)
 	}
 	waits := func(step string, want map[string]float64) {
 		t.Helper()
@@ -184,14 +198,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s: orderworker_rate_limit_waits_total = %v, want %v", step, got, want)
 		}
 	}
-	waits("after the burst", map[string]float64{"unicloud": 3})
+	waits("after the burst", map[string]float64{"unicloud": 4})
 	// An open breaker's wait is not a rate limit wait.
 	g.Done("aliyun", perr(providers.Unavailable))
 	g.Done("aliyun", perr(providers.Unavailable))
 	if d := mustWait(t, g, "aliyun"); d != 10*time.Second {
 		t.Errorf("Wait with aliyun open = %v, want 10s", d)
 	}
-	waits("breaker open", map[string]float64{"unicloud": 3})
+	waits("breaker open", map[string]float64{"unicloud": 4})
 	check("aliyun open", map[string]State{"aliyun": Open, "tencent": Closed, "unicloud": Closed})
 }
 
@@ -215,17 +229,25 @@ func TestConcurrent(t *testing.T) {
 		Cooldown:         time.Second,
 		HalfOpenCalls:    2,
 	})
+	up := newUpstream(t)
+	hc := &http.Client{Transport: g.Transport("tencent", nil)}
 	errs := []error{nil, perr(providers.Unavailable), perr(providers.InvalidArgument), errors.New("boom"), context.Canceled}
 	var wg sync.WaitGroup
 	for w := range 8 {
 		wg.Go(func() {
 			for i := range 50 {
-				key := []string{"tencent", "tencent/a", "aliyun"}[(w+i)%3]
-				if d, err := g.Wait(context.Background(), key); err != nil {
+				provider := []string{"tencent", "aliyun"}[(w+i)%2]
+				if d, err := g.Wait(context.Background(), provider); err != nil {
 					t.Errorf("Wait: %v", err)
 					return
 				} else if d == 0 {
-					g.Done(key, errs[(w*7+i)%len(errs)])
+					if provider == "tencent" && i%4 == 0 {
+						if err := get(context.Background(), hc, up.URL); err != nil {
+							t.Errorf("request: %v", err)
+							return
+						}
+					}
+					g.Done(provider, errs[(w*7+i)%len(errs)])
 				}
 				if i%10 == 0 {
 					c.Add(300 * time.Millisecond)

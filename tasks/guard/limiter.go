@@ -11,11 +11,11 @@ import (
 )
 
 // keyPrefix starts every key the guard writes. The {guard} hash tag puts
-// them in one Redis Cluster slot, so one script may touch several.
+// them in one Redis Cluster slot.
 const keyPrefix = "orderworker:{guard}:"
 
-// rateKey is the Redis key of the limit on key ("provider[/account]").
-func rateKey(key string) string { return keyPrefix + "rate:" + key }
+// rateKey is the Redis key of the provider's limit.
+func rateKey(provider string) string { return keyPrefix + "rate:" + provider }
 
 // limit is a Limit ready for the script.
 type limit struct {
@@ -26,13 +26,13 @@ type limit struct {
 
 func compileLimits(in map[string]Limit) map[string]limit {
 	out := make(map[string]limit, len(in))
-	for k, l := range in {
+	for p, l := range in {
 		if !(l.Rate > 0) || math.IsInf(l.Rate, 1) {
 			continue
 		}
 		interval := max(int64(math.Round(1e6/l.Rate)), 1)
-		out[k] = limit{
-			redisKey: rateKey(k),
+		out[p] = limit{
+			redisKey: rateKey(p),
 			interval: strconv.FormatInt(interval, 10),
 			burst:    strconv.Itoa(max(l.Burst, 1)),
 		}
@@ -40,18 +40,20 @@ func compileLimits(in map[string]Limit) map[string]limit {
 	return out
 }
 
-// gcraScript applies the generic cell rate algorithm to every key in KEYS
-// at once. Each key holds its theoretical arrival time (TAT) in
-// microseconds.
+// gcraScript applies the generic cell rate algorithm to KEYS[1], which
+// holds the theoretical arrival time (TAT) in microseconds, and reserves a
+// place for one request.
 //
 // ARGV[1] is the time in microseconds, or "" to read Redis's clock.
-// ARGV[2i] and ARGV[2i+1] are KEYS[i]'s emission interval (microseconds)
-// and burst.
+// ARGV[2] and ARGV[3] are the emission interval (microseconds) and the
+// burst. ARGV[4] is how long, in microseconds, the caller is willing to
+// wait.
 //
-// A call is admitted when, for every key, the TAT it would leave is at most
-// burst intervals ahead of now; then every TAT advances by one interval and
-// the script returns 0. Otherwise nothing changes and the script returns
-// the microseconds until the call would be admitted.
+// The request may go once the TAT it would leave is at most burst
+// intervals ahead of the time; wait is how long until then (0: now). When
+// wait is at most ARGV[4] the place is reserved (the TAT advances by one
+// interval) and the script returns {1, wait}: the caller sends after wait.
+// Otherwise nothing changes and it returns {0, wait}.
 var gcraScript = redis.NewScript(`
 local now
 if ARGV[1] == '' then
@@ -61,55 +63,40 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local wait = 0
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[2 * i])
-  local burst = tonumber(ARGV[2 * i + 1])
-  local tat = tonumber(redis.call('GET', key) or '') or now
-  if tat < now then tat = now end
-  local nxt = tat + interval
-  local w = nxt - burst * interval - now
-  if w > wait then wait = w end
-  tats[i] = nxt
-end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-  local ttl = math.ceil((tats[i] - now) / 1000) + 1
-  redis.call('SET', key, string.format('%.0f', tats[i]), 'PX', string.format('%.0f', ttl))
-end
-return 0
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '') or now
+if tat < now then tat = now end
+local nxt = tat + interval
+local wait = nxt - burst * interval - now
+if wait < 0 then wait = 0 end
+if wait > tonumber(ARGV[4]) then return {0, wait} end
+local ttl = math.ceil((nxt - now) / 1000) + 1
+redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', string.format('%.0f', ttl))
+return {1, wait}
 `)
 
-// limit asks the limiter whether a call under key may go now.
-func (g *Guard) limit(ctx context.Context, key string) (time.Duration, error) {
-	own, ownOK := g.limits[key]
-	prov, provOK := limit{}, false
-	if p := providerOf(key); p != key {
-		prov, provOK = g.limits[p]
+// reserve asks the provider's limiter for a place for one request, willing
+// to wait up to maxWait for it. It returns how long the request must wait
+// (0: it may go now) and whether the place was reserved; when it was not,
+// wait is how long until one would be free (nothing was counted). A
+// provider without a limit always has a place at once, with no Redis round
+// trip.
+func (g *Guard) reserve(ctx context.Context, provider string, maxWait time.Duration) (wait time.Duration, ok bool, err error) {
+	l, limited := g.limits[provider]
+	if !limited {
+		return 0, true, nil
 	}
-	if !ownOK && !provOK {
-		return 0, nil
-	}
-	keys := make([]string, 0, 2)
-	args := make([]any, 1, 5)
+	now := ""
 	if g.scriptNow != nil {
-		args[0] = strconv.FormatInt(g.scriptNow().UnixMicro(), 10)
-	} else {
-		args[0] = ""
+		now = strconv.FormatInt(g.scriptNow().UnixMicro(), 10)
 	}
-	for _, l := range []struct {
-		limit
-		ok bool
-	}{{own, ownOK}, {prov, provOK}} {
-		if l.ok {
-			keys = append(keys, l.redisKey)
-			args = append(args, l.interval, l.burst)
-		}
-	}
-	us, err := gcraScript.Run(ctx, g.rdb, keys, args...).Int64()
+	res, err := gcraScript.Run(ctx, g.rdb, []string{l.redisKey}, now, l.interval, l.burst, strconv.FormatInt(max(maxWait.Microseconds(), 0), 10)).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("rate limit %s: %w", key, err)
+		return 0, false, fmt.Errorf("rate limit %s: %w", provider, err)
 	}
-	return time.Duration(us) * time.Microsecond, nil
+	if len(res) != 2 {
+		return 0, false, fmt.Errorf("rate limit %s: unexpected reply %v", provider, res)
+	}
+	return time.Duration(res[1]) * time.Microsecond, res[0] == 1, nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // TestLimiterSharedScriptClock drives the script's clock: two guards (two
-// processes) sharing one Redis admit exactly Burst + Rate*window calls.
+// processes) sharing one Redis admit exactly Burst + Rate*window requests.
 func TestLimiterSharedScriptClock(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
@@ -29,8 +29,8 @@ func TestLimiterSharedScriptClock(t *testing.T) {
 		{"3/s burst 2", Limit{Rate: 3, Burst: 2}, 10 * time.Second, 7 * time.Millisecond, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key := "tencent/" + tc.name
-			opts := &Options{Limits: map[string]Limit{key: tc.limit}}
+			provider := tc.name
+			opts := &Options{Limits: map[string]Limit{provider: tc.limit}}
 			script := newClock()
 			a, _ := newGuard(srv.Client(t), opts)
 			b, _ := newGuard(srv.Client(t), opts)
@@ -39,7 +39,7 @@ func TestLimiterSharedScriptClock(t *testing.T) {
 			for elapsed := time.Duration(0); elapsed <= tc.window; elapsed += tc.step {
 				for range 3 {
 					for _, g := range []*Guard{a, b} {
-						if mustWait(t, g, key) == 0 {
+						if mustLimit(t, g, provider) == 0 {
 							admitted++
 						}
 					}
@@ -48,13 +48,13 @@ func TestLimiterSharedScriptClock(t *testing.T) {
 			}
 			bound := float64(tc.limit.Burst) + tc.limit.Rate*tc.window.Seconds()
 			if float64(admitted) > bound {
-				t.Errorf("admitted %d calls in %s, over the bound %v", admitted, tc.window, bound)
+				t.Errorf("admitted %d requests in %s, over the bound %v", admitted, tc.window, bound)
 			}
 			if tc.want >= 0 && admitted != tc.want {
-				t.Errorf("admitted %d calls in %s, want %d", admitted, tc.window, tc.want)
+				t.Errorf("admitted %d requests in %s, want %d", admitted, tc.window, tc.want)
 			}
 			if tc.want < 0 && float64(admitted) < bound-2 {
-				t.Errorf("admitted %d calls in %s, want about %v", admitted, tc.window, bound)
+				t.Errorf("admitted %d requests in %s, want about %v", admitted, tc.window, bound)
 			}
 		})
 	}
@@ -62,8 +62,8 @@ func TestLimiterSharedScriptClock(t *testing.T) {
 
 // TestLimiterSharedRedisClock runs two guards (two processes) against
 // Redis's own clock. The bounds hold however slow the machine is: the
-// limiter can admit at most Burst + Rate*elapsed calls, and it must admit
-// at least the burst and one more after a refill.
+// limiter can admit at most Burst + Rate*elapsed requests, and it must
+// admit at least the burst and one more after a refill.
 func TestLimiterSharedRedisClock(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
@@ -79,15 +79,15 @@ func TestLimiterSharedRedisClock(t *testing.T) {
 	for _, g := range []*Guard{a, b, a, b} {
 		wg.Go(func() {
 			for time.Now().Before(stop) {
-				d, err := g.Wait(context.Background(), "aliyun")
+				d, ok, err := g.reserve(context.Background(), "aliyun", 0)
 				if err != nil {
-					t.Errorf("Wait: %v", err)
+					t.Errorf("reserve: %v", err)
 					return
 				}
-				if d == 0 {
+				if ok {
 					admitted.Add(1)
 				} else if d > 50*time.Millisecond {
-					t.Errorf("Wait = %v, over one emission interval (50ms)", d)
+					t.Errorf("reserve = %v, over one emission interval (50ms)", d)
 				}
 				time.Sleep(2 * time.Millisecond)
 			}
@@ -97,12 +97,12 @@ func TestLimiterSharedRedisClock(t *testing.T) {
 	elapsed := time.Since(start)
 	n := admitted.Load()
 	bound := float64(limit.Burst) + limit.Rate*elapsed.Seconds() + 1 // +1: clock granularity
-	t.Logf("admitted %d calls in %s (bound %.1f)", n, elapsed.Round(time.Millisecond), bound)
+	t.Logf("admitted %d requests in %s (bound %.1f)", n, elapsed.Round(time.Millisecond), bound)
 	if float64(n) > bound {
-		t.Errorf("admitted %d calls in %s, over Burst + Rate*elapsed = %.1f", n, elapsed, bound)
+		t.Errorf("admitted %d requests in %s, over Burst + Rate*elapsed = %.1f", n, elapsed, bound)
 	}
 	if n < int64(limit.Burst)+1 {
-		t.Errorf("admitted %d calls in %s, want at least the burst (%d) and one more", n, elapsed, limit.Burst)
+		t.Errorf("admitted %d requests in %s, want at least the burst (%d) and one more", n, elapsed, limit.Burst)
 	}
 }
 
@@ -115,24 +115,24 @@ func TestLimiterWaitAndKeys(t *testing.T) {
 	g.scriptNow = script.Now
 
 	for i := range 2 {
-		if d := mustWait(t, g, "tencent"); d != 0 {
-			t.Fatalf("call %d within the burst waited %v", i, d)
+		if d := mustLimit(t, g, "tencent"); d != 0 {
+			t.Fatalf("request %d within the burst waited %v", i, d)
 		}
 	}
-	// Exhausted: the next call may go in one emission interval (500ms),
-	// and refusals change nothing.
+	// Exhausted: the next request may go in one emission interval
+	// (500ms), and refusals change nothing.
 	for range 3 {
-		if d := mustWait(t, g, "tencent"); d != 500*time.Millisecond {
-			t.Fatalf("Wait after the burst = %v, want 500ms", d)
+		if d := mustLimit(t, g, "tencent"); d != 500*time.Millisecond {
+			t.Fatalf("wait after the burst = %v, want 500ms", d)
 		}
 	}
 	script.Add(200 * time.Millisecond)
-	if d := mustWait(t, g, "tencent"); d != 300*time.Millisecond {
-		t.Fatalf("Wait 200ms later = %v, want 300ms", d)
+	if d := mustLimit(t, g, "tencent"); d != 300*time.Millisecond {
+		t.Fatalf("wait 200ms later = %v, want 300ms", d)
 	}
 	script.Add(300 * time.Millisecond)
-	if d := mustWait(t, g, "tencent"); d != 0 {
-		t.Fatalf("Wait after the interval = %v, want 0", d)
+	if d := mustLimit(t, g, "tencent"); d != 0 {
+		t.Fatalf("wait after the interval = %v, want 0", d)
 	}
 
 	keys, err := rdb.Keys(context.Background(), "*").Result()
@@ -148,44 +148,35 @@ func TestLimiterWaitAndKeys(t *testing.T) {
 	}
 }
 
-// TestLimiterAccountKey: a "provider/account" call is held to the
-// account's limit and to the provider's.
-func TestLimiterAccountKey(t *testing.T) {
+// TestLimiterReserve: a request willing to wait gets the next place and
+// counts against the limit at once; one that would have to wait longer
+// than it will changes nothing.
+func TestLimiterReserve(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
-	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{
-		"tencent":   {Rate: 100, Burst: 3},
-		"tencent/a": {Rate: 1, Burst: 2},
-		"aliyun/b":  {Rate: 1, Burst: 1},
-	}})
+	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{"tencent": {Rate: 2, Burst: 1}}}) // every 500ms
 	script := newClock()
 	g.scriptNow = script.Now
-
-	for _, tc := range []struct {
-		key  string
-		wait bool
+	ms := time.Millisecond
+	for i, tc := range []struct {
+		advance, maxWait, wait time.Duration
+		ok                     bool
 	}{
-		{"tencent/a", false},
-		{"tencent/a", false},
-		{"tencent/a", true},  // the account's burst is spent
-		{"tencent/b", false}, // no account limit; the provider's third
-		{"tencent", true},    // the provider's burst is spent
-		{"tencent/b", true},
-		{"aliyun/b", false},
-		{"aliyun/b", true},
-		{"aliyun", false}, // no provider limit
-		{"aliyun/c", false},
-		{"unicloud", false},
+		{0, 0, 0, true},
+		{0, 0, 500 * ms, false},
+		{0, 499 * ms, 500 * ms, false},
+		{0, 500 * ms, 500 * ms, true},   // the place at +500ms
+		{0, time.Hour, 1000 * ms, true}, // the next, at +1s
+		{0, 0, 1500 * ms, false},        // two places are taken
+		{1200 * ms, 0, 300 * ms, false}, // time passes
+		{300 * ms, 0, 0, true},          // the next place is now
+		{0, time.Hour, 500 * ms, true},
 	} {
-		if got := mustWait(t, g, tc.key) > 0; got != tc.wait {
-			t.Errorf("Wait(%q) waits = %v, want %v", tc.key, got, tc.wait)
+		script.Add(tc.advance)
+		wait, ok, err := g.reserve(context.Background(), "tencent", tc.maxWait)
+		if err != nil || wait != tc.wait || ok != tc.ok {
+			t.Fatalf("step %d: reserve(max %s) = %s, %v, %v; want %s, %v", i, tc.maxWait, wait, ok, err, tc.wait, tc.ok)
 		}
-	}
-	// A refused account call did not spend the provider's limit: 10ms
-	// later the provider admits one call again.
-	script.Add(10 * time.Millisecond)
-	if d := mustWait(t, g, "tencent"); d != 0 {
-		t.Errorf("Wait(tencent) after 10ms = %v, want 0", d)
 	}
 }
 
@@ -198,7 +189,7 @@ func TestLimiterNoLimit(t *testing.T) {
 		"x":       {Rate: 1000},         // burst 0 means 1
 	}})
 	for range 100 {
-		if mustWait(t, g, "tencent") != 0 || mustWait(t, g, "aliyun") != 0 {
+		if mustLimit(t, g, "tencent") != 0 || mustLimit(t, g, "aliyun") != 0 {
 			t.Fatal("a provider without a positive rate waited")
 		}
 	}
@@ -207,8 +198,9 @@ func TestLimiterNoLimit(t *testing.T) {
 	}
 }
 
-// TestLimiterRedisDown: with Redis gone, a limited call reports the error
-// (the handler waits for Redis) and an unlimited one still goes.
+// TestLimiterRedisDown: with Redis gone, a limited provider's request
+// gets the error (and the transport refuses it) and an unlimited one still
+// goes.
 func TestLimiterRedisDown(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
@@ -216,10 +208,10 @@ func TestLimiterRedisDown(t *testing.T) {
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if d, err := g.Wait(ctx, "tencent"); err == nil {
-		t.Errorf("Wait(tencent) with Redis down = %v, nil; want an error", d)
+	if d, ok, err := g.reserve(ctx, "tencent", time.Second); err == nil || ok {
+		t.Errorf("reserve(tencent) with Redis down = %v, %v, nil; want an error", d, ok)
 	}
-	if d, err := g.Wait(ctx, "aliyun"); d != 0 || err != nil {
-		t.Errorf("Wait(aliyun) (unlimited) with Redis down = %v, %v; want 0, nil", d, err)
+	if d, ok, err := g.reserve(ctx, "aliyun", 0); d != 0 || !ok || err != nil {
+		t.Errorf("reserve(aliyun) (unlimited) with Redis down = %v, %v, %v; want 0, true, nil", d, ok, err)
 	}
 }

@@ -1,0 +1,103 @@
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// maxWaitNoDeadline is the longest a request whose context has no deadline
+// waits for the rate limiter.
+const maxWaitNoDeadline = time.Minute
+
+// redisRetry is the RetryAfter of a request refused because the limiter
+// could not be asked: the handler's own wait for Redis.
+const redisRetry = 5 * time.Second
+
+// Transport returns an http.RoundTripper that holds every request it
+// carries to the provider's rate limit, then sends it through next (nil
+// means providers.NewTransport()). For a provider without a limit it
+// returns next itself. Each provider client is built on its own, so that
+// every request it makes (each page of a lookup, a payment, a token fetch)
+// counts.
+//
+// Before each request the transport reserves a place in the shared
+// limiter, one Redis round trip, and waits until the place is due. It
+// waits only as long as leaves the request at least half of the time to
+// its context's deadline (a minute when the context has none): a request
+// sent with nothing left of its deadline would time out after it was
+// written, and a create would become Ambiguous. When the wait would be
+// longer, or when Redis cannot be asked, nothing is reserved or sent: the
+// request fails with a *providers.Error of code RateLimited whose
+// RetryAfter says when to try again, which providers.Send passes on as the
+// call's error, so the caller treats it like the provider's own throttling
+// (no retry budget spent, no breaker failure). A context cancelled while
+// waiting ends the wait with its error, also before anything is sent (the
+// place it reserved stays spent).
+func (g *Guard) Transport(provider string, next http.RoundTripper) http.RoundTripper {
+	if next == nil {
+		next = providers.NewTransport()
+	}
+	if _, ok := g.limits[provider]; !ok {
+		return next
+	}
+	return &transport{g: g, provider: provider, next: next}
+}
+
+// transport is a Transport for a limited provider.
+type transport struct {
+	g        *Guard
+	provider string
+	next     http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	fail := func(err error) (*http.Response, error) {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	maxWait := maxWaitNoDeadline
+	if deadline, ok := ctx.Deadline(); ok {
+		maxWait = time.Until(deadline) / 2
+	}
+	wait, ok, err := t.g.reserve(ctx, t.provider, maxWait)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return fail(ctx.Err())
+		}
+		return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
+			Message: "rate limiter unreachable; request not sent", RetryAfter: redisRetry, Err: err})
+	}
+	if wait > 0 {
+		t.g.metrics.waited(t.provider)
+	}
+	if !ok {
+		return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
+			Message:    fmt.Sprintf("over the rate limit for %s more, longer than the request may wait; request not sent", wait.Round(time.Millisecond)),
+			RetryAfter: wait})
+	}
+	if wait > 0 {
+		if err := t.g.sleep(ctx, wait); err != nil {
+			return fail(err)
+		}
+	}
+	return t.next.RoundTrip(req)
+}
+
+// CloseIdleConnections closes next's idle connections, for
+// http.Client.CloseIdleConnections.
+func (t *transport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

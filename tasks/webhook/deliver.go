@@ -1,0 +1,634 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxAge    = 72 * time.Hour
+	DefaultRetryBase = time.Second
+	DefaultRetryMax  = 5 * time.Minute
+	DefaultTimeout   = 10 * time.Second
+	DefaultSenders   = 8
+	DefaultPoll      = time.Second
+)
+
+// Options configure a Dispatcher. nil means defaults.
+type Options struct {
+	// MaxAge is how long an event is retried, counted from the event's
+	// time (or its re-send), before it is kept as failed. Default
+	// DefaultMaxAge (72h).
+	MaxAge time.Duration
+	// RetryBase is the first retry's backoff; it doubles up to RetryMax,
+	// with jitter (each wait is between half and all of it). Defaults 1s
+	// and 5m.
+	RetryBase, RetryMax time.Duration
+	// Timeout bounds one delivery (connect, send, answer). Default 10s. A
+	// delivery's lease lasts 2 × Timeout + 1s: a process that dies
+	// mid-delivery leaves the event to the others after that.
+	Timeout time.Duration
+	// Senders is how many deliveries one process has in flight per
+	// endpoint. Default 8.
+	Senders int
+	// Poll is how often an idle endpoint looks for retries that another
+	// process scheduled or left behind. Default 1s.
+	Poll time.Duration
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Transport sends the requests; default a clone of
+	// http.DefaultTransport per endpoint, so that endpoints share no
+	// connection pool.
+	Transport http.RoundTripper
+}
+
+// Dispatcher delivers outcome events from the ledger's events stream to
+// webhook endpoints: at least once, signed, one order's events in order,
+// each endpoint on its own goroutines so that a slow or dead endpoint
+// holds up neither order processing nor the other endpoints. Any number of
+// processes may run one for the same endpoints: they share the work
+// through Redis. It is safe for concurrent use.
+type Dispatcher struct {
+	rdb        redis.UniversalClient
+	signer     *Signer
+	eps        []*endpoint
+	opts       Options
+	log        *slog.Logger
+	consumer   string
+	deliveries *prometheus.CounterVec
+	now        func() time.Time
+}
+
+// endpoint is one URL and what delivering to it needs.
+type endpoint struct {
+	index   int
+	label   string // the metrics' endpoint label: its index
+	url     string
+	display string
+	k       keys
+	client  *http.Client
+	wake    chan struct{}
+	failing atomic.Bool
+}
+
+func (ep *endpoint) poke() {
+	select {
+	case ep.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ParseURLs reads ORDERWORKER_WEBHOOK_URLS: comma-separated absolute http
+// or https URLs, none twice. Errors show URLs without credentials or query.
+func ParseURLs(s string) ([]string, error) {
+	var out []string
+	for i, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		u, err := url.Parse(item)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("URL %d (%s): want an absolute http:// or https:// URL", i+1, DisplayURL(item))
+		}
+		for _, o := range out {
+			if o == item {
+				return nil, fmt.Errorf("URL %d (%s) is given twice", i+1, DisplayURL(item))
+			}
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// New returns a Dispatcher for the endpoints urls (their order gives each
+// its metrics label), signing with signer.
+func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options) (*Dispatcher, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = DefaultRetryBase
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = DefaultRetryMax
+	}
+	if o.RetryMax < o.RetryBase {
+		return nil, fmt.Errorf("webhook retry cap %s is below the first retry %s", o.RetryMax, o.RetryBase)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Senders <= 0 {
+		o.Senders = DefaultSenders
+	}
+	if o.Poll <= 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if signer == nil {
+		return nil, errors.New("webhooks need a secret to sign with")
+	}
+	host, _ := os.Hostname()
+	d := &Dispatcher{
+		rdb: rdb, signer: signer, opts: o, log: o.Logger, now: time.Now,
+		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8]),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by this process, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS) and result: ok (2xx), http_error (any other answer), network_error (no answer).",
+		}, []string{"endpoint", "result"}),
+	}
+	seen := map[string]bool{}
+	for i, u := range urls {
+		if _, err := ParseURLs(u); err != nil {
+			return nil, err
+		}
+		if seen[u] {
+			return nil, fmt.Errorf("webhook URL %d (%s) is given twice", i+1, DisplayURL(u))
+		}
+		seen[u] = true
+		tr := o.Transport
+		if tr == nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.MaxIdleConnsPerHost = o.Senders
+			tr = t
+		}
+		id := EndpointID(u)
+		d.eps = append(d.eps, &endpoint{
+			index: i, label: strconv.Itoa(i), url: u, display: DisplayURL(u), k: keysFor(id),
+			wake: make(chan struct{}, 1),
+			client: &http.Client{Transport: tr, Timeout: o.Timeout,
+				// A redirect is an answer other than 2xx: the
+				// endpoint's URL is what is configured.
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		})
+	}
+	for _, l := range []string{"ok", "http_error", "network_error"} {
+		for _, ep := range d.eps {
+			d.deliveries.WithLabelValues(ep.label, l)
+		}
+	}
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(d.deliveries); err != nil {
+			return nil, err
+		}
+		if err := o.Registerer.Register(&collector{d: d}); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Run delivers until ctx ends, then lets deliveries in flight finish (at
+// most Timeout) and returns.
+func (d *Dispatcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, ep := range d.eps {
+		wg.Go(func() { d.read(ctx, ep) })
+		wg.Go(func() { d.send(ctx, ep) })
+	}
+	wg.Wait()
+}
+
+// sleep waits for d or ctx; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// setup registers the endpoint and creates its consumer group. A new
+// group starts at the stream's end: an endpoint receives the events that
+// happen from its first configuration on.
+func (d *Dispatcher) setup(ctx context.Context, ep *endpoint) error {
+	if err := NewStore(d.rdb).register(ctx, ep.k.id, ep.display, ep.index); err != nil {
+		return err
+	}
+	err := d.rdb.XGroupCreateMkStream(ctx, ledger.EventsKey(), ep.k.group, "$").Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return err
+	}
+	return nil
+}
+
+// read takes events from the endpoint's consumer group and admits them.
+func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
+	log := d.log.With("endpoint", ep.label, "url", ep.display)
+	wait := 100 * time.Millisecond
+	var lastErr string
+	problem := func(what string, err error) bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		if msg := err.Error(); msg != lastErr {
+			log.Warn("webhooks: "+what, "error", err)
+			lastErr = msg
+		}
+		ok := sleep(ctx, wait)
+		wait = min(2*wait, 5*time.Second)
+		return ok
+	}
+	for {
+		err := d.setup(ctx, ep)
+		if err == nil {
+			break
+		}
+		if !problem("cannot set up the endpoint's consumer group", err) {
+			return
+		}
+	}
+	lastClean := time.Now()
+	for ctx.Err() == nil {
+		if err := d.admit(ctx, ep, log); err != nil {
+			if isNoGroup(err) {
+				_ = d.setup(ctx, ep)
+			}
+			if !problem("cannot admit events", err) {
+				break
+			}
+			continue
+		}
+		wait, lastErr = 100*time.Millisecond, ""
+		if time.Since(lastClean) > 10*time.Minute {
+			d.dropIdleConsumers(ctx, ep)
+			lastClean = time.Now()
+		}
+		err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: ep.k.group, Consumer: d.consumer, Streams: []string{ledger.EventsKey(), ">"},
+			Count: 200, Block: 2 * time.Second,
+		}).Err()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			if isNoGroup(err) {
+				_ = d.setup(ctx, ep)
+			}
+			if !problem("cannot read the events stream", err) {
+				break
+			}
+		}
+	}
+	// Admit what this process read, then leave the group.
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if d.admit(c, ep, log) == nil {
+		_ = d.rdb.XGroupDelConsumer(c, ledger.EventsKey(), ep.k.group, d.consumer).Err()
+	}
+}
+
+func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
+
+// admit runs admitScript and wakes the senders when it admitted events.
+func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) error {
+	res, err := admitScript.Run(ctx, d.rdb, []string{ledger.EventsKey(), ep.k.ev, ep.k.due, ep.k.backlog},
+		ep.k.group, d.consumer, ep.k.base, d.now().UnixMilli(), 200).Int64Slice()
+	if err != nil {
+		return err
+	}
+	if len(res) == 2 && res[1] > 0 {
+		log.Error("webhooks: events left the stream (retention) before they were admitted; they will not be delivered", "lost", res[1])
+	}
+	if len(res) == 2 && res[0] > 0 {
+		ep.poke()
+	}
+	return nil
+}
+
+// dropIdleConsumers removes consumers of dead processes (idle for an hour,
+// holding nothing) from the endpoint's group.
+func (d *Dispatcher) dropIdleConsumers(ctx context.Context, ep *endpoint) {
+	cs, err := d.rdb.XInfoConsumers(ctx, ledger.EventsKey(), ep.k.group).Result()
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		if c.Name != d.consumer && c.Pending == 0 && c.Idle > time.Hour {
+			_ = d.rdb.XGroupDelConsumer(ctx, ledger.EventsKey(), ep.k.group, c.Name).Err()
+		}
+	}
+}
+
+// leased is one event a sender holds the lease of.
+type leased struct {
+	id, fields, state string
+	lease             int64 // the due score the lease set: the lease's token
+}
+
+// send leases due events of ep and hands them to Senders goroutines.
+func (d *Dispatcher) send(ctx context.Context, ep *endpoint) {
+	log := d.log.With("endpoint", ep.label, "url", ep.display)
+	n := d.opts.Senders
+	jobs := make(chan leased, n)
+	finished := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for j := range jobs {
+				d.deliver(ctx, ep, j, log)
+				finished <- struct{}{}
+			}
+		})
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	inflight := 0
+	errWait := 100 * time.Millisecond
+	var lastErr string
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		wait := time.Duration(-1) // until a delivery finishes
+		if free := n - inflight; free > 0 && ctx.Err() == nil {
+			now := d.now()
+			items, next, err := d.lease(ctx, ep, now, free)
+			switch {
+			case err != nil:
+				if msg := err.Error(); msg != lastErr && ctx.Err() == nil {
+					log.Warn("webhooks: cannot lease events", "error", err)
+					lastErr = msg
+				}
+				wait, errWait = errWait, min(2*errWait, 5*time.Second)
+			case len(items) < free:
+				errWait, lastErr = 100*time.Millisecond, ""
+				wait = d.opts.Poll
+				if next > 0 {
+					wait = min(wait, max(time.UnixMilli(next).Sub(now), 5*time.Millisecond))
+				}
+			}
+			for _, it := range items {
+				inflight++
+				jobs <- it
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		var tc <-chan time.Time
+		if wait >= 0 {
+			timer.Reset(wait)
+			tc = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			// Deliveries in flight finish (at most Timeout); nothing
+			// new is leased.
+			for ; inflight > 0; inflight-- {
+				<-finished
+			}
+			return
+		case <-ep.wake:
+		case <-finished:
+			inflight--
+		case <-tc:
+		}
+	}
+}
+
+// leaseTTL is how long a lease lasts.
+func (d *Dispatcher) leaseTTL() time.Duration { return 2*d.opts.Timeout + time.Second }
+
+// lease takes up to max due events of ep; next is the earliest due score
+// left (unix ms; 0 when none).
+func (d *Dispatcher) lease(ctx context.Context, ep *endpoint, now time.Time, limit int) ([]leased, int64, error) {
+	until := now.Add(d.leaseTTL()).UnixMilli()
+	v, err := leaseScript.Run(ctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st}, now.UnixMilli(), until, limit).Slice()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(v) != 2 {
+		return nil, 0, fmt.Errorf("lease: unexpected reply %v", v)
+	}
+	rows, _ := v[0].([]any)
+	out := make([]leased, 0, len(rows))
+	for _, r := range rows {
+		f, _ := r.([]any)
+		if len(f) != 3 {
+			continue
+		}
+		id, _ := f[0].(string)
+		fields, _ := f[1].(string)
+		st, _ := f[2].(string)
+		out = append(out, leased{id: id, fields: fields, state: st, lease: until})
+	}
+	var next int64
+	if s, _ := v[1].(string); s != "" {
+		if fl, err := strconv.ParseFloat(s, 64); err == nil {
+			next = int64(fl)
+		}
+	}
+	return out, next, nil
+}
+
+// deliver sends one event and records the outcome: delivered, retried
+// later, or given up on (with its order's later events) once older than
+// MaxAge.
+func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *slog.Logger) {
+	// Redis writes after the attempt outlive a shutdown that began
+	// during it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if j.fields == "" {
+		// Admitted without its fields: nothing can be sent.
+		log.Error("webhooks: event without its content dropped", "event_id", j.id)
+		_ = doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog}, ep.k.base, j.id, d.now().UnixMilli()).Err()
+		return
+	}
+	ev := eventOf(j.id, j.fields)
+	st := parseState(j.state, j.id)
+	result, reason := d.post(ctx, ep, ev)
+	d.deliveries.WithLabelValues(ep.label, result).Inc()
+	now := d.now()
+	if result == "ok" {
+		if err := doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog}, ep.k.base, j.id, now.UnixMilli()).Err(); err != nil {
+			// The lease runs out and the event is sent again:
+			// at least once.
+			log.Warn("webhooks: delivered, but could not record it; it will be sent again", "event_id", j.id, "error", err)
+		}
+		if ep.failing.CompareAndSwap(true, false) {
+			log.Info("webhooks: endpoint accepts deliveries again")
+		}
+		return
+	}
+	if ep.failing.CompareAndSwap(false, true) {
+		log.Warn("webhooks: endpoint refuses or misses deliveries; retrying with backoff", "error", reason)
+	}
+	st.Attempts++
+	st.Err = reason
+	st.LastAt = now.UnixMilli()
+	deadline := time.UnixMilli(st.Since).Add(d.opts.MaxAge)
+	if !now.Before(deadline) {
+		n, err := giveUpScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog, ep.k.failed},
+			ep.k.base, j.id, j.lease, now.UnixMilli(), st.json()).Int()
+		if err == nil && n > 0 {
+			log.Warn("webhooks: event kept as failed after its retries (enqueue webhooks failed lists it, enqueue webhooks resend sends it again)",
+				"event_id", j.id, "type", ev.Type, "provider", ev.Data.Provider, "order_no", ev.Data.OrderNo,
+				"attempts", st.Attempts, "error", reason, "moved", n)
+		}
+		return
+	}
+	next := now.Add(d.backoff(st.Attempts))
+	if next.After(deadline) {
+		next = deadline // a last attempt when MaxAge is up
+	}
+	if err := retryScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.st}, j.id, j.lease, next.UnixMilli(), st.json()).Err(); err != nil {
+		log.Warn("webhooks: could not schedule a retry; it is sent again when its lease ends", "event_id", j.id, "error", err)
+	}
+	log.Debug("webhooks: delivery failed", "event_id", j.id, "attempts", st.Attempts, "error", reason, "next", next)
+}
+
+// backoff is the wait before retry n (1 for the first): RetryBase doubled
+// n-1 times, capped at RetryMax, with jitter: between half and all of it.
+func (d *Dispatcher) backoff(n int) time.Duration {
+	b := d.opts.RetryMax
+	if n < 40 {
+		b = min(d.opts.RetryBase<<(n-1), d.opts.RetryMax)
+	}
+	if b <= 0 {
+		b = d.opts.RetryMax
+	}
+	return b/2 + rand.N(b/2+1)
+}
+
+// post sends ev to ep once: result is ok, http_error or network_error,
+// reason says what went wrong (never with the URL, which may carry a
+// token).
+func (d *Dispatcher) post(ctx context.Context, ep *endpoint, ev ledger.Event) (result, reason string) {
+	body, err := ev.Body()
+	if err != nil {
+		return "network_error", "encode event: " + err.Error()
+	}
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, ep.url, bytes.NewReader(body))
+	if err != nil {
+		return "network_error", "build request"
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "orderworker-webhooks")
+	d.signer.Header(req.Header, ev.ID, d.now(), body)
+	resp, err := ep.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "network_error", providers.Truncate(err.Error(), 200)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return "ok", ""
+	}
+	return "http_error", "HTTP " + strconv.Itoa(resp.StatusCode)
+}
+
+// collector exports each endpoint's backlog, the age of its oldest
+// undelivered event and its failed events, read from Redis at scrape time:
+// every replica reports the same numbers.
+type collector struct{ d *Dispatcher }
+
+var (
+	backlogDesc = prometheus.NewDesc("orderworker_webhook_backlog_events",
+		"Outcome events not yet delivered to a webhook endpoint (waiting, retrying, or behind an earlier event of their order), by endpoint.", []string{"endpoint"}, nil)
+	oldestDesc = prometheus.NewDesc("orderworker_webhook_oldest_undelivered_age_seconds",
+		"Age of the oldest outcome event not yet delivered to a webhook endpoint (0 when none), by endpoint.", []string{"endpoint"}, nil)
+	failedDesc = prometheus.NewDesc("orderworker_webhook_failed_events",
+		"Outcome events given up on after ORDERWORKER_WEBHOOK_MAX_AGE and kept as failed, by endpoint (enqueue webhooks failed lists them).", []string{"endpoint"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backlogDesc
+	ch <- oldestDesc
+	ch <- failedDesc
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	store := NewStore(c.d.rdb)
+	now := c.d.now()
+	for _, ep := range c.d.eps {
+		info, err := store.Stats(ctx, ep.k.id)
+		if err != nil {
+			continue // orderworker_redis_up says why
+		}
+		oldest := info.OldestUndelivered
+		if u, err := c.d.oldestUnadmitted(ctx, ep); err == nil && !u.IsZero() && (oldest.IsZero() || u.Before(oldest)) {
+			oldest = u
+		}
+		age := 0.0
+		if !oldest.IsZero() {
+			age = max(now.Sub(oldest).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.Backlog), ep.label)
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, ep.label)
+		ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.GaugeValue, float64(info.Failed), ep.label)
+	}
+}
+
+// oldestUnadmitted is the time of the oldest event no process has
+// admitted for ep yet: the oldest pending entry of its group, or the first
+// entry after what the group has read. Zero when there is none.
+func (d *Dispatcher) oldestUnadmitted(ctx context.Context, ep *endpoint) (time.Time, error) {
+	var oldest string
+	if p, err := d.rdb.XPending(ctx, ledger.EventsKey(), ep.k.group).Result(); err == nil && p.Count > 0 {
+		oldest = p.Lower
+	}
+	if oldest == "" {
+		groups, err := d.rdb.XInfoGroups(ctx, ledger.EventsKey()).Result()
+		if err != nil {
+			return time.Time{}, err
+		}
+		for _, g := range groups {
+			if g.Name != ep.k.group {
+				continue
+			}
+			msgs, err := d.rdb.XRangeN(ctx, ledger.EventsKey(), "("+g.LastDeliveredID, "+", 1).Result()
+			if err != nil {
+				return time.Time{}, err
+			}
+			if len(msgs) > 0 {
+				oldest = msgs[0].ID
+			}
+		}
+	}
+	if oldest == "" {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(idMillis(oldest)).UTC(), nil
+}

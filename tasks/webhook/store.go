@@ -1,0 +1,501 @@
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// keyPrefix starts every webhook key. Its hash tag is the events stream's
+// (ledger.EventsKey), so that the scripts below, which touch both, run on
+// one shard of a Redis Cluster too.
+const keyPrefix = "orderworker:{ledger}:webhook:"
+
+// endpointsKey maps each endpoint id to what is known of it (endpointInfo).
+const endpointsKey = keyPrefix + "endpoints"
+
+// EndpointID names an endpoint in Redis: a hash of its URL, so that
+// reordering ORDERWORKER_WEBHOOK_URLS keeps each endpoint's consumer group,
+// backlog and failed events.
+func EndpointID(rawURL string) string {
+	sum := sha256.Sum256([]byte(rawURL))
+	return hex.EncodeToString(sum[:6])
+}
+
+// DisplayURL is a URL as logs and listings show it: scheme, host and path,
+// without credentials, query or fragment (which may hold a token).
+func DisplayURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
+}
+
+// keys are one endpoint's Redis keys. Per endpoint:
+//
+//   - group: its consumer group on the events stream; entries read from it
+//     are admitted (copied to ev, queued) and acknowledged in one script;
+//   - ev: event id -> the stream entry's fields (JSON), kept until the event
+//     is delivered or discarded, so stream retention never loses an
+//     undelivered event;
+//   - st: event id -> delivery state (JSON: attempts, since, last error);
+//   - q:PROVIDER:ORDER_NO: the order's undelivered event ids, oldest first;
+//     only the head is ever sent;
+//   - due: the heads, scored by when to send next (unix ms); a lease pushes
+//     the score past the lease's end, so a process that dies mid-delivery
+//     leaves an entry that any process sends again once the lease is over;
+//   - backlog: every admitted, undelivered event, scored by since (unix ms);
+//   - failed: events given up on, scored by when (unix ms).
+type keys struct {
+	id, base, group, ev, st, due, backlog, failed string
+}
+
+func keysFor(id string) keys {
+	base := keyPrefix + id + ":"
+	return keys{id: id, base: base, group: "webhook:" + id, ev: base + "ev", st: base + "st",
+		due: base + "due", backlog: base + "backlog", failed: base + "failed"}
+}
+
+// state is an event's delivery state (the st hash).
+type state struct {
+	Attempts int    `json:"n"`
+	Since    int64  `json:"since,string,omitempty"` // unix ms the MAX_AGE clock starts at: the event's time, or its re-send
+	Err      string `json:"err,omitempty"`          // the last failure
+	LastAt   int64  `json:"at,string,omitempty"`    // unix ms of the last attempt
+}
+
+func parseState(s, id string) state {
+	var st state
+	if s != "" {
+		_ = json.Unmarshal([]byte(s), &st)
+	}
+	if st.Since == 0 {
+		st.Since = idMillis(id)
+	}
+	return st
+}
+
+func (st state) json() string {
+	b, _ := json.Marshal(st)
+	return string(b)
+}
+
+// idMillis is the unix ms of a stream id ("1700000000000-0").
+func idMillis(id string) int64 {
+	ms, _, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseInt(ms, 10, 64)
+	return n
+}
+
+// compareIDs orders stream ids.
+func compareIDs(a, b string) int {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	an, _ := strconv.ParseUint(am, 10, 64)
+	bn, _ := strconv.ParseUint(bm, 10, 64)
+	if an != bn {
+		if an < bn {
+			return -1
+		}
+		return 1
+	}
+	asq, _ := strconv.ParseUint(as, 10, 64)
+	bsq, _ := strconv.ParseUint(bs, 10, 64)
+	switch {
+	case asq < bsq:
+		return -1
+	case asq > bsq:
+		return 1
+	}
+	return 0
+}
+
+// admitScript takes every entry pending in the endpoint's group (read by
+// any consumer, live or dead, and not yet admitted) with XAUTOCLAIM, in
+// stream order, and for each: copies its fields to ev, appends it to its
+// order's queue (scheduling it at once when it is the queue's head), adds
+// it to the backlog, and acknowledges it. Because it always takes the whole
+// pending list in id order, events are admitted in stream order whichever
+// process read them, and one that died between reading and admitting loses
+// nothing. Entries the stream no longer holds (trimmed) are counted.
+//
+// KEYS: stream, ev, due, backlog. ARGV: group, consumer, key base, now (ms),
+// batch size. Replies {admitted, lost}.
+var admitScript = redis.NewScript(`
+local admitted, lost = 0, 0
+local cursor = '0-0'
+for round = 1, 20 do
+  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, cursor, 'COUNT', ARGV[5])
+  cursor = r[1]
+  for _, e in ipairs(r[2]) do
+    local id, f = e[1], e[2]
+    if not f then
+      lost = lost + 1
+    else
+      local t = {}
+      for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
+      if redis.call('HSETNX', KEYS[2], id, cjson.encode(t)) == 1 then
+        local ms = string.match(id, '^(%d+)')
+        redis.call('ZADD', KEYS[4], ms, id)
+        local q = ARGV[3] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+        if redis.call('RPUSH', q, id) == 1 then
+          redis.call('ZADD', KEYS[3], ARGV[4], id)
+        end
+        admitted = admitted + 1
+      end
+    end
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+  end
+  if r[3] then lost = lost + #r[3] end
+  if cursor == '0-0' then break end
+end
+return {admitted, lost}
+`)
+
+// leaseScript takes up to ARGV[3] heads due by ARGV[1] and pushes their
+// score to ARGV[2] (the lease's end). It replies the leased events
+// ({id, fields, state} each) and the earliest score still in due (” when
+// none).
+//
+// KEYS: due, ev, st.
+var leaseScript = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
+  out[#out + 1] = {id, redis.call('HGET', KEYS[2], id) or '', redis.call('HGET', KEYS[3], id) or ''}
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {out, nxt[2] or ''}
+`)
+
+// doneScript records a delivery: the event leaves the endpoint's keys and
+// its order's next event, if any, is due at once. A delivery recorded
+// already (by a process whose lease had run out) changes nothing.
+//
+// KEYS: due, ev, st, backlog. ARGV: key base, id, now (ms). Replies 1 when
+// it recorded the delivery.
+var doneScript = redis.NewScript(`
+local e = redis.call('HGET', KEYS[2], ARGV[2])
+if not e then return 0 end
+local ok, t = pcall(cjson.decode, e)
+if not ok then t = {} end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
+local q = ARGV[1] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+if redis.call('LINDEX', q, 0) == ARGV[2] then
+  redis.call('LPOP', q)
+else
+  redis.call('LREM', q, 1, ARGV[2])
+end
+local nxt = redis.call('LINDEX', q, 0)
+if nxt then redis.call('ZADD', KEYS[1], ARGV[3], nxt) end
+return 1
+`)
+
+// retryScript schedules the next attempt of a leased head, if the lease
+// (its score) is still the caller's.
+//
+// KEYS: due, st. ARGV: id, lease score, next attempt (ms), state JSON.
+var retryScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return 1
+`)
+
+// giveUpScript moves a leased head, if the lease is still the caller's,
+// and every event queued behind it for the same order to failed: the
+// order's events stay in order for a re-send.
+//
+// KEYS: due, ev, st, backlog, failed. ARGV: key base, id, lease score, now
+// (ms), state JSON. Replies the number of events moved.
+var giveUpScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not s or tonumber(s) ~= tonumber(ARGV[3]) then return 0 end
+local e = redis.call('HGET', KEYS[2], ARGV[2])
+local ok, t = pcall(cjson.decode, e or '')
+if not ok then t = {} end
+local q = ARGV[1] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+local ids = redis.call('LRANGE', q, 0, -1)
+local moved = 0
+local function fail(id, st)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZADD', KEYS[5], ARGV[4], id)
+  redis.call('HSET', KEYS[3], id, st)
+  moved = moved + 1
+end
+fail(ARGV[2], ARGV[5])
+for _, id in ipairs(ids) do
+  if id ~= ARGV[2] then
+    fail(id, cjson.encode({n = 0, err = 'an earlier event of the order failed: ' .. ARGV[2]}))
+  end
+end
+redis.call('DEL', q)
+return moved
+`)
+
+// resendScript moves failed events back to delivery, in the order given
+// (the caller sorts them by id): each joins its order's queue, due at once
+// when it is the head, with its attempts reset and its MAX_AGE clock
+// starting now.
+//
+// KEYS: due, ev, st, backlog, failed. ARGV: key base, now (ms), ids...
+// Replies the number moved.
+var resendScript = redis.NewScript(`
+local moved = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local e = redis.call('HGET', KEYS[2], id)
+  if e and redis.call('ZREM', KEYS[5], id) == 1 then
+    local ok, t = pcall(cjson.decode, e)
+    if not ok then t = {} end
+    local q = ARGV[1] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+    redis.call('HSET', KEYS[3], id, cjson.encode({n = 0, since = ARGV[2]}))
+    redis.call('ZADD', KEYS[4], ARGV[2], id)
+    if redis.call('RPUSH', q, id) == 1 then
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+    end
+    moved = moved + 1
+  end
+end
+return moved
+`)
+
+// discardScript deletes failed events for good. KEYS: ev, st, failed.
+// ARGV: ids. Replies the number deleted.
+var discardScript = redis.NewScript(`
+local n = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[3], id) == 1 then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    n = n + 1
+  end
+end
+return n
+`)
+
+// Store reads and changes what the dispatcher keeps in Redis: the
+// endpoints it knows, their backlogs and their failed events. Operators
+// reach it through enqueue webhooks. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb, now: time.Now} }
+
+// EndpointInfo is an endpoint as the store knows it.
+type EndpointInfo struct {
+	ID  string `json:"id"`
+	URL string `json:"url"` // DisplayURL
+	// Index is the endpoint's place in ORDERWORKER_WEBHOOK_URLS when a
+	// worker last registered it: its metrics' endpoint label.
+	Index int `json:"index"`
+	// Backlog counts events admitted but not yet delivered (waiting,
+	// retrying or behind an earlier event of their order).
+	Backlog int64 `json:"backlog"`
+	// OldestUndelivered is when the oldest of them became due (its
+	// event's time, or its re-send); zero when none.
+	OldestUndelivered time.Time `json:"oldest_undelivered,omitzero"`
+	// Unadmitted counts events the stream holds that no worker has taken
+	// for this endpoint yet (its consumer group's lag), -1 when unknown.
+	Unadmitted int64 `json:"unadmitted"`
+	Failed     int64 `json:"failed"`
+}
+
+type endpointRecord struct {
+	URL   string `json:"url"`
+	Index int    `json:"index"`
+}
+
+// register records an endpoint for listings.
+func (s *Store) register(ctx context.Context, id, display string, index int) error {
+	b, _ := json.Marshal(endpointRecord{URL: display, Index: index})
+	return s.rdb.HSet(ctx, endpointsKey, id, b).Err()
+}
+
+// Endpoints lists every endpoint a worker registered, with its counts,
+// ordered by index.
+func (s *Store) Endpoints(ctx context.Context) ([]EndpointInfo, error) {
+	all, err := s.rdb.HGetAll(ctx, endpointsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list webhook endpoints: %w", err)
+	}
+	out := make([]EndpointInfo, 0, len(all))
+	for id, v := range all {
+		var rec endpointRecord
+		_ = json.Unmarshal([]byte(v), &rec)
+		info, err := s.Stats(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		info.URL, info.Index = rec.URL, rec.Index
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b EndpointInfo) int {
+		if a.Index != b.Index {
+			return a.Index - b.Index
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// Stats reads one endpoint's counts (not its URL or index).
+func (s *Store) Stats(ctx context.Context, id string) (EndpointInfo, error) {
+	k := keysFor(id)
+	pipe := s.rdb.Pipeline()
+	backlog := pipe.ZCard(ctx, k.backlog)
+	oldest := pipe.ZRangeWithScores(ctx, k.backlog, 0, 0)
+	failed := pipe.ZCard(ctx, k.failed)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return EndpointInfo{}, fmt.Errorf("read webhook endpoint %s: %w", id, err)
+	}
+	info := EndpointInfo{ID: id, Backlog: backlog.Val(), Failed: failed.Val(), Unadmitted: -1}
+	if z := oldest.Val(); len(z) > 0 {
+		info.OldestUndelivered = time.UnixMilli(int64(z[0].Score)).UTC()
+	}
+	if groups, err := s.rdb.XInfoGroups(ctx, ledger.EventsKey()).Result(); err == nil {
+		for _, g := range groups {
+			if g.Name == k.group && g.Lag >= 0 {
+				info.Unadmitted = g.Lag + g.Pending
+			}
+		}
+	}
+	return info, nil
+}
+
+// FailedEvent is an event given up on for an endpoint.
+type FailedEvent struct {
+	Endpoint string       `json:"endpoint"`
+	Event    ledger.Event `json:"event"`
+	FailedAt time.Time    `json:"failed_at"`
+	Attempts int          `json:"attempts"`
+	// LastError is the last attempt's failure, or why it was never sent
+	// (an earlier event of its order failed).
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Failed lists up to limit failed events of an endpoint, oldest failure
+// first.
+func (s *Store) Failed(ctx context.Context, id string, limit int64) ([]FailedEvent, error) {
+	k := keysFor(id)
+	if limit <= 0 {
+		limit = 100
+	}
+	z, err := s.rdb.ZRangeWithScores(ctx, k.failed, 0, limit-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list failed webhook events: %w", err)
+	}
+	if len(z) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(z))
+	for i, m := range z {
+		ids[i], _ = m.Member.(string)
+	}
+	pipe := s.rdb.Pipeline()
+	evs := pipe.HMGet(ctx, k.ev, ids...)
+	sts := pipe.HMGet(ctx, k.st, ids...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("list failed webhook events: %w", err)
+	}
+	out := make([]FailedEvent, 0, len(ids))
+	for i, id := range ids {
+		fields, _ := evs.Val()[i].(string)
+		stv, _ := sts.Val()[i].(string)
+		st := parseState(stv, id)
+		out = append(out, FailedEvent{Endpoint: k.id, Event: eventOf(id, fields),
+			FailedAt: time.UnixMilli(int64(z[i].Score)).UTC(), Attempts: st.Attempts, LastError: st.Err})
+	}
+	return out, nil
+}
+
+// failedIDs returns the endpoint's failed event ids among want (all when
+// want is empty), sorted by id.
+func (s *Store) failedIDs(ctx context.Context, k keys, want []string) ([]string, error) {
+	all, err := s.rdb.ZRange(ctx, k.failed, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read failed webhook events: %w", err)
+	}
+	if len(want) > 0 {
+		all = slices.DeleteFunc(all, func(id string) bool { return !slices.Contains(want, id) })
+	}
+	slices.SortFunc(all, compareIDs)
+	return all, nil
+}
+
+// Resend moves failed events of an endpoint (the ids given, or all when
+// none) back to delivery, oldest event first, so that one order's events
+// go out in order. Their attempts start again and MAX_AGE counts from now.
+// It returns how many it moved; ids that are not failed are ignored.
+func (s *Store) Resend(ctx context.Context, id string, ids []string) (int, error) {
+	k := keysFor(id)
+	todo, err := s.failedIDs(ctx, k, ids)
+	if err != nil || len(todo) == 0 {
+		return 0, err
+	}
+	total := 0
+	for chunk := range slices.Chunk(todo, 500) {
+		args := []any{k.base, s.now().UnixMilli()}
+		for _, x := range chunk {
+			args = append(args, x)
+		}
+		n, err := resendScript.Run(ctx, s.rdb, []string{k.due, k.ev, k.st, k.backlog, k.failed}, args...).Int()
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("resend webhook events: %w", err)
+		}
+	}
+	return total, nil
+}
+
+// Discard deletes failed events of an endpoint (the ids given, or all when
+// none) for good, and returns how many.
+func (s *Store) Discard(ctx context.Context, id string, ids []string) (int, error) {
+	k := keysFor(id)
+	todo, err := s.failedIDs(ctx, k, ids)
+	if err != nil || len(todo) == 0 {
+		return 0, err
+	}
+	total := 0
+	for chunk := range slices.Chunk(todo, 500) {
+		args := make([]any, len(chunk))
+		for i, x := range chunk {
+			args[i] = x
+		}
+		n, err := discardScript.Run(ctx, s.rdb, []string{k.ev, k.st, k.failed}, args...).Int()
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("discard webhook events: %w", err)
+		}
+	}
+	return total, nil
+}
+
+// eventOf decodes an event kept in ev (the stream entry's fields as JSON).
+func eventOf(id, fields string) ledger.Event {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(fields), &m)
+	return ledger.EventFromStream(redis.XMessage{ID: id, Values: m})
+}

@@ -1,0 +1,562 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// The Standard Webhooks spec's own test vector.
+const (
+	specSecret    = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	specID        = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+	specTimestamp = 1614265330
+	specBody      = `{"test": 2432232314}`
+	specSignature = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+)
+
+func TestSignSpecVector(t *testing.T) {
+	t.Parallel()
+	s, err := NewSigner(specSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Sign(specID, time.Unix(specTimestamp, 0), []byte(specBody)); got != specSignature {
+		t.Errorf("Sign(spec vector) = %q, want %q", got, specSignature)
+	}
+	h := http.Header{}
+	s.Header(h, specID, time.Now(), []byte(specBody))
+	if err := s.Verify([]byte(specBody), h); err != nil {
+		t.Errorf("Verify(own signature) = %v", err)
+	}
+	if err := s.Verify([]byte(`{"test": 2432232315}`), h); err == nil {
+		t.Error("Verify(altered body) = nil, want an error")
+	}
+	if got := fmt.Sprint(s); strings.Contains(got, "MfKQ") {
+		t.Errorf("a Signer prints its secret: %s", got)
+	}
+}
+
+func TestNewSignerRefusesBadSecrets(t *testing.T) {
+	t.Parallel()
+	for _, secret := range []string{
+		"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",      // no prefix
+		"whsec_not*base64!",                     // not base64
+		"whsec_c2hvcnQ=",                        // 5 bytes
+		"whsec_",                                // empty
+		"whsk_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", // another prefix
+	} {
+		_, err := NewSigner(secret)
+		if err == nil {
+			t.Errorf("NewSigner(%q) = nil error, want one", secret)
+			continue
+		}
+		if rest := strings.TrimPrefix(secret, "whsec_"); len(rest) > 4 && strings.Contains(err.Error(), rest) {
+			t.Errorf("NewSigner error %q repeats the secret", err)
+		}
+	}
+}
+
+func TestParseURLs(t *testing.T) {
+	t.Parallel()
+	got, err := ParseURLs(" https://a.example/hook?token=x , http://b.example:8080/h ,")
+	if err != nil || !slices.Equal(got, []string{"https://a.example/hook?token=x", "http://b.example:8080/h"}) {
+		t.Errorf("ParseURLs = %q, %v", got, err)
+	}
+	for _, bad := range []string{"a.example/hook", "ftp://a.example/x", "https://a.example/x,https://a.example/x", "http:///path"} {
+		if _, err := ParseURLs(bad); err == nil {
+			t.Errorf("ParseURLs(%q) = nil error", bad)
+		}
+	}
+	if _, err := ParseURLs("ftp://u:secretpw@a.example/x?token=tok123"); err == nil || strings.Contains(err.Error(), "secretpw") || strings.Contains(err.Error(), "tok123") {
+		t.Errorf("ParseURLs error %v: want one that hides credentials and query", err)
+	}
+}
+
+// The webhook keys share the events stream's hash tag, so the scripts
+// that touch both run on one Redis Cluster shard.
+func TestKeysShareTheEventsStreamsSlot(t *testing.T) {
+	t.Parallel()
+	tag := func(k string) string {
+		i := strings.Index(k, "{")
+		j := strings.Index(k[i+1:], "}")
+		return k[i+1 : i+1+j]
+	}
+	k := keysFor(EndpointID("https://example.com/hook"))
+	for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.base + "q:tencent:O1", endpointsKey} {
+		if tag(key) != tag(ledger.EventsKey()) {
+			t.Errorf("key %s: hash tag %q, the events stream's is %q", key, tag(key), tag(ledger.EventsKey()))
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Against a real Redis.
+
+type env struct {
+	t      *testing.T
+	rdb    *redis.Client
+	ledger *ledger.Ledger
+	signer *Signer
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	rs := taskstest.StartRedis(t, nil)
+	s, err := NewSigner(specSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rs.Client(t)
+	return &env{t: t, rdb: rdb, ledger: ledger.New(rdb, nil), signer: s}
+}
+
+// start runs a Dispatcher for urls until the test ends and waits until its
+// consumer groups exist (events from then on are delivered).
+func (e *env) start(urls []string, opts *Options) (*Dispatcher, *prometheus.Registry) {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	o := Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 2 * time.Second, Poll: 50 * time.Millisecond}
+	if opts != nil {
+		o = *opts
+	}
+	o.Registerer = reg
+	d, err := New(e.rdb, urls, e.signer, &o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	e.t.Cleanup(func() { cancel(); <-done })
+	for _, u := range urls {
+		e.waitFor(5*time.Second, "the consumer group of "+u, func() bool {
+			gs, err := e.rdb.XInfoGroups(context.Background(), ledger.EventsKey()).Result()
+			return err == nil && slices.ContainsFunc(gs, func(g redis.XInfoGroup) bool { return g.Name == keysFor(EndpointID(u)).group })
+		})
+	}
+	return d, reg
+}
+
+func (e *env) waitFor(timeout time.Duration, what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// order takes an order through the ledger's real transitions, each of
+// which appends its event: pending, then paid.
+func (e *env) order(orderNo string, states ...ledger.State) {
+	e.t.Helper()
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: "tencent", OrderNo: orderNo}
+	if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h-"+orderNo); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, s := range states {
+		tok := uuid.NewString()
+		if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: tok}); err != nil {
+			e.t.Fatal(err)
+		}
+		var tr ledger.Transition
+		switch s {
+		case ledger.StatePending:
+			tr = ledger.SetPending("P-"+orderNo, time.Now(), time.Now().Add(time.Minute))
+		case ledger.StatePaid:
+			tr = ledger.SetPaid("P-" + orderNo)
+		case ledger.StateErrored:
+			tr = ledger.SetErrored("refused")
+		case ledger.StateUnknown:
+			tr = ledger.SetUnknown("timeout after sending")
+		}
+		if err := e.ledger.Settle(ctx, ref, tok, tr); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// delivery is one request a receiver got.
+type delivery struct {
+	id, order, typ string
+	body           string
+	ok             bool // answered 2xx
+	verified       bool
+}
+
+// receiver records every request; fail decides, per request, whether to
+// answer 500 instead of 204.
+type receiver struct {
+	t      *testing.T
+	signer *Signer
+	srv    *httptest.Server
+	mu     sync.Mutex
+	log    []delivery
+	fail   func(id string, nth int) bool
+	hold   chan struct{} // when set, requests wait for it to close
+}
+
+func newReceiver(t *testing.T, s *Signer, fail func(id string, nth int) bool) *receiver {
+	r := &receiver{t: t, signer: s, fail: fail}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	hold := r.hold
+	r.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	var ev ledger.Event
+	_ = json.Unmarshal(body, &ev)
+	d := delivery{id: req.Header.Get(HeaderID), order: ev.Data.OrderNo, typ: ev.Type, body: string(body),
+		verified: r.signer.Verify(body, req.Header) == nil && ev.ID == req.Header.Get(HeaderID)}
+	r.mu.Lock()
+	nth := 0
+	for _, x := range r.log {
+		if x.id == d.id {
+			nth++
+		}
+	}
+	d.ok = r.fail == nil || !r.fail(d.id, nth)
+	r.log = append(r.log, d)
+	r.mu.Unlock()
+	if !d.ok {
+		http.Error(w, "try later", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.log)
+}
+
+// delivered returns the ids answered 2xx at least once.
+func (r *receiver) delivered() map[string]bool {
+	out := map[string]bool{}
+	for _, d := range r.deliveries() {
+		if d.ok {
+			out[d.id] = true
+		}
+	}
+	return out
+}
+
+// checkOrder checks that no event of an order was sent before the order's
+// previous event was delivered, and that every request was signed and
+// carried the same body for the same id.
+func checkOrder(t *testing.T, log []delivery) {
+	t.Helper()
+	bodies := map[string]string{}
+	deliveredUpTo := map[string]string{} // order -> id of its last delivered event
+	for i, d := range log {
+		if !d.verified {
+			t.Errorf("request %d (%s): signature does not verify", i, d.id)
+		}
+		if b, ok := bodies[d.id]; ok && b != d.body {
+			t.Errorf("event %s: body changed between deliveries:\n%s\n%s", d.id, b, d.body)
+		}
+		bodies[d.id] = d.body
+		// An order's events have increasing ids; event d may be sent only
+		// once every earlier event of its order was delivered.
+		for _, e := range log[:i] {
+			if e.order == d.order && compareIDs(e.id, d.id) < 0 && !slices.ContainsFunc(log[:i], func(x delivery) bool { return x.id == e.id && x.ok }) {
+				t.Errorf("order %s: event %s sent while its earlier event %s was not delivered", d.order, d.id, e.id)
+			}
+		}
+		if d.ok {
+			deliveredUpTo[d.order] = d.id
+		}
+	}
+}
+
+func (e *env) events() []ledger.Event {
+	e.t.Helper()
+	evs, err := e.ledger.Events(context.Background(), "", 100_000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
+}
+
+// flaky fails 30% of first deliveries (by a hash of the id, so the test
+// is the same on every run) and every delivery of some events twice more.
+func flaky(id string, nth int) bool {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	v := h.Sum32() % 100
+	return nth == 0 && v < 30 || nth < 3 && v < 5
+}
+
+// Every event reaches the endpoint, signed, despite 30 % of first
+// deliveries failing, with one order's events in order, while two
+// dispatchers (two replicas) share the work.
+func TestDeliversEveryEventInOrderDespiteFailures(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := newReceiver(t, e.signer, flaky)
+	_, reg := e.start([]string{r.srv.URL}, nil)
+	_, reg2 := e.start([]string{r.srv.URL}, nil)
+	const orders = 60
+	for i := range orders {
+		e.order(fmt.Sprintf("O%03d", i), ledger.StateUnknown, ledger.StatePending, ledger.StatePaid)
+	}
+	evs := e.events()
+	if len(evs) != 3*orders {
+		t.Fatalf("%d events, want %d", len(evs), 3*orders)
+	}
+	e.waitFor(30*time.Second, "every event delivered", func() bool { return len(r.delivered()) == len(evs) })
+	log := r.deliveries()
+	checkOrder(t, log)
+	failures := 0
+	for _, d := range log {
+		if !d.ok {
+			failures++
+		}
+	}
+	if failures == 0 {
+		t.Error("the receiver failed no delivery: the test proves nothing")
+	}
+	ok := deliveriesOf(t, reg, "0", "ok") + deliveriesOf(t, reg2, "0", "ok")
+	if int(ok) < len(evs) {
+		t.Errorf("deliveries_total{result=ok} = %v over both dispatchers, want at least %d", ok, len(evs))
+	}
+	e.waitFor(5*time.Second, "an empty backlog", func() bool {
+		info, err := NewStore(e.rdb).Stats(context.Background(), EndpointID(r.srv.URL))
+		return err == nil && info.Backlog == 0 && info.Failed == 0
+	})
+	t.Logf("%d events, %d requests (%d answered 500)", len(evs), len(log), failures)
+}
+
+func deliveriesOf(t *testing.T, reg *prometheus.Registry, endpoint, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "orderworker_webhook_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["endpoint"] == endpoint && labels["result"] == result {
+				v = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return v
+}
+
+// An event older than MaxAge is kept as failed with the events of its
+// order behind it; the metric counts them, the store lists them, and a
+// re-send delivers them in order once the endpoint is back.
+func TestGivesUpThenResends(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var down sync.Map
+	down.Store("down", true)
+	r := newReceiver(t, e.signer, func(string, int) bool { v, _ := down.Load("down"); return v.(bool) })
+	d, reg := e.start([]string{r.srv.URL}, &Options{MaxAge: 300 * time.Millisecond, RetryBase: 20 * time.Millisecond,
+		RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond})
+	id := EndpointID(r.srv.URL)
+	e.order("A1", ledger.StatePending, ledger.StatePaid)
+	e.order("A2", ledger.StateErrored)
+	store := NewStore(e.rdb)
+	e.waitFor(10*time.Second, "3 failed events", func() bool {
+		info, err := store.Stats(context.Background(), id)
+		return err == nil && info.Failed == 3 && info.Backlog == 0
+	})
+	if got := gauge(t, reg, "orderworker_webhook_failed_events"); got != 3 {
+		t.Errorf("orderworker_webhook_failed_events = %v, want 3", got)
+	}
+	failed, err := store.Failed(context.Background(), id, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) != 3 {
+		t.Fatalf("Failed listed %d events, want 3", len(failed))
+	}
+	behind := 0
+	for _, f := range failed {
+		switch {
+		case f.Attempts > 0 && f.LastError == "HTTP 500":
+		case f.Attempts == 0 && strings.Contains(f.LastError, "an earlier event of the order failed"):
+			behind++ // A1's paid, never sent while its pending failed
+		default:
+			t.Errorf("failed event %+v: want attempts and HTTP 500, or held behind its order's earlier event", f)
+		}
+	}
+	if behind != 1 {
+		t.Errorf("%d events held behind an earlier one, want 1 (A1's paid)", behind)
+	}
+	eps, err := store.Endpoints(context.Background())
+	if err != nil || len(eps) != 1 || eps[0].URL != DisplayURL(r.srv.URL) || eps[0].Failed != 3 {
+		t.Errorf("Endpoints = %+v, %v", eps, err)
+	}
+
+	down.Store("down", false)
+	n, err := store.Resend(context.Background(), id, nil)
+	if err != nil || n != 3 {
+		t.Fatalf("Resend = %d, %v; want 3", n, err)
+	}
+	d.pokeAll()
+	e.waitFor(10*time.Second, "the re-sent events delivered", func() bool { return len(r.delivered()) == 3 })
+	checkOrder(t, r.deliveries())
+	if info, _ := store.Stats(context.Background(), id); info.Failed != 0 || info.Backlog != 0 {
+		t.Errorf("after the re-send: %+v, want nothing failed or waiting", info)
+	}
+}
+
+func (d *Dispatcher) pokeAll() {
+	for _, ep := range d.eps {
+		ep.poke()
+	}
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// Discard deletes failed events for good.
+func TestDiscard(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := newReceiver(t, e.signer, func(string, int) bool { return true })
+	e.start([]string{r.srv.URL}, &Options{MaxAge: 100 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond})
+	id := EndpointID(r.srv.URL)
+	e.order("D1", ledger.StatePaid)
+	e.order("D2", ledger.StatePaid)
+	store := NewStore(e.rdb)
+	e.waitFor(10*time.Second, "2 failed events", func() bool {
+		info, err := store.Stats(context.Background(), id)
+		return err == nil && info.Failed == 2
+	})
+	failed, _ := store.Failed(context.Background(), id, 10)
+	n, err := store.Discard(context.Background(), id, []string{failed[0].Event.ID})
+	if err != nil || n != 1 {
+		t.Fatalf("Discard(one) = %d, %v", n, err)
+	}
+	if n, _ := store.Discard(context.Background(), id, nil); n != 1 {
+		t.Errorf("Discard(all) = %d, want the 1 left", n)
+	}
+	if info, _ := store.Stats(context.Background(), id); info.Failed != 0 {
+		t.Errorf("failed = %d after discarding all", info.Failed)
+	}
+	if n, _ := e.rdb.HLen(context.Background(), keysFor(id).ev).Result(); n != 0 {
+		t.Errorf("%d event bodies left after discarding all", n)
+	}
+}
+
+// A slow endpoint holds up neither the other endpoints nor anything else:
+// while one endpoint answers nothing, the other receives every event.
+func TestSlowEndpointDoesNotHoldOthers(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	slow := newReceiver(t, e.signer, nil)
+	slow.hold = make(chan struct{})
+	fast := newReceiver(t, e.signer, nil)
+	e.start([]string{slow.srv.URL, fast.srv.URL}, &Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 20 * time.Second, Senders: 4, Poll: 50 * time.Millisecond})
+	for i := range 30 {
+		e.order(fmt.Sprintf("S%02d", i), ledger.StatePaid)
+	}
+	e.waitFor(15*time.Second, "the fast endpoint to receive every event", func() bool { return len(fast.delivered()) == 30 })
+	if n := len(slow.deliveries()); n != 0 {
+		t.Errorf("the held endpoint answered %d requests", n)
+	}
+	slow.mu.Lock()
+	close(slow.hold)
+	slow.hold = nil
+	slow.mu.Unlock()
+	e.waitFor(15*time.Second, "the slow endpoint to catch up", func() bool { return len(slow.delivered()) == 30 })
+}
+
+// A process that read events from the group and died before admitting
+// them, or that died holding a lease mid-delivery, loses nothing: another
+// process admits the first (XAUTOCLAIM) and re-sends the second when the
+// lease is over.
+func TestCrashedConsumerLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := newReceiver(t, e.signer, nil)
+	ctx := context.Background()
+	k := keysFor(EndpointID(r.srv.URL))
+	if err := e.rdb.XGroupCreateMkStream(ctx, ledger.EventsKey(), k.group, "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.order("C1", ledger.StatePaid)
+	e.order("C2", ledger.StatePaid)
+	// A dead process read both events and admitted none.
+	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-1", Streams: []string{ledger.EventsKey(), ">"}}).Result()
+	if err != nil || len(got[0].Messages) != 2 {
+		t.Fatalf("XREADGROUP = %v, %v", got, err)
+	}
+	e.order("C3", ledger.StatePaid)
+	// Another admitted C3 and leased it, then died mid-delivery.
+	dead := &Dispatcher{rdb: e.rdb, consumer: "dead-2", now: time.Now, opts: Options{Timeout: 200 * time.Millisecond}}
+	ep := &endpoint{k: k, wake: make(chan struct{}, 1)}
+	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-2", Streams: []string{ledger.EventsKey(), ">"}}).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.admit(ctx, ep, slogDiscard()); err != nil {
+		t.Fatal(err)
+	}
+	items, _, err := dead.lease(ctx, ep, time.Now(), 10)
+	if err != nil || len(items) != 3 {
+		t.Fatalf("lease = %d items, %v; want 3 (the dead process's admit took over all pending entries)", len(items), err)
+	}
+	e.start([]string{r.srv.URL}, &Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 200 * time.Millisecond, Poll: 50 * time.Millisecond})
+	e.waitFor(10*time.Second, "all 3 events delivered after the lease ran out", func() bool { return len(r.delivered()) == 3 })
+	if n := len(r.deliveries()); n != 3 {
+		t.Errorf("%d requests for 3 events, want 3", n)
+	}
+	p, err := e.rdb.XPending(ctx, ledger.EventsKey(), k.group).Result()
+	if err != nil || p.Count != 0 {
+		t.Errorf("XPENDING = %+v, %v: want no entry left pending", p, err)
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
