@@ -46,8 +46,9 @@ type HandlerOptions struct {
 	// keepalive extends it every third of that while a call runs. Default
 	// 30s.
 	LeaseTTL time.Duration
-	// Guard, if set, is consulted before every provider call (rate limits,
-	// circuit breakers).
+	// Guard, if set, is consulted before every provider operation (the
+	// circuit breakers; rate limits apply to each HTTP request, in the
+	// providers' transports) and told its result.
 	Guard Guard
 	// Metrics records outcomes and calls; nil records nothing.
 	Metrics *Metrics
