@@ -39,6 +39,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
   enqueue [flags] [FILE ...]           enqueue orders (JSON) from files, or stdin when none or "-"
   enqueue [flags] -provider P -order-no N -params '{...}'
   enqueue [flags] status PROVIDER ORDER_NO
+  enqueue [flags] serve [-addr ADDR] [-open] the HTTP API for producers (enqueue serve -h)
+  enqueue [flags] webhooks [failed|resend|discard] webhook endpoints and failed events (enqueue webhooks -h)
 
 Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with the reason).
 Exits 1 if any order was not accepted, 2 on a usage or infrastructure error.
@@ -79,6 +81,12 @@ Flags:
 			return exitError
 		}
 		return status(ctx, redisOpt, rest[1], rest[2], getenv, stdout, stderr)
+	}
+	if len(rest) > 0 && rest[0] == "serve" {
+		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stderr)
+	}
+	if len(rest) > 0 && rest[0] == "webhooks" {
+		return webhooks(ctx, rest[1:], redisOpt, stdout, stderr)
 	}
 
 	sealer, err := dataKey(getenv)

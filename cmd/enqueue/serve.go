@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/api"
+)
+
+// serve runs the HTTP API for producers (package api) until ctx ends.
+func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queue string, timeout time.Duration, getenv func(string) string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("enqueue serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := getenv("ORDERWORKER_API_ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	fs.StringVar(&addr, "addr", addr, "listen address (ORDERWORKER_API_ADDR)")
+	open := fs.Bool("open", false, "allow running without ORDERWORKER_API_TOKENS: anyone who reaches the address may enqueue and read orders")
+	maxWait := fs.Duration("max-wait", api.DefaultMaxWait, "longest ?wait= long poll")
+	maxBytes := fs.Int64("max-batch-bytes", api.DefaultMaxBatchBytes, "largest batch body, in bytes")
+	maxOrders := fs.Int("max-batch-orders", api.DefaultMaxBatchOrders, "most orders in one batch")
+	logFormat := fs.String("log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: enqueue [flags] serve [serve flags]
+
+Serves the HTTP API for producers until SIGINT or SIGTERM: POST /v1/orders,
+POST /v1/orders/batch, GET /v1/orders/{provider}/{order_no}[?wait=30s],
+GET /v1/events?after=ID&limit=N, GET /v1/openapi.json. Every request but the
+last carries Authorization: Bearer TOKEN, one of ORDERWORKER_API_TOKENS
+(comma-separated); without any, serve refuses to start unless -open.
+
+Serve flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitError
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "enqueue serve: unexpected arguments:", fs.Args())
+		return exitError
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if *logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, nil)
+	}
+	log := slog.New(handler)
+	tokens := api.ParseTokens(getenv("ORDERWORKER_API_TOKENS"))
+	if len(tokens) == 0 && !*open {
+		fmt.Fprintln(stderr, "enqueue serve: no API token: set ORDERWORKER_API_TOKENS (comma-separated), or give -open to serve without one (anyone who reaches the address may then enqueue orders)")
+		return exitError
+	}
+	sealer, err := dataKey(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
+	set := validators()
+	client := asynq.NewClient(redisOpt)
+	defer client.Close()
+	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	ledger := tasks.NewLedger(rdb)
+	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
+	h, err := api.New(enq, ledger, rdb, set, &api.Options{
+		Tokens: tokens, Open: *open, Sealer: sealer, MaxWait: *maxWait,
+		MaxBatchBytes: *maxBytes, MaxBatchOrders: *maxOrders, Timeout: timeout, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := rdb.Ping(c).Err(); err != nil {
+		// Serve anyway: requests answer 503 until Redis is back.
+		log.Warn("redis unreachable; requests answer 503 until it answers", "error", tasks.RedisErrorReason(err))
+	}
+	cancel()
+	if len(tokens) == 0 {
+		log.Warn("the API is open: no token is needed (-open)")
+	}
+	log.Info("api listening", "addr", ln.Addr().String(), "tokens", len(tokens))
+	if err := api.Serve(ctx, ln, h); err != nil {
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
+	log.Info("api stopped")
+	return exitOK
+}

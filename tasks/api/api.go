@@ -1,0 +1,247 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// OpenAPI is the API's OpenAPI 3.1 document, served at /v1/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// Defaults of Options.
+const (
+	DefaultMaxWait        = 60 * time.Second
+	DefaultMaxBatchBytes  = 8 << 20
+	DefaultMaxBatchOrders = 10_000
+	DefaultTimeout        = 10 * time.Second
+	DefaultEventsLimit    = 100
+	MaxEventsLimit        = 1000
+)
+
+// Options configure a Handler. nil means defaults.
+type Options struct {
+	// Tokens are the bearer tokens a request may carry. Without any, New
+	// refuses unless Open is set.
+	Tokens []string
+	// Open lets the API run without tokens: anyone who reaches it may
+	// enqueue orders and read them.
+	Open bool
+	// Sealer opens sealed params to show them masked; nil shows sealed
+	// params as the opaque value they are.
+	Sealer *tasks.Sealer
+	// MaxWait caps ?wait= on GET /v1/orders/…. Default 60s.
+	MaxWait time.Duration
+	// MaxBatchBytes and MaxBatchOrders bound one batch request. Defaults
+	// 8 MiB and 10,000 orders.
+	MaxBatchBytes  int64
+	MaxBatchOrders int
+	// Timeout bounds the Redis work of one request (of each chunk of 256
+	// orders in a batch). Default 10s.
+	Timeout time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler is the HTTP API for producers (see the OpenAPI document). It is
+// safe for concurrent use.
+type Handler struct {
+	enq     *tasks.Enqueuer
+	ledger  *ledger.Ledger
+	rdb     redis.UniversalClient
+	set     *providers.Set
+	opts    Options
+	tokens  [][sha256.Size]byte
+	mux     *http.ServeMux
+	hub     *hub
+	log     *slog.Logger
+	closing chan struct{}
+	once    sync.Once
+	keyOK   atomic.Bool
+}
+
+// ErrNoTokens is returned by New without tokens and without Options.Open.
+var ErrNoTokens = errors.New("no API token: set ORDERWORKER_API_TOKENS (comma-separated), or allow an open API explicitly")
+
+// ParseTokens splits ORDERWORKER_API_TOKENS: comma-separated, spaces
+// around each ignored, empty items dropped.
+func ParseTokens(s string) []string {
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// New returns the API on enq (to accept orders), l (to read them) and rdb
+// (to watch the events stream for long polls); set masks personal data.
+func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *providers.Set, opts *Options) (*Handler, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if len(o.Tokens) == 0 && !o.Open {
+		return nil, ErrNoTokens
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = DefaultMaxWait
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.MaxBatchOrders <= 0 {
+		o.MaxBatchOrders = DefaultMaxBatchOrders
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h := &Handler{enq: enq, ledger: l, rdb: rdb, set: set, opts: o, log: o.Logger, closing: make(chan struct{})}
+	for _, t := range o.Tokens {
+		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
+	}
+	h.hub = newHub(rdb, h.closing)
+	mux := http.NewServeMux()
+	mux.Handle("POST /v1/orders", h.auth(h.createOrder))
+	mux.Handle("POST /v1/orders/batch", h.auth(h.createBatch))
+	// {order_no...}: an order number may hold a slash.
+	mux.Handle("GET /v1/orders/{provider}/{order_no...}", h.auth(h.getOrder))
+	mux.Handle("GET /v1/events", h.auth(h.events))
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPI)
+	})
+	h.mux = mux
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Close ends long polls at once (they answer with the record as it
+// stands); call it when the server shuts down.
+func (h *Handler) Close() { h.once.Do(func() { close(h.closing) }) }
+
+// auth lets a request through when it carries one of the tokens as
+// "Authorization: Bearer TOKEN" (the scheme in any case), or when the API
+// is open. Tokens are compared as SHA-256 digests in constant time, each
+// of them, so neither a token's content nor its length shows in the
+// timing.
+func (h *Handler) auth(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(h.tokens) == 0 {
+			next(w, r)
+			return
+		}
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		token = strings.TrimSpace(token)
+		got := sha256.Sum256([]byte(token))
+		ok := 0
+		for i := range h.tokens {
+			ok |= subtle.ConstantTimeCompare(got[:], h.tokens[i][:])
+		}
+		if ok != 1 || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="orderworker"`)
+			problem(w, http.StatusUnauthorized, "missing or unknown bearer token")
+			return
+		}
+		next(w, r)
+	})
+}
+
+// problem writes an RFC 9457 problem details answer.
+func problem(w http.ResponseWriter, status int, detail string) {
+	problemWith(w, status, detail, nil)
+}
+
+func problemWith(w http.ResponseWriter, status int, detail string, extra map[string]any) {
+	body := map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail}
+	for k, v := range extra {
+		body[k] = v
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// checkDataKey checks, until it once succeeds, that the ledger's params
+// are sealed with this process's data key. The Enqueuer checks too, but
+// only once per process, keeping a first error for good: checked here
+// first, a Redis outage at the first order is answered 503 and the next
+// order tries again.
+func (h *Handler) checkDataKey(ctx context.Context) error {
+	if h.opts.Sealer == nil || h.keyOK.Load() {
+		return nil
+	}
+	if err := h.ledger.CheckDataKey(ctx, h.opts.Sealer.KeyID()); err != nil {
+		return err
+	}
+	h.keyOK.Store(true)
+	return nil
+}
+
+// unavailable answers 503 for an infrastructure error and logs it.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error, detail string, extra map[string]any) {
+	h.log.Warn("api: redis unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+	problemWith(w, http.StatusServiceUnavailable, detail, extra)
+}
+
+// Serve answers on ln until ctx ends, then shuts down gracefully: it
+// stops accepting, long polls answer at once, and requests in flight get
+// up to 10 seconds to finish.
+func Serve(ctx context.Context, ln net.Listener, h *Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      h.opts.MaxWait + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		h.Close()
+		return err
+	case <-ctx.Done():
+	}
+	h.Close()
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(c)
+	<-errc
+	return err
+}

@@ -1,0 +1,515 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers/registry"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/api"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+const token = "t0ken-for-tests"
+
+type env struct {
+	t      *testing.T
+	rs     *taskstest.Server
+	ledger *ledger.Ledger
+	h      *api.Handler
+	url    string
+	// seen records every (path template, method, status) the server
+	// answered, for the OpenAPI check.
+	seen *seenSet
+}
+
+type seenSet struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+func (s *seenSet) add(k string) {
+	s.mu.Lock()
+	s.m[k] = true
+	s.mu.Unlock()
+}
+
+func testSealer(t *testing.T) *tasks.Sealer {
+	t.Helper()
+	s, err := tasks.NewSealer(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func setup(t *testing.T, opts *api.Options) *env {
+	t.Helper()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	opt, err := tasks.ParseRedisURL(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	l := ledger.New(rdb, nil)
+	set := registry.Validators("test")
+	o := api.Options{Tokens: []string{"another-token", token}}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Sealer == nil {
+		o.Sealer = testSealer(t)
+	}
+	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Sealer: o.Sealer})
+	h, err := api.New(enq, l, rdb, set, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, rs: rs, ledger: l, h: h, seen: &seenSet{m: map[string]bool{}}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		e.seen.add(templateOf(r.URL.Path) + " " + r.Method + " " + fmt.Sprint(rec.status))
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(h.Close)
+	e.url = srv.URL
+	return e
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// templateOf maps a request path to the OpenAPI path it falls under.
+func templateOf(path string) string {
+	switch {
+	case path == "/v1/orders", path == "/v1/orders/batch", path == "/v1/events", path == "/v1/openapi.json":
+		return path
+	case strings.HasPrefix(path, "/v1/orders/"):
+		return "/v1/orders/{provider}/{order_no}"
+	}
+	return path
+}
+
+// do sends a request with the test token (auth "" sends none) and returns
+// the status and body.
+func (e *env) do(method, path, auth string, body []byte) (int, []byte, http.Header) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+const bearer = "Bearer " + token
+
+func tencentOrder(orderNo string, itemNum int) []byte {
+	return fmt.Appendf(nil, `{"provider":"tencent","order_no":%q,"params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":%d}}`, orderNo, itemNum)
+}
+
+func result(t *testing.T, b []byte) tasks.EnqueueResult {
+	t.Helper()
+	var r tasks.EnqueueResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("answer %s: %v", b, err)
+	}
+	return r
+}
+
+func TestCreateOrder(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	tests := []struct {
+		name       string
+		auth       string
+		body       []byte
+		wantStatus int
+		wantWord   string
+		wantReason string
+	}{
+		{"new", bearer, tencentOrder("A1", 2), 201, tasks.Enqueued, ""},
+		{"again, keys in another order", "bearer " + token, []byte(`{"params":{"ItemNum":2,"ItemId":"D-FireInsurance2020","CustomerId":"C1"},"order_no":"A1","provider":"tencent"}`), 200, tasks.Duplicate, ""},
+		{"same number, other params", "BEARER " + token, tencentOrder("A1", 3), 409, tasks.Conflict, "different params"},
+		{"bad field", bearer, tencentOrder("A2", 0), 422, tasks.Invalid, "ItemNum"},
+		{"unknown field", bearer, []byte(`{"provider":"tencent","order_no":"A3","params":{},"extra":1}`), 422, tasks.Invalid, "extra"},
+		{"unknown provider", bearer, []byte(`{"provider":"nope","order_no":"A3","params":{}}`), 422, tasks.Invalid, ""},
+		{"not an object", bearer, []byte(`[1,2]`), 422, tasks.Invalid, "object"},
+		{"other token", "Bearer another-token", tencentOrder("A4", 1), 201, tasks.Enqueued, ""},
+	}
+	for _, tt := range tests {
+		status, b, _ := e.do("POST", "/v1/orders", tt.auth, tt.body)
+		if status != tt.wantStatus {
+			t.Errorf("%s: status %d, want %d (%s)", tt.name, status, tt.wantStatus, b)
+			continue
+		}
+		r := result(t, b)
+		if r.Status != tt.wantWord || !strings.Contains(r.Reason, tt.wantReason) {
+			t.Errorf("%s: answer %+v, want %s naming %q", tt.name, r, tt.wantWord, tt.wantReason)
+		}
+	}
+	// Not an order at all: problem details, nothing written.
+	for _, tt := range []struct {
+		name string
+		auth string
+		body []byte
+		want int
+	}{
+		{"malformed JSON", bearer, []byte(`{"provider":"tencent",`), 400},
+		{"invalid UTF-8", bearer, []byte("{\"provider\":\"\xff\"}"), 400},
+		{"empty", bearer, nil, 400},
+		{"too large", bearer, append(append([]byte(`{"provider":"tencent","order_no":"Big","params":{"x":"`), bytes.Repeat([]byte("a"), tasks.MaxPayloadBytes)...), `"}}`...), 413},
+		{"no token", "", tencentOrder("A5", 1), 401},
+		{"wrong token", "Bearer nope", tencentOrder("A5", 1), 401},
+		{"token as basic auth", "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+token)), tencentOrder("A5", 1), 401},
+		{"token without scheme", token, tencentOrder("A5", 1), 401},
+		{"empty bearer", "Bearer ", tencentOrder("A5", 1), 401},
+	} {
+		status, b, h := e.do("POST", "/v1/orders", tt.auth, tt.body)
+		if status != tt.want || h.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s (%s), want %d problem+json", tt.name, status, h.Get("Content-Type"), b, tt.want)
+		}
+		if status == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: WWW-Authenticate %q", tt.name, h.Get("WWW-Authenticate"))
+		}
+	}
+	if rec, _ := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "A5"}); rec != nil {
+		t.Errorf("an unauthorized request wrote order A5: %+v", rec)
+	}
+}
+
+func TestNewRefusesWithoutTokens(t *testing.T) {
+	t.Parallel()
+	if _, err := api.New(nil, nil, nil, nil, &api.Options{}); !errors.Is(err, api.ErrNoTokens) {
+		t.Errorf("New without tokens = %v, want ErrNoTokens", err)
+	}
+	if _, err := api.New(nil, nil, nil, nil, &api.Options{Tokens: api.ParseTokens(" , ,")}); !errors.Is(err, api.ErrNoTokens) {
+		t.Errorf("New with blank tokens = %v, want ErrNoTokens", err)
+	}
+	if got := api.ParseTokens(" a, b ,,c "); strings.Join(got, "|") != "a|b|c" {
+		t.Errorf("ParseTokens = %q", got)
+	}
+}
+
+// An open API (worker -dev) needs no token.
+func TestOpen(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &api.Options{Open: true})
+	if status, b, _ := e.do("POST", "/v1/orders", "", tencentOrder("Open1", 1)); status != 201 {
+		t.Errorf("open API: %d %s, want 201", status, b)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &api.Options{Tokens: []string{token}, MaxBatchOrders: 5, MaxBatchBytes: 4096})
+	if status, _, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("B0", 1)); status != 201 {
+		t.Fatal("setup order not accepted")
+	}
+	ndjson := strings.Join([]string{
+		string(tencentOrder("B1", 1)),
+		"",
+		string(tencentOrder("B0", 1)),
+		`{"provider":"tencent","order_no":"B2",`,
+		string(tencentOrder("B0", 2)),
+		string(tencentOrder("B3", 0)),
+	}, "\n")
+	array := "[" + strings.Join([]string{string(tencentOrder("B4", 1)), string(tencentOrder("B1", 1)), `7`}, ",\n") + "]"
+	tests := []struct {
+		name, body string
+		want       []string
+		reason     []string
+	}{
+		{"ndjson", ndjson, []string{"enqueued", "duplicate", "invalid", "conflict", "invalid"}, []string{"", "", "malformed", "different params", "ItemNum"}},
+		{"array", array, []string{"enqueued", "duplicate", "invalid"}, []string{"", "", "object"}},
+		{"empty array", "[]", []string{}, nil},
+	}
+	for _, tt := range tests {
+		status, b, _ := e.do("POST", "/v1/orders/batch", bearer, []byte(tt.body))
+		if status != 200 {
+			t.Errorf("%s: %d %s", tt.name, status, b)
+			continue
+		}
+		var got []tasks.EnqueueResult
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%s: %s: %v", tt.name, b, err)
+		}
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: %d results, want %d: %s", tt.name, len(got), len(tt.want), b)
+			continue
+		}
+		for i, r := range got {
+			if r.Status != tt.want[i] || !strings.Contains(r.Reason, tt.reason[i]) {
+				t.Errorf("%s: result %d = %+v, want %s naming %q", tt.name, i, r, tt.want[i], tt.reason[i])
+			}
+		}
+	}
+	for _, tt := range []struct {
+		name, body string
+		want       int
+	}{
+		{"malformed array", `[{"provider":"tencent"},`, 400},
+		{"too many orders", strings.Repeat(string(tencentOrder("Many", 1))+"\n", 6), 413},
+		{"too many bytes", strings.Repeat(" ", 5000), 413},
+	} {
+		if status, b, _ := e.do("POST", "/v1/orders/batch", bearer, []byte(tt.body)); status != tt.want {
+			t.Errorf("%s: %d %s, want %d", tt.name, status, b, tt.want)
+		}
+	}
+	if rec, _ := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "Many"}); rec != nil {
+		t.Error("a batch answered 413 wrote an order")
+	}
+	if status, _, _ := e.do("POST", "/v1/orders/batch", "", []byte(array)); status != 401 {
+		t.Errorf("batch without a token: %d, want 401", status)
+	}
+}
+
+// settle moves an order through the ledger as a worker would.
+func settle(t *testing.T, l *ledger.Ledger, ref ledger.Ref, tr ledger.Transition) {
+	t.Helper()
+	tok := uuid.NewString()
+	if _, err := l.Begin(context.Background(), ref, ledger.BeginArgs{Token: tok}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(context.Background(), ref, tok, tr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGetOrder(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	aliyun := []byte(`{"provider":"aliyun","order_no":"G/1","params":{"iotId":"dev1","commodityCode":"c","copies":1,"userName":"Zhang Sanfeng"}}`)
+	if status, b, _ := e.do("POST", "/v1/orders", bearer, aliyun); status != 201 {
+		t.Fatalf("%d %s", status, b)
+	}
+	status, b, _ := e.do("GET", "/v1/orders/aliyun/G%2F1", bearer, nil)
+	if status != 200 {
+		t.Fatalf("GET: %d %s", status, b)
+	}
+	var rec ledger.Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.OrderNo != "G/1" || rec.State != ledger.StateQueued || !strings.Contains(string(rec.Params), "iotId") {
+		t.Errorf("record %s", b)
+	}
+	if strings.Contains(string(b), "Sanfeng") || !strings.Contains(string(rec.Params), "userName") {
+		t.Errorf("personal data not masked: %s", b)
+	}
+	for _, tt := range []struct {
+		path string
+		want int
+	}{
+		{"/v1/orders/aliyun/nope", 404},
+		{"/v1/orders/aliyun/G%2F1?wait=soon", 400},
+		{"/v1/orders/aliyun/G%2F1?wait=-1s", 400},
+	} {
+		if status, b, _ := e.do("GET", tt.path, bearer, nil); status != tt.want {
+			t.Errorf("GET %s: %d %s, want %d", tt.path, status, b, tt.want)
+		}
+	}
+	if status, _, _ := e.do("GET", "/v1/orders/aliyun/G%2F1", "", nil); status != 401 {
+		t.Errorf("GET without a token: %d", status)
+	}
+
+	// wait: answers when the order is paid, not before.
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "G/1"}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		settle(t, e.ledger, ref, ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute)))
+		time.Sleep(300 * time.Millisecond)
+		settle(t, e.ledger, ref, ledger.SetPaid("P1"))
+	}()
+	start := time.Now()
+	status, b, _ = e.do("GET", "/v1/orders/aliyun/G%2F1?wait=20s", bearer, nil)
+	if status != 200 || !strings.Contains(string(b), `"state":"paid"`) {
+		t.Fatalf("GET ?wait=20s: %d %s, want the paid record", status, b)
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Errorf("GET ?wait answered after %s, before the order was paid", waited)
+	}
+	// wait on an order that stays open answers with it as it stands.
+	if status, _, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("G2", 1)); status != 201 {
+		t.Fatal("order G2 not accepted")
+	}
+	status, b, _ = e.do("GET", "/v1/orders/tencent/G2?wait=0.3", bearer, nil)
+	if status != 200 || !strings.Contains(string(b), `"state":"queued"`) {
+		t.Errorf("GET ?wait=0.3 on an open order: %d %s", status, b)
+	}
+}
+
+// A long poll answers at once when the server shuts down, and Serve
+// returns.
+func TestServeShutsDownGracefully(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	if status, _, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("SD1", 1)); status != 201 {
+		t.Fatal("order not accepted")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- api.Serve(ctx, ln, e.h) }()
+	got := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/v1/orders/tencent/SD1?wait=50s", nil)
+		req.Header.Set("Authorization", bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- -1
+			return
+		}
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	time.Sleep(300 * time.Millisecond) // the poll is waiting
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	if status := <-got; status != 200 {
+		t.Errorf("the long poll cut by the shutdown answered %d, want 200", status)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for i := range 5 {
+		no := fmt.Sprintf("E%d", i)
+		if status, _, _ := e.do("POST", "/v1/orders", bearer, tencentOrder(no, 1)); status != 201 {
+			t.Fatal("order not accepted")
+		}
+		settle(t, e.ledger, ledger.Ref{Provider: "tencent", OrderNo: no}, ledger.SetPaid("P"+no))
+	}
+	var all []ledger.Event
+	after := ""
+	for range 10 {
+		status, b, _ := e.do("GET", "/v1/events?limit=2&after="+after, bearer, nil)
+		if status != 200 {
+			t.Fatalf("events: %d %s", status, b)
+		}
+		var page struct {
+			Events    []ledger.Event `json:"events"`
+			NextAfter string         `json:"next_after"`
+			Missed    bool           `json:"missed"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		if page.Missed {
+			t.Errorf("missed = true with nothing trimmed")
+		}
+		if len(page.Events) == 0 {
+			if after != "" && page.NextAfter != after {
+				t.Errorf("an empty page's next_after = %q, want %q", page.NextAfter, after)
+			}
+			break
+		}
+		all = append(all, page.Events...)
+		after = page.NextAfter
+	}
+	if len(all) != 5 {
+		t.Fatalf("read %d events, want 5", len(all))
+	}
+	for i, ev := range all {
+		if ev.Type != "order.paid" || ev.Data.OrderNo != fmt.Sprintf("E%d", i) || ev.Data.ProviderOrderID != "PE"+fmt.Sprint(i) || ev.ID == "" {
+			t.Errorf("event %d = %+v", i, ev)
+		}
+	}
+	for _, q := range []string{"?after=x", "?after=1-2-3", "?limit=0", "?limit=1001", "?limit=two"} {
+		if status, b, _ := e.do("GET", "/v1/events"+q, bearer, nil); status != 400 {
+			t.Errorf("GET /v1/events%s: %d %s, want 400", q, status, b)
+		}
+	}
+	if status, _, _ := e.do("GET", "/v1/events", "", nil); status != 401 {
+		t.Errorf("events without a token: %d", status)
+	}
+}
+
+// With Redis gone nothing is written, and each endpoint answers 503.
+func TestRedisUnavailable(t *testing.T) {
+	e := setup(t, &api.Options{Tokens: []string{token}, Timeout: 2 * time.Second})
+	e.rs.Stop()
+	for _, tt := range []struct{ method, path, body string }{
+		{"POST", "/v1/orders", string(tencentOrder("U1", 1))},
+		{"POST", "/v1/orders/batch", string(tencentOrder("U2", 1))},
+		{"GET", "/v1/orders/tencent/U1", ""},
+		{"GET", "/v1/orders/tencent/U1?wait=1s", ""},
+		{"GET", "/v1/events", ""},
+	} {
+		status, b, h := e.do(tt.method, tt.path, bearer, []byte(tt.body))
+		if status != 503 || h.Get("Retry-After") == "" {
+			t.Errorf("%s %s with Redis down: %d %s, want 503 with Retry-After", tt.method, tt.path, status, b)
+		}
+	}
+	e.rs.Start(t)
+	for _, no := range []string{"U1", "U2"} {
+		if rec, err := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: no}); err != nil || rec != nil {
+			t.Errorf("order %s after a 503: %+v, %v; want none", no, rec, err)
+		}
+	}
+	// Redis is back: the client's connections recover within a few
+	// tries, as a producer honouring Retry-After sees.
+	var status int
+	var b []byte
+	for try := 0; try < 20 && status != 201; try++ {
+		if try > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		status, b, _ = e.do("POST", "/v1/orders", bearer, tencentOrder("U1", 1))
+	}
+	if status != 201 {
+		t.Errorf("after Redis is back: %d %s", status, b)
+	}
+}

@@ -1,0 +1,299 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// readBody reads at most limit bytes of the request body; over the limit
+// it answers 413 and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over the %d-byte limit", limit))
+		return nil, false
+	case err != nil:
+		problem(w, http.StatusBadRequest, "cannot read the body")
+		return nil, false
+	}
+	return body, true
+}
+
+// statusOf is the HTTP status of one order's answer.
+func statusOf(res tasks.EnqueueResult) int {
+	switch res.Status {
+	case tasks.Enqueued:
+		return http.StatusCreated
+	case tasks.Duplicate:
+		return http.StatusOK
+	case tasks.Conflict:
+		return http.StatusConflict
+	}
+	return http.StatusUnprocessableEntity
+}
+
+// createOrder is POST /v1/orders: one task payload.
+func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r, tasks.MaxPayloadBytes)
+	if !ok {
+		return
+	}
+	if !utf8.Valid(body) || !json.Valid(body) {
+		problem(w, http.StatusBadRequest, "the body is not valid JSON: "+syntaxReason(body))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	defer cancel()
+	if err := h.checkDataKey(ctx); err != nil {
+		h.unavailable(w, r, err, "the order was not accepted: "+keyDetail(err), nil)
+		return
+	}
+	res, err := h.enq.Enqueue(ctx, body)
+	if err != nil {
+		h.unavailable(w, r, err, "the order was not accepted: Redis is unavailable; send it again (an order that got in answers duplicate)", nil)
+		return
+	}
+	writeJSON(w, statusOf(res), res)
+}
+
+// keyDetail explains a failed data key check.
+func keyDetail(err error) string {
+	var mismatch *ledger.DataKeyMismatchError
+	if errors.As(err, &mismatch) {
+		return "this server's ORDERWORKER_DATA_KEY is not the one the ledger's orders are sealed with"
+	}
+	return "Redis is unavailable; send it again (an order that got in answers duplicate)"
+}
+
+// syntaxReason says where JSON breaks, without echoing it.
+func syntaxReason(body []byte) string {
+	if !utf8.Valid(body) {
+		return "not valid UTF-8"
+	}
+	var v any
+	err := json.Unmarshal(body, &v)
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		line := 1 + bytes.Count(body[:se.Offset], []byte("\n"))
+		return fmt.Sprintf("syntax error at byte %d (line %d)", se.Offset, line)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "empty body"
+	}
+	return "unexpected end of input"
+}
+
+// batchChunk is how many orders go to Redis together (their claims in one
+// round trip), as the enqueue CLI sends them.
+const batchChunk = 256
+
+// createBatch is POST /v1/orders/batch: a JSON array of payloads, or NDJSON
+// (one payload per line). It answers 200 with a JSON array of one result
+// per order, in order.
+func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r, h.opts.MaxBatchBytes)
+	if !ok {
+		return
+	}
+	items, err := splitBatch(body)
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(items) > h.opts.MaxBatchOrders {
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d orders: over the %d-order limit of one batch", len(items), h.opts.MaxBatchOrders))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+	err = h.checkDataKey(ctx)
+	cancel()
+	if err != nil {
+		h.unavailable(w, r, err, "no order was accepted: "+keyDetail(err), map[string]any{"results": []tasks.EnqueueResult{}})
+		return
+	}
+	results := make([]tasks.EnqueueResult, 0, len(items))
+	for start := 0; start < len(items); start += batchChunk {
+		chunk := items[start:min(start+batchChunk, len(items))]
+		ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
+		out := h.enq.EnqueueBatch(ctx, chunk)
+		cancel()
+		for _, br := range out {
+			if br.Err != nil {
+				// Like the enqueue CLI, stop at the first order Redis
+				// did not answer; those before stand.
+				h.unavailable(w, r, br.Err, fmt.Sprintf("Redis became unavailable at order %d of %d; the orders before it were answered (results), the rest may or may not have been accepted: send them again (an order that got in answers duplicate)", len(results)+1, len(items)),
+					map[string]any{"results": results})
+				return
+			}
+			results = append(results, br.EnqueueResult)
+		}
+	}
+	writeJSON(w, http.StatusOK, results)
+}
+
+// splitBatch returns the orders of a batch body: the elements of a JSON
+// array, or else the non-blank lines (NDJSON). A malformed array is an
+// error; a malformed line is that order's answer (invalid).
+func splitBatch(body []byte) ([][]byte, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var raw []json.RawMessage
+		if !utf8.Valid(trimmed) || !json.Valid(trimmed) {
+			return nil, errors.New("the body is not a valid JSON array: " + syntaxReason(trimmed))
+		}
+		if err := json.Unmarshal(trimmed, &raw); err != nil {
+			return nil, errors.New("the body is not a valid JSON array")
+		}
+		out := make([][]byte, len(raw))
+		for i, m := range raw {
+			out[i] = m
+		}
+		return out, nil
+	}
+	var out [][]byte
+	for line := range bytes.SplitSeq(body, []byte("\n")) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			out = append(out, line)
+		}
+	}
+	return out, nil
+}
+
+// getOrder is GET /v1/orders/{provider}/{order_no}[?wait=30s]: the record,
+// params masked; with wait, once the order is paid or errored or when wait
+// is over, whichever comes first.
+func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
+	ref := ledger.Ref{Provider: r.PathValue("provider"), OrderNo: r.PathValue("order_no")}
+	wait := time.Duration(0)
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, err := parseWait(s)
+		if err != nil {
+			problem(w, http.StatusBadRequest, "wait: "+err.Error())
+			return
+		}
+		wait = min(d, h.opts.MaxWait)
+	}
+	rec, err := h.get(r.Context(), ref)
+	if err != nil {
+		h.unavailable(w, r, err, "cannot read the order: Redis is unavailable", nil)
+		return
+	}
+	if rec == nil {
+		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+ref.OrderNo)
+		return
+	}
+	if wait > 0 && !rec.State.Terminal() {
+		if rec, err = h.waitOutcome(r.Context(), ref, rec, wait); err != nil {
+			h.unavailable(w, r, err, "cannot read the order: Redis is unavailable", nil)
+			return
+		}
+		if rec == nil { // the client went away
+			return
+		}
+	}
+	h.mask(rec)
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// parseWait reads a duration ("30s", "1m") or a number of seconds ("30").
+func parseWait(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 || n > 1e6 {
+			return 0, errors.New("want a duration like 30s, at least 0")
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errors.New("want a duration like 30s, at least 0")
+	}
+	return d, nil
+}
+
+func (h *Handler) get(ctx context.Context, ref ledger.Ref) (*ledger.Record, error) {
+	c, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	return h.ledger.Get(c, ref)
+}
+
+// fallbackPoll is how often a long poll reads the record even without an
+// event for it (in case the events stream cannot be watched).
+const fallbackPoll = 2 * time.Second
+
+// waitOutcome waits until the order is terminal, wait is over, the client
+// leaves (nil, nil) or the server shuts down, and returns the record as it
+// then stands. It wakes on the order's events (every change to paid or
+// errored appends one), and reads the record every fallbackPoll anyway.
+func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.Record, wait time.Duration) (*ledger.Record, error) {
+	deadline := time.Now().Add(wait)
+	ch, stop := h.hub.watch(ctx, ref.String())
+	defer stop()
+	// Read again now that the watch is in place: an event between the
+	// first read and the watch is reflected here.
+	if r2, err := h.get(ctx, ref); err == nil && r2 != nil {
+		rec = r2
+	}
+	for !rec.State.Terminal() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return rec, nil
+		}
+		t := time.NewTimer(min(left, fallbackPoll))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-h.closing:
+			t.Stop()
+			return rec, nil
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+		r2, err := h.get(ctx, ref)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			return nil, err
+		}
+		if r2 != nil {
+			rec = r2
+		}
+	}
+	return rec, nil
+}
+
+// mask shows the record's params as enqueue status does, with personal
+// data masked: sealed params opened (when the data key is known) and
+// masked, params in clear masked.
+func (h *Handler) mask(rec *ledger.Record) {
+	// History messages and reasons are masked when recorded; mask phone
+	// numbers once more in case an older record holds one.
+	for i := range rec.History {
+		rec.History[i].Message = providers.MaskPhones(rec.History[i].Message)
+	}
+	rec.Reason = providers.MaskPhones(rec.Reason)
+	if tasks.IsSealed(rec.Params) && h.opts.Sealer == nil {
+		return // opaque: nothing readable to mask
+	}
+	clear, err := h.opts.Sealer.Open(rec.Params)
+	if err != nil {
+		return // sealed with another key: stays opaque
+	}
+	rec.Params = providers.MaskParams(clear, h.set.Sensitive(rec.Provider))
+}
