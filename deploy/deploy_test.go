@@ -64,6 +64,7 @@ var secretEnv = []string{
 	"ALIYUN_APP_KEY", "ALIYUN_APP_SECRET",
 	"UNICLOUD_ACCESS_KEY_ID", "UNICLOUD_ACCESS_KEY_SECRET",
 	"ORDERWORKER_MONITORING_TOKEN", "ORDERWORKER_DATA_KEY",
+	"ORDERWORKER_WEBHOOK_SECRET", "ORDERWORKER_API_TOKENS",
 }
 
 // ---------------------------------------------------------------------------
@@ -85,6 +86,8 @@ var (
 	asynqStates = []string{"active", "pending", "scheduled", "retry", "archived", "completed", "aggregating"}
 	dedupeKinds = []string{"duplicate", "conflict", "terminal"}
 	configKinds = []string{"provider_disabled", "credentials_rejected", "data_key"}
+	// operatorActions are the actions of orderworker_operator_actions_total.
+	operatorActions = []string{"resolve_paid", "resolve_absent", "resolve_errored", "redrive"}
 )
 
 // metrics is every metric name a query may use. Target labels (job,
@@ -104,6 +107,7 @@ var metrics = map[string]metric{
 	"orderworker_redis_up":                          {},
 	"orderworker_config_problem":                    {labels: map[string][]string{"provider": providers, "kind": configKinds}},
 	"orderworker_config_waits_total":                {labels: map[string][]string{"provider": providers, "kind": configKinds}},
+	"orderworker_operator_actions_total":            {labels: map[string][]string{"action": operatorActions, "result": {"ok", "refused", "error"}}},
 	"asynq_tasks_enqueued":                          {labels: map[string][]string{"queue": nil, "state": asynqStates}},
 	"asynq_queue_size":                              {labels: map[string][]string{"queue": nil}},
 	"asynq_queue_latency_seconds":                   {labels: map[string][]string{"queue": nil}},
@@ -111,6 +115,13 @@ var metrics = map[string]metric{
 	"asynq_tasks_processed_total":                   {labels: map[string][]string{"queue": nil}},
 	"asynq_tasks_failed_total":                      {labels: map[string][]string{"queue": nil}},
 	"asynq_queue_paused":                            {labels: map[string][]string{"queue": nil}},
+
+	// Webhooks (tasks/webhook): endpoint is an index in ORDERWORKER_WEBHOOK_URLS.
+	"orderworker_webhook_deliveries_total":               {labels: map[string][]string{"endpoint": nil, "result": {"ok", "http_error", "network_error"}}},
+	"orderworker_webhook_backlog_events":                 {labels: map[string][]string{"endpoint": nil}},
+	"orderworker_webhook_oldest_undelivered_age_seconds": {labels: map[string][]string{"endpoint": nil}},
+	"orderworker_webhook_failed_events":                  {labels: map[string][]string{"endpoint": nil}},
+
 	// Series Prometheus itself adds to every scrape.
 	"up":                      {},
 	"scrape_duration_seconds": {},

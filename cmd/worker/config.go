@@ -50,6 +50,18 @@ type config struct {
 	MonitoringToken    providers.Secret
 	MonitoringReadOnly bool
 
+	// Webhooks: the URLs outcome events are POSTed to, the secret they
+	// are signed with, and how they are retried.
+	WebhookURLs      []string
+	WebhookSecret    providers.Secret
+	WebhookMaxAge    time.Duration
+	WebhookRetryBase time.Duration
+	WebhookRetryMax  time.Duration
+	WebhookTimeout   time.Duration
+	// APIAddr and APITokens: the producers' HTTP API that -dev serves.
+	APIAddr   string
+	APITokens providers.Secret
+
 	// Providers are every provider the registry lists, each with its
 	// settings.
 	Providers []providerConfig
@@ -101,6 +113,14 @@ var workerVars = []envVar{
 	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/ needs it as a bearer token or basic-auth password"},
 	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks"},
+	{"ORDERWORKER_WEBHOOK_URLS", "", "comma-separated URLs every outcome event is POSTed to, signed per Standard Webhooks"},
+	{"ORDERWORKER_WEBHOOK_SECRET", "", "the webhook signing secret: whsec_ and at least 24 random bytes in base64 (echo whsec_$(openssl rand -base64 32)); required with ORDERWORKER_WEBHOOK_URLS"},
+	{"ORDERWORKER_WEBHOOK_MAX_AGE", "72h", "how long an undelivered event is retried before it is kept as failed (enqueue webhooks failed lists it)"},
+	{"ORDERWORKER_WEBHOOK_RETRY_BASE", "1s", "first webhook retry backoff (doubles, with jitter)"},
+	{"ORDERWORKER_WEBHOOK_RETRY_MAX", "5m", "webhook backoff cap"},
+	{"ORDERWORKER_WEBHOOK_TIMEOUT", "10s", "how long one webhook delivery may take"},
+	{"ORDERWORKER_API_ADDR", ":8080", "the producers' HTTP API (enqueue serve); worker -dev serves it on this port of 127.0.0.1"},
+	{"ORDERWORKER_API_TOKENS", "", "the HTTP API's bearer tokens, comma-separated; worker -dev without them serves the API open on loopback"},
 }
 
 // parseConfig reads the environment through getenv, then flags from args.
@@ -158,6 +178,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		DataKey:            providers.Secret(env("ORDERWORKER_DATA_KEY")),
 		MonitoringToken:    providers.Secret(env("ORDERWORKER_MONITORING_TOKEN")),
 		MonitoringReadOnly: boolean("ORDERWORKER_MONITORING_READONLY"),
+		WebhookSecret:      providers.Secret(env("ORDERWORKER_WEBHOOK_SECRET")),
+		WebhookMaxAge:      dur("ORDERWORKER_WEBHOOK_MAX_AGE"),
+		WebhookRetryBase:   dur("ORDERWORKER_WEBHOOK_RETRY_BASE"),
+		WebhookRetryMax:    dur("ORDERWORKER_WEBHOOK_RETRY_MAX"),
+		WebhookTimeout:     dur("ORDERWORKER_WEBHOOK_TIMEOUT"),
+		APIAddr:            env("ORDERWORKER_API_ADDR"),
+		APITokens:          providers.Secret(env("ORDERWORKER_API_TOKENS")),
+	}
+	if err := c.parseWebhooks(env("ORDERWORKER_WEBHOOK_URLS")); err != nil {
+		errs = append(errs, err)
 	}
 	var names []string
 	for _, s := range registry.All() {

@@ -170,6 +170,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopRec()
 	go rec.Run(recCtx)
 
+	stopWebhooks, err := startWebhooks(ctx, cfg, rdb, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopWebhooks()
+	if cfg.Dev {
+		stopAPI, err := serveDevAPI(ctx, cfg, client, ledger, rdb, set, sealer, log)
+		if err != nil {
+			return err
+		}
+		defer stopAPI()
+	}
+
 	var runErr error
 	if cfg.Demo {
 		runErr = runDemo(ctx, redisOpt, cfg.Queue, ledger, set, sealer, stdout, log)

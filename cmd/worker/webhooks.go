@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/api"
+	"github.com/orderworker/orderworker/tasks/webhook"
+)
+
+// parseWebhooks reads ORDERWORKER_WEBHOOK_URLS and checks the webhook
+// settings that go with it. Errors never show the secret.
+func (c *config) parseWebhooks(urls string) error {
+	u, err := webhook.ParseURLs(urls)
+	if err != nil {
+		return fmt.Errorf("ORDERWORKER_WEBHOOK_URLS: %w", err)
+	}
+	c.WebhookURLs = u
+	if c.WebhookSecret != "" {
+		if _, err := webhook.NewSigner(c.WebhookSecret.Reveal()); err != nil {
+			return fmt.Errorf("ORDERWORKER_WEBHOOK_SECRET: %w", err)
+		}
+	}
+	switch {
+	case len(u) > 0 && c.WebhookSecret == "":
+		return errors.New("ORDERWORKER_WEBHOOK_URLS needs ORDERWORKER_WEBHOOK_SECRET to sign with (whsec_ and a base64 key: echo whsec_$(openssl rand -base64 32))")
+	case c.WebhookRetryMax < c.WebhookRetryBase:
+		return fmt.Errorf("ORDERWORKER_WEBHOOK_RETRY_MAX %s is below ORDERWORKER_WEBHOOK_RETRY_BASE %s", c.WebhookRetryMax, c.WebhookRetryBase)
+	}
+	return nil
+}
+
+// startWebhooks delivers outcome events to the configured URLs on their own
+// goroutines until stop is called (not when ctx ends: deliveries go on while
+// the worker drains its tasks); stop waits for deliveries in flight.
+func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+	if len(cfg.WebhookURLs) == 0 {
+		return func() {}, nil
+	}
+	signer, err := webhook.NewSigner(cfg.WebhookSecret.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("ORDERWORKER_WEBHOOK_SECRET: %w", err)
+	}
+	d, err := webhook.New(rdb, cfg.WebhookURLs, signer, &webhook.Options{
+		MaxAge: cfg.WebhookMaxAge, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
+		Timeout: cfg.WebhookTimeout, Registerer: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(c) })
+	for i, u := range cfg.WebhookURLs {
+		log.Info("webhooks: delivering outcome events", "endpoint", i, "url", webhook.DisplayURL(u))
+	}
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// serveDevAPI serves the producers' HTTP API for -dev on loopback, at
+// ORDERWORKER_API_ADDR's port (any free port when that one is taken): with
+// ORDERWORKER_API_TOKENS when set, else open, which loopback keeps to this
+// machine.
+func serveDevAPI(ctx context.Context, cfg *config, client *asynq.Client, ledger *tasks.Ledger, rdb redis.UniversalClient, set *providers.Set, sealer *tasks.Sealer, log *slog.Logger) (stop func(), err error) {
+	port := "8080"
+	if _, p, err := net.SplitHostPort(cfg.APIAddr); err == nil && p != "" {
+		port = p
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		log.Warn("dev: API address in use; using a free port", "wanted", "127.0.0.1:"+port)
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("dev: API: %w", err)
+		}
+	}
+	tokens := api.ParseTokens(cfg.APITokens.Reveal())
+	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: cfg.Queue, Sealer: sealer})
+	h, err := api.New(enq, ledger, rdb, set, &api.Options{Tokens: tokens, Open: len(tokens) == 0, Sealer: sealer, Logger: log})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	c, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := api.Serve(c, ln, h); err != nil {
+			log.Error("dev: API stopped", "error", err)
+		}
+	}()
+	log.Info("dev: API listening", "addr", ln.Addr().String(), "open", len(tokens) == 0)
+	if len(tokens) == 0 {
+		log.Warn("dev: the API is open (no ORDERWORKER_API_TOKENS): only this machine can reach it, on loopback")
+	}
+	return func() { cancel(); <-done }, nil
+}
