@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+	"github.com/orderworker/orderworker/tasks/webhook"
+)
+
+type serveOutput struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *serveOutput) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *serveOutput) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Without a token, serve refuses to start unless told -open.
+func TestServeRefusesWithoutToken(t *testing.T) {
+	t.Parallel()
+	code, _, errs := runCLI(t, "redis://127.0.0.1:1/0", "", "serve", "-addr", "127.0.0.1:0")
+	if code != exitError || !strings.Contains(errs, "ORDERWORKER_API_TOKENS") || !strings.Contains(errs, "-open") {
+		t.Errorf("serve without a token: exit %d, stderr %q; want %d naming ORDERWORKER_API_TOKENS and -open", code, errs, exitError)
+	}
+	if code, _, _ := runCLI(t, "redis://127.0.0.1:1/0", "", "serve", "-addr", "127.0.0.1:0", "extra"); code != exitError {
+		t.Errorf("serve with an argument: exit %d, want %d", code, exitError)
+	}
+}
+
+// startServe runs enqueue serve in-process until the test ends and returns
+// its base URL and a func that stops it (as SIGTERM does) and returns the
+// exit code.
+func startServe(t *testing.T, env map[string]string, args ...string) (string, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr serveOutput
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-log-format", "json"}, args...),
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+	}()
+	re := regexp.MustCompile(`"msg":"api listening","addr":"([0-9.:]+)"`)
+	deadline := time.Now().Add(20 * time.Second)
+	for re.FindStringSubmatch(stderr.String()) == nil {
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopped := false
+	code := 0
+	stop := func() int {
+		if !stopped {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("serve did not stop after its context ended")
+			}
+			stopped = true
+		}
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return "http://" + re.FindStringSubmatch(stderr.String())[1], stop
+}
+
+func httpDo(t *testing.T, method, url, auth, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// serve answers with the token from ORDERWORKER_API_TOKENS, and stops with
+// exit 0 when told to.
+func TestServe(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	api, stop := startServe(t, map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_API_TOKENS": "tok-a, tok-b"})
+	if status, b := httpDo(t, "POST", api+"/v1/orders", "Bearer tok-b", good); status != 201 || !strings.Contains(b, `"status":"enqueued"`) {
+		t.Errorf("POST /v1/orders: %d %s", status, b)
+	}
+	if status, _ := httpDo(t, "POST", api+"/v1/orders", "", good); status != 401 {
+		t.Errorf("POST without a token: %d, want 401", status)
+	}
+	if status, b := httpDo(t, "GET", api+"/v1/orders/tencent/E1", "Bearer tok-a", ""); status != 200 || !strings.Contains(b, `"state":"queued"`) {
+		t.Errorf("GET the order: %d %s", status, b)
+	}
+	if code := stop(); code != exitOK {
+		t.Errorf("serve stopped with exit %d, want 0", code)
+	}
+}
+
+// -open serves without a token.
+func TestServeOpen(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	api, _ := startServe(t, map[string]string{"REDIS_URL": rs.URL()}, "-open")
+	if status, b := httpDo(t, "POST", api+"/v1/orders", "", good); status != 201 {
+		t.Errorf("POST to an open API: %d %s", status, b)
+	}
+}
+
+// enqueue webhooks lists endpoints and failed events, re-sends and
+// discards them.
+func TestWebhooksCLI(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	var mu sync.Mutex
+	up := false
+	var got []string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		got = append(got, r.Header.Get("webhook-id"))
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	signer, err := webhook.NewSigner("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := webhook.New(rdb, []string{recv.URL + "/hook?token=sekrit"}, signer, &webhook.Options{
+		MaxAge: 200 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { d.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	l := ledger.New(rdb, nil)
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	id := webhook.EndpointID(recv.URL + "/hook?token=sekrit")
+	waitFor("the endpoint's consumer group", func() bool {
+		gs, _ := rdb.XInfoGroups(context.Background(), ledger.EventsKey()).Result()
+		return len(gs) == 1
+	})
+	for _, no := range []string{"W1", "W2"} {
+		ref := ledger.Ref{Provider: "tencent", OrderNo: no}
+		if _, err := l.Claim(context.Background(), ref, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+		tok := uuid.NewString()
+		if _, err := l.Begin(context.Background(), ref, ledger.BeginArgs{Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(context.Background(), ref, tok, ledger.SetPaid("P"+no)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("2 failed events", func() bool {
+		_, out, _ := runCLI(t, rs.URL(), "", "webhooks")
+		return strings.Contains(out, `"failed":2`)
+	})
+
+	code, out, errs := runCLI(t, rs.URL(), "", "webhooks")
+	eps := lines(t, out)
+	if code != exitOK || len(eps) != 1 || eps[0]["id"] != id || strings.Contains(out, "sekrit") || eps[0]["url"] != recv.URL+"/hook" {
+		t.Errorf("enqueue webhooks: exit %d, %s (%s); want the endpoint, its URL without the query", code, out, errs)
+	}
+	code, out, _ = runCLI(t, rs.URL(), "", "webhooks", "failed", "-endpoint", id)
+	failed := lines(t, out)
+	if code != exitOK || len(failed) != 2 || !strings.Contains(out, `"last_error":"HTTP 502"`) || !strings.Contains(out, `"order_no":"W1"`) {
+		t.Fatalf("enqueue webhooks failed: exit %d, %s", code, out)
+	}
+	first := failed[0]["event"].(map[string]any)["id"].(string)
+
+	for _, args := range [][]string{
+		{"webhooks", "resend", "-all"},
+		{"webhooks", "resend", "-endpoint", id},
+		{"webhooks", "resend", "-endpoint", id, "-all", first},
+		{"webhooks", "resend", "-endpoint", "nope", "-all"},
+		{"webhooks", "frobnicate"},
+	} {
+		if code, _, _ := runCLI(t, rs.URL(), "", args...); code != exitError {
+			t.Errorf("enqueue %v: exit %d, want %d", args, code, exitError)
+		}
+	}
+
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	code, out, _ = runCLI(t, rs.URL(), "", "webhooks", "resend", "-endpoint", recv.URL+"/hook", first)
+	if code != exitOK || !strings.Contains(out, `"resent":1`) {
+		t.Errorf("enqueue webhooks resend ID: exit %d, %s", code, out)
+	}
+	waitFor("the re-sent event delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	code, out, _ = runCLI(t, rs.URL(), "", "webhooks", "discard", "-endpoint", id, "-all")
+	if code != exitOK || !strings.Contains(out, `"discarded":1`) {
+		t.Errorf("enqueue webhooks discard -all: exit %d, %s", code, out)
+	}
+	_, out, _ = runCLI(t, rs.URL(), "", "webhooks")
+	var ep map[string]any
+	_ = json.Unmarshal([]byte(out), &ep)
+	if ep["failed"] != float64(0) || ep["backlog"] != float64(0) {
+		t.Errorf("after the re-send and the discard: %s", out)
+	}
+	mu.Lock()
+	if len(got) != 1 || got[0] != first {
+		t.Errorf("delivered %v, want only %s", got, first)
+	}
+	mu.Unlock()
+}
