@@ -52,10 +52,6 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !utf8.Valid(body) || !json.Valid(body) {
-		problem(w, http.StatusBadRequest, "the body is not valid JSON: "+syntaxReason(body))
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
 	if err := h.checkDataKey(ctx); err != nil {
@@ -65,6 +61,12 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	res, err := h.enq.Enqueue(ctx, body)
 	if err != nil {
 		h.unavailable(w, r, err, "the order was not accepted: Redis is unavailable; send it again (an order that got in answers duplicate)", nil)
+		return
+	}
+	// Malformed JSON is answered invalid by the Enqueuer, writing
+	// nothing; the API tells it apart as 400.
+	if res.Status == tasks.Invalid && (!utf8.Valid(body) || !json.Valid(body)) {
+		problem(w, http.StatusBadRequest, "the body is not valid JSON: "+syntaxReason(body))
 		return
 	}
 	writeJSON(w, statusOf(res), res)

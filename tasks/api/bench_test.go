@@ -1,0 +1,163 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers/registry"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/api"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// BenchmarkAPIvsEnqueuer accepts b.N new orders three times on one Redis:
+// from 8 goroutines calling the Go Enqueuer, from 8 HTTP clients posting to
+// POST /v1/orders over loopback (the API on the same Enqueuer) with Go's
+// net/http client, and from 8 lean HTTP/1.1 clients (one keep-alive
+// connection each, a request written as bytes, the answer read with
+// http.ReadResponse). The clients share the machine's cores with the server
+// and Redis; the lean client shows how much of the difference is the
+// client's own cost, which a producer on another machine does not charge
+// to the server. It reports the rates and the ratios to the Go rate. Run
+// it with a fixed count:
+// go test -run '^$' -bench APIvsEnqueuer -benchtime 5000x ./tasks/api
+func BenchmarkAPIvsEnqueuer(b *testing.B) {
+	rs := taskstest.StartRedis(b, nil)
+	opt, err := tasks.ParseRedisURL(rs.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	rdb := rs.Client(b)
+	l := ledger.New(rdb, nil)
+	set := registry.Validators("bench")
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	h, err := api.New(enq, l, rdb, set, &api.Options{Tokens: []string{"bench-token"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const clients = 8
+	order := func(prefix string, i int64) []byte {
+		return fmt.Appendf(nil, `{"provider":"tencent","order_no":"%s-%d","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":1}}`, prefix, i)
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	// drive runs work(i) for i in (lo, hi] from the clients.
+	drive := func(lo, hi int64, work func(i int64) error) time.Duration {
+		var next atomic.Int64
+		next.Store(lo)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range clients {
+			wg.Go(func() {
+				for i := next.Add(1); i <= hi; i = next.Add(1) {
+					if err := work(i); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	postOne := func(i int64) error {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/orders", bytes.NewReader(order("H", i)))
+		req.Header.Set("Authorization", "Bearer bench-token")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("POST /v1/orders: %d", resp.StatusCode)
+		}
+		return nil
+	}
+	enqueueOne := func(i int64) error {
+		res, err := enq.Enqueue(context.Background(), order("G", i))
+		if err == nil && res.Status != tasks.Enqueued {
+			err = fmt.Errorf("Enqueue: %+v", res)
+		}
+		return err
+	}
+	// Lean clients: one connection each, handed out per goroutine.
+	conns := make(chan *leanConn, clients)
+	for range clients {
+		c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		conns <- &leanConn{c: c, r: bufio.NewReader(c), host: strings.TrimPrefix(srv.URL, "http://")}
+	}
+	leanOne := func(i int64) error {
+		c := <-conns
+		defer func() { conns <- c }()
+		return c.post(order("L", i))
+	}
+	// The three alternate in rounds, so that a change of load on a shared
+	// machine weighs on both alike.
+	const rounds = 5
+	var direct, overHTTP, lean time.Duration
+	b.ResetTimer()
+	for r := range int64(rounds) {
+		lo, hi := int64(b.N)*r/rounds, int64(b.N)*(r+1)/rounds
+		direct += drive(lo, hi, enqueueOne)
+		overHTTP += drive(lo, hi, postOne)
+		lean += drive(lo, hi, leanOne)
+	}
+	b.StopTimer()
+	goRate := float64(b.N) / direct.Seconds()
+	httpRate := float64(b.N) / overHTTP.Seconds()
+	leanRate := float64(b.N) / lean.Seconds()
+	b.ReportMetric(goRate, "go-orders/s")
+	b.ReportMetric(httpRate, "http-orders/s")
+	b.ReportMetric(leanRate, "lean-orders/s")
+	b.ReportMetric(httpRate/goRate, "http/go")
+	b.ReportMetric(leanRate/goRate, "lean/go")
+}
+
+// leanConn is a minimal HTTP/1.1 client on one keep-alive connection.
+type leanConn struct {
+	c    net.Conn
+	r    *bufio.Reader
+	host string
+	buf  []byte
+}
+
+func (l *leanConn) post(body []byte) error {
+	l.buf = fmt.Appendf(l.buf[:0], "POST /v1/orders HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer bench-token\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", l.host, len(body))
+	l.buf = append(l.buf, body...)
+	if _, err := l.c.Write(l.buf); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(l.r, nil)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("POST /v1/orders: %d", resp.StatusCode)
+	}
+	return nil
+}
