@@ -467,6 +467,28 @@ func TestEvents(t *testing.T) {
 			t.Errorf("event %d = %+v", i, ev)
 		}
 	}
+	// Retention trims the oldest: a reader behind it is told it missed
+	// events; one past the trimmed ones is not.
+	if err := e.rs.Client(t).XTrimMaxLen(context.Background(), ledger.EventsKey(), 2).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		after  string
+		missed bool
+		n      int
+	}{{all[0].ID, true, 2}, {all[3].ID, false, 1}, {all[4].ID, false, 0}, {"", false, 2}} {
+		_, b, _ := e.do("GET", "/v1/events?after="+tt.after, bearer, nil)
+		var page struct {
+			Events []ledger.Event `json:"events"`
+			Missed bool           `json:"missed"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		if page.Missed != tt.missed || len(page.Events) != tt.n {
+			t.Errorf("after trimming, GET /v1/events?after=%s: missed %v, %d events; want %v, %d", tt.after, page.Missed, len(page.Events), tt.missed, tt.n)
+		}
+	}
 	for _, q := range []string{"?after=x", "?after=1-2-3", "?limit=0", "?limit=1001", "?limit=two"} {
 		if status, b, _ := e.do("GET", "/v1/events"+q, bearer, nil); status != 400 {
 			t.Errorf("GET /v1/events%s: %d %s, want 400", q, status, b)

@@ -19,8 +19,9 @@ type eventsPage struct {
 	// NextAfter is the after= of the next page: the last event's id, or
 	// the after given when there was none.
 	NextAfter string `json:"next_after"`
-	// Missed is true when events after the given id are gone (trimmed by
-	// retention) before they were read: read each order's record again.
+	// Missed is true when the given id is older than the oldest event
+	// kept, after retention trimmed some: events after it may be gone
+	// unread; read the orders' records again.
 	Missed bool `json:"missed"`
 }
 
@@ -65,15 +66,16 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
-// trimmedAfter reports whether retention removed an event after id: the
-// stream's highest deleted id (Redis 7: events are only ever removed by
-// trimming) is above it.
+// trimmedAfter reports whether retention may have removed events after
+// id: the stream was trimmed (it holds fewer entries than were ever
+// added, Redis 7) and id is older than the oldest entry it keeps. It
+// errs on the side of saying so when id was the very last entry trimmed.
 func (h *Handler) trimmedAfter(ctx context.Context, id string) bool {
 	info, err := h.rdb.XInfoStream(ctx, ledger.EventsKey()).Result()
-	if err != nil || info.MaxDeletedEntryID == "" || info.MaxDeletedEntryID == "0-0" {
+	if err != nil || info.EntriesAdded <= info.Length || info.FirstEntry.ID == "" {
 		return false
 	}
-	return compareIDs(id, info.MaxDeletedEntryID) < 0
+	return compareIDs(id, info.FirstEntry.ID) < 0
 }
 
 // compareIDs orders stream ids; a bare millisecond part reads as ms-0.
