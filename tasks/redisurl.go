@@ -407,9 +407,10 @@ func parseDB(s string) (int, error) {
 // or running a command, is one that waiting will not heal: the server
 // refuses the credentials (WRONGPASS, NOAUTH, a password sent to a server
 // that has none), the user may not run the command (NOPERM), the database
-// does not exist, no sentinel knows the master's name, or the server's TLS
-// certificate does not verify. Everything else (connection refused,
-// timeouts, LOADING, MASTERDOWN, a full server, sentinels unreachable) is
+// does not exist, no sentinel knows the master's name, a cluster URL names
+// a server not in cluster mode, or the server's TLS certificate does not
+// verify. Everything else (connection refused, timeouts, LOADING,
+// MASTERDOWN, CLUSTERDOWN, a full server, sentinels unreachable) is
 // transient: Redis may come back.
 func PermanentRedisError(err error) bool {
 	if err == nil {
@@ -507,6 +508,7 @@ var permanentReplies = []string{
 	"Client sent AUTH, but no password is set",
 	"ERR invalid password",                  // Redis before 6
 	"SELECT is not allowed in cluster mode", // redis:// with a database to a cluster node
+	"cluster support disabled",              // redis-cluster:// to a server not in cluster mode
 	"No such master with that name",         // sentinel
 	"unknown command 'sentinel'",            // a sentinel URL pointed at a plain server (compared in lower case)
 	"unknown command `sentinel`",            // (other quoting)
