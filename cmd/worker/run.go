@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -203,7 +204,7 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
 		err := ping(ctx, rdb, 2*time.Second)
 		if err == nil {
-			return nil
+			return notAClusterNode(ctx, rdb)
 		}
 		if tasks.PermanentRedisError(err) {
 			return fmt.Errorf("cannot use redis (check REDIS_URL): %w", tasks.RedisErrorReason(err))
@@ -215,6 +216,21 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 		case <-time.After(d):
 		}
 	}
+}
+
+// notAClusterNode refuses a plain redis:// URL that names a node of a Redis
+// Cluster: it would half work (MOVED on every key of another node's slots).
+func notAClusterNode(ctx context.Context, rdb redis.UniversalClient) error {
+	if _, ok := rdb.(*redis.ClusterClient); ok {
+		return nil
+	}
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := rdb.Info(c, "cluster").Result()
+	if err == nil && strings.Contains(info, "cluster_enabled:1") {
+		return errors.New("cannot use redis: REDIS_URL names one node of a Redis Cluster; give every node as redis-cluster://host:port,host:port")
+	}
+	return nil
 }
 
 // runDemo enqueues one sample order per provider (numbered for this run),
