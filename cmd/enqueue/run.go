@@ -41,9 +41,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
   enqueue [flags] status PROVIDER ORDER_NO
   enqueue [flags] serve [-addr ADDR] [-open] the HTTP API for producers (enqueue serve -h)
   enqueue [flags] webhooks [failed|resend|discard] webhook endpoints and failed events (enqueue webhooks -h)
+  enqueue [flags] list [-state S] [-provider P] [-older-than D] [-limit N] [-cursor C]
+  enqueue [flags] resolve PROVIDER ORDER_NO -as paid|absent|errored [-provider-order-id ID] -note TEXT -by NAME
+  enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] -by NAME [-note TEXT]
 
 Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with the reason).
 Exits 1 if any order was not accepted, 2 on a usage or infrastructure error.
+list, resolve and redrive act on the ledger's orders (enqueue list -h, ...); they
+exit 1 when an action is refused, with the reason.
 
 Flags:
 `)
@@ -87,6 +92,17 @@ Flags:
 	}
 	if len(rest) > 0 && rest[0] == "webhooks" {
 		return webhooks(ctx, rest[1:], redisOpt, stdout, stderr)
+	}
+	if len(rest) > 0 {
+		c := cmdEnv{redisOpt: redisOpt, queue: queue, timeout: *timeout, getenv: getenv, stdout: stdout, stderr: stderr}
+		switch rest[0] {
+		case "list":
+			return list(ctx, c, rest[1:])
+		case "resolve":
+			return resolve(ctx, c, rest[1:])
+		case "redrive":
+			return redrive(ctx, c, rest[1:])
+		}
 	}
 
 	sealer, err := dataKey(getenv)

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/orderworker/orderworker/ops"
+)
+
+// redrive re-drives the errored orders that surely created nothing at the
+// provider (and match), printing one JSON line per matching order:
+// redriven, would_redrive (-dry-run), skipped (it may exist at the
+// provider: never re-driven) or refused (it changed meanwhile). It exits 1
+// when any was refused.
+func redrive(ctx context.Context, c cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("enqueue redrive", flag.ContinueOnError)
+	subUsage(fs, c.stderr, `Usage:
+  enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] -by NAME [-note TEXT]
+
+Moves errored orders that surely created nothing at the provider back to
+submission, their failure budget reset, and queues their tasks. Orders that
+may exist at the provider are never re-driven: they are listed as "skipped".
+Prints one JSON line per matching order, newest first: "status" is redriven,
+would_redrive (with -dry-run, which changes nothing), skipped or refused (the
+order changed meanwhile). Run it with -dry-run first. Exits 1 when any order
+was refused.
+`)
+	state := fs.String("state", "", "errored (required: only errored orders are re-driven)")
+	provider := fs.String("provider", "", "only this provider's orders")
+	reasonMatch := fs.String("reason-match", "", "only orders whose reason contains this text (any case)")
+	olderThan := fs.Duration("older-than", 0, "only orders errored at least this long ago (15m, 2h)")
+	dryRun := fs.Bool("dry-run", false, "list what would be re-driven; change nothing")
+	by := fs.String("by", "", "who re-drives (required unless -dry-run)")
+	note := fs.String("note", "", "why (recorded in each order's history)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseFailed(err)
+	}
+	if len(pos) > 0 {
+		return c.fail(exitError, "redrive takes no arguments, got %q", pos)
+	}
+	if *state != "errored" {
+		return c.fail(exitError, "-state errored is required: only errored orders are re-driven")
+	}
+	if !*dryRun && strings.TrimSpace(*by) == "" {
+		return c.fail(exitError, "-by is required: who re-drives (or -dry-run)")
+	}
+	if *olderThan < 0 {
+		return c.fail(exitError, "-older-than cannot be negative")
+	}
+	o, closeOrders, err := c.orders()
+	if err != nil {
+		return c.fail(exitError, "%s", err)
+	}
+	defer closeOrders()
+	enc := json.NewEncoder(c.stdout)
+	counts := map[string]int{}
+	err = o.Redrive(ctx, ops.RedriveArgs{Provider: *provider, ReasonMatch: *reasonMatch, OlderThan: *olderThan,
+		DryRun: *dryRun, By: *by, Note: *note}, func(r ops.Redriven) error {
+		counts[r.Status]++
+		return enc.Encode(r)
+	})
+	if err != nil {
+		return c.fail(exitError, "%s", err)
+	}
+	done := fmt.Sprintf("%d re-driven", counts[ops.StatusRedriven])
+	if *dryRun {
+		done = fmt.Sprintf("dry run: %d would be re-driven", counts[ops.StatusWouldRedrive])
+	}
+	fmt.Fprintf(c.stderr, "enqueue: %s, %d skipped (they may exist at the provider), %d refused\n",
+		done, counts[ops.StatusSkipped], counts[ops.StatusRefused])
+	if counts[ops.StatusRefused] > 0 {
+		return exitRejected
+	}
+	return exitOK
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// resolve records an operator's decision about an order the worker cannot
+// settle and prints the record after, as one JSON line with its history.
+func resolve(ctx context.Context, c cmdEnv, args []string) int {
+	fs := flag.NewFlagSet("enqueue resolve", flag.ContinueOnError)
+	subUsage(fs, c.stderr, `Usage:
+  enqueue [flags] resolve PROVIDER ORDER_NO -as paid|absent|errored [-provider-order-id ID] -note TEXT -by NAME
+
+Records what you found at the provider about an order the worker cannot settle
+(unknown, or pending): paid (with the provider's order id), absent (only from
+unknown: the order goes back to submission and its task is queued), or errored
+(the note becomes its reason). Prints the record after as a JSON line. Exits 1
+with the reason when the decision is not legal for the order as it stands.
+`)
+	as := fs.String("as", "", "the decision: paid, absent or errored")
+	providerOrderID := fs.String("provider-order-id", "", "with -as paid: the provider's id of the order")
+	note := fs.String("note", "", "why: what you found at the provider (required)")
+	by := fs.String("by", "", "who decides (required)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return parseFailed(err)
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return exitError
+	}
+	ref := ledger.Ref{Provider: pos[0], OrderNo: pos[1]}
+	if !slices.Contains(validators().Names(), ref.Provider) {
+		return c.fail(exitError, "provider %q: want one of %s", ref.Provider, strings.Join(validators().Names(), ", "))
+	}
+	resolution, err := ops.ParseResolution(*as)
+	if err != nil {
+		return c.fail(exitError, "-as: %s", err)
+	}
+	switch {
+	case strings.TrimSpace(*note) == "" || strings.TrimSpace(*by) == "":
+		return c.fail(exitError, "-note and -by are required: say why, and who decides")
+	case resolution == ledger.ResolvePaid && strings.TrimSpace(*providerOrderID) == "":
+		return c.fail(exitError, "-as paid needs -provider-order-id: the provider's id of the order")
+	case resolution != ledger.ResolvePaid && *providerOrderID != "":
+		return c.fail(exitError, "-provider-order-id goes with -as paid only")
+	}
+	o, closeOrders, err := c.orders()
+	if err != nil {
+		return c.fail(exitError, "%s", err)
+	}
+	defer closeOrders()
+	tc, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	res, err := o.Resolve(tc, ref, ops.ResolveArgs{As: resolution, ProviderOrderID: *providerOrderID, Note: *note, By: *by})
+	if err != nil {
+		return c.actionError(err, ref)
+	}
+	if err := json.NewEncoder(c.stdout).Encode(res); err != nil {
+		return c.fail(exitError, "%s", err)
+	}
+	if res.RequeueError != "" {
+		fmt.Fprintf(c.stderr, "enqueue: %s resolved, but its task was not queued (the reconciler will): %s\n", ref, res.RequeueError)
+	}
+	return exitOK
+}

@@ -1,0 +1,441 @@
+// Package ops is what an operator does to orders, shared by enqueue's list,
+// resolve and redrive commands and the worker's admin API and Orders pages:
+// list and read orders with personal data masked, record a decision about
+// an order the worker cannot settle (ledger.Ledger.Resolve), and re-drive
+// errored orders that surely created nothing at the provider
+// (ledger.Ledger.Redrive), queueing their tasks again (tasks.Requeue).
+//
+// The ledger decides what is legal; this package adds the selection, the
+// masking and the task. Whatever it shows has params opened (when it holds
+// the data key) and masked, and phone numbers masked in every message; an
+// operator's note and name are stored with phone numbers masked.
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// Action names an operator action, as counted by Options.Observe.
+const (
+	ActionResolvePaid    = "resolve_paid"
+	ActionResolveAbsent  = "resolve_absent"
+	ActionResolveErrored = "resolve_errored"
+	ActionRedrive        = "redrive"
+)
+
+// Actions lists every action.
+var Actions = []string{ActionResolvePaid, ActionResolveAbsent, ActionResolveErrored, ActionRedrive}
+
+// Result of an action, as counted by Options.Observe.
+const (
+	ResultOK      = "ok"
+	ResultRefused = "refused" // not legal for the order as it stands; nothing changed
+	ResultError   = "error"   // Redis failed
+)
+
+// Results lists every result.
+var Results = []string{ResultOK, ResultRefused, ResultError}
+
+// Options configure Orders. nil means defaults.
+type Options struct {
+	// Queue is the asynq queue re-driven orders are queued on. Default
+	// tasks.DefaultQueue.
+	Queue string
+	// Sealer opens sealed params for display (masked); nil shows them
+	// sealed.
+	Sealer *tasks.Sealer
+	// Observe is called once per resolve or re-drive attempted (not for a
+	// dry run), with one of Actions and one of Results; nil: none.
+	Observe func(action, result string)
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Orders carries out operator actions. It is safe for concurrent use.
+type Orders struct {
+	ledger    *ledger.Ledger
+	inspector *asynq.Inspector
+	client    *asynq.Client
+	set       *providers.Set
+	opts      Options
+}
+
+// New returns Orders over the ledger; inspector and client queue the
+// tasks of re-driven orders; set names the providers and their personal
+// data.
+func New(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, set *providers.Set, opts *Options) *Orders {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Queue == "" {
+		o.Queue = tasks.DefaultQueue
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Orders{ledger: l, inspector: inspector, client: client, set: set, opts: o}
+}
+
+// Queue is the asynq queue orders are queued on.
+func (o *Orders) Queue() string { return o.opts.Queue }
+
+// Providers lists the provider names, in the registry's order.
+func (o *Orders) Providers() []string { return o.set.Names() }
+
+// UsageError is a filter or an argument that cannot be used as given.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// Filter selects orders.
+type Filter struct {
+	// State; "" for every state.
+	State ledger.State
+	// Provider; "" for every provider.
+	Provider string
+	// OlderThan lists orders that entered their state at least this long
+	// ago; 0 for any.
+	OlderThan time.Duration
+	// Limit bounds a page; default 50, at most 1000.
+	Limit int
+	// Cursor continues a listing where the previous page ended.
+	Cursor string
+}
+
+// ParseState reads a state name, "" for any; a *UsageError names the valid
+// ones.
+func ParseState(s string) (ledger.State, error) {
+	st := ledger.State(strings.TrimSpace(s))
+	if st == "" || st.Valid() {
+		return st, nil
+	}
+	return "", &UsageError{fmt.Sprintf("state %q: want one of %s", s, joinStates(ledger.States))}
+}
+
+func joinStates(states []ledger.State) string {
+	s := make([]string, len(states))
+	for i, st := range states {
+		s[i] = string(st)
+	}
+	return strings.Join(s, ", ")
+}
+
+// providerNames returns the providers a filter selects.
+func (o *Orders) providerNames(p string) ([]string, error) {
+	names := o.set.Names()
+	if p == "" {
+		return names, nil
+	}
+	if !slices.Contains(names, p) {
+		return nil, &UsageError{fmt.Sprintf("provider %q: want one of %s", p, strings.Join(names, ", "))}
+	}
+	return []string{p}, nil
+}
+
+func (o *Orders) listArgs(f Filter) (ledger.ListArgs, error) {
+	names, err := o.providerNames(f.Provider)
+	if err != nil {
+		return ledger.ListArgs{}, err
+	}
+	if f.State != "" && !f.State.Valid() {
+		return ledger.ListArgs{}, &UsageError{fmt.Sprintf("state %q: want one of %s", f.State, joinStates(ledger.States))}
+	}
+	if f.OlderThan < 0 || f.Limit < 0 {
+		return ledger.ListArgs{}, &UsageError{"older-than and limit cannot be negative"}
+	}
+	a := ledger.ListArgs{Providers: names, State: f.State, Limit: f.Limit, Cursor: f.Cursor}
+	if f.OlderThan > 0 {
+		a.Before = o.opts.Now().Add(-f.OlderThan)
+	}
+	return a, nil
+}
+
+// Page is one page of a listing.
+type Page struct {
+	Orders []*ledger.Record `json:"orders"` // newest first, without history, masked
+	Next   string           `json:"next_cursor"`
+}
+
+// List returns a page of orders, newest first by when they entered their
+// state, masked. A bad filter or cursor is a *UsageError.
+func (o *Orders) List(ctx context.Context, f Filter) (Page, error) {
+	a, err := o.listArgs(f)
+	if err != nil {
+		return Page{}, err
+	}
+	p, err := o.ledger.List(ctx, a)
+	if errors.Is(err, ledger.ErrBadCursor) {
+		return Page{}, &UsageError{"cursor: not one a listing gave"}
+	}
+	if err != nil {
+		return Page{}, err
+	}
+	out := Page{Orders: make([]*ledger.Record, 0, len(p.Records)), Next: p.Next}
+	for _, r := range p.Records {
+		out.Orders = append(out.Orders, o.Show(r))
+	}
+	return out, nil
+}
+
+// Get returns the order's record with its history, masked, or
+// ledger.ErrNotFound.
+func (o *Orders) Get(ctx context.Context, ref ledger.Ref) (*ledger.Record, error) {
+	rec, err := o.ledger.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, ledger.ErrNotFound
+	}
+	return o.Show(rec), nil
+}
+
+// Stats returns, for each provider and state, the count and oldest entry.
+func (o *Orders) Stats(ctx context.Context) (map[string]map[ledger.State]ledger.StateStats, error) {
+	return o.ledger.Stats(ctx, o.set.Names())
+}
+
+// Show returns a copy of rec fit to show: params opened when sealed and
+// the data key is at hand (else left sealed, opaque) and masked, phone
+// numbers masked in the reason and every message of the history.
+func (o *Orders) Show(rec *ledger.Record) *ledger.Record {
+	r := *rec
+	// Sealed params this process cannot open stay sealed: opaque.
+	if clear, err := o.opts.Sealer.Open(r.Params); err == nil && len(clear) > 0 {
+		r.Params = providers.MaskParams(clear, o.set.Sensitive(r.Provider))
+	}
+	r.Reason = providers.MaskPhones(r.Reason)
+	r.History = make([]ledger.Attempt, len(rec.History))
+	for i, a := range rec.History {
+		a.Message = providers.MaskPhones(a.Message)
+		r.History[i] = a
+	}
+	if len(rec.History) == 0 {
+		r.History = nil
+	}
+	return &r
+}
+
+func (o *Orders) observe(action, result string) {
+	if o.opts.Observe != nil {
+		o.opts.Observe(action, result)
+	}
+}
+
+func resultOf(err error) string {
+	var refused *ledger.RefusedError
+	switch {
+	case err == nil:
+		return ResultOK
+	case errors.As(err, &refused), errors.Is(err, ledger.ErrNotFound):
+		return ResultRefused
+	}
+	return ResultError
+}
+
+// ResolveArgs are an operator's decision about an order; see
+// ledger.ResolveArgs.
+type ResolveArgs = ledger.ResolveArgs
+
+// ParseResolution reads paid, absent or errored.
+func ParseResolution(s string) (ledger.Resolution, error) {
+	switch r := ledger.Resolution(strings.TrimSpace(s)); r {
+	case ledger.ResolvePaid, ledger.ResolveAbsent, ledger.ResolveErrored:
+		return r, nil
+	}
+	return "", &UsageError{fmt.Sprintf("decision %q: want paid, absent or errored", s)}
+}
+
+// Resolved is a resolved order: its record after, masked, and whether its
+// task was queued (after absent, so that the order is submitted again).
+type Resolved struct {
+	*ledger.Record
+	Requeued bool `json:"requeued,omitempty"`
+	// RequeueError says why the task could not be queued; the order is
+	// resolved all the same, and the reconciler queues its task.
+	RequeueError string `json:"requeue_error,omitempty"`
+}
+
+// Resolve records an operator's decision (ledger.Ledger.Resolve): the note
+// and the name are stored with phone numbers masked. After absent the
+// order's task is queued again. A decision that is not legal is a
+// *ledger.RefusedError; an order with no record, ledger.ErrNotFound.
+func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Resolved, error) {
+	action := "resolve_" + string(a.As)
+	if !slices.Contains(Actions, action) {
+		return Resolved{}, &ledger.RefusedError{Reason: fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
+	}
+	if err := checkText(a.Note, a.By); err != nil {
+		return Resolved{}, err
+	}
+	a.Note = providers.MaskPhones(strings.TrimSpace(a.Note))
+	a.By = providers.MaskPhones(strings.TrimSpace(a.By))
+	a.ProviderOrderID = strings.TrimSpace(a.ProviderOrderID)
+	rec, err := o.ledger.Resolve(ctx, ref, a)
+	o.observe(action, resultOf(err))
+	if err != nil {
+		return Resolved{}, err
+	}
+	out := Resolved{Record: o.Show(rec)}
+	if a.As == ledger.ResolveAbsent {
+		out.Requeued, err = tasks.Requeue(ctx, o.inspector, o.client, o.opts.Queue, rec)
+		if err != nil {
+			out.RequeueError = err.Error()
+		}
+	}
+	return out, nil
+}
+
+// Status of an order in a re-drive.
+const (
+	StatusRedriven     = "redriven"      // moved back to submission, its task queued
+	StatusWouldRedrive = "would_redrive" // a dry run: it would be re-driven
+	StatusSkipped      = "skipped"       // it may exist at the provider: never re-driven
+	StatusRefused      = "refused"       // the ledger refused (it changed meanwhile)
+)
+
+// Redriven is what a re-drive did to one order.
+type Redriven struct {
+	Status   string       `json:"status"`
+	Provider string       `json:"provider"`
+	OrderNo  string       `json:"order_no"`
+	State    ledger.State `json:"state"`            // after
+	Reason   string       `json:"reason,omitempty"` // the order's reason before, masked
+	MayExist bool         `json:"may_exist"`        // the provider may hold the order
+	Requeued bool         `json:"requeued,omitempty"`
+	// Why an order was skipped or refused, or why its task could not be
+	// queued (the reconciler queues it then).
+	Why string `json:"why,omitempty"`
+}
+
+// skipWhy is why an order that may exist is never re-driven.
+const skipWhy = "the order may exist at the provider: look it up there; it is never re-driven"
+
+// RedriveOne re-drives one errored order that surely created nothing at
+// the provider and queues its task. An order that may exist, or is not
+// errored, is refused (Status refused, Why says why); an order with no
+// record is ledger.ErrNotFound.
+func (o *Orders) RedriveOne(ctx context.Context, ref ledger.Ref, by, note string) (Redriven, error) {
+	rec, err := o.ledger.Get(ctx, ref)
+	if err != nil {
+		return Redriven{}, err
+	}
+	if rec == nil {
+		return Redriven{}, ledger.ErrNotFound
+	}
+	return o.redrive(ctx, rec, by, note)
+}
+
+// MaxNote and MaxBy bound an operator's note and name, in bytes.
+const (
+	MaxNote = 1000
+	MaxBy   = 100
+)
+
+func checkText(note, by string) error {
+	if len(note) > MaxNote || len(by) > MaxBy {
+		return &UsageError{fmt.Sprintf("a note has at most %d bytes, a name %d", MaxNote, MaxBy)}
+	}
+	return nil
+}
+
+func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note string) (Redriven, error) {
+	if err := checkText(note, by); err != nil {
+		return Redriven{}, err
+	}
+	out := Redriven{Provider: rec.Provider, OrderNo: rec.OrderNo, State: rec.State,
+		Reason: providers.MaskPhones(rec.Reason), MayExist: rec.MayHaveBeenCreated()}
+	err := o.ledger.Redrive(ctx, rec.Ref(), providers.MaskPhones(strings.TrimSpace(by)), providers.MaskPhones(strings.TrimSpace(note)))
+	o.observe(ActionRedrive, resultOf(err))
+	var refused *ledger.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		out.Status, out.Why = StatusRefused, refused.Reason
+		return out, nil
+	case err != nil:
+		return out, err
+	}
+	out.Status, out.State = StatusRedriven, ledger.StateSubmitting
+	out.Requeued, err = tasks.Requeue(ctx, o.inspector, o.client, o.opts.Queue, rec)
+	if err != nil {
+		out.Why = "task not queued (the reconciler will): " + err.Error()
+	}
+	return out, nil
+}
+
+// RedriveArgs select the orders of a re-drive.
+type RedriveArgs struct {
+	// Provider; "" for every provider.
+	Provider string
+	// ReasonMatch keeps the orders whose reason contains it (any case);
+	// "" keeps all.
+	ReasonMatch string
+	// OlderThan keeps orders errored at least this long ago; 0 for any.
+	OlderThan time.Duration
+	// DryRun reports what would be re-driven and changes nothing.
+	DryRun bool
+	// By names who re-drives (required unless DryRun); Note says why.
+	By, Note string
+}
+
+// Redrive goes through the errored orders that match, newest first: an
+// order that surely created nothing at the provider is re-driven and its
+// task queued (or, in a dry run, reported as would_redrive); one that may
+// exist is reported as skipped and left alone. each is called for every
+// matching order; its error stops the re-drive.
+func (o *Orders) Redrive(ctx context.Context, a RedriveArgs, each func(Redriven) error) error {
+	if !a.DryRun && strings.TrimSpace(a.By) == "" {
+		return &UsageError{"a re-drive needs the name of who runs it (by)"}
+	}
+	if err := checkText(a.Note, a.By); err != nil {
+		return err
+	}
+	match := strings.ToLower(a.ReasonMatch)
+	f := Filter{State: ledger.StateErrored, Provider: a.Provider, OlderThan: a.OlderThan, Limit: 200}
+	args, err := o.listArgs(f)
+	if err != nil {
+		return err
+	}
+	for {
+		page, err := o.ledger.List(ctx, args)
+		if err != nil {
+			return err
+		}
+		for _, rec := range page.Records {
+			if match != "" && !strings.Contains(strings.ToLower(rec.Reason), match) {
+				continue
+			}
+			r := Redriven{Provider: rec.Provider, OrderNo: rec.OrderNo, State: rec.State,
+				Reason: providers.MaskPhones(rec.Reason), MayExist: rec.MayHaveBeenCreated()}
+			switch {
+			case r.MayExist:
+				r.Status, r.Why = StatusSkipped, skipWhy
+			case a.DryRun:
+				r.Status = StatusWouldRedrive
+			default:
+				if r, err = o.redrive(ctx, rec, a.By, a.Note); err != nil {
+					return err
+				}
+			}
+			if err := each(r); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			return nil
+		}
+		args.Cursor = page.Next
+	}
+}

@@ -1,0 +1,166 @@
+package ops_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/providers/registry"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+type setup struct {
+	t      *testing.T
+	ledger *ledger.Ledger
+	enq    *tasks.Enqueuer
+	sealer *tasks.Sealer
+	insp   *asynq.Inspector
+	client *asynq.Client
+
+	mu       sync.Mutex
+	observed []string
+}
+
+func newSetup(t *testing.T) *setup {
+	t.Helper()
+	rs := taskstest.StartRedis(t, nil)
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	sealer, err := tasks.NewSealer(base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := asynq.RedisClientOpt{Addr: rs.Addr}
+	s := &setup{t: t, ledger: ledger.New(rs.Client(t), nil), sealer: sealer, insp: asynq.NewInspector(opt), client: asynq.NewClient(opt)}
+	t.Cleanup(func() { s.insp.Close(); s.client.Close() })
+	s.enq = tasks.NewEnqueuer(s.client, s.ledger, registry.Validators("test"), &tasks.EnqueuerOptions{Sealer: sealer})
+	return s
+}
+
+func (s *setup) orders(sealer *tasks.Sealer) *ops.Orders {
+	return ops.New(s.ledger, s.insp, s.client, registry.Validators("test"), &ops.Options{Sealer: sealer,
+		Observe: func(action, result string) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.observed = append(s.observed, action+":"+result)
+		}})
+}
+
+func (s *setup) order(provider, no, params string, tr *ledger.Transition) ledger.Ref {
+	s.t.Helper()
+	res, err := s.enq.Enqueue(context.Background(), []byte(fmt.Sprintf(`{"provider":%q,"order_no":%q,"params":%s}`, provider, no, params)))
+	if err != nil || res.Status != tasks.Enqueued {
+		s.t.Fatalf("enqueue %s: %+v, %v", no, res, err)
+	}
+	ref := ledger.Ref{Provider: provider, OrderNo: no}
+	if tr != nil {
+		if _, err := s.ledger.Begin(context.Background(), ref, ledger.BeginArgs{Token: "t-" + no}); err != nil {
+			s.t.Fatal(err)
+		}
+		if err := s.ledger.Settle(context.Background(), ref, "t-"+no, *tr); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	return ref
+}
+
+func ptr(t ledger.Transition) *ledger.Transition { return &t }
+
+const aliyunParams = `{"iotId":"dev-1","commodityCode":"streamingResource_20_10","copies":1,"userName":"15812348558"}`
+
+// Show opens sealed params with the data key and masks them; without the
+// key they stay sealed; phone numbers in the reason and the history are
+// masked.
+func TestShowMasks(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ref := s.order("aliyun", "S1", aliyunParams, ptr(ledger.SetUnknown("no answer for 13912345678").WithMayExist(true).
+		WithAttempt(&ledger.Attempt{N: 1, At: time.Now(), Call: "submit", Result: "ambiguous", Message: "user 13912345678"})))
+	rec, err := s.orders(s.sealer).Get(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(rec.Params); !strings.Contains(got, `"userName":"158****8558"`) {
+		t.Errorf("params with the key = %s, want the userName masked", got)
+	}
+	if rec.Reason != "no answer for 139****5678" || rec.History[0].Message != "user 139****5678" {
+		t.Errorf("reason %q, message %q: want the phone numbers masked", rec.Reason, rec.History[0].Message)
+	}
+	rec, err = s.orders(nil).Get(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tasks.IsSealed(rec.Params) {
+		t.Errorf("params without the key = %s, want them sealed", rec.Params)
+	}
+	if _, err := s.orders(nil).Get(context.Background(), ledger.Ref{Provider: "aliyun", OrderNo: "nope"}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Get of a missing order: %v, want ErrNotFound", err)
+	}
+}
+
+// Every resolve and re-drive attempted is observed once, with its result;
+// a dry run is not; refusals change nothing.
+func TestActionsAreObserved(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	o := s.orders(s.sealer)
+	ctx := context.Background()
+	tencent := `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`
+	u := s.order("aliyun", "U1", aliyunParams, ptr(ledger.SetUnknown("timeout").WithMayExist(true)))
+	q := s.order("tencent", "Q1", tencent, nil)
+	e := s.order("tencent", "E1", tencent, ptr(ledger.SetErrored("invalid ItemId").WithMayExist(false)))
+
+	var refused *ledger.RefusedError
+	if _, err := o.Resolve(ctx, q, ops.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); !errors.As(err, &refused) {
+		t.Errorf("resolve of a queued order: %v, want refused", err)
+	}
+	if _, err := o.Resolve(ctx, u, ops.ResolveArgs{As: "maybe", Note: "n", By: "ann"}); !errors.As(err, &refused) {
+		t.Errorf("an unknown decision: %v, want refused", err)
+	}
+	var usage *ops.UsageError
+	if _, err := o.Resolve(ctx, u, ops.ResolveArgs{As: ledger.ResolveErrored, Note: strings.Repeat("x", ops.MaxNote+1), By: "ann"}); !errors.As(err, &usage) {
+		t.Errorf("a note too long: %v, want a usage error", err)
+	}
+	res, err := o.Resolve(ctx, u, ops.ResolveArgs{As: ledger.ResolveErrored, Note: "cancelled, customer 13912345678", By: "ann"})
+	if err != nil || res.State != ledger.StateErrored || !strings.Contains(res.Reason, "139****5678") {
+		t.Fatalf("resolve errored: %+v, %v", res, err)
+	}
+	r, err := o.RedriveOne(ctx, q, "ann", "")
+	if err != nil || r.Status != ops.StatusRefused || !strings.Contains(r.Why, "not errored") {
+		t.Errorf("re-drive of a queued order: %+v, %v; want refused", r, err)
+	}
+	var seen []string
+	if err := o.Redrive(ctx, ops.RedriveArgs{DryRun: true}, func(r ops.Redriven) error { seen = append(seen, r.OrderNo+":"+r.Status); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// U1 was errored by the operator after a create that may have reached
+	// the provider: never re-driven.
+	if fmt.Sprint(seen) != "[U1:skipped E1:would_redrive]" {
+		t.Errorf("dry run saw %v", seen)
+	}
+	if err := o.Redrive(ctx, ops.RedriveArgs{}, func(ops.Redriven) error { return nil }); !errors.As(err, &usage) {
+		t.Errorf("a re-drive without a name: %v, want a usage error", err)
+	}
+	if r, err := o.RedriveOne(ctx, e, "ann", "fixed"); err != nil || r.Status != ops.StatusRedriven || r.State != ledger.StateSubmitting {
+		t.Errorf("re-drive of E1: %+v, %v", r, err)
+	}
+	want := "[resolve_errored:refused resolve_errored:ok redrive:refused redrive:ok]"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fmt.Sprint(s.observed) != want {
+		t.Errorf("observed %v, want %s", s.observed, want)
+	}
+}
