@@ -15,9 +15,11 @@ import (
 	"github.com/orderworker/orderworker/providers"
 )
 
-// adminHandler serves /metrics, /healthz, /readyz and the dashboard at
-// /monitoring/.
-func adminHandler(reg *prometheus.Registry, ready func() error, monitoring http.Handler, token providers.Secret) http.Handler {
+// adminHandler serves /metrics, /healthz, /readyz, the dashboard at
+// /monitoring/ and, when orders is not nil, the Orders pages at /orders/
+// and their API at /api/orders, these two behind the same token as the
+// dashboard.
+func adminHandler(reg *prometheus.Registry, ready func() error, monitoring, orders http.Handler, token providers.Secret) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -31,8 +33,14 @@ func adminHandler(reg *prometheus.Registry, ready func() error, monitoring http.
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("/monitoring/", requireToken(token, monitoring))
+	if orders != nil {
+		orders = requireToken(token, orders)
+		mux.Handle("/orders/", orders)
+		mux.Handle("/api/orders", orders)
+		mux.Handle("/api/orders/", orders)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, "orderworker admin: /metrics /healthz /readyz /monitoring/")
+		fmt.Fprintln(w, "orderworker admin: /metrics /healthz /readyz /monitoring/ /orders/ /api/orders")
 	})
 	return mux
 }

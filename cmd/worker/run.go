@@ -135,7 +135,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("admin address: %w", err)
 	}
-	admin := &http.Server{Handler: adminHandler(reg, ready, mon, cfg.MonitoringToken), ReadHeaderTimeout: 5 * time.Second}
+	orders := newOrdersAdmin(ordersConfig{Ledger: ledger, Inspector: inspector, RedisOpt: redisOpt, Set: set, Sealer: sealer,
+		Queue: cfg.Queue, ReadOnly: cfg.MonitoringReadOnly, Token: cfg.MonitoringToken, Registerer: reg, Logger: log})
+	defer orders.Close()
+	admin := &http.Server{Handler: adminHandler(reg, ready, mon, orders, cfg.MonitoringToken), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin server stopped", "error", err)
