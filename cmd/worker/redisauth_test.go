@@ -111,3 +111,24 @@ func TestWorkerReadyWithACLUserAndSentinel(t *testing.T) {
 		})
 	}
 }
+
+// A plain redis:// URL naming one node of a Redis Cluster would half work
+// (MOVED for every key on the other nodes): the worker refuses it at start
+// and names the form to use.
+func TestWorkerRefusesOneClusterNode(t *testing.T) {
+	t.Parallel()
+	cl := taskstest.StartCluster(t, &taskstest.ClusterOptions{Masters: 3})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done, logs := startWorker(t, ctx, "redis://"+cl.MasterAddrs()[1]+"/0", "127.0.0.1:0")
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "redis-cluster://") {
+			t.Fatalf("worker returned %v, want a refusal naming redis-cluster://", err)
+		}
+	case <-time.After(20 * time.Second):
+		cancel()
+		<-done
+		t.Fatalf("worker still running 20s after start on one cluster node; logs:\n%s", logs)
+	}
+}
