@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -135,11 +134,10 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 	recv := exec.Command("python3", recvPath)
 	recv.Env = append(os.Environ(), "ORDERWORKER_WEBHOOK_SECRET="+secret, "PORT="+port)
 	recv.Stdout, recv.Stderr = &recvOut, &recvOut
-	recv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := recv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-recv.Process.Pid, syscall.SIGKILL); _ = recv.Wait() })
+	t.Cleanup(func() { _ = recv.Process.Kill(); _ = recv.Wait() })
 	hook := "http://127.0.0.1:" + port + "/hook"
 	deadline := time.Now().Add(20 * time.Second)
 	for {
