@@ -47,16 +47,13 @@ import (
 // the test has made every one of these events happen, every panel returns
 // series.
 var emptyUntil = map[string]string{
-	"Order outcomes by provider":   "an order reaches paid, pending or errored",
 	"Enqueue to outcome p50 / p99": "an order reaches paid, pending or errored",
 	"Attempts per order p50 / p99": "an order reaches paid or errored",
-	"Dedupe hits":                  "a worker runs a task for an order that is already finished, or whose params differ from the recorded order",
 	"Provider latency p50 / p99":   "a worker calls a provider",
 	"Provider requests by result":  "a worker calls a provider",
 	"Provider error ratio":         "a worker calls a provider",
 	"Retries by reason":            "an attempt fails and is retried, or waits out throttling",
 	"Rate-limit waits":             "ORDERWORKER_RATE_LIMITS holds a request back",
-	"Reconciler findings":          "the reconciler re-queues an order no task would move on",
 }
 
 // Names of the panels whose values the test checks: against the ledger and

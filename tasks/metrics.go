@@ -64,6 +64,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Init creates the labelled counters at zero for the named providers, so
+// that their first event shows in rate() and increase(): a series born at 1
+// hides it.
+func (m *Metrics) Init(providerNames []string) {
+	if m == nil {
+		return
+	}
+	for _, p := range providerNames {
+		for _, s := range []State{StatePaid, StatePending, StateErrored} {
+			m.outcomes.WithLabelValues(p, string(s))
+		}
+		for _, k := range []string{"duplicate", "conflict", "terminal"} {
+			m.dedupeHits.WithLabelValues(p, k)
+		}
+	}
+}
+
 func (m *Metrics) dedupe(provider, kind string) {
 	if m != nil {
 		m.dedupeHits.WithLabelValues(provider, kind).Inc()

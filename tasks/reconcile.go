@@ -76,6 +76,11 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 			Name: "orderworker_reconciler_found_total",
 			Help: "Orders the reconciler found with no task to move them on, by kind; each was queued again.",
 		}, []string{"kind"})}
+	// At zero from the start, so the first finding shows in increase().
+	r.found.WithLabelValues("claimed_not_enqueued")
+	for _, s := range []State{StateQueued, StateSubmitting, StateUnknown, StatePending} {
+		r.found.WithLabelValues(string(s) + "_without_task")
+	}
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(r.found)
 	}

@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	metrics := tasks.NewMetrics(reg)
+	metrics.Init(set.Names())
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
 	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable})
