@@ -12,7 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/tasks/ops"
 )
 
 // redrive re-drives the errored orders that surely created nothing at the

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"

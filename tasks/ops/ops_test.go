@@ -13,7 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/orderworker/orderworker/ops"
+	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
