@@ -12,9 +12,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/ops"
 )
 
 // cmdEnv is what the operator subcommands (list, resolve, redrive) share

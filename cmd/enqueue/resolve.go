@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/ops"
 )
 
 // resolve records an operator's decision about an order the worker cannot

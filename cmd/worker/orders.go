@@ -20,10 +20,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/ops"
 )
 
 // ordersConfig is what the Orders pages and API are built from.

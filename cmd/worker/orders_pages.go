@@ -15,10 +15,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/orderworker/orderworker/tasks/ops"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/ops"
 )
 
 // The Orders pages: server-rendered, no script, no external asset; the one
