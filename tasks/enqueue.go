@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -60,8 +61,8 @@ type Enqueuer struct {
 	taskOpts  []asynq.Option
 	metrics   *Metrics
 	sealer    *Sealer
-	keyOnce   sync.Once
-	keyErr    error
+	keyOK     atomic.Bool // the data key matched the ledger's once
+
 }
 
 // NewEnqueuer returns an Enqueuer that validates params with set.
@@ -208,9 +209,13 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 		return pr, nil
 	}
 	if e.sealer != nil {
-		e.keyOnce.Do(func() { e.keyErr = e.ledger.CheckDataKey(ctx, e.sealer.KeyID()) })
-		if e.keyErr != nil {
-			return pr, e.keyErr
+		if !e.keyOK.Load() {
+			// Checked until it succeeds once: a Redis outage at the first
+			// order must not stick.
+			if err := e.ledger.CheckDataKey(ctx, e.sealer.KeyID()); err != nil {
+				return pr, err
+			}
+			e.keyOK.Store(true)
 		}
 		if pr.p.Params, err = e.sealer.Seal(clear); err != nil {
 			return pr, err
