@@ -88,11 +88,6 @@ const (
 	cmpIdleOrders = 40
 	// cmpIdleWindow is how long an idle worker's commands are counted.
 	cmpIdleWindow = 10 * time.Second
-	// cmpPollInterval is passed to the project worker as
-	// ORDERWORKER_POLL_INTERVAL (asynq's TaskCheckInterval): asynq sleeps
-	// between half and one and a half of it after finding the queue empty.
-	// A worker that does not know the variable ignores it.
-	cmpPollInterval = "50ms"
 	// cmpRunTimeout bounds one worker run.
 	cmpRunTimeout = 2 * time.Minute
 )
@@ -384,7 +379,6 @@ func (e *cmpEnv) projectEnv(concurrency int, admin string) []string {
 		"TENCENT_APP_SECRET="+e.sandbox.secret,
 		"ORDERWORKER_CONCURRENCY="+strconv.Itoa(concurrency),
 		"ORDERWORKER_ADMIN_ADDR="+admin,
-		"ORDERWORKER_POLL_INTERVAL="+cmpPollInterval,
 		"ORDERWORKER_SHUTDOWN_TIMEOUT=10s",
 		"ORDERWORKER_LOG_FORMAT=json",
 	)
@@ -715,7 +709,7 @@ func (e *cmpEnv) idle(b *testing.B) cmpResult {
 	r.metric(ms(n90), "naive_pickup_p90_ms")
 	r.metric(pr.cmdsPerSec, "project_idle_cmds/s")
 	r.metric(nv.cmdsPerSec, "naive_idle_cmds/s")
-	r.row(fmt.Sprintf("idle pickup, %d orders one at a time: producer returns → create call reaches the sandbox (ORDERWORKER_POLL_INTERVAL=%s passed)", len(pr.pickups), cmpPollInterval),
+	r.row(fmt.Sprintf("idle pickup, %d orders one at a time: producer returns → create call reaches the sandbox (the default ORDERWORKER_POLL_INTERVAL, %s)", len(pr.pickups), tasks.DefaultPollInterval),
 		fmt.Sprintf("p50 %.0f ms, p90 %.0f ms", ms(p50), ms(p90)),
 		fmt.Sprintf("p50 %.0f ms, p90 %.0f ms", ms(n50), ms(n90)), "")
 	r.row(fmt.Sprintf("idle worker, Redis commands per second (over %.0f s)", pr.window.Seconds()),
