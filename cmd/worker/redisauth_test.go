@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -130,5 +131,50 @@ func TestWorkerRefusesOneClusterNode(t *testing.T) {
 		cancel()
 		<-done
 		t.Fatalf("worker still running 20s after start on one cluster node; logs:\n%s", logs)
+	}
+}
+
+// A worker whose ORDERWORKER_DATA_KEY is not the one the producers sealed
+// the ledger's params with refuses to start and says so; with the right key
+// it starts.
+func TestWorkerRefusesAnotherDataKey(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	producers, err := tasks.NewSealer("UFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFA=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks.NewLedger(rs.Client(t)).CheckDataKey(context.Background(), producers.KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	start := func(key string) (<-chan error, *syncBuffer, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "2s"},
+				envFunc(map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": key}), &stdout, &stderr)
+		}()
+		return done, &stderr, cancel
+	}
+	done, logs, cancel := start("V1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1c=")
+	defer cancel()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "ORDERWORKER_DATA_KEY") || !strings.Contains(err.Error(), producers.KeyID()) {
+			t.Fatalf("worker with another key returned %v, want a refusal naming the variable and the ledger's key id", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("worker with another data key still running; logs:\n%s", logs)
+	}
+	done, logs, cancel = start("UFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFA=")
+	select {
+	case err := <-done:
+		t.Fatalf("worker with the producers' key stopped: %v\n%s", err, logs)
+	case <-time.After(2 * time.Second):
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("worker with the producers' key: %v", err)
 	}
 }
