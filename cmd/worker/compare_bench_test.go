@@ -417,6 +417,8 @@ type cmpRun struct {
 	total   time.Duration // process start → last create call
 	cmds    cmpStats
 	peak    int64 // VmHWM, bytes
+	cpu     time.Duration // the worker process's CPU time
+	rcpu    time.Duration // redis-server's CPU time during the run
 	note    string
 }
 
@@ -452,6 +454,7 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 	}
 	e.sandbox.reset(c.latency, c.orders, false)
 	before := e.stats(b)
+	redisBefore := cmpRedisCPU(e.rdb)
 	p, _ := e.startWorker(b, project, c.concurrency, tag)
 	deadline := time.Now().Add(cmpRunTimeout)
 	err := p.waitUntil(cmpRunTimeout, "done", func() bool { return e.sandbox.doneAt.Load() != 0 })
@@ -478,6 +481,10 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 	} else {
 		b.Logf("%s: peak RSS: %v", kind, err)
 	}
+	if cpu, err := p.cpuTime(); err == nil {
+		run.cpu = cpu
+	}
+	run.rcpu = cmpRedisCPU(e.rdb) - redisBefore
 	if err := p.stop(30 * time.Second); err != nil {
 		b.Errorf("%s worker after SIGTERM: %v\n%s", kind, err, p.tail(20))
 	}
@@ -495,9 +502,10 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 			qi.Pending, qi.Active, qi.Scheduled, qi.Retry, qi.Archived)
 		b.Logf("%s %s: %s", kind, c.name, run.note)
 	}
-	b.Logf("%-7s %-12s %6d orders in %s (startup %s): %s orders/s, %.1f cmds/order, peak RSS %.0f MB",
+	b.Logf("%-7s %-12s %6d orders in %s (startup %s): %s orders/s, %.1f cmds/order, peak RSS %.0f MB, CPU per order: worker %s, redis-server %s",
 		kind, c.name, run.created, run.steady.Round(time.Millisecond), run.startup.Round(time.Millisecond),
-		cmpNum(run.rate(), 0), run.cmdsPerOrder(), float64(run.peak)/(1<<20))
+		cmpNum(run.rate(), 0), run.cmdsPerOrder(), float64(run.peak)/(1<<20),
+		(run.cpu / time.Duration(max(run.orders, 1))).Round(time.Microsecond), (run.rcpu / time.Duration(max(run.orders, 1))).Round(time.Microsecond))
 	return run
 }
 
