@@ -185,7 +185,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		case errors.Is(err, ledger.ErrNotDurable):
 			// The mark is on the master only: a failover could lose it,
 			// so no request may leave on it.
-			h.release(ref, token)
+			if b.Record != nil {
+				h.settleQuiet(ref, token, ledger.Unmark(b.Record))
+			} else {
+				h.release(ref, token)
+			}
 			return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		case err != nil:
 			return wait(redisWait, err)
@@ -202,7 +206,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 		rec := b.Record
 		if h.differs(p, rec) {
-			h.release(ref, token)
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			h.metrics.dedupe(p.Provider, "conflict")
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
@@ -224,18 +228,21 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
-		// Nothing is sent: the order goes back to where it was.
-		h.settleQuiet(ref, token, ledger.Unmark(rec))
 		if errors.Is(err, errConfig) {
+			// Nothing is sent: the order goes back to where it was.
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			return order.Then{}, h.configWait(ref, ProblemDataKey, err.Error())
 		}
 		// Recorded params this worker's version rejects: nothing is sent.
-		// An order that may exist is left for a person, never errored.
+		// An order about to be created is errored; one that may exist is
+		// left for a person, never errored.
 		reason := "recorded params rejected: " + msgOf(err)
-		if pl := order.PlanStep(rec, pol, time.Now()); pl.Step == order.Submit || pl.Step == order.Prepare {
-			if err := h.ledger.Settle(context.WithoutCancel(ctx), ref, token+":p", ledger.SetErrored(reason)); err == nil {
+		if pl := order.PlanStep(rec, pol, time.Now()); (pl.Step == order.Submit || pl.Step == order.Prepare) && !rec.MayExist {
+			if err := h.ledger.Settle(context.WithoutCancel(ctx), ref, token, ledger.SetErrored(reason)); err == nil {
 				h.metrics.outcome(rec, StateErrored, rec.Attempts, time.Now())
 			}
+		} else {
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
 		}
 		h.log.Error("order params rejected", "provider", ref.Provider, "order_no", ref.OrderNo, "reason", reason)
 		return order.Then{}, stop("order %s: %s", ref, reason)

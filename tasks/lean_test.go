@@ -287,3 +287,35 @@ func TestUnreadableParamsLeaveTheOrderWaiting(t *testing.T) {
 		}
 	}
 }
+
+// Recorded params that this worker's provider rejects (a stricter version
+// of its validation, say) end an order that was about to be created, with
+// the reason; nothing is sent.
+func TestRejectedRecordedParamsEndTheOrder(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, nil, false)
+	bad := []byte(`{"item":"sku-1","qty":1000}`) // over memprov's bound
+	ref := tasks.OrderRef{Provider: memprov.Name, OrderNo: "Bad1"}
+	if _, err := e.ledger.Claim(context.Background(), ref, bad, "h"); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Bad1", Params: bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tasks.NewHandler(e.ledger, func() *providers.Set {
+		set := providers.NewSet()
+		set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
+		return set
+	}(), &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := h.ProcessTask(context.Background(), task); err == nil {
+		t.Fatal("ProcessTask = nil, want the task stopped")
+	}
+	rec := e.wait(t, "Bad1", tasks.StateErrored)
+	if !strings.Contains(rec.Reason, "recorded params rejected") || rec.Inflight != 0 {
+		t.Errorf("record = %+v", rec)
+	}
+	if n := e.backend.Calls("create"); n != 0 {
+		t.Errorf("%d creates sent for rejected params", n)
+	}
+}
