@@ -416,7 +416,7 @@ type cmpRun struct {
 	steady  time.Duration // first → last create call
 	total   time.Duration // process start → last create call
 	cmds    cmpStats
-	peak    int64 // VmHWM, bytes
+	peak    int64         // VmHWM, bytes
 	cpu     time.Duration // the worker process's CPU time
 	rcpu    time.Duration // redis-server's CPU time during the run
 	note    string
