@@ -66,6 +66,7 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
+	l.claimLoaded.Store(true) // Redis knows the script now
 	res, _ := v.([]any)
 	if len(res) == 0 {
 		return ClaimResult{}, fmt.Errorf("claim order: unexpected reply %v", v)
@@ -124,6 +125,13 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 	now := l.now().UnixMilli()
 	out := make([]ClaimResult, len(claims))
 	errs := make([]error, len(claims))
+	if !l.claimLoaded.Load() {
+		// Load the script once up front: a pipeline of EVALSHAs for a
+		// script Redis does not know fails entry by entry.
+		if err := claimScript.Load(ctx, l.rdb).Err(); err == nil {
+			l.claimLoaded.Store(true)
+		}
+	}
 	for try := 0; ; try++ {
 		pipe := l.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(claims))

@@ -152,6 +152,7 @@ type Ledger struct {
 	replicasAt   time.Time
 	replicas     atomic.Int64
 	replicasWarn atomic.Bool
+	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
 }
 
 // New returns a Ledger on rdb.
