@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,26 +62,8 @@ func StartRedis(t testing.TB, opts *Options) *Server {
 		}
 		return s
 	}
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal("redis-server not found on PATH: install it (apt-get install redis-server; .ci/run does) or set ORDERWORKER_TEST_REDIS_URL")
-	}
-	s := &Server{dir: t.TempDir(), aof: opts.AOF}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = s.start(bin); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		t.Fatalf("start redis-server: %v", lastErr)
-	}
-	t.Cleanup(s.Stop)
+	s := &Server{aof: opts.AOF}
+	startServer(t, s)
 	return s
 }
 
