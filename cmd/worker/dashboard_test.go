@@ -274,14 +274,20 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server, dataKey string) []dashb
 // answers and stops the worker when the test ends.
 func startDashboardWorker(t *testing.T, env map[string]string) string {
 	t.Helper()
+	return startReadyWorker(t, env, "-queue", "dashboard-idle")
+}
+
+// startReadyWorker runs the worker in-process on a free admin address with
+// args added, returns the admin base URL once /readyz answers, and stops
+// the worker when the test ends.
+func startReadyWorker(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
 	admin := freeAddr(t)
 	var stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-admin-addr", admin, "-queue", "dashboard-idle", "-reconcile-interval", "1h",
-			"-shutdown-timeout", "3s", "-log-format", "text"}, envFunc(env), io.Discard, &stderr)
-	}()
+	args = append([]string{"-admin-addr", admin, "-reconcile-interval", "1h", "-shutdown-timeout", "3s", "-log-format", "text"}, args...)
+	go func() { done <- run(ctx, args, envFunc(env), io.Discard, &stderr) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -3,11 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -263,47 +261,10 @@ func htmlUnescape(s string) string {
 
 // startOrdersWorker runs the worker in-process on a free admin address with
 // the orders queue (paused by the fixture, so nothing runs), and returns
-// the admin base URL once /healthz answers.
+// the admin base URL once /readyz answers.
 func startOrdersWorker(t *testing.T, env map[string]string) string {
 	t.Helper()
-	admin := freeAddr(t)
-	var stderr syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-admin-addr", admin, "-reconcile-interval", "1h", "-shutdown-timeout", "3s", "-log-format", "text"},
-			envFunc(env), io.Discard, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker: %v\nlogs:\n%s", err, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("worker did not stop\nlogs:\n%s", stderr.String())
-		}
-	})
-	base := "http://" + admin
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("worker stopped before it was ready: %v\nlogs:\n%s", err, stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("worker not ready after a minute (last: %v)\nlogs:\n%s", err, stderr.String())
-		}
-	}
+	return startReadyWorker(t, env)
 }
 
 // cdp drives one page of a headless Chromium through the DevTools protocol
