@@ -44,6 +44,9 @@ func isPhone(run string) bool {
 // MaskPhones replaces every phone number in s by its first three and last
 // four digits around "****", the way providers show them (158****8558).
 func MaskPhones(s string) string {
+	if !hasDigitRun(s, 8) {
+		return s // no run long enough to be a phone number: most strings
+	}
 	return digitRun.ReplaceAllStringFunc(s, func(m string) string {
 		if !isPhone(m) {
 			return m
@@ -51,6 +54,21 @@ func MaskPhones(s string) string {
 		d := strings.TrimPrefix(m, "+")
 		return d[:3] + "****" + d[len(d)-4:]
 	})
+}
+
+// hasDigitRun reports whether s holds n consecutive ASCII digits.
+func hasDigitRun(s string, n int) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		if '0' <= s[i] && s[i] <= '9' {
+			if run++; run >= n {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
 }
 
 // MaskName masks a personal name or nickname: it keeps the first and last

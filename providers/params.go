@@ -120,17 +120,12 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 		return nil, bad("params must be a JSON object")
 	}
 	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, bad("params: malformed JSON")
-	}
-	known := make(map[string]bool, len(fields))
-	for _, f := range fields {
-		known[f.Name] = true
 	}
 	var unknown []string
 	for k := range m {
-		if !known[k] {
+		if !slices.ContainsFunc(fields, func(f Field) bool { return f.Name == k }) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -153,8 +148,8 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 		}
 		switch f.Kind {
 		case String:
-			var s string
-			if json.Unmarshal(v, &s) != nil {
+			s, ok := plainString(v)
+			if !ok && json.Unmarshal(v, &s) != nil {
 				return nil, bad("params.%s: must be %s", f.Name, f.Kind)
 			}
 			max := f.MaxLen
@@ -199,6 +194,16 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 		}
 	}
 	return out, nil
+}
+
+// plainString returns the value of v, one well-formed JSON value, when it
+// is a string without escapes (its bytes are then its value); ok is false
+// for anything else, which json.Unmarshal decodes.
+func plainString(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' || bytes.IndexByte(v, '\\') >= 0 {
+		return "", false
+	}
+	return string(v[1 : len(v)-1]), true
 }
 
 // isNumber reports whether v, one well-formed JSON value, is a number.

@@ -115,6 +115,10 @@ func TestDecodeParamsNormalizesOptionalFields(t *testing.T) {
 		{`{"CustomerId":"C1","ItemId":"I","ItemNum":2,"ItemVNO":""}`, Params{"CustomerId": "C1", "ItemId": "I", "ItemNum": int64(2)}},
 		{`{"CustomerId":"C1","ItemId":"I","ItemNum":2,"ItemVNO":null,"Big":null,"Now":null}`, Params{"CustomerId": "C1", "ItemId": "I", "ItemNum": int64(2)}},
 		{`{"CustomerId":"C1","ItemId":"I","ItemNum":2,"ItemVNO":"V","Now":false}`, Params{"CustomerId": "C1", "ItemId": "I", "ItemNum": int64(2), "ItemVNO": "V", "Now": false}},
+		// Escaped and plain spellings of a string decode alike.
+		{`{"CustomerId":"C\u0031","ItemId":"\u6211","ItemNum":2}`, Params{"CustomerId": "C1", "ItemId": "我", "ItemNum": int64(2)}},
+		{`{"CustomerId":"C1","ItemId":"我","ItemNum":2}`, Params{"CustomerId": "C1", "ItemId": "我", "ItemNum": int64(2)}},
+		{`{"CustomerId":"C1","ItemId":"a\"b","ItemNum":2}`, Params{"CustomerId": "C1", "ItemId": `a"b`, "ItemNum": int64(2)}},
 	}
 	for _, tt := range tests {
 		got, err := DecodeParams("test", json.RawMessage(tt.raw), orderFields)

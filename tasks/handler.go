@@ -320,19 +320,21 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	if d.Settle.Attempt() != nil {
 		calls++
 	}
-	log := h.log.With("provider", rec.Provider, "order_no", rec.OrderNo)
+	ctx := context.Background()
+	who := [2]slog.Attr{slog.String("provider", rec.Provider), slog.String("order_no", rec.OrderNo)}
 	switch {
 	case to == StatePaid:
 		h.metrics.outcome(rec, StatePaid, calls, now)
-		log.Info("order paid", "attempts", calls)
+		h.log.LogAttrs(ctx, slog.LevelInfo, "order paid", who[0], who[1], slog.Int("attempts", calls))
 	case to == StateErrored:
 		h.metrics.outcome(rec, StateErrored, calls, now)
-		log.Warn("order errored", "attempts", calls, "reason", d.Then.Reason)
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order errored", who[0], who[1], slog.Int("attempts", calls), slog.String("reason", d.Then.Reason))
 	case to == StatePending && rec.State != StatePending:
 		h.metrics.outcome(rec, StatePending, calls, now)
-		log.Info("order pending", "next_check", d.Then.Delay)
+		h.log.LogAttrs(ctx, slog.LevelInfo, "order pending", who[0], who[1], slog.Duration("next_check", d.Then.Delay))
 	case to == StateUnknown && rec.State != StateUnknown:
-		log.Warn("order outcome unknown; will look it up before any resubmission", "attempt", rec.Attempts+1, "error", d.Then.Reason)
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown; will look it up before any resubmission", who[0], who[1],
+			slog.Int("attempt", rec.Attempts+1), slog.String("error", d.Then.Reason))
 	}
 	if n := d.Then.Next; (n == order.Wait || n == order.Retry) && d.Then.Code != providers.OK {
 		h.metrics.retry(rec.Provider, d.Then.Code)

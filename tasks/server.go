@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,6 +27,13 @@ type ServerOptions struct {
 	// median pickup of an order by an idle worker is about half of it, and
 	// each poll costs three Redis commands. Default DefaultPollInterval.
 	TaskCheckInterval time.Duration
+	// Dequeuers is how many asynq servers share Concurrency. asynq takes
+	// tasks off the queue one at a time per server, each a Redis round
+	// trip, so with fast providers one server's dequeue loop caps how many
+	// orders a second the worker starts; several run that loop side by
+	// side. Each polls an empty queue Dequeuers times less often, so an
+	// idle worker costs the same. Default Dequeuers(Concurrency).
+	Dequeuers int
 	// DelayedTaskCheckInterval is how often retries and scheduled tasks
 	// are moved to the queue (asynq's default 5s); tests lower it.
 	DelayedTaskCheckInterval time.Duration
@@ -39,9 +47,63 @@ type ServerOptions struct {
 // gives about 0.5 s for about 3).
 const DefaultPollInterval = 75 * time.Millisecond
 
-// NewServer returns an asynq server that runs order tasks with h, with
-// retry delays and failure accounting decided by the handler.
-func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*asynq.Server, *asynq.ServeMux) {
+// Server runs order tasks: one or more asynq servers on the same queue
+// sharing the handler and the concurrency (see ServerOptions.Dequeuers).
+// Its methods are asynq.Server's.
+type Server struct {
+	servers []*asynq.Server
+}
+
+// Start starts every dequeuer with handler h; on an error the ones
+// started are shut down.
+func (s *Server) Start(h asynq.Handler) error {
+	for i, srv := range s.servers {
+		if err := srv.Start(h); err != nil {
+			for _, started := range s.servers[:i] {
+				started.Shutdown()
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Shutdown stops taking tasks and waits, up to ShutdownTimeout, for the
+// running ones; the dequeuers shut down together.
+func (s *Server) Shutdown() {
+	var wg sync.WaitGroup
+	for _, srv := range s.servers {
+		wg.Go(srv.Shutdown)
+	}
+	wg.Wait()
+}
+
+// Stop stops taking new tasks; running ones go on.
+func (s *Server) Stop() {
+	for _, srv := range s.servers {
+		srv.Stop()
+	}
+}
+
+// Ping checks every dequeuer's connection to Redis.
+func (s *Server) Ping() error {
+	for _, srv := range s.servers {
+		if err := srv.Ping(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Dequeuers is how many asynq servers share concurrency c by default: one
+// per 25 of concurrency, at most maxDequeuers.
+func Dequeuers(c int) int { return min(max(1, c/25), maxDequeuers) }
+
+const maxDequeuers = 4
+
+// NewServer returns a server that runs order tasks with h, with retry
+// delays and failure accounting decided by the handler.
+func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asynq.ServeMux) {
 	if o.Queue == "" {
 		o.Queue = DefaultQueue
 	}
@@ -57,26 +119,41 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*asynq.Server
 	if o.TaskCheckInterval <= 0 {
 		o.TaskCheckInterval = DefaultPollInterval
 	}
+	n := o.Dequeuers
+	if n <= 0 {
+		n = Dequeuers(o.Concurrency)
+	}
+	n = min(n, o.Concurrency)
 	log := o.Logger
-	srv := asynq.NewServer(r, asynq.Config{
-		Concurrency:              o.Concurrency,
-		Queues:                   map[string]int{o.Queue: 1},
-		RetryDelayFunc:           RetryDelay(o.Backoff),
-		IsFailure:                IsFailure,
-		ShutdownTimeout:          o.ShutdownTimeout,
-		TaskCheckInterval:        o.TaskCheckInterval,
-		DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
-		Logger:                   slogAdapter{log},
-		LogLevel:                 asynq.WarnLevel,
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if IsFailure(err) {
-				log.Debug("order attempt failed", "task", t.Type(), "error", err)
-			}
-		}),
-	})
+	s := &Server{}
+	for i := range n {
+		// Concurrency is split as evenly as it goes; each dequeuer polls
+		// an empty queue n times less often, so together they poll as
+		// often as one would.
+		c := o.Concurrency / n
+		if i < o.Concurrency%n {
+			c++
+		}
+		s.servers = append(s.servers, asynq.NewServer(r, asynq.Config{
+			Concurrency:              c,
+			Queues:                   map[string]int{o.Queue: 1},
+			RetryDelayFunc:           RetryDelay(o.Backoff),
+			IsFailure:                IsFailure,
+			ShutdownTimeout:          o.ShutdownTimeout,
+			TaskCheckInterval:        o.TaskCheckInterval * time.Duration(n),
+			DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
+			Logger:                   slogAdapter{log},
+			LogLevel:                 asynq.WarnLevel,
+			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+				if IsFailure(err) {
+					log.Debug("order attempt failed", "task", t.Type(), "error", err)
+				}
+			}),
+		}))
+	}
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeOrderSubmit, h)
-	return srv, mux
+	return s, mux
 }
 
 // slogAdapter lets asynq log through slog.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,7 +37,7 @@ type env struct {
 	client     *asynq.Client
 	enqueuer   *tasks.Enqueuer
 	handler    *tasks.Handler
-	srv        *asynq.Server
+	srv        *tasks.Server
 }
 
 type setupOpts struct {
@@ -578,5 +579,51 @@ func TestRedisOutageUnderWorker(t *testing.T) {
 		if c := e.sandbox.Count(no); c != 1 {
 			t.Errorf("%s: sandbox holds %d orders, want 1", no, c)
 		}
+	}
+}
+
+// A server with several dequeuers splits its concurrency among them, and
+// they process the one queue together: every order once.
+func TestServerDequeuersShareConcurrency(t *testing.T) {
+	t.Parallel()
+	if got := []int{tasks.Dequeuers(1), tasks.Dequeuers(49), tasks.Dequeuers(50), tasks.Dequeuers(500)}; fmt.Sprint(got) != "[1 1 2 4]" {
+		t.Errorf("Dequeuers(1, 49, 50, 500) = %v, want [1 1 2 4]", got)
+	}
+	e := setup(t, &setupOpts{noServer: true})
+	opt := asynq.RedisClientOpt{Addr: e.redis.Addr}
+	srv, mux := tasks.NewServer(opt, e.handler, tasks.ServerOptions{
+		Concurrency: 10, Dequeuers: 3, TaskCheckInterval: 10 * time.Millisecond,
+		ShutdownTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	const n = 30
+	for i := range n {
+		e.enqueue(t, order(fmt.Sprintf("DQ-%d", i)))
+	}
+	for i := range n {
+		e.waitState(t, fmt.Sprintf("DQ-%d", i), tasks.StatePaid)
+	}
+	if got := e.sandbox.Calls("ServiceCreateOrder"); got != n {
+		t.Errorf("ServiceCreateOrder called %d times for %d orders", got, n)
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	servers, err := insp.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conc []int
+	for _, s := range servers {
+		conc = append(conc, s.Concurrency)
+	}
+	slices.Sort(conc)
+	if fmt.Sprint(conc) != "[3 3 4]" {
+		t.Errorf("asynq servers' concurrency = %v, want [3 3 4]", conc)
+	}
+	if err := srv.Ping(); err != nil {
+		t.Errorf("Ping: %v", err)
 	}
 }

@@ -79,6 +79,7 @@ Flags:
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
 	}
+	redisOpt = tasks.RESP2(redisOpt)
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "status" {
 		if len(rest) != 3 {

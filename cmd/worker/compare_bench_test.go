@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,6 +122,7 @@ type cmpEnv struct {
 	endpoint string
 	run      string // makes this run's order numbers unique
 	scale    float64
+	rounds   int // processing rounds per case
 	machine  string
 	started  time.Time
 	load     string // /proc/loadavg when the comparison started
@@ -135,7 +137,7 @@ type cmpEnv struct {
 }
 
 func newCmpEnv(b *testing.B) *cmpEnv {
-	e := &cmpEnv{dir: b.TempDir(), scale: 1, results: map[string]cmpResult{}, started: time.Now(),
+	e := &cmpEnv{dir: b.TempDir(), scale: 1, rounds: 3, results: map[string]cmpResult{}, started: time.Now(),
 		load: cmpLoadAvg(), perOrder: map[string][2]float64{}}
 	if s := os.Getenv("ORDERWORKER_COMPARE_SCALE"); s != "" {
 		v, err := strconv.ParseFloat(s, 64)
@@ -143,6 +145,13 @@ func newCmpEnv(b *testing.B) *cmpEnv {
 			b.Fatalf("ORDERWORKER_COMPARE_SCALE=%q: want a positive number", s)
 		}
 		e.scale = v
+	}
+	if s := os.Getenv("ORDERWORKER_COMPARE_ROUNDS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("ORDERWORKER_COMPARE_ROUNDS=%q: want a positive integer", s)
+		}
+		e.rounds = v
 	}
 	e.bins = cmpBuild(b, e.dir)
 	e.rs = taskstest.StartRedis(b, nil)
@@ -419,6 +428,7 @@ type cmpRun struct {
 	peak    int64         // VmHWM, bytes
 	cpu     time.Duration // the worker process's CPU time
 	rcpu    time.Duration // redis-server's CPU time during the run
+	usec    cmpStats      // Redis microseconds by command during the run
 	note    string
 }
 
@@ -454,6 +464,7 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 	}
 	e.sandbox.reset(c.latency, c.orders, false)
 	before := e.stats(b)
+	usecBefore, _ := cmpCommandUsec(context.Background(), e.rdb)
 	redisBefore := cmpRedisCPU(e.rdb)
 	p, _ := e.startWorker(b, project, c.concurrency, tag)
 	deadline := time.Now().Add(cmpRunTimeout)
@@ -489,6 +500,10 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 		b.Errorf("%s worker after SIGTERM: %v\n%s", kind, err, p.tail(20))
 	}
 	run.cmds = cmpDelta(before, e.stats(b))
+	if after, err := cmpCommandUsec(context.Background(), e.rdb); err == nil {
+		run.usec = cmpDelta(usecBefore, after)
+		delete(run.usec, "info")
+	}
 
 	missing, dupes, total := cmpCheckOrders(e.sandbox.current(), nos)
 	if missing > 0 || dupes > 0 || total != len(nos) {
@@ -509,16 +524,59 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 	return run
 }
 
+// cmpMedianRun is the run with the median rate (the lower middle one of
+// an even count).
+func cmpMedianRun(runs []cmpRun) cmpRun {
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b cmpRun) int { return cmp.Compare(a.rate(), b.rate()) })
+	return s[(len(s)-1)/2]
+}
+
+// cmpMedian is the median of v (0 for none).
+func cmpMedian(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
 func (e *cmpEnv) processing(b *testing.B, c cmpCase) cmpResult {
-	pr := e.processOnce(b, true, c)
-	nv := e.processOnce(b, false, c)
+	// Rounds alternate which worker goes first, so that a change of load
+	// on the shared machine weighs on both alike; each side's figures are
+	// its median-rate run, the ratio the median of the rounds' ratios.
+	var prs, nvs []cmpRun
+	var ratios []float64
+	for i := range e.rounds {
+		var pr, nv cmpRun
+		if i%2 == 0 {
+			pr = e.processOnce(b, true, c)
+			nv = e.processOnce(b, false, c)
+		} else {
+			nv = e.processOnce(b, false, c)
+			pr = e.processOnce(b, true, c)
+		}
+		prs, nvs = append(prs, pr), append(nvs, nv)
+		if nv.rate() > 0 {
+			ratios = append(ratios, pr.rate()/nv.rate())
+		}
+	}
+	pr, nv := cmpMedianRun(prs), cmpMedianRun(nvs)
 	e.mu.Lock()
 	e.perOrder[c.name] = [2]float64{pr.cmdsPerOrder(), nv.cmdsPerOrder()}
 	e.mu.Unlock()
 	var r cmpResult
-	ratio := 0.0
-	if nv.rate() > 0 {
-		ratio = pr.rate() / nv.rate()
+	ratio := cmpMedian(ratios)
+	if len(ratios) > 1 {
+		parts := make([]string, len(ratios))
+		for i, v := range ratios {
+			parts[i] = fmt.Sprintf("%.2f", v)
+		}
+		r.details = append(r.details, fmt.Sprintf("%s: ratio by round: %s (median %.2f)", c.name, strings.Join(parts, ", "), ratio))
 	}
 	r.metric(pr.rate(), "project_orders/s")
 	r.metric(nv.rate(), "naive_orders/s")
@@ -551,7 +609,9 @@ func (e *cmpEnv) processing(b *testing.B, c cmpCase) cmpResult {
 	}
 	r.details = append(r.details,
 		fmt.Sprintf("%s: orderworker per order: %s", c.name, pr.cmds.perUnit(float64(pr.orders))),
-		fmt.Sprintf("%s: naive per order:       %s", c.name, nv.cmds.perUnit(float64(nv.orders))))
+		fmt.Sprintf("%s: naive per order:       %s", c.name, nv.cmds.perUnit(float64(nv.orders))),
+		fmt.Sprintf("%s: orderworker Redis µs per order: %s", c.name, pr.usec.perUnit(float64(pr.orders))),
+		fmt.Sprintf("%s: naive Redis µs per order:       %s", c.name, nv.usec.perUnit(float64(nv.orders))))
 	for _, n := range []struct {
 		who  string
 		note string

@@ -375,9 +375,20 @@ func (p *cmpProc) logSays(line string) func() bool {
 // cmpStats is one INFO commandstats reading: calls by command.
 type cmpStats map[string]int64
 
+// cmpCommandUsec reads INFO commandstats' microseconds per command (a
+// script's own time includes the calls it makes).
+func cmpCommandUsec(ctx context.Context, rdb *redis.Client) (cmpStats, error) {
+	return cmpReadCommandStats(ctx, rdb, "usec=")
+}
+
 // cmpCommandStats reads INFO commandstats. Calls made by Lua scripts
 // count too: each is a command Redis executed.
 func cmpCommandStats(ctx context.Context, rdb *redis.Client) (cmpStats, error) {
+	return cmpReadCommandStats(ctx, rdb, "calls=")
+}
+
+// cmpReadCommandStats reads one field of INFO commandstats per command.
+func cmpReadCommandStats(ctx context.Context, rdb *redis.Client, field string) (cmpStats, error) {
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {
 		return nil, err
@@ -393,7 +404,7 @@ func cmpCommandStats(ctx context.Context, rdb *redis.Client) (cmpStats, error) {
 			continue
 		}
 		for _, kv := range strings.Split(fields, ",") {
-			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+			if v, ok := strings.CutPrefix(kv, field); ok {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil {
 					return nil, fmt.Errorf("commandstats %q: %w", line, err)

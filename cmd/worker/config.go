@@ -30,6 +30,7 @@ type config struct {
 	AdminAddr       string
 	Queue           string
 	Concurrency     int
+	Dequeuers       int // 0: tasks.Dequeuers(Concurrency)
 	MaxAttempts     int
 	RetryBase       time.Duration
 	RetryMax        time.Duration
@@ -95,6 +96,7 @@ var workerVars = []envVar{
 	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/"},
 	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
 	{"ORDERWORKER_CONCURRENCY", "20", "orders processed at once"},
+	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 25 of concurrency, at most 4"},
 	{"ORDERWORKER_MAX_ATTEMPTS", "8", "failed submissions (that created nothing) before an order is errored"},
 	{"ORDERWORKER_RETRY_BASE", "1s", "first retry backoff (doubles, full jitter)"},
 	{"ORDERWORKER_RETRY_MAX", "5m", "backoff cap"},
@@ -152,6 +154,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		return n
 	}
+	auto := func(name string) int {
+		if strings.EqualFold(env(name), "auto") {
+			return 0
+		}
+		n, err := strconv.Atoi(env(name))
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want auto or a positive integer", name, env(name)))
+		}
+		return n
+	}
 	boolean := func(name string) bool {
 		b, err := strconv.ParseBool(env(name))
 		if err != nil {
@@ -164,6 +176,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		AdminAddr:          env("ORDERWORKER_ADMIN_ADDR"),
 		Queue:              env("ORDERWORKER_QUEUE"),
 		Concurrency:        num("ORDERWORKER_CONCURRENCY"),
+		Dequeuers:          auto("ORDERWORKER_DEQUEUERS"),
 		MaxAttempts:        num("ORDERWORKER_MAX_ATTEMPTS"),
 		RetryBase:          dur("ORDERWORKER_RETRY_BASE"),
 		RetryMax:           dur("ORDERWORKER_RETRY_MAX"),
@@ -278,6 +291,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.Concurrency <= 0 || c.MaxAttempts <= 0 {
 		return nil, errors.New("-concurrency and -max-attempts must be positive")
+	}
+	if c.Dequeuers > c.Concurrency {
+		return nil, fmt.Errorf("ORDERWORKER_DEQUEUERS=%d is over the concurrency (%d): each loop needs at least one order slot", c.Dequeuers, c.Concurrency)
 	}
 	return c, nil
 }

@@ -32,6 +32,9 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{map[string]string{"TENCENT_ENDPOINT": "iot.cloud.tencent.com"}, nil, []string{"TENCENT_ENDPOINT", "base URL"}},
 		{map[string]string{"ALIYUN_AUTO_PAY": "maybe"}, nil, []string{`ALIYUN_AUTO_PAY="maybe"`}},
 		{nil, []string{"-dev-redis", "redis://127.0.0.1:1/0"}, []string{"-dev-redis needs -dev"}},
+		{map[string]string{"ORDERWORKER_DEQUEUERS": "many"}, nil, []string{`ORDERWORKER_DEQUEUERS="many"`, "auto or a positive integer"}},
+		{map[string]string{"ORDERWORKER_DEQUEUERS": "0"}, nil, []string{`ORDERWORKER_DEQUEUERS="0"`}},
+		{map[string]string{"ORDERWORKER_DEQUEUERS": "5", "ORDERWORKER_CONCURRENCY": "4"}, nil, []string{"ORDERWORKER_DEQUEUERS=5", "concurrency (4)"}},
 		{nil, []string{"-dev", "-redis-url", "redis://127.0.0.1:1/0"}, []string{"-dev never uses -redis-url", "-dev-redis"}},
 	}
 	for _, tt := range tests {

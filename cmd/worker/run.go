@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	redisOpt = tasks.RESP2(redisOpt)
 	rdb := ledgerClient(redisOpt)
 	defer rdb.Close()
 
@@ -106,6 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	srv, mux := tasks.NewServer(redisOpt, handler, tasks.ServerOptions{
 		Queue:             cfg.Queue,
 		Concurrency:       cfg.Concurrency,
+		Dequeuers:         cfg.Dequeuers,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		TaskCheckInterval: cfg.PollInterval,
 		Backoff:           backoff,

@@ -113,9 +113,9 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		s, _ := res[1].(string)
 		return BeginResult{Status: Busy, LeaseUntil: msTime(s)}, nil
 	case "terminal":
-		return BeginResult{Status: Finished, Record: decode(hashFields(res[1]))}, nil
+		return BeginResult{Status: Finished, Record: decodeReply(res[1])}, nil
 	case "began":
-		rec := decode(hashFields(res[1]))
+		rec := decodeReply(res[1])
 		if m, _ := res[2].(string); m == "1" {
 			rec.InflightMarked = true
 			rec.MarkedFrom = rec.State
@@ -252,7 +252,7 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // provider order id to own or ”, then field/value pairs.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
 var settleScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts')
 if not cur[1] then return {'missing'} end
 if cur[3] == ARGV[1] then return {'ok'} end
 if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
@@ -263,16 +263,20 @@ end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
 local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', '', 'inflight', ''}
-for i = 11, #ARGV do f[#f + 1] = ARGV[i] end
+local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
+for i = 11, #ARGV, 2 do
+  f[#f + 1] = ARGV[i]
+  f[#f + 1] = ARGV[i + 1]
+  if ev[ARGV[i]] then ev[ARGV[i]] = ARGV[i + 1] end
+end
 redis.call('HSET', KEYS[1], unpack(f))
 if new ~= cur[1] then
   redis.call('ZREM', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. cur[1], ARGV[4])
   redis.call('ZADD', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. new, ARGV[6], ARGV[4])
   if new == 'paid' or new == 'pending' or new == 'errored' or new == 'unknown' then
-    local v = redis.call('HMGET', KEYS[1], 'provider_order_id', 'reason', 'attempts')
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'type', 'order.' .. new, 'provider', ARGV[3],
-      'order_no', ARGV[4], 'state', new, 'provider_order_id', v[1] or '', 'reason', v[2] or '',
-      'attempts', v[3] or '0', 'at', ARGV[6])
+      'order_no', ARGV[4], 'state', new, 'provider_order_id', ev.provider_order_id, 'reason', ev.reason,
+      'attempts', ev.attempts, 'at', ARGV[6])
   end
 end
 if ARGV[7] ~= '' and redis.call('RPUSH', KEYS[2], ARGV[7]) > tonumber(ARGV[8]) then

@@ -153,6 +153,7 @@ type Ledger struct {
 	replicas     atomic.Int64
 	replicasWarn atomic.Bool
 	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
+	batch        *batcher
 }
 
 // New returns a Ledger on rdb.
@@ -170,7 +171,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Ledger{rdb: rdb, opts: o, now: o.Now}
+	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds()}}
 }
 
 // keyPrefix starts every ledger key. The hash tag keeps all ledger keys in
@@ -215,48 +216,72 @@ func (e *OwnedError) Error() string {
 	return "provider order " + e.ProviderOrderID + " belongs to order " + e.Owner
 }
 
-// hashFields decodes an HGETALL reply (a flat field, value list).
-func hashFields(v any) map[string]string {
+// decodeReply builds a Record from an HGETALL reply passed through a
+// script (a flat field, value list), without an intermediate map.
+func decodeReply(v any) *Record {
 	list, _ := v.([]any)
-	h := make(map[string]string, len(list)/2)
+	r := &Record{}
 	for i := 0; i+1 < len(list); i += 2 {
 		k, _ := list[i].(string)
 		s, _ := list[i+1].(string)
-		h[k] = s
+		r.set(k, s)
 	}
-	return h
+	return r
 }
 
 // decode builds a Record from its hash fields.
 func decode(h map[string]string) *Record {
-	r := &Record{
-		Provider:        h["provider"],
-		OrderNo:         h["order_no"],
-		State:           State(h["state"]),
-		Params:          json.RawMessage(h["params"]),
-		ParamsHash:      h["params_hash"],
-		Attempts:        atoi(h["attempts"]),
-		Failures:        atoi(h["failures"]),
-		Inflight:        atoi(h["inflight"]),
-		MayExist:        h["may_exist"] == "1",
-		ProviderOrderID: h["provider_order_id"],
-		Reason:          h["reason"],
-		CreatedAt:       msTime(h["created"]),
-		UpdatedAt:       msTime(h["updated"]),
-		FirstAttemptAt:  msTime(h["first_attempt"]),
-		PendingSince:    msTime(h["pending_since"]),
-		NextCheckAt:     msTime(h["next_check"]),
-		OutcomeAt:       msTime(h["outcome_at"]),
+	r := &Record{}
+	for k, v := range h {
+		r.set(k, v)
 	}
-	if len(r.Params) == 0 {
-		r.Params = nil
-	}
-	if k := h["known"]; k != "" {
-		if json.Unmarshal([]byte(k), &r.Known) != nil || r.Known == nil {
+	return r
+}
+
+// set reads one hash field into r.
+func (r *Record) set(k, v string) {
+	switch k {
+	case "provider":
+		r.Provider = v
+	case "order_no":
+		r.OrderNo = v
+	case "state":
+		r.State = State(v)
+	case "params":
+		if v != "" {
+			r.Params = json.RawMessage(v)
+		}
+	case "params_hash":
+		r.ParamsHash = v
+	case "attempts":
+		r.Attempts = atoi(v)
+	case "failures":
+		r.Failures = atoi(v)
+	case "inflight":
+		r.Inflight = atoi(v)
+	case "may_exist":
+		r.MayExist = v == "1"
+	case "provider_order_id":
+		r.ProviderOrderID = v
+	case "reason":
+		r.Reason = v
+	case "created":
+		r.CreatedAt = msTime(v)
+	case "updated":
+		r.UpdatedAt = msTime(v)
+	case "first_attempt":
+		r.FirstAttemptAt = msTime(v)
+	case "pending_since":
+		r.PendingSince = msTime(v)
+	case "next_check":
+		r.NextCheckAt = msTime(v)
+	case "outcome_at":
+		r.OutcomeAt = msTime(v)
+	case "known":
+		if v != "" && (json.Unmarshal([]byte(v), &r.Known) != nil || r.Known == nil) {
 			r.Known = []string{}
 		}
 	}
-	return r
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
@@ -277,39 +302,18 @@ func msTime(s string) time.Time {
 }
 
 // run executes script, and when durable writes are on and the master has
-// replicas, a WAIT for them on the same connection in the same round trip.
-// It returns the script's reply and whether the write is durable (always
-// true when there is nothing to wait for).
+// replicas, a WAIT for them on the same connection in the same round trip;
+// scripts other goroutines run at the same moment share that round trip
+// (see batcher). It returns the script's reply and whether the write is
+// durable (always true when there is nothing to wait for).
 func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (any, bool, error) {
 	want := int64(0)
 	if durable && l.opts.Durable == DurableAuto {
 		want = l.wantReplicas(ctx)
 	}
-	if want == 0 {
-		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
-		return v, true, err
-	}
-	for try := 0; ; try++ {
-		pipe := l.rdb.Pipeline()
-		ev := s.EvalSha(ctx, pipe, keys, args...)
-		wait := pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
-		_, _ = pipe.Exec(ctx)
-		v, err := ev.Result()
-		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if err := s.Load(ctx, l.rdb).Err(); err != nil {
-				return nil, false, err
-			}
-			continue
-		}
-		if err != nil {
-			return v, false, err
-		}
-		n, werr := wait.Int64()
-		if werr != nil {
-			return v, false, fmt.Errorf("wait for replicas: %w", werr)
-		}
-		return v, n >= want, nil
-	}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want}
+	l.batch.do(c)
+	return c.val, c.ack, c.err
 }
 
 // wantReplicas is how many replicas the master reports, read at most every

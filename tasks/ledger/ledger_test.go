@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -327,6 +328,28 @@ func TestEventsComeWithTheirTransitions(t *testing.T) {
 	again, _ := l.Events(ctx, evs[0].ID, 2)
 	if len(again) != 2 || again[0].ID != evs[1].ID || again[1].ID != evs[2].ID {
 		t.Errorf("Events after %s = %+v, want the next two, same ids", evs[0].ID, again)
+	}
+	if u := evs[0]; u.Data.Reason != "timeout" || u.Data.Attempts != 0 || u.Data.ProviderOrderID != "" {
+		t.Errorf("unknown event = %+v", u)
+	}
+	// An event carries the record's values where the transition sets none.
+	kept := ledger.Ref{Provider: "p", OrderNo: "EV3"}
+	claim(t, l, kept)
+	for i, tr := range []ledger.Transition{
+		ledger.SetPending("P3", time.Now(), time.Now().Add(time.Second)).WithAttempt(&ledger.Attempt{N: 1, Call: "submit", Result: "ok"}),
+		ledger.SetErrored("unpaid in time"),
+	} {
+		token := "k" + strconv.Itoa(i)
+		if _, err := l.Begin(ctx, kept, ledger.BeginArgs{Token: token}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, kept, token, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs3, _ := l.Events(ctx, evs[len(evs)-1].ID, 10)
+	if len(evs3) != 2 || evs3[1].Type != "order.errored" || evs3[1].Data.ProviderOrderID != "P3" || evs3[1].Data.Attempts != 1 || evs3[1].Data.Reason != "unpaid in time" {
+		t.Errorf("events after the pending and errored steps = %+v", evs3)
 	}
 	body, _ := paid.Body()
 	if !strings.Contains(string(body), `"type":"order.paid"`) || !strings.Contains(string(body), `"data":{"provider":"p","order_no":"EV1","state":"paid"`) {

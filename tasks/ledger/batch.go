@@ -1,0 +1,217 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A batcher sends the ledger scripts that concurrent callers run at the
+// same moment to Redis in one pipeline (group commit): one write, one
+// read and one pool checkout for the batch instead of one each, and one
+// WAIT for all of its writes. Every script still runs atomically on its
+// own; a batch only shares the round trip.
+//
+// There are no goroutines of its own. A caller that finds fewer than
+// maxFlushers pipelines in flight sends the queue, its own call included,
+// and keeps sending what queued meanwhile; the others wait. A flusher
+// sends at most one batch after the one that held its own call, then
+// hands the queue to the oldest waiting caller, so no caller serves the
+// others for long. With no contention a call goes out at once, alone.
+type batcher struct {
+	rdb  redis.UniversalClient
+	wait int64 // WAIT's timeout, ms
+
+	mu       sync.Mutex
+	queue    []*call
+	flushers int
+}
+
+// maxFlushers bounds the pipelines one Ledger has in flight; maxBatch the
+// scripts in one pipeline.
+const (
+	maxFlushers = 1
+	maxBatch    = 64
+)
+
+var errNoReply = errors.New("redis sent no reply")
+
+// call is one script run.
+type call struct {
+	ctx    context.Context
+	script *redis.Script
+	keys   []string
+	args   []any
+	want   int64 // replicas to WAIT for; 0: none
+
+	sent     bool          // taken from the queue into a batch (under mu)
+	promoted bool          // sent a promotion (under mu)
+	promote  chan struct{} // this caller is to flush from now on
+	done     chan struct{} // closed once val, err and ack are set
+	val      any
+	err      error
+	ack      bool // the replicas acknowledged the write (true when want is 0)
+}
+
+// do runs c and returns when its reply (or error) is in c.
+func (b *batcher) do(c *call) {
+	c.done = make(chan struct{})
+	c.promote = make(chan struct{}, 1)
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	if b.flushers < maxFlushers {
+		b.flushers++
+		b.flush(c)
+		<-c.done
+		return
+	}
+	b.mu.Unlock()
+	select {
+	case <-c.promote:
+		b.mu.Lock()
+		b.flush(c)
+		<-c.done
+	case <-c.done:
+		// A promotion is only ever sent to a queued call, before it is
+		// taken: if there was one, it is in the channel by now.
+		select {
+		case <-c.promote:
+			b.mu.Lock()
+			b.flush(c)
+		default:
+		}
+	}
+}
+
+// flush sends queued batches until own has been sent and one batch more,
+// then promotes the oldest queued caller to go on, or stops flushing.
+// b.mu is held on entry and released on return.
+func (b *batcher) flush(own *call) {
+	extra := 0
+	for len(b.queue) > 0 && extra < 2 {
+		if own.sent {
+			extra++
+		}
+		n := min(len(b.queue), maxBatch)
+		batch := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		if len(b.queue) == 0 {
+			b.queue = nil
+		}
+		for _, c := range batch {
+			c.sent = true
+		}
+		b.mu.Unlock()
+		b.exec(batch)
+		b.mu.Lock()
+	}
+	handed := false
+	for _, c := range b.queue {
+		if !c.promoted {
+			// The oldest caller not yet promoted flushes in this one's
+			// slot from now on.
+			c.promoted, handed = true, true
+			c.promote <- struct{}{}
+			break
+		}
+	}
+	if !handed {
+		b.flushers--
+	}
+	b.mu.Unlock()
+}
+
+// exec sends batch as one pipeline and hands every call its reply.
+func (b *batcher) exec(batch []*call) {
+	live := batch[:0:0]
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			close(c.done)
+			continue
+		}
+		live = append(live, c)
+	}
+	if len(live) == 0 {
+		return
+	}
+	b.send(live, true)
+	for _, c := range live {
+		close(c.done)
+	}
+}
+
+// send runs calls in one pipeline; a call whose script Redis did not have
+// (NOSCRIPT: it did not run) is sent again once the script is loaded.
+func (b *batcher) send(calls []*call, reload bool) {
+	// Each caller's context was checked before the batch; what bounds the
+	// round trip now is the client's read and write timeouts, so that one
+	// caller giving up cannot fail the others' calls.
+	ctx := context.WithoutCancel(calls[0].ctx)
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	want := int64(0)
+	for i, c := range calls {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		want = max(want, c.want)
+	}
+	var wait *redis.Cmd
+	if want > 0 {
+		// WAIT covers every write this connection made before it: one for
+		// the whole batch.
+		wait = pipe.Do(ctx, "WAIT", want, b.wait)
+	}
+	_, execErr := pipe.Exec(ctx)
+	var again []*call
+	for i, c := range calls {
+		c.val, c.err = cmds[i].Result()
+		if c.err == nil && c.val == nil {
+			// No reply at all (a nil one comes as redis.Nil): the
+			// pipeline failed before it, on connecting or
+			// authenticating.
+			c.err = cmp.Or(execErr, errNoReply)
+		}
+		if c.err != nil && reload && redis.HasErrorPrefix(c.err, "NOSCRIPT") {
+			again = append(again, c)
+		}
+	}
+	acked, werr := int64(0), error(nil)
+	if wait != nil {
+		acked, werr = wait.Int64()
+	}
+	for _, c := range calls {
+		switch {
+		case c.err != nil || c.want == 0:
+			c.ack = c.err == nil
+		case werr != nil:
+			c.ack, c.err = false, fmt.Errorf("wait for replicas: %w", werr)
+		default:
+			c.ack = acked >= c.want
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	loaded := map[*redis.Script]error{}
+	for _, c := range again {
+		if _, ok := loaded[c.script]; !ok {
+			loaded[c.script] = c.script.Load(ctx, b.rdb).Err()
+		}
+		if err := loaded[c.script]; err != nil {
+			c.err = err
+		}
+	}
+	retry := again[:0:0]
+	for _, c := range again {
+		if loaded[c.script] == nil {
+			retry = append(retry, c)
+		}
+	}
+	if len(retry) > 0 {
+		b.send(retry, false)
+	}
+}

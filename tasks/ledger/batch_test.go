@@ -1,0 +1,123 @@
+package ledger
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// pipelines counts the round trips a client makes: single commands and
+// pipelines alike.
+type pipelines struct{ trips, cmds atomic.Int64 }
+
+func (p *pipelines) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (p *pipelines) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		p.trips.Add(1)
+		p.cmds.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (p *pipelines) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		p.trips.Add(1)
+		p.cmds.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// incrScript increments its key and answers the new value with its
+// argument, so every caller can check it got its own reply.
+var incrScript = redis.NewScript(`return {redis.call('INCR', KEYS[1]), ARGV[1]}`)
+
+// Many goroutines running scripts at once each get their own reply, every
+// script runs exactly once, and they share round trips; a script Redis
+// lost (SCRIPT FLUSH) is loaded again and the calls go through.
+func TestBatcherSharesRoundTrips(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	hook := &pipelines{}
+	rdb.AddHook(hook)
+	l := New(rdb, &Options{Durable: DurableOff})
+	const goroutines, each = 64, 60
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if g == 0 && i == each/2 {
+					if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+						t.Error(err)
+					}
+				}
+				key := "n:" + strconv.Itoa(g)
+				tag := strconv.Itoa(g) + "/" + strconv.Itoa(i)
+				v, ack, err := l.run(context.Background(), incrScript, true, []string{key}, tag)
+				res, _ := v.([]any)
+				if err != nil || !ack || len(res) != 2 || res[0] != int64(i+1) || res[1] != tag {
+					bad.Add(1)
+					t.Errorf("call %s = %v, %v, %v; want [%d %s]", tag, v, ack, err, i+1, tag)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if bad.Load() > 0 {
+		return
+	}
+	for g := range goroutines {
+		if n, err := rdb.Get(context.Background(), "n:"+strconv.Itoa(g)).Int(); err != nil || n != each {
+			t.Errorf("key n:%d = %d, %v; want %d (every script run once)", g, n, err, each)
+		}
+	}
+	calls := int64(goroutines * each)
+	t.Logf("%d calls in %d round trips (%d commands)", calls, hook.trips.Load(), hook.cmds.Load())
+	if hook.trips.Load() >= calls {
+		t.Errorf("%d calls took %d round trips: no batch was shared", calls, hook.trips.Load())
+	}
+}
+
+// A caller whose context is done before its batch is sent gets the
+// context's error, and nothing runs for it; the others' calls go on.
+func TestBatcherSkipsCancelledCalls(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	b := &batcher{rdb: rdb}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	dead := &call{ctx: cancelled, script: incrScript, keys: []string{"dead"}, args: []any{"x"}}
+	live := &call{ctx: context.Background(), script: incrScript, keys: []string{"live"}, args: []any{"y"}}
+	for _, c := range []*call{dead, live} {
+		c.done, c.promote = make(chan struct{}), make(chan struct{}, 1)
+	}
+	b.exec([]*call{dead, live})
+	<-dead.done
+	<-live.done
+	if dead.err != context.Canceled || live.err != nil || !live.ack {
+		t.Errorf("dead: %v; live: %v, ack %v", dead.err, live.err, live.ack)
+	}
+	if n, _ := rdb.Exists(context.Background(), "dead").Result(); n != 0 {
+		t.Error("a cancelled call's script ran")
+	}
+}
+
+// A pipeline that fails before any reply (no server, refused credentials)
+// fails every call in it with that error, never with an empty reply.
+func TestBatcherReportsPipelineFailures(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
+	defer rdb.Close()
+	l := New(rdb, &Options{Durable: DurableOff})
+	v, ack, err := l.run(context.Background(), incrScript, true, []string{"k"}, "x")
+	if err == nil || !strings.Contains(err.Error(), "refused") || ack || v != nil {
+		t.Errorf("run against no server = %v, %v, %v; want the dial error", v, ack, err)
+	}
+}
