@@ -31,8 +31,10 @@ type ServerOptions struct {
 	// tasks off the queue one at a time per server, each a Redis round
 	// trip, so with fast providers one server's dequeue loop caps how many
 	// orders a second the worker starts; several run that loop side by
-	// side. Each polls an empty queue Dequeuers times less often, so an
-	// idle worker costs the same. Default Dequeuers(Concurrency).
+	// side. Each polls an empty queue Dequeuers times less often, and all
+	// but the first do asynq's periodic chores once a minute, so an idle
+	// worker costs about what one dequeuer does plus a heartbeat (about 2
+	// Redis commands a second) per other. Default Dequeuers(Concurrency).
 	Dequeuers int
 	// DelayedTaskCheckInterval is how often retries and scheduled tasks
 	// are moved to the queue (asynq's default 5s); tests lower it.
@@ -96,10 +98,16 @@ func (s *Server) Ping() error {
 }
 
 // Dequeuers is how many asynq servers share concurrency c by default: one
-// per 25 of concurrency, at most maxDequeuers.
-func Dequeuers(c int) int { return min(max(1, c/25), maxDequeuers) }
+// per 16 of concurrency, at most maxDequeuers.
+func Dequeuers(c int) int { return min(max(1, c/16), maxDequeuers) }
 
-const maxDequeuers = 4
+const (
+	maxDequeuers = 4
+	// extraChoreInterval is how often a dequeuer other than the first does
+	// asynq's periodic chores (moving due retries, health checks, cleaning
+	// up), which the first does at asynq's pace.
+	extraChoreInterval = time.Minute
+)
 
 // NewServer returns a server that runs order tasks with h, with retry
 // delays and failure accounting decided by the handler.
@@ -127,14 +135,12 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 	log := o.Logger
 	s := &Server{}
 	for i := range n {
-		// Concurrency is split as evenly as it goes; each dequeuer polls
-		// an empty queue n times less often, so together they poll as
-		// often as one would.
+		// Concurrency is split as evenly as it goes.
 		c := o.Concurrency / n
 		if i < o.Concurrency%n {
 			c++
 		}
-		s.servers = append(s.servers, asynq.NewServer(r, asynq.Config{
+		cfg := asynq.Config{
 			Concurrency:              c,
 			Queues:                   map[string]int{o.Queue: 1},
 			RetryDelayFunc:           RetryDelay(o.Backoff),
@@ -149,7 +155,18 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 					log.Debug("order attempt failed", "task", t.Type(), "error", err)
 				}
 			}),
-		}))
+		}
+		if i > 0 {
+			// Each dequeuer polls an empty queue n times less often, so
+			// together they poll as often as one would; the first does
+			// asynq's periodic chores at asynq's pace, the others once a
+			// minute, so an extra dequeuer costs an idle worker little more
+			// than its heartbeat.
+			cfg.DelayedTaskCheckInterval = extraChoreInterval
+			cfg.HealthCheckInterval = extraChoreInterval
+			cfg.JanitorInterval = extraChoreInterval
+		}
+		s.servers = append(s.servers, asynq.NewServer(r, cfg))
 	}
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeOrderSubmit, h)

@@ -96,7 +96,7 @@ var workerVars = []envVar{
 	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/"},
 	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
 	{"ORDERWORKER_CONCURRENCY", "20", "orders processed at once"},
-	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 25 of concurrency, at most 4"},
+	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 16 of concurrency, at most 4"},
 	{"ORDERWORKER_MAX_ATTEMPTS", "8", "failed submissions (that created nothing) before an order is errored"},
 	{"ORDERWORKER_RETRY_BASE", "1s", "first retry backoff (doubles, full jitter)"},
 	{"ORDERWORKER_RETRY_MAX", "5m", "backoff cap"},
