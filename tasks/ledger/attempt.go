@@ -95,7 +95,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	if a.NeedsKnown {
 		needs = "1"
 	}
-	v, durable, err := l.run(ctx, beginScript, true,
+	v, durable, err := l.runShared(ctx, beginScript, true,
 		[]string{recordKey(ref), indexKey(ref.Provider, StateQueued), indexKey(ref.Provider, StateSubmitting)},
 		a.Token, now.UnixMilli(), now.Add(a.LeaseTTL).UnixMilli(), needs, ref.OrderNo)
 	if err != nil {
@@ -336,7 +336,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "known", b)
 	}
 	durable := t.to != ""
-	v, acked, err := l.run(ctx, settleScript, durable, []string{recordKey(ref), historyKey(ref), ownerKey(ref.Provider), eventsKey}, args...)
+	v, acked, err := l.runShared(ctx, settleScript, durable, []string{recordKey(ref), historyKey(ref), ownerKey(ref.Provider), eventsKey}, args...)
 	if err != nil {
 		return fmt.Errorf("settle order step: %w", err)
 	}

@@ -60,7 +60,7 @@ func TestBatcherSharesRoundTrips(t *testing.T) {
 				}
 				key := "n:" + strconv.Itoa(g)
 				tag := strconv.Itoa(g) + "/" + strconv.Itoa(i)
-				v, ack, err := l.run(context.Background(), incrScript, true, []string{key}, tag)
+				v, ack, err := l.runShared(context.Background(), incrScript, true, []string{key}, tag)
 				res, _ := v.([]any)
 				if err != nil || !ack || len(res) != 2 || res[0] != int64(i+1) || res[1] != tag {
 					bad.Add(1)
@@ -116,7 +116,7 @@ func TestBatcherReportsPipelineFailures(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
 	defer rdb.Close()
 	l := New(rdb, &Options{Durable: DurableOff})
-	v, ack, err := l.run(context.Background(), incrScript, true, []string{"k"}, "x")
+	v, ack, err := l.runShared(context.Background(), incrScript, true, []string{"k"}, "x")
 	if err == nil || !strings.Contains(err.Error(), "refused") || ack || v != nil {
 		t.Errorf("run against no server = %v, %v, %v; want the dial error", v, ack, err)
 	}

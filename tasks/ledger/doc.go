@@ -22,9 +22,10 @@
 // lease. A client retry of either after a lost reply finds its own work
 // done and reports success.
 //
-// Scripts that goroutines run at the same moment share a round trip: the
-// first caller sends them as one pipeline while the others wait (group
-// commit, see batcher); each script still runs atomically on its own.
+// Begin and Settle scripts that goroutines run at the same moment share a
+// round trip: one caller sends them as one pipeline while the others wait
+// (group commit, see batcher); each script still runs atomically on its
+// own.
 //
 // Every key shares the hash tag {ledger}, so the scripts also run on Redis
 // Cluster (on one shard).

@@ -302,18 +302,55 @@ func msTime(s string) time.Time {
 }
 
 // run executes script, and when durable writes are on and the master has
-// replicas, a WAIT for them on the same connection in the same round trip;
-// scripts other goroutines run at the same moment share that round trip
-// (see batcher). It returns the script's reply and whether the write is
-// durable (always true when there is nothing to wait for).
+// replicas, a WAIT for them on the same connection in the same round trip.
+// It returns the script's reply and whether the write is durable (always
+// true when there is nothing to wait for).
 func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (any, bool, error) {
-	want := int64(0)
-	if durable && l.opts.Durable == DurableAuto {
-		want = l.wantReplicas(ctx)
+	want := l.want(ctx, durable)
+	if want == 0 {
+		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
+		return v, true, err
 	}
-	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want}
+	for try := 0; ; try++ {
+		pipe := l.rdb.Pipeline()
+		ev := s.EvalSha(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		v, err := ev.Result()
+		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if err := s.Load(ctx, l.rdb).Err(); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		if err != nil {
+			return v, false, err
+		}
+		n, werr := wait.Int64()
+		if werr != nil {
+			return v, false, fmt.Errorf("wait for replicas: %w", werr)
+		}
+		return v, n >= want, nil
+	}
+}
+
+// runShared is run for the scripts of the order path (Begin, Settle):
+// those that goroutines run at the same moment share a round trip (see
+// batcher). Many orders in flight at once make those batches; a few
+// producers each waiting on a claim would only wait longer, so claims use
+// run.
+func (l *Ledger) runShared(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (any, bool, error) {
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: l.want(ctx, durable)}
 	l.batch.do(c)
 	return c.val, c.ack, c.err
+}
+
+// want is how many replicas a write waits for.
+func (l *Ledger) want(ctx context.Context, durable bool) int64 {
+	if durable && l.opts.Durable == DurableAuto {
+		return l.wantReplicas(ctx)
+	}
+	return 0
 }
 
 // wantReplicas is how many replicas the master reports, read at most every
