@@ -31,10 +31,11 @@ type ServerOptions struct {
 	// tasks off the queue one at a time per server, each a Redis round
 	// trip, so with fast providers one server's dequeue loop caps how many
 	// orders a second the worker starts; several run that loop side by
-	// side. Each polls an empty queue Dequeuers times less often, and all
-	// but the first do asynq's periodic chores once a minute, so an idle
-	// worker costs about what one dequeuer does plus a heartbeat (about 2
-	// Redis commands a second) per other. Default Dequeuers(Concurrency).
+	// side. Only the first polls an empty queue every TaskCheckInterval;
+	// the others every 3s, doing asynq's periodic chores once a minute, so
+	// an idle worker costs about one dequeuer plus 2.5 Redis commands a
+	// second per other (mostly its heartbeat). Default
+	// Dequeuers(Concurrency).
 	Dequeuers int
 	// DelayedTaskCheckInterval is how often retries and scheduled tasks
 	// are moved to the queue (asynq's default 5s); tests lower it.
@@ -45,9 +46,9 @@ type ServerOptions struct {
 }
 
 // DefaultPollInterval is an idle worker's poll interval: a median pickup
-// of about 40 ms for about 40 Redis commands a second (asynq's default, 1s,
-// gives about 0.5 s for about 3).
-const DefaultPollInterval = 75 * time.Millisecond
+// of about 40 ms for about 38 Redis commands a second (asynq's default,
+// 1s, gives about 0.5 s for about 3).
+const DefaultPollInterval = 80 * time.Millisecond
 
 // Server runs order tasks: one or more asynq servers on the same queue
 // sharing the handler and the concurrency (see ServerOptions.Dequeuers).
@@ -102,10 +103,13 @@ func (s *Server) Ping() error {
 func Dequeuers(c int) int { return min(max(1, c/16), maxDequeuers) }
 
 const (
-	maxDequeuers = 4
-	// extraChoreInterval is how often a dequeuer other than the first does
-	// asynq's periodic chores (moving due retries, health checks, cleaning
-	// up), which the first does at asynq's pace.
+	maxDequeuers = 3
+	// extraPollInterval is how often a dequeuer other than the first
+	// polls an empty queue (asynq sleeps ½ to 1½ of it, and a shutdown
+	// waits for the sleep); extraChoreInterval how often it does asynq's
+	// periodic chores (moving due retries, health checks, cleaning up),
+	// which the first does at asynq's pace.
+	extraPollInterval  = 3 * time.Second
 	extraChoreInterval = time.Minute
 )
 
@@ -146,7 +150,7 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 			RetryDelayFunc:           RetryDelay(o.Backoff),
 			IsFailure:                IsFailure,
 			ShutdownTimeout:          o.ShutdownTimeout,
-			TaskCheckInterval:        o.TaskCheckInterval * time.Duration(n),
+			TaskCheckInterval:        o.TaskCheckInterval,
 			DelayedTaskCheckInterval: o.DelayedTaskCheckInterval,
 			Logger:                   slogAdapter{log},
 			LogLevel:                 asynq.WarnLevel,
@@ -157,11 +161,12 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 			}),
 		}
 		if i > 0 {
-			// Each dequeuer polls an empty queue n times less often, so
-			// together they poll as often as one would; the first does
-			// asynq's periodic chores at asynq's pace, the others once a
-			// minute, so an extra dequeuer costs an idle worker little more
-			// than its heartbeat.
+			// The first dequeuer picks orders up from an idle queue and
+			// does asynq's periodic chores; the others poll an empty queue
+			// rarely and do the chores once a minute: they join in once
+			// there is a backlog (a loop that finds tasks never sleeps), and
+			// cost an idle worker little more than their heartbeats.
+			cfg.TaskCheckInterval = max(o.TaskCheckInterval, extraPollInterval)
 			cfg.DelayedTaskCheckInterval = extraChoreInterval
 			cfg.HealthCheckInterval = extraChoreInterval
 			cfg.JanitorInterval = extraChoreInterval
