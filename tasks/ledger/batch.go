@@ -139,19 +139,19 @@ func (b *batcher) exec(batch []*call) {
 	if len(live) == 0 {
 		return
 	}
-	b.send(live, true)
+	// Each caller's context was checked above; what bounds the round trip
+	// now is the client's read and write timeouts, so that one caller
+	// giving up cannot fail the others' calls.
+	b.send(context.WithoutCancel(live[0].ctx), live, true)
 	for _, c := range live {
 		close(c.done)
 	}
 }
 
-// send runs calls in one pipeline; a call whose script Redis did not have
+// send runs calls in one pipeline under ctx, with one WAIT for the most
+// replicas any of them wants; a call whose script Redis did not have
 // (NOSCRIPT: it did not run) is sent again once the script is loaded.
-func (b *batcher) send(calls []*call, reload bool) {
-	// Each caller's context was checked before the batch; what bounds the
-	// round trip now is the client's read and write timeouts, so that one
-	// caller giving up cannot fail the others' calls.
-	ctx := context.WithoutCancel(calls[0].ctx)
+func (b *batcher) send(ctx context.Context, calls []*call, reload bool) {
 	pipe := b.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	want := int64(0)
@@ -212,6 +212,6 @@ func (b *batcher) send(calls []*call, reload bool) {
 		}
 	}
 	if len(retry) > 0 {
-		b.send(retry, false)
+		b.send(ctx, retry, false)
 	}
 }

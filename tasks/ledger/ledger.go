@@ -311,27 +311,9 @@ func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []
 		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
 		return v, true, err
 	}
-	for try := 0; ; try++ {
-		pipe := l.rdb.Pipeline()
-		ev := s.EvalSha(ctx, pipe, keys, args...)
-		wait := pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
-		_, _ = pipe.Exec(ctx)
-		v, err := ev.Result()
-		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if err := s.Load(ctx, l.rdb).Err(); err != nil {
-				return nil, false, err
-			}
-			continue
-		}
-		if err != nil {
-			return v, false, err
-		}
-		n, werr := wait.Int64()
-		if werr != nil {
-			return v, false, fmt.Errorf("wait for replicas: %w", werr)
-		}
-		return v, n >= want, nil
-	}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want}
+	l.batch.send(ctx, []*call{c}, true)
+	return c.val, c.ack, c.err
 }
 
 // runShared is run for the scripts of the order path (Begin, Settle):
