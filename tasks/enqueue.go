@@ -272,7 +272,11 @@ func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	_, err = e.client.EnqueueContext(ctx, task, e.taskOpts...)
+	opts := e.taskOpts
+	if e.ledger.Shards() > 1 {
+		opts = append(opts[:len(opts):len(opts)], asynq.Queue(OrderQueue(e.queue, e.ledger, OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})))
+	}
+	_, err = e.client.EnqueueContext(ctx, task, opts...)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict):
 		return false, nil

@@ -146,7 +146,7 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	if s == StatePending && (rec.NextCheckAt.IsZero() || rec.NextCheckAt.After(cutoff)) {
 		return "", nil
 	}
-	queued, err := Requeue(ctx, r.inspector, r.client, r.opts.Queue, rec)
+	queued, err := Requeue(ctx, r.inspector, r.client, OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), rec)
 	if err != nil || !queued {
 		return "", err
 	}
@@ -158,9 +158,36 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	return kind, nil
 }
 
-// Requeue queues a task for the recorded order unless a live task for it
-// exists (pending, scheduled, retrying or running): an archived task is
-// deleted first. It reports whether it queued one. The task carries the
+// Queues lists the asynq queues of a ledger of shards shards: queue
+// itself for one shard; for more, one per shard, named by
+// ledger.ShardTag(queue, i, shards) ("orders-0", "orders-1.3", …) so that
+// on a Redis Cluster with shards masters, shard i's queue and its ledger
+// keys are on the same master and every master serves one. asynq keeps a
+// queue in one hash slot; these queues spread the tasks over the slots as
+// the ledger spreads the orders.
+func Queues(queue string, shards int) []string {
+	if queue == "" {
+		queue = DefaultQueue
+	}
+	out := make([]string, max(shards, 1))
+	for i := range out {
+		out[i] = ledger.ShardTag(queue, i, len(out))
+	}
+	return out
+}
+
+// OrderQueue is the asynq queue of an order's task: the queue of its
+// ledger shard (see Queues).
+func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
+	if queue == "" {
+		queue = DefaultQueue
+	}
+	return ledger.ShardTag(queue, l.ShardOf(ref), l.Shards())
+}
+
+// Requeue queues a task for the recorded order on queue (the order's own,
+// OrderQueue) unless a live task for it exists (pending, scheduled,
+// retrying or running): an archived task is deleted first. It reports whether it queued one. The task carries the
 // params as recorded. Operators' tools use it after re-driving or
 // resolving an order; the reconciler after finding one without a task.
 func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {

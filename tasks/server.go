@@ -14,6 +14,9 @@ import (
 type ServerOptions struct {
 	// Queue to process. Default DefaultQueue.
 	Queue string
+	// Shards is the ledger's shard count: with more than one, the server
+	// processes each shard's queue (Queues). Default 1.
+	Shards int
 	// Concurrency is how many orders are processed at once. Default 20.
 	Concurrency int
 	// ShutdownTimeout is how long in-flight attempts may run after a stop
@@ -131,6 +134,10 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 	if o.TaskCheckInterval <= 0 {
 		o.TaskCheckInterval = DefaultPollInterval
 	}
+	queues := map[string]int{}
+	for _, q := range Queues(o.Queue, o.Shards) {
+		queues[q] = 1
+	}
 	n := o.Dequeuers
 	if n <= 0 {
 		n = Dequeuers(o.Concurrency)
@@ -146,7 +153,7 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 		}
 		cfg := asynq.Config{
 			Concurrency:              c,
-			Queues:                   map[string]int{o.Queue: 1},
+			Queues:                   queues,
 			RetryDelayFunc:           RetryDelay(o.Backoff),
 			IsFailure:                IsFailure,
 			ShutdownTimeout:          o.ShutdownTimeout,

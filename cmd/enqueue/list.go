@@ -12,7 +12,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/ops"
 )
@@ -41,9 +40,14 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 		return nil, nil, err
 	}
 	rdb := c.redisOpt.MakeRedisClient().(redis.UniversalClient)
+	l, err := newLedger(rdb, c.getenv)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
 	inspector := asynq.NewInspector(c.redisOpt)
 	client := asynq.NewClient(c.redisOpt)
-	o = ops.New(tasks.NewLedger(rdb), inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer})
+	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer})
 	return o, func() { client.Close(); inspector.Close(); rdb.Close() }, nil
 }
 

@@ -92,7 +92,7 @@ Flags:
 		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "webhooks" {
-		return webhooks(ctx, rest[1:], redisOpt, stdout, stderr)
+		return webhooks(ctx, rest[1:], redisOpt, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		c := cmdEnv{redisOpt: redisOpt, queue: queue, timeout: *timeout, getenv: getenv, stdout: stdout, stderr: stderr}
@@ -116,7 +116,12 @@ Flags:
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rdb), set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
+	l, err := newLedger(rdb, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
+	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
 	out := json.NewEncoder(stdout)
 	code := exitOK
 	submit := func(source string, data []byte) error {
@@ -261,7 +266,14 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rec, err := tasks.NewLedger(rdb).Get(c, tasks.OrderRef{Provider: provider, OrderNo: orderNo})
+	l, err := newLedger(rdb, getenv)
+	if err == nil {
+		err = l.CheckShards(c)
+	}
+	var rec *tasks.Record
+	if err == nil {
+		rec, err = l.Get(c, tasks.OrderRef{Provider: provider, OrderNo: orderNo})
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
@@ -283,6 +295,16 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 		return exitError
 	}
 	return exitOK
+}
+
+// newLedger returns the ledger on rdb with ORDERWORKER_LEDGER_SHARDS
+// shards: the workers' count (the ledger refuses writes with another).
+func newLedger(rdb redis.UniversalClient, getenv func(string) string) (*tasks.Ledger, error) {
+	n, err := tasks.ParseShards(getenv("ORDERWORKER_LEDGER_SHARDS"))
+	if err != nil {
+		return nil, err
+	}
+	return tasks.NewShardedLedger(rdb, n), nil
 }
 
 // dataKey returns the Sealer for ORDERWORKER_DATA_KEY, nil when unset.

@@ -74,7 +74,11 @@ Serve flags:
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	ledger := tasks.NewLedger(rdb)
+	ledger, err := newLedger(rdb, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
 	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
 	h, err := api.New(enq, ledger, rdb, set, &api.Options{
 		Tokens: tokens, Open: *open, Sealer: sealer, MaxWait: *maxWait,

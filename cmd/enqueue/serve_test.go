@@ -162,7 +162,8 @@ func TestWebhooksCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, err := webhook.New(rdb, []string{recv.URL + "/hook?token=sekrit"}, signer, &webhook.Options{
-		MaxAge: 200 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond})
+		MaxAge: 200 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond,
+		Streams: ledger.New(rdb, nil).EventStreams()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestWebhooksCLI(t *testing.T) {
 	}
 	id := webhook.EndpointID(recv.URL + "/hook?token=sekrit")
 	waitFor("the endpoint's consumer group", func() bool {
-		gs, _ := rdb.XInfoGroups(context.Background(), ledger.EventsKey()).Result()
+		gs, _ := rdb.XInfoGroups(context.Background(), ledger.New(rdb, nil).EventStreams()[0].Key).Result()
 		return len(gs) == 1
 	})
 	for _, no := range []string{"W1", "W2"} {

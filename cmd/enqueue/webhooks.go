@@ -26,7 +26,7 @@ E is an endpoint's id or URL as "enqueue webhooks" lists them.
 
 // webhooks lists webhook endpoints and their failed events, and re-sends
 // or discards failed events.
-func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, stdout, stderr io.Writer) int {
+func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, getenv func(string) string, stdout, stderr io.Writer) int {
 	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -47,7 +47,12 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, s
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	store := webhook.NewStore(rdb)
+	l, err := newLedger(rdb, getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue webhooks:", err)
+		return exitError
+	}
+	store := webhook.NewStore(rdb, l.EventStreams())
 	eps, err := store.Endpoints(c)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue webhooks:", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
+	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/guard"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -41,6 +42,7 @@ type config struct {
 	ReconcileEvery  time.Duration
 	PollInterval    time.Duration
 	Durable         ledger.Durability
+	Shards          int
 	RateLimits      map[string]guard.Limit
 	BreakerFailures int
 	BreakerCooldown time.Duration
@@ -106,6 +108,7 @@ var workerVars = []envVar{
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
 	{"ORDERWORKER_POLL_INTERVAL", "80ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands"},
+	{"ORDERWORKER_LEDGER_SHARDS", "1", "how many shards the ledger spreads orders over, each with its own hash tag and asynq queue: on Redis Cluster, the number of masters (or a multiple); every worker and producer of one ledger sets the same number, and it cannot change once orders exist"},
 	{"ORDERWORKER_DURABLE_WRITES", "auto", "auto: claims, in-flight marks and outcomes wait for every replica the Redis master has (WAIT) before they count; off: they do not (a failover may lose the last writes)"},
 	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
 	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
@@ -210,6 +213,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		c.Providers = append(c.Providers, providerConfig{Spec: s, Config: pc})
 		names = append(names, s.Name)
+	}
+	if n, err := tasks.ParseShards(env("ORDERWORKER_LEDGER_SHARDS")); err != nil {
+		errs = append(errs, err)
+	} else {
+		c.Shards = n
 	}
 	if d, err := ledger.ParseDurability(env("ORDERWORKER_DURABLE_WRITES")); err != nil {
 		errs = append(errs, fmt.Errorf("ORDERWORKER_DURABLE_WRITES=%q: want auto or off", env("ORDERWORKER_DURABLE_WRITES")))

@@ -283,7 +283,7 @@ func (a *ordersAdmin) showOrder(w http.ResponseWriter, r *http.Request, ref ledg
 	d := orderPage{
 		pageData: pageData{Title: ref.Provider + " / " + ref.OrderNo, ReadOnly: a.readOnly},
 		Order:    rec,
-		Queue:    a.ops.Queue(),
+		Queue:    a.ops.OrderQueue(ref),
 		TaskID:   tasks.TaskID(ref.Provider, ref.OrderNo),
 		Done:     done,
 		Error:    providers.MaskPhones(failed),

@@ -85,11 +85,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metrics.Init(set.Names())
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
-	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable})
+	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable, Shards: cfg.Shards})
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
-	reg.MustRegister(tasks.NewQueueCollector(inspector, []string{cfg.Queue}))
+	reg.MustRegister(tasks.NewQueueCollector(inspector, tasks.Queues(cfg.Queue, cfg.Shards)))
 
 	backoff := tasks.Backoff{Base: cfg.RetryBase, Max: cfg.RetryMax}
 	handler := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{
@@ -106,6 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	srv, mux := tasks.NewServer(redisOpt, handler, tasks.ServerOptions{
 		Queue:             cfg.Queue,
+		Shards:            cfg.Shards,
 		Concurrency:       cfg.Concurrency,
 		Dequeuers:         cfg.Dequeuers,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
@@ -162,6 +163,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// worker: refuse to start instead, with the reason.
 		return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
 	}
+	if err := ledger.CheckShards(ctx); err != nil {
+		return err
+	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -177,7 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopRec()
 	go rec.Run(recCtx)
 
-	stopWebhooks, err := startWebhooks(ctx, cfg, rdb, reg, log)
+	stopWebhooks, err := startWebhooks(ctx, cfg, rdb, ledger.EventStreams(), reg, log)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/api"
+	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
@@ -43,7 +44,7 @@ func (c *config) parseWebhooks(urls string) error {
 // startWebhooks delivers outcome events to the configured URLs on their own
 // goroutines until stop is called (not when ctx ends: deliveries go on while
 // the worker drains its tasks); stop waits for deliveries in flight.
-func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, streams []ledger.EventStream, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if len(cfg.WebhookURLs) == 0 {
 		return func() {}, nil
 	}
@@ -53,7 +54,7 @@ func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, 
 	}
 	d, err := webhook.New(rdb, cfg.WebhookURLs, signer, &webhook.Options{
 		MaxAge: cfg.WebhookMaxAge, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
-		Timeout: cfg.WebhookTimeout, Registerer: reg, Logger: log,
+		Timeout: cfg.WebhookTimeout, Streams: streams, Registerer: reg, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)

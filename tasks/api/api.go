@@ -71,7 +71,7 @@ type Handler struct {
 	opts    Options
 	tokens  [][sha256.Size]byte
 	mux     *http.ServeMux
-	hub     *hub
+	hubs    []*hub // one per events stream (ledger shard)
 	log     *slog.Logger
 	closing chan struct{}
 	once    sync.Once
@@ -122,7 +122,9 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 	for _, t := range o.Tokens {
 		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
 	}
-	h.hub = newHub(rdb, h.closing)
+	for _, stream := range l.EventStreams() {
+		h.hubs = append(h.hubs, newHub(rdb, stream, h.closing))
+	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/orders", h.auth(h.createOrder))
 	mux.Handle("POST /v1/orders/batch", h.auth(h.createBatch))

@@ -469,7 +469,7 @@ func TestEvents(t *testing.T) {
 	}
 	// Retention trims the oldest: a reader behind it is told it missed
 	// events; one past the trimmed ones is not.
-	if err := e.rs.Client(t).XTrimMaxLen(context.Background(), ledger.EventsKey(), 2).Err(); err != nil {
+	if err := e.rs.Client(t).XTrimMaxLen(context.Background(), ledger.New(nil, nil).EventStreams()[0].Key, 2).Err(); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {

@@ -242,7 +242,7 @@ const fallbackPoll = 2 * time.Second
 // errored appends one), and reads the record every fallbackPoll anyway.
 func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.Record, wait time.Duration) (*ledger.Record, error) {
 	deadline := time.Now().Add(wait)
-	ch, stop := h.hub.watch(ctx, ref.String())
+	ch, stop := h.hubs[h.ledger.ShardOf(ref)].watch(ctx, ref.String())
 	defer stop()
 	// Read again now that the watch is in place: an event between the
 	// first read and the watch is reflected here.

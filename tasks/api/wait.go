@@ -11,11 +11,12 @@ import (
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
-// hub watches the events stream for long polls: one XREAD BLOCK loop per
-// process, while anyone waits, wakes the waiters of each order an event
-// names.
+// hub watches one events stream (one ledger shard's) for long polls: one
+// XREAD BLOCK loop per process, while anyone waits, wakes the waiters of
+// each order an event names.
 type hub struct {
 	rdb     redis.UniversalClient
+	stream  ledger.EventStream
 	closing <-chan struct{}
 
 	mu      sync.Mutex
@@ -24,8 +25,8 @@ type hub struct {
 	last    string // the last stream id seen
 }
 
-func newHub(rdb redis.UniversalClient, closing <-chan struct{}) *hub {
-	return &hub{rdb: rdb, closing: closing, waiters: map[string]map[chan struct{}]struct{}{}}
+func newHub(rdb redis.UniversalClient, stream ledger.EventStream, closing <-chan struct{}) *hub {
+	return &hub{rdb: rdb, stream: stream, closing: closing, waiters: map[string]map[chan struct{}]struct{}{}}
 }
 
 // watch returns a channel that receives when an event for the order key
@@ -41,7 +42,7 @@ func (h *hub) watch(ctx context.Context, key string) (<-chan struct{}, func()) {
 		// waiter, events before are in the record it reads next.
 		tail := "0-0"
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
-		msgs, err := h.rdb.XRevRangeN(c, ledger.EventsKey(), "+", "-", 1).Result()
+		msgs, err := h.rdb.XRevRangeN(c, h.stream.Key, "+", "-", 1).Result()
 		cancel()
 		if err != nil {
 			return ch, func() {}
@@ -92,7 +93,7 @@ func (h *hub) run() {
 		}
 		last := h.last
 		h.mu.Unlock()
-		res, err := h.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{ledger.EventsKey(), last}, Count: 500, Block: time.Second}).Result()
+		res, err := h.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{h.stream.Key, last}, Count: 500, Block: time.Second}).Result()
 		if err != nil {
 			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
 				// Waiters poll meanwhile.
@@ -107,7 +108,7 @@ func (h *hub) run() {
 		for _, s := range res {
 			for _, m := range s.Messages {
 				h.last = m.ID
-				e := ledger.EventFromStream(m)
+				e := h.stream.Event(m)
 				for ch := range h.waiters[e.Data.Provider+"/"+e.Data.OrderNo] {
 					select {
 					case ch <- struct{}{}:

@@ -90,13 +90,17 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	if a.LeaseTTL <= 0 {
 		a.LeaseTTL = 30 * time.Second
 	}
+	if err := l.CheckShards(ctx); err != nil {
+		return BeginResult{}, err
+	}
 	now := l.now()
 	needs := "0"
 	if a.NeedsKnown {
 		needs = "1"
 	}
+	sh := l.shardOf(ref)
 	v, durable, err := l.runShared(ctx, beginScript, true,
-		[]string{recordKey(ref), indexKey(ref.Provider, StateQueued), indexKey(ref.Provider, StateSubmitting)},
+		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
 		a.Token, now.UnixMilli(), now.Add(a.LeaseTTL).UnixMilli(), needs, ref.OrderNo)
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
@@ -247,9 +251,11 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 
 // settleScript applies a Transition if the lease is still the caller's.
 //
-// KEYS: record, history, owner index. ARGV: token, key prefix, provider,
-// order_no, new state or ”, now (ms), attempt JSON or ”, max history,
-// provider order id to own or ”, then field/value pairs.
+// KEYS: record, history, owner index, events stream. ARGV: token, the
+// shard's key prefix, provider, order_no, new state or ”, now (ms),
+// attempt JSON or ”, max history, provider order id to own or ” (with
+// more than one shard, reserved before: see reserveOwner), events
+// retention, then field/value pairs.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
 var settleScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts')
@@ -301,8 +307,16 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 			return err
 		}
 	}
+	own := t.providerOrderID
+	if own != "" && len(l.shards) > 1 {
+		if err := l.reserveOwner(ctx, ref, own); err != nil {
+			return err
+		}
+		own = ""
+	}
+	sh := l.shardOf(ref)
 	args := make([]any, 0, 24)
-	args = append(args, token, keyPrefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, t.providerOrderID, l.opts.EventRetention)
+	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, own, l.opts.EventRetention)
 	if t.attempt != nil {
 		args = append(args, "attempts", t.attempt.N)
 	}
@@ -336,7 +350,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "known", b)
 	}
 	durable := t.to != ""
-	v, acked, err := l.runShared(ctx, settleScript, durable, []string{recordKey(ref), historyKey(ref), ownerKey(ref.Provider), eventsKey}, args...)
+	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)
 	if err != nil {
 		return fmt.Errorf("settle order step: %w", err)
 	}
@@ -362,6 +376,34 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	return fmt.Errorf("settle order step: unexpected reply %v", v)
 }
 
+// reserveScript makes ARGV[2] the owner of provider order id ARGV[1]
+// unless another order owns it; it replies the owner.
+var reserveScript = redis.NewScript(`
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then return ARGV[2] end
+return redis.call('HGET', KEYS[1], ARGV[1])
+`)
+
+// reserveOwner records ref's order as the owner of a provider order id in
+// the id's shard, before the settle script records the id in the order's
+// own (a ledger of more than one shard cannot do both in one script). It
+// returns *OwnedError when another order owns the id. A reservation whose
+// settle never ran stays: the id counts as this order's, so no other
+// order can be settled with it; only this order can.
+func (l *Ledger) reserveOwner(ctx context.Context, ref Ref, id string) error {
+	sh := l.ownerShard(ref.Provider, id)
+	v, acked, err := l.run(ctx, reserveScript, true, []string{sh.ownerKey(ref.Provider)}, id, ref.OrderNo)
+	if err != nil {
+		return fmt.Errorf("settle order step: reserve provider order id: %w", err)
+	}
+	if owner, _ := v.(string); owner != ref.OrderNo {
+		return &OwnedError{ProviderOrderID: id, Owner: owner}
+	}
+	if !acked {
+		return ErrNotDurable
+	}
+	return nil
+}
+
 var extendScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'lease') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
@@ -385,7 +427,7 @@ func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.
 	var extend func()
 	extend = func() {
 		c, done := context.WithTimeout(context.Background(), ttl/3)
-		n, err := extendScript.Run(c, l.rdb, []string{recordKey(ref)}, token, l.now().Add(ttl).UnixMilli()).Int64()
+		n, err := extendScript.Run(c, l.rdb, []string{l.shardOf(ref).recordKey(ref)}, token, l.now().Add(ttl).UnixMilli()).Int64()
 		done()
 		mu.Lock()
 		defer mu.Unlock()

@@ -58,10 +58,14 @@ func (l *Ledger) ClaimLost(ctx context.Context, ref Ref, params []byte, hash, re
 }
 
 func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string) (ClaimResult, error) {
+	if err := l.CheckShards(ctx); err != nil {
+		return ClaimResult{}, err
+	}
 	token := uuid.NewString()
 	now := l.now().UnixMilli()
+	sh := l.shardOf(ref)
 	v, durable, err := l.run(ctx, claimScript, true,
-		[]string{recordKey(ref), indexKey(ref.Provider, s), eventsKey},
+		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, s), sh.events},
 		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason, l.opts.EventRetention)
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
@@ -101,7 +105,8 @@ return 0
 // Unclaim removes a record created by the claim with token, if nothing has
 // happened to it since: the undo of a claim whose task could not be queued.
 func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
-	return unclaimScript.Run(ctx, l.rdb, []string{recordKey(ref), indexKey(ref.Provider, StateQueued)}, token, ref.OrderNo).Err()
+	sh := l.shardOf(ref)
+	return unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued)}, token, ref.OrderNo).Err()
 }
 
 // ClaimArgs is one order to claim in ClaimMany.
@@ -118,6 +123,9 @@ type ClaimArgs struct {
 // created claims count as created only when the replicas acknowledged them:
 // otherwise their errs[i] is ErrNotDurable.
 func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResult, []error, error) {
+	if err := l.CheckShards(ctx); err != nil {
+		return nil, nil, err
+	}
 	want := int64(0)
 	if l.opts.Durable == DurableAuto {
 		want = l.wantReplicas(ctx)
@@ -137,7 +145,8 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 		cmds := make([]*redis.Cmd, len(claims))
 		for i, c := range claims {
 			out[i].Token = uuid.NewString()
-			cmds[i] = claimScript.EvalSha(ctx, pipe, []string{recordKey(c.Ref), indexKey(c.Ref.Provider, StateQueued), eventsKey},
+			sh := l.shardOf(c.Ref)
+			cmds[i] = claimScript.EvalSha(ctx, pipe, []string{sh.recordKey(c.Ref), sh.indexKey(c.Ref.Provider, StateQueued), sh.events},
 				c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "", l.opts.EventRetention)
 		}
 		var wait *redis.Cmd

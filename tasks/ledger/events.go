@@ -3,8 +3,10 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,7 +14,9 @@ import (
 
 // Event is an outcome event: an order's change to paid, pending, errored or
 // unknown, appended by the same script that made the change. Its ID is the
-// events stream's entry id: ordered, and the same however often it is read.
+// events stream's entry id, and with more than one shard the shard's index
+// after it ("1700000000000-0-2"): ordered within a shard (so within an
+// order), unique, and the same however often it is read.
 type Event struct {
 	ID        string    `json:"id"`
 	Type      string    `json:"type"` // order.paid, order.pending, order.errored, order.unknown
@@ -33,37 +37,258 @@ type EventData struct {
 // Body is the event as JSON, as webhooks and the events API send it.
 func (e Event) Body() ([]byte, error) { return json.Marshal(e) }
 
-func eventOf(m redis.XMessage) Event {
-	s := func(k string) string { v, _ := m.Values[k].(string); return v }
-	ms, _ := strconv.ParseInt(s("at"), 10, 64)
+// EventStream is one shard's events stream, for consumers that read it
+// with consumer groups (XREADGROUP) to deliver webhooks.
+type EventStream struct {
+	// Key is the stream's Redis key.
+	Key string
+	// Tag is its hash tag's content: keys that scripts touch together with
+	// the stream must carry it ("…{" + Tag + "}…").
+	Tag string
+	// Shard is the shard's index, of Shards.
+	Shard, Shards int
+}
+
+// EventStreams lists the ledger's events streams, one per shard.
+func (l *Ledger) EventStreams() []EventStream {
+	out := make([]EventStream, len(l.shards))
+	for i, sh := range l.shards {
+		out[i] = EventStream{Key: sh.events, Tag: ShardTag("ledger", i, len(l.shards)), Shard: i, Shards: len(l.shards)}
+	}
+	return out
+}
+
+// EventID is the public id of the stream's entry id.
+func (s EventStream) EventID(entry string) string {
+	if s.Shards <= 1 {
+		return entry
+	}
+	return entry + "-" + strconv.Itoa(s.Shard)
+}
+
+// Entry is the stream entry id of a public event id of this stream's
+// ledger, and whether the id names an entry of this stream.
+func (s EventStream) Entry(id string) (string, bool) {
+	e, shard, ok := parseEventID(id, s.Shards)
+	return e, ok && shard == s.Shard
+}
+
+// Event decodes an entry of the stream.
+func (s EventStream) Event(m redis.XMessage) Event {
+	v := func(k string) string { x, _ := m.Values[k].(string); return x }
+	ms, _ := strconv.ParseInt(v("at"), 10, 64)
 	return Event{
-		ID: m.ID, Type: s("type"), Timestamp: time.UnixMilli(ms).UTC(),
-		Data: EventData{Provider: s("provider"), OrderNo: s("order_no"), State: State(s("state")),
-			ProviderOrderID: s("provider_order_id"), Reason: s("reason"), Attempts: atoi(s("attempts"))},
+		ID: s.EventID(m.ID), Type: v("type"), Timestamp: time.UnixMilli(ms).UTC(),
+		Data: EventData{Provider: v("provider"), OrderNo: v("order_no"), State: State(v("state")),
+			ProviderOrderID: v("provider_order_id"), Reason: v("reason"), Attempts: atoi(v("attempts"))},
 	}
 }
 
-// Events returns up to limit events after the event id after ("" or "0":
-// from the oldest kept), oldest first.
-func (l *Ledger) Events(ctx context.Context, after string, limit int64) ([]Event, error) {
-	start := "-"
-	if after != "" && after != "0" {
-		start = "(" + after
-	}
-	msgs, err := l.rdb.XRangeN(ctx, eventsKey, start, "+", limit).Result()
+// entryID is a stream entry id, ms-seq.
+type entryID struct{ ms, seq uint64 }
+
+func parseEntry(s string) (entryID, bool) {
+	ms, seq, found := strings.Cut(s, "-")
+	m, err := strconv.ParseUint(ms, 10, 64)
 	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
+		return entryID{}, false
 	}
-	out := make([]Event, len(msgs))
-	for i, m := range msgs {
-		out[i] = eventOf(m)
+	var n uint64
+	if found {
+		if n, err = strconv.ParseUint(seq, 10, 64); err != nil {
+			return entryID{}, false
+		}
 	}
-	return out, nil
+	return entryID{m, n}, true
 }
 
-// EventsKey is the Redis key of the events stream, for consumers that
-// read it with consumer groups (XREADGROUP) to deliver webhooks.
-func EventsKey() string { return eventsKey }
+func (e entryID) String() string {
+	return strconv.FormatUint(e.ms, 10) + "-" + strconv.FormatUint(e.seq, 10)
+}
 
-// EventFromStream decodes an entry of the events stream.
-func EventFromStream(m redis.XMessage) Event { return eventOf(m) }
+func (e entryID) less(o entryID) bool { return e.ms < o.ms || e.ms == o.ms && e.seq < o.seq }
+
+// prev is the entry id just before e (e itself for 0-0).
+func (e entryID) prev() entryID {
+	switch {
+	case e.seq > 0:
+		return entryID{e.ms, e.seq - 1}
+	case e.ms > 0:
+		return entryID{e.ms - 1, ^uint64(0)}
+	}
+	return e
+}
+
+// parseEventID splits a public event id of a ledger of n shards into its
+// stream entry id and shard.
+func parseEventID(id string, n int) (string, int, bool) {
+	if n <= 1 {
+		_, ok := parseEntry(id)
+		return id, 0, ok && strings.Count(id, "-") <= 1
+	}
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 || strings.Count(id, "-") != 2 {
+		return "", 0, false
+	}
+	shard, err := strconv.Atoi(id[i+1:])
+	if _, ok := parseEntry(id[:i]); !ok || err != nil || shard < 0 || shard >= n {
+		return "", 0, false
+	}
+	return id[:i], shard, true
+}
+
+// ErrBadEventCursor is ReadEvents' error for an after it cannot read.
+var ErrBadEventCursor = errors.New("bad event cursor")
+
+// EventsPage is a page of ReadEvents.
+type EventsPage struct {
+	Events []Event
+	// Next is the after of the next page. With one shard it is the last
+	// event's id (or the after given); with more, one position per shard,
+	// comma-separated: a reader that passes Next back misses no event,
+	// whatever the order in which the shards' events were written.
+	Next string
+	// Missed is true when retention trimmed events after the given
+	// position: events after it may be gone unread.
+	Missed bool
+}
+
+// ReadEvents returns up to limit events after the position after, oldest
+// first (by entry id, then shard). after is "" or "0" (from the oldest
+// kept), an event id (with more than one shard, the events after it in
+// that order; an event written later on another shard with an earlier id
+// is then not seen), a bare entry id or millisecond time (every shard after
+// it), or a Next of an earlier page.
+func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (EventsPage, error) {
+	n := len(l.shards)
+	type pos struct {
+		at        entryID
+		inclusive bool
+		set       bool // a position was given for the shard
+	}
+	ps := make([]pos, n)
+	switch {
+	case after == "" || after == "0":
+	case strings.Contains(after, ","):
+		parts := strings.Split(after, ",")
+		if len(parts) != n {
+			return EventsPage{}, fmt.Errorf("%w: %d positions for %d shards", ErrBadEventCursor, len(parts), n)
+		}
+		for i, p := range parts {
+			e, ok := parseEntry(p)
+			if !ok {
+				return EventsPage{}, ErrBadEventCursor
+			}
+			ps[i] = pos{at: e, set: p != "0"}
+		}
+	default:
+		e, shard, ok := parseEventID(after, n)
+		if !ok {
+			if _, bare := parseEntry(after); !bare || strings.Count(after, "-") > 1 {
+				return EventsPage{}, ErrBadEventCursor
+			}
+			e, shard = after, n-1 // every shard after it
+		}
+		at, _ := parseEntry(e)
+		for i := range ps {
+			ps[i] = pos{at: at, inclusive: i > shard, set: true}
+		}
+	}
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, n)
+	for i, sh := range l.shards {
+		start := "-"
+		if ps[i].set {
+			start = "(" + ps[i].at.String()
+			if ps[i].inclusive {
+				start = ps[i].at.String()
+			}
+		}
+		cmds[i] = pipe.XRangeN(ctx, sh.events, start, "+", limit)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return EventsPage{}, fmt.Errorf("read events: %w", err)
+	}
+	streams := l.EventStreams()
+	// Merge: the shards' lists are each sorted; take the least head.
+	heads := make([]int, n)
+	var page EventsPage
+	last := make([]string, n)
+	for int64(len(page.Events)) < limit {
+		best, bestID := -1, entryID{}
+		for i, c := range cmds {
+			msgs := c.Val()
+			if heads[i] >= len(msgs) {
+				continue
+			}
+			id, _ := parseEntry(msgs[heads[i]].ID)
+			if best < 0 || id.less(bestID) {
+				best, bestID = i, id
+			}
+		}
+		if best < 0 {
+			break
+		}
+		m := cmds[best].Val()[heads[best]]
+		heads[best]++
+		last[best] = m.ID
+		page.Events = append(page.Events, streams[best].Event(m))
+	}
+	if n == 1 {
+		page.Next = after
+		if len(page.Events) > 0 {
+			page.Next = page.Events[len(page.Events)-1].ID
+		}
+		if page.Next == "" {
+			page.Next = "0"
+		}
+	} else {
+		next := make([]string, n)
+		for i := range next {
+			switch {
+			case last[i] != "":
+				next[i] = last[i]
+			case !ps[i].set:
+				next[i] = "0"
+			case ps[i].inclusive:
+				next[i] = ps[i].at.prev().String()
+			default:
+				next[i] = ps[i].at.String()
+			}
+		}
+		page.Next = strings.Join(next, ",")
+	}
+	for i := range ps {
+		if ps[i].set {
+			at := ps[i].at
+			if ps[i].inclusive {
+				at = at.prev()
+			}
+			if l.trimmedAfter(ctx, l.shards[i].events, at) {
+				page.Missed = true
+				break
+			}
+		}
+	}
+	return page, nil
+}
+
+// trimmedAfter reports whether retention may have removed entries after
+// at: the stream was trimmed (it holds fewer entries than were ever added,
+// Redis 7) and at is older than the oldest entry it keeps. It errs on the
+// side of saying so when at was the very last entry trimmed.
+func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool {
+	info, err := l.rdb.XInfoStream(ctx, key).Result()
+	if err != nil || info.EntriesAdded <= info.Length || info.FirstEntry.ID == "" {
+		return false
+	}
+	first, ok := parseEntry(info.FirstEntry.ID)
+	return ok && at.less(first)
+}
+
+// Events returns up to limit events after the position after (see
+// ReadEvents), oldest first.
+func (l *Ledger) Events(ctx context.Context, after string, limit int64) ([]Event, error) {
+	p, err := l.ReadEvents(ctx, after, limit)
+	return p.Events, err
+}

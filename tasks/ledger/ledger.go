@@ -117,6 +117,10 @@ type Options struct {
 	// EventRetention is about how many outcome events the events stream
 	// keeps (Redis trims it approximately). Default DefaultEventRetention.
 	EventRetention int64
+	// Shards is how many shards the ledger spreads its orders over (see
+	// ShardTag); default 1. Every process on one ledger must use the same
+	// count: the first write records it, and CheckShards refuses another.
+	Shards int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -153,7 +157,9 @@ type Ledger struct {
 	replicas     atomic.Int64
 	replicasWarn atomic.Bool
 	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
+	layoutOK     atomic.Bool // CheckShards succeeded
 	batch        *batcher
+	shards       []shard
 }
 
 // New returns a Ledger on rdb.
@@ -171,29 +177,16 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds()}}
+	o.Shards = min(max(o.Shards, 1), MaxShards)
+	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds()},
+		shards: newShards(o.Shards)}
 }
 
-// keyPrefix starts every ledger key. The hash tag keeps all ledger keys in
-// one slot, so the ledger's scripts also run on Redis Cluster.
-const keyPrefix = "orderworker:{ledger}:"
+// metaPrefix starts the ledger-wide keys (shard count, data key id,
+// locks); with one shard, every ledger key (see shard).
+const metaPrefix = "orderworker:{ledger}:"
 
-func recordKey(r Ref) string  { return keyPrefix + "order:" + r.Provider + ":" + r.OrderNo }
-func historyKey(r Ref) string { return keyPrefix + "history:" + r.Provider + ":" + r.OrderNo }
-
-// indexKey is the sorted set of a provider's orders in a state, scored by
-// when they entered it (unix ms).
-func indexKey(provider string, s State) string {
-	return keyPrefix + "state:" + provider + ":" + string(s)
-}
-
-// ownerKey maps a provider's order ids to the order numbers that own them.
-func ownerKey(provider string) string { return keyPrefix + "owner:" + provider }
-
-func lockKey(name string) string { return keyPrefix + "lock:" + name }
-
-// eventsKey is the stream of outcome events.
-const eventsKey = keyPrefix + "events"
+func lockKey(name string) string { return metaPrefix + "lock:" + name }
 
 // DefaultEventRetention is how many outcome events are kept by default.
 const DefaultEventRetention = 100_000

@@ -96,11 +96,13 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 	var qs []q
 	for _, p := range a.Providers {
 		for _, s := range states {
-			// Ties at the top score are filtered below; fetch enough.
-			qs = append(qs, q{p, pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-				Key: indexKey(p, s), Start: strconv.FormatFloat(top.score, 'f', -1, 64), Stop: "-inf",
-				ByScore: true, Rev: true, Count: int64(a.Limit) + 64,
-			})})
+			for i := range l.shards {
+				// Ties at the top score are filtered below; fetch enough.
+				qs = append(qs, q{p, pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+					Key: l.shards[i].indexKey(p, s), Start: strconv.FormatFloat(top.score, 'f', -1, 64), Stop: "-inf",
+					ByScore: true, Rev: true, Count: int64(a.Limit) + 64,
+				})})
+			}
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -137,7 +139,8 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 	pipe = l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(all))
 	for i, it := range all {
-		cmds[i] = pipe.HGetAll(ctx, recordKey(Ref{it.provider, it.orderNo}))
+		ref := Ref{it.provider, it.orderNo}
+		cmds[i] = pipe.HGetAll(ctx, l.shardOf(ref).recordKey(ref))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return ListPage{}, fmt.Errorf("list orders: %w", err)
@@ -283,8 +286,9 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 		msg += ": " + note
 	}
 	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.now().UTC(), Call: "redrive", Result: "ok", Message: msg})
+	sh := l.shardOf(ref)
 	v, _, err := l.run(ctx, redriveScript, true,
-		[]string{recordKey(ref), historyKey(ref), indexKey(ref.Provider, StateErrored), indexKey(ref.Provider, StateSubmitting)},
+		[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
 		ref.OrderNo, l.now().UnixMilli(), a, "re-driven "+msg, MaxHistory)
 	if err != nil {
 		return fmt.Errorf("redrive order: %w", err)

@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,9 +16,10 @@ import (
 // Get returns the order's record with its attempt history, or nil when
 // there is none.
 func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
+	sh := l.shardOf(ref)
 	pipe := l.rdb.Pipeline()
-	hc := pipe.HGetAll(ctx, recordKey(ref))
-	lc := pipe.LRange(ctx, historyKey(ref), 0, -1)
+	hc := pipe.HGetAll(ctx, sh.recordKey(ref))
+	lc := pipe.LRange(ctx, sh.historyKey(ref), 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read order: %w", err)
 	}
@@ -37,7 +40,7 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 // Owner returns the order number that owns a provider order id, "" when
 // none does.
 func (l *Ledger) Owner(ctx context.Context, provider, providerOrderID string) (string, error) {
-	s, err := l.rdb.HGet(ctx, ownerKey(provider), providerOrderID).Result()
+	s, err := l.rdb.HGet(ctx, l.ownerShard(provider, providerOrderID).ownerKey(provider), providerOrderID).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -47,16 +50,30 @@ func (l *Ledger) Owner(ctx context.Context, provider, providerOrderID string) (s
 // InState lists up to limit orders of provider in state s that entered it
 // before the given time, oldest first.
 func (l *Ledger) InState(ctx context.Context, provider string, s State, before time.Time, limit int64) ([]Ref, error) {
-	ids, err := l.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key: indexKey(provider, s), Start: "-inf", Stop: strconv.FormatInt(before.UnixMilli(), 10),
-		ByScore: true, Count: limit,
-	}).Result()
-	if err != nil {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, len(l.shards))
+	for i := range l.shards {
+		cmds[i] = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+			Key: l.shards[i].indexKey(provider, s), Start: "-inf", Stop: strconv.FormatInt(before.UnixMilli(), 10),
+			ByScore: true, Count: limit,
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	out := make([]Ref, len(ids))
-	for i, id := range ids {
-		out[i] = Ref{Provider: provider, OrderNo: id}
+	var all []redis.Z
+	for _, c := range cmds {
+		all = append(all, c.Val()...)
+	}
+	if len(cmds) > 1 {
+		slices.SortStableFunc(all, func(a, b redis.Z) int { return cmp.Compare(a.Score, b.Score) })
+	}
+	if limit > 0 && int64(len(all)) > limit {
+		all = all[:limit]
+	}
+	out := make([]Ref, len(all))
+	for i, z := range all {
+		out[i] = Ref{Provider: provider, OrderNo: z.Member.(string)}
 	}
 	return out, nil
 }
@@ -80,7 +97,10 @@ func (l *Ledger) Stats(ctx context.Context, providerNames []string) (map[string]
 	var qs []q
 	for _, p := range providerNames {
 		for _, s := range States {
-			qs = append(qs, q{p, s, pipe.ZCard(ctx, indexKey(p, s)), pipe.ZRangeWithScores(ctx, indexKey(p, s), 0, 0)})
+			for i := range l.shards {
+				k := l.shards[i].indexKey(p, s)
+				qs = append(qs, q{p, s, pipe.ZCard(ctx, k), pipe.ZRangeWithScores(ctx, k, 0, 0)})
+			}
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -91,9 +111,12 @@ func (l *Ledger) Stats(ctx context.Context, providerNames []string) (map[string]
 		if out[x.p] == nil {
 			out[x.p] = map[State]StateStats{}
 		}
-		st := StateStats{Count: x.card.Val()}
+		st := out[x.p][x.s]
+		st.Count += x.card.Val()
 		if z := x.oldest.Val(); len(z) > 0 {
-			st.Oldest = time.UnixMilli(int64(z[0].Score))
+			if o := time.UnixMilli(int64(z[0].Score)); st.Oldest.IsZero() || o.Before(st.Oldest) {
+				st.Oldest = o
+			}
 		}
 		out[x.p][x.s] = st
 	}
@@ -146,7 +169,7 @@ func (l *Ledger) CheckDataKey(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	key := keyPrefix + "datakey"
+	key := metaPrefix + "datakey"
 	ok, err := l.rdb.SetNX(ctx, key, id, 0).Result()
 	if err != nil || ok {
 		return err

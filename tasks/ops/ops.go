@@ -88,8 +88,14 @@ func New(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, set
 	return &Orders{ledger: l, inspector: inspector, client: client, set: set, opts: o}
 }
 
-// Queue is the asynq queue orders are queued on.
+// Queue is the asynq queue orders are queued on (with a sharded ledger,
+// the base of each shard's queue name: see tasks.Queues).
 func (o *Orders) Queue() string { return o.opts.Queue }
+
+// OrderQueue is the asynq queue of an order's task.
+func (o *Orders) OrderQueue(ref ledger.Ref) string {
+	return tasks.OrderQueue(o.opts.Queue, o.ledger, ref)
+}
 
 // Providers lists the provider names, in the registry's order.
 func (o *Orders) Providers() []string { return o.set.Names() }
@@ -290,7 +296,7 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	}
 	out := Resolved{Record: o.Show(rec)}
 	if a.As == ledger.ResolveAbsent {
-		out.Requeued, err = tasks.Requeue(ctx, o.inspector, o.client, o.opts.Queue, rec)
+		out.Requeued, err = tasks.Requeue(ctx, o.inspector, o.client, tasks.OrderQueue(o.opts.Queue, o.ledger, rec.Ref()), rec)
 		if err != nil {
 			out.RequeueError = err.Error()
 		}
@@ -368,7 +374,7 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 		return out, err
 	}
 	out.Status, out.State = StatusRedriven, ledger.StateSubmitting
-	out.Requeued, err = tasks.Requeue(ctx, o.inspector, o.client, o.opts.Queue, rec)
+	out.Requeued, err = tasks.Requeue(ctx, o.inspector, o.client, tasks.OrderQueue(o.opts.Queue, o.ledger, rec.Ref()), rec)
 	if err != nil {
 		out.Why = "task not queued (the reconciler will): " + err.Error()
 	}

@@ -49,8 +49,13 @@ type Options struct {
 	// delivery's lease lasts 2 × Timeout + 1s: a process that dies
 	// mid-delivery leaves the event to the others after that.
 	Timeout time.Duration
+	// Streams are the ledger's events streams (Ledger.EventStreams), one
+	// per shard; required. Each endpoint reads each stream on goroutines
+	// of its own.
+	Streams []ledger.EventStream
 	// Senders is how many deliveries one process has in flight per
-	// endpoint. Default 8.
+	// endpoint (shared out over the streams, at least one each). Default
+	// 8.
 	Senders int
 	// Poll is how often an idle endpoint looks for retries that another
 	// process scheduled or left behind. Default 1s.
@@ -82,8 +87,10 @@ type Dispatcher struct {
 	now        func() time.Time
 }
 
-// endpoint is one URL and what delivering to it needs.
+// endpoint is one URL, one events stream, and what delivering that
+// stream's events to the URL needs.
 type endpoint struct {
+	senders int
 	index   int
 	label   string // the metrics' endpoint label: its index
 	url     string
@@ -158,6 +165,10 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 	if signer == nil {
 		return nil, errors.New("webhooks need a secret to sign with")
 	}
+	if len(o.Streams) == 0 {
+		return nil, errors.New("webhooks need the ledger's events streams")
+	}
+	senders := max(1, (o.Senders+len(o.Streams)-1)/len(o.Streams))
 	host, _ := os.Hostname()
 	d := &Dispatcher{
 		rdb: rdb, signer: signer, opts: o, log: o.Logger, now: time.Now,
@@ -183,14 +194,16 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 			tr = t
 		}
 		id := EndpointID(u)
-		d.eps = append(d.eps, &endpoint{
-			index: i, label: strconv.Itoa(i), url: u, display: DisplayURL(u), k: keysFor(id),
-			wake: make(chan struct{}, 1),
-			client: &http.Client{Transport: tr, Timeout: o.Timeout,
-				// A redirect is an answer other than 2xx: the
-				// endpoint's URL is what is configured.
-				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		})
+		client := &http.Client{Transport: tr, Timeout: o.Timeout,
+			// A redirect is an answer other than 2xx: the endpoint's
+			// URL is what is configured.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, stream := range o.Streams {
+			d.eps = append(d.eps, &endpoint{
+				index: i, label: strconv.Itoa(i), url: u, display: DisplayURL(u), k: keysFor(id, stream),
+				wake: make(chan struct{}, 1), client: client, senders: senders,
+			})
+		}
 	}
 	for _, l := range []string{"ok", "http_error", "network_error"} {
 		for _, ep := range d.eps {
@@ -235,10 +248,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // group starts at the stream's end: an endpoint receives the events that
 // happen from its first configuration on.
 func (d *Dispatcher) setup(ctx context.Context, ep *endpoint) error {
-	if err := NewStore(d.rdb).register(ctx, ep.k.id, ep.display, ep.index); err != nil {
+	if err := NewStore(d.rdb, d.opts.Streams).register(ctx, ep.k.id, ep.display, ep.index); err != nil {
 		return err
 	}
-	err := d.rdb.XGroupCreateMkStream(ctx, ledger.EventsKey(), ep.k.group, "$").Err()
+	err := d.rdb.XGroupCreateMkStream(ctx, ep.k.stream.Key, ep.k.group, "$").Err()
 	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
 		return err
 	}
@@ -288,7 +301,7 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 			lastClean = time.Now()
 		}
 		err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: ep.k.group, Consumer: d.consumer, Streams: []string{ledger.EventsKey(), ">"},
+			Group: ep.k.group, Consumer: d.consumer, Streams: []string{ep.k.stream.Key, ">"},
 			Count: 200, Block: 2 * time.Second,
 		}).Err()
 		if err != nil && !errors.Is(err, redis.Nil) {
@@ -304,7 +317,7 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if d.admit(c, ep, log) == nil {
-		_ = d.rdb.XGroupDelConsumer(c, ledger.EventsKey(), ep.k.group, d.consumer).Err()
+		_ = d.rdb.XGroupDelConsumer(c, ep.k.stream.Key, ep.k.group, d.consumer).Err()
 	}
 }
 
@@ -312,7 +325,7 @@ func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error
 
 // admit runs admitScript and wakes the senders when it admitted events.
 func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) error {
-	res, err := admitScript.Run(ctx, d.rdb, []string{ledger.EventsKey(), ep.k.ev, ep.k.due, ep.k.backlog},
+	res, err := admitScript.Run(ctx, d.rdb, []string{ep.k.stream.Key, ep.k.ev, ep.k.due, ep.k.backlog},
 		ep.k.group, d.consumer, ep.k.base, d.now().UnixMilli(), 200).Int64Slice()
 	if err != nil {
 		return err
@@ -329,13 +342,13 @@ func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) 
 // dropIdleConsumers removes consumers of dead processes (idle for an hour,
 // holding nothing) from the endpoint's group.
 func (d *Dispatcher) dropIdleConsumers(ctx context.Context, ep *endpoint) {
-	cs, err := d.rdb.XInfoConsumers(ctx, ledger.EventsKey(), ep.k.group).Result()
+	cs, err := d.rdb.XInfoConsumers(ctx, ep.k.stream.Key, ep.k.group).Result()
 	if err != nil {
 		return
 	}
 	for _, c := range cs {
 		if c.Name != d.consumer && c.Pending == 0 && c.Idle > time.Hour {
-			_ = d.rdb.XGroupDelConsumer(ctx, ledger.EventsKey(), ep.k.group, c.Name).Err()
+			_ = d.rdb.XGroupDelConsumer(ctx, ep.k.stream.Key, ep.k.group, c.Name).Err()
 		}
 	}
 }
@@ -349,7 +362,7 @@ type leased struct {
 // send leases due events of ep and hands them to Senders goroutines.
 func (d *Dispatcher) send(ctx context.Context, ep *endpoint) {
 	log := d.log.With("endpoint", ep.label, "url", ep.display)
-	n := d.opts.Senders
+	n := ep.senders
 	jobs := make(chan leased, n)
 	finished := make(chan struct{}, n)
 	var wg sync.WaitGroup
@@ -470,7 +483,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 		_ = doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog}, ep.k.base, j.id, d.now().UnixMilli()).Err()
 		return
 	}
-	ev := eventOf(j.id, j.fields)
+	ev := eventOf(ep.k.stream, j.id, j.fields)
 	st := parseState(j.state, j.id)
 	result, reason := d.post(ctx, ep, ev)
 	d.deliveries.WithLabelValues(ep.label, result).Inc()
@@ -580,16 +593,26 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	store := NewStore(c.d.rdb)
+	store := NewStore(c.d.rdb, c.d.opts.Streams)
 	now := c.d.now()
+	done := map[int]bool{}
 	for _, ep := range c.d.eps {
+		if done[ep.index] {
+			continue // an endpoint's other streams: counted with the first
+		}
+		done[ep.index] = true
 		info, err := store.Stats(ctx, ep.k.id)
 		if err != nil {
 			continue // orderworker_redis_up says why
 		}
 		oldest := info.OldestUndelivered
-		if u, err := c.d.oldestUnadmitted(ctx, ep); err == nil && !u.IsZero() && (oldest.IsZero() || u.Before(oldest)) {
-			oldest = u
+		for _, o := range c.d.eps {
+			if o.index != ep.index {
+				continue
+			}
+			if u, err := c.d.oldestUnadmitted(ctx, o); err == nil && !u.IsZero() && (oldest.IsZero() || u.Before(oldest)) {
+				oldest = u
+			}
 		}
 		age := 0.0
 		if !oldest.IsZero() {
@@ -606,11 +629,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // entry after what the group has read. Zero when there is none.
 func (d *Dispatcher) oldestUnadmitted(ctx context.Context, ep *endpoint) (time.Time, error) {
 	var oldest string
-	if p, err := d.rdb.XPending(ctx, ledger.EventsKey(), ep.k.group).Result(); err == nil && p.Count > 0 {
+	if p, err := d.rdb.XPending(ctx, ep.k.stream.Key, ep.k.group).Result(); err == nil && p.Count > 0 {
 		oldest = p.Lower
 	}
 	if oldest == "" {
-		groups, err := d.rdb.XInfoGroups(ctx, ledger.EventsKey()).Result()
+		groups, err := d.rdb.XInfoGroups(ctx, ep.k.stream.Key).Result()
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -618,7 +641,7 @@ func (d *Dispatcher) oldestUnadmitted(ctx context.Context, ep *endpoint) (time.T
 			if g.Name != ep.k.group {
 				continue
 			}
-			msgs, err := d.rdb.XRangeN(ctx, ledger.EventsKey(), "("+g.LastDeliveredID, "+", 1).Result()
+			msgs, err := d.rdb.XRangeN(ctx, ep.k.stream.Key, "("+g.LastDeliveredID, "+", 1).Result()
 			if err != nil {
 				return time.Time{}, err
 			}

@@ -18,13 +18,12 @@ import (
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
-// keyPrefix starts every webhook key. Its hash tag is the events stream's
-// (ledger.EventsKey), so that the scripts below, which touch both, run on
-// one shard of a Redis Cluster too.
-const keyPrefix = "orderworker:{ledger}:webhook:"
+// An endpoint's keys for one events stream (one per ledger shard) carry
+// the stream's hash tag, so that the scripts below, which touch both, run
+// on one slot of a Redis Cluster too: "orderworker:{TAG}:webhook:ID:…".
 
 // endpointsKey maps each endpoint id to what is known of it (endpointInfo).
-const endpointsKey = keyPrefix + "endpoints"
+const endpointsKey = "orderworker:{ledger}:webhook:endpoints"
 
 // EndpointID names an endpoint in Redis: a hash of its URL, so that
 // reordering ORDERWORKER_WEBHOOK_URLS keeps each endpoint's consumer group,
@@ -44,7 +43,8 @@ func DisplayURL(rawURL string) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-// keys are one endpoint's Redis keys. Per endpoint:
+// keys are one endpoint's Redis keys for one events stream. Per endpoint
+// and stream:
 //
 //   - group: its consumer group on the events stream; entries read from it
 //     are admitted (copied to ev, queued) and acknowledged in one script;
@@ -61,12 +61,13 @@ func DisplayURL(rawURL string) string {
 //   - failed: events given up on, scored by when (unix ms).
 type keys struct {
 	id, base, group, ev, st, due, backlog, failed string
+	stream                                        ledger.EventStream
 }
 
-func keysFor(id string) keys {
-	base := keyPrefix + id + ":"
+func keysFor(id string, stream ledger.EventStream) keys {
+	base := "orderworker:{" + stream.Tag + "}:webhook:" + id + ":"
 	return keys{id: id, base: base, group: "webhook:" + id, ev: base + "ev", st: base + "st",
-		due: base + "due", backlog: base + "backlog", failed: base + "failed"}
+		due: base + "due", backlog: base + "backlog", failed: base + "failed", stream: stream}
 }
 
 // state is an event's delivery state (the st hash).
@@ -297,12 +298,16 @@ return n
 // endpoints it knows, their backlogs and their failed events. Operators
 // reach it through enqueue webhooks. It is safe for concurrent use.
 type Store struct {
-	rdb redis.UniversalClient
-	now func() time.Time
+	rdb     redis.UniversalClient
+	streams []ledger.EventStream
+	now     func() time.Time
 }
 
-// NewStore returns a Store on rdb.
-func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb, now: time.Now} }
+// NewStore returns a Store on rdb for the events streams of a ledger
+// (Ledger.EventStreams).
+func NewStore(rdb redis.UniversalClient, streams []ledger.EventStream) *Store {
+	return &Store{rdb: rdb, streams: streams, now: time.Now}
+}
 
 // EndpointInfo is an endpoint as the store knows it.
 type EndpointInfo struct {
@@ -361,25 +366,39 @@ func (s *Store) Endpoints(ctx context.Context) ([]EndpointInfo, error) {
 	return out, nil
 }
 
-// Stats reads one endpoint's counts (not its URL or index).
+// Stats reads one endpoint's counts (not its URL or index), summed over
+// the events streams.
 func (s *Store) Stats(ctx context.Context, id string) (EndpointInfo, error) {
-	k := keysFor(id)
-	pipe := s.rdb.Pipeline()
-	backlog := pipe.ZCard(ctx, k.backlog)
-	oldest := pipe.ZRangeWithScores(ctx, k.backlog, 0, 0)
-	failed := pipe.ZCard(ctx, k.failed)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return EndpointInfo{}, fmt.Errorf("read webhook endpoint %s: %w", id, err)
-	}
-	info := EndpointInfo{ID: id, Backlog: backlog.Val(), Failed: failed.Val(), Unadmitted: -1}
-	if z := oldest.Val(); len(z) > 0 {
-		info.OldestUndelivered = time.UnixMilli(int64(z[0].Score)).UTC()
-	}
-	if groups, err := s.rdb.XInfoGroups(ctx, ledger.EventsKey()).Result(); err == nil {
-		for _, g := range groups {
-			if g.Name == k.group && g.Lag >= 0 {
-				info.Unadmitted = g.Lag + g.Pending
+	info := EndpointInfo{ID: id}
+	for _, stream := range s.streams {
+		k := keysFor(id, stream)
+		pipe := s.rdb.Pipeline()
+		backlog := pipe.ZCard(ctx, k.backlog)
+		oldest := pipe.ZRangeWithScores(ctx, k.backlog, 0, 0)
+		failed := pipe.ZCard(ctx, k.failed)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return EndpointInfo{}, fmt.Errorf("read webhook endpoint %s: %w", id, err)
+		}
+		info.Backlog += backlog.Val()
+		info.Failed += failed.Val()
+		if z := oldest.Val(); len(z) > 0 {
+			if o := time.UnixMilli(int64(z[0].Score)).UTC(); info.OldestUndelivered.IsZero() || o.Before(info.OldestUndelivered) {
+				info.OldestUndelivered = o
 			}
+		}
+		lag := int64(-1)
+		if groups, err := s.rdb.XInfoGroups(ctx, stream.Key).Result(); err == nil {
+			for _, g := range groups {
+				if g.Name == k.group && g.Lag >= 0 {
+					lag = g.Lag + g.Pending
+				}
+			}
+		}
+		switch {
+		case lag < 0 || info.Unadmitted < 0:
+			info.Unadmitted = -1
+		default:
+			info.Unadmitted += lag
 		}
 	}
 	return info, nil
@@ -399,103 +418,122 @@ type FailedEvent struct {
 // Failed lists up to limit failed events of an endpoint, oldest failure
 // first.
 func (s *Store) Failed(ctx context.Context, id string, limit int64) ([]FailedEvent, error) {
-	k := keysFor(id)
 	if limit <= 0 {
 		limit = 100
 	}
-	z, err := s.rdb.ZRangeWithScores(ctx, k.failed, 0, limit-1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list failed webhook events: %w", err)
+	var out []FailedEvent
+	for _, stream := range s.streams {
+		k := keysFor(id, stream)
+		z, err := s.rdb.ZRangeWithScores(ctx, k.failed, 0, limit-1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list failed webhook events: %w", err)
+		}
+		if len(z) == 0 {
+			continue
+		}
+		ids := make([]string, len(z))
+		for i, m := range z {
+			ids[i], _ = m.Member.(string)
+		}
+		pipe := s.rdb.Pipeline()
+		evs := pipe.HMGet(ctx, k.ev, ids...)
+		sts := pipe.HMGet(ctx, k.st, ids...)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("list failed webhook events: %w", err)
+		}
+		for i, id := range ids {
+			fields, _ := evs.Val()[i].(string)
+			stv, _ := sts.Val()[i].(string)
+			st := parseState(stv, id)
+			out = append(out, FailedEvent{Endpoint: k.id, Event: eventOf(stream, id, fields),
+				FailedAt: time.UnixMilli(int64(z[i].Score)).UTC(), Attempts: st.Attempts, LastError: st.Err})
+		}
 	}
-	if len(z) == 0 {
-		return nil, nil
-	}
-	ids := make([]string, len(z))
-	for i, m := range z {
-		ids[i], _ = m.Member.(string)
-	}
-	pipe := s.rdb.Pipeline()
-	evs := pipe.HMGet(ctx, k.ev, ids...)
-	sts := pipe.HMGet(ctx, k.st, ids...)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("list failed webhook events: %w", err)
-	}
-	out := make([]FailedEvent, 0, len(ids))
-	for i, id := range ids {
-		fields, _ := evs.Val()[i].(string)
-		stv, _ := sts.Val()[i].(string)
-		st := parseState(stv, id)
-		out = append(out, FailedEvent{Endpoint: k.id, Event: eventOf(id, fields),
-			FailedAt: time.UnixMilli(int64(z[i].Score)).UTC(), Attempts: st.Attempts, LastError: st.Err})
+	slices.SortStableFunc(out, func(a, b FailedEvent) int { return a.FailedAt.Compare(b.FailedAt) })
+	if int64(len(out)) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
 
-// failedIDs returns the endpoint's failed event ids among want (all when
-// want is empty), sorted by id.
+// failedIDs returns the endpoint's failed entry ids in k's stream among
+// the public event ids want (all when want is nil), sorted by id.
 func (s *Store) failedIDs(ctx context.Context, k keys, want []string) ([]string, error) {
 	all, err := s.rdb.ZRange(ctx, k.failed, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read failed webhook events: %w", err)
 	}
-	if len(want) > 0 {
-		all = slices.DeleteFunc(all, func(id string) bool { return !slices.Contains(want, id) })
+	if want != nil {
+		all = slices.DeleteFunc(all, func(id string) bool { return !slices.Contains(want, k.stream.EventID(id)) })
 	}
 	slices.SortFunc(all, compareIDs)
 	return all, nil
 }
 
-// Resend moves failed events of an endpoint (the ids given, or all when
-// none) back to delivery, oldest event first, so that one order's events
-// go out in order. Their attempts start again and MAX_AGE counts from now.
-// It returns how many it moved; ids that are not failed are ignored.
+// Resend moves failed events of an endpoint (the event ids given, or all
+// when none) back to delivery, oldest event first, so that one order's
+// events go out in order. Their attempts start again and MAX_AGE counts
+// from now. It returns how many it moved; ids that are not failed are
+// ignored.
 func (s *Store) Resend(ctx context.Context, id string, ids []string) (int, error) {
-	k := keysFor(id)
-	todo, err := s.failedIDs(ctx, k, ids)
-	if err != nil || len(todo) == 0 {
-		return 0, err
-	}
 	total := 0
-	for chunk := range slices.Chunk(todo, 500) {
-		args := []any{k.base, s.now().UnixMilli()}
-		for _, x := range chunk {
-			args = append(args, x)
-		}
-		n, err := resendScript.Run(ctx, s.rdb, []string{k.due, k.ev, k.st, k.backlog, k.failed}, args...).Int()
-		total += n
+	for _, stream := range s.streams {
+		k := keysFor(id, stream)
+		todo, err := s.failedIDs(ctx, k, wanted(ids))
 		if err != nil {
-			return total, fmt.Errorf("resend webhook events: %w", err)
+			return total, err
+		}
+		for chunk := range slices.Chunk(todo, 500) {
+			args := []any{k.base, s.now().UnixMilli()}
+			for _, x := range chunk {
+				args = append(args, x)
+			}
+			n, err := resendScript.Run(ctx, s.rdb, []string{k.due, k.ev, k.st, k.backlog, k.failed}, args...).Int()
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("resend webhook events: %w", err)
+			}
 		}
 	}
 	return total, nil
 }
 
-// Discard deletes failed events of an endpoint (the ids given, or all when
-// none) for good, and returns how many.
+// Discard deletes failed events of an endpoint (the event ids given, or
+// all when none) for good, and returns how many.
 func (s *Store) Discard(ctx context.Context, id string, ids []string) (int, error) {
-	k := keysFor(id)
-	todo, err := s.failedIDs(ctx, k, ids)
-	if err != nil || len(todo) == 0 {
-		return 0, err
-	}
 	total := 0
-	for chunk := range slices.Chunk(todo, 500) {
-		args := make([]any, len(chunk))
-		for i, x := range chunk {
-			args[i] = x
-		}
-		n, err := discardScript.Run(ctx, s.rdb, []string{k.ev, k.st, k.failed}, args...).Int()
-		total += n
+	for _, stream := range s.streams {
+		k := keysFor(id, stream)
+		todo, err := s.failedIDs(ctx, k, wanted(ids))
 		if err != nil {
-			return total, fmt.Errorf("discard webhook events: %w", err)
+			return total, err
+		}
+		for chunk := range slices.Chunk(todo, 500) {
+			args := make([]any, len(chunk))
+			for i, x := range chunk {
+				args[i] = x
+			}
+			n, err := discardScript.Run(ctx, s.rdb, []string{k.ev, k.st, k.failed}, args...).Int()
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("discard webhook events: %w", err)
+			}
 		}
 	}
 	return total, nil
+}
+
+// wanted is nil (every id) for no ids.
+func wanted(ids []string) []string {
+	if len(ids) == 0 {
+		return nil
+	}
+	return ids
 }
 
 // eventOf decodes an event kept in ev (the stream entry's fields as JSON).
-func eventOf(id, fields string) ledger.Event {
+func eventOf(stream ledger.EventStream, id, fields string) ledger.Event {
 	var m map[string]any
 	_ = json.Unmarshal([]byte(fields), &m)
-	return ledger.EventFromStream(redis.XMessage{ID: id, Values: m})
+	return stream.Event(redis.XMessage{ID: id, Values: m})
 }

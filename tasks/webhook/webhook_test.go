@@ -99,11 +99,18 @@ func TestKeysShareTheEventsStreamsSlot(t *testing.T) {
 		j := strings.Index(k[i+1:], "}")
 		return k[i+1 : i+1+j]
 	}
-	k := keysFor(EndpointID("https://example.com/hook"))
-	for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.base + "q:tencent:O1", endpointsKey} {
-		if tag(key) != tag(ledger.EventsKey()) {
-			t.Errorf("key %s: hash tag %q, the events stream's is %q", key, tag(key), tag(ledger.EventsKey()))
+	for _, shards := range []int{1, 3} {
+		for _, stream := range ledger.New(nil, &ledger.Options{Shards: shards}).EventStreams() {
+			k := keysFor(EndpointID("https://example.com/hook"), stream)
+			for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.base + "q:tencent:O1"} {
+				if tag(key) != tag(stream.Key) {
+					t.Errorf("key %s: hash tag %q, the events stream's is %q", key, tag(key), tag(stream.Key))
+				}
+			}
 		}
+	}
+	if tag(endpointsKey) != "ledger" {
+		t.Errorf("%s: want the ledger-wide hash tag {ledger}", endpointsKey)
 	}
 }
 
@@ -117,7 +124,10 @@ type env struct {
 	signer *Signer
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { t.Helper(); return setupShards(t, 1) }
+
+// setupShards is setup with a ledger of n shards: one events stream each.
+func setupShards(t *testing.T, n int) *env {
 	t.Helper()
 	rs := taskstest.StartRedis(t, nil)
 	s, err := NewSigner(specSecret)
@@ -125,7 +135,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	rdb := rs.Client(t)
-	return &env{t: t, rdb: rdb, ledger: ledger.New(rdb, nil), signer: s}
+	return &env{t: t, rdb: rdb, ledger: ledger.New(rdb, &ledger.Options{Shards: n}), signer: s}
 }
 
 // start runs a Dispatcher for urls until the test ends and waits until its
@@ -138,6 +148,7 @@ func (e *env) start(urls []string, opts *Options) (*Dispatcher, *prometheus.Regi
 		o = *opts
 	}
 	o.Registerer = reg
+	o.Streams = e.ledger.EventStreams()
 	d, err := New(e.rdb, urls, e.signer, &o)
 	if err != nil {
 		e.t.Fatal(err)
@@ -147,10 +158,12 @@ func (e *env) start(urls []string, opts *Options) (*Dispatcher, *prometheus.Regi
 	go func() { d.Run(ctx); close(done) }()
 	e.t.Cleanup(func() { cancel(); <-done })
 	for _, u := range urls {
-		e.waitFor(5*time.Second, "the consumer group of "+u, func() bool {
-			gs, err := e.rdb.XInfoGroups(context.Background(), ledger.EventsKey()).Result()
-			return err == nil && slices.ContainsFunc(gs, func(g redis.XInfoGroup) bool { return g.Name == keysFor(EndpointID(u)).group })
-		})
+		for _, stream := range o.Streams {
+			e.waitFor(5*time.Second, "the consumer group of "+u, func() bool {
+				gs, err := e.rdb.XInfoGroups(context.Background(), stream.Key).Result()
+				return err == nil && slices.ContainsFunc(gs, func(g redis.XInfoGroup) bool { return g.Name == keysFor(EndpointID(u), stream).group })
+			})
+		}
 	}
 	return d, reg
 }
@@ -321,7 +334,15 @@ func flaky(id string, nth int) bool {
 // dispatchers (two replicas) share the work.
 func TestDeliversEveryEventInOrderDespiteFailures(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			t.Parallel()
+			deliversEveryEventInOrder(t, setupShards(t, shards))
+		})
+	}
+}
+
+func deliversEveryEventInOrder(t *testing.T, e *env) {
 	r := newReceiver(t, e.signer, flaky)
 	_, reg := e.start([]string{r.srv.URL}, nil)
 	_, reg2 := e.start([]string{r.srv.URL}, nil)
@@ -350,7 +371,7 @@ func TestDeliversEveryEventInOrderDespiteFailures(t *testing.T) {
 		t.Errorf("deliveries_total{result=ok} = %v over both dispatchers, want at least %d", ok, len(evs))
 	}
 	e.waitFor(5*time.Second, "an empty backlog", func() bool {
-		info, err := NewStore(e.rdb).Stats(context.Background(), EndpointID(r.srv.URL))
+		info, err := NewStore(e.rdb, e.ledger.EventStreams()).Stats(context.Background(), EndpointID(r.srv.URL))
 		return err == nil && info.Backlog == 0 && info.Failed == 0
 	})
 	t.Logf("%d events, %d requests (%d answered 500)", len(evs), len(log), failures)
@@ -385,7 +406,15 @@ func deliveriesOf(t *testing.T, reg *prometheus.Registry, endpoint, result strin
 // re-send delivers them in order once the endpoint is back.
 func TestGivesUpThenResends(t *testing.T) {
 	t.Parallel()
-	e := setup(t)
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			t.Parallel()
+			givesUpThenResends(t, setupShards(t, shards))
+		})
+	}
+}
+
+func givesUpThenResends(t *testing.T, e *env) {
 	var down sync.Map
 	down.Store("down", true)
 	r := newReceiver(t, e.signer, func(string, int) bool { v, _ := down.Load("down"); return v.(bool) })
@@ -394,7 +423,7 @@ func TestGivesUpThenResends(t *testing.T) {
 	id := EndpointID(r.srv.URL)
 	e.order("A1", ledger.StatePending, ledger.StatePaid)
 	e.order("A2", ledger.StateErrored)
-	store := NewStore(e.rdb)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
 	e.waitFor(10*time.Second, "3 failed events", func() bool {
 		info, err := store.Stats(context.Background(), id)
 		return err == nil && info.Failed == 3 && info.Backlog == 0
@@ -470,7 +499,7 @@ func TestDiscard(t *testing.T) {
 	id := EndpointID(r.srv.URL)
 	e.order("D1", ledger.StatePaid)
 	e.order("D2", ledger.StatePaid)
-	store := NewStore(e.rdb)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
 	e.waitFor(10*time.Second, "2 failed events", func() bool {
 		info, err := store.Stats(context.Background(), id)
 		return err == nil && info.Failed == 2
@@ -486,7 +515,7 @@ func TestDiscard(t *testing.T) {
 	if info, _ := store.Stats(context.Background(), id); info.Failed != 0 {
 		t.Errorf("failed = %d after discarding all", info.Failed)
 	}
-	if n, _ := e.rdb.HLen(context.Background(), keysFor(id).ev).Result(); n != 0 {
+	if n, _ := e.rdb.HLen(context.Background(), keysFor(id, e.ledger.EventStreams()[0]).ev).Result(); n != 0 {
 		t.Errorf("%d event bodies left after discarding all", n)
 	}
 }
@@ -523,14 +552,15 @@ func TestCrashedConsumerLosesNothing(t *testing.T) {
 	e := setup(t)
 	r := newReceiver(t, e.signer, nil)
 	ctx := context.Background()
-	k := keysFor(EndpointID(r.srv.URL))
-	if err := e.rdb.XGroupCreateMkStream(ctx, ledger.EventsKey(), k.group, "$").Err(); err != nil {
+	stream := e.ledger.EventStreams()[0]
+	k := keysFor(EndpointID(r.srv.URL), stream)
+	if err := e.rdb.XGroupCreateMkStream(ctx, stream.Key, k.group, "$").Err(); err != nil {
 		t.Fatal(err)
 	}
 	e.order("C1", ledger.StatePaid)
 	e.order("C2", ledger.StatePaid)
 	// A dead process read both events and admitted none.
-	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-1", Streams: []string{ledger.EventsKey(), ">"}}).Result()
+	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-1", Streams: []string{stream.Key, ">"}}).Result()
 	if err != nil || len(got[0].Messages) != 2 {
 		t.Fatalf("XREADGROUP = %v, %v", got, err)
 	}
@@ -538,7 +568,7 @@ func TestCrashedConsumerLosesNothing(t *testing.T) {
 	// Another admitted C3 and leased it, then died mid-delivery.
 	dead := &Dispatcher{rdb: e.rdb, consumer: "dead-2", now: time.Now, opts: Options{Timeout: 200 * time.Millisecond}}
 	ep := &endpoint{k: k, wake: make(chan struct{}, 1)}
-	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-2", Streams: []string{ledger.EventsKey(), ">"}}).Result(); err != nil {
+	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-2", Streams: []string{stream.Key, ">"}}).Result(); err != nil {
 		t.Fatal(err)
 	}
 	if err := dead.admit(ctx, ep, slogDiscard()); err != nil {
@@ -553,7 +583,7 @@ func TestCrashedConsumerLosesNothing(t *testing.T) {
 	if n := len(r.deliveries()); n != 3 {
 		t.Errorf("%d requests for 3 events, want 3", n)
 	}
-	p, err := e.rdb.XPending(ctx, ledger.EventsKey(), k.group).Result()
+	p, err := e.rdb.XPending(ctx, stream.Key, k.group).Result()
 	if err != nil || p.Count != 0 {
 		t.Errorf("XPENDING = %+v, %v: want no entry left pending", p, err)
 	}

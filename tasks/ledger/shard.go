@@ -1,0 +1,198 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A ledger of more than one shard spreads its orders over several hash
+// tags, so that on Redis Cluster they spread over several masters. An
+// order's shard is a fixed function of (provider, order_no) and the shard
+// count; every key of an order (record, history) and every index entry
+// for it lives in its shard, so each script of the order path still
+// touches one slot. What a shard holds:
+//
+//   - the records and histories of its orders;
+//   - its state indexes (orders of a provider in a state);
+//   - its events stream: the outcome events of its orders, appended by the
+//     same scripts that change their state;
+//   - the owner index entries of the provider order ids that hash to it
+//     (with one shard, checked in the settle script; with more, reserved
+//     in a round trip before it).
+//
+// Ledger-wide keys (the shard count, the data key id, locks) keep the
+// hash tag {ledger}. With one shard the layout is exactly the one-slot
+// layout of earlier versions: the shard's tag is {ledger} too.
+//
+// The shard count is recorded in the ledger by the first process that
+// writes to it; a process configured with another count refuses to write
+// (ShardsMismatchError), since it would look for orders where they are
+// not. Changing it needs an empty ledger.
+
+// slotCount is Redis Cluster's number of hash slots.
+const slotCount = 16384
+
+// crc16 is CRC-16/XMODEM, the checksum Redis Cluster maps keys to slots
+// with.
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// Slot is the Redis Cluster hash slot of a hash tag's content (or of a
+// key without a tag).
+func Slot(tag string) int { return int(crc16(tag)) % slotCount }
+
+// ShardTag is the hash tag content of shard i of n, made from base: base
+// itself when n is 1, else base-i with, where needed, a suffix (base-i.k)
+// chosen so that its slot falls in the middle half of the i-th n-th of the
+// slot range. A cluster whose masters hold equal contiguous slot ranges,
+// as redis-cli --cluster create makes them, then serves shard i of n
+// masters from the i-th master: n shards over n masters use them all. The
+// tag is a pure function of (base, i, n): every process agrees on it.
+func ShardTag(base string, i, n int) string {
+	if n <= 1 {
+		return base
+	}
+	w := slotCount / n
+	lo, hi := i*w+w/4, i*w+w-w/4
+	name := base + "-" + strconv.Itoa(i)
+	if w < 4 {
+		return name // more shards than a spread can be chosen for
+	}
+	for k := 0; ; k++ {
+		tag := name
+		if k > 0 {
+			tag = name + "." + strconv.Itoa(k)
+		}
+		if s := Slot(tag); s >= lo && s < hi {
+			return tag
+		}
+	}
+}
+
+// MaxShards bounds the shard count.
+const MaxShards = 256
+
+// shard is one shard's key prefix ("orderworker:{tag}:") and its index.
+type shard struct {
+	i      int
+	prefix string
+	events string
+}
+
+func newShards(n int) []shard {
+	out := make([]shard, n)
+	for i := range out {
+		p := "orderworker:{" + ShardTag("ledger", i, n) + "}:"
+		out[i] = shard{i: i, prefix: p, events: p + "events"}
+	}
+	return out
+}
+
+// fnv32a is FNV-1a over provider, a zero byte and order_no: the order's
+// shard is fnv32a mod the shard count. It must never change.
+func fnv32a(parts ...string) uint32 {
+	h := uint32(2166136261)
+	for j, p := range parts {
+		if j > 0 {
+			h *= 16777619 // the zero byte: h ^= 0
+		}
+		for i := 0; i < len(p); i++ {
+			h ^= uint32(p[i])
+			h *= 16777619
+		}
+	}
+	return h
+}
+
+// Shards is the ledger's shard count.
+func (l *Ledger) Shards() int { return len(l.shards) }
+
+// ShardOf is the index of the shard that holds the order.
+func (l *Ledger) ShardOf(r Ref) int {
+	if len(l.shards) == 1 {
+		return 0
+	}
+	return int(fnv32a(r.Provider, r.OrderNo) % uint32(len(l.shards)))
+}
+
+func (l *Ledger) shardOf(r Ref) *shard { return &l.shards[l.ShardOf(r)] }
+
+// ownerShard is the shard holding the owner entry of a provider order id.
+func (l *Ledger) ownerShard(provider, id string) *shard {
+	if len(l.shards) == 1 {
+		return &l.shards[0]
+	}
+	return &l.shards[fnv32a(provider, id)%uint32(len(l.shards))]
+}
+
+func (s *shard) recordKey(r Ref) string  { return s.prefix + "order:" + r.Provider + ":" + r.OrderNo }
+func (s *shard) historyKey(r Ref) string { return s.prefix + "history:" + r.Provider + ":" + r.OrderNo }
+
+// indexKey is the sorted set of a provider's orders in a state, scored by
+// when they entered it (unix ms).
+func (s *shard) indexKey(provider string, st State) string {
+	return s.prefix + "state:" + provider + ":" + string(st)
+}
+
+// ownerKey maps a provider's order ids to the order numbers that own them.
+func (s *shard) ownerKey(provider string) string { return s.prefix + "owner:" + provider }
+
+// ShardsMismatchError is the error of a write by a process configured
+// with another shard count than the ledger's.
+type ShardsMismatchError struct{ Ledger, Process int }
+
+func (e *ShardsMismatchError) Error() string {
+	if e.Ledger == 1 && e.Process > 1 {
+		return fmt.Sprintf("the ledger is kept in 1 shard but this process is configured with %d: "+
+			"set ORDERWORKER_LEDGER_SHARDS=1 (a ledger that holds orders keeps its shard count)", e.Process)
+	}
+	return fmt.Sprintf("the ledger is kept in %d shards but this process is configured with %d: "+
+		"give every process ORDERWORKER_LEDGER_SHARDS=%d", e.Ledger, e.Process, e.Ledger)
+}
+
+// layoutScript records the shard count unless one is recorded, and
+// answers the recorded one. A ledger that holds events but no count was
+// written by a version that knew one shard only: it counts as 1.
+//
+// KEYS: the count, the one-shard events stream. ARGV: the count.
+var layoutScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return '1' end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+`)
+
+// CheckShards compares the ledger's recorded shard count with this
+// Ledger's, recording it when none is. Writes call it until it once
+// succeeds; a mismatch is a *ShardsMismatchError.
+func (l *Ledger) CheckShards(ctx context.Context) error {
+	if l.layoutOK.Load() {
+		return nil
+	}
+	n := len(l.shards)
+	v, err := layoutScript.Run(ctx, l.rdb, []string{metaPrefix + "shards", metaPrefix + "events"}, n).Text()
+	if err != nil {
+		return fmt.Errorf("read the ledger's shard count: %w", err)
+	}
+	if have, _ := strconv.Atoi(v); have != n {
+		return &ShardsMismatchError{Ledger: have, Process: n}
+	}
+	l.layoutOK.Store(true)
+	return nil
+}

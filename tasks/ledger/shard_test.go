@@ -1,0 +1,268 @@
+package ledger_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// The slot function is Redis Cluster's (CRC16/XMODEM mod 16384), and the
+// shard tags fall where they are chosen to: shard i of n in the middle of
+// the i-th n-th of the slots, so that n masters with even slot ranges
+// serve one shard each.
+func TestShardTags(t *testing.T) {
+	t.Parallel()
+	// Redis's cluster specification: CRC16 of "123456789" is 0x31C3; the
+	// README states {ledger}'s slot as 2466 and {orders}' as 105.
+	if got := ledger.Slot("123456789"); got != 0x31C3%16384 {
+		t.Errorf(`Slot("123456789") = %d, want %d`, got, 0x31C3%16384)
+	}
+	for tag, want := range map[string]int{"ledger": 2466, "orders": 105} {
+		if got := ledger.Slot(tag); got != want {
+			t.Errorf("Slot(%q) = %d, want %d", tag, got, want)
+		}
+	}
+	if got := ledger.ShardTag("ledger", 0, 1); got != "ledger" {
+		t.Errorf("one shard's tag = %q, want ledger (the one-slot layout)", got)
+	}
+	for _, base := range []string{"ledger", "orders"} {
+		for _, n := range []int{2, 3, 4, 6, 16, 64} {
+			seen := map[string]bool{}
+			for i := range n {
+				tag := ledger.ShardTag(base, i, n)
+				if tag != ledger.ShardTag(base, i, n) {
+					t.Fatalf("ShardTag(%s, %d, %d) is not deterministic", base, i, n)
+				}
+				w := 16384 / n
+				if s := ledger.Slot(tag); s < i*w+w/4 || s >= i*w+w-w/4 {
+					t.Errorf("ShardTag(%s, %d, %d) = %q at slot %d, outside [%d, %d)", base, i, n, tag, s, i*w+w/4, i*w+w-w/4)
+				}
+				if !strings.HasPrefix(tag, fmt.Sprintf("%s-%d", base, i)) || seen[tag] {
+					t.Errorf("ShardTag(%s, %d, %d) = %q", base, i, n, tag)
+				}
+				seen[tag] = true
+			}
+		}
+	}
+}
+
+func shardedSetup(t *testing.T, n int) (*ledger.Ledger, *redis.Client) {
+	t.Helper()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	return ledger.New(rdb, &ledger.Options{Shards: n}), rdb
+}
+
+// A ledger of three shards (on one server: the layout does not need a
+// cluster) keeps each order's keys under its shard's tag, spreads the
+// orders over every shard, and answers Stats, List, InState and the
+// events over all of them: every order once, every event once.
+func TestShardedLedgerSpreadsAndMerges(t *testing.T) {
+	t.Parallel()
+	l, rdb := shardedSetup(t, 3)
+	const orders = 300
+	perShard := make([]int, 3)
+	var refs []ledger.Ref
+	for i := range orders {
+		ref := ledger.Ref{Provider: "tencent", OrderNo: fmt.Sprintf("S%04d", i)}
+		refs = append(refs, ref)
+		claim(t, l, ref)
+		sh := l.ShardOf(ref)
+		perShard[sh]++
+		key := "orderworker:{" + ledger.ShardTag("ledger", sh, 3) + "}:order:tencent:" + ref.OrderNo
+		if n, err := rdb.Exists(ctx, key).Result(); err != nil || n != 1 {
+			t.Fatalf("order %s: %s does not exist (%v)", ref.OrderNo, key, err)
+		}
+	}
+	for i, n := range perShard {
+		if n < orders/6 {
+			t.Errorf("shard %d holds %d of %d orders: %v", i, n, orders, perShard)
+		}
+	}
+	if n, _ := rdb.Exists(ctx, "orderworker:{ledger}:order:tencent:S0000").Result(); n != 0 {
+		t.Error("an order's record is under the one-shard tag {ledger}")
+	}
+	// The first 200 to paid (each with its event), the rest stay queued.
+	for i, ref := range refs[:200] {
+		tok := fmt.Sprintf("t%d", i)
+		if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: tok}); err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %s = %+v, %v", ref.OrderNo, b, err)
+		}
+		if err := l.Settle(ctx, ref, tok, ledger.SetPaid("P-"+ref.OrderNo)); err != nil {
+			t.Fatalf("Settle %s: %v", ref.OrderNo, err)
+		}
+	}
+	st, err := l.Stats(ctx, []string{"tencent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["tencent"][ledger.StatePaid].Count != 200 || st["tencent"][ledger.StateQueued].Count != 100 || st["tencent"][ledger.StateSubmitting].Count != 0 {
+		t.Errorf("Stats = %+v, want 200 paid, 100 queued", st["tencent"])
+	}
+	if st["tencent"][ledger.StatePaid].Oldest.IsZero() {
+		t.Error("Stats: no oldest paid")
+	}
+
+	// List pages through all 300 once, newest first.
+	var listed []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		p, err := l.List(ctx, ledger.ListArgs{Providers: []string{"tencent"}, Limit: 37, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Records {
+			listed = append(listed, r.OrderNo)
+		}
+		if p.Next == "" {
+			break
+		}
+		cursor = p.Next
+		if pages > 20 {
+			t.Fatal("List does not end")
+		}
+	}
+	sorted := slices.Clone(listed)
+	slices.Sort(sorted)
+	if len(listed) != orders || len(slices.Compact(sorted)) != orders {
+		t.Errorf("List returned %d orders (%d distinct), want each of %d once", len(listed), len(slices.Compact(sorted)), orders)
+	}
+
+	// InState: the oldest queued across the shards, oldest first.
+	q, err := l.InState(ctx, "tencent", ledger.StateQueued, time.Now().Add(time.Minute), 1000)
+	if err != nil || len(q) != 100 {
+		t.Fatalf("InState(queued) = %d refs, %v; want 100", len(q), err)
+	}
+	q5, _ := l.InState(ctx, "tencent", ledger.StateQueued, time.Now().Add(time.Minute), 5)
+	if len(q5) != 5 {
+		t.Errorf("InState(limit 5) = %d refs", len(q5))
+	}
+
+	// Events: 200 paid events, read 7 at a time with next, each once.
+	seen := map[string]bool{}
+	after := ""
+	for pages := 0; ; pages++ {
+		p, err := l.ReadEvents(ctx, after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Events) == 0 {
+			break
+		}
+		for _, ev := range p.Events {
+			if seen[ev.ID] {
+				t.Fatalf("event %s read twice", ev.ID)
+			}
+			seen[ev.ID] = true
+			ref := ledger.Ref{Provider: ev.Data.Provider, OrderNo: ev.Data.OrderNo}
+			if !strings.HasSuffix(ev.ID, fmt.Sprintf("-%d", l.ShardOf(ref))) || strings.Count(ev.ID, "-") != 2 {
+				t.Errorf("event %s of %s: want its shard %d after its entry id", ev.ID, ref.OrderNo, l.ShardOf(ref))
+			}
+		}
+		if strings.Count(p.Next, ",") != 2 {
+			t.Fatalf("Next = %q, want one position per shard", p.Next)
+		}
+		after = p.Next
+		if pages > 100 {
+			t.Fatal("ReadEvents does not end")
+		}
+	}
+	if len(seen) != 200 {
+		t.Errorf("read %d distinct events, want 200", len(seen))
+	}
+	// From an event id: the events after it, in (entry id, shard) order.
+	all, err := l.Events(ctx, "", 1000)
+	if err != nil || len(all) != 200 {
+		t.Fatalf("Events = %d, %v", len(all), err)
+	}
+	rest, err := l.Events(ctx, all[99].ID, 1000)
+	if err != nil || len(rest) != 100 || rest[0].ID != all[100].ID {
+		t.Errorf("Events after the 100th = %d events starting %v, %v; want the last 100", len(rest), rest, err)
+	}
+	for _, bad := range []string{"1-2-3-4", "1,2", "x", "1-0-9"} {
+		if _, err := l.ReadEvents(ctx, bad, 10); !errors.Is(err, ledger.ErrBadEventCursor) {
+			t.Errorf("ReadEvents(after %q) = %v, want ErrBadEventCursor", bad, err)
+		}
+	}
+}
+
+// With more than one shard a provider order id's owner lives in the id's
+// shard, reserved before the order's own settle: an id another order owns
+// is refused there too, and nothing of the transition is applied.
+func TestShardedOwnerIndex(t *testing.T) {
+	t.Parallel()
+	l, _ := shardedSetup(t, 3)
+	a := ledger.Ref{Provider: "tencent", OrderNo: "A"}
+	b := ledger.Ref{Provider: "tencent", OrderNo: "B0"}
+	for i := 1; l.ShardOf(b) == l.ShardOf(a); i++ {
+		b.OrderNo = fmt.Sprintf("B%d", i) // an order in another shard
+	}
+	claim(t, l, a)
+	claim(t, l, b)
+	if _, err := l.Begin(ctx, a, ledger.BeginArgs{Token: "ta"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, a, "ta", ledger.SetPaid("P1")); err != nil {
+		t.Fatal(err)
+	}
+	if owner, err := l.Owner(ctx, "tencent", "P1"); err != nil || owner != "A" {
+		t.Errorf("Owner(P1) = %q, %v; want A", owner, err)
+	}
+	if _, err := l.Begin(ctx, b, ledger.BeginArgs{Token: "tb"}); err != nil {
+		t.Fatal(err)
+	}
+	var owned *ledger.OwnedError
+	if err := l.Settle(ctx, b, "tb", ledger.SetPaid("P1")); !errors.As(err, &owned) || owned.Owner != "A" {
+		t.Fatalf("Settle B with A's provider order id = %v, want OwnedError naming A", err)
+	}
+	rec, _ := l.Get(ctx, b)
+	if rec.State == ledger.StatePaid || rec.ProviderOrderID != "" {
+		t.Errorf("B after the refused settle: %s with %q; want it unchanged", rec.State, rec.ProviderOrderID)
+	}
+	// A retry of A's own settle (a lost reply) still succeeds.
+	if err := l.Settle(ctx, a, "ta", ledger.SetPaid("P1")); err != nil {
+		t.Errorf("Settle A again = %v", err)
+	}
+}
+
+// Every process of a ledger uses one shard count: the first write records
+// it, and a process with another is refused before it writes anything;
+// a ledger written by the one-shard layout before the count was recorded
+// counts as one shard.
+func TestShardCountIsCheckedBeforeWrites(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	three := ledger.New(rdb, &ledger.Options{Shards: 3})
+	claim(t, three, ledger.Ref{Provider: "tencent", OrderNo: "X1"})
+	one := ledger.New(rdb, nil)
+	var mm *ledger.ShardsMismatchError
+	_, err := one.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "X2"}, []byte(`{}`), "h")
+	if !errors.As(err, &mm) || mm.Ledger != 3 || mm.Process != 1 || !strings.Contains(err.Error(), "ORDERWORKER_LEDGER_SHARDS=3") {
+		t.Fatalf("Claim with 1 shard on a 3-shard ledger = %v, want a mismatch naming ORDERWORKER_LEDGER_SHARDS=3", err)
+	}
+	if _, err := one.Begin(ctx, ledger.Ref{Provider: "tencent", OrderNo: "X1"}, ledger.BeginArgs{Token: "t"}); !errors.As(err, &mm) {
+		t.Errorf("Begin with 1 shard on a 3-shard ledger = %v, want a mismatch", err)
+	}
+	if keys, _ := rdb.Keys(ctx, "orderworker:{ledger}:order:*").Result(); len(keys) != 0 {
+		t.Errorf("the refused process wrote %v", keys)
+	}
+
+	// A ledger of the one-shard layout with no recorded count.
+	old := taskstest.StartRedis(t, nil).Client(t)
+	if err := old.XAdd(ctx, &redis.XAddArgs{Stream: "orderworker:{ledger}:events", Values: []string{"type", "order.paid"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.New(old, &ledger.Options{Shards: 3}).CheckShards(ctx); !errors.As(err, &mm) || mm.Ledger != 1 {
+		t.Errorf("3 shards on an unrecorded one-shard ledger = %v, want a mismatch with 1", err)
+	}
+	if err := ledger.New(old, nil).CheckShards(ctx); err != nil {
+		t.Errorf("1 shard on it = %v", err)
+	}
+}
