@@ -19,6 +19,7 @@ import (
 	"github.com/orderworker/orderworker/providers/tencent"
 	tencentsandbox "github.com/orderworker/orderworker/providers/tencent/sandbox"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -46,7 +47,7 @@ func BenchmarkClusterCommandsPerMaster(b *testing.B) {
 	rows := make([][]clusterBenchRow, len(clusterBenchCases))
 	for i, c := range clusterBenchCases {
 		b.Run(c.name, func(b *testing.B) {
-			rows[i] = clusterBenchRun(b, c.masters, c.queue) // the last run's, when the framework runs a case again
+			rows[i] = clusterBenchRun(b, c.masters, c.queue, c.shards) // the last run's, when the framework runs a case again
 		})
 	}
 	// Two tables, each within the ten lines the testing package prints of
@@ -57,6 +58,7 @@ func BenchmarkClusterCommandsPerMaster(b *testing.B) {
 	}{
 		{"table/default-queue", "the default queue", slices.Concat(rows[0], rows[1])},
 		{"table/queue=orders-2", "the queue on the second master", rows[2]},
+		{"table/shards=3", "the ledger in three shards, a queue each", rows[3]},
 	} {
 		if len(t.rows) > 0 {
 			b.Run(t.name, func(b *testing.B) {
@@ -71,14 +73,18 @@ func BenchmarkClusterCommandsPerMaster(b *testing.B) {
 // clusterBenchCases: the default queue, orders, hashes ({orders}, slot
 // 105) into the same first third of the slots as the ledger ({ledger},
 // slot 2466); the queue orders-2 (slot 6948) lands on the second master.
+// The last case shards the ledger three ways (ORDERWORKER_LEDGER_SHARDS=3):
+// a shard and its queue per master.
 var clusterBenchCases = []struct {
 	name    string
 	masters int
 	queue   string
+	shards  int
 }{
-	{"masters=1", 1, tasks.DefaultQueue},
-	{"masters=3", 3, tasks.DefaultQueue},
-	{"masters=3/queue=orders-2", 3, "orders-2"},
+	{"masters=1", 1, tasks.DefaultQueue, 1},
+	{"masters=3", 3, tasks.DefaultQueue, 1},
+	{"masters=3/queue=orders-2", 3, "orders-2", 1},
+	{"masters=3/shards=3", 3, tasks.DefaultQueue, 3},
 }
 
 // clusterBenchRow is one master's share of one run.
@@ -92,7 +98,7 @@ type clusterBenchRow struct {
 	top              string
 }
 
-func clusterBenchRun(b *testing.B, masters int, queue string) []clusterBenchRow {
+func clusterBenchRun(b *testing.B, masters int, queue string, shards int) []clusterBenchRow {
 	ctx := context.Background()
 	n := clusterBenchOrders * b.N
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -115,7 +121,7 @@ func clusterBenchRun(b *testing.B, masters int, queue string) []clusterBenchRow 
 	b.Cleanup(func() { prodRDB.Close() })
 	client := asynq.NewClient(opt)
 	b.Cleanup(func() { client.Close() })
-	enq := tasks.NewEnqueuer(client, tasks.NewLedger(prodRDB), set, &tasks.EnqueuerOptions{Queue: queue})
+	enq := tasks.NewEnqueuer(client, tasks.NewShardedLedger(prodRDB, shards), set, &tasks.EnqueuerOptions{Queue: queue})
 	payloads := make([][]byte, n)
 	for i := range payloads {
 		payloads[i] = []byte(fmt.Sprintf(`{"provider":"tencent","order_no":"CB%d-%06d","params":{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}}`, masters, i))
@@ -134,9 +140,9 @@ func clusterBenchRun(b *testing.B, masters int, queue string) []clusterBenchRow 
 
 	workerRDB := opt.MakeRedisClient().(redis.UniversalClient)
 	b.Cleanup(func() { workerRDB.Close() })
-	l := tasks.NewLedger(workerRDB)
+	l := tasks.NewShardedLedger(workerRDB, shards)
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
-	srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Queue: queue, Concurrency: 20, ShutdownTimeout: 5 * time.Second, Logger: quiet})
+	srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Queue: queue, Shards: shards, Concurrency: 20, ShutdownTimeout: 5 * time.Second, Logger: quiet})
 	if err := srv.Start(mux); err != nil {
 		b.Fatal(err)
 	}
@@ -165,24 +171,28 @@ func clusterBenchRun(b *testing.B, masters int, queue string) []clusterBenchRow 
 		b.Fatalf("ServiceCreateOrder called %d times for %d orders", c, n)
 	}
 
-	ledgerMaster, _ := cl.MasterFor("orderworker:{ledger}:order:tencent:x")
-	queueMaster, _ := cl.MasterFor("asynq:{" + queue + "}:pending")
+	holdsOf := map[int][]string{}
+	for i, q := range tasks.Queues(queue, shards) {
+		tag := ledger.ShardTag("ledger", i, shards)
+		m, _ := cl.MasterFor("orderworker:{" + tag + "}:events")
+		holdsOf[m] = append(holdsOf[m], "{"+tag+"}")
+		m, _ = cl.MasterFor("asynq:{" + q + "}:pending")
+		holdsOf[m] = append(holdsOf[m], "{"+q+"}")
+	}
+	queueLabel := queue
+	if shards > 1 {
+		queueLabel = fmt.Sprintf("%s, %d ledger shards", strings.Join(tasks.Queues(queue, shards), " "), shards)
+	}
 	var rows []clusterBenchRow
 	var total, top float64
 	for i, m := range cl.Masters {
 		e := s1[m.Addr].Sub(s0[m.Addr]).Without("info")
 		p := s2[m.Addr].Sub(s1[m.Addr]).Without("info")
 		lo, hi := cl.SlotRange(i)
-		var holds []string
-		if i == ledgerMaster {
-			holds = append(holds, "{ledger}")
-		}
-		if i == queueMaster {
-			holds = append(holds, "{"+queue+"}")
-		}
+		holds := holdsOf[i]
 		both := s2[m.Addr].Sub(s0[m.Addr]).Without("info")
 		rows = append(rows, clusterBenchRow{
-			masters: masters, queue: queue, node: i, slots: fmt.Sprintf("%d-%d", lo, hi), holds: strings.Join(holds, " "),
+			masters: masters, queue: queueLabel, node: i, slots: fmt.Sprintf("%d-%d", lo, hi), holds: strings.Join(holds, " "),
 			enqueue: float64(e.Total()) / float64(n), process: float64(p.Total()) / float64(n), top: clusterBenchTop(both, n, 4),
 		})
 		per := float64(both.Total()) / float64(n)

@@ -91,7 +91,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		a.LeaseTTL = 30 * time.Second
 	}
 	if err := l.CheckShards(ctx); err != nil {
-		return BeginResult{}, err
+		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}
 	now := l.now()
 	needs := "0"

@@ -59,7 +59,7 @@ func (l *Ledger) ClaimLost(ctx context.Context, ref Ref, params []byte, hash, re
 
 func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string) (ClaimResult, error) {
 	if err := l.CheckShards(ctx); err != nil {
-		return ClaimResult{}, err
+		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
 	token := uuid.NewString()
 	now := l.now().UnixMilli()
@@ -124,7 +124,7 @@ type ClaimArgs struct {
 // otherwise their errs[i] is ErrNotDurable.
 func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResult, []error, error) {
 	if err := l.CheckShards(ctx); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("claim orders: %w", err)
 	}
 	want := int64(0)
 	if l.opts.Durable == DurableAuto {

@@ -27,6 +27,8 @@
 // (group commit, see batcher); each script still runs atomically on its
 // own.
 //
-// Every key shares the hash tag {ledger}, so the scripts also run on Redis
-// Cluster (on one shard).
+// The ledger spreads orders over Options.Shards shards (default 1), each
+// with its own hash tag, state indexes and events stream (see shard.go):
+// every script touches the keys of one shard, so they run on Redis Cluster,
+// and with one shard per master the ledger uses every master.
 package ledger
