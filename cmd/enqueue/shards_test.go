@@ -35,8 +35,9 @@ func runCLIEnv(t *testing.T, env map[string]string, stdin string, args ...string
 // and a worker process, the three shards' keys and queues land on the
 // three masters, and every master runs a share of the work; every order
 // is paid, created once; duplicates are answered from their shard; the
-// reconciler finds a claim stranded in one shard; enqueue status, list
-// and /metrics cover every shard; a webhook endpoint receives every
+// reconciler finds a claim stranded in one shard; an operator's redrive
+// queues an errored order on its shard's queue; enqueue status, list,
+// /metrics and the dashboard cover every shard; a webhook endpoint receives every
 // shard's outcome events; and a producer configured with one shard is
 // refused before it writes.
 func TestShardedLedgerThroughCluster(t *testing.T) {
@@ -146,6 +147,23 @@ func TestShardedLedgerThroughCluster(t *testing.T) {
 		t.Fatalf("Claim = %+v, %v", cr, err)
 	}
 
+	// An order that ended errored having surely created nothing: an
+	// operator re-drives it, onto its shard's queue.
+	redriven := tasks.OrderRef{Provider: "tencent", OrderNo: "SH-redriven"}
+	if cr, err := l.Claim(ctx, redriven, params, hash); err != nil || !cr.Created {
+		t.Fatalf("Claim = %+v, %v", cr, err)
+	}
+	if b, err := l.Begin(ctx, redriven, ledger.BeginArgs{Token: "op"}); err != nil || b.Status != ledger.Began {
+		t.Fatalf("Begin = %+v, %v", b, err)
+	}
+	if err := l.Settle(ctx, redriven, "op", ledger.SetErrored("refused before sending").WithMayExist(false)); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCLIEnv(t, env, "", "redrive", "-state", "errored", "-by", "tester"); code != exitOK || !strings.Contains(out, "SH-redriven") {
+		t.Fatalf("redrive: exit %d\n%s%s", code, out, errs)
+	}
+	paid := int64(orders + 2) // and the stranded and the re-driven order
+
 	perShard := make([]int, shards)
 	for i := range orders {
 		perShard[l.ShardOf(tasks.OrderRef{Provider: "tencent", OrderNo: fmt.Sprintf("SH%03d", i)})]++
@@ -153,7 +171,7 @@ func TestShardedLedgerThroughCluster(t *testing.T) {
 	deadline = time.Now().Add(90 * time.Second)
 	for {
 		st, err := l.Stats(ctx, []string{"tencent"})
-		if err == nil && st["tencent"][tasks.StatePaid].Count == orders+1 {
+		if err == nil && st["tencent"][tasks.StatePaid].Count == paid {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -166,26 +184,28 @@ func TestShardedLedgerThroughCluster(t *testing.T) {
 			t.Errorf("order SH%03d created %d times, want 1", i, n)
 		}
 	}
-	if n := tsb.Count(stranded.OrderNo); n != 1 {
-		t.Errorf("the stranded order was created %d times, want 1", n)
+	for _, no := range []string{stranded.OrderNo, redriven.OrderNo} {
+		if n := tsb.Count(no); n != 1 {
+			t.Errorf("order %s was created %d times, want 1", no, n)
+		}
 	}
 
 	// Operator commands through the cluster: status and list.
-	for _, no := range []string{"SH000", "SH045", stranded.OrderNo} {
+	for _, no := range []string{"SH000", "SH045", stranded.OrderNo, redriven.OrderNo} {
 		code, out, errs := runCLIEnv(t, env, "", "status", "tencent", no)
 		var rec tasks.Record
 		if code != exitOK || json.Unmarshal([]byte(out), &rec) != nil || rec.State != tasks.StatePaid {
 			t.Errorf("status %s: exit %d, %s %s", no, code, out, errs)
 		}
 	}
-	if code, out, errs := runCLIEnv(t, env, "", "list", "-state", "paid", "-limit", "1000"); code != exitOK || len(lines(t, out)) != orders+1 {
-		t.Errorf("list -state paid: exit %d, %d lines, want %d\n%s", code, len(lines(t, out)), orders+1, errs)
+	if code, out, errs := runCLIEnv(t, env, "", "list", "-state", "paid", "-limit", "1000"); code != exitOK || int64(len(lines(t, out))) != paid {
+		t.Errorf("list -state paid: exit %d, %d lines, want %d\n%s", code, len(lines(t, out)), paid, errs)
 	}
 
 	// /metrics: the gauges over every shard, asynq's queue of each.
 	metrics := clusterGet(t, "http://"+admin+"/metrics", http.StatusOK)
-	if v, ok := metricValue(metrics, `orderworker_orders{provider="tencent",state="paid"}`); !ok || v != orders+1 {
-		t.Errorf("/metrics: paid = %v, %v; want %d", v, ok, orders+1)
+	if v, ok := metricValue(metrics, `orderworker_orders{provider="tencent",state="paid"}`); !ok || v != float64(paid) {
+		t.Errorf("/metrics: paid = %v, %v; want %d", v, ok, paid)
 	}
 	if v, ok := metricValue(metrics, `orderworker_reconciler_found_total{kind="claimed_not_enqueued"}`); !ok || v != 1 {
 		t.Errorf("/metrics: reconciler found %v, %v; want 1", v, ok)
@@ -196,17 +216,25 @@ func TestShardedLedgerThroughCluster(t *testing.T) {
 		}
 	}
 
+	// The dashboard lists every shard's queue.
+	dash := clusterGet(t, "http://"+admin+"/monitoring/api/queues", http.StatusOK)
+	for _, q := range tasks.Queues(tasks.DefaultQueue, shards) {
+		if !strings.Contains(dash, `"queue":"`+q+`"`) {
+			t.Errorf("/monitoring/api/queues lacks %s: %.300s", q, dash)
+		}
+	}
+
 	// Every paid event reached the webhook endpoint, each under its own id.
 	deadline = time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
 		n := len(hooks)
 		mu.Unlock()
-		if n == orders+1 {
+		if int64(n) == paid {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d paid events delivered, want %d\nworker:\n%s", n, orders+1, w.tail(20))
+			t.Fatalf("%d paid events delivered, want %d\nworker:\n%s", n, paid, w.tail(20))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -229,5 +257,5 @@ func TestShardedLedgerThroughCluster(t *testing.T) {
 			t.Errorf("master %d ran %d of %d commands: the shards do not spread the load", i, c, total)
 		}
 	}
-	t.Logf("orders per shard %v; commands per master %v (%d in all, %.1f per order)", perShard, calls, total, float64(total)/float64(orders+1))
+	t.Logf("orders per shard %v; commands per master %v (%d in all, %.1f per order)", perShard, calls, total, float64(total)/float64(paid))
 }
