@@ -142,7 +142,7 @@ func clusterBenchRun(b *testing.B, masters int, queue string, shards int) []clus
 	b.Cleanup(func() { workerRDB.Close() })
 	l := tasks.NewShardedLedger(workerRDB, shards)
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
-	srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Queue: queue, Shards: shards, Concurrency: 20, ShutdownTimeout: 5 * time.Second, Logger: quiet})
+	srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Queue: queue, Concurrency: 20, ShutdownTimeout: 5 * time.Second, Logger: quiet})
 	if err := srv.Start(mux); err != nil {
 		b.Fatal(err)
 	}

@@ -14,9 +14,6 @@ import (
 type ServerOptions struct {
 	// Queue to process. Default DefaultQueue.
 	Queue string
-	// Shards is the ledger's shard count: with more than one, the server
-	// processes each shard's queue (Queues). Default 1.
-	Shards int
 	// Concurrency is how many orders are processed at once. Default 20.
 	Concurrency int
 	// ShutdownTimeout is how long in-flight attempts may run after a stop
@@ -135,7 +132,8 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 		o.TaskCheckInterval = DefaultPollInterval
 	}
 	queues := map[string]int{}
-	for _, q := range Queues(o.Queue, o.Shards) {
+	// With a sharded ledger, each shard's queue (Queues).
+	for _, q := range Queues(o.Queue, h.ledger.Shards()) {
 		queues[q] = 1
 	}
 	n := o.Dequeuers

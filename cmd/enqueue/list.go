@@ -45,6 +45,17 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 		rdb.Close()
 		return nil, nil, err
 	}
+	// A process with another shard count than the ledger's would read
+	// and act on the wrong keys: refuse (an unreachable Redis is left to
+	// the command to report).
+	vctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	err = l.VerifyShards(vctx)
+	cancel()
+	var mm *ledger.ShardsMismatchError
+	if errors.As(err, &mm) {
+		rdb.Close()
+		return nil, nil, err
+	}
 	inspector := asynq.NewInspector(c.redisOpt)
 	client := asynq.NewClient(c.redisOpt)
 	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer})

@@ -17,6 +17,7 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 const (
@@ -268,7 +269,7 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	defer cancel()
 	l, err := newLedger(rdb, getenv)
 	if err == nil {
-		err = l.CheckShards(c)
+		err = l.VerifyShards(c)
 	}
 	var rec *tasks.Record
 	if err == nil {
@@ -304,7 +305,7 @@ func newLedger(rdb redis.UniversalClient, getenv func(string) string) (*tasks.Le
 	if err != nil {
 		return nil, err
 	}
-	return tasks.NewShardedLedger(rdb, n), nil
+	return ledger.New(rdb, &ledger.Options{Shards: n, Providers: validators().Names()}), nil
 }
 
 // dataKey returns the Sealer for ORDERWORKER_DATA_KEY, nil when unset.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/api"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // serve runs the HTTP API for producers (package api) until ctx ends.
@@ -97,6 +98,11 @@ Serve flags:
 	if err := rdb.Ping(c).Err(); err != nil {
 		// Serve anyway: requests answer 503 until Redis is back.
 		log.Warn("redis unreachable; requests answer 503 until it answers", "error", tasks.RedisErrorReason(err))
+	} else if err := ledger.CheckShards(c); errors.As(err, new(*ledgerpkg.ShardsMismatchError)) {
+		cancel()
+		ln.Close()
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
 	}
 	cancel()
 	if len(tokens) == 0 {

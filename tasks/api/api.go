@@ -197,12 +197,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// checkDataKey checks, until it once succeeds, that the ledger's params
-// are sealed with this process's data key. The Enqueuer checks too, but
-// only once per process, keeping a first error for good: checked here
-// first, a Redis outage at the first order is answered 503 and the next
-// order tries again.
+// checkDataKey checks, until it once succeeds, that the ledger's shard
+// count is this process's and that its params are sealed with this
+// process's data key. The Enqueuer checks too, but only once per
+// process, keeping a first error for good: checked here first, a Redis
+// outage at the first order is answered 503 and the next order tries
+// again.
 func (h *Handler) checkDataKey(ctx context.Context) error {
+	if err := h.ledger.CheckShards(ctx); err != nil {
+		return err
+	}
 	if h.opts.Sealer == nil || h.keyOK.Load() {
 		return nil
 	}

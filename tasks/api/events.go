@@ -10,11 +10,12 @@ import (
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
-// eventCursor is what after= accepts: an event id ("1700000000000-0",
-// with more than one ledger shard "1700000000000-0-2"), its millisecond
-// part alone, 0 or empty for the oldest kept, or a next_after of an earlier
-// page (with more than one shard, one position per shard, comma-separated).
-var eventCursor = regexp.MustCompile(`^[0-9]{1,20}(-[0-9]{1,20}){0,2}(,[0-9]{1,20}(-[0-9]{1,20})?)*$`)
+// eventCursor is what after= accepts: 0 or empty for the oldest kept, a
+// next_after of an earlier page (with more than one ledger shard, one
+// position per shard, comma-separated), or with one shard an event id
+// ("1700000000000-0") or its millisecond part alone. The ledger checks the
+// rest (ledger.ReadEvents).
+var eventCursor = regexp.MustCompile(`^[0-9]{1,20}(-[0-9]{1,20})?(,[0-9]{1,20}(-[0-9]{1,20})?)*$`)
 
 // eventsPage is the answer of GET /v1/events.
 type eventsPage struct {

@@ -78,6 +78,10 @@ func keyDetail(err error) string {
 	if errors.As(err, &mismatch) {
 		return "this server's ORDERWORKER_DATA_KEY is not the one the ledger's orders are sealed with"
 	}
+	var shards *ledger.ShardsMismatchError
+	if errors.As(err, &shards) {
+		return "this server is misconfigured: " + shards.Error()
+	}
 	return "Redis is unavailable; send it again (an order that got in answers duplicate)"
 }
 

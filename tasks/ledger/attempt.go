@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -308,8 +309,15 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		}
 	}
 	own := t.providerOrderID
+	reserved := true // durable, when there was a reservation
 	if own != "" && len(l.shards) > 1 {
-		if err := l.reserveOwner(ctx, ref, own); err != nil {
+		err := l.reserveOwner(ctx, ref, own)
+		if errors.Is(err, ErrNotDurable) {
+			// Reserved on the master, not yet on its replicas: the
+			// settle still runs, and reports the same.
+			reserved, err = false, nil
+		}
+		if err != nil {
 			return err
 		}
 		own = ""
@@ -361,7 +369,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	switch kind {
 	case "ok":
-		if !acked {
+		if !acked || !reserved {
 			return ErrNotDurable
 		}
 		return nil

@@ -108,17 +108,6 @@ func (e entryID) String() string {
 
 func (e entryID) less(o entryID) bool { return e.ms < o.ms || e.ms == o.ms && e.seq < o.seq }
 
-// prev is the entry id just before e (e itself for 0-0).
-func (e entryID) prev() entryID {
-	switch {
-	case e.seq > 0:
-		return entryID{e.ms, e.seq - 1}
-	case e.ms > 0:
-		return entryID{e.ms - 1, ^uint64(0)}
-	}
-	return e
-}
-
 // parseEventID splits a public event id of a ledger of n shards into its
 // stream entry id and shard.
 func parseEventID(id string, n int) (string, int, bool) {
@@ -155,43 +144,38 @@ type EventsPage struct {
 
 // ReadEvents returns up to limit events after the position after, oldest
 // first (by entry id, then shard). after is "" or "0" (from the oldest
-// kept), an event id (with more than one shard, the events after it in
-// that order; an event written later on another shard with an earlier id
-// is then not seen), a bare entry id or millisecond time (every shard after
-// it), or a Next of an earlier page.
+// kept) or the Next of an earlier page; with one shard, also an event id
+// or a bare millisecond time. With more than one, an event id is refused
+// (ErrBadEventCursor): the shards write their events independently, so an
+// event written later on one shard can carry an earlier id than one
+// already read from another, and only a position per shard (Next) misses
+// nothing.
 func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (EventsPage, error) {
 	n := len(l.shards)
 	type pos struct {
-		at        entryID
-		inclusive bool
-		set       bool // a position was given for the shard
+		at  entryID
+		set bool // a position was given for the shard
 	}
 	ps := make([]pos, n)
 	switch {
 	case after == "" || after == "0":
-	case strings.Contains(after, ","):
+	case n == 1:
+		e, ok := parseEntry(after)
+		if !ok || strings.Count(after, "-") > 1 {
+			return EventsPage{}, ErrBadEventCursor
+		}
+		ps[0] = pos{at: e, set: true}
+	default:
 		parts := strings.Split(after, ",")
 		if len(parts) != n {
-			return EventsPage{}, fmt.Errorf("%w: %d positions for %d shards", ErrBadEventCursor, len(parts), n)
+			return EventsPage{}, fmt.Errorf("%w: want next_after of an earlier page, one position for each of %d shards", ErrBadEventCursor, n)
 		}
 		for i, p := range parts {
 			e, ok := parseEntry(p)
-			if !ok {
+			if !ok || strings.Count(p, "-") > 1 {
 				return EventsPage{}, ErrBadEventCursor
 			}
 			ps[i] = pos{at: e, set: p != "0"}
-		}
-	default:
-		e, shard, ok := parseEventID(after, n)
-		if !ok {
-			if _, bare := parseEntry(after); !bare || strings.Count(after, "-") > 1 {
-				return EventsPage{}, ErrBadEventCursor
-			}
-			e, shard = after, n-1 // every shard after it
-		}
-		at, _ := parseEntry(e)
-		for i := range ps {
-			ps[i] = pos{at: at, inclusive: i > shard, set: true}
 		}
 	}
 	pipe := l.rdb.Pipeline()
@@ -200,9 +184,6 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		start := "-"
 		if ps[i].set {
 			start = "(" + ps[i].at.String()
-			if ps[i].inclusive {
-				start = ps[i].at.String()
-			}
 		}
 		cmds[i] = pipe.XRangeN(ctx, sh.events, start, "+", limit)
 	}
@@ -250,8 +231,6 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 				next[i] = last[i]
 			case !ps[i].set:
 				next[i] = "0"
-			case ps[i].inclusive:
-				next[i] = ps[i].at.prev().String()
 			default:
 				next[i] = ps[i].at.String()
 			}
@@ -260,11 +239,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 	}
 	for i := range ps {
 		if ps[i].set {
-			at := ps[i].at
-			if ps[i].inclusive {
-				at = at.prev()
-			}
-			if l.trimmedAfter(ctx, l.shards[i].events, at) {
+			if l.trimmedAfter(ctx, l.shards[i].events, ps[i].at) {
 				page.Missed = true
 				break
 			}

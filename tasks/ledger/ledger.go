@@ -121,6 +121,10 @@ type Options struct {
 	// ShardTag); default 1. Every process on one ledger must use the same
 	// count: the first write records it, and CheckShards refuses another.
 	Shards int
+	// Providers are the provider names, for CheckShards: with more than one
+	// shard, it refuses to record the count over a ledger that holds
+	// orders of these providers in the one-shard layout.
+	Providers []string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }

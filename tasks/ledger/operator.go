@@ -274,6 +274,9 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	if by == "" {
 		return &RefusedError{"a name is required"}
 	}
+	if err := l.CheckShards(ctx); err != nil {
+		return fmt.Errorf("redrive order: %w", err)
+	}
 	rec, err := l.Get(ctx, ref)
 	if err != nil {
 		return err

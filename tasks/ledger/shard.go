@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -166,14 +167,16 @@ func (e *ShardsMismatchError) Error() string {
 }
 
 // layoutScript records the shard count unless one is recorded, and
-// answers the recorded one. A ledger that holds events but no count was
-// written by a version that knew one shard only: it counts as 1.
+// answers the recorded one. A ledger written by a version that knew one
+// shard only has no count: when any of its one-shard keys exist (the
+// events stream, a provider's state indexes or owner index), it counts
+// as 1.
 //
-// KEYS: the count, the one-shard events stream. ARGV: the count.
+// KEYS: the count, then the one-shard keys to look for. ARGV: the count.
 var layoutScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then return cur end
-if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return '1' end
+if ARGV[1] ~= '1' and #KEYS > 1 and redis.call('EXISTS', unpack(KEYS, 2)) > 0 then return '1' end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 `)
@@ -186,12 +189,43 @@ func (l *Ledger) CheckShards(ctx context.Context) error {
 		return nil
 	}
 	n := len(l.shards)
-	v, err := layoutScript.Run(ctx, l.rdb, []string{metaPrefix + "shards", metaPrefix + "events"}, n).Text()
+	keys := []string{metaPrefix + "shards", metaPrefix + "events"}
+	if n > 1 {
+		one := &shard{prefix: metaPrefix}
+		for _, p := range l.opts.Providers {
+			for _, st := range States {
+				keys = append(keys, one.indexKey(p, st))
+			}
+			keys = append(keys, one.ownerKey(p))
+		}
+	}
+	v, err := layoutScript.Run(ctx, l.rdb, keys, n).Text()
 	if err != nil {
 		return fmt.Errorf("read the ledger's shard count: %w", err)
 	}
 	if have, _ := strconv.Atoi(v); have != n {
 		return &ShardsMismatchError{Ledger: have, Process: n}
+	}
+	l.layoutOK.Store(true)
+	return nil
+}
+
+// VerifyShards is CheckShards for readers: it compares the recorded
+// shard count with this Ledger's and records nothing (a ledger with no
+// count recorded passes).
+func (l *Ledger) VerifyShards(ctx context.Context) error {
+	if l.layoutOK.Load() {
+		return nil
+	}
+	v, err := l.rdb.Get(ctx, metaPrefix+"shards").Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the ledger's shard count: %w", err)
+	}
+	if have, _ := strconv.Atoi(v); have != len(l.shards) {
+		return &ShardsMismatchError{Ledger: have, Process: len(l.shards)}
 	}
 	l.layoutOK.Store(true)
 	return nil

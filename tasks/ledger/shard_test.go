@@ -177,16 +177,13 @@ func TestShardedLedgerSpreadsAndMerges(t *testing.T) {
 	if len(seen) != 200 {
 		t.Errorf("read %d distinct events, want 200", len(seen))
 	}
-	// From an event id: the events after it, in (entry id, shard) order.
+	// An event id is no position in a ledger of several shards: refused,
+	// as are cursors of another shape.
 	all, err := l.Events(ctx, "", 1000)
 	if err != nil || len(all) != 200 {
 		t.Fatalf("Events = %d, %v", len(all), err)
 	}
-	rest, err := l.Events(ctx, all[99].ID, 1000)
-	if err != nil || len(rest) != 100 || rest[0].ID != all[100].ID {
-		t.Errorf("Events after the 100th = %d events starting %v, %v; want the last 100", len(rest), rest, err)
-	}
-	for _, bad := range []string{"1-2-3-4", "1,2", "x", "1-0-9"} {
+	for _, bad := range []string{all[99].ID, "1700000000000", "1700000000000-0", "1-2-3-4", "1,2", "x", "1-0,2-0,3-0-1"} {
 		if _, err := l.ReadEvents(ctx, bad, 10); !errors.Is(err, ledger.ErrBadEventCursor) {
 			t.Errorf("ReadEvents(after %q) = %v, want ErrBadEventCursor", bad, err)
 		}
@@ -264,5 +261,27 @@ func TestShardCountIsCheckedBeforeWrites(t *testing.T) {
 	}
 	if err := ledger.New(old, nil).CheckShards(ctx); err != nil {
 		t.Errorf("1 shard on it = %v", err)
+	}
+
+	// One holding only queued orders (no event yet): found by the
+	// providers' state indexes.
+	queued := taskstest.StartRedis(t, nil).Client(t)
+	claim(t, ledger.New(queued, nil), ledger.Ref{Provider: "aliyun", OrderNo: "Q1"})
+	if err := queued.Del(ctx, "orderworker:{ledger}:shards").Err(); err != nil { // as written before counts were recorded
+		t.Fatal(err)
+	}
+	if err := ledger.New(queued, &ledger.Options{Shards: 3, Providers: []string{"tencent", "aliyun"}}).CheckShards(ctx); !errors.As(err, &mm) || mm.Ledger != 1 {
+		t.Errorf("3 shards on an unrecorded ledger of queued orders = %v, want a mismatch with 1", err)
+	}
+	// A reader does not record a count.
+	fresh := taskstest.StartRedis(t, nil).Client(t)
+	if err := ledger.New(fresh, &ledger.Options{Shards: 3}).VerifyShards(ctx); err != nil {
+		t.Errorf("VerifyShards on an empty ledger = %v", err)
+	}
+	if n, _ := fresh.Exists(ctx, "orderworker:{ledger}:shards").Result(); n != 0 {
+		t.Error("VerifyShards recorded a shard count")
+	}
+	if err := ledger.New(rdb, nil).VerifyShards(ctx); !errors.As(err, &mm) || mm.Ledger != 3 {
+		t.Errorf("VerifyShards with 1 shard on the 3-shard ledger = %v, want a mismatch", err)
 	}
 }
