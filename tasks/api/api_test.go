@@ -535,3 +535,84 @@ func TestRedisUnavailable(t *testing.T) {
 		t.Errorf("after Redis is back: %d %s", status, b)
 	}
 }
+
+// A server whose shard count is not the ledger's accepts nothing and
+// says why; with the ledger's count, a sharded events stream pages by
+// next_after only.
+func TestShardedLedgerThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	rdb := e.rs.Client(t)
+	three := ledger.New(rdb, &ledger.Options{Shards: 3})
+	if err := three.CheckShards(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("M1", 1))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "ORDERWORKER_LEDGER_SHARDS=3") {
+		t.Errorf("POST with 1 shard on a 3-shard ledger: %d %s; want 503 naming ORDERWORKER_LEDGER_SHARDS=3", code, b)
+	}
+	if keys, _ := rdb.Keys(context.Background(), "orderworker:*order:*").Result(); len(keys) != 0 {
+		t.Errorf("the refused order was written: %v", keys)
+	}
+
+	// The same Redis seen by a 3-shard server.
+	opt, err := tasks.ParseRedisURL(e.rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	set := registry.Validators("test")
+	h, err := api.New(tasks.NewEnqueuer(client, three, set, nil), three, rdb, set, &api.Options{Tokens: []string{token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e3 := &env{t: t, rs: e.rs, ledger: three, h: h, url: srv.URL, seen: e.seen}
+	for i := range 12 {
+		ref := ledger.Ref{Provider: "tencent", OrderNo: fmt.Sprintf("M3-%d", i)}
+		if code, b, _ := e3.do("POST", "/v1/orders", bearer, tencentOrder(ref.OrderNo, 1)); code != http.StatusCreated {
+			t.Fatalf("POST %s: %d %s", ref.OrderNo, code, b)
+		}
+		tok := uuid.NewString()
+		if _, err := three.Begin(context.Background(), ref, ledger.BeginArgs{Token: tok}); err != nil {
+			t.Fatal(err)
+		}
+		if err := three.Settle(context.Background(), ref, tok, ledger.SetPaid("P"+ref.OrderNo)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	after := "0"
+	for range 20 {
+		code, b, _ := e3.do("GET", "/v1/events?limit=5&after="+after, bearer, nil)
+		var page struct {
+			Events    []ledger.Event `json:"events"`
+			NextAfter string         `json:"next_after"`
+		}
+		if code != http.StatusOK || json.Unmarshal(b, &page) != nil {
+			t.Fatalf("GET /v1/events: %d %s", code, b)
+		}
+		if len(page.Events) == 0 {
+			break
+		}
+		for _, ev := range page.Events {
+			if seen[ev.ID] {
+				t.Errorf("event %s twice", ev.ID)
+			}
+			seen[ev.ID] = true
+		}
+		after = page.NextAfter
+	}
+	if len(seen) != 12 {
+		t.Errorf("paged %d events, want 12", len(seen))
+	}
+	var anyID string
+	for id := range seen {
+		anyID = id
+	}
+	if code, b, _ := e3.do("GET", "/v1/events?after="+anyID, bearer, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "next_after") {
+		t.Errorf("GET /v1/events?after=<an event id> on 3 shards: %d %s; want 400 asking for next_after", code, b)
+	}
+}
