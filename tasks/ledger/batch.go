@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -23,8 +25,12 @@ import (
 // hands the queue to the oldest waiting caller, so no caller serves the
 // others for long. With no contention a call goes out at once, alone.
 type batcher struct {
-	rdb  redis.UniversalClient
-	wait int64 // WAIT's timeout, ms
+	rdb     redis.UniversalClient
+	cluster *redis.ClusterClient // rdb, when it is a cluster client
+	wait    int64                // WAIT's timeout, ms
+
+	nodesMu sync.Mutex
+	nodes   map[string]nodeReplicas // by master address (cluster)
 
 	mu       sync.Mutex
 	queue    []*call
@@ -46,7 +52,7 @@ type call struct {
 	script *redis.Script
 	keys   []string
 	args   []any
-	want   int64 // replicas to WAIT for; 0: none
+	want   int64 // replicas to WAIT for; 0: none; wantNodes: every replica of its master (cluster)
 
 	sent     bool          // taken from the queue into a batch (under mu)
 	promoted bool          // sent a promotion (under mu)
@@ -148,11 +154,103 @@ func (b *batcher) exec(batch []*call) {
 	}
 }
 
+// wantNodes is a call's want on Redis Cluster: WAIT for every replica of
+// the master that serves its keys.
+const wantNodes = -1
+
 // send runs calls in one pipeline under ctx, with one WAIT for the most
 // replicas any of them wants; a call whose script Redis did not have
-// (NOSCRIPT: it did not run) is sent again once the script is loaded.
+// (NOSCRIPT: it did not run) is sent again once the script is loaded. On
+// Redis Cluster, calls that want their writes acknowledged go to their
+// master's own connection, one pipeline per master, each with its WAIT:
+// a cluster client cannot route a keyless WAIT to the connection the
+// scripts used.
 func (b *batcher) send(ctx context.Context, calls []*call, reload bool) {
-	pipe := b.rdb.Pipeline()
+	if b.cluster != nil && slices.ContainsFunc(calls, func(c *call) bool { return c.want != 0 }) {
+		b.sendByNode(ctx, calls, reload)
+		return
+	}
+	b.sendOn(ctx, b.rdb, calls, reload)
+}
+
+// nodeReplicas is a master's replica count as last read.
+type nodeReplicas struct {
+	n  int64
+	at time.Time
+}
+
+// replicasOf is how many replicas a master reports, read at most every
+// few seconds.
+func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) int64 {
+	addr := node.Options().Addr
+	b.nodesMu.Lock()
+	r, ok := b.nodes[addr]
+	b.nodesMu.Unlock()
+	if ok && time.Since(r.at) < 5*time.Second {
+		return r.n
+	}
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return r.n
+	}
+	r = nodeReplicas{n: connectedReplicas(info), at: time.Now()}
+	b.nodesMu.Lock()
+	if b.nodes == nil {
+		b.nodes = map[string]nodeReplicas{}
+	}
+	b.nodes[addr] = r
+	b.nodesMu.Unlock()
+	return r.n
+}
+
+// sendByNode sends calls grouped by the master that serves their keys,
+// each group on that master's client with a WAIT for its replicas, the
+// groups at once.
+func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
+	groups := map[*redis.Client][]*call{}
+	for _, c := range calls {
+		node, err := b.cluster.MasterForKey(ctx, c.keys[0])
+		if err != nil {
+			c.val, c.err, c.ack = nil, err, false
+			continue
+		}
+		groups[node] = append(groups[node], c)
+	}
+	var wg sync.WaitGroup
+	for node, group := range groups {
+		wg.Go(func() {
+			n := b.replicasOf(ctx, node)
+			for _, c := range group {
+				if c.want != 0 {
+					c.want = n
+				}
+			}
+			b.sendOn(ctx, node, group, reload)
+			for _, c := range group {
+				if c.err != nil && !isScriptError(c.err) {
+					// MOVED after a resharding or a failover, or a master
+					// gone: the next call asks the cluster again.
+					b.cluster.ReloadState(ctx)
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// isScriptError reports whether err is a script's own error reply (the
+// slot is where it was asked for).
+func isScriptError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !redis.HasErrorPrefix(err, "MOVED") && !redis.HasErrorPrefix(err, "ASK") &&
+		!redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN")
+}
+
+// sendOn is send on one client (a server's, or a cluster's when no call
+// waits for replicas).
+func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls []*call, reload bool) {
+	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
 	want := int64(0)
 	for i, c := range calls {
@@ -199,7 +297,7 @@ func (b *batcher) send(ctx context.Context, calls []*call, reload bool) {
 	loaded := map[*redis.Script]error{}
 	for _, c := range again {
 		if _, ok := loaded[c.script]; !ok {
-			loaded[c.script] = c.script.Load(ctx, b.rdb).Err()
+			loaded[c.script] = c.script.Load(ctx, rdb).Err()
 		}
 		if err := loaded[c.script]; err != nil {
 			c.err = err
@@ -212,6 +310,6 @@ func (b *batcher) send(ctx context.Context, calls []*call, reload bool) {
 		}
 	}
 	if len(retry) > 0 {
-		b.send(ctx, retry, false)
+		b.sendOn(ctx, rdb, retry, false)
 	}
 }

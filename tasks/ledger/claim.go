@@ -140,56 +140,80 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			l.claimLoaded.Store(true)
 		}
 	}
-	for try := 0; ; try++ {
-		pipe := l.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(claims))
-		for i, c := range claims {
-			out[i].Token = uuid.NewString()
-			sh := l.shardOf(c.Ref)
-			cmds[i] = claimScript.EvalSha(ctx, pipe, []string{sh.recordKey(c.Ref), sh.indexKey(c.Ref.Provider, StateQueued), sh.events},
-				c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "", l.opts.EventRetention)
+	vals := make([]any, len(claims))
+	durable := make([]bool, len(claims))
+	args := func(i int) []any {
+		c := claims[i]
+		out[i].Token = uuid.NewString()
+		return []any{c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "", l.opts.EventRetention}
+	}
+	keys := func(i int) []string {
+		sh := l.shardOf(claims[i].Ref)
+		return []string{sh.recordKey(claims[i].Ref), sh.indexKey(claims[i].Ref.Provider, StateQueued), sh.events}
+	}
+	if want == wantNodes {
+		// Redis Cluster: a WAIT per master, on the master's connection.
+		calls := make([]*call, len(claims))
+		for i := range claims {
+			calls[i] = &call{ctx: ctx, script: claimScript, keys: keys(i), args: args(i), want: wantNodes}
 		}
-		var wait *redis.Cmd
-		if want > 0 {
-			wait = pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
+		l.batch.send(ctx, calls, true)
+		for i, c := range calls {
+			vals[i], errs[i], durable[i] = c.val, c.err, c.ack
 		}
-		_, err := pipe.Exec(ctx)
-		if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if err := claimScript.Load(ctx, l.rdb).Err(); err != nil {
-				return nil, nil, fmt.Errorf("claim orders: %w", err)
+	} else {
+		for try := 0; ; try++ {
+			pipe := l.rdb.Pipeline()
+			cmds := make([]*redis.Cmd, len(claims))
+			for i := range claims {
+				cmds[i] = claimScript.EvalSha(ctx, pipe, keys(i), args(i)...)
 			}
-			continue
-		}
-		durable := true
-		if wait != nil {
-			n, werr := wait.Int64()
-			durable = werr == nil && n >= want
-		}
-		for i, cmd := range cmds {
-			v, err := cmd.Result()
-			if err != nil {
-				errs[i] = fmt.Errorf("claim order: %w", err)
-				continue
+			var wait *redis.Cmd
+			if want > 0 {
+				wait = pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
 			}
-			res, _ := v.([]any)
-			if len(res) == 0 {
-				errs[i] = fmt.Errorf("claim order: unexpected reply %v", v)
-				continue
-			}
-			if n, _ := res[0].(int64); n == 1 {
-				out[i] = ClaimResult{Created: true, State: StateQueued, ParamsHash: claims[i].ParamsHash, Token: out[i].Token}
-				if !durable {
-					errs[i] = ErrNotDurable
+			_, err := pipe.Exec(ctx)
+			if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				if err := claimScript.Load(ctx, l.rdb).Err(); err != nil {
+					return nil, nil, fmt.Errorf("claim orders: %w", err)
 				}
 				continue
 			}
-			out[i] = ClaimResult{}
-			if len(res) > 2 {
-				st, _ := res[1].(string)
-				out[i].State = State(st)
-				out[i].ParamsHash, _ = res[2].(string)
+			acked := true
+			if wait != nil {
+				n, werr := wait.Int64()
+				acked = werr == nil && n >= want
 			}
+			for i, cmd := range cmds {
+				vals[i], errs[i] = cmd.Result()
+				durable[i] = acked
+			}
+			break
 		}
-		return out, errs, nil
 	}
+	for i := range claims {
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("claim order: %w", errs[i])
+			continue
+		}
+		res, _ := vals[i].([]any)
+		if len(res) == 0 {
+			errs[i] = fmt.Errorf("claim order: unexpected reply %v", vals[i])
+			continue
+		}
+		if n, _ := res[0].(int64); n == 1 {
+			out[i] = ClaimResult{Created: true, State: StateQueued, ParamsHash: claims[i].ParamsHash, Token: out[i].Token}
+			if !durable[i] {
+				errs[i] = ErrNotDurable
+			}
+			continue
+		}
+		out[i] = ClaimResult{}
+		if len(res) > 2 {
+			st, _ := res[1].(string)
+			out[i].State = State(st)
+			out[i].ParamsHash, _ = res[2].(string)
+		}
+	}
+	return out, errs, nil
 }

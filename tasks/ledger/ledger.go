@@ -182,8 +182,9 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 		o.Now = time.Now
 	}
 	o.Shards = min(max(o.Shards, 1), MaxShards)
-	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds()},
-		shards: newShards(o.Shards)}
+	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds()}
+	b.cluster, _ = rdb.(*redis.ClusterClient)
+	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: b, shards: newShards(o.Shards)}
 }
 
 // metaPrefix starts the ledger-wide keys (shard count, data key id,
@@ -333,12 +334,11 @@ func (l *Ledger) want(ctx context.Context, durable bool) int64 {
 }
 
 // wantReplicas is how many replicas the master reports, read at most every
-// few seconds.
+// few seconds; on Redis Cluster, wantNodes: each write waits for the
+// replicas of the master that took it.
 func (l *Ledger) wantReplicas(ctx context.Context) int64 {
-	if _, cluster := l.rdb.(*redis.ClusterClient); cluster {
-		// WAIT has no key to route by in a cluster pipeline; cluster
-		// durability is not offered (see the README).
-		return 0
+	if l.batch.cluster != nil {
+		return wantNodes
 	}
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
@@ -350,13 +350,19 @@ func (l *Ledger) wantReplicas(ctx context.Context) int64 {
 	if err != nil {
 		return l.replicas.Load()
 	}
+	n := connectedReplicas(info)
+	l.replicas.Store(n)
+	return n
+}
+
+// connectedReplicas reads connected_slaves from INFO replication.
+func connectedReplicas(info string) int64 {
 	n := int64(0)
 	for line := range strings.SplitSeq(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
 			n, _ = strconv.ParseInt(v, 10, 64)
 		}
 	}
-	l.replicas.Store(n)
 	return n
 }
 

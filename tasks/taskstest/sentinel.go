@@ -571,3 +571,24 @@ func isRedisReply(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re)
 }
+
+// Pause stops the server (SIGSTOP) until Resume: it keeps its connections
+// but answers nothing, as a hung or partitioned server would. A paused
+// server is resumed when the test ends, so that its cleanup can stop it.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil {
+		t.Fatal("Pause: the server is not running")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Resume)
+}
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
