@@ -312,7 +312,7 @@ func (u *redisURL) clusterOpt() (asynq.RedisConnOpt, error) {
 	if u.tls() {
 		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	return opt, nil
+	return ClusterOpt{opt}, nil
 }
 
 // params checks u's query against the allowed keys and stores the values

@@ -52,10 +52,10 @@ func TestParseRedisURL(t *testing.T) {
 		{"rediss-sentinel://s1,[::1]:2?master=m",
 			asynq.RedisFailoverClientOpt{MasterName: "m", SentinelAddrs: []string{"s1:26379", "[::1]:2"}, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}},
 		{"redis-cluster://alice:pw@n1:7000,n2:7001",
-			asynq.RedisClusterClientOpt{Addrs: []string{"n1:7000", "n2:7001"}, Username: "alice", Password: "pw"}},
-		{"redis-cluster://n1/0", asynq.RedisClusterClientOpt{Addrs: []string{"n1:6379"}}},
+			ClusterOpt{asynq.RedisClusterClientOpt{Addrs: []string{"n1:7000", "n2:7001"}, Username: "alice", Password: "pw"}}},
+		{"redis-cluster://n1/0", ClusterOpt{asynq.RedisClusterClientOpt{Addrs: []string{"n1:6379"}}}},
 		{"rediss-cluster://:pw@n1:7000,[::1]:7001",
-			asynq.RedisClusterClientOpt{Addrs: []string{"n1:7000", "[::1]:7001"}, Password: "pw", TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}},
+			ClusterOpt{asynq.RedisClusterClientOpt{Addrs: []string{"n1:7000", "[::1]:7001"}, Password: "pw", TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}}},
 	} {
 		got, err := ParseRedisURL(c.url)
 		if err != nil {

@@ -1,6 +1,14 @@
 package tasks
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"syscall"
+	"time"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
@@ -12,7 +20,7 @@ import (
 // Options it does not know are returned as they are.
 func RESP2(opt asynq.RedisConnOpt) asynq.RedisConnOpt {
 	switch opt.(type) {
-	case asynq.RedisClientOpt, asynq.RedisFailoverClientOpt, asynq.RedisClusterClientOpt:
+	case asynq.RedisClientOpt, asynq.RedisFailoverClientOpt, asynq.RedisClusterClientOpt, ClusterOpt:
 		return resp2Conn{opt}
 	}
 	return opt
@@ -44,6 +52,68 @@ func (c resp2Conn) MakeRedisClient() any {
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			TLSConfig: o.TLSConfig, Protocol: 2,
 		})
+	case ClusterOpt:
+		return newClusterClient(o.RedisClusterClientOpt, 2)
 	}
 	return c.RedisConnOpt.MakeRedisClient()
+}
+
+// ClusterOpt is what a redis-cluster:// URL parses to: asynq's cluster
+// options, with clients that notice a new master at once. go-redis's
+// cluster client asks the cluster where the slots are only on a MOVED
+// reply or once a minute, so after a master dies it would keep dialing the
+// dead address for up to a minute; these clients ask again whenever a
+// command fails on the network, and every few seconds.
+type ClusterOpt struct{ asynq.RedisClusterClientOpt }
+
+// MakeRedisClient returns a *redis.ClusterClient.
+func (o ClusterOpt) MakeRedisClient() any { return newClusterClient(o.RedisClusterClientOpt, 0) }
+
+// clusterStateReload is how often a cluster client re-reads the slots
+// without a reason to.
+const clusterStateReload = 5 * time.Second
+
+func newClusterClient(o asynq.RedisClusterClientOpt, protocol int) *redis.ClusterClient {
+	c := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
+		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+		TLSConfig: o.TLSConfig, Protocol: protocol, ClusterStateReloadInterval: clusterStateReload,
+	})
+	c.AddHook(reloadOnNetError{c})
+	return c
+}
+
+// reloadOnNetError has the cluster client re-read the slots when a command
+// or pipeline fails on the network (a master gone, a refused dial).
+type reloadOnNetError struct{ c *redis.ClusterClient }
+
+func (h reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnNetError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if isNetError(err) {
+			h.c.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if isNetError(err) || slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return isNetError(c.Err()) }) {
+			h.c.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+// isNetError reports whether err is a network failure (not a Redis reply).
+func isNetError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }

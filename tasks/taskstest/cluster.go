@@ -538,3 +538,57 @@ func (c *Cluster) logs() string {
 	}
 	return b.String()
 }
+
+// Failover makes the first replica of Masters[i] take over from its master
+// as CLUSTER FAILOVER does (a planned failover: the master stops writes
+// until the replica has caught up), waits until the replica reports itself
+// master and the cluster is ok on it, and swaps the two in Masters and
+// Replicas. It returns the new master.
+func (c *Cluster) Failover(t testing.TB, i int) *Server {
+	t.Helper()
+	rep := c.Replicas[i][0]
+	d := rep.direct()
+	defer d.Close()
+	if err := d.Do(context.Background(), "CLUSTER", "FAILOVER").Err(); err != nil {
+		t.Fatalf("CLUSTER FAILOVER on %s: %v", rep.Addr, err)
+	}
+	c.waitPromoted(t, i, rep, 30*time.Second)
+	c.Masters[i], c.Replicas[i][0] = rep, c.Masters[i]
+	return rep
+}
+
+// KillMaster SIGKILLs Masters[i], as a crash would, waits until its first
+// replica has been promoted by the cluster (after cluster-node-timeout),
+// and puts the replica in Masters[i]; the killed server leaves the
+// cluster's lists. It returns the killed server and the new master.
+func (c *Cluster) KillMaster(t testing.TB, i int) (killed, promoted *Server) {
+	t.Helper()
+	killed, rep := c.Masters[i], c.Replicas[i][0]
+	killed.Kill()
+	c.waitPromoted(t, i, rep, 60*time.Second)
+	c.Masters[i] = rep
+	c.Replicas[i] = c.Replicas[i][1:]
+	return killed, rep
+}
+
+// waitPromoted waits until rep reports role:master and cluster_state:ok.
+func (c *Cluster) waitPromoted(t testing.TB, i int, rep *Server, timeout time.Duration) {
+	t.Helper()
+	d := rep.direct()
+	defer d.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		repl, err1 := d.Info(ctx, "replication").Result()
+		cl, err2 := d.ClusterInfo(ctx).Result()
+		cancel()
+		if err1 == nil && err2 == nil && infoValue(repl, "role") == "master" && infoValue(cl, "cluster_state") == "ok" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s of master %d not promoted within %s (role %q, cluster %q; %v %v)",
+				rep.Addr, i, timeout, infoValue(repl, "role"), infoValue(cl, "cluster_state"), err1, err2)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
