@@ -111,8 +111,8 @@ func (h reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 
 // isNetError reports whether err is a network failure (not a Redis reply).
 func isNetError(err error) bool {
-	if err == nil {
-		return false
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller gave up: nothing says the node is gone
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)

@@ -180,18 +180,21 @@ type nodeReplicas struct {
 }
 
 // replicasOf is how many replicas a master reports, read at most every
-// few seconds.
-func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) int64 {
+// few seconds; an error when it cannot be read and never was.
+func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) (int64, error) {
 	addr := node.Options().Addr
 	b.nodesMu.Lock()
 	r, ok := b.nodes[addr]
 	b.nodesMu.Unlock()
 	if ok && time.Since(r.at) < 5*time.Second {
-		return r.n
+		return r.n, nil
 	}
 	info, err := node.Info(ctx, "replication").Result()
 	if err != nil {
-		return r.n
+		if ok {
+			return r.n, nil // the last count read
+		}
+		return 0, fmt.Errorf("read the replica count of %s (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", addr, err)
 	}
 	r = nodeReplicas{n: connectedReplicas(info), at: time.Now()}
 	b.nodesMu.Lock()
@@ -200,13 +203,41 @@ func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) int64 {
 	}
 	b.nodes[addr] = r
 	b.nodesMu.Unlock()
-	return r.n
+	return r.n, nil
 }
 
 // sendByNode sends calls grouped by the master that serves their keys,
 // each group on that master's client with a WAIT for its replicas, the
-// groups at once.
+// groups at once. Calls a node redirected (MOVED, ASK: the slot moved, as
+// after a failover; their scripts did not run) are sent once more after
+// the cluster client has re-read where the slots are.
 func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
+	for attempt := 0; ; attempt++ {
+		b.sendGroups(ctx, calls, reload)
+		var moved []*call
+		for _, c := range calls {
+			if isRedirect(c.err) {
+				moved = append(moved, c)
+			}
+		}
+		if len(moved) == 0 || attempt > 0 {
+			return
+		}
+		b.cluster.ReloadState(ctx) // in the background; give it a moment
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		for _, c := range moved {
+			c.val, c.err, c.ack = nil, nil, false
+		}
+		calls = moved
+	}
+}
+
+// sendGroups is one pass of sendByNode.
+func (b *batcher) sendGroups(ctx context.Context, calls []*call, reload bool) {
 	groups := map[*redis.Client][]*call{}
 	for _, c := range calls {
 		node, err := b.cluster.MasterForKey(ctx, c.keys[0])
@@ -219,7 +250,14 @@ func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
 	var wg sync.WaitGroup
 	for node, group := range groups {
 		wg.Go(func() {
-			n := b.replicasOf(ctx, node)
+			n, err := b.replicasOf(ctx, node)
+			if err != nil {
+				for _, c := range group {
+					c.val, c.err, c.ack = nil, err, false
+				}
+				b.cluster.ReloadState(ctx)
+				return
+			}
 			for _, c := range group {
 				if c.want != 0 {
 					c.want = n
@@ -228,8 +266,8 @@ func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
 			b.sendOn(ctx, node, group, reload)
 			for _, c := range group {
 				if c.err != nil && !isScriptError(c.err) {
-					// MOVED after a resharding or a failover, or a master
-					// gone: the next call asks the cluster again.
+					// A master gone, or a slot moved: the next call asks
+					// the cluster again.
 					b.cluster.ReloadState(ctx)
 					break
 				}
@@ -237,6 +275,12 @@ func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
 		})
 	}
 	wg.Wait()
+}
+
+// isRedirect reports whether err is a cluster redirection: the command
+// did not run on this node.
+func isRedirect(err error) bool {
+	return err != nil && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK"))
 }
 
 // isScriptError reports whether err is a script's own error reply (the
@@ -286,7 +330,9 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 		case c.err != nil || c.want == 0:
 			c.ack = c.err == nil
 		case werr != nil:
-			c.ack, c.err = false, fmt.Errorf("wait for replicas: %w", werr)
+			// The script ran; only its acknowledgement is unknown: not
+			// durable (ErrNotDurable to the caller), not failed.
+			c.ack = false
 		default:
 			c.ack = acked >= c.want
 		}

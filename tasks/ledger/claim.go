@@ -128,7 +128,10 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 	}
 	want := int64(0)
 	if l.opts.Durable == DurableAuto {
-		want = l.wantReplicas(ctx)
+		var err error
+		if want, err = l.wantReplicas(ctx); err != nil {
+			return nil, nil, fmt.Errorf("claim orders: %w", err)
+		}
 	}
 	now := l.now().UnixMilli()
 	out := make([]ClaimResult, len(claims))

@@ -304,7 +304,10 @@ func msTime(s string) time.Time {
 // It returns the script's reply and whether the write is durable (always
 // true when there is nothing to wait for).
 func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (any, bool, error) {
-	want := l.want(ctx, durable)
+	want, err := l.want(ctx, durable)
+	if err != nil {
+		return nil, false, err
+	}
 	if want == 0 {
 		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
 		return v, true, err
@@ -320,39 +323,48 @@ func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []
 // producers each waiting on a claim would only wait longer, so claims use
 // run.
 func (l *Ledger) runShared(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (any, bool, error) {
-	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: l.want(ctx, durable)}
+	want, err := l.want(ctx, durable)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want}
 	l.batch.do(c)
 	return c.val, c.ack, c.err
 }
 
 // want is how many replicas a write waits for.
-func (l *Ledger) want(ctx context.Context, durable bool) int64 {
+func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 	if durable && l.opts.Durable == DurableAuto {
 		return l.wantReplicas(ctx)
 	}
-	return 0
+	return 0, nil
 }
 
 // wantReplicas is how many replicas the master reports, read at most every
 // few seconds; on Redis Cluster, wantNodes: each write waits for the
-// replicas of the master that took it.
-func (l *Ledger) wantReplicas(ctx context.Context) int64 {
+// replicas of the master that took it. When the count cannot be read and
+// none was read before, it is an error: a write is not taken for durable
+// on a guess (a user without the INFO permission sees why).
+func (l *Ledger) wantReplicas(ctx context.Context) (int64, error) {
 	if l.batch.cluster != nil {
-		return wantNodes
+		return wantNodes, nil
 	}
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
 	if time.Since(l.replicasAt) < 5*time.Second {
-		return l.replicas.Load()
+		return l.replicas.Load(), nil
 	}
-	l.replicasAt = time.Now()
 	info, err := l.rdb.Info(ctx, "replication").Result()
 	if err != nil {
-		return l.replicas.Load()
+		if !l.replicasAt.IsZero() {
+			return l.replicas.Load(), nil // the last count read
+		}
+		return 0, fmt.Errorf("read the master's replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
 	}
+	l.replicasAt = time.Now()
 	n := connectedReplicas(info)
 	l.replicas.Store(n)
-	return n
+	return n, nil
 }
 
 // connectedReplicas reads connected_slaves from INFO replication.

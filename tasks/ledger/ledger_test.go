@@ -478,3 +478,27 @@ func TestResolveAndRedrive(t *testing.T) {
 		t.Errorf("resolve paid emitted %d order.paid events, want 1", n)
 	}
 }
+
+// Durable writes need the master's replica count: a user that may not
+// read it (no INFO) gets an error that says so, not writes taken for
+// durable on a guess; with durable writes off the same user writes.
+func TestDurableWritesNeedTheReplicaCount(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	admin := rs.Client(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "noinfo", "on", ">pw-noinfo", "~*", "&*", "+@all", "-info").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr, Username: "noinfo", Password: "pw-noinfo"})
+	t.Cleanup(func() { rdb.Close() })
+	_, err := ledger.New(rdb, nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "N1"}, []byte(`{}`), "h")
+	if err == nil || !strings.Contains(err.Error(), "INFO replication") || !strings.Contains(err.Error(), "ORDERWORKER_DURABLE_WRITES=off") {
+		t.Errorf("Claim without INFO = %v, want an error naming INFO replication and the way out", err)
+	}
+	if n, _ := admin.Exists(ctx, "orderworker:{ledger}:order:tencent:N1").Result(); n != 0 {
+		t.Error("the claim was written though its durability could not be known")
+	}
+	if _, err := ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff}).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "N2"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("Claim with durable writes off = %v", err)
+	}
+}
