@@ -165,6 +165,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := ledger.CheckShards(ctx); err != nil {
 		return err
 	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {
+		var masters atomic.Int64 // the callbacks run at once
+		_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { masters.Add(1); return nil })
+		if masters.Load() > 1 {
+			log.Warn("the ledger and the queue are in one hash slot, so one master of the cluster serves them all: set ORDERWORKER_LEDGER_SHARDS on every worker and producer before the first order (see the README's Redis Cluster)",
+				"masters", masters.Load())
+		}
+	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
