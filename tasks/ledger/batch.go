@@ -190,7 +190,7 @@ func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) (int64, er
 		return r.n, nil
 	}
 	info, err := node.Info(ctx, "replication").Result()
-	if err != nil {
+	if err != nil && !noReplication(err) {
 		if ok {
 			return r.n, nil // the last count read
 		}

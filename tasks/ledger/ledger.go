@@ -355,16 +355,25 @@ func (l *Ledger) wantReplicas(ctx context.Context) (int64, error) {
 		return l.replicas.Load(), nil
 	}
 	info, err := l.rdb.Info(ctx, "replication").Result()
-	if err != nil {
+	if err != nil && !noReplication(err) {
 		if !l.replicasAt.IsZero() {
 			return l.replicas.Load(), nil // the last count read
 		}
 		return 0, fmt.Errorf("read the master's replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
 	}
 	l.replicasAt = time.Now()
-	n := connectedReplicas(info)
+	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
 	return n, nil
+}
+
+// noReplication reports whether err is a server's answer that it has no
+// replication to report (an embedded server without the section, as -dev
+// runs): no replicas. A refusal (NOPERM) and a failure to reach the server
+// are not: the count is unknown.
+func noReplication(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !redis.HasErrorPrefix(err, "NOPERM")
 }
 
 // connectedReplicas reads connected_slaves from INFO replication.
