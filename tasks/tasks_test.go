@@ -310,7 +310,16 @@ func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	rec := e.waitState(t, "Order-Sig", tasks.StateSubmitting)
+	// Between two attempts (not while one is in flight, when the record
+	// shows it): nothing spent, nothing left marked.
+	var rec *tasks.Record
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rec = e.waitState(t, "Order-Sig", tasks.StateSubmitting)
+		if rec.Inflight == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if rec.Failures != 0 || rec.Inflight != 0 {
 		t.Errorf("failures = %d, inflight = %d; want 0, 0 (a refused signature spends no budget)", rec.Failures, rec.Inflight)
 	}
