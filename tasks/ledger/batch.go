@@ -212,6 +212,10 @@ func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) (int64, er
 // after a failover; their scripts did not run) are sent once more after
 // the cluster client has re-read where the slots are.
 func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
+	want := make(map[*call]int64, len(calls)) // sendGroups sets each call's own
+	for _, c := range calls {
+		want[c] = c.want
+	}
 	for attempt := 0; ; attempt++ {
 		b.sendGroups(ctx, calls, reload)
 		var moved []*call
@@ -230,7 +234,7 @@ func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
 		case <-time.After(200 * time.Millisecond):
 		}
 		for _, c := range moved {
-			c.val, c.err, c.ack = nil, nil, false
+			c.val, c.err, c.ack, c.want = nil, nil, false, want[c]
 		}
 		calls = moved
 	}
