@@ -259,3 +259,32 @@ func TestShardedLedgerThroughCluster(t *testing.T) {
 	}
 	t.Logf("orders per shard %v; commands per master %v (%d in all, %.1f per order)", perShard, calls, total, float64(total)/float64(paid))
 }
+
+// enqueue serve with another shard count than the ledger's refuses to
+// start, naming the count to set; status reads nothing and says why.
+func TestServeRefusesAnotherShardCount(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	if err := ledger.New(rs.Client(t), &ledger.Options{Shards: 3}).CheckShards(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_API_TOKENS": "tok"}
+	done := make(chan struct{})
+	var code int
+	var errs string
+	go func() {
+		defer close(done)
+		code, _, errs = runCLIEnv(t, env, "", "serve", "-addr", "127.0.0.1:0")
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve with the wrong shard count did not exit")
+	}
+	if code != exitError || !strings.Contains(errs, "ORDERWORKER_LEDGER_SHARDS=3") {
+		t.Errorf("serve: exit %d, stderr %q; want %d naming ORDERWORKER_LEDGER_SHARDS=3", code, errs, exitError)
+	}
+	if code, out, errs := runCLIEnv(t, env, "", "status", "tencent", "X1"); code != exitError || out != "" || !strings.Contains(errs, "ORDERWORKER_LEDGER_SHARDS=3") {
+		t.Errorf("status: exit %d, %q %q; want %d naming ORDERWORKER_LEDGER_SHARDS=3", code, out, errs, exitError)
+	}
+}
