@@ -160,9 +160,10 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 
 // Queues lists the asynq queues of a ledger of shards shards: queue
 // itself for one shard; for more, one per shard, named by
-// ledger.ShardTag(queue, i, shards) ("orders-0", "orders-1.3", …) so that
-// on a Redis Cluster with shards masters, shard i's queue and its ledger
-// keys are on the same master and every master serves one. asynq keeps a
+// ledger.ShardTag(queue, i, shards) (for three: orders-0.1, orders-1.7,
+// orders-2.4) so that on a Redis Cluster with shards masters, shard i's
+// queue and its ledger keys are on the same master and every master
+// serves one. asynq keeps a
 // queue in one hash slot; these queues spread the tasks over the slots as
 // the ledger spreads the orders.
 func Queues(queue string, shards int) []string {
@@ -187,9 +188,10 @@ func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
 
 // Requeue queues a task for the recorded order on queue (the order's own,
 // OrderQueue) unless a live task for it exists (pending, scheduled,
-// retrying or running): an archived task is deleted first. It reports whether it queued one. The task carries the
-// params as recorded. Operators' tools use it after re-driving or
-// resolving an order; the reconciler after finding one without a task.
+// retrying or running): an archived task is deleted first. It reports
+// whether it queued one. The task carries the params as recorded.
+// Operators' tools use it after re-driving or resolving an order; the
+// reconciler after finding one without a task.
 func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {
 	if queue == "" {
 		queue = DefaultQueue
