@@ -36,16 +36,73 @@ func TestSentinelFailoverNeverDoublesAnOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := startFailoverRun(t, opt, 1, "FO")
+
+	// Seconds without Redis, as a client sees them.
+	var down atomic.Int64 // ms
+	probe := opt.MakeRedisClient().(redis.UniversalClient)
+	t.Cleanup(func() { probe.Close() })
+	go func() {
+		for f.ctx.Err() == nil {
+			c, cc := context.WithTimeout(f.ctx, 200*time.Millisecond)
+			err := probe.Set(c, "failover-probe", "x", 0).Err()
+			cc()
+			if err != nil && f.ctx.Err() == nil {
+				down.Add(100)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+
+	f.waitSent(30, 60*time.Second)
+	first := s.Failover(t)
+	second := s.WaitNewMaster(t, first, 30*time.Second)
+	t.Logf("SENTINEL FAILOVER: %s -> %s", first, second)
+	f.waitSent(70, 60*time.Second)
+	killed := s.KillMaster(t)
+	third := s.WaitNewMaster(t, killed.Addr, 60*time.Second)
+	t.Logf("SIGKILL of the master %s; new master %s", killed.Addr, third)
+	<-f.produced
+
+	reader := ledger.New(opt.MakeRedisClient().(redis.UniversalClient), nil)
+	delays, doubled := f.account(reader)
+	t.Logf("failover accounting: %d orders, %d paid, %d created twice; creates %d, lookups %d; batches sent again %d; "+
+		"Redis unreachable for about %.1fs in all; accepted-to-paid p50 %s, max %s",
+		f.n, len(delays), doubled, f.backend.Calls("create"), f.backend.Calls("lookup"), f.resent.Load(),
+		float64(down.Load())/1000, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond))
+}
+
+// failoverRun is what the failover tests put through a Redis that fails
+// over: a worker (concurrency 20) and a reconciler on a ledger of the given
+// shards, against a provider that answers in 100 ms and lets a number be
+// created twice (so a double would show), and a producer that enqueues
+// 120 orders in batches of 10, sending again a batch that met the outage
+// (duplicates answer for what got in).
+type failoverRun struct {
+	t        *testing.T
+	ctx      context.Context
+	backend  *memprov.Backend
+	prefix   string
+	n        int
+	accepted []time.Time
+	sent     atomic.Int64 // orders accepted so far
+	resent   atomic.Int64 // batches sent again
+	produced chan struct{}
+}
+
+func startFailoverRun(t *testing.T, opt asynq.RedisConnOpt, shards int, prefix string) *failoverRun {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	backend := memprov.NewBackend("s")
-	backend.Duplicates = true
-	backend.Delay = 100 * time.Millisecond
+	f := &failoverRun{t: t, backend: memprov.NewBackend("s"), prefix: prefix, n: 120, produced: make(chan struct{})}
+	f.accepted = make([]time.Time, f.n)
+	f.backend.Duplicates = true
+	f.backend.Delay = 100 * time.Millisecond
 	set := providers.NewSet()
-	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+	set.Add(memprov.New(f.backend, memprov.Options{Secret: "s"}))
 
 	workerRDB := opt.MakeRedisClient().(redis.UniversalClient)
 	t.Cleanup(func() { workerRDB.Close() })
-	l := ledger.New(workerRDB, nil)
+	l := ledger.New(workerRDB, &ledger.Options{Shards: shards})
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{
 		LeaseTTL: 3 * time.Second, Logger: quiet,
 		Backoff: tasks.Backoff{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
@@ -63,42 +120,20 @@ func TestSentinelFailoverNeverDoublesAnOrder(t *testing.T) {
 	rec := tasks.NewReconciler(l, inspector, client, set.Names(), &tasks.ReconcilerOptions{Interval: time.Second, Grace: 3 * time.Second, Logger: quiet})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	f.ctx = ctx
 	go rec.Run(ctx)
 
-	// Seconds without Redis, as a client sees them.
-	var down atomic.Int64 // ms
-	probe := opt.MakeRedisClient().(redis.UniversalClient)
-	t.Cleanup(func() { probe.Close() })
-	go func() {
-		for ctx.Err() == nil {
-			c, cc := context.WithTimeout(ctx, 200*time.Millisecond)
-			err := probe.Set(c, "failover-probe", "x", 0).Err()
-			cc()
-			if err != nil && ctx.Err() == nil {
-				down.Add(100)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}()
-
-	// The producer: batches of 10; a batch that met the outage is sent
-	// again (duplicates answer for what got in).
 	prodRDB := opt.MakeRedisClient().(redis.UniversalClient)
 	t.Cleanup(func() { prodRDB.Close() })
-	enq := tasks.NewEnqueuer(client, ledger.New(prodRDB, nil), set, nil)
-	const n = 120
-	accepted := make([]time.Time, n)
-	var resent atomic.Int64
-	var sent atomic.Int64
-	produced := make(chan struct{})
+	enq := tasks.NewEnqueuer(client, ledger.New(prodRDB, &ledger.Options{Shards: shards}), set, nil)
 	go func() {
-		defer close(produced)
-		for i := 0; i < n; i += 10 {
+		defer close(f.produced)
+		for i := 0; i < f.n; i += 10 {
 			var batch [][]byte
 			for j := i; j < i+10; j++ {
-				batch = append(batch, memOrder(fmt.Sprintf("FO%03d", j)))
+				batch = append(batch, memOrder(f.orderNo(j)))
 			}
-			for try := 0; ; try++ {
+			for {
 				if ctx.Err() != nil {
 					return
 				}
@@ -113,69 +148,62 @@ func TestSentinelFailoverNeverDoublesAnOrder(t *testing.T) {
 				}
 				if ok {
 					for j := i; j < i+10; j++ {
-						accepted[j] = time.Now()
+						f.accepted[j] = time.Now()
 					}
 					break
 				}
-				resent.Add(1)
+				f.resent.Add(1)
 				time.Sleep(200 * time.Millisecond)
 			}
-			sent.Store(int64(i + 10))
+			f.sent.Store(int64(i + 10))
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
+	return f
+}
 
-	waitSent := func(k int64) {
-		deadline := time.Now().Add(60 * time.Second)
-		for sent.Load() < k {
-			if time.Now().After(deadline) {
-				t.Fatalf("producer stuck at %d orders", sent.Load())
-			}
-			time.Sleep(20 * time.Millisecond)
+func (f *failoverRun) orderNo(i int) string { return fmt.Sprintf("%s%03d", f.prefix, i) }
+
+// waitSent waits until the producer has had k orders accepted.
+func (f *failoverRun) waitSent(k int64, timeout time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for f.sent.Load() < k {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("producer stuck at %d orders", f.sent.Load())
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	waitSent(30)
-	first := s.Failover(t)
-	second := s.WaitNewMaster(t, first, 30*time.Second)
-	t.Logf("SENTINEL FAILOVER: %s -> %s", first, second)
-	waitSent(70)
-	killed := s.KillMaster(t)
-	third := s.WaitNewMaster(t, killed.Addr, 60*time.Second)
-	t.Logf("SIGKILL of the master %s; new master %s", killed.Addr, third)
-	<-produced
+}
 
-	reader := ledger.New(opt.MakeRedisClient().(redis.UniversalClient), nil)
+// account waits (up to 4 minutes) until every order is paid, as reader
+// sees it, and fails the test for each order the provider holds other than
+// once. It returns the accepted-to-paid delays, sorted, and the doubles.
+func (f *failoverRun) account(reader *ledger.Ledger) (delays []time.Duration, doubled int) {
+	f.t.Helper()
 	deadline := time.Now().Add(4 * time.Minute)
-	var delays []time.Duration
-	for i := 0; i < n; i++ {
-		no := fmt.Sprintf("FO%03d", i)
+	for i := range f.n {
+		no := f.orderNo(i)
 		for {
-			r, err := reader.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
+			r, err := reader.Get(f.ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
 			if err == nil && r != nil && r.State == tasks.StatePaid {
-				delays = append(delays, r.OutcomeAt.Sub(accepted[i]))
+				delays = append(delays, r.OutcomeAt.Sub(f.accepted[i]))
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("order %s: %+v, %v; want paid", no, r, err)
+				f.t.Fatalf("order %s: %+v, %v; want paid", no, r, err)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	doubled := 0
-	for i := 0; i < n; i++ {
-		if c := backend.Count(fmt.Sprintf("FO%03d", i)); c != 1 {
+	for i := range f.n {
+		if c := f.backend.Count(f.orderNo(i)); c != 1 {
 			doubled++
-			t.Errorf("order FO%03d: created %d times at the provider, want 1", i, c)
+			f.t.Errorf("order %s: created %d times at the provider, want 1", f.orderNo(i), c)
 		}
 	}
 	sort.Slice(delays, func(a, b int) bool { return delays[a] < delays[b] })
-	var mu sync.Mutex
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("failover accounting: %d orders, %d paid, %d created twice; creates %d, lookups %d; batches sent again %d; "+
-		"Redis unreachable for about %.1fs in all; accepted-to-paid p50 %s, max %s",
-		n, len(delays), doubled, backend.Calls("create"), backend.Calls("lookup"), resent.Load(),
-		float64(down.Load())/1000, delays[len(delays)/2].Round(time.Millisecond), delays[len(delays)-1].Round(time.Millisecond))
+	return delays, doubled
 }
 
 // cutProxy forwards TCP to a Redis until cut: then every connection drops
