@@ -10,13 +10,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
@@ -60,7 +63,9 @@ func BenchmarkAPIvsEnqueuer(b *testing.B) {
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	// drive runs work(i) for i in (lo, hi] from the clients.
-	drive := func(lo, hi int64, work func(i int64) error) time.Duration {
+	drive := func(lo, hi int64, work func(i int64) error, cpu *cpuUse) time.Duration {
+		before := readCPU(b, rdb)
+		defer func() { cpu.add(readCPU(b, rdb), before) }()
 		var next atomic.Int64
 		next.Store(lo)
 		var wg sync.WaitGroup
@@ -118,12 +123,13 @@ func BenchmarkAPIvsEnqueuer(b *testing.B) {
 	// machine weighs on both alike.
 	const rounds = 5
 	var direct, overHTTP, lean time.Duration
+	var directCPU, httpCPU, leanCPU cpuUse
 	b.ResetTimer()
 	for r := range int64(rounds) {
 		lo, hi := int64(b.N)*r/rounds, int64(b.N)*(r+1)/rounds
-		direct += drive(lo, hi, enqueueOne)
-		overHTTP += drive(lo, hi, postOne)
-		lean += drive(lo, hi, leanOne)
+		direct += drive(lo, hi, enqueueOne, &directCPU)
+		overHTTP += drive(lo, hi, postOne, &httpCPU)
+		lean += drive(lo, hi, leanOne, &leanCPU)
 	}
 	b.StopTimer()
 	goRate := float64(b.N) / direct.Seconds()
@@ -134,6 +140,48 @@ func BenchmarkAPIvsEnqueuer(b *testing.B) {
 	b.ReportMetric(leanRate, "lean-orders/s")
 	b.ReportMetric(httpRate/goRate, "http/go")
 	b.ReportMetric(leanRate/goRate, "lean/go")
+	n := float64(b.N)
+	if b.N < 100 {
+		return // the calibration run
+	}
+	b.Logf("CPU per order (this process, redis-server): Go Enqueuer %.0f + %.0f µs; net/http clients %.0f + %.0f µs; lean clients %.0f + %.0f µs",
+		directCPU.proc.Seconds()*1e6/n, directCPU.redis.Seconds()*1e6/n,
+		httpCPU.proc.Seconds()*1e6/n, httpCPU.redis.Seconds()*1e6/n,
+		leanCPU.proc.Seconds()*1e6/n, leanCPU.redis.Seconds()*1e6/n)
+}
+
+// cpuUse is CPU time spent by this process (clients, server, Enqueuer)
+// and by redis-server.
+type cpuUse struct{ proc, redis time.Duration }
+
+func (c *cpuUse) add(after, before cpuUse) {
+	c.proc += after.proc - before.proc
+	c.redis += after.redis - before.redis
+}
+
+// readCPU reads this process's CPU time and redis-server's (INFO cpu).
+func readCPU(b *testing.B, rdb *redis.Client) cpuUse {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var red float64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, f); ok {
+				x, _ := strconv.ParseFloat(v, 64)
+				red += x
+			}
+		}
+	}
+	return cpuUse{
+		proc:  time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime)),
+		redis: time.Duration(red * float64(time.Second)),
+	}
 }
 
 // leanConn is a minimal HTTP/1.1 client on one keep-alive connection.
