@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -129,28 +128,7 @@ func (d *durableRig) attachReplica(b *testing.B) {
 	if err := d.admin.FlushAll(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
-	rep := taskstest.StartRedis(b, nil)
-	rc := rep.Client(b)
-	host, port, _ := net.SplitHostPort(d.master.Addr)
-	if err := rc.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
-		b.Fatal(err)
-	}
-	d.replicas = append(d.replicas, rep)
-	want := len(d.replicas)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mi := d.admin.Info(ctx, "replication").Val()
-		ri := rc.Info(ctx, "replication").Val()
-		if infoField(mi, "connected_slaves") == strconv.Itoa(want) &&
-			strings.Count(mi, "state=online") == want &&
-			infoField(ri, "master_link_status") == "up" {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("replica %d did not come up:\nmaster: %s\nreplica: %s", want, mi, ri)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	d.replicas = append(d.replicas, d.master.AttachReplica(b))
 }
 
 // infoField is a field of an INFO reply, "" when absent.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -327,5 +328,59 @@ func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
 	}
 	if fmt.Sprint(calls) != "[lookup:ok]" {
 		t.Errorf("history = %v, want [lookup:ok] (A's attempt could not be recorded; B looked the order up)", calls)
+	}
+}
+
+// A worker whose Redis master reports fewer replicas than
+// ORDERWORKER_MIN_REPLICAS sends nothing: the order waits, unchanged, and
+// the problem is reported (/readyz, orderworker_config_problem). Once the
+// master has its replica, the same worker pays the order once and the
+// problem clears.
+func TestTooFewReplicasHoldOrdersUnsent(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	backend := memprov.NewBackend("s")
+	set := providers.NewSet()
+	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	if res, err := tasks.NewEnqueuer(client, ledger.New(rdb, nil), set, nil).Enqueue(ctx, memOrder("Few1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Few1", Params: []byte(`{"item":"sku-1","qty":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems := tasks.NewProblems()
+	l := ledger.New(rdb, &ledger.Options{MinReplicas: 1})
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Problems: problems, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := h.ProcessTask(ctx, task); err == nil {
+		t.Fatal("the order was processed on a master without the replicas required")
+	}
+	rec, _ := l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: "Few1"})
+	if backend.Calls("create") != 0 || rec.State != tasks.StateQueued || rec.Inflight != 0 || rec.Attempts != 0 {
+		t.Errorf("after the refusal: %d creates, %s, inflight %d, attempts %d; want nothing sent, queued and unchanged", backend.Calls("create"), rec.State, rec.Inflight, rec.Attempts)
+	}
+	if err := problems.Err(); err == nil || !strings.Contains(err.Error(), tasks.ProblemReplicas) || !strings.Contains(err.Error(), "ORDERWORKER_MIN_REPLICAS") {
+		t.Errorf("problems = %v, want %s naming ORDERWORKER_MIN_REPLICAS", err, tasks.ProblemReplicas)
+	}
+
+	rs.AttachReplica(t)
+	// The same worker reads the replica count again within seconds.
+	deadline := time.Now().Add(15 * time.Second)
+	for h.ProcessTask(ctx, task) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the order did not proceed once the master had its replica")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rec, _ = l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: "Few1"})
+	if rec.State != tasks.StatePaid || backend.Count("Few1") != 1 {
+		t.Errorf("after the replica came: %s, created %d times; want paid once", rec.State, backend.Count("Few1"))
+	}
+	if err := problems.Err(); err != nil {
+		t.Errorf("problems after the order went through = %v, want none", err)
 	}
 }

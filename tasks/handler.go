@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,7 +81,10 @@ type Handler struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	problems  *Problems
-	parsed    parsedCache
+	// replicasShort is set while a ProblemReplicas may be reported, so
+	// that a Begin that went through clears it.
+	replicasShort atomic.Bool
+	parsed        parsedCache
 }
 
 // NewHandler returns a Handler that drives orders in l through the
@@ -191,8 +195,16 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				h.release(ref, token)
 			}
 			return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		case errors.As(err, new(*ledger.TooFewReplicasError)):
+			// Nothing was written: the order waits, unchanged, for a
+			// master with its replicas.
+			h.replicasShort.Store(true)
+			return h.configWait(ref, ProblemReplicas, msgOf(err))
 		case err != nil:
 			return wait(redisWait, err)
+		}
+		if h.replicasShort.Load() && h.replicasShort.CompareAndSwap(true, false) {
+			h.problems.ClearKind(ProblemReplicas)
 		}
 		switch b.Status {
 		case ledger.Finished:

@@ -22,6 +22,9 @@ const (
 	// ProblemDataKey: sealed params this worker cannot open (no data key,
 	// or another one than the producers').
 	ProblemDataKey = "data_key"
+	// ProblemReplicas: the Redis master reports fewer replicas than
+	// ORDERWORKER_MIN_REPLICAS, so no order may be marked in flight.
+	ProblemReplicas = "redis_replicas"
 )
 
 // problemTTL is how long a reported problem counts after it was last seen.
@@ -46,7 +49,7 @@ type problem struct {
 func NewProblems() *Problems {
 	return &Problems{seen: map[[2]string]problem{}, now: time.Now,
 		desc: prometheus.NewDesc("orderworker_config_problem",
-			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, data_key) held an order back in the last two minutes.",
+			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, data_key, redis_replicas) held an order back in the last two minutes.",
 			[]string{"provider", "kind"}, nil)}
 }
 
@@ -72,6 +75,18 @@ func (p *Problems) Clear(provider, kind string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.seen, [2]string{provider, kind})
+}
+
+// ClearKind forgets a kind of problem for every provider (it is not a
+// provider's: a Redis master has its replicas again).
+func (p *Problems) ClearKind(kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k := range p.seen {
+		if k[1] == kind {
+			delete(p.seen, k)
+		}
+	}
 }
 
 // Err describes the current problems, nil when there are none.

@@ -128,6 +128,25 @@ func TestEnqueueRedisUnreachable(t *testing.T) {
 	}
 }
 
+// With ORDERWORKER_MIN_REPLICAS above what the master has, enqueue fails
+// naming the setting and writes nothing; a bad value is refused at start.
+func TestEnqueueNeedsTheMinReplicas(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_MIN_REPLICAS": "1"}
+	code, out, errs := runCLIEnv(t, env, good)
+	if code != exitError || out != "" || !strings.Contains(errs, "ORDERWORKER_MIN_REPLICAS") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit %d naming ORDERWORKER_MIN_REPLICAS", code, out, errs, exitError)
+	}
+	if n, _ := rs.Client(t).Exists(context.Background(), "orderworker:{ledger}:order:tencent:E1", "asynq:{orders}:t:tencent:E1").Result(); n != 0 {
+		t.Errorf("%d keys written for a refused order", n)
+	}
+	env["ORDERWORKER_MIN_REPLICAS"] = "some"
+	if code, _, errs := runCLIEnv(t, env, good); code == exitOK || !strings.Contains(errs, "ORDERWORKER_MIN_REPLICAS") {
+		t.Errorf("ORDERWORKER_MIN_REPLICAS=some: exit %d, stderr %q", code, errs)
+	}
+}
+
 // A producer that writes one order at a time to enqueue's standard input
 // and waits for its answer gets it before it writes the next: orders are
 // batched only from what the input already holds.

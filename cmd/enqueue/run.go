@@ -299,13 +299,19 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 }
 
 // newLedger returns the ledger on rdb with ORDERWORKER_LEDGER_SHARDS
-// shards: the workers' count (the ledger refuses writes with another).
+// shards (the workers' count: the ledger refuses writes with another) and
+// the durable-writes settings ORDERWORKER_DURABLE_WRITES and
+// ORDERWORKER_MIN_REPLICAS.
 func newLedger(rdb redis.UniversalClient, getenv func(string) string) (*tasks.Ledger, error) {
 	n, err := tasks.ParseShards(getenv("ORDERWORKER_LEDGER_SHARDS"))
 	if err != nil {
 		return nil, err
 	}
-	return ledger.New(rdb, &ledger.Options{Shards: n, Providers: validators().Names()}), nil
+	d, minReplicas, err := ledger.ParseDurable(getenv("ORDERWORKER_DURABLE_WRITES"), getenv("ORDERWORKER_MIN_REPLICAS"))
+	if err != nil {
+		return nil, err
+	}
+	return ledger.New(rdb, &ledger.Options{Shards: n, Providers: validators().Names(), Durable: d, MinReplicas: minReplicas}), nil
 }
 
 // dataKey returns the Sealer for ORDERWORKER_DATA_KEY, nil when unset.

@@ -42,6 +42,7 @@ type config struct {
 	ReconcileEvery  time.Duration
 	PollInterval    time.Duration
 	Durable         ledger.Durability
+	MinReplicas     int64
 	Shards          int
 	RateLimits      map[string]guard.Limit
 	BreakerFailures int
@@ -110,6 +111,7 @@ var workerVars = []envVar{
 	{"ORDERWORKER_POLL_INTERVAL", "80ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands"},
 	{"ORDERWORKER_LEDGER_SHARDS", "1", "how many shards the ledger spreads orders over, each with its own hash tag and asynq queue: on Redis Cluster, the number of masters (or a multiple); every worker and producer of one ledger sets the same number, and it cannot change once orders exist"},
 	{"ORDERWORKER_DURABLE_WRITES", "auto", "auto: claims, in-flight marks and outcomes wait for every replica the Redis master has (WAIT) before they count; off: they do not (a failover may lose the last writes)"},
+	{"ORDERWORKER_MIN_REPLICAS", "0", "with durable writes auto, the fewest replicas each of those writes must reach: a master reporting fewer refuses them unsent (orders wait, enqueues fail). Set it to 1 on a replicated deployment, so that a master cut off from its replicas takes no write a failover would lose"},
 	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
 	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
 	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
@@ -219,10 +221,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	} else {
 		c.Shards = n
 	}
-	if d, err := ledger.ParseDurability(env("ORDERWORKER_DURABLE_WRITES")); err != nil {
-		errs = append(errs, fmt.Errorf("ORDERWORKER_DURABLE_WRITES=%q: want auto or off", env("ORDERWORKER_DURABLE_WRITES")))
+	if d, n, err := ledger.ParseDurable(env("ORDERWORKER_DURABLE_WRITES"), env("ORDERWORKER_MIN_REPLICAS")); err != nil {
+		errs = append(errs, err)
 	} else {
-		c.Durable = d
+		c.Durable, c.MinReplicas = d, n
 	}
 	if n, err := strconv.Atoi(env("ORDERWORKER_BREAKER_FAILURES")); err != nil || n < 0 {
 		errs = append(errs, fmt.Errorf("ORDERWORKER_BREAKER_FAILURES=%q: want a number, 0 to turn breakers off", env("ORDERWORKER_BREAKER_FAILURES")))

@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metrics.Init(set.Names())
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
-	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable, Shards: cfg.Shards, Providers: names})
+	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names})
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()

@@ -248,6 +248,9 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=5:0"}, nil, "burst"},
 		{map[string]string{"ORDERWORKER_BREAKER_FAILURES": "-1"}, nil, "ORDERWORKER_BREAKER_FAILURES"},
 		{map[string]string{"ORDERWORKER_ORDER_DEADLINES": "aliyun=soon"}, nil, "ORDERWORKER_ORDER_DEADLINES"},
+		{map[string]string{"ORDERWORKER_DURABLE_WRITES": "sometimes"}, nil, "ORDERWORKER_DURABLE_WRITES"},
+		{map[string]string{"ORDERWORKER_MIN_REPLICAS": "-1"}, nil, "ORDERWORKER_MIN_REPLICAS"},
+		{map[string]string{"ORDERWORKER_MIN_REPLICAS": "1", "ORDERWORKER_DURABLE_WRITES": "off"}, nil, "needs ORDERWORKER_DURABLE_WRITES=auto"},
 	}
 	for _, tt := range tests {
 		var stderr syncBuffer

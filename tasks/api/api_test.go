@@ -616,3 +616,33 @@ func TestShardedLedgerThroughTheAPI(t *testing.T) {
 		t.Errorf("GET /v1/events?after=<an event id> on 3 shards: %d %s; want 400 asking for next_after", code, b)
 	}
 }
+
+// A server whose ledger needs more replicas than the master reports
+// (ORDERWORKER_MIN_REPLICAS) answers 503 saying so, and writes nothing.
+func TestTooFewReplicasThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	opt, err := tasks.ParseRedisURL(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	l := ledger.New(rdb, &ledger.Options{MinReplicas: 1})
+	set := registry.Validators("test")
+	h, err := api.New(tasks.NewEnqueuer(client, l, set, nil), l, rdb, set, &api.Options{Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := &env{t: t, rs: rs, ledger: l, h: h, url: srv.URL, seen: &seenSet{m: map[string]bool{}}}
+	code, b, hdr := e.do("POST", "/v1/orders", bearer, tencentOrder("R1", 1))
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(string(b), "ORDERWORKER_MIN_REPLICAS") {
+		t.Errorf("POST on a master without the replicas required: %d %s; want 503 naming ORDERWORKER_MIN_REPLICAS", code, b)
+	}
+	if keys, _ := rdb.Keys(context.Background(), "*R1*").Result(); len(keys) != 0 {
+		t.Errorf("the refused order was written: %v", keys)
+	}
+}

@@ -59,6 +59,10 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.enq.Enqueue(ctx, body)
+	if errors.As(err, new(*ledger.TooFewReplicasError)) {
+		h.unavailable(w, r, err, "the order was not accepted: the Redis master has fewer replicas than ORDERWORKER_MIN_REPLICAS requires; nothing was written; send it again", nil)
+		return
+	}
 	if err != nil {
 		h.unavailable(w, r, err, "the order was not accepted: Redis is unavailable; send it again (an order that got in answers duplicate)", nil)
 		return

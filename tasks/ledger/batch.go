@@ -28,6 +28,9 @@ type batcher struct {
 	rdb     redis.UniversalClient
 	cluster *redis.ClusterClient // rdb, when it is a cluster client
 	wait    int64                // WAIT's timeout, ms
+	// minReplicas is the fewest replicas a durable write's master must
+	// report (cluster; Ledger.want checks a single master).
+	minReplicas int64
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -261,6 +264,21 @@ func (b *batcher) sendGroups(ctx context.Context, calls []*call, reload bool) {
 				}
 				b.cluster.ReloadState(ctx)
 				return
+			}
+			if n < b.minReplicas {
+				// The durable writes are refused unsent; the others go.
+				few := &TooFewReplicasError{Master: node.Options().Addr, Have: n, Want: b.minReplicas}
+				rest := group[:0:0]
+				for _, c := range group {
+					if c.want != 0 {
+						c.val, c.err, c.ack = nil, few, false
+						continue
+					}
+					rest = append(rest, c)
+				}
+				if group = rest; len(group) == 0 {
+					return
+				}
 			}
 			for _, c := range group {
 				if c.want != 0 {

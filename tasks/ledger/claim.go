@@ -126,12 +126,9 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 	if err := l.CheckShards(ctx); err != nil {
 		return nil, nil, fmt.Errorf("claim orders: %w", err)
 	}
-	want := int64(0)
-	if l.opts.Durable == DurableAuto {
-		var err error
-		if want, err = l.wantReplicas(ctx); err != nil {
-			return nil, nil, fmt.Errorf("claim orders: %w", err)
-		}
+	want, err := l.want(ctx, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim orders: %w", err)
 	}
 	now := l.now().UnixMilli()
 	out := make([]ClaimResult, len(claims))

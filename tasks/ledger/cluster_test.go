@@ -96,4 +96,20 @@ func TestDurableWritesOnCluster(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// A floor above the replicas a master has: durable writes refused
+	// unsent, naming the master; at the replicas it has: written.
+	two := ledger.New(rc, &ledger.Options{Shards: 3, MinReplicas: 2})
+	ref := refIn(1, "Two")
+	var few *ledger.TooFewReplicasError
+	if _, err := two.Claim(ctx, ref, []byte(`{}`), "h"); !errors.As(err, &few) || few.Have != 1 || few.Want != 2 || few.Master == "" {
+		t.Errorf("Claim needing 2 replicas of 1 = %v, want TooFewReplicasError naming the master", err)
+	}
+	if rec, err := l.Get(ctx, ref); rec != nil || err != nil {
+		t.Errorf("a refused claim was written: %+v, %v", rec, err)
+	}
+	one := ledger.New(rc, &ledger.Options{Shards: 3, MinReplicas: 1})
+	if cr, err := one.Claim(ctx, ref, []byte(`{}`), "h"); err != nil || !cr.Created || !recordOn(replicaOf(1), 1, ref) {
+		t.Errorf("Claim needing 1 replica of 1 = %+v, %v (on the replica: %v)", cr, err, recordOn(replicaOf(1), 1, ref))
+	}
 }

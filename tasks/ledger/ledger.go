@@ -112,6 +112,14 @@ type Options struct {
 	// default) waits whenever the master has replicas; DurableOff never
 	// waits.
 	Durable Durability
+	// MinReplicas is the fewest replicas a durable write must reach
+	// (DurableAuto only): a master that reports fewer refuses the write
+	// before it is sent (TooFewReplicasError, nothing written), and every
+	// write waits for at least this many. It keeps a master that lost its
+	// replicas, or was cut off from them while one of them was promoted,
+	// from taking writes no other server holds. Default 0: the replicas
+	// the master reports, none when it reports none.
+	MinReplicas int64
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
 	// EventRetention is about how many outcome events the events stream
@@ -150,6 +158,27 @@ func ParseDurability(s string) (Durability, error) {
 	return 0, fmt.Errorf("durability %q: want auto or off", s)
 }
 
+// ParseDurable reads the durable-writes settings: durability ("auto" or
+// "off", ORDERWORKER_DURABLE_WRITES) and the fewest replicas a durable
+// write must reach (a whole number, "" for 0; ORDERWORKER_MIN_REPLICAS),
+// which needs durability auto.
+func ParseDurable(durability, minReplicas string) (Durability, int64, error) {
+	d, err := ParseDurability(durability)
+	if err != nil {
+		return 0, 0, fmt.Errorf("ORDERWORKER_DURABLE_WRITES=%q: want auto or off", durability)
+	}
+	n := int64(0)
+	if s := strings.TrimSpace(minReplicas); s != "" {
+		if n, err = strconv.ParseInt(s, 10, 64); err != nil || n < 0 || n > 1000 {
+			return 0, 0, fmt.Errorf("ORDERWORKER_MIN_REPLICAS=%q: want a whole number of replicas (0 to 1000)", minReplicas)
+		}
+	}
+	if n > 0 && d == DurableOff {
+		return 0, 0, fmt.Errorf("ORDERWORKER_MIN_REPLICAS=%d needs ORDERWORKER_DURABLE_WRITES=auto: with off, writes wait for no replica", n)
+	}
+	return d, n, nil
+}
+
 // Ledger is the order records in Redis. It is safe for concurrent use.
 type Ledger struct {
 	rdb  redis.UniversalClient
@@ -182,7 +211,8 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 		o.Now = time.Now
 	}
 	o.Shards = min(max(o.Shards, 1), MaxShards)
-	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds()}
+	o.MinReplicas = max(o.MinReplicas, 0)
+	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: o.MinReplicas}
 	b.cluster, _ = rdb.(*redis.ClusterClient)
 	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: b, shards: newShards(o.Shards)}
 }
@@ -332,12 +362,37 @@ func (l *Ledger) runShared(ctx context.Context, s *redis.Script, durable bool, k
 	return c.val, c.ack, c.err
 }
 
-// want is how many replicas a write waits for.
+// want is how many replicas a write waits for; a TooFewReplicasError
+// when the master reports fewer than Options.MinReplicas (on Redis
+// Cluster the batcher checks each master).
 func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
-	if durable && l.opts.Durable == DurableAuto {
-		return l.wantReplicas(ctx)
+	if !durable || l.opts.Durable != DurableAuto {
+		return 0, nil
 	}
-	return 0, nil
+	n, err := l.wantReplicas(ctx)
+	if err != nil || n == wantNodes {
+		return n, err
+	}
+	if n < l.opts.MinReplicas {
+		return 0, &TooFewReplicasError{Have: n, Want: l.opts.MinReplicas}
+	}
+	return n, nil
+}
+
+// TooFewReplicasError is a durable write's error, with nothing written,
+// when the master reports fewer replicas than Options.MinReplicas: a
+// failover could lose what such a master takes.
+type TooFewReplicasError struct {
+	Master     string // the master's address, on Redis Cluster
+	Have, Want int64
+}
+
+func (e *TooFewReplicasError) Error() string {
+	who := "the Redis master"
+	if e.Master != "" {
+		who += " " + e.Master
+	}
+	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): nothing was written", who, e.Have, e.Want)
 }
 
 // wantReplicas is how many replicas the master reports, read at most every

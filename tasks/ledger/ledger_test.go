@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -500,5 +501,90 @@ func TestDurableWritesNeedTheReplicaCount(t *testing.T) {
 	}
 	if _, err := ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff}).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "N2"}, []byte(`{}`), "h"); err != nil {
 		t.Errorf("Claim with durable writes off = %v", err)
+	}
+}
+
+// With MinReplicas, a master that reports fewer replicas refuses durable
+// writes before they are sent: no claim, no in-flight mark, nothing
+// written; once it has them, the same writes go and wait for them.
+func TestMinReplicasRefusesWritesUnsent(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "MR1"}
+	if _, err := ledger.New(rdb, nil).Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := func() string {
+		keys, _ := rdb.Keys(ctx, "*").Result()
+		slices.Sort(keys)
+		rec := rdb.HGetAll(ctx, "orderworker:{ledger}:order:tencent:MR1").Val()
+		return fmt.Sprint(keys, rec) // fmt prints a map's keys sorted
+	}
+	before := snapshot()
+	floor := ledger.New(rdb, &ledger.Options{MinReplicas: 1})
+	var few *ledger.TooFewReplicasError
+	if _, err := floor.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "MR2"}, []byte(`{}`), "h"); !errors.As(err, &few) || few.Have != 0 || few.Want != 1 {
+		t.Errorf("Claim on a master without replicas = %v, want TooFewReplicasError 0 < 1", err)
+	} else if !strings.Contains(err.Error(), "ORDERWORKER_MIN_REPLICAS") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Errorf("error %q does not say what to check and that nothing was written", err)
+	}
+	if _, err := floor.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Minute}); !errors.As(err, &few) {
+		t.Errorf("Begin on a master without replicas = %v, want TooFewReplicasError", err)
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("refused writes changed Redis:\nbefore %s\nafter  %s", before, after)
+	}
+	// Reads and non-durable writes are not refused.
+	if rec, err := floor.Get(ctx, ref); err != nil || rec.State != ledger.StateQueued {
+		t.Errorf("Get = %+v, %v", rec, err)
+	}
+
+	rep := rs.AttachReplica(t)
+	fresh := ledger.New(rdb, &ledger.Options{MinReplicas: 1}) // the replica count is read at most every 5s
+	if _, err := fresh.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "MR3"}, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with a replica = %v", err)
+	}
+	if n, _ := rep.Client(t).Exists(ctx, "orderworker:{ledger}:order:tencent:MR3").Result(); n != 1 {
+		t.Error("the claim was acknowledged before the replica had it")
+	}
+	b, err := fresh.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", LeaseTTL: time.Minute})
+	if err != nil || b.Status != ledger.Began {
+		t.Errorf("Begin with a replica = %+v, %v", b, err)
+	}
+	// Two required, one reported: refused again.
+	two := ledger.New(rdb, &ledger.Options{MinReplicas: 2})
+	if _, err := two.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "MR4"}, []byte(`{}`), "h"); !errors.As(err, &few) || few.Have != 1 || few.Want != 2 {
+		t.Errorf("Claim needing 2 replicas of 1 = %v, want TooFewReplicasError 1 < 2", err)
+	}
+}
+
+func TestParseDurable(t *testing.T) {
+	for _, c := range []struct {
+		durable, min string
+		d            ledger.Durability
+		n            int64
+		err          string
+	}{
+		{"", "", ledger.DurableAuto, 0, ""},
+		{"auto", "1", ledger.DurableAuto, 1, ""},
+		{" OFF ", "0", ledger.DurableOff, 0, ""},
+		{"off", "", ledger.DurableOff, 0, ""},
+		{"off", "1", 0, 0, "needs ORDERWORKER_DURABLE_WRITES=auto"},
+		{"auto", "-1", 0, 0, "ORDERWORKER_MIN_REPLICAS"},
+		{"auto", "one", 0, 0, "ORDERWORKER_MIN_REPLICAS"},
+		{"auto", "1.5", 0, 0, "ORDERWORKER_MIN_REPLICAS"},
+		{"sometimes", "", 0, 0, "ORDERWORKER_DURABLE_WRITES"},
+	} {
+		d, n, err := ledger.ParseDurable(c.durable, c.min)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseDurable(%q, %q) = %v, want an error naming %s", c.durable, c.min, err, c.err)
+			}
+			continue
+		}
+		if err != nil || d != c.d || n != c.n {
+			t.Errorf("ParseDurable(%q, %q) = %v, %d, %v; want %v, %d", c.durable, c.min, d, n, err, c.d, c.n)
+		}
 	}
 }

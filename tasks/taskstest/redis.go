@@ -218,3 +218,33 @@ func (s *Server) Dump(t testing.TB) string {
 	}
 	return b.String()
 }
+
+// AttachReplica starts a redis-server, makes it a replica of s and waits
+// until s reports it online and the replica's link is up.
+func (s *Server) AttachReplica(t testing.TB) *Server {
+	t.Helper()
+	if s.ext != "" || s.Password != "" {
+		t.Fatal("AttachReplica needs a server StartRedis started, without a password")
+	}
+	ctx := context.Background()
+	master := s.Client(t)
+	before := strings.Count(master.Info(ctx, "replication").Val(), "state=online")
+	rep := StartRedis(t, nil)
+	rc := rep.Client(t)
+	host, port, _ := net.SplitHostPort(s.Addr)
+	if err := rc.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mi := master.Info(ctx, "replication").Val()
+		ri := rc.Info(ctx, "replication").Val()
+		if strings.Count(mi, "state=online") > before && infoValue(ri, "master_link_status") == "up" {
+			return rep
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica did not come up:\nmaster: %s\nreplica: %s", mi, ri)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
