@@ -333,9 +333,9 @@ func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
 
 // A worker whose Redis master reports fewer replicas than
 // ORDERWORKER_MIN_REPLICAS sends nothing: the order waits, unchanged, and
-// the problem is reported (/readyz, orderworker_config_problem). Once the
-// master has its replica, the same worker pays the order once and the
-// problem clears.
+// the problem is reported (/readyz, orderworker_config_problem, for two
+// minutes after it was last met). Once the master has its replica, the
+// same worker pays the order once.
 func TestTooFewReplicasHoldOrdersUnsent(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
@@ -379,8 +379,5 @@ func TestTooFewReplicasHoldOrdersUnsent(t *testing.T) {
 	rec, _ = l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: "Few1"})
 	if rec.State != tasks.StatePaid || backend.Count("Few1") != 1 {
 		t.Errorf("after the replica came: %s, created %d times; want paid once", rec.State, backend.Count("Few1"))
-	}
-	if err := problems.Err(); err != nil {
-		t.Errorf("problems after the order went through = %v, want none", err)
 	}
 }

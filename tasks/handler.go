@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,10 +80,7 @@ type Handler struct {
 	log       *slog.Logger
 	metrics   *Metrics
 	problems  *Problems
-	// replicasShort is set while a ProblemReplicas may be reported, so
-	// that a Begin that went through clears it.
-	replicasShort atomic.Bool
-	parsed        parsedCache
+	parsed    parsedCache
 }
 
 // NewHandler returns a Handler that drives orders in l through the
@@ -196,15 +192,14 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			}
 			return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		case errors.As(err, new(*ledger.TooFewReplicasError)):
-			// Nothing was written: the order waits, unchanged, for a
-			// master with its replicas.
-			h.replicasShort.Store(true)
+			// Nothing was sent: the order waits, unchanged, for a
+			// master with its replicas. The problem is reported until
+			// two minutes after it was last met (on Redis Cluster it
+			// is one master's, and a write to another does not clear
+			// it).
 			return h.configWait(ref, ProblemReplicas, msgOf(err))
 		case err != nil:
 			return wait(redisWait, err)
-		}
-		if h.replicasShort.Load() && h.replicasShort.CompareAndSwap(true, false) {
-			h.problems.ClearKind(ProblemReplicas)
 		}
 		switch b.Status {
 		case ledger.Finished:

@@ -77,18 +77,6 @@ func (p *Problems) Clear(provider, kind string) {
 	delete(p.seen, [2]string{provider, kind})
 }
 
-// ClearKind forgets a kind of problem for every provider (it is not a
-// provider's: a Redis master has its replicas again).
-func (p *Problems) ClearKind(kind string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for k := range p.seen {
-		if k[1] == kind {
-			delete(p.seen, k)
-		}
-	}
-}
-
 // Err describes the current problems, nil when there are none.
 func (p *Problems) Err() error {
 	p.mu.Lock()

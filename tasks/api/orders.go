@@ -145,7 +145,11 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 			if br.Err != nil {
 				// Like the enqueue CLI, stop at the first order Redis
 				// did not answer; those before stand.
-				h.unavailable(w, r, br.Err, fmt.Sprintf("Redis became unavailable at order %d of %d; the orders before it were answered (results), the rest may or may not have been accepted: send them again (an order that got in answers duplicate)", len(results)+1, len(items)),
+				why := "Redis became unavailable"
+				if errors.As(br.Err, new(*ledger.TooFewReplicasError)) {
+					why = "the Redis master has fewer replicas than ORDERWORKER_MIN_REPLICAS requires"
+				}
+				h.unavailable(w, r, br.Err, fmt.Sprintf("%s at order %d of %d; the orders before it were answered (results), the rest may or may not have been accepted: send them again (an order that got in answers duplicate)", why, len(results)+1, len(items)),
 					map[string]any{"results": results})
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,36 +179,43 @@ func (b *batcher) send(ctx context.Context, calls []*call, reload bool) {
 
 // nodeReplicas is a master's replica count as last read.
 type nodeReplicas struct {
-	n  int64
-	at time.Time
+	n      int64
+	master bool
+	at     time.Time
 }
 
 // replicasOf is how many replicas a master reports, read at most every
-// few seconds; an error when it cannot be read and never was.
-func (b *batcher) replicasOf(ctx context.Context, node *redis.Client) (int64, error) {
+// few seconds (fresh: read now), and whether the node still says it is a
+// master; an error when it cannot be read and never was.
+func (b *batcher) replicasOf(ctx context.Context, node *redis.Client, fresh bool) (int64, bool, error) {
 	addr := node.Options().Addr
 	b.nodesMu.Lock()
 	r, ok := b.nodes[addr]
 	b.nodesMu.Unlock()
-	if ok && time.Since(r.at) < 5*time.Second {
-		return r.n, nil
+	if ok && !fresh && time.Since(r.at) < 5*time.Second {
+		return r.n, r.master, nil
 	}
 	info, err := node.Info(ctx, "replication").Result()
 	if err != nil && !noReplication(err) {
 		if ok {
-			return r.n, nil // the last count read
+			return r.n, r.master, nil // the last count read
 		}
-		return 0, fmt.Errorf("read the replica count of %s (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", addr, err)
+		return 0, false, fmt.Errorf("read the replica count of %s (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", addr, err)
 	}
-	r = nodeReplicas{n: connectedReplicas(info), at: time.Now()}
+	r = nodeReplicas{n: connectedReplicas(info), master: !strings.Contains(info, "role:slave"), at: time.Now()}
 	b.nodesMu.Lock()
 	if b.nodes == nil {
 		b.nodes = map[string]nodeReplicas{}
 	}
 	b.nodes[addr] = r
 	b.nodesMu.Unlock()
-	return r.n, nil
+	return r.n, r.master, nil
 }
+
+// errNotMaster is a durable call's error when the node that serves its
+// keys turned out to be a replica now (a failover demoted it): like a
+// MOVED reply, it is sent again once the slot map is read again.
+var errNotMaster = errors.New("the node is no longer a master")
 
 // sendByNode sends calls grouped by the master that serves their keys,
 // each group on that master's client with a WAIT for its replicas, the
@@ -223,7 +231,7 @@ func (b *batcher) sendByNode(ctx context.Context, calls []*call, reload bool) {
 		b.sendGroups(ctx, calls, reload)
 		var moved []*call
 		for _, c := range calls {
-			if isRedirect(c.err) {
+			if isRedirect(c.err) || errors.Is(c.err, errNotMaster) {
 				moved = append(moved, c)
 			}
 		}
@@ -257,7 +265,11 @@ func (b *batcher) sendGroups(ctx context.Context, calls []*call, reload bool) {
 	var wg sync.WaitGroup
 	for node, group := range groups {
 		wg.Go(func() {
-			n, err := b.replicasOf(ctx, node)
+			n, master, err := b.replicasOf(ctx, node, false)
+			if err == nil && n < b.minReplicas {
+				// About to refuse: not on a count up to 5s old.
+				n, master, err = b.replicasOf(ctx, node, true)
+			}
 			if err != nil {
 				for _, c := range group {
 					c.val, c.err, c.ack = nil, err, false
@@ -266,8 +278,14 @@ func (b *batcher) sendGroups(ctx context.Context, calls []*call, reload bool) {
 				return
 			}
 			if n < b.minReplicas {
-				// The durable writes are refused unsent; the others go.
-				few := &TooFewReplicasError{Master: node.Options().Addr, Have: n, Want: b.minReplicas}
+				// The durable writes are refused unsent (sent again
+				// elsewhere, when the node is no master now); the
+				// others go.
+				var few error = &TooFewReplicasError{Master: node.Options().Addr, Have: n, Want: b.minReplicas}
+				if !master {
+					few = errNotMaster
+					b.cluster.ReloadState(ctx)
+				}
 				rest := group[:0:0]
 				for _, c := range group {
 					if c.want != 0 {

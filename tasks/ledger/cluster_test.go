@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,5 +112,26 @@ func TestDurableWritesOnCluster(t *testing.T) {
 	one := ledger.New(rc, &ledger.Options{Shards: 3, MinReplicas: 1})
 	if cr, err := one.Claim(ctx, ref, []byte(`{}`), "h"); err != nil || !cr.Created || !recordOn(replicaOf(1), 1, ref) {
 		t.Errorf("Claim needing 1 replica of 1 = %+v, %v (on the replica: %v)", cr, err, recordOn(replicaOf(1), 1, ref))
+	}
+
+	// After a failover, a client whose slot map still names the old
+	// master (a replica now, with no replicas of its own) is not refused
+	// for too few replicas: the write goes to the new master.
+	m, _ := cl.MasterFor("orderworker:{" + ledger.ShardTag("ledger", 2, 3) + "}:x")
+	if _, err := one.Claim(ctx, refIn(2, "Pre"), []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	promoted := cl.Failover(t, m)
+	pc := redis.NewClient(&redis.Options{Addr: promoted.Addr, Password: cl.Password})
+	defer pc.Close()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(pc.Info(ctx, "replication").Val(), "connected_slaves:1"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the old master did not become the new master's replica")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(5500 * time.Millisecond) // past the replica counts read before the failover
+	if cr, err := one.Claim(ctx, refIn(2, "Post"), []byte(`{}`), "h"); err != nil || !cr.Created {
+		t.Errorf("Claim after the failover through a stale slot map = %+v, %v; want it on the new master", cr, err)
 	}
 }

@@ -113,12 +113,14 @@ type Options struct {
 	// waits.
 	Durable Durability
 	// MinReplicas is the fewest replicas a durable write must reach
-	// (DurableAuto only): a master that reports fewer refuses the write
-	// before it is sent (TooFewReplicasError, nothing written), and every
-	// write waits for at least this many. It keeps a master that lost its
-	// replicas, or was cut off from them while one of them was promoted,
-	// from taking writes no other server holds. Default 0: the replicas
-	// the master reports, none when it reports none.
+	// (DurableAuto only): while the master reports fewer, the write is
+	// refused before it is sent (TooFewReplicasError), and every write
+	// waits for at least this many. A master that lost its replicas, or
+	// was cut off from them while one of them was promoted, so takes no
+	// durable write no other server holds: until it notices the loss
+	// (repl-timeout) its writes wait for the replica in vain and come back
+	// ErrNotDurable; after, they are refused unsent. Default 0: the
+	// replicas the master reports, none when it reports none.
 	MinReplicas int64
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
@@ -188,6 +190,7 @@ type Ledger struct {
 	replicasMu   sync.Mutex
 	replicasAt   time.Time
 	replicas     atomic.Int64
+	isReplica    atomic.Bool // the server said role:slave at the last read
 	replicasWarn atomic.Bool
 	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
 	layoutOK     atomic.Bool // CheckShards succeeded
@@ -369,11 +372,20 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 	if !durable || l.opts.Durable != DurableAuto {
 		return 0, nil
 	}
-	n, err := l.wantReplicas(ctx)
+	n, err := l.wantReplicas(ctx, false)
+	if err == nil && n >= 0 && n < l.opts.MinReplicas {
+		// About to refuse: not on a count up to 5s old.
+		n, err = l.wantReplicas(ctx, true)
+	}
 	if err != nil || n == wantNodes {
 		return n, err
 	}
 	if n < l.opts.MinReplicas {
+		if l.isReplica.Load() {
+			// Not the master now (a failover demoted it): an outage
+			// until the client finds the new one, not a short master.
+			return 0, errors.New("the Redis server is a replica now (failover in progress?): the write was not sent")
+		}
 		return 0, &TooFewReplicasError{Have: n, Want: l.opts.MinReplicas}
 	}
 	return n, nil
@@ -392,7 +404,7 @@ func (e *TooFewReplicasError) Error() string {
 	if e.Master != "" {
 		who += " " + e.Master
 	}
-	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): nothing was written", who, e.Have, e.Want)
+	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): the write was not sent", who, e.Have, e.Want)
 }
 
 // wantReplicas is how many replicas the master reports, read at most every
@@ -400,13 +412,13 @@ func (e *TooFewReplicasError) Error() string {
 // replicas of the master that took it. When the count cannot be read and
 // none was read before, it is an error: a write is not taken for durable
 // on a guess (a user without the INFO permission sees why).
-func (l *Ledger) wantReplicas(ctx context.Context) (int64, error) {
+func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	if l.batch.cluster != nil {
 		return wantNodes, nil
 	}
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
-	if time.Since(l.replicasAt) < 5*time.Second {
+	if !fresh && time.Since(l.replicasAt) < 5*time.Second {
 		return l.replicas.Load(), nil
 	}
 	info, err := l.rdb.Info(ctx, "replication").Result()
@@ -417,6 +429,7 @@ func (l *Ledger) wantReplicas(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("read the master's replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
 	}
 	l.replicasAt = time.Now()
+	l.isReplica.Store(strings.Contains(info, "role:slave"))
 	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
 	return n, nil
