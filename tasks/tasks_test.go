@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -634,5 +635,81 @@ func TestServerDequeuersShareConcurrency(t *testing.T) {
 	}
 	if err := srv.Ping(); err != nil {
 		t.Errorf("Ping: %v", err)
+	}
+}
+
+// deadRunSentCreate leaves order no as a run that died mid-call leaves it:
+// its create marked in flight and received by the provider, its lease
+// expired, its task still to come back.
+func deadRunSentCreate(t *testing.T, e *env, no string) tasks.OrderRef {
+	t.Helper()
+	ctx := context.Background()
+	e.enqueue(t, order(no))
+	ref := tasks.OrderRef{Provider: "tencent", OrderNo: no}
+	b, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "dead-run", LeaseTTL: 50 * time.Millisecond})
+	if err != nil || !b.Record.InflightMarked {
+		t.Fatal(b, err)
+	}
+	prov, err := e.set.Get("tencent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p tasks.Payload
+	if err := json.Unmarshal(order(no), &p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.Submit(ctx, providers.Order{OrderNo: no, Params: p.Params}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the dead run's lease expires
+	return ref
+}
+
+// An operator's refused resolve on an order whose run died with a create
+// in flight leaves the mark: the order's task then looks the order up and
+// never creates it again.
+func TestRefusedResolveKeepsACreateInFlight(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	ref := deadRunSentCreate(t, e, "Order-Res")
+	var refused *ledger.RefusedError
+	if _, err := e.ledger.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "op"}); !errors.As(err, &refused) {
+		t.Fatalf("resolve of a submitting order = %v, want refused", err)
+	}
+	if rec, _ := e.ledger.Get(ctx, ref); rec.Inflight == 0 {
+		t.Fatalf("the refused resolve cleared the create in flight: %+v", rec)
+	}
+	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, order("Order-Res"))); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := e.ledger.Get(ctx, ref)
+	if n := e.sandbox.Count("Order-Res"); n != 1 || rec.State != tasks.StatePaid || len(rec.History) == 0 || rec.History[0].Call != "lookup" {
+		t.Errorf("after the refused resolve: %d orders at the provider, %s, history %+v; want one, paid, found by a lookup", n, rec.State, rec.History)
+	}
+}
+
+// A task whose params differ from the record (a producer writing asynq
+// tasks itself) runs while a dead run's create is in flight: it stops
+// without touching the mark, and the order's own task looks the order up
+// instead of creating it again.
+func TestConflictingTaskKeepsACreateInFlight(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	ref := deadRunSentCreate(t, e, "Order-Dif")
+	other := []byte(`{"provider":"tencent","order_no":"Order-Dif","params":{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":3}}`)
+	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, other)); err == nil {
+		t.Fatal("the conflicting task was processed")
+	}
+	if rec, _ := e.ledger.Get(ctx, ref); rec.Inflight == 0 {
+		t.Fatalf("the conflicting task cleared the create in flight: %+v", rec)
+	}
+	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, order("Order-Dif"))); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := e.ledger.Get(ctx, ref)
+	if n := e.sandbox.Count("Order-Dif"); n != 1 || rec.State != tasks.StatePaid || len(rec.History) == 0 || rec.History[0].Call != "lookup" {
+		t.Errorf("after the conflicting task: %d orders at the provider, %s, history %+v; want one, paid, found by a lookup", n, rec.State, rec.History)
 	}
 }

@@ -37,7 +37,7 @@ var errorCases = []struct {
 	{"gw content-md5", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Content-MD5"}, unauthenticated, unauthenticated},
 	{"gw timestamp expired", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Timestamp Expired"}, unavailable, unavailable},
 	{"gw invalid timestamp", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Timestamp"}, unavailable, unavailable},
-	{"gw nonce used", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Nonce Used"}, unavailable, unavailable},
+	{"gw nonce used", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Nonce Used"}, ambiguous, unavailable},
 	{"gw app throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by APP Flow Control"}, limited, limited},
 	{"gw api throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by API Flow Control"}, limited, limited},
 	{"gw quota exhausted", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, denied, denied},

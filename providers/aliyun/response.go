@@ -399,10 +399,15 @@ func GatewayCode(status int, message string, create bool) providers.Code {
 		return providers.Unauthenticated
 	case has("throttled", "flow control"):
 		return providers.RateLimited
-	case has("timestamp", "nonce"):
+	case has("nonce"):
+		// Every attempt draws a fresh nonce: one refused as already
+		// used means this request reached the gateway before (a replay
+		// on the way), and that copy may have created the order. (The
+		// gateway's wording for it is not documented.)
+		return unsure
+	case has("timestamp"):
 		// Refused before anything happened; the next attempt re-signs
-		// with a fresh timestamp and nonce (check the clock if it
-		// persists).
+		// with a fresh timestamp (check the clock if it persists).
 		return providers.Unavailable
 	case has("quota", "arrears", "unauthorized", "forbidden"):
 		return providers.PermissionDenied

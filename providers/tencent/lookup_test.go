@@ -154,3 +154,47 @@ func TestLookupReadsEveryPage(t *testing.T) {
 		})
 	}
 }
+
+// A listing that stops short of its Total was not read in full (here a
+// server that takes Offset for a page number, which the document does not
+// rule out): it proves no absence.
+func TestLookupListingShortOfItsTotal(t *testing.T) {
+	t.Parallel()
+	orders := listed(250, "Mine") // ours is the last
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var q struct{ Offset, Limit int }
+		_ = json.NewDecoder(r.Body).Decode(&q)
+		start := min(q.Offset*q.Limit, len(orders)) // Offset read as a page index
+		page := orders[start:min(start+q.Limit, len(orders))]
+		_ = json.NewEncoder(w).Encode(map[string]any{"Response": map[string]any{"RequestId": "r", "Orders": page, "Total": len(orders)}})
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup over a listing short of its Total = %+v, %v; want unavailable, never not found", r, err)
+	}
+}
+
+// Every attempt signs with a fresh Nonce, so one refused as used means the
+// same request reached the service before: a create may have happened.
+func TestNonceRefusedIsAmbiguousForACreate(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"Response": map[string]any{"RequestId": "r",
+			"Error": map[string]any{"Code": "InvalidParameterValue", "Message": "Nonce 重复"}}})
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(lookupCtx(t), order("N1", ours)); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Submit answered a used Nonce = %v, want ambiguous", err)
+	}
+	if _, err := c.Lookup(lookupCtx(t), order("N1", ours)); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup answered a used Nonce = %v, want unavailable", err)
+	}
+}

@@ -262,6 +262,13 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			}
 		}
 		read += len(list.Orders)
+		if len(list.Orders) == 0 && list.Total != nil && read < *list.Total {
+			// The document defines Offset, Limit and Total by name
+			// only: a listing that stops short of its Total was not
+			// read in full, and proves no absence.
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+				Message: fmt.Sprintf("the list stopped after %d of %d orders", read, *list.Total)}
+		}
 		if len(list.Orders) == 0 || (list.Total != nil && read >= *list.Total) {
 			break
 		}
@@ -407,6 +414,14 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		return providers.Unauthenticated
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Signature"):
 		return providers.Unauthenticated
+	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Nonce"):
+		// Every attempt draws a fresh Nonce: one refused as already
+		// used means this request reached the service before (a
+		// replay on the way), and that copy may have created the order.
+		if create {
+			return providers.Ambiguous
+		}
+		return providers.Unavailable
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Timestamp"):
 		// Clock skew: nothing was created and the next attempt re-signs
 		// with a fresh Timestamp.

@@ -2,6 +2,7 @@ package unicloud
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -221,19 +222,13 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time) ([]orderI
 	}
 }
 
-// asciiWordRE is a value from an English code list (NEW, RENEW, …).
-var asciiWordRE = regexp.MustCompile(`^[A-Za-z_]+$`)
-
 // excludes reports whether listed order d is surely not the one p
-// describes, judged on the fields the list carries.
+// describes, judged on the fields the list carries. Only its creation
+// time counts: the values of OrderCategory and ProductCategory in an
+// answer are not documented (the request types them otherwise), so they
+// rule nothing out; an order of another category is told apart by its
+// instance name like any other.
 func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time) bool {
-	want := p.Str("orderCategory")
-	if asciiWordRE.MatchString(d.OrderCategory) && asciiWordRE.MatchString(want) && !strings.EqualFold(d.OrderCategory, want) {
-		return true
-	}
-	if c.productCategory != "" && d.ProductCategory != "" && !strings.EqualFold(d.ProductCategory, c.productCategory) {
-		return true
-	}
 	// The server already filtered by time; this only guards against one
 	// that ignores the window, so it is widened by zoneSlack: a CreateTime
 	// in another zone than we assume must not rule our own order out.
@@ -242,6 +237,30 @@ func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time)
 	}
 	return false
 }
+
+// uncertain reports whether listed order d, which carries our instance
+// name, may still be another order than ours: neither adopted nor ruled
+// out, it leaves the lookup to a person. So is an order created before
+// the window by the UTC+8 reading of its CreateTime (and not by the UTC
+// one, else excludes ruled it out): the zone is not documented, so it may
+// predate our first attempt; one whose CreateTime cannot be read (the
+// window asked for reaches zoneSlack further back than our order can);
+// and one whose OrderCategory is another word than ours (a renewal, or a
+// word for a new purchase the documents do not give) or whose
+// ProductCategory is not the one configured.
+func (c *Client) uncertain(d orderInfo, p providers.Params, start time.Time) bool {
+	if t, ok := parseOrderTime(d.CreateTime); !ok || t.Before(start) {
+		return true
+	}
+	if want := p.Str("orderCategory"); asciiWordRE.MatchString(d.OrderCategory) && asciiWordRE.MatchString(want) && !strings.EqualFold(d.OrderCategory, want) {
+		return true
+	}
+	return c.productCategory != "" && d.ProductCategory != "" && !strings.EqualFold(d.ProductCategory, c.productCategory)
+}
+
+// asciiWordRE is a value from an English code list (NEW, RENEW, …); a
+// number says nothing we could compare.
+var asciiWordRE = regexp.MustCompile(`^[A-Za-z_]+$`)
 
 // zoneSlack is the widest offset between UTC and UTC+8 readings of a
 // zone-less time.
@@ -273,16 +292,20 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			Message: "no first-attempt time to bound the search"}
 	}
 	// The window is second-granular (start rounds down when formatted);
-	// the margin absorbs clock skew on both sides.
+	// the margin absorbs clock skew on both sides. The times are sent in
+	// UTC+8 and carry no zone: a server that reads them as UTC would
+	// search eight hours late, so the window asked for starts zoneSlack
+	// earlier (it covers our order under either reading).
 	start := o.FirstAttempt.Add(-c.margin)
 	end := c.now().Add(c.margin)
-	listed, err := c.listOrders(ctx, start, end)
+	listed, err := c.listOrders(ctx, start.Add(-zoneSlack), end)
 	if err != nil {
 		return providers.Result{}, err
 	}
 	name := p.Str("instanceName")
 	var ours []orderInfo
 	unknown := 0
+	uncertain := 0 // of unknown: our name, but maybe older than our first attempt, or of another category
 	details := 0
 	others := 0
 	for _, d := range listed {
@@ -311,7 +334,9 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				continue
 			}
 		}
-		if d.Names == nil && d.ID != "" {
+		// Detailed: an order without names in the list, or one with our
+		// name but no CreateTime there (which the detail may carry).
+		if d.ID != "" && (d.Names == nil || d.CreateTime == "") {
 			if details == MaxDetails {
 				return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op,
 					Message: fmt.Sprintf("more than %d candidate orders to identify", MaxDetails)}
@@ -326,14 +351,23 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			case c.excludes(dd, p, start.Truncate(time.Second), end):
 				continue
 			default:
-				d.Names = dd.Names
-				c.names.put(d.ID, dd.Names)
+				if d.Names == nil {
+					d.Names = dd.Names
+					c.names.put(d.ID, dd.Names)
+				}
+				d.CreateTime = cmp.Or(d.CreateTime, dd.CreateTime)
+				d.OrderCategory = cmp.Or(d.OrderCategory, dd.OrderCategory)
+				d.ProductCategory = cmp.Or(d.ProductCategory, dd.ProductCategory)
 			}
 		}
 		switch {
 		case d.Names == nil:
 			unknown++
-		case slices.Contains(d.Names, name):
+		case !slices.Contains(d.Names, name):
+		case c.uncertain(d, p, start.Truncate(time.Second)):
+			unknown++
+			uncertain++
+		default:
 			ours = append(ours, d)
 		}
 	}
@@ -348,8 +382,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	default:
-		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
-			Message: fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)}
+		msg := fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)
+		if uncertain > 0 {
+			msg += fmt.Sprintf(" (%d carry it but may predate the first attempt, by a CreateTime whose zone is not documented, or are of another category)", uncertain)
+		}
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
 }
 

@@ -140,10 +140,16 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 
 // Transition is a change Settle applies to an order, built by the named
 // constructors below (SetPaid, SetPending, …) and refined with its With
-// methods. Every transition ends the step: it clears the in-flight mark
-// and releases the lease.
+// methods. Every transition ends the step and releases the lease. It
+// clears the in-flight mark when this step's own Begin set it, or when it
+// settles where a create in flight stands (SetPaid, SetPending,
+// SetErrored, SetUnknown, SetRetry: a call, or an operator, found out).
+// Release, Keep, SetKnown and Unmark never clear a mark another run left:
+// a step that gives up without a call must leave it for the lookup that
+// will find out whether that create was received.
 type Transition struct {
 	to              State // "" keeps the state
+	settlesMark     bool
 	attempt         *Attempt
 	failures        int
 	setFailures     bool
@@ -179,30 +185,30 @@ func (t Transition) Reason() string { return t.reason }
 
 // SetPaid ends the order paid with the provider's order id.
 func SetPaid(providerOrderID string) Transition {
-	return Transition{to: StatePaid, providerOrderID: providerOrderID, setReason: true, outcome: true}
+	return Transition{to: StatePaid, providerOrderID: providerOrderID, setReason: true, outcome: true, settlesMark: true}
 }
 
 // SetPending records that the provider holds the order unpaid since since;
 // the next check is due at next.
 func SetPending(providerOrderID string, since, next time.Time) Transition {
-	return Transition{to: StatePending, providerOrderID: providerOrderID, setReason: true, pendingSince: since, nextCheck: next}
+	return Transition{to: StatePending, providerOrderID: providerOrderID, setReason: true, pendingSince: since, nextCheck: next, settlesMark: true}
 }
 
 // SetErrored ends the order errored with reason.
 func SetErrored(reason string) Transition {
-	return Transition{to: StateErrored, reason: reason, setReason: true, outcome: true}
+	return Transition{to: StateErrored, reason: reason, setReason: true, outcome: true, settlesMark: true}
 }
 
 // SetUnknown records that the order may or may not exist at the provider:
 // it is looked up before anything is submitted again.
 func SetUnknown(reason string) Transition {
-	return Transition{to: StateUnknown, reason: reason, setReason: true}
+	return Transition{to: StateUnknown, reason: reason, setReason: true, settlesMark: true}
 }
 
 // SetRetry records that the order surely does not exist at the provider
 // and may be submitted again (state submitting, nothing in flight).
 func SetRetry(reason string) Transition {
-	return Transition{to: StateSubmitting, reason: reason, setReason: true}
+	return Transition{to: StateSubmitting, reason: reason, setReason: true, settlesMark: true}
 }
 
 // SetKnown records the provider orders that existed before the first
@@ -219,12 +225,13 @@ func SetKnown(ids []string) Transition {
 func Keep(reason string) Transition { return Transition{reason: reason, setReason: reason != ""} }
 
 // Release ends a step that made no call: the lease is released, nothing
-// else changes.
+// else changes (a mark this step did not set stays).
 func Release() Transition { return Transition{} }
 
 // Unmark ends a step whose create was marked in flight by Begin but never
 // sent: the order goes back to the state it had (rec.MarkedFrom) and the
-// lease is released.
+// lease is released. On a record this step did not mark it is Release: a
+// mark another run left stays.
 func Unmark(rec *Record) Transition {
 	if !rec.InflightMarked || rec.MarkedFrom == "" {
 		return Release()
@@ -256,10 +263,12 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // shard's key prefix, provider, order_no, new state or ”, now (ms),
 // attempt JSON or ”, max history, provider order id to own or ” (with
 // more than one shard, reserved before: see reserveOwner), events
-// retention, then field/value pairs.
+// retention, '1' when the transition settles a create in flight (see
+// Transition), then field/value pairs. The in-flight mark is cleared when
+// this step's Begin set it (lease_mark) or the transition settles it.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
 var settleScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark')
 if not cur[1] then return {'missing'} end
 if cur[3] == ARGV[1] then return {'ok'} end
 if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
@@ -269,9 +278,13 @@ if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
 end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
-local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', '', 'inflight', ''}
+local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
+if cur[7] == '1' or ARGV[11] == '1' then
+  f[#f + 1] = 'inflight'
+  f[#f + 1] = ''
+end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
-for i = 11, #ARGV, 2 do
+for i = 12, #ARGV, 2 do
   f[#f + 1] = ARGV[i]
   f[#f + 1] = ARGV[i + 1]
   if ev[ARGV[i]] then ev[ARGV[i]] = ARGV[i + 1] end
@@ -323,8 +336,12 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		own = ""
 	}
 	sh := l.shardOf(ref)
-	args := make([]any, 0, 24)
-	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, own, l.opts.EventRetention)
+	args := make([]any, 0, 25)
+	settles := "0"
+	if t.settlesMark {
+		settles = "1"
+	}
+	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, own, l.opts.EventRetention, settles)
 	if t.attempt != nil {
 		args = append(args, "attempts", t.attempt.N)
 	}
