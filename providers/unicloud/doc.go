@@ -86,19 +86,19 @@
 //
 // Without it, Lookup lists QueryOrders from FirstAttempt minus LookupMargin
 // to now plus LookupMargin (15 minutes by default, the provider's own
-// Timestamp tolerance), formatted yyyy-MM-dd HH:mm:ss in UTC+8, reading
-// every page (Page from 1, Size PageSize) until it has TotalCount orders
-// or an empty page, at most MaxPages; more is Ambiguous, and a TotalCount
-// that shrinks while paging is Unavailable. No other filter is sent: a
+// Timestamp tolerance), formatted yyyy-MM-dd HH:mm:ss, twice: in UTC+8 and
+// in UTC (the times carry no zone; a server reading them as UTC lists our
+// order only for the second), each time reading every page (Page from 1,
+// Size PageSize) until it has TotalCount orders or an empty page, at most
+// MaxPages; more is Ambiguous, and a TotalCount that shrinks while paging
+// is Unavailable. No other filter is sent: a
 // filter whose vocabulary is not documented could hide our order. Then,
 // for each listed order:
 //
-//  1. It is ruled out when it surely is not ours: its OrderCategory and
-//     the params' orderCategory are both English words (NEW, RENEW) and
-//     differ; or Options.ProductCategory is set and its ProductCategory
-//     differs; or its CreateTime is readable and more than eight hours
-//     outside the window (the server filters already; the slack keeps a
-//     CreateTime read in the wrong zone from ruling our order out).
+//  1. It is ruled out when it surely is not ours: its CreateTime is
+//     readable and outside the window by both its UTC+8 and its UTC
+//     reading. OrderCategory and ProductCategory rule nothing out (their
+//     values in an answer are not documented).
 //  2. An order that Order.Owned reports as another record's is that
 //     record's, whatever its name: it is passed over, without an
 //     OrderDetail call. Only orders that could be ours are checked (not
@@ -108,7 +108,11 @@
 //     the order or any of its Items), at most MaxDetails detail calls.
 //     It is ours when one name equals the params' instanceName exactly,
 //     not ours when it carries only other names, and unidentified when it
-//     carries none.
+//     carries none. One with our name is unidentified too when it is
+//     uncertain: before the window by the UTC+8 reading of its CreateTime
+//     (not by the UTC one), its CreateTime unreadable, an OrderCategory
+//     word other than the params' orderCategory, or a ProductCategory
+//     other than Options.ProductCategory.
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id. None of ours and none unidentified: NotFound. Anything else is an
@@ -119,9 +123,9 @@
 // do not show where, if anywhere, an order records the instance name (the
 // documented example's Items are cut off); the sandbox puts it on Items.
 // If the live API carries no name, every order of the window that is not
-// ruled out is unidentified and Lookup answers Ambiguous rather than guess;
-// set ProductCategory once its value for NAS is confirmed to rule out other
-// products. Two unowned orders with the same instance name in one window
+// ruled out is unidentified and Lookup answers Ambiguous rather than guess.
+// A server that writes CreateTime in UTC makes every order with our name
+// uncertain, so every Lookup without an id is Ambiguous there. Two unowned orders with the same instance name in one window
 // are Ambiguous, and left to a person. A Lookup without FirstAttempt cannot
 // bound the search and is Ambiguous. The rules assume the billing system
 // lists an order as soon as CreateOrder has created it; if it lags, the

@@ -164,13 +164,13 @@ func parsePage(payload json.RawMessage) (page, error) {
 	return pg, nil
 }
 
-// listOrders reads every QueryOrders page for [start, end].
-func (c *Client) listOrders(ctx context.Context, start, end time.Time) ([]orderInfo, error) {
+// listOrders reads every QueryOrders page for [start, end], the times
+// written in zone loc.
+func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	const op = Name + " QueryOrders"
-	cst := ChinaTime()
 	q := map[string]string{
-		"StartTime": start.In(cst).Format(QueryTimeLayout),
-		"EndTime":   end.In(cst).Format(QueryTimeLayout),
+		"StartTime": start.In(loc).Format(QueryTimeLayout),
+		"EndTime":   end.In(loc).Format(QueryTimeLayout),
 		"Size":      strconv.Itoa(c.pageSize),
 	}
 	var out []orderInfo
@@ -244,7 +244,8 @@ func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time)
 // the window by the UTC+8 reading of its CreateTime (and not by the UTC
 // one, else excludes ruled it out): the zone is not documented, so it may
 // predate our first attempt; one whose CreateTime cannot be read (the
-// window asked for reaches zoneSlack further back than our order can);
+// window written in UTC returns, from a server in UTC+8, the orders of
+// eight hours earlier);
 // and one whose OrderCategory is another word than ours (a renewal, or a
 // word for a new purchase the documents do not give) or whose
 // ProductCategory is not the one configured.
@@ -292,16 +293,22 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			Message: "no first-attempt time to bound the search"}
 	}
 	// The window is second-granular (start rounds down when formatted);
-	// the margin absorbs clock skew on both sides. The times are sent in
-	// UTC+8 and carry no zone: a server that reads them as UTC would
-	// search eight hours late, so the window asked for starts zoneSlack
-	// earlier (it covers our order under either reading).
+	// the margin absorbs clock skew on both sides. The times carry no
+	// zone, so the window is asked for twice: written in UTC+8, as the
+	// provider's console shows times, and written in UTC, so that a server
+	// reading them as UTC returns our order too (a server in UTC+8 answers
+	// that one with the orders of eight hours earlier).
 	start := o.FirstAttempt.Add(-c.margin)
 	end := c.now().Add(c.margin)
-	listed, err := c.listOrders(ctx, start.Add(-zoneSlack), end)
+	listed, err := c.listOrders(ctx, start, end, ChinaTime())
 	if err != nil {
 		return providers.Result{}, err
 	}
+	inUTC, err := c.listOrders(ctx, start, end, time.UTC)
+	if err != nil {
+		return providers.Result{}, err
+	}
+	listed = mergeOrders(listed, inUTC)
 	name := p.Str("instanceName")
 	var ours []orderInfo
 	unknown := 0
@@ -388,6 +395,22 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
+}
+
+// mergeOrders appends to a the orders of b it does not hold (by id).
+func mergeOrders(a, b []orderInfo) []orderInfo {
+	seen := make(map[string]bool, len(a))
+	for _, d := range a {
+		if d.ID != "" {
+			seen[d.ID] = true
+		}
+	}
+	for _, d := range b {
+		if d.ID == "" || !seen[d.ID] {
+			a = append(a, d)
+		}
+	}
+	return a
 }
 
 // nameCache remembers the instance names of orders already detailed: an

@@ -45,16 +45,17 @@ func TestLookupMatching(t *testing.T) {
 			wantID: 1},
 		{name: "two with our name", seed: []sandbox.Order{seeded("ours", first), seeded("ours", now)},
 			want: providers.Ambiguous},
-		// CreateTime's zone is not documented: an hour before the window
-		// by its UTC+8 reading is inside it by its UTC one.
-		{name: "our name an hour before the window", seed: []sandbox.Order{seeded("ours", first.Add(-time.Hour))},
-			want: providers.Ambiguous},
-		{name: "our name an hour before the window and ours inside", seed: []sandbox.Order{seeded("ours", first.Add(-time.Hour)), seeded("ours", now)},
-			want: providers.Ambiguous},
-		{name: "ours nine hours before the window", seed: []sandbox.Order{seeded("ours", first.Add(-9*time.Hour))},
+		{name: "ours before the window", seed: []sandbox.Order{seeded("ours", first.Add(-time.Hour))},
 			want: providers.NotFound},
-		{name: "ours nine hours before the window and ours inside", seed: []sandbox.Order{seeded("ours", first.Add(-9*time.Hour)), seeded("ours", now)},
+		{name: "ours before the window and ours inside", seed: []sandbox.Order{seeded("ours", first.Add(-time.Hour)), seeded("ours", now)},
 			wantID: 1},
+		// Listed by the window written in UTC, which this server reads in
+		// UTC+8: eight hours before the window by its UTC+8 reading, inside
+		// it by its UTC one. Neither ours nor ruled out.
+		{name: "our name eight hours before the window", seed: []sandbox.Order{seeded("ours", first.Add(-8*time.Hour))},
+			want: providers.Ambiguous},
+		{name: "our name eight hours before the window and ours inside", seed: []sandbox.Order{seeded("ours", first.Add(-8*time.Hour)), seeded("ours", now)},
+			want: providers.Ambiguous},
 		{name: "inside the margin", seed: []sandbox.Order{seeded("ours", first.Add(-10*time.Minute))},
 			wantID: 0},
 		// The answer's OrderCategory words are not documented: another
@@ -129,10 +130,10 @@ func TestLookupWithoutFirstAttempt(t *testing.T) {
 	}
 }
 
-// The window is sent in UTC+8 and starts eight hours early, so that a
-// server reading it as UTC still covers our order: an order created at
-// 09:59Z must be found with a window of 09:43 to 18:15 "local", and one at
-// 01:00Z must not be in it.
+// The window is asked for in UTC+8 and again in UTC, so that a server
+// reading zone-less times as UTC still lists our order: an order created
+// at 09:59Z must be found with windows of 17:43 to 18:15 and 09:43 to
+// 10:15, and one at 09:30Z must not be in them.
 func TestLookupWindowIsChinaStandardTime(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
@@ -151,7 +152,7 @@ func TestLookupWindowIsChinaStandardTime(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c := client(t, srv.URL, unicloud.Options{Now: clock})
-	early := sb.Seed(seeded("cst", time.Date(2024, 3, 1, 1, 0, 0, 0, time.UTC)))
+	early := sb.Seed(seeded("cst", time.Date(2024, 3, 1, 9, 30, 0, 0, time.UTC)))
 	ours := sb.Seed(seeded("cst", time.Date(2024, 3, 1, 9, 59, 0, 0, time.UTC)))
 	o := order("cst")
 	o.FirstAttempt = time.Date(2024, 3, 1, 9, 58, 0, 500e6, time.UTC)
@@ -162,12 +163,15 @@ func TestLookupWindowIsChinaStandardTime(t *testing.T) {
 	if r.ProviderOrderID != ours.ID || r.ProviderOrderID == early.ID {
 		t.Errorf("Lookup found %s, want %s", r.ProviderOrderID, ours.ID)
 	}
-	if len(queries) != 1 {
-		t.Fatalf("%d QueryOrders calls, want 1", len(queries))
+	if len(queries) != 2 {
+		t.Fatalf("%d QueryOrders calls, want 2", len(queries))
 	}
 	q := queries[0]
-	if q.Get("StartTime") != "2024-03-01 09:43:00" || q.Get("EndTime") != "2024-03-01 18:15:00" {
-		t.Errorf("window %q to %q, want 2024-03-01 09:43:00 to 2024-03-01 18:15:00", q.Get("StartTime"), q.Get("EndTime"))
+	if q.Get("StartTime") != "2024-03-01 17:43:00" || q.Get("EndTime") != "2024-03-01 18:15:00" {
+		t.Errorf("window %q to %q, want 2024-03-01 17:43:00 to 2024-03-01 18:15:00", q.Get("StartTime"), q.Get("EndTime"))
+	}
+	if q := queries[1]; q.Get("StartTime") != "2024-03-01 09:43:00" || q.Get("EndTime") != "2024-03-01 10:15:00" {
+		t.Errorf("second window %q to %q, want 2024-03-01 09:43:00 to 2024-03-01 10:15:00 (UTC)", q.Get("StartTime"), q.Get("EndTime"))
 	}
 	if q.Get("Page") != "1" || q.Get("Size") != "100" {
 		t.Errorf("Page %q Size %q, want 1 and 100", q.Get("Page"), q.Get("Size"))
@@ -198,8 +202,8 @@ func TestLookupPages(t *testing.T) {
 	if r.ProviderOrderID != ours.ID {
 		t.Errorf("Lookup found %s, want %s", r.ProviderOrderID, ours.ID)
 	}
-	if n := sb.Calls("QueryOrders"); n != 9 { // ceil(61/7)
-		t.Errorf("%d QueryOrders calls, want 9", n)
+	if n := sb.Calls("QueryOrders"); n != 10 { // ceil(61/7), then the window in UTC: eight hours earlier here, empty
+		t.Errorf("%d QueryOrders calls, want 10", n)
 	}
 	if n := sb.Calls("OrderDetail"); n != 61 { // the list carries no names
 		t.Errorf("%d OrderDetail calls, want 61", n)
@@ -516,5 +520,37 @@ func TestLookupChecksOwnershipOnlyOfPossibleMatches(t *testing.T) {
 	}
 	if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.NotFound {
 		t.Fatalf("second Lookup = %v, want not_found", err)
+	}
+}
+
+// A server that reads the zone-less window as UTC and writes CreateTime in
+// UTC: the window written in UTC+8 misses our order, the one written in
+// UTC lists it. Its time cannot be placed, so it is left to a person:
+// never not_found, which would create the order a second time.
+func TestLookupOnAServerInUTC(t *testing.T) {
+	t.Parallel()
+	created := time.Now().Add(-30 * time.Second).UTC()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		switch q.Get("Action") {
+		case "QueryOrders":
+			from, err1 := time.ParseInLocation(unicloud.QueryTimeLayout, q.Get("StartTime"), time.UTC)
+			to, err2 := time.ParseInLocation(unicloud.QueryTimeLayout, q.Get("EndTime"), time.UTC)
+			if err1 != nil || err2 != nil || q.Get("Page") != "1" || created.Before(from) || created.After(to) {
+				fmt.Fprint(w, `{"TotalCount":0,"OrderList":{"Order":[]}}`)
+				return
+			}
+			fmt.Fprint(w, listing(1, fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q}`, created.Format(unicloud.QueryTimeLayout))))
+		case "OrderDetail":
+			fmt.Fprint(w, `{"Order":{"Id":"11","Items":[{"instanceName":"ours"}]}}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := client(t, srv.URL, unicloud.Options{})
+	o := order("ours")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	r, err := c.Lookup(context.Background(), o)
+	if providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup on a server in UTC = %+v, %v; want ambiguous (never not_found)", r, err)
 	}
 }

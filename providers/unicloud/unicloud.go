@@ -66,9 +66,10 @@ type Options struct {
 	// Default 15m.
 	LookupMargin time.Duration
 	// ProductCategory, when set, is the ProductCategory UniCloud's billing
-	// records NAS orders under; Lookup then disregards listed orders of any
-	// other category. The value is not documented. Default "": every
-	// category is a candidate.
+	// records NAS orders under; Lookup then adopts no listed order with
+	// our instance name and another category (it leaves such a lookup to
+	// a person). The value is not documented. Default "": the category is
+	// not compared.
 	ProductCategory string
 	// PageSize is QueryOrders' Size. Default 100.
 	PageSize int
