@@ -14,12 +14,17 @@ import (
 // beginScript reads the record, refuses a finished or leased order, takes
 // the lease and, when the next call creates the order, marks it in flight.
 //
-// KEYS: record, queued index, submitting index. ARGV: token, now (ms),
-// lease until (ms), '1' when a create needs the snapshot of known provider
-// orders first, order_no.
+// KEYS: record, queued index, submitting index. ARGV: token, now (ms, the
+// caller's clock, for the record's times), the lease's TTL (ms), '1' when a
+// create needs the snapshot of known provider orders first, order_no.
+// Leases are judged on Redis's clock (TIME), the same for every worker
+// whatever their own clocks say.
 // Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
 // {'began', fields as read, '1' when marked}.
 var beginScript = redis.NewScript(`
+local t = redis.call('TIME')
+local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local leaseUntil = string.format('%.0f', snow + tonumber(ARGV[3]))
 local r = redis.call('HGETALL', KEYS[1])
 if #r == 0 then return {'missing'} end
 local h = {}
@@ -27,14 +32,14 @@ for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
 local st = h['state']
 if st == 'paid' or st == 'errored' then return {'terminal', r} end
 if h['lease'] == ARGV[1] then return {'began', r, h['lease_mark'] or '0'} end
-if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > tonumber(ARGV[2]) then
+if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
   return {'busy', h['lease_until']}
 end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (h['known'] or '') ~= '') then
   local first = h['first_attempt'] or ''
   if first == '' then first = ARGV[2] end
-  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', ARGV[3], 'lease_mark', '1',
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
     'first_attempt', first, 'updated', ARGV[2])
   if st == 'queued' then
@@ -43,7 +48,7 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
   end
   return {'began', r, '1'}
 end
-redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', ARGV[3], 'lease_mark', '0')
+redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
 return {'began', r, '0'}
 `)
 
@@ -102,7 +107,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	sh := l.shardOf(ref)
 	v, durable, err := l.runShared(ctx, beginScript, true,
 		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
-		a.Token, now.UnixMilli(), now.Add(a.LeaseTTL).UnixMilli(), needs, ref.OrderNo)
+		a.Token, now.UnixMilli(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo)
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}
@@ -429,9 +434,13 @@ func (l *Ledger) reserveOwner(ctx context.Context, ref Ref, id string) error {
 	return nil
 }
 
+// extendScript moves the lease of token ARGV[1] to ARGV[2] ms from now
+// on Redis's clock.
 var extendScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'lease') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
+  local t = redis.call('TIME')
+  local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HSET', KEYS[1], 'lease_until', string.format('%.0f', snow + tonumber(ARGV[2])))
   return 1
 end
 return 0
@@ -452,7 +461,7 @@ func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.
 	var extend func()
 	extend = func() {
 		c, done := context.WithTimeout(context.Background(), ttl/3)
-		n, err := extendScript.Run(c, l.rdb, []string{l.shardOf(ref).recordKey(ref)}, token, l.now().Add(ttl).UnixMilli()).Int64()
+		n, err := extendScript.Run(c, l.rdb, []string{l.shardOf(ref).recordKey(ref)}, token, ttl.Milliseconds()).Int64()
 		done()
 		mu.Lock()
 		defer mu.Unlock()

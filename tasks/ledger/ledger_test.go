@@ -590,3 +590,36 @@ func TestParseDurable(t *testing.T) {
 		}
 	}
 }
+
+// Leases are judged on Redis's clock: a worker whose clock runs an hour
+// ahead does not take an order another worker holds, and one whose clock
+// runs an hour behind takes it as soon as the lease has run out.
+func TestLeasesUseRedisClock(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, nil)
+	ahead := ledger.New(rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	behind := ledger.New(rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Clock1"}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "holder", LeaseTTL: 400 * time.Millisecond}); err != nil || b.Status != ledger.Began {
+		t.Fatal(b, err)
+	}
+	if b, err := ahead.Begin(ctx, ref, ledger.BeginArgs{Token: "ahead", LeaseTTL: time.Second}); err != nil || b.Status != ledger.Busy {
+		t.Errorf("Begin from a clock an hour ahead = %+v, %v; want busy", b, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	b, err := behind.Begin(ctx, ref, ledger.BeginArgs{Token: "behind", LeaseTTL: time.Second})
+	if err != nil || b.Status != ledger.Began {
+		t.Errorf("Begin from a clock an hour behind, after the lease ran out = %+v, %v; want began", b, err)
+	}
+	// Its keepalive extends the lease on Redis's clock too.
+	kctx, stop := behind.KeepAlive(ctx, ref, "behind", 300*time.Millisecond)
+	time.Sleep(700 * time.Millisecond)
+	if b, err := ahead.Begin(ctx, ref, ledger.BeginArgs{Token: "ahead2", LeaseTTL: time.Second}); err != nil || b.Status != ledger.Busy || kctx.Err() != nil {
+		t.Errorf("Begin while a keepalive holds the lease = %+v, %v (keepalive %v); want busy", b, err, kctx.Err())
+	}
+	stop()
+}
