@@ -371,6 +371,10 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		case d.Names == nil:
 			unknown++
 		case !slices.Contains(d.Names, name):
+		case d.ID == "":
+			// Ours by name, but without an id no ledger can own it:
+			// another record could adopt the same order.
+			unknown++
 		case c.uncertain(d, p, start.Truncate(time.Second)):
 			unknown++
 			uncertain++
