@@ -37,7 +37,11 @@ func TestSentinelFailoverNeverDoublesAnOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := startFailoverRun(t, opt, 1, "FO")
+	// ORDERWORKER_MIN_REPLICAS=1, as the README says for a replicated
+	// deployment: a master just promoted reports no replicas until they
+	// attach, and without the floor its writes would count with no copy;
+	// the SIGKILL that follows could then lose an accepted order.
+	f := startFailoverRun(t, opt, 1, 1, "FO")
 
 	// Seconds without Redis, as a client sees them.
 	var down atomic.Int64 // ms
@@ -91,7 +95,7 @@ type failoverRun struct {
 	produced chan struct{}
 }
 
-func startFailoverRun(t *testing.T, opt asynq.RedisConnOpt, shards int, prefix string) *failoverRun {
+func startFailoverRun(t *testing.T, opt asynq.RedisConnOpt, shards int, minReplicas int64, prefix string) *failoverRun {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f := &failoverRun{t: t, backend: memprov.NewBackend("s"), prefix: prefix, n: 120, produced: make(chan struct{})}
@@ -103,9 +107,9 @@ func startFailoverRun(t *testing.T, opt asynq.RedisConnOpt, shards int, prefix s
 
 	workerRDB := opt.MakeRedisClient().(redis.UniversalClient)
 	t.Cleanup(func() { workerRDB.Close() })
-	l := ledger.New(workerRDB, &ledger.Options{Shards: shards})
+	l := ledger.New(workerRDB, &ledger.Options{Shards: shards, MinReplicas: minReplicas})
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{
-		LeaseTTL: 3 * time.Second, Logger: quiet,
+		LeaseTTL: 3 * time.Second, Logger: quiet, ConfigWait: 500 * time.Millisecond,
 		Backoff: tasks.Backoff{Base: 50 * time.Millisecond, Max: 500 * time.Millisecond},
 	})
 	srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 20, TaskCheckInterval: 20 * time.Millisecond,
@@ -126,7 +130,7 @@ func startFailoverRun(t *testing.T, opt asynq.RedisConnOpt, shards int, prefix s
 
 	prodRDB := opt.MakeRedisClient().(redis.UniversalClient)
 	t.Cleanup(func() { prodRDB.Close() })
-	enq := tasks.NewEnqueuer(client, ledger.New(prodRDB, &ledger.Options{Shards: shards}), set, nil)
+	enq := tasks.NewEnqueuer(client, ledger.New(prodRDB, &ledger.Options{Shards: shards, MinReplicas: minReplicas}), set, nil)
 	go func() {
 		defer close(f.produced)
 		for i := 0; i < f.n; i += 10 {
@@ -142,10 +146,19 @@ func startFailoverRun(t *testing.T, opt asynq.RedisConnOpt, shards int, prefix s
 				results := enq.EnqueueBatch(c, batch)
 				cc()
 				ok := true
-				for _, r := range results {
+				var answers []string
+				for k, r := range results {
 					if r.Err != nil || (r.Status != tasks.Enqueued && r.Status != tasks.Duplicate) {
 						ok = false
 					}
+					if r.Err != nil {
+						answers = append(answers, fmt.Sprintf("%s: %v", f.orderNo(i+k), r.Err))
+					} else if r.Status != tasks.Enqueued {
+						answers = append(answers, fmt.Sprintf("%s: %s %s", f.orderNo(i+k), r.Status, r.State))
+					}
+				}
+				if len(answers) > 0 {
+					t.Logf("%s batch from %s: %s", time.Now().Format("15:04:05.000"), f.orderNo(i), strings.Join(answers, "; "))
 				}
 				if ok {
 					for j := i; j < i+10; j++ {

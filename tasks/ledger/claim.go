@@ -11,11 +11,16 @@ import (
 // claimScript creates the record if absent. It returns {1} when it created
 // it, else {0, state, params_hash}. ARGV[5] is a token unique to the call,
 // so that a client's automatic retry of a claim whose reply was lost still
-// answers "created".
+// answers "created". A duplicate counts the claim on the record (resent):
+// that write makes the WAIT after it cover the record as the master holds
+// it, so a duplicate answer is as durable as a created one (a WAIT after a
+// script that wrote nothing would cover only this connection's own past
+// writes, not the record another connection wrote).
 var claimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'claim')
 if cur[1] then
   if cur[3] == ARGV[5] then return {1} end
+  redis.call('HINCRBY', KEYS[1], 'resent', 1)
   return {0, cur[1], cur[2]}
 end
 redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', ARGV[3],
@@ -45,7 +50,7 @@ type ClaimResult struct {
 // params (as they are to be stored: sealed or in clear) and their hash,
 // unless a record exists; then it reports that record's state and hash.
 // With durable writes on, it returns ErrNotDurable (with the result) when
-// the replicas did not acknowledge the new record in time.
+// the replicas did not acknowledge the record, new or found, in time.
 func (l *Ledger) Claim(ctx context.Context, ref Ref, params []byte, hash string) (ClaimResult, error) {
 	return l.claim(ctx, ref, params, hash, StateQueued, "")
 }
@@ -88,6 +93,11 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 		cr.State = State(st)
 		cr.ParamsHash, _ = res[2].(string)
 	}
+	if !durable {
+		// The record is on the master, not yet on every replica: a
+		// failover now could lose it, so it is no answer yet.
+		return cr, ErrNotDurable
+	}
 	return cr, nil
 }
 
@@ -119,9 +129,9 @@ type ClaimArgs struct {
 // ClaimMany claims several orders in one round trip (a pipeline of claim
 // scripts, each atomic on its own); results are in the order of claims. A
 // per-order error is in errs[i]; the error returned is for the round trip
-// (nothing is known of any claim then). With durable writes on, the
-// created claims count as created only when the replicas acknowledged them:
-// otherwise their errs[i] is ErrNotDurable.
+// (nothing is known of any claim then). With durable writes on, a claim,
+// created or found, counts only when the replicas acknowledged the record:
+// otherwise its errs[i] is ErrNotDurable.
 func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResult, []error, error) {
 	if err := l.CheckShards(ctx); err != nil {
 		return nil, nil, fmt.Errorf("claim orders: %w", err)
@@ -213,6 +223,9 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			st, _ := res[1].(string)
 			out[i].State = State(st)
 			out[i].ParamsHash, _ = res[2].(string)
+		}
+		if !durable[i] {
+			errs[i] = ErrNotDurable // a duplicate of a record not yet on the replicas
 		}
 	}
 	return out, errs, nil

@@ -623,3 +623,44 @@ func TestLeasesUseRedisClock(t *testing.T) {
 	}
 	stop()
 }
+
+// A duplicate answer is as durable as a created one: with the replica
+// hung, a claim of an order already on the master answers ErrNotDurable,
+// not duplicate (a failover now could lose the record it reports).
+func TestDuplicateClaimWaitsForTheReplicas(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	rep := rs.AttachReplica(t)
+	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Dup1"}
+	many := []ledger.ClaimArgs{{Ref: ledger.Ref{Provider: "tencent", OrderNo: "Dup2"}, Params: []byte(`{}`), ParamsHash: "h"}}
+	rep.Pause(t)
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Fatalf("Claim with the replica hung = %v, want ErrNotDurable", err)
+	}
+	if cr, err := l.Claim(ctx, ref, []byte(`{}`), "h"); cr.Created || !errors.Is(err, ledger.ErrNotDurable) {
+		t.Errorf("the same claim again with the replica hung = %+v, %v; want a duplicate and ErrNotDurable", cr, err)
+	}
+	if _, errs, err := l.ClaimMany(ctx, many); err != nil || !errors.Is(errs[0], ledger.ErrNotDurable) {
+		t.Fatalf("ClaimMany with the replica hung = %v, %v", errs, err)
+	}
+	if res, errs, err := l.ClaimMany(ctx, many); err != nil || res[0].Created || !errors.Is(errs[0], ledger.ErrNotDurable) {
+		t.Errorf("ClaimMany again with the replica hung = %+v, %v, %v; want a duplicate and ErrNotDurable", res, errs, err)
+	}
+	rep.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cr, err := l.Claim(ctx, ref, []byte(`{}`), "h")
+		if err == nil {
+			if cr.Created || cr.State != ledger.StateQueued {
+				t.Errorf("Claim once the replica is back = %+v; want a duplicate, queued", cr)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Claim once the replica is back = %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
