@@ -64,6 +64,16 @@ func TestSentinelFailoverNeverDoublesAnOrder(t *testing.T) {
 	second := s.WaitNewMaster(t, first, 30*time.Second)
 	t.Logf("SENTINEL FAILOVER: %s -> %s", first, second)
 	f.waitSent(70, 60*time.Second)
+	// The second failure comes once both replicas follow the new master.
+	// (Within the seconds before they do, a write can count with only the
+	// replicas attached so far, and a second failover may promote the
+	// other: no WAIT can cover a replica that is not connected.)
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(probe.Info(f.ctx, "replication").Val(), "state=online") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("the replicas did not follow the new master")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	killed := s.KillMaster(t)
 	third := s.WaitNewMaster(t, killed.Addr, 60*time.Second)
 	t.Logf("SIGKILL of the master %s; new master %s", killed.Addr, third)

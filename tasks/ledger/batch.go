@@ -32,6 +32,9 @@ type batcher struct {
 	// minReplicas is the fewest replicas a durable write's master must
 	// report (cluster; Ledger.want checks a single master).
 	minReplicas int64
+	// onReplicas receives the replica count a write pipeline read on a
+	// single master (the Ledger's cache).
+	onReplicas func(n int64)
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -212,6 +215,31 @@ func (b *batcher) replicasOf(ctx context.Context, node *redis.Client, fresh bool
 	return r.n, r.master, nil
 }
 
+// errReplicaAttached stands for a WAIT that counted fewer replicas than
+// the master reported right after it.
+var errReplicaAttached = errors.New("a replica attached while the writes waited")
+
+// sawReplicas records the replica count an INFO reply read in a pipeline
+// on rdb reports (for the next writes' WAIT) and returns it.
+func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd) (int64, bool) {
+	s, err := info.Result()
+	if err != nil {
+		return 0, false
+	}
+	n := connectedReplicas(s)
+	if node, ok := rdb.(*redis.Client); ok && b.cluster != nil {
+		b.nodesMu.Lock()
+		if b.nodes == nil {
+			b.nodes = map[string]nodeReplicas{}
+		}
+		b.nodes[node.Options().Addr] = nodeReplicas{n: n, master: !strings.Contains(s, "role:slave"), at: time.Now()}
+		b.nodesMu.Unlock()
+	} else if b.onReplicas != nil {
+		b.onReplicas(n)
+	}
+	return n, true
+}
+
 // errNotMaster is a durable call's error when the node that serves its
 // keys turned out to be a replica now (a failover demoted it): like a
 // MOVED reply, it is sent again once the slot map is read again.
@@ -342,10 +370,14 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 		want = max(want, c.want)
 	}
 	var wait *redis.Cmd
+	var info *redis.StringCmd
 	if want > 0 {
 		// WAIT covers every write this connection made before it: one for
-		// the whole batch.
+		// the whole batch. The replica count it waits for may be a few
+		// seconds old: the INFO after it tells whether a replica has
+		// attached since, which the writes must then reach too.
 		wait = pipe.Do(ctx, "WAIT", want, b.wait)
+		info = pipe.Info(ctx, "replication")
 	}
 	_, execErr := pipe.Exec(ctx)
 	var again []*call
@@ -364,6 +396,11 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 	acked, werr := int64(0), error(nil)
 	if wait != nil {
 		acked, werr = wait.Int64()
+		if now, ok := b.sawReplicas(rdb, info); ok && now > acked && werr == nil {
+			// More replicas than the writes reached: one of them
+			// could be promoted without them.
+			werr = errReplicaAttached
+		}
 	}
 	for _, c := range calls {
 		switch {

@@ -179,8 +179,10 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 				cmds[i] = claimScript.EvalSha(ctx, pipe, keys(i), args(i)...)
 			}
 			var wait *redis.Cmd
+			var info *redis.StringCmd
 			if want > 0 {
 				wait = pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
+				info = pipe.Info(ctx, "replication") // see batcher.sendOn
 			}
 			_, err := pipe.Exec(ctx)
 			if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -193,6 +195,9 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			if wait != nil {
 				n, werr := wait.Int64()
 				acked = werr == nil && n >= want
+				if now, ok := l.batch.sawReplicas(l.rdb, info); ok && now > n {
+					acked = false // a replica attached that the writes did not reach
+				}
 			}
 			for i, cmd := range cmds {
 				vals[i], errs[i] = cmd.Result()

@@ -217,7 +217,9 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	o.MinReplicas = max(o.MinReplicas, 0)
 	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: o.MinReplicas}
 	b.cluster, _ = rdb.(*redis.ClusterClient)
-	return &Ledger{rdb: rdb, opts: o, now: o.Now, batch: b, shards: newShards(o.Shards)}
+	l := &Ledger{rdb: rdb, opts: o, now: o.Now, batch: b, shards: newShards(o.Shards)}
+	b.onReplicas = l.setReplicas
+	return l
 }
 
 // metaPrefix starts the ledger-wide keys (shard count, data key id,
@@ -433,6 +435,14 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
 	return n, nil
+}
+
+// setReplicas records a replica count the master reported after writes.
+func (l *Ledger) setReplicas(n int64) {
+	l.replicasMu.Lock()
+	defer l.replicasMu.Unlock()
+	l.replicas.Store(n)
+	l.replicasAt = time.Now()
 }
 
 // noReplication reports whether err is a server's answer that it has no

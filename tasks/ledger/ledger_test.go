@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -660,6 +661,47 @@ func TestDuplicateClaimWaitsForTheReplicas(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Claim once the replica is back = %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The replica count a durable write waits for is read at most every few
+// seconds; a replica that attached since must be reached too (a failover
+// could promote it): the INFO after the WAIT tells, and the write does
+// not count until every replica has it.
+func TestDurableWriteNeedsAReplicaThatJustAttached(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	rs.AttachReplica(t)
+	late := taskstest.StartRedis(t, nil) // started now, attached below
+	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "Att1"}, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err) // the count, one replica, is read and kept
+	}
+	host, port, _ := net.SplitHostPort(rs.Addr)
+	if err := late.Client(t).Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for strings.Count(rdb.Info(ctx, "replication").Val(), "state=online") < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	late.Pause(t)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "Att2"}, []byte(`{}`), "h"); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Errorf("Claim with a second replica attached and hung = %v, want ErrNotDurable", err)
+	}
+	many := []ledger.ClaimArgs{{Ref: ledger.Ref{Provider: "tencent", OrderNo: "Att3"}, Params: []byte(`{}`), ParamsHash: "h"}}
+	if _, errs, err := l.ClaimMany(ctx, many); err != nil || !errors.Is(errs[0], ledger.ErrNotDurable) {
+		t.Errorf("ClaimMany with a second replica attached and hung = %v, %v; want ErrNotDurable", errs, err)
+	}
+	late.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "Att2"}, []byte(`{}`), "h"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("Claim once the second replica is back = %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
