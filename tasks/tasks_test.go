@@ -680,12 +680,20 @@ func TestRefusedResolveKeepsACreateInFlight(t *testing.T) {
 	if rec, _ := e.ledger.Get(ctx, ref); rec.Inflight == 0 {
 		t.Fatalf("the refused resolve cleared the create in flight: %+v", rec)
 	}
-	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, order("Order-Res"))); err != nil {
+	ownTaskFindsTheOrder(t, e, ref, "after the refused resolve")
+}
+
+// ownTaskFindsTheOrder runs the order's own task over a create a dead run
+// left in flight: the order must end paid, found by a lookup, created once.
+func ownTaskFindsTheOrder(t *testing.T, e *env, ref tasks.OrderRef, after string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, order(ref.OrderNo))); err != nil {
 		t.Fatal(err)
 	}
 	rec, _ := e.ledger.Get(ctx, ref)
-	if n := e.sandbox.Count("Order-Res"); n != 1 || rec.State != tasks.StatePaid || len(rec.History) == 0 || rec.History[0].Call != "lookup" {
-		t.Errorf("after the refused resolve: %d orders at the provider, %s, history %+v; want one, paid, found by a lookup", n, rec.State, rec.History)
+	if n := e.sandbox.Count(ref.OrderNo); n != 1 || rec.State != tasks.StatePaid || len(rec.History) == 0 || rec.History[0].Call != "lookup" {
+		t.Errorf("%s: %d orders at the provider, %s, history %+v; want one, paid, found by a lookup", after, n, rec.State, rec.History)
 	}
 }
 
@@ -705,11 +713,5 @@ func TestConflictingTaskKeepsACreateInFlight(t *testing.T) {
 	if rec, _ := e.ledger.Get(ctx, ref); rec.Inflight == 0 {
 		t.Fatalf("the conflicting task cleared the create in flight: %+v", rec)
 	}
-	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, order("Order-Dif"))); err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := e.ledger.Get(ctx, ref)
-	if n := e.sandbox.Count("Order-Dif"); n != 1 || rec.State != tasks.StatePaid || len(rec.History) == 0 || rec.History[0].Call != "lookup" {
-		t.Errorf("after the conflicting task: %d orders at the provider, %s, history %+v; want one, paid, found by a lookup", n, rec.State, rec.History)
-	}
+	ownTaskFindsTheOrder(t, e, ref, "after the conflicting task")
 }

@@ -63,6 +63,12 @@ func testSealer(t *testing.T) *tasks.Sealer {
 func setup(t *testing.T, opts *api.Options) *env {
 	t.Helper()
 	rs := taskstest.StartRedis(t, nil)
+	return serve(t, rs, ledger.New(rs.Client(t), nil), opts)
+}
+
+// serve starts the API on ledger l over rs's Redis.
+func serve(t *testing.T, rs *taskstest.Server, l *ledger.Ledger, opts *api.Options) *env {
+	t.Helper()
 	rdb := rs.Client(t)
 	opt, err := tasks.ParseRedisURL(rs.URL())
 	if err != nil {
@@ -70,7 +76,6 @@ func setup(t *testing.T, opts *api.Options) *env {
 	}
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
-	l := ledger.New(rdb, nil)
 	set := registry.Validators("test")
 	o := api.Options{Tokens: []string{"another-token", token}}
 	if opts != nil {
@@ -623,21 +628,7 @@ func TestTooFewReplicasThroughTheAPI(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
 	rdb := rs.Client(t)
-	opt, err := tasks.ParseRedisURL(rs.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	l := ledger.New(rdb, &ledger.Options{MinReplicas: 1})
-	set := registry.Validators("test")
-	h, err := api.New(tasks.NewEnqueuer(client, l, set, nil), l, rdb, set, &api.Options{Tokens: []string{token}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	e := &env{t: t, rs: rs, ledger: l, h: h, url: srv.URL, seen: &seenSet{m: map[string]bool{}}}
+	e := serve(t, rs, ledger.New(rdb, &ledger.Options{MinReplicas: 1}), nil)
 	code, b, hdr := e.do("POST", "/v1/orders", bearer, tencentOrder("R1", 1))
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(string(b), "ORDERWORKER_MIN_REPLICAS") {
 		t.Errorf("POST on a master without the replicas required: %d %s; want 503 naming ORDERWORKER_MIN_REPLICAS", code, b)

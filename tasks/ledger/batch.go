@@ -205,14 +205,20 @@ func (b *batcher) replicasOf(ctx context.Context, node *redis.Client, fresh bool
 		}
 		return 0, false, fmt.Errorf("read the replica count of %s (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", addr, err)
 	}
-	r = nodeReplicas{n: connectedReplicas(info), master: !strings.Contains(info, "role:slave"), at: time.Now()}
+	r = b.recordNode(addr, info)
+	return r.n, r.master, nil
+}
+
+// recordNode keeps what a master's INFO replication reply says.
+func (b *batcher) recordNode(addr, info string) nodeReplicas {
+	r := nodeReplicas{n: connectedReplicas(info), master: !strings.Contains(info, "role:slave"), at: time.Now()}
 	b.nodesMu.Lock()
 	if b.nodes == nil {
 		b.nodes = map[string]nodeReplicas{}
 	}
 	b.nodes[addr] = r
 	b.nodesMu.Unlock()
-	return r.n, r.master, nil
+	return r
 }
 
 // errReplicaAttached stands for a WAIT that counted fewer replicas than
@@ -226,15 +232,11 @@ func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd) 
 	if err != nil {
 		return 0, false
 	}
-	n := connectedReplicas(s)
 	if node, ok := rdb.(*redis.Client); ok && b.cluster != nil {
-		b.nodesMu.Lock()
-		if b.nodes == nil {
-			b.nodes = map[string]nodeReplicas{}
-		}
-		b.nodes[node.Options().Addr] = nodeReplicas{n: n, master: !strings.Contains(s, "role:slave"), at: time.Now()}
-		b.nodesMu.Unlock()
-	} else if b.onReplicas != nil {
+		return b.recordNode(node.Options().Addr, s).n, true
+	}
+	n := connectedReplicas(s)
+	if b.onReplicas != nil {
 		b.onReplicas(n)
 	}
 	return n, true

@@ -650,17 +650,24 @@ func TestDuplicateClaimWaitsForTheReplicas(t *testing.T) {
 		t.Errorf("ClaimMany again with the replica hung = %+v, %v, %v; want a duplicate and ErrNotDurable", res, errs, err)
 	}
 	rep.Resume()
+	cr := claimOnceDurable(t, l, ref)
+	if cr.Created || cr.State != ledger.StateQueued {
+		t.Errorf("Claim once the replica is back = %+v; want a duplicate, queued", cr)
+	}
+}
+
+// claimOnceDurable claims ref until the claim is acknowledged (replicas
+// catching up), for up to 10 seconds.
+func claimOnceDurable(t *testing.T, l *ledger.Ledger, ref ledger.Ref) ledger.ClaimResult {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		cr, err := l.Claim(ctx, ref, []byte(`{}`), "h")
 		if err == nil {
-			if cr.Created || cr.State != ledger.StateQueued {
-				t.Errorf("Claim once the replica is back = %+v; want a duplicate, queued", cr)
-			}
-			break
+			return cr
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Claim once the replica is back = %v", err)
+			t.Fatalf("Claim of %s once the replicas are back = %v", ref.OrderNo, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -696,13 +703,5 @@ func TestDurableWriteNeedsAReplicaThatJustAttached(t *testing.T) {
 		t.Errorf("ClaimMany with a second replica attached and hung = %v, %v; want ErrNotDurable", errs, err)
 	}
 	late.Resume()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "Att2"}, []byte(`{}`), "h"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("Claim once the second replica is back = %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	claimOnceDurable(t, l, ledger.Ref{Provider: "tencent", OrderNo: "Att2"})
 }
