@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -130,6 +131,9 @@ type Client struct {
 	log           *slog.Logger
 	now           func() time.Time
 	nonce         func() string
+	// pagesFrom1 is set once order/query has shown that its pageNo
+	// counts from 1 (see readPageZero).
+	pagesFrom1 atomic.Bool
 }
 
 var (

@@ -78,7 +78,9 @@
 //
 // Lookup lists the device's orders the same way (the list ends at an
 // empty page or once the listed total is reached, never at a merely short
-// page) and judges each one (Rule):
+// page; where pageNo starts is not documented, so a list that ends at an
+// empty page without a total, or short of it, reads page 0 too) and judges
+// each one (Rule):
 //
 //   - excluded when it is in the snapshot, when commodityCode or copies
 //     differ, or when the params name a userId and the listing gives a

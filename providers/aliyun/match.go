@@ -3,6 +3,7 @@ package aliyun
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
@@ -145,25 +146,26 @@ type listing struct {
 // distinct orders as the listed total have been read, the total never
 // having shrunk. A merely short page does not end it: the server may serve
 // fewer than PageSize orders per page.
+//
+// Where pageNo starts is not documented; pages are read from 1. A server
+// counting from 0 would hide its first page (the newest orders, if it lists
+// newest first) from such a reader, so when the list ends at an empty page
+// without a total, or short of its total, page 0 is read too (readPageZero).
 func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 	var l listing
 	seen := map[string]bool{}
 	total := int64(-1)
+	var first []string // page 1's order ids
 	for page := 1; ; page++ {
 		if page > c.maxPages {
 			l.gap = gapTooLong
 			return l, nil
 		}
-		a, err := c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
+		got, a, err := c.queryPage(ctx, p, page)
 		if err != nil {
 			return listing{}, err
 		}
 		l.last = a
-		got, err := ParseOrderList(a.data)
-		if err != nil {
-			return listing{}, &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery),
-				HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list"}
-		}
 		if got.Total >= 0 {
 			if total >= 0 && got.Total < total {
 				// An order left the list while we paged: another may
@@ -173,21 +175,17 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 			}
 			total = got.Total
 		}
-		added := 0
-		for _, o := range got.Orders {
-			if o.OrderID != "" {
-				if seen[o.OrderID] {
-					continue // listed again as the pages shifted
-				}
-				seen[o.OrderID] = true
-			}
-			l.orders = append(l.orders, o)
-			added++
+		added := l.add(got.Orders, seen)
+		if page == 1 {
+			first = idsOf(got.Orders)
 		}
 		switch {
 		case len(got.Orders) == 0:
 			if total >= 0 && int64(len(l.orders)) < total {
 				l.gap = gapShifted
+			}
+			if total < 0 || l.gap == gapShifted {
+				c.readPageZero(ctx, p, &l, seen, total, first)
 			}
 			return l, nil
 		case total >= 0 && int64(len(l.orders)) >= total:
@@ -196,6 +194,95 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 			l.gap = gapRepeats
 			return l, nil
 		}
+	}
+}
+
+// queryPage asks order/query for one page of the device's orders.
+func (c *Client) queryPage(ctx context.Context, p CreateParams, page int) (OrderList, answer, error) {
+	a, err := c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
+	if err != nil {
+		return OrderList{}, answer{}, err
+	}
+	got, err := ParseOrderList(a.data)
+	if err != nil {
+		return OrderList{}, a, &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery),
+			HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list"}
+	}
+	return got, a, nil
+}
+
+// add appends the orders not seen before (by orderId; an order without one
+// is always added) and reports how many it added.
+func (l *listing) add(orders []OrderInfo, seen map[string]bool) int {
+	added := 0
+	for _, o := range orders {
+		if o.OrderID != "" {
+			if seen[o.OrderID] {
+				continue // listed again as the pages shifted
+			}
+			seen[o.OrderID] = true
+		}
+		l.orders = append(l.orders, o)
+		added++
+	}
+	return added
+}
+
+func idsOf(orders []OrderInfo) []string {
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		ids[i] = o.OrderID
+	}
+	return ids
+}
+
+// readPageZero reads page 0 after a list from page 1 ended at an empty page
+// without a total (total < 0) or short of it (l.gap == gapShifted), unless
+// the server already showed that it counts from 1. Orders it brings that
+// pages 1 on did not are added: the server counts from 0 and they are its
+// first page. Then a list with a total is complete once it holds that
+// many. Anything else changes nothing, as if page 0 had not been read:
+//
+//   - a refusal as invalid (the server counts from 1, remembered);
+//   - page 0 the same as page 1 (it serves page 1 for 0, remembered), or
+//     empty while page 1 was not (remembered);
+//   - any other failure: the documented reading, from 1, stands.
+//
+// Its cost: one order/query call per such listing, until the server has
+// shown that it counts from 1.
+func (c *Client) readPageZero(ctx context.Context, p CreateParams, l *listing, seen map[string]bool, total int64, first []string) {
+	if c.pagesFrom1.Load() {
+		return
+	}
+	got, a, err := c.queryPage(ctx, p, 0)
+	if err != nil {
+		if providers.CodeOf(err) == providers.InvalidArgument {
+			c.pagesFrom1.Store(true)
+		}
+		return
+	}
+	if got.Total >= 0 && total >= 0 && got.Total < total {
+		l.gap = gapShifted // orders left the list meanwhile
+		return
+	}
+	if len(first) > 0 && (len(got.Orders) == 0 || slices.Equal(idsOf(got.Orders), first)) {
+		c.pagesFrom1.Store(true)
+		return
+	}
+	if l.add(got.Orders, seen) == 0 {
+		return
+	}
+	l.last = a
+	if total < 0 {
+		total = got.Total
+	}
+	switch {
+	case total < 0:
+		l.gap = gapNone // pages 1 on ended at an empty page
+	case int64(len(l.orders)) >= total:
+		l.gap = gapNone
+	default:
+		l.gap = gapShifted
 	}
 }
 

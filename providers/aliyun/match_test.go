@@ -448,3 +448,56 @@ func TestListingGaps(t *testing.T) {
 		})
 	}
 }
+
+// Where pageNo starts is not documented. Against a server counting from 0,
+// with or without a total, the snapshot holds every older order and the
+// lookup finds the new one, though it sits on page 0 (newest first); a
+// server counting from 1 costs one more call per listing without a total
+// until it refuses page 0 once.
+func TestListingPagesFromZero(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	for i, paging := range []sandbox.Paging{{From0: true}, {From0: true, NoTotal: true}, {NoTotal: true}, {}} {
+		t.Run(fmt.Sprintf("%+v", paging), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+			f.sb.SetPaging(paging)
+			iot := iotID(800 + i)
+			o := testOrder(800 + i)
+			o.FirstAttempt = time.Now()
+			for range 3 {
+				f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1})
+			}
+			before := f.sb.Calls(aliyun.PathQuery)
+			known, err := f.c.Prepare(ctx(t), o)
+			if err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			if len(known) != 3 {
+				t.Fatalf("Prepare = %v, want the ids of the device's 3 orders", known)
+			}
+			// Pages 1 and 2 from 1 (3 orders, 2 a page), then the empty
+			// page that ends the list, where the total does not; page 0
+			// when the list has no total or ends short of it.
+			calls := f.sb.Calls(aliyun.PathQuery) - before
+			want := map[sandbox.Paging]int{{From0: true}: 2 + 1, {From0: true, NoTotal: true}: 2 + 1, {NoTotal: true}: 3 + 1, {}: 2}[paging]
+			if calls != want {
+				t.Errorf("Prepare made %d order/query calls, want %d", calls, want)
+			}
+			o.Known = known
+			ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
+			o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+			before = f.sb.Calls(aliyun.PathQuery)
+			r, err := f.c.Lookup(ctx(t), o)
+			if err != nil || r.ProviderOrderID != ours {
+				t.Fatalf("Lookup = %+v, %v; want order %s", r, err, ours)
+			}
+			if paging == (sandbox.Paging{NoTotal: true}) {
+				// Page 0 was refused once: the server counts from 1.
+				if calls := f.sb.Calls(aliyun.PathQuery) - before; calls != 3 {
+					t.Errorf("Lookup made %d order/query calls after page 0 was refused, want 3", calls)
+				}
+			}
+		})
+	}
+}

@@ -91,7 +91,9 @@
 // order only for the second), each time reading every page (Page from 1,
 // Size PageSize) until it has TotalCount orders or an empty page, at most
 // MaxPages; more is Ambiguous, and a TotalCount that shrinks while paging
-// is Unavailable. No other filter is sent: a
+// is Unavailable. Where Page starts is not documented: a list that ends at
+// an empty page without a TotalCount, or short of it, reads page 0 too, in
+// case the server counts from 0. No other filter is sent: a
 // filter whose vocabulary is not documented could hide our order. Then,
 // for each listed order:
 //

@@ -166,6 +166,11 @@ func parsePage(payload json.RawMessage) (page, error) {
 
 // listOrders reads every QueryOrders page for [start, end], the times
 // written in zone loc.
+//
+// Where Page starts is not documented; pages are read from 1. A server
+// counting from 0 would hide its first page (the newest orders, if it lists
+// newest first), so when the list ends at an empty page without a
+// TotalCount, or short of it, page 0 is read too (pageZero).
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	const op = Name + " QueryOrders"
 	q := map[string]string{
@@ -173,22 +178,18 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		"EndTime":   end.In(loc).Format(QueryTimeLayout),
 		"Size":      strconv.Itoa(c.pageSize),
 	}
-	var out []orderInfo
-	seen := map[string]bool{}
-	received, total := 0, -1
+	var l orderList
+	l.seen = map[string]bool{}
+	total := -1
+	var first []string // page 1's order ids
 	for n := 1; ; n++ {
 		if n > MaxPages {
 			return nil, &providers.Error{Code: providers.Ambiguous, Op: op,
 				Message: fmt.Sprintf("more orders in the window than %d pages hold; cannot rule any out", MaxPages)}
 		}
-		q["Page"] = strconv.Itoa(n)
-		r, status, err := c.call(ctx, http.MethodGet, TransactionPath, "QueryOrders", q, nil, false)
+		pg, orders, status, err := c.queryPage(ctx, q, n)
 		if err != nil {
 			return nil, err
-		}
-		pg, err := parsePage(r.Payload)
-		if err != nil {
-			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order list: " + err.Error()}
 		}
 		if pg.HasTotal {
 			if total >= 0 && pg.Total < total {
@@ -198,28 +199,124 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			}
 			total = pg.Total
 		}
-		for _, raw := range pg.Orders {
-			d, err := parseOrder(raw)
-			if err != nil {
-				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order in list"}
-			}
-			received++
-			if d.ID != "" {
-				if seen[d.ID] {
-					continue
-				}
-				seen[d.ID] = true
-			}
-			out = append(out, d)
+		l.add(orders)
+		if n == 1 {
+			first = idsOf(orders)
 		}
 		switch {
-		case len(pg.Orders) == 0 && total > received:
+		case len(orders) == 0 && total > l.received:
+			if c.pageZero(ctx, q, &l, total, first) {
+				return l.out, nil
+			}
 			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
-				Message: fmt.Sprintf("page %d is empty but %d of %d orders are unread", n, total-received, total)}
-		case len(pg.Orders) == 0, total >= 0 && received >= total:
-			return out, nil
+				Message: fmt.Sprintf("page %d is empty but %d of %d orders are unread", n, total-l.received, total)}
+		case len(orders) == 0:
+			if total < 0 {
+				c.pageZero(ctx, q, &l, total, first)
+			}
+			return l.out, nil
+		case total >= 0 && l.received >= total:
+			return l.out, nil
 		}
 	}
+}
+
+// orderList is what listOrders has read so far.
+type orderList struct {
+	out      []orderInfo
+	seen     map[string]bool
+	received int // orders listed, a repeat of an id counted once
+}
+
+// add appends the orders whose Id was not listed before (an order without
+// one is always added) and reports how many it added.
+func (l *orderList) add(orders []orderInfo) int {
+	added := 0
+	for _, d := range orders {
+		if d.ID != "" {
+			if l.seen[d.ID] {
+				continue
+			}
+			l.seen[d.ID] = true
+		}
+		l.out = append(l.out, d)
+		l.received++
+		added++
+	}
+	return added
+}
+
+func idsOf(orders []orderInfo) []string {
+	ids := make([]string, len(orders))
+	for i, d := range orders {
+		ids[i] = d.ID
+	}
+	return ids
+}
+
+// queryPage asks QueryOrders for page n.
+func (c *Client) queryPage(ctx context.Context, q map[string]string, n int) (page, []orderInfo, int, error) {
+	const op = Name + " QueryOrders"
+	q["Page"] = strconv.Itoa(n)
+	r, status, err := c.call(ctx, http.MethodGet, TransactionPath, "QueryOrders", q, nil, false)
+	if err != nil {
+		return page{}, nil, status, err
+	}
+	pg, err := parsePage(r.Payload)
+	if err != nil {
+		return page{}, nil, status, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order list: " + err.Error()}
+	}
+	orders := make([]orderInfo, 0, len(pg.Orders))
+	for _, raw := range pg.Orders {
+		d, err := parseOrder(raw)
+		if err != nil {
+			return page{}, nil, status, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order in list"}
+		}
+		orders = append(orders, d)
+	}
+	return pg, orders, status, nil
+}
+
+// pageZero reads page 0 after a list from page 1 ended at an empty page
+// without a TotalCount (total < 0) or short of it, unless the server
+// already showed that it counts from 1. Orders it brings that pages 1 on
+// did not are added to l: the server counts from 0 and they are its first
+// page. It reports whether the list is then complete: with a total, once
+// it holds that many; without one, always (pages 1 on ended at an empty
+// page). Anything else changes nothing, as if page 0 had not been read:
+//
+//   - a refusal as invalid (the server counts from 1, remembered);
+//   - page 0 the same as page 1 (it serves page 1 for 0), or empty while
+//     page 1 was not (both remembered);
+//   - any other failure: the documented reading, from 1, stands.
+//
+// Its cost: one QueryOrders call per such listing, until the server has
+// shown that it counts from 1.
+func (c *Client) pageZero(ctx context.Context, q map[string]string, l *orderList, total int, first []string) bool {
+	if c.pagesFrom1.Load() {
+		return false
+	}
+	pg, orders, _, err := c.queryPage(ctx, q, 0)
+	if err != nil {
+		if providers.CodeOf(err) == providers.InvalidArgument {
+			c.pagesFrom1.Store(true)
+		}
+		return false
+	}
+	if pg.HasTotal && total >= 0 && pg.Total < total {
+		return false // orders left the list meanwhile
+	}
+	if len(first) > 0 && (len(orders) == 0 || slices.Equal(idsOf(orders), first)) {
+		c.pagesFrom1.Store(true)
+		return false
+	}
+	if l.add(orders) == 0 {
+		return false
+	}
+	if total < 0 && pg.HasTotal {
+		total = pg.Total
+	}
+	return total < 0 || l.received >= total
 }
 
 // excludes reports whether listed order d is surely not the one p

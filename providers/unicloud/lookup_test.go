@@ -557,3 +557,41 @@ func TestLookupOnAServerInUTC(t *testing.T) {
 		t.Errorf("Lookup on a server in UTC = %+v, %v; want ambiguous (never not_found)", r, err)
 	}
 }
+
+// Where Page starts is not documented. Against a server counting from 0,
+// with or without a TotalCount, the lookup finds our order though it sits
+// on page 0 (newest first); a server counting from 1 without a total costs
+// one more call per listing until it refuses page 0 once.
+func TestLookupPagesFromZero(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		from0, noTotal bool
+		queries        int // QueryOrders calls: both windows, the UTC one empty
+	}{
+		{from0: true, queries: 2 + 1},                // the empty page 1 (short of the total), page 0; the UTC window's page 1, empty with a total of 0
+		{from0: true, noTotal: true, queries: 2 + 2}, // the empty page 1 ends the list, page 0; the same for the UTC window
+		{noTotal: true, queries: 3 + 1},              // pages 1, 2 (empty), 0 (refused, remembered); the UTC window's empty page 1
+		{queries: 1 + 1},                             // page 1 holds the total; the UTC window's page 1, empty with a total of 0
+	} {
+		t.Run(fmt.Sprintf("from0=%v,noTotal=%v", tt.from0, tt.noTotal), func(t *testing.T) {
+			t.Parallel()
+			sb, c := setup(t, unicloud.Options{PageSize: 20}, func(sb *sandbox.Server) {
+				sb.PagesFrom0, sb.NoTotal = tt.from0, tt.noTotal
+			})
+			now := time.Now()
+			for i := range 10 {
+				sb.Seed(seeded(fmt.Sprintf("other-%d", i), now.Add(-time.Minute)))
+			}
+			ours := sb.Seed(seeded("zero", now)) // the newest: first on page 0 of a server counting from 0
+			o := order("zero")
+			o.FirstAttempt = now.Add(-2 * time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			if err != nil || r.ProviderOrderID != ours.ID {
+				t.Fatalf("Lookup = %+v, %v; want order %s", r, err, ours.ID)
+			}
+			if n := sb.Calls("QueryOrders"); n != tt.queries {
+				t.Errorf("%d QueryOrders calls, want %d", n, tt.queries)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -102,6 +103,9 @@ type Client struct {
 	productCategory string
 	pageSize        int
 	names           nameCache
+	// pagesFrom1 is set once QueryOrders has shown that its Page counts
+	// from 1 (see pageZero).
+	pagesFrom1 atomic.Bool
 }
 
 var _ providers.Provider = (*Client)(nil)

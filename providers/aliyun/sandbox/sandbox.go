@@ -96,6 +96,7 @@ type Server struct {
 	tokenTTL  time.Duration
 	withTime  bool
 	maxPage   int64
+	paging    Paging
 	appKey    string
 	appSecret string
 	projectID string
@@ -188,6 +189,23 @@ func (s *Server) SetMaxPageSize(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maxPage = int64(n)
+}
+
+// Paging is how order/query numbers its pages and whether it lists a
+// total; none of it is documented.
+type Paging struct {
+	// From0: pageNo counts from 0 (by default from 1, and a pageNo below 1
+	// is a parameter error).
+	From0 bool
+	// NoTotal: answers carry no total.
+	NoTotal bool
+}
+
+// SetPaging changes how order/query pages (default: from 1, with a total).
+func (s *Server) SetPaging(p Paging) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.paging = p
 }
 
 // IssuedTokens returns every cloudToken issued so far, for tests that
@@ -664,6 +682,12 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	}
 	pageNo, err1 := p.PageNo.Int64()
 	pageSize, err2 := p.PageSize.Int64()
+	s.mu.Lock()
+	paging := s.paging
+	s.mu.Unlock()
+	if paging.From0 {
+		pageNo++ // served as the page one higher from 1
+	}
 	if err1 != nil || err2 != nil || pageNo < 1 || pageSize < 1 {
 		return paramError
 	}
@@ -685,6 +709,9 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	items := []any{}
 	for i := (pageNo - 1) * pageSize; i < int64(len(list)) && i < pageNo*pageSize; i++ {
 		items = append(items, orderData(list[i], withTime))
+	}
+	if paging.NoTotal {
+		return ok(map[string]any{"data": items})
 	}
 	return ok(map[string]any{"total": len(list), "pageNo": pageNo, "pageSize": pageSize, "data": items})
 }

@@ -74,6 +74,11 @@ type Server struct {
 	NumericOrderID bool
 	// MaxPageSize caps QueryOrders' Size. Default 100.
 	MaxPageSize int
+	// PagesFrom0 makes QueryOrders' Page count from 0 (by default from 1,
+	// and a Page below 1 is InvalidParameter); neither is documented.
+	PagesFrom0 bool
+	// NoTotal makes QueryOrders answer without TotalCount.
+	NoTotal bool
 	// Now is the sandbox's clock. Default time.Now.
 	Now func() time.Time
 
@@ -476,6 +481,11 @@ func (s *Server) query(params map[string]string, requestID string) reply {
 	}
 	num := func(name string) (int, reply, bool) {
 		v := params[name]
+		if name == "Page" && s.PagesFrom0 {
+			if n, err := strconv.Atoi(v); err == nil {
+				v = strconv.Itoa(n + 1) // served as the page one higher from 1
+			}
+		}
 		if v == "" {
 			return 0, errorReply(http.StatusBadRequest, "MissingParameter",
 				fmt.Sprintf("The input parameter %q that is mandatory for processing this request is not supplied.", name), requestID), false
@@ -533,8 +543,12 @@ func (s *Server) query(params map[string]string, requestID string) reply {
 			list = append(list, listed(o))
 		}
 	}
-	return reply{status: http.StatusOK, body: map[string]any{
+	body := map[string]any{
 		"TotalCount": len(match), "PageNum": pageNum, "PageSize": size,
 		"OrderList": map[string]any{"Order": list}, "RequestId": requestID,
-	}}
+	}
+	if s.NoTotal {
+		delete(body, "TotalCount")
+	}
+	return reply{status: http.StatusOK, body: body}
 }
