@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -21,12 +22,26 @@ import (
 func RESP2(opt asynq.RedisConnOpt) asynq.RedisConnOpt {
 	switch opt.(type) {
 	case asynq.RedisClientOpt, asynq.RedisFailoverClientOpt, asynq.RedisClusterClientOpt, ClusterOpt:
-		return resp2Conn{opt}
+		return resp2Conn{RedisConnOpt: opt}
 	}
 	return opt
 }
 
-type resp2Conn struct{ asynq.RedisConnOpt }
+type resp2Conn struct {
+	asynq.RedisConnOpt
+	poolSize int // when not 0, the pool size per node
+}
+
+// WithPoolSize returns opt, as RESP2 returned it, with clients that keep up
+// to n connections per node (go-redis's default is 10 per CPU). Options
+// RESP2 does not know are returned as they are.
+func WithPoolSize(opt asynq.RedisConnOpt, n int) asynq.RedisConnOpt {
+	if c, ok := opt.(resp2Conn); ok {
+		c.poolSize = n
+		return c
+	}
+	return opt
+}
 
 // MakeRedisClient builds the client asynq's own MakeRedisClient would,
 // with Protocol 2.
@@ -36,7 +51,7 @@ func (c resp2Conn) MakeRedisClient() any {
 		return redis.NewClient(&redis.Options{
 			Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-			PoolSize: o.PoolSize, TLSConfig: o.TLSConfig, Protocol: 2,
+			PoolSize: cmp.Or(c.poolSize, o.PoolSize), TLSConfig: o.TLSConfig, Protocol: 2,
 		})
 	case asynq.RedisFailoverClientOpt:
 		return redis.NewFailoverClient(&redis.FailoverOptions{
@@ -44,16 +59,16 @@ func (c resp2Conn) MakeRedisClient() any {
 			SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword,
 			Username: o.Username, Password: o.Password, DB: o.DB,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-			PoolSize: o.PoolSize, TLSConfig: o.TLSConfig, Protocol: 2,
+			PoolSize: cmp.Or(c.poolSize, o.PoolSize), TLSConfig: o.TLSConfig, Protocol: 2,
 		})
 	case asynq.RedisClusterClientOpt:
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-			TLSConfig: o.TLSConfig, Protocol: 2,
+			TLSConfig: o.TLSConfig, Protocol: 2, PoolSize: c.poolSize,
 		})
 	case ClusterOpt:
-		return newClusterClient(o.RedisClusterClientOpt, 2)
+		return newClusterClient(o.RedisClusterClientOpt, 2, c.poolSize)
 	}
 	return c.RedisConnOpt.MakeRedisClient()
 }
@@ -67,15 +82,16 @@ func (c resp2Conn) MakeRedisClient() any {
 type ClusterOpt struct{ asynq.RedisClusterClientOpt }
 
 // MakeRedisClient returns a *redis.ClusterClient.
-func (o ClusterOpt) MakeRedisClient() any { return newClusterClient(o.RedisClusterClientOpt, 0) }
+func (o ClusterOpt) MakeRedisClient() any { return newClusterClient(o.RedisClusterClientOpt, 0, 0) }
 
 // clusterStateReload is how often a cluster client re-reads the slots
 // without a reason to.
 const clusterStateReload = 5 * time.Second
 
-func newClusterClient(o asynq.RedisClusterClientOpt, protocol int) *redis.ClusterClient {
+func newClusterClient(o asynq.RedisClusterClientOpt, protocol, poolSize int) *redis.ClusterClient {
 	c := redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
+		PoolSize: poolSize,
+		Addrs:    o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 		TLSConfig: o.TLSConfig, Protocol: protocol, ClusterStateReloadInterval: clusterStateReload,
 	})

@@ -52,3 +52,27 @@ func TestRESP2KeepsTheOptions(t *testing.T) {
 		t.Errorf("cluster options = protocol %d addrs %v", o.Protocol, o.Addrs)
 	}
 }
+
+// WithPoolSize sets the pool of every kind of client RESP2 makes.
+func TestWithPoolSize(t *testing.T) {
+	t.Parallel()
+	for _, opt := range []asynq.RedisConnOpt{
+		asynq.RedisClientOpt{Addr: "127.0.0.1:1"},
+		asynq.RedisFailoverClientOpt{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}},
+		asynq.RedisClusterClientOpt{Addrs: []string{"127.0.0.1:1"}},
+		tasks.ClusterOpt{RedisClusterClientOpt: asynq.RedisClusterClientOpt{Addrs: []string{"127.0.0.1:1"}}},
+	} {
+		var got int
+		switch c := tasks.WithPoolSize(tasks.RESP2(opt), 37).MakeRedisClient().(type) {
+		case *redis.Client:
+			got = c.Options().PoolSize
+			c.Close()
+		case *redis.ClusterClient:
+			got = c.Options().PoolSize
+			c.Close()
+		}
+		if got != 37 {
+			t.Errorf("WithPoolSize(RESP2(%T), 37): pool size %d", opt, got)
+		}
+	}
+}

@@ -188,7 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopRec()
 	go rec.Run(recCtx)
 
-	stopWebhooks, err := startWebhooks(ctx, cfg, rdb, ledger.EventStreams(), reg, log)
+	stopWebhooks, err := startWebhooks(ctx, cfg, redisOpt, ledger.EventStreams(), reg, log)
 	if err != nil {
 		return err
 	}

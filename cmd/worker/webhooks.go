@@ -43,8 +43,10 @@ func (c *config) parseWebhooks(urls string) error {
 
 // startWebhooks delivers outcome events to the configured URLs on their own
 // goroutines until stop is called (not when ctx ends: deliveries go on while
-// the worker drains its tasks); stop waits for deliveries in flight.
-func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, streams []ledger.EventStream, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+// the worker drains its tasks); stop waits for deliveries in flight. The
+// deliveries use a Redis client of their own: their blocking reads must
+// never take the connections order processing needs.
+func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt, streams []ledger.EventStream, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if len(cfg.WebhookURLs) == 0 {
 		return func() {}, nil
 	}
@@ -52,11 +54,14 @@ func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, 
 	if err != nil {
 		return nil, fmt.Errorf("ORDERWORKER_WEBHOOK_SECRET: %w", err)
 	}
-	d, err := webhook.New(rdb, cfg.WebhookURLs, signer, &webhook.Options{
+	opts := &webhook.Options{
 		MaxAge: cfg.WebhookMaxAge, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
 		Timeout: cfg.WebhookTimeout, Streams: streams, Registerer: reg, Logger: log,
-	})
+	}
+	rdb := ledgerClient(tasks.WithPoolSize(redisOpt, webhook.Connections(len(cfg.WebhookURLs), opts)))
+	d, err := webhook.New(rdb, cfg.WebhookURLs, signer, opts)
 	if err != nil {
+		rdb.Close()
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
 	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -65,7 +70,7 @@ func startWebhooks(ctx context.Context, cfg *config, rdb redis.UniversalClient, 
 	for i, u := range cfg.WebhookURLs {
 		log.Info("webhooks: delivering outcome events", "endpoint", i, "url", webhook.DisplayURL(u))
 	}
-	return func() { cancel(); wg.Wait() }, nil
+	return func() { cancel(); wg.Wait(); rdb.Close() }, nil
 }
 
 // serveDevAPI serves the producers' HTTP API for -dev on loopback, at

@@ -221,6 +221,27 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 	return d, nil
 }
 
+// Connections is how many Redis connections a Dispatcher for the given
+// number of endpoints may use at once with opts: per endpoint and events
+// stream one held by a blocking read and one by the loop that leases due
+// events, plus one per sender. Give the Dispatcher a client of its own with
+// a pool at least this large: its blocking reads hold their connections
+// for seconds, and in a pool shared with the ledger they would hold up
+// order processing.
+func Connections(endpoints int, opts *Options) int {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	streams := max(1, len(o.Streams))
+	senders := o.Senders
+	if senders <= 0 {
+		senders = DefaultSenders
+	}
+	perStream := max(1, (senders+streams-1)/streams)
+	return endpoints*streams*(2+perStream) + 4
+}
+
 // Run delivers until ctx ends, then lets deliveries in flight finish (at
 // most Timeout) and returns.
 func (d *Dispatcher) Run(ctx context.Context) {
