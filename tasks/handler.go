@@ -296,7 +296,14 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		// The provider answered with another order's id: never adopt it.
 		reason := fmt.Sprintf("the provider's order %s belongs to order %s; looking again", owned.ProviderOrderID, owned.Owner)
 		h.log.Error("provider answered with another order's id", "provider", ref.Provider, "order_no", ref.OrderNo, "owner", owned.Owner)
-		if err := h.ledger.Settle(wc, ref, token, ledger.SetUnknown(reason)); err != nil {
+		// The call is recorded, and so is that an order may exist: a
+		// provider that answered may have acted, so no operator may
+		// re-drive the order before a lookup.
+		t := ledger.SetUnknown(reason).WithMayExist(true)
+		if a := d.Settle.Attempt(); a != nil {
+			t = t.WithAttempt(a)
+		}
+		if err := h.ledger.Settle(wc, ref, token, t); err != nil {
 			return order.Then{}, wait(redisWait, err)
 		}
 		return order.Then{}, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))

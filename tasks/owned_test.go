@@ -1,0 +1,80 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// ownedAnswer answers every create with provider order PO-1.
+type ownedAnswer struct {
+	*memprov.Client
+	creates atomic.Int32
+}
+
+func (o *ownedAnswer) Submit(context.Context, providers.Order) (providers.Result, error) {
+	o.creates.Add(1)
+	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: "PO-1", HTTPStatus: 200}, nil
+}
+
+// A create answered with another order's provider id is never adopted, and
+// it is never forgotten either: the record keeps the call in its history
+// and says the order may exist, so an operator cannot re-drive it without
+// a lookup.
+func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := tasks.NewLedger(taskstest.StartRedis(t, nil).Client(t))
+	p := json.RawMessage(`{"item":"x","qty":1}`)
+	hash, err := tasks.ParamsHash(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := ledger.Ref{Provider: "mem", OrderNo: "B"}
+	if _, err := l.Claim(ctx, owner, p, hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, owner, ledger.BeginArgs{Token: "tb"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, owner, "tb", ledger.SetPaid("PO-1")); err != nil {
+		t.Fatal(err)
+	}
+	prov := &ownedAnswer{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"})}
+	set := providers.NewSet()
+	set.Add(prov)
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	ref := ledger.Ref{Provider: "mem", OrderNo: "A"}
+	if _, err := l.Claim(ctx, ref, p, hash); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: "A", Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ProcessTask(ctx, task); err == nil {
+		t.Fatal("ProcessTask succeeded on a create answered with another order's id")
+	}
+	rec, err := l.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State != ledger.StateUnknown || rec.ProviderOrderID != "" || !rec.MayExist || rec.Attempts != 1 {
+		t.Errorf("after the answer: state %s, provider order %q, may exist %v, %d calls; want unknown, none, true, 1",
+			rec.State, rec.ProviderOrderID, rec.MayExist, rec.Attempts)
+	}
+	if n := len(rec.History); n == 0 || rec.History[n-1].Call != "submit" {
+		t.Errorf("history %+v: want the create last", rec.History)
+	}
+	if prov.creates.Load() != 1 {
+		t.Errorf("%d creates, want 1", prov.creates.Load())
+	}
+}
