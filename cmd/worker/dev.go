@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -109,6 +110,13 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 	shown := tasks.RedactURL(rawURL)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// The script sees one node's keys only: without the marker, every
+		// master must be empty.
+		if err := clusterEmpty(ctx, cc, shown); err != nil {
+			return err
+		}
+	}
 	res, err := claimDevScript.Run(ctx, rdb, []string{devMarkerKey}, devMarkerValue).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("-dev-redis %s: %w", shown, err)
@@ -120,6 +128,30 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 		log.Info("dev: using the Redis given with -dev-redis; it was empty and is now marked as -dev's", "redis", shown, "marker", devMarkerKey)
 	default:
 		return fmt.Errorf("-dev-redis %s: refused: the database holds %d keys and no %s marker, so it holds data that -dev did not write (perhaps real orders, which -dev would pay through its sandboxes); give -dev-redis an empty database, or leave it out to use an embedded Redis", shown, res[1], devMarkerKey)
+	}
+	return nil
+}
+
+// clusterEmpty checks, for a cluster without the -dev marker, that no
+// master holds a key.
+func clusterEmpty(ctx context.Context, cc *redis.ClusterClient, shown string) error {
+	marked, err := cc.Exists(ctx, devMarkerKey).Result()
+	if err != nil {
+		return fmt.Errorf("-dev-redis %s: %w", shown, err)
+	}
+	if marked == 1 {
+		return nil
+	}
+	var keys atomic.Int64
+	if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		n, err := c.DBSize(ctx).Result()
+		keys.Add(n)
+		return err
+	}); err != nil {
+		return fmt.Errorf("-dev-redis %s: %w", shown, err)
+	}
+	if n := keys.Load(); n > 0 {
+		return fmt.Errorf("-dev-redis %s: refused: the cluster's masters hold %d keys and no %s marker, so it holds data that -dev did not write (perhaps real orders, which -dev would pay through its sandboxes); give -dev-redis an empty database, or leave it out to use an embedded Redis", shown, n, devMarkerKey)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -88,4 +89,32 @@ func keysOf(m map[string]string) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// On a cluster, -dev checks every master, not only the one that serves its
+// marker: a key on another master is data -dev did not write.
+func TestDevRefusesAClusterWithOtherData(t *testing.T) {
+	t.Parallel()
+	cl := taskstest.StartCluster(t, nil)
+	c := cl.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	markerMaster, _ := cl.MasterFor(devMarkerKey)
+	key := ""
+	for i := 0; key == ""; i++ {
+		if m, _ := cl.MasterFor(fmt.Sprintf("real-order-%d", i)); m != markerMaster {
+			key = fmt.Sprintf("real-order-%d", i)
+		}
+	}
+	if err := c.Set(ctx, key, "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr syncBuffer
+	err := run(ctx, []string{"-dev", "-dev-redis", cl.URL(), "-admin-addr", "127.0.0.1:0"}, envFunc(nil), &syncBuffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "did not write") {
+		t.Fatalf("worker -dev -dev-redis (a cluster holding a key on another master than the marker's) = %v, want a refusal\nlogs:\n%s", err, stderr.String())
+	}
+	if n, err := c.Exists(ctx, devMarkerKey).Result(); err != nil || n != 0 {
+		t.Errorf("EXISTS %s after the refusal = %d, %v; want 0", devMarkerKey, n, err)
+	}
 }
