@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
 // devDataKey seals params in -dev when ORDERWORKER_DATA_KEY is unset; like
@@ -47,6 +48,14 @@ type devEnv struct {
 // pointed at its sandbox with demo credentials; a provider without a
 // sandbox is left disabled.
 func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, error) {
+	// Its outcome events are a sandbox's: telling a real upstream app, with
+	// the real signing secret, that its order numbers are paid would be as
+	// bad as paying them.
+	for _, u := range cfg.WebhookURLs {
+		if parsed, err := url.Parse(u); err != nil || !isLoopback(parsed.Hostname()) {
+			return nil, fmt.Errorf("-dev delivers webhooks only to this machine (localhost, 127.0.0.1, ::1); ORDERWORKER_WEBHOOK_URLS names %s: unset it, or point it at a local receiver", webhook.DisplayURL(u))
+		}
+	}
 	d := &devEnv{stop: make(chan struct{})}
 	if cfg.DevRedis != "" {
 		if err := claimDevRedis(ctx, cfg.DevRedis, log); err != nil {

@@ -118,3 +118,24 @@ func TestDevRefusesAClusterWithOtherData(t *testing.T) {
 		t.Errorf("EXISTS %s after the refusal = %d, %v; want 0", devMarkerKey, n, err)
 	}
 }
+
+// -dev's outcome events are a sandbox's: it refuses to deliver them to
+// another machine, and never shows the URL's secrets in saying so.
+func TestDevDeliversWebhooksOnlyLocally(t *testing.T) {
+	t.Parallel()
+	secret := newWebhookSecret(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stderr syncBuffer
+	err := run(ctx, []string{"-dev", "-admin-addr", "127.0.0.1:0"}, envFunc(map[string]string{
+		"REDIS_URL":                  "redis://" + freeAddr(t) + "/0",
+		"ORDERWORKER_WEBHOOK_URLS":   "http://127.0.0.1:1/hook,https://app.example/hook?token=topsecret",
+		"ORDERWORKER_WEBHOOK_SECRET": secret,
+	}), &syncBuffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "-dev delivers webhooks only to this machine") || !strings.Contains(err.Error(), "app.example") {
+		t.Fatalf("worker -dev with a remote webhook URL = %v, want a refusal naming it\nlogs:\n%s", err, stderr.String())
+	}
+	if strings.Contains(err.Error()+stderr.String(), "topsecret") || strings.Contains(err.Error()+stderr.String(), secret) {
+		t.Errorf("the refusal or the logs show a secret: %v\n%s", err, stderr.String())
+	}
+}
