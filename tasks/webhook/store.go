@@ -34,13 +34,37 @@ func EndpointID(rawURL string) string {
 }
 
 // DisplayURL is a URL as logs and listings show it: scheme, host and path,
-// without credentials, query or fragment (which may hold a token).
+// without credentials, query or fragment (which may hold a token), and
+// with every path segment that may be a token shown as "…" (Slack-style
+// URLs keep their secret in the path): only words (up to 32 letters, '-',
+// '_' and '.') and short names (up to 12 of those and digits) are shown.
+// Endpoint ids tell apart endpoints that show alike.
 func DisplayURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
 		return "(unparsable URL)"
 	}
-	return u.Scheme + "://" + u.Host + u.EscapedPath()
+	segs := strings.Split(u.EscapedPath(), "/")
+	for i, s := range segs {
+		if !plainSegment(s) {
+			segs[i] = "…"
+		}
+	}
+	return u.Scheme + "://" + u.Host + strings.Join(segs, "/")
+}
+
+func plainSegment(s string) bool {
+	digits := false
+	for _, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', r == '-', r == '_', r == '.':
+		case '0' <= r && r <= '9':
+			digits = true
+		default:
+			return false
+		}
+	}
+	return len(s) <= 12 || !digits && len(s) <= 32
 }
 
 // keys are one endpoint's Redis keys for one events stream. Per endpoint

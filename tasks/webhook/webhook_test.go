@@ -90,6 +90,24 @@ func TestParseURLs(t *testing.T) {
 	}
 }
 
+// DisplayURL never shows credentials, the query, or a path segment that may
+// be a token.
+func TestDisplayURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://u:pw@a.example/hook?token=x#f":                             "https://a.example/hook",
+		"https://hooks.slack.com/services/T000/B000/XXXXSECRETTOKEN1234567": "https://hooks.slack.com/services/T000/B000/…",
+		"http://127.0.0.1:8080/v1/order-events":                             "http://127.0.0.1:8080/v1/order-events",
+		"https://a.example/hooks/5f2b9c1e8d7a4b3c9e0f1a2b":                  "https://a.example/hooks/…",
+		"https://a.example/abc%2Fdef":                                       "https://a.example/…",
+		"not a url":                                                         "(unparsable URL)",
+	} {
+		if got := DisplayURL(in); got != want {
+			t.Errorf("DisplayURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // The webhook keys share the events stream's hash tag, so the scripts
 // that touch both run on one Redis Cluster shard.
 func TestKeysShareTheEventsStreamsSlot(t *testing.T) {
