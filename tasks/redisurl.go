@@ -97,8 +97,8 @@ func splitRedisURL(raw string) (*redisURL, error) {
 		authority, tail = rest[:i], rest[i:]
 	}
 	rawPath, rawQuery, _ := strings.Cut(tail, "?")
-	if strings.Contains(rawPath, "@") {
-		// A "/" in a password cut the user info short.
+	if strings.Contains(rawPath, "@") || strings.Contains(rawQuery, "@") {
+		// A "/" or "?" in a password cut the user info short.
 		return nil, errors.New(`"/" and "?" in a user name or password must be percent-encoded (%2F, %3F)`)
 	}
 	if i := strings.LastIndex(authority, "@"); i >= 0 {
@@ -164,7 +164,11 @@ func (u *redisURL) redacted() string {
 		}
 		b.WriteString("@")
 	}
-	b.WriteString(u.hosts)
+	if hosts := strings.Split(u.hosts, ","); slices.IndexFunc(hosts, func(h string) bool { return !plainAddr(h) }) >= 0 {
+		b.WriteString("(hosts hidden)")
+	} else {
+		b.WriteString(u.hosts)
+	}
 	if safeText(u.path, "/") {
 		b.WriteString(u.path)
 	} else {
@@ -356,28 +360,62 @@ func hostPort(h, defaultPort string) (string, error) {
 	if rest, ok := strings.CutPrefix(h, "["); ok {
 		end := strings.Index(rest, "]")
 		if end < 0 {
-			return "", fmt.Errorf("bad address %s: no closing bracket", strconv.Quote(h))
+			return "", fmt.Errorf("bad address %s: no closing bracket", showAddr(h))
 		}
 		host = rest[:end]
 		if after := rest[end+1:]; after != "" {
 			p, ok := strings.CutPrefix(after, ":")
 			if !ok {
-				return "", fmt.Errorf("bad address %s: want [v6]:port", strconv.Quote(h))
+				return "", fmt.Errorf("bad address %s: want [v6]:port", showAddr(h))
 			}
 			port = p
 		}
 	} else if strings.Count(h, ":") > 1 {
-		return "", fmt.Errorf("bad address %s: write an IPv6 address in brackets, [v6]:port", strconv.Quote(h))
+		return "", fmt.Errorf("bad address %s: write an IPv6 address in brackets, [v6]:port", showAddr(h))
 	} else if i := strings.Index(h, ":"); i >= 0 {
 		host, port = h[:i], h[i+1:]
 	}
 	if host == "" || strings.ContainsAny(host, " /?@[]") {
-		return "", fmt.Errorf("bad host in %s", strconv.Quote(h))
+		return "", fmt.Errorf("bad host in %s", showAddr(h))
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("bad port in %s", strconv.Quote(h))
+		return "", fmt.Errorf("bad port in %s", showAddr(h))
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// showAddr quotes h for an error when it looks like host[:port], and
+// otherwise does not show it: a password whose "@host" was left out would
+// stand where the host does.
+func showAddr(h string) string {
+	if plainAddr(h) {
+		return strconv.Quote(h)
+	}
+	return "(not shown: it is no host[:port] and may hold a password)"
+}
+
+// plainAddr reports whether h is made of what a host[:port] or [v6]:port
+// is made of, with a port of digits only.
+func plainAddr(h string) bool {
+	host, port := h, ""
+	if i := strings.LastIndex(h, "]"); strings.HasPrefix(h, "[") && i > 0 {
+		host, port = h[1:i], strings.TrimPrefix(h[i+1:], ":")
+		if strings.IndexFunc(host, func(r rune) bool { return !(r == ':' || r == '.' || r == '%' || isAlnum(r)) }) >= 0 {
+			return false
+		}
+	} else {
+		if i := strings.LastIndex(h, ":"); i >= 0 {
+			host, port = h[:i], h[i+1:]
+		}
+		if strings.IndexFunc(host, func(r rune) bool { return !(r == '.' || r == '-' || r == '_' || isAlnum(r)) }) >= 0 {
+			return false
+		}
+	}
+	return strings.IndexFunc(port, func(r rune) bool { return r < '0' || r > '9' }) < 0
+}
+
+func isAlnum(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
 }
 
 // pathDB reads the database number from the path: "", "/" or "/N".
