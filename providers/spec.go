@@ -141,7 +141,7 @@ func (s Spec) ReadConfig(getenv func(string) string) (Config, error) {
 		if v != "" && st.Check != nil {
 			if err := st.Check(v); err != nil {
 				shown := strconv.Quote(v)
-				if st.Secret || strings.Contains(v, "@") { // a URL's userinfo
+				if st.Secret || strings.ContainsAny(v, "@?#") { // a URL's userinfo, query or fragment may hold a credential
 					shown = "***"
 				}
 				return Config{}, fmt.Errorf("%s=%s: %w", st.Name, shown, err)

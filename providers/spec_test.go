@@ -52,6 +52,7 @@ func TestReadConfigDefaultsAndChecks(t *testing.T) {
 		{map[string]string{"FAKE_ENDPOINT": "fake.example"}, "FAKE_ENDPOINT", ""},
 		{map[string]string{"FAKE_ENDPOINT": "https://fake.example/api"}, "FAKE_ENDPOINT", ""},
 		{map[string]string{"FAKE_ENDPOINT": "https://user:hunter2@fake.example"}, "FAKE_ENDPOINT=***", "hunter2"},
+		{map[string]string{"FAKE_ENDPOINT": "https://fake.example/?token=hunter2"}, "FAKE_ENDPOINT=***", "hunter2"},
 	}
 	for _, tt := range tests {
 		_, err := s.ReadConfig(env(tt.env))
