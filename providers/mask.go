@@ -25,6 +25,11 @@ func (s Secret) Reveal() string { return string(s) }
 // digitRun matches a maximal run of digits, with an optional leading '+'.
 var digitRun = regexp.MustCompile(`\+?\d+`)
 
+// groupedRun matches a maximal run of digits that single spaces or dashes
+// may split into groups (138-0013-8000, +86 138 0013 8000), with an
+// optional leading '+'.
+var groupedRun = regexp.MustCompile(`\+?\d(?:[ -]?\d)*`)
+
 // isPhone reports whether a whole digit run is a phone number: a mainland
 // mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
 // international +number of 8 to 15 digits. Longer or shorter runs (ids,
@@ -34,6 +39,8 @@ func isPhone(run string) bool {
 	d := strings.TrimPrefix(run, "+")
 	if len(d) == 13 && strings.HasPrefix(d, "86") {
 		d = d[2:]
+	} else if len(d) == 15 && strings.HasPrefix(d, "0086") {
+		d = d[4:]
 	}
 	if len(d) == 11 && d[0] == '1' && d[1] >= '3' && d[1] <= '9' {
 		return true
@@ -42,34 +49,55 @@ func isPhone(run string) bool {
 }
 
 // MaskPhones replaces every phone number in s by its first three and last
-// four digits around "****", the way providers show them (158****8558).
+// four digits around "****", the way providers show them (158****8558),
+// also one written in groups (138-0013-8000, +86 138 0013 8000, which come
+// out 138****8000 and 861****8000).
 func MaskPhones(s string) string {
 	if !hasDigitRun(s, 8) {
 		return s // no run long enough to be a phone number: most strings
 	}
-	return digitRun.ReplaceAllStringFunc(s, func(m string) string {
-		if !isPhone(m) {
+	return groupedRun.ReplaceAllStringFunc(s, func(m string) string {
+		whole := strings.NewReplacer(" ", "", "-", "").Replace(m)
+		if isPhone(whole) {
+			return maskDigits(whole)
+		}
+		if whole == m {
 			return m
 		}
-		d := strings.TrimPrefix(m, "+")
-		return d[:3] + "****" + d[len(d)-4:]
+		// The spaces or dashes may join several numbers: judge each group.
+		return digitRun.ReplaceAllStringFunc(m, func(g string) string {
+			if isPhone(g) {
+				return maskDigits(g)
+			}
+			return g
+		})
 	})
 }
 
-// hasDigitRun reports whether s holds n consecutive ASCII digits.
+func maskDigits(run string) string {
+	d := strings.TrimPrefix(run, "+")
+	return d[:3] + "****" + d[len(d)-4:]
+}
+
+// hasDigitRun reports whether s holds n ASCII digits in a row, counting
+// digits that a single space or dash splits into groups as in a row.
 func hasDigitRun(s string, n int) bool {
 	run := 0
 	for i := 0; i < len(s); i++ {
-		if '0' <= s[i] && s[i] <= '9' {
+		switch {
+		case '0' <= s[i] && s[i] <= '9':
 			if run++; run >= n {
 				return true
 			}
-		} else {
+		case (s[i] == ' ' || s[i] == '-') && i > 0 && i+1 < len(s) && isDigit(s[i-1]) && isDigit(s[i+1]):
+		default:
 			run = 0
 		}
 	}
 	return false
 }
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 // MaskName masks a personal name or nickname: it keeps the first and last
 // rune and hides the rest; phone-number names keep their usual mask.
@@ -90,14 +118,56 @@ func MaskName(s string) string {
 
 // Redact returns s with every non-empty secret replaced by "***" and phone
 // numbers masked. Providers run every message from a response or an error
-// through it before it reaches an *Error or a log.
+// through it before it reaches an *Error or a log. A secret of fewer than
+// four bytes (a short user name) is replaced only where it stands as a word
+// of its own when it is ASCII, so that "Bob" is hidden but "a" does not
+// eat every "a"; a short non-ASCII one (a one-character Chinese name)
+// everywhere.
 func Redact(s string, secrets ...string) string {
 	for _, sec := range secrets {
-		if len(sec) >= 4 {
+		switch {
+		case sec == "":
+		case len(sec) >= 4 || !isASCII(sec):
 			s = strings.ReplaceAll(s, sec, "***")
+		default:
+			s = replaceWord(s, sec, "***")
 		}
 	}
 	return MaskPhones(s)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// replaceWord replaces each occurrence of w in s that no ASCII letter or
+// digit touches on either side.
+func replaceWord(s, w, with string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, w)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(w)
+		if (i == 0 || !isAlnumByte(s[i-1])) && (end == len(s) || !isAlnumByte(s[end])) {
+			b.WriteString(s[:i])
+			b.WriteString(with)
+		} else {
+			b.WriteString(s[:end])
+		}
+		s = s[end:]
+	}
+}
+
+func isAlnumByte(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // Truncate shortens s to at most n bytes on a rune boundary, marking the cut.

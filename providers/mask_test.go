@@ -20,6 +20,14 @@ func TestMaskPhones(t *testing.T) {
 		{"order 907804353770394046", "order 907804353770394046"},
 		{"12345678901", "12345678901"}, // 1[2]: not a mobile number
 		{"no digits", "no digits"},
+		{"call 138-0013-8000 now", "call 138****8000 now"},
+		{"call 138 0013 8000", "call 138****8000"},
+		{"+86 138 0013 8000.", "861****8000."},
+		{"+86-138-0013-8000", "861****8000"},
+		{"008613800138000", "008****8000"},
+		{"ids 13800138000 12345", "ids 138****8000 12345"},               // grouped, not one number: each judged
+		{"at 2026-11-30 13:00:05", "at 2026-11-30 13:00:05"},             // a date is no phone number
+		{"order 9078-0435-3770-3940-46", "order 9078-0435-3770-3940-46"}, // 18 digits
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
@@ -63,5 +71,17 @@ func TestRedact(t *testing.T) {
 	t.Parallel()
 	if got := Redact("key AKID1234 secret s3cr3t phone 13912345678", "AKID1234", "s3cr3t", ""); got != "key *** secret *** phone 139****5678" {
 		t.Errorf("Redact = %q", got)
+	}
+	// Short personal values: an ASCII one where it stands alone, another
+	// everywhere.
+	for _, tt := range []struct{ in, sec, want string }{
+		{"bad userName Bob.", "Bob", "bad userName ***."},
+		{"Bobby and Bob", "Bob", "Bobby and ***"},
+		{"a user named a", "a", "*** user named ***"},
+		{"用户张不存在", "张", "用户***不存在"},
+	} {
+		if got := Redact(tt.in, tt.sec); got != tt.want {
+			t.Errorf("Redact(%q, %q) = %q, want %q", tt.in, tt.sec, got, tt.want)
+		}
 	}
 }
