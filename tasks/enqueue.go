@@ -204,6 +204,13 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil
 	}
+	if e.sealer == nil {
+		if field := phoneField(clear); field != "" {
+			pr.res.Status, pr.done = Invalid, true
+			pr.res.Reason = field + " holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted"
+			return pr, nil
+		}
+	}
 	if pr.hash, err = e.sealer.hash(clear, parsed); err != nil {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, "params: malformed JSON", true
 		return pr, nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -190,6 +192,27 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 		}
 	}
 	return clear, parsed, nil
+}
+
+// phoneField names the param whose value holds what looks like a phone
+// number (providers.MaskPhones would mask it), "" when none does. Without
+// a data key, such params are refused at enqueue whatever field holds
+// them: a provider's id field (Tencent's CustomerId) may hold a phone
+// number as well as a name field may. Orders already queued are not
+// judged again.
+func phoneField(clear json.RawMessage) string {
+	if providers.MaskPhones(string(clear)) == string(clear) {
+		return ""
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(clear, &m) == nil {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if v := string(m[k]); providers.MaskPhones(v) != v {
+				return "params." + providers.Truncate(providers.MaskPhones(k), 64)
+			}
+		}
+	}
+	return "params"
 }
 
 func msgOf(err error) string {

@@ -62,6 +62,32 @@ func TestPersonalDataNeedsADataKey(t *testing.T) {
 	}
 }
 
+// Without a data key, a phone number is refused in any param, not only in
+// the ones a provider declares personal.
+func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	e.set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	for field, order := range map[string]string{
+		"CustomerId": `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"13912345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		"userId":     `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"139-1234-5678"}}`,
+	} {
+		res := e.enqueue(t, []byte(order))
+		if res.Status != tasks.Invalid || !strings.Contains(res.Reason, "params."+field+" holds what looks like a phone number") {
+			t.Errorf("Enqueue %s = %+v, want invalid: a phone number without a data key", order, res)
+		}
+		if strings.Contains(res.Reason, "1234") {
+			t.Errorf("reason %q shows the phone number", res.Reason)
+		}
+	}
+	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Errorf("rejected orders left keys: %v", keys)
+	}
+	if res := e.enqueue(t, []byte(`{"provider":"tencent","order_no":"P3","params":{"CustomerId":"C12345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`)); res.Status != tasks.Enqueued {
+		t.Errorf("Enqueue without a phone number = %+v, want enqueued", res)
+	}
+}
+
 func TestSealerRoundTripAndWrongKey(t *testing.T) {
 	t.Parallel()
 	a, b := newSealer(t), newSealer(t)
