@@ -23,8 +23,11 @@ type ReconcilerOptions struct {
 	// Grace is how long an order may sit in a state without a task before
 	// the sweep acts on it. Default 1m.
 	Grace time.Duration
-	// Batch bounds the orders examined per provider and state per sweep.
-	// Default 500.
+	// Batch bounds the orders examined per provider and state per sweep:
+	// the oldest Batch, and Batch more per ledger shard from where the
+	// last sweep's walk through the rest stopped, so that behind a backlog
+	// of live orders every order is still looked at, within about
+	// (orders ÷ Batch) sweeps. Default 500.
 	Batch int64
 	// Registerer receives orderworker_reconciler_found_total; nil: none.
 	Registerer prometheus.Registerer
@@ -48,6 +51,15 @@ type Reconciler struct {
 	opts      ReconcilerOptions
 	found     *prometheus.CounterVec
 	log       *slog.Logger
+	// walk is where each provider, state and shard's walk past the oldest
+	// Batch goes on at the next sweep (an offset into the index).
+	walk map[walkKey]int64
+}
+
+type walkKey struct {
+	provider string
+	state    State
+	shard    int
 }
 
 // NewReconciler returns a Reconciler over the named providers' orders.
@@ -71,7 +83,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	r := &Reconciler{ledger: l, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger,
+	r := &Reconciler{ledger: l, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger, walk: map[walkKey]int64{},
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_found_total",
 			Help: "Orders the reconciler found with no task to move them on, by kind; each was queued again.",
@@ -115,7 +127,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 	cutoff := time.Now().Add(-r.opts.Grace)
 	for _, p := range r.providers {
 		for _, s := range []State{StateQueued, StateSubmitting, StateUnknown, StatePending} {
-			refs, err := r.ledger.InState(ctx, p, s, cutoff, r.opts.Batch)
+			refs, err := r.examine(ctx, p, s, cutoff)
 			if err != nil {
 				return found, err
 			}
@@ -135,6 +147,39 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 		r.log.Warn("reconciler re-queued orders", "found", found)
 	}
 	return found, nil
+}
+
+// examine lists the orders of provider in state s a sweep looks at: the
+// oldest Batch (the likeliest to be stuck and the nearest their deadline),
+// then Batch more per shard from where the walk through the rest stopped,
+// the walk starting over once it reaches the end.
+func (r *Reconciler) examine(ctx context.Context, provider string, s State, cutoff time.Time) ([]ledger.Ref, error) {
+	refs, err := r.ledger.InState(ctx, provider, s, cutoff, r.opts.Batch)
+	if err != nil || int64(len(refs)) < r.opts.Batch {
+		return refs, err // all of them
+	}
+	seen := make(map[string]bool, len(refs))
+	for _, ref := range refs {
+		seen[ref.OrderNo] = true
+	}
+	for shard := range r.ledger.Shards() {
+		k := walkKey{provider, s, shard}
+		off := r.walk[k]
+		page, err := r.ledger.InStatePage(ctx, provider, s, cutoff, shard, off, r.opts.Batch)
+		if err != nil {
+			return refs, err
+		}
+		if r.walk[k] = off + int64(len(page)); int64(len(page)) < r.opts.Batch {
+			r.walk[k] = 0 // the end: start over next sweep
+		}
+		for _, ref := range page {
+			if !seen[ref.OrderNo] {
+				seen[ref.OrderNo] = true
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return refs, nil
 }
 
 // check re-queues one order if nothing will move it on, and says why.

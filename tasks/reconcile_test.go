@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,5 +67,43 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 		if n := e.sandbox.Count(no); n != 1 {
 			t.Errorf("%s: sandbox holds %d orders, want 1", no, n)
 		}
+	}
+}
+
+// Behind a backlog of more than Batch live orders in a state, an order
+// without a task is still found: each sweep looks at the oldest Batch and
+// walks Batch further through the rest.
+func TestReconcilerWalksPastABacklog(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	for i := range 12 {
+		e.enqueue(t, order(fmt.Sprintf("Order-B%02d", i)))
+	}
+	time.Sleep(2 * time.Millisecond) // the stranded order is the newest
+	var p tasks.Payload
+	if err := json.Unmarshal(order("Order-Stranded"), &p); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := tasks.ParamsHash(p.Params)
+	if _, err := e.ledger.Claim(ctx, tasks.OrderRef{Provider: p.Provider, OrderNo: p.OrderNo}, p.Params, hash); err != nil {
+		t.Fatal(err)
+	}
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	defer inspector.Close()
+	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Batch: 5})
+	// 13 queued orders, 5 a page: the walk reaches the 13th at the third
+	// sweep.
+	for sweep := 1; sweep <= 3; sweep++ {
+		found, err := rec.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[sweep == 3]; found["claimed_not_enqueued"] != want || len(found) > 1 {
+			t.Fatalf("sweep %d found %v, want %d claimed_not_enqueued", sweep, found, want)
+		}
+	}
+	if _, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("tencent", "Order-Stranded")); err != nil {
+		t.Errorf("the stranded order's task after the sweeps: %v", err)
 	}
 }

@@ -78,6 +78,27 @@ func (l *Ledger) InState(ctx context.Context, provider string, s State, before t
 	return out, nil
 }
 
+// InStatePage lists up to limit orders of provider in state s that entered
+// it before the given time, in one shard (0 ≤ shard < Shards()), skipping
+// the offset oldest: a page of a walk through every such order.
+func (l *Ledger) InStatePage(ctx context.Context, provider string, s State, before time.Time, shard int, offset, limit int64) ([]Ref, error) {
+	if shard < 0 || shard >= len(l.shards) {
+		return nil, fmt.Errorf("ledger: shard %d of %d", shard, len(l.shards))
+	}
+	members, err := l.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: l.shards[shard].indexKey(provider, s), Start: "-inf", Stop: strconv.FormatInt(before.UnixMilli(), 10),
+		ByScore: true, Offset: offset, Count: limit,
+	}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := make([]Ref, len(members))
+	for i, m := range members {
+		out[i] = Ref{Provider: provider, OrderNo: m}
+	}
+	return out, nil
+}
+
 // StateStats is the number of orders in a state and when the oldest
 // entered it.
 type StateStats struct {
