@@ -346,7 +346,7 @@ func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error
 
 // admit runs admitScript and wakes the senders when it admitted events.
 func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) error {
-	res, err := admitScript.Run(ctx, d.rdb, []string{ep.k.stream.Key, ep.k.ev, ep.k.due, ep.k.backlog},
+	res, err := admitScript.Run(ctx, d.rdb, []string{ep.k.stream.Key, ep.k.ev, ep.k.due, ep.k.backlog, ep.k.failed, ep.k.st},
 		ep.k.group, d.consumer, ep.k.base, d.now().UnixMilli(), 200).Int64Slice()
 	if err != nil {
 		return err

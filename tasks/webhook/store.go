@@ -155,10 +155,12 @@ func compareIDs(a, b string) int {
 // it to the backlog, and acknowledges it. Because it always takes the whole
 // pending list in id order, events are admitted in stream order whichever
 // process read them, and one that died between reading and admitting loses
-// nothing. Entries the stream no longer holds (trimmed) are counted.
+// nothing. Entries the stream no longer holds (trimmed) are counted. An
+// event of an order whose earlier event failed (its blocked list f:ORDER
+// exists) goes straight to failed behind it, never ahead of it.
 //
-// KEYS: stream, ev, due, backlog. ARGV: group, consumer, key base, now (ms),
-// batch size. Replies {admitted, lost}.
+// KEYS: stream, ev, due, backlog, failed, st. ARGV: group, consumer, key
+// base, now (ms), batch size. Replies {admitted, lost}.
 var admitScript = redis.NewScript(`
 local admitted, lost = 0, 0
 local cursor = '0-0'
@@ -173,11 +175,20 @@ for round = 1, 20 do
       local t = {}
       for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
       if redis.call('HSETNX', KEYS[2], id, cjson.encode(t)) == 1 then
-        local ms = string.match(id, '^(%d+)')
-        redis.call('ZADD', KEYS[4], ms, id)
-        local q = ARGV[3] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
-        if redis.call('RPUSH', q, id) == 1 then
-          redis.call('ZADD', KEYS[3], ARGV[4], id)
+        local order = (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+        local fq = ARGV[3] .. 'f:' .. order
+        if redis.call('EXISTS', fq) == 1 then
+          local first = redis.call('LINDEX', fq, 0)
+          redis.call('RPUSH', fq, id)
+          redis.call('ZADD', KEYS[5], ARGV[4], id)
+          redis.call('HSET', KEYS[6], id, cjson.encode({n = 0, err = 'an earlier event of the order failed: ' .. first}))
+        else
+          local ms = string.match(id, '^(%d+)')
+          redis.call('ZADD', KEYS[4], ms, id)
+          local q = ARGV[3] .. 'q:' .. order
+          if redis.call('RPUSH', q, id) == 1 then
+            redis.call('ZADD', KEYS[3], ARGV[4], id)
+          end
         end
         admitted = admitted + 1
       end
@@ -246,8 +257,10 @@ return 1
 `)
 
 // giveUpScript moves a leased head, if the lease is still the caller's,
-// and every event queued behind it for the same order to failed: the
-// order's events stay in order for a re-send.
+// and every event queued behind it for the same order to failed, and
+// lists them in the order's blocked list (f:ORDER): until they are re-sent
+// or discarded, the order's later events join them there (admitScript), so
+// that none overtakes them.
 //
 // KEYS: due, ev, st, backlog, failed. ARGV: key base, id, lease score, now
 // (ms), state JSON. Replies the number of events moved.
@@ -267,10 +280,13 @@ local function fail(id, st)
   redis.call('HSET', KEYS[3], id, st)
   moved = moved + 1
 end
+local fq = ARGV[1] .. 'f:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
 fail(ARGV[2], ARGV[5])
+redis.call('RPUSH', fq, ARGV[2])
 for _, id in ipairs(ids) do
   if id ~= ARGV[2] then
     fail(id, cjson.encode({n = 0, err = 'an earlier event of the order failed: ' .. ARGV[2]}))
+    redis.call('RPUSH', fq, id)
   end
 end
 redis.call('DEL', q)
@@ -280,19 +296,16 @@ return moved
 // resendScript moves failed events back to delivery, in the order given
 // (the caller sorts them by id): each joins its order's queue, due at once
 // when it is the head, with its attempts reset and its MAX_AGE clock
-// starting now.
+// starting now. Re-sending one event of an order whose events are blocked
+// behind a failure (f:ORDER) re-sends all of them, in their order, and
+// unblocks the order.
 //
 // KEYS: due, ev, st, backlog, failed. ARGV: key base, now (ms), ids...
 // Replies the number moved.
 var resendScript = redis.NewScript(`
 local moved = 0
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local e = redis.call('HGET', KEYS[2], id)
-  if e and redis.call('ZREM', KEYS[5], id) == 1 then
-    local ok, t = pcall(cjson.decode, e)
-    if not ok then t = {} end
-    local q = ARGV[1] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+local function back(id, q)
+  if redis.call('ZREM', KEYS[5], id) == 1 then
     redis.call('HSET', KEYS[3], id, cjson.encode({n = 0, since = ARGV[2]}))
     redis.call('ZADD', KEYS[4], ARGV[2], id)
     if redis.call('RPUSH', q, id) == 1 then
@@ -301,15 +314,36 @@ for i = 3, #ARGV do
     moved = moved + 1
   end
 end
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local e = redis.call('HGET', KEYS[2], id)
+  if e and redis.call('ZSCORE', KEYS[5], id) then
+    local ok, t = pcall(cjson.decode, e)
+    if not ok then t = {} end
+    local order = (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+    local q = ARGV[1] .. 'q:' .. order
+    local fq = ARGV[1] .. 'f:' .. order
+    local blocked = redis.call('LRANGE', fq, 0, -1)
+    redis.call('DEL', fq)
+    for _, b in ipairs(blocked) do back(b, q) end
+    back(id, q)
+  end
+end
 return moved
 `)
 
-// discardScript deletes failed events for good. KEYS: ev, st, failed.
-// ARGV: ids. Replies the number deleted.
+// discardScript deletes failed events for good, and takes each off its
+// order's blocked list (the order is unblocked once none is left there).
+// KEYS: ev, st, failed. ARGV: key base, ids. Replies the number deleted.
 var discardScript = redis.NewScript(`
 local n = 0
-for _, id in ipairs(ARGV) do
+for i = 2, #ARGV do
+  local id = ARGV[i]
   if redis.call('ZREM', KEYS[3], id) == 1 then
+    local ok, t = pcall(cjson.decode, redis.call('HGET', KEYS[1], id) or '')
+    if ok and type(t) == 'table' then
+      redis.call('LREM', ARGV[1] .. 'f:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or ''), 1, id)
+    end
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     n = n + 1
@@ -533,9 +567,9 @@ func (s *Store) Discard(ctx context.Context, id string, ids []string) (int, erro
 			return total, err
 		}
 		for chunk := range slices.Chunk(todo, 500) {
-			args := make([]any, len(chunk))
-			for i, x := range chunk {
-				args[i] = x
+			args := []any{k.base}
+			for _, x := range chunk {
+				args = append(args, x)
 			}
 			n, err := discardScript.Run(ctx, s.rdb, []string{k.ev, k.st, k.failed}, args...).Int()
 			total += n

@@ -120,7 +120,7 @@ func TestKeysShareTheEventsStreamsSlot(t *testing.T) {
 	for _, shards := range []int{1, 3} {
 		for _, stream := range ledger.New(nil, &ledger.Options{Shards: shards}).EventStreams() {
 			k := keysFor(EndpointID("https://example.com/hook"), stream)
-			for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.base + "q:tencent:O1"} {
+			for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.base + "q:tencent:O1", k.base + "f:tencent:O1"} {
 				if tag(key) != tag(stream.Key) {
 					t.Errorf("key %s: hash tag %q, the events stream's is %q", key, tag(key), tag(stream.Key))
 				}
@@ -487,6 +487,73 @@ func givesUpThenResends(t *testing.T, e *env) {
 		info, err := store.Stats(context.Background(), id)
 		return err == nil && info.Failed == 0 && info.Backlog == 0
 	})
+}
+
+// An order's later event never overtakes its failed one: it waits in
+// failed behind it, and re-sending either re-sends both, in order.
+func TestLaterEventWaitsBehindAFailedOne(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var down sync.Map
+	down.Store("down", true)
+	r := newReceiver(t, e.signer, func(string, int) bool { v, _ := down.Load("down"); return v.(bool) })
+	d, _ := e.start([]string{r.srv.URL}, &Options{MaxAge: 300 * time.Millisecond, RetryBase: 20 * time.Millisecond,
+		RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond})
+	id := EndpointID(r.srv.URL)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
+	ctx := context.Background()
+	e.order("B1", ledger.StateUnknown)
+	e.waitFor(10*time.Second, "the unknown event failed", func() bool {
+		info, err := store.Stats(ctx, id)
+		return err == nil && info.Failed == 1 && info.Backlog == 0
+	})
+	down.Store("down", false)
+	// The order is found paid later: its paid event must wait.
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "B1"}
+	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(ctx, ref, "t2", ledger.SetPaid("P-B1")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(10*time.Second, "the paid event held behind the failed one", func() bool {
+		info, err := store.Stats(ctx, id)
+		return err == nil && info.Failed == 2
+	})
+	d.pokeAll()
+	time.Sleep(300 * time.Millisecond)
+	if got := r.delivered(); len(got) != 0 {
+		t.Fatalf("delivered %v while the order's first event had failed, want nothing", got)
+	}
+	failed, err := store.Failed(ctx, id, 10)
+	if err != nil || len(failed) != 2 {
+		t.Fatalf("Failed = %+v, %v; want 2", failed, err)
+	}
+	later := failed[0].Event.ID
+	if compareIDs(failed[1].Event.ID, later) > 0 {
+		later = failed[1].Event.ID
+	}
+	// Re-sending the later one alone re-sends the order's failed events.
+	if n, err := store.Resend(ctx, id, []string{later}); err != nil || n != 2 {
+		t.Fatalf("Resend(%s) = %d, %v; want 2 (the order's events, in order)", later, n, err)
+	}
+	d.pokeAll()
+	e.waitFor(10*time.Second, "both delivered", func() bool { return len(r.delivered()) == 2 })
+	checkOrder(t, r.deliveries())
+	var types []string
+	for _, x := range r.deliveries() {
+		if x.ok {
+			types = append(types, x.typ)
+		}
+	}
+	if !slices.Equal(types, []string{"order.unknown", "order.paid"}) {
+		t.Errorf("delivered %v, want the unknown event, then the paid one", types)
+	}
+	// The order is no longer blocked: its next event would go straight out.
+	k := keysFor(id, e.ledger.EventStreams()[0])
+	if n := e.rdb.Exists(ctx, k.base+"f:tencent:B1").Val(); n != 0 {
+		t.Errorf("the order's blocked list is still there after the re-send")
+	}
 }
 
 func (d *Dispatcher) pokeAll() {
