@@ -143,7 +143,9 @@ type EventsPage struct {
 }
 
 // ReadEvents returns up to limit events after the position after, oldest
-// first (by entry id, then shard). after is "" or "0" (from the oldest
+// first (by entry id, then shard). An empty stream read from its start
+// gives the position 0-0, so that events written and trimmed away before
+// the next read are reported missed. after is "" or "0" (from the oldest
 // kept) or the Next of an earlier page; with one shard, also an event id
 // or a bare millisecond time. With more than one, an event id is refused
 // (ErrBadEventCursor): the shards write their events independently, so an
@@ -215,13 +217,16 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		last[best] = m.ID
 		page.Events = append(page.Events, streams[best].Event(m))
 	}
+	// A shard read from its start whose stream is empty goes on from
+	// 0-0, a position: retention that trims events written before the next
+	// read is then reported (Missed) like any other.
 	if n == 1 {
 		page.Next = after
-		if len(page.Events) > 0 {
+		switch {
+		case len(page.Events) > 0:
 			page.Next = page.Events[len(page.Events)-1].ID
-		}
-		if page.Next == "" {
-			page.Next = "0"
+		case !ps[0].set:
+			page.Next = "0-0"
 		}
 	} else {
 		next := make([]string, n)
@@ -229,6 +234,8 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 			switch {
 			case last[i] != "":
 				next[i] = last[i]
+			case !ps[i].set && len(cmds[i].Val()) == 0:
+				next[i] = "0-0"
 			case !ps[i].set:
 				next[i] = "0"
 			default:
