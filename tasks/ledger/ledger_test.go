@@ -410,6 +410,51 @@ func TestListNewestFirstWithCursor(t *testing.T) {
 	}
 }
 
+// Orders claimed in the same millisecond (a batch) are all listed, page
+// after page, across providers, none twice and none skipped.
+func TestListPagesThroughTies(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, &ledger.Options{Now: func() time.Time { return now }})
+	var claims []ledger.ClaimArgs
+	want := map[string]bool{}
+	for i := range 300 {
+		p := []string{"a", "b"}[i%2]
+		no := fmt.Sprintf("T%03d", i)
+		claims = append(claims, ledger.ClaimArgs{Ref: ledger.Ref{Provider: p, OrderNo: no}, Params: []byte(`{}`), ParamsHash: "h"})
+		want[p+"/"+no] = true
+	}
+	if _, errs, err := l.ClaimMany(ctx, claims); err != nil || slices.ContainsFunc(errs, func(e error) bool { return e != nil }) {
+		t.Fatalf("ClaimMany: %v %v", err, errs)
+	}
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		page, err := l.List(ctx, ledger.ListArgs{Providers: []string{"a", "b"}, Limit: 50, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Records {
+			k := r.Provider + "/" + r.OrderNo
+			if seen[k] {
+				t.Errorf("%s listed twice", k)
+			}
+			seen[k] = true
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+		if pages > 10 {
+			t.Fatal("cursor does not advance")
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("listed %d of %d orders claimed in one millisecond", len(seen), len(want))
+	}
+}
+
 func TestResolveAndRedrive(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)

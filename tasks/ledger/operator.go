@@ -88,34 +88,64 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 		}
 		states = []State{a.State}
 	}
-	pipe := l.rdb.Pipeline()
+	// Each index gives its newest entries from the top score on. Entries
+	// tied at the top score that an earlier page showed are dropped, so an
+	// index whose whole fetch was used up by them (a batch claimed in one
+	// millisecond) is read on until it gives a full page or ends: the
+	// merged page is then the newest of every index, and paging neither
+	// stops early nor jumps past entries never read.
 	type q struct {
 		provider string
+		key      string
+		offset   int64
+		kept     int
+		done     bool
 		cmd      *redis.ZSliceCmd
 	}
-	var qs []q
+	fetch := int64(a.Limit) + 64
+	var qs []*q
 	for _, p := range a.Providers {
 		for _, s := range states {
 			for i := range l.shards {
-				// Ties at the top score are filtered below; fetch enough.
-				qs = append(qs, q{p, pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-					Key: l.shards[i].indexKey(p, s), Start: strconv.FormatFloat(top.score, 'f', -1, 64), Stop: "-inf",
-					ByScore: true, Rev: true, Count: int64(a.Limit) + 64,
-				})})
+				qs = append(qs, &q{provider: p, key: l.shards[i].indexKey(p, s)})
 			}
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return ListPage{}, fmt.Errorf("list orders: %w", err)
-	}
 	var all []listed
-	for _, x := range qs {
-		for _, z := range x.cmd.Val() {
-			it := listed{score: z.Score, provider: x.provider, orderNo: z.Member.(string)}
-			if a.Cursor != "" && !it.after(top) {
+	for {
+		pipe := l.rdb.Pipeline()
+		pending := 0
+		for _, x := range qs {
+			if x.done {
 				continue
 			}
-			all = append(all, it)
+			x.cmd = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+				Key: x.key, Start: strconv.FormatFloat(top.score, 'f', -1, 64), Stop: "-inf",
+				ByScore: true, Rev: true, Offset: x.offset, Count: fetch,
+			})
+			pending++
+		}
+		if pending == 0 {
+			break
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return ListPage{}, fmt.Errorf("list orders: %w", err)
+		}
+		for _, x := range qs {
+			if x.done {
+				continue
+			}
+			got := x.cmd.Val()
+			for _, z := range got {
+				it := listed{score: z.Score, provider: x.provider, orderNo: z.Member.(string)}
+				if a.Cursor != "" && !it.after(top) {
+					continue
+				}
+				all = append(all, it)
+				x.kept++
+			}
+			x.offset += int64(len(got))
+			x.done = int64(len(got)) < fetch || x.kept > a.Limit
 		}
 	}
 	slices.SortFunc(all, func(x, y listed) int {
@@ -136,7 +166,7 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 	if len(all) == 0 {
 		return page, nil
 	}
-	pipe = l.rdb.Pipeline()
+	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(all))
 	for i, it := range all {
 		ref := Ref{it.provider, it.orderNo}
