@@ -93,7 +93,10 @@ type Record struct {
 	PendingSince   time.Time `json:"pending_since,omitzero"`
 	NextCheckAt    time.Time `json:"next_check_at,omitzero"`
 	OutcomeAt      time.Time `json:"outcome_at,omitzero"`
-	History        []Attempt `json:"history,omitempty"`
+	// RedrivenAt is when an operator last re-drove the order: its deadline
+	// counts from then.
+	RedrivenAt time.Time `json:"redriven_at,omitzero"`
+	History    []Attempt `json:"history,omitempty"`
 }
 
 // MayHaveBeenCreated reports whether the provider may hold the order: a
@@ -300,6 +303,8 @@ func (r *Record) set(k, v string) {
 		r.Reason = v
 	case "created":
 		r.CreatedAt = msTime(v)
+	case "redriven":
+		r.RedrivenAt = msTime(v)
 	case "updated":
 		r.UpdatedAt = msTime(v)
 	case "first_attempt":

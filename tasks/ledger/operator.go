@@ -277,7 +277,8 @@ func stateBefore(rec *Record) State {
 }
 
 // redriveScript moves an errored order that surely created nothing back to
-// submitting, with its failure budget reset and a history entry.
+// submitting, with its failure budget reset, its deadline counting from now
+// (redriven) and a history entry.
 //
 // KEYS: record, history, errored index, submitting index. ARGV: order_no,
 // now (ms), attempt JSON, reason, max history.
@@ -286,7 +287,7 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight')
 if not cur[1] then return {'missing'} end
 if cur[1] ~= 'errored' then return {'refused', 'the order is ' .. cur[1] .. ', not errored'} end
 if cur[2] == '1' or (cur[3] or '') ~= '' then return {'refused', 'the order may exist at the provider'} end
-redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', ARGV[2], 'outcome_at', '')
+redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', ARGV[2], 'outcome_at', '', 'redriven', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 if redis.call('RPUSH', KEYS[2], ARGV[3]) > tonumber(ARGV[5]) then

@@ -170,8 +170,14 @@ type Decision struct {
 	Then   Then
 }
 
+// pastDeadline reports whether the order's deadline passed: Deadline after
+// it was enqueued, or after an operator last re-drove it.
 func pastDeadline(rec *ledger.Record, p Policy, now time.Time) bool {
-	return p.Deadline > 0 && now.After(rec.CreatedAt.Add(p.Deadline))
+	from := rec.CreatedAt
+	if rec.RedrivenAt.After(from) {
+		from = rec.RedrivenAt
+	}
+	return p.Deadline > 0 && now.After(from.Add(p.Deadline))
 }
 
 func (p Policy) deadlineReason() string {

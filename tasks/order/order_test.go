@@ -307,6 +307,15 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(u, Lookup, notFound, p, t0.Add(time.Hour)); d.Settle.To() != ledger.StateSubmitting || d.Then.Next != Continue {
 		t.Errorf("not found at the deadline: %q %v, want submitting, continue", d.Settle.To(), d.Then.Next)
 	}
+	// Re-driven by an operator: the deadline counts from the re-drive.
+	rd := unknown()
+	rd.RedrivenAt = t0.Add(2 * time.Hour)
+	if d := Decide(rd, Lookup, notFound, p, t0.Add(2*time.Hour+30*time.Minute)); d.Settle.To() != ledger.StateSubmitting || d.Then.Next != Continue {
+		t.Errorf("not found half an hour after a re-drive: %q %v, want submitting, continue", d.Settle.To(), d.Then.Next)
+	}
+	if d := Decide(rd, Lookup, notFound, p, t0.Add(3*time.Hour+time.Millisecond)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("not found past the deadline after a re-drive: %q, want errored", d.Settle.To())
+	}
 	// A failed lookup past the deadline: left unknown for a person.
 	if d := Decide(u, Lookup, unavailable, p, t0.Add(2*time.Hour)); d.Settle.To() != ledger.StateUnknown || d.Then.Next != Stop || !strings.Contains(d.Then.Reason, "left for an operator") {
 		t.Errorf("failed lookup past the deadline: %q %v %q", d.Settle.To(), d.Then.Next, d.Then.Reason)
