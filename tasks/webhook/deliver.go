@@ -171,7 +171,7 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 	senders := max(1, (o.Senders+len(o.Streams)-1)/len(o.Streams))
 	host, _ := os.Hostname()
 	d := &Dispatcher{
-		rdb: rdb, signer: signer, opts: o, log: o.Logger, now: time.Now,
+		rdb: rdb, signer: signer, opts: o, log: o.Logger, now: newRedisClock(rdb).Now,
 		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8]),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_webhook_deliveries_total",

@@ -364,7 +364,7 @@ type Store struct {
 // NewStore returns a Store on rdb for the events streams of a ledger
 // (Ledger.EventStreams).
 func NewStore(rdb redis.UniversalClient, streams []ledger.EventStream) *Store {
-	return &Store{rdb: rdb, streams: streams, now: time.Now}
+	return &Store{rdb: rdb, streams: streams, now: newRedisClock(rdb).Now}
 }
 
 // EndpointInfo is an endpoint as the store knows it.

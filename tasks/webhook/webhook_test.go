@@ -677,3 +677,28 @@ func TestCrashedConsumerLosesNothing(t *testing.T) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Webhook times are read on Redis's clock: a host whose own clock is an
+// hour off still reads Redis's time, and keeps the last offset while
+// Redis cannot be asked.
+func TestRedisClock(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	skew := time.Hour
+	c := newRedisClock(e.rdb)
+	c.local = func() time.Time { return time.Now().Add(skew) }
+	if d := c.Now().Sub(time.Now()); d < -time.Second || d > time.Second {
+		t.Errorf("a clock an hour ahead reads %s off Redis's time, want within a second", d)
+	}
+	skew = -time.Hour
+	c.mu.Lock()
+	c.checked = time.Time{} // measure again
+	c.mu.Unlock()
+	if d := c.Now().Sub(time.Now()); d < -time.Second || d > time.Second {
+		t.Errorf("a clock an hour behind reads %s off Redis's time, want within a second", d)
+	}
+	down := newRedisClock(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}))
+	if d := down.Now().Sub(time.Now()); d < -time.Second || d > time.Second {
+		t.Errorf("without Redis the clock reads %s off the local one, want the local time", d)
+	}
+}
