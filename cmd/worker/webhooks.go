@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,7 +71,26 @@ func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt
 	for i, u := range cfg.WebhookURLs {
 		log.Info("webhooks: delivering outcome events", "endpoint", i, "url", webhook.DisplayURL(u))
 	}
+	warnUnconfigured(ctx, rdb, streams, cfg.WebhookURLs, log)
 	return func() { cancel(); wg.Wait(); rdb.Close() }, nil
+}
+
+// warnUnconfigured logs each endpoint Redis knows that no longer is in
+// ORDERWORKER_WEBHOOK_URLS but still holds events: its id is a hash of its
+// URL, so a URL changed (a new token in its query, a trailing slash) is a
+// new endpoint, and no worker delivers the old one's backlog.
+func warnUnconfigured(ctx context.Context, rdb redis.UniversalClient, streams []ledger.EventStream, urls []string, log *slog.Logger) {
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	eps, err := webhook.NewStore(rdb, streams).Unconfigured(c, urls)
+	if err != nil {
+		log.Warn("webhooks: cannot list the endpoints Redis knows", "error", err)
+		return
+	}
+	for _, ep := range eps {
+		log.Warn("webhooks: an endpoint no longer in ORDERWORKER_WEBHOOK_URLS holds undelivered events; no worker delivers them (put its URL back, or see enqueue webhooks)",
+			"endpoint_id", ep.ID, "url", ep.URL, "backlog", ep.Backlog, "failed", ep.Failed)
+	}
 }
 
 // serveDevAPI serves the producers' HTTP API for -dev on loopback, at

@@ -424,6 +424,29 @@ func (s *Store) Endpoints(ctx context.Context) ([]EndpointInfo, error) {
 	return out, nil
 }
 
+// Unconfigured lists the endpoints Redis knows that are not among urls and
+// still hold undelivered or failed events: no worker configured with urls
+// delivers them. An endpoint's id is a hash of its URL, so changing a URL
+// in any way (a new token in its query, a trailing slash) leaves the old
+// endpoint's events behind.
+func (s *Store) Unconfigured(ctx context.Context, urls []string) ([]EndpointInfo, error) {
+	configured := map[string]bool{}
+	for _, u := range urls {
+		configured[EndpointID(u)] = true
+	}
+	eps, err := s.Endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []EndpointInfo
+	for _, ep := range eps {
+		if !configured[ep.ID] && (ep.Backlog > 0 || ep.Failed > 0) {
+			out = append(out, ep)
+		}
+	}
+	return out, nil
+}
+
 // Stats reads one endpoint's counts (not its URL or index), summed over
 // the events streams.
 func (s *Store) Stats(ctx context.Context, id string) (EndpointInfo, error) {

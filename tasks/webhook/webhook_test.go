@@ -577,6 +577,30 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
+// An endpoint whose URL left the configuration while it still held events
+// is listed as unconfigured: no worker delivers them.
+func TestUnconfiguredEndpoints(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := newReceiver(t, e.signer, func(string, int) bool { return true })
+	e.start([]string{r.srv.URL}, &Options{MaxAge: time.Hour, RetryBase: time.Second, RetryMax: time.Second, Timeout: time.Second})
+	e.order("U1", ledger.StatePaid)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
+	ctx := context.Background()
+	e.waitFor(10*time.Second, "the event admitted", func() bool {
+		info, err := store.Stats(ctx, EndpointID(r.srv.URL))
+		return err == nil && info.Backlog == 1
+	})
+	if eps, err := store.Unconfigured(ctx, []string{r.srv.URL}); err != nil || len(eps) != 0 {
+		t.Errorf("Unconfigured with the URL configured = %+v, %v; want none", eps, err)
+	}
+	changed := r.srv.URL + "?v=2"
+	eps, err := store.Unconfigured(ctx, []string{changed})
+	if err != nil || len(eps) != 1 || eps[0].ID != EndpointID(r.srv.URL) || eps[0].Backlog != 1 {
+		t.Errorf("Unconfigured after the URL changed = %+v, %v; want the old endpoint with its backlog", eps, err)
+	}
+}
+
 // Discard deletes failed events for good.
 func TestDiscard(t *testing.T) {
 	t.Parallel()
