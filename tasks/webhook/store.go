@@ -168,10 +168,15 @@ for round = 1, 20 do
   local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, cursor, 'COUNT', ARGV[5])
   cursor = r[1]
   for _, e in ipairs(r[2]) do
-    local id, f = e[1], e[2]
-    if not f then
+    -- Redis 6.2 may answer a trimmed entry as nil (7 lists it in r[3]):
+    -- without its id it can be neither admitted nor acknowledged, and it
+    -- comes back on every call, so it is not counted (it would be, as
+    -- lost, every time).
+    local id, f = nil, nil
+    if type(e) == 'table' then id, f = e[1], e[2] end
+    if id and not f then
       lost = lost + 1
-    else
+    elseif id then
       local t = {}
       for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
       if redis.call('HSETNX', KEYS[2], id, cjson.encode(t)) == 1 then
@@ -193,7 +198,7 @@ for round = 1, 20 do
         admitted = admitted + 1
       end
     end
-    redis.call('XACK', KEYS[1], ARGV[1], id)
+    if id then redis.call('XACK', KEYS[1], ARGV[1], id) end
   end
   if r[3] then lost = lost + #r[3] end
   if cursor == '0-0' then break end
