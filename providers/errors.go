@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -156,4 +157,47 @@ func Retryable(c Code) bool {
 // created the order, so the next attempt must look it up first.
 func MaybeCreated(c Code) bool {
 	return c == Ambiguous || c == Unknown
+}
+
+// PageBase is what reading page 0 of a listing shows about where the
+// server's page numbers start, when the documents do not say.
+type PageBase int
+
+const (
+	// BaseUnknown: nothing shown (page 0 could not be read, or both pages
+	// are empty, or an order lacks its id): the listing read from 1 stands.
+	BaseUnknown PageBase = iota
+	// BaseFrom1: page 0 was refused as invalid, repeats page 1, or is
+	// empty while page 1 is not.
+	BaseFrom1
+	// BaseFrom0: page 0 holds orders and page 1 none, or none of page 1's.
+	BaseFrom0
+	// BaseMoved: page 0 shares some of page 1's orders but not all: orders
+	// moved between the reads, and the listing cannot be trusted.
+	BaseMoved
+)
+
+// JudgePageZero judges page 0 of a listing (its order ids, or err from
+// reading it) against page 1 (its ids, as read before).
+func JudgePageZero(err error, zero, one []string) PageBase {
+	switch {
+	case err != nil && CodeOf(err) == InvalidArgument:
+		return BaseFrom1
+	case err != nil, slices.Contains(zero, ""), slices.Contains(one, ""):
+		return BaseUnknown
+	case len(zero) == 0 && len(one) == 0:
+		return BaseUnknown
+	case len(zero) == 0:
+		return BaseFrom1
+	case len(one) == 0:
+		return BaseFrom0
+	case slices.Equal(zero, one):
+		return BaseFrom1
+	}
+	for _, id := range zero {
+		if slices.Contains(one, id) {
+			return BaseMoved
+		}
+	}
+	return BaseFrom0
 }

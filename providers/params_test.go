@@ -260,3 +260,29 @@ func FuzzDecodeParamsNumber(f *testing.F) {
 		}
 	})
 }
+
+func TestJudgePageZero(t *testing.T) {
+	t.Parallel()
+	invalid := &Error{Code: InvalidArgument, Op: "list"}
+	down := &Error{Code: Unavailable, Op: "list"}
+	for _, tt := range []struct {
+		name      string
+		err       error
+		zero, one []string
+		want      PageBase
+	}{
+		{"refused as invalid", invalid, nil, []string{"1"}, BaseFrom1},
+		{"failed", down, nil, []string{"1"}, BaseUnknown},
+		{"both empty", nil, nil, nil, BaseUnknown},
+		{"empty page 0", nil, nil, []string{"1"}, BaseFrom1},
+		{"page 1 again", nil, []string{"1", "2"}, []string{"1", "2"}, BaseFrom1},
+		{"orders on page 0 only", nil, []string{"1"}, nil, BaseFrom0},
+		{"a page of its own", nil, []string{"3", "4"}, []string{"1", "2"}, BaseFrom0},
+		{"some of page 1", nil, []string{"0", "1"}, []string{"1", "2"}, BaseMoved},
+		{"orders without ids", nil, []string{"", ""}, []string{"", ""}, BaseUnknown},
+	} {
+		if got := JudgePageZero(tt.err, tt.zero, tt.one); got != tt.want {
+			t.Errorf("%s: JudgePageZero = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -131,9 +131,9 @@ type Client struct {
 	log           *slog.Logger
 	now           func() time.Time
 	nonce         func() string
-	// pagesFrom1 is set once order/query has shown that its pageNo
-	// counts from 1 (see readPageZero).
-	pagesFrom1 atomic.Bool
+	// pagesFrom1 and pagesFrom0 are set once order/query has shown where
+	// its pageNo starts (see list).
+	pagesFrom1, pagesFrom0 atomic.Bool
 }
 
 var (

@@ -3,7 +3,6 @@ package aliyun
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
@@ -149,21 +148,54 @@ type listing struct {
 //
 // Where pageNo starts is not documented; pages are read from 1. A server
 // counting from 0 would hide its first page (the newest orders, if it lists
-// newest first) from such a reader, so when the list ends at an empty page
-// without a total, or short of its total, page 0 is read too (readPageZero).
+// newest first), so when the list ends at an empty page without a total,
+// or short of its total, page 0 is read too (once more if that fails), and
+// judged against page 1 (providers.JudgePageZero): a server shown to count
+// from 0 is read again from page 0, and from then on always from 0; one
+// shown to count from 1 is not asked for page 0 again; when page 0 shares
+// some but not all of page 1's orders, orders moved between the reads and
+// the list is incomplete (gapShifted); when nothing is shown (page 0
+// failed twice, say), the list read from 1 stands.
 func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
-	var l listing
+	if c.pagesFrom0.Load() {
+		l, _, _, err := c.listFrom(ctx, p, 0)
+		return l, err
+	}
+	l, one, needZero, err := c.listFrom(ctx, p, 1)
+	if err != nil || !needZero || c.pagesFrom1.Load() {
+		return l, err
+	}
+	zero, _, zerr := c.queryPage(ctx, p, 0)
+	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
+		zero, _, zerr = c.queryPage(ctx, p, 0)
+	}
+	switch providers.JudgePageZero(zerr, idsOf(zero.Orders), one) {
+	case providers.BaseFrom1:
+		c.pagesFrom1.Store(true)
+	case providers.BaseFrom0:
+		c.pagesFrom0.Store(true)
+		l, _, _, err = c.listFrom(ctx, p, 0)
+	case providers.BaseMoved:
+		l.gap = gapShifted
+	}
+	return l, err
+}
+
+// listFrom reads the device's orders from page first on. It returns the
+// first page's order ids too, and whether the list ended at an empty page
+// without a total or short of its total (where a server counting from 0
+// would have hidden its page 0 from a reader starting at 1).
+func (c *Client) listFrom(ctx context.Context, p CreateParams, first int) (l listing, firstIDs []string, needZero bool, err error) {
 	seen := map[string]bool{}
 	total := int64(-1)
-	var first []string // page 1's order ids
-	for page := 1; ; page++ {
-		if page > c.maxPages {
+	for page := first; ; page++ {
+		if page-first >= c.maxPages {
 			l.gap = gapTooLong
-			return l, nil
+			return l, firstIDs, false, nil
 		}
 		got, a, err := c.queryPage(ctx, p, page)
 		if err != nil {
-			return listing{}, err
+			return listing{}, nil, false, err
 		}
 		l.last = a
 		if got.Total >= 0 {
@@ -171,28 +203,25 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 				// An order left the list while we paged: another may
 				// have moved onto a page already read.
 				l.gap = gapShifted
-				return l, nil
+				return l, firstIDs, false, nil
 			}
 			total = got.Total
 		}
 		added := l.add(got.Orders, seen)
-		if page == 1 {
-			first = idsOf(got.Orders)
+		if page == first {
+			firstIDs = idsOf(got.Orders)
 		}
 		switch {
 		case len(got.Orders) == 0:
 			if total >= 0 && int64(len(l.orders)) < total {
 				l.gap = gapShifted
 			}
-			if total < 0 || l.gap == gapShifted {
-				c.readPageZero(ctx, p, &l, seen, total, first)
-			}
-			return l, nil
+			return l, firstIDs, total < 0 || l.gap == gapShifted, nil
 		case total >= 0 && int64(len(l.orders)) >= total:
-			return l, nil
+			return l, firstIDs, false, nil
 		case added == 0:
 			l.gap = gapRepeats
-			return l, nil
+			return l, firstIDs, false, nil
 		}
 	}
 }
@@ -234,56 +263,6 @@ func idsOf(orders []OrderInfo) []string {
 		ids[i] = o.OrderID
 	}
 	return ids
-}
-
-// readPageZero reads page 0 after a list from page 1 ended at an empty page
-// without a total (total < 0) or short of it (l.gap == gapShifted), unless
-// the server already showed that it counts from 1. Orders it brings that
-// pages 1 on did not are added: the server counts from 0 and they are its
-// first page. Then a list with a total is complete once it holds that
-// many. Anything else changes nothing, as if page 0 had not been read:
-//
-//   - a refusal as invalid (the server counts from 1, remembered);
-//   - page 0 the same as page 1 (it serves page 1 for 0, remembered), or
-//     empty while page 1 was not (remembered);
-//   - any other failure: the documented reading, from 1, stands.
-//
-// Its cost: one order/query call per such listing, until the server has
-// shown that it counts from 1.
-func (c *Client) readPageZero(ctx context.Context, p CreateParams, l *listing, seen map[string]bool, total int64, first []string) {
-	if c.pagesFrom1.Load() {
-		return
-	}
-	got, a, err := c.queryPage(ctx, p, 0)
-	if err != nil {
-		if providers.CodeOf(err) == providers.InvalidArgument {
-			c.pagesFrom1.Store(true)
-		}
-		return
-	}
-	if got.Total >= 0 && total >= 0 && got.Total < total {
-		l.gap = gapShifted // orders left the list meanwhile
-		return
-	}
-	if len(first) > 0 && (len(got.Orders) == 0 || slices.Equal(idsOf(got.Orders), first)) {
-		c.pagesFrom1.Store(true)
-		return
-	}
-	if l.add(got.Orders, seen) == 0 {
-		return
-	}
-	l.last = a
-	if total < 0 {
-		total = got.Total
-	}
-	switch {
-	case total < 0:
-		l.gap = gapNone // pages 1 on ended at an empty page
-	case int64(len(l.orders)) >= total:
-		l.gap = gapNone
-	default:
-		l.gap = gapShifted
-	}
 }
 
 // Prepare implements providers.Preparer: before an order's first create it

@@ -476,11 +476,13 @@ func TestListingPagesFromZero(t *testing.T) {
 			if len(known) != 3 {
 				t.Fatalf("Prepare = %v, want the ids of the device's 3 orders", known)
 			}
-			// Pages 1 and 2 from 1 (3 orders, 2 a page), then the empty
-			// page that ends the list, where the total does not; page 0
-			// when the list has no total or ends short of it.
+			// From 1: pages 1 and 2 (3 orders, 2 a page), and the empty
+			// page 3 without a total. Page 0 when the list has no total
+			// or ends short of it; a server shown to count from 0 is then
+			// read again from 0 (pages 0 and 1, and the empty page 2
+			// without a total).
 			calls := f.sb.Calls(aliyun.PathQuery) - before
-			want := map[sandbox.Paging]int{{From0: true}: 2 + 1, {From0: true, NoTotal: true}: 2 + 1, {NoTotal: true}: 3 + 1, {}: 2}[paging]
+			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 2, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 1, {}: 2}[paging]
 			if calls != want {
 				t.Errorf("Prepare made %d order/query calls, want %d", calls, want)
 			}
@@ -492,12 +494,48 @@ func TestListingPagesFromZero(t *testing.T) {
 			if err != nil || r.ProviderOrderID != ours {
 				t.Fatalf("Lookup = %+v, %v; want order %s", r, err, ours)
 			}
-			if paging == (sandbox.Paging{NoTotal: true}) {
-				// Page 0 was refused once: the server counts from 1.
-				if calls := f.sb.Calls(aliyun.PathQuery) - before; calls != 3 {
-					t.Errorf("Lookup made %d order/query calls after page 0 was refused, want 3", calls)
-				}
+			// What the server showed is remembered: 4 orders now, read
+			// from where it counts without asking page 0 again.
+			want = map[sandbox.Paging]int{{From0: true}: 2, {From0: true, NoTotal: true}: 3, {NoTotal: true}: 3, {}: 2}[paging]
+			if calls := f.sb.Calls(aliyun.PathQuery) - before; calls != want {
+				t.Errorf("Lookup made %d order/query calls, want %d", calls, want)
 			}
 		})
+	}
+}
+
+// Orders that arrive while a listing is read never make it look complete
+// without ours: page 0 of a server counting from 0, read last, brings a
+// newcomer and none of page 1's orders, so the device is read again from
+// page 0, where ours is found.
+func TestListingFromZeroWhileOrdersArrive(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	entry := func(id, commodity string) map[string]any {
+		return map[string]any{"orderId": id, "commodityCode": commodity, "copies": 2, "paymentStatus": 0}
+	}
+	page := func(total int, orders ...map[string]any) sandbox.Reply {
+		data := []any{}
+		for _, o := range orders {
+			data = append(data, o)
+		}
+		return sandbox.Reply{Code: 200, Data: map[string]any{"total": total, "data": data}}
+	}
+	const ours = "streamingResource_20_10"
+	old, other, mine, newcomer := entry("1", ours), entry("2", "other_plan"), entry("3", ours), entry("4", "other_plan")
+	f.sb.Inject(aliyun.PathQuery,
+		page(3, old),             // page 1 of a server counting from 0: its second page
+		page(3),                  // page 2: empty, short of the total
+		page(4, newcomer, other), // page 0, read after a newcomer arrived: ours moved to page 1
+		page(4, newcomer, other), // read again from 0
+		page(4, mine, old),       // page 1
+	)
+	o := testOrder(900)
+	o.FirstAttempt = time.Now()
+	o.Known = []string{"1", "2"}
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	r, err := f.c.Lookup(ctx(t), o)
+	if err != nil || r.ProviderOrderID != "3" {
+		t.Fatalf("Lookup = %+v, %v; want order 3 (never not_found)", r, err)
 	}
 }

@@ -170,53 +170,105 @@ func parsePage(payload json.RawMessage) (page, error) {
 // Where Page starts is not documented; pages are read from 1. A server
 // counting from 0 would hide its first page (the newest orders, if it lists
 // newest first), so when the list ends at an empty page without a
-// TotalCount, or short of it, page 0 is read too (pageZero).
+// TotalCount, or short of it, page 0 is read too (once more if that fails),
+// and judged against page 1 (providers.JudgePageZero): a server shown to
+// count from 0 is read again from page 0, and from then on always from 0;
+// one shown to count from 1 is not asked for page 0 again; when page 0
+// shares some but not all of page 1's orders, orders moved between the
+// reads (Unavailable); when nothing is shown (page 0 failed twice, say),
+// the list read from 1 stands.
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
-	const op = Name + " QueryOrders"
 	q := map[string]string{
 		"StartTime": start.In(loc).Format(QueryTimeLayout),
 		"EndTime":   end.In(loc).Format(QueryTimeLayout),
 		"Size":      strconv.Itoa(c.pageSize),
 	}
-	var l orderList
-	l.seen = map[string]bool{}
+	if c.pagesFrom0.Load() {
+		r := c.listFrom(ctx, q, 0)
+		return r.out, r.err()
+	}
+	r := c.listFrom(ctx, q, 1)
+	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
+		return r.out, r.err()
+	}
+	_, zero, _, zerr := c.queryPage(ctx, q, 0)
+	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
+		_, zero, _, zerr = c.queryPage(ctx, q, 0)
+	}
+	switch providers.JudgePageZero(zerr, idsOf(zero), r.firstIDs) {
+	case providers.BaseFrom1:
+		c.pagesFrom1.Store(true)
+	case providers.BaseFrom0:
+		c.pagesFrom0.Store(true)
+		r = c.listFrom(ctx, q, 0)
+	case providers.BaseMoved:
+		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders",
+			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
+	}
+	return r.out, r.err()
+}
+
+// listed is what listFrom read.
+type listed struct {
+	out      []orderInfo
+	firstIDs []string // the first page's order ids
+	// needZero: the list ended at an empty page without a TotalCount, or
+	// short of it (short), where a server counting from 0 would have
+	// hidden its page 0 from a reader starting at 1.
+	needZero bool
+	short    error // the list ended short of its TotalCount
+	fail     error // any other failure
+}
+
+func (r listed) err() error {
+	if r.fail != nil {
+		return r.fail
+	}
+	return r.short
+}
+
+// listFrom reads QueryOrders pages from first on.
+func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) listed {
+	const op = Name + " QueryOrders"
+	var r listed
+	l := orderList{seen: map[string]bool{}}
 	total := -1
-	var first []string // page 1's order ids
-	for n := 1; ; n++ {
-		if n > MaxPages {
-			return nil, &providers.Error{Code: providers.Ambiguous, Op: op,
+	for n := first; ; n++ {
+		if n-first >= MaxPages {
+			r.fail = &providers.Error{Code: providers.Ambiguous, Op: op,
 				Message: fmt.Sprintf("more orders in the window than %d pages hold; cannot rule any out", MaxPages)}
+			return r
 		}
 		pg, orders, status, err := c.queryPage(ctx, q, n)
 		if err != nil {
-			return nil, err
+			r.fail = err
+			return r
 		}
 		if pg.HasTotal {
 			if total >= 0 && pg.Total < total {
 				// An order left the list while we paged: one may have
 				// moved onto a page already read.
-				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "order list shrank while paging"}
+				r.fail = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "order list shrank while paging"}
+				return r
 			}
 			total = pg.Total
 		}
 		l.add(orders)
-		if n == 1 {
-			first = idsOf(orders)
+		if n == first {
+			r.firstIDs = idsOf(orders)
 		}
+		r.out = l.out
 		switch {
 		case len(orders) == 0 && total > l.received:
-			if c.pageZero(ctx, q, &l, total, first) {
-				return l.out, nil
-			}
-			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			r.needZero = true
+			r.short = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 				Message: fmt.Sprintf("page %d is empty but %d of %d orders are unread", n, total-l.received, total)}
+			return r
 		case len(orders) == 0:
-			if total < 0 {
-				c.pageZero(ctx, q, &l, total, first)
-			}
-			return l.out, nil
+			r.needZero = total < 0
+			return r
 		case total >= 0 && l.received >= total:
-			return l.out, nil
+			return r
 		}
 	}
 }
@@ -275,48 +327,6 @@ func (c *Client) queryPage(ctx context.Context, q map[string]string, n int) (pag
 		orders = append(orders, d)
 	}
 	return pg, orders, status, nil
-}
-
-// pageZero reads page 0 after a list from page 1 ended at an empty page
-// without a TotalCount (total < 0) or short of it, unless the server
-// already showed that it counts from 1. Orders it brings that pages 1 on
-// did not are added to l: the server counts from 0 and they are its first
-// page. It reports whether the list is then complete: with a total, once
-// it holds that many; without one, always (pages 1 on ended at an empty
-// page). Anything else changes nothing, as if page 0 had not been read:
-//
-//   - a refusal as invalid (the server counts from 1, remembered);
-//   - page 0 the same as page 1 (it serves page 1 for 0), or empty while
-//     page 1 was not (both remembered);
-//   - any other failure: the documented reading, from 1, stands.
-//
-// Its cost: one QueryOrders call per such listing, until the server has
-// shown that it counts from 1.
-func (c *Client) pageZero(ctx context.Context, q map[string]string, l *orderList, total int, first []string) bool {
-	if c.pagesFrom1.Load() {
-		return false
-	}
-	pg, orders, _, err := c.queryPage(ctx, q, 0)
-	if err != nil {
-		if providers.CodeOf(err) == providers.InvalidArgument {
-			c.pagesFrom1.Store(true)
-		}
-		return false
-	}
-	if pg.HasTotal && total >= 0 && pg.Total < total {
-		return false // orders left the list meanwhile
-	}
-	if len(first) > 0 && (len(orders) == 0 || slices.Equal(idsOf(orders), first)) {
-		c.pagesFrom1.Store(true)
-		return false
-	}
-	if l.add(orders) == 0 {
-		return false
-	}
-	if total < 0 && pg.HasTotal {
-		total = pg.Total
-	}
-	return total < 0 || l.received >= total
 }
 
 // excludes reports whether listed order d is surely not the one p

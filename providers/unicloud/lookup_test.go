@@ -568,8 +568,8 @@ func TestLookupPagesFromZero(t *testing.T) {
 		from0, noTotal bool
 		queries        int // QueryOrders calls: both windows, the UTC one empty
 	}{
-		{from0: true, queries: 2 + 1},                // the empty page 1 (short of the total), page 0; the UTC window's page 1, empty with a total of 0
-		{from0: true, noTotal: true, queries: 2 + 2}, // the empty page 1 ends the list, page 0; the same for the UTC window
+		{from0: true, queries: 3 + 1},                // the empty page 1 (short of the total), page 0, then page 0 again (the server counts from 0); the UTC window's page 0, empty with a total of 0
+		{from0: true, noTotal: true, queries: 4 + 1}, // the empty page 1 ends the list, page 0, then pages 0 and 1 again; the UTC window's empty page 0
 		{noTotal: true, queries: 3 + 1},              // pages 1, 2 (empty), 0 (refused, remembered); the UTC window's empty page 1
 		{queries: 1 + 1},                             // page 1 holds the total; the UTC window's page 1, empty with a total of 0
 	} {

@@ -103,9 +103,9 @@ type Client struct {
 	productCategory string
 	pageSize        int
 	names           nameCache
-	// pagesFrom1 is set once QueryOrders has shown that its Page counts
-	// from 1 (see pageZero).
-	pagesFrom1 atomic.Bool
+	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
+	// its Page starts (see listOrders).
+	pagesFrom1, pagesFrom0 atomic.Bool
 }
 
 var _ providers.Provider = (*Client)(nil)
