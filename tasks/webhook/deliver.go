@@ -501,7 +501,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 	if j.fields == "" {
 		// Admitted without its fields: nothing can be sent.
 		log.Error("webhooks: event without its content dropped", "event_id", j.id)
-		_ = doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog}, ep.k.base, j.id, d.now().UnixMilli()).Err()
+		_ = doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog, ep.k.failed}, ep.k.base, j.id, d.now().UnixMilli()).Err()
 		return
 	}
 	ev := eventOf(ep.k.stream, j.id, j.fields)
@@ -510,7 +510,7 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 	d.deliveries.WithLabelValues(ep.label, result).Inc()
 	now := d.now()
 	if result == "ok" {
-		if err := doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog}, ep.k.base, j.id, now.UnixMilli()).Err(); err != nil {
+		if err := doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog, ep.k.failed}, ep.k.base, j.id, now.UnixMilli()).Err(); err != nil {
 			// The lease runs out and the event is sent again:
 			// at least once.
 			log.Warn("webhooks: delivered, but could not record it; it will be sent again", "event_id", j.id, "error", err)

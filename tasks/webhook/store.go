@@ -225,20 +225,34 @@ return {out, nxt[2] or ''}
 
 // doneScript records a delivery: the event leaves the endpoint's keys and
 // its order's next event, if any, is due at once. A delivery recorded
-// already (by a process whose lease had run out) changes nothing.
+// already (by a process whose lease had run out) changes nothing. An event
+// given up on meanwhile (another process's attempt failed at MAX_AGE while
+// this one's lease had run out) leaves failed and its order's blocked list:
+// it was delivered.
 //
-// KEYS: due, ev, st, backlog. ARGV: key base, id, now (ms). Replies 1 when
-// it recorded the delivery.
+// KEYS: due, ev, st, backlog, failed. ARGV: key base, id, now (ms).
+// Replies 1 when it recorded the delivery.
 var doneScript = redis.NewScript(`
 local e = redis.call('HGET', KEYS[2], ARGV[2])
-if not e then return 0 end
+if not e then
+  -- recorded already, or without content: never to be leased again
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  redis.call('ZREM', KEYS[5], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[2])
+  return 0
+end
 local ok, t = pcall(cjson.decode, e)
 if not ok then t = {} end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[2])
-local q = ARGV[1] .. 'q:' .. (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+local order = (t['provider'] or '') .. ':' .. (t['order_no'] or '')
+if redis.call('ZREM', KEYS[5], ARGV[2]) == 1 then
+  redis.call('LREM', ARGV[1] .. 'f:' .. order, 1, ARGV[2])
+end
+local q = ARGV[1] .. 'q:' .. order
 if redis.call('LINDEX', q, 0) == ARGV[2] then
   redis.call('LPOP', q)
 else
@@ -302,14 +316,27 @@ return moved
 // (the caller sorts them by id): each joins its order's queue, due at once
 // when it is the head, with its attempts reset and its MAX_AGE clock
 // starting now. Re-sending one event of an order whose events are blocked
-// behind a failure (f:ORDER) re-sends all of them, in their order, and
-// unblocks the order.
+// behind a failure (f:ORDER) re-sends all of them with it, oldest first,
+// and unblocks the order.
 //
 // KEYS: due, ev, st, backlog, failed. ARGV: key base, now (ms), ids...
 // Replies the number moved.
 var resendScript = redis.NewScript(`
 local moved = 0
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)')
+  if not (am and bm) then return a < b end
+  if am ~= bm then return tonumber(am) < tonumber(bm) end
+  return tonumber(as) < tonumber(bs)
+end
 local function back(id, q)
+  if not redis.call('HGET', KEYS[2], id) then
+    -- delivered meanwhile (its content is gone): nothing to send
+    redis.call('ZREM', KEYS[5], id)
+    redis.call('HDEL', KEYS[3], id)
+    return
+  end
   if redis.call('ZREM', KEYS[5], id) == 1 then
     redis.call('HSET', KEYS[3], id, cjson.encode({n = 0, since = ARGV[2]}))
     redis.call('ZADD', KEYS[4], ARGV[2], id)
@@ -328,10 +355,11 @@ for i = 3, #ARGV do
     local order = (t['provider'] or '') .. ':' .. (t['order_no'] or '')
     local q = ARGV[1] .. 'q:' .. order
     local fq = ARGV[1] .. 'f:' .. order
-    local blocked = redis.call('LRANGE', fq, 0, -1)
+    local ids = redis.call('LRANGE', fq, 0, -1)
     redis.call('DEL', fq)
-    for _, b in ipairs(blocked) do back(b, q) end
-    back(id, q)
+    ids[#ids + 1] = id
+    table.sort(ids, before)
+    for _, b in ipairs(ids) do back(b, q) end
   end
 end
 return moved

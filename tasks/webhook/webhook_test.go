@@ -726,3 +726,50 @@ func TestRedisClock(t *testing.T) {
 		t.Errorf("without Redis the clock reads %s off the local one, want the local time", d)
 	}
 }
+
+// The scripts keep an order's events right around a give-up: a delivery
+// recorded after another process gave up on the event takes it out of
+// failed and unblocks the order; a re-send puts the order's failed events
+// back oldest first, also one failed before orders were blocked.
+func TestGiveUpScriptsKeepTheOrder(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	k := keysFor("ep", e.ledger.EventStreams()[0])
+	body := `{"provider":"tencent","order_no":"X"}`
+	run := func(s *redis.Script, keys []string, args ...any) int {
+		t.Helper()
+		n, err := s.Run(ctx, e.rdb, keys, args...).Int()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// E1 is leased (score 5000) and given up on; then the lease holder's
+	// delivery, which had succeeded, is recorded.
+	e.rdb.HSet(ctx, k.ev, "100-0", body)
+	e.rdb.RPush(ctx, k.base+"q:tencent:X", "100-0")
+	e.rdb.ZAdd(ctx, k.due, redis.Z{Score: 5000, Member: "100-0"})
+	if n := run(giveUpScript, []string{k.due, k.ev, k.st, k.backlog, k.failed}, k.base, "100-0", 5000, 6000, `{"n":3}`); n != 1 {
+		t.Fatalf("give-up moved %d, want 1", n)
+	}
+	if n := run(doneScript, []string{k.due, k.ev, k.st, k.backlog, k.failed}, k.base, "100-0", 7000); n != 1 {
+		t.Fatalf("done = %d, want 1", n)
+	}
+	if n := e.rdb.ZCard(ctx, k.failed).Val() + e.rdb.Exists(ctx, k.base+"f:tencent:X").Val(); n != 0 {
+		t.Errorf("after the late delivery: %d failed or blocked left, want none", n)
+	}
+	// An event failed before orders were blocked (no blocked list), then
+	// a later one given up on: a re-send of all puts the older first.
+	e.rdb.HSet(ctx, k.ev, "200-0", body, "300-0", body)
+	e.rdb.ZAdd(ctx, k.failed, redis.Z{Score: 1, Member: "200-0"})
+	e.rdb.RPush(ctx, k.base+"q:tencent:X", "300-0")
+	e.rdb.ZAdd(ctx, k.due, redis.Z{Score: 8000, Member: "300-0"})
+	run(giveUpScript, []string{k.due, k.ev, k.st, k.backlog, k.failed}, k.base, "300-0", 8000, 9000, `{"n":3}`)
+	if n := run(resendScript, []string{k.due, k.ev, k.st, k.backlog, k.failed}, k.base, 10000, "200-0", "300-0"); n != 2 {
+		t.Fatalf("resend moved %d, want 2", n)
+	}
+	if q := e.rdb.LRange(ctx, k.base+"q:tencent:X", 0, -1).Val(); !slices.Equal(q, []string{"200-0", "300-0"}) {
+		t.Errorf("queue after the re-send = %v, want [200-0 300-0]", q)
+	}
+}
