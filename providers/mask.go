@@ -25,10 +25,11 @@ func (s Secret) Reveal() string { return string(s) }
 // digitRun matches a maximal run of digits, with an optional leading '+'.
 var digitRun = regexp.MustCompile(`\+?\d+`)
 
-// groupedRun matches a maximal run of digits that single spaces or dashes
-// may split into groups (138-0013-8000, +86 138 0013 8000), with an
-// optional leading '+'.
-var groupedRun = regexp.MustCompile(`\+?\d(?:[ -]?\d)*`)
+// groupedMobile matches a mainland mobile number written in groups, the
+// way people write them: 138-0013-8000, 138 0013 8000, 1380013 8000, with
+// an optional +86, 86 or 0086 in front (+86 138 0013 8000). The caller
+// checks that no digit touches it on either side.
+var groupedMobile = regexp.MustCompile(`(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}`)
 
 // isPhone reports whether a whole digit run is a phone number: a mainland
 // mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
@@ -49,29 +50,39 @@ func isPhone(run string) bool {
 }
 
 // MaskPhones replaces every phone number in s by its first three and last
-// four digits around "****", the way providers show them (158****8558),
-// also one written in groups (138-0013-8000, +86 138 0013 8000, which come
-// out 138****8000 and 861****8000).
+// four digits around "****", the way providers show them (158****8558):
+// a run of digits that is a phone number (isPhone), and a mainland mobile
+// number written in groups (138-0013-8000 and +86 138 0013 8000 come out
+// 138****8000 and 861****8000).
 func MaskPhones(s string) string {
 	if !hasDigitRun(s, 8) {
 		return s // no run long enough to be a phone number: most strings
 	}
-	return groupedRun.ReplaceAllStringFunc(s, func(m string) string {
-		whole := strings.NewReplacer(" ", "", "-", "").Replace(m)
-		if isPhone(whole) {
-			return maskDigits(whole)
-		}
-		if whole == m {
+	s = digitRun.ReplaceAllStringFunc(s, func(m string) string {
+		if !isPhone(m) {
 			return m
 		}
-		// The spaces or dashes may join several numbers: judge each group.
-		return digitRun.ReplaceAllStringFunc(m, func(g string) string {
-			if isPhone(g) {
-				return maskDigits(g)
-			}
-			return g
-		})
+		return maskDigits(m)
 	})
+	if !strings.ContainsAny(s, " -") {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, loc := range groupedMobile.FindAllStringIndex(s, -1) {
+		i, j := loc[0], loc[1]
+		if i > 0 && isDigit(s[i-1]) || j < len(s) && isDigit(s[j]) {
+			continue // part of a longer number
+		}
+		b.WriteString(s[last:i])
+		b.WriteString(maskDigits(strings.NewReplacer(" ", "", "-", "").Replace(s[i:j])))
+		last = j
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 func maskDigits(run string) string {

@@ -28,6 +28,14 @@ func TestMaskPhones(t *testing.T) {
 		{"ids 13800138000 12345", "ids 138****8000 12345"},               // grouped, not one number: each judged
 		{"at 2026-11-30 13:00:05", "at 2026-11-30 13:00:05"},             // a date is no phone number
 		{"order 9078-0435-3770-3940-46", "order 9078-0435-3770-3940-46"}, // 18 digits
+		{"call 138 0013 8000 2 times", "call 138****8000 2 times"},
+		{"row 1 138 0013 8000", "row 1 138****8000"},
+		{"qty 2 138-0013-8000", "qty 2 138****8000"},
+		{"+86 138 0013 8000 12345", "861****8000 12345"},
+		{"138 0013 8000, 139-1234-5678", "138****8000, 139****5678"},
+		{"ts 1712345678 2 retries", "ts 1712345678 2 retries"}, // a number next to another is no phone number
+		{"order 1712345678-1", "order 1712345678-1"},
+		{"id 21380013800012", "id 21380013800012"},
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
