@@ -97,7 +97,7 @@ func splitRedisURL(raw string) (*redisURL, error) {
 		authority, tail = rest[:i], rest[i:]
 	}
 	rawPath, rawQuery, _ := strings.Cut(tail, "?")
-	if strings.Contains(rawPath, "@") || strings.Contains(rawQuery, "@") {
+	if strings.Contains(rawPath, "@") || passwordCutByQuery(authority, rawQuery) {
 		// A "/" or "?" in a password cut the user info short.
 		return nil, errors.New(`"/" and "?" in a user name or password must be percent-encoded (%2F, %3F)`)
 	}
@@ -382,6 +382,18 @@ func hostPort(h, defaultPort string) (string, error) {
 		return "", fmt.Errorf("bad port in %s", showAddr(h))
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// passwordCutByQuery reports whether a "?" in a password seems to have cut
+// the user info short: the authority has no "@" but a ":" followed by more
+// than a port (user:pass-start), and the query holds an "@" (rest@host).
+// An "@" in a query value (password=p@ss, username=me@corp) is fine.
+func passwordCutByQuery(authority, rawQuery string) bool {
+	if strings.Contains(authority, "@") || !strings.Contains(rawQuery, "@") {
+		return false
+	}
+	_, after, ok := strings.Cut(authority, ":")
+	return ok && strings.IndexFunc(after, func(r rune) bool { return r < '0' || r > '9' }) >= 0
 }
 
 // showAddr quotes h for an error when it looks like host[:port], and

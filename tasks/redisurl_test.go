@@ -80,6 +80,7 @@ func TestParseRedisURLErrors(t *testing.T) {
 		{"redis://:" + secret, `bad host in (not shown`},
 		{"redis://u:" + secret + ":6379/0", `bad address (not shown`},
 		{"redis://u:s3c?r3tPW@h:6379/0", `"/" and "?" in a user name or password must be percent-encoded`},
+		{"redis://:s3c?r3tPW@h:6379/0", `"/" and "?" in a user name or password must be percent-encoded`},
 		{"redis://u:" + secret + "@h:0/0", `bad port in "h:0"`},
 		{"redis://u:" + secret + "@h:65536", `bad port`},
 		{"redis://u:" + secret + "@::1:6379/0", "IPv6 address in brackets"},
@@ -312,5 +313,17 @@ func TestPermanentRedisError(t *testing.T) {
 		if PermanentRedisError(err) {
 			t.Errorf("PermanentRedisError(%v) = true, want false", err)
 		}
+	}
+}
+
+// An "@" in a query value is no password cut short.
+func TestParseRedisURLAtInQuery(t *testing.T) {
+	t.Parallel()
+	got, err := ParseRedisURL("redis-sentinel://s1:26379?master=m&password=p@ss")
+	if err != nil {
+		t.Fatalf("ParseRedisURL with an @ in the password: %v", err)
+	}
+	if fo, ok := got.(asynq.RedisFailoverClientOpt); !ok || fo.Password != "p@ss" {
+		t.Errorf("ParseRedisURL = %#v, want the password p@ss", got)
 	}
 }
