@@ -147,6 +147,7 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 			x.offset += int64(len(got))
 			x.done = int64(len(got)) < fetch || x.kept > a.Limit
 		}
+		fetch = min(2*fetch, 10_000) // a long run of ties: read on in larger steps
 	}
 	slices.SortFunc(all, func(x, y listed) int {
 		switch {

@@ -574,7 +574,9 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, ev ledger.Event) (r
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "orderworker-webhooks")
-	d.signer.Header(req.Header, ev.ID, d.now(), body)
+	// The receiver checks the timestamp against its own clock: this
+	// host's (NTP-kept) time, not Redis's.
+	d.signer.Header(req.Header, ev.ID, time.Now(), body)
 	resp, err := ep.client.Do(req)
 	if err != nil {
 		var ue *url.Error
