@@ -275,9 +275,13 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 
 // orderList is what listOrders has read so far.
 type orderList struct {
-	out      []orderInfo
-	seen     map[string]bool
-	received int // orders listed, a repeat of an id counted once
+	out  []orderInfo
+	seen map[string]bool
+	// received counts the entries listed, repeats included: a server
+	// listing newest first shifts its pages by one entry for each order
+	// created while they are read, so an entry read again stands for the
+	// new one at the front, which the total counts and no page read shows.
+	received int
 }
 
 // add appends the orders whose Id was not listed before (an order without
@@ -285,6 +289,7 @@ type orderList struct {
 func (l *orderList) add(orders []orderInfo) int {
 	added := 0
 	for _, d := range orders {
+		l.received++
 		if d.ID != "" {
 			if l.seen[d.ID] {
 				continue
@@ -292,7 +297,6 @@ func (l *orderList) add(orders []orderInfo) int {
 			l.seen[d.ID] = true
 		}
 		l.out = append(l.out, d)
-		l.received++
 		added++
 	}
 	return added
