@@ -314,7 +314,10 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		// The record vanished while the step ran (a failover lost it):
 		// record it again as unknown, so it is looked up, never resent.
 		h.log.Error("order record vanished mid-step; recording it as unknown", "provider", ref.Provider, "order_no", ref.OrderNo)
-		if _, err := h.ledger.ClaimLost(wc, ref, rec.Params, rec.ParamsHash, "record lost mid-step; looking the order up"); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+		// What this run knew bounds the lookup: the first create's time
+		// (Begin set it when it marked one) and the snapshot.
+		lost := ledger.Lost{FirstAttempt: rec.FirstAttemptAt, Known: rec.Known}
+		if _, err := h.ledger.ClaimLost(wc, ref, rec.Params, rec.ParamsHash, "record lost mid-step; looking the order up", lost); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 			return order.Then{}, wait(redisWait, err)
 		}
 		return order.Then{}, wait(time.Second, fmt.Errorf("order %s: record lost mid-step", ref))
@@ -443,7 +446,7 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool) error {
 	if ranBefore {
 		h.log.Error("order record missing for a task that ran before (Redis lost data?); recording it as unknown so it is looked up first",
 			"provider", p.Provider, "order_no", p.OrderNo)
-		claim, err = h.ledger.ClaimLost(ctx, ref, stored, hash, "record lost; looking the order up before any submission")
+		claim, err = h.ledger.ClaimLost(ctx, ref, stored, hash, "record lost; looking the order up before any submission", ledger.Lost{})
 	} else {
 		claim, err = h.ledger.Claim(ctx, ref, stored, hash)
 	}

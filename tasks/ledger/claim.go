@@ -2,7 +2,10 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -29,6 +32,8 @@ redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', 
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
 if ARGV[7] == 'unknown' then
   redis.call('HSET', KEYS[1], 'may_exist', '1')
+  if (ARGV[10] or '') ~= '' then redis.call('HSET', KEYS[1], 'first_attempt', ARGV[10]) end
+  if (ARGV[11] or '') ~= '' then redis.call('HSET', KEYS[1], 'known', ARGV[11]) end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
     'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', ARGV[6])
 end
@@ -57,21 +62,39 @@ func (l *Ledger) Claim(ctx context.Context, ref Ref, params []byte, hash string)
 
 // ClaimLost records an order whose task runs but whose record is gone (a
 // Redis failover or restart lost it): in state unknown, so that the order is
-// looked up at the provider before anything is submitted.
-func (l *Ledger) ClaimLost(ctx context.Context, ref Ref, params []byte, hash, reason string) (ClaimResult, error) {
-	return l.claim(ctx, ref, params, hash, StateUnknown, reason)
+// looked up at the provider before anything is submitted. what is what the
+// run still knew of the record (its first attempt's time and its snapshot,
+// which bound the lookup), zero when nothing.
+func (l *Ledger) ClaimLost(ctx context.Context, ref Ref, params []byte, hash, reason string, what Lost) (ClaimResult, error) {
+	return l.claim(ctx, ref, params, hash, StateUnknown, reason, what)
 }
 
-func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string) (ClaimResult, error) {
+// Lost is what a run still knew of an order whose record was lost.
+type Lost struct {
+	FirstAttempt time.Time // zero: unknown
+	Known        []string  // the snapshot (providers.Preparer); nil: none
+}
+
+func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string, what ...Lost) (ClaimResult, error) {
 	if err := l.CheckShards(ctx); err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
 	token := uuid.NewString()
 	now := l.now().UnixMilli()
 	sh := l.shardOf(ref)
+	first, known := "", ""
+	if len(what) > 0 {
+		if !what[0].FirstAttempt.IsZero() {
+			first = strconv.FormatInt(what[0].FirstAttempt.UnixMilli(), 10)
+		}
+		if what[0].Known != nil {
+			b, _ := json.Marshal(what[0].Known)
+			known = string(b)
+		}
+	}
 	v, durable, err := l.run(ctx, claimScript, true,
 		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, s), sh.events},
-		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason, l.opts.EventRetention)
+		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason, l.opts.EventRetention, first, known)
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}

@@ -245,9 +245,29 @@ func TestClaimDedupesAndUnclaim(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); rec != nil {
 		t.Fatalf("record after Unclaim: %+v", rec)
 	}
-	lost, err := l.ClaimLost(ctx, ref, []byte(`{}`), "h1", "record lost")
+	lost, err := l.ClaimLost(ctx, ref, []byte(`{}`), "h1", "record lost", ledger.Lost{})
 	if err != nil || !lost.Created || lost.State != ledger.StateUnknown {
 		t.Fatalf("ClaimLost = %+v, %v", lost, err)
+	}
+}
+
+// A record recreated after it was lost mid-step keeps what bounds the
+// lookup: the first create's time and the snapshot.
+func TestClaimLostKeepsTheLookupBounds(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "LostBounds"}
+	first := time.UnixMilli(time.Now().Add(-time.Minute).UnixMilli()).UTC()
+	if _, err := l.ClaimLost(ctx, ref, []byte(`{}`), "h", "record lost mid-step", ledger.Lost{FirstAttempt: first, Known: []string{"A", "B"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := l.Get(ctx, ref)
+	if err != nil || rec == nil {
+		t.Fatalf("Get = %+v, %v", rec, err)
+	}
+	if rec.State != ledger.StateUnknown || !rec.FirstAttemptAt.Equal(first) || !slices.Equal(rec.Known, []string{"A", "B"}) || !rec.MayExist {
+		t.Errorf("recreated record: state %s, first attempt %v, known %v, may exist %v; want unknown, %v, [A B], true",
+			rec.State, rec.FirstAttemptAt, rec.Known, rec.MayExist, first)
 	}
 }
 
@@ -309,7 +329,7 @@ func TestEventsComeWithTheirTransitions(t *testing.T) {
 	step("4", ledger.Keep(""))
 	step("5", ledger.SetPaid("P1").WithAttempt(&ledger.Attempt{N: 4, Call: "poll", Result: "ok"}))
 	lost := ledger.Ref{Provider: "p", OrderNo: "EV2"}
-	if _, err := l.ClaimLost(ctx, lost, []byte(`{}`), "h", "record lost"); err != nil {
+	if _, err := l.ClaimLost(ctx, lost, []byte(`{}`), "h", "record lost", ledger.Lost{}); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := l.Events(ctx, "", 100)
