@@ -165,6 +165,7 @@ type Transition struct {
 	nextCheck       time.Time
 	outcome         bool
 	known           []string
+	redriven        bool // an operator sent the order back to submission: its deadline counts anew
 	setKnown        bool
 	mayExist        *bool
 }
@@ -252,6 +253,10 @@ func (t Transition) WithAttempt(a *Attempt) Transition { t.attempt = a; return t
 // confirmed it holds no such order. Only an order that surely does not
 // exist may be submitted again by an operator (re-driven).
 func (t Transition) WithMayExist(v bool) Transition { t.mayExist = &v; return t }
+
+// withRedriven has the order's deadline count from now (an operator sent
+// it back to submission).
+func (t Transition) withRedriven() Transition { t.redriven = true; return t }
 
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
@@ -378,6 +383,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
 		args = append(args, "known", b)
+	}
+	if t.redriven {
+		args = append(args, "redriven", now.UnixMilli())
 	}
 	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)

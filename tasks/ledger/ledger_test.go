@@ -507,8 +507,9 @@ func TestResolveAndRedrive(t *testing.T) {
 		t.Errorf("resolving a paid order: %v, want refused", err)
 	}
 	u2 := mk("U2", ledger.SetUnknown("timeout").WithMayExist(true))
-	if rec, err := l.Resolve(ctx, u2, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "bob"}); err != nil || rec.State != ledger.StateSubmitting || rec.MayExist {
-		t.Fatalf("resolve absent: %+v, %v", rec, err)
+	if rec, err := l.Resolve(ctx, u2, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "bob"}); err != nil || rec.State != ledger.StateSubmitting || rec.MayExist ||
+		time.Since(rec.RedrivenAt) > time.Minute {
+		t.Fatalf("resolve absent: %+v, %v; want submitting, not may exist, its deadline counting from now", rec, err)
 	}
 	pend := mk("P1", ledger.SetPending("PO-11", time.Now(), time.Now()).WithMayExist(true))
 	if _, err := l.Resolve(ctx, pend, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) {

@@ -255,7 +255,9 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case ResolvePaid:
 		t = SetPaid(a.ProviderOrderID).WithMayExist(true)
 	case ResolveAbsent:
-		t = SetRetry("operator found no such order at the provider " + msg).WithMayExist(false)
+		// The operator sends the order back to submission, as a re-drive
+		// does: its deadline counts from now.
+		t = SetRetry("operator found no such order at the provider " + msg).WithMayExist(false).withRedriven()
 	case ResolveErrored:
 		t = SetErrored("operator: " + msg)
 	}
