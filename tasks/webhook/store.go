@@ -36,9 +36,10 @@ func EndpointID(rawURL string) string {
 // DisplayURL is a URL as logs and listings show it: scheme, host and path,
 // without credentials, query or fragment (which may hold a token), and
 // with every path segment that may be a token shown as "…" (Slack-style
-// URLs keep their secret in the path): only words (up to 32 letters, '-',
-// '_' and '.') and short names (up to 12 of those and digits) are shown.
-// Endpoint ids tell apart endpoints that show alike.
+// URLs keep their secret in the path): only lowercase words (up to 32
+// lowercase letters, '-', '_' and '.') and short names (up to 8 letters,
+// digits, '-', '_' and '.') are shown. Endpoint ids tell apart endpoints
+// that show alike.
 func DisplayURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
@@ -54,17 +55,17 @@ func DisplayURL(rawURL string) string {
 }
 
 func plainSegment(s string) bool {
-	digits := false
+	word := true // lowercase letters, '-', '_', '.' only
 	for _, r := range s {
 		switch {
-		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', r == '-', r == '_', r == '.':
-		case '0' <= r && r <= '9':
-			digits = true
+		case 'a' <= r && r <= 'z', r == '-', r == '_', r == '.':
+		case 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+			word = false
 		default:
 			return false
 		}
 	}
-	return len(s) <= 12 || !digits && len(s) <= 32
+	return len(s) <= 8 || word && len(s) <= 32
 }
 
 // keys are one endpoint's Redis keys for one events stream. Per endpoint

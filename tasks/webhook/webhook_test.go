@@ -100,7 +100,8 @@ func TestDisplayURL(t *testing.T) {
 		"http://127.0.0.1:8080/v1/order-events":                             "http://127.0.0.1:8080/v1/order-events",
 		"https://a.example/hooks/5f2b9c1e8d7a4b3c9e0f1a2b":                  "https://a.example/hooks/…",
 		"https://a.example/abc%2Fdef":                                       "https://a.example/…",
-		"not a url":                                                         "(unparsable URL)",
+		"https://a.example/hooks/AbcdefGhijklMnopqrStuvwx":                  "https://a.example/hooks/…",
+		"not a url": "(unparsable URL)",
 	} {
 		if got := DisplayURL(in); got != want {
 			t.Errorf("DisplayURL(%q) = %q, want %q", in, got, want)
