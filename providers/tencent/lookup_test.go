@@ -198,3 +198,68 @@ func TestNonceRefusedIsAmbiguousForACreate(t *testing.T) {
 		t.Errorf("Lookup answered a used Nonce = %v, want unavailable", err)
 	}
 }
+
+// Answers the document does not show exactly: the list under Data (the
+// SDK's shape) is read; an answer naming no Orders, or a row without an
+// OrderNo, proves no absence.
+func TestLookupAnswerShapes(t *testing.T) {
+	t.Parallel()
+	row := map[string]any{"OrderNo": "S1", "CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemVNO": "FireBusiness", "ItemNum": 2}
+	for _, tt := range []struct {
+		name     string
+		response map[string]any
+		want     providers.Code // Unknown: found
+	}{
+		{"under Data", map[string]any{"Data": map[string]any{"Orders": []any{row}, "Total": 1}}, providers.Unknown},
+		{"no Orders", map[string]any{}, providers.Unavailable},
+		{"other names", map[string]any{"OrderList": []any{row}, "TotalCount": 1}, providers.Unavailable},
+		{"no Orders, Total 0", map[string]any{"Total": 0}, providers.NotFound},
+		{"a row without OrderNo", map[string]any{"Orders": []any{map[string]any{"CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemNum": 2}}, "Total": 1}, providers.Ambiguous},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				resp := map[string]any{"RequestId": "r"}
+				for k, v := range tt.response {
+					resp[k] = v
+				}
+				_ = json.NewEncoder(w).Encode(map[string]any{"Response": resp})
+			}))
+			t.Cleanup(srv.Close)
+			c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.Lookup(lookupCtx(t), order("S1", ours))
+			if tt.want == providers.Unknown {
+				if err != nil || r.Status != providers.StatusPaid {
+					t.Errorf("Lookup = %+v, %v; want found", r, err)
+				}
+			} else if providers.CodeOf(err) != tt.want {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+		})
+	}
+}
+
+// A create refused with a parameter error naming the OrderNo, or a Nonce
+// sub-code, may mean the order exists already: it is looked up.
+func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
+	t.Parallel()
+	for _, e := range []map[string]any{
+		{"Code": "InvalidParameterValue", "Message": "OrderNo 已存在"},
+		{"Code": "InvalidParameterValue.NonceUsed", "Message": "used"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = json.NewEncoder(w).Encode(map[string]any{"Response": map[string]any{"RequestId": "r", "Error": e}})
+		}))
+		t.Cleanup(srv.Close)
+		c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Submit(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != providers.Ambiguous {
+			t.Errorf("Submit refused with %v = %v, want ambiguous", e, err)
+		}
+	}
+}

@@ -243,16 +243,16 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			return providers.Result{}, err
 		}
 		status = resp.status
-		var list struct {
-			Orders []listedOrder
-			Total  *int
-		}
-		if err := json.Unmarshal(resp.response, &list); err != nil {
+		list, err := parseOrderList(resp.response)
+		if err != nil {
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
-				HTTPStatus: resp.status, Message: "malformed order list"}
+				HTTPStatus: resp.status, Message: err.Error()}
 		}
 		for _, got := range list.Orders {
 			switch {
+			case got.OrderNo == "":
+				// The row cannot be told apart from ours.
+				foreign++
 			case got.OrderNo != o.OrderNo:
 				// The filter was not applied: another order number.
 			case got.differs(p):
@@ -285,6 +285,60 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	}
 	return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op,
 		HTTPStatus: status, Message: "no order with this OrderNo"}
+}
+
+// orderList is ServiceGetOrderList's answer: Orders and Total, directly
+// in the Response or under Data (the SDK's shape, see "Responses").
+type orderList struct {
+	Orders []listedOrder
+	Total  *int
+}
+
+// parseOrderList reads an order list (keys matched without regard to
+// case, as encoding/json does). An answer naming no Orders proves no
+// absence, so it is an error unless its Total says 0.
+func parseOrderList(raw json.RawMessage) (orderList, error) {
+	bad := errors.New("malformed order list")
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return orderList{}, bad
+	}
+	if _, ok := key(m, "Orders"); !ok {
+		if data, ok := key(m, "Data"); ok {
+			if json.Unmarshal(data, &m) != nil || m == nil {
+				return orderList{}, bad
+			}
+		}
+	}
+	var list orderList
+	orders, hasOrders := key(m, "Orders")
+	if hasOrders && json.Unmarshal(orders, &list.Orders) != nil {
+		return orderList{}, bad
+	}
+	if t, ok := key(m, "Total"); ok {
+		var n int
+		if json.Unmarshal(t, &n) != nil {
+			return orderList{}, bad
+		}
+		list.Total = &n
+	}
+	if !hasOrders && (list.Total == nil || *list.Total != 0) {
+		return orderList{}, errors.New("answer lists no Orders (and no Total of 0)")
+	}
+	return list, nil
+}
+
+// key returns m's value for name, its key matched without regard to case.
+func key(m map[string]json.RawMessage, name string) (json.RawMessage, bool) {
+	if v, ok := m[name]; ok {
+		return v, true
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 type answer struct {
@@ -414,7 +468,7 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		return providers.Unauthenticated
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Signature"):
 		return providers.Unauthenticated
-	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Nonce"):
+	case strings.HasPrefix(pcode, "InvalidParameter") && (strings.Contains(msg, "Nonce") || strings.Contains(pcode, "Nonce")):
 		// Every attempt draws a fresh Nonce: one refused as already
 		// used means this request reached the service before (a
 		// replay on the way), and that copy may have created the order.
@@ -422,6 +476,11 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 			return providers.Ambiguous
 		}
 		return providers.Unavailable
+	case create && strings.HasPrefix(pcode, "InvalidParameter") && (strings.Contains(msg, "OrderNo") || strings.Contains(pcode, "OrderNo")):
+		// Whether a used OrderNo is refused is not documented: a refusal
+		// naming it may mean the order exists already (an earlier
+		// attempt's), so it is looked up, never taken as permanent.
+		return providers.Ambiguous
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Timestamp"):
 		// Clock skew: nothing was created and the next attempt re-signs
 		// with a fresh Timestamp.
