@@ -263,3 +263,23 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		}
 	}
 }
+
+// A 408 is no refusal of the order: a create is looked up, a lookup tried
+// again.
+func TestRequestTimeoutIsNoRefusal(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusRequestTimeout)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(lookupCtx(t), order("T408", ours)); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Submit answered 408 = %v, want ambiguous", err)
+	}
+	if _, err := c.Lookup(lookupCtx(t), order("T408", ours)); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup answered 408 = %v, want unavailable", err)
+	}
+}

@@ -429,6 +429,10 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (ans
 		return answer{}, e
 	case resp.StatusCode >= 500:
 		return answer{}, fail(unsure, pcode, msg)
+	case resp.StatusCode == http.StatusRequestTimeout:
+		// The server gave up waiting for the request: it may not have
+		// read all of it, and it may have acted on what it read.
+		return answer{}, fail(unsure, pcode, msg)
 	case perr != nil:
 		if resp.StatusCode >= 400 {
 			return answer{}, fail(providers.InvalidArgument, "", http.StatusText(resp.StatusCode))
