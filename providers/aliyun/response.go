@@ -351,8 +351,9 @@ func classify(op string, create bool, resp *providers.Response, secrets []string
 		unsure = providers.Ambiguous
 	}
 	fail := func(code providers.Code, pcode, msg string) error {
-		e := &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode, ProviderCode: pcode,
-			Message: providers.Truncate(providers.Redact(msg, secrets...), 300)}
+		e := &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
+			ProviderCode: providers.Truncate(providers.Redact(pcode, secrets...), 64),
+			Message:      providers.Truncate(providers.Redact(msg, secrets...), 300)}
 		if code == providers.RateLimited {
 			e.RetryAfter = retryAfter(resp.Header)
 		}

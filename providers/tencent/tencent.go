@@ -413,8 +413,10 @@ func ParseResponse(body []byte) (response json.RawMessage, code, message string,
 
 func (c *Client) classify(op string, create bool, resp *providers.Response) (answer, error) {
 	fail := func(code providers.Code, pcode, msg string) error {
-		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode, ProviderCode: pcode,
-			Message: providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey), 200)}
+		// The code is the server's text as much as the message is.
+		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
+			ProviderCode: providers.Truncate(providers.Redact(pcode, c.appSecret, c.appKey), 64),
+			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey), 200)}
 	}
 	// unsure is the code for a failure whose effect is unknown.
 	unsure := providers.Unavailable
