@@ -83,6 +83,11 @@ func DecodePayload(data []byte) (Payload, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Payload{}, invalid("trailing data after the payload object")
 	}
+	if key, ok := duplicateKey(data); ok {
+		// Decoding keeps the last of two values, so checks would judge
+		// one value while the bytes stored hold both.
+		return Payload{}, invalid("malformed payload: the key %q appears twice in one object", providers.Truncate(providers.MaskPhones(key), 64))
+	}
 	if err := p.check(); err != nil {
 		return Payload{}, err
 	}
@@ -123,7 +128,62 @@ func checkOrderNo(s string) error {
 			return invalid("order_no: only printable ASCII without spaces is allowed")
 		}
 	}
+	// The number is a path segment of GET /v1/orders/{provider}/{order_no}:
+	// one that a URL path would read otherwise (a/../b, a//b) could never
+	// be asked for.
+	for seg := range strings.SplitSeq(s, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return invalid("order_no: a '/' may not start or end it, come twice in a row, or set off '.' or '..'")
+		}
+	}
 	return nil
+}
+
+// duplicateKey reports the first key that appears twice in one object of
+// the JSON document data (which is valid JSON).
+func duplicateKey(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		key    bool // the next string token is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if top != nil && top.object {
+					top.key = true // the object or array was the value
+				}
+				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, key: t == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.key {
+				if top.keys[t] {
+					return t, true
+				}
+				top.keys[t] = true
+				top.key = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.key = true // a value was read: a key comes next
+		}
+	}
 }
 
 func isName(s string) bool {
