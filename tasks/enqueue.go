@@ -100,6 +100,30 @@ func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, err
 	return e.EnqueuePayload(ctx, p)
 }
 
+// Check judges an order as Enqueue would, without Redis: the invalid
+// result Enqueue would answer, and false when the order itself is fine.
+// Callers that cannot reach Redis use it to tell a bad order (which no
+// resend fixes) from one to send again.
+func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
+	p, err := DecodePayload(data)
+	if err != nil {
+		return EnqueueResult{Status: Invalid, Reason: reasonOf(err)}, true
+	}
+	res := EnqueueResult{Status: Invalid, Provider: p.Provider, OrderNo: p.OrderNo}
+	clear, _, err := openAndValidate(p, e.providers, e.sealer)
+	if err != nil {
+		res.Reason = reasonOf(err)
+		return res, true
+	}
+	if e.sealer == nil {
+		if field := phoneField(clear); field != "" {
+			res.Reason = field + " holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted"
+			return res, true
+		}
+	}
+	return EnqueueResult{}, false
+}
+
 func reasonOf(err error) string {
 	var ie *InvalidError
 	if errors.As(err, &ie) {

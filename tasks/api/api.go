@@ -135,6 +135,20 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
 	})
+	// Every other answer is problem details too: a path the API has with
+	// another method (405, naming the allowed one), or none (404).
+	for path, allow := range map[string]string{
+		"/v1/orders": "POST", "/v1/orders/batch": "POST", "/v1/orders/{provider}/{order_no...}": "GET, HEAD",
+		"/v1/events": "GET, HEAD", "/v1/openapi.json": "GET, HEAD",
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			problem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here; use "+allow)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem(w, http.StatusNotFound, "no such path: the API serves /v1/orders, /v1/orders/batch, /v1/orders/{provider}/{order_no}, /v1/events and /v1/openapi.json")
+	})
 	h.mux = mux
 	return h, nil
 }

@@ -522,6 +522,33 @@ func TestEvents(t *testing.T) {
 	}
 }
 
+// Paths and methods the API does not have, and odd parameters, are
+// answered with problem details.
+func TestProblemsForEverythingElse(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for _, tt := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"GET", "/v1/nope", 404, ""},
+		{"DELETE", "/v1/orders", 405, "POST"},
+		{"GET", "/v1/orders", 405, "POST"},
+		{"PUT", "/v1/orders/tencent/A1", 405, "GET, HEAD"},
+		{"GET", "/v1/orders/tencent/A1?wait=NaN", 400, ""},
+		{"GET", "/v1/events?after=18446744073709551615-18446744073709551615", 200, ""},
+	} {
+		status, b, h := e.do(tt.method, tt.path, bearer, nil)
+		if status != tt.want || h.Get("Allow") != tt.allow {
+			t.Errorf("%s %s: %d (Allow %q) %s; want %d (Allow %q)", tt.method, tt.path, status, h.Get("Allow"), b, tt.want, tt.allow)
+		}
+		if tt.want >= 400 && !strings.HasPrefix(h.Get("Content-Type"), "application/problem+json") {
+			t.Errorf("%s %s: Content-Type %q, want problem details", tt.method, tt.path, h.Get("Content-Type"))
+		}
+	}
+}
+
 // With Redis gone nothing is written, and each endpoint answers 503.
 func TestRedisUnavailable(t *testing.T) {
 	e := setup(t, &api.Options{Tokens: []string{token}, Timeout: 2 * time.Second})
@@ -536,6 +563,12 @@ func TestRedisUnavailable(t *testing.T) {
 		status, b, h := e.do(tt.method, tt.path, bearer, []byte(tt.body))
 		if status != 503 || h.Get("Retry-After") == "" {
 			t.Errorf("%s %s with Redis down: %d %s, want 503 with Retry-After", tt.method, tt.path, status, b)
+		}
+	}
+	// An order no resend could fix is answered as such, Redis or not.
+	for body, want := range map[string]int{`{`: 400, `{"provider":"tencent","order_no":"U3","params":{}}`: 422} {
+		if status, b, _ := e.do("POST", "/v1/orders", bearer, []byte(body)); status != want {
+			t.Errorf("POST %s with Redis down: %d %s, want %d", body, status, b, want)
 		}
 	}
 	e.rs.Start(t)

@@ -55,6 +55,10 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
 	if err := h.checkDataKey(ctx); err != nil {
+		if res, bad := h.enq.Check(body); bad {
+			h.answerInvalid(w, body, res) // no resend would fix it
+			return
+		}
 		h.unavailable(w, r, err, "the order was not accepted: "+keyDetail(err), nil)
 		return
 	}
@@ -67,9 +71,17 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err, "the order was not accepted: Redis is unavailable; send it again (an order that got in answers duplicate)", nil)
 		return
 	}
-	// Malformed JSON is answered invalid by the Enqueuer, writing
-	// nothing; the API tells it apart as 400.
-	if res.Status == tasks.Invalid && (!utf8.Valid(body) || !json.Valid(body)) {
+	if res.Status == tasks.Invalid {
+		h.answerInvalid(w, body, res)
+		return
+	}
+	writeJSON(w, statusOf(res), res)
+}
+
+// answerInvalid answers an order the Enqueuer found invalid: 400 for a
+// body that is not JSON at all, 422 naming the field otherwise.
+func (h *Handler) answerInvalid(w http.ResponseWriter, body []byte, res tasks.EnqueueResult) {
+	if !utf8.Valid(body) || !json.Valid(body) {
 		problem(w, http.StatusBadRequest, "the body is not valid JSON: "+syntaxReason(body))
 		return
 	}
@@ -226,7 +238,7 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 // parseWait reads a duration ("30s", "1m") or a number of seconds ("30").
 func parseWait(s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(s, 64); err == nil {
-		if n < 0 || n > 1e6 {
+		if !(n >= 0 && n <= 1e6) { // NaN too
 			return 0, errors.New("want a duration like 30s, at least 0")
 		}
 		return time.Duration(n * float64(time.Second)), nil

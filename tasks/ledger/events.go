@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -185,6 +186,12 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 	for i, sh := range l.shards {
 		start := "-"
 		if ps[i].set {
+			if ps[i].at == (entryID{math.MaxUint64, math.MaxUint64}) {
+				// Nothing comes after the largest id (and Redis refuses
+				// an exclusive range from it).
+				cmds[i] = redis.NewXMessageSliceCmd(ctx)
+				continue
+			}
 			start = "(" + ps[i].at.String()
 		}
 		cmds[i] = pipe.XRangeN(ctx, sh.events, start, "+", limit)
