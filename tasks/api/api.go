@@ -179,7 +179,11 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 			ok |= subtle.ConstantTimeCompare(got[:], h.tokens[i][:])
 		}
 		if ok != 1 || !strings.EqualFold(scheme, "Bearer") || token == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="orderworker"`)
+			challenge := `Bearer realm="orderworker"`
+			if strings.EqualFold(scheme, "Bearer") && token != "" {
+				challenge += `, error="invalid_token"` // RFC 6750: a token was given, and is not one
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
 			problem(w, http.StatusUnauthorized, "missing or unknown bearer token")
 			return
 		}

@@ -218,6 +218,9 @@ func TestCreateOrder(t *testing.T) {
 		if status == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 			t.Errorf("%s: WWW-Authenticate %q", tt.name, h.Get("WWW-Authenticate"))
 		}
+		if invalid := strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`); invalid != (tt.name == "wrong token") {
+			t.Errorf("%s: WWW-Authenticate %q: want error=\"invalid_token\" only for a wrong bearer token", tt.name, h.Get("WWW-Authenticate"))
+		}
 	}
 	if rec, _ := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "A5"}); rec != nil {
 		t.Errorf("an unauthorized request wrote order A5: %+v", rec)
