@@ -57,6 +57,12 @@ func TestPersonalDataNeedsADataKey(t *testing.T) {
 	if strings.Contains(res.Reason, "13912345678") {
 		t.Errorf("reason %q shows the phone number", res.Reason)
 	}
+	// Given twice, the checks would see the empty one and the stored
+	// params hold both.
+	res = e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"P1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userName":"Zhang Sanfeng","userName":""}}`))
+	if res.Status != tasks.Invalid || !strings.Contains(res.Reason, `the key "userName" appears twice`) {
+		t.Fatalf("Enqueue with userName given twice = %+v, want invalid", res)
+	}
 	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
 		t.Errorf("rejected order left keys: %v", keys)
 	}
