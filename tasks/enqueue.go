@@ -110,6 +110,10 @@ func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 		return EnqueueResult{Status: Invalid, Reason: reasonOf(err)}, true
 	}
 	res := EnqueueResult{Status: Invalid, Provider: p.Provider, OrderNo: p.OrderNo}
+	if err := checkOrderPath(p.OrderNo); err != nil {
+		res.Reason = reasonOf(err)
+		return res, true
+	}
 	if err := checkDuplicateKeys(p.Params); err != nil {
 		res.Reason = reasonOf(err)
 		return res, true
@@ -224,6 +228,10 @@ func (pr prepared) ref() ledger.Ref {
 func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 	pr := prepared{p: p, res: EnqueueResult{Provider: p.Provider, OrderNo: p.OrderNo}}
 	if err := p.check(); err != nil {
+		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
+		return pr, nil
+	}
+	if err := checkOrderPath(p.OrderNo); err != nil {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil
 	}

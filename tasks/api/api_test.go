@@ -550,6 +550,13 @@ func TestProblemsForEverythingElse(t *testing.T) {
 			t.Errorf("%s %s: Content-Type %q, want problem details", tt.method, tt.path, h.Get("Content-Type"))
 		}
 	}
+	// An order number the GET path could not name is refused up front.
+	for _, no := range []string{"x/../y", "a//b", ".."} {
+		body := fmt.Sprintf(`{"provider":"tencent","order_no":%q,"params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`, no)
+		if status, b, _ := e.do("POST", "/v1/orders", bearer, []byte(body)); status != 422 || !strings.Contains(string(b), "order_no") {
+			t.Errorf("POST order_no %q: %d %s, want 422 naming order_no", no, status, b)
+		}
+	}
 }
 
 // With Redis gone nothing is written, and each endpoint answers 503.
