@@ -171,6 +171,11 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	prs := make([]prepared, len(payloads))
 	var claims []ledger.ClaimArgs
 	var idx []int
+	// An order given again in the same batch is answered from its first
+	// occurrence's result, never claimed twice: the two would race to
+	// queue its task.
+	first := map[ledger.Ref]int{}
+	repeats := map[int]int{}
 	for i, data := range payloads {
 		p, err := DecodePayload(data)
 		if err != nil {
@@ -183,9 +188,19 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 			continue
 		}
 		prs[i] = pr
+		if f, ok := first[pr.ref()]; ok {
+			repeats[i] = f
+			continue
+		}
+		first[pr.ref()] = i
 		claims = append(claims, ledger.ClaimArgs{Ref: pr.ref(), Params: pr.p.Params, ParamsHash: pr.hash})
 		idx = append(idx, i)
 	}
+	defer func() {
+		for i, f := range repeats {
+			out[i] = repeatOf(prs[i], prs[f], out[f])
+		}
+	}()
 	if len(claims) == 0 {
 		return out
 	}
@@ -209,6 +224,24 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	}
 	wg.Wait()
 	return out
+}
+
+// repeatOf answers an order given a second time in one batch (pr), from
+// its first occurrence (first) and that one's answer.
+func repeatOf(pr, first prepared, got BatchResult) BatchResult {
+	res := pr.res
+	switch {
+	case got.Err != nil:
+		return BatchResult{res, got.Err}
+	case got.Status != Enqueued && got.Status != Duplicate:
+		res.Status, res.State, res.Reason = got.Status, got.State, got.Reason
+	case pr.hash != first.hash:
+		res.Status, res.State = Conflict, got.State
+		res.Reason = "order_no already used by an order with different params"
+	default:
+		res.Status, res.State = Duplicate, got.State
+	}
+	return BatchResult{res, nil}
 }
 
 // prepared is an order validated, hashed and sealed, ready to claim; done

@@ -209,12 +209,18 @@ func TestEnqueueBatch(t *testing.T) {
 		[]byte(`{"provider":"mem","order_no":"B-bad","params":{"item":"sku-1"}}`),
 		[]byte(`not json`),
 		memOrder("B-new2"),
+		// A new order given twice in the batch: answered from the first,
+		// never queued twice nor "repaired".
+		memOrder("B-twice"),
+		memOrder("B-twice"),
+		[]byte(`{"provider":"mem","order_no":"B-twice","params":{"item":"sku-1","qty":3}}`),
 	}
 	got := enq.EnqueueBatch(context.Background(), batch)
-	want := []string{tasks.Enqueued, tasks.Duplicate, tasks.Conflict, tasks.Invalid, tasks.Invalid, tasks.Enqueued}
+	want := []string{tasks.Enqueued, tasks.Duplicate, tasks.Conflict, tasks.Invalid, tasks.Invalid, tasks.Enqueued,
+		tasks.Enqueued, tasks.Duplicate, tasks.Conflict}
 	for i, r := range got {
-		if r.Err != nil || r.Status != want[i] {
-			t.Errorf("order %d: %+v, %v; want %s", i, r.EnqueueResult, r.Err, want[i])
+		if r.Err != nil || r.Status != want[i] || r.Repaired {
+			t.Errorf("order %d: %+v, %v; want %s, not repaired", i, r.EnqueueResult, r.Err, want[i])
 		}
 	}
 	if n := trips.n.Load(); n != 1 {
