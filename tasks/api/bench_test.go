@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -149,6 +150,149 @@ func BenchmarkAPIvsEnqueuer(b *testing.B) {
 		httpCPU.proc.Seconds()*1e6/n, httpCPU.redis.Seconds()*1e6/n,
 		leanCPU.proc.Seconds()*1e6/n, leanCPU.redis.Seconds()*1e6/n)
 }
+
+// BenchmarkAPIBatchvsEnqueueBatch is BenchmarkAPIvsEnqueuer for producers
+// that send orders in batches: 8 goroutines calling Enqueuer.EnqueueBatch
+// against 8 net/http clients posting the same batches as NDJSON to
+// POST /v1/orders/batch, alternating in rounds. b.N is the number of
+// orders each way; apiBatchSize orders a batch. It also reports the batch
+// API's rate over the Go Enqueuer's one call per order, measured in the
+// same run: what a producer moving from one call per order in Go to
+// batches over HTTP gets.
+// go test -run '^$' -bench APIBatch -benchtime 20000x ./tasks/api
+func BenchmarkAPIBatchvsEnqueueBatch(b *testing.B) {
+	rs := taskstest.StartRedis(b, nil)
+	opt, err := tasks.ParseRedisURL(rs.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	rdb := rs.Client(b)
+	l := ledger.New(rdb, nil)
+	set := registry.Validators("bench")
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	h, err := api.New(enq, l, rdb, set, &api.Options{Tokens: []string{"bench-token"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const clients = 8
+	order := func(prefix string, i int64) []byte {
+		return fmt.Appendf(nil, `{"provider":"tencent","order_no":"%s-%d","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":1}}`, prefix, i)
+	}
+	batch := func(prefix string, lo, hi int64) [][]byte {
+		out := make([][]byte, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			out = append(out, order(prefix, i))
+		}
+		return out
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	// drive runs work(lo', hi') over (lo, hi] in slices of size from the
+	// clients, and returns the time it took.
+	drive := func(lo, hi, size int64, work func(lo, hi int64) error) time.Duration {
+		var next atomic.Int64
+		next.Store(lo)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range clients {
+			wg.Go(func() {
+				for {
+					end := next.Add(size)
+					from := end - size
+					if from >= hi {
+						return
+					}
+					if err := work(from, min(end, hi)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	goBatch := func(lo, hi int64) error {
+		for i, r := range enq.EnqueueBatch(context.Background(), batch("G", lo, hi)) {
+			if r.Err != nil || r.Status != tasks.Enqueued {
+				return fmt.Errorf("EnqueueBatch, order %d: %+v", lo+int64(i), r)
+			}
+		}
+		return nil
+	}
+	goOne := func(lo, hi int64) error {
+		for i := lo; i < hi; i++ {
+			res, err := enq.Enqueue(context.Background(), order("S", i))
+			if err == nil && res.Status != tasks.Enqueued {
+				err = fmt.Errorf("Enqueue: %+v", res)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var body bytes.Buffer
+	var bodyMu sync.Mutex
+	httpBatch := func(lo, hi int64) error {
+		bodyMu.Lock()
+		body.Reset()
+		for _, o := range batch("H", lo, hi) {
+			body.Write(o)
+			body.WriteByte('\n')
+		}
+		payload := bytes.Clone(body.Bytes())
+		bodyMu.Unlock()
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/orders/batch", bytes.NewReader(payload))
+		req.Header.Set("Authorization", "Bearer bench-token")
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var results []tasks.EnqueueResult
+		if err := json.NewDecoder(resp.Body).Decode(&results); err != nil || resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("POST /v1/orders/batch: %d %v", resp.StatusCode, err)
+		}
+		if int64(len(results)) != hi-lo {
+			return fmt.Errorf("POST /v1/orders/batch: %d results for %d orders", len(results), hi-lo)
+		}
+		for i, r := range results {
+			if r.Status != tasks.Enqueued {
+				return fmt.Errorf("POST /v1/orders/batch, order %d: %+v", lo+int64(i), r)
+			}
+		}
+		return nil
+	}
+	const rounds = 5
+	var direct, overHTTP, single time.Duration
+	b.ResetTimer()
+	for r := range int64(rounds) {
+		lo, hi := int64(b.N)*r/rounds, int64(b.N)*(r+1)/rounds
+		direct += drive(lo, hi, apiBatchSize, goBatch)
+		overHTTP += drive(lo, hi, apiBatchSize, httpBatch)
+		// The single-call Go rate over a fifth of the orders: it is
+		// the slowest of the three.
+		single += drive(lo, lo+(hi-lo)/5, 1, goOne)
+	}
+	b.StopTimer()
+	goRate := float64(b.N) / direct.Seconds()
+	httpRate := float64(b.N) / overHTTP.Seconds()
+	singleRate := float64(b.N/5) / single.Seconds()
+	b.ReportMetric(goRate, "go-batch-orders/s")
+	b.ReportMetric(httpRate, "http-batch-orders/s")
+	b.ReportMetric(singleRate, "go-single-orders/s")
+	b.ReportMetric(httpRate/goRate, "http/go-batch")
+	b.ReportMetric(httpRate/singleRate, "http-batch/go-single")
+}
+
+// apiBatchSize is how many orders one batch carries in
+// BenchmarkAPIBatchvsEnqueueBatch.
+const apiBatchSize = 100
 
 // cpuUse is CPU time spent by this process (clients, server, Enqueuer)
 // and by redis-server.
