@@ -93,7 +93,7 @@ const TaskTimeout = 5 * time.Minute
 // not match the ledger's); everything about the order itself is in the
 // result.
 func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, error) {
-	p, err := DecodePayload(data)
+	p, err := decodeProduced(data)
 	if err != nil {
 		return EnqueueResult{Status: Invalid, Reason: reasonOf(err)}, nil
 	}
@@ -105,7 +105,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, err
 // Callers that cannot reach Redis use it to tell a bad order (which no
 // resend fixes) from one to send again.
 func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
-	p, err := DecodePayload(data)
+	p, err := decodeProduced(data)
 	if err != nil {
 		return EnqueueResult{Status: Invalid, Reason: reasonOf(err)}, true
 	}
@@ -177,7 +177,7 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	first := map[ledger.Ref]int{}
 	repeats := map[int]int{}
 	for i, data := range payloads {
-		p, err := DecodePayload(data)
+		p, err := decodeProduced(data)
 		if err != nil {
 			out[i].EnqueueResult = EnqueueResult{Status: Invalid, Reason: reasonOf(err)}
 			continue

@@ -126,6 +126,55 @@ func checkOrderNo(s string) error {
 	return nil
 }
 
+// decodeProduced is DecodePayload for an order a producer hands to the
+// Enqueuer: it also refuses a payload that names one of its fields twice,
+// or in another case than the contract's ("Order_No"). Decoding would
+// take one of the values silently, and the producer's order number or
+// provider could be another than the one it logged. The worker decodes
+// what it was given (DecodePayload).
+func decodeProduced(data []byte) (Payload, error) {
+	p, err := DecodePayload(data)
+	if err != nil {
+		return p, err
+	}
+	if err := checkPayloadKeys(data); err != nil {
+		return Payload{}, err
+	}
+	return p, nil
+}
+
+// checkPayloadKeys refuses a payload object (already decoded without
+// error) whose keys are not provider, order_no and params, each at most
+// once and spelled exactly so.
+func checkPayloadKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil {
+		return nil // DecodePayload judged the document
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "provider", "order_no", "params":
+		default:
+			return invalid("the payload field %q: field names are case-sensitive (provider, order_no, params)", providers.Truncate(providers.MaskPhones(key), 64))
+		}
+		if seen[key] {
+			return invalid("the payload field %q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 // checkOrderPath refuses an order number that a URL path would read
 // otherwise (a/../b, a//b): it is a path segment of GET
 // /v1/orders/{provider}/{order_no} and could never be asked for. The

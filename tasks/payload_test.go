@@ -64,6 +64,36 @@ func TestDuplicateKeys(t *testing.T) {
 	}
 }
 
+// An order handed to the Enqueuer names each payload field once and
+// exactly: decoding alone would take "Order_No", or the last of two
+// order_no, silently. The worker decodes such tasks as before.
+func TestPayloadKeysAreExact(t *testing.T) {
+	t.Parallel()
+	const params = `"params":{"CustomerId":"C1","ItemId":"I1","ItemNum":1}`
+	for doc, want := range map[string]string{
+		`{"provider":"tencent","order_no":"A",` + params + `}`:                  "",
+		`{"provider":"tencent","Order_No":"A",` + params + `}`:                  `the payload field "Order_No": field names are case-sensitive`,
+		`{"provider":"tencent","order_no":"A","order_no":"B",` + params + `}`:   `the payload field "order_no" appears twice`,
+		`{"provider":"tencent","order_no":"A","ORDER_NO":"B",` + params + `}`:   `the payload field "ORDER_NO"`,
+		`{"PROVIDER":"tencent","order_no":"A",` + params + `}`:                  `the payload field "PROVIDER"`,
+		`{"provider":"tencent","order_no":"A",` + params + `,"params":{"a":1}}`: `the payload field "params" appears twice`,
+	} {
+		p, err := decodeProduced([]byte(doc))
+		if want == "" {
+			if err != nil || p.OrderNo != "A" {
+				t.Errorf("decodeProduced(%s) = %+v, %v; want order A", doc, p, err)
+			}
+			continue
+		}
+		if !IsInvalid(err) || !strings.Contains(err.Error(), want) {
+			t.Errorf("decodeProduced(%s) = %v; want invalid, %q", doc, err, want)
+		}
+		if _, err := DecodePayload([]byte(doc)); err != nil {
+			t.Errorf("DecodePayload(%s) = %v; the worker must still take it", doc, err)
+		}
+	}
+}
+
 func TestParamsHashIsCanonical(t *testing.T) {
 	t.Parallel()
 	a, _ := ParamsHash(json.RawMessage(`{"b":1,"a":"x"}`))
