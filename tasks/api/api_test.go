@@ -182,12 +182,25 @@ func TestCreateOrder(t *testing.T) {
 		{"unknown provider", bearer, []byte(`{"provider":"nope","order_no":"A3","params":{}}`), 422, tasks.Invalid, ""},
 		{"not an object", bearer, []byte(`[1,2]`), 422, tasks.Invalid, "object"},
 		{"other token", "Bearer another-token", tencentOrder("A4", 1), 201, tasks.Enqueued, ""},
+		{"order number with a slash", bearer, tencentOrder("shop/A6", 1), 201, tasks.Enqueued, ""},
+		{"field in another case", bearer, []byte(`{"provider":"tencent","Order_No":"A7","params":{"CustomerId":"C1","ItemId":"I","ItemNum":1}}`), 422, tasks.Invalid, "Order_No"},
 	}
 	for _, tt := range tests {
-		status, b, _ := e.do("POST", "/v1/orders", tt.auth, tt.body)
+		status, b, h := e.do("POST", "/v1/orders", tt.auth, tt.body)
 		if status != tt.wantStatus {
 			t.Errorf("%s: status %d, want %d (%s)", tt.name, status, tt.wantStatus, b)
 			continue
+		}
+		if loc := h.Get("Location"); status == 201 {
+			// Location names the order's own resource, which answers it.
+			r := result(t, b)
+			if want := api.OrderPath("tencent", r.OrderNo); loc != want {
+				t.Errorf("%s: Location %q, want %q", tt.name, loc, want)
+			} else if code, got, _ := e.do("GET", loc, bearer, nil); code != 200 || !strings.Contains(string(got), `"order_no":"`+r.OrderNo+`"`) {
+				t.Errorf("%s: GET Location %s: %d %s", tt.name, loc, code, got)
+			}
+		} else if loc != "" {
+			t.Errorf("%s: status %d with Location %q", tt.name, status, loc)
 		}
 		r := result(t, b)
 		if r.Status != tt.wantWord || !strings.Contains(r.Reason, tt.wantReason) {

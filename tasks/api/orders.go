@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -75,7 +76,16 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		h.answerInvalid(w, body, res)
 		return
 	}
+	if res.Status == tasks.Enqueued {
+		w.Header().Set("Location", OrderPath(res.Provider, res.OrderNo))
+	}
 	writeJSON(w, statusOf(res), res)
+}
+
+// OrderPath is the path of GET /v1/orders/{provider}/{order_no} for an
+// order, each segment escaped (a '/' in an order number as %2F).
+func OrderPath(provider, orderNo string) string {
+	return "/v1/orders/" + url.PathEscape(provider) + "/" + url.PathEscape(orderNo)
 }
 
 // answerInvalid answers an order the Enqueuer found invalid: 400 for a
