@@ -116,3 +116,24 @@ func TestSealerRoundTripAndWrongKey(t *testing.T) {
 		t.Error("NewSealer accepted a bad key")
 	}
 }
+
+// A producer without a data key records params as they are, hashed
+// plainly; a worker with a key (worker -dev holds one) still processes the
+// order, however the producer spaced its JSON, and so does the reconciler's
+// re-queued task.
+func TestKeylessProducerKeyedWorker(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{Sealer: newSealer(t)}})
+	payload := []byte("{\n  \"provider\": \"tencent\",\n  \"order_no\": \"Pretty-1\",\n  \"params\": {\n    \"CustomerId\": \"C1\",\n    \"ItemId\": \"D-FireInsurance2020\",\n    \"ItemNum\": 1\n  }\n}\n")
+	if res := e.enqueue(t, payload); res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v", res)
+	}
+	e.startServer(t)
+	rec := e.waitState(t, "Pretty-1", tasks.StatePaid)
+	if got := e.sandbox.Orders()["Pretty-1"]; len(got) != 1 || got[0].ItemId != "D-FireInsurance2020" {
+		t.Fatalf("sandbox got %+v, want one order with the item as sent", got)
+	}
+	if strings.ContainsAny(string(rec.Params), " \n") {
+		t.Errorf("recorded params %s are not the task's compact form", rec.Params)
+	}
+}
