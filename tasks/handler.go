@@ -42,6 +42,11 @@ type HandlerOptions struct {
 	// ConfigWait is how long an order held back by a configuration
 	// problem waits before it is tried again. Default 30s.
 	ConfigWait time.Duration
+	// ListingLag is how long after a create a lookup that does not find
+	// the order is not believed (see order.Policy): the order stays
+	// unknown and is looked up again. Default DefaultListingLag; negative:
+	// a not-found is believed at once.
+	ListingLag time.Duration
 	// LeaseTTL is how long an order's lease holds without a keepalive; the
 	// keepalive extends it every third of that while a call runs. Default
 	// 30s.
@@ -108,6 +113,12 @@ func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Han
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 30 * time.Second
 	}
+	switch {
+	case o.ListingLag == 0:
+		o.ListingLag = DefaultListingLag
+	case o.ListingLag < 0:
+		o.ListingLag = 0
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -127,9 +138,16 @@ func (h *Handler) policy(provider string, prov providers.Provider) order.Policy 
 	return order.Policy{
 		MaxAttempts: h.opts.MaxAttempts, Backoff: h.opts.Backoff, Deadline: d,
 		PendingWindow: h.opts.PendingWindow, PollInterval: h.opts.PollInterval,
-		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares,
+		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares, ListingLag: h.opts.ListingLag,
 	}
 }
+
+// DefaultListingLag is how long after a create a lookup's not-found is not
+// believed, by default. No provider documents how soon its listings show
+// a new order; two minutes covers a listing served by another service
+// than the create (UniCloud's) and costs an order whose ambiguous create
+// really created nothing two minutes before it is sent again.
+const DefaultListingLag = 2 * time.Minute
 
 // stop ends the task for good; the ledger already says why.
 func stop(format string, args ...any) error {

@@ -93,6 +93,9 @@ func setupMem(t *testing.T, ho *tasks.HandlerOptions, pending bool) *memEnv {
 		ho = &tasks.HandlerOptions{}
 	}
 	ho.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if ho.ListingLag == 0 {
+		ho.ListingLag = -1 // the in-memory provider lists an order at once
+	}
 	h := tasks.NewHandler(e.ledger, set, ho)
 	e.srv, _ = tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 8, TaskCheckInterval: 10 * time.Millisecond,
 		DelayedTaskCheckInterval: 50 * time.Millisecond, Logger: ho.Logger})
@@ -263,7 +266,7 @@ func TestUnreadableParamsLeaveTheOrderWaiting(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := func(s *tasks.Sealer) (*tasks.Problems, func()) {
 		problems := tasks.NewProblems()
-		h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Sealer: s, Problems: problems, ConfigWait: 20 * time.Millisecond, Logger: quiet})
+		h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Sealer: s, Problems: problems, ConfigWait: 20 * time.Millisecond, ListingLag: -1, Logger: quiet})
 		srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{TaskCheckInterval: 10 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond, Logger: quiet})
 		if err := srv.Start(mux); err != nil {
 			t.Fatal(err)

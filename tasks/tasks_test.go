@@ -81,6 +81,12 @@ func setup(t testing.TB, o *setupOpts) *env {
 		ho = o.handler
 	}
 	ho.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if ho.ListingLag == 0 {
+		// A lookup's not-found is believed at once here: the sandbox
+		// lists an order as soon as it is created. TestListingLagHoldsARecreate
+		// runs with the lag.
+		ho.ListingLag = -1
+	}
 	e.handler = tasks.NewHandler(e.ledger, e.set, ho)
 	if !o.noServer {
 		e.startServer(t)
@@ -367,6 +373,46 @@ func TestAmbiguousFailureAfterCreateEndsPaidOnce(t *testing.T) {
 			}
 			if len(calls) != 2 || calls[0] != "submit:ambiguous" || calls[1] != "lookup:ok" {
 				t.Errorf("history = %v, want [submit:ambiguous lookup:ok]", calls)
+			}
+		})
+	}
+}
+
+// A provider whose listing shows an order only a while after its create:
+// a lookup's not-found within the listing lag is not believed, so the
+// order whose answer was lost is found, not created again. Believed at
+// once, the same not-found creates it twice.
+func TestListingLagHoldsARecreate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		lag     time.Duration
+		creates int
+	}{
+		{"lag", 3 * time.Second, 1},
+		{"believed at once", -1, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: tt.lag,
+				Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}}, noServer: true})
+			e.sandbox.ListLag = 1500 * time.Millisecond
+			e.sandbox.Faults().Script(fault.FailAfter)
+			e.startServer(t)
+			e.enqueue(t, order("Order-Lag"))
+			rec := e.waitState(t, "Order-Lag", tasks.StatePaid)
+			if n := e.sandbox.Calls("ServiceCreateOrder"); n != tt.creates {
+				t.Errorf("ServiceCreateOrder called %d times, want %d", n, tt.creates)
+			}
+			if tt.creates != 1 {
+				return
+			}
+			var calls []string
+			for _, a := range rec.History {
+				calls = append(calls, a.Call+":"+a.Result)
+			}
+			if len(calls) < 3 || calls[0] != "submit:ambiguous" || calls[1] != "lookup:not_found" || calls[len(calls)-1] != "lookup:ok" {
+				t.Errorf("history = %v, want the submit, lookups not found within the lag, then found", calls)
 			}
 		})
 	}

@@ -38,6 +38,7 @@ type config struct {
 	OrderDeadline   time.Duration
 	Deadlines       map[string]time.Duration
 	PendingWindow   time.Duration
+	ListingLag      time.Duration // 0: a lookup's not-found is believed at once
 	ShutdownTimeout time.Duration
 	ReconcileEvery  time.Duration
 	PollInterval    time.Duration
@@ -106,6 +107,7 @@ var workerVars = []envVar{
 	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue is errored"},
 	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
+	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
 	{"ORDERWORKER_POLL_INTERVAL", "80ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands"},
@@ -152,6 +154,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		return d
 	}
+	durOrZero := func(name string) time.Duration {
+		d, err := time.ParseDuration(env(name))
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration like 2m, or 0", name, env(name)))
+		}
+		return d
+	}
 	num := func(name string) int {
 		n, err := strconv.Atoi(env(name))
 		if err != nil || n <= 0 {
@@ -187,6 +196,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		RetryMax:           dur("ORDERWORKER_RETRY_MAX"),
 		OrderDeadline:      dur("ORDERWORKER_ORDER_DEADLINE"),
 		PendingWindow:      dur("ORDERWORKER_PENDING_WINDOW"),
+		ListingLag:         durOrZero("ORDERWORKER_LISTING_LAG"),
 		ShutdownTimeout:    dur("ORDERWORKER_SHUTDOWN_TIMEOUT"),
 		ReconcileEvery:     dur("ORDERWORKER_RECONCILE_INTERVAL"),
 		PollInterval:       dur("ORDERWORKER_POLL_INTERVAL"),

@@ -442,6 +442,9 @@ func workerEnv(redisURL string, extra ...string) []string {
 		"ORDERWORKER_RETRY_MAX=1s",
 		"ORDERWORKER_SHUTDOWN_TIMEOUT=3s",
 		"ORDERWORKER_RECONCILE_INTERVAL=2s",
+		// Short, so that lookups after ambiguous creates wait for it
+		// and still end within a test.
+		"ORDERWORKER_LISTING_LAG=300ms",
 	}
 	// The race detector's report goes to the worker's log, where
 	// scanLogs finds it.

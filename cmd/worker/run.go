@@ -98,6 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Deadline:      cfg.OrderDeadline,
 		Deadlines:     cfg.Deadlines,
 		PendingWindow: cfg.PendingWindow,
+		ListingLag:    listingLag(cfg.ListingLag),
 		Guard:         g,
 		Sealer:        sealer,
 		Metrics:       metrics,
@@ -312,4 +313,13 @@ func waitOutcome(ctx context.Context, ledger *tasks.Ledger, ref tasks.OrderRef) 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// listingLag is ORDERWORKER_LISTING_LAG as HandlerOptions takes it: 0 (a
+// not-found believed at once) is negative there.
+func listingLag(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

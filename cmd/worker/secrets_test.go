@@ -47,7 +47,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	}
 	env := map[string]string{
 		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PROJECT_ID": "leak-project",
-		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LOG_LEVEL": "debug",
+		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "ORDERWORKER_LOG_LEVEL": "debug",
 	}
 	for k, v := range creds {
 		env[k] = v

@@ -41,7 +41,7 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
   if first == '' then first = ARGV[2] end
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
-    'first_attempt', first, 'updated', ARGV[2])
+    'first_attempt', first, 'last_create', ARGV[2], 'updated', ARGV[2])
   if st == 'queued' then
     redis.call('ZREM', KEYS[2], ARGV[5])
     redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])

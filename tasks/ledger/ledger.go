@@ -90,9 +90,12 @@ type Record struct {
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
-	PendingSince   time.Time `json:"pending_since,omitzero"`
-	NextCheckAt    time.Time `json:"next_check_at,omitzero"`
-	OutcomeAt      time.Time `json:"outcome_at,omitzero"`
+	// LastCreateAt is when the latest create was marked in flight, just
+	// before it left.
+	LastCreateAt time.Time `json:"last_create_at,omitzero"`
+	PendingSince time.Time `json:"pending_since,omitzero"`
+	NextCheckAt  time.Time `json:"next_check_at,omitzero"`
+	OutcomeAt    time.Time `json:"outcome_at,omitzero"`
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.
 	RedrivenAt time.Time `json:"redriven_at,omitzero"`
@@ -309,6 +312,8 @@ func (r *Record) set(k, v string) {
 		r.UpdatedAt = msTime(v)
 	case "first_attempt":
 		r.FirstAttemptAt = msTime(v)
+	case "last_create":
+		r.LastCreateAt = msTime(v)
 	case "pending_since":
 		r.PendingSince = msTime(v)
 	case "next_check":

@@ -84,6 +84,9 @@ func TestHappyPathRoundTrips(t *testing.T) {
 	if err != nil || rec.State != ledger.StatePaid || rec.ProviderOrderID != "P1" || rec.Attempts != 1 || rec.Inflight != 0 || len(rec.History) != 1 || rec.OutcomeAt.IsZero() {
 		t.Fatalf("record = %+v, %v", rec, err)
 	}
+	if rec.LastCreateAt.IsZero() || !rec.LastCreateAt.Equal(rec.FirstAttemptAt) {
+		t.Errorf("last create at %v, first attempt at %v: the mark records when the create left", rec.LastCreateAt, rec.FirstAttemptAt)
+	}
 	st, err := l.Stats(ctx, []string{"tencent"})
 	if err != nil || st["tencent"][ledger.StatePaid].Count != 2 || st["tencent"][ledger.StateQueued].Count != 0 || st["tencent"][ledger.StateSubmitting].Count != 0 {
 		t.Errorf("stats = %+v, %v; want both orders indexed as paid only", st["tencent"], err)

@@ -70,6 +70,13 @@ type Policy struct {
 	// NeedsKnown says the provider is a Preparer: a snapshot of existing
 	// orders is taken before the first create.
 	NeedsKnown bool
+	// ListingLag is how long after a create a lookup that does not find
+	// the order is not believed: no provider documents that its listings
+	// show an order as soon as its create is answered, and a not-found
+	// believed too early creates the order twice. Within it the order
+	// stays unknown and is looked up again once it has passed. 0: a
+	// not-found is believed at once.
+	ListingLag time.Duration
 }
 
 // Backoff is capped exponential backoff with full jitter: retry n (from 0)
@@ -324,6 +331,13 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		reason = "attempt abandoned mid-flight; looking the order up"
 	}
 	if code == providers.NotFound {
+		if wait := listingLagLeft(rec, p, now); wait > 0 {
+			// Not listed yet, perhaps: look again once the listing has
+			// had time to catch up with the create.
+			msg = fmt.Sprintf("%s; the last create left %s ago, within the listing lag of %s: looking again in %s",
+				msg, now.Sub(lastCreate(rec)).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
+			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+		}
 		// Surely not created: submit again, unless out of budget or time.
 		switch {
 		case p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts:
@@ -383,6 +397,30 @@ func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg strin
 			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
+}
+
+// lastCreate is when the order's latest create may have left: when it was
+// marked in flight, or its first attempt for a record written before that
+// was kept; for a record recreated after Redis lost it (no call recorded),
+// no earlier than the recreation.
+func lastCreate(rec *ledger.Record) time.Time {
+	t := rec.LastCreateAt
+	if rec.FirstAttemptAt.After(t) {
+		t = rec.FirstAttemptAt
+	}
+	if rec.Attempts == 0 && rec.CreatedAt.After(t) {
+		t = rec.CreatedAt
+	}
+	return t
+}
+
+// listingLagLeft is how long a lookup's not-found is still not believed.
+func listingLagLeft(rec *ledger.Record, p Policy, now time.Time) time.Duration {
+	last := lastCreate(rec)
+	if p.ListingLag <= 0 || last.IsZero() {
+		return 0
+	}
+	return last.Add(p.ListingLag).Sub(now)
 }
 
 // pollDelay doubles from PollInterval up to a minute with the time spent

@@ -383,3 +383,54 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A lookup's not-found within ListingLag of the last create is not
+// believed: the order stays unknown (may exist) and is looked up again
+// when the lag has passed; after it, the order is created again (or
+// errored past its deadline or budget) as before.
+func TestListingLag(t *testing.T) {
+	t.Parallel()
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "no such order")}
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	off := policy()
+	rec := func(mod func(r *ledger.Record)) *ledger.Record {
+		r := unknown()
+		mod(r)
+		return r
+	}
+	created := t0.Add(10 * time.Minute)
+	tests := []struct {
+		name      string
+		rec       *ledger.Record
+		p         Policy
+		now       time.Time
+		wantNext  Next
+		wantDelay time.Duration
+		wantTo    ledger.State
+	}{
+		{"within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = created }), p, created.Add(30 * time.Second), Wait, 90 * time.Second, ledger.StateUnknown},
+		{"lag over", rec(func(r *ledger.Record) { r.LastCreateAt = created }), p, created.Add(2*time.Minute + time.Millisecond), Continue, 0, ledger.StateSubmitting},
+		{"lag off", rec(func(r *ledger.Record) { r.LastCreateAt = created }), off, created.Add(time.Second), Continue, 0, ledger.StateSubmitting},
+		{"past the deadline, within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = t0.Add(59*time.Minute + 30*time.Second) }), p, t0.Add(time.Hour + 10*time.Second), Wait, 80 * time.Second, ledger.StateUnknown},
+		{"past the deadline, lag over", rec(func(r *ledger.Record) { r.LastCreateAt = t0.Add(59 * time.Minute) }), p, t0.Add(time.Hour + 2*time.Minute), Stop, 0, ledger.StateErrored},
+		{"out of budget, within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.Failures = 3 }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
+		{"a record without the create's time: first attempt", rec(func(r *ledger.Record) { r.FirstAttemptAt = created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
+		{"recreated after Redis lost it", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 0, t0, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
+		{"abandoned mid-flight", func() *ledger.Record { r := abandoned(); r.LastCreateAt = created; return r }(), p, created.Add(time.Second), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
+	}
+	for _, tt := range tests {
+		d := Decide(tt.rec, Lookup, notFound, tt.p, tt.now)
+		if d.Then.Next != tt.wantNext || d.Then.Delay != tt.wantDelay || d.Settle.To() != tt.wantTo {
+			t.Errorf("%s: next %v, delay %s, to %q; want %v, %s, %q (%s)", tt.name, d.Then.Next, d.Then.Delay, d.Settle.To(), tt.wantNext, tt.wantDelay, tt.wantTo, d.Then.Reason)
+		}
+		if tt.wantNext == Wait {
+			if me, set := d.Settle.MayExist(); !set || !me {
+				t.Errorf("%s: may_exist not kept while the listing may lag", tt.name)
+			}
+			if !strings.Contains(d.Then.Reason, "listing lag") {
+				t.Errorf("%s: reason %q does not say why it waits", tt.name, d.Then.Reason)
+			}
+		}
+	}
+}

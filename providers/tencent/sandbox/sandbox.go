@@ -35,6 +35,10 @@ type Server struct {
 	// Skew is how far Timestamp may be from the sandbox's clock (default
 	// 5 minutes).
 	Skew time.Duration
+	// ListLag hides an order from ServiceGetOrderList until it is this
+	// old: a provider whose listing lags behind its creates (set it
+	// before serving).
+	ListLag time.Duration
 
 	mu      sync.Mutex
 	secrets map[string]string // AppKey -> AppSecret
@@ -244,7 +248,7 @@ func (s *Server) list(params map[string]any, requestID string) reply {
 			continue
 		}
 		for _, o := range list {
-			if customer != "" && o.CustomerId != customer {
+			if customer != "" && o.CustomerId != customer || time.Since(o.Created) < s.ListLag {
 				continue
 			}
 			out = append(out, map[string]any{"CustomerId": o.CustomerId, "OrderNo": o.OrderNo,
