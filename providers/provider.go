@@ -139,10 +139,11 @@ type Set struct {
 }
 
 type disabled struct {
-	reason    string
-	validate  ValidateFunc
-	parse     ParseFunc // set by DisableSpec
-	sensitive []string
+	reason     string
+	validate   ValidateFunc
+	parse      ParseFunc // set by DisableSpec
+	sensitive  []string
+	noOrderIDs bool // set by DisableSpec
 }
 
 // NewSet returns an empty Set.
@@ -216,6 +217,25 @@ func (s *Set) Enabled() []Provider {
 	}
 	slices.SortFunc(ps, func(a, b Provider) int { return strings.Compare(a.Name(), b.Name()) })
 	return ps
+}
+
+// IDless is implemented by a provider whose orders have no id of their own
+// (Spec.NoOrderIDs): NoOrderIDs returns true.
+type IDless interface {
+	NoOrderIDs() bool
+}
+
+// HasOrderIDs reports whether the named provider gives each order an id
+// of its own (true for a provider it does not know).
+func (s *Set) HasOrderIDs(name string) bool {
+	if p, ok := s.enabled[name]; ok {
+		il, ok := p.(IDless)
+		return !ok || !il.NoOrderIDs()
+	}
+	if d, ok := s.disabled[name]; ok {
+		return !d.noOrderIDs
+	}
+	return true
 }
 
 // Sensitive returns the named provider's personal-data params (nil when it

@@ -26,6 +26,10 @@ type Spec struct {
 	// Sensitive names the params that carry personal data (names, phone
 	// numbers): never stored or shown in clear.
 	Sensitive []string
+	// NoOrderIDs says the provider gives an order no id of its own (the
+	// order number is how it is known): an operator resolving an order
+	// paid has no provider order id to name.
+	NoOrderIDs bool
 	// Example are valid params, for docs and tests.
 	Example json.RawMessage
 	// Settings are the environment variables the provider reads, in the
@@ -261,6 +265,7 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 	s.Disable(spec.Name, reason, validate, spec.Sensitive...)
 	d := s.disabled[spec.Name]
 	d.parse = spec.Parse
+	d.noOrderIDs = spec.NoOrderIDs
 	s.disabled[spec.Name] = d
 }
 

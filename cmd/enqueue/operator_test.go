@@ -234,8 +234,9 @@ func TestListPagesNewestFirstMasked(t *testing.T) {
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	e := newOpsEnv(t)
-	e.enqueue(aliyunOrder("RU1"), aliyunOrder("RU2"), aliyunOrder("RP1"), tencentOrder("RQ1"), aliyunOrder("ROWN"))
+	e.enqueue(aliyunOrder("RU1"), aliyunOrder("RU2"), aliyunOrder("RP1"), tencentOrder("RQ1"), aliyunOrder("ROWN"), tencentOrder("RT1"))
 	e.settle("aliyun", "RU1", ledger.SetUnknown("timeout after sending").WithMayExist(true))
+	e.settle("tencent", "RT1", ledger.SetUnknown("timeout after sending").WithMayExist(true))
 	e.settle("aliyun", "RU2", ledger.SetUnknown("timeout after sending").WithMayExist(true))
 	e.settle("aliyun", "RP1", ledger.SetPending("PO-RP1", time.Now(), time.Now().Add(time.Minute)).WithMayExist(true))
 	e.settle("aliyun", "ROWN", ledger.SetPaid("PO-OWNED").WithMayExist(true))
@@ -294,6 +295,13 @@ func TestResolve(t *testing.T) {
 	}
 	if strings.Contains(out, testPhone) || strings.Contains(out, "13912345678") || !strings.Contains(out, maskedTest) {
 		t.Errorf("resolve paid shows a phone number in clear, or not the masked userName:\n%s", out)
+	}
+	// Tencent knows an order by its number and gives it no id: paid
+	// needs none.
+	if code, _, errs := e.cli(true, "resolve", "tencent", "RT1", "-as", "paid", "-note", "console shows it", "-by", "ann"); code != exitOK {
+		t.Errorf("resolve tencent paid without an id: exit %d\n%s", code, errs)
+	} else if rec := e.record("tencent", "RT1"); rec.State != ledger.StatePaid || rec.ProviderOrderID != "" {
+		t.Errorf("tencent RT1 after resolve paid: %+v", rec)
 	}
 	if stored := e.record("aliyun", "RU1"); strings.Contains(stored.History[len(stored.History)-1].Message, "13912345678") {
 		t.Errorf("the note's phone number is stored in clear: %+v", stored.History)

@@ -48,8 +48,8 @@ with the reason when the decision is not legal for the order as it stands.
 	switch {
 	case strings.TrimSpace(*note) == "" || strings.TrimSpace(*by) == "":
 		return c.fail(exitError, "-note and -by are required: say why, and who decides")
-	case resolution == ledger.ResolvePaid && strings.TrimSpace(*providerOrderID) == "":
-		return c.fail(exitError, "-as paid needs -provider-order-id: the provider's id of the order")
+	case resolution == ledger.ResolvePaid && strings.TrimSpace(*providerOrderID) == "" && validators().HasOrderIDs(ref.Provider):
+		return c.fail(exitError, "-as paid needs -provider-order-id: the provider's id of the order (%s gives every order one)", ref.Provider)
 	case resolution != ledger.ResolvePaid && *providerOrderID != "":
 		return c.fail(exitError, "-provider-order-id goes with -as paid only")
 	}

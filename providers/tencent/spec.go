@@ -19,9 +19,10 @@ const (
 // sandbox.
 func Spec() providers.Spec {
 	return providers.Spec{
-		Name:    Name,
-		Fields:  Fields,
-		Example: json.RawMessage(`{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`),
+		Name:       Name,
+		Fields:     Fields,
+		NoOrderIDs: true, // an order is known by its OrderNo
+		Example:    json.RawMessage(`{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`),
 		Settings: []providers.Setting{
 			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "Tencent IoT Explorer base URL", Check: providers.CheckBaseURL},
 			{Name: EnvAppKey, Required: true, Help: "Tencent AppKey (provider disabled without it)"},

@@ -88,6 +88,9 @@ func New(opts Options) (*Client, error) {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
+// NoOrderIDs implements providers.IDless: an order is known by its OrderNo.
+func (c *Client) NoOrderIDs() bool { return true }
+
 var (
 	customerIDRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 	itemRE       = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

@@ -222,8 +222,6 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	switch {
 	case a.Note == "" || a.By == "":
 		return nil, &RefusedError{"a note and a name are required"}
-	case a.As == ResolvePaid && a.ProviderOrderID == "":
-		return nil, &RefusedError{"paid needs the provider's order id"}
 	case a.As != ResolvePaid && a.As != ResolveAbsent && a.As != ResolveErrored:
 		return nil, &RefusedError{fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
 	}

@@ -289,6 +289,13 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	a.Note = providers.MaskPhones(strings.TrimSpace(a.Note))
 	a.By = providers.MaskPhones(strings.TrimSpace(a.By))
 	a.ProviderOrderID = strings.TrimSpace(a.ProviderOrderID)
+	if a.As == ledger.ResolvePaid && a.ProviderOrderID == "" && o.set.HasOrderIDs(ref.Provider) {
+		// The id makes the order its record's: without it, a lookup for
+		// another order of the same kind could take it.
+		err := &ledger.RefusedError{Reason: "paid needs the provider's order id: " + ref.Provider + " gives every order one"}
+		o.observe(action, resultOf(err))
+		return Resolved{}, err
+	}
 	rec, err := o.ledger.Resolve(ctx, ref, a)
 	o.observe(action, resultOf(err))
 	if err != nil {
