@@ -382,7 +382,6 @@ func TestRedrive(t *testing.T) {
 	for _, bad := range [][]string{
 		{"redrive", "-dry-run"},
 		{"redrive", "-state", "unknown", "-by", "ann"},
-		{"redrive", "-state", "errored"},
 		{"redrive", "-state", "errored", "-provider", "nope", "-by", "ann"},
 	} {
 		if code, out, errs := e.cli(true, bad...); code != exitError || out != "" || errs == "" {
@@ -415,5 +414,16 @@ func TestRedrive(t *testing.T) {
 	}
 	if rec := e.record("aliyun", "EA1"); rec.State != ledger.StateErrored {
 		t.Errorf("EA1 changed: %+v", rec)
+	}
+
+	// Without -by, the re-drive is recorded under the operating system's
+	// user name.
+	code, out, errs = e.cli(true, "redrive", "-state", "errored", "-provider", "tencent")
+	if got := status(out); code != exitOK || got["E3"] != "redriven" {
+		t.Fatalf("redrive without -by: exit %d, %v\n%s", code, got, errs)
+	}
+	rec = e.record("tencent", "E3")
+	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by "+osUser()) || osUser() == "" {
+		t.Errorf("E3 re-driven without -by: last entry %+v, want it by %q", last, osUser())
 	}
 }

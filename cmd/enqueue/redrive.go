@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
+	"os/user"
 	"strings"
 
 	"github.com/orderworker/orderworker/tasks/ops"
@@ -18,7 +20,7 @@ import (
 func redrive(ctx context.Context, c cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("enqueue redrive", flag.ContinueOnError)
 	subUsage(fs, c.stderr, `Usage:
-  enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] -by NAME [-note TEXT]
+  enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] [-by NAME] [-note TEXT]
 
 Moves errored orders that surely created nothing at the provider back to
 submission, their failure budget reset, and queues their tasks. Orders that
@@ -33,7 +35,7 @@ was refused.
 	reasonMatch := fs.String("reason-match", "", "only orders whose reason contains this text (any case)")
 	olderThan := fs.Duration("older-than", 0, "only orders errored at least this long ago (15m, 2h)")
 	dryRun := fs.Bool("dry-run", false, "list what would be re-driven; change nothing")
-	by := fs.String("by", "", "who re-drives (required unless -dry-run)")
+	by := fs.String("by", "", "who re-drives, recorded in each order's history (default: the operating system's user name)")
 	note := fs.String("note", "", "why (recorded in each order's history)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -45,8 +47,11 @@ was refused.
 	if *state != "errored" {
 		return c.fail(exitError, "-state errored is required: only errored orders are re-driven")
 	}
+	if strings.TrimSpace(*by) == "" {
+		*by = osUser()
+	}
 	if !*dryRun && strings.TrimSpace(*by) == "" {
-		return c.fail(exitError, "-by is required: who re-drives (or -dry-run)")
+		return c.fail(exitError, "-by is required: who re-drives (the operating system's user name is unknown here)")
 	}
 	if *olderThan < 0 {
 		return c.fail(exitError, "-older-than cannot be negative")
@@ -76,4 +81,13 @@ was refused.
 		return exitRejected
 	}
 	return exitOK
+}
+
+// osUser is the operating system's name for whoever runs the command, ""
+// when it cannot tell.
+func osUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
