@@ -23,14 +23,17 @@ const (
 	Invalid   = "invalid"   // the payload or params are not acceptable
 )
 
-// EnqueueResult is what happened to one order.
+// EnqueueResult is what happened to one order. Its five contract fields
+// are always present ("" where they do not apply: the provider and order
+// number of a payload too broken to name them, the state of an order not
+// recorded, the reason of one accepted).
 type EnqueueResult struct {
 	Status   string `json:"status"`
-	Provider string `json:"provider,omitempty"`
-	OrderNo  string `json:"order_no,omitempty"`
+	Provider string `json:"provider"`
+	OrderNo  string `json:"order_no"`
 	// State is the order's ledger state (for duplicates, the existing one).
-	State  State  `json:"state,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	State  State  `json:"state"`
+	Reason string `json:"reason"`
 	// Repaired is set when a duplicate found its order queued without a
 	// task (a producer crashed between the claim and the enqueue) and
 	// queued it.
