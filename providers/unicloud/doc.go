@@ -37,7 +37,7 @@
 // documented];
 // instanceName is up to 64 printable characters with no leading or
 // trailing space, because Lookup identifies orders by it and a provider
-// that trims it would make our order look like someone else's. No enum is
+// that trims it would leave our order unidentified. No enum is
 // imposed on orderCategory, payType, renewType or rentUnit: the documents
 // only give examples (NEW, DAY_MONTH_USAGE, manualrenew, month). unit is
 // optional; every other field is required; unknown fields are refused.
@@ -46,6 +46,13 @@
 //
 // The classifier reads, in order:
 //
+//   - For CreateOrder, an answer that carries a Res.OrderId or Status true,
+//     whatever else it says: at a 2xx without Auth false it is the create's
+//     answer (see below); at any other status (429, 4xx, 5xx), with Auth
+//     false, or with a part that cannot be read, Ambiguous: the order may
+//     exist and is looked up before anything is sent again. The OrderId is
+//     kept in the error's text and in Result.ProviderOrderID, returned
+//     with the error.
 //   - HTTP 429, or a Throttling*, RequestLimitExceeded* or TooManyRequests
 //     code at any status: RateLimited, honouring Retry-After (seconds or a
 //     date). Nothing was created.
@@ -69,10 +76,10 @@
 //     SystemBusy and the like are Ambiguous for CreateOrder; Forbidden*,
 //     NoPermission* and arrears are PermissionDenied; anything else, such
 //     as ProductConfigError or MissingParameter, is InvalidArgument.
-//   - CreateOrder succeeds only with Status true and a Res.OrderId, kept as
-//     a string even when the JSON holds a number; any other 200 is
-//     Ambiguous. The order is then paid, and Result.ProviderOrderID is the
-//     OrderId.
+//   - CreateOrder succeeds only with Status true and a Res.OrderId at a
+//     2xx, the OrderId kept as a string even when the JSON holds a number;
+//     any other 2xx that is not a refusal is Ambiguous. The order is then
+//     paid, and Result.ProviderOrderID is the OrderId.
 //
 // Provider text reaches an error only masked (access key id and secret,
 // phone numbers) and truncated; transport errors never carry the URL.
@@ -85,17 +92,24 @@
 // submit again.
 //
 // Without it, Lookup lists QueryOrders from FirstAttempt minus LookupMargin
-// to now plus LookupMargin (15 minutes by default, the provider's own
-// Timestamp tolerance), formatted yyyy-MM-dd HH:mm:ss, twice: in UTC+8 and
-// in UTC (the times carry no zone; a server reading them as UTC lists our
+// to now plus LookupMargin (15 minutes by default: an assumed clock
+// tolerance, which no UniCloud document states; a provider clock off by
+// more could put our order outside the window), formatted yyyy-MM-dd
+// HH:mm:ss, twice: in UTC+8 and in UTC (the times carry no zone; a server reading them as UTC lists our
 // order only for the second), each time reading every page (Page from 1,
 // Size PageSize) until it has TotalCount orders or an empty page, at most
 // MaxPages; more is Ambiguous, and a TotalCount that shrinks while paging
-// is Unavailable. Where Page starts is not documented: a list that ends at
-// an empty page without a TotalCount, or short of it, reads page 0 too, in
-// case the server counts from 0. No other filter is sent: a
-// filter whose vocabulary is not documented could hide our order. Then,
-// for each listed order:
+// is Unavailable. A page is read only from an answer that shows its list
+// (an OrderList with an Order key, or no OrderList and a TotalCount of 0);
+// any other answer (an error envelope at HTTP 200, an object without an
+// order list, a list under another key) is Unavailable, never an empty
+// page. Where Page starts is not documented: a list that ends at an empty
+// page without a TotalCount, or short of it, reads page 0 too, in case
+// the server counts from 0 ("from 0" is remembered only once page 1,
+// read again, is still empty, and forgotten when page 1 repeats page 0;
+// an empty page 1 with a page 0 that cannot be read is Unavailable). No
+// other filter is sent: a filter whose vocabulary is not documented could
+// hide our order. Then, for each listed order:
 //
 //  1. It is ruled out when it surely is not ours: its CreateTime is
 //     readable and outside the window by both its UTC+8 and its UTC
@@ -107,10 +121,16 @@
 //     those whose names, listed or cached, are all another instance's).
 //  3. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on
-//     the order or any of its Items), at most MaxDetails detail calls.
-//     It is ours when one name equals the params' instanceName exactly,
-//     not ours when it carries only other names, and unidentified when it
-//     carries none. One with our name is unidentified too when it is
+//     the order or any of its Items), at most MaxDetails detail calls; an
+//     OrderDetail that answers for another Id is Unavailable. It is ours
+//     when one name equals the params' instanceName exactly, and
+//     unidentified when it carries none, or one that may be ours as the
+//     provider stored or shows it (equal once space is trimmed and
+//     collapsed, case folded and full-width ASCII read as ASCII, or a
+//     prefix of ours or ours of it, a cut mark aside): the documents give
+//     the name no length, character set or promise to echo it unchanged.
+//     It is another's only when none of its names can be ours. One with
+//     our name is unidentified too when it is
 //     uncertain: before the window by the UTC+8 reading of its CreateTime
 //     (not by the UTC one), its CreateTime unreadable, an OrderCategory
 //     word other than the params' orderCategory, or a ProductCategory
@@ -127,9 +147,12 @@
 // If the live API carries no name, every order of the window that is not
 // ruled out is unidentified and Lookup answers Ambiguous rather than guess.
 // A server that writes CreateTime in UTC makes every order with our name
-// uncertain, so every Lookup without an id is Ambiguous there. Two unowned orders with the same instance name in one window
-// are Ambiguous, and left to a person. A Lookup without FirstAttempt cannot
-// bound the search and is Ambiguous. The rules assume the billing system
+// uncertain, so every Lookup without an id is Ambiguous there. Two
+// unowned orders with the same instance name in one window are Ambiguous,
+// and left to a person; so is an unowned order whose name differs from
+// ours only by case or space, or is a prefix of ours or ours of it
+// ("web" and "web-2"), within the window. A Lookup without FirstAttempt
+// cannot bound the search and is Ambiguous. The rules assume the billing system
 // lists an order as soon as CreateOrder has created it; if it lags, the
 // caller must wait before reconciling.
 //
@@ -138,7 +161,8 @@
 // window, is taken for ours. The client is not a providers.Preparer: a
 // snapshot here would be every order of the account in the window, read
 // before every create, which at volume costs more pages than the lookups
-// it protects. Instance names should be unique per order.
+// it protects. Instance names should be unique per order, and none the
+// prefix of another in use at the same time.
 //
 // # Where the sources disagree
 //

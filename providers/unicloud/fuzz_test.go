@@ -17,6 +17,7 @@ func FuzzParseResponse(f *testing.F) {
 	f.Add([]byte(okAnswer))
 	f.Add([]byte(`{"Status":true,"Res":{"OrderId":907804353770394031}}`))
 	f.Add([]byte(`{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"产品配置错误"}`))
+	f.Add([]byte(`{"Status":true,"Auth":false,"Code":"Throttling","Res":{"OrderId":"FuzzKeyId9"}}`))
 	const keyID, secret = "FuzzKeyId9", "FuzzSecret9"
 	c, err := New(Options{AccessKeyID: keyID, AccessKeySecret: secret})
 	if err != nil {
@@ -51,6 +52,9 @@ func FuzzParseResponse(f *testing.F) {
 				}
 				if create && status >= 500 && pe.Code != providers.Ambiguous && pe.Code != providers.RateLimited {
 					t.Fatalf("status %d on create mapped to %v, want ambiguous", status, pe.Code)
+				}
+				if create && (r.OrderID != "" || r.Status != nil && *r.Status) && pe.Code != providers.Ambiguous {
+					t.Fatalf("status %d: a create answer naming an order or saying Status true mapped to %v, want ambiguous", status, pe.Code)
 				}
 				if status == 200 && create && perr != nil && pe.Code != providers.Ambiguous {
 					t.Fatalf("unreadable 200 on create mapped to %v, want ambiguous", pe.Code)

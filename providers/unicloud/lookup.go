@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -133,6 +134,20 @@ type page struct {
 	Orders   []json.RawMessage
 }
 
+// errNoList is a QueryOrders answer that shows no order list: read as an
+// empty page, it would make a lookup answer not_found and the order be
+// created again.
+var errNoList = errors.New("answer without an order list")
+
+// parsePage reads a QueryOrders answer. It is a page (perhaps empty) only
+// when it shows its list: an OrderList whose Order key is present (a list,
+// or null or "" for none; a bare list as OrderList is read too) or, with
+// no OrderList at all, a TotalCount of 0. Anything else (no OrderList and
+// no TotalCount, as in an error envelope answered at HTTP 200; an
+// OrderList object without an Order key; a TotalCount above 0 without a
+// list) is errNoList: documented is "TotalCount, PageNum, PageSize,
+// OrderList.Order[]", and nothing says what else an empty page may look
+// like.
 func parsePage(payload json.RawMessage) (page, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
@@ -146,22 +161,44 @@ func parsePage(payload json.RawMessage) (page, error) {
 		}
 		pg.Total, pg.HasTotal = n, true
 	}
-	// OrderList is documented as Map<"Order", List>; accept a bare list too.
 	list := bytes.TrimSpace(field(m, "OrderList"))
-	if len(list) > 0 && list[0] == '{' {
+	switch {
+	case len(list) == 0 || string(list) == "null":
+		if pg.HasTotal && pg.Total == 0 {
+			return pg, nil
+		}
+		return page{}, errNoList
+	case list[0] == '{':
+		// Documented: OrderList is Map<"Order", List>.
 		var inner map[string]json.RawMessage
 		if json.Unmarshal(list, &inner) != nil {
 			return page{}, errors.New("bad OrderList")
 		}
+		if !hasField(inner, "Order") {
+			return page{}, errNoList
+		}
 		list = bytes.TrimSpace(field(inner, "Order"))
+		if string(list) == "null" || string(list) == `""` {
+			return pg, nil
+		}
 	}
-	if len(list) == 0 || string(list) == "null" {
-		return pg, nil
-	}
-	if err := json.Unmarshal(list, &pg.Orders); err != nil {
+	if len(list) == 0 || list[0] != '[' || json.Unmarshal(list, &pg.Orders) != nil {
 		return page{}, errors.New("bad OrderList")
 	}
 	return pg, nil
+}
+
+// hasField reports whether m holds name (under case folding).
+func hasField(m map[string]json.RawMessage, name string) bool {
+	if _, ok := m[name]; ok {
+		return true
+	}
+	for k := range m {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // listOrders reads every QueryOrders page for [start, end], the times
@@ -171,21 +208,34 @@ func parsePage(payload json.RawMessage) (page, error) {
 // counting from 0 would hide its first page (the newest orders, if it lists
 // newest first), so when the list ends at an empty page without a
 // TotalCount, or short of it, page 0 is read too (once more if that fails),
-// and judged against page 1 (providers.JudgePageZero): a server shown to
-// count from 0 is read again from page 0, and from then on always from 0;
-// one shown to count from 1 is not asked for page 0 again; when page 0
-// shares some but not all of page 1's orders, orders moved between the
-// reads (Unavailable); when nothing is shown (page 0 failed twice, say),
-// the list read from 1 stands.
+// and judged against page 1 (providers.JudgePageZero):
+//
+//   - shown to count from 1: not asked for page 0 again;
+//   - shown to count from 0: read again from page 0, and from then on
+//     always from 0. When page 1 was empty, that is first confirmed by
+//     reading page 1 again: a server that serves page 0 as page 1 shows
+//     an order that landed between the reads on page 0 too. Page 1 now
+//     holding all of page 0's orders shows that: the server counts from 1
+//     and the list is read again from 1; page 1 holding some other order
+//     is Unavailable (orders moved), and nothing is remembered;
+//   - page 0 sharing some but not all of page 1's orders: orders moved
+//     between the reads (Unavailable);
+//   - nothing shown (page 0 failed twice, or an order lacks its id): the
+//     list read from 1 stands when page 1 held orders; when page 1 was
+//     empty the list is incomplete (Unavailable), never an empty list.
+//
+// A list read from 0 whose page 1 repeats page 0 exactly comes from a
+// server serving page 0 as page 1: "from 0" is forgotten, the server is
+// taken to count from 1 and the list is read again from 1.
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
+	const op = Name + " QueryOrders"
 	q := map[string]string{
 		"StartTime": start.In(loc).Format(QueryTimeLayout),
 		"EndTime":   end.In(loc).Format(QueryTimeLayout),
 		"Size":      strconv.Itoa(c.pageSize),
 	}
 	if c.pagesFrom0.Load() {
-		r := c.listFrom(ctx, q, 0)
-		return r.out, r.err()
+		return c.listFromZero(ctx, q)
 	}
 	r := c.listFrom(ctx, q, 1)
 	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
@@ -195,17 +245,69 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
 		_, zero, _, zerr = c.queryPage(ctx, q, 0)
 	}
-	switch providers.JudgePageZero(zerr, idsOf(zero), r.firstIDs) {
+	zeroIDs := idsOf(zero)
+	switch providers.JudgePageZero(zerr, zeroIDs, r.firstIDs) {
 	case providers.BaseFrom1:
 		c.pagesFrom1.Store(true)
 	case providers.BaseFrom0:
+		if len(r.firstIDs) == 0 {
+			// Judged on an empty page 1: confirm before remembering it.
+			_, again, _, aerr := c.queryPage(ctx, q, 1)
+			switch ids := idsOf(again); {
+			case aerr != nil:
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
+					Message: "page 0 holds orders and page 1 did not; page 1 could not be read again to confirm", Err: aerr}
+			case len(ids) > 0 && containsAll(ids, zeroIDs):
+				// Page 0 is page 1, and orders landed between the reads.
+				c.pagesFrom1.Store(true)
+				r = c.listFrom(ctx, q, 1)
+				return r.out, r.err()
+			case len(ids) > 0:
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
+					Message: "orders moved while the list was read (page 1, empty before page 0 was read, holds other orders now)"}
+			}
+		}
 		c.pagesFrom0.Store(true)
-		r = c.listFrom(ctx, q, 0)
+		return c.listFromZero(ctx, q)
 	case providers.BaseMoved:
-		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders",
+		return nil, &providers.Error{Code: providers.Unavailable, Op: op,
 			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
+	case providers.BaseUnknown:
+		if len(r.firstIDs) == 0 && (zerr != nil || len(zero) > 0) {
+			// Page 1 was empty and page 0 is not known to be: the server
+			// may count from 0 and hold our order there.
+			msg := "page 1 is empty and page 0 could not be read: the list may be incomplete"
+			if zerr == nil {
+				msg = "page 1 is empty and page 0 holds orders without an Id: the list may be incomplete"
+			}
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, Message: msg, Err: zerr}
+		}
 	}
 	return r.out, r.err()
+}
+
+// listFromZero reads the list from page 0, for a server taken to count
+// from 0; should its page 1 repeat page 0, it serves page 0 as page 1:
+// "from 0" is forgotten and the list is read again from 1.
+func (c *Client) listFromZero(ctx context.Context, q map[string]string) ([]orderInfo, error) {
+	r := c.listFrom(ctx, q, 0)
+	if !r.aliased {
+		return r.out, r.err()
+	}
+	c.pagesFrom1.Store(true)
+	c.pagesFrom0.Store(false)
+	r = c.listFrom(ctx, q, 1)
+	return r.out, r.err()
+}
+
+// containsAll reports whether have holds every id of want.
+func containsAll(have, want []string) bool {
+	for _, id := range want {
+		if !slices.Contains(have, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // listed is what listFrom read.
@@ -216,8 +318,11 @@ type listed struct {
 	// short of it (short), where a server counting from 0 would have
 	// hidden its page 0 from a reader starting at 1.
 	needZero bool
-	short    error // the list ended short of its TotalCount
-	fail     error // any other failure
+	// aliased: read from 0, page 1 repeated page 0 (the same ids, all
+	// present, in the same order): the server serves page 0 as page 1.
+	aliased bool
+	short   error // the list ended short of its TotalCount
+	fail    error // any other failure
 }
 
 func (r listed) err() error {
@@ -242,6 +347,10 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 		pg, orders, status, err := c.queryPage(ctx, q, n)
 		if err != nil {
 			r.fail = err
+			return r
+		}
+		if first == 0 && n == 1 && len(orders) > 0 && !slices.Contains(r.firstIDs, "") && slices.Equal(idsOf(orders), r.firstIDs) {
+			r.aliased = true
 			return r
 		}
 		if pg.HasTotal {
@@ -320,7 +429,15 @@ func (c *Client) queryPage(ctx context.Context, q map[string]string, n int) (pag
 	}
 	pg, err := parsePage(r.Payload)
 	if err != nil {
-		return page{}, nil, status, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "malformed order list: " + err.Error()}
+		msg := "malformed order list: " + err.Error()
+		if errors.Is(err, errNoList) {
+			msg = err.Error()
+		}
+		if r.Message != "" {
+			msg += " (" + r.Message + ")"
+		}
+		return page{}, nil, status, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			ProviderCode: c.clean(r.Code, 64), Message: c.clean(msg, 200)}
 	}
 	orders := make([]orderInfo, 0, len(pg.Orders))
 	for _, raw := range pg.Orders {
@@ -424,6 +541,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	var ours []orderInfo
 	unknown := 0
 	uncertain := 0 // of unknown: our name, but maybe older than our first attempt, or of another category
+	possible := 0  // of unknown: a name that may be ours shortened or normalised
 	details := 0
 	others := 0
 	for _, d := range listed {
@@ -435,7 +553,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				d.Names = names
 			}
 		}
-		if d.Names != nil && !slices.Contains(d.Names, name) {
+		if d.Names != nil && matchNames(d.Names, name) == nameOther {
 			continue // another instance's order
 		}
 		// An order that could be ours but belongs to another record is
@@ -460,12 +578,17 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 					Message: fmt.Sprintf("more than %d candidate orders to identify", MaxDetails)}
 			}
 			details++
-			dd, _, err := c.orderDetail(ctx, d.ID)
+			dd, status, err := c.orderDetail(ctx, d.ID)
 			switch {
 			case providers.CodeOf(err) == providers.NotFound:
 				// Listed but not detailed: leave it unidentified.
 			case err != nil:
 				return providers.Result{}, err
+			case dd.ID != "" && dd.ID != d.ID:
+				// Its names would be another order's: ours could be
+				// ruled out by them.
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: Name + " OrderDetail", HTTPStatus: status,
+					Message: "OrderDetail answered for another order"}
 			case c.excludes(dd, p, start.Truncate(time.Second), end):
 				continue
 			default:
@@ -478,10 +601,15 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				d.ProductCategory = cmp.Or(d.ProductCategory, dd.ProductCategory)
 			}
 		}
-		switch {
+		switch match := matchNames(d.Names, name); {
 		case d.Names == nil:
 			unknown++
-		case !slices.Contains(d.Names, name):
+		case match == nameOther:
+		case match == namePossible:
+			// A name ours may have been shortened or normalised to (or
+			// from): neither ours nor another's.
+			unknown++
+			possible++
 		case d.ID == "":
 			// Ours by name, but without an id no ledger can own it:
 			// another record could adopt the same order.
@@ -508,8 +636,77 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		if uncertain > 0 {
 			msg += fmt.Sprintf(" (%d carry it but may predate the first attempt, by a CreateTime whose zone is not documented, or are of another category)", uncertain)
 		}
+		if possible > 0 {
+			msg += fmt.Sprintf(" (%d carry a name that may be this instance name shortened or normalised)", possible)
+		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
+}
+
+// nameMatch is how the instance names a listed order carries compare with
+// ours.
+type nameMatch int
+
+const (
+	// nameOther: none of them can be ours.
+	nameOther nameMatch = iota
+	// namePossible: none equals ours, but one may be ours as the provider
+	// stored or shows it (see mayBeOurs).
+	namePossible
+	// nameOurs: one equals ours byte for byte.
+	nameOurs
+)
+
+func matchNames(names []string, ours string) nameMatch {
+	m := nameOther
+	for _, n := range names {
+		switch {
+		case n == ours:
+			return nameOurs
+		case mayBeOurs(n, ours):
+			m = namePossible
+		}
+	}
+	return m
+}
+
+// mayBeOurs reports whether listed, a name other than ours, may still be
+// ours as the provider stored or shows it. The documents give instanceName
+// no length, character set or promise to echo it unchanged, so a name is
+// another instance's only when it cannot be ours shortened or normalised:
+// both are compared with surrounding space trimmed, inner space collapsed,
+// case folded and full-width ASCII read as ASCII; a listed name that was
+// cut (a trailing replacement character, "…" or "...") is compared without
+// the mark; and one that is a prefix of ours, or ours of it, may be ours.
+func mayBeOurs(listed, ours string) bool {
+	l, o := normName(listed), normName(ours)
+	for {
+		t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(l, "\uFFFD"), "…"), "..."))
+		if t == l {
+			break
+		}
+		l = t
+	}
+	return strings.HasPrefix(o, l) || strings.HasPrefix(l, o)
+}
+
+// normName trims and collapses white space, folds case and reads
+// full-width ASCII forms as ASCII.
+func normName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\u3000':
+			return ' '
+		case '\uFF01' <= r && r <= '\uFF5E':
+			r -= 0xFEE0
+		}
+		f := r
+		for g := unicode.SimpleFold(r); g != r; g = unicode.SimpleFold(g) {
+			f = min(f, g)
+		}
+		return f
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // mergeOrders appends to a the orders of b it does not hold (by id).

@@ -568,8 +568,8 @@ func TestLookupPagesFromZero(t *testing.T) {
 		from0, noTotal bool
 		queries        int // QueryOrders calls: both windows, the UTC one empty
 	}{
-		{from0: true, queries: 3 + 1},                // the empty page 1 (short of the total), page 0, then page 0 again (the server counts from 0); the UTC window's page 0, empty with a total of 0
-		{from0: true, noTotal: true, queries: 4 + 1}, // the empty page 1 ends the list, page 0, then pages 0 and 1 again; the UTC window's empty page 0
+		{from0: true, queries: 4 + 1},                // the empty page 1 (short of the total), page 0, page 1 again (still empty: confirmed), then page 0 again (the server counts from 0); the UTC window's page 0, empty with a total of 0
+		{from0: true, noTotal: true, queries: 5 + 1}, // the empty page 1 ends the list, page 0, page 1 again (confirmed), then pages 0 and 1 again; the UTC window's empty page 0
 		{noTotal: true, queries: 3 + 1},              // pages 1, 2 (empty), 0 (refused, remembered); the UTC window's empty page 1
 		{queries: 1 + 1},                             // page 1 holds the total; the UTC window's page 1, empty with a total of 0
 	} {
@@ -591,6 +591,125 @@ func TestLookupPagesFromZero(t *testing.T) {
 			}
 			if n := sb.Calls("QueryOrders"); n != tt.queries {
 				t.Errorf("%d QueryOrders calls, want %d", n, tt.queries)
+			}
+		})
+	}
+}
+
+// A QueryOrders answer is a page only when it shows its list: an answer
+// without one (an error envelope at HTTP 200, an empty object, a list
+// under an undocumented key) is Unavailable, never an empty window and
+// not_found, which would create the order a second time.
+func TestLookupAnswerWithoutOrderList(t *testing.T) {
+	t.Parallel()
+	entry := listed("11", "NEW")
+	tests := []struct {
+		name string
+		page string
+		want providers.Code
+	}{
+		{"error envelope at 200", `{"RequestId":"r","Msg":"系统繁忙，请稍后重试"}`, providers.Unavailable},
+		{"empty object", `{}`, providers.Unavailable},
+		{"list under another key", `{"OrderList":{"Orders":[` + entry + `]}}`, providers.Unavailable},
+		{"list under another key, with a total", `{"TotalCount":1,"OrderList":{"Orders":[` + entry + `]}}`, providers.Unavailable},
+		{"empty list under another key", `{"TotalCount":0,"OrderList":{"Orders":[]}}`, providers.Unavailable},
+		{"OrderList null without a total", `{"OrderList":null}`, providers.Unavailable},
+		{"a total without a list", `{"TotalCount":2}`, providers.Unavailable},
+		{"OrderList of another type", `{"TotalCount":0,"OrderList":"none"}`, providers.Unavailable},
+		// Pages that do show an empty list.
+		{"a total of 0 without a list", `{"TotalCount":0}`, providers.NotFound},
+		{"Order null", `{"TotalCount":0,"OrderList":{"Order":null}}`, providers.NotFound},
+		{"Order null without a total", `{"OrderList":{"Order":null}}`, providers.NotFound},
+		{"Order empty", `{"TotalCount":0,"OrderList":{"Order":[]}}`, providers.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{tt.page}, map[string]string{"11": `{"Order":{"Id":"11","InstanceName":"ours"}}`})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			if tt.want == providers.Unavailable && !strings.Contains(err.Error(), "order list") {
+				t.Errorf("error %q does not say the answer had no order list", err)
+			}
+			checkSecretFree(t, err)
+		})
+	}
+}
+
+// An OrderDetail that answers for another order than the listed one asked
+// about cannot tell whose names it shows: ours must not be ruled out by
+// another order's name.
+func TestLookupDetailForAnotherOrder(t *testing.T) {
+	t.Parallel()
+	endpoint, _ := fakeTransaction(t, []string{listing(1, listed("11", "NEW"))},
+		map[string]string{"11": `{"Order":{"Id":"13","InstanceName":"someone-else"}}`})
+	c := client(t, endpoint, unicloud.Options{})
+	o := order("ours")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	if r, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup = %+v, %v; want unavailable", r, err)
+	}
+}
+
+// The documents give instanceName no length, character set or promise to
+// be echoed unchanged: a listed name that may be ours shortened or
+// normalised is neither ours nor another's, and the lookup is left to a
+// person, never not_found.
+func TestLookupNameMayBeShortenedOrNormalised(t *testing.T) {
+	t.Parallel()
+	const ours = "nas-Prod  web 实例名称-0123456789-abcdefghijklmnopqrstuvwxyz"
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	entry := func(id, name string) string {
+		return fmt.Sprintf(`{"Id":%q,"OrderCategory":"NEW","CreateTime":%q,"InstanceName":%s}`, id, now, name)
+	}
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	tests := []struct {
+		name   string
+		listed []string // raw JSON names, one order each
+		want   providers.Code
+	}{
+		{"exact", []string{q(ours)}, providers.Unknown},
+		{"another name", []string{q("nas-test")}, providers.NotFound},
+		{"cut to 32 bytes", []string{q(ours[:32])}, providers.Ambiguous},
+		{"cut inside a character", []string{`"nas-Prod  web 实例名\ufffd"`}, providers.Ambiguous},
+		{"cut with an ellipsis", []string{q("nas-Prod  web 实例…")}, providers.Ambiguous},
+		{"upper case", []string{q(strings.ToUpper(ours))}, providers.Ambiguous},
+		{"spaces collapsed", []string{q(strings.Replace(ours, "  ", " ", 1))}, providers.Ambiguous},
+		{"spaces around", []string{q(" " + ours + " ")}, providers.Ambiguous},
+		{"full-width", []string{q("ｎａｓ-Prod  web 实例名称-0123456789-abcdefghijklmnopqrstuvwxyz")}, providers.Ambiguous},
+		{"ours with a suffix", []string{q(ours + "-2")}, providers.Ambiguous},
+		{"an empty-looking name", []string{q("  ")}, providers.Ambiguous},
+		{"exact and a shortened one", []string{q(ours), q(ours[:20])}, providers.Ambiguous},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var entries []string
+			for i, n := range tt.listed {
+				entries = append(entries, entry(fmt.Sprint(11+i), n))
+			}
+			endpoint, detailCalls := fakeTransaction(t, []string{listing(len(entries), entries...)}, nil)
+			c := client(t, endpoint, unicloud.Options{})
+			o := order(ours)
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != "11" {
+					t.Fatalf("Lookup = %+v, %v; want order 11", r, err)
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "shortened or normalised") {
+				t.Errorf("error %q does not say a name may be ours shortened or normalised", err)
+			}
+			if n := detailCalls(); n != 0 {
+				t.Errorf("%d OrderDetail calls, want 0 (the list carries names and times)", n)
 			}
 		})
 	}

@@ -397,3 +397,63 @@ func TestSubmitDoesNotFollowRedirects(t *testing.T) {
 		t.Errorf("requests %v, want one POST %s", paths, NASPath)
 	}
 }
+
+// A CreateOrder answer that names an order, or says Status true, is never
+// read as a refusal: at a 2xx it is the create's answer; at any other
+// status, or with Auth false, the order may exist (Ambiguous: looked up
+// before anything is sent again), and the OrderId it named is kept.
+func TestSubmitAnswerNamingAnOrder(t *testing.T) {
+	t.Parallel()
+	const id = "907804353770394031"
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   providers.Code // Unknown: success
+		keepID bool
+	}{
+		{"Auth false at 200", 200, `{"Status":true,"Auth":false,"Code":"Success","Res":{"OrderId":"` + id + `"}}`, providers.Ambiguous, true},
+		{"at 429", 429, okAnswer, providers.Ambiguous, true},
+		{"at 400", 400, okAnswer, providers.Ambiguous, true},
+		{"at 403", 403, okAnswer, providers.Ambiguous, true},
+		{"at 503", 503, okAnswer, providers.Ambiguous, true},
+		{"a throttling code at 200", 200, `{"Status":true,"Auth":true,"Code":"Throttling","Res":{"OrderId":"` + id + `"}}`, providers.Unknown, true},
+		{"Status false with an OrderId at 200", 200, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Res":{"OrderId":"` + id + `"}}`, providers.Ambiguous, true},
+		{"an OrderId without Status at 400", 400, `{"Code":"InvalidParameter","Res":{"OrderId":"` + id + `"}}`, providers.Ambiguous, true},
+		{"Status true without an OrderId at 400", 400, `{"Status":true,"Code":"InvalidParameter"}`, providers.Ambiguous, false},
+		{"Status true, unreadable OrderId at 400", 400, `{"Status":true,"Res":{"OrderId":9.07e17}}`, providers.Ambiguous, false},
+		{"Status true, Auth false, no OrderId", 200, `{"Status":true,"Auth":false}`, providers.Ambiguous, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			t.Cleanup(srv.Close)
+			c := newTestClient(t, Options{Endpoint: srv.URL})
+			r, err := c.Submit(context.Background(), providers.Order{OrderNo: "o1", Params: json.RawMessage(validParams)})
+			if tt.want == providers.Unknown {
+				if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != id {
+					t.Fatalf("Submit = %+v, %v; want paid with %s", r, err, id)
+				}
+				return
+			}
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Submit = %+v, %v; want %v", r, err, tt.want)
+			}
+			if tt.keepID && (r.ProviderOrderID != id || !strings.Contains(err.Error(), id)) {
+				t.Errorf("Submit = %+v, %v; want the OrderId %s kept in the result and the error", r, err, id)
+			}
+			if strings.Contains(err.Error(), "testsecret") || strings.Contains(err.Error(), "6oPiV0WMJXhxiT65") {
+				t.Errorf("error %q holds a credential", err)
+			}
+		})
+	}
+	// The queries are not concerned: a throttled QueryOrders is throttled.
+	c := newTestClient(t, Options{})
+	if _, err := c.classify("unicloud QueryOrders", false, &providers.Response{StatusCode: 429, Header: http.Header{}, Body: []byte(okAnswer)}); providers.CodeOf(err) != providers.RateLimited {
+		t.Errorf("query answered 429 = %v, want rate_limited", err)
+	}
+}

@@ -199,9 +199,11 @@ func (r Response) failed() bool {
 }
 
 // classify maps an HTTP answer to the Response or an *Error, in this order:
-// throttling, 5xx, unreadable body, Auth:false, 4xx, other non-2xx, a 200
-// whose Status or Code says failure. create decides what an answer of
-// unknown effect is: Ambiguous for CreateOrder, Unavailable for a query.
+// for CreateOrder, an answer carrying an OrderId or Status true (the
+// Response at a 2xx without Auth false, else Ambiguous); then throttling,
+// 5xx, unreadable body, Auth:false, 4xx, other non-2xx, a 200 whose Status
+// or Code says failure. create decides what an answer of unknown effect
+// is: Ambiguous for CreateOrder, Unavailable for a query.
 func (c *Client) classify(op string, create bool, resp *providers.Response) (Response, error) {
 	r, perr := ParseResponse(resp.Body)
 	st := resp.StatusCode
@@ -222,6 +224,31 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 			return msg
 		}
 		return dflt
+	}
+	if create && (r.OrderID != "" || r.Status != nil && *r.Status) {
+		// A CreateOrder answer that names an order, or says it succeeded,
+		// is never read as a refusal, whatever else it says: at a 2xx it
+		// is the create's answer (Submit then wants both Status true and
+		// the OrderId); at any other status, with Auth false, or with a
+		// part that cannot be read, the order may exist and is looked up
+		// before anything is sent again. The OrderId stays in r.
+		ok2xx := st >= 200 && st < 300
+		if perr == nil && ok2xx && (r.Auth == nil || *r.Auth) {
+			return r, nil
+		}
+		msg := "answer with Status true"
+		if r.OrderID != "" {
+			msg = "answer with OrderId " + r.OrderID
+		}
+		switch {
+		case !ok2xx:
+			msg += " at HTTP " + strconv.Itoa(st)
+		case r.Auth != nil && !*r.Auth:
+			msg += " and Auth false"
+		default:
+			msg += " but an unreadable part"
+		}
+		return fail(providers.Ambiguous, msg+": the order may exist")
 	}
 	switch {
 	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):

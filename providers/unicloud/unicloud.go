@@ -63,7 +63,10 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 	// LookupMargin widens QueryOrders' window on both sides, to cover clock
-	// skew between us and UniCloud (it accepts Timestamps 15 minutes off).
+	// skew between us and UniCloud. No UniCloud document states a clock
+	// tolerance: 15 minutes is an assumption, the tolerance of the
+	// Alibaba-style signing the API mirrors. A provider clock off by more
+	// than the margin could put our order outside the searched window.
 	// Default 15m.
 	LookupMargin time.Duration
 	// ProductCategory, when set, is the ProductCategory UniCloud's billing
@@ -291,13 +294,23 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	}
 	r, status, err := c.call(ctx, http.MethodPost, NASPath, "CreateOrder", map[string]string{"regionId": p.Str("regionId")}, body, true)
 	if err != nil {
+		// An answer that named an order but is not a success (a non-2xx,
+		// Auth false) is Ambiguous; the id it named is kept in the result
+		// for a caller that can look it up by id.
+		if r.OrderID != "" {
+			return providers.Result{ProviderOrderID: r.OrderID, HTTPStatus: status}, err
+		}
 		return providers.Result{}, err
 	}
 	if r.Status == nil || !*r.Status || r.OrderID == "" {
 		// Not a refusal, yet not the documented success: the order may
 		// exist.
-		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: Name + " CreateOrder", HTTPStatus: status,
-			ProviderCode: c.clean(r.Code, 64), Message: "answer without Status true and an OrderId"}
+		msg := "answer without Status true and an OrderId"
+		if r.OrderID != "" {
+			msg = "answer with OrderId " + r.OrderID + " but without Status true"
+		}
+		return providers.Result{ProviderOrderID: r.OrderID, HTTPStatus: status}, &providers.Error{Code: providers.Ambiguous, Op: Name + " CreateOrder", HTTPStatus: status,
+			ProviderCode: c.clean(r.Code, 64), Message: c.clean(msg, 200)}
 	}
 	msg := "created"
 	if len(r.IDs) > 0 {
