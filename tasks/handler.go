@@ -456,6 +456,15 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool) error {
 		}
 		return stop("%s", reasonOf(err))
 	}
+	if h.opts.Sealer == nil && !ranBefore {
+		// As the Enqueuer refuses it: a phone number is not recorded in
+		// clear. (A record lost to Redis is recreated whatever it holds:
+		// its order was accepted before, and may exist.)
+		if field := phoneField(clear); field != "" {
+			h.log.Warn("dropping task whose params hold what looks like a phone number, without a data key to seal it", "provider", p.Provider, "order_no", p.OrderNo, "field", field)
+			return stop("%s holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted", field)
+		}
+	}
 	hash, err := h.opts.Sealer.hash(clear, parsed)
 	if err != nil {
 		return stop("params: %v", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/hibiken/asynq"
 	"strings"
 	"testing"
 
@@ -135,5 +136,27 @@ func TestKeylessProducerKeyedWorker(t *testing.T) {
 	}
 	if strings.ContainsAny(string(rec.Params), " \n") {
 		t.Errorf("recorded params %s are not the task's compact form", rec.Params)
+	}
+}
+
+// A producer writing asynq tasks itself gets the Enqueuer's rule: without
+// a data key, params holding a phone number are not recorded in clear.
+func TestHandWrittenTaskWithAPhoneNumberIsNotRecorded(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	const phone = "13812345678"
+	payload := []byte(`{"provider":"tencent","order_no":"Raw-Phone","params":{"CustomerId":"` + phone + `","ItemId":"D-FireInsurance2020","ItemNum":1}}`)
+	err := e.handler.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeOrderSubmit, payload))
+	if err == nil || !strings.Contains(err.Error(), "CustomerId holds what looks like a phone number") || strings.Contains(err.Error(), phone) {
+		t.Fatalf("ProcessTask = %v, want refused naming the field, not the number", err)
+	}
+	if rec, err := e.ledger.Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: "Raw-Phone"}); err != nil || rec != nil {
+		t.Errorf("record = %+v, %v; want none", rec, err)
+	}
+	if dump := e.redis.Dump(t); strings.Contains(dump, phone) {
+		t.Errorf("Redis holds the phone number in clear:\n%s", dump)
+	}
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
+		t.Errorf("ServiceCreateOrder called %d times", n)
 	}
 }
