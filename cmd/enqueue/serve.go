@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,7 +32,8 @@ func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queu
 	maxWait := fs.Duration("max-wait", api.DefaultMaxWait, "longest ?wait= long poll")
 	maxBytes := fs.Int64("max-batch-bytes", api.DefaultMaxBatchBytes, "largest batch body, in bytes")
 	maxOrders := fs.Int("max-batch-orders", api.DefaultMaxBatchOrders, "most orders in one batch")
-	logFormat := fs.String("log-format", "text", "text or json")
+	logFormat := fs.String("log-format", cmp.Or(getenv("ORDERWORKER_LOG_FORMAT"), "text"), "text or json (ORDERWORKER_LOG_FORMAT)")
+	logLevel := fs.String("log-level", cmp.Or(getenv("ORDERWORKER_LOG_LEVEL"), "info"), "debug, info, warn or error (ORDERWORKER_LOG_LEVEL)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: enqueue [flags] serve [serve flags]
 
@@ -55,9 +57,21 @@ Serve flags:
 		fmt.Fprintln(stderr, "enqueue serve: unexpected arguments:", fs.Args())
 		return exitError
 	}
-	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
-	if *logFormat == "json" {
-		handler = slog.NewJSONHandler(stderr, nil)
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "enqueue serve: -log-level %q: want debug, info, warn or error\n", *logLevel)
+		return exitError
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		handler = slog.NewJSONHandler(stderr, hopts)
+	default:
+		fmt.Fprintf(stderr, "enqueue serve: -log-format %q: want text or json\n", *logFormat)
+		return exitError
 	}
 	log := slog.New(handler)
 	tokens := api.ParseTokens(getenv("ORDERWORKER_API_TOKENS"))

@@ -47,6 +47,13 @@ func TestServeRefusesWithoutToken(t *testing.T) {
 	if code, _, _ := runCLI(t, "redis://127.0.0.1:1/0", "", "serve", "-addr", "127.0.0.1:0", "extra"); code != exitError {
 		t.Errorf("serve with an argument: exit %d, want %d", code, exitError)
 	}
+	// The worker's log settings apply to serve too; bad ones are refused.
+	for name, v := range map[string]string{"ORDERWORKER_LOG_FORMAT": "yaml", "ORDERWORKER_LOG_LEVEL": "loud"} {
+		env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "ORDERWORKER_API_TOKENS": "t", name: v}
+		if code, _, errs := runCLIEnv(t, env, "", "serve", "-addr", "127.0.0.1:0"); code != exitError || !strings.Contains(errs, v) {
+			t.Errorf("serve with %s=%s: exit %d, stderr %q; want %d naming it", name, v, code, errs, exitError)
+		}
+	}
 }
 
 // startServe runs enqueue serve in-process until the test ends and returns
