@@ -167,6 +167,9 @@ func TestWorkerServesAndDrains(t *testing.T) {
 		`orderworker_orders{provider="tencent",state="paid"} 1`,
 		`orderworker_provider_request_duration_seconds_count{call="submit",provider="tencent",result="ok"} 1`,
 		`asynq_tasks_processed_total{queue="orders"}`,
+		`asynq_tasks_enqueued{queue="orders",state="pending"}`,
+		`asynq_tasks_enqueued_total{queue="orders",state="pending"}`,
+		`asynq_queue_paused_total{queue="orders"} 0`,
 		`orderworker_redis_up 1`,
 		`orderworker_breaker_state{provider="tencent"} 0`,
 	} {
@@ -180,7 +183,18 @@ func TestWorkerServesAndDrains(t *testing.T) {
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(metrics)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	// asynq's collector names two gauges like counters; they are served
+	// under those names too, for queries written for it, and are the only
+	// findings allowed.
+	var other []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.HasPrefix(line, "asynq_tasks_enqueued_total non-counter metrics should not have \"_total\" suffix") &&
+			!strings.HasPrefix(line, "asynq_queue_paused_total non-counter metrics should not have \"_total\" suffix") {
+			other = append(other, line)
+		}
+	}
+	if len(other) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 
