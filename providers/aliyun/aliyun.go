@@ -331,8 +331,11 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	if err != nil {
 		return providers.Result{}, err
 	}
-	info, err := ParseOrder(a.data)
-	if err != nil || info.OrderID == "" {
+	// The orderId is read first and kept whatever else fails to read: an
+	// answer naming an order is an order created (its payment status, if
+	// unreadable, is unknown: pending).
+	info, err := ParseCreated(a.data)
+	if err != nil {
 		// The platform said 200 but we cannot tell which order it made.
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: opName(PathCreate),
 			HTTPStatus: a.status, ProviderCode: "200", Message: "no orderId in the answer"}

@@ -70,24 +70,34 @@
 // nothing the listing is documented to carry names it or tells when it was
 // created. The client is therefore a providers.Preparer: before the
 // order's first create, Prepare lists every order of the device
-// (order/query, all pages: one call per PageSize orders, at least one)
-// and returns their ids, which the caller keeps and hands back in
-// Order.Known. Past MaxPages pages Prepare fails with FailedPrecondition
-// rather than return a partial snapshot; a listing that changes while it
-// is read is Unavailable.
+// (order/query, all pages: one call per PageSize orders and one for the
+// empty page that ends the list) and returns their ids, which the caller
+// keeps and hands back in Order.Known. Past MaxPages pages Prepare fails
+// with FailedPrecondition rather than return a partial snapshot; a
+// listing that changes while it is read, or that cannot be read in full,
+// is Unavailable.
 //
-// Lookup lists the device's orders the same way (the list ends at an
-// empty page or once the listed total is reached, never at a merely short
-// page; where pageNo starts is not documented, so a list that ends at an
-// empty page without a total, or short of it, reads page 0 too) and judges
-// each one (Rule):
+// Lookup lists the device's orders the same way and judges each one
+// (Rule). A listing ends at an empty page, never at a merely short page
+// and never on the listed total, whose meaning is not documented; it also
+// ends at a short page that serves the page before it again (a server
+// repeating its last page past the end), while a full page served again
+// means paging does not work. The total only checks the listing: when it
+// is missing, or the same on every page and equal to the orders read, the
+// listing is complete; otherwise the listing is read again and must give
+// the same ids in the same order, or the orders moved (Unavailable). Where
+// pageNo starts is not documented either: a listing the total does not
+// confirm reads page 0 too, until the server has shown where it counts
+// from (docs/providers/aliyun.md has the whole procedure). Each order is
 //
-//   - excluded when it is in the snapshot, when commodityCode or copies
-//     differ, or when the params name a userId and the listing gives a
-//     different one;
+//   - excluded when it is in the snapshot, or when commodityCode or copies
+//     differ;
 //   - a candidate when orderId, commodityCode and copies are given and
 //     nothing excludes it;
-//   - undecidable otherwise.
+//   - undecidable otherwise, and also when the params name a userId and
+//     the listing gives another: userId may be the platform identity or
+//     the vendor's own account id, and nothing says the listing gives
+//     back what was sent.
 //
 // Orders that Order.Owned reports as another record's are left out: they
 // are never this order. Exactly one candidate and nothing undecidable is
@@ -102,8 +112,13 @@
 // created before FirstAttempt − MatchMargin is excluded, one whose listing
 // gives no creation time (gmtCreate or createTime, which no public
 // document shows) is undecidable, and owned orders are left out the same
-// way. Such lookups stay Ambiguous until checked by hand whenever the
-// device holds an order of the same kind.
+// way. A creation time is read as epoch seconds below 1e11 and epoch
+// milliseconds from it on, as "2006-01-02 15:04:05" in UTC+8, or as RFC
+// 3339; one before 2015 or more than a day ahead was misread and is
+// unknown (undecidable), and one read without a zone excludes an order
+// only when it falls before the bound by more than ZoneSlack (14 hours).
+// Such lookups stay Ambiguous until checked by hand whenever the device
+// holds an order of the same kind.
 //
 // What is left to a person: several new, unowned orders of the same
 // commodity and copies on one device (one bought in the app meanwhile, or
@@ -161,8 +176,13 @@
 //   - The apiVer of order/get, pay and query could not be retrieved; 1.0.0
 //     is sent, as for create.
 //   - The order/query data shape is undocumented: the order array is read
-//     bare or under data, list, items, orderList or records, with the total
-//     under total or totalCount.
+//     bare or under data, list, items, orderList or records (null there is
+//     an empty page), with the total under total or totalCount. What the
+//     total counts is not known, so it never ends a listing (see above).
+//   - Members the client does not need never fail an answer: an
+//     unreadable creation time, outOrderNo, status or paymentStatus is
+//     left unknown. create's orderId is read first and kept whatever else
+//     fails to read: an answer naming an order is an order created.
 //   - orderId and outOrderNo are kept as strings, digits included when they
 //     arrive as JSON numbers. paymentStatus values beyond 0–2 are pending;
 //     the order status (valid, expired, frozen, "creating" on the

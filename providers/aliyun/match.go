@@ -3,6 +3,7 @@ package aliyun
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
@@ -37,9 +38,31 @@ type Rule struct {
 	Known map[string]bool
 	// Since is used only when Known is nil (the fallback rule, for orders
 	// whose snapshot was never taken): an order created before Since is
-	// Excluded, and one whose listing gives no creation time is
-	// Undecidable.
+	// Excluded, and one whose listing gives no creation time, or one that
+	// cannot be right (see Plausible), is Undecidable. A time read without
+	// a zone is Excluded only when it falls before Since by more than
+	// ZoneSlack.
 	Since time.Time
+	// Now is the time a creation time may not be more than a day after
+	// (see Plausible); zero means time.Now().
+	Now time.Time
+}
+
+// ZoneSlack is how far, either way, a creation time read without a zone
+// is taken to be from the instant it means: the largest offset a zone has
+// from UTC. Read as UTC+8, a time written in any zone from UTC−6 to UTC+14
+// (UTC and China time included) is within it.
+const ZoneSlack = 14 * time.Hour
+
+// earliestCreation is before any order of this API: a creation time
+// before it was misread.
+var earliestCreation = time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Plausible reports whether a listed creation time can be right: from
+// 2015 on and no more than a day after now. Anything else (a time in
+// seconds read as milliseconds, say) was misread and counts as unknown.
+func Plausible(t, now time.Time) bool {
+	return !t.IsZero() && !t.Before(earliestCreation) && !t.After(now.Add(24*time.Hour))
 }
 
 // SnapshotRule returns the rule for an order whose snapshot is known (known
@@ -82,13 +105,25 @@ func (r Rule) Match(o OrderInfo) Verdict {
 		return Excluded
 	}
 	if p.UserID != "" && o.UserID != "" && o.UserID != p.UserID {
-		return Excluded
+		// userId may be the platform identity or the vendor's own
+		// account id, and nothing says the listing gives back what was
+		// sent (the documented answer shows the identityId): a
+		// different one does not prove the order is not ours.
+		v = Undecidable
 	}
 	if r.Known == nil {
+		now := r.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		slack := time.Duration(0)
+		if o.CreatedNoZone {
+			slack = ZoneSlack
+		}
 		switch {
-		case o.Created.IsZero():
+		case !Plausible(o.Created, now):
 			v = Undecidable
-		case o.Created.Before(r.Since):
+		case o.Created.Add(slack).Before(r.Since):
 			return Excluded
 		}
 	}
@@ -112,7 +147,7 @@ func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason st
 	}
 	switch {
 	case undecidable > 0:
-		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one", undecidable)
+		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one, or give another userId or no plausible creation time", undecidable)
 	case len(cands) > 1 && r.Known != nil:
 		return OrderInfo{}, false, fmt.Sprintf("%d orders of this commodity and copies are new on the device since the snapshot and belong to no other order; a person decides", len(cands))
 	case len(cands) > 1:
@@ -127,10 +162,11 @@ func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason st
 type gap int
 
 const (
-	gapNone    gap = iota
-	gapTooLong     // more orders than MaxPages pages hold
-	gapRepeats     // a page brought no order not seen before: paging does not work
-	gapShifted     // the total shrank, or the list ended short of it: orders moved while paging
+	gapNone       gap = iota
+	gapTooLong        // more orders than MaxPages pages hold
+	gapRepeats        // a page brought no order not seen before, and is not the last page served again: paging does not work
+	gapShifted        // orders moved while the listing was read
+	gapZeroUnread     // page 1 was empty and page 0 could not be read: the device may hold orders there
 )
 
 // listing is every order of one device, as order/query pages them.
@@ -138,93 +174,206 @@ type listing struct {
 	orders []OrderInfo
 	last   answer
 	gap    gap
+	// first is the page it was read from (0 or 1); firstIDs are that
+	// page's order ids.
+	first    int
+	firstIDs []string
+	// total is the first page's total (-1 when not given); totalsAgree
+	// says every page read gave the same one (or none gave any).
+	total       int64
+	totalsAgree bool
+	// repeatEnd: the listing ended at a short page that served the page
+	// before it again.
+	repeatEnd bool
+	// zeroIsOne: read from 0, page 1 served page 0 again, in full.
+	zeroIsOne bool
 }
 
-// list reads the device's orders, every page up to MaxPages. The list is
-// complete (gapNone) when it ends at an empty page, or once as many
-// distinct orders as the listed total have been read, the total never
-// having shrunk. A merely short page does not end it: the server may serve
-// fewer than PageSize orders per page.
+// totalFits reports whether the totals confirm the listing: none given,
+// or the same on every page and equal to the orders read.
+func (l listing) totalFits() bool {
+	return l.totalsAgree && (l.total < 0 || l.total == int64(len(l.orders)))
+}
+
+// list reads the device's orders, every page up to MaxPages.
 //
-// Where pageNo starts is not documented; pages are read from 1. A server
-// counting from 0 would hide its first page (the newest orders, if it lists
-// newest first), so when the list ends at an empty page without a total,
-// or short of its total, page 0 is read too (once more if that fails), and
-// judged against page 1 (providers.JudgePageZero): a server shown to count
-// from 0 is read again from page 0, and from then on always from 0; one
-// shown to count from 1 is not asked for page 0 again; when page 0 shares
-// some but not all of page 1's orders, orders moved between the reads and
-// the list is incomplete (gapShifted); when nothing is shown (page 0
-// failed twice, say), the list read from 1 stands.
+// A listing ends at an empty page, never at a merely short one (the server
+// may serve fewer than PageSize orders a page), and never on the listed
+// total: what order/query's total counts is not documented. It also ends
+// at a page that serves the page before it again, in the same order, when
+// that page holds fewer than PageSize orders: the server repeats its last
+// page past the end. Any other page that brings no new order means paging
+// does not work (gapRepeats).
+//
+// The total is a consistency check only. When no page gives one, or every
+// page gives the same one and it equals the orders read, the listing is
+// complete. Otherwise the listing is read once more, from the same page:
+// the same ids in the same order make it complete (the total counts
+// something else); anything else means orders moved (gapShifted).
+//
+// Where pageNo starts is not documented: see listBase.
 func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
-	if c.pagesFrom0.Load() {
-		l, _, _, err := c.listFrom(ctx, p, 0)
+	l, err := c.listBase(ctx, p)
+	if err != nil || l.gap != gapNone || l.totalFits() {
 		return l, err
 	}
-	l, one, needZero, err := c.listFrom(ctx, p, 1)
-	if err != nil || !needZero || c.pagesFrom1.Load() {
+	again, err := c.listFrom(ctx, p, l.first)
+	if err != nil {
+		return listing{}, err
+	}
+	if again.gap != gapNone {
+		return again, nil
+	}
+	if !slices.Equal(idsOf(l.orders), idsOf(again.orders)) {
+		again.gap = gapShifted
+		return again, nil
+	}
+	c.log.Info("aliyun order/query: the listed total does not count the orders listed; the listing read twice alike is taken as complete",
+		"total", l.total, "totals_agree", l.totalsAgree, "orders", len(l.orders))
+	return again, nil
+}
+
+// listBase reads the listing from where the server's page numbers start.
+// Pages are read from 1. A server counting from 0 would hide its first
+// page (the newest orders, if it lists newest first), so when the totals
+// do not confirm a listing read from 1 (see list), page 0 is read too
+// (once more if that fails) and judged against page 1
+// (providers.JudgePageZero):
+//
+//   - refused as a parameter error, empty while page 1 is not, or the
+//     same as page 1: the server counts from 1 and is not asked for page
+//     0 again. (The same as page 1, when the listing ended at a short page
+//     served again, shows nothing: a server counting from 0 that repeats
+//     its last page past the end looks the same. The listing stands.)
+//   - holding orders, none of page 1's: the server counts from 0, and the
+//     listing is read again from 0, as every later one is. When page 1 was
+//     empty this is not trusted at once: an order may have landed between
+//     the two reads on a server that serves page 0 as page 1. Page 1 is
+//     read again: still empty, the server counts from 0; now holding page
+//     0's orders, it counts from 1 and the listing is read again from 1;
+//     anything else, orders moved (gapShifted).
+//   - sharing some of page 1's orders, not all: orders moved (gapShifted).
+//   - nothing shown (page 0 failed twice, or its orders lack ids): the
+//     listing read from 1 stands when page 1 held orders; when page 1 was
+//     empty, an empty listing would say the device has no order while page
+//     0 may hold some, so the listing is incomplete (gapZeroUnread, like
+//     gapShifted: try again).
+//
+// A listing read from 0 whose page 1 serves page 0 again in full shows the
+// server reads pageNo 0 as 1 after all: counting from 0 is forgotten and
+// the listing is read again from 1, judging page 0 afresh.
+func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) {
+	if c.pagesFrom0.Load() {
+		l, err := c.listFrom(ctx, p, 0)
+		if err != nil || !l.zeroIsOne {
+			return l, err
+		}
+		c.pagesFrom0.Store(false)
+		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
+	}
+	l, err := c.listFrom(ctx, p, 1)
+	if err != nil || l.gap != gapNone || (l.total >= 0 && l.totalFits()) || c.pagesFrom1.Load() {
 		return l, err
 	}
 	zero, _, zerr := c.queryPage(ctx, p, 0)
 	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
 		zero, _, zerr = c.queryPage(ctx, p, 0)
 	}
-	switch providers.JudgePageZero(zerr, idsOf(zero.Orders), one) {
+	zeroIDs := idsOf(zero.Orders)
+	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
 	case providers.BaseFrom1:
+		if zerr == nil && l.repeatEnd && slices.Equal(zeroIDs, l.firstIDs) {
+			return l, nil // shows nothing about the base; the listing stands
+		}
 		c.pagesFrom1.Store(true)
 	case providers.BaseFrom0:
+		if len(l.firstIDs) == 0 {
+			again, _, err := c.queryPage(ctx, p, 1)
+			if err != nil {
+				return listing{}, err
+			}
+			oneIDs := idsOf(again.Orders)
+			switch {
+			case len(oneIDs) == 0:
+				// Still empty while page 0 holds orders: from 0.
+			case slices.Equal(oneIDs, zeroIDs):
+				// Page 0 was page 1, and an order landed between
+				// the reads.
+				c.pagesFrom1.Store(true)
+				return c.listFrom(ctx, p, 1)
+			default:
+				l.gap = gapShifted
+				return l, nil
+			}
+		}
 		c.pagesFrom0.Store(true)
-		l, _, _, err = c.listFrom(ctx, p, 0)
+		z, err := c.listFrom(ctx, p, 0)
+		if err == nil && z.zeroIsOne {
+			// Page 1 now repeats page 0: what was seen did not hold.
+			c.pagesFrom0.Store(false)
+			z.gap = gapShifted
+		}
+		return z, err
 	case providers.BaseMoved:
 		l.gap = gapShifted
+	case providers.BaseUnknown:
+		if len(l.firstIDs) == 0 && (zerr != nil || slices.Contains(zeroIDs, "")) {
+			l.gap = gapZeroUnread
+		}
 	}
-	return l, err
+	return l, nil
 }
 
-// listFrom reads the device's orders from page first on. It returns the
-// first page's order ids too, and whether the list ended at an empty page
-// without a total or short of its total (where a server counting from 0
-// would have hidden its page 0 from a reader starting at 1).
-func (c *Client) listFrom(ctx context.Context, p CreateParams, first int) (l listing, firstIDs []string, needZero bool, err error) {
+// listFrom reads the device's orders from page first on (see list for
+// where it ends).
+func (c *Client) listFrom(ctx context.Context, p CreateParams, first int) (listing, error) {
+	l := listing{first: first, total: -1, totalsAgree: true}
 	seen := map[string]bool{}
-	total := int64(-1)
+	var prev []string
 	for page := first; ; page++ {
-		if page-first >= c.maxPages {
-			l.gap = gapTooLong
-			return l, firstIDs, false, nil
-		}
 		got, a, err := c.queryPage(ctx, p, page)
 		if err != nil {
-			return listing{}, nil, false, err
+			return listing{}, err
 		}
 		l.last = a
-		if got.Total >= 0 {
-			if total >= 0 && got.Total < total {
-				// An order left the list while we paged: another may
-				// have moved onto a page already read.
-				l.gap = gapShifted
-				return l, firstIDs, false, nil
-			}
-			total = got.Total
-		}
-		added := l.add(got.Orders, seen)
 		if page == first {
-			firstIDs = idsOf(got.Orders)
+			l.total = got.Total
+		} else if got.Total != l.total {
+			l.totalsAgree = false
 		}
-		switch {
-		case len(got.Orders) == 0:
-			if total >= 0 && int64(len(l.orders)) < total {
-				l.gap = gapShifted
+		ids := idsOf(got.Orders)
+		if page == first {
+			l.firstIDs = ids
+		}
+		if len(ids) == 0 {
+			return l, nil
+		}
+		if page > first && slices.Equal(ids, prev) && !slices.Contains(ids, "") {
+			if len(ids) < c.pageSize {
+				// The server serves its last page again past the
+				// end.
+				l.repeatEnd = true
+				return l, nil
 			}
-			return l, firstIDs, total < 0 || l.gap == gapShifted, nil
-		case total >= 0 && int64(len(l.orders)) >= total:
-			return l, firstIDs, false, nil
-		case added == 0:
 			l.gap = gapRepeats
-			return l, firstIDs, false, nil
+			l.zeroIsOne = first == 0 && page == 1
+			return l, nil
 		}
+		if page-first >= c.maxPages {
+			// A page past MaxPages that is neither empty nor the last
+			// one served again: more orders than the bound.
+			l.gap = gapTooLong
+			return l, nil
+		}
+		if l.add(got.Orders, seen) == 0 {
+			l.gap = gapRepeats
+			return l, nil
+		}
+		prev = ids
 	}
 }
+
+const zeroUnread = "page 1 of the device's orders was empty and page 0 could not be read; cannot tell whether the device has orders"
 
 // queryPage asks order/query for one page of the device's orders.
 func (c *Client) queryPage(ctx context.Context, p CreateParams, page int) (OrderList, answer, error) {
@@ -270,12 +419,16 @@ func idsOf(orders []OrderInfo) []string {
 // returns their ids, never nil (empty when the device has none). Lookup
 // later takes only an order that is not among them for this one.
 //
-// It costs one order/query call per PageSize orders on the device (at
-// least one), plus a /cloud/token call when no token is held. Past
-// MaxPages pages it fails with FailedPrecondition rather than return a
-// partial snapshot, which could make an older order look new: an order
-// created then could not be identified after an ambiguous create. A
-// listing that changes while it is read is Unavailable (try again).
+// It costs one order/query call per PageSize orders on the device, plus
+// the empty page that ends the listing (see list: page 0 too until the
+// server has shown where it counts from, and the whole listing twice when
+// the listed total does not fit it), plus a /cloud/token call when no
+// token is held. Past MaxPages pages it fails with FailedPrecondition
+// rather than return a partial snapshot, which could make an older order
+// look new: an order created then could not be identified after an
+// ambiguous create. A listing that changes while it is read, or whose
+// page 0 cannot be read while page 1 is empty, is Unavailable (try
+// again); one that serves a full page again is Unavailable too.
 func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, error) {
 	p, err := orderParams(o)
 	if err != nil {
@@ -295,6 +448,8 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 		return nil, fail(providers.Unavailable, "order/query served a page again; cannot list the device's orders")
 	case gapShifted:
 		return nil, fail(providers.Unavailable, "the device's orders changed while they were listed")
+	case gapZeroUnread:
+		return nil, fail(providers.Unavailable, zeroUnread)
 	}
 	ids := make([]string, 0, len(l.orders))
 	for _, x := range l.orders {
@@ -320,6 +475,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 				Message: "no snapshot and no first-attempt time to bound the search"}
 		}
 		rule = SinceRule(p, o.FirstAttempt.Add(-c.margin))
+		rule.Now = c.now()
 	}
 	l, err := c.list(ctx, p)
 	if err != nil {
@@ -335,6 +491,8 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, "order/query served a page again; cannot search every order", nil)
 	case gapShifted:
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, "the device's orders changed while they were listed", nil)
+	case gapZeroUnread:
+		return answer{}, OrderInfo{}, fail(providers.Unavailable, zeroUnread, nil)
 	}
 	// Leave out orders that belong to other records. Only orders that could
 	// be this one are checked, so excluded ones cost no ledger read.

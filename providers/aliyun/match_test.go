@@ -2,6 +2,7 @@ package aliyun_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -33,13 +34,25 @@ func TestMatch(t *testing.T) {
 		{"created before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-time.Second) }), aliyun.Excluded},
 		{"other commodity", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "streamingResource_10_5" }), aliyun.Excluded},
 		{"other copies", fallback, with(func(o *aliyun.OrderInfo) { o.Copies = 3 }), aliyun.Excluded},
-		{"other user", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Excluded},
+		// userId may be the platform identity or the vendor's own id, and
+		// the listing need not give back what was sent.
+		{"other user", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Undecidable},
+		{"other user, other copies", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Copies = 3 }), aliyun.Excluded},
+		{"other user, created before", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Created = since.Add(-time.Hour) }), aliyun.Excluded},
 		{"user not listed", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "" }), aliyun.Candidate},
 		{"no creation time", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Undecidable},
 		{"no commodity", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "" }), aliyun.Undecidable},
 		{"no copies", fallback, with(func(o *aliyun.OrderInfo) { o.Copies = 0 }), aliyun.Undecidable},
 		{"no order id", fallback, with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
 		{"no time but excluded", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{}; o.Copies = 9 }), aliyun.Excluded},
+		// A time read without a zone may be off by a zone's offset.
+		{"zone-less, 13 h before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-13 * time.Hour); o.CreatedNoZone = true }), aliyun.Candidate},
+		{"zone-less, 15 h before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-15 * time.Hour); o.CreatedNoZone = true }), aliyun.Excluded},
+		// A time that cannot be right was misread: unknown.
+		{"created in 1970", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.UnixMilli(1_714_564_800) }), aliyun.Undecidable},
+		{"created in 2014", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Date(2014, 12, 31, 0, 0, 0, 0, time.UTC) }), aliyun.Undecidable},
+		{"created a day and more ahead", at(fallback, since), with(func(o *aliyun.OrderInfo) { o.Created = since.Add(25 * time.Hour) }), aliyun.Undecidable},
+		{"created within a day ahead", at(fallback, since), with(func(o *aliyun.OrderInfo) { o.Created = since.Add(23 * time.Hour) }), aliyun.Candidate},
 
 		// The snapshot rule never reads a creation time.
 		{"snapshot: new", snapshot, base, aliyun.Candidate},
@@ -49,7 +62,8 @@ func TestMatch(t *testing.T) {
 		{"snapshot: known without fields", snapshot, with(func(o *aliyun.OrderInfo) { o.OrderID = "8"; o.CommodityCode = ""; o.Copies = 0 }), aliyun.Excluded},
 		{"snapshot: no order id", snapshot, with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
 		{"snapshot: other copies", snapshot, with(func(o *aliyun.OrderInfo) { o.Copies = 3 }), aliyun.Excluded},
-		{"snapshot: other user", snapshot, with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Excluded},
+		{"snapshot: other user", snapshot, with(func(o *aliyun.OrderInfo) { o.UserID = "u2" }), aliyun.Undecidable},
+		{"snapshot: known, other user", snapshot, with(func(o *aliyun.OrderInfo) { o.OrderID = "7"; o.UserID = "u2" }), aliyun.Excluded},
 		{"snapshot: no commodity", snapshot, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "" }), aliyun.Undecidable},
 		{"empty snapshot: new", aliyun.SnapshotRule(p, []string{}), with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Candidate},
 	}
@@ -61,6 +75,41 @@ func TestMatch(t *testing.T) {
 	// No userId in the params: any user's order can be ours.
 	if got := aliyun.SinceRule(aliyun.CreateParams{CommodityCode: p.CommodityCode, Copies: 2}, since).Match(base); got != aliyun.Candidate {
 		t.Errorf("Match without userId = %v", got)
+	}
+}
+
+// at returns r judging creation times as of now.
+func at(r aliyun.Rule, now time.Time) aliyun.Rule { r.Now = now; return r }
+
+// Creation times: epoch seconds or milliseconds, zone-less (UTC+8) or
+// RFC 3339; anything else is no time at all, never an error.
+func TestParseCreationTime(t *testing.T) {
+	t.Parallel()
+	want := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
+	tests := []struct {
+		raw    string
+		want   time.Time
+		noZone bool
+	}{
+		{`1700000000`, want, false},
+		{`"1700000000"`, want, false},
+		{`1700000000000`, want, false},
+		{`"2023-11-15 06:13:20"`, want, true},
+		{`"2023-11-14T22:13:20Z"`, want, false},
+		{`"2023-11-15T06:13:20+08:00"`, want, false},
+		{`"14/11/2023"`, time.Time{}, false},
+		{`1.7e9`, time.Time{}, false},
+		{`-5`, time.Time{}, false},
+		{`{"s":1}`, time.Time{}, false},
+		{`null`, time.Time{}, false},
+	}
+	for _, tt := range tests {
+		for _, field := range []string{"gmtCreate", "createTime"} {
+			o, err := aliyun.ParseOrder(json.RawMessage(`{"orderId":"1","` + field + `":` + tt.raw + `}`))
+			if err != nil || !o.Created.Equal(tt.want) || o.CreatedNoZone != tt.noZone {
+				t.Errorf("%s %s: Created %v (no zone %v), %v; want %v (%v)", field, tt.raw, o.Created, o.CreatedNoZone, err, tt.want, tt.noZone)
+			}
+		}
 	}
 }
 
@@ -144,9 +193,15 @@ func TestLookupByQuery(t *testing.T) {
 			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1, Created: first.Add(-time.Hour)})
 			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "streamingResource_10_5", Copies: 2, Created: first.Add(time.Minute)})
 			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 3, Created: first.Add(time.Minute)})
-			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, UserID: "someone-else", Created: first.Add(time.Minute)})
+			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, UserID: "someone-else", Created: first.Add(-time.Hour)})
 			return sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, UserID: "50e5op6412259c0f11", Created: first.Add(time.Minute)}).OrderID
 		}, nil, false, 0, ""},
+		// The listing may give the platform identity where the params
+		// sent the vendor's own id: a person decides, never not_found.
+		{"another userId listed", func(sb *sandbox.Server, iot string) string {
+			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, UserID: "50e5op6412259c0f117000000cd9326da8409", Created: first.Add(time.Minute)})
+			return ""
+		}, nil, false, providers.Ambiguous, "another userId"},
 		{"two candidates", func(sb *sandbox.Server, iot string) string {
 			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, Created: first.Add(time.Minute)})
 			sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, Created: first.Add(2 * time.Minute)})
@@ -371,8 +426,10 @@ func TestPrepare(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("Prepare = %v, want %v", got, want)
 		}
-		if n := f.sb.Calls(aliyun.PathQuery); n != 3 {
-			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 3", n)
+		// Three pages and the empty fourth: the total never ends a
+		// listing.
+		if n := f.sb.Calls(aliyun.PathQuery); n != 4 {
+			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 4", n)
 		}
 	})
 	t.Run("empty device", func(t *testing.T) {
@@ -406,28 +463,32 @@ func TestPrepare(t *testing.T) {
 }
 
 // A listing that cannot be complete never ends in NotFound, nor in a
-// snapshot.
+// snapshot. The total never ends a listing; one that does not fit what
+// was read costs a second read, which must give the same ids.
 func TestListingGaps(t *testing.T) {
 	t.Parallel()
-	order := func(id string) map[string]any {
-		return map[string]any{"orderId": id, "commodityCode": "c", "copies": 9, "paymentStatus": 1}
-	}
-	page := func(total int, ids ...string) sandbox.Reply {
-		data := []any{}
-		for _, id := range ids {
-			data = append(data, order(id))
-		}
-		return sandbox.Reply{Code: 200, Data: map[string]any{"total": total, "data": data}}
-	}
+	refused := sandbox.Reply{Code: 460, Message: "request parameter error"} // page 0: the server counts from 1
 	tests := []struct {
 		name            string
-		pages           []sandbox.Reply
+		pages           []sandbox.Reply // for Prepare; Lookup is served them again
 		prepare, lookup providers.Code
+		known           []string // Prepare's snapshot, when it succeeds
 	}{
-		{"ends short of its total", []sandbox.Reply{page(3, "1", "2"), page(3)}, providers.Unavailable, providers.Unavailable},
-		{"total shrinks", []sandbox.Reply{page(3, "1", "2"), page(2, "3")}, providers.Unavailable, providers.Unavailable},
-		{"same page again", []sandbox.Reply{page(4, "1", "2"), page(4, "1", "2")}, providers.Unavailable, providers.Ambiguous},
-		{"complete", []sandbox.Reply{page(3, "1", "2"), page(3, "3")}, providers.OK, providers.NotFound},
+		{"complete", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), page(3)}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
+		{"same page again", []sandbox.Reply{page(4, "1", "2"), page(4, "1", "2")}, providers.Unavailable, providers.Ambiguous, nil},
+		// A total that does not fit: page 0, then the listing again.
+		{"ends short of its total, the same twice", []sandbox.Reply{
+			page(3, "1", "2"), page(3), refused,
+			page(3, "1", "2"), page(3),
+		}, providers.OK, providers.NotFound, []string{"1", "2"}},
+		{"ends short of its total, then moves", []sandbox.Reply{
+			page(3, "1", "2"), page(3), refused,
+			page(3, "1", "9"), page(3),
+		}, providers.Unavailable, providers.Unavailable, nil},
+		{"total shrinks, then moves", []sandbox.Reply{
+			page(3, "1", "2"), page(2, "3"), page(2), refused,
+			page(2, "1", "3"), page(2),
+		}, providers.Unavailable, providers.Unavailable, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,10 +497,11 @@ func TestListingGaps(t *testing.T) {
 			o := testOrder(700)
 			f.sb.Inject(aliyun.PathQuery, tt.pages...)
 			known, err := f.c.Prepare(ctx(t), o)
-			if c := providers.CodeOf(err); c != tt.prepare {
-				t.Errorf("Prepare = %v, %v; want %v", known, err, tt.prepare)
+			if c := providers.CodeOf(err); c != tt.prepare || !slices.Equal(known, tt.known) {
+				t.Errorf("Prepare = %v, %v; want %v %v", known, err, tt.prepare, tt.known)
 			}
-			f.sb.Inject(aliyun.PathQuery, tt.pages...)
+			// The base is known now: page 0 is not asked again.
+			f.sb.Inject(aliyun.PathQuery, slices.DeleteFunc(slices.Clone(tt.pages), func(r sandbox.Reply) bool { return r.Code == 460 })...)
 			o.Known = []string{}
 			_, err = f.c.Lookup(ctx(t), o)
 			if c := providers.CodeOf(err); c != tt.lookup {
@@ -447,6 +509,25 @@ func TestListingGaps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// entry is one order of a canned order/query page: not ours (copies 9),
+// paid.
+func entry(id string) map[string]any {
+	return map[string]any{"orderId": id, "commodityCode": "c", "copies": 9, "paymentStatus": 1}
+}
+
+// page is a canned order/query page of the given order ids, with a total
+// unless total < 0.
+func page(total int, ids ...string) sandbox.Reply {
+	data := []any{}
+	for _, id := range ids {
+		data = append(data, entry(id))
+	}
+	if total < 0 {
+		return sandbox.Reply{Code: 200, Data: map[string]any{"data": data}}
+	}
+	return sandbox.Reply{Code: 200, Data: map[string]any{"total": total, "data": data}}
 }
 
 // Where pageNo starts is not documented. Against a server counting from 0,
@@ -477,12 +558,11 @@ func TestListingPagesFromZero(t *testing.T) {
 				t.Fatalf("Prepare = %v, want the ids of the device's 3 orders", known)
 			}
 			// From 1: pages 1 and 2 (3 orders, 2 a page), and the empty
-			// page 3 without a total. Page 0 when the list has no total
-			// or ends short of it; a server shown to count from 0 is then
-			// read again from 0 (pages 0 and 1, and the empty page 2
-			// without a total).
+			// page 3. Page 0 when the list has no total or does not
+			// reach it; a server shown to count from 0 is then read again
+			// from 0 (pages 0 and 1, and the empty page 2).
 			calls := f.sb.Calls(aliyun.PathQuery) - before
-			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 2, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 1, {}: 2}[paging]
+			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 3, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 1, {}: 3}[paging]
 			if calls != want {
 				t.Errorf("Prepare made %d order/query calls, want %d", calls, want)
 			}
@@ -496,7 +576,7 @@ func TestListingPagesFromZero(t *testing.T) {
 			}
 			// What the server showed is remembered: 4 orders now, read
 			// from where it counts without asking page 0 again.
-			want = map[sandbox.Paging]int{{From0: true}: 2, {From0: true, NoTotal: true}: 3, {NoTotal: true}: 3, {}: 2}[paging]
+			want = map[sandbox.Paging]int{{From0: true}: 3, {From0: true, NoTotal: true}: 3, {NoTotal: true}: 3, {}: 3}[paging]
 			if calls := f.sb.Calls(aliyun.PathQuery) - before; calls != want {
 				t.Errorf("Lookup made %d order/query calls, want %d", calls, want)
 			}
@@ -529,6 +609,7 @@ func TestListingFromZeroWhileOrdersArrive(t *testing.T) {
 		page(4, newcomer, other), // page 0, read after a newcomer arrived: ours moved to page 1
 		page(4, newcomer, other), // read again from 0
 		page(4, mine, old),       // page 1
+		page(4),                  // page 2: empty, the total reached
 	)
 	o := testOrder(900)
 	o.FirstAttempt = time.Now()

@@ -87,65 +87,125 @@ type OrderInfo struct {
 	// Copies is 0 when the answer does not say.
 	Copies int64
 	// Status: 0 valid, 1 expired, 2 frozen (3 "creating" is seen on the
-	// cloud-storage counterpart); -1 when absent.
+	// cloud-storage counterpart); -1 when absent or unreadable.
 	Status        int64
 	PaymentStatus PaymentStatus
 	UserID        string
 	// Created is when the order was created, zero when the answer carries
-	// no creation time (see the package doc).
+	// no creation time or one in a format this client cannot read (see
+	// the package doc).
 	Created time.Time
+	// CreatedNoZone says Created was read from a time without a zone
+	// ("2006-01-02 15:04:05"), taken as UTC+8: the instant it means may be
+	// off by as much as a zone can be, and the fallback rule allows for
+	// that (see Rule).
+	CreatedNoZone bool
 }
 
-// shanghai is UTC+8, the zone of the platform's local-time strings.
+// shanghai is UTC+8, the zone assumed for local-time strings without one.
 var shanghai = time.FixedZone("UTC+8", 8*60*60)
 
+// rawOrder holds an order's members undecoded, so that each is read on its
+// own: an unreadable member the caller does not need never fails the
+// answer.
 type rawOrder struct {
-	OrderID       flexString      `json:"orderId"`
-	OutOrderNo    flexString      `json:"outOrderNo"`
-	CommodityCode flexString      `json:"commodityCode"`
-	Copies        *flexInt        `json:"copies"`
-	Status        *flexInt        `json:"status"`
-	PaymentStatus *flexInt        `json:"paymentStatus"`
-	UserID        flexString      `json:"userId"`
+	OrderID       json.RawMessage `json:"orderId"`
+	OutOrderNo    json.RawMessage `json:"outOrderNo"`
+	CommodityCode json.RawMessage `json:"commodityCode"`
+	Copies        json.RawMessage `json:"copies"`
+	Status        json.RawMessage `json:"status"`
+	PaymentStatus json.RawMessage `json:"paymentStatus"`
+	UserID        json.RawMessage `json:"userId"`
 	GmtCreate     json.RawMessage `json:"gmtCreate"`
 	CreateTime    json.RawMessage `json:"createTime"`
 }
 
-func (r rawOrder) info() (OrderInfo, error) {
-	o := OrderInfo{
-		OrderID:       string(r.OrderID),
-		OutOrderNo:    string(r.OutOrderNo),
-		CommodityCode: string(r.CommodityCode),
-		Status:        -1,
-		PaymentStatus: PaymentUnknown,
-		UserID:        string(r.UserID),
+// given reports whether a member is present and not null.
+func given(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && string(raw) != "null"
+}
+
+// readString reads a string-or-number member; absent or null is "".
+func readString(raw json.RawMessage) (string, error) {
+	if !given(raw) {
+		return "", nil
 	}
-	if r.Copies != nil {
-		o.Copies = int64(*r.Copies)
+	var f flexString
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return "", err
 	}
-	if r.Status != nil {
-		o.Status = int64(*r.Status)
+	return string(f), nil
+}
+
+// readInt reads an integer member; ok is false when it is absent or null.
+func readInt(raw json.RawMessage) (n int64, ok bool, err error) {
+	if !given(raw) {
+		return 0, false, nil
 	}
-	if r.PaymentStatus != nil {
-		switch ps := int64(*r.PaymentStatus); ps {
+	var f flexInt
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return 0, false, err
+	}
+	return int64(f), true, nil
+}
+
+// info reads the order. The members order matching reads (orderId,
+// commodityCode, copies, userId) fail it when unreadable, unless idOnly,
+// where only orderId does. The others (outOrderNo, status, paymentStatus
+// and the creation time) never do: one that cannot be read is left
+// unknown.
+func (r rawOrder) info(idOnly bool) (OrderInfo, error) {
+	o := OrderInfo{Status: -1, PaymentStatus: PaymentUnknown}
+	var err error
+	if o.OrderID, err = readString(r.OrderID); err != nil {
+		return OrderInfo{}, fmt.Errorf("orderId: %w", err)
+	}
+	needed := func(name string, err error) error {
+		if err != nil && !idOnly {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	cc, err := readString(r.CommodityCode)
+	if err := needed("commodityCode", err); err != nil {
+		return OrderInfo{}, err
+	}
+	o.CommodityCode = cc
+	uid, err := readString(r.UserID)
+	if err := needed("userId", err); err != nil {
+		return OrderInfo{}, err
+	}
+	o.UserID = uid
+	copies, _, err := readInt(r.Copies)
+	if err := needed("copies", err); err != nil {
+		return OrderInfo{}, err
+	}
+	o.Copies = copies
+	if s, err := readString(r.OutOrderNo); err == nil {
+		o.OutOrderNo = s
+	}
+	if n, ok, err := readInt(r.Status); ok && err == nil {
+		o.Status = n
+	}
+	if ps, ok, err := readInt(r.PaymentStatus); ok && err == nil {
+		switch ps {
 		case 0, 1, 2:
 			o.PaymentStatus = PaymentStatus(ps)
 		}
 	}
 	for _, raw := range []json.RawMessage{r.GmtCreate, r.CreateTime} {
-		t, err := parseTime(raw)
-		if err != nil {
-			return OrderInfo{}, err
-		}
-		if !t.IsZero() {
-			o.Created = t
+		if t, noZone := parseTime(raw); !t.IsZero() {
+			o.Created, o.CreatedNoZone = t, noZone
 			break
 		}
 	}
 	return o, nil
 }
 
-// ParseOrder reads one order from create, pay or get data.
+// ParseOrder reads one order from pay or get data. An unreadable orderId,
+// commodityCode, copies or userId fails it; any other member that cannot
+// be read is left unknown.
 func ParseOrder(data json.RawMessage) (OrderInfo, error) {
 	if len(data) == 0 {
 		return OrderInfo{}, errors.New("no data")
@@ -154,20 +214,47 @@ func ParseOrder(data json.RawMessage) (OrderInfo, error) {
 	if err := decodeJSON(data, &r); err != nil {
 		return OrderInfo{}, err
 	}
-	return r.info()
+	return r.info(false)
+}
+
+// ParseCreated reads create's answer: the orderId first, which it needs,
+// then whatever else it can. Once the orderId is read nothing else fails
+// it: an answer naming an order is an order created, and a member that
+// cannot be read (paymentStatus included) is left unknown.
+func ParseCreated(data json.RawMessage) (OrderInfo, error) {
+	if len(data) == 0 {
+		return OrderInfo{}, errors.New("no data")
+	}
+	var r rawOrder
+	if err := decodeJSON(data, &r); err != nil {
+		return OrderInfo{}, err
+	}
+	o, err := r.info(true)
+	if err != nil {
+		return OrderInfo{}, err
+	}
+	if o.OrderID == "" {
+		return OrderInfo{}, errors.New("no orderId")
+	}
+	return o, nil
 }
 
 // OrderList is one page of order/query.
 type OrderList struct {
 	Orders []OrderInfo
-	// Total is the number of orders over all pages, -1 when not given.
+	// Total is the listed total, -1 when not given. What it counts is
+	// not documented (see list).
 	Total int64
 }
+
+// listKeys are the members order/query's array is looked for under.
+var listKeys = []string{"data", "list", "items", "orderList", "records"}
 
 // ParseOrderList reads order/query data. Its shape is not documented, so
 // it accepts the order array itself or an object holding it under data,
 // list, items, orderList or records, with the total under total or
-// totalCount.
+// totalCount. A null array (under any of those members, when none holds
+// an array) is an empty page.
 func ParseOrderList(data json.RawMessage) (OrderList, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -184,10 +271,14 @@ func ParseOrderList(data json.RawMessage) (OrderList, error) {
 		if err := decodeJSON(data, &page); err != nil {
 			return OrderList{}, err
 		}
-		found := false
-		for _, k := range []string{"data", "list", "items", "orderList", "records"} {
+		found, null := false, false
+		for _, k := range listKeys {
 			v, ok := page[k]
-			if !ok || string(v) == "null" {
+			if !ok {
+				continue
+			}
+			if !given(v) {
+				null = true // an empty page, unless another member holds the array
 				continue
 			}
 			if err := decodeJSON(v, &raws); err != nil {
@@ -196,12 +287,12 @@ func ParseOrderList(data json.RawMessage) (OrderList, error) {
 			found = true
 			break
 		}
-		if !found {
+		if !found && !null {
 			return OrderList{}, errors.New("no order array in the answer")
 		}
 		for _, k := range []string{"total", "totalCount"} {
 			v, ok := page[k]
-			if !ok || string(v) == "null" {
+			if !ok || !given(v) {
 				continue
 			}
 			var n flexInt
@@ -213,7 +304,7 @@ func ParseOrderList(data json.RawMessage) (OrderList, error) {
 		}
 	}
 	for _, r := range raws {
-		o, err := r.info()
+		o, err := r.info(false)
 		if err != nil {
 			return OrderList{}, err
 		}
@@ -262,38 +353,48 @@ func ParseToken(data json.RawMessage) (Token, error) {
 	return t, nil
 }
 
-// parseTime reads a creation time: epoch milliseconds (number or digits),
-// "2006-01-02 15:04:05" in UTC+8, or RFC 3339. Absent or null is zero.
-func parseTime(raw json.RawMessage) (time.Time, error) {
+// epochSecondsBelow: an epoch creation time below it is in seconds, from
+// it on in milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+const epochSecondsBelow = 1e11
+
+// parseTime reads a creation time: epoch seconds or milliseconds (number
+// or digits, told apart by epochSecondsBelow), "2006-01-02 15:04:05"
+// (taken as UTC+8, and reported noZone), or RFC 3339. Absent, null and
+// anything it cannot read are zero: a creation time is never worth failing
+// an answer over. Whether the time is plausible is for the rule to judge.
+func parseTime(raw json.RawMessage) (t time.Time, noZone bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return time.Time{}, nil
+		return time.Time{}, false
 	}
 	var s string
 	if raw[0] == '"' {
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, err
+			return time.Time{}, false
 		}
 	} else {
 		s = string(raw)
 	}
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return time.Time{}, nil
+		return time.Time{}, false
 	}
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if ms <= 0 || ms > 1e15 {
-			return time.Time{}, fmt.Errorf("creation time %d out of range", ms)
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		switch {
+		case n <= 0 || n > 1e15:
+			return time.Time{}, false
+		case n < epochSecondsBelow:
+			return time.Unix(n, 0), false
 		}
-		return time.UnixMilli(ms), nil
+		return time.UnixMilli(n), false
 	}
 	if t, err := time.ParseInLocation(time.DateTime, s, shanghai); err == nil {
-		return t, nil
+		return t, true
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
+		return t, false
 	}
-	return time.Time{}, errors.New("unreadable creation time")
+	return time.Time{}, false
 }
 
 // flexString accepts a JSON string or number (kept as its digits); null is

@@ -191,14 +191,19 @@ func (s *Server) SetMaxPageSize(n int) {
 	s.maxPage = int64(n)
 }
 
-// Paging is how order/query numbers its pages and whether it lists a
-// total; none of it is documented.
+// Paging is how order/query numbers its pages, what it serves past the
+// end and whether it lists a total; none of it is documented.
 type Paging struct {
 	// From0: pageNo counts from 0 (by default from 1, and a pageNo below 1
 	// is a parameter error).
 	From0 bool
 	// NoTotal: answers carry no total.
 	NoTotal bool
+	// Alias0: pageNo 0 is served as page 1 (when counting from 1).
+	Alias0 bool
+	// RepeatLast: a pageNo past the last page serves the last page again
+	// (a device without orders still gets an empty page).
+	RepeatLast bool
 }
 
 // SetPaging changes how order/query pages (default: from 1, with a total).
@@ -685,8 +690,11 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	s.mu.Lock()
 	paging := s.paging
 	s.mu.Unlock()
-	if paging.From0 {
+	switch {
+	case paging.From0:
 		pageNo++ // served as the page one higher from 1
+	case paging.Alias0 && pageNo == 0:
+		pageNo = 1
 	}
 	if err1 != nil || err2 != nil || pageNo < 1 || pageSize < 1 {
 		return paramError
@@ -706,6 +714,9 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	s.mu.Unlock()
 	// Newest first.
 	slices.SortStableFunc(list, func(a, b Order) int { return b.Created.Compare(a.Created) })
+	if last := (int64(len(list)) + pageSize - 1) / pageSize; paging.RepeatLast && last > 0 && pageNo > last {
+		pageNo = last
+	}
 	items := []any{}
 	for i := (pageNo - 1) * pageSize; i < int64(len(list)) && i < pageNo*pageSize; i++ {
 		items = append(items, orderData(list[i], withTime))

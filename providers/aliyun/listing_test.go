@@ -1,0 +1,400 @@
+package aliyun_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
+	"github.com/orderworker/orderworker/providers/aliyun/sandbox"
+)
+
+// ourEntry is a listed order of testOrder's commodity and copies.
+func ourEntry(id string, extra map[string]any) map[string]any {
+	o := map[string]any{"orderId": id, "commodityCode": "streamingResource_20_10", "copies": 2, "paymentStatus": 0}
+	for k, v := range extra {
+		o[k] = v
+	}
+	return o
+}
+
+// listed is a canned order/query page holding orders, with a total unless
+// total < 0.
+func listed(total int, orders ...map[string]any) sandbox.Reply {
+	data := []any{}
+	for _, o := range orders {
+		data = append(data, o)
+	}
+	if total < 0 {
+		return sandbox.Reply{Code: 200, Data: map[string]any{"data": data}}
+	}
+	return sandbox.Reply{Code: 200, Data: map[string]any{"total": total, "data": data}}
+}
+
+var (
+	pageZeroRefused = sandbox.Reply{Code: 460, Message: "request parameter error"}
+	queryDown       = sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}
+)
+
+func sortedIDs(ids []string) []string { ids = slices.Clone(ids); slices.Sort(ids); return ids }
+
+// F1: what order/query's total counts is not documented. A total bigger
+// than what the server lists no longer makes every snapshot unavailable,
+// and a smaller one no longer hides the later pages.
+func TestListingTotalCountsSomethingElse(t *testing.T) {
+	t.Parallel()
+	t.Run("bigger than listed", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		listing := []sandbox.Reply{page(5, "1", "2"), page(5, "3"), page(5)}
+		// Page 0 is refused (the server counts from 1), then the whole
+		// listing is read again and is the same.
+		f.sb.Inject(aliyun.PathQuery, append(append(slices.Clone(listing), pageZeroRefused), listing...)...)
+		known, err := f.c.Prepare(ctx(t), testOrder(1100))
+		if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) {
+			t.Fatalf("Prepare = %v, %v; want [1 2 3]", known, err)
+		}
+		// And every time after: never unavailable for good.
+		before := f.sb.Calls(aliyun.PathQuery)
+		f.sb.Inject(aliyun.PathQuery, append(slices.Clone(listing), listing...)...)
+		known, err = f.c.Prepare(ctx(t), testOrder(1100))
+		if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) {
+			t.Fatalf("second Prepare = %v, %v; want [1 2 3]", known, err)
+		}
+		if n := f.sb.Calls(aliyun.PathQuery) - before; n != 6 {
+			t.Errorf("second Prepare made %d order/query calls, want 6 (the listing twice)", n)
+		}
+	})
+	t.Run("smaller than listed", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		// total 1 (this page's new orders, say): ours sits on page 2.
+		listing := []sandbox.Reply{listed(1, entry("1"), entry("2")), listed(1, ourEntry("3", nil)), listed(1)}
+		f.sb.Inject(aliyun.PathQuery, append(append(slices.Clone(listing), pageZeroRefused), listing...)...)
+		o := testOrder(1101)
+		o.Known = []string{"1", "2"}
+		o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+		r, err := f.c.Lookup(ctx(t), o)
+		if err != nil || r.ProviderOrderID != "3" {
+			t.Fatalf("Lookup = %+v, %v; want order 3 (never not_found)", r, err)
+		}
+	})
+	t.Run("totals agree and fit: read once", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.Inject(aliyun.PathQuery, page(3, "1", "2"), page(3, "3"), page(3))
+		known, err := f.c.Prepare(ctx(t), testOrder(1102))
+		if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) || f.sb.Calls(aliyun.PathQuery) != 3 {
+			t.Fatalf("Prepare = %v, %v after %d calls; want [1 2 3] after 3", known, err, f.sb.Calls(aliyun.PathQuery))
+		}
+	})
+}
+
+// F5: a server that serves its last page again for any pageNo past the
+// end. A short page served again ends the listing; a full one still means
+// paging does not work.
+func TestListingRepeatsLastPage(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	for i, paging := range []sandbox.Paging{{RepeatLast: true, NoTotal: true}, {RepeatLast: true}} {
+		t.Run(fmt.Sprintf("%+v", paging), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+			f.sb.SetPaging(paging)
+			iot := iotID(1200 + i)
+			o := testOrder(1200 + i)
+			o.FirstAttempt = time.Now()
+			var want []string
+			for range 3 {
+				want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1}).OrderID)
+			}
+			known, err := f.c.Prepare(ctx(t), o)
+			if err != nil || !slices.Equal(sortedIDs(known), want) {
+				t.Fatalf("Prepare = %v, %v; want %v", known, err, want)
+			}
+			o.Known = known
+			o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+			// Two more (four would fill both pages, and a full page
+			// served again is no proof of the end).
+			ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
+			f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "streamingResource_10_5", Copies: 2})
+			if r, err := f.c.Lookup(ctx(t), o); err != nil || r.ProviderOrderID != ours {
+				t.Fatalf("Lookup = %+v, %v; want %s", r, err, ours)
+			}
+		})
+	}
+	t.Run("full page served again", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.SetPaging(sandbox.Paging{RepeatLast: true, NoTotal: true})
+		for range 2 {
+			f.sb.AddOrder(sandbox.Order{IotID: iotID(1202), CommodityCode: commodity, Copies: 2})
+		}
+		if known, err := f.c.Prepare(ctx(t), testOrder(1202)); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Prepare = %v, %v; want unavailable (a full page served again)", known, err)
+		}
+	})
+	// Counting from 0 and repeating the last page: a device with one
+	// page of orders shows page 0 the same as page 1, which proves nothing
+	// about the base; later, with more orders, page 0 must still be read.
+	t.Run("from 0", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.SetPaging(sandbox.Paging{From0: true, RepeatLast: true, NoTotal: true})
+		iot := iotID(1203)
+		want := []string{f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, Created: time.Now().Add(-time.Hour)}).OrderID}
+		known, err := f.c.Prepare(ctx(t), testOrder(1203))
+		if err != nil || !slices.Equal(known, want) {
+			t.Fatalf("Prepare = %v, %v; want %v", known, err, want)
+		}
+		for range 2 {
+			want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
+		}
+		known, err = f.c.Prepare(ctx(t), testOrder(1203))
+		if err != nil || !slices.Equal(sortedIDs(known), sortedIDs(want)) {
+			t.Fatalf("Prepare with 3 orders = %v, %v; want %v", known, err, want)
+		}
+	})
+}
+
+// F6(a): a server that serves pageNo 0 as page 1. Page 1 is read empty, an
+// order lands, page 0 shows it: that is not taken for a server counting
+// from 0 until page 1 is read again.
+func TestListingPageZeroRace(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	t.Run("page 0 is page 1", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.SetPaging(sandbox.Paging{Alias0: true, NoTotal: true})
+		iot := iotID(1300)
+		// Page 1 as read before the orders landed.
+		f.sb.Inject(aliyun.PathQuery, listed(-1))
+		var want []string
+		for range 3 {
+			want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
+		}
+		for i := range 2 {
+			known, err := f.c.Prepare(ctx(t), testOrder(1300))
+			if err != nil || !slices.Equal(sortedIDs(known), want) {
+				t.Fatalf("Prepare %d = %v, %v; want %v", i, known, err, want)
+			}
+		}
+	})
+	t.Run("counts from 0", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.SetPaging(sandbox.Paging{From0: true, NoTotal: true})
+		iot := iotID(1301)
+		o := testOrder(1301)
+		want := []string{f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1, Created: time.Now().Add(-time.Hour)}).OrderID}
+		known, err := f.c.Prepare(ctx(t), o)
+		if err != nil || !slices.Equal(known, want) {
+			t.Fatalf("Prepare = %v, %v; want %v", known, err, want)
+		}
+		// Page 1 (empty), page 0, page 1 again (still empty), then
+		// pages 0 and 1 from 0.
+		if n := f.sb.Calls(aliyun.PathQuery); n != 5 {
+			t.Errorf("Prepare made %d order/query calls, want 5", n)
+		}
+		o.Known = known
+		o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+		ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
+		if r, err := f.c.Lookup(ctx(t), o); err != nil || r.ProviderOrderID != ours {
+			t.Fatalf("Lookup = %+v, %v; want %s", r, err, ours)
+		}
+	})
+	t.Run("page 1 changes again", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.Inject(aliyun.PathQuery, listed(-1), page(-1, "1"), page(-1, "2", "1"))
+		if known, err := f.c.Prepare(ctx(t), testOrder(1302)); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Prepare = %v, %v; want unavailable", known, err)
+		}
+	})
+}
+
+// F6(b): a client that took the server for counting from 0 finds page 1
+// serving page 0 again in full: it reads the listing again from 1, and
+// from 1 later on.
+func TestListingForgetsPagesFrom0(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.SetPaging(sandbox.Paging{From0: true})
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iotID(1400), CommodityCode: commodity, Copies: 2})
+	}
+	if _, err := f.c.Prepare(ctx(t), testOrder(1400)); err != nil {
+		t.Fatal(err) // learns: from 0
+	}
+	f.sb.SetPaging(sandbox.Paging{Alias0: true, NoTotal: true})
+	iot := iotID(1401)
+	var want []string
+	for range 3 {
+		want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
+	}
+	for i := range 2 {
+		before := f.sb.Calls(aliyun.PathQuery)
+		known, err := f.c.Prepare(ctx(t), testOrder(1401))
+		if err != nil || !slices.Equal(sortedIDs(known), want) {
+			t.Fatalf("Prepare %d = %v, %v; want %v", i, known, err, want)
+		}
+		// First: pages 0 and 1 (the same), pages 1 to 3 and page 0
+		// again; then pages 1 to 3 only.
+		if n, wantN := f.sb.Calls(aliyun.PathQuery)-before, []int{6, 3}[i]; n != wantN {
+			t.Errorf("Prepare %d made %d order/query calls, want %d", i, n, wantN)
+		}
+	}
+}
+
+// F6(c): page 1 empty and page 0 unreadable is no proof the device has no
+// orders: the listing is unavailable, never an empty snapshot or a
+// not_found. With orders on page 1, the listing from 1 stands.
+func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		pages []sandbox.Reply
+		code  providers.Code
+		known []string
+	}{
+		{"page 0 fails twice", []sandbox.Reply{listed(-1), queryDown, queryDown}, providers.Unavailable, nil},
+		{"page 0 without ids", []sandbox.Reply{listed(-1), listed(-1, map[string]any{"commodityCode": "c", "copies": 1})}, providers.Unavailable, nil},
+		{"page 1 has orders", []sandbox.Reply{page(-1, "1"), page(-1), queryDown, queryDown}, providers.OK, []string{"1"}},
+		{"both empty", []sandbox.Reply{listed(-1), listed(-1)}, providers.OK, []string{}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, tt.pages...)
+			o := testOrder(1500 + i)
+			known, err := f.c.Prepare(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.code || (err == nil && !slices.Equal(known, tt.known)) {
+				t.Fatalf("Prepare = %#v, %v; want %v %v", known, err, tt.code, tt.known)
+			}
+			if tt.code == providers.OK {
+				return
+			}
+			f.sb.Inject(aliyun.PathQuery, tt.pages...)
+			o.Known = []string{}
+			if _, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+				t.Errorf("Lookup = %v; want unavailable, never not_found", err)
+			}
+		})
+	}
+}
+
+// F4: a null order array is an empty page, and a creation time in a
+// format the client cannot read fails nothing.
+func TestListingTolerates(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{"data", "list", "items", "orderList", "records"} {
+		t.Run("null "+key, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{"total": 0, key: nil}})
+			known, err := f.c.Prepare(ctx(t), testOrder(1600))
+			if err != nil || known == nil || len(known) != 0 {
+				t.Fatalf("Prepare = %#v, %v; want an empty snapshot", known, err)
+			}
+		})
+	}
+	t.Run("null member beside the array", func(t *testing.T) {
+		t.Parallel()
+		l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null,"list":[{"orderId":"1"}],"total":1}`))
+		if err != nil || len(l.Orders) != 1 || l.Orders[0].OrderID != "1" {
+			t.Fatalf("ParseOrderList = %+v, %v; want order 1", l, err)
+		}
+	})
+	t.Run("unreadable createTime", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil)
+		odd := listed(2, ourEntry("1", map[string]any{"createTime": "04/11/2020 9:01"}), entry("2"))
+		f.sb.Inject(aliyun.PathQuery, odd, listed(2))
+		known, err := f.c.Prepare(ctx(t), testOrder(1601))
+		if err != nil || !slices.Equal(known, []string{"1", "2"}) {
+			t.Fatalf("Prepare = %v, %v; want [1 2]", known, err)
+		}
+		// Without a snapshot, an order of our kind with no readable
+		// creation time is undecidable: a person decides.
+		f.sb.Inject(aliyun.PathQuery, odd, listed(2))
+		o := testOrder(1601)
+		o.FirstAttempt = time.Now()
+		if _, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Ambiguous || !strings.Contains(err.Error(), "lack the fields") {
+			t.Fatalf("Lookup = %v; want ambiguous", err)
+		}
+	})
+}
+
+// F4: create's answer names the order; whatever else in it cannot be read,
+// the order id is kept.
+func TestCreateAnswerKeepsOrderID(t *testing.T) {
+	t.Parallel()
+	for name, data := range map[string]map[string]any{
+		"unreadable gmtCreate":     {"orderId": "20201104134310000196", "paymentStatus": 0, "gmtCreate": "yesterday"},
+		"unreadable createTime":    {"orderId": "20201104134310000196", "paymentStatus": 0, "createTime": map[string]any{"t": 1}},
+		"unreadable paymentStatus": {"orderId": "20201104134310000196", "paymentStatus": "unpaid"},
+		"unreadable copies":        {"orderId": "20201104134310000196", "paymentStatus": 0, "copies": "two", "status": 0.5, "userId": true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathCreate, sandbox.Reply{Code: 200, Data: data})
+			r, err := f.c.Submit(ctx(t), testOrder(1700))
+			if err != nil || r.ProviderOrderID != "20201104134310000196" || r.Status != providers.StatusPending {
+				t.Fatalf("Submit = %+v, %v; want pending order 20201104134310000196", r, err)
+			}
+		})
+	}
+}
+
+// F3: creation times under the fallback rule (no snapshot).
+func TestLookupCreationTimes(t *testing.T) {
+	t.Parallel()
+	first := time.Now().Add(-10 * time.Minute)
+	after := first.Add(time.Minute)
+	utc := time.FixedZone("", 0)
+	tests := []struct {
+		name    string
+		created any
+		code    providers.Code // 0: found
+	}{
+		{"epoch seconds", after.Unix(), 0},
+		{"epoch seconds as digits", fmt.Sprint(after.Unix()), 0},
+		{"epoch milliseconds", after.UnixMilli(), 0},
+		// Written in UTC without a zone, read as UTC+8: 8 hours early,
+		// within what a zone may be off by.
+		{"zone-less, written in UTC", after.In(utc).Format(time.DateTime), 0},
+		{"zone-less, a day early", first.Add(-24 * time.Hour).In(utc).Format(time.DateTime), providers.NotFound},
+		{"RFC 3339, an hour early", first.Add(-time.Hour).Format(time.RFC3339), providers.NotFound},
+		{"before 2015", 1000, providers.Ambiguous},
+		{"two days ahead", time.Now().Add(48 * time.Hour).UnixMilli(), providers.Ambiguous},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, listed(1, ourEntry("5", map[string]any{"gmtCreate": tt.created})), listed(1))
+			o := testOrder(1800 + i)
+			o.FirstAttempt = first
+			r, err := f.c.Lookup(ctx(t), o)
+			if tt.code != 0 {
+				if providers.CodeOf(err) != tt.code {
+					t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.code)
+				}
+				return
+			}
+			if err != nil || r.ProviderOrderID != "5" {
+				t.Fatalf("Lookup = %+v, %v; want order 5", r, err)
+			}
+		})
+	}
+}
