@@ -417,13 +417,30 @@ func TestRedrive(t *testing.T) {
 	}
 
 	// Without -by, the re-drive is recorded under the operating system's
-	// user name.
-	code, out, errs = e.cli(true, "redrive", "-state", "errored", "-provider", "tencent")
+	// user name, unless that is a service account.
+	withUser := func(user string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		env := func(k string) string {
+			switch k {
+			case "REDIS_URL":
+				return e.rs.URL()
+			case "USER":
+				return user
+			}
+			return ""
+		}
+		code := run(context.Background(), args, env, strings.NewReader(""), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, _, errs := withUser("nonroot", "redrive", "-state", "errored", "-provider", "tencent"); code != exitError || !strings.Contains(errs, "-by is required") {
+		t.Errorf("redrive as a service account without -by: exit %d, %q; want %d asking for -by", code, errs, exitError)
+	}
+	code, out, errs = withUser("dana", "redrive", "-state", "errored", "-provider", "tencent")
 	if got := status(out); code != exitOK || got["E3"] != "redriven" {
 		t.Fatalf("redrive without -by: exit %d, %v\n%s", code, got, errs)
 	}
 	rec = e.record("tencent", "E3")
-	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by "+osUser()) || osUser() == "" {
-		t.Errorf("E3 re-driven without -by: last entry %+v, want it by %q", last, osUser())
+	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by dana") {
+		t.Errorf("E3 re-driven without -by: last entry %+v, want it by dana", last)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"os/user"
 	"strings"
 
@@ -35,7 +34,7 @@ was refused.
 	reasonMatch := fs.String("reason-match", "", "only orders whose reason contains this text (any case)")
 	olderThan := fs.Duration("older-than", 0, "only orders errored at least this long ago (15m, 2h)")
 	dryRun := fs.Bool("dry-run", false, "list what would be re-driven; change nothing")
-	by := fs.String("by", "", "who re-drives, recorded in each order's history (default: the operating system's user name)")
+	by := fs.String("by", "", "who re-drives, recorded in each order's history (default: the operating system's user name, unless it is a service account such as root or nonroot)")
 	note := fs.String("note", "", "why (recorded in each order's history)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -48,10 +47,13 @@ was refused.
 		return c.fail(exitError, "-state errored is required: only errored orders are re-driven")
 	}
 	if strings.TrimSpace(*by) == "" {
-		*by = osUser()
+		*by = osUser(c.getenv)
+		if serviceAccount(*by) {
+			*by = ""
+		}
 	}
 	if !*dryRun && strings.TrimSpace(*by) == "" {
-		return c.fail(exitError, "-by is required: who re-drives (the operating system's user name is unknown here)")
+		return c.fail(exitError, "-by is required: who re-drives (the operating system's user name here is unknown, or a service account)")
 	}
 	if *olderThan < 0 {
 		return c.fail(exitError, "-older-than cannot be negative")
@@ -83,11 +85,24 @@ was refused.
 	return exitOK
 }
 
-// osUser is the operating system's name for whoever runs the command, ""
-// when it cannot tell.
-func osUser() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
+// serviceAccount reports whether name is an account a container or a
+// service runs as rather than a person's: not a name for the history.
+func serviceAccount(name string) bool {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "root", "nonroot", "nobody", "daemon", "admin", "ubuntu", "debian", "app", "orderworker":
+		return true
+	}
+	return false
+}
+
+// osUser is the operating system's name for whoever runs the command
+// ($USER, else the account's name), "" when it cannot tell.
+func osUser(getenv func(string) string) string {
+	if u := strings.TrimSpace(getenv("USER")); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
 		return u.Username
 	}
-	return os.Getenv("USER")
+	return ""
 }

@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
   enqueue [flags] webhooks [failed|resend|discard] webhook endpoints and failed events (enqueue webhooks -h)
   enqueue [flags] list [-state S] [-provider P] [-older-than D] [-limit N] [-cursor C]
   enqueue [flags] resolve PROVIDER ORDER_NO -as paid|absent|errored [-provider-order-id ID] -note TEXT -by NAME
-  enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] -by NAME [-note TEXT]
+  enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] [-by NAME] [-note TEXT]
 
 Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with the reason).
 Exits 1 if any order was not accepted, 2 on a usage or infrastructure error.

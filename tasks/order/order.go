@@ -401,14 +401,16 @@ func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg strin
 
 // lastCreate is when the order's latest create may have left: when it was
 // marked in flight, or its first attempt for a record written before that
-// was kept; for a record recreated after Redis lost it (no call recorded),
-// no earlier than the recreation.
+// was kept; for a record recreated after Redis lost it, no earlier than
+// the recreation (its lost create may have left just before). A record
+// never lost was created before any of its creates, so CreatedAt changes
+// nothing there.
 func lastCreate(rec *ledger.Record) time.Time {
 	t := rec.LastCreateAt
 	if rec.FirstAttemptAt.After(t) {
 		t = rec.FirstAttemptAt
 	}
-	if rec.Attempts == 0 && rec.CreatedAt.After(t) {
+	if rec.CreatedAt.After(t) {
 		t = rec.CreatedAt
 	}
 	return t

@@ -417,6 +417,7 @@ func TestListingLag(t *testing.T) {
 		{"out of budget, within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.Failures = 3 }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"a record without the create's time: first attempt", rec(func(r *ledger.Record) { r.FirstAttemptAt = created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"recreated after Redis lost it", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 0, t0, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
+		{"recreated, a lookup failed since", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 1, time.Time{}, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"abandoned mid-flight", func() *ledger.Record { r := abandoned(); r.LastCreateAt = created; return r }(), p, created.Add(time.Second), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
 	}
 	for _, tt := range tests {
