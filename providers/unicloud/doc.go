@@ -97,15 +97,19 @@
 // more could put our order outside the window), formatted yyyy-MM-dd
 // HH:mm:ss, twice: in UTC+8 and in UTC (the times carry no zone; a server reading them as UTC lists our
 // order only for the second), each time reading every page (Page from 1,
-// Size PageSize) until it has TotalCount orders or an empty page, at most
-// MaxPages; more is Ambiguous, and a TotalCount that shrinks while paging
-// is Unavailable. A page is read only from an answer that shows its list
-// (an OrderList with an Order key, or no OrderList and a TotalCount of 0);
+// Size PageSize) until it has TotalCount orders (entries read, repeats
+// included) or an empty page, at most MaxPages; more is Ambiguous, and a
+// TotalCount that shrinks while paging, or a page after the first that
+// brings no order not already read (by Id), is Unavailable: the server
+// ignores Page, or the list moved by a whole page. A page is read only
+// from an answer that shows its list (an OrderList with an Order key, or
+// no OrderList and a TotalCount of 0);
 // any other answer (an error envelope at HTTP 200, an object without an
 // order list, a list under another key) is Unavailable, never an empty
 // page. Where Page starts is not documented: a list that ends at an empty
-// page without a TotalCount, or short of it, reads page 0 too, in case
-// the server counts from 0 ("from 0" is remembered only once page 1,
+// page without a TotalCount, short of it, or at a page that brought no
+// new order reads page 0 too, in case the server counts from 0 ("from
+// 0" is remembered only once page 1,
 // read again, is still empty, and forgotten when page 1 repeats page 0;
 // an empty page 1 with a page 0 that cannot be read is Unavailable). No
 // other filter is sent: a filter whose vocabulary is not documented could
@@ -127,8 +131,11 @@
 //     unidentified when it carries none, or one that may be ours as the
 //     provider stored or shows it (equal once space is trimmed and
 //     collapsed, case folded and full-width ASCII read as ASCII, or a
-//     prefix of ours or ours of it, a cut mark aside): the documents give
+//     prefix of ours or ours of it, a cut mark aside, the shorter having
+//     at least min(8, length of ours) characters): the documents give
 //     the name no length, character set or promise to echo it unchanged.
+//     A name empty once normalised and stripped of cut marks is no name:
+//     an order left with none is detailed, then unidentified.
 //     It is another's only when none of its names can be ours. One with
 //     our name is unidentified too when it is
 //     uncertain: before the window by the UTC+8 reading of its CreateTime

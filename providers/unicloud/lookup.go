@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -207,7 +208,9 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 // Where Page starts is not documented; pages are read from 1. A server
 // counting from 0 would hide its first page (the newest orders, if it lists
 // newest first), so when the list ends at an empty page without a
-// TotalCount, or short of it, page 0 is read too (once more if that fails),
+// TotalCount, short of it, or at a page that brought no new order (a
+// server counting from 0 repeats its last page past the end), page 0 is
+// read too (once more if that fails),
 // and judged against page 1 (providers.JudgePageZero):
 //
 //   - shown to count from 1: not asked for page 0 again;
@@ -315,8 +318,9 @@ type listed struct {
 	out      []orderInfo
 	firstIDs []string // the first page's order ids
 	// needZero: the list ended at an empty page without a TotalCount, or
-	// short of it (short), where a server counting from 0 would have
-	// hidden its page 0 from a reader starting at 1.
+	// short of it, or at a page that brought no new order (short), where a
+	// server counting from 0 would have hidden its page 0 from a reader
+	// starting at 1.
 	needZero bool
 	// aliased: read from 0, page 1 repeated page 0 (the same ids, all
 	// present, in the same order): the server serves page 0 as page 1.
@@ -362,12 +366,23 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			}
 			total = pg.Total
 		}
-		l.add(orders)
+		fresh := l.add(orders)
 		if n == first {
 			r.firstIDs = idsOf(orders)
 		}
 		r.out = l.out
 		switch {
+		case n > first && len(orders) > 0 && fresh == 0:
+			// Every entry was read before (or has no Id to tell): the
+			// server ignores Page, repeats its last page past the end, or
+			// the list moved by a whole page. Its entries would count
+			// toward TotalCount though none is new, so the list is
+			// incomplete, never complete; read as ending short, page 0
+			// is tried for a server counting from 0.
+			r.needZero = true
+			r.short = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+				Message: fmt.Sprintf("a page brought no new order (page %d repeats orders already read): the list may be incomplete", n)}
+			return r
 		case len(orders) == 0 && total > l.received:
 			r.needZero = true
 			r.short = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
@@ -394,9 +409,10 @@ type orderList struct {
 }
 
 // add appends the orders whose Id was not listed before (an order without
-// one is always added) and reports how many it added.
+// one is always added) and reports how many of them carry an Id not listed
+// before: an order without one is never known to be new.
 func (l *orderList) add(orders []orderInfo) int {
-	added := 0
+	fresh := 0
 	for _, d := range orders {
 		l.received++
 		if d.ID != "" {
@@ -404,11 +420,11 @@ func (l *orderList) add(orders []orderInfo) int {
 				continue
 			}
 			l.seen[d.ID] = true
+			fresh++
 		}
 		l.out = append(l.out, d)
-		added++
 	}
-	return added
+	return fresh
 }
 
 func idsOf(orders []orderInfo) []string {
@@ -548,9 +564,10 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		if c.excludes(d, p, start.Truncate(time.Second), end) {
 			continue
 		}
+		d.Names = keepNames(d.Names, name)
 		if d.Names == nil && d.ID != "" {
 			if names, ok := c.names.get(d.ID); ok {
-				d.Names = names
+				d.Names = keepNames(names, name)
 			}
 		}
 		if d.Names != nil && matchNames(d.Names, name) == nameOther {
@@ -593,7 +610,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				continue
 			default:
 				if d.Names == nil {
-					d.Names = dd.Names
+					d.Names = keepNames(dd.Names, name)
 					c.names.put(d.ID, dd.Names)
 				}
 				d.CreateTime = cmp.Or(d.CreateTime, dd.CreateTime)
@@ -670,6 +687,11 @@ func matchNames(names []string, ours string) nameMatch {
 	return m
 }
 
+// minPrefix is how many characters the shorter of two names must have for
+// one being a prefix of the other to make it possibly ours (or all of ours,
+// when ours is shorter).
+const minPrefix = 8
+
 // mayBeOurs reports whether listed, a name other than ours, may still be
 // ours as the provider stored or shows it. The documents give instanceName
 // no length, character set or promise to echo it unchanged, so a name is
@@ -677,17 +699,46 @@ func matchNames(names []string, ours string) nameMatch {
 // both are compared with surrounding space trimmed, inner space collapsed,
 // case folded and full-width ASCII read as ASCII; a listed name that was
 // cut (a trailing replacement character, "…" or "...") is compared without
-// the mark; and one that is a prefix of ours, or ours of it, may be ours.
+// the mark; and one that is a prefix of ours, or ours of it, may be ours
+// when the shorter of the two has at least min(minPrefix, length of ours)
+// characters: a short stub (or nothing) is a prefix of too many names.
 func mayBeOurs(listed, ours string) bool {
-	l, o := normName(listed), normName(ours)
-	for {
-		t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(l, "\uFFFD"), "…"), "..."))
-		if t == l {
-			break
-		}
-		l = t
+	o := normName(ours)
+	if normName(listed) == o {
+		return true
 	}
-	return strings.HasPrefix(o, l) || strings.HasPrefix(l, o)
+	l := cutName(normName(listed))
+	if !strings.HasPrefix(o, l) && !strings.HasPrefix(l, o) {
+		return false
+	}
+	shorter := min(utf8.RuneCountInString(l), utf8.RuneCountInString(o))
+	return shorter >= min(minPrefix, utf8.RuneCountInString(o))
+}
+
+// cutName strips the cut marks (a trailing replacement character, "…" or
+// "...") from the end of normalised name s.
+func cutName(s string) string {
+	for {
+		t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(s, "\uFFFD"), "…"), "..."))
+		if t == s {
+			return s
+		}
+		s = t
+	}
+}
+
+// keepNames returns names without those that are empty once normalised
+// and stripped of cut marks (unless equal to ours): such a name names
+// nothing, and the order is judged by its other names, or, with none
+// left, as one that carries no name (nil).
+func keepNames(names []string, ours string) []string {
+	var kept []string
+	for _, n := range names {
+		if n == ours || cutName(normName(n)) != "" {
+			kept = append(kept, n)
+		}
+	}
+	return kept
 }
 
 // normName trims and collapses white space, folds case and reads

@@ -656,6 +656,57 @@ func TestLookupDetailForAnotherOrder(t *testing.T) {
 	}
 }
 
+// A listed name that is empty once normalised and stripped of cut marks
+// names nothing: a prefix of every name, it would make every lookup in the
+// window ambiguous. The order is judged by its other names, or, with none,
+// like an order without a name: detailed, and unidentified if the detail
+// names nothing either.
+func TestLookupEmptyLookingName(t *testing.T) {
+	t.Parallel()
+	const ours = "nas-prod-0123456789"
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	entry := func(name string) string {
+		b, _ := json.Marshal(name)
+		return fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q,"InstanceName":%s}`, now, b)
+	}
+	tests := []struct {
+		name    string
+		entry   string
+		details map[string]string
+		want    providers.Code // Unknown: found "11"
+		calls   int            // OrderDetail calls expected
+	}{
+		{name: "an ellipsis, detailed to another's name", entry: entry("…"),
+			details: map[string]string{"11": `{"Order":{"Id":"11","InstanceName":"someone-else"}}`}, want: providers.NotFound, calls: 1},
+		{name: "three dots, detailed to ours", entry: entry(" ... "),
+			details: map[string]string{"11": `{"Order":{"Id":"11","InstanceName":"nas-prod-0123456789"}}`}, calls: 1},
+		{name: "spaces, detailed to nothing", entry: entry("\u3000 "), want: providers.Ambiguous, calls: 1},
+		{name: "an ellipsis on the order, another's name on an item",
+			entry: fmt.Sprintf(`{"Id":"11","CreateTime":%q,"InstanceName":"…","Items":[{"InstanceName":"someone-else"}]}`, now),
+			want:  providers.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, detailCalls := fakeTransaction(t, []string{listing(1, tt.entry)}, tt.details)
+			c := client(t, endpoint, unicloud.Options{})
+			o := order(ours)
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != "11" {
+					t.Fatalf("Lookup = %+v, %v; want order 11", r, err)
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			if n := detailCalls(); n != tt.calls {
+				t.Errorf("%d OrderDetail calls, want %d", n, tt.calls)
+			}
+		})
+	}
+}
+
 // The documents give instanceName no length, character set or promise to
 // be echoed unchanged: a listed name that may be ours shortened or
 // normalised is neither ours nor another's, and the lookup is left to a
@@ -683,8 +734,11 @@ func TestLookupNameMayBeShortenedOrNormalised(t *testing.T) {
 		{"spaces around", []string{q(" " + ours + " ")}, providers.Ambiguous},
 		{"full-width", []string{q("ｎａｓ-Prod  web 实例名称-0123456789-abcdefghijklmnopqrstuvwxyz")}, providers.Ambiguous},
 		{"ours with a suffix", []string{q(ours + "-2")}, providers.Ambiguous},
-		{"an empty-looking name", []string{q("  ")}, providers.Ambiguous},
 		{"exact and a shortened one", []string{q(ours), q(ours[:20])}, providers.Ambiguous},
+		{"cut to 8 characters", []string{q("nas-prod…")}, providers.Ambiguous},
+		// A stub shorter than 8 characters is a prefix of too many names.
+		{"cut to 7 characters", []string{q("nas-Pro…")}, providers.NotFound},
+		{"a stub and another name", []string{q("nas…"), q("nas-test")}, providers.NotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,17 +20,21 @@ import (
 // checking signatures. Its orders are listed newest first, each with the
 // instance name and creation time, so a lookup needs no OrderDetail.
 type pagedServer struct {
-	mu     sync.Mutex
-	size   int
-	total  bool     // answer with TotalCount
-	alias  bool     // Page 0 is served as page 1 (the server counts from 1)
-	from0  bool     // Page counts from 0
-	fail0  bool     // Page 0 answers 500
-	noID0  bool     // Page 0 lists its orders without an Id
-	lag    int      // the newest orders counted in TotalCount but not listed yet
-	ids    []string // newest first
-	pages  []int    // the Page of every QueryOrders call, in order
-	before func(s *pagedServer, page int)
+	mu    sync.Mutex
+	size  int
+	total bool // answer with TotalCount
+	alias bool // Page 0 is served as page 1 (the server counts from 1)
+	from0 bool // Page counts from 0
+	fail0 bool // Page 0 answers 500
+	noID0 bool // Page 0 lists its orders without an Id
+	lag   int  // the newest orders counted in TotalCount but not listed yet
+	// ignorePage: every Page is answered with the first page.
+	ignorePage bool
+	// repeatLast: a Page past the end is answered with the last page.
+	repeatLast bool
+	ids        []string // newest first
+	pages      []int    // the Page of every QueryOrders call, in order
+	before     func(s *pagedServer, page int)
 }
 
 const pagedName = "实例 one" // validParams' instanceName
@@ -60,6 +64,12 @@ func (s *pagedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case p == 0 && s.alias:
 		idx = 0
+	}
+	switch {
+	case s.ignorePage:
+		idx = 0
+	case s.repeatLast && idx*s.size >= len(s.ids)-s.lag && len(s.ids) > s.lag:
+		idx = (len(s.ids) - s.lag - 1) / s.size
 	}
 	var entries []string
 	if idx >= 0 {
@@ -228,5 +238,107 @@ func TestListingFromZeroForgetsAliasedServer(t *testing.T) {
 	}
 	if c.pagesFrom0.Load() || !c.pagesFrom1.Load() {
 		t.Errorf("from0 %v, from1 %v; want the server taken to count from 1", c.pagesFrom0.Load(), c.pagesFrom1.Load())
+	}
+}
+
+// A page whose entries were all read before brings no order: its entries
+// count toward TotalCount although none is new. A server that ignores Page
+// (15 orders, 10 on every page) would reach 20 "received" at page 2 and
+// the listing would be judged complete without the 5 oldest (ours among
+// them): the listing is incomplete, never not_found. A server counting
+// from 0 that repeats its last page past the end is read from 1 as its
+// last page twice: page 0 is read then, shows the server counts from 0,
+// and the listing read from 0 is complete.
+func TestListingPageWithNoNewOrder(t *testing.T) {
+	t.Parallel()
+	ids := func(n int) []string {
+		var out []string
+		for i := n; i >= 1; i-- {
+			out = append(out, fmt.Sprintf("%02d", i))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		s     *pagedServer
+		find  string         // the order looked up: the oldest, or for a server counting from 0 the newest (on its page 0)
+		want  providers.Code // Unknown: found
+		from0 bool           // the client is left reading from 0
+	}{
+		{"page ignored, with a total", &pagedServer{size: 10, total: true, ignorePage: true, ids: ids(15)}, "01", providers.Unavailable, false},
+		{"page ignored, without a total", &pagedServer{size: 10, ignorePage: true, ids: ids(15)}, "01", providers.Unavailable, false},
+		{"from 0, last page repeated, with a total", &pagedServer{size: 10, total: true, from0: true, repeatLast: true, ids: ids(15)}, "15", providers.Unknown, true},
+		{"from 0, last page repeated, without a total", &pagedServer{size: 10, from0: true, repeatLast: true, ids: ids(15)}, "15", providers.Unavailable, true},
+		{"from 1, last page repeated, with a total", &pagedServer{size: 10, total: true, alias: true, repeatLast: true, ids: ids(15)}, "01", providers.Unknown, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newPaged(t, tt.s)
+			r, err := pagedLookup(t, tt.s, c, tt.find)
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != tt.find {
+					t.Fatalf("Lookup = %+v, %v; want order %s (pages read %v)", r, err, tt.find, tt.s.calls())
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v (pages read %v)", r, err, tt.want, tt.s.calls())
+			}
+			if tt.want == providers.Unavailable && !strings.Contains(err.Error(), "no new order") {
+				t.Errorf("error %q does not say a page brought no new order", err)
+			}
+			if got := c.pagesFrom0.Load(); got != tt.from0 {
+				t.Errorf("from0 = %v, want %v (pages read %v)", got, tt.from0, tt.s.calls())
+			}
+		})
+	}
+}
+
+// Orders created while a newest-first list is read shift its pages by
+// one entry each: a page that repeats some entries but brings new ones
+// still counts them all toward TotalCount, and the listing completes.
+func TestListingShiftedPagesStillComplete(t *testing.T) {
+	t.Parallel()
+	s := &pagedServer{size: 10, total: true}
+	for i := 1; i <= 15; i++ {
+		s.add(fmt.Sprintf("%02d", i))
+	}
+	s.before = func(s *pagedServer, page int) {
+		if page == 2 && len(s.ids) == 15 {
+			s.add("16")
+			s.add("17")
+		}
+	}
+	c := newPaged(t, s)
+	r, err := pagedLookup(t, s, c, "01")
+	if err != nil || r.ProviderOrderID != "01" {
+		t.Fatalf("Lookup = %+v, %v; want order 01 (pages read %v)", r, err, s.calls())
+	}
+}
+
+func TestMayBeOurs(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		listed, ours string
+		want         bool
+	}{
+		{"nas-prod-web", "nas-prod-web", true},
+		{"NAS-PROD-WEB ", "nas-prod-web", true},
+		{"nas-prod…", "nas-prod-web", true}, // 8 characters
+		{"nas-pro…", "nas-prod-web", false}, // 7
+		{"nas-prod-web-2", "nas-prod-web", true},
+		{"…", "nas-prod-web", false},
+		{"...", "nas-prod-web", false},
+		{"", "nas-prod-web", false},
+		{"ab…", "abc", false}, // 2 of ours' 3
+		{"abc…", "abc", true}, // all of ours
+		{"abcd", "abc", true}, // ours is all 3 characters of the shorter
+		{"a", "a", true},
+		{"ab", "a", true},
+		{"实例名称…", "实例名称一二三四", false}, // 4 characters
+		{"实例名称一二三四…", "实例名称一二三四五", true},
+	} {
+		if got := mayBeOurs(tt.listed, tt.ours); got != tt.want {
+			t.Errorf("mayBeOurs(%q, %q) = %v, want %v", tt.listed, tt.ours, got, tt.want)
+		}
 	}
 }
