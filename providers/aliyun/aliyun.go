@@ -99,6 +99,13 @@ type Options struct {
 	// Lookup: a device with more than PageSize × MaxPages orders cannot
 	// be listed in full. Defaults 20 and 50.
 	PageSize, MaxPages int
+	// PageBase is where order/query's pageNo starts (ALIYUN_PAGE_BASE):
+	// PageBaseFrom0 or PageBaseFrom1 reads pages from there and never
+	// probes page 0; PageBaseAuto (or "") judges it from what the server
+	// answers (see the package doc). Set it for a server whose listing
+	// cannot be judged: page 0 failing while page 1 is empty, or a page
+	// served again. Default auto.
+	PageBase PageBase
 	// Logger receives diagnostics (token refreshes, the gateway's
 	// StringToSign on a signature mismatch), never a credential, token or
 	// personal data. Default: discard.
@@ -108,6 +115,31 @@ type Options struct {
 	Now func() time.Time
 	// NewNonce returns each request's X-Ca-Nonce. Default uuid.NewString.
 	NewNonce func() string
+}
+
+// PageBase is where order/query's pageNo starts, which is not documented.
+type PageBase string
+
+// The values of Options.PageBase and ALIYUN_PAGE_BASE.
+const (
+	// PageBaseAuto: judged from the server's answers (page 0 is read
+	// until the server has shown where it counts from).
+	PageBaseAuto PageBase = "auto"
+	// PageBaseFrom0: pages are read from 0.
+	PageBaseFrom0 PageBase = "0"
+	// PageBaseFrom1: pages are read from 1.
+	PageBaseFrom1 PageBase = "1"
+)
+
+// ParsePageBase reads a page base: auto, 0 or 1 ("" is auto).
+func ParsePageBase(v string) (PageBase, error) {
+	switch b := PageBase(strings.TrimSpace(v)); b {
+	case "", PageBaseAuto:
+		return PageBaseAuto, nil
+	case PageBaseFrom0, PageBaseFrom1:
+		return b, nil
+	}
+	return "", errors.New("aliyun: page base: want auto, 0 or 1")
 }
 
 // Client is the Aliyun provider. It is safe for concurrent use.
@@ -128,6 +160,7 @@ type Client struct {
 	margin        time.Duration
 	pageSize      int
 	maxPages      int
+	pageBase      PageBase
 	log           *slog.Logger
 	now           func() time.Time
 	nonce         func() string
@@ -151,6 +184,10 @@ func New(opts Options) (*Client, error) {
 	if opts.ProjectID == "" {
 		return nil, errors.New("aliyun: project id is required")
 	}
+	base, err := ParsePageBase(string(opts.PageBase))
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		endpoint:      strings.TrimRight(opts.Endpoint, "/"),
 		appKey:        opts.AppKey,
@@ -167,6 +204,7 @@ func New(opts Options) (*Client, error) {
 		margin:        opts.MatchMargin,
 		pageSize:      opts.PageSize,
 		maxPages:      opts.MaxPages,
+		pageBase:      base,
 		log:           opts.Logger,
 		now:           opts.Now,
 		nonce:         opts.NewNonce,

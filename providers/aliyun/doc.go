@@ -79,16 +79,22 @@
 //
 // Lookup lists the device's orders the same way and judges each one
 // (Rule). A listing ends at an empty page, never at a merely short page
-// and never on the listed total, whose meaning is not documented; it also
-// ends at a short page that serves the page before it again (a server
-// repeating its last page past the end), while a full page served again
-// means paging does not work. The total only checks the listing: when it
-// is missing, or the same on every page and equal to the orders read, the
-// listing is complete; otherwise the listing is read again and must give
-// the same ids in the same order, or the orders moved (Unavailable). Where
-// pageNo starts is not documented either: a listing the total does not
-// confirm reads page 0 too, until the server has shown where it counts
-// from (docs/providers/aliyun.md has the whole procedure). Each order is
+// and never on the listed total, whose meaning is not documented. A page
+// that brings no new order ends it only when the totals confirm the end
+// (every page gave the same total, equal to the distinct orders read: a
+// server repeating its last page past the end); otherwise paging does not
+// work. The total only checks the listing: when it is missing, or the
+// same on every page and equal to the orders read, the listing is
+// complete; the same on every page and more than the orders read, orders
+// were not served (Unavailable); smaller, or varying, the listing is read
+// again and must give the same ids in the same order, or the orders moved
+// (Unavailable). Where pageNo starts is not documented either: a listing
+// the total does not confirm reads page 0 too, until the server has shown
+// where it counts from (never learnt from a listing that ended at a page
+// served again), unless Options.PageBase (ALIYUN_PAGE_BASE: auto, 0 or 1)
+// says; a device whose listing cannot be judged stays Unavailable (or
+// Ambiguous) with a message naming that setting (docs/providers/aliyun.md
+// has the whole procedure). Each order is
 //
 //   - excluded when it is in the snapshot, or when commodityCode or copies
 //     differ;
@@ -116,7 +122,9 @@
 // milliseconds from it on, as "2006-01-02 15:04:05" in UTC+8, or as RFC
 // 3339; one before 2015 or more than a day ahead was misread and is
 // unknown (undecidable), and one read without a zone excludes an order
-// only when it falls before the bound by more than ZoneSlack (14 hours).
+// only when it falls before the bound by more than ZoneSlack (14 hours),
+// makes it a candidate only when it falls ZoneSlack or more after the
+// bound, and leaves it undecidable in between.
 // Such lookups stay Ambiguous until checked by hand whenever the device
 // holds an order of the same kind.
 //
@@ -177,7 +185,8 @@
 //     is sent, as for create.
 //   - The order/query data shape is undocumented: the order array is read
 //     bare or under data, list, items, orderList or records (null there is
-//     an empty page), with the total under total or totalCount. What the
+//     an empty page when the total is absent or 0, and malformed beside a
+//     positive total), with the total under total or totalCount. What the
 //     total counts is not known, so it never ends a listing (see above).
 //   - Members the client does not need never fail an answer: an
 //     unreadable creation time, outOrderNo, status or paymentStatus is

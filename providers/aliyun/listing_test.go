@@ -44,31 +44,31 @@ var (
 
 func sortedIDs(ids []string) []string { ids = slices.Clone(ids); slices.Sort(ids); return ids }
 
-// F1: what order/query's total counts is not documented. A total bigger
-// than what the server lists no longer makes every snapshot unavailable,
-// and a smaller one no longer hides the later pages.
+// F1: what order/query's total counts is not documented. A smaller one no
+// longer hides the later pages; a bigger one, the same on every page,
+// means orders were not served: unavailable, even when a second read would
+// be the same.
 func TestListingTotalCountsSomethingElse(t *testing.T) {
 	t.Parallel()
 	t.Run("bigger than listed", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
 		listing := []sandbox.Reply{page(5, "1", "2"), page(5, "3"), page(5)}
-		// Page 0 is refused (the server counts from 1), then the whole
-		// listing is read again and is the same.
+		// Page 0 is refused (the server counts from 1); reading the
+		// listing again would give the same.
 		f.sb.Inject(aliyun.PathQuery, append(append(slices.Clone(listing), pageZeroRefused), listing...)...)
 		known, err := f.c.Prepare(ctx(t), testOrder(1100))
-		if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) {
-			t.Fatalf("Prepare = %v, %v; want [1 2 3]", known, err)
+		if providers.CodeOf(err) != providers.Unavailable || known != nil || !strings.Contains(err.Error(), "fewer orders than its total (5)") {
+			t.Fatalf("Prepare = %v, %v; want unavailable naming the total", known, err)
 		}
-		// And every time after: never unavailable for good.
-		before := f.sb.Calls(aliyun.PathQuery)
-		f.sb.Inject(aliyun.PathQuery, append(slices.Clone(listing), listing...)...)
-		known, err = f.c.Prepare(ctx(t), testOrder(1100))
-		if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) {
-			t.Fatalf("second Prepare = %v, %v; want [1 2 3]", known, err)
+		if n := f.sb.Calls(aliyun.PathQuery); n != 4 {
+			t.Errorf("Prepare made %d order/query calls, want 4 (the listing and page 0)", n)
 		}
-		if n := f.sb.Calls(aliyun.PathQuery) - before; n != 6 {
-			t.Errorf("second Prepare made %d order/query calls, want 6 (the listing twice)", n)
+		f.sb.Inject(aliyun.PathQuery, listing...)
+		o := testOrder(1100)
+		o.Known = []string{}
+		if _, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Lookup = %v; want unavailable, never not_found", err)
 		}
 	})
 	t.Run("smaller than listed", func(t *testing.T) {
@@ -97,12 +97,13 @@ func TestListingTotalCountsSomethingElse(t *testing.T) {
 }
 
 // F5: a server that serves its last page again for any pageNo past the
-// end. A short page served again ends the listing; a full one still means
-// paging does not work.
+// end. A page served again ends the listing when the totals confirm it
+// (every page gave the same total, equal to the orders read), full or
+// short; without a total it means paging does not work.
 func TestListingRepeatsLastPage(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
-	for i, paging := range []sandbox.Paging{{RepeatLast: true, NoTotal: true}, {RepeatLast: true}} {
+	for i, paging := range []sandbox.Paging{{RepeatLast: true}, {RepeatLast: true, From0: true}} {
 		t.Run(fmt.Sprintf("%+v", paging), func(t *testing.T) {
 			t.Parallel()
 			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
@@ -120,33 +121,40 @@ func TestListingRepeatsLastPage(t *testing.T) {
 			}
 			o.Known = known
 			o.Owned = func(context.Context, string) (bool, error) { return false, nil }
-			// Two more (four would fill both pages, and a full page
-			// served again is no proof of the end).
+			// One more fills both pages: a full page served again.
 			ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
-			f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "streamingResource_10_5", Copies: 2})
 			if r, err := f.c.Lookup(ctx(t), o); err != nil || r.ProviderOrderID != ours {
 				t.Fatalf("Lookup = %+v, %v; want %s", r, err, ours)
 			}
 		})
 	}
-	t.Run("full page served again", func(t *testing.T) {
-		t.Parallel()
-		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-		f.sb.SetPaging(sandbox.Paging{RepeatLast: true, NoTotal: true})
-		for range 2 {
-			f.sb.AddOrder(sandbox.Order{IotID: iotID(1202), CommodityCode: commodity, Copies: 2})
-		}
-		if known, err := f.c.Prepare(ctx(t), testOrder(1202)); providers.CodeOf(err) != providers.Unavailable {
-			t.Fatalf("Prepare = %v, %v; want unavailable (a full page served again)", known, err)
-		}
-	})
+	for i, paging := range []sandbox.Paging{{RepeatLast: true, NoTotal: true}, {RepeatLast: true, NoTotal: true, From0: true}} {
+		t.Run(fmt.Sprintf("%+v", paging), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+			f.sb.SetPaging(paging)
+			iot := iotID(1210 + i)
+			for range 3 {
+				f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1})
+			}
+			known, err := f.c.Prepare(ctx(t), testOrder(1210+i))
+			if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "ALIYUN_PAGE_BASE") {
+				t.Fatalf("Prepare = %v, %v; want unavailable naming ALIYUN_PAGE_BASE", known, err)
+			}
+			o := testOrder(1210 + i)
+			o.Known = []string{}
+			if _, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Ambiguous {
+				t.Fatalf("Lookup = %v; want ambiguous, never not_found", err)
+			}
+		})
+	}
 	// Counting from 0 and repeating the last page: a device with one
-	// page of orders shows page 0 the same as page 1, which proves nothing
+	// page of orders shows page 1 the same as page 0, which proves nothing
 	// about the base; later, with more orders, page 0 must still be read.
-	t.Run("from 0", func(t *testing.T) {
+	t.Run("from 0, base never learnt from a repeat", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-		f.sb.SetPaging(sandbox.Paging{From0: true, RepeatLast: true, NoTotal: true})
+		f.sb.SetPaging(sandbox.Paging{From0: true, RepeatLast: true})
 		iot := iotID(1203)
 		want := []string{f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, Created: time.Now().Add(-time.Hour)}).OrderID}
 		known, err := f.c.Prepare(ctx(t), testOrder(1203))
@@ -156,9 +164,18 @@ func TestListingRepeatsLastPage(t *testing.T) {
 		for range 2 {
 			want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
 		}
-		known, err = f.c.Prepare(ctx(t), testOrder(1203))
-		if err != nil || !slices.Equal(sortedIDs(known), sortedIDs(want)) {
-			t.Fatalf("Prepare with 3 orders = %v, %v; want %v", known, err, want)
+		for i := range 2 {
+			before := f.sb.Calls(aliyun.PathQuery)
+			known, err = f.c.Prepare(ctx(t), testOrder(1203))
+			if err != nil || !slices.Equal(sortedIDs(known), sortedIDs(want)) {
+				t.Fatalf("Prepare %d with 3 orders = %v, %v; want %v", i, known, err, want)
+			}
+			// Pages 1 and 2 (a repeat), page 0, then pages 0 to 2
+			// from 0 (a repeat the total confirms): every time, as a
+			// listing ending in a repeat never teaches the base.
+			if n := f.sb.Calls(aliyun.PathQuery) - before; n != 6 {
+				t.Errorf("Prepare %d made %d order/query calls, want 6", i, n)
+			}
 		}
 	})
 }
@@ -292,7 +309,8 @@ func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 	}
 }
 
-// F4: a null order array is an empty page, and a creation time in a
+// F4: a null order array is an empty page when the total is absent or 0
+// (beside a positive total it is malformed), and a creation time in a
 // format the client cannot read fails nothing.
 func TestListingTolerates(t *testing.T) {
 	t.Parallel()
@@ -307,6 +325,27 @@ func TestListingTolerates(t *testing.T) {
 			}
 		})
 	}
+	for _, key := range []string{"total", "totalCount"} {
+		t.Run("null array, positive "+key, func(t *testing.T) {
+			t.Parallel()
+			if l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null,"` + key + `":3}`)); err == nil {
+				t.Fatalf("ParseOrderList = %+v; want an error", l)
+			}
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{key: 3, "list": nil}})
+			known, err := f.c.Prepare(ctx(t), testOrder(1602))
+			if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "malformed order list") {
+				t.Fatalf("Prepare = %#v, %v; want unavailable, malformed order list", known, err)
+			}
+		})
+	}
+	t.Run("null array, no total", func(t *testing.T) {
+		t.Parallel()
+		l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null}`))
+		if err != nil || len(l.Orders) != 0 || l.Total != -1 {
+			t.Fatalf("ParseOrderList = %+v, %v; want an empty page", l, err)
+		}
+	})
 	t.Run("null member beside the array", func(t *testing.T) {
 		t.Parallel()
 		l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null,"list":[{"orderId":"1"}],"total":1}`))
@@ -362,6 +401,7 @@ func TestLookupCreationTimes(t *testing.T) {
 	first := time.Now().Add(-10 * time.Minute)
 	after := first.Add(time.Minute)
 	utc := time.FixedZone("", 0)
+	cst := time.FixedZone("", 8*60*60)
 	tests := []struct {
 		name    string
 		created any
@@ -371,8 +411,14 @@ func TestLookupCreationTimes(t *testing.T) {
 		{"epoch seconds as digits", fmt.Sprint(after.Unix()), 0},
 		{"epoch milliseconds", after.UnixMilli(), 0},
 		// Written in UTC without a zone, read as UTC+8: 8 hours early,
-		// within what a zone may be off by.
-		{"zone-less, written in UTC", after.In(utc).Format(time.DateTime), 0},
+		// within what a zone may be off by either way: it may be an
+		// older order (another's), so a person decides.
+		{"zone-less, written in UTC", after.In(utc).Format(time.DateTime), providers.Ambiguous},
+		// Written in China time (as it is read): 13 hours before the
+		// bound is within a zone's offset of it, 15 hours after is after
+		// it in every zone.
+		{"zone-less, 13 h early", first.Add(-13 * time.Hour).In(cst).Format(time.DateTime), providers.Ambiguous},
+		{"zone-less, after in every zone", first.Add(15 * time.Hour).In(cst).Format(time.DateTime), 0},
 		{"zone-less, a day early", first.Add(-24 * time.Hour).In(utc).Format(time.DateTime), providers.NotFound},
 		{"RFC 3339, an hour early", first.Add(-time.Hour).Format(time.RFC3339), providers.NotFound},
 		{"before 2015", 1000, providers.Ambiguous},

@@ -22,7 +22,7 @@ const (
 	Candidate
 	// Undecidable: nothing excludes it, but the listing lacks a field
 	// needed to recognise it (commodityCode, copies, or under the fallback
-	// rule the creation time) or to refer to it (orderId).
+	// rule a creation time that tells) or to refer to it (orderId).
 	Undecidable
 )
 
@@ -41,7 +41,8 @@ type Rule struct {
 	// Excluded, and one whose listing gives no creation time, or one that
 	// cannot be right (see Plausible), is Undecidable. A time read without
 	// a zone is Excluded only when it falls before Since by more than
-	// ZoneSlack.
+	// ZoneSlack, a Candidate only when it falls ZoneSlack or more after
+	// Since, and Undecidable in between.
 	Since time.Time
 	// Now is the time a creation time may not be more than a day after
 	// (see Plausible); zero means time.Now().
@@ -116,15 +117,20 @@ func (r Rule) Match(o OrderInfo) Verdict {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		slack := time.Duration(0)
-		if o.CreatedNoZone {
-			slack = ZoneSlack
-		}
 		switch {
 		case !Plausible(o.Created, now):
 			v = Undecidable
-		case o.Created.Add(slack).Before(r.Since):
+		case !o.CreatedNoZone:
+			if o.Created.Before(r.Since) {
+				return Excluded
+			}
+		case o.Created.Add(ZoneSlack).Before(r.Since):
+			// Before Since in whatever zone it was written.
 			return Excluded
+		case o.Created.Add(-ZoneSlack).Before(r.Since):
+			// Before or after Since, depending on the zone it was
+			// written in: it may be an older order.
+			v = Undecidable
 		}
 	}
 	return v
@@ -147,7 +153,7 @@ func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason st
 	}
 	switch {
 	case undecidable > 0:
-		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one, or give another userId or no plausible creation time", undecidable)
+		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one, or give another userId, or no creation time that tells (none, implausible, or without a zone and too close to the first attempt)", undecidable)
 	case len(cands) > 1 && r.Known != nil:
 		return OrderInfo{}, false, fmt.Sprintf("%d orders of this commodity and copies are new on the device since the snapshot and belong to no other order; a person decides", len(cands))
 	case len(cands) > 1:
@@ -164,8 +170,8 @@ type gap int
 const (
 	gapNone       gap = iota
 	gapTooLong        // more orders than MaxPages pages hold
-	gapRepeats        // a page brought no order not seen before, and is not the last page served again: paging does not work
-	gapShifted        // orders moved while the listing was read
+	gapRepeats        // a page brought no order not seen before, and the totals do not confirm the end: paging does not work
+	gapShifted        // orders moved while the listing was read, or fewer were listed than the total says
 	gapZeroUnread     // page 1 was empty and page 0 could not be read: the device may hold orders there
 )
 
@@ -182,11 +188,15 @@ type listing struct {
 	// says every page read gave the same one (or none gave any).
 	total       int64
 	totalsAgree bool
-	// repeatEnd: the listing ended at a short page that served the page
-	// before it again.
-	repeatEnd bool
-	// zeroIsOne: read from 0, page 1 served page 0 again, in full.
+	// repeated: the listing ended at a page that brought no new order
+	// (complete when the totals confirm it, else gapRepeats). Such a
+	// listing shows nothing about where pageNo starts.
+	repeated bool
+	// zeroIsOne: read from 0, page 1 served page 0 again.
 	zeroIsOne bool
+	// shortOfTotal: every page gave the same total, and it is more than
+	// the orders read (gapShifted).
+	shortOfTotal bool
 }
 
 // totalFits reports whether the totals confirm the listing: none given,
@@ -195,27 +205,47 @@ func (l listing) totalFits() bool {
 	return l.totalsAgree && (l.total < 0 || l.total == int64(len(l.orders)))
 }
 
+// totalConfirms reports whether a total was given, the same on every page,
+// and equal to the orders read.
+func (l listing) totalConfirms() bool {
+	return l.total >= 0 && l.totalFits()
+}
+
+// totalExceeds reports whether every page gave the same total and it is
+// more than the orders read: orders the listing did not serve.
+func (l listing) totalExceeds() bool {
+	return l.totalsAgree && l.total > int64(len(l.orders))
+}
+
 // list reads the device's orders, every page up to MaxPages.
 //
 // A listing ends at an empty page, never at a merely short one (the server
 // may serve fewer than PageSize orders a page), and never on the listed
-// total: what order/query's total counts is not documented. It also ends
-// at a page that serves the page before it again, in the same order, when
-// that page holds fewer than PageSize orders: the server repeats its last
-// page past the end. Any other page that brings no new order means paging
-// does not work (gapRepeats).
+// total: what order/query's total counts is not documented. A page that
+// brings no order not read before ends it only when the totals confirm
+// it (every page gave the same total, equal to the orders read: a server
+// that serves its last page again past the end); otherwise paging does
+// not work (gapRepeats).
 //
 // The total is a consistency check only. When no page gives one, or every
 // page gives the same one and it equals the orders read, the listing is
-// complete. Otherwise the listing is read once more, from the same page:
-// the same ids in the same order make it complete (the total counts
-// something else); anything else means orders moved (gapShifted).
+// complete. When every page gives the same one and it is more than the
+// orders read, orders were not served: the listing is incomplete
+// (gapShifted), however often it is read. Otherwise (a total smaller than
+// the orders read, or totals that vary) the listing is read once more,
+// from the same page: the same ids in the same order make it complete
+// (the total counts something else); anything else means orders moved
+// (gapShifted).
 //
 // Where pageNo starts is not documented: see listBase.
 func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 	l, err := c.listBase(ctx, p)
 	if err != nil || l.gap != gapNone || l.totalFits() {
 		return l, err
+	}
+	if l.totalExceeds() {
+		l.gap, l.shortOfTotal = gapShifted, true
+		return l, nil
 	}
 	again, err := c.listFrom(ctx, p, l.first)
 	if err != nil {
@@ -228,25 +258,31 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 		again.gap = gapShifted
 		return again, nil
 	}
+	if again.totalExceeds() {
+		again.gap, again.shortOfTotal = gapShifted, true
+		return again, nil
+	}
 	c.log.Info("aliyun order/query: the listed total does not count the orders listed; the listing read twice alike is taken as complete",
 		"total", l.total, "totals_agree", l.totalsAgree, "orders", len(l.orders))
 	return again, nil
 }
 
 // listBase reads the listing from where the server's page numbers start.
-// Pages are read from 1. A server counting from 0 would hide its first
-// page (the newest orders, if it lists newest first), so when the totals
-// do not confirm a listing read from 1 (see list), page 0 is read too
-// (once more if that fails) and judged against page 1
+// With Options.PageBase 0 or 1 (ALIYUN_PAGE_BASE), pages are read from
+// there and page 0 is never judged. Otherwise pages are read from 1. A
+// server counting from 0 would hide its first page (the newest orders, if
+// it lists newest first), so when the totals do not confirm a listing
+// read from 1 (see list), or it ends at a page served again (gapRepeats),
+// page 0 is read too (once more if that fails) and judged against page 1
 // (providers.JudgePageZero):
 //
 //   - refused as a parameter error, empty while page 1 is not, or the
 //     same as page 1: the server counts from 1 and is not asked for page
-//     0 again. (The same as page 1, when the listing ended at a short page
-//     served again, shows nothing: a server counting from 0 that repeats
-//     its last page past the end looks the same. The listing stands.)
+//     0 again.
 //   - holding orders, none of page 1's: the server counts from 0, and the
-//     listing is read again from 0, as every later one is. When page 1 was
+//     listing is read again from 0 (where a server that repeats its last
+//     page past the end may give a listing its totals confirm), as every
+//     later one is. When page 1 was
 //     empty this is not trusted at once: an order may have landed between
 //     the two reads on a server that serves page 0 as page 1. Page 1 is
 //     read again: still empty, the server counts from 0; now holding page
@@ -257,12 +293,20 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 //     listing read from 1 stands when page 1 held orders; when page 1 was
 //     empty, an empty listing would say the device has no order while page
 //     0 may hold some, so the listing is incomplete (gapZeroUnread, like
-//     gapShifted: try again).
+//     gapShifted: try again, or set the base).
 //
-// A listing read from 0 whose page 1 serves page 0 again in full shows the
+// Where the server counts from is remembered only from a listing that did
+// not end at a page served again: such a page shows nothing about the
+// base. A listing read from 0 whose page 1 serves page 0 again shows the
 // server reads pageNo 0 as 1 after all: counting from 0 is forgotten and
 // the listing is read again from 1, judging page 0 afresh.
 func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) {
+	switch c.pageBase {
+	case PageBaseFrom0:
+		return c.listFrom(ctx, p, 0)
+	case PageBaseFrom1:
+		return c.listFrom(ctx, p, 1)
+	}
 	if c.pagesFrom0.Load() {
 		l, err := c.listFrom(ctx, p, 0)
 		if err != nil || !l.zeroIsOne {
@@ -272,7 +316,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 	}
 	l, err := c.listFrom(ctx, p, 1)
-	if err != nil || l.gap != gapNone || (l.total >= 0 && l.totalFits()) || c.pagesFrom1.Load() {
+	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || l.totalConfirms() || c.pagesFrom1.Load() {
 		return l, err
 	}
 	zero, _, zerr := c.queryPage(ctx, p, 0)
@@ -282,10 +326,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 	zeroIDs := idsOf(zero.Orders)
 	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
 	case providers.BaseFrom1:
-		if zerr == nil && l.repeatEnd && slices.Equal(zeroIDs, l.firstIDs) {
-			return l, nil // shows nothing about the base; the listing stands
+		if !l.repeated {
+			c.pagesFrom1.Store(true)
 		}
-		c.pagesFrom1.Store(true)
 	case providers.BaseFrom0:
 		if len(l.firstIDs) == 0 {
 			again, _, err := c.queryPage(ctx, p, 1)
@@ -299,21 +342,27 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 			case slices.Equal(oneIDs, zeroIDs):
 				// Page 0 was page 1, and an order landed between
 				// the reads.
-				c.pagesFrom1.Store(true)
-				return c.listFrom(ctx, p, 1)
+				one, err := c.listFrom(ctx, p, 1)
+				if err == nil && !one.repeated {
+					c.pagesFrom1.Store(true)
+				}
+				return one, err
 			default:
 				l.gap = gapShifted
 				return l, nil
 			}
 		}
-		c.pagesFrom0.Store(true)
 		z, err := c.listFrom(ctx, p, 0)
-		if err == nil && z.zeroIsOne {
+		switch {
+		case err != nil:
+			return listing{}, err
+		case z.zeroIsOne:
 			// Page 1 now repeats page 0: what was seen did not hold.
-			c.pagesFrom0.Store(false)
 			z.gap = gapShifted
+		case !z.repeated:
+			c.pagesFrom0.Store(true)
 		}
-		return z, err
+		return z, nil
 	case providers.BaseMoved:
 		l.gap = gapShifted
 	case providers.BaseUnknown:
@@ -329,7 +378,6 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 func (c *Client) listFrom(ctx context.Context, p CreateParams, first int) (listing, error) {
 	l := listing{first: first, total: -1, totalsAgree: true}
 	seen := map[string]bool{}
-	var prev []string
 	for page := first; ; page++ {
 		got, a, err := c.queryPage(ctx, p, page)
 		if err != nil {
@@ -348,32 +396,68 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int) (listi
 		if len(ids) == 0 {
 			return l, nil
 		}
-		if page > first && slices.Equal(ids, prev) && !slices.Contains(ids, "") {
-			if len(ids) < c.pageSize {
-				// The server serves its last page again past the
-				// end.
-				l.repeatEnd = true
+		if fresh(got.Orders, seen) == 0 {
+			// Nothing new: the last page served again past the end
+			// when the totals say every order was read; otherwise
+			// paging does not work.
+			l.repeated = true
+			if l.totalConfirms() {
 				return l, nil
 			}
 			l.gap = gapRepeats
-			l.zeroIsOne = first == 0 && page == 1
+			l.zeroIsOne = first == 0 && page == 1 && slices.Equal(ids, l.firstIDs)
 			return l, nil
 		}
 		if page-first >= c.maxPages {
-			// A page past MaxPages that is neither empty nor the last
-			// one served again: more orders than the bound.
+			// A page past MaxPages that brings orders: more orders
+			// than the bound.
 			l.gap = gapTooLong
 			return l, nil
 		}
-		if l.add(got.Orders, seen) == 0 {
-			l.gap = gapRepeats
-			return l, nil
-		}
-		prev = ids
+		l.add(got.Orders, seen)
 	}
 }
 
-const zeroUnread = "page 1 of the device's orders was empty and page 0 could not be read; cannot tell whether the device has orders"
+// fresh counts the orders not seen before (an order without an id is
+// always new).
+func fresh(orders []OrderInfo, seen map[string]bool) int {
+	n := 0
+	for _, o := range orders {
+		if o.OrderID == "" || !seen[o.OrderID] {
+			n++
+		}
+	}
+	return n
+}
+
+const (
+	zeroUnread = "page 1 of the device's orders was empty and page 0 could not be read; cannot tell whether the device has orders"
+	// baseHint is the way out of a listing that can never be judged.
+	baseHint = "set " + EnvPageBase + "=1 if the server counts pages from 1, or 0 if from 0"
+)
+
+// gapMessage says why a listing with gap g cannot be used; what says what
+// could not be done ("list", "search").
+func (c *Client) gapMessage(l listing, what string) string {
+	switch l.gap {
+	case gapTooLong:
+		return fmt.Sprintf("device has more than %d orders; cannot %s them all", c.maxPages*c.pageSize, what)
+	case gapRepeats:
+		msg := "order/query served a page again; cannot " + what + " every order"
+		if c.pageBase == PageBaseAuto {
+			return msg + " (" + baseHint + ")"
+		}
+		return msg + " (pages read from " + EnvPageBase + "=" + string(c.pageBase) + ")"
+	case gapShifted:
+		if l.shortOfTotal {
+			return fmt.Sprintf("order/query listed fewer orders than its total (%d); the device's orders may not all have been listed", l.total)
+		}
+		return "the device's orders changed while they were listed"
+	case gapZeroUnread:
+		return zeroUnread + " (" + baseHint + ")"
+	}
+	return ""
+}
 
 // queryPage asks order/query for one page of the device's orders.
 func (c *Client) queryPage(ctx context.Context, p CreateParams, page int) (OrderList, answer, error) {
@@ -421,14 +505,16 @@ func idsOf(orders []OrderInfo) []string {
 //
 // It costs one order/query call per PageSize orders on the device, plus
 // the empty page that ends the listing (see list: page 0 too until the
-// server has shown where it counts from, and the whole listing twice when
-// the listed total does not fit it), plus a /cloud/token call when no
-// token is held. Past MaxPages pages it fails with FailedPrecondition
-// rather than return a partial snapshot, which could make an older order
-// look new: an order created then could not be identified after an
-// ambiguous create. A listing that changes while it is read, or whose
-// page 0 cannot be read while page 1 is empty, is Unavailable (try
-// again); one that serves a full page again is Unavailable too.
+// server has shown where it counts from, unless Options.PageBase says,
+// and the whole listing twice when the listed total is smaller than the
+// orders read or varies), plus a /cloud/token call when no token is held.
+// Past MaxPages pages it fails with FailedPrecondition rather than return
+// a partial snapshot, which could make an older order look new: an order
+// created then could not be identified after an ambiguous create. A
+// listing that changes while it is read, that lists fewer orders than its
+// total, or whose page 0 cannot be read while page 1 is empty, is
+// Unavailable (try again); one that serves a page again without totals
+// confirming the end is Unavailable too.
 func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, error) {
 	p, err := orderParams(o)
 	if err != nil {
@@ -444,12 +530,8 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	switch l.gap {
 	case gapTooLong:
 		return nil, fail(providers.FailedPrecondition, fmt.Sprintf("device has more than %d orders (MaxPages × PageSize); without all of them an order created now could not be identified", c.maxPages*c.pageSize))
-	case gapRepeats:
-		return nil, fail(providers.Unavailable, "order/query served a page again; cannot list the device's orders")
-	case gapShifted:
-		return nil, fail(providers.Unavailable, "the device's orders changed while they were listed")
-	case gapZeroUnread:
-		return nil, fail(providers.Unavailable, zeroUnread)
+	case gapRepeats, gapShifted, gapZeroUnread:
+		return nil, fail(providers.Unavailable, c.gapMessage(l, "list"))
 	}
 	ids := make([]string, 0, len(l.orders))
 	for _, x := range l.orders {
@@ -485,14 +567,10 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		return &providers.Error{Code: code, Op: op, HTTPStatus: l.last.status, ProviderCode: "200", Message: msg, Err: err}
 	}
 	switch l.gap {
-	case gapTooLong:
-		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf("device has more than %d orders; cannot search them all", c.maxPages*c.pageSize), nil)
-	case gapRepeats:
-		return answer{}, OrderInfo{}, fail(providers.Ambiguous, "order/query served a page again; cannot search every order", nil)
-	case gapShifted:
-		return answer{}, OrderInfo{}, fail(providers.Unavailable, "the device's orders changed while they were listed", nil)
-	case gapZeroUnread:
-		return answer{}, OrderInfo{}, fail(providers.Unavailable, zeroUnread, nil)
+	case gapTooLong, gapRepeats:
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous, c.gapMessage(l, "search"), nil)
+	case gapShifted, gapZeroUnread:
+		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
 	}
 	// Leave out orders that belong to other records. Only orders that could
 	// be this one are checked, so excluded ones cost no ledger read.

@@ -46,8 +46,15 @@ func TestMatch(t *testing.T) {
 		{"no order id", fallback, with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
 		{"no time but excluded", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{}; o.Copies = 9 }), aliyun.Excluded},
 		// A time read without a zone may be off by a zone's offset.
-		{"zone-less, 13 h before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-13 * time.Hour); o.CreatedNoZone = true }), aliyun.Candidate},
+		// Excluded only when before Since in every zone, a candidate only
+		// when after it in every zone, undecidable in between.
+		{"zone-less, 13 h before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-13 * time.Hour); o.CreatedNoZone = true }), aliyun.Undecidable},
+		{"zone-less, 14 h before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-14 * time.Hour); o.CreatedNoZone = true }), aliyun.Undecidable},
 		{"zone-less, 15 h before", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(-15 * time.Hour); o.CreatedNoZone = true }), aliyun.Excluded},
+		{"zone-less, at since", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since; o.CreatedNoZone = true }), aliyun.Undecidable},
+		{"zone-less, 13 h after", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(13 * time.Hour); o.CreatedNoZone = true }), aliyun.Undecidable},
+		{"zone-less, 14 h after", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(14 * time.Hour); o.CreatedNoZone = true }), aliyun.Candidate},
+		{"zone-less, 15 h after, other copies", fallback, with(func(o *aliyun.OrderInfo) { o.Created = since.Add(15 * time.Hour); o.CreatedNoZone = true; o.Copies = 3 }), aliyun.Excluded},
 		// A time that cannot be right was misread: unknown.
 		{"created in 1970", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.UnixMilli(1_714_564_800) }), aliyun.Undecidable},
 		{"created in 2014", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Date(2014, 12, 31, 0, 0, 0, 0, time.UTC) }), aliyun.Undecidable},
@@ -476,15 +483,39 @@ func TestListingGaps(t *testing.T) {
 	}{
 		{"complete", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), page(3)}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
 		{"same page again", []sandbox.Reply{page(4, "1", "2"), page(4, "1", "2")}, providers.Unavailable, providers.Ambiguous, nil},
-		// A total that does not fit: page 0, then the listing again.
-		{"ends short of its total, the same twice", []sandbox.Reply{
+		// The same total on every page, more than the orders read: orders
+		// were not served, however often the listing is read.
+		{"ends short of its total", []sandbox.Reply{
 			page(3, "1", "2"), page(3), refused,
-			page(3, "1", "2"), page(3),
-		}, providers.OK, providers.NotFound, []string{"1", "2"}},
-		{"ends short of its total, then moves", []sandbox.Reply{
-			page(3, "1", "2"), page(3), refused,
-			page(3, "1", "9"), page(3),
 		}, providers.Unavailable, providers.Unavailable, nil},
+		// A total smaller than the orders read: page 0, then the listing
+		// again.
+		{"total smaller than listed, the same twice", []sandbox.Reply{
+			page(1, "1", "2"), page(1), refused,
+			page(1, "1", "2"), page(1),
+		}, providers.OK, providers.NotFound, []string{"1", "2"}},
+		{"total smaller than listed, then moves", []sandbox.Reply{
+			page(1, "1", "2"), page(1), refused,
+			page(1, "1", "9"), page(1),
+		}, providers.Unavailable, providers.Unavailable, nil},
+		{"totals vary, the same twice", []sandbox.Reply{
+			page(3, "1", "2"), page(2, "3"), page(2), refused,
+			page(3, "1", "2"), page(2, "3"), page(2),
+		}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
+		// A short page served again ends a listing only when the totals
+		// confirm it.
+		{"short page again, total confirms", []sandbox.Reply{
+			page(3, "1", "2"), page(3, "3"), page(3, "3"),
+		}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
+		{"full page again, total confirms", []sandbox.Reply{
+			page(4, "1", "2"), page(4, "3", "4"), page(4, "3", "4"),
+		}, providers.OK, providers.NotFound, []string{"1", "2", "3", "4"}},
+		{"short page again, total does not confirm", []sandbox.Reply{
+			page(5, "1", "2"), page(5, "3"), page(5, "3"), refused,
+		}, providers.Unavailable, providers.Ambiguous, nil},
+		{"short page again, no total", []sandbox.Reply{
+			page(-1, "1", "2"), page(-1, "3"), page(-1, "3"), refused,
+		}, providers.Unavailable, providers.Ambiguous, nil},
 		{"total shrinks, then moves", []sandbox.Reply{
 			page(3, "1", "2"), page(2, "3"), page(2), refused,
 			page(2, "1", "3"), page(2),

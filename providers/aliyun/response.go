@@ -254,7 +254,8 @@ var listKeys = []string{"data", "list", "items", "orderList", "records"}
 // it accepts the order array itself or an object holding it under data,
 // list, items, orderList or records, with the total under total or
 // totalCount. A null array (under any of those members, when none holds
-// an array) is an empty page.
+// an array) is an empty page when the total is absent or 0; beside a
+// positive total it is an error: the page should have held orders.
 func ParseOrderList(data json.RawMessage) (OrderList, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
@@ -301,6 +302,9 @@ func ParseOrderList(data json.RawMessage) (OrderList, error) {
 			}
 			out.Total = int64(n)
 			break
+		}
+		if !found && out.Total > 0 {
+			return OrderList{}, errors.New("null order array beside a positive total")
 		}
 	}
 	for _, r := range raws {

@@ -2,6 +2,7 @@ package aliyun
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	"github.com/orderworker/orderworker/providers"
@@ -14,7 +15,16 @@ const (
 	EnvAppSecret = "ALIYUN_APP_SECRET"
 	EnvProjectID = "ALIYUN_PROJECT_ID"
 	EnvAutoPay   = "ALIYUN_AUTO_PAY"
+	EnvPageBase  = "ALIYUN_PAGE_BASE"
 )
+
+// checkPageBase is the Setting.Check of ALIYUN_PAGE_BASE.
+func checkPageBase(v string) error {
+	if _, err := ParsePageBase(v); err != nil {
+		return errors.New("want auto, 0 or 1")
+	}
+	return nil
+}
 
 // Spec returns what the binaries know about the provider: its params (with
 // userName, personal data), its settings and how to build it from them.
@@ -33,12 +43,14 @@ func Spec() providers.Spec {
 			{Name: EnvAppSecret, Required: true, Secret: true, Help: "Aliyun cloud AppSecret"},
 			{Name: EnvProjectID, Required: true, Help: "Aliyun project for cloudToken"},
 			{Name: EnvAutoPay, Default: "false", Help: "pay pending Aliyun orders with /order/pay", Check: providers.CheckBool},
+			{Name: EnvPageBase, Default: string(PageBaseAuto), Help: "where Aliyun order/query counts pages from: auto, 0 or 1 (set it when a device's listing stays unavailable naming it)", Check: checkPageBase},
 		},
 		Parse: Parse,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
-				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), Logger: deps.Logger,
+				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), PageBase: PageBase(cfg.Get(EnvPageBase)),
+				Logger:     deps.Logger,
 				HTTPClient: &http.Client{Transport: deps.Transport()},
 			}
 			if deps.Redis != nil {
