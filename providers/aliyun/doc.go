@@ -132,8 +132,8 @@
 // commodity and copies on one device (one bought in the app meanwhile, or
 // two records' creates ambiguous at once); devices with more orders than a
 // listing may read. A listing that lags behind a create would make a
-// NotFound premature; the worker's retry backoff puts time between an
-// ambiguous create and its lookup. docs/providers/aliyun.md
+// NotFound premature; the worker does not believe one within its listing
+// lag (ORDERWORKER_LISTING_LAG) of the last create. docs/providers/aliyun.md
 // ("Identification") has the whole rule and its limits.
 //
 // # Errors
