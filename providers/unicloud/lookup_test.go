@@ -689,17 +689,7 @@ func TestLookupEmptyLookingName(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			endpoint, detailCalls := fakeTransaction(t, []string{listing(1, tt.entry)}, tt.details)
-			c := client(t, endpoint, unicloud.Options{})
-			o := order(ours)
-			o.FirstAttempt = time.Now().Add(-time.Minute)
-			r, err := c.Lookup(context.Background(), o)
-			if tt.want == providers.Unknown {
-				if err != nil || r.ProviderOrderID != "11" {
-					t.Fatalf("Lookup = %+v, %v; want order 11", r, err)
-				}
-			} else if got := providers.CodeOf(err); got != tt.want {
-				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
-			}
+			lookupWants(t, endpoint, ours, tt.want)
 			if n := detailCalls(); n != tt.calls {
 				t.Errorf("%d OrderDetail calls, want %d", n, tt.calls)
 			}
@@ -748,17 +738,7 @@ func TestLookupNameMayBeShortenedOrNormalised(t *testing.T) {
 				entries = append(entries, entry(fmt.Sprint(11+i), n))
 			}
 			endpoint, detailCalls := fakeTransaction(t, []string{listing(len(entries), entries...)}, nil)
-			c := client(t, endpoint, unicloud.Options{})
-			o := order(ours)
-			o.FirstAttempt = time.Now().Add(-time.Minute)
-			r, err := c.Lookup(context.Background(), o)
-			if tt.want == providers.Unknown {
-				if err != nil || r.ProviderOrderID != "11" {
-					t.Fatalf("Lookup = %+v, %v; want order 11", r, err)
-				}
-			} else if got := providers.CodeOf(err); got != tt.want {
-				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
-			}
+			err := lookupWants(t, endpoint, ours, tt.want)
 			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "shortened or normalised") {
 				t.Errorf("error %q does not say a name may be ours shortened or normalised", err)
 			}
@@ -767,4 +747,23 @@ func TestLookupNameMayBeShortenedOrNormalised(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lookupWants looks the order named ours up (first attempt a minute ago)
+// at endpoint and fails the test unless the answer is want, or order 11
+// found for want providers.Unknown. It returns the lookup's error.
+func lookupWants(t *testing.T, endpoint, ours string, want providers.Code) error {
+	t.Helper()
+	c := client(t, endpoint, unicloud.Options{})
+	o := order(ours)
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	r, err := c.Lookup(context.Background(), o)
+	if want == providers.Unknown {
+		if err != nil || r.ProviderOrderID != "11" {
+			t.Fatalf("Lookup = %+v, %v; want order 11", r, err)
+		}
+	} else if got := providers.CodeOf(err); got != want {
+		t.Fatalf("Lookup = %+v, %v; want %v", r, err, want)
+	}
+	return err
 }

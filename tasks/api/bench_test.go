@@ -41,27 +41,9 @@ import (
 // it with a fixed count:
 // go test -run '^$' -bench APIvsEnqueuer -benchtime 5000x ./tasks/api
 func BenchmarkAPIvsEnqueuer(b *testing.B) {
-	rs := taskstest.StartRedis(b, nil)
-	opt, err := tasks.ParseRedisURL(rs.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	client := asynq.NewClient(opt)
-	defer client.Close()
-	rdb := rs.Client(b)
-	l := ledger.New(rdb, nil)
-	set := registry.Validators("bench")
-	enq := tasks.NewEnqueuer(client, l, set, nil)
-	h, err := api.New(enq, l, rdb, set, &api.Options{Tokens: []string{"bench-token"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	enq, rdb, srv := benchAPI(b)
 	const clients = 8
-	order := func(prefix string, i int64) []byte {
-		return fmt.Appendf(nil, `{"provider":"tencent","order_no":"%s-%d","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":1}}`, prefix, i)
-	}
+	order := benchOrder
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	// drive runs work(i) for i in (lo, hi] from the clients.
 	drive := func(lo, hi int64, work func(i int64) error, cpu *cpuUse) time.Duration {
@@ -161,27 +143,9 @@ func BenchmarkAPIvsEnqueuer(b *testing.B) {
 // batches over HTTP gets.
 // go test -run '^$' -bench APIBatch -benchtime 20000x ./tasks/api
 func BenchmarkAPIBatchvsEnqueueBatch(b *testing.B) {
-	rs := taskstest.StartRedis(b, nil)
-	opt, err := tasks.ParseRedisURL(rs.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	client := asynq.NewClient(opt)
-	defer client.Close()
-	rdb := rs.Client(b)
-	l := ledger.New(rdb, nil)
-	set := registry.Validators("bench")
-	enq := tasks.NewEnqueuer(client, l, set, nil)
-	h, err := api.New(enq, l, rdb, set, &api.Options{Tokens: []string{"bench-token"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	enq, _, srv := benchAPI(b)
 	const clients = 8
-	order := func(prefix string, i int64) []byte {
-		return fmt.Appendf(nil, `{"provider":"tencent","order_no":"%s-%d","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":1}}`, prefix, i)
-	}
+	order := benchOrder
 	batch := func(prefix string, lo, hi int64) [][]byte {
 		out := make([][]byte, 0, hi-lo)
 		for i := lo; i < hi; i++ {
@@ -235,18 +199,9 @@ func BenchmarkAPIBatchvsEnqueueBatch(b *testing.B) {
 		}
 		return nil
 	}
-	var body bytes.Buffer
-	var bodyMu sync.Mutex
 	httpBatch := func(lo, hi int64) error {
-		bodyMu.Lock()
-		body.Reset()
-		for _, o := range batch("H", lo, hi) {
-			body.Write(o)
-			body.WriteByte('\n')
-		}
-		payload := bytes.Clone(body.Bytes())
-		bodyMu.Unlock()
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/orders/batch", bytes.NewReader(payload))
+		body := bytes.Join(batch("H", lo, hi), []byte("\n"))
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/orders/batch", bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer bench-token")
 		req.Header.Set("Content-Type", "application/x-ndjson")
 		resp, err := hc.Do(req)
@@ -293,6 +248,34 @@ func BenchmarkAPIBatchvsEnqueueBatch(b *testing.B) {
 // apiBatchSize is how many orders one batch carries in
 // BenchmarkAPIBatchvsEnqueueBatch.
 const apiBatchSize = 100
+
+// benchAPI starts a redis-server, an Enqueuer on it and the API over the
+// Enqueuer, all stopped when the benchmark ends.
+func benchAPI(b *testing.B) (*tasks.Enqueuer, *redis.Client, *httptest.Server) {
+	rs := taskstest.StartRedis(b, nil)
+	opt, err := tasks.ParseRedisURL(rs.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := asynq.NewClient(opt)
+	b.Cleanup(func() { client.Close() })
+	rdb := rs.Client(b)
+	l := ledger.New(rdb, nil)
+	set := registry.Validators("bench")
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	h, err := api.New(enq, l, rdb, set, &api.Options{Tokens: []string{"bench-token"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	return enq, rdb, srv
+}
+
+// benchOrder is a new Tencent order's payload, numbered prefix-i.
+func benchOrder(prefix string, i int64) []byte {
+	return fmt.Appendf(nil, `{"provider":"tencent","order_no":"%s-%d","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":1}}`, prefix, i)
+}
 
 // cpuUse is CPU time spent by this process (clients, server, Enqueuer)
 // and by redis-server.
