@@ -18,12 +18,14 @@
 // Submit sends. The ledger keys records by it, so no other record can hold
 // it, and Order.Owned has nothing to check (an order has no provider order
 // id). Lookup lists ServiceGetOrderList for this OrderNo and CustomerId,
-// every page (at most 10 of 100), and takes a listed order with this
-// OrderNo for ours only when the CustomerId, ItemId, ItemNum and ItemVNO
-// it lists agree with the params. Exactly one such order is paid; none, in
-// a listing read in full, is NotFound. An order with this OrderNo but
+// every page (at most 10), and takes a listed order with this OrderNo for
+// ours only when the CustomerId, ItemId, ItemNum and ItemVNO it lists
+// agree with the params. Exactly one such order is paid; none, in a
+// listing surely read in full, is NotFound. An order with this OrderNo but
 // other params (another system using the same number), the same OrderNo
-// twice, or a listing too long to read is Ambiguous: a person decides.
+// twice, or a listing too long to read is Ambiguous: a person decides. A
+// listing that cannot be shown complete (pages that repeat orders, an end
+// short of its Total, an answer naming no Orders) is Unavailable.
 //
 // # Where the sources disagree
 //
@@ -32,7 +34,12 @@
 //     whenever given.
 //   - Responses come in two shapes: {"Response":{…}} as documented for
 //     serviceapi, and {code, msg, data} as the official Node SDK parses.
-//     Both are accepted.
+//     Both are accepted, and so is the Response without its wrapper (a
+//     top-level object carrying Error, Orders, Total or Data).
+//   - ServiceGetOrderList's Offset, Limit and Total are named, not
+//     defined: the first page is asked for without Offset, Limit is
+//     dropped once a listing is refused for its parameters, and only a
+//     listing that surely holds everything proves an order absent.
 //   - No throttling code is documented for serviceapi; RequestLimitExceeded
 //     and LimitExceeded (Tencent Cloud's common codes) and HTTP 429 are
 //     treated as throttling.

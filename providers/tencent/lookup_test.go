@@ -79,36 +79,138 @@ func TestLookupIdentifiesByOrderNoAndParams(t *testing.T) {
 	}
 }
 
+// listing is a ServiceGetOrderList server's behaviour, for what the
+// document leaves open: which orders it lists, whether it applies the
+// OrderNo filter, how it reads Offset, its default and largest page size,
+// and how it gives Total.
+type listing struct {
+	orders []map[string]any
+	// later are listed from the second request on, before orders (an
+	// order created between two pages, newest first).
+	later []map[string]any
+	// filter applies the OrderNo filter.
+	filter bool
+	// page is the page size when no Limit is sent (default 100).
+	page int
+	// maxLimit refuses a Limit above it with InvalidParameterValue and
+	// refusal as its message (default "Limit 超出范围").
+	maxLimit int
+	refusal  string
+	// refuseAll refuses every request with InvalidParameterValue.
+	refuseAll bool
+	// bareEmpty answers an empty page to a request without Limit (a
+	// server whose default page size is 0).
+	bareEmpty bool
+	// offset is how Offset is read: "" counts orders from 0, "page0"
+	// counts pages from 0, "page1" pages from 1 (0 is an empty page),
+	// "ignore" always lists the first page. An absent Offset is the
+	// first page.
+	offset string
+	// total: "" the listed orders' count, "none" left out, "null",
+	// "text" the count as a string, "ours" the count of orders with the
+	// asked OrderNo whatever is listed.
+	total string
+}
+
 // listServer answers ServiceGetOrderList from a fixed list, ignoring the
 // OrderNo filter, with pages of at most max entries; total, when false,
 // leaves Total out.
 func listServer(t *testing.T, orders []map[string]any, max int, total bool) (*tencent.Client, func() int) {
 	t.Helper()
+	l := listing{orders: orders, page: max}
+	if !total {
+		l.total = "none"
+	}
+	c, reqs := l.serve(t)
+	return c, func() int { return len(reqs()) }
+}
+
+// serve starts the server; it returns a client of it and the requests it
+// received (each as the JSON object sent).
+func (l listing) serve(t *testing.T) (*tencent.Client, func() []map[string]any) {
+	t.Helper()
 	var mu sync.Mutex
-	calls := 0
+	var reqs []map[string]any
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var q struct{ Offset, Limit int }
-		_ = json.NewDecoder(r.Body).Decode(&q)
+		var q map[string]any
+		dec := json.NewDecoder(r.Body)
+		dec.UseNumber()
+		_ = dec.Decode(&q)
 		mu.Lock()
-		calls++
+		reqs = append(reqs, q)
+		n := len(reqs)
 		mu.Unlock()
-		end := min(q.Offset+min(q.Limit, max), len(orders))
-		page := []map[string]any{}
-		if q.Offset < end {
-			page = orders[q.Offset:end]
+		num := func(name string) (int, bool) {
+			v, ok := q[name].(json.Number)
+			i, err := v.Int64()
+			return int(i), ok && err == nil
 		}
-		resp := map[string]any{"RequestId": "r", "Orders": page}
-		if total {
-			resp["Total"] = len(orders)
+		reply := func(resp map[string]any) {
+			resp["RequestId"] = "r"
+			_ = json.NewEncoder(w).Encode(map[string]any{"Response": resp})
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"Response": resp})
+		size := l.page
+		if size == 0 {
+			size = 100
+		}
+		if limit, ok := num("Limit"); ok || l.refuseAll {
+			if l.refuseAll || l.maxLimit > 0 && limit > l.maxLimit {
+				msg := l.refusal
+				if msg == "" {
+					msg = "Limit 超出范围"
+				}
+				reply(map[string]any{"Error": map[string]any{"Code": "InvalidParameterValue", "Message": msg}})
+				return
+			}
+			size = min(limit, size)
+		} else if l.bareEmpty {
+			size = 0
+		}
+		all := l.orders
+		if n > 1 {
+			all = append(append([]map[string]any{}, l.later...), l.orders...)
+		}
+		var sel []map[string]any
+		ours := 0
+		for _, o := range all {
+			if o["OrderNo"] == q["OrderNo"] {
+				ours++
+			}
+			if !l.filter || o["OrderNo"] == q["OrderNo"] {
+				sel = append(sel, o)
+			}
+		}
+		start, given := num("Offset")
+		switch {
+		case !given || l.offset == "ignore":
+			start = 0
+		case l.offset == "page0":
+			start *= size
+		case l.offset == "page1" && start == 0:
+			start = len(sel)
+		case l.offset == "page1":
+			start = (start - 1) * size
+		}
+		start = min(start, len(sel))
+		resp := map[string]any{"Orders": append([]map[string]any{}, sel[start:min(start+size, len(sel))]...)}
+		switch l.total {
+		case "":
+			resp["Total"] = len(sel)
+		case "null":
+			resp["Total"] = nil
+		case "text":
+			resp["Total"] = fmt.Sprint(len(sel))
+		case "ours":
+			resp["Total"] = ours
+		}
+		reply(resp)
 	}))
 	t.Cleanup(srv.Close)
 	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, func() int { mu.Lock(); defer mu.Unlock(); return calls }
+	return c, func() []map[string]any { mu.Lock(); defer mu.Unlock(); return append([]map[string]any(nil), reqs...) }
 }
 
 func listed(n int, no string) []map[string]any {
@@ -160,19 +262,7 @@ func TestLookupReadsEveryPage(t *testing.T) {
 // rule out): it proves no absence.
 func TestLookupListingShortOfItsTotal(t *testing.T) {
 	t.Parallel()
-	orders := listed(250, "Mine") // ours is the last
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var q struct{ Offset, Limit int }
-		_ = json.NewDecoder(r.Body).Decode(&q)
-		start := min(q.Offset*q.Limit, len(orders)) // Offset read as a page index
-		page := orders[start:min(start+q.Limit, len(orders))]
-		_ = json.NewEncoder(w).Encode(map[string]any{"Response": map[string]any{"RequestId": "r", "Orders": page, "Total": len(orders)}})
-	}))
-	t.Cleanup(srv.Close)
-	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := listing{orders: listed(250, "Mine"), offset: "page0"}.serve(t) // ours is the last
 	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
 		t.Errorf("Lookup over a listing short of its Total = %+v, %v; want unavailable, never not found", r, err)
 	}
@@ -242,25 +332,283 @@ func TestLookupAnswerShapes(t *testing.T) {
 	}
 }
 
-// A create refused with a parameter error naming the OrderNo, or a Nonce
-// sub-code, may mean the order exists already: it is looked up.
+// A create refused with a parameter error naming the OrderNo, saying the
+// order exists or the request repeats (in English or Chinese, in the
+// message or a sub-code), or a Nonce sub-code, may mean the order exists
+// already: it is looked up. The same refusal of a listing stays what it
+// was, and other parameter refusals stay permanent.
 func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 	t.Parallel()
-	for _, e := range []map[string]any{
-		{"Code": "InvalidParameterValue", "Message": "OrderNo 已存在"},
-		{"Code": "InvalidParameterValue.NonceUsed", "Message": "used"},
+	for _, tt := range []struct {
+		code, msg    string
+		create, list providers.Code
+	}{
+		{"InvalidParameterValue", "OrderNo 已存在", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue.NonceUsed", "used", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameterValue", "订单号已存在", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "已存在", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "重复请求", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue.OrderExists", "order exists", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameter.DuplicateOrder", "x", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "The order already exists", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "Duplicate request", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "ItemNum 非法", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidParameterValue", "Signature 无效", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "Timestamp 已过期", providers.Unavailable, providers.Unavailable},
 	} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_ = json.NewEncoder(w).Encode(map[string]any{"Response": map[string]any{"RequestId": "r", "Error": e}})
-		}))
-		t.Cleanup(srv.Close)
-		c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Submit(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != providers.Ambiguous {
-			t.Errorf("Submit refused with %v = %v, want ambiguous", e, err)
-		}
+		t.Run(tt.code+" "+tt.msg, func(t *testing.T) {
+			t.Parallel()
+			body, _ := json.Marshal(map[string]any{"Response": map[string]any{"RequestId": "r",
+				"Error": map[string]any{"Code": tt.code, "Message": tt.msg}}})
+			c := bodyServer(t, http.StatusOK, string(body))
+			if _, err := c.Submit(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != tt.create {
+				t.Errorf("Submit refused = %v, want %v", err, tt.create)
+			}
+			if _, err := c.Lookup(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != tt.list {
+				t.Errorf("Lookup refused = %v, want %v", err, tt.list)
+			}
+		})
+	}
+}
+
+// bodyServer answers every request with status and body.
+func bodyServer(t *testing.T, status int, body string) *tencent.Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// oursListed is the order ours creates, as ServiceGetOrderList lists it.
+const oursListed = `{"CustomerId":"Customer7","OrderNo":"Mine","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`
+
+// Total is a count: null is no Total (so an answer without Orders proves
+// nothing), a quoted count is read, and anything else (negative,
+// fractional, other text) makes the answer unreadable, never absence.
+// Orders null is no Orders.
+func TestLookupReadsTotal(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, response string
+		want           providers.Code // OK: found
+	}{
+		{"Total null, no Orders", `"Total":null`, providers.Unavailable},
+		{"Orders null, no Total", `"Orders":null`, providers.Unavailable},
+		{"Orders null, Total 0", `"Orders":null,"Total":0`, providers.NotFound},
+		{"Total as text 0", `"Orders":[],"Total":"0"`, providers.NotFound},
+		{"Total as text 1", `"Orders":[` + oursListed + `],"Total":"1"`, providers.OK},
+		// No Total: the next page is asked for, and it repeats this one.
+		{"Total null, every page ours", `"Orders":[` + oursListed + `],"Total":null`, providers.Unavailable},
+		{"Total negative", `"Orders":[],"Total":-1`, providers.Unavailable},
+		{"Total negative text", `"Orders":[],"Total":"-1"`, providers.Unavailable},
+		{"Total fractional", `"Orders":[],"Total":0.5`, providers.Unavailable},
+		{"Total other text", `"Orders":[],"Total":"none"`, providers.Unavailable},
+		{"Total spaced text", `"Orders":[],"Total":" 0"`, providers.Unavailable},
+		{"Total a boolean", `"Orders":[],"Total":false`, providers.Unavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, http.StatusOK, `{"Response":{"RequestId":"r",`+tt.response+`}}`)
+			r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+		})
+	}
+}
+
+// Where the document leaves paging open (what Offset counts and where it
+// starts, the largest Limit, what Total counts), a listing proves absence
+// only when it was surely read in full.
+func TestLookupPagingReadings(t *testing.T) {
+	t.Parallel()
+	var mine map[string]any
+	if err := json.Unmarshal([]byte(oursListed), &mine); err != nil {
+		t.Fatal(err)
+	}
+	justOurs := []map[string]any{mine}
+	tests := []struct {
+		name  string
+		l     listing
+		want  providers.Code // OK: found
+		calls int            // 0: not checked
+	}{
+		{"filtered", listing{orders: append(listed(3, ""), mine), filter: true}, providers.OK, 1},
+		{"filtered, no Total", listing{orders: append(listed(3, ""), mine), filter: true, total: "none"}, providers.OK, 2},
+		{"filtered, absent", listing{orders: listed(3, ""), filter: true}, providers.NotFound, 1},
+		{"Limit at most 50", listing{orders: justOurs, filter: true, maxLimit: 50}, providers.OK, 2},
+		{"Limit at most 50, absent", listing{orders: listed(3, ""), filter: true, maxLimit: 50}, providers.NotFound, 2},
+		{"Limit at most 50, pages of 40", listing{orders: listed(90, "Mine"), maxLimit: 50, page: 40}, providers.OK, 4},
+		{"no page without a Limit, no Total", listing{orders: justOurs, filter: true, total: "none", bareEmpty: true}, providers.OK, 2},
+		{"Offset a page from 1, no Total", listing{orders: justOurs, filter: true, offset: "page1", total: "none"}, providers.Unavailable, 2},
+		{"Offset a page from 1", listing{orders: justOurs, filter: true, offset: "page1"}, providers.OK, 1},
+		{"Offset a page from 1, absent, no Total", listing{orders: listed(3, ""), filter: true, offset: "page1", total: "none"}, providers.NotFound, 1},
+		{"Offset a page from 0, short of Total", listing{orders: listed(150, "Mine"), offset: "page0"}, providers.Unavailable, 2},
+		{"Offset ignored, ours past the first page", listing{orders: listed(150, "Mine"), offset: "ignore"}, providers.Unavailable, 2},
+		{"Offset ignored, no Total", listing{orders: listed(150, "Mine"), offset: "ignore", total: "none"}, providers.Unavailable, 2},
+		{"Offset ignored, filtered, no Total", listing{orders: justOurs, filter: true, offset: "ignore", total: "none"}, providers.Unavailable, 2},
+		{"an order listed between pages", listing{orders: listed(150, ""), later: justOurs}, providers.Unavailable, 2},
+		{"Total null, ours on the second page", listing{orders: listed(100, "Mine"), total: "null"}, providers.OK, 3},
+		{"Total null, absent", listing{orders: listed(150, ""), total: "null"}, providers.NotFound, 3},
+		{"Total as text, ours on the third page", listing{orders: listed(250, "Mine"), total: "text"}, providers.OK, 3},
+		{"Total counts our OrderNo only, ours on the second page", listing{orders: listed(150, "Mine"), total: "ours"}, providers.OK, 3},
+		{"Total counts our OrderNo only, absent", listing{orders: listed(150, ""), total: "ours"}, providers.NotFound, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, reqs := tt.l.serve(t)
+			r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			if n := len(reqs()); tt.calls != 0 && n != tt.calls {
+				t.Errorf("%d ServiceGetOrderList calls, want %d", n, tt.calls)
+			}
+		})
+	}
+}
+
+// The first request names no Offset (the server's own start); later ones
+// send Offset = the orders read so far. Each one carries Limit 100 until
+// a listing is refused InvalidParameter*, whatever the refusal names: that
+// request is sent again without Limit, and so are the later ones. Every
+// request filters by OrderNo and CustomerId.
+func TestLookupRequests(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		l       listing
+		offsets []any // nil: no Offset
+		limits  []any // nil: no Limit
+		want    providers.Code
+	}{
+		{"pages of 60", listing{orders: listed(150, "Mine"), page: 60},
+			[]any{nil, json.Number("60"), json.Number("120")},
+			[]any{json.Number("100"), json.Number("100"), json.Number("100")}, providers.OK},
+		{"Limit refused, pages of 60", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50},
+			[]any{nil, nil, json.Number("60"), json.Number("120")},
+			[]any{json.Number("100"), nil, nil, nil}, providers.OK},
+		{"Limit refused, unnamed", listing{orders: listed(3, ""), filter: true, maxLimit: 50, refusal: "参数非法"},
+			[]any{nil, nil}, []any{json.Number("100"), nil}, providers.NotFound},
+		{"every request refused", listing{orders: listed(3, ""), refuseAll: true, refusal: "参数非法"},
+			[]any{nil, nil}, []any{json.Number("100"), nil}, providers.InvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, reqs := tt.l.serve(t)
+			r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			got := reqs()
+			if len(got) != len(tt.offsets) {
+				t.Fatalf("%d requests, want %d: %v", len(got), len(tt.offsets), got)
+			}
+			for i, q := range got {
+				if q["Offset"] != tt.offsets[i] || q["Limit"] != tt.limits[i] {
+					t.Errorf("request %d: Offset %v Limit %v, want %v and %v", i+1, q["Offset"], q["Limit"], tt.offsets[i], tt.limits[i])
+				}
+				if q["OrderNo"] != "Mine" || q["CustomerId"] != "Customer7" {
+					t.Errorf("request %d: OrderNo %v, CustomerId %v", i+1, q["OrderNo"], q["CustomerId"])
+				}
+			}
+		})
+	}
+}
+
+// Answers outside the documented {"Response": …} wrapper: a top-level
+// object carrying Error, Orders/Total or Data is the Response itself (a
+// 400 InternalError may mean the order exists). A 4xx without a readable
+// code: 401 and 403 are a credentials problem, 409 may mean the order
+// exists, any other a refusal.
+func TestAnswersWithoutTheWrapper(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		status int
+		body   string
+		create bool
+		want   providers.Code // OK: created or found
+	}{
+		{"400 InternalError, create", 400, `{"Error":{"Code":"InternalError","Message":"内部错误"},"RequestId":"r"}`, true, providers.Ambiguous},
+		{"400 InternalError, list", 400, `{"Error":{"Code":"InternalError","Message":"内部错误"},"RequestId":"r"}`, false, providers.Unavailable},
+		{"bad signature, create", 200, `{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}`, true, providers.Unauthenticated},
+		{"400 bad value, create", 400, `{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}`, true, providers.InvalidArgument},
+		{"429 throttled", 429, `{"Error":{"Code":"RequestLimitExceeded","Message":"x"}}`, true, providers.RateLimited},
+		{"list, empty", 200, `{"Orders":[],"Total":0,"RequestId":"r"}`, false, providers.NotFound},
+		{"list under Data", 200, `{"RequestId":"r","Data":{"Orders":[` + oursListed + `],"Total":1}}`, false, providers.OK},
+		{"list, nothing", 200, `{"RequestId":"r"}`, false, providers.Unavailable},
+		{"list, Error null", 200, `{"RequestId":"r","Error":null}`, false, providers.Unavailable},
+		{"create, Error null", 200, `{"RequestId":"r","Error":null}`, true, providers.Ambiguous},
+		{"409 empty, create", 409, ``, true, providers.Ambiguous},
+		{"409 empty, list", 409, ``, false, providers.Unavailable},
+		{"409 no code, create", 409, `{"Response":{"RequestId":"r"}}`, true, providers.Ambiguous},
+		{"401 empty, create", 401, ``, true, providers.Unauthenticated},
+		{"401 empty, list", 401, ``, false, providers.Unauthenticated},
+		{"403 page, create", 403, `<html>forbidden</html>`, true, providers.Unauthenticated},
+		{"403 no code, create", 403, `{"Response":{"RequestId":"r"}}`, true, providers.Unauthenticated},
+		{"403 UnauthorizedOperation, create", 403, `{"Error":{"Code":"UnauthorizedOperation","Message":"x"}}`, true, providers.PermissionDenied},
+		{"400 page, create", 400, `<html>bad request</html>`, true, providers.InvalidArgument},
+		{"404 empty, create", 404, ``, true, providers.InvalidArgument},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, tt.status, tt.body)
+			var r providers.Result
+			var err error
+			if tt.create {
+				r, err = c.Submit(lookupCtx(t), order("Mine", ours))
+			} else {
+				r, err = c.Lookup(lookupCtx(t), order("Mine", ours))
+			}
+			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
+				t.Errorf("answer %d %s = %+v, %v; want %v", tt.status, tt.body, r, err, tt.want)
+			}
+		})
+	}
+}
+
+// No credential and no phone number the server echoes reaches an error's
+// text, in any envelope, on a create or a listing.
+func TestErrorTextHidesSecretsAndPhones(t *testing.T) {
+	t.Parallel()
+	echo := "AppSecret " + appSecret + " AppKey " + appKey + " 手机号 13900000000 / +86 139 0000 0000"
+	for _, tt := range []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"Response", 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue","Message":"` + echo + `"}}}`},
+		{"sub-code", 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue.` + appSecret + `","Message":"x"}}}`},
+		{"no wrapper", 400, `{"Error":{"Code":"InternalError","Message":"` + echo + `"},"RequestId":"r"}`},
+		{"code and msg", 200, `{"code":7,"msg":"` + echo + `"}`},
+		{"unreadable", 409, echo},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, tt.status, tt.body)
+			_, serr := c.Submit(lookupCtx(t), order("Mine", ours))
+			_, lerr := c.Lookup(lookupCtx(t), order("Mine", ours))
+			for _, err := range []error{serr, lerr} {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				for _, leak := range []string{appSecret, appKey, "13900000000", "139 0000 0000"} {
+					if strings.Contains(err.Error(), leak) {
+						t.Errorf("error text %q holds %q", err, leak)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -18,6 +18,15 @@ func TestParseResponseShapes(t *testing.T) {
 		{`{"code":0,"data":{"Error":{"Code":"InternalError","Message":"x"}}}`, "InternalError", true},
 		{`{"code":1001,"msg":"bad"}`, "InternalError", true},
 		{`{"code":0}`, "", false},
+		{`{"Error":{"Code":"InternalError","Message":"x"},"RequestId":"r"}`, "InternalError", true},
+		{`{"error":{"Message":"x"}}`, "InternalError", true},
+		{`{"Orders":[],"Total":0,"RequestId":"r"}`, "", true},
+		{`{"Total":"1"}`, "", true},
+		{`{"RequestId":"r","Data":{"Status":"OK"}} trailing`, "", true},
+		{`{"RequestId":"r","Status":"OK"}`, "", false},
+		{`{"RequestId":"r","Error":null,"Data":null}`, "", false},
+		{`{"Response":null}`, "", false},
+		{`{"Error":"text"}`, "", false},
 		{`<html>`, "", false},
 		{`{}`, "", false},
 	}
@@ -37,6 +46,8 @@ func FuzzParseResponse(f *testing.F) {
 	f.Add([]byte(`{"code":0,"msg":"","data":{"Orders":[{"OrderNo":"a"}],"Total":1}}`))
 	f.Add([]byte(`{"code":7,"msg":"x"}`))
 	f.Add([]byte(`{"Response":null}`))
+	f.Add([]byte(`{"Error":{"Code":"InternalError","Message":"x"},"RequestId":"r"} {`))
+	f.Add([]byte(`{"Orders":null,"Total":"2","Data":{}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r, code, msg, err := ParseResponse(body)
 		if err != nil {

@@ -192,7 +192,9 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	return providers.Result{Status: providers.StatusPaid, HTTPStatus: resp.status, Code: "OK", Message: "created"}, nil
 }
 
-// ServiceGetOrderList paging in Lookup.
+// ServiceGetOrderList paging in Lookup: the Limit asked for (until a
+// listing is refused for its parameters, see list) and the most pages one
+// Lookup reads.
 const (
 	listLimit    = 100
 	maxListPages = 10
@@ -215,7 +217,7 @@ func (l listedOrder) differs(p providers.Params) bool {
 }
 
 // Lookup implements providers.Provider with ServiceGetOrderList filtered by
-// OrderNo and CustomerId, every page (at most maxListPages of listLimit).
+// OrderNo and CustomerId, every page (at most maxListPages).
 //
 // The order is identified by its OrderNo, the producer's order number,
 // which only this record can hold (the ledger keys records by it), so no
@@ -226,7 +228,19 @@ func (l listedOrder) differs(p providers.Params) bool {
 // only OK); none, in a complete listing, is NotFound. Anything else is
 // Ambiguous for a person: an order with this OrderNo but other params
 // (another system using the same number), the same order twice, or a
-// listing that cannot be read in full.
+// listing too long to read. A listing that cannot be shown complete is
+// Unavailable: the order is looked up again later.
+//
+// The document names Offset, Limit and Total and defines none of them, so
+// the first request sends no Offset (the server's own start), later ones
+// Offset = the orders read so far, and each one Limit listLimit until a
+// listing is refused for its parameters (see list). The listing is
+// complete only at an empty page that does not stop short of its Total, or
+// once the orders read reach its Total. A later page that lists an order
+// number already read (the server counts Offset otherwise, or ignores it,
+// or the listing moved) is Unavailable; a Total below the orders read
+// cannot be counting this listing, so from then on only an empty page
+// ends it.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
 	const op = "tencent ServiceGetOrderList"
 	p, err := orderParams(o)
@@ -235,13 +249,20 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	}
 	mine, foreign, read := 0, 0, 0
 	status := 0
+	var total *int     // the listing's Total, as last given
+	trustTotal := true // false once more orders were read than it counts
+	seen := map[string]bool{}
+	limit := true // Limit is sent
 	for page := 0; ; page++ {
 		if page == maxListPages {
 			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
-				Message: fmt.Sprintf("more than %d orders listed; cannot read them all", maxListPages*listLimit)}
+				Message: fmt.Sprintf("more than %d pages listed (%d orders read); cannot read them all", maxListPages, read)}
 		}
-		q := map[string]any{"OrderNo": o.OrderNo, "CustomerId": p.Str("CustomerId"), "Offset": read, "Limit": listLimit}
-		resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
+		q := map[string]any{"OrderNo": o.OrderNo, "CustomerId": p.Str("CustomerId")}
+		if page > 0 {
+			q["Offset"] = read
+		}
+		resp, err := c.list(ctx, q, &limit)
 		if err != nil {
 			return providers.Result{}, err
 		}
@@ -252,6 +273,16 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				HTTPStatus: resp.status, Message: err.Error()}
 		}
 		for _, got := range list.Orders {
+			if seen[got.OrderNo] {
+				// Pages of one listing never share an order: this one
+				// repeats what was read (Offset counted otherwise, or
+				// ignored, or the listing moved), and proves nothing.
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+					Message: fmt.Sprintf("the page at Offset %d lists orders already read; the list cannot be read in full", read)}
+			}
+		}
+		for _, got := range list.Orders {
+			seen[got.OrderNo] = true
 			switch {
 			case got.OrderNo == "":
 				// The row cannot be told apart from ours.
@@ -265,14 +296,22 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			}
 		}
 		read += len(list.Orders)
-		if len(list.Orders) == 0 && list.Total != nil && read < *list.Total {
-			// The document defines Offset, Limit and Total by name
-			// only: a listing that stops short of its Total was not
-			// read in full, and proves no absence.
-			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
-				Message: fmt.Sprintf("the list stopped after %d of %d orders", read, *list.Total)}
+		if list.Total != nil {
+			total = list.Total
 		}
-		if len(list.Orders) == 0 || (list.Total != nil && read >= *list.Total) {
+		if total != nil && read > *total {
+			trustTotal = false
+		}
+		if len(list.Orders) == 0 {
+			if total != nil && read < *total {
+				// A listing that stops short of its Total was not
+				// read in full, and proves no absence.
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+					Message: fmt.Sprintf("the list stopped after %d of %d orders", read, *total)}
+			}
+			break
+		}
+		if total != nil && trustTotal && read >= *total {
 			break
 		}
 	}
@@ -290,6 +329,25 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 		HTTPStatus: status, Message: "no order with this OrderNo"}
 }
 
+// list asks ServiceGetOrderList for one page, with Limit listLimit while
+// *limit holds. The largest Limit is not documented: a request carrying it
+// that is refused InvalidParameter* (whatever the message names) is sent
+// again without it, and *limit turns false, so the rest of the lookup
+// pages by the server's default page size.
+func (c *Client) list(ctx context.Context, q map[string]any, limit *bool) (answer, error) {
+	if *limit {
+		q["Limit"] = listLimit
+		resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
+		var e *providers.Error
+		if !errors.As(err, &e) || e.Code != providers.InvalidArgument || !strings.HasPrefix(e.ProviderCode, "InvalidParameter") {
+			return resp, err
+		}
+		*limit = false
+		delete(q, "Limit")
+	}
+	return c.call(ctx, "ServiceGetOrderList", q, false)
+}
+
 // orderList is ServiceGetOrderList's answer: Orders and Total, directly
 // in the Response or under Data (the SDK's shape, see "Responses").
 type orderList struct {
@@ -298,30 +356,32 @@ type orderList struct {
 }
 
 // parseOrderList reads an order list (keys matched without regard to
-// case, as encoding/json does). An answer naming no Orders proves no
-// absence, so it is an error unless its Total says 0.
+// case, as encoding/json does). A key whose value is null counts as
+// absent. An answer naming no Orders proves no absence, so it is an error
+// unless its Total says 0. Total is a count: a non-negative integer, as a
+// JSON number or a quoted one ("1"); anything else is malformed.
 func parseOrderList(raw json.RawMessage) (orderList, error) {
 	bad := errors.New("malformed order list")
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return orderList{}, bad
 	}
-	if _, ok := key(m, "Orders"); !ok {
-		if data, ok := key(m, "Data"); ok {
+	if _, ok := present(m, "Orders"); !ok {
+		if data, ok := present(m, "Data"); ok {
 			if json.Unmarshal(data, &m) != nil || m == nil {
 				return orderList{}, bad
 			}
 		}
 	}
 	var list orderList
-	orders, hasOrders := key(m, "Orders")
+	orders, hasOrders := present(m, "Orders")
 	if hasOrders && json.Unmarshal(orders, &list.Orders) != nil {
 		return orderList{}, bad
 	}
-	if t, ok := key(m, "Total"); ok {
-		var n int
-		if json.Unmarshal(t, &n) != nil {
-			return orderList{}, bad
+	if t, ok := present(m, "Total"); ok {
+		n, ok := count(t)
+		if !ok {
+			return orderList{}, errors.New("malformed order list: Total is not a count")
 		}
 		list.Total = &n
 	}
@@ -329,6 +389,30 @@ func parseOrderList(raw json.RawMessage) (orderList, error) {
 		return orderList{}, errors.New("answer lists no Orders (and no Total of 0)")
 	}
 	return list, nil
+}
+
+// count reads a non-negative integer given as a JSON number or as a
+// quoted one.
+func count(raw json.RawMessage) (int, bool) {
+	s := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(s, `"`) && json.Unmarshal(raw, &s) != nil {
+		return 0, false
+	}
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
+
+// present returns m's value for name (see key) unless it is missing or
+// null.
+func present(m map[string]json.RawMessage, name string) (json.RawMessage, bool) {
+	v, ok := key(m, name)
+	if !ok || strings.TrimSpace(string(v)) == "null" {
+		return nil, false
+	}
+	return v, true
 }
 
 // key returns m's value for name, its key matched without regard to case.
@@ -370,18 +454,26 @@ func (c *Client) call(ctx context.Context, action string, params map[string]any,
 	return c.classify(op, create, resp)
 }
 
-// ParseResponse reads a service API answer in either documented shape and
-// returns the Response object and its error code and message, if any.
+// ParseResponse reads a service API answer in any accepted shape and
+// returns the Response object and its error code and message, if any:
+// {"Response": {…}} as documented; {code, msg, data} as the Node SDK
+// parses; and, when neither Response nor code is there, a top-level
+// object that carries a non-null Error, Orders, Total or Data (the
+// Response without its wrapper, as the SDK's README shows one), which is
+// then read as the Response itself.
 func ParseResponse(body []byte) (response json.RawMessage, code, message string, err error) {
+	var top json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&top); err != nil {
+		return nil, "", "", err
+	}
 	var env struct {
 		Response *json.RawMessage `json:"Response"`
 		Code     *json.Number     `json:"code"`
 		Msg      string           `json:"msg"`
 		Data     *json.RawMessage `json:"data"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&env); err != nil {
+	if err := json.Unmarshal(top, &env); err != nil {
 		return nil, "", "", err
 	}
 	var r json.RawMessage
@@ -396,6 +488,8 @@ func ParseResponse(body []byte) (response json.RawMessage, code, message string,
 			return nil, "", "", errors.New("no data")
 		}
 		r = *env.Data
+	case bare(top):
+		r = top
 	default:
 		return nil, "", "", errors.New("neither Response nor code")
 	}
@@ -412,6 +506,22 @@ func ParseResponse(body []byte) (response json.RawMessage, code, message string,
 		return r, inner.Error.Code, inner.Error.Message, nil
 	}
 	return r, "", "", nil
+}
+
+// bare reports whether an answer with neither Response nor code is a
+// Response object without its wrapper: one carrying a non-null Error,
+// Orders, Total or Data (keys matched without regard to case).
+func bare(top json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(top, &m) != nil {
+		return false
+	}
+	for _, name := range []string{"Error", "Orders", "Total", "Data"} {
+		if _, ok := present(m, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Client) classify(op string, create bool, resp *providers.Response) (answer, error) {
@@ -440,7 +550,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (ans
 		return answer{}, fail(unsure, pcode, msg)
 	case perr != nil:
 		if resp.StatusCode >= 400 {
-			return answer{}, fail(providers.InvalidArgument, "", http.StatusText(resp.StatusCode))
+			return answer{}, fail(statusCode(resp.StatusCode, unsure), "", http.StatusText(resp.StatusCode))
 		}
 		// A 2xx we cannot read: the call may have worked.
 		return answer{}, fail(unsure, "", "unreadable response")
@@ -451,7 +561,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (ans
 		}
 		return answer{}, e
 	case resp.StatusCode >= 400:
-		return answer{}, fail(providers.InvalidArgument, "", http.StatusText(resp.StatusCode))
+		return answer{}, fail(statusCode(resp.StatusCode, unsure), "", http.StatusText(resp.StatusCode))
 	}
 	if create {
 		var ok struct{ Status string }
@@ -460,6 +570,21 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (ans
 		}
 	}
 	return answer{status: resp.StatusCode, response: r}, nil
+}
+
+// statusCode maps a 4xx answered without an error code (an unreadable body,
+// or a Response without Error): 401 and 403 are a credentials or access
+// problem (an order waits for the configuration to be fixed, never
+// errored); 409 Conflict may say the order exists already, so it is the
+// code for an unknown effect (unsure); any other 4xx refuses the request.
+func statusCode(status int, unsure providers.Code) providers.Code {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return providers.Unauthenticated
+	case http.StatusConflict:
+		return unsure
+	}
+	return providers.InvalidArgument
 }
 
 // codeFor maps the service API's error codes (docs/providers/tencent.md,
@@ -485,10 +610,11 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 			return providers.Ambiguous
 		}
 		return providers.Unavailable
-	case create && strings.HasPrefix(pcode, "InvalidParameter") && (strings.Contains(msg, "OrderNo") || strings.Contains(pcode, "OrderNo")):
+	case create && strings.HasPrefix(pcode, "InvalidParameter") && mayExist(pcode, msg):
 		// Whether a used OrderNo is refused is not documented: a refusal
-		// naming it may mean the order exists already (an earlier
-		// attempt's), so it is looked up, never taken as permanent.
+		// naming it, or saying the order exists or repeats, may mean the
+		// order exists already (an earlier attempt's), so it is looked
+		// up, never taken as permanent.
 		return providers.Ambiguous
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Timestamp"):
 		// Clock skew: nothing was created and the next attempt re-signs
@@ -505,6 +631,29 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		}
 		return providers.Unavailable
 	}
+}
+
+// existWords, matched without regard to case, mark a refusal of a create
+// that may mean the order exists already: one naming the order number, or
+// saying something exists already or repeats (English or Chinese).
+var existWords = []string{"orderno", "order_no", "exist", "duplicat", "repeat", "already",
+	"订单号", "已存在", "重复", "已使用"}
+
+// mayExist reports whether an InvalidParameter* refusal of a create may
+// mean the order exists already: its message carries one of existWords,
+// or its sub-code names an order or one of existWords
+// (InvalidParameterValue.OrderExists).
+func mayExist(pcode, msg string) bool {
+	m, c := strings.ToLower(msg), strings.ToLower(pcode)
+	if strings.Contains(c, "order") {
+		return true
+	}
+	for _, w := range existWords {
+		if strings.Contains(m, w) || strings.Contains(c, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func retryAfter(h string) time.Duration {
