@@ -86,6 +86,52 @@ type Handler struct {
 	metrics   *Metrics
 	problems  *Problems
 	parsed    parsedCache
+	// calls holds one token per provider call in flight, from a step's
+	// Begin to the end of its call; nil: unbounded (see LimitCalls).
+	calls chan struct{}
+}
+
+// LimitCalls bounds the provider calls h makes at once to n (n <= 0: no
+// bound). A step takes a slot before its Begin and gives it back as soon
+// as its call returns, so an order's bookkeeping around the call (asynq
+// taking the task and marking it done, the ledger's Settle) does not hold
+// one: with more orders running than slots, the slots stay busy with
+// calls. NewServer sets it to the worker's concurrency; call it before the
+// handler runs.
+func (h *Handler) LimitCalls(n int) {
+	if n <= 0 {
+		h.calls = nil
+		return
+	}
+	h.calls = make(chan struct{}, n)
+}
+
+// callSlot is a step's hold on one of the handler's call slots.
+type callSlot struct {
+	ch   chan struct{}
+	held bool
+}
+
+// take waits for a slot, or for ctx to end.
+func (s *callSlot) take(ctx context.Context) error {
+	if s.ch == nil || s.held {
+		return nil
+	}
+	select {
+	case s.ch <- struct{}{}:
+		s.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release gives the slot back, if held.
+func (s *callSlot) release() {
+	if s.held {
+		s.held = false
+		<-s.ch
+	}
 }
 
 // NewHandler returns a Handler that drives orders in l through the
@@ -188,9 +234,16 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	pol := h.policy(p.Provider, prov)
 	base := uuid.NewString()
 	want := order.None // the step a Continue asked for
+	slot := callSlot{ch: h.calls}
+	defer slot.release()
 	for i := 0; i < maxSteps; i++ {
+		slot.release() // a previous step's, if its call did not return it
 		if err := h.admit(ctx, ref); err != nil {
 			return err
+		}
+		if err := slot.take(ctx); err != nil {
+			// Nothing was written: the order goes back as it was.
+			return wait(time.Second, fmt.Errorf("order %s: waiting for a call slot: %w", ref, err))
 		}
 		token := base + ":" + strconv.Itoa(i)
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
@@ -236,7 +289,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		then, err := h.step(ctx, prov, pol, rec, token, want)
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -248,8 +301,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // step plans, calls and settles one step of rec, whose lease token holds;
 // want is the step the previous one asked for (None: plan it). It returns
 // Continue with the next step when that is due at once, else the task's
-// result as err.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step) (order.Then, error) {
+// result as err. The call gives slot back as soon as it returns.
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot) (order.Then, error) {
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
@@ -289,7 +342,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
-	out := h.call(ctx, prov, rec, plan.Step, o, token)
+	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
 	if out.Err != nil && providers.CodeOf(out.Err) == providers.Unauthenticated {
 		h.problems.Report(ref.Provider, ProblemCredentials, out.Message)
@@ -555,8 +608,8 @@ func errText(err error) string {
 
 // call makes one provider call for step under the order's lease, reports
 // it to the guard and the metrics, and returns its outcome with the
-// history entry.
-func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string) order.Outcome {
+// history entry. It gives slot back as soon as the provider answers.
+func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot) order.Outcome {
 	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, rec.Ref(), token, h.opts.LeaseTTL)
 	start := time.Now()
 	var out order.Outcome
@@ -577,6 +630,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		}
 	}
 	took := time.Since(start)
+	slot.release()
 	stopKeepalive()
 	if h.opts.Guard != nil {
 		report := out.Err

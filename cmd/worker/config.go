@@ -275,7 +275,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR)")
 	fs.StringVar(&c.Queue, "queue", c.Queue, "asynq queue (ORDERWORKER_QUEUE)")
-	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "orders processed at once (ORDERWORKER_CONCURRENCY)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "provider calls in flight at once; a quarter more orders run (ORDERWORKER_CONCURRENCY)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "failure budget per order (ORDERWORKER_MAX_ATTEMPTS)")
 	fs.DurationVar(&c.RetryBase, "retry-base", c.RetryBase, "first retry backoff (ORDERWORKER_RETRY_BASE)")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "backoff cap (ORDERWORKER_RETRY_MAX)")

@@ -17,10 +17,11 @@ import (
 // KEYS: record, queued index, submitting index. ARGV: token, now (ms, the
 // caller's clock, for the record's times), the lease's TTL (ms), '1' when a
 // create needs the snapshot of known provider orders first, order_no.
-// Leases are judged on Redis's clock (TIME), the same for every worker
+// Leases, and when a create left (last_create, against which the listing
+// lag is judged), are on Redis's clock (TIME), the same for every worker
 // whatever their own clocks say.
 // Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
-// {'began', fields as read, '1' when marked}.
+// {'began', fields as read, '1' when marked, Redis's time (ms)}.
 var beginScript = redis.NewScript(`
 local t = redis.call('TIME')
 local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -31,7 +32,8 @@ local h = {}
 for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
 local st = h['state']
 if st == 'paid' or st == 'errored' then return {'terminal', r} end
-if h['lease'] == ARGV[1] then return {'began', r, h['lease_mark'] or '0'} end
+local sn = string.format('%.0f', snow)
+if h['lease'] == ARGV[1] then return {'began', r, h['lease_mark'] or '0', sn} end
 if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
   return {'busy', h['lease_until']}
 end
@@ -41,15 +43,15 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
   if first == '' then first = ARGV[2] end
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
-    'first_attempt', first, 'last_create', ARGV[2], 'updated', ARGV[2])
+    'first_attempt', first, 'last_create', sn, 'updated', ARGV[2])
   if st == 'queued' then
     redis.call('ZREM', KEYS[2], ARGV[5])
     redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
   end
-  return {'began', r, '1'}
+  return {'began', r, '1', sn}
 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
-return {'began', r, '0'}
+return {'began', r, '0', sn}
 `)
 
 // BeginArgs are Begin's inputs.
@@ -126,6 +128,10 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		return BeginResult{Status: Finished, Record: decodeReply(res[1])}, nil
 	case "began":
 		rec := decodeReply(res[1])
+		if len(res) > 3 {
+			sn, _ := res[3].(string)
+			rec.ReadAt = msTime(sn)
+		}
 		if m, _ := res[2].(string); m == "1" {
 			rec.InflightMarked = true
 			rec.MarkedFrom = rec.State
@@ -134,6 +140,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			if rec.FirstAttemptAt.IsZero() {
 				rec.FirstAttemptAt = time.UnixMilli(now.UnixMilli()).UTC()
 			}
+			rec.LastCreateAt = rec.ReadAt
 			if !durable {
 				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
 			}
@@ -167,6 +174,7 @@ type Transition struct {
 	known           []string
 	redriven        bool // an operator sent the order back to submission: its deadline counts anew
 	setKnown        bool
+	afresh          bool // forget the snapshot and the first attempt's time
 	mayExist        *bool
 }
 
@@ -244,6 +252,18 @@ func Unmark(rec *Record) Transition {
 	}
 	return Transition{to: rec.MarkedFrom}
 }
+
+// Afresh starts the order's identification anew: it forgets the snapshot
+// of the provider's orders (Record.Known) and the first attempt's time, so
+// that the next create takes a new snapshot and its lookups look from it
+// on. For a transition that records the order surely absent with nothing
+// in flight, the next call being a create: a snapshot kept from before an
+// earlier try would let an order someone else made since pass for ours.
+func (t Transition) Afresh() Transition { t.afresh = true; return t }
+
+// IsAfresh reports whether the transition starts the order's
+// identification anew (Afresh).
+func (t Transition) IsAfresh() bool { return t.afresh }
 
 // WithAttempt appends a to the history and sets the call count to a.N.
 func (t Transition) WithAttempt(a *Attempt) Transition { t.attempt = a; return t }
@@ -383,6 +403,11 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
 		args = append(args, "known", b)
+	} else if t.afresh {
+		args = append(args, "known", "")
+	}
+	if t.afresh {
+		args = append(args, "first_attempt", "")
 	}
 	if t.redriven {
 		args = append(args, "redriven", now.UnixMilli())

@@ -31,7 +31,8 @@ redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', 
   'created', ARGV[6], 'updated', ARGV[6], 'claim', ARGV[5], 'reason', ARGV[8])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
 if ARGV[7] == 'unknown' then
-  redis.call('HSET', KEYS[1], 'may_exist', '1', 'last_create', ARGV[6])
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'may_exist', '1', 'last_create', string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
   if (ARGV[10] or '') ~= '' then redis.call('HSET', KEYS[1], 'first_attempt', ARGV[10]) end
   if (ARGV[11] or '') ~= '' then redis.call('HSET', KEYS[1], 'known', ARGV[11]) end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],

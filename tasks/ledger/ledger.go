@@ -79,6 +79,10 @@ type Record struct {
 	Inflight       int   `json:"inflight,omitempty"`
 	InflightMarked bool  `json:"-"` // this Begin wrote the mark
 	MarkedFrom     State `json:"-"` // the state before the mark, when marked
+	// ReadAt is Redis's clock when Begin read the record (zero for a
+	// record read otherwise): the listing lag is judged on it, as
+	// LastCreateAt is written on it, whatever the workers' clocks say.
+	ReadAt time.Time `json:"-"`
 	// MayExist says a create may have been received by the provider (and
 	// not since confirmed absent): such an order is never re-driven.
 	MayExist        bool   `json:"may_exist,omitempty"`
@@ -91,7 +95,7 @@ type Record struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
 	// LastCreateAt is when the latest create was marked in flight, just
-	// before it left.
+	// before it left, on Redis's clock.
 	LastCreateAt time.Time `json:"last_create_at,omitzero"`
 	PendingSince time.Time `json:"pending_since,omitzero"`
 	NextCheckAt  time.Time `json:"next_check_at,omitzero"`

@@ -509,10 +509,22 @@ func TestResolveAndRedrive(t *testing.T) {
 	if _, err := l.Resolve(ctx, u1, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "x", By: "ann"}); !errors.As(err, &refused) {
 		t.Errorf("resolving a paid order: %v, want refused", err)
 	}
-	u2 := mk("U2", ledger.SetUnknown("timeout").WithMayExist(true))
+	u2 := mk("U2", ledger.SetUnknown("timeout").WithMayExist(true).WithFailures(8))
+	if err := l.Settle(ctx, u2, "none", ledger.SetKnown([]string{"K1"})); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Fatalf("settle without the lease: %v", err)
+	}
+	if _, err := l.Begin(ctx, u2, ledger.BeginArgs{Token: "k-U2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, u2, "k-U2", ledger.SetKnown([]string{"K1"})); err != nil {
+		t.Fatal(err)
+	}
+	// Resolved absent, the order goes back to submission as a re-drive
+	// sends it: its budget and deadline anew, and its identification too
+	// (a fresh snapshot before the next create, lookups from it on).
 	if rec, err := l.Resolve(ctx, u2, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "bob"}); err != nil || rec.State != ledger.StateSubmitting || rec.MayExist ||
-		time.Since(rec.RedrivenAt) > time.Minute {
-		t.Fatalf("resolve absent: %+v, %v; want submitting, not may exist, its deadline counting from now", rec, err)
+		time.Since(rec.RedrivenAt) > time.Minute || rec.Failures != 0 || rec.Known != nil || !rec.FirstAttemptAt.IsZero() {
+		t.Fatalf("resolve absent: %+v, %v; want submitting, not may exist, no failures, no snapshot or first attempt, its deadline counting from now", rec, err)
 	}
 	pend := mk("P1", ledger.SetPending("PO-11", time.Now(), time.Now()).WithMayExist(true))
 	if _, err := l.Resolve(ctx, pend, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) {
@@ -535,7 +547,8 @@ func TestResolveAndRedrive(t *testing.T) {
 	if err := l.Redrive(ctx, sure, "carol", "ItemId fixed upstream"); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := l.Get(ctx, sure); rec.State != ledger.StateSubmitting || rec.Failures != 0 || rec.History[len(rec.History)-1].Call != "redrive" {
+	if rec, _ := l.Get(ctx, sure); rec.State != ledger.StateSubmitting || rec.Failures != 0 || rec.History[len(rec.History)-1].Call != "redrive" ||
+		!rec.FirstAttemptAt.IsZero() {
 		t.Errorf("after redrive: %+v", rec)
 	}
 	evs, _ := l.Events(ctx, "", 100)
@@ -773,4 +786,73 @@ func TestDurableWriteNeedsAReplicaThatJustAttached(t *testing.T) {
 	}
 	late.Resume()
 	claimOnceDurable(t, l, ledger.Ref{Provider: "tencent", OrderNo: "Att2"})
+}
+
+// When a create left is stamped on Redis's clock, and Begin tells the
+// caller Redis's time (ReadAt): a worker whose clock is minutes off still
+// judges the listing lag against the create's real age.
+func TestCreateTimesOnRedisClock(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	for _, skew := range []time.Duration{-3 * time.Minute, 3 * time.Minute} {
+		l := ledger.New(rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(skew) }})
+		ref := ledger.Ref{Provider: "p", OrderNo: "Skew" + skew.String()}
+		claim(t, l, ref)
+		b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t"})
+		if err != nil || !b.Record.InflightMarked {
+			t.Fatalf("Begin = %+v, %v", b, err)
+		}
+		near := func(at time.Time) bool { d := time.Since(at); return d > -5*time.Second && d < 5*time.Second }
+		if !near(b.Record.ReadAt) || !near(b.Record.LastCreateAt) {
+			t.Errorf("skew %s: ReadAt %s, LastCreateAt %s; want Redis's time, now", skew, b.Record.ReadAt, b.Record.LastCreateAt)
+		}
+		if err := l.Settle(ctx, ref, "t", ledger.SetUnknown("timeout").WithMayExist(true)); err != nil {
+			t.Fatal(err)
+		}
+		rec, _ := l.Get(ctx, ref)
+		if !near(rec.LastCreateAt) {
+			t.Errorf("skew %s: recorded last_create %s, want Redis's time, now", skew, rec.LastCreateAt)
+		}
+		// A record recreated after Redis lost it counts its lost create
+		// from its recreation, on Redis's clock too.
+		lost := ledger.Ref{Provider: "p", OrderNo: "Lost" + skew.String()}
+		if _, err := l.ClaimLost(ctx, lost, []byte(`{}`), "h", "lost", ledger.Lost{}); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := l.Get(ctx, lost); !near(rec.LastCreateAt) {
+			t.Errorf("skew %s: a lost record's last_create %s, want Redis's time, now", skew, rec.LastCreateAt)
+		}
+	}
+}
+
+// Afresh forgets the snapshot and the first attempt's time, so the next
+// create takes a new snapshot (Begin does not mark it before one).
+func TestAfreshForgetsTheSnapshot(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "A1"}
+	claim(t, l, ref)
+	need := ledger.BeginArgs{Token: "t1", NeedsKnown: true}
+	if b, err := l.Begin(ctx, ref, need); err != nil || b.Record.InflightMarked {
+		t.Fatalf("Begin without a snapshot = %+v, %v; want no mark", b, err)
+	}
+	if err := l.Settle(ctx, ref, "t1", ledger.SetKnown([]string{"K1"})); err != nil {
+		t.Fatal(err)
+	}
+	need.Token = "t2"
+	b, err := l.Begin(ctx, ref, need)
+	if err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin with a snapshot = %+v, %v; want the create marked", b, err)
+	}
+	if err := l.Settle(ctx, ref, "t2", ledger.SetRetry("throttled").Afresh()); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := l.Get(ctx, ref)
+	if rec.State != ledger.StateSubmitting || rec.Known != nil || !rec.FirstAttemptAt.IsZero() || rec.Inflight != 0 {
+		t.Fatalf("after Afresh: state %s, known %v, first attempt %s, inflight %d; want submitting with neither", rec.State, rec.Known, rec.FirstAttemptAt, rec.Inflight)
+	}
+	need.Token = "t3"
+	if b, err := l.Begin(ctx, ref, need); err != nil || b.Record.InflightMarked {
+		t.Fatalf("Begin after Afresh = %+v, %v; want no mark before a new snapshot", b, err)
+	}
 }

@@ -307,19 +307,19 @@ func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	case code == providers.RateLimited:
-		return Decision{Settle: ledger.SetRetry(msg),
+		return Decision{Settle: ledger.SetRetry(msg).Afresh(),
 			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
 	case code == providers.Unauthenticated:
 		// Refused before anything was created: the credentials are wrong
 		// on this worker. The order waits for a worker that has them.
-		return Decision{Settle: ledger.SetRetry(msg), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+		return Decision{Settle: ledger.SetRetry(msg).Afresh(), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	case providers.Retryable(code):
 		f := rec.Failures + 1
 		if p.MaxAttempts > 0 && f >= p.MaxAttempts {
 			r := fmt.Sprintf("gave up after %d failed attempts: %s", f, msg)
 			return Decision{Settle: ledger.SetErrored(r).WithFailures(f), Then: Then{Next: Stop, Reason: r}}
 		}
-		return Decision{Settle: ledger.SetRetry(msg).WithFailures(f),
+		return Decision{Settle: ledger.SetRetry(msg).WithFailures(f).Afresh(),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
@@ -334,8 +334,8 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		if wait := listingLagLeft(rec, p, now); wait > 0 {
 			// Not listed yet, perhaps: look again once the listing has
 			// had time to catch up with the create.
-			msg = fmt.Sprintf("%s; the last create left %s ago, within the listing lag of %s: looking again in %s",
-				msg, now.Sub(lastCreate(rec)).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
+			msg = fmt.Sprintf("%s; the last create left %s before the lookup, within the listing lag of %s: looking again in %s",
+				msg, (p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
 			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 		}
 		// Surely not created: submit again, unless out of budget or time.
@@ -347,7 +347,9 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			r := p.deadlineReason() + " (the provider holds no such order)"
 			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false), Then: Then{Next: Stop, Reason: r}}
 		}
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
+		// Surely absent: the next create starts the order's
+		// identification anew (a new snapshot; lookups from it on).
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false).Afresh(), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	t := ledger.SetUnknown(reason).WithMayExist(true)
@@ -417,10 +419,19 @@ func lastCreate(rec *ledger.Record) time.Time {
 }
 
 // listingLagLeft is how long a lookup's not-found is still not believed.
+// The creates' times are Redis's (the ledger stamps them), so the lag is
+// judged on Redis's clock as Begin read it (Record.ReadAt), before the
+// lookup left: a worker whose clock runs ahead cannot cut the lag short.
+// now stands in only for a record read otherwise; the other times taken
+// into lastCreate (first attempt, creation) are a worker's or producer's,
+// and only ever lengthen the lag.
 func listingLagLeft(rec *ledger.Record, p Policy, now time.Time) time.Duration {
 	last := lastCreate(rec)
 	if p.ListingLag <= 0 || last.IsZero() {
 		return 0
+	}
+	if !rec.ReadAt.IsZero() {
+		now = rec.ReadAt
 	}
 	return last.Add(p.ListingLag).Sub(now)
 }

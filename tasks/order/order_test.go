@@ -202,6 +202,12 @@ func TestDecideFailures(t *testing.T) {
 			if d.Settle.Attempt() != a {
 				t.Errorf("%s: the attempt is not recorded", name)
 			}
+			// Where the order is surely absent and the next call creates
+			// it, its identification starts anew (a fresh snapshot,
+			// lookups from the next create on); nowhere else.
+			if afresh := w.to == sub; d.Settle.IsAfresh() != afresh {
+				t.Errorf("%s: afresh %v, want %v", name, d.Settle.IsAfresh(), afresh)
+			}
 			if (d.Then.Next == Wait || d.Then.Next == Retry || d.Then.Next == ConfigWait) && d.Then.Delay <= 0 {
 				t.Errorf("%s: %v with no delay", name, d.Then.Next)
 			}
@@ -419,13 +425,24 @@ func TestListingLag(t *testing.T) {
 		{"recreated after Redis lost it", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 0, t0, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"recreated, a lookup failed since", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 1, time.Time{}, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"abandoned mid-flight", func() *ledger.Record { r := abandoned(); r.LastCreateAt = created; return r }(), p, created.Add(time.Second), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
+		// The create's time is Redis's; so is ReadAt: a worker whose clock
+		// runs ahead (now) does not cut the lag short, nor does one behind
+		// stretch it.
+		{"worker clock ahead, within the lag on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(time.Second) }), p, created.Add(10 * time.Minute), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
+		{"worker clock behind, lag over on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(3 * time.Minute) }), p, created.Add(-time.Minute), Continue, 0, ledger.StateSubmitting},
 	}
 	for _, tt := range tests {
 		d := Decide(tt.rec, Lookup, notFound, tt.p, tt.now)
 		if d.Then.Next != tt.wantNext || d.Then.Delay != tt.wantDelay || d.Settle.To() != tt.wantTo {
 			t.Errorf("%s: next %v, delay %s, to %q; want %v, %s, %q (%s)", tt.name, d.Then.Next, d.Then.Delay, d.Settle.To(), tt.wantNext, tt.wantDelay, tt.wantTo, d.Then.Reason)
 		}
+		if tt.wantNext == Continue && !d.Settle.IsAfresh() {
+			t.Errorf("%s: a believed not-found keeps the old snapshot and first attempt for the next create", tt.name)
+		}
 		if tt.wantNext == Wait {
+			if d.Settle.IsAfresh() {
+				t.Errorf("%s: the snapshot is dropped while the order may exist", tt.name)
+			}
 			if me, set := d.Settle.MayExist(); !set || !me {
 				t.Errorf("%s: may_exist not kept while the listing may lag", tt.name)
 			}

@@ -1,0 +1,231 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
+	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// Two workers whose clocks disagree by three minutes. The one behind sends
+// the create, whose answer is lost; the other looks the order up a second
+// later, while the provider's listing does not show it yet. The listing
+// lag is judged on Redis's clock, so the not-found is not believed and the
+// order is not created twice (judged on the workers' clocks, the create
+// looked three minutes old).
+func TestListingLagOnRedisClock(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	e.sandbox.ListLag = 30 * time.Second
+	opts := func() *tasks.HandlerOptions {
+		return &tasks.HandlerOptions{ListingLag: 2 * time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}
+	}
+	behind := ledger.New(e.rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(-3 * time.Minute) }})
+	hBehind := tasks.NewHandler(behind, e.set, opts())
+	hRight := tasks.NewHandler(e.ledger, e.set, opts())
+
+	// The order was accepted five minutes ago (a backlog).
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Order-Skew"}
+	params := json.RawMessage(`{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`)
+	hash, err := tasks.ParamsHash(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := ledger.New(e.rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(-5 * time.Minute) }})
+	if _, err := earlier.Claim(ctx, ref, params, hash); err != nil {
+		t.Fatal(err)
+	}
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "tencent", OrderNo: "Order-Skew", Params: params})
+
+	e.sandbox.Faults().Script(fault.FailAfter) // created, the answer lost
+	_ = hBehind.ProcessTask(ctx, task)
+	if rec, _ := e.ledger.Get(ctx, ref); rec.State != ledger.StateUnknown {
+		t.Fatalf("after the create: state %s, want unknown", rec.State)
+	}
+	time.Sleep(time.Second)
+	_ = hRight.ProcessTask(ctx, task) // the lookup, a second after the create
+
+	rec, _ := e.ledger.Get(ctx, ref)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 || rec.State != ledger.StateUnknown {
+		t.Fatalf("%d creates, state %s; want 1 create, the order still unknown within the listing lag", n, rec.State)
+	}
+}
+
+// An Aliyun order's snapshot of the device's orders is taken anew before
+// each create that follows a try known to have created nothing (here a
+// throttled create). Kept from before, it would let an order the device's
+// user bought meanwhile pass for ours after our next create fails
+// ambiguously: recorded paid with someone else's order, ours never made.
+func TestSnapshotRetakenAfterAFailedCreate(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	ctx := context.Background()
+	sb := aliyunsandbox.New("SnapKey", "snap-secret", "snap-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "SnapKey", AppSecret: providers.Secret("snap-secret"), ProjectID: "snap-project"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"Snap-1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "Snap-1"}
+	rec, _ := e.ledger.Get(ctx, ref)
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: "Snap-1", Params: json.RawMessage(rec.Params)})
+
+	// The snapshot (an empty device), then the create is throttled.
+	sb.Faults().Script(fault.Throttle)
+	_ = e.handler.ProcessTask(ctx, task)
+	if rec, _ = e.ledger.Get(ctx, ref); rec.State != ledger.StateSubmitting || rec.Known != nil || sb.Count("dev1") != 0 {
+		t.Fatalf("after a throttled create: state %s, snapshot %v, %d orders at the provider; want submitting, no snapshot, none", rec.State, rec.Known, sb.Count("dev1"))
+	}
+	// Meanwhile the device's user buys the same plan in the app.
+	foreign := sb.AddOrder(aliyunsandbox.Order{IotID: "dev1", CommodityCode: "streamingResource_20_10", Copies: 1, PaymentStatus: 1})
+
+	// A new snapshot (with the foreign order), a create refused with a
+	// 503 before the platform acted (ambiguous to us), then the lookup:
+	// not found, so it is created (and waits to be paid).
+	sb.Faults().Script(fault.FailBefore)
+	_ = e.handler.ProcessTask(ctx, task)
+	if rec, _ = e.ledger.Get(ctx, ref); !slices.Contains(rec.Known, foreign.OrderID) {
+		t.Fatalf("snapshot %v does not hold the order made since the first one (%s)", rec.Known, foreign.OrderID)
+	}
+	_ = e.handler.ProcessTask(ctx, task)
+	rec, _ = e.ledger.Get(ctx, ref)
+	if (rec.State != ledger.StatePending && rec.State != ledger.StatePaid) || rec.ProviderOrderID == "" || rec.ProviderOrderID == foreign.OrderID || sb.Count("dev1") != 2 {
+		t.Fatalf("state %s with provider order %q (the foreign one is %s), %d orders on the device; want pending or paid with an order of its own, 2 orders",
+			rec.State, rec.ProviderOrderID, foreign.OrderID, sb.Count("dev1"))
+	}
+}
+
+// A producer that writes its asynq tasks itself puts them on the queue as
+// the README names it ("orders"); with a sharded ledger the worker serves
+// that queue beside its shards' queues, so such an order is not left
+// unseen (it has no record until a worker claims it).
+func TestHandWrittenTaskRunsWithAShardedLedger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, &ledger.Options{Shards: 3})
+	b := memprov.NewBackend("")
+	set := providers.NewSet()
+	set.Add(memprov.New(b, memprov.Options{Name: "mem"}))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
+	s, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: srv.Addr}, h, tasks.ServerOptions{
+		Concurrency: 2, TaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+	if err := s.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	c := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { c.Close() })
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: "Raw-1", Params: json.RawMessage(`{"item":"x","qty":1}`)})
+	if _, err := c.Enqueue(task, asynq.Queue(tasks.DefaultQueue)); err != nil {
+		t.Fatal(err)
+	}
+	ref := ledger.Ref{Provider: "mem", OrderNo: "Raw-1"}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if rec, _ := l.Get(ctx, ref); rec != nil && rec.State == ledger.StatePaid {
+			if n := b.Calls("create"); n != 1 {
+				t.Fatalf("%d creates, want 1", n)
+			}
+			return
+		}
+	}
+	rec, _ := l.Get(ctx, ref)
+	t.Fatalf("a hand-written task on %q with 3 ledger shards: record %+v, %d creates; want it paid", tasks.DefaultQueue, rec, b.Calls("create"))
+}
+
+// slowProv is the in-memory provider with creates that take a while,
+// counting how many are in flight at once.
+type slowProv struct {
+	*memprov.Client
+	delay          time.Duration
+	mu             sync.Mutex
+	inFlight, peak int
+}
+
+func (p *slowProv) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	p.mu.Lock()
+	p.inFlight++
+	p.peak = max(p.peak, p.inFlight)
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); p.inFlight--; p.mu.Unlock() }()
+	time.Sleep(p.delay)
+	return p.Client.Submit(ctx, o)
+}
+
+// The worker's concurrency counts provider calls: it runs a few more
+// orders than that (their bookkeeping around the calls), but never has
+// more calls in flight than its concurrency.
+func TestConcurrencyBoundsProviderCalls(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, nil)
+	b := memprov.NewBackend("")
+	prov := &slowProv{Client: memprov.New(b, memprov.Options{Name: "mem"}), delay: 50 * time.Millisecond}
+	set := providers.NewSet()
+	set.Add(prov)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
+	const concurrency, n = 4, 40
+	s, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: srv.Addr}, h, tasks.ServerOptions{
+		Concurrency: concurrency, TaskCheckInterval: 10 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+	c := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { c.Close() })
+	enq := tasks.NewEnqueuer(c, l, set, nil)
+	for i := range n {
+		payload := fmt.Sprintf(`{"provider":"mem","order_no":"C-%d","params":{"item":"x","qty":1}}`, i)
+		if res, err := enq.Enqueue(ctx, []byte(payload)); err != nil || res.Status != tasks.Enqueued {
+			t.Fatalf("Enqueue = %+v, %v", res, err)
+		}
+	}
+	if err := s.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	for i := range n {
+		ref := ledger.Ref{Provider: "mem", OrderNo: fmt.Sprintf("C-%d", i)}
+		for end := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if rec, _ := l.Get(ctx, ref); rec != nil && rec.State == ledger.StatePaid {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("order %s not paid", ref.OrderNo)
+			}
+		}
+	}
+	prov.mu.Lock()
+	peak := prov.peak
+	prov.mu.Unlock()
+	if peak != concurrency {
+		t.Errorf("at most %d creates in flight at once, want the concurrency, %d", peak, concurrency)
+	}
+	if got := b.Calls("create"); got != n {
+		t.Errorf("%d creates for %d orders", got, n)
+	}
+}
