@@ -246,6 +246,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			return wait(time.Second, fmt.Errorf("order %s: waiting for a call slot: %w", ref, err))
 		}
 		token := base + ":" + strconv.Itoa(i)
+		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
@@ -289,7 +290,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		then, err := h.step(ctx, prov, pol, rec, token, want, &slot)
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -301,8 +302,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // step plans, calls and settles one step of rec, whose lease token holds;
 // want is the step the previous one asked for (None: plan it). It returns
 // Continue with the next step when that is due at once, else the task's
-// result as err. The call gives slot back as soon as it returns.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot) (order.Then, error) {
+// result as err. The call gives slot back as soon as it returns. began is
+// when the step's Begin was sent.
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time) (order.Then, error) {
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
@@ -341,6 +343,15 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
 			return owner != "" && owner != ref.OrderNo, err
 		},
+	}
+	if plan.Step == order.Submit && time.Since(began) > h.opts.LeaseTTL/3 {
+		// The process stalled (a long pause, a frozen VM) between Begin
+		// and here: the lease may have run out, and another run may be
+		// deciding about this order. A create never leaves on a lease
+		// this old; nothing was sent, so the mark goes (the step ends as
+		// if Begin had not marked it).
+		h.settleQuiet(ref, token, ledger.Unmark(rec))
+		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the create; not sent", ref, time.Since(began).Round(time.Millisecond)))
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())

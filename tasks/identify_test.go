@@ -8,11 +8,14 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
@@ -227,5 +230,60 @@ func TestConcurrencyBoundsProviderCalls(t *testing.T) {
 	}
 	if got := b.Calls("create"); got != n {
 		t.Errorf("%d creates for %d orders", got, n)
+	}
+}
+
+// stallHook holds every pipeline's answer back while stalled is set: a
+// worker process that stalls (a long pause, a frozen VM) right after a
+// round trip.
+type stallHook struct {
+	stalled atomic.Bool
+	d       time.Duration
+}
+
+func (h *stallHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *stallHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *stallHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if h.stalled.Load() {
+			time.Sleep(h.d)
+		}
+		return err
+	}
+}
+
+// A create never leaves on a lease taken longer ago than a third of its
+// TTL: a run that stalled between Begin and the call (its lease may have
+// run out, another run may be deciding about the order) sends nothing and
+// gives the mark back; the next run creates the order once.
+func TestStalledRunSendsNoCreate(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{LeaseTTL: 300 * time.Millisecond,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	ctx := context.Background()
+	hook := &stallHook{d: 150 * time.Millisecond}
+	e.rdb.AddHook(hook)
+	e.enqueue(t, order("Order-Stall"))
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Order-Stall"}
+	rec, _ := e.ledger.Get(ctx, ref)
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "tencent", OrderNo: "Order-Stall", Params: json.RawMessage(rec.Params)})
+
+	hook.stalled.Store(true)
+	if err := e.handler.ProcessTask(ctx, task); err == nil || !strings.Contains(err.Error(), "not sent") {
+		t.Fatalf("a run stalled after Begin: %v, want a wait saying the create was not sent", err)
+	}
+	hook.stalled.Store(false)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
+		t.Fatalf("a stalled run sent %d creates", n)
+	}
+	if rec, _ := e.ledger.Get(ctx, ref); rec.State != ledger.StateQueued || rec.Inflight != 0 {
+		t.Fatalf("after a stalled run: state %s, inflight %d; want queued, nothing in flight", rec.State, rec.Inflight)
+	}
+	if err := e.handler.ProcessTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := e.ledger.Get(ctx, ref); rec.State != ledger.StatePaid || e.sandbox.Calls("ServiceCreateOrder") != 1 {
+		t.Fatalf("next run: state %s, %d creates; want paid, 1", rec.State, e.sandbox.Calls("ServiceCreateOrder"))
 	}
 }

@@ -242,6 +242,21 @@ func TestClaimDedupesAndUnclaim(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); rec == nil {
 		t.Fatal("Unclaim with another token removed the record")
 	}
+	// A run taking a step of the order (the task did get queued; the
+	// producer only lost its answer) keeps the record, still queued
+	// while it takes a snapshot.
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "run", NeedsKnown: true}); err != nil || b.Record.InflightMarked {
+		t.Fatalf("Begin = %+v, %v", b, err)
+	}
+	if err := l.Unclaim(ctx, ref, first.Token); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec == nil {
+		t.Fatal("Unclaim removed a record a run holds the lease of")
+	}
+	if err := l.Settle(ctx, ref, "run", ledger.Release()); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Unclaim(ctx, ref, first.Token); err != nil {
 		t.Fatal(err)
 	}
