@@ -250,7 +250,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
-			if err := h.adopt(ctx, p, asynqRetried(ctx)); err != nil {
+			// Missing at a later step of this run, the record was lost
+			// after this run began the order: that counts as ran before.
+			if err := h.adopt(ctx, p, i > 0 || asynqRetried(ctx)); err != nil {
 				return err
 			}
 			continue

@@ -287,3 +287,67 @@ func TestStalledRunSendsNoCreate(t *testing.T) {
 		t.Fatalf("next run: state %s, %d creates; want paid, 1", rec.State, e.sandbox.Calls("ServiceCreateOrder"))
 	}
 }
+
+// loseRecordHook deletes an order's record right after the first pipeline
+// that settles an order pending: Redis losing the record between two
+// steps of one run.
+type loseRecordHook struct {
+	rdb  *redis.Client
+	key  string
+	done atomic.Bool
+}
+
+func (h *loseRecordHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *loseRecordHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *loseRecordHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Err() == nil && slices.Contains(c.Args(), any(string(ledger.StatePending))) && h.done.CompareAndSwap(false, true) {
+				h.rdb.Del(ctx, h.key)
+			}
+		}
+		return err
+	}
+}
+
+// A record lost between two steps of one run (created, then to be paid)
+// is recorded again as unknown and looked up, as for a task that ran
+// before: never submitted as a new order.
+func TestRecordLostBetweenStepsIsLookedUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, nil)
+	b := memprov.NewBackend("")
+	b.Pending = true
+	b.Duplicates = true // a provider that would take the same order number twice
+	set := providers.NewSet()
+	set.Add(memprov.New(b, memprov.Options{AutoPay: true}))
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{ListingLag: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Lost-1"}
+	if _, err := l.Claim(ctx, ref, params, hash); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := rdb.Keys(ctx, "*order:mem:Lost-1").Result()
+	if len(keys) != 1 {
+		t.Fatalf("record keys %v", keys)
+	}
+	lose := &loseRecordHook{rdb: rdb, key: keys[0]}
+	rdb.AddHook(lose)
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Lost-1", Params: params})
+	_ = h.ProcessTask(ctx, task)
+	_ = h.ProcessTask(ctx, task)
+	if !lose.done.Load() {
+		t.Fatal("the record was never lost")
+	}
+	if n := b.Calls("create"); n != 1 {
+		t.Fatalf("%d creates for one order whose record was lost between its create and its payment", n)
+	}
+	if rec, _ := l.Get(ctx, ref); rec == nil || rec.State != ledger.StatePaid {
+		t.Fatalf("record %+v, want paid after the lookup", rec)
+	}
+}

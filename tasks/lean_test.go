@@ -97,9 +97,9 @@ func setupMem(t *testing.T, ho *tasks.HandlerOptions, pending bool) *memEnv {
 		ho.ListingLag = -1 // the in-memory provider lists an order at once
 	}
 	h := tasks.NewHandler(e.ledger, set, ho)
-	e.srv, _ = tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 8, TaskCheckInterval: 10 * time.Millisecond,
+	var mux *asynq.ServeMux
+	e.srv, mux = tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 8, TaskCheckInterval: 10 * time.Millisecond,
 		DelayedTaskCheckInterval: 50 * time.Millisecond, Logger: ho.Logger})
-	_, mux := tasks.NewServer(opt, h, tasks.ServerOptions{})
 	if err := e.srv.Start(mux); err != nil {
 		t.Fatal(err)
 	}
