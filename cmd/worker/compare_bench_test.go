@@ -339,10 +339,10 @@ func (e *cmpEnv) enqueueAsynq(b *testing.B, orderNos []string, producers int) ti
 	return elapsed
 }
 
-// enqueueGo enqueues the orders through the project's Go Enqueuer from
-// one goroutine: one Enqueue call per order, or EnqueueBatch in batches
-// of 256.
-func (e *cmpEnv) enqueueGo(b *testing.B, orderNos []string, batch bool) time.Duration {
+// enqueueGo enqueues the orders through the project's Go Enqueuer: one
+// Enqueue call per order from the given number of goroutines, or (batch)
+// EnqueueBatch in batches of 256 from one.
+func (e *cmpEnv) enqueueGo(b *testing.B, orderNos []string, batch bool, producers int) time.Duration {
 	b.Helper()
 	client := asynq.NewClient(e.redisOpt)
 	defer client.Close()
@@ -363,10 +363,28 @@ func (e *cmpEnv) enqueueGo(b *testing.B, orderNos []string, batch bool) time.Dur
 			}
 		}
 	} else {
+		next := make(chan []byte)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		for range producers {
+			wg.Go(func() {
+				for p := range next {
+					if r, err := enq.Enqueue(ctx, p); err != nil || r.Status != tasks.Enqueued {
+						mu.Lock()
+						firstErr = cmpFirst(firstErr, fmt.Errorf("%+v, %v", r, err))
+						mu.Unlock()
+					}
+				}
+			})
+		}
 		for _, p := range payloads {
-			if r, err := enq.Enqueue(ctx, p); err != nil || r.Status != tasks.Enqueued {
-				b.Fatalf("Enqueue: %+v, %v", r, err)
-			}
+			next <- p
+		}
+		close(next)
+		wg.Wait()
+		if firstErr != nil {
+			b.Fatalf("Enqueue: %v", firstErr)
 		}
 	}
 	return time.Since(start)
@@ -638,11 +656,17 @@ func (e *cmpEnv) enqueue(b *testing.B) cmpResult {
 	raw := e.enqueueAsynq(b, nos, 1)
 	rawCmds := cmpDelta(before, e.stats(b))
 	e.flush(b)
-	goOne := e.enqueueGo(b, e.orderNos("EG", n), false)
+	goOne := e.enqueueGo(b, e.orderNos("EG", n), false, 1)
 	e.flush(b)
-	goBatch := e.enqueueGo(b, e.orderNos("EB", n), true)
+	goBatch := e.enqueueGo(b, e.orderNos("EB", n), true, 1)
 	e.flush(b)
 	goOneRate, goBatchRate := float64(n)/goOne.Seconds(), float64(n)/goBatch.Seconds()
+	// Eight producers each way, one call per order.
+	raw8 := e.enqueueAsynq(b, e.orderNos("E8", n), 8)
+	e.flush(b)
+	go8 := e.enqueueGo(b, e.orderNos("G8", n), false, 8)
+	e.flush(b)
+	raw8Rate, go8Rate := float64(n)/raw8.Seconds(), float64(n)/go8.Seconds()
 
 	cliRate, rawRate := float64(n)/cli.Seconds(), float64(n)/raw.Seconds()
 	cliPer, rawPer := float64(cliCmds.total())/float64(n), float64(rawCmds.total())/float64(n)
@@ -666,6 +690,9 @@ func (e *cmpEnv) enqueue(b *testing.B) cmpResult {
 		cmpNum(goBatchRate, 0)+" orders/s", cmpNum(rawRate, 0)+"/s", fmt.Sprintf("%.2f", goBatchRate/rawRate))
 	r.row("enqueue, one goroutine: Go `Enqueuer.Enqueue` (one call per order, claim + enqueue) vs asynq's Client",
 		cmpNum(goOneRate, 0)+" orders/s", cmpNum(rawRate, 0)+"/s", fmt.Sprintf("%.2f", goOneRate/rawRate))
+	r.metric(go8Rate/raw8Rate, "go_8_ratio")
+	r.row("enqueue, 8 goroutines each: Go `Enqueuer.Enqueue` (one call per order) vs asynq's Client",
+		cmpNum(go8Rate, 0)+" orders/s", cmpNum(raw8Rate, 0)+"/s", fmt.Sprintf("%.2f", go8Rate/raw8Rate))
 	r.row("  Redis commands per order, enqueue", fmt.Sprintf("%.1f", cliPer), fmt.Sprintf("%.1f", rawPer),
 		fmt.Sprintf("%.1f×", cliPer/max(rawPer, 1e-9)))
 	r.details = append(r.details,
