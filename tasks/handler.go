@@ -97,8 +97,12 @@ type Handler struct {
 // taking the task and marking it done, the ledger's Settle) does not hold
 // one: with more orders running than slots, the slots stay busy with
 // calls. NewServer sets it to the worker's concurrency; call it before the
-// handler runs.
+// handler runs. Only the first call with n > 0 counts: a second server on
+// the same handler shares the first one's slots.
 func (h *Handler) LimitCalls(n int) {
+	if h.calls != nil {
+		return // set once: a running handler's slots are never swapped
+	}
 	if n <= 0 {
 		h.calls = nil
 		return
@@ -236,23 +240,37 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	want := order.None // the step a Continue asked for
 	slot := callSlot{ch: h.calls}
 	defer slot.release()
+	var seen *ledger.Record // the record as this run's last step began it
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
-		if err := h.admit(ctx, ref); err != nil {
-			return err
-		}
 		if err := slot.take(ctx); err != nil {
 			// Nothing was written: the order goes back as it was.
 			return wait(time.Second, fmt.Errorf("order %s: waiting for a call slot: %w", ref, err))
+		}
+		// The breaker is asked once the slot is ours, right before the
+		// step: a wait for a slot is never a call the breaker let through
+		// earlier.
+		if err := h.admit(ctx, ref); err != nil {
+			return err
 		}
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
-			// Missing at a later step of this run, the record was lost
-			// after this run began the order: that counts as ran before.
-			if err := h.adopt(ctx, p, i > 0 || asynqRetried(ctx)); err != nil {
+			// Missing after a step of this run that may have created
+			// the order, or found that an earlier one may have, the
+			// record was lost: it counts as ran before, and is recorded
+			// again with what this run knew (the first create's time,
+			// the snapshot) to look the order up by.
+			var lost ledger.Lost
+			ranBefore := asynqRetried(ctx)
+			if seen != nil && (seen.InflightMarked || seen.MayHaveBeenCreated() || seen.MayHaveExisted ||
+				seen.State == ledger.StateUnknown || seen.State == ledger.StatePending) {
+				ranBefore = true
+				lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
+			}
+			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
 				return err
 			}
 			continue
@@ -286,6 +304,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			return wait(d, fmt.Errorf("order %s is being processed by another run", ref))
 		}
 		rec := b.Record
+		seen = rec
 		if h.differs(p, rec) {
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			h.metrics.dedupe(p.Provider, "conflict")
@@ -514,7 +533,7 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 // writes asynq tasks itself (a first run), or a record lost to a Redis
 // failover or restart (a task that ran before): that one is recorded as
 // unknown, so it is looked up before anything is submitted.
-func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool) error {
+func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost ledger.Lost) error {
 	clear, parsed, err := openAndValidate(p, h.providers, h.opts.Sealer)
 	if err != nil {
 		if errors.Is(err, ErrSealed) || errors.Is(err, errConfig) {
@@ -546,7 +565,7 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool) error {
 	if ranBefore {
 		h.log.Error("order record missing for a task that ran before (Redis lost data?); recording it as unknown so it is looked up first",
 			"provider", p.Provider, "order_no", p.OrderNo)
-		claim, err = h.ledger.ClaimLost(ctx, ref, stored, hash, "record lost; looking the order up before any submission", ledger.Lost{})
+		claim, err = h.ledger.ClaimLost(ctx, ref, stored, hash, "record lost; looking the order up before any submission", lost)
 	} else {
 		claim, err = h.ledger.Claim(ctx, ref, stored, hash)
 	}

@@ -434,6 +434,11 @@ func TestLookupPagingReadings(t *testing.T) {
 		t.Fatal(err)
 	}
 	justOurs := []map[string]any{mine}
+	other := map[string]any{}
+	for k, v := range mine {
+		other[k] = v
+	}
+	other["ItemNum"] = 3 // our OrderNo with other params: another system's order
 	tests := []struct {
 		name  string
 		l     listing
@@ -460,6 +465,9 @@ func TestLookupPagingReadings(t *testing.T) {
 		{"Total as text, ours on the third page", listing{orders: listed(250, "Mine"), total: "text"}, providers.OK, 3},
 		{"Total counts our OrderNo only, ours on the second page", listing{orders: listed(150, "Mine"), total: "ours"}, providers.OK, 3},
 		{"Total counts our OrderNo only, absent", listing{orders: listed(150, ""), total: "ours"}, providers.NotFound, 3},
+		// Rows sharing our OrderNo on different pages are different rows,
+		// not a page served again: left to a person, as on one page.
+		{"our OrderNo twice, a page each", listing{orders: []map[string]any{mine, other}, filter: true, maxLimit: 1, page: 1}, providers.Ambiguous, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -207,6 +207,12 @@ type listedOrder struct {
 	ItemNum                              json.RawMessage
 }
 
+// key is the row as a whole: rows that differ in any field are different
+// orders, whatever their OrderNo (the filter makes most rows share it).
+func (l listedOrder) key() string {
+	return strings.Join([]string{l.OrderNo, l.CustomerId, l.ItemId, l.ItemVNO, string(l.ItemNum)}, "\x00")
+}
+
 // differs reports whether a listed order carries a field that differs from
 // the params; a field the listing leaves empty rules nothing out.
 func (l listedOrder) differs(p providers.Params) bool {
@@ -249,10 +255,10 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	}
 	mine, foreign, read := 0, 0, 0
 	status := 0
-	var total *int     // the listing's Total, as last given
-	trustTotal := true // false once more orders were read than it counts
-	seen := map[string]bool{}
-	limit := true // Limit is sent
+	var total *int            // the listing's Total, as last given
+	trustTotal := true        // false once more orders were read than it counts
+	seen := map[string]bool{} // the rows read, whole
+	limit := true             // Limit is sent
 	for page := 0; ; page++ {
 		if page == maxListPages {
 			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
@@ -273,8 +279,8 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				HTTPStatus: resp.status, Message: err.Error()}
 		}
 		for _, got := range list.Orders {
-			if seen[got.OrderNo] {
-				// Pages of one listing never share an order: this one
+			if seen[got.key()] {
+				// Pages of one listing never share a row: this one
 				// repeats what was read (Offset counted otherwise, or
 				// ignored, or the listing moved), and proves nothing.
 				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
@@ -282,7 +288,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			}
 		}
 		for _, got := range list.Orders {
-			seen[got.OrderNo] = true
+			seen[got.key()] = true
 			switch {
 			case got.OrderNo == "":
 				// The row cannot be told apart from ours.

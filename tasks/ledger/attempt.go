@@ -256,9 +256,12 @@ func Unmark(rec *Record) Transition {
 // Afresh starts the order's identification anew: it forgets the snapshot
 // of the provider's orders (Record.Known) and the first attempt's time, so
 // that the next create takes a new snapshot and its lookups look from it
-// on. For a transition that records the order surely absent with nothing
-// in flight, the next call being a create: a snapshot kept from before an
-// earlier try would let an order someone else made since pass for ours.
+// on. Only for an order no create of which may ever have been received
+// (!Record.MayHaveExisted), the next call being a create: a snapshot kept
+// from before an earlier try would let an order someone else made since
+// pass for ours, while one taken after a create that may have been
+// received (a not-found believed after the listing lag is no proof) could
+// hide our own order.
 func (t Transition) Afresh() Transition { t.afresh = true; return t }
 
 // IsAfresh reports whether the transition starts the order's

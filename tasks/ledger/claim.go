@@ -127,7 +127,8 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 
 // unclaimScript deletes a record still queued under the claim ARGV[1].
 var unclaimScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created')
+if cur[5] ~= cur[6] then return 0 end
 if (cur[3] or '') ~= '' then
   local t = redis.call('TIME')
   if (tonumber(cur[4] or '0') or 0) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
@@ -144,8 +145,9 @@ return 0
 
 // Unclaim removes a record created by the claim with token, if nothing has
 // happened to it since: the undo of a claim whose task could not be queued.
-// A record a run holds the lease of is kept: the task did get queued (its
-// answer was lost), and the run is taking a step of the order.
+// A record a run holds the lease of, or that a step changed (a snapshot
+// taken, a create marked), is kept: the task did get queued (its answer
+// was lost), and a worker is on the order.
 func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 	sh := l.shardOf(ref)
 	return unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued)}, token, ref.OrderNo).Err()

@@ -85,7 +85,14 @@ type Record struct {
 	ReadAt time.Time `json:"-"`
 	// MayExist says a create may have been received by the provider (and
 	// not since confirmed absent): such an order is never re-driven.
-	MayExist        bool   `json:"may_exist,omitempty"`
+	MayExist bool `json:"may_exist,omitempty"`
+	// MayHaveExisted says some create of the order may have been received
+	// at some time, whatever MayExist says now (the record has recorded
+	// may_exist at all: only a call or a person that found out does).
+	// Such an order's identification is never started anew (see
+	// Transition.Afresh): a not-found believed after the listing lag is
+	// not proof.
+	MayHaveExisted  bool   `json:"-"`
 	ProviderOrderID string `json:"provider_order_id,omitempty"`
 	Reason          string `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target
@@ -304,6 +311,7 @@ func (r *Record) set(k, v string) {
 		r.Inflight = atoi(v)
 	case "may_exist":
 		r.MayExist = v == "1"
+		r.MayHaveExisted = true
 	case "provider_order_id":
 		r.ProviderOrderID = v
 	case "reason":

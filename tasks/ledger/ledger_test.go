@@ -254,8 +254,19 @@ func TestClaimDedupesAndUnclaim(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); rec == nil {
 		t.Fatal("Unclaim removed a record a run holds the lease of")
 	}
-	if err := l.Settle(ctx, ref, "run", ledger.Release()); err != nil {
+	if err := l.Settle(ctx, ref, "run", ledger.SetKnown([]string{"K1"})); err != nil {
 		t.Fatal(err)
+	}
+	// Released, with the snapshot the step took: still kept.
+	if err := l.Unclaim(ctx, ref, first.Token); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec == nil {
+		t.Fatal("Unclaim removed a record a step changed")
+	}
+	ref = ledger.Ref{Provider: "p", OrderNo: "C2"}
+	if first, err = l.Claim(ctx, ref, []byte(`{}`), "h1"); err != nil || !first.Created {
+		t.Fatal(first, err)
 	}
 	if err := l.Unclaim(ctx, ref, first.Token); err != nil {
 		t.Fatal(err)
@@ -535,11 +546,11 @@ func TestResolveAndRedrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Resolved absent, the order goes back to submission as a re-drive
-	// sends it: its budget and deadline anew, and its identification too
-	// (a fresh snapshot before the next create, lookups from it on).
+	// sends it: its budget and deadline anew. Its identification stays:
+	// a create of it may have been received, and may yet be listed.
 	if rec, err := l.Resolve(ctx, u2, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "bob"}); err != nil || rec.State != ledger.StateSubmitting || rec.MayExist ||
-		time.Since(rec.RedrivenAt) > time.Minute || rec.Failures != 0 || rec.Known != nil || !rec.FirstAttemptAt.IsZero() {
-		t.Fatalf("resolve absent: %+v, %v; want submitting, not may exist, no failures, no snapshot or first attempt, its deadline counting from now", rec, err)
+		time.Since(rec.RedrivenAt) > time.Minute || rec.Failures != 0 || !rec.MayHaveExisted || !slices.Equal(rec.Known, []string{"K1"}) || rec.FirstAttemptAt.IsZero() {
+		t.Fatalf("resolve absent: %+v, %v; want submitting, not may exist (but may have existed), no failures, the snapshot and first attempt kept, its deadline counting from now", rec, err)
 	}
 	pend := mk("P1", ledger.SetPending("PO-11", time.Now(), time.Now()).WithMayExist(true))
 	if _, err := l.Resolve(ctx, pend, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) {
@@ -553,8 +564,9 @@ func TestResolveAndRedrive(t *testing.T) {
 	if rec, _ := l.Get(ctx, q); rec.State != ledger.StateQueued || rec.Inflight != 0 {
 		t.Errorf("a refused resolve changed the order: %+v", rec)
 	}
-	// Redrive: only errored orders that surely created nothing.
-	sure := mk("E1", ledger.SetErrored("invalid ItemId").WithMayExist(false))
+	// Redrive: only errored orders that surely created nothing. One no
+	// create of which was ever received starts its identification anew.
+	sure := mk("E1", ledger.SetErrored("invalid ItemId"))
 	maybe := mk("E2", ledger.SetErrored("still unpaid after the pending window").WithMayExist(true))
 	if err := l.Redrive(ctx, maybe, "carol", ""); !errors.As(err, &refused) {
 		t.Errorf("redrive of an order that may exist: %v, want refused", err)
@@ -563,8 +575,17 @@ func TestResolveAndRedrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rec, _ := l.Get(ctx, sure); rec.State != ledger.StateSubmitting || rec.Failures != 0 || rec.History[len(rec.History)-1].Call != "redrive" ||
-		!rec.FirstAttemptAt.IsZero() {
+		!rec.FirstAttemptAt.IsZero() || rec.MayHaveExisted {
 		t.Errorf("after redrive: %+v", rec)
+	}
+	// Errored after a lookup found it absent: a create may have been
+	// received; its first attempt stays.
+	gone := mk("E3", ledger.SetErrored("not created after 8 failed attempts").WithMayExist(false))
+	if err := l.Redrive(ctx, gone, "carol", "budget raised"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, gone); rec.State != ledger.StateSubmitting || rec.FirstAttemptAt.IsZero() || !rec.MayHaveExisted {
+		t.Errorf("after redrive of an order that may have existed: %+v", rec)
 	}
 	evs, _ := l.Events(ctx, "", 100)
 	n := 0

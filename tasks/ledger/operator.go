@@ -255,7 +255,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case ResolveAbsent:
 		// The operator sends the order back to submission, as a re-drive
 		// does: its deadline counts from now.
-		t = SetRetry("operator found no such order at the provider " + msg).WithMayExist(false).WithFailures(0).Afresh().withRedriven()
+		t = SetRetry("operator found no such order at the provider " + msg).WithMayExist(false).WithFailures(0).withRedriven()
 	case ResolveErrored:
 		t = SetErrored("operator: " + msg)
 	}
@@ -279,8 +279,8 @@ func stateBefore(rec *Record) State {
 
 // redriveScript moves an errored order that surely created nothing back to
 // submitting, with its failure budget reset, its deadline counting from now
-// (redriven), its identification started anew (Transition.Afresh) and a
-// history entry.
+// (redriven), its identification started anew (Transition.Afresh) unless
+// a create of it may ever have been received, and a history entry.
 //
 // KEYS: record, history, errored index, submitting index. ARGV: order_no,
 // now (ms), attempt JSON, reason, max history.
@@ -289,8 +289,8 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight')
 if not cur[1] then return {'missing'} end
 if cur[1] ~= 'errored' then return {'refused', 'the order is ' .. cur[1] .. ', not errored'} end
 if cur[2] == '1' or (cur[3] or '') ~= '' then return {'refused', 'the order may exist at the provider'} end
-redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', ARGV[2], 'outcome_at', '', 'redriven', ARGV[2],
-  'known', '', 'first_attempt', '')
+redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', ARGV[2], 'outcome_at', '', 'redriven', ARGV[2])
+if not cur[2] then redis.call('HSET', KEYS[1], 'known', '', 'first_attempt', '') end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 if redis.call('RPUSH', KEYS[2], ARGV[3]) > tonumber(ARGV[5]) then

@@ -299,6 +299,21 @@ func retryAfter(err error, fallback time.Duration) time.Duration {
 	return fallback
 }
 
+// afresh starts the order's identification anew (Transition.Afresh) when
+// no create of it may ever have been received: a create refused before
+// the provider acted (throttled, unauthenticated, unavailable) leaves
+// nothing, so the next create takes a new snapshot and its lookups look
+// from it on. Otherwise t is kept as it is: a snapshot or a window from
+// after a create that may have been received could hide our order.
+// rec is the record of the create that was refused (its own mark in
+// flight).
+func afresh(rec *ledger.Record, t ledger.Transition) ledger.Transition {
+	if rec.MayHaveExisted || rec.MayExist || !rec.InflightMarked {
+		return t
+	}
+	return t.Afresh()
+}
+
 func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy) Decision {
 	switch {
 	case providers.MaybeCreated(code):
@@ -307,19 +322,19 @@ func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	case code == providers.RateLimited:
-		return Decision{Settle: ledger.SetRetry(msg).Afresh(),
+		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)),
 			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
 	case code == providers.Unauthenticated:
 		// Refused before anything was created: the credentials are wrong
 		// on this worker. The order waits for a worker that has them.
-		return Decision{Settle: ledger.SetRetry(msg).Afresh(), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	case providers.Retryable(code):
 		f := rec.Failures + 1
 		if p.MaxAttempts > 0 && f >= p.MaxAttempts {
 			r := fmt.Sprintf("gave up after %d failed attempts: %s", f, msg)
 			return Decision{Settle: ledger.SetErrored(r).WithFailures(f), Then: Then{Next: Stop, Reason: r}}
 		}
-		return Decision{Settle: ledger.SetRetry(msg).WithFailures(f).Afresh(),
+		return Decision{Settle: afresh(rec, ledger.SetRetry(msg).WithFailures(f)),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
@@ -347,9 +362,10 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			r := p.deadlineReason() + " (the provider holds no such order)"
 			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false), Then: Then{Next: Stop, Reason: r}}
 		}
-		// Surely absent: the next create starts the order's
-		// identification anew (a new snapshot; lookups from it on).
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false).Afresh(), Then: Then{Next: Continue, Step: Submit}}
+		// Believed absent: a create follows. The order's identification
+		// (snapshot, first attempt) is kept: a create may have been
+		// received, and the listing may yet show it.
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	t := ledger.SetUnknown(reason).WithMayExist(true)

@@ -202,11 +202,19 @@ func TestDecideFailures(t *testing.T) {
 			if d.Settle.Attempt() != a {
 				t.Errorf("%s: the attempt is not recorded", name)
 			}
-			// Where the order is surely absent and the next call creates
-			// it, its identification starts anew (a fresh snapshot,
-			// lookups from the next create on); nowhere else.
-			if afresh := w.to == sub; d.Settle.IsAfresh() != afresh {
+			// Where a create was refused before the provider acted and no
+			// create of the order may ever have been received, its
+			// identification starts anew (a fresh snapshot, lookups from
+			// the next create on); nowhere else.
+			if afresh := tc.step == Submit && w.to == sub; d.Settle.IsAfresh() != afresh {
 				t.Errorf("%s: afresh %v, want %v", name, d.Settle.IsAfresh(), afresh)
+			}
+			if tc.step == Submit {
+				once := tc.rec()
+				once.MayHaveExisted = true // an earlier create may have been received
+				if d := Decide(once, tc.step, Outcome{Err: err, Attempt: a}, policy(), t0.Add(2*time.Minute)); d.Settle.IsAfresh() {
+					t.Errorf("%s: afresh for an order an earlier create of which may have been received", name)
+				}
 			}
 			if (d.Then.Next == Wait || d.Then.Next == Retry || d.Then.Next == ConfigWait) && d.Then.Delay <= 0 {
 				t.Errorf("%s: %v with no delay", name, d.Then.Next)
@@ -436,13 +444,10 @@ func TestListingLag(t *testing.T) {
 		if d.Then.Next != tt.wantNext || d.Then.Delay != tt.wantDelay || d.Settle.To() != tt.wantTo {
 			t.Errorf("%s: next %v, delay %s, to %q; want %v, %s, %q (%s)", tt.name, d.Then.Next, d.Then.Delay, d.Settle.To(), tt.wantNext, tt.wantDelay, tt.wantTo, d.Then.Reason)
 		}
-		if tt.wantNext == Continue && !d.Settle.IsAfresh() {
-			t.Errorf("%s: a believed not-found keeps the old snapshot and first attempt for the next create", tt.name)
+		if d.Settle.IsAfresh() {
+			t.Errorf("%s: a lookup's not-found drops the snapshot and first attempt of a create that may have been received", tt.name)
 		}
 		if tt.wantNext == Wait {
-			if d.Settle.IsAfresh() {
-				t.Errorf("%s: the snapshot is dropped while the order may exist", tt.name)
-			}
 			if me, set := d.Settle.MayExist(); !set || !me {
 				t.Errorf("%s: may_exist not kept while the listing may lag", tt.name)
 			}
