@@ -222,6 +222,21 @@ func Queues(queue string, shards int) []string {
 	return out
 }
 
+// ServedQueues are the queues a worker serves: its shards' (Queues) and,
+// with more than one shard, the queue as named, where a producer that
+// writes its tasks itself puts them (a task found there is claimed in its
+// shard and run where it is).
+func ServedQueues(queue string, shards int) []string {
+	qs := Queues(queue, shards)
+	if len(qs) > 1 {
+		if queue == "" {
+			queue = DefaultQueue
+		}
+		qs = append(qs, queue)
+	}
+	return qs
+}
+
 // OrderQueue is the asynq queue of an order's task: the queue of its
 // ledger shard (see Queues).
 func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {

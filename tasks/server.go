@@ -143,14 +143,12 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 		o.TaskCheckInterval = DefaultPollInterval
 	}
 	queues := map[string]int{}
-	// With a sharded ledger, each shard's queue (Queues).
-	for _, q := range Queues(o.Queue, h.ledger.Shards()) {
+	// With a sharded ledger, each shard's queue, and the queue as named
+	// for producers that write their tasks themselves: unserved, those
+	// would wait unseen (no record exists until a worker claims one).
+	for _, q := range ServedQueues(o.Queue, h.ledger.Shards()) {
 		queues[q] = 1
 	}
-	// A producer that writes its tasks itself puts them on the queue as
-	// named, whatever the shards: served too, or they would wait unseen
-	// (the record does not exist until a worker claims it on first sight).
-	queues[o.Queue] = 1
 	h.LimitCalls(o.Concurrency)
 	slots := o.Concurrency + Headroom(o.Concurrency)
 	n := o.Dequeuers

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
-	reg.MustRegister(tasks.NewQueueCollector(inspector, tasks.Queues(cfg.Queue, cfg.Shards)))
+	reg.MustRegister(tasks.NewQueueCollector(inspector, tasks.ServedQueues(cfg.Queue, cfg.Shards)))
 
 	backoff := tasks.Backoff{Base: cfg.RetryBase, Max: cfg.RetryMax}
 	handler := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{
