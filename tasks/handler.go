@@ -110,11 +110,25 @@ func (h *Handler) LimitCalls(n int) {
 	h.calls = make(chan struct{}, n)
 }
 
-// callSlot is a step's hold on one of the handler's call slots.
+// callSlot is a step's hold on one of the handler's call slots, and on
+// what the provider's guard let through for it.
 type callSlot struct {
 	ch   chan struct{}
 	held bool
+	// admitted: the guard let a call through (a half-open breaker's
+	// trial place, say) that has not been reported: release reports it
+	// as no call made, so the place is not held until it times out.
+	admitted bool
+	guard    Guard
+	provider string
 }
+
+// errNoCall reports to a guard that a step it let through made no call
+// (the order was busy, finished, or waits): no news of the provider.
+var errNoCall = fmt.Errorf("no provider call made: %w", context.Canceled)
+
+// called marks the admission as reported by the call itself.
+func (s *callSlot) called() { s.admitted = false }
 
 // take waits for a slot, or for ctx to end.
 func (s *callSlot) take(ctx context.Context) error {
@@ -130,8 +144,13 @@ func (s *callSlot) take(ctx context.Context) error {
 	}
 }
 
-// release gives the slot back, if held.
+// release gives the slot back, if held, and reports an admission that
+// made no call.
 func (s *callSlot) release() {
+	if s.admitted {
+		s.admitted = false
+		s.guard.Done(s.provider, errNoCall)
+	}
 	if s.held {
 		s.held = false
 		<-s.ch
@@ -238,7 +257,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	pol := h.policy(p.Provider, prov)
 	base := uuid.NewString()
 	want := order.None // the step a Continue asked for
-	slot := callSlot{ch: h.calls}
+	slot := callSlot{ch: h.calls, guard: h.opts.Guard, provider: p.Provider}
 	defer slot.release()
 	var seen *ledger.Record // the record as this run's last step began it
 	for i := 0; i < maxSteps; i++ {
@@ -253,6 +272,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if err := h.admit(ctx, ref); err != nil {
 			return err
 		}
+		slot.admitted = h.opts.Guard != nil
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
@@ -662,6 +682,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		}
 	}
 	took := time.Since(start)
+	slot.called() // reported below, with the call's outcome
 	slot.release()
 	stopKeepalive()
 	if h.opts.Guard != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/guard"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -349,5 +350,48 @@ func TestRecordLostBetweenStepsIsLookedUp(t *testing.T) {
 	}
 	if rec, _ := l.Get(ctx, ref); rec == nil || rec.State != ledger.StatePaid {
 		t.Fatalf("record %+v, want paid after the lookup", rec)
+	}
+}
+
+// A half-open breaker lets one trial call through. A step it let through
+// that then makes no call (its order is busy with another run) reports
+// that, so the trial place goes to the next order at once instead of
+// being held until it times out.
+func TestNoCallFreesTheBreakersTrial(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, nil)
+	b := memprov.NewBackend("")
+	set := providers.NewSet()
+	set.Add(memprov.New(b, memprov.Options{}))
+	g := guard.New(nil, &guard.Options{FailureThreshold: 1, Cooldown: 50 * time.Millisecond, HalfOpenCalls: 1, TrialTimeout: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)})
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: slog.New(slog.DiscardHandler)})
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	claim := func(no string) *asynq.Task {
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: no}, params, hash); err != nil {
+			t.Fatal(err)
+		}
+		task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: no, Params: params})
+		return task
+	}
+	busy, next := claim("Busy-1"), claim("Next-1")
+	// Another run holds Busy-1's lease.
+	if _, err := l.Begin(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: "Busy-1"}, ledger.BeginArgs{Token: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	g.Done(memprov.Name, providers.Errorf(providers.Unavailable, "create", "down")) // the breaker opens
+	time.Sleep(80 * time.Millisecond)                                               // and is half-open
+	if err := h.ProcessTask(ctx, busy); err == nil || !strings.Contains(err.Error(), "being processed by another run") {
+		t.Fatalf("busy order: %v, want a wait for the other run", err)
+	}
+	if err := h.ProcessTask(ctx, next); err != nil {
+		t.Fatalf("the next order after a step that made no call: %v, want it let through as the trial", err)
+	}
+	if rec, _ := l.Get(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: "Next-1"}); rec.State != ledger.StatePaid || g.State(memprov.Name) != guard.Closed {
+		t.Fatalf("state %s, breaker %v; want paid, the breaker closed by the trial", rec.State, g.State(memprov.Name))
 	}
 }
