@@ -166,6 +166,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := ledger.CheckShards(ctx); err != nil {
 		return err
 	}
+	for addr, policy := range evictionPolicy(ctx, rdb) {
+		log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
+			"redis", addr, "maxmemory_policy", policy)
+	}
 	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {
 		var masters atomic.Int64 // the callbacks run at once
 		_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { masters.Add(1); return nil })

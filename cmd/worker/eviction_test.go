@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// A Redis that evicts keys of any kind under memory pressure can drop an
+// order's record or task: the worker says so at start, loudly, naming the
+// policy; with noeviction (or a policy that only evicts keys with a TTL,
+// which the ledger's never have) it says nothing.
+func TestWorkerWarnsOfAnEvictingRedis(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		policy string
+		warns  bool
+	}{
+		{"noeviction", false},
+		{"volatile-lru", false},
+		{"allkeys-lru", true},
+	} {
+		if err := rdb.ConfigSet(ctx, "maxmemory-policy", tt.policy).Err(); err != nil {
+			t.Fatal(err)
+		}
+		got := evictionPolicy(ctx, rdb)
+		if tt.warns != (got[rs.Addr] == tt.policy) || (!tt.warns && len(got) != 0) {
+			t.Errorf("%s: evictionPolicy = %v", tt.policy, got)
+		}
+	}
+	// At start, in the log.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done, logs := startWorker(t, rctx, rs.URL(), "127.0.0.1:0")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "maxmemory-policy noeviction") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about allkeys-lru at start; logs:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "allkeys-lru") {
+		t.Errorf("the warning does not name the policy:\n%s", logs.String())
+	}
+	cancel()
+	<-done
+}
