@@ -356,7 +356,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 // enqueueTask queues the order's task and reports whether it was new: a
 // task that already exists (task id conflict) counts as queued.
 func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload) (bool, error) {
-	task, err := NewOrderSubmitTask(p)
+	task, err := newClaimedTask(p)
 	if err != nil {
 		return false, err
 	}

@@ -283,12 +283,23 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			// record was lost: it counts as ran before, and is recorded
 			// again with what this run knew (the first create's time,
 			// the snapshot) to look the order up by.
+			// So is a task queued for a claimed order whose claim was
+			// not undone: its record existed, and may have recorded
+			// creates (runs that ended in waits leave asynq's retry
+			// count as it was).
 			var lost ledger.Lost
 			ranBefore := asynqRetried(ctx)
 			if seen != nil && (seen.InflightMarked || seen.MayHaveBeenCreated() || seen.MayHaveExisted ||
 				seen.State == ledger.StateUnknown || seen.State == ledger.StatePending) {
 				ranBefore = true
 				lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
+			}
+			if !ranBefore && t.Headers()[claimedHeader] != "" {
+				undone, err := h.ledger.Unclaimed(ctx, ref)
+				if err != nil {
+					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+				}
+				ranBefore = !undone
 			}
 			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
 				return err

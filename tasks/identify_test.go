@@ -395,3 +395,63 @@ func TestNoCallFreesTheBreakersTrial(t *testing.T) {
 		t.Fatalf("state %s, breaker %v; want paid, the breaker closed by the trial", rec.State, g.State(memprov.Name))
 	}
 }
+
+// An order's record lost while its task waits between polls: asynq's
+// retry count says nothing (waits do not raise it), but the task was
+// queued for a claimed order, so the worker records the order unknown and
+// looks it up rather than create it again. An order whose claim was undone
+// (its task queued after all) is still taken for a new one.
+func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, nil)
+	b := memprov.NewBackend("")
+	b.Pending = true
+	b.Duplicates = true // a provider that would take the same order number twice
+	set := providers.NewSet()
+	set.Add(memprov.New(b, memprov.Options{}))
+	quiet := slog.New(slog.DiscardHandler)
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet})
+	opt := asynq.RedisClientOpt{Addr: srv.Addr}
+	s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
+		DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	if res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Poll-1","params":{"item":"sku-1","qty":2}}`)); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	if err := s.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Poll-1"}
+	waitFor := func(what string, ok func(*ledger.Record) bool) *ledger.Record {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			rec, _ := l.Get(ctx, ref)
+			if ok(rec) {
+				return rec
+			}
+			if time.Now().After(end) {
+				t.Fatalf("%s: record %+v", what, rec)
+			}
+		}
+	}
+	waitFor("pending", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePending })
+	keys, _ := rdb.Keys(ctx, "*order:mem:Poll-1").Result()
+	if len(keys) != 1 {
+		t.Fatalf("record keys %v", keys)
+	}
+	rdb.Del(ctx, keys[0]) // Redis loses the record; the task polls on
+	rec := waitFor("recorded again", func(r *ledger.Record) bool { return r != nil && r.Attempts > 0 })
+	time.Sleep(200 * time.Millisecond) // a few more polls
+	if n := b.Calls("create"); n != 1 {
+		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)
+	}
+	if rec, _ := l.Get(ctx, ref); rec.State != ledger.StatePending && rec.State != ledger.StateUnknown {
+		t.Fatalf("state %s, want the order looked up (pending)", rec.State)
+	}
+}

@@ -355,5 +355,23 @@ func NewOrderSubmitTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
 	return asynq.NewTask(TypeOrderSubmit, data, opts...), nil
 }
 
+// claimedHeader marks a task queued for an order the ledger had claimed
+// first (by the Enqueuer or the reconciler). Its record exists unless the
+// claim was undone (Ledger.Unclaimed) or Redis lost it; a lost one is
+// recorded unknown and looked up, never taken for a new order, however
+// many times the task waited before. Tasks a producer writes itself carry
+// no such header: the worker claims those on first sight.
+const claimedHeader = "orderworker-claimed"
+
+// newClaimedTask is NewOrderSubmitTask for an order claimed in the ledger.
+func newClaimedTask(p Payload) (*asynq.Task, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTaskWithHeaders(TypeOrderSubmit, data, map[string]string{claimedHeader: "1"},
+		asynq.TaskID(TaskID(p.Provider, p.OrderNo))), nil
+}
+
 // TaskID is the asynq task id of an order.
 func TaskID(provider, orderNo string) string { return provider + ":" + orderNo }

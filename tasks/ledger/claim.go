@@ -125,7 +125,8 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 	return cr, nil
 }
 
-// unclaimScript deletes a record still queued under the claim ARGV[1].
+// unclaimScript deletes a record still queued under the claim ARGV[1],
+// and remembers for ARGV[3] seconds that it did (KEYS[3]).
 var unclaimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created')
 if cur[5] ~= cur[6] then return 0 end
@@ -138,10 +139,25 @@ end
 if cur[1] == 'queued' and cur[2] == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
   return 1
 end
 return 0
 `)
+
+// unclaimedTTL is how long an undone claim is remembered (Unclaimed): a
+// task whose enqueue answered an error may still have been queued, and
+// runs within it unless every worker is down that long.
+const unclaimedTTL = 7 * 24 * time.Hour
+
+// Unclaimed reports whether the order's claim was undone (Unclaim) in the
+// last unclaimedTTL: its task, if one got queued after all, may be taken
+// for a new order. A claimed task whose record is missing otherwise lost
+// it.
+func (l *Ledger) Unclaimed(ctx context.Context, ref Ref) (bool, error) {
+	n, err := l.rdb.Exists(ctx, l.shardOf(ref).unclaimedKey(ref)).Result()
+	return n > 0, err
+}
 
 // Unclaim removes a record created by the claim with token, if nothing has
 // happened to it since: the undo of a claim whose task could not be queued.
@@ -150,7 +166,8 @@ return 0
 // was lost), and a worker is on the order.
 func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 	sh := l.shardOf(ref)
-	return unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued)}, token, ref.OrderNo).Err()
+	return unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
+		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Err()
 }
 
 // ClaimArgs is one order to claim in ClaimMany.

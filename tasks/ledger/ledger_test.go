@@ -274,6 +274,14 @@ func TestClaimDedupesAndUnclaim(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); rec != nil {
 		t.Fatalf("record after Unclaim: %+v", rec)
 	}
+	// The undo is remembered (a task queued after all is a new order);
+	// a record missing otherwise was lost.
+	if undone, err := l.Unclaimed(ctx, ref); err != nil || !undone {
+		t.Errorf("Unclaimed after Unclaim = %v, %v; want true", undone, err)
+	}
+	if undone, err := l.Unclaimed(ctx, ledger.Ref{Provider: "p", OrderNo: "C"}); err != nil || undone {
+		t.Errorf("Unclaimed of an order whose claim was kept = %v, %v; want false", undone, err)
+	}
 	lost, err := l.ClaimLost(ctx, ref, []byte(`{}`), "h1", "record lost", ledger.Lost{})
 	if err != nil || !lost.Created || lost.State != ledger.StateUnknown {
 		t.Fatalf("ClaimLost = %+v, %v", lost, err)

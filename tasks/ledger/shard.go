@@ -141,7 +141,10 @@ func (l *Ledger) ownerShard(provider, id string) *shard {
 	return &l.shards[fnv32a(provider, id)%uint32(len(l.shards))]
 }
 
-func (s *shard) recordKey(r Ref) string  { return s.prefix + "order:" + r.Provider + ":" + r.OrderNo }
+func (s *shard) recordKey(r Ref) string { return s.prefix + "order:" + r.Provider + ":" + r.OrderNo }
+func (s *shard) unclaimedKey(r Ref) string {
+	return s.prefix + "unclaimed:" + r.Provider + ":" + r.OrderNo
+}
 func (s *shard) historyKey(r Ref) string { return s.prefix + "history:" + r.Provider + ":" + r.OrderNo }
 
 // indexKey is the sorted set of a provider's orders in a state, scored by
