@@ -326,7 +326,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 	res.State = claim.State
 	switch {
 	case claim.Created:
-		if _, err := e.enqueueTask(ctx, p); err != nil {
+		if _, err := e.enqueueTask(ctx, p, claim.Token); err != nil {
 			e.undoClaim(pr.ref(), claim.Token)
 			return res, err
 		}
@@ -344,7 +344,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// Queued: its task may never have been enqueued (the producer
 		// died between the writes). Enqueue it; the task id refuses a
 		// second task while the first exists.
-		queued, err := e.enqueueTask(ctx, p)
+		queued, err := e.enqueueTask(ctx, p, "")
 		if err != nil {
 			return res, err
 		}
@@ -355,8 +355,10 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 
 // enqueueTask queues the order's task and reports whether it was new: a
 // task that already exists (task id conflict) counts as queued.
-func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload) (bool, error) {
-	task, err := newClaimedTask(p)
+func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string) (bool, error) {
+	// Now is no later than any create: none leaves before the task runs
+	// (a record found still queued has had none marked either).
+	task, err := newClaimedTask(p, time.Now(), claimToken)
 	if err != nil {
 		return false, err
 	}

@@ -294,12 +294,13 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				ranBefore = true
 				lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
 			}
-			if !ranBefore && t.Headers()[claimedHeader] != "" {
-				undone, err := h.ledger.Unclaimed(ctx, ref)
+			if claimed, at, token := claimedMark(t); claimed && !ranBefore {
+				undone, err := h.ledger.Unclaimed(ctx, ref, token)
 				if err != nil {
 					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 				}
-				ranBefore = !undone
+				// Looked up from the claim on: no create left before it.
+				ranBefore, lost.FirstAttempt = !undone, at
 			}
 			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
 				return err

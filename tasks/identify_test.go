@@ -447,6 +447,9 @@ func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 	}
 	rdb.Del(ctx, keys[0]) // Redis loses the record; the task polls on
 	rec := waitFor("recorded again", func(r *ledger.Record) bool { return r != nil && r.Attempts > 0 })
+	if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.After(time.Now()) {
+		t.Errorf("recreated with first attempt %s; want the claim's time, to look the order up from", rec.FirstAttemptAt)
+	}
 	time.Sleep(200 * time.Millisecond) // a few more polls
 	if n := b.Calls("create"); n != 1 {
 		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)

@@ -8,7 +8,9 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
@@ -356,21 +358,39 @@ func NewOrderSubmitTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
 }
 
 // claimedHeader marks a task queued for an order the ledger had claimed
-// first (by the Enqueuer or the reconciler). Its record exists unless the
-// claim was undone (Ledger.Unclaimed) or Redis lost it; a lost one is
-// recorded unknown and looked up, never taken for a new order, however
-// many times the task waited before. Tasks a producer writes itself carry
-// no such header: the worker claims those on first sight.
+// first (by the Enqueuer or the reconciler), as "MS:TOKEN": a time no
+// later than any create of the order (ms since the epoch) and the claim's
+// token ("" when not known). Its record exists unless that very claim was
+// undone (Ledger.Unclaimed) or Redis lost it; a lost one is recorded
+// unknown and looked up from that time on, never taken for a new order,
+// however many times the task waited before. Tasks a producer writes
+// itself carry no such header: the worker claims those on first sight.
 const claimedHeader = "orderworker-claimed"
 
-// newClaimedTask is NewOrderSubmitTask for an order claimed in the ledger.
-func newClaimedTask(p Payload) (*asynq.Task, error) {
+// newClaimedTask is NewOrderSubmitTask for an order claimed in the ledger
+// with token, no create of which left before at.
+func newClaimedTask(p Payload, at time.Time, token string) (*asynq.Task, error) {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return nil, err
 	}
-	return asynq.NewTaskWithHeaders(TypeOrderSubmit, data, map[string]string{claimedHeader: "1"},
+	mark := strconv.FormatInt(at.UnixMilli(), 10) + ":" + token
+	return asynq.NewTaskWithHeaders(TypeOrderSubmit, data, map[string]string{claimedHeader: mark},
 		asynq.TaskID(TaskID(p.Provider, p.OrderNo))), nil
+}
+
+// claimedMark reads a task's claimedHeader: whether it has one, the time
+// (zero when unreadable) and the claim's token.
+func claimedMark(t *asynq.Task) (ok bool, at time.Time, token string) {
+	v, ok := t.Headers()[claimedHeader]
+	if !ok {
+		return false, time.Time{}, ""
+	}
+	ms, token, _ := strings.Cut(v, ":")
+	if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n > 0 {
+		at = time.UnixMilli(n).UTC()
+	}
+	return true, at, token
 }
 
 // TaskID is the asynq task id of an order.

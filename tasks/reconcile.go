@@ -269,7 +269,7 @@ func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Clie
 	default:
 		return false, nil // a live task will handle it
 	}
-	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
+	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, rec.CreatedAt, "")
 	if err != nil {
 		return false, err
 	}

@@ -11,8 +11,10 @@ import (
 
 // A Redis that evicts keys of any kind under memory pressure can drop an
 // order's record or task: the worker says so at start, loudly, naming the
-// policy; with noeviction (or a policy that only evicts keys with a TTL,
-// which the ledger's never have) it says nothing.
+// policy; with noeviction, or a policy that only evicts keys with a TTL
+// (the ledger's records, indexes and history have none; losing one of
+// its remembered undone claims makes a lookup, not a second order), it
+// says nothing.
 func TestWorkerWarnsOfAnEvictingRedis(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)

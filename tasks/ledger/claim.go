@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -126,7 +127,7 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 }
 
 // unclaimScript deletes a record still queued under the claim ARGV[1],
-// and remembers for ARGV[3] seconds that it did (KEYS[3]).
+// and remembers for ARGV[3] seconds that it undid that claim (KEYS[3]).
 var unclaimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created')
 if cur[5] ~= cur[6] then return 0 end
@@ -139,7 +140,7 @@ end
 if cur[1] == 'queued' and cur[2] == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
-  redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
   return 1
 end
 return 0
@@ -150,13 +151,19 @@ return 0
 // runs within it unless every worker is down that long.
 const unclaimedTTL = 7 * 24 * time.Hour
 
-// Unclaimed reports whether the order's claim was undone (Unclaim) in the
-// last unclaimedTTL: its task, if one got queued after all, may be taken
-// for a new order. A claimed task whose record is missing otherwise lost
-// it.
-func (l *Ledger) Unclaimed(ctx context.Context, ref Ref) (bool, error) {
-	n, err := l.rdb.Exists(ctx, l.shardOf(ref).unclaimedKey(ref)).Result()
-	return n > 0, err
+// Unclaimed reports whether the order's claim with token was undone
+// (Unclaim) in the last unclaimedTTL: a task queued for it after all may
+// be taken for a new order. A claimed task whose record is missing
+// otherwise lost it (a later claim of the same order has another token).
+func (l *Ledger) Unclaimed(ctx context.Context, ref Ref, token string) (bool, error) {
+	if token == "" {
+		return false, nil
+	}
+	v, err := l.rdb.Get(ctx, l.shardOf(ref).unclaimedKey(ref)).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return v == token, err
 }
 
 // Unclaim removes a record created by the claim with token, if nothing has

@@ -276,11 +276,20 @@ func TestClaimDedupesAndUnclaim(t *testing.T) {
 	}
 	// The undo is remembered (a task queued after all is a new order);
 	// a record missing otherwise was lost.
-	if undone, err := l.Unclaimed(ctx, ref); err != nil || !undone {
+	if undone, err := l.Unclaimed(ctx, ref, first.Token); err != nil || !undone {
 		t.Errorf("Unclaimed after Unclaim = %v, %v; want true", undone, err)
 	}
-	if undone, err := l.Unclaimed(ctx, ledger.Ref{Provider: "p", OrderNo: "C"}); err != nil || undone {
-		t.Errorf("Unclaimed of an order whose claim was kept = %v, %v; want false", undone, err)
+	for _, c := range []struct {
+		ref   ledger.Ref
+		token string
+	}{
+		{ledger.Ref{Provider: "p", OrderNo: "C"}, first.Token}, // its claim was kept
+		{ref, "another claim"},                                 // a later claim of the same order
+		{ref, ""},
+	} {
+		if undone, err := l.Unclaimed(ctx, c.ref, c.token); err != nil || undone {
+			t.Errorf("Unclaimed(%v, %q) = %v, %v; want false", c.ref, c.token, undone, err)
+		}
 	}
 	lost, err := l.ClaimLost(ctx, ref, []byte(`{}`), "h1", "record lost", ledger.Lost{})
 	if err != nil || !lost.Created || lost.State != ledger.StateUnknown {
