@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"slices"
@@ -40,7 +39,7 @@ func TestListingLagOnRedisClock(t *testing.T) {
 	ctx := context.Background()
 	e.sandbox.ListLag = 30 * time.Second
 	opts := func() *tasks.HandlerOptions {
-		return &tasks.HandlerOptions{ListingLag: 2 * time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		return &tasks.HandlerOptions{ListingLag: 2 * time.Minute, Logger: quiet,
 			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}
 	}
 	behind := ledger.New(e.rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(-3 * time.Minute) }})
@@ -129,13 +128,8 @@ func TestSnapshotRetakenAfterAFailedCreate(t *testing.T) {
 func TestHandWrittenTaskRunsWithAShardedLedger(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := taskstest.StartRedis(t, nil)
-	rdb := srv.Client(t)
-	l := ledger.New(rdb, &ledger.Options{Shards: 3})
 	b := memprov.NewBackend("")
-	set := providers.NewSet()
-	set.Add(memprov.New(b, memprov.Options{Name: "mem"}))
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, _, l, set := memSetup(t, &ledger.Options{Shards: 3}, memprov.New(b, memprov.Options{}))
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
 	s, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: srv.Addr}, h, tasks.ServerOptions{
 		Concurrency: 2, TaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
@@ -187,14 +181,9 @@ func (p *slowProv) Submit(ctx context.Context, o providers.Order) (providers.Res
 func TestConcurrencyBoundsProviderCalls(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := taskstest.StartRedis(t, nil)
-	rdb := srv.Client(t)
-	l := ledger.New(rdb, nil)
 	b := memprov.NewBackend("")
-	prov := &slowProv{Client: memprov.New(b, memprov.Options{Name: "mem"}), delay: 50 * time.Millisecond}
-	set := providers.NewSet()
-	set.Add(prov)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	prov := &slowProv{Client: memprov.New(b, memprov.Options{}), delay: 50 * time.Millisecond}
+	srv, _, l, set := memSetup(t, nil, prov)
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
 	const concurrency, n = 4, 40
 	s, mux := tasks.NewServer(asynq.RedisClientOpt{Addr: srv.Addr}, h, tasks.ServerOptions{
@@ -318,15 +307,11 @@ func (h *loseRecordHook) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 func TestRecordLostBetweenStepsIsLookedUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := taskstest.StartRedis(t, nil)
-	rdb := srv.Client(t)
-	l := ledger.New(rdb, nil)
 	b := memprov.NewBackend("")
 	b.Pending = true
 	b.Duplicates = true // a provider that would take the same order number twice
-	set := providers.NewSet()
-	set.Add(memprov.New(b, memprov.Options{AutoPay: true}))
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{ListingLag: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	_, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{AutoPay: true}))
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{ListingLag: -1, Logger: quiet})
 	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
 	hash, _ := tasks.ParamsHash(params)
 	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Lost-1"}
@@ -360,15 +345,10 @@ func TestRecordLostBetweenStepsIsLookedUp(t *testing.T) {
 func TestNoCallFreesTheBreakersTrial(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := taskstest.StartRedis(t, nil)
-	rdb := srv.Client(t)
-	l := ledger.New(rdb, nil)
-	b := memprov.NewBackend("")
-	set := providers.NewSet()
-	set.Add(memprov.New(b, memprov.Options{}))
+	_, _, l, set := memSetup(t, nil, memprov.New(memprov.NewBackend(""), memprov.Options{}))
 	g := guard.New(nil, &guard.Options{FailureThreshold: 1, Cooldown: 50 * time.Millisecond, HalfOpenCalls: 1, TrialTimeout: time.Minute,
-		Logger: slog.New(slog.DiscardHandler)})
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: slog.New(slog.DiscardHandler)})
+		Logger: quiet})
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: quiet})
 	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
 	hash, _ := tasks.ParamsHash(params)
 	claim := func(no string) *asynq.Task {
@@ -404,15 +384,10 @@ func TestNoCallFreesTheBreakersTrial(t *testing.T) {
 func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := taskstest.StartRedis(t, nil)
-	rdb := srv.Client(t)
-	l := ledger.New(rdb, nil)
 	b := memprov.NewBackend("")
 	b.Pending = true
 	b.Duplicates = true // a provider that would take the same order number twice
-	set := providers.NewSet()
-	set.Add(memprov.New(b, memprov.Options{}))
-	quiet := slog.New(slog.DiscardHandler)
+	srv, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{}))
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet})
 	opt := asynq.RedisClientOpt{Addr: srv.Addr}
 	s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
@@ -457,4 +432,18 @@ func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); rec.State != ledger.StatePending && rec.State != ledger.StateUnknown {
 		t.Fatalf("state %s, want the order looked up (pending)", rec.State)
 	}
+}
+
+// quiet discards a test's logs.
+var quiet = slog.New(slog.DiscardHandler)
+
+// memSetup starts a redis-server and returns it, a client on it, a ledger
+// (lo: its options; nil, the defaults) and a provider set holding prov.
+func memSetup(t *testing.T, lo *ledger.Options, prov providers.Provider) (*taskstest.Server, *redis.Client, *ledger.Ledger, *providers.Set) {
+	t.Helper()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	set := providers.NewSet()
+	set.Add(prov)
+	return srv, rdb, ledger.New(rdb, lo), set
 }
