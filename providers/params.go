@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/orderworker/orderworker/internal/jsonscan"
 )
 
 // Kind is the JSON type a param must have.
@@ -119,14 +121,14 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, bad("params must be a JSON object")
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
+	members, ok := jsonscan.Members(raw)
+	if !ok {
 		return nil, bad("params: malformed JSON")
 	}
 	var unknown []string
-	for k := range m {
-		if !slices.ContainsFunc(fields, func(f Field) bool { return f.Name == k }) {
-			unknown = append(unknown, k)
+	for _, m := range members {
+		if !slices.ContainsFunc(fields, func(f Field) bool { return f.Name == m.Key }) {
+			unknown = append(unknown, m.Key)
 		}
 	}
 	if len(unknown) > 0 {
@@ -137,9 +139,16 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 		}
 		return nil, bad("params.%s: unknown field (accepted: %s)", safeName(unknown[0]), strings.Join(names, ", "))
 	}
-	out := make(Params, len(m))
+	out := make(Params, len(fields))
 	for _, f := range fields {
-		v, ok := m[f.Name]
+		// The last member of a name counts, as when decoding.
+		var v []byte
+		ok := false
+		for _, m := range members {
+			if m.Key == f.Name {
+				v, ok = m.Value, true
+			}
+		}
 		if !ok || string(v) == "null" {
 			if f.Required {
 				return nil, bad("params.%s: required", f.Name)

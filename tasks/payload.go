@@ -15,6 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/orderworker/orderworker/internal/jsonscan"
 	"github.com/orderworker/orderworker/providers"
 )
 
@@ -77,19 +78,69 @@ func DecodePayload(data []byte) (Payload, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return p, invalid("payload must be a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		return Payload{}, invalid("malformed payload: %s", jsonReason(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Payload{}, invalid("trailing data after the payload object")
+	p, ok := decodePlain(data)
+	if !ok {
+		// What the plain reading does not cover, and every error, as
+		// encoding/json reads it.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return Payload{}, invalid("malformed payload: %s", jsonReason(err))
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return Payload{}, invalid("trailing data after the payload object")
+		}
 	}
 	if err := p.check(); err != nil {
 		return Payload{}, err
 	}
 	p.Params = bytes.TrimSpace(p.Params)
 	return p, nil
+}
+
+// decodePlain reads a well-formed payload object whose keys are spelled
+// exactly as the contract's, whose provider and order_no are strings or
+// null, in one pass, to the same Payload encoding/json decodes (the last
+// of a repeated key counts; null leaves a string as it was). It reports
+// false for anything else, which the decoder then reads.
+func decodePlain(data []byte) (Payload, bool) {
+	var p Payload
+	members, ok := jsonscan.Members(data)
+	if !ok {
+		return p, false
+	}
+	for _, m := range members {
+		switch m.Key {
+		case "provider":
+			if ok = jsonString(m.Value, &p.Provider); !ok {
+				return p, false
+			}
+		case "order_no":
+			if ok = jsonString(m.Value, &p.OrderNo); !ok {
+				return p, false
+			}
+		case "params":
+			p.Params = bytes.Clone(m.Value) // not the caller's buffer
+		default:
+			return p, false
+		}
+	}
+	return p, true
+}
+
+// jsonString decodes v, one well-formed JSON value, into s when it is a
+// string, leaves s when it is null, and reports false for anything else.
+func jsonString(v []byte, s *string) bool {
+	switch {
+	case string(v) == "null":
+		return true
+	case len(v) < 2 || v[0] != '"':
+		return false
+	case bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v):
+		*s = string(v[1 : len(v)-1])
+		return true
+	}
+	return json.Unmarshal(v, s) == nil
 }
 
 // check validates the payload's own fields (not params against a provider).
@@ -149,30 +200,21 @@ func decodeProduced(data []byte) (Payload, error) {
 // error) whose keys are not provider, order_no and params, each at most
 // once and spelled exactly so.
 func checkPayloadKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if _, err := dec.Token(); err != nil {
+	members, ok := jsonscan.Members(data)
+	if !ok {
 		return nil // DecodePayload judged the document
 	}
 	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
-		switch key {
+	for _, m := range members {
+		switch m.Key {
 		case "provider", "order_no", "params":
 		default:
-			return invalid("the payload field %q: field names are case-sensitive (provider, order_no, params)", providers.Truncate(providers.MaskPhones(key), 64))
+			return invalid("the payload field %q: field names are case-sensitive (provider, order_no, params)", providers.Truncate(providers.MaskPhones(m.Key), 64))
 		}
-		if seen[key] {
-			return invalid("the payload field %q appears twice", key)
+		if seen[m.Key] {
+			return invalid("the payload field %q appears twice", m.Key)
 		}
-		seen[key] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil
-		}
+		seen[m.Key] = true
 	}
 	return nil
 }
@@ -205,48 +247,8 @@ func checkDuplicateKeys(params []byte) error {
 // duplicateKey reports the first key that appears twice in one object of
 // the JSON document data (which is valid JSON).
 func duplicateKey(data []byte) (string, bool) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		key    bool // the next string token is a key
-	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				if top != nil && top.object {
-					top.key = true // the object or array was the value
-				}
-				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, key: t == '{'})
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-			}
-			continue
-		case string:
-			if top != nil && top.object && top.key {
-				if top.keys[t] {
-					return t, true
-				}
-				top.keys[t] = true
-				top.key = false
-				continue
-			}
-		}
-		if top != nil && top.object {
-			top.key = true // a value was read: a key comes next
-		}
-	}
+	key, found, _ := jsonscan.DuplicateKey(data)
+	return key, found
 }
 
 func isName(s string) bool {
@@ -306,11 +308,12 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 		return nil, nil, invalid("%s", msgOf(err))
 	}
 	if sealer == nil {
-		var m map[string]json.RawMessage
-		_ = json.Unmarshal(clear, &m)
+		members, _ := jsonscan.Members(clear)
 		for _, name := range set.Sensitive(p.Provider) {
-			if v, ok := m[name]; ok && string(v) != `""` && string(v) != "null" {
-				return nil, nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
+			for _, m := range members {
+				if m.Key == name && string(m.Value) != `""` && string(m.Value) != "null" {
+					return nil, nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
+				}
 			}
 		}
 	}
@@ -367,6 +370,43 @@ func NewOrderSubmitTask(p Payload, opts ...asynq.Option) (*asynq.Task, error) {
 // itself carry no such header: the worker claims those on first sight.
 const claimedHeader = "orderworker-claimed"
 
+// orderTaskPayload is json.Marshal(p) for an order whose params are
+// compact JSON as the Enqueuer leaves them (json.Marshal's own output, or a
+// sealed string): the same bytes, without reflection.
+func orderTaskPayload(p Payload) ([]byte, error) {
+	b := make([]byte, 0, 48+len(p.Provider)+len(p.OrderNo)+len(p.Params))
+	b = append(b, `{"provider":`...)
+	b, ok := appendASCIIString(b, p.Provider)
+	b = append(b, `,"order_no":`...)
+	b, ok2 := appendASCIIString(b, p.OrderNo)
+	if !ok || !ok2 {
+		return json.Marshal(p)
+	}
+	b = append(b, `,"params":`...)
+	b = append(b, p.Params...)
+	return append(b, '}'), nil
+}
+
+// appendASCIIString appends s as json.Marshal writes it, for printable
+// ASCII; false for anything else.
+func appendASCIIString(b []byte, s string) ([]byte, bool) {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < ' ' || c > '~':
+			return b, false
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '<' || c == '>' || c == '&':
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xF])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"'), true
+}
+
 // newClaimedTask is NewOrderSubmitTask for an order claimed in the ledger
 // with token, no create of which left before at.
 func newClaimedTask(p Payload, at time.Time, token string) (*asynq.Task, error) {
@@ -374,9 +414,13 @@ func newClaimedTask(p Payload, at time.Time, token string) (*asynq.Task, error) 
 	if err != nil {
 		return nil, err
 	}
-	mark := strconv.FormatInt(at.UnixMilli(), 10) + ":" + token
-	return asynq.NewTaskWithHeaders(TypeOrderSubmit, data, map[string]string{claimedHeader: mark},
+	return asynq.NewTaskWithHeaders(TypeOrderSubmit, data, map[string]string{claimedHeader: claimMark(at, token)},
 		asynq.TaskID(TaskID(p.Provider, p.OrderNo))), nil
+}
+
+// claimMark is the claimedHeader of a task claimed at at with token.
+func claimMark(at time.Time, token string) string {
+	return strconv.FormatInt(at.UnixMilli(), 10) + ":" + token
 }
 
 // claimedMark reads a task's claimedHeader: whether it has one, the time

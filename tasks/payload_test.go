@@ -1,7 +1,9 @@
 package tasks
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -147,4 +149,59 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("round trip changed params: %s vs %s", p.Params, q.Params)
 		}
 	})
+}
+
+// The one-pass reading of a payload decodes what encoding/json decodes,
+// wherever it answers.
+func FuzzDecodePlainAsEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"provider":"tencent","order_no":"A-1","params":{"CustomerId":"C1","ItemNum":2}}`,
+		`{"provider":"tencent","provider":null,"order_no":"A\u002d1","params":null}`,
+		`{"provider":"a","provider":"b","order_no":"x","params":"sealed"}`,
+		`{"Provider":"a","order_no":"x","params":{}}`, `{"provider":1,"order_no":"x","params":{}}`,
+		`{"provider":"a","order_no":"x","params":{}} {}`, `{"provider":"a","extra":1}`, `{}`, `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := decodePlain(data)
+		if !ok {
+			return
+		}
+		var want Payload
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&want); err != nil {
+			t.Fatalf("decodePlain(%q) = %+v; encoding/json refuses it: %v", data, got, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			t.Fatalf("decodePlain(%q) = %+v; encoding/json finds trailing data", data, got)
+		}
+		if got.Provider != want.Provider || got.OrderNo != want.OrderNo || !bytes.Equal(got.Params, want.Params) {
+			t.Fatalf("decodePlain(%q) = %+v, encoding/json %+v", data, got, want)
+		}
+	})
+}
+
+// A task's payload is written by hand as json.Marshal writes it.
+func TestOrderTaskPayloadAsMarshal(t *testing.T) {
+	t.Parallel()
+	for _, p := range []Payload{
+		{Provider: "tencent", OrderNo: "A-1", Params: json.RawMessage(`{"CustomerId":"C1","ItemNum":2}`)},
+		{Provider: "unicloud", OrderNo: `a"b\c<d>e&f'g~!`, Params: json.RawMessage(`"ow1:sealed"`)},
+		{Provider: "aliyun", OrderNo: "é", Params: json.RawMessage(`{}`)}, // not printable ASCII: json.Marshal's
+	} {
+		got, err := orderTaskPayload(p)
+		want, werr := json.Marshal(p)
+		if err != nil || werr != nil || string(got) != string(want) {
+			t.Errorf("orderTaskPayload(%+v) = %s, %v; json.Marshal %s, %v", p, got, err, want, werr)
+		}
+	}
+	for c := byte(' ' + 1); c <= '~'; c++ {
+		p := Payload{Provider: "tencent", OrderNo: "x" + string(c), Params: json.RawMessage(`{}`)}
+		got, _ := orderTaskPayload(p)
+		if want, _ := json.Marshal(p); string(got) != string(want) {
+			t.Errorf("order_no %q: %s, json.Marshal %s", p.OrderNo, got, want)
+		}
+	}
 }
