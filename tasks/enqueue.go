@@ -55,8 +55,15 @@ type EnqueuerOptions struct {
 }
 
 // Enqueuer accepts orders: it validates them, claims the order number in the
-// ledger and enqueues the task: two round trips on the happy path. It is
-// safe for concurrent use.
+// ledger and queues the task. The claim queues the task itself, in the
+// same script: one round trip for a new order, and a record is never
+// left without its task. On Redis Cluster (the record and asynq's keys are
+// in different slots), or with EnqueuerOptions.TaskOptions (which asynq's
+// client applies), the task is enqueued with asynq's client after the
+// claim: two round trips. It is safe for concurrent use.
+//
+// The asynq client and the ledger must use the same Redis, the one the
+// workers use.
 type Enqueuer struct {
 	client    *asynq.Client
 	ledger    *ledger.Ledger
@@ -66,7 +73,10 @@ type Enqueuer struct {
 	metrics   *Metrics
 	sealer    *Sealer
 	keyOK     atomic.Bool // the data key matched the ledger's once
-
+	// oneTrip: the claim queues the task in the same script (the ledger
+	// is not on Redis Cluster and no task options beyond the Enqueuer's
+	// own were given, which asynq's client would have to apply).
+	oneTrip bool
 }
 
 // NewEnqueuer returns an Enqueuer that validates params with set.
@@ -79,6 +89,7 @@ func NewEnqueuer(client *asynq.Client, l *ledger.Ledger, set *providers.Set, opt
 	if e.queue == "" {
 		e.queue = DefaultQueue
 	}
+	e.oneTrip = l.QueuesTasks() && len(e.taskOpts) == 0
 	e.taskOpts = append([]asynq.Option{asynq.Queue(e.queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)}, e.taskOpts...)
 	return e
 }
@@ -144,15 +155,49 @@ func reasonOf(err error) string {
 	return err.Error()
 }
 
-// EnqueuePayload accepts one decoded order: two round trips (the claim,
-// then asynq's enqueue) for a new order.
+// EnqueuePayload accepts one decoded order: one round trip for a new
+// order (see Enqueuer).
 func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult, error) {
 	pr, err := e.prepare(ctx, p)
 	if err != nil || pr.done {
 		return pr.res, err
 	}
-	claim, err := e.ledger.Claim(ctx, pr.ref(), pr.p.Params, pr.hash)
-	return e.afterClaim(ctx, pr, claim, err)
+	a, err := e.claimArgs(pr)
+	if err != nil {
+		return pr.res, err
+	}
+	var claim ledger.ClaimResult
+	if a.Task != nil {
+		claim, err = e.ledger.ClaimQueue(ctx, a)
+	} else {
+		claim, err = e.ledger.Claim(ctx, a.Ref, a.Params, a.ParamsHash)
+	}
+	return e.afterClaim(ctx, pr, claim, err, a.Task != nil)
+}
+
+// claimArgs is the claim of pr, with its task when the claim queues it.
+func (e *Enqueuer) claimArgs(pr prepared) (ledger.ClaimArgs, error) {
+	a := ledger.ClaimArgs{Ref: pr.ref(), Params: pr.p.Params, ParamsHash: pr.hash}
+	if !e.oneTrip {
+		return a, nil
+	}
+	a.Token = ledger.NewToken()
+	data, err := orderTaskPayload(pr.p)
+	if err != nil {
+		return a, err
+	}
+	a.Task = &ledger.Task{
+		Type:    TypeOrderSubmit,
+		Payload: data,
+		// Now is no later than any create: none leaves before the task
+		// runs.
+		Headers: map[string]string{claimedHeader: claimMark(time.Now(), a.Token)},
+		ID:      TaskID(pr.p.Provider, pr.p.OrderNo),
+		Queue:   OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
+		Retry:   TaskMaxRetry,
+		Timeout: int64(TaskTimeout / time.Second),
+	}
+	return a, nil
 }
 
 // BatchResult is one order's answer in EnqueueBatch: its result, or Err
@@ -196,8 +241,13 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 			repeats[i] = f
 			continue
 		}
+		a, err := e.claimArgs(pr)
+		if err != nil {
+			out[i] = BatchResult{pr.res, err}
+			continue
+		}
 		first[pr.ref()] = i
-		claims = append(claims, ledger.ClaimArgs{Ref: pr.ref(), Params: pr.p.Params, ParamsHash: pr.hash})
+		claims = append(claims, a)
 		idx = append(idx, i)
 	}
 	defer func() {
@@ -218,11 +268,18 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	sem := make(chan struct{}, batchWorkers)
 	var wg sync.WaitGroup
 	for k, i := range idx {
+		queued := claims[k].Task != nil
+		if queued && (errs[k] != nil || results[k].Created || results[k].State != StateQueued) {
+			// Nothing left to send to asynq: answer here.
+			res, err := e.afterClaim(ctx, prs[i], results[k], errs[k], queued)
+			out[i] = BatchResult{res, err}
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			res, err := e.afterClaim(ctx, prs[i], results[k], errs[k])
+			res, err := e.afterClaim(ctx, prs[i], results[k], errs[k], queued)
 			out[i] = BatchResult{res, err}
 		}()
 	}
@@ -314,8 +371,9 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 	return pr, nil
 }
 
-// afterClaim finishes an order whose claim answered claim (or err).
-func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.ClaimResult, err error) (EnqueueResult, error) {
+// afterClaim finishes an order whose claim answered claim (or err);
+// queued: the claim queued the task of an order it created.
+func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.ClaimResult, err error, queued bool) (EnqueueResult, error) {
 	res, p := pr.res, pr.p
 	if err != nil {
 		// ErrNotDurable: on the master, not yet on its replicas: not
@@ -325,6 +383,9 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 	}
 	res.State = claim.State
 	switch {
+	case claim.Created && queued:
+		res.Status = Enqueued
+		return res, nil
 	case claim.Created:
 		if _, err := e.enqueueTask(ctx, p, claim.Token); err != nil {
 			e.undoClaim(pr.ref(), claim.Token)

@@ -167,6 +167,49 @@ func TestHappyPathLedgerRoundTrips(t *testing.T) {
 	}
 }
 
+// A new order costs its producer one round trip to Redis, asynq's enqueue
+// included: the claim queues the task. With task options of the caller's
+// own, asynq's client enqueues it after the claim. Both get paid.
+func TestEnqueueIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, nil, false)
+	set := providers.NewSet()
+	set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
+	for i, c := range []struct {
+		name  string
+		opts  *tasks.EnqueuerOptions
+		trips int64
+	}{
+		{"one trip", nil, 1},
+		{"task options", &tasks.EnqueuerOptions{TaskOptions: []asynq.Option{asynq.Retention(time.Minute)}}, 2},
+	} {
+		trips := &roundTrips{}
+		rdb := e.redis.Client(t)
+		rdb.AddHook(trips)
+		client := asynq.NewClientFromRedisClient(rdb) // its commands are counted too
+		enq := tasks.NewEnqueuer(client, ledger.New(rdb, nil), set, c.opts)
+		no := strings.ReplaceAll(c.name, " ", "-")
+		if res, err := enq.Enqueue(context.Background(), memOrder(no+"-warm")); err != nil || res.Status != tasks.Enqueued {
+			t.Fatal(res, err)
+		}
+		trips.n.Store(0)
+		trips.calls.Store(0)
+		if res, err := enq.Enqueue(context.Background(), memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+			t.Fatal(res, err)
+		}
+		if n := trips.n.Load(); n != c.trips {
+			trips.mu.Lock()
+			t.Errorf("%s: a new order took %d round trips, want %d: %v", c.name, n, c.trips, trips.log)
+			trips.mu.Unlock()
+		}
+		e.wait(t, no+"-warm", tasks.StatePaid)
+		e.wait(t, no, tasks.StatePaid)
+		if n := e.backend.Calls("create"); n != 2*(i+1) {
+			t.Errorf("after %s: %d creates reached the provider, want %d (one per order)", c.name, n, 2*(i+1))
+		}
+	}
+}
+
 // Pay is a step of its own, recorded as such; a lookup never pays.
 func TestPayIsItsOwnStep(t *testing.T) {
 	t.Parallel()

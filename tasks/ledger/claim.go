@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -13,7 +14,11 @@ import (
 )
 
 // claimScript creates the record if absent. It returns {1} when it created
-// it, else {0, state, params_hash}. ARGV[5] is a token unique to the call,
+// it, else {0, state, params_hash}. Given asynq's keys (KEYS[4..6]) it
+// also queues the order's task (ARGV[12] its message, ARGV[13] the time in
+// ns, ARGV[14] its id, ARGV[15] its queue, to add to asynq's set of queues,
+// empty when it is known there) as asynq's client does, unless a task with
+// its id exists. ARGV[5] is a token unique to the call,
 // so that a client's automatic retry of a claim whose reply was lost still
 // answers "created". A duplicate counts the claim on the record (resent):
 // that write makes the WAIT after it cover the record as the master holds
@@ -38,6 +43,11 @@ if ARGV[7] == 'unknown' then
   if (ARGV[11] or '') ~= '' then redis.call('HSET', KEYS[1], 'known', ARGV[11]) end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
     'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', ARGV[6])
+end
+if #KEYS > 3 and redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('HSET', KEYS[4], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
+  redis.call('LPUSH', KEYS[5], ARGV[14])
+  if ARGV[15] ~= '' then redis.call('SADD', KEYS[6], ARGV[15]) end
 end
 return {1}
 `)
@@ -78,12 +88,6 @@ type Lost struct {
 }
 
 func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string, what ...Lost) (ClaimResult, error) {
-	if err := l.CheckShards(ctx); err != nil {
-		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
-	}
-	token := uuid.NewString()
-	now := l.now().UnixMilli()
-	sh := l.shardOf(ref)
 	first, known := "", ""
 	if len(what) > 0 {
 		if !what[0].FirstAttempt.IsZero() {
@@ -94,13 +98,57 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 			known = string(b)
 		}
 	}
-	v, durable, err := l.run(ctx, claimScript, true,
-		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, s), sh.events},
-		ref.Provider, ref.OrderNo, params, hash, token, now, string(s), reason, l.opts.EventRetention, first, known)
+	return l.claimRun(ctx, ClaimArgs{Ref: ref, Params: params, ParamsHash: hash}, s, reason, first, known)
+}
+
+// ClaimQueue is Claim for a.Ref with a's params, hash and token, queueing
+// a.Task in the same script when it creates the record: one round trip,
+// and the record and its task are written together or not at all. A task
+// already there with a.Task's id is left as it is (the result still says
+// Created). a.Task needs QueuesTasks.
+func (l *Ledger) ClaimQueue(ctx context.Context, a ClaimArgs) (ClaimResult, error) {
+	if a.Task != nil && !l.QueuesTasks() {
+		return ClaimResult{}, errors.New("claim order: cannot queue its task in the claim on Redis Cluster")
+	}
+	return l.claimRun(ctx, a, StateQueued, "", "", "")
+}
+
+// NewToken returns a claim token (ClaimArgs.Token).
+func NewToken() string { return uuid.NewString() }
+
+// claimCall is claimScript's keys and arguments for a (its token set).
+func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known string, now int64) ([]string, []any) {
+	sh := l.shardOf(a.Ref)
+	keys := []string{sh.recordKey(a.Ref), sh.indexKey(a.Ref.Provider, s), sh.events}
+	args := []any{a.Ref.Provider, a.Ref.OrderNo, a.Params, a.ParamsHash, a.Token, now, string(s), reason, l.opts.EventRetention, first, known}
+	if t := a.Task; t != nil {
+		publish := t.Queue
+		if _, ok := l.queuesPublished.Load(t.Queue); ok {
+			publish = "" // as asynq's client: once per process and queue
+		}
+		keys = append(keys, asynqTaskKey(t.Queue, t.ID), asynqPendingKey(t.Queue), asynqQueuesKey)
+		args = append(args, t.message(), l.now().UnixNano(), t.ID, publish)
+	}
+	return keys, args
+}
+
+func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, first, known string) (ClaimResult, error) {
+	if err := l.CheckShards(ctx); err != nil {
+		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
+	}
+	if a.Token == "" {
+		a.Token = NewToken()
+	}
+	token, hash := a.Token, a.ParamsHash
+	keys, args := l.claimCall(a, s, reason, first, known, l.now().UnixMilli())
+	v, durable, err := l.run(ctx, claimScript, true, keys, args...)
 	if err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
 	l.claimLoaded.Store(true) // Redis knows the script now
+	if a.Task != nil {
+		l.queuesPublished.Store(a.Task.Queue, true)
+	}
 	res, _ := v.([]any)
 	if len(res) == 0 {
 		return ClaimResult{}, fmt.Errorf("claim order: unexpected reply %v", v)
@@ -177,11 +225,16 @@ func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Err()
 }
 
-// ClaimArgs is one order to claim in ClaimMany.
+// ClaimArgs is one order to claim (ClaimMany, ClaimQueue).
 type ClaimArgs struct {
 	Ref        Ref
 	Params     []byte
 	ParamsHash string
+	// Token identifies the claim (NewToken); empty: one is made.
+	Token string
+	// Task, when set, is the order's asynq task, queued by the claim
+	// that creates the record (see ClaimQueue). It needs QueuesTasks.
+	Task *Task
 }
 
 // ClaimMany claims several orders in one round trip (a pipeline of claim
@@ -193,6 +246,9 @@ type ClaimArgs struct {
 func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResult, []error, error) {
 	if err := l.CheckShards(ctx); err != nil {
 		return nil, nil, fmt.Errorf("claim orders: %w", err)
+	}
+	if !l.QueuesTasks() && slices.ContainsFunc(claims, func(a ClaimArgs) bool { return a.Task != nil }) {
+		return nil, nil, errors.New("claim orders: cannot queue their tasks in the claims on Redis Cluster")
 	}
 	want, err := l.want(ctx, true)
 	if err != nil {
@@ -210,15 +266,17 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 	}
 	vals := make([]any, len(claims))
 	durable := make([]bool, len(claims))
-	args := func(i int) []any {
-		c := claims[i]
-		out[i].Token = uuid.NewString()
-		return []any{c.Ref.Provider, c.Ref.OrderNo, c.Params, c.ParamsHash, out[i].Token, now, string(StateQueued), "", l.opts.EventRetention}
+	keyss := make([][]string, len(claims))
+	argss := make([][]any, len(claims))
+	for i, a := range claims {
+		if a.Token == "" {
+			a.Token = NewToken()
+		}
+		out[i].Token = a.Token
+		keyss[i], argss[i] = l.claimCall(a, StateQueued, "", "", "", now)
 	}
-	keys := func(i int) []string {
-		sh := l.shardOf(claims[i].Ref)
-		return []string{sh.recordKey(claims[i].Ref), sh.indexKey(claims[i].Ref.Provider, StateQueued), sh.events}
-	}
+	keys := func(i int) []string { return keyss[i] }
+	args := func(i int) []any { return argss[i] }
 	if want == wantNodes {
 		// Redis Cluster: a WAIT per master, on the master's connection.
 		calls := make([]*call, len(claims))
@@ -268,6 +326,9 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 		if errs[i] != nil {
 			errs[i] = fmt.Errorf("claim order: %w", errs[i])
 			continue
+		}
+		if t := claims[i].Task; t != nil {
+			l.queuesPublished.Store(t.Queue, true)
 		}
 		res, _ := vals[i].([]any)
 		if len(res) == 0 {

@@ -210,9 +210,12 @@ type Ledger struct {
 	isReplica    atomic.Bool // the server said role:slave at the last read
 	replicasWarn atomic.Bool
 	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
-	layoutOK     atomic.Bool // CheckShards succeeded
-	batch        *batcher
-	shards       []shard
+	// queuesPublished holds the asynq queues a claim's task was queued on
+	// (and the queue added to asynq's set of queues).
+	queuesPublished sync.Map
+	layoutOK        atomic.Bool // CheckShards succeeded
+	batch           *batcher
+	shards          []shard
 }
 
 // New returns a Ledger on rdb.

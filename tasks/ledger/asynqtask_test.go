@@ -1,0 +1,141 @@
+package ledger_test
+
+import (
+	"bytes"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// A claim that queues its task writes exactly what asynq's own client
+// writes for the same task: the same keys, the same message bytes, the
+// same state. This pins the restated layout to the asynq version in
+// go.mod: an upgrade that changes it fails here.
+func TestTaskAsAsynqWritesIt(t *testing.T) {
+	t.Parallel()
+	mine := taskstest.StartRedis(t, nil).Client(t)
+	theirs := taskstest.StartRedis(t, nil).Client(t)
+	task := ledger.Task{
+		Type:    "order:submit",
+		Payload: []byte(`{"provider":"tencent","order_no":"A1","params":{"n":1}}`),
+		Headers: map[string]string{"orderworker-claimed": "1764550000000:3f1c"},
+		ID:      "tencent:A1",
+		Queue:   "orders-0.1",
+		Retry:   1000,
+		Timeout: 300,
+	}
+	client := asynq.NewClientFromRedisClient(theirs)
+	t.Cleanup(func() { client.Close() })
+	before := time.Now().UnixNano()
+	if _, err := client.Enqueue(asynq.NewTaskWithHeaders(task.Type, task.Payload, task.Headers),
+		asynq.TaskID(task.ID), asynq.Queue(task.Queue), asynq.MaxRetry(1000), asynq.Timeout(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(mine, nil)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "A1"}
+	res, err := l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ref, Params: []byte(`{"n":1}`), ParamsHash: "h", Token: "3f1c", Task: &task})
+	if err != nil || !res.Created || res.Token != "3f1c" {
+		t.Fatalf("ClaimQueue = %+v, %v", res, err)
+	}
+	after := time.Now().UnixNano()
+
+	asynqKeys := func(rdb *redis.Client) []string {
+		keys, err := rdb.Keys(ctx, "asynq:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	if a, b := asynqKeys(mine), asynqKeys(theirs); !slices.Equal(a, b) {
+		t.Fatalf("asynq keys: claim wrote %v, asynq's client %v", a, b)
+	}
+	taskKey := "asynq:{" + task.Queue + "}:t:" + task.ID
+	got, err := mine.HGetAll(ctx, taskKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := theirs.HGetAll(ctx, taskKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal([]byte(got["msg"]), []byte(want["msg"])) {
+		t.Errorf("task message:\n claim  %x\n asynq  %x", got["msg"], want["msg"])
+	}
+	if got["state"] != want["state"] || len(got) != len(want) {
+		t.Errorf("task hash: claim %q, asynq %q", got, want)
+	}
+	if ns, err := strconv.ParseInt(got["pending_since"], 10, 64); err != nil || ns < before || ns > after {
+		t.Errorf("pending_since = %q, want the enqueue's time in ns", got["pending_since"])
+	}
+	for _, key := range []string{"asynq:{" + task.Queue + "}:pending"} {
+		a, _ := mine.LRange(ctx, key, 0, -1).Result()
+		b, _ := theirs.LRange(ctx, key, 0, -1).Result()
+		if !slices.Equal(a, b) {
+			t.Errorf("%s: claim %v, asynq %v", key, a, b)
+		}
+	}
+	a, _ := mine.SMembers(ctx, "asynq:queues").Result()
+	b, _ := theirs.SMembers(ctx, "asynq:queues").Result()
+	if !slices.Equal(a, b) {
+		t.Errorf("asynq:queues: claim %v, asynq %v", a, b)
+	}
+	// asynq reads it back as its own.
+	info, err := asynq.NewInspectorFromRedisClient(mine).GetTaskInfo(task.Queue, task.ID)
+	if err != nil || info.State != asynq.TaskStatePending || info.Type != task.Type || !bytes.Equal(info.Payload, task.Payload) ||
+		info.MaxRetry != 1000 || info.Timeout != 5*time.Minute || info.Headers["orderworker-claimed"] != task.Headers["orderworker-claimed"] {
+		t.Errorf("asynq's inspector reads %+v, %v", info, err)
+	}
+}
+
+// The claim queues a task only with the record it creates: a duplicate
+// queues nothing, and a task already there under the id is left as it is.
+func TestClaimQueuesOnlyWithANewRecord(t *testing.T) {
+	t.Parallel()
+	l, rdb, c := setup(t)
+	task := func(payload string) *ledger.Task {
+		return &ledger.Task{Type: "order:submit", Payload: []byte(payload), ID: "tencent:Q1", Queue: "orders", Retry: 1000, Timeout: 300}
+	}
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Q1"}
+	// Load the script, so that the count below is of the claim alone.
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "warm"}, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	c.n.Store(0)
+	res, err := l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ref, Params: []byte(`{}`), ParamsHash: "h", Task: task("first")})
+	if err != nil || !res.Created || res.Token == "" {
+		t.Fatalf("ClaimQueue = %+v, %v", res, err)
+	}
+	if n := c.n.Load(); n != 1 {
+		t.Errorf("claim with its task took %d round trips, want 1", n)
+	}
+	res, err = l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ref, Params: []byte(`{}`), ParamsHash: "h", Task: task("second")})
+	if err != nil || res.Created || res.State != ledger.StateQueued {
+		t.Fatalf("second ClaimQueue = %+v, %v; want the duplicate", res, err)
+	}
+	if n, _ := rdb.LLen(ctx, "asynq:{orders}:pending").Result(); n != 1 {
+		t.Errorf("pending tasks = %d, want 1", n)
+	}
+	// The record is lost, its task is not: a new claim keeps the task.
+	if err := rdb.Del(ctx, "orderworker:{ledger}:order:tencent:Q1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ref, Params: []byte(`{}`), ParamsHash: "h", Task: task("third")})
+	if err != nil || !res.Created {
+		t.Fatalf("ClaimQueue after the record was lost = %+v, %v", res, err)
+	}
+	info, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo("orders", "tencent:Q1")
+	if err != nil || string(info.Payload) != "first" {
+		t.Errorf("task = %+v, %v; want the first claim's, untouched", info, err)
+	}
+	if n, _ := rdb.LLen(ctx, "asynq:{orders}:pending").Result(); n != 1 {
+		t.Errorf("pending tasks = %d, want 1", n)
+	}
+}
