@@ -88,6 +88,11 @@ func (p Params) Canonical() []byte {
 }
 
 func appendJSON(b []byte, v any) []byte {
+	if s, ok := v.(string); ok {
+		if out, ok := jsonscan.AppendString(b, s); ok {
+			return out
+		}
+	}
 	j, err := json.Marshal(v)
 	if err != nil {
 		j = []byte("null")
@@ -127,8 +132,8 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 	}
 	var unknown []string
 	for _, m := range members {
-		if !slices.ContainsFunc(fields, func(f Field) bool { return f.Name == m.Key }) {
-			unknown = append(unknown, m.Key)
+		if !slices.ContainsFunc(fields, func(f Field) bool { return f.Name == string(m.Key) }) {
+			unknown = append(unknown, string(m.Key))
 		}
 	}
 	if len(unknown) > 0 {
@@ -145,7 +150,7 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 		var v []byte
 		ok := false
 		for _, m := range members {
-			if m.Key == f.Name {
+			if string(m.Key) == f.Name {
 				v, ok = m.Value, true
 			}
 		}

@@ -198,6 +198,7 @@ func TestCanonicalFormat(t *testing.T) {
 		{Params{}, `{}`},
 		{Params{"b": int64(-5), "a": "x<y\"\n", "c": true, "B": int64(0), "é": false},
 			`{"B":0,"a":"x\u003cy\"\n","b":-5,"c":true,"é":false}`},
+		{Params{"k": `a&b>c\d'~`, "<": ""}, `{"\u003c":"","k":"a\u0026b\u003ec\\d'~"}`},
 		{Params{"max": int64(9223372036854775807), "min": int64(-9223372036854775808)},
 			`{"max":9223372036854775807,"min":-9223372036854775808}`},
 	}

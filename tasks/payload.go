@@ -110,7 +110,7 @@ func decodePlain(data []byte) (Payload, bool) {
 		return p, false
 	}
 	for _, m := range members {
-		switch m.Key {
+		switch string(m.Key) {
 		case "provider":
 			if ok = jsonString(m.Value, &p.Provider); !ok {
 				return p, false
@@ -204,17 +204,23 @@ func checkPayloadKeys(data []byte) error {
 	if !ok {
 		return nil // DecodePayload judged the document
 	}
-	seen := map[string]bool{}
+	var seen [3]bool
 	for _, m := range members {
-		switch m.Key {
-		case "provider", "order_no", "params":
+		var i int
+		switch string(m.Key) {
+		case "provider":
+			i = 0
+		case "order_no":
+			i = 1
+		case "params":
+			i = 2
 		default:
-			return invalid("the payload field %q: field names are case-sensitive (provider, order_no, params)", providers.Truncate(providers.MaskPhones(m.Key), 64))
+			return invalid("the payload field %q: field names are case-sensitive (provider, order_no, params)", providers.Truncate(providers.MaskPhones(string(m.Key)), 64))
 		}
-		if seen[m.Key] {
+		if seen[i] {
 			return invalid("the payload field %q appears twice", m.Key)
 		}
-		seen[m.Key] = true
+		seen[i] = true
 	}
 	return nil
 }
@@ -311,7 +317,7 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 		members, _ := jsonscan.Members(clear)
 		for _, name := range set.Sensitive(p.Provider) {
 			for _, m := range members {
-				if m.Key == name && string(m.Value) != `""` && string(m.Value) != "null" {
+				if string(m.Key) == name && string(m.Value) != `""` && string(m.Value) != "null" {
 					return nil, nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
 				}
 			}
@@ -376,35 +382,15 @@ const claimedHeader = "orderworker-claimed"
 func orderTaskPayload(p Payload) ([]byte, error) {
 	b := make([]byte, 0, 48+len(p.Provider)+len(p.OrderNo)+len(p.Params))
 	b = append(b, `{"provider":`...)
-	b, ok := appendASCIIString(b, p.Provider)
+	b, ok := jsonscan.AppendString(b, p.Provider)
 	b = append(b, `,"order_no":`...)
-	b, ok2 := appendASCIIString(b, p.OrderNo)
+	b, ok2 := jsonscan.AppendString(b, p.OrderNo)
 	if !ok || !ok2 {
 		return json.Marshal(p)
 	}
 	b = append(b, `,"params":`...)
 	b = append(b, p.Params...)
 	return append(b, '}'), nil
-}
-
-// appendASCIIString appends s as json.Marshal writes it, for printable
-// ASCII; false for anything else.
-func appendASCIIString(b []byte, s string) ([]byte, bool) {
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < ' ' || c > '~':
-			return b, false
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c == '<' || c == '>' || c == '&':
-			b = append(b, `\u00`...)
-			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xF])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"'), true
 }
 
 // newClaimedTask is NewOrderSubmitTask for an order claimed in the ledger

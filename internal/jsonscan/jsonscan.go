@@ -3,7 +3,8 @@
 // for duplicate keys and reads its params' members, and encoding/json's
 // token reader costs several times as much for that. It judges a document
 // well formed exactly as encoding/json does (json.Valid), which its tests
-// check against encoding/json on fuzzed input.
+// check against encoding/json on fuzzed input. AppendString writes the
+// common strings as json.Marshal does, without reflection.
 package jsonscan
 
 import (
@@ -15,9 +16,9 @@ import (
 const maxDepth = 10000
 
 // Member is one member of an object: its key (unescaped) and its value as
-// written.
+// written. Both may share the document's memory.
 type Member struct {
-	Key   string
+	Key   []byte
 	Value []byte
 }
 
@@ -25,7 +26,7 @@ type Member struct {
 // when data is not one well-formed JSON object (white space around it
 // allowed).
 func Members(data []byte) ([]Member, bool) {
-	s := scanner{data: data, members: true}
+	s := scanner{data: data, members: true, top: make([]Member, 0, 8)}
 	s.ws()
 	if s.i >= len(data) || data[s.i] != '{' {
 		return nil, false
@@ -165,7 +166,7 @@ func (s *scanner) object(depth int) bool {
 			return false
 		}
 		if s.members && depth == 1 {
-			s.top = append(s.top, Member{Key: string(key), Value: s.data[vstart:s.i]})
+			s.top = append(s.top, Member{Key: key, Value: s.data[vstart:s.i]})
 		}
 		s.ws()
 		if s.i >= len(s.data) {
@@ -316,4 +317,26 @@ func escaped(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// AppendString appends s as json.Marshal writes it (quoted, with <, > and
+// & escaped) when s is printable ASCII, and reports false, having appended
+// nothing, for anything else.
+func AppendString(b []byte, s string) ([]byte, bool) {
+	n := len(b)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < ' ' || c > '~':
+			return b[:n], false
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '<' || c == '>' || c == '&':
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xF])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"'), true
 }

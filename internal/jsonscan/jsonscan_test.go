@@ -42,7 +42,7 @@ func refMembers(data []byte) ([]Member, bool) {
 		if err := dec.Decode(&v); err != nil {
 			return nil, false
 		}
-		out = append(out, Member{Key: tok.(string), Value: v})
+		out = append(out, Member{Key: []byte(tok.(string)), Value: v})
 	}
 	return out, true
 }
@@ -105,7 +105,7 @@ func check(t *testing.T, data []byte) {
 	for i := range got {
 		// encoding/json hands RawMessage values compacted of nothing:
 		// as written, like ours.
-		if got[i].Key != want[i].Key || !bytes.Equal(got[i].Value, want[i].Value) {
+		if !bytes.Equal(got[i].Key, want[i].Key) || !bytes.Equal(got[i].Value, want[i].Value) {
 			t.Fatalf("Members(%q)[%d] = %q:%s, encoding/json %q:%s", data, i, got[i].Key, got[i].Value, want[i].Key, want[i].Value)
 		}
 	}
@@ -144,6 +144,23 @@ func BenchmarkDuplicateKey(b *testing.B) {
 	b.Run("token reader", func(b *testing.B) {
 		for b.Loop() {
 			refDuplicateKey(data)
+		}
+	})
+}
+
+// AppendString writes what json.Marshal writes, or nothing.
+func FuzzAppendStringAsMarshal(f *testing.F) {
+	for _, s := range []string{"", "a", `a"b\c<d>e&f'g~!`, "é", "\x7f", "tab\there", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := AppendString([]byte("x"), s)
+		want, _ := json.Marshal(s)
+		switch {
+		case ok && string(got) != "x"+string(want):
+			t.Fatalf("AppendString(%q) = %s, json.Marshal %s", s, got[1:], want)
+		case !ok && string(got) != "x":
+			t.Fatalf("AppendString(%q) refused but appended %q", s, got[1:])
 		}
 	})
 }

@@ -113,6 +113,13 @@ func (l *Ledger) ClaimQueue(ctx context.Context, a ClaimArgs) (ClaimResult, erro
 	return l.claimRun(ctx, a, StateQueued, "", "", "")
 }
 
+// published notes that queue is in asynq's set of queues.
+func (l *Ledger) published(queue string) {
+	if _, ok := l.queuesPublished.Load(queue); !ok {
+		l.queuesPublished.Store(queue, true)
+	}
+}
+
 // NewToken returns a claim token (ClaimArgs.Token).
 func NewToken() string { return uuid.NewString() }
 
@@ -147,7 +154,7 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 	}
 	l.claimLoaded.Store(true) // Redis knows the script now
 	if a.Task != nil {
-		l.queuesPublished.Store(a.Task.Queue, true)
+		l.published(a.Task.Queue)
 	}
 	res, _ := v.([]any)
 	if len(res) == 0 {
@@ -328,7 +335,7 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			continue
 		}
 		if t := claims[i].Task; t != nil {
-			l.queuesPublished.Store(t.Queue, true)
+			l.published(t.Queue)
 		}
 		res, _ := vals[i].([]any)
 		if len(res) == 0 {
