@@ -169,7 +169,11 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 	var claim ledger.ClaimResult
 	if a.Task != nil {
 		claim, err = e.ledger.ClaimQueue(ctx, a)
-	} else {
+		if errors.Is(err, ledger.ErrTaskNotInClaim) {
+			a.Task = nil // nothing was written: claim, then enqueue
+		}
+	}
+	if a.Task == nil {
 		claim, err = e.ledger.Claim(ctx, a.Ref, a.Params, a.ParamsHash)
 	}
 	return e.afterClaim(ctx, pr, claim, err, a.Task != nil)
@@ -178,7 +182,7 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 // claimArgs is the claim of pr, with its task when the claim queues it.
 func (e *Enqueuer) claimArgs(pr prepared) (ledger.ClaimArgs, error) {
 	a := ledger.ClaimArgs{Ref: pr.ref(), Params: pr.p.Params, ParamsHash: pr.hash}
-	if !e.oneTrip {
+	if !e.oneTrip || !e.ledger.QueuesTasks() {
 		return a, nil
 	}
 	a.Token = ledger.NewToken()
@@ -212,8 +216,9 @@ type BatchResult struct {
 const batchWorkers = 16
 
 // EnqueueBatch accepts several orders given as payload bytes, with the same
-// answers as Enqueue for each, in order: the claims go in one round trip,
-// then the new orders' tasks are enqueued in parallel. It is the fast way
+// answers as Enqueue for each, in order: the claims, each with its order's
+// task, go in one round trip (where claim and enqueue are separate writes,
+// the new orders' tasks are then enqueued in parallel). It is the fast way
 // for one producer to send many orders.
 func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchResult {
 	out := make([]BatchResult, len(payloads))
@@ -264,6 +269,27 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 			out[i] = BatchResult{prs[i].res, err}
 		}
 		return out
+	}
+	var again []int // claims Redis refused with their tasks: nothing written
+	for k := range claims {
+		if errors.Is(errs[k], ledger.ErrTaskNotInClaim) {
+			claims[k].Task = nil
+			again = append(again, k)
+		}
+	}
+	if len(again) > 0 {
+		retry := make([]ledger.ClaimArgs, len(again))
+		for j, k := range again {
+			retry[j] = claims[k]
+		}
+		res2, errs2, err := e.ledger.ClaimMany(ctx, retry)
+		for j, k := range again {
+			if err != nil {
+				results[k], errs[k] = ledger.ClaimResult{}, err
+			} else {
+				results[k], errs[k] = res2[j], errs2[j]
+			}
+		}
 	}
 	sem := make(chan struct{}, batchWorkers)
 	var wg sync.WaitGroup
@@ -377,8 +403,9 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 	res, p := pr.res, pr.p
 	if err != nil {
 		// ErrNotDurable: on the master, not yet on its replicas: not
-		// accepted. A retry of the order answers duplicate and queues
-		// its task.
+		// accepted (a failover may lose it). Where the claim queued the
+		// task, it is queued with the record and may run; otherwise a
+		// retry of the order answers duplicate and queues its task.
 		return res, err
 	}
 	res.State = claim.State

@@ -1,6 +1,7 @@
 package tasks_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -207,6 +208,101 @@ func TestEnqueueIsOneRoundTrip(t *testing.T) {
 		if n := e.backend.Calls("create"); n != 2*(i+1) {
 			t.Errorf("after %s: %d creates reached the provider, want %d (one per order)", c.name, n, 2*(i+1))
 		}
+	}
+}
+
+// crossSlot refuses, as a proxy in front of a sharded Redis would, every
+// script whose keys span hash slots (here: any with more than three keys,
+// the claim with its task), and counts the refusals.
+type crossSlot struct{ refused atomic.Int64 }
+
+type crossSlotErr string
+
+func (e crossSlotErr) Error() string { return string(e) }
+func (crossSlotErr) RedisError()     {}
+
+func (c *crossSlot) refuse(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if (cmd.Name() != "evalsha" && cmd.Name() != "eval") || len(args) < 3 {
+		return false
+	}
+	if n, _ := args[2].(int); n > 3 {
+		cmd.SetErr(crossSlotErr("CROSSSLOT Keys in request don't hash to the same slot"))
+		c.refused.Add(1)
+		return true
+	}
+	return false
+}
+
+func (c *crossSlot) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *crossSlot) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if c.refuse(cmd) {
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (c *crossSlot) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var rest []redis.Cmder
+		var first error
+		for _, cmd := range cmds {
+			if c.refuse(cmd) {
+				first = cmp.Or(first, cmd.Err())
+				continue
+			}
+			rest = append(rest, cmd)
+		}
+		if len(rest) > 0 {
+			first = cmp.Or(next(ctx, rest), first)
+		}
+		return first
+	}
+}
+
+// Behind a Redis that refuses a script across hash slots, a producer's
+// first claim with its task is refused unwritten; the producer then claims
+// and enqueues separately, and every order is accepted once and paid.
+func TestEnqueueFallsBackOnCrossSlot(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, nil, false)
+	set := providers.NewSet()
+	set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
+	for _, batch := range []bool{false, true} {
+		proxy := &crossSlot{}
+		rdb := e.redis.Client(t)
+		rdb.AddHook(proxy)
+		client := asynq.NewClient(asynq.RedisClientOpt{Addr: e.redis.Addr})
+		t.Cleanup(func() { client.Close() })
+		enq := tasks.NewEnqueuer(client, ledger.New(rdb, nil), set, nil)
+		nos := []string{fmt.Sprintf("X%v-1", batch), fmt.Sprintf("X%v-2", batch), fmt.Sprintf("X%v-3", batch)}
+		if batch {
+			got := enq.EnqueueBatch(context.Background(), [][]byte{memOrder(nos[0]), memOrder(nos[1])})
+			for i, r := range got {
+				if r.Err != nil || r.Status != tasks.Enqueued {
+					t.Fatalf("batch order %d: %+v, %v", i, r.EnqueueResult, r.Err)
+				}
+			}
+		} else {
+			for _, no := range nos[:2] {
+				if res, err := enq.Enqueue(context.Background(), memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+					t.Fatalf("Enqueue %s = %+v, %v", no, res, err)
+				}
+			}
+		}
+		if res, err := enq.Enqueue(context.Background(), memOrder(nos[2])); err != nil || res.Status != tasks.Enqueued {
+			t.Fatalf("Enqueue %s = %+v, %v", nos[2], res, err)
+		}
+		if n := proxy.refused.Load(); n == 0 || (!batch && n != 1) {
+			t.Errorf("batch %v: %d claims with their task refused, want the first only", batch, n)
+		}
+		for _, no := range nos {
+			e.wait(t, no, tasks.StatePaid)
+		}
+	}
+	if n := e.backend.Calls("create"); n != 6 {
+		t.Errorf("%d creates reached the provider, want 6 (one per order)", n)
 	}
 }
 

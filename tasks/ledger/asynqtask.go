@@ -79,5 +79,6 @@ const asynqQueuesKey = "asynq:queues"
 
 // QueuesTasks reports whether a claim can write its task in the same
 // script (ClaimArgs.Task): not on Redis Cluster, where the record and
-// asynq's keys live in different slots.
-func (l *Ledger) QueuesTasks() bool { return l.batch.cluster == nil }
+// asynq's keys live in different slots, nor once Redis refused such a
+// script (ErrTaskNotInClaim).
+func (l *Ledger) QueuesTasks() bool { return l.batch.cluster == nil && !l.noTasks.Load() }

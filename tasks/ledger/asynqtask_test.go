@@ -139,3 +139,29 @@ func TestClaimQueuesOnlyWithANewRecord(t *testing.T) {
 		t.Errorf("pending tasks = %d, want 1", n)
 	}
 }
+
+// A queue counts as added to asynq's set of queues only once a claim's
+// script wrote a task to it: a first claim that is a duplicate (it writes
+// no task) leaves the next new order to add the queue.
+func TestQueueAddedWithTheFirstTaskWritten(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	task := func(no string) *ledger.Task {
+		return &ledger.Task{Type: "order:submit", Payload: []byte(no), ID: "tencent:" + no, Queue: "q1", Retry: 1000, Timeout: 300}
+	}
+	claim(t, l, ledger.Ref{Provider: "tencent", OrderNo: "D1"})
+	res, err := l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ledger.Ref{Provider: "tencent", OrderNo: "D1"}, Params: []byte(`{"a":1}`), ParamsHash: "h1", Task: task("D1")})
+	if err != nil || res.Created {
+		t.Fatalf("ClaimQueue of a claimed order = %+v, %v; want the duplicate", res, err)
+	}
+	if n, _ := rdb.SCard(ctx, "asynq:queues").Result(); n != 0 {
+		t.Fatalf("asynq:queues has %d members after a duplicate, want none", n)
+	}
+	res, err = l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ledger.Ref{Provider: "tencent", OrderNo: "N1"}, Params: []byte(`{"a":1}`), ParamsHash: "h1", Task: task("N1")})
+	if err != nil || !res.Created {
+		t.Fatalf("ClaimQueue = %+v, %v", res, err)
+	}
+	if ok, _ := rdb.SIsMember(ctx, "asynq:queues", "q1").Result(); !ok {
+		t.Errorf("q1 is not in asynq:queues after a task was queued on it: asynqmon and the backlog gauges would not see it")
+	}
+}

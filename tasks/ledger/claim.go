@@ -14,7 +14,7 @@ import (
 )
 
 // claimScript creates the record if absent. It returns {1} when it created
-// it, else {0, state, params_hash}. Given asynq's keys (KEYS[4..6]) it
+// it ({1, 1} when it queued its task too), else {0, state, params_hash}. Given asynq's keys (KEYS[4..6]) it
 // also queues the order's task (ARGV[12] its message, ARGV[13] the time in
 // ns, ARGV[14] its id, ARGV[15] its queue, to add to asynq's set of queues,
 // empty when it is known there) as asynq's client does, unless a task with
@@ -48,6 +48,7 @@ if #KEYS > 3 and redis.call('EXISTS', KEYS[4]) == 0 then
   redis.call('HSET', KEYS[4], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
   redis.call('LPUSH', KEYS[5], ARGV[14])
   if ARGV[15] ~= '' then redis.call('SADD', KEYS[6], ARGV[15]) end
+  return {1, 1}
 end
 return {1}
 `)
@@ -113,11 +114,36 @@ func (l *Ledger) ClaimQueue(ctx context.Context, a ClaimArgs) (ClaimResult, erro
 	return l.claimRun(ctx, a, StateQueued, "", "", "")
 }
 
-// published notes that queue is in asynq's set of queues.
-func (l *Ledger) published(queue string) {
-	if _, ok := l.queuesPublished.Load(queue); !ok {
-		l.queuesPublished.Store(queue, true)
+// wroteTask notes, from a claim's reply, that its task's queue is in
+// asynq's set of queues: the script added it with the task it wrote, and
+// the write reached the replicas (a failover cannot have lost it).
+func (l *Ledger) wroteTask(a ClaimArgs, res []any, durable bool) {
+	if a.Task == nil || !durable || len(res) < 2 {
+		return
 	}
+	if n, _ := res[1].(int64); n != 1 {
+		return
+	}
+	if _, ok := l.queuesPublished.Load(a.Task.Queue); !ok {
+		l.queuesPublished.Store(a.Task.Queue, true)
+	}
+}
+
+// ErrTaskNotInClaim is a claim's error when Redis refused a script that
+// writes keys of several hash slots (CROSSSLOT: a proxy in front of a
+// sharded Redis that is not a Redis Cluster client): nothing was written,
+// and QueuesTasks answers false from then on, so the claim is to be sent
+// again without its task.
+var ErrTaskNotInClaim = errors.New("claim order: Redis refuses a script across hash slots: the task is to be queued after the claim")
+
+// claimError wraps a claim's error; a CROSSSLOT refusal of a claim with its
+// task turns the task off for this Ledger (ErrTaskNotInClaim).
+func (l *Ledger) claimError(a ClaimArgs, err error) error {
+	if a.Task != nil && redis.HasErrorPrefix(err, "CROSSSLOT") {
+		l.noTasks.Store(true)
+		return fmt.Errorf("%w (%v)", ErrTaskNotInClaim, err)
+	}
+	return fmt.Errorf("claim order: %w", err)
 }
 
 // NewToken returns a claim token (ClaimArgs.Token).
@@ -150,16 +176,14 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 	keys, args := l.claimCall(a, s, reason, first, known, l.now().UnixMilli())
 	v, durable, err := l.run(ctx, claimScript, true, keys, args...)
 	if err != nil {
-		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
+		return ClaimResult{}, l.claimError(a, err)
 	}
 	l.claimLoaded.Store(true) // Redis knows the script now
-	if a.Task != nil {
-		l.published(a.Task.Queue)
-	}
 	res, _ := v.([]any)
 	if len(res) == 0 {
 		return ClaimResult{}, fmt.Errorf("claim order: unexpected reply %v", v)
 	}
+	l.wroteTask(a, res, durable)
 	if n, _ := res[0].(int64); n == 1 {
 		cr := ClaimResult{Created: true, State: s, ParamsHash: hash, Token: token}
 		if !durable {
@@ -331,17 +355,15 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 	}
 	for i := range claims {
 		if errs[i] != nil {
-			errs[i] = fmt.Errorf("claim order: %w", errs[i])
+			errs[i] = l.claimError(claims[i], errs[i])
 			continue
-		}
-		if t := claims[i].Task; t != nil {
-			l.published(t.Queue)
 		}
 		res, _ := vals[i].([]any)
 		if len(res) == 0 {
 			errs[i] = fmt.Errorf("claim order: unexpected reply %v", vals[i])
 			continue
 		}
+		l.wroteTask(claims[i], res, durable[i])
 		if n, _ := res[0].(int64); n == 1 {
 			out[i] = ClaimResult{Created: true, State: StateQueued, ParamsHash: claims[i].ParamsHash, Token: out[i].Token}
 			if !durable[i] {

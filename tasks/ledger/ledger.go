@@ -213,6 +213,7 @@ type Ledger struct {
 	// queuesPublished holds the asynq queues a claim's task was queued on
 	// (and the queue added to asynq's set of queues).
 	queuesPublished sync.Map
+	noTasks         atomic.Bool // Redis refused a claim with its task (CROSSSLOT)
 	layoutOK        atomic.Bool // CheckShards succeeded
 	batch           *batcher
 	shards          []shard
