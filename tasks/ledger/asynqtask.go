@@ -30,7 +30,11 @@ type Task struct {
 // message encodes t as asynq's TaskMessage: its fields in field-number
 // order, zero values left out (proto3), header entries sorted by key.
 func (t Task) message() []byte {
-	var b []byte
+	size := 32 + len(t.Type) + len(t.Payload) + len(t.ID) + len(t.Queue)
+	for k, v := range t.Headers {
+		size += 8 + len(k) + len(v)
+	}
+	b := make([]byte, 0, size)
 	str := func(num protowire.Number, s string) {
 		if s != "" {
 			b = protowire.AppendTag(b, num, protowire.BytesType)
