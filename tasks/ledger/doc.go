@@ -22,6 +22,11 @@
 // lease. A client retry of either after a lost reply finds its own work
 // done and reports success.
 //
+// An order is claimed (ClaimQueue) by one script that creates its record
+// and queues its asynq task, written in asynq's own layout (asynqtask.go),
+// so that the two exist together or not at all; on Redis Cluster the claim
+// and asynq's enqueue are separate writes (Claim, then asynq's client).
+//
 // Begin and Settle scripts that goroutines run at the same moment share a
 // round trip: one caller sends them as one pipeline while the others wait
 // (group commit, see batcher); each script still runs atomically on its
@@ -29,6 +34,7 @@
 //
 // The ledger spreads orders over Options.Shards shards (default 1), each
 // with its own hash tag, state indexes and events stream (see shard.go):
-// every script touches the keys of one shard, so they run on Redis Cluster,
+// every script touches the keys of one shard (but the claim that queues
+// its task, which is not used there), so they run on Redis Cluster,
 // and with one shard per master the ledger uses every master.
 package ledger
