@@ -56,11 +56,13 @@ type EnqueuerOptions struct {
 
 // Enqueuer accepts orders: it validates them, claims the order number in the
 // ledger and queues the task. The claim queues the task itself, in the
-// same script: one round trip for a new order, and a record is never
-// left without its task. On Redis Cluster (the record and asynq's keys are
-// in different slots), or with EnqueuerOptions.TaskOptions (which asynq's
-// client applies), the task is enqueued with asynq's client after the
-// claim: two round trips. It is safe for concurrent use.
+// same script: one round trip for a new order, the record and its task
+// written together or not at all (a task already there under the order's
+// task id is left as it is). On Redis Cluster (the record and asynq's keys
+// are in different slots), once Redis refused such a script across hash
+// slots (ledger.ErrTaskNotInClaim), or with EnqueuerOptions.TaskOptions
+// (which asynq's client applies), the task is enqueued with asynq's client
+// after the claim: two round trips. It is safe for concurrent use.
 //
 // The asynq client and the ledger must use the same Redis, the one the
 // workers use.
@@ -264,6 +266,14 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 		return out
 	}
 	results, errs, err := e.ledger.ClaimMany(ctx, claims)
+	if errors.Is(err, ledger.ErrTaskNotInClaim) {
+		// Switched over since claimArgs (nothing was sent): claim, then
+		// enqueue.
+		for k := range claims {
+			claims[k].Task = nil
+		}
+		results, errs, err = e.ledger.ClaimMany(ctx, claims)
+	}
 	if err != nil {
 		for _, i := range idx {
 			out[i] = BatchResult{prs[i].res, err}

@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -303,6 +304,31 @@ func TestEnqueueFallsBackOnCrossSlot(t *testing.T) {
 	}
 	if n := e.backend.Calls("create"); n != 6 {
 		t.Errorf("%d creates reached the provider, want 6 (one per order)", n)
+	}
+	// A claim with its task built before another goroutine's refusal
+	// switched the ledger over is answered as a refusal (nothing sent),
+	// which the Enqueuer takes as "claim, then enqueue".
+	proxy := &crossSlot{}
+	rdb := e.redis.Client(t)
+	rdb.AddHook(proxy)
+	l := ledger.New(rdb, nil)
+	task := func(no string) *ledger.Task {
+		return &ledger.Task{Type: tasks.TypeOrderSubmit, Payload: []byte("{}"), ID: "mem:" + no, Queue: "orders", Retry: 1, Timeout: 1}
+	}
+	if _, err := l.ClaimQueue(context.Background(), ledger.ClaimArgs{Ref: ledger.Ref{Provider: "mem", OrderNo: "S1"}, ParamsHash: "h", Task: task("S1")}); !errors.Is(err, ledger.ErrTaskNotInClaim) {
+		t.Fatalf("first claim with its task: %v, want ErrTaskNotInClaim", err)
+	}
+	if _, err := l.ClaimQueue(context.Background(), ledger.ClaimArgs{Ref: ledger.Ref{Provider: "mem", OrderNo: "S2"}, ParamsHash: "h", Task: task("S2")}); !errors.Is(err, ledger.ErrTaskNotInClaim) {
+		t.Errorf("a claim with its task after the switch: %v, want ErrTaskNotInClaim", err)
+	}
+	if _, _, err := l.ClaimMany(context.Background(), []ledger.ClaimArgs{{Ref: ledger.Ref{Provider: "mem", OrderNo: "S3"}, ParamsHash: "h", Task: task("S3")}}); !errors.Is(err, ledger.ErrTaskNotInClaim) {
+		t.Errorf("a batch of claims with their tasks after the switch: %v, want ErrTaskNotInClaim", err)
+	}
+	if n := proxy.refused.Load(); n != 1 {
+		t.Errorf("%d scripts refused, want 1: nothing is sent once the ledger switched over", n)
+	}
+	if rec, err := e.reader.Get(context.Background(), ledger.Ref{Provider: "mem", OrderNo: "S2"}); err != nil || rec != nil {
+		t.Errorf("S2 = %+v, %v; want nothing written", rec, err)
 	}
 }
 

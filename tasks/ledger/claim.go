@@ -109,14 +109,15 @@ func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string,
 // Created). a.Task needs QueuesTasks.
 func (l *Ledger) ClaimQueue(ctx context.Context, a ClaimArgs) (ClaimResult, error) {
 	if a.Task != nil && !l.QueuesTasks() {
-		return ClaimResult{}, errors.New("claim order: cannot queue its task in the claim on Redis Cluster")
+		return ClaimResult{}, l.noTaskError()
 	}
 	return l.claimRun(ctx, a, StateQueued, "", "", "")
 }
 
 // wroteTask notes, from a claim's reply, that its task's queue is in
 // asynq's set of queues: the script added it with the task it wrote, and
-// the write reached the replicas (a failover cannot have lost it).
+// the write counts as durable (it reached the replicas WAIT asked for, or
+// there was nothing to wait for).
 func (l *Ledger) wroteTask(a ClaimArgs, res []any, durable bool) {
 	if a.Task == nil || !durable || len(res) < 2 {
 		return
@@ -135,6 +136,17 @@ func (l *Ledger) wroteTask(a ClaimArgs, res []any, durable bool) {
 // and QueuesTasks answers false from then on, so the claim is to be sent
 // again without its task.
 var ErrTaskNotInClaim = errors.New("claim order: Redis refuses a script across hash slots: the task is to be queued after the claim")
+
+// noTaskError is the error of a claim given a task where the claim cannot
+// queue it: ErrTaskNotInClaim once Redis refused one (another goroutine's
+// claim may have switched this Ledger over since the caller asked
+// QueuesTasks), else the Redis Cluster client's.
+func (l *Ledger) noTaskError() error {
+	if l.noTasks.Load() {
+		return ErrTaskNotInClaim
+	}
+	return errors.New("claim order: cannot queue its task in the claim on Redis Cluster")
+}
 
 // claimError wraps a claim's error; a CROSSSLOT refusal of a claim with its
 // task turns the task off for this Ledger (ErrTaskNotInClaim).
@@ -279,7 +291,7 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 		return nil, nil, fmt.Errorf("claim orders: %w", err)
 	}
 	if !l.QueuesTasks() && slices.ContainsFunc(claims, func(a ClaimArgs) bool { return a.Task != nil }) {
-		return nil, nil, errors.New("claim orders: cannot queue their tasks in the claims on Redis Cluster")
+		return nil, nil, l.noTaskError()
 	}
 	want, err := l.want(ctx, true)
 	if err != nil {

@@ -22,10 +22,13 @@
 // lease. A client retry of either after a lost reply finds its own work
 // done and reports success.
 //
-// An order is claimed (ClaimQueue) by one script that creates its record
-// and queues its asynq task, written in asynq's own layout (asynqtask.go),
-// so that the two exist together or not at all; on Redis Cluster the claim
-// and asynq's enqueue are separate writes (Claim, then asynq's client).
+// An order is claimed (ClaimQueue, ClaimMany with ClaimArgs.Task) by one
+// script that creates its record and queues its asynq task, written in
+// asynq's own layout (asynqtask.go): the two are written together or not
+// at all (a task already there under its id is left as it is). Where
+// QueuesTasks is false (Redis Cluster, or a Redis that refused a script
+// across hash slots) the claim and asynq's enqueue are separate writes
+// (Claim, then asynq's client).
 //
 // Begin and Settle scripts that goroutines run at the same moment share a
 // round trip: one caller sends them as one pipeline while the others wait
