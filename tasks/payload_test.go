@@ -58,6 +58,9 @@ func TestDuplicateKeys(t *testing.T) {
 		`{"x":{"a":1,"a":2}}`:                             "a",
 		`{"l":[{"a":1,"b":2,"b":3}]}`:                     "b",
 		`{"a":{"a":1},"l":[{"a":1},{"a":2}],"b":[1,"a"]}`: "",
+		// A number beyond float64 hid what followed it from the token
+		// reader this check used before.
+		`{"ItemNum":1e700,"ItemNum":2}`: "ItemNum",
 	} {
 		key, dup := duplicateKey([]byte(params))
 		if dup != (want != "") || key != want {

@@ -17,6 +17,7 @@ var seeds = []string{
 	`{"provider":"tencent","order_no":"A-1","params":{"CustomerId":"C1","ItemNum":2}}`,
 	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
 	strings.Repeat(`{"a":`, 200) + `1` + strings.Repeat(`}`, 200),
+	`{"":1e700,"":0}`, `{"a":-1e999,"b":{"a":1,"a":1e-999}}`,
 }
 
 // refMembers is what encoding/json reads as the members of an object.
@@ -47,9 +48,13 @@ func refMembers(data []byte) ([]Member, bool) {
 	return out, true
 }
 
-// refDuplicateKey is the token reader's answer to DuplicateKey.
+// refDuplicateKey is the token reader's answer to DuplicateKey (numbers
+// read as json.Number: as float64, one beyond its range, 1e700, would end
+// the walk there and hide a duplicate after it, as the token reader the
+// scanner replaced did).
 func refDuplicateKey(data []byte) (string, bool) {
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
 	type frame struct {
 		object bool
 		keys   map[string]bool
