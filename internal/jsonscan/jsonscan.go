@@ -168,19 +168,8 @@ func (s *scanner) object(depth int) bool {
 		if s.members && depth == 1 {
 			s.top = append(s.top, Member{Key: key, Value: s.data[vstart:s.i]})
 		}
-		s.ws()
-		if s.i >= len(s.data) {
-			return false
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case '}':
-			s.i++
-			return true
-		default:
-			return false
+		if done, ok := s.next('}'); done || !ok {
+			return ok
 		}
 	}
 }
@@ -199,21 +188,30 @@ func (s *scanner) array(depth int) bool {
 		if !s.value(depth + 1) {
 			return false
 		}
-		s.ws()
-		if s.i >= len(s.data) {
-			return false
-		}
-		switch s.data[s.i] {
-		case ',':
-			s.i++
-			s.ws()
-		case ']':
-			s.i++
-			return true
-		default:
-			return false
+		if done, ok := s.next(']'); done || !ok {
+			return ok
 		}
 	}
+}
+
+// next reads what follows a member or an element, up to close: a comma
+// (and the white space after it: more to come), or close (done); ok is
+// false for anything else.
+func (s *scanner) next(close byte) (done, ok bool) {
+	s.ws()
+	if s.i >= len(s.data) {
+		return false, false
+	}
+	switch s.data[s.i] {
+	case ',':
+		s.i++
+		s.ws()
+		return false, true
+	case close:
+		s.i++
+		return true, true
+	}
+	return false, false
 }
 
 // str reads the string at s.i (its opening quote): its contents are
