@@ -193,6 +193,19 @@ func (t Transition) MayExist() (v, set bool) {
 	return *t.mayExist, true
 }
 
+// ProviderOrderID is the provider order id the transition records ("" for
+// none).
+func (t Transition) ProviderOrderID() string { return t.providerOrderID }
+
+// Failures is the failure count the transition records, -1 when it keeps
+// the current one.
+func (t Transition) Failures() int {
+	if !t.setFailures {
+		return -1
+	}
+	return t.failures
+}
+
 // Reason is the reason the transition records ("" when it keeps the
 // current one or clears it).
 func (t Transition) Reason() string { return t.reason }

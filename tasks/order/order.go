@@ -247,7 +247,7 @@ func decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 	}
 	switch step {
 	case Submit:
-		return submitFailed(rec, code, out.Err, msg, p)
+		return submitFailed(rec, code, out, msg, p)
 	case Lookup:
 		return lookupFailed(rec, code, out.Err, msg, p, now)
 	case Poll, Pay:
@@ -314,13 +314,25 @@ func afresh(rec *ledger.Record, t ledger.Transition) ledger.Transition {
 	return t.Afresh()
 }
 
-func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy) Decision {
+func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg string, p Policy) Decision {
+	err := out.Err
+	if rec.MayHaveExisted && refused(code) {
+		// A refusal of a create after an earlier one that may have been
+		// received proves nothing about that one: a provider may refuse
+		// an order number it already holds, in words nobody documented.
+		// Look the order up rather than end it.
+		code, msg = providers.Ambiguous, msg+" (an earlier create of this order may have been received: looking it up)"
+	}
 	switch {
 	case providers.MaybeCreated(code):
-		// The order may exist: the next step looks it up first.
+		// The order may exist: the next step looks it up first, by the
+		// provider's id for it when the answer carried one.
 		f := rec.Failures + 1
-		return Decision{Settle: ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true),
-			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
+		t := ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true)
+		if id := out.Result.ProviderOrderID; id != "" && rec.ProviderOrderID == "" {
+			t = t.WithProviderOrderID(id)
+		}
+		return Decision{Settle: t, Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	case code == providers.RateLimited:
 		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)),
 			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
@@ -338,6 +350,12 @@ func submitFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
+}
+
+// refused reports whether a create failed with code is read as refused
+// for good (the order errored), absent anything known before it.
+func refused(code providers.Code) bool {
+	return !providers.MaybeCreated(code) && !providers.Retryable(code) && code != providers.Unauthenticated
 }
 
 func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

@@ -457,3 +457,47 @@ func TestListingLag(t *testing.T) {
 		}
 	}
 }
+
+// A create refused for good after an earlier create that may have been
+// received proves nothing about that one: the order is looked up, not
+// errored. The first create's refusal still errors it.
+func TestRefusalAfterAMaybeReceivedCreateLooksUp(t *testing.T) {
+	t.Parallel()
+	for _, code := range []providers.Code{providers.InvalidArgument, providers.PermissionDenied, providers.FailedPrecondition, providers.NotFound} {
+		rec := retryMarked()
+		rec.MayHaveExisted = true
+		d := Decide(rec, Submit, Outcome{Err: errs[code]}, policy(), t0.Add(time.Minute))
+		if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Retry {
+			t.Errorf("%s after a maybe-received create: to %q then %v, want unknown then retry", code, d.Settle.To(), d.Then.Next)
+		}
+		if me, set := d.Settle.MayExist(); !set || !me {
+			t.Errorf("%s after a maybe-received create: may_exist not set", code)
+		}
+		if d.Settle.Failures() != rec.Failures+1 {
+			t.Errorf("%s after a maybe-received create: failures %d, want %d (the budget bounds the lookups)", code, d.Settle.Failures(), rec.Failures+1)
+		}
+		first := retryMarked()
+		if d := Decide(first, Submit, Outcome{Err: errs[code]}, policy(), t0.Add(time.Minute)); d.Settle.To() != ledger.StateErrored {
+			t.Errorf("%s with no earlier create received: to %q, want errored", code, d.Settle.To())
+		}
+	}
+}
+
+// An ambiguous create whose answer carried the provider's id for the
+// order keeps it, so the lookup asks for that order rather than search.
+func TestAmbiguousCreateKeepsTheProvidersID(t *testing.T) {
+	t.Parallel()
+	out := Outcome{Err: errs[providers.Ambiguous], Result: providers.Result{ProviderOrderID: "P42"}}
+	d := Decide(queuedMarked(), Submit, out, policy(), t0)
+	if d.Settle.To() != ledger.StateUnknown || d.Settle.ProviderOrderID() != "P42" {
+		t.Errorf("ambiguous create with an id: to %q, provider order id %q; want unknown, P42", d.Settle.To(), d.Settle.ProviderOrderID())
+	}
+	rec := queuedMarked()
+	rec.ProviderOrderID = "P1"
+	if d := Decide(rec, Submit, out, policy(), t0); d.Settle.ProviderOrderID() != "" {
+		t.Errorf("an id already recorded was replaced by %q", d.Settle.ProviderOrderID())
+	}
+	if d := Decide(queuedMarked(), Submit, Outcome{Err: errs[providers.Ambiguous]}, policy(), t0); d.Settle.ProviderOrderID() != "" {
+		t.Errorf("an id from nowhere: %q", d.Settle.ProviderOrderID())
+	}
+}
