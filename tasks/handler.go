@@ -426,6 +426,13 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	err := h.ledger.Settle(wc, ref, token, d.Settle)
 	var owned *ledger.OwnedError
 	switch {
+	case errors.Is(err, ledger.ErrNotDurable) && !d.Settle.PaySent().IsZero():
+		// The record that the pay leaves is on the master only: a
+		// failover could lose it and let a second pay go. Not sent. (The
+		// mark stays where it reached: paid at most once, maybe never;
+		// the order is checked until its pending window ends.)
+		h.observe(rec, d)
+		return order.Then{}, wait(redisWait, fmt.Errorf("order %s: the decision to pay did not reach the replicas; not paying: %w", ref, err))
 	case err == nil, errors.Is(err, ledger.ErrNotDurable):
 	case errors.As(err, &owned):
 		// The provider answered with another order's id: never adopt it.

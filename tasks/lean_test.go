@@ -352,6 +352,37 @@ func TestPayIsItsOwnStep(t *testing.T) {
 	}
 }
 
+// An order is paid at most once automatically: a provider whose lookups
+// go on showing it unpaid after the pay gets no second pay, and the order
+// ends errored when its pending window closes.
+func TestPaidAtMostOnce(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, &tasks.HandlerOptions{PollInterval: 10 * time.Millisecond, PendingWindow: 500 * time.Millisecond}, true)
+	e.backend.SetPayLags(true)
+	if res, err := e.enqueuer.Enqueue(context.Background(), memOrder("PayOnce")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	rec := e.wait(t, "PayOnce", tasks.StateErrored)
+	if n := e.backend.Calls("pay"); n != 1 {
+		t.Errorf("pay calls = %d, want 1", n)
+	}
+	pays, polls := 0, 0
+	for _, a := range rec.History {
+		switch a.Call {
+		case "pay":
+			pays++
+		case "poll":
+			polls++
+		}
+	}
+	if pays != 1 || polls < 2 {
+		t.Errorf("history has %d pays and %d polls, want 1 pay and the polls after it", pays, polls)
+	}
+	if rec.PaySentAt.IsZero() || !strings.Contains(rec.Reason, "still unpaid after the pending window") {
+		t.Errorf("pay sent at %v, reason %q; want the pay's time and the window's end", rec.PaySentAt, rec.Reason)
+	}
+}
+
 // A batch answers each order as Enqueue would, in order, with the claims in
 // one round trip.
 func TestEnqueueBatch(t *testing.T) {

@@ -48,12 +48,13 @@ type Backend struct {
 	// Delay is how long each call takes.
 	Delay time.Duration
 
-	mu     sync.Mutex
-	orders map[string]*stored // by order number: the first
-	extra  map[string]int     // more orders created for a number (Duplicates)
-	nextID int
-	calls  map[string]int
-	faults fault.Injector
+	mu      sync.Mutex
+	payLags bool               // see SetPayLags
+	orders  map[string]*stored // by order number: the first
+	extra   map[string]int     // more orders created for a number (Duplicates)
+	nextID  int
+	calls   map[string]int
+	faults  fault.Injector
 }
 
 type stored struct {
@@ -66,6 +67,15 @@ func NewBackend(secret string) *Backend {
 	b := &Backend{secret: secret, orders: map[string]*stored{}, extra: map[string]int{}, calls: map[string]int{}}
 	b.faults.SetHangLimit(5 * time.Second)
 	return b
+}
+
+// SetPayLags has a pay answer as Pay does while lookups go on showing the
+// order unpaid, as a provider whose listing catches up with a pay later
+// (or never) would.
+func (b *Backend) SetPayLags(v bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.payLags = v
 }
 
 // Faults is the backend's fault injector.
@@ -268,6 +278,11 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 	s, ok := b.orders[o.OrderNo]
 	if !ok {
 		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, Message: "no such order"}
+	}
+	if b.payLags {
+		r := c.result(s)
+		r.Status, r.Payable = providers.StatusPending, c.autoPay
+		return r, nil
 	}
 	s.paid = true
 	return c.result(s), nil

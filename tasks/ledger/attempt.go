@@ -176,6 +176,8 @@ type Transition struct {
 	setKnown        bool
 	afresh          bool // forget the snapshot and the first attempt's time
 	mayExist        *bool
+	paySent         time.Time // see WithPaySent
+	clearPaySent    bool
 }
 
 // To is the state the transition moves to ("" for unchanged).
@@ -299,6 +301,20 @@ func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures =
 
 // WithProviderOrderID records the provider's order id.
 func (t Transition) WithProviderOrderID(id string) Transition { t.providerOrderID = id; return t }
+
+// WithPaySent records that the order is paid next, at at: the pay leaves
+// only once this is recorded, and an order whose record shows it is not
+// paid again automatically (nothing documents that a pay is idempotent,
+// nor that a lookup shows its effect at once). ClearPaySent undoes it for
+// a pay refused before the provider acted.
+func (t Transition) WithPaySent(at time.Time) Transition { t.paySent = at; return t }
+
+// ClearPaySent forgets that a pay was sent (WithPaySent): the provider
+// refused it before acting, so the next check may pay again.
+func (t Transition) ClearPaySent() Transition { t.clearPaySent = true; return t }
+
+// PaySent is the time WithPaySent recorded (zero for none).
+func (t Transition) PaySent() time.Time { return t.paySent }
 
 // WithNextCheck sets when a pending order is next checked.
 func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = next; return t }
@@ -428,7 +444,15 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.redriven {
 		args = append(args, "redriven", now.UnixMilli())
 	}
-	durable := t.to != ""
+	switch {
+	case !t.paySent.IsZero():
+		args = append(args, "pay_sent", ms(t.paySent))
+	case t.clearPaySent:
+		args = append(args, "pay_sent", "")
+	}
+	// A pay leaves only on a durable record that it was sent: a failover
+	// that lost the mark would let it be sent again.
+	durable := t.to != "" || !t.paySent.IsZero()
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)
 	if err != nil {
 		return fmt.Errorf("settle order step: %w", err)

@@ -107,6 +107,10 @@ type Record struct {
 	PendingSince time.Time `json:"pending_since,omitzero"`
 	NextCheckAt  time.Time `json:"next_check_at,omitzero"`
 	OutcomeAt    time.Time `json:"outcome_at,omitzero"`
+	// PaySentAt is when the worker decided to pay the order (the pay
+	// leaves right after that decision is recorded): an order is paid at
+	// most once automatically (see Transition.WithPaySent).
+	PaySentAt time.Time `json:"pay_sent_at,omitzero"`
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.
 	RedrivenAt time.Time `json:"redriven_at,omitzero"`
@@ -336,6 +340,8 @@ func (r *Record) set(k, v string) {
 		r.NextCheckAt = msTime(v)
 	case "outcome_at":
 		r.OutcomeAt = msTime(v)
+	case "pay_sent":
+		r.PaySentAt = msTime(v)
 	case "known":
 		if v != "" && (json.Unmarshal([]byte(v), &r.Known) != nil || r.Known == nil) {
 			r.Known = []string{}

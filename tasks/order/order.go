@@ -281,10 +281,17 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			wait = pollDelay(since, p, now)
 		}
 		t := ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true)
-		if r.Payable && step != Pay {
-			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
+		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
+		switch {
+		case r.Payable && step != Pay && rec.PaySentAt.IsZero():
+			// Paid at most once: the pay leaves only once the record
+			// shows it was sent (WithPaySent).
+			return Decision{Settle: t.WithPaySent(now), Then: Then{Next: Continue, Step: Pay}}
+		case r.Payable && step != Pay:
+			reason = fmt.Sprintf("pending; a pay was decided at %s and is not sent again: next check in %s",
+				rec.PaySentAt.UTC().Format(time.RFC3339), wait.Round(time.Millisecond))
 		}
-		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))}}
+		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: reason}}
 	}
 	// A provider that answers without a status: look it up.
 	f := rec.Failures
@@ -402,8 +409,13 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		r := "pending order no longer found: " + msg
 		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 	}
+	keep := ledger.Keep("")
+	if step == Pay && (code == providers.Unauthenticated || code == providers.RateLimited) {
+		// Refused before the provider acted: the next check may pay.
+		keep = keep.ClearPaySent()
+	}
 	if code == providers.Unauthenticated {
-		return Decision{Settle: ledger.Keep(""), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+		return Decision{Settle: keep, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
 	// Any other failure leaves the order pending: the provider holds it,
 	// so it is checked until the window ends rather than forgotten.
@@ -416,7 +428,7 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 	}
 	wait := retryAfter(err, pollDelay(since, p, now))
-	return Decision{Settle: ledger.Keep("").WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

@@ -501,3 +501,29 @@ func TestAmbiguousCreateKeepsTheProvidersID(t *testing.T) {
 		t.Errorf("an id from nowhere: %q", d.Settle.ProviderOrderID())
 	}
 }
+
+// A payable order is paid once: the decision to pay records it, and a
+// later check of an order whose record shows it never pays again, unless
+// the pay was refused before the provider acted.
+func TestPayAtMostOnce(t *testing.T) {
+	t.Parallel()
+	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
+	now := t0.Add(2 * time.Minute)
+	d := Decide(pending(), Poll, payable, policy(), now)
+	if d.Then.Next != Continue || d.Then.Step != Pay || !d.Settle.PaySent().Equal(now) {
+		t.Fatalf("first payable check: %v %v, pay sent %v; want continue to pay, recorded at %v", d.Then.Next, d.Then.Step, d.Settle.PaySent(), now)
+	}
+	rec := pending()
+	rec.PaySentAt = now
+	for _, step := range []Step{Poll, Lookup, Submit, Pay} {
+		if d := Decide(rec, step, payable, policy(), now.Add(time.Second)); d.Then.Next == Continue || !d.Settle.PaySent().IsZero() {
+			t.Errorf("%s after a pay: %v %v, pay sent %v; want a wait, no second pay", step, d.Then.Next, d.Then.Step, d.Settle.PaySent())
+		}
+	}
+	for code, err := range errs {
+		d := Decide(rec, Pay, Outcome{Err: err}, policy(), now.Add(time.Second))
+		if d.Then.Next == Continue {
+			t.Errorf("pay failed with %s: continues to %v", code, d.Then.Step)
+		}
+	}
+}
