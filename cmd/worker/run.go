@@ -178,6 +178,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				"masters", masters.Load())
 		}
 	}
+	// The webhooks' consumer groups are set up before the first order is
+	// taken, so that a new endpoint misses none of its events.
+	stopWebhooks, err := startWebhooks(ctx, cfg, redisOpt, ledger.EventStreams(), reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopWebhooks()
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
@@ -193,11 +200,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stopRec()
 	go rec.Run(recCtx)
 
-	stopWebhooks, err := startWebhooks(ctx, cfg, redisOpt, ledger.EventStreams(), reg, log)
-	if err != nil {
-		return err
-	}
-	defer stopWebhooks()
 	if cfg.Dev {
 		stopAPI, err := serveDevAPI(ctx, cfg, client, ledger, rdb, set, sealer, log)
 		if err != nil {

@@ -65,6 +65,15 @@ func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt
 		rdb.Close()
 		return nil, fmt.Errorf("webhooks: %w", err)
 	}
+	// The groups exist before the worker takes its first order: a new
+	// endpoint gets every event from this start on.
+	sc, scancel := context.WithTimeout(ctx, 30*time.Second)
+	err = d.Setup(sc)
+	scancel()
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("webhooks: set up the endpoints' consumer groups: %w", err)
+	}
 	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { d.Run(c) })

@@ -242,6 +242,19 @@ func Connections(endpoints int, opts *Options) int {
 	return endpoints*streams*(2+perStream) + 4
 }
 
+// Setup registers every endpoint and creates its consumer groups, as Run
+// does before it reads. Call it before orders are processed, so that no
+// event written between the start and Run's first read escapes a new
+// endpoint's group (which starts at the stream's end).
+func (d *Dispatcher) Setup(ctx context.Context) error {
+	for _, ep := range d.eps {
+		if err := d.setup(ctx, ep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Run delivers until ctx ends, then lets deliveries in flight finish (at
 // most Timeout) and returns.
 func (d *Dispatcher) Run(ctx context.Context) {
@@ -267,7 +280,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // setup registers the endpoint and creates its consumer group. A new
 // group starts at the stream's end: an endpoint receives the events that
-// happen from its first configuration on.
+// happen from its first configuration on (the worker sets the groups up
+// before it takes orders: Setup).
 func (d *Dispatcher) setup(ctx context.Context, ep *endpoint) error {
 	if err := NewStore(d.rdb, d.opts.Streams).register(ctx, ep.k.id, ep.display, ep.index); err != nil {
 		return err

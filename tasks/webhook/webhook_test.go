@@ -774,3 +774,37 @@ func TestGiveUpScriptsKeepTheOrder(t *testing.T) {
 		t.Errorf("queue after the re-send = %v, want [200-0 300-0]", q)
 	}
 }
+
+// Events written after Setup and before Run reads are delivered: the
+// worker sets its endpoints' groups up before it takes its first order.
+func TestSetupBeforeTheFirstOrderMissesNoEvent(t *testing.T) {
+	t.Parallel()
+	e := setupShards(t, 3)
+	r := newReceiver(t, e.signer, nil)
+	o := Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 2 * time.Second, Poll: 50 * time.Millisecond,
+		Registerer: prometheus.NewRegistry(), Streams: e.ledger.EventStreams()}
+	d, err := New(e.rdb, []string{r.srv.URL}, e.signer, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		e.order(fmt.Sprintf("Early%d", i), ledger.StatePaid)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	want := e.events()
+	if len(want) != 6 {
+		t.Fatalf("%d events written, want 6", len(want))
+	}
+	e.waitFor(10*time.Second, "every early event delivered", func() bool { return len(r.delivered()) == len(want) })
+	for _, ev := range want {
+		if !r.delivered()[ev.ID] {
+			t.Errorf("event %s (%s) not delivered", ev.ID, ev.Data.OrderNo)
+		}
+	}
+}
