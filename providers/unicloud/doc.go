@@ -53,29 +53,43 @@
 //     exist and is looked up before anything is sent again. The OrderId is
 //     kept in the error's text and in Result.ProviderOrderID, returned
 //     with the error.
+//   - For CreateOrder, HTTP 5xx: Ambiguous whatever its code, a throttling
+//     code included (no idempotency key; the client cannot tell a 503
+//     before creation from a 500 after, and a create read as throttled
+//     would go out again without a lookup).
 //   - HTTP 429, or a Throttling*, RequestLimitExceeded* or TooManyRequests
-//     code at any status: RateLimited, honouring Retry-After (seconds or a
-//     date). Nothing was created.
-//   - HTTP 5xx: Ambiguous for CreateOrder (no idempotency key; the client
-//     cannot tell a 503 before creation from a 500 after), Unavailable for
-//     the queries. Timeouts and resets after the request was written are
-//     classified the same way by providers.Send.
+//     code at any other status: RateLimited, honouring Retry-After
+//     (seconds or a date). Nothing was created.
+//   - HTTP 5xx on the queries: Unavailable. Timeouts and resets after the
+//     request was written are classified by providers.Send (Ambiguous for
+//     CreateOrder).
 //   - An unreadable body: 401 Unauthenticated, 403 PermissionDenied, other
 //     4xx InvalidArgument, a 2xx or 3xx of unknown effect (Ambiguous for
-//     CreateOrder). Redirects are not followed by the default HTTP client.
+//     CreateOrder). On CreateOrder only the statuses that refuse the
+//     request itself (400, 401, 403, 404, 405, 413, 414, 415, 431: see
+//     notTaken) are read so; any other 4xx (409, 422, …) is Ambiguous.
+//     Redirects are not followed by the default HTTP client.
 //   - Auth:false: Unauthenticated.
 //   - A 4xx, or a 200 with Status false (or, with no Status, a Code other
 //     than Success), by code and message: a reused SignatureNonce is
 //     Ambiguous for CreateOrder (our nonces are fresh, so the same request
-//     arrived twice and the first delivery may have acted); an invalid or
-//     expired Timestamp is Unavailable (refused before acting; the next
-//     attempt re-signs); InvalidParameter about "Signature",
-//     InvalidAccessKeyId*, SignatureDoesNotMatch and the like are
+//     arrived twice and the first delivery may have acted); InternalError,
+//     ServiceUnavailable, SystemBusy and the like are Ambiguous for
+//     CreateOrder, Unavailable for the queries, whatever their message
+//     says; an invalid or expired Timestamp (a code naming it, or without
+//     a code or with an InvalidParameter code a message naming it) is
+//     Unavailable (refused before acting; the next attempt re-signs);
+//     InvalidParameter about "Signature", InvalidAccessKeyId*,
+//     SignatureDoesNotMatch and the like, or HTTP 401, are
 //     Unauthenticated; on the queries an order-not-found code
-//     (OrderNotExist, …) is NotFound; InternalError, ServiceUnavailable,
-//     SystemBusy and the like are Ambiguous for CreateOrder; Forbidden*,
-//     NoPermission* and arrears are PermissionDenied; anything else, such
-//     as ProductConfigError or MissingParameter, is InvalidArgument.
+//     (OrderNotExist, …) is NotFound (OrderDetail only: see Lookup).
+//     On CreateOrder any other code but ProductConfigError, at a 200 or
+//     at a 4xx that is not one of the statuses above, is Ambiguous: no
+//     document says such a refusal comes before the order was created
+//     (SYSTEM_ERROR, CreateFailed, arrears, an order-not-found code, …).
+//     Otherwise Forbidden*, NoPermission*, arrears and HTTP 403 are
+//     PermissionDenied; anything else, such as ProductConfigError
+//     (documented) or MissingParameter, is InvalidArgument.
 //   - CreateOrder succeeds only with Status true and a Res.OrderId at a
 //     2xx, the OrderId kept as a string even when the JSON holds a number;
 //     any other 2xx that is not a refusal is Ambiguous. The order is then
@@ -105,8 +119,8 @@
 // from an answer that shows its list (an OrderList with an Order key, or
 // no OrderList and a TotalCount of 0);
 // any other answer (an error envelope at HTTP 200, an object without an
-// order list, a list under another key) is Unavailable, never an empty
-// page. Where Page starts is not documented: a list that ends at an empty
+// order list, a list under another key, an order-not-found code) is
+// Unavailable, never an empty page. Where Page starts is not documented: a list that ends at an empty
 // page without a TotalCount, short of it, or at a page that brought no
 // new order reads page 0 too, in case the server counts from 0 ("from
 // 0" is remembered only once page 1,
@@ -119,9 +133,11 @@
 //     readable and outside the window by both its UTC+8 and its UTC
 //     reading. OrderCategory and ProductCategory rule nothing out (their
 //     values in an answer are not documented).
-//  2. An order that Order.Owned reports as another record's is that
-//     record's, whatever its name: it is passed over, without an
-//     OrderDetail call. Only orders that could be ours are checked (not
+//  2. An order that Order.Owned reports as another record's, under its Id
+//     or its OrderNo (the documents list both and do not say which one
+//     CreateOrder's OrderId is; an OrderNo the list lacks is asked for
+//     once OrderDetail shows it), is that record's, whatever its name: it
+//     is passed over, without an OrderDetail call. Only orders that could be ours are checked (not
 //     those whose names, listed or cached, are all another instance's).
 //  3. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on

@@ -50,11 +50,14 @@ func FuzzParseResponse(f *testing.F) {
 				if create && pe.Code == providers.NotFound {
 					t.Fatalf("status %d: a create call reported not_found", status)
 				}
-				if create && status >= 500 && pe.Code != providers.Ambiguous && pe.Code != providers.RateLimited {
+				if create && status >= 500 && pe.Code != providers.Ambiguous {
 					t.Fatalf("status %d on create mapped to %v, want ambiguous", status, pe.Code)
 				}
 				if create && (r.OrderID != "" || r.Status != nil && *r.Status) && pe.Code != providers.Ambiguous {
 					t.Fatalf("status %d: a create answer naming an order or saying Status true mapped to %v, want ambiguous", status, pe.Code)
+				}
+				if create && !notTaken(status) && (pe.Code == providers.InvalidArgument || pe.Code == providers.PermissionDenied) && !strings.EqualFold(r.Code, "ProductConfigError") {
+					t.Fatalf("status %d: a create refused for good (%v) by an undocumented code %q", status, pe.Code, r.Code)
 				}
 				if status == 200 && create && perr != nil && pe.Code != providers.Ambiguous {
 					t.Fatalf("unreadable 200 on create mapped to %v, want ambiguous", pe.Code)

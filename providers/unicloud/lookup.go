@@ -67,7 +67,11 @@ func withStatus(msg, orderStatus string) string {
 
 // orderInfo is what Lookup reads from a listed or detailed order.
 type orderInfo struct {
-	ID              string
+	ID string
+	// OrderNo is the order's other number. Which of Id and OrderNo equals
+	// CreateOrder's OrderId is not documented: ownership is asked under
+	// both.
+	OrderNo         string
 	OrderCategory   string
 	ProductCategory string
 	OrderStatus     string
@@ -89,6 +93,9 @@ func parseOrder(raw json.RawMessage) (orderInfo, error) {
 		return orderInfo{}, err
 	}
 	d := orderInfo{ID: id}
+	if d.OrderNo, err = idField(field(m, "OrderNo")); err != nil {
+		return orderInfo{}, err
+	}
 	d.OrderCategory, _ = scalar(field(m, "OrderCategory"))
 	d.ProductCategory, _ = scalar(field(m, "ProductCategory"))
 	d.OrderStatus, _ = scalar(field(m, "OrderStatus"))
@@ -440,6 +447,18 @@ func (c *Client) queryPage(ctx context.Context, q map[string]string, n int) (pag
 	const op = Name + " QueryOrders"
 	q["Page"] = strconv.Itoa(n)
 	r, status, err := c.call(ctx, http.MethodGet, TransactionPath, "QueryOrders", q, nil, false)
+	var pe *providers.Error
+	if errors.As(err, &pe) && pe.Code == providers.NotFound {
+		// An order-not-found code shows no order list: a page is read only
+		// from an answer that shows one. Passed up as NotFound it would be
+		// the lookup's answer, and the order would be created again.
+		msg := errNoList.Error()
+		if pe.Message != "" {
+			msg += " (" + pe.Message + ")"
+		}
+		return page{}, nil, status, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: pe.HTTPStatus,
+			ProviderCode: pe.ProviderCode, Message: c.clean(msg, 200)}
+	}
 	if err != nil {
 		return page{}, nil, status, err
 	}
@@ -576,16 +595,12 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		// An order that could be ours but belongs to another record is
 		// that record's, whatever its name: never adopted, and not
 		// detailed either.
-		if o.Owned != nil && d.ID != "" {
-			taken, err := o.Owned(ctx, d.ID)
-			if err != nil {
-				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
-					Message: "cannot tell whether a listed order belongs to another order", Err: err}
-			}
-			if taken {
-				others++
-				continue
-			}
+		if taken, err := ownedElsewhere(ctx, o, d.ID, d.OrderNo); err != nil {
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+				Message: "cannot tell whether a listed order belongs to another order", Err: err}
+		} else if taken {
+			others++
+			continue
 		}
 		// Detailed: an order without names in the list, or one with our
 		// name but no CreateTime there (which the detail may carry).
@@ -609,6 +624,18 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			case c.excludes(dd, p, start.Truncate(time.Second), end):
 				continue
 			default:
+				if d.OrderNo == "" && dd.OrderNo != "" && dd.OrderNo != d.ID {
+					// The list did not show the order's other number: ask
+					// under the one the detail shows.
+					d.OrderNo = dd.OrderNo
+					if taken, err := ownedElsewhere(ctx, o, "", d.OrderNo); err != nil {
+						return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+							Message: "cannot tell whether a listed order belongs to another order", Err: err}
+					} else if taken {
+						others++
+						continue
+					}
+				}
 				if d.Names == nil {
 					d.Names = keepNames(dd.Names, name)
 					c.names.put(d.ID, dd.Names)
@@ -658,6 +685,30 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
+}
+
+// ownedElsewhere reports whether o.Owned gives an order to another record
+// under its Id or its OrderNo (each asked when not empty, OrderNo only
+// when it differs from Id). The documents list both on Order and do not
+// say which one CreateOrder's OrderId is, so a ledger may hold either: an
+// order recorded under either is another record's.
+func ownedElsewhere(ctx context.Context, o providers.Order, id, orderNo string) (bool, error) {
+	if o.Owned == nil {
+		return false, nil
+	}
+	ids := []string{id}
+	if orderNo != id {
+		ids = append(ids, orderNo)
+	}
+	for _, n := range ids {
+		if n == "" {
+			continue
+		}
+		if taken, err := o.Owned(ctx, n); err != nil || taken {
+			return taken, err
+		}
+	}
+	return false, nil
 }
 
 // nameMatch is how the instance names a listed order carries compare with

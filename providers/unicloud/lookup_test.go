@@ -448,6 +448,7 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 		name    string
 		seed    []sandbox.Order
 		owned   []int // indexes in seed of orders other records own
+		ownedNo []int // the same, owned under their OrderNo
 		ownErr  error
 		want    providers.Code // Unknown: found
 		wantID  int
@@ -456,8 +457,14 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 	}{
 		{name: "only another record's", seed: []sandbox.Order{seeded("same", now)}, owned: []int{0},
 			want: providers.NotFound, details: 0, checked: 1},
+		// Each order not owned under its Id is asked for under its
+		// OrderNo too.
 		{name: "ours and another record's", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0},
-			wantID: 1, details: 1, checked: 2},
+			wantID: 1, details: 1, checked: 3},
+		{name: "only another record's, by its OrderNo", seed: []sandbox.Order{seeded("same", now)}, ownedNo: []int{0},
+			want: providers.NotFound, details: 0, checked: 2},
+		{name: "ours and another record's by its OrderNo", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, ownedNo: []int{0},
+			wantID: 1, details: 1, checked: 4},
 		{name: "two, both others'", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0, 1},
 			want: providers.NotFound, details: 0, checked: 2},
 		{name: "ownership unknown", seed: []sandbox.Order{seeded("same", now)}, ownErr: errors.New("ledger unreachable"),
@@ -467,12 +474,16 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			sb, c := setup(t, unicloud.Options{})
-			var ids, owned []string
+			var ids, nos, owned []string
 			for _, o := range tt.seed {
-				ids = append(ids, sb.Seed(o).ID)
+				s := sb.Seed(o)
+				ids, nos = append(ids, s.ID), append(nos, s.OrderNo)
 			}
 			for _, i := range tt.owned {
 				owned = append(owned, ids[i])
+			}
+			for _, i := range tt.ownedNo {
+				owned = append(owned, nos[i])
 			}
 			o := order("same")
 			o.FirstAttempt = now.Add(-time.Minute)
@@ -506,6 +517,29 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 	}
 }
 
+// A listed order without an OrderNo is asked for under the one its detail
+// shows: an order recorded under either number is another record's.
+func TestLookupOwnedUnderDetailedOrderNo(t *testing.T) {
+	t.Parallel()
+	endpoint, _ := fakeTransaction(t, []string{listing(1, listed("11", "NEW"))},
+		map[string]string{"11": `{"Order":{"Id":"11","OrderNo":"P0001","InstanceName":"ours"}}`})
+	c := client(t, endpoint, unicloud.Options{})
+	o := order("ours")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	var asked []string
+	o.Owned = func(_ context.Context, id string) (bool, error) {
+		asked = append(asked, id)
+		return id == "P0001", nil
+	}
+	r, err := c.Lookup(context.Background(), o)
+	if providers.CodeOf(err) != providers.NotFound {
+		t.Errorf("Lookup = %+v, %v; want not_found (the only order is another record's)", r, err)
+	}
+	if !slices.Equal(asked, []string{"11", "P0001"}) {
+		t.Errorf("ownership asked for %v, want [11 P0001]", asked)
+	}
+}
+
 // An order already known (by its detailed name) to be another instance's
 // costs no ownership check.
 func TestLookupChecksOwnershipOnlyOfPossibleMatches(t *testing.T) {
@@ -529,32 +563,59 @@ func TestLookupChecksOwnershipOnlyOfPossibleMatches(t *testing.T) {
 // A server that reads the zone-less window as UTC and writes CreateTime in
 // UTC: the window written in UTC+8 misses our order, the one written in
 // UTC lists it. Its time cannot be placed, so it is left to a person:
-// never not_found, which would create the order a second time.
+// never not_found, which would create the order a second time. Nor is a
+// window the server answers with a "no such order" code (in either zone)
+// an empty one: it shows no order list.
 func TestLookupOnAServerInUTC(t *testing.T) {
 	t.Parallel()
-	created := time.Now().Add(-30 * time.Second).UTC()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		switch q.Get("Action") {
-		case "QueryOrders":
-			from, err1 := time.ParseInLocation(unicloud.QueryTimeLayout, q.Get("StartTime"), time.UTC)
-			to, err2 := time.ParseInLocation(unicloud.QueryTimeLayout, q.Get("EndTime"), time.UTC)
-			if err1 != nil || err2 != nil || q.Get("Page") != "1" || created.Before(from) || created.After(to) {
-				fmt.Fprint(w, `{"TotalCount":0,"OrderList":{"Order":[]}}`)
-				return
+	const emptyList = `{"TotalCount":0,"OrderList":{"Order":[]}}`
+	const noSuchOrder = `{"Status":false,"Auth":true,"Code":"OrderNotExist","Msg":"订单不存在"}`
+	tests := []struct {
+		name  string
+		zone  *time.Location // the zone the server reads windows and writes CreateTime in
+		empty string         // its answer to a window without our order
+		want  providers.Code // Unknown: found
+	}{
+		{"in UTC", time.UTC, emptyList, providers.Ambiguous},
+		{"in UTC, not-found code", time.UTC, noSuchOrder, providers.Unavailable},
+		{"in UTC+8", unicloud.ChinaTime(), emptyList, providers.Unknown},
+		{"in UTC+8, not-found code for the UTC window", unicloud.ChinaTime(), noSuchOrder, providers.Unavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			created := time.Now().Add(-30 * time.Second)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				switch q.Get("Action") {
+				case "QueryOrders":
+					from, err1 := time.ParseInLocation(unicloud.QueryTimeLayout, q.Get("StartTime"), tt.zone)
+					to, err2 := time.ParseInLocation(unicloud.QueryTimeLayout, q.Get("EndTime"), tt.zone)
+					if err1 != nil || err2 != nil || q.Get("Page") != "1" || created.Before(from) || created.After(to) {
+						fmt.Fprint(w, tt.empty)
+						return
+					}
+					fmt.Fprint(w, listing(1, fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q}`, created.In(tt.zone).Format(unicloud.QueryTimeLayout))))
+				case "OrderDetail":
+					fmt.Fprint(w, `{"Order":{"Id":"11","Items":[{"instanceName":"ours"}]}}`)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			c := client(t, srv.URL, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			r, err := c.Lookup(context.Background(), o)
+			switch {
+			case tt.want == providers.Unknown:
+				if err != nil || r.ProviderOrderID != "11" {
+					t.Errorf("Lookup = %+v, %v; want order 11", r, err)
+				}
+			case providers.CodeOf(err) != tt.want:
+				t.Errorf("Lookup = %+v, %v; want %v (never not_found)", r, err, tt.want)
+			case tt.want == providers.Unavailable && !strings.Contains(err.Error(), "order list"):
+				t.Errorf("error %q does not say the answer had no order list", err)
 			}
-			fmt.Fprint(w, listing(1, fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q}`, created.Format(unicloud.QueryTimeLayout))))
-		case "OrderDetail":
-			fmt.Fprint(w, `{"Order":{"Id":"11","Items":[{"instanceName":"ours"}]}}`)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	c := client(t, srv.URL, unicloud.Options{})
-	o := order("ours")
-	o.FirstAttempt = time.Now().Add(-time.Minute)
-	r, err := c.Lookup(context.Background(), o)
-	if providers.CodeOf(err) != providers.Ambiguous {
-		t.Errorf("Lookup on a server in UTC = %+v, %v; want ambiguous (never not_found)", r, err)
+		})
 	}
 }
 
@@ -616,6 +677,8 @@ func TestLookupAnswerWithoutOrderList(t *testing.T) {
 		{"OrderList null without a total", `{"OrderList":null}`, providers.Unavailable},
 		{"a total without a list", `{"TotalCount":2}`, providers.Unavailable},
 		{"OrderList of another type", `{"TotalCount":0,"OrderList":"none"}`, providers.Unavailable},
+		// A "no such order" code says nothing of the window's orders.
+		{"order-not-found code", `{"Status":false,"Auth":true,"Code":"OrderNotExist","Msg":"订单不存在"}`, providers.Unavailable},
 		// Pages that do show an empty list.
 		{"a total of 0 without a list", `{"TotalCount":0}`, providers.NotFound},
 		{"Order null", `{"TotalCount":0,"OrderList":{"Order":null}}`, providers.NotFound},

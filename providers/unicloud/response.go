@@ -200,10 +200,11 @@ func (r Response) failed() bool {
 
 // classify maps an HTTP answer to the Response or an *Error, in this order:
 // for CreateOrder, an answer carrying an OrderId or Status true (the
-// Response at a 2xx without Auth false, else Ambiguous); then throttling,
-// 5xx, unreadable body, Auth:false, 4xx, other non-2xx, a 200 whose Status
-// or Code says failure. create decides what an answer of unknown effect
-// is: Ambiguous for CreateOrder, Unavailable for a query.
+// Response at a 2xx without Auth false, else Ambiguous), then a 5xx
+// (Ambiguous, whatever its code); then throttling, 5xx, unreadable body,
+// Auth:false, 4xx, other non-2xx, a 200 whose Status or Code says failure.
+// create decides what an answer of unknown effect is: Ambiguous for
+// CreateOrder, Unavailable for a query.
 func (c *Client) classify(op string, create bool, resp *providers.Response) (Response, error) {
 	r, perr := ParseResponse(resp.Body)
 	st := resp.StatusCode
@@ -251,6 +252,12 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 		return fail(providers.Ambiguous, msg+": the order may exist")
 	}
 	switch {
+	case create && st >= 500:
+		// Before the throttling check: a 5xx may come from a server that
+		// failed after creating the order, whatever code it puts on the
+		// answer, and a create read as throttled goes out again without a
+		// lookup.
+		return fail(providers.Ambiguous, or(r.Message, http.StatusText(st)))
 	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):
 		return fail(providers.RateLimited, or(r.Message, "throttled"))
 	case st >= 500:
@@ -258,6 +265,10 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 	case perr != nil:
 		r = Response{}
 		switch {
+		case create && st >= 400 && !notTaken(st):
+			// No code to read, and a status that does not say the request
+			// was refused before it was acted on (409, 422, …).
+			return fail(providers.Ambiguous, "unreadable response: "+http.StatusText(st))
 		case st == http.StatusUnauthorized:
 			return fail(providers.Unauthenticated, http.StatusText(st))
 		case st == http.StatusForbidden:
@@ -287,7 +298,14 @@ func (c *Client) clean(s string, n int) string {
 // codeFor maps a refusal (a 4xx, or a 200 with Status false) by its code
 // and message. Nothing documented lists UniCloud's codes beyond
 // ProductConfigError and the signature error; the rest follows the
-// Alibaba-style RPC codes the API mirrors.
+// Alibaba-style RPC codes the API mirrors. On CreateOrder a refusal is
+// believed only when something says the request was not acted on: a
+// documented code, a code about the request's signing (signature, access
+// key, timestamp), or an HTTP status that refuses the request itself (see
+// notTaken). Any other code (SYSTEM_ERROR, CreateFailed, arrears, an
+// order-not-found code, …) at a 200 or another 4xx may come after the
+// order was created: Ambiguous, so that it is looked up, never recorded
+// errored while it exists.
 func codeFor(status int, code, msg string, create bool) providers.Code {
 	lc, lm := strings.ToLower(code), strings.ToLower(msg)
 	switch {
@@ -298,24 +316,50 @@ func codeFor(status int, code, msg string, create bool) providers.Code {
 			return providers.Ambiguous
 		}
 		return providers.Unavailable
-	case strings.Contains(lc, "timestamp") || strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp"):
+	case isInternal(lc):
+		// Before the timestamp check: an internal error's message may
+		// name a timestamp field (createTimestamp) without being a clock
+		// refusal.
+		if create {
+			return providers.Ambiguous
+		}
+		return providers.Unavailable
+	case strings.Contains(lc, "timestamp") ||
+		(lc == "" || strings.HasPrefix(lc, "invalidparameter")) && (strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp")):
 		// Clock skew: refused before acting; the next attempt re-signs.
+		// The message counts only without a code or with a parameter
+		// error's, as for the signature: another code's text may name a
+		// timestamp for another reason.
 		return providers.Unavailable
 	case isAuthCode(lc), strings.Contains(lm, "signature") && (lc == "" || strings.HasPrefix(lc, "invalidparameter")),
 		status == http.StatusUnauthorized:
 		return providers.Unauthenticated
 	case !create && isOrderNotFound(lc):
 		return providers.NotFound
-	case isInternal(lc):
-		if create {
-			return providers.Ambiguous
-		}
-		return providers.Unavailable
+	case create && lc != "productconfigerror" && !notTaken(status):
+		return providers.Ambiguous
 	case status == http.StatusForbidden || isPermission(lc):
 		return providers.PermissionDenied
 	default:
 		return providers.InvalidArgument
 	}
+}
+
+// notTaken reports whether HTTP status st says the server refused the
+// request itself, before acting on it: a malformed request (400), missing
+// or refused credentials (401, 403), no such resource or method (404,
+// 405), a body, URI or headers too large (413, 414, 431), a body of
+// another media type (415). On CreateOrder no other 4xx is read as a
+// refusal unless its code is documented: 409, 422 and the like may answer
+// a request that was acted on.
+func notTaken(st int) bool {
+	switch st {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+		http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusRequestURITooLong,
+		http.StatusUnsupportedMediaType, http.StatusRequestHeaderFieldsTooLarge:
+		return true
+	}
+	return false
 }
 
 func isThrottle(code string) bool {
