@@ -66,6 +66,11 @@ type Features struct {
 	// call. Providers that cannot tell it from a failure after creation
 	// report Ambiguous; the zero value means Ambiguous.
 	FailBeforeCode providers.Code
+	// ThrottleCode is the code a throttled create maps to; the zero value
+	// means RateLimited. A provider whose documents describe no throttling
+	// answer reads the sandbox's own as Ambiguous (the order is looked up
+	// before it is created again).
+	ThrottleCode providers.Code
 }
 
 type testCase struct {
@@ -79,6 +84,9 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness, f 
 	t.Helper()
 	if f.FailBeforeCode == providers.OK {
 		f.FailBeforeCode = providers.Ambiguous
+	}
+	if f.ThrottleCode == providers.OK {
+		f.ThrottleCode = providers.RateLimited
 	}
 	tests := []testCase{
 		{"DeclaredFeatures", testDeclaredFeatures},
@@ -289,13 +297,19 @@ func testThrottle(t *testing.T, h Harness, f Features) {
 	o.FirstAttempt = time.Now()
 	h.Faults().Script(fault.Throttle)
 	_, err := h.Provider().Submit(ctx(t), o)
-	if c := providers.CodeOf(err); c != providers.RateLimited {
-		t.Fatalf("throttled Submit: code = %v (%v), want rate_limited", c, err)
+	if c := providers.CodeOf(err); c != f.ThrottleCode {
+		t.Fatalf("throttled Submit: code = %v (%v), want %v", c, err, f.ThrottleCode)
 	}
 	if n := h.Count(o); n != 0 {
 		t.Fatalf("sandbox holds %d orders after throttling, want 0", n)
 	}
 	checkNoSecrets(t, h, err)
+	if providers.MaybeCreated(f.ThrottleCode) {
+		// As the worker would: look the order up before creating again.
+		if _, err := h.Provider().Lookup(ctx(t), o); providers.CodeOf(err) != providers.NotFound {
+			t.Fatalf("Lookup after a throttled create: %v, want not_found", err)
+		}
+	}
 	submit(t, h, f, o)
 	if n := h.Count(o); n != 1 {
 		t.Errorf("sandbox holds %d orders after the retry, want 1", n)

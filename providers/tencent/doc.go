@@ -25,7 +25,30 @@
 // other params (another system using the same number), the same OrderNo
 // twice, or a listing too long to read is Ambiguous: a person decides. A
 // listing that cannot be shown complete (pages that repeat orders, an end
-// short of its Total, an answer naming no Orders) is Unavailable.
+// short of its Total, an answer without an Orders array, whatever its
+// Total) is Unavailable, and so is every failed listing: a lookup is
+// NotFound only from an order list.
+//
+// # Errors
+//
+// The document defines no HTTP status and no throttling answer, and lists
+// five error codes (InternalError, ErrorRequiredParamNotFound,
+// InvalidAction, InvalidParameterValue, InvalidParameterValue.InvalidJSON),
+// shown inside the Response wrapper; a bad signature is shown as
+// InvalidParameterValue "Signature 无效". A create is taken as refused
+// (nothing created) only by one of these codes but InternalError, in the
+// wrapper (or in the SDK's data), whatever the HTTP status, and not by
+// every such refusal (one naming a Nonce, or saying the order exists, is
+// looked up; see the provider notes). Every other failed answer to a
+// create is Ambiguous, so the order is looked up before any new create: a
+// status other than 2xx without such a code (429, 401, 403, 404 included),
+// a code the document does not list (Tencent Cloud's common
+// RequestLimitExceeded, LimitExceeded, AuthFailure*,
+// UnauthorizedOperation*, InvalidParameter* included), a code outside the
+// wrapper, and a body that is not one JSON value. A listing keeps its own
+// reading of statuses (429 RateLimited, 401 and 403 Unauthenticated, other
+// 4xx InvalidArgument, others Unavailable) and reads an undocumented code
+// as Unavailable.
 //
 // # Where the sources disagree
 //
@@ -35,14 +58,16 @@
 //   - Responses come in two shapes: {"Response":{…}} as documented for
 //     serviceapi, and {code, msg, data} as the official Node SDK parses.
 //     Both are accepted, and so is the Response without its wrapper (a
-//     top-level object carrying Error, Orders, Total or Data).
+//     top-level object carrying Error, Orders, Total or Data), whose error
+//     code is never taken for a refusal of a create.
 //   - ServiceGetOrderList's Offset, Limit and Total are named, not
 //     defined: the first page is asked for without Offset, Limit is
 //     dropped once a listing is refused for its parameters, and only a
 //     listing that surely holds everything proves an order absent.
-//   - No throttling code is documented for serviceapi; RequestLimitExceeded
-//     and LimitExceeded (Tencent Cloud's common codes) and HTTP 429 are
-//     treated as throttling.
+//   - No throttling code is documented for serviceapi: RequestLimitExceeded
+//     and LimitExceeded (Tencent Cloud's common codes, the second perhaps a
+//     quota) and HTTP 429 are not taken for throttling, and a create
+//     answered so is looked up.
 //   - ServiceCreateOrder is not documented as idempotent, and
 //     ServiceGetOrderList reports no payment status: an order it lists is
 //     taken as created and paid (ServiceCreateOrder answers only OK).

@@ -290,8 +290,8 @@ func TestNonceRefusedIsAmbiguousForACreate(t *testing.T) {
 }
 
 // Answers the document does not show exactly: the list under Data (the
-// SDK's shape) is read; an answer naming no Orders, or a row without an
-// OrderNo, proves no absence.
+// SDK's shape) is read; an answer without an Orders array (whatever its
+// Total says), or a row without an OrderNo, proves no absence.
 func TestLookupAnswerShapes(t *testing.T) {
 	t.Parallel()
 	row := map[string]any{"OrderNo": "S1", "CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemVNO": "FireBusiness", "ItemNum": 2}
@@ -303,7 +303,10 @@ func TestLookupAnswerShapes(t *testing.T) {
 		{"under Data", map[string]any{"Data": map[string]any{"Orders": []any{row}, "Total": 1}}, providers.Unknown},
 		{"no Orders", map[string]any{}, providers.Unavailable},
 		{"other names", map[string]any{"OrderList": []any{row}, "TotalCount": 1}, providers.Unavailable},
-		{"no Orders, Total 0", map[string]any{"Total": 0}, providers.NotFound},
+		{"no Orders, Total 0", map[string]any{"Total": 0}, providers.Unavailable},
+		{"Orders an object, Total 0", map[string]any{"Orders": map[string]any{}, "Total": 0}, providers.Unavailable},
+		{"Orders a string, Total 0", map[string]any{"Orders": "", "Total": 0}, providers.Unavailable},
+		{"no Orders under Data, Total 0", map[string]any{"Data": map[string]any{"Total": 0}}, providers.Unavailable},
 		{"a row without OrderNo", map[string]any{"Orders": []any{map[string]any{"CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemNum": 2}}, "Total": 1}, providers.Ambiguous},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,7 +339,8 @@ func TestLookupAnswerShapes(t *testing.T) {
 // order exists or the request repeats (in English or Chinese, in the
 // message or a sub-code), or a Nonce sub-code, may mean the order exists
 // already: it is looked up. The same refusal of a listing stays what it
-// was, and other parameter refusals stay permanent.
+// was (an undocumented code, InvalidParameter.*, tells nothing), and other
+// InvalidParameterValue refusals stay permanent.
 func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -349,7 +353,7 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "已存在", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "重复请求", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue.OrderExists", "order exists", providers.Ambiguous, providers.InvalidArgument},
-		{"InvalidParameter.DuplicateOrder", "x", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameter.DuplicateOrder", "x", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameterValue", "The order already exists", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "Duplicate request", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "ItemNum 非法", providers.InvalidArgument, providers.InvalidArgument},
@@ -366,6 +370,47 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 			}
 			if _, err := c.Lookup(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != tt.list {
 				t.Errorf("Lookup refused = %v, want %v", err, tt.list)
+			}
+		})
+	}
+}
+
+// Only the codes the document lists have a meaning of their own. Every
+// other code (Tencent Cloud's common ones included: LimitExceeded may be a
+// quota, not throttling) tells nothing of what a create did, so the order
+// is looked up, and a listing refused with one proves nothing either.
+func TestUndocumentedCodes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		code         string
+		create, list providers.Code
+	}{
+		{"LimitExceeded", providers.Ambiguous, providers.Unavailable},
+		{"RequestLimitExceeded", providers.Ambiguous, providers.Unavailable},
+		{"RequestLimitExceeded.UinLimitExceeded", providers.Ambiguous, providers.Unavailable},
+		{"AuthFailure", providers.Ambiguous, providers.Unavailable},
+		{"AuthFailure.SignatureFailure", providers.Ambiguous, providers.Unavailable},
+		{"UnauthorizedOperation", providers.Ambiguous, providers.Unavailable},
+		{"UnauthorizedOperation.NoPermission", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameter", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameter.Limit", providers.Ambiguous, providers.Unavailable},
+		{"ResourceNotFound", providers.Ambiguous, providers.Unavailable},
+		{"InvalidAction.Sub", providers.Ambiguous, providers.Unavailable},
+		// The documented ones.
+		{"InternalError", providers.Ambiguous, providers.Unavailable},
+		{"ErrorRequiredParamNotFound", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidAction", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidParameterValue", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidParameterValue.InvalidJSON", providers.InvalidArgument, providers.InvalidArgument},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, http.StatusOK, `{"Response":{"Error":{"Code":"`+tt.code+`","Message":"x"},"RequestId":"r"}}`)
+			if _, err := c.Submit(lookupCtx(t), order("U1", ours)); providers.CodeOf(err) != tt.create {
+				t.Errorf("Submit refused %s = %v, want %v", tt.code, err, tt.create)
+			}
+			if _, err := c.Lookup(lookupCtx(t), order("U1", ours)); providers.CodeOf(err) != tt.list {
+				t.Errorf("Lookup refused %s = %v, want %v", tt.code, err, tt.list)
 			}
 		})
 	}
@@ -389,10 +434,10 @@ func bodyServer(t *testing.T, status int, body string) *tencent.Client {
 // oursListed is the order ours creates, as ServiceGetOrderList lists it.
 const oursListed = `{"CustomerId":"Customer7","OrderNo":"Mine","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`
 
-// Total is a count: null is no Total (so an answer without Orders proves
-// nothing), a quoted count is read, and anything else (negative,
-// fractional, other text) makes the answer unreadable, never absence.
-// Orders null is no Orders.
+// Total is a count: null is no Total, a quoted count is read, and anything
+// else (negative, fractional, other text) makes the answer unreadable,
+// never absence. Orders null is no Orders, and an answer without Orders
+// proves nothing, whatever its Total.
 func TestLookupReadsTotal(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -401,7 +446,8 @@ func TestLookupReadsTotal(t *testing.T) {
 	}{
 		{"Total null, no Orders", `"Total":null`, providers.Unavailable},
 		{"Orders null, no Total", `"Orders":null`, providers.Unavailable},
-		{"Orders null, Total 0", `"Orders":null,"Total":0`, providers.NotFound},
+		{"Orders null, Total 0", `"Orders":null,"Total":0`, providers.Unavailable},
+		{"no Orders, Total 0", `"Total":0`, providers.Unavailable},
 		{"Total as text 0", `"Orders":[],"Total":"0"`, providers.NotFound},
 		{"Total as text 1", `"Orders":[` + oursListed + `],"Total":"1"`, providers.OK},
 		// No Total: the next page is asked for, and it repeats this one.
@@ -533,11 +579,14 @@ func TestLookupRequests(t *testing.T) {
 	}
 }
 
-// Answers outside the documented {"Response": …} wrapper: a top-level
-// object carrying Error, Orders/Total or Data is the Response itself (a
-// 400 InternalError may mean the order exists). A 4xx without a readable
-// code: 401 and 403 are a credentials problem, 409 may mean the order
-// exists, any other a refusal.
+// Answers outside the documented {"Response": …} wrapper, or at a status
+// other than 2xx. The document defines no HTTP status, and shows an error
+// code only in the wrapper: on a create, an answer that is not 2xx, or
+// carries its code outside the wrapper (or the SDK's data), may come after
+// the order was created, so it is looked up (a documented code in the
+// wrapper keeps its meaning at any status). A listing read outside the
+// wrapper is read (a top-level object carrying Orders or Data); a lookup
+// answered at another status is never not found.
 func TestAnswersWithoutTheWrapper(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -549,10 +598,17 @@ func TestAnswersWithoutTheWrapper(t *testing.T) {
 	}{
 		{"400 InternalError, create", 400, `{"Error":{"Code":"InternalError","Message":"内部错误"},"RequestId":"r"}`, true, providers.Ambiguous},
 		{"400 InternalError, list", 400, `{"Error":{"Code":"InternalError","Message":"内部错误"},"RequestId":"r"}`, false, providers.Unavailable},
-		{"bad signature, create", 200, `{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}`, true, providers.Unauthenticated},
-		{"400 bad value, create", 400, `{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}`, true, providers.InvalidArgument},
-		{"429 throttled", 429, `{"Error":{"Code":"RequestLimitExceeded","Message":"x"}}`, true, providers.RateLimited},
+		{"bad signature, create", 200, `{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}`, true, providers.Ambiguous},
+		{"bad signature in the wrapper, create", 200, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}}`, true, providers.Unauthenticated},
+		{"bad signature under data, create", 200, `{"code":0,"data":{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}}`, true, providers.Unauthenticated},
+		{"400 bad value, create", 400, `{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}`, true, providers.Ambiguous},
+		{"400 bad value in the wrapper, create", 400, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}}`, true, providers.InvalidArgument},
+		{"429 throttled", 429, `{"Error":{"Code":"RequestLimitExceeded","Message":"x"}}`, true, providers.Ambiguous},
+		{"429 throttled, list", 429, `{"Error":{"Code":"RequestLimitExceeded","Message":"x"}}`, false, providers.RateLimited},
+		{"429 InternalError, create", 429, `{"Response":{"Error":{"Code":"InternalError","Message":"x"},"RequestId":"r"}}`, true, providers.Ambiguous},
+		{"429 empty, create", 429, ``, true, providers.Ambiguous},
 		{"list, empty", 200, `{"Orders":[],"Total":0,"RequestId":"r"}`, false, providers.NotFound},
+		{"list, Total 0 only", 200, `{"Total":0,"RequestId":"r"}`, false, providers.Unavailable},
 		{"list under Data", 200, `{"RequestId":"r","Data":{"Orders":[` + oursListed + `],"Total":1}}`, false, providers.OK},
 		{"list, nothing", 200, `{"RequestId":"r"}`, false, providers.Unavailable},
 		{"list, Error null", 200, `{"RequestId":"r","Error":null}`, false, providers.Unavailable},
@@ -560,13 +616,19 @@ func TestAnswersWithoutTheWrapper(t *testing.T) {
 		{"409 empty, create", 409, ``, true, providers.Ambiguous},
 		{"409 empty, list", 409, ``, false, providers.Unavailable},
 		{"409 no code, create", 409, `{"Response":{"RequestId":"r"}}`, true, providers.Ambiguous},
-		{"401 empty, create", 401, ``, true, providers.Unauthenticated},
+		{"401 empty, create", 401, ``, true, providers.Ambiguous},
 		{"401 empty, list", 401, ``, false, providers.Unauthenticated},
-		{"403 page, create", 403, `<html>forbidden</html>`, true, providers.Unauthenticated},
-		{"403 no code, create", 403, `{"Response":{"RequestId":"r"}}`, true, providers.Unauthenticated},
-		{"403 UnauthorizedOperation, create", 403, `{"Error":{"Code":"UnauthorizedOperation","Message":"x"}}`, true, providers.PermissionDenied},
-		{"400 page, create", 400, `<html>bad request</html>`, true, providers.InvalidArgument},
-		{"404 empty, create", 404, ``, true, providers.InvalidArgument},
+		{"403 page, create", 403, `<html>forbidden</html>`, true, providers.Ambiguous},
+		{"403 no code, create", 403, `{"Response":{"RequestId":"r"}}`, true, providers.Ambiguous},
+		{"403 UnauthorizedOperation, create", 403, `{"Error":{"Code":"UnauthorizedOperation","Message":"x"}}`, true, providers.Ambiguous},
+		{"400 page, create", 400, `<html>bad request</html>`, true, providers.Ambiguous},
+		{"404 empty, create", 404, ``, true, providers.Ambiguous},
+		{"400 empty list, list", 400, `{"Response":{"RequestId":"r","Orders":[],"Total":0}}`, false, providers.InvalidArgument},
+		{"300 Status OK, create", 300, `{"Response":{"RequestId":"r","Status":"OK"}}`, true, providers.Ambiguous},
+		{"300 empty list, list", 300, `{"Response":{"RequestId":"r","Orders":[],"Total":0}}`, false, providers.Unavailable},
+		{"trailing data, create", 200, `{"Response":{"RequestId":"r","Status":"OK"}} {}`, true, providers.Ambiguous},
+		{"trailing data, list", 200, `{"Response":{"RequestId":"r","Orders":[],"Total":0}}{"Response":{}}`, false, providers.Unavailable},
+		{"a trailing newline, create", 200, "{\"Response\":{\"RequestId\":\"r\",\"Status\":\"OK\"}}\n", true, providers.OK},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -585,11 +647,12 @@ func TestAnswersWithoutTheWrapper(t *testing.T) {
 	}
 }
 
-// No credential and no phone number the server echoes reaches an error's
-// text, in any envelope, on a create or a listing.
+// No credential, no phone number and no CustomerId (the vendor's user id,
+// perhaps a login name) the server echoes reaches an error's text, in any
+// envelope, on a create or a listing.
 func TestErrorTextHidesSecretsAndPhones(t *testing.T) {
 	t.Parallel()
-	echo := "AppSecret " + appSecret + " AppKey " + appKey + " 手机号 13900000000 / +86 139 0000 0000"
+	echo := "AppSecret " + appSecret + " AppKey " + appKey + " 手机号 13900000000 / +86 139 0000 0000 用户 Customer7"
 	for _, tt := range []struct {
 		name   string
 		status int
@@ -597,6 +660,7 @@ func TestErrorTextHidesSecretsAndPhones(t *testing.T) {
 	}{
 		{"Response", 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue","Message":"` + echo + `"}}}`},
 		{"sub-code", 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue.` + appSecret + `","Message":"x"}}}`},
+		{"CustomerId sub-code", 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue.Customer7","Message":"x"}}}`},
 		{"no wrapper", 400, `{"Error":{"Code":"InternalError","Message":"` + echo + `"},"RequestId":"r"}`},
 		{"code and msg", 200, `{"code":7,"msg":"` + echo + `"}`},
 		{"unreadable", 409, echo},
@@ -610,7 +674,7 @@ func TestErrorTextHidesSecretsAndPhones(t *testing.T) {
 				if err == nil {
 					t.Fatal("no error")
 				}
-				for _, leak := range []string{appSecret, appKey, "13900000000", "139 0000 0000"} {
+				for _, leak := range []string{appSecret, appKey, "13900000000", "139 0000 0000", "Customer7"} {
 					if strings.Contains(err.Error(), leak) {
 						t.Errorf("error text %q holds %q", err, leak)
 					}

@@ -337,15 +337,16 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 
 // list asks ServiceGetOrderList for one page, with Limit listLimit while
 // *limit holds. The largest Limit is not documented: a request carrying it
-// that is refused InvalidParameter* (whatever the message names) is sent
-// again without it, and *limit turns false, so the rest of the lookup
-// pages by the server's default page size.
+// that is refused as a bad parameter value (InvalidParameterValue*,
+// whatever the message names) is sent again without it, and *limit turns
+// false, so the rest of the lookup pages by the server's default page
+// size.
 func (c *Client) list(ctx context.Context, q map[string]any, limit *bool) (answer, error) {
 	if *limit {
 		q["Limit"] = listLimit
 		resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
 		var e *providers.Error
-		if !errors.As(err, &e) || e.Code != providers.InvalidArgument || !strings.HasPrefix(e.ProviderCode, "InvalidParameter") {
+		if !errors.As(err, &e) || e.Code != providers.InvalidArgument || !strings.HasPrefix(e.ProviderCode, "InvalidParameterValue") {
 			return resp, err
 		}
 		*limit = false
@@ -363,9 +364,10 @@ type orderList struct {
 
 // parseOrderList reads an order list (keys matched without regard to
 // case, as encoding/json does). A key whose value is null counts as
-// absent. An answer naming no Orders proves no absence, so it is an error
-// unless its Total says 0. Total is a count: a non-negative integer, as a
-// JSON number or a quoted one ("1"); anything else is malformed.
+// absent. The document gives the answer as Orders and Total: one without
+// an Orders array shows no list, so it proves no absence whatever its
+// Total says, and is an error. Total is a count: a non-negative integer,
+// as a JSON number or a quoted one ("1"); anything else is malformed.
 func parseOrderList(raw json.RawMessage) (orderList, error) {
 	bad := errors.New("malformed order list")
 	var m map[string]json.RawMessage
@@ -380,8 +382,11 @@ func parseOrderList(raw json.RawMessage) (orderList, error) {
 		}
 	}
 	var list orderList
-	orders, hasOrders := present(m, "Orders")
-	if hasOrders && json.Unmarshal(orders, &list.Orders) != nil {
+	orders, ok := present(m, "Orders")
+	if !ok {
+		return orderList{}, errors.New("answer lists no Orders")
+	}
+	if json.Unmarshal(orders, &list.Orders) != nil {
 		return orderList{}, bad
 	}
 	if t, ok := present(m, "Total"); ok {
@@ -390,9 +395,6 @@ func parseOrderList(raw json.RawMessage) (orderList, error) {
 			return orderList{}, errors.New("malformed order list: Total is not a count")
 		}
 		list.Total = &n
-	}
-	if !hasOrders && (list.Total == nil || *list.Total != 0) {
-		return orderList{}, errors.New("answer lists no Orders (and no Total of 0)")
 	}
 	return list, nil
 }
@@ -457,7 +459,10 @@ func (c *Client) call(ctx context.Context, action string, params map[string]any,
 	if err != nil {
 		return answer{}, err
 	}
-	return c.classify(op, create, resp)
+	// CustomerId is the vendor's user id, perhaps a login name: the
+	// server's text echoing it is personal data.
+	customer, _ := params["CustomerId"].(string)
+	return c.classify(op, create, resp, customer)
 }
 
 // ParseResponse reads a service API answer in any accepted shape and
@@ -466,12 +471,21 @@ func (c *Client) call(ctx context.Context, action string, params map[string]any,
 // parses; and, when neither Response nor code is there, a top-level
 // object that carries a non-null Error, Orders, Total or Data (the
 // Response without its wrapper, as the SDK's README shows one), which is
-// then read as the Response itself.
+// then read as the Response itself. A body holding anything after its
+// JSON value (but space) is no answer the document shows, and is an error.
 func ParseResponse(body []byte) (response json.RawMessage, code, message string, err error) {
+	response, code, message, _, err = parseResponse(body)
+	return response, code, message, err
+}
+
+// parseResponse is ParseResponse, and reports whether the answer came in
+// a shape the document gives for it (shown): the Response wrapper, or the
+// SDK's data, which the document says to read as the Response. An error
+// code is read for its documented meaning only in such a shape.
+func parseResponse(body []byte) (response json.RawMessage, code, message string, shown bool, err error) {
 	var top json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&top); err != nil {
-		return nil, "", "", err
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, "", "", false, err
 	}
 	var env struct {
 		Response *json.RawMessage `json:"Response"`
@@ -480,38 +494,38 @@ func ParseResponse(body []byte) (response json.RawMessage, code, message string,
 		Data     *json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(top, &env); err != nil {
-		return nil, "", "", err
+		return nil, "", "", false, err
 	}
 	var r json.RawMessage
 	switch {
 	case env.Response != nil:
-		r = *env.Response
+		r, shown = *env.Response, true
 	case env.Code != nil:
 		if env.Code.String() != "0" {
-			return nil, "InternalError", "code " + env.Code.String() + ": " + env.Msg, nil
+			return nil, "InternalError", "code " + env.Code.String() + ": " + env.Msg, false, nil
 		}
 		if env.Data == nil {
-			return nil, "", "", errors.New("no data")
+			return nil, "", "", false, errors.New("no data")
 		}
-		r = *env.Data
+		r, shown = *env.Data, true
 	case bare(top):
 		r = top
 	default:
-		return nil, "", "", errors.New("neither Response nor code")
+		return nil, "", "", false, errors.New("neither Response nor code")
 	}
 	var inner struct {
 		Error *struct{ Code, Message string }
 	}
 	if err := json.Unmarshal(r, &inner); err != nil {
-		return nil, "", "", err
+		return nil, "", "", false, err
 	}
 	if inner.Error != nil {
 		if inner.Error.Code == "" {
 			inner.Error.Code = "InternalError"
 		}
-		return r, inner.Error.Code, inner.Error.Message, nil
+		return r, inner.Error.Code, inner.Error.Message, shown, nil
 	}
-	return r, "", "", nil
+	return r, "", "", shown, nil
 }
 
 // bare reports whether an answer with neither Response nor code is a
@@ -530,93 +544,112 @@ func bare(top json.RawMessage) bool {
 	return false
 }
 
-func (c *Client) classify(op string, create bool, resp *providers.Response) (answer, error) {
+// classify maps an answer (docs/providers/tencent.md, "Errors"). The
+// document defines no HTTP status and no throttling, and lists five error
+// codes, shown in the Response wrapper. A create is taken as refused only
+// by a listed code in a shape the document shows, at any status; every
+// other failed answer (another status without such a code, another code,
+// a code outside the wrapper, a body that cannot be read) may come after
+// the order was created, and is Ambiguous: the order is looked up. A
+// listing's failure is never NotFound.
+func (c *Client) classify(op string, create bool, resp *providers.Response, customer string) (answer, error) {
 	fail := func(code providers.Code, pcode, msg string) error {
 		// The code is the server's text as much as the message is.
 		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
-			ProviderCode: providers.Truncate(providers.Redact(pcode, c.appSecret, c.appKey), 64),
-			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey), 200)}
+			ProviderCode: providers.Truncate(providers.Redact(pcode, c.appSecret, c.appKey, customer), 64),
+			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer), 200)}
 	}
-	// unsure is the code for a failure whose effect is unknown.
-	unsure := providers.Unavailable
+	r, pcode, msg, shown, perr := parseResponse(resp.Body)
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if create {
-		unsure = providers.Ambiguous
+		switch {
+		case perr != nil:
+			if !ok {
+				return answer{}, fail(providers.Ambiguous, "", http.StatusText(resp.StatusCode))
+			}
+			return answer{}, fail(providers.Ambiguous, "", "unreadable response")
+		case pcode != "" && shown:
+			return answer{}, fail(codeFor(pcode, msg, true), pcode, msg)
+		case pcode != "":
+			// A code outside the wrapper (a bare Error, the SDK's
+			// non-zero code): not a refusal the document shows.
+			return answer{}, fail(providers.Ambiguous, pcode, msg)
+		case !ok:
+			return answer{}, fail(providers.Ambiguous, "", http.StatusText(resp.StatusCode))
+		}
+		var created struct{ Status string }
+		if json.Unmarshal(r, &created) != nil || created.Status != "OK" {
+			return answer{}, fail(providers.Ambiguous, "", "no Status OK in the answer")
+		}
+		return answer{status: resp.StatusCode, response: r}, nil
 	}
-	r, pcode, msg, perr := ParseResponse(resp.Body)
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
 		e := fail(providers.RateLimited, pcode, msg).(*providers.Error)
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
 		return answer{}, e
-	case resp.StatusCode >= 500:
-		return answer{}, fail(unsure, pcode, msg)
-	case resp.StatusCode == http.StatusRequestTimeout:
-		// The server gave up waiting for the request: it may not have
-		// read all of it, and it may have acted on what it read.
-		return answer{}, fail(unsure, pcode, msg)
+	case resp.StatusCode >= 500, resp.StatusCode == http.StatusRequestTimeout:
+		// A server error, or a server that gave up reading the
+		// request: the listing may answer later.
+		return answer{}, fail(providers.Unavailable, pcode, msg)
 	case perr != nil:
 		if resp.StatusCode >= 400 {
-			return answer{}, fail(statusCode(resp.StatusCode, unsure), "", http.StatusText(resp.StatusCode))
+			return answer{}, fail(statusCode(resp.StatusCode), "", http.StatusText(resp.StatusCode))
 		}
-		// A 2xx we cannot read: the call may have worked.
-		return answer{}, fail(unsure, "", "unreadable response")
+		return answer{}, fail(providers.Unavailable, "", "unreadable response")
 	case pcode != "":
-		e := fail(codeFor(pcode, msg, create), pcode, msg).(*providers.Error)
-		if e.Code == providers.RateLimited {
-			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
-		}
-		return answer{}, e
+		return answer{}, fail(codeFor(pcode, msg, false), pcode, msg)
 	case resp.StatusCode >= 400:
-		return answer{}, fail(statusCode(resp.StatusCode, unsure), "", http.StatusText(resp.StatusCode))
-	}
-	if create {
-		var ok struct{ Status string }
-		if json.Unmarshal(r, &ok) != nil || ok.Status != "OK" {
-			return answer{}, fail(unsure, "", "no Status OK in the answer")
-		}
+		return answer{}, fail(statusCode(resp.StatusCode), "", http.StatusText(resp.StatusCode))
+	case !ok:
+		// A status the listing is not given at (a 3xx not followed):
+		// whatever its body holds proves nothing.
+		return answer{}, fail(providers.Unavailable, "", http.StatusText(resp.StatusCode))
 	}
 	return answer{status: resp.StatusCode, response: r}, nil
 }
 
-// statusCode maps a 4xx answered without an error code (an unreadable body,
-// or a Response without Error): 401 and 403 are a credentials or access
-// problem (an order waits for the configuration to be fixed, never
-// errored); 409 Conflict may say the order exists already, so it is the
-// code for an unknown effect (unsure); any other 4xx refuses the request.
-func statusCode(status int, unsure providers.Code) providers.Code {
+// statusCode maps a 4xx answered to a listing without an error code (an
+// unreadable body, or a Response without Error): 401 and 403 are a
+// credentials or access problem (the order waits for the configuration to
+// be fixed); 409 Conflict, like any status the document does not define,
+// tells nothing; any other 4xx refuses the request. None of them is
+// NotFound: a lookup concludes absence only from an order list.
+func statusCode(status int) providers.Code {
 	switch status {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return providers.Unauthenticated
 	case http.StatusConflict:
-		return unsure
+		return providers.Unavailable
 	}
 	return providers.InvalidArgument
 }
 
-// codeFor maps the service API's error codes (docs/providers/tencent.md,
-// "Errors").
+// codeFor maps an error code given in a shape the document shows
+// (docs/providers/tencent.md, "Errors"). The document lists InternalError,
+// ErrorRequiredParamNotFound, InvalidAction, InvalidParameterValue and
+// InvalidParameterValue.InvalidJSON, and shows a bad signature as
+// InvalidParameterValue "Signature 无效"; InvalidParameterValue.* sub-codes
+// are taken for that class. Any other code (Tencent Cloud's common ones
+// such as RequestLimitExceeded, LimitExceeded, AuthFailure*,
+// UnauthorizedOperation* or InvalidParameter* included) is not documented
+// for this API, so it says nothing of what a create did: Ambiguous for a
+// create, Unavailable for a listing.
 func codeFor(pcode, msg string, create bool) providers.Code {
+	unsure := providers.Unavailable
+	if create {
+		unsure = providers.Ambiguous
+	}
+	value := pcode == "InvalidParameterValue" || strings.HasPrefix(pcode, "InvalidParameterValue.")
 	switch {
-	case pcode == "InternalError":
-		if create {
-			return providers.Ambiguous
-		}
-		return providers.Unavailable
-	case pcode == "RequestLimitExceeded" || pcode == "LimitExceeded" || strings.HasPrefix(pcode, "RequestLimitExceeded."):
-		return providers.RateLimited
-	case strings.HasPrefix(pcode, "AuthFailure"):
-		return providers.Unauthenticated
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Signature"):
 		return providers.Unauthenticated
-	case strings.HasPrefix(pcode, "InvalidParameter") && (strings.Contains(msg, "Nonce") || strings.Contains(pcode, "Nonce")):
+	case value && (strings.Contains(msg, "Nonce") || strings.Contains(pcode, "Nonce")):
 		// Every attempt draws a fresh Nonce: one refused as already
 		// used means this request reached the service before (a
 		// replay on the way), and that copy may have created the order.
-		if create {
-			return providers.Ambiguous
-		}
-		return providers.Unavailable
-	case create && strings.HasPrefix(pcode, "InvalidParameter") && mayExist(pcode, msg):
+		return unsure
+	case create && value && mayExist(pcode, msg):
 		// Whether a used OrderNo is refused is not documented: a refusal
 		// naming it, or saying the order exists or repeats, may mean the
 		// order exists already (an earlier attempt's), so it is looked
@@ -626,17 +659,12 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// Clock skew: nothing was created and the next attempt re-signs
 		// with a fresh Timestamp.
 		return providers.Unavailable
-	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction",
-		strings.HasPrefix(pcode, "InvalidParameterValue"), strings.HasPrefix(pcode, "InvalidParameter"):
+	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction", value:
 		return providers.InvalidArgument
-	case strings.HasPrefix(pcode, "UnauthorizedOperation"):
-		return providers.PermissionDenied
-	default:
-		if create {
-			return providers.Ambiguous
-		}
-		return providers.Unavailable
 	}
+	// InternalError (documented: the order may exist), and every code the
+	// document does not list.
+	return unsure
 }
 
 // existWords, matched without regard to case, mark a refusal of a create
@@ -645,7 +673,7 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 var existWords = []string{"orderno", "order_no", "exist", "duplicat", "repeat", "already",
 	"订单号", "已存在", "重复", "已使用"}
 
-// mayExist reports whether an InvalidParameter* refusal of a create may
+// mayExist reports whether an InvalidParameterValue* refusal of a create may
 // mean the order exists already: its message carries one of existWords,
 // or its sub-code names an order or one of existWords
 // (InvalidParameterValue.OrderExists).

@@ -215,6 +215,9 @@ func (s *Server) create(r *http.Request, params map[string]any, requestID string
 	f := s.faults.Next(true)
 	switch f {
 	case fault.Throttle:
+		// No throttling answer is documented for this API: this is
+		// Tencent Cloud's common code, which the client does not take
+		// for a refusal (a create answered so is looked up).
 		return errorReply(200, "RequestLimitExceeded", "请求频率超限", requestID)
 	case fault.FailBefore:
 		return reply{http.StatusServiceUnavailable, nil}
@@ -242,7 +245,7 @@ func (s *Server) list(params map[string]any, requestID string) reply {
 	orderNo, _ := params["OrderNo"].(string)
 	customer, _ := params["CustomerId"].(string)
 	s.mu.Lock()
-	var out []map[string]any
+	out := []map[string]any{} // an empty list is [], never null
 	for no, list := range s.orders {
 		if orderNo != "" && no != orderNo {
 			continue
