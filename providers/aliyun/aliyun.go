@@ -103,8 +103,8 @@ type Options struct {
 	// PageBaseFrom0 or PageBaseFrom1 reads pages from there and never
 	// probes page 0; PageBaseAuto (or "") judges it from what the server
 	// answers (see the package doc). Set it for a server whose listing
-	// cannot be judged: page 0 failing while page 1 is empty, or a page
-	// served again. Default auto.
+	// cannot be judged: page 0 failing (other than refused as a parameter
+	// error), or a page served again. Default auto.
 	PageBase PageBase
 	// Logger receives diagnostics (token refreshes, the gateway's
 	// StringToSign on a signature mismatch), never a credential, token or
@@ -431,8 +431,15 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: opName(PathGet),
 				HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order"}
 		}
-		if info.OrderID == "" {
+		switch info.OrderID {
+		case "":
 			info.OrderID = o.ProviderOrderID
+		case o.ProviderOrderID:
+		default:
+			// Its payment status is another order's: taken for ours,
+			// it could record ours paid.
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: opName(PathGet),
+				HTTPStatus: a.status, ProviderCode: "200", Message: "order/get answered for another order"}
 		}
 	} else {
 		a, info, err = c.find(ctx, o, p)
@@ -469,8 +476,9 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 		return providers.Result{}, err
 	}
 	paid, perr := ParseOrder(a.data)
-	if perr != nil {
-		// Pay answered 200 but its data is unreadable: look again later.
+	if perr != nil || (paid.OrderID != "" && paid.OrderID != o.ProviderOrderID) {
+		// Pay answered 200 but its data is unreadable, or names another
+		// order whose status says nothing about ours: look again later.
 		paid = OrderInfo{PaymentStatus: PaymentUnknown}
 	}
 	paid.OrderID = o.ProviderOrderID
@@ -558,7 +566,7 @@ func (c *Client) fetchToken(ctx context.Context) (Token, error) {
 	start := c.now()
 	a, err := c.send(ctx, PathToken, tokenParams{GrantType: "project", Res: c.projectID}, "", callOpts{timeout: c.timeout})
 	if err != nil {
-		return Token{}, err
+		return Token{}, tokenRefused(err)
 	}
 	tok, err := ParseToken(a.data)
 	if err != nil {
@@ -568,6 +576,32 @@ func (c *Client) fetchToken(ctx context.Context) (Token, error) {
 	tok.ExpiresAt = start.Add(tok.TTL)
 	c.log.Info("aliyun cloudToken issued", "project", c.projectID, "ttl", tok.TTL)
 	return tok, nil
+}
+
+// tokenRefused makes a /cloud/token refusal Unauthenticated: whatever the
+// platform or gateway said (a parameter error, forbidden, quota, a bad
+// signature), refusing the token is a problem of the configuration (the
+// credentials, the project id, the account), not of the order, and no
+// order call was sent. Failures that refuse nothing (a 5xx, a timeout, an
+// undocumented answer: Unavailable) and throttling keep their codes.
+func tokenRefused(err error) error {
+	var pe *providers.Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case providers.Unauthenticated, providers.InvalidArgument, providers.PermissionDenied,
+		providers.FailedPrecondition, providers.NotFound:
+	default:
+		return err
+	}
+	e := *pe
+	e.Code = providers.Unauthenticated
+	e.Message = "cloud/token refused (check the AppKey, AppSecret and project id)"
+	if pe.Message != "" {
+		e.Message += ": " + pe.Message
+	}
+	return &e
 }
 
 // send signs (now, with a fresh timestamp and nonce) and sends one call,

@@ -475,3 +475,32 @@ func TestNothingSensitiveLeaks(t *testing.T) {
 		t.Errorf("expected the userName redacted from the echoed message:\n%s", text)
 	}
 }
+
+// order/get or order/pay answering for an order other than the one asked
+// about says nothing about ours: it is never taken for ours.
+func TestAnswerForAnotherOrder(t *testing.T) {
+	t.Parallel()
+	other := sandbox.Reply{Code: 200, Data: map[string]any{"orderId": "other", "commodityCode": "streamingResource_20_10", "copies": 2, "paymentStatus": 1}}
+	f := setup(t, nil)
+	o := testOrder(31)
+	r, err := f.c.Submit(ctx(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ProviderOrderID = r.ProviderOrderID
+	f.sb.Inject(aliyun.PathGet, other)
+	got, err := f.c.Lookup(ctx(t), o)
+	if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "order/get answered for another order") {
+		t.Fatalf("Lookup = %+v, %v; want unavailable, answered for another order", got, err)
+	}
+	f.sb.Inject(aliyun.PathPay, other)
+	got, err = f.c.Pay(ctx(t), o)
+	if err != nil || got.Status != providers.StatusPending || got.ProviderOrderID != o.ProviderOrderID || got.Payable {
+		t.Fatalf("Pay = %+v, %v; want our order pending, its payment status unknown", got, err)
+	}
+	// The same id, digits sent as a number, is ours.
+	f.sb.Inject(aliyun.PathGet, sandbox.Reply{Code: 200, Data: map[string]any{"orderId": json.Number(o.ProviderOrderID), "paymentStatus": 1}})
+	if got, err = f.c.Lookup(ctx(t), o); err != nil || got.Status != providers.StatusPaid {
+		t.Fatalf("Lookup = %+v, %v; want paid", got, err)
+	}
+}

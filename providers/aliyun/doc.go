@@ -27,7 +27,11 @@
 // refuses a call's token (code 401 in the body) the client invalidates
 // that token only if it is still the current one (compare-and-delete, so a
 // stampede of refusals causes one refresh) and retries the call once: a
-// refused call created nothing.
+// refused call created nothing. When /cloud/token itself is refused (any
+// refusal, not a 5xx, a timeout, throttling or an undocumented answer,
+// which stay retryable), the call fails Unauthenticated, "cloud/token
+// refused": the configuration is wrong, no order call was sent, and the
+// order waits for the configuration rather than being errored.
 //
 // # Signing
 //
@@ -53,7 +57,10 @@
 // as the ProviderOrderID. Lookup with that id reads order/get: 1 is paid,
 // 2 pending (NextCheck = PollInterval), 0 pending and, when
 // Options.AutoPay is set, Payable (NextCheck = PollInterval; without
-// AutoPay, 10 × PollInterval).
+// AutoPay, 10 × PollInterval). An order/get answer naming another order is
+// Unavailable ("order/get answered for another order"), and a pay answer
+// naming another order leaves ours pending with its payment status
+// unknown: another order's status is never taken for ours.
 //
 // Submit and Lookup never pay. The client is a providers.Payer: the
 // caller pays a Payable order with Pay (order/pay), a step of its own and
@@ -92,7 +99,11 @@
 // the total does not confirm reads page 0 too, until the server has shown
 // where it counts from (never learnt from a listing that ended at a page
 // served again), unless Options.PageBase (ALIYUN_PAGE_BASE: auto, 0 or 1)
-// says; a device whose listing cannot be judged stays Unavailable (or
+// says. Only order/query refusing page 0 with a documented parameter error
+// (460 or 2000) shows the server counts from 1; a page 0 that fails
+// otherwise, twice, leaves the listing incomplete (Unavailable) whatever
+// page 1 held, since on a server counting from 0 it holds the newest
+// orders. A device whose listing cannot be judged stays Unavailable (or
 // Ambiguous) with a message naming that setting (docs/providers/aliyun.md
 // has the whole procedure). Each order is
 //
@@ -138,21 +149,31 @@
 //
 // # Errors
 //
-// Both layers are classified (docs/providers/aliyun.md, "Errors"). The
-// calls that act, create and pay, treat a failure of unknown effect as
-// Ambiguous; the others as Unavailable. Gateway failures
-// carry the reason in the X-Ca-Error-Message header and often no body:
-// Invalid Signature, Invalid AppKey, Empty Signature and Invalid
-// Content-MD5 are Unauthenticated; Throttled by … Flow Control is
-// RateLimited; Timestamp Expired, Invalid Timestamp and nonce errors are
-// Unavailable (nothing was done, and the next attempt re-signs); Quota
-// Exhausted and User Arrears are PermissionDenied; otherwise the HTTP
-// status decides. Platform failures carry a code in the JSON body: 401
-// Unauthenticated (after one token refresh), 403 PermissionDenied, 404
-// FailedPrecondition, 429 RateLimited, 400, 460, every other 4xx and
-// 2000–2999 InvalidArgument. Every 5xx, unknown code and unreadable 2xx is
-// Ambiguous for create and pay and Unavailable for the other calls. RetryAfter is
-// taken from a Retry-After header when there is one. The gateway echoes its
+// Both layers are classified (docs/providers/aliyun.md, "Errors"). Only
+// the codes and gateway messages the documents list keep their meaning;
+// any other answer is unsure, which for the calls that act, create and
+// pay, means the call may have acted (Ambiguous: look the order up before
+// creating or paying again) and for the others Unavailable. Gateway
+// failures carry the reason in the X-Ca-Error-Message header and often no
+// body, matched exactly on the reason before the first comma: Invalid
+// Signature, Invalid AppKey and Empty Signature are Unauthenticated;
+// Throttled by … Flow Control is RateLimited; Timestamp Expired and Invalid
+// Timestamp are Unavailable (nothing was done, and the next attempt
+// re-signs); Quota Exhausted and User Arrears are PermissionDenied;
+// Internal Error, Failed To Call Backend Service, Service Unavailable and
+// Async Service are unsure. Any other reason (a nonce refused as used,
+// whose wording is not documented, Invalid Content-MD5, …) goes by the
+// HTTP status as a bare one does. Platform failures carry a code in the
+// JSON body: 401 Unauthenticated (after one token refresh), 403
+// PermissionDenied, 404 FailedPrecondition, 429 RateLimited, 400, 460,
+// 2000, 2062, 2063, 2065 and 2066 InvalidArgument; 500, 503 and every
+// other code (2064 included, which no public page shows) are unsure. A
+// bare HTTP status (no reason, no body code) is Unauthenticated for 401
+// and RateLimited for 429; any other, 4xx included, is unsure, as is an
+// unreadable 2xx. An answer that contradicts itself is unsure too: code
+// 200 under an error status, or, for create and pay, a failure whose data
+// names an orderId. RetryAfter is taken from a Retry-After header when
+// there is one. The gateway echoes its
 // StringToSign, AppKey included, on a signature mismatch: messages are
 // redacted of the AppKey, AppSecret, cloudToken and userName (and phone
 // numbers masked) before they reach an error or a log line.
@@ -179,15 +200,20 @@
 //     Unavailable (503): nothing documents that the gateway answers it
 //     before the backend acted, and a wrongly "surely not created" order is
 //     created twice. The cost is one order/query before the next create.
-//   - Code 2064 appears in no public page; like the documented 2xxx codes it
-//     is treated as a permanent InvalidArgument.
+//   - Code 2064 appears in no public page (PROVIDERS.md calls it unknown);
+//     like every undocumented code it is Ambiguous for create and pay and
+//     Unavailable for the other calls, never a permanent refusal: an order
+//     wrongly errored may exist, and one created again is created twice.
 //   - The apiVer of order/get, pay and query could not be retrieved; 1.0.0
 //     is sent, as for create.
 //   - The order/query data shape is undocumented: the order array is read
-//     bare or under data, list, items, orderList or records (null there is
-//     an empty page when the total is absent or 0, and malformed beside a
-//     positive total), with the total under total or totalCount. What the
-//     total counts is not known, so it never ends a listing (see above).
+//     bare or under data, list, items, orderList or records, with the
+//     total under total or totalCount. Only an explicit array is a page,
+//     and only an empty one an empty page: data missing or null, an object
+//     where no member holds an array (a null one, whatever the total), or
+//     where several do, is a malformed order list (Unavailable), never "no
+//     orders". What the total counts is not known, so it never ends a
+//     listing (see above).
 //   - Members the client does not need never fail an answer: an
 //     unreadable creation time, outOrderNo, status or paymentStatus is
 //     left unknown. create's orderId is read first and kept whatever else

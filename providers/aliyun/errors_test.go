@@ -24,7 +24,12 @@ const (
 // errorCases is the mapping of docs/providers/aliyun.md ("Errors"), both
 // layers, as the sandbox answers them: what a create call and a lookup
 // (order/get) make of each answer. Pay, which also acts, maps every answer
-// as create does.
+// as create does. Only the documented codes and gateway messages keep their
+// meaning; any other answer may have acted (ambiguous for create and pay)
+// or says nothing (unavailable for a lookup).
+// namedOrder is an answer's data naming an order, paid.
+var namedOrder = map[string]any{"orderId": "20201104134310000196", "paymentStatus": 1}
+
 var errorCases = []struct {
 	name           string
 	reply          sandbox.Reply
@@ -34,7 +39,8 @@ var errorCases = []struct {
 	{"gw invalid signature", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Signature, Server StringToSign:POSTX-Ca-Key:" + appKey + "X-Ca-Timestamp:1"}, unauthenticated, unauthenticated},
 	{"gw invalid appkey", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid AppKey"}, unauthenticated, unauthenticated},
 	{"gw empty signature", sandbox.Reply{HTTPStatus: 401, GatewayMessage: "Empty Signature"}, unauthenticated, unauthenticated},
-	{"gw content-md5", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Content-MD5"}, unauthenticated, unauthenticated},
+	{"gw content-md5 undocumented", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Content-MD5"}, ambiguous, unavailable},
+	{"gw signature method undocumented", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Signature Method"}, ambiguous, unavailable},
 	{"gw timestamp expired", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Timestamp Expired"}, unavailable, unavailable},
 	{"gw invalid timestamp", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Timestamp"}, unavailable, unavailable},
 	{"gw nonce used", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Nonce Used"}, ambiguous, unavailable},
@@ -42,8 +48,11 @@ var errorCases = []struct {
 	{"gw api throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by API Flow Control"}, limited, limited},
 	{"gw quota exhausted", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, denied, denied},
 	{"gw user arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, denied, denied},
-	{"gw unknown 404", sandbox.Reply{HTTPStatus: 404, GatewayMessage: "Invalid Url"}, precondition, precondition},
-	{"gw unknown 400", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Something New"}, invalid, invalid},
+	{"gw unknown 404", sandbox.Reply{HTTPStatus: 404, GatewayMessage: "Invalid Url"}, ambiguous, unavailable},
+	{"gw unknown 400", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Something New"}, ambiguous, unavailable},
+	{"gw unknown 403", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Forbidden"}, ambiguous, unavailable},
+	{"gw unknown 401", sandbox.Reply{HTTPStatus: 401, GatewayMessage: "Something New"}, unauthenticated, unauthenticated},
+	{"gw unknown 429", sandbox.Reply{HTTPStatus: 429, GatewayMessage: "Something New"}, limited, limited},
 	{"gw internal error", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Internal Error"}, ambiguous, unavailable},
 	{"gw backend failed", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Failed To Call Backend Service"}, ambiguous, unavailable},
 	{"gw service unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, ambiguous, unavailable},
@@ -61,15 +70,24 @@ var errorCases = []struct {
 	{"2000 param invalid", sandbox.Reply{Code: 2000, Message: "param is invalid"}, invalid, invalid},
 	{"2062 identityId", sandbox.Reply{Code: 2062, Message: "identityId does not exist"}, invalid, invalid},
 	{"2063 iotId", sandbox.Reply{Code: 2063, Message: "iotId not exist"}, invalid, invalid},
-	{"2064 undocumented", sandbox.Reply{Code: 2064}, invalid, invalid},
+	{"2064 undocumented", sandbox.Reply{Code: 2064}, ambiguous, unavailable},
 	{"2065 not bound", sandbox.Reply{Code: 2065, Message: "identityId and iotId not bound"}, invalid, invalid},
 	{"2066 not manager", sandbox.Reply{Code: 2066, Message: "identityId is not manager"}, invalid, invalid},
+	{"2099 undocumented", sandbox.Reply{Code: 2099, Message: "?"}, ambiguous, unavailable},
+	{"418 undocumented", sandbox.Reply{Code: 418, Message: "?"}, ambiguous, unavailable},
 	{"unknown code", sandbox.Reply{Code: 9999, Message: "?"}, ambiguous, unavailable},
+	// An answer that refuses and names an order contradicts itself.
+	{"refusal naming an order", sandbox.Reply{Code: 460, Data: namedOrder}, ambiguous, invalid},
+	{"http 400 naming an order", sandbox.Reply{HTTPStatus: 400, Code: 200, Data: namedOrder}, ambiguous, unavailable},
+	{"http 429 naming an order", sandbox.Reply{HTTPStatus: 429, Code: 200, Data: namedOrder}, ambiguous, unavailable},
 	// Bare HTTP statuses, no header and no body.
 	{"bare 429", sandbox.Reply{HTTPStatus: 429}, limited, limited},
 	{"bare 502", sandbox.Reply{HTTPStatus: 502}, ambiguous, unavailable},
-	{"bare 403", sandbox.Reply{HTTPStatus: 403}, denied, denied},
-	{"bare 400", sandbox.Reply{HTTPStatus: 400}, invalid, invalid},
+	{"bare 401", sandbox.Reply{HTTPStatus: 401}, unauthenticated, unauthenticated},
+	{"bare 403", sandbox.Reply{HTTPStatus: 403}, ambiguous, unavailable},
+	{"bare 404", sandbox.Reply{HTTPStatus: 404}, ambiguous, unavailable},
+	{"bare 400", sandbox.Reply{HTTPStatus: 400}, ambiguous, unavailable},
+	{"bare 418", sandbox.Reply{HTTPStatus: 418}, ambiguous, unavailable},
 	{"bare 200", sandbox.Reply{HTTPStatus: 200}, ambiguous, unavailable},
 }
 
@@ -166,12 +184,34 @@ func TestCodeFunctions(t *testing.T) {
 	if c := aliyun.GatewayCode(400, "Invalid Signature, Server StringToSign:POSTX-Ca-Timestamp:1", true); c != unauthenticated {
 		t.Errorf("GatewayCode(invalid signature) = %v", c)
 	}
-	for code, want := range map[int]providers.Code{401: unauthenticated, 460: invalid, 2999: invalid, 503: ambiguous, 0: ambiguous, 3000: ambiguous} {
+	for code, want := range map[int]providers.Code{401: unauthenticated, 460: invalid, 2063: invalid, 2064: ambiguous, 2999: ambiguous,
+		418: ambiguous, 503: ambiguous, 0: ambiguous, 3000: ambiguous} {
 		if c := aliyun.PlatformCode(code, true); c != want {
 			t.Errorf("PlatformCode(%d, create) = %v, want %v", code, c, want)
 		}
 	}
 	if c := aliyun.PlatformCode(503, false); c != unavailable {
 		t.Errorf("PlatformCode(503, lookup) = %v", c)
+	}
+	// Gateway reasons keep their meaning only as documented.
+	for _, tt := range []struct {
+		status  int
+		message string
+		want    providers.Code
+	}{
+		{403, "Throttled by USER Flow Control", limited},
+		{400, "timestamp expired", unavailable},
+		{400, "Invalid Timestamp Format", ambiguous},
+		{403, "Unauthorized", ambiguous},
+		{403, "Quota Exhausted For Today", ambiguous},
+		{401, "Something New", unauthenticated},
+		{404, "Invalid Url", ambiguous},
+	} {
+		if c := aliyun.GatewayCode(tt.status, tt.message, true); c != tt.want {
+			t.Errorf("GatewayCode(%d, %q, create) = %v, want %v", tt.status, tt.message, c, tt.want)
+		}
+	}
+	if c := aliyun.GatewayCode(404, "Invalid Url", false); c != unavailable {
+		t.Errorf("GatewayCode(404, Invalid Url, lookup) = %v", c)
 	}
 }

@@ -1,12 +1,16 @@
 package aliyun_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,9 +275,12 @@ func TestListingForgetsPagesFrom0(t *testing.T) {
 	}
 }
 
-// F6(c): page 1 empty and page 0 unreadable is no proof the device has no
-// orders: the listing is unavailable, never an empty snapshot or a
-// not_found. With orders on page 1, the listing from 1 stands.
+// F6(c): where pageNo starts is not documented, so while the server has
+// not shown it, a page 0 that cannot be read may hold orders the listing
+// from 1 lacks (the newest, on a server counting from 0): the listing is
+// unavailable, never a snapshot or a not_found, whatever page 1 held. Only
+// a documented parameter refusal (460 or 2000) of page 0 shows the server
+// counts from 1.
 func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -284,7 +291,14 @@ func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 	}{
 		{"page 0 fails twice", []sandbox.Reply{listed(-1), queryDown, queryDown}, providers.Unavailable, nil},
 		{"page 0 without ids", []sandbox.Reply{listed(-1), listed(-1, map[string]any{"commodityCode": "c", "copies": 1})}, providers.Unavailable, nil},
-		{"page 1 has orders", []sandbox.Reply{page(-1, "1"), page(-1), queryDown, queryDown}, providers.OK, []string{"1"}},
+		{"page 1 has orders", []sandbox.Reply{page(-1, "1"), page(-1), queryDown, queryDown}, providers.Unavailable, nil},
+		{"page 1 has orders, page 0 without ids", []sandbox.Reply{page(-1, "1"), page(-1), listed(-1, map[string]any{"commodityCode": "c", "copies": 1})}, providers.Unavailable, nil},
+		{"page 0 refused, 460", []sandbox.Reply{page(-1, "1"), page(-1), pageZeroRefused}, providers.OK, []string{"1"}},
+		{"page 0 refused, 2000", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2000, Message: "param is invalid"}}, providers.OK, []string{"1"}},
+		{"page 0 refused, 400", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 400}, {Code: 400}}, providers.Unavailable, nil},
+		{"page 0 refused, 2063", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2063}, {Code: 2063}}, providers.Unavailable, nil},
+		{"page 0 refused, 2064", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2064}, {Code: 2064}}, providers.Unavailable, nil},
+		{"page 0 refused, bare 400", []sandbox.Reply{page(-1, "1"), page(-1), {HTTPStatus: 400}, {HTTPStatus: 400}}, providers.Unavailable, nil},
 		{"both empty", []sandbox.Reply{listed(-1), listed(-1)}, providers.OK, []string{}},
 	}
 	for i, tt := range tests {
@@ -309,9 +323,10 @@ func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 	}
 }
 
-// F4: a null order array is an empty page when the total is absent or 0
-// (beside a positive total it is malformed), and a creation time in a
-// format the client cannot read fails nothing.
+// F4: only an explicit empty array is an empty page; an answer that does
+// not show the order array (data missing or null, a null array, whatever
+// the total says) is a malformed order list, never "no orders". A creation
+// time in a format the client cannot read fails nothing.
 func TestListingTolerates(t *testing.T) {
 	t.Parallel()
 	for _, key := range []string{"data", "list", "items", "orderList", "records"} {
@@ -320,10 +335,32 @@ func TestListingTolerates(t *testing.T) {
 			f := setup(t, nil)
 			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{"total": 0, key: nil}})
 			known, err := f.c.Prepare(ctx(t), testOrder(1600))
+			if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "malformed order list") {
+				t.Fatalf("Prepare = %#v, %v; want unavailable, malformed order list", known, err)
+			}
+		})
+		t.Run("empty "+key, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{"total": 0, key: []any{}}})
+			known, err := f.c.Prepare(ctx(t), testOrder(1603))
 			if err != nil || known == nil || len(known) != 0 {
 				t.Fatalf("Prepare = %#v, %v; want an empty snapshot", known, err)
 			}
 		})
+	}
+	for _, data := range []string{``, `null`, `{}`, `{"total":0}`, `{"data":null}`, `{"list":null,"total":0}`, `{"data":[],"list":[{"orderId":"1"}]}`} {
+		t.Run("no order array: "+data, func(t *testing.T) {
+			t.Parallel()
+			if l, err := aliyun.ParseOrderList(json.RawMessage(data)); err == nil {
+				t.Fatalf("ParseOrderList(%s) = %+v; want an error", data, l)
+			}
+		})
+	}
+	for _, data := range []string{`[]`, `{"data":[]}`, `{"total":0,"records":[]}`} {
+		if l, err := aliyun.ParseOrderList(json.RawMessage(data)); err != nil || len(l.Orders) != 0 {
+			t.Errorf("ParseOrderList(%s) = %+v, %v; want an empty page", data, l, err)
+		}
 	}
 	for _, key := range []string{"total", "totalCount"} {
 		t.Run("null array, positive "+key, func(t *testing.T) {
@@ -341,9 +378,8 @@ func TestListingTolerates(t *testing.T) {
 	}
 	t.Run("null array, no total", func(t *testing.T) {
 		t.Parallel()
-		l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null}`))
-		if err != nil || len(l.Orders) != 0 || l.Total != -1 {
-			t.Fatalf("ParseOrderList = %+v, %v; want an empty page", l, err)
+		if l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null}`)); err == nil {
+			t.Fatalf("ParseOrderList = %+v; want an error, not an empty page", l)
 		}
 	})
 	t.Run("null member beside the array", func(t *testing.T) {
@@ -442,5 +478,110 @@ func TestLookupCreationTimes(t *testing.T) {
 				t.Fatalf("Lookup = %+v, %v; want order 5", r, err)
 			}
 		})
+	}
+}
+
+// F4: a listing answer that does not show the order array is not a device
+// without orders: a lookup is unavailable, never not_found (which would
+// create the order again).
+func TestLookupUnreadableListing(t *testing.T) {
+	t.Parallel()
+	for name, reply := range map[string]sandbox.Reply{
+		"null array":   {Code: 200, Data: map[string]any{"data": nil}},
+		"null data":    {Code: 200, Data: nil},
+		"missing data": {Code: 200, Data: map[string]any{"total": 0}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(2500)
+			o.Known = []string{}
+			// Served for every page asked (1, then 0).
+			f.sb.Inject(aliyun.PathQuery, reply, reply, reply)
+			if _, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+				t.Fatalf("Lookup = %v; want unavailable, never not_found", err)
+			}
+			f.sb.Inject(aliyun.PathQuery, reply, reply, reply)
+			if known, err := f.c.Prepare(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+				t.Fatalf("Prepare = %#v, %v; want unavailable", known, err)
+			}
+		})
+	}
+}
+
+// pageZeroDown answers the next order/query requests for pageNo 0 with the
+// gateway's 503, as many as fail says, and passes every other request on.
+type pageZeroDown struct {
+	next http.Handler
+	mu   sync.Mutex
+	left int
+}
+
+func (h *pageZeroDown) fail(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.left = n
+}
+
+func (h *pageZeroDown) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == aliyun.PathQuery {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var env struct {
+			Params struct {
+				PageNo *int `json:"pageNo"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(body, &env) == nil && env.Params.PageNo != nil && *env.Params.PageNo == 0 {
+			h.mu.Lock()
+			hit := h.left > 0
+			if hit {
+				h.left--
+			}
+			h.mu.Unlock()
+			if hit {
+				w.Header().Set(aliyun.HeaderErrorMessage, "Service Unavailable")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+		}
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// A server counting from 0, without a total, whose page 0 (the newest
+// orders, ours among them) cannot be read: the listing from 1 holds only
+// older orders and must not pass for the device's orders.
+func TestListingPageZeroUnreadable(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	sb := sandbox.New(appKey, appSecret, projectID)
+	sb.SetPaging(sandbox.Paging{From0: true, NoTotal: true})
+	down := &pageZeroDown{next: sb}
+	srv := httptest.NewServer(down)
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, appSecret, nil, nil)
+	iot := iotID(2510)
+	start := time.Now().Add(-time.Hour)
+	var older []string
+	for i := range 24 {
+		older = append(older, sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2, PaymentStatus: 1,
+			Created: start.Add(time.Duration(i) * time.Minute)}).OrderID)
+	}
+	ours := sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
+	o := testOrder(2510)
+	down.fail(2)
+	if known, err := c.Prepare(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Prepare = %v, %v; want unavailable", known, err)
+	}
+	o.Known = older
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	down.fail(2)
+	if r, err := c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Lookup = %+v, %v; want unavailable, never not_found", r, err)
+	}
+	// Page 0 readable again: ours is on it.
+	if r, err := c.Lookup(ctx(t), o); err != nil || r.ProviderOrderID != ours {
+		t.Fatalf("Lookup = %+v, %v; want %s", r, err, ours)
 	}
 }

@@ -2,6 +2,7 @@ package aliyun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -172,7 +173,7 @@ const (
 	gapTooLong        // more orders than MaxPages pages hold
 	gapRepeats        // a page brought no order not seen before, and the totals do not confirm the end: paging does not work
 	gapShifted        // orders moved while the listing was read, or fewer were listed than the total says
-	gapZeroUnread     // page 1 was empty and page 0 could not be read: the device may hold orders there
+	gapZeroUnread     // page 0 could not be read or judged while the base is not known: the device may hold orders there
 )
 
 // listing is every order of one device, as order/query pages them.
@@ -276,9 +277,9 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 // page 0 is read too (once more if that fails) and judged against page 1
 // (providers.JudgePageZero):
 //
-//   - refused as a parameter error, empty while page 1 is not, or the
-//     same as page 1: the server counts from 1 and is not asked for page
-//     0 again.
+//   - refused as a parameter error (460 or 2000, from order/query
+//     itself), empty while page 1 is not, or the same as page 1: the
+//     server counts from 1 and is not asked for page 0 again.
 //   - holding orders, none of page 1's: the server counts from 0, and the
 //     listing is read again from 0 (where a server that repeats its last
 //     page past the end may give a listing its totals confirm), as every
@@ -289,11 +290,13 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 //     0's orders, it counts from 1 and the listing is read again from 1;
 //     anything else, orders moved (gapShifted).
 //   - sharing some of page 1's orders, not all: orders moved (gapShifted).
-//   - nothing shown (page 0 failed twice, or its orders lack ids): the
-//     listing read from 1 stands when page 1 held orders; when page 1 was
-//     empty, an empty listing would say the device has no order while page
-//     0 may hold some, so the listing is incomplete (gapZeroUnread, like
-//     gapShifted: try again, or set the base).
+//   - nothing shown (page 0 failed twice, in any way but a documented
+//     parameter refusal, or holds orders that cannot be compared with page
+//     1's, an order on either page lacking its id): on a server counting
+//     from 0 page 0 holds the newest orders, which the listing read from 1
+//     lacks whatever page 1 held, so the listing is incomplete
+//     (gapZeroUnread, like gapShifted: try again, or set the base). Only a
+//     page 0 read empty shows that nothing is missing.
 //
 // Where the server counts from is remembered only from a listing that did
 // not end at a page served again: such a page shows nothing about the
@@ -320,8 +323,14 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 		return l, err
 	}
 	zero, _, zerr := c.queryPage(ctx, p, 0)
-	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
+	if zerr != nil && !pageRefused(zerr) {
 		zero, _, zerr = c.queryPage(ctx, p, 0)
+	}
+	if zerr != nil && !pageRefused(zerr) {
+		// Only order/query's documented parameter refusal shows the
+		// server counts from 1; any other failure (a token refused, an
+		// undocumented code) shows nothing.
+		zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable", Err: zerr}
 	}
 	zeroIDs := idsOf(zero.Orders)
 	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
@@ -366,11 +375,24 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 	case providers.BaseMoved:
 		l.gap = gapShifted
 	case providers.BaseUnknown:
-		if len(l.firstIDs) == 0 && (zerr != nil || slices.Contains(zeroIDs, "")) {
+		// Page 0 failed, or holds orders that cannot be compared with
+		// page 1's: on a server counting from 0 it holds the newest
+		// orders, which the listing from 1 lacks, whatever page 1 held.
+		// Only a page 0 read empty shows that nothing is missing.
+		if zerr != nil || len(zeroIDs) > 0 {
 			l.gap = gapZeroUnread
 		}
 	}
 	return l, nil
+}
+
+// pageRefused reports whether err is order/query refusing its params with
+// a documented parameter error (460 request parameter error, 2000 param is
+// invalid): for page 0, the server counting from 1.
+func pageRefused(err error) bool {
+	var pe *providers.Error
+	return errors.As(err, &pe) && pe.Op == opName(PathQuery) && pe.Code == providers.InvalidArgument &&
+		(pe.ProviderCode == "460" || pe.ProviderCode == "2000")
 }
 
 // listFrom reads the device's orders from page first on (see list for
@@ -431,7 +453,7 @@ func fresh(orders []OrderInfo, seen map[string]bool) int {
 }
 
 const (
-	zeroUnread = "page 1 of the device's orders was empty and page 0 could not be read; cannot tell whether the device has orders"
+	zeroUnread = "page 0 of the device's orders could not be read, or not told from page 1, and where order/query counts pages from is not known; the listing may lack orders"
 	// baseHint is the way out of a listing that can never be judged.
 	baseHint = "set " + EnvPageBase + "=1 if the server counts pages from 1, or 0 if from 0"
 )
@@ -512,8 +534,9 @@ func idsOf(orders []OrderInfo) []string {
 // a partial snapshot, which could make an older order look new: an order
 // created then could not be identified after an ambiguous create. A
 // listing that changes while it is read, that lists fewer orders than its
-// total, or whose page 0 cannot be read while page 1 is empty, is
-// Unavailable (try again); one that serves a page again without totals
+// total, whose page 0 cannot be read (or judged) while where the pages
+// start is not known, or one of whose pages does not show its order array,
+// is Unavailable (try again); one that serves a page again without totals
 // confirming the end is Unavailable too.
 func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, error) {
 	p, err := orderParams(o)

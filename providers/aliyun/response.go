@@ -253,13 +253,15 @@ var listKeys = []string{"data", "list", "items", "orderList", "records"}
 // ParseOrderList reads order/query data. Its shape is not documented, so
 // it accepts the order array itself or an object holding it under data,
 // list, items, orderList or records, with the total under total or
-// totalCount. A null array (under any of those members, when none holds
-// an array) is an empty page when the total is absent or 0; beside a
-// positive total it is an error: the page should have held orders.
+// totalCount. Only an explicit array is a page, and only an empty one an
+// empty page: data that is missing or null, an object where no member
+// holds an array (null ones included, whatever the total), or one where
+// several do, does not show the device's orders and is an error, never
+// "no orders".
 func ParseOrderList(data json.RawMessage) (OrderList, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
-		return OrderList{Total: -1}, nil // no data: no orders
+		return OrderList{}, errors.New("no order list in the answer")
 	}
 	var raws []rawOrder
 	out := OrderList{Total: -1}
@@ -272,23 +274,21 @@ func ParseOrderList(data json.RawMessage) (OrderList, error) {
 		if err := decodeJSON(data, &page); err != nil {
 			return OrderList{}, err
 		}
-		found, null := false, false
+		found := ""
 		for _, k := range listKeys {
 			v, ok := page[k]
-			if !ok {
-				continue
+			if !ok || !given(v) {
+				continue // a null member shows no array
 			}
-			if !given(v) {
-				null = true // an empty page, unless another member holds the array
-				continue
+			if found != "" {
+				return OrderList{}, fmt.Errorf("both %s and %s given: which holds the orders is not known", found, k)
 			}
 			if err := decodeJSON(v, &raws); err != nil {
 				return OrderList{}, fmt.Errorf("%s: %w", k, err)
 			}
-			found = true
-			break
+			found = k
 		}
-		if !found && !null {
+		if found == "" {
 			return OrderList{}, errors.New("no order array in the answer")
 		}
 		for _, k := range []string{"total", "totalCount"} {
@@ -302,9 +302,6 @@ func ParseOrderList(data json.RawMessage) (OrderList, error) {
 			}
 			out.Total = int64(n)
 			break
-		}
-		if !found && out.Total > 0 {
-			return OrderList{}, errors.New("null order array beside a positive total")
 		}
 	}
 	for _, r := range raws {
@@ -448,11 +445,13 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 
 // classify turns an HTTP answer into the call's data or an *Error. Gateway
 // failures carry X-Ca-Error-Message (and often no body); platform failures
-// carry a code other than 200 in the JSON body. secrets are redacted from
-// every message.
-func classify(op string, create bool, resp *providers.Response, secrets []string) (answer, error) {
+// carry a code other than 200 in the JSON body. Only the documented codes
+// and gateway messages keep their meaning: any other failure is unsure
+// (Ambiguous for a call that acts, create or pay; Unavailable for the
+// others). secrets are redacted from every message.
+func classify(op string, acts bool, resp *providers.Response, secrets []string) (answer, error) {
 	unsure := providers.Unavailable
-	if create {
+	if acts {
 		unsure = providers.Ambiguous
 	}
 	fail := func(code providers.Code, pcode, msg string) error {
@@ -464,14 +463,30 @@ func classify(op string, create bool, resp *providers.Response, secrets []string
 		}
 		return e
 	}
-	if gw := resp.Header.Get(HeaderErrorMessage); gw != "" {
-		return answer{}, fail(GatewayCode(resp.StatusCode, gw, create), resp.Header.Get(HeaderErrorCode), gw)
-	}
 	r, perr := ParseResponse(resp.Body)
+	// A failure whose body names an order contradicts itself: for a call
+	// that acts, the order may exist whatever the failure says.
+	named := acts && perr == nil && namesOrder(r.Data)
+	if gw := resp.Header.Get(HeaderErrorMessage); gw != "" {
+		code := GatewayCode(resp.StatusCode, gw, acts)
+		if named {
+			code = unsure
+		}
+		return answer{}, fail(code, resp.Header.Get(HeaderErrorCode), gw)
+	}
 	switch {
 	case perr == nil && r.Code != 200:
-		return answer{}, fail(PlatformCode(r.Code, create), strconv.Itoa(r.Code), r.Message)
+		code := PlatformCode(r.Code, acts)
+		if named {
+			code = unsure
+		}
+		return answer{}, fail(code, strconv.Itoa(r.Code), r.Message)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		if perr == nil {
+			// Code 200 under an error status: nothing documents which
+			// of the two holds.
+			return answer{}, fail(unsure, "200", fmt.Sprintf("http %d with code 200", resp.StatusCode))
+		}
 		return answer{}, fail(statusCode(resp.StatusCode, unsure), "", http.StatusText(resp.StatusCode))
 	case perr != nil:
 		// A 2xx we cannot read: the call may have worked.
@@ -480,84 +495,85 @@ func classify(op string, create bool, resp *providers.Response, secrets []string
 	return answer{status: resp.StatusCode, data: r.Data}, nil
 }
 
+// namesOrder reports whether data holds an orderId.
+func namesOrder(data json.RawMessage) bool {
+	var d struct {
+		OrderID json.RawMessage `json:"orderId"`
+	}
+	return len(data) > 0 && json.Unmarshal(data, &d) == nil && given(d.OrderID)
+}
+
 // GatewayCode maps an API-gateway failure (its X-Ca-Error-Message and HTTP
-// status) to a code. create says whether the call was order/create, where
-// a failure whose effect is unknown is Ambiguous rather than Unavailable.
-func GatewayCode(status int, message string, create bool) providers.Code {
+// status) to a code. acts says whether the call was create or pay, where a
+// failure whose effect is unknown is Ambiguous rather than Unavailable.
+// Only the reasons the gateway's error table documents keep their meaning;
+// any other reason goes by the HTTP status as a bare one does (see
+// statusCode): nothing says where the gateway stopped the request.
+func GatewayCode(status int, message string, acts bool) providers.Code {
 	unsure := providers.Unavailable
-	if create {
+	if acts {
 		unsure = providers.Ambiguous
 	}
 	// Only the reason before the first comma: "Invalid Signature, Server
 	// StringToSign:…" echoes header names such as X-Ca-Timestamp.
 	head, _, _ := strings.Cut(message, ",")
-	h := strings.ToLower(head)
-	has := func(words ...string) bool {
-		for _, w := range words {
-			if strings.Contains(h, w) {
-				return true
-			}
-		}
-		return false
-	}
-	switch {
-	case has("signature", "appkey", "app key", "content-md5", "content md5"):
+	h := strings.ToLower(strings.TrimSpace(head))
+	switch h {
+	case "invalid signature", "invalid appkey", "empty signature":
 		return providers.Unauthenticated
-	case has("throttled", "flow control"):
-		return providers.RateLimited
-	case has("nonce"):
-		// Every attempt draws a fresh nonce: one refused as already
-		// used means this request reached the gateway before (a replay
-		// on the way), and that copy may have created the order. (The
-		// gateway's wording for it is not documented.)
-		return unsure
-	case has("timestamp"):
+	case "timestamp expired", "invalid timestamp":
 		// Refused before anything happened; the next attempt re-signs
 		// with a fresh timestamp (check the clock if it persists).
 		return providers.Unavailable
-	case has("quota", "arrears", "unauthorized", "forbidden"):
+	case "quota exhausted", "user arrears":
 		return providers.PermissionDenied
+	case "internal error", "failed to call backend service", "service unavailable", "async service":
+		return unsure
 	}
+	if strings.HasPrefix(h, "throttled by ") && strings.HasSuffix(h, " flow control") {
+		return providers.RateLimited
+	}
+	// Any other reason, a nonce refused as used included (its wording is
+	// not documented): every attempt draws a fresh nonce, so a used one
+	// means this very request reached the gateway before (a replay on the
+	// way), and that copy may have acted.
 	return statusCode(status, unsure)
 }
 
 // PlatformCode maps the platform's code (from the JSON body) to a code.
-func PlatformCode(code int, create bool) providers.Code {
-	switch {
-	case code == 401:
+// acts says whether the call was create or pay. The documented codes keep
+// their meaning; any other (2064 included, which no public page shows) is
+// unsure: Ambiguous when the call acts, else Unavailable.
+func PlatformCode(code int, acts bool) providers.Code {
+	switch code {
+	case 401:
 		return providers.Unauthenticated
-	case code == 403:
+	case 403:
 		return providers.PermissionDenied
-	case code == 404:
+	case 404:
 		return providers.FailedPrecondition
-	case code == 429:
+	case 429:
 		return providers.RateLimited
-	case code >= 400 && code < 500, code >= 2000 && code < 3000:
+	case 400, 460, 2000, 2062, 2063, 2065, 2066:
 		return providers.InvalidArgument
-	case create:
-		return providers.Ambiguous
-	default:
-		return providers.Unavailable
 	}
+	if acts {
+		return providers.Ambiguous
+	}
+	return providers.Unavailable
 }
 
+// statusCode maps a bare HTTP status (no gateway reason, no body code).
+// 401 (a failed signature check, documented) and 429 refuse before acting;
+// any other status says nothing documented about what was done: unsure.
 func statusCode(status int, unsure providers.Code) providers.Code {
-	switch {
-	case status == http.StatusTooManyRequests:
+	switch status {
+	case http.StatusTooManyRequests:
 		return providers.RateLimited
-	case status >= 500:
-		return unsure
-	case status == http.StatusUnauthorized:
+	case http.StatusUnauthorized:
 		return providers.Unauthenticated
-	case status == http.StatusForbidden:
-		return providers.PermissionDenied
-	case status == http.StatusNotFound:
-		return providers.FailedPrecondition
-	case status >= 400:
-		return providers.InvalidArgument
-	default:
-		return unsure
 	}
+	return unsure
 }
 
 func retryAfter(h http.Header) time.Duration {

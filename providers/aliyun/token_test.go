@@ -340,3 +340,47 @@ func TestAuthErrorWithStuckStore(t *testing.T) {
 		t.Errorf("%d create calls, want 1", n)
 	}
 }
+
+// A /cloud/token call the platform refuses is a configuration problem
+// (credentials, project id, the API not enabled), never the order's: the
+// order waits for the configuration (unauthenticated) and nothing is
+// sent. A token call that fails otherwise stays retryable.
+func TestTokenRefusedIsConfiguration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		reply sandbox.Reply
+		code  providers.Code
+	}{
+		{"403", sandbox.Reply{Code: 403}, providers.Unauthenticated},
+		{"460", sandbox.Reply{Code: 460, Message: "request parameter error"}, providers.Unauthenticated},
+		{"2000", sandbox.Reply{Code: 2000, Message: "param is invalid"}, providers.Unauthenticated},
+		{"gw quota", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, providers.Unauthenticated},
+		{"gw invalid appkey", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid AppKey"}, providers.Unauthenticated},
+		{"503", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, providers.Unavailable},
+		{"500", sandbox.Reply{Code: 500, Message: "service error"}, providers.Unavailable},
+		{"throttled", sandbox.Reply{Code: 429}, providers.RateLimited},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(2400 + i)
+			f.sb.Inject(aliyun.PathToken, tt.reply)
+			_, err := f.c.Submit(ctx(t), o)
+			if c := providers.CodeOf(err); c != tt.code {
+				t.Fatalf("Submit = %v; want %v", err, tt.code)
+			}
+			if tt.code == providers.Unauthenticated && !strings.Contains(err.Error(), "cloud/token refused") {
+				t.Errorf("Submit = %v; want a message saying the token call was refused", err)
+			}
+			if n := f.sb.Calls(aliyun.PathCreate); n != 0 {
+				t.Errorf("%d create calls without a token, want 0", n)
+			}
+			f.sb.Inject(aliyun.PathToken, tt.reply)
+			if _, err := f.c.Prepare(ctx(t), o); providers.CodeOf(err) != tt.code {
+				t.Errorf("Prepare = %v; want %v", err, tt.code)
+			}
+		})
+	}
+}
