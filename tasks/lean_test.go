@@ -533,3 +533,58 @@ func TestRejectedRecordedParamsEndTheOrder(t *testing.T) {
 		t.Errorf("%d creates sent for rejected params", n)
 	}
 }
+
+// A run that died with a create in flight leaves the order to the next
+// run, which records it unknown (with its order.unknown event) before it
+// looks it up, and never creates it again.
+func TestAbandonedCreateIsUnknownThenLookedUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := taskstest.StartRedis(t, nil)
+	l := ledger.New(rs.Client(t), nil)
+	backend := memprov.NewBackend("s")
+	prov := memprov.New(backend, memprov.Options{Secret: "s"})
+	set := providers.NewSet()
+	set.Add(prov)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { client.Close() })
+	if res, err := tasks.NewEnqueuer(client, l, set, nil).Enqueue(ctx, memOrder("Dead-1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	ref := tasks.OrderRef{Provider: memprov.Name, OrderNo: "Dead-1"}
+	rec, _ := l.Get(ctx, ref)
+	// The dead run: its create marked in flight and received, its lease
+	// run out, nothing settled.
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "dead", LeaseTTL: 50 * time.Millisecond}); err != nil || b.Record == nil || !b.Record.InflightMarked {
+		t.Fatalf("begin: %+v, %v; want the create marked", b, err)
+	}
+	parsed, _ := memprov.Parse(rec.Params)
+	if _, err := prov.Submit(ctx, providers.Order{OrderNo: "Dead-1", Params: rec.Params, Parsed: parsed}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{ListingLag: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Dead-1", Params: rec.Params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = l.Get(ctx, ref)
+	if rec.State != tasks.StatePaid || backend.Count("Dead-1") != 1 || backend.Calls("create") != 1 {
+		t.Fatalf("state %s, %d orders at the provider after %d creates; want paid, 1, 1", rec.State, backend.Count("Dead-1"), backend.Calls("create"))
+	}
+	evs, err := l.Events(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+	}
+	if fmt.Sprint(types) != "[order.unknown order.paid]" {
+		t.Errorf("events %v, want [order.unknown order.paid]", types)
+	}
+}

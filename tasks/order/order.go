@@ -200,8 +200,11 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 	case rec.State == ledger.StateUnknown:
 		return Plan{Step: Lookup}
 	case rec.State == ledger.StateSubmitting && rec.Inflight > 0 && !rec.InflightMarked:
-		// A run died, or was cut off, with a create in flight.
-		return Plan{Step: Lookup}
+		// A run died, or was cut off, with a create in flight: the order
+		// may exist. It is recorded unknown first (its order.unknown
+		// event with it), then looked up.
+		r := "attempt abandoned mid-flight; looking the order up"
+		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	// queued or submitting with nothing in flight: the next call creates
 	// the order (or takes the snapshot a create needs).

@@ -66,8 +66,8 @@ func TestPlanStep(t *testing.T) {
 	}{
 		{"queued, marked: submit", queuedMarked(), p, t0, Submit, ""},
 		{"retry, marked: submit", retryMarked(), p, t0, Submit, ""},
-		{"abandoned create: look it up", abandoned(), p, t0, Lookup, ""},
-		{"abandoned create past the deadline: still looked up", abandoned(), p, t0.Add(2 * time.Hour), Lookup, ""},
+		{"abandoned create: unknown, then looked up", abandoned(), p, t0, None, ledger.StateUnknown},
+		{"abandoned create past the deadline: unknown, still looked up", abandoned(), p, t0.Add(2 * time.Hour), None, ledger.StateUnknown},
 		{"unknown: look it up", unknown(), p, t0, Lookup, ""},
 		{"unknown past the deadline: still looked up", unknown(), p, t0.Add(2 * time.Hour), Lookup, ""},
 		{"pending: poll", pending(), p, t0, Poll, ""},
@@ -87,6 +87,11 @@ func TestPlanStep(t *testing.T) {
 		}
 		if got.Step == None && got.Settle.To() != tc.to {
 			t.Errorf("%s: settles to %q, want %q", tc.name, got.Settle.To(), tc.to)
+		}
+		if tc.to == ledger.StateUnknown {
+			if me, _ := got.Settle.MayExist(); !me || got.Then.Next != Continue || got.Then.Step != Lookup {
+				t.Errorf("%s: may_exist %v, then %v %v; want may_exist, continue to a lookup", tc.name, me, got.Then.Next, got.Then.Step)
+			}
 		}
 	}
 }
