@@ -432,8 +432,8 @@ func TestRedrive(t *testing.T) {
 		code := run(context.Background(), args, env, strings.NewReader(""), &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	if code, _, errs := withUser("nonroot", "redrive", "-state", "errored", "-provider", "tencent"); code != exitError || !strings.Contains(errs, "-by is required") {
-		t.Errorf("redrive as a service account without -by: exit %d, %q; want %d asking for -by", code, errs, exitError)
+	if code, out, errs := withUser("nonroot", "redrive", "-state", "errored", "-provider", "tencent", "-dry-run"); code != exitOK || status(out)["E3"] != "would_redrive" || strings.Contains(errs, "no -by given") {
+		t.Errorf("dry run as a service account without -by: exit %d, %q, %q; want it listed, no warning", code, out, errs)
 	}
 	code, out, errs = withUser("dana", "redrive", "-state", "errored", "-provider", "tencent")
 	if got := status(out); code != exitOK || got["E3"] != "redriven" {
@@ -442,5 +442,36 @@ func TestRedrive(t *testing.T) {
 	rec = e.record("tencent", "E3")
 	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by dana") {
 		t.Errorf("E3 re-driven without -by: last entry %+v, want it by dana", last)
+	}
+}
+
+// Run as a service account (root in a container) without -by, a re-drive
+// goes ahead as the documented command line has it, recorded as by that
+// account, with a warning to name who re-drives.
+func TestRedriveAsAServiceAccount(t *testing.T) {
+	t.Parallel()
+	e := newOpsEnv(t)
+	e.enqueue(tencentOrder("R1"))
+	e.settle("tencent", "R1", ledger.SetErrored("provider rejected the order: invalid ItemId").WithMayExist(false))
+	var out, errb bytes.Buffer
+	env := func(k string) string {
+		switch k {
+		case "REDIS_URL":
+			return e.rs.URL()
+		case "USER":
+			return "root"
+		}
+		return ""
+	}
+	code := run(context.Background(), []string{"redrive", "-state", "errored"}, env, strings.NewReader(""), &out, &errb)
+	if code != exitOK || !strings.Contains(out.String(), `"redriven"`) {
+		t.Fatalf("redrive as root without -by: exit %d, %s\n%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(errb.String(), "no -by given") {
+		t.Errorf("no warning to name who re-drives: %q", errb.String())
+	}
+	rec := e.record("tencent", "R1")
+	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by root (a service account; no -by)") {
+		t.Errorf("last entry %+v, want the re-drive by root, named as a service account", last)
 	}
 }

@@ -34,7 +34,7 @@ was refused.
 	reasonMatch := fs.String("reason-match", "", "only orders whose reason contains this text (any case)")
 	olderThan := fs.Duration("older-than", 0, "only orders errored at least this long ago (15m, 2h)")
 	dryRun := fs.Bool("dry-run", false, "list what would be re-driven; change nothing")
-	by := fs.String("by", "", "who re-drives, recorded in each order's history (default: the operating system's user name, unless it is a service account such as root or nonroot)")
+	by := fs.String("by", "", "who re-drives, recorded in each order's history (default: the operating system's user name; a service account such as root or nonroot is recorded as such, with a warning)")
 	note := fs.String("note", "", "why (recorded in each order's history)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -47,13 +47,22 @@ was refused.
 		return c.fail(exitError, "-state errored is required: only errored orders are re-driven")
 	}
 	if strings.TrimSpace(*by) == "" {
-		*by = osUser(c.getenv)
-		if serviceAccount(*by) {
-			*by = ""
+		// The history names who re-drove: the operating system's user
+		// when it is a person's; a service account's or none is recorded
+		// as such, with a warning, rather than refused (a container's
+		// operator runs as one).
+		u := osUser(c.getenv)
+		switch {
+		case u == "":
+			*by = "an unnamed operator (no -by)"
+		case serviceAccount(u):
+			*by = u + " (a service account; no -by)"
+		default:
+			*by = u
 		}
-	}
-	if !*dryRun && strings.TrimSpace(*by) == "" {
-		return c.fail(exitError, "-by is required: who re-drives (the operating system's user name here is unknown, or a service account)")
+		if !*dryRun && (u == "" || serviceAccount(u)) {
+			fmt.Fprintf(c.stderr, "enqueue redrive: no -by given: the history records the re-drive as by %q; name who re-drives with -by\n", *by)
+		}
 	}
 	if *olderThan < 0 {
 		return c.fail(exitError, "-older-than cannot be negative")
