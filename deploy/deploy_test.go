@@ -98,6 +98,7 @@ var metrics = map[string]metric{
 	"orderworker_order_attempts":                    {histogram: true, labels: map[string][]string{"provider": providers}},
 	"orderworker_retries_total":                     {labels: map[string][]string{"provider": providers, "reason": nil}},
 	"orderworker_dedupe_hits_total":                 {labels: map[string][]string{"provider": providers, "kind": dedupeKinds}},
+	"orderworker_enqueue_dedupe_total":              {labels: map[string][]string{"provider": providers, "kind": {"duplicate", "conflict"}}},
 	"orderworker_orders":                            {labels: map[string][]string{"provider": providers, "state": orderStates}},
 	"orderworker_order_oldest_age_seconds":          {labels: map[string][]string{"provider": providers, "state": nonTerminal}},
 	"orderworker_enqueue_to_outcome_seconds":        {histogram: true, labels: map[string][]string{"provider": providers, "outcome": outcomes}},

@@ -122,14 +122,16 @@ func (m *Metrics) outcome(r *Record, s State, attempts int, now time.Time) {
 	}
 }
 
-// LedgerCollector exports orders per state and the age of the oldest
-// non-terminal order per state, read from the ledger at scrape time, plus
-// orderworker_redis_up. Every replica reports the same global numbers.
+// LedgerCollector exports orders per state, the age of the oldest
+// non-terminal order per state and the enqueues deduplicated by the
+// ledger, read from it at scrape time, plus orderworker_redis_up. Every
+// replica reports the same global numbers.
 type LedgerCollector struct {
 	ledger    *ledger.Ledger
 	providers []string
 	orders    *prometheus.Desc
 	oldest    *prometheus.Desc
+	dedupe    *prometheus.Desc
 	redisUp   *prometheus.Desc
 }
 
@@ -142,6 +144,8 @@ func NewLedgerCollector(l *ledger.Ledger, providerNames []string) *LedgerCollect
 			"Orders in the ledger by provider and state.", []string{"provider", "state"}, nil),
 		oldest: prometheus.NewDesc("orderworker_order_oldest_age_seconds",
 			"Age of the oldest order in each non-terminal state (time since it entered the state).", []string{"provider", "state"}, nil),
+		dedupe: prometheus.NewDesc("orderworker_enqueue_dedupe_total",
+			"Enqueues of an order number already in the ledger, by provider and kind: duplicate (same params: the existing order answered, nothing queued) or conflict (other params: refused). Counted in Redis by every producer's claim; global.", []string{"provider", "kind"}, nil),
 		redisUp: prometheus.NewDesc("orderworker_redis_up",
 			"1 when the worker could read the ledger from Redis at scrape time.", nil, nil),
 	}
@@ -151,6 +155,7 @@ func NewLedgerCollector(l *ledger.Ledger, providerNames []string) *LedgerCollect
 func (c *LedgerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.orders
 	ch <- c.oldest
+	ch <- c.dedupe
 	ch <- c.redisUp
 }
 
@@ -164,6 +169,13 @@ func (c *LedgerCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.redisUp, prometheus.GaugeValue, 1)
+	if dd, err := c.ledger.DedupeCounts(ctx); err == nil {
+		for _, p := range c.providers {
+			for _, kind := range []string{"duplicate", "conflict"} {
+				ch <- prometheus.MustNewConstMetric(c.dedupe, prometheus.CounterValue, float64(dd[p][kind]), p, kind)
+			}
+		}
+	}
 	now := time.Now()
 	for _, p := range c.providers {
 		for _, s := range States {

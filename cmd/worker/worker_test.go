@@ -161,8 +161,22 @@ func TestWorkerServesAndDrains(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// The same order again, twice, and once with other params: counted
+	// by the claims in Redis, whatever process made them.
+	for _, p := range []string{
+		`{"provider":"tencent","order_no":"W1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		`{"provider":"tencent","order_no":"W1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		`{"provider":"tencent","order_no":"W1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":2}}`,
+	} {
+		if _, err := enq.Enqueue(context.Background(), []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	metrics := get(t, base+"/metrics")
 	for _, want := range []string{
+		`orderworker_enqueue_dedupe_total{kind="duplicate",provider="tencent"} 2`,
+		`orderworker_enqueue_dedupe_total{kind="conflict",provider="tencent"} 1`,
+		`orderworker_enqueue_dedupe_total{kind="duplicate",provider="aliyun"} 0`,
 		`orderworker_orders_total{outcome="paid",provider="tencent"} 1`,
 		`orderworker_orders{provider="tencent",state="paid"} 1`,
 		`orderworker_provider_request_duration_seconds_count{call="submit",provider="tencent",result="ok"} 1`,

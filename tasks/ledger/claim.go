@@ -14,13 +14,16 @@ import (
 )
 
 // claimScript creates the record if absent. It returns {1} when it created
-// it ({1, 1} when it queued its task too), else {0, state, params_hash}. Given asynq's keys (KEYS[4..6]) it
+// it ({1, 1} when it queued its task too), else {0, state, params_hash}.
+// KEYS: record, state index, events stream, dedupe counts (see
+// shard.dedupeKey), then optionally asynq's keys (KEYS[5..7]). Given them it
 // also queues the order's task (ARGV[12] its message, ARGV[13] the time in
 // ns, ARGV[14] its id, ARGV[15] its queue, to add to asynq's set of queues,
 // empty when it is known there) as asynq's client does, unless a task with
 // its id exists. ARGV[5] is a token unique to the call,
 // so that a client's automatic retry of a claim whose reply was lost still
-// answers "created". A duplicate counts the claim on the record (resent):
+// answers "created". A duplicate counts the claim on the record (resent),
+// and in the shard's dedupe counts (duplicate or conflict, by its hash):
 // that write makes the WAIT after it cover the record as the master holds
 // it, so a duplicate answer is as durable as a created one (a WAIT after a
 // script that wrote nothing would cover only this connection's own past
@@ -30,6 +33,9 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'claim')
 if cur[1] then
   if cur[3] == ARGV[5] then return {1} end
   redis.call('HINCRBY', KEYS[1], 'resent', 1)
+  local kind = ':conflict'
+  if cur[2] == ARGV[4] then kind = ':duplicate' end
+  redis.call('HINCRBY', KEYS[4], ARGV[1] .. kind, 1)
   return {0, cur[1], cur[2]}
 end
 redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', ARGV[3],
@@ -44,10 +50,10 @@ if ARGV[7] == 'unknown' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
     'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', ARGV[6])
 end
-if #KEYS > 3 and redis.call('EXISTS', KEYS[4]) == 0 then
-  redis.call('HSET', KEYS[4], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
-  redis.call('LPUSH', KEYS[5], ARGV[14])
-  if ARGV[15] ~= '' then redis.call('SADD', KEYS[6], ARGV[15]) end
+if #KEYS > 4 and redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
+  redis.call('LPUSH', KEYS[6], ARGV[14])
+  if ARGV[15] ~= '' then redis.call('SADD', KEYS[7], ARGV[15]) end
   return {1, 1}
 end
 return {1}
@@ -164,7 +170,7 @@ func NewToken() string { return uuid.NewString() }
 // claimCall is claimScript's keys and arguments for a (its token set).
 func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known string, now int64) ([]string, []any) {
 	sh := l.shardOf(a.Ref)
-	keys := []string{sh.recordKey(a.Ref), sh.indexKey(a.Ref.Provider, s), sh.events}
+	keys := []string{sh.recordKey(a.Ref), sh.indexKey(a.Ref.Provider, s), sh.events, sh.dedupeKey()}
 	args := []any{a.Ref.Provider, a.Ref.OrderNo, a.Params, a.ParamsHash, a.Token, now, string(s), reason, l.opts.EventRetention, first, known}
 	if t := a.Task; t != nil {
 		publish := t.Queue

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,6 +96,37 @@ func (l *Ledger) InStatePage(ctx context.Context, provider string, s State, befo
 	out := make([]Ref, len(members))
 	for i, m := range members {
 		out[i] = Ref{Provider: provider, OrderNo: m}
+	}
+	return out, nil
+}
+
+// DedupeCounts returns, for each provider, how many claims found a record
+// already there since the ledger began: "duplicate" (same params, the
+// existing order answered) and "conflict" (other params, refused). Every
+// producer's claims count, whatever process made them.
+func (l *Ledger) DedupeCounts(ctx context.Context) (map[string]map[string]int64, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(l.shards))
+	for i := range l.shards {
+		cmds[i] = pipe.HGetAll(ctx, l.shards[i].dedupeKey())
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	out := map[string]map[string]int64{}
+	for _, c := range cmds {
+		for field, v := range c.Val() {
+			i := strings.LastIndexByte(field, ':')
+			n, err := strconv.ParseInt(v, 10, 64)
+			if i <= 0 || err != nil {
+				continue
+			}
+			p, kind := field[:i], field[i+1:]
+			if out[p] == nil {
+				out[p] = map[string]int64{}
+			}
+			out[p][kind] += n
+		}
 	}
 	return out, nil
 }

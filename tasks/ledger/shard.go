@@ -153,6 +153,10 @@ func (s *shard) indexKey(provider string, st State) string {
 	return s.prefix + "state:" + provider + ":" + string(st)
 }
 
+// dedupeKey counts, per provider, the claims that found a record: field
+// "<provider>:duplicate" (same params) and "<provider>:conflict" (others).
+func (s *shard) dedupeKey() string { return s.prefix + "dedupe" }
+
 // ownerKey maps a provider's order ids to the order numbers that own them.
 func (s *shard) ownerKey(provider string) string { return s.prefix + "owner:" + provider }
 
