@@ -243,7 +243,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		if providers.CodeOf(err) == providers.FailedPrecondition {
 			// Disabled here (no credentials): a configuration problem,
-			// never the order's. It waits for a worker that can send it.
+			// never the order's. It waits for a worker that can send it,
+			// its record saying why.
+			_ = h.ledger.NoteWaiting(ctx, ref, "waiting for a worker that can send it: "+msgOf(err))
 			return h.configWait(ref, ProblemProviderDisabled, msgOf(err))
 		}
 		h.log.Warn("dropping task for an unknown provider", "provider", p.Provider)

@@ -528,8 +528,9 @@ func TestClaimedButNotEnqueuedIsRepaired(t *testing.T) {
 }
 
 // A provider without credentials on this worker holds its orders back
-// without touching them: no state change, no Redis write, a reported
-// problem; they are processed once a worker has the credentials.
+// without touching them but for the reason their records show: no state
+// change, no attempt, a reported problem; they are processed once a
+// worker has the credentials.
 func TestDisabledProviderOrdersWaitUnchanged(t *testing.T) {
 	t.Parallel()
 	problems := tasks.NewProblems()
@@ -551,6 +552,9 @@ func TestDisabledProviderOrdersWaitUnchanged(t *testing.T) {
 	rec := e.waitState(t, "Order-Disabled", tasks.StateQueued)
 	if rec.Attempts != 0 || len(rec.History) != 0 || !rec.UpdatedAt.Equal(rec.CreatedAt) {
 		t.Errorf("record changed while its provider was disabled: %+v", rec)
+	}
+	if !strings.Contains(rec.Reason, "waiting for a worker that can send it: disabled: TENCENT_APP_KEY is not set") {
+		t.Errorf("reason %q, want why the order waits", rec.Reason)
 	}
 	if err := problems.Err(); !strings.Contains(err.Error(), "tencent: provider_disabled: disabled: TENCENT_APP_KEY is not set") {
 		t.Errorf("problems = %v", err)

@@ -274,6 +274,25 @@ func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Err()
 }
 
+// noteWaitingScript sets the reason of a record still queued (ARGV[1])
+// when it differs; it touches nothing else.
+var noteWaitingScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'state', 'reason')
+if cur[1] == 'queued' and cur[2] ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'reason', ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// NoteWaiting records why a queued order waits (a configuration problem
+// holds it back before any step: its provider disabled on the worker) as
+// its reason, so that its record shows it. An order past queued keeps the
+// reason of its last step; nothing else changes.
+func (l *Ledger) NoteWaiting(ctx context.Context, ref Ref, reason string) error {
+	return noteWaitingScript.Run(ctx, l.rdb, []string{l.shardOf(ref).recordKey(ref)}, reason).Err()
+}
+
 // ClaimArgs is one order to claim (ClaimMany, ClaimQueue).
 type ClaimArgs struct {
 	Ref        Ref
