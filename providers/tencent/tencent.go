@@ -283,8 +283,11 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				// Pages of one listing never share a row: this one
 				// repeats what was read (Offset counted otherwise, or
 				// ignored, or the listing moved), and proves nothing.
-				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
-					Message: fmt.Sprintf("the page at Offset %d lists orders already read; the list cannot be read in full", read)}
+				msg := fmt.Sprintf("the page at Offset %d lists orders already read; the list cannot be read in full", read)
+				if r, ok := foundInPart(mine, foreign, status, msg); ok {
+					return r, nil
+				}
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: msg}
 			}
 		}
 		for _, got := range list.Orders {
@@ -312,8 +315,11 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			if total != nil && read < *total {
 				// A listing that stops short of its Total was not
 				// read in full, and proves no absence.
-				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
-					Message: fmt.Sprintf("the list stopped after %d of %d orders", read, *total)}
+				msg := fmt.Sprintf("the list stopped after %d of %d orders", read, *total)
+				if r, ok := foundInPart(mine, foreign, status, msg); ok {
+					return r, nil
+				}
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: msg}
 			}
 			break
 		}
@@ -333,6 +339,19 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	}
 	return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op,
 		HTTPStatus: status, Message: "no order with this OrderNo"}
+}
+
+// foundInPart is a lookup's answer when the list could not be read in full
+// (why) but the part read holds our order, once, and nothing that could be
+// mistaken for it: the order exists, which is what the lookup asks. What
+// the unread part may hold is a second order with this number (one
+// created twice), which only a person could sort out; the answer says so.
+func foundInPart(mine, foreign, status int, why string) (providers.Result, bool) {
+	if mine != 1 || foreign != 0 {
+		return providers.Result{}, false
+	}
+	return providers.Result{Status: providers.StatusPaid, HTTPStatus: status, Code: "OK",
+		Message: "found by ServiceGetOrderList; " + why + ", so a second order with this OrderNo is not ruled out"}, true
 }
 
 // list asks ServiceGetOrderList for one page, with Limit listLimit while
