@@ -277,7 +277,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		slot.admitted = h.opts.Guard != nil
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
-		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown})
+		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown, Pay: want == order.Pay})
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
 			// Missing after a step of this run that may have created
@@ -383,8 +383,10 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		return order.Then{}, stop("order %s: %s", ref, reason)
 	}
 	plan := order.PlanStep(rec, pol, time.Now())
-	if want == order.Pay && plan.Step == order.Poll {
-		// The poll that just ran found the order payable: pay it.
+	if want == order.Pay && plan.Step == order.Poll && rec.PayMarked {
+		// The poll that just ran found the order payable, and this
+		// step's Begin marked the pay sent: pay it. Without the mark (a
+		// pay was sent before) it is only checked.
 		plan.Step = order.Pay
 	}
 	if plan.Step == order.None {
@@ -428,13 +430,6 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	err := h.ledger.Settle(wc, ref, token, d.Settle)
 	var owned *ledger.OwnedError
 	switch {
-	case errors.Is(err, ledger.ErrNotDurable) && !d.Settle.PaySent().IsZero():
-		// The record that the pay leaves is on the master only: a
-		// failover could lose it and let a second pay go. Not sent. (The
-		// mark stays where it reached: paid at most once, maybe never;
-		// the order is checked until its pending window ends.)
-		h.observe(rec, d)
-		return order.Then{}, wait(redisWait, fmt.Errorf("order %s: the decision to pay did not reach the replicas; not paying: %w", ref, err))
 	case err == nil, errors.Is(err, ledger.ErrNotDurable):
 	case errors.As(err, &owned):
 		// The provider answered with another order's id: never adopt it.
@@ -446,6 +441,10 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		t := ledger.SetUnknown(reason).WithMayExist(true)
 		if a := d.Settle.Attempt(); a != nil {
 			t = t.WithAttempt(a)
+		}
+		if f := d.Settle.Failures(); f >= 0 {
+			// The failure budget still bounds the order's creates.
+			t = t.WithFailures(f)
 		}
 		if err := h.ledger.Settle(wc, ref, token, t); err != nil {
 			return order.Then{}, wait(redisWait, err)

@@ -213,8 +213,8 @@ func TestEnqueueIsOneRoundTrip(t *testing.T) {
 }
 
 // crossSlot refuses, as a proxy in front of a sharded Redis would, every
-// script whose keys span hash slots (here: any with more than three keys,
-// the claim with its task), and counts the refusals.
+// script whose keys span hash slots (the claim with its task, whose keys
+// are the ledger's and asynq's), and counts the refusals.
 type crossSlot struct{ refused atomic.Int64 }
 
 type crossSlotErr string
@@ -227,10 +227,13 @@ func (c *crossSlot) refuse(cmd redis.Cmder) bool {
 	if (cmd.Name() != "evalsha" && cmd.Name() != "eval") || len(args) < 3 {
 		return false
 	}
-	if n, _ := args[2].(int); n > 3 {
-		cmd.SetErr(crossSlotErr("CROSSSLOT Keys in request don't hash to the same slot"))
-		c.refused.Add(1)
-		return true
+	n, _ := args[2].(int)
+	for i := 4; i < 3+n && i < len(args); i++ {
+		if taskstest.KeySlot(fmt.Sprint(args[i])) != taskstest.KeySlot(fmt.Sprint(args[3])) {
+			cmd.SetErr(crossSlotErr("CROSSSLOT Keys in request don't hash to the same slot"))
+			c.refused.Add(1)
+			return true
+		}
 	}
 	return false
 }

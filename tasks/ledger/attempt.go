@@ -16,12 +16,16 @@ import (
 //
 // KEYS: record, queued index, submitting index. ARGV: token, now (ms, the
 // caller's clock, for the record's times), the lease's TTL (ms), '1' when a
-// create needs the snapshot of known provider orders first, order_no.
+// create needs the snapshot of known provider orders first, order_no, '1'
+// when the step is to pay a pending order: the pay is marked sent
+// (pay_sent, lease_mark '2') unless one was, and it leaves only on that
+// mark.
 // Leases, and when a create left (last_create, against which the listing
 // lag is judged), are on Redis's clock (TIME), the same for every worker
 // whatever their own clocks say.
 // Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
-// {'began', fields as read, '1' when marked, Redis's time (ms)}.
+// {'began', fields as read, '1' when a create is marked, '2' when a pay
+// is, Redis's time (ms)}.
 var beginScript = redis.NewScript(`
 local t = redis.call('TIME')
 local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -36,6 +40,10 @@ local sn = string.format('%.0f', snow)
 if h['lease'] == ARGV[1] then return {'began', r, h['lease_mark'] or '0', sn} end
 if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
   return {'busy', h['lease_until']}
+end
+if ARGV[6] == '1' and st == 'pending' and (h['pay_sent'] or '') == '' then
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn)
+  return {'began', r, '2', sn}
 end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (h['known'] or '') ~= '') then
@@ -64,6 +72,10 @@ type BeginArgs struct {
 	// before the first create (providers.Preparer): the create is not
 	// marked in flight until Record.Known is set.
 	NeedsKnown bool
+	// Pay says the step is to pay a pending order: Begin marks the pay
+	// sent (Record.PayMarked) unless a pay was marked before, and the
+	// pay leaves only on that mark, so an order is paid at most once.
+	Pay bool
 }
 
 // BeginStatus is what Begin found.
@@ -106,10 +118,14 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	if a.NeedsKnown {
 		needs = "1"
 	}
+	pay := "0"
+	if a.Pay {
+		pay = "1"
+	}
 	sh := l.shardOf(ref)
 	v, durable, err := l.runShared(ctx, beginScript, true,
 		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
-		a.Token, now.UnixMilli(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo)
+		a.Token, now.UnixMilli(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay)
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}
@@ -132,7 +148,15 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			sn, _ := res[3].(string)
 			rec.ReadAt = msTime(sn)
 		}
-		if m, _ := res[2].(string); m == "1" {
+		if m, _ := res[2].(string); m == "2" {
+			rec.PayMarked = true
+			if rec.PaySentAt.IsZero() {
+				rec.PaySentAt = rec.ReadAt
+			}
+			if !durable {
+				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
+			}
+		} else if m == "1" {
 			rec.InflightMarked = true
 			rec.MarkedFrom = rec.State
 			rec.Inflight = rec.Attempts + 1
@@ -176,7 +200,6 @@ type Transition struct {
 	setKnown        bool
 	afresh          bool // forget the snapshot and the first attempt's time
 	mayExist        *bool
-	paySent         time.Time // see WithPaySent
 	clearPaySent    bool
 }
 
@@ -262,6 +285,10 @@ func Release() Transition { return Transition{} }
 // lease is released. On a record this step did not mark it is Release: a
 // mark another run left stays.
 func Unmark(rec *Record) Transition {
+	if rec.PayMarked {
+		// The pay this step's Begin marked was not sent.
+		return Transition{clearPaySent: true}
+	}
 	if !rec.InflightMarked || rec.MarkedFrom == "" {
 		return Release()
 	}
@@ -302,19 +329,12 @@ func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures =
 // WithProviderOrderID records the provider's order id.
 func (t Transition) WithProviderOrderID(id string) Transition { t.providerOrderID = id; return t }
 
-// WithPaySent records that the order is paid next, at at: the pay leaves
-// only once this is recorded, and an order whose record shows it is not
-// paid again automatically (nothing documents that a pay is idempotent,
-// nor that a lookup shows its effect at once). ClearPaySent undoes it for
-// a pay refused before the provider acted.
-func (t Transition) WithPaySent(at time.Time) Transition { t.paySent = at; return t }
-
-// ClearPaySent forgets that a pay was sent (WithPaySent): the provider
-// refused it before acting, so the next check may pay again.
+// ClearPaySent forgets that a pay was sent (see BeginArgs.Pay): it was
+// refused before the provider acted, so a later check may pay again.
 func (t Transition) ClearPaySent() Transition { t.clearPaySent = true; return t }
 
-// PaySent is the time WithPaySent recorded (zero for none).
-func (t Transition) PaySent() time.Time { return t.paySent }
+// ClearsPaySent reports whether the transition forgets a pay sent.
+func (t Transition) ClearsPaySent() bool { return t.clearPaySent }
 
 // WithNextCheck sets when a pending order is next checked.
 func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = next; return t }
@@ -444,15 +464,10 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.redriven {
 		args = append(args, "redriven", now.UnixMilli())
 	}
-	switch {
-	case !t.paySent.IsZero():
-		args = append(args, "pay_sent", ms(t.paySent))
-	case t.clearPaySent:
+	if t.clearPaySent {
 		args = append(args, "pay_sent", "")
 	}
-	// A pay leaves only on a durable record that it was sent: a failover
-	// that lost the mark would let it be sent again.
-	durable := t.to != "" || !t.paySent.IsZero()
+	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)
 	if err != nil {
 		return fmt.Errorf("settle order step: %w", err)

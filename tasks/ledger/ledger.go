@@ -78,6 +78,7 @@ type Record struct {
 	// so an attempt cut off by a crash is looked up, never resubmitted.
 	Inflight       int   `json:"inflight,omitempty"`
 	InflightMarked bool  `json:"-"` // this Begin wrote the mark
+	PayMarked      bool  `json:"-"` // this Begin marked a pay sent (BeginArgs.Pay)
 	MarkedFrom     State `json:"-"` // the state before the mark, when marked
 	// ReadAt is Redis's clock when Begin read the record (zero for a
 	// record read otherwise): the listing lag is judged on it, as
@@ -107,9 +108,9 @@ type Record struct {
 	PendingSince time.Time `json:"pending_since,omitzero"`
 	NextCheckAt  time.Time `json:"next_check_at,omitzero"`
 	OutcomeAt    time.Time `json:"outcome_at,omitzero"`
-	// PaySentAt is when the worker decided to pay the order (the pay
-	// leaves right after that decision is recorded): an order is paid at
-	// most once automatically (see Transition.WithPaySent).
+	// PaySentAt is when a step marked the order's pay sent, right before
+	// the pay left: an order is paid at most once automatically (see
+	// BeginArgs.Pay).
 	PaySentAt time.Time `json:"pay_sent_at,omitzero"`
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.

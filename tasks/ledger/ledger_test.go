@@ -912,3 +912,55 @@ func TestAfreshForgetsTheSnapshot(t *testing.T) {
 		t.Fatalf("Begin after Afresh = %+v, %v; want no mark before a new snapshot", b, err)
 	}
 }
+
+// A pay step's Begin marks the pay sent once: the same Begin asked again
+// (its reply lost) still reports its mark, a later step finds the mark and
+// marks nothing, and Unmark (a pay that did not leave) forgets it.
+func TestBeginMarksAPayOnce(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "PAY1"}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "t0", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); err != nil || b.Record.PayMarked {
+		t.Fatalf("a step not told to pay: %+v, %v; want no pay marked", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t1", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", Pay: true})
+	if err != nil || !b.Record.PayMarked || b.Record.PaySentAt.IsZero() {
+		t.Fatalf("pay step: %+v, %v; want the pay marked", b.Record, err)
+	}
+	if again, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", Pay: true}); err != nil || !again.Record.PayMarked {
+		t.Fatalf("the same Begin again: %+v, %v; want its mark reported", again.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t2", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3", Pay: true})
+	if err != nil || b.Record.PayMarked || b.Record.PaySentAt.IsZero() {
+		t.Fatalf("a pay step after a pay: %+v, %v; want the earlier mark seen, none made", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t3", ledger.Keep("").ClearPaySent()); err != nil {
+		t.Fatal(err)
+	}
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t4", Pay: true})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatalf("a pay step after the mark was forgotten: %+v, %v; want the pay marked", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t4", ledger.Unmark(b.Record)); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.IsZero() || rec.State != ledger.StatePending {
+		t.Errorf("after Unmark: pay sent %v, state %s; want no mark, pending", rec.PaySentAt, rec.State)
+	}
+}

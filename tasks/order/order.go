@@ -287,11 +287,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
 		switch {
 		case r.Payable && step != Pay && rec.PaySentAt.IsZero():
-			// Paid at most once: the pay leaves only once the record
-			// shows it was sent (WithPaySent).
-			return Decision{Settle: t.WithPaySent(now), Then: Then{Next: Continue, Step: Pay}}
+			// Paid at most once: the pay step's Begin marks the pay sent,
+			// and the pay leaves only on that mark (ledger.BeginArgs.Pay).
+			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
 		case r.Payable && step != Pay:
-			reason = fmt.Sprintf("pending; a pay was decided at %s and is not sent again: next check in %s",
+			reason = fmt.Sprintf("pending; a pay was sent at %s and is not sent again: next check in %s",
 				rec.PaySentAt.UTC().Format(time.RFC3339), wait.Round(time.Millisecond))
 		}
 		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: reason}}
@@ -362,6 +362,13 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
 }
 
+// refusedBeforeActing reports whether a call that failed with code was
+// refused before the provider acted on it (throttled, unauthenticated,
+// unavailable: see afresh).
+func refusedBeforeActing(code providers.Code) bool {
+	return code == providers.RateLimited || code == providers.Unauthenticated || code == providers.Unavailable
+}
+
 // refused reports whether a create failed with code is read as refused
 // for good (the order errored), absent anything known before it.
 func refused(code providers.Code) bool {
@@ -413,8 +420,9 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 	}
 	keep := ledger.Keep("")
-	if step == Pay && (code == providers.Unauthenticated || code == providers.RateLimited) {
-		// Refused before the provider acted: the next check may pay.
+	if step == Pay && refusedBeforeActing(code) {
+		// The pay was refused before the provider acted: a later check
+		// may pay.
 		keep = keep.ClearPaySent()
 	}
 	if code == providers.Unauthenticated {

@@ -507,28 +507,34 @@ func TestAmbiguousCreateKeepsTheProvidersID(t *testing.T) {
 	}
 }
 
-// A payable order is paid once: the decision to pay records it, and a
-// later check of an order whose record shows it never pays again, unless
-// the pay was refused before the provider acted.
+// A payable order is paid once: a check that finds it payable goes on to
+// pay only when no pay was sent before (the pay step's Begin marks it),
+// and a pay refused before the provider acted forgets the mark.
 func TestPayAtMostOnce(t *testing.T) {
 	t.Parallel()
 	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
 	now := t0.Add(2 * time.Minute)
-	d := Decide(pending(), Poll, payable, policy(), now)
-	if d.Then.Next != Continue || d.Then.Step != Pay || !d.Settle.PaySent().Equal(now) {
-		t.Fatalf("first payable check: %v %v, pay sent %v; want continue to pay, recorded at %v", d.Then.Next, d.Then.Step, d.Settle.PaySent(), now)
+	if d := Decide(pending(), Poll, payable, policy(), now); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Fatalf("first payable check: %v %v; want continue to pay", d.Then.Next, d.Then.Step)
 	}
 	rec := pending()
 	rec.PaySentAt = now
 	for _, step := range []Step{Poll, Lookup, Submit, Pay} {
-		if d := Decide(rec, step, payable, policy(), now.Add(time.Second)); d.Then.Next == Continue || !d.Settle.PaySent().IsZero() {
-			t.Errorf("%s after a pay: %v %v, pay sent %v; want a wait, no second pay", step, d.Then.Next, d.Then.Step, d.Settle.PaySent())
+		if d := Decide(rec, step, payable, policy(), now.Add(time.Second)); d.Then.Next == Continue {
+			t.Errorf("%s after a pay: %v %v; want a wait, no second pay", step, d.Then.Next, d.Then.Step)
 		}
 	}
 	for code, err := range errs {
 		d := Decide(rec, Pay, Outcome{Err: err}, policy(), now.Add(time.Second))
 		if d.Then.Next == Continue {
 			t.Errorf("pay failed with %s: continues to %v", code, d.Then.Step)
+		}
+		before := code == providers.RateLimited || code == providers.Unauthenticated || code == providers.Unavailable
+		if d.Settle.ClearsPaySent() != before {
+			t.Errorf("pay failed with %s: clears the pay mark %v, want %v", code, d.Settle.ClearsPaySent(), before)
+		}
+		if d := Decide(rec, Poll, Outcome{Err: err}, policy(), now.Add(time.Second)); d.Settle.ClearsPaySent() {
+			t.Errorf("a poll failed with %s clears the pay mark", code)
 		}
 	}
 }
