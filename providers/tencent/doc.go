@@ -37,8 +37,9 @@
 // shown inside the Response wrapper; a bad signature is shown as
 // InvalidParameterValue "Signature 无效". A create is taken as refused
 // (nothing created) only by one of these codes but InternalError, in the
-// wrapper (or in the SDK's data), whatever the HTTP status, and not by
-// every such refusal (one naming a Nonce, or saying the order exists, is
+// wrapper (or in the SDK's data), at an HTTP status below 500 (a 5xx may
+// come from a server that failed after creating the order, whatever its
+// code), and not by every such refusal (one naming a Nonce, or saying the order exists, is
 // looked up; see the provider notes). Every other failed answer to a
 // create is Ambiguous, so the order is looked up before any new create: a
 // status other than 2xx without such a code (429, 401, 403, 404 included),
@@ -48,7 +49,9 @@
 // wrapper, and a body that is not one JSON value. A listing keeps its own
 // reading of statuses (429 RateLimited, 401 and 403 Unauthenticated, other
 // 4xx InvalidArgument, others Unavailable) and reads an undocumented code
-// as Unavailable.
+// as Unavailable, but AuthFailure*, which is Unauthenticated like the bad
+// signature: a listing created nothing, and a credentials problem holds
+// the order for the configuration.
 //
 // # Where the sources disagree
 //

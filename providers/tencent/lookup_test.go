@@ -388,8 +388,11 @@ func TestUndocumentedCodes(t *testing.T) {
 		{"LimitExceeded", providers.Ambiguous, providers.Unavailable},
 		{"RequestLimitExceeded", providers.Ambiguous, providers.Unavailable},
 		{"RequestLimitExceeded.UinLimitExceeded", providers.Ambiguous, providers.Unavailable},
-		{"AuthFailure", providers.Ambiguous, providers.Unavailable},
-		{"AuthFailure.SignatureFailure", providers.Ambiguous, providers.Unavailable},
+		// A listing refused for its credentials created nothing either
+		// way: the order waits for the configuration.
+		{"AuthFailure", providers.Ambiguous, providers.Unauthenticated},
+		{"AuthFailure.SignatureFailure", providers.Ambiguous, providers.Unauthenticated},
+		{"AuthFailureX", providers.Ambiguous, providers.Unavailable},
 		{"UnauthorizedOperation", providers.Ambiguous, providers.Unavailable},
 		{"UnauthorizedOperation.NoPermission", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameter", providers.Ambiguous, providers.Unavailable},
@@ -605,6 +608,13 @@ func TestAnswersWithoutTheWrapper(t *testing.T) {
 		{"bad signature under data, create", 200, `{"code":0,"data":{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}}`, true, providers.Unauthenticated},
 		{"400 bad value, create", 400, `{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}`, true, providers.Ambiguous},
 		{"400 bad value in the wrapper, create", 400, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}}`, true, providers.InvalidArgument},
+		// A 5xx may come after the order was created, whatever its code.
+		{"500 bad value in the wrapper, create", 500, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}}`, true, providers.Ambiguous},
+		{"502 bad signature in the wrapper, create", 502, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}}`, true, providers.Ambiguous},
+		{"503 missing param under data, create", 503, `{"code":0,"data":{"Error":{"Code":"ErrorRequiredParamNotFound","Message":"x"},"RequestId":"r"}}`, true, providers.Ambiguous},
+		{"500 bad value in the wrapper, list", 500, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"ItemNum 非法"},"RequestId":"r"}}`, false, providers.Unavailable},
+		{"401 AuthFailure in the wrapper, list", 401, `{"Response":{"Error":{"Code":"AuthFailure.SecretIdNotFound","Message":"x"},"RequestId":"r"}}`, false, providers.Unauthenticated},
+		{"200 bad signature in the wrapper, list", 200, `{"Response":{"Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"},"RequestId":"r"}}`, false, providers.Unauthenticated},
 		{"429 throttled", 429, `{"Error":{"Code":"RequestLimitExceeded","Message":"x"}}`, true, providers.Ambiguous},
 		{"429 throttled, list", 429, `{"Error":{"Code":"RequestLimitExceeded","Message":"x"}}`, false, providers.RateLimited},
 		{"429 InternalError, create", 429, `{"Response":{"Error":{"Code":"InternalError","Message":"x"},"RequestId":"r"}}`, true, providers.Ambiguous},

@@ -566,11 +566,12 @@ func bare(top json.RawMessage) bool {
 // classify maps an answer (docs/providers/tencent.md, "Errors"). The
 // document defines no HTTP status and no throttling, and lists five error
 // codes, shown in the Response wrapper. A create is taken as refused only
-// by a listed code in a shape the document shows, at any status; every
-// other failed answer (another status without such a code, another code,
-// a code outside the wrapper, a body that cannot be read) may come after
-// the order was created, and is Ambiguous: the order is looked up. A
-// listing's failure is never NotFound.
+// by a listed code in a shape the document shows, at a status below 500;
+// every other failed answer (a 5xx whatever its code, another status
+// without such a code, another code, a code outside the wrapper, a body
+// that cannot be read) may come after the order was created, and is
+// Ambiguous: the order is looked up. A listing's failure is never
+// NotFound.
 func (c *Client) classify(op string, create bool, resp *providers.Response, customer string) (answer, error) {
 	fail := func(code providers.Code, pcode, msg string) error {
 		// The code is the server's text as much as the message is.
@@ -587,6 +588,13 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 				return answer{}, fail(providers.Ambiguous, "", http.StatusText(resp.StatusCode))
 			}
 			return answer{}, fail(providers.Ambiguous, "", "unreadable response")
+		case resp.StatusCode >= 500:
+			// A server error may come from a server that failed after
+			// creating the order, whatever code it puts on the answer.
+			if msg == "" {
+				msg = http.StatusText(resp.StatusCode)
+			}
+			return answer{}, fail(providers.Ambiguous, pcode, msg)
 		case pcode != "" && shown:
 			return answer{}, fail(codeFor(pcode, msg, true), pcode, msg)
 		case pcode != "":
@@ -653,7 +661,8 @@ func statusCode(status int) providers.Code {
 // such as RequestLimitExceeded, LimitExceeded, AuthFailure*,
 // UnauthorizedOperation* or InvalidParameter* included) is not documented
 // for this API, so it says nothing of what a create did: Ambiguous for a
-// create, Unavailable for a listing.
+// create, Unavailable for a listing, but for AuthFailure*, which a listing
+// reads as Unauthenticated, as it reads a 401 without a code.
 func codeFor(pcode, msg string, create bool) providers.Code {
 	unsure := providers.Unavailable
 	if create {
@@ -662,6 +671,11 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 	value := pcode == "InvalidParameterValue" || strings.HasPrefix(pcode, "InvalidParameterValue.")
 	switch {
 	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Signature"):
+		return providers.Unauthenticated
+	case !create && (pcode == "AuthFailure" || strings.HasPrefix(pcode, "AuthFailure.")):
+		// A listing creates nothing whatever the refusal means: a
+		// credentials problem holds the order for the configuration
+		// rather than until its deadline.
 		return providers.Unauthenticated
 	case value && (strings.Contains(msg, "Nonce") || strings.Contains(pcode, "Nonce")):
 		// Every attempt draws a fresh Nonce: one refused as already
