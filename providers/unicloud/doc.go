@@ -133,12 +133,17 @@
 //     readable and outside the window by both its UTC+8 and its UTC
 //     reading. OrderCategory and ProductCategory rule nothing out (their
 //     values in an answer are not documented).
-//  2. An order that Order.Owned reports as another record's, under its Id
-//     or its OrderNo (the documents list both and do not say which one
-//     CreateOrder's OrderId is; an OrderNo the list lacks is asked for
-//     once OrderDetail shows it), is that record's, whatever its name: it
-//     is passed over, without an OrderDetail call. Only orders that could be ours are checked (not
-//     those whose names, listed or cached, are all another instance's).
+//  2. An order that Order.Owned reports as another record's under its Id
+//     is that record's, whatever its name: it is passed over, without an
+//     OrderDetail call. The documents list both Id and OrderNo and do not
+//     say which one CreateOrder's OrderId is, so ownership is asked under
+//     the OrderNo too (an OrderNo the list lacks is asked for once
+//     OrderDetail shows it), but an order held under its OrderNo only is
+//     not ruled out: were the two numbered apart, ours could carry an
+//     OrderNo equal to another order's Id, and ruled out it would be
+//     created twice. Unless its names are all another instance's, it is
+//     unidentified. Only orders that could be ours are checked (not those
+//     whose names, listed or cached, are all another instance's).
 //  3. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on
 //     the order or any of its Items), at most MaxDetails detail calls; an

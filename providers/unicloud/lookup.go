@@ -579,6 +579,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	possible := 0  // of unknown: a name that may be ours shortened or normalised
 	details := 0
 	others := 0
+	heldNos := 0 // of unknown: an OrderNo another record holds as its id
 	for _, d := range listed {
 		if c.excludes(d, p, start.Truncate(time.Second), end) {
 			continue
@@ -592,16 +593,20 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		if d.Names != nil && matchNames(d.Names, name) == nameOther {
 			continue // another instance's order
 		}
-		// An order that could be ours but belongs to another record is
-		// that record's, whatever its name: never adopted, and not
-		// detailed either.
-		if taken, err := ownedElsewhere(ctx, o, d.ID, d.OrderNo); err != nil {
+		// An order that could be ours but belongs to another record under
+		// its Id is that record's, whatever its name: never adopted, and
+		// not detailed either. One held under its OrderNo only is not
+		// ruled out (see owner).
+		own, err := owner(ctx, o, d.ID, d.OrderNo)
+		if err != nil {
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 				Message: "cannot tell whether a listed order belongs to another order", Err: err}
-		} else if taken {
+		}
+		if own == ownedByID {
 			others++
 			continue
 		}
+		heldNo := own == ownedByOrderNo
 		// Detailed: an order without names in the list, or one with our
 		// name but no CreateTime there (which the detail may carry).
 		if d.ID != "" && (d.Names == nil || d.CreateTime == "") {
@@ -628,13 +633,12 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 					// The list did not show the order's other number: ask
 					// under the one the detail shows.
 					d.OrderNo = dd.OrderNo
-					if taken, err := ownedElsewhere(ctx, o, "", d.OrderNo); err != nil {
+					own, err := owner(ctx, o, "", d.OrderNo)
+					if err != nil {
 						return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 							Message: "cannot tell whether a listed order belongs to another order", Err: err}
-					} else if taken {
-						others++
-						continue
 					}
+					heldNo = own == ownedByOrderNo
 				}
 				if d.Names == nil {
 					d.Names = keepNames(dd.Names, name)
@@ -644,6 +648,16 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				d.OrderCategory = cmp.Or(d.OrderCategory, dd.OrderCategory)
 				d.ProductCategory = cmp.Or(d.ProductCategory, dd.ProductCategory)
 			}
+		}
+		if heldNo && (d.Names == nil || matchNames(d.Names, name) != nameOther) {
+			// Not another instance's, and its OrderNo is another record's
+			// provider order id: that record's order if OrderId is the
+			// OrderNo, or ours if the two are numbered apart and ours
+			// happens to carry that number. Neither adopted nor ruled
+			// out: ruled out, ours would be created twice.
+			unknown++
+			heldNos++
+			continue
 		}
 		switch match := matchNames(d.Names, name); {
 		case d.Names == nil:
@@ -683,32 +697,45 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		if possible > 0 {
 			msg += fmt.Sprintf(" (%d carry a name that may be this instance name shortened or normalised)", possible)
 		}
+		if heldNos > 0 {
+			msg += fmt.Sprintf(" (%d carry an OrderNo another order holds as its provider order id)", heldNos)
+		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
 }
 
-// ownedElsewhere reports whether o.Owned gives an order to another record
-// under its Id or its OrderNo (each asked when not empty, OrderNo only
-// when it differs from Id). The documents list both on Order and do not
-// say which one CreateOrder's OrderId is, so a ledger may hold either: an
-// order recorded under either is another record's.
-func ownedElsewhere(ctx context.Context, o providers.Order, id, orderNo string) (bool, error) {
+// ownership is what o.Owned says of a listed order.
+type ownership int
+
+const (
+	notOwned       ownership = iota
+	ownedByID                // another record holds its Id: that record's order
+	ownedByOrderNo           // another record holds its OrderNo, not its Id
+)
+
+// owner asks o.Owned about a listed order under its Id, then under its
+// OrderNo (each when not empty, OrderNo only when it differs from Id).
+// The documents list both on Order and do not say which one CreateOrder's
+// OrderId is, so a ledger may hold either. The client takes OrderId for
+// the Id: an order whose Id another record holds is that record's. One
+// whose OrderNo only is held may be that record's (were OrderId the
+// OrderNo), or ours (were the two numbered apart, ours could carry an
+// OrderNo equal to another order's Id): the caller leaves it undecided.
+func owner(ctx context.Context, o providers.Order, id, orderNo string) (ownership, error) {
 	if o.Owned == nil {
-		return false, nil
+		return notOwned, nil
 	}
-	ids := []string{id}
-	if orderNo != id {
-		ids = append(ids, orderNo)
-	}
-	for _, n := range ids {
-		if n == "" {
-			continue
-		}
-		if taken, err := o.Owned(ctx, n); err != nil || taken {
-			return taken, err
+	if id != "" {
+		if taken, err := o.Owned(ctx, id); err != nil || taken {
+			return ownedByID, err
 		}
 	}
-	return false, nil
+	if orderNo != "" && orderNo != id {
+		if taken, err := o.Owned(ctx, orderNo); err != nil || taken {
+			return ownedByOrderNo, err
+		}
+	}
+	return notOwned, nil
 }
 
 // nameMatch is how the instance names a listed order carries compare with

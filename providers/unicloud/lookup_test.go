@@ -439,8 +439,12 @@ func TestLookupCreateTimeSlack(t *testing.T) {
 	}
 }
 
-// An order that belongs to another record is never adopted, and is not
-// even detailed.
+// An order that belongs to another record under its Id is never adopted,
+// and is not even detailed. One whose OrderNo only another record holds is
+// neither adopted nor ruled out: it may be ours, should Id and OrderNo be
+// numbered apart and ours carry an OrderNo equal to another order's Id, and
+// ruled out it would be created twice. Only its name can still show it is
+// another instance's.
 func TestLookupSkipsOwnedOrders(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
@@ -461,10 +465,14 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 		// OrderNo too.
 		{name: "ours and another record's", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0},
 			wantID: 1, details: 1, checked: 3},
-		{name: "only another record's, by its OrderNo", seed: []sandbox.Order{seeded("same", now)}, ownedNo: []int{0},
-			want: providers.NotFound, details: 0, checked: 2},
-		{name: "ours and another record's by its OrderNo", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, ownedNo: []int{0},
-			wantID: 1, details: 1, checked: 4},
+		{name: "ours, its OrderNo another record's", seed: []sandbox.Order{seeded("same", now)}, ownedNo: []int{0},
+			want: providers.Ambiguous, details: 1, checked: 2},
+		{name: "ours and another with its OrderNo another record's", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, ownedNo: []int{0},
+			want: providers.Ambiguous, details: 2, checked: 4},
+		{name: "another instance's, its OrderNo another record's", seed: []sandbox.Order{seeded("other", now)}, ownedNo: []int{0},
+			want: providers.NotFound, details: 1, checked: 2},
+		{name: "owned under its Id and its OrderNo", seed: []sandbox.Order{seeded("same", now)}, owned: []int{0}, ownedNo: []int{0},
+			want: providers.NotFound, details: 0, checked: 1},
 		{name: "two, both others'", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0, 1},
 			want: providers.NotFound, details: 0, checked: 2},
 		{name: "ownership unknown", seed: []sandbox.Order{seeded("same", now)}, ownErr: errors.New("ledger unreachable"),
@@ -518,7 +526,8 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 }
 
 // A listed order without an OrderNo is asked for under the one its detail
-// shows: an order recorded under either number is another record's.
+// shows. Another record holding that OrderNo (but not the Id) does not
+// make the order that record's: it may be ours, and a person decides.
 func TestLookupOwnedUnderDetailedOrderNo(t *testing.T) {
 	t.Parallel()
 	endpoint, _ := fakeTransaction(t, []string{listing(1, listed("11", "NEW"))},
@@ -532,8 +541,8 @@ func TestLookupOwnedUnderDetailedOrderNo(t *testing.T) {
 		return id == "P0001", nil
 	}
 	r, err := c.Lookup(context.Background(), o)
-	if providers.CodeOf(err) != providers.NotFound {
-		t.Errorf("Lookup = %+v, %v; want not_found (the only order is another record's)", r, err)
+	if providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup = %+v, %v; want ambiguous (the order may be ours), never not_found", r, err)
 	}
 	if !slices.Equal(asked, []string{"11", "P0001"}) {
 		t.Errorf("ownership asked for %v, want [11 P0001]", asked)
