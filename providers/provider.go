@@ -65,7 +65,8 @@ type Result struct {
 	// Zero lets the caller choose.
 	NextCheck time.Duration
 	// Payable is set on a pending result when the provider is a Payer
-	// configured to pay: the caller's next step for the order is Pay.
+	// configured to pay: the caller pays the order as its next step,
+	// unless it paid it before (an order is paid at most once).
 	Payable bool
 }
 

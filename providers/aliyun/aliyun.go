@@ -453,12 +453,15 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 // Pay implements providers.Payer with order/pay on o.ProviderOrderID, and
 // reports the order's status from pay's answer (usually paying, pending
 // with NextCheck = PollInterval; Lookup then sees it paid). Its result is
-// never Payable: whether to pay again is for the next Lookup to say.
+// never Payable: the worker pays an order at most once, recording the pay
+// as sent before it leaves, and a later Lookup only reads the payment
+// status (the worker pays again only after a pay refused before the
+// platform acted: RateLimited, Unauthenticated, Unavailable).
 //
 // Pay is the only call that moves money. It refuses (FailedPrecondition)
 // unless Options.AutoPay is set, and needs the provider order id. A
 // failure after the request was sent whose effect is unknown (timeout, 5xx)
-// is Ambiguous: look the order up before paying again.
+// is Ambiguous: the order is looked up, and never paid again.
 func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, error) {
 	op := opName(PathPay)
 	switch {

@@ -68,7 +68,11 @@
 // Pay refuses (FailedPrecondition) without AutoPay, which is off by
 // default because paying spends money, or without a provider order id.
 // A pay whose effect is unknown (a 5xx, a timeout after sending) is
-// Ambiguous, like a create: look the order up before paying again.
+// Ambiguous, like a create: the order is looked up, and never paid again.
+// The worker pays an order at most once: it records the pay as sent
+// before the call leaves, and pays again only after a pay refused before
+// the platform acted (RateLimited, Unauthenticated, Unavailable), never on
+// a later check that still finds the order unpaid.
 //
 // # Finding an order without its id
 //
@@ -152,8 +156,9 @@
 // Both layers are classified (docs/providers/aliyun.md, "Errors"). Only
 // the codes and gateway messages the documents list keep their meaning;
 // any other answer is unsure, which for the calls that act, create and
-// pay, means the call may have acted (Ambiguous: look the order up before
-// creating or paying again) and for the others Unavailable. Gateway
+// pay, means the call may have acted (Ambiguous: the order is looked up,
+// and created again only after a NotFound, paid again never) and for the
+// others Unavailable. Gateway
 // failures carry the reason in the X-Ca-Error-Message header and often no
 // body, matched exactly on the reason before the first comma: Invalid
 // Signature, Invalid AppKey and Empty Signature are Unauthenticated;
@@ -172,11 +177,14 @@
 // and RateLimited for 429; any other, 4xx included, is unsure, as is an
 // unreadable 2xx. An answer that contradicts itself is unsure too: code
 // 200 under an error status, or, for create and pay, a failure whose data
-// names an orderId. RetryAfter is taken from a Retry-After header when
-// there is one. The gateway echoes its
-// StringToSign, AppKey included, on a signature mismatch: messages are
-// redacted of the AppKey, AppSecret, cloudToken and userName (and phone
-// numbers masked) before they reach an error or a log line.
+// names an orderId. For create and pay, an answer at HTTP 5xx is unsure
+// whatever code or gateway reason it carries: the server may have failed
+// after acting, and a refusal read as throttling or a refused token would
+// be sent again without a lookup. RetryAfter is taken from a Retry-After
+// header when there is one. The gateway echoes its StringToSign, AppKey
+// included, on a signature mismatch: messages are redacted of the AppKey,
+// AppSecret, cloudToken and userName (and phone numbers masked) before
+// they reach an error or a log line.
 //
 // # Where the sources disagree, and what was decided
 //
@@ -197,8 +205,9 @@
 //   - A failed gateway signature check is 401 on one page and 400 with
 //     "Invalid Signature" in the error table: both are Unauthenticated.
 //   - A 5xx on create is Ambiguous even when the gateway says Service
-//     Unavailable (503): nothing documents that the gateway answers it
-//     before the backend acted, and a wrongly "surely not created" order is
+//     Unavailable (503), and whatever platform code it carries (460 at
+//     HTTP 500, say): nothing documents that the gateway answers it before
+//     the backend acted, and a wrongly "surely not created" order is
 //     created twice. The cost is one order/query before the next create.
 //   - Code 2064 appears in no public page (PROVIDERS.md calls it unknown);
 //     like every undocumented code it is Ambiguous for create and pay and
@@ -214,6 +223,18 @@
 //     where several do, is a malformed order list (Unavailable), never "no
 //     orders". What the total counts is not known, so it never ends a
 //     listing (see above).
+//   - One exception, for Prepare only: a first page whose data is missing
+//     or null (code 200, so no total) is a device without orders, and the
+//     snapshot is empty. A server may answer a device without orders so;
+//     read as malformed, it would keep Prepare Unavailable, and every first
+//     order on that device would wait until its deadline and be errored,
+//     never created. A wrong empty snapshot can at most let an older order
+//     be judged new by a later lookup, which still needs it to be the one
+//     candidate of our commodityCode and copies that no record owns; a
+//     wrong absence in a lookup creates the order twice. So Lookup never
+//     reads such an answer as an empty page (Unavailable), nor does Prepare
+//     on a later page, or on page 0 beside a page 1 holding orders (that
+//     would teach every later listing to skip page 0).
 //   - Members the client does not need never fail an answer: an
 //     unreadable creation time, outOrderNo, status or paymentStatus is
 //     left unknown. create's orderId is read first and kept whatever else

@@ -76,6 +76,13 @@ var errorCases = []struct {
 	{"2099 undocumented", sandbox.Reply{Code: 2099, Message: "?"}, ambiguous, unavailable},
 	{"418 undocumented", sandbox.Reply{Code: 418, Message: "?"}, ambiguous, unavailable},
 	{"unknown code", sandbox.Reply{Code: 9999, Message: "?"}, ambiguous, unavailable},
+	// A 5xx may come from a server that failed after acting: for create
+	// and pay, no code or reason on it keeps its meaning.
+	{"460 at http 500", sandbox.Reply{HTTPStatus: 500, Code: 460, Message: "request parameter error"}, ambiguous, invalid},
+	{"401 at http 502", sandbox.Reply{HTTPStatus: 502, Code: 401, Message: "request auth error"}, ambiguous, unauthenticated},
+	{"429 at http 503", sandbox.Reply{HTTPStatus: 503, Code: 429, Message: "too many requests"}, ambiguous, limited},
+	{"gw throttled at http 503", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Throttled by API Flow Control"}, ambiguous, limited},
+	{"gw invalid signature at http 500", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Invalid Signature"}, ambiguous, unauthenticated},
 	// An answer that refuses and names an order contradicts itself.
 	{"refusal naming an order", sandbox.Reply{Code: 460, Data: namedOrder}, ambiguous, invalid},
 	{"http 400 naming an order", sandbox.Reply{HTTPStatus: 400, Code: 200, Data: namedOrder}, ambiguous, unavailable},

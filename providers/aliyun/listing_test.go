@@ -488,7 +488,6 @@ func TestLookupUnreadableListing(t *testing.T) {
 	t.Parallel()
 	for name, reply := range map[string]sandbox.Reply{
 		"null array":   {Code: 200, Data: map[string]any{"data": nil}},
-		"null data":    {Code: 200, Data: nil},
 		"missing data": {Code: 200, Data: map[string]any{"total": 0}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -583,5 +582,124 @@ func TestListingPageZeroUnreadable(t *testing.T) {
 	// Page 0 readable again: ours is on it.
 	if r, err := c.Lookup(ctx(t), o); err != nil || r.ProviderOrderID != ours {
 		t.Fatalf("Lookup = %+v, %v; want %s", r, err, ours)
+	}
+}
+
+// noData answers every order/query request with code 200 and no data
+// (omitted, or null when null is set), and passes every other request on.
+type noData struct {
+	next http.Handler
+	null bool
+}
+
+func (h noData) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != aliyun.PathQuery {
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if h.null {
+		_, _ = io.WriteString(w, `{"id":"1","code":200,"message":null,"data":null}`)
+		return
+	}
+	_, _ = io.WriteString(w, `{"id":"1","code":200,"message":null}`)
+}
+
+// order/query's answer is not documented, and a server may answer a device
+// that holds no orders with code 200 and no data. Prepare's snapshot reads
+// such a first page as a device without orders: read as a malformed list,
+// it would keep every first create on the device waiting until its
+// deadline. A lookup never reads it as absence: that would create the
+// order twice.
+func TestPrepareReadsNoDataAsNoOrders(t *testing.T) {
+	t.Parallel()
+	for _, null := range []bool{true, false} {
+		for _, base := range []aliyun.PageBase{aliyun.PageBaseAuto, aliyun.PageBaseFrom1, aliyun.PageBaseFrom0} {
+			t.Run(fmt.Sprintf("null %v, base %s", null, base), func(t *testing.T) {
+				t.Parallel()
+				sb := sandbox.New(appKey, appSecret, projectID)
+				rec := &recorder{next: noData{next: sb, null: null}}
+				srv := httptest.NewServer(rec)
+				t.Cleanup(srv.Close)
+				c := newClient(t, srv.URL, appSecret, nil, func(o *aliyun.Options) { o.PageBase = base })
+				o := testOrder(2600)
+				known, err := c.Prepare(ctx(t), o)
+				if err != nil || known == nil || len(known) != 0 {
+					t.Fatalf("Prepare = %#v, %v; want an empty, non-nil snapshot", known, err)
+				}
+				// Auto: page 1, then page 0, both without data: nothing
+				// missing, and nothing learnt about the base.
+				want := []int{1, 0}
+				switch base {
+				case aliyun.PageBaseFrom1:
+					want = []int{1}
+				case aliyun.PageBaseFrom0:
+					want = []int{0}
+				}
+				if got := pageNos(t, rec); !slices.Equal(got, want) {
+					t.Errorf("Prepare read pages %v, want %v", got, want)
+				}
+				o.Known = known
+				o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+				if r, err := c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+					t.Fatalf("Lookup = %+v, %v; want unavailable, never not_found", r, err)
+				}
+			})
+		}
+	}
+	t.Run("page 0 refused", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil)
+		none := sandbox.Reply{Code: 200}
+		f.sb.Inject(aliyun.PathQuery, none, pageZeroRefused)
+		if known, err := f.c.Prepare(ctx(t), testOrder(2601)); err != nil || known == nil || len(known) != 0 {
+			t.Fatalf("Prepare = %#v, %v; want an empty, non-nil snapshot", known, err)
+		}
+		// The server counts from 1 (page 0 refused): the lookup reads
+		// page 1 only, and does not take its missing data for absence.
+		f.sb.Inject(aliyun.PathQuery, none)
+		o := testOrder(2601)
+		o.Known = []string{}
+		if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Lookup = %+v, %v; want unavailable, never not_found", r, err)
+		}
+	})
+	// Only the first page: a device whose page 1 holds orders is not
+	// empty, and a page 0 without data beside it teaches nothing (read as
+	// empty, it would make every later listing skip page 0).
+	t.Run("page 1 holds orders, page 0 without data", func(t *testing.T) {
+		t.Parallel()
+		f := setup(t, nil)
+		none := sandbox.Reply{Code: 200}
+		f.sb.Inject(aliyun.PathQuery, listed(-1, entry("1")), listed(-1), none, none)
+		if known, err := f.c.Prepare(ctx(t), testOrder(2602)); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Prepare = %v, %v; want unavailable", known, err)
+		}
+		f.sb.Inject(aliyun.PathQuery, listed(-1, entry("1")), none)
+		if known, err := f.c.Prepare(ctx(t), testOrder(2602)); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Prepare = %v, %v; want unavailable (a later page without data is no end)", known, err)
+		}
+	})
+}
+
+// Only the documented parameter errors (460, 2000) refusing page 0 show
+// the server counts from 1. 400 is documented as a generic request error:
+// a page 0 refused with it is page 0 not read, and a listing the totals do
+// not confirm is unavailable, naming ALIYUN_PAGE_BASE.
+func TestPageZeroRefusedWith400(t *testing.T) {
+	t.Parallel()
+	for name, refusal := range map[string]sandbox.Reply{
+		"code 400": {Code: 400, Message: "request error"},
+		"bare 400": {HTTPStatus: 400},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, listed(-1, entry("1")), listed(-1), refusal, refusal)
+			known, err := f.c.Prepare(ctx(t), testOrder(2700))
+			if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), aliyun.EnvPageBase) {
+				t.Fatalf("Prepare = %v, %v; want unavailable naming %s", known, err, aliyun.EnvPageBase)
+			}
+		})
 	}
 }

@@ -238,9 +238,10 @@ func (l listing) totalExceeds() bool {
 // (the total counts something else); anything else means orders moved
 // (gapShifted).
 //
-// Where pageNo starts is not documented: see listBase.
-func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
-	l, err := c.listBase(ctx, p)
+// Where pageNo starts is not documented: see listBase. snapshot says the
+// listing is Prepare's (see queryPage).
+func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listing, error) {
+	l, err := c.listBase(ctx, p, snapshot)
 	if err != nil || l.gap != gapNone || l.totalFits() {
 		return l, err
 	}
@@ -248,7 +249,7 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 		l.gap, l.shortOfTotal = gapShifted, true
 		return l, nil
 	}
-	again, err := c.listFrom(ctx, p, l.first)
+	again, err := c.listFrom(ctx, p, l.first, snapshot)
 	if err != nil {
 		return listing{}, err
 	}
@@ -303,28 +304,34 @@ func (c *Client) list(ctx context.Context, p CreateParams) (listing, error) {
 // base. A listing read from 0 whose page 1 serves page 0 again shows the
 // server reads pageNo 0 as 1 after all: counting from 0 is forgotten and
 // the listing is read again from 1, judging page 0 afresh.
-func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) {
+func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (listing, error) {
 	switch c.pageBase {
 	case PageBaseFrom0:
-		return c.listFrom(ctx, p, 0)
+		return c.listFrom(ctx, p, 0, snapshot)
 	case PageBaseFrom1:
-		return c.listFrom(ctx, p, 1)
+		return c.listFrom(ctx, p, 1, snapshot)
 	}
 	if c.pagesFrom0.Load() {
-		l, err := c.listFrom(ctx, p, 0)
+		l, err := c.listFrom(ctx, p, 0, snapshot)
 		if err != nil || !l.zeroIsOne {
 			return l, err
 		}
 		c.pagesFrom0.Store(false)
 		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 	}
-	l, err := c.listFrom(ctx, p, 1)
+	l, err := c.listFrom(ctx, p, 1, snapshot)
 	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || l.totalConfirms() || c.pagesFrom1.Load() {
 		return l, err
 	}
-	zero, _, zerr := c.queryPage(ctx, p, 0)
+	// Page 0 is the first page on a server counting from 0: a snapshot
+	// reads it without data as empty only while page 1 was empty too. It
+	// then judges nothing (two empty pages show no base); beside a page 1
+	// holding orders it would teach every later listing, lookups
+	// included, to skip page 0.
+	emptyDevice := snapshot && len(l.firstIDs) == 0
+	zero, _, zerr := c.queryPage(ctx, p, 0, emptyDevice)
 	if zerr != nil && !pageRefused(zerr) {
-		zero, _, zerr = c.queryPage(ctx, p, 0)
+		zero, _, zerr = c.queryPage(ctx, p, 0, emptyDevice)
 	}
 	if zerr != nil && !pageRefused(zerr) {
 		// Only order/query's documented parameter refusal shows the
@@ -340,7 +347,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 		}
 	case providers.BaseFrom0:
 		if len(l.firstIDs) == 0 {
-			again, _, err := c.queryPage(ctx, p, 1)
+			again, _, err := c.queryPage(ctx, p, 1, false)
 			if err != nil {
 				return listing{}, err
 			}
@@ -351,7 +358,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 			case slices.Equal(oneIDs, zeroIDs):
 				// Page 0 was page 1, and an order landed between
 				// the reads.
-				one, err := c.listFrom(ctx, p, 1)
+				one, err := c.listFrom(ctx, p, 1, snapshot)
 				if err == nil && !one.repeated {
 					c.pagesFrom1.Store(true)
 				}
@@ -361,7 +368,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 				return l, nil
 			}
 		}
-		z, err := c.listFrom(ctx, p, 0)
+		z, err := c.listFrom(ctx, p, 0, snapshot)
 		switch {
 		case err != nil:
 			return listing{}, err
@@ -388,7 +395,12 @@ func (c *Client) listBase(ctx context.Context, p CreateParams) (listing, error) 
 
 // pageRefused reports whether err is order/query refusing its params with
 // a documented parameter error (460 request parameter error, 2000 param is
-// invalid): for page 0, the server counting from 1.
+// invalid): for page 0, the server counting from 1. 400 is documented only
+// as a generic request error, and a bare or gateway 400 as no parameter
+// refusal either (a signature, an AppKey, a timestamp): taken for one, a
+// page 0 refused for another reason on a server counting from 0 would make
+// every later listing skip the newest orders, and a lookup create ours
+// again.
 func pageRefused(err error) bool {
 	var pe *providers.Error
 	return errors.As(err, &pe) && pe.Op == opName(PathQuery) && pe.Code == providers.InvalidArgument &&
@@ -397,11 +409,11 @@ func pageRefused(err error) bool {
 
 // listFrom reads the device's orders from page first on (see list for
 // where it ends).
-func (c *Client) listFrom(ctx context.Context, p CreateParams, first int) (listing, error) {
+func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapshot bool) (listing, error) {
 	l := listing{first: first, total: -1, totalsAgree: true}
 	seen := map[string]bool{}
 	for page := first; ; page++ {
-		got, a, err := c.queryPage(ctx, p, page)
+		got, a, err := c.queryPage(ctx, p, page, snapshot && page == first)
 		if err != nil {
 			return listing{}, err
 		}
@@ -482,10 +494,25 @@ func (c *Client) gapMessage(l listing, what string) string {
 }
 
 // queryPage asks order/query for one page of the device's orders.
-func (c *Client) queryPage(ctx context.Context, p CreateParams, page int) (OrderList, answer, error) {
+//
+// first says the page is the first of a listing taken for Prepare's
+// snapshot: then an answer whose data is missing or null (code 200, and so
+// no total) is an empty page, the device holding no orders. order/query's
+// answer is not documented, and a server may answer so for a device
+// without orders; read as a malformed list, it would keep Prepare
+// Unavailable, and every first create on such a device waiting until its
+// deadline and errored, never created. A wrong empty snapshot can at most
+// let an older order be judged new by a later lookup, which still takes it
+// only as the one candidate of our commodity and copies that no record
+// owns. A lookup never reads such an answer as an empty page: a wrong
+// absence there creates the order twice.
+func (c *Client) queryPage(ctx context.Context, p CreateParams, page int, first bool) (OrderList, answer, error) {
 	a, err := c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
 	if err != nil {
 		return OrderList{}, answer{}, err
+	}
+	if first && len(a.data) == 0 {
+		return OrderList{Total: -1}, a, nil
 	}
 	got, err := ParseOrderList(a.data)
 	if err != nil {
@@ -537,13 +564,15 @@ func idsOf(orders []OrderInfo) []string {
 // total, whose page 0 cannot be read (or judged) while where the pages
 // start is not known, or one of whose pages does not show its order array,
 // is Unavailable (try again); one that serves a page again without totals
-// confirming the end is Unavailable too.
+// confirming the end is Unavailable too. A first page whose data is
+// missing or null is a device without orders (see queryPage), which a
+// lookup never concludes from it.
 func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, error) {
 	p, err := orderParams(o)
 	if err != nil {
 		return nil, err
 	}
-	l, err := c.list(ctx, p)
+	l, err := c.list(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
@@ -582,7 +611,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		rule = SinceRule(p, o.FirstAttempt.Add(-c.margin))
 		rule.Now = c.now()
 	}
-	l, err := c.list(ctx, p)
+	l, err := c.list(ctx, p, false)
 	if err != nil {
 		return answer{}, OrderInfo{}, err
 	}

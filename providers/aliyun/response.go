@@ -446,9 +446,10 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 // classify turns an HTTP answer into the call's data or an *Error. Gateway
 // failures carry X-Ca-Error-Message (and often no body); platform failures
 // carry a code other than 200 in the JSON body. Only the documented codes
-// and gateway messages keep their meaning: any other failure is unsure
-// (Ambiguous for a call that acts, create or pay; Unavailable for the
-// others). secrets are redacted from every message.
+// and gateway messages keep their meaning, and for a call that acts
+// (create or pay) only below HTTP 500: any other failure is unsure
+// (Ambiguous for a call that acts; Unavailable for the others). secrets
+// are redacted from every message.
 func classify(op string, acts bool, resp *providers.Response, secrets []string) (answer, error) {
 	unsure := providers.Unavailable
 	if acts {
@@ -464,12 +465,15 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 		return e
 	}
 	r, perr := ParseResponse(resp.Body)
-	// A failure whose body names an order contradicts itself: for a call
-	// that acts, the order may exist whatever the failure says.
-	named := acts && perr == nil && namesOrder(r.Data)
+	// A failure whose body names an order contradicts itself, and a 5xx
+	// may come from a server that failed after acting, whatever code or
+	// reason it carries (a refusal read as throttled or as a bad token
+	// would even be sent again without a lookup): for a call that acts,
+	// the order may exist whatever the failure says.
+	overruled := acts && (resp.StatusCode >= 500 || perr == nil && namesOrder(r.Data))
 	if gw := resp.Header.Get(HeaderErrorMessage); gw != "" {
 		code := GatewayCode(resp.StatusCode, gw, acts)
-		if named {
+		if overruled {
 			code = unsure
 		}
 		return answer{}, fail(code, resp.Header.Get(HeaderErrorCode), gw)
@@ -477,7 +481,7 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 	switch {
 	case perr == nil && r.Code != 200:
 		code := PlatformCode(r.Code, acts)
-		if named {
+		if overruled {
 			code = unsure
 		}
 		return answer{}, fail(code, strconv.Itoa(r.Code), r.Message)
