@@ -23,11 +23,13 @@ type Response struct {
 
 // Send performs req with hc and reads the whole body (at most
 // MaxResponseBytes). Transport failures come back as *Error, classified by
-// whether the request was written before the failure:
+// whether the request may have been sent before the failure, which it may
+// from the moment it has a connection (net/http reports a request
+// written only after it was flushed, and a timeout can come in between):
 //
-//   - nothing written (dial failed, ctx done first): Unavailable;
-//   - written, and create is true: Ambiguous (the order may exist);
-//   - written, and create is false (a lookup): Unavailable.
+//   - no connection yet (dial failed, ctx done first): Unavailable;
+//   - a connection, and create is true: Ambiguous (the order may exist);
+//   - a connection, and create is false (a lookup): Unavailable.
 //
 // A transport that refuses a request before sending it with an *Error of
 // its own (a rate limiter: RateLimited with a RetryAfter) is taken at its
@@ -35,9 +37,9 @@ type Response struct {
 //
 // HTTP statuses are not judged here: each provider maps them itself.
 func Send(ctx context.Context, hc *http.Client, req *http.Request, op string, create bool) (*Response, error) {
-	var wrote atomic.Bool
+	var wrote atomic.Bool // may have been sent: it has a connection
 	trace := &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { wrote.Store(true) },
 	}
 	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
 	resp, err := hc.Do(req)

@@ -3,7 +3,9 @@ package providers
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +53,52 @@ func TestSendTransportRefusal(t *testing.T) {
 	// The refusal itself is not changed.
 	if refusal.Op != "rate limit tencent" {
 		t.Errorf("the transport's error was modified: op %q", refusal.Op)
+	}
+}
+
+// blockingBody gives its first bytes, then blocks until ctx is done: a
+// request whose headers (and part of its body) are on the wire when the
+// call times out, before net/http would report it written.
+type blockingBody struct {
+	ctx  context.Context
+	sent bool
+}
+
+func (b *blockingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"OrderNo":`), nil
+	}
+	<-b.ctx.Done()
+	return 0, b.ctx.Err()
+}
+
+func (b *blockingBody) Close() error { return nil }
+
+// TestSendTimeoutMidRequest: a call cut off while its request is being
+// sent may have reached the provider: Ambiguous for a create, whatever
+// net/http says of the request being written.
+func TestSendTimeoutMidRequest(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	defer srv.Close()
+	for _, create := range []bool{true, false} {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, &blockingBody{ctx: ctx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = 100
+		_, err = Send(ctx, srv.Client(), req, "op", create)
+		cancel()
+		want := Unavailable
+		if create {
+			want = Ambiguous
+		}
+		if c := CodeOf(err); c != want {
+			t.Errorf("create %v: %v (%v), want %v", create, c, err, want)
+		}
 	}
 }

@@ -277,7 +277,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		slot.admitted = h.opts.Guard != nil
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
-		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown, Pay: want == order.Pay})
+		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
+			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond)})
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
 			// Missing after a step of this run that may have created

@@ -18,8 +18,8 @@ import (
 // caller's clock, for the record's times), the lease's TTL (ms), '1' when a
 // create needs the snapshot of known provider orders first, order_no, '1'
 // when the step is to pay a pending order: the pay is marked sent
-// (pay_sent, lease_mark '2') unless one was, and it leaves only on that
-// mark.
+// (pay_sent, lease_mark '2') unless one was less than ARGV[7] ms ago (on
+// Redis's clock; -1: ever), and it leaves only on that mark.
 // Leases, and when a create left (last_create, against which the listing
 // lag is judged), are on Redis's clock (TIME), the same for every worker
 // whatever their own clocks say.
@@ -37,11 +37,18 @@ for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
 local st = h['state']
 if st == 'paid' or st == 'errored' then return {'terminal', r} end
 local sn = string.format('%.0f', snow)
-if h['lease'] == ARGV[1] then return {'began', r, h['lease_mark'] or '0', sn} end
+if h['lease'] == ARGV[1] then
+  -- This Begin again (its reply was lost): a write (of the same value),
+  -- so that the WAIT after it covers what the first one wrote.
+  redis.call('HSET', KEYS[1], 'lease_until', h['lease_until'] or leaseUntil)
+  return {'began', r, h['lease_mark'] or '0', sn}
+end
 if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
   return {'busy', h['lease_until']}
 end
-if ARGV[6] == '1' and st == 'pending' and (h['pay_sent'] or '') == '' then
+local paid = tonumber(h['pay_sent'] or '')
+local again = tonumber(ARGV[7] or '-1') or -1
+if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again)) then
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn)
   return {'began', r, '2', sn}
 end
@@ -73,9 +80,14 @@ type BeginArgs struct {
 	// marked in flight until Record.Known is set.
 	NeedsKnown bool
 	// Pay says the step is to pay a pending order: Begin marks the pay
-	// sent (Record.PayMarked) unless a pay was marked before, and the
-	// pay leaves only on that mark, so an order is paid at most once.
+	// sent (Record.PayMarked) unless a pay was marked less than
+	// PayAgainAfter ago, and the pay leaves only on that mark.
 	Pay bool
+	// PayAgainAfter is how long after a pay was marked a check that
+	// still finds the order unpaid may pay it again: the listing lag, the
+	// time the provider is trusted to show a pay's effect (as it is
+	// trusted to list a create). Zero: never.
+	PayAgainAfter time.Duration
 }
 
 // BeginStatus is what Begin found.
@@ -122,10 +134,14 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	if a.Pay {
 		pay = "1"
 	}
+	payAgain := int64(-1) // never
+	if a.PayAgainAfter > 0 {
+		payAgain = max(a.PayAgainAfter.Milliseconds(), 1)
+	}
 	sh := l.shardOf(ref)
 	v, durable, err := l.runShared(ctx, beginScript, true,
 		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
-		a.Token, now.UnixMilli(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay)
+		a.Token, now.UnixMilli(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain)
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}
@@ -150,9 +166,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		}
 		if m, _ := res[2].(string); m == "2" {
 			rec.PayMarked = true
-			if rec.PaySentAt.IsZero() {
-				rec.PaySentAt = rec.ReadAt
-			}
+			rec.PaySentAt = rec.ReadAt // the mark this Begin wrote
 			if !durable {
 				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
 			}

@@ -936,21 +936,36 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	if err := l.Settle(ctx, ref, "t1", ledger.Keep("")); err != nil {
 		t.Fatal(err)
 	}
-	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", Pay: true})
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", Pay: true, PayAgainAfter: time.Hour})
 	if err != nil || !b.Record.PayMarked || b.Record.PaySentAt.IsZero() {
 		t.Fatalf("pay step: %+v, %v; want the pay marked", b.Record, err)
 	}
-	if again, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", Pay: true}); err != nil || !again.Record.PayMarked {
+	if again, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", Pay: true, PayAgainAfter: time.Hour}); err != nil || !again.Record.PayMarked {
 		t.Fatalf("the same Begin again: %+v, %v; want its mark reported", again.Record, err)
 	}
 	if err := l.Settle(ctx, ref, "t2", ledger.Keep("")); err != nil {
 		t.Fatal(err)
 	}
-	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3", Pay: true})
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3", Pay: true, PayAgainAfter: time.Hour})
 	if err != nil || b.Record.PayMarked || b.Record.PaySentAt.IsZero() {
-		t.Fatalf("a pay step after a pay: %+v, %v; want the earlier mark seen, none made", b.Record, err)
+		t.Fatalf("a pay step within an hour of a pay: %+v, %v; want the earlier mark seen, none made", b.Record, err)
 	}
-	if err := l.Settle(ctx, ref, "t3", ledger.Keep("").ClearPaySent()); err != nil {
+	if err := l.Settle(ctx, ref, "t3", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3b", Pay: true}); err != nil || b.Record.PayMarked {
+		t.Fatalf("a pay step never to pay again: %+v, %v; want none made", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t3b", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	first := b.Record.PaySentAt
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3c", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil || !b.Record.PayMarked || !b.Record.PaySentAt.After(first) {
+		t.Fatalf("a pay step past PayAgainAfter: %+v, %v; want the pay marked anew", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t3c", ledger.Keep("").ClearPaySent()); err != nil {
 		t.Fatal(err)
 	}
 	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t4", Pay: true})
@@ -963,4 +978,28 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.IsZero() || rec.State != ledger.StatePending {
 		t.Errorf("after Unmark: pay sent %v, state %s; want no mark, pending", rec.PaySentAt, rec.State)
 	}
+}
+
+// A Begin asked again with its token (a client's retry after its reply was
+// lost) reports the marks the first one wrote, so it must be as durable:
+// with the replica hung it answers ErrNotDurable, not a mark the replica
+// may never have had (a pay would then leave on it, and a failover could
+// let a second one go).
+func TestRetriedBeginWaitsForTheReplicas(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	rep := rs.AttachReplica(t)
+	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Retry1"}
+	claimOnceDurable(t, l, ref)
+	rep.Pause(t)
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); !errors.Is(err, ledger.ErrNotDurable) || !b.Record.InflightMarked {
+		t.Fatalf("Begin with the replica hung = %+v, %v; want the create marked and ErrNotDurable", b.Record, err)
+	}
+	other := ledger.New(rs.Client(t), &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	if b, err := other.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); !errors.Is(err, ledger.ErrNotDurable) || !b.Record.InflightMarked {
+		t.Errorf("the same Begin again, on another connection, with the replica hung = %+v, %v; want the mark and ErrNotDurable", b.Record, err)
+	}
+	rep.Resume()
 }

@@ -286,13 +286,16 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		t := ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true)
 		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
 		switch {
-		case r.Payable && step != Pay && rec.PaySentAt.IsZero():
-			// Paid at most once: the pay step's Begin marks the pay sent,
-			// and the pay leaves only on that mark (ledger.BeginArgs.Pay).
+		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag):
+			// The pay step's Begin marks the pay sent, and the pay leaves
+			// only on that mark (ledger.BeginArgs.Pay). An order found
+			// unpaid a listing lag after its last pay is paid again: the
+			// provider is trusted to show a pay's effect in that time, as
+			// it is trusted to list a create.
 			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
 		case r.Payable && step != Pay:
-			reason = fmt.Sprintf("pending; a pay was sent at %s and is not sent again: next check in %s",
-				rec.PaySentAt.UTC().Format(time.RFC3339), wait.Round(time.Millisecond))
+			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
+				rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
 		}
 		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: reason}}
 	}
@@ -362,11 +365,11 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
 }
 
-// refusedBeforeActing reports whether a call that failed with code was
-// refused before the provider acted on it (throttled, unauthenticated,
-// unavailable: see afresh).
+// refusedBeforeActing reports whether a pay that failed with code was
+// refused by the provider before it acted (throttled, unauthenticated).
+// Unavailable is not: it may be a timeout of a request that left.
 func refusedBeforeActing(code providers.Code) bool {
-	return code == providers.RateLimited || code == providers.Unauthenticated || code == providers.Unavailable
+	return code == providers.RateLimited || code == providers.Unauthenticated
 }
 
 // refused reports whether a create failed with code is read as refused

@@ -507,33 +507,41 @@ func TestAmbiguousCreateKeepsTheProvidersID(t *testing.T) {
 	}
 }
 
-// A payable order is paid once: a check that finds it payable goes on to
-// pay only when no pay was sent before (the pay step's Begin marks it),
-// and a pay refused before the provider acted forgets the mark.
-func TestPayAtMostOnce(t *testing.T) {
+// A payable order is paid, and paid again only when a check a listing lag
+// after the pay still finds it unpaid (the pay step's Begin marks the pay
+// sent); a pay the provider refused before acting forgets the mark.
+func TestPayAgainOnlyAfterTheListingLag(t *testing.T) {
 	t.Parallel()
+	p := policy()
+	p.ListingLag = 2 * time.Minute
 	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
 	now := t0.Add(2 * time.Minute)
-	if d := Decide(pending(), Poll, payable, policy(), now); d.Then.Next != Continue || d.Then.Step != Pay {
+	if d := Decide(pending(), Poll, payable, p, now); d.Then.Next != Continue || d.Then.Step != Pay {
 		t.Fatalf("first payable check: %v %v; want continue to pay", d.Then.Next, d.Then.Step)
 	}
 	rec := pending()
 	rec.PaySentAt = now
 	for _, step := range []Step{Poll, Lookup, Submit, Pay} {
-		if d := Decide(rec, step, payable, policy(), now.Add(time.Second)); d.Then.Next == Continue {
-			t.Errorf("%s after a pay: %v %v; want a wait, no second pay", step, d.Then.Next, d.Then.Step)
+		if d := Decide(rec, step, payable, p, now.Add(p.ListingLag-time.Second)); d.Then.Next == Continue {
+			t.Errorf("%s within the lag after a pay: %v %v; want a wait, no second pay", step, d.Then.Next, d.Then.Step)
 		}
 	}
+	if d := Decide(rec, Poll, payable, p, now.Add(p.ListingLag)); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Errorf("unpaid a listing lag after the pay: %v %v; want continue to pay", d.Then.Next, d.Then.Step)
+	}
+	if d := Decide(rec, Pay, payable, p, now.Add(time.Hour)); d.Then.Next == Continue {
+		t.Errorf("a pay answered payable continues to %v", d.Then.Step)
+	}
 	for code, err := range errs {
-		d := Decide(rec, Pay, Outcome{Err: err}, policy(), now.Add(time.Second))
+		d := Decide(rec, Pay, Outcome{Err: err}, p, now.Add(time.Second))
 		if d.Then.Next == Continue {
 			t.Errorf("pay failed with %s: continues to %v", code, d.Then.Step)
 		}
-		before := code == providers.RateLimited || code == providers.Unauthenticated || code == providers.Unavailable
+		before := code == providers.RateLimited || code == providers.Unauthenticated
 		if d.Settle.ClearsPaySent() != before {
 			t.Errorf("pay failed with %s: clears the pay mark %v, want %v", code, d.Settle.ClearsPaySent(), before)
 		}
-		if d := Decide(rec, Poll, Outcome{Err: err}, policy(), now.Add(time.Second)); d.Settle.ClearsPaySent() {
+		if d := Decide(rec, Poll, Outcome{Err: err}, p, now.Add(time.Second)); d.Settle.ClearsPaySent() {
 			t.Errorf("a poll failed with %s clears the pay mark", code)
 		}
 	}
