@@ -66,7 +66,7 @@ type Result struct {
 	NextCheck time.Duration
 	// Payable is set on a pending result when the provider is a Payer
 	// configured to pay: the caller pays the order as its next step,
-	// unless it paid it before (an order is paid at most once).
+	// unless it paid it less than a listing lag before.
 	Payable bool
 }
 

@@ -453,10 +453,10 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 // Pay implements providers.Payer with order/pay on o.ProviderOrderID, and
 // reports the order's status from pay's answer (usually paying, pending
 // with NextCheck = PollInterval; Lookup then sees it paid). Its result is
-// never Payable: the worker pays an order at most once, recording the pay
-// as sent before it leaves, and a later Lookup only reads the payment
-// status (the worker pays again only after a pay refused before the
-// platform acted: RateLimited, Unauthenticated, Unavailable).
+// never Payable: the worker records the pay as sent before it leaves, and
+// pays again only when a check a listing lag later still finds the order
+// unpaid, or after a pay refused before the platform acted (RateLimited,
+// Unauthenticated).
 //
 // Pay is the only call that moves money. It refuses (FailedPrecondition)
 // unless Options.AutoPay is set, and needs the provider order id. A

@@ -68,11 +68,10 @@
 // Pay refuses (FailedPrecondition) without AutoPay, which is off by
 // default because paying spends money, or without a provider order id.
 // A pay whose effect is unknown (a 5xx, a timeout after sending) is
-// Ambiguous, like a create: the order is looked up, and never paid again.
-// The worker pays an order at most once: it records the pay as sent
-// before the call leaves, and pays again only after a pay refused before
-// the platform acted (RateLimited, Unauthenticated, Unavailable), never on
-// a later check that still finds the order unpaid.
+// Ambiguous, like a create: the order is looked up. The worker records
+// the pay as sent before the call leaves, and pays again only when a
+// check a listing lag after it still finds the order unpaid, or after a
+// pay refused before the platform acted (RateLimited, Unauthenticated).
 //
 // # Finding an order without its id
 //
