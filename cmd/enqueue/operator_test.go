@@ -60,6 +60,24 @@ func (e *opsEnv) cli(withKey bool, args ...string) (code int, stdout, stderr str
 	return code, out.String(), errb.String()
 }
 
+// cliAs runs enqueue with REDIS_URL and the operating system's user name
+// (USER) set to user.
+func (e *opsEnv) cliAs(user string, args ...string) (code int, stdout, stderr string) {
+	e.t.Helper()
+	var out, errb bytes.Buffer
+	env := func(k string) string {
+		switch k {
+		case "REDIS_URL":
+			return e.rs.URL()
+		case "USER":
+			return user
+		}
+		return ""
+	}
+	code = run(context.Background(), args, env, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
 // enqueue enqueues orders (JSON lines) through the CLI, with the data key.
 func (e *opsEnv) enqueue(orders ...string) {
 	e.t.Helper()
@@ -418,24 +436,10 @@ func TestRedrive(t *testing.T) {
 
 	// Without -by, the re-drive is recorded under the operating system's
 	// user name, unless that is a service account.
-	withUser := func(user string, args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		env := func(k string) string {
-			switch k {
-			case "REDIS_URL":
-				return e.rs.URL()
-			case "USER":
-				return user
-			}
-			return ""
-		}
-		code := run(context.Background(), args, env, strings.NewReader(""), &out, &errb)
-		return code, out.String(), errb.String()
-	}
-	if code, out, errs := withUser("nonroot", "redrive", "-state", "errored", "-provider", "tencent", "-dry-run"); code != exitOK || status(out)["E3"] != "would_redrive" || strings.Contains(errs, "no -by given") {
+	if code, out, errs := e.cliAs("nonroot", "redrive", "-state", "errored", "-provider", "tencent", "-dry-run"); code != exitOK || status(out)["E3"] != "would_redrive" || strings.Contains(errs, "no -by given") {
 		t.Errorf("dry run as a service account without -by: exit %d, %q, %q; want it listed, no warning", code, out, errs)
 	}
-	code, out, errs = withUser("dana", "redrive", "-state", "errored", "-provider", "tencent")
+	code, out, errs = e.cliAs("dana", "redrive", "-state", "errored", "-provider", "tencent")
 	if got := status(out); code != exitOK || got["E3"] != "redriven" {
 		t.Fatalf("redrive without -by: exit %d, %v\n%s", code, got, errs)
 	}
@@ -453,22 +457,12 @@ func TestRedriveAsAServiceAccount(t *testing.T) {
 	e := newOpsEnv(t)
 	e.enqueue(tencentOrder("R1"))
 	e.settle("tencent", "R1", ledger.SetErrored("provider rejected the order: invalid ItemId").WithMayExist(false))
-	var out, errb bytes.Buffer
-	env := func(k string) string {
-		switch k {
-		case "REDIS_URL":
-			return e.rs.URL()
-		case "USER":
-			return "root"
-		}
-		return ""
+	code, out, errs := e.cliAs("root", "redrive", "-state", "errored")
+	if code != exitOK || !strings.Contains(out, `"redriven"`) {
+		t.Fatalf("redrive as root without -by: exit %d, %s\n%s", code, out, errs)
 	}
-	code := run(context.Background(), []string{"redrive", "-state", "errored"}, env, strings.NewReader(""), &out, &errb)
-	if code != exitOK || !strings.Contains(out.String(), `"redriven"`) {
-		t.Fatalf("redrive as root without -by: exit %d, %s\n%s", code, out.String(), errb.String())
-	}
-	if !strings.Contains(errb.String(), "no -by given") {
-		t.Errorf("no warning to name who re-drives: %q", errb.String())
+	if !strings.Contains(errs, "no -by given") {
+		t.Errorf("no warning to name who re-drives: %q", errs)
 	}
 	rec := e.record("tencent", "R1")
 	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by root (a service account; no -by)") {
