@@ -185,7 +185,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 		"ItemVNO":    p.Str("ItemVNO"),
 		"ItemNum":    p.Int("ItemNum"),
 	}
-	resp, err := c.call(ctx, "ServiceCreateOrder", business, true)
+	resp, err := c.call(ctx, "ServiceCreateOrder", business, true, p.Str("CustomerId"))
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -261,14 +261,22 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	limit := true             // Limit is sent
 	for page := 0; ; page++ {
 		if page == maxListPages {
-			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
-				Message: fmt.Sprintf("more than %d pages listed (%d orders read); cannot read them all", maxListPages, read)}
+			msg := fmt.Sprintf("more than %d pages listed (%d orders read); cannot read them all", maxListPages, read)
+			if r, ok := foundInPart(mine, foreign, status, msg); ok {
+				return r, nil
+			}
+			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status, Message: msg}
 		}
-		q := map[string]any{"OrderNo": o.OrderNo, "CustomerId": p.Str("CustomerId")}
+		// By OrderNo alone: a listing filtered by CustomerId too would be
+		// refused wherever the create was refused for its CustomerId (an
+		// unknown customer), and would hide an order with our number under
+		// another customer; differs checks the CustomerId of what is
+		// listed.
+		q := map[string]any{"OrderNo": o.OrderNo}
 		if page > 0 {
 			q["Offset"] = read
 		}
-		resp, err := c.list(ctx, q, &limit)
+		resp, err := c.list(ctx, q, &limit, p.Str("CustomerId"))
 		if err != nil {
 			return providers.Result{}, err
 		}
@@ -360,10 +368,10 @@ func foundInPart(mine, foreign, status int, why string) (providers.Result, bool)
 // whatever the message names) is sent again without it, and *limit turns
 // false, so the rest of the lookup pages by the server's default page
 // size.
-func (c *Client) list(ctx context.Context, q map[string]any, limit *bool) (answer, error) {
+func (c *Client) list(ctx context.Context, q map[string]any, limit *bool, customer string) (answer, error) {
 	if *limit {
 		q["Limit"] = listLimit
-		resp, err := c.call(ctx, "ServiceGetOrderList", q, false)
+		resp, err := c.call(ctx, "ServiceGetOrderList", q, false, customer)
 		var e *providers.Error
 		if !errors.As(err, &e) || e.Code != providers.InvalidArgument || !strings.HasPrefix(e.ProviderCode, "InvalidParameterValue") {
 			return resp, err
@@ -371,7 +379,7 @@ func (c *Client) list(ctx context.Context, q map[string]any, limit *bool) (answe
 		*limit = false
 		delete(q, "Limit")
 	}
-	return c.call(ctx, "ServiceGetOrderList", q, false)
+	return c.call(ctx, "ServiceGetOrderList", q, false, customer)
 }
 
 // orderList is ServiceGetOrderList's answer: Orders and Total, directly
@@ -384,9 +392,11 @@ type orderList struct {
 // parseOrderList reads an order list (keys matched without regard to
 // case, as encoding/json does). A key whose value is null counts as
 // absent. The document gives the answer as Orders and Total: one without
-// an Orders array shows no list, so it proves no absence whatever its
-// Total says, and is an error. Total is a count: a non-negative integer,
-// as a JSON number or a quoted one ("1"); anything else is malformed.
+// an Orders array shows no list, so it proves no absence, and is an
+// error, unless it gives a Total of 0, which counts the list (an empty
+// list written as null or left out, as Go's encoder writes a nil slice or
+// drops an omitempty one). Total is a count: a non-negative integer, as a
+// JSON number or a quoted one ("1"); anything else is malformed.
 func parseOrderList(raw json.RawMessage) (orderList, error) {
 	bad := errors.New("malformed order list")
 	var m map[string]json.RawMessage
@@ -401,19 +411,22 @@ func parseOrderList(raw json.RawMessage) (orderList, error) {
 		}
 	}
 	var list orderList
-	orders, ok := present(m, "Orders")
-	if !ok {
-		return orderList{}, errors.New("answer lists no Orders")
-	}
-	if json.Unmarshal(orders, &list.Orders) != nil {
-		return orderList{}, bad
-	}
 	if t, ok := present(m, "Total"); ok {
 		n, ok := count(t)
 		if !ok {
 			return orderList{}, errors.New("malformed order list: Total is not a count")
 		}
 		list.Total = &n
+	}
+	orders, ok := present(m, "Orders")
+	if !ok {
+		if list.Total != nil && *list.Total == 0 {
+			return list, nil
+		}
+		return orderList{}, errors.New("answer lists no Orders")
+	}
+	if json.Unmarshal(orders, &list.Orders) != nil {
+		return orderList{}, bad
 	}
 	return list, nil
 }
@@ -461,7 +474,8 @@ type answer struct {
 }
 
 // call signs and sends one action and classifies the answer.
-func (c *Client) call(ctx context.Context, action string, params map[string]any, create bool) (answer, error) {
+// customer is the order's CustomerId, redacted from the server's text.
+func (c *Client) call(ctx context.Context, action string, params map[string]any, create bool, customer string) (answer, error) {
 	op := "tencent " + action
 	body, err := c.body(action, params, c.newStamp())
 	if err != nil {
@@ -480,7 +494,6 @@ func (c *Client) call(ctx context.Context, action string, params map[string]any,
 	}
 	// CustomerId is the vendor's user id, perhaps a login name: the
 	// server's text echoing it is personal data.
-	customer, _ := params["CustomerId"].(string)
 	return c.classify(op, create, resp, customer)
 }
 
@@ -669,8 +682,13 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		unsure = providers.Ambiguous
 	}
 	value := pcode == "InvalidParameterValue" || strings.HasPrefix(pcode, "InvalidParameterValue.")
+	lmsg, lcode := strings.ToLower(msg), strings.ToLower(pcode)
 	switch {
-	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Signature"):
+	case value && (strings.Contains(lmsg, "signature") || strings.Contains(lcode, "signature") ||
+		strings.Contains(msg, "签名") || strings.Contains(lmsg, "appkey")):
+		// The documented bad signature ("Signature 无效"), in whatever
+		// words or sub-code: the credentials (AppKey, AppSecret) are
+		// wrong, which no order can fix; the order waits for them.
 		return providers.Unauthenticated
 	case !create && (pcode == "AuthFailure" || strings.HasPrefix(pcode, "AuthFailure.")):
 		// A listing creates nothing whatever the refusal means: a
@@ -682,16 +700,17 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// used means this request reached the service before (a
 		// replay on the way), and that copy may have created the order.
 		return unsure
-	case create && value && mayExist(pcode, msg):
-		// Whether a used OrderNo is refused is not documented: a refusal
-		// naming it, or saying the order exists or repeats, may mean the
-		// order exists already (an earlier attempt's), so it is looked
-		// up, never taken as permanent.
-		return providers.Ambiguous
-	case pcode == "InvalidParameterValue" && strings.Contains(msg, "Timestamp"):
+	case value && (strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")):
 		// Clock skew: nothing was created and the next attempt re-signs
 		// with a fresh Timestamp.
 		return providers.Unavailable
+	case create && value && mayExist(pcode, msg):
+		// Whether a used OrderNo is refused is not documented: a refusal
+		// saying the order exists or repeats may mean the order exists
+		// already, so it is looked up, never taken as permanent. (After
+		// a create that may have reached the provider, the order state
+		// machine reads every refusal so.)
+		return providers.Ambiguous
 	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction", value:
 		return providers.InvalidArgument
 	}
@@ -701,19 +720,28 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 }
 
 // existWords, matched without regard to case, mark a refusal of a create
-// that may mean the order exists already: one naming the order number, or
-// saying something exists already or repeats (English or Chinese).
-var existWords = []string{"orderno", "order_no", "exist", "duplicat", "repeat", "already",
-	"订单号", "已存在", "重复", "已使用"}
+// that may mean the order exists already: one saying something exists
+// already, repeats or is used (English or Chinese).
+var existWords = []string{"exist", "duplicat", "repeat", "already", "used", "conflict",
+	"已存在", "重复", "已使用"}
+
+// absentWords say that something does not exist ("CustomerId does not
+// exist"): a refusal of what the request names, not a sign of our order.
+var absentWords = []string{"not exist", "n't exist", "nonexist", "non-exist", "no such", "不存在"}
 
 // mayExist reports whether an InvalidParameterValue* refusal of a create may
-// mean the order exists already: its message carries one of existWords,
-// or its sub-code names an order or one of existWords
-// (InvalidParameterValue.OrderExists).
+// mean the order exists already: its message or sub-code carries one of
+// existWords (InvalidParameterValue.OrderExists), and neither says that
+// something does not exist. A refusal that only names the order number
+// ("OrderNo 长度超限", "invalid OrderNo") refuses its value: looked up, it
+// would be refused again by the listing, and the order would wait in
+// unknown until its deadline.
 func mayExist(pcode, msg string) bool {
 	m, c := strings.ToLower(msg), strings.ToLower(pcode)
-	if strings.Contains(c, "order") {
-		return true
+	for _, w := range absentWords {
+		if strings.Contains(m, w) || strings.Contains(c, w) {
+			return false
+		}
 	}
 	for _, w := range existWords {
 		if strings.Contains(m, w) || strings.Contains(c, w) {
