@@ -297,13 +297,32 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				ranBefore = true
 				lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
 			}
-			if claimed, at, token := claimedMark(t); claimed && !ranBefore {
-				undone, err := h.ledger.Unclaimed(ctx, ref, token)
+			if claimed, at, token := claimedMark(t); claimed {
+				if !ranBefore {
+					undone, err := h.ledger.Unclaimed(ctx, ref, token)
+					if err != nil {
+						return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+					}
+					ranBefore = !undone
+				}
+				// Looked up from the claim on (no create left before
+				// it), or from the first create this run saw, whichever
+				// is earlier.
+				if !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
+					lost.FirstAttempt = at
+				}
+			}
+			if !ranBefore {
+				// A task a producer wrote itself (no claim header), or
+				// one whose claim was undone and that took the order on
+				// since: whether an earlier run of it ended (in a wait,
+				// which leaves asynq's retry count as it was) is in its
+				// message. One that did may have created the order.
+				ran, err := h.taskRanBefore(ctx)
 				if err != nil {
 					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 				}
-				// Looked up from the claim on: no create left before it.
-				ranBefore, lost.FirstAttempt = !undone, at
+				ranBefore = ran
 			}
 			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
 				return err
@@ -568,6 +587,17 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 	}
 	hash, err := hasher.hash(clear, parsed)
 	return err == nil && hash != rec.ParamsHash
+}
+
+// taskRanBefore reports whether the running task ended a run before this
+// one (ledger.TaskRanBefore); false outside asynq (no task id).
+func (h *Handler) taskRanBefore(ctx context.Context) (bool, error) {
+	id, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		return false, nil
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	return h.ledger.TaskRanBefore(ctx, queue, id)
 }
 
 // adopt records an order whose task runs without a record: a producer that

@@ -383,26 +383,87 @@ func TestNoCallFreesTheBreakersTrial(t *testing.T) {
 // (its task queued after all) is still taken for a new one.
 func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 	t.Parallel()
+	rec, b := loseRecordWhilePending(t, "Poll-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer) error {
+		res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Poll-1","params":{"item":"sku-1","qty":2}}`))
+		if err == nil && res.Status != tasks.Enqueued {
+			err = fmt.Errorf("%+v", res)
+		}
+		return err
+	}, false)
+	if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.After(time.Now()) {
+		t.Errorf("recreated with first attempt %s; want the claim's time, to look the order up from", rec.FirstAttemptAt)
+	}
+	if n := b.Calls("create"); n != 1 {
+		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)
+	}
+}
+
+// The same for a task a producer wrote itself (no claim header): its
+// runs that ended in waits are in its asynq message, so a run that finds
+// the record gone knows the task ran before, and looks the order up.
+func TestLostRecordOfAProducersTaskIsLookedUp(t *testing.T) {
+	t.Parallel()
+	rec, b := loseRecordWhilePending(t, "Hand-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{"provider":"mem","order_no":"Hand-1","params":{"item":"sku-1","qty":2}}`)),
+			asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Hand-1")))
+		return err
+	}, false)
+	if n := b.Calls("create"); n != 1 {
+		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)
+	}
+}
+
+// A claimed task whose first create failed after the provider took it
+// (a counted retry, so asynq's retry count is above 0) is recorded again
+// with the claim's time as its first attempt: the lookup has a lower
+// bound for its window (without one, a lookup by window cannot conclude,
+// and the order would wait in unknown until its deadline).
+func TestLostRecordAfterACountedRetryKeepsTheClaimsTime(t *testing.T) {
+	t.Parallel()
+	before := time.Now()
+	rec, b := loseRecordWhilePending(t, "Retried-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer) error {
+		_, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Retried-1","params":{"item":"sku-1","qty":2}}`))
+		return err
+	}, true)
+	if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.Before(before.Add(-time.Second)) || rec.FirstAttemptAt.After(time.Now()) {
+		t.Errorf("recreated with first attempt %s; want the claim's time", rec.FirstAttemptAt)
+	}
+	if n := b.Calls("create"); n != 1 {
+		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)
+	}
+}
+
+// loseRecordWhilePending queues one order of the mem provider (enqueue),
+// runs a worker until the order is pending (firstFails: its first create
+// is taken but answered with a failure, so the task is retried), deletes
+// its record as a Redis that lost it would, and returns the record as the
+// worker recorded it again, after a few more polls, and the backend. The
+// order must then be pending or unknown: looked up, never created again.
+func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Context, *asynq.Client, *tasks.Enqueuer) error, firstFails bool) (*ledger.Record, *memprov.Backend) {
+	t.Helper()
 	ctx := context.Background()
 	b := memprov.NewBackend("")
 	b.Pending = true
 	b.Duplicates = true // a provider that would take the same order number twice
+	if firstFails {
+		b.Faults().Script(fault.FailAfter)
+	}
 	srv, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{}))
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet})
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
 	opt := asynq.RedisClientOpt{Addr: srv.Addr}
 	s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
 		DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
-	enq := tasks.NewEnqueuer(client, l, set, nil)
-	if res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Poll-1","params":{"item":"sku-1","qty":2}}`)); err != nil || res.Status != tasks.Enqueued {
-		t.Fatal(res, err)
+	if err := enqueue(ctx, client, tasks.NewEnqueuer(client, l, set, nil)); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.Start(mux); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
-	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Poll-1"}
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
 	waitFor := func(what string, ok func(*ledger.Record) bool) *ledger.Record {
 		t.Helper()
 		for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -416,22 +477,17 @@ func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 		}
 	}
 	waitFor("pending", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePending })
-	keys, _ := rdb.Keys(ctx, "*order:mem:Poll-1").Result()
+	keys, _ := rdb.Keys(ctx, "*order:mem:"+no).Result()
 	if len(keys) != 1 {
 		t.Fatalf("record keys %v", keys)
 	}
 	rdb.Del(ctx, keys[0]) // Redis loses the record; the task polls on
 	rec := waitFor("recorded again", func(r *ledger.Record) bool { return r != nil && r.Attempts > 0 })
-	if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.After(time.Now()) {
-		t.Errorf("recreated with first attempt %s; want the claim's time, to look the order up from", rec.FirstAttemptAt)
-	}
 	time.Sleep(200 * time.Millisecond) // a few more polls
-	if n := b.Calls("create"); n != 1 {
-		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)
+	if got, _ := l.Get(ctx, ref); got.State != ledger.StatePending && got.State != ledger.StateUnknown {
+		t.Fatalf("state %s, want the order looked up (pending)", got.State)
 	}
-	if rec, _ := l.Get(ctx, ref); rec.State != ledger.StatePending && rec.State != ledger.StateUnknown {
-		t.Fatalf("state %s, want the order looked up (pending)", rec.State)
-	}
+	return rec, b
 }
 
 // quiet discards a test's logs.

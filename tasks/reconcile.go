@@ -269,7 +269,7 @@ func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Clie
 	default:
 		return false, nil // a live task will handle it
 	}
-	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, rec.CreatedAt, "")
+	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, requeueMark(rec), "")
 	if err != nil {
 		return false, err
 	}
@@ -280,4 +280,22 @@ func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Clie
 		return false, fmt.Errorf("re-queue %s: %w", id, err)
 	}
 	return true, nil
+}
+
+// requeueMark is the time a re-queued task carries as no later than any
+// create of rec's order (see claimedHeader), which bounds the lookup should
+// Redis lose the record again: its creation, or its first attempt when
+// earlier (a record recreated after Redis lost it was written after the
+// creates it stands for); none when the record may stand for creates and
+// knows no time for them, rather than one that could be after them (a
+// lookup from a time after the create would miss the order, and it would
+// be created again).
+func requeueMark(rec *Record) time.Time {
+	switch {
+	case !rec.FirstAttemptAt.IsZero() && rec.FirstAttemptAt.Before(rec.CreatedAt):
+		return rec.FirstAttemptAt
+	case rec.FirstAttemptAt.IsZero() && rec.MayHaveExisted:
+		return time.Time{}
+	}
+	return rec.CreatedAt
 }

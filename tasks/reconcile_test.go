@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +107,70 @@ func TestReconcilerWalksPastABacklog(t *testing.T) {
 	}
 	if _, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("tencent", "Order-Stranded")); err != nil {
 		t.Errorf("the stranded order's task after the sweeps: %v", err)
+	}
+}
+
+// A re-queued task carries, as the time no create of its order left
+// before, the record's creation or its first attempt when that is earlier
+// (a record recreated after Redis lost it is written after the creates it
+// stands for), and no time for a record that may stand for creates but
+// knows none: should the record be lost again, the lookup must not start
+// after the order's create.
+func TestRequeueMarksNoLaterThanTheFirstCreate(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	defer inspector.Close()
+	var p tasks.Payload
+	first := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for _, tt := range []struct {
+		no   string
+		lost *ledger.Lost // nil: claimed as new
+		want time.Time    // zero: no time
+	}{
+		{"Order-Q1", nil, time.Time{}}, // want: its creation (checked below)
+		{"Order-Q2", &ledger.Lost{FirstAttempt: first}, first},
+		{"Order-Q3", &ledger.Lost{}, time.Time{}},
+	} {
+		t.Run(tt.no, func(t *testing.T) {
+			if err := json.Unmarshal(order(tt.no), &p); err != nil {
+				t.Fatal(err)
+			}
+			hash, _ := tasks.ParamsHash(p.Params)
+			ref := tasks.OrderRef{Provider: p.Provider, OrderNo: p.OrderNo}
+			var err error
+			if tt.lost == nil {
+				_, err = e.ledger.Claim(ctx, ref, p.Params, hash)
+			} else {
+				_, err = e.ledger.ClaimLost(ctx, ref, p.Params, hash, "record lost", *tt.lost)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := e.ledger.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := tasks.Requeue(ctx, inspector, e.client, "", rec); err != nil || !ok {
+				t.Fatalf("Requeue = %v, %v", ok, err)
+			}
+			info, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(p.Provider, p.OrderNo))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ms, _, _ := strings.Cut(info.Headers["orderworker-claimed"], ":")
+			n, _ := strconv.ParseInt(ms, 10, 64)
+			want := tt.want
+			if tt.lost == nil {
+				want = rec.CreatedAt
+			}
+			switch {
+			case want.IsZero() && n > 0:
+				t.Errorf("header %q, want no time", info.Headers["orderworker-claimed"])
+			case !want.IsZero() && n != want.UnixMilli():
+				t.Errorf("header %q, want %d", info.Headers["orderworker-claimed"], want.UnixMilli())
+			}
+		})
 	}
 }

@@ -1,8 +1,11 @@
 package ledger
 
 import (
+	"context"
+	"errors"
 	"slices"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -86,3 +89,62 @@ const asynqQueuesKey = "asynq:queues"
 // asynq's keys live in different slots, nor once Redis refused such a
 // script (ErrTaskNotInClaim).
 func (l *Ledger) QueuesTasks() bool { return l.batch.cluster == nil && !l.noTasks.Load() }
+
+// TaskRanBefore reports whether asynq's task id in queue has ended a run
+// before this one: asynq writes into a task's message, each time it puts
+// the task back after a run (a counted failure or not), the run's error
+// and time (error_msg, last_failed_at), and counts failures (retried). A
+// task that never ran, or that does not exist, reports false. The message
+// is the task's hash field "msg" (see Task.message for the layout).
+func (l *Ledger) TaskRanBefore(ctx context.Context, queue, id string) (bool, error) {
+	msg, err := l.rdb.HGet(ctx, asynqTaskKey(queue, id), "msg").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return ranBefore(msg), nil
+}
+
+// ranBefore reads asynq's TaskMessage b for a sign of an earlier run:
+// retried (6), error_msg (7) or last_failed_at (11) set. A message that
+// cannot be read counts as one that ran: the caller then looks the order
+// up before anything is submitted, the safe side.
+func ranBefore(b []byte) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return true
+		}
+		b = b[n:]
+		switch {
+		case (num == 6 || num == 11) && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return true
+			}
+			if v != 0 {
+				return true
+			}
+			b = b[n:]
+			continue
+		case num == 7 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return true
+			}
+			if len(v) > 0 {
+				return true
+			}
+			b = b[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return true
+		}
+		b = b[n:]
+	}
+	return false
+}

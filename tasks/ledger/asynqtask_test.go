@@ -2,6 +2,8 @@ package ledger_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"testing"
@@ -165,3 +167,78 @@ func TestQueueAddedWithTheFirstTaskWritten(t *testing.T) {
 		t.Errorf("q1 is not in asynq:queues after a task was queued on it: asynqmon and the backlog gauges would not see it")
 	}
 }
+
+// TaskRanBefore reads asynq's own record of a run in the task's message: a
+// task never run answers false, one put back after a run that was not
+// counted as a failure (a wait: asynq's retry count stays 0) answers true,
+// and so does one whose failure was counted; a task that does not exist
+// answers false.
+func TestTaskRanBeforeReadsAsynqsMessage(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, nil)
+	opt := asynq.RedisClientOpt{Addr: srv.Addr}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	for _, id := range []string{"wait-1", "fail-1"} {
+		if _, err := client.Enqueue(asynq.NewTask("t", []byte("x")), asynq.TaskID(id), asynq.Queue("q"), asynq.MaxRetry(5)); err != nil {
+			t.Fatal(err)
+		}
+		if ran, err := l.TaskRanBefore(ctx, "q", id); err != nil || ran {
+			t.Fatalf("%s before any run: %v, %v; want false", id, ran, err)
+		}
+	}
+	if ran, err := l.TaskRanBefore(ctx, "q", "none"); err != nil || ran {
+		t.Fatalf("no such task: %v, %v; want false", ran, err)
+	}
+	errWait := errors.New("waiting")
+	done := make(chan string, 2)
+	s := asynq.NewServer(opt, asynq.Config{Concurrency: 2, Queues: map[string]int{"q": 1},
+		IsFailure:      func(err error) bool { return !errors.Is(err, errWait) },
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour },
+		Logger:         quietAsynq{}})
+	err := s.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		defer func() { done <- id }()
+		if id == "wait-1" {
+			return errWait
+		}
+		return errors.New("failed")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	for range 2 {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the tasks did not run")
+		}
+	}
+	for _, id := range []string{"wait-1", "fail-1"} {
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			ran, err := l.TaskRanBefore(ctx, "q", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ran {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("%s after a run: false, want true", id)
+			}
+		}
+	}
+}
+
+// quietAsynq discards asynq's logs.
+type quietAsynq struct{}
+
+func (quietAsynq) Debug(...any) {}
+func (quietAsynq) Info(...any)  {}
+func (quietAsynq) Warn(...any)  {}
+func (quietAsynq) Error(...any) {}
+func (quietAsynq) Fatal(...any) {}

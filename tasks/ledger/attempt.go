@@ -366,7 +366,12 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 var settleScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark')
 if not cur[1] then return {'missing'} end
-if cur[3] == ARGV[1] then return {'ok'} end
+if cur[3] == ARGV[1] then
+  -- This settle again (its reply was lost): a write (of the same value),
+  -- so that the WAIT after it covers what the first one wrote.
+  redis.call('HSET', KEYS[1], 'settled', ARGV[1])
+  return {'ok'}
+end
 if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
 if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
   local owner = redis.call('HGET', KEYS[3], ARGV[9])

@@ -31,7 +31,12 @@ import (
 var claimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'claim')
 if cur[1] then
-  if cur[3] == ARGV[5] then return {1} end
+  if cur[3] == ARGV[5] then
+    -- This claim again (its reply was lost): a write (of the same value),
+    -- so that the WAIT after it covers what the first one wrote.
+    redis.call('HSET', KEYS[1], 'claim', ARGV[5])
+    return {1}
+  end
   redis.call('HINCRBY', KEYS[1], 'resent', 1)
   local kind = ':conflict'
   if cur[2] == ARGV[4] then kind = ':duplicate' end
