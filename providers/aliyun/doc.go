@@ -215,25 +215,42 @@
 //   - The apiVer of order/get, pay and query could not be retrieved; 1.0.0
 //     is sent, as for create.
 //   - The order/query data shape is undocumented: the order array is read
-//     bare or under data, list, items, orderList or records, with the
-//     total under total or totalCount. Only an explicit array is a page,
-//     and only an empty one an empty page: data missing or null, an object
-//     where no member holds an array (a null one, whatever the total), or
-//     where several do, is a malformed order list (Unavailable), never "no
-//     orders". What the total counts is not known, so it never ends a
-//     listing (see above).
+//     bare, under data, list, items, orderList or records, or, when none
+//     of those holds one, under the one member that holds an array (two
+//     or more: malformed); a one-element array holding a page object
+//     (known list name, no order field: the shape a third-party client
+//     types) is read as that page. The total is read under total or
+//     totalCount. An entry with none of orderId, commodityCode or copies
+//     is no order, and makes the page malformed (Unavailable). Only an
+//     explicit array under a known name is a page on its own; an answer
+//     that shows no array (data missing or null, a null or missing array,
+//     an empty one under another name) is an empty page only when a total
+//     confirms it: 0 on the first page, and on a later page the total
+//     every page gave, equal to the orders read. Anything else is a
+//     malformed order list (Unavailable), never "no orders". What the
+//     total counts is not known, so it never ends a listing of itself
+//     (see above).
+//   - A page after the first that is refused is no refusal of the order
+//     (the first page was read with the same params): Unavailable, never
+//     InvalidArgument, FailedPrecondition or PermissionDenied, which would
+//     error the order uncreated. When the totals confirm every order was
+//     read, a documented parameter refusal (460, 2000) of the page past
+//     the end ends the listing complete.
 //   - One exception, for Prepare only: a first page whose data is missing
-//     or null (code 200, so no total) is a device without orders, and the
-//     snapshot is empty. A server may answer a device without orders so;
-//     read as malformed, it would keep Prepare Unavailable, and every first
-//     order on that device would wait until its deadline and be errored,
-//     never created. A wrong empty snapshot can at most let an older order
-//     be judged new by a later lookup, which still needs it to be the one
-//     candidate of our commodityCode and copies that no record owns; a
-//     wrong absence in a lookup creates the order twice. So Lookup never
-//     reads such an answer as an empty page (Unavailable), nor does Prepare
-//     on a later page, or on page 0 beside a page 1 holding orders (that
-//     would teach every later listing to skip page 0).
+//     or null (code 200, so no total) is read again at once, and is a
+//     device without orders, the snapshot empty, only when the second
+//     answer has no data either. A server may answer a device without
+//     orders so; read as malformed, it would keep Prepare Unavailable, and
+//     every first order on that device would wait until its deadline and
+//     be errored, never created. One such answer may be a fault, and a
+//     wrong empty snapshot, kept for good, makes an older order of our
+//     commodityCode and copies that no record owns look new: after a
+//     create that failed ambiguously having made nothing, a lookup would
+//     take it for ours (and pay it). A wrong absence in a lookup creates
+//     the order twice. So Lookup never reads such an answer as an empty
+//     page (Unavailable), nor does Prepare on a later page (unless the
+//     totals confirm it), or on page 0 beside a page 1 holding orders
+//     (that would teach every later listing to skip page 0).
 //   - Members the client does not need never fail an answer: an
 //     unreadable creation time, outOrderNo, status or paymentStatus is
 //     left unknown. create's orderId is read first and kept whatever else

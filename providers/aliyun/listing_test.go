@@ -323,18 +323,28 @@ func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 	}
 }
 
-// F4: only an explicit empty array is an empty page; an answer that does
-// not show the order array (data missing or null, a null array, whatever
-// the total says) is a malformed order list, never "no orders". A creation
-// time in a format the client cannot read fails nothing.
+// F4: an explicit empty array is an empty page; an answer that does not
+// show the order array (data missing or null, a null array) is one only
+// when a total of 0 confirms it on the first page, and otherwise a
+// malformed order list, never "no orders". A creation time in a format
+// the client cannot read fails nothing.
 func TestListingTolerates(t *testing.T) {
 	t.Parallel()
 	for _, key := range []string{"data", "list", "items", "orderList", "records"} {
-		t.Run("null "+key, func(t *testing.T) {
+		t.Run("null "+key+", total 0", func(t *testing.T) {
 			t.Parallel()
 			f := setup(t, nil)
 			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{"total": 0, key: nil}})
 			known, err := f.c.Prepare(ctx(t), testOrder(1600))
+			if err != nil || known == nil || len(known) != 0 {
+				t.Fatalf("Prepare = %#v, %v; want an empty snapshot", known, err)
+			}
+		})
+		t.Run("null "+key+", no total", func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{key: nil}})
+			known, err := f.c.Prepare(ctx(t), testOrder(1604))
 			if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "malformed order list") {
 				t.Fatalf("Prepare = %#v, %v; want unavailable, malformed order list", known, err)
 			}
@@ -349,7 +359,7 @@ func TestListingTolerates(t *testing.T) {
 			}
 		})
 	}
-	for _, data := range []string{``, `null`, `{}`, `{"total":0}`, `{"data":null}`, `{"list":null,"total":0}`, `{"data":[],"list":[{"orderId":"1"}]}`} {
+	for _, data := range []string{``, `null`, `{}`, `{"data":null}`, `{"list":null,"pageNo":1}`, `{"data":[],"list":[{"orderId":"1"}]}`} {
 		t.Run("no order array: "+data, func(t *testing.T) {
 			t.Parallel()
 			if l, err := aliyun.ParseOrderList(json.RawMessage(data)); err == nil {
@@ -365,8 +375,10 @@ func TestListingTolerates(t *testing.T) {
 	for _, key := range []string{"total", "totalCount"} {
 		t.Run("null array, positive "+key, func(t *testing.T) {
 			t.Parallel()
-			if l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null,"` + key + `":3}`)); err == nil {
-				t.Fatalf("ParseOrderList = %+v; want an error", l)
+			// No array, a total: left to the listing to judge, which
+			// reads a first page so only with a total of 0.
+			if l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":null,"` + key + `":3}`)); err != nil || !l.NoArray || l.Total != 3 || len(l.Orders) != 0 {
+				t.Fatalf("ParseOrderList = %+v, %v; want no array, total 3", l, err)
 			}
 			f := setup(t, nil)
 			f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{key: 3, "list": nil}})
@@ -487,8 +499,10 @@ func TestLookupCreationTimes(t *testing.T) {
 func TestLookupUnreadableListing(t *testing.T) {
 	t.Parallel()
 	for name, reply := range map[string]sandbox.Reply{
-		"null array":   {Code: 200, Data: map[string]any{"data": nil}},
-		"missing data": {Code: 200, Data: map[string]any{"total": 0}},
+		"null array":               {Code: 200, Data: map[string]any{"data": nil}},
+		"empty object":             {Code: 200, Data: map[string]any{}},
+		"missing array, total 3":   {Code: 200, Data: map[string]any{"total": 3}},
+		"empty unknown array only": {Code: 200, Data: map[string]any{"orders": []any{}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -607,10 +621,10 @@ func (h noData) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // order/query's answer is not documented, and a server may answer a device
 // that holds no orders with code 200 and no data. Prepare's snapshot reads
-// such a first page as a device without orders: read as a malformed list,
-// it would keep every first create on the device waiting until its
-// deadline. A lookup never reads it as absence: that would create the
-// order twice.
+// such a first page, answered so twice in a row, as a device without
+// orders: read as a malformed list, it would keep every first create on
+// the device waiting until its deadline. A lookup never reads it as
+// absence: that would create the order twice.
 func TestPrepareReadsNoDataAsNoOrders(t *testing.T) {
 	t.Parallel()
 	for _, null := range []bool{true, false} {
@@ -627,14 +641,16 @@ func TestPrepareReadsNoDataAsNoOrders(t *testing.T) {
 				if err != nil || known == nil || len(known) != 0 {
 					t.Fatalf("Prepare = %#v, %v; want an empty, non-nil snapshot", known, err)
 				}
-				// Auto: page 1, then page 0, both without data: nothing
-				// missing, and nothing learnt about the base.
-				want := []int{1, 0}
+				// Each page read twice, as one answer without data may
+				// be a fault. Auto: page 1, then page 0, both without
+				// data: nothing missing, and nothing learnt about the
+				// base.
+				want := []int{1, 1, 0, 0}
 				switch base {
 				case aliyun.PageBaseFrom1:
-					want = []int{1}
+					want = []int{1, 1}
 				case aliyun.PageBaseFrom0:
-					want = []int{0}
+					want = []int{0, 0}
 				}
 				if got := pageNos(t, rec); !slices.Equal(got, want) {
 					t.Errorf("Prepare read pages %v, want %v", got, want)
@@ -651,7 +667,7 @@ func TestPrepareReadsNoDataAsNoOrders(t *testing.T) {
 		t.Parallel()
 		f := setup(t, nil)
 		none := sandbox.Reply{Code: 200}
-		f.sb.Inject(aliyun.PathQuery, none, pageZeroRefused)
+		f.sb.Inject(aliyun.PathQuery, none, none, pageZeroRefused)
 		if known, err := f.c.Prepare(ctx(t), testOrder(2601)); err != nil || known == nil || len(known) != 0 {
 			t.Fatalf("Prepare = %#v, %v; want an empty, non-nil snapshot", known, err)
 		}

@@ -226,7 +226,13 @@ func (l listing) totalExceeds() bool {
 // brings no order not read before ends it only when the totals confirm
 // it (every page gave the same total, equal to the orders read: a server
 // that serves its last page again past the end); otherwise paging does
-// not work (gapRepeats).
+// not work (gapRepeats). The same confirmation lets a later page that
+// shows no order array (null or missing, see OrderList.NoArray) end it as
+// an empty page, and a later page refused with a documented parameter
+// error (460 or 2000: a server refusing a pageNo past the end) end it
+// complete. Without it, such a page is a malformed list, and any refusal
+// of a later page Unavailable (see laterPageFailed): the order is never
+// errored for a page it did not ask for.
 //
 // The total is a consistency check only. When no page gives one, or every
 // page gives the same one and it equals the orders read, the listing is
@@ -324,14 +330,14 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		return l, err
 	}
 	// Page 0 is the first page on a server counting from 0: a snapshot
-	// reads it without data as empty only while page 1 was empty too. It
-	// then judges nothing (two empty pages show no base); beside a page 1
-	// holding orders it would teach every later listing, lookups
-	// included, to skip page 0.
+	// reads it without data (twice in a row) as empty only while page 1
+	// was empty too. It then judges nothing (two empty pages show no
+	// base); beside a page 1 holding orders it would teach every later
+	// listing, lookups included, to skip page 0.
 	emptyDevice := snapshot && len(l.firstIDs) == 0
-	zero, _, zerr := c.queryPage(ctx, p, 0, emptyDevice)
+	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
 	if zerr != nil && !pageRefused(zerr) {
-		zero, _, zerr = c.queryPage(ctx, p, 0, emptyDevice)
+		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
 	}
 	if zerr != nil && !pageRefused(zerr) {
 		// Only order/query's documented parameter refusal shows the
@@ -347,7 +353,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		}
 	case providers.BaseFrom0:
 		if len(l.firstIDs) == 0 {
-			again, _, err := c.queryPage(ctx, p, 1, false)
+			again, _, err := c.queryPage(ctx, p, 1, true, false)
 			if err != nil {
 				return listing{}, err
 			}
@@ -413,9 +419,31 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 	l := listing{first: first, total: -1, totalsAgree: true}
 	seen := map[string]bool{}
 	for page := first; ; page++ {
-		got, a, err := c.queryPage(ctx, p, page, snapshot && page == first)
+		got, a, err := c.queryPage(ctx, p, page, page == first, snapshot)
 		if err != nil {
-			return listing{}, err
+			if page == first {
+				return listing{}, err
+			}
+			if pageRefused(err) && l.totalConfirms() {
+				// The page past the end refused as a parameter
+				// error, when every order the totals count was
+				// read: a server that refuses a pageNo past the
+				// end.
+				c.log.Info("aliyun order/query: the page past the end was refused as a parameter error; the totals confirm every order was read",
+					"page", page, "total", l.total, "orders", len(l.orders))
+				return l, nil
+			}
+			return listing{}, laterPageFailed(err, page)
+		}
+		if got.NoArray {
+			// No order array on a later page: the end only when
+			// the totals confirm every order was read, and the
+			// page gives no other total.
+			if !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) {
+				return listing{}, malformed(a)
+			}
+			l.last = a
+			return l, nil
 		}
 		l.last = a
 		if page == first {
@@ -450,6 +478,26 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 		}
 		l.add(got.Orders, seen)
 	}
+}
+
+// laterPageFailed is the error of a page after the first that failed. A
+// refusal there (a parameter error, say) is not a refusal of the order:
+// the first page was read with the same params, so it is a pageNo the
+// server will not serve (past the end, perhaps) or a fault, and the
+// listing is Unavailable, to be read again, never a permanent failure that
+// would error the order without creating it. Other failures keep their
+// code (retried, or held for the credentials).
+func laterPageFailed(err error, page int) error {
+	var pe *providers.Error
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch pe.Code {
+	case providers.InvalidArgument, providers.FailedPrecondition, providers.PermissionDenied, providers.NotFound:
+		return &providers.Error{Code: providers.Unavailable, Op: pe.Op, HTTPStatus: pe.HTTPStatus, ProviderCode: pe.ProviderCode,
+			Message: fmt.Sprintf("page %d refused (%s: %s) after the first page was read; the listing is not complete", page, pe.Code, pe.Message)}
+	}
+	return err
 }
 
 // fresh counts the orders not seen before (an order without an id is
@@ -495,31 +543,62 @@ func (c *Client) gapMessage(l listing, what string) string {
 
 // queryPage asks order/query for one page of the device's orders.
 //
-// first says the page is the first of a listing taken for Prepare's
-// snapshot: then an answer whose data is missing or null (code 200, and so
-// no total) is an empty page, the device holding no orders. order/query's
-// answer is not documented, and a server may answer so for a device
-// without orders; read as a malformed list, it would keep Prepare
-// Unavailable, and every first create on such a device waiting until its
-// deadline and errored, never created. A wrong empty snapshot can at most
-// let an older order be judged new by a later lookup, which still takes it
-// only as the one candidate of our commodity and copies that no record
-// owns. A lookup never reads such an answer as an empty page: a wrong
-// absence there creates the order twice.
-func (c *Client) queryPage(ctx context.Context, p CreateParams, page int, first bool) (OrderList, answer, error) {
-	a, err := c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
+// first says the page is the first of a listing, or one read alone (page
+// 0, or page 1 read again, beside a listing). An answer that shows no
+// order array but gives a total (OrderList.NoArray) is then an empty page
+// only when that total is 0, the orders read before it; otherwise it is a
+// malformed order list. On a later page it is returned as it is, for the
+// listing to judge against the totals it has read (see listFrom).
+//
+// snapshot says the first page is taken for Prepare's snapshot. An answer
+// there whose data is missing or null (code 200, and so no total) is read
+// again at once, and is an empty page, the device holding no orders, only
+// when the second answer has no data either. order/query's answer is not
+// documented, and a server may answer so for a device without orders;
+// read as a malformed list, it would keep Prepare Unavailable, and every
+// first create on such a device waiting until its deadline and errored,
+// never created. Once is not enough: a wrong empty snapshot is kept for
+// good, and makes any older order of our commodity and copies that no
+// record owns look new, so a later lookup after an ambiguous create that
+// made nothing takes that order for ours (and may pay it). A lookup never
+// reads such an answer as an empty page: a wrong absence there creates the
+// order twice.
+func (c *Client) queryPage(ctx context.Context, p CreateParams, page int, first, snapshot bool) (OrderList, answer, error) {
+	ask := func() (answer, error) {
+		return c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
+	}
+	a, err := ask()
 	if err != nil {
 		return OrderList{}, answer{}, err
 	}
-	if first && len(a.data) == 0 {
-		return OrderList{Total: -1}, a, nil
+	if first && snapshot && len(a.data) == 0 {
+		if a, err = ask(); err != nil {
+			return OrderList{}, answer{}, err
+		}
+		if len(a.data) == 0 {
+			return OrderList{Total: -1}, a, nil
+		}
 	}
-	got, err := ParseOrderList(a.data)
-	if err != nil {
-		return OrderList{}, a, &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery),
-			HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list"}
+	got := OrderList{Total: -1, NoArray: true}
+	if len(a.data) > 0 {
+		if got, err = ParseOrderList(a.data); err != nil {
+			return OrderList{}, a, malformed(a)
+		}
+	}
+	if first && got.NoArray {
+		if got.Total != 0 {
+			return OrderList{}, a, malformed(a)
+		}
+		got.NoArray = false
 	}
 	return got, a, nil
+}
+
+// malformed is the error of an order/query answer that does not show the
+// device's orders.
+func malformed(a answer) error {
+	return &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery),
+		HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list"}
 }
 
 // add appends the orders not seen before (by orderId; an order without one
@@ -564,8 +643,9 @@ func idsOf(orders []OrderInfo) []string {
 // total, whose page 0 cannot be read (or judged) while where the pages
 // start is not known, or one of whose pages does not show its order array,
 // is Unavailable (try again); one that serves a page again without totals
-// confirming the end is Unavailable too. A first page whose data is
-// missing or null is a device without orders (see queryPage), which a
+// confirming the end is Unavailable too, and so is one whose later page is
+// refused (see list). A first page whose data is missing or null on two
+// reads in a row is a device without orders (see queryPage), which a
 // lookup never concludes from it.
 func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, error) {
 	p, err := orderParams(o)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -118,6 +119,18 @@ type rawOrder struct {
 	UserID        json.RawMessage `json:"userId"`
 	GmtCreate     json.RawMessage `json:"gmtCreate"`
 	CreateTime    json.RawMessage `json:"createTime"`
+}
+
+// anyGiven reports whether any member of an order is present and not
+// null.
+func (r rawOrder) anyGiven() bool {
+	for _, v := range []json.RawMessage{r.OrderID, r.OutOrderNo, r.CommodityCode, r.Copies, r.Status,
+		r.PaymentStatus, r.UserID, r.GmtCreate, r.CreateTime} {
+		if given(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // given reports whether a member is present and not null.
@@ -245,73 +258,202 @@ type OrderList struct {
 	// Total is the listed total, -1 when not given. What it counts is
 	// not documented (see list).
 	Total int64
+	// NoArray says the answer gave a total but showed no order array (the
+	// array null or missing, or an empty one under a name not known to
+	// hold orders). Such a page shows no orders only when its total
+	// confirms the orders read before it (see list); otherwise it shows
+	// nothing.
+	NoArray bool
 }
 
 // listKeys are the members order/query's array is looked for under.
 var listKeys = []string{"data", "list", "items", "orderList", "records"}
 
 // ParseOrderList reads order/query data. Its shape is not documented, so
-// it accepts the order array itself or an object holding it under data,
-// list, items, orderList or records, with the total under total or
-// totalCount. Only an explicit array is a page, and only an empty one an
-// empty page: data that is missing or null, an object where no member
-// holds an array (null ones included, whatever the total), or one where
-// several do, does not show the device's orders and is an error, never
-// "no orders".
+// it accepts the order array itself; an object (the page) holding it
+// under data, list, items, orderList or records or, when none of those
+// holds an array, under the one member that does; or an array holding
+// nothing but one page that carries one of those known names and none of
+// an order's members (the page wrapped in an array, as a third-party
+// client types the answer). The total is read from the page, under total
+// or totalCount.
+//
+// Every entry of the order array must carry orderId, commodityCode or
+// copies: an entry with none of them is not known to be an order, and is
+// never read as one (the answer is an error).
+//
+// The bare array, or an array under a known name, is a page, and an empty
+// one an empty page. A page that shows no array (null or missing) but
+// gives a total, or shows an empty one under a name not known to hold
+// orders, is returned with NoArray set: it is an empty page only when that
+// total fits the listing (see list). Data that is missing or null, or a
+// page that shows no array and gives no total, does not show the device's
+// orders and is an error, never "no orders"; so is a page where two
+// members hold an array, or where the known one is empty while another
+// holds entries (which is the list is not known).
 func ParseOrderList(data json.RawMessage) (OrderList, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return OrderList{}, errors.New("no order list in the answer")
 	}
-	var raws []rawOrder
-	out := OrderList{Total: -1}
-	if data[0] == '[' {
-		if err := decodeJSON(data, &raws); err != nil {
-			return OrderList{}, err
-		}
-	} else {
+	if data[0] != '[' {
 		var page map[string]json.RawMessage
 		if err := decodeJSON(data, &page); err != nil {
 			return OrderList{}, err
 		}
-		found := ""
-		for _, k := range listKeys {
-			v, ok := page[k]
-			if !ok || !given(v) {
-				continue // a null member shows no array
-			}
-			if found != "" {
-				return OrderList{}, fmt.Errorf("both %s and %s given: which holds the orders is not known", found, k)
-			}
-			if err := decodeJSON(v, &raws); err != nil {
-				return OrderList{}, fmt.Errorf("%s: %w", k, err)
-			}
-			found = k
+		return parsePage(page)
+	}
+	var items []json.RawMessage
+	if err := decodeJSON(data, &items); err != nil {
+		return OrderList{}, err
+	}
+	if len(items) == 1 {
+		if page, ok := pageWrapper(items[0]); ok {
+			return parsePage(page)
 		}
-		if found == "" {
+	}
+	orders, err := parseOrders(items)
+	if err != nil {
+		return OrderList{}, err
+	}
+	return OrderList{Orders: orders, Total: -1}, nil
+}
+
+// pageWrapper reports whether item is a page rather than an order: an
+// object carrying a known list member (null or not) and none of an order's
+// members. A third-party client types order/query's data as an array of
+// such pages ({pageNo, pageSize, pageCount, total, orderList}); read as an
+// order, it would be an order without an id on every page, and the listing
+// would never end.
+func pageWrapper(item json.RawMessage) (map[string]json.RawMessage, bool) {
+	item = bytes.TrimSpace(item)
+	if len(item) == 0 || item[0] != '{' {
+		return nil, false
+	}
+	var page map[string]json.RawMessage
+	if decodeJSON(item, &page) != nil {
+		return nil, false
+	}
+	var r rawOrder
+	if decodeJSON(item, &r) != nil || r.anyGiven() {
+		return nil, false
+	}
+	for _, k := range listKeys {
+		if _, ok := page[k]; ok {
+			return page, true
+		}
+	}
+	return nil, false
+}
+
+// parsePage reads an order/query page given as an object (see
+// ParseOrderList).
+func parsePage(page map[string]json.RawMessage) (OrderList, error) {
+	out := OrderList{Total: -1}
+	totalGiven := false
+	for _, k := range []string{"total", "totalCount"} {
+		v, ok := page[k]
+		if !ok || !given(v) {
+			continue
+		}
+		var n flexInt
+		if err := decodeJSON(v, &n); err != nil {
+			return OrderList{}, fmt.Errorf("%s: %w", k, err)
+		}
+		out.Total, totalGiven = int64(n), n >= 0
+		break
+	}
+	found := ""
+	for _, k := range listKeys {
+		v, ok := page[k]
+		if !ok || !given(v) {
+			continue // a null member shows no array
+		}
+		if found != "" {
+			return OrderList{}, fmt.Errorf("both %s and %s given: which holds the orders is not known", found, k)
+		}
+		found = k
+	}
+	// Members that hold an array under a name not known to hold orders.
+	var others []string
+	for k, v := range page {
+		v = bytes.TrimSpace(v)
+		if len(v) > 0 && v[0] == '[' && !slices.Contains(listKeys, k) {
+			others = append(others, k)
+		}
+	}
+	slices.Sort(others)
+	known := found != ""
+	switch {
+	case !known && len(others) > 1:
+		return OrderList{}, fmt.Errorf("%s all hold an array: which holds the orders is not known", strings.Join(others, ", "))
+	case !known && len(others) == 1:
+		found = others[0]
+	}
+	if found == "" {
+		// No array: a page only if its total can confirm it (see list).
+		if !totalGiven {
 			return OrderList{}, errors.New("no order array in the answer")
 		}
-		for _, k := range []string{"total", "totalCount"} {
-			v, ok := page[k]
-			if !ok || !given(v) {
-				continue
-			}
-			var n flexInt
-			if err := decodeJSON(v, &n); err != nil {
-				return OrderList{}, fmt.Errorf("%s: %w", k, err)
-			}
-			out.Total = int64(n)
-			break
-		}
+		out.NoArray = true
+		return out, nil
 	}
-	for _, r := range raws {
+	var items []json.RawMessage
+	if err := decodeJSON(page[found], &items); err != nil {
+		return OrderList{}, fmt.Errorf("%s: %w", found, err)
+	}
+	switch {
+	case len(items) > 0:
+	case known:
+		for _, k := range others {
+			if !emptyArray(page[k]) {
+				// An empty list beside entries elsewhere: "no orders"
+				// would be read from an answer that may hold them.
+				return OrderList{}, fmt.Errorf("%s is empty while %s holds entries: which holds the orders is not known", found, k)
+			}
+		}
+	case !totalGiven:
+		return OrderList{}, fmt.Errorf("only %s holds an array, and it is empty: not known to be the order list", found)
+	default:
+		// An empty array under a name not known to hold orders shows
+		// no more than a missing one.
+		out.NoArray = true
+		return out, nil
+	}
+	orders, err := parseOrders(items)
+	if err != nil {
+		return OrderList{}, fmt.Errorf("%s: %w", found, err)
+	}
+	out.Orders = orders
+	return out, nil
+}
+
+// emptyArray reports whether v is an array without entries.
+func emptyArray(v json.RawMessage) bool {
+	var items []json.RawMessage
+	return decodeJSON(v, &items) == nil && len(items) == 0
+}
+
+// parseOrders reads the entries of an order array.
+func parseOrders(items []json.RawMessage) ([]OrderInfo, error) {
+	var orders []OrderInfo
+	for i, item := range items {
+		var r rawOrder
+		if err := decodeJSON(item, &r); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if !given(r.OrderID) && !given(r.CommodityCode) && !given(r.Copies) {
+			// Nothing shows it is an order: read as one, it would be
+			// an order without an id (a page, say, or an error entry).
+			return nil, fmt.Errorf("entry %d has no orderId, commodityCode or copies", i)
+		}
 		o, err := r.info(false)
 		if err != nil {
-			return OrderList{}, err
+			return nil, err
 		}
-		out.Orders = append(out.Orders, o)
+		orders = append(orders, o)
 	}
-	return out, nil
+	return orders, nil
 }
 
 // Token is a cloudToken and when it stops being valid.
