@@ -413,9 +413,15 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 	res, p := pr.res, pr.p
 	if err != nil {
 		// ErrNotDurable: on the master, not yet on its replicas: not
-		// accepted (a failover may lose it). Where the claim queued the
-		// task, it is queued with the record and may run; otherwise a
-		// retry of the order answers duplicate and queues its task.
+		// accepted (a failover may lose it). A record this claim created
+		// is taken back, with its task where the claim queued it, unless
+		// a worker took the order meanwhile: the answer ("send it again")
+		// then leaves nothing behind that would go ahead on its own. What
+		// could not be taken back runs; a retry of the order answers
+		// duplicate.
+		if errors.Is(err, ledger.ErrNotDurable) && claim.Created {
+			e.undoNotDurable(pr, claim.Token, queued)
+		}
 		return res, err
 	}
 	res.State = claim.State
@@ -472,6 +478,20 @@ func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string
 		return false, fmt.Errorf("enqueue order task: %w", err)
 	}
 	return true, nil
+}
+
+// undoNotDurable takes back a claim (and the task it queued, if queued)
+// that the replicas did not acknowledge, while nothing has happened to it.
+func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) {
+	if !queued {
+		e.undoClaim(pr.ref(), token)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
+		ID: TaskID(pr.p.Provider, pr.p.OrderNo), Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
+	})
 }
 
 // undoClaim removes a claim whose task could not be queued, so a failed

@@ -768,3 +768,65 @@ func TestConflictingTaskKeepsACreateInFlight(t *testing.T) {
 	}
 	ownTaskFindsTheOrder(t, e, ref, "after the conflicting task")
 }
+
+// An order whose claim the replicas did not acknowledge is answered with
+// ErrNotDurable ("send it again"), and leaves nothing behind: the record
+// and the task the claim queued are taken back, so no worker goes ahead
+// with an order its producer was told was not accepted. Sent again once
+// the replicas are back, it is a new order, queued once.
+func TestNotDurableClaimLeavesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	rep := rs.AttachReplica(t)
+	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	set := providers.NewSet()
+	tc, err := tencent.New(tencent.Options{Endpoint: "http://127.0.0.1:1", AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Add(tc)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { inspector.Close() })
+	left := func(no string) (record bool, task bool) {
+		t.Helper()
+		rec, err := l.Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: no})
+		if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			t.Fatal(err)
+		}
+		_, terr := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("tencent", no))
+		return rec != nil, terr == nil
+	}
+	rep.Pause(t)
+	if _, err := enq.Enqueue(ctx, order("ND-1")); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Fatalf("Enqueue with the replica hung = %v, want ErrNotDurable", err)
+	}
+	if r := enq.EnqueueBatch(ctx, [][]byte{order("ND-2"), order("ND-3")}); !errors.Is(r[0].Err, ledger.ErrNotDurable) || !errors.Is(r[1].Err, ledger.ErrNotDurable) {
+		t.Fatalf("EnqueueBatch with the replica hung = %+v, want ErrNotDurable for each", r)
+	}
+	for _, no := range []string{"ND-1", "ND-2", "ND-3"} {
+		if rec, task := left(no); rec || task {
+			t.Errorf("%s: record left %v, task left %v; want neither", no, rec, task)
+		}
+	}
+	rep.Resume()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res, err := enq.Enqueue(ctx, order("ND-1"))
+		if err == nil {
+			if res.Status != tasks.Enqueued {
+				t.Fatalf("ND-1 sent again = %+v, want enqueued (nothing was left of the first)", res)
+			}
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("Enqueue once the replica is back: %v", err)
+		}
+	}
+	if rec, task := left("ND-1"); !rec || !task {
+		t.Errorf("ND-1 sent again: record %v, task %v; want both", rec, task)
+	}
+}

@@ -279,6 +279,42 @@ func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Err()
 }
 
+// unqueueScript is unclaimScript for a claim that queued its task (ARGV[4]
+// its id; KEYS[4] its hash, KEYS[5] the pending list): it deletes the
+// record only together with the task, and only while the task is still
+// pending (no worker took it); otherwise it changes nothing.
+var unqueueScript = redis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created')
+if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] then return 0 end
+if (cur[3] or '') ~= '' then
+  local t = redis.call('TIME')
+  if (tonumber(cur[4] or '0') or 0) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
+    return 0
+  end
+end
+local st = redis.call('HGET', KEYS[4], 'state')
+if st and st ~= 'pending' then return 0 end
+if st then
+  redis.call('LREM', KEYS[5], 0, ARGV[4])
+  redis.call('DEL', KEYS[4])
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+return 1
+`)
+
+// UnclaimQueued is Unclaim for a claim that queued its task (ClaimQueue):
+// the record and the task are removed together, while nothing has
+// happened to the record and no worker has taken the task; otherwise
+// nothing changes. It reports whether they were removed.
+func (l *Ledger) UnclaimQueued(ctx context.Context, ref Ref, token string, t *Task) (bool, error) {
+	sh := l.shardOf(ref)
+	n, err := unqueueScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref),
+		asynqTaskKey(t.Queue, t.ID), asynqPendingKey(t.Queue)}, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID).Int()
+	return n == 1, err
+}
+
 // noteWaitingScript sets the reason of a record still queued (ARGV[1])
 // when it differs; it touches nothing else.
 var noteWaitingScript = redis.NewScript(`
