@@ -520,6 +520,28 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 	}
 	ev := eventOf(ep.k.stream, j.id, j.fields)
 	st := parseState(j.state, j.id)
+	if late := d.now().Sub(time.UnixMilli(st.Since).Add(d.opts.MaxAge)); late > d.opts.Timeout {
+		// Older than MaxAge by more than one delivery takes: a backlog
+		// behind an endpoint that holds every request until its timeout.
+		// Kept as failed without being sent: a stale event is not
+		// delivered, and the events behind it are given up on when their
+		// time comes, not after a delivery attempt each.
+		prev := st.Err
+		st.Err = fmt.Sprintf("not sent: older than ORDERWORKER_WEBHOOK_MAX_AGE (%s) when its turn came", d.opts.MaxAge)
+		if prev != "" {
+			st.Err += "; last error: " + prev
+		}
+		now := d.now()
+		st.LastAt = now.UnixMilli()
+		n, err := giveUpScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog, ep.k.failed},
+			ep.k.base, j.id, j.lease, now.UnixMilli(), st.json()).Int()
+		if err == nil && n > 0 {
+			log.Warn("webhooks: event kept as failed, unsent, past its MAX_AGE (enqueue webhooks failed lists it, enqueue webhooks resend sends it again)",
+				"event_id", j.id, "type", ev.Type, "provider", ev.Data.Provider, "order_no", ev.Data.OrderNo,
+				"attempts", st.Attempts, "late", late.Round(time.Millisecond), "moved", n)
+		}
+		return
+	}
 	result, reason := d.post(ctx, ep, ev)
 	d.deliveries.WithLabelValues(ep.label, result).Inc()
 	now := d.now()

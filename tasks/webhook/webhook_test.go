@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -806,5 +807,55 @@ func TestSetupBeforeTheFirstOrderMissesNoEvent(t *testing.T) {
 		if !r.delivered()[ev.ID] {
 			t.Errorf("event %s (%s) not delivered", ev.ID, ev.Data.OrderNo)
 		}
+	}
+}
+
+// An endpoint that accepts connections and never answers holds every
+// request until its timeout. Events whose MAX_AGE has passed by more than
+// one delivery's timeout when their turn comes are kept as failed without
+// being sent: a stale event is not delivered, and a backlog behind such an
+// endpoint is given up on as its events age, not one timeout each.
+func TestBlackholedEndpointGivesUpWithoutSendingStaleEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var arrived atomic.Int64
+	stop := make(chan struct{})
+	hole := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		arrived.Add(1)
+		_, _ = io.Copy(io.Discard, req.Body) // so that a closed connection ends the request
+		select {
+		case <-req.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(hole.Close)
+	t.Cleanup(func() { close(stop) }) // runs first
+	e.start([]string{hole.URL}, &Options{MaxAge: 500 * time.Millisecond, RetryBase: 10 * time.Millisecond,
+		RetryMax: 50 * time.Millisecond, Timeout: 200 * time.Millisecond, Senders: 2, Poll: 50 * time.Millisecond})
+	const n = 30
+	for i := range n {
+		e.order(fmt.Sprintf("H%02d", i), ledger.StatePaid)
+	}
+	store := NewStore(e.rdb, e.ledger.EventStreams())
+	id := EndpointID(hole.URL)
+	e.waitFor(30*time.Second, "every event kept as failed", func() bool {
+		info, err := store.Stats(context.Background(), id)
+		return err == nil && info.Failed == n && info.Backlog == 0
+	})
+	if got := arrived.Load(); got >= n {
+		t.Errorf("the endpoint got %d requests for %d events; want the stale ones kept as failed unsent", got, n)
+	}
+	failed, err := store.Failed(context.Background(), id, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsent := 0
+	for _, f := range failed {
+		if strings.Contains(f.LastError, "not sent: older than ORDERWORKER_WEBHOOK_MAX_AGE") {
+			unsent++
+		}
+	}
+	if unsent == 0 {
+		t.Errorf("none of %d failed events says it was kept unsent past its MAX_AGE", len(failed))
 	}
 }
