@@ -348,6 +348,10 @@ type prepared struct {
 	hash string
 	res  EnqueueResult
 	done bool
+	// clear and parsed are the params in clear, for hashing them as a
+	// record made by another producer was hashed (sameParams).
+	clear  json.RawMessage
+	parsed providers.Params
 }
 
 func (pr prepared) ref() ledger.Ref {
@@ -381,6 +385,7 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 			return pr, nil
 		}
 	}
+	pr.clear, pr.parsed = clear, parsed
 	if pr.hash, err = e.sealer.hash(clear, parsed); err != nil {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, "params: malformed JSON", true
 		return pr, nil
@@ -437,10 +442,16 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		res.Status = Enqueued
 		return res, nil
 	case claim.ParamsHash != pr.hash:
-		e.metrics.dedupe(p.Provider, "conflict")
-		res.Status = Conflict
-		res.Reason = "order_no already used by an order with different params"
-		return res, nil
+		same, err := e.sameParams(ctx, pr)
+		if err != nil {
+			return res, err
+		}
+		if !same {
+			e.metrics.dedupe(p.Provider, "conflict")
+			res.Status = Conflict
+			res.Reason = "order_no already used by an order with different params"
+			return res, nil
+		}
 	}
 	e.metrics.dedupe(p.Provider, "duplicate")
 	res.Status = Duplicate
@@ -455,6 +466,33 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		res.Repaired = queued
 	}
 	return res, nil
+}
+
+// ErrNoKeyToCompare is an enqueue's error for an order already recorded
+// with params sealed with a data key, sent again by a producer without the
+// key: it cannot tell a duplicate from a conflict. Nothing was written.
+var ErrNoKeyToCompare = errors.New("the order is recorded with params sealed with ORDERWORKER_DATA_KEY, which this producer does not have: it cannot tell a duplicate from a conflict; give it the producers' key")
+
+// sameParams reports whether pr's params are those of the order's record,
+// whose hash differs from pr's: it may have been hashed otherwise, by a
+// producer with a data key (keyed, its params sealed) where this one has
+// none, or the other way round. A record in clear is compared by its plain
+// hash; a sealed one, where this producer has no key, cannot be compared:
+// that is an error (neither duplicate nor conflict is known), as a key
+// mismatch is.
+func (e *Enqueuer) sameParams(ctx context.Context, pr prepared) (bool, error) {
+	rec, err := e.ledger.Get(ctx, pr.ref())
+	if err != nil || rec == nil {
+		return false, err
+	}
+	switch {
+	case !IsSealed(rec.Params) && e.sealer != nil:
+		h, err := (*Sealer)(nil).hash(pr.clear, pr.parsed)
+		return err == nil && h == rec.ParamsHash, nil
+	case IsSealed(rec.Params) && e.sealer == nil:
+		return false, fmt.Errorf("order %s: %w", pr.ref(), ErrNoKeyToCompare)
+	}
+	return false, nil
 }
 
 // enqueueTask queues the order's task and reports whether it was new: a

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"github.com/hibiken/asynq"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/tasks"
@@ -158,5 +160,45 @@ func TestHandWrittenTaskWithAPhoneNumberIsNotRecorded(t *testing.T) {
 	}
 	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
 		t.Errorf("ServiceCreateOrder called %d times", n)
+	}
+}
+
+// Producers with and without the data key hash params differently (keyed
+// and plain). An order sent again by the other kind of producer is still
+// a duplicate, never a conflict: a keyed producer compares a record in
+// clear by its plain hash; a keyless one cannot read a sealed record, and
+// says so (an error naming the key) rather than answer conflict.
+func TestKeyedAndKeylessProducersAgreeOnDuplicates(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	keyed := tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Sealer: newSealer(t)})
+	keyless := e.enqueuer
+	for _, tt := range []struct {
+		name        string
+		first, then *tasks.Enqueuer
+		payload     []byte
+		want        string // "": ErrNoKeyToCompare
+	}{
+		{"keyless, then keyed: same params", keyless, keyed, order("Mix-1"), tasks.Duplicate},
+		{"keyed, then keyless: same params", keyed, keyless, order("Mix-2"), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if res, err := tt.first.Enqueue(ctx, tt.payload); err != nil || res.Status != tasks.Enqueued {
+				t.Fatalf("first Enqueue = %+v, %v", res, err)
+			}
+			res, err := tt.then.Enqueue(ctx, tt.payload)
+			switch {
+			case tt.want == "" && !errors.Is(err, tasks.ErrNoKeyToCompare):
+				t.Errorf("sent again = %+v, %v; want ErrNoKeyToCompare", res, err)
+			case tt.want != "" && (err != nil || res.Status != tt.want):
+				t.Errorf("sent again = %+v, %v; want %s", res, err, tt.want)
+			}
+		})
+	}
+	// Other params under the number are still a conflict.
+	other := []byte(`{"provider":"tencent","order_no":"Mix-1","params":{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":3}}`)
+	if res, err := keyed.Enqueue(ctx, other); err != nil || res.Status != tasks.Conflict {
+		t.Errorf("other params, keyed = %+v, %v; want conflict", res, err)
 	}
 }

@@ -68,6 +68,10 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err, "the order was not accepted: the Redis master has fewer replicas than ORDERWORKER_MIN_REPLICAS requires; nothing was written; send it again", nil)
 		return
 	}
+	if errors.Is(err, tasks.ErrNoKeyToCompare) {
+		h.unavailable(w, r, err, "the order was not accepted: "+tasks.ErrNoKeyToCompare.Error(), nil)
+		return
+	}
 	if err != nil {
 		h.unavailable(w, r, err, "the order was not accepted: Redis is unavailable; send it again (an order that got in answers duplicate)", nil)
 		return
@@ -168,8 +172,11 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 				// Like the enqueue CLI, stop at the first order Redis
 				// did not answer; those before stand.
 				why := "Redis became unavailable"
-				if errors.As(br.Err, new(*ledger.TooFewReplicasError)) {
+				switch {
+				case errors.As(br.Err, new(*ledger.TooFewReplicasError)):
 					why = "the Redis master has fewer replicas than ORDERWORKER_MIN_REPLICAS requires"
+				case errors.Is(br.Err, tasks.ErrNoKeyToCompare):
+					why = tasks.ErrNoKeyToCompare.Error()
 				}
 				h.unavailable(w, r, br.Err, fmt.Sprintf("%s at order %d of %d; the orders before it were answered (results), the rest may or may not have been accepted: send them again (an order that got in answers duplicate)", why, len(results)+1, len(items)),
 					map[string]any{"results": results})
