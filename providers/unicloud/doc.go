@@ -94,6 +94,12 @@
 //     2xx, the OrderId kept as a string even when the JSON holds a number;
 //     any other 2xx that is not a refusal is Ambiguous. The order is then
 //     paid, and Result.ProviderOrderID is the OrderId.
+//   - A placeholder is no id, wherever an id is read (Res.OrderId, an
+//     order's Id or OrderNo): 0, a negative number, or a string that is
+//     blank, zeros only ("0", "000") or a negative number. A refusal
+//     carrying "OrderId":0 keeps its meaning (ProductConfigError stays
+//     InvalidArgument), never "the order may exist" under an id no
+//     OrderDetail can confirm.
 //
 // Provider text reaches an error only masked (access key id and secret,
 // phone numbers) and truncated; transport errors never carry the URL.
@@ -101,9 +107,12 @@
 // # Lookup
 //
 // With Order.ProviderOrderID, Lookup asks OrderDetail; an order it returns
-// is paid. Should OrderDetail deny an id CreateOrder itself returned, that
-// is Unavailable, not NotFound: a lagging billing system is no reason to
-// submit again.
+// is paid, only when it carries the Id asked: an Order without an Id (an
+// empty record, a placeholder) or with another is Unavailable. Should
+// OrderDetail deny an id CreateOrder itself returned, that is Unavailable,
+// not NotFound: a lagging billing system is no reason to submit again. A
+// placeholder ProviderOrderID is no id: the order is looked up as without
+// one.
 //
 // Without it, Lookup lists QueryOrders from FirstAttempt minus LookupMargin
 // to now plus LookupMargin (15 minutes by default: an assumed clock
@@ -111,14 +120,24 @@
 // more could put our order outside the window), formatted yyyy-MM-dd
 // HH:mm:ss, twice: in UTC+8 and in UTC (the times carry no zone; a server reading them as UTC lists our
 // order only for the second), each time reading every page (Page from 1,
-// Size PageSize) until it has TotalCount orders (entries read, repeats
-// included) or an empty page, at most MaxPages; more is Ambiguous, and a
-// TotalCount that shrinks while paging, or a page after the first that
-// brings no order not already read (by Id), is Unavailable: the server
-// ignores Page, or the list moved by a whole page. A page is read only
-// from an answer that shows its list (an OrderList with an Order key, or
-// no OrderList and a TotalCount of 0);
-// any other answer (an error envelope at HTTP 200, an object without an
+// Size PageSize, or 20 for the rest of a listing whose first page was
+// refused as a bad parameter) until it has TotalCount entries or an empty
+// page, at most MaxPages; more is Ambiguous, and a TotalCount that shrinks
+// while paging, or a page after the first that brings no order not
+// already read (by Id), is Unavailable: the server ignores Page, or the
+// list moved by a whole page. An entry read twice (an Id listed before,
+// or no Id on a page after the first) never counts toward TotalCount: it
+// stands for an order no page showed, the new one at the front of a
+// newest-first list read while orders are created, or, where the sort is
+// unstable (ties on CreateTime under LIMIT/OFFSET), an older one that fell
+// between the pages and may be ours. A listing that met one is complete
+// only when the orders it read, told apart by Id, are as many as the
+// latest TotalCount; short of that it is read again from its first page
+// (at most twice more), and then is Unavailable, as is one that met a
+// repeat without a TotalCount: an order left waiting costs less than one
+// created twice. A page is read only from an answer that shows its list
+// (an OrderList with an Order key, or a TotalCount of 0 with no OrderList
+// or an empty OrderList object); any other answer (an error envelope at HTTP 200, an object without an
 // order list, a list under another key, an order-not-found code) is
 // Unavailable, never an empty page. Where Page starts is not documented: a list that ends at an empty
 // page without a TotalCount, short of it, or at a page that brought no
@@ -130,7 +149,8 @@
 // hide our order. Then, for each listed order:
 //
 //  1. It is ruled out when it surely is not ours: its CreateTime is
-//     readable and outside the window by both its UTC+8 and its UTC
+//     readable and outside the window, as the instant it names when it
+//     carries a zone (RFC 3339), else by both its UTC+8 and its UTC
 //     reading. OrderCategory and ProductCategory rule nothing out (their
 //     values in an answer are not documented).
 //  2. An order that Order.Owned reports as another record's under its Id
@@ -147,7 +167,8 @@
 //  3. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on
 //     the order or any of its Items), at most MaxDetails detail calls; an
-//     OrderDetail that answers for another Id is Unavailable. It is ours
+//     OrderDetail that answers for another Id, or without one, is
+//     Unavailable. It is ours
 //     when one name equals the params' instanceName exactly, and
 //     unidentified when it carries none, or one that may be ours as the
 //     provider stored or shows it (equal once space is trimmed and
@@ -159,8 +180,8 @@
 //     an order left with none is detailed, then unidentified.
 //     It is another's only when none of its names can be ours. One with
 //     our name is unidentified too when it is
-//     uncertain: before the window by the UTC+8 reading of its CreateTime
-//     (not by the UTC one), its CreateTime unreadable, an OrderCategory
+//     uncertain: before the window by the UTC+8 reading of a zone-less
+//     CreateTime (not by the UTC one), its CreateTime unreadable, an OrderCategory
 //     word other than the params' orderCategory, or a ProductCategory
 //     other than Options.ProductCategory.
 //
@@ -174,8 +195,8 @@
 // documented example's Items are cut off); the sandbox puts it on Items.
 // If the live API carries no name, every order of the window that is not
 // ruled out is unidentified and Lookup answers Ambiguous rather than guess.
-// A server that writes CreateTime in UTC makes every order with our name
-// uncertain, so every Lookup without an id is Ambiguous there. Two
+// A server that writes a zone-less CreateTime in UTC makes every order with
+// our name uncertain, so every Lookup without an id is Ambiguous there. Two
 // unowned orders with the same instance name in one window are Ambiguous,
 // and left to a person; so is an unowned order whose name differs from
 // ours only by case or space, or is a prefix of ours or ours of it

@@ -29,7 +29,10 @@ import (
 // It never guesses: when more than one listed order could be this one, or
 // one could be and cannot be identified, it returns Ambiguous.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
-	if o.ProviderOrderID != "" {
+	// A placeholder id (0, "000", a negative number) names no order: a
+	// record may hold one from a refusal read before placeholders were
+	// recognised, and OrderDetail could never confirm it.
+	if o.ProviderOrderID != "" && !placeholderID(o.ProviderOrderID) {
 		return c.lookupByID(ctx, o.ProviderOrderID)
 	}
 	p, err := orderParams(o)
@@ -50,7 +53,13 @@ func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, e
 			Message: "OrderDetail does not know an id CreateOrder returned", Err: err}
 	case err != nil:
 		return providers.Result{}, err
-	case d.ID != "" && d.ID != id:
+	case d.ID == "":
+		// An order without an Id (an empty record, or a placeholder Id)
+		// may be what a server answers for an id it does not know: it
+		// shows no order is ours.
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			Message: "OrderDetail answered an order without an Id"}
+	case d.ID != id:
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "OrderDetail answered for another order"}
 	}
@@ -150,12 +159,13 @@ var errNoList = errors.New("answer without an order list")
 // parsePage reads a QueryOrders answer. It is a page (perhaps empty) only
 // when it shows its list: an OrderList whose Order key is present (a list,
 // or null or "" for none; a bare list as OrderList is read too) or, with
-// no OrderList at all, a TotalCount of 0. Anything else (no OrderList and
-// no TotalCount, as in an error envelope answered at HTTP 200; an
-// OrderList object without an Order key; a TotalCount above 0 without a
-// list) is errNoList: documented is "TotalCount, PageNum, PageSize,
-// OrderList.Order[]", and nothing says what else an empty page may look
-// like.
+// a TotalCount of 0, no OrderList at all or an empty OrderList object
+// ({}). Anything else (no OrderList and no TotalCount, as in an error
+// envelope answered at HTTP 200; an OrderList object with other keys but
+// no Order key, or {} without a TotalCount of 0; a TotalCount above 0
+// without a list) is errNoList: documented is "TotalCount, PageNum,
+// PageSize, OrderList.Order[]", and nothing says what else an empty page
+// may look like.
 func parsePage(payload json.RawMessage) (page, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &m); err != nil || m == nil {
@@ -183,6 +193,12 @@ func parsePage(payload json.RawMessage) (page, error) {
 			return page{}, errors.New("bad OrderList")
 		}
 		if !hasField(inner, "Order") {
+			if len(inner) == 0 && pg.HasTotal && pg.Total == 0 {
+				// {} with a TotalCount of 0: an empty list left out, as
+				// an encoder omitting empty fields writes it. Without
+				// that total, {} says nothing of the window.
+				return pg, nil
+			}
 			return page{}, errNoList
 		}
 		list = bytes.TrimSpace(field(inner, "Order"))
@@ -356,6 +372,12 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			return r
 		}
 		pg, orders, status, err := c.queryPage(ctx, q, n)
+		if err != nil && n == first && providers.CodeOf(err) == providers.InvalidArgument && smallerSize(q) {
+			// No maximum Size is documented: a server refusing ours as a
+			// bad parameter is asked once more with a smaller one, kept
+			// for the rest of the listing.
+			pg, orders, status, err = c.queryPage(ctx, q, n)
+		}
 		if err != nil {
 			r.fail = err
 			return r
@@ -373,7 +395,7 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			}
 			total = pg.Total
 		}
-		fresh := l.add(orders)
+		fresh := l.add(orders, n > first)
 		if n == first {
 			r.firstIDs = idsOf(orders)
 		}
@@ -395,39 +417,125 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			r.short = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 				Message: fmt.Sprintf("page %d is empty but %d of %d orders are unread", n, total-l.received, total)}
 			return r
-		case len(orders) == 0:
-			r.needZero = total < 0
+		case len(orders) == 0 && total < 0:
+			// Only an empty page ends a list without a TotalCount: after a
+			// repeat, nothing shows that every order was read.
+			r.needZero = true
+			if l.repeats > 0 {
+				r.short = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+					Message: fmt.Sprintf("%d entries were, or may have been, read twice and the list carries no TotalCount: an order may have gone unshown", l.repeats)}
+			}
 			return r
-		case total >= 0 && l.received >= total:
+		case len(orders) == 0, total >= 0 && l.received >= total:
+			// The end, a TotalCount known: complete when no entry was
+			// read twice, or when the orders read, told apart by Id, are
+			// as many as the TotalCount.
+			if l.repeats > 0 && len(l.seen) < total {
+				r.fail, r.short = c.reread(ctx, q, first, &l, total)
+				r.out = l.out
+			}
 			return r
 		}
 	}
+}
+
+// extraReadings bounds how many more times reread reads a list.
+const extraReadings = 2
+
+// reread reads the list again from page first, adding to l, for a listing
+// that reached its TotalCount (or an empty page) only by counting entries
+// read twice: a repeat stands for an order no page showed, and which one
+// cannot be told. In a newest-first list read while orders are created,
+// it is a new order at the front; where the sort is unstable (orders
+// created in the same second, ordered by CreateTime under LIMIT/OFFSET,
+// come back in another order on every request), an older order that fell
+// between the pages, which may be ours. So a repeat never counts: the list
+// is complete once the orders read, told apart by Id, are as many as the
+// latest TotalCount (the list only grows, and one that shrinks is
+// refused), which the new orders at the front of a list read again from
+// its first page usually make it. Otherwise, after extraReadings more
+// readings, it is Unavailable (fail is a call that failed, short the list
+// left incomplete).
+func (c *Client) reread(ctx context.Context, q map[string]string, first int, l *orderList, total int) (fail, short error) {
+	const op = Name + " QueryOrders"
+	status := 0
+	for range extraReadings {
+		read := 0
+		for n := first; n-first < MaxPages; n++ {
+			pg, orders, st, err := c.queryPage(ctx, q, n)
+			if err != nil {
+				return err, nil
+			}
+			status = st
+			switch {
+			case !pg.HasTotal:
+				return &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: st,
+					Message: "the list, read again, carries no TotalCount"}, nil
+			case pg.Total < total:
+				return &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: st, Message: "order list shrank while paging"}, nil
+			}
+			total = pg.Total
+			l.add(orders, true)
+			read += len(orders)
+			if len(l.seen) >= total {
+				return nil, nil
+			}
+			if len(orders) == 0 || read >= total {
+				break
+			}
+		}
+	}
+	return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+		Message: fmt.Sprintf("entries were, or may have been, read twice, and %d readings of the list showed %d of its %d orders by Id: an order may have gone unshown, so the list may be incomplete",
+			1+extraReadings, len(l.seen), total)}
+}
+
+// fallbackPageSize is the Size asked for when a first page is refused as
+// a bad parameter: small enough for any server we can imagine, at the cost
+// of MaxPages covering fewer orders.
+const fallbackPageSize = 20
+
+// smallerSize lowers q's Size to fallbackPageSize and reports whether it
+// was above it.
+func smallerSize(q map[string]string) bool {
+	if n, err := strconv.Atoi(q["Size"]); err != nil || n <= fallbackPageSize {
+		return false
+	}
+	q["Size"] = strconv.Itoa(fallbackPageSize)
+	return true
 }
 
 // orderList is what listOrders has read so far.
 type orderList struct {
 	out  []orderInfo
 	seen map[string]bool
-	// received counts the entries listed, repeats included: a server
-	// listing newest first shifts its pages by one entry for each order
-	// created while they are read, so an entry read again stands for the
-	// new one at the front, which the total counts and no page read shows.
+	// received counts the entries listed, repeats included: it says
+	// when to stop reading; a listing that saw a repeat is complete only
+	// by the orders it read told apart by Id (see reread).
 	received int
+	// repeats counts the entries that are, or may be, repeats: an Id
+	// listed before, or no Id on a page after the first (nothing shows it
+	// is not one).
+	repeats int
 }
 
 // add appends the orders whose Id was not listed before (an order without
 // one is always added) and reports how many of them carry an Id not listed
-// before: an order without one is never known to be new.
-func (l *orderList) add(orders []orderInfo) int {
+// before: an order without one is never known to be new. later says the
+// orders come from a page after the first.
+func (l *orderList) add(orders []orderInfo, later bool) int {
 	fresh := 0
 	for _, d := range orders {
 		l.received++
 		if d.ID != "" {
 			if l.seen[d.ID] {
+				l.repeats++
 				continue
 			}
 			l.seen[d.ID] = true
 			fresh++
+		} else if later {
+			l.repeats++
 		}
 		l.out = append(l.out, d)
 	}
@@ -493,9 +601,10 @@ func (c *Client) queryPage(ctx context.Context, q map[string]string, n int) (pag
 // instance name like any other.
 func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time) bool {
 	// The server already filtered by time; this only guards against one
-	// that ignores the window, so it is widened by zoneSlack: a CreateTime
-	// in another zone than we assume must not rule our own order out.
-	if t, ok := parseOrderTime(d.CreateTime); ok && (t.Before(start.Add(-zoneSlack)) || t.After(end.Add(zoneSlack))) {
+	// that ignores the window, so it is widened by the time's slack: a
+	// CreateTime in another zone than we assume must not rule our own
+	// order out.
+	if t, slack, ok := parseOrderTime(d.CreateTime); ok && (t.Before(start.Add(-slack)) || t.After(end.Add(slack))) {
 		return true
 	}
 	return false
@@ -504,16 +613,17 @@ func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time)
 // uncertain reports whether listed order d, which carries our instance
 // name, may still be another order than ours: neither adopted nor ruled
 // out, it leaves the lookup to a person. So is an order created before
-// the window by the UTC+8 reading of its CreateTime (and not by the UTC
-// one, else excludes ruled it out): the zone is not documented, so it may
-// predate our first attempt; one whose CreateTime cannot be read (the
-// window written in UTC returns, from a server in UTC+8, the orders of
-// eight hours earlier);
-// and one whose OrderCategory is another word than ours (a renewal, or a
-// word for a new purchase the documents do not give) or whose
-// ProductCategory is not the one configured.
+// the window by the UTC+8 reading of a zone-less CreateTime (and not by
+// the UTC one, else excludes ruled it out): the zone is not documented, so
+// it may predate our first attempt (a CreateTime with a zone names its
+// instant: before the window, excludes ruled it out); one whose CreateTime
+// cannot be read (the window written in UTC returns, from a server in
+// UTC+8, the orders of eight hours earlier); and one whose OrderCategory
+// is another word than ours (a renewal, or a word for a new purchase the
+// documents do not give) or whose ProductCategory is not the one
+// configured.
 func (c *Client) uncertain(d orderInfo, p providers.Params, start time.Time) bool {
-	if t, ok := parseOrderTime(d.CreateTime); !ok || t.Before(start) {
+	if t, _, ok := parseOrderTime(d.CreateTime); !ok || t.Before(start) {
 		return true
 	}
 	if want := p.Str("orderCategory"); asciiWordRE.MatchString(d.OrderCategory) && asciiWordRE.MatchString(want) && !strings.EqualFold(d.OrderCategory, want) {
@@ -530,23 +640,43 @@ var asciiWordRE = regexp.MustCompile(`^[A-Za-z_]+$`)
 // zone-less time.
 const zoneSlack = 8 * time.Hour
 
-// parseOrderTime reads CreateTime: "yyyy-MM-dd HH:mm:ss" in UTC+8, or
-// epoch seconds or milliseconds within 2001-2286. Anything else is not
-// read (and so rules nothing out).
-func parseOrderTime(s string) (time.Time, bool) {
-	if t, err := time.ParseInLocation(QueryTimeLayout, s, ChinaTime()); err == nil {
-		return t, true
+// parseOrderTime reads CreateTime, and says how far off the instant read
+// may be (the slack):
+//
+//   - with a zone (RFC 3339, fractions allowed: "2026-01-02T10:03:00Z",
+//     "2026-01-02T18:03:00.5+08:00", or the same with a space for the T):
+//     the instant it names, slack 0;
+//   - without one ("yyyy-MM-dd HH:mm:ss", or with a T for the space,
+//     fractions allowed): read in UTC+8, slack zoneSlack, since it may be
+//     written in UTC;
+//   - epoch seconds or milliseconds within 2001-2286: slack zoneSlack,
+//     since nothing documents how the number was reckoned (a UTC+8 wall
+//     clock taken for UTC would be eight hours off).
+//
+// Anything else is not read (and so rules nothing out).
+func parseOrderTime(s string) (time.Time, time.Duration, bool) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, 0, true
+		}
+	}
+	// Parsing accepts a fraction after the seconds though the layouts
+	// show none.
+	for _, layout := range []string{QueryTimeLayout, "2006-01-02T15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, ChinaTime()); err == nil {
+			return t, zoneSlack, true
+		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	switch {
 	case err != nil:
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	case 1e9 <= n && n < 1e10:
-		return time.Unix(n, 0), true
+		return time.Unix(n, 0), zoneSlack, true
 	case 1e12 <= n && n < 1e13:
-		return time.UnixMilli(n), true
+		return time.UnixMilli(n), zoneSlack, true
 	}
-	return time.Time{}, false
+	return time.Time{}, 0, false
 }
 
 func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p providers.Params) (providers.Result, error) {
@@ -621,11 +751,15 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				// Listed but not detailed: leave it unidentified.
 			case err != nil:
 				return providers.Result{}, err
-			case dd.ID != "" && dd.ID != d.ID:
-				// Its names would be another order's: ours could be
-				// ruled out by them.
+			case dd.ID != d.ID:
+				// Its names would be another order's (or, without an Id,
+				// any order's): ours could be ruled out by them.
+				msg := "OrderDetail answered for another order"
+				if dd.ID == "" {
+					msg = "OrderDetail answered an order without an Id"
+				}
 				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: Name + " OrderDetail", HTTPStatus: status,
-					Message: "OrderDetail answered for another order"}
+					Message: msg}
 			case c.excludes(dd, p, start.Truncate(time.Second), end):
 				continue
 			default:

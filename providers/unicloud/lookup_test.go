@@ -693,6 +693,13 @@ func TestLookupAnswerWithoutOrderList(t *testing.T) {
 		{"Order null", `{"TotalCount":0,"OrderList":{"Order":null}}`, providers.NotFound},
 		{"Order null without a total", `{"OrderList":{"Order":null}}`, providers.NotFound},
 		{"Order empty", `{"TotalCount":0,"OrderList":{"Order":[]}}`, providers.NotFound},
+		// An empty list left out of an OrderList object (an encoder's
+		// omitempty) is an empty page only with a TotalCount of 0.
+		{"OrderList {} with a total of 0", `{"TotalCount":0,"OrderList":{}}`, providers.NotFound},
+		{"OrderList {} with a total of \"0\"", `{"TotalCount":"0","OrderList":{}}`, providers.NotFound},
+		{"OrderList {} without a total", `{"OrderList":{}}`, providers.Unavailable},
+		{"OrderList {} with a total above 0", `{"TotalCount":3,"OrderList":{}}`, providers.Unavailable},
+		{"OrderList with another key, a total of 0", `{"TotalCount":0,"OrderList":{"Orders":null}}`, providers.Unavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -714,17 +721,138 @@ func TestLookupAnswerWithoutOrderList(t *testing.T) {
 }
 
 // An OrderDetail that answers for another order than the listed one asked
-// about cannot tell whose names it shows: ours must not be ruled out by
-// another order's name.
+// about, or an order without an Id (an empty record, a placeholder Id),
+// cannot tell whose names it shows: ours must not be ruled out by another
+// order's name.
 func TestLookupDetailForAnotherOrder(t *testing.T) {
 	t.Parallel()
-	endpoint, _ := fakeTransaction(t, []string{listing(1, listed("11", "NEW"))},
-		map[string]string{"11": `{"Order":{"Id":"13","InstanceName":"someone-else"}}`})
-	c := client(t, endpoint, unicloud.Options{})
-	o := order("ours")
-	o.FirstAttempt = time.Now().Add(-time.Minute)
-	if r, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Unavailable {
-		t.Errorf("Lookup = %+v, %v; want unavailable", r, err)
+	tests := []struct {
+		name   string
+		detail string
+		want   providers.Code
+	}{
+		{"another Id", `{"Order":{"Id":"13","InstanceName":"someone-else"}}`, providers.Unavailable},
+		{"no Id", `{"Order":{"InstanceName":"someone-else"}}`, providers.Unavailable},
+		{"Id 0", `{"Order":{"Id":0,"InstanceName":"someone-else"}}`, providers.Unavailable},
+		{"an empty record", `{"Order":{}}`, providers.Unavailable},
+		{"its Id", `{"Order":{"Id":"11","InstanceName":"someone-else"}}`, providers.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(1, listed("11", "NEW"))}, map[string]string{"11": tt.detail})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			if r, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != tt.want {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+		})
+	}
+}
+
+// Lookup by id takes only an OrderDetail that answers for the very Id
+// asked: an empty record (what a fake may answer for an id it does not
+// know), a placeholder Id, or only a matching OrderNo is Unavailable, never
+// paid. A placeholder provider order id (0, "000", a negative number, as a
+// record may hold from a refusal read before placeholders were
+// recognised) names no order: the order is looked up by its params.
+func TestLookupByIDRequiresItsID(t *testing.T) {
+	t.Parallel()
+	details := map[string]string{
+		"8": `{"Order":{"Id":"8","OrderStatus":"PAID"}}`,
+		"9": `{"Order":{"Id":9}}`,
+		"1": `{"Order":{}}`,
+		"2": `{"Order":{"Id":0,"OrderStatus":"PAID"}}`,
+		"3": `{"Order":{"Id":"","OrderNo":"3"}}`,
+		"4": `{"Order":{"OrderNo":"4","OrderStatus":"PAID"}}`,
+		"5": `{"Order":{"Id":"6"}}`,
+		"0": `{"Order":{}}`,
+	}
+	tests := []struct {
+		id      string
+		want    providers.Code // Unknown: paid with id
+		details int            // OrderDetail calls expected
+	}{
+		{"8", providers.Unknown, 1},
+		{"9", providers.Unknown, 1},
+		{"1", providers.Unavailable, 1},
+		{"2", providers.Unavailable, 1},
+		{"3", providers.Unavailable, 1},
+		{"4", providers.Unavailable, 1},
+		{"5", providers.Unavailable, 1},
+		// Placeholders: looked up by params, in an empty window.
+		{"0", providers.NotFound, 0},
+		{"000", providers.NotFound, 0},
+		{"-1", providers.NotFound, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			t.Parallel()
+			endpoint, detailCalls := fakeTransaction(t, nil, details)
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			o.ProviderOrderID = tt.id
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want == providers.Unknown {
+				if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != tt.id {
+					t.Fatalf("Lookup = %+v, %v; want paid with %s", r, err, tt.id)
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			if n := detailCalls(); n != tt.details {
+				t.Errorf("%d OrderDetail calls, want %d", n, tt.details)
+			}
+		})
+	}
+}
+
+// A CreateTime with a zone (RFC 3339, fractions allowed) names its instant:
+// ours inside the window is found, and one outside it is ruled out, where
+// the same time without a zone could be eight hours off and leaves the
+// lookup to a person. A zone-less time with a T is read like one with a
+// space: in UTC+8, and uncertain when that reading predates the window.
+func TestLookupCreateTimeWithZone(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	first := now.Add(-time.Minute)
+	entry := func(createTime string) string {
+		return fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q}`, createTime)
+	}
+	cst := func(t time.Time, layout string) string { return t.In(unicloud.ChinaTime()).Format(layout) }
+	tests := []struct {
+		name  string
+		entry string
+		want  providers.Code // Unknown: found "11"
+	}{
+		{"RFC 3339 in UTC with nanoseconds", entry(now.UTC().Format(time.RFC3339Nano)), providers.Unknown},
+		{"RFC 3339 at +08:00", entry(cst(now, time.RFC3339)), providers.Unknown},
+		{"RFC 3339 at -05:00 with a fraction", entry(now.In(time.FixedZone("", -5*3600)).Format("2006-01-02T15:04:05.000Z07:00")), providers.Unknown},
+		{"RFC 3339 with a space", entry(now.UTC().Format("2006-01-02 15:04:05Z07:00")), providers.Unknown},
+		{"RFC 3339 an hour before the first attempt", entry(first.Add(-time.Hour).UTC().Format(time.RFC3339Nano)), providers.NotFound},
+		{"zone-less, an hour before the first attempt", entry(cst(first.Add(-time.Hour), unicloud.QueryTimeLayout)), providers.Ambiguous},
+		{"zone-less with a T, in UTC+8", entry(cst(now, "2006-01-02T15:04:05")), providers.Unknown},
+		{"zone-less with a T and a fraction, in UTC+8", entry(cst(now, "2006-01-02T15:04:05.000")), providers.Unknown},
+		{"zone-less with a T, written in UTC", entry(now.UTC().Format("2006-01-02T15:04:05")), providers.Ambiguous},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(1, tt.entry)}, map[string]string{"11": `{"Order":{"Id":"11","Items":[{"instanceName":"ours"}]}}`})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = first
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != "11" {
+					t.Fatalf("Lookup = %+v, %v; want order 11", r, err)
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -32,9 +33,16 @@ type pagedServer struct {
 	ignorePage bool
 	// repeatLast: a Page past the end is answered with the last page.
 	repeatLast bool
-	ids        []string // newest first
-	pages      []int    // the Page of every QueryOrders call, in order
-	before     func(s *pagedServer, page int)
+	// refuse0: Page 0 is refused as a bad parameter (the server counts
+	// from 1).
+	refuse0 bool
+	// order, when set, reorders the listed orders for each QueryOrders
+	// call, given the call's number (from 1) and the Page asked: a sort
+	// whose ties fall another way on every request.
+	order  func(call, page int, ids []string) []string
+	ids    []string // newest first
+	pages  []int    // the Page of every QueryOrders call, in order
+	before func(s *pagedServer, page int)
 }
 
 const pagedName = "实例 one" // validParams' instanceName
@@ -62,6 +70,10 @@ func (s *pagedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		fmt.Fprint(w, `{"Code":"InternalError","Msg":"x"}`)
 		return
+	case p == 0 && s.refuse0:
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"Code":"InvalidParameter","Msg":"The specified parameter \"Page\" is not valid."}`)
+		return
 	case p == 0 && s.alias:
 		idx = 0
 	}
@@ -75,10 +87,14 @@ func (s *pagedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if idx >= 0 {
 		now := time.Now().In(ChinaTime()).Format(QueryTimeLayout)
 		ids := s.ids[min(s.lag, len(s.ids)):]
+		if s.order != nil {
+			ids = s.order(len(s.pages), p, slices.Clone(ids))
+		}
 		for _, id := range ids[min(idx*s.size, len(ids)):min((idx+1)*s.size, len(ids))] {
 			idField := fmt.Sprintf(`"Id":%q,`, id)
-			if p == 0 && s.noID0 {
-				idField = ""
+			if name, ok := strings.CutPrefix(id, "!"); ok || p == 0 && s.noID0 {
+				// "!id" (from order) is order id listed without its Id.
+				id, idField = name, ""
 			}
 			entries = append(entries, fmt.Sprintf(`{%s"OrderCategory":"NEW","CreateTime":%q,"InstanceName":%q}`, idField, now, pagedName+"-"+id))
 		}
@@ -294,24 +310,342 @@ func TestListingPageWithNoNewOrder(t *testing.T) {
 }
 
 // Orders created while a newest-first list is read shift its pages by
-// one entry each: a page that repeats some entries but brings new ones
-// still counts them all toward TotalCount, and the listing completes.
-func TestListingShiftedPagesStillComplete(t *testing.T) {
+// one entry each: a page repeats entries already read. The repeat stands
+// for the new order at the front, but it could as well stand for an older
+// order that fell between the pages (see TestListingRepeatsNeverCount),
+// so it never counts toward TotalCount. With a TotalCount, the list is
+// read again from page 1, which shows the new orders: every order then
+// read, the listing is complete. Without one, nothing shows every order
+// was read: Unavailable (try again), and the order is found once nothing
+// lands while the list is read. An order left waiting costs less than one
+// created twice.
+func TestListingShiftedPages(t *testing.T) {
 	t.Parallel()
-	s := &pagedServer{size: 10, total: true}
-	for i := 1; i <= 15; i++ {
-		s.add(fmt.Sprintf("%02d", i))
+	for _, tt := range []struct {
+		name  string
+		total bool
+		want  providers.Code // Unknown: found "01" at once
+		pages []int          // the UTC+8 listing's page reads
+	}{
+		{"with a total: page 1 read again", true, providers.Unknown, []int{1, 2, 1}},
+		{"without a total", false, providers.Unavailable, []int{1, 2, 3, 0}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := &pagedServer{size: 10, total: tt.total}
+			for i := 1; i <= 15; i++ {
+				s.add(fmt.Sprintf("%02d", i))
+			}
+			s.before = func(s *pagedServer, page int) {
+				if page == 2 && len(s.ids) == 15 {
+					s.add("16")
+					s.add("17")
+				}
+			}
+			c := newPaged(t, s)
+			r, err := pagedLookup(t, s, c, "01")
+			if got := s.calls(); !slices.Equal(got[:min(len(got), len(tt.pages))], tt.pages) {
+				t.Errorf("pages read %v, want %v first", got, tt.pages)
+			}
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != "01" {
+					t.Fatalf("Lookup = %+v, %v; want order 01 (pages read %v)", r, err, s.calls())
+				}
+				return
+			}
+			if providers.CodeOf(err) != tt.want || !strings.Contains(err.Error(), "read twice") {
+				t.Fatalf("Lookup = %+v, %v; want %v, entries read twice (pages read %v)", r, err, tt.want, s.calls())
+			}
+			// Once nothing lands while it is read, the list reads whole.
+			if r, err := pagedLookup(t, s, c, "01"); err != nil || r.ProviderOrderID != "01" {
+				t.Fatalf("Lookup again = %+v, %v; want order 01 (pages read %v)", r, err, s.calls())
+			}
+		})
 	}
-	s.before = func(s *pagedServer, page int) {
-		if page == 2 && len(s.ids) == 15 {
-			s.add("16")
-			s.add("17")
+}
+
+// rotate lists the orders for page n turned by step more entries than for
+// page n-1: the first page and the second overlap, and orders fall between
+// them, the same ones on every reading.
+func rotate(step int) func(call, page int, ids []string) []string {
+	return func(_, page int, ids []string) []string {
+		if len(ids) == 0 || page < 1 {
+			return ids
 		}
+		k := (page - 1) * step % len(ids)
+		return append(ids[k:], ids[:k]...)
 	}
-	c := newPaged(t, s)
-	r, err := pagedLookup(t, s, c, "01")
-	if err != nil || r.ProviderOrderID != "01" {
-		t.Fatalf("Lookup = %+v, %v; want order 01 (pages read %v)", r, err, s.calls())
+}
+
+// rotateByCall lists the orders of every call turned by step more entries
+// than for the call before: the orders that fell between the pages of one
+// reading come up on the next.
+func rotateByCall(step int) func(call, page int, ids []string) []string {
+	return func(call, _ int, ids []string) []string {
+		if len(ids) == 0 {
+			return ids
+		}
+		k := (call - 1) * step % len(ids)
+		return append(ids[k:], ids[:k]...)
+	}
+}
+
+// An unstable sort (orders created in the same second, ordered by
+// CreateTime under LIMIT/OFFSET, or a listing built from a Go map) lists
+// the ties in another order on every request: a later page repeats orders
+// of an earlier one, and as many others are never shown. Counted toward
+// TotalCount, the repeats made the listing look complete while our order
+// was unread: not_found, and the order created a second time. A repeat
+// (an Id read before, or, on a later page, no Id, which nothing shows is
+// not a repeat) never counts: with a TotalCount, the list is read again
+// (twice at most) until the orders read, told apart by Id, are as many;
+// short of that, and always without a TotalCount, the listing is
+// Unavailable, even when our order is among those read (a repeat may hide
+// another order with our name), and whatever page 0 showed.
+func TestListingRepeatsNeverCount(t *testing.T) {
+	t.Parallel()
+	ids := func(n int) []string {
+		var out []string
+		for i := n; i >= 1; i-- {
+			out = append(out, fmt.Sprintf("%02d", i))
+		}
+		return out
+	}
+	// 15 orders, 10 a page, turned by 3 for every page: page 1 lists
+	// 15..06, page 2 lists 02, 01, 15, 14, 13; 05, 04 and 03 are never
+	// shown.
+	// Page 2 lists order 15 again, without its Id, where 05 belongs.
+	noIDs := func(_, page int, ids []string) []string {
+		if page == 2 {
+			ids[10] = "!" + ids[0]
+		}
+		return ids
+	}
+	tests := []struct {
+		name    string
+		s       *pagedServer
+		from1   bool   // the client already knows the server counts from 1
+		find    string // the order looked up
+		want    providers.Code
+		inError string
+	}{
+		{name: "ties reordered, with a total, ours unshown", s: &pagedServer{size: 10, total: true, order: rotate(3), ids: ids(15)},
+			find: "04", want: providers.Unavailable, inError: "read twice"},
+		{name: "ties reordered, with a total, ours on page 1", s: &pagedServer{size: 10, total: true, order: rotate(3), ids: ids(15)},
+			find: "10", want: providers.Unavailable, inError: "read twice"},
+		{name: "ties reordered, without a total, page 0 empty", s: &pagedServer{size: 10, order: rotate(3), ids: ids(15)},
+			find: "04", want: providers.Unavailable, inError: "read twice"},
+		{name: "ties reordered, without a total, page 0 refused", s: &pagedServer{size: 10, refuse0: true, order: rotate(3), ids: ids(15)},
+			find: "04", want: providers.Unavailable, inError: "read twice"},
+		{name: "ties reordered, without a total, counting from 1 known", s: &pagedServer{size: 10, order: rotate(3), ids: ids(15)}, from1: true,
+			find: "04", want: providers.Unavailable, inError: "read twice"},
+		{name: "an entry without an Id on page 2, with a total", s: &pagedServer{size: 10, total: true, order: noIDs, ids: ids(15)},
+			find: "05", want: providers.Unavailable, inError: "read twice"},
+		// Ties that fall another way on every request: the orders that fell
+		// between the pages of the first reading come up on the next, and
+		// once every order is read the listing is complete.
+		{name: "ties reordered on every request, with a total, ours found on reading again", s: &pagedServer{size: 10, total: true, order: rotateByCall(3), ids: ids(15)},
+			find: "04", want: providers.Unknown},
+		{name: "ties reordered on every request, with a total, ours absent", s: &pagedServer{size: 10, total: true, order: rotateByCall(3), ids: ids(15)},
+			find: "99", want: providers.NotFound},
+		{name: "ties reordered on every request, without a total", s: &pagedServer{size: 10, order: rotateByCall(3), ids: ids(15)},
+			find: "04", want: providers.Unavailable, inError: "read twice"},
+		// Read again, the list must still show a TotalCount, never a
+		// smaller one.
+		{name: "read again without a total", s: &pagedServer{size: 10, total: true, order: rotateByCall(3), ids: ids(15),
+			before: func(s *pagedServer, _ int) { s.total = len(s.pages) < 3 }},
+			find: "04", want: providers.Unavailable, inError: "no TotalCount"},
+		{name: "read again, the list shrank", s: &pagedServer{size: 10, total: true, order: rotateByCall(3), ids: ids(15),
+			before: func(s *pagedServer, _ int) {
+				if len(s.pages) == 3 {
+					s.ids = s.ids[1:]
+				}
+			}},
+			find: "04", want: providers.Unavailable, inError: "shrank"},
+		// Controls: a stable sort reads whole.
+		{name: "stable, with a total, ours listed", s: &pagedServer{size: 10, total: true, ids: ids(15)}, find: "04", want: providers.Unknown},
+		{name: "stable, with a total, ours absent", s: &pagedServer{size: 10, total: true, ids: ids(15)}, find: "99", want: providers.NotFound},
+		{name: "stable, without a total, page 0 refused, ours absent", s: &pagedServer{size: 10, refuse0: true, ids: ids(15)}, find: "99", want: providers.NotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newPaged(t, tt.s)
+			c.pagesFrom1.Store(tt.from1)
+			r, err := pagedLookup(t, tt.s, c, tt.find)
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != tt.find {
+					t.Fatalf("Lookup = %+v, %v; want order %s (pages read %v)", r, err, tt.find, tt.s.calls())
+				}
+				return
+			}
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v (pages read %v)", r, err, tt.want, tt.s.calls())
+			}
+			if !strings.Contains(err.Error(), tt.inError) {
+				t.Errorf("error %q does not say %q", err, tt.inError)
+			}
+		})
+	}
+}
+
+// The reported case: 150 orders created in the same second, 100 a page,
+// the ties in a new random order on every request. Before, about a quarter
+// of the lookups of a listed order answered not_found. None may: each is
+// found (every order read, in three readings at most) or Unavailable.
+func TestListingUnstableSortNeverNotFound(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		total bool
+	}{
+		{"with a total", true},
+		{"without a total", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(1, 2))
+			var ids []string
+			for i := 150; i >= 1; i-- {
+				ids = append(ids, fmt.Sprint(1000+i))
+			}
+			s := &pagedServer{size: 100, total: tt.total, ids: ids, order: func(_, _ int, ids []string) []string {
+				rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+				return ids
+			}}
+			c := newPaged(t, s)
+			found, unavailable := 0, 0
+			for i := range 100 {
+				r, err := pagedLookup(t, s, c, ids[i%len(ids)])
+				switch code := providers.CodeOf(err); {
+				case err == nil && r.ProviderOrderID == ids[i%len(ids)]:
+					found++
+				case code == providers.Unavailable:
+					unavailable++
+				default:
+					t.Fatalf("lookup %d = %+v, %v; want the order or unavailable, never another answer", i, r, err)
+				}
+			}
+			if n := len(s.calls()); tt.total && n <= 4*100 {
+				t.Errorf("%d QueryOrders calls for 100 lookups: no listing was read again, the test does not reorder the ties", n)
+			}
+			t.Logf("%d found, %d unavailable", found, unavailable)
+		})
+	}
+}
+
+// No maximum Size is documented. A first page refused as a bad parameter
+// is asked once more with Size 20, and the rest of the listing keeps it; a
+// refusal that is not about Size comes back the same and is the answer.
+func TestListingSmallerSizeAfterRefusal(t *testing.T) {
+	t.Parallel()
+	const refusal400 = `{"Code":"InvalidParameter","Msg":"The specified parameter \"Size\" is not valid."}`
+	const refusal200 = `{"Status":false,"Auth":true,"Code":"InvalidParameter.Size","Msg":"Size too large"}`
+	tests := []struct {
+		name      string
+		pageSize  int
+		maxSize   int    // Sizes above it are refused; 0: none
+		status    int    // of the refusal
+		refusal   string // its body
+		refuseAll bool   // every QueryOrders call is refused
+		want      providers.Code
+		sizes     []string // the Size of the UTC+8 listing's calls
+	}{
+		{name: "refused at 400, then read at 20", pageSize: 100, maxSize: 50, status: 400, refusal: refusal400,
+			want: providers.Unknown, sizes: []string{"100", "20", "20"}},
+		{name: "refused at 200, then read at 20", pageSize: 100, maxSize: 50, status: 200, refusal: refusal200,
+			want: providers.Unknown, sizes: []string{"100", "20", "20"}},
+		{name: "refused whatever the Size", pageSize: 100, status: 400, refusal: refusal400, refuseAll: true,
+			want: providers.InvalidArgument, sizes: []string{"100", "20"}},
+		{name: "already small: not asked again", pageSize: 20, status: 400, refusal: refusal400, refuseAll: true,
+			want: providers.InvalidArgument, sizes: []string{"20"}},
+		{name: "not refused", pageSize: 100, maxSize: 100, want: providers.Unknown, sizes: []string{"100"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			now := time.Now().In(ChinaTime()).Format(QueryTimeLayout)
+			var all []string
+			for i := 30; i >= 1; i-- {
+				all = append(all, fmt.Sprintf(`{"Id":"%02d","OrderCategory":"NEW","CreateTime":%q,"InstanceName":"%s-%02d"}`, i, now, pagedName, i))
+			}
+			var mu sync.Mutex
+			var firstStart string // the UTC+8 listing's StartTime: it is asked first
+			var sizes []string    // the Size of each of its calls
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				q := r.URL.Query()
+				size, _ := strconv.Atoi(q.Get("Size"))
+				page, _ := strconv.Atoi(q.Get("Page"))
+				mu.Lock()
+				if firstStart == "" {
+					firstStart = q.Get("StartTime")
+				}
+				if q.Get("StartTime") == firstStart {
+					sizes = append(sizes, q.Get("Size"))
+				}
+				mu.Unlock()
+				if tt.refuseAll || tt.maxSize > 0 && size > tt.maxSize {
+					w.WriteHeader(tt.status)
+					fmt.Fprint(w, tt.refusal)
+					return
+				}
+				var entries []string
+				if page >= 1 {
+					entries = all[min((page-1)*size, len(all)):min(page*size, len(all))]
+				}
+				fmt.Fprintf(w, `{"TotalCount":%d,"OrderList":{"Order":[%s]}}`, len(all), strings.Join(entries, ","))
+			}))
+			t.Cleanup(srv.Close)
+			c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: tt.pageSize})
+			r, err := pagedLookup(t, nil, c, "01") // the oldest: on the last page
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != "01" {
+					t.Fatalf("Lookup = %+v, %v; want order 01", r, err)
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(sizes, tt.sizes) {
+				t.Errorf("Sizes asked %v, want %v", sizes, tt.sizes)
+			}
+		})
+	}
+}
+
+// parseOrderTime places a CreateTime with a zone at the instant it names
+// (no slack), and one without a zone, with a space or a T, fractions or
+// not, in UTC+8 with eight hours of slack either way.
+func TestParseOrderTime(t *testing.T) {
+	t.Parallel()
+	cst := ChinaTime()
+	tests := []struct {
+		in    string
+		ok    bool
+		want  time.Time
+		slack time.Duration
+	}{
+		{"2026-01-02T10:03:00.123456789Z", true, time.Date(2026, 1, 2, 10, 3, 0, 123456789, time.UTC), 0},
+		{"2026-01-02T18:03:00+08:00", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), 0},
+		{"2026-01-02T10:03:00Z", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), 0},
+		{"2026-01-02T05:03:00.5-05:00", true, time.Date(2026, 1, 2, 10, 3, 0, 500_000_000, time.UTC), 0},
+		{"2026-01-02 18:03:00+08:00", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), 0},
+		{"2026-01-02 18:03:00", true, time.Date(2026, 1, 2, 18, 3, 0, 0, cst), zoneSlack},
+		{"2026-01-02 18:03:00.250", true, time.Date(2026, 1, 2, 18, 3, 0, 250_000_000, cst), zoneSlack},
+		{"2026-01-02T18:03:00", true, time.Date(2026, 1, 2, 18, 3, 0, 0, cst), zoneSlack},
+		{"2026-01-02T18:03:00.123", true, time.Date(2026, 1, 2, 18, 3, 0, 123_000_000, cst), zoneSlack},
+		{"1767348180", true, time.Unix(1767348180, 0), zoneSlack},
+		{"1767348180000", true, time.UnixMilli(1767348180000), zoneSlack},
+		{"2026-01-02T18:03:00+0800", false, time.Time{}, 0},
+		{"20260102180300", false, time.Time{}, 0},
+		{"", false, time.Time{}, 0},
+	}
+	for _, tt := range tests {
+		got, slack, ok := parseOrderTime(tt.in)
+		if ok != tt.ok || !got.Equal(tt.want) || slack != tt.slack {
+			t.Errorf("parseOrderTime(%q) = %v, %v, %v; want %v, %v, %v", tt.in, got, slack, ok, tt.want, tt.slack, tt.ok)
+		}
 	}
 }
 

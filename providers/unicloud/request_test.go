@@ -224,6 +224,16 @@ func TestParseResponse(t *testing.T) {
 		{name: "HTML", body: `<html>502</html>`, wantErr: true},
 		{name: "empty", body: ``, wantErr: true},
 		{name: "truncated", body: `{"Status":true,"Res":{"OrderId":"1"`, wantErr: true},
+		// A placeholder names no order.
+		{name: "OrderId 0 on a refusal", body: `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"产品配置错误","Res":{"Ids":null,"OrderId":0}}`, wantCode: "ProductConfigError", wantStatus: "false"},
+		{name: `OrderId "0"`, body: `{"Status":false,"Code":"X","Res":{"OrderId":"0"}}`, wantCode: "X", wantStatus: "false"},
+		{name: `OrderId "000"`, body: `{"Status":false,"Code":"X","Res":{"OrderId":"000"}}`, wantCode: "X", wantStatus: "false"},
+		{name: "OrderId -1", body: `{"Status":false,"Code":"X","Res":{"OrderId":-1}}`, wantCode: "X", wantStatus: "false"},
+		{name: `OrderId "-42"`, body: `{"Status":false,"Code":"X","Res":{"OrderId":"-42"}}`, wantCode: "X", wantStatus: "false"},
+		{name: "OrderId -0", body: `{"Status":false,"Code":"X","Res":{"OrderId":-0}}`, wantCode: "X", wantStatus: "false"},
+		{name: "OrderId blank", body: `{"Status":false,"Code":"X","Res":{"OrderId":"  "}}`, wantCode: "X", wantStatus: "false"},
+		{name: "a placeholder, then an id", body: `{"Status":true,"Res":[{"OrderId":0},{"OrderId":"42"}]}`, wantOrderID: "42", wantStatus: "true"},
+		{name: "leading zeros of a real id kept", body: `{"Status":true,"Res":{"OrderId":"0042"}}`, wantOrderID: "0042", wantStatus: "true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -477,5 +487,46 @@ func TestSubmitAnswerNamingAnOrder(t *testing.T) {
 	c := newTestClient(t, Options{})
 	if _, err := c.classify("unicloud QueryOrders", false, &providers.Response{StatusCode: 429, Header: http.Header{}, Body: []byte(okAnswer)}); providers.CodeOf(err) != providers.RateLimited {
 		t.Errorf("query answered 429 = %v, want rate_limited", err)
+	}
+}
+
+// A placeholder OrderId (0, "0", "000", a negative number) on an answer
+// names no order: a documented refusal keeps its meaning (ProductConfigError
+// is permanent), and a success without a real OrderId is Ambiguous with no
+// id to look up by, never one OrderDetail could not confirm.
+func TestSubmitPlaceholderOrderID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   providers.Code
+		wantID string
+	}{
+		{"ProductConfigError with OrderId 0", 200, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"产品配置错误","Res":{"Ids":null,"OrderId":0}}`, providers.InvalidArgument, ""},
+		{`ProductConfigError with OrderId "000"`, 200, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Res":{"OrderId":"000"}}`, providers.InvalidArgument, ""},
+		{"ProductConfigError with OrderId -1", 200, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Res":{"OrderId":-1}}`, providers.InvalidArgument, ""},
+		{"a bad parameter at 400 with OrderId 0", 400, `{"Code":"InvalidParameter","Msg":"The specified parameter \"vpc\" is not valid.","Res":{"OrderId":0}}`, providers.InvalidArgument, ""},
+		{"Status true with OrderId 0", 200, `{"Status":true,"Auth":true,"Code":"Success","Res":{"Ids":["nas-1"],"OrderId":0}}`, providers.Ambiguous, ""},
+		// A real id on a refusal still means the order may exist.
+		{"ProductConfigError with a real OrderId", 200, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Res":{"OrderId":"42"}}`, providers.Ambiguous, "42"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			t.Cleanup(srv.Close)
+			c := newTestClient(t, Options{Endpoint: srv.URL})
+			r, err := c.Submit(context.Background(), providers.Order{OrderNo: "o1", Params: json.RawMessage(validParams)})
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Submit = %+v, %v; want %v", r, err, tt.want)
+			}
+			if r.ProviderOrderID != tt.wantID {
+				t.Errorf("ProviderOrderID = %q, want %q", r.ProviderOrderID, tt.wantID)
+			}
+		})
 	}
 }

@@ -169,6 +169,10 @@ func boolField(m map[string]json.RawMessage, name string) (*bool, error) {
 }
 
 // idField reads a provider id that may be a string or an integer literal.
+// A placeholder is no id ("" is returned): 0, a negative number, or a
+// string that is blank, zeros only or a negative number, as a refusal may
+// carry in "OrderId":0. Taken for an id, it would turn a documented
+// refusal into an order that may exist, asked of OrderDetail forever.
 func idField(raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -182,9 +186,18 @@ func idField(raw json.RawMessage) (string, error) {
 		return "", errors.New("id is not an integer")
 	case len(s) > maxIDLen || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
 		return "", errors.New("id is not printable or too long")
+	case placeholderID(s):
+		return "", nil
 	}
 	return s, nil
 }
+
+// placeholderIDRE is an id (trimmed) that names no order: nothing, zeros
+// only (0, "000", "-0"), or a negative integer.
+var placeholderIDRE = regexp.MustCompile(`^(?:[-+]?0*|-[0-9]+)$`)
+
+// placeholderID reports whether id is a placeholder that names no order.
+func placeholderID(id string) bool { return placeholderIDRE.MatchString(strings.TrimSpace(id)) }
 
 // failed reports whether the answer says the call failed.
 func (r Response) failed() bool {

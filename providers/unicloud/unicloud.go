@@ -75,7 +75,9 @@ type Options struct {
 	// a person). The value is not documented. Default "": the category is
 	// not compared.
 	ProductCategory string
-	// PageSize is QueryOrders' Size. Default 100.
+	// PageSize is QueryOrders' Size. Default 100. No maximum is
+	// documented: a listing whose first page is refused as a bad parameter
+	// asks again with 20 and keeps it for the rest of that listing.
 	PageSize int
 }
 
