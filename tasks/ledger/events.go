@@ -109,6 +109,17 @@ func (e entryID) String() string {
 
 func (e entryID) less(o entryID) bool { return e.ms < o.ms || e.ms == o.ms && e.seq < o.seq }
 
+// before is the id just before e (0-0 for 0-0 and 0-1).
+func (e entryID) before() entryID {
+	switch {
+	case e.seq > 0:
+		return entryID{e.ms, e.seq - 1}
+	case e.ms > 0:
+		return entryID{e.ms - 1, math.MaxUint64}
+	}
+	return e
+}
+
 // parseEventID splits a public event id of a ledger of n shards into its
 // stream entry id and shard.
 func parseEventID(id string, n int) (string, int, bool) {
@@ -244,7 +255,12 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 			case !ps[i].set && len(cmds[i].Val()) == 0:
 				next[i] = "0-0"
 			case !ps[i].set:
-				next[i] = "0"
+				// Read from its start, none of its events on this
+				// page: a position just before the first of them, so
+				// that retention trimming it before the next read is
+				// reported (Missed), not skipped.
+				first, _ := parseEntry(cmds[i].Val()[0].ID)
+				next[i] = first.before().String()
 			default:
 				next[i] = ps[i].at.String()
 			}

@@ -285,3 +285,41 @@ func TestShardCountIsCheckedBeforeWrites(t *testing.T) {
 		t.Errorf("VerifyShards with 1 shard on the 3-shard ledger = %v, want a mismatch", err)
 	}
 }
+
+// A shard read from its start whose events all come after the page's
+// (another shard is older) keeps a position just before its first: events
+// of it that retention trims before the next read are reported missed,
+// never skipped in silence.
+func TestShardedEventsReportTrimsOfAShardNotYetRead(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, &ledger.Options{Shards: 2})
+	streams := l.EventStreams()
+	add := func(stream string, ms int) {
+		t.Helper()
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-0", ms),
+			Values: []any{"type", "order.paid", "provider", "p", "order_no", fmt.Sprint(ms), "state", "paid"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ms := 1; ms <= 5; ms++ {
+		add(streams[0].Key, ms)
+	}
+	for ms := 100; ms <= 110; ms++ {
+		add(streams[1].Key, ms)
+	}
+	page, err := l.ReadEvents(ctx, "", 3)
+	if err != nil || len(page.Events) != 3 {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	if err := rdb.XTrimMaxLen(ctx, streams[1].Key, 3).Err(); err != nil { // 100..107 trimmed unread
+		t.Fatal(err)
+	}
+	next, err := l.ReadEvents(ctx, page.Next, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !next.Missed {
+		t.Errorf("after %q: %d events, missed false; want missed (100..107 were trimmed unread)", page.Next, len(next.Events))
+	}
+}
