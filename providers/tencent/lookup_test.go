@@ -381,6 +381,14 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		// Clock skew in other words.
 		{"InvalidParameterValue", "时间戳已过期", providers.Unavailable, providers.Unavailable},
 		{"InvalidParameterValue", "timestamp expired", providers.Unavailable, providers.Unavailable},
+		{"InvalidParameterValue.AppKeyInvalid", "x", providers.Unauthenticated, providers.Unauthenticated},
+		// Saying the order exists or repeats wins over anything else it
+		// names: such a refusal may mean the order exists.
+		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.Unauthenticated},
+		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameterValue", "签名已使用", providers.Ambiguous, providers.Unauthenticated},
+		{"InvalidParameterValue", "订单号已被使用", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "订单号冲突", providers.Ambiguous, providers.InvalidArgument},
 	} {
 		t.Run(tt.code+" "+tt.msg, func(t *testing.T) {
 			t.Parallel()
@@ -735,5 +743,31 @@ func TestRequestTimeoutIsNoRefusal(t *testing.T) {
 	}
 	if _, err := c.Lookup(lookupCtx(t), order("T408", ours)); providers.CodeOf(err) != providers.Unavailable {
 		t.Errorf("Lookup answered 408 = %v, want unavailable", err)
+	}
+}
+
+// A later page that shows no Orders array proves nothing, whatever its
+// Total: only a listing's first page may show an empty list as a Total of
+// 0 without the array (an encoder leaving out an empty one). Here the
+// first page lists two orders of other numbers (the filter not applied)
+// under a Total of 3, and the next answers {"Total":0}.
+func TestLaterPageWithoutOrdersProvesNothing(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var q map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&q)
+		resp := `{"RequestId":"r","Total":3,"Orders":[{"CustomerId":"Customer7","OrderNo":"A"},{"CustomerId":"Customer7","OrderNo":"B"}]}`
+		if _, ok := q["Offset"]; ok {
+			resp = `{"RequestId":"r","Total":0}`
+		}
+		_, _ = w.Write([]byte(`{"Response":` + resp + `}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup = %+v, %v; want unavailable, never not found", r, err)
 	}
 }

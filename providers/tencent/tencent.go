@@ -281,7 +281,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			return providers.Result{}, err
 		}
 		status = resp.status
-		list, err := parseOrderList(resp.response)
+		list, err := parseOrderList(resp.response, page == 0)
 		if err != nil {
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 				HTTPStatus: resp.status, Message: err.Error()}
@@ -393,11 +393,13 @@ type orderList struct {
 // case, as encoding/json does). A key whose value is null counts as
 // absent. The document gives the answer as Orders and Total: one without
 // an Orders array shows no list, so it proves no absence, and is an
-// error, unless it gives a Total of 0, which counts the list (an empty
-// list written as null or left out, as Go's encoder writes a nil slice or
-// drops an omitempty one). Total is a count: a non-negative integer, as a
+// error, unless it is a listing's first page (first) and gives a Total of
+// 0, which counts the list (an empty list written as null or left out, as
+// Go's encoder writes a nil slice or drops an omitempty one); on a later
+// page, after orders were read under a larger Total, such an answer proves
+// nothing. Total is a count: a non-negative integer, as a
 // JSON number or a quoted one ("1"); anything else is malformed.
-func parseOrderList(raw json.RawMessage) (orderList, error) {
+func parseOrderList(raw json.RawMessage, first bool) (orderList, error) {
 	bad := errors.New("malformed order list")
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || m == nil {
@@ -420,7 +422,7 @@ func parseOrderList(raw json.RawMessage) (orderList, error) {
 	}
 	orders, ok := present(m, "Orders")
 	if !ok {
-		if list.Total != nil && *list.Total == 0 {
+		if first && list.Total != nil && *list.Total == 0 {
 			return list, nil
 		}
 		return orderList{}, errors.New("answer lists no Orders")
@@ -684,8 +686,22 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 	value := pcode == "InvalidParameterValue" || strings.HasPrefix(pcode, "InvalidParameterValue.")
 	lmsg, lcode := strings.ToLower(msg), strings.ToLower(pcode)
 	switch {
+	case value && (strings.Contains(lmsg, "nonce") || strings.Contains(lcode, "nonce")):
+		// Every attempt draws a fresh Nonce: one refused as already
+		// used means this request reached the service before (a
+		// replay on the way), and that copy may have created the order.
+		return unsure
+	case create && value && mayExist(pcode, msg):
+		// Whether a used OrderNo is refused is not documented: a refusal
+		// saying the order exists, is used or repeats may mean the order
+		// exists already, so it is looked up, never taken as permanent,
+		// whatever else it names ("OrderNo already exists for this
+		// AppKey", "请求重复: Timestamp 已使用"). (After a create that may
+		// have reached the provider, the order state machine reads every
+		// refusal it would otherwise take as final so.)
+		return providers.Ambiguous
 	case value && (strings.Contains(lmsg, "signature") || strings.Contains(lcode, "signature") ||
-		strings.Contains(msg, "签名") || strings.Contains(lmsg, "appkey")):
+		strings.Contains(msg, "签名") || strings.Contains(lmsg, "appkey") || strings.Contains(lcode, "appkey")):
 		// The documented bad signature ("Signature 无效"), in whatever
 		// words or sub-code: the credentials (AppKey, AppSecret) are
 		// wrong, which no order can fix; the order waits for them.
@@ -695,22 +711,10 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// credentials problem holds the order for the configuration
 		// rather than until its deadline.
 		return providers.Unauthenticated
-	case value && (strings.Contains(msg, "Nonce") || strings.Contains(pcode, "Nonce")):
-		// Every attempt draws a fresh Nonce: one refused as already
-		// used means this request reached the service before (a
-		// replay on the way), and that copy may have created the order.
-		return unsure
 	case value && (strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")):
 		// Clock skew: nothing was created and the next attempt re-signs
 		// with a fresh Timestamp.
 		return providers.Unavailable
-	case create && value && mayExist(pcode, msg):
-		// Whether a used OrderNo is refused is not documented: a refusal
-		// saying the order exists or repeats may mean the order exists
-		// already, so it is looked up, never taken as permanent. (After
-		// a create that may have reached the provider, the order state
-		// machine reads every refusal so.)
-		return providers.Ambiguous
 	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction", value:
 		return providers.InvalidArgument
 	}
@@ -722,8 +726,8 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 // existWords, matched without regard to case, mark a refusal of a create
 // that may mean the order exists already: one saying something exists
 // already, repeats or is used (English or Chinese).
-var existWords = []string{"exist", "duplicat", "repeat", "already", "used", "conflict",
-	"已存在", "重复", "已使用"}
+var existWords = []string{"exist", "duplicat", "repeat", "already", "used", "in use", "conflict",
+	"已存在", "重复", "已使用", "已被使用", "占用", "冲突", "已创建"}
 
 // absentWords say that something does not exist ("CustomerId does not
 // exist"): a refusal of what the request names, not a sign of our order.
