@@ -53,6 +53,11 @@ func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, e
 			Message: "OrderDetail does not know an id CreateOrder returned", Err: err}
 	case err != nil:
 		return providers.Result{}, err
+	case d.ID == "" && d.OrderNo == id && d.OrderStatus != "":
+		// No Id, but the order's other number is the one asked (which of
+		// the two CreateOrder's OrderId is, is not documented) and it
+		// carries a status: the server answered for this order. The
+		// number alone could be the question echoed back.
 	case d.ID == "":
 		// An order without an Id (an empty record, or a placeholder Id)
 		// may be what a server answers for an id it does not know: it
@@ -623,7 +628,7 @@ func (c *Client) excludes(d orderInfo, p providers.Params, start, end time.Time)
 // documents do not give) or whose ProductCategory is not the one
 // configured.
 func (c *Client) uncertain(d orderInfo, p providers.Params, start time.Time) bool {
-	if t, _, ok := parseOrderTime(d.CreateTime); !ok || t.Before(start) {
+	if t, ok := earliestOrderTime(d.CreateTime); !ok || t.Before(start) {
 		return true
 	}
 	if want := p.Str("orderCategory"); asciiWordRE.MatchString(d.OrderCategory) && asciiWordRE.MatchString(want) && !strings.EqualFold(d.OrderCategory, want) {
@@ -645,7 +650,10 @@ const zoneSlack = 8 * time.Hour
 //
 //   - with a zone (RFC 3339, fractions allowed: "2026-01-02T10:03:00Z",
 //     "2026-01-02T18:03:00.5+08:00", or the same with a space for the T):
-//     the instant it names, slack 0;
+//     the instant it names, slack zoneSlack all the same: a server may
+//     write its UTC+8 wall clock with a Z (UniCloud's own SDK writes its
+//     request times so), and a time read eight hours off must not rule
+//     our own order out;
 //   - without one ("yyyy-MM-dd HH:mm:ss", or with a T for the space,
 //     fractions allowed): read in UTC+8, slack zoneSlack, since it may be
 //     written in UTC;
@@ -655,10 +663,8 @@ const zoneSlack = 8 * time.Hour
 //
 // Anything else is not read (and so rules nothing out).
 func parseOrderTime(s string) (time.Time, time.Duration, bool) {
-	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, 0, true
-		}
+	if t, ok := parseZoned(s); ok {
+		return t, zoneSlack, true
 	}
 	// Parsing accepts a fraction after the seconds though the layouts
 	// show none.
@@ -677,6 +683,38 @@ func parseOrderTime(s string) (time.Time, time.Duration, bool) {
 		return time.UnixMilli(n), zoneSlack, true
 	}
 	return time.Time{}, 0, false
+}
+
+// parseZoned reads a CreateTime with a zone (see parseOrderTime).
+func parseZoned(s string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05Z07:00"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// earliestOrderTime is the earliest instant CreateTime s may name: the
+// instant parseOrderTime reads, or, for a time with a zone, its wall clock
+// read in UTC+8 when that is earlier (a Z written after a UTC+8 wall
+// clock). An order is certain to be new only when even that instant is in
+// the window: a time that names the instant truly in UTC is then certain
+// only from eight hours on, and otherwise left to a person, as a
+// zone-less time written in UTC is; trusted as written, a mislabelled one
+// would let an older order with our name be adopted.
+func earliestOrderTime(s string) (time.Time, bool) {
+	t, _, ok := parseOrderTime(s)
+	if !ok {
+		return t, false
+	}
+	if z, ok := parseZoned(s); ok {
+		w := time.Date(z.Year(), z.Month(), z.Day(), z.Hour(), z.Minute(), z.Second(), z.Nanosecond(), ChinaTime())
+		if w.Before(t) {
+			return w, true
+		}
+	}
+	return t, true
 }
 
 func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p providers.Params) (providers.Result, error) {

@@ -779,7 +779,7 @@ func TestLookupByIDRequiresItsID(t *testing.T) {
 		{"1", providers.Unavailable, 1},
 		{"2", providers.Unavailable, 1},
 		{"3", providers.Unavailable, 1},
-		{"4", providers.Unavailable, 1},
+		{"4", providers.Unknown, 1}, // its OrderNo, with a status: answered for it
 		{"5", providers.Unavailable, 1},
 		// Placeholders: looked up by params, in an empty window.
 		{"0", providers.NotFound, 0},
@@ -827,11 +827,18 @@ func TestLookupCreateTimeWithZone(t *testing.T) {
 		entry string
 		want  providers.Code // Unknown: found "11"
 	}{
-		{"RFC 3339 in UTC with nanoseconds", entry(now.UTC().Format(time.RFC3339Nano)), providers.Unknown},
+		// A zone is not trusted to make an order new: its wall clock may
+		// be UTC+8's with a Z. At +08:00 (or east of it) the wall clock
+		// read in UTC+8 is the instant itself.
 		{"RFC 3339 at +08:00", entry(cst(now, time.RFC3339)), providers.Unknown},
-		{"RFC 3339 at -05:00 with a fraction", entry(now.In(time.FixedZone("", -5*3600)).Format("2006-01-02T15:04:05.000Z07:00")), providers.Unknown},
-		{"RFC 3339 with a space", entry(now.UTC().Format("2006-01-02 15:04:05Z07:00")), providers.Unknown},
-		{"RFC 3339 an hour before the first attempt", entry(first.Add(-time.Hour).UTC().Format(time.RFC3339Nano)), providers.NotFound},
+		{"RFC 3339 at +08:00 with a space and a fraction", entry(cst(now, "2006-01-02 15:04:05.000Z07:00")), providers.Unknown},
+		{"RFC 3339 in UTC with nanoseconds", entry(now.UTC().Format(time.RFC3339Nano)), providers.Ambiguous},
+		{"RFC 3339 at -05:00 with a fraction", entry(now.In(time.FixedZone("", -5*3600)).Format("2006-01-02T15:04:05.000Z07:00")), providers.Ambiguous},
+		// Nor to rule our own order out: a UTC+8 wall clock written with
+		// a Z reads eight hours late, past the window's end; its wall
+		// clock read in UTC+8 is the instant, in the window.
+		{"a UTC+8 wall clock written with a Z", entry(cst(now, "2006-01-02T15:04:05") + "Z"), providers.Unknown},
+		{"RFC 3339 a day before the first attempt", entry(first.Add(-24 * time.Hour).UTC().Format(time.RFC3339Nano)), providers.NotFound},
 		{"zone-less, an hour before the first attempt", entry(cst(first.Add(-time.Hour), unicloud.QueryTimeLayout)), providers.Ambiguous},
 		{"zone-less with a T, in UTC+8", entry(cst(now, "2006-01-02T15:04:05")), providers.Unknown},
 		{"zone-less with a T and a fraction, in UTC+8", entry(cst(now, "2006-01-02T15:04:05.000")), providers.Unknown},

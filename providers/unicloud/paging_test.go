@@ -626,11 +626,11 @@ func TestParseOrderTime(t *testing.T) {
 		want  time.Time
 		slack time.Duration
 	}{
-		{"2026-01-02T10:03:00.123456789Z", true, time.Date(2026, 1, 2, 10, 3, 0, 123456789, time.UTC), 0},
-		{"2026-01-02T18:03:00+08:00", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), 0},
-		{"2026-01-02T10:03:00Z", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), 0},
-		{"2026-01-02T05:03:00.5-05:00", true, time.Date(2026, 1, 2, 10, 3, 0, 500_000_000, time.UTC), 0},
-		{"2026-01-02 18:03:00+08:00", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), 0},
+		{"2026-01-02T10:03:00.123456789Z", true, time.Date(2026, 1, 2, 10, 3, 0, 123456789, time.UTC), zoneSlack},
+		{"2026-01-02T18:03:00+08:00", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), zoneSlack},
+		{"2026-01-02T10:03:00Z", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), zoneSlack},
+		{"2026-01-02T05:03:00.5-05:00", true, time.Date(2026, 1, 2, 10, 3, 0, 500_000_000, time.UTC), zoneSlack},
+		{"2026-01-02 18:03:00+08:00", true, time.Date(2026, 1, 2, 10, 3, 0, 0, time.UTC), zoneSlack},
 		{"2026-01-02 18:03:00", true, time.Date(2026, 1, 2, 18, 3, 0, 0, cst), zoneSlack},
 		{"2026-01-02 18:03:00.250", true, time.Date(2026, 1, 2, 18, 3, 0, 250_000_000, cst), zoneSlack},
 		{"2026-01-02T18:03:00", true, time.Date(2026, 1, 2, 18, 3, 0, 0, cst), zoneSlack},
