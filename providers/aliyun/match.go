@@ -418,17 +418,22 @@ func pageRefused(err error) bool {
 func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapshot bool) (listing, error) {
 	l := listing{first: first, total: -1, totalsAgree: true}
 	seen := map[string]bool{}
+	// prevShort: the page before this one held fewer orders than asked
+	// for. Only then may a faulty-looking page after it end the listing:
+	// a total that counts only the page's entries equals the orders read
+	// after any full page, and proves nothing there.
+	prevShort := false
 	for page := first; ; page++ {
 		got, a, err := c.queryPage(ctx, p, page, page == first, snapshot)
 		if err != nil {
 			if page == first {
 				return listing{}, err
 			}
-			if pageRefused(err) && l.totalConfirms() {
+			if pageRefused(err) && l.totalConfirms() && prevShort {
 				// The page past the end refused as a parameter
-				// error, when every order the totals count was
-				// read: a server that refuses a pageNo past the
-				// end.
+				// error, after a short page, when every order the
+				// totals count was read: a server that refuses a
+				// pageNo past the end.
 				c.log.Info("aliyun order/query: the page past the end was refused as a parameter error; the totals confirm every order was read",
 					"page", page, "total", l.total, "orders", len(l.orders))
 				return l, nil
@@ -436,10 +441,10 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			return listing{}, laterPageFailed(err, page)
 		}
 		if got.NoArray {
-			// No order array on a later page: the end only when
-			// the totals confirm every order was read, and the
-			// page gives no other total.
-			if !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) {
+			// No order array on a later page: the end only after a
+			// short page, when the totals confirm every order was
+			// read, and the page gives no other total.
+			if !prevShort || !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) {
 				return listing{}, malformed(a)
 			}
 			l.last = a
@@ -455,6 +460,7 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 		if page == first {
 			l.firstIDs = ids
 		}
+		prevShort = len(got.Orders) < c.pageSize
 		if len(ids) == 0 {
 			return l, nil
 		}

@@ -249,6 +249,10 @@ func TestListingAnswersWithoutArray(t *testing.T) {
 		{"data null past the end, totals vary", []sandbox.Reply{page(3, "1", "2"), page(2, "3"), nullData}, nil, providers.Unavailable, 3},
 		{"array omitted past the end, another total", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":4}`)}, nil, providers.Unavailable, 3},
 		{"wrapped page without a list key", []sandbox.Reply{raw(`[{"pageNo":1,"pageSize":20}]`)}, nil, providers.Unavailable, 1},
+		// After a full page a total equal to the orders read may count
+		// only that page: no end there.
+		{"data null after a full page", []sandbox.Reply{page(2, "1", "2"), nullData}, nil, providers.Unavailable, 2},
+		{"array omitted after a full page", []sandbox.Reply{page(2, "1", "2"), raw(`{"total":2}`)}, nil, providers.Unavailable, 2},
 		{"entries without order fields", []sandbox.Reply{raw(`{"total":1,"list":[{"pageNo":1,"total":0}]}`)}, nil, providers.Unavailable, 1},
 	}
 	for i, tt := range tests {
@@ -300,6 +304,7 @@ func TestListingLaterPageRefused(t *testing.T) {
 		{"460 past the end of three pages", []sandbox.Reply{page(5, "1", "2"), page(5, "3", "4"), page(5, "5"), laterRefused}, []string{"1", "2", "3", "4", "5"}, 0},
 		{"2000 past the end, total confirms", []sandbox.Reply{page(1, "1"), {Code: 2000, Message: "param is invalid"}}, []string{"1"}, 0},
 		{"460, no total", []sandbox.Reply{page(-1, "1"), laterRefused}, nil, providers.Unavailable},
+		{"460 after a full page", []sandbox.Reply{page(2, "1", "2"), laterRefused}, nil, providers.Unavailable},
 		{"460, total larger", []sandbox.Reply{page(2, "1"), laterRefused}, nil, providers.Unavailable},
 		{"460, totals vary", []sandbox.Reply{page(3, "1", "2"), page(2, "3"), laterRefused}, nil, providers.Unavailable},
 		{"400, total confirms", []sandbox.Reply{page(1, "1"), {Code: 400, Message: "request error"}}, nil, providers.Unavailable},
