@@ -262,6 +262,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	slot := callSlot{ch: h.calls, guard: h.opts.Guard, provider: p.Provider}
 	defer slot.release()
 	var seen *ledger.Record // the record as this run's last step began it
+	claimedTask, _, _ := claimedMark(t)
+	handWritten := !claimedTask // a producer wrote the task (see markRan)
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
 		if err := slot.take(ctx); err != nil {
@@ -313,16 +315,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				}
 			}
 			if !ranBefore {
-				// A task a producer wrote itself (no claim header), or
-				// one whose claim was undone and that took the order on
-				// since: whether an earlier run of it ended (in a wait,
-				// which leaves asynq's retry count as it was) is in its
-				// message. One that did may have created the order.
-				ran, err := h.taskRanBefore(ctx)
+				// A task a producer wrote itself (no claim header):
+				// whether a run of it was about to send a create is
+				// marked on the task (see markRan), with the time of
+				// the first, which bounds the lookup.
+				ran, at, err := h.taskRanBefore(ctx)
 				if err != nil {
 					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 				}
 				ranBefore = ran
+				if ran && !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
+					lost.FirstAttempt = at
+				}
 			}
 			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
 				return err
@@ -365,7 +369,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began)
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, handWritten)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -379,7 +383,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // Continue with the next step when that is due at once, else the task's
 // result as err. The call gives slot back as soon as it returns. began is
 // when the step's Begin was sent.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time) (order.Then, error) {
+//
+// handWritten says the task carries no claim header (a producer wrote it):
+// a create is marked on the task before it leaves (markRan).
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, handWritten bool) (order.Then, error) {
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
@@ -429,6 +436,13 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		// if Begin had not marked it).
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
 		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the create; not sent", ref, time.Since(began).Round(time.Millisecond)))
+	}
+	if plan.Step == order.Submit && handWritten {
+		if err := h.markRan(ctx); err != nil {
+			// Not marked, not sent: the order goes back as it was.
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
+			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		}
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
@@ -589,15 +603,30 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 	return err == nil && hash != rec.ParamsHash
 }
 
-// taskRanBefore reports whether the running task ended a run before this
-// one (ledger.TaskRanBefore); false outside asynq (no task id).
-func (h *Handler) taskRanBefore(ctx context.Context) (bool, error) {
+// taskRanBefore reports whether a run of the running task was about to
+// send a create, and when the first was (ledger.TaskRanBefore); false
+// outside asynq (no task id).
+func (h *Handler) taskRanBefore(ctx context.Context) (bool, time.Time, error) {
 	id, ok := asynq.GetTaskID(ctx)
 	if !ok {
-		return false, nil
+		return false, time.Time{}, nil
 	}
 	queue, _ := asynq.GetQueueName(ctx)
 	return h.ledger.TaskRanBefore(ctx, queue, id)
+}
+
+// markRan marks the running task as about to send a create
+// (ledger.MarkTaskRan), for a task a producer wrote itself: nothing else
+// tells a later run that finds the order's record lost that the order may
+// exist (a task the Enqueuer or the reconciler queued carries its claim).
+// Outside asynq (no task id) there is nothing to mark.
+func (h *Handler) markRan(ctx context.Context) error {
+	id, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		return nil
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	return h.ledger.MarkTaskRan(ctx, queue, id, time.Now())
 }
 
 // adopt records an order whose task runs without a record: a producer that

@@ -503,3 +503,64 @@ func memSetup(t *testing.T, lo *ledger.Options, prov providers.Provider) (*tasks
 	set.Add(prov)
 	return srv, rdb, ledger.New(rdb, lo), set
 }
+
+// holdOnce is a breaker that holds its provider back once, then lets
+// everything through.
+type holdOnce struct{ n atomic.Int64 }
+
+func (g *holdOnce) Wait(context.Context, string) (time.Duration, error) {
+	if g.n.Add(1) == 1 {
+		return 30 * time.Millisecond, nil
+	}
+	return 0, nil
+}
+func (g *holdOnce) Done(string, error) {}
+
+// A task a producer wrote itself whose first run waited before reaching
+// the ledger (the breaker held it) is a new order on its next run, created
+// once: only a run about to send a create marks the task as one that may
+// have created the order. (Taken for a lost record, an Aliyun order without
+// a snapshot could never be looked up, and would wait until its deadline.)
+func TestProducersTaskThatWaitedFirstIsCreated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sb := aliyunsandbox.New("SnapKey", "snap-secret", "snap-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "SnapKey", AppSecret: providers.Secret("snap-secret"), ProjectID: "snap-project"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, l, set := memSetup(t, nil, c)
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet, ListingLag: -1, Guard: &holdOnce{},
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	opt := asynq.RedisClientOpt{Addr: srv.Addr}
+	s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
+		DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	payload := []byte(`{"provider":"aliyun","order_no":"Hand-W","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`)
+	if _, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, payload), asynq.Queue(tasks.DefaultQueue),
+		asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID("aliyun", "Hand-W"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "Hand-W"}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rec, _ := l.Get(ctx, ref)
+		if rec != nil && sb.Count("dev1") == 1 && (rec.State == ledger.StatePending || rec.State == ledger.StatePaid) {
+			for _, a := range rec.History {
+				if a.Call == "lookup" {
+					t.Errorf("history %+v: looked up as a lost record", rec.History)
+				}
+			}
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("not created once: record %+v, orders at the provider %d", rec, sb.Count("dev1"))
+		}
+	}
+}

@@ -69,7 +69,7 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if errors.Is(err, tasks.ErrNoKeyToCompare) {
-		h.unavailable(w, r, err, "the order was not accepted: "+tasks.ErrNoKeyToCompare.Error(), nil)
+		h.unavailable(w, r, err, "this server cannot answer for the order: "+tasks.ErrNoKeyToCompare.Error(), nil)
 		return
 	}
 	if err != nil {

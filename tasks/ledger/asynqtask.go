@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -90,61 +92,42 @@ const asynqQueuesKey = "asynq:queues"
 // script (ErrTaskNotInClaim).
 func (l *Ledger) QueuesTasks() bool { return l.batch.cluster == nil && !l.noTasks.Load() }
 
-// TaskRanBefore reports whether asynq's task id in queue has ended a run
-// before this one: asynq writes into a task's message, each time it puts
-// the task back after a run (a counted failure or not), the run's error
-// and time (error_msg, last_failed_at), and counts failures (retried). A
-// task that never ran, or that does not exist, reports false. The message
-// is the task's hash field "msg" (see Task.message for the layout).
-func (l *Ledger) TaskRanBefore(ctx context.Context, queue, id string) (bool, error) {
-	msg, err := l.rdb.HGet(ctx, asynqTaskKey(queue, id), "msg").Bytes()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return ranBefore(msg), nil
+// ranField is the field of asynq's task hash where a run that is about to
+// send a create records it (MarkTaskRan): asynq's own scripts rewrite only
+// the hash's msg, state and the like, and delete the hash when the task
+// is done, so the field lasts as long as the task, through retries, waits,
+// recoveries and requeues at shutdown alike.
+const ranField = "orderworker_ran"
+
+// markTaskRanScript sets ranField (KEYS[1], ARGV[1]) unless set, on a
+// task hash that exists.
+var markTaskRanScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], '` + ranField + `', ARGV[1])
+`)
+
+// MarkTaskRan records on asynq's task id in queue that a run of it is
+// about to send a create, at at (the first such time is kept): should
+// Redis lose the order's record, a later run knows that the order may
+// exist, and from when (TaskRanBefore).
+func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time) error {
+	return markTaskRanScript.Run(ctx, l.rdb, []string{asynqTaskKey(queue, id)}, at.UnixMilli()).Err()
 }
 
-// ranBefore reads asynq's TaskMessage b for a sign of an earlier run:
-// retried (6), error_msg (7) or last_failed_at (11) set. A message that
-// cannot be read counts as one that ran: the caller then looks the order
-// up before anything is submitted, the safe side.
-func ranBefore(b []byte) bool {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return true
-		}
-		b = b[n:]
-		switch {
-		case (num == 6 || num == 11) && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return true
-			}
-			if v != 0 {
-				return true
-			}
-			b = b[n:]
-			continue
-		case num == 7 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return true
-			}
-			if len(v) > 0 {
-				return true
-			}
-			b = b[n:]
-			continue
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return true
-		}
-		b = b[n:]
+// TaskRanBefore reports whether a run of asynq's task id in queue sent a
+// create, or was about to (MarkTaskRan), and when the first one did. A
+// task never marked, or one that does not exist, reports false.
+func (l *Ledger) TaskRanBefore(ctx context.Context, queue, id string) (bool, time.Time, error) {
+	v, err := l.rdb.HGet(ctx, asynqTaskKey(queue, id), ranField).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, time.Time{}, nil
 	}
-	return false
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return true, time.Time{}, nil // marked, time unreadable
+	}
+	return true, time.UnixMilli(ms), nil
 }

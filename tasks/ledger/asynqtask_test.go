@@ -168,12 +168,11 @@ func TestQueueAddedWithTheFirstTaskWritten(t *testing.T) {
 	}
 }
 
-// TaskRanBefore reads asynq's own record of a run in the task's message: a
-// task never run answers false, one put back after a run that was not
-// counted as a failure (a wait: asynq's retry count stays 0) answers true,
-// and so does one whose failure was counted; a task that does not exist
-// answers false.
-func TestTaskRanBeforeReadsAsynqsMessage(t *testing.T) {
+// TaskRanBefore reads the mark a run leaves on its task before a create
+// (MarkTaskRan): false before any, true with the first mark's time after,
+// through asynq's own retries of the task; a task that does not exist is
+// not created by a mark.
+func TestTaskRanBeforeReadsTheMark(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	srv := taskstest.StartRedis(t, nil)
@@ -182,55 +181,58 @@ func TestTaskRanBeforeReadsAsynqsMessage(t *testing.T) {
 	opt := asynq.RedisClientOpt{Addr: srv.Addr}
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
-	for _, id := range []string{"wait-1", "fail-1"} {
-		if _, err := client.Enqueue(asynq.NewTask("t", []byte("x")), asynq.TaskID(id), asynq.Queue("q"), asynq.MaxRetry(5)); err != nil {
+	if _, err := client.Enqueue(asynq.NewTask("t", []byte("x")), asynq.TaskID("wait-1"), asynq.Queue("q"), asynq.MaxRetry(5)); err != nil {
+		t.Fatal(err)
+	}
+	if ran, _, err := l.TaskRanBefore(ctx, "q", "wait-1"); err != nil || ran {
+		t.Fatalf("before any mark: %v, %v; want false", ran, err)
+	}
+	first := time.UnixMilli(1_700_000_000_000)
+	for _, at := range []time.Time{first, first.Add(time.Hour)} {
+		if err := l.MarkTaskRan(ctx, "q", "wait-1", at); err != nil {
 			t.Fatal(err)
 		}
-		if ran, err := l.TaskRanBefore(ctx, "q", id); err != nil || ran {
-			t.Fatalf("%s before any run: %v, %v; want false", id, ran, err)
-		}
 	}
-	if ran, err := l.TaskRanBefore(ctx, "q", "none"); err != nil || ran {
-		t.Fatalf("no such task: %v, %v; want false", ran, err)
+	if err := l.MarkTaskRan(ctx, "q", "none", first); err != nil {
+		t.Fatal(err)
 	}
+	if n, _ := rdb.Exists(ctx, "asynq:{q}:t:none").Result(); n != 0 {
+		t.Errorf("a mark created the hash of a task that does not exist")
+	}
+	// A run that waits (asynq puts the task back, not counted as a
+	// failure) keeps the mark.
 	errWait := errors.New("waiting")
-	done := make(chan string, 2)
-	s := asynq.NewServer(opt, asynq.Config{Concurrency: 2, Queues: map[string]int{"q": 1},
+	done := make(chan struct{}, 1)
+	s := asynq.NewServer(opt, asynq.Config{Concurrency: 1, Queues: map[string]int{"q": 1},
 		IsFailure:      func(err error) bool { return !errors.Is(err, errWait) },
 		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour },
 		Logger:         quietAsynq{}})
-	err := s.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
-		id, _ := asynq.GetTaskID(ctx)
-		defer func() { done <- id }()
-		if id == "wait-1" {
-			return errWait
-		}
-		return errors.New("failed")
-	}))
-	if err != nil {
+	if err := s.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		done <- struct{}{}
+		return errWait
+	})); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
-	for range 2 {
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the tasks did not run")
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the task did not run")
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if st, _ := rdb.HGet(ctx, "asynq:{q}:t:wait-1", "state").Result(); st == "retry" {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the task was not put back")
 		}
 	}
-	for _, id := range []string{"wait-1", "fail-1"} {
-		for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			ran, err := l.TaskRanBefore(ctx, "q", id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ran {
-				break
-			}
-			if time.Now().After(end) {
-				t.Fatalf("%s after a run: false, want true", id)
-			}
-		}
+	ran, at, err := l.TaskRanBefore(ctx, "q", "wait-1")
+	if err != nil || !ran || !at.Equal(first) {
+		t.Fatalf("after a mark and a retry: %v, %v, %v; want true at the first mark's time %v", ran, at, err, first)
+	}
+	if ran, _, err := l.TaskRanBefore(ctx, "q", "none"); err != nil || ran {
+		t.Fatalf("no such task: %v, %v; want false", ran, err)
 	}
 }
 
@@ -242,3 +244,56 @@ func (quietAsynq) Info(...any)  {}
 func (quietAsynq) Warn(...any)  {}
 func (quietAsynq) Error(...any) {}
 func (quietAsynq) Fatal(...any) {}
+
+// UnclaimQueued takes back a claim with the task it queued, and only
+// that: not a task queued before under the same id (which the claim left
+// alone), not a record another claim has found since (answered duplicate:
+// accepted), not a task a worker took.
+func TestUnclaimQueuedTakesBackOnlyItsOwn(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	task := func(no, token string) *ledger.Task {
+		return &ledger.Task{Type: "order:submit", Payload: []byte(no), ID: "tencent:" + no, Queue: "orders", Retry: 1000, Timeout: 300,
+			Headers: map[string]string{"orderworker-claimed": "1700000000000:" + token}}
+	}
+	claim := func(no, token string, tk *ledger.Task) {
+		t.Helper()
+		if _, err := l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ledger.Ref{Provider: "tencent", OrderNo: no}, Params: []byte(`{}`), ParamsHash: "h", Token: token, Task: tk}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	left := func(no string) (record, task bool) {
+		r, _ := rdb.Exists(ctx, "orderworker:{ledger}:order:tencent:"+no).Result()
+		k, _ := rdb.Exists(ctx, "asynq:{orders}:t:tencent:"+no).Result()
+		return r == 1, k == 1
+	}
+	// Its own: taken back.
+	claim("U1", "tok-1", task("U1", "tok-1"))
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-1", task("U1", "tok-1")); err != nil || !ok {
+		t.Fatalf("UnclaimQueued of its own = %v, %v; want true", ok, err)
+	}
+	if r, k := left("U1"); r || k {
+		t.Errorf("U1: record %v, task %v left; want neither", r, k)
+	}
+	// A task queued before (the record was lost): left, with the record.
+	claim("U2", "tok-old", task("U2", "tok-old"))
+	if err := rdb.Del(ctx, "orderworker:{ledger}:order:tencent:U2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	claim("U2", "tok-2", task("U2", "tok-2"))
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U2"}, "tok-2", task("U2", "tok-2")); err != nil || ok {
+		t.Fatalf("UnclaimQueued over an earlier task = %v, %v; want false", ok, err)
+	}
+	if r, k := left("U2"); !r || !k {
+		t.Errorf("U2: record %v, task %v; want both kept", r, k)
+	}
+	// Found by another claim since (a duplicate answer): kept.
+	claim("U3", "tok-3", task("U3", "tok-3"))
+	claim("U3", "tok-3b", task("U3", "tok-3b"))
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U3"}, "tok-3", task("U3", "tok-3")); err != nil || ok {
+		t.Fatalf("UnclaimQueued after a duplicate = %v, %v; want false", ok, err)
+	}
+	if r, k := left("U3"); !r || !k {
+		t.Errorf("U3: record %v, task %v; want both kept", r, k)
+	}
+}

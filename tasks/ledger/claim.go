@@ -229,10 +229,12 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 }
 
 // unclaimScript deletes a record still queued under the claim ARGV[1],
-// and remembers for ARGV[3] seconds that it undid that claim (KEYS[3]).
+// and remembers for ARGV[3] seconds that it undid that claim (KEYS[3]). A
+// record another claim of the order found since (resent: answered
+// duplicate, that is accepted) is kept.
 var unclaimScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created')
-if cur[5] ~= cur[6] then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent')
+if cur[5] ~= cur[6] or (cur[7] or '') ~= '' then return 0 end
 if (cur[3] or '') ~= '' then
   local t = redis.call('TIME')
   if (tonumber(cur[4] or '0') or 0) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
@@ -281,19 +283,23 @@ func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 
 // unqueueScript is unclaimScript for a claim that queued its task (ARGV[4]
 // its id; KEYS[4] its hash, KEYS[5] the pending list): it deletes the
-// record only together with the task, and only while the task is still
-// pending (no worker took it); otherwise it changes nothing.
+// record only together with the task, only while the task is still
+// pending (no worker took it) and is this claim's (its message carries
+// the claim's token: a task queued before, which the claim left alone, is
+// another's), and only while no other claim found the record (resent);
+// otherwise it changes nothing.
 var unqueueScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created')
-if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent')
+if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] or (cur[7] or '') ~= '' then return 0 end
 if (cur[3] or '') ~= '' then
   local t = redis.call('TIME')
   if (tonumber(cur[4] or '0') or 0) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
     return 0
   end
 end
-local st = redis.call('HGET', KEYS[4], 'state')
-if st and st ~= 'pending' then return 0 end
+local task = redis.call('HMGET', KEYS[4], 'state', 'msg')
+local st = task[1]
+if st and (st ~= 'pending' or not string.find(task[2] or '', ARGV[1], 1, true)) then return 0 end
 if st then
   redis.call('LREM', KEYS[5], 0, ARGV[4])
   redis.call('DEL', KEYS[4])

@@ -109,6 +109,14 @@ func (e entryID) String() string {
 
 func (e entryID) less(o entryID) bool { return e.ms < o.ms || e.ms == o.ms && e.seq < o.seq }
 
+// next is the id just after e.
+func (e entryID) next() entryID {
+	if e.seq < math.MaxUint64 {
+		return entryID{e.ms, e.seq + 1}
+	}
+	return entryID{e.ms + 1, 0}
+}
+
 // before is the id just before e (0-0 for 0-0 and 0-1).
 func (e entryID) before() entryID {
 	switch {
@@ -280,15 +288,17 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 
 // trimmedAfter reports whether retention may have removed entries after
 // at: the stream was trimmed (it holds fewer entries than were ever added,
-// Redis 7) and at is older than the oldest entry it keeps. It errs on the
-// side of saying so when at was the very last entry trimmed.
+// Redis 7) and the oldest entry it keeps comes after the id just after at
+// (an entry kept right after at shows nothing after at is gone: so for a
+// shard's position just before its first entry, see ReadEvents). It errs
+// on the side of saying so when at was the very last entry trimmed.
 func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool {
 	info, err := l.rdb.XInfoStream(ctx, key).Result()
 	if err != nil || info.EntriesAdded <= info.Length || info.FirstEntry.ID == "" {
 		return false
 	}
 	first, ok := parseEntry(info.FirstEntry.ID)
-	return ok && at.less(first)
+	return ok && at.next().less(first)
 }
 
 // Events returns up to limit events after the position after (see

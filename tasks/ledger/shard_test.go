@@ -323,3 +323,39 @@ func TestShardedEventsReportTrimsOfAShardNotYetRead(t *testing.T) {
 		t.Errorf("after %q: %d events, missed false; want missed (100..107 were trimmed unread)", page.Next, len(next.Events))
 	}
 }
+
+// The position kept before a shard's first event reports nothing missed
+// while that event is still there, however much was trimmed before it.
+func TestShardedEventsNoMissedWhileTheFirstIsKept(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, &ledger.Options{Shards: 2})
+	streams := l.EventStreams()
+	add := func(stream string, ms int) {
+		t.Helper()
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-0", ms),
+			Values: []any{"type", "order.paid", "provider", "p", "order_no", fmt.Sprint(ms), "state", "paid"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ms := 1; ms <= 5; ms++ {
+		add(streams[0].Key, ms)
+	}
+	for ms := 90; ms <= 110; ms++ {
+		add(streams[1].Key, ms)
+	}
+	if err := rdb.XTrimMaxLen(ctx, streams[1].Key, 11).Err(); err != nil { // 90..99 trimmed before any read
+		t.Fatal(err)
+	}
+	page, err := l.ReadEvents(ctx, "", 3)
+	if err != nil || len(page.Events) != 3 {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	next, err := l.ReadEvents(ctx, page.Next, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Missed || len(next.Events) != 2+11 {
+		t.Errorf("after %q: %d events, missed %v; want 13, nothing missed", page.Next, len(next.Events), next.Missed)
+	}
+}
