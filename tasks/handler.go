@@ -262,8 +262,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	slot := callSlot{ch: h.calls, guard: h.opts.Guard, provider: p.Provider}
 	defer slot.release()
 	var seen *ledger.Record // the record as this run's last step began it
-	claimedTask, _, _ := claimedMark(t)
-	handWritten := !claimedTask // a producer wrote the task (see markRan)
+	// The claim this task was queued for ("" for one a producer wrote
+	// itself, or one the reconciler queued): a run of a task that is not
+	// the record's own claim's marks its creates on it (see markRan).
+	_, _, taskClaim := claimedMark(t)
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
 		if err := slot.take(ctx); err != nil {
@@ -314,16 +316,17 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 					lost.FirstAttempt = at
 				}
 			}
-			if !ranBefore {
-				// A task a producer wrote itself (no claim header):
-				// whether a run of it was about to send a create is
-				// marked on the task (see markRan), with the time of
-				// the first, which bounds the lookup.
+			if !ranBefore || lost.FirstAttempt.IsZero() {
+				// A task not queued with the record's claim (see
+				// markRan): whether a run of it was about to send a
+				// create is marked on the task, with the time of the
+				// first, which bounds the lookup (also when asynq's
+				// retry count already says it ran).
 				ran, at, err := h.taskRanBefore(ctx)
 				if err != nil {
 					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 				}
-				ranBefore = ran
+				ranBefore = ranBefore || ran
 				if ran && !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
 					lost.FirstAttempt = at
 				}
@@ -369,7 +372,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, handWritten)
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, taskClaim == "" || taskClaim != rec.Claim)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -384,9 +387,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // result as err. The call gives slot back as soon as it returns. began is
 // when the step's Begin was sent.
 //
-// handWritten says the task carries no claim header (a producer wrote it):
-// a create is marked on the task before it leaves (markRan).
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, handWritten bool) (order.Then, error) {
+// mark says the task is not the one queued with the record's claim (a
+// producer wrote it, the reconciler queued it, or its own claim was undone
+// and it took on the order of another): a create is marked on the task
+// before it leaves (markRan), as nothing else would tell a later run that
+// finds the record lost that the order may exist.
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, mark bool) (order.Then, error) {
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
@@ -428,6 +434,13 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
+	if plan.Step == order.Submit && mark {
+		if err := h.markRan(ctx); err != nil {
+			// Not marked, not sent: the order goes back as it was.
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
+			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		}
+	}
 	if plan.Step == order.Submit && time.Since(began) > h.opts.LeaseTTL/3 {
 		// The process stalled (a long pause, a frozen VM) between Begin
 		// and here: the lease may have run out, and another run may be
@@ -436,13 +449,6 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		// if Begin had not marked it).
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
 		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the create; not sent", ref, time.Since(began).Round(time.Millisecond)))
-	}
-	if plan.Step == order.Submit && handWritten {
-		if err := h.markRan(ctx); err != nil {
-			// Not marked, not sent: the order goes back as it was.
-			h.settleQuiet(ref, token, ledger.Unmark(rec))
-			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
-		}
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())

@@ -383,7 +383,7 @@ func TestNoCallFreesTheBreakersTrial(t *testing.T) {
 // (its task queued after all) is still taken for a new one.
 func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 	t.Parallel()
-	rec, b := loseRecordWhilePending(t, "Poll-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer) error {
+	rec, b := loseRecordWhilePending(t, "Poll-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer, _ *ledger.Ledger) error {
 		res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Poll-1","params":{"item":"sku-1","qty":2}}`))
 		if err == nil && res.Status != tasks.Enqueued {
 			err = fmt.Errorf("%+v", res)
@@ -403,9 +403,36 @@ func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 // the record gone knows the task ran before, and looks the order up.
 func TestLostRecordOfAProducersTaskIsLookedUp(t *testing.T) {
 	t.Parallel()
-	rec, b := loseRecordWhilePending(t, "Hand-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer) error {
+	rec, b := loseRecordWhilePending(t, "Hand-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer, _ *ledger.Ledger) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{"provider":"mem","order_no":"Hand-1","params":{"item":"sku-1","qty":2}}`)),
 			asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Hand-1")))
+		return err
+	}, false)
+	if n := b.Calls("create"); n != 1 {
+		t.Fatalf("%d creates after the record was lost (record %+v)", n, rec)
+	}
+}
+
+// A task queued for a claim that was undone (its enqueue answered an
+// error, yet it got queued) takes the order on as a new one: its creates
+// are marked on it, so that when Redis later loses the record, the order
+// is looked up, not created again.
+func TestLostRecordOfATaskWhoseClaimWasUndoneIsLookedUp(t *testing.T) {
+	t.Parallel()
+	rec, b := loseRecordWhilePending(t, "Undone-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer, l *ledger.Ledger) error {
+		params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+		hash, _ := tasks.ParamsHash(params)
+		ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Undone-1"}
+		cr, err := l.Claim(ctx, ref, params, hash)
+		if err != nil {
+			return err
+		}
+		if err := l.Unclaim(ctx, ref, cr.Token); err != nil {
+			return err
+		}
+		payload := []byte(`{"provider":"mem","order_no":"Undone-1","params":{"item":"sku-1","qty":2}}`)
+		task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, payload, map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", time.Now().UnixMilli(), cr.Token)})
+		_, err = client.EnqueueContext(ctx, task, asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Undone-1")))
 		return err
 	}, false)
 	if n := b.Calls("create"); n != 1 {
@@ -421,7 +448,7 @@ func TestLostRecordOfAProducersTaskIsLookedUp(t *testing.T) {
 func TestLostRecordAfterACountedRetryKeepsTheClaimsTime(t *testing.T) {
 	t.Parallel()
 	before := time.Now()
-	rec, b := loseRecordWhilePending(t, "Retried-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer) error {
+	rec, b := loseRecordWhilePending(t, "Retried-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer, _ *ledger.Ledger) error {
 		_, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Retried-1","params":{"item":"sku-1","qty":2}}`))
 		return err
 	}, true)
@@ -439,7 +466,7 @@ func TestLostRecordAfterACountedRetryKeepsTheClaimsTime(t *testing.T) {
 // its record as a Redis that lost it would, and returns the record as the
 // worker recorded it again, after a few more polls, and the backend. The
 // order must then be pending or unknown: looked up, never created again.
-func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Context, *asynq.Client, *tasks.Enqueuer) error, firstFails bool) (*ledger.Record, *memprov.Backend) {
+func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Context, *asynq.Client, *tasks.Enqueuer, *ledger.Ledger) error, firstFails bool) (*ledger.Record, *memprov.Backend) {
 	t.Helper()
 	ctx := context.Background()
 	b := memprov.NewBackend("")
@@ -456,7 +483,7 @@ func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Contex
 		DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
-	if err := enqueue(ctx, client, tasks.NewEnqueuer(client, l, set, nil)); err != nil {
+	if err := enqueue(ctx, client, tasks.NewEnqueuer(client, l, set, nil), l); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Start(mux); err != nil {

@@ -429,11 +429,11 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			if page == first {
 				return listing{}, err
 			}
-			if pageRefused(err) && l.totalConfirms() && prevShort {
+			if pageRefused(err) && l.totalConfirms() && prevShort && c.sameAgain(ctx, p, page, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) }) {
 				// The page past the end refused as a parameter
-				// error, after a short page, when every order the
-				// totals count was read: a server that refuses a
-				// pageNo past the end.
+				// error twice in a row, after a short page, when
+				// every order the totals count was read: a server
+				// that refuses a pageNo past the end.
 				c.log.Info("aliyun order/query: the page past the end was refused as a parameter error; the totals confirm every order was read",
 					"page", page, "total", l.total, "orders", len(l.orders))
 				return l, nil
@@ -444,7 +444,10 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			// No order array on a later page: the end only after a
 			// short page, when the totals confirm every order was
 			// read, and the page gives no other total.
-			if !prevShort || !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) {
+			if !prevShort || !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) ||
+				!c.sameAgain(ctx, p, page, snapshot, func(g OrderList, err error) bool {
+					return err == nil && g.NoArray && (g.Total < 0 || g.Total == l.total)
+				}) {
 				return listing{}, malformed(a)
 			}
 			l.last = a
@@ -484,6 +487,16 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 		}
 		l.add(got.Orders, seen)
 	}
+}
+
+// sameAgain reads page again and reports whether its answer is still one
+// that ends the listing (same): a page that ends a listing without showing
+// an empty order array (refused, or without one) must say so twice in a
+// row. Once could be a fault on a server whose page is shorter than asked
+// and whose total counts only that page, which the totals would confirm.
+func (c *Client) sameAgain(ctx context.Context, p CreateParams, page int, snapshot bool, same func(OrderList, error) bool) bool {
+	got, _, err := c.queryPage(ctx, p, page, false, snapshot)
+	return same(got, err)
 }
 
 // laterPageFailed is the error of a page after the first that failed. A

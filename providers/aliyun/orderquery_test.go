@@ -233,13 +233,15 @@ func TestListingAnswersWithoutArray(t *testing.T) {
 		{"another key, empty, total 0", []sandbox.Reply{raw(`{"total":0,"orders":[]}`)}, []string{}, 0, 1},
 		{"array omitted, total 0", []sandbox.Reply{raw(`{"total":0}`)}, []string{}, 0, 1},
 		{"array null, total 0", []sandbox.Reply{raw(`{"total":0,"list":null}`)}, []string{}, 0, 1},
-		{"another key, with orders", []sandbox.Reply{raw(`{"total":1,"orders":[{"orderId":"1","commodityCode":"c","copies":9}]}`), raw(`{"total":1,"orders":[]}`)}, []string{"1"}, 0, 2},
-		{"data null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), nullData}, []string{"1", "2", "3"}, 0, 3},
-		{"array omitted past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3}`)}, []string{"1", "2", "3"}, 0, 3},
-		{"array null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3,"data":null}`)}, []string{"1", "2", "3"}, 0, 3},
+		{"another key, with orders", []sandbox.Reply{raw(`{"total":1,"orders":[{"orderId":"1","commodityCode":"c","copies":9}]}`), raw(`{"total":1,"orders":[]}`), raw(`{"total":1,"orders":[]}`)}, []string{"1"}, 0, 3},
+		{"data null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), nullData, nullData}, []string{"1", "2", "3"}, 0, 4},
+		{"array omitted past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3}`), raw(`{"total":3}`)}, []string{"1", "2", "3"}, 0, 4},
+		{"array null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3,"data":null}`), raw(`{"total":3,"data":null}`)}, []string{"1", "2", "3"}, 0, 4},
 		{"wrapped pages", []sandbox.Reply{wrapped(1, 3, "1", "2"), wrapped(2, 3, "3"), wrapped(3, 3)}, []string{"1", "2", "3"}, 0, 3},
 		{"wrapped, empty device", []sandbox.Reply{emptyWrapped}, []string{}, 0, 1},
-		{"wrapped, null list past the end", []sandbox.Reply{wrapped(1, 1, "1"), raw(`[{"pageNo":2,"total":1,"orderList":null}]`)}, []string{"1"}, 0, 2},
+		{"wrapped, null list past the end", []sandbox.Reply{wrapped(1, 1, "1"), raw(`[{"pageNo":2,"total":1,"orderList":null}]`), raw(`[{"pageNo":2,"total":1,"orderList":null}]`)}, []string{"1"}, 0, 3},
+		// Said once only, then a page with orders: not the end.
+		{"data null past the end once", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), nullData, page(4, "4")}, nil, providers.Unavailable, 4},
 		// Not confirmed.
 		{"first page, array omitted, total 2", []sandbox.Reply{raw(`{"total":2}`)}, nil, providers.Unavailable, 1},
 		{"first page, array null, no total", []sandbox.Reply{raw(`{"list":null}`)}, nil, providers.Unavailable, 1},
@@ -300,9 +302,10 @@ func TestListingLaterPageRefused(t *testing.T) {
 		known   []string       // the snapshot; nil when code is set
 		code    providers.Code // Prepare's and Lookup's failure
 	}{
-		{"460 past the end, total confirms", []sandbox.Reply{page(1, "1"), laterRefused}, []string{"1"}, 0},
-		{"460 past the end of three pages", []sandbox.Reply{page(5, "1", "2"), page(5, "3", "4"), page(5, "5"), laterRefused}, []string{"1", "2", "3", "4", "5"}, 0},
-		{"2000 past the end, total confirms", []sandbox.Reply{page(1, "1"), {Code: 2000, Message: "param is invalid"}}, []string{"1"}, 0},
+		{"460 past the end, total confirms", []sandbox.Reply{page(1, "1"), laterRefused, laterRefused}, []string{"1"}, 0},
+		{"460 past the end of three pages", []sandbox.Reply{page(5, "1", "2"), page(5, "3", "4"), page(5, "5"), laterRefused, laterRefused}, []string{"1", "2", "3", "4", "5"}, 0},
+		{"2000 past the end, total confirms", []sandbox.Reply{page(1, "1"), {Code: 2000, Message: "param is invalid"}, {Code: 2000, Message: "param is invalid"}}, []string{"1"}, 0},
+		{"460 past the end once, then orders", []sandbox.Reply{page(1, "1"), laterRefused, page(2, "2")}, nil, providers.Unavailable},
 		{"460, no total", []sandbox.Reply{page(-1, "1"), laterRefused}, nil, providers.Unavailable},
 		{"460 after a full page", []sandbox.Reply{page(2, "1", "2"), laterRefused}, nil, providers.Unavailable},
 		{"460, total larger", []sandbox.Reply{page(2, "1"), laterRefused}, nil, providers.Unavailable},
@@ -347,7 +350,7 @@ func TestListingLaterPageRefused(t *testing.T) {
 	t.Run("lookup finds ours before the refusal", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, nil)
-		f.sb.Inject(aliyun.PathQuery, listed(2, entry("1"), ourEntry("2", nil)), laterRefused)
+		f.sb.Inject(aliyun.PathQuery, listed(2, entry("1"), ourEntry("2", nil)), laterRefused, laterRefused)
 		o := testOrder(3399)
 		o.Known = []string{"1"}
 		o.Owned = func(context.Context, string) (bool, error) { return false, nil }

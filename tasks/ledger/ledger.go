@@ -93,7 +93,10 @@ type Record struct {
 	// Such an order's identification is never started anew (see
 	// Transition.Afresh): a not-found believed after the listing lag is
 	// not proof.
-	MayHaveExisted  bool   `json:"-"`
+	MayHaveExisted bool `json:"-"`
+	// Claim is the token of the claim that created the record (a task
+	// queued with it carries it; see ClaimArgs.Token).
+	Claim           string `json:"-"`
 	ProviderOrderID string `json:"provider_order_id,omitempty"`
 	Reason          string `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target
@@ -323,6 +326,8 @@ func (r *Record) set(k, v string) {
 		r.MayHaveExisted = true
 	case "provider_order_id":
 		r.ProviderOrderID = v
+	case "claim":
+		r.Claim = v
 	case "reason":
 		r.Reason = v
 	case "created":
