@@ -109,9 +109,15 @@ return redis.call('HSETNX', KEYS[1], '` + ranField + `', ARGV[1])
 // MarkTaskRan records on asynq's task id in queue that a run of it is
 // about to send a create, at at (the first such time is kept): should
 // Redis lose the order's record, a later run knows that the order may
-// exist, and from when (TaskRanBefore).
+// exist, and from when (TaskRanBefore). With durable writes on, it is
+// ErrNotDurable until the replicas have the mark, as a create's in-flight
+// mark is (a failover must not keep the record and lose the mark).
 func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time) error {
-	return markTaskRanScript.Run(ctx, l.rdb, []string{asynqTaskKey(queue, id)}, at.UnixMilli()).Err()
+	_, durable, err := l.run(ctx, markTaskRanScript, true, []string{asynqTaskKey(queue, id)}, at.UnixMilli())
+	if err == nil && !durable {
+		return ErrNotDurable
+	}
+	return err
 }
 
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a

@@ -297,3 +297,33 @@ func TestUnclaimQueuedTakesBackOnlyItsOwn(t *testing.T) {
 		t.Errorf("U3: record %v, task %v; want both kept", r, k)
 	}
 }
+
+// A task's mark counts only once the replicas have it, as an in-flight
+// mark does: with the replica hung, MarkTaskRan is ErrNotDurable (the
+// create is then not sent).
+func TestMarkTaskRanWaitsForTheReplicas(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	rep := rs.AttachReplica(t)
+	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { client.Close() })
+	if _, err := client.Enqueue(asynq.NewTask("t", []byte("x")), asynq.TaskID("m-1"), asynq.Queue("q")); err != nil {
+		t.Fatal(err)
+	}
+	rep.Pause(t)
+	if err := l.MarkTaskRan(ctx, "q", "m-1", time.Now()); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Fatalf("MarkTaskRan with the replica hung = %v, want ErrNotDurable", err)
+	}
+	rep.Resume()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := l.MarkTaskRan(ctx, "q", "m-1", time.Now())
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("MarkTaskRan once the replica is back: %v", err)
+		}
+	}
+}
