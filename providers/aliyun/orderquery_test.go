@@ -260,29 +260,7 @@ func TestListingAnswersWithoutArray(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-			o := testOrder(3200 + i)
-			f.sb.Inject(aliyun.PathQuery, tt.replies...)
-			known, err := f.c.Prepare(ctx(t), o)
-			if n := f.sb.Calls(aliyun.PathQuery); n != tt.calls {
-				t.Errorf("Prepare made %d order/query calls, want %d", n, tt.calls)
-			}
-			if tt.code != providers.OK {
-				if providers.CodeOf(err) != tt.code || known != nil {
-					t.Fatalf("Prepare = %#v, %v; want %v", known, err, tt.code)
-				}
-			} else if err != nil || known == nil || !slices.Equal(known, tt.known) {
-				t.Fatalf("Prepare = %#v, %v; want %v", known, err, tt.known)
-			}
-			// The same answers to a lookup: complete listings show
-			// nothing new (not_found); the others are unavailable.
-			f.sb.Inject(aliyun.PathQuery, tt.replies...)
-			o.Known = append([]string{}, tt.known...)
-			o.Owned = func(context.Context, string) (bool, error) { return false, nil }
-			want := cmpCode(tt.code, providers.NotFound)
-			if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != want {
-				t.Fatalf("Lookup = %+v, %v; want %v", r, err, want)
-			}
+			prepareThenLookup(t, testOrder(3200+i), tt.replies, tt.known, tt.code, tt.calls)
 		})
 	}
 }
@@ -323,27 +301,7 @@ func TestListingLaterPageRefused(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-			o := testOrder(3300 + i)
-			f.sb.Inject(aliyun.PathQuery, tt.replies...)
-			known, err := f.c.Prepare(ctx(t), o)
-			if n := f.sb.Calls(aliyun.PathQuery); n != len(tt.replies) {
-				t.Errorf("Prepare made %d order/query calls, want %d", n, len(tt.replies))
-			}
-			if tt.code != providers.OK {
-				if providers.CodeOf(err) != tt.code || known != nil {
-					t.Fatalf("Prepare = %#v, %v; want %v", known, err, tt.code)
-				}
-			} else if err != nil || !slices.Equal(known, tt.known) {
-				t.Fatalf("Prepare = %#v, %v; want %v", known, err, tt.known)
-			}
-			f.sb.Inject(aliyun.PathQuery, tt.replies...)
-			o.Known = append([]string{}, tt.known...)
-			o.Owned = func(context.Context, string) (bool, error) { return false, nil }
-			want := cmpCode(tt.code, providers.NotFound)
-			if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != want {
-				t.Fatalf("Lookup = %+v, %v; want %v", r, err, want)
-			}
+			prepareThenLookup(t, testOrder(3300+i), tt.replies, tt.known, tt.code, len(tt.replies))
 		})
 	}
 	// Found on the first page, with the page past the end refused: ours.
@@ -382,6 +340,35 @@ func TestListingWrappedPageEveryPage(t *testing.T) {
 }
 
 // cmpCode is c, or def when c is OK.
+// prepareThenLookup serves replies to order/query (page size 2) for
+// Prepare, which must make calls calls and answer known, or fail with
+// code; then the same replies to a lookup of o, which must answer
+// not_found where Prepare read a complete listing (it shows nothing new),
+// else code.
+func prepareThenLookup(t *testing.T, o providers.Order, replies []sandbox.Reply, wantKnown []string, code providers.Code, calls int) {
+	t.Helper()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.Inject(aliyun.PathQuery, replies...)
+	known, err := f.c.Prepare(ctx(t), o)
+	if n := f.sb.Calls(aliyun.PathQuery); n != calls {
+		t.Errorf("Prepare made %d order/query calls, want %d", n, calls)
+	}
+	if code != providers.OK {
+		if providers.CodeOf(err) != code || known != nil {
+			t.Fatalf("Prepare = %#v, %v; want %v", known, err, code)
+		}
+	} else if err != nil || known == nil || !slices.Equal(known, wantKnown) {
+		t.Fatalf("Prepare = %#v, %v; want %v", known, err, wantKnown)
+	}
+	f.sb.Inject(aliyun.PathQuery, replies...)
+	o.Known = append([]string{}, wantKnown...)
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	want := cmpCode(code, providers.NotFound)
+	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != want {
+		t.Fatalf("Lookup = %+v, %v; want %v", r, err, want)
+	}
+}
+
 func cmpCode(c, def providers.Code) providers.Code {
 	if c == providers.OK {
 		return def

@@ -292,22 +292,7 @@ func TestShardCountIsCheckedBeforeWrites(t *testing.T) {
 // never skipped in silence.
 func TestShardedEventsReportTrimsOfAShardNotYetRead(t *testing.T) {
 	t.Parallel()
-	rdb := taskstest.StartRedis(t, nil).Client(t)
-	l := ledger.New(rdb, &ledger.Options{Shards: 2})
-	streams := l.EventStreams()
-	add := func(stream string, ms int) {
-		t.Helper()
-		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-0", ms),
-			Values: []any{"type", "order.paid", "provider", "p", "order_no", fmt.Sprint(ms), "state", "paid"}}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for ms := 1; ms <= 5; ms++ {
-		add(streams[0].Key, ms)
-	}
-	for ms := 100; ms <= 110; ms++ {
-		add(streams[1].Key, ms)
-	}
+	l, rdb, streams := twoShardEvents(t, 100)
 	page, err := l.ReadEvents(ctx, "", 3)
 	if err != nil || len(page.Events) != 3 {
 		t.Fatalf("first page = %+v, %v", page, err)
@@ -328,22 +313,7 @@ func TestShardedEventsReportTrimsOfAShardNotYetRead(t *testing.T) {
 // while that event is still there, however much was trimmed before it.
 func TestShardedEventsNoMissedWhileTheFirstIsKept(t *testing.T) {
 	t.Parallel()
-	rdb := taskstest.StartRedis(t, nil).Client(t)
-	l := ledger.New(rdb, &ledger.Options{Shards: 2})
-	streams := l.EventStreams()
-	add := func(stream string, ms int) {
-		t.Helper()
-		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-0", ms),
-			Values: []any{"type", "order.paid", "provider", "p", "order_no", fmt.Sprint(ms), "state", "paid"}}).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for ms := 1; ms <= 5; ms++ {
-		add(streams[0].Key, ms)
-	}
-	for ms := 90; ms <= 110; ms++ {
-		add(streams[1].Key, ms)
-	}
+	l, rdb, streams := twoShardEvents(t, 90)
 	if err := rdb.XTrimMaxLen(ctx, streams[1].Key, 11).Err(); err != nil { // 90..99 trimmed before any read
 		t.Fatal(err)
 	}
@@ -358,4 +328,27 @@ func TestShardedEventsNoMissedWhileTheFirstIsKept(t *testing.T) {
 	if next.Missed || len(next.Events) != 2+11 {
 		t.Errorf("after %q: %d events, missed %v; want 13, nothing missed", page.Next, len(next.Events), next.Missed)
 	}
+}
+
+// twoShardEvents returns a ledger of two shards whose first events stream
+// holds events at ids 1-0..5-0 and the second at from-0..110-0.
+func twoShardEvents(t *testing.T, from int) (*ledger.Ledger, *redis.Client, []ledger.EventStream) {
+	t.Helper()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, &ledger.Options{Shards: 2})
+	streams := l.EventStreams()
+	add := func(stream string, ms int) {
+		t.Helper()
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-0", ms),
+			Values: []any{"type", "order.paid", "provider", "p", "order_no", fmt.Sprint(ms), "state", "paid"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ms := 1; ms <= 5; ms++ {
+		add(streams[0].Key, ms)
+	}
+	for ms := from; ms <= 110; ms++ {
+		add(streams[1].Key, ms)
+	}
+	return l, rdb, streams
 }
