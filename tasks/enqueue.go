@@ -485,14 +485,11 @@ func (e *Enqueuer) sameParams(ctx context.Context, pr prepared) (bool, error) {
 	if err != nil || rec == nil {
 		return false, err
 	}
-	switch {
-	case !IsSealed(rec.Params) && e.sealer != nil:
-		h, err := (*Sealer)(nil).hash(pr.clear, pr.parsed)
-		return err == nil && h == rec.ParamsHash, nil
-	case IsSealed(rec.Params) && e.sealer == nil:
+	if IsSealed(rec.Params) && e.sealer == nil {
 		return false, fmt.Errorf("order %s: %w", pr.ref(), ErrNoKeyToCompare)
 	}
-	return false, nil
+	h, err := e.sealer.hashAsRecorded(rec, pr.clear, pr.parsed)
+	return err == nil && h == rec.ParamsHash, nil
 }
 
 // enqueueTask queues the order's task and reports whether it was new: a

@@ -598,14 +598,7 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 	if err != nil {
 		return true
 	}
-	// The record's hash is keyed (HMAC) when its params are sealed, plain
-	// when a producer without a data key recorded them: hash as it was
-	// hashed, whatever key this worker holds.
-	hasher := h.opts.Sealer
-	if !IsSealed(rec.Params) {
-		hasher = nil
-	}
-	hash, err := hasher.hash(clear, parsed)
+	hash, err := h.opts.Sealer.hashAsRecorded(rec, clear, parsed)
 	return err == nil && hash != rec.ParamsHash
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // sealedPrefix starts a sealed params value.
@@ -111,6 +112,17 @@ func (s *Sealer) Open(params json.RawMessage) (json.RawMessage, error) {
 // orders whose provider requests are identical hash alike ("2.0" and "2",
 // an optional field sent as null or "" and one left out); else the params
 // in canonical JSON.
+// hashAsRecorded hashes params as rec's were hashed: keyed (HMAC) when its
+// params are sealed, plain when a producer without a data key recorded
+// them, whatever key s holds (a sealed record needs s's key, which the
+// ledger's data key check makes the one it was sealed with).
+func (s *Sealer) hashAsRecorded(rec *ledger.Record, params json.RawMessage, parsed providers.Params) (string, error) {
+	if !IsSealed(rec.Params) {
+		s = nil
+	}
+	return s.hash(params, parsed)
+}
+
 func (s *Sealer) hash(params json.RawMessage, parsed providers.Params) (string, error) {
 	var canon []byte
 	if parsed != nil {
