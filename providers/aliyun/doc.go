@@ -90,9 +90,10 @@
 // Lookup lists the device's orders the same way and judges each one
 // (Rule). A listing ends at an empty page, never at a merely short page
 // and never on the listed total, whose meaning is not documented. A page
-// that brings no new order ends it only when the totals confirm the end
-// (every page gave the same total, equal to the distinct orders read: a
-// server repeating its last page past the end); otherwise paging does not
+// that brings no new order ends it only when it is not a full page and
+// the totals confirm the end (every page gave the same total, equal to
+// the distinct orders read: a server repeating its last page past the
+// end); otherwise paging does not
 // work. The total only checks the listing: when it is missing, or the
 // same on every page and equal to the orders read, the listing is
 // complete; the same on every page and more than the orders read, orders

@@ -101,9 +101,9 @@ func TestListingTotalCountsSomethingElse(t *testing.T) {
 }
 
 // F5: a server that serves its last page again for any pageNo past the
-// end. A page served again ends the listing when the totals confirm it
-// (every page gave the same total, equal to the orders read), full or
-// short; without a total it means paging does not work.
+// end. A short page served again ends the listing when the totals confirm
+// it (every page gave the same total, equal to the orders read); a full
+// one, or one without a total, means paging does not work.
 func TestListingRepeatsLastPage(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
@@ -125,8 +125,16 @@ func TestListingRepeatsLastPage(t *testing.T) {
 			}
 			o.Known = known
 			o.Owned = func(context.Context, string) (bool, error) { return false, nil }
-			// One more fills both pages: a full page served again.
+			// One more fills both pages: a full page served again, as a
+			// server that ignores pageNo would serve its first page, so
+			// it proves nothing.
 			ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
+			if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Ambiguous {
+				t.Fatalf("Lookup with a full last page = %+v, %v; want ambiguous, never not_found", r, err)
+			}
+			// Another order (not one ours could be) makes the last page
+			// short again: complete, and ours is found.
+			f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "other", Copies: 1, PaymentStatus: 1})
 			if r, err := f.c.Lookup(ctx(t), o); err != nil || r.ProviderOrderID != ours {
 				t.Fatalf("Lookup = %+v, %v; want %s", r, err, ours)
 			}

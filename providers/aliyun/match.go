@@ -223,10 +223,10 @@ func (l listing) totalExceeds() bool {
 // A listing ends at an empty page, never at a merely short one (the server
 // may serve fewer than PageSize orders a page), and never on the listed
 // total: what order/query's total counts is not documented. A page that
-// brings no order not read before ends it only when the totals confirm
-// it (every page gave the same total, equal to the orders read: a server
-// that serves its last page again past the end); otherwise paging does
-// not work (gapRepeats). The same confirmation lets a later page that
+// brings no order not read before ends it only when it is not a full
+// page and the totals confirm it (every page gave the same total, equal
+// to the orders read: a server that serves its last page again past the
+// end); otherwise paging does not work (gapRepeats). The same confirmation lets a later page that
 // shows no order array (null or missing, see OrderList.NoArray) end it as
 // an empty page, and a later page refused with a documented parameter
 // error (460 or 2000: a server refusing a pageNo past the end) end it
@@ -469,10 +469,15 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 		}
 		if fresh(got.Orders, seen) == 0 {
 			// Nothing new: the last page served again past the end
-			// when the totals say every order was read; otherwise
-			// paging does not work.
+			// when the totals say every order was read and the page is
+			// not a full one; otherwise paging does not work. A full
+			// page served again could as well be a server that ignores
+			// pageNo, whose total counts only that page: more orders
+			// may lie past it, so it proves nothing (a page longer than
+			// asked for is a server that ignores paging altogether and
+			// served them all).
 			l.repeated = true
-			if l.totalConfirms() {
+			if l.totalConfirms() && len(got.Orders) != c.pageSize {
 				return l, nil
 			}
 			l.gap = gapRepeats

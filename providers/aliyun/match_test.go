@@ -507,9 +507,18 @@ func TestListingGaps(t *testing.T) {
 		{"short page again, total confirms", []sandbox.Reply{
 			page(3, "1", "2"), page(3, "3"), page(3, "3"),
 		}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
+		// A full page again proves nothing: a server that ignores
+		// pageNo, with a total that counts only the page, answers so
+		// with more orders past it.
 		{"full page again, total confirms", []sandbox.Reply{
 			page(4, "1", "2"), page(4, "3", "4"), page(4, "3", "4"),
-		}, providers.OK, providers.NotFound, []string{"1", "2", "3", "4"}},
+		}, providers.Unavailable, providers.Ambiguous, nil},
+		{"first page again, full, its total confirms", []sandbox.Reply{
+			page(2, "1", "2"), page(2, "1", "2"),
+		}, providers.Unavailable, providers.Ambiguous, nil},
+		{"page longer than asked again, total confirms", []sandbox.Reply{
+			page(3, "1", "2", "3"), page(3, "1", "2", "3"),
+		}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
 		{"short page again, total does not confirm", []sandbox.Reply{
 			page(5, "1", "2"), page(5, "3"), page(5, "3"), refused,
 		}, providers.Unavailable, providers.Ambiguous, nil},
