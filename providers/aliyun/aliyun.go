@@ -69,7 +69,10 @@ type Options struct {
 	// gateway's default is RELEASE.
 	Stage string
 	// HTTPClient sends requests. Default: a client with no overall timeout
-	// (each call is bounded by the timeouts below).
+	// (each call is bounded by the timeouts below). Redirects are never
+	// followed: the Client uses a copy of the one given whose
+	// CheckRedirect refuses them (see refuseRedirect), and reads a 3xx as
+	// it is.
 	HTTPClient *http.Client
 	// CreateTimeout bounds one order/create request. Default 3000 ms, the
 	// API's documented timeout.
@@ -216,7 +219,11 @@ func New(opts Options) (*Client, error) {
 		c.tokens = NewMemoryTokenStore(nil)
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Transport: providers.NewTransport()}
+		c.hc = newHTTPClient(providers.NewTransport())
+	} else {
+		hc := *c.hc
+		hc.CheckRedirect = refuseRedirect
+		c.hc = &hc
 	}
 	if c.createTimeout <= 0 {
 		c.createTimeout = DefaultCreateTimeout
@@ -251,6 +258,19 @@ func New(opts Options) (*Client, error) {
 	c.tokenKey = TokenKey(c.appKey, c.projectID)
 	return c, nil
 }
+
+// newHTTPClient returns a client on rt that does not follow redirects.
+func newHTTPClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: refuseRedirect}
+}
+
+// refuseRedirect is the clients' CheckRedirect: no redirect is followed,
+// and the 3xx itself is the answer (see classify). Go's default would send
+// a call answered 307 or 308 again, signed headers, AppKey, cloudToken and
+// params (userName included) with it, to whatever host the Location
+// names, over http:// too; for a create, that second create is one the
+// order's state never records.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // TokenKey is the name under which a TokenStore keeps the cloudToken of
 // projectID as issued to appKey: the project id and a short hash of the

@@ -33,6 +33,12 @@
 // refused": the configuration is wrong, no order call was sent, and the
 // order waits for the configuration rather than being errored.
 //
+// Redirects are never followed (not even by a caller's
+// Options.HTTPClient, which is used as a copy that refuses them): a call
+// redirected elsewhere would be sent again, signed headers, AppKey,
+// cloudToken and userName included, to whatever host the Location names,
+// and for a create that is a second create. A 3xx is unsure (see Errors).
+//
 // # Signing
 //
 // The gateway's digest authentication (SignRequest, a pure function of the
@@ -180,11 +186,14 @@
 // names an orderId. For create and pay, an answer at HTTP 5xx is unsure
 // whatever code or gateway reason it carries: the server may have failed
 // after acting, and a refusal read as throttling or a refused token would
-// be sent again without a lookup. RetryAfter is taken from a Retry-After
-// header when there is one. The gateway echoes its StringToSign, AppKey
-// included, on a signature mismatch: messages are redacted of the AppKey,
-// AppSecret, cloudToken and userName (and phone numbers masked) before
-// they reach an error or a log line.
+// be sent again without a lookup. An answer at HTTP 3xx (a redirect, never
+// followed) is unsure for every call, whatever code or gateway reason it
+// carries: a redirect proves nothing about what the server that sent it
+// did. RetryAfter is taken from a Retry-After header when there is one.
+// The gateway echoes its StringToSign, AppKey included, on a signature
+// mismatch: messages are redacted of the AppKey, AppSecret, cloudToken and
+// userName (and phone numbers masked) before they reach an error or a log
+// line.
 //
 // # Where the sources disagree, and what was decided
 //

@@ -588,10 +588,11 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 // classify turns an HTTP answer into the call's data or an *Error. Gateway
 // failures carry X-Ca-Error-Message (and often no body); platform failures
 // carry a code other than 200 in the JSON body. Only the documented codes
-// and gateway messages keep their meaning, and for a call that acts
-// (create or pay) only below HTTP 500: any other failure is unsure
-// (Ambiguous for a call that acts; Unavailable for the others). secrets
-// are redacted from every message.
+// and gateway messages keep their meaning, and only outside HTTP 3xx
+// (a redirect, never followed) and, for a call that acts (create or pay),
+// below HTTP 500: any other failure is unsure (Ambiguous for a call that
+// acts; Unavailable for the others). secrets are redacted from every
+// message.
 func classify(op string, acts bool, resp *providers.Response, secrets []string) (answer, error) {
 	unsure := providers.Unavailable
 	if acts {
@@ -605,6 +606,13 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 			e.RetryAfter = retryAfter(resp.Header)
 		}
 		return e
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// A redirect is not followed (refuseRedirect), and says nothing
+		// of what the server that sent it did with the request, whatever
+		// gateway reason or body code it carries: unsure. Read as a
+		// refused token, it would even be sent again.
+		return answer{}, fail(unsure, "", fmt.Sprintf("HTTP %d %s not followed", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	}
 	r, perr := ParseResponse(resp.Body)
 	// A failure whose body names an order contradicts itself, and a 5xx

@@ -3,7 +3,6 @@ package aliyun
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -51,7 +50,7 @@ func Spec() providers.Spec {
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
 				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), PageBase: PageBase(cfg.Get(EnvPageBase)),
 				Logger:     deps.Logger,
-				HTTPClient: &http.Client{Transport: deps.Transport()},
+				HTTPClient: newHTTPClient(deps.Transport()),
 			}
 			if deps.Redis != nil {
 				opts.Tokens = NewRedisTokenStore(deps.Redis, nil)

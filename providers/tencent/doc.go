@@ -10,7 +10,10 @@
 // Signature: Base64(HMAC-SHA1(AppSecret, "k1=v1&k2=v2…")) over every other
 // parameter sorted by name, with raw (not URL-encoded) values and empty
 // strings left out. A fresh Timestamp, Nonce and RequestId are drawn for
-// every attempt, at send time.
+// every attempt, at send time. Redirects are never followed (not even by a
+// caller's Options.HTTPClient, which is used as a copy that refuses them):
+// a create redirected elsewhere would be a second create, its signed body
+// and AppKey sent to whatever host the Location names.
 //
 // # Identification
 //
@@ -39,17 +42,19 @@
 // (nothing created) only by one of these codes but InternalError, in the
 // wrapper (or in the SDK's data), at an HTTP status below 500 (a 5xx may
 // come from a server that failed after creating the order, whatever its
-// code), and not by every such refusal (one naming a Nonce, or saying the order exists, is
-// looked up; see the provider notes). Every other failed answer to a
-// create is Ambiguous, so the order is looked up before any new create: a
-// status other than 2xx without such a code (429, 401, 403, 404 included),
-// a code the document does not list (Tencent Cloud's common
-// RequestLimitExceeded, LimitExceeded, AuthFailure*,
-// UnauthorizedOperation*, InvalidParameter* included), a code outside the
-// wrapper, and a body that is not one JSON value. A listing keeps its own
-// reading of statuses (429 RateLimited, 401 and 403 Unauthenticated, other
-// 4xx InvalidArgument, others Unavailable) and reads an undocumented code
-// as Unavailable, but AuthFailure*, which is Unauthenticated like the bad
+// code) and not a 3xx (a redirect proves nothing about what the server
+// that sent it did), and not by every such refusal (one naming a Nonce,
+// or saying the order exists, is looked up; see the provider notes).
+// Every other failed answer to a create is Ambiguous, so the order is
+// looked up before any new create: a 3xx, a status other than 2xx without
+// such a code (429, 401, 403, 404 included), a code the document does not
+// list (Tencent Cloud's common RequestLimitExceeded, LimitExceeded,
+// AuthFailure*, UnauthorizedOperation*, InvalidParameter* included), a
+// code outside the wrapper, and a body that is not one JSON value. A
+// listing keeps its own reading of statuses (a 3xx Unavailable whatever
+// its body, 429 RateLimited, 401 and 403 Unauthenticated, other 4xx
+// InvalidArgument, others Unavailable) and reads an undocumented code as
+// Unavailable, but AuthFailure*, which is Unauthenticated like the bad
 // signature: a listing created nothing, and a credentials problem holds
 // the order for the configuration.
 //

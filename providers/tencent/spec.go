@@ -2,7 +2,6 @@ package tencent
 
 import (
 	"encoding/json"
-	"net/http"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -31,7 +30,7 @@ func Spec() providers.Spec {
 		Parse: Parse,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
-				HTTPClient: &http.Client{Transport: deps.Transport()}})
+				HTTPClient: newHTTPClient(deps.Transport())})
 			if err != nil {
 				return nil, err
 			}

@@ -37,7 +37,9 @@ type Options struct {
 	AppKey    string
 	AppSecret providers.Secret
 	// HTTPClient sends requests. Default: a client with no overall timeout
-	// (each call is bounded by Timeout).
+	// (each call is bounded by Timeout). Redirects are never followed:
+	// the Client uses a copy of the one given whose CheckRedirect refuses
+	// them (see refuseRedirect), and reads a 3xx as it is.
 	HTTPClient *http.Client
 	// Timeout bounds each call. The API documents none. Default 10s.
 	Timeout time.Duration
@@ -74,7 +76,11 @@ func New(opts Options) (*Client, error) {
 		c.endpoint = DefaultEndpoint
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Transport: providers.NewTransport()}
+		c.hc = newHTTPClient(providers.NewTransport())
+	} else {
+		hc := *c.hc
+		hc.CheckRedirect = refuseRedirect
+		c.hc = &hc
 	}
 	if c.timeout <= 0 {
 		c.timeout = 10 * time.Second
@@ -84,6 +90,18 @@ func New(opts Options) (*Client, error) {
 	}
 	return c, nil
 }
+
+// newHTTPClient returns a client on rt that does not follow redirects.
+func newHTTPClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: refuseRedirect}
+}
+
+// refuseRedirect is the clients' CheckRedirect: no redirect is followed,
+// and the 3xx itself is the answer (see classify). Go's default would send
+// a create answered 307 or 308 again, signed body and AppKey included, to
+// whatever host the Location names, over http:// too, and that second
+// create is one the order's state never records.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
@@ -581,12 +599,13 @@ func bare(top json.RawMessage) bool {
 // classify maps an answer (docs/providers/tencent.md, "Errors"). The
 // document defines no HTTP status and no throttling, and lists five error
 // codes, shown in the Response wrapper. A create is taken as refused only
-// by a listed code in a shape the document shows, at a status below 500;
-// every other failed answer (a 5xx whatever its code, another status
-// without such a code, another code, a code outside the wrapper, a body
-// that cannot be read) may come after the order was created, and is
-// Ambiguous: the order is looked up. A listing's failure is never
-// NotFound.
+// by a listed code in a shape the document shows, at a status below 500
+// and not a 3xx; every other failed answer (a 5xx or a 3xx whatever its
+// code, another status without such a code, another code, a code outside
+// the wrapper, a body that cannot be read) may come after the order was
+// created, and is Ambiguous: the order is looked up. A listing answered a
+// 3xx is Unavailable whatever its body holds. A listing's failure is
+// never NotFound.
 func (c *Client) classify(op string, create bool, resp *providers.Response, customer string) (answer, error) {
 	fail := func(code providers.Code, pcode, msg string) error {
 		// The code is the server's text as much as the message is.
@@ -596,6 +615,17 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 	}
 	r, pcode, msg, shown, perr := parseResponse(resp.Body)
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	if redirect(resp.StatusCode) {
+		// A redirect is not followed (refuseRedirect), and says nothing
+		// of what the server that sent it did with the request, whatever
+		// its body holds: a create may have made the order (Ambiguous:
+		// it is looked up), a listing proves nothing (Unavailable).
+		code := providers.Unavailable
+		if create {
+			code = providers.Ambiguous
+		}
+		return answer{}, fail(code, "", fmt.Sprintf("HTTP %d %s not followed", resp.StatusCode, http.StatusText(resp.StatusCode)))
+	}
 	if create {
 		switch {
 		case perr != nil:
@@ -644,12 +674,15 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 	case resp.StatusCode >= 400:
 		return answer{}, fail(statusCode(resp.StatusCode), "", http.StatusText(resp.StatusCode))
 	case !ok:
-		// A status the listing is not given at (a 3xx not followed):
-		// whatever its body holds proves nothing.
+		// A status the listing is not given at (below 200): whatever its
+		// body holds proves nothing.
 		return answer{}, fail(providers.Unavailable, "", http.StatusText(resp.StatusCode))
 	}
 	return answer{status: resp.StatusCode, response: r}, nil
 }
+
+// redirect reports whether status is a 3xx.
+func redirect(status int) bool { return status >= 300 && status < 400 }
 
 // statusCode maps a 4xx answered to a listing without an error code (an
 // unreadable body, or a Response without Error): 401 and 403 are a

@@ -53,8 +53,10 @@ type Options struct {
 	AccessKeyID     string
 	AccessKeySecret providers.Secret
 	// HTTPClient sends requests. Default: a client with no overall timeout
-	// (each call is bounded by Timeout) that does not follow redirects (Go
-	// would replay a redirected CreateOrder as a GET without its body).
+	// (each call is bounded by Timeout). Redirects are never followed (Go
+	// would replay a redirected CreateOrder as a GET without its body):
+	// the Client uses a copy of the one given whose CheckRedirect refuses
+	// them.
 	HTTPClient *http.Client
 	// Timeout bounds each HTTP call. The API documents none; its Go SDK
 	// uses 60s. Default 30s.
@@ -136,6 +138,11 @@ func New(opts Options) (*Client, error) {
 	}
 	if c.hc == nil {
 		c.hc = newHTTPClient(providers.NewTransport())
+	} else {
+		// A caller's client too: a copy that refuses redirects.
+		hc := *c.hc
+		hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		c.hc = &hc
 	}
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
