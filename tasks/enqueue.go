@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,8 +45,10 @@ type EnqueueResult struct {
 type EnqueuerOptions struct {
 	// Queue is the asynq queue. Default DefaultQueue.
 	Queue string
-	// TaskOptions are added to every task (the Enqueuer already sets
-	// TaskID, Queue, MaxRetry and Timeout).
+	// TaskOptions are added to every task. The Enqueuer's own TaskID,
+	// Queue, MaxRetry and Timeout are applied after them, so a TaskID or
+	// Queue given here never replaces the order's (dedupe and the
+	// reconciler find an order's task by them).
 	TaskOptions []asynq.Option
 	// Metrics records dedupe hits; nil records nothing.
 	Metrics *Metrics
@@ -92,7 +95,7 @@ func NewEnqueuer(client *asynq.Client, l *ledger.Ledger, set *providers.Set, opt
 		e.queue = DefaultQueue
 	}
 	e.oneTrip = l.QueuesTasks() && len(e.taskOpts) == 0
-	e.taskOpts = append([]asynq.Option{asynq.Queue(e.queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)}, e.taskOpts...)
+	e.taskOpts = append(slices.Clone(e.taskOpts), asynq.Queue(e.queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout))
 	return e
 }
 
@@ -164,6 +167,11 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 	if err != nil || pr.done {
 		return pr.res, err
 	}
+	return e.claimPrepared(ctx, pr)
+}
+
+// claimPrepared claims pr, an order prepared and not done, and answers it.
+func (e *Enqueuer) claimPrepared(ctx context.Context, pr prepared) (EnqueueResult, error) {
 	a, err := e.claimArgs(pr)
 	if err != nil {
 		return pr.res, err
@@ -259,6 +267,16 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	}
 	defer func() {
 		for i, f := range repeats {
+			if got := out[f]; got.Err == nil && got.Status == Conflict && prs[i].hash != prs[f].hash {
+				// The first occurrence conflicts with the record; this
+				// one, with other params, may be the recorded order
+				// sent again: it is judged on its own (a conflict
+				// answered for an accepted order could have its
+				// producer renumber it, and create it twice).
+				res, err := e.claimPrepared(ctx, prs[i])
+				out[i] = BatchResult{res, err}
+				continue
+			}
 			out[i] = repeatOf(prs[i], prs[f], out[f])
 		}
 	}()
@@ -501,9 +519,10 @@ func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string
 	if err != nil {
 		return false, err
 	}
-	opts := e.taskOpts
+	// The order's task id last: asynq applies these after the task's own.
+	opts := append(e.taskOpts[:len(e.taskOpts):len(e.taskOpts)], asynq.TaskID(TaskID(p.Provider, p.OrderNo)))
 	if e.ledger.Shards() > 1 {
-		opts = append(opts[:len(opts):len(opts)], asynq.Queue(OrderQueue(e.queue, e.ledger, OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})))
+		opts = append(opts, asynq.Queue(OrderQueue(e.queue, e.ledger, OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})))
 	}
 	_, err = e.client.EnqueueContext(ctx, task, opts...)
 	switch {

@@ -264,8 +264,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var seen *ledger.Record // the record as this run's last step began it
 	// The claim this task was queued for ("" for one a producer wrote
 	// itself, or one the reconciler queued): a run of a task that is not
-	// the record's own claim's marks its creates on it (see markRan).
-	_, _, taskClaim := claimedMark(t)
+	// the record's own claim's marks its creates on it (see markRan), and
+	// asks first whether an earlier run of it may have created the order
+	// under a record since lost (see priorCreate).
+	tk := &taskRun{}
+	tk.claimed, tk.at, tk.claim = claimedMark(t)
+	taskClaim := tk.claim
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
 		if err := slot.take(ctx); err != nil {
@@ -322,7 +326,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				// create is marked on the task, with the time of the
 				// first, which bounds the lookup (also when asynq's
 				// retry count already says it ran).
-				ran, at, err := h.taskRanBefore(ctx)
+				ran, at, err := tk.ranBefore(ctx, h)
 				if err != nil {
 					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 				}
@@ -330,6 +334,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				if ran && !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
 					lost.FirstAttempt = at
 				}
+			}
+			if ranBefore {
+				// Should another claim record the order first (its
+				// producer sent it again), what this run knew still
+				// holds: see priorCreate.
+				tk.lostRan, tk.lost = true, lost
 			}
 			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
 				return err
@@ -372,7 +382,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, taskClaim == "" || taskClaim != rec.Claim)
+		var foreign *taskRun
+		if taskClaim == "" || taskClaim != rec.Claim {
+			foreign = tk
+		}
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, foreign)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -387,12 +401,16 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // result as err. The call gives slot back as soon as it returns. began is
 // when the step's Begin was sent.
 //
-// mark says the task is not the one queued with the record's claim (a
-// producer wrote it, the reconciler queued it, or its own claim was undone
-// and it took on the order of another): a create is marked on the task
-// before it leaves (markRan), as nothing else would tell a later run that
-// finds the record lost that the order may exist.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, mark bool) (order.Then, error) {
+// foreign is the running task when it is not the one queued with the
+// record's claim (a producer wrote it, the reconciler queued it, its own
+// claim was undone and it took on the order of another, or its record was
+// lost and another claim recorded the order again), else nil. Before a
+// create of a record no create of which may ever have been received, such
+// a task is asked whether an earlier run of it may have created the order
+// (priorCreate): then the order is looked up instead. Otherwise the create
+// is marked on the task before it leaves (markRan), as nothing else would
+// tell a later run that finds the record lost that the order may exist.
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, foreign *taskRun) (order.Then, error) {
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
@@ -434,7 +452,22 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
-	if plan.Step == order.Submit && mark {
+	if plan.Step == order.Submit && foreign != nil && !rec.MayHaveExisted {
+		ran, since, err := foreign.priorCreate(ctx, h, rec)
+		if err != nil {
+			// Not sent: the order goes back as it was.
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
+			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		}
+		if ran {
+			reason := "an earlier run of this order's task may have created it under a record since lost; looking the order up before any submission"
+			h.log.Error("order task ran before its record was recorded again (Redis lost data?); looking the order up first",
+				"provider", ref.Provider, "order_no", ref.OrderNo)
+			return h.finish(ctx, rec, token, order.Decision{Settle: ledger.SetUnknownSince(reason, since),
+				Then: order.Then{Next: order.Continue, Step: order.Lookup, Reason: reason}})
+		}
+	}
+	if plan.Step == order.Submit && foreign != nil {
 		if err := h.markRan(ctx); err != nil {
 			// Not marked, not sent: the order goes back as it was.
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
@@ -602,6 +635,72 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 	return err == nil && hash != rec.ParamsHash
 }
 
+// taskRun is what a run knows of its task, for a record not of the task's
+// own claim.
+type taskRun struct {
+	claimed bool      // queued with a claim (by the Enqueuer, or the reconciler)
+	claim   string    // that claim's token ("" for the reconciler's)
+	at      time.Time // the claim's time: no create of the task left before it
+	// lostRan: this run found the record missing and judged that the task
+	// ran before (a create may exist), lost bounding its lookup.
+	lostRan bool
+	lost    ledger.Lost
+	// ran, ranAt: the task's own mark (Handler.taskRanBefore), once read.
+	read  bool
+	ran   bool
+	ranAt time.Time
+}
+
+// ranBefore reads the task's mark once a run: only this run could write
+// it since, and only right before a create.
+func (tk *taskRun) ranBefore(ctx context.Context, h *Handler) (bool, time.Time, error) {
+	if !tk.read {
+		ran, at, err := h.taskRanBefore(ctx)
+		if err != nil {
+			return false, time.Time{}, err
+		}
+		tk.read, tk.ran, tk.ranAt = true, ran, at
+	}
+	return tk.ran, tk.ranAt, nil
+}
+
+// priorCreate reports whether an earlier run of the task may have sent a
+// create of the order that rec, a record not of the task's own claim,
+// does not know of, and the earliest time that create may have left (zero:
+// not known). It may have when this run found the record missing after
+// such a run (lostRan); when the task was queued with a claim that is not
+// rec's and was not undone (the record of that claim existed, and its
+// creates are not marked on the task: it was lost, and another claim
+// recorded the order again, a producer sending it anew); or when the
+// task's own mark says so (markRan).
+func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Record) (bool, time.Time, error) {
+	if tk.lostRan {
+		return true, tk.lost.FirstAttempt, nil
+	}
+	ran, since := false, time.Time{}
+	if tk.claim != "" && tk.claim != rec.Claim {
+		undone, err := h.ledger.Unclaimed(ctx, rec.Ref(), tk.claim)
+		if err != nil {
+			return false, time.Time{}, err
+		}
+		if !undone {
+			ran, since = true, tk.at
+		}
+	}
+	marked, at, err := tk.ranBefore(ctx, h)
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	if marked {
+		// The earlier of the two times; unknown when either is.
+		if !ran || at.IsZero() || (!since.IsZero() && at.Before(since)) {
+			since = at
+		}
+		ran = true
+	}
+	return ran, since, nil
+}
+
 // taskRanBefore reports whether a run of the running task was about to
 // send a create, and when the first was (ledger.TaskRanBefore); false
 // outside asynq (no task id).
@@ -635,8 +734,21 @@ func (h *Handler) markRan(ctx context.Context) error {
 func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost ledger.Lost) error {
 	clear, parsed, err := openAndValidate(p, h.providers, h.opts.Sealer)
 	if err != nil {
+		ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
 		if errors.Is(err, ErrSealed) || errors.Is(err, errConfig) {
-			return h.configWait(ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}, ProblemDataKey, err.Error())
+			return h.configWait(ref, ProblemDataKey, err.Error())
+		}
+		if ranBefore {
+			// The order may exist, and this worker rejects its params
+			// (a stricter version than the one that sent it): it is
+			// recorded anyway, as unknown, for a person to see; its
+			// steps stop at the params, never submitting.
+			reason := "record lost, and this worker rejects the task's params (" + reasonOf(err) + "); the order may exist: left for a person"
+			if _, cerr := h.ledger.ClaimLost(ctx, ref, p.Params, "", reason, lost); cerr != nil && !errors.Is(cerr, ledger.ErrNotDurable) {
+				return wait(redisWait, cerr)
+			}
+			h.log.Error("order record missing for a task that ran before, and its params are rejected; recorded as unknown for a person",
+				"provider", p.Provider, "order_no", p.OrderNo)
 		}
 		return stop("%s", reasonOf(err))
 	}

@@ -383,15 +383,30 @@ func TestNoCallFreesTheBreakersTrial(t *testing.T) {
 // (its task queued after all) is still taken for a new one.
 func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 	t.Parallel()
-	rec := loseRecordWhilePending(t, "Poll-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer, _ *ledger.Ledger) error {
-		res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Poll-1","params":{"item":"sku-1","qty":2}}`))
-		if err == nil && res.Status != tasks.Enqueued {
-			err = fmt.Errorf("%+v", res)
+	forResend(t, func(t *testing.T, resend bool) {
+		before := time.Now()
+		rec := loseRecordWhilePending(t, "Poll-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer, _ *ledger.Ledger) error {
+			res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Poll-1","params":{"item":"sku-1","qty":2}}`))
+			if err == nil && res.Status != tasks.Enqueued {
+				err = fmt.Errorf("%+v", res)
+			}
+			return err
+		}, false, resend)
+		if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.Before(before.Add(-time.Second)) || rec.FirstAttemptAt.After(time.Now()) {
+			t.Errorf("recreated with first attempt %s; want the claim's time, to look the order up from", rec.FirstAttemptAt)
 		}
-		return err
-	}, false)
-	if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.After(time.Now()) {
-		t.Errorf("recreated with first attempt %s; want the claim's time, to look the order up from", rec.FirstAttemptAt)
+	})
+}
+
+// forResend runs test as two subtests: the record lost alone, and lost
+// then recorded again by the producer sending the order anew before the
+// task's next run (see loseRecordWhilePending).
+func forResend(t *testing.T, test func(t *testing.T, resend bool)) {
+	for _, resend := range []bool{false, true} {
+		t.Run(fmt.Sprintf("resend=%v", resend), func(t *testing.T) {
+			t.Parallel()
+			test(t, resend)
+		})
 	}
 }
 
@@ -400,11 +415,13 @@ func TestLostRecordOfAClaimedTaskIsLookedUp(t *testing.T) {
 // record gone knows the order may exist, and looks it up.
 func TestLostRecordOfAProducersTaskIsLookedUp(t *testing.T) {
 	t.Parallel()
-	loseRecordWhilePending(t, "Hand-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer, _ *ledger.Ledger) error {
-		_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{"provider":"mem","order_no":"Hand-1","params":{"item":"sku-1","qty":2}}`)),
-			asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Hand-1")))
-		return err
-	}, false)
+	forResend(t, func(t *testing.T, resend bool) {
+		loseRecordWhilePending(t, "Hand-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer, _ *ledger.Ledger) error {
+			_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{"provider":"mem","order_no":"Hand-1","params":{"item":"sku-1","qty":2}}`)),
+				asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Hand-1")))
+			return err
+		}, false, resend)
+	})
 }
 
 // A task queued for a claim that was undone (its enqueue answered an
@@ -413,22 +430,24 @@ func TestLostRecordOfAProducersTaskIsLookedUp(t *testing.T) {
 // is looked up, not created again.
 func TestLostRecordOfATaskWhoseClaimWasUndoneIsLookedUp(t *testing.T) {
 	t.Parallel()
-	loseRecordWhilePending(t, "Undone-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer, l *ledger.Ledger) error {
-		params := json.RawMessage(`{"item":"sku-1","qty":2}`)
-		hash, _ := tasks.ParamsHash(params)
-		ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Undone-1"}
-		cr, err := l.Claim(ctx, ref, params, hash)
-		if err != nil {
+	forResend(t, func(t *testing.T, resend bool) {
+		loseRecordWhilePending(t, "Undone-1", func(ctx context.Context, client *asynq.Client, _ *tasks.Enqueuer, l *ledger.Ledger) error {
+			params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+			hash, _ := tasks.ParamsHash(params)
+			ref := ledger.Ref{Provider: memprov.Name, OrderNo: "Undone-1"}
+			cr, err := l.Claim(ctx, ref, params, hash)
+			if err != nil {
+				return err
+			}
+			if err := l.Unclaim(ctx, ref, cr.Token); err != nil {
+				return err
+			}
+			payload := []byte(`{"provider":"mem","order_no":"Undone-1","params":{"item":"sku-1","qty":2}}`)
+			task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, payload, map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", time.Now().UnixMilli(), cr.Token)})
+			_, err = client.EnqueueContext(ctx, task, asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Undone-1")))
 			return err
-		}
-		if err := l.Unclaim(ctx, ref, cr.Token); err != nil {
-			return err
-		}
-		payload := []byte(`{"provider":"mem","order_no":"Undone-1","params":{"item":"sku-1","qty":2}}`)
-		task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, payload, map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", time.Now().UnixMilli(), cr.Token)})
-		_, err = client.EnqueueContext(ctx, task, asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, "Undone-1")))
-		return err
-	}, false)
+		}, false, resend)
+	})
 }
 
 // A claimed task whose first create failed after the provider took it
@@ -438,14 +457,16 @@ func TestLostRecordOfATaskWhoseClaimWasUndoneIsLookedUp(t *testing.T) {
 // and the order would wait in unknown until its deadline).
 func TestLostRecordAfterACountedRetryKeepsTheClaimsTime(t *testing.T) {
 	t.Parallel()
-	before := time.Now()
-	rec := loseRecordWhilePending(t, "Retried-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer, _ *ledger.Ledger) error {
-		_, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Retried-1","params":{"item":"sku-1","qty":2}}`))
-		return err
-	}, true)
-	if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.Before(before.Add(-time.Second)) || rec.FirstAttemptAt.After(time.Now()) {
-		t.Errorf("recreated with first attempt %s; want the claim's time", rec.FirstAttemptAt)
-	}
+	forResend(t, func(t *testing.T, resend bool) {
+		before := time.Now()
+		rec := loseRecordWhilePending(t, "Retried-1", func(ctx context.Context, _ *asynq.Client, enq *tasks.Enqueuer, _ *ledger.Ledger) error {
+			_, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"Retried-1","params":{"item":"sku-1","qty":2}}`))
+			return err
+		}, true, resend)
+		if rec.FirstAttemptAt.IsZero() || rec.FirstAttemptAt.Before(before.Add(-time.Second)) || rec.FirstAttemptAt.After(time.Now()) {
+			t.Errorf("recreated with first attempt %s; want the claim's time", rec.FirstAttemptAt)
+		}
+	})
 }
 
 // loseRecordWhilePending queues one order of the mem provider (enqueue),
@@ -454,7 +475,11 @@ func TestLostRecordAfterACountedRetryKeepsTheClaimsTime(t *testing.T) {
 // its record as a Redis that lost it would, and returns the record as the
 // worker recorded it again, after a few more polls. The order must then be
 // pending or unknown, created once: looked up, never created again.
-func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Context, *asynq.Client, *tasks.Enqueuer, *ledger.Ledger) error, firstFails bool) *ledger.Record {
+//
+// resend: the producer sends the order again (through the Enqueuer) after
+// the record was lost and before the task runs again, so that the task
+// finds a new queued record, not a missing one.
+func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Context, *asynq.Client, *tasks.Enqueuer, *ledger.Ledger) error, firstFails, resend bool) *ledger.Record {
 	t.Helper()
 	ctx := context.Background()
 	b := memprov.NewBackend("")
@@ -467,17 +492,23 @@ func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Contex
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
 	opt := asynq.RedisClientOpt{Addr: srv.Addr}
-	s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
-		DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+	var stop func()
+	start := func() {
+		s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
+			DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+		if err := s.Start(mux); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Shutdown)
+		stop = s.Shutdown
+	}
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
-	if err := enqueue(ctx, client, tasks.NewEnqueuer(client, l, set, nil), l); err != nil {
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	if err := enqueue(ctx, client, enq, l); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
+	start()
 	ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
 	waitFor := func(what string, ok func(*ledger.Record) bool) *ledger.Record {
 		t.Helper()
@@ -496,7 +527,19 @@ func loseRecordWhilePending(t *testing.T, no string, enqueue func(context.Contex
 	if len(keys) != 1 {
 		t.Fatalf("record keys %v", keys)
 	}
+	if resend {
+		stop()
+	}
 	rdb.Del(ctx, keys[0]) // Redis loses the record; the task polls on
+	if resend {
+		// The producer, finding nothing (GET answers 404), sends the
+		// order again: recorded anew, its task already there.
+		res, err := enq.Enqueue(ctx, []byte(`{"provider":"mem","order_no":"`+no+`","params":{"item":"sku-1","qty":2}}`))
+		if err != nil || res.Status != tasks.Enqueued {
+			t.Fatalf("resend = %+v, %v", res, err)
+		}
+		start()
+	}
 	rec := waitFor("recorded again", func(r *ledger.Record) bool { return r != nil && r.Attempts > 0 })
 	time.Sleep(200 * time.Millisecond) // a few more polls
 	if got, _ := l.Get(ctx, ref); got.State != ledger.StatePending && got.State != ledger.StateUnknown {

@@ -440,6 +440,58 @@ func TestEnqueueBatch(t *testing.T) {
 	e.wait(t, "B-new2", tasks.StatePaid)
 }
 
+// An order given again in a batch after an occurrence that conflicts with
+// the record is judged on its own: the recorded order sent again is a
+// duplicate, never a conflict (a producer told "conflict" may renumber it,
+// and the order would be created twice).
+func TestBatchRepeatAfterAConflictIsJudgedOnItsOwn(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	set := providers.NewSet()
+	set.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, ledger.New(srv.Client(t), nil), set, nil)
+	ctx := context.Background()
+	if res, err := enq.Enqueue(ctx, memOrder("R-1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	other := []byte(`{"provider":"mem","order_no":"R-1","params":{"item":"sku-1","qty":3}}`)
+	got := enq.EnqueueBatch(ctx, [][]byte{other, memOrder("R-1"), other, memOrder("R-1")})
+	want := []string{tasks.Conflict, tasks.Duplicate, tasks.Conflict, tasks.Duplicate}
+	for i, r := range got {
+		if r.Err != nil || r.Status != want[i] {
+			t.Errorf("order %d: %+v, %v; want %s", i, r.EnqueueResult, r.Err, want[i])
+		}
+	}
+}
+
+// Task options a producer gives never replace the order's task id or
+// queue: each order gets its own task, where the reconciler looks for it.
+func TestTaskOptionsKeepTheOrdersTaskIDAndQueue(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	set := providers.NewSet()
+	set.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, ledger.New(srv.Client(t), nil), set, &tasks.EnqueuerOptions{
+		TaskOptions: []asynq.Option{asynq.TaskID("fixed"), asynq.Queue("elsewhere"), asynq.Retention(time.Minute)}})
+	for _, no := range []string{"T-1", "T-2"} {
+		if res, err := enq.Enqueue(context.Background(), memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+			t.Fatal(res, err)
+		}
+	}
+	ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { ins.Close() })
+	for _, no := range []string{"T-1", "T-2"} {
+		info, err := ins.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no))
+		if err != nil || info.Retention != time.Minute {
+			t.Errorf("task of %s: %+v, %v; want it in %s under its own id, with the producer's retention", no, info, err, tasks.DefaultQueue)
+		}
+	}
+}
+
 // Sealed params a worker cannot open (no data key, or another one than the
 // producers') hold the order back unchanged, whatever its state, until a
 // worker with the right key takes it.

@@ -100,10 +100,19 @@ func (l *Ledger) QueuesTasks() bool { return l.batch.cluster == nil && !l.noTask
 const ranField = "orderworker_ran"
 
 // markTaskRanScript sets ranField (KEYS[1], ARGV[1]) unless set, on a
-// task hash that exists.
+// task hash that exists. A mark already there is written again (the same
+// value), so that the WAIT after the script covers it: an earlier run's
+// mark may not have reached the replicas (its WAIT timed out), and a WAIT
+// after a script that wrote nothing would cover only this connection's
+// own past writes.
 var markTaskRanScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HSETNX', KEYS[1], '` + ranField + `', ARGV[1])
+local v = redis.call('HGET', KEYS[1], '` + ranField + `')
+if v then
+  redis.call('HSET', KEYS[1], '` + ranField + `', v)
+  return 0
+end
+return redis.call('HSET', KEYS[1], '` + ranField + `', ARGV[1])
 `)
 
 // MarkTaskRan records on asynq's task id in queue that a run of it is

@@ -215,6 +215,7 @@ type Transition struct {
 	afresh          bool // forget the snapshot and the first attempt's time
 	mayExist        *bool
 	clearPaySent    bool
+	firstAttempt    time.Time // with afresh: the first attempt's time to record instead of none
 }
 
 // To is the state the transition moves to ("" for unchanged).
@@ -269,6 +270,18 @@ func SetErrored(reason string) Transition {
 // it is looked up before anything is submitted again.
 func SetUnknown(reason string) Transition {
 	return Transition{to: StateUnknown, reason: reason, setReason: true, settlesMark: true}
+}
+
+// SetUnknownSince records that a create of the order this record does not
+// know of may have been received, the first no earlier than since (zero:
+// not known): an earlier run of the task sent it under a record since lost
+// and replaced. The order is looked up from since on before anything is
+// submitted; the snapshot (Known) is forgotten, as it may have been taken
+// after that create.
+func SetUnknownSince(reason string, since time.Time) Transition {
+	t := SetUnknown(reason).WithMayExist(true)
+	t.afresh, t.firstAttempt = true, since
+	return t
 }
 
 // SetRetry records that the order surely does not exist at the provider
@@ -473,12 +486,12 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
-		args = append(args, "known", b)
+		args = append(args, "known", b, "known_at", now.UnixMilli())
 	} else if t.afresh {
-		args = append(args, "known", "")
+		args = append(args, "known", "", "known_at", "")
 	}
 	if t.afresh {
-		args = append(args, "first_attempt", "")
+		args = append(args, "first_attempt", ms(t.firstAttempt))
 	}
 	if t.redriven {
 		args = append(args, "redriven", now.UnixMilli())

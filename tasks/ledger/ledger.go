@@ -101,7 +101,10 @@ type Record struct {
 	Reason          string `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target
 	// before its first create (see providers.Preparer); nil: not taken.
-	Known          []string  `json:"known,omitempty"`
+	Known []string `json:"known,omitempty"`
+	// KnownAt is when Known was recorded (zero: not known, as for a
+	// record older than the field).
+	KnownAt        time.Time `json:"known_at,omitzero"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
@@ -348,6 +351,8 @@ func (r *Record) set(k, v string) {
 		r.OutcomeAt = msTime(v)
 	case "pay_sent":
 		r.PaySentAt = msTime(v)
+	case "known_at":
+		r.KnownAt = msTime(v)
 	case "known":
 		if v != "" && (json.Unmarshal([]byte(v), &r.Known) != nil || r.Known == nil) {
 			r.Known = []string{}

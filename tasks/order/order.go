@@ -70,6 +70,12 @@ type Policy struct {
 	// NeedsKnown says the provider is a Preparer: a snapshot of existing
 	// orders is taken before the first create.
 	NeedsKnown bool
+	// SnapshotMaxAge is how old a snapshot (NeedsKnown) may be when the
+	// order's first create is about to leave; an older one is taken again
+	// (a snapshot kept while the order waited, for a breaker or a
+	// replica, would let an order someone else made meanwhile pass for
+	// ours). 0: DefaultSnapshotMaxAge.
+	SnapshotMaxAge time.Duration
 	// ListingLag is how long after a create a lookup that does not find
 	// the order is not believed: no provider documents that its listings
 	// show an order as soon as its create is answered, and a not-found
@@ -191,6 +197,19 @@ func (p Policy) deadlineReason() string {
 	return fmt.Sprintf("deadline of %s passed before the order could be submitted", p.Deadline)
 }
 
+// DefaultSnapshotMaxAge is Policy.SnapshotMaxAge's default.
+const DefaultSnapshotMaxAge = time.Minute
+
+// snapshotStale reports whether rec's snapshot is older than p allows (or
+// of unknown age).
+func snapshotStale(rec *ledger.Record, p Policy, now time.Time) bool {
+	maxAge := p.SnapshotMaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultSnapshotMaxAge
+	}
+	return rec.KnownAt.IsZero() || now.Sub(rec.KnownAt) > maxAge
+}
+
 // PlanStep says which call an order takes next, or settles it without a
 // call (deadline or failure budget spent before a create).
 func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
@@ -217,6 +236,11 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		return Plan{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 	}
 	switch {
+	case rec.InflightMarked && p.NeedsKnown && !rec.MayHaveExisted && snapshotStale(rec, p, now):
+		// No create of the order may ever have been received: the
+		// snapshot is taken again, right before the create.
+		r := "the snapshot of the provider's orders is too old for a first create; taking it again"
+		return Plan{Settle: ledger.Unmark(rec).Afresh(), Then: Then{Next: Continue, Step: Prepare, Reason: r}}
 	case rec.InflightMarked:
 		return Plan{Step: Submit}
 	case p.NeedsKnown && rec.Known == nil:

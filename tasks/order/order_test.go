@@ -56,6 +56,14 @@ func TestPlanStep(t *testing.T) {
 	withKnown.Known = []string{}
 	broke := retryMarked()
 	broke.Failures = 3
+	// A first create marked with a snapshot taken at t0.
+	snapped := func(mayHaveExisted bool) *ledger.Record {
+		r := queuedMarked()
+		r.Known, r.KnownAt, r.MarkedFrom, r.MayHaveExisted = []string{"A1"}, t0, ledger.StateQueued, mayHaveExisted
+		return r
+	}
+	ageless := snapped(false)
+	ageless.KnownAt = time.Time{}
 	tests := []struct {
 		name string
 		rec  *ledger.Record
@@ -78,6 +86,10 @@ func TestPlanStep(t *testing.T) {
 		{"marked exactly at the deadline: submit", queuedMarked(), p, t0.Add(time.Hour), Submit, ""},
 		{"budget spent: errored, nothing sent", broke, p, t0, None, ledger.StateErrored},
 		{"prepare past the deadline: errored", needsSnapshot(), pk, t0.Add(2 * time.Hour), None, ledger.StateErrored},
+		{"first create, snapshot a minute old: submit", snapped(false), pk, t0.Add(DefaultSnapshotMaxAge), Submit, ""},
+		{"first create, snapshot older than a minute: unmarked, taken again", snapped(false), pk, t0.Add(DefaultSnapshotMaxAge + time.Millisecond), None, ledger.StateQueued},
+		{"first create, snapshot of unknown age: unmarked, taken again", ageless, pk, t0, None, ledger.StateQueued},
+		{"a create may have been received: an old snapshot is kept", snapped(true), pk, t0.Add(time.Hour), Submit, ""},
 	}
 	for _, tc := range tests {
 		got := PlanStep(tc.rec, tc.p, tc.now)
@@ -87,6 +99,12 @@ func TestPlanStep(t *testing.T) {
 		}
 		if got.Step == None && got.Settle.To() != tc.to {
 			t.Errorf("%s: settles to %q, want %q", tc.name, got.Settle.To(), tc.to)
+		}
+		if tc.want == None && tc.to == ledger.StateQueued {
+			// A snapshot taken again: forgotten, and Prepare next.
+			if !got.Settle.IsAfresh() || got.Then.Next != Continue || got.Then.Step != Prepare {
+				t.Errorf("%s: afresh %v, then %v %v; want the snapshot forgotten, continue to prepare", tc.name, got.Settle.IsAfresh(), got.Then.Next, got.Then.Step)
+			}
 		}
 		if tc.to == ledger.StateUnknown {
 			if me, _ := got.Settle.MayExist(); !me || got.Then.Next != Continue || got.Then.Step != Lookup {
