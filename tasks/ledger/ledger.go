@@ -148,7 +148,14 @@ type Options struct {
 	// durable write no other server holds: until it notices the loss
 	// (repl-timeout) its writes wait for the replica in vain and come back
 	// ErrNotDurable; after, they are refused unsent. Default 0: the
-	// replicas the master reports, none when it reports none.
+	// replicas the master reports, none when it reports none; but a
+	// master this ledger saw with replicas that now reports none is held
+	// to 1 (HadReplicas in the error) until one re-attaches: cut off from
+	// its replicas while one of them was promoted (a split brain), it
+	// would otherwise take writes, creates marked in flight among them,
+	// that the promoted master never sees. A process started after the
+	// replicas were removed on purpose does not hold it to any (not on
+	// Redis Cluster, where only MinReplicas counts).
 	MinReplicas int64
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
@@ -215,9 +222,14 @@ type Ledger struct {
 	opts Options
 	now  func() time.Time
 
-	replicasMu   sync.Mutex
-	replicasAt   time.Time
-	replicas     atomic.Int64
+	replicasMu sync.Mutex
+	replicasAt time.Time
+	replicas   atomic.Int64
+	// replid is the server's master_replid at the last read; hadReplicas
+	// the master_replid of a master read with replicas (see
+	// Options.MinReplicas). Both under replicasMu.
+	replid       string
+	hadReplicas  string
 	isReplica    atomic.Bool // the server said role:slave at the last read
 	replicasWarn atomic.Bool
 	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
@@ -418,22 +430,36 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 		return 0, nil
 	}
 	n, err := l.wantReplicas(ctx, false)
-	if err == nil && n >= 0 && n < l.opts.MinReplicas {
+	least, had := l.floor()
+	if err == nil && n >= 0 && n < least {
 		// About to refuse: not on a count up to 5s old.
 		n, err = l.wantReplicas(ctx, true)
+		least, had = l.floor()
 	}
 	if err != nil || n == wantNodes {
 		return n, err
 	}
-	if n < l.opts.MinReplicas {
+	if n < least {
 		if l.isReplica.Load() {
 			// Not the master now (a failover demoted it): an outage
 			// until the client finds the new one, not a short master.
 			return 0, errors.New("the Redis server is a replica now (failover in progress?): the write was not sent")
 		}
-		return 0, &TooFewReplicasError{Have: n, Want: l.opts.MinReplicas}
+		return 0, &TooFewReplicasError{Have: n, Want: least, HadReplicas: had}
 	}
 	return n, nil
+}
+
+// floor is the fewest replicas a durable write must reach on the master
+// last read: Options.MinReplicas, or 1 for a master read with replicas
+// before (had).
+func (l *Ledger) floor() (least int64, had bool) {
+	l.replicasMu.Lock()
+	defer l.replicasMu.Unlock()
+	if l.opts.MinReplicas < 1 && l.hadReplicas != "" && l.hadReplicas == l.replid {
+		return 1, true
+	}
+	return l.opts.MinReplicas, false
 }
 
 // TooFewReplicasError is a durable write's error, with nothing written,
@@ -442,12 +468,18 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 type TooFewReplicasError struct {
 	Master     string // the master's address, on Redis Cluster
 	Have, Want int64
+	// HadReplicas: the master was read with replicas before, and Want
+	// comes from that (see Options.MinReplicas).
+	HadReplicas bool
 }
 
 func (e *TooFewReplicasError) Error() string {
 	who := "the Redis master"
 	if e.Master != "" {
 		who += " " + e.Master
+	}
+	if e.HadReplicas {
+		return fmt.Sprintf("%s reports %d connected replicas, having reported some before (cut off from them, while one may have been promoted?): the write was not sent; writes resume once a replica re-attaches (after removing the replicas on purpose, restart this process)", who, e.Have)
 	}
 	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): the write was not sent", who, e.Have, e.Want)
 }
@@ -477,6 +509,10 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	l.isReplica.Store(strings.Contains(info, "role:slave"))
 	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
+	l.replid = infoField(info, "master_replid")
+	if n > 0 && l.replid != "" {
+		l.hadReplicas = l.replid
+	}
 	return n, nil
 }
 
@@ -486,6 +522,9 @@ func (l *Ledger) setReplicas(n int64) {
 	defer l.replicasMu.Unlock()
 	l.replicas.Store(n)
 	l.replicasAt = time.Now()
+	if n > 0 && l.replid != "" {
+		l.hadReplicas = l.replid
+	}
 }
 
 // noReplication reports whether err is a server's answer that it has no
@@ -499,13 +538,18 @@ func noReplication(err error) bool {
 
 // connectedReplicas reads connected_slaves from INFO replication.
 func connectedReplicas(info string) int64 {
-	n := int64(0)
+	n, _ := strconv.ParseInt(infoField(info, "connected_slaves"), 10, 64)
+	return n
+}
+
+// infoField is the value of field in an INFO answer ("" when absent).
+func infoField(info, field string) string {
 	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
-			n, _ = strconv.ParseInt(v, 10, 64)
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			return v
 		}
 	}
-	return n
+	return ""
 }
 
 // ErrNotDurable is returned when a write was applied on the master but not

@@ -700,6 +700,65 @@ func TestMinReplicasRefusesWritesUnsent(t *testing.T) {
 	}
 }
 
+// A master this ledger saw with a replica that now reports none (cut off
+// from it while it was promoted: a split brain) takes no durable write,
+// with the default MinReplicas of 0: a create marked there would be one
+// the promoted master never sees, and sent again. The promoted master,
+// with no replica of its own yet, takes them.
+func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
+	t.Parallel()
+	old := taskstest.StartRedis(t, nil)
+	rep := old.AttachReplica(t)
+	l := ledger.New(old.Client(t), nil)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "SB1"}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with a replica = %v", err)
+	}
+	// The replica is promoted; the old master loses it.
+	if err := rep.Client(t).Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info := old.Client(t).Info(ctx, "replication").Val()
+		if strings.Contains(info, "connected_slaves:0") {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the old master still reports its replica:\n%s", info)
+		}
+	}
+	// A count read before the loss may still stand for a few seconds:
+	// meanwhile a write waits for the replica in vain (ErrNotDurable, on
+	// which no create is sent); then it is refused unsent.
+	var few *ledger.TooFewReplicasError
+	var err error
+	for end := time.Now().Add(15 * time.Second); ; {
+		_, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Minute})
+		if !errors.Is(err, ledger.ErrNotDurable) || time.Now().After(end) {
+			break
+		}
+	}
+	if !errors.As(err, &few) || !few.HadReplicas || few.Want != 1 || few.Have != 0 {
+		t.Fatalf("Begin on the cut-off master = %v, want TooFewReplicasError having had replicas", err)
+	}
+	if !strings.Contains(err.Error(), "re-attaches") || !strings.Contains(err.Error(), "was not sent") {
+		t.Errorf("error %q does not say that nothing was sent and when writes resume", err)
+	}
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) {
+		t.Errorf("Claim on the cut-off master = %v, want TooFewReplicasError", err)
+	}
+	// The promoted master takes writes, for this ledger's process too.
+	promoted := ledger.New(rep.Client(t), nil)
+	if b, err := promoted.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", LeaseTTL: time.Minute}); err != nil || b.Status != ledger.Began {
+		t.Errorf("Begin on the promoted master = %+v, %v", b, err)
+	}
+	// A replica attached again: the old master takes writes again.
+	old.AttachReplica(t)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB3"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("Claim once a replica re-attached = %v", err)
+	}
+}
+
 func TestParseDurable(t *testing.T) {
 	for _, c := range []struct {
 		durable, min string
