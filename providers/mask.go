@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"regexp"
@@ -197,11 +198,34 @@ func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 // personalKeys are param names masked whatever the provider declares.
 var personalKeys = map[string]bool{"username": true, "nickname": true, "realname": true, "phone": true, "phonenumber": true, "mobile": true}
 
+// Canonical returns the JSON value b re-encoded from its decoded form, so
+// that a mask sees what a reader would: escapes come out as the
+// characters they stand for (`"\u0031\u0033\u0038…"` as `"138…"`), object
+// keys sorted. b comes back as it is when it is not one JSON value.
+func Canonical(b []byte) []byte {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) != nil || d.More() {
+		return b
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(v) != nil {
+		return b
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
+}
+
 // MaskParams returns params with the named personal-data fields (and
 // fields whose names say they hold a name or phone number) masked with
-// MaskName, and phone numbers masked anywhere. Params that are not a JSON
-// object come back with phone numbers masked.
+// MaskName, a value of any other kind than a string there as "***", and
+// phone numbers masked anywhere, in the decoded text (Canonical): an
+// escaped digit hides nothing. Params that are not a JSON object come back
+// with phone numbers masked.
 func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
+	params = Canonical(params)
 	var m map[string]json.RawMessage
 	if json.Unmarshal(params, &m) != nil {
 		return json.RawMessage(MaskPhones(string(params)))
@@ -213,8 +237,14 @@ func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
 	for k, raw := range m {
 		var v string
 		lk := strings.ToLower(k)
-		if (names[lk] || personalKeys[lk]) && json.Unmarshal(raw, &v) == nil {
+		switch {
+		case !names[lk] && !personalKeys[lk], string(raw) == "null":
+		case json.Unmarshal(raw, &v) == nil:
 			m[k], _ = json.Marshal(MaskName(v))
+		default:
+			// A list, an object or a number where a name or a phone
+			// number belongs: shown as nothing of it.
+			m[k] = json.RawMessage(`"***"`)
 		}
 	}
 	out, err := json.Marshal(m)

@@ -61,6 +61,24 @@ func TestMaskParams(t *testing.T) {
 	}
 }
 
+// Escaped digits and names given as something other than a string are
+// masked too.
+func TestMaskParamsDecodesFirst(t *testing.T) {
+	t.Parallel()
+	got := string(MaskParams(json.RawMessage(`{"nick":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038","userName":["Li Si"],"realName":{"first":"Wang"},"phone":13912345678,"iotId":"dev1"}`), []string{"userName"}))
+	for _, leak := range []string{"1234", "Li Si", "Wang", "u0031"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("MaskParams = %s, shows %q", got, leak)
+		}
+	}
+	if !strings.Contains(got, `"iotId":"dev1"`) || !strings.Contains(got, `"userName":"***"`) {
+		t.Errorf("MaskParams = %s", got)
+	}
+	if c := string(Canonical([]byte(`not json`))); c != "not json" {
+		t.Errorf("Canonical(not json) = %q", c)
+	}
+}
+
 func TestSecretNeverPrints(t *testing.T) {
 	t.Parallel()
 	s := Secret("hunter2-secret")

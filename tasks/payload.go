@@ -333,6 +333,8 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 // number as well as a name field may. Orders already queued are not
 // judged again.
 func phoneField(clear json.RawMessage) string {
+	// Judged on the decoded text: an escaped digit (\u0031) is a digit.
+	clear = providers.Canonical(clear)
 	if providers.MaskPhones(string(clear)) == string(clear) {
 		return ""
 	}
