@@ -86,6 +86,43 @@ func MaskPhones(s string) string {
 	return b.String()
 }
 
+// maskedPhone is a phone number as MaskPhones shows it.
+var maskedPhone = regexp.MustCompile(`[0-9]{3}\*{4}[0-9]{4}`)
+
+// HidePhones is MaskPhones with nothing of a number kept: each phone
+// number, and each one already masked (158****8558), becomes "***". For
+// text shown to whoever holds an API token rather than to an operator: the
+// seven digits a mask keeps leave a number to guess in ten thousand tries.
+func HidePhones(s string) string {
+	return maskedPhone.ReplaceAllString(MaskPhones(s), "***")
+}
+
+// HideParams is MaskParams with nothing of a personal value kept: each
+// personal-data field not empty is "***", and phone numbers anywhere are
+// hidden (HidePhones).
+func HideParams(params json.RawMessage, sensitive []string) json.RawMessage {
+	params = Canonical(params)
+	var m map[string]json.RawMessage
+	if json.Unmarshal(params, &m) != nil {
+		return json.RawMessage(HidePhones(string(params)))
+	}
+	names := map[string]bool{}
+	for _, n := range sensitive {
+		names[strings.ToLower(n)] = true
+	}
+	for k, raw := range m {
+		lk := strings.ToLower(k)
+		if (names[lk] || personalKeys[lk]) && string(raw) != "null" && string(raw) != `""` {
+			m[k] = json.RawMessage(`"***"`)
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return json.RawMessage(HidePhones(string(out)))
+}
+
 func maskDigits(run string) string {
 	d := strings.TrimPrefix(run, "+")
 	return d[:3] + "****" + d[len(d)-4:]

@@ -79,6 +79,17 @@ func TestMaskParamsDecodesFirst(t *testing.T) {
 	}
 }
 
+func TestHidePhonesAndParams(t *testing.T) {
+	t.Parallel()
+	if got := HidePhones("call 13912345678 or 158****8558, order 12345"); got != "call *** or ***, order 12345" {
+		t.Errorf("HidePhones = %q", got)
+	}
+	got := string(HideParams(json.RawMessage(`{"userName":"Zhang San","userId":"13912345678","note":"+86 139 1234 5678","iotId":"dev1","empty":""}`), []string{"userName"}))
+	if got != `{"empty":"","iotId":"dev1","note":"***","userId":"***","userName":"***"}` {
+		t.Errorf("HideParams = %s", got)
+	}
+}
+
 func TestSecretNeverPrints(t *testing.T) {
 	t.Parallel()
 	s := Secret("hunter2-secret")

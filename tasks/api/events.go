@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
@@ -63,6 +64,10 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	page := eventsPage{Events: p.Events, NextAfter: p.Next, Missed: p.Missed}
 	if page.Events == nil {
 		page.Events = []ledger.Event{}
+	}
+	for i := range page.Events {
+		// As for GET /v1/orders/…: nothing of a phone number shown.
+		page.Events[i].Data.Reason = providers.HidePhones(page.Events[i].Data.Reason)
 	}
 	writeJSON(w, http.StatusOK, page)
 }

@@ -322,15 +322,18 @@ func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.R
 }
 
 // mask shows the record's params as enqueue status does, with personal
-// data masked: sealed params opened (when the data key is known) and
-// masked, params in clear masked.
+// data hidden whole rather than masked as for an operator (every token
+// holder can read any order, and a phone number with seven of its digits
+// shown, tried against the answers duplicate and conflict, would be found
+// in ten thousand sends): sealed params opened (when the data key is
+// known) and hidden, params in clear hidden.
 func (h *Handler) mask(rec *ledger.Record) {
-	// History messages and reasons are masked when recorded; mask phone
-	// numbers once more in case an older record holds one.
+	// History messages and reasons are masked when recorded; hide phone
+	// numbers, masked or not, in them too.
 	for i := range rec.History {
-		rec.History[i].Message = providers.MaskPhones(rec.History[i].Message)
+		rec.History[i].Message = providers.HidePhones(rec.History[i].Message)
 	}
-	rec.Reason = providers.MaskPhones(rec.Reason)
+	rec.Reason = providers.HidePhones(rec.Reason)
 	if tasks.IsSealed(rec.Params) && h.opts.Sealer == nil {
 		return // opaque: nothing readable to mask
 	}
@@ -338,5 +341,5 @@ func (h *Handler) mask(rec *ledger.Record) {
 	if err != nil {
 		return // sealed with another key: stays opaque
 	}
-	rec.Params = providers.MaskParams(clear, h.set.Sensitive(rec.Provider))
+	rec.Params = providers.HideParams(clear, h.set.Sensitive(rec.Provider))
 }
