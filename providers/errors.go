@@ -20,8 +20,10 @@ const (
 	// InvalidArgument: the provider rejected the order's content, or it
 	// failed validation. Permanent.
 	InvalidArgument
-	// Unauthenticated: bad credentials or signature. Permanent for the
-	// order (fix the configuration and re-drive it).
+	// Unauthenticated: bad credentials or signature, refused before
+	// anything was created. A problem of the worker's configuration, not
+	// of the order: the order waits, unchanged, for a worker whose
+	// credentials the provider takes.
 	Unauthenticated
 	// PermissionDenied: the account may not do this (forbidden, quota
 	// exhausted, arrears). Permanent.
