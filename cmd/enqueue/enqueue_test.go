@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -118,13 +119,35 @@ func TestEnqueueByFlags(t *testing.T) {
 	}
 }
 
-// Redis unreachable: a clear error, exit 2, nothing half-written (there is
-// no Redis to write to; the claim is atomic).
+// Redis unreachable: the order is answered error with the reason, and
+// exit 2 with a clear error, nothing half-written (there is no Redis to
+// write to; the claim is atomic).
 func TestEnqueueRedisUnreachable(t *testing.T) {
 	t.Parallel()
 	code, out, errs := runCLI(t, "redis://127.0.0.1:1/0", good, "-timeout", "2s")
-	if code != exitError || out != "" || !strings.Contains(errs, "claim order") {
+	checkErrorLines(t, out, "stdin:1")
+	if code != exitError || !strings.Contains(errs, "claim order") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 with a claim error", code, out, errs)
+	}
+	code, out, errs = runCLI(t, "redis://127.0.0.1:1/0", "", "-timeout", "2s", "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
+	checkErrorLines(t, out, "flags")
+	if code != exitError || !strings.Contains(errs, "claim order") || !strings.Contains(errs, "same order_no") {
+		t.Fatalf("one order by flags: exit %d, stdout %q, stderr %q; want exit 2 with a claim error", code, out, errs)
+	}
+}
+
+// checkErrorLines checks that out is one error line for each source, for
+// the order good (tencent E1), with the reason.
+func checkErrorLines(t *testing.T, out string, sources ...string) {
+	t.Helper()
+	got := lines(t, out)
+	if len(got) != len(sources) {
+		t.Fatalf("stdout %q: want %d lines", out, len(sources))
+	}
+	for i, l := range got {
+		if l["status"] != "error" || l["provider"] != "tencent" || l["order_no"] != "E1" || l["source"] != sources[i] || l["reason"] == "" {
+			t.Errorf("line %d = %v, want status error for tencent E1 from %s, with the reason", i+1, l, sources[i])
+		}
 	}
 }
 
@@ -135,7 +158,8 @@ func TestEnqueueNeedsTheMinReplicas(t *testing.T) {
 	rs := taskstest.StartRedis(t, nil)
 	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_MIN_REPLICAS": "1"}
 	code, out, errs := runCLIEnv(t, env, good)
-	if code != exitError || out != "" || !strings.Contains(errs, "ORDERWORKER_MIN_REPLICAS") {
+	checkErrorLines(t, out, "stdin:1")
+	if code != exitError || !strings.Contains(errs, "ORDERWORKER_MIN_REPLICAS") {
 		t.Errorf("exit %d, stdout %q, stderr %q; want exit %d naming ORDERWORKER_MIN_REPLICAS", code, out, errs, exitError)
 	}
 	if n, _ := rs.Client(t).Exists(context.Background(), "orderworker:{ledger}:order:tencent:E1", "asynq:{orders}:t:tencent:E1").Result(); n != 0 {
@@ -191,5 +215,120 @@ func TestEnqueueAnswersEachOrderBeforeMoreInput(t *testing.T) {
 	inW.Close()
 	if code := <-done; code != exitOK {
 		t.Errorf("exit = %d, want 0", code)
+	}
+}
+
+// An infrastructure error for some orders of a batch: every order of the
+// batch gets its line, in order (those that met the error answered error,
+// with provider, order_no, source and reason; the others enqueued), no
+// later order is read or sent, and enqueue exits 2 saying what was not
+// sent and that an order answered error is safe to send again. Here the
+// Redis user may not write one of the two ledger shards.
+func TestEnqueueBatchErrorPrintsTheWholeBatch(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	ctx := context.Background()
+	const pw = "batch-error-pw"
+	shard0 := "orderworker:{" + ledger.ShardTag("ledger", 0, 2) + "}:*"
+	if err := rs.Client(t).Do(ctx, "ACL", "SETUSER", "producer", "on", ">"+pw,
+		"~asynq:*", "~orderworker:{ledger}:*", "~"+shard0, "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	u := strings.Replace(rs.URL(), "redis://", "redis://producer:"+pw+"@", 1)
+	env := map[string]string{"REDIS_URL": u, "ORDERWORKER_LEDGER_SHARDS": "2"}
+
+	shards := ledger.New(rs.Client(t), &ledger.Options{Shards: 2})
+	order := func(no string) string {
+		return fmt.Sprintf(`{"provider":"tencent","order_no":%q,"params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`, no)
+	}
+	// A full batch, then orders that must not be sent, then a file that
+	// must not be read.
+	var in strings.Builder
+	var nos []string
+	for i := range maxBatch + 20 {
+		no := fmt.Sprintf("Batch%d", i)
+		nos = append(nos, no)
+		in.WriteString(order(no) + "\n")
+	}
+	later := filepath.Join(t.TempDir(), "later.jsonl")
+	if err := os.WriteFile(later, []byte(order("Later1")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLIEnv(t, env, in.String(), "-", later)
+	if code != exitError {
+		t.Errorf("exit %d, want %d", code, exitError)
+	}
+	got := lines(t, out)
+	if len(got) != maxBatch {
+		t.Fatalf("%d lines, want one for each of the %d orders of the first batch:\n%s", len(got), maxBatch, out)
+	}
+	var errored, enqueued int
+	for i, l := range got {
+		no := nos[i]
+		shard := shards.ShardOf(ledger.Ref{Provider: "tencent", OrderNo: no})
+		want := tasks.Enqueued
+		if shard == 1 {
+			want = "error"
+		}
+		if l["status"] != want || l["provider"] != "tencent" || l["order_no"] != no || l["source"] != fmt.Sprintf("stdin:%d", i+1) {
+			t.Errorf("line %d = %v, want %s for %s from stdin:%d", i+1, l, want, no, i+1)
+		}
+		if want == "error" {
+			errored++
+			if r, _ := l["reason"].(string); !strings.Contains(r, "NOPERM") {
+				t.Errorf("line %d: reason %q, want Redis's", i+1, r)
+			}
+		} else {
+			enqueued++
+		}
+	}
+	if errored == 0 || enqueued == 0 {
+		t.Fatalf("%d orders errored, %d enqueued: want some of each", errored, enqueued)
+	}
+	for _, w := range []string{fmt.Sprintf("%d orders answered error", errored), "NOPERM", "nothing more was read or sent",
+		"without an output line were not sent", "may or may not have been accepted", "same order_no"} {
+		if !strings.Contains(errs, w) {
+			t.Errorf("stderr %q does not say %q", errs, w)
+		}
+	}
+	// The batch's enqueued orders are in the ledger; the orders after the
+	// batch, and the next file's, were not sent.
+	for i, no := range append(nos, "Later1") {
+		rec, err := shards.Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: no})
+		if i < maxBatch && got[i]["status"] == tasks.Enqueued {
+			if err != nil || rec == nil {
+				t.Errorf("order %s answered enqueued: %+v, %v; want it in the ledger", no, rec, err)
+			}
+		} else if i >= maxBatch && (err != nil || rec != nil) {
+			t.Errorf("order %s after the failed batch: %+v, %v; want it never sent", no, rec, err)
+		}
+	}
+	if n, err := rs.Client(t).Keys(ctx, "*Later1*").Result(); err != nil || len(n) != 0 {
+		t.Errorf("keys for the next file's order: %v, %v", n, err)
+	}
+}
+
+// enqueue status refuses a malformed ORDERWORKER_DATA_KEY, exit 2 naming
+// it, as every other command does, rather than show the params sealed as
+// if no key were set.
+func TestStatusRefusesAMalformedDataKey(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": "ZGF0YS1rZXktZm9yLXN0YXR1cy10ZXN0LCAzMiBieXQ="}
+	if code, out, errs := runCLIEnv(t, env, good); code != exitOK {
+		t.Fatalf("enqueue: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := runCLIEnv(t, env, "", "status", "tencent", "E1"); code != exitOK || !strings.Contains(out, `"CustomerId"`) {
+		t.Fatalf("status with the key: exit %d, %s%s; want the params opened", code, out, errs)
+	}
+	for _, bad := range []string{"not-base64!", "c2hvcnQ="} {
+		env["ORDERWORKER_DATA_KEY"] = bad
+		code, out, errs := runCLIEnv(t, env, "", "status", "tencent", "E1")
+		if code != exitError || out != "" || !strings.Contains(errs, "ORDERWORKER_DATA_KEY") {
+			t.Errorf("status with ORDERWORKER_DATA_KEY=%s: exit %d, stdout %q, stderr %q; want exit %d naming ORDERWORKER_DATA_KEY", bad, code, out, errs, exitError)
+		}
+		if strings.Contains(errs, bad) {
+			t.Errorf("stderr %q shows the key", errs)
+		}
 	}
 }

@@ -5,11 +5,14 @@
 //	enqueue [flags] status PROVIDER ORDER_NO
 //
 // Each order is one JSON object; a file holds one object (which may span
-// lines) or one object per line. For every order it prints one JSON line:
-// {"status":"enqueued"|"duplicate"|"conflict"|"invalid", ...} with the reason
-// for the last two. It exits 1 when any order was not accepted (conflict or
-// invalid), 2 on a usage or infrastructure error. A duplicate is accepted:
-// the order is already in hand.
+// lines) or one object per line. For every order it sends it prints one
+// JSON line: {"status":"enqueued"|"duplicate"|"conflict"|"invalid"|"error",
+// ...} with the reason for the last three. It exits 1 when any order was not
+// accepted (conflict or invalid), 2 on a usage or infrastructure error. A
+// duplicate is accepted: the order is already in hand. An error is an order
+// an infrastructure error (Redis unreachable) left unanswered: it may or may
+// not have been accepted, and is safe to send again with the same order_no;
+// enqueue then reads and sends nothing more, and exits 2.
 package main
 
 import (

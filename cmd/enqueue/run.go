@@ -46,8 +46,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
   enqueue [flags] resolve PROVIDER ORDER_NO -as paid|absent|errored [-provider-order-id ID] -note TEXT -by NAME
   enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] [-by NAME] [-note TEXT]
 
-Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with the reason).
-Exits 1 if any order was not accepted, 2 on a usage or infrastructure error.
+Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with the reason),
+or error (with the reason) for an order an infrastructure error left unanswered: it may or may
+not have been accepted, and is safe to send again with the same order_no.
+Exits 1 if any order was not accepted, 2 on a usage or infrastructure error (after an error
+line, no further order is read or sent).
 list, resolve and redrive act on the ledger's orders (enqueue list -h, ...); they
 exit 1 when an action is refused, with the reason.
 
@@ -130,7 +133,14 @@ Flags:
 		defer cancel()
 		res, err := enq.Enqueue(c, data)
 		if err != nil {
-			return fmt.Errorf("%s: %w", source, err)
+			line := errorResult(res, err)
+			if perr := out.Encode(struct {
+				tasks.EnqueueResult
+				Source string `json:"source,omitempty"`
+			}{line, source}); perr != nil {
+				return perr
+			}
+			return &answeredError{n: 1, source: source, reason: line.Reason}
 		}
 		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
 			code = exitRejected
@@ -240,8 +250,10 @@ func (b *batch) add(source string, data []byte) error {
 	return nil
 }
 
-// flush sends the collected orders and prints their results in order. An
-// infrastructure error stops there: the results before it were printed.
+// flush sends the collected orders and prints every result in order, an
+// order that met an infrastructure error (Redis unreachable) as
+// {"status":"error"}; then, if any did, it returns an *answeredError, on
+// which the caller reads no further.
 func (b *batch) flush() error {
 	if len(b.data) == 0 {
 		return nil
@@ -250,15 +262,55 @@ func (b *batch) flush() error {
 	defer cancel()
 	results := b.enq.EnqueueBatch(c, b.data)
 	defer func() { b.data, b.sources = b.data[:0], b.sources[:0] }()
+	var failed *answeredError
 	for i, r := range results {
+		res := r.EnqueueResult
 		if r.Err != nil {
-			return fmt.Errorf("%s: %w", b.sources[i], r.Err)
+			res = errorResult(res, r.Err)
+			if failed == nil {
+				failed = &answeredError{source: b.sources[i], reason: res.Reason}
+			}
+			failed.n++
 		}
-		if err := b.print(b.sources[i], r.EnqueueResult); err != nil {
+		if err := b.print(b.sources[i], res); err != nil {
 			return err
 		}
 	}
+	if failed != nil {
+		return failed
+	}
 	return nil
+}
+
+// statusError is the status of an order whose enqueue met an
+// infrastructure error: it may or may not have been accepted.
+const statusError = "error"
+
+// errorResult is the line printed for an order whose enqueue failed with
+// err: its provider and order_no, and the reason, phone numbers masked.
+func errorResult(res tasks.EnqueueResult, err error) tasks.EnqueueResult {
+	return tasks.EnqueueResult{
+		Status: statusError, Provider: res.Provider, OrderNo: res.OrderNo,
+		Reason: providers.MaskPhones(tasks.RedisErrorReason(err).Error()),
+	}
+}
+
+// answeredError says that n orders were answered {"status":"error"}, the
+// first at source, and that enqueue read no further.
+type answeredError struct {
+	n      int
+	source string
+	reason string
+}
+
+func (e *answeredError) Error() string {
+	orders := "1 order"
+	if e.n > 1 {
+		orders = fmt.Sprintf("%d orders", e.n)
+	}
+	return fmt.Sprintf("%s: %s; %s answered error, and nothing more was read or sent. "+
+		"Orders without an output line were not sent. An order answered error may or may not have been accepted: "+
+		"it is safe to send it again with the same order_no (it then answers duplicate if it was)", e.source, e.reason, orders)
 }
 
 // status prints the order's record, params masked, as JSON.
@@ -267,6 +319,13 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// A data key that cannot be read is refused, as by every command,
+	// rather than the params shown sealed as if none were set.
+	sealer, err := dataKey(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
 	l, err := newLedger(rdb, getenv)
 	if err == nil {
 		err = l.VerifyShards(c)
@@ -285,10 +344,8 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	}
 	// Sealed params are shown opened (and masked) when the data key is
 	// set, else as the opaque sealed value.
-	if sealer, err := dataKey(getenv); err == nil {
-		if clear, err := sealer.Open(rec.Params); err == nil {
-			rec.Params = providers.MaskParams(clear, validators().Sensitive(provider))
-		}
+	if clear, err := sealer.Open(rec.Params); err == nil {
+		rec.Params = providers.MaskParams(clear, validators().Sensitive(provider))
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

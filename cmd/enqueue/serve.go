@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/api"
 	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
@@ -62,18 +63,12 @@ Serve flags:
 		fmt.Fprintf(stderr, "enqueue serve: -log-level %q: want debug, info, warn or error\n", *logLevel)
 		return exitError
 	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var handler slog.Handler
-	switch *logFormat {
-	case "text":
-		handler = slog.NewTextHandler(stderr, hopts)
-	case "json":
-		handler = slog.NewJSONHandler(stderr, hopts)
-	default:
+	if *logFormat != "text" && *logFormat != "json" {
 		fmt.Fprintf(stderr, "enqueue serve: -log-format %q: want text or json\n", *logFormat)
 		return exitError
 	}
-	log := slog.New(handler)
+	// Every string logged passes the phone-number mask, as the worker's.
+	log := logmask.New(stderr, level, *logFormat == "text")
 	tokens := api.ParseTokens(getenv("ORDERWORKER_API_TOKENS"))
 	if len(tokens) == 0 && !*open {
 		fmt.Fprintln(stderr, "enqueue serve: no API token: set ORDERWORKER_API_TOKENS (comma-separated), or give -open to serve without one (anyone who reaches the address may then enqueue orders)")

@@ -61,14 +61,22 @@ func TestServeRefusesWithoutToken(t *testing.T) {
 // exit code.
 func startServe(t *testing.T, env map[string]string, args ...string) (string, func() int) {
 	t.Helper()
+	base, stop, _ := startServeLogs(t, env, append([]string{"-log-format", "json"}, args...)...)
+	return base, stop
+}
+
+// startServeLogs is startServe with serve's log (its stderr) returned too;
+// args must give -log-format.
+func startServeLogs(t *testing.T, env map[string]string, args ...string) (string, func() int, *serveOutput) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr serveOutput
+	stderr := &serveOutput{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0", "-log-format", "json"}, args...),
-			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &stderr)
+		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0"}, args...),
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, stderr)
 	}()
-	re := regexp.MustCompile(`"msg":"api listening","addr":"([0-9.:]+)"`)
+	re := regexp.MustCompile(`(?:"msg":"api listening","addr":"|msg="api listening" addr=)([0-9.:]+)`)
 	deadline := time.Now().Add(20 * time.Second)
 	for re.FindStringSubmatch(stderr.String()) == nil {
 		select {
@@ -96,7 +104,32 @@ func startServe(t *testing.T, env map[string]string, args ...string) (string, fu
 		return code
 	}
 	t.Cleanup(func() { stop() })
-	return "http://" + re.FindStringSubmatch(stderr.String())[1], stop
+	return "http://" + re.FindStringSubmatch(stderr.String())[1], stop, stderr
+}
+
+// serve's log passes the same phone-number mask as the worker's: a request
+// for an order numbered like a phone, answered 503 while Redis is
+// unreachable, is logged with the number masked, in both log formats.
+func TestServeLogsMaskPhones(t *testing.T) {
+	t.Parallel()
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "ORDERWORKER_API_TOKENS": "tok"}
+			api, stop, logs := startServeLogs(t, env, "-log-format", format)
+			if status, b := httpDo(t, "GET", api+"/v1/orders/tencent/13912345678", "Bearer tok", ""); status != http.StatusServiceUnavailable {
+				t.Fatalf("GET with Redis unreachable: %d %s, want 503", status, b)
+			}
+			stop()
+			out := logs.String()
+			if !strings.Contains(out, "api: redis unavailable") || !strings.Contains(out, "/v1/orders/tencent/139****5678") {
+				t.Errorf("the log lacks the request, its order number masked:\n%s", out)
+			}
+			if strings.Contains(out, "13912345678") {
+				t.Errorf("the log shows the phone number in clear:\n%s", out)
+			}
+		})
+	}
 }
 
 func httpDo(t *testing.T, method, url, auth, body string) (int, string) {

@@ -1,18 +1,27 @@
 package main
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks"
 )
 
 // adminHandler serves /metrics, /healthz, /readyz, the dashboard at
@@ -27,7 +36,9 @@ func adminHandler(reg *prometheus.Registry, ready func() error, monitoring, orde
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ready(); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			// Anyone who reaches the port may ask: the answer names the
+			// problem, the log has the detail.
+			http.Error(w, "not ready: "+publicReason(err), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -43,6 +54,122 @@ func adminHandler(reg *prometheus.Registry, ready func() error, monitoring, orde
 		fmt.Fprintln(w, "orderworker admin: /metrics /healthz /readyz /monitoring/ /orders/ /api/orders")
 	})
 	return mux
+}
+
+// notReadyError is why the worker is not ready: public is what /readyz
+// answers, a short phrase of a fixed vocabulary naming at most a provider
+// ("redis unreachable", "tencent: credentials rejected"); detail, which
+// may quote Redis or a provider, is for the log only.
+type notReadyError struct {
+	public string
+	detail error
+}
+
+func (e *notReadyError) Error() string {
+	if e.detail == nil {
+		return e.public
+	}
+	return e.public + ": " + e.detail.Error()
+}
+
+func (e *notReadyError) Unwrap() error { return e.detail }
+
+// publicReason is what /readyz may say of err: its public phrase, never
+// the text of an error of another kind.
+func publicReason(err error) string {
+	var nr *notReadyError
+	if errors.As(err, &nr) {
+		return nr.public
+	}
+	return "unavailable"
+}
+
+// readinessCheck returns /readyz's check: not ready while the worker
+// starts, while Redis does not answer (the ledger's client, or the task
+// server's: pingRedis, pingServer), and while a configuration problem
+// holds orders back (problems; a provider not in known is not named).
+// Each reason is logged with its detail when it first answers, and again
+// every minute while it lasts.
+func readinessCheck(started func() bool, pingRedis func() error, problems *tasks.Problems, pingServer func() error, known []string, log *slog.Logger) func() error {
+	var mu sync.Mutex
+	var last string
+	var lastAt time.Time
+	report := func(err *notReadyError) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if msg := err.Error(); msg != last || time.Since(lastAt) >= time.Minute {
+			last, lastAt = msg, time.Now()
+			log.Warn("not ready", "reason", err.public, "detail", err.detail)
+		}
+		return err
+	}
+	return func() error {
+		if !started() {
+			return &notReadyError{public: "starting"}
+		}
+		if err := pingRedis(); err != nil {
+			return report(&notReadyError{"redis unreachable", tasks.RedisErrorReason(err)})
+		}
+		if err := problems.Err(); err != nil {
+			return report(&notReadyError{problemSummary(problems, known), err})
+		}
+		if err := pingServer(); err != nil {
+			return report(&notReadyError{"redis unreachable", tasks.RedisErrorReason(err)})
+		}
+		mu.Lock()
+		last = ""
+		mu.Unlock()
+		return nil
+	}
+}
+
+// problemPhrases are the words /readyz uses for each kind of
+// configuration problem.
+var problemPhrases = map[string]string{
+	tasks.ProblemProviderDisabled: "provider disabled (no credentials)",
+	tasks.ProblemCredentials:      "credentials rejected",
+	tasks.ProblemDataKey:          "cannot open sealed params (data key)",
+	tasks.ProblemReplicas:         "too few redis replicas",
+}
+
+// problemSummary names the provider and the kind of each configuration
+// problem p holds, sorted: "aliyun: provider disabled (no credentials);
+// tencent: credentials rejected". The reasons are left out.
+func problemSummary(p *tasks.Problems, known []string) string {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		p.Collect(ch) // one gauge per current problem, labelled provider and kind
+		close(ch)
+	}()
+	var parts []string
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil {
+			continue
+		}
+		var provider, kind string
+		for _, l := range d.GetLabel() {
+			switch l.GetName() {
+			case "provider":
+				provider = l.GetValue()
+			case "kind":
+				kind = l.GetValue()
+			}
+		}
+		if !slices.Contains(known, provider) {
+			provider = "a provider"
+		}
+		phrase, ok := problemPhrases[kind]
+		if !ok {
+			phrase = "configuration problem"
+		}
+		parts = append(parts, provider+": "+phrase)
+	}
+	if len(parts) == 0 {
+		return "configuration problem" // it ended meanwhile
+	}
+	slices.Sort(parts)
+	return strings.Join(slices.Compact(parts), "; ")
 }
 
 // requireToken lets a request through when no token is configured, or when
@@ -92,21 +219,99 @@ func newMonitoring(opt asynq.RedisConnOpt, readOnly bool, set *providers.Set) *a
 }
 
 // maskPayload renders a task payload for the dashboard with personal data
-// masked: the provider's sensitive params by name, and phone numbers
-// anywhere.
+// masked: the provider's sensitive params by name (whatever their value,
+// and at any depth), and phone numbers anywhere. A payload it cannot read
+// (not a JSON object with string provider and order_no, say one a producer
+// wrote by hand with a trailing byte) is shown as a placeholder with its
+// size, never as it is: there is no telling which of its bytes are
+// personal data.
 func maskPayload(payload []byte, set *providers.Set) string {
 	var p struct {
 		Provider string          `json:"provider"`
 		OrderNo  string          `json:"order_no"`
 		Params   json.RawMessage `json:"params"`
 	}
+	unreadable := fmt.Sprintf("(unreadable payload, %d bytes)", len(payload))
 	if json.Unmarshal(payload, &p) != nil {
-		return providers.MaskPhones(providers.Truncate(string(payload), 2000))
+		return unreadable
 	}
-	p.Params = providers.MaskParams(p.Params, set.Sensitive(p.Provider))
+	if len(p.Params) > 0 {
+		sensitive := set.Sensitive(p.Provider)
+		params, err := maskSensitiveValues(p.Params, sensitive)
+		if err != nil {
+			return unreadable
+		}
+		p.Params = providers.MaskParams(params, sensitive)
+	}
 	out, err := json.Marshal(p)
 	if err != nil {
-		return ""
+		return unreadable
 	}
 	return providers.MaskPhones(string(out)) // order_no too
+}
+
+// maskSensitiveValues prepares params for providers.MaskParams, which
+// masks a string under a personal-data key of the params object and
+// leaves any other value as it is: here every non-string value under such
+// a key (["Li Si"], {"first": "Li"}, a number) becomes "***", and below the
+// top level, where MaskParams does not look, a string under such a key is
+// masked as MaskParams would mask it. Other numbers are kept digit for
+// digit.
+func maskSensitiveValues(params json.RawMessage, sensitive []string) (json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(params))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("params: trailing data")
+	}
+	isSensitive := sensitiveKeys(sensitive)
+	var walk func(v any, top bool) any
+	walk = func(v any, top bool) any {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				s, isString := x.(string)
+				switch {
+				case !isSensitive(k):
+					v[k] = walk(x, false)
+				case !isString:
+					v[k] = "***"
+				case !top:
+					v[k] = providers.MaskName(s)
+				}
+			}
+		case []any:
+			for i, x := range v {
+				v[i] = walk(x, false)
+			}
+		}
+		return v
+	}
+	return json.Marshal(walk(v, true))
+}
+
+// sensitiveKeys returns whether providers.MaskParams masks the string
+// under a key, with the provider's sensitive params: MaskParams alone
+// knows its list of personal-data names, so it is asked.
+func sensitiveKeys(sensitive []string) func(key string) bool {
+	seen := map[string]bool{}
+	return func(key string) bool {
+		if masked, ok := seen[key]; ok {
+			return masked
+		}
+		probe, err := json.Marshal(map[string]string{key: "ab"})
+		if err != nil {
+			return true
+		}
+		var out map[string]string
+		masked := json.Unmarshal(providers.MaskParams(probe, sensitive), &out) != nil || len(out) != 1
+		for _, v := range out {
+			masked = masked || v != "ab"
+		}
+		seen[key] = masked
+		return masked
+	}
 }

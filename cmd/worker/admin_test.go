@@ -2,9 +2,21 @@ package main
 
 import (
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
+	"github.com/orderworker/orderworker/tasks"
 )
 
 // The monitoring token is accepted as a bearer token or a basic-auth
@@ -47,5 +59,143 @@ func TestRequireTokenSchemes(t *testing.T) {
 		if w.Code != tt.want {
 			t.Errorf("Authorization %q: status %d, want %d", tt.auth, w.Code, tt.want)
 		}
+	}
+}
+
+// The dashboard's payload view: a payload it cannot read is a placeholder
+// (a producer may have written anything in it), and personal data is
+// masked whatever JSON value holds it and however deep.
+func TestMaskPayload(t *testing.T) {
+	t.Parallel()
+	set := providers.NewSet()
+	set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	set.Disable("acme", "test", nil, "holder")
+	const aliyunOrder = `{"provider":"aliyun","order_no":"A1","params":{"iotId":"dev-1","copies":1,"userName":"Li Si Guang"}}`
+	tests := []struct {
+		name, payload string
+		want          []string // in the view
+		clear         []string // never in it
+	}{
+		{"readable", aliyunOrder,
+			[]string{`"order_no":"A1"`, `"iotId":"dev-1"`, `"copies":1`, `"userName":"L****g"`}, []string{"Li Si Guang"}},
+		{"trailing NUL", aliyunOrder + "\x00",
+			[]string{fmt.Sprintf("(unreadable payload, %d bytes)", len(aliyunOrder)+1)}, []string{"Li Si", "dev-1"}},
+		{"not JSON", `phone=18812345678; userName=Li Si Guang`,
+			[]string{"(unreadable payload, 39 bytes)"}, []string{"1881234", "Li Si", "188****5678"}},
+		{"a name in an array", `{"provider":"aliyun","order_no":"A2","params":{"iotId":"dev-1","userName":["Li Si Guang"]}}`,
+			[]string{`"userName":"***"`, `"iotId":"dev-1"`}, []string{"Li Si"}},
+		{"a name in an object", `{"provider":"aliyun","order_no":"A3","params":{"UserName":{"first":"Li","last":"Si Guang"},"nickName":42}}`,
+			[]string{`"UserName":"***"`, `"nickName":"***"`}, []string{"Si Guang", "42"}},
+		{"nested personal keys", `{"provider":"tencent","order_no":"T1","params":{"contact":{"realName":"Wang Xiao Ming","mobile":["13912345678"],"note":"ok"},"list":[{"phone":"Zhang San Feng"}]}}`,
+			[]string{`"realName":"W****g"`, `"mobile":"***"`, `"note":"ok"`, `"phone":"Z****g"`}, []string{"Xiao", "San Feng", "13912345678", "139****5678"}},
+		{"a provider's own sensitive param", `{"provider":"acme","order_no":"X1","params":{"holder":["Li Si Guang"],"other":"kept"}}`,
+			[]string{`"holder":"***"`, `"other":"kept"`}, []string{"Li Si"}},
+		{"phones anywhere", `{"provider":"tencent","order_no":"13712345678","params":{"CustomerId":"13912345678","ItemNum":12345678901234}}`,
+			[]string{`"order_no":"137****5678"`, `"CustomerId":"139****5678"`, `"ItemNum":12345678901234`}, []string{"13712345678", "13912345678"}},
+		{"sealed", `{"provider":"aliyun","order_no":"A4","params":"sealed:v1:AAAA"}`,
+			[]string{`"params":"sealed:v1:AAAA"`}, nil},
+		{"no params", `{"provider":"aliyun","order_no":"A5"}`,
+			[]string{`"order_no":"A5"`, `"params":null`}, nil},
+	}
+	for _, tt := range tests {
+		got := maskPayload([]byte(tt.payload), set)
+		for _, w := range tt.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: view %q lacks %s", tt.name, got, w)
+			}
+		}
+		for _, c := range tt.clear {
+			if strings.Contains(got, c) {
+				t.Errorf("%s: view %q shows %s", tt.name, got, c)
+			}
+		}
+	}
+}
+
+// /readyz, which anyone who reaches the admin port may ask, names the
+// provider and the kind of problem, or that Redis is unreachable, and
+// nothing of the detail (a provider's message, Redis's error text); the
+// log has the detail, once per change.
+func TestReadyzSaysOnlyTheKind(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := logmask.New(&logs, slog.LevelInfo, false)
+	problems := tasks.NewProblems()
+	var redisErr error
+	started := false
+	ready := readinessCheck(func() bool { return started }, func() error { return redisErr }, problems,
+		func() error { return nil }, []string{"tencent", "aliyun"}, log)
+	srv := httptest.NewServer(adminHandler(prometheus.NewRegistry(), ready, http.NotFoundHandler(), nil, ""))
+	defer srv.Close()
+	readyz := func() (int, string) {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	check := func(wantCode int, want string, hidden ...string) {
+		t.Helper()
+		code, body := readyz()
+		if code != wantCode || body != want {
+			t.Errorf("/readyz = %d %q, want %d %q", code, body, wantCode, want)
+		}
+		for _, h := range hidden {
+			if strings.Contains(body, h) {
+				t.Errorf("/readyz %q shows %q", body, h)
+			}
+		}
+	}
+
+	check(http.StatusServiceUnavailable, "not ready: starting")
+	started = true
+	check(http.StatusOK, "ready")
+
+	redisErr = errors.New("dial tcp 10.1.2.3:6379: connect: connection refused")
+	check(http.StatusServiceUnavailable, "not ready: redis unreachable", "10.1.2.3", "refused")
+	check(http.StatusServiceUnavailable, "not ready: redis unreachable")
+	redisErr = nil
+
+	problems.Report("tencent", tasks.ProblemCredentials, "AppKey AKID-secret-1 is not valid for 13912345678")
+	problems.Report("aliyun", tasks.ProblemProviderDisabled, "disabled: ALIYUN_APP_KEY is not set")
+	problems.Report("acme-13712345678", tasks.ProblemDataKey, "sealed params: cannot decrypt with this data key")
+	check(http.StatusServiceUnavailable,
+		"not ready: a provider: cannot open sealed params (data key); aliyun: provider disabled (no credentials); tencent: credentials rejected",
+		"AKID", "1391234", "139****", "ALIYUN_APP_KEY", "1371234", "decrypt")
+	problems.Clear("tencent", tasks.ProblemCredentials)
+	problems.Clear("aliyun", tasks.ProblemProviderDisabled)
+	problems.Clear("acme-13712345678", tasks.ProblemDataKey)
+	problems.Report("tencent", tasks.ProblemReplicas, "the master reports 0 replicas, ORDERWORKER_MIN_REPLICAS is 1")
+	check(http.StatusServiceUnavailable, "not ready: tencent: too few redis replicas", "ORDERWORKER_MIN_REPLICAS")
+	problems.Clear("tencent", tasks.ProblemReplicas)
+	check(http.StatusOK, "ready")
+
+	// The log has each reason once, with its detail (masked).
+	out := logs.String()
+	for _, w := range []string{"10.1.2.3:6379: connect: connection refused", "AKID-secret-1 is not valid for 139****5678", "ALIYUN_APP_KEY is not set", "ORDERWORKER_MIN_REPLICAS is 1"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("the log lacks %q:\n%s", w, out)
+		}
+	}
+	if n := strings.Count(out, "redis unreachable"); n != 1 {
+		t.Errorf("the log says redis unreachable %d times, want once:\n%s", n, out)
+	}
+	if strings.Contains(out, "13912345678") {
+		t.Errorf("the log shows a phone number in clear:\n%s", out)
+	}
+
+	// An error of another kind is never quoted.
+	plain := httptest.NewServer(adminHandler(prometheus.NewRegistry(), func() error { return errors.New("secret detail") }, http.NotFoundHandler(), nil, ""))
+	defer plain.Close()
+	resp, err := http.Get(plain.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(b), "secret") {
+		t.Errorf("/readyz with a plain error = %d %q", resp.StatusCode, b)
 	}
 }

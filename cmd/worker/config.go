@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -97,14 +98,14 @@ func envVars() []envVar {
 
 var workerVars = []envVar{
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster://host:port,host:port"},
-	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/"},
+	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/, /orders/, /api/orders; when unset, -dev listens on 127.0.0.1 at its port"},
 	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
-	{"ORDERWORKER_CONCURRENCY", "20", "orders processed at once"},
+	{"ORDERWORKER_CONCURRENCY", "20", "provider calls in flight at once; the worker runs a quarter more orders than that (at least one more), which wait for a call slot while the others' bookkeeping runs"},
 	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 16 of concurrency, at most 3"},
 	{"ORDERWORKER_MAX_ATTEMPTS", "8", "failed submissions (that created nothing) before an order is errored"},
 	{"ORDERWORKER_RETRY_BASE", "1s", "first retry backoff (doubles, full jitter)"},
 	{"ORDERWORKER_RETRY_MAX", "5m", "backoff cap"},
-	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue is errored"},
+	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue (or after an operator re-drove it) is errored"},
 	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once"},
@@ -120,8 +121,8 @@ var workerVars = []envVar{
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
 	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
 	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
-	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/ needs it as a bearer token or basic-auth password"},
-	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks"},
+	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/, /orders/ and /api/orders need it as a bearer token or basic-auth password"},
+	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks, and operators resolve and re-drive orders from /orders/ and /api/orders"},
 	{"ORDERWORKER_WEBHOOK_URLS", "", "comma-separated URLs every outcome event is POSTed to, signed per Standard Webhooks"},
 	{"ORDERWORKER_WEBHOOK_SECRET", "", "the webhook signing secret: whsec_ and at least 24 random bytes in base64 (echo whsec_$(openssl rand -base64 32)); required with ORDERWORKER_WEBHOOK_URLS"},
 	{"ORDERWORKER_WEBHOOK_MAX_AGE", "72h", "how long an undelivered event is retried before it is kept as failed (enqueue webhooks failed lists it)"},
@@ -273,13 +274,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.Demo, "demo", false, "with -dev: enqueue one sample order per provider, print each outcome and exit")
 	fs.StringVar(&c.DevRedis, "dev-redis", "", "with -dev: use this Redis `URL` instead of an embedded one; refused when it holds data that -dev did not write")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR); with -dev and neither given, 127.0.0.1 at its port")
 	fs.StringVar(&c.Queue, "queue", c.Queue, "asynq queue (ORDERWORKER_QUEUE)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "provider calls in flight at once; a quarter more orders run (ORDERWORKER_CONCURRENCY)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "failure budget per order (ORDERWORKER_MAX_ATTEMPTS)")
 	fs.DurationVar(&c.RetryBase, "retry-base", c.RetryBase, "first retry backoff (ORDERWORKER_RETRY_BASE)")
 	fs.DurationVar(&c.RetryMax, "retry-max", c.RetryMax, "backoff cap (ORDERWORKER_RETRY_MAX)")
-	fs.DurationVar(&c.OrderDeadline, "order-deadline", c.OrderDeadline, "per-order deadline (ORDERWORKER_ORDER_DEADLINE)")
+	fs.DurationVar(&c.OrderDeadline, "order-deadline", c.OrderDeadline, "how long after enqueue (or a re-drive) an order may still be submitted (ORDERWORKER_ORDER_DEADLINE)")
 	fs.DurationVar(&c.PendingWindow, "pending-window", c.PendingWindow, "pending polling window (ORDERWORKER_PENDING_WINDOW)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "drain time on SIGTERM (ORDERWORKER_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-interval", c.ReconcileEvery, "reconciler sweep interval (ORDERWORKER_RECONCILE_INTERVAL)")
@@ -301,6 +302,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.Dev && flagSet(fs, "redis-url") {
 		return nil, errors.New("-dev never uses -redis-url or REDIS_URL: give -dev-redis URL to use another Redis than the embedded one")
 	}
+	if c.Dev && getenv("ORDERWORKER_ADMIN_ADDR") == "" && !flagSet(fs, "admin-addr") {
+		// Like the dev API: loopback only, unless an address was asked
+		// for (the admin server has no token in -dev unless one is set).
+		c.AdminAddr = loopbackAddr(c.AdminAddr)
+	}
 	if c.RetryMax < c.RetryBase {
 		return nil, fmt.Errorf("ORDERWORKER_RETRY_MAX (-retry-max) %s is below ORDERWORKER_RETRY_BASE (-retry-base) %s: the backoff cap must be at least the first backoff", c.RetryMax, c.RetryBase)
 	}
@@ -316,6 +322,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("ORDERWORKER_DEQUEUERS=%d is over the concurrency (%d): each loop needs at least one order slot", c.Dequeuers, c.Concurrency)
 	}
 	return c, nil
+}
+
+// loopbackAddr is addr's port on 127.0.0.1.
+func loopbackAddr(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		port = "0"
+	}
+	return net.JoinHostPort("127.0.0.1", port)
 }
 
 // flagSet reports whether the named flag was given on the command line.

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/orderworker/orderworker/tasks"
 )
 
 // Settings that are accepted today but cannot work are refused at start,
@@ -75,5 +77,68 @@ func TestConfigAcceptsProviderSettings(t *testing.T) {
 	if !strings.Contains(got["tencent"], `TENCENT_APP_KEY="k"`) || !strings.Contains(got["tencent"], "TENCENT_APP_SECRET=***") ||
 		!strings.Contains(got["aliyun"], `ALIYUN_AUTO_PAY="true"`) || !strings.Contains(got["unicloud"], `UNICLOUD_ENDPOINT="https://api.unicloud.com"`) {
 		t.Errorf("provider settings = %v", got)
+	}
+}
+
+// In -dev the admin server listens on loopback, at the default's port,
+// unless ORDERWORKER_ADMIN_ADDR or -admin-addr asks for an address; outside
+// -dev the default stands.
+func TestDevAdminAddrIsLoopback(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{nil, []string{"-dev"}, "127.0.0.1:9090"},
+		{map[string]string{"ORDERWORKER_ADMIN_ADDR": ":9191"}, []string{"-dev"}, ":9191"},
+		{nil, []string{"-dev", "-admin-addr", ":9192"}, ":9192"},
+		{map[string]string{"ORDERWORKER_ADMIN_ADDR": "0.0.0.0:9193"}, []string{"-dev", "-admin-addr", "[::1]:9194"}, "[::1]:9194"},
+		{nil, nil, ":9090"},
+	}
+	for _, tt := range tests {
+		cfg, err := parseConfig(tt.args, envFunc(tt.env), io.Discard)
+		if err != nil {
+			t.Fatalf("parseConfig(%v, %v): %v", tt.args, tt.env, err)
+		}
+		if cfg.AdminAddr != tt.want {
+			t.Errorf("parseConfig(%v, %v): admin address %q, want %q", tt.args, tt.env, cfg.AdminAddr, tt.want)
+		}
+	}
+}
+
+// worker -h says what the code does: the concurrency counts provider calls
+// (the server runs a quarter more orders, tasks.Headroom), the deadline
+// counts from a re-drive too, and the admin settings cover the Orders pages.
+func TestHelpMatchesTheCode(t *testing.T) {
+	t.Parallel()
+	var stderr syncBuffer
+	if err := run(context.Background(), []string{"-h"}, envFunc(nil), io.Discard, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	help := map[string]string{}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "ORDERWORKER_") {
+			help[f[0]] = line
+		}
+	}
+	for name, wants := range map[string][]string{
+		"ORDERWORKER_CONCURRENCY":         {"provider calls in flight", "a quarter more orders"},
+		"ORDERWORKER_ORDER_DEADLINE":      {"after enqueue", "re-drove"},
+		"ORDERWORKER_ADMIN_ADDR":          {"/monitoring/", "/orders/", "/api/orders", "-dev", "127.0.0.1"},
+		"ORDERWORKER_MONITORING_TOKEN":    {"/monitoring/", "/orders/", "/api/orders"},
+		"ORDERWORKER_MONITORING_READONLY": {"/orders/", "/api/orders", "resolve", "re-drive"},
+	} {
+		for _, w := range wants {
+			if !strings.Contains(help[name], w) {
+				t.Errorf("-h for %s = %q, want it to say %q", name, help[name], w)
+			}
+		}
+	}
+	if strings.Contains(help["ORDERWORKER_CONCURRENCY"], "orders processed at once") {
+		t.Errorf("-h for ORDERWORKER_CONCURRENCY still counts orders: %q", help["ORDERWORKER_CONCURRENCY"])
+	}
+	if tasks.Headroom(20) != 5 {
+		t.Errorf("tasks.Headroom(20) = %d: the help's \"a quarter more\" no longer holds", tasks.Headroom(20))
 	}
 }

@@ -35,9 +35,9 @@ import (
 var unmaskedPhone = regexp.MustCompile(`(?:^|\D)((?:\+?86)?1[3-9]\d{9})(?:\D|$)`)
 
 // dashboardTask is one task put in the orders queue: its ID, a string of
-// its payload that identifies it on a page, the phone numbers its order
-// holds and what the dashboard must show instead (masked forms, or the
-// sealed params).
+// its payload (or of its placeholder) that identifies it on a page, the
+// phone numbers and other personal data its order holds, and what the
+// dashboard must show instead (masked forms, or the sealed params).
 type dashboardTask struct {
 	id     string
 	marker string
@@ -258,8 +258,16 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server, dataKey string) []dashb
 			dashboardTask{"tencent:Dash-T1", `"Dash-T1"`, []string{"13912345678"}, []string{"139****5678"}}},
 		{`{"provider":"aliyun","order_no":"Dash-Raw1","params":{"iotId":"dev-2","commodityCode":"streamingResource_20_10","copies":1,"userName":"Wang 13712345678","contact":{"tel":"+8613612345678"},"note":"call 15912345678"}}`,
 			dashboardTask{"aliyun:Dash-Raw1", `"Dash-Raw1"`, []string{"13712345678", "13612345678", "15912345678"}, []string{"137****5678", "861****5678", "159****5678"}}},
+		// A name under a personal-data key, but not a string: masked all
+		// the same.
+		{`{"provider":"aliyun","order_no":"Dash-Raw2","params":{"iotId":"dev-3","commodityCode":"streamingResource_20_10","copies":1,"userName":["Li Si Guang"]}}`,
+			dashboardTask{"aliyun:Dash-Raw2", `"Dash-Raw2"`, []string{"Li Si Guang"}, []string{`"***"`}}},
+		// Payloads the dashboard cannot read are not shown, only their
+		// size: there is no telling which of their bytes are personal.
+		{`{"provider":"aliyun","order_no":"Dash-Raw3","params":{"iotId":"dev-4","commodityCode":"streamingResource_20_10","copies":1,"userName":"Wang Xiao Ming"}}` + "\x00",
+			dashboardTask{"raw-trailing-nul", "(unreadable payload, 153 bytes)", []string{"Wang Xiao Ming", "Dash-Raw3"}, nil}},
 		{`phone=18812345678; not json`,
-			dashboardTask{"raw-not-json", "; not json", []string{"18812345678"}, []string{"188****5678"}}},
+			dashboardTask{"raw-not-json", "(unreadable payload, 27 bytes)", []string{"18812345678", "not json"}, nil}},
 	} {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(d.payload)), asynq.Queue(tasks.DefaultQueue), asynq.TaskID(d.task.id))
 		if err != nil {

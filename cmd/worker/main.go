@@ -1,11 +1,13 @@
 // Command worker processes orders: it takes order:submit tasks from Redis,
 // signs and submits each to its provider, retries with backoff, and records
 // every order's outcome in the ledger. It serves /metrics, /healthz,
-// /readyz and the asynqmon dashboard at /monitoring/ on its admin address.
+// /readyz, the asynqmon dashboard at /monitoring/ and the Orders pages at
+// /orders/ and /api/orders on its admin address.
 //
 // worker -dev needs nothing set up: it starts an embedded Redis (never the
 // one REDIS_URL names; -dev-redis URL gives it an empty one of yours) and
-// built-in provider sandboxes with demo credentials.
+// built-in provider sandboxes with demo credentials. Its admin address is
+// on 127.0.0.1 unless ORDERWORKER_ADMIN_ADDR or -admin-addr gives one.
 // worker -dev -demo also enqueues one sample order per provider, prints
 // each outcome and exits.
 package main

@@ -118,18 +118,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mon := newMonitoring(redisOpt, cfg.MonitoringReadOnly, set)
 	defer mon.Close()
 	var started atomic.Bool
-	ready := func() error {
-		if !started.Load() {
-			return errors.New("starting")
-		}
-		if err := ping(context.Background(), rdb, 2*time.Second); err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		if err := problems.Err(); err != nil {
-			return err
-		}
-		return srv.Ping()
-	}
+	ready := readinessCheck(started.Load, func() error { return ping(context.Background(), rdb, 2*time.Second) },
+		problems, srv.Ping, names, log)
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil && cfg.Dev {
 		// -dev must run anywhere: take any free port rather than fail.

@@ -1,0 +1,51 @@
+package logmask
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/orderworker/orderworker/providers"
+)
+
+// Every string of a record, in text and in JSON, passes the phone-number
+// mask: the message, string attributes (in groups too, and from a
+// LogValuer), and the text of errors; a secret still logs as "***".
+func TestNewMasksPhones(t *testing.T) {
+	t.Parallel()
+	for _, text := range []bool{true, false} {
+		var b bytes.Buffer
+		log := New(&b, slog.LevelDebug, text).With("order_no", "13712345678")
+		log.Debug("call 13812345678 back",
+			"user", "15812348558",
+			slog.Group("params", "phone", "+86 139 1234 5678"),
+			"error", errors.New("provider said: 13612345678 is not reachable"),
+			"secret", providers.Secret("13512345678"),
+			"n", 42)
+		out := b.String()
+		for _, clear := range []string{"13712345678", "13812345678", "15812348558", "139 1234 5678", "13612345678", "13512345678"} {
+			if strings.Contains(out, clear) {
+				t.Errorf("text=%v: the log shows %s in clear:\n%s", text, clear, out)
+			}
+		}
+		for _, masked := range []string{"137****5678", "138****5678", "158****8558", "861****5678", "136****5678", "***", "42"} {
+			if !strings.Contains(out, masked) {
+				t.Errorf("text=%v: the log lacks %s:\n%s", text, masked, out)
+			}
+		}
+	}
+}
+
+// The level is honoured, and JSON is the default format.
+func TestNewLevelAndFormat(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	log := New(&b, slog.LevelWarn, false)
+	log.Info("hidden")
+	log.Warn("shown")
+	if out := b.String(); strings.Contains(out, "hidden") || !strings.HasPrefix(out, "{") || !strings.Contains(out, `"msg":"shown"`) {
+		t.Errorf("log = %q, want only the warning, as JSON", out)
+	}
+}
