@@ -423,7 +423,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		// An order about to be created is errored; one that may exist is
 		// left for a person, never errored.
 		reason := "recorded params rejected: " + msgOf(err)
-		if pl := order.PlanStep(rec, pol, time.Now()); (pl.Step == order.Submit || pl.Step == order.Prepare) && !rec.MayExist {
+		if pl := order.PlanStep(rec, pol, time.Now()); (pl.Step == order.Submit || pl.Step == order.Prepare || pl.Then.Step == order.Prepare) && !rec.MayExist {
 			if err := h.ledger.Settle(context.WithoutCancel(ctx), ref, token, ledger.SetErrored(reason)); err == nil {
 				h.metrics.outcome(rec, StateErrored, rec.Attempts, time.Now())
 			}
@@ -453,7 +453,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		},
 	}
 	if plan.Step == order.Submit && foreign != nil && !rec.MayHaveExisted {
-		ran, since, err := foreign.priorCreate(ctx, h, rec)
+		ran, since, known, err := foreign.priorCreate(ctx, h, rec)
 		if err != nil {
 			// Not sent: the order goes back as it was.
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
@@ -463,12 +463,12 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			reason := "an earlier run of this order's task may have created it under a record since lost; looking the order up before any submission"
 			h.log.Error("order task ran before its record was recorded again (Redis lost data?); looking the order up first",
 				"provider", ref.Provider, "order_no", ref.OrderNo)
-			return h.finish(ctx, rec, token, order.Decision{Settle: ledger.SetUnknownSince(reason, since),
+			return h.finish(ctx, rec, token, order.Decision{Settle: ledger.SetUnknownSince(reason, since, known),
 				Then: order.Then{Next: order.Continue, Step: order.Lookup, Reason: reason}})
 		}
 	}
 	if plan.Step == order.Submit && foreign != nil {
-		if err := h.markRan(ctx); err != nil {
+		if err := h.markRan(ctx, rec.Claim); err != nil {
 			// Not marked, not sent: the order goes back as it was.
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
@@ -645,43 +645,47 @@ type taskRun struct {
 	// ran before (a create may exist), lost bounding its lookup.
 	lostRan bool
 	lost    ledger.Lost
-	// ran, ranAt: the task's own mark (Handler.taskRanBefore), once read.
-	read  bool
-	ran   bool
-	ranAt time.Time
+	// ran, ranAt, ranClaim: the task's own mark (Handler.taskRanBefore),
+	// once read.
+	read     bool
+	ran      bool
+	ranAt    time.Time
+	ranClaim string
 }
 
 // ranBefore reads the task's mark once a run: only this run could write
 // it since, and only right before a create.
 func (tk *taskRun) ranBefore(ctx context.Context, h *Handler) (bool, time.Time, error) {
 	if !tk.read {
-		ran, at, err := h.taskRanBefore(ctx)
+		ran, at, claim, err := h.taskRanBefore(ctx)
 		if err != nil {
 			return false, time.Time{}, err
 		}
-		tk.read, tk.ran, tk.ranAt = true, ran, at
+		tk.read, tk.ran, tk.ranAt, tk.ranClaim = true, ran, at, claim
 	}
 	return tk.ran, tk.ranAt, nil
 }
 
 // priorCreate reports whether an earlier run of the task may have sent a
 // create of the order that rec, a record not of the task's own claim,
-// does not know of, and the earliest time that create may have left (zero:
-// not known). It may have when this run found the record missing after
-// such a run (lostRan); when the task was queued with a claim that is not
-// rec's and was not undone (the record of that claim existed, and its
-// creates are not marked on the task: it was lost, and another claim
-// recorded the order again, a producer sending it anew); or when the
-// task's own mark says so (markRan).
-func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Record) (bool, time.Time, error) {
+// does not know of, the earliest time that create may have left (zero:
+// not known), and a snapshot from before it (nil: none). It may have when
+// this run found the record missing after such a run (lostRan); when the
+// task was queued with a claim that is not rec's and was not undone (the
+// record of that claim existed, and its creates are not marked on the
+// task: it was lost, and another claim recorded the order again, a
+// producer sending it anew; or the reconciler carried it over from a task
+// it replaced, see ranToken); or when the task's own mark says a first
+// create left under another record than rec (markRan).
+func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Record) (bool, time.Time, []string, error) {
 	if tk.lostRan {
-		return true, tk.lost.FirstAttempt, nil
+		return true, tk.lost.FirstAttempt, tk.lost.Known, nil
 	}
 	ran, since := false, time.Time{}
 	if tk.claim != "" && tk.claim != rec.Claim {
 		undone, err := h.ledger.Unclaimed(ctx, rec.Ref(), tk.claim)
 		if err != nil {
-			return false, time.Time{}, err
+			return false, time.Time{}, nil, err
 		}
 		if !undone {
 			ran, since = true, tk.at
@@ -689,7 +693,13 @@ func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Reco
 	}
 	marked, at, err := tk.ranBefore(ctx, h)
 	if err != nil {
-		return false, time.Time{}, err
+		return false, time.Time{}, nil, err
+	}
+	// A mark under rec itself is one of its own creates, which rec knows
+	// (one refused before the provider acted, say); a mark without a
+	// claim may be under any record.
+	if marked && tk.ranClaim != "" && tk.ranClaim == rec.Claim {
+		marked = false
 	}
 	if marked {
 		// The earlier of the two times; unknown when either is.
@@ -698,16 +708,16 @@ func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Reco
 		}
 		ran = true
 	}
-	return ran, since, nil
+	return ran, since, nil, nil
 }
 
 // taskRanBefore reports whether a run of the running task was about to
 // send a create, and when the first was (ledger.TaskRanBefore); false
 // outside asynq (no task id).
-func (h *Handler) taskRanBefore(ctx context.Context) (bool, time.Time, error) {
+func (h *Handler) taskRanBefore(ctx context.Context) (bool, time.Time, string, error) {
 	id, ok := asynq.GetTaskID(ctx)
 	if !ok {
-		return false, time.Time{}, nil
+		return false, time.Time{}, "", nil
 	}
 	queue, _ := asynq.GetQueueName(ctx)
 	return h.ledger.TaskRanBefore(ctx, queue, id)
@@ -718,13 +728,13 @@ func (h *Handler) taskRanBefore(ctx context.Context) (bool, time.Time, error) {
 // tells a later run that finds the order's record lost that the order may
 // exist (a task the Enqueuer or the reconciler queued carries its claim).
 // Outside asynq (no task id) there is nothing to mark.
-func (h *Handler) markRan(ctx context.Context) error {
+func (h *Handler) markRan(ctx context.Context, claim string) error {
 	id, ok := asynq.GetTaskID(ctx)
 	if !ok {
 		return nil
 	}
 	queue, _ := asynq.GetQueueName(ctx)
-	return h.ledger.MarkTaskRan(ctx, queue, id, time.Now())
+	return h.ledger.MarkTaskRan(ctx, queue, id, time.Now(), claim)
 }
 
 // adopt records an order whose task runs without a record: a producer that
@@ -744,7 +754,13 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 			// recorded anyway, as unknown, for a person to see; its
 			// steps stop at the params, never submitting.
 			reason := "record lost, and this worker rejects the task's params (" + reasonOf(err) + "); the order may exist: left for a person"
-			if _, cerr := h.ledger.ClaimLost(ctx, ref, p.Params, "", reason, lost); cerr != nil && !errors.Is(cerr, ledger.ErrNotDurable) {
+			stored := p.Params
+			if h.opts.Sealer != nil && !IsSealed(stored) {
+				if stored, err = h.opts.Sealer.Seal(p.Params); err != nil {
+					return wait(redisWait, err)
+				}
+			}
+			if _, cerr := h.ledger.ClaimLost(ctx, ref, stored, "", reason, lost); cerr != nil && !errors.Is(cerr, ledger.ErrNotDurable) {
 				return wait(redisWait, cerr)
 			}
 			h.log.Error("order record missing for a task that ran before, and its params are rejected; recorded as unknown for a person",

@@ -333,10 +333,14 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 // number as well as a name field may. Orders already queued are not
 // judged again.
 func phoneField(clear json.RawMessage) string {
-	// Judged on the decoded text: an escaped digit (\u0031) is a digit.
-	clear = providers.Canonical(clear)
-	if providers.MaskPhones(string(clear)) == string(clear) {
-		return ""
+	// Judged on the text as given and as decoded: an escaped digit
+	// (\u0031) is a digit, and a key given twice keeps only its last
+	// value once decoded.
+	if decoded := providers.Canonical(clear); providers.MaskPhones(string(clear)) == string(clear) {
+		if providers.MaskPhones(string(decoded)) == string(decoded) {
+			return ""
+		}
+		clear = decoded
 	}
 	var m map[string]json.RawMessage
 	if json.Unmarshal(clear, &m) == nil {

@@ -191,7 +191,7 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	if s == StatePending && (rec.NextCheckAt.IsZero() || rec.NextCheckAt.After(cutoff)) {
 		return "", nil
 	}
-	queued, err := Requeue(ctx, r.inspector, r.client, OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), rec)
+	queued, err := Requeue(ctx, r.ledger, r.inspector, r.client, OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), rec)
 	if err != nil || !queued {
 		return "", err
 	}
@@ -249,27 +249,53 @@ func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
 // Requeue queues a task for the recorded order on queue (the order's own,
 // OrderQueue) unless a live task for it exists (pending, scheduled,
 // retrying or running): an archived task is deleted first. It reports
-// whether it queued one. The task carries the params as recorded.
-// Operators' tools use it after re-driving or resolving an order; the
-// reconciler after finding one without a task.
-func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {
+// whether it queued one. The task carries the params as recorded, and the
+// record's claim: should Redis lose the record, its runs know that the
+// order may exist, as the Enqueuer's tasks do. A deleted task that stood
+// for creates the record does not know of (queued for another claim, not
+// undone, or marked as having sent a create under another record: the
+// record was lost and recorded again since) hands that on to the new one
+// (see ranToken), with the earlier time. Operators' tools use it after
+// re-driving or resolving an order; the reconciler after finding one
+// without a task.
+func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {
 	if queue == "" {
 		queue = DefaultQueue
 	}
 	id := TaskID(rec.Provider, rec.OrderNo)
+	at, token := requeueMark(rec), rec.Claim
+	earlier := func(t time.Time) {
+		if t.IsZero() || (!at.IsZero() && t.Before(at)) {
+			at = t // zero: no time known, so none to look up from
+		}
+	}
 	info, err := inspector.GetTaskInfo(queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
 	case err != nil:
 		return false, err
 	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
+		if claimed, t, tok := claimedMark(asynq.NewTaskWithHeaders(info.Type, nil, info.Headers)); claimed && tok != "" && tok != rec.Claim {
+			token = tok
+			earlier(t)
+		}
+		ran, t, under, err := l.TaskRanBefore(ctx, queue, id)
+		if err != nil {
+			return false, err
+		}
+		if ran && (under == "" || under != rec.Claim) {
+			if token == rec.Claim {
+				token = ranToken
+			}
+			earlier(t)
+		}
 		if err := inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return false, err
 		}
 	default:
 		return false, nil // a live task will handle it
 	}
-	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, requeueMark(rec), "")
+	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, at, token)
 	if err != nil {
 		return false, err
 	}
@@ -281,6 +307,12 @@ func Requeue(ctx context.Context, inspector *asynq.Inspector, client *asynq.Clie
 	}
 	return true, nil
 }
+
+// ranToken is the claim a re-queued task carries for a task it replaced
+// that had sent a create under another record than the one it is queued
+// for: no claim has it, and none undoes it, so the task's runs take the
+// order for one that may exist (see Handler, priorCreate).
+const ranToken = "ran"
 
 // requeueMark is the time a re-queued task carries as no later than any
 // create of rec's order (see claimedHeader), which bounds the lookup should

@@ -152,7 +152,7 @@ func TestRequeueMarksNoLaterThanTheFirstCreate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ok, err := tasks.Requeue(ctx, inspector, e.client, "", rec); err != nil || !ok {
+			if ok, err := tasks.Requeue(ctx, e.ledger, inspector, e.client, "", rec); err != nil || !ok {
 				t.Fatalf("Requeue = %v, %v", ok, err)
 			}
 			info, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(p.Provider, p.OrderNo))

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
 	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
@@ -131,5 +133,41 @@ func TestSnapshotKeptThroughAWaitIsRetaken(t *testing.T) {
 	}
 	if n := sb.Calls(aliyun.PathCreate); n != 2 {
 		t.Errorf("%d creates, want 2 (the one that failed before the platform acted, and ours)", n)
+	}
+}
+
+// Params a newer worker rejects, on an Aliyun order whose snapshot is of
+// unknown age (a record older than the snapshot's time): the order is
+// errored, as one about to be created is, not left to take its snapshot
+// again forever.
+func TestRejectedParamsWithAnAgelessSnapshotAreErrored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t, &setupOpts{noServer: true})
+	sb := aliyunsandbox.New("RejKey", "rej-secret", "rej-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "RejKey", AppSecret: providers.Secret("rej-secret"), ProjectID: "rej-project"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "Rej-1"}
+	params := []byte(`{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":0}`)
+	if _, err := e.ledger.Claim(ctx, ref, params, "h"); err != nil {
+		t.Fatal(err)
+	}
+	keys := e.rdb.Keys(ctx, "*order:aliyun:Rej-1").Val()
+	if len(keys) != 1 {
+		t.Fatalf("record keys %v", keys)
+	}
+	e.rdb.HSet(ctx, keys[0], "known", "[]") // no known_at
+	task := asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{"provider":"aliyun","order_no":"Rej-1","params":`+string(params)+`}`))
+	_ = e.handler.ProcessTask(ctx, task)
+	if rec, _ := e.ledger.Get(ctx, ref); rec == nil || rec.State != ledger.StateErrored {
+		t.Errorf("record %+v; want errored for its rejected params", rec)
+	}
+	if n := sb.Calls(aliyun.PathCreate); n != 0 {
+		t.Errorf("%d creates; want none", n)
 	}
 }

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -99,6 +98,10 @@ func (l *Ledger) QueuesTasks() bool { return l.batch.cluster == nil && !l.noTask
 // recoveries and requeues at shutdown alike.
 const ranField = "orderworker_ran"
 
+// ranClaimField holds, with the first mark, the claim of the record the
+// run was about to create under (see MarkTaskRan).
+const ranClaimField = "orderworker_ran_claim"
+
 // markTaskRanScript sets ranField (KEYS[1], ARGV[1]) unless set, on a
 // task hash that exists. A mark already there is written again (the same
 // value), so that the WAIT after the script covers it: an earlier run's
@@ -112,17 +115,20 @@ if v then
   redis.call('HSET', KEYS[1], '` + ranField + `', v)
   return 0
 end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], '` + ranClaimField + `', ARGV[2]) end
 return redis.call('HSET', KEYS[1], '` + ranField + `', ARGV[1])
 `)
 
 // MarkTaskRan records on asynq's task id in queue that a run of it is
-// about to send a create, at at (the first such time is kept): should
-// Redis lose the order's record, a later run knows that the order may
-// exist, and from when (TaskRanBefore). With durable writes on, it is
+// about to send a create, at at, under the record of claim (Record.Claim):
+// the first mark's time and claim are kept. Should Redis lose the order's
+// record, a later run knows that the order may exist, and from when
+// (TaskRanBefore); one that finds a record of another claim knows that the
+// first create was not under it. With durable writes on, it is
 // ErrNotDurable until the replicas have the mark, as a create's in-flight
 // mark is (a failover must not keep the record and lose the mark).
-func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time) error {
-	_, durable, err := l.run(ctx, markTaskRanScript, true, []string{asynqTaskKey(queue, id)}, at.UnixMilli())
+func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time, claim string) error {
+	_, durable, err := l.run(ctx, markTaskRanScript, true, []string{asynqTaskKey(queue, id)}, at.UnixMilli(), claim)
 	if err == nil && !durable {
 		return ErrNotDurable
 	}
@@ -130,19 +136,23 @@ func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time
 }
 
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a
-// create, or was about to (MarkTaskRan), and when the first one did. A
-// task never marked, or one that does not exist, reports false.
-func (l *Ledger) TaskRanBefore(ctx context.Context, queue, id string) (bool, time.Time, error) {
-	v, err := l.rdb.HGet(ctx, asynqTaskKey(queue, id), ranField).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, time.Time{}, nil
-	}
+// create, or was about to (MarkTaskRan), when the first one did and under
+// the record of which claim ("" when not known: a mark written before
+// claims were kept, or without one). A task never marked, or one that does
+// not exist, reports false.
+func (l *Ledger) TaskRanBefore(ctx context.Context, queue, id string) (ran bool, at time.Time, claim string, err error) {
+	v, err := l.rdb.HMGet(ctx, asynqTaskKey(queue, id), ranField, ranClaimField).Result()
 	if err != nil {
-		return false, time.Time{}, err
+		return false, time.Time{}, "", err
 	}
-	ms, err := strconv.ParseInt(v, 10, 64)
+	mark, _ := v[0].(string)
+	claim, _ = v[1].(string)
+	if mark == "" {
+		return false, time.Time{}, "", nil
+	}
+	ms, err := strconv.ParseInt(mark, 10, 64)
 	if err != nil || ms <= 0 {
-		return true, time.Time{}, nil // marked, time unreadable
+		return true, time.Time{}, claim, nil // marked, time unreadable
 	}
-	return true, time.UnixMilli(ms), nil
+	return true, time.UnixMilli(ms), claim, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -184,16 +185,17 @@ func TestTaskRanBeforeReadsTheMark(t *testing.T) {
 	if _, err := client.Enqueue(asynq.NewTask("t", []byte("x")), asynq.TaskID("wait-1"), asynq.Queue("q"), asynq.MaxRetry(5)); err != nil {
 		t.Fatal(err)
 	}
-	if ran, _, err := l.TaskRanBefore(ctx, "q", "wait-1"); err != nil || ran {
+	if ran, _, _, err := l.TaskRanBefore(ctx, "q", "wait-1"); err != nil || ran {
 		t.Fatalf("before any mark: %v, %v; want false", ran, err)
 	}
 	first := time.UnixMilli(1_700_000_000_000)
-	for _, at := range []time.Time{first, first.Add(time.Hour)} {
-		if err := l.MarkTaskRan(ctx, "q", "wait-1", at); err != nil {
+	for i, at := range []time.Time{first, first.Add(time.Hour)} {
+		// The first mark's claim is kept with its time.
+		if err := l.MarkTaskRan(ctx, "q", "wait-1", at, fmt.Sprintf("claim-%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.MarkTaskRan(ctx, "q", "none", first); err != nil {
+	if err := l.MarkTaskRan(ctx, "q", "none", first, "claim-0"); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := rdb.Exists(ctx, "asynq:{q}:t:none").Result(); n != 0 {
@@ -227,11 +229,11 @@ func TestTaskRanBeforeReadsTheMark(t *testing.T) {
 			t.Fatal("the task was not put back")
 		}
 	}
-	ran, at, err := l.TaskRanBefore(ctx, "q", "wait-1")
-	if err != nil || !ran || !at.Equal(first) {
-		t.Fatalf("after a mark and a retry: %v, %v, %v; want true at the first mark's time %v", ran, at, err, first)
+	ran, at, claim, err := l.TaskRanBefore(ctx, "q", "wait-1")
+	if err != nil || !ran || !at.Equal(first) || claim != "claim-0" {
+		t.Fatalf("after a mark and a retry: %v, %v, %q, %v; want true at the first mark's time %v, under claim-0", ran, at, claim, err, first)
 	}
-	if ran, _, err := l.TaskRanBefore(ctx, "q", "none"); err != nil || ran {
+	if ran, _, _, err := l.TaskRanBefore(ctx, "q", "none"); err != nil || ran {
 		t.Fatalf("no such task: %v, %v; want false", ran, err)
 	}
 }
@@ -313,12 +315,12 @@ func TestMarkTaskRanWaitsForTheReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep.Pause(t)
-	if err := l.MarkTaskRan(ctx, "q", "m-1", time.Now()); !errors.Is(err, ledger.ErrNotDurable) {
+	if err := l.MarkTaskRan(ctx, "q", "m-1", time.Now(), "c"); !errors.Is(err, ledger.ErrNotDurable) {
 		t.Fatalf("MarkTaskRan with the replica hung = %v, want ErrNotDurable", err)
 	}
 	rep.Resume()
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		err := l.MarkTaskRan(ctx, "q", "m-1", time.Now())
+		err := l.MarkTaskRan(ctx, "q", "m-1", time.Now(), "c")
 		if err == nil {
 			break
 		}

@@ -276,11 +276,15 @@ func SetUnknown(reason string) Transition {
 // know of may have been received, the first no earlier than since (zero:
 // not known): an earlier run of the task sent it under a record since lost
 // and replaced. The order is looked up from since on before anything is
-// submitted; the snapshot (Known) is forgotten, as it may have been taken
-// after that create.
-func SetUnknownSince(reason string, since time.Time) Transition {
+// submitted, with known, a snapshot taken before that create (nil: none);
+// the record's own snapshot is forgotten, as it may have been taken after
+// that create.
+func SetUnknownSince(reason string, since time.Time, known []string) Transition {
 	t := SetUnknown(reason).WithMayExist(true)
 	t.afresh, t.firstAttempt = true, since
+	if known != nil {
+		t.known, t.setKnown = known, true
+	}
 	return t
 }
 

@@ -34,7 +34,7 @@ type batcher struct {
 	minReplicas int64
 	// onReplicas receives the replica count a write pipeline read on a
 	// single master (the Ledger's cache).
-	onReplicas func(n int64)
+	onReplicas func(n int64, replid string)
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -237,7 +237,7 @@ func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd) 
 	}
 	n := connectedReplicas(s)
 	if b.onReplicas != nil {
-		b.onReplicas(n)
+		b.onReplicas(n, infoField(s, "master_replid"))
 	}
 	return n, true
 }

@@ -516,14 +516,18 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	return n, nil
 }
 
-// setReplicas records a replica count the master reported after writes.
-func (l *Ledger) setReplicas(n int64) {
+// setReplicas records a replica count the master reported after writes,
+// with its master_replid from the same reply (a count is never paired with
+// another server's id: after a failover under load, the next master's
+// replicas would be credited to the old one, or the other way round).
+func (l *Ledger) setReplicas(n int64, replid string) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
 	l.replicas.Store(n)
 	l.replicasAt = time.Now()
-	if n > 0 && l.replid != "" {
-		l.hadReplicas = l.replid
+	l.replid = replid
+	if n > 0 && replid != "" {
+		l.hadReplicas = replid
 	}
 }
 

@@ -759,6 +759,61 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	}
 }
 
+// The replica counts read after writes are paired with the replication
+// id of the server they came from: after a failover under load (every
+// write's pipeline reads the count, so the ledger reads no INFO of its
+// own), the new master's replicas are credited to it, and a cut-off new
+// master is held to them.
+func TestFloorFollowsTheMasterAcrossAFailoverUnderLoad(t *testing.T) {
+	t.Parallel()
+	a := taskstest.StartRedis(t, nil)
+	a.AttachReplica(t)
+	b := taskstest.StartRedis(t, nil)
+	repB := b.AttachReplica(t)
+	var target atomic.Value
+	target.Store(a.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: "master:0", ConnMaxLifetime: 50 * time.Millisecond,
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, target.Load().(string))
+		}})
+	t.Cleanup(func() { rdb.Close() })
+	l := ledger.New(rdb, nil)
+	claim := func(no string) error {
+		_, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: no}, []byte(`{}`), "h")
+		return err
+	}
+	if err := claim("F0"); err != nil {
+		t.Fatal(err)
+	}
+	target.Store(b.Addr) // the failover: the client now reaches B
+	for i := range 30 {
+		if err := claim(fmt.Sprintf("F%d", i+1)); err != nil {
+			t.Fatalf("claim on B with its replica: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// B is cut off from its replica, which is promoted.
+	if err := repB.Client(t).Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(b.Client(t).Info(ctx, "replication").Val(), "connected_slaves:0"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("B still reports its replica")
+		}
+	}
+	var err error
+	for end := time.Now().Add(15 * time.Second); ; {
+		if err = claim("F-cut"); !errors.Is(err, ledger.ErrNotDurable) || time.Now().After(end) {
+			break
+		}
+	}
+	var few *ledger.TooFewReplicasError
+	if !errors.As(err, &few) || !few.HadReplicas {
+		t.Errorf("claim on B cut off from the replica it was seen with = %v; want TooFewReplicasError having had replicas", err)
+	}
+}
+
 func TestParseDurable(t *testing.T) {
 	for _, c := range []struct {
 		durable, min string

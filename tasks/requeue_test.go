@@ -1,0 +1,227 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// lossWorld is one redis-server, a mem provider that would take the same
+// order number twice, a producer and a worker that can be stopped and
+// started again: for orders whose record Redis loses.
+type lossWorld struct {
+	t       *testing.T
+	b       *memprov.Backend
+	rdb     *redis.Client
+	l       *ledger.Ledger
+	enq     *tasks.Enqueuer
+	client  *asynq.Client
+	ins     *asynq.Inspector
+	opt     asynq.RedisClientOpt
+	h       *tasks.Handler
+	running *tasks.Server
+}
+
+func newLossWorld(t *testing.T) *lossWorld {
+	t.Helper()
+	b := memprov.NewBackend("")
+	b.Pending = true
+	b.Duplicates = true
+	srv, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{}))
+	w := &lossWorld{t: t, b: b, rdb: rdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}}
+	w.h = tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	w.client = asynq.NewClient(w.opt)
+	t.Cleanup(func() { w.client.Close() })
+	w.ins = asynq.NewInspector(w.opt)
+	t.Cleanup(func() { w.ins.Close() })
+	w.enq = tasks.NewEnqueuer(w.client, l, set, nil)
+	return w
+}
+
+func (w *lossWorld) start() {
+	w.t.Helper()
+	s, mux := tasks.NewServer(w.opt, w.h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
+		DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+	if err := s.Start(mux); err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(s.Shutdown)
+	w.running = s
+}
+
+func (w *lossWorld) stop() { w.running.Shutdown() }
+
+// send is the producer sending the order: answered enqueued.
+func (w *lossWorld) send(no string) {
+	w.t.Helper()
+	res, err := w.enq.Enqueue(context.Background(), memOrder(no))
+	if err != nil || res.Status != tasks.Enqueued {
+		w.t.Fatalf("Enqueue %s = %+v, %v; want enqueued", no, res, err)
+	}
+}
+
+func (w *lossWorld) waitFor(no, what string, ok func(*ledger.Record) bool) *ledger.Record {
+	w.t.Helper()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rec, _ := w.l.Get(context.Background(), ledger.Ref{Provider: memprov.Name, OrderNo: no})
+		if ok(rec) {
+			return rec
+		}
+		if time.Now().After(end) {
+			w.t.Fatalf("%s: record %+v", what, rec)
+		}
+	}
+}
+
+// lose deletes the order's record, as a Redis that lost it would.
+func (w *lossWorld) lose(no string) {
+	w.t.Helper()
+	keys, _ := w.rdb.Keys(context.Background(), "*order:mem:"+no).Result()
+	if len(keys) != 1 {
+		w.t.Fatalf("record keys %v", keys)
+	}
+	w.rdb.Del(context.Background(), keys[0])
+}
+
+// createdOnce waits a while for more runs, then wants one create.
+func (w *lossWorld) createdOnce(no string) {
+	w.t.Helper()
+	w.waitFor(no, "recorded again and settled", func(r *ledger.Record) bool {
+		return r != nil && (r.State == ledger.StatePending || r.State == ledger.StateUnknown) && r.Attempts > 0
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := w.b.Calls("create"); n != 1 {
+		w.t.Fatalf("%d creates of %s; want 1 (looked up, never created again)", n, no)
+	}
+}
+
+func pendingNow(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePending }
+
+// A task the reconciler (or an operator's tool) queued for an order that
+// may exist carries the record's claim: when Redis later loses the record
+// and the producer sends the order again, the task looks the order up
+// rather than create it again, though it never sent a create itself.
+func TestRequeuedTaskLooksUpAfterTheRecordIsLostAndResent(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	const no = "RQ-1"
+	w.send(no)
+	w.start()
+	w.waitFor(no, "pending", pendingNow)
+	w.stop()
+	if err := w.ins.DeleteTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := w.l.Get(context.Background(), ledger.Ref{Provider: memprov.Name, OrderNo: no})
+	if ok, err := tasks.Requeue(context.Background(), w.l, w.ins, w.client, tasks.DefaultQueue, rec); err != nil || !ok {
+		t.Fatalf("Requeue = %v, %v", ok, err)
+	}
+	w.start()
+	time.Sleep(200 * time.Millisecond) // the new task polls
+	w.stop()
+	w.lose(no)
+	w.send(no)
+	w.start()
+	w.createdOnce(no)
+}
+
+// An archived task that created the order, replaced by the reconciler for
+// a record the producer sent again after Redis lost the first: the new
+// task inherits what the archived one stood for, and looks the order up.
+func TestReplacedArchivedTaskHandsOnItsCreate(t *testing.T) {
+	t.Parallel()
+	for _, producer := range []bool{false, true} {
+		name := "enqueuer"
+		if producer {
+			name = "producer-written"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			w := newLossWorld(t)
+			const no = "RQ-2"
+			if producer {
+				// Its creates are marked on it, not carried by a claim.
+				if _, err := w.client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload(no)),
+					asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				w.send(no)
+			}
+			w.start()
+			w.waitFor(no, "pending", pendingNow)
+			w.stop()
+			if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+				t.Fatal(err)
+			}
+			w.lose(no)
+			w.send(no) // answered enqueued: the archived task holds the id
+			r := tasks.NewReconciler(w.l, w.ins, w.client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
+			time.Sleep(5 * time.Millisecond)
+			if _, err := r.Sweep(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			w.start()
+			w.createdOnce(no)
+		})
+	}
+}
+
+// A producer's task whose first create was refused before the provider
+// acted (throttled) creates the order on its next try without a lookup:
+// its mark was written under the record it finds, which knows that create.
+func TestRefusedCreateOfAProducersTaskIsNotTakenForALostRecord(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	w.b.Pending = false
+	w.b.Faults().Script(fault.Throttle)
+	const no = "Thr-1"
+	if _, err := w.client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload(no)),
+		asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
+		t.Fatal(err)
+	}
+	w.start()
+	rec := w.waitFor(no, "paid", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePaid })
+	for _, a := range rec.History {
+		if a.Call == "lookup" {
+			t.Errorf("history %+v: looked up, as if a create under a lost record may exist", rec.History)
+		}
+	}
+	if n := w.b.Calls("create"); n != 2 {
+		t.Errorf("%d creates; want paid on the second", n)
+	}
+}
+
+// A producer's task whose params give a key twice, the first holding a
+// phone number: without a data key it is refused, never recorded in
+// clear (decoded, only the last value would be seen).
+func TestPhoneInADuplicatedKeyOfAProducersTaskIsRefused(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	payload := []byte(`{"provider":"mem","order_no":"Dup-1","params":{"item":"13912345678","item":"sku-1","qty":1}}`)
+	err := w.h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeOrderSubmit, payload))
+	if err == nil || strings.Contains(err.Error(), "13912345678") {
+		t.Errorf("run = %v; want it refused, without the number", err)
+	}
+	for _, k := range w.rdb.Keys(context.Background(), "*order:mem:*").Val() {
+		if p := w.rdb.HGet(context.Background(), k, "params").Val(); strings.Contains(p, "13912345678") {
+			t.Errorf("record %s holds the phone number in clear: %s", k, p)
+		}
+	}
+}
+
+func memOrderPayload(no string) []byte {
+	b, _ := json.Marshal(map[string]any{"provider": "mem", "order_no": no, "params": json.RawMessage(`{"item":"sku-1","qty":2}`)})
+	return b
+}
