@@ -263,13 +263,12 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	defer slot.release()
 	var seen *ledger.Record // the record as this run's last step began it
 	// The claim this task was queued for ("" for one a producer wrote
-	// itself, or one the reconciler queued): a run of a task that is not
-	// the record's own claim's marks its creates on it (see markRan), and
-	// asks first whether an earlier run of it may have created the order
-	// under a record since lost (see priorCreate).
+	// itself): a run of a task that is not the record's own claim's marks
+	// its creates on it (see markRan), and asks first whether an earlier
+	// run of it may have created the order under a record since lost (see
+	// priorCreate).
 	tk := &taskRun{}
 	tk.claimed, tk.at, tk.claim = claimedMark(t)
-	taskClaim := tk.claim
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
 		if err := slot.take(ctx); err != nil {
@@ -382,11 +381,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		var foreign *taskRun
-		if taskClaim == "" || taskClaim != rec.Claim {
-			foreign = tk
-		}
-		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, foreign)
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, tk)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -401,16 +396,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // result as err. The call gives slot back as soon as it returns. began is
 // when the step's Begin was sent.
 //
-// foreign is the running task when it is not the one queued with the
-// record's claim (a producer wrote it, the reconciler queued it, its own
-// claim was undone and it took on the order of another, or its record was
-// lost and another claim recorded the order again), else nil. Before a
-// create of a record no create of which may ever have been received, such
-// a task is asked whether an earlier run of it may have created the order
-// (priorCreate): then the order is looked up instead. Otherwise the create
-// is marked on the task before it leaves (markRan), as nothing else would
-// tell a later run that finds the record lost that the order may exist.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, foreign *taskRun) (order.Then, error) {
+// tk is the running task. When it is not the one queued with the
+// record's claim (a producer wrote it, its own claim was undone and it
+// took on the order of another, or its record was lost and another claim
+// recorded the order again), it is asked, before a create of a record no
+// create of which may ever have been received, whether an earlier run of
+// it may have created the order (priorCreate): then the order is looked up
+// instead. Otherwise the create is marked on the task before it leaves
+// (markRan), as nothing else would tell a later run that finds the record
+// lost that the order may exist, or from when: so is a create of a task
+// queued with the record's claim but no time.
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, tk *taskRun) (order.Then, error) {
+	foreign := tk.claim == "" || tk.claim != rec.Claim
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
 	if err != nil {
@@ -452,8 +449,8 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
-	if plan.Step == order.Submit && foreign != nil && !rec.MayHaveExisted {
-		ran, since, known, err := foreign.priorCreate(ctx, h, rec)
+	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
+		ran, since, known, err := tk.priorCreate(ctx, h, rec)
 		if err != nil {
 			// Not sent: the order goes back as it was.
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
@@ -467,7 +464,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 				Then: order.Then{Next: order.Continue, Step: order.Lookup, Reason: reason}})
 		}
 	}
-	if plan.Step == order.Submit && foreign != nil {
+	if plan.Step == order.Submit && (foreign || tk.claimed && tk.at.IsZero()) {
 		if err := h.markRan(ctx, rec.Claim); err != nil {
 			// Not marked, not sent: the order goes back as it was.
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
@@ -639,7 +636,7 @@ func (h *Handler) differs(p Payload, rec *ledger.Record) bool {
 // own claim.
 type taskRun struct {
 	claimed bool      // queued with a claim (by the Enqueuer, or the reconciler)
-	claim   string    // that claim's token ("" for the reconciler's)
+	claim   string    // that claim's token (ranToken for a task that stands for creates of a lost record)
 	at      time.Time // the claim's time: no create of the task left before it
 	// lostRan: this run found the record missing and judged that the task
 	// ran before (a create may exist), lost bounding its lookup.
@@ -756,9 +753,11 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 			reason := "record lost, and this worker rejects the task's params (" + reasonOf(err) + "); the order may exist: left for a person"
 			stored := p.Params
 			if h.opts.Sealer != nil && !IsSealed(stored) {
-				if stored, err = h.opts.Sealer.Seal(p.Params); err != nil {
-					return wait(redisWait, err)
+				sealed, serr := h.opts.Sealer.Seal(p.Params)
+				if serr != nil {
+					return wait(redisWait, serr)
 				}
+				stored = sealed
 			}
 			if _, cerr := h.ledger.ClaimLost(ctx, ref, stored, "", reason, lost); cerr != nil && !errors.Is(cerr, ledger.ErrNotDurable) {
 				return wait(redisWait, cerr)

@@ -276,17 +276,24 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 		return false, err
 	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
 		if claimed, t, tok := claimedMark(asynq.NewTaskWithHeaders(info.Type, nil, info.Headers)); claimed && tok != "" && tok != rec.Claim {
-			token = tok
-			earlier(t)
+			// Queued for another claim: the record of that claim may
+			// have recorded creates, unless the claim was undone (its
+			// task then took the order on, marking its creates).
+			undone, err := l.Unclaimed(ctx, rec.Ref(), tok)
+			if err != nil {
+				return false, err
+			}
+			if !undone {
+				token = ranToken
+				earlier(t)
+			}
 		}
 		ran, t, under, err := l.TaskRanBefore(ctx, queue, id)
 		if err != nil {
 			return false, err
 		}
 		if ran && (under == "" || under != rec.Claim) {
-			if token == rec.Claim {
-				token = ranToken
-			}
+			token = ranToken
 			earlier(t)
 		}
 		if err := inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {

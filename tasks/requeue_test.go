@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
@@ -224,4 +226,106 @@ func TestPhoneInADuplicatedKeyOfAProducersTaskIsRefused(t *testing.T) {
 func memOrderPayload(no string) []byte {
 	b, _ := json.Marshal(map[string]any{"provider": "mem", "order_no": no, "params": json.RawMessage(`{"item":"sku-1","qty":2}`)})
 	return b
+}
+
+// A task whose claim the Enqueuer undid took the order on and created it
+// under a record of its own; archived, then replaced by the reconciler
+// after Redis lost that record and the producer sent the order again: the
+// undone claim says nothing, the task's mark does, and it is handed on.
+func TestReplacedTaskOfAnUndoneClaimHandsOnItsMark(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	ctx := context.Background()
+	const no = "UN-1"
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
+	cr, err := w.l.Claim(ctx, ref, []byte(`{"item":"sku-1","qty":2}`), "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.l.Unclaim(ctx, ref, cr.Token); err != nil { // undone…
+		t.Fatal(err)
+	}
+	task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, memOrderPayload(no),
+		map[string]string{"orderworker-claimed": strconv.FormatInt(time.Now().UnixMilli(), 10) + ":" + cr.Token})
+	if _, err := w.client.Enqueue(task, asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry),
+		asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil { // …yet queued
+		t.Fatal(err)
+	}
+	w.start()
+	w.waitFor(no, "taken on and created", pendingNow)
+	w.stop()
+	if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+		t.Fatal(err)
+	}
+	w.lose(no)
+	w.send(no)
+	r := tasks.NewReconciler(w.l, w.ins, w.client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
+	time.Sleep(5 * time.Millisecond)
+	if _, err := r.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.start()
+	w.createdOnce(no)
+}
+
+// A task re-queued for a record that knows no time for its creates
+// (recorded again after a loss, then resolved absent by a person) marks
+// its own create with its time: should the record be lost again, the
+// lookup has a time to search from.
+func TestRequeuedTaskWithoutATimeMarksItsCreate(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	ctx := context.Background()
+	const no = "NT-1"
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	if _, err := w.l.ClaimLost(ctx, ref, params, hash, "record lost", ledger.Lost{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.l.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "checked the console", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := w.l.Get(ctx, ref)
+	if ok, err := tasks.Requeue(ctx, w.l, w.ins, w.client, tasks.DefaultQueue, rec); err != nil || !ok {
+		t.Fatalf("Requeue = %v, %v", ok, err)
+	}
+	before := time.Now()
+	w.start()
+	w.waitFor(no, "created", pendingNow)
+	w.stop()
+	w.lose(no)
+	w.start()
+	got := w.waitFor(no, "recorded again", func(r *ledger.Record) bool { return r != nil })
+	if got.FirstAttemptAt.IsZero() || got.FirstAttemptAt.Before(before.Add(-time.Second)) {
+		t.Errorf("recorded again with first attempt %v; want the create's time, to look the order up from", got.FirstAttemptAt)
+	}
+	w.createdOnce(no)
+}
+
+// A lost record whose task's params this worker rejects, on a worker with
+// a data key: recorded unknown, its params sealed, for a person.
+func TestLostRecordWithRejectedParamsIsRecordedSealed(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	ctx := context.Background()
+	sealer, err := tasks.NewSealer("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := providers.NewSet()
+	set.Add(memprov.New(w.b, memprov.Options{}))
+	h := tasks.NewHandler(w.l, set, &tasks.HandlerOptions{Sealer: sealer, ListingLag: -1, Logger: quiet})
+	payload := []byte(`{"provider":"mem","order_no":"RJ-1","params":{"item":"not an item!","qty":2}}`)
+	// Queued for a claim not undone whose record is gone: it may have
+	// created the order.
+	task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, payload,
+		map[string]string{"orderworker-claimed": strconv.FormatInt(time.Now().UnixMilli(), 10) + ":lost-claim"})
+	if err := h.ProcessTask(ctx, task); err == nil {
+		t.Fatal("run = nil; want it stopped for the rejected params")
+	}
+	rec, _ := w.l.Get(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: "RJ-1"})
+	if rec == nil || rec.State != ledger.StateUnknown || !tasks.IsSealed(rec.Params) || !strings.Contains(rec.Reason, "left for a person") {
+		t.Errorf("record %+v; want unknown, params sealed, left for a person", rec)
+	}
 }

@@ -149,13 +149,14 @@ type Options struct {
 	// (repl-timeout) its writes wait for the replica in vain and come back
 	// ErrNotDurable; after, they are refused unsent. Default 0: the
 	// replicas the master reports, none when it reports none; but a
-	// master this ledger saw with replicas that now reports none is held
-	// to 1 (HadReplicas in the error) until one re-attaches: cut off from
-	// its replicas while one of them was promoted (a split brain), it
-	// would otherwise take writes, creates marked in flight among them,
-	// that the promoted master never sees. A process started after the
-	// replicas were removed on purpose does not hold it to any (not on
-	// Redis Cluster, where only MinReplicas counts).
+	// master seen with replicas (by this process, or by any other on the
+	// ledger: they record it in Redis) that now reports none is held to 1
+	// (HadReplicas in the error) until one re-attaches: cut off from its
+	// replicas while one of them was promoted (a split brain), it would
+	// otherwise take writes, creates marked in flight among them, that
+	// the promoted master never sees. Masters are told apart by their
+	// master_replid, which a promotion or a restart changes. Not on Redis
+	// Cluster, where only MinReplicas counts.
 	MinReplicas int64
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
@@ -479,7 +480,7 @@ func (e *TooFewReplicasError) Error() string {
 		who += " " + e.Master
 	}
 	if e.HadReplicas {
-		return fmt.Sprintf("%s reports %d connected replicas, having reported some before (cut off from them, while one may have been promoted?): the write was not sent; writes resume once a replica re-attaches (after removing the replicas on purpose, restart this process)", who, e.Have)
+		return fmt.Sprintf("%s reports %d connected replicas, having reported some before (cut off from them, while one may have been promoted?): the write was not sent; writes resume once a replica re-attaches (after removing the replicas for good, delete the key %s and restart the workers and producers)", who, e.Have, replicatedKey)
 	}
 	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): the write was not sent", who, e.Have, e.Want)
 }
@@ -510,10 +511,40 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
 	l.replid = infoField(info, "master_replid")
-	if n > 0 && l.replid != "" {
-		l.hadReplicas = l.replid
+	switch {
+	case l.replid == "" || l.isReplica.Load():
+	case n > 0:
+		l.sawReplicas(l.replid)
+	case l.hadReplicas != l.replid:
+		// No replica now: one another process saw on this master holds
+		// it to one too (a process started on a master cut off from
+		// its replicas).
+		if seen, err := l.rdb.HExists(ctx, replicatedKey, l.replid).Result(); err == nil && seen {
+			l.hadReplicas = l.replid
+		}
 	}
 	return n, nil
+}
+
+// replicatedKey records the masters (by master_replid) seen with
+// replicas, for every process on the ledger (see Options.MinReplicas).
+// A master restarted, or one whose replicas were removed for good once
+// this key is deleted, starts afresh.
+const replicatedKey = metaPrefix + "replicated"
+
+// sawReplicas notes that the master replid had replicas, recording it in
+// replicatedKey the first time this process sees it (best effort, in the
+// background). replicasMu is held.
+func (l *Ledger) sawReplicas(replid string) {
+	if l.hadReplicas == replid {
+		return
+	}
+	l.hadReplicas = replid
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.rdb.HSet(ctx, replicatedKey, replid, time.Now().UnixMilli())
+	}()
 }
 
 // setReplicas records a replica count the master reported after writes,
@@ -527,7 +558,7 @@ func (l *Ledger) setReplicas(n int64, replid string) {
 	l.replicasAt = time.Now()
 	l.replid = replid
 	if n > 0 && replid != "" {
-		l.hadReplicas = replid
+		l.sawReplicas(replid)
 	}
 }
 

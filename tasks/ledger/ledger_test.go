@@ -714,6 +714,12 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
 		t.Fatalf("Claim with a replica = %v", err)
 	}
+	// Recorded for other processes (in the background).
+	for end := time.Now().Add(5 * time.Second); old.Client(t).Exists(ctx, "orderworker:{ledger}:replicated").Val() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the master was not recorded as seen with replicas")
+		}
+	}
 	// The replica is promoted; the old master loses it.
 	if err := rep.Client(t).Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
 		t.Fatal(err)
@@ -747,7 +753,13 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) {
 		t.Errorf("Claim on the cut-off master = %v, want TooFewReplicasError", err)
 	}
-	// The promoted master takes writes, for this ledger's process too.
+	// So does a process started after the cut (a producer run once, a
+	// worker restarted): the master was recorded as seen with replicas.
+	if _, err := ledger.New(old.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) || !few.HadReplicas {
+		t.Errorf("Claim on the cut-off master from a new process = %v, want TooFewReplicasError having had replicas", err)
+	}
+	// The promoted master takes writes (its own id was never seen with
+	// replicas), for a new process too.
 	promoted := ledger.New(rep.Client(t), nil)
 	if b, err := promoted.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", LeaseTTL: time.Minute}); err != nil || b.Status != ledger.Began {
 		t.Errorf("Begin on the promoted master = %+v, %v", b, err)
