@@ -692,6 +692,13 @@ func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Reco
 	if err != nil {
 		return false, time.Time{}, nil, err
 	}
+	if ran && since.IsZero() && marked && tk.ranClaim == tk.claim {
+		// Queued with its claim but no time: its creates under that
+		// claim's record are marked (see step), and the record let none
+		// leave before a lookup or a person found the order absent, so
+		// the first mark's time bounds every create that may exist.
+		since = at
+	}
 	// A mark under rec itself is one of its own creates, which rec knows
 	// (one refused before the provider acted, say); a mark without a
 	// claim may be under any record.

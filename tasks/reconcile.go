@@ -272,6 +272,16 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 	info, err := inspector.GetTaskInfo(queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+		// A replacement whose enqueue failed after its predecessor was
+		// deleted: what that one stood for is still handed on.
+		v, err := l.HandedOn(ctx, rec.Ref())
+		if err != nil {
+			return false, err
+		}
+		if claimed, t, tok := claimedMark(asynq.NewTaskWithHeaders("", nil, map[string]string{claimedHeader: v})); v != "" && claimed && tok != "" {
+			token = tok
+			earlier(t)
+		}
 	case err != nil:
 		return false, err
 	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
@@ -296,6 +306,11 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 			token = ranToken
 			earlier(t)
 		}
+		if token != rec.Claim {
+			if err := l.HandOn(ctx, rec.Ref(), claimMark(at, token)); err != nil {
+				return false, err
+			}
+		}
 		if err := inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return false, err
 		}
@@ -311,6 +326,11 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 			return false, nil
 		}
 		return false, fmt.Errorf("re-queue %s: %w", id, err)
+	}
+	if token != rec.Claim {
+		// Carried by the task now (a failure to forget it costs one
+		// lookup more, at most).
+		_ = l.ClearHandOn(ctx, rec.Ref())
 	}
 	return true, nil
 }

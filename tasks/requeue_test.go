@@ -274,6 +274,10 @@ func TestReplacedTaskOfAnUndoneClaimHandsOnItsMark(t *testing.T) {
 // lookup has a time to search from.
 func TestRequeuedTaskWithoutATimeMarksItsCreate(t *testing.T) {
 	t.Parallel()
+	forResend(t, func(t *testing.T, resend bool) { requeuedWithoutATime(t, resend) })
+}
+
+func requeuedWithoutATime(t *testing.T, resend bool) {
 	w := newLossWorld(t)
 	ctx := context.Background()
 	const no = "NT-1"
@@ -295,8 +299,11 @@ func TestRequeuedTaskWithoutATimeMarksItsCreate(t *testing.T) {
 	w.waitFor(no, "created", pendingNow)
 	w.stop()
 	w.lose(no)
+	if resend {
+		w.send(no)
+	}
 	w.start()
-	got := w.waitFor(no, "recorded again", func(r *ledger.Record) bool { return r != nil })
+	got := w.waitFor(no, "recorded again and taken for one that may exist", func(r *ledger.Record) bool { return r != nil && r.MayHaveExisted })
 	if got.FirstAttemptAt.IsZero() || got.FirstAttemptAt.Before(before.Add(-time.Second)) {
 		t.Errorf("recorded again with first attempt %v; want the create's time, to look the order up from", got.FirstAttemptAt)
 	}
@@ -328,4 +335,38 @@ func TestLostRecordWithRejectedParamsIsRecordedSealed(t *testing.T) {
 	if rec == nil || rec.State != ledger.StateUnknown || !tasks.IsSealed(rec.Params) || !strings.Contains(rec.Reason, "left for a person") {
 		t.Errorf("record %+v; want unknown, params sealed, left for a person", rec)
 	}
+}
+
+// A replacement whose enqueue fails after the task it replaces was
+// deleted (Redis unreachable for asynq's client a moment): the next one
+// still carries what the deleted task stood for.
+func TestReplacementQueuedAfterAFailureStillHandsOn(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	ctx := context.Background()
+	const no = "HO-1"
+	w.send(no)
+	w.start()
+	w.waitFor(no, "pending", pendingNow)
+	w.stop()
+	if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+		t.Fatal(err)
+	}
+	w.lose(no)
+	w.send(no)
+	rec, _ := w.l.Get(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: no})
+	dead := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { dead.Close() })
+	if ok, err := tasks.Requeue(ctx, w.l, w.ins, dead, tasks.DefaultQueue, rec); err == nil || ok {
+		t.Fatalf("Requeue through an unreachable client = %v, %v; want an error", ok, err)
+	}
+	if _, err := w.ins.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err == nil {
+		t.Fatal("the archived task is still there; the test needs it deleted before the failed enqueue")
+	}
+	r := tasks.NewReconciler(w.l, w.ins, w.client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
+	if _, err := r.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.start()
+	w.createdOnce(no)
 }

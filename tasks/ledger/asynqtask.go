@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -133,6 +134,40 @@ func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time
 		return ErrNotDurable
 	}
 	return err
+}
+
+// handOnTTL is how long a hand-on is kept when its replacement never
+// cleared it.
+const handOnTTL = 7 * 24 * time.Hour
+
+// HandOn records v, what the replacement of the order's task must carry
+// (a claim header's value), before a task that stood for creates its
+// record does not know of is deleted to be replaced: should the
+// replacement's enqueue fail after the delete, the next replacement
+// still carries it (HandedOn). ClearHandOn forgets it once a replacement
+// is queued; otherwise it is kept a week.
+func (l *Ledger) HandOn(ctx context.Context, ref Ref, v string) error {
+	_, durable, err := l.run(ctx, handOnScript, true, []string{l.shardOf(ref).handOnKey(ref)}, v, int64(handOnTTL/time.Second))
+	if err == nil && !durable {
+		return ErrNotDurable
+	}
+	return err
+}
+
+var handOnScript = redis.NewScript(`return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])`)
+
+// HandedOn is what HandOn recorded for the order, "" when nothing.
+func (l *Ledger) HandedOn(ctx context.Context, ref Ref) (string, error) {
+	v, err := l.rdb.Get(ctx, l.shardOf(ref).handOnKey(ref)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// ClearHandOn forgets what HandOn recorded for the order.
+func (l *Ledger) ClearHandOn(ctx context.Context, ref Ref) error {
+	return l.rdb.Del(ctx, l.shardOf(ref).handOnKey(ref)).Err()
 }
 
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a

@@ -156,7 +156,8 @@ type Options struct {
 	// otherwise take writes, creates marked in flight among them, that
 	// the promoted master never sees. Masters are told apart by their
 	// master_replid, which a promotion or a restart changes. Not on Redis
-	// Cluster, where only MinReplicas counts.
+	// Cluster, where only MinReplicas counts. NoReplicaFloor: the
+	// replicas the master reports, never held to one.
 	MinReplicas int64
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
@@ -198,7 +199,8 @@ func ParseDurability(s string) (Durability, error) {
 
 // ParseDurable reads the durable-writes settings: durability ("auto" or
 // "off", ORDERWORKER_DURABLE_WRITES) and the fewest replicas a durable
-// write must reach (a whole number, "" for 0; ORDERWORKER_MIN_REPLICAS),
+// write must reach (ORDERWORKER_MIN_REPLICAS: "auto" or "" for
+// Options.MinReplicas 0, "0" for NoReplicaFloor, else a whole number),
 // which needs durability auto.
 func ParseDurable(durability, minReplicas string) (Durability, int64, error) {
 	d, err := ParseDurability(durability)
@@ -206,9 +208,13 @@ func ParseDurable(durability, minReplicas string) (Durability, int64, error) {
 		return 0, 0, fmt.Errorf("ORDERWORKER_DURABLE_WRITES=%q: want auto or off", durability)
 	}
 	n := int64(0)
-	if s := strings.TrimSpace(minReplicas); s != "" {
+	switch s := strings.ToLower(strings.TrimSpace(minReplicas)); s {
+	case "", "auto":
+	case "0":
+		n = NoReplicaFloor
+	default:
 		if n, err = strconv.ParseInt(s, 10, 64); err != nil || n < 0 || n > 1000 {
-			return 0, 0, fmt.Errorf("ORDERWORKER_MIN_REPLICAS=%q: want a whole number of replicas (0 to 1000)", minReplicas)
+			return 0, 0, fmt.Errorf("ORDERWORKER_MIN_REPLICAS=%q: want auto, or a whole number of replicas (0 to 1000)", minReplicas)
 		}
 	}
 	if n > 0 && d == DurableOff {
@@ -229,8 +235,12 @@ type Ledger struct {
 	// replid is the server's master_replid at the last read; hadReplicas
 	// the master_replid of a master read with replicas (see
 	// Options.MinReplicas). Both under replicasMu.
-	replid       string
-	hadReplicas  string
+	replid      string
+	hadReplicas string
+	// recorded is the replid last written to replicatedKey; recording,
+	// a write of it under way. Under replicasMu.
+	recorded     string
+	recording    bool
 	isReplica    atomic.Bool // the server said role:slave at the last read
 	replicasWarn atomic.Bool
 	claimLoaded  atomic.Bool // the claim script was loaded (ClaimMany)
@@ -259,8 +269,8 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 		o.Now = time.Now
 	}
 	o.Shards = min(max(o.Shards, 1), MaxShards)
-	o.MinReplicas = max(o.MinReplicas, 0)
-	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: o.MinReplicas}
+	o.MinReplicas = max(o.MinReplicas, NoReplicaFloor)
+	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: max(o.MinReplicas, 0)}
 	b.cluster, _ = rdb.(*redis.ClusterClient)
 	l := &Ledger{rdb: rdb, opts: o, now: o.Now, batch: b, shards: newShards(o.Shards)}
 	b.onReplicas = l.setReplicas
@@ -457,11 +467,16 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 func (l *Ledger) floor() (least int64, had bool) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
-	if l.opts.MinReplicas < 1 && l.hadReplicas != "" && l.hadReplicas == l.replid {
+	if l.opts.MinReplicas == 0 && l.hadReplicas != "" && l.hadReplicas == l.replid {
 		return 1, true
 	}
-	return l.opts.MinReplicas, false
+	return max(l.opts.MinReplicas, 0), false
 }
+
+// NoReplicaFloor is Options.MinReplicas for writes that wait for the
+// replicas the master reports, none when it reports none, whether or not
+// it was seen with replicas (ORDERWORKER_MIN_REPLICAS=0).
+const NoReplicaFloor = -1
 
 // TooFewReplicasError is a durable write's error, with nothing written,
 // when the master reports fewer replicas than Options.MinReplicas: a
@@ -480,7 +495,7 @@ func (e *TooFewReplicasError) Error() string {
 		who += " " + e.Master
 	}
 	if e.HadReplicas {
-		return fmt.Sprintf("%s reports %d connected replicas, having reported some before (cut off from them, while one may have been promoted?): the write was not sent; writes resume once a replica re-attaches (after removing the replicas for good, delete the key %s and restart the workers and producers)", who, e.Have, replicatedKey)
+		return fmt.Sprintf("%s reports %d connected replicas, having reported some before (cut off from them, while one may have been promoted?): the write was not sent; writes resume once a replica re-attaches (after removing the replicas for good, delete the key %s, or set ORDERWORKER_MIN_REPLICAS=0, and restart the workers and producers)", who, e.Have, replicatedKey)
 	}
 	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): the write was not sent", who, e.Have, e.Want)
 }
@@ -512,14 +527,19 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	l.replicas.Store(n)
 	l.replid = infoField(info, "master_replid")
 	switch {
-	case l.replid == "" || l.isReplica.Load():
+	case l.replid == "" || l.isReplica.Load() || l.opts.MinReplicas != 0:
 	case n > 0:
 		l.sawReplicas(l.replid)
 	case l.hadReplicas != l.replid:
 		// No replica now: one another process saw on this master holds
 		// it to one too (a process started on a master cut off from
-		// its replicas).
-		if seen, err := l.rdb.HExists(ctx, replicatedKey, l.replid).Result(); err == nil && seen {
+		// its replicas). Unread, nothing counts as durable.
+		seen, err := l.rdb.HExists(ctx, replicatedKey, l.replid).Result()
+		if err != nil {
+			l.replicasAt = time.Time{}
+			return 0, fmt.Errorf("read whether the master was seen with replicas (%s): %w", replicatedKey, err)
+		}
+		if seen {
 			l.hadReplicas = l.replid
 		}
 	}
@@ -533,17 +553,25 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 const replicatedKey = metaPrefix + "replicated"
 
 // sawReplicas notes that the master replid had replicas, recording it in
-// replicatedKey the first time this process sees it (best effort, in the
-// background). replicasMu is held.
+// replicatedKey (in the background) until a write of it succeeds, so that
+// a write refused during a failover is made again at a later sight.
+// replicasMu is held.
 func (l *Ledger) sawReplicas(replid string) {
-	if l.hadReplicas == replid {
+	l.hadReplicas = replid
+	if l.recorded == replid || l.recording {
 		return
 	}
-	l.hadReplicas = replid
+	l.recording = true
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		l.rdb.HSet(ctx, replicatedKey, replid, time.Now().UnixMilli())
+		err := l.rdb.HSet(ctx, replicatedKey, replid, time.Now().UnixMilli()).Err()
+		l.replicasMu.Lock()
+		defer l.replicasMu.Unlock()
+		l.recording = false
+		if err == nil {
+			l.recorded = replid
+		}
 	}()
 }
 
@@ -557,7 +585,7 @@ func (l *Ledger) setReplicas(n int64, replid string) {
 	l.replicas.Store(n)
 	l.replicasAt = time.Now()
 	l.replid = replid
-	if n > 0 && replid != "" {
+	if n > 0 && replid != "" && l.opts.MinReplicas == 0 {
 		l.sawReplicas(replid)
 	}
 }

@@ -835,7 +835,9 @@ func TestParseDurable(t *testing.T) {
 	}{
 		{"", "", ledger.DurableAuto, 0, ""},
 		{"auto", "1", ledger.DurableAuto, 1, ""},
-		{" OFF ", "0", ledger.DurableOff, 0, ""},
+		{" OFF ", "0", ledger.DurableOff, ledger.NoReplicaFloor, ""},
+		{"auto", "0", ledger.DurableAuto, ledger.NoReplicaFloor, ""},
+		{"auto", " Auto ", ledger.DurableAuto, 0, ""},
 		{"off", "", ledger.DurableOff, 0, ""},
 		{"off", "1", 0, 0, "needs ORDERWORKER_DURABLE_WRITES=auto"},
 		{"auto", "-1", 0, 0, "ORDERWORKER_MIN_REPLICAS"},
