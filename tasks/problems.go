@@ -23,7 +23,8 @@ const (
 	// or another one than the producers').
 	ProblemDataKey = "data_key"
 	// ProblemReplicas: the Redis master reports fewer replicas than
-	// ORDERWORKER_MIN_REPLICAS, so no order may be marked in flight.
+	// ORDERWORKER_MIN_REPLICAS, or none though it was seen with replicas
+	// (ledger.TooFewReplicasError), so no order may be marked in flight.
 	ProblemReplicas = "redis_replicas"
 )
 

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -248,14 +249,15 @@ func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
 
 // Requeue queues a task for the recorded order on queue (the order's own,
 // OrderQueue) unless a live task for it exists (pending, scheduled,
-// retrying or running): an archived task is deleted first. It reports
+// retrying or running): an archived or completed one is replaced. It reports
 // whether it queued one. The task carries the params as recorded, and the
 // record's claim: should Redis lose the record, its runs know that the
 // order may exist, as the Enqueuer's tasks do. A deleted task that stood
 // for creates the record does not know of (queued for another claim, not
 // undone, or marked as having sent a create under another record: the
 // record was lost and recorded again since) hands that on to the new one
-// (see ranToken), with the earlier time. Operators' tools use it after
+// (see ranToken), with the earlier time, in the same step as it replaces
+// it (ledger.ReplaceTask). Operators' tools use it after
 // re-driving or resolving an order; the reconciler after finding one
 // without a task.
 func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {
@@ -272,16 +274,6 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 	info, err := inspector.GetTaskInfo(queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-		// A replacement whose enqueue failed after its predecessor was
-		// deleted: what that one stood for is still handed on.
-		v, err := l.HandedOn(ctx, rec.Ref())
-		if err != nil {
-			return false, err
-		}
-		if claimed, t, tok := claimedMark(asynq.NewTaskWithHeaders("", nil, map[string]string{claimedHeader: v})); v != "" && claimed && tok != "" {
-			token = tok
-			earlier(t)
-		}
 	case err != nil:
 		return false, err
 	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
@@ -306,14 +298,19 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 			token = ranToken
 			earlier(t)
 		}
-		if token != rec.Claim {
-			if err := l.HandOn(ctx, rec.Ref(), claimMark(at, token)); err != nil {
-				return false, err
-			}
-		}
-		if err := inspector.DeleteTask(queue, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		// The new task takes the old one's place in one step: a
+		// failure between a delete and an enqueue would lose what the
+		// old one stood for.
+		data, err := json.Marshal(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
+		if err != nil {
 			return false, err
 		}
+		replaced, err := l.ReplaceTask(ctx, ledger.Task{Type: TypeOrderSubmit, Payload: data, ID: id, Queue: queue,
+			Headers: map[string]string{claimedHeader: claimMark(at, token)}, Retry: TaskMaxRetry, Timeout: int64(TaskTimeout / time.Second)})
+		if err != nil {
+			return false, fmt.Errorf("re-queue %s: %w", id, err)
+		}
+		return replaced, nil
 	default:
 		return false, nil // a live task will handle it
 	}
@@ -326,11 +323,6 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 			return false, nil
 		}
 		return false, fmt.Errorf("re-queue %s: %w", id, err)
-	}
-	if token != rec.Claim {
-		// Carried by the task now (a failure to forget it costs one
-		// lookup more, at most).
-		_ = l.ClearHandOn(ctx, rec.Ref())
 	}
 	return true, nil
 }

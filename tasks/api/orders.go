@@ -65,7 +65,7 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := h.enq.Enqueue(ctx, body)
 	if errors.As(err, new(*ledger.TooFewReplicasError)) {
-		h.unavailable(w, r, err, "the order was not accepted: the Redis master has fewer replicas than ORDERWORKER_MIN_REPLICAS requires; nothing was written; send it again", nil)
+		h.unavailable(w, r, err, "the order was not accepted: the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS); nothing was written; send it again", nil)
 		return
 	}
 	if errors.Is(err, tasks.ErrNoKeyToCompare) {
@@ -174,7 +174,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 				why := "Redis became unavailable"
 				switch {
 				case errors.As(br.Err, new(*ledger.TooFewReplicasError)):
-					why = "the Redis master has fewer replicas than ORDERWORKER_MIN_REPLICAS requires"
+					why = "the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS)"
 				case errors.Is(br.Err, tasks.ErrNoKeyToCompare):
 					why = tasks.ErrNoKeyToCompare.Error()
 				}

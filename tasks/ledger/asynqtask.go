@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -136,38 +135,36 @@ func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time
 	return err
 }
 
-// handOnTTL is how long a hand-on is kept when its replacement never
-// cleared it.
-const handOnTTL = 7 * 24 * time.Hour
+// replaceTaskScript puts a pending task in place of an archived or
+// completed one with the same id, in one step: the old one's hash and its
+// place in the archived or completed set go, the new one is written as
+// asynq's client writes a pending task. It replies 0, changing nothing,
+// when the task is in any other state (live again, or gone).
+//
+// KEYS: the task hash, the archived and completed sets, the pending list.
+// ARGV: the id, the message, the time in ns.
+var replaceTaskScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if st ~= 'archived' and st ~= 'completed' then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'msg', ARGV[2], 'state', 'pending', 'pending_since', ARGV[3])
+redis.call('LPUSH', KEYS[4], ARGV[1])
+return 1
+`)
 
-// HandOn records v, what the replacement of the order's task must carry
-// (a claim header's value), before a task that stood for creates its
-// record does not know of is deleted to be replaced: should the
-// replacement's enqueue fail after the delete, the next replacement
-// still carries it (HandedOn). ClearHandOn forgets it once a replacement
-// is queued; otherwise it is kept a week.
-func (l *Ledger) HandOn(ctx context.Context, ref Ref, v string) error {
-	_, durable, err := l.run(ctx, handOnScript, true, []string{l.shardOf(ref).handOnKey(ref)}, v, int64(handOnTTL/time.Second))
-	if err == nil && !durable {
-		return ErrNotDurable
-	}
-	return err
-}
-
-var handOnScript = redis.NewScript(`return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])`)
-
-// HandedOn is what HandOn recorded for the order, "" when nothing.
-func (l *Ledger) HandedOn(ctx context.Context, ref Ref) (string, error) {
-	v, err := l.rdb.Get(ctx, l.shardOf(ref).handOnKey(ref)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	return v, err
-}
-
-// ClearHandOn forgets what HandOn recorded for the order.
-func (l *Ledger) ClearHandOn(ctx context.Context, ref Ref) error {
-	return l.rdb.Del(ctx, l.shardOf(ref).handOnKey(ref)).Err()
+// ReplaceTask queues t in place of an archived or completed task with its
+// id in its queue, atomically: what the old task's hash held (its marks)
+// is gone only once t, which carries what it must hand on, is queued;
+// there is no moment with neither. It reports false, changing nothing,
+// when that task is not archived or completed (anymore). The queue is
+// already in asynq's set of queues (the old task was in it).
+func (l *Ledger) ReplaceTask(ctx context.Context, t Task) (bool, error) {
+	q := t.Queue
+	n, err := replaceTaskScript.Run(ctx, l.rdb, []string{asynqTaskKey(q, t.ID), "asynq:{" + q + "}:archived", "asynq:{" + q + "}:completed", asynqPendingKey(q)},
+		t.ID, t.message(), l.now().UnixNano()).Int64()
+	return n == 1, err
 }
 
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a

@@ -210,11 +210,12 @@ func ParseDurable(durability, minReplicas string) (Durability, int64, error) {
 	n := int64(0)
 	switch s := strings.ToLower(strings.TrimSpace(minReplicas)); s {
 	case "", "auto":
-	case "0":
-		n = NoReplicaFloor
 	default:
 		if n, err = strconv.ParseInt(s, 10, 64); err != nil || n < 0 || n > 1000 {
 			return 0, 0, fmt.Errorf("ORDERWORKER_MIN_REPLICAS=%q: want auto, or a whole number of replicas (0 to 1000)", minReplicas)
+		}
+		if n == 0 {
+			n = NoReplicaFloor
 		}
 	}
 	if n > 0 && d == DurableOff {
@@ -527,10 +528,12 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	l.replicas.Store(n)
 	l.replid = infoField(info, "master_replid")
 	switch {
-	case l.replid == "" || l.isReplica.Load() || l.opts.MinReplicas != 0:
+	case l.replid == "" || l.isReplica.Load():
 	case n > 0:
+		// Recorded whatever this process's own setting: others may hold
+		// the master to it.
 		l.sawReplicas(l.replid)
-	case l.hadReplicas != l.replid:
+	case l.hadReplicas != l.replid && l.opts.MinReplicas == 0:
 		// No replica now: one another process saw on this master holds
 		// it to one too (a process started on a master cut off from
 		// its replicas). Unread, nothing counts as durable.
@@ -585,8 +588,14 @@ func (l *Ledger) setReplicas(n int64, replid string) {
 	l.replicas.Store(n)
 	l.replicasAt = time.Now()
 	l.replid = replid
-	if n > 0 && replid != "" && l.opts.MinReplicas == 0 {
+	switch {
+	case n > 0 && replid != "":
 		l.sawReplicas(replid)
+	case n == 0 && replid != "" && replid != l.hadReplicas && l.opts.MinReplicas == 0:
+		// No replica on a master this process never saw with one (the
+		// client moved to another): whether another process did is read
+		// before the next durable write, not taken from this count.
+		l.replicasAt = time.Time{}
 	}
 }
 

@@ -837,6 +837,7 @@ func TestParseDurable(t *testing.T) {
 		{"auto", "1", ledger.DurableAuto, 1, ""},
 		{" OFF ", "0", ledger.DurableOff, ledger.NoReplicaFloor, ""},
 		{"auto", "0", ledger.DurableAuto, ledger.NoReplicaFloor, ""},
+		{"auto", "00", ledger.DurableAuto, ledger.NoReplicaFloor, ""},
 		{"auto", " Auto ", ledger.DurableAuto, 0, ""},
 		{"off", "", ledger.DurableOff, 0, ""},
 		{"off", "1", 0, 0, "needs ORDERWORKER_DURABLE_WRITES=auto"},

@@ -146,9 +146,6 @@ func (s *shard) unclaimedKey(r Ref) string {
 	return s.prefix + "unclaimed:" + r.Provider + ":" + r.OrderNo
 }
 
-// handOnKey holds what a task being replaced stood for (see HandOn).
-func (s *shard) handOnKey(r Ref) string { return s.prefix + "handon:" + r.Provider + ":" + r.OrderNo }
-
 func (s *shard) historyKey(r Ref) string { return s.prefix + "history:" + r.Provider + ":" + r.OrderNo }
 
 // indexKey is the sorted set of a provider's orders in a state, scored by
