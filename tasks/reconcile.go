@@ -305,12 +305,18 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 		if err != nil {
 			return false, err
 		}
-		replaced, err := l.ReplaceTask(ctx, ledger.Task{Type: TypeOrderSubmit, Payload: data, ID: id, Queue: queue,
+		err = l.ReplaceTask(ctx, ledger.Task{Type: TypeOrderSubmit, Payload: data, ID: id, Queue: queue,
 			Headers: map[string]string{claimedHeader: claimMark(at, token)}, Retry: TaskMaxRetry, Timeout: int64(TaskTimeout / time.Second)})
-		if err != nil {
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ledger.ErrTaskLive):
+			return false, nil // a live task will handle it
+		case !errors.Is(err, ledger.ErrTaskGone):
 			return false, fmt.Errorf("re-queue %s: %w", id, err)
 		}
-		return replaced, nil
+		// Gone since it was read (asynq trims archived tasks): queued
+		// anew below, carrying what it stood for all the same.
 	default:
 		return false, nil // a live task will handle it
 	}

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -138,14 +139,18 @@ func (l *Ledger) MarkTaskRan(ctx context.Context, queue, id string, at time.Time
 // replaceTaskScript puts a pending task in place of an archived or
 // completed one with the same id, in one step: the old one's hash and its
 // place in the archived or completed set go, the new one is written as
-// asynq's client writes a pending task. It replies 0, changing nothing,
-// when the task is in any other state (live again, or gone).
+// asynq's client writes a pending task (a unique lock the old one held
+// goes, as asynq's delete removes it). It replies 0, changing nothing,
+// when the task is live again, and 2 when it is gone.
 //
 // KEYS: the task hash, the archived and completed sets, the pending list.
 // ARGV: the id, the message, the time in ns.
 var replaceTaskScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 2 end
 if st ~= 'archived' and st ~= 'completed' then return 0 end
+local uk = redis.call('HGET', KEYS[1], 'unique_key')
+if uk and uk ~= '' and redis.call('GET', uk) == ARGV[1] then redis.call('DEL', uk) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[1])
@@ -157,15 +162,36 @@ return 1
 // ReplaceTask queues t in place of an archived or completed task with its
 // id in its queue, atomically: what the old task's hash held (its marks)
 // is gone only once t, which carries what it must hand on, is queued;
-// there is no moment with neither. It reports false, changing nothing,
-// when that task is not archived or completed (anymore). The queue is
-// already in asynq's set of queues (the old task was in it).
-func (l *Ledger) ReplaceTask(ctx context.Context, t Task) (bool, error) {
+// there is no moment with neither. It reports ErrTaskLive, changing
+// nothing, when that task is live again, and ErrTaskGone when it is gone
+// (the caller queues t as a new task). The queue is already in asynq's
+// set of queues (the old task was in it). A durable write (see
+// Options.Durable): ErrNotDurable when the replicas did not acknowledge it.
+func (l *Ledger) ReplaceTask(ctx context.Context, t Task) error {
 	q := t.Queue
-	n, err := replaceTaskScript.Run(ctx, l.rdb, []string{asynqTaskKey(q, t.ID), "asynq:{" + q + "}:archived", "asynq:{" + q + "}:completed", asynqPendingKey(q)},
-		t.ID, t.message(), l.now().UnixNano()).Int64()
-	return n == 1, err
+	v, durable, err := l.run(ctx, replaceTaskScript, true, []string{asynqTaskKey(q, t.ID), "asynq:{" + q + "}:archived", "asynq:{" + q + "}:completed", asynqPendingKey(q)},
+		t.ID, t.message(), l.now().UnixNano())
+	if err != nil {
+		return err
+	}
+	switch n, _ := v.(int64); n {
+	case 0:
+		return ErrTaskLive
+	case 2:
+		return ErrTaskGone
+	}
+	if !durable {
+		return ErrNotDurable
+	}
+	return nil
 }
+
+// ErrTaskLive and ErrTaskGone are ReplaceTask's answers for a task that is
+// no longer archived or completed: live again, or gone.
+var (
+	ErrTaskLive = errors.New("the task is live again")
+	ErrTaskGone = errors.New("the task is gone")
+)
 
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a
 // create, or was about to (MarkTaskRan), when the first one did and under

@@ -329,3 +329,53 @@ func TestMarkTaskRanWaitsForTheReplicas(t *testing.T) {
 		}
 	}
 }
+
+// ReplaceTask takes an archived task's place in one step, with what asynq
+// reads back as a pending task (the old hash's marks gone with it), and
+// tells a task live again or gone from one it replaced.
+func TestReplaceTask(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	rdb := srv.Client(t)
+	l := ledger.New(rdb, nil)
+	opt := asynq.RedisClientOpt{Addr: srv.Addr}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	ins := asynq.NewInspector(opt)
+	t.Cleanup(func() { ins.Close() })
+	task := ledger.Task{Type: "order:submit", Payload: []byte(`{"n":2}`), Headers: map[string]string{"h": "new"},
+		ID: "r-1", Queue: "q", Retry: 1000, Timeout: 300}
+	if err := l.ReplaceTask(ctx, task); !errors.Is(err, ledger.ErrTaskGone) {
+		t.Fatalf("ReplaceTask of no task = %v, want ErrTaskGone", err)
+	}
+	if _, err := client.Enqueue(asynq.NewTaskWithHeaders("order:submit", []byte(`{"n":1}`), map[string]string{"h": "old"}),
+		asynq.TaskID("r-1"), asynq.Queue("q"), asynq.Unique(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ReplaceTask(ctx, task); !errors.Is(err, ledger.ErrTaskLive) {
+		t.Fatalf("ReplaceTask of a pending task = %v, want ErrTaskLive", err)
+	}
+	if err := l.MarkTaskRan(ctx, "q", "r-1", time.Now(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ins.ArchiveTask("q", "r-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.ReplaceTask(ctx, task); err != nil {
+		t.Fatalf("ReplaceTask of an archived task = %v", err)
+	}
+	info, err := ins.GetTaskInfo("q", "r-1")
+	if err != nil || info.State != asynq.TaskStatePending || string(info.Payload) != `{"n":2}` || info.Headers["h"] != "new" ||
+		info.MaxRetry != 1000 || info.Timeout != 300*time.Second {
+		t.Fatalf("replaced task: %+v, %v", info, err)
+	}
+	if n := rdb.ZCard(ctx, "asynq:{q}:archived").Val(); n != 0 {
+		t.Errorf("%d archived left", n)
+	}
+	if ran, _, _, _ := l.TaskRanBefore(ctx, "q", "r-1"); ran {
+		t.Error("the old task's mark stayed on the new one")
+	}
+	if keys := rdb.Keys(ctx, "asynq:{q}:unique:*").Val(); len(keys) != 0 {
+		t.Errorf("the old task's unique lock stayed: %v", keys)
+	}
+}
