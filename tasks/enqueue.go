@@ -208,8 +208,11 @@ func (e *Enqueuer) claimArgs(pr prepared) (ledger.ClaimArgs, error) {
 		Headers: map[string]string{claimedHeader: claimMark(time.Now(), a.Token)},
 		ID:      TaskID(pr.p.Provider, pr.p.OrderNo),
 		Queue:   OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
-		Retry:   TaskMaxRetry,
-		Timeout: int64(TaskTimeout / time.Second),
+		// With shards, a task a producer wrote itself in the queue as
+		// named stands for the order too: no second task beside it.
+		AlsoQueue: e.queue,
+		Retry:     TaskMaxRetry,
+		Timeout:   int64(TaskTimeout / time.Second),
 	}
 	return a, nil
 }
@@ -518,6 +521,13 @@ func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string
 	task, err := newClaimedTask(p, time.Now(), claimToken)
 	if err != nil {
 		return false, err
+	}
+	if e.ledger.Shards() > 1 {
+		// A task a producer wrote itself in the queue as named stands
+		// for the order (see ledger.Task.AlsoQueue).
+		if there, err := e.ledger.TaskExists(ctx, e.queue, TaskID(p.Provider, p.OrderNo)); err != nil || there {
+			return false, err
+		}
 	}
 	// The order's task id last: asynq applies these after the task's own.
 	opts := append(e.taskOpts[:len(e.taskOpts):len(e.taskOpts)], asynq.TaskID(TaskID(p.Provider, p.OrderNo)))

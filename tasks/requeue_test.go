@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,12 +35,15 @@ type lossWorld struct {
 	running *tasks.Server
 }
 
-func newLossWorld(t *testing.T) *lossWorld {
+func newLossWorld(t *testing.T) *lossWorld { return newLossWorldOf(t, nil) }
+
+// newLossWorldOf is newLossWorld with the ledger's options lo.
+func newLossWorldOf(t *testing.T, lo *ledger.Options) *lossWorld {
 	t.Helper()
 	b := memprov.NewBackend("")
 	b.Pending = true
 	b.Duplicates = true
-	srv, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{}))
+	srv, rdb, l, set := memSetup(t, lo, memprov.New(b, memprov.Options{}))
 	w := &lossWorld{t: t, b: b, rdb: rdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}}
 	w.h = tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
@@ -375,4 +379,50 @@ func TestReplacingAnArchivedTaskIsOneStep(t *testing.T) {
 	}
 	w.start()
 	w.createdOnce(no)
+}
+
+// With ledger shards, a task a producer wrote itself sits in the queue as
+// named, not in the order's shard queue: a resend after Redis lost its
+// record queues no second task beside it, and that task looks the order
+// up before it creates it again.
+func TestResendBesideAProducersTaskInAShardedLedger(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			t.Parallel()
+			w := newLossWorldOf(t, &ledger.Options{Shards: 3})
+			ctx := context.Background()
+			const no = "SH-1"
+			if _, err := w.client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload(no)),
+				asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
+				t.Fatal(err)
+			}
+			w.start()
+			w.waitFor(no, "pending", pendingNow)
+			w.stop()
+			w.lose(no)
+			var res tasks.EnqueueResult
+			if batch {
+				got := w.enq.EnqueueBatch(ctx, [][]byte{memOrder(no)})
+				res = got[0].EnqueueResult
+				if got[0].Err != nil {
+					t.Fatal(got[0].Err)
+				}
+			} else {
+				var err error
+				if res, err = w.enq.Enqueue(ctx, memOrder(no)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res.Status != tasks.Enqueued {
+				t.Fatalf("resend = %+v; want enqueued", res)
+			}
+			shard := tasks.OrderQueue(tasks.DefaultQueue, w.l, tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
+			if _, err := w.ins.GetTaskInfo(shard, tasks.TaskID(memprov.Name, no)); err == nil {
+				t.Fatalf("a second task was queued in %s beside the producer's", shard)
+			}
+			w.start()
+			w.createdOnce(no)
+		})
+	}
 }

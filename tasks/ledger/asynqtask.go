@@ -30,6 +30,11 @@ type Task struct {
 	Queue   string
 	Retry   int32 // asynq's MaxRetry
 	Timeout int64 // seconds
+	// AlsoQueue is another queue where a task with this id stands for
+	// the order too ("" for none): with ledger shards, the queue as
+	// named, where a producer that writes its tasks itself puts them. A
+	// task there is left to do the order's work, as one in Queue is.
+	AlsoQueue string
 }
 
 // message encodes t as asynq's TaskMessage: its fields in field-number
@@ -192,6 +197,13 @@ var (
 	ErrTaskLive = errors.New("the task is live again")
 	ErrTaskGone = errors.New("the task is gone")
 )
+
+// TaskExists reports whether asynq holds a task with id in queue, in any
+// state.
+func (l *Ledger) TaskExists(ctx context.Context, queue, id string) (bool, error) {
+	n, err := l.rdb.Exists(ctx, asynqTaskKey(queue, id)).Result()
+	return n == 1, err
+}
 
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a
 // create, or was about to (MarkTaskRan), when the first one did and under

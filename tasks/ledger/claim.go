@@ -20,7 +20,8 @@ import (
 // also queues the order's task (ARGV[12] its message, ARGV[13] the time in
 // ns, ARGV[14] its id, ARGV[15] its queue, to add to asynq's set of queues,
 // empty when it is known there) as asynq's client does, unless a task with
-// its id exists. ARGV[5] is a token unique to the call,
+// its id exists, in its queue or in Task.AlsoQueue's (KEYS[8]). ARGV[5] is
+// a token unique to the call,
 // so that a client's automatic retry of a claim whose reply was lost still
 // answers "created". A duplicate counts the claim on the record (resent),
 // and in the shard's dedupe counts (duplicate or conflict, by its hash):
@@ -55,7 +56,7 @@ if ARGV[7] == 'unknown' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
     'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', ARGV[6])
 end
-if #KEYS > 4 and redis.call('EXISTS', KEYS[5]) == 0 then
+if #KEYS > 4 and redis.call('EXISTS', KEYS[5]) == 0 and (#KEYS < 8 or redis.call('EXISTS', KEYS[8]) == 0) then
   redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
   redis.call('LPUSH', KEYS[6], ARGV[14])
   if ARGV[15] ~= '' then redis.call('SADD', KEYS[7], ARGV[15]) end
@@ -183,6 +184,9 @@ func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known string, no
 			publish = "" // as asynq's client: once per process and queue
 		}
 		keys = append(keys, asynqTaskKey(t.Queue, t.ID), asynqPendingKey(t.Queue), asynqQueuesKey)
+		if t.AlsoQueue != "" && t.AlsoQueue != t.Queue {
+			keys = append(keys, asynqTaskKey(t.AlsoQueue, t.ID))
+		}
 		args = append(args, t.message(), l.now().UnixNano(), t.ID, publish)
 	}
 	return keys, args
