@@ -440,18 +440,25 @@ func TestEnqueueBatch(t *testing.T) {
 	e.wait(t, "B-new2", tasks.StatePaid)
 }
 
+// memEnqueuer starts a redis-server and returns it and an Enqueuer on it
+// (opts: its options) for the mem provider, with no worker.
+func memEnqueuer(t *testing.T, opts *tasks.EnqueuerOptions) (*taskstest.Server, *tasks.Enqueuer) {
+	t.Helper()
+	srv := taskstest.StartRedis(t, nil)
+	set := providers.NewSet()
+	set.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	return srv, tasks.NewEnqueuer(client, ledger.New(srv.Client(t), nil), set, opts)
+}
+
 // An order given again in a batch after an occurrence that conflicts with
 // the record is judged on its own: the recorded order sent again is a
 // duplicate, never a conflict (a producer told "conflict" may renumber it,
 // and the order would be created twice).
 func TestBatchRepeatAfterAConflictIsJudgedOnItsOwn(t *testing.T) {
 	t.Parallel()
-	srv := taskstest.StartRedis(t, nil)
-	set := providers.NewSet()
-	set.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
-	t.Cleanup(func() { client.Close() })
-	enq := tasks.NewEnqueuer(client, ledger.New(srv.Client(t), nil), set, nil)
+	_, enq := memEnqueuer(t, nil)
 	ctx := context.Background()
 	if res, err := enq.Enqueue(ctx, memOrder("R-1")); err != nil || res.Status != tasks.Enqueued {
 		t.Fatal(res, err)
@@ -470,12 +477,7 @@ func TestBatchRepeatAfterAConflictIsJudgedOnItsOwn(t *testing.T) {
 // queue: each order gets its own task, where the reconciler looks for it.
 func TestTaskOptionsKeepTheOrdersTaskIDAndQueue(t *testing.T) {
 	t.Parallel()
-	srv := taskstest.StartRedis(t, nil)
-	set := providers.NewSet()
-	set.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
-	t.Cleanup(func() { client.Close() })
-	enq := tasks.NewEnqueuer(client, ledger.New(srv.Client(t), nil), set, &tasks.EnqueuerOptions{
+	srv, enq := memEnqueuer(t, &tasks.EnqueuerOptions{
 		TaskOptions: []asynq.Option{asynq.TaskID("fixed"), asynq.Queue("elsewhere"), asynq.Retention(time.Minute)}})
 	for _, no := range []string{"T-1", "T-2"} {
 		if res, err := enq.Enqueue(context.Background(), memOrder(no)); err != nil || res.Status != tasks.Enqueued {

@@ -112,6 +112,36 @@ func (w *lossWorld) createdOnce(no string) {
 	}
 }
 
+// queueOwn queues the order's task as a producer that writes asynq tasks
+// itself would, with headers (nil: none), in the queue as named.
+func (w *lossWorld) queueOwn(no string, headers map[string]string) {
+	w.t.Helper()
+	task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, memOrderPayload(no), headers)
+	if _, err := w.client.Enqueue(task, asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry),
+		asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// archive archives the order's task, as asynq does with a task that
+// stopped.
+func (w *lossWorld) archive(no string) {
+	w.t.Helper()
+	if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// sweep runs the reconciler once, every record past its grace.
+func (w *lossWorld) sweep() {
+	w.t.Helper()
+	r := tasks.NewReconciler(w.l, w.ins, w.client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
+	time.Sleep(5 * time.Millisecond)
+	if _, err := r.Sweep(context.Background()); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
 func pendingNow(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePending }
 
 // A task the reconciler (or an operator's tool) queued for an order that
@@ -158,26 +188,17 @@ func TestReplacedArchivedTaskHandsOnItsCreate(t *testing.T) {
 			const no = "RQ-2"
 			if producer {
 				// Its creates are marked on it, not carried by a claim.
-				if _, err := w.client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload(no)),
-					asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
-					t.Fatal(err)
-				}
+				w.queueOwn(no, nil)
 			} else {
 				w.send(no)
 			}
 			w.start()
 			w.waitFor(no, "pending", pendingNow)
 			w.stop()
-			if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
-				t.Fatal(err)
-			}
+			w.archive(no)
 			w.lose(no)
 			w.send(no) // answered enqueued: the archived task holds the id
-			r := tasks.NewReconciler(w.l, w.ins, w.client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
-			time.Sleep(5 * time.Millisecond)
-			if _, err := r.Sweep(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			w.sweep()
 			w.start()
 			w.createdOnce(no)
 		})
@@ -193,10 +214,7 @@ func TestRefusedCreateOfAProducersTaskIsNotTakenForALostRecord(t *testing.T) {
 	w.b.Pending = false
 	w.b.Faults().Script(fault.Throttle)
 	const no = "Thr-1"
-	if _, err := w.client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload(no)),
-		asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
-		t.Fatal(err)
-	}
+	w.queueOwn(no, nil)
 	w.start()
 	rec := w.waitFor(no, "paid", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePaid })
 	for _, a := range rec.History {
@@ -249,25 +267,15 @@ func TestReplacedTaskOfAnUndoneClaimHandsOnItsMark(t *testing.T) {
 	if err := w.l.Unclaim(ctx, ref, cr.Token); err != nil { // undone…
 		t.Fatal(err)
 	}
-	task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, memOrderPayload(no),
-		map[string]string{"orderworker-claimed": strconv.FormatInt(time.Now().UnixMilli(), 10) + ":" + cr.Token})
-	if _, err := w.client.Enqueue(task, asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry),
-		asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil { // …yet queued
-		t.Fatal(err)
-	}
+	// …yet queued.
+	w.queueOwn(no, map[string]string{"orderworker-claimed": strconv.FormatInt(time.Now().UnixMilli(), 10) + ":" + cr.Token})
 	w.start()
 	w.waitFor(no, "taken on and created", pendingNow)
 	w.stop()
-	if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
-		t.Fatal(err)
-	}
+	w.archive(no)
 	w.lose(no)
 	w.send(no)
-	r := tasks.NewReconciler(w.l, w.ins, w.client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
-	time.Sleep(5 * time.Millisecond)
-	if _, err := r.Sweep(ctx); err != nil {
-		t.Fatal(err)
-	}
+	w.sweep()
 	w.start()
 	w.createdOnce(no)
 }
@@ -355,9 +363,7 @@ func TestReplacingAnArchivedTaskIsOneStep(t *testing.T) {
 	w.start()
 	w.waitFor(no, "pending", pendingNow)
 	w.stop()
-	if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
-		t.Fatal(err)
-	}
+	w.archive(no)
 	w.lose(no)
 	w.send(no)
 	rec, _ := w.l.Get(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: no})
@@ -393,10 +399,7 @@ func TestResendBesideAProducersTaskInAShardedLedger(t *testing.T) {
 			w := newLossWorldOf(t, &ledger.Options{Shards: 3})
 			ctx := context.Background()
 			const no = "SH-1"
-			if _, err := w.client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload(no)),
-				asynq.Queue(tasks.DefaultQueue), asynq.MaxRetry(tasks.TaskMaxRetry), asynq.TaskID(tasks.TaskID(memprov.Name, no))); err != nil {
-				t.Fatal(err)
-			}
+			w.queueOwn(no, nil)
 			w.start()
 			w.waitFor(no, "pending", pendingNow)
 			w.stop()
