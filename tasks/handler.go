@@ -706,11 +706,11 @@ func (tk *taskRun) priorCreate(ctx context.Context, h *Handler, rec *ledger.Reco
 		marked = false
 	}
 	if marked {
-		// The earlier of the two times; unknown when either is.
-		if !ran || at.IsZero() || (!since.IsZero() && at.Before(since)) {
-			since = at
+		if ran {
+			since = earlierBound(since, at)
+		} else {
+			ran, since = true, at
 		}
-		ran = true
 	}
 	return ran, since, nil, nil
 }

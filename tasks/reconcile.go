@@ -266,11 +266,6 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 	}
 	id := TaskID(rec.Provider, rec.OrderNo)
 	at, token := requeueMark(rec), rec.Claim
-	earlier := func(t time.Time) {
-		if t.IsZero() || (!at.IsZero() && t.Before(at)) {
-			at = t // zero: no time known, so none to look up from
-		}
-	}
 	info, err := inspector.GetTaskInfo(queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
@@ -286,8 +281,7 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 				return false, err
 			}
 			if !undone {
-				token = ranToken
-				earlier(t)
+				token, at = ranToken, earlierBound(at, t)
 			}
 		}
 		ran, t, under, err := l.TaskRanBefore(ctx, queue, id)
@@ -295,8 +289,7 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 			return false, err
 		}
 		if ran && (under == "" || under != rec.Claim) {
-			token = ranToken
-			earlier(t)
+			token, at = ranToken, earlierBound(at, t)
 		}
 		// The new task takes the old one's place in one step: a
 		// failure between a delete and an enqueue would lose what the
@@ -331,6 +324,18 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 		return false, fmt.Errorf("re-queue %s: %w", id, err)
 	}
 	return true, nil
+}
+
+// earlierBound is the earlier of two times no create left before, zero
+// (no time known, so none to look an order up from) when either is.
+func earlierBound(a, b time.Time) time.Time {
+	if a.IsZero() || b.IsZero() {
+		return time.Time{}
+	}
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // ranToken is the claim a re-queued task carries for a task it replaced
