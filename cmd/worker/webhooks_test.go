@@ -7,8 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -129,52 +129,74 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 	if err := os.WriteFile(recvPath, []byte(readmeBlock(t, "# receiver.py")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	var recvOut lockedBuffer
-	recv := exec.Command("python3", recvPath)
-	recv.Env = append(os.Environ(), "ORDERWORKER_WEBHOOK_SECRET="+secret, "PORT="+port)
-	recv.Stdout, recv.Stderr = &recvOut, &recvOut
-	if err := recv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = recv.Process.Kill(); _ = recv.Wait() })
-	hook := "http://127.0.0.1:" + port + "/hook"
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the README receiver does not listen: %v\n%s", err, recvOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	signer, err := webhook.NewSigner(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	post := func(sign func(h http.Header, body []byte)) int {
+	var hook string
+	post := func(sign func(h http.Header, body []byte)) (int, error) {
 		body := []byte(`{"id":"1-0","type":"order.paid","timestamp":"2026-11-30T12:00:00Z","data":{"provider":"tencent","order_no":"Probe","state":"paid","provider_order_id":"","reason":"","attempts":1}}`)
 		req, _ := http.NewRequest("POST", hook, bytes.NewReader(body))
 		sign(req.Header, body)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		resp.Body.Close()
-		return resp.StatusCode
+		return resp.StatusCode, nil
 	}
-	if got := post(func(h http.Header, body []byte) { signer.Header(h, "1-0", time.Now(), body) }); got != http.StatusNoContent {
-		t.Errorf("README receiver: a correctly signed request answered %d, want 204", got)
+	// The receiver listens on a port found free, which a server of a
+	// test running alongside may take first: the receiver then exits, or
+	// the probe reaches the other server. So the receiver is ours once a
+	// correctly signed probe is answered 204 and printed by it; otherwise
+	// it is started again on another port.
+	var recvOut *lockedBuffer
+	errExited := errors.New("the receiver exited")
+	for try := 1; ; try++ {
+		out := &lockedBuffer{}
+		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+		hook = "http://127.0.0.1:" + port + "/hook"
+		recv := exec.Command("python3", recvPath)
+		recv.Env = append(os.Environ(), "ORDERWORKER_WEBHOOK_SECRET="+secret, "PORT="+port)
+		recv.Stdout, recv.Stderr = out, out
+		if err := recv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = recv.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = recv.Process.Kill(); <-exited })
+		status, perr := 0, error(nil)
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			select {
+			case <-exited:
+				perr = errExited
+			default:
+				status, perr = post(func(h http.Header, body []byte) { signer.Header(h, "1-0", time.Now(), body) })
+			}
+			if perr == nil || errors.Is(perr, errExited) || time.Now().After(deadline) {
+				break
+			}
+		}
+		printed := func() bool { return strings.Contains(out.String(), "order.paid tencent Probe") }
+		for wait := time.Now().Add(5 * time.Second); perr == nil && status == http.StatusNoContent && !printed() && time.Now().Before(wait); {
+			time.Sleep(20 * time.Millisecond) // the print is copied from a pipe
+		}
+		if perr == nil && status == http.StatusNoContent && printed() {
+			recvOut = out
+			break
+		}
+		if try == 5 {
+			t.Fatalf("README receiver: a correctly signed request answered %d (%v), want 204 and the event printed; output:\n%s", status, perr, out.String())
+		}
+		t.Logf("README receiver on port %s: answered %d (%v), output %q; starting it on another port", port, status, perr, out.String())
+		_ = recv.Process.Kill()
 	}
 	other, _ := webhook.NewSigner(newWebhookSecret(t))
-	if got := post(func(h http.Header, body []byte) { other.Header(h, "2-0", time.Now(), body) }); got != http.StatusUnauthorized {
-		t.Errorf("README receiver: a request signed with another secret answered %d, want 401", got)
+	if got, err := post(func(h http.Header, body []byte) { other.Header(h, "2-0", time.Now(), body) }); got != http.StatusUnauthorized {
+		t.Errorf("README receiver: a request signed with another secret answered %d (%v), want 401", got, err)
 	}
-	if got := post(func(h http.Header, body []byte) { signer.Header(h, "3-0", time.Now().Add(-time.Hour), body) }); got != http.StatusUnauthorized {
-		t.Errorf("README receiver: an hour-old signature answered %d, want 401", got)
+	if got, err := post(func(h http.Header, body []byte) { signer.Header(h, "3-0", time.Now().Add(-time.Hour), body) }); got != http.StatusUnauthorized {
+		t.Errorf("README receiver: an hour-old signature answered %d (%v), want 401", got, err)
 	}
 
 	// worker -dev, delivering to the receiver and serving the API.
@@ -233,8 +255,8 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 	}
 
 	// The receiver printed both orders' paid events.
-	waitOutput(t, &recvOut, "order.paid tencent Order100001\n", 30*time.Second)
-	waitOutput(t, &recvOut, "order.paid tencent Order100002\n", 30*time.Second)
+	waitOutput(t, recvOut, "order.paid tencent Order100001\n", 30*time.Second)
+	waitOutput(t, recvOut, "order.paid tencent Order100002\n", 30*time.Second)
 
 	cancel()
 	if err := <-done; err != nil {

@@ -7,28 +7,41 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/providers/aliyun/sandbox"
 )
 
-// elsewhere starts the server redirects point to. It answers every request
-// as a created, paid order, so a redirect followed would show as a
-// success; it counts what it receives, which must be nothing.
+// elsewhere starts the server redirects point to and returns the URL they
+// name: the server's, with a path of this call's own before the
+// redirected one. It answers every request as a created, paid order, so a
+// redirect followed would show as a success; it counts the requests for
+// that path, which must be none. Requests for other paths are not counted:
+// tests run in parallel, and a client of a test whose server has closed may
+// meet this server on the port it took over, which says nothing of
+// redirects.
 func elsewhere(t *testing.T) (string, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
+	prefix := "/" + uuid.NewString()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
+		if strings.HasPrefix(r.URL.Path, prefix+"/") {
+			n.Add(1)
+		} else {
+			t.Logf("a request for %s, not a redirect's", r.URL.Path)
+		}
 		_, _ = w.Write([]byte(`{"code":200,"data":{"orderId":"20201104134310000196","paymentStatus":1}}`))
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL, &n
+	return srv.URL + prefix, &n
 }
 
 // redirectFront serves sb, but answers every request to path with status,

@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/google/uuid"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/tencent"
@@ -64,9 +67,17 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 					// The redirect's target answers as a create and a
 					// listing that worked, so a redirect followed would
 					// show as a success.
+					// Only requests for this call's own path count: a
+					// client of another test whose server closed may meet
+					// this one on the port it took over.
 					var reached atomic.Int32
+					prefix := "/" + uuid.NewString()
 					target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-						reached.Add(1)
+						if strings.HasPrefix(r.URL.Path, prefix+"/") {
+							reached.Add(1)
+						} else {
+							t.Logf("a request for %s, not a redirect's", r.URL.Path)
+						}
 						_, _ = w.Write([]byte(`{"Response":{"RequestId":"r","Status":"OK","Orders":[` + oursListed + `],"Total":1}}`))
 					}))
 					t.Cleanup(target.Close)
@@ -77,7 +88,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 						// unread closes the connection, which a reused one meets as a
 						// transport error.
 						_, _ = io.Copy(io.Discard, r.Body)
-						w.Header().Set("Location", target.URL+r.URL.Path)
+						w.Header().Set("Location", target.URL+prefix+r.URL.Path)
 						w.WriteHeader(status)
 						_, _ = w.Write([]byte(body))
 					}))
