@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,10 +95,17 @@ func (s *Server) start(bin string) error {
 	}
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
+	why := "did not answer"
 	for time.Now().Before(deadline) {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr, Username: s.Username, Password: s.Password, MaxRetries: -1})
-		err := c.Ping(context.Background()).Err()
+		pid, err := serverPID(c)
 		c.Close()
+		if err == nil && pid != 0 && pid != cmd.Process.Pid {
+			// The port was taken between freePort and the bind by a
+			// server of a test running alongside: this one exited.
+			why = fmt.Sprintf("was answered by another redis-server (pid %d)", pid)
+			break
+		}
 		if err == nil {
 			return nil
 		}
@@ -108,8 +116,30 @@ func (s *Server) start(bin string) error {
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
+	s.cmd = nil
 	log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-	return fmt.Errorf("redis-server on %s did not answer: %s", s.Addr, lastLines(string(log), 5))
+	return fmt.Errorf("redis-server on %s %s: %s", s.Addr, why, lastLines(string(log), 5))
+}
+
+// serverPID asks the server at c for its process id (INFO server's
+// process_id), which tells a server started by the caller from one that
+// holds the port already. A user whose ACL refuses INFO reads as 0 once
+// the server answers a PING.
+func serverPID(c *redis.Client) (int, error) {
+	ctx := context.Background()
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		if perr := c.Ping(ctx).Err(); perr != nil {
+			return 0, perr
+		}
+		return 0, nil
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("INFO server without process_id")
 }
 
 func lastLines(s string, n int) string {
