@@ -292,11 +292,10 @@ func startDashboardWorker(t *testing.T, env map[string]string) string {
 // the worker when the test ends.
 func startReadyWorker(t *testing.T, env map[string]string, args ...string) string {
 	t.Helper()
-	admin := freeAddr(t)
 	var stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	args = append([]string{"-admin-addr", admin, "-reconcile-interval", "1h", "-shutdown-timeout", "3s", "-log-format", "text"}, args...)
+	args = append([]string{"-admin-addr", "127.0.0.1:0", "-reconcile-interval", "1h", "-shutdown-timeout", "3s", "-log-format", "text"}, args...)
 	go func() { done <- run(ctx, args, envFunc(env), io.Discard, &stderr) }()
 	t.Cleanup(func() {
 		cancel()
@@ -309,7 +308,7 @@ func startReadyWorker(t *testing.T, env map[string]string, args ...string) strin
 			t.Errorf("worker did not stop\nlogs:\n%s", stderr.String())
 		}
 	})
-	base := "http://" + admin
+	base := "http://" + adminAddr(t, &stderr, done)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := http.Get(base + "/readyz")

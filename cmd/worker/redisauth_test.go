@@ -14,7 +14,7 @@ import (
 
 // startWorker runs the worker (no -dev) against redisURL and returns a
 // channel with run's result and its logs.
-func startWorker(t *testing.T, ctx context.Context, redisURL, admin string) (<-chan error, *syncBuffer) {
+func startWorker(t *testing.T, ctx context.Context, redisURL, admin string) (chan error, *syncBuffer) {
 	t.Helper()
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
@@ -77,8 +77,8 @@ func TestWorkerReadyWithACLUserAndSentinel(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			admin := freeAddr(t)
-			done, logs := startWorker(t, ctx, c.url, admin)
+			done, logs := startWorker(t, ctx, c.url, "127.0.0.1:0")
+			admin := adminAddr(t, logs, done)
 			deadline := time.Now().Add(30 * time.Second)
 			for {
 				resp, err := http.Get("http://" + admin + "/readyz")

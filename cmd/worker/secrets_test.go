@@ -60,10 +60,9 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	}
 
 	var logs syncBuffer
-	admin := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-admin-addr", admin}, envFunc(env), &logs, &logs) }()
+	go func() { done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(env), &logs, &logs) }()
 	defer func() {
 		cancel()
 		<-done
@@ -73,6 +72,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 		t.Fatalf("worker stopped at once: %v\n%s", err, logs.String())
 	case <-time.After(100 * time.Millisecond):
 	}
+	admin := adminAddr(t, &logs, done)
 	waitHTTP(t, "http://"+admin+"/readyz", 200)
 
 	sealer, err := tasks.NewSealer(creds["ORDERWORKER_DATA_KEY"])

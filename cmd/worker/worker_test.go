@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +45,29 @@ func (s *syncBuffer) String() string {
 
 func envFunc(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// adminAddr waits until the worker logging to logs says where its admin
+// server listens (it is started with -admin-addr 127.0.0.1:0, so no other
+// test's server can hold that port first) and returns that address. done
+// reports the worker stopping before that.
+func adminAddr(t *testing.T, logs fmt.Stringer, done <-chan error) string {
+	t.Helper()
+	re := regexp.MustCompile(`admin server listening.*?addr"?[=:]"?([0-9.]+:[0-9]+)`)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if m := re.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("worker stopped before its admin server listened: %v\nlogs:\n%s", err, logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker's admin server did not listen within a minute; logs:\n%s", logs.String())
+		}
+	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -129,14 +154,13 @@ func demoProviders(t *testing.T) []string {
 func TestWorkerServesAndDrains(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
-	admin := freeAddr(t)
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", admin, "-shutdown-timeout", "3s"}, envFunc(nil), &stdout, &stderr)
+		done <- run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "3s"}, envFunc(nil), &stdout, &stderr)
 	}()
-	base := "http://" + admin
+	base := "http://" + adminAddr(t, &stderr, done)
 	waitHTTP(t, base+"/readyz", http.StatusOK)
 	if body := get(t, base+"/healthz"); strings.TrimSpace(body) != "ok" {
 		t.Errorf("/healthz = %q", body)
