@@ -42,6 +42,12 @@ type Order struct {
 	// Preparer or the snapshot was not taken). Lookup may treat an order
 	// that is not in Known as new since then.
 	Known []string
+	// Matched says ProviderOrderID was not given by the provider for this
+	// order's own create (nor found by a number the order itself carries):
+	// an earlier Lookup took it for this order by matching the provider's
+	// listing (Result.Matched). A provider that pays never pays such an
+	// order unless told to (see providers/aliyun, Options.PayMatched).
+	Matched bool
 	// Owned, when set, reports whether a provider order id already belongs
 	// to another order in the ledger. Lookup never answers with such an id:
 	// it is another order's, not this one's.
@@ -68,6 +74,12 @@ type Result struct {
 	// configured to pay: the caller pays the order as its next step,
 	// unless it paid it less than a listing lag before.
 	Payable bool
+	// Matched is set when Lookup identified the order by matching the
+	// provider's listing (no client order number, no id of our create):
+	// the best the provider allows, yet an order someone else made in
+	// the meantime would match the same way. The caller records it and
+	// passes it back as Order.Matched.
+	Matched bool
 }
 
 // Provider submits orders to one provider's API.

@@ -443,7 +443,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt,
-		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known,
+		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
 		Owned: func(ctx context.Context, id string) (bool, error) {
 			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
 			return owner != "" && owner != ref.OrderNo, err

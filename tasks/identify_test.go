@@ -625,3 +625,60 @@ func TestProducersTaskThatWaitedFirstIsCreated(t *testing.T) {
 		}
 	}
 }
+
+// An Aliyun order identified by matching the device's listing after an
+// ambiguous create is recorded matched, and with AutoPay it is paid only
+// when PayMatched says so: here our create failed before the platform
+// acted, and the order the device's user bought meanwhile (unpaid, the
+// same plan) is what the lookup finds. Later checks pass Matched back, so
+// they do not pay it either.
+func TestMatchedOrderIsPaidOnlyWhenTold(t *testing.T) {
+	t.Parallel()
+	for _, payMatched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PayMatched=%v", payMatched), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
+				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+			ctx := context.Background()
+			sb := aliyunsandbox.New("SnapKey", "snap-secret", "snap-project")
+			hs := httptest.NewServer(sb)
+			t.Cleanup(hs.Close)
+			c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "SnapKey", AppSecret: providers.Secret("snap-secret"), ProjectID: "snap-project",
+				AutoPay: true, PayMatched: payMatched})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.set.Add(c)
+			e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"Match-1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
+			ref := ledger.Ref{Provider: "aliyun", OrderNo: "Match-1"}
+			rec, _ := e.ledger.Get(ctx, ref)
+			task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: "Match-1", Params: json.RawMessage(rec.Params)})
+
+			// The snapshot (an empty device), then a create refused with a
+			// 503 before the platform acted: ambiguous to us.
+			sb.Faults().Script(fault.FailBefore)
+			_ = e.handler.ProcessTask(ctx, task)
+			if rec, _ = e.ledger.Get(ctx, ref); rec.State != ledger.StateUnknown || sb.Count("dev1") != 0 {
+				t.Fatalf("after an ambiguous create: state %s, %d orders; want unknown, none", rec.State, sb.Count("dev1"))
+			}
+			foreign := sb.AddOrder(aliyunsandbox.Order{IotID: "dev1", CommodityCode: "streamingResource_20_10", Copies: 1, PaymentStatus: 0})
+			for range 3 {
+				_ = e.handler.ProcessTask(ctx, task)
+			}
+			rec, _ = e.ledger.Get(ctx, ref)
+			if !rec.Matched || rec.ProviderOrderID != foreign.OrderID {
+				t.Fatalf("record %+v: want the order found by matching, recorded matched", rec)
+			}
+			pays := sb.Calls(aliyun.PathPay)
+			if !payMatched && (pays != 0 || rec.State != ledger.StatePending) {
+				t.Errorf("without PayMatched: %d pay call(s), state %s; want none, pending for a person", pays, rec.State)
+			}
+			if payMatched && (pays != 1 || rec.State == ledger.StateErrored) {
+				t.Errorf("with PayMatched: %d pay call(s), state %s; want one pay", pays, rec.State)
+			}
+			if n := sb.Count("dev1"); n != 1 {
+				t.Errorf("%d orders on the device, want the one found", n)
+			}
+		})
+	}
+}

@@ -89,6 +89,16 @@ type Options struct {
 	// is opted into; without it an unpaid order stays pending until it is
 	// paid some other way, and Pay refuses.
 	AutoPay bool
+	// PayMatched lets an AutoPay client pay an order it identified by
+	// matching the device's listing (Result.Matched, Order.Matched)
+	// rather than by the orderId its own create returned. order/create
+	// takes no client order number: an order the device's user bought in
+	// the app meanwhile, with the same commodityCode and copies, while our
+	// create failed, matches just as ours would, and paying it pays a
+	// stranger's order while ours was never made. Default false: such an
+	// order is reported pending and not Payable (checked as an unpaid
+	// order this client will not pay), for a person to confirm and pay.
+	PayMatched bool
 	// PollInterval is the NextCheck hint for an order being paid. An
 	// unpaid order that this client will not pay is checked ten times
 	// less often. Default 5s.
@@ -159,6 +169,7 @@ type Client struct {
 	payTimeout    time.Duration
 	timeout       time.Duration
 	autoPay       bool
+	payMatched    bool
 	poll          time.Duration
 	margin        time.Duration
 	pageSize      int
@@ -203,6 +214,7 @@ func New(opts Options) (*Client, error) {
 		payTimeout:    opts.PayTimeout,
 		timeout:       opts.Timeout,
 		autoPay:       opts.AutoPay,
+		payMatched:    opts.PayMatched,
 		poll:          opts.PollInterval,
 		margin:        opts.MatchMargin,
 		pageSize:      opts.PageSize,
@@ -398,14 +410,15 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: opName(PathCreate),
 			HTTPStatus: a.status, ProviderCode: "200", Message: "no orderId in the answer"}
 	}
-	return c.result(a, info, "created"), nil
+	return c.result(a, info, "created", false), nil
 }
 
 // result reports info's payment status. paymentStatus 1 is paid; anything
 // else (0 unpaid, 2 paying, or a value we do not know) is pending. An
-// unpaid order is Payable when this client may pay (Options.AutoPay).
-func (c *Client) result(a answer, info OrderInfo, what string) providers.Result {
-	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200"}
+// unpaid order is Payable when this client may pay it (Options.AutoPay,
+// and Options.PayMatched for an order identified by matching: matched).
+func (c *Client) result(a answer, info OrderInfo, what string, matched bool) providers.Result {
+	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200", Matched: matched}
 	switch info.PaymentStatus {
 	case PaymentPaid:
 		r.Status = providers.StatusPaid
@@ -418,8 +431,11 @@ func (c *Client) result(a answer, info OrderInfo, what string) providers.Result 
 		r.Status = providers.StatusPending
 		r.Message = what + ", unpaid"
 		r.NextCheck = c.poll
-		r.Payable = c.autoPay
-		if !c.autoPay {
+		r.Payable = c.autoPay && (!matched || c.payMatched)
+		if c.autoPay && !r.Payable {
+			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
+		}
+		if !r.Payable {
 			r.NextCheck = 10 * c.poll
 		}
 	default:
@@ -441,6 +457,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	}
 	var a answer
 	var info OrderInfo
+	matched := o.Matched
 	if o.ProviderOrderID != "" {
 		a, err = c.call(ctx, PathGet, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{timeout: c.timeout, personal: p.UserName})
 		if err != nil {
@@ -466,8 +483,9 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 		if err != nil {
 			return providers.Result{}, err
 		}
+		matched = true
 	}
-	return c.result(a, info, "found"), nil
+	return c.result(a, info, "found", matched), nil
 }
 
 // Pay implements providers.Payer with order/pay on o.ProviderOrderID, and
@@ -479,7 +497,8 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 // Unauthenticated).
 //
 // Pay is the only call that moves money. It refuses (FailedPrecondition)
-// unless Options.AutoPay is set, and needs the provider order id. A
+// unless Options.AutoPay is set (and Options.PayMatched for an order
+// identified by matching, Order.Matched), and needs the provider order id. A
 // failure after the request was sent whose effect is unknown (timeout, 5xx)
 // is Ambiguous: the order is looked up, and never paid again.
 func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, error) {
@@ -489,6 +508,9 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 		return providers.Result{}, &providers.Error{Code: providers.FailedPrecondition, Op: op, Message: "paying is not enabled (AutoPay)"}
 	case o.ProviderOrderID == "":
 		return providers.Result{}, &providers.Error{Code: providers.FailedPrecondition, Op: op, Message: "no provider order id to pay"}
+	case o.Matched && !c.payMatched:
+		return providers.Result{}, &providers.Error{Code: providers.FailedPrecondition, Op: op,
+			Message: "the order was identified by matching the device's orders, not by our create's answer: paying it is not enabled (PayMatched)"}
 	}
 	p, err := orderParams(o)
 	if err != nil {
@@ -505,7 +527,7 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 		paid = OrderInfo{PaymentStatus: PaymentUnknown}
 	}
 	paid.OrderID = o.ProviderOrderID
-	r := c.result(a, paid, "pay requested")
+	r := c.result(a, paid, "pay requested", o.Matched)
 	r.Payable = false
 	return r, nil
 }

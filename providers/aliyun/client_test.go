@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -502,5 +503,67 @@ func TestAnswerForAnotherOrder(t *testing.T) {
 	f.sb.Inject(aliyun.PathGet, sandbox.Reply{Code: 200, Data: map[string]any{"orderId": json.Number(o.ProviderOrderID), "paymentStatus": 1}})
 	if got, err = f.c.Lookup(ctx(t), o); err != nil || got.Status != providers.StatusPaid {
 		t.Fatalf("Lookup = %+v, %v; want paid", got, err)
+	}
+}
+
+// An order identified by matching the device's listing (no orderId from
+// our own create) is not paid unless PayMatched says so: one the device's
+// user bought meanwhile, with the same commodity and copies, matches just
+// as ours would, and paying it would pay a stranger's order while ours was
+// never made. The result says Matched, and a later lookup by its id (the
+// record passes Matched back) stays unpayable too; Pay refuses such an
+// order without sending anything.
+func TestMatchedOrderIsNotPaidUnlessTold(t *testing.T) {
+	t.Parallel()
+	for _, payMatched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PayMatched=%v", payMatched), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.PayMatched = payMatched })
+			o := testOrder(960)
+			known, err := f.c.Prepare(ctx(t), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Known = known
+			// Our create fails without a trace; the device's user buys
+			// the same package in the app.
+			user := testOrder(960)
+			if _, err := f.c.Submit(ctx(t), user); err != nil {
+				t.Fatal(err)
+			}
+			r, err := f.c.Lookup(ctx(t), o)
+			if err != nil || r.Status != providers.StatusPending || r.ProviderOrderID == "" || !r.Matched {
+				t.Fatalf("Lookup = %+v, %v; want pending, matched, with the order's id", r, err)
+			}
+			if r.Payable != payMatched {
+				t.Errorf("Lookup Payable = %v, want %v", r.Payable, payMatched)
+			}
+			if !payMatched && (r.NextCheck != 10*aliyun.DefaultPollInterval || !strings.Contains(r.Message, "ALIYUN_PAY_MATCHED")) {
+				t.Errorf("Lookup = %+v; want the slow check of an order this client will not pay, and the reason", r)
+			}
+			o.ProviderOrderID, o.Matched = r.ProviderOrderID, true
+			got, err := f.c.Lookup(ctx(t), o)
+			if err != nil || got.Status != providers.StatusPending || !got.Matched || got.Payable != payMatched {
+				t.Errorf("Lookup by id of a matched order = %+v, %v; want pending, matched, Payable %v", got, err, payMatched)
+			}
+			_, err = f.c.Pay(ctx(t), o)
+			if payMatched {
+				if err != nil {
+					t.Errorf("Pay with PayMatched = %v", err)
+				}
+				return
+			}
+			if providers.CodeOf(err) != providers.FailedPrecondition {
+				t.Errorf("Pay of a matched order = %v, want failed_precondition", err)
+			}
+			if n := f.sb.Calls(aliyun.PathPay); n != 0 {
+				t.Errorf("pay called %d times", n)
+			}
+			// An order whose id our own create returned is paid as ever.
+			own, err := f.c.Submit(ctx(t), testOrder(961))
+			if err != nil || own.Matched || !own.Payable {
+				t.Errorf("Submit = %+v, %v; want payable, not matched", own, err)
+			}
+		})
 	}
 }

@@ -9,12 +9,13 @@ import (
 
 // The environment variables the provider reads.
 const (
-	EnvEndpoint  = "ALIYUN_ENDPOINT"
-	EnvAppKey    = "ALIYUN_APP_KEY"
-	EnvAppSecret = "ALIYUN_APP_SECRET"
-	EnvProjectID = "ALIYUN_PROJECT_ID"
-	EnvAutoPay   = "ALIYUN_AUTO_PAY"
-	EnvPageBase  = "ALIYUN_PAGE_BASE"
+	EnvEndpoint   = "ALIYUN_ENDPOINT"
+	EnvAppKey     = "ALIYUN_APP_KEY"
+	EnvAppSecret  = "ALIYUN_APP_SECRET"
+	EnvProjectID  = "ALIYUN_PROJECT_ID"
+	EnvAutoPay    = "ALIYUN_AUTO_PAY"
+	EnvPayMatched = "ALIYUN_PAY_MATCHED"
+	EnvPageBase   = "ALIYUN_PAGE_BASE"
 )
 
 // checkPageBase is the Setting.Check of ALIYUN_PAGE_BASE.
@@ -42,13 +43,14 @@ func Spec() providers.Spec {
 			{Name: EnvAppSecret, Required: true, Secret: true, Help: "Aliyun cloud AppSecret"},
 			{Name: EnvProjectID, Required: true, Help: "Aliyun project for cloudToken"},
 			{Name: EnvAutoPay, Default: "false", Help: "pay pending Aliyun orders with /order/pay", Check: providers.CheckBool},
+			{Name: EnvPayMatched, Default: "false", Help: "with ALIYUN_AUTO_PAY, also pay an order found by matching the device's orders after an uncertain create (one the device's user bought meanwhile would match too)", Check: providers.CheckBool},
 			{Name: EnvPageBase, Default: string(PageBaseAuto), Help: "where Aliyun order/query counts pages from: auto, 0 or 1 (set it when a device's listing stays unavailable naming it)", Check: checkPageBase},
 		},
 		Parse: Parse,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
-				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), PageBase: PageBase(cfg.Get(EnvPageBase)),
+				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), PayMatched: cfg.Bool(EnvPayMatched), PageBase: PageBase(cfg.Get(EnvPageBase)),
 				Logger:     deps.Logger,
 				HTTPClient: newHTTPClient(deps.Transport()),
 			}

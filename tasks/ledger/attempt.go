@@ -204,6 +204,7 @@ type Transition struct {
 	failures        int
 	setFailures     bool
 	providerOrderID string
+	matched         bool
 	reason          string
 	setReason       bool
 	pendingSince    time.Time
@@ -360,6 +361,14 @@ func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures =
 // WithProviderOrderID records the provider's order id.
 func (t Transition) WithProviderOrderID(id string) Transition { t.providerOrderID = id; return t }
 
+// WithMatched records that the provider order id was found by matching
+// the provider's listing (Record.Matched); it stays recorded.
+func (t Transition) WithMatched() Transition { t.matched = true; return t }
+
+// Matched reports whether the transition records the provider order id
+// as matched (WithMatched).
+func (t Transition) Matched() bool { return t.matched }
+
 // ClearPaySent forgets that a pay was sent (see BeginArgs.Pay): it was
 // refused before the provider acted, so a later check may pay again.
 func (t Transition) ClearPaySent() Transition { t.clearPaySent = true; return t }
@@ -468,6 +477,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.providerOrderID != "" {
 		args = append(args, "provider_order_id", t.providerOrderID)
+	}
+	if t.matched {
+		args = append(args, "matched", "1")
 	}
 	if t.setReason {
 		args = append(args, "reason", t.reason)

@@ -98,7 +98,11 @@ type Record struct {
 	// queued with it carries it; see ClaimArgs.Token).
 	Claim           string `json:"-"`
 	ProviderOrderID string `json:"provider_order_id,omitempty"`
-	Reason          string `json:"reason,omitempty"`
+	// Matched says ProviderOrderID was found by matching the provider's
+	// listing, not given for this order's own create (providers.Result
+	// Matched): an order someone else made meanwhile could have matched.
+	Matched bool   `json:"matched,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target
 	// before its first create (see providers.Preparer); nil: not taken.
 	Known []string `json:"known,omitempty"`
@@ -353,6 +357,8 @@ func (r *Record) set(k, v string) {
 		r.MayHaveExisted = true
 	case "provider_order_id":
 		r.ProviderOrderID = v
+	case "matched":
+		r.Matched = v == "1"
 	case "claim":
 		r.Claim = v
 	case "reason":

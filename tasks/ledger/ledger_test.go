@@ -407,7 +407,7 @@ func TestEventsComeWithTheirTransitions(t *testing.T) {
 	kept := ledger.Ref{Provider: "p", OrderNo: "EV3"}
 	claim(t, l, kept)
 	for i, tr := range []ledger.Transition{
-		ledger.SetPending("P3", time.Now(), time.Now().Add(time.Second)).WithAttempt(&ledger.Attempt{N: 1, Call: "submit", Result: "ok"}),
+		ledger.SetPending("P3", time.Now(), time.Now().Add(time.Second)).WithAttempt(&ledger.Attempt{N: 1, Call: "submit", Result: "ok"}).WithMatched(),
 		ledger.SetErrored("unpaid in time"),
 	} {
 		token := "k" + strconv.Itoa(i)
@@ -421,6 +421,14 @@ func TestEventsComeWithTheirTransitions(t *testing.T) {
 	evs3, _ := l.Events(ctx, evs[len(evs)-1].ID, 10)
 	if len(evs3) != 2 || evs3[1].Type != "order.errored" || evs3[1].Data.ProviderOrderID != "P3" || evs3[1].Data.Attempts != 1 || evs3[1].Data.Reason != "unpaid in time" {
 		t.Errorf("events after the pending and errored steps = %+v", evs3)
+	}
+	// A provider order id recorded as matched stays so through later
+	// transitions that say nothing of it.
+	if rec, err := l.Get(ctx, kept); err != nil || !rec.Matched {
+		t.Errorf("record after a matched pending step = %+v, %v; want Matched", rec, err)
+	}
+	if rec, _ := l.Get(ctx, a); rec.Matched {
+		t.Errorf("record never matched reads Matched: %+v", rec)
 	}
 	body, _ := paid.Body()
 	if !strings.Contains(string(body), `"type":"order.paid"`) || !strings.Contains(string(body), `"data":{"provider":"p","order_no":"EV1","state":"paid"`) {

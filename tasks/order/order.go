@@ -291,9 +291,18 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 	if poid == "" {
 		poid = rec.ProviderOrderID
 	}
+	// An id found by matching stays recorded so: later checks pass it
+	// back (providers.Order.Matched), and a provider that pays does not
+	// pay such an order unless told to.
+	matched := func(t ledger.Transition) ledger.Transition {
+		if r.Matched && !rec.Matched {
+			return t.WithMatched()
+		}
+		return t
+	}
 	switch r.Status {
 	case providers.StatusPaid:
-		return Decision{Settle: ledger.SetPaid(poid).WithMayExist(true), Then: Then{Next: Done}}
+		return Decision{Settle: matched(ledger.SetPaid(poid).WithMayExist(true)), Then: Then{Next: Done}}
 	case providers.StatusPending:
 		since := rec.PendingSince
 		if since.IsZero() {
@@ -301,13 +310,13 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		}
 		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
-			return Decision{Settle: ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true), Then: Then{Next: Stop, Reason: reason}}
+			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
 		}
 		wait := r.NextCheck
 		if wait <= 0 {
 			wait = pollDelay(since, p, now)
 		}
-		t := ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true)
+		t := matched(ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true))
 		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
 		switch {
 		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag):

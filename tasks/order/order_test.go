@@ -391,6 +391,24 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(pd, Pay, payable, p, t0.Add(2*time.Minute)); d.Then.Next != Wait {
 		t.Errorf("payable after a pay: %v, want wait", d.Then.Next)
 	}
+	// An order found by matching the listing is recorded matched, once,
+	// whatever it is found to be; it is paid only when the provider says
+	// Payable (which it does not for a matched order unless told to).
+	for _, st := range []providers.Status{providers.StatusPending, providers.StatusPaid} {
+		found := Outcome{Result: providers.Result{Status: st, ProviderOrderID: "P8", Matched: true}}
+		d := Decide(pd, Lookup, found, p, t0.Add(2*time.Minute))
+		if !d.Settle.Matched() || d.Settle.ProviderOrderID() != "P8" || d.Then.Step == Pay {
+			t.Errorf("matched %s lookup: matched %v, id %q, then %v %s; want recorded matched with its id, no pay", st, d.Settle.Matched(), d.Settle.ProviderOrderID(), d.Then.Next, d.Then.Step)
+		}
+		again := *pd
+		again.Matched = true
+		if d := Decide(&again, Poll, found, p, t0.Add(2*time.Minute)); d.Settle.Matched() {
+			t.Errorf("matched %s poll of a record already matched: recorded again", st)
+		}
+	}
+	if d := Decide(pd, Poll, payable, p, t0.Add(2*time.Minute)); d.Settle.Matched() {
+		t.Error("a result not matched is recorded matched")
+	}
 	// A successful first create that comes back pending starts the window.
 	q := queuedMarked()
 	d := Decide(q, Submit, Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P7"}}, p, t0)
