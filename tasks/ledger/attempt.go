@@ -16,7 +16,8 @@ import (
 //
 // KEYS: record, queued index, submitting index. ARGV: token, now (ms, the
 // caller's clock, for the record's times), the lease's TTL (ms), '1' when a
-// create needs the snapshot of known provider orders first, order_no, '1'
+// create needs the snapshot of known provider orders first ('2' when the
+// step never creates: nothing is marked), order_no, '1'
 // when the step is to pay a pending order: the pay is marked sent
 // (pay_sent, lease_mark '2') unless one was less than ARGV[7] ms ago (on
 // Redis's clock; -1: ever), and it leaves only on that mark.
@@ -53,7 +54,7 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow -
   return {'began', r, '2', sn}
 end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
-    and (ARGV[4] == '0' or (h['known'] or '') ~= '') then
+    and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
   if first == '' then first = ARGV[2] end
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
@@ -79,6 +80,9 @@ type BeginArgs struct {
 	// before the first create (providers.Preparer): the create is not
 	// marked in flight until Record.Known is set.
 	NeedsKnown bool
+	// NoCreate says the step never creates the order (an operator's):
+	// no create is marked in flight, whatever the record says.
+	NoCreate bool
 	// Pay says the step is to pay a pending order: Begin marks the pay
 	// sent (Record.PayMarked) unless a pay was marked less than
 	// PayAgainAfter ago, and the pay leaves only on that mark.
@@ -127,7 +131,10 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	}
 	now := l.now()
 	needs := "0"
-	if a.NeedsKnown {
+	switch {
+	case a.NoCreate:
+		needs = "2"
+	case a.NeedsKnown:
 		needs = "1"
 	}
 	pay := "0"

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"fmt"
 	"net"
 	"slices"
@@ -529,6 +530,64 @@ func TestListPagesThroughTies(t *testing.T) {
 	}
 	if len(seen) != len(want) {
 		t.Errorf("listed %d of %d orders claimed in one millisecond", len(seen), len(want))
+	}
+}
+
+// A decision refused for the order's state writes nothing: a queued
+// order's record is as it was (so its producer can still take its claim
+// back), and an order about to be created is not marked in flight.
+func TestRefusedResolveWritesNothing(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	key := func(ref ledger.Ref) string {
+		keys, err := rdb.Keys(ctx, "*"+ref.OrderNo).Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("keys of %s = %v, %v", ref.OrderNo, keys, err)
+		}
+		return keys[0]
+	}
+	var refused *ledger.RefusedError
+	q := ledger.Ref{Provider: "p", OrderNo: "RQ1"}
+	res, err := l.Claim(ctx, q, []byte(`{"a":1}`), "h1")
+	if err != nil || !res.Created {
+		t.Fatal(res, err)
+	}
+	k := key(q)
+	before := rdb.HGetAll(ctx, k).Val()
+	for _, as := range []ledger.Resolution{ledger.ResolvePaid, ledger.ResolveAbsent, ledger.ResolveErrored} {
+		if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: as, ProviderOrderID: "PO-1", Note: "n", By: "op"}); !errors.As(err, &refused) {
+			t.Fatalf("resolve %s of a queued order = %v, want refused", as, err)
+		}
+	}
+	if after := rdb.HGetAll(ctx, k).Val(); !maps.Equal(before, after) {
+		t.Errorf("a refused resolve changed the queued record:\nbefore %v\nafter  %v", before, after)
+	}
+	if err := l.Unclaim(ctx, q, res.Token); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, q); rec != nil {
+		t.Errorf("the producer's claim could not be taken back after a refused resolve: %+v", rec)
+	}
+
+	// Submitting with nothing in flight (a retry scheduled): a refused
+	// decision marks no create, even if the state changed between the
+	// read and the lease (Begin with NoCreate).
+	s := ledger.Ref{Provider: "p", OrderNo: "RS1"}
+	claim(t, l, s)
+	if _, err := l.Begin(ctx, s, ledger.BeginArgs{Token: "t1", NoCreate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, s); rec.Inflight != 0 || rec.State != ledger.StateQueued || !rec.FirstAttemptAt.IsZero() {
+		t.Fatalf("Begin with NoCreate marked a create: %+v", rec)
+	}
+	if err := l.Settle(ctx, s, "t1", ledger.SetRetry("throttled")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Resolve(ctx, s, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "op"}); !errors.As(err, &refused) {
+		t.Fatalf("resolve of a submitting order = %v, want refused", err)
+	}
+	if rec, _ := l.Get(ctx, s); rec.Inflight != 0 || !rec.LastCreateAt.IsZero() || rec.State != ledger.StateSubmitting {
+		t.Errorf("a refused resolve marked a create: %+v", rec)
 	}
 }
 

@@ -225,8 +225,23 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case a.As != ResolvePaid && a.As != ResolveAbsent && a.As != ResolveErrored:
 		return nil, &RefusedError{fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
 	}
+	// Judged first on a read, so that a decision refused for the order's
+	// state writes nothing (a lease taken and released still changes the
+	// record's update time, which a producer's undo of its claim
+	// checks), then again under the lease, which never marks a create.
+	cur, err := l.Get(ctx, ref)
+	switch {
+	case err != nil:
+		return nil, err
+	case cur == nil:
+		return nil, ErrNotFound
+	case cur.State == StatePaid || cur.State == StateErrored:
+		return nil, &RefusedError{fmt.Sprintf("the order is %s already", cur.State)}
+	case !resolvable(cur.State, a.As):
+		return nil, &RefusedError{notResolvable(a.As, cur.State)}
+	}
 	token := "operator:" + uuid.NewString()
-	b, err := l.Begin(ctx, ref, BeginArgs{Token: token, LeaseTTL: 30 * time.Second})
+	b, err := l.Begin(ctx, ref, BeginArgs{Token: token, LeaseTTL: 30 * time.Second, NoCreate: true})
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, err
@@ -242,9 +257,8 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
 		return nil, &RefusedError{reason}
 	}
-	legal := rec.State == StateUnknown || rec.State == StatePending && a.As != ResolveAbsent
-	if !legal {
-		return refuse(fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored)", a.As, stateBefore(rec)))
+	if !resolvable(rec.State, a.As) {
+		return refuse(notResolvable(a.As, stateBefore(rec)))
 	}
 	msg := "by " + a.By + ": " + a.Note
 	attempt := &Attempt{N: rec.Attempts + 1, At: l.now().UTC(), Call: "resolve", Result: string(a.As), Message: msg}
@@ -268,6 +282,15 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, err
 	}
 	return l.Get(ctx, ref)
+}
+
+// resolvable reports whether decision as is legal for an order in state s.
+func resolvable(s State, as Resolution) bool {
+	return s == StateUnknown || s == StatePending && as != ResolveAbsent
+}
+
+func notResolvable(as Resolution, s State) string {
+	return fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored)", as, s)
 }
 
 func stateBefore(rec *Record) State {
