@@ -3,8 +3,8 @@ package ledger_test
 import (
 	"context"
 	"errors"
-	"maps"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
