@@ -250,6 +250,11 @@ func TestWebhooksCLI(t *testing.T) {
 	if code != exitOK || len(eps) != 1 || eps[0]["id"] != id || strings.Contains(out, "sekrit") || eps[0]["url"] != recv.URL+"/hook" {
 		t.Errorf("enqueue webhooks: exit %d, %s (%s); want the endpoint, its URL without the query", code, out, errs)
 	}
+	// With another shard count than the ledger's, the events would be
+	// read from streams that hold none: refused, not "nothing failed".
+	if code, out, errs := runCLIEnv(t, map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_LEDGER_SHARDS": "2"}, "", "webhooks", "failed"); code != exitError || !strings.Contains(errs, "ORDERWORKER_LEDGER_SHARDS") {
+		t.Errorf("enqueue webhooks failed with another shard count: exit %d, %s %s; want refused naming ORDERWORKER_LEDGER_SHARDS", code, out, errs)
+	}
 	code, out, _ = runCLI(t, rs.URL(), "", "webhooks", "failed", "-endpoint", id)
 	failed := lines(t, out)
 	if code != exitOK || len(failed) != 2 || !strings.Contains(out, `"last_error":"HTTP 502"`) || !strings.Contains(out, `"order_no":"W1"`) {
@@ -263,6 +268,10 @@ func TestWebhooksCLI(t *testing.T) {
 		{"webhooks", "resend", "-endpoint", id, "-all", first},
 		{"webhooks", "resend", "-endpoint", "nope", "-all"},
 		{"webhooks", "frobnicate"},
+		// Ids that are not failed events: refused, nothing done (the
+		// resend of first below still finds it failed).
+		{"webhooks", "resend", "-endpoint", id, first, "1700000000000-0"},
+		{"webhooks", "discard", "-endpoint", id, "not-an-id"},
 	} {
 		if code, _, _ := runCLI(t, rs.URL(), "", args...); code != exitError {
 			t.Errorf("enqueue %v: exit %d, want %d", args, code, exitError)
@@ -292,4 +301,28 @@ func TestWebhooksCLI(t *testing.T) {
 		t.Errorf("delivered %v, want only %s", got, first)
 	}
 	mu.Unlock()
+
+	// A second endpoint that differs only in its query shows the same
+	// URL: the URL no longer names one endpoint, and is refused.
+	other := recv.URL + "/hook?token=other"
+	d2, err := webhook.New(rdb, []string{other}, signer, &webhook.Options{Timeout: time.Second, Poll: 50 * time.Millisecond,
+		Streams: ledger.New(rdb, nil).EventStreams()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	stopped2 := make(chan struct{})
+	go func() { d2.Run(ctx2); close(stopped2) }()
+	defer func() { cancel2(); <-stopped2 }()
+	waitFor("the second endpoint listed", func() bool {
+		_, out, _ := runCLI(t, rs.URL(), "", "webhooks")
+		return len(strings.Split(strings.TrimSpace(out), "\n")) == 2
+	})
+	code, _, errs = runCLI(t, rs.URL(), "", "webhooks", "discard", "-endpoint", recv.URL+"/hook", "-all")
+	if code != exitError || !strings.Contains(errs, "give the id") {
+		t.Errorf("discard by a URL two endpoints show: exit %d, %s; want refused, asking for the id", code, errs)
+	}
+	if code, out, errs := runCLI(t, rs.URL(), "", "webhooks", "discard", "-endpoint", webhook.EndpointID(other), "-all"); code != exitOK {
+		t.Errorf("discard by id: exit %d, %s %s", code, out, errs)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -48,6 +49,12 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, g
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	l, err := newLedger(rdb, getenv)
+	if err == nil {
+		// The events of a ledger with another shard count than this
+		// process's are in streams it would not read: it would report
+		// nothing failed.
+		err = l.VerifyShards(c)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue webhooks:", err)
 		return exitError
@@ -59,13 +66,33 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, g
 		return exitError
 	}
 	enc := json.NewEncoder(stdout)
+	// find is the endpoint -endpoint names: by id, or by URL as listed
+	// when exactly one endpoint shows that URL (the listed URL hides
+	// query strings and token-like path parts, so two endpoints may show
+	// the same one).
 	find := func() (webhook.EndpointInfo, bool) {
+		var byURL []webhook.EndpointInfo
 		for _, ep := range eps {
-			if *endpoint != "" && (ep.ID == *endpoint || ep.URL == *endpoint) {
+			switch {
+			case *endpoint == "":
+			case ep.ID == *endpoint:
 				return ep, true
+			case ep.URL == *endpoint:
+				byURL = append(byURL, ep)
 			}
 		}
-		fmt.Fprintf(stderr, "enqueue webhooks %s: no endpoint %q (enqueue webhooks lists them)\n", cmd, *endpoint)
+		switch len(byURL) {
+		case 1:
+			return byURL[0], true
+		case 0:
+			fmt.Fprintf(stderr, "enqueue webhooks %s: no endpoint %q (enqueue webhooks lists them)\n", cmd, *endpoint)
+		default:
+			ids := make([]string, len(byURL))
+			for i, ep := range byURL {
+				ids[i] = ep.ID
+			}
+			fmt.Fprintf(stderr, "enqueue webhooks %s: %d endpoints show the URL %q (ids %s): give the id\n", cmd, len(byURL), *endpoint, strings.Join(ids, ", "))
+		}
 		return webhook.EndpointInfo{}, false
 	}
 	switch cmd {
@@ -114,6 +141,30 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, g
 		ep, ok := find()
 		if !ok {
 			return exitError
+		}
+		if !*all {
+			// Every id given must be a failed event of the endpoint:
+			// a mistyped one is refused, with nothing done, rather than
+			// ignored under a success.
+			have, err := store.FailedEventIDs(c, ep.ID)
+			if err != nil {
+				fmt.Fprintf(stderr, "enqueue webhooks %s: %v\n", cmd, err)
+				return exitError
+			}
+			var unknown []string
+			for _, id := range fs.Args() {
+				if !have[id] {
+					unknown = append(unknown, id)
+				}
+			}
+			if len(unknown) > 0 {
+				if len(unknown) > 10 {
+					unknown = append(unknown[:10], fmt.Sprintf("and %d more", len(unknown)-10))
+				}
+				fmt.Fprintf(stderr, "enqueue webhooks %s: not failed events of endpoint %s: %s (enqueue webhooks failed -endpoint %s lists them); nothing was done\n",
+					cmd, ep.ID, strings.Join(unknown, ", "), ep.ID)
+				return exitError
+			}
 		}
 		var n int
 		if cmd == "resend" {

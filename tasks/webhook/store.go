@@ -585,6 +585,22 @@ func (s *Store) failedIDs(ctx context.Context, k keys, want []string) ([]string,
 	return all, nil
 }
 
+// FailedEventIDs returns the public ids of an endpoint's failed events.
+func (s *Store) FailedEventIDs(ctx context.Context, id string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, stream := range s.streams {
+		k := keysFor(id, stream)
+		ids, err := s.failedIDs(ctx, k, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range ids {
+			out[k.stream.EventID(x)] = true
+		}
+	}
+	return out, nil
+}
+
 // Resend moves failed events of an endpoint (the event ids given, or all
 // when none) back to delivery, oldest event first, so that one order's
 // events go out in order. Their attempts start again and MAX_AGE counts
