@@ -22,7 +22,10 @@ const webhooksUsage = `Usage:
   enqueue [flags] webhooks resend -endpoint E (-all | EVENT_ID ...)   deliver failed events again, oldest first
   enqueue [flags] webhooks discard -endpoint E (-all | EVENT_ID ...)  delete failed events for good
 
-E is an endpoint's id or URL as "enqueue webhooks" lists them.
+E is an endpoint's id or URL as "enqueue webhooks" lists them (a URL that
+two endpoints show, which differ only in what the listing hides, is refused:
+give the id). An EVENT_ID that is not a failed event of E is refused, with
+nothing done.
 `
 
 // webhooks lists webhook endpoints and their failed events, and re-sends
