@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -485,6 +486,12 @@ func TestListNewestFirstWithCursor(t *testing.T) {
 	}
 	if _, err := l.List(ctx, ledger.ListArgs{Providers: []string{"a"}, Cursor: "garbage!"}); !errors.Is(err, ledger.ErrBadCursor) {
 		t.Errorf("bad cursor: %v", err)
+	}
+	for _, score := range []string{"NaN", "Inf", "-Inf"} {
+		c := base64.RawURLEncoding.EncodeToString([]byte(score + "\x00a\x00X"))
+		if _, err := l.List(ctx, ledger.ListArgs{Providers: []string{"a"}, Cursor: c}); !errors.Is(err, ledger.ErrBadCursor) {
+			t.Errorf("List with a cursor at %s = %v, want ErrBadCursor", score, err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,7 +77,7 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 			return ListPage{}, ErrBadCursor
 		}
 		sc, err := strconv.ParseFloat(parts[0], 64)
-		if err != nil {
+		if err != nil || math.IsNaN(sc) || math.IsInf(sc, 0) {
 			return ListPage{}, ErrBadCursor
 		}
 		top = listed{score: sc, provider: parts[1], orderNo: parts[2]}
