@@ -85,7 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metrics.Init(set.Names())
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
-	ledger := ledgerpkg.New(rdb, &ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names})
+	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names}
+	ledger := ledgerpkg.New(rdb, &lopts)
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
@@ -170,7 +171,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// The webhooks' consumer groups are set up before the first order is
 	// taken, so that a new endpoint misses none of its events.
-	stopWebhooks, err := startWebhooks(ctx, cfg, redisOpt, ledger.EventStreams(), reg, log)
+	stopWebhooks, err := startWebhooks(ctx, cfg, redisOpt, ledger.EventStreams(), lopts, reg, log)
 	if err != nil {
 		return err
 	}

@@ -46,8 +46,10 @@ func (c *config) parseWebhooks(urls string) error {
 // goroutines until stop is called (not when ctx ends: deliveries go on while
 // the worker drains its tasks); stop waits for deliveries in flight. The
 // deliveries use a Redis client of their own: their blocking reads must
-// never take the connections order processing needs.
-func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt, streams []ledger.EventStream, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+// never take the connections order processing needs. An event goes out
+// only once the replicas hold it (webhook.Options.Durable, with the
+// ledger's options lopts).
+func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt, streams []ledger.EventStream, lopts ledger.Options, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if len(cfg.WebhookURLs) == 0 {
 		return func() {}, nil
 	}
@@ -60,6 +62,7 @@ func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt
 		Timeout: cfg.WebhookTimeout, Streams: streams, Registerer: reg, Logger: log,
 	}
 	rdb := ledgerClient(tasks.WithPoolSize(redisOpt, webhook.Connections(len(cfg.WebhookURLs), opts)))
+	opts.Durable = ledger.New(rdb, &lopts)
 	d, err := webhook.New(rdb, cfg.WebhookURLs, signer, opts)
 	if err != nil {
 		rdb.Close()

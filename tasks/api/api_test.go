@@ -723,3 +723,41 @@ func TestTooFewReplicasThroughTheAPI(t *testing.T) {
 		t.Errorf("the refused orders were written: %v", keys)
 	}
 }
+
+// GET /v1/events answers an event only once the replicas hold it, as a
+// webhook is sent: while the replica is stopped (the change's write was
+// not acknowledged, and a failover now would take it back, and the
+// order's redone change would come with an event of another id), it
+// answers 503, and the event once the replica caught up.
+func TestEventsWaitForTheReplicas(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rep := rs.AttachReplica(t)
+	e := serve(t, rs, ledger.New(rs.Client(t), &ledger.Options{WaitTimeout: 100 * time.Millisecond}), nil)
+	if status, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("R1", 1)); status != 201 {
+		t.Fatalf("order not accepted: %d %s", status, b)
+	}
+	// The worker's write goes on while the replica is stopped, as an
+	// unacknowledged one does.
+	rep.Pause(t)
+	settle(t, ledger.New(rs.Client(t), &ledger.Options{Durable: ledger.DurableOff}), ledger.Ref{Provider: "tencent", OrderNo: "R1"}, ledger.SetPaid("PR1"))
+	status, b, h := e.do("GET", "/v1/events", bearer, nil)
+	rep.Resume()
+	if status != http.StatusServiceUnavailable || !strings.Contains(string(b), "replicas") || h.Get("Retry-After") == "" || strings.Contains(string(b), "PR1") {
+		t.Errorf("GET /v1/events with the replica behind: %d %s; want 503 saying why, with Retry-After, and no event", status, b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, b, _ = e.do("GET", "/v1/events", bearer, nil)
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/events once the replica caught up: %d %s", status, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(string(b), `"order.paid"`) || !strings.Contains(string(b), "PR1") {
+		t.Errorf("GET /v1/events = %s, want R1's paid event", b)
+	}
+}

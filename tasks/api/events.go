@@ -57,6 +57,17 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "after: "+err.Error())
 		return
 	}
+	if err == nil && len(p.Events) > 0 {
+		// An event goes out only once the replicas hold it, as a
+		// webhook does.
+		if err := h.ledger.EventsOnReplicas(ctx); errors.Is(err, ledger.ErrNotDurable) || errors.As(err, new(*ledger.TooFewReplicasError)) {
+			h.unavailable(w, r, err, "the events are not on the Redis replicas yet (a failover now could take their changes back): ask again", nil)
+			return
+		} else if err != nil {
+			h.unavailable(w, r, err, "cannot read events: Redis is unavailable", nil)
+			return
+		}
+	}
 	if err != nil {
 		h.unavailable(w, r, err, "cannot read events: Redis is unavailable", nil)
 		return

@@ -303,6 +303,35 @@ func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool 
 
 // Events returns up to limit events after the position after (see
 // ReadEvents), oldest first.
+// syncScript is a write in an events stream's hash slot (KEYS[1], a key
+// of its own beside the stream) whose only purpose is the WAIT after it.
+var syncScript = redis.NewScript(`redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000) return 1`)
+
+// EventsOnReplicas returns nil once the events read so far (ReadEvents)
+// are on the replicas Options.Durable asks for: ErrNotDurable when the
+// replicas did not acknowledge them in time (a failover now could take
+// back their changes, and the orders' redone changes would come with
+// events of other ids), a TooFewReplicasError when the master has fewer
+// replicas than the floor. It makes a durable write after them on each
+// shard (the replication stream is ordered, so acknowledging it
+// acknowledges them), and none when no replica is to be waited for.
+func (l *Ledger) EventsOnReplicas(ctx context.Context) error {
+	want, err := l.want(ctx, true)
+	if err != nil || want == 0 {
+		return err
+	}
+	for _, sh := range l.shards {
+		_, acked, err := l.run(ctx, syncScript, true, []string{sh.events + ":sync"}, l.now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("confirm events on the replicas: %w", err)
+		}
+		if !acked {
+			return ErrNotDurable
+		}
+	}
+	return nil
+}
+
 func (l *Ledger) Events(ctx context.Context, after string, limit int64) ([]Event, error) {
 	p, err := l.ReadEvents(ctx, after, limit)
 	return p.Events, err

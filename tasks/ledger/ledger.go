@@ -425,6 +425,19 @@ func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []
 	return c.val, c.ack, c.err
 }
 
+// RunDurable runs s on l's Redis client as a durable write (see
+// Options.Durable): it returns the script's reply, and acked false when
+// the replicas did not acknowledge it in time (it ran on the master, and a
+// failover now could undo it), or a TooFewReplicasError when the master
+// has fewer replicas than the floor (then it did not run). The replication
+// stream is ordered, so an acknowledged write also covers every write the
+// master applied before it, other clients' included: a process that reads
+// what others wrote (the outcome events, say) and writes after it knows
+// by an acknowledged write that what it read is on the replicas too.
+func (l *Ledger) RunDurable(ctx context.Context, s *redis.Script, keys []string, args ...any) (any, bool, error) {
+	return l.run(ctx, s, true, keys, args...)
+}
+
 // runShared is run for the scripts of the order path (Begin, Settle):
 // those that goroutines run at the same moment share a round trip (see
 // batcher). Many orders in flight at once make those batches; a few

@@ -68,7 +68,24 @@ type Options struct {
 	// http.DefaultTransport per endpoint, so that endpoints share no
 	// connection pool.
 	Transport http.RoundTripper
+	// Durable, when set, leases the events to deliver with a durable
+	// write (a ledger.Ledger on the dispatcher's Redis client, with the
+	// worker's durability options): an event goes out only once the
+	// replicas hold it, so a failover cannot take back a change whose
+	// event was delivered, and deliver the change's redone event under
+	// another id. Leased events not yet acknowledged wait for their lease
+	// to run out, then are leased again. nil: delivered as soon as read.
+	Durable DurableRunner
 }
+
+// DurableRunner runs a script as a durable write; *ledger.Ledger is one.
+type DurableRunner interface {
+	RunDurable(ctx context.Context, s *redis.Script, keys []string, args ...any) (v any, acked bool, err error)
+}
+
+// errNotReplicated is a lease whose write the replicas did not
+// acknowledge in time.
+var errNotReplicated = errors.New("the leased events are not acknowledged by the replicas yet: they are delivered once they are (their leases run out, and they are leased again)")
 
 // Dispatcher delivers outcome events from the ledger's events stream to
 // webhook endpoints: at least once, signed, one order's events in order,
@@ -476,9 +493,25 @@ func (d *Dispatcher) leaseTTL() time.Duration { return 2*d.opts.Timeout + time.S
 // left (unix ms; 0 when none).
 func (d *Dispatcher) lease(ctx context.Context, ep *endpoint, now time.Time, limit int) ([]leased, int64, error) {
 	until := now.Add(d.leaseTTL()).UnixMilli()
-	v, err := leaseScript.Run(ctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st}, now.UnixMilli(), until, limit).Slice()
-	if err != nil {
-		return nil, 0, err
+	keys := []string{ep.k.due, ep.k.ev, ep.k.st}
+	var v []any
+	if d.opts.Durable != nil {
+		// The lease is written after the events it takes: acknowledged,
+		// it tells that they are on the replicas too.
+		r, acked, err := d.opts.Durable.RunDurable(ctx, leaseScript, keys, now.UnixMilli(), until, limit)
+		if err != nil {
+			return nil, 0, err
+		}
+		if v, _ = r.([]any); !acked && len(v) == 2 {
+			if rows, _ := v[0].([]any); len(rows) > 0 {
+				return nil, 0, errNotReplicated
+			}
+		}
+	} else {
+		var err error
+		if v, err = leaseScript.Run(ctx, d.rdb, keys, now.UnixMilli(), until, limit).Slice(); err != nil {
+			return nil, 0, err
+		}
 	}
 	if len(v) != 2 {
 		return nil, 0, fmt.Errorf("lease: unexpected reply %v", v)

@@ -13,7 +13,9 @@
 // jitter, until they are older than Options.MaxAge: then they are kept as
 // failed, with the order's events behind them, for Store.Resend or
 // Store.Discard. A process that dies mid-delivery leaves its lease to run
-// out; any process sends the event again then.
+// out; any process sends the event again then. With Options.Durable the
+// lease is a durable write: an event is sent only once the replicas hold
+// it, so a failover never takes back a change whose event went out.
 //
 // Each endpoint runs on goroutines, HTTP clients and Redis keys of its own,
 // so a slow or dead endpoint holds up neither order processing (which only

@@ -859,3 +859,41 @@ func TestBlackholedEndpointGivesUpWithoutSendingStaleEvents(t *testing.T) {
 		t.Errorf("none of %d failed events says it was kept unsent past its MAX_AGE", len(failed))
 	}
 }
+
+// With Options.Durable, an event goes out only once the replicas hold it:
+// while the replica is stopped (the change's write was not acknowledged,
+// and a failover now would take it back, and the order's redone change
+// would come with an event of another id), nothing is delivered; once the
+// replica catches up, the event is.
+func TestEventWaitsUntilTheReplicasHoldIt(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rep := rs.AttachReplica(t)
+	s, err := NewSigner(specSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := rs.Client(t)
+	// The worker's ledger here does not wait, so that its writes go on
+	// while the replica is stopped, as a worker's unacknowledged ones do.
+	e := &env{t: t, rdb: rdb, ledger: ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff}), signer: s}
+	r := newReceiver(t, s, nil)
+	e.start([]string{r.srv.URL}, &Options{Timeout: 200 * time.Millisecond, Poll: 50 * time.Millisecond,
+		Durable: ledger.New(rdb, &ledger.Options{WaitTimeout: 100 * time.Millisecond})})
+
+	e.order("D1", ledger.StatePaid)
+	e.waitFor(10*time.Second, "D1's event", func() bool { return len(r.delivered()) == 1 })
+
+	rep.Pause(t)
+	e.order("D2", ledger.StatePaid)
+	time.Sleep(2 * time.Second) // more than a lease (2 × 200ms + 1s)
+	for _, d := range r.deliveries() {
+		if d.order == "D2" {
+			rep.Resume()
+			t.Fatalf("D2's event was sent (%s) while the replica did not hold it", d.id)
+		}
+	}
+	rep.Resume()
+	e.waitFor(15*time.Second, "D2's event once the replica holds it", func() bool { return len(r.delivered()) == 2 })
+	checkOrder(t, r.deliveries())
+}
