@@ -1,6 +1,9 @@
 package unicloud
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"net/url"
 	"strings"
 	"testing"
@@ -123,6 +126,29 @@ func TestSignQuirkCase(t *testing.T) {
 	// Byte order: "A" sorts before "AccessKeyId".
 	if got := CanonicalQuery(params); !strings.HasPrefix(got, "A=a%20b%3Ac&AccessKeyId=") {
 		t.Errorf("CanonicalQuery = %s, want A first", got)
+	}
+}
+
+// The provider notes' quirk case with its full inputs: GET, secret
+// testsecret, one parameter A = "a b:c". RFC 3986 encoding gives
+// al0LonK5QFLab1wtGwNDFm0CuBo=; the SDK's encoding (":" left as it is)
+// gives WbJZyAsXheYcD7AmVa3GGwTIoA4=, which Sign must not.
+func TestSignQuirkVector(t *testing.T) {
+	t.Parallel()
+	params := map[string]string{"A": "a b:c"}
+	if got, want := StringToSign("GET", params), "GET&%2F&A%3Da%2520b%253Ac"; got != want {
+		t.Errorf("StringToSign = %s, want %s", got, want)
+	}
+	if got, want := Sign("GET", params, "testsecret"), "al0LonK5QFLab1wtGwNDFm0CuBo="; got != want {
+		t.Errorf("Sign = %s, want %s", got, want)
+	}
+	// The SDK's string to sign, signed the same way, gives the SDK's
+	// value: the vector tells the two encodings apart.
+	sdk := "GET&%2F&" + url.QueryEscape("A="+sdkPercentEncode("a b:c"))
+	mac := hmac.New(sha1.New, []byte("testsecret&"))
+	mac.Write([]byte(sdk))
+	if got, want := base64.StdEncoding.EncodeToString(mac.Sum(nil)), "WbJZyAsXheYcD7AmVa3GGwTIoA4="; got != want {
+		t.Errorf("the SDK's encoding signs as %s, want %s (string to sign %s)", got, want, sdk)
 	}
 }
 
