@@ -80,6 +80,11 @@ type Result struct {
 	// the meantime would match the same way. The caller records it and
 	// passes it back as Order.Matched.
 	Matched bool
+	// Held is set on a pending result the provider would pay but, the
+	// order being Matched, will not without a person: the caller keeps it
+	// pending for that person (its pending window does not error it),
+	// checked as usual, until it is paid or resolved.
+	Held bool
 }
 
 // Provider submits orders to one provider's API.

@@ -433,6 +433,7 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.NextCheck = c.poll
 		r.Payable = c.autoPay && (!matched || c.payMatched)
 		if c.autoPay && !r.Payable {
+			r.Held = true
 			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
 		}
 		if !r.Payable {

@@ -535,8 +535,8 @@ func TestMatchedOrderIsNotPaidUnlessTold(t *testing.T) {
 			if err != nil || r.Status != providers.StatusPending || r.ProviderOrderID == "" || !r.Matched {
 				t.Fatalf("Lookup = %+v, %v; want pending, matched, with the order's id", r, err)
 			}
-			if r.Payable != payMatched {
-				t.Errorf("Lookup Payable = %v, want %v", r.Payable, payMatched)
+			if r.Payable != payMatched || r.Held == payMatched {
+				t.Errorf("Lookup Payable = %v, Held = %v; want %v, %v", r.Payable, r.Held, payMatched, !payMatched)
 			}
 			if !payMatched && (r.NextCheck != 10*aliyun.DefaultPollInterval || !strings.Contains(r.Message, "ALIYUN_PAY_MATCHED")) {
 				t.Errorf("Lookup = %+v; want the slow check of an order this client will not pay, and the reason", r)

@@ -308,7 +308,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		if since.IsZero() {
 			since = now
 		}
-		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
+		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
 		}
@@ -326,6 +326,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// provider is trusted to show a pay's effect in that time, as
 			// it is trusted to list a create.
 			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
+		case r.Held:
+			// Errored at the window, it would sit unpaid at the provider
+			// with nobody told: it stays pending, which the stuck-pending
+			// alert shows, for a person to pay or resolve.
+			reason = fmt.Sprintf("pending; found by matching the provider's orders, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", wait.Round(time.Millisecond))
 		case r.Payable && step != Pay:
 			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
 				rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
@@ -470,7 +475,9 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	if since.IsZero() {
 		since = now
 	}
-	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
+	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !rec.Matched {
+		// A matched order may be waiting for a person (providers.Result
+		// Held): a failed check does not error it either.
 		r := fmt.Sprintf("still unpaid after the pending window of %s (last %s failed: %s)", p.PendingWindow, step, msg)
 		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 	}

@@ -369,6 +369,18 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(pd, Poll, unavailable, p, t0.Add(32*time.Minute)); d.Settle.To() != ledger.StateErrored {
 		t.Errorf("failed poll past the window: %q, want errored", d.Settle.To())
 	}
+	// An order held for a person (matched, not paid without one) stays
+	// pending past the window, saying why; so does a matched order whose
+	// check fails then.
+	held := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P8", Matched: true, Held: true}}
+	if d := Decide(pd, Poll, held, p, t0.Add(3*time.Hour)); d.Settle.To() != ledger.StatePending || d.Then.Next != Wait || !strings.Contains(d.Then.Reason, "waits for a person") {
+		t.Errorf("held order past the window: %q %v %q; want pending, waiting for a person", d.Settle.To(), d.Then.Next, d.Then.Reason)
+	}
+	pm := pending()
+	pm.Matched = true
+	if d := Decide(pm, Poll, unavailable, p, t0.Add(3*time.Hour)); d.Settle.To() == ledger.StateErrored {
+		t.Errorf("failed check of a matched order past the window: errored, want it kept for a person")
+	}
 	// Poll delays double with time pending, up to a minute.
 	for _, c := range []struct {
 		after time.Duration
