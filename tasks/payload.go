@@ -335,8 +335,13 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 func phoneField(clear json.RawMessage) string {
 	// Judged on the text as given and as decoded: an escaped digit
 	// (\u0031) is a digit, and a key given twice keeps only its last
-	// value once decoded.
-	if decoded := providers.Canonical(clear); providers.MaskPhones(string(clear)) == string(clear) {
+	// value once decoded. Text without a backslash has no escape: it
+	// decodes to what it says, and the text as given shows every value.
+	if providers.MaskPhones(string(clear)) == string(clear) {
+		if !bytes.Contains(clear, []byte{'\\'}) {
+			return ""
+		}
+		decoded := providers.Canonical(clear)
 		if providers.MaskPhones(string(decoded)) == string(decoded) {
 			return ""
 		}
