@@ -60,7 +60,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	if err == nil && len(p.Events) > 0 {
 		// An event goes out only once the replicas hold it, as a
 		// webhook does.
-		if err := h.ledger.EventsOnReplicas(ctx); errors.Is(err, ledger.ErrNotDurable) || errors.As(err, new(*ledger.TooFewReplicasError)) {
+		if err := h.ledger.EventsOnReplicas(ctx, p); errors.Is(err, ledger.ErrNotDurable) || errors.As(err, new(*ledger.TooFewReplicasError)) {
 			h.unavailable(w, r, err, "the events are not on the Redis replicas yet (a failover now could take their changes back): ask again", nil)
 			return
 		} else if err != nil {

@@ -160,6 +160,9 @@ type EventsPage struct {
 	// Missed is true when retention trimmed events after the given
 	// position: events after it may be gone unread.
 	Missed bool
+	// lastRead is, per shard, the id of the last event on the page ("":
+	// none), for EventsOnReplicas.
+	lastRead []string
 }
 
 // ReadEvents returns up to limit events after the position after, oldest
@@ -241,6 +244,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		m := cmds[best].Val()[heads[best]]
 		heads[best]++
 		last[best] = m.ID
+		page.lastRead = last
 		page.Events = append(page.Events, streams[best].Event(m))
 	}
 	// A shard read from its start whose stream is empty goes on from
@@ -304,28 +308,41 @@ func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool 
 // Events returns up to limit events after the position after (see
 // ReadEvents), oldest first.
 // syncScript is a write in an events stream's hash slot (KEYS[1], a key
-// of its own beside the stream) whose only purpose is the WAIT after it.
-var syncScript = redis.NewScript(`redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000) return 1`)
+// of its own beside the stream KEYS[2]) whose purpose is the WAIT after
+// it. It writes only when the stream holds the event ARGV[2], the last one
+// read: read from a master a failover has replaced since, it may not have
+// reached the new one. Replies 1 when it wrote, 0 when the event is gone.
+var syncScript = redis.NewScript(`
+if #redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000)
+return 1
+`)
 
-// EventsOnReplicas returns nil once the events read so far (ReadEvents)
+// EventsOnReplicas returns nil once the events of p (a ReadEvents page)
 // are on the replicas Options.Durable asks for: ErrNotDurable when the
-// replicas did not acknowledge them in time (a failover now could take
-// back their changes, and the orders' redone changes would come with
-// events of other ids), a TooFewReplicasError when the master has fewer
-// replicas than the floor. It makes a durable write after them on each
-// shard (the replication stream is ordered, so acknowledging it
-// acknowledges them), and none when no replica is to be waited for.
-func (l *Ledger) EventsOnReplicas(ctx context.Context) error {
+// replicas did not acknowledge them in time, or the master no longer holds
+// them (a failover now, or since the read, could take back their changes,
+// and the orders' redone changes would come with events of other ids); a
+// TooFewReplicasError when the master has fewer replicas than the floor.
+// For each shard with events on the page it makes a durable write after
+// them, on the master that holds the last of them (the replication stream
+// is ordered, so acknowledging the write acknowledges them); none when no
+// replica is to be waited for.
+func (l *Ledger) EventsOnReplicas(ctx context.Context, p EventsPage) error {
 	want, err := l.want(ctx, true)
 	if err != nil || want == 0 {
 		return err
 	}
-	for _, sh := range l.shards {
-		_, acked, err := l.run(ctx, syncScript, true, []string{sh.events + ":sync"}, l.now().UnixMilli())
+	for i, id := range p.lastRead {
+		if id == "" || i >= len(l.shards) {
+			continue
+		}
+		sh := l.shards[i]
+		v, acked, err := l.run(ctx, syncScript, true, []string{sh.events + ":sync", sh.events}, l.now().UnixMilli(), id)
 		if err != nil {
 			return fmt.Errorf("confirm events on the replicas: %w", err)
 		}
-		if !acked {
+		if n, _ := v.(int64); n != 1 || !acked {
 			return ErrNotDurable
 		}
 	}

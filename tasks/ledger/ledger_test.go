@@ -1206,3 +1206,39 @@ func TestRetriedBeginWaitsForTheReplicas(t *testing.T) {
 	}
 	rep.Resume()
 }
+
+// EventsOnReplicas confirms a page of events with a durable write made
+// after them on the master that still holds them: nil once the replica
+// acknowledged it, ErrNotDurable when the master no longer holds the last
+// event read (as after a failover to a replica it had not reached).
+func TestEventsOnReplicas(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rs.AttachReplica(t)
+	rdb := rs.Client(t)
+	l := ledger.New(rdb, nil)
+	ref := ledger.Ref{Provider: "p", OrderNo: "EOR1"}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "t", ledger.SetPaid("P1")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := l.ReadEvents(ctx, "", 10)
+	if err != nil || len(p.Events) != 1 {
+		t.Fatalf("ReadEvents = %+v, %v", p, err)
+	}
+	if err := l.EventsOnReplicas(ctx, p); err != nil {
+		t.Errorf("EventsOnReplicas with the replica attached = %v", err)
+	}
+	if err := l.EventsOnReplicas(ctx, ledger.EventsPage{}); err != nil {
+		t.Errorf("EventsOnReplicas of an empty page = %v", err)
+	}
+	if err := rdb.XDel(ctx, l.EventStreams()[0].Key, p.Events[0].ID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.EventsOnReplicas(ctx, p); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Errorf("EventsOnReplicas of an event the master no longer holds = %v, want ErrNotDurable", err)
+	}
+}
