@@ -419,6 +419,10 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // and Options.PayMatched for an order identified by matching: matched).
 func (c *Client) result(a answer, info OrderInfo, what string, matched bool) providers.Result {
 	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200", Matched: matched}
+	// A matched order this client would pay but for PayMatched waits for a
+	// person whatever its payment status says (a person may be paying it
+	// in the console right now): Held, on every pending answer.
+	held := c.autoPay && matched && !c.payMatched
 	switch info.PaymentStatus {
 	case PaymentPaid:
 		r.Status = providers.StatusPaid
@@ -432,8 +436,7 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.Message = what + ", unpaid"
 		r.NextCheck = c.poll
 		r.Payable = c.autoPay && (!matched || c.payMatched)
-		if c.autoPay && !r.Payable {
-			r.Held = true
+		if held {
 			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
 		}
 		if !r.Payable {
@@ -444,6 +447,7 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.Message = what + ", payment status unknown"
 		r.NextCheck = c.poll
 	}
+	r.Held = held && r.Status == providers.StatusPending
 	return r
 }
 

@@ -567,3 +567,23 @@ func TestMatchedOrderIsNotPaidUnlessTold(t *testing.T) {
 		})
 	}
 }
+
+// A matched order is held for a person whatever payment status it shows:
+// one being paid in the console (paying) or in a status we do not know is
+// still not the worker's to settle by its pending window.
+func TestMatchedOrderIsHeldWhateverItsPaymentStatus(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{0, 2, 7} {
+		t.Run(fmt.Sprintf("paymentStatus=%d", status), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(970 + status)
+			o.Known = []string{}
+			f.sb.AddOrder(sandbox.Order{IotID: iotID(970 + status), CommodityCode: "streamingResource_20_10", Copies: 2, PaymentStatus: status})
+			r, err := f.c.Lookup(ctx(t), o)
+			if err != nil || r.Status != providers.StatusPending || !r.Matched || !r.Held || r.Payable {
+				t.Errorf("Lookup = %+v, %v; want pending, matched, held, not payable", r, err)
+			}
+		})
+	}
+}

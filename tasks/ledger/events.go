@@ -160,9 +160,9 @@ type EventsPage struct {
 	// Missed is true when retention trimmed events after the given
 	// position: events after it may be gone unread.
 	Missed bool
-	// lastRead is, per shard, the id of the last event on the page ("":
-	// none), for EventsOnReplicas.
-	lastRead []string
+	// lastRead is, per shard, the entry of the last event on the page
+	// (ID "": none), for EventsOnReplicas.
+	lastRead []redis.XMessage
 }
 
 // ReadEvents returns up to limit events after the position after, oldest
@@ -244,7 +244,10 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		m := cmds[best].Val()[heads[best]]
 		heads[best]++
 		last[best] = m.ID
-		page.lastRead = last
+		if page.lastRead == nil {
+			page.lastRead = make([]redis.XMessage, n)
+		}
+		page.lastRead[best] = m
 		page.Events = append(page.Events, streams[best].Event(m))
 	}
 	// A shard read from its start whose stream is empty goes on from
@@ -309,11 +312,19 @@ func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool 
 // ReadEvents), oldest first.
 // syncScript is a write in an events stream's hash slot (KEYS[1], a key
 // of its own beside the stream KEYS[2]) whose purpose is the WAIT after
-// it. It writes only when the stream holds the event ARGV[2], the last one
-// read: read from a master a failover has replaced since, it may not have
-// reached the new one. Replies 1 when it wrote, 0 when the event is gone.
+// it. It writes only when the stream holds the event read last: entry
+// ARGV[2], of type ARGV[3] for order ARGV[4] (read from a master a
+// failover has replaced since, it may not have reached the new one, whose
+// clock may have given its id to another event). Replies 1 when it wrote,
+// 0 when the event is not there.
 var syncScript = redis.NewScript(`
-if #redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2]) == 0 then return 0 end
+local e = redis.call('XRANGE', KEYS[2], ARGV[2], ARGV[2])
+if #e == 0 then return 0 end
+local f, t, o = e[1][2], nil, nil
+for i = 1, #f, 2 do
+  if f[i] == 'type' then t = f[i + 1] elseif f[i] == 'order_no' then o = f[i + 1] end
+end
+if t ~= ARGV[3] or o ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', 60000)
 return 1
 `)
@@ -333,12 +344,14 @@ func (l *Ledger) EventsOnReplicas(ctx context.Context, p EventsPage) error {
 	if err != nil || want == 0 {
 		return err
 	}
-	for i, id := range p.lastRead {
-		if id == "" || i >= len(l.shards) {
+	for i, m := range p.lastRead {
+		if m.ID == "" || i >= len(l.shards) {
 			continue
 		}
 		sh := l.shards[i]
-		v, acked, err := l.run(ctx, syncScript, true, []string{sh.events + ":sync", sh.events}, l.now().UnixMilli(), id)
+		typ, _ := m.Values["type"].(string)
+		no, _ := m.Values["order_no"].(string)
+		v, acked, err := l.run(ctx, syncScript, true, []string{sh.events + ":sync", sh.events}, l.now().UnixMilli(), m.ID, typ, no)
 		if err != nil {
 			return fmt.Errorf("confirm events on the replicas: %w", err)
 		}
