@@ -26,11 +26,12 @@ func (s Secret) Reveal() string { return string(s) }
 // digitRun matches a maximal run of digits, with an optional leading '+'.
 var digitRun = regexp.MustCompile(`\+?\d+`)
 
-// groupedMobile matches a mainland mobile number written in groups, the
-// way people write them: 138-0013-8000, 138 0013 8000, 1380013 8000, with
-// an optional +86, 86 or 0086 in front (+86 138 0013 8000). The caller
-// checks that no digit touches it on either side.
-var groupedMobile = regexp.MustCompile(`(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}`)
+// groupedMobile matches, at the start of the text, a mainland mobile
+// number written in groups, the way people write them: 138-0013-8000, 138
+// 0013 8000, 1380013 8000, with an optional +86, 86 or 0086 in front (+86
+// 138 0013 8000). The caller tries it where no digit precedes, and checks
+// that no digit follows.
+var groupedMobile = regexp.MustCompile(`^(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}`)
 
 // isPhone reports whether a whole digit run is a phone number: a mainland
 // mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
@@ -68,16 +69,27 @@ func MaskPhones(s string) string {
 	if !strings.ContainsAny(s, " -") {
 		return s
 	}
+	// Tried at every place a number starts, not only after the last
+	// match: in "586 138 0013 8000" the match "86 138 0013 8000" touches a
+	// digit and is no phone number, but "138 0013 8000" is.
 	var b strings.Builder
 	last := 0
-	for _, loc := range groupedMobile.FindAllStringIndex(s, -1) {
-		i, j := loc[0], loc[1]
-		if i > 0 && isDigit(s[i-1]) || j < len(s) && isDigit(s[j]) {
+	for i := 0; i < len(s); i++ {
+		if i > 0 && isDigit(s[i-1]) || !isDigit(s[i]) && s[i] != '+' {
+			continue
+		}
+		loc := groupedMobile.FindStringIndex(s[i:])
+		if loc == nil {
+			continue
+		}
+		j := i + loc[1]
+		if j < len(s) && isDigit(s[j]) {
 			continue // part of a longer number
 		}
 		b.WriteString(s[last:i])
 		b.WriteString(maskDigits(strings.NewReplacer(" ", "", "-", "").Replace(s[i:j])))
 		last = j
+		i = j - 1
 	}
 	if last == 0 {
 		return s

@@ -36,6 +36,10 @@ func TestMaskPhones(t *testing.T) {
 		{"ts 1712345678 2 retries", "ts 1712345678 2 retries"}, // a number next to another is no phone number
 		{"order 1712345678-1", "order 1712345678-1"},
 		{"id 21380013800012", "id 21380013800012"},
+		// A match that touches a digit is no phone number, but the
+		// number inside it may be.
+		{"586 138 0013 8000", "586 138****8000"},
+		{"tel 5 86-138-0013-8000", "tel 5 861****8000"},
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
