@@ -56,7 +56,47 @@ func isPhone(run string) bool {
 // a run of digits that is a phone number (isPhone), and a mainland mobile
 // number written in groups (138-0013-8000 and +86 138 0013 8000 come out
 // 138****8000 and 861****8000).
+//
+// Full-width digits (１３８…, as Chinese input methods type them, with
+// their plus and hyphen) and no-break and ideographic spaces count as
+// digits and spaces: a string with a phone number
+// so written comes back in ASCII digits, masked; one without comes back as
+// it is.
 func MaskPhones(s string) string {
+	if n, ok := narrowDigits(s); ok {
+		if m := maskPhones(n); m != n {
+			return m
+		}
+		return s
+	}
+	return maskPhones(s)
+}
+
+// narrowDigits returns s with full-width digits (U+FF10–U+FF19), plus
+// and hyphen as ASCII ones, and no-break and ideographic spaces as spaces,
+// and whether it held any.
+func narrowDigits(s string) (string, bool) {
+	if !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
+		return s, false
+	}
+	return strings.Map(narrow, s), true
+}
+
+func narrow(r rune) rune {
+	switch {
+	case r >= '\uff10' && r <= '\uff19':
+		return '0' + (r - '\uff10')
+	case r == '\uff0b':
+		return '+'
+	case r == '\uff0d':
+		return '-'
+	case r == '\u00a0' || r == '\u3000':
+		return ' '
+	}
+	return r
+}
+
+func maskPhones(s string) string {
 	if !hasDigitRun(s, 8) {
 		return s // no run long enough to be a phone number: most strings
 	}

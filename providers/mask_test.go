@@ -40,6 +40,13 @@ func TestMaskPhones(t *testing.T) {
 		// number inside it may be.
 		{"586 138 0013 8000", "586 138****8000"},
 		{"tel 5 86-138-0013-8000", "tel 5 861****8000"},
+		// Full-width digits and no-break spaces, as input methods type
+		// them; without a phone number the text is left as it is.
+		{"call １３８００１３８０００", "call 138****8000"},
+		{"138\u00a00013\u00a08000", "138****8000"},
+		{"＋８６ １３８ ００１３ ８０００", "861****8000"},
+		{"数量 １２ 个", "数量 １２ 个"},
+		{"a\u00a0b 12", "a\u00a0b 12"},
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
