@@ -73,6 +73,25 @@ func TestListingLagOnRedisClock(t *testing.T) {
 	}
 }
 
+// addAliyun adds to e's providers an Aliyun client on a sandbox of its
+// own, with mod applied to its options, and returns the sandbox.
+func addAliyun(t *testing.T, e *env, mod func(*aliyun.Options)) *aliyunsandbox.Server {
+	t.Helper()
+	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	o := aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := aliyun.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	return sb
+}
+
 // An Aliyun order's snapshot of the device's orders is taken anew before
 // each create that follows a try known to have created nothing (here a
 // throttled create). Kept from before, it would let an order the device's
@@ -83,14 +102,7 @@ func TestSnapshotRetakenAfterAFailedCreate(t *testing.T) {
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 	ctx := context.Background()
-	sb := aliyunsandbox.New("SnapKey", "snap-secret", "snap-project")
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "SnapKey", AppSecret: providers.Secret("snap-secret"), ProjectID: "snap-project"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	sb := addAliyun(t, e, nil)
 	e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"Snap-1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
 	ref := ledger.Ref{Provider: "aliyun", OrderNo: "Snap-1"}
 	rec, _ := e.ledger.Get(ctx, ref)
@@ -640,15 +652,7 @@ func TestMatchedOrderIsPaidOnlyWhenTold(t *testing.T) {
 			e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
 				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 			ctx := context.Background()
-			sb := aliyunsandbox.New("SnapKey", "snap-secret", "snap-project")
-			hs := httptest.NewServer(sb)
-			t.Cleanup(hs.Close)
-			c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "SnapKey", AppSecret: providers.Secret("snap-secret"), ProjectID: "snap-project",
-				AutoPay: true, PayMatched: payMatched})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.set.Add(c)
+			sb := addAliyun(t, e, func(o *aliyun.Options) { o.AutoPay, o.PayMatched = true, payMatched })
 			e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"Match-1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
 			ref := ledger.Ref{Provider: "aliyun", OrderNo: "Match-1"}
 			rec, _ := e.ledger.Get(ctx, ref)

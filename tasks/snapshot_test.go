@@ -2,7 +2,6 @@ package tasks_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
 	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
 	"github.com/orderworker/orderworker/providers/fault"
@@ -51,15 +49,7 @@ func TestSnapshotKeptThroughAWaitIsRetaken(t *testing.T) {
 	g := &holdAfterFirst{}
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, Guard: g,
 		PollInterval: 20 * time.Millisecond, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
-	sb := aliyunsandbox.New("StaleKey", "stale-secret", "stale-project")
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "StaleKey", AppSecret: providers.Secret("stale-secret"),
-		ProjectID: "stale-project", AutoPay: true, PollInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	sb := addAliyun(t, e, func(o *aliyun.Options) { o.AutoPay, o.PollInterval = true, 20*time.Millisecond })
 	e.startServer(t)
 	const no = "Stale-1"
 	ref := ledger.Ref{Provider: "aliyun", OrderNo: no}
@@ -144,14 +134,7 @@ func TestRejectedParamsWithAnAgelessSnapshotAreErrored(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t, &setupOpts{noServer: true})
-	sb := aliyunsandbox.New("RejKey", "rej-secret", "rej-project")
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "RejKey", AppSecret: providers.Secret("rej-secret"), ProjectID: "rej-project"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	sb := addAliyun(t, e, nil)
 	ref := ledger.Ref{Provider: "aliyun", OrderNo: "Rej-1"}
 	params := []byte(`{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":0}`)
 	if _, err := e.ledger.Claim(ctx, ref, params, "h"); err != nil {

@@ -2,14 +2,11 @@ package tasks_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
-	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -33,15 +30,7 @@ func TestPendingWindowEndsErrored(t *testing.T) {
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{
 		MaxAttempts: 1, PendingWindow: 1500 * time.Millisecond, PollInterval: 100 * time.Millisecond,
 	}})
-	sb := aliyunsandbox.New("PendKey", "pend-secret", "pend-project")
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "PendKey", AppSecret: providers.Secret("pend-secret"),
-		ProjectID: "pend-project", PollInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	sb := addAliyun(t, e, func(o *aliyun.Options) { o.PollInterval = 100 * time.Millisecond })
 	e.startServer(t)
 	res, err := e.enqueuer.Enqueue(context.Background(), []byte(`{"provider":"aliyun","order_no":"Pend-1","params":{"iotId":"pend1","commodityCode":"streamingResource_20_10","copies":1}}`))
 	if err != nil || res.Status != tasks.Enqueued {
