@@ -471,14 +471,19 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
 	}
-	if plan.Step == order.Submit && time.Since(began) > h.opts.LeaseTTL/3 {
+	if (plan.Step == order.Submit || plan.Step == order.Pay) && time.Since(began) > h.opts.LeaseTTL/3 {
 		// The process stalled (a long pause, a frozen VM) between Begin
 		// and here: the lease may have run out, and another run may be
-		// deciding about this order. A create never leaves on a lease
-		// this old; nothing was sent, so the mark goes (the step ends as
-		// if Begin had not marked it).
+		// deciding about this order (and, a listing lag after this
+		// step's pay mark, paying it). A create or a pay never leaves on
+		// a lease this old; nothing was sent, so the mark goes (the step
+		// ends as if Begin had not marked it).
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
-		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the create; not sent", ref, time.Since(began).Round(time.Millisecond)))
+		what := "create"
+		if plan.Step == order.Pay {
+			what = "pay"
+		}
+		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, time.Since(began).Round(time.Millisecond), what))
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())

@@ -290,6 +290,74 @@ func TestStalledRunSendsNoCreate(t *testing.T) {
 	}
 }
 
+// payMarkStallHook stalls once, for d, right after the Begin that marked
+// an order's pay sent: a worker process that stalls between marking a pay
+// and sending it.
+type payMarkStallHook struct {
+	d    time.Duration
+	done atomic.Bool
+}
+
+func (h *payMarkStallHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *payMarkStallHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *payMarkStallHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			cmd, ok := c.(*redis.Cmd)
+			if !ok || cmd.Err() != nil {
+				continue
+			}
+			// Begin answers {"began", record, mark, time}; mark "2" is a
+			// pay marked sent.
+			if res, _ := cmd.Val().([]any); len(res) > 2 && res[0] == "began" && res[2] == "2" && h.done.CompareAndSwap(false, true) {
+				time.Sleep(h.d)
+			}
+		}
+		return err
+	}
+}
+
+// A pay never leaves on a lease taken longer ago than a third of its TTL
+// either: a run that stalled between marking the pay and sending it could
+// otherwise pay after another run, a listing lag after the mark, found the
+// order unpaid and paid it. The stalled run sends nothing and gives the
+// mark back; the next run pays once.
+func TestStalledRunSendsNoPay(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := memprov.NewBackend("")
+	b.Pending = true
+	_, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{AutoPay: true}))
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{LeaseTTL: 300 * time.Millisecond, ListingLag: time.Hour, Logger: quiet,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "PayStall-1"}
+	if _, err := l.Claim(ctx, ref, params, hash); err != nil {
+		t.Fatal(err)
+	}
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: ref.OrderNo, Params: params})
+	rdb.AddHook(&payMarkStallHook{d: 150 * time.Millisecond})
+
+	if err := h.ProcessTask(ctx, task); err == nil || !strings.Contains(err.Error(), "sending the pay; not sent") {
+		t.Fatalf("a run stalled after marking the pay: %v, want a wait saying the pay was not sent", err)
+	}
+	if n := b.Calls("pay"); n != 0 {
+		t.Fatalf("a stalled run sent %d pays", n)
+	}
+	rec, _ := l.Get(ctx, ref)
+	if rec.State != ledger.StatePending || !rec.PaySentAt.IsZero() {
+		t.Fatalf("after a stalled run: state %s, pay marked at %v; want pending, no pay mark", rec.State, rec.PaySentAt)
+	}
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec.State != ledger.StatePaid || b.Calls("pay") != 1 || b.Calls("create") != 1 {
+		t.Fatalf("next run: state %s, %d pays, %d creates; want paid, 1, 1", rec.State, b.Calls("pay"), b.Calls("create"))
+	}
+}
+
 // loseRecordHook deletes an order's record right after the first pipeline
 // that settles an order pending: Redis losing the record between two
 // steps of one run.

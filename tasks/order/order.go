@@ -308,7 +308,8 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		if since.IsZero() {
 			since = now
 		}
-		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held {
+		payShowing := payMayNotShowYet(rec, p, now)
+		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held && !payShowing {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
 		}
@@ -331,6 +332,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// with nobody told: it stays pending, which the stuck-pending
 			// alert shows, for a person to pay or resolve.
 			reason = fmt.Sprintf("pending; found by matching the provider's orders, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", wait.Round(time.Millisecond))
+		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow:
+			// Past the window, but a pay sent less than a listing lag ago
+			// may not show yet: "still unpaid" is not known until then.
+			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may not show yet: checked again until %s after it; next check in %s",
+				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
 		case r.Payable && step != Pay:
 			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
 				rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
@@ -475,14 +481,34 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	if since.IsZero() {
 		since = now
 	}
-	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !rec.Matched {
+	// A pay marked sent and not refused before the provider acted may
+	// have gone through: a failed check cannot tell the order unpaid.
+	paySent := !rec.PaySentAt.IsZero() && !keep.ClearsPaySent()
+	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
+		if !rec.Matched && !paySent {
+			r := fmt.Sprintf("still unpaid after the pending window of %s (last %s failed: %s)", p.PendingWindow, step, msg)
+			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+		}
 		// A matched order may be waiting for a person (providers.Result
-		// Held): a failed check does not error it either.
-		r := fmt.Sprintf("still unpaid after the pending window of %s (last %s failed: %s)", p.PendingWindow, step, msg)
-		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
+		// Held), and one whose pay may have gone through may be paid:
+		// errored, either would sit at the provider with nobody told. It
+		// stays pending, which the stuck-pending alert shows, and is
+		// checked until a check tells.
+		if paySent {
+			msg = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through, so the order is checked until a check tells (last %s failed: %s)",
+				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), step, msg)
+		}
 	}
 	wait := retryAfter(err, pollDelay(since, p, now))
 	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+}
+
+// payMayNotShowYet reports whether the order's pay was marked sent less
+// than a listing lag ago: a check that finds it unpaid then is no proof
+// that it is, as a lookup's not-found within the lag is no proof of
+// absence.
+func payMayNotShowYet(rec *ledger.Record, p Policy, now time.Time) bool {
+	return !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

@@ -381,6 +381,43 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(pm, Poll, unavailable, p, t0.Add(3*time.Hour)); d.Settle.To() == ledger.StateErrored {
 		t.Errorf("failed check of a matched order past the window: errored, want it kept for a person")
 	}
+	// A pay of unknown effect is no proof of "still unpaid": past the
+	// window, a check within a listing lag of the pay mark, or a failed
+	// check after a pay that was not refused before the provider acted,
+	// keeps the order pending; a check that finds it unpaid a lag after
+	// the pay errors it.
+	lagged := p
+	lagged.ListingLag = 2 * time.Minute
+	late := t0.Add(31*time.Minute + time.Second) // past the window
+	paid := pending()
+	paid.PaySentAt, paid.PayMarked = late.Add(-2*time.Second), true
+	ambiguous := Outcome{Err: errs[providers.Ambiguous]}
+	for name, c := range map[string]struct {
+		rec  *ledger.Record
+		step Step
+		out  Outcome
+	}{
+		"our pay answered pending":         {paid, Pay, pendingOut},
+		"our pay answered payable":         {paid, Pay, payable(true)},
+		"our pay timed out after it left":  {paid, Pay, ambiguous},
+		"a check within the lag":           {paid, Poll, pendingOut},
+		"a failed check within the lag":    {paid, Poll, unavailable},
+		"a failed check after an old pay":  {withPaySent(pending(), t0.Add(5*time.Minute)), Poll, unavailable},
+		"a failed lookup after an old pay": {withPaySent(pending(), t0.Add(5*time.Minute)), Lookup, ambiguous},
+	} {
+		d := Decide(c.rec, c.step, c.out, lagged, late)
+		if d.Settle.To() == ledger.StateErrored || d.Then.Next == Stop || d.Then.Next == Continue {
+			t.Errorf("%s past the window: %q %v %q; want it kept pending and checked again, no pay", name, d.Settle.To(), d.Then.Next, d.Then.Reason)
+		}
+	}
+	if d := Decide(withPaySent(pending(), late.Add(-lagged.ListingLag)), Poll, payable(true), lagged, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("unpaid a listing lag after the pay, past the window: %q %v, want errored", d.Settle.To(), d.Then.Next)
+	}
+	refused := withPaySent(pending(), late)
+	refused.PayMarked = true
+	if d := Decide(refused, Pay, Outcome{Err: errs[providers.RateLimited]}, lagged, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("pay refused before acting, past the window: %q, want errored", d.Settle.To())
+	}
 	// Poll delays double with time pending, up to a minute.
 	for _, c := range []struct {
 		after time.Duration
@@ -593,4 +630,13 @@ func TestPayAgainOnlyAfterTheListingLag(t *testing.T) {
 			t.Errorf("a poll failed with %s clears the pay mark", code)
 		}
 	}
+}
+
+func payable(yes bool) Outcome {
+	return Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: yes}}
+}
+
+func withPaySent(rec *ledger.Record, at time.Time) *ledger.Record {
+	rec.PaySentAt = at
+	return rec
 }
