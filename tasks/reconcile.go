@@ -192,7 +192,7 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	if s == StatePending && (rec.NextCheckAt.IsZero() || rec.NextCheckAt.After(cutoff)) {
 		return "", nil
 	}
-	queued, err := Requeue(ctx, r.ledger, r.inspector, r.client, OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), rec)
+	queued, err := Requeue(ctx, r.ledger, r.inspector, r.client, r.opts.Queue, rec)
 	if err != nil || !queued {
 		return "", err
 	}
@@ -247,9 +247,16 @@ func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
 	return ledger.ShardTag(queue, l.ShardOf(ref), l.Shards())
 }
 
-// Requeue queues a task for the recorded order on queue (the order's own,
-// OrderQueue) unless a live task for it exists (pending, scheduled,
-// retrying or running): an archived or completed one is replaced. It reports
+// Requeue queues a task for the recorded order on its own queue
+// (OrderQueue of base, the queue as named) unless a live task for it
+// exists (pending, scheduled, retrying or running): an archived or
+// completed one is replaced. With ledger shards a task a producer wrote
+// itself sits in base, not in the order's shard queue: a live one there
+// runs the order, and an archived or completed one hands what it stood
+// for on to the new task as one in the shard queue does, and is deleted
+// once that task is queued (so that a later resend's claim, which finds a
+// task under the id in either queue, does not take it for a live one; a
+// failure to delete leaves it as it was, harmless). It reports
 // whether it queued one. The task carries the params as recorded, and the
 // record's claim: should Redis lose the record, its runs know that the
 // order may exist, as the Enqueuer's tasks do. A deleted task that stood
@@ -260,36 +267,73 @@ func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
 // it (ledger.ReplaceTask). Operators' tools use it after
 // re-driving or resolving an order; the reconciler after finding one
 // without a task.
-func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue string, rec *Record) (bool, error) {
-	if queue == "" {
-		queue = DefaultQueue
+func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, base string, rec *Record) (bool, error) {
+	if base == "" {
+		base = DefaultQueue
 	}
+	queue := OrderQueue(base, l, rec.Ref())
 	id := TaskID(rec.Provider, rec.OrderNo)
 	at, token := requeueMark(rec), rec.Claim
+	carried := false
+	if queue != base {
+		// A producer's own task sits in the queue as named.
+		binfo, err := inspector.GetTaskInfo(base, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+		case err != nil:
+			return false, err
+		case binfo.State == asynq.TaskStateArchived || binfo.State == asynq.TaskStateCompleted:
+			if token, at, err = handOn(ctx, l, base, id, binfo, rec, token, at); err != nil {
+				return false, err
+			}
+			carried = true
+		default:
+			return false, nil // the producer's live task will handle it
+		}
+	}
+	ok, err := requeueIn(ctx, l, inspector, client, queue, id, rec, token, at)
+	if ok && carried {
+		_ = inspector.DeleteTask(base, id) // its marks are carried by the new task
+	}
+	return ok, err
+}
+
+// handOn is what an archived or completed task (info, id in queue) stood
+// for, carried into a task replacing it: the token and time its
+// replacement carries, starting from token and at. A task queued for
+// another claim that was not undone, or marked as having sent a create
+// under another record, stood for creates rec does not know of (ranToken).
+func handOn(ctx context.Context, l *ledger.Ledger, queue, id string, info *asynq.TaskInfo, rec *Record, token string, at time.Time) (string, time.Time, error) {
+	if claimed, t, tok := claimedMark(asynq.NewTaskWithHeaders(info.Type, nil, info.Headers)); claimed && tok != "" && tok != rec.Claim {
+		undone, err := l.Unclaimed(ctx, rec.Ref(), tok)
+		if err != nil {
+			return token, at, err
+		}
+		if !undone {
+			token, at = ranToken, earlierBound(at, t)
+		}
+	}
+	ran, t, under, err := l.TaskRanBefore(ctx, queue, id)
+	if err != nil {
+		return token, at, err
+	}
+	if ran && (under == "" || under != rec.Claim) {
+		token, at = ranToken, earlierBound(at, t)
+	}
+	return token, at, nil
+}
+
+// requeueIn is Requeue in queue, the order's own, carrying token and at
+// and what a task it replaces there stood for.
+func requeueIn(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue, id string, rec *Record, token string, at time.Time) (bool, error) {
 	info, err := inspector.GetTaskInfo(queue, id)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
 	case err != nil:
 		return false, err
 	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
-		if claimed, t, tok := claimedMark(asynq.NewTaskWithHeaders(info.Type, nil, info.Headers)); claimed && tok != "" && tok != rec.Claim {
-			// Queued for another claim: the record of that claim may
-			// have recorded creates, unless the claim was undone (its
-			// task then took the order on, marking its creates).
-			undone, err := l.Unclaimed(ctx, rec.Ref(), tok)
-			if err != nil {
-				return false, err
-			}
-			if !undone {
-				token, at = ranToken, earlierBound(at, t)
-			}
-		}
-		ran, t, under, err := l.TaskRanBefore(ctx, queue, id)
-		if err != nil {
+		if token, at, err = handOn(ctx, l, queue, id, info, rec, token, at); err != nil {
 			return false, err
-		}
-		if ran && (under == "" || under != rec.Claim) {
-			token, at = ranToken, earlierBound(at, t)
 		}
 		// The new task takes the old one's place in one step: a
 		// failure between a delete and an enqueue would lose what the

@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -127,7 +128,13 @@ func (w *lossWorld) queueOwn(no string, headers map[string]string) {
 // stopped.
 func (w *lossWorld) archive(no string) {
 	w.t.Helper()
-	if err := w.ins.ArchiveTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+	id := tasks.TaskID(memprov.Name, no)
+	err := w.ins.ArchiveTask(tasks.DefaultQueue, id)
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		// The Enqueuer's task, in the order's shard queue.
+		err = w.ins.ArchiveTask(tasks.OrderQueue(tasks.DefaultQueue, w.l, tasks.OrderRef{Provider: memprov.Name, OrderNo: no}), id)
+	}
+	if err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -177,14 +184,20 @@ func TestRequeuedTaskLooksUpAfterTheRecordIsLostAndResent(t *testing.T) {
 // task inherits what the archived one stood for, and looks the order up.
 func TestReplacedArchivedTaskHandsOnItsCreate(t *testing.T) {
 	t.Parallel()
-	for _, producer := range []bool{false, true} {
+	for _, c := range []struct {
+		producer bool
+		shards   int
+	}{{false, 1}, {true, 1}, {false, 3}, {true, 3}} {
 		name := "enqueuer"
-		if producer {
+		if c.producer {
 			name = "producer-written"
 		}
-		t.Run(name, func(t *testing.T) {
+		// With shards, a producer's own task sits in the queue as named,
+		// not in the order's shard queue: the reconciler looks there too.
+		producer := c.producer
+		t.Run(fmt.Sprintf("%s/shards=%d", name, c.shards), func(t *testing.T) {
 			t.Parallel()
-			w := newLossWorld(t)
+			w := newLossWorldOf(t, &ledger.Options{Shards: c.shards})
 			const no = "RQ-2"
 			if producer {
 				// Its creates are marked on it, not carried by a claim.
@@ -382,6 +395,30 @@ func TestReplacingAnArchivedTaskIsOneStep(t *testing.T) {
 	// repair.
 	if res, err := w.enq.Enqueue(ctx, memOrder(no)); err != nil || res.Status != tasks.Duplicate || res.Repaired {
 		t.Fatalf("resend = %+v, %v; want a duplicate, not repaired", res, err)
+	}
+	w.start()
+	w.createdOnce(no)
+}
+
+// With ledger shards, the reconciler queues no task in the order's shard
+// queue beside a producer's live task in the queue as named (one waiting
+// on a disabled provider or a backoff, say): that task runs the order.
+func TestReconcilerLeavesAProducersLiveTaskInAShardedLedger(t *testing.T) {
+	t.Parallel()
+	w := newLossWorldOf(t, &ledger.Options{Shards: 3})
+	ctx := context.Background()
+	const no = "SH-2"
+	w.queueOwn(no, nil) // pending in the queue as named
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	if _, err := w.l.Claim(ctx, ref, params, hash); err != nil { // as a run of the task claims it
+		t.Fatal(err)
+	}
+	w.sweep()
+	shard := tasks.OrderQueue(tasks.DefaultQueue, w.l, tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
+	if _, err := w.ins.GetTaskInfo(shard, tasks.TaskID(memprov.Name, no)); err == nil {
+		t.Fatalf("the reconciler queued a second task in %s beside the producer's live one", shard)
 	}
 	w.start()
 	w.createdOnce(no)

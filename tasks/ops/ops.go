@@ -303,7 +303,7 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	}
 	out := Resolved{Record: o.Show(rec)}
 	if a.As == ledger.ResolveAbsent {
-		out.Requeued, err = tasks.Requeue(ctx, o.ledger, o.inspector, o.client, tasks.OrderQueue(o.opts.Queue, o.ledger, rec.Ref()), rec)
+		out.Requeued, err = tasks.Requeue(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
 		if err != nil {
 			out.RequeueError = err.Error()
 		}
@@ -381,7 +381,7 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 		return out, err
 	}
 	out.Status, out.State = StatusRedriven, ledger.StateSubmitting
-	out.Requeued, err = tasks.Requeue(ctx, o.ledger, o.inspector, o.client, tasks.OrderQueue(o.opts.Queue, o.ledger, rec.Ref()), rec)
+	out.Requeued, err = tasks.Requeue(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
 	if err != nil {
 		out.Why = "task not queued (the reconciler will): " + err.Error()
 	}
