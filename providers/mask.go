@@ -3,9 +3,13 @@ package providers
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"regexp"
+	"slices"
 	"strings"
+	"unicode/utf16"
 )
 
 // Secret is a credential. It formats and logs as "***", so it cannot leak
@@ -118,16 +122,19 @@ func maskPhones(s string) string {
 		if i > 0 && isDigit(s[i-1]) || !isDigit(s[i]) && s[i] != '+' {
 			continue
 		}
-		loc := groupedMobile.FindStringIndex(s[i:])
-		if loc == nil {
+		var j int
+		if loc := groupedMobile.FindStringIndex(s[i:]); loc != nil {
+			j = i + loc[1]
+		} else if n := intlGroupedLen(s[i:]); n > 0 {
+			j = i + n
+		} else {
 			continue
 		}
-		j := i + loc[1]
 		if j < len(s) && isDigit(s[j]) {
 			continue // part of a longer number
 		}
 		b.WriteString(s[last:i])
-		b.WriteString(maskDigits(strings.NewReplacer(" ", "", "-", "").Replace(s[i:j])))
+		b.WriteString(maskDigits(strings.NewReplacer(" ", "", "-", "", "(", "", ")", "").Replace(s[i:j])))
 		last = j
 		i = j - 1
 	}
@@ -136,6 +143,48 @@ func maskPhones(s string) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+// intlGroupedLen is the length of the international phone number written
+// in groups at the start of s, 0 if there is none: a '+', then 8 to 15
+// digits in groups a single space or hyphen apart, a group (an area code)
+// perhaps in parentheses: +44 7700 900123, +1 (415) 555-0100,
+// +49-151-1234-5678. Ungrouped +numbers are isPhone's; without the '+' a
+// run of groups is as likely a date or an id.
+func intlGroupedLen(s string) int {
+	if len(s) < 2 || s[0] != '+' || !isDigit(s[1]) {
+		return 0
+	}
+	digits, groups, end := 0, 0, 0
+	for i := 1; i < len(s); {
+		j, paren := i, false
+		if s[j] == '(' {
+			paren = true
+			j++
+		}
+		k := j
+		for k < len(s) && isDigit(s[k]) {
+			k++
+		}
+		if k == j || paren && (k == len(s) || s[k] != ')') {
+			break
+		}
+		digits += k - j
+		if paren {
+			k++
+		}
+		groups++
+		end = k
+		if k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && (isDigit(s[k+1]) || s[k+1] == '(') {
+			i = k + 1
+			continue
+		}
+		break
+	}
+	if groups < 2 || digits < 8 || digits > 15 {
+		return 0
+	}
+	return end
 }
 
 // maskedPhone is a phone number as MaskPhones shows it.
@@ -191,6 +240,8 @@ func hasDigitRun(s string, n int) bool {
 				return true
 			}
 		case (s[i] == ' ' || s[i] == '-') && i > 0 && i+1 < len(s) && isDigit(s[i-1]) && isDigit(s[i+1]):
+		case s[i] == '(' || s[i] == ')' || s[i] == ' ' && i > 0 && s[i-1] == ')':
+			// An area code in parentheses: +1 (415) 555-0100.
 		default:
 			run = 0
 		}
@@ -224,17 +275,74 @@ func MaskName(s string) string {
 // of its own when it is ASCII, so that "Bob" is hidden but "a" does not
 // eat every "a"; a short non-ASCII one (a one-character Chinese name)
 // everywhere.
+//
+// A secret is also replaced as it appears inside JSON or a URL: a
+// provider may quote the request in its answer, and the request wrote the
+// value escaped (encoding/json writes "&" as \u0026; a server may write
+// every non-ASCII character as \uXXXX, or percent-encode it).
 func Redact(s string, secrets ...string) string {
 	for _, sec := range secrets {
-		switch {
-		case sec == "":
-		case len(sec) >= 4 || !isASCII(sec):
-			s = strings.ReplaceAll(s, sec, "***")
-		default:
-			s = replaceWord(s, sec, "***")
+		if sec == "" {
+			continue
 		}
+		for _, v := range escapedForms(sec) {
+			s = redactOne(s, v)
+		}
+		s = redactOne(s, sec)
 	}
 	return MaskPhones(s)
+}
+
+func redactOne(s, sec string) string {
+	if len(sec) >= 4 || !isASCII(sec) {
+		return strings.ReplaceAll(s, sec, "***")
+	}
+	return replaceWord(s, sec, "***")
+}
+
+// escapedForms is sec as JSON and URLs may write it, each form other than
+// sec itself: JSON with and without HTML escaping, JSON with every
+// non-ASCII character escaped (lower- and upper-case hex), and
+// percent-encoded for a query and for a path.
+func escapedForms(sec string) []string {
+	var forms []string
+	add := func(f string) {
+		if f != "" && f != sec && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	plain := sec // as JSON writes it without HTML escaping
+	var b bytes.Buffer
+	for _, html := range []bool{true, false} {
+		b.Reset()
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(sec) == nil {
+			q := strings.TrimSuffix(b.String(), "\n")
+			q = strings.TrimSuffix(strings.TrimPrefix(q, `"`), `"`)
+			add(q)
+			plain = q
+		}
+	}
+	if !isASCII(plain) {
+		var lower, upper strings.Builder
+		for _, r := range plain {
+			if r < 0x80 {
+				lower.WriteRune(r)
+				upper.WriteRune(r)
+				continue
+			}
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&lower, `\u%04x`, u)
+				fmt.Fprintf(&upper, `\u%04X`, u)
+			}
+		}
+		add(lower.String())
+		add(upper.String())
+	}
+	add(url.QueryEscape(sec))
+	add(url.PathEscape(sec))
+	return forms
 }
 
 func isASCII(s string) bool {

@@ -47,6 +47,15 @@ func TestMaskPhones(t *testing.T) {
 		{"＋８６ １３８ ００１３ ８０００", "861****8000"},
 		{"数量 １２ 个", "数量 １２ 个"},
 		{"a\u00a0b 12", "a\u00a0b 12"},
+		// International numbers in groups, with their '+'.
+		{"+44 7700 900123", "447****0123"},
+		{"tel: +1 415-555-0100.", "tel: 141****0100."},
+		{"+1 (415) 555-0100", "141****0100"},
+		{"+49-151-1234-5678 x", "491****5678 x"},
+		{"+44 7700 900123 2", "447****1232"},                         // a group that follows is taken for part of it
+		{"v +1 2", "v +1 2"},                                         // too few digits
+		{"+1 234 567 890 123 456 789", "+1 234 567 890 123 456 789"}, // too many
+		{"build 1.2 +3 45", "build 1.2 +3 45"},
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
@@ -127,6 +136,19 @@ func TestRedact(t *testing.T) {
 		{"Bobby and Bob", "Bob", "Bobby and ***"},
 		{"a user named a", "a", "*** user named ***"},
 		{"用户张不存在", "张", "用户***不存在"},
+		// The value as a quoted request writes it: JSON-escaped (HTML
+		// characters, quotes, every non-ASCII character) or
+		// percent-encoded.
+		{`BODY:{"userName":"Tom\u0026Jerry"}`, "Tom&Jerry", `BODY:{"userName":"***"}`},
+		{`BODY:{"userName":"O\"Brien\u0026Co\u003cx\u003e"}`, `O"Brien&Co<x>`, `BODY:{"userName":"***"}`},
+		{`{"userName":"O\"Brien&Co<x>"}`, `O"Brien&Co<x>`, `{"userName":"***"}`},
+		{`{"userName":"\u5f20\u4e09\u4e30"}`, "张三丰", `{"userName":"***"}`},
+		{`{"userName":"\u5F20\u4E09\u4E30"}`, "张三丰", `{"userName":"***"}`},
+		{`{"userName":"\ud83d\ude00x"}`, "😀x", `{"userName":"***"}`},
+		{"userName=%E5%BC%A0%E4%B8%89%E4%B8%B0&x=1", "张三丰", "userName=***&x=1"},
+		{"userName=Tom+Jerry&x=1", "Tom Jerry", "userName=***&x=1"},
+		{"path /u/Tom%20Jerry/", "Tom Jerry", "path /u/***/"},
+		{`{"userName":"a\\b"}`, `a\b`, `{"userName":"***"}`},
 	} {
 		if got := Redact(tt.in, tt.sec); got != tt.want {
 			t.Errorf("Redact(%q, %q) = %q, want %q", tt.in, tt.sec, got, tt.want)

@@ -80,6 +80,8 @@ func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
 	for field, order := range map[string]string{
 		"CustomerId": `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"13912345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
 		"userId":     `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"139-1234-5678"}}`,
+		// An international number in groups.
+		"userId\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"+44 7700 901234"}}`,
 		// Escaped digits are digits: judged on the decoded text.
 		"CustomerId\u0020": `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
 	} {
