@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -171,11 +172,32 @@ func clusterEmpty(ctx context.Context, cc *redis.ClusterClient, shown string) er
 // loopback port. Whatever Redis REDIS_URL names is never used.
 func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 	m := miniredis.NewMiniRedis()
-	addr := "127.0.0.1:6379"
-	if u, err := url.Parse(cfg.RedisURL); err == nil && u.Host != "" {
+	addr, db := "127.0.0.1:6379", "0"
+	u, err := url.Parse(cfg.RedisURL)
+	if err == nil && u.Host != "" {
 		addr = u.Host
 	}
+	if err == nil && u.Scheme == "redis" {
+		// enqueue with the same REDIS_URL selects its database and
+		// authenticates as it says: the embedded Redis takes both.
+		if n := strings.TrimPrefix(u.Path, "/"); n != "" {
+			if _, err := strconv.ParseUint(n, 10, 8); err == nil {
+				db = n
+			}
+		}
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			if name := u.User.Username(); name != "" && name != "default" {
+				m.RequireUserAuth(name, pw)
+			} else {
+				m.RequireAuth(pw)
+			}
+		}
+	}
+	onURL := true
 	if host, _, err := net.SplitHostPort(addr); err != nil || !isLoopback(host) || m.StartAddr(addr) != nil {
+		m.Close()
+		m = miniredis.NewMiniRedis()
+		db, onURL = "0", false
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
@@ -183,8 +205,11 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 			"redis_url", tasks.RedactURL(cfg.RedisURL))
 	}
 	d.mini = m
-	cfg.RedisURL = "redis://" + m.Addr() + "/0"
-	log.Warn("dev: started an embedded Redis (data lives in memory); -dev-redis URL uses another", "redis", cfg.RedisURL)
+	cfg.RedisURL = "redis://" + m.Addr() + "/" + db
+	if onURL && u != nil && u.User != nil {
+		cfg.RedisURL = "redis://" + u.User.String() + "@" + m.Addr() + "/" + db
+	}
+	log.Warn("dev: started an embedded Redis (data lives in memory); -dev-redis URL uses another", "redis", tasks.RedactURL(cfg.RedisURL))
 	// miniredis keeps time only when told to: advance its clock so keys
 	// with a TTL (locks, asynq's leases) expire.
 	go func() {

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -137,5 +139,40 @@ func TestDevDeliversWebhooksOnlyLocally(t *testing.T) {
 	}
 	if strings.Contains(err.Error()+stderr.String(), "topsecret") || strings.Contains(err.Error()+stderr.String(), secret) {
 		t.Errorf("the refusal or the logs show a secret: %v\n%s", err, stderr.String())
+	}
+}
+
+// The embedded Redis on REDIS_URL's address takes its database and
+// password too, so that enqueue with the same REDIS_URL finds -dev's
+// orders: a database other than 0 was left for no worker to read.
+func TestDevEmbeddedRedisTakesREDIS_URLsDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, auth := range []string{"", ":dev-pass@", "someone:dev-pass@"} {
+		url := "redis://" + auth + freeAddr(t) + "/3"
+		cfg := &config{RedisURL: url}
+		d := &devEnv{stop: make(chan struct{})}
+		if err := d.startRedis(cfg, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		producer := redis.NewClient(opt) // enqueue, with the same REDIS_URL
+		if err := producer.Set(ctx, "order", "1", 0).Err(); err != nil {
+			t.Errorf("%s: a producer with REDIS_URL: %v", tasks.RedactURL(url), err)
+		}
+		producer.Close()
+		wopt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worker := redis.NewClient(wopt)
+		if got, err := worker.Get(ctx, "order").Result(); got != "1" || wopt.DB != 3 {
+			t.Errorf("%s: the worker's Redis (db %d) reads %q, %v; want the producer's order in db 3", tasks.RedactURL(url), wopt.DB, got, err)
+		}
+		worker.Close()
+		d.Close()
 	}
 }
