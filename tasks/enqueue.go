@@ -438,15 +438,31 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.ClaimResult, err error, queued bool) (EnqueueResult, error) {
 	res, p := pr.res, pr.p
 	if err != nil {
-		// ErrNotDurable: on the master, not yet on its replicas: not
-		// accepted (a failover may lose it). A record this claim created
-		// is taken back, with its task where the claim queued it, unless
-		// a worker took the order meanwhile: the answer ("send it again")
-		// then leaves nothing behind that would go ahead on its own. What
-		// could not be taken back runs; a retry of the order answers
-		// duplicate.
-		if errors.Is(err, ledger.ErrNotDurable) && claim.Created {
-			e.undoNotDurable(pr, claim.Token, queued)
+		// ErrNotDurable: on the master, not yet on its replicas: no
+		// answer yet (a failover may lose it). A record this claim
+		// created is taken back, with its task where the claim queued
+		// it, unless a worker took the order or another claim found it
+		// meanwhile: the answer ("not accepted; send it again") then
+		// leaves nothing behind that would go ahead on its own. What
+		// could not be taken back stands and runs: it is confirmed (the
+		// replicas asked again), and answered enqueued when they hold it;
+		// otherwise ErrMaybeAccepted, never "not accepted". A duplicate
+		// answer the replicas did not acknowledge is ErrMaybeAccepted too:
+		// the record it found stands.
+		if errors.Is(err, ledger.ErrNotDurable) {
+			if !claim.Created {
+				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
+			}
+			if e.undoNotDurable(pr, claim.Token, queued) {
+				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrNotAccepted, err)
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if mine, cerr := e.ledger.ConfirmClaim(cctx, pr.ref(), claim.Token); mine && cerr == nil {
+				res.Status, res.State = Enqueued, claim.State
+				return res, nil
+			}
+			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
 		}
 		return res, err
 	}
@@ -488,6 +504,21 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 	}
 	return res, nil
 }
+
+// ErrNotAccepted is an enqueue's error (with ledger.ErrNotDurable) for an
+// order whose record the Redis master's replicas did not acknowledge in
+// time, and that was taken back, with its task: the order was not
+// accepted and will not run unless a failover comes before the take-back
+// reaches the replicas (then it runs, as an order that got in). Send it
+// again with the same order number.
+var ErrNotAccepted = errors.New("the order was not accepted: the Redis master's replicas did not acknowledge it in time, and it was taken back; send it again")
+
+// ErrMaybeAccepted is an enqueue's error (with ledger.ErrNotDurable) for
+// an order whose record the replicas did not acknowledge in time and that
+// could not be taken back (a worker took it, or another send of it found
+// it): it may run. Send it again with the same order number: it answers
+// duplicate if it got in.
+var ErrMaybeAccepted = errors.New("the order may have been accepted: the Redis master's replicas did not acknowledge it in time, and it could not be taken back (a worker may have taken it); send it again: it answers duplicate if it got in")
 
 // ErrNoKeyToCompare is an enqueue's error for an order already recorded
 // with params sealed with a data key, sent again by a producer without the
@@ -546,16 +577,18 @@ func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string
 
 // undoNotDurable takes back a claim (and the task it queued, if queued)
 // that the replicas did not acknowledge, while nothing has happened to it.
-func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) {
-	if !queued {
-		e.undoClaim(pr.ref(), token)
-		return
-	}
+// It reports whether it did.
+func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, _ = e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
+	if !queued {
+		taken, err := e.ledger.UnclaimTaken(ctx, pr.ref(), token)
+		return taken && err == nil
+	}
+	taken, err := e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
 		ID: TaskID(pr.p.Provider, pr.p.OrderNo), Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
 	})
+	return taken && err == nil
 }
 
 // undoClaim removes a claim whose task could not be queued, so a failed

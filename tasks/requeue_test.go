@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
 // lossWorld is one redis-server, a mem provider that would take the same
@@ -464,5 +466,117 @@ func TestResendBesideAProducersTaskInAShardedLedger(t *testing.T) {
 			w.start()
 			w.createdOnce(no)
 		})
+	}
+}
+
+// notDurableWorld is a lossWorld whose Redis has a replica, paused: no
+// write is acknowledged. The producer has a Redis client of its own,
+// rdb (its hooks see only the producer's calls).
+func notDurableWorld(t *testing.T) (w *lossWorld, rep *taskstest.Server, rdb *redis.Client) {
+	t.Helper()
+	b := memprov.NewBackend("")
+	srv, wrdb, l, set := memSetup(t, &ledger.Options{WaitTimeout: 300 * time.Millisecond}, memprov.New(b, memprov.Options{}))
+	rep = srv.AttachReplica(t)
+	w = &lossWorld{t: t, b: b, rdb: wrdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}}
+	w.h = tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet})
+	w.client = asynq.NewClient(w.opt)
+	t.Cleanup(func() { w.client.Close() })
+	w.ins = asynq.NewInspector(w.opt)
+	t.Cleanup(func() { w.ins.Close() })
+	rdb = srv.Client(t)
+	w.enq = tasks.NewEnqueuer(w.client, ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond}), set, nil)
+	rep.Pause(t)
+	return w, rep, rdb
+}
+
+// resumeBeforeNthWait resumes a paused replica just before the n-th
+// pipeline that waits for the replicas (a durable write) goes out.
+type resumeBeforeNthWait struct {
+	rep *taskstest.Server
+	n   int
+	mu  sync.Mutex
+}
+
+func (h *resumeBeforeNthWait) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *resumeBeforeNthWait) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *resumeBeforeNthWait) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "wait" {
+				h.mu.Lock()
+				if h.n--; h.n == 0 {
+					h.rep.Resume()
+				}
+				h.mu.Unlock()
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A claim the replicas did not acknowledge, whose task a worker took
+// meanwhile, cannot be taken back: the order goes ahead. It is never
+// answered "not accepted": the record is offered to the replicas again,
+// and answered enqueued once they hold it, else "may have been accepted".
+func TestNotDurableClaimAWorkerTookIsConfirmed(t *testing.T) {
+	t.Parallel()
+	for _, back := range []bool{false, true} {
+		t.Run(fmt.Sprintf("replica_back=%v", back), func(t *testing.T) {
+			t.Parallel()
+			w, rep, rdb := notDurableWorld(t)
+			if back {
+				// Back before the second durable write: the confirmation.
+				rdb.AddHook(&resumeBeforeNthWait{rep: rep, n: 2})
+			}
+			w.start()
+			const no = "ND-W"
+			res, err := w.enq.Enqueue(context.Background(), memOrder(no))
+			switch {
+			case errors.Is(err, tasks.ErrNotAccepted):
+				t.Fatalf("answered not accepted, yet a worker took the order: %v", err)
+			case back && (err != nil || res.Status != tasks.Enqueued):
+				t.Fatalf("with the replica back for the confirmation: %+v, %v; want enqueued", res, err)
+			case !back && !errors.Is(err, tasks.ErrMaybeAccepted):
+				t.Fatalf("with the replica hung: %+v, %v; want may have been accepted", res, err)
+			}
+			rep.Resume()
+			w.waitFor(no, "paid", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePaid })
+			if res, err := w.enq.Enqueue(context.Background(), memOrder(no)); err != nil || res.Status != tasks.Duplicate {
+				t.Fatalf("sent again = %+v, %v; want duplicate", res, err)
+			}
+			if n := w.b.Calls("create"); n != 1 {
+				t.Errorf("%d creates, want 1", n)
+			}
+		})
+	}
+}
+
+// Two sends of one order at once, neither acknowledged by the replicas:
+// the second found the record, so the first cannot take it back, and the
+// order goes ahead. Neither is answered "not accepted".
+func TestTwoNotDurableSendsAreNeverBothNotAccepted(t *testing.T) {
+	t.Parallel()
+	w, rep, _ := notDurableWorld(t)
+	const no = "ND-2x"
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 50 * time.Millisecond)
+			_, errs[i] = w.enq.Enqueue(context.Background(), memOrder(no))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, tasks.ErrMaybeAccepted) {
+			t.Errorf("send %d = %v; want may have been accepted (the record stands)", i+1, err)
+		}
+	}
+	rep.Resume()
+	w.start()
+	w.waitFor(no, "paid", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePaid })
+	if n := w.b.Calls("create"); n != 1 {
+		t.Errorf("%d creates, want 1", n)
 	}
 }

@@ -802,11 +802,11 @@ func TestNotDurableClaimLeavesNothing(t *testing.T) {
 		return rec != nil, terr == nil
 	}
 	rep.Pause(t)
-	if _, err := enq.Enqueue(ctx, order("ND-1")); !errors.Is(err, ledger.ErrNotDurable) {
-		t.Fatalf("Enqueue with the replica hung = %v, want ErrNotDurable", err)
+	if _, err := enq.Enqueue(ctx, order("ND-1")); !errors.Is(err, ledger.ErrNotDurable) || !errors.Is(err, tasks.ErrNotAccepted) {
+		t.Fatalf("Enqueue with the replica hung = %v, want ErrNotDurable, not accepted", err)
 	}
-	if r := enq.EnqueueBatch(ctx, [][]byte{order("ND-2"), order("ND-3")}); !errors.Is(r[0].Err, ledger.ErrNotDurable) || !errors.Is(r[1].Err, ledger.ErrNotDurable) {
-		t.Fatalf("EnqueueBatch with the replica hung = %+v, want ErrNotDurable for each", r)
+	if r := enq.EnqueueBatch(ctx, [][]byte{order("ND-2"), order("ND-3")}); !errors.Is(r[0].Err, tasks.ErrNotAccepted) || !errors.Is(r[1].Err, tasks.ErrNotAccepted) {
+		t.Fatalf("EnqueueBatch with the replica hung = %+v, want not accepted for each", r)
 	}
 	for _, no := range []string{"ND-1", "ND-2", "ND-3"} {
 		if rec, task := left(no); rec || task {

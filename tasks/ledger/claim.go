@@ -280,9 +280,48 @@ func (l *Ledger) Unclaimed(ctx context.Context, ref Ref, token string) (bool, er
 // taken, a create marked), is kept: the task did get queued (its answer
 // was lost), and a worker is on the order.
 func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
+	_, err := l.UnclaimTaken(ctx, ref, token)
+	return err
+}
+
+// UnclaimTaken is Unclaim, reporting whether the record was removed.
+func (l *Ledger) UnclaimTaken(ctx context.Context, ref Ref, token string) (bool, error) {
 	sh := l.shardOf(ref)
-	return unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
-		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Err()
+	n, err := unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
+		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Int()
+	return n == 1, err
+}
+
+// confirmClaimScript writes the record's claim again (the same value)
+// when it is still ARGV[1]'s: a write, so that the WAIT after it covers
+// the record as the master holds it. It returns 1 when it was.
+var confirmClaimScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'claim', ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// ConfirmClaim asks again that the replicas acknowledge the order's record
+// created by the claim with token, after the claim's own write was not
+// acknowledged in time (ErrNotDurable) and could not be taken back (a
+// worker took the order, or another claim found it): the order stands, and
+// is accepted once the replicas hold it. It reports whether the record is
+// still that claim's; ErrNotDurable when it is, but the replicas did not
+// acknowledge it this time either.
+func (l *Ledger) ConfirmClaim(ctx context.Context, ref Ref, token string) (bool, error) {
+	v, acked, err := l.run(ctx, confirmClaimScript, true, []string{l.shardOf(ref).recordKey(ref)}, token)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := v.(int64); n != 1 {
+		return false, nil
+	}
+	if !acked {
+		return true, ErrNotDurable
+	}
+	return true, nil
 }
 
 // unqueueScript is unclaimScript for a claim that queued its task (ARGV[4]
