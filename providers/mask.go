@@ -147,9 +147,10 @@ func maskPhones(s string) string {
 
 // intlGroupedLen is the length of the international phone number written
 // in groups at the start of s, 0 if there is none: a '+', then 8 to 15
-// digits in groups a single space or hyphen apart, a group (an area code)
-// perhaps in parentheses: +44 7700 900123, +1 (415) 555-0100,
-// +49-151-1234-5678. Ungrouped +numbers are isPhone's; without the '+' a
+// digits in groups a single space or hyphen apart, a group (an area code,
+// a trunk prefix) perhaps in parentheses, which the next may follow
+// directly: +44 7700 900123, +1 (415) 555-0100, +1 (415)555-0100,
+// +44 (0)20 7946 0958, +49-151-1234-5678. Ungrouped +numbers are isPhone's; without the '+' a
 // run of groups is as likely a date or an id.
 func intlGroupedLen(s string) int {
 	if len(s) < 2 || s[0] != '+' || !isDigit(s[1]) {
@@ -175,11 +176,14 @@ func intlGroupedLen(s string) int {
 		}
 		groups++
 		end = k
-		if k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && (isDigit(s[k+1]) || s[k+1] == '(') {
+		switch {
+		case k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && (isDigit(s[k+1]) || s[k+1] == '('):
 			i = k + 1
-			continue
+		case paren && k < len(s) && isDigit(s[k]):
+			i = k // +1 (415)555-0100, +44 (0)20 7946 0958
+		default:
+			i = len(s) // the number ends here
 		}
-		break
 	}
 	if groups < 2 || digits < 8 || digits > 15 {
 		return 0
@@ -301,9 +305,10 @@ func redactOne(s, sec string) string {
 }
 
 // escapedForms is sec as JSON and URLs may write it, each form other than
-// sec itself: JSON with and without HTML escaping, JSON with every
-// non-ASCII character escaped (lower- and upper-case hex), and
-// percent-encoded for a query and for a path.
+// sec itself: JSON with and without HTML escaping, each also with every
+// non-ASCII character escaped (lower- and upper-case hex) and with "/"
+// escaped (as PHP writes it), and percent-encoded for a query and for a
+// path, in upper- and lower-case hex.
 func escapedForms(sec string) []string {
 	var forms []string
 	add := func(f string) {
@@ -311,38 +316,63 @@ func escapedForms(sec string) []string {
 			forms = append(forms, f)
 		}
 	}
-	plain := sec // as JSON writes it without HTML escaping
 	var b bytes.Buffer
 	for _, html := range []bool{true, false} {
 		b.Reset()
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(html)
-		if enc.Encode(sec) == nil {
-			q := strings.TrimSuffix(b.String(), "\n")
-			q = strings.TrimSuffix(strings.TrimPrefix(q, `"`), `"`)
-			add(q)
-			plain = q
+		if enc.Encode(sec) != nil {
+			continue
+		}
+		q := strings.TrimSuffix(b.String(), "\n")
+		q = strings.TrimSuffix(strings.TrimPrefix(q, `"`), `"`)
+		for _, f := range []string{q, asciiEscaped(q, `\u%04x`), asciiEscaped(q, `\u%04X`)} {
+			add(f)
+			add(strings.ReplaceAll(f, "/", `\/`))
 		}
 	}
-	if !isASCII(plain) {
-		var lower, upper strings.Builder
-		for _, r := range plain {
-			if r < 0x80 {
-				lower.WriteRune(r)
-				upper.WriteRune(r)
-				continue
-			}
-			for _, u := range utf16.Encode([]rune{r}) {
-				fmt.Fprintf(&lower, `\u%04x`, u)
-				fmt.Fprintf(&upper, `\u%04X`, u)
-			}
-		}
-		add(lower.String())
-		add(upper.String())
+	for _, f := range []string{url.QueryEscape(sec), url.PathEscape(sec)} {
+		add(f)
+		add(lowerPercent(f))
 	}
-	add(url.QueryEscape(sec))
-	add(url.PathEscape(sec))
 	return forms
+}
+
+// asciiEscaped is s with every non-ASCII character written as JSON's
+// \uXXXX escapes (UTF-16), in format.
+func asciiEscaped(s, format string) string {
+	if isASCII(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x80 {
+			b.WriteRune(r)
+			continue
+		}
+		for _, u := range utf16.Encode([]rune{r}) {
+			fmt.Fprintf(&b, format, u)
+		}
+	}
+	return b.String()
+}
+
+// lowerPercent is s with its percent escapes in lower-case hex.
+func lowerPercent(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = toLowerHex(b[i+1]), toLowerHex(b[i+2])
+		}
+	}
+	return string(b)
+}
+
+func toLowerHex(c byte) byte {
+	if 'A' <= c && c <= 'F' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isASCII(s string) bool {

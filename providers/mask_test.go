@@ -51,6 +51,8 @@ func TestMaskPhones(t *testing.T) {
 		{"+44 7700 900123", "447****0123"},
 		{"tel: +1 415-555-0100.", "tel: 141****0100."},
 		{"+1 (415) 555-0100", "141****0100"},
+		{"+1 (415)555-0100", "141****0100"},
+		{"+44 (0)20 7946 0958", "440****0958"},
 		{"+49-151-1234-5678 x", "491****5678 x"},
 		{"+44 7700 900123 2", "447****1232"},                         // a group that follows is taken for part of it
 		{"v +1 2", "v +1 2"},                                         // too few digits
@@ -149,6 +151,9 @@ func TestRedact(t *testing.T) {
 		{"userName=Tom+Jerry&x=1", "Tom Jerry", "userName=***&x=1"},
 		{"path /u/Tom%20Jerry/", "Tom Jerry", "path /u/***/"},
 		{`{"userName":"a\\b"}`, `a\b`, `{"userName":"***"}`},
+		{`{"userName":"A\/B"}`, "A/B", `{"userName":"***"}`},
+		{`{"userName":"Tom\u0026\u5f20"}`, "Tom&张", `{"userName":"***"}`},
+		{"userName=%e5%bc%a0%e4%b8%89&x=1", "张三", "userName=***&x=1"},
 	} {
 		if got := Redact(tt.in, tt.sec); got != tt.want {
 			t.Errorf("Redact(%q, %q) = %q, want %q", tt.in, tt.sec, got, tt.want)

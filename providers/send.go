@@ -36,10 +36,16 @@ type Response struct {
 // word: that error comes back, named after op.
 //
 // HTTP statuses are not judged here: each provider maps them itself.
+//
+// A request with create set is marked as an acting call in its context
+// (Acting), for a transport (the rate limiter) that treats those first.
 func Send(ctx context.Context, hc *http.Client, req *http.Request, op string, create bool) (*Response, error) {
 	var wrote atomic.Bool // may have been sent: it has a connection
 	trace := &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { wrote.Store(true) },
+	}
+	if create {
+		ctx = context.WithValue(ctx, actingKey{}, true)
 	}
 	req = req.WithContext(httptrace.WithClientTrace(ctx, trace))
 	resp, err := hc.Do(req)
@@ -62,6 +68,16 @@ func Send(ctx context.Context, hc *http.Client, req *http.Request, op string, cr
 			Message: fmt.Sprintf("response body over %d bytes", MaxResponseBytes)}
 	}
 	return &Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+type actingKey struct{}
+
+// Acting reports whether ctx is a request's that may act at the provider
+// (a create, a pay), as Send marks it: a rate limiter gives such calls a
+// place before reads (polls, lookups), which can wait.
+func Acting(ctx context.Context) bool {
+	v, _ := ctx.Value(actingKey{}).(bool)
+	return v
 }
 
 func codeAfterWrite(create bool) Code {

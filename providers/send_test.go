@@ -102,3 +102,26 @@ func TestSendTimeoutMidRequest(t *testing.T) {
 		}
 	}
 }
+
+// Send marks an acting call (a create, a pay) in its request's context, for
+// the rate limiter, and only that.
+func TestSendMarksActingCalls(t *testing.T) {
+	t.Parallel()
+	for _, create := range []bool{true, false} {
+		var seen bool
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			seen = Acting(r.Context())
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("{}")), Header: http.Header{}}, nil
+		})}
+		req, err := http.NewRequest(http.MethodPost, "http://provider.invalid/x", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Send(context.Background(), hc, req, "op", create); err != nil {
+			t.Fatal(err)
+		}
+		if seen != create {
+			t.Errorf("create %v: the transport saw Acting %v", create, seen)
+		}
+	}
+}

@@ -254,6 +254,7 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 			out[i] = BatchResult{pr.res, err}
 			continue
 		}
+		pr.batch = true
 		prs[i] = pr
 		if f, ok := first[pr.ref()]; ok {
 			repeats[i] = f
@@ -373,6 +374,10 @@ type prepared struct {
 	// record made by another producer was hashed (sameParams).
 	clear  json.RawMessage
 	parsed providers.Params
+	// batch says the order is one of a batch (EnqueueBatch): a claim the
+	// replicas did not acknowledge is not confirmed on its own (see
+	// afterClaim), so that a batch never waits for them order by order.
+	batch bool
 }
 
 func (pr prepared) ref() ledger.Ref {
@@ -446,9 +451,11 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// leaves nothing behind that would go ahead on its own. What
 		// could not be taken back stands and runs: it is confirmed (the
 		// replicas asked again), and answered enqueued when they hold it;
-		// otherwise ErrMaybeAccepted, never "not accepted". A duplicate
-		// answer the replicas did not acknowledge is ErrMaybeAccepted too:
-		// the record it found stands.
+		// otherwise ErrMaybeAccepted, never "not accepted" (in a batch,
+		// ErrMaybeAccepted without confirming: a batch would otherwise
+		// wait for the replicas once per such order). A duplicate answer
+		// the replicas did not acknowledge is ErrMaybeAccepted too: the
+		// record it found stands.
 		if errors.Is(err, ledger.ErrNotDurable) {
 			if !claim.Created {
 				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
@@ -456,15 +463,25 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 			if e.undoNotDurable(pr, claim.Token, queued) {
 				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrNotAccepted, err)
 			}
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if mine, cerr := e.ledger.ConfirmClaim(cctx, pr.ref(), claim.Token); mine && cerr == nil {
-				res.Status, res.State = Enqueued, claim.State
-				return res, nil
+			if !pr.batch {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if mine, cerr := e.ledger.ConfirmClaim(cctx, pr.ref(), claim.Token); mine && cerr == nil {
+					// Where the claim did not queue the task, it is
+					// queued now, as for any new record.
+					if queued {
+						res.Status, res.State = Enqueued, claim.State
+						return res, nil
+					}
+					err = nil
+				}
 			}
-			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
+			if err != nil {
+				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
+			}
+		} else {
+			return res, err
 		}
-		return res, err
 	}
 	res.State = claim.State
 	switch {
@@ -587,6 +604,7 @@ func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) bool {
 	}
 	taken, err := e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
 		ID: TaskID(pr.p.Provider, pr.p.OrderNo), Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
+		AlsoQueue: e.queue, // a producer's own task there runs the order
 	})
 	return taken && err == nil
 }

@@ -233,6 +233,15 @@ const maxSteps = 6
 
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	err := h.processTask(ctx, t)
+	if errors.Is(err, asynq.SkipRetry) {
+		queue, _ := asynq.GetQueueName(ctx)
+		h.metrics.taskStopped(queue)
+	}
+	return err
+}
+
+func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 	p, err := DecodePayload(t.Payload())
 	if err != nil {
 		h.log.Warn("dropping malformed task", "reason", reasonOf(err))
@@ -905,9 +914,11 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	stopKeepalive()
 	if h.opts.Guard != nil {
 		report := out.Err
-		if step != order.Submit && providers.CodeOf(out.Err) == providers.Ambiguous {
+		if step != order.Submit && step != order.Pay && providers.CodeOf(out.Err) == providers.Ambiguous {
 			// A read is Ambiguous only when the provider answered but the
-			// answer cannot single the order out: the provider is up.
+			// answer cannot single the order out: the provider is up. An
+			// acting call (a create, a pay) is Ambiguous on a timeout or
+			// an unsure answer too: it counts.
 			report = nil
 		}
 		h.opts.Guard.Done(rec.Provider, report)

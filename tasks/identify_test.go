@@ -754,3 +754,51 @@ func TestMatchedOrderIsPaidOnlyWhenTold(t *testing.T) {
 		})
 	}
 }
+
+// payUnsure is a mem provider whose pay times out after it was sent, as an
+// Aliyun pay does behind a 5xx gateway: Ambiguous.
+type payUnsure struct{ *memprov.Client }
+
+func (p payUnsure) Pay(context.Context, providers.Order) (providers.Result, error) {
+	return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: "mem pay", HTTPStatus: 503, Message: "service unavailable"}
+}
+
+// doneLog is a breaker that lets everything through and records what each
+// call told it.
+type doneLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (g *doneLog) Wait(context.Context, string) (time.Duration, error) { return 0, nil }
+func (g *doneLog) Done(_ string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.errs = append(g.errs, err)
+}
+
+// An acting call that fails unsure counts against the provider's breaker,
+// a pay as a create: only a read that answered without singling the order
+// out (Ambiguous) tells of a provider that is up.
+func TestUnsurePayCountsAgainstTheBreaker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := memprov.NewBackend("")
+	b.Pending = true
+	_, _, l, set := memSetup(t, nil, payUnsure{memprov.New(b, memprov.Options{AutoPay: true})})
+	g := &doneLog{}
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: quiet, ListingLag: -1})
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "PayUnsure-1"}
+	if _, err := l.Claim(ctx, ref, params, hash); err != nil {
+		t.Fatal(err)
+	}
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: ref.OrderNo, Params: params})
+	_ = h.ProcessTask(ctx, task) // create (ok), then the pay (unsure)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.errs) != 2 || g.errs[0] != nil || providers.CodeOf(g.errs[1]) != providers.Ambiguous {
+		t.Fatalf("the breaker was told %v; want the create's success, then the pay's ambiguous failure", g.errs)
+	}
+}

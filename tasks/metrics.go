@@ -20,6 +20,7 @@ type Metrics struct {
 	dedupeHits     *prometheus.CounterVec
 	outcomeLatency *prometheus.HistogramVec
 	configWaits    *prometheus.CounterVec
+	stopped        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -57,11 +58,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orderworker_config_waits_total",
 			Help: "Order runs held back, unchanged, by a configuration problem, by provider and kind.",
 		}, []string{"provider", "kind"}),
+		stopped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_tasks_stopped_total",
+			Help: "Order tasks this worker ended for good (returned to asynq not to be retried, which archives them), by queue. asynq's archive is trimmed (10,000 tasks, 90 days), so its size stops showing new ones; this counter does not.",
+		}, []string{"queue"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits)
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped)
 	}
 	return m
+}
+
+// InitQueues creates the stopped-task counter at zero for the named
+// queues (see Init).
+func (m *Metrics) InitQueues(queues []string) {
+	if m == nil {
+		return
+	}
+	for _, q := range queues {
+		m.stopped.WithLabelValues(q)
+	}
+}
+
+func (m *Metrics) taskStopped(queue string) {
+	if m != nil {
+		m.stopped.WithLabelValues(queue).Inc()
+	}
 }
 
 // Init creates the labelled counters at zero for the named providers, so

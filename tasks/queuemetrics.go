@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"slices"
+
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,12 +54,20 @@ func (c *QueueCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector. A queue that does not exist yet
-// (nothing was ever enqueued) reports zeros.
+// (nothing was ever enqueued) reports zeros; a queue that could not be read
+// (Redis unreachable) reports nothing: zeros would read as every archived
+// task gone and back again, and as counters reset.
 func (c *QueueCollector) Collect(ch chan<- prometheus.Metric) {
+	known, err := c.inspector.Queues()
+	if err != nil {
+		return
+	}
 	for _, q := range c.queues {
-		info, err := c.inspector.GetQueueInfo(q)
-		if err != nil {
-			info = &asynq.QueueInfo{Queue: q}
+		info := &asynq.QueueInfo{Queue: q}
+		if slices.Contains(known, q) {
+			if info, err = c.inspector.GetQueueInfo(q); err != nil {
+				continue
+			}
 		}
 		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -578,5 +580,70 @@ func TestTwoNotDurableSendsAreNeverBothNotAccepted(t *testing.T) {
 	w.waitFor(no, "paid", func(r *ledger.Record) bool { return r != nil && r.State == ledger.StatePaid })
 	if n := w.b.Calls("create"); n != 1 {
 		t.Errorf("%d creates, want 1", n)
+	}
+}
+
+// onWaits calls before and after around each pipeline that waits for the
+// replicas (a durable write), with its number, from 1.
+type onWaits struct {
+	before, after func(n int)
+	mu            sync.Mutex
+	n             int
+}
+
+func (h *onWaits) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *onWaits) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *onWaits) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if !slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "wait" }) {
+			return next(ctx, cmds)
+		}
+		h.mu.Lock()
+		h.n++
+		n := h.n
+		h.mu.Unlock()
+		h.before(n)
+		err := next(ctx, cmds)
+		h.after(n)
+		return err
+	}
+}
+
+// A producer whose claim does not queue the task (asynq task options
+// given; Redis Cluster): a claim the replicas did not acknowledge, that
+// another send found meanwhile (so it is not taken back), is confirmed and
+// then its task is queued, as for any new record: never answered enqueued
+// without a task.
+func TestConfirmedClaimGetsItsTask(t *testing.T) {
+	t.Parallel()
+	w, rep, rdb := notDurableWorld(t)
+	const no = "ND-T"
+	ctx := context.Background()
+	key := "orderworker:{ledger}:order:" + memprov.Name + ":" + no
+	var found atomic.Bool
+	rdb.AddHook(&onWaits{
+		before: func(int) {
+			if found.Load() { // the confirmation
+				rep.Resume()
+			}
+		},
+		after: func(int) {
+			if !found.Load() && w.rdb.HExists(ctx, key, "state").Val() {
+				// Right after the claim, another send finds the record.
+				w.rdb.HIncrBy(ctx, key, "resent", 1)
+				found.Store(true)
+			}
+		},
+	})
+	set := providers.NewSet()
+	set.Add(memprov.New(w.b, memprov.Options{}))
+	enq := tasks.NewEnqueuer(w.client, ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond}), set,
+		&tasks.EnqueuerOptions{TaskOptions: []asynq.Option{asynq.Retention(time.Minute)}})
+	res, err := enq.Enqueue(ctx, memOrder(no))
+	if err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v, %v; want enqueued once the replica is back", res, err)
+	}
+	if _, err := w.ins.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+		t.Fatalf("answered enqueued, but the order's task: %v", err)
 	}
 }

@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()
 	reg.MustRegister(tasks.NewQueueCollector(inspector, tasks.ServedQueues(cfg.Queue, cfg.Shards)))
+	metrics.InitQueues(tasks.ServedQueues(cfg.Queue, cfg.Shards))
 
 	backoff := tasks.Backoff{Base: cfg.RetryBase, Max: cfg.RetryMax}
 	handler := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{

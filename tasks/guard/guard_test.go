@@ -258,3 +258,46 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Reads with long deadlines (polls, lookups: 10 s) and creates with short
+// ones (an Aliyun create: 3 s) share one limit. Were each to wait up to
+// half its deadline, the reads, over the limit, would keep it 5 s ahead,
+// and no create would ever find a place within its 1.5 s: reads wait at
+// most maxReadWait, acting calls half their time, so the creates find
+// places while the reads over the limit are refused (and retried).
+func TestCreatesGetPlacesBeforeReads(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	const p = "aliyun"
+	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{p: {Rate: 10, Burst: 10}}})
+	script := newClock()
+	g.scriptNow = script.Now
+	ctx := context.Background()
+	start := time.Now()
+	poll, create := limitWait(false, start.Add(10*time.Second), true), limitWait(true, start.Add(3*time.Second), true)
+	if poll >= create {
+		t.Fatalf("a poll may wait %s, a create %s; want the create longer", poll, create)
+	}
+	if w := limitWait(false, time.Time{}, false); w != maxReadWait {
+		t.Errorf("a read without a deadline waits up to %s, want %s", w, maxReadWait)
+	}
+	var creates, tried int
+	step := 50 * time.Millisecond // 20 polls a second against a limit of 10
+	for i := range int(60 * time.Second / step) {
+		if _, _, err := g.reserve(ctx, p, poll); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 { // a create every 500 ms
+			tried++
+			if _, ok, err := g.reserve(ctx, p, create); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				creates++
+			}
+		}
+		script.Add(step)
+	}
+	if creates != tried {
+		t.Errorf("%d of %d creates found a place under the limit; want all (polls over the limit must not starve them)", creates, tried)
+	}
+}

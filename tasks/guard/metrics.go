@@ -16,7 +16,7 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_rate_limit_waits_total",
-			Help: "Provider HTTP requests the shared rate limiter held back (made to wait, or refused for a wait past their deadline), by provider.",
+			Help: "Provider HTTP requests the shared rate limiter held back (made to wait, or refused when their place was further off than they may wait), by provider.",
 		}, []string{"provider"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_breaker_state",

@@ -10,9 +10,32 @@ import (
 	"github.com/orderworker/orderworker/providers"
 )
 
-// maxWaitNoDeadline is the longest a request whose context has no deadline
-// waits for the rate limiter.
+// maxReadWait is the longest a read (a poll, a lookup: a call that does
+// not act at the provider) waits for its place under the rate limit, its
+// deadline allowing. Acting calls (a create, a pay) wait up to half the
+// time left to their deadline, reads at most this: reads over the limit
+// can then never fill it so far ahead that an acting call (an Aliyun
+// create has 3 s, so 1.5 s to wait) finds no place within its time, which
+// would starve every create while polls go on.
+const maxReadWait = time.Second
+
+// maxWaitNoDeadline is the longest an acting request whose context has no
+// deadline waits for the rate limiter.
 const maxWaitNoDeadline = time.Minute
+
+// limitWait is how long a request may wait for its place under the rate
+// limit: acting, a create or a pay (providers.Acting); deadline, when ok,
+// its context's.
+func limitWait(acting bool, deadline time.Time, ok bool) time.Duration {
+	w := maxWaitNoDeadline
+	if ok {
+		w = time.Until(deadline) / 2
+	}
+	if !acting {
+		w = min(w, maxReadWait)
+	}
+	return w
+}
 
 // redisRetry is the RetryAfter of a request refused because the limiter
 // could not be asked: the handler's own wait for Redis.
@@ -66,11 +89,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}
-	maxWait := maxWaitNoDeadline
-	if deadline, ok := ctx.Deadline(); ok {
-		maxWait = time.Until(deadline) / 2
-	}
-	wait, ok, err := t.g.reserve(ctx, t.provider, maxWait)
+	deadline, has := ctx.Deadline()
+	wait, ok, err := t.g.reserve(ctx, t.provider, limitWait(providers.Acting(ctx), deadline, has))
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return fail(ctx.Err())

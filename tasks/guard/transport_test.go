@@ -207,7 +207,7 @@ func TestTransportDeadline(t *testing.T) {
 func TestTransportCancelledWhileWaiting(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
-	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{"tencent": {Rate: 0.01, Burst: 1}}}) // a place every 100s
+	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{"tencent": {Rate: 1.25, Burst: 1}}}) // a place every 800ms, within a read's wait
 	up := newUpstream(t)
 	hc := &http.Client{Transport: g.Transport("tencent", nil)}
 	if err := get(context.Background(), hc, up.URL); err != nil {

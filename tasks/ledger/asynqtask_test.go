@@ -298,6 +298,21 @@ func TestUnclaimQueuedTakesBackOnlyItsOwn(t *testing.T) {
 	if r, k := left("U3"); !r || !k {
 		t.Errorf("U3: record %v, task %v; want both kept", r, k)
 	}
+	// A task under its id in the other queue that stands for the order
+	// (a producer's own, Task.AlsoQueue): it runs the order, so the
+	// record stays.
+	if err := rdb.HSet(ctx, "asynq:{orders-own}:t:tencent:U4", "state", "pending").Err(); err != nil {
+		t.Fatal(err)
+	}
+	also := task("U4", "tok-4")
+	also.AlsoQueue = "orders-own"
+	claim("U4", "tok-4", also) // the task there: none queued
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U4"}, "tok-4", also); err != nil || ok {
+		t.Fatalf("UnclaimQueued beside a producer's task = %v, %v; want false", ok, err)
+	}
+	if r, _ := left("U4"); !r {
+		t.Error("U4: record taken back while a producer's task runs the order")
+	}
 }
 
 // A task's mark counts only once the replicas have it, as an in-flight

@@ -329,11 +329,14 @@ func (l *Ledger) ConfirmClaim(ctx context.Context, ref Ref, token string) (bool,
 // record only together with the task, only while the task is still
 // pending (no worker took it) and is this claim's (its message carries
 // the claim's token: a task queued before, which the claim left alone, is
-// another's), and only while no other claim found the record (resent);
+// another's), only while no other claim found the record (resent), and
+// only while no task with its id stands for the order in Task.AlsoQueue
+// (KEYS[6], when given: a task a producer wrote itself runs the order);
 // otherwise it changes nothing.
 var unqueueScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent')
 if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] or (cur[7] or '') ~= '' then return 0 end
+if #KEYS > 5 and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
 if (cur[3] or '') ~= '' then
   local t = redis.call('TIME')
   if (tonumber(cur[4] or '0') or 0) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
@@ -359,8 +362,12 @@ return 1
 // nothing changes. It reports whether they were removed.
 func (l *Ledger) UnclaimQueued(ctx context.Context, ref Ref, token string, t *Task) (bool, error) {
 	sh := l.shardOf(ref)
-	n, err := unqueueScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref),
-		asynqTaskKey(t.Queue, t.ID), asynqPendingKey(t.Queue)}, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID).Int()
+	keys := []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref),
+		asynqTaskKey(t.Queue, t.ID), asynqPendingKey(t.Queue)}
+	if t.AlsoQueue != "" && t.AlsoQueue != t.Queue {
+		keys = append(keys, asynqTaskKey(t.AlsoQueue, t.ID))
+	}
+	n, err := unqueueScript.Run(ctx, l.rdb, keys, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID).Int()
 	return n == 1, err
 }
 

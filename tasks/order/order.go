@@ -308,7 +308,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		if since.IsZero() {
 			since = now
 		}
-		payShowing := payMayNotShowYet(rec, p, now)
+		payShowing := payUnsettled(rec, r, p, now)
 		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held && !payShowing {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
@@ -333,9 +333,10 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// alert shows, for a person to pay or resolve.
 			reason = fmt.Sprintf("pending; found by matching the provider's orders, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", wait.Round(time.Millisecond))
 		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow:
-			// Past the window, but a pay sent less than a listing lag ago
-			// may not show yet: "still unpaid" is not known until then.
-			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may not show yet: checked again until %s after it; next check in %s",
+			// Past the window, but the pay marked sent may have gone
+			// through: "still unpaid" is not known until a check a
+			// listing lag after it finds the order payable again.
+			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through (being paid, or not shown yet): checked until a check %s or more after it finds the order unpaid; next check in %s",
 				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
 		case r.Payable && step != Pay:
 			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
@@ -503,12 +504,15 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 }
 
-// payMayNotShowYet reports whether the order's pay was marked sent less
-// than a listing lag ago: a check that finds it unpaid then is no proof
-// that it is, as a lookup's not-found within the lag is no proof of
-// absence.
-func payMayNotShowYet(rec *ledger.Record, p Policy, now time.Time) bool {
-	return !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag
+// payUnsettled reports whether the order's pay, marked sent, may have gone
+// through although the check r finds the order pending: the pay was marked
+// less than a listing lag ago (a check that finds it unpaid then is no
+// proof that it is, as a lookup's not-found within the lag is no proof of
+// absence), or the provider does not say the order is payable (it may be
+// being paid). Only a check a lag after the pay that finds the order
+// payable, that is unpaid, tells that the pay did not go through.
+func payUnsettled(rec *ledger.Record, r providers.Result, p Policy, now time.Time) bool {
+	return !rec.PaySentAt.IsZero() && (now.Sub(rec.PaySentAt) < p.ListingLag || !r.Payable)
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

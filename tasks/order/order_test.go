@@ -404,6 +404,7 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 		"a failed check within the lag":    {paid, Poll, unavailable},
 		"a failed check after an old pay":  {withPaySent(pending(), t0.Add(5*time.Minute)), Poll, unavailable},
 		"a failed lookup after an old pay": {withPaySent(pending(), t0.Add(5*time.Minute)), Lookup, ambiguous},
+		"being paid after an old pay":      {withPaySent(pending(), t0.Add(5*time.Minute)), Poll, payable(false)},
 	} {
 		d := Decide(c.rec, c.step, c.out, lagged, late)
 		if d.Settle.To() == ledger.StateErrored || d.Then.Next == Stop || d.Then.Next == Continue {

@@ -1,0 +1,104 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// The queue collector reports zeros for a queue never used, the queue's
+// figures once it is, and nothing at all while Redis cannot be read: zeros
+// then would read as every archived task gone and back again (a "newly
+// archived" alert for the whole archive) and as counters reset.
+func TestQueueCollector(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	opt := asynq.RedisClientOpt{Addr: srv.Addr}
+	ins := asynq.NewInspector(opt)
+	t.Cleanup(func() { ins.Close() })
+	c := tasks.NewQueueCollector(ins, []string{"orders"})
+	archived := func() string {
+		var b strings.Builder
+		for _, line := range strings.Split(collectText(t, c), "\n") {
+			if strings.HasPrefix(line, `asynq_tasks_enqueued{queue="orders",state="archived"}`) {
+				b.WriteString(line)
+			}
+		}
+		return b.String()
+	}
+	if got := archived(); got != `asynq_tasks_enqueued{queue="orders",state="archived"} 0` {
+		t.Errorf("a queue never used: %q, want 0", got)
+	}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	if _, err := client.Enqueue(asynq.NewTask("t", nil), asynq.TaskID("a1"), asynq.Queue("orders")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ins.ArchiveTask("orders", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := archived(); got != `asynq_tasks_enqueued{queue="orders",state="archived"} 1` {
+		t.Errorf("one archived task: %q, want 1", got)
+	}
+	srv.Stop()
+	if n := testutil.CollectAndCount(c); n != 0 {
+		t.Errorf("Redis down: %d series, want none (zeros would fake a reset)\n%s", n, collectText(t, c))
+	}
+	srv.Start(t)
+	if got := archived(); got != `asynq_tasks_enqueued{queue="orders",state="archived"} 1` {
+		t.Errorf("Redis back: %q, want 1", got)
+	}
+}
+
+// collectText is what c exports, in the text exposition format.
+func collectText(t *testing.T, c prometheus.Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.String()
+}
+
+// A task the handler ends for good (archived by asynq) is counted by
+// queue, so that the archived-tasks alert sees it when asynq's archive,
+// full, shows nothing new.
+func TestStoppedTasksAreCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	reg := prometheus.NewRegistry()
+	m := tasks.NewMetrics(reg)
+	m.InitQueues([]string{"orders"})
+	h := tasks.NewHandler(e.ledger, e.set, &tasks.HandlerOptions{Metrics: m, Logger: quiet})
+	if err := h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{"provider":`))); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("a malformed task: %v, want it ended for good", err)
+	}
+	want := `
+# HELP orderworker_tasks_stopped_total Order tasks this worker ended for good (returned to asynq not to be retried, which archives them), by queue. asynq's archive is trimmed (10,000 tasks, 90 days), so its size stops showing new ones; this counter does not.
+# TYPE orderworker_tasks_stopped_total counter
+orderworker_tasks_stopped_total{queue=""} 1
+orderworker_tasks_stopped_total{queue="orders"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orderworker_tasks_stopped_total"); err != nil {
+		t.Error(err)
+	}
+}
