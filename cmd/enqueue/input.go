@@ -169,6 +169,22 @@ func (in *input) fill() (bool, error) {
 	return true, nil
 }
 
+// atLeast reads on until n bytes are buffered from pos or the input ends.
+// Only at the start of the input, where buf holds what was read first.
+func (in *input) atLeast(n int) error {
+	for in.end-in.pos < n && !in.eof && in.end < len(in.buf) {
+		m, err := in.r.Read(in.buf[in.end:])
+		in.end += m
+		switch {
+		case err == io.EOF:
+			in.eof = true
+		case err != nil:
+			return fmt.Errorf("read %s: %w", in.name, err)
+		}
+	}
+	return nil
+}
+
 // peek returns the next byte without consuming it; ok is false at the end.
 func (in *input) peek() (c byte, ok bool, err error) {
 	if ok, err := in.fill(); !ok || err != nil {
@@ -249,13 +265,21 @@ func (in *input) skipSpace() error {
 // orders reads the whole input: a stream of values, each an order, or an
 // array of orders.
 func (in *input) orders(submit func(string, []byte) error, reject func(string, string) error) error {
-	// A UTF-8 byte order mark, as some editors write, is not an order.
-	if c, ok, err := in.peek(); err != nil {
+	// A UTF-8 byte order mark, as some editors write, is not an order
+	// (read whole, though a pipe may bring it in pieces).
+	c, ok, err := in.peek()
+	if err != nil {
 		return err
-	} else if ok && c == 0xEF && in.end-in.pos >= 3 && bytes.Equal(in.buf[in.pos:in.pos+3], []byte{0xEF, 0xBB, 0xBF}) {
-		in.pos += 3
-		in.off += 3
-		in.lineStart = in.off
+	}
+	if ok && c == 0xEF {
+		if err := in.atLeast(3); err != nil {
+			return err
+		}
+		if in.end-in.pos >= 3 && bytes.Equal(in.buf[in.pos:in.pos+3], []byte{0xEF, 0xBB, 0xBF}) {
+			in.pos += 3
+			in.off += 3
+			in.lineStart = in.off
+		}
 	}
 	for {
 		if err := in.skipSpace(); err != nil {

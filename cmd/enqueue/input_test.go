@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -81,12 +82,16 @@ func TestReadOrdersShapes(t *testing.T) {
 		{"escapes", `{"s":"a\"b\\c\/\u00e9\n"}`, []string{`stdin:1 {"s":"a\"b\\c\/\u00e9\n"}`}},
 	}
 	for _, tt := range tests {
-		got, err := readAll(t, strings.NewReader(tt.in))
-		if err != nil {
-			t.Errorf("%s: %v", tt.name, err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-			t.Errorf("%s:\n got %v\nwant %v", tt.name, got, tt.want)
+		// Whole, and a byte at a time, as a pipe may bring it (a byte
+		// order mark in pieces).
+		for _, r := range []io.Reader{strings.NewReader(tt.in), iotest.OneByteReader(strings.NewReader(tt.in))} {
+			got, err := readAll(t, r)
+			if err != nil {
+				t.Errorf("%s: %v", tt.name, err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("%s (%T):\n got %v\nwant %v", tt.name, r, got, tt.want)
+			}
 		}
 	}
 }

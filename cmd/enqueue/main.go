@@ -20,9 +20,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/internal/logmask"
 )
 
 func main() {
+	redis.SetLogger(logmask.RedisLogger{}) // before any client: see RedisLogger
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -69,6 +69,7 @@ Serve flags:
 	}
 	// Every string logged passes the phone-number mask, as the worker's.
 	log := logmask.New(stderr, level, *logFormat == "text")
+	logmask.SetRedisLogger(log)
 	tokens := api.ParseTokens(getenv("ORDERWORKER_API_TOKENS"))
 	if len(tokens) == 0 && !*open {
 		fmt.Fprintln(stderr, "enqueue serve: no API token: set ORDERWORKER_API_TOKENS (comma-separated), or give -open to serve without one (anyone who reaches the address may then enqueue orders)")

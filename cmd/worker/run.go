@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/guard"
@@ -37,6 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	logmask.SetRedisLogger(log)
 	if cfg.Dev {
 		dev, err := startDev(ctx, cfg, log)
 		if err != nil {

@@ -2,6 +2,8 @@ package logmask
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -47,5 +49,20 @@ func TestNewLevelAndFormat(t *testing.T) {
 	log.Warn("shown")
 	if out := b.String(); strings.Contains(out, "hidden") || !strings.HasPrefix(out, "{") || !strings.Contains(out, `"msg":"shown"`) {
 		t.Errorf("log = %q, want only the warning, as JSON", out)
+	}
+}
+
+// go-redis's own messages go through the command's logger, in its format.
+func TestRedisLogger(t *testing.T) {
+	var b bytes.Buffer
+	SetRedisLogger(New(&b, slog.LevelInfo, false))
+	defer SetRedisLogger(nil)
+	RedisLogger{}.Printf(context.Background(), "pool.go:770: connection pool: failed to dial after %d attempts: %s\n", 5, "refused, call 13800138000")
+	var rec map[string]any
+	if err := json.Unmarshal(b.Bytes(), &rec); err != nil {
+		t.Fatalf("not one JSON line: %q: %v", b.String(), err)
+	}
+	if rec["level"] != "WARN" || rec["from"] != "go-redis" || rec["msg"] != "redis: pool.go:770: connection pool: failed to dial after 5 attempts: refused, call 138****8000" {
+		t.Errorf("logged %v", rec)
 	}
 }

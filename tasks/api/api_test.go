@@ -184,6 +184,7 @@ func TestCreateOrder(t *testing.T) {
 		{"other token", "Bearer another-token", tencentOrder("A4", 1), 201, tasks.Enqueued, ""},
 		{"order number with a slash", bearer, tencentOrder("shop/A6", 1), 201, tasks.Enqueued, ""},
 		{"field in another case", bearer, []byte(`{"provider":"tencent","Order_No":"A7","params":{"CustomerId":"C1","ItemId":"I","ItemNum":1}}`), 422, tasks.Invalid, "Order_No"},
+		{"after a byte order mark", bearer, append([]byte("\xef\xbb\xbf"), tencentOrder("A8", 1)...), 201, tasks.Enqueued, ""},
 	}
 	for _, tt := range tests {
 		status, b, h := e.do("POST", "/v1/orders", tt.auth, tt.body)
@@ -285,6 +286,10 @@ func TestBatch(t *testing.T) {
 		{"ndjson", ndjson, []string{"enqueued", "duplicate", "invalid", "conflict", "invalid"}, []string{"", "", "malformed", "different params", "ItemNum"}},
 		{"array", array, []string{"enqueued", "duplicate", "invalid"}, []string{"", "", "object"}},
 		{"empty array", "[]", []string{}, nil},
+		// A byte order mark in front, as Windows tools write it: dropped,
+		// as the CLI drops it, and the array is read as one.
+		{"array after a byte order mark", "\xef\xbb\xbf[" + string(tencentOrder("B5", 1)) + "," + string(tencentOrder("B6", 1)) + "]",
+			[]string{"enqueued", "enqueued"}, []string{"", ""}},
 	}
 	for _, tt := range tests {
 		status, b, _ := e.do("POST", "/v1/orders/batch", bearer, []byte(tt.body))

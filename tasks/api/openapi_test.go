@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"sort"
@@ -231,21 +232,7 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		tmpl := templateOf(req.URL.Path)
-		ct := resp.Header.Get("Content-Type")
-		schema, ok := d.response(t, tmpl, method, resp.StatusCode, ct)
-		if !ok {
-			t.Errorf("%s %s answered %d %s, which the document does not describe", method, path, resp.StatusCode, ct)
-			return
-		}
-		var v any
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Errorf("%s %s: %d answer is not JSON: %s", method, path, resp.StatusCode, b)
-			return
-		}
-		for _, p := range d.validate(t, schema, v, "body") {
-			t.Errorf("%s %s %d: %s", method, path, resp.StatusCode, p)
-		}
+		d.checkAnswer(t, method, req.URL.Path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	order := string(tencentOrder("OA1", 1))
 	check("GET", "/v1/openapi.json", "", "")
@@ -260,11 +247,24 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 	check("POST", "/v1/orders/batch", bearer, `[{"provider":`)               // 400
 	check("POST", "/v1/orders/batch", "", order)                             // 401
 	check("POST", "/v1/orders/batch", bearer, strings.Repeat(order+"\n", 4)) // 413
-	check("GET", "/v1/orders/tencent/OA1", bearer, "")                       // 200
-	check("GET", "/v1/orders/tencent/OA1?wait=0.1", bearer, "")              // 200
-	check("GET", "/v1/orders/tencent/OA1?wait=x", bearer, "")                // 400
-	check("GET", "/v1/orders/tencent/OA1", "", "")                           // 401
-	check("GET", "/v1/orders/tencent/none", bearer, "")                      // 404
+	for _, path := range []string{"/v1/orders", "/v1/orders/batch"} {
+		// A body cut off by the server's read timeout (a minute: asked of
+		// the handler directly, with a body that times out): 408.
+		r := httptest.NewRequest("POST", path, &timingOutBody{})
+		r.Header.Set("Authorization", bearer)
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, r)
+		if w.Code != http.StatusRequestTimeout || !strings.Contains(w.Body.String(), "send it again") {
+			t.Errorf("POST %s, the body cut off by the read timeout: %d %s; want 408 saying to send it again", path, w.Code, w.Body)
+		}
+		d.checkAnswer(t, "POST", path, w.Code, w.Header().Get("Content-Type"), w.Body.Bytes())
+		e.seen.add(templateOf(path) + " POST " + fmt.Sprint(w.Code))
+	}
+	check("GET", "/v1/orders/tencent/OA1", bearer, "")          // 200
+	check("GET", "/v1/orders/tencent/OA1?wait=0.1", bearer, "") // 200
+	check("GET", "/v1/orders/tencent/OA1?wait=x", bearer, "")   // 400
+	check("GET", "/v1/orders/tencent/OA1", "", "")              // 401
+	check("GET", "/v1/orders/tencent/none", bearer, "")         // 404
 	settle(t, e.ledger, ledger.Ref{Provider: "tencent", OrderNo: "OA1"}, ledger.SetPaid("P1"))
 	check("GET", "/v1/events", bearer, "")                 // 200
 	check("GET", "/v1/events?after=0&limit=1", bearer, "") // 200
@@ -315,3 +315,40 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		}
 	}
 }
+
+// checkAnswer checks an answer of the server against the document: its
+// status and content type described for the operation, its body valid.
+func (d *openAPI) checkAnswer(t *testing.T, method, path string, status int, ct string, b []byte) {
+	t.Helper()
+	schema, ok := d.response(t, templateOf(path), method, status, ct)
+	if !ok {
+		t.Errorf("%s %s answered %d %s, which the document does not describe", method, path, status, ct)
+		return
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Errorf("%s %s: %d answer is not JSON: %s", method, path, status, b)
+		return
+	}
+	for _, p := range d.validate(t, schema, v, "body") {
+		t.Errorf("%s %s %d: %s", method, path, status, p)
+	}
+}
+
+// timingOutBody is a request body that stops arriving: its first read
+// gives a few bytes, the next one the error a server's read timeout makes.
+type timingOutBody struct{ sent bool }
+
+func (b *timingOutBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, `{"provider":`), nil
+	}
+	return 0, timeoutErr{}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "read tcp: i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }

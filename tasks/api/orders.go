@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,19 +20,24 @@ import (
 )
 
 // readBody reads at most limit bytes of the request body; over the limit
-// it answers 413 and returns false.
+// it answers 413 and returns false. A UTF-8 byte order mark in front, as
+// some editors and Windows tools write, is dropped, as the CLI drops it.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
+	var nerr net.Error
 	switch {
 	case errors.As(err, &tooBig):
 		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over the %d-byte limit", limit))
+		return nil, false
+	case errors.As(err, &nerr) && nerr.Timeout():
+		problem(w, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within the server's read timeout (%s); nothing was written: send it again", readTimeout))
 		return nil, false
 	case err != nil:
 		problem(w, http.StatusBadRequest, "cannot read the body")
 		return nil, false
 	}
-	return body, true
+	return bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")), true
 }
 
 // statusOf is the HTTP status of one order's answer.
