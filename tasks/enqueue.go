@@ -115,9 +115,25 @@ const TaskTimeout = 5 * time.Minute
 func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, error) {
 	p, err := decodeProduced(data)
 	if err != nil {
-		return EnqueueResult{Status: Invalid, Reason: reasonOf(err)}, nil
+		return invalidPayload(data, err), nil
 	}
 	return e.EnqueuePayload(ctx, p)
+}
+
+// invalidPayload is the answer to a payload that could not be decoded
+// (err): invalid, naming its provider and order number where the payload
+// gives them as strings, so that a producer can tell which order it was.
+func invalidPayload(data []byte, err error) EnqueueResult {
+	var names struct {
+		Provider any `json:"provider"`
+		OrderNo  any `json:"order_no"`
+	}
+	res := EnqueueResult{Status: Invalid, Reason: reasonOf(err)}
+	if json.Unmarshal(data, &names) == nil {
+		res.Provider, _ = names.Provider.(string)
+		res.OrderNo, _ = names.OrderNo.(string)
+	}
+	return res
 }
 
 // Check judges an order as Enqueue would, without Redis: the invalid
@@ -127,7 +143,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, err
 func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 	p, err := decodeProduced(data)
 	if err != nil {
-		return EnqueueResult{Status: Invalid, Reason: reasonOf(err)}, true
+		return invalidPayload(data, err), true
 	}
 	res := EnqueueResult{Status: Invalid, Provider: p.Provider, OrderNo: p.OrderNo}
 	if err := checkOrderPath(p.OrderNo); err != nil {
@@ -246,7 +262,7 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	for i, data := range payloads {
 		p, err := decodeProduced(data)
 		if err != nil {
-			out[i].EnqueueResult = EnqueueResult{Status: Invalid, Reason: reasonOf(err)}
+			out[i].EnqueueResult = invalidPayload(data, err)
 			continue
 		}
 		pr, err := e.prepare(ctx, p)

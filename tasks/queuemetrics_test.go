@@ -102,3 +102,26 @@ orderworker_tasks_stopped_total{queue="orders"} 0
 		t.Error(err)
 	}
 }
+
+// A payload that cannot be decoded is answered invalid, naming its
+// provider and order number where it gives them: a producer can tell which
+// order it was. A payload too broken for that names none.
+func TestInvalidPayloadNamesItsOrder(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	for _, tt := range []struct{ in, provider, orderNo string }{
+		{`{"provider":"tencent","order_no":"M7"}`, "tencent", "M7"},
+		{`{"provider":"tencent","order_no":"M8","params":{},"extra":1}`, "tencent", "M8"},
+		{`{"provider":7,"order_no":"M9"}`, "", "M9"},
+		{`{"provider":"tencent",`, "", ""},
+	} {
+		res := e.enqueue(t, []byte(tt.in))
+		if res.Status != tasks.Invalid || res.Provider != tt.provider || res.OrderNo != tt.orderNo {
+			t.Errorf("Enqueue %s = %+v; want invalid naming %q/%q", tt.in, res, tt.provider, tt.orderNo)
+		}
+		got := e.enqueuer.EnqueueBatch(context.Background(), [][]byte{[]byte(tt.in)})
+		if got[0].Status != tasks.Invalid || got[0].Provider != tt.provider || got[0].OrderNo != tt.orderNo {
+			t.Errorf("EnqueueBatch %s = %+v; want invalid naming %q/%q", tt.in, got[0], tt.provider, tt.orderNo)
+		}
+	}
+}

@@ -133,15 +133,15 @@ func syntaxReason(body []byte) string {
 	if !utf8.Valid(body) {
 		return "not valid UTF-8"
 	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "empty body"
+	}
 	var v any
 	err := json.Unmarshal(body, &v)
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
 		line := 1 + bytes.Count(body[:se.Offset], []byte("\n"))
 		return fmt.Sprintf("syntax error at byte %d (line %d)", se.Offset, line)
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return "empty body"
 	}
 	return "unexpected end of input"
 }
