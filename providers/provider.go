@@ -74,6 +74,12 @@ type Result struct {
 	// configured to pay: the caller pays the order as its next step,
 	// unless it paid it less than a listing lag before.
 	Payable bool
+	// Unpaid is set on a pending result the provider says is not paid and
+	// not being paid, whether or not this client would pay it. An order
+	// the worker paid whose check does not say Unpaid (being paid, a
+	// status the client does not know) may have been paid: the pending
+	// window does not error it on that check.
+	Unpaid bool
 	// Matched is set when Lookup identified the order by matching the
 	// provider's listing (no client order number, no id of our create):
 	// the best the provider allows, yet an order someone else made in

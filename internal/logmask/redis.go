@@ -15,8 +15,8 @@ var redisLog atomic.Pointer[slog.Logger]
 // own messages (a pool that cannot dial, say) as warnings through the
 // logger SetRedisLogger last gave, in the command's format, rather than as
 // unstructured lines among its JSON ones; before that, through
-// slog.Default. Install it once, in main, before any Redis client exists:
-// go-redis reads its logger without synchronisation.
+// slog.Default. Install it once, in main, before any Redis client exists,
+// so that every message of the process goes through it.
 type RedisLogger struct{}
 
 // Printf implements go-redis's internal.Logging.

@@ -435,6 +435,7 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.Status = providers.StatusPending
 		r.Message = what + ", unpaid"
 		r.NextCheck = c.poll
+		r.Unpaid = true
 		r.Payable = c.autoPay && (!matched || c.payMatched)
 		if held {
 			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"

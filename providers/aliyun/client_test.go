@@ -373,6 +373,11 @@ func TestCreateAnswers(t *testing.T) {
 			if r.Status != tt.status || r.ProviderOrderID == "" {
 				t.Errorf("Submit = %+v, want %s with an order id", r, tt.status)
 			}
+			// Only paymentStatus 0 says unpaid: paying, or a status not
+			// known, may yet be paid.
+			if unpaid := tt.name == "numeric order id"; r.Unpaid != unpaid {
+				t.Errorf("Submit = %+v: Unpaid %v, want %v", r, r.Unpaid, unpaid)
+			}
 			if tt.name == "numeric order id" && r.ProviderOrderID != "20201104134310000196" {
 				t.Errorf("order id = %q, want every digit kept", r.ProviderOrderID)
 			}

@@ -155,7 +155,7 @@ func (c *Client) auth(op string) error {
 func (c *Client) result(s *stored) providers.Result {
 	r := providers.Result{Status: providers.StatusPaid, ProviderOrderID: s.id, HTTPStatus: 200}
 	if !s.paid {
-		r.Status, r.Payable, r.NextCheck = providers.StatusPending, c.autoPay, 10*time.Millisecond
+		r.Status, r.Payable, r.Unpaid, r.NextCheck = providers.StatusPending, c.autoPay, true, 10*time.Millisecond
 	}
 	return r
 }
@@ -281,7 +281,7 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 	}
 	if b.payLags {
 		r := c.result(s)
-		r.Status, r.Payable = providers.StatusPending, c.autoPay
+		r.Status, r.Payable, r.Unpaid = providers.StatusPending, c.autoPay, true
 		return r, nil
 	}
 	s.paid = true

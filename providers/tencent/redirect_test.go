@@ -40,7 +40,14 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 			return c
 		},
 		"own client": func(t *testing.T, url string) providers.Provider {
-			c, err := tencent.New(tencent.Options{Endpoint: url, AppKey: appKey, AppSecret: appSecret, HTTPClient: &http.Client{}})
+			// A client with Go's default redirect policy, on a transport
+			// of its own: http.DefaultTransport, shared by every test here,
+			// may keep an idle connection to a closed server whose port
+			// this test's server took over, and a create on it fails
+			// mid-request.
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			t.Cleanup(tr.CloseIdleConnections)
+			c, err := tencent.New(tencent.Options{Endpoint: url, AppKey: appKey, AppSecret: appSecret, HTTPClient: &http.Client{Transport: tr}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -257,3 +257,40 @@ func TestTransportRedisDown(t *testing.T) {
 		t.Errorf("upstream got %d requests, want 1 (the unlimited one)", n)
 	}
 }
+
+// TestTransportActingCallsWaitLongerThanReads: with the next place 2 s
+// away, a read (a poll, a lookup) is refused however long its deadline,
+// since reads wait at most maxReadWait, while an acting call (a create, a
+// pay: providers.Send marks it) with the same deadline waits and goes.
+func TestTransportActingCallsWaitLongerThanReads(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{"aliyun": {Rate: 0.5, Burst: 1}}})
+	script := newClock()
+	g.scriptNow = script.Now
+	waits := fakeSleep(g, script)
+	up := newUpstream(t)
+	hc := &http.Client{Transport: g.Transport("aliyun", nil)}
+	send := func(acting bool) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.URL, nil)
+		if err != nil {
+			return err
+		}
+		_, err = providers.Send(ctx, hc, req, "test call", acting)
+		return err
+	}
+	if err := send(false); err != nil {
+		t.Fatalf("first request: %v", err)
+	}
+	if err := send(false); providers.CodeOf(err) != providers.RateLimited {
+		t.Fatalf("a read with its place 2s away: %v, want rate_limited (reads wait at most %s)", err, maxReadWait)
+	}
+	if err := send(true); err != nil {
+		t.Fatalf("an acting call with its place 2s away and 10s to its deadline: %v, want it to wait and go", err)
+	}
+	if n, slept := up.count(), waits.total(); n != 2 || slept != 2*time.Second {
+		t.Errorf("upstream got %d requests after %s of waits, want 2 after 2s", n, slept)
+	}
+}

@@ -336,7 +336,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// Past the window, but the pay marked sent may have gone
 			// through: "still unpaid" is not known until a check a
 			// listing lag after it finds the order payable again.
-			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through (being paid, or not shown yet): checked until a check %s or more after it finds the order unpaid; next check in %s",
+			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through (not shown yet, being paid, or a payment status not known): checked until a check %s or more after it finds the order unpaid; next check in %s",
 				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
 		case r.Payable && step != Pay:
 			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
@@ -508,11 +508,12 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 // through although the check r finds the order pending: the pay was marked
 // less than a listing lag ago (a check that finds it unpaid then is no
 // proof that it is, as a lookup's not-found within the lag is no proof of
-// absence), or the provider does not say the order is payable (it may be
-// being paid). Only a check a lag after the pay that finds the order
-// payable, that is unpaid, tells that the pay did not go through.
+// absence), or the provider does not say the order is unpaid (it may be
+// being paid, or in a status the client does not know). Only a check a
+// lag after the pay that finds the order unpaid (providers.Result.Unpaid)
+// tells that the pay did not go through.
 func payUnsettled(rec *ledger.Record, r providers.Result, p Policy, now time.Time) bool {
-	return !rec.PaySentAt.IsZero() && (now.Sub(rec.PaySentAt) < p.ListingLag || !r.Payable)
+	return !rec.PaySentAt.IsZero() && (now.Sub(rec.PaySentAt) < p.ListingLag || !r.Unpaid)
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

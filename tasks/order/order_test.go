@@ -404,15 +404,19 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 		"a failed check within the lag":    {paid, Poll, unavailable},
 		"a failed check after an old pay":  {withPaySent(pending(), t0.Add(5*time.Minute)), Poll, unavailable},
 		"a failed lookup after an old pay": {withPaySent(pending(), t0.Add(5*time.Minute)), Lookup, ambiguous},
-		"being paid after an old pay":      {withPaySent(pending(), t0.Add(5*time.Minute)), Poll, payable(false)},
+		"being paid after an old pay":      {withPaySent(pending(), t0.Add(5*time.Minute)), Poll, pendingOut},
 	} {
 		d := Decide(c.rec, c.step, c.out, lagged, late)
 		if d.Settle.To() == ledger.StateErrored || d.Then.Next == Stop || d.Then.Next == Continue {
 			t.Errorf("%s past the window: %q %v %q; want it kept pending and checked again, no pay", name, d.Settle.To(), d.Then.Next, d.Then.Reason)
 		}
 	}
-	if d := Decide(withPaySent(pending(), late.Add(-lagged.ListingLag)), Poll, payable(true), lagged, late); d.Settle.To() != ledger.StateErrored {
-		t.Errorf("unpaid a listing lag after the pay, past the window: %q %v, want errored", d.Settle.To(), d.Then.Next)
+	for _, payableNow := range []bool{true, false} {
+		// Not payable: this worker no longer pays (auto-pay turned off
+		// since); unpaid all the same.
+		if d := Decide(withPaySent(pending(), late.Add(-lagged.ListingLag)), Poll, payable(payableNow), lagged, late); d.Settle.To() != ledger.StateErrored {
+			t.Errorf("unpaid (payable %v) a listing lag after the pay, past the window: %q %v, want errored", payableNow, d.Settle.To(), d.Then.Next)
+		}
 	}
 	refused := withPaySent(pending(), late)
 	refused.PayMarked = true
@@ -633,8 +637,10 @@ func TestPayAgainOnlyAfterTheListingLag(t *testing.T) {
 	}
 }
 
+// payable is a pending check that says the order is unpaid, payable by
+// this worker or not.
 func payable(yes bool) Outcome {
-	return Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: yes}}
+	return Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: yes, Unpaid: true}}
 }
 
 func withPaySent(rec *ledger.Record, at time.Time) *ledger.Record {
