@@ -85,7 +85,9 @@ var (
 	nonTerminal = []string{"queued", "submitting", "unknown", "pending"}
 	asynqStates = []string{"active", "pending", "scheduled", "retry", "archived", "completed", "aggregating"}
 	dedupeKinds = []string{"duplicate", "conflict", "terminal"}
-	configKinds = []string{"provider_disabled", "credentials_rejected", "data_key"}
+	// pendingKinds are what a pending order waits for (ledger.PendingKinds).
+	pendingKinds = []string{"plain", "matched", "pay_sent"}
+	configKinds  = []string{"provider_disabled", "credentials_rejected", "data_key"}
 	// operatorActions are the actions of orderworker_operator_actions_total.
 	operatorActions = []string{"resolve_paid", "resolve_absent", "resolve_errored", "redrive"}
 )
@@ -101,6 +103,8 @@ var metrics = map[string]metric{
 	"orderworker_enqueue_dedupe_total":              {labels: map[string][]string{"provider": providers, "kind": {"duplicate", "conflict"}}},
 	"orderworker_orders":                            {labels: map[string][]string{"provider": providers, "state": orderStates}},
 	"orderworker_order_oldest_age_seconds":          {labels: map[string][]string{"provider": providers, "state": nonTerminal}},
+	"orderworker_pending_orders":                    {labels: map[string][]string{"provider": providers, "kind": pendingKinds}},
+	"orderworker_pending_orders_oldest_age_seconds": {labels: map[string][]string{"provider": providers, "kind": pendingKinds}},
 	"orderworker_enqueue_to_outcome_seconds":        {histogram: true, labels: map[string][]string{"provider": providers, "outcome": outcomes}},
 	"orderworker_breaker_state":                     {labels: map[string][]string{"provider": providers}},
 	"orderworker_rate_limit_waits_total":            {labels: map[string][]string{"provider": providers}},

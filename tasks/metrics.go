@@ -144,6 +144,10 @@ func (m *Metrics) outcome(r *Record, s State, attempts int, now time.Time) {
 	}
 }
 
+// pendingRead is how many of the oldest pending orders of each shard the
+// collector reads to tell what they wait for (Ledger.PendingStats).
+const pendingRead = 100
+
 // LedgerCollector exports orders per state, the age of the oldest
 // non-terminal order per state and the enqueues deduplicated by the
 // ledger, read from it at scrape time, plus orderworker_redis_up. Every
@@ -153,6 +157,8 @@ type LedgerCollector struct {
 	providers []string
 	orders    *prometheus.Desc
 	oldest    *prometheus.Desc
+	pending   *prometheus.Desc
+	pendAge   *prometheus.Desc
 	dedupe    *prometheus.Desc
 	redisUp   *prometheus.Desc
 }
@@ -166,6 +172,10 @@ func NewLedgerCollector(l *ledger.Ledger, providerNames []string) *LedgerCollect
 			"Orders in the ledger by provider and state.", []string{"provider", "state"}, nil),
 		oldest: prometheus.NewDesc("orderworker_order_oldest_age_seconds",
 			"Age of the oldest order in each non-terminal state (time since it entered the state).", []string{"provider", "state"}, nil),
+		pending: prometheus.NewDesc("orderworker_pending_orders",
+			"Pending orders by provider and what they wait for: plain (the provider: polled until paid or the pending window ends), matched (found by matching the provider's orders; held for a person where the worker would pay it but may not), pay_sent (the worker paid it and the pay may have gone through). Counted among the 100 oldest pending orders of each ledger shard.", []string{"provider", "kind"}, nil),
+		pendAge: prometheus.NewDesc("orderworker_pending_orders_oldest_age_seconds",
+			"Age of the oldest pending order of each kind (see orderworker_pending_orders), time since it became pending; beyond the 100 oldest of a shard, a kind not among them counts as old as the last of them.", []string{"provider", "kind"}, nil),
 		dedupe: prometheus.NewDesc("orderworker_enqueue_dedupe_total",
 			"Enqueues of an order number already in the ledger, by provider and kind: duplicate (same params: the existing order answered, nothing queued) or conflict (other params: refused). Counted in Redis by every producer's claim; global.", []string{"provider", "kind"}, nil),
 		redisUp: prometheus.NewDesc("orderworker_redis_up",
@@ -177,6 +187,8 @@ func NewLedgerCollector(l *ledger.Ledger, providerNames []string) *LedgerCollect
 func (c *LedgerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.orders
 	ch <- c.oldest
+	ch <- c.pending
+	ch <- c.pendAge
 	ch <- c.dedupe
 	ch <- c.redisUp
 }
@@ -199,6 +211,19 @@ func (c *LedgerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	now := time.Now()
+	if kinds, err := c.ledger.PendingStats(ctx, c.providers, pendingRead); err == nil {
+		for _, p := range c.providers {
+			for _, kind := range ledger.PendingKinds {
+				st := kinds[p][kind]
+				age := 0.0
+				if !st.Oldest.IsZero() {
+					age = now.Sub(st.Oldest).Seconds()
+				}
+				ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.Count), p, kind)
+				ch <- prometheus.MustNewConstMetric(c.pendAge, prometheus.GaugeValue, age, p, kind)
+			}
+		}
+	}
 	for _, p := range c.providers {
 		for _, s := range States {
 			st := stats[p][s]

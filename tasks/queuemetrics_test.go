@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -122,6 +124,33 @@ func TestInvalidPayloadNamesItsOrder(t *testing.T) {
 		got := e.enqueuer.EnqueueBatch(context.Background(), [][]byte{[]byte(tt.in)})
 		if got[0].Status != tasks.Invalid || got[0].Provider != tt.provider || got[0].OrderNo != tt.orderNo {
 			t.Errorf("EnqueueBatch %s = %+v; want invalid naming %q/%q", tt.in, got[0], tt.provider, tt.orderNo)
+		}
+	}
+}
+
+// The ledger collector tells pending orders apart by what they wait for.
+func TestLedgerCollectorPendingKinds(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "PK-1"}
+	if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(ctx, ref, "t1", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute)).WithMatched()); err != nil {
+		t.Fatal(err)
+	}
+	text := collectText(t, tasks.NewLedgerCollector(e.ledger, []string{"aliyun"}))
+	for _, want := range []string{
+		`orderworker_pending_orders{kind="matched",provider="aliyun"} 1`,
+		`orderworker_pending_orders{kind="plain",provider="aliyun"} 0`,
+		`orderworker_pending_orders_oldest_age_seconds{kind="plain",provider="aliyun"} 0`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %s in\n%s", want, text)
 		}
 	}
 }

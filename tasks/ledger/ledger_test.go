@@ -1242,3 +1242,61 @@ func TestEventsOnReplicas(t *testing.T) {
 		t.Errorf("EventsOnReplicas of an event the master no longer holds = %v, want ErrNotDurable", err)
 	}
 }
+
+// PendingStats tells pending orders that wait for the provider from those
+// that wait for a person (found by matching; paid, the pay maybe through),
+// each with its oldest; beyond the orders it reads, a kind not seen among
+// them is taken to be no younger than the last one read.
+func TestPendingStats(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	pend := func(no string, matched, pay bool) {
+		t.Helper()
+		ref := ledger.Ref{Provider: "aliyun", OrderNo: no}
+		claim(t, l, ref)
+		if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: no + "-1"}); err != nil {
+			t.Fatal(err)
+		}
+		tr := ledger.SetPending("P-"+no, time.Now(), time.Now().Add(time.Minute))
+		if matched {
+			tr = tr.WithMatched()
+		}
+		if err := l.Settle(ctx, ref, no+"-1", tr); err != nil {
+			t.Fatal(err)
+		}
+		if pay {
+			if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: no + "-2", Pay: true}); err != nil || !b.Record.PayMarked {
+				t.Fatalf("Begin of the pay = %+v, %v", b, err)
+			}
+			if err := l.Settle(ctx, ref, no+"-2", ledger.Keep("pay requested")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(3 * time.Millisecond) // each its own entry time
+	}
+	pend("M1", true, false)
+	pend("S1", false, true)
+	pend("P1", false, false)
+	pend("P2", false, false)
+	all, err := l.PendingStats(ctx, []string{"aliyun", "tencent"}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := all["aliyun"]; got[ledger.PendingMatched].Count != 1 || got[ledger.PendingPaySent].Count != 1 || got[ledger.PendingPlain].Count != 2 ||
+		!got[ledger.PendingMatched].Oldest.Before(got[ledger.PendingPaySent].Oldest) || !got[ledger.PendingPaySent].Oldest.Before(got[ledger.PendingPlain].Oldest) {
+		t.Errorf("aliyun = %+v; want 1 matched (oldest), 1 pay sent, 2 plain", got)
+	}
+	if got := all["tencent"]; len(got) != 0 {
+		t.Errorf("tencent = %+v, want nothing", got)
+	}
+	// Reading only the two oldest: no plain one among them, but two more
+	// beyond: the oldest plain one is taken to be no younger than the last
+	// read (the pay-sent one).
+	two, err := l.PendingStats(ctx, []string{"aliyun"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := two["aliyun"]; got[ledger.PendingPlain].Count != 0 || !got[ledger.PendingPlain].Oldest.Equal(all["aliyun"][ledger.PendingPaySent].Oldest) {
+		t.Errorf("two read = %+v; want plain bounded by the pay-sent one's time", got)
+	}
+}

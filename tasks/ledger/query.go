@@ -176,6 +176,115 @@ func (l *Ledger) Stats(ctx context.Context, providerNames []string) (map[string]
 	return out, nil
 }
 
+// Why a pending order waits (PendingStats): nothing but the provider
+// (polled until paid, errored at the pending window), or for a person.
+const (
+	// PendingPlain: polled until paid or the pending window ends.
+	PendingPlain = "plain"
+	// PendingMatched: found by matching the provider's orders
+	// (Record.Matched); where the worker would pay it but may not, held
+	// for a person to confirm and pay it.
+	PendingMatched = "matched"
+	// PendingPaySent: the worker paid it (Record.PaySentAt) and the pay may
+	// have gone through: not errored as unpaid until a check says unpaid.
+	PendingPaySent = "pay_sent"
+)
+
+// PendingKinds are the kinds PendingStats tells apart.
+var PendingKinds = []string{PendingPlain, PendingMatched, PendingPaySent}
+
+// PendingStats returns, for each provider and kind (PendingKinds), the
+// pending orders among the limit oldest of each shard and when the oldest
+// became pending: alerts on orders stuck for want of the provider are not
+// masked by orders that wait for a person. Beyond the limit, orders are
+// not read: where a shard holds more and none of the limit read is of a
+// kind, that kind's oldest is taken to be no younger than the last one
+// read (an age too high, never too low).
+func (l *Ledger) PendingStats(ctx context.Context, providerNames []string, limit int) (map[string]map[string]StateStats, error) {
+	type idx struct {
+		p    string
+		sh   *shard
+		card *redis.IntCmd
+		rng  *redis.ZSliceCmd
+	}
+	pipe := l.rdb.Pipeline()
+	var idxs []idx
+	for _, p := range providerNames {
+		for i := range l.shards {
+			sh := &l.shards[i]
+			k := sh.indexKey(p, StatePending)
+			idxs = append(idxs, idx{p, sh, pipe.ZCard(ctx, k), pipe.ZRangeWithScores(ctx, k, 0, int64(limit-1))})
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	type rec struct {
+		x   int // in idxs
+		at  time.Time
+		cmd *redis.SliceCmd
+	}
+	var recs []rec
+	pipe = l.rdb.Pipeline()
+	for i, x := range idxs {
+		for _, z := range x.rng.Val() {
+			no, _ := z.Member.(string)
+			recs = append(recs, rec{i, time.UnixMilli(int64(z.Score)), pipe.HMGet(ctx, x.sh.recordKey(Ref{Provider: x.p, OrderNo: no}), "state", "matched", "pay_sent")})
+		}
+	}
+	if len(recs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+	}
+	out := map[string]map[string]StateStats{}
+	for _, p := range providerNames {
+		out[p] = map[string]StateStats{}
+	}
+	older := func(p, kind string, at time.Time, count int64) {
+		st := out[p][kind]
+		st.Count += count
+		if st.Oldest.IsZero() || at.Before(st.Oldest) {
+			st.Oldest = at
+		}
+		out[p][kind] = st
+	}
+	seen := make([]map[string]bool, len(idxs)) // kinds read, per shard's index
+	for _, r := range recs {
+		v := r.cmd.Val()
+		if len(v) < 3 || v[0] != string(StatePending) {
+			continue // moved on since the index was read
+		}
+		kind := PendingPlain
+		switch {
+		case v[1] == "1":
+			kind = PendingMatched
+		case v[2] != nil && v[2] != "":
+			kind = PendingPaySent
+		}
+		older(idxs[r.x].p, kind, r.at, 1)
+		if seen[r.x] == nil {
+			seen[r.x] = map[string]bool{}
+		}
+		seen[r.x][kind] = true
+	}
+	for i, x := range idxs {
+		z := x.rng.Val()
+		if x.card.Val() <= int64(len(z)) || len(z) == 0 {
+			continue
+		}
+		last := time.UnixMilli(int64(z[len(z)-1].Score))
+		for _, kind := range PendingKinds {
+			if !seen[i][kind] {
+				// None of this kind among those read: beyond them there
+				// may be one, no older than the last one read.
+				older(x.p, kind, last, 0)
+			}
+		}
+	}
+	return out, nil
+}
+
 var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0

@@ -329,7 +329,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
 		case r.Held:
 			// Errored at the window, it would sit unpaid at the provider
-			// with nobody told: it stays pending, which the stuck-pending
+			// with nobody told: it stays pending, which the awaiting-a-person
 			// alert shows, for a person to pay or resolve.
 			reason = fmt.Sprintf("pending; found by matching the provider's orders, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", wait.Round(time.Millisecond))
 		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow:
@@ -493,7 +493,7 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		// A matched order may be waiting for a person (providers.Result
 		// Held), and one whose pay may have gone through may be paid:
 		// errored, either would sit at the provider with nobody told. It
-		// stays pending, which the stuck-pending alert shows, and is
+		// stays pending, which the awaiting-a-person alert shows, and is
 		// checked until a check tells.
 		if paySent {
 			msg = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through, so the order is checked until a check tells (last %s failed: %s)",
