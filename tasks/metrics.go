@@ -144,8 +144,9 @@ func (m *Metrics) outcome(r *Record, s State, attempts int, now time.Time) {
 	}
 }
 
-// pendingRead is how many of the oldest pending orders of each shard the
-// collector reads to tell what they wait for (Ledger.PendingStats).
+// pendingRead is how many of the oldest pending orders of each provider
+// the collector reads to tell what they wait for (Ledger.PendingStats),
+// split over the ledger's shards (at least 10 of each).
 const pendingRead = 100
 
 // LedgerCollector exports orders per state, the age of the oldest
@@ -173,9 +174,9 @@ func NewLedgerCollector(l *ledger.Ledger, providerNames []string) *LedgerCollect
 		oldest: prometheus.NewDesc("orderworker_order_oldest_age_seconds",
 			"Age of the oldest order in each non-terminal state (time since it entered the state).", []string{"provider", "state"}, nil),
 		pending: prometheus.NewDesc("orderworker_pending_orders",
-			"Pending orders by provider and what they wait for: plain (the provider: polled until paid or the pending window ends), matched (found by matching the provider's orders; held for a person where the worker would pay it but may not), pay_sent (the worker paid it and the pay may have gone through). Counted among the 100 oldest pending orders of each ledger shard.", []string{"provider", "kind"}, nil),
+			"Pending orders by provider and what they wait for: plain (the provider: polled until paid or the pending window ends), matched (found by matching the provider's orders; held for a person where the worker would pay it but may not), pay_sent (the worker paid it and the pay may have gone through). Counted among the 100 oldest pending orders of each provider (split over the ledger's shards, at least 10 of each); not exported when they could not be read.", []string{"provider", "kind"}, nil),
 		pendAge: prometheus.NewDesc("orderworker_pending_orders_oldest_age_seconds",
-			"Age of the oldest pending order of each kind (see orderworker_pending_orders), time since it became pending; beyond the 100 oldest of a shard, a kind not among them counts as old as the last of them.", []string{"provider", "kind"}, nil),
+			"Age of the oldest pending order of each kind (see orderworker_pending_orders), time since it became pending; beyond those read, a kind not among them counts as old as the last one read, and when they could not be read every kind counts as old as the oldest pending order.", []string{"provider", "kind"}, nil),
 		dedupe: prometheus.NewDesc("orderworker_enqueue_dedupe_total",
 			"Enqueues of an order number already in the ledger, by provider and kind: duplicate (same params: the existing order answered, nothing queued) or conflict (other params: refused). Counted in Redis by every producer's claim; global.", []string{"provider", "kind"}, nil),
 		redisUp: prometheus.NewDesc("orderworker_redis_up",
@@ -211,17 +212,27 @@ func (c *LedgerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	now := time.Now()
-	if kinds, err := c.ledger.PendingStats(ctx, c.providers, pendingRead); err == nil {
-		for _, p := range c.providers {
-			for _, kind := range ledger.PendingKinds {
-				st := kinds[p][kind]
-				age := 0.0
-				if !st.Oldest.IsZero() {
-					age = now.Sub(st.Oldest).Seconds()
-				}
+	// Its own time: a ledger too large to read in it must not cost the
+	// series above.
+	pctx, pcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer pcancel()
+	perShard := max(pendingRead/c.ledger.Shards(), 10)
+	kinds, err := c.ledger.PendingStats(pctx, c.providers, perShard)
+	for _, p := range c.providers {
+		for _, kind := range ledger.PendingKinds {
+			st := kinds[p][kind]
+			if err != nil {
+				// Unread: every kind as old as the oldest pending order,
+				// so that no alert on pending orders goes silent.
+				st = stats[p][StatePending]
+			} else {
 				ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.Count), p, kind)
-				ch <- prometheus.MustNewConstMetric(c.pendAge, prometheus.GaugeValue, age, p, kind)
 			}
+			age := 0.0
+			if !st.Oldest.IsZero() {
+				age = now.Sub(st.Oldest).Seconds()
+			}
+			ch <- prometheus.MustNewConstMetric(c.pendAge, prometheus.GaugeValue, age, p, kind)
 		}
 	}
 	for _, p := range c.providers {

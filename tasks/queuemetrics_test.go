@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -151,6 +152,54 @@ func TestLedgerCollectorPendingKinds(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %s in\n%s", want, text)
+		}
+	}
+}
+
+// failHMGET fails every HMGET a pipeline sends: a ledger whose pending
+// orders cannot be read in time.
+type failHMGET struct{}
+
+func (failHMGET) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (failHMGET) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (failHMGET) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if c.Name() == "hmget" {
+				return errors.New("hmget refused")
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// When the pending orders cannot be read, every kind's age is the oldest
+// pending order's: no alert on pending orders goes silent.
+func TestLedgerCollectorPendingUnread(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "PU-1"}
+	if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(ctx, ref, "t1", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	e.rdb.AddHook(failHMGET{})
+	text := collectText(t, tasks.NewLedgerCollector(e.ledger, []string{"aliyun"}))
+	if strings.Contains(text, "orderworker_pending_orders{") {
+		t.Errorf("counts exported though unread:\n%s", text)
+	}
+	for _, kind := range ledger.PendingKinds {
+		prefix := `orderworker_pending_orders_oldest_age_seconds{kind="` + kind + `",provider="aliyun"} `
+		i := strings.Index(text, prefix)
+		if i < 0 || strings.HasPrefix(text[i+len(prefix):], "0\n") {
+			t.Errorf("%s: no age or 0 though an order has been pending over a second:\n%s", kind, text)
 		}
 	}
 }

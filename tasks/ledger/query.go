@@ -194,13 +194,14 @@ const (
 var PendingKinds = []string{PendingPlain, PendingMatched, PendingPaySent}
 
 // PendingStats returns, for each provider and kind (PendingKinds), the
-// pending orders among the limit oldest of each shard and when the oldest
+// pending orders among the limit (at least 1) oldest of each shard and when the oldest
 // became pending: alerts on orders stuck for want of the provider are not
 // masked by orders that wait for a person. Beyond the limit, orders are
 // not read: where a shard holds more and none of the limit read is of a
 // kind, that kind's oldest is taken to be no younger than the last one
 // read (an age too high, never too low).
 func (l *Ledger) PendingStats(ctx context.Context, providerNames []string, limit int) (map[string]map[string]StateStats, error) {
+	limit = max(limit, 1)
 	type idx struct {
 		p    string
 		sh   *shard
@@ -255,12 +256,14 @@ func (l *Ledger) PendingStats(ctx context.Context, providerNames []string, limit
 		if len(v) < 3 || v[0] != string(StatePending) {
 			continue // moved on since the index was read
 		}
+		// A pay the worker sent first: a matched order it paid is no
+		// longer one to pay by hand.
 		kind := PendingPlain
 		switch {
-		case v[1] == "1":
-			kind = PendingMatched
 		case v[2] != nil && v[2] != "":
 			kind = PendingPaySent
+		case v[1] == "1":
+			kind = PendingMatched
 		}
 		older(idxs[r.x].p, kind, r.at, 1)
 		if seen[r.x] == nil {

@@ -332,12 +332,17 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// with nobody told: it stays pending, which the awaiting-a-person
 			// alert shows, for a person to pay or resolve.
 			reason = fmt.Sprintf("pending; found by matching the provider's orders, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", wait.Round(time.Millisecond))
-		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow:
-			// Past the window, but the pay marked sent may have gone
-			// through: "still unpaid" is not known until a check a
-			// listing lag after it finds the order payable again.
-			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through (not shown yet, being paid, or a payment status not known): checked until a check %s or more after it finds the order unpaid; next check in %s",
+		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && r.Unpaid:
+			// Past the window, but the pay marked sent may not show yet:
+			// "still unpaid" is not known until a check a listing lag
+			// after it.
+			reason = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may not show yet: checked until a check %s or more after it finds the order unpaid; next check in %s",
 				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
+		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow:
+			// Past the window, but the provider does not say the order is
+			// unpaid (being paid, a status not known): it may yet be paid.
+			reason = fmt.Sprintf("pending past the pending window of %s; the provider does not say it is unpaid (being paid, or a payment status not known): checked until it is paid or found unpaid; next check in %s",
+				p.PendingWindow, wait.Round(time.Millisecond))
 		case r.Payable && step != Pay:
 			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
 				rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
@@ -504,16 +509,17 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 }
 
-// payUnsettled reports whether the order's pay, marked sent, may have gone
-// through although the check r finds the order pending: the pay was marked
-// less than a listing lag ago (a check that finds it unpaid then is no
-// proof that it is, as a lookup's not-found within the lag is no proof of
-// absence), or the provider does not say the order is unpaid (it may be
-// being paid, or in a status the client does not know). Only a check a
-// lag after the pay that finds the order unpaid (providers.Result.Unpaid)
-// tells that the pay did not go through.
+// payUnsettled reports whether an order the check r finds pending may yet
+// be paid, so that the pending window does not error it as unpaid: the
+// provider does not say it is unpaid (providers.Result.Unpaid: it may be
+// being paid, by the worker or anyone, or in a status the client does not
+// know), or the worker's pay was marked sent less than a listing lag ago
+// (a check that finds it unpaid then is no proof that it is, as a
+// lookup's not-found within the lag is no proof of absence). Only a check
+// that finds the order unpaid, a lag or more after any pay of the
+// worker's, tells that it is still unpaid.
 func payUnsettled(rec *ledger.Record, r providers.Result, p Policy, now time.Time) bool {
-	return !rec.PaySentAt.IsZero() && (now.Sub(rec.PaySentAt) < p.ListingLag || !r.Unpaid)
+	return !r.Unpaid || !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

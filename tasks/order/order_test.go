@@ -363,8 +363,14 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(pd, Poll, pendingOut, p, t0.Add(31*time.Minute)); d.Settle.To() != ledger.StatePending || d.Then.Next != Wait {
 		t.Errorf("pending at the window's end: %q %v", d.Settle.To(), d.Then.Next)
 	}
-	if d := Decide(pd, Poll, pendingOut, p, t0.Add(31*time.Minute+time.Millisecond)); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "pending window") {
-		t.Errorf("pending past the window: %q %q", d.Settle.To(), d.Then.Reason)
+	unpaidOut := Outcome{Result: providers.Result{Status: providers.StatusPending, Unpaid: true}}
+	if d := Decide(pd, Poll, unpaidOut, p, t0.Add(31*time.Minute+time.Millisecond)); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "pending window") {
+		t.Errorf("unpaid past the window: %q %q", d.Settle.To(), d.Then.Reason)
+	}
+	// Pending but not said to be unpaid (being paid, by anyone, or a
+	// status not known): it may yet be paid, so it is not errored unpaid.
+	if d := Decide(pd, Poll, pendingOut, p, t0.Add(31*time.Minute+time.Millisecond)); d.Settle.To() != ledger.StatePending || !strings.Contains(d.Then.Reason, "does not say it is unpaid") {
+		t.Errorf("being paid past the window: %q %q; want pending", d.Settle.To(), d.Then.Reason)
 	}
 	if d := Decide(pd, Poll, unavailable, p, t0.Add(32*time.Minute)); d.Settle.To() != ledger.StateErrored {
 		t.Errorf("failed poll past the window: %q, want errored", d.Settle.To())
