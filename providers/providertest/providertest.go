@@ -133,6 +133,13 @@ func settle(t *testing.T, p providers.Provider, o providers.Order, r providers.R
 			o.ProviderOrderID = r.ProviderOrderID
 		}
 		var err error
+		if r.Payable && !r.Unpaid {
+			// The worker pays a Payable order; one it paid is errored as
+			// unpaid only on a check that says Unpaid: a Payable result
+			// without it would be paid again every listing lag, never
+			// errored.
+			t.Fatalf("result %+v is Payable but not Unpaid", r)
+		}
 		if r.Payable {
 			payer, ok := p.(providers.Payer)
 			if !ok {
