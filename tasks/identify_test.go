@@ -331,13 +331,7 @@ func TestStalledRunSendsNoPay(t *testing.T) {
 	_, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{AutoPay: true}))
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{LeaseTTL: 300 * time.Millisecond, ListingLag: time.Hour, Logger: quiet,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
-	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
-	hash, _ := tasks.ParamsHash(params)
-	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "PayStall-1"}
-	if _, err := l.Claim(ctx, ref, params, hash); err != nil {
-		t.Fatal(err)
-	}
-	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: ref.OrderNo, Params: params})
+	ref, task := claimedMemOrder(t, l, "PayStall-1")
 	rdb.AddHook(&payMarkStallHook{d: 150 * time.Millisecond})
 
 	if err := h.ProcessTask(ctx, task); err == nil || !strings.Contains(err.Error(), "sending the pay; not sent") {
@@ -788,17 +782,28 @@ func TestUnsurePayCountsAgainstTheBreaker(t *testing.T) {
 	_, _, l, set := memSetup(t, nil, payUnsure{memprov.New(b, memprov.Options{AutoPay: true})})
 	g := &doneLog{}
 	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: quiet, ListingLag: -1})
-	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
-	hash, _ := tasks.ParamsHash(params)
-	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "PayUnsure-1"}
-	if _, err := l.Claim(ctx, ref, params, hash); err != nil {
-		t.Fatal(err)
-	}
-	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: ref.OrderNo, Params: params})
+	_, task := claimedMemOrder(t, l, "PayUnsure-1")
 	_ = h.ProcessTask(ctx, task) // create (ok), then the pay (unsure)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.errs) != 2 || g.errs[0] != nil || providers.CodeOf(g.errs[1]) != providers.Ambiguous {
 		t.Fatalf("the breaker was told %v; want the create's success, then the pay's ambiguous failure", g.errs)
 	}
+}
+
+// claimedMemOrder claims the mem order no in l, as a producer would, and
+// returns it with its task.
+func claimedMemOrder(t *testing.T, l *ledger.Ledger, no string) (ledger.Ref, *asynq.Task) {
+	t.Helper()
+	params := json.RawMessage(`{"item":"sku-1","qty":2}`)
+	hash, _ := tasks.ParamsHash(params)
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
+	if _, err := l.Claim(context.Background(), ref, params, hash); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: no, Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref, task
 }

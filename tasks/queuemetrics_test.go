@@ -133,17 +133,7 @@ func TestInvalidPayloadNamesItsOrder(t *testing.T) {
 func TestLedgerCollectorPendingKinds(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true})
-	ctx := context.Background()
-	ref := ledger.Ref{Provider: "aliyun", OrderNo: "PK-1"}
-	if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.ledger.Settle(ctx, ref, "t1", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute)).WithMatched()); err != nil {
-		t.Fatal(err)
-	}
+	pendingOrder(t, e.ledger, "PK-1", true)
 	text := collectText(t, tasks.NewLedgerCollector(e.ledger, []string{"aliyun"}))
 	for _, want := range []string{
 		`orderworker_pending_orders{kind="matched",provider="aliyun"} 1`,
@@ -178,17 +168,7 @@ func (failHMGET) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 func TestLedgerCollectorPendingUnread(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true})
-	ctx := context.Background()
-	ref := ledger.Ref{Provider: "aliyun", OrderNo: "PU-1"}
-	if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.ledger.Settle(ctx, ref, "t1", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute))); err != nil {
-		t.Fatal(err)
-	}
+	pendingOrder(t, e.ledger, "PU-1", false)
 	time.Sleep(1100 * time.Millisecond)
 	e.rdb.AddHook(failHMGET{})
 	text := collectText(t, tasks.NewLedgerCollector(e.ledger, []string{"aliyun"}))
@@ -201,5 +181,26 @@ func TestLedgerCollectorPendingUnread(t *testing.T) {
 		if i < 0 || strings.HasPrefix(text[i+len(prefix):], "0\n") {
 			t.Errorf("%s: no age or 0 though an order has been pending over a second:\n%s", kind, text)
 		}
+	}
+}
+
+// pendingOrder records the Aliyun order no pending in l, found by matching
+// when matched, as a worker would.
+func pendingOrder(t *testing.T, l *ledger.Ledger, no string, matched bool) {
+	t.Helper()
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: no}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: no}); err != nil {
+		t.Fatal(err)
+	}
+	tr := ledger.SetPending("P-"+no, time.Now(), time.Now().Add(time.Minute))
+	if matched {
+		tr = tr.WithMatched()
+	}
+	if err := l.Settle(ctx, ref, no, tr); err != nil {
+		t.Fatal(err)
 	}
 }
