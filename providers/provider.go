@@ -75,10 +75,11 @@ type Result struct {
 	// unless it paid it less than a listing lag before.
 	Payable bool
 	// Unpaid is set on a pending result the provider says is not paid and
-	// not being paid, whether or not this client would pay it. An order
-	// the worker paid whose check does not say Unpaid (being paid, a
-	// status the client does not know) may have been paid: the pending
-	// window does not error it on that check.
+	// not being paid, whether or not this client would pay it (a Payable
+	// result is Unpaid too). A pending order whose check does not say
+	// Unpaid (being paid, by the worker or anyone, a status the client
+	// does not know) may yet be paid: the pending window does not error it
+	// on that check.
 	Unpaid bool
 	// Matched is set when Lookup identified the order by matching the
 	// provider's listing (no client order number, no id of our create):

@@ -519,7 +519,11 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 // that finds the order unpaid, a lag or more after any pay of the
 // worker's, tells that it is still unpaid.
 func payUnsettled(rec *ledger.Record, r providers.Result, p Policy, now time.Time) bool {
-	return !r.Unpaid || !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag
+	// A Payable result is unpaid whatever it says (providertest holds
+	// providers to saying both): one taken for "may yet be paid" would be
+	// paid again every listing lag past the window, never errored.
+	unpaid := r.Unpaid || r.Payable
+	return !unpaid || !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

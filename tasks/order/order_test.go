@@ -424,6 +424,12 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 			t.Errorf("unpaid (payable %v) a listing lag after the pay, past the window: %q %v, want errored", payableNow, d.Settle.To(), d.Then.Next)
 		}
 	}
+	// Payable without Unpaid (a provider that forgot to say it) is unpaid
+	// all the same: errored, never paid again past the window.
+	payableOnly := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
+	if d := Decide(withPaySent(pending(), late.Add(-lagged.ListingLag)), Poll, payableOnly, lagged, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("payable, not said unpaid, past the window: %q %v, want errored", d.Settle.To(), d.Then.Next)
+	}
 	refused := withPaySent(pending(), late)
 	refused.PayMarked = true
 	if d := Decide(refused, Pay, Outcome{Err: errs[providers.RateLimited]}, lagged, late); d.Settle.To() != ledger.StateErrored {
