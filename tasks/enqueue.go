@@ -458,6 +458,9 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 // queued: the claim queued the task of an order it created.
 func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.ClaimResult, err error, queued bool) (EnqueueResult, error) {
 	res, p := pr.res, pr.p
+	if err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+		return res, err
+	}
 	if err != nil {
 		// ErrNotDurable: on the master, not yet on its replicas: no
 		// answer yet (a failover may lose it). A record this claim
@@ -472,32 +475,17 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// wait for the replicas once per such order). A duplicate answer
 		// the replicas did not acknowledge is ErrMaybeAccepted too: the
 		// record it found stands.
-		if errors.Is(err, ledger.ErrNotDurable) {
-			if !claim.Created {
-				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
-			}
-			if e.undoNotDurable(pr, claim.Token, queued) {
-				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrNotAccepted, err)
-			}
-			if !pr.batch {
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				if mine, cerr := e.ledger.ConfirmClaim(cctx, pr.ref(), claim.Token); mine && cerr == nil {
-					// Where the claim did not queue the task, it is
-					// queued now, as for any new record.
-					if queued {
-						res.Status, res.State = Enqueued, claim.State
-						return res, nil
-					}
-					err = nil
-				}
-			}
-			if err != nil {
-				return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
-			}
-		} else {
-			return res, err
+		if !claim.Created {
+			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
 		}
+		if e.undoNotDurable(pr, claim.Token, queued) {
+			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrNotAccepted, err)
+		}
+		if pr.batch || !e.confirm(ctx, pr, claim.Token) {
+			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
+		}
+		// Confirmed: answered as a record the replicas held at once
+		// (its task queued below where the claim did not queue it).
 	}
 	res.State = claim.State
 	switch {
@@ -606,6 +594,16 @@ func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string
 		return false, fmt.Errorf("enqueue order task: %w", err)
 	}
 	return true, nil
+}
+
+// confirm asks the replicas again to acknowledge the order's record created
+// by the claim with token (ledger.ConfirmClaim), and reports whether they
+// did and the record is still that claim's.
+func (e *Enqueuer) confirm(ctx context.Context, pr prepared, token string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	mine, err := e.ledger.ConfirmClaim(ctx, pr.ref(), token)
+	return mine && err == nil
 }
 
 // undoNotDurable takes back a claim (and the task it queued, if queued)

@@ -277,18 +277,17 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 	carried := false
 	if queue != base {
 		// A producer's own task sits in the queue as named.
-		binfo, err := inspector.GetTaskInfo(base, id)
+		ended, live, err := findTask(inspector, base, id)
 		switch {
-		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
 		case err != nil:
 			return false, err
-		case binfo.State == asynq.TaskStateArchived || binfo.State == asynq.TaskStateCompleted:
-			if token, at, err = handOn(ctx, l, base, id, binfo, rec, token, at); err != nil {
+		case live:
+			return false, nil // the producer's live task will handle it
+		case ended != nil:
+			if token, at, err = handOn(ctx, l, base, id, ended, rec, token, at); err != nil {
 				return false, err
 			}
 			carried = true
-		default:
-			return false, nil // the producer's live task will handle it
 		}
 	}
 	ok, err := requeueIn(ctx, l, inspector, client, queue, id, rec, token, at)
@@ -326,13 +325,14 @@ func handOn(ctx context.Context, l *ledger.Ledger, queue, id string, info *asynq
 // requeueIn is Requeue in queue, the order's own, carrying token and at
 // and what a task it replaces there stood for.
 func requeueIn(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue, id string, rec *Record, token string, at time.Time) (bool, error) {
-	info, err := inspector.GetTaskInfo(queue, id)
+	ended, live, err := findTask(inspector, queue, id)
 	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
 	case err != nil:
 		return false, err
-	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
-		if token, at, err = handOn(ctx, l, queue, id, info, rec, token, at); err != nil {
+	case live:
+		return false, nil // a live task will handle it
+	case ended != nil:
+		if token, at, err = handOn(ctx, l, queue, id, ended, rec, token, at); err != nil {
 			return false, err
 		}
 		// The new task takes the old one's place in one step: a
@@ -354,8 +354,6 @@ func requeueIn(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector
 		}
 		// Gone since it was read (asynq trims archived tasks): queued
 		// anew below, carrying what it stood for all the same.
-	default:
-		return false, nil // a live task will handle it
 	}
 	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, at, token)
 	if err != nil {
@@ -368,6 +366,22 @@ func requeueIn(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector
 		return false, fmt.Errorf("re-queue %s: %w", id, err)
 	}
 	return true, nil
+}
+
+// findTask reads the task id in queue: live when one stands for the
+// order and will run (pending, scheduled, retrying or running); else
+// ended, an archived or completed one, or nil when there is none.
+func findTask(inspector *asynq.Inspector, queue, id string) (ended *asynq.TaskInfo, live bool, err error) {
+	info, err := inspector.GetTaskInfo(queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	case info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted:
+		return info, false, nil
+	}
+	return nil, true, nil
 }
 
 // earlierBound is the earlier of two times no create left before, zero
