@@ -466,22 +466,28 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// answer yet (a failover may lose it). A record this claim
 		// created is taken back, with its task where the claim queued
 		// it, unless a worker took the order or another claim found it
-		// meanwhile: the answer ("not accepted; send it again") then
-		// leaves nothing behind that would go ahead on its own. What
-		// could not be taken back stands and runs: it is confirmed (the
-		// replicas asked again), and answered enqueued when they hold it;
-		// otherwise ErrMaybeAccepted, never "not accepted" (in a batch,
-		// ErrMaybeAccepted without confirming: a batch would otherwise
-		// wait for the replicas once per such order). A duplicate answer
-		// the replicas did not acknowledge is ErrMaybeAccepted too: the
+		// meanwhile. The answer "not accepted; send it again" is given
+		// only once the replicas acknowledged the take-back: a failover
+		// cannot bring back a claim its producer was told was not
+		// accepted. A take-back they did not acknowledge is
+		// ErrMaybeAccepted. What could not be taken back stands and
+		// runs: it is confirmed (the replicas asked again), and answered
+		// enqueued when they hold it; otherwise ErrMaybeAccepted. A batch
+		// answers ErrMaybeAccepted at once, with neither take-back nor
+		// confirmation, its records left to run: it would otherwise wait
+		// for the replicas once per such order. A duplicate answer the
+		// replicas did not acknowledge is ErrMaybeAccepted too: the
 		// record it found stands.
-		if !claim.Created {
+		if !claim.Created || pr.batch {
 			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
 		}
-		if e.undoNotDurable(pr, claim.Token, queued) {
+		switch e.undoNotDurable(pr, claim.Token, queued) {
+		case takenBack:
 			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrNotAccepted, err)
+		case takenOnMaster:
+			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
 		}
-		if pr.batch || !e.confirm(ctx, pr, claim.Token) {
+		if !e.confirm(ctx, pr, claim.Token) {
 			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
 		}
 		// Confirmed: answered as a record the replicas held at once
@@ -528,18 +534,19 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 
 // ErrNotAccepted is an enqueue's error (with ledger.ErrNotDurable) for an
 // order whose record the Redis master's replicas did not acknowledge in
-// time, and that was taken back, with its task: the order was not
-// accepted and will not run unless a failover comes before the take-back
-// reaches the replicas (then it runs, as an order that got in). Send it
+// time, and that was taken back, with its task, the replicas acknowledging
+// the take-back: the order was not accepted and will not run. Send it
 // again with the same order number.
 var ErrNotAccepted = errors.New("the order was not accepted: the Redis master's replicas did not acknowledge it in time, and it was taken back; send it again")
 
 // ErrMaybeAccepted is an enqueue's error (with ledger.ErrNotDurable) for
 // an order whose record the replicas did not acknowledge in time and that
-// could not be taken back (a worker took it, or another send of it found
-// it): it may run. Send it again with the same order number: it answers
+// was not surely taken back: a worker took it, another send of it found
+// it, the replicas did not acknowledge the take-back either (a failover
+// could bring the order back), or it came in a batch (never taken back).
+// It may run. Send it again with the same order number: it answers
 // duplicate if it got in.
-var ErrMaybeAccepted = errors.New("the order may have been accepted: the Redis master's replicas did not acknowledge it in time, and it could not be taken back (a worker may have taken it); send it again: it answers duplicate if it got in")
+var ErrMaybeAccepted = errors.New("the order may have been accepted: the Redis master's replicas did not acknowledge it in time, and it was not surely taken back; send it again with the same order number: it answers duplicate if it got in")
 
 // ErrNoKeyToCompare is an enqueue's error for an order already recorded
 // with params sealed with a data key, sent again by a producer without the
@@ -606,21 +613,39 @@ func (e *Enqueuer) confirm(ctx context.Context, pr prepared, token string) bool 
 	return mine && err == nil
 }
 
+// takeBack is what undoNotDurable did.
+type takeBack int
+
+const (
+	notTaken      takeBack = iota // the claim stands (or Redis did not answer)
+	takenBack                     // removed, and the replicas acknowledged it
+	takenOnMaster                 // removed on the master; a failover could bring it back
+)
+
 // undoNotDurable takes back a claim (and the task it queued, if queued)
-// that the replicas did not acknowledge, while nothing has happened to it.
-// It reports whether it did.
-func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// that the replicas did not acknowledge, while nothing has happened to it,
+// as a durable write.
+func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) takeBack {
+	// The take-back's own WAIT, with room to spare.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var taken bool
+	var err error
 	if !queued {
-		taken, err := e.ledger.UnclaimTaken(ctx, pr.ref(), token)
-		return taken && err == nil
+		taken, err = e.ledger.UnclaimTaken(ctx, pr.ref(), token)
+	} else {
+		taken, err = e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
+			ID: TaskID(pr.p.Provider, pr.p.OrderNo), Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
+			AlsoQueue: e.queue, // a producer's own task there runs the order
+		})
 	}
-	taken, err := e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
-		ID: TaskID(pr.p.Provider, pr.p.OrderNo), Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
-		AlsoQueue: e.queue, // a producer's own task there runs the order
-	})
-	return taken && err == nil
+	switch {
+	case taken && err == nil:
+		return takenBack
+	case taken:
+		return takenOnMaster
+	}
+	return notTaken
 }
 
 // undoClaim removes a claim whose task could not be queued, so a failed

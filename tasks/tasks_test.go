@@ -769,11 +769,14 @@ func TestConflictingTaskKeepsACreateInFlight(t *testing.T) {
 	ownTaskFindsTheOrder(t, e, ref, "after the conflicting task")
 }
 
-// An order whose claim the replicas did not acknowledge is answered with
-// ErrNotDurable ("send it again"), and leaves nothing behind: the record
-// and the task the claim queued are taken back, so no worker goes ahead
-// with an order its producer was told was not accepted. Sent again once
-// the replicas are back, it is a new order, queued once.
+// An order whose claim the replicas did not acknowledge is taken back,
+// with the task the claim queued. It is answered "not accepted" only when
+// the replicas acknowledged the take-back: otherwise a failover could
+// bring back an order its producer was told was not accepted (and that a
+// producer who renumbered would create twice), so it is "may have been
+// accepted". A batch's such orders are left to run, "may have been
+// accepted". Sent again once the replicas are back, a taken-back order is
+// a new order, queued once; a batch's answers duplicate.
 func TestNotDurableClaimLeavesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -802,31 +805,48 @@ func TestNotDurableClaimLeavesNothing(t *testing.T) {
 		return rec != nil, terr == nil
 	}
 	rep.Pause(t)
-	if _, err := enq.Enqueue(ctx, order("ND-1")); !errors.Is(err, ledger.ErrNotDurable) || !errors.Is(err, tasks.ErrNotAccepted) {
-		t.Fatalf("Enqueue with the replica hung = %v, want ErrNotDurable, not accepted", err)
+	// The replica hung through the take-back too.
+	if _, err := enq.Enqueue(ctx, order("ND-1")); !errors.Is(err, ledger.ErrNotDurable) || !errors.Is(err, tasks.ErrMaybeAccepted) {
+		t.Fatalf("Enqueue with the replica hung = %v, want ErrNotDurable, may have been accepted", err)
 	}
-	if r := enq.EnqueueBatch(ctx, [][]byte{order("ND-2"), order("ND-3")}); !errors.Is(r[0].Err, tasks.ErrNotAccepted) || !errors.Is(r[1].Err, tasks.ErrNotAccepted) {
-		t.Fatalf("EnqueueBatch with the replica hung = %+v, want not accepted for each", r)
+	if rec, task := left("ND-1"); rec || task {
+		t.Errorf("ND-1: record left %v, task left %v on the master; want neither (taken back)", rec, task)
 	}
-	for _, no := range []string{"ND-1", "ND-2", "ND-3"} {
-		if rec, task := left(no); rec || task {
-			t.Errorf("%s: record left %v, task left %v; want neither", no, rec, task)
+	if r := enq.EnqueueBatch(ctx, [][]byte{order("ND-2"), order("ND-3")}); !errors.Is(r[0].Err, tasks.ErrMaybeAccepted) || !errors.Is(r[1].Err, tasks.ErrMaybeAccepted) {
+		t.Fatalf("EnqueueBatch with the replica hung = %+v, want may have been accepted for each", r)
+	}
+	for _, no := range []string{"ND-2", "ND-3"} {
+		if rec, task := left(no); !rec || !task {
+			t.Errorf("%s: record %v, task %v; want both (a batch's orders are left to run)", no, rec, task)
 		}
+	}
+	// The replica back before the take-back's WAIT (the claim's is the
+	// first): the take-back is acknowledged.
+	rdb.AddHook(&resumeBeforeNthWait{rep: rep, n: 2})
+	if _, err := enq.Enqueue(ctx, order("ND-4")); !errors.Is(err, ledger.ErrNotDurable) || !errors.Is(err, tasks.ErrNotAccepted) {
+		t.Fatalf("Enqueue with the replica back for the take-back = %v, want ErrNotDurable, not accepted", err)
+	}
+	if rec, task := left("ND-4"); rec || task {
+		t.Errorf("ND-4: record left %v, task left %v; want neither", rec, task)
 	}
 	rep.Resume()
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		res, err := enq.Enqueue(ctx, order("ND-1"))
-		if err == nil {
-			if res.Status != tasks.Enqueued {
-				t.Fatalf("ND-1 sent again = %+v, want enqueued (nothing was left of the first)", res)
+	for _, c := range []struct {
+		no, want string
+	}{{"ND-1", tasks.Enqueued}, {"ND-4", tasks.Enqueued}, {"ND-2", tasks.Duplicate}} {
+		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			res, err := enq.Enqueue(ctx, order(c.no))
+			if err == nil {
+				if res.Status != c.want {
+					t.Fatalf("%s sent again = %+v, want %s", c.no, res, c.want)
+				}
+				break
 			}
-			break
+			if time.Now().After(end) {
+				t.Fatalf("Enqueue %s once the replica is back: %v", c.no, err)
+			}
 		}
-		if time.Now().After(end) {
-			t.Fatalf("Enqueue once the replica is back: %v", err)
+		if rec, task := left(c.no); !rec || !task {
+			t.Errorf("%s sent again: record %v, task %v; want both", c.no, rec, task)
 		}
-	}
-	if rec, task := left("ND-1"); !rec || !task {
-		t.Errorf("ND-1 sent again: record %v, task %v; want both", rec, task)
 	}
 }

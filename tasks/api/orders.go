@@ -80,10 +80,10 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, tasks.ErrNotAccepted):
-		h.unavailable(w, r, err, "the order was not accepted: the Redis master's replicas did not acknowledge it in time, and it was taken back; send it again", nil)
+		h.unavailable(w, r, err, tasks.ErrNotAccepted.Error(), nil)
 		return
 	case errors.Is(err, tasks.ErrMaybeAccepted):
-		h.unavailable(w, r, err, "the order may have been accepted: the Redis master's replicas did not acknowledge it in time, and it could not be taken back (a worker may have taken it); send it again: it answers duplicate if it got in", nil)
+		h.unavailable(w, r, err, tasks.ErrMaybeAccepted.Error(), nil)
 		return
 	case err != nil:
 		h.unavailable(w, r, err, "Redis is unavailable: the order may or may not have been accepted; send it again (an order that got in answers duplicate)", nil)

@@ -280,16 +280,40 @@ func (l *Ledger) Unclaimed(ctx context.Context, ref Ref, token string) (bool, er
 // taken, a create marked), is kept: the task did get queued (its answer
 // was lost), and a worker is on the order.
 func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
-	_, err := l.UnclaimTaken(ctx, ref, token)
+	_, err := l.unclaim(ctx, ref, token, false)
 	return err
 }
 
-// UnclaimTaken is Unclaim, reporting whether the record was removed.
+// UnclaimTaken is Unclaim as a durable write (see Options.Durable),
+// reporting whether the record was removed: the take-back of a claim the
+// replicas did not acknowledge. ErrNotDurable, with true, when it was
+// removed on the master but the replicas did not acknowledge that in
+// time: a failover now could bring the record back.
 func (l *Ledger) UnclaimTaken(ctx context.Context, ref Ref, token string) (bool, error) {
+	return l.unclaim(ctx, ref, token, true)
+}
+
+func (l *Ledger) unclaim(ctx context.Context, ref Ref, token string, durable bool) (bool, error) {
 	sh := l.shardOf(ref)
-	n, err := unclaimScript.Run(ctx, l.rdb, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
-		token, ref.OrderNo, int64(unclaimedTTL/time.Second)).Int()
-	return n == 1, err
+	return l.runTaken(ctx, unclaimScript, durable, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
+		token, ref.OrderNo, int64(unclaimedTTL/time.Second))
+}
+
+// runTaken runs a take-back script that answers 1 when it removed what
+// it was asked to: true then, with ErrNotDurable when durable and the
+// replicas did not acknowledge it in time.
+func (l *Ledger) runTaken(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (bool, error) {
+	v, acked, err := l.run(ctx, s, durable, keys, args...)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := v.(int64); n != 1 {
+		return false, nil
+	}
+	if !acked {
+		return true, ErrNotDurable
+	}
+	return true, nil
 }
 
 // confirmClaimScript writes the record's claim again (the same value)
@@ -359,7 +383,8 @@ return 1
 // UnclaimQueued is Unclaim for a claim that queued its task (ClaimQueue):
 // the record and the task are removed together, while nothing has
 // happened to the record and no worker has taken the task; otherwise
-// nothing changes. It reports whether they were removed.
+// nothing changes. It reports whether they were removed; a durable write,
+// as UnclaimTaken (ErrNotDurable with true: removed on the master only).
 func (l *Ledger) UnclaimQueued(ctx context.Context, ref Ref, token string, t *Task) (bool, error) {
 	sh := l.shardOf(ref)
 	keys := []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref),
@@ -367,8 +392,7 @@ func (l *Ledger) UnclaimQueued(ctx context.Context, ref Ref, token string, t *Ta
 	if t.AlsoQueue != "" && t.AlsoQueue != t.Queue {
 		keys = append(keys, asynqTaskKey(t.AlsoQueue, t.ID))
 	}
-	n, err := unqueueScript.Run(ctx, l.rdb, keys, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID).Int()
-	return n == 1, err
+	return l.runTaken(ctx, unqueueScript, true, keys, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID)
 }
 
 // noteWaitingScript sets the reason of a record still queued (ARGV[1])
