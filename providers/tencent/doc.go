@@ -70,8 +70,10 @@
 //     code is never taken for a refusal of a create.
 //   - ServiceGetOrderList's Offset, Limit and Total are named, not
 //     defined: the first page is asked for without Offset, Limit is
-//     dropped once a listing is refused for its parameters, and only a
-//     listing that surely holds everything proves an order absent.
+//     stepped down (100, 50, 20, 10) as listings are refused for their
+//     parameters and dropped only once all are (an empty page to a
+//     request without Limit then proves nothing but by a Total), and
+//     only a listing that surely holds everything proves an order absent.
 //   - No throttling code is documented for serviceapi: RequestLimitExceeded
 //     and LimitExceeded (Tencent Cloud's common codes, the second perhaps a
 //     quota) and HTTP 429 are not taken for throttling, and a create

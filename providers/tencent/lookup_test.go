@@ -467,6 +467,15 @@ func bodyServer(t *testing.T, status int, body string) *tencent.Client {
 // oursListed is the order ours creates, as ServiceGetOrderList lists it.
 const oursListed = `{"CustomerId":"Customer7","OrderNo":"Mine","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`
 
+// oursRow is oursListed as a listing server's row.
+func oursRow() map[string]any {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(oursListed), &m); err != nil {
+		panic(err)
+	}
+	return m
+}
+
 // Total is a count: null is no Total, a quoted count is read, and anything
 // else (negative, fractional, other text) makes the answer unreadable,
 // never absence. Orders null is no Orders, and an answer without Orders
@@ -533,6 +542,12 @@ func TestLookupPagingReadings(t *testing.T) {
 		{"Limit at most 50, absent", listing{orders: listed(3, ""), filter: true, maxLimit: 50}, providers.NotFound, 2},
 		{"Limit at most 50, pages of 40", listing{orders: listed(90, "Mine"), maxLimit: 50, page: 40}, providers.OK, 4},
 		{"no page without a Limit, no Total", listing{orders: justOurs, filter: true, total: "none", bareEmpty: true}, providers.OK, 2},
+		// Every Limit refused: an empty page without a Total ends nothing,
+		// but ours read before it is found.
+		{"every Limit refused, ours, no Total", listing{orders: justOurs, filter: true, maxLimit: 5, total: "none"}, providers.OK, 6},
+		{"every Limit refused, ours on the second page", listing{orders: listed(150, "Mine"), maxLimit: 5}, providers.OK, 6},
+		{"every Limit refused, absent, Total 0", listing{orders: listed(3, ""), filter: true, maxLimit: 5}, providers.NotFound, 5},
+		{"every Limit refused, absent, no Total", listing{orders: listed(150, ""), maxLimit: 5, total: "none"}, providers.Unavailable, 7},
 		{"Offset a page from 1, no Total (ours read, then a page served again)", listing{orders: justOurs, filter: true, offset: "page1", total: "none"}, providers.OK, 2},
 		{"Offset a page from 1", listing{orders: justOurs, filter: true, offset: "page1"}, providers.OK, 1},
 		{"Offset a page from 1, absent, no Total", listing{orders: listed(3, ""), filter: true, offset: "page1", total: "none"}, providers.NotFound, 1},
@@ -567,8 +582,9 @@ func TestLookupPagingReadings(t *testing.T) {
 
 // The first request names no Offset (the server's own start); later ones
 // send Offset = the orders read so far. Each one carries Limit 100 until
-// a listing is refused InvalidParameter*, whatever the refusal names: that
-// request is sent again without Limit, and so are the later ones. Every
+// a listing is refused InvalidParameterValue*, whatever the refusal names:
+// that request is sent again with Limit 50, then 20, then 10, then
+// without Limit, and the later ones keep the Limit last sent. Every
 // request filters by OrderNo alone.
 func TestLookupRequests(t *testing.T) {
 	t.Parallel()
@@ -582,13 +598,27 @@ func TestLookupRequests(t *testing.T) {
 		{"pages of 60", listing{orders: listed(150, "Mine"), page: 60},
 			[]any{nil, json.Number("60"), json.Number("120")},
 			[]any{json.Number("100"), json.Number("100"), json.Number("100")}, providers.OK},
-		{"Limit refused, pages of 60", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50},
-			[]any{nil, nil, json.Number("60"), json.Number("120")},
-			[]any{json.Number("100"), nil, nil, nil}, providers.OK},
+		{"Limit at most 50, pages of 60", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50},
+			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150")},
+			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
 		{"Limit refused, unnamed", listing{orders: listed(3, ""), filter: true, maxLimit: 50, refusal: "参数非法"},
-			[]any{nil, nil}, []any{json.Number("100"), nil}, providers.NotFound},
+			[]any{nil, nil}, []any{json.Number("100"), json.Number("50")}, providers.NotFound},
 		{"every request refused", listing{orders: listed(3, ""), refuseAll: true, refusal: "参数非法"},
-			[]any{nil, nil}, []any{json.Number("100"), nil}, providers.InvalidArgument},
+			[]any{nil, nil, nil, nil, nil}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("10"), nil}, providers.InvalidArgument},
+		// A server that caps Limit and lists nothing without one (its
+		// default page size 0, no Total): the Limit is stepped down rather
+		// than dropped, and an empty page to a request without Limit, with
+		// no Total, never reads as absence.
+		{"Limit at most 50, no page without a Limit, no Total", listing{orders: []map[string]any{oursRow()}, filter: true, maxLimit: 50, bareEmpty: true, total: "none"},
+			[]any{nil, nil, json.Number("1")}, []any{json.Number("100"), json.Number("50"), json.Number("50")}, providers.OK},
+		{"Limit at most 20, pages of 20", listing{orders: listed(30, "Mine"), maxLimit: 20, page: 20},
+			[]any{nil, nil, nil, json.Number("20")}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("20")}, providers.OK},
+		{"Limit at most 5, no page without a Limit, no Total", listing{orders: []map[string]any{oursRow()}, filter: true, maxLimit: 5, bareEmpty: true, total: "none"},
+			[]any{nil, nil, nil, nil, nil}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("10"), nil}, providers.Unavailable},
+		{"Limit at most 5, absent, no Total", listing{orders: listed(3, ""), filter: true, maxLimit: 5, total: "none"},
+			[]any{nil, nil, nil, nil, nil}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("10"), nil}, providers.Unavailable},
+		{"Limit at most 5, absent, Total 0", listing{orders: listed(3, ""), filter: true, maxLimit: 5},
+			[]any{nil, nil, nil, nil, nil}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("10"), nil}, providers.NotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -210,13 +210,13 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	return providers.Result{Status: providers.StatusPaid, HTTPStatus: resp.status, Code: "OK", Message: "created"}, nil
 }
 
-// ServiceGetOrderList paging in Lookup: the Limit asked for (until a
-// listing is refused for its parameters, see list) and the most pages one
-// Lookup reads.
-const (
-	listLimit    = 100
-	maxListPages = 10
-)
+// maxListPages is the most ServiceGetOrderList pages one Lookup reads.
+const maxListPages = 10
+
+// listLimits are the Limits a listing asks for, largest first: the next
+// one once a request carrying one is refused for its parameters (see
+// list), then none.
+var listLimits = []int{100, 50, 20, 10}
 
 // listedOrder is one entry of ServiceGetOrderList's Orders. ItemNum is kept
 // as its text, number or string.
@@ -257,10 +257,11 @@ func (l listedOrder) differs(p providers.Params) bool {
 //
 // The document names Offset, Limit and Total and defines none of them, so
 // the first request sends no Offset (the server's own start), later ones
-// Offset = the orders read so far, and each one Limit listLimit until a
-// listing is refused for its parameters (see list). The listing is
-// complete only at an empty page that does not stop short of its Total, or
-// once the orders read reach its Total. A later page that lists an order
+// Offset = the orders read so far, and each one Limit 100, stepped down
+// to 50, 20 and 10, then left out, as listings are refused for their
+// parameters (see list). The listing is complete only at an empty page
+// that does not stop short of its Total (and, once no Limit is sent, one
+// whose Total counts the list), or once the orders read reach its Total. A later page that lists an order
 // number already read (the server counts Offset otherwise, or ignores it,
 // or the listing moved) is Unavailable; a Total below the orders read
 // cannot be counting this listing, so from then on only an empty page
@@ -276,7 +277,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	var total *int            // the listing's Total, as last given
 	trustTotal := true        // false once more orders were read than it counts
 	seen := map[string]bool{} // the rows read, whole
-	limit := true             // Limit is sent
+	limit := 0                // the index in listLimits of the Limit sent; none past its end
 	for page := 0; ; page++ {
 		if page == maxListPages {
 			msg := fmt.Sprintf("more than %d pages listed (%d orders read); cannot read them all", maxListPages, read)
@@ -347,6 +348,18 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				}
 				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: msg}
 			}
+			if limit == len(listLimits) && (total == nil || !trustTotal) {
+				// Every Limit was refused, and what a server lists to a
+				// request without one is not documented: one whose
+				// default page size is 0 answers an empty page
+				// whatever it holds. Only a Total that counts the
+				// listing shows this empty page to be its end.
+				msg := fmt.Sprintf("an empty page without a Total that counts the list, after %d orders, to a request without Limit (every Limit refused), shows no end of the list", read)
+				if r, ok := foundInPart(mine, foreign, status, msg); ok {
+					return r, nil
+				}
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: msg}
+			}
 			break
 		}
 		if total != nil && trustTotal && read >= *total {
@@ -380,23 +393,25 @@ func foundInPart(mine, foreign, status int, why string) (providers.Result, bool)
 		Message: "found by ServiceGetOrderList; " + why + ", so a second order with this OrderNo is not ruled out"}, true
 }
 
-// list asks ServiceGetOrderList for one page, with Limit listLimit while
-// *limit holds. The largest Limit is not documented: a request carrying it
-// that is refused as a bad parameter value (InvalidParameterValue*,
-// whatever the message names) is sent again without it, and *limit turns
-// false, so the rest of the lookup pages by the server's default page
-// size.
-func (c *Client) list(ctx context.Context, q map[string]any, limit *bool, customer string) (answer, error) {
-	if *limit {
-		q["Limit"] = listLimit
+// list asks ServiceGetOrderList for one page, with Limit
+// listLimits[*limit] while *limit is within listLimits. The largest Limit
+// is not documented: a request carrying one that is refused as a bad
+// parameter value (InvalidParameterValue*, whatever the message names) is
+// sent again with the next smaller one, and the rest of the lookup keeps
+// it (*limit moves on). Once every one is refused, the request is sent
+// without Limit, and the rest of the lookup pages by the server's default
+// page size, which is not documented either: Lookup then reads no empty
+// page as the end of the list but by a Total.
+func (c *Client) list(ctx context.Context, q map[string]any, limit *int, customer string) (answer, error) {
+	for ; *limit < len(listLimits); *limit++ {
+		q["Limit"] = listLimits[*limit]
 		resp, err := c.call(ctx, "ServiceGetOrderList", q, false, customer)
 		var e *providers.Error
 		if !errors.As(err, &e) || e.Code != providers.InvalidArgument || !strings.HasPrefix(e.ProviderCode, "InvalidParameterValue") {
 			return resp, err
 		}
-		*limit = false
-		delete(q, "Limit")
 	}
+	delete(q, "Limit")
 	return c.call(ctx, "ServiceGetOrderList", q, false, customer)
 }
 
