@@ -28,9 +28,10 @@
 // other params (another system using the same number), the same OrderNo
 // twice, or a listing too long to read is Ambiguous: a person decides. A
 // listing that cannot be shown complete (pages that repeat orders, an end
-// short of its Total, an answer without an Orders array, whatever its
-// Total) is Unavailable, and so is every failed listing: a lookup is
-// NotFound only from an order list.
+// short of its Total, an answer without an Orders array but a first page
+// that counts it empty or, in the Response wrapper, names nothing but
+// RequestId, Orders and Total) is Unavailable, and so is every failed
+// listing: a lookup is NotFound only from an order list.
 //
 // # Errors
 //

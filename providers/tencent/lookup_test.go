@@ -294,8 +294,10 @@ func TestNonceRefusedIsAmbiguousForACreate(t *testing.T) {
 }
 
 // Answers the document does not show exactly: the list under Data (the
-// SDK's shape) is read; an answer without an Orders array (whatever its
-// Total says), or a row without an OrderNo, proves no absence.
+// SDK's shape) is read; an answer without an Orders array proves no
+// absence, unless it counts the list empty (Total 0) or holds nothing but
+// the documented names (an empty list left out); a row without an OrderNo
+// proves no absence either.
 func TestLookupAnswerShapes(t *testing.T) {
 	t.Parallel()
 	row := map[string]any{"OrderNo": "S1", "CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemVNO": "FireBusiness", "ItemNum": 2}
@@ -305,14 +307,17 @@ func TestLookupAnswerShapes(t *testing.T) {
 		want     providers.Code // Unknown: found
 	}{
 		{"under Data", map[string]any{"Data": map[string]any{"Orders": []any{row}, "Total": 1}}, providers.Unknown},
-		{"no Orders", map[string]any{}, providers.Unavailable},
+		// Nothing but RequestId: an empty list left out (see
+		// TestLookupResponseWithoutAList).
+		{"no Orders", map[string]any{}, providers.NotFound},
 		{"other names", map[string]any{"OrderList": []any{row}, "TotalCount": 1}, providers.Unavailable},
 		{"no Orders, Total 0", map[string]any{"Total": 0}, providers.NotFound},
 		{"Orders an object, Total 0", map[string]any{"Orders": map[string]any{}, "Total": 0}, providers.Unavailable},
 		{"Orders a string, Total 0", map[string]any{"Orders": "", "Total": 0}, providers.Unavailable},
 		{"no Orders under Data, Total 0", map[string]any{"Data": map[string]any{"Total": 0}}, providers.NotFound},
 		{"no Orders, Total 1", map[string]any{"Total": 1}, providers.Unavailable},
-		{"Orders null, no Total", map[string]any{"Orders": nil}, providers.Unavailable},
+		{"Orders null, no Total", map[string]any{"Orders": nil}, providers.NotFound},
+		{"Orders null, no Total, other key", map[string]any{"Orders": nil, "Status": "OK"}, providers.Unavailable},
 		{"a row without OrderNo", map[string]any{"Orders": []any{map[string]any{"CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemNum": 2}}, "Total": 1}, providers.Ambiguous},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,15 +484,16 @@ func oursRow() map[string]any {
 // Total is a count: null is no Total, a quoted count is read, and anything
 // else (negative, fractional, other text) makes the answer unreadable,
 // never absence. Orders null is no Orders, and an answer without Orders
-// proves nothing, whatever its Total.
+// proves nothing but on a first page where it counts the list empty or
+// holds nothing but RequestId, Orders and Total.
 func TestLookupReadsTotal(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name, response string
 		want           providers.Code // OK: found
 	}{
-		{"Total null, no Orders", `"Total":null`, providers.Unavailable},
-		{"Orders null, no Total", `"Orders":null`, providers.Unavailable},
+		{"Total null, no Orders", `"Total":null`, providers.NotFound},
+		{"Orders null, no Total", `"Orders":null`, providers.NotFound},
 		{"Orders null, Total 0", `"Orders":null,"Total":0`, providers.NotFound},
 		{"no Orders, Total 0", `"Total":0`, providers.NotFound},
 		{"Total as text 0", `"Orders":[],"Total":"0"`, providers.NotFound},
@@ -799,5 +805,86 @@ func TestLaterPageWithoutOrdersProvesNothing(t *testing.T) {
 	}
 	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
 		t.Errorf("Lookup = %+v, %v; want unavailable, never not found", r, err)
+	}
+}
+
+// A 2xx answer in the documented Response wrapper, without Error, that
+// holds nothing but RequestId, Orders and Total, with Orders null or left
+// out and Total 0, null or left out, is a listing's first page showing an
+// empty list (an encoder leaving out or nulling an empty one): not found.
+// Any other key, a Total above 0, another shape, a status other than 2xx,
+// or a later page makes it no list: never not found.
+func TestLookupResponseWithoutAList(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		want       providers.Code
+	}{
+		{"RequestId only", `{"Response":{"RequestId":"r"}}`, 200, providers.NotFound},
+		{"Orders null only", `{"Response":{"Orders":null}}`, 200, providers.NotFound},
+		{"empty", `{"Response":{}}`, 200, providers.NotFound},
+		{"Orders and Total null", `{"Response":{"RequestId":"r","Orders":null,"Total":null}}`, 200, providers.NotFound},
+		{"Total null", `{"Response":{"RequestId":"r","Total":null}}`, 200, providers.NotFound},
+		{"keys in other case", `{"Response":{"requestId":"r","orders":null}}`, 200, providers.NotFound},
+		{"Total 1", `{"Response":{"RequestId":"r","Total":1}}`, 200, providers.Unavailable},
+		{"Orders null, Total 1", `{"Response":{"RequestId":"r","Orders":null,"Total":1}}`, 200, providers.Unavailable},
+		{"Orders empty, Total 1", `{"Response":{"RequestId":"r","Orders":[],"Total":1}}`, 200, providers.Unavailable},
+		{"Status OK", `{"Response":{"RequestId":"r","Status":"OK"}}`, 200, providers.Unavailable},
+		{"Error null", `{"Response":{"RequestId":"r","Error":null}}`, 200, providers.Unavailable},
+		{"Data null", `{"Response":{"RequestId":"r","Data":null}}`, 200, providers.Unavailable},
+		{"Data empty", `{"Response":{"RequestId":"r","Data":{}}}`, 200, providers.Unavailable},
+		{"other names", `{"Response":{"RequestId":"r","OrderList":null}}`, 200, providers.Unavailable},
+		{"the SDK's data", `{"code":0,"data":{"RequestId":"r"}}`, 200, providers.Unavailable},
+		{"no wrapper", `{"RequestId":"r"}`, 200, providers.Unavailable},
+		{"no wrapper, Orders null", `{"RequestId":"r","Orders":null}`, 200, providers.Unavailable},
+		{"Response null", `{"Response":null}`, 200, providers.Unavailable},
+		{"at 400", `{"Response":{"RequestId":"r"}}`, 400, providers.InvalidArgument},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, tt.status, tt.body)
+			if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != tt.want {
+				t.Errorf("Lookup answered %d %s = %+v, %v; want %v", tt.status, tt.body, r, err, tt.want)
+			}
+		})
+	}
+	// A later page so is no list: orders were read under no Total, and
+	// the page after them proves nothing.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var q map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&q)
+		resp := `{"RequestId":"r","Orders":[{"CustomerId":"Customer7","OrderNo":"A"},{"CustomerId":"Customer7","OrderNo":"B"}]}`
+		if _, ok := q["Offset"]; ok {
+			resp = `{"RequestId":"r"}`
+		}
+		_, _ = w.Write([]byte(`{"Response":` + resp + `}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup with a later page {\"RequestId\":\"r\"} = %+v, %v; want unavailable", r, err)
+	}
+
+	// Nor is it, to a request without Limit (every Limit refused): a
+	// server whose default page size is 0 may answer so.
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var q map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&q)
+		resp := `{"RequestId":"r"}`
+		if _, ok := q["Limit"]; ok {
+			resp = `{"RequestId":"r","Error":{"Code":"InvalidParameterValue","Message":"Limit 超出范围"}}`
+		}
+		_, _ = w.Write([]byte(`{"Response":` + resp + `}`))
+	}))
+	t.Cleanup(srv.Close)
+	if c, err = tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup answered {\"RequestId\":\"r\"} without Limit = %+v, %v; want unavailable", r, err)
 	}
 }

@@ -300,7 +300,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			return providers.Result{}, err
 		}
 		status = resp.status
-		list, err := parseOrderList(resp.response, page == 0)
+		list, err := parseOrderList(resp.response, page == 0, resp.wrapped)
 		if err != nil {
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 				HTTPStatus: resp.status, Message: err.Error()}
@@ -426,17 +426,29 @@ type orderList struct {
 // case, as encoding/json does). A key whose value is null counts as
 // absent. The document gives the answer as Orders and Total: one without
 // an Orders array shows no list, so it proves no absence, and is an
-// error, unless it is a listing's first page (first) and gives a Total of
-// 0, which counts the list (an empty list written as null or left out, as
-// Go's encoder writes a nil slice or drops an omitempty one); on a later
-// page, after orders were read under a larger Total, such an answer proves
-// nothing. Total is a count: a non-negative integer, as a
-// JSON number or a quoted one ("1"); anything else is malformed.
-func parseOrderList(raw json.RawMessage, first bool) (orderList, error) {
+// error, but on a listing's first page (first): there an answer that
+// gives a Total of 0 counts the list (an empty list written as null or
+// left out, as Go's encoder writes a nil slice or drops an omitempty one),
+// and so does a Response in the documented wrapper (wrapped) holding
+// nothing but RequestId, Orders and Total, Orders and Total both absent
+// (an encoder leaving out an empty list and a zero count). On a later
+// page, after orders were read, such an answer proves nothing. Total is a
+// count: a non-negative integer, as a JSON number or a quoted one ("1");
+// anything else is malformed.
+func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error) {
 	bad := errors.New("malformed order list")
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return orderList{}, bad
+	}
+	// Only the documented names, Orders and Total absent: an empty list.
+	// Any other key (Data, Status, Error null, another list's name) may
+	// carry what this reading would miss.
+	plain := first && wrapped
+	for k := range m {
+		if !strings.EqualFold(k, "RequestId") && !strings.EqualFold(k, "Orders") && !strings.EqualFold(k, "Total") {
+			plain = false
+		}
 	}
 	if _, ok := present(m, "Orders"); !ok {
 		if data, ok := present(m, "Data"); ok {
@@ -455,7 +467,7 @@ func parseOrderList(raw json.RawMessage, first bool) (orderList, error) {
 	}
 	orders, ok := present(m, "Orders")
 	if !ok {
-		if first && list.Total != nil && *list.Total == 0 {
+		if first && list.Total != nil && *list.Total == 0 || plain && list.Total == nil {
 			return list, nil
 		}
 		return orderList{}, errors.New("answer lists no Orders")
@@ -506,6 +518,7 @@ func key(m map[string]json.RawMessage, name string) (json.RawMessage, bool) {
 type answer struct {
 	status   int
 	response json.RawMessage // the Response object, without Error
+	wrapped  bool            // given in the Response wrapper, as documented
 }
 
 // call signs and sends one action and classifies the answer.
@@ -545,14 +558,28 @@ func ParseResponse(body []byte) (response json.RawMessage, code, message string,
 	return response, code, message, err
 }
 
-// parseResponse is ParseResponse, and reports whether the answer came in
-// a shape the document gives for it (shown): the Response wrapper, or the
-// SDK's data, which the document says to read as the Response. An error
-// code is read for its documented meaning only in such a shape.
-func parseResponse(body []byte) (response json.RawMessage, code, message string, shown bool, err error) {
+// shape is the shape an answer came in.
+type shape int
+
+const (
+	// shapeBare: neither the Response wrapper nor the SDK's code and
+	// data (a Response without its wrapper).
+	shapeBare shape = iota
+	// shapeData: the SDK's {code, msg, data}, whose data the document
+	// says to read as the Response.
+	shapeData
+	// shapeWrapper: {"Response": {…}}, as the document shows.
+	shapeWrapper
+)
+
+// parseResponse is ParseResponse, and reports the shape the answer came
+// in. An error code is read for its documented meaning only in a shape
+// the document gives for it (the Response wrapper, or the SDK's data,
+// which the document says to read as the Response).
+func parseResponse(body []byte) (response json.RawMessage, code, message string, sh shape, err error) {
 	var top json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, "", "", false, err
+		return nil, "", "", shapeBare, err
 	}
 	var env struct {
 		Response *json.RawMessage `json:"Response"`
@@ -561,38 +588,38 @@ func parseResponse(body []byte) (response json.RawMessage, code, message string,
 		Data     *json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(top, &env); err != nil {
-		return nil, "", "", false, err
+		return nil, "", "", shapeBare, err
 	}
 	var r json.RawMessage
 	switch {
 	case env.Response != nil:
-		r, shown = *env.Response, true
+		r, sh = *env.Response, shapeWrapper
 	case env.Code != nil:
 		if env.Code.String() != "0" {
-			return nil, "InternalError", "code " + env.Code.String() + ": " + env.Msg, false, nil
+			return nil, "InternalError", "code " + env.Code.String() + ": " + env.Msg, shapeBare, nil
 		}
 		if env.Data == nil {
-			return nil, "", "", false, errors.New("no data")
+			return nil, "", "", shapeBare, errors.New("no data")
 		}
-		r, shown = *env.Data, true
+		r, sh = *env.Data, shapeData
 	case bare(top):
 		r = top
 	default:
-		return nil, "", "", false, errors.New("neither Response nor code")
+		return nil, "", "", shapeBare, errors.New("neither Response nor code")
 	}
 	var inner struct {
 		Error *struct{ Code, Message string }
 	}
 	if err := json.Unmarshal(r, &inner); err != nil {
-		return nil, "", "", false, err
+		return nil, "", "", shapeBare, err
 	}
 	if inner.Error != nil {
 		if inner.Error.Code == "" {
 			inner.Error.Code = "InternalError"
 		}
-		return r, inner.Error.Code, inner.Error.Message, shown, nil
+		return r, inner.Error.Code, inner.Error.Message, sh, nil
 	}
-	return r, "", "", shown, nil
+	return r, "", "", sh, nil
 }
 
 // bare reports whether an answer with neither Response nor code is a
@@ -628,7 +655,8 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 			ProviderCode: providers.Truncate(providers.Redact(pcode, c.appSecret, c.appKey, customer), 64),
 			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer), 200)}
 	}
-	r, pcode, msg, shown, perr := parseResponse(resp.Body)
+	r, pcode, msg, sh, perr := parseResponse(resp.Body)
+	shown := sh != shapeBare
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	if redirect(resp.StatusCode) {
 		// A redirect is not followed (refuseRedirect), and says nothing
@@ -693,7 +721,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		// body holds proves nothing.
 		return answer{}, fail(providers.Unavailable, "", http.StatusText(resp.StatusCode))
 	}
-	return answer{status: resp.StatusCode, response: r}, nil
+	return answer{status: resp.StatusCode, response: r, wrapped: sh == shapeWrapper}, nil
 }
 
 // redirect reports whether status is a 3xx.
