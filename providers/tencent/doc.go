@@ -31,7 +31,10 @@
 // short of its Total, an answer without an Orders array but a first page
 // that counts it empty or, in the Response wrapper, names nothing but
 // RequestId, Orders and Total) is Unavailable, and so is every failed
-// listing: a lookup is NotFound only from an order list.
+// listing: a lookup is NotFound only from an order list. A listing too
+// long to read, one that cannot be shown complete, and one whose later
+// page fails are paid instead when the part read holds our order once and
+// nothing like it: the order exists.
 //
 // # Errors
 //

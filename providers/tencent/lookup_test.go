@@ -888,3 +888,55 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 		t.Errorf("Lookup answered {\"RequestId\":\"r\"} without Limit = %+v, %v; want unavailable", r, err)
 	}
 }
+
+// A later page that fails (refused, a server error, an answer that is no
+// list) after an earlier one listed our order, once and nothing like it,
+// leaves the order found: it exists, which is what the lookup asks. With
+// our order not read, the failure is the lookup's answer.
+func TestLaterPageFailsAfterOursWasRead(t *testing.T) {
+	t.Parallel()
+	first := `{"Response":{"RequestId":"r","Total":3,"Orders":[` + oursListed + `,{"CustomerId":"Customer7","OrderNo":"A"}]}}`
+	firstNotOurs := `{"Response":{"RequestId":"r","Total":3,"Orders":[{"CustomerId":"Customer7","OrderNo":"A"},{"CustomerId":"Customer7","OrderNo":"B"}]}}`
+	for _, tt := range []struct {
+		name, first string
+		status      int
+		later       string
+		want        providers.Code // OK: found
+	}{
+		{"server error", first, 500, `{"Response":{"RequestId":"r","Error":{"Code":"InternalError","Message":"x"}}}`, providers.OK},
+		{"refused", first, 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue","Message":"Offset 非法"}}}`, providers.OK},
+		{"credentials", first, 200, `{"Response":{"RequestId":"r","Error":{"Code":"InvalidParameterValue","Message":"Signature 无效"}}}`, providers.OK},
+		{"throttled", first, 429, ``, providers.OK},
+		{"unreadable", first, 200, `<html>`, providers.OK},
+		{"no list", first, 200, `{"Response":{"RequestId":"r","Orders":{}}}`, providers.OK},
+		{"Total not a count", first, 200, `{"Response":{"RequestId":"r","Orders":[],"Total":-1}}`, providers.OK},
+		{"server error, ours not read", firstNotOurs, 500, `{"Response":{"RequestId":"r","Error":{"Code":"InternalError","Message":"x"}}}`, providers.Unavailable},
+		{"no list, ours not read", firstNotOurs, 200, `{"Response":{"RequestId":"r","Orders":{}}}`, providers.Unavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var q map[string]any
+				_ = json.NewDecoder(r.Body).Decode(&q)
+				if _, ok := q["Offset"]; !ok {
+					_, _ = w.Write([]byte(tt.first))
+					return
+				}
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.later))
+			}))
+			t.Cleanup(srv.Close)
+			c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+			if err == nil && !strings.Contains(r.Message, "not ruled out") {
+				t.Errorf("Lookup message %q does not say a second order is not ruled out", r.Message)
+			}
+		})
+	}
+}

@@ -253,7 +253,9 @@ func (l listedOrder) differs(p providers.Params) bool {
 // Ambiguous for a person: an order with this OrderNo but other params
 // (another system using the same number), the same order twice, or a
 // listing too long to read. A listing that cannot be shown complete is
-// Unavailable: the order is looked up again later.
+// Unavailable, and so is a page that fails: the order is looked up again
+// later. Either, once the part read holds our order once and nothing like
+// it, leaves the order found (see foundInPart).
 //
 // The document names Offset, Limit and Total and defines none of them, so
 // the first request sends no Offset (the server's own start), later ones
@@ -297,11 +299,20 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 		}
 		resp, err := c.list(ctx, q, &limit, p.Str("CustomerId"))
 		if err != nil {
+			// A page that fails after ours was read leaves it found.
+			msg := fmt.Sprintf("the page at Offset %d could not be read (%s)", read, providers.CodeOf(err))
+			if r, ok := foundInPart(mine, foreign, status, msg); ok {
+				return r, nil
+			}
 			return providers.Result{}, err
 		}
 		status = resp.status
 		list, err := parseOrderList(resp.response, page == 0, resp.wrapped)
 		if err != nil {
+			msg := fmt.Sprintf("the page at Offset %d could not be read (%s)", read, err)
+			if r, ok := foundInPart(mine, foreign, status, msg); ok {
+				return r, nil
+			}
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 				HTTPStatus: resp.status, Message: err.Error()}
 		}
