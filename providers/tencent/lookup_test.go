@@ -387,9 +387,18 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "时间戳已过期", providers.Unavailable, providers.Unavailable},
 		{"InvalidParameterValue", "timestamp expired", providers.Unavailable, providers.Unavailable},
 		{"InvalidParameterValue.AppKeyInvalid", "x", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "AppKey 不存在", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "unknown AppKey", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue.AppKeyNotFound", "x", providers.Unauthenticated, providers.Unauthenticated},
+		// An AppKey refused for anything but being a bad key (its licences
+		// used up, say) is no credentials problem: a plain refusal.
+		{"InvalidParameterValue", "AppKey 授权数不足", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidParameterValue", "AppKey license quota exceeded", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidParameterValue.AppKeyQuotaExceeded", "x", providers.InvalidArgument, providers.InvalidArgument},
+		{"InvalidParameterValue.AppKeyQuota", "InvalidParameterValue: AppKey 授权数不足", providers.InvalidArgument, providers.InvalidArgument},
 		// Saying the order exists or repeats wins over anything else it
 		// names: such a refusal may mean the order exists.
-		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.Unauthenticated},
+		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameterValue", "签名已使用", providers.Ambiguous, providers.Unauthenticated},
 		{"InvalidParameterValue", "订单号已被使用", providers.Ambiguous, providers.InvalidArgument},

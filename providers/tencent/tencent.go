@@ -758,8 +758,10 @@ func statusCode(status int) providers.Code {
 // (docs/providers/tencent.md, "Errors"). The document lists InternalError,
 // ErrorRequiredParamNotFound, InvalidAction, InvalidParameterValue and
 // InvalidParameterValue.InvalidJSON, and shows a bad signature as
-// InvalidParameterValue "Signature 无效"; InvalidParameterValue.* sub-codes
-// are taken for that class. Any other code (Tencent Cloud's common ones
+// InvalidParameterValue "Signature 无效" (read so in other words too, and
+// for an AppKey said to be invalid or unknown, but not for an AppKey
+// refused otherwise); InvalidParameterValue.* sub-codes are taken for
+// that class. Any other code (Tencent Cloud's common ones
 // such as RequestLimitExceeded, LimitExceeded, AuthFailure*,
 // UnauthorizedOperation* or InvalidParameter* included) is not documented
 // for this API, so it says nothing of what a create did: Ambiguous for a
@@ -788,10 +790,13 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// refusal it would otherwise take as final so.)
 		return providers.Ambiguous
 	case value && (strings.Contains(lmsg, "signature") || strings.Contains(lcode, "signature") ||
-		strings.Contains(msg, "签名") || strings.Contains(lmsg, "appkey") || strings.Contains(lcode, "appkey")):
+		strings.Contains(msg, "签名") || badAppKey(pcode, msg)):
 		// The documented bad signature ("Signature 无效"), in whatever
-		// words or sub-code: the credentials (AppKey, AppSecret) are
-		// wrong, which no order can fix; the order waits for them.
+		// words or sub-code, or an AppKey said to be invalid or unknown:
+		// the credentials (AppKey, AppSecret) are wrong, which no order
+		// can fix; the order waits for them. An AppKey refused for
+		// anything else ("AppKey 授权数不足": its licences used up) is a
+		// plain refusal, below.
 		return providers.Unauthenticated
 	case !create && (pcode == "AuthFailure" || strings.HasPrefix(pcode, "AuthFailure.")):
 		// A listing creates nothing whatever the refusal means: a
@@ -808,6 +813,30 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 	// InternalError (documented: the order may exist), and every code the
 	// document does not list.
 	return unsure
+}
+
+// badKeyWords, matched without regard to case, say that a key is invalid
+// or unknown (English or Chinese).
+var badKeyWords = []string{"invalid", "unknown", "not exist", "n't exist", "nonexist", "non-exist",
+	"not found", "notfound", "no such", "wrong", "incorrect", "无效", "不存在", "未知", "错误", "非法"}
+
+// badAppKey reports whether an InvalidParameterValue* refusal names the
+// AppKey, in its message or sub-code, as invalid or unknown: one of
+// badKeyWords in the same text (the code's own InvalidParameterValue, or
+// the message's, aside: it says nothing of the AppKey).
+func badAppKey(pcode, msg string) bool {
+	for _, text := range []string{pcode, msg} {
+		t := strings.ReplaceAll(strings.ToLower(text), "invalidparametervalue", "")
+		if !strings.Contains(t, "appkey") {
+			continue
+		}
+		for _, w := range badKeyWords {
+			if strings.Contains(t, w) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // existWords, matched without regard to case, mark a refusal of a create

@@ -1,0 +1,63 @@
+package tencent_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	ordersm "github.com/orderworker/orderworker/tasks/order"
+)
+
+// A create refused for its AppKey's licences ("AppKey 授权数不足") is a
+// plain refusal: the order state machine errors it (or, after an earlier
+// create that may have been received, looks it up), never records it
+// created, and holds no worker for its credentials. Only an AppKey said
+// to be invalid or unknown, like a bad signature, holds the order for the
+// configuration, unchanged.
+func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
+	t.Parallel()
+	p := ordersm.Policy{MaxAttempts: 3, Deadline: time.Hour, ConfigWait: 30 * time.Second,
+		Backoff: ordersm.Backoff{Base: time.Second, Max: time.Minute}}
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		msg      string
+		first    ledger.State // after a first create
+		next     ordersm.Next
+		again    ledger.State // after a create an earlier one of which may have been received
+		nextThen ordersm.Next
+	}{
+		{"AppKey 授权数不足", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
+		{"AppKey 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
+		{"Signature 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
+	} {
+		t.Run(tt.msg, func(t *testing.T) {
+			t.Parallel()
+			body, _ := json.Marshal(map[string]any{"Response": map[string]any{"RequestId": "r",
+				"Error": map[string]any{"Code": "InvalidParameterValue", "Message": tt.msg}}})
+			c := bodyServer(t, http.StatusOK, string(body))
+			r, err := c.Submit(lookupCtx(t), order("K1", ours))
+			if err == nil {
+				t.Fatalf("Submit = %+v, want a refusal", r)
+			}
+			for _, may := range []bool{false, true} {
+				rec := &ledger.Record{Provider: "tencent", OrderNo: "K1", State: ledger.StateSubmitting,
+					Inflight: 1, InflightMarked: true, CreatedAt: now.Add(-time.Minute), MayHaveExisted: may}
+				d := ordersm.Decide(rec, ordersm.Submit, ordersm.Outcome{Err: err, Result: r}, p, now)
+				to, next := tt.first, tt.next
+				if may {
+					to, next = tt.again, tt.nextThen
+				}
+				if d.Settle.To() != to || d.Then.Next != next {
+					t.Errorf("%s (an earlier create may have been received: %v): to %q then %v, want to %q then %v",
+						providers.CodeOf(err), may, d.Settle.To(), d.Then.Next, to, next)
+				}
+				if d.Settle.To() == ledger.StatePaid || d.Settle.To() == ledger.StatePending {
+					t.Errorf("a refused create recorded as created: %q", d.Settle.To())
+				}
+			}
+		})
+	}
+}
