@@ -20,10 +20,10 @@
 // An order is identified by its OrderNo, the producer's order number, which
 // Submit sends. The ledger keys records by it, so no other record can hold
 // it, and Order.Owned has nothing to check (an order has no provider order
-// id). Lookup lists ServiceGetOrderList for this OrderNo and CustomerId,
-// every page (at most 10), and takes a listed order with this OrderNo for
-// ours only when the CustomerId, ItemId, ItemNum and ItemVNO it lists
-// agree with the params. Exactly one such order is paid; none, in a
+// id). Lookup lists ServiceGetOrderList filtered by this OrderNo alone
+// (not by CustomerId: see Lookup), every page (at most 10), and takes a
+// listed order with this OrderNo for ours only when the CustomerId,
+// ItemId, ItemNum and ItemVNO it lists agree with the params. Exactly one such order is paid; none, in a
 // listing surely read in full, is NotFound. An order with this OrderNo but
 // other params (another system using the same number), the same OrderNo
 // twice, or a listing too long to read is Ambiguous: a person decides. A

@@ -241,7 +241,8 @@ func (l listedOrder) differs(p providers.Params) bool {
 }
 
 // Lookup implements providers.Provider with ServiceGetOrderList filtered by
-// OrderNo and CustomerId, every page (at most maxListPages).
+// OrderNo alone, every page (at most maxListPages); the CustomerId is
+// checked on what is listed, not asked for.
 //
 // The order is identified by its OrderNo, the producer's order number,
 // which only this record can hold (the ledger keys records by it), so no
