@@ -264,11 +264,11 @@ func (l listedOrder) differs(p providers.Params) bool {
 // to 50, 20 and 10, then left out, as listings are refused for their
 // parameters (see list). The listing is complete only at an empty page
 // that does not stop short of its Total (and, once no Limit is sent, one
-// whose Total counts the list), or once the orders read reach its Total. A later page that lists an order
-// number already read (the server counts Offset otherwise, or ignores it,
-// or the listing moved) is Unavailable; a Total below the orders read
-// cannot be counting this listing, so from then on only an empty page
-// ends it.
+// whose Total counts the list), or once the orders read reach its Total.
+// A later page that lists an order number already read (the server counts
+// Offset otherwise, or ignores it, or the listing moved) is Unavailable; a
+// Total below the orders read cannot be counting this listing, so from
+// then on only an empty page ends it.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
 	const op = "tencent ServiceGetOrderList"
 	p, err := orderParams(o)
