@@ -23,15 +23,16 @@
 // id). Lookup lists ServiceGetOrderList filtered by this OrderNo alone
 // (not by CustomerId: see Lookup), every page (at most 10), and takes a
 // listed order with this OrderNo for ours only when the CustomerId,
-// ItemId, ItemNum and ItemVNO it lists agree with the params. Exactly one such order is paid; none, in a
-// listing surely read in full, is NotFound. An order with this OrderNo but
-// other params (another system using the same number), the same OrderNo
-// twice, or a listing too long to read is Ambiguous: a person decides. A
-// listing that cannot be shown complete (pages that repeat orders, an end
-// short of its Total, an answer without an Orders array but a first page
-// that counts it empty or, in the Response wrapper, names nothing but
-// RequestId, Orders and Total) is Unavailable, and so is every failed
-// listing: a lookup is NotFound only from an order list. A listing too
+// ItemId, ItemNum and ItemVNO it lists agree with the params. Exactly one
+// such order is paid; none, in a listing surely read in full, is
+// NotFound. An order with this OrderNo but other params (another system
+// using the same number), the same OrderNo twice, or a listing too long
+// to read is Ambiguous: a person decides. A listing that cannot be shown
+// complete (pages that repeat orders, an end short of its Total, an
+// answer without an Orders array but a first page that counts it empty
+// or, in the Response wrapper, names nothing but RequestId, Orders and
+// Total) is Unavailable, and so is every failed listing: a lookup is
+// NotFound only from an order list. A listing too
 // long to read, one that cannot be shown complete, and one whose later
 // page fails are paid instead when the part read holds our order once and
 // nothing like it: the order exists.
