@@ -390,6 +390,11 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "AppKey 不存在", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "unknown AppKey", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue.AppKeyNotFound", "x", providers.Unauthenticated, providers.Unauthenticated},
+		// A key no longer in force is the operator's to fix, as a wrong one.
+		{"InvalidParameterValue", "AppKey 已过期", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "AppKey 已被禁用", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "AppKey disabled", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue.AppKeyExpired", "x", providers.Unauthenticated, providers.Unauthenticated},
 		// An AppKey refused for anything but being a bad key (its licences
 		// used up, say) is no credentials problem: a plain refusal.
 		{"InvalidParameterValue", "AppKey 授权数不足", providers.InvalidArgument, providers.InvalidArgument},

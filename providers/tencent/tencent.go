@@ -816,10 +816,12 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 	return unsure
 }
 
-// badKeyWords, matched without regard to case, say that a key is invalid
-// or unknown (English or Chinese).
+// badKeyWords, matched without regard to case, say that a key is invalid,
+// unknown, or no longer in force (disabled, expired, frozen: an operator's
+// fix, as for a wrong key), in English or Chinese.
 var badKeyWords = []string{"invalid", "unknown", "not exist", "n't exist", "nonexist", "non-exist",
-	"not found", "notfound", "no such", "wrong", "incorrect", "无效", "不存在", "未知", "错误", "非法"}
+	"not found", "notfound", "no such", "wrong", "incorrect", "disabled", "expired", "revoked",
+	"suspended", "frozen", "无效", "不存在", "未知", "错误", "非法", "过期", "失效", "禁用", "停用", "冻结"}
 
 // badAppKey reports whether an InvalidParameterValue* refusal names the
 // AppKey, in its message or sub-code, as invalid or unknown: one of
