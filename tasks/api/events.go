@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 
-	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
@@ -20,6 +19,8 @@ var eventCursor = regexp.MustCompile(`^[0-9]{1,20}(-[0-9]{1,20})?(,[0-9]{1,20}(-
 
 // eventsPage is the answer of GET /v1/events.
 type eventsPage struct {
+	// Events carry no phone number: ledger.EventStream.Event hides them
+	// in the reason, for webhooks alike.
 	Events []ledger.Event `json:"events"`
 	// NextAfter is the after= of the next page: with one ledger shard the
 	// last event's id (or the after given when there was none); with
@@ -75,10 +76,6 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	page := eventsPage{Events: p.Events, NextAfter: p.Next, Missed: p.Missed}
 	if page.Events == nil {
 		page.Events = []ledger.Event{}
-	}
-	for i := range page.Events {
-		// As for GET /v1/orders/…: nothing of a phone number shown.
-		page.Events[i].Data.Reason = providers.HidePhones(page.Events[i].Data.Reason)
 	}
 	writeJSON(w, http.StatusOK, page)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/providers"
 )
 
 // Event is an outcome event: an order's change to paid, pending, errored or
@@ -31,8 +33,11 @@ type EventData struct {
 	OrderNo         string `json:"order_no"`
 	State           State  `json:"state"`
 	ProviderOrderID string `json:"provider_order_id"`
-	Reason          string `json:"reason"`
-	Attempts        int    `json:"attempts"`
+	// Reason is the record's reason with every phone number hidden whole
+	// (providers.HidePhones): events go to whoever holds an API token or
+	// runs a webhook endpoint, not to an operator.
+	Reason   string `json:"reason"`
+	Attempts int    `json:"attempts"`
 }
 
 // Body is the event as JSON, as webhooks and the events API send it.
@@ -74,14 +79,17 @@ func (s EventStream) Entry(id string) (string, bool) {
 	return e, ok && shard == s.Shard
 }
 
-// Event decodes an entry of the stream.
+// Event decodes an entry of the stream. Every event that leaves the
+// process (a webhook, GET /v1/events) is built here, so this is where the
+// reason's phone numbers are hidden: the stream keeps the record's reason,
+// masked as an operator sees it, with seven digits of a number.
 func (s EventStream) Event(m redis.XMessage) Event {
 	v := func(k string) string { x, _ := m.Values[k].(string); return x }
 	ms, _ := strconv.ParseInt(v("at"), 10, 64)
 	return Event{
 		ID: s.EventID(m.ID), Type: v("type"), Timestamp: time.UnixMilli(ms).UTC(),
 		Data: EventData{Provider: v("provider"), OrderNo: v("order_no"), State: State(v("state")),
-			ProviderOrderID: v("provider_order_id"), Reason: v("reason"), Attempts: atoi(v("attempts"))},
+			ProviderOrderID: v("provider_order_id"), Reason: providers.HidePhones(v("reason")), Attempts: atoi(v("attempts"))},
 	}
 }
 

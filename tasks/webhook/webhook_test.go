@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -896,4 +897,47 @@ func TestEventWaitsUntilTheReplicasHoldIt(t *testing.T) {
 	rep.Resume()
 	e.waitFor(15*time.Second, "D2's event once the replica holds it", func() bool { return len(r.delivered()) == 2 })
 	checkOrder(t, r.deliveries())
+}
+
+// A phone number in an order's reason leaves the process hidden whole, by
+// webhook as by GET /v1/events (which serves ledger.ReadEvents): nothing
+// of it, not the seven digits an operator's mask keeps.
+func TestEventBodiesHidePhoneNumbers(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	r := newReceiver(t, e.signer, nil)
+	e.start([]string{r.srv.URL}, nil)
+	ctx := context.Background()
+	for i, reason := range []string{"user phone 15812348558 not bound", "user phone 158****8558 not bound"} {
+		ref := ledger.Ref{Provider: "tencent", OrderNo: fmt.Sprintf("P%d", i)}
+		if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h-"+ref.OrderNo); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.ledger.Settle(ctx, ref, "t", ledger.SetErrored(reason)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitFor(10*time.Second, "both events delivered", func() bool { return len(r.delivered()) == 2 })
+	remnant := regexp.MustCompile(`[0-9]{3}\*{4}[0-9]{4}|[0-9]{4}`)
+	for _, d := range r.deliveries() {
+		var ev ledger.Event
+		if err := json.Unmarshal([]byte(d.body), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if m := remnant.FindString(ev.Data.Reason); m != "" || ev.Data.Reason != "user phone *** not bound" {
+			t.Errorf("webhook body %s: want the phone number hidden whole (***), found %q", d.body, m)
+		}
+	}
+	page, err := e.ledger.ReadEvents(ctx, "", 10)
+	if err != nil || len(page.Events) != 2 {
+		t.Fatalf("ReadEvents = %+v, %v", page, err)
+	}
+	for _, ev := range page.Events {
+		if ev.Type == "order.errored" && ev.Data.Reason != "user phone *** not bound" {
+			t.Errorf("pulled event reason %q, want the phone number hidden whole", ev.Data.Reason)
+		}
+	}
 }
