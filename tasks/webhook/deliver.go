@@ -338,7 +338,7 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 	}
 	lastClean := time.Now()
 	for ctx.Err() == nil {
-		if err := d.admit(ctx, ep, log); err != nil {
+		if _, err := d.admit(ctx, ep, log); err != nil {
 			if isNoGroup(err) {
 				_ = d.setup(ctx, ep)
 			}
@@ -365,30 +365,52 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 			}
 		}
 	}
-	// Admit what this process read, then leave the group.
+	d.leave(ctx, ep, log)
+}
+
+// leave admits what this process read, then leaves the endpoint's group.
+// One admit goes through at most 20 × 200 pending entries, and XGROUP
+// DELCONSUMER drops whatever the consumer still holds, so admit runs again
+// until it has gone through the whole pending list; only then is the
+// consumer deleted. When time runs out first, the consumer stays with its
+// entries: another process's admit takes them over (XAUTOCLAIM), and
+// dropIdleConsumers deletes the consumer once it holds nothing.
+func (d *Dispatcher) leave(ctx context.Context, ep *endpoint, log *slog.Logger) {
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if d.admit(c, ep, log) == nil {
-		_ = d.rdb.XGroupDelConsumer(c, ep.k.stream.Key, ep.k.group, d.consumer).Err()
+	for {
+		done, err := d.admit(c, ep, log)
+		if err != nil {
+			log.Warn("webhooks: could not admit every event read before leaving; another worker admits the rest", "error", err)
+			return
+		}
+		if done {
+			break
+		}
 	}
+	_ = d.rdb.XGroupDelConsumer(c, ep.k.stream.Key, ep.k.group, d.consumer).Err()
 }
 
 func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
 
 // admit runs admitScript and wakes the senders when it admitted events.
-func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) error {
+// done reports that it went through the group's whole pending list.
+func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) (done bool, err error) {
 	res, err := admitScript.Run(ctx, d.rdb, []string{ep.k.stream.Key, ep.k.ev, ep.k.due, ep.k.backlog, ep.k.failed, ep.k.st},
 		ep.k.group, d.consumer, ep.k.base, d.now().UnixMilli(), 200).Int64Slice()
 	if err != nil {
-		return err
+		return false, err
 	}
-	if len(res) == 2 && res[1] > 0 {
+	if len(res) != 3 {
+		return false, fmt.Errorf("admit: unexpected reply %v", res)
+	}
+	if res[1] > 0 {
 		log.Error("webhooks: events left the stream (retention) before they were admitted; they will not be delivered", "lost", res[1])
 	}
-	if len(res) == 2 && res[0] > 0 {
+	if res[0] > 0 {
 		ep.poke()
 	}
-	return nil
+	return res[2] == 1, nil
 }
 
 // dropIdleConsumers removes consumers of dead processes (idle for an hour,

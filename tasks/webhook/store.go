@@ -160,8 +160,12 @@ func compareIDs(a, b string) int {
 // event of an order whose earlier event failed (its blocked list f:ORDER
 // exists) goes straight to failed behind it, never ahead of it.
 //
+// One call takes at most 20 batches: it replies whether it went through
+// the whole pending list (XAUTOCLAIM's cursor came back to 0-0); when not,
+// the entries past where it stopped wait for the next call.
+//
 // KEYS: stream, ev, due, backlog, failed, st. ARGV: group, consumer, key
-// base, now (ms), batch size. Replies {admitted, lost}.
+// base, now (ms), batch size. Replies {admitted, lost, done (1 or 0)}.
 var admitScript = redis.NewScript(`
 local admitted, lost = 0, 0
 local cursor = '0-0'
@@ -204,7 +208,7 @@ for round = 1, 20 do
   if r[3] then lost = lost + #r[3] end
   if cursor == '0-0' then break end
 end
-return {admitted, lost}
+return {admitted, lost, cursor == '0-0' and 1 or 0}
 `)
 
 // leaseScript takes up to ARGV[3] heads due by ARGV[1] and pushes their

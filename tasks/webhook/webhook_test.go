@@ -685,7 +685,7 @@ func TestCrashedConsumerLosesNothing(t *testing.T) {
 	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-2", Streams: []string{stream.Key, ">"}}).Result(); err != nil {
 		t.Fatal(err)
 	}
-	if err := dead.admit(ctx, ep, slogDiscard()); err != nil {
+	if _, err := dead.admit(ctx, ep, slogDiscard()); err != nil {
 		t.Fatal(err)
 	}
 	items, _, err := dead.lease(ctx, ep, time.Now(), 10)
@@ -939,5 +939,50 @@ func TestEventBodiesHidePhoneNumbers(t *testing.T) {
 		if ev.Type == "order.errored" && ev.Data.Reason != "user phone *** not bound" {
 			t.Errorf("pulled event reason %q, want the phone number hidden whole", ev.Data.Reason)
 		}
+	}
+}
+
+// A process that stops admits everything it read before it leaves the
+// group, also beyond what one admit takes (20 × 200 entries): XGROUP
+// DELCONSUMER would drop the entries it still held, and no process would
+// ever deliver them.
+func TestLeavingAdmitsEverythingRead(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	stream := e.ledger.EventStreams()[0]
+	d, err := New(e.rdb, []string{"http://127.0.0.1:1/hook"}, e.signer, &Options{Streams: e.ledger.EventStreams()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ep := d.eps[0]
+	const n = 4500
+	pipe := e.rdb.Pipeline()
+	for i := range n {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream.Key, Values: []any{"type", "order.paid", "provider", "tencent",
+			"order_no", fmt.Sprintf("L%04d", i), "state", "paid", "at", "1700000000000"}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The process read them all, and stops before admitting any.
+	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ep.k.group, Consumer: d.consumer,
+		Streams: []string{stream.Key, ">"}, Count: n}).Result()
+	if err != nil || len(got[0].Messages) != n {
+		t.Fatalf("XREADGROUP = %d entries, %v; want %d", len(got[0].Messages), err, n)
+	}
+	d.leave(ctx, ep, slogDiscard())
+	if admitted := e.rdb.HLen(ctx, ep.k.ev).Val(); admitted != n {
+		t.Errorf("%d of %d events read admitted before leaving the group; the rest are lost", admitted, n)
+	}
+	if p, err := e.rdb.XPending(ctx, stream.Key, ep.k.group).Result(); err != nil || p.Count != 0 {
+		t.Errorf("XPENDING = %+v, %v; want nothing pending", p, err)
+	}
+	cs, err := e.rdb.XInfoConsumers(ctx, stream.Key, ep.k.group).Result()
+	if err != nil || slices.ContainsFunc(cs, func(c redis.XInfoConsumer) bool { return c.Name == d.consumer }) {
+		t.Errorf("consumers %+v, %v: want the process's consumer gone once it left", cs, err)
 	}
 }
