@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -686,16 +687,20 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, ev ledger.Event) (r
 
 // collector exports each endpoint's backlog, the age of its oldest
 // undelivered event and its failed events, read from Redis at scrape time:
-// every replica reports the same numbers.
+// every replica reports the same numbers. Besides the configured endpoints
+// (labelled by their index), it exports every endpoint Redis knows that
+// is no longer configured and still holds undelivered or failed events,
+// labelled by its id: no worker delivers them, and they must not grow
+// unseen.
 type collector struct{ d *Dispatcher }
 
 var (
 	backlogDesc = prometheus.NewDesc("orderworker_webhook_backlog_events",
-		"Outcome events not yet delivered to a webhook endpoint (waiting, retrying, or behind an earlier event of their order), by endpoint.", []string{"endpoint"}, nil)
+		"Outcome events not yet delivered to a webhook endpoint (waiting, retrying, or behind an earlier event of their order), by endpoint (its index in ORDERWORKER_WEBHOOK_URLS; its id for one no longer listed there).", []string{"endpoint"}, nil)
 	oldestDesc = prometheus.NewDesc("orderworker_webhook_oldest_undelivered_age_seconds",
-		"Age of the oldest outcome event not yet delivered to a webhook endpoint (0 when none), by endpoint.", []string{"endpoint"}, nil)
+		"Age of the oldest outcome event not yet delivered to a webhook endpoint (0 when none), by endpoint (its index in ORDERWORKER_WEBHOOK_URLS; its id for one no longer listed there).", []string{"endpoint"}, nil)
 	failedDesc = prometheus.NewDesc("orderworker_webhook_failed_events",
-		"Outcome events given up on after ORDERWORKER_WEBHOOK_MAX_AGE and kept as failed, by endpoint (enqueue webhooks failed lists them).", []string{"endpoint"}, nil)
+		"Outcome events given up on after ORDERWORKER_WEBHOOK_MAX_AGE and kept as failed, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS; its id for one no longer listed there; enqueue webhooks failed lists them).", []string{"endpoint"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -735,6 +740,34 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.Backlog), ep.label)
 		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, ep.label)
 		ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.GaugeValue, float64(info.Failed), ep.label)
+	}
+	// Endpoints no longer configured: their backlog and failed events,
+	// and the age of their oldest undelivered event (not of the events
+	// their group has not read: nothing reads it any more).
+	configured := map[string]bool{}
+	for _, ep := range c.d.eps {
+		configured[ep.k.id] = true
+	}
+	known, err := c.d.rdb.HKeys(ctx, endpointsKey).Result()
+	if err != nil {
+		return
+	}
+	slices.Sort(known)
+	for _, id := range known {
+		if configured[id] {
+			continue
+		}
+		info, err := store.Stats(ctx, id)
+		if err != nil || info.Backlog == 0 && info.Failed == 0 {
+			continue
+		}
+		age := 0.0
+		if !info.OldestUndelivered.IsZero() {
+			age = max(now.Sub(info.OldestUndelivered).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.Backlog), id)
+		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, id)
+		ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.GaugeValue, float64(info.Failed), id)
 	}
 }
 

@@ -986,3 +986,67 @@ func TestLeavingAdmitsEverythingRead(t *testing.T) {
 		t.Errorf("consumers %+v, %v: want the process's consumer gone once it left", cs, err)
 	}
 }
+
+// gaugeOf reads a gauge's value for one endpoint label; ok is false when
+// no such series is exported.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, name, endpoint string) (v float64, ok bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "endpoint" && l.GetValue() == endpoint {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// An endpoint dropped from the configuration while it holds failed or
+// undelivered events still shows in the gauges, labelled by its id, so
+// that the alerts on them see it; one that holds nothing does not.
+func TestUnconfiguredEndpointsKeepTheirGauges(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	old := newReceiver(t, e.signer, func(string, int) bool { return true })
+	empty := newReceiver(t, e.signer, nil)
+	e.start([]string{old.srv.URL, empty.srv.URL}, &Options{MaxAge: 200 * time.Millisecond, RetryBase: 20 * time.Millisecond,
+		RetryMax: 50 * time.Millisecond, Timeout: time.Second, Poll: 50 * time.Millisecond})
+	e.order("R1", ledger.StatePaid)
+	e.order("R2", ledger.StatePaid)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
+	e.waitFor(10*time.Second, "2 failed events for the old endpoint", func() bool {
+		info, err := store.Stats(context.Background(), EndpointID(old.srv.URL))
+		return err == nil && info.Failed == 2 && info.Backlog == 0
+	})
+	e.waitFor(10*time.Second, "the other endpoint's deliveries", func() bool { return len(empty.delivered()) == 2 })
+	// A worker configured with another URL only.
+	reg := prometheus.NewRegistry()
+	if _, err := New(e.rdb, []string{"http://127.0.0.1:1/new"}, e.signer, &Options{Streams: e.ledger.EventStreams(), Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := gaugeOf(t, reg, "orderworker_webhook_failed_events", EndpointID(old.srv.URL)); !ok || v != 2 {
+		t.Errorf("orderworker_webhook_failed_events{endpoint=%q} = %v (exported %v), want 2", EndpointID(old.srv.URL), v, ok)
+	}
+	if _, ok := gaugeOf(t, reg, "orderworker_webhook_backlog_events", EndpointID(old.srv.URL)); !ok {
+		t.Errorf("no orderworker_webhook_backlog_events for the unconfigured endpoint")
+	}
+	if _, ok := gaugeOf(t, reg, "orderworker_webhook_failed_events", "0"); !ok {
+		t.Errorf("no orderworker_webhook_failed_events for the configured endpoint")
+	}
+	e.waitFor(5*time.Second, "the delivered endpoint's backlog empty", func() bool {
+		info, err := store.Stats(context.Background(), EndpointID(empty.srv.URL))
+		return err == nil && info.Backlog == 0
+	})
+	if _, ok := gaugeOf(t, reg, "orderworker_webhook_failed_events", EndpointID(empty.srv.URL)); ok {
+		t.Errorf("an unconfigured endpoint holding nothing is exported")
+	}
+}
