@@ -302,14 +302,39 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 }
 
 // trimmedAfter reports whether retention may have removed entries after
-// at: the stream was trimmed (it holds fewer entries than were ever added,
-// Redis 7) and the oldest entry it keeps comes after the id just after at
-// (an entry kept right after at shows nothing after at is gone: so for a
-// shard's position just before its first entry, see ReadEvents). It errs
-// on the side of saying so when at was the very last entry trimmed.
+// at (see streamTrimmedAfter).
 func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool {
 	info, err := l.rdb.XInfoStream(ctx, key).Result()
-	if err != nil || info.EntriesAdded <= info.Length || info.FirstEntry.ID == "" {
+	if err != nil {
+		return false
+	}
+	return streamTrimmedAfter(info, at, l.opts.EventRetention)
+}
+
+// streamTrimmedAfter reports whether retention may have removed entries
+// of the stream info describes after at: the stream may have been trimmed,
+// and the oldest entry it keeps comes after the id just after at (an entry
+// kept right after at shows nothing after at is gone: so for a shard's
+// position just before its first entry, see ReadEvents). It errs on the
+// side of saying so when at was the very last entry trimmed.
+//
+// Redis 7 counts the entries ever added: the stream was trimmed when it
+// holds fewer. Redis 6.2 does not (entries-added reads 0): there the
+// stream may have been trimmed once it holds retention entries, since the
+// events' XADD MAXLEN ~ retention never trims it below that; a shorter
+// stream's first entry is the first ever written, and a position before
+// it (0-0, read while the stream was empty) misses nothing. The reader's
+// retention is taken for the writers' (every process uses the default).
+func streamTrimmedAfter(info *redis.XInfoStream, at entryID, retention int64) bool {
+	if info == nil || info.FirstEntry.ID == "" {
+		return false
+	}
+	switch {
+	case info.EntriesAdded > 0:
+		if info.EntriesAdded <= info.Length {
+			return false
+		}
+	case info.Length < retention:
 		return false
 	}
 	first, ok := parseEntry(info.FirstEntry.ID)
