@@ -21,7 +21,9 @@ import (
 )
 
 // parseWebhooks reads ORDERWORKER_WEBHOOK_URLS and checks the webhook
-// settings that go with it. Errors never show the secret.
+// settings that go with it: ORDERWORKER_WEBHOOK_SECRET holds one secret, or
+// several separated by whitespace while one is rotated (each request is
+// signed with each). Errors never show a secret.
 func (c *config) parseWebhooks(urls string) error {
 	u, err := webhook.ParseURLs(urls)
 	if err != nil {

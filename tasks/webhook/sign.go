@@ -28,16 +28,39 @@ const (
 
 // Signer signs messages per the Standard Webhooks spec: "v1," and the
 // base64 HMAC-SHA256, keyed with the secret's decoded bytes, of
-// id.timestamp.body. It is safe for concurrent use and never prints its
-// key.
+// id.timestamp.body. With several secrets (a rotation) it signs with each
+// and sends the signatures space-separated, as the spec allows: a receiver
+// that knows any one of the secrets accepts the message. It is safe for
+// concurrent use and never prints its keys.
 type Signer struct {
-	wh *standardwebhooks.Webhook
+	whs []*standardwebhooks.Webhook
 }
 
-// NewSigner reads a secret "whsec_" + base64 (at least MinSecretBytes
-// once decoded). Errors never repeat the secret.
-func NewSigner(secret string) (*Signer, error) {
-	rest, ok := strings.CutPrefix(strings.TrimSpace(secret), SecretPrefix)
+// NewSigner reads one secret "whsec_" + base64 (at least MinSecretBytes
+// once decoded), or several separated by whitespace (to rotate: the new
+// one beside the old until every receiver has the new one). Errors never
+// repeat a secret.
+func NewSigner(secrets string) (*Signer, error) {
+	fields := strings.Fields(secrets)
+	if len(fields) == 0 {
+		return nil, errors.New("want " + SecretPrefix + " followed by the key in base64")
+	}
+	s := &Signer{}
+	for i, secret := range fields {
+		wh, err := newWebhook(secret)
+		if err != nil {
+			if len(fields) > 1 {
+				err = fmt.Errorf("secret %d of %d: %w", i+1, len(fields), err)
+			}
+			return nil, err
+		}
+		s.whs = append(s.whs, wh)
+	}
+	return s, nil
+}
+
+func newWebhook(secret string) (*standardwebhooks.Webhook, error) {
+	rest, ok := strings.CutPrefix(secret, SecretPrefix)
 	if !ok {
 		return nil, errors.New("want " + SecretPrefix + " followed by the key in base64")
 	}
@@ -52,13 +75,17 @@ func NewSigner(secret string) (*Signer, error) {
 	if err != nil {
 		return nil, errors.New("unusable webhook secret")
 	}
-	return &Signer{wh: wh}, nil
+	return wh, nil
 }
 
-// Sign returns the webhook-signature value for a message.
+// Sign returns the webhook-signature value for a message: one "v1,…"
+// signature per secret, in the secrets' order, space-separated.
 func (s *Signer) Sign(id string, ts time.Time, body []byte) string {
-	sig, _ := s.wh.Sign(id, ts, body) // the library's Sign cannot fail
-	return sig
+	sigs := make([]string, len(s.whs))
+	for i, wh := range s.whs {
+		sigs[i], _ = wh.Sign(id, ts, body) // the library's Sign cannot fail
+	}
+	return strings.Join(sigs, " ")
 }
 
 // Header sets the three Standard Webhooks headers of a message sent at ts.
@@ -69,9 +96,16 @@ func (s *Signer) Header(h http.Header, id string, ts time.Time, body []byte) {
 }
 
 // Verify checks a received message's headers against body, as a receiver
-// does: a matching v1 signature and a timestamp within five minutes.
+// does: a v1 signature that matches one of the secrets, and a timestamp
+// within five minutes.
 func (s *Signer) Verify(body []byte, h http.Header) error {
-	return s.wh.Verify(body, h)
+	var err error
+	for _, wh := range s.whs {
+		if err = wh.Verify(body, h); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 func (s *Signer) String() string { return "webhook.Signer{***}" }

@@ -64,6 +64,8 @@ func TestNewSignerRefusesBadSecrets(t *testing.T) {
 		"whsec_c2hvcnQ=",                        // 5 bytes
 		"whsec_",                                // empty
 		"whsk_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", // another prefix
+		" \t\n",                                 // none
+		specSecret + " whsec_c2hvcnQ=",          // the second one short
 	} {
 		_, err := NewSigner(secret)
 		if err == nil {
@@ -73,6 +75,55 @@ func TestNewSignerRefusesBadSecrets(t *testing.T) {
 		if rest := strings.TrimPrefix(secret, "whsec_"); len(rest) > 4 && strings.Contains(err.Error(), rest) {
 			t.Errorf("NewSigner error %q repeats the secret", err)
 		}
+	}
+}
+
+// With several secrets (a rotation), every message carries one signature
+// per secret, space-separated as the spec allows: a receiver that knows
+// the old secret only, or the new one only, accepts it; the old secret's
+// signature is the spec's known answer.
+func TestSignerRotation(t *testing.T) {
+	t.Parallel()
+	const newSecret = "whsec_" + "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" // bytes 0..31
+	both, err := NewSigner(" " + newSecret + "\n\t" + specSecret + " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newOnly, err := NewSigner(newSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOnly, err := NewSigner(specSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Unix(specTimestamp, 0)
+	want := newOnly.Sign(specID, ts, []byte(specBody)) + " " + specSignature
+	if got := both.Sign(specID, ts, []byte(specBody)); got != want {
+		t.Errorf("Sign with two secrets = %q, want %q (one signature per secret, space-separated)", got, want)
+	}
+	h := http.Header{}
+	both.Header(h, specID, time.Now(), []byte(specBody))
+	for name, s := range map[string]*Signer{"the old secret": oldOnly, "the new secret": newOnly, "both": both} {
+		if err := s.Verify([]byte(specBody), h); err != nil {
+			t.Errorf("a receiver with %s: Verify = %v", name, err)
+		}
+	}
+	other, _ := NewSigner("whsec_" + strings.Repeat("A", 43) + "=")
+	if err := other.Verify([]byte(specBody), h); err == nil {
+		t.Error("a receiver with another secret accepts the message")
+	}
+	if err := both.Verify([]byte(specBody), http.Header{}); err == nil {
+		t.Error("Verify without headers = nil")
+	}
+	h2 := http.Header{}
+	other.Header(h2, specID, time.Now(), []byte(specBody))
+	if err := both.Verify([]byte(specBody), h2); err == nil {
+		t.Error("a signer with two secrets accepts a message signed with a third")
+	}
+	_, err = NewSigner(specSecret + " whsec_c2hvcnQ=")
+	if err == nil || !strings.Contains(err.Error(), "secret 2 of 2") {
+		t.Errorf("NewSigner(a good secret and a short one) = %v, want an error naming the second", err)
 	}
 }
 
