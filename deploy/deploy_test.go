@@ -127,6 +127,7 @@ var metrics = map[string]metric{
 	"orderworker_webhook_backlog_events":                 {labels: map[string][]string{"endpoint": nil}},
 	"orderworker_webhook_oldest_undelivered_age_seconds": {labels: map[string][]string{"endpoint": nil}},
 	"orderworker_webhook_failed_events":                  {labels: map[string][]string{"endpoint": nil}},
+	"orderworker_webhook_events_lost_total":              {labels: map[string][]string{"endpoint": nil}},
 
 	// Series Prometheus itself adds to every scrape.
 	"up":                      {},

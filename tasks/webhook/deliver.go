@@ -102,6 +102,7 @@ type Dispatcher struct {
 	log        *slog.Logger
 	consumer   string
 	deliveries *prometheus.CounterVec
+	lost       *prometheus.CounterVec
 	now        func() time.Time
 }
 
@@ -195,6 +196,10 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 			Name: "orderworker_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by this process, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS) and result: ok (2xx), http_error (any other answer), network_error (no answer).",
 		}, []string{"endpoint", "result"}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_webhook_events_lost_total",
+			Help: "Outcome events this process found trimmed from the events stream (retention) before they were admitted for a webhook endpoint: never delivered to it, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS).",
+		}, []string{"endpoint"}),
 	}
 	seen := map[string]bool{}
 	for i, u := range urls {
@@ -223,13 +228,17 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 			})
 		}
 	}
-	for _, l := range []string{"ok", "http_error", "network_error"} {
-		for _, ep := range d.eps {
+	for _, ep := range d.eps {
+		for _, l := range []string{"ok", "http_error", "network_error"} {
 			d.deliveries.WithLabelValues(ep.label, l)
 		}
+		d.lost.WithLabelValues(ep.label)
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(d.deliveries); err != nil {
+			return nil, err
+		}
+		if err := o.Registerer.Register(d.lost); err != nil {
 			return nil, err
 		}
 		if err := o.Registerer.Register(&collector{d: d}); err != nil {
@@ -407,6 +416,9 @@ func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) 
 	}
 	if res[1] > 0 {
 		log.Error("webhooks: events left the stream (retention) before they were admitted; they will not be delivered", "lost", res[1])
+		if d.lost != nil {
+			d.lost.WithLabelValues(ep.label).Add(float64(res[1]))
+		}
 	}
 	if res[0] > 0 {
 		ep.poke()

@@ -1101,3 +1101,64 @@ func TestUnconfiguredEndpointsKeepTheirGauges(t *testing.T) {
 		t.Errorf("an unconfigured endpoint holding nothing is exported")
 	}
 }
+
+// Events trimmed from the stream (retention) after a process read them and
+// before any admitted them are counted as lost, once, on the endpoint's
+// label.
+func TestEventsTrimmedBeforeAdmissionAreCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	stream := e.ledger.EventStreams()[0]
+	reg := prometheus.NewRegistry()
+	d, err := New(e.rdb, []string{"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}, e.signer,
+		&Options{Streams: e.ledger.EventStreams(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ep := d.eps[1]
+	for i := range 5 {
+		e.order(fmt.Sprintf("T%d", i), ledger.StatePaid)
+	}
+	// A process read them, and died before admitting them; retention
+	// trimmed them meanwhile.
+	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ep.k.group, Consumer: "dead",
+		Streams: []string{stream.Key, ">"}}).Result(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.XTrimMaxLen(ctx, stream.Key, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := d.admit(ctx, ep, slogDiscard()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lost := func(endpoint string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "orderworker_webhook_events_lost_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == endpoint {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no orderworker_webhook_events_lost_total{endpoint=%q}", endpoint)
+		return 0
+	}
+	if got := lost("1"); got != 5 {
+		t.Errorf("orderworker_webhook_events_lost_total{endpoint=\"1\"} = %v, want 5", got)
+	}
+	if got := lost("0"); got != 0 {
+		t.Errorf("orderworker_webhook_events_lost_total{endpoint=\"0\"} = %v, want 0", got)
+	}
+}
