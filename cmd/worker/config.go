@@ -124,7 +124,7 @@ var workerVars = []envVar{
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/, /orders/ and /api/orders need it as a bearer token or basic-auth password"},
 	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks, and operators resolve and re-drive orders from /orders/ and /api/orders"},
 	{"ORDERWORKER_WEBHOOK_URLS", "", "comma-separated URLs every outcome event is POSTed to, signed per Standard Webhooks"},
-	{"ORDERWORKER_WEBHOOK_SECRET", "", "the webhook signing secret: whsec_ and at least 24 random bytes in base64 (echo whsec_$(openssl rand -base64 32)); required with ORDERWORKER_WEBHOOK_URLS"},
+	{"ORDERWORKER_WEBHOOK_SECRET", "", "the webhook signing secret: whsec_ and at least 24 random bytes in base64 (echo whsec_$(openssl rand -base64 32)); several, separated by spaces, sign each request with each (to rotate a secret); required with ORDERWORKER_WEBHOOK_URLS"},
 	{"ORDERWORKER_WEBHOOK_MAX_AGE", "72h", "how long an undelivered event is retried before it is kept as failed (enqueue webhooks failed lists it)"},
 	{"ORDERWORKER_WEBHOOK_RETRY_BASE", "1s", "first webhook retry backoff (doubles, with jitter)"},
 	{"ORDERWORKER_WEBHOOK_RETRY_MAX", "5m", "webhook backoff cap"},
