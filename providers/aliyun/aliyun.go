@@ -37,10 +37,23 @@ const (
 // APIVersion is the apiVer of every call this client makes.
 const APIVersion = "1.0.0"
 
-// Documented timeouts and the defaults of Options.
+// The documented timeouts (超时时间): the gateway's own wait for the
+// backend, as read here (the documents do not say), not a bound on the
+// client's round trip.
 const (
-	DefaultCreateTimeout = 3000 * time.Millisecond
-	DefaultPayTimeout    = 10000 * time.Millisecond
+	DocumentedCreateTimeout = 3000 * time.Millisecond
+	DocumentedPayTimeout    = 10000 * time.Millisecond
+)
+
+// The defaults of Options. A create or pay timeout is the documented one
+// plus a margin for the way to and from the gateway (connection, TLS, the
+// network): a call the backend finishes just within its documented time
+// must not time out here, where it would be Ambiguous, looked up, and left
+// to a person if the lookup cannot single it out. A cloudToken fetched
+// first is bounded on its own (Timeout).
+const (
+	DefaultCreateTimeout = DocumentedCreateTimeout + 5*time.Second
+	DefaultPayTimeout    = DocumentedPayTimeout + 5*time.Second
 	DefaultTimeout       = 10 * time.Second
 	DefaultPollInterval  = 5 * time.Second
 	DefaultMatchMargin   = time.Minute
@@ -74,11 +87,12 @@ type Options struct {
 	// CheckRedirect refuses them (see refuseRedirect), and reads a 3xx as
 	// it is.
 	HTTPClient *http.Client
-	// CreateTimeout bounds one order/create request. Default 3000 ms, the
-	// API's documented timeout.
+	// CreateTimeout bounds one order/create request. Default 8 s: the
+	// API's documented timeout (3000 ms, the gateway's wait for the
+	// backend) plus 5 s for the round trip.
 	CreateTimeout time.Duration
-	// PayTimeout bounds one order/pay request. Default 10000 ms, the API's
-	// documented timeout.
+	// PayTimeout bounds one order/pay request. Default 15 s: the API's
+	// documented timeout (10000 ms) plus 5 s for the round trip.
 	PayTimeout time.Duration
 	// Timeout bounds every other request (cloud/token, order/get,
 	// order/query). Default 10s.

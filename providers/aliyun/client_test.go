@@ -400,6 +400,34 @@ func TestCreateTimeout(t *testing.T) {
 	}
 }
 
+// The documented timeouts (3000 ms for create, 10000 ms for pay) are the
+// gateway's own wait for the backend, not a bound on the client's round
+// trip: a create the backend answers just within its time, reaching the
+// client a little after it, is read, not timed out (Ambiguous, then looked
+// up, and left to a person if the lookup cannot single it out).
+func TestDefaultTimeoutsOutlastTheDocumentedOnes(t *testing.T) {
+	t.Parallel()
+	if aliyun.DefaultCreateTimeout <= aliyun.DocumentedCreateTimeout || aliyun.DefaultPayTimeout <= aliyun.DocumentedPayTimeout {
+		t.Errorf("default timeouts %s (create), %s (pay); want more than the documented %s and %s",
+			aliyun.DefaultCreateTimeout, aliyun.DefaultPayTimeout, aliyun.DocumentedCreateTimeout, aliyun.DocumentedPayTimeout)
+	}
+	sb := sandbox.New(appKey, appSecret, projectID)
+	late := aliyun.DocumentedCreateTimeout + 500*time.Millisecond
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == aliyun.PathCreate {
+			time.Sleep(late)
+		}
+		sb.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(slow)
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, appSecret, nil, nil)
+	r, err := c.Submit(context.Background(), testOrder(995))
+	if err != nil || r.ProviderOrderID == "" {
+		t.Fatalf("Submit answered after %s = %+v, %v; want the order created", late, r, err)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, "http://127.0.0.1:1", appSecret, nil, nil)

@@ -272,7 +272,11 @@
 //   - userName is personal data (often a phone number): the client reports
 //     it through providers.Sensitive and never shows it in clear; the
 //     platform itself echoes it masked.
-//   - Timeouts: 3000 ms for create and 10000 ms for pay, as documented
-//     (Options.CreateTimeout, PayTimeout); 10 s for the others, which
-//     document none.
+//   - Timeouts: the documents give 3000 ms for create and 10000 ms for
+//     pay (超时时间), without saying what they bound. They are read as
+//     the gateway's own wait for the backend, not the client's round
+//     trip: the client waits 5 s more (8 s and 15 s,
+//     Options.CreateTimeout, PayTimeout), so that an answer the backend
+//     gives just within its time is read rather than timed out (Ambiguous,
+//     and a lookup). 10 s for the others, which document none.
 package aliyun
