@@ -113,9 +113,10 @@ type Options struct {
 	// order is reported pending and not Payable (checked as an unpaid
 	// order this client will not pay), for a person to confirm and pay.
 	PayMatched bool
-	// PollInterval is the NextCheck hint for an order being paid. An
-	// unpaid order that this client will not pay is checked ten times
-	// less often. Default 5s.
+	// PollInterval is the NextCheck hint for a Payable order. An unpaid
+	// order that this client will not pay is checked ten times less
+	// often; an order being paid, or in a payment status not known, gets
+	// no hint (the worker's backoff). Default 5s.
 	PollInterval time.Duration
 	// MatchMargin applies to a Lookup without a provider order id and
 	// without a snapshot (Order.Known nil): it then takes only orders
@@ -431,6 +432,12 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // else (0 unpaid, 2 paying, or a value we do not know) is pending. An
 // unpaid order is Payable when this client may pay it (Options.AutoPay,
 // and Options.PayMatched for an order identified by matching: matched).
+//
+// NextCheck is PollInterval for a Payable order, ten times that for an
+// unpaid order this client will not pay, and 0 otherwise: an order being
+// paid, or in a payment status we do not know, may stay so for hours, and
+// is checked as the worker's backoff says (doubling up to a minute), not
+// every PollInterval.
 func (c *Client) result(a answer, info OrderInfo, what string, matched bool) providers.Result {
 	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200", Matched: matched}
 	// A matched order this client would pay but for PayMatched waits for a
@@ -444,7 +451,6 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 	case PaymentPaying:
 		r.Status = providers.StatusPending
 		r.Message = what + ", paying"
-		r.NextCheck = c.poll
 	case PaymentUnpaid:
 		r.Status = providers.StatusPending
 		r.Message = what + ", unpaid"
@@ -460,7 +466,6 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 	default:
 		r.Status = providers.StatusPending
 		r.Message = what + ", payment status unknown"
-		r.NextCheck = c.poll
 	}
 	r.Held = held && r.Status == providers.StatusPending
 	return r

@@ -248,8 +248,10 @@ func TestLifecyclePendingPayPaid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if paid.Status != providers.StatusPending || paid.Payable || paid.ProviderOrderID != r.ProviderOrderID || paid.NextCheck <= 0 {
-		t.Errorf("Pay = %+v, want pending (paying), not payable again, with a NextCheck", paid)
+	// Being paid: no hint, the worker's backoff decides (an order may
+	// stay paying for hours).
+	if paid.Status != providers.StatusPending || paid.Payable || paid.ProviderOrderID != r.ProviderOrderID || paid.NextCheck != 0 {
+		t.Errorf("Pay = %+v, want pending (paying), not payable again, no NextCheck", paid)
 	}
 	for i := range 2 {
 		got, err := f.c.Lookup(ctx(t), o)
@@ -397,6 +399,42 @@ func TestCreateTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("took %v with a 200ms CreateTimeout", took)
+	}
+}
+
+// An order being paid, or in a payment status not known, gets no
+// NextCheck: it may stay so for hours, and is checked as the worker's
+// backoff says rather than every PollInterval. A Payable order is checked
+// every PollInterval, an unpaid one this client will not pay ten times
+// less often.
+func TestNextCheck(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		autoPay bool
+		data    map[string]any
+		want    time.Duration
+	}{
+		{"paying", true, map[string]any{"paymentStatus": 2}, 0},
+		{"payment status not known", true, map[string]any{"paymentStatus": 9}, 0},
+		{"payment status not given", true, map[string]any{}, 0},
+		{"paying, no AutoPay", false, map[string]any{"paymentStatus": 2}, 0},
+		{"unpaid, payable", true, map[string]any{"paymentStatus": 0}, time.Second},
+		{"unpaid, no AutoPay", false, map[string]any{"paymentStatus": 0}, 10 * time.Second},
+		{"paid", true, map[string]any{"paymentStatus": 1}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.AutoPay, o.PollInterval = tt.autoPay, time.Second })
+			o := testOrder(980)
+			o.ProviderOrderID = "A980"
+			tt.data["orderId"] = o.ProviderOrderID
+			f.sb.Inject(aliyun.PathGet, sandbox.Reply{Code: 200, Data: tt.data})
+			r, err := f.c.Lookup(ctx(t), o)
+			if err != nil || r.NextCheck != tt.want {
+				t.Errorf("Lookup = %+v, %v; want NextCheck %s", r, err, tt.want)
+			}
+		})
 	}
 }
 

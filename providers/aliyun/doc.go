@@ -61,7 +61,8 @@
 // create answers the new order with paymentStatus 0 (unpaid), 1 (paid) or
 // 2 (paying). 1 is reported paid; anything else pending, with the orderId
 // as the ProviderOrderID. Lookup with that id reads order/get: 1 is paid,
-// 2 pending (NextCheck = PollInterval), 0 pending and, when
+// 2 pending (no NextCheck: the worker's backoff, doubling up to a minute,
+// since an order may stay paying for hours), 0 pending and, when
 // Options.AutoPay is set, Payable (NextCheck = PollInterval; without
 // AutoPay, 10 × PollInterval). An order/get answer naming another order is
 // Unavailable ("order/get answered for another order"), and a pay answer
