@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -431,7 +432,11 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // result reports info's payment status. paymentStatus 1 is paid; anything
 // else (0 unpaid, 2 paying, or a value we do not know) is pending. An
 // unpaid order is Payable when this client may pay it (Options.AutoPay,
-// and Options.PayMatched for an order identified by matching: matched).
+// and Options.PayMatched for an order identified by matching: matched)
+// and its status says it is valid (0, or not given). An unpaid order this
+// client would pay whose status is anything else (1 expired, 2 frozen, 3
+// or any other value, or one that cannot be read) is Held instead, never
+// paid: paying it could buy nothing, and the documents do not say.
 //
 // NextCheck is PollInterval for a Payable order, ten times that for an
 // unpaid order this client will not pay, and 0 otherwise: an order being
@@ -456,7 +461,14 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.Message = what + ", unpaid"
 		r.NextCheck = c.poll
 		r.Unpaid = true
-		r.Payable = c.autoPay && (!matched || c.payMatched)
+		payer := c.autoPay && (!matched || c.payMatched)
+		switch {
+		case payer && !validStatus(info):
+			r.Held = true
+			r.Message += "; order " + describeStatus(info) + ": not paid automatically, a person decides"
+		case payer:
+			r.Payable = true
+		}
 		if held {
 			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
 		}
@@ -467,8 +479,30 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.Status = providers.StatusPending
 		r.Message = what + ", payment status unknown"
 	}
-	r.Held = held && r.Status == providers.StatusPending
+	r.Held = r.Held || held && r.Status == providers.StatusPending
 	return r
+}
+
+// validStatus reports whether an order's status lets this client pay it:
+// 0 (valid), or none given. An expired (1) or frozen (2) order, one in a
+// status the documents do not give (3, "creating", is seen on the
+// cloud-storage counterpart) or one whose status cannot be read is never
+// paid automatically.
+func validStatus(info OrderInfo) bool { return !info.StatusGiven || info.Status == 0 }
+
+// describeStatus names an order's status for a message.
+func describeStatus(info OrderInfo) string {
+	switch {
+	case !info.StatusGiven:
+		return "status not given"
+	case info.Status == OrderStatusUnreadable:
+		return "status unreadable"
+	case info.Status == 1:
+		return "status 1 (expired)"
+	case info.Status == 2:
+		return "status 2 (frozen)"
+	}
+	return fmt.Sprintf("status %d (not documented)", info.Status)
 }
 
 // Lookup implements providers.Provider. With o.ProviderOrderID it reads the

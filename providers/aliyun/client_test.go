@@ -438,6 +438,65 @@ func TestNextCheck(t *testing.T) {
 	}
 }
 
+// An unpaid order is paid only when its status says it is valid (0, or
+// not given): an expired (1) or frozen (2) order, one in a status the
+// documents do not give (3, "creating" on the cloud-storage counterpart,
+// or any other), or one whose status cannot be read is never Payable. The
+// client would pay it, so it is held for a person (its pending window
+// does not error it), with the status in its message. Without AutoPay
+// nothing is paid anyway, and nothing is held.
+func TestOrderStatusGatesPaying(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		status  any // nil: not given
+		payable bool
+		says    string
+	}{
+		{"valid", 0, true, ""},
+		{"not given", nil, true, ""},
+		{"null", json.RawMessage("null"), true, ""},
+		{"valid as a string", "0", true, ""},
+		{"expired", 1, false, "status 1 (expired)"},
+		{"frozen", 2, false, "status 2 (frozen)"},
+		{"creating", 3, false, "status 3 (not documented)"},
+		{"negative", -1, false, "status -1 (not documented)"},
+		{"unreadable", "valid", false, "status unreadable"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, autoPay := range []bool{true, false} {
+				f := setup(t, func(o *aliyun.Options) { o.AutoPay = autoPay })
+				o := testOrder(990)
+				o.ProviderOrderID = "A990"
+				data := map[string]any{"orderId": o.ProviderOrderID, "paymentStatus": 0}
+				if tt.status != nil {
+					data["status"] = tt.status
+				}
+				f.sb.Inject(aliyun.PathGet, sandbox.Reply{Code: 200, Data: data})
+				f.sb.Inject(aliyun.PathCreate, sandbox.Reply{Code: 200, Data: data})
+				for _, call := range []string{"Lookup", "Submit"} {
+					var r providers.Result
+					var err error
+					if call == "Lookup" {
+						r, err = f.c.Lookup(ctx(t), o)
+					} else {
+						r, err = f.c.Submit(ctx(t), o)
+					}
+					payable := tt.payable && autoPay
+					held := !tt.payable && autoPay
+					if err != nil || r.Status != providers.StatusPending || !r.Unpaid || r.Payable != payable || r.Held != held {
+						t.Errorf("AutoPay %v: %s = %+v, %v; want pending, unpaid, payable %v, held %v", autoPay, call, r, err, payable, held)
+					}
+					if held && !strings.Contains(r.Message, tt.says) {
+						t.Errorf("AutoPay %v: %s message %q; want it to say %q", autoPay, call, r.Message, tt.says)
+					}
+				}
+			}
+		})
+	}
+}
+
 // The documented timeouts (3000 ms for create, 10000 ms for pay) are the
 // gateway's own wait for the backend, not a bound on the client's round
 // trip: a create the backend answers just within its time, reaching the

@@ -267,9 +267,13 @@
 //     left unknown. create's orderId is read first and kept whatever else
 //     fails to read: an answer naming an order is an order created.
 //   - orderId and outOrderNo are kept as strings, digits included when they
-//     arrive as JSON numbers. paymentStatus values beyond 0–2 are pending;
-//     the order status (valid, expired, frozen, "creating" on the
-//     cloud-storage counterpart) does not change the outcome.
+//     arrive as JSON numbers. paymentStatus values beyond 0–2 are pending.
+//     The order status (0 valid, 1 expired, 2 frozen, 3 "creating" on the
+//     cloud-storage counterpart) does not change the outcome, but an
+//     unpaid order is Payable only when it is 0 or not given: what paying
+//     an expired, frozen or otherwise unknown order does is not
+//     documented, so such an order (or one whose status cannot be read) is
+//     Held for a person instead.
 //   - userName is personal data (often a phone number): the client reports
 //     it through providers.Sensitive and never shows it in clear; the
 //     platform itself echoes it masked.

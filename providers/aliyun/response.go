@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -88,8 +89,11 @@ type OrderInfo struct {
 	// Copies is 0 when the answer does not say.
 	Copies int64
 	// Status: 0 valid, 1 expired, 2 frozen (3 "creating" is seen on the
-	// cloud-storage counterpart); -1 when absent or unreadable.
+	// cloud-storage counterpart); OrderStatusUnreadable when given but not
+	// an integer. StatusGiven says the answer carried a status (not null):
+	// without one, Status is 0 and means nothing.
 	Status        int64
+	StatusGiven   bool
 	PaymentStatus PaymentStatus
 	UserID        string
 	// Created is when the order was created, zero when the answer carries
@@ -102,6 +106,10 @@ type OrderInfo struct {
 	// that (see Rule).
 	CreatedNoZone bool
 }
+
+// OrderStatusUnreadable is OrderInfo.Status for a status member that is
+// not an integer.
+const OrderStatusUnreadable = math.MinInt64
 
 // shanghai is UTC+8, the zone assumed for local-time strings without one.
 var shanghai = time.FixedZone("UTC+8", 8*60*60)
@@ -169,7 +177,7 @@ func readInt(raw json.RawMessage) (n int64, ok bool, err error) {
 // and the creation time) never do: one that cannot be read is left
 // unknown.
 func (r rawOrder) info(idOnly bool) (OrderInfo, error) {
-	o := OrderInfo{Status: -1, PaymentStatus: PaymentUnknown}
+	o := OrderInfo{PaymentStatus: PaymentUnknown}
 	var err error
 	if o.OrderID, err = readString(r.OrderID); err != nil {
 		return OrderInfo{}, fmt.Errorf("orderId: %w", err)
@@ -198,8 +206,11 @@ func (r rawOrder) info(idOnly bool) (OrderInfo, error) {
 	if s, err := readString(r.OutOrderNo); err == nil {
 		o.OutOrderNo = s
 	}
-	if n, ok, err := readInt(r.Status); ok && err == nil {
-		o.Status = n
+	switch n, ok, err := readInt(r.Status); {
+	case err != nil:
+		o.Status, o.StatusGiven = OrderStatusUnreadable, true
+	case ok:
+		o.Status, o.StatusGiven = n, true
 	}
 	if ps, ok, err := readInt(r.PaymentStatus); ok && err == nil {
 		switch ps {

@@ -331,7 +331,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// Errored at the window, it would sit unpaid at the provider
 			// with nobody told: it stays pending, which the awaiting-a-person
 			// alert shows, for a person to pay or resolve.
-			reason = fmt.Sprintf("pending; found by matching the provider's orders, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", wait.Round(time.Millisecond))
+			what := "found by matching the provider's orders"
+			if !r.Matched && !rec.Matched {
+				what = "held by the provider (its last check says why)"
+			}
+			reason = fmt.Sprintf("pending; %s, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", what, wait.Round(time.Millisecond))
 		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && r.Unpaid:
 			// Past the window, but the pay marked sent may not show yet:
 			// "still unpaid" is not known until a check a listing lag

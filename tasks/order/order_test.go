@@ -382,6 +382,13 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(pd, Poll, held, p, t0.Add(3*time.Hour)); d.Settle.To() != ledger.StatePending || d.Then.Next != Wait || !strings.Contains(d.Then.Reason, "waits for a person") {
 		t.Errorf("held order past the window: %q %v %q; want pending, waiting for a person", d.Settle.To(), d.Then.Next, d.Then.Reason)
 	}
+	// Held for another reason than a match (an order the provider will
+	// not pay in its status): pending too, and the reason does not say
+	// matched.
+	heldOwn := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Unpaid: true, Held: true}}
+	if d := Decide(pd, Poll, heldOwn, p, t0.Add(3*time.Hour)); d.Settle.To() != ledger.StatePending || d.Then.Next != Wait || strings.Contains(d.Then.Reason, "matching") || !strings.Contains(d.Then.Reason, "waits for a person") {
+		t.Errorf("held order, not matched, past the window: %q %v %q; want pending, waiting for a person, not said matched", d.Settle.To(), d.Then.Next, d.Then.Reason)
+	}
 	pm := pending()
 	pm.Matched = true
 	if d := Decide(pm, Poll, unavailable, p, t0.Add(3*time.Hour)); d.Settle.To() == ledger.StateErrored {
