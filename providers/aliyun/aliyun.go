@@ -111,8 +111,10 @@ type Options struct {
 	// the app meanwhile, with the same commodityCode and copies, while our
 	// create failed, matches just as ours would, and paying it pays a
 	// stranger's order while ours was never made. Default false: such an
-	// order is reported pending and not Payable (checked as an unpaid
-	// order this client will not pay), for a person to confirm and pay.
+	// order is reported Held, and never Payable (checked as an unpaid
+	// order this client will not pay), for a person to confirm and pay;
+	// found paid, it is reported paid and Held (this client did not pay
+	// it, so someone else did), for a person to confirm it is ours.
 	PayMatched bool
 	// PollInterval is the NextCheck hint for a Payable order. An unpaid
 	// order that this client will not pay is checked ten times less
@@ -433,10 +435,19 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // else (0 unpaid, 2 paying, or a value we do not know) is pending. An
 // unpaid order is Payable when this client may pay it (Options.AutoPay,
 // and Options.PayMatched for an order identified by matching: matched)
-// and its status says it is valid (0, or not given). An unpaid order this
-// client would pay whose status is anything else (1 expired, 2 frozen, 3
-// or any other value, or one that cannot be read) is Held instead, never
-// paid: paying it could buy nothing, and the documents do not say.
+// and its status says it is valid (0, or not given).
+//
+// Held: an order this client would pay but will not without a person. A
+// matched order this client would pay but for PayMatched is held whatever
+// its payment status: unpaid, it is not paid; being paid, it may be a
+// person paying it in the console; paid, this client did not pay it (it
+// never pays such an order), so someone else did, perhaps the device's
+// user for an order of their own that matches just as ours would. That
+// one is reported paid and Held, and the worker does not record it paid
+// until a person has confirmed it is ours. An unpaid order this client
+// would pay whose status is anything but 0 (1 expired, 2 frozen, 3 or any
+// other value, or one that cannot be read) is held too, never paid: what
+// paying it does is not documented (it may buy nothing).
 //
 // NextCheck is PollInterval for a Payable order, ten times that for an
 // unpaid order this client will not pay, and 0 otherwise: an order being
@@ -445,21 +456,20 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // every PollInterval.
 func (c *Client) result(a answer, info OrderInfo, what string, matched bool) providers.Result {
 	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200", Matched: matched}
-	// A matched order this client would pay but for PayMatched waits for a
-	// person whatever its payment status says (a person may be paying it
-	// in the console right now): Held, on every pending answer.
 	held := c.autoPay && matched && !c.payMatched
 	switch info.PaymentStatus {
 	case PaymentPaid:
 		r.Status = providers.StatusPaid
 		r.Message = what + ", paid"
+		if held {
+			r.Message += "; found by matching the device's orders, and this worker did not pay it (ALIYUN_PAY_MATCHED): perhaps someone else's order; a person confirms it is ours"
+		}
 	case PaymentPaying:
 		r.Status = providers.StatusPending
 		r.Message = what + ", paying"
 	case PaymentUnpaid:
 		r.Status = providers.StatusPending
 		r.Message = what + ", unpaid"
-		r.NextCheck = c.poll
 		r.Unpaid = true
 		payer := c.autoPay && (!matched || c.payMatched)
 		switch {
@@ -469,9 +479,7 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		case payer:
 			r.Payable = true
 		}
-		if held {
-			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
-		}
+		r.NextCheck = c.poll
 		if !r.Payable {
 			r.NextCheck = 10 * c.poll
 		}
@@ -479,7 +487,12 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 		r.Status = providers.StatusPending
 		r.Message = what + ", payment status unknown"
 	}
-	r.Held = r.Held || held && r.Status == providers.StatusPending
+	if held {
+		r.Held = true
+		if r.Status == providers.StatusPending {
+			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
+		}
+	}
 	return r
 }
 

@@ -700,19 +700,67 @@ func TestMatchedOrderIsNotPaidUnlessTold(t *testing.T) {
 
 // A matched order is held for a person whatever payment status it shows:
 // one being paid in the console (paying) or in a status we do not know is
-// still not the worker's to settle by its pending window.
+// still not the worker's to settle by its pending window; and one found
+// paid was not paid by this client, which would have paid it itself, so
+// someone else paid it: perhaps the device's user, for an order of their
+// own bought while our create made nothing, which matches just as ours
+// would. It is reported paid, and Held, by the listing and by order/get
+// alike; the worker does not record it paid without a person.
 func TestMatchedOrderIsHeldWhateverItsPaymentStatus(t *testing.T) {
 	t.Parallel()
-	for _, status := range []int{0, 2, 7} {
+	for _, status := range []int{0, 1, 2, 7} {
 		t.Run(fmt.Sprintf("paymentStatus=%d", status), func(t *testing.T) {
 			t.Parallel()
 			f := setup(t, nil)
 			o := testOrder(970 + status)
 			o.Known = []string{}
 			f.sb.AddOrder(sandbox.Order{IotID: iotID(970 + status), CommodityCode: "streamingResource_20_10", Copies: 2, PaymentStatus: status})
+			want := providers.StatusPending
+			if status == 1 {
+				want = providers.StatusPaid
+			}
 			r, err := f.c.Lookup(ctx(t), o)
-			if err != nil || r.Status != providers.StatusPending || !r.Matched || !r.Held || r.Payable {
-				t.Errorf("Lookup = %+v, %v; want pending, matched, held, not payable", r, err)
+			if err != nil || r.Status != want || !r.Matched || !r.Held || r.Payable {
+				t.Fatalf("Lookup = %+v, %v; want %s, matched, held, not payable", r, err, want)
+			}
+			// By id, as the record passes it back (the sandbox shows an
+			// order being paid paid on the next read: held all the same).
+			o.ProviderOrderID, o.Matched = r.ProviderOrderID, true
+			if r, err := f.c.Lookup(ctx(t), o); err != nil || !r.Matched || !r.Held || r.Payable {
+				t.Errorf("Lookup by id = %+v, %v; want matched, held, not payable", r, err)
+			}
+		})
+	}
+}
+
+// A matched order found paid is held only where this client is the payer
+// and would not pay it (AutoPay, not PayMatched). Without AutoPay the
+// device's user pays every order, ours included: found paid, it is paid,
+// and recorded matched. With PayMatched the operator has said a match can
+// only be ours.
+func TestMatchedOrderFoundPaid(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name                string
+		autoPay, payMatched bool
+		held                bool
+	}{
+		{"AutoPay", true, false, true},
+		{"AutoPay and PayMatched", true, true, false},
+		{"no AutoPay", false, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.AutoPay, o.PayMatched = tt.autoPay, tt.payMatched })
+			o := testOrder(975)
+			o.Known = []string{}
+			f.sb.AddOrder(sandbox.Order{IotID: iotID(975), CommodityCode: "streamingResource_20_10", Copies: 2, PaymentStatus: 1})
+			r, err := f.c.Lookup(ctx(t), o)
+			if err != nil || r.Status != providers.StatusPaid || !r.Matched || r.Held != tt.held || r.Payable {
+				t.Fatalf("Lookup = %+v, %v; want paid, matched, held %v", r, err, tt.held)
+			}
+			if tt.held && !strings.Contains(r.Message, "did not pay it") {
+				t.Errorf("Lookup message %q does not say why it is held", r.Message)
 			}
 		})
 	}

@@ -69,6 +69,15 @@
 // naming another order leaves ours pending with its payment status
 // unknown: another order's status is never taken for ours.
 //
+// An order Lookup identified by matching the device's listing (Matched)
+// is never Payable with AutoPay unless Options.PayMatched: one the
+// device's user bought meanwhile matches just as ours would. Such an
+// order is Held for a person whatever its payment status, paid included:
+// this client never pays it, so one found paid was paid by someone else,
+// and the worker does not record it paid without a person. Without
+// AutoPay the device's user pays every order, and a matched order found
+// paid is paid.
+//
 // Submit and Lookup never pay. The client is a providers.Payer: the
 // caller pays a Payable order with Pay (order/pay), a step of its own and
 // the only call that moves money, and polls with Lookup until it is paid.

@@ -300,9 +300,20 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		}
 		return t
 	}
+	paidHeld := false
 	switch r.Status {
 	case providers.StatusPaid:
-		return Decision{Settle: matched(ledger.SetPaid(poid).WithMayExist(true)), Then: Then{Next: Done}}
+		if !r.Held || !rec.PaySentAt.IsZero() {
+			return Decision{Settle: matched(ledger.SetPaid(poid).WithMayExist(true)), Then: Then{Next: Done}}
+		}
+		// Found paid, but held: found by matching, and paid by someone
+		// other than the worker, which would have paid it itself. It may
+		// be another's order (the device's user bought the same plan
+		// while our create made nothing): recorded paid, it would stand
+		// for ours. It stays pending, as a held unpaid order does, for a
+		// person to confirm it is ours (resolve it paid) or not (errored).
+		paidHeld = true
+		fallthrough
 	case providers.StatusPending:
 		since := rec.PendingSince
 		if since.IsZero() {
@@ -320,6 +331,8 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		t := matched(ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true))
 		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
 		switch {
+		case paidHeld:
+			reason = fmt.Sprintf("pending; found paid, but by matching the provider's orders and not paid by the worker: perhaps another's order; waits for a person to confirm it is ours (resolve it paid) or not (errored); next check in %s", wait.Round(time.Millisecond))
 		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag):
 			// The pay step's Begin marks the pay sent, and the pay leaves
 			// only on that mark (ledger.BeginArgs.Pay). An order found

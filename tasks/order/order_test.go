@@ -262,6 +262,7 @@ func TestDecideNeverRisksADoubleOrder(t *testing.T) {
 	outcomes["pending"] = Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P9"}}
 	outcomes["payable"] = Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P9", Payable: true}}
 	outcomes["no status"] = Outcome{Result: providers.Result{}}
+	outcomes["held paid"] = Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P9", Matched: true, Held: true}}
 	times := []time.Duration{0, 59 * time.Minute, 61 * time.Minute, 3 * time.Hour}
 	for rn, mk := range recs {
 		for _, step := range []Step{Prepare, Submit, Lookup, Poll, Pay} {
@@ -305,9 +306,16 @@ func TestDecideNeverRisksADoubleOrder(t *testing.T) {
 							t.Errorf("%s: a create that may have landed does not set may_exist", name)
 						}
 					}
-					// A paid answer is always recorded paid with its id.
-					if out.Err == nil && out.Result.Status == providers.StatusPaid && step != Prepare && (d.Settle.To() != ledger.StatePaid || d.Then.Next != Done) {
+					// A paid answer is always recorded paid with its id,
+					// unless held for a person: found by matching and not
+					// paid by the worker, it may be another's order.
+					if out.Err == nil && out.Result.Status == providers.StatusPaid && !out.Result.Held && step != Prepare && (d.Settle.To() != ledger.StatePaid || d.Then.Next != Done) {
 						t.Errorf("%s: paid answer gave %q / %v", name, d.Settle.To(), d.Then.Next)
+					}
+					// A held answer, paid or not, is never recorded paid
+					// nor errored: it waits for a person.
+					if out.Err == nil && out.Result.Held && step != Prepare && (d.Settle.To() != ledger.StatePending || d.Then.Next != Wait) {
+						t.Errorf("%s: held answer gave %q / %v", name, d.Settle.To(), d.Then.Next)
 					}
 				}
 			}
@@ -665,4 +673,56 @@ func payable(yes bool) Outcome {
 func withPaySent(rec *ledger.Record, at time.Time) *ledger.Record {
 	rec.PaySentAt = at
 	return rec
+}
+
+// An order found by matching and found paid, by a provider that would
+// have paid it itself but did not (Result.Held on a paid result), was paid
+// by someone else: perhaps the device's user, for an order of their own
+// bought while our create made nothing. Recorded paid, that order would
+// stand for ours. It stays pending, recorded matched, past the window
+// too, saying why, until a person resolves it (paid or errored) or a later
+// check settles it (the provider, told a match is ours, no longer holds
+// it). A matched order the worker itself paid (its pay marked) is
+// recorded paid; so is a matched paid order not held (a provider that
+// never pays: the buyer pays every order, ours included).
+func TestHeldPaidOrderWaitsForAPerson(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	heldPaid := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P8", Matched: true, Held: true}}
+	for _, tc := range []struct {
+		name string
+		rec  *ledger.Record
+		step Step
+		now  time.Time
+	}{
+		{"first lookup after an ambiguous create", unknown(), Lookup, t0.Add(2 * time.Minute)},
+		{"poll of a matched pending order", func() *ledger.Record { r := pending(); r.Matched = true; return r }(), Poll, t0.Add(2 * time.Minute)},
+		{"poll past the window", func() *ledger.Record { r := pending(); r.Matched = true; return r }(), Poll, t0.Add(3 * time.Hour)},
+	} {
+		d := Decide(tc.rec, tc.step, heldPaid, p, tc.now)
+		if d.Settle.To() != ledger.StatePending || d.Then.Next != Wait || d.Then.Delay <= 0 || !strings.Contains(d.Then.Reason, "found paid") {
+			t.Errorf("%s: %q %v %s %q; want pending, waiting for a person", tc.name, d.Settle.To(), d.Then.Next, d.Then.Delay, d.Then.Reason)
+		}
+		if d.Settle.ProviderOrderID() != "P8" || d.Settle.Matched() == tc.rec.Matched {
+			t.Errorf("%s: id %q, matched %v; want P8, recorded matched (once)", tc.name, d.Settle.ProviderOrderID(), d.Settle.Matched())
+		}
+	}
+	// The worker paid it (PayMatched then): paid.
+	paidByUs := pending()
+	paidByUs.Matched, paidByUs.PaySentAt = true, t0.Add(90*time.Second)
+	if d := Decide(paidByUs, Poll, heldPaid, p, t0.Add(2*time.Minute)); d.Settle.To() != ledger.StatePaid || d.Then.Next != Done {
+		t.Errorf("held paid, the worker's pay marked: %q %v; want paid", d.Settle.To(), d.Then.Next)
+	}
+	// Not held (the buyer pays every order): paid, and recorded matched.
+	notHeld := heldPaid
+	notHeld.Result.Held = false
+	if d := Decide(unknown(), Lookup, notHeld, p, t0.Add(2*time.Minute)); d.Settle.To() != ledger.StatePaid || !d.Settle.Matched() || d.Settle.ProviderOrderID() != "P8" {
+		t.Errorf("matched paid, not held: %q matched %v id %q; want paid, matched, P8", d.Settle.To(), d.Settle.Matched(), d.Settle.ProviderOrderID())
+	}
+	// Never paid by the worker, even if a provider said Payable too.
+	both := heldPaid
+	both.Result.Payable = true
+	if d := Decide(unknown(), Lookup, both, p, t0.Add(2*time.Minute)); d.Then.Next == Continue {
+		t.Errorf("held paid and payable: continues to %s", d.Then.Step)
+	}
 }
