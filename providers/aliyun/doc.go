@@ -101,7 +101,11 @@
 // keeps and hands back in Order.Known. Past MaxPages pages Prepare fails
 // with FailedPrecondition rather than return a partial snapshot; a
 // listing that changes while it is read, or that cannot be read in full,
-// is Unavailable.
+// is Unavailable. A refusal of the snapshot's first page is Unauthenticated
+// (a configuration problem: the order waits), unless it refuses the
+// order's own identity (2062, 2063, 2065, 2066: InvalidArgument):
+// order/query is undocumented, and its params but the iotId are the
+// client's.
 //
 // Lookup lists the device's orders the same way and judges each one
 // (Rule). A listing ends at an empty page, never at a merely short page

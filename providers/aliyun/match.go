@@ -678,7 +678,7 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	}
 	l, err := c.list(ctx, p, true)
 	if err != nil {
-		return nil, err
+		return nil, snapshotRefused(err)
 	}
 	fail := func(code providers.Code, msg string) error {
 		return &providers.Error{Code: code, Op: opName(PathQuery) + " (snapshot)", HTTPStatus: l.last.status, ProviderCode: "200", Message: msg}
@@ -696,6 +696,49 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 		}
 	}
 	return ids, nil
+}
+
+// orderIdentityCodes are the platform codes that refuse the order's own
+// identity (error table): 2062 identityId does not exist, 2063 iotId does
+// not exist, 2065 identityId and iotId not bound, 2066 identityId is not
+// manager.
+var orderIdentityCodes = []string{"2062", "2063", "2065", "2066"}
+
+// snapshotRefused is the error of a snapshot whose listing was refused.
+// order/query is not documented, and its params (the order's iotId, and a
+// pageNo and pageSize of the client's) come from a third-party client: a
+// refusal of it before any create, other than of the order's own identity
+// (orderIdentityCodes), says nothing against the order. 403 (forbidden:
+// the AppKey may not call it, or the API is not enabled), 404 (service not
+// found: the path, the region), 400, 460 and 2000 (the request or its
+// params: the client's own), and the gateway's Quota Exhausted and User
+// Arrears (the account) are a problem of the configuration, the account
+// or the client: Unauthenticated, as a refused cloud/token is, so that the
+// order waits, unchanged, rather than be errored without ever being
+// created. The order's identity refused stays InvalidArgument (errored:
+// no create of it can succeed). Failures that refuse nothing keep their
+// codes.
+func snapshotRefused(err error) error {
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Op != opName(PathQuery) {
+		return err
+	}
+	switch pe.Code {
+	case providers.InvalidArgument:
+		if slices.Contains(orderIdentityCodes, pe.ProviderCode) {
+			return err
+		}
+	case providers.PermissionDenied, providers.FailedPrecondition:
+	default:
+		return err
+	}
+	e := *pe
+	e.Code = providers.Unauthenticated
+	e.Message = fmt.Sprintf("order/query refused the snapshot of the device's orders (%s), before any create: not the order's identity; check the account's access to the API, the endpoint and %s", pe.Code, EnvPageBase)
+	if pe.Message != "" {
+		e.Message += ": " + pe.Message
+	}
+	return &e
 }
 
 // find searches the device's orders for the one o may have created: under

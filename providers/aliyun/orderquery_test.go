@@ -82,7 +82,9 @@ func TestPrepareReadsNoDataTwice(t *testing.T) {
 		{name: "null twice", replies: []sandbox.Reply{nullData, nullData}, calls: 3},
 		{name: "omitted, then null", omitted: 1, replies: []sandbox.Reply{nullData}, calls: 3},
 		{name: "null, then a failure", replies: []sandbox.Reply{nullData, queryDown}, code: providers.Unavailable, calls: 2},
-		{name: "null, then a parameter refusal", replies: []sandbox.Reply{nullData, laterRefused}, code: providers.InvalidArgument, calls: 2},
+		// A refusal of the listing's params is the configuration's
+		// problem, not the order's: the order waits.
+		{name: "null, then a parameter refusal", replies: []sandbox.Reply{nullData, laterRefused}, code: providers.Unauthenticated, calls: 2},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,7 +262,7 @@ func TestListingAnswersWithoutArray(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			prepareThenLookup(t, testOrder(3200+i), tt.replies, tt.known, tt.code, tt.calls)
+			prepareThenLookup(t, testOrder(3200+i), tt.replies, tt.known, tt.code, tt.code, tt.calls)
 		})
 	}
 }
@@ -271,7 +273,8 @@ func TestListingAnswersWithoutArray(t *testing.T) {
 // permission_denied, which would error the order uncreated. When the
 // totals confirm every order was read, a documented parameter refusal (460
 // or 2000) of the page past the end ends the listing complete. The first
-// page keeps its refusal.
+// page keeps its refusal in a lookup; in Prepare it is the configuration's
+// (TestSnapshotRefusedWaitsForTheConfiguration).
 func TestListingLaterPageRefused(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -301,7 +304,11 @@ func TestListingLaterPageRefused(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			prepareThenLookup(t, testOrder(3300+i), tt.replies, tt.known, tt.code, len(tt.replies))
+			prepare := tt.code
+			if strings.HasPrefix(tt.name, "first page refused") {
+				prepare = providers.Unauthenticated
+			}
+			prepareThenLookup(t, testOrder(3300+i), tt.replies, tt.known, prepare, tt.code, len(tt.replies))
 		})
 	}
 	// Found on the first page, with the page past the end refused: ours.
@@ -345,7 +352,10 @@ func TestListingWrappedPageEveryPage(t *testing.T) {
 // code; then the same replies to a lookup of o, which must answer
 // not_found where Prepare read a complete listing (it shows nothing new),
 // else code.
-func prepareThenLookup(t *testing.T, o providers.Order, replies []sandbox.Reply, wantKnown []string, code providers.Code, calls int) {
+// prepareThenLookup serves replies to Prepare, then again to a Lookup, and
+// checks that Prepare fails with prepareCode (or, OK, gives wantKnown) and
+// the Lookup with lookupCode (or, OK, NotFound).
+func prepareThenLookup(t *testing.T, o providers.Order, replies []sandbox.Reply, wantKnown []string, prepareCode, lookupCode providers.Code, calls int) {
 	t.Helper()
 	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
 	f.sb.Inject(aliyun.PathQuery, replies...)
@@ -353,9 +363,9 @@ func prepareThenLookup(t *testing.T, o providers.Order, replies []sandbox.Reply,
 	if n := f.sb.Calls(aliyun.PathQuery); n != calls {
 		t.Errorf("Prepare made %d order/query calls, want %d", n, calls)
 	}
-	if code != providers.OK {
-		if providers.CodeOf(err) != code || known != nil {
-			t.Fatalf("Prepare = %#v, %v; want %v", known, err, code)
+	if prepareCode != providers.OK {
+		if providers.CodeOf(err) != prepareCode || known != nil {
+			t.Fatalf("Prepare = %#v, %v; want %v", known, err, prepareCode)
 		}
 	} else if err != nil || known == nil || !slices.Equal(known, wantKnown) {
 		t.Fatalf("Prepare = %#v, %v; want %v", known, err, wantKnown)
@@ -363,7 +373,7 @@ func prepareThenLookup(t *testing.T, o providers.Order, replies []sandbox.Reply,
 	f.sb.Inject(aliyun.PathQuery, replies...)
 	o.Known = append([]string{}, wantKnown...)
 	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
-	want := cmpCode(code, providers.NotFound)
+	want := cmpCode(lookupCode, providers.NotFound)
 	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != want {
 		t.Fatalf("Lookup = %+v, %v; want %v", r, err, want)
 	}
@@ -374,4 +384,54 @@ func cmpCode(c, def providers.Code) providers.Code {
 		return def
 	}
 	return c
+}
+
+// order/query refused before any create is no refusal of the order,
+// unless it refuses the order's own identity (2062, 2063, 2065, 2066: an
+// identityId or iotId not known, not bound, not the manager): forbidden
+// (403), service not found (404), the request or its params refused (400,
+// 460, 2000: the listing's params are the client's), quota or arrears
+// (the account) are the configuration's problem, and Prepare fails
+// Unauthenticated, so that the order waits instead of being errored
+// without ever being created. A lookup keeps the codes (it never errors
+// an order on them).
+func TestSnapshotRefusedWaitsForTheConfiguration(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		reply  sandbox.Reply
+		lookup providers.Code // the first page's code, as a lookup sees it
+		own    bool           // the order's own identity refused
+	}{
+		{sandbox.Reply{Code: 403, Message: "request forbidden"}, providers.PermissionDenied, false},
+		{sandbox.Reply{Code: 404, Message: "service not found"}, providers.FailedPrecondition, false},
+		{sandbox.Reply{Code: 400, Message: "request error"}, providers.InvalidArgument, false},
+		{sandbox.Reply{Code: 460, Message: "request parameter error"}, providers.InvalidArgument, false},
+		{sandbox.Reply{Code: 2000, Message: "param is invalid"}, providers.InvalidArgument, false},
+		{sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, providers.PermissionDenied, false},
+		{sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.PermissionDenied, false},
+		{sandbox.Reply{Code: 2062, Message: "identityId does not exist"}, providers.InvalidArgument, true},
+		{sandbox.Reply{Code: 2063, Message: "iotId not exist"}, providers.InvalidArgument, true},
+		{sandbox.Reply{Code: 2065, Message: "identityId and iotId not bound"}, providers.InvalidArgument, true},
+		{sandbox.Reply{Code: 2066, Message: "identityId is not manager"}, providers.InvalidArgument, true},
+	}
+	for i, tt := range tests {
+		name := fmt.Sprint(tt.reply.Code)
+		if tt.reply.GatewayMessage != "" {
+			name = tt.reply.GatewayMessage
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			prepare := providers.Unauthenticated
+			if tt.own {
+				prepare = providers.InvalidArgument
+			}
+			prepareThenLookup(t, testOrder(3500+i), []sandbox.Reply{tt.reply}, nil, prepare, tt.lookup, 1)
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathQuery, tt.reply)
+			_, err := f.c.Prepare(ctx(t), testOrder(3520+i))
+			if !tt.own && !strings.Contains(err.Error(), "not the order's identity") {
+				t.Errorf("Prepare = %v; want the reason the order waits", err)
+			}
+		})
+	}
 }
