@@ -59,7 +59,8 @@ type Policy struct {
 	// Deadline is how long after enqueue an order may still be submitted.
 	Deadline time.Duration
 	// PendingWindow is how long a pending order is polled before it is
-	// errored as unpaid.
+	// errored as unpaid, on a check that says it is unpaid (never on a
+	// failed check, nor for an order held for a person).
 	PendingWindow time.Duration
 	// PollInterval is the first wait between polls of a pending order; it
 	// doubles up to a minute.
@@ -499,27 +500,30 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		return Decision{Settle: keep, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
 	// Any other failure leaves the order pending: the provider holds it,
-	// so it is checked until the window ends rather than forgotten.
+	// so it is checked on rather than forgotten.
 	since := rec.PendingSince
 	if since.IsZero() {
 		since = now
 	}
-	// A pay marked sent and not refused before the provider acted may
-	// have gone through: a failed check cannot tell the order unpaid.
-	paySent := !rec.PaySentAt.IsZero() && !keep.ClearsPaySent()
+	// Past the window an order is errored only on a check that says it
+	// is unpaid (succeeded): a failed check says nothing of where it
+	// stands. The provider holds it (its create answered, or a check found
+	// it), and it may have been paid since the last check that answered:
+	// by a person, by its buyer, or by a pay of the worker's that went
+	// through. Errored, it would sit at the provider, perhaps paid, with
+	// the order recorded a failure. It stays pending, which the
+	// stuck-pending alert shows (the awaiting-a-person one for an order
+	// found by matching or paid by the worker), and is checked until a
+	// check tells.
 	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
-		if !rec.Matched && !paySent {
-			r := fmt.Sprintf("still unpaid after the pending window of %s (last %s failed: %s)", p.PendingWindow, step, msg)
-			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
-		}
-		// A matched order may be waiting for a person (providers.Result
-		// Held), and one whose pay may have gone through may be paid:
-		// errored, either would sit at the provider with nobody told. It
-		// stays pending, which the awaiting-a-person alert shows, and is
-		// checked until a check tells.
-		if paySent {
+		// A pay marked sent and not refused before the provider acted may
+		// have gone through.
+		if paySent := !rec.PaySentAt.IsZero() && !keep.ClearsPaySent(); paySent {
 			msg = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through, so the order is checked until a check tells (last %s failed: %s)",
 				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), step, msg)
+		} else {
+			msg = fmt.Sprintf("pending past the pending window of %s; errored only on a check that finds it unpaid, so it is checked until one tells (last %s failed: %s)",
+				p.PendingWindow, step, msg)
 		}
 	}
 	wait := retryAfter(err, pollDelay(since, p, now))

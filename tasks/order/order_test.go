@@ -317,6 +317,11 @@ func TestDecideNeverRisksADoubleOrder(t *testing.T) {
 					if out.Err == nil && out.Result.Held && step != Prepare && (d.Settle.To() != ledger.StatePending || d.Then.Next != Wait) {
 						t.Errorf("%s: held answer gave %q / %v", name, d.Settle.To(), d.Then.Next)
 					}
+					// A pending order is errored by a check only when the
+					// check answers: unpaid, or the order no longer found.
+					if rn == "pending" && (step == Poll || step == Pay) && out.Err != nil && code != providers.NotFound && d.Settle.To() == ledger.StateErrored {
+						t.Errorf("%s: a failed check errored the pending order (%q)", name, d.Then.Reason)
+					}
 				}
 			}
 		}
@@ -380,8 +385,11 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(pd, Poll, pendingOut, p, t0.Add(31*time.Minute+time.Millisecond)); d.Settle.To() != ledger.StatePending || !strings.Contains(d.Then.Reason, "does not say it is unpaid") {
 		t.Errorf("being paid past the window: %q %q; want pending", d.Settle.To(), d.Then.Reason)
 	}
-	if d := Decide(pd, Poll, unavailable, p, t0.Add(32*time.Minute)); d.Settle.To() != ledger.StateErrored {
-		t.Errorf("failed poll past the window: %q, want errored", d.Settle.To())
+	// A failed check says nothing of where the order stands: past the
+	// window it is kept pending, checked until a check tells (errored only
+	// on one that finds it unpaid).
+	if d := Decide(pd, Poll, unavailable, p, t0.Add(32*time.Minute)); d.Settle.To() != "" || d.Then.Next != Wait || !strings.Contains(d.Then.Reason, "errored only on a check that finds it unpaid") {
+		t.Errorf("failed poll past the window: %q %v %q, want it kept pending, checked again", d.Settle.To(), d.Then.Next, d.Then.Reason)
 	}
 	// An order held for a person (matched, not paid without one) stays
 	// pending past the window, saying why; so does a matched order whose
@@ -445,10 +453,17 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 	if d := Decide(withPaySent(pending(), late.Add(-lagged.ListingLag)), Poll, payableOnly, lagged, late); d.Settle.To() != ledger.StateErrored {
 		t.Errorf("payable, not said unpaid, past the window: %q %v, want errored", d.Settle.To(), d.Then.Next)
 	}
+	// A pay refused before the provider acted, past the window: no check
+	// said unpaid, so it is kept pending, the pay mark cleared; the next
+	// check that finds it unpaid errors it (no pay of the worker's may
+	// show any more).
 	refused := withPaySent(pending(), late)
 	refused.PayMarked = true
-	if d := Decide(refused, Pay, Outcome{Err: errs[providers.RateLimited]}, lagged, late); d.Settle.To() != ledger.StateErrored {
-		t.Errorf("pay refused before acting, past the window: %q, want errored", d.Settle.To())
+	if d := Decide(refused, Pay, Outcome{Err: errs[providers.RateLimited]}, lagged, late); d.Settle.To() != "" || d.Then.Next != Wait || !d.Settle.ClearsPaySent() {
+		t.Errorf("pay refused before acting, past the window: %q %v, clears the pay mark %v; want kept pending, the mark cleared", d.Settle.To(), d.Then.Next, d.Settle.ClearsPaySent())
+	}
+	if d := Decide(pending(), Poll, payable(true), lagged, late.Add(time.Second)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("unpaid past the window, no pay marked: %q, want errored", d.Settle.To())
 	}
 	// Poll delays double with time pending, up to a minute.
 	for _, c := range []struct {
@@ -724,5 +739,27 @@ func TestHeldPaidOrderWaitsForAPerson(t *testing.T) {
 	both.Result.Payable = true
 	if d := Decide(unknown(), Lookup, both, p, t0.Add(2*time.Minute)); d.Then.Next == Continue {
 		t.Errorf("held paid and payable: continues to %s", d.Then.Step)
+	}
+}
+
+// Past the pending window an order whose create answered (its provider
+// order id known), that no check has found unpaid since, is not errored
+// by failed checks: it may have been paid (the buyer pays, without
+// auto-pay) and errored it would sit paid at the provider with the order
+// recorded a failure. It stays pending and is checked on.
+func TestFailedChecksPastTheWindowKeepTheOrderPending(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	for code, err := range errs {
+		if code == providers.NotFound {
+			continue
+		}
+		for _, step := range []Step{Poll, Pay} {
+			rec := pending() // P1, from the create's answer; not matched, no pay sent
+			d := Decide(rec, step, Outcome{Err: err}, p, t0.Add(5*time.Hour))
+			if d.Settle.To() == ledger.StateErrored || d.Then.Next == Stop {
+				t.Errorf("%s failed with %s past the window: %q %v %q; want it kept pending", step, code, d.Settle.To(), d.Then.Next, d.Then.Reason)
+			}
+		}
 	}
 }
