@@ -87,10 +87,13 @@ type Result struct {
 	// the meantime would match the same way. The caller records it and
 	// passes it back as Order.Matched.
 	Matched bool
-	// Held is set on a pending result the provider would pay but, the
-	// order being Matched, will not without a person: the caller keeps it
-	// pending for that person (its pending window does not error it),
-	// checked as usual, until it is paid or resolved.
+	// Held is set on a pending result the provider would pay but will
+	// not without a person (the order being Matched, or in a status the
+	// provider does not pay), and on a paid result of a Matched order the
+	// provider did not pay (someone else did: perhaps another's order):
+	// the caller keeps either pending for that person (its pending window
+	// does not error it), checked as usual, until it is paid (pending) or
+	// resolved.
 	Held bool
 }
 

@@ -126,8 +126,9 @@ func TestChaos(t *testing.T) {
 	usb := unicloudsandbox.New(uKey, uSecret)
 	rates := map[fault.Kind]float64{fault.Throttle: chaosRate, fault.FailBefore: chaosRate, fault.FailAfter: chaosRate, fault.HangAfter: chaosRate}
 	injectors := map[string]*fault.Injector{"tencent": tsb.Faults(), "aliyun": asb.Faults(), "unicloud": usb.Faults()}
-	// A hang answers (Tencent: an empty 200; UniCloud: a reset) after its
-	// limit; Aliyun's outlasts its client's 3s create timeout.
+	// A hang answers after its limit (Tencent, Aliyun: an empty 200, which
+	// the clients take for an ambiguous answer; UniCloud: a reset), each
+	// before its client's own timeout (Aliyun's create: 8 s).
 	hangs := map[string]time.Duration{"tencent": 2 * time.Second, "aliyun": 4 * time.Second, "unicloud": 2 * time.Second}
 	for i, name := range chaosProviders {
 		injectors[name].SetRates(seed+uint64(i), rates)
