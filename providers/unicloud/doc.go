@@ -108,7 +108,13 @@
 //
 // With Order.ProviderOrderID, Lookup asks OrderDetail; an order it returns
 // is paid, only when it carries the Id asked: an Order without an Id (an
-// empty record, a placeholder) or with another is Unavailable. Should
+// empty record, a placeholder) or with another is Unavailable. A found
+// order (by id or by listing) that carries a CancelType of any value, or
+// whose OrderStatus names a cancellation or a failure (cancel, fail,
+// close, invalid, refund, expire, reject, revoke, or the Chinese words for
+// them, in any case), is not paid: Ambiguous, left to a person (neither
+// paid nor NotFound, which would create it again). The values of both
+// are not documented. Should
 // OrderDetail deny an id CreateOrder itself returned, that is Unavailable,
 // not NotFound: a lagging billing system is no reason to submit again. A
 // placeholder ProviderOrderID is no id: the order is looked up as without
@@ -186,7 +192,7 @@
 //     other than Options.ProductCategory.
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
-// Id. None of ours and none unidentified: NotFound. Anything else is an
+// Id (Ambiguous when it is shown cancelled or failed, as above). None of ours and none unidentified: NotFound. Anything else is an
 // Ambiguous error that says how many of each it saw: an order wrongly
 // matched is an order lost, one wrongly missed is an order paid twice.
 //
@@ -226,8 +232,10 @@
 //   - QueryOrders types OrderCategory as Integer in the request and String
 //     in the answer, while CreateOrder takes NEW: it is never sent as a
 //     filter and compared only when both sides are words.
-//   - OrderStatus values are not documented: a found order is paid; its
-//     OrderStatus is reported in Result.Message.
+//   - OrderStatus and CancelType values are not documented: a found order
+//     is paid unless it carries a CancelType or an OrderStatus naming a
+//     cancellation or a failure (Ambiguous); its OrderStatus and PayTime
+//     are reported in Result.Message.
 //   - The transaction API's Version is not documented: 2020-07-30 is sent
 //     for every call, as the same signing is documented for both.
 //   - No throttling or internal-error code is documented for UniCloud; the

@@ -68,15 +68,58 @@ func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, e
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "OrderDetail answered for another order"}
 	}
+	if why := d.closed(); why != "" {
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
+			Message: c.clean(notPaidMessage(why), 200)}
+	}
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: id, HTTPStatus: status,
-		Message: c.clean(withStatus("found by OrderDetail", d.OrderStatus), 200)}, nil
+		Message: c.clean(d.describe("found by OrderDetail"), 200)}, nil
 }
 
-func withStatus(msg, orderStatus string) string {
-	if orderStatus != "" {
-		msg += " (OrderStatus " + orderStatus + ")"
+// describe returns msg with the order's OrderStatus and PayTime, when it
+// carries them.
+func (d orderInfo) describe(msg string) string {
+	var parts []string
+	if d.OrderStatus != "" {
+		parts = append(parts, "OrderStatus "+d.OrderStatus)
+	}
+	if d.PayTime != "" {
+		parts = append(parts, "PayTime "+d.PayTime)
+	}
+	if len(parts) > 0 {
+		msg += " (" + strings.Join(parts, ", ") + ")"
 	}
 	return msg
+}
+
+// closedWords are the words (matched case-insensitively, anywhere in the
+// value) of an OrderStatus that says the order did not go through, or no
+// longer stands: its values are not documented, so any status naming a
+// cancellation, a failure, a closing, invalidity, a refund, an expiry, a
+// rejection or a revocation counts, in English or in Chinese.
+var closedWords = []string{"cancel", "fail", "close", "invalid", "refund", "expire", "reject", "revoke",
+	"取消", "失败", "关闭", "作废", "无效", "退款", "退订", "过期", "撤销"}
+
+// closed returns why a found order is not taken for paid: it carries a
+// CancelType (any value: its values are not documented, so none is known
+// to mean "not cancelled"), or its OrderStatus names a cancellation or a
+// failure (closedWords). "" when neither.
+func (d orderInfo) closed() string {
+	if ct := strings.TrimSpace(d.CancelType); ct != "" {
+		return "CancelType " + d.CancelType
+	}
+	ls := strings.ToLower(d.OrderStatus)
+	for _, w := range closedWords {
+		if strings.Contains(ls, w) {
+			return "OrderStatus " + d.OrderStatus
+		}
+	}
+	return ""
+}
+
+// notPaidMessage says why a found order is left to a person.
+func notPaidMessage(why string) string {
+	return "the order is found with " + why + ": it may have been cancelled or have failed, so it is not taken for paid; left to a person"
 }
 
 // orderInfo is what Lookup reads from a listed or detailed order.
@@ -89,7 +132,11 @@ type orderInfo struct {
 	OrderCategory   string
 	ProductCategory string
 	OrderStatus     string
-	CreateTime      string
+	// CancelType and PayTime are as the order carries them ("" when it
+	// does not): documented on Order, their values are not.
+	CancelType string
+	PayTime    string
+	CreateTime string
 	// Names are the instance names the order carries (an InstanceName
 	// field on the order or on any of its Items); nil when it carries none.
 	Names []string
@@ -113,6 +160,8 @@ func parseOrder(raw json.RawMessage) (orderInfo, error) {
 	d.OrderCategory, _ = scalar(field(m, "OrderCategory"))
 	d.ProductCategory, _ = scalar(field(m, "ProductCategory"))
 	d.OrderStatus, _ = scalar(field(m, "OrderStatus"))
+	d.CancelType, _ = scalar(field(m, "CancelType"))
+	d.PayTime, _ = scalar(field(m, "PayTime"))
 	d.CreateTime, _ = scalar(field(m, "CreateTime"))
 	if n, ok := scalar(field(m, "InstanceName")); ok && n != "" {
 		d.Names = append(d.Names, n)
@@ -819,6 +868,15 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				d.CreateTime = cmp.Or(d.CreateTime, dd.CreateTime)
 				d.OrderCategory = cmp.Or(d.OrderCategory, dd.OrderCategory)
 				d.ProductCategory = cmp.Or(d.ProductCategory, dd.ProductCategory)
+				d.PayTime = cmp.Or(d.PayTime, dd.PayTime)
+				if dd.closed() != "" && d.closed() == "" {
+					// The detail says cancelled or failed where the list
+					// did not: it counts.
+					d.OrderStatus, d.CancelType = dd.OrderStatus, dd.CancelType
+				} else {
+					d.OrderStatus = cmp.Or(d.OrderStatus, dd.OrderStatus)
+					d.CancelType = cmp.Or(d.CancelType, dd.CancelType)
+				}
 			}
 		}
 		if heldNo && (d.Names == nil || matchNames(d.Names, name) != nameOther) {
@@ -852,9 +910,14 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 	}
 	switch {
+	case len(ours) == 1 && unknown == 0 && ours[0].closed() != "":
+		// Ours, but not paid: neither paid nor absent (created again, it
+		// could be created twice).
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
+			Message: c.clean(notPaidMessage(ours[0].closed()), 200)}
 	case len(ours) == 1 && unknown == 0:
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
-			Message: c.clean(withStatus("found by QueryOrders", ours[0].OrderStatus), 200)}, nil
+			Message: c.clean(ours[0].describe("found by QueryOrders"), 200)}, nil
 	case len(ours) == 0 && unknown == 0:
 		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
 		if others > 0 {

@@ -974,3 +974,92 @@ func lookupWants(t *testing.T, endpoint, ours string, want providers.Code) error
 	}
 	return err
 }
+
+// A found order that carries a CancelType, or whose OrderStatus names a
+// cancellation or a failure, is not paid: the lookup is Ambiguous (left to
+// a person), never paid and never not_found, by id and by listing.
+func TestLookupCancelledIsNotPaid(t *testing.T) {
+	t.Parallel()
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	tests := []struct {
+		name  string
+		extra string // fields added to the order
+		paid  bool
+	}{
+		{"cancelled", `"OrderStatus":"CANCELLED"`, false},
+		{"cancel type", `"OrderStatus":"PAID","CancelType":"USER_CANCEL"`, false},
+		{"numeric cancel type", `"OrderStatus":"PAID","CancelType":1`, false},
+		{"pay failed", `"OrderStatus":"pay_failed"`, false},
+		{"closed", `"OrderStatus":"Closed"`, false},
+		{"invalid", `"OrderStatus":"INVALID"`, false},
+		{"refunded", `"OrderStatus":"REFUNDED"`, false},
+		{"expired", `"OrderStatus":"EXPIRED"`, false},
+		{"in Chinese", `"OrderStatus":"已取消"`, false},
+		{"paid", `"OrderStatus":"PAID","PayTime":"2024-03-01 18:00:00"`, true},
+		{"null cancel type", `"OrderStatus":"PAID","CancelType":null`, true},
+		{"empty cancel type", `"OrderStatus":"PAID","CancelType":""`, true},
+		{"no status", ``, true},
+	}
+	check := func(t *testing.T, how string, r providers.Result, err error, paid bool) {
+		t.Helper()
+		if paid {
+			if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != "11" {
+				t.Errorf("%s: Lookup = %+v, %v; want paid with 11", how, r, err)
+			}
+			return
+		}
+		if providers.CodeOf(err) != providers.Ambiguous || r.Status != "" {
+			t.Errorf("%s: Lookup = %+v, %v; want ambiguous", how, r, err)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			extra := ""
+			if tt.extra != "" {
+				extra = "," + tt.extra
+			}
+			// By id.
+			endpoint, _ := fakeTransaction(t, nil, map[string]string{"11": `{"Order":{"Id":"11"` + extra + `}}`})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			o.ProviderOrderID = "11"
+			r, err := c.Lookup(context.Background(), o)
+			check(t, "by id", r, err, tt.paid)
+
+			// By listing, the status in the list.
+			entry := fmt.Sprintf(`{"Id":"11","InstanceName":"ours","OrderCategory":"NEW","CreateTime":%q%s}`, now, extra)
+			endpoint, _ = fakeTransaction(t, []string{listing(1, entry)}, nil)
+			c = client(t, endpoint, unicloud.Options{})
+			o.ProviderOrderID = ""
+			r, err = c.Lookup(context.Background(), o)
+			check(t, "listed", r, err, tt.paid)
+
+			// By listing, the status only in the detail.
+			endpoint, _ = fakeTransaction(t, []string{listing(1, listed("11", "NEW"))},
+				map[string]string{"11": `{"Order":{"Id":"11","InstanceName":"ours"` + extra + `}}`})
+			c = client(t, endpoint, unicloud.Options{})
+			r, err = c.Lookup(context.Background(), o)
+			check(t, "detailed", r, err, tt.paid)
+		})
+	}
+}
+
+// The same through the sandbox: an order of ours it shows cancelled.
+func TestLookupCancelledInSandbox(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{})
+	o := seeded("cancelled", time.Now())
+	o.OrderStatus = "CANCELLED"
+	id := sb.Seed(o).ID
+	lo := order("cancelled")
+	lo.FirstAttempt = time.Now().Add(-time.Minute)
+	if r, err := c.Lookup(context.Background(), lo); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup by listing = %+v, %v; want ambiguous", r, err)
+	}
+	lo.ProviderOrderID = id
+	if r, err := c.Lookup(context.Background(), lo); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup by id = %+v, %v; want ambiguous", r, err)
+	}
+}
