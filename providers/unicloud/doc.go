@@ -44,7 +44,8 @@
 //
 // # Answers and errors
 //
-// The classifier reads, in order:
+// The classifier reads, in order (a code compared lower-cased and
+// without '_', '.', '-' and spaces: INTERNAL_ERROR is InternalError):
 //
 //   - For CreateOrder, an answer that carries a Res.OrderId or Status true,
 //     whatever else it says: at a 2xx without Auth false it is the create's

@@ -328,6 +328,14 @@ func TestClassify(t *testing.T) {
 		{"200 unreadable query", 200, "", `{"Status":`, false, providers.Unavailable, 0, "", ""},
 		{"200 code without Status", 200, "", `{"Code":"InvalidParameter","Msg":"x"}`, false, providers.InvalidArgument, 0, "", ""},
 		{"302", 302, "", `{}`, true, providers.Ambiguous, 0, "", ""},
+		// Codes are read whatever their case and separators.
+		{"400 INTERNAL_ERROR, create", 400, "", `{"Code":"INTERNAL_ERROR","Msg":"x"}`, true, providers.Ambiguous, 0, "INTERNAL_ERROR", ""},
+		{"400 Service.Unavailable, create", 400, "", `{"Code":"Service.Unavailable","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"403 SYSTEM-ERROR, create", 403, "", `{"Code":"SYSTEM-ERROR","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"200 SYSTEM_ERROR, query", 200, "", `{"Status":false,"Code":"SYSTEM_ERROR","Msg":"系统异常"}`, false, providers.Unavailable, 0, "", ""},
+		{"400 System.Busy, query", 400, "", `{"Code":"System.Busy"}`, false, providers.Unavailable, 0, "", ""},
+		{"400 INVALID_ACCESS_KEY_ID, create", 400, "", `{"Code":"INVALID_ACCESS_KEY_ID"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"200 ORDER_NOT_EXIST, query", 200, "", `{"Status":false,"Code":"ORDER_NOT_EXIST"}`, false, providers.NotFound, 0, "", ""},
 		{"secret in message", 400, "", `{"Code":"InvalidParameter testsecret","Msg":"bad testsecret for 6oPiV0WMJXhxiT65, call 13912345678"}`, true, providers.InvalidArgument, 0, "InvalidParameter ***", "bad *** for ***, call 139****5678"},
 	}
 	for _, tt := range tests {

@@ -318,9 +318,9 @@ func (c *Client) clean(s string, n int) string {
 // notTaken). Any other code (SYSTEM_ERROR, CreateFailed, arrears, an
 // order-not-found code, …) at a 200 or another 4xx may come after the
 // order was created: Ambiguous, so that it is looked up, never recorded
-// errored while it exists.
+// errored while it exists. Codes are compared as normCode spells them.
 func codeFor(status int, code, msg string, create bool) providers.Code {
-	lc, lm := strings.ToLower(code), strings.ToLower(msg)
+	lc, lm := normCode(code), strings.ToLower(msg)
 	switch {
 	case strings.Contains(lc, "nonce") || strings.Contains(lm, "nonce"):
 		// Our nonces are fresh per attempt: a reused one means this very
@@ -375,8 +375,22 @@ func notTaken(st int) bool {
 	return false
 }
 
+// normCode is a provider code lower-cased, without the separators codes
+// are spelt with ('_', '.', '-', space): INTERNAL_ERROR, InternalError
+// and Internal.Error all read internalerror. No document lists UniCloud's
+// codes or their spelling.
+func normCode(code string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '_', '.', '-', ' ':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, code)
+}
+
 func isThrottle(code string) bool {
-	lc := strings.ToLower(code)
+	lc := normCode(code)
 	return strings.Contains(lc, "throttl") || strings.HasPrefix(lc, "requestlimitexceeded") || lc == "toomanyrequests"
 }
 
@@ -390,7 +404,7 @@ func isAuthCode(lc string) bool {
 }
 
 func isOrderNotFound(lc string) bool {
-	return strings.Contains(lc, "order") && (strings.Contains(lc, "notfound") || strings.Contains(lc, "notexist") || strings.Contains(lc, "not_exist"))
+	return strings.Contains(lc, "order") && (strings.Contains(lc, "notfound") || strings.Contains(lc, "notexist"))
 }
 
 func isInternal(lc string) bool {
