@@ -64,12 +64,15 @@
 //   - HTTP 5xx on the queries: Unavailable. Timeouts and resets after the
 //     request was written are classified by providers.Send (Ambiguous for
 //     CreateOrder).
-//   - An unreadable body: 401 Unauthenticated, 403 PermissionDenied, other
-//     4xx InvalidArgument, a 2xx or 3xx of unknown effect (Ambiguous for
-//     CreateOrder). On CreateOrder only the statuses that refuse the
-//     request itself (400, 401, 403, 404, 405, 413, 414, 415, 431: see
-//     notTaken) are read so; any other 4xx (409, 422, …) is Ambiguous.
-//     Redirects are not followed by the default HTTP client.
+//   - An unreadable body (the API answers JSON): at 401 or a status that
+//     refuses the request itself (400, 403, 404, 405, 413, 414, 415, 431:
+//     see notTaken), Unauthenticated, a configuration problem (a wrong
+//     endpoint or path, or a refusal in front of the API), unless it
+//     speaks of a reused nonce or an internal error (of unknown effect);
+//     on CreateOrder any other 4xx (409, 422, …) is Ambiguous, on the
+//     queries InvalidArgument; a 2xx or 3xx is of unknown effect
+//     (Ambiguous for CreateOrder). Redirects are not followed by the
+//     default HTTP client.
 //   - Auth:false: Unauthenticated.
 //   - A 4xx, or a 200 with Status false (or, with no Status, a Code other
 //     than Success), by code and message: a reused SignatureNonce is
@@ -80,10 +83,21 @@
 //     says; an invalid or expired Timestamp (a code naming it, or without
 //     a code or with an InvalidParameter code a message naming it) is
 //     Unavailable (refused before acting; the next attempt re-signs);
-//     InvalidParameter about "Signature", InvalidAccessKeyId*,
-//     SignatureDoesNotMatch and the like, or HTTP 401, are
-//     Unauthenticated; on the queries an order-not-found code
-//     (OrderNotExist, …) is NotFound (OrderDetail only: see Lookup).
+//     InvalidParameter about "Signature", a code naming the signature or
+//     the access key (InvalidAccessKeyId*, SignatureDoesNotMatch, …) or an
+//     authentication failure, or HTTP 401, are Unauthenticated; so is, at
+//     HTTP 400, 401 or 403 with no code (or a number) or an
+//     InvalidParameter code, a body that names the signature or the access
+//     key anywhere (signature, accesskey, access key, 签名; a parameter
+//     echoed back, Signature=…, or a JSON key does not count), since the
+//     documented refusal's body shape is not documented; a reused nonce
+//     said anywhere is read before it. A wrong endpoint or path is
+//     Unauthenticated too: a code about the action, API, version or
+//     method (InvalidAction.NotFound, …), or HTTP 404 or 405 with no code.
+//     A 404 or 405 with another code was written by the API after reading
+//     the request: Ambiguous on CreateOrder. On the queries an
+//     order-not-found code (OrderNotExist, …) is NotFound (OrderDetail
+//     only: see Lookup).
 //     On CreateOrder any other code but ProductConfigError, at a 200 or
 //     at a 4xx that is not one of the statuses above, is Ambiguous: no
 //     document says such a refusal comes before the order was created

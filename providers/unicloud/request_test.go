@@ -296,11 +296,53 @@ func TestClassify(t *testing.T) {
 		{"400 InternalError naming a timestamp, query", 400, "", `{"Code":"InternalError","Msg":"null value in column createTimestamp"}`, false, providers.Unavailable, 0, "InternalError", ""},
 		{"400 nonce reused, create", 400, "", `{"Code":"SignatureNonceUsed","Msg":"Specified signature nonce was used already."}`, true, providers.Ambiguous, 0, "", ""},
 		{"400 nonce reused, query", 400, "", `{"Code":"SignatureNonceUsed","Msg":"Specified signature nonce was used already."}`, false, providers.Unavailable, 0, "", ""},
-		{"400 not JSON", 400, "", `Bad Request`, true, providers.InvalidArgument, 0, "", "Bad Request"},
+		// An answer the API cannot have written (it answers JSON) at a status
+		// that refuses the request itself comes from in front of it: a
+		// configuration problem, on which the order waits.
+		{"400 not JSON", 400, "", `Bad Request`, true, providers.Unauthenticated, 0, "", "Bad Request"},
+		{"400 HTML, query", 400, "", `<html><body>The plain HTTP request was sent to HTTPS port</body></html>`, false, providers.Unauthenticated, 0, "", ""},
+		{"403 not JSON", 403, "", `<html>Forbidden</html>`, true, providers.Unauthenticated, 0, "", ""},
 		{"401 not JSON", 401, "", ``, true, providers.Unauthenticated, 0, "", ""},
 		{"403 Forbidden.RAM", 403, "", `{"Code":"Forbidden.RAM","Msg":"x"}`, true, providers.PermissionDenied, 0, "", ""},
-		{"404 not JSON", 404, "", `<html/>`, true, providers.InvalidArgument, 0, "", ""},
-		{"413 not JSON", 413, "", `<html/>`, true, providers.InvalidArgument, 0, "", ""},
+		{"404 not JSON", 404, "", `<html/>`, true, providers.Unauthenticated, 0, "", ""},
+		{"413 not JSON", 413, "", `<html/>`, true, providers.Unauthenticated, 0, "", ""},
+		// The signature refusal, its body's shape not documented: found
+		// wherever the body says it, at 400, 401 or 403 with no code or
+		// an InvalidParameter one.
+		{"400 signature under another key", 400, "", `{"Code":"InvalidParameter","ErrorMessage":"The specified parameter \"Signature\" is not valid."}`, true, providers.Unauthenticated, 0, "InvalidParameter", ""},
+		{"400 signature nested", 400, "", `{"RequestId":"r","Error":{"Code":"InvalidParameter","Message":"The specified parameter”Signature”is not valid."}}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 signature as text", 400, "", `The specified parameter "Signature" is not valid.`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 signature as XML", 400, "", `<?xml version="1.0"?><Error><Code>InvalidParameter</Code><Message>The specified parameter "Signature" is not valid.</Message></Error>`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 signature in Chinese", 400, "", `{"Code":"InvalidParameter","Msg":"签名无效"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 numeric code, signature", 400, "", `{"code":400,"msg":"signature error"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"403 access key, no code", 403, "", `{"RequestId":"r","ErrorMessage":"The AccessKeyId is disabled."}`, true, providers.Unauthenticated, 0, "", ""},
+		{"403 Forbidden.AccessKeyDisabled", 403, "", `{"Code":"Forbidden.AccessKeyDisabled","Msg":"x"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 MissingSignature", 400, "", `{"Code":"MissingSignature","Msg":"x"}`, false, providers.Unauthenticated, 0, "", ""},
+		{"400 access key, query", 400, "", `{"Code":"InvalidParameter","Message":"The specified parameter \"AccessKeyId\" is not valid."}`, false, providers.Unauthenticated, 0, "", ""},
+		// Not a word about the signature: the request's parameters echoed
+		// back, or a key of the body's.
+		{"400 query echoed", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter \"vpc\" is not valid.","Url":"/openapi/nas?AccessKeyId=k&Signature=s%3D&SignatureNonce=1"}`, true, providers.InvalidArgument, 0, "", ""},
+		{"400 signature key", 400, "", `{"Code":"InvalidParameter","Msg":"vpc","Signature" : "s"}`, true, providers.InvalidArgument, 0, "", ""},
+		{"400 other code naming the signature", 400, "", `{"Code":"ProductConfigError","Msg":"x","Detail":"signature"}`, true, providers.InvalidArgument, 0, "", ""},
+		// A reused nonce or an internal error, said outside Msg: the
+		// request may have been acted on.
+		{"400 nonce under another key, create", 400, "", `{"Code":"InvalidParameter","ErrorMessage":"Specified signature nonce was used already."}`, true, providers.Ambiguous, 0, "", ""},
+		{"400 nonce as text, create", 400, "", `Specified signature nonce was used already.`, true, providers.Ambiguous, 0, "", ""},
+		{"400 nonce as text, query", 400, "", `Specified signature nonce was used already.`, false, providers.Unavailable, 0, "", ""},
+		{"400 internal error as XML, create", 400, "", `<Error><Code>InternalError</Code></Error>`, true, providers.Ambiguous, 0, "", ""},
+		{"400 internal error nested, create", 400, "", `{"Error":{"Code":"INTERNAL_ERROR"}}`, true, providers.Ambiguous, 0, "", ""},
+		// A wrong endpoint or path: refused before any order exists.
+		{"404 JSON without a code, create", 404, "", `{"RequestId":"r","Msg":"not found"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"404 another server's JSON, create", 404, "", `{"timestamp":"2024-03-01T10:00:00.000+00:00","status":404,"error":"Not Found","path":"/openapi/nas"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"404 InvalidAction.NotFound, create", 404, "", `{"Code":"InvalidAction.NotFound","Msg":"Specified api is not found"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 InvalidVersion, query", 400, "", `{"Code":"InvalidVersion","Msg":"x"}`, false, providers.Unauthenticated, 0, "", ""},
+		{"405 no body, query", 405, "", ``, false, providers.Unauthenticated, 0, "", ""},
+		{"405 UnsupportedHTTPMethod, create", 405, "", `{"Code":"UnsupportedHTTPMethod"}`, true, providers.Unauthenticated, 0, "", ""},
+		// A 404 the API itself wrote, with another code, may come after
+		// the order was created.
+		{"404 NotFound, create", 404, "", `{"Code":"NotFound","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"404 InvalidVpc.NotFound, create", 404, "", `{"Code":"InvalidVpc.NotFound","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"404 OrderNotExist, query", 404, "", `{"Code":"OrderNotExist"}`, false, providers.NotFound, 0, "", ""},
 		// No code, and a status that does not say the request was refused
 		// before it was acted on.
 		{"409 not JSON, create", 409, "", `<html/>`, true, providers.Ambiguous, 0, "", ""},

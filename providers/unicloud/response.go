@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -282,10 +283,17 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 			// No code to read, and a status that does not say the request
 			// was refused before it was acted on (409, 422, …).
 			return fail(providers.Ambiguous, "unreadable response: "+http.StatusText(st))
-		case st == http.StatusUnauthorized:
-			return fail(providers.Unauthenticated, http.StatusText(st))
-		case st == http.StatusForbidden:
-			return fail(providers.PermissionDenied, http.StatusText(st))
+		case st >= 400 && (mentions(resp.Body, "nonce") || internalText(resp.Body)):
+			// A text that speaks of a reused nonce or an internal error,
+			// in a form we cannot read: the request may have been acted on.
+			return fail(unsure, "unreadable response: "+http.StatusText(st))
+		case st == http.StatusUnauthorized || notTaken(st):
+			// The API answers JSON (Format=json): a refusal it cannot
+			// have written comes from in front of it (a wrong endpoint or
+			// path, a proxy, a credentials check), before any order
+			// exists. A configuration problem: the order waits.
+			return fail(providers.Unauthenticated, http.StatusText(st)+
+				": an answer that is not the API's (wrong endpoint or path, or refused in front of the API): a configuration problem")
 		case st >= 400:
 			return fail(providers.InvalidArgument, http.StatusText(st))
 		}
@@ -293,11 +301,11 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 	case r.Auth != nil && !*r.Auth:
 		return fail(providers.Unauthenticated, or(r.Message, "not authenticated"))
 	case st >= 400:
-		return fail(codeFor(st, r.Code, r.Message, create), or(r.Message, http.StatusText(st)))
+		return fail(codeFor(st, r.Code, r.Message, resp.Body, create), or(r.Message, http.StatusText(st)))
 	case st < 200 || st >= 300:
 		return fail(unsure, "unexpected HTTP status")
 	case r.failed():
-		return fail(codeFor(st, r.Code, r.Message, create), or(r.Message, "failed"))
+		return fail(codeFor(st, r.Code, r.Message, resp.Body, create), or(r.Message, "failed"))
 	}
 	return r, nil
 }
@@ -308,47 +316,75 @@ func (c *Client) clean(s string, n int) string {
 	return providers.Truncate(providers.Redact(s, c.accessKeySecret, c.accessKeyID), n)
 }
 
-// codeFor maps a refusal (a 4xx, or a 200 with Status false) by its code
-// and message. Nothing documented lists UniCloud's codes beyond
-// ProductConfigError and the signature error; the rest follows the
-// Alibaba-style RPC codes the API mirrors. On CreateOrder a refusal is
-// believed only when something says the request was not acted on: a
-// documented code, a code about the request's signing (signature, access
-// key, timestamp), or an HTTP status that refuses the request itself (see
-// notTaken). Any other code (SYSTEM_ERROR, CreateFailed, arrears, an
-// order-not-found code, …) at a 200 or another 4xx may come after the
-// order was created: Ambiguous, so that it is looked up, never recorded
-// errored while it exists. Codes are compared as normCode spells them.
-func codeFor(status int, code, msg string, create bool) providers.Code {
+// codeFor maps a refusal (a 4xx, or a 200 with Status false) by its code,
+// its message and, where the code says nothing, its whole body. Nothing
+// documented lists UniCloud's codes beyond ProductConfigError and the
+// signature error (HTTP 400 InvalidParameter, "The specified parameter
+// "Signature" is not valid.", in a body whose shape is not documented);
+// the rest follows the Alibaba-style RPC codes the API mirrors.
+//
+// A configuration problem is Unauthenticated, the one code on which the
+// order waits unchanged: a code about the request's signing or access key
+// (isAuthCode); HTTP 401; at HTTP 400, 401 or 403 with no code (or a
+// number) or an InvalidParameter code, a body that speaks of the
+// signature or the access key anywhere (not only in Msg or Message:
+// mentions); and a wrong endpoint or path: a code about the action, API
+// or version (isRouting), or HTTP 404 or 405 without a code. The API
+// always writes a Code, so a 404 without one comes from a server that
+// does not know the path, before any order exists. A 404 or 405 with
+// another code came from the API itself: on CreateOrder it is Ambiguous
+// (nothing says it came before the order was created).
+//
+// On CreateOrder a refusal is otherwise believed only when something says
+// the request was not acted on: a documented code, a code about the
+// request's signing (signature, access key, timestamp), or an HTTP status
+// that refuses the request itself (see notTaken). Any other code
+// (SYSTEM_ERROR, CreateFailed, arrears, an order-not-found code, …) at a
+// 200 or another 4xx may come after the order was created: Ambiguous, so
+// that it is looked up, never recorded errored while it exists. Codes are
+// compared as normCode spells them.
+func codeFor(status int, code, msg string, body []byte, create bool) providers.Code {
 	lc, lm := normCode(code), strings.ToLower(msg)
+	// noCode: no code, or a number, which names nothing we can read.
+	noCode := strings.TrimLeft(lc, "0123456789") == ""
+	paramCode := noCode || strings.HasPrefix(lc, "invalidparameter")
+	// The whole body is searched only where the code leaves the refusal
+	// open, at a status that refuses the request itself.
+	searchBody := paramCode && (status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden)
 	switch {
-	case strings.Contains(lc, "nonce") || strings.Contains(lm, "nonce"):
+	case strings.Contains(lc, "nonce") || strings.Contains(lm, "nonce") || searchBody && mentions(body, "nonce"):
 		// Our nonces are fresh per attempt: a reused one means this very
 		// request arrived twice, and the first delivery may have acted.
+		// Before the signature: "signature nonce" names the signature.
 		if create {
 			return providers.Ambiguous
 		}
 		return providers.Unavailable
-	case isInternal(lc):
+	case isInternal(lc) || noCode && status >= 400 && internalText(body):
 		// Before the timestamp check: an internal error's message may
 		// name a timestamp field (createTimestamp) without being a clock
-		// refusal.
+		// refusal. Without a code, the body's words count.
 		if create {
 			return providers.Ambiguous
 		}
 		return providers.Unavailable
 	case strings.Contains(lc, "timestamp") ||
-		(lc == "" || strings.HasPrefix(lc, "invalidparameter")) && (strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp")):
+		paramCode && (strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp")):
 		// Clock skew: refused before acting; the next attempt re-signs.
 		// The message counts only without a code or with a parameter
 		// error's, as for the signature: another code's text may name a
 		// timestamp for another reason.
 		return providers.Unavailable
-	case isAuthCode(lc), strings.Contains(lm, "signature") && (lc == "" || strings.HasPrefix(lc, "invalidparameter")),
-		status == http.StatusUnauthorized:
+	case isAuthCode(lc), status == http.StatusUnauthorized,
+		paramCode && (strings.Contains(lm, "signature") || strings.Contains(lm, "accesskey") || strings.Contains(lm, "access key") || strings.Contains(lm, "签名")),
+		searchBody && mentions(body, "signature", "accesskey", "access key", "签名"):
+		return providers.Unauthenticated
+	case isRouting(lc), noCode && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed):
 		return providers.Unauthenticated
 	case !create && isOrderNotFound(lc):
 		return providers.NotFound
+	case create && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed):
+		return providers.Ambiguous
 	case create && lc != "productconfigerror" && !notTaken(status):
 		return providers.Ambiguous
 	case status == http.StatusForbidden || isPermission(lc):
@@ -356,6 +392,31 @@ func codeFor(status int, code, msg string, create bool) providers.Code {
 	default:
 		return providers.InvalidArgument
 	}
+}
+
+// mentions reports whether body names one of words (lower case), in any
+// case, other than as a parameter echoed back: an occurrence followed,
+// after any letters and digits (SignatureNonce, AccessKeyId), by '=' or
+// "%3d" (a query echoed) or by '"' and ':' (a JSON key) does not count.
+func mentions(body []byte, words ...string) bool {
+	lb := strings.ToLower(string(body))
+	for _, w := range words {
+		for i := 0; ; {
+			j := strings.Index(lb[i:], w)
+			if j < 0 {
+				break
+			}
+			i += j + len(w)
+			rest := strings.TrimLeftFunc(lb[i:], func(r rune) bool { return r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) })
+			switch {
+			case strings.HasPrefix(rest, "="), strings.HasPrefix(rest, "%3d"):
+			case strings.HasPrefix(rest, `"`) && strings.HasPrefix(strings.TrimSpace(rest[1:]), ":"):
+			default:
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // notTaken reports whether HTTP status st says the server refused the
@@ -394,8 +455,30 @@ func isThrottle(code string) bool {
 	return strings.Contains(lc, "throttl") || strings.HasPrefix(lc, "requestlimitexceeded") || lc == "toomanyrequests"
 }
 
+// isAuthCode reports whether normalised code lc is about the request's
+// signing or credentials: one naming the signature or the access key
+// (InvalidAccessKeyId.NotFound, SignatureDoesNotMatch, MissingSignature,
+// Forbidden.AccessKeyDisabled; a reused nonce is read before), or an
+// authentication failure.
 func isAuthCode(lc string) bool {
-	for _, p := range []string{"invalidaccesskey", "signaturedoesnotmatch", "incompletesignature", "authfailure", "invalidsignature"} {
+	if strings.Contains(lc, "signature") || strings.Contains(lc, "accesskey") {
+		return true
+	}
+	for _, p := range []string{"authfail", "authenticat", "unauthori", "unauthenti", "invalidauth"} {
+		if strings.HasPrefix(lc, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// isRouting reports whether normalised code lc says the request's action,
+// API, version or HTTP method is not one the server knows: a wrong
+// endpoint or path, refused before any order exists. A bare NotFound is
+// not one: it may name a resource the request names.
+func isRouting(lc string) bool {
+	for _, p := range []string{"invalidaction", "unsupportedaction", "unknownaction", "actionnotfound", "invalidapi", "apinotfound",
+		"invalidversion", "unsupportedversion", "methodnotallowed", "unsupportedhttpmethod", "invalidhttpmethod", "unsupportedmethod"} {
 		if strings.HasPrefix(lc, p) {
 			return true
 		}
@@ -410,6 +493,19 @@ func isOrderNotFound(lc string) bool {
 func isInternal(lc string) bool {
 	for _, s := range []string{"internalerror", "serviceunavailable", "systemerror", "systembusy", "servicebusy", "unknownerror", "timeout"} {
 		if strings.Contains(lc, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// internalText reports whether a body names an internal error's code
+// (spaces, case and separators aside: "System Error", "INTERNAL_ERROR"),
+// a timeout aside: a page's script may well say setTimeout.
+func internalText(body []byte) bool {
+	lb := normCode(string(body))
+	for _, s := range []string{"internalerror", "serviceunavailable", "systemerror", "systembusy", "servicebusy", "unknownerror"} {
+		if strings.Contains(lb, s) {
 			return true
 		}
 	}

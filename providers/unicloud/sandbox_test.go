@@ -208,3 +208,32 @@ func TestSandboxRejectsReplay(t *testing.T) {
 		t.Errorf("sandbox holds %d orders, want 1", n)
 	}
 }
+
+// A wrong endpoint (a path the server does not serve) or a wrong secret is
+// a configuration problem: Unauthenticated, on which the order waits
+// unchanged, whether it is a create or a lookup. Nothing is created.
+func TestSandboxConfigurationProblems(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(accessKeyID, accessKeySecret)
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	for name, c := range map[string]*unicloud.Client{
+		"wrong path":   client(t, srv.URL+"/v2", unicloud.Options{}),
+		"wrong secret": client(t, srv.URL, unicloud.Options{AccessKeySecret: "wrong-secret"}),
+	} {
+		o := order("config-" + strings.ReplaceAll(name, " ", "-"))
+		if _, err := c.Submit(context.Background(), o); providers.CodeOf(err) != providers.Unauthenticated {
+			t.Errorf("%s: Submit = %v, want unauthenticated", name, err)
+		}
+		if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Unauthenticated {
+			t.Errorf("%s: Lookup = %v, want unauthenticated", name, err)
+		}
+		o.ProviderOrderID = "900000000000000001"
+		if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Unauthenticated {
+			t.Errorf("%s: Lookup by id = %v, want unauthenticated", name, err)
+		}
+	}
+	if n := len(sb.Orders()); n != 0 {
+		t.Errorf("sandbox holds %d orders, want none", n)
+	}
+}
