@@ -58,10 +58,11 @@ func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, e
 		// the two CreateOrder's OrderId is, is not documented) and it
 		// carries a status: the server answered for this order. The
 		// number alone could be the question echoed back.
-	case d.ID == "":
+	case d.ID == "", d.IDFromOrderID && d.OrderStatus == "":
 		// An order without an Id (an empty record, or a placeholder Id)
 		// may be what a server answers for an id it does not know: it
-		// shows no order is ours.
+		// shows no order is ours. So may one whose only id is an
+		// OrderId, the question echoed back, unless it carries a status.
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "OrderDetail answered an order without an Id"}
 	case d.ID != id:
@@ -124,7 +125,10 @@ func notPaidMessage(why string) string {
 
 // orderInfo is what Lookup reads from a listed or detailed order.
 type orderInfo struct {
-	ID string
+	// ID is the order's Id, or, when it carries none, its OrderId
+	// (IDFromOrderID).
+	ID            string
+	IDFromOrderID bool
 	// OrderNo is the order's other number. Which of Id and OrderNo equals
 	// CreateOrder's OrderId is not documented: ownership is asked under
 	// both.
@@ -154,6 +158,14 @@ func parseOrder(raw json.RawMessage) (orderInfo, error) {
 		return orderInfo{}, err
 	}
 	d := orderInfo{ID: id}
+	if raw := bytes.TrimSpace(field(m, "Id")); len(raw) == 0 || string(raw) == "null" {
+		// No Id at all (a blank or zero one is the server's word that
+		// there is none): the order's OrderId, if it carries one.
+		if d.ID, err = idField(field(m, "OrderId")); err != nil {
+			return orderInfo{}, err
+		}
+		d.IDFromOrderID = d.ID != ""
+	}
 	if d.OrderNo, err = idField(field(m, "OrderNo")); err != nil {
 		return orderInfo{}, err
 	}
@@ -1073,7 +1085,9 @@ func normName(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// mergeOrders appends to a the orders of b it does not hold (by id).
+// mergeOrders appends to a the orders of b it does not hold (by id: Id, or
+// OrderId for an order without one). An order without either is always
+// appended: nothing shows it is one already held.
 func mergeOrders(a, b []orderInfo) []orderInfo {
 	seen := make(map[string]bool, len(a))
 	for _, d := range a {

@@ -1063,3 +1063,63 @@ func TestLookupCancelledInSandbox(t *testing.T) {
 		t.Errorf("Lookup by id = %+v, %v; want ambiguous", r, err)
 	}
 }
+
+// A listed order that carries no Id but an OrderId is identified by it:
+// found, and the two listings (the window in UTC+8 and in UTC) that both
+// show it count it once. By id, an OrderDetail whose only id is the
+// OrderId asked counts only with a status (else it may be the question
+// echoed back).
+func TestLookupByOrderIDWithoutID(t *testing.T) {
+	t.Parallel()
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	entry := func(key, id, name string) string {
+		return fmt.Sprintf(`{%q:%q,"InstanceName":%q,"OrderCategory":"NEW","CreateTime":%q}`, key, id, name, now)
+	}
+	tests := []struct {
+		name  string
+		page  string
+		want  providers.Code // Unknown: found 11
+		owned string         // an id another record holds
+	}{
+		{name: "OrderId", page: listing(1, entry("OrderId", "11", "ours"))},
+		{name: "orderID in another case", page: listing(1, entry("orderID", "11", "ours"))},
+		{name: "numeric OrderId", page: listing(1, fmt.Sprintf(`{"OrderId":11,"InstanceName":"ours","CreateTime":%q}`, now))},
+		{name: "among others", page: listing(2, entry("OrderId", "12", "other"), entry("OrderId", "11", "ours"))},
+		{name: "two of ours", page: listing(2, entry("OrderId", "12", "ours"), entry("OrderId", "11", "ours")), want: providers.Ambiguous},
+		{name: "owned by another record", page: listing(1, entry("OrderId", "11", "ours")), owned: "11", want: providers.NotFound},
+		// A blank Id is the server's word that the order has none.
+		{name: "a blank Id", page: listing(1, fmt.Sprintf(`{"Id":"","OrderId":"11","InstanceName":"ours","CreateTime":%q}`, now)), want: providers.Ambiguous},
+		{name: "the Id first", page: listing(1, fmt.Sprintf(`{"Id":"11","OrderId":"99","InstanceName":"ours","CreateTime":%q}`, now))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{tt.page}, nil)
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			o.Owned = func(_ context.Context, id string) (bool, error) { return id == tt.owned, nil }
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want == providers.Unknown {
+				if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != "11" {
+					t.Errorf("Lookup = %+v, %v; want paid with 11", r, err)
+				}
+			} else if got := providers.CodeOf(err); got != tt.want {
+				t.Errorf("Lookup = %+v, %v; want %v", r, err, tt.want)
+			}
+		})
+	}
+
+	details := map[string]string{
+		"11": `{"Order":{"OrderId":"11","OrderStatus":"PAID"}}`,
+		"12": `{"Order":{"OrderId":"12"}}`,
+	}
+	endpoint, _ := fakeTransaction(t, nil, details)
+	c := client(t, endpoint, unicloud.Options{})
+	if r, err := c.Lookup(context.Background(), providers.Order{ProviderOrderID: "11"}); err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != "11" {
+		t.Errorf("Lookup(11) = %+v, %v; want paid", r, err)
+	}
+	if r, err := c.Lookup(context.Background(), providers.Order{ProviderOrderID: "12"}); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup(12) = %+v, %v; want unavailable (an OrderId alone may echo the question)", r, err)
+	}
+}
