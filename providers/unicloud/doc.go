@@ -40,7 +40,9 @@
 // that trims it would leave our order unidentified. No enum is
 // imposed on orderCategory, payType, renewType or rentUnit: the documents
 // only give examples (NEW, DAY_MONTH_USAGE, manualrenew, month). unit is
-// optional; every other field is required; unknown fields are refused.
+// optional, and so is regionName (in the documented example body, not in
+// the table: a display name, passed through in the body); every other
+// field is required; unknown fields are refused.
 //
 // # Answers and errors
 //
@@ -239,9 +241,10 @@
 //   - SignatureVersion: the common-parameter table says 1.0, the NAS
 //     example and the Go SDK use 2.0. 2.0 is sent (the sandbox accepts
 //     both).
-//   - regionName appears in the doc's example body but not in the
-//     parameter table: it is refused as an unknown field (the provider
-//     derives the display name from regionId).
+//   - regionName appears in the doc's example body ("天津研发-YFB区")
+//     but not in the parameter table: it is accepted as an optional
+//     display name (printable, up to 64 characters) and passed through in
+//     the body, which is not signed; it is never derived from regionId.
 //   - Res is typed List in the table and shown as an object in the
 //     example: both are read.
 //   - QueryOrders types OrderCategory as Integer in the request and String

@@ -580,3 +580,43 @@ func TestSubmitPlaceholderOrderID(t *testing.T) {
 		})
 	}
 }
+
+// The documented example body, regionName and all, is accepted and sent as
+// it is: regionName goes into the body only, which is not signed, so the
+// query and its signature are those of KAT-U1's parameters.
+func TestSubmitDocumentedExampleBody(t *testing.T) {
+	t.Parallel()
+	const example = `{ "azoneId": "cn-tianjin-yfb1", "componentCode": "nas.onestor", "dataEncryption": 0, "instanceName": "sdf", "orderCategory": "NEW", "payType": "DAY_MONTH_USAGE", "projectId": "rg-k0n2gf8ew1pd", "regionId": "cn-tianjin-yfb", "regionName":"天津研发-YFB区", "renewType": "manualrenew", "rentCount": 1, "rentUnit": "month", "specificationCode": "nas.capacity.nfs", "unit": "GB", "vpc": "vpc-g2gmswxtthml" }`
+	if err := Validate(json.RawMessage(example)); err != nil {
+		t.Fatalf("Validate(documented example) = %v", err)
+	}
+	endpoint, requests := capture(t, okAnswer)
+	c := newTestClient(t, Options{Endpoint: endpoint})
+	if _, err := c.Submit(context.Background(), providers.Order{OrderNo: "o1", Params: json.RawMessage(example)}); err != nil {
+		t.Fatal(err)
+	}
+	req := requests()[0]
+	var body map[string]any
+	if err := json.Unmarshal(req.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body["regionName"] != "天津研发-YFB区" || body["regionId"] != "cn-tianjin-yfb" {
+		t.Errorf("body %s does not carry regionName and regionId as given", req.body)
+	}
+	if req.query.Has("regionName") || strings.Contains(req.rawQuery, "regionName") {
+		t.Errorf("query %s carries regionName", req.rawQuery)
+	}
+	params := map[string]string{}
+	for k := range req.query {
+		params[k] = req.query.Get(k)
+	}
+	if got := Sign(http.MethodPost, params, "testsecret"); got != req.query.Get("Signature") {
+		t.Errorf("Signature %s does not verify over the query alone (want %s)", req.query.Get("Signature"), got)
+	}
+	for _, bad := range []string{`" 天津"`, `7`, `"` + strings.Repeat("区", 65) + `"`} {
+		p := strings.Replace(example, `"天津研发-YFB区"`, bad, 1)
+		if err := Validate(json.RawMessage(p)); providers.CodeOf(err) != providers.InvalidArgument || !strings.Contains(err.Error(), "regionName") {
+			t.Errorf("Validate(regionName %s) = %v, want invalid_argument naming regionName", bad, err)
+		}
+	}
+}

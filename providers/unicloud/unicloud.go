@@ -182,6 +182,10 @@ var Fields = []providers.Field{
 	{Name: "payType", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
 	{Name: "projectId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
 	{Name: "regionId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
+	// regionName is in the documented example body ("天津研发-YFB区"),
+	// not in the parameter table: optional, a display name, passed
+	// through in the body only (which is not signed).
+	{Name: "regionName", Kind: providers.String, Pattern: nameRE, MaxLen: 64},
 	{Name: "renewType", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
 	{Name: "rentCount", Kind: providers.Int, Required: true, Min: 1, Max: 365},
 	{Name: "rentUnit", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 16},
