@@ -209,7 +209,8 @@
 //     other than Options.ProductCategory.
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
-// Id (Ambiguous when it is shown cancelled or failed, as above). None of ours and none unidentified: NotFound. Anything else is an
+// Id, and Result.Matched (identified by matching the listing, not by our
+// create's id); Ambiguous when it is shown cancelled or failed, as above. None of ours and none unidentified: NotFound. Anything else is an
 // Ambiguous error that says how many of each it saw: an order wrongly
 // matched is an order lost, one wrongly missed is an order paid twice.
 //

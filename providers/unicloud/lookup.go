@@ -928,8 +928,10 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
 			Message: c.clean(notPaidMessage(ours[0].closed()), 200)}
 	case len(ours) == 1 && unknown == 0:
+		// Identified by matching the listing (CreateOrder takes no client
+		// order number): Matched, which the caller records with the id.
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
-			Message: c.clean(ours[0].describe("found by QueryOrders"), 200)}, nil
+			Message: c.clean(ours[0].describe("found by QueryOrders"), 200), Matched: true}, nil
 	case len(ours) == 0 && unknown == 0:
 		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
 		if others > 0 {

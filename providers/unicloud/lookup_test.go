@@ -1123,3 +1123,23 @@ func TestLookupByOrderIDWithoutID(t *testing.T) {
 		t.Errorf("Lookup(12) = %+v, %v; want unavailable (an OrderId alone may echo the question)", r, err)
 	}
 }
+
+// An order identified by matching the listing is Matched (the caller
+// records that its id was found so); one found by the id of our own create
+// is not.
+func TestLookupMatchedOnlyByListing(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{})
+	id := sb.Seed(seeded("matched", time.Now())).ID
+	o := order("matched")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	r, err := c.Lookup(context.Background(), o)
+	if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != id || !r.Matched {
+		t.Errorf("Lookup by listing = %+v, %v; want paid with %s, Matched", r, err, id)
+	}
+	o.ProviderOrderID = id
+	r, err = c.Lookup(context.Background(), o)
+	if err != nil || r.Status != providers.StatusPaid || r.ProviderOrderID != id || r.Matched {
+		t.Errorf("Lookup by id = %+v, %v; want paid with %s, not Matched", r, err, id)
+	}
+}
