@@ -2,9 +2,15 @@ package aliyun
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,6 +37,12 @@ type RedisTokenOptions struct {
 	PollInterval time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Seal, when set (the AppSecret), keeps the token sealed in Redis
+	// (AES-256-GCM under a key derived from it): a reader of Redis without
+	// the AppSecret cannot use it. Every process sharing the token must
+	// have the same Seal. A token stored in clear (by a process without
+	// it) is still read.
+	Seal providers.Secret
 }
 
 // RedisTokenStore keeps tokens in Redis, shared by every process that
@@ -40,8 +52,8 @@ type RedisTokenOptions struct {
 // Prefix+"{k}", expiring with the token, and takes the refresh lock at
 // Prefix+"{k}:lock" with SET NX PX and a random owner id; only the owner
 // stores the new token and deletes the lock (compare-and-delete scripts).
-// The braces keep both keys in one Redis Cluster slot. The token is stored
-// in clear: Redis is trusted with it as it is with the orders.
+// The braces keep both keys in one Redis Cluster slot. With
+// RedisTokenOptions.Seal the token is stored sealed, else in clear.
 type RedisTokenStore struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -49,6 +61,8 @@ type RedisTokenStore struct {
 	lock   time.Duration
 	poll   time.Duration
 	now    func() time.Time
+	aead   cipher.AEAD // nil: tokens in clear
+	nonces []byte      // the key of a token's nonce
 }
 
 var _ TokenStore = (*RedisTokenStore)(nil)
@@ -73,8 +87,66 @@ func NewRedisTokenStore(rdb redis.UniversalClient, opts *RedisTokenOptions) *Red
 		if opts.Now != nil {
 			s.now = opts.Now
 		}
+		if opts.Seal != "" {
+			s.aead, s.nonces = tokenSealer(opts.Seal)
+		}
 	}
 	return s
+}
+
+// sealedPrefix starts a token stored sealed.
+const sealedPrefix = "sealed1:"
+
+// tokenSealer derives from secret the AEAD that seals tokens and the key
+// of their nonces.
+func tokenSealer(secret providers.Secret) (cipher.AEAD, []byte) {
+	derive := func(label string) []byte {
+		m := hmac.New(sha256.New, []byte(secret.Reveal()))
+		m.Write([]byte("orderworker aliyun cloudToken " + label))
+		return m.Sum(nil)
+	}
+	block, err := aes.NewCipher(derive("key"))
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return aead, derive("nonce")
+}
+
+// seal is the token as stored. The nonce is derived from the token, so a
+// token always seals the same (Invalidate compares what is stored), and
+// two tokens never share a nonce: GCM's nonce rule holds, and what the
+// stored form reveals is only whether two stored tokens are equal.
+func (s *RedisTokenStore) seal(tok providers.Secret) string {
+	if s.aead == nil {
+		return tok.Reveal()
+	}
+	m := hmac.New(sha256.New, s.nonces)
+	m.Write([]byte(tok.Reveal()))
+	nonce := m.Sum(nil)[:s.aead.NonceSize()]
+	return sealedPrefix + base64.RawStdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(tok.Reveal()), nil))
+}
+
+// unseal reads a stored token: "" when it is sealed and this store cannot
+// open it (another Seal, or none).
+func (s *RedisTokenStore) unseal(v string) providers.Secret {
+	rest, sealed := strings.CutPrefix(v, sealedPrefix)
+	if !sealed {
+		return providers.Secret(v)
+	}
+	b, err := base64.RawStdEncoding.DecodeString(rest)
+	if s.aead == nil || err != nil || len(b) < s.aead.NonceSize() {
+		return ""
+	}
+	n := s.aead.NonceSize()
+	tok, err := s.aead.Open(nil, b[:n], b[n:], nil)
+	if err != nil {
+		return ""
+	}
+	return providers.Secret(tok)
 }
 
 func (s *RedisTokenStore) keys(key string) (tokenKey, lockKey string) {
@@ -118,7 +190,7 @@ func (s *RedisTokenStore) load(ctx context.Context, tokenKey string) (stored, er
 		}
 		return time.UnixMilli(n)
 	}
-	st := stored{tok: providers.Secret(str(vals[0])), exp: ms(vals[1]), refreshAt: ms(vals[2])}
+	st := stored{tok: s.unseal(str(vals[0])), exp: ms(vals[1]), refreshAt: ms(vals[2])}
 	if st.exp.IsZero() {
 		st.tok = ""
 	}
@@ -207,7 +279,7 @@ func (s *RedisTokenStore) refresh(ctx context.Context, tokenKey, lockKey, owner 
 	}
 	// A failure to store is not ours to report: the token is valid, and
 	// others fetch their own when they find none.
-	_ = storeIfOwner.Run(ctx, s.rdb, []string{tokenKey, lockKey}, owner, tok.Value.Reveal(),
+	_ = storeIfOwner.Run(ctx, s.rdb, []string{tokenKey, lockKey}, owner, s.seal(tok.Value),
 		tok.ExpiresAt.UnixMilli(), refreshAt(now, tok.ExpiresAt, s.before).UnixMilli(), ttl.Milliseconds()).Err()
 	return tok.Value, nil
 }
@@ -218,7 +290,7 @@ func (s *RedisTokenStore) Invalidate(ctx context.Context, key string, token prov
 		return nil
 	}
 	tokenKey, _ := s.keys(key)
-	if err := invalidateToken.Run(ctx, s.rdb, []string{tokenKey}, token.Reveal()).Err(); err != nil {
+	if err := invalidateToken.Run(ctx, s.rdb, []string{tokenKey}, s.seal(token)).Err(); err != nil {
 		return fmt.Errorf("invalidate token: %w", err)
 	}
 	return nil

@@ -55,7 +55,7 @@ func Spec() providers.Spec {
 				HTTPClient: newHTTPClient(deps.Transport()),
 			}
 			if deps.Redis != nil {
-				opts.Tokens = NewRedisTokenStore(deps.Redis, nil)
+				opts.Tokens = NewRedisTokenStore(deps.Redis, &RedisTokenOptions{Seal: cfg.Secret(EnvAppSecret)})
 			}
 			c, err := New(opts)
 			if err != nil {

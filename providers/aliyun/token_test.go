@@ -234,10 +234,23 @@ func TestRedisTokenStoreHonoursContext(t *testing.T) {
 // Two clients (two worker processes) on one Redis: one token for both.
 func TestClientsShareTokenThroughRedis(t *testing.T) {
 	t.Parallel()
+	for _, sealed := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			t.Parallel()
+			testClientsShareTokenThroughRedis(t, sealed)
+		})
+	}
+}
+
+func testClientsShareTokenThroughRedis(t *testing.T, sealed bool) {
 	srv := taskstest.StartRedis(t, nil)
 	f := setup(t, nil)
-	a := newClient(t, f.url, appSecret, aliyun.NewRedisTokenStore(srv.Client(t), nil), nil)
-	b := newClient(t, f.url, appSecret, aliyun.NewRedisTokenStore(srv.Client(t), nil), nil)
+	var opts *aliyun.RedisTokenOptions
+	if sealed {
+		opts = &aliyun.RedisTokenOptions{Seal: appSecret}
+	}
+	a := newClient(t, f.url, appSecret, aliyun.NewRedisTokenStore(srv.Client(t), opts), nil)
+	b := newClient(t, f.url, appSecret, aliyun.NewRedisTokenStore(srv.Client(t), opts), nil)
 
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -286,7 +299,67 @@ func TestClientsShareTokenThroughRedis(t *testing.T) {
 	}
 	keys, err := srv.Client(t).Keys(ctx(t), aliyun.DefaultTokenPrefix+"*").Result()
 	if err != nil || len(keys) != 1 || strings.Contains(keys[0], appKey) {
-		t.Errorf("token keys = %v, %v; want one key, without the AppKey", keys, err)
+		t.Fatalf("token keys = %v, %v; want one key, without the AppKey", keys, err)
+	}
+	stored, err := srv.Client(t).HGet(ctx(t), keys[0], "token").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := f.sb.IssuedTokens()
+	current := issued[len(issued)-1]
+	switch {
+	case sealed && (stored == current || strings.Contains(stored, current) || !strings.HasPrefix(stored, "sealed1:")):
+		t.Errorf("stored token %q with Seal; want it sealed, not the token %q", stored, current)
+	case !sealed && stored != current:
+		t.Errorf("stored token %q without Seal; want the token %q", stored, current)
+	}
+}
+
+// A sealed token opens only with the same Seal: a store with another
+// (or none) finds no token, and fetches its own rather than use what it
+// cannot read; a token stored in clear (by a process without Seal) is
+// read by one with it.
+func TestSealedTokenOpensOnlyWithItsSeal(t *testing.T) {
+	t.Parallel()
+	srv := taskstest.StartRedis(t, nil)
+	sealed := aliyun.NewRedisTokenStore(srv.Client(t), &aliyun.RedisTokenOptions{Seal: appSecret})
+	other := aliyun.NewRedisTokenStore(srv.Client(t), &aliyun.RedisTokenOptions{Seal: "another secret"})
+	clear := aliyun.NewRedisTokenStore(srv.Client(t), nil)
+	fetches := 0
+	fetch := func(n int) aliyun.FetchFunc {
+		return func(context.Context) (aliyun.Token, error) {
+			fetches++
+			return aliyun.Token{Value: providers.Secret(fmt.Sprintf("tok-%d", n)), ExpiresAt: time.Now().Add(time.Hour)}, nil
+		}
+	}
+	if tok, err := sealed.Get(ctx(t), "k1", fetch(1)); err != nil || tok != "tok-1" {
+		t.Fatalf("sealed Get = %q, %v", tok, err)
+	}
+	if tok, err := sealed.Get(ctx(t), "k1", fetch(9)); err != nil || tok != "tok-1" || fetches != 1 {
+		t.Fatalf("sealed Get again = %q, %v after %d fetches; want tok-1 from Redis", tok, err, fetches)
+	}
+	for name, s := range map[string]*aliyun.RedisTokenStore{"another Seal": other, "no Seal": clear} {
+		before := fetches
+		if tok, err := s.Get(ctx(t), "k1", fetch(2)); err != nil || tok != "tok-2" || fetches != before+1 {
+			t.Errorf("%s: Get = %q, %v; want a token of its own (tok-2), fetched", name, tok, err)
+		}
+		// Its own token replaced the sealed one: put it back.
+		if err := s.Invalidate(ctx(t), "k1", "tok-2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sealed.Get(ctx(t), "k1", fetch(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sealed.Invalidate(ctx(t), "k1", "tok-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clear.Get(ctx(t), "k2", fetch(3)); err != nil {
+		t.Fatal(err)
+	}
+	before := fetches
+	if tok, err := sealed.Get(ctx(t), "k2", fetch(4)); err != nil || tok != "tok-3" || fetches != before {
+		t.Errorf("sealed Get of a token stored in clear = %q, %v; want tok-3, not fetched", tok, err)
 	}
 }
 
