@@ -366,6 +366,20 @@ func TestClassify(t *testing.T) {
 		{"200 order not found, query", 200, "", `{"Status":false,"Auth":true,"Code":"OrderNotExist","Msg":"订单不存在"}`, false, providers.NotFound, 0, "", ""},
 		{"200 order not found, create", 200, "", `{"Status":false,"Auth":true,"Code":"OrderNotExist"}`, true, providers.Ambiguous, 0, "", ""},
 		{"200 signature refused, create", 200, "", `{"Status":false,"Auth":true,"Code":"InvalidParameter","Msg":"The specified parameter \"Signature\" is not valid."}`, true, providers.Unauthenticated, 0, "", ""},
+		// On a create answered 200 (or 409, 422), words alone tell no
+		// refusal before acting: a numeric code or none names nothing, and
+		// the order may have been made before the words' failure.
+		{"200 numeric code, internal words, create", 200, "", `{"Status":false,"Code":"500","Msg":"系统内部错误: createTimestamp is null"}`, true, providers.Ambiguous, 0, "", ""},
+		{"200 numeric code, signature words, create", 200, "", `{"Status":false,"Code":"10086","Msg":"订单已生成，资源开通失败：签名校验失败"}`, true, providers.Ambiguous, 0, "", ""},
+		{"200 no code, access key words, create", 200, "", `{"Status":false,"Msg":"order 907 created; access key rejected by billing"}`, true, providers.Ambiguous, 0, "", ""},
+		{"200 no code, timestamp words, create", 200, "", `{"Status":false,"Msg":"timestamp of the resource invalid"}`, true, providers.Ambiguous, 0, "", ""},
+		{"409 no code, signature words, create", 409, "", `{"Msg":"signature check failed"}`, true, providers.Ambiguous, 0, "", ""},
+		// Echoes of our own request's names are no refusal of them.
+		{"400 escaped JSON echo of Signature", 400, "", `{"Code":"InvalidParameter","Msg":"x","Request":"{\"Signature\":\"s\"}"}`, true, providers.InvalidArgument, 0, "", ""},
+		{"400 header echo of SignatureMethod", 400, "", `{"Code":"InvalidParameter","Msg":"x","Detail":"SignatureMethod: HMAC-SHA1"}`, true, providers.InvalidArgument, 0, "", ""},
+		{"400 signature refused in the body", 400, "", `{"Code":"InvalidParameter","Msg":"x","Detail":"signature: mismatch"}`, true, providers.Unauthenticated, 0, "", ""},
+		// A 404 whose code is a number was written by the API: not a wrong path.
+		{"404 numeric code, query", 404, "", `{"Code":"404","Msg":"订单不存在"}`, false, providers.InvalidArgument, 0, "", ""},
 		{"200 unreadable create", 200, "", `<html>`, true, providers.Ambiguous, 0, "", "unreadable"},
 		{"200 unreadable query", 200, "", `{"Status":`, false, providers.Unavailable, 0, "", ""},
 		{"200 code without Status", 200, "", `{"Code":"InvalidParameter","Msg":"x"}`, false, providers.InvalidArgument, 0, "", ""},

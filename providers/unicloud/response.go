@@ -351,6 +351,16 @@ func codeFor(status int, code, msg string, body []byte, create bool) providers.C
 	// The whole body is searched only where the code leaves the refusal
 	// open, at a status that refuses the request itself.
 	searchBody := paramCode && (status == http.StatusBadRequest || status == http.StatusUnauthorized || status == http.StatusForbidden)
+	// words: a message's words may tell a refusal before acting (a
+	// clock or a signature refused) only off a create, or at a status
+	// that refuses the request itself. On a create answered otherwise (a
+	// 200 with Status false, a 409, a 422) the same words may come after
+	// the order was made ("order created, provisioning failed: signature
+	// check failed"): such a refusal is believed by its code alone, and
+	// a parameter error's code (InvalidParameter…: the request's own
+	// parameters refused, the documented signature error's) lets its
+	// words tell which.
+	words := !create || notTaken(status) || strings.HasPrefix(lc, "invalidparameter")
 	switch {
 	case strings.Contains(lc, "nonce") || strings.Contains(lm, "nonce") || searchBody && mentions(body, "nonce"):
 		// Our nonces are fresh per attempt: a reused one means this very
@@ -360,7 +370,7 @@ func codeFor(status int, code, msg string, body []byte, create bool) providers.C
 			return providers.Ambiguous
 		}
 		return providers.Unavailable
-	case isInternal(lc) || noCode && status >= 400 && internalText(body):
+	case isInternal(lc) || noCode && internalText(body):
 		// Before the timestamp check: an internal error's message may
 		// name a timestamp field (createTimestamp) without being a clock
 		// refusal. Without a code, the body's words count.
@@ -369,17 +379,17 @@ func codeFor(status int, code, msg string, body []byte, create bool) providers.C
 		}
 		return providers.Unavailable
 	case strings.Contains(lc, "timestamp") ||
-		paramCode && (strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp")):
+		words && paramCode && (strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp")):
 		// Clock skew: refused before acting; the next attempt re-signs.
 		// The message counts only without a code or with a parameter
 		// error's, as for the signature: another code's text may name a
 		// timestamp for another reason.
 		return providers.Unavailable
 	case isAuthCode(lc), status == http.StatusUnauthorized,
-		paramCode && (strings.Contains(lm, "signature") || strings.Contains(lm, "accesskey") || strings.Contains(lm, "access key") || strings.Contains(lm, "签名")),
+		words && paramCode && (strings.Contains(lm, "signature") || strings.Contains(lm, "accesskey") || strings.Contains(lm, "access key") || strings.Contains(lm, "签名")),
 		searchBody && mentions(body, "signature", "accesskey", "access key", "签名"):
 		return providers.Unauthenticated
-	case isRouting(lc), noCode && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed):
+	case isRouting(lc), lc == "" && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed):
 		return providers.Unauthenticated
 	case !create && isOrderNotFound(lc):
 		return providers.NotFound
@@ -397,9 +407,11 @@ func codeFor(status int, code, msg string, body []byte, create bool) providers.C
 // mentions reports whether body names one of words (lower case), in any
 // case, other than as a parameter echoed back: an occurrence followed,
 // after any letters and digits (SignatureNonce, AccessKeyId), by '=' or
-// "%3d" (a query echoed) or by '"' and ':' (a JSON key) does not count.
+// "%3d" (a query echoed) or by '"' and ':' (a JSON key, escaped or not),
+// or followed by letters or digits and then ':' (a header echoed:
+// SignatureMethod: HMAC-SHA1) does not count.
 func mentions(body []byte, words ...string) bool {
-	lb := strings.ToLower(string(body))
+	lb := strings.ReplaceAll(strings.ToLower(string(body)), `\"`, `"`)
 	for _, w := range words {
 		for i := 0; ; {
 			j := strings.Index(lb[i:], w)
@@ -411,6 +423,7 @@ func mentions(body []byte, words ...string) bool {
 			switch {
 			case strings.HasPrefix(rest, "="), strings.HasPrefix(rest, "%3d"):
 			case strings.HasPrefix(rest, `"`) && strings.HasPrefix(strings.TrimSpace(rest[1:]), ":"):
+			case len(rest) < len(lb)-i && strings.HasPrefix(rest, ":"):
 			default:
 				return true
 			}
