@@ -395,15 +395,19 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "AppKey 已被禁用", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "AppKey disabled", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue.AppKeyExpired", "x", providers.Unauthenticated, providers.Unauthenticated},
-		// An AppKey refused for anything but being a bad key (its licences
-		// used up, say) is no credentials problem: a plain refusal.
-		{"InvalidParameterValue", "AppKey 授权数不足", providers.InvalidArgument, providers.InvalidArgument},
-		{"InvalidParameterValue", "AppKey license quota exceeded", providers.InvalidArgument, providers.InvalidArgument},
-		{"InvalidParameterValue.AppKeyQuotaExceeded", "x", providers.InvalidArgument, providers.InvalidArgument},
-		{"InvalidParameterValue.AppKeyQuota", "InvalidParameterValue: AppKey 授权数不足", providers.InvalidArgument, providers.InvalidArgument},
+		// Any AppKey refusal (its licences used up, say) is the operator's
+		// to fix, and came before the service acted: the order waits.
+		{"InvalidParameterValue", "AppKey 授权数不足", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "AppKey license quota exceeded", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue.AppKeyQuotaExceeded", "x", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue.AppKeyQuota", "InvalidParameterValue: AppKey 授权数不足", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "AppKey 不正确", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "AppKey unauthorized", providers.Unauthenticated, providers.Unauthenticated},
+		// A clock refusal naming the AppKey is a clock refusal.
+		{"InvalidParameterValue", "Timestamp expired for AppKey ak-1", providers.Unavailable, providers.Unavailable},
 		// Saying the order exists or repeats wins over anything else it
 		// names: such a refusal may mean the order exists.
-		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.Unauthenticated},
 		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameterValue", "签名已使用", providers.Ambiguous, providers.Unauthenticated},
 		{"InvalidParameterValue", "订单号已被使用", providers.Ambiguous, providers.InvalidArgument},
@@ -841,6 +845,8 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 		{"Orders and Total null", `{"Response":{"RequestId":"r","Orders":null,"Total":null}}`, 200, providers.NotFound},
 		{"Total null", `{"Response":{"RequestId":"r","Total":null}}`, 200, providers.NotFound},
 		{"keys in other case", `{"Response":{"requestId":"r","orders":null}}`, 200, providers.NotFound},
+		{"Orders null, orders listed", `{"Response":{"RequestId":"r","Orders":null,"orders":[{"CustomerId":"Customer7","OrderNo":"Mine"}]}}`, 200, providers.Unavailable},
+		{"Total null, TOTAL 1", `{"Response":{"RequestId":"r","Total":null,"TOTAL":1}}`, 200, providers.Unavailable},
 		{"Total 1", `{"Response":{"RequestId":"r","Total":1}}`, 200, providers.Unavailable},
 		{"Orders null, Total 1", `{"Response":{"RequestId":"r","Orders":null,"Total":1}}`, 200, providers.Unavailable},
 		{"Orders empty, Total 1", `{"Response":{"RequestId":"r","Orders":[],"Total":1}}`, 200, providers.Unavailable},

@@ -11,12 +11,12 @@ import (
 	ordersm "github.com/orderworker/orderworker/tasks/order"
 )
 
-// A create refused for its AppKey's licences ("AppKey 授权数不足") is a
-// plain refusal: the order state machine errors it (or, after an earlier
-// create that may have been received, looks it up), never records it
-// created, and holds no worker for its credentials. Only an AppKey said
-// to be invalid or unknown, like a bad signature, holds the order for the
-// configuration, unchanged.
+// A create refused for its AppKey, for its licences ("AppKey 授权数不足")
+// as for being invalid, is held for the configuration unchanged, like a
+// bad signature: an operator's fix, which no order can make; it is never
+// errored for it, nor recorded created. A refusal of the order's own
+// params is errored (or, after an earlier create that may have been
+// received, looked up).
 func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 	t.Parallel()
 	p := ordersm.Policy{MaxAttempts: 3, Deadline: time.Hour, ConfigWait: 30 * time.Second,
@@ -29,7 +29,8 @@ func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 		again    ledger.State // after a create an earlier one of which may have been received
 		nextThen ordersm.Next
 	}{
-		{"AppKey 授权数不足", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
+		{"AppKey 授权数不足", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
+		{"ItemNum 无效", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
 		{"AppKey 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
 		{"Signature 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
 	} {

@@ -456,9 +456,17 @@ func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error)
 	// Only the documented names, Orders and Total absent: an empty list.
 	// Any other key (Data, Status, Error null, another list's name) may
 	// carry what this reading would miss.
+	// Orders and Total absent in every spelling: a key that differs only
+	// in case ("orders" beside "Orders": null) may hold the list.
 	plain := first && wrapped
-	for k := range m {
-		if !strings.EqualFold(k, "RequestId") && !strings.EqualFold(k, "Orders") && !strings.EqualFold(k, "Total") {
+	for k, v := range m {
+		switch {
+		case strings.EqualFold(k, "RequestId"):
+		case strings.EqualFold(k, "Orders"), strings.EqualFold(k, "Total"):
+			if string(bytes.TrimSpace(v)) != "null" {
+				plain = false
+			}
+		default:
 			plain = false
 		}
 	}
@@ -760,8 +768,8 @@ func statusCode(status int) providers.Code {
 // ErrorRequiredParamNotFound, InvalidAction, InvalidParameterValue and
 // InvalidParameterValue.InvalidJSON, and shows a bad signature as
 // InvalidParameterValue "Signature 无效" (read so in other words too, and
-// for an AppKey said to be invalid or unknown, but not for an AppKey
-// refused otherwise); InvalidParameterValue.* sub-codes are taken for
+// for any refusal naming the AppKey); InvalidParameterValue.* sub-codes
+// are taken for
 // that class. Any other code (Tencent Cloud's common ones
 // such as RequestLimitExceeded, LimitExceeded, AuthFailure*,
 // UnauthorizedOperation* or InvalidParameter* included) is not documented
@@ -790,24 +798,30 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// have reached the provider, the order state machine reads every
 		// refusal it would otherwise take as final so.)
 		return providers.Ambiguous
+	case value && (strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")):
+		// Clock skew: nothing was created and the next attempt re-signs
+		// with a fresh Timestamp. Before the AppKey: "Timestamp expired
+		// for AppKey …" is a clock refusal.
+		return providers.Unavailable
 	case value && (strings.Contains(lmsg, "signature") || strings.Contains(lcode, "signature") ||
-		strings.Contains(msg, "签名") || badAppKey(pcode, msg)):
+		strings.Contains(msg, "签名") || namesAppKey(pcode, msg)):
 		// The documented bad signature ("Signature 无效"), in whatever
-		// words or sub-code, or an AppKey said to be invalid or unknown:
-		// the credentials (AppKey, AppSecret) are wrong, which no order
-		// can fix; the order waits for them. An AppKey refused for
-		// anything else ("AppKey 授权数不足": its licences used up) is a
-		// plain refusal, below.
+		// words or sub-code, or a refusal naming the AppKey (invalid,
+		// unknown, disabled, out of licences, in any words): the
+		// credentials or the account are the operator's to fix, which no
+		// order can; the order waits for them. A refusal of this kind
+		// comes before the service acted (those saying the order exists
+		// or the nonce was used are read above), so the create sent again
+		// once the configuration is fixed risks no second order. The
+		// cost: a refusal of the order's own params that also names the
+		// AppKey ("ItemId invalid (AppKey …)") waits, until its deadline,
+		// instead of being errored at once.
 		return providers.Unauthenticated
 	case !create && (pcode == "AuthFailure" || strings.HasPrefix(pcode, "AuthFailure.")):
 		// A listing creates nothing whatever the refusal means: a
 		// credentials problem holds the order for the configuration
 		// rather than until its deadline.
 		return providers.Unauthenticated
-	case value && (strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")):
-		// Clock skew: nothing was created and the next attempt re-signs
-		// with a fresh Timestamp.
-		return providers.Unavailable
 	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction", value:
 		return providers.InvalidArgument
 	}
@@ -816,27 +830,13 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 	return unsure
 }
 
-// badKeyWords, matched without regard to case, say that a key is invalid,
-// unknown, or no longer in force (disabled, expired, frozen: an operator's
-// fix, as for a wrong key), in English or Chinese.
-var badKeyWords = []string{"invalid", "unknown", "not exist", "n't exist", "nonexist", "non-exist",
-	"not found", "notfound", "no such", "wrong", "incorrect", "disabled", "expired", "revoked",
-	"suspended", "frozen", "无效", "不存在", "未知", "错误", "非法", "过期", "失效", "禁用", "停用", "冻结"}
-
-// badAppKey reports whether an InvalidParameterValue* refusal names the
-// AppKey, in its message or sub-code, as invalid or unknown: one of
-// badKeyWords in the same text (the code's own InvalidParameterValue, or
-// the message's, aside: it says nothing of the AppKey).
-func badAppKey(pcode, msg string) bool {
+// namesAppKey reports whether an InvalidParameterValue* refusal names
+// the AppKey, in its message or sub-code (the code's own
+// InvalidParameterValue aside: it says nothing of the AppKey).
+func namesAppKey(pcode, msg string) bool {
 	for _, text := range []string{pcode, msg} {
-		t := strings.ReplaceAll(strings.ToLower(text), "invalidparametervalue", "")
-		if !strings.Contains(t, "appkey") {
-			continue
-		}
-		for _, w := range badKeyWords {
-			if strings.Contains(t, w) {
-				return true
-			}
+		if strings.Contains(strings.ReplaceAll(strings.ToLower(text), "invalidparametervalue", ""), "appkey") {
+			return true
 		}
 	}
 	return false
