@@ -799,7 +799,7 @@ func (p *livePrometheus) query(ctx context.Context, expr string) liveResult {
 		return liveResult{err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ownClient.Do(req)
 	if err != nil {
 		return liveResult{err: err}
 	}
@@ -970,3 +970,8 @@ func (p *livePrometheus) ruleProblems(t *testing.T) (problems, names []string) {
 	}
 	return problems, names
 }
+
+// ownClient has a transport of its own: httptest.Server.Close drops the
+// idle connections of http.DefaultTransport, which breaks a request
+// another parallel test is sending on one of them at that moment.
+var ownClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}

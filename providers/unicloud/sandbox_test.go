@@ -194,7 +194,7 @@ func TestSandboxRejectsReplay(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+uri, strings.NewReader(body))
 	req.Header = header
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ownClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,3 +237,8 @@ func TestSandboxConfigurationProblems(t *testing.T) {
 		t.Errorf("sandbox holds %d orders, want none", n)
 	}
 }
+
+// ownClient has a transport of its own: httptest.Server.Close drops the
+// idle connections of http.DefaultTransport, which breaks a request
+// another parallel test is sending on one of them at that moment.
+var ownClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}

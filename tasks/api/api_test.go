@@ -136,7 +136,7 @@ func (e *env) do(method, path, auth string, body []byte) (int, []byte, http.Head
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ownClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	go func() {
 		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/v1/orders/tencent/SD1?wait=50s", nil)
 		req.Header.Set("Authorization", bearer)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := ownClient.Do(req)
 		if err != nil {
 			got <- -1
 			return
@@ -766,3 +766,8 @@ func TestEventsWaitForTheReplicas(t *testing.T) {
 		t.Errorf("GET /v1/events = %s, want R1's paid event", b)
 	}
 }
+
+// ownClient has a transport of its own: httptest.Server.Close drops the
+// idle connections of http.DefaultTransport, which breaks a request
+// another parallel test is sending on one of them at that moment.
+var ownClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}

@@ -226,7 +226,7 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := ownClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,7 +305,7 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 	} {
 		req, _ := http.NewRequest(tt.method, e.url+tt.path, nil)
 		req.Header.Set("Authorization", bearer)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := ownClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

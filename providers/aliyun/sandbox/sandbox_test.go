@@ -56,7 +56,7 @@ func (e *env) do(path, token string, params any, secret string, at time.Time, ta
 
 func (e *env) send(req *http.Request) answer {
 	e.t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ownClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -309,3 +309,8 @@ func TestOrderLifecycle(t *testing.T) {
 		t.Errorf("Count/Orders disagree")
 	}
 }
+
+// ownClient has a transport of its own: httptest.Server.Close drops the
+// idle connections of http.DefaultTransport, which breaks a request
+// another parallel test is sending on one of them at that moment.
+var ownClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}

@@ -57,7 +57,7 @@ func send(t *testing.T, url, method, path string, params map[string]string, sign
 	if reqBody != "" {
 		req.Header.Set("Content-Type", "application/json;charset=UTF-8")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ownClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,3 +238,8 @@ func TestTransactionAnswers(t *testing.T) {
 		t.Errorf("unknown API answered %d", a.status)
 	}
 }
+
+// ownClient has a transport of its own: httptest.Server.Close drops the
+// idle connections of http.DefaultTransport, which breaks a request
+// another parallel test is sending on one of them at that moment.
+var ownClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
