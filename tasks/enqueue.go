@@ -391,8 +391,9 @@ type prepared struct {
 	clear  json.RawMessage
 	parsed providers.Params
 	// batch says the order is one of a batch (EnqueueBatch): a claim the
-	// replicas did not acknowledge is not confirmed on its own (see
-	// afterClaim), so that a batch never waits for them order by order.
+	// replicas did not acknowledge is neither taken back nor confirmed on
+	// its own (see afterClaim), so that a batch never waits for them order
+	// by order.
 	batch bool
 }
 
@@ -474,10 +475,20 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// runs: it is confirmed (the replicas asked again), and answered
 		// enqueued when they hold it; otherwise ErrMaybeAccepted. A batch
 		// answers ErrMaybeAccepted at once, with neither take-back nor
-		// confirmation, its records left to run: it would otherwise wait
-		// for the replicas once per such order. A duplicate answer the
-		// replicas did not acknowledge is ErrMaybeAccepted too: the
+		// confirmation, its records left to run (with their tasks: queued
+		// here where the claim did not queue them): it would otherwise
+		// wait for the replicas once per such order. A duplicate answer
+		// the replicas did not acknowledge is ErrMaybeAccepted too: the
 		// record it found stands.
+		if claim.Created && pr.batch && !queued {
+			// A record with no task would wait for the reconciler. One
+			// queued here whose record a failover then loses is looked
+			// up before anything is sent (ledger.ClaimLost), never
+			// submitted blind.
+			if _, qerr := e.enqueueTask(ctx, p, claim.Token); qerr != nil {
+				return res, fmt.Errorf("order %s: %w (%w; its task: %w)", pr.ref(), ErrMaybeAccepted, err, qerr)
+			}
+		}
 		if !claim.Created || pr.batch {
 			return res, fmt.Errorf("order %s: %w (%w)", pr.ref(), ErrMaybeAccepted, err)
 		}
@@ -627,7 +638,7 @@ const (
 // as a durable write.
 func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) takeBack {
 	// The take-back's own WAIT, with room to spare.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e.ledger.WaitTimeout()+3*time.Second)
 	defer cancel()
 	var taken bool
 	var err error

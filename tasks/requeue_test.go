@@ -528,7 +528,9 @@ func TestNotDurableClaimAWorkerTookIsConfirmed(t *testing.T) {
 			t.Parallel()
 			w, rep, rdb := notDurableWorld(t)
 			if back {
-				// Back before the second durable write: the confirmation.
+				// Back before the second durable write (the take-back,
+				// which finds the order taken): the confirmation after it
+				// is acknowledged.
 				rdb.AddHook(&resumeBeforeNthWait{rep: rep, n: 2})
 			}
 			w.start()

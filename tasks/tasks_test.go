@@ -815,7 +815,14 @@ func TestNotDurableClaimLeavesNothing(t *testing.T) {
 	if r := enq.EnqueueBatch(ctx, [][]byte{order("ND-2"), order("ND-3")}); !errors.Is(r[0].Err, tasks.ErrMaybeAccepted) || !errors.Is(r[1].Err, tasks.ErrMaybeAccepted) {
 		t.Fatalf("EnqueueBatch with the replica hung = %+v, want may have been accepted for each", r)
 	}
-	for _, no := range []string{"ND-2", "ND-3"} {
+	// With task options the claim does not queue the task: the batch
+	// queues it, so that the order runs without waiting for the
+	// reconciler.
+	opted := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{TaskOptions: []asynq.Option{asynq.Retention(time.Hour)}})
+	if r := opted.EnqueueBatch(ctx, [][]byte{order("ND-5")}); !errors.Is(r[0].Err, tasks.ErrMaybeAccepted) {
+		t.Fatalf("EnqueueBatch with task options, the replica hung = %+v, want may have been accepted", r)
+	}
+	for _, no := range []string{"ND-2", "ND-3", "ND-5"} {
 		if rec, task := left(no); !rec || !task {
 			t.Errorf("%s: record %v, task %v; want both (a batch's orders are left to run)", no, rec, task)
 		}

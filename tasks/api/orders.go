@@ -190,6 +190,8 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 					why = "the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS)"
 				case errors.Is(br.Err, tasks.ErrNoKeyToCompare):
 					why = tasks.ErrNoKeyToCompare.Error()
+				case errors.Is(br.Err, ledger.ErrNotDurable):
+					why = "the Redis master's replicas did not acknowledge the order in time"
 				}
 				h.unavailable(w, r, br.Err, fmt.Sprintf("%s at order %d of %d; the orders before it were answered (results), the rest may or may not have been accepted: send them again (an order that got in answers duplicate)", why, len(results)+1, len(items)),
 					map[string]any{"results": results})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -122,6 +123,10 @@ func fnv32a(parts ...string) uint32 {
 
 // Shards is the ledger's shard count.
 func (l *Ledger) Shards() int { return len(l.shards) }
+
+// WaitTimeout is how long one durable write waits for the replicas
+// (Options.WaitTimeout).
+func (l *Ledger) WaitTimeout() time.Duration { return l.opts.WaitTimeout }
 
 // ShardOf is the index of the shard that holds the order.
 func (l *Ledger) ShardOf(r Ref) int {
