@@ -496,12 +496,29 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
-	if out.Err != nil && providers.CodeOf(out.Err) == providers.Unauthenticated {
-		h.problems.Report(ref.Provider, ProblemCredentials, out.Message)
-	} else if out.Err == nil {
-		h.problems.Clear(ref.Provider, ProblemCredentials)
-	}
+	noteProblem(h.problems, ref.Provider, plan.Step, out.Err, out.Message)
 	return h.finish(ctx, rec, token, d)
+}
+
+// noteProblem reports the configuration problem a step's call met (a
+// refusal of the credentials: ProblemPrepare at the prepare step,
+// ProblemCredentials at the others), or clears what a call that succeeded
+// shows fixed: any call the credentials, only a prepare step what
+// prepares (other calls may succeed while every prepare is refused).
+func noteProblem(p *Problems, provider string, step order.Step, err error, msg string) {
+	switch {
+	case err != nil && providers.CodeOf(err) == providers.Unauthenticated:
+		kind := ProblemCredentials
+		if step == order.Prepare {
+			kind = ProblemPrepare
+		}
+		p.Report(provider, kind, msg)
+	case err == nil:
+		p.Clear(provider, ProblemCredentials)
+		if step == order.Prepare {
+			p.Clear(provider, ProblemPrepare)
+		}
+	}
 }
 
 // finish settles a decision and turns what follows into the task's result.

@@ -19,6 +19,13 @@ const (
 	// ProblemCredentials: the provider refused this worker's credentials
 	// or signature.
 	ProblemCredentials = "credentials_rejected"
+	// ProblemPrepare: the provider refused what an order's prepare step
+	// asks before any create (Aliyun's snapshot listing: the API not
+	// enabled for the project, its parameters refused). Unlike
+	// ProblemCredentials, which any call that succeeds clears, only a
+	// prepare step that succeeds clears it: other calls may succeed while
+	// every prepare is refused.
+	ProblemPrepare = "prepare_refused"
 	// ProblemDataKey: sealed params this worker cannot open (no data key,
 	// or another one than the producers').
 	ProblemDataKey = "data_key"
@@ -50,7 +57,7 @@ type problem struct {
 func NewProblems() *Problems {
 	return &Problems{seen: map[[2]string]problem{}, now: time.Now,
 		desc: prometheus.NewDesc("orderworker_config_problem",
-			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, data_key, redis_replicas) held an order back in the last two minutes.",
+			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, prepare_refused, data_key, redis_replicas) held an order back in the last two minutes.",
 			[]string{"provider", "kind"}, nil)}
 }
 
