@@ -15,8 +15,11 @@ import (
 // deadline allowing. Acting calls (a create, a pay) wait up to half the
 // time left to their deadline, reads at most this: reads over the limit
 // can then never fill it so far ahead that an acting call (an Aliyun
-// create has 3 s, so 1.5 s to wait) finds no place within its time, which
-// would starve every create while polls go on.
+// create has 8 s, so 4 s to wait) finds no place within its time, which
+// would starve every create while polls go on. What an acting call waits
+// comes off its own time: an Aliyun pay that waited 7.5 s of its 15 s has
+// less than the documented 10 s left, and a late answer is then ambiguous
+// (looked up, never paid again blind).
 const maxReadWait = time.Second
 
 // maxWaitNoDeadline is the longest an acting request whose context has no
