@@ -116,23 +116,25 @@ func tokenSealer(secret providers.Secret) (cipher.AEAD, []byte) {
 	return aead, derive("nonce")
 }
 
-// seal is the token as stored. The nonce is derived from the token, so a
-// token always seals the same (Invalidate compares what is stored), and
-// two tokens never share a nonce: GCM's nonce rule holds, and what the
-// stored form reveals is only whether two stored tokens are equal.
-func (s *RedisTokenStore) seal(tok providers.Secret) string {
+// seal is the token as stored at tokenKey (bound to it: a sealed token
+// copied under another key does not open). The nonce is derived from the
+// token, so a token always seals the same (Invalidate compares what is
+// stored), and two tokens never share a nonce: GCM's nonce rule holds, and
+// what the stored form reveals is only whether two stored tokens are
+// equal.
+func (s *RedisTokenStore) seal(tokenKey string, tok providers.Secret) string {
 	if s.aead == nil {
 		return tok.Reveal()
 	}
 	m := hmac.New(sha256.New, s.nonces)
 	m.Write([]byte(tok.Reveal()))
 	nonce := m.Sum(nil)[:s.aead.NonceSize()]
-	return sealedPrefix + base64.RawStdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(tok.Reveal()), nil))
+	return sealedPrefix + base64.RawStdEncoding.EncodeToString(s.aead.Seal(nonce, nonce, []byte(tok.Reveal()), []byte(tokenKey)))
 }
 
 // unseal reads a stored token: "" when it is sealed and this store cannot
 // open it (another Seal, or none).
-func (s *RedisTokenStore) unseal(v string) providers.Secret {
+func (s *RedisTokenStore) unseal(tokenKey, v string) providers.Secret {
 	rest, sealed := strings.CutPrefix(v, sealedPrefix)
 	if !sealed {
 		return providers.Secret(v)
@@ -142,7 +144,7 @@ func (s *RedisTokenStore) unseal(v string) providers.Secret {
 		return ""
 	}
 	n := s.aead.NonceSize()
-	tok, err := s.aead.Open(nil, b[:n], b[n:], nil)
+	tok, err := s.aead.Open(nil, b[:n], b[n:], []byte(tokenKey))
 	if err != nil {
 		return ""
 	}
@@ -166,8 +168,12 @@ return 1`)
 	releaseLock = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
+	// invalidateToken deletes the token when it is the one refused, as
+	// stored: sealed (ARGV[1]) or in clear (ARGV[2], by a process
+	// without a Seal).
 	invalidateToken = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local cur = redis.call('HGET', KEYS[1], 'token')
+if cur and (cur == ARGV[1] or cur == ARGV[2]) then return redis.call('DEL', KEYS[1]) end
 return 0`)
 )
 
@@ -190,7 +196,7 @@ func (s *RedisTokenStore) load(ctx context.Context, tokenKey string) (stored, er
 		}
 		return time.UnixMilli(n)
 	}
-	st := stored{tok: s.unseal(str(vals[0])), exp: ms(vals[1]), refreshAt: ms(vals[2])}
+	st := stored{tok: s.unseal(tokenKey, str(vals[0])), exp: ms(vals[1]), refreshAt: ms(vals[2])}
 	if st.exp.IsZero() {
 		st.tok = ""
 	}
@@ -279,7 +285,7 @@ func (s *RedisTokenStore) refresh(ctx context.Context, tokenKey, lockKey, owner 
 	}
 	// A failure to store is not ours to report: the token is valid, and
 	// others fetch their own when they find none.
-	_ = storeIfOwner.Run(ctx, s.rdb, []string{tokenKey, lockKey}, owner, s.seal(tok.Value),
+	_ = storeIfOwner.Run(ctx, s.rdb, []string{tokenKey, lockKey}, owner, s.seal(tokenKey, tok.Value),
 		tok.ExpiresAt.UnixMilli(), refreshAt(now, tok.ExpiresAt, s.before).UnixMilli(), ttl.Milliseconds()).Err()
 	return tok.Value, nil
 }
@@ -290,7 +296,7 @@ func (s *RedisTokenStore) Invalidate(ctx context.Context, key string, token prov
 		return nil
 	}
 	tokenKey, _ := s.keys(key)
-	if err := invalidateToken.Run(ctx, s.rdb, []string{tokenKey}, s.seal(token)).Err(); err != nil {
+	if err := invalidateToken.Run(ctx, s.rdb, []string{tokenKey}, s.seal(tokenKey, token), token.Reveal()).Err(); err != nil {
 		return fmt.Errorf("invalidate token: %w", err)
 	}
 	return nil

@@ -361,6 +361,26 @@ func TestSealedTokenOpensOnlyWithItsSeal(t *testing.T) {
 	if tok, err := sealed.Get(ctx(t), "k2", fetch(4)); err != nil || tok != "tok-3" || fetches != before {
 		t.Errorf("sealed Get of a token stored in clear = %q, %v; want tok-3, not fetched", tok, err)
 	}
+	// Refused, the token stored in clear is dropped by a store with a
+	// Seal too: the next Get fetches a fresh one.
+	if err := sealed.Invalidate(ctx(t), "k2", "tok-3"); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := sealed.Get(ctx(t), "k2", fetch(5)); err != nil || tok != "tok-5" {
+		t.Errorf("sealed Get after invalidating a token stored in clear = %q, %v; want tok-5, fetched", tok, err)
+	}
+	// A sealed token is bound to its key: copied under another, it does
+	// not open.
+	v, err := srv.Client(t).HGet(ctx(t), aliyun.DefaultTokenPrefix+"{k2}", "token").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client(t).HSet(ctx(t), aliyun.DefaultTokenPrefix+"{k3}", "token", v, "exp", time.Now().Add(time.Hour).UnixMilli(), "refresh", time.Now().Add(time.Hour).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := sealed.Get(ctx(t), "k3", fetch(6)); err != nil || tok != "tok-6" {
+		t.Errorf("sealed Get of a token copied from another key = %q, %v; want tok-6, fetched", tok, err)
+	}
 }
 
 // An auth refusal is retried once with a fresh token, never more.
