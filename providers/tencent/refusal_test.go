@@ -15,8 +15,8 @@ import (
 // as for being invalid, is held for the configuration unchanged, like a
 // bad signature: an operator's fix, which no order can make; it is never
 // errored for it, nor recorded created. A refusal of the order's own
-// params is errored (or, after an earlier create that may have been
-// received, looked up).
+// params is errored. After an earlier create that may have been received,
+// any refusal is looked up: it proves nothing of that create.
 func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 	t.Parallel()
 	p := ordersm.Policy{MaxAttempts: 3, Deadline: time.Hour, ConfigWait: 30 * time.Second,
@@ -29,10 +29,10 @@ func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 		again    ledger.State // after a create an earlier one of which may have been received
 		nextThen ordersm.Next
 	}{
-		{"AppKey 授权数不足", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
+		{"AppKey 授权数不足", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 		{"ItemNum 无效", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
-		{"AppKey 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
-		{"Signature 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateSubmitting, ordersm.ConfigWait},
+		{"AppKey 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"Signature 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 	} {
 		t.Run(tt.msg, func(t *testing.T) {
 			t.Parallel()

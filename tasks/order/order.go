@@ -397,11 +397,15 @@ func afresh(rec *ledger.Record, t ledger.Transition) ledger.Transition {
 
 func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg string, p Policy) Decision {
 	err := out.Err
-	if rec.MayHaveExisted && refused(code) {
+	if rec.MayHaveExisted && (refused(code) || code == providers.Unauthenticated) {
 		// A refusal of a create after an earlier one that may have been
 		// received proves nothing about that one: a provider may refuse
-		// an order number it already holds, in words nobody documented.
-		// Look the order up rather than end it.
+		// an order number it already holds, in words nobody documented
+		// (in words that name the credentials, too: "OrderNo submitted
+		// under AppKey …"). Look the order up rather than end it, or send
+		// the create again after a configuration wait: a lookup refused
+		// for the credentials waits for them itself, and nothing is sent
+		// blind.
 		code, msg = providers.Ambiguous, msg+" (an earlier create of this order may have been received: looking it up)"
 	}
 	switch {

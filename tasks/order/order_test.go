@@ -27,6 +27,12 @@ func queuedMarked() *ledger.Record {
 	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, Inflight: 1, InflightMarked: true, CreatedAt: t0}
 }
 
+func mayHaveExisted() *ledger.Record { // submitting again after a lookup found nothing
+	r := queuedMarked()
+	r.MayHaveExisted = true
+	return r
+}
+
 func retryMarked() *ledger.Record { // submitting again after a failure that created nothing
 	return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, Attempts: 2, Failures: 1, Inflight: 3, InflightMarked: true, CreatedAt: t0}
 }
@@ -153,6 +159,20 @@ func TestDecideFailures(t *testing.T) {
 			providers.RateLimited:        {sub, Wait},
 			providers.Unavailable:        {sub, Retry},
 		}},
+		// A create after an earlier one that may have been received
+		// (looked up, not found, created again): any refusal, one naming
+		// the credentials included, proves nothing of the earlier one.
+		{Submit, mayHaveExisted, row{
+			providers.Unknown:            {u, Retry},
+			providers.Ambiguous:          {u, Retry},
+			providers.InvalidArgument:    {u, Retry},
+			providers.PermissionDenied:   {u, Retry},
+			providers.FailedPrecondition: {u, Retry},
+			providers.NotFound:           {u, Retry},
+			providers.Unauthenticated:    {u, Retry},
+			providers.RateLimited:        {sub, Wait},
+			providers.Unavailable:        {sub, Retry},
+		}},
 		{Lookup, unknown, row{
 			providers.Unknown:            {u, Wait},
 			providers.Ambiguous:          {u, Wait},
@@ -229,7 +249,7 @@ func TestDecideFailures(t *testing.T) {
 			// create of the order may ever have been received, its
 			// identification starts anew (a fresh snapshot, lookups from
 			// the next create on); nowhere else.
-			if afresh := tc.step == Submit && w.to == sub; d.Settle.IsAfresh() != afresh {
+			if afresh := tc.step == Submit && w.to == sub && !rec.MayHaveExisted; d.Settle.IsAfresh() != afresh {
 				t.Errorf("%s: afresh %v, want %v", name, d.Settle.IsAfresh(), afresh)
 			}
 			if tc.step == Submit {
@@ -283,7 +303,8 @@ func TestDecideNeverRisksADoubleOrder(t *testing.T) {
 						t.Errorf("%s: a failed lookup went to %q, want unknown", name, d.Settle.To())
 					}
 					// A configuration problem never ends an order.
-					if code == providers.Unauthenticated && (d.Settle.To() == ledger.StateErrored || d.Then.Next != ConfigWait) {
+					if code == providers.Unauthenticated && (d.Settle.To() == ledger.StateErrored ||
+						d.Then.Next != ConfigWait && !(step == Submit && rec.MayHaveExisted && d.Settle.To() == ledger.StateUnknown)) {
 						t.Errorf("%s: rejected credentials gave %q / %v", name, d.Settle.To(), d.Then.Next)
 					}
 					// Only a create after a confirmed absence continues
