@@ -847,6 +847,8 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 		{"keys in other case", `{"Response":{"requestId":"r","orders":null}}`, 200, providers.NotFound},
 		{"Orders null, orders listed", `{"Response":{"RequestId":"r","Orders":null,"orders":[{"CustomerId":"Customer7","OrderNo":"Mine"}]}}`, 200, providers.Unavailable},
 		{"Total null, TOTAL 1", `{"Response":{"RequestId":"r","Total":null,"TOTAL":1}}`, 200, providers.Unavailable},
+		{"Orders null, orders listed, Total 0", `{"Response":{"RequestId":"r","Orders":null,"orders":[{"CustomerId":"Customer7","OrderNo":"Mine"}],"Total":0}}`, 200, providers.Unavailable},
+		{"Total 0, TOTAL 1", `{"Response":{"RequestId":"r","Total":0,"TOTAL":1}}`, 200, providers.Unavailable},
 		{"Total 1", `{"Response":{"RequestId":"r","Total":1}}`, 200, providers.Unavailable},
 		{"Orders null, Total 1", `{"Response":{"RequestId":"r","Orders":null,"Total":1}}`, 200, providers.Unavailable},
 		{"Orders empty, Total 1", `{"Response":{"RequestId":"r","Orders":[],"Total":1}}`, 200, providers.Unavailable},

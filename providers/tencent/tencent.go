@@ -477,6 +477,22 @@ func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error)
 			}
 		}
 	}
+	// A name given in two spellings, one of them set ("Orders": null
+	// beside "orders": [...]), is no answer to read: which one the server
+	// means is not documented, and reading the null one would prove an
+	// absence.
+	for _, name := range []string{"Orders", "Total"} {
+		spellings, set := 0, false
+		for k, v := range m {
+			if strings.EqualFold(k, name) {
+				spellings++
+				set = set || string(bytes.TrimSpace(v)) != "null"
+			}
+		}
+		if spellings > 1 && set {
+			return orderList{}, fmt.Errorf("malformed order list: %s given in more than one spelling", name)
+		}
+	}
 	var list orderList
 	if t, ok := present(m, "Total"); ok {
 		n, ok := count(t)
