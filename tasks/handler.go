@@ -496,28 +496,33 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
-	noteProblem(h.problems, ref.Provider, plan.Step, out.Err, out.Message)
+	if d.Then.Next == order.ConfigWait {
+		d.Then.Step = plan.Step // the step held: its problem's kind (heldBy)
+	}
+	clearProblems(h.problems, ref.Provider, plan.Step, out.Err)
 	return h.finish(ctx, rec, token, d)
 }
 
-// noteProblem reports the configuration problem a step's call met (a
-// refusal of the credentials: ProblemPrepare at the prepare step,
-// ProblemCredentials at the others), or clears what a call that succeeded
-// shows fixed: any call the credentials, only a prepare step what
-// prepares (other calls may succeed while every prepare is refused).
-func noteProblem(p *Problems, provider string, step order.Step, err error, msg string) {
-	switch {
-	case err != nil && providers.CodeOf(err) == providers.Unauthenticated:
-		kind := ProblemCredentials
-		if step == order.Prepare {
-			kind = ProblemPrepare
-		}
-		p.Report(provider, kind, msg)
-	case err == nil:
-		p.Clear(provider, ProblemCredentials)
-		if step == order.Prepare {
-			p.Clear(provider, ProblemPrepare)
-		}
+// heldBy is the kind of configuration problem a ConfigWait reports: a
+// refusal at the prepare step is ProblemPrepare, any other
+// ProblemCredentials.
+func heldBy(t order.Then) string {
+	if t.Step == order.Prepare {
+		return ProblemPrepare
+	}
+	return ProblemCredentials
+}
+
+// clearProblems clears what a call that succeeded shows fixed: any call
+// the credentials, only a prepare step what prepares (other calls may
+// succeed while every prepare is refused).
+func clearProblems(p *Problems, provider string, step order.Step, err error) {
+	if err != nil {
+		return
+	}
+	p.Clear(provider, ProblemCredentials)
+	if step == order.Prepare {
+		p.Clear(provider, ProblemPrepare)
 	}
 }
 
@@ -612,7 +617,7 @@ func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Then, error) {
 	case order.Retry:
 		return t, failed(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
 	case order.ConfigWait:
-		return t, h.configWait(ref, ProblemCredentials, t.Reason)
+		return t, h.configWait(ref, heldBy(t), t.Reason)
 	}
 	return t, wait(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
 }

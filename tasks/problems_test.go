@@ -15,31 +15,34 @@ import (
 // credentials elsewhere is cleared by any call that succeeds.
 func TestRefusedPrepareIsClearedOnlyByAPrepare(t *testing.T) {
 	t.Parallel()
-	refused := providers.Errorf(providers.Unauthenticated, "aliyun order/query", "refused")
 	has := func(p *Problems, kind string) bool {
 		err := p.Err()
 		return err != nil && strings.Contains(err.Error(), kind)
 	}
 	p := NewProblems()
-	noteProblem(p, "aliyun", order.Prepare, refused, "order/query refused the snapshot")
+	refused := providers.Errorf(providers.Unauthenticated, "aliyun order/query", "refused")
+	p.Report("aliyun", heldBy(order.Then{Next: order.ConfigWait, Step: order.Prepare}), "order/query refused the snapshot")
+	clearProblems(p, "aliyun", order.Prepare, refused)
 	if !has(p, ProblemPrepare) || has(p, ProblemCredentials) {
 		t.Fatalf("after a refused prepare: %v; want %s only", p.Err(), ProblemPrepare)
 	}
 	for _, step := range []order.Step{order.Submit, order.Poll, order.Pay, order.Lookup} {
-		noteProblem(p, "aliyun", step, nil, "")
+		clearProblems(p, "aliyun", step, nil)
 		if !has(p, ProblemPrepare) {
 			t.Fatalf("a %v that succeeded cleared %s: %v", step, ProblemPrepare, p.Err())
 		}
 	}
-	noteProblem(p, "aliyun", order.Prepare, nil, "")
+	clearProblems(p, "aliyun", order.Prepare, nil)
 	if p.Err() != nil {
 		t.Fatalf("after a prepare that succeeded: %v; want none", p.Err())
 	}
-	noteProblem(p, "aliyun", order.Submit, refused, "bad signature")
-	if !has(p, ProblemCredentials) {
-		t.Fatalf("after a refused create: %v; want %s", p.Err(), ProblemCredentials)
+	for _, step := range []order.Step{order.Submit, order.Lookup, order.Poll, order.Pay} {
+		if k := heldBy(order.Then{Next: order.ConfigWait, Step: step}); k != ProblemCredentials {
+			t.Errorf("a %v held for the configuration reports %s, want %s", step, k, ProblemCredentials)
+		}
 	}
-	noteProblem(p, "aliyun", order.Poll, nil, "")
+	p.Report("aliyun", ProblemCredentials, "bad signature")
+	clearProblems(p, "aliyun", order.Poll, nil)
 	if p.Err() != nil {
 		t.Fatalf("after a poll that succeeded: %v; want none", p.Err())
 	}

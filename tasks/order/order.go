@@ -158,7 +158,7 @@ type Plan struct {
 // Then is what happens after a step.
 type Then struct {
 	Next   Next
-	Step   Step          // for Continue
+	Step   Step          // for Continue (the next step); for ConfigWait, the step held (set by the caller)
 	Delay  time.Duration // for Wait, Retry, ConfigWait
 	Reason string        // for Stop and ConfigWait, and the error text of waits
 	// Code is the error code behind a Wait or Retry, for metrics.
