@@ -378,6 +378,8 @@ func TestClassify(t *testing.T) {
 		{"400 escaped JSON echo of Signature", 400, "", `{"Code":"InvalidParameter","Msg":"x","Request":"{\"Signature\":\"s\"}"}`, true, providers.InvalidArgument, 0, "", ""},
 		{"400 header echo of SignatureMethod", 400, "", `{"Code":"InvalidParameter","Msg":"x","Detail":"SignatureMethod: HMAC-SHA1"}`, true, providers.InvalidArgument, 0, "", ""},
 		{"400 signature refused in the body", 400, "", `{"Code":"InvalidParameter","Msg":"x","Detail":"signature: mismatch"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 SignatureDoesNotMatch in the body", 400, "", `{"Code":"InvalidParameter","Msg":"x","Detail":"SignatureDoesNotMatch: computed differs"}`, true, providers.Unauthenticated, 0, "", ""},
+		{"400 AccessKeyId refused in the body", 400, "", `{"Code":"InvalidParameter","Msg":"x","Detail":"AccessKeyId: not found"}`, true, providers.Unauthenticated, 0, "", ""},
 		// A 404 whose code is a number was written by the API: not a wrong path.
 		{"404 numeric code, query", 404, "", `{"Code":"404","Msg":"订单不存在"}`, false, providers.InvalidArgument, 0, "", ""},
 		{"200 unreadable create", 200, "", `<html>`, true, providers.Ambiguous, 0, "", "unreadable"},

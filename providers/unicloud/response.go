@@ -408,8 +408,10 @@ func codeFor(status int, code, msg string, body []byte, create bool) providers.C
 // case, other than as a parameter echoed back: an occurrence followed,
 // after any letters and digits (SignatureNonce, AccessKeyId), by '=' or
 // "%3d" (a query echoed) or by '"' and ':' (a JSON key, escaped or not),
-// or followed by letters or digits and then ':' (a header echoed:
-// SignatureMethod: HMAC-SHA1) does not count.
+// or our SignatureMethod or SignatureVersion followed by ':' (echoed as a
+// header: SignatureMethod: HMAC-SHA1) does not count. Any other name
+// followed by ':' is a refusal's own words ("SignatureDoesNotMatch: …",
+// "AccessKeyId: not found").
 func mentions(body []byte, words ...string) bool {
 	lb := strings.ReplaceAll(strings.ToLower(string(body)), `\"`, `"`)
 	for _, w := range words {
@@ -423,7 +425,7 @@ func mentions(body []byte, words ...string) bool {
 			switch {
 			case strings.HasPrefix(rest, "="), strings.HasPrefix(rest, "%3d"):
 			case strings.HasPrefix(rest, `"`) && strings.HasPrefix(strings.TrimSpace(rest[1:]), ":"):
-			case len(rest) < len(lb)-i && strings.HasPrefix(rest, ":"):
+			case w == "signature" && strings.HasPrefix(rest, ":") && (strings.HasPrefix(lb[i:], "method") || strings.HasPrefix(lb[i:], "version")):
 			default:
 				return true
 			}
