@@ -156,9 +156,13 @@ func compareIDs(a, b string) int {
 // it to the backlog, and acknowledges it. Because it always takes the whole
 // pending list in id order, events are admitted in stream order whichever
 // process read them, and one that died between reading and admitting loses
-// nothing. Entries the stream no longer holds (trimmed) are counted. An
-// event of an order whose earlier event failed (its blocked list f:ORDER
-// exists) goes straight to failed behind it, never ahead of it.
+// nothing. Entries the stream no longer holds (trimmed) are counted as lost
+// and acknowledged: Redis 7 drops them from the pending list itself (and
+// lists them apart), Redis 6.2 keeps them pending, where they would stay
+// for good (pinning the oldest unadmitted event's age), so each claimed id
+// is looked up in the stream. An event of an order whose earlier event
+// failed (its blocked list f:ORDER exists) goes straight to failed behind
+// it, never ahead of it.
 //
 // One call takes at most 20 batches: it replies whether it went through
 // the whole pending list (XAUTOCLAIM's cursor came back to 0-0); when not,
@@ -170,18 +174,15 @@ var admitScript = redis.NewScript(`
 local admitted, lost = 0, 0
 local cursor = '0-0'
 for round = 1, 20 do
-  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, cursor, 'COUNT', ARGV[5])
+  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, cursor, 'COUNT', ARGV[5], 'JUSTID')
   cursor = r[1]
-  for _, e in ipairs(r[2]) do
-    -- Redis 6.2 may answer a trimmed entry as nil (7 lists it in r[3]):
-    -- without its id it can be neither admitted nor acknowledged, and it
-    -- comes back on every call, so it is not counted (it would be, as
-    -- lost, every time).
-    local id, f = nil, nil
-    if type(e) == 'table' then id, f = e[1], e[2] end
-    if id and not f then
+  for _, id in ipairs(r[2]) do
+    local e = redis.call('XRANGE', KEYS[1], id, id)[1]
+    if not e then
+      -- trimmed, and still pending (Redis 6.2)
       lost = lost + 1
-    elseif id then
+    else
+      local f = e[2]
       local t = {}
       for i = 1, #f, 2 do t[f[i]] = f[i + 1] end
       if redis.call('HSETNX', KEYS[2], id, cjson.encode(t)) == 1 then
@@ -203,8 +204,9 @@ for round = 1, 20 do
         admitted = admitted + 1
       end
     end
-    if id then redis.call('XACK', KEYS[1], ARGV[1], id) end
+    redis.call('XACK', KEYS[1], ARGV[1], id)
   end
+  -- Redis 7: trimmed entries, dropped from the pending list
   if r[3] then lost = lost + #r[3] end
   if cursor == '0-0' then break end
 end
