@@ -102,7 +102,6 @@ type Dispatcher struct {
 	log        *slog.Logger
 	consumer   string
 	deliveries *prometheus.CounterVec
-	lost       *prometheus.CounterVec
 	now        func() time.Time
 }
 
@@ -196,10 +195,6 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 			Name: "orderworker_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by this process, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS) and result: ok (2xx), http_error (any other answer), network_error (no answer).",
 		}, []string{"endpoint", "result"}),
-		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orderworker_webhook_events_lost_total",
-			Help: "Outcome events this process found trimmed from the events stream (retention) before they were admitted for a webhook endpoint: never delivered to it, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS).",
-		}, []string{"endpoint"}),
 	}
 	seen := map[string]bool{}
 	for i, u := range urls {
@@ -232,13 +227,9 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 		for _, l := range []string{"ok", "http_error", "network_error"} {
 			d.deliveries.WithLabelValues(ep.label, l)
 		}
-		d.lost.WithLabelValues(ep.label)
 	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(d.deliveries); err != nil {
-			return nil, err
-		}
-		if err := o.Registerer.Register(d.lost); err != nil {
 			return nil, err
 		}
 		if err := o.Registerer.Register(&collector{d: d}); err != nil {
@@ -305,19 +296,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// setup registers the endpoint and creates its consumer group. A new
-// group starts at the stream's end: an endpoint receives the events that
-// happen from its first configuration on (the worker sets the groups up
-// before it takes orders: Setup).
+// setup registers the endpoint and creates its consumer group
+// (groupScript). A new group starts at the stream's end: an endpoint
+// receives the events that happen from its first configuration on (the
+// worker sets the groups up before it takes orders: Setup).
 func (d *Dispatcher) setup(ctx context.Context, ep *endpoint) error {
 	if err := NewStore(d.rdb, d.opts.Streams).register(ctx, ep.k.id, ep.display, ep.index); err != nil {
 		return err
 	}
-	err := d.rdb.XGroupCreateMkStream(ctx, ep.k.stream.Key, ep.k.group, "$").Err()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-		return err
-	}
-	return nil
+	return groupScript.Run(ctx, d.rdb, []string{ep.k.stream.Key}, ep.k.group).Err()
 }
 
 // read takes events from the endpoint's consumer group and admits them.
@@ -348,7 +335,8 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 	}
 	lastClean := time.Now()
 	for ctx.Err() == nil {
-		if _, err := d.admit(ctx, ep, log); err != nil {
+		res, err := d.admit(ctx, ep, log, readBatch)
+		if err != nil {
 			if isNoGroup(err) {
 				_ = d.setup(ctx, ep)
 			}
@@ -362,14 +350,19 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 			d.dropIdleConsumers(ctx, ep)
 			lastClean = time.Now()
 		}
-		err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: ep.k.group, Consumer: d.consumer, Streams: []string{ep.k.stream.Key, ">"},
-			Count: 200, Block: 2 * time.Second,
-		}).Err()
+		if res.read >= readBatch || !res.done {
+			continue // more to read or to admit
+		}
+		// The group has read the whole stream: wait for a new entry.
+		// Only admitScript reads the group, after it has counted what
+		// the stream lost before the group read it; this read does not
+		// move the group.
+		from := res.last
+		if from == "" {
+			from = "$"
+		}
+		err = d.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{ep.k.stream.Key, from}, Count: 1, Block: 2 * time.Second}).Err()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			if isNoGroup(err) {
-				_ = d.setup(ctx, ep)
-			}
 			if !problem("cannot read the events stream", err) {
 				break
 			}
@@ -377,6 +370,9 @@ func (d *Dispatcher) read(ctx context.Context, ep *endpoint) {
 	}
 	d.leave(ctx, ep, log)
 }
+
+// readBatch is how many new entries one admit reads.
+const readBatch = 200
 
 // leave admits what this process read, then leaves the endpoint's group.
 // One admit goes through at most 20 × 200 pending entries, and XGROUP
@@ -389,12 +385,12 @@ func (d *Dispatcher) leave(ctx context.Context, ep *endpoint, log *slog.Logger) 
 	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	for {
-		done, err := d.admit(c, ep, log)
+		res, err := d.admit(c, ep, log, 0)
 		if err != nil {
 			log.Warn("webhooks: could not admit every event read before leaving; another worker admits the rest", "error", err)
 			return
 		}
-		if done {
+		if res.done {
 			break
 		}
 	}
@@ -403,27 +399,46 @@ func (d *Dispatcher) leave(ctx context.Context, ep *endpoint, log *slog.Logger) 
 
 func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
 
-// admit runs admitScript and wakes the senders when it admitted events.
-// done reports that it went through the group's whole pending list.
-func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger) (done bool, err error) {
-	res, err := admitScript.Run(ctx, d.rdb, []string{ep.k.stream.Key, ep.k.ev, ep.k.due, ep.k.backlog, ep.k.failed, ep.k.st},
-		ep.k.group, d.consumer, ep.k.base, d.now().UnixMilli(), 200).Int64Slice()
+// admission is what one admitScript call did.
+type admission struct {
+	admitted int64
+	// lostRead were read and trimmed before they were admitted;
+	// lostUnread trimmed before any worker read them.
+	lostRead, lostUnread int64
+	done                 bool   // it went through the group's whole pending list
+	read                 int64  // new entries it read
+	last                 string // the group's last read entry ("" when unknown)
+}
+
+// admit runs admitScript, reading up to read new entries, logs what was
+// lost and wakes the senders when it admitted events.
+func (d *Dispatcher) admit(ctx context.Context, ep *endpoint, log *slog.Logger, read int) (admission, error) {
+	v, err := admitScript.Run(ctx, d.rdb, []string{ep.k.stream.Key, ep.k.ev, ep.k.due, ep.k.backlog, ep.k.failed, ep.k.st, ep.k.lost},
+		ep.k.group, d.consumer, ep.k.base, d.now().UnixMilli(), 200, read, ep.k.id).Slice()
 	if err != nil {
-		return false, err
+		return admission{}, err
 	}
-	if len(res) != 3 {
-		return false, fmt.Errorf("admit: unexpected reply %v", res)
+	if len(v) != 6 {
+		return admission{}, fmt.Errorf("admit: unexpected reply %v", v)
 	}
-	if res[1] > 0 {
-		log.Error("webhooks: events left the stream (retention) before they were admitted; they will not be delivered", "lost", res[1])
-		if d.lost != nil {
-			d.lost.WithLabelValues(ep.label).Add(float64(res[1]))
+	n := make([]int64, 5)
+	for i := range n {
+		x, ok := v[i].(int64)
+		if !ok {
+			return admission{}, fmt.Errorf("admit: unexpected reply %v", v)
 		}
+		n[i] = x
 	}
-	if res[0] > 0 {
+	last, _ := v[5].(string)
+	res := admission{admitted: n[0], lostRead: n[1], done: n[2] == 1, lostUnread: n[3], read: n[4], last: last}
+	if lost := res.lostRead + res.lostUnread; lost > 0 {
+		log.Warn("webhooks: events left the stream (retention) before they were admitted; they will not be delivered (orderworker_webhook_events_lost_total counts them)",
+			"lost", lost, "never_read", res.lostUnread, "read_not_admitted", res.lostRead)
+	}
+	if res.admitted > 0 {
 		ep.poke()
 	}
-	return res[2] == 1, nil
+	return res, nil
 }
 
 // dropIdleConsumers removes consumers of dead processes (idle for an hour,
@@ -698,12 +713,13 @@ func (d *Dispatcher) post(ctx context.Context, ep *endpoint, ev ledger.Event) (r
 }
 
 // collector exports each endpoint's backlog, the age of its oldest
-// undelivered event and its failed events, read from Redis at scrape time:
-// every replica reports the same numbers. Besides the configured endpoints
+// undelivered event, its failed events and its lost events, read from
+// Redis at scrape time: every replica reports the same numbers, and the
+// lost total (a counter) goes on across restarts. Besides the configured endpoints
 // (labelled by their index), it exports every endpoint Redis knows that
 // is no longer configured and still holds undelivered or failed events,
 // labelled by its id: no worker delivers them, and they must not grow
-// unseen.
+// unseen. Its lost total, which no worker adds to any more, is not.
 type collector struct{ d *Dispatcher }
 
 var (
@@ -713,12 +729,15 @@ var (
 		"Age of the oldest outcome event not yet delivered to a webhook endpoint (0 when none), by endpoint (its index in ORDERWORKER_WEBHOOK_URLS; its id for one no longer listed there).", []string{"endpoint"}, nil)
 	failedDesc = prometheus.NewDesc("orderworker_webhook_failed_events",
 		"Outcome events given up on after ORDERWORKER_WEBHOOK_MAX_AGE and kept as failed, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS; its id for one no longer listed there; enqueue webhooks failed lists them).", []string{"endpoint"}, nil)
+	lostDesc = prometheus.NewDesc("orderworker_webhook_events_lost_total",
+		"Outcome events trimmed from the events stream (retention) before any worker admitted them for a webhook endpoint, read or never read: never delivered to it, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS). Kept in Redis: every worker reports the same total, which survives restarts.", []string{"endpoint"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- backlogDesc
 	ch <- oldestDesc
 	ch <- failedDesc
+	ch <- lostDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -752,6 +771,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.Backlog), ep.label)
 		ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age, ep.label)
 		ch <- prometheus.MustNewConstMetric(failedDesc, prometheus.GaugeValue, float64(info.Failed), ep.label)
+		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(info.Lost), ep.label)
 	}
 	// Endpoints no longer configured: their backlog and failed events,
 	// and the age of their oldest undelivered event (not of the events

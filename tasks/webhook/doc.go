@@ -3,11 +3,13 @@
 //
 // Delivery is at least once, and one order's events reach an endpoint in
 // order. Each endpoint has a consumer group on the events stream; a
-// Dispatcher reads it with XREADGROUP and admits what it read with one Lua
-// script that takes every pending entry of the group (XAUTOCLAIM, so also
-// those a dead process read), copies each event into the endpoint's own
-// keys, queues it behind its order's undelivered events and acknowledges
-// it. Only an order's oldest undelivered event is ever due. Due events are
+// Dispatcher reads it and admits what it read with one Lua script that
+// first counts the events the stream's retention trimmed before the group
+// read them, then reads (XREADGROUP), then takes every pending entry of
+// the group (XAUTOCLAIM, so also those a dead process read), copies each
+// event into the endpoint's own keys, queues it behind its order's
+// undelivered events and acknowledges it. Events lost to retention are
+// counted in Redis, once, whichever process finds them. Only an order's oldest undelivered event is ever due. Due events are
 // leased, POSTed, and then recorded as delivered (making the order's next
 // event due) or scheduled again with capped exponential backoff and
 // jitter, until they are older than Options.MaxAge: then they are kept as

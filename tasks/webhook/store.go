@@ -84,15 +84,26 @@ func plainSegment(s string) bool {
 //     leaves an entry that any process sends again once the lease is over;
 //   - backlog: every admitted, undelivered event, scored by since (unix ms);
 //   - failed: events given up on, scored by when (unix ms).
+//
+// Per stream, shared by the endpoints:
+//
+//   - lost: endpoint id -> how many events were lost for it: trimmed from
+//     the stream before any worker admitted them (admitScript).
 type keys struct {
-	id, base, group, ev, st, due, backlog, failed string
-	stream                                        ledger.EventStream
+	id, base, group, ev, st, due, backlog, failed, lost string
+	stream                                              ledger.EventStream
 }
 
 func keysFor(id string, stream ledger.EventStream) keys {
 	base := "orderworker:{" + stream.Tag + "}:webhook:" + id + ":"
 	return keys{id: id, base: base, group: "webhook:" + id, ev: base + "ev", st: base + "st",
-		due: base + "due", backlog: base + "backlog", failed: base + "failed", stream: stream}
+		due: base + "due", backlog: base + "backlog", failed: base + "failed",
+		lost: lostKey(stream), stream: stream}
+}
+
+// lostKey is the lost hash of an events stream (see keys).
+func lostKey(stream ledger.EventStream) string {
+	return "orderworker:{" + stream.Tag + "}:webhook:lost"
 }
 
 // state is an event's delivery state (the st hash).
@@ -149,28 +160,117 @@ func compareIDs(a, b string) int {
 	return 0
 }
 
-// admitScript takes every entry pending in the endpoint's group (read by
-// any consumer, live or dead, and not yet admitted) with XAUTOCLAIM, in
-// stream order, and for each: copies its fields to ev, appends it to its
-// order's queue (scheduling it at once when it is the queue's head), adds
-// it to the backlog, and acknowledges it. Because it always takes the whole
-// pending list in id order, events are admitted in stream order whichever
-// process read them, and one that died between reading and admitting loses
-// nothing. Entries the stream no longer holds (trimmed) are counted as lost
-// and acknowledged: Redis 7 drops them from the pending list itself (and
-// lists them apart), Redis 6.2 keeps them pending, where they would stay
-// for good (pinning the oldest unadmitted event's age), so each claimed id
-// is looked up in the stream. An event of an order whose earlier event
-// failed (its blocked list f:ORDER exists) goes straight to failed behind
-// it, never ahead of it.
+// admitScript reads the endpoint's group and admits what it read. In one
+// call, so that no read escapes the check before it:
 //
-// One call takes at most 20 batches: it replies whether it went through
-// the whole pending list (XAUTOCLAIM's cursor came back to 0-0); when not,
-// the entries past where it stopped wait for the next call.
+//  1. It counts the entries the group never read that the stream no
+//     longer holds: trimmed by retention while no worker read the group
+//     (every webhook worker stopped while orders were settled). Redis 7
+//     counts the entries a stream was ever given (XINFO STREAM
+//     entries-added) and those a group read (XINFO GROUPS entries-read):
+//     when the group's last read entry comes before the stream's first
+//     one, every entry after it that the stream no longer holds is such a
+//     loss; so is, once the group has read everything, whatever the two
+//     counts still differ by (a gap a read passed over, which Redis before
+//     8 keeps in the group's count). The group's read count is then raised
+//     by the loss (XGROUP SETID, same position, ENTRIESREAD), so that no
+//     later call counts it again, whoever makes it. Redis 6.2 keeps
+//     neither count: there such a loss goes uncounted.
+//  2. It reads up to ARGV[6] new entries (XREADGROUP >; none when 0).
+//  3. It takes every entry pending in the group (read by any consumer,
+//     live or dead, and not yet admitted) with XAUTOCLAIM, in stream
+//     order, and for each: copies its fields to ev, appends it to its
+//     order's queue (scheduling it at once when it is the queue's head),
+//     adds it to the backlog, and acknowledges it. Because it always takes
+//     the whole pending list in id order, events are admitted in stream
+//     order whichever process read them, and one that died between reading
+//     and admitting loses nothing. Entries the stream no longer holds
+//     (trimmed) are counted as lost and acknowledged: Redis 7 drops them
+//     from the pending list itself (and lists them apart), Redis 6.2 keeps
+//     them pending, where they would stay for good (pinning the oldest
+//     unadmitted event's age), so each claimed id is looked up in the
+//     stream. An event of an order whose earlier event failed (its blocked
+//     list f:ORDER exists) goes straight to failed behind it, never ahead
+//     of it.
 //
-// KEYS: stream, ev, due, backlog, failed, st. ARGV: group, consumer, key
-// base, now (ms), batch size. Replies {admitted, lost, done (1 or 0)}.
+// Every loss is added to the endpoint's total in the lost hash (field: the
+// endpoint's id), which the metrics export: counted once, by whichever
+// process finds it, and kept across restarts.
+//
+// One call takes at most 20 batches of pending entries: it replies whether
+// it went through the whole pending list (XAUTOCLAIM's cursor came back to
+// 0-0); when not, the entries past where it stopped wait for the next call.
+//
+// KEYS: stream, ev, due, backlog, failed, st, lost. ARGV: group, consumer,
+// key base, now (ms), batch size, entries to read, endpoint id. Replies
+// {admitted, lost read (trimmed while pending), done (1 or 0), lost
+// unread (trimmed before any read), entries read, the group's last read
+// id (” when unknown)}.
 var admitScript = redis.NewScript(`
+local function fields(a)
+  local t = {}
+  for i = 1, #a, 2 do t[a[i]] = a[i + 1] end
+  return t
+end
+-- a before b, stream ids compared as the decimal strings they are (their
+-- parts may exceed what a Lua number holds exactly)
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if not (am and bm) then return a < b end
+  if am ~= bm then
+    if #am ~= #bm then return #am < #bm end
+    return am < bm
+  end
+  if #as ~= #bs then return #as < #bs end
+  return as < bs
+end
+-- unreadLost counts (and marks as counted) the entries the group never
+-- read that the stream no longer holds; caughtUp: the group has just read
+-- every entry the stream holds. It also replies the group's last read id.
+local function unreadLost(caughtUp)
+  local si = redis.pcall('XINFO', 'STREAM', KEYS[1])
+  local gi = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+  if type(si) ~= 'table' or si.err or type(gi) ~= 'table' or gi.err then return 0, nil end
+  local s, g = fields(si), nil
+  for _, x in ipairs(gi) do
+    local f = fields(x)
+    if f['name'] == ARGV[1] then g = f end
+  end
+  if not g then return 0, nil end
+  local last = g['last-delivered-id']
+  local added, read = tonumber(s['entries-added']), tonumber(g['entries-read'])
+  if not (added and read) then return 0, last end
+  local unread
+  local first = s['first-entry']
+  if caughtUp then
+    unread = 0
+  elseif not first or before(last, first[1]) then
+    unread = tonumber(s['length'])
+  else
+    return 0, last
+  end
+  local n = added - read - unread
+  if n <= 0 then return 0, last end
+  redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', read + n)
+  return n, last
+end
+
+local unread, last = unreadLost(false)
+local want, got = tonumber(ARGV[6]), 0
+if want > 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[1], '>')
+  if r and r[1] then
+    local es = r[1][2]
+    got = #es
+    if got > 0 then last = es[got][1] end
+  end
+  if got < want then
+    local n = unreadLost(true)
+    unread = unread + n
+  end
+end
+
 local admitted, lost = 0, 0
 local cursor = '0-0'
 for round = 1, 20 do
@@ -210,7 +310,40 @@ for round = 1, 20 do
   if r[3] then lost = lost + #r[3] end
   if cursor == '0-0' then break end
 end
-return {admitted, lost, cursor == '0-0' and 1 or 0}
+if lost + unread > 0 then
+  redis.call('HINCRBY', KEYS[7], ARGV[7], lost + unread)
+end
+return {admitted, lost, cursor == '0-0' and 1 or 0, unread, got, last or ''}
+`)
+
+// groupScript creates an endpoint's consumer group at the stream's end
+// (and the stream, if need be), unless it exists. On Redis 7 it gives the
+// group its read count (ENTRIESREAD: every entry the stream was given), which
+// XGROUP CREATE leaves unknown until the group's first read, and which
+// admitScript needs to tell the entries trimmed before the group read them.
+// An existing group without one that has read every entry gets it too.
+//
+// KEYS: stream. ARGV: group.
+var groupScript = redis.NewScript(`
+local function fields(a)
+  local t = {}
+  for i = 1, #a, 2 do t[a[i]] = a[i + 1] end
+  return t
+end
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '$', 'MKSTREAM')
+if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then
+  return r
+end
+local si = fields(redis.call('XINFO', 'STREAM', KEYS[1]))
+local added = tonumber(si['entries-added'])
+if not added then return 0 end -- Redis 6.2
+for _, x in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local g = fields(x)
+  if g['name'] == ARGV[1] and not tonumber(g['entries-read']) and g['last-delivered-id'] == si['last-generated-id'] then
+    redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], '$', 'ENTRIESREAD', added)
+  end
+end
+return 0
 `)
 
 // leaseScript takes up to ARGV[3] heads due by ARGV[1] and pushes their
@@ -424,6 +557,10 @@ type EndpointInfo struct {
 	// for this endpoint yet (its consumer group's lag), -1 when unknown.
 	Unadmitted int64 `json:"unadmitted"`
 	Failed     int64 `json:"failed"`
+	// Lost counts events never delivered to the endpoint because the
+	// stream's retention trimmed them before any worker admitted them for
+	// it, since Redis first kept the count.
+	Lost int64 `json:"lost"`
 }
 
 type endpointRecord struct {
@@ -497,11 +634,15 @@ func (s *Store) Stats(ctx context.Context, id string) (EndpointInfo, error) {
 		backlog := pipe.ZCard(ctx, k.backlog)
 		oldest := pipe.ZRangeWithScores(ctx, k.backlog, 0, 0)
 		failed := pipe.ZCard(ctx, k.failed)
+		lost := pipe.HGet(ctx, k.lost, id)
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return EndpointInfo{}, fmt.Errorf("read webhook endpoint %s: %w", id, err)
 		}
 		info.Backlog += backlog.Val()
 		info.Failed += failed.Val()
+		if n, err := lost.Int64(); err == nil {
+			info.Lost += n
+		}
 		if z := oldest.Val(); len(z) > 0 {
 			if o := time.UnixMilli(int64(z[0].Score)).UTC(); info.OldestUndelivered.IsZero() || o.Before(info.OldestUndelivered) {
 				info.OldestUndelivered = o

@@ -736,7 +736,7 @@ func TestCrashedConsumerLosesNothing(t *testing.T) {
 	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "dead-2", Streams: []string{stream.Key, ">"}}).Result(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dead.admit(ctx, ep, slogDiscard()); err != nil {
+	if _, err := dead.admit(ctx, ep, slogDiscard(), 0); err != nil {
 		t.Fatal(err)
 	}
 	items, _, err := dead.lease(ctx, ep, time.Now(), 10)
@@ -1102,17 +1102,82 @@ func TestUnconfiguredEndpointsKeepTheirGauges(t *testing.T) {
 	}
 }
 
+// lostTotal reads orderworker_webhook_events_lost_total for one endpoint
+// label; ok is false when no such series is exported.
+func lostTotal(t *testing.T, reg *prometheus.Registry, endpoint string) (v float64, ok bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "orderworker_webhook_events_lost_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "endpoint" && l.GetValue() == endpoint {
+					if m.GetCounter() == nil {
+						t.Fatalf("orderworker_webhook_events_lost_total is not a counter")
+					}
+					return m.GetCounter().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// newCollecting is a Dispatcher for urls that is never run, with a registry
+// of its own: a worker that only exports the metrics (another replica, or
+// the same worker after a restart).
+func (e *env) newCollecting(urls []string) *prometheus.Registry {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	if _, err := New(e.rdb, urls, e.signer, &Options{Streams: e.ledger.EventStreams(), Registerer: reg}); err != nil {
+		e.t.Fatal(err)
+	}
+	return reg
+}
+
+// wantLost checks the lost total every worker exports for an endpoint.
+func wantLost(t *testing.T, reg *prometheus.Registry, endpoint string, want float64) {
+	t.Helper()
+	if got, ok := lostTotal(t, reg, endpoint); !ok || got != want {
+		t.Errorf("orderworker_webhook_events_lost_total{endpoint=%q} = %v (exported: %v), want %v", endpoint, got, ok, want)
+	}
+}
+
+// syncLog collects a logger's output.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // Events trimmed from the stream (retention) after a process read them and
 // before any admitted them are counted as lost, once, on the endpoint's
-// label.
+// label, in Redis: every worker, a restarted one too, exports the same
+// total.
 func TestEventsTrimmedBeforeAdmissionAreCounted(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	ctx := context.Background()
 	stream := e.ledger.EventStreams()[0]
+	urls := []string{"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}
 	reg := prometheus.NewRegistry()
-	d, err := New(e.rdb, []string{"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}, e.signer,
-		&Options{Streams: e.ledger.EventStreams(), Registerer: reg})
+	d, err := New(e.rdb, urls, e.signer, &Options{Streams: e.ledger.EventStreams(), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1133,32 +1198,160 @@ func TestEventsTrimmedBeforeAdmissionAreCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := d.admit(ctx, ep, slogDiscard()); err != nil {
+		if _, err := d.admit(ctx, ep, slogDiscard(), readBatch); err != nil {
 			t.Fatal(err)
 		}
 	}
-	lost := func(endpoint string) float64 {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
+	wantLost(t, reg, "1", 5)
+	wantLost(t, reg, "0", 0)
+	// Another worker, or this one restarted, reports the same total.
+	wantLost(t, e.newCollecting(urls), "1", 5)
+	if p, err := e.rdb.XPending(ctx, stream.Key, ep.k.group).Result(); err != nil || p.Count != 0 {
+		t.Errorf("XPENDING = %+v, %v; want the trimmed entries acknowledged", p, err)
+	}
+}
+
+// Events trimmed from the stream before any worker read them (every
+// webhook worker stopped while orders were settled) are counted as lost
+// too, once, by the first worker that starts, with a warning; what the
+// stream still holds is delivered.
+func TestEventsTrimmedBeforeAnyWorkerReadThemAreCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	stream := e.ledger.EventStreams()[0]
+	r := newReceiver(t, e.signer, nil)
+	other := newReceiver(t, e.signer, nil)
+	urls := []string{other.srv.URL, r.srv.URL}
+	// The worker set the groups up, then stopped; 8 events were written
+	// and retention trimmed the first 5 before any worker came back.
+	first, err := New(e.rdb, urls, e.signer, &Options{Streams: e.ledger.EventStreams()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8 {
+		e.order(fmt.Sprintf("N%d", i), ledger.StatePaid)
+	}
+	if err := e.rdb.XTrimMaxLen(ctx, stream.Key, 3).Err(); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := e.rdb.XRange(ctx, stream.Key, "-", "+").Result()
+	if err != nil || len(kept) != 3 {
+		t.Fatalf("XRANGE = %d entries, %v; want 3", len(kept), err)
+	}
+	logs := &syncLog{}
+	o := &Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 2 * time.Second, Poll: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}
+	_, reg := e.start(urls, o)
+	_, reg2 := e.start(urls, &Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 2 * time.Second, Poll: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	e.waitFor(10*time.Second, "the 3 events kept delivered to both endpoints", func() bool {
+		return len(r.delivered()) == 3 && len(other.delivered()) == 3
+	})
+	for _, k := range kept {
+		if !r.delivered()[stream.EventID(k.ID)] {
+			t.Errorf("event %s, kept in the stream, not delivered", k.ID)
 		}
-		for _, mf := range mfs {
-			if mf.GetName() != "orderworker_webhook_events_lost_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == endpoint {
-					return m.GetCounter().GetValue()
-				}
-			}
+	}
+	// Counted once for each endpoint, though two workers admit them.
+	time.Sleep(300 * time.Millisecond)
+	for _, g := range []*prometheus.Registry{reg, reg2, e.newCollecting(urls)} {
+		wantLost(t, g, "0", 5)
+		wantLost(t, g, "1", 5)
+	}
+	if n := strings.Count(logs.String(), "lost=5 never_read=5"); n != 2 {
+		t.Errorf("%d warnings with lost=5 never_read=5, want 2 (one per endpoint); log:\n%s", n, logs.String())
+	}
+	info, err := NewStore(e.rdb, e.ledger.EventStreams()).Stats(ctx, EndpointID(r.srv.URL))
+	if err != nil || info.Lost != 5 || info.Unadmitted != 0 {
+		t.Errorf("Stats = %+v, %v; want 5 lost and nothing unadmitted (the group's count no longer holds the trimmed entries)", info, err)
+	}
+	// More events, and no more loss.
+	e.order("N8", ledger.StatePaid)
+	e.waitFor(10*time.Second, "the next event delivered", func() bool { return len(r.delivered()) == 4 })
+	wantLost(t, reg, "1", 5)
+}
+
+// A stream trimmed to nothing while no worker ran: all of it is counted.
+func TestEventsAllTrimmedBeforeAnyWorkerReadThemAreCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	stream := e.ledger.EventStreams()[0]
+	urls := []string{"http://127.0.0.1:1/a"}
+	reg := prometheus.NewRegistry()
+	d, err := New(e.rdb, urls, e.signer, &Options{Streams: e.ledger.EventStreams(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		e.order(fmt.Sprintf("A%d", i), ledger.StatePaid)
+	}
+	if err := e.rdb.XTrimMaxLen(ctx, stream.Key, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.admit(ctx, d.eps[0], slogDiscard(), readBatch)
+	if err != nil || res.lostUnread != 4 || res.admitted != 0 {
+		t.Fatalf("admit = %+v, %v; want 4 lost unread, none admitted", res, err)
+	}
+	for range 2 {
+		if res, err := d.admit(ctx, d.eps[0], slogDiscard(), readBatch); err != nil || res.lostUnread != 0 {
+			t.Fatalf("admit again = %+v, %v; want nothing counted twice", res, err)
 		}
-		t.Fatalf("no orderworker_webhook_events_lost_total{endpoint=%q}", endpoint)
-		return 0
 	}
-	if got := lost("1"); got != 5 {
-		t.Errorf("orderworker_webhook_events_lost_total{endpoint=\"1\"} = %v, want 5", got)
+	wantLost(t, reg, "0", 4)
+}
+
+// A gap that a read passed over before it was counted (a worker of an
+// older version read on past it), which Redis before 8 keeps in the
+// group's read count, is counted once the group has read everything.
+func TestGapReadPastIsCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	stream := e.ledger.EventStreams()[0]
+	reg := prometheus.NewRegistry()
+	d, err := New(e.rdb, []string{"http://127.0.0.1:1/a"}, e.signer, &Options{Streams: e.ledger.EventStreams(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := lost("0"); got != 0 {
-		t.Errorf("orderworker_webhook_events_lost_total{endpoint=\"0\"} = %v, want 0", got)
+	if err := d.Setup(ctx); err != nil {
+		t.Fatal(err)
 	}
+	ep := d.eps[0]
+	for i := range 6 {
+		e.order(fmt.Sprintf("G%d", i), ledger.StatePaid)
+	}
+	if err := e.rdb.XTrimMaxLen(ctx, stream.Key, 2).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ep.k.group, Consumer: "old",
+		Streams: []string{stream.Key, ">"}}).Result(); err != nil {
+		t.Fatal(err)
+	}
+	si, err := e.rdb.XInfoStream(ctx, stream.Key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := e.rdb.XInfoGroups(ctx, stream.Key).Result()
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("XINFO GROUPS = %+v, %v", gs, err)
+	}
+	// Redis 8 recounts a read past a gap: nothing is left to find.
+	want := si.EntriesAdded - gs[0].EntriesRead
+	t.Logf("after the read past the gap: entries-added %d, entries-read %d", si.EntriesAdded, gs[0].EntriesRead)
+	res, err := d.admit(ctx, ep, slogDiscard(), readBatch)
+	if err != nil || res.lostUnread != want || res.admitted != 2 {
+		t.Fatalf("admit = %+v, %v; want %d lost unread and the 2 events read admitted", res, err, want)
+	}
+	if res, err := d.admit(ctx, ep, slogDiscard(), readBatch); err != nil || res.lostUnread != 0 {
+		t.Fatalf("admit again = %+v, %v; want nothing counted twice", res, err)
+	}
+	wantLost(t, reg, "0", float64(want))
 }
