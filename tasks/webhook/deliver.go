@@ -784,11 +784,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		return
 	}
+	known = slices.DeleteFunc(known, func(id string) bool { return configured[id] })
 	slices.Sort(known)
-	for _, id := range known {
-		if configured[id] {
-			continue
-		}
+	// One round trip tells the few that hold something from the many
+	// that hold nothing; only those are read in full.
+	held, err := store.holding(ctx, known)
+	if err != nil {
+		return
+	}
+	for _, id := range held {
 		info, err := store.Stats(ctx, id)
 		if err != nil || info.Backlog == 0 && info.Failed == 0 {
 			continue

@@ -611,14 +611,64 @@ func (s *Store) Unconfigured(ctx context.Context, urls []string) ([]EndpointInfo
 	for _, u := range urls {
 		configured[EndpointID(u)] = true
 	}
-	eps, err := s.Endpoints(ctx)
+	all, err := s.rdb.HGetAll(ctx, endpointsKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list webhook endpoints: %w", err)
+	}
+	var dropped []string
+	for id := range all {
+		if !configured[id] {
+			dropped = append(dropped, id)
+		}
+	}
+	slices.Sort(dropped)
+	held, err := s.holding(ctx, dropped)
 	if err != nil {
 		return nil, err
 	}
 	var out []EndpointInfo
-	for _, ep := range eps {
-		if !configured[ep.ID] && (ep.Backlog > 0 || ep.Failed > 0) {
-			out = append(out, ep)
+	for _, id := range held {
+		info, err := s.Stats(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var rec endpointRecord
+		_ = json.Unmarshal([]byte(all[id]), &rec)
+		info.URL, info.Index = rec.URL, rec.Index
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b EndpointInfo) int {
+		if a.Index != b.Index {
+			return a.Index - b.Index
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// holding returns those of ids (in their order) whose endpoints hold
+// undelivered or failed events, in one round trip however many there are:
+// the endpoints hash keeps every endpoint ever registered, and most of the
+// dropped ones hold nothing.
+func (s *Store) holding(ctx context.Context, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.rdb.Pipeline()
+	counts := make([][]*redis.IntCmd, len(ids))
+	for i, id := range ids {
+		for _, stream := range s.streams {
+			k := keysFor(id, stream)
+			counts[i] = append(counts[i], pipe.ZCard(ctx, k.backlog), pipe.ZCard(ctx, k.failed))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read webhook endpoints: %w", err)
+	}
+	var out []string
+	for i, id := range ids {
+		if slices.ContainsFunc(counts[i], func(c *redis.IntCmd) bool { return c.Val() > 0 }) {
+			out = append(out, id)
 		}
 	}
 	return out, nil

@@ -1355,3 +1355,75 @@ func TestGapReadPastIsCounted(t *testing.T) {
 	}
 	wantLost(t, reg, "0", float64(want))
 }
+
+// tripCounter counts a client's round trips: one per command, one per
+// pipeline.
+type tripCounter struct{ n atomic.Int64 }
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// The endpoints hash keeps every endpoint ever registered: a scrape, and
+// the start-up check for endpoints left behind, read the many dropped
+// endpoints that hold nothing in one round trip, not a few each.
+func TestDroppedEndpointsCostOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := setupShards(t, 3)
+	ctx := context.Background()
+	rdb := redis.NewClient(e.rdb.Options())
+	t.Cleanup(func() { rdb.Close() })
+	trips := &tripCounter{}
+	rdb.AddHook(trips)
+	reg := prometheus.NewRegistry()
+	urls := []string{"http://127.0.0.1:1/a"}
+	d, err := New(rdb, urls, e.signer, &Options{Streams: e.ledger.EventStreams(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store := NewStore(rdb, e.ledger.EventStreams())
+	cost := func(f func()) int64 {
+		t.Helper()
+		trips.n.Store(0)
+		f()
+		return trips.n.Load()
+	}
+	scrape := func() {
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unconfigured := func() {
+		if eps, err := store.Unconfigured(ctx, urls); err != nil || len(eps) != 0 {
+			t.Fatalf("Unconfigured = %+v, %v; want none", eps, err)
+		}
+	}
+	scrapeBase, listBase := cost(scrape), cost(unconfigured)
+	for i := range 50 {
+		u := fmt.Sprintf("http://127.0.0.1:1/old%d", i)
+		if err := store.register(ctx, EndpointID(u), DisplayURL(u), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cost(scrape); got > scrapeBase+1 {
+		t.Errorf("a scrape takes %d round trips with 50 dropped endpoints holding nothing, %d without", got, scrapeBase)
+	}
+	if got := cost(unconfigured); got > listBase+1 {
+		t.Errorf("Unconfigured takes %d round trips with 50 dropped endpoints holding nothing, %d without", got, listBase)
+	}
+}
