@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -109,6 +110,114 @@ func waitOutput(t *testing.T, out *lockedBuffer, want string, timeout time.Durat
 	}
 }
 
+// readmeReceiver is the README's Python webhook receiver, running.
+type readmeReceiver struct {
+	hook string        // its URL
+	out  *lockedBuffer // what it printed
+}
+
+// post sends the receiver an event, signed by sign, and returns the answer's
+// status.
+func (r *readmeReceiver) post(sign func(h http.Header, body []byte)) (int, error) {
+	body := []byte(`{"id":"1-0","type":"order.paid","timestamp":"2026-11-30T12:00:00Z","data":{"provider":"tencent","order_no":"Probe","state":"paid","provider_order_id":"","reason":"","attempts":1}}`)
+	req, _ := http.NewRequest("POST", r.hook, bytes.NewReader(body))
+	sign(req.Header, body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// startREADMEReceiver runs the receiver at path with
+// ORDERWORKER_WEBHOOK_SECRET=secret until the test ends. It listens on a
+// port found free, which a server of a test running alongside may take
+// first: the receiver then exits, or the probe reaches the other server. So
+// the receiver is ours once a probe signed by signer is answered 204 and
+// printed by it; otherwise it is started again on another port.
+func startREADMEReceiver(t *testing.T, path, secret string, signer *webhook.Signer) *readmeReceiver {
+	t.Helper()
+	errExited := errors.New("the receiver exited")
+	for try := 1; ; try++ {
+		r := &readmeReceiver{out: &lockedBuffer{}}
+		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+		r.hook = "http://127.0.0.1:" + port + "/hook"
+		recv := exec.Command("python3", path)
+		recv.Env = append(os.Environ(), "ORDERWORKER_WEBHOOK_SECRET="+secret, "PORT="+port)
+		recv.Stdout, recv.Stderr = r.out, r.out
+		if err := recv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = recv.Wait(); close(exited) }()
+		t.Cleanup(func() { _ = recv.Process.Kill(); <-exited })
+		status, perr := 0, error(nil)
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			select {
+			case <-exited:
+				perr = errExited
+			default:
+				status, perr = r.post(func(h http.Header, body []byte) { signer.Header(h, "1-0", time.Now(), body) })
+			}
+			if perr == nil || errors.Is(perr, errExited) || time.Now().After(deadline) {
+				break
+			}
+		}
+		printed := func() bool { return strings.Contains(r.out.String(), "order.paid tencent Probe") }
+		for wait := time.Now().Add(5 * time.Second); perr == nil && status == http.StatusNoContent && !printed() && time.Now().Before(wait); {
+			time.Sleep(20 * time.Millisecond) // the print is copied from a pipe
+		}
+		if perr == nil && status == http.StatusNoContent && printed() {
+			return r
+		}
+		if try == 5 {
+			t.Fatalf("README receiver: a correctly signed request answered %d (%v), want 204 and the event printed; output:\n%s", status, perr, r.out.String())
+		}
+		t.Logf("README receiver on port %s: answered %d (%v), output %q; starting it on another port", port, status, perr, r.out.String())
+		_ = recv.Process.Kill()
+	}
+}
+
+// The README's receiver, given two secrets while they rotate (as the
+// workers are), accepts a request signed by either or by both, and refuses
+// one signed by neither.
+func TestREADMEReceiverDuringARotation(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatalf("python3 is not installed (.ci/run installs it): %v", err)
+	}
+	recvPath := filepath.Join(t.TempDir(), "receiver.py")
+	if err := os.WriteFile(recvPath, []byte(readmeBlock(t, "# receiver.py")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	oldSecret, newSecret := newWebhookSecret(t), newWebhookSecret(t)
+	both, err := webhook.NewSigner(newSecret + " " + oldSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := startREADMEReceiver(t, recvPath, newSecret+" "+oldSecret, both)
+	for i, tt := range []struct {
+		name, secret string
+		want         int
+	}{
+		{"the old secret only", oldSecret, http.StatusNoContent},
+		{"the new secret only", newSecret, http.StatusNoContent},
+		{"the new and the old", newSecret + " " + oldSecret, http.StatusNoContent},
+		{"the old and the new", oldSecret + " " + newSecret, http.StatusNoContent},
+		{"another secret", newWebhookSecret(t), http.StatusUnauthorized},
+	} {
+		s, err := webhook.NewSigner(tt.secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("%d-1", i+2)
+		if got, err := recv.post(func(h http.Header, body []byte) { s.Header(h, id, time.Now(), body) }); got != tt.want {
+			t.Errorf("README receiver with two secrets: a request signed with %s answered %d (%v), want %d", tt.name, got, err, tt.want)
+		}
+	}
+}
+
 // The README's curl commands, Python producer and Python webhook receiver
 // work as printed, against worker -dev: the producer's orders are paid and
 // the receiver verifies and prints their events. The receiver refuses a
@@ -133,69 +242,13 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var hook string
-	post := func(sign func(h http.Header, body []byte)) (int, error) {
-		body := []byte(`{"id":"1-0","type":"order.paid","timestamp":"2026-11-30T12:00:00Z","data":{"provider":"tencent","order_no":"Probe","state":"paid","provider_order_id":"","reason":"","attempts":1}}`)
-		req, _ := http.NewRequest("POST", hook, bytes.NewReader(body))
-		sign(req.Header, body)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	// The receiver listens on a port found free, which a server of a
-	// test running alongside may take first: the receiver then exits, or
-	// the probe reaches the other server. So the receiver is ours once a
-	// correctly signed probe is answered 204 and printed by it; otherwise
-	// it is started again on another port.
-	var recvOut *lockedBuffer
-	errExited := errors.New("the receiver exited")
-	for try := 1; ; try++ {
-		out := &lockedBuffer{}
-		port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-		hook = "http://127.0.0.1:" + port + "/hook"
-		recv := exec.Command("python3", recvPath)
-		recv.Env = append(os.Environ(), "ORDERWORKER_WEBHOOK_SECRET="+secret, "PORT="+port)
-		recv.Stdout, recv.Stderr = out, out
-		if err := recv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = recv.Wait(); close(exited) }()
-		t.Cleanup(func() { _ = recv.Process.Kill(); <-exited })
-		status, perr := 0, error(nil)
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			select {
-			case <-exited:
-				perr = errExited
-			default:
-				status, perr = post(func(h http.Header, body []byte) { signer.Header(h, "1-0", time.Now(), body) })
-			}
-			if perr == nil || errors.Is(perr, errExited) || time.Now().After(deadline) {
-				break
-			}
-		}
-		printed := func() bool { return strings.Contains(out.String(), "order.paid tencent Probe") }
-		for wait := time.Now().Add(5 * time.Second); perr == nil && status == http.StatusNoContent && !printed() && time.Now().Before(wait); {
-			time.Sleep(20 * time.Millisecond) // the print is copied from a pipe
-		}
-		if perr == nil && status == http.StatusNoContent && printed() {
-			recvOut = out
-			break
-		}
-		if try == 5 {
-			t.Fatalf("README receiver: a correctly signed request answered %d (%v), want 204 and the event printed; output:\n%s", status, perr, out.String())
-		}
-		t.Logf("README receiver on port %s: answered %d (%v), output %q; starting it on another port", port, status, perr, out.String())
-		_ = recv.Process.Kill()
-	}
+	recv := startREADMEReceiver(t, recvPath, secret, signer)
+	hook, recvOut := recv.hook, recv.out
 	other, _ := webhook.NewSigner(newWebhookSecret(t))
-	if got, err := post(func(h http.Header, body []byte) { other.Header(h, "2-0", time.Now(), body) }); got != http.StatusUnauthorized {
+	if got, err := recv.post(func(h http.Header, body []byte) { other.Header(h, "2-0", time.Now(), body) }); got != http.StatusUnauthorized {
 		t.Errorf("README receiver: a request signed with another secret answered %d (%v), want 401", got, err)
 	}
-	if got, err := post(func(h http.Header, body []byte) { signer.Header(h, "3-0", time.Now().Add(-time.Hour), body) }); got != http.StatusUnauthorized {
+	if got, err := recv.post(func(h http.Header, body []byte) { signer.Header(h, "3-0", time.Now().Add(-time.Hour), body) }); got != http.StatusUnauthorized {
 		t.Errorf("README receiver: an hour-old signature answered %d (%v), want 401", got, err)
 	}
 
