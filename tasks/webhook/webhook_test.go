@@ -174,7 +174,7 @@ func TestKeysShareTheEventsStreamsSlot(t *testing.T) {
 	for _, shards := range []int{1, 3} {
 		for _, stream := range ledger.New(nil, &ledger.Options{Shards: shards}).EventStreams() {
 			k := keysFor(EndpointID("https://example.com/hook"), stream)
-			for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.base + "q:tencent:O1", k.base + "f:tencent:O1"} {
+			for _, key := range []string{k.ev, k.st, k.due, k.backlog, k.failed, k.lost, k.base + "q:tencent:O1", k.base + "f:tencent:O1"} {
 				if tag(key) != tag(stream.Key) {
 					t.Errorf("key %s: hash tag %q, the events stream's is %q", key, tag(key), tag(stream.Key))
 				}
