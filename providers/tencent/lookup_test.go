@@ -840,8 +840,10 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 		want       providers.Code
 	}{
 		{"RequestId only", `{"Response":{"RequestId":"r"}}`, 200, providers.NotFound},
-		{"Orders null only", `{"Response":{"Orders":null}}`, 200, providers.NotFound},
-		{"empty", `{"Response":{}}`, 200, providers.NotFound},
+		{"Orders null, no RequestId", `{"Response":{"Orders":null}}`, 200, providers.Unavailable},
+		{"empty", `{"Response":{}}`, 200, providers.Unavailable},
+		{"RequestId empty", `{"Response":{"RequestId":""}}`, 200, providers.Unavailable},
+		{"Orders null", `{"Response":{"RequestId":"r","Orders":null}}`, 200, providers.NotFound},
 		{"Orders and Total null", `{"Response":{"RequestId":"r","Orders":null,"Total":null}}`, 200, providers.NotFound},
 		{"Total null", `{"Response":{"RequestId":"r","Total":null}}`, 200, providers.NotFound},
 		{"keys in other case", `{"Response":{"requestId":"r","orders":null}}`, 200, providers.NotFound},

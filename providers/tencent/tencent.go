@@ -441,9 +441,10 @@ type orderList struct {
 // error, but on a listing's first page (first): there an answer that
 // gives a Total of 0 counts the list (an empty list written as null or
 // left out, as Go's encoder writes a nil slice or drops an omitempty one),
-// and so does a Response in the documented wrapper (wrapped) holding
-// nothing but RequestId, Orders and Total, Orders and Total both absent
-// (an encoder leaving out an empty list and a zero count). On a later
+// and so does a Response in the documented wrapper (wrapped) holding a
+// RequestId and nothing but RequestId, Orders and Total, Orders and Total
+// absent in every spelling (an encoder leaving out an empty list and a
+// zero count). On a later
 // page, after orders were read, such an answer proves nothing. Total is a
 // count: a non-negative integer, as a JSON number or a quoted one ("1");
 // anything else is malformed.
@@ -458,10 +459,14 @@ func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error)
 	// carry what this reading would miss.
 	// Orders and Total absent in every spelling: a key that differs only
 	// in case ("orders" beside "Orders": null) may hold the list.
-	plain := first && wrapped
+	// The document gives every answer a RequestId: one without it is not
+	// an answer this reading can vouch for ({"Response":{}}).
+	plain, requestID := first && wrapped, false
 	for k, v := range m {
 		switch {
 		case strings.EqualFold(k, "RequestId"):
+			t := string(bytes.TrimSpace(v))
+			requestID = requestID || t != "null" && t != `""`
 		case strings.EqualFold(k, "Orders"), strings.EqualFold(k, "Total"):
 			if string(bytes.TrimSpace(v)) != "null" {
 				plain = false
@@ -470,6 +475,7 @@ func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error)
 			plain = false
 		}
 	}
+	plain = plain && requestID
 	if _, ok := present(m, "Orders"); !ok {
 		if data, ok := present(m, "Data"); ok {
 			if json.Unmarshal(data, &m) != nil || m == nil {
