@@ -295,14 +295,15 @@ func (l *Ledger) UnclaimTaken(ctx context.Context, ref Ref, token string) (bool,
 
 func (l *Ledger) unclaim(ctx context.Context, ref Ref, token string, durable bool) (bool, error) {
 	sh := l.shardOf(ref)
-	return l.runTaken(ctx, unclaimScript, durable, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
+	return l.runDone(ctx, unclaimScript, durable, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
 		token, ref.OrderNo, int64(unclaimedTTL/time.Second))
 }
 
-// runTaken runs a take-back script that answers 1 when it removed what
-// it was asked to: true then, with ErrNotDurable when durable and the
-// replicas did not acknowledge it in time.
-func (l *Ledger) runTaken(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (bool, error) {
+// runDone runs a script that answers 1 when it did what it was asked to
+// (a take-back removed the claim, a confirmation rewrote it): true then,
+// with ErrNotDurable when durable and the replicas did not acknowledge it
+// in time.
+func (l *Ledger) runDone(ctx context.Context, s *redis.Script, durable bool, keys []string, args ...any) (bool, error) {
 	v, acked, err := l.run(ctx, s, durable, keys, args...)
 	if err != nil {
 		return false, err
@@ -335,17 +336,7 @@ return 0
 // still that claim's; ErrNotDurable when it is, but the replicas did not
 // acknowledge it this time either.
 func (l *Ledger) ConfirmClaim(ctx context.Context, ref Ref, token string) (bool, error) {
-	v, acked, err := l.run(ctx, confirmClaimScript, true, []string{l.shardOf(ref).recordKey(ref)}, token)
-	if err != nil {
-		return false, err
-	}
-	if n, _ := v.(int64); n != 1 {
-		return false, nil
-	}
-	if !acked {
-		return true, ErrNotDurable
-	}
-	return true, nil
+	return l.runDone(ctx, confirmClaimScript, true, []string{l.shardOf(ref).recordKey(ref)}, token)
 }
 
 // unqueueScript is unclaimScript for a claim that queued its task (ARGV[4]
@@ -392,7 +383,7 @@ func (l *Ledger) UnclaimQueued(ctx context.Context, ref Ref, token string, t *Ta
 	if t.AlsoQueue != "" && t.AlsoQueue != t.Queue {
 		keys = append(keys, asynqTaskKey(t.AlsoQueue, t.ID))
 	}
-	return l.runTaken(ctx, unqueueScript, true, keys, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID)
+	return l.runDone(ctx, unqueueScript, true, keys, token, ref.OrderNo, int64(unclaimedTTL/time.Second), t.ID)
 }
 
 // noteWaitingScript sets the reason of a record still queued (ARGV[1])

@@ -581,14 +581,24 @@ func (s *Store) Endpoints(ctx context.Context) ([]EndpointInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list webhook endpoints: %w", err)
 	}
-	out := make([]EndpointInfo, 0, len(all))
-	for id, v := range all {
-		var rec endpointRecord
-		_ = json.Unmarshal([]byte(v), &rec)
+	ids := make([]string, 0, len(all))
+	for id := range all {
+		ids = append(ids, id)
+	}
+	return s.infos(ctx, ids, all)
+}
+
+// infos is the counts of the endpoints ids, with what all (the endpoints
+// hash) records of them, ordered by index, then id.
+func (s *Store) infos(ctx context.Context, ids []string, all map[string]string) ([]EndpointInfo, error) {
+	out := make([]EndpointInfo, 0, len(ids))
+	for _, id := range ids {
 		info, err := s.Stats(ctx, id)
 		if err != nil {
 			return nil, err
 		}
+		var rec endpointRecord
+		_ = json.Unmarshal([]byte(all[id]), &rec)
 		info.URL, info.Index = rec.URL, rec.Index
 		out = append(out, info)
 	}
@@ -626,24 +636,10 @@ func (s *Store) Unconfigured(ctx context.Context, urls []string) ([]EndpointInfo
 	if err != nil {
 		return nil, err
 	}
-	var out []EndpointInfo
-	for _, id := range held {
-		info, err := s.Stats(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		var rec endpointRecord
-		_ = json.Unmarshal([]byte(all[id]), &rec)
-		info.URL, info.Index = rec.URL, rec.Index
-		out = append(out, info)
+	if len(held) == 0 {
+		return nil, nil
 	}
-	slices.SortFunc(out, func(a, b EndpointInfo) int {
-		if a.Index != b.Index {
-			return a.Index - b.Index
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out, nil
+	return s.infos(ctx, held, all)
 }
 
 // holding returns those of ids (in their order) whose endpoints hold
