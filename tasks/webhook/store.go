@@ -160,6 +160,15 @@ func compareIDs(a, b string) int {
 	return 0
 }
 
+// luaFields is a Lua helper the scripts below share: fields(a) turns an
+// XINFO reply's flat name, value list into a table.
+const luaFields = `
+local function fields(a)
+  local t = {}
+  for i = 1, #a, 2 do t[a[i]] = a[i + 1] end
+  return t
+end`
+
 // admitScript reads the endpoint's group and admits what it read. In one
 // call, so that no read escapes the check before it:
 //
@@ -206,12 +215,7 @@ func compareIDs(a, b string) int {
 // {admitted, lost read (trimmed while pending), done (1 or 0), lost
 // unread (trimmed before any read), entries read, the group's last read
 // id (” when unknown)}.
-var admitScript = redis.NewScript(`
-local function fields(a)
-  local t = {}
-  for i = 1, #a, 2 do t[a[i]] = a[i + 1] end
-  return t
-end
+var admitScript = redis.NewScript(luaFields + `
 -- a before b, stream ids compared as the decimal strings they are (their
 -- parts may exceed what a Lua number holds exactly)
 local function before(a, b)
@@ -324,12 +328,7 @@ return {admitted, lost, cursor == '0-0' and 1 or 0, unread, got, last or ''}
 // An existing group without one that has read every entry gets it too.
 //
 // KEYS: stream. ARGV: group.
-var groupScript = redis.NewScript(`
-local function fields(a)
-  local t = {}
-  for i = 1, #a, 2 do t[a[i]] = a[i + 1] end
-  return t
-end
+var groupScript = redis.NewScript(luaFields + `
 local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '$', 'MKSTREAM')
 if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then
   return r
