@@ -23,7 +23,10 @@ const (
 	// Unauthenticated: bad credentials or signature, refused before
 	// anything was created. A problem of the worker's configuration, not
 	// of the order: the order waits, unchanged, for a worker whose
-	// credentials the provider takes.
+	// credentials the provider takes. The same holds an order refused for
+	// the request's time (the worker's clock: Error.Err is ErrClock) or
+	// for the account as a whole (arrears, an exhausted quota, a missing
+	// permission of the account's user: ErrAccount).
 	Unauthenticated
 	// PermissionDenied: the account may not do this (forbidden, quota
 	// exhausted, arrears). Permanent.
@@ -115,6 +118,27 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code Code, op, format string, args ...any) *Error {
 	return &Error{Code: code, Op: op, Message: fmt.Sprintf(format, args...)}
+}
+
+// Causes of an Unauthenticated error (Error.Err) other than the
+// credentials: what the refusal asks an operator to fix. Neither is the
+// order's fault, and neither created anything, so the order waits for the
+// fix instead of being errored (bounded by its deadline).
+var (
+	// ErrClock: the provider refused the request's timestamp. The
+	// request was re-signed at every attempt, so the worker's clock (or
+	// the provider's) is off.
+	ErrClock = errors.New("the provider refused the request's time: check this worker's clock (NTP)")
+	// ErrAccount: the provider refused the account itself (arrears, an
+	// exhausted call quota, a permission its user lacks).
+	ErrAccount = errors.New("the provider refused the account (arrears, quota or permissions): check it in the provider's console")
+)
+
+// Held returns an Unauthenticated *Error that holds the order for cause
+// (ErrClock, ErrAccount): e with that code and cause.
+func Held(e *Error, cause error) *Error {
+	e.Code, e.Err = Unauthenticated, cause
+	return e
 }
 
 // CodeOf returns the code of the first *Error in err's chain; nil is OK.

@@ -497,33 +497,41 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
 	if d.Then.Next == order.ConfigWait {
-		d.Then.Step = plan.Step // the step held: its problem's kind (heldBy)
+		// The step held and the refusal: its problem's kind (heldBy).
+		d.Then.Step, d.Then.Cause = plan.Step, out.Err
 	}
 	clearProblems(h.problems, ref.Provider, plan.Step, out.Err)
 	return h.finish(ctx, rec, token, d)
 }
 
 // heldBy is the kind of configuration problem a ConfigWait reports: a
-// refusal at the prepare step is ProblemPrepare, any other
-// ProblemCredentials.
+// refusal for the clock or the account (its cause) is ProblemClock or
+// ProblemAccount at any step; any other refusal at the prepare step is
+// ProblemPrepare, any other ProblemCredentials.
 func heldBy(t order.Then) string {
-	if t.Step == order.Prepare {
+	switch {
+	case errors.Is(t.Cause, providers.ErrClock):
+		return ProblemClock
+	case errors.Is(t.Cause, providers.ErrAccount):
+		return ProblemAccount
+	case t.Step == order.Prepare:
 		return ProblemPrepare
 	}
 	return ProblemCredentials
 }
 
 // clearProblems clears what a call that succeeded shows fixed: any call
-// the credentials, only a prepare step what prepares (other calls may
-// succeed while every prepare is refused).
+// the credentials, the clock and the account, only a prepare step what
+// prepares (other calls may succeed while every prepare is refused).
 func clearProblems(p *Problems, provider string, step order.Step, err error) {
 	if err != nil {
 		return
 	}
-	p.Clear(provider, ProblemCredentials)
 	if step == order.Prepare {
-		p.Clear(provider, ProblemPrepare)
+		p.Clear(provider, ProblemCredentials, ProblemClock, ProblemAccount, ProblemPrepare)
+		return
 	}
+	p.Clear(provider, ProblemCredentials, ProblemClock, ProblemAccount)
 }
 
 // finish settles a decision and turns what follows into the task's result.

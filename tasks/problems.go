@@ -26,6 +26,13 @@ const (
 	// prepare step that succeeds clears it: other calls may succeed while
 	// every prepare is refused.
 	ProblemPrepare = "prepare_refused"
+	// ProblemClock: the provider refused the requests' timestamps
+	// (providers.ErrClock): this worker's clock is off.
+	ProblemClock = "clock_rejected"
+	// ProblemAccount: the provider refused the account itself
+	// (providers.ErrAccount: arrears, an exhausted quota, a permission
+	// its user lacks).
+	ProblemAccount = "account_rejected"
 	// ProblemDataKey: sealed params this worker cannot open (no data key,
 	// or another one than the producers').
 	ProblemDataKey = "data_key"
@@ -57,7 +64,7 @@ type problem struct {
 func NewProblems() *Problems {
 	return &Problems{seen: map[[2]string]problem{}, now: time.Now,
 		desc: prometheus.NewDesc("orderworker_config_problem",
-			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, prepare_refused, data_key, redis_replicas) held an order back in the last two minutes.",
+			"1 while a configuration problem (by provider and kind: provider_disabled, credentials_rejected, clock_rejected, account_rejected, prepare_refused, data_key, redis_replicas) held an order back in the last two minutes.",
 			[]string{"provider", "kind"}, nil)}
 }
 
@@ -78,11 +85,17 @@ func (p *Problems) Report(provider, kind, reason string) bool {
 	return isNew
 }
 
-// Clear forgets a problem (a call with the same configuration succeeded).
-func (p *Problems) Clear(provider, kind string) {
+// Clear forgets the provider's problems of the given kinds (a call with
+// the same configuration succeeded).
+func (p *Problems) Clear(provider string, kinds ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.seen, [2]string{provider, kind})
+	if len(p.seen) == 0 {
+		return
+	}
+	for _, kind := range kinds {
+		delete(p.seen, [2]string{provider, kind})
+	}
 }
 
 // Err describes the current problems, nil when there are none.

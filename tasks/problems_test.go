@@ -47,3 +47,34 @@ func TestRefusedPrepareIsClearedOnlyByAPrepare(t *testing.T) {
 		t.Fatalf("after a poll that succeeded: %v; want none", p.Err())
 	}
 }
+
+// A refusal for the worker's clock or for the account is its own kind at
+// any step, the prepare step included, and any call that succeeds clears
+// it as it clears refused credentials.
+func TestClockAndAccountRefusalsAreTheirOwnKinds(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cause error
+		kind  string
+	}{
+		{providers.Held(providers.Errorf(providers.Unavailable, "tencent ServiceCreateOrder", "Timestamp 已过期"), providers.ErrClock), ProblemClock},
+		{providers.Held(providers.Errorf(providers.PermissionDenied, "aliyun order/create", "User Arrears"), providers.ErrAccount), ProblemAccount},
+		{providers.Errorf(providers.Unauthenticated, "tencent ServiceCreateOrder", "Signature 无效"), ProblemCredentials},
+	} {
+		for _, step := range []order.Step{order.Prepare, order.Submit, order.Lookup, order.Poll, order.Pay} {
+			want := tt.kind
+			if want == ProblemCredentials && step == order.Prepare {
+				want = ProblemPrepare
+			}
+			if k := heldBy(order.Then{Next: order.ConfigWait, Step: step, Cause: tt.cause}); k != want {
+				t.Errorf("%v held at %v reports %s, want %s", tt.cause, step, k, want)
+			}
+		}
+		p := NewProblems()
+		p.Report("tencent", tt.kind, tt.cause.Error())
+		clearProblems(p, "tencent", order.Poll, nil)
+		if p.Err() != nil {
+			t.Errorf("after a poll that succeeded: %v; want %s cleared", p.Err(), tt.kind)
+		}
+	}
+}

@@ -352,6 +352,61 @@ func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 	}
 }
 
+// A worker whose clock is off has every request refused for its
+// timestamp: a configuration problem, like refused credentials. The
+// order waits, unchanged and with its failure budget unspent, reported as
+// clock_rejected (not errored once the budget is spent, as when the
+// refusal counted as the provider being down), and a worker with a right
+// clock pays it.
+func TestAWorkersClockOffLeavesTheOrderWaiting(t *testing.T) {
+	t.Parallel()
+	problems := tasks.NewProblems()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{
+		MaxAttempts: 2, ConfigWait: 50 * time.Millisecond, Problems: problems,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
+	}})
+	skewed, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret,
+		Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(skewed)
+	e.startServer(t)
+	e.enqueue(t, order("Order-Clock"))
+	deadline := time.Now().Add(10 * time.Second)
+	for e.sandbox.Calls("ServiceCreateOrder") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker with the clock off did not keep trying")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var rec *tasks.Record
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rec = e.waitState(t, "Order-Clock", tasks.StateSubmitting)
+		if rec.Inflight == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if rec.Failures != 0 || rec.Inflight != 0 {
+		t.Errorf("failures = %d, inflight = %d; want 0, 0 (a refused clock spends no budget)", rec.Failures, rec.Inflight)
+	}
+	if err := problems.Err(); err == nil || !strings.Contains(err.Error(), "clock_rejected") || strings.Contains(err.Error(), "credentials_rejected") {
+		t.Errorf("problems = %v, want clock_rejected reported, and only it", err)
+	}
+	e.srv.Shutdown()
+	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(good)
+	e.startServer(t)
+	e.waitState(t, "Order-Clock", tasks.StatePaid)
+	if n := e.sandbox.Count("Order-Clock"); n != 1 {
+		t.Errorf("sandbox holds %d orders, want 1", n)
+	}
+}
+
 func TestAmbiguousFailureAfterCreateEndsPaidOnce(t *testing.T) {
 	t.Parallel()
 	for _, f := range []fault.Kind{fault.FailAfter, fault.HangAfter} {

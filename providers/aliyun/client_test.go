@@ -318,7 +318,7 @@ func TestPayFailures(t *testing.T) {
 		{"unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, providers.Ambiguous},
 		{"service error", sandbox.Reply{Code: 500, Message: "service error"}, providers.Ambiguous},
 		{"forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, providers.PermissionDenied},
-		{"arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.PermissionDenied},
+		{"arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.Unauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -183,8 +183,11 @@
 // body, matched exactly on the reason before the first comma: Invalid
 // Signature, Invalid AppKey and Empty Signature are Unauthenticated;
 // Throttled by … Flow Control is RateLimited; Timestamp Expired and Invalid
-// Timestamp are Unavailable (nothing was done, and the next attempt
-// re-signs); Quota Exhausted and User Arrears are PermissionDenied;
+// Timestamp are Unauthenticated with cause providers.ErrClock (nothing was
+// done, and every attempt re-signs, so one that lasts is the worker's
+// clock: the order waits for it), Quota Exhausted and User Arrears
+// Unauthenticated with cause providers.ErrAccount (the order waits for the
+// account to be put right; see GatewayCause);
 // Internal Error, Failed To Call Backend Service, Service Unavailable and
 // Async Service are unsure. Any other reason (a nonce refused as used,
 // whose wording is not documented, Invalid Content-MD5, …) goes by the

@@ -1,6 +1,7 @@
 package aliyun_test
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -30,6 +31,28 @@ const (
 // namedOrder is an answer's data naming an order, paid.
 var namedOrder = map[string]any{"orderId": "20201104134310000196", "paymentStatus": 1}
 
+// errorCauses are the causes of the cases that hold the order for
+// something other than the credentials: the worker's clock, the account
+// (see providers.ErrClock). The gateway's own words say which, and a 5xx
+// overrules them as it overrules the code.
+var errorCauses = map[string]error{
+	"gw timestamp expired": providers.ErrClock,
+	"gw invalid timestamp": providers.ErrClock,
+	"gw quota exhausted":   providers.ErrAccount,
+	"gw user arrears":      providers.ErrAccount,
+}
+
+// checkCause fails t unless err has the case's cause (none: neither).
+func checkCause(t *testing.T, what, name string, err error) {
+	t.Helper()
+	want := errorCauses[name]
+	for _, cause := range []error{providers.ErrClock, providers.ErrAccount} {
+		if errors.Is(err, cause) != (cause == want) {
+			t.Errorf("%s: %v; want the cause %v", what, err, want)
+		}
+	}
+}
+
 var errorCases = []struct {
 	name           string
 	reply          sandbox.Reply
@@ -41,13 +64,13 @@ var errorCases = []struct {
 	{"gw empty signature", sandbox.Reply{HTTPStatus: 401, GatewayMessage: "Empty Signature"}, unauthenticated, unauthenticated},
 	{"gw content-md5 undocumented", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Content-MD5"}, ambiguous, unavailable},
 	{"gw signature method undocumented", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Signature Method"}, ambiguous, unavailable},
-	{"gw timestamp expired", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Timestamp Expired"}, unavailable, unavailable},
-	{"gw invalid timestamp", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Timestamp"}, unavailable, unavailable},
+	{"gw timestamp expired", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Timestamp Expired"}, unauthenticated, unauthenticated},
+	{"gw invalid timestamp", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Invalid Timestamp"}, unauthenticated, unauthenticated},
 	{"gw nonce used", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Nonce Used"}, ambiguous, unavailable},
 	{"gw app throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by APP Flow Control"}, limited, limited},
 	{"gw api throttled", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by API Flow Control"}, limited, limited},
-	{"gw quota exhausted", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, denied, denied},
-	{"gw user arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, denied, denied},
+	{"gw quota exhausted", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, unauthenticated, unauthenticated},
+	{"gw user arrears", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, unauthenticated, unauthenticated},
 	{"gw unknown 404", sandbox.Reply{HTTPStatus: 404, GatewayMessage: "Invalid Url"}, ambiguous, unavailable},
 	{"gw unknown 400", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Something New"}, ambiguous, unavailable},
 	{"gw unknown 403", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Forbidden"}, ambiguous, unavailable},
@@ -111,6 +134,7 @@ func TestErrorMapping(t *testing.T) {
 			if c := providers.CodeOf(err); c != tt.create {
 				t.Errorf("create: code = %v (%v), want %v", c, err, tt.create)
 			}
+			checkCause(t, "create", tt.name, err)
 			if n := f.sb.Count(iotID(10)); n != 0 {
 				t.Errorf("create: sandbox holds %d orders, want 0", n)
 			}
@@ -122,6 +146,7 @@ func TestErrorMapping(t *testing.T) {
 			if c := providers.CodeOf(err); c != tt.lookup {
 				t.Errorf("lookup: code = %v (%v), want %v", c, err, tt.lookup)
 			}
+			checkCause(t, "lookup", tt.name, err)
 			if c := providers.CodeOf(err); c == providers.NotFound {
 				t.Errorf("lookup by id must never say not found")
 			}
@@ -132,6 +157,7 @@ func TestErrorMapping(t *testing.T) {
 			if c := providers.CodeOf(err); c != tt.create {
 				t.Errorf("pay: code = %v (%v), want %v", c, err, tt.create)
 			}
+			checkCause(t, "pay", tt.name, err)
 			checkClean(t, err, f.sb)
 		})
 	}
@@ -178,7 +204,7 @@ func TestErrorDetails(t *testing.T) {
 	f.sb.Inject(aliyun.PathCreate, sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted",
 		Header: http.Header{"X-Ca-Error-Code": {"A403QE"}}})
 	_, err = f.c.Submit(ctx(t), testOrder(12))
-	want = "aliyun order/create: permission_denied (http 403) A403QE: Quota Exhausted"
+	want = "aliyun order/create: unauthenticated (http 403) A403QE: Quota Exhausted: " + providers.ErrAccount.Error()
 	if err == nil || err.Error() != want {
 		t.Errorf("error = %v, want %q", err, want)
 	}
@@ -207,7 +233,8 @@ func TestCodeFunctions(t *testing.T) {
 		want    providers.Code
 	}{
 		{403, "Throttled by USER Flow Control", limited},
-		{400, "timestamp expired", unavailable},
+		{400, "timestamp expired", unauthenticated},
+		{403, "User Arrears", unauthenticated},
 		{400, "Invalid Timestamp Format", ambiguous},
 		{403, "Unauthorized", ambiguous},
 		{403, "Quota Exhausted For Today", ambiguous},

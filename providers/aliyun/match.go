@@ -711,9 +711,10 @@ var orderIdentityCodes = []string{"2062", "2063", "2065", "2066"}
 // (orderIdentityCodes), says nothing against the order. 403 (forbidden:
 // the AppKey may not call it, or the API is not enabled), 404 (service not
 // found: the path, the region), 400, 460 and 2000 (the request or its
-// params: the client's own), and the gateway's Quota Exhausted and User
-// Arrears (the account) are a problem of the configuration, the account
-// or the client: Unauthenticated, as a refused cloud/token is, so that the
+// params: the client's own) are a problem of the configuration, the
+// account or the client (the gateway's Quota Exhausted and User Arrears,
+// the account's, are Unauthenticated already: GatewayCause):
+// Unauthenticated, as a refused cloud/token is, so that the
 // order waits, unchanged, rather than be errored without ever being
 // created. The order's identity refused stays InvalidArgument (errored:
 // no create of it can succeed). Failures that refuse nothing keep their

@@ -3,6 +3,7 @@ package aliyun_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -295,7 +296,7 @@ func TestListingLaterPageRefused(t *testing.T) {
 		{"403", []sandbox.Reply{page(1, "1"), {Code: 403, Message: "request forbidden"}}, nil, providers.Unavailable},
 		{"404", []sandbox.Reply{page(1, "1"), {Code: 404, Message: "service not found"}}, nil, providers.Unavailable},
 		{"2063", []sandbox.Reply{page(1, "1"), {Code: 2063, Message: "iotId not exist"}}, nil, providers.Unavailable},
-		{"quota exhausted", []sandbox.Reply{page(1, "1"), {HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}}, nil, providers.Unavailable},
+		{"quota exhausted", []sandbox.Reply{page(1, "1"), {HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}}, nil, providers.Unauthenticated},
 		{"503", []sandbox.Reply{page(1, "1"), queryDown}, nil, providers.Unavailable},
 		{"throttled", []sandbox.Reply{page(1, "1"), {HTTPStatus: 403, GatewayMessage: "Throttled by USER Flow Control"}}, nil, providers.RateLimited},
 		{"first page refused, 460", []sandbox.Reply{laterRefused}, nil, providers.InvalidArgument},
@@ -391,7 +392,8 @@ func cmpCode(c, def providers.Code) providers.Code {
 // identityId or iotId not known, not bound, not the manager): forbidden
 // (403), service not found (404), the request or its params refused (400,
 // 460, 2000: the listing's params are the client's), quota or arrears
-// (the account) are the configuration's problem, and Prepare fails
+// (the account, held as the account anywhere: providers.ErrAccount) are
+// the configuration's problem, and Prepare fails
 // Unauthenticated, so that the order waits instead of being errored
 // without ever being created. A lookup keeps the codes (it never errors
 // an order on them).
@@ -407,8 +409,8 @@ func TestSnapshotRefusedWaitsForTheConfiguration(t *testing.T) {
 		{sandbox.Reply{Code: 400, Message: "request error"}, providers.InvalidArgument, false},
 		{sandbox.Reply{Code: 460, Message: "request parameter error"}, providers.InvalidArgument, false},
 		{sandbox.Reply{Code: 2000, Message: "param is invalid"}, providers.InvalidArgument, false},
-		{sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, providers.PermissionDenied, false},
-		{sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.PermissionDenied, false},
+		{sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Quota Exhausted"}, providers.Unauthenticated, false},
+		{sandbox.Reply{HTTPStatus: 403, GatewayMessage: "User Arrears"}, providers.Unauthenticated, false},
 		{sandbox.Reply{Code: 2062, Message: "identityId does not exist"}, providers.InvalidArgument, true},
 		{sandbox.Reply{Code: 2063, Message: "iotId not exist"}, providers.InvalidArgument, true},
 		{sandbox.Reply{Code: 2065, Message: "identityId and iotId not bound"}, providers.InvalidArgument, true},
@@ -429,7 +431,13 @@ func TestSnapshotRefusedWaitsForTheConfiguration(t *testing.T) {
 			f := setup(t, nil)
 			f.sb.Inject(aliyun.PathQuery, tt.reply)
 			_, err := f.c.Prepare(ctx(t), testOrder(3520+i))
-			if !tt.own && !strings.Contains(err.Error(), "not the order's identity") {
+			switch {
+			case tt.reply.GatewayMessage != "":
+				// The account, as anywhere: it says so.
+				if !errors.Is(err, providers.ErrAccount) {
+					t.Errorf("Prepare = %v; want the account as its cause", err)
+				}
+			case !tt.own && !strings.Contains(err.Error(), "not the order's identity"):
 				t.Errorf("Prepare = %v; want the reason the order waits", err)
 			}
 		})

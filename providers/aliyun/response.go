@@ -637,7 +637,11 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 		if overruled {
 			code = unsure
 		}
-		return answer{}, fail(code, resp.Header.Get(HeaderErrorCode), gw)
+		err := fail(code, resp.Header.Get(HeaderErrorCode), gw)
+		if cause := GatewayCause(gw); code == providers.Unauthenticated && cause != nil {
+			providers.Held(err.(*providers.Error), cause)
+		}
+		return answer{}, err
 	}
 	switch {
 	case perr == nil && r.Code != 200:
@@ -686,12 +690,12 @@ func GatewayCode(status int, message string, acts bool) providers.Code {
 	switch h {
 	case "invalid signature", "invalid appkey", "empty signature":
 		return providers.Unauthenticated
-	case "timestamp expired", "invalid timestamp":
-		// Refused before anything happened; the next attempt re-signs
-		// with a fresh timestamp (check the clock if it persists).
-		return providers.Unavailable
-	case "quota exhausted", "user arrears":
-		return providers.PermissionDenied
+	case "timestamp expired", "invalid timestamp", "quota exhausted", "user arrears":
+		// Refused before anything happened, for this worker's clock
+		// (every attempt re-signs with a fresh timestamp, so a refusal
+		// that lasts is the clock) or for the account: neither is the
+		// order's, so the order waits for the fix (GatewayCause).
+		return providers.Unauthenticated
 	case "internal error", "failed to call backend service", "service unavailable", "async service":
 		return unsure
 	}
@@ -703,6 +707,21 @@ func GatewayCode(status int, message string, acts bool) providers.Code {
 	// means this very request reached the gateway before (a replay on the
 	// way), and that copy may have acted.
 	return statusCode(status, unsure)
+}
+
+// GatewayCause is why a gateway refusal (its X-Ca-Error-Message) that
+// GatewayCode reads as Unauthenticated holds the order: providers.ErrClock
+// for a refused timestamp, providers.ErrAccount for an exhausted quota or
+// arrears, nil for the credentials.
+func GatewayCause(message string) error {
+	head, _, _ := strings.Cut(message, ",")
+	switch strings.ToLower(strings.TrimSpace(head)) {
+	case "timestamp expired", "invalid timestamp":
+		return providers.ErrClock
+	case "quota exhausted", "user arrears":
+		return providers.ErrAccount
+	}
+	return nil
 }
 
 // PlatformCode maps the platform's code (from the JSON body) to a code.

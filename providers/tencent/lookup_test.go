@@ -3,6 +3,7 @@ package tencent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -354,6 +355,21 @@ func TestLookupAnswerShapes(t *testing.T) {
 // InvalidParameterValue refusals stay permanent.
 func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 	t.Parallel()
+	// clock: Unauthenticated for the worker's clock (providers.ErrClock).
+	const clock = providers.Code(-1)
+	check := func(t *testing.T, what string, err error, want providers.Code) {
+		t.Helper()
+		isClock := errors.Is(err, providers.ErrClock)
+		if want == clock {
+			if providers.CodeOf(err) != providers.Unauthenticated || !isClock {
+				t.Errorf("%s refused = %v, want unauthenticated for the clock", what, err)
+			}
+			return
+		}
+		if providers.CodeOf(err) != want || isClock {
+			t.Errorf("%s refused = %v, want %v", what, err, want)
+		}
+	}
 	for _, tt := range []struct {
 		code, msg    string
 		create, list providers.Code
@@ -369,7 +385,7 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "Duplicate request", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "ItemNum 非法", providers.InvalidArgument, providers.InvalidArgument},
 		{"InvalidParameterValue", "Signature 无效", providers.Unauthenticated, providers.Unauthenticated},
-		{"InvalidParameterValue", "Timestamp 已过期", providers.Unavailable, providers.Unavailable},
+		{"InvalidParameterValue", "Timestamp 已过期", clock, clock},
 		// Naming the OrderNo, or saying that something does not exist,
 		// refuses a value: looked up, the listing would refuse it again.
 		{"InvalidParameterValue", "OrderNo 长度超限", providers.InvalidArgument, providers.InvalidArgument},
@@ -383,9 +399,10 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "invalid signature", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "签名无效", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "AppKey 无效", providers.Unauthenticated, providers.Unauthenticated},
-		// Clock skew in other words.
-		{"InvalidParameterValue", "时间戳已过期", providers.Unavailable, providers.Unavailable},
-		{"InvalidParameterValue", "timestamp expired", providers.Unavailable, providers.Unavailable},
+		// Clock skew in other words: the worker's clock, which the
+		// order waits for (clock: Unauthenticated, cause ErrClock).
+		{"InvalidParameterValue", "时间戳已过期", clock, clock},
+		{"InvalidParameterValue", "timestamp expired", clock, clock},
 		{"InvalidParameterValue.AppKeyInvalid", "x", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "AppKey 不存在", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "unknown AppKey", providers.Unauthenticated, providers.Unauthenticated},
@@ -404,11 +421,11 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "AppKey 不正确", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "AppKey unauthorized", providers.Unauthenticated, providers.Unauthenticated},
 		// A clock refusal naming the AppKey is a clock refusal.
-		{"InvalidParameterValue", "Timestamp expired for AppKey ak-1", providers.Unavailable, providers.Unavailable},
+		{"InvalidParameterValue", "Timestamp expired for AppKey ak-1", clock, clock},
 		// Saying the order exists or repeats wins over anything else it
 		// names: such a refusal may mean the order exists.
 		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.Unauthenticated},
-		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, clock},
 		{"InvalidParameterValue", "签名已使用", providers.Ambiguous, providers.Unauthenticated},
 		{"InvalidParameterValue", "订单号已被使用", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "订单号冲突", providers.Ambiguous, providers.InvalidArgument},
@@ -418,12 +435,10 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 			body, _ := json.Marshal(map[string]any{"Response": map[string]any{"RequestId": "r",
 				"Error": map[string]any{"Code": tt.code, "Message": tt.msg}}})
 			c := bodyServer(t, http.StatusOK, string(body))
-			if _, err := c.Submit(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != tt.create {
-				t.Errorf("Submit refused = %v, want %v", err, tt.create)
-			}
-			if _, err := c.Lookup(lookupCtx(t), order("E1", ours)); providers.CodeOf(err) != tt.list {
-				t.Errorf("Lookup refused = %v, want %v", err, tt.list)
-			}
+			_, err := c.Submit(lookupCtx(t), order("E1", ours))
+			check(t, "Submit", err, tt.create)
+			_, err = c.Lookup(lookupCtx(t), order("E1", ours))
+			check(t, "Lookup", err, tt.list)
 		})
 	}
 }

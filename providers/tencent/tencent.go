@@ -697,6 +697,14 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 			ProviderCode: providers.Truncate(providers.Redact(pcode, c.appSecret, c.appKey, customer), 64),
 			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer), 200)}
 	}
+	refusal := func(pcode, msg string, create bool) error {
+		code, cause := codeFor(pcode, msg, create)
+		e := fail(code, pcode, msg).(*providers.Error)
+		if cause != nil {
+			providers.Held(e, cause)
+		}
+		return e
+	}
 	r, pcode, msg, sh, perr := parseResponse(resp.Body)
 	shown := sh != shapeBare
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
@@ -726,7 +734,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 			}
 			return answer{}, fail(providers.Ambiguous, pcode, msg)
 		case pcode != "" && shown:
-			return answer{}, fail(codeFor(pcode, msg, true), pcode, msg)
+			return answer{}, refusal(pcode, msg, true)
 		case pcode != "":
 			// A code outside the wrapper (a bare Error, the SDK's
 			// non-zero code): not a refusal the document shows.
@@ -755,7 +763,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		}
 		return answer{}, fail(providers.Unavailable, "", "unreadable response")
 	case pcode != "":
-		return answer{}, fail(codeFor(pcode, msg, false), pcode, msg)
+		return answer{}, refusal(pcode, msg, false)
 	case resp.StatusCode >= 400:
 		return answer{}, fail(statusCode(resp.StatusCode), "", http.StatusText(resp.StatusCode))
 	case !ok:
@@ -798,7 +806,7 @@ func statusCode(status int) providers.Code {
 // for this API, so it says nothing of what a create did: Ambiguous for a
 // create, Unavailable for a listing, but for AuthFailure*, which a listing
 // reads as Unauthenticated, as it reads a 401 without a code.
-func codeFor(pcode, msg string, create bool) providers.Code {
+func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 	unsure := providers.Unavailable
 	if create {
 		unsure = providers.Ambiguous
@@ -810,7 +818,7 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// Every attempt draws a fresh Nonce: one refused as already
 		// used means this request reached the service before (a
 		// replay on the way), and that copy may have created the order.
-		return unsure
+		return unsure, nil
 	case create && value && mayExist(pcode, msg):
 		// Whether a used OrderNo is refused is not documented: a refusal
 		// saying the order exists, is used or repeats may mean the order
@@ -819,12 +827,15 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// AppKey", "请求重复: Timestamp 已使用"). (After a create that may
 		// have reached the provider, the order state machine reads every
 		// refusal it would otherwise take as final so.)
-		return providers.Ambiguous
+		return providers.Ambiguous, nil
 	case value && (strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")):
-		// Clock skew: nothing was created and the next attempt re-signs
-		// with a fresh Timestamp. Before the AppKey: "Timestamp expired
-		// for AppKey …" is a clock refusal.
-		return providers.Unavailable
+		// Clock skew: nothing was created. Every attempt re-signs with
+		// a fresh Timestamp, so a refusal that lasts is this worker's
+		// clock, which no order can fix: the order waits for it
+		// (providers.ErrClock) rather than spending its failure budget
+		// and being errored while the clock is off. Before the AppKey:
+		// "Timestamp expired for AppKey …" is a clock refusal.
+		return providers.Unauthenticated, providers.ErrClock
 	case value && (strings.Contains(lmsg, "signature") || strings.Contains(lcode, "signature") ||
 		strings.Contains(msg, "签名") || namesAppKey(pcode, msg)):
 		// The documented bad signature ("Signature 无效"), in whatever
@@ -838,18 +849,18 @@ func codeFor(pcode, msg string, create bool) providers.Code {
 		// cost: a refusal of the order's own params that also names the
 		// AppKey ("ItemId invalid (AppKey …)") waits, until its deadline,
 		// instead of being errored at once.
-		return providers.Unauthenticated
+		return providers.Unauthenticated, nil
 	case !create && (pcode == "AuthFailure" || strings.HasPrefix(pcode, "AuthFailure.")):
 		// A listing creates nothing whatever the refusal means: a
 		// credentials problem holds the order for the configuration
 		// rather than until its deadline.
-		return providers.Unauthenticated
+		return providers.Unauthenticated, nil
 	case pcode == "ErrorRequiredParamNotFound", pcode == "InvalidAction", value:
-		return providers.InvalidArgument
+		return providers.InvalidArgument, nil
 	}
 	// InternalError (documented: the order may exist), and every code the
 	// document does not list.
-	return unsure
+	return unsure, nil
 }
 
 // namesAppKey reports whether an InvalidParameterValue* refusal names

@@ -84,7 +84,9 @@
 //     CreateOrder, Unavailable for the queries, whatever their message
 //     says; an invalid or expired Timestamp (a code naming it, or without
 //     a code or with an InvalidParameter code a message naming it) is
-//     Unavailable (refused before acting; the next attempt re-signs);
+//     Unauthenticated with cause providers.ErrClock (refused before
+//     acting; every attempt re-signs, so one that lasts is the worker's
+//     clock: the order waits for it);
 //     InvalidParameter about "Signature", a code naming the signature or
 //     the access key (InvalidAccessKeyId*, SignatureDoesNotMatch, …) or an
 //     authentication failure, or HTTP 401, are Unauthenticated; so is, at
@@ -104,8 +106,9 @@
 //     at a 4xx that is not one of the statuses above, is Ambiguous: no
 //     document says such a refusal comes before the order was created
 //     (SYSTEM_ERROR, CreateFailed, arrears, an order-not-found code, …).
-//     Otherwise Forbidden*, NoPermission*, arrears and HTTP 403 are
-//     PermissionDenied; anything else, such as ProductConfigError
+//     Otherwise Forbidden*, NoPermission*, arrears, a balance too low
+//     and HTTP 403 are Unauthenticated with cause providers.ErrAccount
+//     (the account's to fix: the order waits for it); anything else, such as ProductConfigError
 //     (documented) or MissingParameter, is InvalidArgument.
 //   - CreateOrder succeeds only with Status true and a Res.OrderId at a
 //     2xx, the OrderId kept as a string even when the JSON holds a number;

@@ -288,8 +288,8 @@ func TestClassify(t *testing.T) {
 		{"400 SignatureDoesNotMatch", 400, "", `{"Code":"SignatureDoesNotMatch","Msg":"x"}`, true, providers.Unauthenticated, 0, "", ""},
 		{"400 other parameter", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter \"vpc\" is not valid."}`, true, providers.InvalidArgument, 0, "InvalidParameter", "vpc"},
 		{"400 missing parameter", 400, "", `{"Code":"MissingParameter","Msg":"x"}`, true, providers.InvalidArgument, 0, "", ""},
-		{"400 expired timestamp", 400, "", `{"Code":"InvalidTimeStamp.Expired","Msg":"Specified time stamp or date value is expired."}`, true, providers.Unavailable, 0, "", ""},
-		{"400 Timestamp parameter", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter \"Timestamp\" is not valid."}`, true, providers.Unavailable, 0, "", ""},
+		{"400 expired timestamp", 400, "", `{"Code":"InvalidTimeStamp.Expired","Msg":"Specified time stamp or date value is expired."}`, true, providers.Unauthenticated, 0, "", "worker's clock"},
+		{"400 Timestamp parameter", 400, "", `{"Code":"InvalidParameter","Msg":"The specified parameter \"Timestamp\" is not valid."}`, true, providers.Unauthenticated, 0, "", "worker's clock"},
 		// An internal error whose text names a timestamp is no clock refusal.
 		{"400 InternalError naming a timestamp, create", 400, "", `{"Code":"InternalError","Msg":"null value in column createTimestamp"}`, true, providers.Ambiguous, 0, "InternalError", ""},
 		{"200 InternalError naming a timestamp, create", 200, "", `{"Status":false,"Auth":true,"Code":"InternalError","Msg":"createTimestamp is null"}`, true, providers.Ambiguous, 0, "InternalError", ""},
@@ -303,7 +303,7 @@ func TestClassify(t *testing.T) {
 		{"400 HTML, query", 400, "", `<html><body>The plain HTTP request was sent to HTTPS port</body></html>`, false, providers.Unauthenticated, 0, "", ""},
 		{"403 not JSON", 403, "", `<html>Forbidden</html>`, true, providers.Unauthenticated, 0, "", ""},
 		{"401 not JSON", 401, "", ``, true, providers.Unauthenticated, 0, "", ""},
-		{"403 Forbidden.RAM", 403, "", `{"Code":"Forbidden.RAM","Msg":"x"}`, true, providers.PermissionDenied, 0, "", ""},
+		{"403 Forbidden.RAM", 403, "", `{"Code":"Forbidden.RAM","Msg":"x"}`, true, providers.Unauthenticated, 0, "", "refused the account"},
 		{"404 not JSON", 404, "", `<html/>`, true, providers.Unauthenticated, 0, "", ""},
 		{"413 not JSON", 413, "", `<html/>`, true, providers.Unauthenticated, 0, "", ""},
 		// The signature refusal, its body's shape not documented: found
@@ -359,7 +359,7 @@ func TestClassify(t *testing.T) {
 		// On CreateOrder, a refusal at 200 by an undocumented code may
 		// come after the order was created.
 		{"200 arrears, create", 200, "", `{"Status":false,"Code":"Account.Arrearage"}`, true, providers.Ambiguous, 0, "", ""},
-		{"200 arrears, query", 200, "", `{"Status":false,"Code":"Account.Arrearage"}`, false, providers.PermissionDenied, 0, "", ""},
+		{"200 arrears, query", 200, "", `{"Status":false,"Code":"Account.Arrearage"}`, false, providers.Unauthenticated, 0, "", "refused the account"},
 		{"200 SYSTEM_ERROR, create", 200, "", `{"Status":false,"Auth":true,"Code":"SYSTEM_ERROR","Msg":"系统异常"}`, true, providers.Ambiguous, 0, "SYSTEM_ERROR", "系统异常"},
 		{"200 CreateFailed, create", 200, "", `{"Status":false,"Auth":true,"Code":"CreateFailed"}`, true, providers.Ambiguous, 0, "", ""},
 		{"200 MissingParameter, create", 200, "", `{"Status":false,"Auth":true,"Code":"MissingParameter"}`, true, providers.Ambiguous, 0, "", ""},
@@ -428,6 +428,14 @@ func TestClassify(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantInText) {
 				t.Errorf("text %q lacks %q", err, tt.wantInText)
+			}
+			// A refusal for the clock or the account says so by its
+			// cause (the order waits for it), and only such a refusal.
+			if clock := errors.Is(err, providers.ErrClock); clock != strings.Contains(tt.wantInText, "worker's clock") {
+				t.Errorf("%v: the clock as its cause %v, want %v", err, clock, !clock)
+			}
+			if account := errors.Is(err, providers.ErrAccount); account != strings.Contains(tt.wantInText, "refused the account") {
+				t.Errorf("%v: the account as its cause %v, want %v", err, account, !account)
 			}
 			for _, s := range []string{secret, keyID} {
 				if strings.Contains(err.Error(), s) {

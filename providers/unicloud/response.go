@@ -234,6 +234,14 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 		}
 		return r, e
 	}
+	refusal := func(st int, msg string) (Response, error) {
+		code, cause := codeFor(st, r.Code, r.Message, resp.Body, create)
+		r, err := fail(code, msg)
+		if cause != nil {
+			providers.Held(err.(*providers.Error), cause)
+		}
+		return r, err
+	}
 	or := func(msg, dflt string) string {
 		if msg != "" {
 			return msg
@@ -301,11 +309,11 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 	case r.Auth != nil && !*r.Auth:
 		return fail(providers.Unauthenticated, or(r.Message, "not authenticated"))
 	case st >= 400:
-		return fail(codeFor(st, r.Code, r.Message, resp.Body, create), or(r.Message, http.StatusText(st)))
+		return refusal(st, or(r.Message, http.StatusText(st)))
 	case st < 200 || st >= 300:
 		return fail(unsure, "unexpected HTTP status")
 	case r.failed():
-		return fail(codeFor(st, r.Code, r.Message, resp.Body, create), or(r.Message, "failed"))
+		return refusal(st, or(r.Message, "failed"))
 	}
 	return r, nil
 }
@@ -343,7 +351,7 @@ func (c *Client) clean(s string, n int) string {
 // 200 or another 4xx may come after the order was created: Ambiguous, so
 // that it is looked up, never recorded errored while it exists. Codes are
 // compared as normCode spells them.
-func codeFor(status int, code, msg string, body []byte, create bool) providers.Code {
+func codeFor(status int, code, msg string, body []byte, create bool) (providers.Code, error) {
 	lc, lm := normCode(code), strings.ToLower(msg)
 	// noCode: no code, or a number, which names nothing we can read.
 	noCode := strings.TrimLeft(lc, "0123456789") == ""
@@ -367,40 +375,48 @@ func codeFor(status int, code, msg string, body []byte, create bool) providers.C
 		// request arrived twice, and the first delivery may have acted.
 		// Before the signature: "signature nonce" names the signature.
 		if create {
-			return providers.Ambiguous
+			return providers.Ambiguous, nil
 		}
-		return providers.Unavailable
+		return providers.Unavailable, nil
 	case isInternal(lc) || noCode && internalText(body):
 		// Before the timestamp check: an internal error's message may
 		// name a timestamp field (createTimestamp) without being a clock
 		// refusal. Without a code, the body's words count.
 		if create {
-			return providers.Ambiguous
+			return providers.Ambiguous, nil
 		}
-		return providers.Unavailable
+		return providers.Unavailable, nil
 	case strings.Contains(lc, "timestamp") ||
 		words && paramCode && (strings.Contains(lm, "timestamp") || strings.Contains(lm, "time stamp")):
-		// Clock skew: refused before acting; the next attempt re-signs.
-		// The message counts only without a code or with a parameter
-		// error's, as for the signature: another code's text may name a
-		// timestamp for another reason.
-		return providers.Unavailable
+		// Clock skew: refused before acting. Every attempt re-signs with
+		// a fresh Timestamp, so a refusal that lasts is this worker's
+		// clock: the order waits for it (providers.ErrClock) rather
+		// than spending its failure budget. The message counts only
+		// without a code or with a parameter error's, as for the
+		// signature: another code's text may name a timestamp for
+		// another reason.
+		return providers.Unauthenticated, providers.ErrClock
 	case isAuthCode(lc), status == http.StatusUnauthorized,
 		words && paramCode && (strings.Contains(lm, "signature") || strings.Contains(lm, "accesskey") || strings.Contains(lm, "access key") || strings.Contains(lm, "签名")),
 		searchBody && mentions(body, "signature", "accesskey", "access key", "签名"):
-		return providers.Unauthenticated
+		return providers.Unauthenticated, nil
 	case isRouting(lc), lc == "" && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed):
-		return providers.Unauthenticated
+		return providers.Unauthenticated, nil
 	case !create && isOrderNotFound(lc):
-		return providers.NotFound
+		return providers.NotFound, nil
 	case create && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed):
-		return providers.Ambiguous
+		return providers.Ambiguous, nil
 	case create && lc != "productconfigerror" && !notTaken(status):
-		return providers.Ambiguous
+		return providers.Ambiguous, nil
 	case status == http.StatusForbidden || isPermission(lc):
-		return providers.PermissionDenied
+		// The account may not do this (a permission its user lacks,
+		// arrears, a balance too low): refused before acting, and the
+		// account's to fix, not the order's. The order waits for it
+		// (providers.ErrAccount), bounded by its deadline, rather than
+		// being errored while the account is being put right.
+		return providers.Unauthenticated, providers.ErrAccount
 	default:
-		return providers.InvalidArgument
+		return providers.InvalidArgument, nil
 	}
 }
 

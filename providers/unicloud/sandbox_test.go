@@ -91,7 +91,7 @@ func TestSandboxErrorMapping(t *testing.T) {
 		{name: "unknown access key", opts: unicloud.Options{AccessKeyID: "NoSuchKeyId"},
 			want: providers.Unauthenticated, wantStatus: 200, wantCode: "InvalidAccessKeyId.NotFound"},
 		{name: "clock 20 minutes fast", opts: unicloud.Options{Now: func() time.Time { return time.Now().Add(20 * time.Minute) }},
-			want: providers.Unavailable, wantStatus: 400, wantCode: "InvalidTimeStamp.Expired"},
+			want: providers.Unauthenticated, wantStatus: 400, wantCode: "InvalidTimeStamp.Expired"},
 		{name: "product config error", order: withParam("pce", "specificationCode", `"ebs.ssd"`),
 			want: providers.InvalidArgument, wantStatus: 200, wantCode: "ProductConfigError"},
 		{name: "throttled 429", prepare: func(sb *sandbox.Server) { sb.Faults().Script(fault.Throttle) },

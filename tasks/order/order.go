@@ -163,6 +163,9 @@ type Then struct {
 	Reason string        // for Stop and ConfigWait, and the error text of waits
 	// Code is the error code behind a Wait or Retry, for metrics.
 	Code providers.Code
+	// Cause is, for ConfigWait, the refusal that holds the order (set by
+	// the caller): what kind of configuration problem it is.
+	Cause error
 }
 
 // Outcome is the result of a step's call.
