@@ -28,8 +28,9 @@ const (
 	// for the account as a whole (arrears, an exhausted quota, a missing
 	// permission of the account's user: ErrAccount).
 	Unauthenticated
-	// PermissionDenied: the account may not do this (forbidden, quota
-	// exhausted, arrears). Permanent.
+	// PermissionDenied: the account may not do this for this order (a
+	// platform's own forbidden answer). Permanent. A refusal of the
+	// account as a whole is Unauthenticated with ErrAccount.
 	PermissionDenied
 	// FailedPrecondition: the worker cannot submit this order as
 	// configured (for example the provider is disabled). Permanent.
@@ -135,9 +136,15 @@ var (
 )
 
 // Held returns an Unauthenticated *Error that holds the order for cause
-// (ErrClock, ErrAccount): e with that code and cause.
+// (ErrClock, ErrAccount): e with that code and cause (and e.Err, if any,
+// kept after it).
 func Held(e *Error, cause error) *Error {
-	e.Code, e.Err = Unauthenticated, cause
+	e.Code = Unauthenticated
+	if e.Err != nil {
+		e.Err = fmt.Errorf("%w: %w", cause, e.Err)
+	} else {
+		e.Err = cause
+	}
 	return e
 }
 

@@ -521,17 +521,21 @@ func heldBy(t order.Then) string {
 }
 
 // clearProblems clears what a call that succeeded shows fixed: any call
-// the credentials, the clock and the account, only a prepare step what
-// prepares (other calls may succeed while every prepare is refused).
+// the credentials and the clock, only a prepare step what prepares (other
+// calls may succeed while every prepare is refused). A refused account is
+// never cleared so: a provider may refuse one call of the account's (its
+// creates, a quota of one API) while others succeed, and clearing it on
+// them would make the problem, and its alert, flicker while orders wait.
+// It ends when no order has been held for it for problemTTL.
 func clearProblems(p *Problems, provider string, step order.Step, err error) {
 	if err != nil {
 		return
 	}
 	if step == order.Prepare {
-		p.Clear(provider, ProblemCredentials, ProblemClock, ProblemAccount, ProblemPrepare)
+		p.Clear(provider, ProblemCredentials, ProblemClock, ProblemPrepare)
 		return
 	}
-	p.Clear(provider, ProblemCredentials, ProblemClock, ProblemAccount)
+	p.Clear(provider, ProblemCredentials, ProblemClock)
 }
 
 // finish settles a decision and turns what follows into the task's result.

@@ -3,6 +3,7 @@ package tasks
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/order"
@@ -49,8 +50,10 @@ func TestRefusedPrepareIsClearedOnlyByAPrepare(t *testing.T) {
 }
 
 // A refusal for the worker's clock or for the account is its own kind at
-// any step, the prepare step included, and any call that succeeds clears
-// it as it clears refused credentials.
+// any step, the prepare step included. Any call that succeeds clears a
+// refused clock as it clears refused credentials; a refused account only
+// ends once nothing was held for it for problemTTL (a provider may refuse
+// one of the account's calls while others succeed).
 func TestClockAndAccountRefusalsAreTheirOwnKinds(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -70,11 +73,19 @@ func TestClockAndAccountRefusalsAreTheirOwnKinds(t *testing.T) {
 				t.Errorf("%v held at %v reports %s, want %s", tt.cause, step, k, want)
 			}
 		}
+		now := time.Now()
 		p := NewProblems()
+		p.now = func() time.Time { return now }
 		p.Report("tencent", tt.kind, tt.cause.Error())
-		clearProblems(p, "tencent", order.Poll, nil)
+		for _, step := range []order.Step{order.Prepare, order.Submit, order.Lookup, order.Poll, order.Pay} {
+			clearProblems(p, "tencent", step, nil)
+		}
+		if cleared := p.Err() == nil; cleared != (tt.kind != ProblemAccount) {
+			t.Errorf("after calls that succeeded: %v; want %s cleared: %v", p.Err(), tt.kind, !cleared)
+		}
+		now = now.Add(problemTTL + time.Second)
 		if p.Err() != nil {
-			t.Errorf("after a poll that succeeded: %v; want %s cleared", p.Err(), tt.kind)
+			t.Errorf("%s after problemTTL with nothing held: %v; want none", tt.kind, p.Err())
 		}
 	}
 }

@@ -715,6 +715,10 @@ func tokenRefused(err error) error {
 	e := *pe
 	e.Code = providers.Unauthenticated
 	e.Message = "cloud/token refused (check the AppKey, AppSecret and project id)"
+	if e.Err != nil {
+		// The clock or the account, which its cause names.
+		e.Message = "cloud/token refused"
+	}
 	if pe.Message != "" {
 		e.Message += ": " + pe.Message
 	}

@@ -30,8 +30,10 @@
 // refused call created nothing. When /cloud/token itself is refused (any
 // refusal, not a 5xx, a timeout, throttling or an undocumented answer,
 // which stay retryable), the call fails Unauthenticated, "cloud/token
-// refused": the configuration is wrong, no order call was sent, and the
-// order waits for the configuration rather than being errored.
+// refused": the configuration (or the clock, or the account, when the
+// gateway's refusal says so: providers.ErrClock, ErrAccount) is wrong, no
+// order call was sent, and the order waits for it rather than being
+// errored.
 //
 // Redirects are never followed (not even by a caller's
 // Options.HTTPClient, which is used as a copy that refuses them): a call
@@ -260,7 +262,8 @@
 //   - A page after the first that is refused is no refusal of the order
 //     (the first page was read with the same params): Unavailable, never
 //     InvalidArgument, FailedPrecondition or PermissionDenied, which would
-//     error the order uncreated. When the totals confirm every order was
+//     error the order uncreated (an Unauthenticated refusal, of the
+//     credentials, the clock or the account, holds the order as anywhere). When the totals confirm every order was
 //     read, a documented parameter refusal (460, 2000) of the page past
 //     the end ends the listing complete.
 //   - One exception, for Prepare only: a first page whose data is missing

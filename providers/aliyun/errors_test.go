@@ -32,20 +32,27 @@ const (
 var namedOrder = map[string]any{"orderId": "20201104134310000196", "paymentStatus": 1}
 
 // errorCauses are the causes of the cases that hold the order for
-// something other than the credentials: the worker's clock, the account
-// (see providers.ErrClock). The gateway's own words say which, and a 5xx
-// overrules them as it overrules the code.
-var errorCauses = map[string]error{
-	"gw timestamp expired": providers.ErrClock,
-	"gw invalid timestamp": providers.ErrClock,
-	"gw quota exhausted":   providers.ErrAccount,
-	"gw user arrears":      providers.ErrAccount,
+// something other than the credentials (see providers.ErrClock): for
+// create and pay, then for a lookup. The gateway's own words say which,
+// and a 5xx overrules them on a call that acts as it overrules the code
+// (the call may have acted: looked up, never held and sent again).
+var errorCauses = map[string][2]error{
+	"gw timestamp expired":           {providers.ErrClock, providers.ErrClock},
+	"gw invalid timestamp":           {providers.ErrClock, providers.ErrClock},
+	"gw quota exhausted":             {providers.ErrAccount, providers.ErrAccount},
+	"gw user arrears":                {providers.ErrAccount, providers.ErrAccount},
+	"gw timestamp expired at 503":    {nil, providers.ErrClock},
+	"gw user arrears at http 500":    {nil, providers.ErrAccount},
+	"gw quota exhausted at http 502": {nil, providers.ErrAccount},
 }
 
 // checkCause fails t unless err has the case's cause (none: neither).
 func checkCause(t *testing.T, what, name string, err error) {
 	t.Helper()
-	want := errorCauses[name]
+	want := errorCauses[name][0]
+	if what == "lookup" {
+		want = errorCauses[name][1]
+	}
 	for _, cause := range []error{providers.ErrClock, providers.ErrAccount} {
 		if errors.Is(err, cause) != (cause == want) {
 			t.Errorf("%s: %v; want the cause %v", what, err, want)
@@ -106,6 +113,9 @@ var errorCases = []struct {
 	{"429 at http 503", sandbox.Reply{HTTPStatus: 503, Code: 429, Message: "too many requests"}, ambiguous, limited},
 	{"gw throttled at http 503", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Throttled by API Flow Control"}, ambiguous, limited},
 	{"gw invalid signature at http 500", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Invalid Signature"}, ambiguous, unauthenticated},
+	{"gw timestamp expired at 503", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Timestamp Expired"}, ambiguous, unauthenticated},
+	{"gw user arrears at http 500", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "User Arrears"}, ambiguous, unauthenticated},
+	{"gw quota exhausted at http 502", sandbox.Reply{HTTPStatus: 502, GatewayMessage: "Quota Exhausted"}, ambiguous, unauthenticated},
 	// An answer that refuses and names an order contradicts itself.
 	{"refusal naming an order", sandbox.Reply{Code: 460, Data: namedOrder}, ambiguous, invalid},
 	{"http 400 naming an order", sandbox.Reply{HTTPStatus: 400, Code: 200, Data: namedOrder}, ambiguous, unavailable},

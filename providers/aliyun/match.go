@@ -231,7 +231,8 @@ func (l listing) totalExceeds() bool {
 // an empty page, and a later page refused with a documented parameter
 // error (460 or 2000: a server refusing a pageNo past the end) end it
 // complete. Without it, such a page is a malformed list, and any refusal
-// of a later page Unavailable (see laterPageFailed): the order is never
+// of a later page Unavailable (see laterPageFailed; an Unauthenticated
+// one holds the order as anywhere): the order is never
 // errored for a page it did not ask for.
 //
 // The total is a consistency check only. When no page gives one, or every

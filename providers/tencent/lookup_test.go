@@ -425,7 +425,7 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		// Saying the order exists or repeats wins over anything else it
 		// names: such a refusal may mean the order exists.
 		{"InvalidParameterValue", "OrderNo already exists for this AppKey", providers.Ambiguous, providers.Unauthenticated},
-		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, clock},
+		{"InvalidParameterValue", "请求重复: Timestamp 已使用", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameterValue", "签名已使用", providers.Ambiguous, providers.Unauthenticated},
 		{"InvalidParameterValue", "订单号已被使用", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "订单号冲突", providers.Ambiguous, providers.InvalidArgument},

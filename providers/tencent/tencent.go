@@ -813,6 +813,7 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 	}
 	value := pcode == "InvalidParameterValue" || strings.HasPrefix(pcode, "InvalidParameterValue.")
 	lmsg, lcode := strings.ToLower(msg), strings.ToLower(pcode)
+	stamp := strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")
 	switch {
 	case value && (strings.Contains(lmsg, "nonce") || strings.Contains(lcode, "nonce")):
 		// Every attempt draws a fresh Nonce: one refused as already
@@ -828,7 +829,12 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 		// have reached the provider, the order state machine reads every
 		// refusal it would otherwise take as final so.)
 		return providers.Ambiguous, nil
-	case value && (strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")):
+	case value && stamp && mayExist(pcode, msg):
+		// A timestamp refused as used or repeated ("请求重复: Timestamp
+		// 已使用") is a replay, not the clock: on a listing (a create is
+		// looked up, above) it refuses nothing of the configuration.
+		return unsure, nil
+	case value && stamp:
 		// Clock skew: nothing was created. Every attempt re-signs with
 		// a fresh Timestamp, so a refusal that lasts is this worker's
 		// clock, which no order can fix: the order waits for it

@@ -106,9 +106,12 @@
 //     at a 4xx that is not one of the statuses above, is Ambiguous: no
 //     document says such a refusal comes before the order was created
 //     (SYSTEM_ERROR, CreateFailed, arrears, an order-not-found code, …).
-//     Otherwise Forbidden*, NoPermission*, arrears, a balance too low
-//     and HTTP 403 are Unauthenticated with cause providers.ErrAccount
-//     (the account's to fix: the order waits for it); anything else, such as ProductConfigError
+//     Otherwise, on CreateOrder, arrears or a balance too low are
+//     Ambiguous (they may be found when the order is charged, after it
+//     was made); Forbidden*, NoPermission*, HTTP 403 and, on the queries,
+//     arrears and a balance too low are Unauthenticated with cause
+//     providers.ErrAccount (the account's to fix: the order waits for
+//     it); anything else, such as ProductConfigError
 //     (documented) or MissingParameter, is InvalidArgument.
 //   - CreateOrder succeeds only with Status true and a Res.OrderId at a
 //     2xx, the OrderId kept as a string even when the JSON holds a number;

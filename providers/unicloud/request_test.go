@@ -359,6 +359,9 @@ func TestClassify(t *testing.T) {
 		// On CreateOrder, a refusal at 200 by an undocumented code may
 		// come after the order was created.
 		{"200 arrears, create", 200, "", `{"Status":false,"Code":"Account.Arrearage"}`, true, providers.Ambiguous, 0, "", ""},
+		{"403 arrears, create", 403, "", `{"Code":"Account.Arrearage","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"400 insufficient balance, create", 400, "", `{"Code":"InsufficientBalance","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"403 arrears, query", 403, "", `{"Code":"Account.Arrearage","Msg":"x"}`, false, providers.Unauthenticated, 0, "", "refused the account"},
 		{"200 arrears, query", 200, "", `{"Status":false,"Code":"Account.Arrearage"}`, false, providers.Unauthenticated, 0, "", "refused the account"},
 		{"200 SYSTEM_ERROR, create", 200, "", `{"Status":false,"Auth":true,"Code":"SYSTEM_ERROR","Msg":"系统异常"}`, true, providers.Ambiguous, 0, "SYSTEM_ERROR", "系统异常"},
 		{"200 CreateFailed, create", 200, "", `{"Status":false,"Auth":true,"Code":"CreateFailed"}`, true, providers.Ambiguous, 0, "", ""},

@@ -408,12 +408,17 @@ func codeFor(status int, code, msg string, body []byte, create bool) (providers.
 		return providers.Ambiguous, nil
 	case create && lc != "productconfigerror" && !notTaken(status):
 		return providers.Ambiguous, nil
+	case create && isArrears(lc):
+		// Arrears or a balance too low may be found when the order is
+		// charged, after it was made: looked up before it is sent again
+		// (ambiguous), as at any other status.
+		return providers.Ambiguous, nil
 	case status == http.StatusForbidden || isPermission(lc):
-		// The account may not do this (a permission its user lacks,
-		// arrears, a balance too low): refused before acting, and the
-		// account's to fix, not the order's. The order waits for it
-		// (providers.ErrAccount), bounded by its deadline, rather than
-		// being errored while the account is being put right.
+		// The account may not do this (a permission its user lacks; on
+		// the queries, arrears or a balance too low): refused before
+		// acting, and the account's to fix, not the order's. The order
+		// waits for it (providers.ErrAccount) rather than being errored
+		// while the account is being put right.
 		return providers.Unauthenticated, providers.ErrAccount
 	default:
 		return providers.InvalidArgument, nil
@@ -544,8 +549,13 @@ func internalText(body []byte) bool {
 }
 
 func isPermission(lc string) bool {
-	return strings.HasPrefix(lc, "forbidden") || strings.HasPrefix(lc, "nopermission") ||
-		strings.Contains(lc, "arrear") || strings.Contains(lc, "insufficientbalance")
+	return strings.HasPrefix(lc, "forbidden") || strings.HasPrefix(lc, "nopermission") || isArrears(lc)
+}
+
+// isArrears reports whether normalised code lc says the account is in
+// arrears or its balance too low.
+func isArrears(lc string) bool {
+	return strings.Contains(lc, "arrear") || strings.Contains(lc, "insufficientbalance")
 }
 
 // retryAfter reads Retry-After as seconds or an HTTP date.
