@@ -807,3 +807,94 @@ func claimedMemOrder(t *testing.T, l *ledger.Ledger, no string) (ledger.Ref, *as
 	}
 	return ref, task
 }
+
+// heldAliyun is the Aliyun client whose create for one order number holds
+// its answer (the order made at the provider) until release is closed.
+type heldAliyun struct {
+	*aliyun.Client
+	orderNo string
+	release chan struct{}
+}
+
+func (p *heldAliyun) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	r, err := p.Client.Submit(ctx, o)
+	if o.OrderNo == p.orderNo {
+		<-p.release
+	}
+	return r, err
+}
+
+// Two orders for the same device and plan. X's create is refused with a
+// 503 (ambiguous to us: nothing was made); Y's create makes its order at
+// once but answers late. X's lookup, meanwhile, finds Y's order as the one
+// new order of its kind since its snapshot, and takes it by matching.
+// Then Y's answer names that order: the answer outweighs the match, so the
+// order becomes Y's and X is looked up again, finds nothing of its own
+// and is created once. Before, Y was refused its own order (owned by X),
+// its lookups dropped it as X's, and Y was created a second time, while X
+// stood for Y's order.
+func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	ctx := context.Background()
+	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := &heldAliyun{Client: c, orderNo: "Race-Y", release: make(chan struct{})}
+	e.set.Add(prov)
+	tasksOf := map[string]*asynq.Task{}
+	for _, no := range []string{"Race-X", "Race-Y"} {
+		e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"`+no+`","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
+		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: no})
+		tasksOf[no], _ = tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: no, Params: json.RawMessage(rec.Params)})
+	}
+	get := func(no string) *tasks.Record {
+		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: no})
+		return rec
+	}
+
+	// X: the snapshot (an empty device), then a create refused with a 503.
+	sb.Faults().Script(fault.FailBefore)
+	_ = e.handler.ProcessTask(ctx, tasksOf["Race-X"])
+	if x := get("Race-X"); x.State != ledger.StateUnknown || sb.Count("dev1") != 0 {
+		t.Fatalf("X after its refused create: %s, %d orders on the device; want unknown, none", x.State, sb.Count("dev1"))
+	}
+	// Y: its create makes the order, and its answer is held.
+	yDone := make(chan struct{})
+	go func() { defer close(yDone); _ = e.handler.ProcessTask(ctx, tasksOf["Race-Y"]) }()
+	for end := time.Now().Add(10 * time.Second); sb.Count("dev1") == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("Y's create made no order")
+		}
+	}
+	yOrder := sb.Orders()["dev1"][0].OrderID
+	// X's lookup takes Y's order by matching.
+	_ = e.handler.ProcessTask(ctx, tasksOf["Race-X"])
+	if x := get("Race-X"); x.ProviderOrderID != yOrder || !x.Matched {
+		t.Fatalf("X after its lookup: %+v; want Y's order %s, matched", x, yOrder)
+	}
+	// Y's answer arrives.
+	close(prov.release)
+	<-yDone
+	if y := get("Race-Y"); y.ProviderOrderID != yOrder {
+		t.Fatalf("Y after its create's answer: %+v; want its order %s", y, yOrder)
+	}
+	if x := get("Race-X"); x.State != ledger.StateUnknown || x.ProviderOrderID != "" {
+		t.Fatalf("X after Y's answer: %+v; want unknown, its match taken back", x)
+	}
+	// X is looked up again, finds nothing of its own, and is created.
+	for range 3 {
+		_ = e.handler.ProcessTask(ctx, tasksOf["Race-X"])
+		_ = e.handler.ProcessTask(ctx, tasksOf["Race-Y"])
+	}
+	x, y := get("Race-X"), get("Race-Y")
+	if x.ProviderOrderID == "" || x.ProviderOrderID == yOrder || y.ProviderOrderID != yOrder || sb.Count("dev1") != 2 {
+		t.Fatalf("X %s with %q, Y %s with %q, %d orders on the device; want each its own order, 2 in all",
+			x.State, x.ProviderOrderID, y.State, y.ProviderOrderID, sb.Count("dev1"))
+	}
+}

@@ -240,7 +240,9 @@ func TestLookupReadsEveryPage(t *testing.T) {
 	}{
 		{"ours on the third page", listed(250, "Mine"), 100, true, providers.OK, 3},
 		{"absent from three pages", listed(250, ""), 100, true, providers.NotFound, 3},
-		{"no total: read to an empty page", listed(150, ""), 100, false, providers.NotFound, 3},
+		// Orders of other numbers: the filter was ignored, and without a
+		// Total nothing shows the empty page to be the end of them all.
+		{"no total: read to an empty page", listed(150, ""), 100, false, providers.Unavailable, 3},
 		{"server pages by 40", listed(90, "Mine"), 40, true, providers.OK, 3},
 		{"too long to read", listed(1001, ""), 100, true, providers.Ambiguous, 10},
 		// Ours read, and nothing like it: it exists (a second order with
@@ -596,10 +598,16 @@ func TestLookupPagingReadings(t *testing.T) {
 		{"Offset ignored, filtered, no Total (ours read, then a page served again)", listing{orders: justOurs, filter: true, offset: "ignore", total: "none"}, providers.OK, 2},
 		{"an order listed between pages", listing{orders: listed(150, ""), later: justOurs}, providers.Unavailable, 2},
 		{"Total null, ours on the second page", listing{orders: listed(100, "Mine"), total: "null"}, providers.OK, 3},
-		{"Total null, absent", listing{orders: listed(150, ""), total: "null"}, providers.NotFound, 3},
+		// A listing that ignores the OrderNo filter lists every order: an
+		// empty page ends it only under a Total that counts what was
+		// read (its Offset may be read as a page number, which ends it
+		// early with an empty page).
+		{"Total null, absent", listing{orders: listed(150, ""), total: "null"}, providers.Unavailable, 3},
+		{"filter ignored, Offset a page from 0, no Total, absent", listing{orders: listed(150, ""), offset: "page0", total: "none"}, providers.Unavailable, 2},
+		{"filter ignored, Total counts it, absent", listing{orders: listed(150, "")}, providers.NotFound, 2},
 		{"Total as text, ours on the third page", listing{orders: listed(250, "Mine"), total: "text"}, providers.OK, 3},
 		{"Total counts our OrderNo only, ours on the second page", listing{orders: listed(150, "Mine"), total: "ours"}, providers.OK, 3},
-		{"Total counts our OrderNo only, absent", listing{orders: listed(150, ""), total: "ours"}, providers.NotFound, 3},
+		{"Total counts our OrderNo only, absent", listing{orders: listed(150, ""), total: "ours"}, providers.Unavailable, 3},
 		// Rows sharing our OrderNo on different pages are different rows,
 		// not a page served again: left to a person, as on one page.
 		{"our OrderNo twice, a page each", listing{orders: []map[string]any{mine, other}, filter: true, maxLimit: 1, page: 1}, providers.Ambiguous, 0},
@@ -975,6 +983,29 @@ func TestLaterPageFailsAfterOursWasRead(t *testing.T) {
 			}
 			if err == nil && !strings.Contains(r.Message, "not ruled out") {
 				t.Errorf("Lookup message %q does not say a second order is not ruled out", r.Message)
+			}
+		})
+	}
+}
+
+// A listed ItemNum is compared by value: 2.0 and 2e0 are the 2 we sent
+// (the same JSON number), a string of them too; 3 is another order.
+func TestListedItemNumByValue(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		num  string
+		want providers.Code
+	}{
+		{`2`, providers.OK}, {`2.0`, providers.OK}, {`2e0`, providers.OK}, {`"2.0"`, providers.OK}, {`"2"`, providers.OK},
+		{`3`, providers.Ambiguous}, {`2.5`, providers.Ambiguous}, {`"two"`, providers.Ambiguous},
+	} {
+		t.Run(tt.num, func(t *testing.T) {
+			t.Parallel()
+			body := `{"Response":{"RequestId":"r","Total":1,"Orders":[{"CustomerId":"Customer7","OrderNo":"N1","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":` + tt.num + `}]}}`
+			c := bodyServer(t, http.StatusOK, body)
+			r, err := c.Lookup(lookupCtx(t), order("N1", ours))
+			if got := providers.CodeOf(err); got != tt.want || (tt.want == providers.OK && r.Status != providers.StatusPaid) {
+				t.Errorf("Lookup with ItemNum %s = %+v, %v; want %v", tt.num, r, err, tt.want)
 			}
 		})
 	}

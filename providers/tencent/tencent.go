@@ -237,7 +237,20 @@ func (l listedOrder) differs(p providers.Params) bool {
 	diff := func(listed, ours string) bool { return listed != "" && ours != "" && listed != ours }
 	num := strings.Trim(strings.TrimSpace(string(l.ItemNum)), `"`)
 	return diff(l.CustomerId, p.Str("CustomerId")) || diff(l.ItemId, p.Str("ItemId")) ||
-		diff(l.ItemVNO, p.Str("ItemVNO")) || (num != "null" && diff(num, strconv.FormatInt(p.Int("ItemNum"), 10)))
+		diff(l.ItemVNO, p.Str("ItemVNO")) || (num != "null" && numDiffers(num, p.Int("ItemNum")))
+}
+
+// numDiffers reports whether a listed ItemNum differs from ours: by value
+// when it reads as a number (2, 2.0 and 2e0 are the same count), else by
+// its text; an empty one rules nothing out.
+func numDiffers(listed string, ours int64) bool {
+	if listed == "" {
+		return false
+	}
+	if f, err := strconv.ParseFloat(listed, 64); err == nil {
+		return f != float64(ours)
+	}
+	return listed != strconv.FormatInt(ours, 10)
 }
 
 // Lookup implements providers.Provider with ServiceGetOrderList filtered by
@@ -263,8 +276,10 @@ func (l listedOrder) differs(p providers.Params) bool {
 // Offset = the orders read so far, and each one Limit 100, stepped down
 // to 50, 20 and 10, then left out, as listings are refused for their
 // parameters (see list). The listing is complete only at an empty page
-// that does not stop short of its Total (and, once no Limit is sent, one
-// whose Total counts the list), or once the orders read reach its Total.
+// that does not stop short of its Total (and, once no Limit is sent, or
+// once it listed orders of other numbers, ignoring the OrderNo filter,
+// one whose Total counts the list), or once the orders read reach its
+// Total.
 // A later page that lists an order number already read (the server counts
 // Offset otherwise, or ignores it, or the listing moved) is Unavailable; a
 // Total below the orders read cannot be counting this listing, so from
@@ -275,7 +290,9 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	if err != nil {
 		return providers.Result{}, err
 	}
-	mine, foreign, read := 0, 0, 0
+	// others: rows of other order numbers, which a server that applies
+	// the OrderNo filter never lists.
+	mine, foreign, read, others := 0, 0, 0, 0
 	status := 0
 	var total *int            // the listing's Total, as last given
 	trustTotal := true        // false once more orders were read than it counts
@@ -337,6 +354,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				foreign++
 			case got.OrderNo != o.OrderNo:
 				// The filter was not applied: another order number.
+				others++
 			case got.differs(p):
 				foreign++
 			default:
@@ -355,6 +373,18 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				// A listing that stops short of its Total was not
 				// read in full, and proves no absence.
 				msg := fmt.Sprintf("the list stopped after %d of %d orders", read, *total)
+				if r, ok := foundInPart(mine, foreign, status, msg); ok {
+					return r, nil
+				}
+				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: msg}
+			}
+			if others > 0 && (total == nil || !trustTotal || read != *total) {
+				// The server ignored the OrderNo filter: this is a listing
+				// of every order, paged in a way the document does not
+				// define (an Offset read as a page number ends it early
+				// with an empty page). Only a Total that counts what was
+				// read shows it complete.
+				msg := fmt.Sprintf("the list ignored the OrderNo filter (%d orders of other numbers among %d read), and no Total shows this empty page to be its end", others, read)
 				if r, ok := foundInPart(mine, foreign, status, msg); ok {
 					return r, nil
 				}

@@ -212,6 +212,7 @@ type Transition struct {
 	setFailures     bool
 	providerOrderID string
 	matched         bool
+	answered        bool
 	reason          string
 	setReason       bool
 	pendingSince    time.Time
@@ -376,6 +377,19 @@ func (t Transition) WithMatched() Transition { t.matched = true; return t }
 // as matched (WithMatched).
 func (t Transition) Matched() bool { return t.matched }
 
+// WithAnswered records that the provider order id came in the answer to
+// this order's own create, not from matching the provider's listing. An
+// id so answered outweighs another order's match of it: Settle takes it
+// over from an order that holds it only by matching (see settleScript),
+// which is then looked up again, rather than refuse it (*OwnedError),
+// after which this order, its id dropped as another's from its lookups,
+// would be created a second time.
+func (t Transition) WithAnswered() Transition { t.answered = true; return t }
+
+// Answered reports whether the transition's provider order id came in the
+// answer to the order's own create (WithAnswered).
+func (t Transition) Answered() bool { return t.answered }
+
 // ClearPaySent forgets that a pay was sent (see BeginArgs.Pay): it was
 // refused before the provider acted, so a later check may pay again.
 func (t Transition) ClearPaySent() Transition { t.clearPaySent = true; return t }
@@ -396,7 +410,7 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // Transition), then field/value pairs. The in-flight mark is cleared when
 // this step's Begin set it (lease_mark) or the transition settles it.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
-var settleScript = redis.NewScript(`
+var settleScript = redis.NewScript(luaRevoke + `
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark')
 if not cur[1] then return {'missing'} end
 if cur[3] == ARGV[1] then
@@ -406,19 +420,30 @@ if cur[3] == ARGV[1] then
   return {'ok'}
 end
 if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
+local took = nil
 if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
   local owner = redis.call('HGET', KEYS[3], ARGV[9])
-  if owner ~= ARGV[4] then return {'owned', owner} end
+  if owner ~= ARGV[4] then
+    -- Our own create's answer names the id (ARGV[12]) that another order
+    -- holds only by matching: the answer outweighs the match (luaRevoke).
+    if ARGV[12] == '1' then took = revoke(ARGV[2], ARGV[3], owner, ARGV[9], ARGV[4], ARGV[6], KEYS[4], ARGV[10]) end
+    if took == nil then return {'owned', owner} end
+    redis.call('HSET', KEYS[3], ARGV[9], ARGV[4])
+  end
 end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
 local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
+if took and took ~= '' then
+  f[#f + 1] = 'pay_sent'
+  f[#f + 1] = took
+end
 if cur[7] == '1' or ARGV[11] == '1' then
   f[#f + 1] = 'inflight'
   f[#f + 1] = ''
 end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
-for i = 12, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   f[#f + 1] = ARGV[i]
   f[#f + 1] = ARGV[i + 1]
   if ev[ARGV[i]] then ev[ARGV[i]] = ARGV[i + 1] end
@@ -439,6 +464,91 @@ end
 return {'ok'}
 `)
 
+// luaRevoke is a Lua helper: revoke(prefix, provider, owner, id, me, now,
+// events, retention) takes provider order id away from order owner, which
+// holds it only by matching the provider's listing (its record has it,
+// matched), for order me, whose own create's answer names it: the answer
+// outweighs the match. The owner loses the id, its lease (a run in flight
+// settles nothing more) and any pay it marked sent (a pay of me's order,
+// which me checks before it pays: the mark is returned), and becomes
+// unknown (may exist: looked up again), with its event. Returns nil,
+// changing nothing, when owner does not hold id by matching.
+const luaRevoke = `
+local function revoke(prefix, provider, owner, id, me, now, events, retention)
+  local okey = prefix .. 'order:' .. provider .. ':' .. owner
+  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent')
+  if not (o[1] and o[2] == id and o[3] == '1') then return nil end
+  local r = 'the provider order ' .. id .. ' found by matching is order ' .. me .. "'s, by its create's own answer: looked up again"
+  redis.call('HSET', okey, 'state', 'unknown', 'provider_order_id', '', 'matched', '', 'may_exist', '1', 'updated', now,
+    'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
+  if o[1] ~= 'unknown' then
+    redis.call('ZREM', prefix .. 'state:' .. provider .. ':' .. o[1], owner)
+    redis.call('ZADD', prefix .. 'state:' .. provider .. ':unknown', now, owner)
+    redis.call('XADD', events, 'MAXLEN', '~', retention, '*', 'type', 'order.unknown', 'provider', provider,
+      'order_no', owner, 'state', 'unknown', 'provider_order_id', '', 'reason', r, 'attempts', o[4] or '0', 'at', now)
+  end
+  return o[5] or ''
+end
+`
+
+// revokeScript runs luaRevoke alone, on the owner's shard, for a ledger of
+// several shards (see takeOver). KEYS: the owner's shard's events stream.
+// ARGV: the shard's prefix, provider, owner, id, me, now (ms), retention.
+// Replies the owner's pay mark (empty when none), or false.
+var revokeScript = redis.NewScript(luaRevoke + `
+local took = revoke(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], KEYS[1], ARGV[7])
+if took == nil then return false end
+return took
+`)
+
+// handOverScript makes ARGV[3] the owner of provider order id ARGV[1] if
+// ARGV[2] owns it; it replies the owner.
+var handOverScript = redis.NewScript(`
+local owner = redis.call('HGET', KEYS[1], ARGV[1])
+if owner == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return ARGV[3]
+end
+return owner
+`)
+
+// takeOver is, for a ledger of several shards, what the settle script
+// does in one: the id that ref's own create answered, which owner holds
+// by matching, becomes ref's. The owner entry (in the id's shard) is
+// handed over first, then the owner's record (in its shard) revoked: in
+// between, a run of the owner that settles the id is refused it as
+// another's and looks the order up. It returns the owner's pay mark, and
+// *OwnedError when owner does not hold the id by matching.
+func (l *Ledger) takeOver(ctx context.Context, ref Ref, id, owner string) (string, error) {
+	osh := l.shardOf(Ref{Provider: ref.Provider, OrderNo: owner})
+	m, err := l.rdb.HMGet(ctx, osh.recordKey(Ref{Provider: ref.Provider, OrderNo: owner}), "provider_order_id", "matched").Result()
+	if err != nil {
+		return "", fmt.Errorf("settle order step: read the owner of a provider order id: %w", err)
+	}
+	if h, _ := m[0].(string); h != id {
+		return "", &OwnedError{ProviderOrderID: id, Owner: owner}
+	}
+	if mt, _ := m[1].(string); mt != "1" {
+		return "", &OwnedError{ProviderOrderID: id, Owner: owner}
+	}
+	sh := l.ownerShard(ref.Provider, id)
+	v, _, err := l.run(ctx, handOverScript, true, []string{sh.ownerKey(ref.Provider)}, id, owner, ref.OrderNo)
+	if err != nil {
+		return "", fmt.Errorf("settle order step: hand a provider order id over: %w", err)
+	}
+	if now, _ := v.(string); now != ref.OrderNo {
+		return "", &OwnedError{ProviderOrderID: id, Owner: now}
+	}
+	v, _, err = l.run(ctx, revokeScript, true, []string{osh.events}, osh.prefix, ref.Provider, owner, id, ref.OrderNo, l.now().UnixMilli(), l.opts.EventRetention)
+	if err != nil {
+		// The id is ref's; the owner's record still shows it, and its
+		// next settle of it is refused as another's (looked up then).
+		return "", nil
+	}
+	mark, _ := v.(string)
+	return mark, nil
+}
+
 // Settle applies t to the order at the end of a step, atomically: state,
 // fields, history entry, state index, provider order id ownership, and the
 // lease's release. It returns ErrLeaseLost when token no longer holds the
@@ -457,8 +567,13 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	own := t.providerOrderID
 	reserved := true // durable, when there was a reservation
+	tookMark := ""
 	if own != "" && len(l.shards) > 1 {
 		err := l.reserveOwner(ctx, ref, own)
+		var owned *OwnedError
+		if errors.As(err, &owned) && t.answered {
+			tookMark, err = l.takeOver(ctx, ref, own, owned.Owner)
+		}
 		if errors.Is(err, ErrNotDurable) {
 			// Reserved on the master, not yet on its replicas: the
 			// settle still runs, and reports the same.
@@ -475,7 +590,11 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.settlesMark {
 		settles = "1"
 	}
-	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, own, l.opts.EventRetention, settles)
+	answered := "0"
+	if t.answered {
+		answered = "1"
+	}
+	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, own, l.opts.EventRetention, settles, answered)
 	if t.attempt != nil {
 		args = append(args, "attempts", t.attempt.N)
 	}
@@ -521,6 +640,10 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.clearPaySent {
 		args = append(args, "pay_sent", "")
+	}
+	if tookMark != "" {
+		// The pay the owner sent of this order's (takeOver).
+		args = append(args, "pay_sent", tookMark)
 	}
 	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)

@@ -174,6 +174,112 @@ func TestSettleNeverAdoptsAnotherOrdersProviderID(t *testing.T) {
 	}
 }
 
+// An id that an order's own create answered outweighs another order's
+// match of it: the settle takes it over, and the order that held it by
+// matching loses it (and its lease, and any pay it sent, which becomes the
+// answering order's) and is looked up again as unknown, with its event.
+// Refused (OwnedError) it would leave the answering order to be looked up
+// with the id dropped as another's, and created a second time. An id
+// held by another order's own answer, or claimed by a match, is still
+// never taken.
+func TestAnsweredIDTakesOverAMatch(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		xMatched  bool // X holds PO-1 by matching
+		yAnswered bool // Y's settle carries its create's own answer
+		xState    ledger.State
+		takesOver bool
+	}{
+		{"matched paid, answered", true, true, ledger.StatePaid, true},
+		{"matched pending, answered", true, true, ledger.StatePending, true},
+		{"answered, answered", false, true, ledger.StatePaid, false},
+		{"matched, matched", true, false, ledger.StatePaid, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l, _, _ := setup(t)
+			x, y := ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
+			claim(t, l, x)
+			claim(t, l, y)
+			if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx"}); err != nil {
+				t.Fatal(err)
+			}
+			tx := ledger.SetPaid("PO-1")
+			if tt.xState == ledger.StatePending {
+				tx = ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute))
+			}
+			if tt.xMatched {
+				tx = tx.WithMatched()
+			}
+			if err := l.Settle(ctx, x, "tx", tx); err != nil {
+				t.Fatal(err)
+			}
+			paySent := time.Time{}
+			if tt.xState == ledger.StatePending {
+				// X's pay of PO-1 goes out; X holds the lease meanwhile.
+				b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx2", Pay: true})
+				if err != nil || !b.Record.PayMarked {
+					t.Fatalf("Begin X's pay = %+v, %v", b.Record, err)
+				}
+				got, _ := l.Get(ctx, x)
+				paySent = got.PaySentAt
+			}
+			before, _ := l.Events(ctx, "", 100)
+			if _, err := l.Begin(ctx, y, ledger.BeginArgs{Token: "ty"}); err != nil {
+				t.Fatal(err)
+			}
+			ty := ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute))
+			if tt.yAnswered {
+				ty = ty.WithAnswered()
+			}
+			err := l.Settle(ctx, y, "ty", ty)
+			owner, _ := l.Owner(ctx, "aliyun", "PO-1")
+			xr, _ := l.Get(ctx, x)
+			yr, _ := l.Get(ctx, y)
+			if !tt.takesOver {
+				var owned *ledger.OwnedError
+				if !errors.As(err, &owned) || owned.Owner != "X" || owner != "X" || xr.ProviderOrderID != "PO-1" || yr.ProviderOrderID != "" {
+					t.Fatalf("Settle Y = %v; owner %q, X %+v, Y %+v; want OwnedError, X keeping PO-1", err, owner, xr, yr)
+				}
+				return
+			}
+			if err != nil || owner != "Y" || yr.ProviderOrderID != "PO-1" || yr.State != ledger.StatePending {
+				t.Fatalf("Settle Y = %v; owner %q, Y %+v; want PO-1 Y's", err, owner, yr)
+			}
+			if xr.State != ledger.StateUnknown || xr.ProviderOrderID != "" || xr.Matched || !xr.MayExist || !xr.PaySentAt.IsZero() {
+				t.Errorf("X after the take-over: %+v; want unknown, no id, not matched, may exist, no pay sent", xr)
+			}
+			if !strings.Contains(xr.Reason, "order Y's") {
+				t.Errorf("X's reason %q does not say why", xr.Reason)
+			}
+			if !yr.PaySentAt.Equal(paySent) {
+				t.Errorf("Y's pay sent at %v, want X's %v (a pay of PO-1)", yr.PaySentAt, paySent)
+			}
+			// X's run in flight has lost its lease: its settle changes
+			// nothing.
+			if tt.xState == ledger.StatePending {
+				if err := l.Settle(ctx, x, "tx2", ledger.SetPaid("PO-1")); !errors.Is(err, ledger.ErrLeaseLost) {
+					t.Errorf("X's settle after the take-over = %v, want ErrLeaseLost", err)
+				}
+			}
+			after, _ := l.Events(ctx, "", 100)
+			var xUnknown bool
+			for _, ev := range after[len(before):] {
+				if ev.Data.OrderNo == "X" && ev.Type == "order.unknown" {
+					xUnknown = true
+				}
+			}
+			if !xUnknown {
+				t.Errorf("no order.unknown event for X among %+v", after[len(before):])
+			}
+			if page, err := l.List(ctx, ledger.ListArgs{Providers: []string{"aliyun"}, State: ledger.StateUnknown}); err != nil || len(page.Records) != 1 || page.Records[0].OrderNo != "X" {
+				t.Errorf("unknown orders = %+v, %v; want X", page, err)
+			}
+		})
+	}
+}
+
 func TestKnownSnapshotGatesTheCreate(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)

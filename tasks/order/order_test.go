@@ -784,3 +784,34 @@ func TestFailedChecksPastTheWindowKeepTheOrderPending(t *testing.T) {
 		}
 	}
 }
+
+// An id in the answer to the order's own create is marked answered (it
+// outweighs another order's match of it in the ledger); one found by
+// matching, or by a lookup, is not.
+func TestCreateAnswerIDIsAnswered(t *testing.T) {
+	t.Parallel()
+	p := Policy{MaxAttempts: 3, Deadline: time.Hour, ConfigWait: time.Second, Backoff: Backoff{Base: time.Second, Max: time.Minute}}
+	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec := &ledger.Record{Provider: "aliyun", OrderNo: "A", State: ledger.StateSubmitting, Inflight: 1, InflightMarked: true, CreatedAt: now.Add(-time.Minute)}
+	for _, tt := range []struct {
+		step Step
+		r    providers.Result
+		want bool
+	}{
+		{Submit, providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true, Unpaid: true}, true},
+		{Submit, providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P1"}, true},
+		{Submit, providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P1", Matched: true}, false},
+		{Lookup, providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P1"}, false},
+		{Lookup, providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P1", Matched: true}, false},
+	} {
+		d := Decide(rec, tt.step, Outcome{Result: tt.r}, p, now)
+		if d.Settle.Answered() != tt.want {
+			t.Errorf("%v %+v: answered %v, want %v", tt.step, tt.r, d.Settle.Answered(), tt.want)
+		}
+	}
+	// A create that failed, its answer naming an id: the id is its own.
+	out := Outcome{Err: providers.Errorf(providers.Ambiguous, "aliyun order/create", "http 500"), Result: providers.Result{ProviderOrderID: "P1"}}
+	if d := Decide(rec, Submit, out, p, now); !d.Settle.Answered() {
+		t.Errorf("ambiguous create naming P1: not answered")
+	}
+}
