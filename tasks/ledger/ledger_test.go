@@ -195,11 +195,23 @@ func TestAnsweredIDTakesOverAMatch(t *testing.T) {
 		{"matched pending, answered", true, true, ledger.StatePending, true},
 		{"answered, answered", false, true, ledger.StatePaid, false},
 		{"matched, matched", true, false, ledger.StatePaid, false},
+		{"sharded: matched pending, answered", true, true, ledger.StatePending, true},
+		{"sharded: matched paid, answered", true, true, ledger.StatePaid, true},
+		{"sharded: answered, answered", false, true, ledger.StatePaid, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l, _, _ := setup(t)
+			var l *ledger.Ledger
 			x, y := ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
+			if strings.HasPrefix(tt.name, "sharded") {
+				// X and Y in different shards (takeOver's two steps).
+				l, _ = shardedSetup(t, 3)
+				for i := 0; l.ShardOf(x) == l.ShardOf(y); i++ {
+					y.OrderNo = fmt.Sprintf("Y%d", i)
+				}
+			} else {
+				l, _, _ = setup(t)
+			}
 			claim(t, l, x)
 			claim(t, l, y)
 			if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx"}); err != nil {
@@ -239,18 +251,18 @@ func TestAnsweredIDTakesOverAMatch(t *testing.T) {
 			yr, _ := l.Get(ctx, y)
 			if !tt.takesOver {
 				var owned *ledger.OwnedError
-				if !errors.As(err, &owned) || owned.Owner != "X" || owner != "X" || xr.ProviderOrderID != "PO-1" || yr.ProviderOrderID != "" {
+				if !errors.As(err, &owned) || owned.Owner != x.OrderNo || owner != x.OrderNo || xr.ProviderOrderID != "PO-1" || yr.ProviderOrderID != "" {
 					t.Fatalf("Settle Y = %v; owner %q, X %+v, Y %+v; want OwnedError, X keeping PO-1", err, owner, xr, yr)
 				}
 				return
 			}
-			if err != nil || owner != "Y" || yr.ProviderOrderID != "PO-1" || yr.State != ledger.StatePending {
+			if err != nil || owner != y.OrderNo || yr.ProviderOrderID != "PO-1" || yr.State != ledger.StatePending {
 				t.Fatalf("Settle Y = %v; owner %q, Y %+v; want PO-1 Y's", err, owner, yr)
 			}
 			if xr.State != ledger.StateUnknown || xr.ProviderOrderID != "" || xr.Matched || !xr.MayExist || !xr.PaySentAt.IsZero() {
 				t.Errorf("X after the take-over: %+v; want unknown, no id, not matched, may exist, no pay sent", xr)
 			}
-			if !strings.Contains(xr.Reason, "order Y's") {
+			if !strings.Contains(xr.Reason, "order "+y.OrderNo+"'s") {
 				t.Errorf("X's reason %q does not say why", xr.Reason)
 			}
 			if !yr.PaySentAt.Equal(paySent) {
@@ -259,21 +271,27 @@ func TestAnsweredIDTakesOverAMatch(t *testing.T) {
 			// X's run in flight has lost its lease: its settle changes
 			// nothing.
 			if tt.xState == ledger.StatePending {
-				if err := l.Settle(ctx, x, "tx2", ledger.SetPaid("PO-1")); !errors.Is(err, ledger.ErrLeaseLost) {
-					t.Errorf("X's settle after the take-over = %v, want ErrLeaseLost", err)
+				// (With shards the id's owner entry refuses it first.)
+				err := l.Settle(ctx, x, "tx2", ledger.SetPaid("PO-1"))
+				var owned *ledger.OwnedError
+				if !errors.Is(err, ledger.ErrLeaseLost) && !errors.As(err, &owned) {
+					t.Errorf("X's settle after the take-over = %v, want ErrLeaseLost or OwnedError", err)
+				}
+				if xr, _ := l.Get(ctx, x); xr.State != ledger.StateUnknown || xr.ProviderOrderID != "" {
+					t.Errorf("X after its settle was refused: %+v; want unknown, no id", xr)
 				}
 			}
 			after, _ := l.Events(ctx, "", 100)
 			var xUnknown bool
 			for _, ev := range after[len(before):] {
-				if ev.Data.OrderNo == "X" && ev.Type == "order.unknown" {
+				if ev.Data.OrderNo == x.OrderNo && ev.Type == "order.unknown" {
 					xUnknown = true
 				}
 			}
 			if !xUnknown {
 				t.Errorf("no order.unknown event for X among %+v", after[len(before):])
 			}
-			if page, err := l.List(ctx, ledger.ListArgs{Providers: []string{"aliyun"}, State: ledger.StateUnknown}); err != nil || len(page.Records) != 1 || page.Records[0].OrderNo != "X" {
+			if page, err := l.List(ctx, ledger.ListArgs{Providers: []string{"aliyun"}, State: ledger.StateUnknown}); err != nil || len(page.Records) != 1 || page.Records[0].OrderNo != x.OrderNo {
 				t.Errorf("unknown orders = %+v, %v; want X", page, err)
 			}
 		})
