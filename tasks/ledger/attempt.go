@@ -464,8 +464,9 @@ end
 return {'ok'}
 `)
 
-// luaRevoke is a Lua helper: revoke(prefix, provider, owner, id, me, now,
-// events, retention) takes provider order id away from order owner, which
+// luaRevoke is settleScript's helper: revoke(prefix, provider, owner, id,
+// me, now, events, retention) takes provider order id away from order
+// owner, which
 // holds it only by matching the provider's listing (its record has it,
 // matched), for order me, whose own create's answer names it: the answer
 // outweighs the match. The owner loses the id, its lease (a run in flight
@@ -491,64 +492,6 @@ local function revoke(prefix, provider, owner, id, me, now, events, retention)
 end
 `
 
-// revokeScript runs luaRevoke alone, on the owner's shard, for a ledger of
-// several shards (see takeOver). KEYS: the owner's shard's events stream.
-// ARGV: the shard's prefix, provider, owner, id, me, now (ms), retention.
-// Replies the owner's pay mark (empty when none), or false.
-var revokeScript = redis.NewScript(luaRevoke + `
-local took = revoke(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], KEYS[1], ARGV[7])
-if took == nil then return false end
-return took
-`)
-
-// handOverScript makes ARGV[3] the owner of provider order id ARGV[1] if
-// ARGV[2] owns it; it replies the owner.
-var handOverScript = redis.NewScript(`
-local owner = redis.call('HGET', KEYS[1], ARGV[1])
-if owner == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return ARGV[3]
-end
-return owner
-`)
-
-// takeOver is, for a ledger of several shards, what the settle script
-// does in one: the id that ref's own create answered, which owner holds
-// by matching, becomes ref's. The owner entry (in the id's shard) is
-// handed over first, then the owner's record (in its shard) revoked: in
-// between, a run of the owner that settles the id is refused it as
-// another's and looks the order up. It returns the owner's pay mark, and
-// *OwnedError when owner does not hold the id by matching.
-func (l *Ledger) takeOver(ctx context.Context, ref Ref, id, owner string) (string, error) {
-	osh := l.shardOf(Ref{Provider: ref.Provider, OrderNo: owner})
-	m, err := l.rdb.HMGet(ctx, osh.recordKey(Ref{Provider: ref.Provider, OrderNo: owner}), "provider_order_id", "matched").Result()
-	if err != nil {
-		return "", fmt.Errorf("settle order step: read the owner of a provider order id: %w", err)
-	}
-	if h, _ := m[0].(string); h != id {
-		return "", &OwnedError{ProviderOrderID: id, Owner: owner}
-	}
-	if mt, _ := m[1].(string); mt != "1" {
-		return "", &OwnedError{ProviderOrderID: id, Owner: owner}
-	}
-	sh := l.ownerShard(ref.Provider, id)
-	v, _, err := l.run(ctx, handOverScript, true, []string{sh.ownerKey(ref.Provider)}, id, owner, ref.OrderNo)
-	if err != nil {
-		return "", fmt.Errorf("settle order step: hand a provider order id over: %w", err)
-	}
-	if now, _ := v.(string); now != ref.OrderNo {
-		return "", &OwnedError{ProviderOrderID: id, Owner: now}
-	}
-	v, _, err = l.run(ctx, revokeScript, true, []string{osh.events}, osh.prefix, ref.Provider, owner, id, ref.OrderNo, l.now().UnixMilli(), l.opts.EventRetention)
-	if err != nil {
-		// The id is ref's; the owner's record still shows it, and its
-		// next settle of it is refused as another's (looked up then).
-		return "", nil
-	}
-	mark, _ := v.(string)
-	return mark, nil
-}
-
 // Settle applies t to the order at the end of a step, atomically: state,
 // fields, history entry, state index, provider order id ownership, and the
 // lease's release. It returns ErrLeaseLost when token no longer holds the
@@ -567,13 +510,12 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	own := t.providerOrderID
 	reserved := true // durable, when there was a reservation
-	tookMark := ""
 	if own != "" && len(l.shards) > 1 {
+		// An answered id does not take over another order's match here:
+		// the two records may be in different shards, and no one script
+		// can revoke the one and settle the other (see the README,
+		// "Redis Cluster").
 		err := l.reserveOwner(ctx, ref, own)
-		var owned *OwnedError
-		if errors.As(err, &owned) && t.answered {
-			tookMark, err = l.takeOver(ctx, ref, own, owned.Owner)
-		}
 		if errors.Is(err, ErrNotDurable) {
 			// Reserved on the master, not yet on its replicas: the
 			// settle still runs, and reports the same.
@@ -640,10 +582,6 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.clearPaySent {
 		args = append(args, "pay_sent", "")
-	}
-	if tookMark != "" {
-		// The pay the owner sent of this order's (takeOver).
-		args = append(args, "pay_sent", tookMark)
 	}
 	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)

@@ -261,9 +261,11 @@ func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 	if out.Attempt != nil {
 		d.Settle = d.Settle.WithAttempt(out.Attempt)
 	}
-	if step == Submit && out.Result.ProviderOrderID != "" && !out.Result.Matched {
-		// The id is in our own create's answer: it outweighs another
-		// order's match of it (ledger.Transition.WithAnswered).
+	if step == Submit && out.Err == nil && out.Result.ProviderOrderID != "" && !out.Result.Matched {
+		// The id is in our own create's answer, one that succeeded: it
+		// outweighs another order's match of it
+		// (ledger.Transition.WithAnswered). A failed create's answer
+		// naming an id (undocumented) does not.
 		d.Settle = d.Settle.WithAnswered()
 	}
 	return d

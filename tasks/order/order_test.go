@@ -809,9 +809,10 @@ func TestCreateAnswerIDIsAnswered(t *testing.T) {
 			t.Errorf("%v %+v: answered %v, want %v", tt.step, tt.r, d.Settle.Answered(), tt.want)
 		}
 	}
-	// A create that failed, its answer naming an id: the id is its own.
-	out := Outcome{Err: providers.Errorf(providers.Ambiguous, "aliyun order/create", "http 500"), Result: providers.Result{ProviderOrderID: "P1"}}
-	if d := Decide(rec, Submit, out, p, now); !d.Settle.Answered() {
-		t.Errorf("ambiguous create naming P1: not answered")
+	// A create that failed, its answer naming an id (undocumented): not
+	// enough to take the id from another order's match.
+	out := Outcome{Err: providers.Errorf(providers.Ambiguous, "unicloud CreateOrder", "http 500"), Result: providers.Result{ProviderOrderID: "P1"}}
+	if d := Decide(rec, Submit, out, p, now); d.Settle.Answered() {
+		t.Errorf("ambiguous create naming P1: answered")
 	}
 }
