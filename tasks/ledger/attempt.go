@@ -442,6 +442,14 @@ if cur[7] == '1' or ARGV[11] == '1' then
   f[#f + 1] = 'inflight'
   f[#f + 1] = ''
 end
+if cur[7] == '1' then
+  -- This run's create has ended (answered, failed or timed out): the
+  -- provider may have made the order at any time while it was open, so
+  -- the listing lag counts from now, on Redis's clock.
+  local t = redis.call('TIME')
+  f[#f + 1] = 'last_create'
+  f[#f + 1] = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
 for i = 13, #ARGV, 2 do
   f[#f + 1] = ARGV[i]

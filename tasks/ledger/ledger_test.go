@@ -298,6 +298,41 @@ func TestAnsweredIDTakesOverAMatch(t *testing.T) {
 	}
 }
 
+// A provider may make the order at any time while the create request is
+// open (late in a slow request): the listing lag counts from when the
+// create ended, so its settle moves LastCreateAt to then, on Redis's
+// clock. A settle of a step that marked no create leaves it.
+func TestLastCreateIsWhenTheCreateEnded(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Slow"}
+	claim(t, l, ref)
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1"})
+	if err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin = %+v, %v; want the create marked", b.Record, err)
+	}
+	marked := b.Record.LastCreateAt
+	time.Sleep(300 * time.Millisecond) // the create is open
+	if err := l.Settle(ctx, ref, "t1", ledger.SetUnknown("timeout after the request was sent").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := l.Get(ctx, ref)
+	if d := rec.LastCreateAt.Sub(marked); d < 250*time.Millisecond {
+		t.Errorf("last create %v after the mark, want the create's end (about 300ms)", d)
+	}
+	// A lookup's settle (no create marked) leaves it.
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := l.Settle(ctx, ref, "t2", ledger.SetUnknown("looked up").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := l.Get(ctx, ref); !again.LastCreateAt.Equal(rec.LastCreateAt) {
+		t.Errorf("a lookup's settle moved last create from %v to %v", rec.LastCreateAt, again.LastCreateAt)
+	}
+}
+
 func TestKnownSnapshotGatesTheCreate(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
