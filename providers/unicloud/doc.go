@@ -134,8 +134,9 @@
 // empty record, a placeholder) or with another is Unavailable. A found
 // order (by id or by listing) that carries a CancelType of any value, or
 // whose OrderStatus names a cancellation or a failure (cancel, fail,
-// close, invalid, refund, expire, reject, revoke, or the Chinese words for
-// them, in any case), is not paid: Ambiguous, left to a person (neither
+// close, invalid, refund, expire, reject, revoke, void, terminate, abort,
+// delete, reverse, stop, or the Chinese words for them, in any case), is
+// not paid: Ambiguous, left to a person (neither
 // paid nor NotFound, which would create it again). The values of both
 // are not documented. Should
 // OrderDetail deny an id CreateOrder itself returned, that is Unavailable,

@@ -97,9 +97,13 @@ func (d orderInfo) describe(msg string) string {
 // value) of an OrderStatus that says the order did not go through, or no
 // longer stands: its values are not documented, so any status naming a
 // cancellation, a failure, a closing, invalidity, a refund, an expiry, a
-// rejection or a revocation counts, in English or in Chinese.
+// rejection, a revocation, a voiding, a termination, an abort, a
+// deletion, a reversal or a stop counts, in English or in Chinese. The
+// list errs wide: an order it names is left to a person, never taken for
+// paid.
 var closedWords = []string{"cancel", "fail", "close", "invalid", "refund", "expire", "reject", "revoke",
-	"取消", "失败", "关闭", "作废", "无效", "退款", "退订", "过期", "撤销"}
+	"void", "terminat", "abort", "delete", "revers", "stop",
+	"取消", "失败", "关闭", "作废", "无效", "退款", "退订", "过期", "撤", "终止", "删除", "冲正", "停"}
 
 // closed returns why a found order is not taken for paid: it carries a
 // CancelType (any value: its values are not documented, so none is known
@@ -1024,7 +1028,10 @@ const minPrefix = 8
 // no length, character set or promise to echo it unchanged, so a name is
 // another instance's only when it cannot be ours shortened or normalised:
 // both are compared with surrounding space trimmed, inner space collapsed,
-// case folded and full-width ASCII read as ASCII; a listed name that was
+// case folded and full-width ASCII read as ASCII; two names whose letters
+// and digits are the same, in the same order, may be the same name with
+// its punctuation rewritten (ise-fs_prod.01 stored as ise-fs-prod-01, or
+// without it); a listed name that was
 // cut (a trailing replacement character, "…" or "...") is compared without
 // the mark; and one that is a prefix of ours, or ours of it, may be ours
 // when the shorter of the two has at least min(minPrefix, length of ours)
@@ -1032,6 +1039,9 @@ const minPrefix = 8
 func mayBeOurs(listed, ours string) bool {
 	o := normName(ours)
 	if normName(listed) == o {
+		return true
+	}
+	if a := alnum(o); a != "" && alnum(normName(listed)) == a {
 		return true
 	}
 	l := cutName(normName(listed))
@@ -1066,6 +1076,16 @@ func keepNames(names []string, ours string) []string {
 		}
 	}
 	return kept
+}
+
+// alnum is normalised name s with only its letters and digits.
+func alnum(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return -1
+	}, s)
 }
 
 // normName trims and collapses white space, folds case and reads

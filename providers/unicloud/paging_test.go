@@ -657,6 +657,12 @@ func TestMayBeOurs(t *testing.T) {
 	}{
 		{"nas-prod-web", "nas-prod-web", true},
 		{"NAS-PROD-WEB ", "nas-prod-web", true},
+		// Punctuation rewritten or dropped by the provider: the same
+		// letters and digits in the same order may be ours.
+		{"ise-fs-prod-01", "ise-fs_prod.01", true},
+		{"isefsprod01", "ise-fs_prod.01", true},
+		{"ise-fs-prod-02", "ise-fs_prod.01", false},
+		{"---", "___", false},
 		{"nas-prod…", "nas-prod-web", true}, // 8 characters
 		{"nas-pro…", "nas-prod-web", false}, // 7
 		{"nas-prod-web-2", "nas-prod-web", true},
