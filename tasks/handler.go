@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -504,6 +505,19 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	return h.finish(ctx, rec, token, d)
 }
 
+// answered reports whether a read that failed with err had an answer from
+// the provider: Ambiguous (it answered, but not singling the order out),
+// or Unavailable at an HTTP status from 200 to 499 but 408 (an answer the
+// client could not use). A transport failure, a timeout or a 5xx did not.
+func answered(err error) bool {
+	if providers.CodeOf(err) == providers.Ambiguous {
+		return true
+	}
+	var pe *providers.Error
+	return errors.As(err, &pe) && pe.Code == providers.Unavailable &&
+		pe.HTTPStatus >= 200 && pe.HTTPStatus < 500 && pe.HTTPStatus != http.StatusRequestTimeout
+}
+
 // heldBy is the kind of configuration problem a ConfigWait reports: a
 // refusal for the clock or the account (its cause) is ProblemClock or
 // ProblemAccount at any step; any other refusal at the prepare step is
@@ -948,11 +962,16 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	stopKeepalive()
 	if h.opts.Guard != nil {
 		report := out.Err
-		if step != order.Submit && step != order.Pay && providers.CodeOf(out.Err) == providers.Ambiguous {
+		if step != order.Submit && step != order.Pay && answered(out.Err) {
 			// A read is Ambiguous only when the provider answered but the
-			// answer cannot single the order out: the provider is up. An
-			// acting call (a create, a pay) is Ambiguous on a timeout or
-			// an unsure answer too: it counts.
+			// answer cannot single the order out, and Unavailable with a
+			// 2xx to 4xx status when it answered what the client cannot
+			// read as complete (a malformed or unending listing): the
+			// provider is up, and one order's unreadable listing must not
+			// open the breaker for every order (its half-open trials going
+			// to that order's lookups, it would never close). An acting
+			// call (a create, a pay) is Ambiguous on a timeout or an
+			// unsure answer too: it counts.
 			report = nil
 		}
 		h.opts.Guard.Done(rec.Provider, report)

@@ -898,3 +898,50 @@ func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 			x.State, x.ProviderOrderID, y.State, y.ProviderOrderID, sb.Count("dev1"))
 	}
 }
+
+// lookupUnreadable is the in-memory provider whose lookups fail
+// Unavailable, with the given HTTP status (0: no answer at all).
+type lookupUnreadable struct {
+	*memprov.Client
+	status int
+}
+
+func (p lookupUnreadable) Lookup(context.Context, providers.Order) (providers.Result, error) {
+	return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: "mem list", HTTPStatus: p.status, Message: "malformed order list"}
+}
+
+// A read the provider answered but the client could not use (a malformed
+// or unending listing: Unavailable at a 2xx to 4xx status) tells of a
+// provider that is up: it does not count against the breaker, or one
+// order's unreadable listing would open it for every order, and its
+// half-open trials, going to that order's lookups, would keep it open. A
+// read that got no answer, or a 5xx, counts.
+func TestUnreadableListingDoesNotOpenTheBreaker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		status int
+		counts bool
+	}{{200, false}, {404, false}, {0, true}, {503, true}, {408, true}} {
+		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
+			t.Parallel()
+			b := memprov.NewBackend("")
+			b.Faults().Script(fault.FailAfter) // created, the answer lost: a lookup follows
+			_, _, l, set := memSetup(t, nil, lookupUnreadable{memprov.New(b, memprov.Options{}), tt.status})
+			g := &doneLog{}
+			h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: quiet, ListingLag: -1,
+				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+			_, task := claimedMemOrder(t, l, "Unreadable-1")
+			_ = h.ProcessTask(ctx, task) // the create, ambiguous
+			_ = h.ProcessTask(ctx, task) // the lookup, unreadable
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if len(g.errs) != 2 || providers.CodeOf(g.errs[0]) != providers.Ambiguous {
+				t.Fatalf("the breaker was told %v; want the create's ambiguous failure, then the lookup's", g.errs)
+			}
+			if counted := g.errs[1] != nil; counted != tt.counts {
+				t.Errorf("a lookup unavailable at HTTP %d told the breaker %v; counts: %v, want %v", tt.status, g.errs[1], counted, tt.counts)
+			}
+		})
+	}
+}

@@ -63,6 +63,9 @@
 // and throttling (RateLimited, by the provider or by the limiter, which the
 // handler retries after the delay it names) neither count as failures nor reset the count; neither
 // does a call cut short because the worker itself cancelled it (shutdown).
+// The handler reports a read the provider answered but that could not be
+// used (Ambiguous, or Unavailable at an HTTP status from 200 to 499 but
+// 408: a malformed or unending listing) as a success: the provider is up.
 // A success (nil error) resets the count.
 //
 // The breaker counts consecutive failures rather than a failure ratio: one
