@@ -135,6 +135,12 @@ var (
 	ErrAccount = errors.New("the provider refused the account (arrears, quota or permissions): check it in the provider's console")
 )
 
+// ErrNoNews is what a caller reports to a circuit breaker for a call that
+// tells nothing of the provider's health: a read the provider answered in
+// a way that could not be used (see tasks/guard). It counts neither as a
+// failure nor as a success.
+var ErrNoNews = errors.New("the provider answered, but not in a way that tells of its health")
+
 // Held returns an Unauthenticated *Error that holds the order for cause
 // (ErrClock, ErrAccount): e with that code and cause (and e.Err, if any,
 // kept after it).

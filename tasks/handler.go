@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -506,16 +505,19 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 }
 
 // answered reports whether a read that failed with err had an answer from
-// the provider: Ambiguous (it answered, but not singling the order out),
-// or Unavailable at an HTTP status from 200 to 499 but 408 (an answer the
-// client could not use). A transport failure, a timeout or a 5xx did not.
+// the provider that tells nothing of its health: Ambiguous (it answered,
+// but not singling the order out), or Unavailable at a 2xx without an
+// error code of the provider's (an answer the client could not use: a
+// malformed or unending listing). A transport failure, a timeout, a 4xx
+// or 5xx, or an error code at a 2xx (InternalError, 500 in the body) tell
+// of a provider that is failing.
 func answered(err error) bool {
 	if providers.CodeOf(err) == providers.Ambiguous {
 		return true
 	}
 	var pe *providers.Error
-	return errors.As(err, &pe) && pe.Code == providers.Unavailable &&
-		pe.HTTPStatus >= 200 && pe.HTTPStatus < 500 && pe.HTTPStatus != http.StatusRequestTimeout
+	return errors.As(err, &pe) && pe.Code == providers.Unavailable && pe.ProviderCode == "" &&
+		pe.HTTPStatus >= 200 && pe.HTTPStatus < 300
 }
 
 // heldBy is the kind of configuration problem a ConfigWait reports: a
@@ -964,15 +966,16 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		report := out.Err
 		if step != order.Submit && step != order.Pay && answered(out.Err) {
 			// A read is Ambiguous only when the provider answered but the
-			// answer cannot single the order out, and Unavailable with a
-			// 2xx to 4xx status when it answered what the client cannot
-			// read as complete (a malformed or unending listing): the
-			// provider is up, and one order's unreadable listing must not
-			// open the breaker for every order (its half-open trials going
-			// to that order's lookups, it would never close). An acting
-			// call (a create, a pay) is Ambiguous on a timeout or an
-			// unsure answer too: it counts.
-			report = nil
+			// answer cannot single the order out, and Unavailable at a
+			// 2xx without an error code when it answered what the client
+			// cannot read as complete (a malformed or unending listing):
+			// no news of the provider's health, neither a failure (one
+			// order's unreadable listing would open the breaker for every
+			// order, and its half-open trials, going to that order's
+			// lookups, would keep it open) nor a success. An acting call
+			// (a create, a pay) is Ambiguous on a timeout or an unsure
+			// answer too: it counts.
+			report = providers.ErrNoNews
 		}
 		h.opts.Guard.Done(rec.Provider, report)
 	}

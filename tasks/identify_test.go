@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -904,30 +905,33 @@ func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 type lookupUnreadable struct {
 	*memprov.Client
 	status int
+	code   string
 }
 
 func (p lookupUnreadable) Lookup(context.Context, providers.Order) (providers.Result, error) {
-	return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: "mem list", HTTPStatus: p.status, Message: "malformed order list"}
+	return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: "mem list", HTTPStatus: p.status, ProviderCode: p.code, Message: "malformed order list"}
 }
 
 // A read the provider answered but the client could not use (a malformed
-// or unending listing: Unavailable at a 2xx to 4xx status) tells of a
-// provider that is up: it does not count against the breaker, or one
-// order's unreadable listing would open it for every order, and its
-// half-open trials, going to that order's lookups, would keep it open. A
-// read that got no answer, or a 5xx, counts.
+// or unending listing: Unavailable at a 2xx, without an error code) tells
+// nothing of the provider's health: it is reported as no news, neither a
+// failure (one order's unreadable listing would open the breaker for
+// every order, and its half-open trials, going to that order's lookups,
+// would keep it open) nor a success. A read that got no answer, a 4xx or
+// 5xx, or an error code at a 2xx (InternalError) counts.
 func TestUnreadableListingDoesNotOpenTheBreaker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, tt := range []struct {
 		status int
+		code   string
 		counts bool
-	}{{200, false}, {404, false}, {0, true}, {503, true}, {408, true}} {
-		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
+	}{{200, "", false}, {200, "InternalError", true}, {404, "", true}, {0, "", true}, {503, "", true}, {408, "", true}} {
+		t.Run(fmt.Sprint(tt.status, tt.code), func(t *testing.T) {
 			t.Parallel()
 			b := memprov.NewBackend("")
 			b.Faults().Script(fault.FailAfter) // created, the answer lost: a lookup follows
-			_, _, l, set := memSetup(t, nil, lookupUnreadable{memprov.New(b, memprov.Options{}), tt.status})
+			_, _, l, set := memSetup(t, nil, lookupUnreadable{memprov.New(b, memprov.Options{}), tt.status, tt.code})
 			g := &doneLog{}
 			h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: g, Logger: quiet, ListingLag: -1,
 				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
@@ -939,8 +943,8 @@ func TestUnreadableListingDoesNotOpenTheBreaker(t *testing.T) {
 			if len(g.errs) != 2 || providers.CodeOf(g.errs[0]) != providers.Ambiguous {
 				t.Fatalf("the breaker was told %v; want the create's ambiguous failure, then the lookup's", g.errs)
 			}
-			if counted := g.errs[1] != nil; counted != tt.counts {
-				t.Errorf("a lookup unavailable at HTTP %d told the breaker %v; counts: %v, want %v", tt.status, g.errs[1], counted, tt.counts)
+			if counted := providers.CodeOf(g.errs[1]) == providers.Unavailable; counted != tt.counts || (!counted && !errors.Is(g.errs[1], providers.ErrNoNews)) {
+				t.Errorf("a lookup unavailable at HTTP %d %s told the breaker %v; counts: %v, want %v (else no news)", tt.status, tt.code, g.errs[1], counted, tt.counts)
 			}
 		})
 	}

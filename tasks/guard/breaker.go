@@ -51,8 +51,10 @@ func classify(err error) outcome {
 	if err == nil {
 		return success
 	}
-	if errors.Is(err, context.Canceled) {
-		// The worker cancelled the call (shutdown): no news of the provider.
+	if errors.Is(err, context.Canceled) || errors.Is(err, providers.ErrNoNews) {
+		// The worker cancelled the call (shutdown), or the provider
+		// answered a read in a way that could not be used: no news of
+		// the provider.
 		return ignored
 	}
 	switch providers.CodeOf(err) {

@@ -35,6 +35,8 @@ func TestClassify(t *testing.T) {
 		{"rate limited", perr(providers.RateLimited), ignored},
 		{"not found", perr(providers.NotFound), ignored},
 		{"canceled", context.Canceled, ignored},
+		{"no news (a read answered unusably)", providers.ErrNoNews, ignored},
+		{"no news, wrapped", fmt.Errorf("lookup: %w", providers.ErrNoNews), ignored},
 		{"canceled in transport", &providers.Error{Code: providers.Unavailable, Op: "x", Err: context.Canceled}, ignored},
 	} {
 		if got := classify(tc.err); got != tc.want {

@@ -64,8 +64,9 @@
 // handler retries after the delay it names) neither count as failures nor reset the count; neither
 // does a call cut short because the worker itself cancelled it (shutdown).
 // The handler reports a read the provider answered but that could not be
-// used (Ambiguous, or Unavailable at an HTTP status from 200 to 499 but
-// 408: a malformed or unending listing) as a success: the provider is up.
+// used (Ambiguous, or Unavailable at a 2xx without an error code: a
+// malformed or unending listing) as providers.ErrNoNews, which counts
+// neither way either.
 // A success (nil error) resets the count.
 //
 // The breaker counts consecutive failures rather than a failure ratio: one
