@@ -22,7 +22,9 @@ import (
 // (pay_sent, lease_mark '2') unless one was less than ARGV[7] ms ago (on
 // Redis's clock; -1: ever), and it leaves only on that mark.
 // Leases, and when a create left (last_create, against which the listing
-// lag is judged), are on Redis's clock (TIME), the same for every worker
+// lag is judged; moved to when it ended by its settle, or, for a create
+// its run never settled, to when that run's lease ran out by the next
+// Begin), are on Redis's clock (TIME), the same for every worker
 // whatever their own clocks say.
 // Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
 // {'began', fields as read, '1' when a create is marked, '2' when a pay
@@ -67,6 +69,18 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
   return {'began', r, '1', sn}
 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+if (h['inflight'] or '') ~= '' and h['lease_mark'] == '1' then
+  -- A create marked by a run that never settled it (killed, its lease
+  -- lost, its settle failed): it may have been open until that run's
+  -- lease ran out, so the listing lag counts from then at the earliest.
+  local lu = tonumber(h['lease_until'] or '') or 0
+  if lu > (tonumber(h['last_create'] or '') or 0) then
+    local lc = string.format('%.0f', lu)
+    redis.call('HSET', KEYS[1], 'last_create', lc)
+    r[#r + 1] = 'last_create'
+    r[#r + 1] = lc
+  end
+end
 return {'began', r, '0', sn}
 `)
 

@@ -112,9 +112,10 @@ type Record struct {
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
-	// LastCreateAt is when the latest create ended (its step settled), or,
-	// until then, when it was marked in flight, just before it left; on
-	// Redis's clock. A provider may make the order at any time while the
+	// LastCreateAt is when the latest create ended (its step settled; for
+	// one its run never settled, when that run's lease ran out, as the
+	// next Begin found it), or, until then, when it was marked in flight,
+	// just before it left; on Redis's clock. A provider may make the order at any time while the
 	// request is open, so the listing lag counts from its end.
 	LastCreateAt time.Time `json:"last_create_at,omitzero"`
 	PendingSince time.Time `json:"pending_since,omitzero"`

@@ -333,6 +333,32 @@ func TestLastCreateIsWhenTheCreateEnded(t *testing.T) {
 	}
 }
 
+// A create marked by a run that never settled it (killed, its lease lost)
+// may have been open until that run's lease ran out: the next run counts
+// the listing lag from then at the earliest, and sees so in its record.
+func TestAbandonedCreateCountsUntilItsLeaseRanOut(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Killed"}
+	claim(t, l, ref)
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: 300 * time.Millisecond})
+	if err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin = %+v, %v; want the create marked", b.Record, err)
+	}
+	marked := b.Record.LastCreateAt
+	time.Sleep(400 * time.Millisecond) // the run died; its lease ran out
+	b2, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t2"})
+	if err != nil || b2.Status != ledger.Began || b2.Record.Inflight == 0 {
+		t.Fatalf("Begin after the lease ran out = %+v, %v; want the abandoned create seen", b2.Record, err)
+	}
+	if d := b2.Record.LastCreateAt.Sub(marked); d < 250*time.Millisecond || d > 350*time.Millisecond {
+		t.Errorf("last create %v after the mark, want the lease's end (300ms)", d)
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || !rec.LastCreateAt.Equal(b2.Record.LastCreateAt) {
+		t.Errorf("record's last create %v, %v; want %v written", rec.LastCreateAt, err, b2.Record.LastCreateAt)
+	}
+}
+
 func TestKnownSnapshotGatesTheCreate(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)

@@ -577,9 +577,11 @@ func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg strin
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
 }
 
-// lastCreate is when the order's latest create may have left: when it was
-// marked in flight, or its first attempt for a record written before that
-// was kept; for a record recreated after Redis lost it, no earlier than
+// lastCreate is when the order's latest create may last have been acted
+// on (Record.LastCreateAt: when it ended, or, for one its run never
+// settled, when that run's lease ran out; while it is in flight, when it
+// was marked), or its first attempt for a record written before that was
+// kept; for a record recreated after Redis lost it, no earlier than
 // the recreation (its lost create may have left just before). A record
 // never lost was created before any of its creates, so CreatedAt changes
 // nothing there.
