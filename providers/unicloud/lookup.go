@@ -1045,6 +1045,14 @@ func mayBeOurs(listed, ours string) bool {
 		return true
 	}
 	l := cutName(normName(listed))
+	// As they are, then by their letters and digits (punctuation
+	// rewritten, and cut).
+	return prefixed(l, o) || alnum(o) != "" && prefixed(alnum(l), alnum(o))
+}
+
+// prefixed reports whether one of l and o is a prefix of the other, the
+// shorter having at least min(minPrefix, length of o) characters.
+func prefixed(l, o string) bool {
 	if !strings.HasPrefix(o, l) && !strings.HasPrefix(l, o) {
 		return false
 	}

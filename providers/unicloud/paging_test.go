@@ -662,6 +662,9 @@ func TestMayBeOurs(t *testing.T) {
 		{"ise-fs-prod-01", "ise-fs_prod.01", true},
 		{"isefsprod01", "ise-fs_prod.01", true},
 		{"ise-fs-prod-02", "ise-fs_prod.01", false},
+		{"ise-fs-prod-0…", "ise-fs_prod.01", true}, // rewritten and cut
+		{"ise-fs-pro…", "ise-fs_prod.01", true},    // 8 letters and digits
+		{"ise-fs-p…", "ise-fs_prod.01", false},     // 6
 		{"---", "___", false},
 		{"nas-prod…", "nas-prod-web", true}, // 8 characters
 		{"nas-pro…", "nas-prod-web", false}, // 7
