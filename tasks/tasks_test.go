@@ -299,21 +299,26 @@ func TestInvalidOrdersStoreNothing(t *testing.T) {
 	}
 }
 
-// A worker whose credentials the provider refuses must not end orders:
-// the refusal created nothing, so the order waits, unchanged, for a worker
-// with the right credentials, and that one pays it.
-func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
-	t.Parallel()
-	problems := tasks.NewProblems()
-	e := setup(t, &setupOpts{secret: "not-the-secret", handler: &tasks.HandlerOptions{
-		MaxAttempts: 2, ConfigWait: 50 * time.Millisecond, Problems: problems,
-		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
-	}})
-	e.enqueue(t, order("Order-Sig"))
+// heldOptions are a handler's options for the tests of orders held for
+// the configuration: a small failure budget, which a held order must not
+// spend.
+func heldOptions(problems *tasks.Problems) *tasks.HandlerOptions {
+	return &tasks.HandlerOptions{MaxAttempts: 2, ConfigWait: 50 * time.Millisecond, Problems: problems,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}}
+}
+
+// heldThenPaid checks that order no, refused for the configuration (kind)
+// by e's running worker, keeps being tried past its failure budget and
+// waits unchanged, reported as kind (and not as any of absent); then that
+// a worker with the right configuration (a Tencent client on e's sandbox)
+// pays it, once. It returns the record as it waited.
+func heldThenPaid(t *testing.T, e *env, no, kind string, problems *tasks.Problems, absent ...string) *tasks.Record {
+	t.Helper()
+	e.enqueue(t, order(no))
 	deadline := time.Now().Add(10 * time.Second)
 	for e.sandbox.Calls("ServiceCreateOrder") < 4 {
 		if time.Now().After(deadline) {
-			t.Fatal("the worker with the wrong secret did not keep trying")
+			t.Fatalf("the worker held by %s did not keep trying", kind)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -321,24 +326,24 @@ func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 	// shows it): nothing spent, nothing left marked.
 	var rec *tasks.Record
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		rec = e.waitState(t, "Order-Sig", tasks.StateSubmitting)
+		rec = e.waitState(t, no, tasks.StateSubmitting)
 		if rec.Inflight == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if rec.Failures != 0 || rec.Inflight != 0 {
-		t.Errorf("failures = %d, inflight = %d; want 0, 0 (a refused signature spends no budget)", rec.Failures, rec.Inflight)
+		t.Errorf("failures = %d, inflight = %d; want 0, 0 (%s spends no budget)", rec.Failures, rec.Inflight, kind)
 	}
-	if err := problems.Err(); err == nil || !strings.Contains(err.Error(), "credentials_rejected") {
-		t.Errorf("problems = %v, want credentials_rejected reported", err)
+	if err := problems.Err(); err == nil || !strings.Contains(err.Error(), kind) {
+		t.Errorf("problems = %v, want %s reported", err, kind)
 	}
-	for _, a := range rec.History {
-		if strings.Contains(a.Message, "not-the-secret") {
-			t.Errorf("history %+v holds the secret", a)
+	for _, other := range absent {
+		if err := problems.Err(); err != nil && strings.Contains(err.Error(), other) {
+			t.Errorf("problems = %v, want no %s", err, other)
 		}
 	}
-	// The fix: a worker with the right secret takes it.
+	// The fix: a worker configured right takes it.
 	e.srv.Shutdown()
 	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
 	if err != nil {
@@ -346,9 +351,25 @@ func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 	}
 	e.set.Add(good)
 	e.startServer(t)
-	e.waitState(t, "Order-Sig", tasks.StatePaid)
-	if n := e.sandbox.Count("Order-Sig"); n != 1 {
+	e.waitState(t, no, tasks.StatePaid)
+	if n := e.sandbox.Count(no); n != 1 {
 		t.Errorf("sandbox holds %d orders, want 1", n)
+	}
+	return rec
+}
+
+// A worker whose credentials the provider refuses must not end orders:
+// the refusal created nothing, so the order waits, unchanged, for a worker
+// with the right credentials, and that one pays it.
+func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
+	t.Parallel()
+	problems := tasks.NewProblems()
+	e := setup(t, &setupOpts{secret: "not-the-secret", handler: heldOptions(problems)})
+	rec := heldThenPaid(t, e, "Order-Sig", "credentials_rejected", problems)
+	for _, a := range rec.History {
+		if strings.Contains(a.Message, "not-the-secret") {
+			t.Errorf("history %+v holds the secret", a)
+		}
 	}
 }
 
@@ -361,10 +382,7 @@ func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 func TestAWorkersClockOffLeavesTheOrderWaiting(t *testing.T) {
 	t.Parallel()
 	problems := tasks.NewProblems()
-	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{
-		MaxAttempts: 2, ConfigWait: 50 * time.Millisecond, Problems: problems,
-		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
-	}})
+	e := setup(t, &setupOpts{noServer: true, handler: heldOptions(problems)})
 	skewed, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret,
 		Now: func() time.Time { return time.Now().Add(time.Hour) }})
 	if err != nil {
@@ -372,39 +390,7 @@ func TestAWorkersClockOffLeavesTheOrderWaiting(t *testing.T) {
 	}
 	e.set.Add(skewed)
 	e.startServer(t)
-	e.enqueue(t, order("Order-Clock"))
-	deadline := time.Now().Add(10 * time.Second)
-	for e.sandbox.Calls("ServiceCreateOrder") < 4 {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker with the clock off did not keep trying")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	var rec *tasks.Record
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		rec = e.waitState(t, "Order-Clock", tasks.StateSubmitting)
-		if rec.Inflight == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if rec.Failures != 0 || rec.Inflight != 0 {
-		t.Errorf("failures = %d, inflight = %d; want 0, 0 (a refused clock spends no budget)", rec.Failures, rec.Inflight)
-	}
-	if err := problems.Err(); err == nil || !strings.Contains(err.Error(), "clock_rejected") || strings.Contains(err.Error(), "credentials_rejected") {
-		t.Errorf("problems = %v, want clock_rejected reported, and only it", err)
-	}
-	e.srv.Shutdown()
-	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(good)
-	e.startServer(t)
-	e.waitState(t, "Order-Clock", tasks.StatePaid)
-	if n := e.sandbox.Count("Order-Clock"); n != 1 {
-		t.Errorf("sandbox holds %d orders, want 1", n)
-	}
+	heldThenPaid(t, e, "Order-Clock", "clock_rejected", problems, "credentials_rejected")
 }
 
 func TestAmbiguousFailureAfterCreateEndsPaidOnce(t *testing.T) {
