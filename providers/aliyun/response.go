@@ -683,18 +683,19 @@ func GatewayCode(status int, message string, acts bool) providers.Code {
 	if acts {
 		unsure = providers.Ambiguous
 	}
+	if GatewayCause(message) != nil {
+		// Refused before anything happened, for this worker's clock
+		// (every attempt re-signs with a fresh timestamp, so a refusal
+		// that lasts is the clock) or for the account: neither is the
+		// order's, so the order waits for the fix (GatewayCause).
+		return providers.Unauthenticated
+	}
 	// Only the reason before the first comma: "Invalid Signature, Server
 	// StringToSign:…" echoes header names such as X-Ca-Timestamp.
 	head, _, _ := strings.Cut(message, ",")
 	h := strings.ToLower(strings.TrimSpace(head))
 	switch h {
 	case "invalid signature", "invalid appkey", "empty signature":
-		return providers.Unauthenticated
-	case "timestamp expired", "invalid timestamp", "quota exhausted", "user arrears":
-		// Refused before anything happened, for this worker's clock
-		// (every attempt re-signs with a fresh timestamp, so a refusal
-		// that lasts is the clock) or for the account: neither is the
-		// order's, so the order waits for the fix (GatewayCause).
 		return providers.Unauthenticated
 	case "internal error", "failed to call backend service", "service unavailable", "async service":
 		return unsure
@@ -709,8 +710,9 @@ func GatewayCode(status int, message string, acts bool) providers.Code {
 	return statusCode(status, unsure)
 }
 
-// GatewayCause is why a gateway refusal (its X-Ca-Error-Message) that
-// GatewayCode reads as Unauthenticated holds the order: providers.ErrClock
+// GatewayCause is why a gateway refusal (its X-Ca-Error-Message, read
+// before the first comma) that GatewayCode reads as Unauthenticated holds
+// the order: providers.ErrClock
 // for a refused timestamp, providers.ErrAccount for an exhausted quota or
 // arrears, nil for the credentials.
 func GatewayCause(message string) error {
