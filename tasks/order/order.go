@@ -488,13 +488,21 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
+	if code == providers.Ambiguous {
+		// The provider answered, but not so as to single the order out
+		// (a person may have to): its record says so, not only the
+		// failure that made it unknown.
+		reason = msg
+	}
 	t := ledger.SetUnknown(reason).WithMayExist(true)
 	if code == providers.Unauthenticated {
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
 	if pastDeadline(rec, p, now) {
+		// The task ends here: the record says why, for the operator the
+		// OrdersStuckUnknown alert sends to it.
 		r := "outcome unknown at the deadline; left for an operator (last lookup: " + msg + ")"
-		return Decision{Settle: t, Then: Then{Next: Stop, Reason: r, Code: code}}
+		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
 }

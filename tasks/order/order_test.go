@@ -816,3 +816,26 @@ func TestCreateAnswerIDIsAnswered(t *testing.T) {
 		t.Errorf("ambiguous create naming P1: answered")
 	}
 }
+
+// An order left unknown says why in its record: a lookup the provider
+// answered without singling the order out replaces the failure that made
+// it unknown, and at the deadline, where its task ends, the record says
+// that it is left for an operator. Other failed lookups keep the reason.
+func TestUnknownOrdersRecordWhyTheyWait(t *testing.T) {
+	listing := providers.Errorf(providers.Ambiguous, "lookup", "two orders new since the snapshot match; left to a person")
+	d := Decide(unknown(), Lookup, Outcome{Err: listing}, policy(), t0.Add(time.Minute))
+	if d.Settle.To() != ledger.StateUnknown || !strings.Contains(d.Settle.Reason(), "left to a person") || d.Then.Next != Wait {
+		t.Errorf("ambiguous lookup: %q reason %q, %v; want unknown, the lookup's answer as reason, a wait", d.Settle.To(), d.Settle.Reason(), d.Then.Next)
+	}
+	d = Decide(unknown(), Lookup, Outcome{Err: errs[providers.Unavailable]}, policy(), t0.Add(time.Minute))
+	if d.Settle.Reason() != "timeout" {
+		t.Errorf("unavailable lookup: reason %q, want the record's own (timeout)", d.Settle.Reason())
+	}
+	late := t0.Add(policy().Deadline + time.Minute)
+	for _, err := range []error{listing, errs[providers.Unavailable]} {
+		d = Decide(unknown(), Lookup, Outcome{Err: err}, policy(), late)
+		if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Stop || !strings.HasPrefix(d.Settle.Reason(), "outcome unknown at the deadline; left for an operator") {
+			t.Errorf("lookup %v past the deadline: %q reason %q, %v; want unknown, left for an operator, stopped", providers.CodeOf(err), d.Settle.To(), d.Settle.Reason(), d.Then.Next)
+		}
+	}
+}
