@@ -92,13 +92,11 @@ type Handler struct {
 }
 
 // LimitCalls bounds the provider calls h makes at once to n (n <= 0: no
-// bound). A step takes a slot after its Begin, right before its call
-// (its lease kept alive while it waits), and gives it back as soon as the
-// call returns, so an order's bookkeeping around the call (asynq taking
-// the task and marking it done, the ledger's Begin and Settle) does not
-// hold one: with more orders running than slots, the slots stay busy with
-// calls. A create or a pay that waited for a slot longer than a third of
-// the lease's TTL since its Begin is not sent (see call). NewServer sets it to the worker's concurrency; call it before the
+// bound). A step takes a slot before its Begin and gives it back as soon
+// as its call returns, so an order's bookkeeping around the call (asynq
+// taking the task and marking it done, the ledger's Settle) does not hold
+// one: with more orders running than slots, the slots stay busy with
+// calls. NewServer sets it to the worker's concurrency; call it before the
 // handler runs. Only the first call with n > 0 counts: a second server on
 // the same handler shares the first one's slots.
 func (h *Handler) LimitCalls(n int) {
@@ -282,8 +280,13 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 	tk.claimed, tk.at, tk.claim = claimedMark(t)
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
-		// The breaker is asked right before the step; the step's call
-		// waits for a call slot after its Begin (see call).
+		if err := slot.take(ctx); err != nil {
+			// Nothing was written: the order goes back as it was.
+			return wait(time.Second, fmt.Errorf("order %s: waiting for a call slot: %w", ref, err))
+		}
+		// The breaker is asked once the slot is ours, right before the
+		// step: a wait for a slot is never a call the breaker let through
+		// earlier.
 		if err := h.admit(ctx, ref); err != nil {
 			return err
 		}
@@ -477,13 +480,21 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
 	}
-	out, err := h.call(ctx, prov, rec, plan.Step, o, token, slot, began)
-	if err != nil {
-		// Nothing was sent: the mark goes (the step ends as if Begin
-		// had not marked it), and the order waits.
+	if (plan.Step == order.Submit || plan.Step == order.Pay) && time.Since(began) > h.opts.LeaseTTL/3 {
+		// The process stalled (a long pause, a frozen VM) between Begin
+		// and here: the lease may have run out, and another run may be
+		// deciding about this order (and, a listing lag after this
+		// step's pay mark, paying it). A create or a pay never leaves on
+		// a lease this old; nothing was sent, so the mark goes (the step
+		// ends as if Begin had not marked it).
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
-		return order.Then{}, err
+		what := "create"
+		if plan.Step == order.Pay {
+			what = "pay"
+		}
+		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, time.Since(began).Round(time.Millisecond), what))
 	}
+	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
 	if d.Then.Next == order.ConfigWait {
 		// The step held and the refusal: its problem's kind (heldBy).
@@ -926,40 +937,9 @@ func errText(err error) string {
 
 // call makes one provider call for step under the order's lease, reports
 // it to the guard and the metrics, and returns its outcome with the
-// history entry. It waits for a call slot first (the lease kept alive
-// meanwhile) and gives it back as soon as the provider answers. An error
-// (the task's result) means that no call was made: the task ended, the
-// lease was lost, or, for a create or a pay, too long passed since began,
-// its Begin.
-func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot, began time.Time) (order.Outcome, error) {
-	ref := rec.Ref()
-	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, ref, token, h.opts.LeaseTTL)
-	acting := step == order.Submit || step == order.Pay
-	tctx, cancelTake := cctx, context.CancelFunc(func() {})
-	if acting {
-		tctx, cancelTake = context.WithDeadline(cctx, began.Add(h.opts.LeaseTTL/3))
-	}
-	err := slot.take(tctx)
-	cancelTake()
-	if err != nil || acting && time.Since(began) > h.opts.LeaseTTL/3 {
-		slot.release()
-		ended := err != nil && (!acting || cctx.Err() != nil) // the task's end, or a lost lease
-		cause := context.Cause(cctx)
-		stopKeepalive()
-		if ended {
-			return order.Outcome{}, wait(time.Second, fmt.Errorf("order %s: waiting for a call slot: %w", ref, cause))
-		}
-		// The process stalled (a long pause, a frozen VM) between Begin
-		// and here, or waited that long for a slot: the lease may have
-		// run out, and another run may be deciding about this order
-		// (and, a listing lag after this step's pay mark, paying it). A
-		// create or a pay never leaves on a lease this old.
-		what := "create"
-		if step == order.Pay {
-			what = "pay"
-		}
-		return order.Outcome{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, time.Since(began).Round(time.Millisecond), what))
-	}
+// history entry. It gives slot back as soon as the provider answers.
+func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot) order.Outcome {
+	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, rec.Ref(), token, h.opts.LeaseTTL)
 	start := time.Now()
 	var out order.Outcome
 	switch step {
@@ -1014,7 +994,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		}
 	}
 	out.Attempt = a
-	return out, nil
+	return out
 }
 
 // admit asks the guard whether the provider's next operation may start

@@ -236,61 +236,6 @@ func TestConcurrencyBoundsProviderCalls(t *testing.T) {
 	}
 }
 
-// A step waits for a call slot after its Begin, its lease kept alive, and
-// a create never leaves on a Begin older than a third of the lease's TTL:
-// an order that waited that long for a slot (every slot held by slow
-// calls) sends nothing, gives its mark back and is created once, later.
-func TestSlotWaitSendsNoStaleCreate(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	b := memprov.NewBackend("")
-	prov := &slowProv{Client: memprov.New(b, memprov.Options{}), delay: 400 * time.Millisecond}
-	_, _, l, set := memSetup(t, nil, prov)
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{LeaseTTL: 300 * time.Millisecond, Logger: quiet,
-		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
-	h.LimitCalls(1)
-	refA, taskA := claimedMemOrder(t, l, "Slot-A")
-	refB, taskB := claimedMemOrder(t, l, "Slot-B")
-
-	errA := make(chan error, 1)
-	go func() { errA <- h.ProcessTask(ctx, taskA) }()
-	for start := time.Now(); ; time.Sleep(time.Millisecond) { // A's create holds the slot
-		prov.mu.Lock()
-		n := prov.inFlight
-		prov.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("order A's create never started")
-		}
-	}
-	if err := h.ProcessTask(ctx, taskB); err == nil || !strings.Contains(err.Error(), "sending the create; not sent") {
-		t.Fatalf("an order that waited for a slot longer than a third of its lease: %v, want a wait saying the create was not sent", err)
-	}
-	if rec, _ := l.Get(ctx, refB); rec.State != ledger.StateQueued || rec.Inflight != 0 || rec.Attempts != 0 {
-		t.Fatalf("B after its slot wait: state %s, inflight %d, attempts %d; want queued, nothing in flight, no attempt",
-			rec.State, rec.Inflight, rec.Attempts)
-	}
-	if err := <-errA; err != nil {
-		t.Fatal(err)
-	}
-	if err := h.ProcessTask(ctx, taskB); err != nil {
-		t.Fatal(err)
-	}
-	for _, ref := range []ledger.Ref{refA, refB} {
-		if rec, _ := l.Get(ctx, ref); rec.State != ledger.StatePaid {
-			t.Errorf("%s: state %s, want paid", ref.OrderNo, rec.State)
-		}
-	}
-	prov.mu.Lock()
-	peak := prov.peak
-	prov.mu.Unlock()
-	if got := b.Calls("create"); got != 2 || peak != 1 {
-		t.Errorf("%d creates for two orders, at most %d at once; want 2, one at a time", got, peak)
-	}
-}
-
 // stallHook holds every pipeline's answer back while stalled is set: a
 // worker process that stalls (a long pause, a frozen VM) right after a
 // round trip.
