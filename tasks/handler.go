@@ -960,7 +960,6 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	}
 	took := time.Since(start)
 	slot.called() // reported below, with the call's outcome
-	slot.release()
 	stopKeepalive()
 	if h.opts.Guard != nil {
 		report := out.Err
@@ -979,6 +978,9 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		}
 		h.opts.Guard.Done(rec.Provider, report)
 	}
+	// The slot goes back once the guard knows the outcome: a step that
+	// takes it next is admitted by a breaker that counted this call.
+	slot.release()
 	name := step.String()
 	h.metrics.request(rec.Provider, name, out.Err, took)
 	r := out.Result

@@ -236,6 +236,80 @@ func TestConcurrencyBoundsProviderCalls(t *testing.T) {
 	}
 }
 
+// gateProv fails the create of one order number, after telling started
+// and waiting d: a provider call in flight that ends in a failure.
+type gateProv struct {
+	*memprov.Client
+	orderNo string
+	started chan struct{}
+	d       time.Duration
+}
+
+func (p *gateProv) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	if o.OrderNo == p.orderNo {
+		close(p.started)
+		time.Sleep(p.d)
+		return providers.Result{}, providers.Errorf(providers.Unavailable, "create", "503 service unavailable")
+	}
+	return p.Client.Submit(ctx, o)
+}
+
+// slowReportGuard is a breaker that opens on the first failure reported,
+// taking d to take it in.
+type slowReportGuard struct {
+	mu   sync.Mutex
+	open bool
+	d    time.Duration
+}
+
+func (g *slowReportGuard) Wait(ctx context.Context, provider string) (time.Duration, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open {
+		return time.Second, nil
+	}
+	return 0, nil
+}
+
+func (g *slowReportGuard) Done(provider string, err error) {
+	time.Sleep(g.d)
+	if err != nil && !errors.Is(err, providers.ErrNoNews) {
+		g.mu.Lock()
+		g.open = true
+		g.mu.Unlock()
+	}
+}
+
+// A call's slot goes back only once the breaker knows how the call went:
+// the step that waited for that slot is admitted, or held back, by a
+// breaker that counted it. Here the failure opens the breaker, so the
+// waiting order sends nothing.
+func TestSlotGoesBackAfterTheBreakerCountedTheCall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := memprov.NewBackend("")
+	prov := &gateProv{Client: memprov.New(b, memprov.Options{}), orderNo: "Gate-A", started: make(chan struct{}), d: 100 * time.Millisecond}
+	_, _, l, set := memSetup(t, nil, prov)
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Guard: &slowReportGuard{d: 100 * time.Millisecond}, Logger: quiet,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	h.LimitCalls(1)
+	_, taskA := claimedMemOrder(t, l, "Gate-A")
+	refB, taskB := claimedMemOrder(t, l, "Gate-B")
+
+	go func() { _ = h.ProcessTask(ctx, taskA) }()
+	<-prov.started // A's create holds the only slot
+	err := h.ProcessTask(ctx, taskB)
+	if err == nil || !strings.Contains(err.Error(), "circuit breaker") {
+		t.Fatalf("the order waiting for the slot of a call that opened the breaker: %v, want held back by the breaker", err)
+	}
+	if n := b.Calls("create"); n != 0 {
+		t.Errorf("%d creates sent after the breaker opened", n)
+	}
+	if rec, _ := l.Get(ctx, refB); rec.State != ledger.StateQueued || rec.Inflight != 0 {
+		t.Errorf("B: state %s, inflight %d; want queued, nothing in flight", rec.State, rec.Inflight)
+	}
+}
+
 // stallHook holds every pipeline's answer back while stalled is set: a
 // worker process that stalls (a long pause, a frozen VM) right after a
 // round trip.
