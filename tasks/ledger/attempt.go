@@ -187,6 +187,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		}
 		if m, _ := res[2].(string); m == "2" {
 			rec.PayMarked = true
+			rec.PaySentBefore = rec.PaySentAt
 			rec.PaySentAt = rec.ReadAt // the mark this Begin wrote
 			if !durable {
 				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
@@ -238,6 +239,7 @@ type Transition struct {
 	afresh          bool // forget the snapshot and the first attempt's time
 	mayExist        *bool
 	clearPaySent    bool
+	paySentBefore   time.Time // with clearPaySent: the earlier pay's mark to put back
 	firstAttempt    time.Time // with afresh: the first attempt's time to record instead of none
 }
 
@@ -340,8 +342,9 @@ func Release() Transition { return Transition{} }
 // mark another run left stays.
 func Unmark(rec *Record) Transition {
 	if rec.PayMarked {
-		// The pay this step's Begin marked was not sent.
-		return Transition{clearPaySent: true}
+		// The pay this step's Begin marked was not sent: the mark goes
+		// back to an earlier pay's, if one was sent.
+		return Transition{clearPaySent: true, paySentBefore: rec.PaySentBefore}
 	}
 	if !rec.InflightMarked || rec.MarkedFrom == "" {
 		return Release()
@@ -404,9 +407,16 @@ func (t Transition) WithAnswered() Transition { t.answered = true; return t }
 // answer to the order's own create (WithAnswered).
 func (t Transition) Answered() bool { return t.answered }
 
-// ClearPaySent forgets that a pay was sent (see BeginArgs.Pay): it was
-// refused before the provider acted, so a later check may pay again.
-func (t Transition) ClearPaySent() Transition { t.clearPaySent = true; return t }
+// ClearPaySent forgets that this step's pay was sent (see BeginArgs.Pay):
+// it was refused before the provider acted, so a later check may pay
+// again. The mark goes back to before, an earlier pay's (Record.
+// PaySentBefore; zero: none): forgetting a pay that did leave would let
+// an order the worker paid pass for one someone else paid, and a second
+// pay skip the listing lag after it.
+func (t Transition) ClearPaySent(before time.Time) Transition {
+	t.clearPaySent, t.paySentBefore = true, before
+	return t
+}
 
 // ClearsPaySent reports whether the transition forgets a pay sent.
 func (t Transition) ClearsPaySent() bool { return t.clearPaySent }
@@ -603,7 +613,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "redriven", now.UnixMilli())
 	}
 	if t.clearPaySent {
-		args = append(args, "pay_sent", "")
+		args = append(args, "pay_sent", ms(t.paySentBefore))
 	}
 	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)

@@ -76,10 +76,14 @@ type Record struct {
 	// Inflight is the number of the create attempt that may be on its way
 	// to the provider (0: none). It is written before the request leaves,
 	// so an attempt cut off by a crash is looked up, never resubmitted.
-	Inflight       int   `json:"inflight,omitempty"`
-	InflightMarked bool  `json:"-"` // this Begin wrote the mark
-	PayMarked      bool  `json:"-"` // this Begin marked a pay sent (BeginArgs.Pay)
-	MarkedFrom     State `json:"-"` // the state before the mark, when marked
+	Inflight       int  `json:"inflight,omitempty"`
+	InflightMarked bool `json:"-"` // this Begin wrote the mark
+	PayMarked      bool `json:"-"` // this Begin marked a pay sent (BeginArgs.Pay)
+	// PaySentBefore is, with PayMarked, the mark of an earlier pay that
+	// this Begin's mark replaced (zero: none): what the mark goes back to when
+	// this step's pay is not sent (Unmark, Transition.ClearPaySent).
+	PaySentBefore time.Time `json:"-"`
+	MarkedFrom    State     `json:"-"` // the state before the mark, when marked
 	// ReadAt is Redis's clock when Begin read the record (zero for a
 	// record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.

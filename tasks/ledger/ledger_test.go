@@ -1303,7 +1303,8 @@ func TestAfreshForgetsTheSnapshot(t *testing.T) {
 
 // A pay step's Begin marks the pay sent once: the same Begin asked again
 // (its reply lost) still reports its mark, a later step finds the mark and
-// marks nothing, and Unmark (a pay that did not leave) forgets it.
+// marks nothing, and Unmark or ClearPaySent (a pay that did not leave)
+// puts back the mark of an earlier pay that did, or forgets it.
 func TestBeginMarksAPayOnce(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
@@ -1353,18 +1354,54 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	if err != nil || !b.Record.PayMarked || !b.Record.PaySentAt.After(first) {
 		t.Fatalf("a pay step past PayAgainAfter: %+v, %v; want the pay marked anew", b.Record, err)
 	}
-	if err := l.Settle(ctx, ref, "t3c", ledger.Keep("").ClearPaySent()); err != nil {
+	if !b.Record.PaySentBefore.Equal(first) {
+		t.Fatalf("a pay marked anew: the mark it replaced %v, want the earlier pay's %v", b.Record.PaySentBefore, first)
+	}
+	// That pay refused before the provider acted: the mark goes back to
+	// the earlier pay's, which did leave.
+	if err := l.Settle(ctx, ref, "t3c", ledger.Keep("").ClearPaySent(b.Record.PaySentBefore)); err != nil {
 		t.Fatal(err)
 	}
-	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t4", Pay: true})
+	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.Equal(first) {
+		t.Fatalf("after a refused pay: pay sent %v, want the earlier pay's %v", rec.PaySentAt, first)
+	}
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3d", Pay: true, PayAgainAfter: time.Millisecond})
 	if err != nil || !b.Record.PayMarked {
-		t.Fatalf("a pay step after the mark was forgotten: %+v, %v; want the pay marked", b.Record, err)
+		t.Fatalf("a pay step past PayAgainAfter: %+v, %v; want the pay marked anew", b.Record, err)
 	}
-	if err := l.Settle(ctx, ref, "t4", ledger.Unmark(b.Record)); err != nil {
+	if err := l.Settle(ctx, ref, "t3d", ledger.Unmark(b.Record)); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.IsZero() || rec.State != ledger.StatePending {
-		t.Errorf("after Unmark: pay sent %v, state %s; want no mark, pending", rec.PaySentAt, rec.State)
+	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.Equal(first) || rec.State != ledger.StatePending {
+		t.Errorf("after Unmark of a second pay: pay sent %v, state %s; want the earlier pay's %v, pending", rec.PaySentAt, rec.State, first)
+	}
+
+	// An order never paid before: the mark of a pay not sent is forgotten.
+	ref2 := ledger.Ref{Provider: "tencent", OrderNo: "PAY2"}
+	if _, err := l.Claim(ctx, ref2, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref2, ledger.BeginArgs{Token: "u0"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref2, "u0", ledger.SetPending("P2", time.Now(), time.Now().Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	for i, unmark := range []func(*ledger.Record) ledger.Transition{
+		ledger.Unmark,
+		func(r *ledger.Record) ledger.Transition { return ledger.Keep("").ClearPaySent(r.PaySentBefore) },
+	} {
+		tok := fmt.Sprintf("u%d", i+1)
+		b, err = l.Begin(ctx, ref2, ledger.BeginArgs{Token: tok, Pay: true})
+		if err != nil || !b.Record.PayMarked || !b.Record.PaySentBefore.IsZero() {
+			t.Fatalf("first pay step of PAY2: %+v, %v; want the pay marked, no earlier one", b.Record, err)
+		}
+		if err := l.Settle(ctx, ref2, tok, unmark(b.Record)); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := l.Get(ctx, ref2); !rec.PaySentAt.IsZero() || rec.State != ledger.StatePending {
+			t.Errorf("after giving back the only pay's mark (%d): pay sent %v, state %s; want no mark, pending", i, rec.PaySentAt, rec.State)
+		}
 	}
 }
 

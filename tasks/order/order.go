@@ -516,7 +516,7 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	if step == Pay && refusedBeforeActing(code) {
 		// The pay was refused before the provider acted: a later check
 		// may pay.
-		keep = keep.ClearPaySent()
+		keep = keep.ClearPaySent(rec.PaySentBefore)
 	}
 	if code == providers.Unauthenticated {
 		return Decision{Settle: keep, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
@@ -540,9 +540,13 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow {
 		// A pay marked sent and not refused before the provider acted may
 		// have gone through.
-		if paySent := !rec.PaySentAt.IsZero() && !keep.ClearsPaySent(); paySent {
+		paySent := rec.PaySentAt
+		if keep.ClearsPaySent() {
+			paySent = rec.PaySentBefore // this step's pay did not leave
+		}
+		if !paySent.IsZero() {
 			msg = fmt.Sprintf("pending past the pending window of %s; a pay marked sent at %s may have gone through, so the order is checked until a check tells (last %s failed: %s)",
-				p.PendingWindow, rec.PaySentAt.UTC().Format(time.RFC3339), step, msg)
+				p.PendingWindow, paySent.UTC().Format(time.RFC3339), step, msg)
 		} else {
 			msg = fmt.Sprintf("pending past the pending window of %s; errored only on a check that finds it unpaid, so it is checked until one tells (last %s failed: %s)",
 				p.PendingWindow, step, msg)
