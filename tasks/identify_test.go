@@ -296,7 +296,9 @@ func TestSlotGoesBackAfterTheBreakerCountedTheCall(t *testing.T) {
 	_, taskA := claimedMemOrder(t, l, "Gate-A")
 	refB, taskB := claimedMemOrder(t, l, "Gate-B")
 
-	go func() { _ = h.ProcessTask(ctx, taskA) }()
+	doneA := make(chan struct{})
+	go func() { defer close(doneA); _ = h.ProcessTask(ctx, taskA) }()
+	defer func() { <-doneA }()
 	<-prov.started // A's create holds the only slot
 	err := h.ProcessTask(ctx, taskB)
 	if err == nil || !strings.Contains(err.Error(), "circuit breaker") {

@@ -28,7 +28,9 @@ import (
 // whatever their own clocks say.
 // Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
 // {'began', fields as read, '1' when a create is marked, '2' when a pay
-// is, Redis's time (ms)}.
+// is, Redis's time (ms)}, with 'again' after them for this Begin again
+// (its fields then as its first run left them). A pay's mark keeps the
+// one it replaced in pay_before, for this Begin again to report.
 var beginScript = redis.NewScript(`
 local t = redis.call('TIME')
 local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -44,7 +46,7 @@ if h['lease'] == ARGV[1] then
   -- This Begin again (its reply was lost): a write (of the same value),
   -- so that the WAIT after it covers what the first one wrote.
   redis.call('HSET', KEYS[1], 'lease_until', h['lease_until'] or leaseUntil)
-  return {'began', r, h['lease_mark'] or '0', sn}
+  return {'began', r, h['lease_mark'] or '0', sn, 'again'}
 end
 if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
   return {'busy', h['lease_until']}
@@ -52,7 +54,8 @@ end
 local paid = tonumber(h['pay_sent'] or '')
 local again = tonumber(ARGV[7] or '-1') or -1
 if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again)) then
-  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn)
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
+    'pay_before', h['pay_sent'] or '')
   return {'began', r, '2', sn}
 end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
@@ -187,8 +190,14 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		}
 		if m, _ := res[2].(string); m == "2" {
 			rec.PayMarked = true
-			rec.PaySentBefore = rec.PaySentAt
-			rec.PaySentAt = rec.ReadAt // the mark this Begin wrote
+			if len(res) > 4 {
+				// This Begin again: the record shows its own mark,
+				// and the one it replaced as pay_before.
+				rec.PaySentBefore = rec.payBefore
+			} else {
+				rec.PaySentBefore = rec.PaySentAt
+				rec.PaySentAt = rec.ReadAt // the mark this Begin wrote
+			}
 			if !durable {
 				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
 			}

@@ -83,6 +83,7 @@ type Record struct {
 	// this Begin's mark replaced (zero: none): what the mark goes back to when
 	// this step's pay is not sent (Unmark, Transition.ClearPaySent).
 	PaySentBefore time.Time `json:"-"`
+	payBefore     time.Time // pay_before: the mark the last pay's mark replaced
 	MarkedFrom    State     `json:"-"` // the state before the mark, when marked
 	// ReadAt is Redis's clock when Begin read the record (zero for a
 	// record read otherwise): the listing lag is judged on it, as
@@ -388,6 +389,8 @@ func (r *Record) set(k, v string) {
 		r.OutcomeAt = msTime(v)
 	case "pay_sent":
 		r.PaySentAt = msTime(v)
+	case "pay_before":
+		r.payBefore = msTime(v)
 	case "known_at":
 		r.KnownAt = msTime(v)
 	case "known":

@@ -1369,6 +1369,13 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	if err != nil || !b.Record.PayMarked {
 		t.Fatalf("a pay step past PayAgainAfter: %+v, %v; want the pay marked anew", b.Record, err)
 	}
+	// The same Begin again (its reply lost) reports the same marks: its
+	// own, and the earlier pay's it replaced.
+	mark := b.Record.PaySentAt
+	if b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3d", Pay: true, PayAgainAfter: time.Millisecond}); err != nil ||
+		!b.Record.PayMarked || !b.Record.PaySentAt.Equal(mark) || !b.Record.PaySentBefore.Equal(first) {
+		t.Fatalf("the same Begin again: %+v, %v; want its mark %v and the earlier pay's %v", b.Record, err, mark, first)
+	}
 	if err := l.Settle(ctx, ref, "t3d", ledger.Unmark(b.Record)); err != nil {
 		t.Fatal(err)
 	}
@@ -1395,6 +1402,9 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 		b, err = l.Begin(ctx, ref2, ledger.BeginArgs{Token: tok, Pay: true})
 		if err != nil || !b.Record.PayMarked || !b.Record.PaySentBefore.IsZero() {
 			t.Fatalf("first pay step of PAY2: %+v, %v; want the pay marked, no earlier one", b.Record, err)
+		}
+		if b, err = l.Begin(ctx, ref2, ledger.BeginArgs{Token: tok, Pay: true}); err != nil || !b.Record.PayMarked || !b.Record.PaySentBefore.IsZero() {
+			t.Fatalf("the same Begin again: %+v, %v; want its mark, no earlier one", b.Record, err)
 		}
 		if err := l.Settle(ctx, ref2, tok, unmark(b.Record)); err != nil {
 			t.Fatal(err)

@@ -488,12 +488,6 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
-	if code == providers.Ambiguous {
-		// The provider answered, but not so as to single the order out
-		// (a person may have to): its record says so, not only the
-		// failure that made it unknown.
-		reason = msg
-	}
 	t := ledger.SetUnknown(reason).WithMayExist(true)
 	if code == providers.Unauthenticated {
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
