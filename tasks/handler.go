@@ -940,6 +940,9 @@ func errText(err error) string {
 // history entry. It gives slot back as soon as the provider answers.
 func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot) order.Outcome {
 	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, rec.Ref(), token, h.opts.LeaseTTL)
+	// Also on a provider client's panic (asynq recovers it): a keepalive
+	// left running would hold the order's lease until the process ends.
+	defer stopKeepalive()
 	start := time.Now()
 	var out order.Outcome
 	switch step {

@@ -312,6 +312,41 @@ func TestSlotGoesBackAfterTheBreakerCountedTheCall(t *testing.T) {
 	}
 }
 
+// panicProv's creates panic, as a provider client with a bug might.
+type panicProv struct{ *memprov.Client }
+
+func (p *panicProv) Submit(context.Context, providers.Order) (providers.Result, error) {
+	panic("a provider client's bug")
+}
+
+// A provider client that panics mid-call (asynq recovers the panic) leaves
+// no keepalive running: the order's lease runs out at its TTL, and the
+// next run takes the order on and looks it up (the create was marked in
+// flight), instead of finding it busy until the process ends.
+func TestPanickingCallLetsTheLeaseRunOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, _, l, set := memSetup(t, nil, &panicProv{Client: memprov.New(memprov.NewBackend(""), memprov.Options{})})
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{LeaseTTL: 300 * time.Millisecond, Logger: quiet})
+	ref, task := claimedMemOrder(t, l, "Panic-1")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the provider's panic did not reach the caller")
+			}
+		}()
+		_ = h.ProcessTask(ctx, task)
+	}()
+	time.Sleep(time.Second) // three TTLs: a keepalive would have extended the lease meanwhile
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "next-run", LeaseTTL: time.Second})
+	if err != nil || b.Status != ledger.Began {
+		t.Fatalf("a run after the panicked one: %+v, %v; want the lease run out and the order begun", b, err)
+	}
+	if b.Record.Inflight == 0 {
+		t.Errorf("after a panic mid-create: %+v; want the create still marked in flight (to be looked up)", b.Record)
+	}
+}
+
 // stallHook holds every pipeline's answer back while stalled is set: a
 // worker process that stalls (a long pause, a frozen VM) right after a
 // round trip.
