@@ -591,9 +591,11 @@ func (d *Dispatcher) lease(ctx context.Context, ep *endpoint, now time.Time, lim
 // later, or given up on (with its order's later events) once older than
 // MaxAge.
 func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *slog.Logger) {
-	// Redis writes after the attempt outlive a shutdown that began
-	// during it.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// Redis writes outlive a shutdown that began during the attempt, and
+	// each gets its own time: one counted from before the request would
+	// run out while a slow endpoint answers (up to Timeout), and its
+	// delivery, or its retry's backoff, would never be recorded.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisWriteTimeout)
 	defer cancel()
 	if j.fields == "" {
 		// Admitted without its fields: nothing can be sent.
@@ -627,6 +629,9 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 	}
 	result, reason := d.post(ctx, ep, ev)
 	d.deliveries.WithLabelValues(ep.label, result).Inc()
+	cancel()
+	rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), redisWriteTimeout)
+	defer cancel()
 	now := d.now()
 	if result == "ok" {
 		if err := doneScript.Run(rctx, d.rdb, []string{ep.k.due, ep.k.ev, ep.k.st, ep.k.backlog, ep.k.failed}, ep.k.base, j.id, now.UnixMilli()).Err(); err != nil {
@@ -665,6 +670,9 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 	}
 	log.Debug("webhooks: delivery failed", "event_id", j.id, "attempts", st.Attempts, "error", reason, "next", next)
 }
+
+// redisWriteTimeout bounds each of a delivery's Redis writes.
+const redisWriteTimeout = 5 * time.Second
 
 // backoff is the wait before retry n (1 for the first): RetryBase doubled
 // n-1 times, capped at RetryMax, with jitter: between half and all of it.

@@ -300,6 +300,7 @@ type receiver struct {
 	log    []delivery
 	fail   func(id string, nth int) bool
 	hold   chan struct{} // when set, requests wait for it to close
+	delay  time.Duration // when set, each answer waits this long
 }
 
 func newReceiver(t *testing.T, s *Signer, fail func(id string, nth int) bool) *receiver {
@@ -316,6 +317,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 	if hold != nil {
 		<-hold
+	}
+	if r.delay > 0 {
+		select {
+		case <-time.After(r.delay):
+		case <-req.Context().Done():
+		}
 	}
 	var ev ledger.Event
 	_ = json.Unmarshal(body, &ev)
@@ -706,6 +713,56 @@ func TestSlowEndpointDoesNotHoldOthers(t *testing.T) {
 	slow.hold = nil
 	slow.mu.Unlock()
 	e.waitFor(15*time.Second, "the slow endpoint to catch up", func() bool { return len(slow.delivered()) == 30 })
+}
+
+// An endpoint that answers slowly, within the timeout but later than a
+// Redis write may take, has each event delivered once: its delivery is
+// recorded after the answer. One that does not answer within the timeout
+// has its attempts, their error and the backoff between them recorded,
+// and is given up on with them at MaxAge.
+func TestSlowAnswersAreRecorded(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	slow := newReceiver(t, e.signer, nil)
+	slow.delay = redisWriteTimeout + 700*time.Millisecond
+	dead := newReceiver(t, e.signer, nil)
+	dead.hold = make(chan struct{}) // never answers
+	t.Cleanup(func() { close(dead.hold) })
+	timeout := redisWriteTimeout + 1500*time.Millisecond
+	e.start([]string{slow.srv.URL, dead.srv.URL}, &Options{RetryBase: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+		Timeout: timeout, MaxAge: timeout + time.Second, Senders: 4, Poll: 50 * time.Millisecond})
+	e.order("Slow1", ledger.StatePending, ledger.StatePaid)
+	e.order("Slow2", ledger.StatePaid)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
+	e.waitFor(3*timeout+10*time.Second, "the slow endpoint's 3 events delivered and recorded", func() bool {
+		info, err := store.Stats(context.Background(), EndpointID(slow.srv.URL))
+		return len(slow.delivered()) == 3 && err == nil && info.Backlog == 0 && info.Failed == 0
+	})
+	if n := len(slow.deliveries()); n != 3 {
+		t.Errorf("the slow endpoint got %d requests for 3 events, each answered 204: want each once", n)
+	}
+	checkOrder(t, slow.deliveries())
+	deadID := EndpointID(dead.srv.URL)
+	e.waitFor(4*timeout+10*time.Second, "the dead endpoint's events kept as failed", func() bool {
+		info, err := store.Stats(context.Background(), deadID)
+		return err == nil && info.Failed == 3 && info.Backlog == 0
+	})
+	failed, err := store.Failed(context.Background(), deadID, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tried := 0
+	for _, f := range failed {
+		if f.Attempts > 0 {
+			tried++
+			if !strings.Contains(f.LastError, "Timeout") && !strings.Contains(f.LastError, "deadline") {
+				t.Errorf("failed event %+v: want the timeout as its last error", f)
+			}
+		}
+	}
+	if tried != 2 { // Slow1's pending and Slow2's paid; Slow1's paid waits behind its pending
+		t.Errorf("failed events %+v: want the two sent ones with their attempts recorded", failed)
+	}
 }
 
 // A process that read events from the group and died before admitting
