@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -330,5 +331,38 @@ func TestStatusRefusesAMalformedDataKey(t *testing.T) {
 		if strings.Contains(errs, bad) {
 			t.Errorf("stderr %q shows the key", errs)
 		}
+	}
+}
+
+// enqueue -dev writes only to a Redis that holds worker -dev's marker:
+// given a real one (no marker), whether by -redis-url or REDIS_URL, it
+// refuses and writes nothing; given -dev's, it enqueues, sealing params
+// with -dev's data key.
+func TestEnqueueDevWritesOnlyToADevRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	realRedis := taskstest.StartRedis(t, nil)
+	code, out, errs := runCLI(t, realRedis.URL(), good+"\n", "-dev", "-redis-url", realRedis.URL())
+	if code != exitError || out != "" || !strings.Contains(errs, "not worker -dev's Redis") {
+		t.Errorf("enqueue -dev into a Redis without the marker: exit %d, out %q, err %q; want exit %d, nothing out, the refusal", code, out, errs, exitError)
+	}
+	if n := realRedis.Client(t).DBSize(ctx).Val(); n != 0 {
+		t.Errorf("the refused Redis holds %d keys, want none", n)
+	}
+
+	devRedis := taskstest.StartRedis(t, nil)
+	if err := devRedis.Client(t).Set(ctx, devmode.MarkerKey, devmode.MarkerValue, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCLI(t, realRedis.URL(), good+"\n", "-dev", "-redis-url", devRedis.URL())
+	if code != exitOK || !strings.Contains(out, `"status":"enqueued"`) {
+		t.Fatalf("enqueue -dev into -dev's Redis: exit %d, out %q, err %q; want it enqueued", code, out, errs)
+	}
+	rec, err := tasks.NewLedger(devRedis.Client(t)).Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: "E1"})
+	if err != nil || rec == nil || strings.Contains(string(rec.Params), "C1") {
+		t.Errorf("the order in -dev's Redis: %+v, %v; want its params sealed with -dev's data key", rec, err)
+	}
+	if n := realRedis.Client(t).DBSize(ctx).Val(); n != 0 {
+		t.Errorf("REDIS_URL's Redis holds %d keys after enqueue -dev, want none", n)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
@@ -72,11 +73,30 @@ Flags:
 	orderNo := fs.String("order-no", "", "single order: order number")
 	params := fs.String("params", "", "single order: params as a JSON object")
 	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per batch of orders")
+	dev := fs.Bool("dev", false, "use worker -dev's Redis ("+devmode.RedisURL+", or -redis-url; REDIS_URL is ignored), refused unless it holds the -dev marker; seal with -dev's data key unless ORDERWORKER_DATA_KEY is set")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitError
+	}
+	if *dev {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "redis-url" })
+		if !explicit {
+			redisURL = devmode.RedisURL
+		}
+		if err := checkDevRedis(ctx, redisURL); err != nil {
+			fmt.Fprintln(stderr, "enqueue -dev:", err)
+			return exitError
+		}
+		outer := getenv
+		getenv = func(name string) string {
+			if v := outer(name); v != "" || name != "ORDERWORKER_DATA_KEY" {
+				return v
+			}
+			return devmode.DataKey
+		}
 	}
 	redisOpt, err := tasks.ParseRedisURL(redisURL)
 	if err != nil {
@@ -382,4 +402,26 @@ func dataKey(getenv func(string) string) (*tasks.Sealer, error) {
 		return nil, fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
 	}
 	return s, nil
+}
+
+// checkDevRedis refuses a Redis at rawURL that does not hold the -dev
+// marker: enqueue -dev writes only where worker -dev keeps its own data,
+// never to a Redis that may hold real orders.
+func checkDevRedis(ctx context.Context, rawURL string) error {
+	opt, err := tasks.ParseRedisURL(rawURL)
+	if err != nil {
+		return err
+	}
+	rdb := tasks.RESP2(opt).MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := rdb.Exists(ctx, devmode.MarkerKey).Result()
+	if err != nil {
+		return fmt.Errorf("%s: %w (is worker -dev running? its log names its Redis; give that URL with -redis-url)", tasks.RedactURL(rawURL), err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s holds no %s marker: it is not worker -dev's Redis, and may hold real orders; nothing was sent (leave -dev out to enqueue into a real one)", tasks.RedactURL(rawURL), devmode.MarkerKey)
+	}
+	return nil
 }

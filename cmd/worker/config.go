@@ -64,8 +64,8 @@ type config struct {
 	WebhookRetryBase time.Duration
 	WebhookRetryMax  time.Duration
 	WebhookTimeout   time.Duration
-	// APIAddr and APITokens: the producers' HTTP API that -dev serves.
-	APIAddr   string
+	// APITokens: the tokens of the producers' HTTP API that -dev serves
+	// (on devmode.APIAddr).
 	APITokens providers.Secret
 
 	// Providers are every provider the registry lists, each with its
@@ -129,7 +129,6 @@ var workerVars = []envVar{
 	{"ORDERWORKER_WEBHOOK_RETRY_BASE", "1s", "first webhook retry backoff (doubles, with jitter)"},
 	{"ORDERWORKER_WEBHOOK_RETRY_MAX", "5m", "webhook backoff cap"},
 	{"ORDERWORKER_WEBHOOK_TIMEOUT", "10s", "how long one webhook delivery may take"},
-	{"ORDERWORKER_API_ADDR", ":8080", "the producers' HTTP API (enqueue serve); worker -dev serves it on this port of 127.0.0.1"},
 	{"ORDERWORKER_API_TOKENS", "", "the HTTP API's bearer tokens, comma-separated; worker -dev without them serves the API open on loopback"},
 }
 
@@ -212,7 +211,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		WebhookRetryBase:   dur("ORDERWORKER_WEBHOOK_RETRY_BASE"),
 		WebhookRetryMax:    dur("ORDERWORKER_WEBHOOK_RETRY_MAX"),
 		WebhookTimeout:     dur("ORDERWORKER_WEBHOOK_TIMEOUT"),
-		APIAddr:            env("ORDERWORKER_API_ADDR"),
 		APITokens:          providers.Secret(env("ORDERWORKER_API_TOKENS")),
 	}
 	if err := c.parseWebhooks(env("ORDERWORKER_WEBHOOK_URLS")); err != nil {
@@ -270,7 +268,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.name, e.help, def)
 		}
 	}
-	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis (never REDIS_URL's) and built-in provider sandboxes with demo credentials")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis on 127.0.0.1:6390 (never REDIS_URL's, nor its address; enqueue -dev finds it) and built-in provider sandboxes with demo credentials")
 	fs.BoolVar(&c.Demo, "demo", false, "with -dev: enqueue one sample order per provider, print each outcome and exit")
 	fs.StringVar(&c.DevRedis, "dev-redis", "", "with -dev: use this Redis `URL` instead of an embedded one; refused when it holds data that -dev did not write")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,23 +15,18 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
-// devDataKey seals params in -dev when ORDERWORKER_DATA_KEY is unset; like
-// the sandboxes' demo credentials it protects nothing real.
-const devDataKey = "ZGV2LW9ubHkgZGF0YSBrZXksIG5vdCBhIHNlY3JldCE="
-
-// devMarkerKey is the key -dev writes in a Redis it is given with
-// -dev-redis while that Redis is empty, so that later -dev runs know the
-// data there is their own. A Redis with data but without it holds
-// somebody else's orders, which -dev never touches.
-const devMarkerKey = "orderworker:dev"
-
-// devMarkerValue says what the marker is, to whoever finds it.
-const devMarkerValue = "this database holds only data written by orderworker's worker -dev"
+// What -dev and enqueue -dev agree on (package devmode).
+const (
+	devDataKey     = devmode.DataKey
+	devMarkerKey   = devmode.MarkerKey
+	devMarkerValue = devmode.MarkerValue
+)
 
 // devEnv is what -dev starts: an embedded Redis (unless -dev-redis names
 // one) and the provider sandboxes on loopback.
@@ -166,49 +160,28 @@ func clusterEmpty(ctx context.Context, cc *redis.ClusterClient, shown string) er
 	return nil
 }
 
-// startRedis runs miniredis and points cfg.RedisURL at it. It listens on
-// the address of cfg.RedisURL when that is a free loopback address (so
-// that enqueue with the same REDIS_URL finds it), else on any free
-// loopback port. Whatever Redis REDIS_URL names is never used.
+// startRedis runs miniredis and points cfg.RedisURL at it: on
+// devmode.RedisAddr, where enqueue -dev looks for it, or on any free
+// loopback port when that is taken. It carries the -dev marker, so that
+// enqueue -dev knows it. Whatever Redis REDIS_URL names is never used,
+// nor its address taken: with that Redis down, a -dev worker on its
+// address would take its producers' real orders and pay them through
+// the sandboxes.
 func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 	m := miniredis.NewMiniRedis()
-	addr, db := "127.0.0.1:6379", "0"
-	u, err := url.Parse(cfg.RedisURL)
-	if err == nil && u.Host != "" {
-		addr = u.Host
-	}
-	if err == nil && u.Scheme == "redis" {
-		// enqueue with the same REDIS_URL selects its database and
-		// authenticates as it says: the embedded Redis takes both.
-		if n := strings.TrimPrefix(u.Path, "/"); n != "" {
-			if _, err := strconv.ParseUint(n, 10, 8); err == nil {
-				db = n
-			}
-		}
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			if name := u.User.Username(); name != "" && name != "default" {
-				m.RequireUserAuth(name, pw)
-			} else {
-				m.RequireAuth(pw)
-			}
-		}
-	}
-	onURL := true
-	if host, _, err := net.SplitHostPort(addr); err != nil || !isLoopback(host) || m.StartAddr(addr) != nil {
-		m.Close()
-		m = miniredis.NewMiniRedis()
-		db, onURL = "0", false
+	if err := m.StartAddr(devmode.RedisAddr); err != nil {
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
-		log.Warn("dev: REDIS_URL's address is taken or not loopback; the embedded Redis listens elsewhere, and -dev does not use REDIS_URL's (enqueue needs the URL below)",
-			"redis_url", tasks.RedactURL(cfg.RedisURL))
+		log.Warn("dev: the embedded Redis's own address is taken (another worker -dev?); it listens elsewhere: give enqueue -dev the URL below with -redis-url",
+			"wanted", devmode.RedisAddr)
+	}
+	if err := m.Set(devMarkerKey, devMarkerValue); err != nil {
+		m.Close()
+		return fmt.Errorf("start embedded redis: %w", err)
 	}
 	d.mini = m
-	cfg.RedisURL = "redis://" + m.Addr() + "/" + db
-	if onURL && u != nil && u.User != nil {
-		cfg.RedisURL = "redis://" + u.User.String() + "@" + m.Addr() + "/" + db
-	}
+	cfg.RedisURL = "redis://" + m.Addr() + "/0"
 	log.Warn("dev: started an embedded Redis (data lives in memory); -dev-redis URL uses another", "redis", tasks.RedactURL(cfg.RedisURL))
 	// miniredis keeps time only when told to: advance its clock so keys
 	// with a TTL (locks, asynq's leases) expire.

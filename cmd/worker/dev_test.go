@@ -142,37 +142,35 @@ func TestDevDeliversWebhooksOnlyLocally(t *testing.T) {
 	}
 }
 
-// The embedded Redis on REDIS_URL's address takes its database and
-// password too, so that enqueue with the same REDIS_URL finds -dev's
-// orders: a database other than 0 was left for no worker to read.
-func TestDevEmbeddedRedisTakesREDIS_URLsDatabase(t *testing.T) {
+// -dev never listens on REDIS_URL's address, even a free loopback one: a
+// -dev worker started while the real Redis there is down would take its
+// producers' real orders and pay them through the sandboxes. Its embedded
+// Redis carries the -dev marker, which enqueue -dev looks for.
+func TestDevEmbeddedRedisNeverTakesREDIS_URLsAddress(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, auth := range []string{"", ":dev-pass@", "someone:dev-pass@"} {
-		url := "redis://" + auth + freeAddr(t) + "/3"
-		cfg := &config{RedisURL: url}
-		d := &devEnv{stop: make(chan struct{})}
-		if err := d.startRedis(cfg, slog.New(slog.DiscardHandler)); err != nil {
-			t.Fatal(err)
-		}
-		opt, err := redis.ParseURL(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		producer := redis.NewClient(opt) // enqueue, with the same REDIS_URL
-		if err := producer.Set(ctx, "order", "1", 0).Err(); err != nil {
-			t.Errorf("%s: a producer with REDIS_URL: %v", tasks.RedactURL(url), err)
-		}
-		producer.Close()
-		wopt, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		worker := redis.NewClient(wopt)
-		if got, err := worker.Get(ctx, "order").Result(); got != "1" || wopt.DB != 3 {
-			t.Errorf("%s: the worker's Redis (db %d) reads %q, %v; want the producer's order in db 3", tasks.RedactURL(url), wopt.DB, got, err)
-		}
-		worker.Close()
-		d.Close()
+	real := freeAddr(t) // the real Redis's address, while it is down
+	cfg := &config{RedisURL: "redis://" + real + "/3"}
+	d := &devEnv{stop: make(chan struct{})}
+	if err := d.startRedis(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.mini.Addr() == real || strings.Contains(cfg.RedisURL, real) {
+		t.Fatalf("the embedded Redis took REDIS_URL's address %s (%s)", real, cfg.RedisURL)
+	}
+	producer := redis.NewClient(&redis.Options{Addr: real, MaxRetries: -1})
+	defer producer.Close()
+	if err := producer.Ping(ctx).Err(); err == nil {
+		t.Errorf("a producer with REDIS_URL reaches a Redis at %s: want nothing there", real)
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worker := redis.NewClient(opt)
+	defer worker.Close()
+	if v, err := worker.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
+		t.Errorf("the embedded Redis's %s = %q, %v; want the -dev marker", devMarkerKey, v, err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/api"
@@ -108,17 +109,15 @@ func warnUnconfigured(ctx context.Context, rdb redis.UniversalClient, streams []
 }
 
 // serveDevAPI serves the producers' HTTP API for -dev on loopback, at
-// ORDERWORKER_API_ADDR's port (any free port when that one is taken): with
-// ORDERWORKER_API_TOKENS when set, else open, which loopback keeps to this
-// machine.
+// devmode.APIAddr (any free port when that one is taken), never at
+// ORDERWORKER_API_ADDR: a -dev worker started while the real API is down
+// would take its producers' orders and pay them through the sandboxes.
+// With ORDERWORKER_API_TOKENS when set, else open, which loopback keeps to
+// this machine.
 func serveDevAPI(ctx context.Context, cfg *config, client *asynq.Client, ledger *tasks.Ledger, rdb redis.UniversalClient, set *providers.Set, sealer *tasks.Sealer, log *slog.Logger) (stop func(), err error) {
-	port := "8080"
-	if _, p, err := net.SplitHostPort(cfg.APIAddr); err == nil && p != "" {
-		port = p
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	ln, err := net.Listen("tcp", devmode.APIAddr)
 	if err != nil {
-		log.Warn("dev: API address in use; using a free port", "wanted", "127.0.0.1:"+port)
+		log.Warn("dev: API address in use; using a free port", "wanted", devmode.APIAddr)
 		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("dev: API: %w", err)
 		}

@@ -72,7 +72,7 @@ func TestWebhookConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.WebhookURLs) != 2 || cfg.WebhookMaxAge != 72*time.Hour || cfg.WebhookTimeout != 10*time.Second || cfg.APIAddr != ":8080" {
+	if len(cfg.WebhookURLs) != 2 || cfg.WebhookMaxAge != 72*time.Hour || cfg.WebhookTimeout != 10*time.Second {
 		t.Errorf("config %+v", cfg)
 	}
 }
@@ -260,7 +260,6 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"-dev", "-admin-addr", "127.0.0.1:0", "-log-format", "json"}, envFunc(map[string]string{
 			"REDIS_URL":                  "redis://" + freeAddr(t) + "/0",
-			"ORDERWORKER_API_ADDR":       "127.0.0.1:0",
 			"ORDERWORKER_API_TOKENS":     token,
 			"ORDERWORKER_WEBHOOK_URLS":   hook,
 			"ORDERWORKER_WEBHOOK_SECRET": secret,
