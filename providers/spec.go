@@ -78,12 +78,26 @@ type Setting struct {
 	Check func(value string) error
 }
 
-// CheckBool is a Setting.Check for true/false settings.
+// CheckBool is a Setting.Check for true/false settings: the words true
+// and false only, so that a setting that turns on payments is never
+// switched by a 1, a t or a typo of another kind.
 func CheckBool(v string) error {
-	if _, err := strconv.ParseBool(v); err != nil {
+	if _, ok := ParseBool(v); !ok {
 		return fmt.Errorf("want true or false")
 	}
 	return nil
+}
+
+// ParseBool reads true or false (only those words); ok is false for
+// anything else.
+func ParseBool(v string) (b, ok bool) {
+	switch v {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
 }
 
 // Deps are what a provider may share with the rest of the process.
@@ -220,7 +234,7 @@ func (c Config) Secret(name string) Secret { return Secret(c.values[name]) }
 // Bool returns the named setting as a boolean; a value that is not one
 // (a setting without CheckBool) is false.
 func (c Config) Bool(name string) bool {
-	b, _ := strconv.ParseBool(c.values[name])
+	b, _ := ParseBool(c.values[name])
 	return b
 }
 

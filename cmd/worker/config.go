@@ -179,8 +179,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return n
 	}
 	boolean := func(name string) bool {
-		b, err := strconv.ParseBool(env(name))
-		if err != nil {
+		b, ok := providers.ParseBool(env(name))
+		if !ok {
 			errs = append(errs, fmt.Errorf("%s=%q: want true or false", name, env(name)))
 		}
 		return b
@@ -315,6 +315,21 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.Concurrency <= 0 || c.MaxAttempts <= 0 {
 		return nil, errors.New("-concurrency and -max-attempts must be positive")
+	}
+	// The flags' durations as strictly as the environment's (dur): a zero
+	// or negative backoff, deadline or interval is refused, never taken.
+	for _, d := range []struct {
+		flag, env string
+		v         time.Duration
+	}{
+		{"retry-base", "ORDERWORKER_RETRY_BASE", c.RetryBase}, {"retry-max", "ORDERWORKER_RETRY_MAX", c.RetryMax},
+		{"order-deadline", "ORDERWORKER_ORDER_DEADLINE", c.OrderDeadline}, {"pending-window", "ORDERWORKER_PENDING_WINDOW", c.PendingWindow},
+		{"shutdown-timeout", "ORDERWORKER_SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"reconcile-interval", "ORDERWORKER_RECONCILE_INTERVAL", c.ReconcileEvery},
+		{"poll-interval", "ORDERWORKER_POLL_INTERVAL", c.PollInterval},
+	} {
+		if flagSet(fs, d.flag) && d.v <= 0 {
+			return nil, fmt.Errorf("-%s %s (%s): want a positive duration like 30s", d.flag, d.v, d.env)
+		}
 	}
 	if c.Dequeuers > c.Concurrency {
 		return nil, fmt.Errorf("ORDERWORKER_DEQUEUERS=%d is over the concurrency (%d): each loop needs at least one order slot", c.Dequeuers, c.Concurrency)

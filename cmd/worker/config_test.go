@@ -33,6 +33,15 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{nil, []string{"-retry-base", "2m", "-retry-max", "1m"}, []string{"RETRY_MAX", "1m0s", "RETRY_BASE", "2m0s"}},
 		{map[string]string{"TENCENT_ENDPOINT": "iot.cloud.tencent.com"}, nil, []string{"TENCENT_ENDPOINT", "base URL"}},
 		{map[string]string{"ALIYUN_AUTO_PAY": "maybe"}, nil, []string{`ALIYUN_AUTO_PAY="maybe"`}},
+		// Only the words: a 1, a t or TRUE never turns payments on.
+		{map[string]string{"ALIYUN_AUTO_PAY": "1"}, nil, []string{`ALIYUN_AUTO_PAY="1"`, "true or false"}},
+		{map[string]string{"ALIYUN_PAY_MATCHED": "TRUE"}, nil, []string{`ALIYUN_PAY_MATCHED="TRUE"`, "true or false"}},
+		{map[string]string{"ORDERWORKER_MONITORING_READONLY": "0"}, nil, []string{`ORDERWORKER_MONITORING_READONLY="0"`, "true or false"}},
+		// Flags as strictly as the environment.
+		{nil, []string{"-retry-base", "-1s"}, []string{"-retry-base", "ORDERWORKER_RETRY_BASE", "positive duration"}},
+		{nil, []string{"-shutdown-timeout", "0"}, []string{"-shutdown-timeout", "positive duration"}},
+		{nil, []string{"-order-deadline", "0s"}, []string{"-order-deadline", "positive duration"}},
+		{nil, []string{"-poll-interval", "0"}, []string{"-poll-interval", "positive duration"}},
 		{nil, []string{"-dev-redis", "redis://127.0.0.1:1/0"}, []string{"-dev-redis needs -dev"}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "many"}, nil, []string{`ORDERWORKER_DEQUEUERS="many"`, "auto or a positive integer"}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "0"}, nil, []string{`ORDERWORKER_DEQUEUERS="0"`}},
