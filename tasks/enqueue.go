@@ -286,6 +286,11 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 		idx = append(idx, i)
 	}
 	defer func() {
+		// Repeats answered from their first occurrence count in the
+		// dedupe counts as the claim of each would have.
+		var counted []ledger.Ref
+		var conflicts []bool
+		defer func() { _ = e.ledger.CountRepeats(ctx, counted, conflicts) }() // a metric's: lost on failure
 		for i, f := range repeats {
 			if got := out[f]; got.Err == nil && got.Status == Conflict && prs[i].hash != prs[f].hash {
 				// The first occurrence conflicts with the record; this
@@ -298,6 +303,10 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 				continue
 			}
 			out[i] = repeatOf(prs[i], prs[f], out[f])
+			if s := out[i].Status; out[i].Err == nil && (s == Duplicate || s == Conflict) {
+				counted = append(counted, prs[i].ref())
+				conflicts = append(conflicts, s == Conflict)
+			}
 		}
 	}()
 	if len(claims) == 0 {

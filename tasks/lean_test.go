@@ -433,8 +433,16 @@ func TestEnqueueBatch(t *testing.T) {
 			t.Errorf("order %d: %+v, %v; want %s, not repaired", i, r.EnqueueResult, r.Err, want[i])
 		}
 	}
-	if n := trips.n.Load(); n != 1 {
-		t.Errorf("ledger round trips for the batch = %d, want 1", n)
+	// The claims, then the repeats' dedupe counts (only for a batch that
+	// gives an order twice).
+	if n := trips.n.Load(); n != 2 {
+		t.Errorf("ledger round trips for the batch = %d, want 2", n)
+	}
+	// Repeats count as claims would have: B-dup's duplicate and conflict
+	// by their claims, B-twice's by the batch.
+	if counts, err := ledger.New(rdb, nil).DedupeCounts(context.Background()); err != nil ||
+		counts["mem"]["duplicate"] != 2 || counts["mem"]["conflict"] != 2 {
+		t.Errorf("dedupe counts after the batch = %v, %v; want 2 duplicates and 2 conflicts", counts, err)
 	}
 	e.wait(t, "B-new1", tasks.StatePaid)
 	e.wait(t, "B-new2", tasks.StatePaid)

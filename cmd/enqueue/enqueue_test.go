@@ -366,3 +366,27 @@ func TestEnqueueDevWritesOnlyToADevRedis(t *testing.T) {
 		t.Errorf("REDIS_URL's Redis holds %d keys after enqueue -dev, want none", n)
 	}
 }
+
+// A producer without -dev refuses worker -dev's Redis (its orders would be
+// paid by sandboxes and created nowhere), and enqueue -dev does not serve
+// an API: worker -dev serves its own, never on the real one's address.
+func TestEnqueueWithoutDevRefusesADevRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	devRedis := taskstest.StartRedis(t, nil)
+	c := devRedis.Client(t)
+	if err := c.Set(ctx, devmode.MarkerKey, devmode.MarkerValue, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, devRedis.URL(), good+"\n")
+	if code != exitError || out != "" || !strings.Contains(errs, "worker -dev's") {
+		t.Errorf("enqueue into -dev's Redis: exit %d, out %q, err %q; want exit %d, the refusal", code, out, errs, exitError)
+	}
+	if n := c.DBSize(ctx).Val(); n != 1 {
+		t.Errorf("-dev's Redis holds %d keys after the refusal, want the marker alone", n)
+	}
+	code, _, errs = runCLI(t, devRedis.URL(), "", "-dev", "-redis-url", devRedis.URL(), "serve", "-open")
+	if code != exitError || !strings.Contains(errs, "worker -dev serves the API itself") {
+		t.Errorf("enqueue -dev serve: exit %d, err %q; want it refused", code, errs)
+	}
+}

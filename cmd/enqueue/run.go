@@ -113,6 +113,14 @@ Flags:
 		return status(ctx, redisOpt, rest[1], rest[2], getenv, stdout, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "serve" {
+		if *dev {
+			fmt.Fprintf(stderr, "enqueue -dev serve: refused: worker -dev serves the API itself (on %s unless its log says otherwise); enqueue serve is the real one\n", devmode.APIAddr)
+			return exitError
+		}
+		if err := checkNotDevRedis(ctx, redisOpt); err != nil {
+			fmt.Fprintln(stderr, "enqueue serve:", err)
+			return exitError
+		}
 		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "webhooks" {
@@ -130,6 +138,12 @@ Flags:
 		}
 	}
 
+	if !*dev {
+		if err := checkNotDevRedis(ctx, redisOpt); err != nil {
+			fmt.Fprintln(stderr, "enqueue:", err)
+			return exitError
+		}
+	}
 	sealer, err := dataKey(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
@@ -422,6 +436,21 @@ func checkDevRedis(ctx context.Context, rawURL string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("%s holds no %s marker: it is not worker -dev's Redis, and may hold real orders; nothing was sent (leave -dev out to enqueue into a real one)", tasks.RedactURL(rawURL), devmode.MarkerKey)
+	}
+	return nil
+}
+
+// checkNotDevRedis refuses a Redis that holds the -dev marker to a
+// producer without -dev: orders there are paid through worker -dev's
+// sandboxes, never created at the providers, while the producer would take
+// them for real. An unreachable Redis is left to the writes to report.
+func checkNotDevRedis(ctx context.Context, opt asynq.RedisConnOpt) error {
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := rdb.Exists(ctx, devmode.MarkerKey).Result(); err == nil && n > 0 {
+		return fmt.Errorf("refused: this Redis holds the %s marker: it is worker -dev's, whose sandboxes pay every order without creating it anywhere; give enqueue -dev to enqueue demo orders there, or point REDIS_URL at your own Redis", devmode.MarkerKey)
 	}
 	return nil
 }

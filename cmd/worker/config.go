@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
@@ -67,6 +68,9 @@ type config struct {
 	// APITokens: the tokens of the producers' HTTP API that -dev serves
 	// (on devmode.APIAddr).
 	APITokens providers.Secret
+	// realAPIAddr is ORDERWORKER_API_ADDR, the real API's (enqueue
+	// serve's) address, which -dev's own API never takes.
+	realAPIAddr string
 
 	// Providers are every provider the registry lists, each with its
 	// settings.
@@ -272,7 +276,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.Demo, "demo", false, "with -dev: enqueue one sample order per provider, print each outcome and exit")
 	fs.StringVar(&c.DevRedis, "dev-redis", "", "with -dev: use this Redis `URL` instead of an embedded one; refused when it holds data that -dev did not write")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR); with -dev and neither given, 127.0.0.1 at its port")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR); with -dev, 127.0.0.1:9091 unless this flag is given")
 	fs.StringVar(&c.Queue, "queue", c.Queue, "asynq queue (ORDERWORKER_QUEUE)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "provider calls in flight at once; a quarter more orders run (ORDERWORKER_CONCURRENCY)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "failure budget per order (ORDERWORKER_MAX_ATTEMPTS)")
@@ -297,13 +301,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.DevRedis != "" && !c.Dev {
 		return nil, errors.New("-dev-redis needs -dev")
 	}
+	c.realAPIAddr = getenv("ORDERWORKER_API_ADDR")
 	if c.Dev && flagSet(fs, "redis-url") {
 		return nil, errors.New("-dev never uses -redis-url or REDIS_URL: give -dev-redis URL to use another Redis than the embedded one")
 	}
-	if c.Dev && getenv("ORDERWORKER_ADMIN_ADDR") == "" && !flagSet(fs, "admin-addr") {
-		// Like the dev API: loopback only, unless an address was asked
-		// for (the admin server has no token in -dev unless one is set).
-		c.AdminAddr = loopbackAddr(c.AdminAddr)
+	if c.Dev && !flagSet(fs, "admin-addr") {
+		// Like the dev API: an address of its own on loopback (the admin
+		// server has no token in -dev unless one is set), never
+		// ORDERWORKER_ADMIN_ADDR's: a -dev worker started on a host whose
+		// real worker is down would answer its health checks and scrapes.
+		// -admin-addr still names one.
+		c.AdminAddr = devmode.AdminAddr
+		if _, p, err := net.SplitHostPort(getenv("ORDERWORKER_ADMIN_ADDR")); err == nil && p == devmode.AdminPort {
+			c.AdminAddr = "127.0.0.1:0" // the real admin's port: any other
+		}
 	}
 	if c.RetryMax < c.RetryBase {
 		return nil, fmt.Errorf("ORDERWORKER_RETRY_MAX (-retry-max) %s is below ORDERWORKER_RETRY_BASE (-retry-base) %s: the backoff cap must be at least the first backoff", c.RetryMax, c.RetryBase)
@@ -335,15 +346,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("ORDERWORKER_DEQUEUERS=%d is over the concurrency (%d): each loop needs at least one order slot", c.Dequeuers, c.Concurrency)
 	}
 	return c, nil
-}
-
-// loopbackAddr is addr's port on 127.0.0.1.
-func loopbackAddr(addr string) string {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" {
-		port = "0"
-	}
-	return net.JoinHostPort("127.0.0.1", port)
 }
 
 // flagSet reports whether the named flag was given on the command line.

@@ -99,8 +99,10 @@ func TestDevAdminAddrIsLoopback(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, []string{"-dev"}, "127.0.0.1:9090"},
-		{map[string]string{"ORDERWORKER_ADMIN_ADDR": ":9191"}, []string{"-dev"}, ":9191"},
+		{nil, []string{"-dev"}, "127.0.0.1:9091"},
+		// The real worker's admin address is never -dev's.
+		{map[string]string{"ORDERWORKER_ADMIN_ADDR": ":9191"}, []string{"-dev"}, "127.0.0.1:9091"},
+		{map[string]string{"ORDERWORKER_ADMIN_ADDR": "0.0.0.0:9091"}, []string{"-dev"}, "127.0.0.1:0"},
 		{nil, []string{"-dev", "-admin-addr", ":9192"}, ":9192"},
 		{map[string]string{"ORDERWORKER_ADMIN_ADDR": "0.0.0.0:9193"}, []string{"-dev", "-admin-addr", "[::1]:9194"}, "[::1]:9194"},
 		{nil, nil, ":9090"},

@@ -169,7 +169,7 @@ func clusterEmpty(ctx context.Context, cc *redis.ClusterClient, shown string) er
 // the sandboxes.
 func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 	m := miniredis.NewMiniRedis()
-	if err := m.StartAddr(devmode.RedisAddr); err != nil {
+	if err := startOwn(m, cfg.RedisURL); err != nil {
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
@@ -198,6 +198,15 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 		}
 	}()
 	return nil
+}
+
+// startOwn starts m on devmode.RedisAddr, unless REDIS_URL names that
+// port itself (then the real Redis may be the one there, down).
+func startOwn(m *miniredis.Miniredis, redisURL string) error {
+	if u, err := url.Parse(redisURL); err == nil && u.Port() == devmode.RedisPort {
+		return errors.New("REDIS_URL names -dev's own port")
+	}
+	return m.StartAddr(devmode.RedisAddr)
 }
 
 func isLoopback(host string) bool {

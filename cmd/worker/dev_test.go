@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -172,5 +174,36 @@ func TestDevEmbeddedRedisNeverTakesREDIS_URLsAddress(t *testing.T) {
 	defer worker.Close()
 	if v, err := worker.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
 		t.Errorf("the embedded Redis's %s = %q, %v; want the -dev marker", devMarkerKey, v, err)
+	}
+}
+
+// -dev's own port is not taken either when REDIS_URL names it: the real
+// Redis may be the one there, down.
+func TestDevAvoidsItsOwnPortWhenREDIS_URLNamesIt(t *testing.T) {
+	t.Parallel()
+	cfg := &config{RedisURL: "redis://127.0.0.1:" + devmode.RedisPort + "/0"}
+	d := &devEnv{stop: make(chan struct{})}
+	if err := d.startRedis(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.mini.Addr() == devmode.RedisAddr {
+		t.Errorf("the embedded Redis listens on %s, which REDIS_URL names", devmode.RedisAddr)
+	}
+}
+
+// A real worker refuses a Redis that holds the -dev marker: the sandbox
+// orders there would go to the real providers.
+func TestWorkerRefusesADevRedis(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	if err := rs.Client(t).Set(context.Background(), devMarkerKey, devMarkerValue, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), devMarkerKey) {
+		t.Errorf("a worker on -dev's Redis: %v; want a refusal naming the marker", err)
 	}
 }

@@ -6,8 +6,10 @@
 //
 // worker -dev needs nothing set up: it starts an embedded Redis (never the
 // one REDIS_URL names; -dev-redis URL gives it an empty one of yours) and
-// built-in provider sandboxes with demo credentials. Its admin address is
-// on 127.0.0.1 unless ORDERWORKER_ADMIN_ADDR or -admin-addr gives one.
+// built-in provider sandboxes with demo credentials. Its Redis, API and
+// admin server listen on addresses of their own on 127.0.0.1 (package
+// devmode), never the real ones a producer or a health check may use;
+// -admin-addr names another admin address.
 // worker -dev -demo also enqueues one sample order per provider, prints
 // each outcome and exits.
 package main

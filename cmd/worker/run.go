@@ -160,6 +160,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := ledger.CheckShards(ctx); err != nil {
 		return err
 	}
+	if !cfg.Dev {
+		// A Redis marked as -dev's holds sandbox orders: a real worker
+		// would send them to the real providers (and pay them).
+		if n, err := rdb.Exists(ctx, devMarkerKey).Result(); err == nil && n > 0 {
+			return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
+		}
+	}
 	for addr, policy := range evictionPolicy(ctx, rdb) {
 		log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
 			"redis", addr, "maxmemory_policy", policy)

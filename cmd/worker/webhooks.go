@@ -116,6 +116,12 @@ func warnUnconfigured(ctx context.Context, rdb redis.UniversalClient, streams []
 // this machine.
 func serveDevAPI(ctx context.Context, cfg *config, client *asynq.Client, ledger *tasks.Ledger, rdb redis.UniversalClient, set *providers.Set, sealer *tasks.Sealer, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", devmode.APIAddr)
+	if _, p, perr := net.SplitHostPort(cfg.realAPIAddr); err == nil && perr == nil && p == devmode.APIPort {
+		// ORDERWORKER_API_ADDR names -dev's own port: the real API may be
+		// the one there, down.
+		ln.Close()
+		err = errors.New("ORDERWORKER_API_ADDR names -dev's own port")
+	}
 	if err != nil {
 		log.Warn("dev: API address in use; using a free port", "wanted", devmode.APIAddr)
 		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {

@@ -14,10 +14,17 @@ const (
 	// RedisAddr is where worker -dev's embedded Redis listens (a free
 	// loopback port instead when this one is taken), and where enqueue
 	// -dev looks for it.
-	RedisAddr = "127.0.0.1:6390"
+	RedisAddr = "127.0.0.1:" + RedisPort
+	RedisPort = "6390"
 	// APIAddr is where worker -dev serves the producers' HTTP API (a
 	// free loopback port instead when this one is taken).
-	APIAddr = "127.0.0.1:8090"
+	APIAddr = "127.0.0.1:" + APIPort
+	APIPort = "8090"
+	// AdminAddr is where worker -dev's admin server (dashboard, metrics,
+	// health) listens unless -admin-addr names one (a free loopback port
+	// instead when this one is taken).
+	AdminAddr = "127.0.0.1:" + AdminPort
+	AdminPort = "9091"
 	// MarkerKey is the key a Redis holding only -dev's data carries: the
 	// embedded one always, one given with -dev-redis once -dev found it
 	// empty. A Redis with data but without it holds somebody else's

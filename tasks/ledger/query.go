@@ -131,6 +131,26 @@ func (l *Ledger) DedupeCounts(ctx context.Context) (map[string]map[string]int64,
 	return out, nil
 }
 
+// CountRepeats adds to the dedupe counts (DedupeCounts) orders a producer
+// answered without a claim: an order given again in one batch, answered
+// from its first occurrence, duplicate (conflict false) or conflict. One
+// round trip; the counts are a metric's, so a failure only loses them.
+func (l *Ledger) CountRepeats(ctx context.Context, refs []Ref, conflict []bool) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	pipe := l.rdb.Pipeline()
+	for i, r := range refs {
+		kind := ":duplicate"
+		if conflict[i] {
+			kind = ":conflict"
+		}
+		pipe.HIncrBy(ctx, l.shardOf(r).dedupeKey(), r.Provider+kind, 1)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
 // StateStats is the number of orders in a state and when the oldest
 // entered it.
 type StateStats struct {
