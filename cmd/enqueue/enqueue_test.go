@@ -390,3 +390,23 @@ func TestEnqueueWithoutDevRefusesADevRedis(t *testing.T) {
 		t.Errorf("enqueue -dev serve: exit %d, err %q; want it refused", code, errs)
 	}
 }
+
+// Flags at zero or below are usage errors naming the flag, before anything
+// is read or sent.
+func TestEnqueueRefusesNonPositiveFlags(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	for _, args := range [][]string{
+		{"-timeout", "0"}, {"-timeout", "-1s"},
+		{"serve", "-open", "-max-wait", "-1s"}, {"serve", "-open", "-max-batch-bytes", "-5"}, {"serve", "-open", "-max-batch-orders", "0"},
+	} {
+		code, out, errs := runCLI(t, rs.URL(), good+"\n", args...)
+		flagName := args[len(args)-2]
+		if code != exitError || out != "" || !strings.Contains(errs, flagName) {
+			t.Errorf("enqueue %v: exit %d, out %q, err %q; want exit %d naming %s", args, code, out, errs, exitError, flagName)
+		}
+	}
+	if n := rs.Client(t).DBSize(context.Background()).Val(); n != 0 {
+		t.Errorf("Redis holds %d keys after refused flags, want none", n)
+	}
+}

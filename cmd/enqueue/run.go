@@ -80,6 +80,10 @@ Flags:
 		}
 		return exitError
 	}
+	if *timeout <= 0 {
+		fmt.Fprintf(stderr, "enqueue: -timeout %s: want a positive duration like 10s\n", *timeout)
+		return exitError
+	}
 	if *dev {
 		explicit := false
 		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "redis-url" })

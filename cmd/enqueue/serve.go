@@ -58,6 +58,17 @@ Serve flags:
 		fmt.Fprintln(stderr, "enqueue serve: unexpected arguments:", fs.Args())
 		return exitError
 	}
+	switch {
+	case *maxWait <= 0:
+		fmt.Fprintf(stderr, "enqueue serve: -max-wait %s: want a positive duration\n", *maxWait)
+		return exitError
+	case *maxBytes <= 0:
+		fmt.Fprintf(stderr, "enqueue serve: -max-batch-bytes %d: want a positive number of bytes\n", *maxBytes)
+		return exitError
+	case *maxOrders <= 0:
+		fmt.Fprintf(stderr, "enqueue serve: -max-batch-orders %d: want a positive number\n", *maxOrders)
+		return exitError
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "enqueue serve: -log-level %q: want debug, info, warn or error\n", *logLevel)
