@@ -377,7 +377,9 @@ func TestPaidAgainOnlyAfterTheListingLag(t *testing.T) {
 			polls++
 		}
 	}
-	if n := e.backend.Calls("pay"); n != len(pays) || n < 2 || n > 7 {
+	// The history keeps the last ledger.MaxHistory attempts: with the
+	// polls between pays, the first pays may have been dropped from it.
+	if n := e.backend.Calls("pay"); n < 2 || n > 7 || n != len(pays) && (len(rec.History) < ledger.MaxHistory || n < len(pays)) {
 		t.Errorf("%d pay calls, %d in the history; want 2 to 7 (at most one per listing lag in a 2s window)", n, len(pays))
 	}
 	// The lag is judged between the pays' marks, on Redis's clock in whole
