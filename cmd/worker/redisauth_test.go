@@ -157,6 +157,18 @@ func TestWorkerRefusesAnotherDataKey(t *testing.T) {
 		}()
 		return done, &stderr, cancel
 	}
+	for _, key := range []string{"", "V1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1c="} { // none, another
+		done, logs, cancel := start(key)
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "ORDERWORKER_DATA_KEY") || !strings.Contains(err.Error(), producers.KeyID()) {
+				t.Errorf("worker with data key %q returned %v, want a refusal naming the variable and the ledger's key id", key, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("worker with data key %q still running; logs:\n%s", key, logs)
+		}
+		cancel()
+	}
 	done, logs, cancel := start("V1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1dXV1c=")
 	defer cancel()
 	select {

@@ -339,6 +339,16 @@ func (l *Ledger) TryLock(ctx context.Context, name, token string, ttl time.Durat
 	}, true, nil
 }
 
+// SealedWith returns the public id of the data key the ledger's params are
+// sealed with ("" when no process has sealed any).
+func (l *Ledger) SealedWith(ctx context.Context) (string, error) {
+	id, err := l.rdb.Get(ctx, metaPrefix+"datakey").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return id, err
+}
+
 // DataKeyMismatchError is CheckDataKey's error when the ledger's params
 // were sealed with another data key.
 type DataKeyMismatchError struct{ Want, Have string }
