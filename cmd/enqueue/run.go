@@ -121,7 +121,7 @@ Flags:
 			fmt.Fprintf(stderr, "enqueue -dev serve: refused: worker -dev serves the API itself (on %s unless its log says otherwise); enqueue serve is the real one\n", devmode.APIAddr)
 			return exitError
 		}
-		if err := checkNotDevRedis(ctx, redisOpt); err != nil {
+		if err := checkNotDevRedis(ctx, redisOpt.MakeRedisClient().(redis.UniversalClient), true); err != nil {
 			fmt.Fprintln(stderr, "enqueue serve:", err)
 			return exitError
 		}
@@ -142,12 +142,6 @@ Flags:
 		}
 	}
 
-	if !*dev {
-		if err := checkNotDevRedis(ctx, redisOpt); err != nil {
-			fmt.Fprintln(stderr, "enqueue:", err)
-			return exitError
-		}
-	}
 	sealer, err := dataKey(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
@@ -158,6 +152,12 @@ Flags:
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
+	if !*dev {
+		if err := checkNotDevRedis(ctx, rdb, false); err != nil {
+			fmt.Fprintln(stderr, "enqueue:", err)
+			return exitError
+		}
+	}
 	l, err := newLedger(rdb, getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
@@ -430,15 +430,11 @@ func checkDevRedis(ctx context.Context, rawURL string) error {
 	if err != nil {
 		return err
 	}
-	rdb := tasks.RESP2(opt).MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	n, err := rdb.Exists(ctx, devmode.MarkerKey).Result()
+	marked, err := devMarked(ctx, tasks.RESP2(opt).MakeRedisClient().(redis.UniversalClient), true)
 	if err != nil {
 		return fmt.Errorf("%s: %w (is worker -dev running? its log names its Redis; give that URL with -redis-url)", tasks.RedactURL(rawURL), err)
 	}
-	if n == 0 {
+	if !marked {
 		return fmt.Errorf("%s holds no %s marker: it is not worker -dev's Redis, and may hold real orders; nothing was sent (leave -dev out to enqueue into a real one)", tasks.RedactURL(rawURL), devmode.MarkerKey)
 	}
 	return nil
@@ -448,13 +444,19 @@ func checkDevRedis(ctx context.Context, rawURL string) error {
 // producer without -dev: orders there are paid through worker -dev's
 // sandboxes, never created at the providers, while the producer would take
 // them for real. An unreachable Redis is left to the writes to report.
-func checkNotDevRedis(ctx context.Context, opt asynq.RedisConnOpt) error {
-	rdb := opt.MakeRedisClient().(redis.UniversalClient)
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if n, err := rdb.Exists(ctx, devmode.MarkerKey).Result(); err == nil && n > 0 {
+func checkNotDevRedis(ctx context.Context, rdb redis.UniversalClient, closeIt bool) error {
+	if marked, err := devMarked(ctx, rdb, closeIt); err == nil && marked {
 		return fmt.Errorf("refused: this Redis holds the %s marker: it is worker -dev's, whose sandboxes pay every order without creating it anywhere; give enqueue -dev to enqueue demo orders there, or point REDIS_URL at your own Redis", devmode.MarkerKey)
 	}
 	return nil
+}
+
+// devMarked asks rdb (closed after, when closeIt) for the -dev marker.
+func devMarked(ctx context.Context, rdb redis.UniversalClient, closeIt bool) (bool, error) {
+	if closeIt {
+		defer rdb.Close()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return devmode.Marked(ctx, rdb)
 }

@@ -173,8 +173,8 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
-		log.Warn("dev: the embedded Redis's own address is taken (another worker -dev?); it listens elsewhere: give enqueue -dev the URL below with -redis-url",
-			"wanted", devmode.RedisAddr)
+		log.Warn("dev: the embedded Redis's own address is not free (another worker -dev?); it listens elsewhere: give enqueue -dev the URL below with -redis-url",
+			"wanted", devmode.RedisAddr, "reason", err.Error())
 	}
 	if err := m.Set(devMarkerKey, devMarkerValue); err != nil {
 		m.Close()

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
@@ -173,7 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !cfg.Dev {
 		// A Redis marked as -dev's holds sandbox orders: a real worker
 		// would send them to the real providers (and pay them).
-		if n, err := rdb.Exists(ctx, devMarkerKey).Result(); err == nil && n > 0 {
+		if marked, err := devmode.Marked(ctx, rdb); err == nil && marked {
 			return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
 		}
 	}

@@ -115,15 +115,14 @@ func warnUnconfigured(ctx context.Context, rdb redis.UniversalClient, streams []
 // With ORDERWORKER_API_TOKENS when set, else open, which loopback keeps to
 // this machine.
 func serveDevAPI(ctx context.Context, cfg *config, client *asynq.Client, ledger *tasks.Ledger, rdb redis.UniversalClient, set *providers.Set, sealer *tasks.Sealer, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", devmode.APIAddr)
-	if _, p, perr := net.SplitHostPort(cfg.realAPIAddr); err == nil && perr == nil && p == devmode.APIPort {
-		// ORDERWORKER_API_ADDR names -dev's own port: the real API may be
-		// the one there, down.
-		ln.Close()
-		err = errors.New("ORDERWORKER_API_ADDR names -dev's own port")
+	var ln net.Listener
+	err = errors.New("ORDERWORKER_API_ADDR names -dev's own port")
+	if _, p, perr := net.SplitHostPort(cfg.realAPIAddr); perr != nil || p != devmode.APIPort {
+		// Unless the real API may be the one there, down.
+		ln, err = net.Listen("tcp", devmode.APIAddr)
 	}
 	if err != nil {
-		log.Warn("dev: API address in use; using a free port", "wanted", devmode.APIAddr)
+		log.Warn("dev: the API's own address is not free; using a free port", "wanted", devmode.APIAddr, "reason", err.Error())
 		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("dev: API: %w", err)
 		}

@@ -10,6 +10,12 @@
 // pay), and enqueue -dev writes only to a Redis that holds the marker.
 package devmode
 
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
 const (
 	// RedisAddr is where worker -dev's embedded Redis listens (a free
 	// loopback port instead when this one is taken), and where enqueue
@@ -39,3 +45,9 @@ const (
 
 // RedisURL is the URL of RedisAddr.
 const RedisURL = "redis://" + RedisAddr + "/0"
+
+// Marked reports whether the Redis rdb talks to holds MarkerKey.
+func Marked(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	n, err := rdb.Exists(ctx, MarkerKey).Result()
+	return n > 0, err
+}
