@@ -410,3 +410,19 @@ func TestEnqueueRefusesNonPositiveFlags(t *testing.T) {
 		t.Errorf("Redis holds %d keys after refused flags, want none", n)
 	}
 }
+
+// enqueue names a variable of orderworker's that no command reads, with
+// the setting it is likely meant for, and goes on. Not parallel: it sets
+// the process's environment.
+func TestEnqueueWarnsOfAVariableItDoesNotRead(t *testing.T) {
+	t.Setenv("ORDERWORKER_DATA_KY", "key-not-printed-77c2")
+	rs := taskstest.StartRedis(t, nil)
+	code, stdout, stderr := runCLI(t, rs.URL(), "", "-provider", "tencent", "-order-no", "WARN-1", "-params", `{"CustomerId":"C1","ItemId":"I1","ItemVNO":"V1","ItemNum":1}`)
+	if code != 0 || !strings.Contains(stdout, `"enqueued"`) {
+		t.Fatalf("enqueue = %d\n%s\n%s", code, stdout, stderr)
+	}
+	want := "enqueue: warning: ORDERWORKER_DATA_KY is set, but no orderworker command reads it: did you mean ORDERWORKER_DATA_KEY?\n"
+	if stderr != want {
+		t.Errorf("stderr = %q, want %q", stderr, want)
+	}
+}

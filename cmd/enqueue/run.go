@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/devmode"
+	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
@@ -83,6 +84,12 @@ Flags:
 	if *timeout <= 0 {
 		fmt.Fprintf(stderr, "enqueue: -timeout %s: want a positive duration like 10s\n", *timeout)
 		return exitError
+	}
+	if rest := fs.Args(); len(rest) == 0 || rest[0] != "serve" {
+		// serve logs them, in its log's format.
+		for _, m := range settings.UnknownHere() {
+			fmt.Fprintln(stderr, "enqueue: warning:", m)
+		}
 	}
 	if *dev {
 		explicit := false

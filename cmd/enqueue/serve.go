@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/api"
 	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
@@ -24,7 +25,7 @@ import (
 func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queue string, timeout time.Duration, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("enqueue serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := getenv("ORDERWORKER_API_ADDR")
+	addr := getenv(settings.APIAddr.Name)
 	if addr == "" {
 		addr = ":8080"
 	}
@@ -81,6 +82,9 @@ Serve flags:
 	// Every string logged passes the phone-number mask, as the worker's.
 	log := logmask.New(stderr, level, *logFormat == "text")
 	logmask.SetRedisLogger(log)
+	for _, m := range settings.UnknownHere() {
+		log.Warn("environment variable not read by orderworker", m.Args()...)
+	}
 	tokens := api.ParseTokens(getenv("ORDERWORKER_API_TOKENS"))
 	if len(tokens) == 0 && !*open {
 		fmt.Fprintln(stderr, "enqueue serve: no API token: set ORDERWORKER_API_TOKENS (comma-separated), or give -open to serve without one (anyone who reaches the address may then enqueue orders)")

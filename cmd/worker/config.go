@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/orderworker/orderworker/internal/devmode"
+	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
@@ -83,58 +84,10 @@ type providerConfig struct {
 	Config providers.Config
 }
 
-// envVar documents one setting; the README's table is this list.
-type envVar struct {
-	name, def, help string
-}
-
 // envVars lists every variable the worker reads: its own, then each
-// provider's settings, in the registry's order.
-func envVars() []envVar {
-	vars := slices.Clone(workerVars)
-	for _, s := range registry.All() {
-		for _, st := range s.Settings {
-			vars = append(vars, envVar{st.Name, st.Default, st.Help})
-		}
-	}
-	return vars
-}
-
-var workerVars = []envVar{
-	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster://host:port,host:port"},
-	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/, /orders/, /api/orders; when unset, -dev listens on 127.0.0.1 at its port"},
-	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
-	{"ORDERWORKER_CONCURRENCY", "20", "provider calls in flight at once; the worker runs a quarter more orders than that (at least one more), which wait for a call slot while the others' bookkeeping runs"},
-	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 16 of concurrency, at most 3"},
-	{"ORDERWORKER_MAX_ATTEMPTS", "8", "failed submissions (that created nothing) before an order is errored"},
-	{"ORDERWORKER_RETRY_BASE", "1s", "first retry backoff (doubles, full jitter)"},
-	{"ORDERWORKER_RETRY_MAX", "5m", "backoff cap"},
-	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue (or after an operator re-drove it) is errored"},
-	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
-	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
-	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once"},
-	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
-	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
-	{"ORDERWORKER_POLL_INTERVAL", "80ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands"},
-	{"ORDERWORKER_LEDGER_SHARDS", "1", "how many shards the ledger spreads orders over, each with its own hash tag and asynq queue: on Redis Cluster, the number of masters (or a multiple); every worker and producer of one ledger sets the same number, and it cannot change once orders exist"},
-	{"ORDERWORKER_DURABLE_WRITES", "auto", "auto: claims, in-flight marks and outcomes wait for every replica the Redis master has (WAIT) before they count; off: they do not (a failover may lose the last writes)"},
-	{"ORDERWORKER_MIN_REPLICAS", "auto", "with durable writes auto, the fewest replicas each of those writes must reach: a master reporting fewer refuses them unsent (orders wait, enqueues fail). auto: those the master reports, and at least one on a master once seen with replicas (so that a master cut off from its replicas takes no write a failover would lose); 0: those the master reports, never held to one. Set it to 1 on a replicated deployment"},
-	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
-	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
-	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
-	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
-	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
-	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
-	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/, /orders/ and /api/orders need it as a bearer token or basic-auth password"},
-	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks, and operators resolve and re-drive orders from /orders/ and /api/orders"},
-	{"ORDERWORKER_WEBHOOK_URLS", "", "comma-separated URLs every outcome event is POSTed to, signed per Standard Webhooks"},
-	{"ORDERWORKER_WEBHOOK_SECRET", "", "the webhook signing secret: whsec_ and at least 24 random bytes in base64 (echo whsec_$(openssl rand -base64 32)); several, separated by spaces, sign each request with each (to rotate a secret); required with ORDERWORKER_WEBHOOK_URLS"},
-	{"ORDERWORKER_WEBHOOK_MAX_AGE", "72h", "how long an undelivered event is retried before it is kept as failed (enqueue webhooks failed lists it)"},
-	{"ORDERWORKER_WEBHOOK_RETRY_BASE", "1s", "first webhook retry backoff (doubles, with jitter)"},
-	{"ORDERWORKER_WEBHOOK_RETRY_MAX", "5m", "webhook backoff cap"},
-	{"ORDERWORKER_WEBHOOK_TIMEOUT", "10s", "how long one webhook delivery may take"},
-	{"ORDERWORKER_API_TOKENS", "", "the HTTP API's bearer tokens, comma-separated; worker -dev without them serves the API open on loopback"},
-}
+// provider's settings, in the registry's order. The README's table is
+// this list.
+func envVars() []settings.Var { return settings.Worker() }
 
 // parseConfig reads the environment through getenv, then flags from args.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -144,8 +97,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return v
 		}
 		for _, e := range vars {
-			if e.name == name {
-				return e.def
+			if e.Name == name {
+				return e.Default
 			}
 		}
 		return ""
@@ -265,11 +218,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nEnvironment (flags override it):\n")
 		for _, e := range vars {
-			def := e.def
+			def := e.Default
 			if def == "" {
 				def = "-"
 			}
-			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.name, e.help, def)
+			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.Name, e.Help, def)
 		}
 	}
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis on 127.0.0.1:6390 (never REDIS_URL's, nor its address; enqueue -dev finds it) and built-in provider sandboxes with demo credentials")
@@ -301,7 +254,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.DevRedis != "" && !c.Dev {
 		return nil, errors.New("-dev-redis needs -dev")
 	}
-	c.realAPIAddr = getenv("ORDERWORKER_API_ADDR")
+	c.realAPIAddr = getenv(settings.APIAddr.Name)
 	if c.Dev && flagSet(fs, "redis-url") {
 		return nil, errors.New("-dev never uses -redis-url or REDIS_URL: give -dev-redis URL to use another Redis than the embedded one")
 	}
@@ -342,11 +295,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return nil, fmt.Errorf("-%s %s (%s): want a positive duration like 30s", d.flag, d.v, d.env)
 		}
 	}
+	if c.PollInterval < minPollInterval {
+		return nil, fmt.Errorf("ORDERWORKER_POLL_INTERVAL (-poll-interval) %s: want at least %s: each look for a new order costs 3 Redis commands (%s is about %d a second)",
+			c.PollInterval, minPollInterval, minPollInterval, 3*int(time.Second/minPollInterval))
+	}
 	if c.Dequeuers > c.Concurrency {
 		return nil, fmt.Errorf("ORDERWORKER_DEQUEUERS=%d is over the concurrency (%d): each loop needs at least one order slot", c.Dequeuers, c.Concurrency)
 	}
 	return c, nil
 }
+
+// minPollInterval is the shortest ORDERWORKER_POLL_INTERVAL taken: an
+// idle worker's Redis load grows as its inverse (1ns would be about 80,000
+// commands a second), while the median pickup it saves is half of it.
+const minPollInterval = 10 * time.Millisecond
 
 // flagSet reports whether the named flag was given on the command line.
 func flagSet(fs *flag.FlagSet, name string) bool {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
 
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
 // Settings that are accepted today but cannot work are refused at start,
@@ -42,6 +44,9 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{nil, []string{"-shutdown-timeout", "0"}, []string{"-shutdown-timeout", "positive duration"}},
 		{nil, []string{"-order-deadline", "0s"}, []string{"-order-deadline", "positive duration"}},
 		{nil, []string{"-poll-interval", "0"}, []string{"-poll-interval", "positive duration"}},
+		// An idle worker's Redis load grows as the poll's inverse.
+		{map[string]string{"ORDERWORKER_POLL_INTERVAL": "1ns"}, nil, []string{"ORDERWORKER_POLL_INTERVAL", "1ns", "at least 10ms"}},
+		{nil, []string{"-poll-interval", "9ms"}, []string{"-poll-interval", "9ms", "at least 10ms"}},
 		{nil, []string{"-dev-redis", "redis://127.0.0.1:1/0"}, []string{"-dev-redis needs -dev"}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "many"}, nil, []string{`ORDERWORKER_DEQUEUERS="many"`, "auto or a positive integer"}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "0"}, nil, []string{`ORDERWORKER_DEQUEUERS="0"`}},
@@ -151,5 +156,36 @@ func TestHelpMatchesTheCode(t *testing.T) {
 	}
 	if tasks.Headroom(20) != 5 {
 		t.Errorf("tasks.Headroom(20) = %d: the help's \"a quarter more\" no longer holds", tasks.Headroom(20))
+	}
+}
+
+// A variable of orderworker's that no command reads (a misspelled
+// ORDERWORKER_MONITORING_TOKEN would leave the dashboard open) is named
+// in a warning at start, with the setting it is likely meant for, and
+// never with its value. Not parallel: it sets the process's environment.
+func TestWorkerWarnsOfAVariableItDoesNotRead(t *testing.T) {
+	t.Setenv("ORDERWORKER_MONITORING_TOKN", "tok-not-logged-4b1e")
+	rs := taskstest.StartRedis(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done, logs := startWorker(t, ctx, rs.URL(), "127.0.0.1:0")
+	adminAddr(t, logs, done) // started
+	cancel()
+	<-done
+	var warning map[string]any
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "environment variable not read by orderworker" {
+			warning = m
+		}
+	}
+	if warning == nil {
+		t.Fatalf("no warning about ORDERWORKER_MONITORING_TOKN; logs:\n%s", logs.String())
+	}
+	if warning["level"] != "WARN" || warning["name"] != "ORDERWORKER_MONITORING_TOKN" || warning["did_you_mean"] != "ORDERWORKER_MONITORING_TOKEN" {
+		t.Errorf("warning = %v", warning)
+	}
+	if strings.Contains(logs.String(), "tok-not-logged-4b1e") {
+		t.Error("the variable's value reached the log")
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/guard"
@@ -40,6 +41,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logmask.SetRedisLogger(log)
+	for _, m := range settings.UnknownHere() {
+		// Only the name: a value may be a secret.
+		log.Warn("environment variable not read by orderworker", m.Args()...)
+	}
 	if cfg.Dev {
 		dev, err := startDev(ctx, cfg, log)
 		if err != nil {

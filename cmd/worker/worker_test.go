@@ -323,8 +323,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range envVars() {
-		if !strings.Contains(stderr.String(), e.name) {
-			t.Errorf("-h does not mention %s", e.name)
+		if !strings.Contains(stderr.String(), e.Name) {
+			t.Errorf("-h does not mention %s", e.Name)
 		}
 	}
 }
@@ -349,8 +349,8 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range envVars() {
-		if !strings.Contains(string(readme), "`"+e.name+"`") {
-			t.Errorf("README.md does not document %s", e.name)
+		if !strings.Contains(string(readme), "`"+e.Name+"`") {
+			t.Errorf("README.md does not document %s", e.Name)
 		}
 	}
 }

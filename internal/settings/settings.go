@@ -1,0 +1,168 @@
+// Package settings lists the environment variables orderworker's commands
+// read, so that the worker's help and the README's table come from one
+// list, and so that both commands can point out a variable of theirs that
+// none of them reads (a misspelled ORDERWORKER_MONITORING_TOKEN would
+// otherwise leave the dashboard open without a word).
+package settings
+
+import (
+	"cmp"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/orderworker/orderworker/providers/registry"
+)
+
+// Var documents one setting.
+type Var struct {
+	Name, Default, Help string
+}
+
+// Worker lists every variable the worker reads: its own, then each
+// provider's settings, in the registry's order.
+func Worker() []Var {
+	vars := slices.Clone(own)
+	for _, s := range registry.All() {
+		for _, st := range s.Settings {
+			vars = append(vars, Var{st.Name, st.Default, st.Help})
+		}
+	}
+	return vars
+}
+
+// APIAddr is where enqueue serve listens; worker -dev reads it only to
+// keep clear of it.
+var APIAddr = Var{"ORDERWORKER_API_ADDR", ":8080", "the producers' HTTP API: where enqueue serve listens"}
+
+// Prefix starts the name of every setting of orderworker's own.
+const Prefix = "ORDERWORKER_"
+
+// testPrefix starts the variables the project's tests read, which no
+// command does.
+const testPrefix = Prefix + "TEST_"
+
+// Unknown names the variables in environ (as os.Environ gives them) that
+// start with Prefix and that no orderworker command reads, each with the
+// known name it is most likely a misspelling of ("" when none is close),
+// sorted by name. The commands warn of them at start: orderworker reads
+// the same environment in the worker and in enqueue, so a variable one of
+// them reads is never reported by the other.
+func Unknown(environ []string) []Misspelled {
+	known := []string{APIAddr.Name}
+	for _, v := range Worker() {
+		known = append(known, v.Name)
+	}
+	var out []Misspelled
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, Prefix) || strings.HasPrefix(name, testPrefix) || slices.Contains(known, name) {
+			continue
+		}
+		out = append(out, Misspelled{Name: name, Like: closest(name, known)})
+	}
+	slices.SortFunc(out, func(a, b Misspelled) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// UnknownHere is Unknown of this process's environment.
+func UnknownHere() []Misspelled { return Unknown(os.Environ()) }
+
+// Misspelled is a variable no command reads.
+type Misspelled struct {
+	Name string
+	// Like is the known variable it is closest to, "" when none is
+	// within a few edits.
+	Like string
+}
+
+// String is the warning to show for m.
+func (m Misspelled) String() string {
+	s := m.Name + " is set, but no orderworker command reads it"
+	if m.Like != "" {
+		s += ": did you mean " + m.Like + "?"
+	}
+	return s
+}
+
+// Args are m's attributes for a structured log: its name and, when one
+// is close, the known name it may stand for (never its value, which may
+// be a secret).
+func (m Misspelled) Args() []any {
+	if m.Like == "" {
+		return []any{"name", m.Name}
+	}
+	return []any{"name", m.Name, "did_you_mean", m.Like}
+}
+
+// closest is the name in known fewest edits away from name, case aside,
+// if at most a few (a quarter of its length, at least 2; the first such on
+// a tie).
+func closest(name string, known []string) string {
+	best, bestD := "", max(2, len(name)/4)+1
+	name = strings.ToUpper(name)
+	for _, k := range known {
+		if d := distance(name, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance between a and b (bytes: the
+// names are ASCII).
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var own = []Var{
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster://host:port,host:port"},
+	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/, /orders/, /api/orders; when unset, -dev listens on 127.0.0.1 at its port"},
+	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
+	{"ORDERWORKER_CONCURRENCY", "20", "provider calls in flight at once; the worker runs a quarter more orders than that (at least one more), which wait for a call slot while the others' bookkeeping runs"},
+	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 16 of concurrency, at most 3"},
+	{"ORDERWORKER_MAX_ATTEMPTS", "8", "failed submissions (that created nothing) before an order is errored"},
+	{"ORDERWORKER_RETRY_BASE", "1s", "first retry backoff (doubles, full jitter)"},
+	{"ORDERWORKER_RETRY_MAX", "5m", "backoff cap"},
+	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue (or after an operator re-drove it) is errored"},
+	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
+	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
+	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once"},
+	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
+	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
+	{"ORDERWORKER_POLL_INTERVAL", "80ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands (at least 10ms)"},
+	{"ORDERWORKER_LEDGER_SHARDS", "1", "how many shards the ledger spreads orders over, each with its own hash tag and asynq queue: on Redis Cluster, the number of masters (or a multiple); every worker and producer of one ledger sets the same number, and it cannot change once orders exist"},
+	{"ORDERWORKER_DURABLE_WRITES", "auto", "auto: claims, in-flight marks and outcomes wait for every replica the Redis master has (WAIT) before they count; off: they do not (a failover may lose the last writes)"},
+	{"ORDERWORKER_MIN_REPLICAS", "auto", "with durable writes auto, the fewest replicas each of those writes must reach: a master reporting fewer refuses them unsent (orders wait, enqueues fail). auto: those the master reports, and at least one on a master once seen with replicas (so that a master cut off from its replicas takes no write a failover would lose); 0: those the master reports, never held to one. Set it to 1 on a replicated deployment"},
+	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
+	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
+	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
+	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
+	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
+	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
+	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/, /orders/ and /api/orders need it as a bearer token or basic-auth password"},
+	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks, and operators resolve and re-drive orders from /orders/ and /api/orders"},
+	{"ORDERWORKER_WEBHOOK_URLS", "", "comma-separated URLs every outcome event is POSTed to, signed per Standard Webhooks"},
+	{"ORDERWORKER_WEBHOOK_SECRET", "", "the webhook signing secret: whsec_ and at least 24 random bytes in base64 (echo whsec_$(openssl rand -base64 32)); several, separated by spaces, sign each request with each (to rotate a secret); required with ORDERWORKER_WEBHOOK_URLS"},
+	{"ORDERWORKER_WEBHOOK_MAX_AGE", "72h", "how long an undelivered event is retried before it is kept as failed (enqueue webhooks failed lists it)"},
+	{"ORDERWORKER_WEBHOOK_RETRY_BASE", "1s", "first webhook retry backoff (doubles, with jitter)"},
+	{"ORDERWORKER_WEBHOOK_RETRY_MAX", "5m", "webhook backoff cap"},
+	{"ORDERWORKER_WEBHOOK_TIMEOUT", "10s", "how long one webhook delivery may take"},
+	{"ORDERWORKER_API_TOKENS", "", "the HTTP API's bearer tokens, comma-separated; worker -dev without them serves the API open on loopback"},
+}

@@ -1,0 +1,56 @@
+package settings
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
+	environ := []string{
+		"PATH=/usr/bin",
+		"ORDERWORKER_MONITORING_TOKN=x", // a typo: the known name suggested
+		"ORDERWORKER_QUEUE=orders",      // the worker's
+		"ORDERWORKER_API_ADDR=:8080",    // enqueue serve's
+		"TENCENT_APP_KEY=k",             // a provider's: not ours to judge
+		"ORDERWORKER_TEST_REDIS_URL=redis://x",
+		"ORDERWORKER_FROBNICATE=1", // nothing like it
+		"ORDERWORKER_concurrency=5",
+		"ORDERWORKER_NOVALUE",
+	}
+	got := Unknown(environ)
+	want := []Misspelled{
+		{Name: "ORDERWORKER_FROBNICATE"},
+		{Name: "ORDERWORKER_MONITORING_TOKN", Like: "ORDERWORKER_MONITORING_TOKEN"},
+		{Name: "ORDERWORKER_NOVALUE"},
+		{Name: "ORDERWORKER_concurrency", Like: "ORDERWORKER_CONCURRENCY"}, // names are case-sensitive
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Unknown = %+v\nwant      %+v", got, want)
+	}
+	if s := got[1].String(); s != "ORDERWORKER_MONITORING_TOKN is set, but no orderworker command reads it: did you mean ORDERWORKER_MONITORING_TOKEN?" {
+		t.Errorf("String = %q", s)
+	}
+	if s := got[0].String(); s != "ORDERWORKER_FROBNICATE is set, but no orderworker command reads it" {
+		t.Errorf("String = %q", s)
+	}
+	if a := got[0].Args(); !reflect.DeepEqual(a, []any{"name", "ORDERWORKER_FROBNICATE"}) {
+		t.Errorf("Args = %v", a)
+	}
+	if len(Unknown([]string{"ORDERWORKER_DATA_KEY=k", "REDIS_URL=redis://x"})) != 0 {
+		t.Error("known variables reported")
+	}
+}
+
+func TestDistance(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		d    int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "ab", 2}, {"kitten", "sitting", 3},
+		{"ORDERWORKER_QUEUE", "ORDERWORKER_QUEU", 1}, {"ORDERWORKER_RETRY_MAX", "ORDERWORKER_RETRY_MAX", 0},
+	} {
+		if got := distance(c.a, c.b); got != c.d {
+			t.Errorf("distance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		}
+	}
+}
