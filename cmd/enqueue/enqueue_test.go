@@ -105,6 +105,11 @@ func TestEnqueueFileWithOnePrettyObjectAndStatus(t *testing.T) {
 	if code, _, _ := runCLI(t, rs.URL(), "", "status", "tencent", "missing"); code != exitRejected {
 		t.Errorf("status of a missing order exit = %d, want %d", code, exitRejected)
 	}
+	// An unknown provider is a usage error, as in resolve: no such
+	// order could exist.
+	if code, _, stderr := runCLI(t, rs.URL(), "", "status", "tencnet", "E3"); code != exitError || !strings.Contains(stderr, `provider "tencnet": want one of aliyun, tencent, unicloud`) {
+		t.Errorf("status of an unknown provider = %d, %q; want %d naming the providers", code, stderr, exitError)
+	}
 }
 
 func TestEnqueueByFlags(t *testing.T) {
@@ -117,6 +122,10 @@ func TestEnqueueByFlags(t *testing.T) {
 	code, out, _ = runCLI(t, rs.URL(), "", "-provider", "tencent", "-order-no", "E5", "-params", `{oops`)
 	if code != exitRejected || !strings.Contains(out, "params: not valid JSON") {
 		t.Fatalf("bad -params: exit %d, out %s", code, out)
+	}
+	// Every line of an order from flags says so, as the others do.
+	if got := lines(t, out)[0]["source"]; got != "flags" {
+		t.Errorf("bad -params: source %v, want flags", got)
 	}
 }
 

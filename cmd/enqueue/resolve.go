@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/ops"
 )
@@ -39,7 +40,7 @@ with the reason when the decision is not legal for the order as it stands.
 	}
 	ref := ledger.Ref{Provider: pos[0], OrderNo: pos[1]}
 	if !slices.Contains(validators().Names(), ref.Provider) {
-		return c.fail(exitError, "provider %q: want one of %s", ref.Provider, strings.Join(validators().Names(), ", "))
+		return c.fail(exitError, "provider %q: want one of %s", providers.MaskPhones(ref.Provider), strings.Join(validators().Names(), ", "))
 	}
 	resolution, err := ops.ParseResolution(*as)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,13 @@ const (
 // mask personal data; enqueue needs no provider credentials.
 func validators() *providers.Set {
 	return registry.Validators("enqueue does not submit")
+}
+
+// resultLine is one order's line of output: its result, and where it
+// came from (a file and line, stdin, or flags).
+type resultLine struct {
+	tasks.EnqueueResult
+	Source string `json:"source,omitempty"`
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -179,10 +187,7 @@ Flags:
 		res, err := enq.Enqueue(c, data)
 		if err != nil {
 			line := errorResult(res, err)
-			if perr := out.Encode(struct {
-				tasks.EnqueueResult
-				Source string `json:"source,omitempty"`
-			}{line, source}); perr != nil {
+			if perr := out.Encode(resultLine{line, source}); perr != nil {
 				return perr
 			}
 			return &answeredError{n: 1, source: source, reason: line.Reason}
@@ -190,10 +195,7 @@ Flags:
 		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
 			code = exitRejected
 		}
-		return out.Encode(struct {
-			tasks.EnqueueResult
-			Source string `json:"source,omitempty"`
-		}{res, source})
+		return out.Encode(resultLine{res, source})
 	}
 
 	if *provider != "" || *orderNo != "" || *params != "" {
@@ -204,7 +206,7 @@ Flags:
 		p := tasks.Payload{Provider: *provider, OrderNo: *orderNo, Params: json.RawMessage(*params)}
 		if strings.TrimSpace(*params) != "" && !json.Valid(p.Params) {
 			code = exitRejected
-			_ = out.Encode(tasks.EnqueueResult{Status: tasks.Invalid, Provider: p.Provider, OrderNo: p.OrderNo, Reason: "params: not valid JSON"})
+			_ = out.Encode(resultLine{tasks.EnqueueResult{Status: tasks.Invalid, Provider: p.Provider, OrderNo: p.OrderNo, Reason: "params: not valid JSON"}, "flags"})
 			return code
 		}
 		if strings.TrimSpace(*params) == "" {
@@ -230,10 +232,7 @@ Flags:
 	}
 	reject := func(source, reason string) error {
 		code = exitRejected
-		return out.Encode(struct {
-			tasks.EnqueueResult
-			Source string `json:"source,omitempty"`
-		}{tasks.EnqueueResult{Status: tasks.Invalid, Reason: reason}, source})
+		return out.Encode(resultLine{tasks.EnqueueResult{Status: tasks.Invalid, Reason: reason}, source})
 	}
 	// Orders go to Redis in batches of what the input has ready (the
 	// claims of a batch in one round trip), so one enqueue keeps up with
@@ -243,10 +242,7 @@ Flags:
 		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
 			code = exitRejected
 		}
-		return out.Encode(struct {
-			tasks.EnqueueResult
-			Source string `json:"source,omitempty"`
-		}{res, source})
+		return out.Encode(resultLine{res, source})
 	}
 	batchReject := func(source, reason string) error {
 		if err := b.flush(); err != nil {
@@ -360,6 +356,11 @@ func (e *answeredError) Error() string {
 
 // status prints the order's record, params masked, as JSON.
 func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if !slices.Contains(validators().Names(), provider) {
+		// A usage error, as resolve's: no such order could exist.
+		fmt.Fprintf(stderr, "enqueue: provider %q: want one of %s\n", providers.MaskPhones(provider), strings.Join(validators().Names(), ", "))
+		return exitError
+	}
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)

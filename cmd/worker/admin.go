@@ -104,11 +104,13 @@ func readinessCheck(started func() bool, pingRedis func() error, problems *tasks
 		return err
 	}
 	return func() error {
-		if !started() {
-			return &notReadyError{public: "starting"}
-		}
+		// Redis first: a worker that cannot start because Redis has been
+		// down since it began says so, not "starting".
 		if err := pingRedis(); err != nil {
 			return report(&notReadyError{"redis unreachable", tasks.RedisErrorReason(err)})
+		}
+		if !started() {
+			return &notReadyError{public: "starting"}
 		}
 		if err := problems.Err(); err != nil {
 			return report(&notReadyError{problemSummary(problems, known), err})

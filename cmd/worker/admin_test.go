@@ -150,6 +150,11 @@ func TestReadyzSaysOnlyTheKind(t *testing.T) {
 	}
 
 	check(http.StatusServiceUnavailable, "not ready: starting")
+	// Redis down since the start: said so, rather than "starting".
+	redisErr = errors.New("dial tcp 10.1.2.3:6379: connect: connection refused")
+	check(http.StatusServiceUnavailable, "not ready: redis unreachable", "10.1.2.3")
+	redisErr = nil
+	check(http.StatusServiceUnavailable, "not ready: starting")
 	started = true
 	check(http.StatusOK, "ready")
 
@@ -172,15 +177,16 @@ func TestReadyzSaysOnlyTheKind(t *testing.T) {
 	problems.Clear("tencent", tasks.ProblemReplicas)
 	check(http.StatusOK, "ready")
 
-	// The log has each reason once, with its detail (masked).
+	// The log has each reason once per time it began, with its detail
+	// (masked): Redis was unreachable twice, while starting and after.
 	out := logs.String()
 	for _, w := range []string{"10.1.2.3:6379: connect: connection refused", "AKID-secret-1 is not valid for 139****5678", "ALIYUN_APP_KEY is not set", "ORDERWORKER_MIN_REPLICAS is 1"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("the log lacks %q:\n%s", w, out)
 		}
 	}
-	if n := strings.Count(out, "redis unreachable"); n != 1 {
-		t.Errorf("the log says redis unreachable %d times, want once:\n%s", n, out)
+	if n := strings.Count(out, "redis unreachable"); n != 2 {
+		t.Errorf("the log says redis unreachable %d times, want twice:\n%s", n, out)
 	}
 	if strings.Contains(out, "13912345678") {
 		t.Errorf("the log shows a phone number in clear:\n%s", out)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -169,15 +170,29 @@ func TestWorkerWarnsOfAVariableItDoesNotRead(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done, logs := startWorker(t, ctx, rs.URL(), "127.0.0.1:0")
-	adminAddr(t, logs, done) // started
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), `"worker started"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not start; logs:\n%s", logs.String())
+		}
+	}
 	cancel()
 	<-done
-	var warning map[string]any
+	var warning, started map[string]any
 	for _, line := range strings.Split(logs.String(), "\n") {
 		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "environment variable not read by orderworker" {
-			warning = m
+		if json.Unmarshal([]byte(line), &m) == nil {
+			switch m["msg"] {
+			case "environment variable not read by orderworker":
+				warning = m
+			case "worker started":
+				started = m
+			}
 		}
+	}
+	// No provider has credentials here: the start lists none (each was
+	// logged as disabled, with the reason).
+	if p, ok := started["providers"].([]any); !ok || len(p) != 0 {
+		t.Errorf("worker started: providers %v, want none", started["providers"])
 	}
 	if warning == nil {
 		t.Fatalf("no warning about ORDERWORKER_MONITORING_TOKN; logs:\n%s", logs.String())

@@ -206,7 +206,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("start worker: %w", err)
 	}
 	started.Store(true)
-	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", set.Names())
+	enabled := []string{}
+	for _, p := range set.Enabled() {
+		enabled = append(enabled, p.Name())
+	}
+	// providers: those orders are submitted to; the others were each
+	// logged as disabled, with the reason.
+	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", enabled)
 
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
