@@ -32,10 +32,20 @@ var digitRun = regexp.MustCompile(`\+?\d+`)
 
 // groupedMobile matches, at the start of the text, a mainland mobile
 // number written in groups, the way people write them: 138-0013-8000, 138
-// 0013 8000, 1380013 8000, with an optional +86, 86 or 0086 in front (+86
-// 138 0013 8000). The caller tries it where no digit precedes, and checks
+// 0013 8000, 1380013 8000, 138 - 0013 - 8000, 138/0013/8000,
+// 138_0013_8000, 138.0013.8000, (138)0013-8000, with an optional +86, 86
+// or 0086 in front (+86 138 0013 8000); dashes of every kind come here as
+// '-' (narrow). The caller tries it where no digit precedes, and checks
 // that no digit follows.
-var groupedMobile = regexp.MustCompile(`^(?:(?:\+|00)?86[ -]?)?1[3-9]\d[ -]?\d{4}[ -]?\d{4}`)
+var groupedMobile = regexp.MustCompile(`^(?:(?:\+|00)?86[ -]?)?(?:\(1[3-9]\d\)|1[3-9]\d)` + mobileSep + `\d{4}` + mobileSep + `\d{4}`)
+
+// mobileSep is what may stand between the groups of a mobile number: a
+// separator, perhaps with a space or two around it, or spaces alone.
+const mobileSep = `(?: {0,2}[-/_.] {0,2}| {1,2})?`
+
+// groupSeps are the bytes that may separate the groups of a phone number
+// (see groupedMobile and intlGroupedLen).
+const groupSeps = " -/_.()"
 
 // isPhone reports whether a whole digit run is a phone number: a mainland
 // mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
@@ -77,8 +87,9 @@ func MaskPhones(s string) string {
 }
 
 // narrowDigits returns s with full-width digits (U+FF10–U+FF19), plus
-// and hyphen as ASCII ones, and no-break and ideographic spaces as spaces,
-// and whether it held any.
+// and hyphen, and every other dash, as ASCII ones, no-break and
+// ideographic spaces as spaces, and zero-width characters dropped, and
+// whether it held any.
 func narrowDigits(s string) (string, bool) {
 	if !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
 		return s, false
@@ -92,10 +103,12 @@ func narrow(r rune) rune {
 		return '0' + (r - '\uff10')
 	case r == '\uff0b':
 		return '+'
-	case r == '\uff0d':
-		return '-'
-	case r == '\u00a0' || r == '\u3000':
+	case r == '\uff0d' || r >= '\u2010' && r <= '\u2015' || r == '\u2212':
+		return '-' // full-width hyphen, hyphens and dashes, minus
+	case r == '\u00a0' || r == '\u3000' || r == '\u202f':
 		return ' '
+	case r >= '\u200b' && r <= '\u200d' || r == '\u2060' || r == '\ufeff':
+		return -1 // zero-width: dropped
 	}
 	return r
 }
@@ -110,7 +123,7 @@ func maskPhones(s string) string {
 		}
 		return maskDigits(m)
 	})
-	if !strings.ContainsAny(s, " -") {
+	if !strings.ContainsAny(s, groupSeps) {
 		return s
 	}
 	// Tried at every place a number starts, not only after the last
@@ -119,7 +132,7 @@ func maskPhones(s string) string {
 	var b strings.Builder
 	last := 0
 	for i := 0; i < len(s); i++ {
-		if i > 0 && isDigit(s[i-1]) || !isDigit(s[i]) && s[i] != '+' {
+		if i > 0 && isDigit(s[i-1]) || !isDigit(s[i]) && s[i] != '+' && s[i] != '(' {
 			continue
 		}
 		var j int
@@ -134,7 +147,12 @@ func maskPhones(s string) string {
 			continue // part of a longer number
 		}
 		b.WriteString(s[last:i])
-		b.WriteString(maskDigits(strings.NewReplacer(" ", "", "-", "", "(", "", ")", "").Replace(s[i:j])))
+		b.WriteString(maskDigits(strings.Map(func(r rune) rune {
+			if r == '+' || '0' <= r && r <= '9' {
+				return r
+			}
+			return -1
+		}, s[i:j])))
 		last = j
 		i = j - 1
 	}
@@ -234,21 +252,26 @@ func maskDigits(run string) string {
 }
 
 // hasDigitRun reports whether s holds n ASCII digits in a row, counting
-// digits that a single space or dash splits into groups as in a row.
+// digits that up to three of groupSeps split into groups (138 - 0013,
+// (415) 555) as in a row.
 func hasDigitRun(s string, n int) bool {
 	run := 0
 	for i := 0; i < len(s); i++ {
-		switch {
-		case '0' <= s[i] && s[i] <= '9':
+		if isDigit(s[i]) {
 			if run++; run >= n {
 				return true
 			}
-		case (s[i] == ' ' || s[i] == '-') && i > 0 && i+1 < len(s) && isDigit(s[i-1]) && isDigit(s[i+1]):
-		case s[i] == '(' || s[i] == ')' || s[i] == ' ' && i > 0 && s[i-1] == ')':
-			// An area code in parentheses: +1 (415) 555-0100.
-		default:
-			run = 0
+			continue
 		}
+		j := i
+		for j < len(s) && j-i < 4 && strings.IndexByte(groupSeps, s[j]) >= 0 {
+			j++
+		}
+		if j > i && j-i <= 3 && j < len(s) && isDigit(s[j]) {
+			i = j - 1 // a separator between groups (or before the first)
+			continue
+		}
+		run = 0
 	}
 	return false
 }
@@ -297,18 +320,21 @@ func Redact(s string, secrets ...string) string {
 	return MaskPhones(s)
 }
 
+// redactOne replaces sec in s, its ASCII letters in any case (a provider
+// may quote a name upper- or lower-cased): everywhere when sec is long or
+// not ASCII, else where it stands as a word.
 func redactOne(s, sec string) string {
-	if len(sec) >= 4 || !isASCII(sec) {
-		return strings.ReplaceAll(s, sec, "***")
-	}
-	return replaceWord(s, sec, "***")
+	return replaceFold(s, sec, "***", len(sec) < 4 && isASCII(sec))
 }
 
-// escapedForms is sec as JSON and URLs may write it, each form other than
-// sec itself: JSON with and without HTML escaping, each also with every
-// non-ASCII character escaped (lower- and upper-case hex) and with "/"
-// escaped (as PHP writes it), and percent-encoded for a query and for a
-// path, in upper- and lower-case hex.
+// escapedForms is sec as JSON, URLs and HTML may write it, each form
+// other than sec itself: JSON with and without HTML escaping, each also
+// with every non-ASCII character escaped (lower- and upper-case hex) and
+// with "/" escaped (as PHP writes it); percent-encoded for a query and for
+// a path, in upper- and lower-case hex; every non-ASCII character as
+// JavaScript's escape() writes it (%uXXXX); and every non-ASCII character
+// as an HTML numeric character reference, decimal and hex (&#24352;,
+// &#x5f20;). A legacy encoding (GBK percent-encoded) is not among them.
 func escapedForms(sec string) []string {
 	var forms []string
 	add := func(f string) {
@@ -335,7 +361,30 @@ func escapedForms(sec string) []string {
 		add(f)
 		add(lowerPercent(f))
 	}
+	for _, format := range []string{`%%u%04X`, `%%u%04x`} {
+		add(asciiEscaped(sec, format))
+	}
+	for _, format := range []string{`&#%d;`, `&#x%x;`, `&#x%X;`} {
+		add(runesEscaped(sec, format))
+	}
 	return forms
+}
+
+// runesEscaped is s with every non-ASCII character written in format,
+// given the character's code point.
+func runesEscaped(s, format string) string {
+	if isASCII(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x80 {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, format, r)
+	}
+	return b.String()
 }
 
 // asciiEscaped is s with every non-ASCII character written as JSON's
@@ -384,18 +433,22 @@ func isASCII(s string) bool {
 	return true
 }
 
-// replaceWord replaces each occurrence of w in s that no ASCII letter or
-// digit touches on either side.
-func replaceWord(s, w, with string) string {
+// replaceFold replaces each occurrence of w in s, ASCII letters matched
+// in any case, by with; word: only where no ASCII letter or digit touches
+// it on either side.
+func replaceFold(s, w, with string, word bool) string {
 	var b strings.Builder
 	for {
-		i := strings.Index(s, w)
+		i := indexFold(s, w)
 		if i < 0 {
+			if b.Len() == 0 {
+				return s
+			}
 			b.WriteString(s)
 			return b.String()
 		}
 		end := i + len(w)
-		if (i == 0 || !isAlnumByte(s[i-1])) && (end == len(s) || !isAlnumByte(s[end])) {
+		if !word || (i == 0 || !isAlnumByte(s[i-1])) && (end == len(s) || !isAlnumByte(s[end])) {
 			b.WriteString(s[:i])
 			b.WriteString(with)
 		} else {
@@ -403,6 +456,45 @@ func replaceWord(s, w, with string) string {
 		}
 		s = s[end:]
 	}
+}
+
+// indexFold is strings.Index with ASCII letters matched in any case (the
+// other bytes exactly, so that a match is as long as sub).
+func indexFold(s, sub string) int {
+	if sub == "" {
+		return -1
+	}
+	if !strings.ContainsFunc(sub, func(r rune) bool { return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' }) {
+		return strings.Index(s, sub) // no letter to fold
+	}
+	lo, up := lowerASCII(sub[0]), upperASCII(sub[0])
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i] != lo && s[i] != up {
+			continue
+		}
+		j := 1
+		for j < len(sub) && lowerASCII(s[i+j]) == lowerASCII(sub[j]) {
+			j++
+		}
+		if j == len(sub) {
+			return i
+		}
+	}
+	return -1
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func upperASCII(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 func isAlnumByte(c byte) bool {

@@ -58,6 +58,28 @@ func TestMaskPhones(t *testing.T) {
 		{"v +1 2", "v +1 2"},                                         // too few digits
 		{"+1 234 567 890 123 456 789", "+1 234 567 890 123 456 789"}, // too many
 		{"build 1.2 +3 45", "build 1.2 +3 45"},
+		// Mainland mobile numbers in other groupings: separators with
+		// spaces around them, slashes, underscores, dots, dashes of
+		// every kind, the first group in parentheses, zero-width
+		// characters between digits.
+		{"tel 139 - 1234 - 5678.", "tel 139****5678."},
+		{"139/1234/5678", "139****5678"},
+		{"id_139_1234_5678", "id_139****5678"},
+		{"139.1234.5678", "139****5678"},
+		{"139\u20131234\u20135678", "139****5678"},
+		{"139\u20141234\u20145678", "139****5678"},
+		{"(139)1234-5678", "139****5678"},
+		{"(139) 1234 5678", "139****5678"},
+		{"139\u200b1234\u200b5678", "139****5678"},
+		{"+86 (139) 1234-5678", "861****5678"},
+		// What only looks like one: dates, versions, addresses, ids.
+		{"2026.11.30 13:00", "2026.11.30 13:00"},
+		{"v1.13.1234", "v1.13.1234"},
+		{"192.168.100.200", "192.168.100.200"},
+		{"order_2026_1130_1234", "order_2026_1130_1234"},
+		{"139/1234/56789", "139/1234/56789"},
+		{"12 - 1234 - 5678", "12 - 1234 - 5678"},
+		{"a\u2013b 12", "a\u2013b 12"},
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
@@ -154,6 +176,18 @@ func TestRedact(t *testing.T) {
 		{`{"userName":"A\/B"}`, "A/B", `{"userName":"***"}`},
 		{`{"userName":"Tom\u0026\u5f20"}`, "Tom&张", `{"userName":"***"}`},
 		{"userName=%e5%bc%a0%e4%b8%89&x=1", "张三", "userName=***&x=1"},
+		// In another case, as HTML character references, as
+		// JavaScript's escape() writes it.
+		{"no user ZHANG SAN PII here", "Zhang San PII", "no user *** here"},
+		{"no user zhang san pii", "Zhang San PII", "no user ***"},
+		{"user BOB.", "Bob", "user ***."},
+		{"user BOBBY", "Bob", "user BOBBY"},
+		{"<p>&#24352;&#19977;&#20016;</p>", "张三丰", "<p>***</p>"},
+		{"<p>&#x5f20;&#x4e09;&#x4e30;</p>", "张三丰", "<p>***</p>"},
+		{"<p>&#x5F20;&#x4E09;&#x4E30;</p>", "张三丰", "<p>***</p>"},
+		{"Jos&#233; M&#252;ller", "José Müller", "***"},
+		{"userName=%u5F20%u4E09%u4E30&x=1", "张三丰", "userName=***&x=1"},
+		{"userName=%u5f20%u4e09&x=1", "张三", "userName=***&x=1"},
 	} {
 		if got := Redact(tt.in, tt.sec); got != tt.want {
 			t.Errorf("Redact(%q, %q) = %q, want %q", tt.in, tt.sec, got, tt.want)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 func newSealer(t *testing.T) *tasks.Sealer {
@@ -82,6 +83,10 @@ func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
 		"userId":     `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"139-1234-5678"}}`,
 		// An international number in groups.
 		"userId\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"+44 7700 901234"}}`,
+		// Mobile numbers in other groupings.
+		"userId\u0020\u0020":       `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"(139)1234-5678"}}`,
+		"CustomerId\u0020\u0020":   `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"139_1234_5678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		"userId\u0020\u0020\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"139 \u2013 1234 \u2013 5678"}}`,
 		// Escaped digits are digits: judged on the decoded text.
 		"CustomerId\u0020": `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
 	} {
@@ -165,6 +170,41 @@ func TestHandWrittenTaskWithAPhoneNumberIsNotRecorded(t *testing.T) {
 	}
 	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
 		t.Errorf("ServiceCreateOrder called %d times", n)
+	}
+}
+
+// A producer without the data key is refused on a ledger whose params are
+// sealed: it would store its params in clear beside the sealed ones.
+// Nothing is written; an order it cannot even judge valid is answered
+// invalid, as ever.
+func TestKeylessProducerRefusedOnASealedLedger(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	keyed := tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Sealer: newSealer(t)})
+	keyless := tasks.NewEnqueuer(e.client, e.ledger, e.set, nil)
+	if err := keyless.CheckDataKey(ctx); err != nil {
+		t.Fatalf("keyless, nothing sealed yet: CheckDataKey = %v", err)
+	}
+	if res, err := keyed.Enqueue(ctx, order("Seal-1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("keyed Enqueue = %+v, %v", res, err)
+	}
+	late := tasks.NewEnqueuer(e.client, e.ledger, e.set, nil)
+	var mm *ledger.DataKeyMismatchError
+	res, err := late.Enqueue(ctx, order("Seal-2"))
+	if !errors.As(err, &mm) || mm.Have != "" || !strings.Contains(err.Error(), "has no data key") {
+		t.Fatalf("keyless Enqueue on a sealed ledger = %+v, %v; want a data key mismatch", res, err)
+	}
+	if rec, err := e.ledger.Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "Seal-2"}); err != nil || rec != nil {
+		t.Errorf("the refused order was recorded: %+v, %v", rec, err)
+	}
+	for _, br := range late.EnqueueBatch(ctx, [][]byte{order("Seal-3")}) {
+		if !errors.As(br.Err, &mm) {
+			t.Errorf("keyless EnqueueBatch on a sealed ledger = %+v; want a data key mismatch", br)
+		}
+	}
+	if res, err := late.Enqueue(ctx, []byte(`{"provider":"tencent","order_no":"Seal-4","params":{}}`)); err != nil || res.Status != tasks.Invalid {
+		t.Errorf("an invalid order = %+v, %v; want invalid", res, err)
 	}
 }
 

@@ -136,13 +136,13 @@ func TestEnqueueRedisUnreachable(t *testing.T) {
 	t.Parallel()
 	code, out, errs := runCLI(t, "redis://127.0.0.1:1/0", good, "-timeout", "2s")
 	checkErrorLines(t, out, "stdin:1")
-	if code != exitError || !strings.Contains(errs, "claim order") {
-		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 with a claim error", code, out, errs)
+	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 with Redis's error", code, out, errs)
 	}
 	code, out, errs = runCLI(t, "redis://127.0.0.1:1/0", "", "-timeout", "2s", "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
 	checkErrorLines(t, out, "flags")
-	if code != exitError || !strings.Contains(errs, "claim order") || !strings.Contains(errs, "same order_no") {
-		t.Fatalf("one order by flags: exit %d, stdout %q, stderr %q; want exit 2 with a claim error", code, out, errs)
+	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") || !strings.Contains(errs, "same order_no") {
+		t.Fatalf("one order by flags: exit %d, stdout %q, stderr %q; want exit 2 with Redis's error", code, out, errs)
 	}
 }
 
@@ -368,7 +368,9 @@ func TestEnqueueDevWritesOnlyToADevRedis(t *testing.T) {
 		t.Fatalf("enqueue -dev into -dev's Redis: exit %d, out %q, err %q; want it enqueued", code, out, errs)
 	}
 	rec, err := tasks.NewLedger(devRedis.Client(t)).Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: "E1"})
-	if err != nil || rec == nil || strings.Contains(string(rec.Params), "C1") {
+	// (Sealed: not the clear params; a substring test would fail when
+	// the ciphertext's base64 happens to spell "C1".)
+	if err != nil || rec == nil || !tasks.IsSealed(rec.Params) || strings.Contains(string(rec.Params), `"CustomerId"`) {
 		t.Errorf("the order in -dev's Redis: %+v, %v; want its params sealed with -dev's data key", rec, err)
 	}
 	if n := realRedis.Client(t).DBSize(ctx).Val(); n != 0 {
@@ -433,5 +435,32 @@ func TestEnqueueWarnsOfAVariableItDoesNotRead(t *testing.T) {
 	want := "enqueue: warning: ORDERWORKER_DATA_KY is set, but no orderworker command reads it: did you mean ORDERWORKER_DATA_KEY?\n"
 	if stderr != want {
 		t.Errorf("stderr = %q, want %q", stderr, want)
+	}
+}
+
+// A producer without the data key, on a ledger whose params a producer
+// with it sealed, is refused before it reads any order (exit 2, naming
+// ORDERWORKER_DATA_KEY): it would store params in clear beside the sealed
+// ones. So is one with another key, and enqueue serve refuses to start.
+func TestEnqueueRefusesAKeyThatIsNotTheLedgers(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	keyed := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": "ZGF0YS1rZXktZm9yLXN0YXR1cy10ZXN0LCAzMiBieXQ="}
+	if code, out, errs := runCLIEnv(t, keyed, good); code != exitOK {
+		t.Fatalf("keyed enqueue: exit %d\n%s%s", code, out, errs)
+	}
+	other := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": "b3RoZXIta2V5LWZvci10aGUtbWlzbWF0Y2gtdGVzdCE="}
+	for name, env := range map[string]map[string]string{"no key": {"REDIS_URL": rs.URL()}, "another key": other} {
+		code, out, errs := runCLIEnv(t, env, strings.ReplaceAll(good, "E1", "E9"))
+		if code != exitError || out != "" || !strings.Contains(errs, "ORDERWORKER_DATA_KEY: this ledger's order params are sealed with data key id") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit %d naming the key, nothing printed", name, code, out, errs, exitError)
+		}
+		env["ORDERWORKER_API_TOKENS"] = "t"
+		if code, _, errs := runCLIEnv(t, env, "", "serve", "-addr", "127.0.0.1:0"); code != exitError || !strings.Contains(errs, "sealed with data key id") {
+			t.Errorf("%s: serve exit %d, stderr %q; want %d naming the key", name, code, errs, exitError)
+		}
+	}
+	if rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: "E9"}); err != nil || rec != nil {
+		t.Errorf("a refused order was recorded: %+v, %v", rec, err)
 	}
 }

@@ -35,6 +35,20 @@ func validators() *providers.Set {
 	return registry.Validators("enqueue does not submit")
 }
 
+// checkDataKey refuses, before any order is read, a data key that is not
+// the one the ledger's params are sealed with, or none where they are
+// sealed: a configuration error, which no resend fixes. Redis not
+// answering is left to the orders' own answers.
+func checkDataKey(ctx context.Context, enq *tasks.Enqueuer, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := enq.CheckDataKey(ctx)
+	if errors.As(err, new(*ledger.DataKeyMismatchError)) {
+		return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
+	}
+	return nil
+}
+
 // resultLine is one order's line of output: its result, and where it
 // came from (a file and line, stdin, or flags).
 type resultLine struct {
@@ -179,6 +193,10 @@ Flags:
 		return exitError
 	}
 	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
+	if err := checkDataKey(ctx, enq, *timeout); err != nil {
+		fmt.Fprintln(stderr, "enqueue:", err)
+		return exitError
+	}
 	out := json.NewEncoder(stdout)
 	code := exitOK
 	submit := func(source string, data []byte) error {

@@ -128,6 +128,12 @@ Serve flags:
 		ln.Close()
 		fmt.Fprintln(stderr, "enqueue serve:", err)
 		return exitError
+	} else if err := checkDataKey(c, enq, 2*time.Second); err != nil {
+		// Every order would be refused: say so now.
+		cancel()
+		ln.Close()
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
 	}
 	cancel()
 	if len(tokens) == 0 {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,7 +74,6 @@ type Handler struct {
 	log     *slog.Logger
 	closing chan struct{}
 	once    sync.Once
-	keyOK   atomic.Bool
 }
 
 // ErrNoTokens is returned by New without tokens and without Options.Open.
@@ -215,24 +213,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// checkDataKey checks, until it once succeeds, that the ledger's shard
-// count is this process's and that its params are sealed with this
-// process's data key. The Enqueuer checks too, but only once per
-// process, keeping a first error for good: checked here first, a Redis
-// outage at the first order is answered 503 and the next order tries
-// again.
+// checkDataKey checks that the ledger's shard count is this process's,
+// and its data key (Enqueuer.CheckDataKey): checked before an order is
+// read, so that a misconfigured server or a Redis outage is answered 503
+// with the reason, and the next order tries again.
 func (h *Handler) checkDataKey(ctx context.Context) error {
 	if err := h.ledger.CheckShards(ctx); err != nil {
 		return err
 	}
-	if h.opts.Sealer == nil || h.keyOK.Load() {
-		return nil
-	}
-	if err := h.ledger.CheckDataKey(ctx, h.opts.Sealer.KeyID()); err != nil {
-		return err
-	}
-	h.keyOK.Store(true)
-	return nil
+	return h.enq.CheckDataKey(ctx)
 }
 
 // unavailable answers 503 for an infrastructure error and logs it.

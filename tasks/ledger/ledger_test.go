@@ -510,6 +510,9 @@ func TestClaimLostKeepsTheLookupBounds(t *testing.T) {
 func TestCheckDataKey(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
+	if err := l.CheckDataKey(ctx, ""); err != nil {
+		t.Fatalf("CheckDataKey without a key, on a ledger not sealed = %v", err)
+	}
 	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
 		t.Fatal(err)
 	}
@@ -519,6 +522,10 @@ func TestCheckDataKey(t *testing.T) {
 	var mm *ledger.DataKeyMismatchError
 	if err := l.CheckDataKey(ctx, "bbbb"); !errors.As(err, &mm) || mm.Want != "aaaa" {
 		t.Fatalf("CheckDataKey(other) = %v, want a mismatch", err)
+	}
+	// Sealed now: a process without a key is refused too.
+	if err := l.CheckDataKey(ctx, ""); !errors.As(err, &mm) || mm.Want != "aaaa" || mm.Have != "" || !strings.Contains(err.Error(), "has no data key") {
+		t.Fatalf("CheckDataKey without a key, on a sealed ledger = %v, want a mismatch", err)
 	}
 }
 

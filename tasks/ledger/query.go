@@ -350,19 +350,30 @@ func (l *Ledger) SealedWith(ctx context.Context) (string, error) {
 }
 
 // DataKeyMismatchError is CheckDataKey's error when the ledger's params
-// were sealed with another data key.
+// were sealed with another data key (Want), or with one where this process
+// has none (Have "").
 type DataKeyMismatchError struct{ Want, Have string }
 
 func (e *DataKeyMismatchError) Error() string {
+	if e.Have == "" {
+		return fmt.Sprintf("this ledger's order params are sealed with data key id %s, but this process has no data key: give it the producers' ORDERWORKER_DATA_KEY", e.Want)
+	}
 	return fmt.Sprintf("this ledger's order params are sealed with data key id %s, but this process has key id %s: give it the producers' ORDERWORKER_DATA_KEY", e.Want, e.Have)
 }
 
 // CheckDataKey compares id (a data key's public id, "" for no key) with
 // the one recorded in the ledger by the first process that sealed params,
-// recording it when none is. A mismatch is a *DataKeyMismatchError.
+// recording it when none is. A mismatch is a *DataKeyMismatchError: a
+// ledger sealed with another key, or sealed at all where id is "" (a
+// process without a key would leave sealed orders waiting, or store
+// params in clear beside sealed ones).
 func (l *Ledger) CheckDataKey(ctx context.Context, id string) error {
 	if id == "" {
-		return nil
+		have, err := l.SealedWith(ctx)
+		if err == nil && have != "" {
+			return &DataKeyMismatchError{Want: have}
+		}
+		return err
 	}
 	key := metaPrefix + "datakey"
 	ok, err := l.rdb.SetNX(ctx, key, id, 0).Result()
