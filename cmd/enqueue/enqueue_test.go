@@ -400,6 +400,12 @@ func TestEnqueueWithoutDevRefusesADevRedis(t *testing.T) {
 	if code != exitError || !strings.Contains(errs, "worker -dev serves the API itself") {
 		t.Errorf("enqueue -dev serve: exit %d, err %q; want it refused", code, errs)
 	}
+	// Refused as such even where no -dev Redis answers: the marker is not
+	// what refuses it.
+	code, _, errs = runCLI(t, "redis://127.0.0.1:1/0", "", "-dev", "-redis-url", "redis://127.0.0.1:1/0", "serve", "-h")
+	if code != exitError || !strings.Contains(errs, "worker -dev serves the API itself") {
+		t.Errorf("enqueue -dev serve -h without -dev's Redis: exit %d, err %q; want it refused as such", code, errs)
+	}
 }
 
 // Flags at zero or below are usage errors naming the flag, before anything

@@ -113,6 +113,12 @@ Flags:
 			fmt.Fprintln(stderr, "enqueue: warning:", m)
 		}
 	}
+	if rest := fs.Args(); *dev && len(rest) > 0 && rest[0] == "serve" {
+		// Refused before the marker is looked for: there is nothing to
+		// check a Redis for.
+		fmt.Fprintf(stderr, "enqueue -dev serve: refused: worker -dev serves the API itself (on %s unless its log says otherwise); enqueue serve is the real one\n", devmode.APIAddr)
+		return exitError
+	}
 	if *dev {
 		explicit := false
 		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "redis-url" })
@@ -146,10 +152,6 @@ Flags:
 		return status(ctx, redisOpt, rest[1], rest[2], getenv, stdout, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "serve" {
-		if *dev {
-			fmt.Fprintf(stderr, "enqueue -dev serve: refused: worker -dev serves the API itself (on %s unless its log says otherwise); enqueue serve is the real one\n", devmode.APIAddr)
-			return exitError
-		}
 		if err := checkNotDevRedis(ctx, redisOpt.MakeRedisClient().(redis.UniversalClient), true); err != nil {
 			fmt.Fprintln(stderr, "enqueue serve:", err)
 			return exitError
