@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"html"
 	"log/slog"
 	"net/url"
 	"regexp"
@@ -30,22 +31,124 @@ func (s Secret) Reveal() string { return string(s) }
 // digitRun matches a maximal run of digits, with an optional leading '+'.
 var digitRun = regexp.MustCompile(`\+?\d+`)
 
-// groupedMobile matches, at the start of the text, a mainland mobile
-// number written in groups, the way people write them: 138-0013-8000, 138
-// 0013 8000, 1380013 8000, 138 - 0013 - 8000, 138/0013/8000,
-// 138_0013_8000, 138.0013.8000, (138)0013-8000, with an optional +86, 86
-// or 0086 in front (+86 138 0013 8000); dashes of every kind come here as
-// '-' (narrow). The caller tries it where no digit precedes, and checks
-// that no digit follows.
-var groupedMobile = regexp.MustCompile(`^(?:(?:\+|00)?86[ -]?)?(?:\(1[3-9]\d\)|1[3-9]\d)` + mobileSep + `\d{4}` + mobileSep + `\d{4}`)
+// groupedMobileLen is the length of the mainland mobile number written in
+// groups at the start of s, 0 if there is none, the way people write
+// them: 138-0013-8000, 138 0013 8000, 1380013 8000, 138 - 0013 - 8000,
+// (138)0013-8000, and, standing alone (see strictSep), 138/0013/8000,
+// 138_0013_8000 and 138.0013.8000; with an optional +86, 86 or 0086 in
+// front (+86 138 0013 8000). Dashes of every kind come here as '-'
+// (narrow). The caller tries it where no digit precedes, and checks that
+// no digit follows. strict reports a group separated by '/', '_' or '.',
+// which ids and versions use too (SKU_150_2024_1130, v150.2024.1130).
+func groupedMobileLen(s string) (n int, strict bool) {
+	if n, strict := mobileLen(s); n > 0 {
+		return n, strict
+	}
+	i := 0
+	switch {
+	case strings.HasPrefix(s, "+86"):
+		i = 3
+	case strings.HasPrefix(s, "0086"):
+		i = 4
+	case strings.HasPrefix(s, "86"):
+		i = 2
+	default:
+		return 0, false
+	}
+	if i < len(s) && (s[i] == ' ' || s[i] == '-') {
+		i++
+	}
+	if n, strict := mobileLen(s[i:]); n > 0 {
+		return i + n, strict
+	}
+	return 0, false
+}
 
-// mobileSep is what may stand between the groups of a mobile number: a
-// separator, perhaps with a space or two around it, or spaces alone.
-const mobileSep = `(?: {0,2}[-/_.] {0,2}| {1,2})?`
+// mobileLen is groupedMobileLen without the country code.
+func mobileLen(s string) (n int, strict bool) {
+	i := 0
+	paren := i < len(s) && s[i] == '('
+	if paren {
+		i++
+	}
+	if i+3 > len(s) || s[i] != '1' || s[i+1] < '3' || s[i+1] > '9' || !isDigit(s[i+2]) {
+		return 0, false
+	}
+	i += 3
+	if paren {
+		if i == len(s) || s[i] != ')' {
+			return 0, false
+		}
+		i++
+	}
+	for range 2 {
+		k, st := mobileSepLen(s[i:])
+		strict = strict || st
+		i += k
+		if i+4 > len(s) || !allDigits(s[i:i+4]) {
+			return 0, false
+		}
+		i += 4
+	}
+	return i, strict
+}
+
+// mobileSepLen is the length of what separates two groups of a mobile
+// number at the start of s: a separator (- / _ .) with up to two spaces on
+// either side, or one or two spaces, or nothing; strict when the
+// separator is one of / _ .
+func mobileSepLen(s string) (n int, strict bool) {
+	i := 0
+	for i < len(s) && i < 2 && s[i] == ' ' {
+		i++
+	}
+	if i < len(s) && strings.IndexByte("-/_.", s[i]) >= 0 {
+		strict = s[i] != '-'
+		i++
+		for j := 0; i < len(s) && j < 2 && s[i] == ' '; j++ {
+			i++
+		}
+		return i, strict
+	}
+	return i, false
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// standsAlone reports whether s[i:j], a number whose groups a '/', '_' or
+// '.' separates, stands alone: no letter, digit or one of _ / . - \ sits
+// right before it, and no letter, digit or one of _ / \ right after (a
+// '.' may end a sentence). In an id or a version (SKU_150_2024_1130,
+// v150.2024.1130, dev/131/2025/1130) the groups are not a phone number.
+func standsAlone(s string, i, j int) bool {
+	if i > 0 && (isAlnumByte(s[i-1]) || strings.IndexByte("_/.-\\", s[i-1]) >= 0) {
+		return false
+	}
+	return j == len(s) || !isAlnumByte(s[j]) && strings.IndexByte("_/\\", s[j]) < 0
+}
 
 // groupSeps are the bytes that may separate the groups of a phone number
-// (see groupedMobile and intlGroupedLen).
+// (see groupedMobileLen and intlGroupedLen).
 const groupSeps = " -/_.()"
+
+// isGroupSep tells the bytes of groupSeps.
+var isGroupSep = func() (t [256]bool) {
+	for i := 0; i < len(groupSeps); i++ {
+		t[groupSeps[i]] = true
+	}
+	return t
+}()
+
+// maxSepRun is the most separator bytes between two groups (mobileSepLen:
+// a separator with two spaces on either side).
+const maxSepRun = 5
 
 // isPhone reports whether a whole digit run is a phone number: a mainland
 // mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
@@ -91,7 +194,7 @@ func MaskPhones(s string) string {
 // ideographic spaces as spaces, and zero-width characters dropped, and
 // whether it held any.
 func narrowDigits(s string) (string, bool) {
-	if !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
+	if isASCII(s) || !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
 		return s, false
 	}
 	return strings.Map(narrow, s), true
@@ -105,8 +208,8 @@ func narrow(r rune) rune {
 		return '+'
 	case r == '\uff0d' || r >= '\u2010' && r <= '\u2015' || r == '\u2212':
 		return '-' // full-width hyphen, hyphens and dashes, minus
-	case r == '\u00a0' || r == '\u3000' || r == '\u202f':
-		return ' '
+	case r == '\u00a0' || r == '\u3000' || r >= '\u2000' && r <= '\u200a' || r == '\u202f' || r == '\u205f':
+		return ' ' // no-break, ideographic, thin and other spaces
 	case r >= '\u200b' && r <= '\u200d' || r == '\u2060' || r == '\ufeff':
 		return -1 // zero-width: dropped
 	}
@@ -117,12 +220,14 @@ func maskPhones(s string) string {
 	if !hasDigitRun(s, 8) {
 		return s // no run long enough to be a phone number: most strings
 	}
-	s = digitRun.ReplaceAllStringFunc(s, func(m string) string {
-		if !isPhone(m) {
-			return m
-		}
-		return maskDigits(m)
-	})
+	if hasPlainRun(s, 8) {
+		s = digitRun.ReplaceAllStringFunc(s, func(m string) string {
+			if !isPhone(m) {
+				return m
+			}
+			return maskDigits(m)
+		})
+	}
 	if !strings.ContainsAny(s, groupSeps) {
 		return s
 	}
@@ -135,9 +240,12 @@ func maskPhones(s string) string {
 		if i > 0 && isDigit(s[i-1]) || !isDigit(s[i]) && s[i] != '+' && s[i] != '(' {
 			continue
 		}
+		if c := s[i]; c != '1' && c != '8' && c != '0' && c != '+' && c != '(' {
+			continue // no phone number starts so: skip the matchers
+		}
 		var j int
-		if loc := groupedMobile.FindStringIndex(s[i:]); loc != nil {
-			j = i + loc[1]
+		if n, strict := groupedMobileLen(s[i:]); n > 0 && (!strict || standsAlone(s, i, i+n)) {
+			j = i + n
 		} else if n := intlGroupedLen(s[i:]); n > 0 {
 			j = i + n
 		} else {
@@ -252,7 +360,7 @@ func maskDigits(run string) string {
 }
 
 // hasDigitRun reports whether s holds n ASCII digits in a row, counting
-// digits that up to three of groupSeps split into groups (138 - 0013,
+// digits that up to maxSepRun of groupSeps split into groups (138 - 0013,
 // (415) 555) as in a row.
 func hasDigitRun(s string, n int) bool {
 	run := 0
@@ -264,14 +372,28 @@ func hasDigitRun(s string, n int) bool {
 			continue
 		}
 		j := i
-		for j < len(s) && j-i < 4 && strings.IndexByte(groupSeps, s[j]) >= 0 {
+		for j < len(s) && j-i <= maxSepRun && isGroupSep[s[j]] {
 			j++
 		}
-		if j > i && j-i <= 3 && j < len(s) && isDigit(s[j]) {
+		if j > i && j-i <= maxSepRun && j < len(s) && isDigit(s[j]) {
 			i = j - 1 // a separator between groups (or before the first)
 			continue
 		}
 		run = 0
+	}
+	return false
+}
+
+// hasPlainRun reports whether s holds n ASCII digits in a row, nothing
+// between them.
+func hasPlainRun(s string, n int) bool {
+	run := 0
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			run = 0
+		} else if run++; run >= n {
+			return true
+		}
 	}
 	return false
 }
@@ -307,34 +429,61 @@ func MaskName(s string) string {
 // provider may quote the request in its answer, and the request wrote the
 // value escaped (encoding/json writes "&" as \u0026; a server may write
 // every non-ASCII character as \uXXXX, or percent-encode it).
+//
+// A secret of at least foldMin bytes is replaced with its ASCII letters in
+// any case too (a provider may quote a name upper- or lower-cased); a
+// shorter one only as written, so that a short name does not eat the
+// words it hides in another case ("Test" in "latest").
 func Redact(s string, secrets ...string) string {
+	return redact(s, true, secrets)
+}
+
+// RedactCode is Redact for a provider's error code, which callers compare
+// with documented codes: secrets only as written (a customer id "value"
+// must not make InvalidParameterValue into InvalidParameter***).
+func RedactCode(s string, secrets ...string) string {
+	return redact(s, false, secrets)
+}
+
+func redact(s string, fold bool, secrets []string) string {
 	for _, sec := range secrets {
 		if sec == "" {
 			continue
 		}
+		f := fold && len(sec) >= foldMin
 		for _, v := range escapedForms(sec) {
-			s = redactOne(s, v)
+			s = redactOne(s, v, f)
 		}
-		s = redactOne(s, sec)
+		s = redactOne(s, sec, f)
 	}
 	return MaskPhones(s)
 }
 
-// redactOne replaces sec in s, its ASCII letters in any case (a provider
-// may quote a name upper- or lower-cased): everywhere when sec is long or
-// not ASCII, else where it stands as a word.
-func redactOne(s, sec string) string {
-	return replaceFold(s, sec, "***", len(sec) < 4 && isASCII(sec))
+// foldMin is the shortest secret Redact replaces in any case.
+const foldMin = 8
+
+// redactOne replaces sec in s (fold: its ASCII letters in any case):
+// everywhere when sec is long or not ASCII, else where it stands as a
+// word.
+func redactOne(s, sec string, fold bool) string {
+	word := len(sec) < 4 && isASCII(sec)
+	if !fold {
+		if !word {
+			return strings.ReplaceAll(s, sec, "***")
+		}
+		return replaceFold(s, sec, "***", true, false)
+	}
+	return replaceFold(s, sec, "***", word, true)
 }
 
 // escapedForms is sec as JSON, URLs and HTML may write it, each form
 // other than sec itself: JSON with and without HTML escaping, each also
 // with every non-ASCII character escaped (lower- and upper-case hex) and
 // with "/" escaped (as PHP writes it); percent-encoded for a query and for
-// a path, in upper- and lower-case hex; every non-ASCII character as
-// JavaScript's escape() writes it (%uXXXX); and every non-ASCII character
-// as an HTML numeric character reference, decimal and hex (&#24352;,
-// &#x5f20;). A legacy encoding (GBK percent-encoded) is not among them.
+// a path, in upper- and lower-case hex; as JavaScript's escape() writes
+// it (%E9, %u5F20); and HTML-escaped (&amp;), every non-ASCII character as
+// a numeric character reference, decimal and hex (&#24352;, &#x5f20;). A
+// legacy encoding (GBK percent-encoded) is not among them.
 func escapedForms(sec string) []string {
 	var forms []string
 	add := func(f string) {
@@ -361,13 +510,37 @@ func escapedForms(sec string) []string {
 		add(f)
 		add(lowerPercent(f))
 	}
-	for _, format := range []string{`%%u%04X`, `%%u%04x`} {
-		add(asciiEscaped(sec, format))
+	for _, lower := range []bool{false, true} {
+		add(jsEscape(sec, lower))
 	}
 	for _, format := range []string{`&#%d;`, `&#x%x;`, `&#x%X;`} {
-		add(runesEscaped(sec, format))
+		add(runesEscaped(html.EscapeString(sec), format))
 	}
 	return forms
+}
+
+// jsEscape is s as JavaScript's escape() writes it: A-Z a-z 0-9 @ * _ + -
+// . / as they are, other characters below U+0100 as %XX (their Latin-1
+// byte), the others as %uXXXX (UTF-16 units); lower: hex in lower case.
+func jsEscape(s string, lower bool) string {
+	f1, f2 := "%%%02X", "%%u%04X"
+	if lower {
+		f1, f2 = "%%%02x", "%%u%04x"
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < 0x80 && (isAlnumByte(byte(r)) || strings.ContainsRune("@*_+-./", r)):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, f1, r)
+		default:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, f2, u)
+			}
+		}
+	}
+	return b.String()
 }
 
 // runesEscaped is s with every non-ASCII character written in format,
@@ -433,13 +606,17 @@ func isASCII(s string) bool {
 	return true
 }
 
-// replaceFold replaces each occurrence of w in s, ASCII letters matched
-// in any case, by with; word: only where no ASCII letter or digit touches
-// it on either side.
-func replaceFold(s, w, with string, word bool) string {
+// replaceFold replaces each occurrence of w in s (fold: ASCII letters
+// matched in any case) by with; word: only where no ASCII letter or digit
+// touches it on either side.
+func replaceFold(s, w, with string, word, fold bool) string {
+	index := strings.Index
+	if fold {
+		index = indexFold
+	}
 	var b strings.Builder
 	for {
-		i := indexFold(s, w)
+		i := index(s, w)
 		if i < 0 {
 			if b.Len() == 0 {
 				return s

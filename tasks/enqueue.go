@@ -77,8 +77,7 @@ type Enqueuer struct {
 	taskOpts  []asynq.Option
 	metrics   *Metrics
 	sealer    *Sealer
-	keyOK     atomic.Bool  // the data key matched the ledger's once
-	clearAt   atomic.Int64 // without a key: when the ledger was last found not sealed (Unix ns)
+	keyOK     atomic.Bool // the data key matched the ledger's once
 	// oneTrip: the claim queues the task in the same script (the ledger
 	// is not on Redis Cluster and no task options beyond the Enqueuer's
 	// own were given, which asynq's client would have to apply).
@@ -461,41 +460,22 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 }
 
 // CheckDataKey checks that the ledger's params are sealed with the
-// Enqueuer's data key (recording it when no params are sealed yet), or, for
-// an Enqueuer without one, that they are not sealed at all: it would store
-// params in clear beside sealed ones. A mismatch is a
-// *ledger.DataKeyMismatchError. Enqueue checks it before it writes; a
-// failed check (Redis unreachable) is made again at the next order. A key
-// that matched is not checked again (the ledger's key, once recorded, stays);
-// a ledger found not sealed is checked again a minute later (a producer
-// with a key may seal it meanwhile).
+// Enqueuer's data key, recording it when none is recorded yet; a mismatch
+// is a *ledger.DataKeyMismatchError. Enqueue checks it before it writes,
+// until it once succeeds (a Redis outage at the first order must not
+// stick). An Enqueuer without a key is not checked: it stores params in
+// clear, beside sealed ones if there are any, and refuses personal-data
+// params and phone numbers, so what it stores in clear needs no key.
 func (e *Enqueuer) CheckDataKey(ctx context.Context) error {
-	if e.sealer != nil {
-		if e.keyOK.Load() {
-			return nil
-		}
-		if err := e.ledger.CheckDataKey(ctx, e.sealer.KeyID()); err != nil {
-			return err
-		}
-		e.keyOK.Store(true)
+	if e.sealer == nil || e.keyOK.Load() {
 		return nil
 	}
-	if time.Since(time.Unix(0, e.clearAt.Load())) < clearRecheck {
-		return nil
+	if err := e.ledger.CheckDataKey(ctx, e.sealer.KeyID()); err != nil {
+		return err
 	}
-	if err := e.ledger.CheckDataKey(ctx, ""); err != nil {
-		if errors.As(err, new(*ledger.DataKeyMismatchError)) {
-			return err
-		}
-		return fmt.Errorf("read whether the ledger's params are sealed: %w", err)
-	}
-	e.clearAt.Store(time.Now().UnixNano())
+	e.keyOK.Store(true)
 	return nil
 }
-
-// clearRecheck is how long an Enqueuer without a data key trusts having
-// found the ledger not sealed.
-const clearRecheck = time.Minute
 
 // afterClaim finishes an order whose claim answered claim (or err);
 // queued: the claim queued the task of an order it created.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/tasks"
-	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 func newSealer(t *testing.T) *tasks.Sealer {
@@ -170,41 +169,6 @@ func TestHandWrittenTaskWithAPhoneNumberIsNotRecorded(t *testing.T) {
 	}
 	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
 		t.Errorf("ServiceCreateOrder called %d times", n)
-	}
-}
-
-// A producer without the data key is refused on a ledger whose params are
-// sealed: it would store its params in clear beside the sealed ones.
-// Nothing is written; an order it cannot even judge valid is answered
-// invalid, as ever.
-func TestKeylessProducerRefusedOnASealedLedger(t *testing.T) {
-	t.Parallel()
-	e := setup(t, &setupOpts{noServer: true})
-	ctx := context.Background()
-	keyed := tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Sealer: newSealer(t)})
-	keyless := tasks.NewEnqueuer(e.client, e.ledger, e.set, nil)
-	if err := keyless.CheckDataKey(ctx); err != nil {
-		t.Fatalf("keyless, nothing sealed yet: CheckDataKey = %v", err)
-	}
-	if res, err := keyed.Enqueue(ctx, order("Seal-1")); err != nil || res.Status != tasks.Enqueued {
-		t.Fatalf("keyed Enqueue = %+v, %v", res, err)
-	}
-	late := tasks.NewEnqueuer(e.client, e.ledger, e.set, nil)
-	var mm *ledger.DataKeyMismatchError
-	res, err := late.Enqueue(ctx, order("Seal-2"))
-	if !errors.As(err, &mm) || mm.Have != "" || !strings.Contains(err.Error(), "has no data key") {
-		t.Fatalf("keyless Enqueue on a sealed ledger = %+v, %v; want a data key mismatch", res, err)
-	}
-	if rec, err := e.ledger.Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "Seal-2"}); err != nil || rec != nil {
-		t.Errorf("the refused order was recorded: %+v, %v", rec, err)
-	}
-	for _, br := range late.EnqueueBatch(ctx, [][]byte{order("Seal-3")}) {
-		if !errors.As(br.Err, &mm) {
-			t.Errorf("keyless EnqueueBatch on a sealed ledger = %+v; want a data key mismatch", br)
-		}
-	}
-	if res, err := late.Enqueue(ctx, []byte(`{"provider":"tencent","order_no":"Seal-4","params":{}}`)); err != nil || res.Status != tasks.Invalid {
-		t.Errorf("an invalid order = %+v, %v; want invalid", res, err)
 	}
 }
 

@@ -234,12 +234,10 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server, dataKey string) []dashb
 		payload string
 		task    dashboardTask
 	}{
-		// The order in clear first: a producer without the key is
-		// refused once params are sealed.
-		{clear, `{"provider":"tencent","order_no":"Dash-T2","params":{"CustomerId":"C2","ItemId":"D-FireInsurance2020","ItemNum":2}}`,
-			dashboardTask{"tencent:Dash-T2", `"Dash-T2"`, nil, nil}},
 		{sealed, `{"provider":"aliyun","order_no":"Dash-A1","params":{"iotId":"dev-1","commodityCode":"streamingResource_20_10","copies":1,"userName":"15812348558"}}`,
 			dashboardTask{"aliyun:Dash-A1", `"Dash-A1"`, []string{"15812348558"}, []string{`"sealed:v1:`}}},
+		{clear, `{"provider":"tencent","order_no":"Dash-T2","params":{"CustomerId":"C2","ItemId":"D-FireInsurance2020","ItemNum":2}}`,
+			dashboardTask{"tencent:Dash-T2", `"Dash-T2"`, nil, nil}},
 	} {
 		res, err := o.enq.Enqueue(ctx, []byte(o.payload))
 		if err != nil || res.Status != tasks.Enqueued {

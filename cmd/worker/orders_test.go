@@ -329,7 +329,7 @@ func TestOrdersAPI(t *testing.T) {
 	odd := "Odd/1?x%2F"
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: f.rs.Addr})
 	defer client.Close()
-	enq := tasks.NewEnqueuer(client, f.ledger, registry.Validators("test"), &tasks.EnqueuerOptions{Sealer: f.sealer})
+	enq := tasks.NewEnqueuer(client, f.ledger, registry.Validators("test"), nil)
 	if res, err := enq.Enqueue(context.Background(), []byte(`{"provider":"tencent","order_no":"`+odd+`","params":{"CustomerId":"C1","ItemId":"I","ItemNum":1}}`)); err != nil || res.Status != tasks.Enqueued {
 		t.Fatalf("enqueue %s: %+v %v", odd, res, err)
 	}

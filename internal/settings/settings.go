@@ -96,10 +96,11 @@ func (m Misspelled) Args() []any {
 }
 
 // closest is the name in known fewest edits away from name, case aside,
-// if at most a few (a quarter of its length, at least 2; the first such on
-// a tie).
+// if at most a few: a quarter of the length of what follows the prefix,
+// at least one (ORDERWORKER_QUEU is ORDERWORKER_QUEUE; ORDERWORKER_DEBUG
+// is no ORDERWORKER_QUEUE). The first such on a tie.
 func closest(name string, known []string) string {
-	best, bestD := "", max(2, len(name)/4)+1
+	best, bestD := "", max(1, (len(name)-len(Prefix))/4)+1
 	name = strings.ToUpper(name)
 	for _, k := range known {
 		if d := distance(name, k); d < bestD {

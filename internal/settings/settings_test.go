@@ -14,11 +14,13 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		"TENCENT_APP_KEY=k",             // a provider's: not ours to judge
 		"ORDERWORKER_TEST_REDIS_URL=redis://x",
 		"ORDERWORKER_FROBNICATE=1", // nothing like it
+		"ORDERWORKER_DEBUG=1",      // four edits from ORDERWORKER_QUEUE: too far
 		"ORDERWORKER_concurrency=5",
 		"ORDERWORKER_NOVALUE",
 	}
 	got := Unknown(environ)
 	want := []Misspelled{
+		{Name: "ORDERWORKER_DEBUG"},
 		{Name: "ORDERWORKER_FROBNICATE"},
 		{Name: "ORDERWORKER_MONITORING_TOKN", Like: "ORDERWORKER_MONITORING_TOKEN"},
 		{Name: "ORDERWORKER_NOVALUE"},
@@ -27,13 +29,13 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Unknown = %+v\nwant      %+v", got, want)
 	}
-	if s := got[1].String(); s != "ORDERWORKER_MONITORING_TOKN is set, but no orderworker command reads it: did you mean ORDERWORKER_MONITORING_TOKEN?" {
+	if s := got[2].String(); s != "ORDERWORKER_MONITORING_TOKN is set, but no orderworker command reads it: did you mean ORDERWORKER_MONITORING_TOKEN?" {
 		t.Errorf("String = %q", s)
 	}
-	if s := got[0].String(); s != "ORDERWORKER_FROBNICATE is set, but no orderworker command reads it" {
+	if s := got[1].String(); s != "ORDERWORKER_FROBNICATE is set, but no orderworker command reads it" {
 		t.Errorf("String = %q", s)
 	}
-	if a := got[0].Args(); !reflect.DeepEqual(a, []any{"name", "ORDERWORKER_FROBNICATE"}) {
+	if a := got[1].Args(); !reflect.DeepEqual(a, []any{"name", "ORDERWORKER_FROBNICATE"}) {
 		t.Errorf("Args = %v", a)
 	}
 	if len(Unknown([]string{"ORDERWORKER_DATA_KEY=k", "REDIS_URL=redis://x"})) != 0 {

@@ -611,7 +611,7 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 	}
 	fail := func(code providers.Code, pcode, msg string) error {
 		e := &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
-			ProviderCode: providers.Truncate(providers.Redact(pcode, secrets...), 64),
+			ProviderCode: providers.Truncate(providers.RedactCode(pcode, secrets...), 64),
 			Message:      providers.Truncate(providers.Redact(msg, secrets...), 300)}
 		if code == providers.RateLimited {
 			e.RetryAfter = retryAfter(resp.Header)

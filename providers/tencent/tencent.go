@@ -724,7 +724,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 	fail := func(code providers.Code, pcode, msg string) error {
 		// The code is the server's text as much as the message is.
 		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
-			ProviderCode: providers.Truncate(providers.Redact(pcode, c.appSecret, c.appKey, customer), 64),
+			ProviderCode: providers.Truncate(providers.RedactCode(pcode, c.appSecret, c.appKey, customer), 64),
 			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer), 200)}
 	}
 	refusal := func(pcode, msg string, create bool) error {

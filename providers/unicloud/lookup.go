@@ -650,7 +650,7 @@ func (c *Client) queryPage(ctx context.Context, q map[string]string, n int) (pag
 			msg += " (" + r.Message + ")"
 		}
 		return page{}, nil, status, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
-			ProviderCode: c.clean(r.Code, 64), Message: c.clean(msg, 200)}
+			ProviderCode: c.cleanCode(r.Code), Message: c.clean(msg, 200)}
 	}
 	orders := make([]orderInfo, 0, len(pg.Orders))
 	for _, raw := range pg.Orders {

@@ -228,7 +228,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 	}
 	fail := func(code providers.Code, msg string) (Response, error) {
 		e := &providers.Error{Code: code, Op: op, HTTPStatus: st,
-			ProviderCode: c.clean(r.Code, 64), Message: c.clean(msg, 200)}
+			ProviderCode: c.cleanCode(r.Code), Message: c.clean(msg, 200)}
 		if code == providers.RateLimited {
 			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
 		}
@@ -322,6 +322,12 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 // numbers masked, length bounded.
 func (c *Client) clean(s string, n int) string {
 	return providers.Truncate(providers.Redact(s, c.accessKeySecret, c.accessKeyID), n)
+}
+
+// cleanCode is clean for an error code, which is compared with documented
+// ones (providers.RedactCode).
+func (c *Client) cleanCode(s string) string {
+	return providers.Truncate(providers.RedactCode(s, c.accessKeySecret, c.accessKeyID), 64)
 }
 
 // codeFor maps a refusal (a 4xx, or a 200 with Status false) by its code,

@@ -323,12 +323,12 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 			msg = "answer with OrderId " + r.OrderID + " but without Status true"
 		}
 		return providers.Result{ProviderOrderID: r.OrderID, HTTPStatus: status}, &providers.Error{Code: providers.Ambiguous, Op: Name + " CreateOrder", HTTPStatus: status,
-			ProviderCode: c.clean(r.Code, 64), Message: c.clean(msg, 200)}
+			ProviderCode: c.cleanCode(r.Code), Message: c.clean(msg, 200)}
 	}
 	msg := "created"
 	if len(r.IDs) > 0 {
 		msg += " " + strings.Join(r.IDs, ",")
 	}
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: r.OrderID, HTTPStatus: status,
-		Code: c.clean(r.Code, 64), Message: c.clean(msg, 200)}, nil
+		Code: c.cleanCode(r.Code), Message: c.clean(msg, 200)}, nil
 }

@@ -118,9 +118,6 @@ func (h *Handler) answerInvalid(w http.ResponseWriter, body []byte, res tasks.En
 // keyDetail explains a failed data key check.
 func keyDetail(err error) string {
 	var mismatch *ledger.DataKeyMismatchError
-	if errors.As(err, &mismatch) && mismatch.Have == "" {
-		return "this server has no ORDERWORKER_DATA_KEY, and the ledger's orders are sealed with one: it would store params in clear beside them"
-	}
 	if errors.As(err, &mismatch) {
 		return "this server's ORDERWORKER_DATA_KEY is not the one the ledger's orders are sealed with"
 	}
