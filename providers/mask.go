@@ -34,7 +34,7 @@ var digitRun = regexp.MustCompile(`\+?\d+`)
 // groupedMobileLen is the length of the mainland mobile number written in
 // groups at the start of s, 0 if there is none, the way people write
 // them: 138-0013-8000, 138 0013 8000, 1380013 8000, 138 - 0013 - 8000,
-// (138)0013-8000, and, standing alone (see strictSep), 138/0013/8000,
+// (138)0013-8000, and, standing alone (see standsAlone), 138/0013/8000,
 // 138_0013_8000 and 138.0013.8000; with an optional +86, 86 or 0086 in
 // front (+86 138 0013 8000). Dashes of every kind come here as '-'
 // (narrow). The caller tries it where no digit precedes, and checks that
@@ -64,7 +64,10 @@ func groupedMobileLen(s string) (n int, strict bool) {
 	return 0, false
 }
 
-// mobileLen is groupedMobileLen without the country code.
+// mobileLen is groupedMobileLen without the country code. Groups split by
+// '/', '_' or '.' (strict) count only when both splits are that same
+// character: 138.0013.8000, never 138.00138000 or 138_0013-8000 (a
+// version, a date, an amount).
 func mobileLen(s string) (n int, strict bool) {
 	i := 0
 	paren := i < len(s) && s[i] == '('
@@ -81,36 +84,46 @@ func mobileLen(s string) (n int, strict bool) {
 		}
 		i++
 	}
-	for range 2 {
-		k, st := mobileSepLen(s[i:])
-		strict = strict || st
+	var seps [2]byte
+	for g := range 2 {
+		k, sep := mobileSepLen(s[i:])
+		seps[g] = sep
 		i += k
 		if i+4 > len(s) || !allDigits(s[i:i+4]) {
 			return 0, false
 		}
 		i += 4
 	}
+	strict = isStrictSep(seps[0]) || isStrictSep(seps[1])
+	if strict && seps[0] != seps[1] {
+		return 0, false
+	}
 	return i, strict
 }
 
+func isStrictSep(c byte) bool { return c == '/' || c == '_' || c == '.' }
+
 // mobileSepLen is the length of what separates two groups of a mobile
-// number at the start of s: a separator (- / _ .) with up to two spaces on
-// either side, or one or two spaces, or nothing; strict when the
-// separator is one of / _ .
-func mobileSepLen(s string) (n int, strict bool) {
+// number at the start of s, and the separator: one of - / _ . with up to
+// two spaces on either side, or one or two spaces (sep ' '), or nothing
+// (sep 0).
+func mobileSepLen(s string) (n int, sep byte) {
 	i := 0
 	for i < len(s) && i < 2 && s[i] == ' ' {
 		i++
 	}
 	if i < len(s) && strings.IndexByte("-/_.", s[i]) >= 0 {
-		strict = s[i] != '-'
+		sep = s[i]
 		i++
 		for j := 0; i < len(s) && j < 2 && s[i] == ' '; j++ {
 			i++
 		}
-		return i, strict
+		return i, sep
 	}
-	return i, false
+	if i > 0 {
+		sep = ' '
+	}
+	return i, sep
 }
 
 func allDigits(s string) bool {
@@ -123,15 +136,43 @@ func allDigits(s string) bool {
 }
 
 // standsAlone reports whether s[i:j], a number whose groups a '/', '_' or
-// '.' separates, stands alone: no letter, digit or one of _ / . - \ sits
-// right before it, and no letter, digit or one of _ / \ right after (a
-// '.' may end a sentence). In an id or a version (SKU_150_2024_1130,
-// v150.2024.1130, dev/131/2025/1130) the groups are not a phone number.
+// '.' separates, stands alone: before it, no letter, digit or one of
+// _ / . - (a JSON escape such as \n before it counts as a space); after
+// it, no letter, digit or one of _ / - + (a '.' only where no letter or
+// digit follows it: it may end a sentence). In an id, a version or a file
+// name (SKU_150_2024_1130, v150.2024.1130, 150.2024.1130-beta,
+// 150_2024_1130.tar.gz) the groups are not a phone number.
 func standsAlone(s string, i, j int) bool {
-	if i > 0 && (isAlnumByte(s[i-1]) || strings.IndexByte("_/.-\\", s[i-1]) >= 0) {
+	if i > 0 {
+		c := s[i-1]
+		escape := i > 1 && s[i-2] == '\\' && strings.IndexByte("nrtbf", c) >= 0
+		if !escape && (isAlnumByte(c) || strings.IndexByte("_/.-", c) >= 0) {
+			return false
+		}
+	}
+	if j == len(s) {
+		return true
+	}
+	c := s[j]
+	if c == '.' {
+		return j+1 == len(s) || !isAlnumByte(s[j+1])
+	}
+	return !isAlnumByte(c) && strings.IndexByte("_/-+", c) < 0
+}
+
+// gluedBefore reports whether a letter or '_' sits right before s[i:] (a
+// JSON escape such as \n aside): a number in groups there is part of an
+// id (SKU_150-2024-1130, A(150)2024-1130), not a phone number. A number
+// written without groups is judged by its digits alone (isPhone).
+func gluedBefore(s string, i int) bool {
+	if i == 0 {
 		return false
 	}
-	return j == len(s) || !isAlnumByte(s[j]) && strings.IndexByte("_/\\", s[j]) < 0
+	c := s[i-1]
+	if i > 1 && s[i-2] == '\\' && strings.IndexByte("nrtbf", c) >= 0 {
+		return false
+	}
+	return isAlnumByte(c) || c == '_'
 }
 
 // groupSeps are the bytes that may separate the groups of a phone number
@@ -190,9 +231,8 @@ func MaskPhones(s string) string {
 }
 
 // narrowDigits returns s with full-width digits (U+FF10–U+FF19), plus
-// and hyphen, and every other dash, as ASCII ones, no-break and
-// ideographic spaces as spaces, and zero-width characters dropped, and
-// whether it held any.
+// and hyphen, and every other dash, as ASCII ones, no-break, ideographic
+// and zero-width spaces as spaces, and whether it held any.
 func narrowDigits(s string) (string, bool) {
 	if isASCII(s) || !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
 		return s, false
@@ -211,7 +251,7 @@ func narrow(r rune) rune {
 	case r == '\u00a0' || r == '\u3000' || r >= '\u2000' && r <= '\u200a' || r == '\u202f' || r == '\u205f':
 		return ' ' // no-break, ideographic, thin and other spaces
 	case r >= '\u200b' && r <= '\u200d' || r == '\u2060' || r == '\ufeff':
-		return -1 // zero-width: dropped
+		return ' ' // zero-width: a space, which never joins two numbers into one
 	}
 	return r
 }
@@ -243,16 +283,14 @@ func maskPhones(s string) string {
 		if c := s[i]; c != '1' && c != '8' && c != '0' && c != '+' && c != '(' {
 			continue // no phone number starts so: skip the matchers
 		}
-		var j int
-		if n, strict := groupedMobileLen(s[i:]); n > 0 && (!strict || standsAlone(s, i, i+n)) {
+		j := i
+		if n, strict := groupedMobileLen(s[i:]); n > 0 && (!strict || standsAlone(s, i, i+n)) &&
+			!gluedBefore(s, i) && (i+n == len(s) || !isDigit(s[i+n])) {
 			j = i + n
-		} else if n := intlGroupedLen(s[i:]); n > 0 {
+		} else if n := intlGroupedLen(s[i:]); n > 0 && (i+n == len(s) || !isDigit(s[i+n])) {
 			j = i + n
 		} else {
-			continue
-		}
-		if j < len(s) && isDigit(s[j]) {
-			continue // part of a longer number
+			continue // none, or part of a longer number
 		}
 		b.WriteString(s[last:i])
 		b.WriteString(maskDigits(strings.Map(func(r rune) rune {

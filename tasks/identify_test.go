@@ -1,6 +1,7 @@
 package tasks_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
@@ -1059,4 +1062,132 @@ func TestUnreadableListingDoesNotOpenTheBreaker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// freezeHook holds every command back while frozen is set (until it is
+// cleared or the command's context ends): a process frozen mid-call,
+// whose keepalive cannot extend its lease.
+type freezeHook struct{ frozen atomic.Bool }
+
+func (h *freezeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *freezeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		for h.frozen.Load() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *freezeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// lateProv's create freezes its process (freeze) and leaves only once
+// another run has created the order (after): a request that stalled
+// before the socket, past its lease, and another run's lookup that could
+// not see it.
+type lateProv struct {
+	*memprov.Client
+	freeze *freezeHook
+	after  <-chan struct{}
+}
+
+func (p *lateProv) Submit(_ context.Context, o providers.Order) (providers.Result, error) {
+	p.freeze.frozen.Store(true)
+	<-p.after
+	r, err := p.Client.Submit(context.Background(), o) // the stalled request leaves
+	p.freeze.frozen.Store(false)
+	return r, err
+}
+
+// A create that outlasted its lease (the process stalled mid-call, before
+// its request left) may reach the provider after another run took the
+// order, looked it up, found nothing and created it: no check before the
+// socket closes that gap. The stalled run finds the order taken when it
+// ends and makes it known: an error naming the order and
+// orderworker_late_provider_calls_total (alert ProviderCallAfterLeaseLost).
+func TestCreateThatOutlastedItsLeaseIsMadeKnown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const ttl = 300 * time.Millisecond
+	backend := memprov.NewBackend("")
+	srv := taskstest.StartRedis(t, nil)
+	freeze := &freezeHook{}
+	stalled := srv.Client(t)
+	stalled.AddHook(freeze)
+	lA := ledger.New(stalled, nil)
+	created := make(chan struct{})
+	setA := providers.NewSet()
+	setA.Add(&lateProv{Client: memprov.New(backend, memprov.Options{AutoPay: true}), freeze: freeze, after: created})
+	reg := prometheus.NewRegistry()
+	metrics := tasks.NewMetrics(reg)
+	metrics.Init([]string{memprov.Name})
+	var logs lockedBuffer
+	hA := tasks.NewHandler(lA, setA, &tasks.HandlerOptions{LeaseTTL: ttl, ListingLag: -1, Metrics: metrics,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ref, task := claimedMemOrder(t, lA, "Late-1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = hA.ProcessTask(ctx, task)
+	}()
+	for !freeze.frozen.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(2 * ttl) // the lease runs out: nothing extends it
+
+	lB := ledger.New(srv.Client(t), nil)
+	setB := providers.NewSet()
+	setB.Add(memprov.New(backend, memprov.Options{AutoPay: true}))
+	hB := tasks.NewHandler(lB, setB, &tasks.HandlerOptions{LeaseTTL: time.Minute, ListingLag: -1, Logger: quiet})
+	for i := 0; ; i++ {
+		_ = hB.ProcessTask(ctx, task)
+		if rec, _ := lB.Get(ctx, ref); rec != nil && rec.State == tasks.StatePaid {
+			break
+		}
+		if i > 50 {
+			t.Fatal("the second run did not pay the order")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(created)
+	<-done
+
+	if n := backend.Calls("create"); n != 2 {
+		t.Fatalf("creates = %d, want 2: the stalled request left after the second run's", n)
+	}
+	want := `
+# HELP orderworker_late_provider_calls_total Creates and pays (call) that outlasted the order's lease and found it taken by another run when they ended: the process stalled (a frozen VM, a paused container) while the call was under way, so the request may have left after another run had created or paid the order. Check the provider for the order twice.
+# TYPE orderworker_late_provider_calls_total counter
+orderworker_late_provider_calls_total{call="pay",provider="mem"} 0
+orderworker_late_provider_calls_total{call="submit",provider="mem"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orderworker_late_provider_calls_total"); err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(logs.String(), "outlasted the order's lease") || !strings.Contains(logs.String(), "order_no=Late-1") || !strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("no error naming the order:\n%s", logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -21,6 +21,7 @@ type Metrics struct {
 	outcomeLatency *prometheus.HistogramVec
 	configWaits    *prometheus.CounterVec
 	stopped        *prometheus.CounterVec
+	lateCalls      *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -62,9 +63,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orderworker_tasks_stopped_total",
 			Help: "Order tasks this worker ended for good (returned to asynq not to be retried, which archives them), by queue. asynq's archive is trimmed (10,000 tasks, 90 days), so its size stops showing new ones; this counter does not.",
 		}, []string{"queue"}),
+		lateCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_late_provider_calls_total",
+			Help: "Creates and pays (call) that outlasted the order's lease and found it taken by another run when they ended: the process stalled (a frozen VM, a paused container) while the call was under way, so the request may have left after another run had created or paid the order. Check the provider for the order twice.",
+		}, []string{"provider", "call"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped)
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls)
 	}
 	return m
 }
@@ -100,6 +105,15 @@ func (m *Metrics) Init(providerNames []string) {
 		for _, k := range []string{"duplicate", "conflict", "terminal"} {
 			m.dedupeHits.WithLabelValues(p, k)
 		}
+		for _, c := range []string{"submit", "pay"} {
+			m.lateCalls.WithLabelValues(p, c)
+		}
+	}
+}
+
+func (m *Metrics) lateCall(provider, call string) {
+	if m != nil {
+		m.lateCalls.WithLabelValues(provider, call).Inc()
 	}
 }
 
