@@ -137,7 +137,7 @@ func allDigits(s string) bool {
 
 // standsAlone reports whether s[i:j], a number whose groups a '/', '_' or
 // '.' separates, stands alone: before it, no letter, digit or one of
-// _ / . - (a JSON escape such as \n before it counts as a space); after
+// _ / . - \\ (a JSON escape such as \n before it counts as a space); after
 // it, no letter, digit or one of _ / - + (a '.' only where no letter or
 // digit follows it: it may end a sentence). In an id, a version or a file
 // name (SKU_150_2024_1130, v150.2024.1130, 150.2024.1130-beta,
@@ -146,8 +146,8 @@ func standsAlone(s string, i, j int) bool {
 	if i > 0 {
 		c := s[i-1]
 		escape := i > 1 && s[i-2] == '\\' && strings.IndexByte("nrtbf", c) >= 0
-		if !escape && (isAlnumByte(c) || strings.IndexByte("_/.-", c) >= 0) {
-			return false
+		if !escape && (isAlnumByte(c) || strings.IndexByte("_/.-\\", c) >= 0) {
+			return false // (a '\\' right before: a path, C:\\150.2024.1130)
 		}
 	}
 	if j == len(s) {
@@ -158,21 +158,6 @@ func standsAlone(s string, i, j int) bool {
 		return j+1 == len(s) || !isAlnumByte(s[j+1])
 	}
 	return !isAlnumByte(c) && strings.IndexByte("_/-+", c) < 0
-}
-
-// gluedBefore reports whether a letter or '_' sits right before s[i:] (a
-// JSON escape such as \n aside): a number in groups there is part of an
-// id (SKU_150-2024-1130, A(150)2024-1130), not a phone number. A number
-// written without groups is judged by its digits alone (isPhone).
-func gluedBefore(s string, i int) bool {
-	if i == 0 {
-		return false
-	}
-	c := s[i-1]
-	if i > 1 && s[i-2] == '\\' && strings.IndexByte("nrtbf", c) >= 0 {
-		return false
-	}
-	return isAlnumByte(c) || c == '_'
 }
 
 // groupSeps are the bytes that may separate the groups of a phone number
@@ -225,9 +210,27 @@ func MaskPhones(s string) string {
 		if m := maskPhones(n); m != n {
 			return m
 		}
+		// Zero-width characters read as spaces keep two numbers apart;
+		// dropped, they may join the digits of one (1\u200b3800138000,
+		// as anti-copy text writes them).
+		if strings.ContainsFunc(s, isZeroWidth) {
+			d := strings.Map(func(r rune) rune {
+				if isZeroWidth(r) {
+					return -1
+				}
+				return narrow(r)
+			}, s)
+			if m := maskPhones(d); m != d {
+				return m
+			}
+		}
 		return s
 	}
 	return maskPhones(s)
+}
+
+func isZeroWidth(r rune) bool {
+	return r >= '\u200b' && r <= '\u200d' || r == '\u2060' || r == '\ufeff'
 }
 
 // narrowDigits returns s with full-width digits (U+FF10–U+FF19), plus
@@ -250,7 +253,7 @@ func narrow(r rune) rune {
 		return '-' // full-width hyphen, hyphens and dashes, minus
 	case r == '\u00a0' || r == '\u3000' || r >= '\u2000' && r <= '\u200a' || r == '\u202f' || r == '\u205f':
 		return ' ' // no-break, ideographic, thin and other spaces
-	case r >= '\u200b' && r <= '\u200d' || r == '\u2060' || r == '\ufeff':
+	case isZeroWidth(r):
 		return ' ' // zero-width: a space, which never joins two numbers into one
 	}
 	return r
@@ -285,7 +288,7 @@ func maskPhones(s string) string {
 		}
 		j := i
 		if n, strict := groupedMobileLen(s[i:]); n > 0 && (!strict || standsAlone(s, i, i+n)) &&
-			!gluedBefore(s, i) && (i+n == len(s) || !isDigit(s[i+n])) {
+			(i+n == len(s) || !isDigit(s[i+n])) {
 			j = i + n
 		} else if n := intlGroupedLen(s[i:]); n > 0 && (i+n == len(s) || !isDigit(s[i+n])) {
 			j = i + n

@@ -102,11 +102,17 @@ func TestMaskPhones(t *testing.T) {
 		{"150_2024_1130.tar.gz", "150_2024_1130.tar.gz"},
 		{"1500000.0000", "1500000.0000"},
 		{"lon 131.12345678", "lon 131.12345678"},
-		{"SKU_150-2024-1130", "SKU_150-2024-1130"},
-		{"A(150)2024-1130", "A(150)2024-1130"},
+		// Dash-grouped numbers right after a letter are masked, as ever:
+		// a JSON or URL escape's last hex digit may sit there.
+		{`\uff1a138-5729-4006`, `\uff1a138****4006`},
+		{"%EF%BC%9A138 5729 4006", "%EF%BC%9A138****4006"},
+		{"Tel138-5729-4006", "Tel138****4006"},
+		{`C:\releases\150.2024.1130\app.exe`, `C:\releases\150.2024.1130\app.exe`},
 		// Zero-width characters never join two numbers into one.
 		{"13800138000\u200b13900139000", "138****8000 139****9000"},
 		{"1\u200b13800138000", "1 138****8000"},
+		{"13857\u200b294006", "138****4006"},
+		{"1\u200b3\u200b8\u200b5\u200b7\u200b2\u200b9\u200b4\u200b0\u200b0\u200b6", "138****4006"},
 		// A mobile-looking match a digit follows leaves the '+' number.
 		{"+86 1380086 - 13831388", "861****0086 - 13831388"},
 		{"139/1234/56789", "139/1234/56789"},

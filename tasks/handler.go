@@ -585,16 +585,18 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		}
 		return order.Then{}, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
 	case errors.Is(err, ledger.ErrLeaseLost):
-		if a := d.Settle.Attempt(); a != nil && (a.Call == "submit" || a.Call == "pay") && time.Duration(a.DurationMS)*time.Millisecond >= h.opts.LeaseTTL {
-			// The call outlasted the lease, which its keepalive would have
-			// kept: the process stalled (a frozen VM, a paused container)
-			// while the call was under way, perhaps before its request
-			// left. Another run took the order meanwhile; what it found at
-			// the provider did not include this request, which may have
-			// arrived after it created (or paid) the order. No check
+		if a := d.Settle.Attempt(); a != nil && (a.Call == "submit" || a.Call == "pay") {
+			// A create or a pay lost its lease while under way. Its
+			// keepalive extends the lease, and cancels the call the
+			// moment it cannot, so this takes a stall of the whole
+			// process (a frozen VM, a paused container) past the lease,
+			// or a failover that lost the lease: another run took the
+			// order meanwhile, and what it found at the provider may not
+			// have included this request, which may have left (or
+			// arrived) after that run created or paid the order. No check
 			// before the socket can close that gap: it is made known.
 			h.metrics.lateCall(ref.Provider, a.Call)
-			h.log.Error("a "+map[string]string{"submit": "create", "pay": "pay"}[a.Call]+" outlasted the order's lease (the process stalled mid-call) and another run has the order: the request may have reached the provider after that run created or paid it; check the provider for this order twice",
+			h.log.Error("a "+map[string]string{"submit": "create", "pay": "pay"}[a.Call]+" lost the order's lease while under way (the process stalled mid-call, or a failover lost the lease) and another run has the order: the request may have reached the provider after that run created or paid it; check the provider for this order twice",
 				"provider", ref.Provider, "order_no", ref.OrderNo, "call", a.Call, "took_ms", a.DurationMS)
 		} else {
 			h.log.Warn("order lease lost mid-step; another run has the order", "provider", ref.Provider, "order_no", ref.OrderNo)
