@@ -36,9 +36,9 @@ func validators() *providers.Set {
 }
 
 // checkDataKey refuses, before any order is read, a data key that is not
-// the one the ledger's params are sealed with, or none where they are
-// sealed: a configuration error, which no resend fixes. Redis not
-// answering is left to the orders' own answers.
+// the one the ledger's params are sealed with (Enqueuer.CheckDataKey; a
+// producer without a key is not checked): a configuration error, which no
+// resend fixes. Redis not answering is left to the orders' own answers.
 func checkDataKey(ctx context.Context, enq *tasks.Enqueuer, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
