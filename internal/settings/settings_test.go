@@ -9,6 +9,7 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 	environ := []string{
 		"PATH=/usr/bin",
 		"ORDERWORKER_MONITORING_TOKN=x", // a typo: the known name suggested
+		"ORDERWORKER_QEUUE=orders",      // two letters swapped
 		"ORDERWORKER_QUEUE=orders",      // the worker's
 		"ORDERWORKER_API_ADDR=:8080",    // enqueue serve's
 		"TENCENT_APP_KEY=k",             // a provider's: not ours to judge
@@ -24,6 +25,7 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		{Name: "ORDERWORKER_FROBNICATE"},
 		{Name: "ORDERWORKER_MONITORING_TOKN", Like: "ORDERWORKER_MONITORING_TOKEN"},
 		{Name: "ORDERWORKER_NOVALUE"},
+		{Name: "ORDERWORKER_QEUUE", Like: "ORDERWORKER_QUEUE"},
 		{Name: "ORDERWORKER_concurrency", Like: "ORDERWORKER_CONCURRENCY"}, // names are case-sensitive
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -50,6 +52,7 @@ func TestDistance(t *testing.T) {
 	}{
 		{"", "", 0}, {"abc", "", 3}, {"", "ab", 2}, {"kitten", "sitting", 3},
 		{"ORDERWORKER_QUEUE", "ORDERWORKER_QUEU", 1}, {"ORDERWORKER_RETRY_MAX", "ORDERWORKER_RETRY_MAX", 0},
+		{"QEUUE", "QUEUE", 1}, {"ab", "ba", 1}, {"abc", "ca", 3},
 	} {
 		if got := distance(c.a, c.b); got != c.d {
 			t.Errorf("distance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
