@@ -586,35 +586,29 @@ func jsEscape(s string, lower bool) string {
 
 // runesEscaped is s with every non-ASCII character written in format,
 // given the character's code point.
-func runesEscaped(s, format string) string {
-	if isASCII(s) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if r < 0x80 {
-			b.WriteRune(r)
-			continue
-		}
-		fmt.Fprintf(&b, format, r)
-	}
-	return b.String()
-}
+func runesEscaped(s, format string) string { return nonASCIIEscaped(s, format, false) }
 
 // asciiEscaped is s with every non-ASCII character written as JSON's
 // \uXXXX escapes (UTF-16), in format.
-func asciiEscaped(s, format string) string {
+func asciiEscaped(s, format string) string { return nonASCIIEscaped(s, format, true) }
+
+// nonASCIIEscaped is s with every non-ASCII character written in format,
+// given its code point, or each of its UTF-16 units (units).
+func nonASCIIEscaped(s, format string, units bool) string {
 	if isASCII(s) {
 		return s
 	}
 	var b strings.Builder
 	for _, r := range s {
-		if r < 0x80 {
+		switch {
+		case r < 0x80:
 			b.WriteRune(r)
-			continue
-		}
-		for _, u := range utf16.Encode([]rune{r}) {
-			fmt.Fprintf(&b, format, u)
+		case units:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, format, u)
+			}
+		default:
+			fmt.Fprintf(&b, format, r)
 		}
 	}
 	return b.String()

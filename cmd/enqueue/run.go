@@ -376,9 +376,9 @@ func (e *answeredError) Error() string {
 
 // status prints the order's record, params masked, as JSON.
 func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if !slices.Contains(validators().Names(), provider) {
+	if names := validators().Names(); !slices.Contains(names, provider) {
 		// A usage error, as resolve's: no such order could exist.
-		fmt.Fprintf(stderr, "enqueue: provider %q: want one of %s\n", providers.MaskPhones(provider), strings.Join(validators().Names(), ", "))
+		fmt.Fprintf(stderr, "enqueue: provider %q: want one of %s\n", providers.MaskPhones(provider), strings.Join(names, ", "))
 		return exitError
 	}
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
