@@ -84,13 +84,13 @@ func chaosOrders(run string) []chaosOrder {
 	return out
 }
 
-// chaosSeed is the fault injectors' seed: ORDERWORKER_CHAOS_SEED when set,
+// chaosSeed is the fault injectors' seed: ORDERWORKER_TEST_CHAOS_SEED when set,
 // to replay a run's fault draws, else the clock.
 func chaosSeed(t *testing.T) uint64 {
-	if s := os.Getenv("ORDERWORKER_CHAOS_SEED"); s != "" {
+	if s := os.Getenv("ORDERWORKER_TEST_CHAOS_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("ORDERWORKER_CHAOS_SEED=%q: %v", s, err)
+			t.Fatalf("ORDERWORKER_TEST_CHAOS_SEED=%q: %v", s, err)
 		}
 		return n
 	}
@@ -110,7 +110,7 @@ func TestChaos(t *testing.T) {
 	seed := chaosSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	run := strconv.FormatUint(seed%1_000_000, 36)
-	t.Logf("seed %d (set ORDERWORKER_CHAOS_SEED to replay the fault draws)", seed)
+	t.Logf("seed %d (set ORDERWORKER_TEST_CHAOS_SEED to replay the fault draws)", seed)
 
 	race := workerRace()
 	bin := buildWorker(t, race)

@@ -58,7 +58,7 @@ import (
 // Every worker run gets a flushed Redis database and a fresh sandbox behind
 // the same loopback address. The naive worker keeps asynq's defaults (a
 // 1 s poll of an empty queue) and an HTTP transport that keeps as many idle
-// connections per host as its concurrency. ORDERWORKER_COMPARE_SCALE (e.g. 0.2) scales
+// connections per host as its concurrency. ORDERWORKER_TEST_COMPARE_SCALE (e.g. 0.2) scales
 // the order counts for a quick run; ORDERWORKER_TEST_WORKER_ENV
 // (space-separated K=V) adds settings to the project worker, e.g.
 // ORDERWORKER_POLL_INTERVAL=100ms; NAIVEWORKER_IDLE_CONNS=0 gives the naive
@@ -139,17 +139,17 @@ type cmpEnv struct {
 func newCmpEnv(b *testing.B) *cmpEnv {
 	e := &cmpEnv{dir: b.TempDir(), scale: 1, rounds: 3, results: map[string]cmpResult{}, started: time.Now(),
 		load: cmpLoadAvg(), perOrder: map[string][2]float64{}}
-	if s := os.Getenv("ORDERWORKER_COMPARE_SCALE"); s != "" {
+	if s := os.Getenv("ORDERWORKER_TEST_COMPARE_SCALE"); s != "" {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || v <= 0 {
-			b.Fatalf("ORDERWORKER_COMPARE_SCALE=%q: want a positive number", s)
+			b.Fatalf("ORDERWORKER_TEST_COMPARE_SCALE=%q: want a positive number", s)
 		}
 		e.scale = v
 	}
-	if s := os.Getenv("ORDERWORKER_COMPARE_ROUNDS"); s != "" {
+	if s := os.Getenv("ORDERWORKER_TEST_COMPARE_ROUNDS"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v <= 0 {
-			b.Fatalf("ORDERWORKER_COMPARE_ROUNDS=%q: want a positive integer", s)
+			b.Fatalf("ORDERWORKER_TEST_COMPARE_ROUNDS=%q: want a positive integer", s)
 		}
 		e.rounds = v
 	}

@@ -135,7 +135,7 @@ func TestDashboardInChromium(t *testing.T) {
 		checkMasked(t, "task details page", dom, text, []dashboardTask{detail})
 
 		// What an operator sees.
-		dir := os.Getenv("ORDERWORKER_SCREENSHOT_DIR")
+		dir := os.Getenv("ORDERWORKER_TEST_SCREENSHOT_DIR")
 		if dir == "" {
 			dir = t.TempDir()
 		} else if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -27,7 +27,7 @@ import (
 // the ledger, an order's page shows its timeline and its task, a resolve
 // sent from its form works with the token and is refused without it, from
 // another site and on a read-only worker, and no page shows a phone number
-// in clear. It saves screenshots (in ORDERWORKER_SCREENSHOT_DIR when set).
+// in clear. It saves screenshots (in ORDERWORKER_TEST_SCREENSHOT_DIR when set).
 func TestOrdersPagesInChromium(t *testing.T) {
 	t.Parallel()
 	bin, err := exec.LookPath("chromium")
@@ -43,7 +43,7 @@ func TestOrdersPagesInChromium(t *testing.T) {
 	roEnv := map[string]string{"REDIS_URL": f.rs.URL(), "ORDERWORKER_DATA_KEY": f.dataKey, "ORDERWORKER_MONITORING_TOKEN": token}
 	roBase := startOrdersWorker(t, roEnv)
 
-	dir := os.Getenv("ORDERWORKER_SCREENSHOT_DIR")
+	dir := os.Getenv("ORDERWORKER_TEST_SCREENSHOT_DIR")
 	if dir == "" {
 		dir = t.TempDir()
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
