@@ -480,9 +480,9 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
 	}
-	if (plan.Step == order.Submit || plan.Step == order.Pay) && time.Since(began) > h.opts.LeaseTTL/3 {
-		// The process stalled (a long pause, a frozen VM) between Begin
-		// and here: the lease may have run out, and another run may be
+	if held := heldFor(began, time.Now()); (plan.Step == order.Submit || plan.Step == order.Pay) && held > h.opts.LeaseTTL/3 {
+		// The process stalled (a long pause, a frozen or suspended VM)
+		// between Begin and here: the lease may have run out, and another run may be
 		// deciding about this order (and, a listing lag after this
 		// step's pay mark, paying it). A create or a pay never leaves on
 		// a lease this old; nothing was sent, so the mark goes (the step
@@ -492,7 +492,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		if plan.Step == order.Pay {
 			what = "pay"
 		}
-		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, time.Since(began).Round(time.Millisecond), what))
+		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, held.Round(time.Millisecond), what))
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
 	d := order.Decide(rec, plan.Step, out, pol, time.Now())
@@ -502,6 +502,17 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	clearProblems(h.problems, ref.Provider, plan.Step, out.Err)
 	return h.finish(ctx, rec, token, d)
+}
+
+// heldFor is how long a lease taken at began has been held at now: the
+// longer of the monotonic and the wall-clock readings. Go's monotonic clock
+// (CLOCK_MONOTONIC on Linux) does not advance while a machine or VM is
+// suspended, while Redis, which times the lease, keeps running; the wall
+// clock does. A wall clock stepped forward only makes the check stricter (a
+// create not sent now is sent by the next run); one stepped back is
+// outweighed by the monotonic reading.
+func heldFor(began, now time.Time) time.Duration {
+	return max(now.Sub(began), now.Round(0).Sub(began.Round(0)))
 }
 
 // answered reports whether a read that failed with err had an answer from
