@@ -253,7 +253,11 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		if providers.CodeOf(err) == providers.FailedPrecondition {
 			// Disabled here (no credentials): a configuration problem,
 			// never the order's. It waits for a worker that can send it,
-			// its record saying why.
+			// its record saying why, unless its deadline passed with
+			// nothing sent: that needs no provider.
+			if done, err := h.endUnsent(ctx, ref, p.Provider); done || err != nil {
+				return err
+			}
 			_ = h.ledger.NoteWaiting(ctx, ref, "waiting for a worker that can send it: "+msgOf(err))
 			return h.configWait(ref, ProblemProviderDisabled, msgOf(err))
 		}
@@ -685,6 +689,50 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 	}
 	h.metrics.configWait(ref.Provider, kind)
 	return wait(h.opts.ConfigWait, fmt.Errorf("order %s waits: %s: %s", ref, kind, reason))
+}
+
+// endUnsent ends, as a worker that can send it would, an order held here
+// because its provider is disabled on this worker, when the state machine
+// errors it without a call: queued, or submitting with no create in
+// flight, past its deadline (or its failure budget spent). It takes the
+// lease without marking a create, so nothing can be sent on it, and
+// reports whether the task is done (the order errored, or already
+// finished). Anything else (an order that may exist, a lookup or a poll
+// due, a lease held elsewhere, Redis failing) is left to wait unchanged.
+func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider string) (bool, error) {
+	pol := h.policy(provider, nil)
+	stops := func(rec *ledger.Record) (order.Plan, bool) {
+		plan := order.PlanStep(rec, pol, time.Now())
+		return plan, plan.Step == order.None && plan.Then.Next == order.Stop && plan.Settle.To() == ledger.StateErrored
+	}
+	// A read first: a held order is met every ConfigWait, and most are
+	// not due.
+	if rec, err := h.ledger.Get(ctx, ref); err != nil || rec == nil || rec.State.Terminal() {
+		return false, nil
+	} else if _, ok := stops(rec); !ok {
+		return false, nil
+	}
+	token := uuid.NewString()
+	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true})
+	switch {
+	case err == nil && b.Status == ledger.Finished:
+		return true, nil
+	case err == nil && b.Status == ledger.Began:
+	case b.Record != nil: // taken on the master only (ErrNotDurable)
+		h.release(ref, token)
+		return false, nil
+	default:
+		return false, nil
+	}
+	plan, ok := stops(b.Record)
+	if !ok {
+		h.release(ref, token)
+		return false, nil
+	}
+	// Settled, the task stops; not settled (Redis failing, the lease
+	// lost), it comes back.
+	_, err = h.finish(ctx, b.Record, token, order.Decision{Settle: plan.Settle, Then: plan.Then})
+	return true, err
 }
 
 // release ends a step that made no call.

@@ -610,6 +610,46 @@ func TestDisabledProviderOrdersWaitUnchanged(t *testing.T) {
 	e.waitState(t, "Order-Disabled", tasks.StatePaid)
 }
 
+// An order held because its provider is disabled on the worker that runs
+// it is still errored at its deadline, nothing having been sent: that needs
+// no provider, and without it an order no worker can send would wait, and
+// its producer hear nothing, for good. Its event says so.
+func TestDisabledProviderOrderErroredAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond,
+		Deadline: 400 * time.Millisecond}})
+	e.set.Disable("tencent", "TENCENT_APP_KEY is not set", tencent.Validate)
+	e.startServer(t)
+	e.enqueue(t, order("Order-Disabled-Late"))
+	time.Sleep(150 * time.Millisecond) // runs before the deadline leave it queued
+	if rec, err := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "Order-Disabled-Late"}); err != nil || rec.State != ledger.StateQueued {
+		t.Fatalf("before its deadline: %+v, %v; want queued", rec, err)
+	}
+	rec := e.waitState(t, "Order-Disabled-Late", tasks.StateErrored)
+	if !strings.Contains(rec.Reason, "deadline of 400ms passed before the order could be submitted") {
+		t.Errorf("reason %q, want the deadline", rec.Reason)
+	}
+	if rec.Attempts != 0 || rec.Inflight != 0 || rec.MayHaveExisted {
+		t.Errorf("errored record %+v: want no attempt, nothing in flight", rec)
+	}
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
+		t.Errorf("%d creates sent by a worker without the provider", n)
+	}
+	evs, err := e.ledger.Events(context.Background(), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errored int
+	for _, ev := range evs {
+		if ev.Data.OrderNo == "Order-Disabled-Late" && ev.Type == "order.errored" {
+			errored++
+		}
+	}
+	if errored != 1 {
+		t.Errorf("events %+v: want one order.errored for the order", evs)
+	}
+}
+
 // An attempt still in flight when the shutdown timeout ends is cut off: it
 // is recorded as unknown and, after a restart, looked up, not resubmitted.
 func TestShutdownCutsOffAttemptThenReconciles(t *testing.T) {

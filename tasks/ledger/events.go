@@ -395,6 +395,7 @@ func (l *Ledger) EventsOnReplicas(ctx context.Context, p EventsPage) error {
 	return nil
 }
 
+// Events is ReadEvents' events alone.
 func (l *Ledger) Events(ctx context.Context, after string, limit int64) ([]Event, error) {
 	p, err := l.ReadEvents(ctx, after, limit)
 	return p.Events, err
