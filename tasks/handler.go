@@ -255,7 +255,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 			// never the order's. It waits for a worker that can send it,
 			// its record saying why, unless its deadline passed with
 			// nothing sent: that needs no provider.
-			if done, err := h.endUnsent(ctx, ref, p.Provider); done || err != nil {
+			if done, err := h.endUnsent(ctx, ref, p.Provider, msgOf(err)); done || err != nil {
 				return err
 			}
 			_ = h.ledger.NoteWaiting(ctx, ref, "waiting for a worker that can send it: "+msgOf(err))
@@ -699,7 +699,8 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 // reports whether the task is done (the order errored, or already
 // finished). Anything else (an order that may exist, a lookup or a poll
 // due, a lease held elsewhere, Redis failing) is left to wait unchanged.
-func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider string) (bool, error) {
+// held is why this worker cannot send it, for the errored order's reason.
+func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held string) (bool, error) {
 	pol := h.policy(provider, nil)
 	stops := func(rec *ledger.Record) (order.Plan, bool) {
 		plan := order.PlanStep(rec, pol, time.Now())
@@ -731,7 +732,8 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider string
 	}
 	// Settled, the task stops; not settled (Redis failing, the lease
 	// lost), it comes back.
-	_, err = h.finish(ctx, b.Record, token, order.Decision{Settle: plan.Settle, Then: plan.Then})
+	reason := plan.Then.Reason + " (the worker that ended it cannot send it: " + held + ")"
+	_, err = h.finish(ctx, b.Record, token, order.Decision{Settle: ledger.SetErrored(reason), Then: order.Then{Next: order.Stop, Reason: reason}})
 	return true, err
 }
 

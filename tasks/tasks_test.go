@@ -626,8 +626,9 @@ func TestDisabledProviderOrderErroredAtItsDeadline(t *testing.T) {
 		t.Fatalf("before its deadline: %+v, %v; want queued", rec, err)
 	}
 	rec := e.waitState(t, "Order-Disabled-Late", tasks.StateErrored)
-	if !strings.Contains(rec.Reason, "deadline of 400ms passed before the order could be submitted") {
-		t.Errorf("reason %q, want the deadline", rec.Reason)
+	if !strings.Contains(rec.Reason, "deadline of 400ms passed before the order could be submitted") ||
+		!strings.Contains(rec.Reason, "cannot send it: disabled: TENCENT_APP_KEY is not set") {
+		t.Errorf("reason %q, want the deadline and why the worker could not send it", rec.Reason)
 	}
 	if rec.Attempts != 0 || rec.Inflight != 0 || rec.MayHaveExisted {
 		t.Errorf("errored record %+v: want no attempt, nothing in flight", rec)
