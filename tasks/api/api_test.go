@@ -541,13 +541,53 @@ func TestEvents(t *testing.T) {
 			t.Errorf("after trimming, GET /v1/events?after=%s: missed %v, %d events; want %v, %d", tt.after, page.Missed, len(page.Events), tt.missed, tt.n)
 		}
 	}
-	for _, q := range []string{"?after=x", "?after=1-2-3", "?limit=0", "?limit=1001", "?limit=two"} {
+	for _, q := range []string{"?after=x", "?after=1-2-3", "?limit=0", "?limit=-1", "?limit=two"} {
 		if status, b, _ := e.do("GET", "/v1/events"+q, bearer, nil); status != 400 {
 			t.Errorf("GET /v1/events%s: %d %s, want 400", q, status, b)
 		}
 	}
 	if status, _, _ := e.do("GET", "/v1/events", "", nil); status != 401 {
 		t.Errorf("events without a token: %d", status)
+	}
+}
+
+// A limit over a page's most is answered with a full page, as a long wait
+// is cut to the longest: a reader written without the maximum still reads
+// every event, a page at a time.
+func TestEventsLimitOverTheMostIsAFullPage(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ctx := context.Background()
+	n := api.MaxEventsLimit + 5
+	for i := range n {
+		ref := ledger.Ref{Provider: "tencent", OrderNo: fmt.Sprintf("L%d", i)}
+		if _, err := e.ledger.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+		settle(t, e.ledger, ref, ledger.SetPaid("P"+ref.OrderNo))
+	}
+	read := 0
+	after := "0"
+	for range 3 {
+		status, b, _ := e.do("GET", "/v1/events?limit=100000&after="+after, bearer, nil)
+		if status != 200 {
+			t.Fatalf("GET /v1/events?limit=100000: %d %s", status, b)
+		}
+		var page struct {
+			Events    []ledger.Event `json:"events"`
+			NextAfter string         `json:"next_after"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		if read == 0 && len(page.Events) != api.MaxEventsLimit {
+			t.Errorf("first page of %d events with limit=100000, want %d", len(page.Events), api.MaxEventsLimit)
+		}
+		read += len(page.Events)
+		after = page.NextAfter
+	}
+	if read != n {
+		t.Errorf("read %d events a page at a time, want %d", read, n)
 	}
 }
 

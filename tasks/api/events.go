@@ -33,8 +33,8 @@ type eventsPage struct {
 	Missed bool `json:"missed"`
 }
 
-// events is GET /v1/events?after=ID&limit=N: up to N events after ID,
-// oldest first.
+// events is GET /v1/events?after=ID&limit=N: up to N (at most
+// MaxEventsLimit) events after ID, oldest first.
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after := q.Get("after")
@@ -45,11 +45,13 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	limit := int64(DefaultEventsLimit)
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 1 || n > MaxEventsLimit {
-			problem(w, http.StatusBadRequest, "limit: want a number from 1 to "+strconv.Itoa(MaxEventsLimit))
+		if err != nil || n < 1 {
+			problem(w, http.StatusBadRequest, "limit: want a positive number (at most "+strconv.Itoa(MaxEventsLimit)+" events are answered)")
 			return
 		}
-		limit = n
+		// More than a page holds is answered with a full page, as a long
+		// ?wait= is cut to the longest: the reader goes on from next_after.
+		limit = min(n, MaxEventsLimit)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 	defer cancel()
