@@ -308,7 +308,7 @@ func TestResolve(t *testing.T) {
 	}
 	last := rec.History[len(rec.History)-1]
 	if rec.State != ledger.StatePaid || rec.ProviderOrderID != "PO-RU1" || last.Call != "resolve" || last.Result != "paid" ||
-		!strings.Contains(last.Message, "by ann: console shows it paid; called 139****5678") {
+		last.By != "ann" || !strings.Contains(last.Message, "console shows it paid; called 139****5678") {
 		t.Errorf("resolve paid printed %+v, last entry %+v", rec, last)
 	}
 	if strings.Contains(out, testPhone) || strings.Contains(out, "13912345678") || !strings.Contains(out, maskedTest) {
@@ -352,10 +352,14 @@ func TestResolve(t *testing.T) {
 		t.Errorf("after absent the task is %s, want pending", s)
 	}
 
-	// errored, from pending: the note is the reason.
+	// errored, from pending: the note is the reason; who decided is in
+	// the history only (the reason goes out in the order's event).
 	code, out, _ = e.cli(true, "resolve", "aliyun", "RP1", "-as", "errored", "-note", "cancelled at the provider", "-by", "cy")
-	if l := lines(t, out); code != exitOK || l[0]["state"] != "errored" || !strings.Contains(fmt.Sprint(l[0]["reason"]), "by cy: cancelled at the provider") {
+	if l := lines(t, out); code != exitOK || l[0]["state"] != "errored" || fmt.Sprint(l[0]["reason"]) != "operator: cancelled at the provider" {
 		t.Errorf("resolve errored: exit %d, %s", code, out)
+	}
+	if last := e.record("aliyun", "RP1").History; len(last) == 0 || last[len(last)-1].By != "cy" {
+		t.Errorf("resolve errored: history %+v, want the last entry by cy", last)
 	}
 }
 
@@ -419,7 +423,8 @@ func TestRedrive(t *testing.T) {
 	}
 	rec := e.record("tencent", "E1")
 	last := rec.History[len(rec.History)-1]
-	if rec.State != ledger.StateSubmitting || rec.Failures != 0 || last.Call != "redrive" || !strings.Contains(last.Message, "by carol: ItemId fixed upstream") {
+	if rec.State != ledger.StateSubmitting || rec.Failures != 0 || last.Call != "redrive" || last.By != "carol" || last.Message != "ItemId fixed upstream" ||
+		rec.Reason != "re-driven by an operator: ItemId fixed upstream" {
 		t.Errorf("E1 after the re-drive: %+v, last entry %+v", rec, last)
 	}
 	if s := e.taskState("tencent", "E1"); s != "pending" {
@@ -444,7 +449,7 @@ func TestRedrive(t *testing.T) {
 		t.Fatalf("redrive without -by: exit %d, %v\n%s", code, got, errs)
 	}
 	rec = e.record("tencent", "E3")
-	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by dana") {
+	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || last.By != "dana" {
 		t.Errorf("E3 re-driven without -by: last entry %+v, want it by dana", last)
 	}
 }
@@ -465,7 +470,7 @@ func TestRedriveAsAServiceAccount(t *testing.T) {
 		t.Errorf("no warning to name who re-drives: %q", errs)
 	}
 	rec := e.record("tencent", "R1")
-	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || !strings.Contains(last.Message, "by root (a service account; no -by)") {
+	if last := rec.History[len(rec.History)-1]; last.Call != "redrive" || last.By != "root (a service account; no -by)" {
 		t.Errorf("last entry %+v, want the re-drive by root, named as a service account", last)
 	}
 }

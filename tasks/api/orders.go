@@ -347,6 +347,8 @@ func (h *Handler) mask(rec *ledger.Record) {
 	// numbers, masked or not, in them too.
 	for i := range rec.History {
 		rec.History[i].Message = providers.HidePhones(rec.History[i].Message)
+		// Who took an operator's step is for operators, not producers.
+		rec.History[i].By = ""
 	}
 	rec.Reason = providers.HidePhones(rec.Reason)
 	if tasks.IsSealed(rec.Params) && h.opts.Sealer == nil {

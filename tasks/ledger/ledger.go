@@ -60,6 +60,9 @@ type Attempt struct {
 	Code       string    `json:"code,omitempty"`    // the provider's own code
 	Result     string    `json:"result"`            // ok or an error code name
 	Message    string    `json:"message,omitempty"` // masked
+	// By is who took an operator's step (resolve, redrive): for operators
+	// only; the API leaves it out, and no reason or event carries it.
+	By string `json:"by,omitempty"`
 }
 
 // Record is an order's ledger entry.

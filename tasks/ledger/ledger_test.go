@@ -815,8 +815,11 @@ func TestResolveAndRedrive(t *testing.T) {
 		t.Fatalf("resolve paid: %+v, %v", rec, err)
 	}
 	last := rec.History[len(rec.History)-1]
-	if last.Call != "resolve" || last.Result != "paid" || !strings.Contains(last.Message, "by ann: console shows it paid") {
+	if last.Call != "resolve" || last.Result != "paid" || last.By != "ann" || last.Message != "console shows it paid" {
 		t.Errorf("history entry = %+v", last)
+	}
+	if strings.Contains(rec.Reason, "ann") {
+		t.Errorf("reason %q names the operator: it goes out in the order's event", rec.Reason)
 	}
 	if _, err := l.Resolve(ctx, u1, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "x", By: "ann"}); !errors.As(err, &refused) {
 		t.Errorf("resolving a paid order: %v, want refused", err)

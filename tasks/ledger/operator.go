@@ -261,8 +261,9 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if !resolvable(rec.State, a.As) {
 		return refuse(notResolvable(a.As, stateBefore(rec)))
 	}
-	msg := "by " + a.By + ": " + a.Note
-	attempt := &Attempt{N: rec.Attempts + 1, At: l.now().UTC(), Call: "resolve", Result: string(a.As), Message: msg}
+	// Who decided is in the history entry only: the reason goes out in
+	// the order's event, to every webhook endpoint and API reader.
+	attempt := &Attempt{N: rec.Attempts + 1, At: l.now().UTC(), Call: "resolve", Result: string(a.As), Message: a.Note, By: a.By}
 	var t Transition
 	switch a.As {
 	case ResolvePaid:
@@ -270,9 +271,9 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case ResolveAbsent:
 		// The operator sends the order back to submission, as a re-drive
 		// does: its deadline counts from now.
-		t = SetRetry("operator found no such order at the provider " + msg).WithMayExist(false).WithFailures(0).withRedriven()
+		t = SetRetry("an operator found no such order at the provider: " + a.Note).WithMayExist(false).WithFailures(0).withRedriven()
 	case ResolveErrored:
-		t = SetErrored("operator: " + msg)
+		t = SetErrored("operator: " + a.Note)
 	}
 	err = l.Settle(context.WithoutCancel(ctx), ref, token, t.WithAttempt(attempt))
 	var owned *OwnedError
@@ -342,15 +343,16 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	if rec == nil {
 		return ErrNotFound
 	}
-	msg := "by " + by
+	reason := "re-driven by an operator"
 	if note != "" {
-		msg += ": " + note
+		reason += ": " + note
 	}
-	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.now().UTC(), Call: "redrive", Result: "ok", Message: msg})
+	// Who re-drove is in the history entry only, as for Resolve.
+	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.now().UTC(), Call: "redrive", Result: "ok", Message: note, By: by})
 	sh := l.shardOf(ref)
 	v, _, err := l.run(ctx, redriveScript, true,
 		[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
-		ref.OrderNo, l.now().UnixMilli(), a, "re-driven "+msg, MaxHistory)
+		ref.OrderNo, l.now().UnixMilli(), a, reason, MaxHistory)
 	if err != nil {
 		return fmt.Errorf("redrive order: %w", err)
 	}

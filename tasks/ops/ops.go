@@ -226,6 +226,7 @@ func (o *Orders) Show(rec *ledger.Record) *ledger.Record {
 	r.History = make([]ledger.Attempt, len(rec.History))
 	for i, a := range rec.History {
 		a.Message = providers.MaskPhones(a.Message)
+		a.By = providers.MaskPhones(a.By)
 		r.History[i] = a
 	}
 	if len(rec.History) == 0 {
