@@ -359,24 +359,25 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 				r = c.listFrom(ctx, q, 1)
 				return r.out, r.err()
 			case len(ids) > 0:
-				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 					Message: "orders moved while the list was read (page 1, empty before page 0 was read, holds other orders now)"}
 			}
 		}
 		c.pagesFrom0.Store(true)
 		return c.listFromZero(ctx, q)
 	case providers.BaseMoved:
-		return nil, &providers.Error{Code: providers.Unavailable, Op: op,
+		return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
 	case providers.BaseUnknown:
 		if len(r.firstIDs) == 0 && (zerr != nil || len(zero) > 0) {
 			// Page 1 was empty and page 0 is not known to be: the server
 			// may count from 0 and hold our order there.
-			msg := "page 1 is empty and page 0 could not be read: the list may be incomplete"
-			if zerr == nil {
-				msg = "page 1 is empty and page 0 holds orders without an Id: the list may be incomplete"
+			if zerr != nil {
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
+					Message: "page 1 is empty and page 0 could not be read: the list may be incomplete", Err: zerr}
 			}
-			return nil, &providers.Error{Code: providers.Unavailable, Op: op, Message: msg, Err: zerr}
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+				Message: "page 1 is empty and page 0 holds orders without an Id: the list may be incomplete"}
 		}
 	}
 	return r.out, r.err()
@@ -832,7 +833,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		// ruled out (see owner).
 		own, err := owner(ctx, o, d.ID, d.OrderNo)
 		if err != nil {
-			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 				Message: "cannot tell whether a listed order belongs to another order", Err: err}
 		}
 		if own == ownedByID {
@@ -872,7 +873,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 					d.OrderNo = dd.OrderNo
 					own, err := owner(ctx, o, "", d.OrderNo)
 					if err != nil {
-						return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+						return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 							Message: "cannot tell whether a listed order belongs to another order", Err: err}
 					}
 					heldNo = own == ownedByOrderNo

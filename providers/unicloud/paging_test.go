@@ -3,6 +3,7 @@ package unicloud
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -141,11 +142,15 @@ func TestListingEmptyPageOneAndUnreadablePageZero(t *testing.T) {
 		name string
 		s    *pagedServer
 		want providers.Code
+		// status: the error's HTTP status; 200 for a listing the server
+		// answered but the client could not use, which tells nothing of
+		// the provider's health (no circuit breaker counts it).
+		status int
 	}{
-		{"page 0 fails", &pagedServer{size: 10, fail0: true}, providers.Unavailable},
-		{"page 0 lists orders without an Id", &pagedServer{size: 10, from0: true, noID0: true, ids: []string{"7"}}, providers.Unavailable},
-		{"page 0 is empty too", &pagedServer{size: 10, alias: true}, providers.NotFound},
-		{"page 1 held orders, page 0 fails", &pagedServer{size: 10, fail0: true, ids: []string{"7"}}, providers.NotFound},
+		{"page 0 fails", &pagedServer{size: 10, fail0: true}, providers.Unavailable, 0},
+		{"page 0 lists orders without an Id", &pagedServer{size: 10, from0: true, noID0: true, ids: []string{"7"}}, providers.Unavailable, 200},
+		{"page 0 is empty too", &pagedServer{size: 10, alias: true}, providers.NotFound, 0},
+		{"page 1 held orders, page 0 fails", &pagedServer{size: 10, fail0: true, ids: []string{"7"}}, providers.NotFound, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,6 +159,10 @@ func TestListingEmptyPageOneAndUnreadablePageZero(t *testing.T) {
 			r, err := pagedLookup(t, tt.s, c, "42")
 			if got := providers.CodeOf(err); got != tt.want {
 				t.Errorf("Lookup = %+v, %v; want %v (pages read %v)", r, err, tt.want, tt.s.calls())
+			}
+			var pe *providers.Error
+			if tt.status != 0 && (!errors.As(err, &pe) || pe.HTTPStatus != tt.status || pe.ProviderCode != "") {
+				t.Errorf("Lookup error %#v; want HTTP status %d and no provider code: the listing was answered", err, tt.status)
 			}
 		})
 	}
@@ -230,8 +239,12 @@ func TestListingPageZeroConfirmationMoved(t *testing.T) {
 		}
 	}}
 	c := newPaged(t, s)
-	if r, err := pagedLookup(t, s, c, "42"); providers.CodeOf(err) != providers.Unavailable {
+	r, err := pagedLookup(t, s, c, "42")
+	if providers.CodeOf(err) != providers.Unavailable {
 		t.Fatalf("Lookup = %+v, %v; want unavailable (pages read %v)", r, err, s.calls())
+	}
+	if pe := (*providers.Error)(nil); !errors.As(err, &pe) || pe.HTTPStatus != 200 {
+		t.Errorf("Lookup error %#v; want HTTP status 200: the listing was answered (no breaker counts it)", err)
 	}
 	if c.pagesFrom0.Load() || c.pagesFrom1.Load() {
 		t.Errorf("the client remembers where pages start after a listing that moved")
