@@ -814,10 +814,6 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	details := 0
 	others := 0
 	heldNos := 0 // of unknown: an OrderNo another record holds as its id
-	// matched: orders that could be ours that another record holds by a
-	// match alone (providers.Order.OwnedByMatch): its create was
-	// uncertain too, and either may have made it.
-	matched := 0
 	for _, d := range listed {
 		if c.excludes(d, p, start.Truncate(time.Second), end) {
 			continue
@@ -842,28 +838,6 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		if own == ownedByID {
 			others++
-			if d.Names != nil && matchNames(d.Names, name) == nameOther {
-				continue // another instance's
-			}
-			byMatch, err := ownedByMatch(ctx, o, d.ID)
-			if err != nil {
-				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
-					Message: "cannot tell how a listed order came to belong to another order", Err: err}
-			}
-			if byMatch && d.Names == nil && details < MaxDetails {
-				// Its name tells whether it could be ours at all.
-				details++
-				if dd, _, err := c.orderDetail(ctx, d.ID); err == nil && dd.ID == d.ID {
-					c.names.put(d.ID, dd.Names)
-					d.Names = keepNames(dd.Names, name)
-					if d.Names != nil && matchNames(d.Names, name) == nameOther {
-						continue
-					}
-				}
-			}
-			if byMatch {
-				matched++ // could be ours, or its name could not be read
-			}
 			continue
 		}
 		heldNo := own == ownedByOrderNo
@@ -963,11 +937,6 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		// order number): Matched, which the caller records with the id.
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
 			Message: c.clean(ours[0].describe("found by QueryOrders"), 200), Matched: true}, nil
-	case len(ours) == 0 && unknown == 0 && matched > 0:
-		// Not found would create the order again, and it may be the one
-		// another record took by a match.
-		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
-			Message: fmt.Sprintf("%d order(s) in the window that may carry this instance name belong to other orders only by a match of the listing (their own creates were uncertain too): one may be this order's; a person decides", matched)}
 	case len(ours) == 0 && unknown == 0:
 		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
 		if others > 0 {
@@ -1021,15 +990,6 @@ func owner(ctx context.Context, o providers.Order, id, orderNo string) (ownershi
 		}
 	}
 	return notOwned, nil
-}
-
-// ownedByMatch asks o.OwnedByMatch whether the order whose Id another
-// record holds is that record's by a match alone.
-func ownedByMatch(ctx context.Context, o providers.Order, id string) (bool, error) {
-	if o.OwnedByMatch == nil || id == "" {
-		return false, nil
-	}
-	return o.OwnedByMatch(ctx, id)
 }
 
 // nameMatch is how the instance names a listed order carries compare with

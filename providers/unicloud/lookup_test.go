@@ -454,9 +454,6 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 		owned   []int // indexes in seed of orders other records own
 		ownedNo []int // the same, owned under their OrderNo
 		ownErr  error
-		// byMatch: the owners hold the orders by a match of the listing
-		// only (OwnedByMatch).
-		byMatch bool
 		want    providers.Code // Unknown: found
 		wantID  int
 		details int // OrderDetail calls
@@ -480,18 +477,6 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 			want: providers.NotFound, details: 0, checked: 2},
 		{name: "ownership unknown", seed: []sandbox.Order{seeded("same", now)}, ownErr: errors.New("ledger unreachable"),
 			want: providers.Unavailable, details: 0, checked: 1},
-		// Two records whose creates were both uncertain, one order: the
-		// other took it by a match. Not found would create this order
-		// again, and it may be the one that made it: a person decides.
-		// (Each detailed for its name, as another instance's would not
-		// count.)
-		{name: "only another record's match", seed: []sandbox.Order{seeded("same", now)}, owned: []int{0}, byMatch: true,
-			want: providers.Ambiguous, details: 1, checked: 1},
-		{name: "ours and another record's match", seed: []sandbox.Order{seeded("same", now), seeded("same", now)}, owned: []int{0}, byMatch: true,
-			wantID: 1, details: 2, checked: 3},
-		// Its name, read from its detail, is another instance's.
-		{name: "another instance's match", seed: []sandbox.Order{seeded("other", now)}, owned: []int{0}, byMatch: true,
-			want: providers.NotFound, details: 1, checked: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -517,12 +502,6 @@ func TestLookupSkipsOwnedOrders(t *testing.T) {
 				checked++
 				mu.Unlock()
 				return slices.Contains(owned, id), tt.ownErr
-			}
-			o.OwnedByMatch = func(_ context.Context, id string) (bool, error) {
-				if !slices.Contains(owned, id) {
-					t.Errorf("OwnedByMatch(%s) of an order Owned did not report", id)
-				}
-				return tt.byMatch, nil
 			}
 			r, err := c.Lookup(context.Background(), o)
 			switch {
