@@ -52,13 +52,6 @@ type Order struct {
 	// to another order in the ledger. Lookup never answers with such an id:
 	// it is another order's, not this one's.
 	Owned func(ctx context.Context, providerOrderID string) (bool, error)
-	// OwnedByMatch, when set, reports whether an id that Owned says is
-	// another order's is so only by a match: that order's Lookup took it
-	// from the listing (Result.Matched), and no create's answer named it.
-	// Such an order may as well be this one's: a Lookup that would
-	// otherwise answer NotFound (and so have the order created again)
-	// answers Ambiguous, for a person.
-	OwnedByMatch func(ctx context.Context, providerOrderID string) (bool, error)
 }
 
 // Result is what a provider reports about an order.

@@ -461,17 +461,6 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
 			return owner != "" && owner != ref.OrderNo, err
 		},
-		OwnedByMatch: func(ctx context.Context, id string) (bool, error) {
-			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
-			if err != nil || owner == "" || owner == ref.OrderNo {
-				return false, err
-			}
-			other, err := h.ledger.Get(ctx, ledger.Ref{Provider: ref.Provider, OrderNo: owner})
-			if err != nil || other == nil {
-				return false, err
-			}
-			return other.Matched && other.ProviderOrderID == id, nil
-		},
 	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
 		ran, since, known, err := tk.priorCreate(ctx, h, rec)

@@ -1014,61 +1014,6 @@ func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 	}
 }
 
-// Two orders for the same device and plan whose creates were both
-// uncertain: X's refused with a 503 (nothing made), Y's making its order
-// and answering a 500. X's lookup takes Y's order by matching (the one new
-// order of its kind). Y's lookup must not then read that order as X's and
-// answer not found: Y would be created a second time, X standing for Y's
-// order. Nothing tells which of the two made it, so Y is left unknown,
-// for a person, and nothing more is created.
-func TestUncertainTwinIsNotCreatedAgainBesideAMatch(t *testing.T) {
-	t.Parallel()
-	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1,
-		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
-	ctx := context.Background()
-	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
-	tasksOf := map[string]*asynq.Task{}
-	for _, no := range []string{"Twin-X", "Twin-Y"} {
-		e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"`+no+`","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
-		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: no})
-		tasksOf[no], _ = tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: no, Params: json.RawMessage(rec.Params)})
-	}
-	get := func(no string) *tasks.Record {
-		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: no})
-		return rec
-	}
-	sb.Faults().Script(fault.FailBefore)
-	_ = e.handler.ProcessTask(ctx, tasksOf["Twin-X"])
-	sb.Faults().Script(fault.FailAfter)
-	_ = e.handler.ProcessTask(ctx, tasksOf["Twin-Y"])
-	if x, y := get("Twin-X"), get("Twin-Y"); x.State != ledger.StateUnknown || y.State != ledger.StateUnknown || sb.Count("dev1") != 1 {
-		t.Fatalf("after the creates: X %s, Y %s, %d orders on the device; want both unknown, one order", x.State, y.State, sb.Count("dev1"))
-	}
-	yOrder := sb.Orders()["dev1"][0].OrderID
-	_ = e.handler.ProcessTask(ctx, tasksOf["Twin-X"])
-	if x := get("Twin-X"); x.ProviderOrderID != yOrder || !x.Matched {
-		t.Fatalf("X after its lookup: %+v; want the one order %s, matched", x, yOrder)
-	}
-	for range 3 {
-		_ = e.handler.ProcessTask(ctx, tasksOf["Twin-Y"])
-	}
-	y := get("Twin-Y")
-	if n := sb.Count("dev1"); n != 1 {
-		t.Fatalf("%d orders on the device after Y's lookups (Y %s: %s); want Y not created again", n, y.State, y.Reason)
-	}
-	last := y.History[len(y.History)-1]
-	if y.State != ledger.StateUnknown || last.Call != "lookup" || !strings.Contains(last.Message, "only by a match of the listing") {
-		t.Errorf("Y after its lookups: %s, last entry %+v; want unknown, left to a person, saying why", y.State, last)
-	}
-}
-
 // lookupUnreadable is the in-memory provider whose lookups fail
 // Unavailable, with the given HTTP status (0: no answer at all).
 type lookupUnreadable struct {

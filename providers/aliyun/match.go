@@ -776,21 +776,12 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	// Leave out orders that belong to other records. Only orders that could
 	// be this one are checked, so excluded ones cost no ledger read.
 	kept := make([]OrderInfo, 0, len(l.orders))
-	others, matched := 0, 0
+	others := 0
 	for _, x := range l.orders {
 		if o.Owned != nil && x.OrderID != "" && rule.Match(x) != Excluded {
 			taken, err := o.Owned(ctx, x.OrderID)
 			if err != nil {
 				return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether a listed order belongs to another order", err)
-			}
-			if taken && o.OwnedByMatch != nil {
-				byMatch, err := o.OwnedByMatch(ctx, x.OrderID)
-				if err != nil {
-					return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell how a listed order came to belong to another order", err)
-				}
-				if byMatch {
-					matched++
-				}
 			}
 			if taken {
 				others++
@@ -803,12 +794,6 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	switch {
 	case reason != "":
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, reason, nil)
-	case !found && matched > 0:
-		// Another record took an order that could be this one's by a
-		// match alone: its own create was uncertain too, and nothing
-		// tells which of the two made it. NotFound would create this
-		// order again, perhaps a second time.
-		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf("%d order(s) of this commodity and copies new on the device belong to other orders only by a match of the listing (their own creates were uncertain too): one may be this order's; a person decides", matched), nil)
 	case !found:
 		msg := "no matching order since the first attempt"
 		if rule.Known != nil {

@@ -308,11 +308,8 @@ func TestLookupBySnapshot(t *testing.T) {
 		before func(sb *sandbox.Server, iot string)
 		after  func(sb *sandbox.Server, iot string) (want string, owned []string)
 		owned  error // what Owned answers with, when not nil
-		// byMatch: the other records own their orders only by a match
-		// of the listing (OwnedByMatch).
-		byMatch bool
-		code    providers.Code
-		words   string
+		code   providers.Code
+		words  string
 	}{
 		{name: "the only order, no creation time listed", omit: true,
 			after: func(sb *sandbox.Server, iot string) (string, []string) { return sb.AddOrder(same(iot)).OrderID, nil }},
@@ -339,24 +336,6 @@ func TestLookupBySnapshot(t *testing.T) {
 				b := sb.AddOrder(same(iot)).OrderID
 				return sb.AddOrder(same(iot)).OrderID, []string{b}
 			}},
-		// Two records whose creates were both uncertain, one order: the
-		// one that looked first took it, by a match. This one may be the
-		// order's maker as well: not created again, but left to a person.
-		{name: "only another record's order, taken by a match", byMatch: true,
-			after: func(sb *sandbox.Server, iot string) (string, []string) {
-				return "", []string{sb.AddOrder(same(iot)).OrderID}
-			},
-			code: providers.Ambiguous, words: "only by a match of the listing"},
-		{name: "ours and another record's match", byMatch: true,
-			after: func(sb *sandbox.Server, iot string) (string, []string) {
-				b := sb.AddOrder(same(iot)).OrderID
-				return sb.AddOrder(same(iot)).OrderID, []string{b}
-			}},
-		{name: "fallback: only another record's order, taken by a match", fallback: true, byMatch: true,
-			after: func(sb *sandbox.Server, iot string) (string, []string) {
-				return "", []string{sb.AddOrder(same(iot)).OrderID}
-			},
-			code: providers.Ambiguous, words: "only by a match of the listing"},
 		{name: "two new, none owned", omit: true,
 			after: func(sb *sandbox.Server, iot string) (string, []string) {
 				sb.AddOrder(same(iot))
@@ -416,12 +395,6 @@ func TestLookupBySnapshot(t *testing.T) {
 					return false, tt.owned
 				}
 				return slices.Contains(owned, id), nil
-			}
-			o.OwnedByMatch = func(_ context.Context, id string) (bool, error) {
-				if !slices.Contains(owned, id) {
-					t.Errorf("OwnedByMatch(%s) of an order Owned did not report", id)
-				}
-				return tt.byMatch, nil
 			}
 			r, err := f.c.Lookup(ctx(t), o)
 			if tt.code != 0 {
