@@ -230,7 +230,7 @@ var errNoList = errors.New("answer without an order list")
 // when it shows its list: an OrderList whose Order key is present (a list,
 // or null or "" for none; a bare list as OrderList is read too) or, with
 // a TotalCount of 0, no OrderList at all or an empty OrderList object
-// ({}). Anything else (no OrderList and no TotalCount, as in an error
+// ({}); an Order that is one object is a list of it). Anything else (no OrderList and no TotalCount, as in an error
 // envelope answered at HTTP 200; an OrderList object with other keys but
 // no Order key, or {} without a TotalCount of 0; a TotalCount above 0
 // without a list) is errNoList: documented is "TotalCount, PageNum,
@@ -274,6 +274,11 @@ func parsePage(payload json.RawMessage) (page, error) {
 		list = bytes.TrimSpace(field(inner, "Order"))
 		if string(list) == "null" || string(list) == `""` {
 			return pg, nil
+		}
+		if len(list) > 0 && list[0] == '{' {
+			// One order as an object, not a list of one: how a JSON
+			// answer converted from XML writes a list of one element.
+			list = slices.Concat([]byte("["), list, []byte("]"))
 		}
 	}
 	if len(list) == 0 || list[0] != '[' || json.Unmarshal(list, &pg.Orders) != nil {

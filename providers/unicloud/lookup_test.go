@@ -720,6 +720,21 @@ func TestLookupAnswerWithoutOrderList(t *testing.T) {
 	}
 }
 
+// One order as an object rather than a list of one (as a JSON answer
+// converted from XML writes a list of one element) is read as that list.
+func TestLookupOneOrderAsAnObject(t *testing.T) {
+	t.Parallel()
+	page := `{"TotalCount":1,"OrderList":{"Order":` + listed("11", "NEW") + `}}`
+	endpoint, _ := fakeTransaction(t, []string{page}, map[string]string{"11": `{"Order":{"Id":"11","InstanceName":"ours"}}`})
+	c := client(t, endpoint, unicloud.Options{})
+	o := order("ours")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	r, err := c.Lookup(context.Background(), o)
+	if err != nil || r.ProviderOrderID != "11" || r.Status != providers.StatusPaid {
+		t.Fatalf("Lookup = %+v, %v; want order 11 found", r, err)
+	}
+}
+
 // An OrderDetail that answers for another order than the listed one asked
 // about, or an order without an Id (an empty record, a placeholder Id),
 // cannot tell whose names it shows: ours must not be ruled out by another
