@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -45,6 +46,9 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	limit := int64(DefaultEventsLimit)
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(s, "-") {
+			n, err = MaxEventsLimit, nil // past int64: more than a page holds
+		}
 		if err != nil || n < 1 {
 			problem(w, http.StatusBadRequest, "limit: want a positive number (at most "+strconv.Itoa(MaxEventsLimit)+" events are answered)")
 			return
