@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -85,7 +86,10 @@ func readOrders(name string, stdin io.Reader, submit func(source string, data []
 	var se *syntaxError
 	if errors.As(err, &se) {
 		reason := fmt.Sprintf("%s; the rest of %s was not read", se, label)
-		if err := reject(fmt.Sprintf("%s:%d", label, se.line), reason); err != nil {
+		// Inside an order, the error is that order's (its source the
+		// line it starts on); between orders, it is where it was found.
+		source := cmp.Or(in.reading, fmt.Sprintf("%s:%d", label, se.line))
+		if err := reject(source, reason); err != nil {
 			return err
 		}
 		return &stoppedError{name: label, err: se}
@@ -138,6 +142,9 @@ type input struct {
 
 	orderCount int   // orders started in this file
 	lastLine   int64 // the line the last order started on
+	// reading is the source of the order being read ("" between
+	// orders): a syntax error inside it is that order's.
+	reading string
 
 	idle func() error // called before a read that may block
 }
@@ -343,12 +350,18 @@ func (in *input) order(submit func(string, []byte) error, reject func(string, st
 	}
 	in.lastLine = in.line
 	in.capturing, in.over, in.val = true, false, in.val[:0]
+	if c, ok, _ := in.peek(); ok && c == '{' {
+		// An order begun: an error inside it is its own. (A stray byte
+		// where an order would start is reported where it is.)
+		in.reading = source
+	}
 	err := in.value(1)
 	in.capturing = false
-	switch {
-	case err != nil:
-		return err
-	case in.over:
+	if err != nil {
+		return err // in.reading names the order
+	}
+	in.reading = ""
+	if in.over {
 		return reject(source, fmt.Sprintf("order is over the %d-byte limit (not read)", tasks.MaxPayloadBytes))
 	}
 	return submit(source, in.val)

@@ -158,6 +158,10 @@ func TestReadOrdersSyntaxErrorStopsTheFile(t *testing.T) {
 		{"trailing comma", `{"a":1,}`, 0, "stdin:1", "line 1, column 8: unexpected '}', expected a string key"},
 		{"comma between orders", a + ",\n" + a, 1, "stdin:1", "unexpected ',', expected a value"},
 		{"cut short", a + "\n" + `{"provider":"tencent","params":{`, 1, "stdin:2", "line 2, column 33: unexpected end of input, expected a string key"},
+		// An error inside an order is that order's: its source is the
+		// line the order starts on.
+		{"cut short over lines", a + "\n" + `{"provider":` + "\n\n", 1, "stdin:2", "line 4, column 1: unexpected end of input, expected a value"},
+		{"missing comma over lines", "{\n" + `"a":1` + "\n" + `"b":2}`, 0, "stdin:1", "line 3, column 1: unexpected '\"', expected ',' or '}' in an object"},
 		{"array not closed", "[" + a + ",\n" + a, 2, "stdin:2", "unexpected end of input, expected ',' or ']' after an order in the array"},
 		{"line break in a string", `{"a":"x` + "\n" + `"}`, 0, "stdin:1", "line 1, column 8: line break inside a string"},
 		{"string not closed", `{"a":"x`, 0, "stdin:1", "unexpected end of input, expected the end of the string"},
