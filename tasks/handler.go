@@ -486,11 +486,11 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	if held := heldFor(began, time.Now()); (plan.Step == order.Submit || plan.Step == order.Pay) && held > h.opts.LeaseTTL/3 {
 		// The process stalled (a long pause, a frozen or suspended VM)
-		// between Begin and here: the lease may have run out, and another run may be
-		// deciding about this order (and, a listing lag after this
-		// step's pay mark, paying it). A create or a pay never leaves on
-		// a lease this old; nothing was sent, so the mark goes (the step
-		// ends as if Begin had not marked it).
+		// between Begin and here: the lease may have run out, and
+		// another run may be deciding about this order (and, a listing
+		// lag after this step's pay mark, paying it). A create or a pay
+		// never leaves on a lease this old; nothing was sent, so the
+		// mark goes (the step ends as if Begin had not marked it).
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
 		what := "create"
 		if plan.Step == order.Pay {
