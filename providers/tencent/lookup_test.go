@@ -310,16 +310,16 @@ func TestLookupAnswerShapes(t *testing.T) {
 		want     providers.Code // Unknown: found
 	}{
 		{"under Data", map[string]any{"Data": map[string]any{"Orders": []any{row}, "Total": 1}}, providers.Unknown},
-		// Nothing but RequestId: an empty list left out (see
+		// Nothing but RequestId: no list shown (see
 		// TestLookupResponseWithoutAList).
-		{"no Orders", map[string]any{}, providers.NotFound},
+		{"no Orders", map[string]any{}, providers.Unavailable},
 		{"other names", map[string]any{"OrderList": []any{row}, "TotalCount": 1}, providers.Unavailable},
 		{"no Orders, Total 0", map[string]any{"Total": 0}, providers.NotFound},
 		{"Orders an object, Total 0", map[string]any{"Orders": map[string]any{}, "Total": 0}, providers.Unavailable},
 		{"Orders a string, Total 0", map[string]any{"Orders": "", "Total": 0}, providers.Unavailable},
 		{"no Orders under Data, Total 0", map[string]any{"Data": map[string]any{"Total": 0}}, providers.NotFound},
 		{"no Orders, Total 1", map[string]any{"Total": 1}, providers.Unavailable},
-		{"Orders null, no Total", map[string]any{"Orders": nil}, providers.NotFound},
+		{"Orders null, no Total", map[string]any{"Orders": nil}, providers.Unavailable},
 		{"Orders null, no Total, other key", map[string]any{"Orders": nil, "Status": "OK"}, providers.Unavailable},
 		{"a row without OrderNo", map[string]any{"Orders": []any{map[string]any{"CustomerId": "Customer7", "ItemId": "D-FireInsurance2020", "ItemNum": 2}}, "Total": 1}, providers.Ambiguous},
 	} {
@@ -519,16 +519,15 @@ func oursRow() map[string]any {
 // Total is a count: null is no Total, a quoted count is read, and anything
 // else (negative, fractional, other text) makes the answer unreadable,
 // never absence. Orders null is no Orders, and an answer without Orders
-// proves nothing but on a first page where it counts the list empty or
-// holds nothing but RequestId, Orders and Total.
+// proves nothing but on a first page where it counts the list empty.
 func TestLookupReadsTotal(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name, response string
 		want           providers.Code // OK: found
 	}{
-		{"Total null, no Orders", `"Total":null`, providers.NotFound},
-		{"Orders null, no Total", `"Orders":null`, providers.NotFound},
+		{"Total null, no Orders", `"Total":null`, providers.Unavailable},
+		{"Orders null, no Total", `"Orders":null`, providers.Unavailable},
 		{"Orders null, Total 0", `"Orders":null,"Total":0`, providers.NotFound},
 		{"no Orders, Total 0", `"Total":0`, providers.NotFound},
 		{"Total as text 0", `"Orders":[],"Total":"0"`, providers.NotFound},
@@ -849,12 +848,13 @@ func TestLaterPageWithoutOrdersProvesNothing(t *testing.T) {
 	}
 }
 
-// A 2xx answer in the documented Response wrapper, without Error, that
-// holds nothing but RequestId, Orders and Total, with Orders null or left
-// out and Total 0, null or left out, is a listing's first page showing an
-// empty list (an encoder leaving out or nulling an empty one): not found.
-// Any other key, a Total above 0, another shape, a status other than 2xx,
-// or a later page makes it no list: never not found.
+// A 2xx answer without Error that shows no list (Orders null or left out)
+// is an empty first page only when it says so with a Total of 0. One that
+// names neither ({"RequestId": "r"} alone, a degraded reply from a server
+// that may hold the order) shows nothing: taken for an empty list, the
+// order would be created again. Any other key, a Total above 0, another
+// shape, a status other than 2xx, or a later page makes it no list either:
+// never not found.
 func TestLookupResponseWithoutAList(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -862,14 +862,14 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 		status     int
 		want       providers.Code
 	}{
-		{"RequestId only", `{"Response":{"RequestId":"r"}}`, 200, providers.NotFound},
+		{"RequestId only", `{"Response":{"RequestId":"r"}}`, 200, providers.Unavailable},
 		{"Orders null, no RequestId", `{"Response":{"Orders":null}}`, 200, providers.Unavailable},
 		{"empty", `{"Response":{}}`, 200, providers.Unavailable},
 		{"RequestId empty", `{"Response":{"RequestId":""}}`, 200, providers.Unavailable},
-		{"Orders null", `{"Response":{"RequestId":"r","Orders":null}}`, 200, providers.NotFound},
-		{"Orders and Total null", `{"Response":{"RequestId":"r","Orders":null,"Total":null}}`, 200, providers.NotFound},
-		{"Total null", `{"Response":{"RequestId":"r","Total":null}}`, 200, providers.NotFound},
-		{"keys in other case", `{"Response":{"requestId":"r","orders":null}}`, 200, providers.NotFound},
+		{"Orders null", `{"Response":{"RequestId":"r","Orders":null}}`, 200, providers.Unavailable},
+		{"Orders and Total null", `{"Response":{"RequestId":"r","Orders":null,"Total":null}}`, 200, providers.Unavailable},
+		{"Total null", `{"Response":{"RequestId":"r","Total":null}}`, 200, providers.Unavailable},
+		{"keys in other case", `{"Response":{"requestId":"r","orders":null}}`, 200, providers.Unavailable},
 		{"Orders null, orders listed", `{"Response":{"RequestId":"r","Orders":null,"orders":[{"CustomerId":"Customer7","OrderNo":"Mine"}]}}`, 200, providers.Unavailable},
 		{"Total null, TOTAL 1", `{"Response":{"RequestId":"r","Total":null,"TOTAL":1}}`, 200, providers.Unavailable},
 		{"Orders null, orders listed, Total 0", `{"Response":{"RequestId":"r","Orders":null,"orders":[{"CustomerId":"Customer7","OrderNo":"Mine"}],"Total":0}}`, 200, providers.Unavailable},

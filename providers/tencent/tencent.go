@@ -484,28 +484,6 @@ func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error)
 	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return orderList{}, bad
 	}
-	// Only the documented names, Orders and Total absent: an empty list.
-	// Any other key (Data, Status, Error null, another list's name) may
-	// carry what this reading would miss.
-	// Orders and Total absent in every spelling: a key that differs only
-	// in case ("orders" beside "Orders": null) may hold the list.
-	// The document gives every answer a RequestId: one without it is not
-	// an answer this reading can vouch for ({"Response":{}}).
-	plain, requestID := first && wrapped, false
-	for k, v := range m {
-		switch {
-		case strings.EqualFold(k, "RequestId"):
-			t := string(bytes.TrimSpace(v))
-			requestID = requestID || t != "null" && t != `""`
-		case strings.EqualFold(k, "Orders"), strings.EqualFold(k, "Total"):
-			if string(bytes.TrimSpace(v)) != "null" {
-				plain = false
-			}
-		default:
-			plain = false
-		}
-	}
-	plain = plain && requestID
 	if _, ok := present(m, "Orders"); !ok {
 		if data, ok := present(m, "Data"); ok {
 			if json.Unmarshal(data, &m) != nil || m == nil {
@@ -539,7 +517,11 @@ func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error)
 	}
 	orders, ok := present(m, "Orders")
 	if !ok {
-		if first && list.Total != nil && *list.Total == 0 || plain && list.Total == nil {
+		// A first page that says it holds none. One that names neither
+		// Orders nor Total ({"RequestId": "…"} alone) is no answer to
+		// read: taken for an empty list, a degraded reply from a server
+		// that holds the order would have it created again.
+		if first && list.Total != nil && *list.Total == 0 {
 			return list, nil
 		}
 		return orderList{}, errors.New("answer lists no Orders")
