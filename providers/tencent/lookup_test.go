@@ -97,6 +97,8 @@ type listing struct {
 	// refusal as its message (default "Limit 超出范围").
 	maxLimit int
 	refusal  string
+	// refusalCode is the refusal's code (default InvalidParameterValue).
+	refusalCode string
 	// refuseAll refuses every request with InvalidParameterValue.
 	refuseAll bool
 	// bareEmpty answers an empty page to a request without Limit (a
@@ -160,7 +162,11 @@ func (l listing) serve(t *testing.T) (*tencent.Client, func() []map[string]any) 
 				if msg == "" {
 					msg = "Limit 超出范围"
 				}
-				reply(map[string]any{"Error": map[string]any{"Code": "InvalidParameterValue", "Message": msg}})
+				code := l.refusalCode
+				if code == "" {
+					code = "InvalidParameterValue"
+				}
+				reply(map[string]any{"Error": map[string]any{"Code": code, "Message": msg}})
 				return
 			}
 			size = min(limit, size)
@@ -647,6 +653,10 @@ func TestLookupRequests(t *testing.T) {
 		{"Limit at most 50, pages of 60", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50},
 			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150")},
 			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
+		// Tencent Cloud's common code for a parameter out of range.
+		{"Limit at most 50 refused InvalidParameter", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50, refusalCode: "InvalidParameter", refusal: "Limit 取值范围为 1-50"},
+			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150")},
+			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
 		{"Limit refused, unnamed", listing{orders: listed(3, ""), filter: true, maxLimit: 50, refusal: "参数非法"},
 			[]any{nil, nil}, []any{json.Number("100"), json.Number("50")}, providers.NotFound},
 		{"every request refused", listing{orders: listed(3, ""), refuseAll: true, refusal: "参数非法"},
@@ -933,6 +943,32 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 	}
 	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) != providers.Unavailable {
 		t.Errorf("Lookup answered {\"RequestId\":\"r\"} without Limit = %+v, %v; want unavailable", r, err)
+	}
+}
+
+// A listing refused by a working server (a permission the key lacks, a
+// parameter) tells nothing of the provider's health: its error says so
+// (providers.ErrNoNews), so that one order's refused lookups cannot open
+// the circuit breaker for every order's create. A failure (InternalError)
+// or a limit still counts.
+func TestRefusedListingIsNoNewsOfHealth(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		code   string
+		noNews bool
+	}{{"UnauthorizedOperation", true}, {"UnauthorizedOperation.NoPermission", true}, {"InvalidParameter", true},
+		{"UnsupportedOperation", true}, {"InternalError", false}, {"ResourceUnavailable", false}, {"LimitExceeded", false}, {"SomethingElse", false}} {
+		t.Run(tt.code, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, 200, `{"Response":{"RequestId":"r","Error":{"Code":"`+tt.code+`","Message":"无权限调用 ServiceGetOrderList"}}}`)
+			_, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+			if providers.CodeOf(err) != providers.Unavailable {
+				t.Fatalf("Lookup refused %s: %v; want unavailable", tt.code, err)
+			}
+			if got := errors.Is(err, providers.ErrNoNews); got != tt.noNews {
+				t.Errorf("Lookup refused %s: no news %v, want %v (%v)", tt.code, got, tt.noNews, err)
+			}
+		})
 	}
 }
 

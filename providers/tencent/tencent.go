@@ -438,7 +438,8 @@ func foundInPart(mine, foreign, status int, why string) (providers.Result, bool)
 // list asks ServiceGetOrderList for one page, with Limit
 // listLimits[*limit] while *limit is within listLimits. The largest Limit
 // is not documented: a request carrying one that is refused as a bad
-// parameter value (InvalidParameterValue*, whatever the message names) is
+// parameter (InvalidParameterValue* or InvalidParameter*, whatever the
+// message names) is
 // sent again with the next smaller one, and the rest of the lookup keeps
 // it (*limit moves on). Once every one is refused, the request is sent
 // without Limit, and the rest of the lookup pages by the server's default
@@ -448,8 +449,12 @@ func (c *Client) list(ctx context.Context, q map[string]any, limit *int, custome
 	for ; *limit < len(listLimits); *limit++ {
 		q["Limit"] = listLimits[*limit]
 		resp, err := c.call(ctx, "ServiceGetOrderList", q, false, customer)
+		// InvalidParameter too (Tencent Cloud's common code, which a
+		// server may give a Limit out of its range): a refusal of
+		// anything else is refused again at every size, and is the
+		// answer then.
 		var e *providers.Error
-		if !errors.As(err, &e) || e.Code != providers.InvalidArgument || !strings.HasPrefix(e.ProviderCode, "InvalidParameterValue") {
+		if !errors.As(err, &e) || !strings.HasPrefix(e.ProviderCode, "InvalidParameter") {
 			return resp, err
 		}
 	}
@@ -714,6 +719,14 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		e := fail(code, pcode, msg).(*providers.Error)
 		if cause != nil {
 			providers.Held(e, cause)
+		} else if !create && code == providers.Unavailable && refusedRead(pcode) {
+			// A listing refused by a server that works (a permission
+			// the key lacks, a parameter it takes otherwise): it proves
+			// nothing of the order, and nothing of the provider's
+			// health. Counted as failing, one order's refused lookups
+			// would open the circuit breaker, and keep it open with
+			// their trials, for every order's create.
+			e.Err = providers.ErrNoNews
 		}
 		return e
 	}
@@ -879,6 +892,21 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 	// InternalError (documented: the order may exist), and every code the
 	// document does not list.
 	return unsure, nil
+}
+
+// refusedRead reports whether a listing's error code is one of Tencent
+// Cloud's common codes for a request refused as it stands (its parameters,
+// an operation the key may not call), which a working server gives; not a
+// failure (InternalError, ResourceUnavailable), a limit (LimitExceeded,
+// RequestLimitExceeded) or a code outside those families.
+func refusedRead(pcode string) bool {
+	for _, p := range []string{"InvalidParameter", "MissingParameter", "UnknownParameter", "InvalidAction",
+		"UnauthorizedOperation", "UnsupportedOperation", "OperationDenied", "InvalidFilter"} {
+		if pcode == p || strings.HasPrefix(pcode, p+".") || p == "InvalidParameter" && strings.HasPrefix(pcode, "InvalidParameterValue") {
+			return true
+		}
+	}
+	return false
 }
 
 // namesAppKey reports whether an InvalidParameterValue* refusal names
