@@ -946,6 +946,43 @@ func TestLookupResponseWithoutAList(t *testing.T) {
 	}
 }
 
+// A loosely typed server may list an all-digit OrderNo (or another field)
+// as a JSON number. The list stays readable; a number that is ours is
+// ours, one that may be ours written otherwise (a leading zero dropped,
+// another form, a double's rounding) is never ruled out, and one surely
+// another number is another order.
+func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
+	t.Parallel()
+	row := func(no string) string {
+		return `{"Response":{"RequestId":"r","Total":1,"Orders":[{"OrderNo":` + no + `,"CustomerId":"Customer7","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}]}}`
+	}
+	for _, tt := range []struct {
+		name, ours, listed string
+		want               providers.Code // OK: found
+	}{
+		{"ours as a number", "2026120200000", "2026120200000", providers.OK},
+		{"ours as a string", "2026120200000", `"2026120200000"`, providers.OK},
+		{"ours with its leading zero dropped", "0123", "123", providers.Ambiguous},
+		{"ours in another form", "1000", "1e3", providers.Ambiguous},
+		{"ours past a double's digits", "20261202000000001", "20261202000000000", providers.Ambiguous},
+		// (A Total that counts the rows read shows the listing complete.)
+		{"surely another number", "2026120200001", "2026120200000", providers.NotFound},
+		{"a number, ours no number", "CI-001", "1", providers.NotFound},
+		// Ours in another case: a server that takes order numbers as one
+		// regardless of case refuses ours as used, and lists this one.
+		{"ours in another case", "CI-aB000", `"CI-Ab000"`, providers.Ambiguous},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, 200, row(tt.listed))
+			r, err := c.Lookup(lookupCtx(t), order(tt.ours, ours))
+			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
+				t.Errorf("Lookup of %s listed as %s = %+v, %v; want %v", tt.ours, tt.listed, r, err, tt.want)
+			}
+		})
+	}
+}
+
 // A listing refused by a working server (a permission the key lacks, a
 // parameter) tells nothing of the provider's health: its error says so
 // (providers.ErrNoNews), so that one order's refused lookups cannot open

@@ -221,23 +221,65 @@ var listLimits = []int{100, 50, 20, 10}
 // listedOrder is one entry of ServiceGetOrderList's Orders. ItemNum is kept
 // as its text, number or string.
 type listedOrder struct {
-	CustomerId, OrderNo, ItemId, ItemVNO string
+	CustomerId, OrderNo, ItemId, ItemVNO looseString
 	ItemNum                              json.RawMessage
+}
+
+// looseString is a listed field the document gives as a string, read from a
+// JSON string or, from a loosely typed server, a number (kept as the
+// number's text, num set); null or absent is "".
+type looseString struct {
+	s   string
+	num bool
+}
+
+func (l *looseString) UnmarshalJSON(b []byte) error {
+	t := bytes.TrimSpace(b)
+	switch {
+	case string(t) == "null":
+		*l = looseString{}
+		return nil
+	case len(t) > 0 && t[0] == '"':
+		l.num = false
+		return json.Unmarshal(t, &l.s)
+	}
+	var n json.Number
+	if err := json.Unmarshal(t, &n); err != nil {
+		return err
+	}
+	*l = looseString{s: n.String(), num: true}
+	return nil
 }
 
 // key is the row as a whole: rows that differ in any field are different
 // orders, whatever their OrderNo (the filter makes most rows share it).
 func (l listedOrder) key() string {
-	return strings.Join([]string{l.OrderNo, l.CustomerId, l.ItemId, l.ItemVNO, string(l.ItemNum)}, "\x00")
+	return strings.Join([]string{l.OrderNo.s, l.CustomerId.s, l.ItemId.s, l.ItemVNO.s, string(l.ItemNum)}, "\x00")
 }
 
 // differs reports whether a listed order carries a field that differs from
 // the params; a field the listing leaves empty rules nothing out.
 func (l listedOrder) differs(p providers.Params) bool {
-	diff := func(listed, ours string) bool { return listed != "" && ours != "" && listed != ours }
+	diff := func(listed looseString, ours string) bool { return listed.s != "" && ours != "" && listed.s != ours }
 	num := strings.Trim(strings.TrimSpace(string(l.ItemNum)), `"`)
 	return diff(l.CustomerId, p.Str("CustomerId")) || diff(l.ItemId, p.Str("ItemId")) ||
 		diff(l.ItemVNO, p.Str("ItemVNO")) || (num != "null" && numDiffers(num, p.Int("ItemNum")))
+}
+
+// numberMayBe reports whether a listed OrderNo given as a JSON number
+// (listed, its text) that does not read as ours may still be ours written
+// as a number: ours looks like a number, and is not surely another one
+// (both plain integers, ours without a leading zero and of at most 15
+// digits, which a server holding numbers as doubles keeps exactly). A
+// number may drop a leading zero or take another form (1e3, 1.0, a
+// double's rounding).
+func numberMayBe(listed, ours string) bool {
+	if _, err := strconv.ParseFloat(ours, 64); err != nil {
+		return false // "CI-001" is no number's text
+	}
+	plain := func(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
+	exact := plain(ours) && len(ours) <= 15 && (ours == "0" || ours[0] != '0')
+	return !(plain(listed) && exact)
 }
 
 // numDiffers reports whether a listed ItemNum differs from ours: by value
@@ -349,10 +391,20 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 		for _, got := range list.Orders {
 			seen[got.key()] = true
 			switch {
-			case got.OrderNo == "":
+			case got.OrderNo.s == "":
 				// The row cannot be told apart from ours.
 				foreign++
-			case got.OrderNo != o.OrderNo:
+			case got.OrderNo.num && got.OrderNo.s != o.OrderNo && numberMayBe(got.OrderNo.s, o.OrderNo):
+				// A number that may be ours written otherwise (a leading
+				// zero dropped, another form): it cannot be ruled out.
+				foreign++
+			case got.OrderNo.s != o.OrderNo && strings.EqualFold(got.OrderNo.s, o.OrderNo):
+				// Ours in another case: a server whose order numbers
+				// are unique regardless of case (a case-insensitive
+				// collation) holds this row under the number ours
+				// would take. Neither ours nor surely another's.
+				foreign++
+			case got.OrderNo.s != o.OrderNo:
 				// The filter was not applied: another order number.
 				others++
 			case got.differs(p):
