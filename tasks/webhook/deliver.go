@@ -304,7 +304,7 @@ func (d *Dispatcher) setup(ctx context.Context, ep *endpoint) error {
 	if err := NewStore(d.rdb, d.opts.Streams).register(ctx, ep.k.id, ep.display, ep.index); err != nil {
 		return err
 	}
-	return groupScript.Run(ctx, d.rdb, []string{ep.k.stream.Key}, ep.k.group).Err()
+	return groupScript.Run(ctx, d.rdb, []string{ep.k.stream.Key}, ep.k.group, ep.k.base).Err()
 }
 
 // read takes events from the endpoint's consumer group and admits them.

@@ -183,8 +183,11 @@ end`
 //     counts still differ by (a gap a read passed over, which Redis before
 //     8 keeps in the group's count). The group's read count is then raised
 //     by the loss (XGROUP SETID, same position, ENTRIESREAD), so that no
-//     later call counts it again, whoever makes it. Redis 6.2 keeps
-//     neither count: there such a loss goes uncounted.
+//     later call counts it again, whoever makes it. The group's read
+//     count is taken from the endpoint's own copy of it (ARGV[3]..read),
+//     kept beside it: Redis 7.0 loses the group's on a restart from its
+//     AOF and on its replicas, and every entry would then look lost.
+//     Redis 6.2 keeps neither count: there such a loss goes uncounted.
 //  2. It reads up to ARGV[6] new entries (XREADGROUP >; none when 0).
 //  3. It takes every entry pending in the group (read by any consumer,
 //     live or dead, and not yet admitted) with XAUTOCLAIM, in stream
@@ -229,6 +232,24 @@ local function before(a, b)
   if #as ~= #bs then return #as < #bs end
   return as < bs
 end
+-- groupRead is the group's read count: the endpoint's own copy (readKey),
+-- which Redis's group count is set back to where they differ, else the
+-- group's, which the copy then starts from. Redis 7.0 loses the group's
+-- count on a restart from its AOF or on a replica (it writes XREADGROUP
+-- there as an XCLAIM that does not carry it), and every entry ever added
+-- would then look lost; the copy is written as any other key.
+local readKey = ARGV[3] .. 'read'
+local function groupRead(g)
+  local own, theirs = tonumber(redis.call('GET', readKey) or ''), tonumber(g['entries-read'])
+  if own then
+    if theirs ~= own then
+      redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], g['last-delivered-id'], 'ENTRIESREAD', own)
+    end
+    return own
+  end
+  if theirs then redis.call('SET', readKey, theirs) end
+  return theirs
+end
 -- unreadLost counts (and marks as counted) the entries the group never
 -- read that the stream no longer holds; caughtUp: the group has just read
 -- every entry the stream holds. It also replies the group's last read id.
@@ -243,7 +264,7 @@ local function unreadLost(caughtUp)
   end
   if not g then return 0, nil end
   local last = g['last-delivered-id']
-  local added, read = tonumber(s['entries-added']), tonumber(g['entries-read'])
+  local added, read = tonumber(s['entries-added']), groupRead(g)
   if not (added and read) then return 0, last end
   local unread
   local first = s['first-entry']
@@ -257,6 +278,7 @@ local function unreadLost(caughtUp)
   local n = added - read - unread
   if n <= 0 then return 0, last end
   redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], last, 'ENTRIESREAD', read + n)
+  redis.call('SET', readKey, read + n)
   return n, last
 end
 
@@ -267,7 +289,10 @@ if want > 0 then
   if r and r[1] then
     local es = r[1][2]
     got = #es
-    if got > 0 then last = es[got][1] end
+    if got > 0 then
+      last = es[got][1]
+      if redis.call('EXISTS', readKey) == 1 then redis.call('INCRBY', readKey, got) end
+    end
   end
   if got < want then
     local n = unreadLost(true)
@@ -327,14 +352,19 @@ return {admitted, lost, cursor == '0-0' and 1 or 0, unread, got, last or ''}
 // admitScript needs to tell the entries trimmed before the group read them.
 // An existing group without one that has read every entry gets it too.
 //
-// KEYS: stream. ARGV: group.
+// A group created here starts the endpoint's own copy of its read count
+// (see admitScript) afresh.
+//
+// KEYS: stream. ARGV: group, key base.
 var groupScript = redis.NewScript(luaFields + `
 local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '$', 'MKSTREAM')
 if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then
   return r
 end
+local created = not (type(r) == 'table' and r.err)
 local si = fields(redis.call('XINFO', 'STREAM', KEYS[1]))
 local added = tonumber(si['entries-added'])
+if created then redis.call('DEL', ARGV[2] .. 'read') end
 if not added then return 0 end -- Redis 6.2
 for _, x in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local g = fields(x)
