@@ -612,7 +612,13 @@ func (d *Dispatcher) deliver(ctx context.Context, ep *endpoint, j leased, log *s
 		// delivered, and the events behind it are given up on when their
 		// time comes, not after a delivery attempt each.
 		prev := st.Err
-		st.Err = fmt.Sprintf("not sent: older than ORDERWORKER_WEBHOOK_MAX_AGE (%s) when its turn came", d.opts.MaxAge)
+		// (An attempt cut off by a worker's end is not counted, and
+		// may have reached the endpoint: "not sent again" says only
+		// what this turn did.)
+		st.Err = fmt.Sprintf("not sent again: older than ORDERWORKER_WEBHOOK_MAX_AGE (%s) when its turn came", d.opts.MaxAge)
+		if st.Attempts == 0 {
+			st.Err += "; no attempt recorded (one a stopped worker was making may have reached the endpoint)"
+		}
 		if prev != "" {
 			st.Err += "; last error: " + prev
 		}

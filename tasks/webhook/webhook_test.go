@@ -960,7 +960,7 @@ func TestBlackholedEndpointGivesUpWithoutSendingStaleEvents(t *testing.T) {
 	}
 	unsent := 0
 	for _, f := range failed {
-		if strings.Contains(f.LastError, "not sent: older than ORDERWORKER_WEBHOOK_MAX_AGE") {
+		if strings.Contains(f.LastError, "not sent again: older than ORDERWORKER_WEBHOOK_MAX_AGE") {
 			unsent++
 		}
 	}
