@@ -523,16 +523,15 @@ func heldFor(began, now time.Time) time.Duration {
 // the provider that tells nothing of its health: Ambiguous (it answered,
 // but not singling the order out), or Unavailable at a 2xx without an
 // error code of the provider's (an answer the client could not use: a
-// malformed or unending listing; Aliyun's body code 200 is its success,
-// not an error code). A transport failure, a timeout, a 4xx or 5xx, or an
-// error code at a 2xx (InternalError, 500 in the body) tell of a provider
-// that is failing.
+// malformed or unending listing). A transport failure, a timeout, a 4xx
+// or 5xx, or an error code at a 2xx (InternalError, 500 in the body) tell
+// of a provider that is failing.
 func answered(err error) bool {
 	if providers.CodeOf(err) == providers.Ambiguous {
 		return true
 	}
 	var pe *providers.Error
-	return errors.As(err, &pe) && pe.Code == providers.Unavailable && (pe.ProviderCode == "" || pe.ProviderCode == "200") &&
+	return errors.As(err, &pe) && pe.Code == providers.Unavailable && pe.ProviderCode == "" &&
 		pe.HTTPStatus >= 200 && pe.HTTPStatus < 300
 }
 

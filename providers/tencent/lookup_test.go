@@ -964,6 +964,7 @@ func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
 		{"ours as a string", "2026120200000", `"2026120200000"`, providers.OK},
 		{"ours with its leading zero dropped", "0123", "123", providers.Ambiguous},
 		{"ours in another form", "1000", "1e3", providers.Ambiguous},
+		{"ours in hexadecimal", "0x10", "16", providers.Ambiguous},
 		{"ours past a double's digits", "20261202000000001", "20261202000000000", providers.Ambiguous},
 		// (A Total that counts the rows read shows the listing complete.)
 		{"surely another number", "2026120200001", "2026120200000", providers.NotFound},

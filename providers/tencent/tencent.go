@@ -274,7 +274,9 @@ func (l listedOrder) differs(p providers.Params) bool {
 // number may drop a leading zero or take another form (1e3, 1.0, a
 // double's rounding).
 func numberMayBe(listed, ours string) bool {
-	if _, err := strconv.ParseFloat(ours, 64); err != nil {
+	_, ferr := strconv.ParseFloat(ours, 64)
+	_, ierr := strconv.ParseInt(ours, 0, 64) // 0x10, 0b10, 0o10: numbers to a JavaScript server
+	if ferr != nil && ierr != nil {
 		return false // "CI-001" is no number's text
 	}
 	plain := func(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
@@ -367,7 +369,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			return providers.Result{}, err
 		}
 		status = resp.status
-		list, err := parseOrderList(resp.response, page == 0, resp.wrapped)
+		list, err := parseOrderList(resp.response, page == 0)
 		if err != nil {
 			msg := fmt.Sprintf("the page at Offset %d could not be read (%s)", read, err)
 			if r, ok := foundInPart(mine, foreign, status, msg); ok {
@@ -506,7 +508,8 @@ func (c *Client) list(ctx context.Context, q map[string]any, limit *int, custome
 		// anything else is refused again at every size, and is the
 		// answer then.
 		var e *providers.Error
-		if !errors.As(err, &e) || !strings.HasPrefix(e.ProviderCode, "InvalidParameter") {
+		if !errors.As(err, &e) || !strings.HasPrefix(e.ProviderCode, "InvalidParameter") ||
+			e.Code == providers.Unauthenticated || e.HTTPStatus >= 500 {
 			return resp, err
 		}
 	}
@@ -527,15 +530,14 @@ type orderList struct {
 // an Orders array shows no list, so it proves no absence, and is an
 // error, but on a listing's first page (first): there an answer that
 // gives a Total of 0 counts the list (an empty list written as null or
-// left out, as Go's encoder writes a nil slice or drops an omitempty one),
-// and so does a Response in the documented wrapper (wrapped) holding a
-// RequestId and nothing but RequestId, Orders and Total, Orders and Total
-// absent in every spelling (an encoder leaving out an empty list and a
-// zero count). On a later
-// page, after orders were read, such an answer proves nothing. Total is a
+// left out, as Go's encoder writes a nil slice or drops an omitempty one).
+// One naming neither Orders nor Total (RequestId alone) shows no list: a
+// degraded reply from a server that holds the order, taken for an empty
+// list, would have it created again. On a later page, after orders were
+// read, an answer without Orders proves nothing. Total is a
 // count: a non-negative integer, as a JSON number or a quoted one ("1");
 // anything else is malformed.
-func parseOrderList(raw json.RawMessage, first, wrapped bool) (orderList, error) {
+func parseOrderList(raw json.RawMessage, first bool) (orderList, error) {
 	bad := errors.New("malformed order list")
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || m == nil {
@@ -629,7 +631,6 @@ func key(m map[string]json.RawMessage, name string) (json.RawMessage, bool) {
 type answer struct {
 	status   int
 	response json.RawMessage // the Response object, without Error
-	wrapped  bool            // given in the Response wrapper, as documented
 }
 
 // call signs and sends one action and classifies the answer.
@@ -848,7 +849,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		// body holds proves nothing.
 		return answer{}, fail(providers.Unavailable, "", http.StatusText(resp.StatusCode))
 	}
-	return answer{status: resp.StatusCode, response: r, wrapped: sh == shapeWrapper}, nil
+	return answer{status: resp.StatusCode, response: r}, nil
 }
 
 // redirect reports whether status is a 3xx.

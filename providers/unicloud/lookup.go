@@ -374,13 +374,16 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
 	case providers.BaseUnknown:
-		if len(r.firstIDs) == 0 && (zerr != nil || len(zero) > 0) {
+		if zerr != nil {
+			// Page 0 could not be read, and where the server counts
+			// from is not known: counting from 0, it holds the newest
+			// orders there, whatever page 1 held.
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op,
+				Message: "page 0 could not be read and the server may count pages from 0: the list may be incomplete", Err: zerr}
+		}
+		if len(r.firstIDs) == 0 && len(zero) > 0 {
 			// Page 1 was empty and page 0 is not known to be: the server
 			// may count from 0 and hold our order there.
-			if zerr != nil {
-				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
-					Message: "page 1 is empty and page 0 could not be read: the list may be incomplete", Err: zerr}
-			}
 			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 				Message: "page 1 is empty and page 0 holds orders without an Id: the list may be incomplete"}
 		}

@@ -134,8 +134,8 @@ func newPaged(t *testing.T, s *pagedServer) *Client {
 
 // Page 1 came back empty without a TotalCount and page 0 could not be
 // read: the server may count from 0 and hold the order there, so the
-// listing is incomplete, never an empty window (not_found). When page 1
-// held orders, the listing read from 1 stands.
+// listing is incomplete, never an empty window (not_found). So it is when
+// page 1 held orders: a server counting from 0 keeps its newest there.
 func TestListingEmptyPageOneAndUnreadablePageZero(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -150,7 +150,9 @@ func TestListingEmptyPageOneAndUnreadablePageZero(t *testing.T) {
 		{"page 0 fails", &pagedServer{size: 10, fail0: true}, providers.Unavailable, 0},
 		{"page 0 lists orders without an Id", &pagedServer{size: 10, from0: true, noID0: true, ids: []string{"7"}}, providers.Unavailable, 200},
 		{"page 0 is empty too", &pagedServer{size: 10, alias: true}, providers.NotFound, 0},
-		{"page 1 held orders, page 0 fails", &pagedServer{size: 10, fail0: true, ids: []string{"7"}}, providers.NotFound, 0},
+		// A server counting from 0 holds its newest orders on page 0,
+		// whatever page 1 held.
+		{"page 1 held orders, page 0 fails", &pagedServer{size: 10, fail0: true, ids: []string{"7"}}, providers.Unavailable, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -238,16 +238,23 @@ end
 -- count on a restart from its AOF or on a replica (it writes XREADGROUP
 -- there as an XCLAIM that does not carry it), and every entry ever added
 -- would then look lost; the copy is written as any other key.
+-- Redis only ever loses the group's count downward (back to what it was
+-- at the group's creation), so the larger of the two stands: a worker of an
+-- earlier version, reading without raising the copy, leaves the group's
+-- count ahead of it. A copy above what the stream was ever given is stale
+-- (the stream deleted and its group made again) and is dropped.
 local readKey = ARGV[3] .. 'read'
-local function groupRead(g)
+local function groupRead(g, added)
   local own, theirs = tonumber(redis.call('GET', readKey) or ''), tonumber(g['entries-read'])
+  if own and added and own > added then own = nil end
+  if own and theirs and theirs > own then own = nil end
   if own then
     if theirs ~= own then
       redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], g['last-delivered-id'], 'ENTRIESREAD', own)
     end
     return own
   end
-  if theirs then redis.call('SET', readKey, theirs) end
+  if theirs then redis.call('SET', readKey, theirs) else redis.call('DEL', readKey) end
   return theirs
 end
 -- unreadLost counts (and marks as counted) the entries the group never
@@ -264,7 +271,8 @@ local function unreadLost(caughtUp)
   end
   if not g then return 0, nil end
   local last = g['last-delivered-id']
-  local added, read = tonumber(s['entries-added']), groupRead(g)
+  local added = tonumber(s['entries-added'])
+  local read = groupRead(g, added)
   if not (added and read) then return 0, last end
   local unread
   local first = s['first-entry']

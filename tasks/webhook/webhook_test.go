@@ -1368,6 +1368,47 @@ func TestGroupReadCountLostByRedisIsNoLoss(t *testing.T) {
 	}
 }
 
+// A worker of an earlier version, which reads without raising the
+// endpoint's copy of the read count (a rolling deploy), leaves the group's
+// count ahead of the copy: the larger stands, and nothing it read is
+// counted lost.
+func TestReadsByAnEarlierWorkerAreNoLoss(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	stream := e.ledger.EventStreams()[0]
+	k := keysFor("ep1", stream)
+	if err := groupScript.Run(ctx, e.rdb, []string{stream.Key}, k.group, k.base).Err(); err != nil {
+		t.Fatal(err)
+	}
+	admit := func() []any {
+		v, err := admitScript.Run(ctx, e.rdb, []string{stream.Key, k.ev, k.due, k.backlog, k.failed, k.st, k.lost},
+			k.group, "new", k.base, time.Now().UnixMilli(), 200, 200, k.id).Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for i := range 3 {
+		e.order(fmt.Sprintf("A%d", i), ledger.StatePaid)
+	}
+	admit()
+	for i := range 4 {
+		e.order(fmt.Sprintf("B%d", i), ledger.StatePaid)
+	}
+	// The earlier worker reads the 4 new entries itself.
+	if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: k.group, Consumer: "old", Streams: []string{stream.Key, ">"}, Count: 10}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	v := admit()
+	if admitted, unread := v[0].(int64), v[3].(int64); admitted != 4 || unread != 0 {
+		t.Errorf("admit after an earlier worker's read: %v admitted, %v counted lost unread; want 4 and 0", admitted, unread)
+	}
+	if n, _ := e.rdb.HGet(ctx, k.lost, k.id).Int(); n != 0 {
+		t.Errorf("lost = %d, want 0", n)
+	}
+}
+
 // A stream trimmed to nothing while no worker ran: all of it is counted.
 func TestEventsAllTrimmedBeforeAnyWorkerReadThemAreCounted(t *testing.T) {
 	t.Parallel()
