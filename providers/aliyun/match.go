@@ -681,14 +681,18 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	if err != nil {
 		return nil, snapshotRefused(err)
 	}
-	fail := func(code providers.Code, msg string) error {
-		return &providers.Error{Code: code, Op: opName(PathQuery) + " (snapshot)", HTTPStatus: l.last.status, ProviderCode: "200", Message: msg}
+	fail := func(code providers.Code, msg string, err error) error {
+		return &providers.Error{Code: code, Op: opName(PathQuery) + " (snapshot)", HTTPStatus: l.last.status, ProviderCode: "200", Message: msg, Err: err}
 	}
 	switch l.gap {
 	case gapTooLong:
-		return nil, fail(providers.FailedPrecondition, fmt.Sprintf("device has more than %d orders (MaxPages × PageSize); without all of them an order created now could not be identified", c.maxPages*c.pageSize))
-	case gapRepeats, gapShifted, gapZeroUnread:
-		return nil, fail(providers.Unavailable, c.gapMessage(l, "list"))
+		return nil, fail(providers.FailedPrecondition, fmt.Sprintf("device has more than %d orders (MaxPages × PageSize); without all of them an order created now could not be identified", c.maxPages*c.pageSize), nil)
+	case gapRepeats, gapShifted:
+		// Pages the server answered, which could not be read as one
+		// listing: no news of its health (see find).
+		return nil, fail(providers.Unavailable, c.gapMessage(l, "list"), providers.ErrNoNews)
+	case gapZeroUnread:
+		return nil, fail(providers.Unavailable, c.gapMessage(l, "list"), nil)
 	}
 	ids := make([]string, 0, len(l.orders))
 	for _, x := range l.orders {
@@ -770,7 +774,14 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	switch l.gap {
 	case gapTooLong, gapRepeats:
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, c.gapMessage(l, "search"), nil)
-	case gapShifted, gapZeroUnread:
+	case gapShifted:
+		// Orders moved while the pages, all answered, were read: no news
+		// of the provider's health. Counted as failing, one device's
+		// listing would open the circuit breaker for every order.
+		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), providers.ErrNoNews)
+	case gapZeroUnread:
+		// Page 0 failed (or could not be judged): that may be the
+		// provider failing, and counts.
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
 	}
 	// Leave out orders that belong to other records. Only orders that could

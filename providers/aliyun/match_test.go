@@ -540,12 +540,20 @@ func TestListingGaps(t *testing.T) {
 			if c := providers.CodeOf(err); c != tt.prepare || !slices.Equal(known, tt.known) {
 				t.Errorf("Prepare = %v, %v; want %v %v", known, err, tt.prepare, tt.known)
 			}
+			// Pages answered that do not read as one listing tell nothing
+			// of the provider's health: no circuit breaker counts them.
+			if providers.CodeOf(err) == providers.Unavailable && !errors.Is(err, providers.ErrNoNews) {
+				t.Errorf("Prepare = %v; want no news of the provider's health", err)
+			}
 			// The base is known now: page 0 is not asked again.
 			f.sb.Inject(aliyun.PathQuery, slices.DeleteFunc(slices.Clone(tt.pages), func(r sandbox.Reply) bool { return r.Code == 460 })...)
 			o.Known = []string{}
 			_, err = f.c.Lookup(ctx(t), o)
 			if c := providers.CodeOf(err); c != tt.lookup {
 				t.Errorf("Lookup = %v; want %v", err, tt.lookup)
+			}
+			if providers.CodeOf(err) == providers.Unavailable && !errors.Is(err, providers.ErrNoNews) {
+				t.Errorf("Lookup = %v; want no news of the provider's health", err)
 			}
 		})
 	}
