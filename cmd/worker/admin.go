@@ -43,7 +43,15 @@ func adminHandler(reg *prometheus.Registry, ready func() error, monitoring, orde
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("/monitoring/", requireToken(token, monitoring))
+	// The dashboard's actions (pause a queue, archive or delete tasks,
+	// when not read-only) are POSTs and DELETEs its own page sends: a
+	// request another site's page makes a browser send, with the
+	// operator's credentials, is refused.
+	sameSite := http.NewCrossOriginProtection()
+	sameSite.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "cross-site request refused", http.StatusForbidden)
+	}))
+	mux.Handle("/monitoring/", requireToken(token, sameSite.Handler(monitoring)))
 	if orders != nil {
 		orders = requireToken(token, orders)
 		mux.Handle("/orders/", orders)

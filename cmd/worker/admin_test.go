@@ -62,6 +62,48 @@ func TestRequireTokenSchemes(t *testing.T) {
 	}
 }
 
+// The dashboard's actions are refused when another site's page makes the
+// browser send them (the operator's credentials ride along); the
+// dashboard's own page, and curl, pass.
+func TestMonitoringRefusesCrossSiteActions(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-token"
+	var reached []string
+	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached = append(reached, r.Method+" "+r.Header.Get("Sec-Fetch-Site"))
+		w.WriteHeader(http.StatusNoContent)
+	})
+	h := adminHandler(prometheus.NewRegistry(), func() error { return nil }, monitoring, nil, token)
+	tests := []struct {
+		method string
+		header map[string]string
+		want   int
+	}{
+		{http.MethodPost, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{http.MethodDelete, map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{http.MethodPost, map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{http.MethodPost, map[string]string{"Sec-Fetch-Site": "same-origin"}, http.StatusNoContent},
+		{http.MethodPost, nil, http.StatusNoContent}, // curl, a script
+		{http.MethodGet, map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusNoContent},
+	}
+	for _, tt := range tests {
+		reached = nil
+		r := httptest.NewRequest(tt.method, "http://admin.example/monitoring/api/queues/orders:pause", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		for k, v := range tt.header {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tt.want {
+			t.Errorf("%s %v: status %d, want %d", tt.method, tt.header, w.Code, tt.want)
+		}
+		if got := len(reached) == 1; got != (tt.want == http.StatusNoContent) {
+			t.Errorf("%s %v: reached the dashboard %v, want %v", tt.method, tt.header, got, !got)
+		}
+	}
+}
+
 // The dashboard's payload view: a payload it cannot read is a placeholder
 // (a producer may have written anything in it), and personal data is
 // masked whatever JSON value holds it and however deep.
