@@ -10,7 +10,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Secret is a credential. It formats and logs as "***", so it cannot leak
@@ -55,11 +57,21 @@ func groupedMobileLen(s string) (n int, strict bool) {
 	default:
 		return 0, false
 	}
-	if i < len(s) && (s[i] == ' ' || s[i] == '-') {
+	var sep byte
+	if i < len(s) && (s[i] == ' ' || s[i] == '-' || isStrictSep(s[i])) {
+		sep = s[i]
 		i++
 	}
 	if n, strict := mobileLen(s[i:]); n > 0 {
-		return i + n, strict
+		if !isStrictSep(sep) {
+			return i + n, strict
+		}
+		// +86.138.0013.8000: a '/', '_' or '.' after the country code
+		// counts only where the number's own groups are split by the
+		// same character (never +86.13800138000, a version's tail).
+		if strict && strings.IndexByte(s[i:i+n], sep) >= 0 {
+			return i + n, true
+		}
 	}
 	return 0, false
 }
@@ -205,7 +217,25 @@ func isPhone(run string) bool {
 // digits and spaces: a string with a phone number
 // so written comes back in ASCII digits, masked; one without comes back as
 // it is.
+//
+// A number whose characters are written as escapes is found too: JSON's
+// \u0031, HTML's &#49; and &#x31;, percent-encoding (%31, and %EF%BC%91
+// for a full-width digit) and JavaScript's %u0031, as a provider may quote
+// a request it was sent. Such escapes of digits, plus signs, separators
+// and spaces are then given decoded, the number masked; escapes of other
+// characters stay as they are, so JSON, a URL or HTML stays well-formed.
 func MaskPhones(s string) string {
+	m := maskPhonesAsWritten(s)
+	if d, ok := unescape(m, isPhoneRune); ok {
+		if dm := maskPhonesAsWritten(d); dm != d {
+			return dm
+		}
+	}
+	return m
+}
+
+// maskPhonesAsWritten is MaskPhones without decoding escapes.
+func maskPhonesAsWritten(s string) string {
 	if n, ok := narrowDigits(s); ok {
 		if m := maskPhones(n); m != n {
 			return m
@@ -487,6 +517,27 @@ func RedactCode(s string, secrets ...string) string {
 }
 
 func redact(s string, fold bool, secrets []string) string {
+	out := redactSecrets(s, fold, secrets)
+	// A secret may be quoted with every character escaped (\u0054\u006f…,
+	// &#84;&#111;…, %54%6F…), or in a mix of escapes that none of
+	// escapedForms writes: the text with its escapes decoded is searched
+	// too, and given decoded when it held one.
+	if d, ok := unescape(out, anyRune); ok || strings.IndexByte(out, '&') >= 0 {
+		if strings.IndexByte(d, '&') >= 0 {
+			d = html.UnescapeString(d)
+		}
+		if d != out {
+			if dr := redactSecrets(d, fold, secrets); dr != d {
+				return MaskPhones(dr)
+			}
+		}
+	}
+	return MaskPhones(out)
+}
+
+// redactSecrets replaces the secrets in s, as written and in their
+// escapedForms.
+func redactSecrets(s string, fold bool, secrets []string) string {
 	for _, sec := range secrets {
 		if sec == "" {
 			continue
@@ -497,7 +548,7 @@ func redact(s string, fold bool, secrets []string) string {
 		}
 		s = redactOne(s, sec, f)
 	}
-	return MaskPhones(s)
+	return s
 }
 
 // foldMin is the shortest secret Redact replaces in any case.
@@ -783,4 +834,148 @@ func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
 		return nil
 	}
 	return json.RawMessage(MaskPhones(string(out)))
+}
+
+// isPhoneRune reports the characters a phone number is written with:
+// digits, plus signs, the separators of its groups and spaces, in ASCII
+// and in the full-width and other forms MaskPhones reads (narrow).
+func isPhoneRune(r rune) bool {
+	return r < utf8.RuneSelf && (isDigit(byte(r)) || strings.IndexByte("+ "+groupSeps, byte(r)) >= 0) ||
+		narrow(r) != r
+}
+
+func anyRune(rune) bool { return true }
+
+// unescape decodes, in s, the escapes whose character keep accepts: JSON's
+// \uXXXX (a UTF-16 surrogate pair as one character), HTML's numeric
+// character references (&#49; &#x31;), JavaScript's %uXXXX, and
+// percent-encoded UTF-8 (%31, %EF%BC%91). Other escapes, and malformed
+// ones, stay as written. ok reports that something was decoded.
+func unescape(s string, keep func(rune) bool) (string, bool) {
+	if !strings.Contains(s, `\u`) && !strings.Contains(s, "&#") && strings.IndexByte(s, '%') < 0 {
+		return s, false
+	}
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		if s[i] == '\\' && i+1 < len(s) && s[i+1] == '\\' {
+			i += 2 // an escaped backslash: what follows it is text
+			continue
+		}
+		r, n := escapeAt(s, i)
+		if n == 0 || !keep(r) {
+			i++
+			continue
+		}
+		b.WriteString(s[last:i])
+		b.WriteRune(r)
+		i += n
+		last = i
+	}
+	if last == 0 {
+		return s, false
+	}
+	b.WriteString(s[last:])
+	return b.String(), true
+}
+
+// escapeAt decodes the escape at s[i:], if there is one: its character and
+// its length in s (0 for none).
+func escapeAt(s string, i int) (rune, int) {
+	switch s[i] {
+	case '\\':
+		r, ok := hexAt(s, i+2, 4, i+1 < len(s) && s[i+1] == 'u')
+		if !ok {
+			return 0, 0
+		}
+		if utf16.IsSurrogate(r) {
+			r2, ok := hexAt(s, i+8, 4, i+7 < len(s) && s[i+6] == '\\' && s[i+7] == 'u')
+			if c := utf16.DecodeRune(r, r2); ok && c != utf8.RuneError {
+				return c, 12
+			}
+			return 0, 0
+		}
+		return r, 6
+	case '&':
+		if i+3 >= len(s) || s[i+1] != '#' {
+			return 0, 0
+		}
+		j, base := i+2, 10
+		if s[j] == 'x' || s[j] == 'X' {
+			j, base = j+1, 16
+		}
+		k := j
+		var r rune
+		for k < len(s) && k-j < 8 {
+			d := hexVal(s[k])
+			if d < 0 || d >= base {
+				break
+			}
+			r = r*rune(base) + rune(d)
+			k++
+		}
+		if k == j || k == len(s) || s[k] != ';' || r == 0 || r > unicode.MaxRune || utf16.IsSurrogate(r) {
+			return 0, 0
+		}
+		return r, k + 1 - i
+	case '%':
+		if i+1 < len(s) && s[i+1] == 'u' {
+			if r, ok := hexAt(s, i+2, 4, true); ok && !utf16.IsSurrogate(r) {
+				return r, 6
+			}
+			return 0, 0
+		}
+		// Percent-encoded UTF-8: one to four bytes that decode to one
+		// character.
+		var buf [utf8.UTFMax]byte
+		n := 0
+		for j := i; n < len(buf) && j+2 < len(s) && s[j] == '%'; j += 3 {
+			hi, lo := hexVal(s[j+1]), hexVal(s[j+2])
+			if hi < 0 || lo < 0 {
+				break
+			}
+			buf[n] = byte(hi<<4 | lo)
+			n++
+			if utf8.FullRune(buf[:n]) {
+				break
+			}
+		}
+		if n == 0 {
+			return 0, 0
+		}
+		r, size := utf8.DecodeRune(buf[:n])
+		if r == utf8.RuneError || size != n {
+			return 0, 0
+		}
+		return r, 3 * n
+	}
+	return 0, 0
+}
+
+// hexAt reads n hex digits at s[i:] as a character, when ok.
+func hexAt(s string, i, n int, ok bool) (rune, bool) {
+	if !ok || i+n > len(s) {
+		return 0, false
+	}
+	var r rune
+	for k := i; k < i+n; k++ {
+		d := hexVal(s[k])
+		if d < 0 {
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
+}
+
+func hexVal(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }

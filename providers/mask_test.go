@@ -118,6 +118,24 @@ func TestMaskPhones(t *testing.T) {
 		{"139/1234/56789", "139/1234/56789"},
 		{"12 - 1234 - 5678", "12 - 1234 - 5678"},
 		{"a\u2013b 12", "a\u2013b 12"},
+		// +86 with the groups' own '/', '_' or '.' after it.
+		{"+86.139.1234.0007", "861****0007"},
+		{"call +86/138/0013/8000 now", "call 861****8000 now"},
+		{"+86_138_0013_8000", "861****8000"},
+		{"+86.138_0013_8000", "+86.138_0013_8000"}, // mixed splits: as 138.20240101
+		// A number written as escapes (JSON, HTML, percent-encoding,
+		// JavaScript's escape()): given decoded, masked; other escapes
+		// stay, so that JSON stays JSON.
+		{`json \u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038`, "json 139****5678"},
+		{`{"a":"\u0022x\u0022 \u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038"}`, `{"a":"\u0022x\u0022 139****5678"}`},
+		{"html &#49;&#51;&#57;&#49;&#50;&#51;&#52;&#53;&#54;&#55;&#56;.", "html 139****5678."},
+		{"&#x31;&#x33;&#x39;-&#x31;&#x32;&#x33;&#x34;-&#x35;&#x36;&#x37;&#x38;", "139****5678"},
+		{"q=%31%33%39%31%32%33%34%35%36%37%38&x=%22", "q=139****5678&x=%22"},
+		{"%EF%BC%91%EF%BC%93%EF%BC%99%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%90%EF%BC%90%EF%BC%90%EF%BC%97", "139****0007"},
+		{"%u0031%u0033%u0039%u0031%u0032%u0033%u0034%u0035%u0036%u0037%u0038", "139****5678"},
+		{"1%33800138000", "138****8000"},
+		{"100% sure: %31%32 and &#49; alone", "100% sure: %31%32 and &#49; alone"},
+		{`{"a":"\\u0031\\u0033\\u0039\\u0031\\u0032\\u0033\\u0034\\u0035\\u0036\\u0037\\u0038"}`, `{"a":"\\u0031\\u0033\\u0039\\u0031\\u0032\\u0033\\u0034\\u0035\\u0036\\u0037\\u0038"}`}, // an escaped backslash, then text
 	}
 	for _, tt := range tests {
 		if got := MaskPhones(tt.in); got != tt.want {
@@ -230,6 +248,14 @@ func TestRedact(t *testing.T) {
 		{"userName=Jos%E9%20M%FCller&x=1", "José Müller", "userName=***&x=1"},
 		{"userName=%u5F20%20%u4E09&x=1", "张 三", "userName=***&x=1"},
 		{"<b>Tom &amp; Jerry</b>", "Tom & Jerry", "<b>***</b>"},
+		// Every character escaped, or escapes mixed: the text is
+		// searched decoded too, and given decoded when it held one.
+		{`user \u0054\u006f\u006d\u0026\u004a\u0065\u0072\u0072\u0079\u0020\u0053\u006d\u0069\u0074\u0068 unknown`, "Tom&Jerry Smith", "user *** unknown"},
+		{"user &#84;&#111;&#109;&#38;&#74;&#101;&#114;&#114;&#121;&#32;&#83;&#109;&#105;&#116;&#104;!", "Tom&Jerry Smith", "user ***!"},
+		{"user %54om%26Jerry%20Smith", "Tom&Jerry Smith", "user ***"},
+		{`user \u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038`, "13912345678", "user ***"},
+		{`user &#49;&#51;&#57;&#49;&#50;&#51;&#52;&#53;&#54;&#55;&#56;`, "13912345678", "user ***"},
+		{`nothing here \u0041 &#66; %43`, "Tom&Jerry Smith", `nothing here \u0041 &#66; %43`},
 	} {
 		if got := Redact(tt.in, tt.sec); got != tt.want {
 			t.Errorf("Redact(%q, %q) = %q, want %q", tt.in, tt.sec, got, tt.want)
@@ -266,4 +292,34 @@ func BenchmarkMaskPhones(b *testing.B) {
 			}
 		})
 	}
+}
+
+// The mask keeps JSON JSON and a string's text whole: the escapes it
+// decodes are of digits, signs, separators and spaces only, and it never
+// panics, whatever the input.
+func FuzzMaskPhonesKeepsJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038"}`,
+		`{"a":"\\u0031\u0033","b":"%22&#34;\u0022"}`,
+		`{"q":"%31%33%39%31%32%33%34%35%36%37%38","h":"&#49;&#51;&#57;&#49;&#50;&#51;&#52;&#53;&#54;&#55;&#56;"}`,
+		`{"f":"%EF%BC%91%EF%BC%93%EF%BC%99%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%90%EF%BC%90%EF%BC%90%EF%BC%97"}`,
+		`["+86.138.0013.8000","\ud83d\ude00 %u0031","&#x31;&#0;&#1114112;"]`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m := MaskPhones(s)
+		Redact(s, "Tom&Jerry", "13912345678")
+		if !json.Valid([]byte(s)) {
+			return
+		}
+		if !json.Valid([]byte(m)) {
+			t.Fatalf("MaskPhones(%q) = %q: no longer JSON", s, m)
+		}
+		for _, out := range []json.RawMessage{MaskParams(json.RawMessage(s), []string{"userName"}), HideParams(json.RawMessage(s), nil)} {
+			if out != nil && !json.Valid(out) {
+				t.Fatalf("params %q masked to %q: no longer JSON", s, out)
+			}
+		}
+	})
 }

@@ -87,7 +87,11 @@ func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
 		"CustomerId\u0020\u0020":   `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"139_1234_5678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
 		"userId\u0020\u0020\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"139 \u2013 1234 \u2013 5678"}}`,
 		// Escaped digits are digits: judged on the decoded text.
-		"CustomerId\u0020": `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		"userId\u0020\u0020\u0020\u0020":                   `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"+86.138.0013.8000"}}`,
+		"userId\u0020\u0020\u0020\u0020\u0020":             `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"+86_138_0013_8000"}}`,
+		"userId\u0020\u0020\u0020\u0020\u0020\u0020":       `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"%2B86%20138%200013%208000"}}`,
+		"userId\u0020\u0020\u0020\u0020\u0020\u0020\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"&#49;&#51;&#56;&#48;&#48;&#49;&#51;&#56;&#48;&#48;&#48;"}}`,
+		"CustomerId\u0020":                                 `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
 	} {
 		field, _, _ = strings.Cut(field, "\u0020")
 		res := e.enqueue(t, []byte(order))
