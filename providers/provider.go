@@ -164,6 +164,7 @@ type ValidateFunc func(params json.RawMessage) error
 type Set struct {
 	enabled  map[string]Provider
 	disabled map[string]disabled
+	checkID  map[string]func(string) error // Spec.CheckOrderID, by name
 }
 
 type disabled struct {
@@ -176,7 +177,7 @@ type disabled struct {
 
 // NewSet returns an empty Set.
 func NewSet() *Set {
-	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}}
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}}
 }
 
 // Add enables p under p.Name().

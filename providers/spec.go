@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -30,6 +32,11 @@ type Spec struct {
 	// order number is how it is known): an operator resolving an order
 	// paid has no provider order id to name.
 	NoOrderIDs bool
+	// CheckOrderID, when set, checks an order id an operator names for
+	// one of the provider's orders (resolving it paid), beyond what
+	// Set.CheckOrderID checks of every id: its error says what the
+	// provider's ids look like.
+	CheckOrderID func(id string) error
 	// Example are valid params, for docs and tests.
 	Example json.RawMessage
 	// Settings are the environment variables the provider reads, in the
@@ -281,6 +288,47 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 	d.parse = spec.Parse
 	d.noOrderIDs = spec.NoOrderIDs
 	s.disabled[spec.Name] = d
+	s.checkID[spec.Name] = spec.CheckOrderID
+}
+
+// AddSpec enables p, spec's provider, keeping the facts of spec the
+// provider itself does not carry (CheckOrderID).
+func (s *Set) AddSpec(spec Spec, p Provider) {
+	s.Add(p)
+	s.checkID[spec.Name] = spec.CheckOrderID
+}
+
+// placeholderOrderID is an id that names no order: nothing, zeros only, a
+// negative number, or a word for nothing.
+var placeholderOrderID = regexp.MustCompile(`(?i)^(?:[-+]?0*|-[0-9]+|null|nil|none|undefined|n/?a)$`)
+
+// CheckOrderID checks an order id an operator names for one of the named
+// provider's orders (resolving it paid): an id of a provider that gives
+// its orders ids, at most 128 bytes, without spaces or control
+// characters, not a placeholder (0, -1, null), and what the provider's
+// Spec.CheckOrderID asks. Its error says what is wrong.
+func (s *Set) CheckOrderID(name, id string) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("provider order id: "+format, a...)
+	}
+	switch {
+	case !s.HasOrderIDs(name):
+		return bad("%s gives an order no id of its own: resolve the order paid without one", name)
+	case id == "":
+		return bad("empty")
+	case len(id) > 128:
+		return bad("longer than 128 bytes")
+	case strings.ContainsFunc(id, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }):
+		return bad("%q holds a space or a character that is not printable", Truncate(id, 64))
+	case placeholderOrderID.MatchString(id):
+		return bad("%q names no order", id)
+	}
+	if f := s.checkID[name]; f != nil {
+		if err := f(id); err != nil {
+			return bad("%v", err)
+		}
+	}
+	return nil
 }
 
 // Parse validates and decodes params for the named provider, enabled or

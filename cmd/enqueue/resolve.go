@@ -53,6 +53,10 @@ with the reason when the decision is not legal for the order as it stands.
 		return c.fail(exitError, "-as paid needs -provider-order-id: the provider's id of the order (%s gives every order one)", ref.Provider)
 	case resolution != ledger.ResolvePaid && *providerOrderID != "":
 		return c.fail(exitError, "-provider-order-id goes with -as paid only")
+	case strings.TrimSpace(*providerOrderID) != "":
+		if err := validators().CheckOrderID(ref.Provider, strings.TrimSpace(*providerOrderID)); err != nil {
+			return c.fail(exitError, "-provider-order-id: %s", err)
+		}
 	}
 	o, closeOrders, err := c.orders()
 	if err != nil {

@@ -271,7 +271,9 @@ func TestOrdersAPI(t *testing.T) {
 		{"cross-site", jsonType, `{"as":"errored","note":"n","by":"x"}`, []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
 		{"another origin", jsonType, `{"as":"errored","note":"n","by":"x"}`, []string{"Origin", "https://evil.example"}, http.StatusForbidden},
 		{"an unknown field", jsonType, `{"as":"errored","note":"n","by":"x","force":true}`, nil, http.StatusBadRequest},
-		{"no note", jsonType, `{"as":"errored","by":"x"}`, nil, http.StatusConflict},
+		{"no note", jsonType, `{"as":"errored","by":"x"}`, nil, http.StatusBadRequest},
+		{"no name", jsonType, `{"as":"errored","note":"n"}`, nil, http.StatusBadRequest},
+		{"a placeholder id", jsonType, `{"as":"paid","provider_order_id":"0","note":"n","by":"x"}`, nil, http.StatusBadRequest},
 		{"another order's id", jsonType, `{"as":"paid","provider_order_id":"PO-OWNED","note":"n","by":"x"}`, nil, http.StatusConflict},
 	} {
 		code, body := apiCall(t, "POST", resolveURL, token, c.contentType, c.body, c.header...)
@@ -343,7 +345,7 @@ func TestOrdersAPI(t *testing.T) {
 		`action="resolve_paid",result="refused"`:    1,
 		`action="resolve_absent",result="ok"`:       1,
 		`action="resolve_absent",result="refused"`:  1,
-		`action="resolve_errored",result="refused"`: 1, // no note
+		`action="resolve_errored",result="refused"`: 0, // no note: a bad request, no action
 		`action="redrive",result="ok"`:              1,
 		`action="redrive",result="refused"`:         1,
 		`action="redrive",result="error"`:           0,

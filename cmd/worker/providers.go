@@ -31,7 +31,7 @@ func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger, tr
 			log.Info("provider disabled", "provider", pc.Spec.Name, "reason", reason)
 			continue
 		}
-		set.Add(p)
+		set.AddSpec(pc.Spec, p)
 		log.Info("provider enabled", "provider", p.Name())
 	}
 	return set, nil

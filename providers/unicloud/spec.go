@@ -2,6 +2,9 @@ package unicloud
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -26,7 +29,8 @@ func Spec() providers.Spec {
 			{Name: EnvAccessKeyID, Required: true, Help: "UniCloud AccessKeyId (provider disabled without it)"},
 			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
 		},
-		Parse: Parse,
+		Parse:        Parse,
+		CheckOrderID: CheckOrderID,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret),
 				HTTPClient: newHTTPClient(deps.Transport())})
@@ -36,6 +40,20 @@ func Spec() providers.Spec {
 			return c, nil
 		},
 	}
+}
+
+// CheckOrderID checks an order id an operator names (Spec.CheckOrderID):
+// UniCloud's OrderId is a 64-bit number, written as CreateOrder's answer
+// writes it, without a sign or leading zeros, so that one order is never
+// recorded under two spellings (907… and 0907…) by two records.
+func CheckOrderID(id string) error {
+	if id[0] == '0' || strings.ContainsFunc(id, func(r rune) bool { return r < '0' || r > '9' }) {
+		return fmt.Errorf("%q: a UniCloud order id is a positive number without leading zeros, as CreateOrder's OrderId (907804353770394046)", providers.Truncate(id, 64))
+	}
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+		return fmt.Errorf("%q: a UniCloud order id is a 64-bit number: this one is larger", providers.Truncate(id, 64))
+	}
+	return nil
 }
 
 // Parse validates CreateOrder params and decodes them; it needs no client.

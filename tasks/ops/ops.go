@@ -290,10 +290,24 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	a.Note = providers.MaskPhones(strings.TrimSpace(a.Note))
 	a.By = providers.MaskPhones(strings.TrimSpace(a.By))
 	a.ProviderOrderID = strings.TrimSpace(a.ProviderOrderID)
+	switch {
+	case a.Note == "" || a.By == "":
+		return Resolved{}, &UsageError{"a note and a name (by) are required: say what you found at the provider, and who decides"}
+	case a.As != ledger.ResolvePaid && a.ProviderOrderID != "":
+		return Resolved{}, &UsageError{"a provider order id goes with paid only"}
+	case a.As == ledger.ResolvePaid && a.ProviderOrderID != "":
+		if err := o.set.CheckOrderID(ref.Provider, a.ProviderOrderID); err != nil {
+			return Resolved{}, &UsageError{err.Error()}
+		}
+	}
 	if a.As == ledger.ResolvePaid && a.ProviderOrderID == "" && o.set.HasOrderIDs(ref.Provider) {
 		// The id makes the order its record's: without it, a lookup for
 		// another order of the same kind could take it.
 		err := &ledger.RefusedError{Reason: "paid needs the provider's order id: " + ref.Provider + " gives every order one"}
+		o.observe(action, resultOf(err))
+		return Resolved{}, err
+	}
+	if err := o.nearlyOwned(ctx, ref, a.ProviderOrderID); err != nil {
 		o.observe(action, resultOf(err))
 		return Resolved{}, err
 	}
@@ -310,6 +324,26 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 		}
 	}
 	return out, nil
+}
+
+// nearlyOwned refuses an id (resolving ref paid) that another order owns
+// but for leading zeros (0907… where 907… is owned): most likely the same
+// order at the provider, typed or copied another way, and recorded under
+// both it would be two records' one order. The ledger refuses the id
+// itself when another order owns it as written.
+func (o *Orders) nearlyOwned(ctx context.Context, ref ledger.Ref, id string) error {
+	bare := strings.TrimLeft(id, "0")
+	if id == "" || bare == id || bare == "" {
+		return nil
+	}
+	owner, err := o.ledger.Owner(ctx, ref.Provider, bare)
+	if err != nil {
+		return err
+	}
+	if owner != "" && owner != ref.OrderNo {
+		return &ledger.RefusedError{Reason: fmt.Sprintf("provider order id %s is %s, which order %s owns, with leading zeros: most likely that order; check the id at the provider", id, bare, owner)}
+	}
+	return nil
 }
 
 // Status of an order in a re-drive.

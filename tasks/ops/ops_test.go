@@ -167,3 +167,67 @@ func TestActionsAreObserved(t *testing.T) {
 		t.Errorf("observed %v, want %s", s.observed, want)
 	}
 }
+
+// A provider order id an operator names is checked before anything is
+// written: one a provider gives no order, a placeholder, one that is no
+// id of the provider's form, and one that another order owns but for
+// leading zeros (the same order, most likely) are refused; a note and a
+// name are required.
+func TestResolvePaidChecksTheID(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	o := s.orders(s.sealer)
+	ctx := context.Background()
+	const unicloud = `{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"demo-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`
+	unknown := ptr(ledger.SetUnknown("timeout").WithMayExist(true))
+	s.order("unicloud", "U-OK", unicloud, ptr(ledger.SetPaid("900000000000000002")))
+	u := s.order("unicloud", "U-AMB", unicloud, unknown)
+	s.order("aliyun", "A-OK", aliyunParams, ptr(ledger.SetPaid("20261202000003")))
+	a := s.order("aliyun", "A-AMB", aliyunParams, unknown)
+	tc := s.order("tencent", "T-AMB", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`, unknown)
+
+	var usage *ops.UsageError
+	var refused *ledger.RefusedError
+	for _, tt := range []struct {
+		ref    ledger.Ref
+		args   ops.ResolveArgs
+		usage  bool // else refused
+		reason string
+	}{
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "0900000000000000002"}, true, "without leading zeros"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "99999999999999999999"}, true, "64-bit"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "nas-123"}, true, "positive number"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "000"}, true, "names no order"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "-5"}, true, "names no order"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "900000000000000002"}, false, "U-OK"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "020261202000003"}, false, "which order A-OK owns"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "null"}, true, "names no order"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "2026 1202"}, true, "space"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: strings.Repeat("7", 129)}, true, "128 bytes"},
+		{a, ops.ResolveArgs{As: ledger.ResolveErrored, ProviderOrderID: "20261202000004"}, true, "paid only"},
+		{tc, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "SOMEID-1"}, true, "no id of its own"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "20261202000004", By: " "}, true, "a note and a name"},
+	} {
+		if tt.args.Note == "" {
+			tt.args.Note = "seen in the console"
+		}
+		if tt.args.By == "" {
+			tt.args.By = "ann"
+		}
+		_, err := o.Resolve(ctx, tt.ref, tt.args)
+		if tt.usage && !errors.As(err, &usage) || !tt.usage && !errors.As(err, &refused) || !strings.Contains(fmt.Sprint(err), tt.reason) {
+			t.Errorf("resolve %s %+v: %v; want a %s error saying %q", tt.ref.OrderNo, tt.args, err, map[bool]string{true: "usage", false: "refusal"}[tt.usage], tt.reason)
+		}
+	}
+	for _, ref := range []ledger.Ref{u, a, tc} {
+		if rec, err := s.ledger.Get(ctx, ref); err != nil || rec.State != ledger.StateUnknown || rec.ProviderOrderID != "" {
+			t.Errorf("%s after refused decisions: %+v, %v; want unknown, no id", ref.OrderNo, rec, err)
+		}
+	}
+	// The right ids pass.
+	for ref, id := range map[ledger.Ref]string{u: "900000000000000003", a: "020261202000004", tc: ""} {
+		if res, err := o.Resolve(ctx, ref, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: id, Note: "found", By: "ann"}); err != nil || res.State != ledger.StatePaid || res.ProviderOrderID != id {
+			t.Errorf("resolve %s paid %q: %+v, %v", ref.OrderNo, id, res, err)
+		}
+	}
+}
