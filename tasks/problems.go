@@ -37,7 +37,7 @@ const (
 	// or another one than the producers').
 	ProblemDataKey = "data_key"
 	// ProblemReplicas: the Redis master reports fewer replicas than
-	// ORDERWORKER_MIN_REPLICAS, or none though it was seen with replicas
+	// ORDERWORKER_MIN_REPLICAS, or fewer than it was seen with
 	// (ledger.TooFewReplicasError), so no order may be marked in flight.
 	ProblemReplicas = "redis_replicas"
 )

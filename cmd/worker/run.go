@@ -158,13 +158,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := waitForRedis(ctx, rdb, log); err != nil {
 		return err
 	}
-	if err := ledger.CheckDataKey(ctx, sealer.KeyID()); err != nil {
+	if err := untilWritable(ctx, log, func() error { return ledger.CheckDataKey(ctx, sealer.KeyID()) }); err != nil {
 		// Orders sealed with the producers' key would only wait on this
 		// worker (with another key, or none): refuse to start instead,
 		// with the reason.
 		return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
 	}
-	if err := ledger.CheckShards(ctx); err != nil {
+	if err := untilWritable(ctx, log, func() error { return ledger.CheckShards(ctx) }); err != nil {
 		return err
 	}
 	if !cfg.Dev {
@@ -248,6 +248,29 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 			return fmt.Errorf("cannot use redis (check REDIS_URL): %w", tasks.RedisErrorReason(err))
 		}
 		log.Warn("waiting for redis", "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+// untilWritable runs check, a first write to a new ledger (its data key,
+// its shard count), until Redis takes it: a master that refuses writes
+// for now (NOREPLICAS while its replicas resync, LOADING, READONLY in a
+// failover) or cannot be reached is waited for, as at start. A refusal
+// by the ledger itself (another data key, another shard count) or a
+// permanent Redis error is returned.
+func untilWritable(ctx context.Context, log *slog.Logger, check func() error) error {
+	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
+		err := check()
+		var keys *ledgerpkg.DataKeyMismatchError
+		var shards *ledgerpkg.ShardsMismatchError
+		if err == nil || errors.As(err, &keys) || errors.As(err, &shards) || tasks.PermanentRedisError(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("waiting for redis to take writes", "error", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -163,16 +163,19 @@ type Options struct {
 	// durable write no other server holds: until it notices the loss
 	// (repl-timeout) its writes wait for the replica in vain and come back
 	// ErrNotDurable; after, they are refused unsent. Default 0: the
-	// replicas the master reports, none when it reports none; but a
-	// master seen with replicas (by this process, or by any other on the
-	// ledger: they record it in Redis) that now reports none is held to 1
-	// (HadReplicas in the error) until one re-attaches: cut off from its
-	// replicas while one of them was promoted (a split brain), it would
-	// otherwise take writes, creates marked in flight among them, that
-	// the promoted master never sees. Masters are told apart by their
+	// replicas the master reports, none when it reports none; and, for
+	// this and any other number, a master seen with more replicas (by
+	// this process, or by any other on the ledger: they record the most
+	// each master was seen with in Redis) is held to that many
+	// (HadReplicas in the error) until they re-attach. Each replica the
+	// master no longer reports may be promoted without the writes it
+	// takes: one stopped or lagging that a failover then promotes, or
+	// one promoted on the other side of a split brain while this master
+	// keeps the others; either would lose those writes, creates marked
+	// in flight among them. Masters are told apart by their
 	// master_replid, which a promotion or a restart changes. Not on Redis
 	// Cluster, where only MinReplicas counts. NoReplicaFloor: the
-	// replicas the master reports, never held to one.
+	// replicas the master reports, never held to more.
 	MinReplicas int64
 	// WaitTimeout bounds one WAIT. Default 2s.
 	WaitTimeout time.Duration
@@ -249,12 +252,14 @@ type Ledger struct {
 	replicasAt time.Time
 	replicas   atomic.Int64
 	// replid is the server's master_replid at the last read; hadReplicas
-	// the master_replid of a master read with replicas (see
-	// Options.MinReplicas). Both under replicasMu.
+	// the master_replid of a master read with replicas, and hadCount the
+	// most it was read with, here or by another process (see
+	// Options.MinReplicas). All under replicasMu.
 	replid      string
 	hadReplicas string
-	// recorded is the replid last written to replicatedKey; recording,
-	// a write of it under way. Under replicasMu.
+	hadCount    int64
+	// recorded is the replid and count (replid/count) last written to
+	// replicatedKey; recording, a write of it under way. Under replicasMu.
 	recorded     string
 	recording    bool
 	isReplica    atomic.Bool // the server said role:slave at the last read
@@ -495,15 +500,16 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 }
 
 // floor is the fewest replicas a durable write must reach on the master
-// last read: Options.MinReplicas, or 1 for a master read with replicas
-// before (had).
+// last read: Options.MinReplicas, or the most the master was read with
+// before when that is more (had).
 func (l *Ledger) floor() (least int64, had bool) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
-	if l.opts.MinReplicas == 0 && l.hadReplicas != "" && l.hadReplicas == l.replid {
-		return 1, true
+	least = max(l.opts.MinReplicas, 0)
+	if l.opts.MinReplicas >= 0 && l.hadReplicas != "" && l.hadReplicas == l.replid && l.hadCount > least {
+		return l.hadCount, true
 	}
-	return max(l.opts.MinReplicas, 0), false
+	return least, false
 }
 
 // NoReplicaFloor is Options.MinReplicas for writes that wait for the
@@ -528,7 +534,7 @@ func (e *TooFewReplicasError) Error() string {
 		who += " " + e.Master
 	}
 	if e.HadReplicas {
-		return fmt.Sprintf("%s reports %d connected replicas, having reported some before (cut off from them, while one may have been promoted?): the write was not sent; writes resume once a replica re-attaches (after removing the replicas for good, delete the key %s, or set ORDERWORKER_MIN_REPLICAS=0, and restart the workers and producers)", who, e.Have, replicatedKey)
+		return fmt.Sprintf("%s reports %d connected replicas, having reported %d before (a replica stopped, lagging or cut off could be promoted without the writes it missed; or this master was cut off while one was promoted): the write was not sent; writes resume once the replicas re-attach (after removing a replica for good, delete the key %s and restart the workers and producers, or set ORDERWORKER_MIN_REPLICAS=0)", who, e.Have, e.Want, replicatedKey)
 	}
 	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): the write was not sent", who, e.Have, e.Want)
 }
@@ -559,53 +565,91 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
 	l.replid = infoField(info, "master_replid")
-	switch {
-	case l.replid == "" || l.isReplica.Load():
-	case n > 0:
+	if l.replid == "" || l.isReplica.Load() {
+		return n, nil
+	}
+	if n > 0 {
 		// Recorded whatever this process's own setting: others may hold
 		// the master to it.
-		l.sawReplicas(l.replid)
-	case l.hadReplicas != l.replid && l.opts.MinReplicas == 0:
-		// No replica now: one another process saw on this master holds
-		// it to one too (a process started on a master cut off from
-		// its replicas). Unread, nothing counts as durable.
-		seen, err := l.rdb.HExists(ctx, replicatedKey, l.replid).Result()
-		if err != nil {
+		l.sawReplicas(l.replid, n)
+	}
+	if l.opts.MinReplicas >= 0 {
+		// The most replicas another process saw on this master holds it
+		// too (a process started on a master that has lost some).
+		// Unread, nothing counts as durable.
+		v, err := l.rdb.HGet(ctx, replicatedKey, l.replid).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
 			l.replicasAt = time.Time{}
-			return 0, fmt.Errorf("read whether the master was seen with replicas (%s): %w", replicatedKey, err)
+			return 0, fmt.Errorf("read how many replicas the master was seen with (%s): %w", replicatedKey, err)
 		}
-		if seen {
-			l.hadReplicas = l.replid
+		if c := recordedCount(v); c > 0 {
+			l.saw(l.replid, c)
 		}
 	}
 	return n, nil
 }
 
+// recordedCount is the replica count a replicatedKey field holds: a
+// count, or a time in ms as an earlier version wrote it (seen with
+// replicas: 1); 0 for none.
+func recordedCount(v string) int64 {
+	c, err := strconv.ParseInt(v, 10, 64)
+	switch {
+	case err != nil || c <= 0:
+		return 0
+	case c > 1_000_000:
+		return 1
+	}
+	return c
+}
+
+// saw notes that the master replid was seen with n replicas. replicasMu
+// is held.
+func (l *Ledger) saw(replid string, n int64) {
+	if l.hadReplicas != replid {
+		l.hadReplicas, l.hadCount = replid, 0
+	}
+	l.hadCount = max(l.hadCount, n)
+}
+
+// recordReplicasScript raises the count of master ARGV[1] in
+// replicatedKey to ARGV[2], never lowers it (an earlier version's time in
+// ms reads as 1).
+var recordReplicasScript = redis.NewScript(`
+local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if v > 1000000 then v = 1 end
+if v < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+`)
+
 // replicatedKey records the masters (by master_replid) seen with
-// replicas, for every process on the ledger (see Options.MinReplicas).
+// replicas, and the most each was seen with, for every process on the
+// ledger (see Options.MinReplicas).
 // A master restarted, or one whose replicas were removed for good once
 // this key is deleted, starts afresh.
 const replicatedKey = metaPrefix + "replicated"
 
-// sawReplicas notes that the master replid had replicas, recording it in
-// replicatedKey (in the background) until a write of it succeeds, so that
-// a write refused during a failover is made again at a later sight.
-// replicasMu is held.
-func (l *Ledger) sawReplicas(replid string) {
-	l.hadReplicas = replid
-	if l.recorded == replid || l.recording {
+// sawReplicas notes that the master replid had n replicas, recording the
+// most it was seen with in replicatedKey (in the background) until a
+// write of it succeeds, so that a write refused during a failover is made
+// again at a later sight. replicasMu is held.
+func (l *Ledger) sawReplicas(replid string, n int64) {
+	l.saw(replid, n)
+	count := l.hadCount
+	rec := replid + "/" + strconv.FormatInt(count, 10)
+	if l.recorded == rec || l.recording {
 		return
 	}
 	l.recording = true
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := l.rdb.HSet(ctx, replicatedKey, replid, time.Now().UnixMilli()).Err()
+		err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, count).Err()
 		l.replicasMu.Lock()
 		defer l.replicasMu.Unlock()
 		l.recording = false
 		if err == nil {
-			l.recorded = replid
+			l.recorded = rec
 		}
 	}()
 }
@@ -622,11 +666,17 @@ func (l *Ledger) setReplicas(n int64, replid string) {
 	l.replid = replid
 	switch {
 	case n > 0 && replid != "":
-		l.sawReplicas(replid)
-	case n == 0 && replid != "" && replid != l.hadReplicas && l.opts.MinReplicas == 0:
-		// No replica on a master this process never saw with one (the
-		// client moved to another): whether another process did is read
-		// before the next durable write, not taken from this count.
+		l.sawReplicas(replid, n)
+		if n < l.hadCount {
+			// Fewer than seen: read again (with what others saw)
+			// before the next durable write.
+			l.replicasAt = time.Time{}
+		}
+	case n == 0 && replid != "" && l.opts.MinReplicas >= 0:
+		// No replica: how many this master was seen with, here or by
+		// another process (the client may have moved to another
+		// master), is read before the next durable write, not taken
+		// from this count.
 		l.replicasAt = time.Time{}
 	}
 }

@@ -1016,7 +1016,7 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	if !errors.As(err, &few) || !few.HadReplicas || few.Want != 1 || few.Have != 0 {
 		t.Fatalf("Begin on the cut-off master = %v, want TooFewReplicasError having had replicas", err)
 	}
-	if !strings.Contains(err.Error(), "re-attaches") || !strings.Contains(err.Error(), "was not sent") {
+	if !strings.Contains(err.Error(), "re-attach") || !strings.Contains(err.Error(), "was not sent") {
 		t.Errorf("error %q does not say that nothing was sent and when writes resume", err)
 	}
 	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) {
@@ -1038,6 +1038,79 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB3"}, []byte(`{}`), "h"); err != nil {
 		t.Errorf("Claim once a replica re-attached = %v", err)
 	}
+}
+
+// A master seen with two replicas that now reports one is held to two: the
+// one it lost may be promoted without the writes it would take (a replica
+// stopped or lagging that a failover then promotes, or one promoted on the
+// other side of a split brain while this master keeps the other). A
+// process started after the loss is held too, by what was recorded; with
+// ORDERWORKER_MIN_REPLICAS=0 (NoReplicaFloor) the writes go on.
+func TestMasterHeldToTheMostReplicasSeen(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, nil)
+	m.AttachReplica(t)
+	lost := m.AttachReplica(t)
+	l := ledger.New(m.Client(t), nil)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "H1"}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with two replicas = %v", err)
+	}
+	for end := time.Now().Add(5 * time.Second); m.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", masterReplid(t, m)).Val() != "2"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the master was not recorded as seen with two replicas: %v", m.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+		}
+	}
+	if err := lost.Client(t).Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); !strings.Contains(m.Client(t).Info(ctx, "replication").Val(), "connected_slaves:1"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the master still reports two replicas")
+		}
+	}
+	var few *ledger.TooFewReplicasError
+	var err error
+	for end := time.Now().Add(15 * time.Second); ; {
+		_, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Minute})
+		if !errors.Is(err, ledger.ErrNotDurable) || time.Now().After(end) {
+			break
+		}
+	}
+	if !errors.As(err, &few) || !few.HadReplicas || few.Want != 2 || few.Have != 1 {
+		t.Fatalf("Begin on a master that lost one of two replicas = %v, want TooFewReplicasError (have 1, want 2)", err)
+	}
+	for _, o := range []*ledger.Options{nil, {MinReplicas: 1}} {
+		if _, err := ledger.New(m.Client(t), o).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "H2"}, []byte(`{}`), "h"); !errors.As(err, &few) || few.Want != 2 {
+			t.Errorf("Claim from a new process (%+v) = %v, want TooFewReplicasError (want 2)", o, err)
+		}
+	}
+	if _, err := ledger.New(m.Client(t), &ledger.Options{MinReplicas: ledger.NoReplicaFloor}).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "H3"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("Claim with no floor = %v, want it accepted", err)
+	}
+	// An earlier version recorded a time: seen with replicas, held to one.
+	if err := m.Client(t).HSet(ctx, "orderworker:{ledger}:replicated", masterReplid(t, m), time.Now().UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.New(m.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "H4"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("Claim with one replica, recorded by an earlier version = %v, want it accepted", err)
+	}
+	// Both replicas again: writes go on.
+	m.AttachReplica(t)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "H5"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("Claim once two replicas are attached again = %v", err)
+	}
+}
+
+func masterReplid(t *testing.T, s *taskstest.Server) string {
+	t.Helper()
+	for line := range strings.SplitSeq(s.Client(t).Info(ctx, "replication").Val(), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_replid:"); ok {
+			return v
+		}
+	}
+	t.Fatal("no master_replid")
+	return ""
 }
 
 // The replica counts read after writes are paired with the replication
