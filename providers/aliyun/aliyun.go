@@ -106,7 +106,9 @@ type Options struct {
 	AutoPay bool
 	// PayMatched lets an AutoPay client pay an order it identified by
 	// matching the device's listing (Result.Matched, Order.Matched)
-	// rather than by the orderId its own create returned. order/create
+	// rather than by the orderId its own create returned, and any client
+	// record such an order as found: the operator says a match can only
+	// be ours (the vendor's backend is the devices' only buyer). order/create
 	// takes no client order number: an order the device's user bought in
 	// the app meanwhile, with the same commodityCode and copies, while our
 	// create failed, matches just as ours would, and paying it pays a
@@ -114,7 +116,10 @@ type Options struct {
 	// order is reported Held, and never Payable (checked as an unpaid
 	// order this client will not pay), for a person to confirm and pay;
 	// found paid, it is reported paid and Held (this client did not pay
-	// it, so someone else did), for a person to confirm it is ours.
+	// it, so someone else did), for a person to confirm it is ours. So
+	// without AutoPay too: the device's user pays every order then, and
+	// one they bought and paid for themselves while our create made
+	// nothing matches just as ours, paid by them, would.
 	PayMatched bool
 	// PollInterval is the NextCheck hint for a Payable order. An unpaid
 	// order that this client will not pay is checked ten times less
@@ -437,9 +442,10 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // and Options.PayMatched for an order identified by matching: matched)
 // and its status says it is valid (0, or not given).
 //
-// Held: an order this client would pay but will not without a person. A
-// matched order this client would pay but for PayMatched is held whatever
-// its payment status: unpaid, it is not paid; being paid, it may be a
+// Held: an order this client will not settle without a person. A matched
+// order is held without PayMatched, whatever its payment status and
+// whether or not this client pays (without AutoPay, the device's user may
+// have bought and paid an order of their own that matches as ours would): unpaid, it is not paid; being paid, it may be a
 // person paying it in the console; paid, this client did not pay it (it
 // never pays such an order), so someone else did, perhaps the device's
 // user for an order of their own that matches just as ours would. That
@@ -456,13 +462,16 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // every PollInterval.
 func (c *Client) result(a answer, info OrderInfo, what string, matched bool) providers.Result {
 	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200", Matched: matched}
-	held := c.autoPay && matched && !c.payMatched
+	held := matched && !c.payMatched
 	switch info.PaymentStatus {
 	case PaymentPaid:
 		r.Status = providers.StatusPaid
 		r.Message = what + ", paid"
-		if held {
+		switch {
+		case held && c.autoPay:
 			r.Message += "; found by matching the device's orders, and this worker did not pay it (ALIYUN_PAY_MATCHED): perhaps someone else's order; a person confirms it is ours"
+		case held:
+			r.Message += "; found by matching the device's orders, not by our create's answer (ALIYUN_PAY_MATCHED): perhaps an order the device's user bought and paid for themselves; a person confirms it is ours"
 		}
 	case PaymentPaying:
 		r.Status = providers.StatusPending
@@ -489,8 +498,12 @@ func (c *Client) result(a answer, info OrderInfo, what string, matched bool) pro
 	}
 	if held {
 		r.Held = true
-		if r.Status == providers.StatusPending {
+		switch {
+		case r.Status != providers.StatusPending:
+		case c.autoPay:
 			r.Message += "; identified by matching the device's orders, not by our create's answer: not paid automatically (ALIYUN_PAY_MATCHED), a person confirms and pays it"
+		default:
+			r.Message += "; identified by matching the device's orders, not by our create's answer (ALIYUN_PAY_MATCHED): a person confirms it is ours"
 		}
 	}
 	return r

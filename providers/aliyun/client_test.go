@@ -733,11 +733,11 @@ func TestMatchedOrderIsHeldWhateverItsPaymentStatus(t *testing.T) {
 	}
 }
 
-// A matched order found paid is held only where this client is the payer
-// and would not pay it (AutoPay, not PayMatched). Without AutoPay the
-// device's user pays every order, ours included: found paid, it is paid,
-// and recorded matched. With PayMatched the operator has said a match can
-// only be ours.
+// A matched order found paid is held unless PayMatched: with AutoPay this
+// client would have paid it itself, so someone else did; without AutoPay
+// the device's user pays every order, and one they bought and paid for
+// themselves while our create made nothing matches just as ours would.
+// With PayMatched the operator has said a match can only be ours.
 func TestMatchedOrderFoundPaid(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -747,7 +747,8 @@ func TestMatchedOrderFoundPaid(t *testing.T) {
 	}{
 		{"AutoPay", true, false, true},
 		{"AutoPay and PayMatched", true, true, false},
-		{"no AutoPay", false, false, false},
+		{"no AutoPay", false, false, true},
+		{"no AutoPay, PayMatched", false, true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -759,7 +760,7 @@ func TestMatchedOrderFoundPaid(t *testing.T) {
 			if err != nil || r.Status != providers.StatusPaid || !r.Matched || r.Held != tt.held || r.Payable {
 				t.Fatalf("Lookup = %+v, %v; want paid, matched, held %v", r, err, tt.held)
 			}
-			if tt.held && !strings.Contains(r.Message, "did not pay it") {
+			if tt.held && !strings.Contains(r.Message, "a person confirms it is ours") {
 				t.Errorf("Lookup message %q does not say why it is held", r.Message)
 			}
 		})
