@@ -355,14 +355,15 @@ func TestPayIsItsOwnStep(t *testing.T) {
 	}
 }
 
-// A provider whose checks go on showing an order unpaid after its pay
-// gets another pay only a listing lag after the last one, never on every
-// check; the order ends errored when its pending window closes.
+// A provider whose checks go on showing an order unpaid after a pay whose
+// answer was lost gets another pay only a listing lag after the last one,
+// never on every check; the order ends errored when its pending window
+// closes.
 func TestPaidAgainOnlyAfterTheListingLag(t *testing.T) {
 	t.Parallel()
 	const lag = 300 * time.Millisecond
 	e := setupMem(t, &tasks.HandlerOptions{PollInterval: 10 * time.Millisecond, PendingWindow: 2 * time.Second, ListingLag: lag}, true)
-	e.backend.SetPayLags(true)
+	e.backend.SetPayAnswerLost(true)
 	if res, err := e.enqueuer.Enqueue(context.Background(), memOrder("PayOnce")); err != nil || res.Status != tasks.Enqueued {
 		t.Fatal(res, err)
 	}
@@ -392,6 +393,40 @@ func TestPaidAgainOnlyAfterTheListingLag(t *testing.T) {
 	}
 	if polls < 5 || rec.PaySentAt.IsZero() || !strings.Contains(rec.Reason, "still unpaid after the pending window") {
 		t.Errorf("%d polls, pay sent at %v, reason %q; want the polls between pays, the last pay's time and the window's end", polls, rec.PaySentAt, rec.Reason)
+	}
+}
+
+// A pay the provider answered as accepted is never sent again, however
+// long its checks go on showing the order unpaid: nothing documents that a
+// pay is idempotent. Nor is the order errored at the pending window (the
+// pay went through as far as the provider said): it stays pending for a
+// person (the decision's reason says so: see tasks/order).
+func TestAcceptedPayIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	const lag = 200 * time.Millisecond
+	e := setupMem(t, &tasks.HandlerOptions{PollInterval: 10 * time.Millisecond, PendingWindow: time.Second, ListingLag: lag}, true)
+	e.backend.SetPayLags(true)
+	if res, err := e.enqueuer.Enqueue(context.Background(), memOrder("PayAccepted")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	var rec *ledger.Record
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if rec, err = e.ledger.Get(context.Background(), ledger.Ref{Provider: "mem", OrderNo: "PayAccepted"}); err != nil {
+			t.Fatal(err)
+		}
+		if rec != nil && !rec.PendingSince.IsZero() && time.Since(rec.PendingSince) > 2*time.Second {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("order PayAccepted: %+v; want pending past its window, waiting for a person", rec)
+		}
+	}
+	if n := e.backend.Calls("pay"); n != 1 {
+		t.Errorf("%d pay calls, want 1: the provider accepted the first", n)
+	}
+	if rec.State != ledger.StatePending || !rec.PayAccepted() {
+		t.Errorf("order: state %s, pay accepted %v; want pending past its window, the pay accepted", rec.State, rec.PayAccepted())
 	}
 }
 

@@ -50,6 +50,7 @@ type Backend struct {
 
 	mu      sync.Mutex
 	payLags bool               // see SetPayLags
+	payLost bool               // see SetPayAnswerLost
 	orders  map[string]*stored // by order number: the first
 	extra   map[string]int     // more orders created for a number (Duplicates)
 	nextID  int
@@ -76,6 +77,15 @@ func (b *Backend) SetPayLags(v bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.payLags = v
+}
+
+// SetPayAnswerLost has every pay fail as one whose answer was lost (a
+// 502 after the provider may have acted), while lookups go on showing the
+// order unpaid: whether it went through is not known.
+func (b *Backend) SetPayAnswerLost(v bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.payLost = v
 }
 
 // Faults is the backend's fault injector.
@@ -278,6 +288,9 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 	s, ok := b.orders[o.OrderNo]
 	if !ok {
 		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, Message: "no such order"}
+	}
+	if b.payLost {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: 502, Message: "bad gateway: the answer was lost"}
 	}
 	if b.payLags {
 		r := c.result(s)

@@ -20,7 +20,8 @@ import (
 // step never creates: nothing is marked), order_no, '1'
 // when the step is to pay a pending order: the pay is marked sent
 // (pay_sent, lease_mark '2') unless one was less than ARGV[7] ms ago (on
-// Redis's clock; -1: ever), and it leaves only on that mark.
+// Redis's clock; -1: ever) or the provider accepted the last one
+// (pay_accepted equal to pay_sent), and it leaves only on that mark.
 // Leases, and when a create left (last_create, against which the listing
 // lag is judged; moved to when it ended by its settle, or, for a create
 // its run never settled, to when that run's lease ran out by the next
@@ -53,7 +54,8 @@ if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow 
 end
 local paid = tonumber(h['pay_sent'] or '')
 local again = tonumber(ARGV[7] or '-1') or -1
-if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again)) then
+if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again
+    and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
     'pay_before', h['pay_sent'] or '')
   return {'began', r, '2', sn}
@@ -102,7 +104,8 @@ type BeginArgs struct {
 	NoCreate bool
 	// Pay says the step is to pay a pending order: Begin marks the pay
 	// sent (Record.PayMarked) unless a pay was marked less than
-	// PayAgainAfter ago, and the pay leaves only on that mark.
+	// PayAgainAfter ago, or the provider accepted the last pay
+	// (Record.PayAccepted), and the pay leaves only on that mark.
 	Pay bool
 	// PayAgainAfter is how long after a pay was marked a check that
 	// still finds the order unpaid may pay it again: the listing lag, the
@@ -237,6 +240,7 @@ type Transition struct {
 	providerOrderID string
 	matched         bool
 	answered        bool
+	payAccepted     time.Time
 	reason          string
 	setReason       bool
 	pendingSince    time.Time
@@ -429,6 +433,21 @@ func (t Transition) ClearPaySent(before time.Time) Transition {
 
 // ClearsPaySent reports whether the transition forgets a pay sent.
 func (t Transition) ClearsPaySent() bool { return t.clearPaySent }
+
+// WithPayAccepted records that the provider answered the pay marked sent
+// at mark (Record.PaySentAt) as accepted: the order is not paid again
+// automatically (Record.PayAccepted).
+func (t Transition) WithPayAccepted(mark time.Time) Transition { t.payAccepted = mark; return t }
+
+// PayAccepted is the pay mark the transition records as accepted (zero:
+// none; see WithPayAccepted).
+func (t Transition) PayAccepted() time.Time { return t.payAccepted }
+
+// PayAccepted reports whether the last pay marked sent (PaySentAt) was
+// answered as accepted by the provider.
+func (r *Record) PayAccepted() bool {
+	return !r.PaySentAt.IsZero() && r.PayAcceptedAt.Equal(r.PaySentAt)
+}
 
 // WithNextCheck sets when a pending order is next checked.
 func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = next; return t }
@@ -623,6 +642,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.clearPaySent {
 		args = append(args, "pay_sent", ms(t.paySentBefore))
+	}
+	if !t.payAccepted.IsZero() {
+		args = append(args, "pay_accepted", ms(t.payAccepted))
 	}
 	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)

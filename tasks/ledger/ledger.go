@@ -133,6 +133,11 @@ type Record struct {
 	// the pay left: an order is paid at most once automatically (see
 	// BeginArgs.Pay).
 	PaySentAt time.Time `json:"pay_sent_at,omitzero"`
+	// PayAcceptedAt is the PaySentAt of a pay the provider answered as
+	// accepted: equal to PaySentAt, the last pay went through as far as
+	// the provider said, and the order is never paid again automatically
+	// (see BeginArgs.Pay).
+	PayAcceptedAt time.Time `json:"pay_accepted_at,omitzero"`
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.
 	RedrivenAt time.Time `json:"redriven_at,omitzero"`
@@ -397,6 +402,8 @@ func (r *Record) set(k, v string) {
 		r.OutcomeAt = msTime(v)
 	case "pay_sent":
 		r.PaySentAt = msTime(v)
+	case "pay_accepted":
+		r.PayAcceptedAt = msTime(v)
 	case "pay_before":
 		r.payBefore = msTime(v)
 	case "known_at":

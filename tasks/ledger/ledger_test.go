@@ -1465,6 +1465,22 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.Equal(first) || rec.State != ledger.StatePending {
 		t.Errorf("after Unmark of a second pay: pay sent %v, state %s; want the earlier pay's %v, pending", rec.PaySentAt, rec.State, first)
 	}
+	// A pay the provider accepted is never marked again, however long ago.
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3e", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatalf("a pay step past PayAgainAfter: %+v, %v; want the pay marked anew", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t3e", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute)).WithPayAccepted(b.Record.PaySentAt)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3f", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil || b.Record.PayMarked || !b.Record.PayAccepted() {
+		t.Fatalf("a pay step after an accepted pay: %+v, %v; want none marked, the pay accepted", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "t3f", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
 
 	// An order never paid before: the mark of a pay not sent is forgotten.
 	ref2 := ledger.Ref{Provider: "tencent", OrderNo: "PAY2"}

@@ -339,18 +339,34 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		if wait <= 0 {
 			wait = pollDelay(since, p, now)
 		}
+		// A pay the provider answered as accepted is never sent again
+		// automatically: nothing documents that a pay is idempotent, and
+		// its answer says it went through; an order that still shows
+		// unpaid a listing lag after it waits for a person, checked as an
+		// order held for one is.
+		accepted := rec.PayAccepted() || step == Pay && !rec.PaySentAt.IsZero()
+		acceptedUnseen := r.Payable && step != Pay && accepted && now.Sub(rec.PaySentAt) >= p.ListingLag
+		if acceptedUnseen {
+			wait = max(wait, pollDelay(since, p, now))
+		}
 		t := matched(ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true))
+		if step == Pay && !rec.PaySentAt.IsZero() {
+			t = t.WithPayAccepted(rec.PaySentAt)
+		}
 		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
 		switch {
 		case paidHeld:
 			reason = fmt.Sprintf("pending; found paid, but by matching the provider's orders and not paid by the worker: perhaps another's order; waits for a person to confirm it is ours (resolve it paid) or not (errored); next check in %s", wait.Round(time.Millisecond))
-		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag):
+		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag && !accepted):
 			// The pay step's Begin marks the pay sent, and the pay leaves
 			// only on that mark (ledger.BeginArgs.Pay). An order found
 			// unpaid a listing lag after its last pay is paid again: the
 			// provider is trusted to show a pay's effect in that time, as
 			// it is trusted to list a create.
 			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
+		case acceptedUnseen:
+			reason = fmt.Sprintf("pending; the pay sent at %s was accepted by the provider, yet the order still shows unpaid %s after it: not paid again automatically (nothing documents that a pay is idempotent); waits for a person to check it at the provider and resolve it (paid, or errored); next check in %s",
+				rec.PaySentAt.UTC().Format(time.RFC3339), now.Sub(rec.PaySentAt).Round(time.Second), wait.Round(time.Millisecond))
 		case r.Held:
 			// Errored at the window, it would sit unpaid at the provider
 			// with nobody told: it stays pending, which the awaiting-a-person
@@ -564,7 +580,10 @@ func payUnsettled(rec *ledger.Record, r providers.Result, p Policy, now time.Tim
 	// providers to saying both): one taken for "may yet be paid" would be
 	// paid again every listing lag past the window, never errored.
 	unpaid := r.Unpaid || r.Payable
-	return !unpaid || !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag
+	// A pay the provider accepted went through as far as it said: the
+	// order is not taken for unpaid (errored at the window) while it does
+	// not show, nor paid again; it waits for a person.
+	return !unpaid || !rec.PaySentAt.IsZero() && now.Sub(rec.PaySentAt) < p.ListingLag || rec.PayAccepted()
 }
 
 func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {

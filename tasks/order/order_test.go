@@ -468,6 +468,28 @@ func TestDecideBudgetDeadlineAndWindowEdges(t *testing.T) {
 			t.Errorf("unpaid (payable %v) a listing lag after the pay, past the window: %q %v, want errored", payableNow, d.Settle.To(), d.Then.Next)
 		}
 	}
+	// A pay the provider answered as accepted: the pay step records it;
+	// a check that still finds the order unpaid and payable a lag or more
+	// later, within the window or past it, neither pays again nor errors
+	// the order: it waits for a person, checked no more often than the
+	// poll delay.
+	if d := Decide(paid, Pay, payable(true), lagged, late); !d.Settle.PayAccepted().Equal(paid.PaySentAt) {
+		t.Errorf("our pay answered: the transition records no accepted pay (%v)", d.Settle.PayAccepted())
+	}
+	accepted := withPaySent(pending(), t0.Add(5*time.Minute))
+	accepted.PayAcceptedAt = accepted.PaySentAt
+	for _, now := range []time.Time{t0.Add(10 * time.Minute), late} {
+		d := Decide(accepted, Poll, payable(true), lagged, now)
+		if d.Settle.To() != ledger.StatePending || d.Then.Next != Wait || !strings.Contains(d.Then.Reason, "was accepted by the provider") || !strings.Contains(d.Then.Reason, "waits for a person") || d.Then.Delay < time.Minute/2 {
+			t.Errorf("unpaid %s after an accepted pay: %q %v %v %q; want pending, no pay, waiting for a person", now.Sub(accepted.PaySentAt), d.Settle.To(), d.Then.Next, d.Then.Delay, d.Then.Reason)
+		}
+	}
+	// An accepted pay of an earlier mark does not hold a later one back.
+	older := withPaySent(pending(), t0.Add(5*time.Minute))
+	older.PayAcceptedAt = t0.Add(4 * time.Minute)
+	if d := Decide(older, Poll, payable(true), lagged, t0.Add(10*time.Minute)); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Errorf("unpaid a lag after a pay of unknown effect (an earlier one accepted): %v %v, want it paid again", d.Then.Next, d.Then.Step)
+	}
 	// Payable without Unpaid (a provider that forgot to say it) is unpaid
 	// all the same: errored, never paid again past the window.
 	payableOnly := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
