@@ -257,9 +257,20 @@ func Serve(ctx context.Context, ln net.Listener, h *Handler) error {
 	case <-ctx.Done():
 	}
 	h.Close()
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	err := srv.Shutdown(c)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// A request still running (a batch still uploading): cut. Its
+		// producer sees no answer and sends it again; what got in
+		// answers duplicate. A stop on a signal is no failure.
+		h.log.Warn("api: requests still in flight at the end of the shutdown grace were cut off; their producers send them again", "grace", shutdownGrace)
+		err = srv.Close()
+	}
 	<-errc
 	return err
 }
+
+// shutdownGrace is how long requests in flight get to finish when Serve
+// stops.
+const shutdownGrace = 10 * time.Second

@@ -480,6 +480,42 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	}
 }
 
+// A request still running at the end of the shutdown grace (a batch
+// still uploading) is cut off, and Serve returns nil: a stop on a signal
+// is no failure.
+func TestServeCutsAStalledUploadAtTheGrace(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- api.Serve(ctx, ln, e.h) }()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/orders/batch HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n", bearer)
+	fmt.Fprintf(conn, "%s\n", tencentOrder("CUT1", 1))
+	time.Sleep(300 * time.Millisecond) // the handler reads the body
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve = %v, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return after its grace")
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := io.ReadAll(conn); len(b) != 0 {
+		t.Errorf("the cut upload was answered: %q", b)
+	}
+}
+
 func TestEvents(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)

@@ -121,3 +121,23 @@ func TestBatcherReportsPipelineFailures(t *testing.T) {
 		t.Errorf("run against no server = %v, %v, %v; want the dial error", v, ack, err)
 	}
 }
+
+// A client that syncs only to take a copy (redis-cli --rdb: port 0) is no
+// replica: neither waited for nor counted toward the most replicas a
+// master was seen with.
+func TestConnectedReplicasLeavesOutCopyClients(t *testing.T) {
+	for _, tt := range []struct {
+		info string
+		want int64
+	}{
+		{"# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_replid:abc\r\n", 0},
+		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=0,state=wait_bgsave,offset=0,lag=0\r\nmaster_failover_state:no-failover\r\n", 0},
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=127.0.0.1,port=0,state=send_bulk,offset=0,lag=0\r\n", 1},
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=10.0.0.3,port=6380,state=wait_bgsave,offset=0,lag=0\r\nslave_read_only:1\r\n", 2},
+		{"role:master\r\nconnected_slaves:3\r\n", 3}, // no slaveN lines listed
+	} {
+		if got := connectedReplicas(tt.info); got != tt.want {
+			t.Errorf("connectedReplicas(%q) = %d, want %d", tt.info, got, tt.want)
+		}
+	}
+}

@@ -697,9 +697,34 @@ func noReplication(err error) bool {
 	return errors.As(err, &re) && !redis.HasErrorPrefix(err, "NOPERM")
 }
 
-// connectedReplicas reads connected_slaves from INFO replication.
+// connectedReplicas counts the replicas INFO replication lists: each
+// slaveN line with a port. A client that syncs only to take a copy
+// (redis-cli --rdb, redis-cli --replica, a backup agent) is listed too,
+// with port 0 (it gives no listening port, and no failover can promote
+// it); counted, it would make every write wait for an acknowledgement it
+// never sends, and hold the master to one replica more than it has. A
+// server that lists no slaveN lines gives its connected_slaves.
 func connectedReplicas(info string) int64 {
-	n, _ := strconv.ParseInt(infoField(info, "connected_slaves"), 10, 64)
+	n, listed := int64(0), false
+	for line := range strings.SplitSeq(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(k, "slave") || k == "slave_read_only" || strings.HasPrefix(k, "slave_") {
+			continue
+		}
+		if _, err := strconv.Atoi(k[len("slave"):]); err != nil {
+			continue
+		}
+		listed = true
+		for kv := range strings.SplitSeq(v, ",") {
+			if port, ok := strings.CutPrefix(kv, "port="); ok && port != "0" && port != "" {
+				n++
+				break
+			}
+		}
+	}
+	if !listed {
+		n, _ = strconv.ParseInt(infoField(info, "connected_slaves"), 10, 64)
+	}
 	return n
 }
 
