@@ -406,7 +406,7 @@ func HideParams(params json.RawMessage, sensitive []string) json.RawMessage {
 	params = Canonical(params)
 	var m map[string]json.RawMessage
 	if json.Unmarshal(params, &m) != nil {
-		return json.RawMessage(HidePhones(string(params)))
+		return maskJSON(params, HidePhones)
 	}
 	names := map[string]bool{}
 	for _, n := range sensitive {
@@ -422,7 +422,7 @@ func HideParams(params json.RawMessage, sensitive []string) json.RawMessage {
 	if err != nil {
 		return nil
 	}
-	return json.RawMessage(HidePhones(string(out)))
+	return maskJSON(out, HidePhones)
 }
 
 func maskDigits(run string) string {
@@ -810,7 +810,7 @@ func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
 	params = Canonical(params)
 	var m map[string]json.RawMessage
 	if json.Unmarshal(params, &m) != nil {
-		return json.RawMessage(MaskPhones(string(params)))
+		return maskJSON(params, MaskPhones)
 	}
 	names := map[string]bool{}
 	for _, n := range sensitive {
@@ -833,7 +833,56 @@ func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
 	if err != nil {
 		return nil
 	}
-	return json.RawMessage(MaskPhones(string(out)))
+	return maskJSON(out, MaskPhones)
+}
+
+// MaskPhonesJSON is MaskPhones for JSON text: every string in it (object
+// keys too) and every number is masked as a value of its own, and the
+// text re-encoded without HTML escaping, so that it stays JSON (a number
+// that is a phone number comes back a string, masked) and an escape the
+// encoding wrote (& as \u0026) hides nothing. Text that is not JSON is
+// masked as text.
+func MaskPhonesJSON(b []byte) []byte { return maskJSON(b, MaskPhones) }
+
+// maskJSON applies mask to every string and number in the JSON text b,
+// as MaskPhonesJSON describes.
+func maskJSON(b []byte, mask func(string) string) []byte {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil || dec.More() {
+		return []byte(mask(string(b)))
+	}
+	var walk func(v any) any
+	walk = func(v any) any {
+		switch x := v.(type) {
+		case string:
+			return mask(x)
+		case json.Number:
+			if m := mask(string(x)); m != string(x) {
+				return m
+			}
+			return x
+		case []any:
+			for i := range x {
+				x[i] = walk(x[i])
+			}
+		case map[string]any:
+			out := make(map[string]any, len(x))
+			for k, e := range x {
+				out[mask(k)] = walk(e)
+			}
+			return out
+		}
+		return v
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(walk(v)) != nil {
+		return []byte(mask(string(b)))
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // isPhoneRune reports the characters a phone number is written with:

@@ -294,9 +294,8 @@ func BenchmarkMaskPhones(b *testing.B) {
 	}
 }
 
-// The mask keeps JSON JSON and a string's text whole: the escapes it
-// decodes are of digits, signs, separators and spaces only, and it never
-// panics, whatever the input.
+// The JSON masks keep JSON JSON (a number that is a phone number comes
+// back a string), and no mask panics, whatever the input.
 func FuzzMaskPhonesKeepsJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"a":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038"}`,
@@ -308,13 +307,13 @@ func FuzzMaskPhonesKeepsJSON(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		m := MaskPhones(s)
+		MaskPhones(s)
 		Redact(s, "Tom&Jerry", "13912345678")
 		if !json.Valid([]byte(s)) {
 			return
 		}
-		if !json.Valid([]byte(m)) {
-			t.Fatalf("MaskPhones(%q) = %q: no longer JSON", s, m)
+		if m := MaskPhonesJSON([]byte(s)); !json.Valid(m) {
+			t.Fatalf("MaskPhonesJSON(%q) = %q: no longer JSON", s, m)
 		}
 		for _, out := range []json.RawMessage{MaskParams(json.RawMessage(s), []string{"userName"}), HideParams(json.RawMessage(s), nil)} {
 			if out != nil && !json.Valid(out) {
@@ -322,4 +321,29 @@ func FuzzMaskPhonesKeepsJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Params and payloads are masked value by value: a phone number written as
+// HTML entities (which encoding/json escapes as \u0026#49;) or given as a
+// JSON number is masked, and the result is JSON.
+func TestMaskJSONValueByValue(t *testing.T) {
+	t.Parallel()
+	in := json.RawMessage(`{"note":"&#49;&#51;&#57;&#49;&#50;&#51;&#52;&#53;&#54;&#55;&#56;","n":13800138000,"list":["+86 138 0013 8000",7],"a&b":"<x>"}`)
+	for name, out := range map[string]json.RawMessage{
+		"MaskParams":     MaskParams(in, nil),
+		"HideParams":     HideParams(in, nil),
+		"MaskPhonesJSON": MaskPhonesJSON(in),
+	} {
+		if !json.Valid(out) {
+			t.Errorf("%s = %s: not JSON", name, out)
+		}
+		for _, clear := range []string{"13800138000", "&#49;&#51;&#57;", "0013"} {
+			if strings.Contains(string(out), clear) {
+				t.Errorf("%s = %s: %s in clear", name, out, clear)
+			}
+		}
+		if !strings.Contains(string(out), `"a&b":"<x>"`) || !strings.Contains(string(out), `7]`) {
+			t.Errorf("%s = %s: other values changed", name, out)
+		}
+	}
 }

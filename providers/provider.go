@@ -90,7 +90,8 @@ type Result struct {
 	// Held is set on a pending result the provider would pay but will
 	// not without a person (the order being Matched, or in a status the
 	// provider does not pay), and on a paid result of a Matched order the
-	// provider did not pay (someone else did: perhaps another's order):
+	// provider did not pay (someone else did: perhaps another's order;
+	// held so whether or not the provider pays orders):
 	// the caller keeps either pending for that person (its pending window
 	// does not error it), checked as usual, until it is paid (pending) or
 	// resolved.

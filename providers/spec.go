@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -318,8 +317,8 @@ func (s *Set) CheckOrderID(name, id string) error {
 		return bad("empty")
 	case len(id) > 128:
 		return bad("longer than 128 bytes")
-	case strings.ContainsFunc(id, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsPrint(r) }):
-		return bad("%q holds a space or a character that is not printable", Truncate(id, 64))
+	case strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\'' || r == '`' }):
+		return bad("%q: an id is printable ASCII, without spaces or quotes (copy it as the provider's console or answer shows it)", Truncate(id, 64))
 	case placeholderOrderID.MatchString(id):
 		return bad("%q names no order", id)
 	}

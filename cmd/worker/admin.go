@@ -257,7 +257,7 @@ func maskPayload(payload []byte, set *providers.Set) string {
 	if err != nil {
 		return unreadable
 	}
-	return providers.MaskPhones(string(out)) // order_no too
+	return string(providers.MaskPhonesJSON(out)) // order_no too
 }
 
 // maskSensitiveValues prepares params for providers.MaskParams, which

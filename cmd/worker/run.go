@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -265,9 +266,7 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 func untilWritable(ctx context.Context, log *slog.Logger, check func() error) error {
 	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
 		err := check()
-		var keys *ledgerpkg.DataKeyMismatchError
-		var shards *ledgerpkg.ShardsMismatchError
-		if err == nil || errors.As(err, &keys) || errors.As(err, &shards) || tasks.PermanentRedisError(err) || ctx.Err() != nil {
+		if err == nil || !passing(err) || ctx.Err() != nil {
 			return err
 		}
 		log.Warn("waiting for redis to take writes", "error", err)
@@ -277,6 +276,33 @@ func untilWritable(ctx context.Context, log *slog.Logger, check func() error) er
 		case <-time.After(d):
 		}
 	}
+}
+
+// passing reports whether err, a start-up write's, is one to wait out: a
+// master that refuses writes for now (NOREPLICAS, READONLY or MASTERDOWN
+// in a failover, LOADING, BUSY, TRYAGAIN, CLUSTERDOWN) or a server not
+// reached. Anything else (the ledger's own refusal, a script error, a
+// proxy that lacks a command, a permanent Redis error) ends the start
+// with its reason.
+func passing(err error) bool {
+	var keys *ledgerpkg.DataKeyMismatchError
+	var shards *ledgerpkg.ShardsMismatchError
+	if errors.As(err, &keys) || errors.As(err, &shards) || tasks.PermanentRedisError(err) {
+		return false
+	}
+	for _, prefix := range []string{"NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		return false // another reply from a server that answers
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, redis.ErrClosed) ||
+		errors.Is(err, redis.ErrPoolTimeout)
 }
 
 // notAClusterNode refuses a plain redis:// URL that names a node of a Redis

@@ -47,6 +47,11 @@ func TestStartWaitsForAMasterThatRefusesWrites(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("untilWritable still waits after the master took writes again")
 	}
+	// A script error (a reply of a server that answers, not a refusal
+	// for now) ends the start at once.
+	if err := untilWritable(ctx, slog.New(slog.DiscardHandler), func() error { return rdb.Eval(ctx, "return redis.error_reply('WRONGTYPE bad')", nil).Err() }); err == nil {
+		t.Error("untilWritable on a script error = nil, want the error")
+	}
 	// A refusal by the ledger itself ends the start at once.
 	other := ledgerpkg.New(rdb, &ledgerpkg.Options{Shards: 3, Durable: ledgerpkg.DurableOff})
 	var mm *ledgerpkg.ShardsMismatchError

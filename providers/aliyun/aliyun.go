@@ -443,9 +443,9 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // and its status says it is valid (0, or not given).
 //
 // Held: an order this client will not settle without a person. A matched
-// order is held without PayMatched, whatever its payment status and
-// whether or not this client pays (without AutoPay, the device's user may
-// have bought and paid an order of their own that matches as ours would): unpaid, it is not paid; being paid, it may be a
+// order is held without PayMatched (without AutoPay only when found paid:
+// the device's user may have bought and paid an order of their own that
+// matches as ours, paid by them, would): unpaid, it is not paid; being paid, it may be a
 // person paying it in the console; paid, this client did not pay it (it
 // never pays such an order), so someone else did, perhaps the device's
 // user for an order of their own that matches just as ours would. That
@@ -462,7 +462,10 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 // every PollInterval.
 func (c *Client) result(a answer, info OrderInfo, what string, matched bool) providers.Result {
 	r := providers.Result{ProviderOrderID: info.OrderID, HTTPStatus: a.status, Code: "200", Matched: matched}
-	held := matched && !c.payMatched
+	// Without AutoPay only one found paid: an unpaid one is neither paid
+	// nor recorded paid here, and a stranger's, errored at the pending
+	// window, stands for nothing of ours.
+	held := matched && !c.payMatched && (c.autoPay || info.PaymentStatus == PaymentPaid)
 	switch info.PaymentStatus {
 	case PaymentPaid:
 		r.Status = providers.StatusPaid

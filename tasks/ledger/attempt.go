@@ -241,19 +241,21 @@ type Transition struct {
 	matched         bool
 	answered        bool
 	payAccepted     time.Time
-	reason          string
-	setReason       bool
-	pendingSince    time.Time
-	nextCheck       time.Time
-	outcome         bool
-	known           []string
-	redriven        bool // an operator sent the order back to submission: its deadline counts anew
-	setKnown        bool
-	afresh          bool // forget the snapshot and the first attempt's time
-	mayExist        *bool
-	clearPaySent    bool
-	paySentBefore   time.Time // with clearPaySent: the earlier pay's mark to put back
-	firstAttempt    time.Time // with afresh: the first attempt's time to record instead of none
+	// forgetPayAccepted clears the record's pay_accepted (SetRetry).
+	forgetPayAccepted bool
+	reason            string
+	setReason         bool
+	pendingSince      time.Time
+	nextCheck         time.Time
+	outcome           bool
+	known             []string
+	redriven          bool // an operator sent the order back to submission: its deadline counts anew
+	setKnown          bool
+	afresh            bool // forget the snapshot and the first attempt's time
+	mayExist          *bool
+	clearPaySent      bool
+	paySentBefore     time.Time // with clearPaySent: the earlier pay's mark to put back
+	firstAttempt      time.Time // with afresh: the first attempt's time to record instead of none
 }
 
 // To is the state the transition moves to ("" for unchanged).
@@ -327,9 +329,11 @@ func SetUnknownSince(reason string, since time.Time, known []string) Transition 
 }
 
 // SetRetry records that the order surely does not exist at the provider
-// and may be submitted again (state submitting, nothing in flight).
+// and may be submitted again (state submitting, nothing in flight). A pay
+// the provider accepted was of the order no longer found: a new one it
+// creates is paid as any is (Record.PayAccepted no longer holds).
 func SetRetry(reason string) Transition {
-	return Transition{to: StateSubmitting, reason: reason, setReason: true, settlesMark: true}
+	return Transition{to: StateSubmitting, reason: reason, setReason: true, settlesMark: true, forgetPayAccepted: true}
 }
 
 // SetKnown records the provider orders that existed before the first
@@ -486,9 +490,14 @@ end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
 local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
-if took and took ~= '' then
+if took and took[1] ~= '' then
   f[#f + 1] = 'pay_sent'
-  f[#f + 1] = took
+  f[#f + 1] = took[1]
+  if took[2] == took[1] then
+    -- The provider accepted that pay: never sent again for me either.
+    f[#f + 1] = 'pay_accepted'
+    f[#f + 1] = took[2]
+  end
 end
 if cur[7] == '1' or ARGV[11] == '1' then
   f[#f + 1] = 'inflight'
@@ -531,24 +540,25 @@ return {'ok'}
 // matched), for order me, whose own create's answer names it: the answer
 // outweighs the match. The owner loses the id, its lease (a run in flight
 // settles nothing more) and any pay it marked sent (a pay of me's order,
-// which me checks before it pays: the mark is returned), and becomes
+// which me checks before it pays: the mark, and whether the provider
+// accepted it, are returned, {pay_sent, pay_accepted}), and becomes
 // unknown (may exist: looked up again), with its event. Returns nil,
 // changing nothing, when owner does not hold id by matching.
 const luaRevoke = `
 local function revoke(prefix, provider, owner, id, me, now, events, retention)
   local okey = prefix .. 'order:' .. provider .. ':' .. owner
-  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent')
+  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent', 'pay_accepted')
   if not (o[1] and o[2] == id and o[3] == '1') then return nil end
   local r = 'the provider order ' .. id .. ' found by matching is order ' .. me .. "'s, by its create's own answer: looked up again"
   redis.call('HSET', okey, 'state', 'unknown', 'provider_order_id', '', 'matched', '', 'may_exist', '1', 'updated', now,
-    'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
+    'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pay_accepted', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
   if o[1] ~= 'unknown' then
     redis.call('ZREM', prefix .. 'state:' .. provider .. ':' .. o[1], owner)
     redis.call('ZADD', prefix .. 'state:' .. provider .. ':unknown', now, owner)
     redis.call('XADD', events, 'MAXLEN', '~', retention, '*', 'type', 'order.unknown', 'provider', provider,
       'order_no', owner, 'state', 'unknown', 'provider_order_id', '', 'reason', r, 'attempts', o[4] or '0', 'at', now)
   end
-  return o[5] or ''
+  return {o[5] or '', o[6] or ''}
 end
 `
 
@@ -645,6 +655,8 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if !t.payAccepted.IsZero() {
 		args = append(args, "pay_accepted", ms(t.payAccepted))
+	} else if t.forgetPayAccepted {
+		args = append(args, "pay_accepted", "")
 	}
 	durable := t.to != ""
 	v, acked, err := l.runShared(ctx, settleScript, durable, []string{sh.recordKey(ref), sh.historyKey(ref), sh.ownerKey(ref.Provider), sh.events}, args...)

@@ -34,7 +34,7 @@ type batcher struct {
 	minReplicas int64
 	// onReplicas receives the replica count a write pipeline read on a
 	// single master (the Ledger's cache).
-	onReplicas func(n int64, replid string)
+	onReplicas func(n, acked int64, replid string)
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -227,7 +227,9 @@ var errReplicaAttached = errors.New("a replica attached while the writes waited"
 
 // sawReplicas records the replica count an INFO reply read in a pipeline
 // on rdb reports (for the next writes' WAIT) and returns it.
-func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd) (int64, bool) {
+// acked is how many replicas the WAIT before it acknowledged (-1: none
+// asked, or its reply failed).
+func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd, acked int64) (int64, bool) {
 	s, err := info.Result()
 	if err != nil {
 		return 0, false
@@ -237,7 +239,7 @@ func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd) 
 	}
 	n := connectedReplicas(s)
 	if b.onReplicas != nil {
-		b.onReplicas(n, infoField(s, "master_replid"))
+		b.onReplicas(n, acked, infoField(s, "master_replid"))
 	}
 	return n, true
 }
@@ -398,7 +400,11 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 	acked, werr := int64(0), error(nil)
 	if wait != nil {
 		acked, werr = wait.Int64()
-		if now, ok := b.sawReplicas(rdb, info); ok && now > acked && werr == nil {
+		seen := acked
+		if werr != nil {
+			seen = -1
+		}
+		if now, ok := b.sawReplicas(rdb, info, seen); ok && now > acked && werr == nil {
 			// More replicas than the writes reached: one of them
 			// could be promoted without them.
 			werr = errReplicaAttached

@@ -135,6 +135,11 @@ func TestConnectedReplicasLeavesOutCopyClients(t *testing.T) {
 		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=127.0.0.1,port=0,state=send_bulk,offset=0,lag=0\r\n", 1},
 		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=10.0.0.3,port=6380,state=wait_bgsave,offset=0,lag=0\r\nslave_read_only:1\r\n", 2},
 		{"role:master\r\nconnected_slaves:3\r\n", 3}, // no slaveN lines listed
+		// redis-cli --replica: online, but acknowledging nothing.
+		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=0,state=online,offset=0,lag=1\r\n", 0},
+		// A replica on a Unix socket only: no port, but it acknowledges.
+		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=0,state=online,offset=101,lag=0\r\n", 1},
+		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=::1,port=6380,state=online,offset=9,lag=0\r\n", 1},
 	} {
 		if got := connectedReplicas(tt.info); got != tt.want {
 			t.Errorf("connectedReplicas(%q) = %d, want %d", tt.info, got, tt.want)

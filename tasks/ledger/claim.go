@@ -491,7 +491,11 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			if wait != nil {
 				n, werr := wait.Int64()
 				acked = werr == nil && n >= want
-				if now, ok := l.batch.sawReplicas(l.rdb, info); ok && now > n {
+				seen := n
+				if werr != nil {
+					seen = -1
+				}
+				if now, ok := l.batch.sawReplicas(l.rdb, info, seen); ok && now > n {
 					acked = false // a replica attached that the writes did not reach
 				}
 			}

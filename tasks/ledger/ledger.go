@@ -264,8 +264,11 @@ type Ledger struct {
 	hadReplicas string
 	hadCount    int64
 	// recorded is the replid and count (replid/count) last written to
-	// replicatedKey; recording, a write of it under way. Under replicasMu.
+	// replicatedKey; recording, a write of it under way; recordReadAt,
+	// when it was last read for the master replid (see readRecorded).
+	// Under replicasMu.
 	recorded     string
+	recordReadAt time.Time
 	recording    bool
 	isReplica    atomic.Bool // the server said role:slave at the last read
 	replicasWarn atomic.Bool
@@ -558,6 +561,9 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
 	if !fresh && time.Since(l.replicasAt) < 5*time.Second {
+		if err := l.readRecorded(ctx); err != nil {
+			return 0, err
+		}
 		return l.replicas.Load(), nil
 	}
 	info, err := l.rdb.Info(ctx, "replication").Result()
@@ -572,28 +578,36 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	n := connectedReplicas(info) // 0 when the server has no replication
 	l.replicas.Store(n)
 	l.replid = infoField(info, "master_replid")
-	if l.replid == "" || l.isReplica.Load() {
-		return n, nil
-	}
-	if n > 0 {
-		// Recorded whatever this process's own setting: others may hold
-		// the master to it.
-		l.sawReplicas(l.replid, n)
-	}
-	if l.opts.MinReplicas >= 0 {
-		// The most replicas another process saw on this master holds it
-		// too (a process started on a master that has lost some).
-		// Unread, nothing counts as durable.
-		v, err := l.rdb.HGet(ctx, replicatedKey, l.replid).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			l.replicasAt = time.Time{}
-			return 0, fmt.Errorf("read how many replicas the master was seen with (%s): %w", replicatedKey, err)
-		}
-		if c := recordedCount(v); c > 0 {
-			l.saw(l.replid, c)
-		}
+	// A count INFO lists is not recorded: a replica whose link is dead
+	// but not yet dropped (repl-timeout) is listed beside the one that
+	// replaced it, and a hold raised to it would never lift. Only what a
+	// WAIT acknowledged is (setReplicas).
+	l.recordReadAt = time.Time{}
+	if err := l.readRecorded(ctx); err != nil {
+		l.replicasAt = time.Time{}
+		return 0, err
 	}
 	return n, nil
+}
+
+// readRecorded reads how many replicas the master last read (replid) was
+// seen with by any process, at most every few seconds whatever the load
+// (a busy process's own counts come from its writes' pipelines, which
+// never read it): the most another process saw holds this one too. Unread,
+// nothing counts as durable. replicasMu is held.
+func (l *Ledger) readRecorded(ctx context.Context) error {
+	if l.opts.MinReplicas < 0 || l.replid == "" || l.isReplica.Load() || time.Since(l.recordReadAt) < 5*time.Second {
+		return nil
+	}
+	v, err := l.rdb.HGet(ctx, replicatedKey, l.replid).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("read how many replicas the master was seen with (%s): %w", replicatedKey, err)
+	}
+	l.recordReadAt = time.Now()
+	if c := recordedCount(v); c > 0 {
+		l.saw(l.replid, c)
+	}
+	return nil
 }
 
 // recordedCount is the replica count a replicatedKey field holds: a
@@ -664,16 +678,25 @@ func (l *Ledger) sawReplicas(replid string, n int64) {
 // setReplicas records a replica count the master reported after writes,
 // with its master_replid from the same reply (a count is never paired with
 // another server's id: after a failover under load, the next master's
-// replicas would be credited to the old one, or the other way round).
-func (l *Ledger) setReplicas(n int64, replid string) {
+// replicas would be credited to the old one, or the other way round), and
+// how many of them the WAIT before it acknowledged (acked; -1: unknown):
+// only that many are recorded as seen.
+func (l *Ledger) setReplicas(n, acked int64, replid string) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
 	l.replicas.Store(n)
 	l.replicasAt = time.Now()
+	if replid != l.replid {
+		l.recordReadAt = time.Time{}
+	}
 	l.replid = replid
 	switch {
 	case n > 0 && replid != "":
-		l.sawReplicas(replid, n)
+		if seen := min(n, acked); seen > 0 {
+			// Recorded whatever this process's own setting: others
+			// may hold the master to it.
+			l.sawReplicas(replid, seen)
+		}
 		if n < l.hadCount {
 			// Fewer than seen: read again (with what others saw)
 			// before the next durable write.
@@ -698,12 +721,13 @@ func noReplication(err error) bool {
 }
 
 // connectedReplicas counts the replicas INFO replication lists: each
-// slaveN line with a port. A client that syncs only to take a copy
-// (redis-cli --rdb, redis-cli --replica, a backup agent) is listed too,
-// with port 0 (it gives no listening port, and no failover can promote
-// it); counted, it would make every write wait for an acknowledgement it
-// never sends, and hold the master to one replica more than it has. A
-// server that lists no slaveN lines gives its connected_slaves.
+// slaveN line with a port, or online with an offset. A client that syncs
+// only to take a copy (redis-cli --rdb, redis-cli --replica, a backup
+// agent) is listed too, with port 0 (it gives no listening port, and no
+// failover can promote it) and no offset (it acknowledges nothing);
+// counted, it would make every write wait for an acknowledgement it never
+// sends, and hold the master to one replica more than it has. A server
+// that lists no slaveN lines gives its connected_slaves.
 func connectedReplicas(info string) int64 {
 	n, listed := int64(0), false
 	for line := range strings.SplitSeq(info, "\n") {
@@ -715,11 +739,16 @@ func connectedReplicas(info string) int64 {
 			continue
 		}
 		listed = true
+		f := map[string]string{}
 		for kv := range strings.SplitSeq(v, ",") {
-			if port, ok := strings.CutPrefix(kv, "port="); ok && port != "0" && port != "" {
-				n++
-				break
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				f[k] = v
 			}
+		}
+		// A replica without a TCP port (a Unix socket only) acknowledges
+		// all the same: online with an offset, it is one.
+		if f["port"] != "0" && f["port"] != "" || f["state"] == "online" && f["offset"] != "" && f["offset"] != "0" {
+			n++
 		}
 	}
 	if !listed {

@@ -327,21 +327,27 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 }
 
 // nearlyOwned refuses an id (resolving ref paid) that another order owns
-// but for leading zeros (0907… where 907… is owned): most likely the same
-// order at the provider, typed or copied another way, and recorded under
-// both it would be two records' one order. The ledger refuses the id
-// itself when another order owns it as written.
+// with other leading zeros (0907… where 907… is owned, or 907… where
+// 0907… is; up to two zeros): most likely the same order at the provider,
+// typed or copied another way, and recorded under both it would be two
+// records' one order. The ledger refuses the id itself when another order
+// owns it as written.
 func (o *Orders) nearlyOwned(ctx context.Context, ref ledger.Ref, id string) error {
 	bare := strings.TrimLeft(id, "0")
-	if id == "" || bare == id || bare == "" {
+	if id == "" || bare == "" {
 		return nil
 	}
-	owner, err := o.ledger.Owner(ctx, ref.Provider, bare)
-	if err != nil {
-		return err
-	}
-	if owner != "" && owner != ref.OrderNo {
-		return &ledger.RefusedError{Reason: fmt.Sprintf("provider order id %s is %s, which order %s owns, with leading zeros: most likely that order; check the id at the provider", id, bare, owner)}
+	for _, other := range []string{bare, "0" + bare, "00" + bare} {
+		if other == id {
+			continue
+		}
+		owner, err := o.ledger.Owner(ctx, ref.Provider, other)
+		if err != nil {
+			return err
+		}
+		if owner != "" && owner != ref.OrderNo {
+			return &ledger.RefusedError{Reason: fmt.Sprintf("provider order id %s is %s, which order %s owns, but for leading zeros: most likely that order; check the id at the provider", id, other, owner)}
+		}
 	}
 	return nil
 }

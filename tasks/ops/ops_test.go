@@ -183,6 +183,7 @@ func TestResolvePaidChecksTheID(t *testing.T) {
 	s.order("unicloud", "U-OK", unicloud, ptr(ledger.SetPaid("900000000000000002")))
 	u := s.order("unicloud", "U-AMB", unicloud, unknown)
 	s.order("aliyun", "A-OK", aliyunParams, ptr(ledger.SetPaid("20261202000003")))
+	s.order("aliyun", "A-OK0", aliyunParams, ptr(ledger.SetPaid("0123456")))
 	a := s.order("aliyun", "A-AMB", aliyunParams, unknown)
 	tc := s.order("tencent", "T-AMB", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`, unknown)
 
@@ -194,15 +195,19 @@ func TestResolvePaidChecksTheID(t *testing.T) {
 		usage  bool // else refused
 		reason string
 	}{
-		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "0900000000000000002"}, true, "without leading zeros"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "0900000000000000002"}, false, "which order U-OK owns"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "99999999999999999999"}, true, "64-bit"},
-		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "nas-123"}, true, "positive number"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "nas-123"}, true, "is a number"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "000"}, true, "names no order"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "-5"}, true, "names no order"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "900000000000000002"}, false, "U-OK"},
 		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "020261202000003"}, false, "which order A-OK owns"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "0020261202000003"}, false, "which order A-OK owns"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "123456"}, false, "which order A-OK0 owns"},
 		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "null"}, true, "names no order"},
-		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "2026 1202"}, true, "space"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "2026 1202"}, true, "without spaces"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "２０２６１２０２０００００３"}, true, "printable ASCII"},
+		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: `"20261202000003"`}, true, "quotes"},
 		{a, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: strings.Repeat("7", 129)}, true, "128 bytes"},
 		{a, ops.ResolveArgs{As: ledger.ResolveErrored, ProviderOrderID: "20261202000004"}, true, "paid only"},
 		{tc, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "SOMEID-1"}, true, "no id of its own"},

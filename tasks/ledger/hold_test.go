@@ -1,0 +1,219 @@
+package ledger_test
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// A busy process, whose every write's pipeline reads the replica count,
+// still reads the most replicas another process recorded for the master:
+// its writes are refused as the others' are.
+func TestBusyProcessReadsWhatOthersRecorded(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, nil)
+	m.AttachReplica(t)
+	busy := ledger.New(m.Client(t), nil)
+	n := 0
+	claim := func() error {
+		n++
+		_, err := busy.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: fmt.Sprint("B", n)}, []byte(`{}`), "h")
+		return err
+	}
+	if err := claim(); err != nil {
+		t.Fatal(err)
+	}
+	// Another process saw a second replica, since gone, and recorded it.
+	if err := m.Client(t).HSet(ctx, "orderworker:{ledger}:replicated", masterReplid(t, m), 2).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var few *ledger.TooFewReplicasError
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := claim()
+		if errors.As(err, &few) && few.Want == 2 && few.Have == 1 {
+			break
+		}
+		if err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+			t.Fatal(err)
+		}
+		if time.Now().After(end) {
+			t.Fatal("a busy process kept counting writes on a master held to two replicas by another process's record")
+		}
+	}
+}
+
+// A replica whose host died without closing its link (here: stopped) is
+// still listed until the master's repl-timeout drops it; a replacement
+// that attaches meanwhile makes two listed where one exists. What a WAIT
+// did not acknowledge is not recorded: once the dead link is dropped, the
+// master with its one live replica takes writes.
+func TestDeadReplicaLinkRaisesNoHold(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, nil)
+	mc := m.Client(t)
+	for k, v := range map[string]string{"repl-timeout": "6", "repl-diskless-sync-delay": "0"} {
+		if err := mc.ConfigSet(ctx, k, v).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead := m.AttachReplica(t)
+	l := ledger.New(mc, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "S0"}, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	pid := serverPID(t, dead)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	// The replacement: two listed, one alive.
+	rep := taskstest.StartRedis(t, nil)
+	host, port, _ := strings.Cut(m.Addr, ":")
+	if err := rep.Client(t).Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); strings.Count(mc.Info(ctx, "replication").Val(), "state=online") < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the replacement did not come online beside the dead link:\n%s", mc.Info(ctx, "replication").Val())
+		}
+	}
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "S1"}, []byte(`{}`), "h"); err == nil {
+		t.Error("a claim acknowledged by one of the two replicas listed counted as durable")
+	}
+	for end := time.Now().Add(20 * time.Second); !strings.Contains(mc.Info(ctx, "replication").Val(), "connected_slaves:1"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the master did not drop the dead link")
+		}
+	}
+	if v := mc.HGet(ctx, "orderworker:{ledger}:replicated", masterReplid(t, m)).Val(); v != "1" {
+		t.Errorf("recorded %q replicas, want 1: only acknowledged replicas count", v)
+	}
+	var err error
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err = l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "S2"}, []byte(`{}`), "h"); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("claim once the dead link was dropped: %v, want it durable", err)
+	}
+	if _, err := ledger.New(mc, nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "S3"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("claim from a new process: %v, want it durable", err)
+	}
+}
+
+func serverPID(t *testing.T, s *taskstest.Server) int {
+	t.Helper()
+	for line := range strings.SplitSeq(s.Client(t).Info(ctx, "server").Val(), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	t.Fatal("no process_id in INFO server")
+	return 0
+}
+
+// An order whose own create's answer names a provider order another order
+// holds by matching takes it over with that order's pay mark, and with
+// the provider's acceptance of that pay: the provider order is not paid
+// again.
+func TestTakeOverKeepsAnAcceptedPay(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	x, y := ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
+	claim(t, l, x)
+	claim(t, l, y)
+	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "tx", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithMatched()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx2", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatal(b.Record, err)
+	}
+	if err := l.Settle(ctx, x, "tx2", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithPayAccepted(b.Record.PaySentAt)); err != nil {
+		t.Fatal(err)
+	}
+	if xr, _ := l.Get(ctx, x); !xr.PayAccepted() {
+		t.Fatalf("X: %+v", xr)
+	}
+	if _, err := l.Begin(ctx, y, ledger.BeginArgs{Token: "ty"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, y, "ty", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithAnswered()); err != nil {
+		t.Fatal(err)
+	}
+	if yr, _ := l.Get(ctx, y); !yr.PayAccepted() {
+		t.Errorf("Y after taking PO-1 over: pay sent %v, accepted %v; want X's accepted pay", yr.PaySentAt, yr.PayAcceptedAt)
+	}
+	if xr, _ := l.Get(ctx, x); !xr.PaySentAt.IsZero() || !xr.PayAcceptedAt.IsZero() {
+		t.Errorf("X after losing PO-1: pay sent %v, accepted %v; want neither", xr.PaySentAt, xr.PayAcceptedAt)
+	}
+	time.Sleep(5 * time.Millisecond)
+	b, err = l.Begin(ctx, y, ledger.BeginArgs{Token: "ty2", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Record.PayMarked {
+		t.Errorf("Y's pay of PO-1 marked again although X's pay of it was accepted")
+	}
+}
+
+// An order sent back to submission (SetRetry: a lookup's not-found, an
+// operator's absent) forgets that a pay was accepted: the provider order
+// its next create makes is paid as any is.
+func TestRetryForgetsAnAcceptedPay(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	x := ledger.Ref{Provider: "aliyun", OrderNo: "X"}
+	claim(t, l, x)
+	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "t1", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "t2", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "t2", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithPayAccepted(b.Record.PaySentAt)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "t3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "t3", ledger.SetUnknown("provider answered without a status").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "t4"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "t4", ledger.SetRetry("not found").WithMayExist(false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "t5"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "t5", ledger.SetPending("PO-2", time.Now(), time.Now().Add(time.Minute)).WithAnswered()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	b, err = l.Begin(ctx, x, ledger.BeginArgs{Token: "t6", Pay: true, PayAgainAfter: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Record.PayMarked {
+		t.Errorf("the new provider order PO-2 is not paid (accepted %v): the accepted pay of PO-1 holds it back", b.Record.PayAccepted())
+	}
+}
