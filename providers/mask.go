@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -850,8 +853,11 @@ func maskJSON(b []byte, mask func(string) string) []byte {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
-	if dec.Decode(&v) != nil || dec.More() {
+	if dec.Decode(&v) != nil {
 		return []byte(mask(string(b)))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return []byte(mask(string(b))) // more after the value
 	}
 	var walk func(v any) any
 	walk = func(v any) any {
@@ -869,8 +875,17 @@ func maskJSON(b []byte, mask func(string) string) []byte {
 			}
 		case map[string]any:
 			out := make(map[string]any, len(x))
-			for k, e := range x {
-				out[mask(k)] = walk(e)
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				mk := mask(k)
+				for n := 2; ; n++ {
+					// Two keys masked alike (two phone numbers): both
+					// kept, told apart.
+					if _, dup := out[mk]; !dup {
+						break
+					}
+					mk = mask(k) + "#" + strconv.Itoa(n)
+				}
+				out[mk] = walk(x[k])
 			}
 			return out
 		}

@@ -346,4 +346,12 @@ func TestMaskJSONValueByValue(t *testing.T) {
 			t.Errorf("%s = %s: other values changed", name, out)
 		}
 	}
+	// Two keys masked alike are both kept; text after the JSON value is
+	// masked as text, not dropped.
+	if out := string(HideParams(json.RawMessage(`{"13800138000":1,"13900139000":2}`), nil)); !strings.Contains(out, `"***":1`) || !strings.Contains(out, `"***#2":2`) {
+		t.Errorf("two phone-number keys: %s, want both kept", out)
+	}
+	if out := string(MaskPhonesJSON([]byte(`{"a":1}] 13800138000`))); out != `{"a":1}] 138****8000` {
+		t.Errorf("JSON with more after it: %s", out)
+	}
 }

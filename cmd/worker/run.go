@@ -280,8 +280,8 @@ func untilWritable(ctx context.Context, log *slog.Logger, check func() error) er
 
 // passing reports whether err, a start-up write's, is one to wait out: a
 // master that refuses writes for now (NOREPLICAS, READONLY or MASTERDOWN
-// in a failover, LOADING, BUSY, TRYAGAIN, CLUSTERDOWN) or a server not
-// reached. Anything else (the ledger's own refusal, a script error, a
+// in a failover, LOADING, BUSY, TRYAGAIN, CLUSTERDOWN, OOM, MISCONF, too
+// many clients) or a server not reached. Anything else (the ledger's own refusal, a script error, a
 // proxy that lacks a command, a permanent Redis error) ends the start
 // with its reason.
 func passing(err error) bool {
@@ -290,8 +290,12 @@ func passing(err error) bool {
 	if errors.As(err, &keys) || errors.As(err, &shards) || tasks.PermanentRedisError(err) {
 		return false
 	}
-	for _, prefix := range []string{"NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN"} {
-		if redis.HasErrorPrefix(err, prefix) {
+	msg := err.Error()
+	for _, prefix := range []string{"NOREPLICAS", "READONLY", "MASTERDOWN", "LOADING", "BUSY ", "TRYAGAIN", "CLUSTERDOWN",
+		"OOM", "MISCONF", "ERR max number of clients"} {
+		// Also as a script's error quotes it (Redis 6: "ERR Error
+		// running script … -READONLY …").
+		if redis.HasErrorPrefix(err, prefix) || strings.Contains(msg, "-"+prefix) {
 			return true
 		}
 	}
@@ -301,8 +305,8 @@ func passing(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, redis.ErrClosed) ||
-		errors.Is(err, redis.ErrPoolTimeout)
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
 }
 
 // notAClusterNode refuses a plain redis:// URL that names a node of a Redis

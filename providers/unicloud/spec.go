@@ -44,14 +44,15 @@ func Spec() providers.Spec {
 
 // CheckOrderID checks an order id an operator names (Spec.CheckOrderID):
 // UniCloud's OrderId is a 64-bit number (a Java long), written as
-// CreateOrder's answer writes it (907804353770394046). Leading zeros are
-// let through, as the client keeps an id an answer wrote so; the resolve
-// refuses one that another order owns with other leading zeros.
+// CreateOrder's answer and the listings write it (907804353770394046), a
+// JSON number or its digits: without a sign or leading zeros, so that one
+// order is never recorded under a spelling its listings never show, which
+// a lookup for another order would not find owned.
 func CheckOrderID(id string) error {
-	if id == "" || strings.ContainsFunc(id, func(r rune) bool { return r < '0' || r > '9' }) {
-		return fmt.Errorf("%q: a UniCloud order id is a number, as CreateOrder's OrderId (907804353770394046)", providers.Truncate(id, 64))
+	if id == "" || id[0] == '0' || strings.ContainsFunc(id, func(r rune) bool { return r < '0' || r > '9' }) {
+		return fmt.Errorf("%q: a UniCloud order id is a positive number without leading zeros, as CreateOrder's OrderId (907804353770394046)", providers.Truncate(id, 64))
 	}
-	if _, err := strconv.ParseInt(strings.TrimLeft(id, "0"), 10, 64); err != nil && strings.TrimLeft(id, "0") != "" {
+	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
 		return fmt.Errorf("%q: a UniCloud order id is a 64-bit number: this one is larger", providers.Truncate(id, 64))
 	}
 	return nil

@@ -238,6 +238,13 @@ func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd, 
 		return b.recordNode(node.Options().Addr, s).n, true
 	}
 	n := connectedReplicas(s)
+	if acked > 0 {
+		// A WAIT after a batch that wrote nothing returns at once, with
+		// every replica whose last acknowledgement covers this
+		// connection's last write, a dead link's among them: only
+		// replicas that acknowledged lately count as seen.
+		acked = min(acked, liveReplicas(s, b.wait/1000+2))
+	}
 	if b.onReplicas != nil {
 		b.onReplicas(n, acked, infoField(s, "master_replid"))
 	}

@@ -145,4 +145,10 @@ func TestConnectedReplicasLeavesOutCopyClients(t *testing.T) {
 			t.Errorf("connectedReplicas(%q) = %d, want %d", tt.info, got, tt.want)
 		}
 	}
+	// A link whose replica died without closing it stays listed, online,
+	// its lag growing: not live.
+	info := "role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=900,lag=0\r\nslave1:ip=10.0.0.3,port=6379,state=online,offset=500,lag=7\r\n"
+	if got := liveReplicas(info, 3); got != 1 {
+		t.Errorf("liveReplicas = %d, want 1 (one link 7 s silent)", got)
+	}
 }

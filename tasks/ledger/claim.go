@@ -495,6 +495,8 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 				if werr != nil {
 					seen = -1
 				}
+				// (sawReplicas counts only replicas that acknowledged
+				// lately.)
 				if now, ok := l.batch.sawReplicas(l.rdb, info, seen); ok && now > n {
 					acked = false // a replica attached that the writes did not reach
 				}

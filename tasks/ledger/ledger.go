@@ -720,6 +720,50 @@ func noReplication(err error) bool {
 	return errors.As(err, &re) && !redis.HasErrorPrefix(err, "NOPERM")
 }
 
+// liveReplicas is connectedReplicas without the replicas whose last
+// acknowledgement is over maxLag seconds old (lag=, in INFO): a link
+// whose replica died without closing it stays listed, online, until the
+// master's repl-timeout drops it, and acknowledges nothing; a live
+// replica acknowledges every second.
+func liveReplicas(info string, maxLag int64) int64 {
+	n := int64(0)
+	for line := range strings.SplitSeq(info, "\n") {
+		f, ok := replicaLine(line)
+		if !ok || !isReplica(f) {
+			continue
+		}
+		if lag, err := strconv.ParseInt(f["lag"], 10, 64); err == nil && lag <= maxLag {
+			n++
+		}
+	}
+	return n
+}
+
+// replicaLine reads a slaveN line of INFO replication into its fields.
+func replicaLine(line string) (map[string]string, bool) {
+	k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+	if !ok || !strings.HasPrefix(k, "slave") || strings.HasPrefix(k, "slave_") {
+		return nil, false
+	}
+	if _, err := strconv.Atoi(k[len("slave"):]); err != nil {
+		return nil, false
+	}
+	f := map[string]string{}
+	for kv := range strings.SplitSeq(v, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			f[k] = v
+		}
+	}
+	return f, true
+}
+
+// isReplica tells a replica from a client that syncs only to take a copy
+// (see connectedReplicas). A replica without a TCP port (a Unix socket
+// only) acknowledges all the same: online with an offset, it is one.
+func isReplica(f map[string]string) bool {
+	return f["port"] != "0" && f["port"] != "" || f["state"] == "online" && f["offset"] != "" && f["offset"] != "0"
+}
+
 // connectedReplicas counts the replicas INFO replication lists: each
 // slaveN line with a port, or online with an offset. A client that syncs
 // only to take a copy (redis-cli --rdb, redis-cli --replica, a backup
@@ -731,23 +775,12 @@ func noReplication(err error) bool {
 func connectedReplicas(info string) int64 {
 	n, listed := int64(0), false
 	for line := range strings.SplitSeq(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || !strings.HasPrefix(k, "slave") || k == "slave_read_only" || strings.HasPrefix(k, "slave_") {
-			continue
-		}
-		if _, err := strconv.Atoi(k[len("slave"):]); err != nil {
+		f, ok := replicaLine(line)
+		if !ok {
 			continue
 		}
 		listed = true
-		f := map[string]string{}
-		for kv := range strings.SplitSeq(v, ",") {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				f[k] = v
-			}
-		}
-		// A replica without a TCP port (a Unix socket only) acknowledges
-		// all the same: online with an offset, it is one.
-		if f["port"] != "0" && f["port"] != "" || f["state"] == "online" && f["offset"] != "" && f["offset"] != "0" {
+		if isReplica(f) {
 			n++
 		}
 	}

@@ -195,9 +195,9 @@ func TestResolvePaidChecksTheID(t *testing.T) {
 		usage  bool // else refused
 		reason string
 	}{
-		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "0900000000000000002"}, false, "which order U-OK owns"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "0900000000000000002"}, true, "without leading zeros"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "99999999999999999999"}, true, "64-bit"},
-		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "nas-123"}, true, "is a number"},
+		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "nas-123"}, true, "positive number"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "000"}, true, "names no order"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "-5"}, true, "names no order"},
 		{u, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "900000000000000002"}, false, "U-OK"},
