@@ -446,16 +446,10 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	if status, _, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("SD1", 1)); status != 201 {
 		t.Fatal("order not accepted")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- api.Serve(ctx, ln, e.h) }()
+	addr, cancel, served := listenAndServe(t, e)
 	got := make(chan int, 1)
 	go func() {
-		req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/v1/orders/tencent/SD1?wait=50s", nil)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/v1/orders/tencent/SD1?wait=50s", nil)
 		req.Header.Set("Authorization", bearer)
 		resp, err := ownClient.Do(req)
 		if err != nil {
@@ -480,20 +474,29 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	}
 }
 
+// listenAndServe runs api.Serve with e's handler on a loopback port: its address,
+// the cancel that stops it, and where its return value arrives.
+func listenAndServe(t *testing.T, e *env) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	served := make(chan error, 1)
+	go func() { served <- api.Serve(ctx, ln, e.h) }()
+	return ln.Addr().String(), cancel, served
+}
+
 // A request still running at the end of the shutdown grace (a batch
 // still uploading) is cut off, and Serve returns nil: a stop on a signal
 // is no failure.
 func TestServeCutsAStalledUploadAtTheGrace(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- api.Serve(ctx, ln, e.h) }()
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	addr, cancel, served := listenAndServe(t, e)
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

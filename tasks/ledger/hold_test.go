@@ -111,14 +111,11 @@ func TestDeadReplicaLinkRaisesNoHold(t *testing.T) {
 
 func serverPID(t *testing.T, s *taskstest.Server) int {
 	t.Helper()
-	for line := range strings.SplitSeq(s.Client(t).Info(ctx, "server").Val(), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
+	n, err := strconv.Atoi(infoOf(t, s, "server", "process_id"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no process_id in INFO server")
-	return 0
+	return n
 }
 
 // An order whose own create's answer names a provider order another order

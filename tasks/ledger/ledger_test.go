@@ -1006,13 +1006,7 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	// meanwhile a write waits for the replica in vain (ErrNotDurable, on
 	// which no create is sent); then it is refused unsent.
 	var few *ledger.TooFewReplicasError
-	var err error
-	for end := time.Now().Add(15 * time.Second); ; {
-		_, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Minute})
-		if !errors.Is(err, ledger.ErrNotDurable) || time.Now().After(end) {
-			break
-		}
-	}
+	err := beginUntilRefused(l, ref)
 	if !errors.As(err, &few) || !few.HadReplicas || few.Want != 1 || few.Have != 0 {
 		t.Fatalf("Begin on the cut-off master = %v, want TooFewReplicasError having had replicas", err)
 	}
@@ -1070,13 +1064,7 @@ func TestMasterHeldToTheMostReplicasSeen(t *testing.T) {
 		}
 	}
 	var few *ledger.TooFewReplicasError
-	var err error
-	for end := time.Now().Add(15 * time.Second); ; {
-		_, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Minute})
-		if !errors.Is(err, ledger.ErrNotDurable) || time.Now().After(end) {
-			break
-		}
-	}
+	err := beginUntilRefused(l, ref)
 	if !errors.As(err, &few) || !few.HadReplicas || few.Want != 2 || few.Have != 1 {
 		t.Fatalf("Begin on a master that lost one of two replicas = %v, want TooFewReplicasError (have 1, want 2)", err)
 	}
@@ -1102,14 +1090,34 @@ func TestMasterHeldToTheMostReplicasSeen(t *testing.T) {
 	}
 }
 
+// beginUntilRefused begins a step of ref until the answer is other than
+// ErrNotDurable (a replica count read before a loss may stand for a few
+// seconds, and meanwhile a write waits for the replica in vain), for at
+// most 15 s, and returns that answer.
+func beginUntilRefused(l *ledger.Ledger, ref ledger.Ref) error {
+	var err error
+	for end := time.Now().Add(15 * time.Second); ; {
+		_, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Minute})
+		if !errors.Is(err, ledger.ErrNotDurable) || time.Now().After(end) {
+			return err
+		}
+	}
+}
+
 func masterReplid(t *testing.T, s *taskstest.Server) string {
 	t.Helper()
-	for line := range strings.SplitSeq(s.Client(t).Info(ctx, "replication").Val(), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "master_replid:"); ok {
+	return infoOf(t, s, "replication", "master_replid")
+}
+
+// infoOf is field's value in section of s's INFO.
+func infoOf(t *testing.T, s *taskstest.Server, section, field string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(s.Client(t).Info(ctx, section).Val(), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
 			return v
 		}
 	}
-	t.Fatal("no master_replid")
+	t.Fatalf("no %s in INFO %s", field, section)
 	return ""
 }
 
