@@ -65,6 +65,12 @@ type HandlerOptions struct {
 	// Sealer opens sealed params (and seals those of orders it adopts);
 	// nil means params are in clear.
 	Sealer *Sealer
+	// Now is this worker's own clock; default time.Now. It judges only
+	// a record read without Redis's time: one Begin read is judged on
+	// Redis's clock (see judgeClock), so that a worker whose clock is
+	// off judges it as every other worker does. Tests set it to play
+	// such a worker.
+	Now func() time.Time
 }
 
 // Guard stands between the handler and a provider: Wait returns how long
@@ -194,6 +200,9 @@ func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Han
 	if o.Problems == nil {
 		o.Problems = NewProblems()
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
 }
 
@@ -299,6 +308,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
 			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond)})
+		answered := time.Now()
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
 			// Missing after a step of this run that may have created
@@ -394,7 +404,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 			h.log.Warn("task conflicts with the recorded order; not processed", "provider", p.Provider, "order_no", p.OrderNo)
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
-		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, tk)
+		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, h.clockOf(rec, answered), tk)
 		if err != nil || then.Next != order.Continue {
 			return err
 		}
@@ -409,6 +419,8 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 // result as err. The call gives slot back as soon as it returns. began is
 // when the step's Begin was sent.
 //
+// clk is the clock rec is judged on (see judgeClock).
+//
 // tk is the running task. When it is not the one queued with the
 // record's claim (a producer wrote it, its own claim was undone and it
 // took on the order of another, or its record was lost and another claim
@@ -419,7 +431,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 // (markRan), as nothing else would tell a later run that finds the record
 // lost that the order may exist, or from when: so is a create of a task
 // queued with the record's claim but no time.
-func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, tk *taskRun) (order.Then, error) {
+func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.Policy, rec *ledger.Record, token string, want order.Step, slot *callSlot, began time.Time, clk judgeClock, tk *taskRun) (order.Then, error) {
 	foreign := tk.claim == "" || tk.claim != rec.Claim
 	ref := rec.Ref()
 	clear, parsed, err := h.params(prov, rec)
@@ -433,7 +445,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		// An order about to be created is errored; one that may exist is
 		// left for a person, never errored.
 		reason := "recorded params rejected: " + msgOf(err)
-		if pl := order.PlanStep(rec, pol, time.Now()); (pl.Step == order.Submit || pl.Step == order.Prepare || pl.Then.Step == order.Prepare) && !rec.MayExist {
+		if pl := order.PlanStep(rec, pol, clk.now()); (pl.Step == order.Submit || pl.Step == order.Prepare || pl.Then.Step == order.Prepare) && !rec.MayExist {
 			if err := h.ledger.Settle(context.WithoutCancel(ctx), ref, token, ledger.SetErrored(reason)); err == nil {
 				h.metrics.outcome(rec, StateErrored, rec.Attempts, time.Now())
 			}
@@ -443,7 +455,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		h.log.Error("order params rejected", "provider", ref.Provider, "order_no", ref.OrderNo, "reason", reason)
 		return order.Then{}, stop("order %s: %s", ref, reason)
 	}
-	plan := order.PlanStep(rec, pol, time.Now())
+	plan := order.PlanStep(rec, pol, clk.now())
 	if want == order.Pay && plan.Step == order.Poll && rec.PayMarked {
 		// The poll that just ran found the order payable, and this
 		// step's Begin marked the pay sent: pay it. Without the mark (a
@@ -478,7 +490,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		}
 	}
 	if plan.Step == order.Submit && (foreign || tk.claimed && tk.at.IsZero()) {
-		if err := h.markRan(ctx, rec.Claim); err != nil {
+		if err := h.markRan(ctx, clk.now(), rec.Claim); err != nil {
 			// Not marked, not sent: the order goes back as it was.
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
@@ -499,13 +511,40 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, held.Round(time.Millisecond), what))
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
-	d := order.Decide(rec, plan.Step, out, pol, time.Now())
+	d := order.Decide(rec, plan.Step, out, pol, clk.now())
 	if d.Then.Next == order.ConfigWait {
 		// The step held and the refusal: its problem's kind (heldBy).
 		d.Then.Step, d.Then.Cause = plan.Step, out.Err
 	}
 	clearProblems(h.problems, ref.Provider, plan.Step, out.Err)
 	return h.finish(ctx, rec, token, d)
+}
+
+// judgeClock is the clock an order step judges its record on: Redis's
+// clock as Begin read it (Record.ReadAt), advanced by this process's
+// monotonic clock since Begin answered. The ledger stamps the times a
+// decision weighs (when a create or a pay left, leases) on Redis's clock,
+// so a worker whose own clock runs ahead would otherwise take the listing
+// lag after a pay as passed at once and poll in a loop, and one behind
+// would hold a window open too long. Reading Redis's time when Begin
+// answered (not when it was sent) errs early: the lag is never cut short.
+type judgeClock struct {
+	read     time.Time // Redis's clock at Begin; zero: not known
+	answered time.Time // this process's clock when Begin answered
+	own      func() time.Time
+}
+
+// clockOf is the clock to judge rec, read by a Begin that answered at
+// answered, on.
+func (h *Handler) clockOf(rec *ledger.Record, answered time.Time) judgeClock {
+	return judgeClock{read: rec.ReadAt, answered: answered, own: h.opts.Now}
+}
+
+func (c judgeClock) now() time.Time {
+	if c.read.IsZero() {
+		return c.own()
+	}
+	return c.read.Add(time.Since(c.answered))
 }
 
 // heldFor is how long a lease taken at began has been held at now: the
@@ -703,7 +742,7 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held string) (bool, error) {
 	pol := h.policy(provider, nil)
 	stops := func(rec *ledger.Record) (order.Plan, bool) {
-		plan := order.PlanStep(rec, pol, time.Now())
+		plan := order.PlanStep(rec, pol, h.clockOf(rec, time.Now()).now())
 		return plan, plan.Step == order.None && plan.Then.Next == order.Stop && plan.Settle.To() == ledger.StateErrored
 	}
 	// A read first: a held order is met every ConfigWait, and most are
@@ -872,13 +911,13 @@ func (h *Handler) taskRanBefore(ctx context.Context) (bool, time.Time, string, e
 // tells a later run that finds the order's record lost that the order may
 // exist (a task the Enqueuer or the reconciler queued carries its claim).
 // Outside asynq (no task id) there is nothing to mark.
-func (h *Handler) markRan(ctx context.Context, claim string) error {
+func (h *Handler) markRan(ctx context.Context, at time.Time, claim string) error {
 	id, ok := asynq.GetTaskID(ctx)
 	if !ok {
 		return nil
 	}
 	queue, _ := asynq.GetQueueName(ctx)
-	return h.ledger.MarkTaskRan(ctx, queue, id, time.Now(), claim)
+	return h.ledger.MarkTaskRan(ctx, queue, id, at, claim)
 }
 
 // adopt records an order whose task runs without a record: a producer that

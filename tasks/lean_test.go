@@ -396,6 +396,36 @@ func TestPaidAgainOnlyAfterTheListingLag(t *testing.T) {
 	}
 }
 
+// A worker whose own clock runs an hour ahead judges a pay's listing lag
+// on Redis's clock, as the ledger stamped the pay: it waits out the lag
+// between its checks instead of taking it as passed at once, asking to pay
+// again, being refused by Begin (on Redis's clock) and checking the order
+// again and again in a loop.
+func TestPayLagOnRedisClock(t *testing.T) {
+	t.Parallel()
+	// asynq times a retry in whole seconds: a wait of poll comes back
+	// within one.
+	const lag, poll = 5 * time.Second, time.Second
+	ahead := func() time.Time { return time.Now().Add(time.Hour) }
+	e := setupMem(t, &tasks.HandlerOptions{PollInterval: poll, PendingWindow: time.Minute, ListingLag: lag, Now: ahead}, true)
+	e.backend.NextCheck = -1 // checked at the poll interval
+	e.backend.SetPayAnswerLost(true)
+	if res, err := e.enqueuer.Enqueue(context.Background(), memOrder("PaySkew")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	for end := time.Now().Add(10 * time.Second); e.backend.Calls("pay") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no pay sent")
+		}
+	}
+	before := e.backend.Calls("lookup")
+	time.Sleep(3 * time.Second) // within the lag
+	checks := e.backend.Calls("lookup") - before
+	if pays := e.backend.Calls("pay"); pays != 1 || checks < 1 || checks > 8 {
+		t.Errorf("3s within the listing lag after a pay: %d pays, %d checks; want 1 pay and a check every %s or so", pays, checks, poll)
+	}
+}
+
 // A pay the provider answered as accepted is never sent again, however
 // long its checks go on showing the order unpaid: nothing documents that a
 // pay is idempotent. Nor is the order errored at the pending window (the

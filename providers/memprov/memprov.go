@@ -47,6 +47,9 @@ type Backend struct {
 	Duplicates bool
 	// Delay is how long each call takes.
 	Delay time.Duration
+	// NextCheck is when a pending order's answer says to look again:
+	// 10ms when 0; negative: no suggestion (the worker's poll interval).
+	NextCheck time.Duration
 
 	mu      sync.Mutex
 	payLags bool               // see SetPayLags
@@ -166,6 +169,9 @@ func (c *Client) result(s *stored) providers.Result {
 	r := providers.Result{Status: providers.StatusPaid, ProviderOrderID: s.id, HTTPStatus: 200}
 	if !s.paid {
 		r.Status, r.Payable, r.Unpaid, r.NextCheck = providers.StatusPending, c.autoPay, true, 10*time.Millisecond
+		if n := c.backend.NextCheck; n != 0 {
+			r.NextCheck = max(n, 0)
+		}
 	}
 	return r
 }

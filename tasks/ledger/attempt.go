@@ -15,17 +15,18 @@ import (
 // the lease and, when the next call creates the order, marks it in flight.
 //
 // KEYS: record, queued index, submitting index. ARGV: token, now (ms, the
-// caller's clock, for the record's times), the lease's TTL (ms), '1' when a
+// caller's clock, for the record's updated time), the lease's TTL (ms), '1' when a
 // create needs the snapshot of known provider orders first ('2' when the
 // step never creates: nothing is marked), order_no, '1'
 // when the step is to pay a pending order: the pay is marked sent
 // (pay_sent, lease_mark '2') unless one was less than ARGV[7] ms ago (on
 // Redis's clock; -1: ever) or the provider accepted the last one
 // (pay_accepted equal to pay_sent), and it leaves only on that mark.
-// Leases, and when a create left (last_create, against which the listing
-// lag is judged; moved to when it ended by its settle, or, for a create
-// its run never settled, to when that run's lease ran out by the next
-// Begin), are on Redis's clock (TIME), the same for every worker
+// Leases, the first create's time (first_attempt, which bounds lookups
+// and the deadline) and when a create left (last_create, against which
+// the listing lag is judged; moved to when it ended by its settle, or, for
+// a create its run never settled, to when that run's lease ran out by the
+// next Begin), are on Redis's clock (TIME), the same for every worker
 // whatever their own clocks say.
 // Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
 // {'began', fields as read, '1' when a create is marked, '2' when a pay
@@ -63,7 +64,7 @@ end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
-  if first == '' then first = ARGV[2] end
+  if first == '' then first = sn end
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
     'first_attempt', first, 'last_create', sn, 'updated', ARGV[2])
@@ -210,7 +211,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			rec.Inflight = rec.Attempts + 1
 			rec.State = StateSubmitting
 			if rec.FirstAttemptAt.IsZero() {
-				rec.FirstAttemptAt = time.UnixMilli(now.UnixMilli()).UTC()
+				rec.FirstAttemptAt = rec.ReadAt
 			}
 			rec.LastCreateAt = rec.ReadAt
 			if !durable {
