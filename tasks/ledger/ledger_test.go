@@ -634,6 +634,20 @@ func TestEventsComeWithTheirTransitions(t *testing.T) {
 	}
 }
 
+// An order stamped by a clock running ahead of the lister's (a worker's,
+// a producer's) is listed: the list starts from the newest, not from the
+// lister's now.
+func TestListShowsOrdersStampedAhead(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	ahead := ledger.New(rdb, &ledger.Options{Now: func() time.Time { return time.Now().Add(20 * time.Minute) }})
+	claim(t, ahead, ledger.Ref{Provider: "a", OrderNo: "Ahead1"})
+	page, err := ledger.New(rdb, nil).List(ctx, ledger.ListArgs{Providers: []string{"a"}, State: ledger.StateQueued})
+	if err != nil || len(page.Records) != 1 || page.Records[0].OrderNo != "Ahead1" {
+		t.Fatalf("List = %+v, %v; want the order stamped 20 minutes ahead", page.Records, err)
+	}
+}
+
 func TestListNewestFirstWithCursor(t *testing.T) {
 	t.Parallel()
 	now := time.Now()

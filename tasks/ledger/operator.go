@@ -56,6 +56,14 @@ func (a listed) after(b listed) bool { // a comes after b in newest-first order
 	return a.orderNo < b.orderNo
 }
 
+// scoreArg writes a sorted set score for a range.
+func scoreArg(f float64) string {
+	if math.IsInf(f, 1) {
+		return "+inf"
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
 // ErrBadCursor is List's error for a cursor it did not make.
 var ErrBadCursor = errors.New("bad cursor")
 
@@ -66,7 +74,9 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 		a.Limit = 50
 	}
 	a.Limit = min(a.Limit, 1000)
-	top := listed{score: float64(l.now().UnixMilli()), provider: "\xff"}
+	// From the newest on, whatever the clocks that stamped the indexes
+	// (a worker's running ahead of this process's) say.
+	top := listed{score: math.Inf(1), provider: "\xff"}
 	if !a.Before.IsZero() {
 		top.score = float64(a.Before.UnixMilli())
 	}
@@ -121,7 +131,7 @@ func (l *Ledger) List(ctx context.Context, a ListArgs) (ListPage, error) {
 				continue
 			}
 			x.cmd = pipe.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
-				Key: x.key, Start: strconv.FormatFloat(top.score, 'f', -1, 64), Stop: "-inf",
+				Key: x.key, Start: scoreArg(top.score), Stop: "-inf",
 				ByScore: true, Rev: true, Offset: x.offset, Count: fetch,
 			})
 			pending++
