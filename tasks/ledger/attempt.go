@@ -21,7 +21,10 @@ import (
 // when the step is to pay a pending order: the pay is marked sent
 // (pay_sent, lease_mark '2') unless one was less than ARGV[7] ms ago (on
 // Redis's clock; -1: ever) or the provider accepted the last one
-// (pay_accepted equal to pay_sent), and it leaves only on that mark.
+// (pay_accepted equal to pay_sent), and it leaves only on that mark. A
+// pay's mark moves, as a create's last_create does, to when the pay
+// ended by its settle, or, for a pay its run never settled, to when that
+// run's lease ran out by the next Begin.
 // Leases, the first create's time (first_attempt, which bounds lookups
 // and the deadline) and when a create left (last_create, against which
 // the listing lag is judged; moved to when it ended by its settle, or, for
@@ -54,6 +57,19 @@ if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow 
   return {'busy', h['lease_until']}
 end
 local paid = tonumber(h['pay_sent'] or '')
+if paid and h['lease_mark'] == '2' and (h['lease_until'] or '') ~= '' then
+  -- A pay marked by a run that never settled it (killed, its lease lost,
+  -- its settle failed): it may have been open until that run's lease ran
+  -- out, so the listing lag after it counts from then at the earliest.
+  local lu = tonumber(h['lease_until']) or 0
+  if lu > paid then
+    paid = lu
+    h['pay_sent'] = string.format('%.0f', lu)
+    redis.call('HSET', KEYS[1], 'pay_sent', h['pay_sent'])
+    r[#r + 1] = 'pay_sent'
+    r[#r + 1] = h['pay_sent']
+  end
+end
 local again = tonumber(ARGV[7] or '-1') or -1
 if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again
     and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then
@@ -468,7 +484,7 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // this step's Begin set it (lease_mark) or the transition settles it.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
 var settleScript = redis.NewScript(luaRevoke + `
-local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark', 'pay_sent')
 if not cur[1] then return {'missing'} end
 if cur[3] == ARGV[1] then
   -- This settle again (its reply was lost): a write (of the same value),
@@ -491,6 +507,19 @@ end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
 local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
+local moved = nil
+if cur[7] == '2' and (cur[8] or '') ~= '' then
+  -- This run's pay has ended (answered, failed or timed out): the
+  -- provider may have taken it at any time while it was open, so the
+  -- listing lag after it counts from now, on Redis's clock, as a
+  -- create's does. A transition that puts back the mark before it (the
+  -- pay did not leave) writes pay_sent after this; one that records the
+  -- pay accepted names the mark, moved with it.
+  local t = redis.call('TIME')
+  moved = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  f[#f + 1] = 'pay_sent'
+  f[#f + 1] = moved
+end
 if took and took[1] ~= '' then
   f[#f + 1] = 'pay_sent'
   f[#f + 1] = took[1]
@@ -514,9 +543,11 @@ if cur[7] == '1' then
 end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
 for i = 13, #ARGV, 2 do
+  local v = ARGV[i + 1]
+  if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
   f[#f + 1] = ARGV[i]
-  f[#f + 1] = ARGV[i + 1]
-  if ev[ARGV[i]] then ev[ARGV[i]] = ARGV[i + 1] end
+  f[#f + 1] = v
+  if ev[ARGV[i]] then ev[ARGV[i]] = v end
 end
 redis.call('HSET', KEYS[1], unpack(f))
 if new ~= cur[1] then

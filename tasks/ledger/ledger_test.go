@@ -1406,6 +1406,79 @@ func TestAfreshForgetsTheSnapshot(t *testing.T) {
 	}
 }
 
+// The listing lag after a pay counts from when the pay ended, as a
+// create's does: the provider may take it at any time while the request
+// is open. A pay whose run never settled it counts from when that run's
+// lease ran out. A pay the provider accepted stays accepted when its mark
+// moves.
+func TestPayLagCountsFromThePaysEnd(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ctx := context.Background()
+	const lag = 300 * time.Millisecond
+	pending := func(ref ledger.Ref) {
+		t.Helper()
+		if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "c"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, ref, "c", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pay := func(ref ledger.Ref, token string, ttl time.Duration) ledger.BeginResult {
+		t.Helper()
+		b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: token, Pay: true, PayAgainAfter: lag, LeaseTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "PayEnd"}
+	pending(ref)
+	b := pay(ref, "p1", 0)
+	mark := b.Record.PaySentAt
+	time.Sleep(lag + 100*time.Millisecond) // the pay open longer than the lag
+	if err := l.Settle(ctx, ref, "p1", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	if b = pay(ref, "p2", 0); b.Record.PayMarked || b.Record.PaySentAt.Sub(mark) < lag+100*time.Millisecond {
+		t.Fatalf("a pay step right after a pay that took longer than the lag ended: marked %v, pay sent %v (marked %v); want no pay, the mark moved to the end", b.Record.PayMarked, b.Record.PaySentAt, mark)
+	}
+	if err := l.Settle(ctx, ref, "p2", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(lag + 50*time.Millisecond)
+	if b = pay(ref, "p3", 0); !b.Record.PayMarked {
+		t.Fatalf("a pay step a lag after the pay ended: %+v; want the pay marked", b.Record)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := l.Settle(ctx, ref, "p3", ledger.SetPending("P1", time.Now(), time.Now().Add(time.Minute)).WithPayAccepted(b.Record.PaySentAt)); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); !rec.PayAccepted() || !rec.PaySentAt.After(b.Record.PaySentAt) {
+		t.Errorf("an accepted pay: accepted %v, pay sent %v (marked %v); want it accepted, its mark moved to the end", rec.PayAccepted(), rec.PaySentAt, b.Record.PaySentAt)
+	}
+
+	killed := ledger.Ref{Provider: "unicloud", OrderNo: "PayKilled"}
+	pending(killed)
+	b = pay(killed, "k1", 200*time.Millisecond) // never settled
+	mark = b.Record.PaySentAt
+	time.Sleep(250 * time.Millisecond)
+	if b = pay(killed, "k2", 0); b.Record.PayMarked || b.Record.PaySentAt.Sub(mark) < 200*time.Millisecond {
+		t.Fatalf("a pay step after a pay whose run never settled: marked %v, pay sent %v (marked %v); want no pay, the mark moved to when its lease ran out", b.Record.PayMarked, b.Record.PaySentAt, mark)
+	}
+	if err := l.Settle(ctx, killed, "k2", ledger.Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(lag + 50*time.Millisecond)
+	if b = pay(killed, "k3", 0); !b.Record.PayMarked {
+		t.Fatalf("a pay step a lag after the unsettled pay's lease ran out: %+v; want the pay marked", b.Record)
+	}
+}
+
 // A pay step's Begin marks the pay sent once: the same Begin asked again
 // (its reply lost) still reports its mark, a later step finds the mark and
 // marks nothing, and Unmark or ClearPaySent (a pay that did not leave)
