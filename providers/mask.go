@@ -263,12 +263,18 @@ func maskPhonesAsWritten(s string) string {
 }
 
 func isZeroWidth(r rune) bool {
-	return r >= '\u200b' && r <= '\u200d' || r == '\u2060' || r == '\ufeff'
+	// Zero-width spaces and joiners, the word joiner and the invisible
+	// operators after it, the byte-order mark, the soft hyphen (shown only
+	// at a line break) and the Mongolian vowel separator.
+	return r >= '\u200b' && r <= '\u200d' || r >= '\u2060' && r <= '\u2064' || r == '\ufeff' || r == '\u00ad' || r == '\u180e'
 }
 
-// narrowDigits returns s with full-width digits (U+FF10–U+FF19), plus
-// and hyphen, and every other dash, as ASCII ones, no-break, ideographic
-// and zero-width spaces as spaces, and whether it held any.
+// narrowDigits returns s with the digits of every script (full-width
+// U+FF10–U+FF19, Arabic-Indic, mathematical bold, …), full-width and
+// small plus signs, and every dash (Unicode's dash punctuation, the minus
+// sign, the swung dash, the Japanese long vowel mark written as a dash),
+// as ASCII ones, middle dots as dots, no-break, ideographic and zero-width
+// spaces as spaces, and whether it held any.
 func narrowDigits(s string) (string, bool) {
 	if isASCII(s) || !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
 		return s, false
@@ -278,18 +284,41 @@ func narrowDigits(s string) (string, bool) {
 
 func narrow(r rune) rune {
 	switch {
+	case r < utf8.RuneSelf:
+		return r
 	case r >= '\uff10' && r <= '\uff19':
 		return '0' + (r - '\uff10')
-	case r == '\uff0b':
-		return '+'
-	case r == '\uff0d' || r >= '\u2010' && r <= '\u2015' || r == '\u2212':
-		return '-' // full-width hyphen, hyphens and dashes, minus
+	case r == '\uff0b' || r == '\ufe62':
+		return '+' // full-width and small plus
+	case unicode.Is(unicode.Pd, r) || r == '\u2212' || r == '\u2053' || r == '\u30fc' || r == '\uff70':
+		return '-' // hyphens and dashes (full-width, wave, small, …), minus, swung dash, long vowel marks
+	case r == '\u00b7' || r == '\u30fb' || r == '\uff65' || r == '\u2027':
+		return '.' // middle dots, hyphenation point
 	case r == '\u00a0' || r == '\u3000' || r >= '\u2000' && r <= '\u200a' || r == '\u202f' || r == '\u205f':
 		return ' ' // no-break, ideographic, thin and other spaces
 	case isZeroWidth(r):
 		return ' ' // zero-width: a space, which never joins two numbers into one
+	case unicode.Is(unicode.Nd, r):
+		return '0' + digitValue(r)
 	}
 	return r
+}
+
+// digitValue is the value of r, a decimal digit (unicode.Nd) outside
+// ASCII: each range of Unicode's decimal digits runs from a zero in sets
+// of ten (TestDigitRangesStartAtZero).
+func digitValue(r rune) rune {
+	for _, g := range unicode.Nd.R16 {
+		if rune(g.Lo) <= r && r <= rune(g.Hi) {
+			return (r - rune(g.Lo)) % 10
+		}
+	}
+	for _, g := range unicode.Nd.R32 {
+		if rune(g.Lo) <= r && r <= rune(g.Hi) {
+			return (r - rune(g.Lo)) % 10
+		}
+	}
+	return 0
 }
 
 func maskPhones(s string) string {

@@ -6,7 +6,29 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"unicode"
 )
+
+// narrow reads a digit of any script by its place in Unicode's ranges of
+// decimal digits, which holds only while each range runs from a zero in
+// sets of ten.
+func TestDigitRangesStartAtZero(t *testing.T) {
+	t.Parallel()
+	check := func(lo, hi, stride uint32) {
+		if stride != 1 || (hi-lo+1)%10 != 0 {
+			t.Errorf("decimal digits %U–%U (stride %d): not sets of ten from a zero", lo, hi, stride)
+		}
+	}
+	for _, g := range unicode.Nd.R16 {
+		check(uint32(g.Lo), uint32(g.Hi), uint32(g.Stride))
+	}
+	for _, g := range unicode.Nd.R32 {
+		check(g.Lo, g.Hi, g.Stride)
+	}
+	if got := MaskPhones("\u0967\u0969\u096e\u0966\u0966\u0967\u0969\u096e\u0966\u0966\u0966"); got != "138****8000" { // Devanagari
+		t.Errorf("Devanagari digits: %q", got)
+	}
+}
 
 func TestMaskPhones(t *testing.T) {
 	t.Parallel()
@@ -21,6 +43,17 @@ func TestMaskPhones(t *testing.T) {
 		{"12345678901", "12345678901"}, // 1[2]: not a mobile number
 		{"no digits", "no digits"},
 		{"call 138-0013-8000 now", "call 138****8000 now"},
+		// Every dash, other scripts' digits, middle dots, invisible
+		// characters between digits.
+		{"138\u301c0013\u301c8000", "138****8000"},                                            // wave dash
+		{"138\ufe630013\ufe638000", "138****8000"},                                            // small hyphen-minus
+		{"138\u2e3a0013\u2e3a8000", "138****8000"},                                            // two-em dash
+		{"138\u30a00013\u30a08000", "138****8000"},                                            // double hyphen
+		{"138\u30fc0013\u30fc8000", "138****8000"},                                            // long vowel mark, written as a dash
+		{"138\u00b70013\u00b78000", "138****8000"},                                            // middle dot
+		{"13800\u00ad138000", "138****8000"},                                                  // soft hyphen
+		{"\u0661\u0663\u0668\u0660\u0660\u0661\u0663\u0668\u0660\u0660\u0660", "138****8000"}, // Arabic-Indic
+		{"\U0001d7cf\U0001d7d1\U0001d7d6\U0001d7ce\U0001d7ce\U0001d7cf\U0001d7d1\U0001d7d6\U0001d7ce\U0001d7ce\U0001d7ce", "138****8000"}, // mathematical bold
 		{"call 138 0013 8000", "call 138****8000"},
 		{"+86 138 0013 8000.", "861****8000."},
 		{"+86-138-0013-8000", "861****8000"},

@@ -208,7 +208,7 @@ func (s *Set) Get(name string) (Provider, error) {
 }
 
 func (s *Set) unknown(name string) *Error {
-	return &Error{Code: InvalidArgument, Op: "provider", Message: fmt.Sprintf("unknown provider %q (known: %s)", Truncate(name, 32), strings.Join(s.Names(), ", "))}
+	return &Error{Code: InvalidArgument, Op: "provider", Message: fmt.Sprintf("unknown provider %q (known: %s)", Truncate(MaskPhones(name), 32), strings.Join(s.Names(), ", "))}
 }
 
 // Validate checks params for the named provider, enabled or disabled. Its

@@ -131,6 +131,7 @@ func invalidPayload(data []byte, err error) EnqueueResult {
 	res := EnqueueResult{Status: Invalid, Reason: reasonOf(err)}
 	if json.Unmarshal(data, &names) == nil {
 		res.Provider, _ = names.Provider.(string)
+		res.Provider = providers.MaskPhones(res.Provider)
 		res.OrderNo, _ = names.OrderNo.(string)
 	}
 	return res
@@ -145,7 +146,7 @@ func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 	if err != nil {
 		return invalidPayload(data, err), true
 	}
-	res := EnqueueResult{Status: Invalid, Provider: p.Provider, OrderNo: p.OrderNo}
+	res := EnqueueResult{Status: Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}
 	if err := checkOrderPath(p.OrderNo); err != nil {
 		res.Reason = reasonOf(err)
 		return res, true
@@ -412,7 +413,9 @@ func (pr prepared) ref() ledger.Ref {
 
 // prepare validates p, hashes its normalized params and seals them.
 func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
-	pr := prepared{p: p, res: EnqueueResult{Provider: p.Provider, OrderNo: p.OrderNo}}
+	// A provider name is never personal data: one that looks like a phone
+	// number is unknown, and answered masked.
+	pr := prepared{p: p, res: EnqueueResult{Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}}
 	if err := p.check(); err != nil {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil

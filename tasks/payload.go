@@ -333,29 +333,51 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 // number as well as a name field may. Orders already queued are not
 // judged again.
 func phoneField(clear json.RawMessage) string {
-	// Judged on the text as given and as decoded: an escaped digit
-	// (\u0031) is a digit, and a key given twice keeps only its last
-	// value once decoded. Text without a backslash has no escape: it
-	// decodes to what it says, and the text as given shows every value.
-	if providers.MaskPhones(string(clear)) == string(clear) {
-		if !bytes.Contains(clear, []byte{'\\'}) {
-			return ""
-		}
-		decoded := providers.Canonical(clear)
-		if providers.MaskPhones(string(decoded)) == string(decoded) {
-			return ""
-		}
-		clear = decoded
+	// Judged on the text as given, and value by value as decoded, as the
+	// masks of the answers judge it: an escaped digit (\u0031) is a
+	// digit, a value that is itself escaped text (the characters
+	// \u0031…) is read as MaskPhones reads it, and a key given twice
+	// keeps only its last value once decoded. Text without a backslash
+	// has no escape: it decodes to what it says, and the text as given
+	// shows every value.
+	asGiven := providers.MaskPhones(string(clear)) != string(clear)
+	if !asGiven && !bytes.Contains(clear, []byte{'\\'}) {
+		return ""
 	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(clear, &m) == nil {
+	dec := json.NewDecoder(bytes.NewReader(clear))
+	dec.UseNumber()
+	var m map[string]any
+	if dec.Decode(&m) == nil {
 		for _, k := range slices.Sorted(maps.Keys(m)) {
-			if v := string(m[k]); providers.MaskPhones(v) != v {
+			if providers.MaskPhones(k) != k || holdsPhone(m[k]) {
 				return "params." + providers.Truncate(providers.MaskPhones(k), 64)
 			}
 		}
 	}
-	return "params"
+	if asGiven {
+		return "params"
+	}
+	return ""
+}
+
+// holdsPhone reports whether a decoded JSON value holds what MaskPhones
+// masks, in a string, a number, a key or an element.
+func holdsPhone(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return providers.MaskPhones(x) != x
+	case json.Number:
+		return providers.MaskPhones(string(x)) != string(x)
+	case []any:
+		return slices.ContainsFunc(x, holdsPhone)
+	case map[string]any:
+		for k, e := range x {
+			if providers.MaskPhones(k) != k || holdsPhone(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func msgOf(err error) string {

@@ -92,6 +92,10 @@ func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
 		"userId\u0020\u0020\u0020\u0020\u0020\u0020":       `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"%2B86%20138%200013%208000"}}`,
 		"userId\u0020\u0020\u0020\u0020\u0020\u0020\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"&#49;&#51;&#56;&#48;&#48;&#49;&#51;&#56;&#48;&#48;&#48;"}}`,
 		"CustomerId\u0020":                                 `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"\u0031\u0033\u0039\u0031\u0032\u0033\u0034\u0035\u0036\u0037\u0038","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
+		// A value that is itself escaped text, as the answers' masks
+		// read it; any dash.
+		"userId\u0020\u0020\u0020\u0020\u0020\u0020\u0020\u0020\u0020": `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"\\u0031\\u0033\\u0039\\u0031\\u0032\\u0033\\u0034\\u0035\\u0036\\u0037\\u0038"}}`,
+		"userId\u0020\u0020\u0020\u0020\u0020\u0020\u0020\u0020":       `{"provider":"aliyun","order_no":"P2","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"139\u301c1234\u301c5678"}}`,
 	} {
 		field, _, _ = strings.Cut(field, "\u0020")
 		res := e.enqueue(t, []byte(order))
@@ -101,6 +105,12 @@ func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
 		if strings.Contains(res.Reason, "1234") {
 			t.Errorf("reason %q shows the phone number", res.Reason)
 		}
+	}
+	// A provider name that looks like a phone number is unknown, and
+	// answered masked.
+	if res := e.enqueue(t, []byte(`{"provider":"13912345690","order_no":"P2","params":{}}`)); res.Status != tasks.Invalid ||
+		strings.Contains(res.Provider+res.Reason, "1234") {
+		t.Errorf("Enqueue for provider 13912345690 = %+v, want invalid, the name masked", res)
 	}
 	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
 		t.Errorf("rejected orders left keys: %v", keys)
