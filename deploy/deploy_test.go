@@ -654,7 +654,9 @@ func TestComposeRedis(t *testing.T) {
 		t.Errorf("redis image = %q, want redis:7...", redis.Image)
 	}
 	args := " " + strings.Join(redis.Command, " ") + " "
-	for _, want := range []string{" --appendonly yes ", " --maxmemory-policy noeviction "} {
+	// A single Redis: an fsync per write, or a host crash takes back what
+	// it acknowledged.
+	for _, want := range []string{" --appendonly yes ", " --appendfsync always ", " --maxmemory-policy noeviction "} {
 		if !strings.Contains(args, want) {
 			t.Errorf("redis command %q lacks %q", redis.Command, strings.TrimSpace(want))
 		}
