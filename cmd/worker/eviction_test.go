@@ -53,3 +53,60 @@ func TestWorkerWarnsOfAnEvictingRedis(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A Redis that may take back writes it acknowledged (no AOF, or AOF
+// without an fsync per write) loses accepted orders and lets orders in
+// flight be created again when it or its host crashes, unless durable
+// writes wait for its replicas: the worker says so at start, naming how.
+func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil) // no AOF, no snapshots
+	rdb := rs.Client(t)
+	ctx := context.Background()
+	if got := persistenceRisk(ctx, rdb, true); got[rs.Addr] != "appendonly no" {
+		t.Errorf("without AOF: persistenceRisk = %v", got)
+	}
+	// At start, in the log.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done, logs := startWorker(t, rctx, rs.URL(), "127.0.0.1:0")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "may take back writes it acknowledged") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about a Redis without AOF at start; logs:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "appendonly no") {
+		t.Errorf("the warning does not say how:\n%s", logs.String())
+	}
+	cancel()
+	<-done
+
+	for _, tt := range []struct {
+		fsync string
+		want  string
+	}{{"everysec", "appendfsync everysec"}, {"no", "appendfsync no"}, {"always", ""}} {
+		if err := rdb.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.ConfigSet(ctx, "appendfsync", tt.fsync).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := persistenceRisk(ctx, rdb, true); got[rs.Addr] != tt.want || tt.want == "" && len(got) != 0 {
+			t.Errorf("appendfsync %s: persistenceRisk = %v, want %q", tt.fsync, got, tt.want)
+		}
+	}
+	// Replicas that durable writes wait for cover a crash; without
+	// durable writes they do not.
+	if err := rdb.ConfigSet(ctx, "appendfsync", "everysec").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rs.AttachReplica(t)
+	if got := persistenceRisk(ctx, rdb, true); len(got) != 0 {
+		t.Errorf("with a replica and durable writes: persistenceRisk = %v, want none", got)
+	}
+	if got := persistenceRisk(ctx, rdb, false); got[rs.Addr] != "appendfsync everysec" {
+		t.Errorf("with a replica, durable writes off: persistenceRisk = %v", got)
+	}
+}

@@ -51,3 +51,63 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]str
 	}
 	return out
 }
+
+// persistenceRisk returns, by address, each Redis master c writes to that
+// may take back writes it acknowledged when it or its host crashes, and
+// how: no AOF (a restart falls back to the last snapshot, or to nothing),
+// or AOF without an fsync per write (a host crash takes back up to about a
+// second). A master with replicas is left out when durable writes wait for
+// them (replicated: a crash fails over to a replica holding every write);
+// so is one whose answers cannot be read (INFO or CONFIG refused, as some
+// managed Redis services do).
+func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bool) map[string]string {
+	out := map[string]string{}
+	read := func(ctx context.Context, n *redis.Client) {
+		// Two calls: Redis before 7.0 takes one section at a time.
+		info, err := n.Info(ctx, "persistence").Result()
+		if err != nil {
+			return
+		}
+		repl, err := n.Info(ctx, "replication").Result()
+		if err != nil {
+			return
+		}
+		info += "\n" + repl
+		field := func(name string) string {
+			for _, line := range strings.Split(info, "\n") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+					return v
+				}
+			}
+			return ""
+		}
+		if replicated && field("connected_slaves") != "" && field("connected_slaves") != "0" {
+			return
+		}
+		switch field("aof_enabled") {
+		case "0":
+			out[n.Options().Addr] = "appendonly no"
+		case "1":
+			v, err := n.ConfigGet(ctx, "appendfsync").Result()
+			if err != nil {
+				return
+			}
+			if fsync := v["appendfsync"]; fsync != "" && fsync != "always" {
+				out[n.Options().Addr] = "appendfsync " + fsync
+			}
+		}
+	}
+	switch cc := c.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			mu.Lock() // the callbacks run at once
+			defer mu.Unlock()
+			read(ctx, n)
+			return nil
+		})
+	case *redis.Client:
+		read(ctx, cc)
+	}
+	return out
+}

@@ -179,6 +179,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
 			"redis", addr, "maxmemory_policy", policy)
 	}
+	if !cfg.Dev {
+		for addr, how := range persistenceRisk(ctx, rdb, cfg.Durable == ledgerpkg.DurableAuto) {
+			log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always, or give it replicas (ORDERWORKER_DURABLE_WRITES=auto)",
+				"redis", addr, "persistence", how)
+		}
+	}
 	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {
 		var masters atomic.Int64 // the callbacks run at once
 		_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { masters.Add(1); return nil })
