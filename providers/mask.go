@@ -276,7 +276,20 @@ func isZeroWidth(r rune) bool {
 // as ASCII ones, middle dots as dots, no-break, ideographic and zero-width
 // spaces as spaces, and whether it held any.
 func narrowDigits(s string) (string, bool) {
-	if isASCII(s) || !strings.ContainsFunc(s, func(r rune) bool { return narrow(r) != r }) {
+	if isASCII(s) {
+		return s, false
+	}
+	digits, changed := 0, false
+	for _, r := range s {
+		n := narrow(r)
+		changed = changed || n != r
+		if n >= '0' && n <= '9' {
+			digits++
+		}
+	}
+	if !changed || digits < 8 {
+		// Nothing narrowed, or too few digits for a phone number: the
+		// text as it is says as much.
 		return s, false
 	}
 	return strings.Map(narrow, s), true
@@ -284,7 +297,7 @@ func narrowDigits(s string) (string, bool) {
 
 func narrow(r rune) rune {
 	switch {
-	case r < utf8.RuneSelf:
+	case plainRune(r):
 		return r
 	case r >= '\uff10' && r <= '\uff19':
 		return '0' + (r - '\uff10')
@@ -302,6 +315,23 @@ func narrow(r rune) rune {
 		return '0' + digitValue(r)
 	}
 	return r
+}
+
+// plainRune reports the common characters narrow leaves as they are,
+// without a look into Unicode's tables: ASCII, the rest of the alphabets
+// before the first non-ASCII decimal digit (U+0660) but for the few
+// narrow reads, kana but for their dashes and middle dot, CJK ideographs
+// and Hangul syllables.
+func plainRune(r rune) bool {
+	switch {
+	case r < utf8.RuneSelf:
+		return true
+	case r < '\u0660':
+		return r != '\u00a0' && r != '\u00ad' && r != '\u00b7' && r != '\u058a' && r != '\u05be'
+	case r >= '\u3040' && r <= '\u30ff':
+		return r != '\u30a0' && r != '\u30fb' && r != '\u30fc'
+	}
+	return r >= '\u4e00' && r <= '\u9fff' || r >= '\uac00' && r <= '\ud7a3'
 }
 
 // digitValue is the value of r, a decimal digit (unicode.Nd) outside

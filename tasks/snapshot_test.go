@@ -154,3 +154,36 @@ func TestRejectedParamsWithAnAgelessSnapshotAreErrored(t *testing.T) {
 		t.Errorf("%d creates; want none", n)
 	}
 }
+
+// A snapshot's age is judged on Redis's clock, as it is stamped: a worker
+// whose own clock runs two minutes behind (more than a snapshot may be
+// kept) takes the snapshot, creates and pays the order once, instead of
+// finding every snapshot it takes already too old and taking another.
+func TestSnapshotAgeOnRedisClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t, &setupOpts{noServer: true})
+	sb := addAliyun(t, e, func(o *aliyun.Options) { o.AutoPay, o.PollInterval = true, 20*time.Millisecond })
+	behind := func() time.Time { return time.Now().Add(-2 * orderpolicy.DefaultSnapshotMaxAge) }
+	h := tasks.NewHandler(ledger.New(e.rdb, &ledger.Options{Now: behind}), e.set, &tasks.HandlerOptions{Now: behind, Logger: quiet,
+		ListingLag: -1, PollInterval: 20 * time.Millisecond, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	const no = "Skew-Snap"
+	payload := `{"provider":"aliyun","order_no":"` + no + `","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`
+	e.enqueue(t, []byte(payload))
+	task := asynq.NewTask(tasks.TypeOrderSubmit, []byte(payload))
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: no}
+	var rec *ledger.Record
+	for i := 0; i < 30; i++ {
+		_ = h.ProcessTask(ctx, task)
+		if rec, _ = e.ledger.Get(ctx, ref); rec != nil && rec.State == ledger.StatePaid {
+			break
+		}
+	}
+	if rec == nil || rec.State != ledger.StatePaid || sb.Calls(aliyun.PathCreate) != 1 {
+		state := ledger.State("none")
+		if rec != nil {
+			state = rec.State
+		}
+		t.Fatalf("order %s, %d creates, %d listings of the device's orders; want paid after one create", state, sb.Calls(aliyun.PathCreate), sb.Calls(aliyun.PathQuery))
+	}
+}

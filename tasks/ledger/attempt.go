@@ -25,8 +25,8 @@ import (
 // pay's mark moves, as a create's last_create does, to when the pay
 // ended by its settle, or, for a pay its run never settled, to when that
 // run's lease ran out by the next Begin.
-// Leases, the first create's time (first_attempt, which bounds lookups
-// and the deadline) and when a create left (last_create, against which
+// Leases, the first create's time (first_attempt, which bounds lookups)
+// and when a create left (last_create, against which
 // the listing lag is judged; moved to when it ended by its settle, or, for
 // a create its run never settled, to when that run's lease ran out by the
 // next Begin), are on Redis's clock (TIME), the same for every worker
@@ -545,6 +545,10 @@ local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = 
 for i = 13, #ARGV, 2 do
   local v = ARGV[i + 1]
   if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
+  if ARGV[i] == 'known_at' and v == '*' then
+    local t = redis.call('TIME')
+    v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  end
   f[#f + 1] = ARGV[i]
   f[#f + 1] = v
   if ev[ARGV[i]] then ev[ARGV[i]] = v end
@@ -579,8 +583,16 @@ return {'ok'}
 const luaRevoke = `
 local function revoke(prefix, provider, owner, id, me, now, events, retention)
   local okey = prefix .. 'order:' .. provider .. ':' .. owner
-  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent', 'pay_accepted')
+  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent', 'pay_accepted', 'lease_mark', 'lease_until')
   if not (o[1] and o[2] == id and o[3] == '1') then return nil end
+  local ps = o[5] or ''
+  if ps ~= '' and o[7] == '2' and (tonumber(o[8] or '') or 0) > (tonumber(ps) or 0) then
+    -- The owner's pay is open (or was, its run never settled): it may
+    -- land until that run's lease runs out, and the listing lag after it
+    -- counts from then at the earliest, as its own settle or next Begin
+    -- would have moved it.
+    ps = string.format('%.0f', tonumber(o[8]))
+  end
   local r = 'the provider order ' .. id .. ' found by matching is order ' .. me .. "'s, by its create's own answer: looked up again"
   redis.call('HSET', okey, 'state', 'unknown', 'provider_order_id', '', 'matched', '', 'may_exist', '1', 'updated', now,
     'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pay_accepted', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
@@ -590,7 +602,7 @@ local function revoke(prefix, provider, owner, id, me, now, events, retention)
     redis.call('XADD', events, 'MAXLEN', '~', retention, '*', 'type', 'order.unknown', 'provider', provider,
       'order_no', owner, 'state', 'unknown', 'provider_order_id', '', 'reason', r, 'attempts', o[4] or '0', 'at', now)
   end
-  return {o[5] or '', o[6] or ''}
+  return {ps, o[6] or ''}
 end
 `
 
@@ -672,7 +684,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
-		args = append(args, "known", b, "known_at", now.UnixMilli())
+		// Stamped on Redis's clock by the script ("*"): the snapshot's age
+		// is judged on it (see the handler's judgeClock).
+		args = append(args, "known", b, "known_at", "*")
 	} else if t.afresh {
 		args = append(args, "known", "", "known_at", "")
 	}

@@ -166,6 +166,45 @@ func TestTakeOverKeepsAnAcceptedPay(t *testing.T) {
 	}
 }
 
+// A take-over while the matched owner's pay is open hands on the mark of
+// when that pay may last land (its lease's end), not when it started: the
+// order that takes the provider order over pays it again no sooner than a
+// listing lag after the owner's pay could have landed.
+func TestTakeOverDuringAnOpenPay(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	x, y := ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
+	claim(t, l, x)
+	claim(t, l, y)
+	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, x, "tx", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithMatched()); err != nil {
+		t.Fatal(err)
+	}
+	const lease = 2 * time.Second
+	b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx2", Pay: true, PayAgainAfter: time.Millisecond, LeaseTTL: lease})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatal(b.Record, err)
+	}
+	// X's pay is open; Y's create answers with PO-1.
+	if _, err := l.Begin(ctx, y, ledger.BeginArgs{Token: "ty"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, y, "ty", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithAnswered()); err != nil {
+		t.Fatal(err)
+	}
+	yr, _ := l.Get(ctx, y)
+	if d := yr.PaySentAt.Sub(b.Record.PaySentAt); d < lease-100*time.Millisecond || yr.PayAccepted() {
+		t.Errorf("Y after taking PO-1 over during X's pay: pay sent %v, %s after X's mark, accepted %v; want the end of X's lease, %s after, not accepted",
+			yr.PaySentAt, d, yr.PayAccepted(), lease)
+	}
+	b, err = l.Begin(ctx, y, ledger.BeginArgs{Token: "ty2", Pay: true, PayAgainAfter: 500 * time.Millisecond})
+	if err != nil || b.Record.PayMarked {
+		t.Errorf("Y's pay of PO-1 while X's may still land: marked %v, %v; want no pay", b.Record.PayMarked, err)
+	}
+}
+
 // An order sent back to submission (SetRetry: a lookup's not-found, an
 // operator's absent) forgets that a pay was accepted: the provider order
 // its next create makes is paid as any is.

@@ -129,9 +129,11 @@ type Record struct {
 	PendingSince time.Time `json:"pending_since,omitzero"`
 	NextCheckAt  time.Time `json:"next_check_at,omitzero"`
 	OutcomeAt    time.Time `json:"outcome_at,omitzero"`
-	// PaySentAt is when a step marked the order's pay sent, right before
-	// the pay left: an order is paid at most once automatically (see
-	// BeginArgs.Pay).
+	// PaySentAt is when the order's last pay may last have reached the
+	// provider, on Redis's clock: marked right before the pay left,
+	// moved to when it ended by its settle (or, for a pay whose run never
+	// settled it, to when that run's lease ran out); the listing lag
+	// after a pay counts from it (see BeginArgs.Pay).
 	PaySentAt time.Time `json:"pay_sent_at,omitzero"`
 	// PayAcceptedAt is the PaySentAt of a pay the provider answered as
 	// accepted: equal to PaySentAt, the last pay went through as far as
