@@ -224,9 +224,11 @@ func (h *Handler) checkDataKey(ctx context.Context) error {
 	return h.enq.CheckDataKey(ctx)
 }
 
-// unavailable answers 503 for an infrastructure error and logs it.
+// unavailable answers 503 for an infrastructure error and logs it, with
+// what the answer says (Redis unreachable, too few replicas, a data key
+// that does not match the ledger's, …).
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error, detail string, extra map[string]any) {
-	h.log.Warn("api: redis unavailable", "method", r.Method, "path", r.URL.Path, "error", err)
+	h.log.Warn("api: answered 503", "method", r.Method, "path", r.URL.Path, "error", err, "detail", detail)
 	problemWith(w, http.StatusServiceUnavailable, detail, extra)
 }
 
