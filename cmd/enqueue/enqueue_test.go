@@ -134,12 +134,15 @@ func TestEnqueueByFlags(t *testing.T) {
 // write to; the claim is atomic).
 func TestEnqueueRedisUnreachable(t *testing.T) {
 	t.Parallel()
-	code, out, errs := runCLI(t, "redis://127.0.0.1:1/0", good, "-timeout", "2s")
+	// The timeout is long enough for go-redis's dial attempts to fail on
+	// a busy machine: the error is then the refused connection, not the
+	// deadline.
+	code, out, errs := runCLI(t, "redis://127.0.0.1:1/0", good, "-timeout", "15s")
 	checkErrorLines(t, out, "stdin:1")
 	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 with Redis's error", code, out, errs)
 	}
-	code, out, errs = runCLI(t, "redis://127.0.0.1:1/0", "", "-timeout", "2s", "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
+	code, out, errs = runCLI(t, "redis://127.0.0.1:1/0", "", "-timeout", "15s", "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
 	checkErrorLines(t, out, "flags")
 	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") || !strings.Contains(errs, "same order_no") {
 		t.Fatalf("one order by flags: exit %d, stdout %q, stderr %q; want exit 2 with Redis's error", code, out, errs)
