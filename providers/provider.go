@@ -31,6 +31,12 @@ type Order struct {
 	// Providers without a client order number use it to bound the search
 	// for an order that may have been created.
 	FirstAttempt time.Time
+	// Now is the present on the clock FirstAttempt is on (the ledger's:
+	// Redis's), when the caller knows it; zero otherwise. A provider that
+	// bounds a search by the present searches up to the later of it and
+	// its own clock, so that a worker whose clock runs behind still finds
+	// an order created a moment ago.
+	Now time.Time
 	// ProviderOrderID is the provider's id for this order when an earlier
 	// call learned it; empty otherwise.
 	ProviderOrderID string

@@ -467,7 +467,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		return h.finish(ctx, rec, token, d)
 	}
 	o := providers.Order{
-		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt,
+		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
 		Owned: func(ctx context.Context, id string) (bool, error) {
 			owner, err := h.ledger.Owner(ctx, ref.Provider, id)

@@ -804,7 +804,13 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	// reading them as UTC returns our order too (a server in UTC+8 answers
 	// that one with the orders of eight hours earlier).
 	start := o.FirstAttempt.Add(-c.margin)
-	end := c.now().Add(c.margin)
+	end := c.now()
+	if o.Now.After(end) {
+		// This worker's clock runs behind the ledger's, on which the
+		// first attempt was stamped: the window ends at the later.
+		end = o.Now
+	}
+	end = end.Add(c.margin)
 	listed, err := c.listOrders(ctx, start, end, ChinaTime())
 	if err != nil {
 		return providers.Result{}, err

@@ -178,6 +178,31 @@ func TestLookupWindowIsChinaStandardTime(t *testing.T) {
 	}
 }
 
+// A worker whose clock runs behind the ledger's by more than the margin
+// still searches up to the present: the window ends at the later of its
+// own clock and the ledger's (Order.Now), on which the first attempt was
+// stamped. Without it, the order created a minute ago is outside the
+// window, and its lookup would say not_found.
+func TestLookupWindowEndsAtTheLedgersNow(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	sb := sandbox.New(accessKeyID, accessKeySecret)
+	sb.Now = func() time.Time { return now }
+	sb.Skew = time.Hour // the provider takes this worker's timestamps (the tester's fake did)
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	behind := func() time.Time { return now.Add(-20 * time.Minute) }
+	c := client(t, srv.URL, unicloud.Options{Now: behind})
+	ours := sb.Seed(seeded("late", now.Add(-time.Minute)))
+	o := order("late")
+	o.FirstAttempt = now.Add(-2 * time.Minute)
+	o.Now = now
+	r, err := c.Lookup(context.Background(), o)
+	if err != nil || r.ProviderOrderID != ours.ID {
+		t.Fatalf("Lookup with this clock 20 minutes behind the ledger's = %+v, %v; want %s", r, err, ours.ID)
+	}
+}
+
 // Paging reads every page, even when the provider caps Size below what
 // was asked for.
 func TestLookupPages(t *testing.T) {
