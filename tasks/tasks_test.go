@@ -614,10 +614,22 @@ func TestDisabledProviderOrdersWaitUnchanged(t *testing.T) {
 // it is still errored at its deadline, nothing having been sent: that needs
 // no provider, and without it an order no worker can send would wait, and
 // its producer hear nothing, for good. Its event says so.
+//
+// The deadline is judged on Redis's clock: a worker whose own clock runs
+// an hour behind errors it on time too.
 func TestDisabledProviderOrderErroredAtItsDeadline(t *testing.T) {
 	t.Parallel()
+	for _, skew := range []time.Duration{0, -time.Hour} {
+		t.Run(fmt.Sprint("clock ", skew), func(t *testing.T) {
+			t.Parallel()
+			disabledErroredAtItsDeadline(t, func() time.Time { return time.Now().Add(skew) })
+		})
+	}
+}
+
+func disabledErroredAtItsDeadline(t *testing.T, clock func() time.Time) {
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond,
-		Deadline: 400 * time.Millisecond}})
+		Deadline: 400 * time.Millisecond, Now: clock}})
 	e.set.Disable("tencent", "TENCENT_APP_KEY is not set", tencent.Validate)
 	e.startServer(t)
 	e.enqueue(t, order("Order-Disabled-Late"))

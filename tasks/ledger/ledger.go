@@ -88,8 +88,8 @@ type Record struct {
 	PaySentBefore time.Time `json:"-"`
 	payBefore     time.Time // pay_before: the mark the last pay's mark replaced
 	MarkedFrom    State     `json:"-"` // the state before the mark, when marked
-	// ReadAt is Redis's clock when Begin read the record (zero for a
-	// record read otherwise): the listing lag is judged on it, as
+	// ReadAt is Redis's clock when Begin or Get read the record (zero
+	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
 	ReadAt time.Time `json:"-"`
 	// MayExist says a create may have been received by the provider (and

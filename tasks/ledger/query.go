@@ -21,6 +21,7 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 	pipe := l.rdb.Pipeline()
 	hc := pipe.HGetAll(ctx, sh.recordKey(ref))
 	lc := pipe.LRange(ctx, sh.historyKey(ref), 0, -1)
+	tc := pipe.Time(ctx)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read order: %w", err)
 	}
@@ -29,6 +30,9 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 		return nil, nil
 	}
 	r := decode(h)
+	if t := tc.Val(); !t.IsZero() {
+		r.ReadAt = time.UnixMilli(t.UnixMilli()).UTC()
+	}
 	for _, s := range lc.Val() {
 		var a Attempt
 		if json.Unmarshal([]byte(s), &a) == nil {
