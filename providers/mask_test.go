@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 )
 
 // narrow reads a digit of any script by its place in Unicode's ranges of
@@ -27,6 +28,21 @@ func TestDigitRangesStartAtZero(t *testing.T) {
 	}
 	if got := MaskPhones("\u0967\u0969\u096e\u0966\u0966\u0967\u0969\u096e\u0966\u0966\u0966"); got != "138****8000" { // Devanagari
 		t.Errorf("Devanagari digits: %q", got)
+	}
+}
+
+// plainRune is narrow's shortcut: every rune it passes is one narrow
+// would leave as it is.
+func TestPlainRunesAreLeftAsTheyAre(t *testing.T) {
+	t.Parallel()
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if !plainRune(r) || r < utf8.RuneSelf {
+			continue
+		}
+		if unicode.Is(unicode.Pd, r) || unicode.Is(unicode.Nd, r) || isZeroWidth(r) || unicode.Is(unicode.Zs, r) ||
+			strings.ContainsRune("\u2212\u2053\u30fc\uff70\u00b7\u30fb\uff65\u2027\uff0b\ufe62", r) {
+			t.Errorf("plainRune(%U) is true, but narrow reads it", r)
+		}
 	}
 }
 

@@ -145,7 +145,8 @@
 // one.
 //
 // Without it, Lookup lists QueryOrders from FirstAttempt minus LookupMargin
-// to now plus LookupMargin (15 minutes by default: an assumed clock
+// to now plus LookupMargin ("now" the later of the client's clock and
+// Order.Now, the clock FirstAttempt is on; 15 minutes by default: an assumed clock
 // tolerance, which no UniCloud document states; a provider clock off by
 // more could put our order outside the window), formatted yyyy-MM-dd
 // HH:mm:ss, twice: in UTC+8 and in UTC (the times carry no zone; a server reading them as UTC lists our

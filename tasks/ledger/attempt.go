@@ -576,8 +576,9 @@ return {'ok'}
 // matched), for order me, whose own create's answer names it: the answer
 // outweighs the match. The owner loses the id, its lease (a run in flight
 // settles nothing more) and any pay it marked sent (a pay of me's order,
-// which me checks before it pays: the mark, and whether the provider
-// accepted it, are returned, {pay_sent, pay_accepted}), and becomes
+// which me checks before it pays: the mark, moved to the end of the
+// owner's lease while its pay is open, and whether the provider accepted
+// it, are returned, {pay_sent, pay_accepted}), and becomes
 // unknown (may exist: looked up again), with its event. Returns nil,
 // changing nothing, when owner does not hold id by matching.
 const luaRevoke = `

@@ -1365,6 +1365,9 @@ func TestCreateTimesOnRedisClock(t *testing.T) {
 		if !near(rec.LastCreateAt) {
 			t.Errorf("skew %s: recorded last_create %s, want Redis's time, now", skew, rec.LastCreateAt)
 		}
+		if !near(rec.ReadAt) {
+			t.Errorf("skew %s: Get's ReadAt %s, want Redis's time, now", skew, rec.ReadAt)
+		}
 		// A record recreated after Redis lost it counts its lost create
 		// from its recreation, on Redis's clock too.
 		lost := ledger.Ref{Provider: "p", OrderNo: "Lost" + skew.String()}

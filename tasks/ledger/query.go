@@ -21,7 +21,9 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 	pipe := l.rdb.Pipeline()
 	hc := pipe.HGetAll(ctx, sh.recordKey(ref))
 	lc := pipe.LRange(ctx, sh.historyKey(ref), 0, -1)
-	tc := pipe.Time(ctx)
+	// Redis's time, from the record's own master (a keyless TIME would
+	// go to any master of a cluster).
+	tc := pipe.Eval(ctx, "return redis.call('TIME')", []string{sh.recordKey(ref)})
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read order: %w", err)
 	}
@@ -30,8 +32,13 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 		return nil, nil
 	}
 	r := decode(h)
-	if t := tc.Val(); !t.IsZero() {
-		r.ReadAt = time.UnixMilli(t.UnixMilli()).UTC()
+	if t, ok := tc.Val().([]any); ok && len(t) == 2 {
+		sec, _ := t[0].(string)
+		usec, _ := t[1].(string)
+		if s, err := strconv.ParseInt(sec, 10, 64); err == nil {
+			u, _ := strconv.ParseInt(usec, 10, 64)
+			r.ReadAt = time.UnixMilli(s*1000 + u/1000).UTC()
+		}
 	}
 	for _, s := range lc.Val() {
 		var a Attempt
