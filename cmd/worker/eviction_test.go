@@ -37,21 +37,28 @@ func TestWorkerWarnsOfAnEvictingRedis(t *testing.T) {
 		}
 	}
 	// At start, in the log.
-	rctx, cancel := context.WithCancel(ctx)
+	if logs := startLog(t, rs.URL(), "maxmemory-policy noeviction"); !strings.Contains(logs, "allkeys-lru") {
+		t.Errorf("the warning does not name the policy:\n%s", logs)
+	}
+}
+
+// startLog starts a worker on redisURL, waits until its log says want,
+// stops it and returns the log.
+func startLog(t *testing.T, redisURL, want string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done, logs := startWorker(t, rctx, rs.URL(), "127.0.0.1:0")
+	done, logs := startWorker(t, ctx, redisURL, "127.0.0.1:0")
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "maxmemory-policy noeviction") {
+	for !strings.Contains(logs.String(), want) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no warning about allkeys-lru at start; logs:\n%s", logs.String())
+			t.Fatalf("no %q in the log at start:\n%s", want, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(logs.String(), "allkeys-lru") {
-		t.Errorf("the warning does not name the policy:\n%s", logs.String())
-	}
 	cancel()
 	<-done
+	return logs.String()
 }
 
 // A Redis that may take back writes it acknowledged (no AOF, or AOF
@@ -67,21 +74,9 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 		t.Errorf("without AOF: persistenceRisk = %v", got)
 	}
 	// At start, in the log.
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done, logs := startWorker(t, rctx, rs.URL(), "127.0.0.1:0")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "may take back writes it acknowledged") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no warning about a Redis without AOF at start; logs:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if logs := startLog(t, rs.URL(), "may take back writes it acknowledged"); !strings.Contains(logs, "appendonly no") {
+		t.Errorf("the warning does not say how:\n%s", logs)
 	}
-	if !strings.Contains(logs.String(), "appendonly no") {
-		t.Errorf("the warning does not say how:\n%s", logs.String())
-	}
-	cancel()
-	<-done
 
 	for _, tt := range []struct {
 		fsync string

@@ -37,18 +37,7 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]str
 			}
 		}
 	}
-	switch cc := c.(type) {
-	case *redis.ClusterClient:
-		var mu sync.Mutex
-		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			mu.Lock() // the callbacks run at once
-			defer mu.Unlock()
-			read(ctx, n)
-			return nil
-		})
-	case *redis.Client:
-		read(ctx, cc)
-	}
+	eachMaster(ctx, c, read)
 	return out
 }
 
@@ -97,6 +86,12 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 			}
 		}
 	}
+	eachMaster(ctx, c, read)
+	return out
+}
+
+// eachMaster calls read for each Redis master c writes to, one at a time.
+func eachMaster(ctx context.Context, c redis.UniversalClient, read func(context.Context, *redis.Client)) {
 	switch cc := c.(type) {
 	case *redis.ClusterClient:
 		var mu sync.Mutex
@@ -109,5 +104,4 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 	case *redis.Client:
 		read(ctx, cc)
 	}
-	return out
 }

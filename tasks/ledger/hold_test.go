@@ -118,14 +118,12 @@ func serverPID(t *testing.T, s *taskstest.Server) int {
 	return n
 }
 
-// An order whose own create's answer names a provider order another order
-// holds by matching takes it over with that order's pay mark, and with
-// the provider's acceptance of that pay: the provider order is not paid
-// again.
-func TestTakeOverKeepsAnAcceptedPay(t *testing.T) {
-	t.Parallel()
-	l, _, _ := setup(t)
-	x, y := ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
+// matchedOwner is a ledger where order X holds provider order PO-1 by
+// matching, pending, and order Y is claimed.
+func matchedOwner(t *testing.T) (l *ledger.Ledger, x, y ledger.Ref) {
+	t.Helper()
+	l, _, _ = setup(t)
+	x, y = ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
 	claim(t, l, x)
 	claim(t, l, y)
 	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx"}); err != nil {
@@ -134,6 +132,16 @@ func TestTakeOverKeepsAnAcceptedPay(t *testing.T) {
 	if err := l.Settle(ctx, x, "tx", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithMatched()); err != nil {
 		t.Fatal(err)
 	}
+	return l, x, y
+}
+
+// An order whose own create's answer names a provider order another order
+// holds by matching takes it over with that order's pay mark, and with
+// the provider's acceptance of that pay: the provider order is not paid
+// again.
+func TestTakeOverKeepsAnAcceptedPay(t *testing.T) {
+	t.Parallel()
+	l, x, y := matchedOwner(t)
 	b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx2", Pay: true, PayAgainAfter: time.Millisecond})
 	if err != nil || !b.Record.PayMarked {
 		t.Fatal(b.Record, err)
@@ -172,16 +180,7 @@ func TestTakeOverKeepsAnAcceptedPay(t *testing.T) {
 // listing lag after the owner's pay could have landed.
 func TestTakeOverDuringAnOpenPay(t *testing.T) {
 	t.Parallel()
-	l, _, _ := setup(t)
-	x, y := ledger.Ref{Provider: "aliyun", OrderNo: "X"}, ledger.Ref{Provider: "aliyun", OrderNo: "Y"}
-	claim(t, l, x)
-	claim(t, l, y)
-	if _, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Settle(ctx, x, "tx", ledger.SetPending("PO-1", time.Now(), time.Now().Add(time.Minute)).WithMatched()); err != nil {
-		t.Fatal(err)
-	}
+	l, x, y := matchedOwner(t)
 	const lease = 2 * time.Second
 	b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "tx2", Pay: true, PayAgainAfter: time.Millisecond, LeaseTTL: lease})
 	if err != nil || !b.Record.PayMarked {
