@@ -65,8 +65,17 @@ func TestDeadReplicaLinkRaisesNoHold(t *testing.T) {
 	}
 	dead := m.AttachReplica(t)
 	l := ledger.New(mc, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
-	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "S0"}, []byte(`{}`), "h"); err != nil {
-		t.Fatal(err)
+	// The replica seen acknowledging (on a busy machine a fresh replica
+	// may miss the first WAIT: the claim is sent again, as a producer
+	// would).
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "S0"}, []byte(`{}`), "h")
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal(err)
+		}
 	}
 	pid := serverPID(t, dead)
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
