@@ -133,3 +133,41 @@ func isNetError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
+
+// CapTimeouts returns opt with its clients' dial, read and write timeouts
+// at most d (go-redis's defaults: 5 s to dial and to finish a new
+// connection's handshake, 3 s to read or write), so that a command bounded
+// by d is not held longer by a Redis that accepts connections and never
+// answers. Call it before RESP2; options it does not know, and a d of 0 or
+// less, return opt as it is.
+func CapTimeouts(opt asynq.RedisConnOpt, d time.Duration) asynq.RedisConnOpt {
+	if d <= 0 {
+		return opt
+	}
+	capped := func(v, def time.Duration) time.Duration {
+		if v == 0 {
+			v = def
+		}
+		if v < 0 { // go-redis: no timeout, or no deadline set: as chosen
+			return v
+		}
+		return min(v, d)
+	}
+	const dial, rw = 5 * time.Second, 3 * time.Second
+	switch o := opt.(type) {
+	case asynq.RedisClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = capped(o.DialTimeout, dial), capped(o.ReadTimeout, rw), capped(o.WriteTimeout, rw)
+		return o
+	case asynq.RedisFailoverClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = capped(o.DialTimeout, dial), capped(o.ReadTimeout, rw), capped(o.WriteTimeout, rw)
+		return o
+	case asynq.RedisClusterClientOpt:
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = capped(o.DialTimeout, dial), capped(o.ReadTimeout, rw), capped(o.WriteTimeout, rw)
+		return o
+	case ClusterOpt:
+		c := o.RedisClusterClientOpt
+		c.DialTimeout, c.ReadTimeout, c.WriteTimeout = capped(c.DialTimeout, dial), capped(c.ReadTimeout, rw), capped(c.WriteTimeout, rw)
+		return ClusterOpt{c}
+	}
+	return opt
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,6 +147,51 @@ func TestEnqueueRedisUnreachable(t *testing.T) {
 	checkErrorLines(t, out, "flags")
 	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") || !strings.Contains(errs, "same order_no") {
 		t.Fatalf("one order by flags: exit %d, stdout %q, stderr %q; want exit 2 with Redis's error", code, out, errs)
+	}
+}
+
+// A Redis that accepts connections and never answers holds no command
+// longer than -timeout: go-redis's own waits (5 s for a new connection's
+// handshake, 3 s a read) are capped by it, so each command that reaches
+// Redis gives up within about -timeout (before, a single order took 10 s
+// with -timeout 1s, and status 5 s).
+func TestTimeoutBoundsASilentRedis(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var held []net.Conn // accepted, never answered
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	url := "redis://" + ln.Addr().String() + "/0"
+	for _, args := range [][]string{
+		{"-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`},
+		{"status", "tencent", "E1"},
+		{"list"},
+	} {
+		start := time.Now()
+		code, out, errs := runCLI(t, url, "", append([]string{"-timeout", "300ms"}, args...)...)
+		took := time.Since(start)
+		// Each command makes a few waits of at most -timeout (the dev
+		// marker, the shard count, the claim); 5 s is far under the 10 s
+		// one wait took before and far over what a busy machine adds.
+		if code != exitError || took > 5*time.Second || !strings.Contains(out+errs, "deadline exceeded") && !strings.Contains(out+errs, "i/o timeout") {
+			t.Errorf("enqueue -timeout 300ms %v: exit %d after %v, stdout %q, stderr %q; want exit 2 with a timeout, within 5s", args, code, took, out, errs)
+		}
 	}
 }
 

@@ -95,7 +95,7 @@ Flags:
 	provider := fs.String("provider", "", "single order: provider")
 	orderNo := fs.String("order-no", "", "single order: order number")
 	params := fs.String("params", "", "single order: params as a JSON object")
-	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per batch of orders")
+	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per batch of orders, and for each other wait on Redis")
 	dev := fs.Bool("dev", false, "use worker -dev's Redis ("+devmode.RedisURL+", or -redis-url; REDIS_URL is ignored), refused unless it holds the -dev marker; seal with -dev's data key unless ORDERWORKER_DATA_KEY is set")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -125,7 +125,7 @@ Flags:
 		if !explicit {
 			redisURL = devmode.RedisURL
 		}
-		if err := checkDevRedis(ctx, redisURL); err != nil {
+		if err := checkDevRedis(ctx, redisURL, *timeout); err != nil {
 			fmt.Fprintln(stderr, "enqueue -dev:", err)
 			return exitError
 		}
@@ -142,17 +142,18 @@ Flags:
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
 	}
-	redisOpt = tasks.RESP2(redisOpt)
+	// -timeout bounds each wait on Redis, a new connection's too.
+	redisOpt = tasks.RESP2(tasks.CapTimeouts(redisOpt, *timeout))
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "status" {
 		if len(rest) != 3 {
 			fmt.Fprintln(stderr, "enqueue: usage: enqueue status PROVIDER ORDER_NO")
 			return exitError
 		}
-		return status(ctx, redisOpt, rest[1], rest[2], getenv, stdout, stderr)
+		return status(ctx, redisOpt, rest[1], rest[2], *timeout, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "serve" {
-		if err := checkNotDevRedis(ctx, redisOpt.MakeRedisClient().(redis.UniversalClient), true); err != nil {
+		if err := checkNotDevRedis(ctx, redisOpt.MakeRedisClient().(redis.UniversalClient), true, *timeout); err != nil {
 			fmt.Fprintln(stderr, "enqueue serve:", err)
 			return exitError
 		}
@@ -184,7 +185,7 @@ Flags:
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	if !*dev {
-		if err := checkNotDevRedis(ctx, rdb, false); err != nil {
+		if err := checkNotDevRedis(ctx, rdb, false, *timeout); err != nil {
 			fmt.Fprintln(stderr, "enqueue:", err)
 			return exitError
 		}
@@ -375,7 +376,7 @@ func (e *answeredError) Error() string {
 }
 
 // status prints the order's record, params masked, as JSON.
-func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, getenv func(string) string, stdout, stderr io.Writer) int {
+func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo string, timeout time.Duration, getenv func(string) string, stdout, stderr io.Writer) int {
 	if names := validators().Names(); !slices.Contains(names, provider) {
 		// A usage error, as resolve's: no such order could exist.
 		fmt.Fprintf(stderr, "enqueue: provider %q: want one of %s\n", providers.MaskPhones(provider), strings.Join(names, ", "))
@@ -383,7 +384,7 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	}
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// A data key that cannot be read is refused, as by every command,
 	// rather than the params shown sealed as if none were set.
@@ -453,12 +454,12 @@ func dataKey(getenv func(string) string) (*tasks.Sealer, error) {
 // checkDevRedis refuses a Redis at rawURL that does not hold the -dev
 // marker: enqueue -dev writes only where worker -dev keeps its own data,
 // never to a Redis that may hold real orders.
-func checkDevRedis(ctx context.Context, rawURL string) error {
+func checkDevRedis(ctx context.Context, rawURL string, timeout time.Duration) error {
 	opt, err := tasks.ParseRedisURL(rawURL)
 	if err != nil {
 		return err
 	}
-	marked, err := devMarked(ctx, tasks.RESP2(opt).MakeRedisClient().(redis.UniversalClient), true)
+	marked, err := devMarked(ctx, tasks.RESP2(tasks.CapTimeouts(opt, timeout)).MakeRedisClient().(redis.UniversalClient), true, timeout)
 	if err != nil {
 		return fmt.Errorf("%s: %w (is worker -dev running? its log names its Redis; give that URL with -redis-url)", tasks.RedactURL(rawURL), err)
 	}
@@ -472,19 +473,20 @@ func checkDevRedis(ctx context.Context, rawURL string) error {
 // producer without -dev: orders there are paid through worker -dev's
 // sandboxes, never created at the providers, while the producer would take
 // them for real. An unreachable Redis is left to the writes to report.
-func checkNotDevRedis(ctx context.Context, rdb redis.UniversalClient, closeIt bool) error {
-	if marked, err := devMarked(ctx, rdb, closeIt); err == nil && marked {
+func checkNotDevRedis(ctx context.Context, rdb redis.UniversalClient, closeIt bool, timeout time.Duration) error {
+	if marked, err := devMarked(ctx, rdb, closeIt, timeout); err == nil && marked {
 		return fmt.Errorf("refused: this Redis holds the %s marker: it is worker -dev's, whose sandboxes pay every order without creating it anywhere; give enqueue -dev to enqueue demo orders there, or point REDIS_URL at your own Redis", devmode.MarkerKey)
 	}
 	return nil
 }
 
-// devMarked asks rdb (closed after, when closeIt) for the -dev marker.
-func devMarked(ctx context.Context, rdb redis.UniversalClient, closeIt bool) (bool, error) {
+// devMarked asks rdb (closed after, when closeIt) for the -dev marker,
+// waiting at most timeout.
+func devMarked(ctx context.Context, rdb redis.UniversalClient, closeIt bool, timeout time.Duration) (bool, error) {
 	if closeIt {
 		defer rdb.Close()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return devmode.Marked(ctx, rdb)
 }
