@@ -502,8 +502,14 @@ func permanentReply(err error) error {
 
 // unknownMaster: a sentinel answers get-master-addr-by-name with nil for a
 // master it does not know; go-redis then reports every sentinel as
-// unreachable, each with redis.Nil.
+// unreachable, each with redis.Nil (the clients RESP2 makes report an
+// *UnknownMasterError instead).
 func unknownMaster(err error) bool {
+	return errors.As(err, new(*UnknownMasterError)) || unknownMasterNil(err)
+}
+
+// unknownMasterNil is go-redis's own error for a master no sentinel knows.
+func unknownMasterNil(err error) bool {
 	return errors.Is(err, redis.Nil) && strings.Contains(err.Error(), "sentinel")
 }
 
@@ -517,6 +523,9 @@ func RedisErrorReason(err error) error {
 		return nil
 	}
 	fromSentinel := strings.Contains(err.Error(), "all sentinels")
+	if um := new(*UnknownMasterError); errors.As(err, um) {
+		return &reasonError{(*um).msg, err}
+	}
 	if unknownMaster(err) {
 		return &reasonError{"sentinel: no master by that name (the URL's ?master=)", err}
 	}

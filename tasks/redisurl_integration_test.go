@@ -194,7 +194,7 @@ func TestPermanentRedisErrorFromRealServers(t *testing.T) {
 		{"sentinel: wrong master password", sentinelURL(sen.SentinelPassword, sen.MasterName, wrong), false, true, "WRONGPASS"},
 		{"sentinel: no master password", sentinelURL(sen.SentinelPassword, sen.MasterName, ""), false, true, "NOAUTH"},
 		{"sentinel: wrong sentinel password", sentinelURL(wrong, sen.MasterName, sen.Password), false, true, "WRONGPASS"},
-		{"sentinel: unknown master", sentinelURL(sen.SentinelPassword, "no-such-master", sen.Password), false, true, "sentinel: no master by that name"},
+		{"sentinel: unknown master", sentinelURL(sen.SentinelPassword, "no-such-master", sen.Password), false, true, "sentinel: no master"},
 		{"sentinel URL to a plain server", "redis-sentinel://" + plain.Addr + "?master=m", false, true, "sentinel: ERR unknown command 'sentinel'"},
 		{"nothing listening", userURL("redis", acl.Username, acl.Password, gone+"/0"), false, false, "refused"},
 		{"no sentinel listening", "redis-sentinel://" + gone + "?master=m&password=" + wrong, false, false, ""},

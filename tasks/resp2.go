@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -54,13 +55,15 @@ func (c resp2Conn) MakeRedisClient() any {
 			PoolSize: cmp.Or(c.poolSize, o.PoolSize), TLSConfig: o.TLSConfig, Protocol: 2,
 		})
 	case asynq.RedisFailoverClientOpt:
-		return redis.NewFailoverClient(&redis.FailoverOptions{
+		fc := redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: o.MasterName, SentinelAddrs: o.SentinelAddrs,
 			SentinelUsername: o.SentinelUsername, SentinelPassword: o.SentinelPassword,
 			Username: o.Username, Password: o.Password, DB: o.DB,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			PoolSize: cmp.Or(c.poolSize, o.PoolSize), TLSConfig: o.TLSConfig, Protocol: 2,
 		})
+		fc.AddHook(unknownMasterHook{o.MasterName})
+		return fc
 	case asynq.RedisClusterClientOpt:
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
@@ -170,4 +173,34 @@ func CapTimeouts(opt asynq.RedisConnOpt, d time.Duration) asynq.RedisConnOpt {
 		return ClusterOpt{c}
 	}
 	return opt
+}
+
+// UnknownMasterError is the error of every command of a client whose
+// sentinels know no master by its name (the URL's ?master=). go-redis
+// reports it wrapping redis.Nil, which every reader takes for "no such
+// key": a mistyped master name would make orders look absent (status
+// "no order", an empty list, a 404) instead of Redis unusable. This error
+// does not wrap redis.Nil.
+type UnknownMasterError struct{ msg string }
+
+func (e *UnknownMasterError) Error() string { return e.msg }
+
+// unknownMasterHook turns go-redis's dial error for a master no sentinel
+// knows into an *UnknownMasterError, on the failover clients RESP2 makes.
+type unknownMasterHook struct{ name string }
+
+func (h unknownMasterHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cn, err := next(ctx, network, addr)
+		if err != nil && unknownMasterNil(err) {
+			return nil, &UnknownMasterError{msg: fmt.Sprintf("sentinel: no master named %q (the URL's ?master=)", h.name)}
+		}
+		return cn, err
+	}
+}
+
+func (unknownMasterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (unknownMasterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

@@ -57,3 +57,34 @@ func TestEnqueueRedisAuth(t *testing.T) {
 		})
 	}
 }
+
+// A sentinel URL naming a master no sentinel knows is an error for every
+// command, never "no such order": go-redis reports it wrapping redis.Nil,
+// which readers take for a missing key (status answered "no order", list
+// nothing, exit 0, while the orders were there under the right name).
+func TestUnknownSentinelMasterIsNoMissingOrder(t *testing.T) {
+	t.Parallel()
+	sen := taskstest.StartSentinel(t, nil)
+	good := sen.URL()
+	bad := strings.Replace(good, "?master="+url.QueryEscape(sen.MasterName), "?master=no-such-master", 1)
+	runWith := func(u string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		env := func(k string) string {
+			if k == "REDIS_URL" {
+				return u
+			}
+			return ""
+		}
+		code := run(context.Background(), append([]string{"-timeout", "5s"}, args...), env, strings.NewReader(""), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := runWith(good, "-provider", "tencent", "-order-no", "M1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`); code != exitOK {
+		t.Fatalf("enqueue through the right master: exit %d, stdout %s, stderr %s", code, out, errs)
+	}
+	for _, args := range [][]string{{"status", "tencent", "M1"}, {"list"}, {"-provider", "tencent", "-order-no", "M2", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`}} {
+		code, out, errs := runWith(bad, args...)
+		if code != exitError || !strings.Contains(errs, `no master named "no-such-master"`) || strings.Contains(out+errs, "no order") {
+			t.Errorf("enqueue %v with an unknown master: exit %d, stdout %q, stderr %q; want exit 2 naming the master", args, code, out, errs)
+		}
+	}
+}
