@@ -327,7 +327,12 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 	}
 	l, err := c.listFrom(ctx, p, 1, snapshot)
-	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || l.totalConfirms() || c.pagesFrom1.Load() {
+	// A total that fits the orders read from 1 does not show that page 0
+	// is empty: what the total counts is not documented, and a count of
+	// pages can equal the orders read from 1 (a server counting from 0
+	// with 22 orders at 20 a page: 2 pages, 2 orders on page 1). Until
+	// the server has shown where it counts from, page 0 is judged.
+	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || c.pagesFrom1.Load() {
 		return l, err
 	}
 	// Page 0 is the first page on a server counting from 0: a snapshot
@@ -805,6 +810,16 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	switch {
 	case reason != "":
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, reason, nil)
+	case !found && rule.Known != nil:
+		// A listing that lacks orders the snapshot read is not the whole
+		// listing (or the provider dropped orders from it, which nothing
+		// documents): ours may be among what it did not show, so it
+		// shows no absence. The order stays unknown, looked up again.
+		if n := missingKnown(rule.Known, l.orders); n > 0 {
+			return answer{}, OrderInfo{}, fail(providers.Unavailable, fmt.Sprintf(
+				"the listing lacks %d of the %d orders the snapshot read before the first create: it is not the whole listing, so it cannot show that no order was created", n, len(rule.Known)), providers.ErrNoNews)
+		}
+		fallthrough
 	case !found:
 		msg := "no matching order since the first attempt"
 		if rule.Known != nil {
@@ -816,4 +831,19 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		return answer{}, OrderInfo{}, fail(providers.NotFound, msg, nil)
 	}
 	return l.last, m, nil
+}
+
+// missingKnown counts the snapshot's orders (known) that orders lacks.
+func missingKnown(known map[string]bool, orders []OrderInfo) int {
+	seen := make(map[string]bool, len(orders))
+	for _, o := range orders {
+		seen[o.OrderID] = true
+	}
+	n := 0
+	for id := range known {
+		if !seen[id] {
+			n++
+		}
+	}
+	return n
 }

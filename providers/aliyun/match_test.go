@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -434,9 +435,9 @@ func TestPrepare(t *testing.T) {
 			t.Errorf("Prepare = %v, want %v", got, want)
 		}
 		// Three pages and the empty fourth: the total never ends a
-		// listing.
-		if n := f.sb.Calls(aliyun.PathQuery); n != 4 {
-			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 4", n)
+		// listing; and page 0, refused (the sandbox counts from 1).
+		if n := f.sb.Calls(aliyun.PathQuery); n != 5 {
+			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 5", n)
 		}
 	})
 	t.Run("empty device", func(t *testing.T) {
@@ -606,11 +607,12 @@ func TestListingPagesFromZero(t *testing.T) {
 				t.Fatalf("Prepare = %v, want the ids of the device's 3 orders", known)
 			}
 			// From 1: pages 1 and 2 (3 orders, 2 a page), and the empty
-			// page 3. Page 0 when the list has no total or does not
-			// reach it; a server shown to count from 0 is then read again
-			// from 0 (pages 0 and 1, and the empty page 2).
+			// page 3. Page 0 until the server has shown where it counts
+			// from (a total that fits does not show page 0 empty); a
+			// server shown to count from 0 is then read again from 0
+			// (pages 0 and 1, and the empty page 2).
 			calls := f.sb.Calls(aliyun.PathQuery) - before
-			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 3, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 1, {}: 3}[paging]
+			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 3, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 1, {}: 3 + 1}[paging]
 			if calls != want {
 				t.Errorf("Prepare made %d order/query calls, want %d", calls, want)
 			}
@@ -629,6 +631,71 @@ func TestListingPagesFromZero(t *testing.T) {
 				t.Errorf("Lookup made %d order/query calls, want %d", calls, want)
 			}
 		})
+	}
+}
+
+// A total that fits the orders read from page 1 does not show that page 0
+// is empty: against a server counting from 0 whose total counts pages, 4
+// orders at 2 a page are 2 pages, and page 1 holds 2 orders. A process that
+// has not yet seen where the server counts from reads page 0 all the same:
+// the snapshot holds every older order (one of our commodity and copies
+// among them, which must never pass for ours), and a lookup in a fresh
+// process (a restart) finds ours on page 0 instead of answering not_found,
+// after which the order would be created again.
+func TestListingTotalOfPagesFromZero(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	sb := sandbox.New(appKey, appSecret, projectID)
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	sb.SetPaging(sandbox.Paging{From0: true, TotalPages: true})
+	twoAPage := func(o *aliyun.Options) { o.PageSize = 2 }
+	iot := iotID(870)
+	o := testOrder(870)
+	o.FirstAttempt = time.Now()
+	older := sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID // unpaid, ours in kind
+	for range 3 {
+		sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "other_plan", Copies: 1, PaymentStatus: 1})
+	}
+	known, err := newClient(t, srv.URL, appSecret, nil, twoAPage).Prepare(ctx(t), o)
+	if err != nil || len(known) != 4 || !slices.Contains(known, older) {
+		t.Fatalf("Prepare = %v, %v; want the ids of the device's 4 orders, %s among them", known, err, older)
+	}
+	o.Known = known
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	// Ours and one more of another plan: 6 orders, 3 pages; from 1,
+	// pages 1 and 2 hold 4, and ours, the newest, is on page 0.
+	ours := sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID
+	sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "other_plan", Copies: 1, PaymentStatus: 1})
+	r, err := newClient(t, srv.URL, appSecret, nil, twoAPage).Lookup(ctx(t), o)
+	if err != nil || r.ProviderOrderID != ours {
+		t.Fatalf("Lookup in a fresh process = %+v, %v; want order %s, never not_found", r, err, ours)
+	}
+}
+
+// A lookup whose listing lacks orders the snapshot read shows no absence:
+// it is not the whole listing (or the provider dropped orders from it,
+// which nothing documents), and ours may be among what it did not show.
+// The lookup is unavailable (tried again), never not_found, after which
+// the order would be created again.
+func TestLookupMissingSnapshotOrdersIsNoAbsence(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	iot := iotID(871)
+	o := testOrder(871)
+	var known []string
+	for range 3 {
+		known = append(known, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "other_plan", Copies: 1, PaymentStatus: 1}).OrderID)
+	}
+	o.Known = append(known, "gone-1")
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	_, err := f.c.Lookup(ctx(t), o)
+	if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "lacks 1 of the 4 orders the snapshot read") {
+		t.Fatalf("Lookup = %v; want unavailable, naming the snapshot's missing order, never not_found", err)
+	}
+	o.Known = known
+	if _, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.NotFound {
+		t.Fatalf("Lookup with every snapshot order listed = %v; want not_found", err)
 	}
 }
 

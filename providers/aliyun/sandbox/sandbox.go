@@ -199,6 +199,9 @@ type Paging struct {
 	From0 bool
 	// NoTotal: answers carry no total.
 	NoTotal bool
+	// TotalPages: the total counts pages, not orders (what it counts is
+	// not documented).
+	TotalPages bool
 	// Alias0: pageNo 0 is served as page 1 (when counting from 1).
 	Alias0 bool
 	// RepeatLast: a pageNo past the last page serves the last page again
@@ -724,7 +727,11 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	if paging.NoTotal {
 		return ok(map[string]any{"data": items})
 	}
-	return ok(map[string]any{"total": len(list), "pageNo": pageNo, "pageSize": pageSize, "data": items})
+	total := int64(len(list))
+	if paging.TotalPages {
+		total = (total + pageSize - 1) / pageSize
+	}
+	return ok(map[string]any{"total": total, "pageNo": pageNo, "pageSize": pageSize, "data": items})
 }
 
 // listTime reports whether answers carry gmtCreate.
