@@ -264,8 +264,20 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 			// never the order's. It waits for a worker that can send it,
 			// its record saying why, unless its deadline passed with
 			// nothing sent: that needs no provider.
-			if done, err := h.endUnsent(ctx, ref, p.Provider, msgOf(err)); done || err != nil {
-				return err
+			done, missing, err2 := h.endUnsent(ctx, ref, p.Provider, msgOf(err))
+			if done || err2 != nil {
+				return err2
+			}
+			if missing {
+				// A task a producer wrote itself (or one whose record
+				// Redis lost) is recorded on first sight, as a worker
+				// that can send it would: its params judged (a bad one
+				// stops the task with the reason), its deadline counting.
+				tk := &taskRun{}
+				tk.claimed, tk.at, tk.claim = claimedMark(t)
+				if err := h.adoptMissing(ctx, t, p, ref, nil, tk); err != nil {
+					return err
+				}
 			}
 			_ = h.ledger.NoteWaiting(ctx, ref, "waiting for a worker that can send it: "+msgOf(err))
 			return h.configWait(ref, ProblemProviderDisabled, msgOf(err))
@@ -311,59 +323,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		answered := time.Now()
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
-			// Missing after a step of this run that may have created
-			// the order, or found that an earlier one may have, the
-			// record was lost: it counts as ran before, and is recorded
-			// again with what this run knew (the first create's time,
-			// the snapshot) to look the order up by.
-			// So is a task queued for a claimed order whose claim was
-			// not undone: its record existed, and may have recorded
-			// creates (runs that ended in waits leave asynq's retry
-			// count as it was).
-			var lost ledger.Lost
-			ranBefore := asynqRetried(ctx)
-			if seen != nil && (seen.InflightMarked || seen.MayHaveBeenCreated() || seen.MayHaveExisted ||
-				seen.State == ledger.StateUnknown || seen.State == ledger.StatePending) {
-				ranBefore = true
-				lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
-			}
-			if claimed, at, token := claimedMark(t); claimed {
-				if !ranBefore {
-					undone, err := h.ledger.Unclaimed(ctx, ref, token)
-					if err != nil {
-						return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
-					}
-					ranBefore = !undone
-				}
-				// Looked up from the claim on (no create left before
-				// it), or from the first create this run saw, whichever
-				// is earlier.
-				if !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
-					lost.FirstAttempt = at
-				}
-			}
-			if !ranBefore || lost.FirstAttempt.IsZero() {
-				// A task not queued with the record's claim (see
-				// markRan): whether a run of it was about to send a
-				// create is marked on the task, with the time of the
-				// first, which bounds the lookup (also when asynq's
-				// retry count already says it ran).
-				ran, at, err := tk.ranBefore(ctx, h)
-				if err != nil {
-					return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
-				}
-				ranBefore = ranBefore || ran
-				if ran && !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
-					lost.FirstAttempt = at
-				}
-			}
-			if ranBefore {
-				// Should another claim record the order first (its
-				// producer sent it again), what this run knew still
-				// holds: see priorCreate.
-				tk.lostRan, tk.lost = true, lost
-			}
-			if err := h.adopt(ctx, p, ranBefore, lost); err != nil {
+			if err := h.adoptMissing(ctx, t, p, ref, seen, tk); err != nil {
 				return err
 			}
 			continue
@@ -736,10 +696,11 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 // flight, past its deadline (or its failure budget spent). It takes the
 // lease without marking a create, so nothing can be sent on it, and
 // reports whether the task is done (the order errored, or already
-// finished). Anything else (an order that may exist, a lookup or a poll
+// final). Anything else (an order that may exist, a lookup or a poll
 // due, a lease held elsewhere, Redis failing) is left to wait unchanged.
 // held is why this worker cannot send it, for the errored order's reason.
-func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held string) (bool, error) {
+// missing reports that the order has no record (read without an error).
+func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held string) (done, missing bool, err error) {
 	pol := h.policy(provider, nil)
 	stops := func(rec *ledger.Record) (order.Plan, bool) {
 		plan := order.PlanStep(rec, pol, h.clockOf(rec, time.Now()).now())
@@ -747,33 +708,35 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 	}
 	// A read first: a held order is met every ConfigWait, and most are
 	// not due.
-	if rec, err := h.ledger.Get(ctx, ref); err != nil || rec == nil || rec.State.Terminal() {
-		return false, nil
+	if rec, err := h.ledger.Get(ctx, ref); err != nil || rec == nil {
+		return false, err == nil && rec == nil, nil
+	} else if rec.State.Terminal() {
+		return true, false, nil // nothing left to send
 	} else if _, ok := stops(rec); !ok {
-		return false, nil
+		return false, false, nil
 	}
 	token := uuid.NewString()
 	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true})
 	switch {
 	case err == nil && b.Status == ledger.Finished:
-		return true, nil
+		return true, false, nil
 	case err == nil && b.Status == ledger.Began:
 	case b.Record != nil: // taken on the master only (ErrNotDurable)
 		h.release(ref, token)
-		return false, nil
+		return false, false, nil
 	default:
-		return false, nil
+		return false, false, nil
 	}
 	plan, ok := stops(b.Record)
 	if !ok {
 		h.release(ref, token)
-		return false, nil
+		return false, false, nil
 	}
 	// Settled, the task stops; not settled (Redis failing, the lease
 	// lost), it comes back.
 	reason := plan.Then.Reason + " (the worker that ended it cannot send it: " + held + ")"
 	_, err = h.finish(ctx, b.Record, token, order.Decision{Settle: ledger.SetErrored(reason), Then: order.Then{Next: order.Stop, Reason: reason}})
-	return true, err
+	return true, false, err
 }
 
 // release ends a step that made no call.
@@ -918,6 +881,67 @@ func (h *Handler) markRan(ctx context.Context, at time.Time, claim string) error
 	}
 	queue, _ := asynq.GetQueueName(ctx)
 	return h.ledger.MarkTaskRan(ctx, queue, id, at, claim)
+}
+
+// adoptMissing records the order of a task that runs without a record
+// (see adopt): a producer's own task on its first run, or a record lost to
+// a Redis failover or restart, which is recorded as unknown when a run of
+// the task may have created the order. seen is the record as this run's
+// last step began it (nil before the first).
+func (h *Handler) adoptMissing(ctx context.Context, t *asynq.Task, p Payload, ref ledger.Ref, seen *ledger.Record, tk *taskRun) error {
+	// Missing after a step of this run that may have created
+	// the order, or found that an earlier one may have, the
+	// record was lost: it counts as ran before, and is recorded
+	// again with what this run knew (the first create's time,
+	// the snapshot) to look the order up by.
+	// So is a task queued for a claimed order whose claim was
+	// not undone: its record existed, and may have recorded
+	// creates (runs that ended in waits leave asynq's retry
+	// count as it was).
+	var lost ledger.Lost
+	ranBefore := asynqRetried(ctx)
+	if seen != nil && (seen.InflightMarked || seen.MayHaveBeenCreated() || seen.MayHaveExisted ||
+		seen.State == ledger.StateUnknown || seen.State == ledger.StatePending) {
+		ranBefore = true
+		lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
+	}
+	if claimed, at, token := claimedMark(t); claimed {
+		if !ranBefore {
+			undone, err := h.ledger.Unclaimed(ctx, ref, token)
+			if err != nil {
+				return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+			}
+			ranBefore = !undone
+		}
+		// Looked up from the claim on (no create left before
+		// it), or from the first create this run saw, whichever
+		// is earlier.
+		if !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
+			lost.FirstAttempt = at
+		}
+	}
+	if !ranBefore || lost.FirstAttempt.IsZero() {
+		// A task not queued with the record's claim (see
+		// markRan): whether a run of it was about to send a
+		// create is marked on the task, with the time of the
+		// first, which bounds the lookup (also when asynq's
+		// retry count already says it ran).
+		ran, at, err := tk.ranBefore(ctx, h)
+		if err != nil {
+			return wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		}
+		ranBefore = ranBefore || ran
+		if ran && !at.IsZero() && (lost.FirstAttempt.IsZero() || at.Before(lost.FirstAttempt)) {
+			lost.FirstAttempt = at
+		}
+	}
+	if ranBefore {
+		// Should another claim record the order first (its
+		// producer sent it again), what this run knew still
+		// holds: see priorCreate.
+		tk.lostRan, tk.lost = true, lost
+	}
+	return h.adopt(ctx, p, ranBefore, lost)
 }
 
 // adopt records an order whose task runs without a record: a producer that

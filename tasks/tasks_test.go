@@ -663,6 +663,66 @@ func disabledErroredAtItsDeadline(t *testing.T, clock func() time.Time) {
 	}
 }
 
+// A task a producer wrote itself, met by a worker without its provider's
+// credentials, is recorded on first sight as any worker records it: a
+// valid order is claimed (the same dedupe) and waits, errored at its
+// deadline by this worker; one whose params hold a phone number (no data
+// key) or break the provider's rules stops with the reason, recording
+// nothing. Before, such tasks went round in asynq's retries with no record
+// and no end, the deadline never applying.
+func TestDisabledProviderRecordsAProducersOwnTask(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond, Deadline: 400 * time.Millisecond}})
+	e.set.Disable("tencent", "TENCENT_APP_KEY is not set", tencent.Validate)
+	ctx := context.Background()
+	run := func(payload string) error {
+		return e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(payload)))
+	}
+	get := func(no string) *tasks.Record {
+		rec, err := e.ledger.Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: no})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	for _, c := range []struct{ no, params, reason string }{
+		{"Hand-Phone", `{"CustomerId":"13812345678","ItemId":"D-FireInsurance2020","ItemNum":1}`, "phone number"},
+		{"Hand-Bad", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":0}`, "ItemNum"},
+	} {
+		err := run(`{"provider":"tencent","order_no":"` + c.no + `","params":` + c.params + `}`)
+		if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), c.reason) || strings.Contains(err.Error(), "13812345678") {
+			t.Errorf("%s: ProcessTask = %v; want the task stopped, naming %q (the number masked)", c.no, err, c.reason)
+		}
+		if rec := get(c.no); rec != nil {
+			t.Errorf("%s: recorded %+v; want nothing", c.no, rec)
+		}
+	}
+	good := `{"provider":"tencent","order_no":"Hand-Good","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`
+	if err := run(good); err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("ProcessTask = %v; want a wait for a worker that can send it", err)
+	}
+	rec := get("Hand-Good")
+	if rec == nil || rec.State != ledger.StateQueued || !strings.Contains(rec.Reason, "waiting for a worker that can send it") {
+		t.Fatalf("recorded %+v; want queued, waiting for a worker that can send it", rec)
+	}
+	if res := e.enqueue(t, order("Hand-Good")); res.Status != tasks.Conflict && res.Status != tasks.Duplicate {
+		t.Errorf("Enqueue of the same order number = %+v; want the claim's dedupe to answer", res)
+	}
+	time.Sleep(450 * time.Millisecond) // past the deadline
+	if err := run(good); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("ProcessTask past the deadline = %v; want the task ended", err)
+	}
+	if rec := get("Hand-Good"); rec.State != ledger.StateErrored || !strings.Contains(rec.Reason, "deadline of 400ms passed") {
+		t.Errorf("past the deadline: %+v; want errored at the deadline", rec)
+	}
+	if err := run(good); err != nil {
+		t.Errorf("ProcessTask of a final order = %v; want the task done", err)
+	}
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
+		t.Errorf("%d creates sent by a worker without the provider", n)
+	}
+}
+
 // An attempt still in flight when the shutdown timeout ends is cut off: it
 // is recorded as unknown and, after a restart, looked up, not resubmitted.
 func TestShutdownCutsOffAttemptThenReconciles(t *testing.T) {
