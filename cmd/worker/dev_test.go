@@ -194,10 +194,13 @@ func TestDevAvoidsItsOwnPortWhenREDIS_URLNamesIt(t *testing.T) {
 
 // A real worker refuses a Redis that holds the -dev marker: the sandbox
 // orders there would go to the real providers.
+// The marker is asked first: -dev records its own data key there, and a
+// worker without it was told to set ORDERWORKER_DATA_KEY instead.
 func TestWorkerRefusesADevRedis(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
-	if err := rs.Client(t).Set(context.Background(), devMarkerKey, devMarkerValue, 0).Err(); err != nil {
+	rdb := rs.Client(t)
+	if err := rdb.Set(context.Background(), devMarkerKey, devMarkerValue, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -205,5 +208,16 @@ func TestWorkerRefusesADevRedis(t *testing.T) {
 	err := run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), devMarkerKey) {
 		t.Errorf("a worker on -dev's Redis: %v; want a refusal naming the marker", err)
+	}
+	sealer, err := tasks.NewSealer(devmode.DataKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tasks.NewLedger(rdb).CheckDataKey(ctx, sealer.KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	err = run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), devMarkerKey) || strings.Contains(err.Error(), "ORDERWORKER_DATA_KEY") {
+		t.Errorf("a worker without a data key on -dev's Redis, which recorded -dev's key: %v; want a refusal naming the marker, not the data key", err)
 	}
 }

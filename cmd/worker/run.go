@@ -159,6 +159,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := waitForRedis(ctx, rdb, log); err != nil {
 		return err
 	}
+	if !cfg.Dev {
+		// A Redis marked as -dev's holds sandbox orders: a real worker
+		// would send them to the real providers (and pay them). Asked
+		// first, before the checks below write to it or name another
+		// cause (its data key is -dev's).
+		if marked, err := devmode.Marked(ctx, rdb); err == nil && marked {
+			return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
+		}
+	}
 	if err := untilWritable(ctx, log, func() error { return ledger.CheckDataKey(ctx, sealer.KeyID()) }); err != nil {
 		// Orders sealed with the producers' key would only wait on this
 		// worker (with another key, or none): refuse to start instead,
@@ -167,13 +176,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if err := untilWritable(ctx, log, func() error { return ledger.CheckShards(ctx) }); err != nil {
 		return err
-	}
-	if !cfg.Dev {
-		// A Redis marked as -dev's holds sandbox orders: a real worker
-		// would send them to the real providers (and pay them).
-		if marked, err := devmode.Marked(ctx, rdb); err == nil && marked {
-			return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
-		}
 	}
 	for addr, policy := range evictionPolicy(ctx, rdb) {
 		log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
@@ -252,7 +254,7 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 			return notAClusterNode(ctx, rdb)
 		}
 		if tasks.PermanentRedisError(err) {
-			return fmt.Errorf("cannot use redis (check REDIS_URL): %w", tasks.RedisErrorReason(err))
+			return fmt.Errorf("cannot use redis (check REDIS_URL or -redis-url): %w", tasks.RedisErrorReason(err))
 		}
 		log.Warn("waiting for redis", "error", err)
 		select {
