@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -145,14 +146,29 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem(w, http.StatusNotFound, "no such path: the API serves /v1/orders, /v1/orders/batch, /v1/orders/{provider}/{order_no}, /v1/events and /v1/openapi.json")
+		problem(w, http.StatusNotFound, notFoundDetail)
 	})
 	h.mux = mux
 	return h, nil
 }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The router answers a path not in canonical form, or a provider
+	// without an order number (which a trailing slash would complete),
+	// with a redirect: no API path is either (an order number holds no
+	// empty, "." or ".." part), so they are no such path, as problem
+	// details like every other answer.
+	p := r.URL.EscapedPath()
+	if rest, ok := strings.CutPrefix(p, "/v1/orders/"); p != path.Clean(p) || ok && rest != "batch" && !strings.Contains(rest, "/") {
+		problem(w, http.StatusNotFound, notFoundDetail)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// notFoundDetail is the detail of a 404 for a path the API does not have.
+const notFoundDetail = "no such path: the API serves /v1/orders, /v1/orders/batch, /v1/orders/{provider}/{order_no}, /v1/events and /v1/openapi.json"
 
 // Close ends long polls at once (they answer with the record as it
 // stands); call it when the server shuts down.

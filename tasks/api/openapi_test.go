@@ -302,6 +302,15 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		{"PUT", "/v1/orders/tencent/OA1", http.StatusMethodNotAllowed},
 		{"POST", "/v1/events", http.StatusMethodNotAllowed},
 		{"GET", "/v1/nothing", http.StatusNotFound},
+		// Paths the router would answer with a redirect (a provider
+		// without an order number, one not in canonical form): no such
+		// path, as problem details, never a 307 the document lacks.
+		{"GET", "/v1/orders/tencent", http.StatusNotFound},
+		{"GET", "/v1/orders/tencent/", http.StatusNotFound},
+		{"GET", "/v1/orders/tencent/..", http.StatusNotFound},
+		{"GET", "/v1/orders/tencent/a/../OA1", http.StatusNotFound},
+		{"GET", "/v1//events", http.StatusNotFound},
+		{"POST", "/v1/orders/", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(tt.method, e.url+tt.path, nil)
 		req.Header.Set("Authorization", bearer)
@@ -310,8 +319,8 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != tt.want {
-			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
+		if resp.StatusCode != tt.want || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s = %d %s, want %d as problem details", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), tt.want)
 		}
 	}
 }
