@@ -232,7 +232,8 @@ func checkPayloadKeys(data []byte) error {
 func checkOrderPath(s string) error {
 	for seg := range strings.SplitSeq(s, "/") {
 		if seg == "" || seg == "." || seg == ".." {
-			return invalid("order_no: a '/' may not start or end it, come twice in a row, or set off '.' or '..'")
+			// It names the order in URL paths (the API, the dashboard).
+			return invalid("order_no: '.' and '..' may not be the order number or a part of it between '/'s, and a '/' may not start or end it or come twice in a row")
 		}
 	}
 	return nil

@@ -277,8 +277,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	default:
 		return nil, fmt.Errorf("log format %q: want json or text", c.LogFormat)
 	}
-	if c.Concurrency <= 0 || c.MaxAttempts <= 0 {
-		return nil, errors.New("-concurrency and -max-attempts must be positive")
+	if c.Concurrency <= 0 {
+		return nil, fmt.Errorf("ORDERWORKER_CONCURRENCY (-concurrency) %d: want a positive number", c.Concurrency)
+	}
+	if c.MaxAttempts <= 0 {
+		return nil, fmt.Errorf("ORDERWORKER_MAX_ATTEMPTS (-max-attempts) %d: want a positive number", c.MaxAttempts)
 	}
 	// The flags' durations as strictly as the environment's (dur): a zero
 	// or negative backoff, deadline or interval is refused, never taken.
