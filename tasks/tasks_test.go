@@ -673,7 +673,7 @@ func disabledErroredAtItsDeadline(t *testing.T, clock func() time.Time) {
 func TestDisabledProviderRecordsAProducersOwnTask(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond, Deadline: 400 * time.Millisecond}})
-	e.set.Disable("tencent", "TENCENT_APP_KEY is not set", tencent.Validate)
+	e.set.DisableSpec(tencent.Spec(), "TENCENT_APP_KEY is not set") // as the worker disables it
 	ctx := context.Background()
 	run := func(payload string) error {
 		return e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, []byte(payload)))
@@ -705,8 +705,9 @@ func TestDisabledProviderRecordsAProducersOwnTask(t *testing.T) {
 	if rec == nil || rec.State != ledger.StateQueued || !strings.Contains(rec.Reason, "waiting for a worker that can send it") {
 		t.Fatalf("recorded %+v; want queued, waiting for a worker that can send it", rec)
 	}
-	if res := e.enqueue(t, order("Hand-Good")); res.Status != tasks.Conflict && res.Status != tasks.Duplicate {
-		t.Errorf("Enqueue of the same order number = %+v; want the claim's dedupe to answer", res)
+	dup := []byte(`{"provider":"tencent","order_no":"Hand-Good","params":{"ItemNum":1,"ItemId":"D-FireInsurance2020","CustomerId":"C1"}}`)
+	if res := e.enqueue(t, dup); res.Status != tasks.Duplicate {
+		t.Errorf("Enqueue of the same order = %+v; want duplicate (the same params hash as the Enqueuer's)", res)
 	}
 	time.Sleep(450 * time.Millisecond) // past the deadline
 	if err := run(good); !errors.Is(err, asynq.SkipRetry) {
