@@ -578,7 +578,21 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	err := h.ledger.Settle(wc, ref, token, d.Settle)
 	var owned *ledger.OwnedError
 	switch {
+	case errors.Is(err, ledger.ErrNotDurable) && (d.Then.Next == order.Done || d.Then.Next == order.Stop):
+		// The outcome is on the master only: a failover now could take
+		// it back, leaving the step's in-flight mark (so the order is
+		// looked up). The task does not end on it: it comes back, and its
+		// next run finds the outcome kept (and ends) or taken back (and
+		// looks the order up), at once instead of when the reconciler
+		// finds an unfinished order without a task. Not logged or counted
+		// as final here: it may not be.
+		h.log.Warn("order outcome recorded on the Redis master only (its replicas did not acknowledge it in time); the task comes back to confirm it",
+			"provider", ref.Provider, "order_no", ref.OrderNo, "state", string(d.Settle.To()))
+		return order.Then{}, wait(redisWait, fmt.Errorf("order %s: outcome %s not yet acknowledged by the replicas", ref, d.Settle.To()))
 	case err == nil, errors.Is(err, ledger.ErrNotDurable):
+		// (Not durable, the order goes on: the next step's Begin is a
+		// durable write too, and sends nothing on a mark the replicas
+		// did not acknowledge.)
 	case errors.As(err, &owned):
 		// The provider answered with another order's id: never adopt it.
 		reason := fmt.Sprintf("the provider's order %s belongs to order %s; looking again", owned.ProviderOrderID, owned.Owner)

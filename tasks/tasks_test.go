@@ -19,6 +19,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/providers/tencent/sandbox"
 	"github.com/orderworker/orderworker/tasks"
@@ -922,6 +923,53 @@ func TestConflictingTaskKeepsACreateInFlight(t *testing.T) {
 		t.Fatalf("the conflicting task cleared the create in flight: %+v", rec)
 	}
 	ownTaskFindsTheOrder(t, e, ref, "after the conflicting task")
+}
+
+// An outcome its replicas did not acknowledge does not end the task: a
+// failover could take it back, and the order would then sit unfinished
+// without a task until the reconciler found it. The task comes back; its
+// next run finds the outcome kept and ends, the order created once.
+func TestNotDurableOutcomeKeepsTheTask(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	rep := rs.AttachReplica(t)
+	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+	backend := memprov.NewBackend("s")
+	backend.Delay = 300 * time.Millisecond
+	set := providers.NewSet()
+	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	t.Cleanup(func() { client.Close() })
+	if res, err := tasks.NewEnqueuer(client, l, set, nil).Enqueue(ctx, memOrder("ND-Out")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "ND-Out", Params: []byte(`{"item":"sku-1","qty":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	done := make(chan error, 1)
+	go func() { done <- h.ProcessTask(ctx, task) }()
+	for end := time.Now().Add(10 * time.Second); backend.Calls("create") == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the create never left")
+		}
+	}
+	rep.Pause(t) // the replica stops acknowledging while the create is under way
+	err = <-done
+	if err == nil || errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "not yet acknowledged by the replicas") {
+		t.Fatalf("ProcessTask with the outcome unacknowledged = %v; want the task kept (a wait)", err)
+	}
+	rep.Resume()
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Fatalf("ProcessTask again with the replica back = %v; want the task done", err)
+	}
+	rec, err := l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: "ND-Out"})
+	if err != nil || rec.State != tasks.StatePaid || backend.Count("ND-Out") != 1 || backend.Calls("create") != 1 {
+		t.Fatalf("record %+v, %v, created %d times in %d creates; want paid, once", rec, err, backend.Count("ND-Out"), backend.Calls("create"))
+	}
 }
 
 // An order whose claim the replicas did not acknowledge is taken back,
