@@ -138,11 +138,14 @@ func isNetError(err error) bool {
 }
 
 // CapTimeouts returns opt with its clients' dial, read and write timeouts
-// at most d (go-redis's defaults: 5 s to dial and to finish a new
-// connection's handshake, 3 s to read or write), so that a command bounded
-// by d is not held longer by a Redis that accepts connections and never
-// answers. Call it before RESP2; options it does not know, and a d of 0 or
-// less, return opt as it is.
+// at most d (go-redis's defaults: 5 s each; the read timeout also bounds a
+// new connection's handshake, and go-redis does not cut a socket read at
+// its context's deadline), so that a command bounded by d is not held
+// longer by a Redis that accepts connections and never answers. A durable
+// write's WAIT is read under the read timeout too: a ledger on these
+// clients needs a WaitTimeout well under d (the enqueue command gives it
+// at most half). Call it before RESP2; options it does not know, and a d
+// of 0 or less, return opt as it is.
 func CapTimeouts(opt asynq.RedisConnOpt, d time.Duration) asynq.RedisConnOpt {
 	if d <= 0 {
 		return opt
@@ -156,7 +159,7 @@ func CapTimeouts(opt asynq.RedisConnOpt, d time.Duration) asynq.RedisConnOpt {
 		}
 		return min(v, d)
 	}
-	const dial, rw = 5 * time.Second, 3 * time.Second
+	const dial, rw = 5 * time.Second, 5 * time.Second
 	switch o := opt.(type) {
 	case asynq.RedisClientOpt:
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = capped(o.DialTimeout, dial), capped(o.ReadTimeout, rw), capped(o.WriteTimeout, rw)

@@ -195,6 +195,27 @@ func TestTimeoutBoundsASilentRedis(t *testing.T) {
 	}
 }
 
+// A short -timeout leaves a durable write's answer intact: the ledger's
+// WAIT waits at most half of it, so its reply arrives within the client's
+// read timeout (capped at -timeout). With the replica hung, the order is
+// taken back and answered as not accepted or maybe accepted, never cut
+// off with a bare deadline while its record and task stand unacknowledged.
+func TestShortTimeoutKeepsDurableAnswers(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rep := rs.AttachReplica(t)
+	rep.Pause(t)
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DURABLE_WRITES": "auto"}
+	code, out, errs := runCLIEnv(t, env, "", "-timeout", "1s", "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
+	checkErrorLines(t, out, "flags")
+	if code != exitError || strings.Contains(out+errs, "deadline exceeded") || !strings.Contains(out, "replicas") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 saying the replicas did not acknowledge it", code, out, errs)
+	}
+	if rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: "E1"}); err != nil || rec != nil {
+		t.Errorf("the order's record after the answer: %+v, %v; want it taken back", rec, err)
+	}
+}
+
 // checkErrorLines checks that out is one error line for each source, for
 // the order good (tencent E1), with the reason.
 func checkErrorLines(t *testing.T, out string, sources ...string) {

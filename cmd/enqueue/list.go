@@ -40,7 +40,7 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 		return nil, nil, err
 	}
 	rdb := c.redisOpt.MakeRedisClient().(redis.UniversalClient)
-	l, err := newLedger(rdb, c.getenv)
+	l, err := newLedger(rdb, c.getenv, c.timeout)
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err

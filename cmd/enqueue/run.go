@@ -160,7 +160,7 @@ Flags:
 		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "webhooks" {
-		return webhooks(ctx, rest[1:], redisOpt, getenv, stdout, stderr)
+		return webhooks(ctx, rest[1:], redisOpt, *timeout, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 {
 		c := cmdEnv{redisOpt: redisOpt, queue: queue, timeout: *timeout, getenv: getenv, stdout: stdout, stderr: stderr}
@@ -190,7 +190,7 @@ Flags:
 			return exitError
 		}
 	}
-	l, err := newLedger(rdb, getenv)
+	l, err := newLedger(rdb, getenv, *timeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
@@ -393,7 +393,7 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
 	}
-	l, err := newLedger(rdb, getenv)
+	l, err := newLedger(rdb, getenv, timeout)
 	if err == nil {
 		err = l.VerifyShards(c)
 	}
@@ -426,7 +426,11 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 // shards (the workers' count: the ledger refuses writes with another) and
 // the durable-writes settings ORDERWORKER_DURABLE_WRITES and
 // ORDERWORKER_MIN_REPLICAS.
-func newLedger(rdb redis.UniversalClient, getenv func(string) string) (*tasks.Ledger, error) {
+// newLedger is the ledger on rdb, a client whose timeouts tasks.CapTimeouts
+// capped at timeout: a durable write's WAIT waits at most half of it (and
+// at most the ledger's default), so that its answer arrives within the
+// client's read timeout.
+func newLedger(rdb redis.UniversalClient, getenv func(string) string, timeout time.Duration) (*tasks.Ledger, error) {
 	n, err := tasks.ParseShards(getenv("ORDERWORKER_LEDGER_SHARDS"))
 	if err != nil {
 		return nil, err
@@ -435,8 +439,12 @@ func newLedger(rdb redis.UniversalClient, getenv func(string) string) (*tasks.Le
 	if err != nil {
 		return nil, err
 	}
-	return ledger.New(rdb, &ledger.Options{Shards: n, Providers: validators().Names(), Durable: d, MinReplicas: minReplicas}), nil
+	return ledger.New(rdb, &ledger.Options{Shards: n, Providers: validators().Names(), Durable: d, MinReplicas: minReplicas,
+		WaitTimeout: min(defaultWaitTimeout, timeout/2)}), nil
 }
+
+// defaultWaitTimeout is the ledger's own default WAIT timeout.
+const defaultWaitTimeout = 2 * time.Second
 
 // dataKey returns the Sealer for ORDERWORKER_DATA_KEY, nil when unset.
 func dataKey(getenv func(string) string) (*tasks.Sealer, error) {

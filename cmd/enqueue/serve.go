@@ -100,7 +100,7 @@ Serve flags:
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	ledger, err := newLedger(rdb, getenv)
+	ledger, err := newLedger(rdb, getenv, timeout)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue serve:", err)
 		return exitError

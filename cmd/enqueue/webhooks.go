@@ -30,7 +30,7 @@ nothing done.
 
 // webhooks lists webhook endpoints and their failed events, and re-sends
 // or discards failed events.
-func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, getenv func(string) string, stdout, stderr io.Writer) int {
+func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, timeout time.Duration, getenv func(string) string, stdout, stderr io.Writer) int {
 	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
@@ -51,7 +51,7 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, g
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l, err := newLedger(rdb, getenv)
+	l, err := newLedger(rdb, getenv, timeout)
 	if err == nil {
 		// The events of a ledger with another shard count than this
 		// process's are in streams it would not read: it would report

@@ -164,8 +164,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// would send them to the real providers (and pay them). Asked
 		// first, before the checks below write to it or name another
 		// cause (its data key is -dev's).
-		if marked, err := devmode.Marked(ctx, rdb); err == nil && marked {
-			return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
+		// A failed read is waited out like the writes below, never
+		// taken for "not marked".
+		if err := untilWritable(ctx, log, func() error {
+			marked, err := devmode.Marked(ctx, rdb)
+			if err == nil && marked {
+				return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
+			}
+			return err
+		}); err != nil {
+			return err
 		}
 	}
 	if err := untilWritable(ctx, log, func() error { return ledger.CheckDataKey(ctx, sealer.KeyID()) }); err != nil {
