@@ -327,3 +327,19 @@ func TestParseRedisURLAtInQuery(t *testing.T) {
 		t.Errorf("ParseRedisURL = %#v, want the password p@ss", got)
 	}
 }
+
+// Only a dial error whose every sentinel answered nil is an unknown master:
+// one with a sentinel unreachable stays go-redis's error.
+func TestEverySentinelNil(t *testing.T) {
+	all := fmt.Errorf("redis: all sentinels specified in configuration are unreachable: %w", errors.Join(redis.Nil, redis.Nil))
+	mixed := fmt.Errorf("redis: all sentinels specified in configuration are unreachable: %w", errors.Join(redis.Nil, errors.New("dial tcp 127.0.0.1:26380: connect: connection refused")))
+	if !everySentinelNil(all) {
+		t.Errorf("everySentinelNil(%v) = false, want true", all)
+	}
+	if everySentinelNil(mixed) {
+		t.Errorf("everySentinelNil(%v) = true, want false", mixed)
+	}
+	if everySentinelNil(errors.New("dial tcp: connection refused")) {
+		t.Error("everySentinelNil(a refused dial) = true, want false")
+	}
+}

@@ -195,7 +195,7 @@ type unknownMasterHook struct{ name string }
 func (h unknownMasterHook) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		cn, err := next(ctx, network, addr)
-		if err != nil && unknownMasterNil(err) {
+		if err != nil && everySentinelNil(err) {
 			return nil, &UnknownMasterError{msg: fmt.Sprintf("sentinel: no master named %q (the URL's ?master=)", h.name)}
 		}
 		return cn, err
@@ -206,4 +206,25 @@ func (unknownMasterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (unknownMasterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// everySentinelNil reports whether err, a failover client's dial error,
+// comes from sentinels that all answered nil for the master's name: with
+// one of them unreachable instead, Redis is not known to lack the master,
+// and the error stays as go-redis gave it.
+func everySentinelNil(err error) bool {
+	if !unknownMasterNil(err) {
+		return false
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, one := range j.Unwrap() {
+				if !errors.Is(one, redis.Nil) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return true
 }
