@@ -306,10 +306,11 @@ func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 		{"page 1 has orders, page 0 without ids", []sandbox.Reply{page(-1, "1"), page(-1), listed(-1, map[string]any{"commodityCode": "c", "copies": 1})}, providers.Unavailable, nil},
 		{"page 0 refused, 460", []sandbox.Reply{page(-1, "1"), page(-1), pageZeroRefused}, providers.OK, []string{"1"}},
 		{"page 0 refused, 2000", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2000, Message: "param is invalid"}}, providers.OK, []string{"1"}},
-		{"page 0 refused, 400", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 400}, {Code: 400}}, providers.Unavailable, nil},
-		{"page 0 refused, 2063", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2063}, {Code: 2063}}, providers.Unavailable, nil},
+		// A refusal with an answer is not asked again.
+		{"page 0 refused, 400", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 400}}, providers.Unavailable, nil},
+		{"page 0 refused, 2063", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2063}}, providers.Unavailable, nil},
 		{"page 0 refused, 2064", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2064}, {Code: 2064}}, providers.Unavailable, nil},
-		{"page 0 refused, bare 400", []sandbox.Reply{page(-1, "1"), page(-1), {HTTPStatus: 400}, {HTTPStatus: 400}}, providers.Unavailable, nil},
+		{"page 0 refused, bare 400", []sandbox.Reply{page(-1, "1"), page(-1), {HTTPStatus: 400}}, providers.Unavailable, nil},
 		{"both empty", []sandbox.Reply{listed(-1), listed(-1)}, providers.OK, []string{}},
 	}
 	for i, tt := range tests {
@@ -735,3 +736,59 @@ func TestPageZeroRefusedWith400(t *testing.T) {
 		})
 	}
 }
+
+// A server counting from 1 that refuses page 0 otherwise than with the
+// documented parameter refusal (a generic or bare 400) keeps working where
+// the total confirms the listing from 1: a server counting from 0 serves
+// page 0 as it serves page 1, and does not refuse it. Without a confirming
+// total such a listing stays unavailable (TestListingEmptyPageOneZeroUnreadable).
+func TestPageZeroRefusedWithTotalsConfirming(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.SetPaging(sandbox.Paging{Zero400: true})
+	iot := iotID(1620)
+	var known []string
+	for range 3 {
+		known = append(known, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "other_plan", Copies: 1, PaymentStatus: 1}).OrderID)
+	}
+	o := testOrder(1620)
+	got, err := f.c.Prepare(ctx(t), o)
+	slices.Sort(got)
+	if err != nil || !slices.Equal(got, known) || f.sb.Calls(aliyun.PathQuery) != 4 {
+		t.Fatalf("Prepare = %v, %v after %d calls; want %v after 4 (pages 1 to 3, and page 0 refused once, not asked again)", got, err, f.sb.Calls(aliyun.PathQuery), known)
+	}
+	// Nothing is learnt: page 0 is asked again.
+	o.Known = known
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "streamingResource_20_10", Copies: 2}).OrderID
+	r, err := f.c.Lookup(ctx(t), o)
+	if err != nil || r.ProviderOrderID != ours || f.sb.Calls(aliyun.PathQuery) != 8 {
+		t.Fatalf("Lookup = %+v, %v after %d calls; want order %s after 8", r, err, f.sb.Calls(aliyun.PathQuery), ours)
+	}
+}
+
+// A server counting from 1 that serves its last page again past the end
+// shows where it counts from by refusing page 0 with the documented
+// parameter refusal, or by an empty page 0: learnt, later listings do not
+// ask page 0 again.
+func TestRepeatingServerLearnsItsBase(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.SetPaging(sandbox.Paging{RepeatLast: true})
+	iot := iotID(1630)
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "other_plan", Copies: 1, PaymentStatus: 1})
+	}
+	o := testOrder(1630)
+	if _, err := f.c.Prepare(ctx(t), o); err != nil {
+		t.Fatal(err)
+	}
+	first := f.sb.Calls(aliyun.PathQuery)
+	if _, err := f.c.Prepare(ctx(t), o); err != nil {
+		t.Fatal(err)
+	}
+	if again := f.sb.Calls(aliyun.PathQuery) - first; again != first-1 {
+		t.Errorf("second Prepare made %d order/query calls, the first %d; want one fewer (page 0 not asked again)", again, first)
+	}
+}
+

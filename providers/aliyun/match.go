@@ -342,10 +342,19 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// listing, lookups included, to skip page 0.
 	emptyDevice := snapshot && len(l.firstIDs) == 0
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
-	if zerr != nil && !pageRefused(zerr) {
+	if zerr != nil && !pageRefused(zerr) && !answeredRefusal(zerr) {
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
 	}
 	if zerr != nil && !pageRefused(zerr) {
+		if answeredRefusal(zerr) && l.totalConfirms() {
+			// Page 0 refused otherwise than with the documented
+			// parameter refusal (a bare or generic 400): a server
+			// counting from 0 serves page 0 as it serves page 1, and
+			// does not refuse it. With the total confirming the listing
+			// from 1, that listing stands; nothing is learnt, so page 0
+			// is asked again next time.
+			return l, nil
+		}
 		// Only order/query's documented parameter refusal shows the
 		// server counts from 1; any other failure (a token refused, an
 		// undocumented code) shows nothing.
@@ -354,7 +363,12 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	zeroIDs := idsOf(zero.Orders)
 	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
 	case providers.BaseFrom1:
-		if !l.repeated {
+		// A listing that ended at a page served again shows nothing by
+		// page 0 holding page 1's orders (a server counting from 0 whose
+		// orders fit one page repeats it as page 1); a documented
+		// parameter refusal of page 0, or an empty page 0 beside a page
+		// 1 holding orders, still shows it counts from 1.
+		if !l.repeated || pageRefused(zerr) || (zerr == nil && len(zeroIDs) == 0 && len(l.firstIDs) > 0) {
 			c.pagesFrom1.Store(true)
 		}
 	case providers.BaseFrom0:
@@ -413,6 +427,19 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 // page 0 refused for another reason on a server counting from 0 would make
 // every later listing skip the newest orders, and a lookup create ours
 // again.
+// answeredRefusal reports whether err is order/query's refusal with an
+// answer: a platform code in the body (InvalidArgument), or a bare HTTP 4xx
+// other than 401 and 429 (those say the token or the rate): not a failure
+// to answer (5xx, a timeout, the network), which may pass.
+func answeredRefusal(err error) bool {
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Op != opName(PathQuery) {
+		return false
+	}
+	return pe.Code == providers.InvalidArgument ||
+		pe.HTTPStatus >= 400 && pe.HTTPStatus < 500 && pe.HTTPStatus != 401 && pe.HTTPStatus != 429 && pe.Code == providers.Unavailable
+}
+
 func pageRefused(err error) bool {
 	var pe *providers.Error
 	return errors.As(err, &pe) && pe.Op == opName(PathQuery) && pe.Code == providers.InvalidArgument &&

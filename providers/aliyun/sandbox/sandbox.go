@@ -202,6 +202,9 @@ type Paging struct {
 	// TotalPages: the total counts pages, not orders (what it counts is
 	// not documented).
 	TotalPages bool
+	// Zero400: pageNo 0 (counting from 1) is refused with a generic 400
+	// ("request error") instead of the parameter error 460.
+	Zero400 bool
 	// Alias0: pageNo 0 is served as page 1 (when counting from 1).
 	Alias0 bool
 	// RepeatLast: a pageNo past the last page serves the last page again
@@ -698,6 +701,9 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 		pageNo++ // served as the page one higher from 1
 	case paging.Alias0 && pageNo == 0:
 		pageNo = 1
+	}
+	if paging.Zero400 && err1 == nil && pageNo == 0 {
+		return fail(400, "request error", "请求错误")
 	}
 	if err1 != nil || err2 != nil || pageNo < 1 || pageSize < 1 {
 		return paramError
