@@ -791,4 +791,3 @@ func TestRepeatingServerLearnsItsBase(t *testing.T) {
 		t.Errorf("second Prepare made %d order/query calls, the first %d; want one fewer (page 0 not asked again)", again, first)
 	}
 }
-
