@@ -104,4 +104,12 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 	if got := persistenceRisk(ctx, rdb, false); got[rs.Addr] != "appendfsync everysec" {
 		t.Errorf("with a replica, durable writes off: persistenceRisk = %v", got)
 	}
+	// Without AOF, replicas do not cover a master restarted before a
+	// failover: it comes back empty, and they copy it.
+	if err := rdb.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := persistenceRisk(ctx, rdb, true); !strings.HasPrefix(got[rs.Addr], "appendonly no, with replicas") {
+		t.Errorf("with a replica and durable writes, no AOF: persistenceRisk = %v", got)
+	}
 }

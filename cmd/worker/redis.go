@@ -45,10 +45,13 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]str
 // may take back writes it acknowledged when it or its host crashes, and
 // how: no AOF (a restart falls back to the last snapshot, or to nothing),
 // or AOF without an fsync per write (a host crash takes back up to about a
-// second). A master with replicas is left out when durable writes wait for
-// them (replicated: a crash fails over to a replica holding every write);
-// so is one whose answers cannot be read (INFO or CONFIG refused, as some
-// managed Redis services do).
+// second). A master with replicas that durable writes wait for
+// (replicated) is left out with AOF on: a crash fails over to a replica
+// holding every write. Without AOF it is not: restarted before its
+// sentinels fail over (a supervisor, a container's restart policy), it
+// comes back empty or at its last snapshot, and its replicas copy that
+// ("appendonly no, with replicas"). So is one whose answers cannot be read
+// (INFO or CONFIG refused, as some managed Redis services do).
 func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bool) map[string]string {
 	out := map[string]string{}
 	read := func(ctx context.Context, n *redis.Client) {
@@ -70,7 +73,12 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 			}
 			return ""
 		}
-		if replicated && field("connected_slaves") != "" && field("connected_slaves") != "0" {
+		withReplicas := replicated && field("connected_slaves") != "" && field("connected_slaves") != "0"
+		switch {
+		case field("aof_enabled") == "0" && withReplicas:
+			out[n.Options().Addr] = "appendonly no, with replicas (a master restarted before a failover comes back empty or at its last snapshot, and its replicas copy it: turn on AOF, or never restart it automatically)"
+			return
+		case withReplicas:
 			return
 		}
 		switch field("aof_enabled") {

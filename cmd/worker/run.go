@@ -191,7 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if !cfg.Dev {
 		for addr, how := range persistenceRisk(ctx, rdb, cfg.Durable == ledgerpkg.DurableAuto) {
-			log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always, or give it replicas (ORDERWORKER_DURABLE_WRITES=auto)",
+			log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always, or AOF and replicas that ORDERWORKER_DURABLE_WRITES=auto waits for",
 				"redis", addr, "persistence", how)
 		}
 	}
