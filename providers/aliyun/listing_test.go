@@ -791,3 +791,25 @@ func TestRepeatingServerLearnsItsBase(t *testing.T) {
 		t.Errorf("second Prepare made %d order/query calls, the first %d; want one fewer (page 0 not asked again)", again, first)
 	}
 }
+
+// One empty answer for page 0 beside a page 1 holding orders does not
+// teach that the server counts from 1: page 0 is read again. On a server
+// counting from 0 (its page 0 the newest orders) that one faulty answer
+// would otherwise make this snapshot, and every later listing of the
+// process, skip the newest orders: a lookup's not_found, and a second
+// create.
+func TestEmptyPageZeroOnceTeachesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.Inject(aliyun.PathQuery,
+		page(-1, "1"), page(-1), // pages 1 and 2 of a server counting from 0
+		page(-1),                                    // page 0, empty once (a fault)
+		page(-1, "3", "2"),                          // page 0 again: the newest orders
+		page(-1, "3", "2"), page(-1, "1"), page(-1), // read from 0
+	)
+	known, err := f.c.Prepare(ctx(t), testOrder(1640))
+	slices.Sort(known)
+	if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) {
+		t.Fatalf("Prepare = %v, %v; want [1 2 3]: page 0 read again, its orders in the snapshot", known, err)
+	}
+}

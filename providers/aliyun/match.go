@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
@@ -361,6 +362,18 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable", Err: zerr}
 	}
 	zeroIDs := idsOf(zero.Orders)
+	if zerr == nil && len(zeroIDs) == 0 && len(l.firstIDs) > 0 {
+		// An empty page 0 beside a page 1 holding orders shows a server
+		// counting from 1, kept for the process's life: read twice, so
+		// that one faulty empty answer of a server counting from 0, whose
+		// page 0 holds its newest orders, does not teach every later
+		// listing, lookups included, to skip them.
+		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
+		if zerr != nil && !pageRefused(zerr) {
+			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable", Err: zerr}
+		}
+		zeroIDs = idsOf(zero.Orders)
+	}
 	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
 	case providers.BaseFrom1:
 		// A listing that ended at a page served again shows nothing by
@@ -369,7 +382,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		// parameter refusal of page 0, or an empty page 0 beside a page
 		// 1 holding orders, still shows it counts from 1.
 		if !l.repeated || pageRefused(zerr) || (zerr == nil && len(zeroIDs) == 0 && len(l.firstIDs) > 0) {
-			c.pagesFrom1.Store(true)
+			c.learnBase(1)
 		}
 	case providers.BaseFrom0:
 		if len(l.firstIDs) == 0 {
@@ -386,7 +399,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 				// the reads.
 				one, err := c.listFrom(ctx, p, 1, snapshot)
 				if err == nil && !one.repeated {
-					c.pagesFrom1.Store(true)
+					c.learnBase(1)
 				}
 				return one, err
 			default:
@@ -402,7 +415,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			// Page 1 now repeats page 0: what was seen did not hold.
 			z.gap = gapShifted
 		case !z.repeated:
-			c.pagesFrom0.Store(true)
+			c.learnBase(0)
 		}
 		return z, nil
 	case providers.BaseMoved:
@@ -427,6 +440,18 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 // page 0 refused for another reason on a server counting from 0 would make
 // every later listing skip the newest orders, and a lookup create ours
 // again.
+// learnBase keeps, for the process's life, that order/query counts pages
+// from base (0 or 1), and says so once.
+func (c *Client) learnBase(base int) {
+	learnt := &c.pagesFrom1
+	if base == 0 {
+		learnt = &c.pagesFrom0
+	}
+	if !learnt.Swap(true) {
+		c.log.Info("aliyun order/query: the server counts pages from " + strconv.Itoa(base) + " (judged from its answers; ALIYUN_PAGE_BASE fixes it)")
+	}
+}
+
 // answeredRefusal reports whether err is order/query's refusal with an
 // answer: a platform code in the body (InvalidArgument), or a bare HTTP 4xx
 // other than 401 and 429 (those say the token or the rate): not a failure
