@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/tasks"
@@ -140,8 +141,23 @@ Serve flags:
 		log.Warn("the API is open: no token is needed (-open)")
 	}
 	log.Info("api listening", "addr", ln.Addr().String(), "tokens", len(tokens))
-	if err := api.Serve(ctx, ln, h); err != nil {
+	// A Redis that worker -dev empties and marks meanwhile is refused as
+	// at start: the orders accepted there would be paid by its sandboxes,
+	// never created (devmode.Watch).
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	go func() {
+		if err := devmode.Watch(runCtx, rdb, false); err != nil {
+			log.Error(err.Error())
+			stopRun(err)
+		}
+	}()
+	if err := api.Serve(runCtx, ln, h); err != nil {
 		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
+	if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		fmt.Fprintln(stderr, "enqueue serve:", cause)
 		return exitError
 	}
 	log.Info("api stopped")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/orderworker/orderworker/internal/devmode"
 
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -325,4 +326,54 @@ func TestWebhooksCLI(t *testing.T) {
 	if code, out, errs := runCLI(t, rs.URL(), "", "webhooks", "discard", "-endpoint", webhook.EndpointID(other), "-all"); code != exitOK {
 		t.Errorf("discard by id: exit %d, %s %s", code, out, errs)
 	}
+}
+
+// A running enqueue serve whose Redis worker -dev empties and marks
+// meanwhile stops, as it would refuse that Redis at start: the orders it
+// accepted there would be paid by -dev's sandboxes, never created.
+func TestServeStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_API_TOKENS": "t"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var serveErr syncBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &serveErr)
+	}()
+	for end := time.Now().Add(15 * time.Second); !strings.Contains(serveErr.String(), "api listening"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("serve did not start:\n%s", serveErr.String())
+		}
+	}
+	if err := rs.Client(t).Set(context.Background(), devmode.MarkerKey, devmode.MarkerValue, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != exitError || !strings.Contains(serveErr.String(), "now holds the -dev marker") || ctx.Err() != nil {
+			t.Errorf("serve exit %d, stderr %q; want %d, naming the marker", code, serveErr.String(), exitError)
+		}
+	case <-ctx.Done():
+		t.Fatalf("serve still running after its Redis got the marker:\n%s", serveErr.String())
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

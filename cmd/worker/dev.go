@@ -112,6 +112,7 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 	rdb := ledgerClient(opt)
 	defer rdb.Close()
 	shown := tasks.RedactURL(rawURL)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
@@ -129,11 +130,48 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 	case 1:
 		log.Info("dev: using the Redis given with -dev-redis; it holds only -dev data", "redis", shown)
 	case 2:
-		log.Info("dev: using the Redis given with -dev-redis; it was empty and is now marked as -dev's", "redis", shown, "marker", devMarkerKey)
+		// Empty a moment ago is not proof that nobody uses it: a worker
+		// or producer whose Redis was just emptied (a flush, a restart
+		// without persistence) writes again within its heartbeat. Those
+		// that watch the marker stop within devmode.WatchInterval; any
+		// other writes meanwhile, and -dev refuses it.
+		log.Info("dev: the Redis given with -dev-redis was empty and is now marked as -dev's; watching it for other writers before using it", "redis", shown, "marker", devMarkerKey, "for", devClaimWatch)
+		if err := othersWrite(parent, rdb, shown); err != nil {
+			return err
+		}
+		log.Info("dev: using the Redis given with -dev-redis", "redis", shown)
 	default:
 		return fmt.Errorf("-dev-redis %s: refused: the database holds %d keys and no %s marker, so it holds data that -dev did not write (perhaps real orders, which -dev would pay through its sandboxes); give -dev-redis an empty database, or leave it out to use an embedded Redis", shown, res[1], devMarkerKey)
 	}
 	return nil
+}
+
+// devClaimWatch is how long -dev watches a Redis it has just marked for
+// writes of other processes: longer than asynq's heartbeat (5 s), which
+// every worker writes, and than devmode.WatchInterval, within which a
+// worker or producer that watches the marker stops.
+const devClaimWatch = 6 * time.Second
+
+// othersWrite waits devClaimWatch and then refuses the Redis rdb (which
+// -dev has just marked, empty) when it holds anything but the marker: the
+// keys of another process that uses it. The marker is then taken back.
+func othersWrite(ctx context.Context, rdb redis.UniversalClient, shown string) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(devClaimWatch):
+	}
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := rdb.DBSize(c).Result()
+	if err != nil {
+		return fmt.Errorf("-dev-redis %s: %w", shown, err)
+	}
+	if n <= 1 {
+		return nil
+	}
+	_ = rdb.Del(c, devMarkerKey).Err()
+	return fmt.Errorf("-dev-redis %s: refused: another process wrote %d keys to it within %s of -dev marking it empty (a worker or producer whose Redis was just emptied?); -dev would pay its orders through the sandboxes, and a real worker would send -dev's to the real providers; give -dev-redis a Redis nothing else uses, or leave it out to use an embedded Redis", shown, n-1, devClaimWatch)
 }
 
 // clusterEmpty checks, for a cluster without the -dev marker, that no

@@ -221,3 +221,89 @@ func TestWorkerRefusesADevRedis(t *testing.T) {
 		t.Errorf("a worker without a data key on -dev's Redis, which recorded -dev's key: %v; want a refusal naming the marker, not the data key", err)
 	}
 }
+
+// The marker is watched while a worker runs, not only at its start: a real
+// worker whose Redis worker -dev empties and marks meanwhile stops (it
+// would send -dev's sandbox orders to the real providers), and a -dev
+// worker whose Redis loses the marker (flushed, restarted empty) stops (it
+// would pay real orders written there through its sandboxes).
+func TestWorkersWatchTheDevMarker(t *testing.T) {
+	t.Parallel()
+	waitStop := func(t *testing.T, done chan error, logs *syncBuffer, want string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("worker stopped with %v; want an error saying %q\nlogs:\n%s", err, want, logs.String())
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("worker still running 15s after the marker changed\nlogs:\n%s", logs.String())
+		}
+	}
+	waitStarted := func(t *testing.T, logs *syncBuffer) {
+		t.Helper()
+		for end := time.Now().Add(15 * time.Second); !strings.Contains(logs.String(), "worker started"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("the worker did not start:\n%s", logs.String())
+			}
+		}
+	}
+	t.Run("real worker, marker appears", func(t *testing.T) {
+		t.Parallel()
+		rs := taskstest.StartRedis(t, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done, logs := startWorker(t, ctx, rs.URL(), "127.0.0.1:0")
+		waitStarted(t, logs)
+		if err := rs.Client(t).Set(context.Background(), devMarkerKey, devMarkerValue, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitStop(t, done, logs, "now holds the -dev marker")
+	})
+	t.Run("-dev worker, marker vanishes", func(t *testing.T) {
+		t.Parallel()
+		rs := taskstest.StartRedis(t, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var logs syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "2s"}, envFunc(nil), &syncBuffer{}, &logs)
+		}()
+		waitStarted(t, &logs)
+		if err := rs.Client(t).FlushDB(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		waitStop(t, done, &logs, "vanished from -dev's Redis")
+	})
+}
+
+// A Redis that was empty when -dev marked it, but that another process
+// writes to within the watch (a worker or producer whose Redis was just
+// flushed, writing again), is refused, and the marker taken back: -dev
+// would pay that process's orders, and a worker there would send -dev's
+// orders to the real providers.
+func TestDevRefusesARedisAnotherProcessWrites(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() { // a real worker's heartbeat, after the flush
+		for ctx.Err() == nil {
+			if n, _ := rdb.Exists(ctx, devMarkerKey).Result(); n == 1 {
+				_ = rdb.Set(ctx, "asynq:servers:{host:1:real}", "x", time.Minute).Err()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var logs syncBuffer
+	err := run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", "127.0.0.1:0"}, envFunc(nil), &syncBuffer{}, &logs)
+	if err == nil || !strings.Contains(err.Error(), "another process wrote 1 keys") {
+		t.Fatalf("worker -dev on a Redis another process writes = %v; want a refusal\nlogs:\n%s", err, logs.String())
+	}
+	if n, err := rdb.Exists(context.Background(), devMarkerKey).Result(); err != nil || n != 0 {
+		t.Errorf("EXISTS %s after the refusal = %d, %v; want the marker taken back", devMarkerKey, n, err)
+	}
+}

@@ -239,11 +239,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stopAPI()
 	}
 
+	// The -dev marker is watched while the worker runs, not only at start
+	// (devmode.Watch): a real worker stops when its Redis gets it, a -dev
+	// worker when its Redis loses it.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	go func() {
+		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
+			log.Error(err.Error())
+			stopRun(err)
+		}
+	}()
 	var runErr error
 	if cfg.Demo {
-		runErr = runDemo(ctx, redisOpt, cfg.Queue, ledger, set, sealer, stdout, log)
+		runErr = runDemo(runCtx, redisOpt, cfg.Queue, ledger, set, sealer, stdout, log)
 	} else {
-		<-ctx.Done()
+		<-runCtx.Done()
+	}
+	if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		runErr = cause
 	}
 	log.Info("shutting down; letting in-flight attempts finish", "timeout", cfg.ShutdownTimeout)
 	srv.Shutdown()

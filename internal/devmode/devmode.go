@@ -12,6 +12,8 @@ package devmode
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -50,4 +52,38 @@ const RedisURL = "redis://" + RedisAddr + "/0"
 func Marked(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 	n, err := rdb.Exists(ctx, MarkerKey).Result()
 	return n > 0, err
+}
+
+// WatchInterval is how often Watch asks for the marker.
+const WatchInterval = time.Second
+
+// Watch asks rdb for the marker every WatchInterval until ctx ends, and
+// returns an error the first time it is not as want says (true: a -dev
+// process's own Redis, which must keep it; false: a real one, which must
+// not get it). Start-up checks alone miss a Redis that changes under a
+// running process: emptied and marked by worker -dev (whose sandbox orders
+// a real worker would then send to the real providers, and into which a
+// real producer would write orders the sandboxes pay without creating),
+// or emptied under worker -dev (which would then pay real orders written
+// there). A failed read is no answer: Watch asks again.
+func Watch(ctx context.Context, rdb redis.UniversalClient, want bool) error {
+	t := time.NewTicker(WatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		c, cancel := context.WithTimeout(ctx, WatchInterval)
+		marked, err := Marked(c, rdb)
+		cancel()
+		switch {
+		case err != nil || marked == want:
+		case want:
+			return errors.New("the -dev marker (" + MarkerKey + ") vanished from -dev's Redis (flushed, or restarted empty?): stopping, since an order written there now may be a real one, which the sandboxes would pay without creating it")
+		default:
+			return errors.New("this Redis now holds the -dev marker (" + MarkerKey + "): worker -dev took it over, and its sandbox orders would go to the real providers; stopping (point REDIS_URL at your own Redis, and -dev at another)")
+		}
+	}
 }
