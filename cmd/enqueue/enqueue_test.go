@@ -547,3 +547,18 @@ func TestEnqueueRefusesAKeyThatIsNotTheLedgers(t *testing.T) {
 		t.Errorf("no key: exit %d, %s%s; want it enqueued", code, out, errs)
 	}
 }
+
+// enqueue -dev waits for the marker's final value: while worker -dev still
+// checks a Redis it claims for other writers, an order written there would
+// be one of them.
+func TestEnqueueDevWaitsForTheClaim(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	if err := rs.Client(t).Set(context.Background(), devmode.MarkerKey, devmode.PendingPrefix+"test", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "", "", "-dev", "-redis-url", rs.URL(), "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
+	if code != exitError || out != "" || !strings.Contains(errs, "still claiming it") {
+		t.Errorf("enqueue -dev during the claim: exit %d, stdout %q, stderr %q; want exit 2, nothing sent", code, out, errs)
+	}
+}

@@ -467,11 +467,20 @@ func checkDevRedis(ctx context.Context, rawURL string, timeout time.Duration) er
 	if err != nil {
 		return err
 	}
-	marked, err := devMarked(ctx, tasks.RESP2(tasks.CapTimeouts(opt, timeout)).MakeRedisClient().(redis.UniversalClient), true, timeout)
+	rdb := tasks.RESP2(tasks.CapTimeouts(opt, timeout)).MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	c, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// The marker's final value: one that says -dev is still claiming the
+	// Redis (it checks it for other writers first) is no go-ahead yet.
+	ready, err := devmode.Ready(c, rdb)
 	if err != nil {
 		return fmt.Errorf("%s: %w (is worker -dev running? its log names its Redis; give that URL with -redis-url)", tasks.RedactURL(rawURL), err)
 	}
-	if !marked {
+	if !ready {
+		if marked, _ := devmode.Marked(c, rdb); marked {
+			return fmt.Errorf("%s: worker -dev is still claiming it (it checks it for other writers for a few seconds); nothing was sent; try again once its log says it uses it", tasks.RedactURL(rawURL))
+		}
 		return fmt.Errorf("%s holds no %s marker: it is not worker -dev's Redis, and may hold real orders; nothing was sent (leave -dev out to enqueue into a real one)", tasks.RedactURL(rawURL), devmode.MarkerKey)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/devmode"
@@ -88,17 +89,39 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 	return d, nil
 }
 
-// claimDevScript answers 1 when the database holds the -dev marker, 2 when
-// it was empty and now holds the marker, and otherwise 0 and the number of
-// keys it holds.
+// claimDevScript answers 1 when the database holds the -dev marker
+// (ARGV[1]), 3 when it holds a pending one (devmode.PendingPrefix: another
+// -dev claiming it, or one stopped while claiming it), 2 when it was empty
+// and now holds the pending marker ARGV[2], and otherwise 0 and the number
+// of keys it holds.
 var claimDevScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1, 0} end
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return {1, 0} end
+if v then return {3, 0} end
 local n = redis.call('DBSIZE')
 if n == 0 then
-	redis.call('SET', KEYS[1], ARGV[1])
+	redis.call('SET', KEYS[1], ARGV[2])
 	return {2, 0}
 end
 return {0, n}
+`)
+
+// finishClaimScript makes the pending marker ARGV[1] final (ARGV[2]) when
+// it is still there and the node holds nothing else: it answers 1, else 0
+// and the number of other keys (-1: the pending marker is gone or not
+// this claim's).
+var finishClaimScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0, -1} end
+local n = redis.call('DBSIZE') - 1
+if n > 0 then return {0, n} end
+redis.call('SET', KEYS[1], ARGV[2])
+return {1, 0}
+`)
+
+// dropClaimScript deletes the pending marker ARGV[1], and only it.
+var dropClaimScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
 `)
 
 // claimDevRedis checks that the Redis at rawURL holds nothing -dev did not
@@ -122,7 +145,8 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 			return err
 		}
 	}
-	res, err := claimDevScript.Run(ctx, rdb, []string{devMarkerKey}, devMarkerValue).Int64Slice()
+	pending := devmode.PendingPrefix + uuid.NewString()
+	res, err := claimDevScript.Run(ctx, rdb, []string{devMarkerKey}, devMarkerValue, pending).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("-dev-redis %s: %w", shown, err)
 	}
@@ -135,11 +159,13 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 		// without persistence) writes again within its heartbeat. Those
 		// that watch the marker stop within devmode.WatchInterval; any
 		// other writes meanwhile, and -dev refuses it.
-		log.Info("dev: the Redis given with -dev-redis was empty and is now marked as -dev's; watching it for other writers before using it", "redis", shown, "marker", devMarkerKey, "for", devClaimWatch)
-		if err := othersWrite(parent, rdb, shown); err != nil {
+		log.Info("dev: the Redis given with -dev-redis was empty and is now marked as being claimed by -dev; checking it again for other writers before using it", "redis", shown, "marker", devMarkerKey, "after", devClaimWatch)
+		if err := othersWrite(parent, rdb, shown, pending); err != nil {
 			return err
 		}
-		log.Info("dev: using the Redis given with -dev-redis", "redis", shown)
+		log.Info("dev: using the Redis given with -dev-redis; it is now marked as -dev's", "redis", shown)
+	case 3:
+		return fmt.Errorf("-dev-redis %s: refused: its %s marker says another worker -dev is claiming it (or one was stopped while claiming it); try again in a few seconds, or, if no other -dev uses it, delete the key %s", shown, devMarkerKey, devMarkerKey)
 	default:
 		return fmt.Errorf("-dev-redis %s: refused: the database holds %d keys and no %s marker, so it holds data that -dev did not write (perhaps real orders, which -dev would pay through its sandboxes); give -dev-redis an empty database, or leave it out to use an embedded Redis", shown, res[1], devMarkerKey)
 	}
@@ -152,10 +178,19 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 // worker or producer that watches the marker stops.
 const devClaimWatch = 6 * time.Second
 
-// othersWrite waits devClaimWatch and then refuses the Redis rdb (which
-// -dev has just marked, empty) when it holds anything but the marker: the
-// keys of another process that uses it. The marker is then taken back.
-func othersWrite(ctx context.Context, rdb redis.UniversalClient, shown string) error {
+// othersWrite waits devClaimWatch and then makes the pending marker of
+// this claim final when the Redis rdb (which -dev found empty) holds
+// nothing else; otherwise it refuses it: the keys of another process that
+// uses it, or the marker gone. On every way out but success the pending
+// marker is taken back (if still this claim's).
+func othersWrite(ctx context.Context, rdb redis.UniversalClient, shown, pending string) (err error) {
+	defer func() {
+		if err != nil {
+			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = dropClaimScript.Run(c, rdb, []string{devMarkerKey}, pending).Err()
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -163,15 +198,26 @@ func othersWrite(ctx context.Context, rdb redis.UniversalClient, shown string) e
 	}
 	c, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	n, err := rdb.DBSize(c).Result()
-	if err != nil {
+	others := int64(0)
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// The script sees the marker's node only: the other masters must
+		// be empty too (the total counts the marker).
+		n, err := cc.DBSize(c).Result()
+		if err != nil {
+			return fmt.Errorf("-dev-redis %s: %w", shown, err)
+		}
+		others = n - 1
+	}
+	res, err := finishClaimScript.Run(c, rdb, []string{devMarkerKey}, pending, devMarkerValue).Int64Slice()
+	switch {
+	case err != nil:
 		return fmt.Errorf("-dev-redis %s: %w", shown, err)
+	case res[0] == 0 && res[1] < 0:
+		return fmt.Errorf("-dev-redis %s: refused: its %s marker was removed or replaced while -dev checked it (another process emptied or claimed it)", shown, devMarkerKey)
+	case res[0] == 0 || others > 0:
+		return fmt.Errorf("-dev-redis %s: refused: another process wrote %d keys to it within %s of -dev finding it empty (a worker or producer whose Redis was just emptied?); -dev would pay its orders through the sandboxes, and a real worker would send -dev's to the real providers; give -dev-redis a Redis nothing else uses, or leave it out to use an embedded Redis", shown, max(res[1], others), devClaimWatch)
 	}
-	if n <= 1 {
-		return nil
-	}
-	_ = rdb.Del(c, devMarkerKey).Err()
-	return fmt.Errorf("-dev-redis %s: refused: another process wrote %d keys to it within %s of -dev marking it empty (a worker or producer whose Redis was just emptied?); -dev would pay its orders through the sandboxes, and a real worker would send -dev's to the real providers; give -dev-redis a Redis nothing else uses, or leave it out to use an embedded Redis", shown, n-1, devClaimWatch)
+	return nil
 }
 
 // clusterEmpty checks, for a cluster without the -dev marker, that no

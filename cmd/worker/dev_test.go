@@ -307,3 +307,46 @@ func TestDevRefusesARedisAnotherProcessWrites(t *testing.T) {
 		t.Errorf("EXISTS %s after the refusal = %d, %v; want the marker taken back", devMarkerKey, n, err)
 	}
 }
+
+// While -dev claims a Redis its marker is pending: real processes take it
+// for marked (they refuse it), and another -dev refuses it too, naming the
+// key to delete if no -dev is claiming it any more (one stopped while
+// claiming it). The claim ends with the marker's final value.
+func TestDevClaimIsPendingUntilChecked(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "2s"}, envFunc(nil), &syncBuffer{}, &logs)
+	}()
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if v, _ := rdb.Get(ctx, devMarkerKey).Result(); strings.HasPrefix(v, devmode.PendingPrefix) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("no pending marker while -dev claims its Redis:\n%s", logs.String())
+		}
+	}
+	var other syncBuffer
+	err := run(ctx, []string{"-dev", "-dev-redis", rs.URL(), "-admin-addr", "127.0.0.1:0"}, envFunc(nil), &syncBuffer{}, &other)
+	if err == nil || !strings.Contains(err.Error(), "another worker -dev is claiming it") {
+		t.Errorf("a second -dev during the claim = %v; want a refusal", err)
+	}
+	if err := run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), devMarkerKey) {
+		t.Errorf("a real worker during the claim = %v; want a refusal naming the marker", err)
+	}
+	for end := time.Now().Add(15 * time.Second); !strings.Contains(logs.String(), "worker started"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the claiming -dev did not start:\n%s", logs.String())
+		}
+	}
+	if v, err := rdb.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
+		t.Errorf("marker after the claim = %q, %v; want its final value", v, err)
+	}
+	cancel()
+	<-done
+}

@@ -203,9 +203,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 				"masters", masters.Load())
 		}
 	}
+	// The -dev marker is watched while the worker runs, not only at start
+	// (devmode.Watch): a real worker stops when its Redis gets it, a -dev
+	// worker when its Redis loses it. Everything it runs beside the asynq
+	// servers (webhooks, reconciler, -dev's API and demo) stops with it.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	go func() {
+		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
+			log.Error(err.Error())
+			stopRun(err)
+		}
+	}()
 	// The webhooks' consumer groups are set up before the first order is
 	// taken, so that a new endpoint misses none of its events.
-	stopWebhooks, err := startWebhooks(ctx, cfg, redisOpt, ledger.EventStreams(), lopts, reg, log)
+	stopWebhooks, err := startWebhooks(runCtx, cfg, redisOpt, ledger.EventStreams(), lopts, reg, log)
 	if err != nil {
 		return err
 	}
@@ -227,29 +239,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rec := tasks.NewReconciler(ledger, inspector, client, set.Names(), &tasks.ReconcilerOptions{
 		Queue: cfg.Queue, Interval: cfg.ReconcileEvery, Registerer: reg, Logger: log,
 	})
-	recCtx, stopRec := context.WithCancel(ctx)
+	recCtx, stopRec := context.WithCancel(runCtx)
 	defer stopRec()
 	go rec.Run(recCtx)
 
 	if cfg.Dev {
-		stopAPI, err := serveDevAPI(ctx, cfg, client, ledger, rdb, set, sealer, log)
+		stopAPI, err := serveDevAPI(runCtx, cfg, client, ledger, rdb, set, sealer, log)
 		if err != nil {
 			return err
 		}
 		defer stopAPI()
 	}
 
-	// The -dev marker is watched while the worker runs, not only at start
-	// (devmode.Watch): a real worker stops when its Redis gets it, a -dev
-	// worker when its Redis loses it.
-	runCtx, stopRun := context.WithCancelCause(ctx)
-	defer stopRun(nil)
-	go func() {
-		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
-			log.Error(err.Error())
-			stopRun(err)
-		}
-	}()
 	var runErr error
 	if cfg.Demo {
 		runErr = runDemo(runCtx, redisOpt, cfg.Queue, ledger, set, sealer, stdout, log)

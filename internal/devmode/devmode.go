@@ -48,6 +48,22 @@ const (
 // RedisURL is the URL of RedisAddr.
 const RedisURL = "redis://" + RedisAddr + "/0"
 
+// PendingPrefix starts the marker's value while worker -dev claims an
+// empty Redis given with -dev-redis (it watches it for other writers
+// first): marked for real processes, which refuse it, but not yet for
+// -dev ones (Ready).
+const PendingPrefix = "claiming: "
+
+// Ready reports whether the Redis rdb talks to holds MarkerKey with its
+// final value: -dev's, claimed and in use.
+func Ready(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
+	v, err := rdb.Get(ctx, MarkerKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return v == MarkerValue, err
+}
+
 // Marked reports whether the Redis rdb talks to holds MarkerKey.
 func Marked(ctx context.Context, rdb redis.UniversalClient) (bool, error) {
 	n, err := rdb.Exists(ctx, MarkerKey).Result()
