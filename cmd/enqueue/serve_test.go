@@ -337,7 +337,7 @@ func TestServeStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
 	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_API_TOKENS": "t"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var serveErr syncBuf
+	var serveErr serveOutput
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &serveErr)
@@ -358,22 +358,4 @@ func TestServeStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("serve still running after its Redis got the marker:\n%s", serveErr.String())
 	}
-}
-
-// syncBuf is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

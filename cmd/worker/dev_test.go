@@ -240,14 +240,6 @@ func TestWorkersWatchTheDevMarker(t *testing.T) {
 			t.Fatalf("worker still running 15s after the marker changed\nlogs:\n%s", logs.String())
 		}
 	}
-	waitStarted := func(t *testing.T, logs *syncBuffer) {
-		t.Helper()
-		for end := time.Now().Add(15 * time.Second); !strings.Contains(logs.String(), "worker started"); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(end) {
-				t.Fatalf("the worker did not start:\n%s", logs.String())
-			}
-		}
-	}
 	t.Run("real worker, marker appears", func(t *testing.T) {
 		t.Parallel()
 		rs := taskstest.StartRedis(t, nil)
@@ -339,14 +331,20 @@ func TestDevClaimIsPendingUntilChecked(t *testing.T) {
 	if err := run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(map[string]string{"REDIS_URL": rs.URL()}), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), devMarkerKey) {
 		t.Errorf("a real worker during the claim = %v; want a refusal naming the marker", err)
 	}
-	for end := time.Now().Add(15 * time.Second); !strings.Contains(logs.String(), "worker started"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("the claiming -dev did not start:\n%s", logs.String())
-		}
-	}
+	waitStarted(t, &logs)
 	if v, err := rdb.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
 		t.Errorf("marker after the claim = %q, %v; want its final value", v, err)
 	}
 	cancel()
 	<-done
+}
+
+// waitStarted waits until a worker run logging to logs says it started.
+func waitStarted(t *testing.T, logs *syncBuffer) {
+	t.Helper()
+	for end := time.Now().Add(15 * time.Second); !strings.Contains(logs.String(), "worker started"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the worker did not start:\n%s", logs.String())
+		}
+	}
 }
