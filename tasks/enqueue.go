@@ -189,7 +189,7 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 
 // claimPrepared claims pr, an order prepared and not done, and answers it.
 func (e *Enqueuer) claimPrepared(ctx context.Context, pr prepared) (EnqueueResult, error) {
-	a, err := e.claimArgs(pr)
+	a, err := e.claimArgs(ctx, pr)
 	if err != nil {
 		return pr.res, err
 	}
@@ -207,7 +207,7 @@ func (e *Enqueuer) claimPrepared(ctx context.Context, pr prepared) (EnqueueResul
 }
 
 // claimArgs is the claim of pr, with its task when the claim queues it.
-func (e *Enqueuer) claimArgs(pr prepared) (ledger.ClaimArgs, error) {
+func (e *Enqueuer) claimArgs(ctx context.Context, pr prepared) (ledger.ClaimArgs, error) {
 	a := ledger.ClaimArgs{Ref: pr.ref(), Params: pr.p.Params, ParamsHash: pr.hash}
 	if !e.oneTrip || !e.ledger.QueuesTasks() {
 		return a, nil
@@ -217,12 +217,18 @@ func (e *Enqueuer) claimArgs(pr prepared) (ledger.ClaimArgs, error) {
 	if err != nil {
 		return a, err
 	}
+	// Now is no later than any create: none leaves before the task runs.
+	// On Redis's clock, as the creates' own times: a lookup from this
+	// mark (should Redis lose the record) misses nothing however far
+	// this process's clock is ahead.
+	at, err := e.ledger.NotAfterNow(ctx, pr.ref())
+	if err != nil {
+		return a, err
+	}
 	a.Task = &ledger.Task{
 		Type:    TypeOrderSubmit,
 		Payload: data,
-		// Now is no later than any create: none leaves before the task
-		// runs.
-		Headers: map[string]string{claimedHeader: claimMark(time.Now(), a.Token)},
+		Headers: map[string]string{claimedHeader: claimMark(at, a.Token)},
 		ID:      TaskID(pr.p.Provider, pr.p.OrderNo),
 		Queue:   OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
 		// With shards, a task a producer wrote itself in the queue as
@@ -277,7 +283,7 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 			repeats[i] = f
 			continue
 		}
-		a, err := e.claimArgs(pr)
+		a, err := e.claimArgs(ctx, pr)
 		if err != nil {
 			out[i] = BatchResult{pr.res, err}
 			continue
@@ -612,8 +618,13 @@ func (e *Enqueuer) sameParams(ctx context.Context, pr prepared) (bool, error) {
 // task that already exists (task id conflict) counts as queued.
 func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string) (bool, error) {
 	// Now is no later than any create: none leaves before the task runs
-	// (a record found still queued has had none marked either).
-	task, err := newClaimedTask(p, time.Now(), claimToken)
+	// (a record found still queued has had none marked either). On
+	// Redis's clock, as in claimArgs.
+	at, err := e.ledger.NotAfterNow(ctx, OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})
+	if err != nil {
+		return false, err
+	}
+	task, err := newClaimedTask(p, at, claimToken)
 	if err != nil {
 		return false, err
 	}

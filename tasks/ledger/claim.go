@@ -15,7 +15,8 @@ import (
 
 // claimScript creates the record if absent. It returns {1} when it created
 // it ({1, 1} when it queued its task too), else {0, state, params_hash}.
-// KEYS: record, state index, events stream, dedupe counts (see
+// ARGV[6] is the time (ms) the record is created at, "" for Redis's own
+// (TIME). KEYS: record, state index, events stream, dedupe counts (see
 // shard.dedupeKey), then optionally asynq's keys (KEYS[5..7]). Given them it
 // also queues the order's task (ARGV[12] its message, ARGV[13] the time in
 // ns, ARGV[14] its id, ARGV[15] its queue, to add to asynq's set of queues,
@@ -44,17 +45,22 @@ if cur[1] then
   redis.call('HINCRBY', KEYS[4], ARGV[1] .. kind, 1)
   return {0, cur[1], cur[2]}
 end
+local now = ARGV[6]
+if now == '' then
+  local t = redis.call('TIME')
+  now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
 redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', ARGV[3],
   'params_hash', ARGV[4], 'state', ARGV[7], 'attempts', '0', 'failures', '0',
-  'created', ARGV[6], 'updated', ARGV[6], 'claim', ARGV[5], 'reason', ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
+  'created', now, 'updated', now, 'claim', ARGV[5], 'reason', ARGV[8])
+redis.call('ZADD', KEYS[2], now, ARGV[2])
 if ARGV[7] == 'unknown' then
   local t = redis.call('TIME')
   redis.call('HSET', KEYS[1], 'may_exist', '1', 'last_create', string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
   if (ARGV[10] or '') ~= '' then redis.call('HSET', KEYS[1], 'first_attempt', ARGV[10]) end
   if (ARGV[11] or '') ~= '' then redis.call('HSET', KEYS[1], 'known', ARGV[11]) end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
-    'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', ARGV[6])
+    'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', now)
 end
 if #KEYS > 4 and redis.call('EXISTS', KEYS[5]) == 0 and (#KEYS < 8 or redis.call('EXISTS', KEYS[8]) == 0) then
   redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
@@ -174,7 +180,7 @@ func (l *Ledger) claimError(a ClaimArgs, err error) error {
 func NewToken() string { return uuid.NewString() }
 
 // claimCall is claimScript's keys and arguments for a (its token set).
-func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known string, now int64) ([]string, []any) {
+func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known, now string) ([]string, []any) {
 	sh := l.shardOf(a.Ref)
 	keys := []string{sh.recordKey(a.Ref), sh.indexKey(a.Ref.Provider, s), sh.events, sh.dedupeKey()}
 	args := []any{a.Ref.Provider, a.Ref.OrderNo, a.Params, a.ParamsHash, a.Token, now, string(s), reason, l.opts.EventRetention, first, known}
@@ -200,7 +206,7 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 		a.Token = NewToken()
 	}
 	token, hash := a.Token, a.ParamsHash
-	keys, args := l.claimCall(a, s, reason, first, known, l.now().UnixMilli())
+	keys, args := l.claimCall(a, s, reason, first, known, l.claimTime())
 	v, durable, err := l.run(ctx, claimScript, true, keys, args...)
 	if err != nil {
 		return ClaimResult{}, l.claimError(a, err)
@@ -434,7 +440,7 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim orders: %w", err)
 	}
-	now := l.now().UnixMilli()
+	now := l.claimTime()
 	out := make([]ClaimResult, len(claims))
 	errs := make([]error, len(claims))
 	if !l.claimLoaded.Load() {

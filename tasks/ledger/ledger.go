@@ -197,7 +197,11 @@ type Options struct {
 	// shard, it refuses to record the count over a ledger that holds
 	// orders of these providers in the one-shard layout.
 	Providers []string
-	// Now is the clock. Default time.Now.
+	// Now is the clock. Default time.Now, and then the times a claim
+	// records (the record's creation, its index score, its event) are
+	// Redis's (TIME), as are the ones Begin and Settle record: a
+	// producer's own clock (a server set to local time, say) never moves
+	// an order's deadline. A clock set here is used instead (tests).
 	Now func() time.Time
 }
 
@@ -254,6 +258,10 @@ type Ledger struct {
 	rdb  redis.UniversalClient
 	opts Options
 	now  func() time.Time
+	// redisTime: no Options.Now was given, so claims stamp Redis's TIME
+	// and NotAfterNow reads Redis's clock.
+	redisTime bool
+	clock     redisClock
 
 	replicasMu sync.Mutex
 	replicasAt time.Time
@@ -296,14 +304,15 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	if o.EventRetention <= 0 {
 		o.EventRetention = DefaultEventRetention
 	}
-	if o.Now == nil {
+	redisTime := o.Now == nil
+	if redisTime {
 		o.Now = time.Now
 	}
 	o.Shards = min(max(o.Shards, 1), MaxShards)
 	o.MinReplicas = max(o.MinReplicas, NoReplicaFloor)
 	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: max(o.MinReplicas, 0)}
 	b.cluster, _ = rdb.(*redis.ClusterClient)
-	l := &Ledger{rdb: rdb, opts: o, now: o.Now, batch: b, shards: newShards(o.Shards)}
+	l := &Ledger{rdb: rdb, opts: o, now: o.Now, redisTime: redisTime, batch: b, shards: newShards(o.Shards)}
 	b.onReplicas = l.setReplicas
 	return l
 }

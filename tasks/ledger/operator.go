@@ -318,16 +318,21 @@ func stateBefore(rec *Record) State {
 // a create of it may ever have been received, and a history entry.
 //
 // KEYS: record, history, errored index, submitting index. ARGV: order_no,
-// now (ms), attempt JSON, reason, max history.
+// now (ms; "" for Redis's TIME), attempt JSON, reason, max history.
 var redriveScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight')
 if not cur[1] then return {'missing'} end
 if cur[1] ~= 'errored' then return {'refused', 'the order is ' .. cur[1] .. ', not errored'} end
 if cur[2] == '1' or (cur[3] or '') ~= '' then return {'refused', 'the order may exist at the provider'} end
-redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', ARGV[2], 'outcome_at', '', 'redriven', ARGV[2])
+local now = ARGV[2]
+if now == '' then
+  local t = redis.call('TIME')
+  now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', now, 'outcome_at', '', 'redriven', now)
 if not cur[2] then redis.call('HSET', KEYS[1], 'known', '', 'first_attempt', '') end
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], now, ARGV[1])
 if redis.call('RPUSH', KEYS[2], ARGV[3]) > tonumber(ARGV[5]) then
   redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
 end
@@ -362,7 +367,7 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	sh := l.shardOf(ref)
 	v, _, err := l.run(ctx, redriveScript, true,
 		[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
-		ref.OrderNo, l.now().UnixMilli(), a, reason, MaxHistory)
+		ref.OrderNo, l.claimTime(), a, reason, MaxHistory)
 	if err != nil {
 		return fmt.Errorf("redrive order: %w", err)
 	}

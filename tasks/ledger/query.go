@@ -32,13 +32,8 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 		return nil, nil
 	}
 	r := decode(h)
-	if t, ok := tc.Val().([]any); ok && len(t) == 2 {
-		sec, _ := t[0].(string)
-		usec, _ := t[1].(string)
-		if s, err := strconv.ParseInt(sec, 10, 64); err == nil {
-			u, _ := strconv.ParseInt(usec, 10, 64)
-			r.ReadAt = time.UnixMilli(s*1000 + u/1000).UTC()
-		}
+	if t, ok := redisTimeOf(tc.Val()); ok {
+		r.ReadAt = t
 	}
 	for _, s := range lc.Val() {
 		var a Attempt

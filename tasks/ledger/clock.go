@@ -1,0 +1,97 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The times that bound an order's life are on Redis's clock, one clock for
+// every process whatever their own say: leases, creates and pays (Begin,
+// Settle), and, unless Options.Now is set, the record's creation (the
+// claim), which the deadline counts from. A producer whose clock is off (a
+// server set to local time, an RTC that drifted) moves neither.
+
+// clockReread is how long one reading of Redis's clock serves NotAfterNow.
+const clockReread = 30 * time.Second
+
+// redisClock is what this process knows of Redis's clock: off is Redis's
+// time minus this process's, or less (see NotAfterNow), read at read.
+type redisClock struct {
+	wall func() time.Time // this process's clock; nil: time.Now
+	mu   sync.Mutex
+	off  time.Duration
+	read time.Time // zero: never read
+}
+
+func (c *redisClock) now() time.Time {
+	if c.wall != nil {
+		return c.wall()
+	}
+	return time.Now()
+}
+
+// claimTime is a claim's time argument: "" for Redis's own (the script
+// reads TIME), or Options.Now's.
+func (l *Ledger) claimTime() string {
+	if l.redisTime {
+		return ""
+	}
+	return strconv.FormatInt(l.now().UnixMilli(), 10)
+}
+
+// NotAfterNow returns a time no later than Redis's clock now, on the master
+// that holds ref's record: a bound, on the clock lookups are judged on, for
+// anything that happens to the order from now on (a task's claim mark: no
+// create leaves before it). It reads Redis's TIME when its last reading is
+// older than clockReread (one round trip every 30 s per process) and
+// otherwise adds that reading's offset to this process's clock, which errs
+// early by up to a round trip. With Options.Now set it returns Now's time.
+func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
+	if !l.redisTime {
+		return l.now(), nil
+	}
+	c := &l.clock
+	c.mu.Lock()
+	off, read := c.off, c.read
+	c.mu.Unlock()
+	if now := c.now(); !read.IsZero() && now.Sub(read) < clockReread && !now.Before(read) {
+		return now.Add(off).UTC(), nil
+	}
+	v, err := l.rdb.Eval(ctx, "return redis.call('TIME')", []string{l.shardOf(ref).recordKey(ref)}).Result()
+	got := c.now()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read Redis's clock: %w", err)
+	}
+	r, ok := redisTimeOf(v)
+	if !ok {
+		return time.Time{}, fmt.Errorf("read Redis's clock: unexpected reply %v", v)
+	}
+	// Redis read its clock before its reply arrived: r minus the arrival
+	// is no more than the true offset.
+	c.mu.Lock()
+	c.off, c.read = r.Sub(got.Round(0)), got
+	c.mu.Unlock()
+	return r, nil
+}
+
+// redisTimeOf reads a TIME reply, to the millisecond.
+func redisTimeOf(v any) (time.Time, bool) {
+	t, ok := v.([]any)
+	if !ok || len(t) != 2 {
+		return time.Time{}, false
+	}
+	sec, _ := t[0].(string)
+	usec, _ := t[1].(string)
+	s, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	u, err := strconv.ParseInt(usec, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(s*1000 + u/1000).UTC(), true
+}
