@@ -125,7 +125,12 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 	}
 	defer release()
 	found := map[string]int{}
-	cutoff := time.Now().Add(-r.opts.Grace)
+	// The indexes' scores and next checks are on Redis's clock.
+	now, err := r.ledger.NotAfterNow(ctx, ledger.Ref{})
+	if err != nil {
+		return nil, err
+	}
+	cutoff := now.Add(-r.opts.Grace)
 	for _, p := range r.providers {
 		for _, s := range []State{StateQueued, StateSubmitting, StateUnknown, StatePending} {
 			refs, err := r.examine(ctx, p, s, cutoff)

@@ -260,9 +260,14 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 		log.Warn("dev: the embedded Redis's own address is not free (another worker -dev?); it listens elsewhere: give enqueue -dev the URL below with -redis-url",
 			"wanted", devmode.RedisAddr, "reason", err.Error())
 	}
-	if err := m.Set(devMarkerKey, devMarkerValue); err != nil {
-		m.Close()
-		return fmt.Errorf("start embedded redis: %w", err)
+	// In every database: a producer given another database of this
+	// Redis (redis://…/1) sees the marker too and refuses, rather than
+	// queue real orders no -dev worker reads.
+	for i := range devDatabases {
+		if err := m.DB(i).Set(devMarkerKey, devMarkerValue); err != nil {
+			m.Close()
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
 	}
 	d.mini = m
 	cfg.RedisURL = "redis://" + m.Addr() + "/0"
@@ -283,6 +288,10 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 	}()
 	return nil
 }
+
+// devDatabases is how many databases a Redis has by default (and
+// miniredis): the embedded one marks them all.
+const devDatabases = 16
 
 // startOwn starts m on devmode.RedisAddr, unless REDIS_URL names that
 // port itself (then the real Redis may be the one there, down).

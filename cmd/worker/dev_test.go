@@ -175,6 +175,13 @@ func TestDevEmbeddedRedisNeverTakesREDIS_URLsAddress(t *testing.T) {
 	if v, err := worker.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
 		t.Errorf("the embedded Redis's %s = %q, %v; want the -dev marker", devMarkerKey, v, err)
 	}
+	// Every database carries it: a producer given /1 refuses too.
+	opt.DB = devDatabases - 1
+	other := redis.NewClient(opt)
+	defer other.Close()
+	if v, err := other.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
+		t.Errorf("the embedded Redis's database %d: %s = %q, %v; want the -dev marker", opt.DB, devMarkerKey, v, err)
+	}
 }
 
 // -dev's own port is not taken either when REDIS_URL names it: the real

@@ -14,8 +14,9 @@ import (
 // beginScript reads the record, refuses a finished or leased order, takes
 // the lease and, when the next call creates the order, marks it in flight.
 //
-// KEYS: record, queued index, submitting index. ARGV: token, now (ms, the
-// caller's clock, for the record's updated time), the lease's TTL (ms), '1' when a
+// KEYS: record, queued index, submitting index. ARGV: token, now (ms, for
+// the record's updated time and index score; "" for Redis's TIME, see
+// Options.Now), the lease's TTL (ms), '1' when a
 // create needs the snapshot of known provider orders first ('2' when the
 // step never creates: nothing is marked), order_no, '1'
 // when the step is to pay a pending order: the pay is marked sent
@@ -47,6 +48,8 @@ for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
 local st = h['state']
 if st == 'paid' or st == 'errored' then return {'terminal', r} end
 local sn = string.format('%.0f', snow)
+local upd = ARGV[2]
+if upd == '' then upd = sn end
 if h['lease'] == ARGV[1] then
   -- This Begin again (its reply was lost): a write (of the same value),
   -- so that the WAIT after it covers what the first one wrote.
@@ -83,10 +86,10 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
   if first == '' then first = sn end
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
-    'first_attempt', first, 'last_create', sn, 'updated', ARGV[2])
+    'first_attempt', first, 'last_create', sn, 'updated', upd)
   if st == 'queued' then
     redis.call('ZREM', KEYS[2], ARGV[5])
-    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
+    redis.call('ZADD', KEYS[3], upd, ARGV[5])
   end
   return {'began', r, '1', sn}
 end
@@ -166,7 +169,6 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	if err := l.CheckShards(ctx); err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}
-	now := l.now()
 	needs := "0"
 	switch {
 	case a.NoCreate:
@@ -185,7 +187,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	sh := l.shardOf(ref)
 	v, durable, err := l.runShared(ctx, beginScript, true,
 		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
-		a.Token, now.UnixMilli(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain)
+		a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain)
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}
@@ -476,7 +478,8 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // settleScript applies a Transition if the lease is still the caller's.
 //
 // KEYS: record, history, owner index, events stream. ARGV: token, the
-// shard's key prefix, provider, order_no, new state or ”, now (ms),
+// shard's key prefix, provider, order_no, new state or ”, now (ms; ""
+// for Redis's TIME, which outcome_at and redriven given as '@' take too),
 // attempt JSON or ”, max history, provider order id to own or ” (with
 // more than one shard, reserved before: see reserveOwner), events
 // retention, '1' when the transition settles a create in flight (see
@@ -493,20 +496,25 @@ if cur[3] == ARGV[1] then
   return {'ok'}
 end
 if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
+local now = ARGV[6]
+if now == '' then
+  local t = redis.call('TIME')
+  now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
 local took = nil
 if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
   local owner = redis.call('HGET', KEYS[3], ARGV[9])
   if owner ~= ARGV[4] then
     -- Our own create's answer names the id (ARGV[12]) that another order
     -- holds only by matching: the answer outweighs the match (luaRevoke).
-    if ARGV[12] == '1' then took = revoke(ARGV[2], ARGV[3], owner, ARGV[9], ARGV[4], ARGV[6], KEYS[4], ARGV[10]) end
+    if ARGV[12] == '1' then took = revoke(ARGV[2], ARGV[3], owner, ARGV[9], ARGV[4], now, KEYS[4], ARGV[10]) end
     if took == nil then return {'owned', owner} end
     redis.call('HSET', KEYS[3], ARGV[9], ARGV[4])
   end
 end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
-local f = {'state', new, 'updated', ARGV[6], 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
+local f = {'state', new, 'updated', now, 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
 local moved = nil
 if cur[7] == '2' and (cur[8] or '') ~= '' then
   -- This run's pay has ended (answered, failed or timed out): the
@@ -545,6 +553,7 @@ local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = 
 for i = 13, #ARGV, 2 do
   local v = ARGV[i + 1]
   if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
+  if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven') then v = now end
   if ARGV[i] == 'known_at' and v == '*' then
     local t = redis.call('TIME')
     v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -556,11 +565,11 @@ end
 redis.call('HSET', KEYS[1], unpack(f))
 if new ~= cur[1] then
   redis.call('ZREM', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. cur[1], ARGV[4])
-  redis.call('ZADD', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. new, ARGV[6], ARGV[4])
+  redis.call('ZADD', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. new, now, ARGV[4])
   if new == 'paid' or new == 'pending' or new == 'errored' or new == 'unknown' then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'type', 'order.' .. new, 'provider', ARGV[3],
       'order_no', ARGV[4], 'state', new, 'provider_order_id', ev.provider_order_id, 'reason', ev.reason,
-      'attempts', ev.attempts, 'at', ARGV[6])
+      'attempts', ev.attempts, 'at', now)
   end
 end
 if ARGV[7] ~= '' and redis.call('RPUSH', KEYS[2], ARGV[7]) > tonumber(ARGV[8]) then
@@ -615,7 +624,13 @@ end
 // record is gone, and ErrNotDurable (applied, but not acknowledged by the
 // replicas in time) when durable writes are on.
 func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition) error {
-	now := l.now()
+	// The step's time: "" for Redis's TIME (see Options.Now), which the
+	// script also writes for the fields given as "@".
+	nowArg := l.claimTime()
+	stamp := nowArg
+	if stamp == "" {
+		stamp = "@"
+	}
 	var attempt []byte
 	if t.attempt != nil {
 		var err error
@@ -651,7 +666,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.answered {
 		answered = "1"
 	}
-	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), now.UnixMilli(), attempt, MaxHistory, own, l.opts.EventRetention, settles, answered)
+	args = append(args, token, sh.prefix, ref.Provider, ref.OrderNo, string(t.to), nowArg, attempt, MaxHistory, own, l.opts.EventRetention, settles, answered)
 	if t.attempt != nil {
 		args = append(args, "attempts", t.attempt.N)
 	}
@@ -674,7 +689,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "next_check", ms(t.nextCheck))
 	}
 	if t.outcome {
-		args = append(args, "outcome_at", now.UnixMilli())
+		args = append(args, "outcome_at", stamp)
 	}
 	if t.mayExist != nil {
 		v := "0"
@@ -695,7 +710,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "first_attempt", ms(t.firstAttempt))
 	}
 	if t.redriven {
-		args = append(args, "redriven", now.UnixMilli())
+		args = append(args, "redriven", stamp)
 	}
 	if t.clearPaySent {
 		args = append(args, "pay_sent", ms(t.paySentBefore))

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -71,6 +72,49 @@ func TestClaimTimesAreRedisTime(t *testing.T) {
 		t.Fatalf("Get = %v, %v", rec, err)
 	}
 	near("redriven", rec.RedrivenAt, lo, hi)
+
+	// So do a worker's steps: Begin's and Settle's updated time, state
+	// index, outcome time and event.
+	ref3 := Ref{Provider: "tencent", OrderNo: "SKEW-3"}
+	if _, err := l.Claim(ctx, ref3, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	lo = redisNow()
+	if _, err := l.Begin(ctx, ref3, BeginArgs{Token: "step"}); err != nil {
+		t.Fatal(err)
+	}
+	hi = redisNow().Add(time.Millisecond)
+	if rec, err = l.Get(ctx, ref3); err != nil || rec == nil {
+		t.Fatalf("Get = %v, %v", rec, err)
+	}
+	near("updated by Begin", rec.UpdatedAt, lo, hi)
+	score, err = rdb.ZScore(ctx, l.shardOf(ref3).indexKey(ref3.Provider, StateSubmitting), ref3.OrderNo).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	near("submitting index score", time.UnixMilli(int64(score)).UTC(), lo, hi)
+	lo = redisNow()
+	if err := l.Settle(ctx, ref3, "step", SetPaid("P-3")); err != nil {
+		t.Fatal(err)
+	}
+	hi = redisNow().Add(time.Millisecond)
+	if rec, err = l.Get(ctx, ref3); err != nil || rec == nil {
+		t.Fatalf("Get = %v, %v", rec, err)
+	}
+	near("updated by Settle", rec.UpdatedAt, lo, hi)
+	near("outcome_at", rec.OutcomeAt, lo, hi)
+	score, err = rdb.ZScore(ctx, l.shardOf(ref3).indexKey(ref3.Provider, StatePaid), ref3.OrderNo).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	near("paid index score", time.UnixMilli(int64(score)).UTC(), lo, hi)
+	evs, err := rdb.XRevRangeN(ctx, l.shardOf(ref3).events, "+", "-", 1).Result()
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("events: %v, %v", evs, err)
+	}
+	at, _ := evs[0].Values["at"].(string)
+	ms, _ := strconv.ParseInt(at, 10, 64)
+	near("the paid event's at", time.UnixMilli(ms).UTC(), lo, hi)
 
 	// The first call reads TIME; the next ones (within clockReread)
 	// correct the skewed clock by what it read: never later than Redis's

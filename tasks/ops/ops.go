@@ -58,7 +58,8 @@ type Options struct {
 	// Observe is called once per resolve or re-drive attempted (not for a
 	// dry run), with one of Actions and one of Results; nil: none.
 	Observe func(action, result string)
-	// Now is the clock. Default time.Now.
+	// Now is the clock -older-than counts back from. Default Redis's (the
+	// ledger's stamps are on it).
 	Now func() time.Time
 }
 
@@ -81,9 +82,6 @@ func New(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, set
 	}
 	if o.Queue == "" {
 		o.Queue = tasks.DefaultQueue
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	return &Orders{ledger: l, inspector: inspector, client: client, set: set, opts: o}
 }
@@ -150,7 +148,7 @@ func (o *Orders) providerNames(p string) ([]string, error) {
 	return []string{p}, nil
 }
 
-func (o *Orders) listArgs(f Filter) (ledger.ListArgs, error) {
+func (o *Orders) listArgs(ctx context.Context, f Filter) (ledger.ListArgs, error) {
 	names, err := o.providerNames(f.Provider)
 	if err != nil {
 		return ledger.ListArgs{}, err
@@ -163,7 +161,15 @@ func (o *Orders) listArgs(f Filter) (ledger.ListArgs, error) {
 	}
 	a := ledger.ListArgs{Providers: names, State: f.State, Limit: f.Limit, Cursor: f.Cursor}
 	if f.OlderThan > 0 {
-		a.Before = o.opts.Now().Add(-f.OlderThan)
+		// The indexes' scores are on Redis's clock (see ledger.Options.Now),
+		// unless a clock was given.
+		var now time.Time
+		if o.opts.Now != nil {
+			now = o.opts.Now()
+		} else if now, err = o.ledger.NotAfterNow(ctx, ledger.Ref{}); err != nil {
+			return ledger.ListArgs{}, err
+		}
+		a.Before = now.Add(-f.OlderThan)
 	}
 	return a, nil
 }
@@ -177,7 +183,7 @@ type Page struct {
 // List returns a page of orders, newest first by when they entered their
 // state, masked. A bad filter or cursor is a *UsageError.
 func (o *Orders) List(ctx context.Context, f Filter) (Page, error) {
-	a, err := o.listArgs(f)
+	a, err := o.listArgs(ctx, f)
 	if err != nil {
 		return Page{}, err
 	}
@@ -458,7 +464,7 @@ func (o *Orders) Redrive(ctx context.Context, a RedriveArgs, each func(Redriven)
 	}
 	match := strings.ToLower(a.ReasonMatch)
 	f := Filter{State: ledger.StateErrored, Provider: a.Provider, OlderThan: a.OlderThan, Limit: 200}
-	args, err := o.listArgs(f)
+	args, err := o.listArgs(ctx, f)
 	if err != nil {
 		return err
 	}
