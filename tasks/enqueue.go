@@ -469,8 +469,9 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 }
 
 // CheckDataKey checks that the ledger's params are sealed with the
-// Enqueuer's data key, recording it when none is recorded yet; a mismatch
-// is a *ledger.DataKeyMismatchError. Enqueue checks it before it writes,
+// Enqueuer's data key, recording it when none is recorded yet; a mismatch,
+// or a ledger whose workers run without a key (Want ""), is a
+// *ledger.DataKeyMismatchError. Enqueue checks it before it writes,
 // until it once succeeds (a Redis outage at the first order must not
 // stick). An Enqueuer without a key is not checked: it stores params in
 // clear, beside sealed ones if there are any, and refuses personal-data
@@ -479,7 +480,7 @@ func (e *Enqueuer) CheckDataKey(ctx context.Context) error {
 	if e.sealer == nil || e.keyOK.Load() {
 		return nil
 	}
-	if err := e.ledger.CheckDataKey(ctx, e.sealer.KeyID()); err != nil {
+	if err := e.ledger.CheckProducerKey(ctx, e.sealer.KeyID()); err != nil {
 		return err
 	}
 	e.keyOK.Store(true)

@@ -548,6 +548,26 @@ func TestEnqueueRefusesAKeyThatIsNotTheLedgers(t *testing.T) {
 	}
 }
 
+// A producer with a data key on a ledger whose workers run without one is
+// refused before it reads an order (exit 2, naming ORDERWORKER_DATA_KEY and
+// the workers): it would seal params they cannot open, and the next of
+// them to start would refuse to.
+func TestEnqueueRefusesAKeyTheWorkersLack(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	if err := tasks.NewLedger(rs.Client(t)).CheckDataKey(context.Background(), ""); err != nil { // a worker without a key
+		t.Fatal(err)
+	}
+	keyed := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": "ZGF0YS1rZXktZm9yLXN0YXR1cy10ZXN0LCAzMiBieXQ="}
+	code, out, errs := runCLIEnv(t, keyed, good)
+	if code != exitError || out != "" || !strings.Contains(errs, "ORDERWORKER_DATA_KEY: this ledger's workers run without a data key") {
+		t.Errorf("a key the workers lack: exit %d, stdout %q, stderr %q; want exit %d naming it, nothing printed", code, out, errs, exitError)
+	}
+	if rec, err := tasks.NewLedger(rs.Client(t)).Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: "E1"}); err != nil || rec != nil {
+		t.Errorf("a refused order was recorded: %+v, %v", rec, err)
+	}
+}
+
 // enqueue -dev waits for the marker's final value: while worker -dev still
 // checks a Redis it claims for other writers, an order written there would
 // be one of them.

@@ -532,6 +532,50 @@ func TestCheckDataKey(t *testing.T) {
 	}
 }
 
+// A producer with a data key on a ledger whose workers run without one is
+// refused, writing nothing: it would seal params they cannot open, and the
+// next of them to start would refuse to. Once a worker with the key
+// records it, producers with it are taken; a producer with a key on a
+// ledger nothing has touched records it, as before.
+func TestProducerKeyOnAKeylessLedger(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	if err := l.CheckDataKey(ctx, ""); err != nil { // a worker without a key
+		t.Fatal(err)
+	}
+	var mm *ledger.DataKeyMismatchError
+	err := l.CheckProducerKey(ctx, "aaaa")
+	if !errors.As(err, &mm) || mm.Want != "" || mm.Have != "aaaa" || !strings.Contains(err.Error(), "workers run without a data key") {
+		t.Fatalf("CheckProducerKey on a keyless workers' ledger = %v; want a refusal saying the workers have no key", err)
+	}
+	if err := l.CheckDataKey(ctx, ""); err != nil {
+		t.Fatalf("a keyless worker after the refused producer = %v; want nothing recorded by the refusal", err)
+	}
+	// The workers are given the key: the first records it.
+	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CheckProducerKey(ctx, "aaaa"); err != nil {
+		t.Fatalf("CheckProducerKey after a worker recorded the key = %v", err)
+	}
+	if err := l.CheckProducerKey(ctx, "bbbb"); !errors.As(err, &mm) || mm.Want != "aaaa" || mm.Have != "bbbb" {
+		t.Fatalf("CheckProducerKey(other) = %v; want a mismatch", err)
+	}
+	if err := l.CheckDataKey(ctx, ""); !errors.As(err, &mm) || mm.Want != "aaaa" {
+		t.Fatalf("a keyless worker on the sealed ledger = %v; want a mismatch", err)
+	}
+	// A fresh ledger: the producer's key is recorded.
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CheckProducerKey(ctx, "cccc"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CheckDataKey(ctx, "cccc"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A create marked by Begin but never sent is undone: the order is back
 // where it was, in its index too.
 func TestUnmarkRestoresTheState(t *testing.T) {

@@ -357,39 +357,76 @@ func (l *Ledger) SealedWith(ctx context.Context) (string, error) {
 
 // DataKeyMismatchError is CheckDataKey's error when the ledger's params
 // were sealed with another data key (Want), or with one where this process
-// has none (Have "").
+// has none (Have ""); and CheckProducerKey's when the ledger's workers run
+// without a key (Want "").
 type DataKeyMismatchError struct{ Want, Have string }
 
 func (e *DataKeyMismatchError) Error() string {
-	if e.Have == "" {
+	switch {
+	case e.Want == "":
+		return fmt.Sprintf("this ledger's workers run without a data key, so they could not open params sealed with this process's (key id %s): give the workers ORDERWORKER_DATA_KEY first (a worker started with it records it), then the producers", e.Have)
+	case e.Have == "":
 		return fmt.Sprintf("this ledger's order params are sealed with data key id %s, but this process has no data key: give it the producers' ORDERWORKER_DATA_KEY", e.Want)
 	}
 	return fmt.Sprintf("this ledger's order params are sealed with data key id %s, but this process has key id %s: give it the producers' ORDERWORKER_DATA_KEY", e.Want, e.Have)
 }
 
-// CheckDataKey compares id (a data key's public id, "" for no key) with
-// the one recorded in the ledger by the first process that sealed params,
-// recording it when none is. A mismatch is a *DataKeyMismatchError: a
-// ledger sealed with another key, or sealed at all where id is "" (a
-// process without a key would leave sealed orders waiting, or store
-// params in clear beside sealed ones).
+// dataKeyScript records a data key's id (ARGV[1]) for the ledger
+// (KEYS[1]), or, for a worker without a key (ARGV[1] ""), that the
+// ledger's workers run without one (KEYS[2]), and replies what the ledger
+// holds: the recorded id, "" when there is none, with 'keyless' after it
+// when its workers run without a key. A worker with a key records it
+// unless another is recorded, and clears the keyless mark (the workers
+// are being given the key); a producer's (ARGV[2] '1') records it only
+// on a ledger that holds neither. The keyless mark is a key of its own,
+// which a version that knows nothing of it leaves alone.
+var dataKeyScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then return {cur} end
+if ARGV[1] == '' then
+  redis.call('SET', KEYS[2], '1')
+  return {'', 'keyless'}
+end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {'', 'keyless'} end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+return {ARGV[1]}
+`)
+
+// CheckDataKey is a worker's check of its data key's public id (id; ""
+// for none) against the one recorded in the ledger by the first process
+// that sealed params, recording it when none is; a worker without a key
+// records that the ledger's workers run without one (see
+// CheckProducerKey). A mismatch is a *DataKeyMismatchError: a ledger
+// sealed with another key, or sealed at all where id is "" (a process
+// without a key would leave sealed orders waiting).
 func (l *Ledger) CheckDataKey(ctx context.Context, id string) error {
-	if id == "" {
-		have, err := l.SealedWith(ctx)
-		if err == nil && have != "" {
-			return &DataKeyMismatchError{Want: have}
-		}
-		return err
+	return l.checkDataKey(ctx, id, false)
+}
+
+// CheckProducerKey is a producer's check of its data key's public id
+// (not ""): as CheckDataKey, except that a ledger whose workers run
+// without a key (recorded by CheckDataKey) refuses it, with a
+// *DataKeyMismatchError whose Want is "": they could not open what it
+// would seal, and the next of them to start would refuse to.
+func (l *Ledger) CheckProducerKey(ctx context.Context, id string) error {
+	return l.checkDataKey(ctx, id, true)
+}
+
+func (l *Ledger) checkDataKey(ctx context.Context, id string, producer bool) error {
+	p := "0"
+	if producer {
+		p = "1"
 	}
-	key := metaPrefix + "datakey"
-	ok, err := l.rdb.SetNX(ctx, key, id, 0).Result()
-	if err != nil || ok {
-		return err
-	}
-	cur, err := l.rdb.Get(ctx, key).Result()
+	v, err := dataKeyScript.Run(ctx, l.rdb, []string{metaPrefix + "datakey", metaPrefix + "datakey:keyless"}, id, p).Result()
 	if err != nil {
 		return err
 	}
+	res, _ := v.([]any)
+	if len(res) == 0 {
+		return fmt.Errorf("check data key: unexpected reply %v", v)
+	}
+	cur, _ := res[0].(string)
 	if cur != id {
 		return &DataKeyMismatchError{Want: cur, Have: id}
 	}
