@@ -306,11 +306,11 @@ func TestListingEmptyPageOneZeroUnreadable(t *testing.T) {
 		{"page 1 has orders, page 0 without ids", []sandbox.Reply{page(-1, "1"), page(-1), listed(-1, map[string]any{"commodityCode": "c", "copies": 1})}, providers.Unavailable, nil},
 		{"page 0 refused, 460", []sandbox.Reply{page(-1, "1"), page(-1), pageZeroRefused}, providers.OK, []string{"1"}},
 		{"page 0 refused, 2000", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2000, Message: "param is invalid"}}, providers.OK, []string{"1"}},
-		// A refusal with an answer is not asked again.
-		{"page 0 refused, 400", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 400}}, providers.Unavailable, nil},
-		{"page 0 refused, 2063", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2063}}, providers.Unavailable, nil},
+		// A refusal with an answer is asked again once, as any failure.
+		{"page 0 refused, 400", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 400}, {Code: 400}}, providers.Unavailable, nil},
+		{"page 0 refused, 2063", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2063}, {Code: 2063}}, providers.Unavailable, nil},
 		{"page 0 refused, 2064", []sandbox.Reply{page(-1, "1"), page(-1), {Code: 2064}, {Code: 2064}}, providers.Unavailable, nil},
-		{"page 0 refused, bare 400", []sandbox.Reply{page(-1, "1"), page(-1), {HTTPStatus: 400}}, providers.Unavailable, nil},
+		{"page 0 refused, bare 400", []sandbox.Reply{page(-1, "1"), page(-1), {HTTPStatus: 400}, {HTTPStatus: 400}}, providers.Unavailable, nil},
 		{"both empty", []sandbox.Reply{listed(-1), listed(-1)}, providers.OK, []string{}},
 	}
 	for i, tt := range tests {
@@ -738,7 +738,9 @@ func TestPageZeroRefusedWith400(t *testing.T) {
 }
 
 // A server counting from 1 that refuses page 0 otherwise than with the
-// documented parameter refusal (a generic or bare 400) keeps working where
+// documented parameter refusal (a generic or bare 400), twice running (a
+// single refusal may be a passing one of a server counting from 0), keeps
+// working where
 // the total confirms the listing from 1: a server counting from 0 serves
 // page 0 as it serves page 1, and does not refuse it. Without a confirming
 // total such a listing stays unavailable (TestListingEmptyPageOneZeroUnreadable).
@@ -754,16 +756,16 @@ func TestPageZeroRefusedWithTotalsConfirming(t *testing.T) {
 	o := testOrder(1620)
 	got, err := f.c.Prepare(ctx(t), o)
 	slices.Sort(got)
-	if err != nil || !slices.Equal(got, known) || f.sb.Calls(aliyun.PathQuery) != 4 {
-		t.Fatalf("Prepare = %v, %v after %d calls; want %v after 4 (pages 1 to 3, and page 0 refused once, not asked again)", got, err, f.sb.Calls(aliyun.PathQuery), known)
+	if err != nil || !slices.Equal(got, known) || f.sb.Calls(aliyun.PathQuery) != 5 {
+		t.Fatalf("Prepare = %v, %v after %d calls; want %v after 5 (pages 1 to 3, and page 0 refused twice running)", got, err, f.sb.Calls(aliyun.PathQuery), known)
 	}
 	// Nothing is learnt: page 0 is asked again.
 	o.Known = known
 	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
 	ours := f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: "streamingResource_20_10", Copies: 2}).OrderID
 	r, err := f.c.Lookup(ctx(t), o)
-	if err != nil || r.ProviderOrderID != ours || f.sb.Calls(aliyun.PathQuery) != 8 {
-		t.Fatalf("Lookup = %+v, %v after %d calls; want order %s after 8", r, err, f.sb.Calls(aliyun.PathQuery), ours)
+	if err != nil || r.ProviderOrderID != ours || f.sb.Calls(aliyun.PathQuery) != 10 {
+		t.Fatalf("Lookup = %+v, %v after %d calls; want order %s after 10", r, err, f.sb.Calls(aliyun.PathQuery), ours)
 	}
 }
 
@@ -811,5 +813,102 @@ func TestEmptyPageZeroOnceTeachesNothing(t *testing.T) {
 	slices.Sort(known)
 	if err != nil || !slices.Equal(known, []string{"1", "2", "3"}) {
 		t.Fatalf("Prepare = %v, %v; want [1 2 3]: page 0 read again, its orders in the snapshot", known, err)
+	}
+}
+
+// A server counting from 0 whose total counts pages (equal, here, to the
+// orders read from 1) refuses page 0 once, with an answer (a platform 400,
+// a bare 403 or 404: a gateway's, a replayed nonce): that one refusal is
+// asked again, and the lookup finds ours on page 0, never not_found (the
+// order would be created again).
+func TestPassingPageZeroRefusalIsAskedAgain(t *testing.T) {
+	t.Parallel()
+	for _, refusal := range []sandbox.Reply{
+		{Code: 400, Message: "request error"},
+		{HTTPStatus: 403},
+		{HTTPStatus: 404},
+	} {
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		ours := map[string]any{"orderId": "5", "commodityCode": "streamingResource_20_10", "copies": 2, "paymentStatus": 0}
+		zero := sandbox.Reply{Code: 200, Data: map[string]any{"total": 3, "data": []any{ours, entry("4")}}}
+		f.sb.Inject(aliyun.PathQuery,
+			page(3, "3", "2"), page(3, "1"), page(3), // pages 1 to 3: 3 orders, total 3 (pages)
+			refusal, zero, // page 0: refused once, then served
+			zero, page(3, "3", "2"), page(3, "1"), page(3), // read from 0
+			zero, page(3, "3", "2"), page(3, "1"), page(3), // and again (the total counts no orders)
+		)
+		o := testOrder(1700)
+		o.Known = []string{"1", "2", "3"}
+		o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+		r, err := f.c.Lookup(ctx(t), o)
+		if err != nil || r.ProviderOrderID != "5" {
+			t.Errorf("page 0 refused once with %+v: Lookup = %+v, %v; want order 5, found on page 0", refusal, r, err)
+		}
+	}
+}
+
+// The same passing refusal at the snapshot: the snapshot still holds page
+// 0's orders, so a later lookup does not take the device user's older
+// order of our plan (o4, on page 0) for ours.
+func TestPassingPageZeroRefusalAtTheSnapshot(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(appKey, appSecret, projectID)
+	srv := httptest.NewServer(sb)
+	t.Cleanup(srv.Close)
+	sb.SetPaging(sandbox.Paging{From0: true, TotalPages: true})
+	twoAPage := func(o *aliyun.Options) { o.PageSize = 2 }
+	iot := iotID(1710)
+	base := time.Now().Add(-time.Hour)
+	for i, x := range []struct {
+		id, plan string
+		copies   int64
+		paid     int
+	}{{"o1", "other_plan", 1, 1}, {"o2", "other_plan", 1, 1}, {"o3", "other_plan", 1, 1}, {"o4", "streamingResource_20_10", 2, 0}, {"o5", "other_plan", 1, 1}} {
+		sb.AddOrder(sandbox.Order{OrderID: x.id, IotID: iot, CommodityCode: x.plan, Copies: x.copies, PaymentStatus: x.paid, Created: base.Add(time.Duration(i+1) * time.Minute)})
+	}
+	other := func(id string) map[string]any {
+		return map[string]any{"orderId": id, "commodityCode": "other_plan", "copies": 1, "paymentStatus": 1}
+	}
+	// Pages 1 to 3 as served, then page 0 refused once.
+	sb.Inject(aliyun.PathQuery,
+		sandbox.Reply{Code: 200, Data: map[string]any{"total": 3, "data": []any{other("o3"), other("o2")}}},
+		sandbox.Reply{Code: 200, Data: map[string]any{"total": 3, "data": []any{other("o1")}}},
+		sandbox.Reply{Code: 200, Data: map[string]any{"total": 3, "data": []any{}}},
+		sandbox.Reply{Code: 400, Message: "request error"},
+	)
+	o := testOrder(1710)
+	known, err := newClient(t, srv.URL, appSecret, nil, twoAPage).Prepare(ctx(t), o)
+	if err != nil || !slices.Contains(known, "o4") || !slices.Contains(known, "o5") {
+		t.Fatalf("Prepare = %v, %v; want a snapshot holding page 0's o4 and o5", known, err)
+	}
+	// The create fails ambiguously, creating nothing; a restarted worker
+	// looks it up.
+	o.Known = known
+	o.FirstAttempt = time.Now()
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	r, err := newClient(t, srv.URL, appSecret, nil, twoAPage).Lookup(ctx(t), o)
+	if providers.CodeOf(err) != providers.NotFound {
+		t.Errorf("Lookup = %+v, %v; want not_found (o4 is the device user's, from before the snapshot)", r, err)
+	}
+}
+
+// A listing that lacks orders the snapshot read shows no more which new
+// order is ours than that none is: one new order of our plan in it may be
+// the device user's, with ours among what it did not show. Unavailable,
+// looked up again; never matched.
+func TestLookupLackingSnapshotOrdersMatchesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2; o.PageBase = aliyun.PageBaseFrom1 })
+	theirs := map[string]any{"orderId": "u1", "commodityCode": "streamingResource_20_10", "copies": 2, "paymentStatus": 0}
+	f.sb.Inject(aliyun.PathQuery,
+		sandbox.Reply{Code: 200, Data: map[string]any{"data": []any{theirs, entry("k3")}}},
+		sandbox.Reply{Code: 200, Data: map[string]any{"data": []any{}}},
+	)
+	o := testOrder(1720)
+	o.Known = []string{"k1", "k2", "k3"}
+	o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	r, err := f.c.Lookup(ctx(t), o)
+	if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "lacks 2 of the 3") {
+		t.Errorf("Lookup = %+v, %v; want unavailable: the listing lacks 2 of the 3 snapshot orders", r, err)
 	}
 }

@@ -342,18 +342,24 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// base); beside a page 1 holding orders it would teach every later
 	// listing, lookups included, to skip page 0.
 	emptyDevice := snapshot && len(l.firstIDs) == 0
+	// Any failure but the documented parameter refusal is asked again:
+	// one passing refusal (a gateway's, a replayed nonce) of a server
+	// counting from 0 must not pass for a refusal of pageNo 0.
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
-	if zerr != nil && !pageRefused(zerr) && !answeredRefusal(zerr) {
+	if zerr != nil && !pageRefused(zerr) {
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
 	}
 	if zerr != nil && !pageRefused(zerr) {
 		if answeredRefusal(zerr) && l.totalConfirms() {
-			// Page 0 refused otherwise than with the documented
-			// parameter refusal (a bare or generic 400): a server
-			// counting from 0 serves page 0 as it serves page 1, and
-			// does not refuse it. With the total confirming the listing
-			// from 1, that listing stands; nothing is learnt, so page 0
-			// is asked again next time.
+			// Page 0 refused twice in a row otherwise than with the
+			// documented parameter refusal (a bare or generic 400): a
+			// server counting from 0 serves page 0 as it serves page 1,
+			// and does not refuse it. With the total confirming the
+			// listing from 1, that listing stands (a server counting
+			// from 0 whose total counts pages, equal to the orders read
+			// from 1, refusing its page 0 twice running, would defeat
+			// this: assumed not to be); nothing is learnt, so page 0 is
+			// asked again next time.
 			return l, nil
 		}
 		// Only order/query's documented parameter refusal shows the
@@ -432,14 +438,6 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	return l, nil
 }
 
-// pageRefused reports whether err is order/query refusing its params with
-// a documented parameter error (460 request parameter error, 2000 param is
-// invalid): for page 0, the server counting from 1. 400 is documented only
-// as a generic request error, and a bare or gateway 400 as no parameter
-// refusal either (a signature, an AppKey, a timestamp): taken for one, a
-// page 0 refused for another reason on a server counting from 0 would make
-// every later listing skip the newest orders, and a lookup create ours
-// again.
 // learnBase keeps, for the process's life, that order/query counts pages
 // from base (0 or 1), and says so once.
 func (c *Client) learnBase(base int) {
@@ -465,6 +463,14 @@ func answeredRefusal(err error) bool {
 		pe.HTTPStatus >= 400 && pe.HTTPStatus < 500 && pe.HTTPStatus != 401 && pe.HTTPStatus != 429 && pe.Code == providers.Unavailable
 }
 
+// pageRefused reports whether err is order/query refusing its params with
+// a documented parameter error (460 request parameter error, 2000 param is
+// invalid): for page 0, the server counting from 1. 400 is documented only
+// as a generic request error, and a bare or gateway 400 as no parameter
+// refusal either (a signature, an AppKey, a timestamp): taken for one, a
+// page 0 refused for another reason on a server counting from 0 would make
+// every later listing skip the newest orders, and a lookup create ours
+// again.
 func pageRefused(err error) bool {
 	var pe *providers.Error
 	return errors.As(err, &pe) && pe.Op == opName(PathQuery) && pe.Code == providers.InvalidArgument &&
@@ -858,20 +864,23 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		}
 		kept = append(kept, x)
 	}
+	if rule.Known != nil {
+		// A listing that lacks orders the snapshot read is not the whole
+		// listing (or the provider dropped orders from it, which nothing
+		// documents): ours may be among what it did not show, so it
+		// shows no absence; nor does one new order in it show that it
+		// is ours, since another (ours, or the device user's) may be
+		// among what it did not show. The order stays unknown, looked
+		// up again.
+		if n := missingKnown(rule.Known, l.orders); n > 0 {
+			return answer{}, OrderInfo{}, fail(providers.Unavailable, fmt.Sprintf(
+				"the listing lacks %d of the %d orders the snapshot read before the first create: it is not the whole listing, so it can show neither that no order was created nor which one is ours", n, len(rule.Known)), providers.ErrNoNews)
+		}
+	}
 	m, found, reason := rule.Decide(kept)
 	switch {
 	case reason != "":
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, reason, nil)
-	case !found && rule.Known != nil:
-		// A listing that lacks orders the snapshot read is not the whole
-		// listing (or the provider dropped orders from it, which nothing
-		// documents): ours may be among what it did not show, so it
-		// shows no absence. The order stays unknown, looked up again.
-		if n := missingKnown(rule.Known, l.orders); n > 0 {
-			return answer{}, OrderInfo{}, fail(providers.Unavailable, fmt.Sprintf(
-				"the listing lacks %d of the %d orders the snapshot read before the first create: it is not the whole listing, so it cannot show that no order was created", n, len(rule.Known)), providers.ErrNoNews)
-		}
-		fallthrough
 	case !found:
 		msg := "no matching order since the first attempt"
 		if rule.Known != nil {
