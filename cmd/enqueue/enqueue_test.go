@@ -582,3 +582,51 @@ func TestEnqueueDevWaitsForTheClaim(t *testing.T) {
 		t.Errorf("enqueue -dev during the claim: exit %d, stdout %q, stderr %q; want exit 2, nothing sent", code, out, errs)
 	}
 }
+
+// A long run (orders from stdin) stops writing once worker -dev empties
+// and marks its Redis: the order read after that is refused, never
+// written where the sandboxes would pay it without creating it.
+func TestEnqueueStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	pr, pw := io.Pipe()
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		env := func(k string) string { return map[string]string{"REDIS_URL": rs.URL()}[k] }
+		done <- run(context.Background(), nil, env, pr, &out, &errb)
+	}()
+	if _, err := io.WriteString(pw, good+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if rec, _ := tasks.NewLedger(rdb).Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "E1"}); rec != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first order was not recorded; stderr %q", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := rdb.Set(ctx, devmode.MarkerKey, "marked by worker -dev", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(devmode.WatchInterval + 100*time.Millisecond)
+	_, _ = io.WriteString(pw, strings.ReplaceAll(good, "E1", "E2")+"\n")
+	pw.Close()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("enqueue did not end")
+	}
+	if code != exitError || !strings.Contains(errb.String(), "holds the "+devmode.MarkerKey+" marker") {
+		t.Errorf("exit %d, stderr %q; want exit %d refusing the marked Redis", code, errb.String(), exitError)
+	}
+	if rec, err := tasks.NewLedger(rdb).Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "E2"}); err != nil || rec != nil {
+		t.Errorf("the order read after the marker appeared was written: %+v, %v", rec, err)
+	}
+}

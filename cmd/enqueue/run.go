@@ -184,8 +184,10 @@ Flags:
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
+	var guard *devGuard
 	if !*dev {
-		if err := checkNotDevRedis(ctx, rdb, false, *timeout); err != nil {
+		guard = &devGuard{rdb: rdb, timeout: *timeout}
+		if err := guard.check(ctx); err != nil {
 			fmt.Fprintln(stderr, "enqueue:", err)
 			return exitError
 		}
@@ -203,6 +205,9 @@ Flags:
 	out := json.NewEncoder(stdout)
 	code := exitOK
 	submit := func(source string, data []byte) error {
+		if err := guard.check(ctx); err != nil {
+			return err
+		}
 		c, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		res, err := enq.Enqueue(c, data)
@@ -258,7 +263,7 @@ Flags:
 	// Orders go to Redis in batches of what the input has ready (the
 	// claims of a batch in one round trip), so one enqueue keeps up with
 	// asynq's own client; results are printed in input order.
-	b := &batch{enq: enq, ctx: ctx, timeout: *timeout}
+	b := &batch{enq: enq, ctx: ctx, timeout: *timeout, guard: guard}
 	b.print = func(source string, res tasks.EnqueueResult) error {
 		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
 			code = exitRejected
@@ -296,6 +301,7 @@ type batch struct {
 	ctx     context.Context
 	timeout time.Duration
 	print   func(source string, res tasks.EnqueueResult) error
+	guard   *devGuard
 	data    [][]byte
 	sources []string
 }
@@ -319,6 +325,9 @@ func (b *batch) add(source string, data []byte) error {
 func (b *batch) flush() error {
 	if len(b.data) == 0 {
 		return nil
+	}
+	if err := b.guard.check(b.ctx); err != nil {
+		return err
 	}
 	c, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
@@ -494,6 +503,34 @@ func checkNotDevRedis(ctx context.Context, rdb redis.UniversalClient, closeIt bo
 	if marked, err := devMarked(ctx, rdb, closeIt, timeout); err == nil && marked {
 		return fmt.Errorf("refused: this Redis holds the %s marker: it is worker -dev's, whose sandboxes pay every order without creating it anywhere; give enqueue -dev to enqueue demo orders there, or point REDIS_URL at your own Redis", devmode.MarkerKey)
 	}
+	return nil
+}
+
+// devGuard refuses a producer's writes into a Redis that holds the -dev
+// marker (see checkNotDevRedis), asking for it before the first write and
+// again before any write more than devmode.WatchInterval after the last
+// answer: a read that failed is asked again before the next write (the
+// write itself reports an unreachable Redis), and a long run (stdin) stops
+// within a second of worker -dev emptying and marking its Redis. nil
+// checks nothing (enqueue -dev).
+type devGuard struct {
+	rdb     redis.UniversalClient
+	timeout time.Duration
+	clear   time.Time // when a read last found no marker
+}
+
+func (g *devGuard) check(ctx context.Context) error {
+	if g == nil || (!g.clear.IsZero() && time.Since(g.clear) < devmode.WatchInterval) {
+		return nil
+	}
+	marked, err := devMarked(ctx, g.rdb, false, g.timeout)
+	switch {
+	case err != nil:
+		return nil
+	case marked:
+		return fmt.Errorf("refused: this Redis holds the %s marker: it is worker -dev's, whose sandboxes pay every order without creating it anywhere; nothing more was sent; give enqueue -dev to enqueue demo orders there, or point REDIS_URL at your own Redis", devmode.MarkerKey)
+	}
+	g.clear = time.Now()
 	return nil
 }
 

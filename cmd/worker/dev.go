@@ -208,14 +208,22 @@ func othersWrite(ctx context.Context, rdb redis.UniversalClient, shown, pending 
 		}
 		others = n - 1
 	}
+	refused := func(n int64) error {
+		return fmt.Errorf("-dev-redis %s: refused: another process wrote %d keys to it within %s of -dev finding it empty (a worker or producer whose Redis was just emptied?); -dev would pay its orders through the sandboxes, and a real worker would send -dev's to the real providers; give -dev-redis a Redis nothing else uses, or leave it out to use an embedded Redis", shown, n, devClaimWatch)
+	}
+	if others > 0 {
+		// Refused before the marker is made final: the deferred drop
+		// takes back only a pending one.
+		return refused(others)
+	}
 	res, err := finishClaimScript.Run(c, rdb, []string{devMarkerKey}, pending, devMarkerValue).Int64Slice()
 	switch {
 	case err != nil:
 		return fmt.Errorf("-dev-redis %s: %w", shown, err)
 	case res[0] == 0 && res[1] < 0:
 		return fmt.Errorf("-dev-redis %s: refused: its %s marker was removed or replaced while -dev checked it (another process emptied or claimed it)", shown, devMarkerKey)
-	case res[0] == 0 || others > 0:
-		return fmt.Errorf("-dev-redis %s: refused: another process wrote %d keys to it within %s of -dev finding it empty (a worker or producer whose Redis was just emptied?); -dev would pay its orders through the sandboxes, and a real worker would send -dev's to the real providers; give -dev-redis a Redis nothing else uses, or leave it out to use an embedded Redis", shown, max(res[1], others), devClaimWatch)
+	case res[0] == 0:
+		return refused(res[1])
 	}
 	return nil
 }

@@ -355,3 +355,42 @@ func waitStarted(t *testing.T, logs *syncBuffer) {
 		}
 	}
 }
+
+// On a Redis Cluster, another process that writes to a master other than
+// the marker's while -dev checks its claim gets -dev to refuse, and the
+// marker taken back: left final, the next -dev would take the cluster,
+// with that process's data, for its own.
+func TestDevClusterClaimRefusedLeavesNoMarker(t *testing.T) {
+	t.Parallel()
+	cl := taskstest.StartCluster(t, nil)
+	c := cl.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	markerMaster, _ := cl.MasterFor(devMarkerKey)
+	key := ""
+	for i := 0; key == ""; i++ {
+		if m, _ := cl.MasterFor(fmt.Sprintf("asynq:{real}:%d", i)); m != markerMaster {
+			key = fmt.Sprintf("asynq:{real}:%d", i)
+		}
+	}
+	go func() { // a real process writes, on another master, during the claim
+		for ctx.Err() == nil {
+			if v, _ := c.Get(ctx, devMarkerKey).Result(); strings.HasPrefix(v, devmode.PendingPrefix) {
+				_ = c.Set(ctx, key, "real order", 0).Err()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	log := slog.New(slog.DiscardHandler)
+	if err := claimDevRedis(ctx, cl.URL(), log); err == nil || !strings.Contains(err.Error(), "another process wrote") {
+		t.Fatalf("claim with another writer on another master = %v; want a refusal", err)
+	}
+	if n, err := c.Exists(ctx, devMarkerKey).Result(); err != nil || n != 0 {
+		v, _ := c.Get(ctx, devMarkerKey).Result()
+		t.Errorf("after the refused claim the marker is %q (%v): want it taken back", v, err)
+	}
+	if err := claimDevRedis(ctx, cl.URL(), log); err == nil || !strings.Contains(err.Error(), "no "+devMarkerKey+" marker") {
+		t.Errorf("a second -dev claim of the cluster holding another process's key = %v; want a refusal", err)
+	}
+}
