@@ -584,10 +584,14 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		// looked up). The task does not end on it: it comes back, and its
 		// next run finds the outcome kept (and ends) or taken back (and
 		// looks the order up), at once instead of when the reconciler
-		// finds an unfinished order without a task. Not logged or counted
-		// as final here: it may not be.
+		// finds an unfinished order without a task. Counted and logged
+		// here all the same: the next run that finds it kept counts
+		// nothing (it may run on another worker), and only a failover
+		// that takes it back, after which the order is done again, counts
+		// it twice.
 		h.log.Warn("order outcome recorded on the Redis master only (its replicas did not acknowledge it in time); the task comes back to confirm it",
 			"provider", ref.Provider, "order_no", ref.OrderNo, "state", string(d.Settle.To()))
+		h.observe(rec, d)
 		return order.Then{}, wait(redisWait, fmt.Errorf("order %s: outcome %s not yet acknowledged by the replicas", ref, d.Settle.To()))
 	case err == nil, errors.Is(err, ledger.ErrNotDurable):
 		// (Not durable, the order goes on: the next step's Begin is a

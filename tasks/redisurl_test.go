@@ -342,4 +342,23 @@ func TestEverySentinelNil(t *testing.T) {
 	if everySentinelNil(errors.New("dial tcp: connection refused")) {
 		t.Error("everySentinelNil(a refused dial) = true, want false")
 	}
+	// Through the dial hook: all nil is an unknown master; some nil and
+	// some unreachable keeps go-redis's text, but without redis.Nil
+	// inside, which every reader would take for "no such key" (an order
+	// absent, a ledger without its shard count).
+	dial := func(err error) error {
+		_, got := unknownMasterHook{name: "m"}.DialHook(func(context.Context, string, string) (net.Conn, error) { return nil, err })(context.Background(), "tcp", "x")
+		return got
+	}
+	var um *UnknownMasterError
+	if got := dial(all); !errors.As(got, &um) || errors.Is(got, redis.Nil) {
+		t.Errorf("dial hook(%v) = %v; want an UnknownMasterError, not redis.Nil", all, got)
+	}
+	if got := dial(mixed); got == nil || errors.Is(got, redis.Nil) || errors.As(got, &um) || got.Error() != mixed.Error() {
+		t.Errorf("dial hook(%v) = %v; want the same text, not redis.Nil, not an unknown master", mixed, got)
+	}
+	refused := errors.New("dial tcp: connection refused")
+	if got := dial(refused); got != refused {
+		t.Errorf("dial hook(%v) = %v; want it unchanged", refused, got)
+	}
 }

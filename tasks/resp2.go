@@ -195,8 +195,16 @@ type unknownMasterHook struct{ name string }
 func (h unknownMasterHook) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		cn, err := next(ctx, network, addr)
-		if err != nil && everySentinelNil(err) {
+		switch {
+		case err == nil:
+		case everySentinelNil(err):
 			return nil, &UnknownMasterError{msg: fmt.Sprintf("sentinel: no master named %q (the URL's ?master=)", h.name)}
+		case errors.Is(err, redis.Nil):
+			// Some sentinels answered nil, others could not be reached:
+			// Redis is not known to lack the master, and no reader may
+			// take the error for "no such key". The same text, without
+			// redis.Nil inside.
+			return nil, &sentinelDialError{msg: err.Error()}
 		}
 		return cn, err
 	}
@@ -207,6 +215,13 @@ func (unknownMasterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (unknownMasterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
 }
+
+// sentinelDialError is a failover client's dial error that go-redis gave
+// wrapping redis.Nil while not every sentinel answered nil: its text,
+// without redis.Nil inside (see UnknownMasterError). A transient failure.
+type sentinelDialError struct{ msg string }
+
+func (e *sentinelDialError) Error() string { return e.msg }
 
 // everySentinelNil reports whether err, a failover client's dial error,
 // comes from sentinels that all answered nil for the master's name: with

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
@@ -949,7 +950,8 @@ func TestNotDurableOutcomeKeepsTheTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	reg := prometheus.NewRegistry()
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Metrics: tasks.NewMetrics(reg), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	done := make(chan error, 1)
 	go func() { done <- h.ProcessTask(ctx, task) }()
 	for end := time.Now().Add(10 * time.Second); backend.Calls("create") == 0; time.Sleep(5 * time.Millisecond) {
@@ -969,6 +971,11 @@ func TestNotDurableOutcomeKeepsTheTask(t *testing.T) {
 	rec, err := l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: "ND-Out"})
 	if err != nil || rec.State != tasks.StatePaid || backend.Count("ND-Out") != 1 || backend.Calls("create") != 1 {
 		t.Fatalf("record %+v, %v, created %d times in %d creates; want paid, once", rec, err, backend.Count("ND-Out"), backend.Calls("create"))
+	}
+	// Counted once, as paid: by the run that settled it, not by the one
+	// that found it kept.
+	if n := counterValue(t, reg, "orderworker_orders_total", map[string]string{"outcome": "paid"}); n != 1 {
+		t.Errorf("orderworker_orders_total{outcome=paid} = %v; want 1", n)
 	}
 }
 
@@ -1059,4 +1066,34 @@ func TestNotDurableClaimLeavesNothing(t *testing.T) {
 			t.Errorf("%s sent again: record %v, task %v; want both", c.no, rec, task)
 		}
 	}
+}
+
+// counterValue is the value of the counter name with the given labels
+// (among others) in reg, 0 when there is none.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue next
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
