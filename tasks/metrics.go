@@ -108,6 +108,12 @@ func (m *Metrics) Init(providerNames []string) {
 		for _, c := range []string{"submit", "pay"} {
 			m.lateCalls.WithLabelValues(p, c)
 		}
+		for c := providers.Unknown; c <= providers.NotFound; c++ {
+			m.retries.WithLabelValues(p, c.String())
+		}
+		for _, k := range problemKinds {
+			m.configWaits.WithLabelValues(p, k)
+		}
 	}
 }
 

@@ -42,6 +42,9 @@ const (
 	ProblemReplicas = "redis_replicas"
 )
 
+// problemKinds are the kinds of configuration problem, for Metrics.Init.
+var problemKinds = []string{ProblemProviderDisabled, ProblemCredentials, ProblemPrepare, ProblemClock, ProblemAccount, ProblemDataKey, ProblemReplicas}
+
 // problemTTL is how long a reported problem counts after it was last seen.
 const problemTTL = 2 * time.Minute
 

@@ -1097,3 +1097,36 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ma
 	}
 	return sum
 }
+
+// Init creates every labelled counter at zero for each provider, so that
+// its first event shows in rate() and increase(): retries by code and
+// configuration waits by kind too.
+func TestMetricsInitCreatesTheCounters(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	tasks.NewMetrics(reg).Init([]string{"tencent"})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]int{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetCounter().GetValue() != 0 {
+				t.Errorf("%s %v = %v after Init; want 0", mf.GetName(), m.GetLabel(), m.GetCounter().GetValue())
+			}
+			series[mf.GetName()]++
+		}
+	}
+	for name, want := range map[string]int{
+		"orderworker_orders_total":              3, // paid, pending, errored
+		"orderworker_dedupe_hits_total":         3,
+		"orderworker_late_provider_calls_total": 2,
+		"orderworker_retries_total":             9, // every code but ok
+		"orderworker_config_waits_total":        7, // every kind of problem
+	} {
+		if series[name] != want {
+			t.Errorf("%s: %d series after Init; want %d", name, series[name], want)
+		}
+	}
+}

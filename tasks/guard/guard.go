@@ -39,8 +39,9 @@ type Options struct {
 	// before its place is given to another. Default 1m.
 	TrialTimeout time.Duration
 	// Providers, and the providers named in Limits, are exported in
-	// orderworker_breaker_state from the start; others appear when first
-	// used.
+	// orderworker_breaker_state from the start (Providers in
+	// orderworker_rate_limit_waits_total too, at zero); others appear
+	// when first used.
 	Providers []string
 	// Registerer receives the metrics orderworker_breaker_state and
 	// orderworker_rate_limit_waits_total, both labelled by provider.
@@ -112,6 +113,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Guard {
 	g.metrics = newMetrics(g, o.Registerer)
 	for _, p := range o.Providers {
 		g.breaker(p)
+		g.metrics.initWaits(p)
 	}
 	for p := range o.Limits {
 		g.breaker(p)

@@ -198,14 +198,14 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s: orderworker_rate_limit_waits_total = %v, want %v", step, got, want)
 		}
 	}
-	waits("after the burst", map[string]float64{"unicloud": 4})
+	waits("after the burst", map[string]float64{"aliyun": 0, "tencent": 0, "unicloud": 4}) // Providers from the start, at zero
 	// An open breaker's wait is not a rate limit wait.
 	g.Done("aliyun", perr(providers.Unavailable))
 	g.Done("aliyun", perr(providers.Unavailable))
 	if d := mustWait(t, g, "aliyun"); d != 10*time.Second {
 		t.Errorf("Wait with aliyun open = %v, want 10s", d)
 	}
-	waits("breaker open", map[string]float64{"unicloud": 4})
+	waits("breaker open", map[string]float64{"aliyun": 0, "tencent": 0, "unicloud": 4})
 	check("aliyun open", map[string]State{"aliyun": Open, "tencent": Closed, "unicloud": Closed})
 }
 

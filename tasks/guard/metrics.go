@@ -27,6 +27,14 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// initWaits creates the provider's wait counter at zero, so that its first
+// wait shows in rate() and increase().
+func (m *metrics) initWaits(provider string) {
+	if m != nil {
+		m.waits.WithLabelValues(provider)
+	}
+}
+
 func (m *metrics) waited(provider string) {
 	if m != nil {
 		m.waits.WithLabelValues(provider).Inc()
