@@ -241,7 +241,7 @@ func MaskPhones(s string) string {
 func maskPhonesAsWritten(s string) string {
 	if n, ok := narrowDigits(s); ok {
 		if m := maskPhones(n); m != n {
-			return m
+			return asWritten(s, n, m, false)
 		}
 		// Zero-width characters read as spaces keep two numbers apart;
 		// dropped, they may join the digits of one (1\u200b3800138000,
@@ -254,12 +254,85 @@ func maskPhonesAsWritten(s string) string {
 				return narrow(r)
 			}, s)
 			if m := maskPhones(d); m != d {
-				return m
+				return asWritten(s, d, m, true)
 			}
 		}
 		return s
 	}
 	return maskPhones(s)
+}
+
+// maxAligned bounds the runes asWritten aligns (its table grows with the
+// square of the text's length).
+const maxAligned = 1024
+
+// asWritten returns masked, the masking of narrowed (s with its digits,
+// dashes and dots narrowed, and its zero-width characters dropped when
+// dropped is set), with the text it left alone as s wrote it: a note's
+// "コーヒー" stays so, not "コ-ヒ-". It aligns narrowed with masked (a
+// longest common subsequence of runes): a rune they share is s's own
+// (except digits and zero-width characters, written as masked writes
+// them: ASCII digits, spaces), a rune only masked holds is masked's, a
+// rune only narrowed holds is dropped; so the result, narrowed, is masked
+// itself, and reveals nothing masked does not. A text too long to align
+// is masked as narrowed.
+func asWritten(s, narrowed, masked string, dropped bool) string {
+	orig, n, m := []rune(s), []rune(narrowed), []rune(masked)
+	if len(n) > maxAligned || len(m) > maxAligned {
+		return masked
+	}
+	// at[i] is the rune of s that n[i] stands for.
+	at := make([]int, 0, len(n))
+	for i, r := range orig {
+		if !dropped || !isZeroWidth(r) {
+			at = append(at, i)
+		}
+	}
+	if len(at) != len(n) {
+		return masked
+	}
+	// lcs[i][j]: the longest common subsequence of n[i:] and m[j:].
+	w := len(m) + 1
+	lcs := make([]uint16, (len(n)+1)*w)
+	for i := len(n) - 1; i >= 0; i-- {
+		for j := len(m) - 1; j >= 0; j-- {
+			switch {
+			case n[i] == m[j]:
+				lcs[i*w+j] = lcs[(i+1)*w+j+1] + 1
+			case lcs[(i+1)*w+j] >= lcs[i*w+j+1]:
+				lcs[i*w+j] = lcs[(i+1)*w+j]
+			default:
+				lcs[i*w+j] = lcs[i*w+j+1]
+			}
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	i, j := 0, 0
+	for i < len(n) && j < len(m) {
+		switch {
+		case n[i] == m[j]:
+			// s's own rune, but digits (the parts of a number left
+			// visible) and zero-width characters (read as spaces) as
+			// masked writes them.
+			if r := orig[at[i]]; isZeroWidth(r) || m[j] >= '0' && m[j] <= '9' {
+				b.WriteRune(m[j])
+			} else {
+				b.WriteRune(r)
+			}
+			i++
+			j++
+		case lcs[(i+1)*w+j] >= lcs[i*w+j+1]:
+			i++ // only narrowed holds it: dropped
+		default:
+			b.WriteRune(m[j]) // only masked holds it
+			j++
+		}
+	}
+	for ; j < len(m); j++ {
+		b.WriteRune(m[j])
+	}
+	return b.String()
 }
 
 func isZeroWidth(r rune) bool {

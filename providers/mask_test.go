@@ -404,3 +404,37 @@ func TestMaskJSONValueByValue(t *testing.T) {
 		t.Errorf("JSON with more after it: %s", out)
 	}
 }
+
+// The text around a masked number stays as it was written: a note's
+// "コーヒー" is not rewritten "コ-ヒ-", nor "a·b" "a.b"; the number itself is
+// masked as before (digits ASCII, separators dropped). Whatever the text,
+// the result read with its digits and dashes narrowed is the narrowed
+// text's masking itself: keeping the text as written reveals nothing.
+func TestMaskKeepsTheTextAsWritten(t *testing.T) {
+	for in, want := range map[string]string{
+		"コーヒー 13800138000":              "コーヒー 138****8000",
+		"コーヒー １３８００１３８０００":              "コーヒー 138****8000",
+		"a·b 138·0013·8000":             "a·b 138****8000",
+		"電話—１３８ー００１３ー８０００—ありがとう":        "電話—138****8000—ありがとう",
+		"ｎｏｔｅ：１３８００１３８０００，ｔｈａｎｋｓ":       "ｎｏｔｅ：138****8000，ｔｈａｎｋｓ",
+		"見本 12345 (no phone here) — ok": "見本 12345 (no phone here) — ok",
+	} {
+		if got := MaskPhones(in); got != want {
+			t.Errorf("MaskPhones(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, in := range []string{
+		"コーヒー 13800138000", "a·b 138·0013·8000 and ＋８６ １３８ ００１３ ８０００",
+		"13800138000\u200b13900139000 ー · －", "1\u200b13800138000", "電話—１３８ー００１３ー８０００—ありがとう",
+	} {
+		got := MaskPhones(in)
+		n := strings.Map(narrow, got)
+		want := maskPhones(strings.Map(narrow, in))
+		if n != want {
+			t.Errorf("MaskPhones(%q) = %q, narrowed %q; want the narrowed text's masking %q", in, got, n, want)
+		}
+		if strings.Contains(got, "0013") || strings.Contains(got, "００１３") {
+			t.Errorf("MaskPhones(%q) = %q: shows the masked digits", in, got)
+		}
+	}
+}
