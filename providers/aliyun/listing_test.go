@@ -912,3 +912,25 @@ func TestLookupLackingSnapshotOrdersMatchesNothing(t *testing.T) {
 		t.Errorf("Lookup = %+v, %v; want unavailable: the listing lacks 2 of the 3 snapshot orders", r, err)
 	}
 }
+
+// Only two refusals with an answer in a row let a confirming total stand
+// for page 0: a failure to answer (a 5xx) and then a passing 400 leave
+// page 0 unread, the listing unavailable (never not_found: ours may sit on
+// page 0 of a server counting from 0).
+func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
+	t.Parallel()
+	for _, first := range []sandbox.Reply{{HTTPStatus: 503}, {HTTPStatus: 502}, {HTTPStatus: 429}} {
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.Inject(aliyun.PathQuery,
+			page(3, "3", "2"), page(3, "1"), page(3), // pages 1 to 3: total 3 confirms 3 orders
+			first, sandbox.Reply{Code: 400, Message: "request error"}, // page 0
+		)
+		o := testOrder(1730)
+		o.Known = []string{"1", "2", "3"}
+		o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+		r, err := f.c.Lookup(ctx(t), o)
+		if providers.CodeOf(err) != providers.Unavailable {
+			t.Errorf("page 0: %+v, then a 400: Lookup = %+v, %v; want unavailable (page 0 unread)", first, r, err)
+		}
+	}
+}

@@ -346,11 +346,12 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// one passing refusal (a gateway's, a replayed nonce) of a server
 	// counting from 0 must not pass for a refusal of pageNo 0.
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
+	firstErr := zerr
 	if zerr != nil && !pageRefused(zerr) {
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
 	}
 	if zerr != nil && !pageRefused(zerr) {
-		if answeredRefusal(zerr) && l.totalConfirms() {
+		if answeredRefusal(firstErr) && answeredRefusal(zerr) && l.totalConfirms() {
 			// Page 0 refused twice in a row otherwise than with the
 			// documented parameter refusal (a bare or generic 400): a
 			// server counting from 0 serves page 0 as it serves page 1,
