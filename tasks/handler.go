@@ -655,7 +655,11 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 
 // observe logs and counts what a settled decision changed.
 func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
-	now := time.Now()
+	// On Redis's clock, which the record's creation is on.
+	now, err := h.ledger.NotAfterNow(context.Background(), rec.Ref())
+	if err != nil {
+		now = time.Now()
+	}
 	to := d.Settle.To()
 	calls := rec.Attempts
 	if d.Settle.Attempt() != nil {

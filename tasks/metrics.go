@@ -231,7 +231,11 @@ func (c *LedgerCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	now := time.Now()
+	// Ages on Redis's clock, which the ledger's stamps are on.
+	now, err := c.ledger.NotAfterNow(ctx, ledger.Ref{})
+	if err != nil {
+		now = time.Now()
+	}
 	// Its own time: a ledger too large to read in it must not cost the
 	// series above.
 	pctx, pcancel := context.WithTimeout(context.Background(), 3*time.Second)

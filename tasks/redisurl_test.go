@@ -357,6 +357,13 @@ func TestEverySentinelNil(t *testing.T) {
 	if got := dial(mixed); got == nil || errors.Is(got, redis.Nil) || errors.As(got, &um) || got.Error() != mixed.Error() {
 		t.Errorf("dial hook(%v) = %v; want the same text, not redis.Nil, not an unknown master", mixed, got)
 	}
+	// The unreachable sentinel's network error is still inside: a
+	// transient failure, waited out at start.
+	var opErr *net.OpError
+	netMixed := fmt.Errorf("redis: all sentinels specified in configuration are unreachable: %w", errors.Join(redis.Nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}))
+	if got := dial(netMixed); errors.Is(got, redis.Nil) || !errors.As(got, &opErr) {
+		t.Errorf("dial hook(%v) = %v; want its network error kept, redis.Nil dropped", netMixed, got)
+	}
 	refused := errors.New("dial tcp: connection refused")
 	if got := dial(refused); got != refused {
 		t.Errorf("dial hook(%v) = %v; want it unchanged", refused, got)

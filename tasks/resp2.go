@@ -204,7 +204,7 @@ func (h unknownMasterHook) DialHook(next redis.DialHook) redis.DialHook {
 			// Redis is not known to lack the master, and no reader may
 			// take the error for "no such key". The same text, without
 			// redis.Nil inside.
-			return nil, &sentinelDialError{msg: err.Error()}
+			return nil, &sentinelDialError{msg: err.Error(), errs: notNil(err)}
 		}
 		return cn, err
 	}
@@ -217,11 +217,33 @@ func (unknownMasterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 }
 
 // sentinelDialError is a failover client's dial error that go-redis gave
-// wrapping redis.Nil while not every sentinel answered nil: its text,
-// without redis.Nil inside (see UnknownMasterError). A transient failure.
-type sentinelDialError struct{ msg string }
+// wrapping redis.Nil while not every sentinel answered nil: its text, and
+// the sentinels' other errors (the network's: a transient failure), without
+// redis.Nil (see UnknownMasterError).
+type sentinelDialError struct {
+	msg  string
+	errs []error
+}
 
-func (e *sentinelDialError) Error() string { return e.msg }
+func (e *sentinelDialError) Error() string   { return e.msg }
+func (e *sentinelDialError) Unwrap() []error { return e.errs }
+
+// notNil returns the errors joined in err (through its wraps) that are
+// not redis.Nil.
+func notNil(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			var out []error
+			for _, one := range j.Unwrap() {
+				if !errors.Is(one, redis.Nil) {
+					out = append(out, one)
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}
 
 // everySentinelNil reports whether err, a failover client's dial error,
 // comes from sentinels that all answered nil for the master's name: with

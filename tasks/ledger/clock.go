@@ -17,13 +17,18 @@ import (
 // clockReread is how long one reading of Redis's clock serves NotAfterNow.
 const clockReread = 30 * time.Second
 
-// redisClock is what this process knows of Redis's clock: off is Redis's
-// time minus this process's, or less (see NotAfterNow), read at read.
+// redisClock is what this process knows of Redis's clock: per shard (the
+// master that holds its records), the time Redis answered to TIME and
+// when, on this process's clock, the answer arrived.
 type redisClock struct {
-	wall func() time.Time // this process's clock; nil: time.Now
-	mu   sync.Mutex
-	off  time.Duration
-	read time.Time // zero: never read
+	wall     func() time.Time // this process's clock; nil: time.Now
+	mu       sync.Mutex
+	readings map[int]clockReading
+}
+
+type clockReading struct {
+	redis time.Time // Redis's answer to TIME
+	got   time.Time // when it arrived, with the monotonic reading
 }
 
 func (c *redisClock) now() time.Time {
@@ -45,22 +50,29 @@ func (l *Ledger) claimTime() string {
 // NotAfterNow returns a time no later than Redis's clock now, on the master
 // that holds ref's record: a bound, on the clock lookups are judged on, for
 // anything that happens to the order from now on (a task's claim mark: no
-// create leaves before it). It reads Redis's TIME when its last reading is
-// older than clockReread (one round trip every 30 s per process) and
-// otherwise adds that reading's offset to this process's clock, which errs
-// early by up to a round trip. With Options.Now set it returns Now's time.
+// create leaves before it). It reads that master's TIME when its last
+// reading of it is older than clockReread (one round trip every 30 s per
+// process and shard) and otherwise adds the time elapsed since, on this
+// process's monotonic clock, which errs early by up to a round trip. A
+// failover to a master whose clock is behind the old one's can make it
+// late by their difference until the next reading: the masters' clocks
+// are assumed to agree (NTP), as the lookups' margins assume of the
+// providers'. With Options.Now set it returns Now's time.
 func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
 	if !l.redisTime {
 		return l.now(), nil
 	}
+	sh := l.shardOf(ref)
 	c := &l.clock
 	c.mu.Lock()
-	off, read := c.off, c.read
+	rd, ok := c.readings[sh.i]
 	c.mu.Unlock()
-	if now := c.now(); !read.IsZero() && now.Sub(read) < clockReread && !now.Before(read) {
-		return now.Add(off).UTC(), nil
+	// Elapsed on the monotonic clock: a step of this process's wall clock
+	// (NTP correcting it) moves nothing.
+	if since := c.now().Sub(rd.got); ok && since >= 0 && since < clockReread {
+		return rd.redis.Add(since), nil
 	}
-	v, err := l.rdb.Eval(ctx, "return redis.call('TIME')", []string{l.shardOf(ref).recordKey(ref)}).Result()
+	v, err := l.rdb.Eval(ctx, "return redis.call('TIME')", []string{sh.recordKey(ref)}).Result()
 	got := c.now()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read Redis's clock: %w", err)
@@ -69,10 +81,13 @@ func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
 	if !ok {
 		return time.Time{}, fmt.Errorf("read Redis's clock: unexpected reply %v", v)
 	}
-	// Redis read its clock before its reply arrived: r minus the arrival
-	// is no more than the true offset.
+	// Redis read its clock before its reply arrived: r plus the time
+	// since the arrival is no later than Redis's clock.
 	c.mu.Lock()
-	c.off, c.read = r.Sub(got.Round(0)), got
+	if c.readings == nil {
+		c.readings = map[int]clockReading{}
+	}
+	c.readings[sh.i] = clockReading{redis: r, got: got}
 	c.mu.Unlock()
 	return r, nil
 }
