@@ -26,5 +26,5 @@ bench: ## run the benchmarks
 demo: ## one sample order per provider, end to end, on an embedded Redis
 	go run ./cmd/worker -dev -demo
 
-dev: ## a worker against the sandboxes; enqueue demo orders with `go run ./cmd/enqueue -dev`
+dev: ## a worker against the sandboxes; then, in another terminal: go run ./cmd/enqueue -dev cmd/worker/demo/orders.jsonl
 	go run ./cmd/worker -dev -log-format text

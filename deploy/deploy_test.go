@@ -458,7 +458,8 @@ type composeService struct {
 	Healthcheck   *struct {
 		Test stringList `yaml:"test"`
 	} `yaml:"healthcheck"`
-	Profiles []string `yaml:"profiles"`
+	Profiles        []string `yaml:"profiles"`
+	StopGracePeriod string   `yaml:"stop_grace_period"`
 }
 
 // composeBuild is the build key: a context path, or a mapping.

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/orderworker/orderworker/tasks"
 )
@@ -45,6 +47,9 @@ func checkInputs(names []string) error {
 		}
 		f, err := os.Open(name)
 		if err != nil {
+			if sub := subcommandLike(name); sub != "" && errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w (did you mean the subcommand %s?)", err, sub)
+			}
 			return err
 		}
 		st, err := f.Stat()
@@ -57,6 +62,57 @@ func checkInputs(names []string) error {
 		}
 	}
 	return nil
+}
+
+// subcommands are enqueue's subcommands: a FILE argument that does not
+// exist and is close to one of them was most likely meant for it.
+var subcommands = []string{"status", "serve", "webhooks", "list", "resolve", "redrive"}
+
+// subcommandLike returns the subcommand name is at most two edits from
+// (any case; one edit for a name of four letters or fewer), "" when none
+// is, or when name looks like a path (it has a "/" or a ".").
+func subcommandLike(name string) string {
+	if strings.ContainsAny(name, "/.") {
+		return ""
+	}
+	best, bestD := "", 3
+	for _, sub := range subcommands {
+		limit := 2
+		if len(sub) <= 4 {
+			limit = 1
+		}
+		if d := editDistance(strings.ToLower(name), sub); d <= limit && d < bestD {
+			best, bestD = sub, d
+		}
+	}
+	return best
+}
+
+// editDistance counts the insertions, deletions, substitutions and swaps
+// of two neighbours ("stauts" for "status") that turn a into b (optimal
+// string alignment, on bytes).
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 // readOrders reads the named file ("-" is stdin) as a stream of orders:

@@ -22,9 +22,11 @@ func resolve(ctx context.Context, c cmdEnv, args []string) int {
 
 Records what you found at the provider about an order the worker cannot settle
 (unknown, or pending): paid (with the provider's order id), absent (only from
-unknown: the order goes back to submission and its task is queued), or errored
-(the note becomes its reason). Prints the record after as a JSON line. Exits 1
-with the reason when the decision is not legal for the order as it stands.
+unknown: the order goes back to submission and its task is queued; its reason
+reads "an operator found no such order at the provider: NOTE"), or errored (its
+reason, which its event carries, reads "operator: NOTE"). Phone numbers in the
+note are masked. Prints the record after as a JSON line. Exits 1 with the reason
+when the decision is not legal for the order as it stands.
 `)
 	as := fs.String("as", "", "the decision: paid, absent or errored")
 	providerOrderID := fs.String("provider-order-id", "", "with -as paid: the provider's id of the order")

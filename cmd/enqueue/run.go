@@ -74,7 +74,8 @@ Prints one JSON line per order: enqueued, duplicate, conflict or invalid (with t
 or error (with the reason) for an order an infrastructure error left unanswered: it may or may
 not have been accepted, and is safe to send again with the same order_no.
 Exits 1 if any order was not accepted, 2 on a usage or infrastructure error (after an error
-line, no further order is read or sent).
+line, no further order is read or sent; a Redis that refuses the credentials is found before
+the first order is read, and nothing is sent). "enqueue SUBCOMMAND -h" prints a subcommand's usage.
 list, resolve and redrive act on the ledger's orders (enqueue list -h, ...); they
 exit 1 when an action is refused, with the reason.
 
@@ -113,13 +114,20 @@ Flags:
 			fmt.Fprintln(stderr, "enqueue: warning:", m)
 		}
 	}
+	// A subcommand's -h prints its usage and exits 0 before anything asks
+	// Redis: -dev does not look for its Redis first (enqueue -dev serve is
+	// refused as such, -h or not).
+	helpOnly := false
+	if rest := fs.Args(); len(rest) >= 2 && slices.Contains(subcommands, rest[0]) {
+		helpOnly = isHelp(rest[1]) || rest[0] == "webhooks" && len(rest) == 3 && isHelp(rest[2]) || rest[0] == "status" && statusHelp(rest)
+	}
 	if rest := fs.Args(); *dev && len(rest) > 0 && rest[0] == "serve" {
 		// Refused before the marker is looked for: there is nothing to
 		// check a Redis for.
 		fmt.Fprintf(stderr, "enqueue -dev serve: refused: worker -dev serves the API itself (on %s unless its log says otherwise); enqueue serve is the real one\n", devmode.APIAddr)
 		return exitError
 	}
-	if *dev {
+	if *dev && !helpOnly {
 		explicit := false
 		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "redis-url" })
 		if !explicit {
@@ -139,24 +147,33 @@ Flags:
 	}
 	redisOpt, err := tasks.ParseRedisURL(redisURL)
 	if err != nil {
-		fmt.Fprintln(stderr, "enqueue:", err)
+		source := "REDIS_URL"
+		if flagGiven(fs, "redis-url") {
+			source = "-redis-url"
+		}
+		fmt.Fprintf(stderr, "enqueue: %s: %v\n", source, err)
 		return exitError
 	}
 	// -timeout bounds each wait on Redis, a new connection's too.
 	redisOpt = tasks.RESP2(tasks.CapTimeouts(redisOpt, *timeout))
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "status" {
+		if statusHelp(rest) {
+			fmt.Fprint(stderr, `Usage: enqueue [flags] status PROVIDER ORDER_NO
+
+Prints the order's record as indented JSON, with its attempt history, params
+masked (opened with ORDERWORKER_DATA_KEY when set, else shown sealed). Exits 1
+when there is no such order, 2 on a usage or infrastructure error.
+`)
+			return exitOK
+		}
 		if len(rest) != 3 {
-			fmt.Fprintln(stderr, "enqueue: usage: enqueue status PROVIDER ORDER_NO")
+			fmt.Fprintln(stderr, "enqueue: usage: enqueue [flags] status PROVIDER ORDER_NO (enqueue status -h)")
 			return exitError
 		}
 		return status(ctx, redisOpt, rest[1], rest[2], *timeout, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "serve" {
-		if err := checkNotDevRedis(ctx, redisOpt.MakeRedisClient().(redis.UniversalClient), true, *timeout); err != nil {
-			fmt.Fprintln(stderr, "enqueue serve:", err)
-			return exitError
-		}
 		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "webhooks" {
@@ -174,6 +191,21 @@ Flags:
 		}
 	}
 
+	single := *provider != "" || *orderNo != "" || *params != ""
+	if single && len(rest) > 0 {
+		fmt.Fprintln(stderr, "enqueue: give either -provider/-order-no/-params or files, not both")
+		return exitError
+	}
+	if !single {
+		if len(rest) == 0 {
+			rest = []string{"-"}
+		}
+		// Every file is checked before Redis is asked anything.
+		if err := checkInputs(rest); err != nil {
+			fmt.Fprintln(stderr, "enqueue:", err)
+			return exitError
+		}
+	}
 	sealer, err := dataKey(getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
@@ -184,6 +216,21 @@ Flags:
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
+	// A Redis that refuses this process for good (a wrong password, a
+	// user without the permission) is found before any order is sent, so
+	// that enqueue can say that nothing was written, rather than answer
+	// the first batch "error: may or may not have been accepted".
+	if err := usable(ctx, rdb, *timeout); err != nil {
+		source := "REDIS_URL"
+		switch {
+		case *dev:
+			source = "-dev's Redis"
+		case flagGiven(fs, "redis-url"):
+			source = "-redis-url"
+		}
+		fmt.Fprintf(stderr, "enqueue: cannot use Redis (%s): %s; nothing was read or sent\n", source, strings.TrimSuffix(providers.MaskPhones(err.Error()), "."))
+		return exitError
+	}
 	var guard *devGuard
 	if !*dev {
 		guard = &devGuard{rdb: rdb, timeout: *timeout}
@@ -224,11 +271,7 @@ Flags:
 		return out.Encode(resultLine{res, source})
 	}
 
-	if *provider != "" || *orderNo != "" || *params != "" {
-		if len(rest) > 0 {
-			fmt.Fprintln(stderr, "enqueue: give either -provider/-order-no/-params or files, not both")
-			return exitError
-		}
+	if single {
 		p := tasks.Payload{Provider: *provider, OrderNo: *orderNo, Params: json.RawMessage(*params)}
 		if strings.TrimSpace(*params) != "" && !json.Valid(p.Params) {
 			code = exitRejected
@@ -248,13 +291,6 @@ Flags:
 			return exitError
 		}
 		return code
-	}
-	if len(rest) == 0 {
-		rest = []string{"-"}
-	}
-	if err := checkInputs(rest); err != nil {
-		fmt.Fprintln(stderr, "enqueue:", err)
-		return exitError
 	}
 	reject := func(source, reason string) error {
 		code = exitRejected
@@ -293,6 +329,44 @@ Flags:
 		}
 	}
 	return code
+}
+
+// isHelp reports whether arg asks for help, as the flag package takes it.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--h", "--help":
+		return true
+	}
+	return false
+}
+
+// statusHelp reports whether "status" and its arguments (rest) ask for
+// its usage: -h in place of its provider, or anywhere among a wrong
+// number of arguments (an order number may be "-h").
+func statusHelp(rest []string) bool {
+	return slices.ContainsFunc(rest[1:], isHelp) && (len(rest) != 3 || isHelp(rest[1]))
+}
+
+// flagGiven reports whether the named flag was given on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// usable asks Redis once (PING) and returns, with its reason, an error
+// that no waiting heals (tasks.PermanentRedisError: a wrong user or
+// password, WRONGPASS or NOAUTH; a user without the permission; a
+// database out of range; a master name no sentinel knows; a certificate
+// that does not verify). Any other answer, an unreachable Redis included,
+// is nil: the orders' own answers report it.
+func usable(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); tasks.PermanentRedisError(err) {
+		return tasks.RedisErrorReason(err)
+	}
+	return nil
 }
 
 // batch collects orders and sends them together with EnqueueBatch.

@@ -26,10 +26,7 @@ import (
 func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queue string, timeout time.Duration, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("enqueue serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := getenv(settings.APIAddr.Name)
-	if addr == "" {
-		addr = ":8080"
-	}
+	addr := cmp.Or(getenv(settings.APIAddr.Name), settings.APIAddr.Default)
 	fs.StringVar(&addr, "addr", addr, "listen address (ORDERWORKER_API_ADDR)")
 	open := fs.Bool("open", false, "allow running without ORDERWORKER_API_TOKENS: anyone who reaches the address may enqueue and read orders")
 	maxWait := fs.Duration("max-wait", api.DefaultMaxWait, "longest ?wait= long poll")
@@ -71,18 +68,44 @@ Serve flags:
 		fmt.Fprintf(stderr, "enqueue serve: -max-batch-orders %d: want a positive number\n", *maxOrders)
 		return exitError
 	}
+	// An error names the flag when the command line gave it, else the
+	// variable that set the value.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	setting := func(flag, env, value string) string {
+		switch {
+		case given[flag]:
+			return fmt.Sprintf("-%s %q", flag, value)
+		case getenv(env) != "":
+			return fmt.Sprintf("%s=%q", env, value)
+		}
+		return fmt.Sprintf("%s (unset: the default %q)", env, value)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "enqueue serve: -log-level %q: want debug, info, warn or error\n", *logLevel)
+		fmt.Fprintf(stderr, "enqueue serve: %s: want debug, info, warn or error\n", setting("log-level", "ORDERWORKER_LOG_LEVEL", *logLevel))
 		return exitError
 	}
 	if *logFormat != "text" && *logFormat != "json" {
-		fmt.Fprintf(stderr, "enqueue serve: -log-format %q: want text or json\n", *logFormat)
+		fmt.Fprintf(stderr, "enqueue serve: %s: want text or json\n", setting("log-format", "ORDERWORKER_LOG_FORMAT", *logFormat))
 		return exitError
 	}
-	// Every string logged passes the phone-number mask, as the worker's.
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		fmt.Fprintf(stderr, "enqueue serve: %s: want host:port or :port, like :8080: %v\n", setting("addr", settings.APIAddr.Name, addr), err)
+		return exitError
+	}
+	// Refused before anything else touches Redis (the flags are checked
+	// first, so that -h and a bad flag need no Redis).
+	if err := checkNotDevRedis(ctx, redisOpt.MakeRedisClient().(redis.UniversalClient), true, timeout); err != nil {
+		fmt.Fprintln(stderr, "enqueue serve:", err)
+		return exitError
+	}
+	// Every string logged passes the phone-number mask, as the worker's,
+	// and durations are written as "25s" (logmask).
 	log := logmask.New(stderr, level, *logFormat == "text")
-	logmask.SetRedisLogger(log)
+	if redisLogInServe {
+		logRedis(log)
+	}
 	for _, m := range settings.UnknownHere() {
 		log.Warn("environment variable not read by orderworker", m.Args()...)
 	}
@@ -117,7 +140,7 @@ Serve flags:
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		fmt.Fprintln(stderr, "enqueue serve:", err)
+		fmt.Fprintf(stderr, "enqueue serve: %s: %v\n", setting("addr", settings.APIAddr.Name, addr), err)
 		return exitError
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)

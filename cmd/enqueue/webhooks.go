@@ -19,8 +19,21 @@ import (
 const webhooksUsage = `Usage:
   enqueue [flags] webhooks                                    the webhook endpoints workers deliver to, with their backlog and failed events
   enqueue [flags] webhooks failed [-endpoint E] [-limit N]    failed events (given up after ORDERWORKER_WEBHOOK_MAX_AGE), as JSON lines
-  enqueue [flags] webhooks resend -endpoint E (-all | EVENT_ID ...)   deliver failed events again, oldest first
+  enqueue [flags] webhooks resend -endpoint E (-all | EVENT_ID ...)   deliver failed events again, each order's events in order
   enqueue [flags] webhooks discard -endpoint E (-all | EVENT_ID ...)  delete failed events for good
+
+"enqueue webhooks" prints one JSON line per endpoint a worker has registered:
+id, url (without credentials or query), index (its place in
+ORDERWORKER_WEBHOOK_URLS), backlog (events not yet delivered),
+oldest_undelivered (when the oldest of them became due; left out when the
+backlog is 0), unadmitted (events in the stream no worker has taken for it
+yet; -1 when unknown), failed and lost. With no endpoint it prints nothing on
+standard output, and says so on standard error.
+
+A re-send moves the events back to delivery: an order's events go out in
+order, one after another, but the events of different orders are sent at
+once, in no set order. Re-sending one event of an order re-sends all its
+failed events.
 
 E is an endpoint's id or URL as "enqueue webhooks" lists them (a URL that
 two endpoints show, which differ only in what the listing hides, is refused:
@@ -32,7 +45,8 @@ nothing done.
 // or discards failed events.
 func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, timeout time.Duration, getenv func(string) string, stdout, stderr io.Writer) int {
 	cmd := ""
-	if len(args) > 0 {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		// A flag first ("webhooks -h") is the listing's.
 		cmd, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("enqueue webhooks "+cmd, flag.ContinueOnError)
@@ -103,6 +117,10 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 		if fs.NArg() > 0 {
 			fs.Usage()
 			return exitError
+		}
+		if len(eps) == 0 {
+			// Standard output stays empty, for scripts that read it.
+			fmt.Fprintln(stderr, "enqueue webhooks: no webhook endpoints: no worker has registered one (workers register the URLs in ORDERWORKER_WEBHOOK_URLS when they start)")
 		}
 		for _, ep := range eps {
 			if err := enc.Encode(ep); err != nil {

@@ -72,6 +72,17 @@ type config struct {
 	// realAPIAddr is ORDERWORKER_API_ADDR, the real API's (enqueue
 	// serve's) address, which -dev's own API never takes.
 	realAPIAddr string
+	// flags are the flags given on the command line and envSet the
+	// variables set in the environment, by name: an error about a setting
+	// names the flag when the flag set it, else the variable (setting).
+	flags  map[string]bool
+	envSet map[string]bool
+	// DevIgnored names the variables set in the environment that -dev does
+	// not read (every provider's settings: -dev reads its sandboxes';
+	// REDIS_URL, ORDERWORKER_ADMIN_ADDR and ORDERWORKER_API_ADDR, whose
+	// addresses -dev never uses), in worker -h's order
+	// (ORDERWORKER_API_ADDR last).
+	DevIgnored []string
 
 	// Providers are every provider the registry lists, each with its
 	// settings.
@@ -88,6 +99,20 @@ type providerConfig struct {
 // provider's settings, in the registry's order. The README's table is
 // this list.
 func envVars() []settings.Var { return settings.Worker() }
+
+// setting names a setting for an error: the flag ("-log-format \"xml\"")
+// when the command line gave it, else the variable
+// ("ORDERWORKER_LOG_FORMAT=\"xml\"", or "... (unset: the default \":9090\")"
+// when the environment does not set it).
+func (c *config) setting(flag, env, value string) string {
+	switch {
+	case c.flags[flag]:
+		return fmt.Sprintf("-%s %q", flag, value)
+	case c.envSet[env]:
+		return fmt.Sprintf("%s=%q", env, value)
+	}
+	return fmt.Sprintf("%s (unset: the default %q)", env, value)
+}
 
 // parseConfig reads the environment through getenv, then flags from args.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -225,11 +250,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.Name, e.Help, def)
 		}
 	}
-	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis on 127.0.0.1:6390 (never REDIS_URL's, nor its address; enqueue -dev finds it) and built-in provider sandboxes with demo credentials")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis on "+devmode.RedisAddr+" (never REDIS_URL's, nor its address; enqueue -dev finds it) and built-in provider sandboxes with demo credentials; every provider setting in the environment is ignored (a warning names those set)")
 	fs.BoolVar(&c.Demo, "demo", false, "with -dev: enqueue one sample order per provider, print each outcome and exit")
 	fs.StringVar(&c.DevRedis, "dev-redis", "", "with -dev: use this Redis `URL` instead of an embedded one; refused when it holds data that -dev did not write")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR); with -dev, 127.0.0.1:9091 unless this flag is given")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR); with -dev, "+devmode.AdminAddr+" unless this flag is given, and with -dev a free loopback port when the address is taken (the log line \"admin server listening\" names it)")
 	fs.StringVar(&c.Queue, "queue", c.Queue, "asynq queue (ORDERWORKER_QUEUE)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "provider calls in flight at once; a quarter more orders run (ORDERWORKER_CONCURRENCY)")
 	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "failure budget per order (ORDERWORKER_MAX_ATTEMPTS)")
@@ -255,6 +280,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("-dev-redis needs -dev")
 	}
 	c.realAPIAddr = getenv(settings.APIAddr.Name)
+	c.flags, c.envSet = map[string]bool{}, map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.flags[f.Name] = true })
+	for _, v := range append(vars, settings.APIAddr) {
+		if getenv(v.Name) != "" {
+			c.envSet[v.Name] = true
+		}
+	}
+	if c.Dev {
+		c.DevIgnored = devIgnored(c, vars)
+	}
 	if c.Dev && flagSet(fs, "redis-url") {
 		return nil, errors.New("-dev never uses -redis-url or REDIS_URL: give -dev-redis URL to use another Redis than the embedded one")
 	}
@@ -275,7 +310,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	switch c.LogFormat {
 	case "json", "text":
 	default:
-		return nil, fmt.Errorf("log format %q: want json or text", c.LogFormat)
+		return nil, fmt.Errorf("%s: want json or text", c.setting("log-format", "ORDERWORKER_LOG_FORMAT", c.LogFormat))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.setting("log-level", "ORDERWORKER_LOG_LEVEL", c.LogLevel), err)
+	}
+	if !c.Dev || c.flags["admin-addr"] {
+		// Refused now, before Redis is waited for: listening on it comes
+		// last (run names the setting if that fails).
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			return nil, fmt.Errorf("%s: want host:port or :port, like :9090: %w", c.setting("admin-addr", "ORDERWORKER_ADMIN_ADDR", c.AdminAddr), err)
+		}
 	}
 	if c.Concurrency <= 0 {
 		return nil, fmt.Errorf("ORDERWORKER_CONCURRENCY (-concurrency) %d: want a positive number", c.Concurrency)
@@ -306,6 +351,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, fmt.Errorf("ORDERWORKER_DEQUEUERS=%d is over the concurrency (%d): each loop needs at least one order slot", c.Dequeuers, c.Concurrency)
 	}
 	return c, nil
+}
+
+// devIgnored names the variables set in the environment (c.envSet) that
+// -dev does not read: every provider's settings (-dev reads its
+// sandboxes' instead), REDIS_URL, ORDERWORKER_API_ADDR, and
+// ORDERWORKER_ADMIN_ADDR unless -admin-addr overrides it anyway. Names
+// only: a value may be a secret.
+func devIgnored(c *config, vars []settings.Var) []string {
+	ignored := map[string]bool{"REDIS_URL": true, settings.APIAddr.Name: true, "ORDERWORKER_ADMIN_ADDR": !c.flags["admin-addr"]}
+	for _, s := range registry.All() {
+		for _, st := range s.Settings {
+			ignored[st.Name] = true
+		}
+	}
+	var out []string
+	for _, v := range append(vars, settings.APIAddr) {
+		if ignored[v.Name] && c.envSet[v.Name] {
+			out = append(out, v.Name)
+		}
+	}
+	return out
 }
 
 // minPollInterval is the shortest ORDERWORKER_POLL_INTERVAL taken: an

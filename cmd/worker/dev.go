@@ -8,12 +8,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/alicebob/miniredis/v2/server"
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/devmode"
@@ -51,6 +54,11 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 		if parsed, err := url.Parse(u); err != nil || !isLoopback(parsed.Hostname()) {
 			return nil, fmt.Errorf("-dev delivers webhooks only to this machine (localhost, 127.0.0.1, ::1); ORDERWORKER_WEBHOOK_URLS names %s: unset it, or point it at a local receiver", webhook.DisplayURL(u))
 		}
+	}
+	if len(cfg.DevIgnored) > 0 {
+		// Names only: a value may be a secret.
+		log.Warn("dev: ignoring these variables, set in the environment: -dev points every provider at its sandbox, with the sandbox's own settings and demo credentials, and listens on addresses of its own for its Redis, admin server and API",
+			"variables", cfg.DevIgnored)
 	}
 	d := &devEnv{stop: make(chan struct{})}
 	if cfg.DevRedis != "" {
@@ -265,12 +273,28 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("start embedded redis: %w", err)
 		}
-		log.Warn("dev: the embedded Redis's own address is not free (another worker -dev?); it listens elsewhere: give enqueue -dev the URL below with -redis-url",
-			"wanted", devmode.RedisAddr, "reason", err.Error())
+		if errors.Is(err, errOwnPortNamed) {
+			log.Warn("dev: REDIS_URL names the port of -dev's own Redis, which -dev then leaves free (the Redis REDIS_URL names may be there, down); the embedded Redis listens elsewhere: give enqueue -dev the URL below with -redis-url",
+				"wanted", devmode.RedisAddr)
+		} else {
+			log.Warn("dev: the embedded Redis's own address is in use (another worker -dev?); it listens elsewhere: give enqueue -dev the URL below with -redis-url",
+				"wanted", devmode.RedisAddr, "reason", err.Error())
+		}
 	}
 	// In every database: a producer given another database of this
 	// Redis (redis://…/1) sees the marker too and refuses, rather than
-	// queue real orders no -dev worker reads.
+	// queue real orders no -dev worker reads. miniredis serves any
+	// database number; this one serves the 16 a Redis has by default.
+	m.Server().SetPreHook(func(c *server.Peer, cmd string, args ...string) bool {
+		if cmd != "SELECT" || len(args) != 1 {
+			return false
+		}
+		if n, err := strconv.Atoi(args[0]); err == nil && n >= 0 && n < devDatabases {
+			return false
+		}
+		c.WriteError("ERR DB index is out of range")
+		return true
+	})
 	for i := range devDatabases {
 		if err := m.DB(i).Set(devMarkerKey, devMarkerValue); err != nil {
 			m.Close()
@@ -302,13 +326,17 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 const devDatabases = 16
 
 // startOwn starts m on devmode.RedisAddr, unless REDIS_URL names that
-// port itself (then the real Redis may be the one there, down).
+// port itself (then the real Redis may be the one there, down:
+// errOwnPortNamed).
 func startOwn(m *miniredis.Miniredis, redisURL string) error {
 	if u, err := url.Parse(redisURL); err == nil && u.Port() == devmode.RedisPort {
-		return errors.New("REDIS_URL names -dev's own port")
+		return errOwnPortNamed
 	}
 	return m.StartAddr(devmode.RedisAddr)
 }
+
+// errOwnPortNamed is startOwn's refusal of the port REDIS_URL names.
+var errOwnPortNamed = errors.New("REDIS_URL names -dev's own port")
 
 func isLoopback(host string) bool {
 	if host == "localhost" {
@@ -363,4 +391,22 @@ func demoPayloads(suffix string) []tasks.Payload {
 		})
 	}
 	return out
+}
+
+// devOnly runs a task only while -dev's Redis (rdb) holds the -dev marker;
+// otherwise the task fails, untouched, before anything reads it (devmode.Watch
+// stops the worker within a second).
+func devOnly(rdb redis.UniversalClient) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			marked, err := devmode.Marked(ctx, rdb)
+			switch {
+			case err != nil:
+				return fmt.Errorf("-dev: cannot read the -dev marker, so the order is not run: %w", err)
+			case !marked:
+				return errors.New("-dev: the -dev marker is gone from this Redis (flushed?): the order is not run, since it may be a real one, which the sandboxes would pay")
+			}
+			return next.ProcessTask(ctx, t)
+		})
+	}
 }

@@ -175,12 +175,22 @@ func TestDevEmbeddedRedisNeverTakesREDIS_URLsAddress(t *testing.T) {
 	if v, err := worker.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
 		t.Errorf("the embedded Redis's %s = %q, %v; want the -dev marker", devMarkerKey, v, err)
 	}
-	// Every database carries it: a producer given /1 refuses too.
+	// Every database carries it: a producer given /1 refuses too; and
+	// there are no others (miniredis would serve any number, unmarked).
 	opt.DB = devDatabases - 1
 	other := redis.NewClient(opt)
 	defer other.Close()
 	if v, err := other.Get(ctx, devMarkerKey).Result(); err != nil || v != devMarkerValue {
 		t.Errorf("the embedded Redis's database %d: %s = %q, %v; want the -dev marker", opt.DB, devMarkerKey, v, err)
+	}
+	for _, db := range []int{devDatabases, 100} {
+		opt.DB = db
+		beyond := redis.NewClient(opt)
+		err := beyond.Set(ctx, "real-order", "x", 0).Err()
+		beyond.Close()
+		if err == nil || !strings.Contains(err.Error(), "DB index is out of range") {
+			t.Errorf("the embedded Redis's database %d took a write (%v); want it refused", db, err)
+		}
 	}
 }
 
@@ -392,5 +402,27 @@ func TestDevClusterClaimRefusedLeavesNoMarker(t *testing.T) {
 	}
 	if err := claimDevRedis(ctx, cl.URL(), log); err == nil || !strings.Contains(err.Error(), "no "+devMarkerKey+" marker") {
 		t.Errorf("a second -dev claim of the cluster holding another process's key = %v; want a refusal", err)
+	}
+}
+
+// -dev runs an order only while its Redis holds the -dev marker, checked
+// before every order: one written just after a flush (the marker gone) may
+// be a real one, which the sandboxes would pay.
+func TestDevRunsOrdersOnlyWhileMarked(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	ctx := context.Background()
+	ran := 0
+	h := devOnly(rdb)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { ran++; return nil }))
+	task := asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{}`))
+	if err := h.ProcessTask(ctx, task); err == nil || !strings.Contains(err.Error(), "marker is gone") || ran != 0 {
+		t.Errorf("without the marker: ProcessTask = %v, ran %d times; want refused, not run", err, ran)
+	}
+	if err := rdb.Set(ctx, devMarkerKey, devMarkerValue, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ProcessTask(ctx, task); err != nil || ran != 1 {
+		t.Errorf("with the marker: ProcessTask = %v, ran %d times; want run once", err, ran)
 	}
 }

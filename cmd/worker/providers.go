@@ -28,6 +28,14 @@ func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger, tr
 		}
 		if p == nil {
 			set.DisableSpec(pc.Spec, reason)
+			if missing, partial := partialCredentials(pc); partial {
+				// Some of its credentials but not all: more likely a
+				// misspelt or forgotten variable than a provider meant
+				// to be off. Names only: a value may be a secret.
+				log.Warn("provider disabled: some of its credentials are set, but not all (a misspelt or missing variable?)",
+					"provider", pc.Spec.Name, "missing", missing, "reason", reason)
+				continue
+			}
 			log.Info("provider disabled", "provider", pc.Spec.Name, "reason", reason)
 			continue
 		}
@@ -35,4 +43,17 @@ func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger, tr
 		log.Info("provider enabled", "provider", p.Name())
 	}
 	return set, nil
+}
+
+// partialCredentials reports whether some of the provider's required
+// settings (its credentials) are set but not all, and which are missing.
+func partialCredentials(pc providerConfig) (missing []string, partial bool) {
+	missing = pc.Spec.Missing(pc.Config)
+	required := 0
+	for _, st := range pc.Spec.Settings {
+		if st.Required {
+			required++
+		}
+	}
+	return missing, len(missing) > 0 && len(missing) < required
 }

@@ -55,7 +55,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	redisOpt, err := tasks.ParseRedisURL(cfg.RedisURL)
 	if err != nil {
-		return err
+		if cfg.flags["redis-url"] {
+			return fmt.Errorf("-redis-url: %w", err)
+		}
+		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	redisOpt = tasks.RESP2(redisOpt)
 	rdb := ledgerClient(redisOpt)
@@ -133,12 +136,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		problems, srv.Ping, names, log)
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil && cfg.Dev {
-		// -dev must run anywhere: take any free port rather than fail.
+		// -dev must run anywhere: take any free port rather than fail
+		// ("admin server listening" below names it).
 		log.Warn("dev: admin address in use; using a free port", "wanted", cfg.AdminAddr)
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 	}
 	if err != nil {
-		return fmt.Errorf("admin address: %w", err)
+		if cfg.Dev && !cfg.flags["admin-addr"] {
+			return fmt.Errorf("-dev's admin address: %w", err)
+		}
+		return fmt.Errorf("admin address %s: %w", cfg.setting("admin-addr", "ORDERWORKER_ADMIN_ADDR", cfg.AdminAddr), err)
 	}
 	orders := newOrdersAdmin(ordersConfig{Ledger: ledger, Inspector: inspector, RedisOpt: redisOpt, Set: set, Sealer: sealer,
 		Queue: cfg.Queue, ReadOnly: cfg.MonitoringReadOnly, Token: cfg.MonitoringToken, Registerer: reg, Logger: log})
@@ -222,6 +229,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer stopWebhooks()
+	if cfg.Dev {
+		// -dev checks its marker before every order too, not only every
+		// second: an order written into its Redis just after a flush (the
+		// marker gone) may be a real one, which the sandboxes would pay.
+		mux.Use(devOnly(rdb))
+	}
 	if err := srv.Start(mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

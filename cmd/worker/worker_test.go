@@ -293,7 +293,7 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"ORDERWORKER_RETRY_BASE": "5"}, nil, "ORDERWORKER_RETRY_BASE"},
 		{map[string]string{"ALIYUN_AUTO_PAY": "maybe"}, nil, "ALIYUN_AUTO_PAY"},
 		{nil, []string{"-demo"}, "-demo needs -dev"},
-		{nil, []string{"-log-format", "xml"}, "log format"},
+		{nil, []string{"-log-format", "xml"}, `-log-format "xml"`},
 		{nil, []string{"stray"}, "unexpected arguments"},
 		{map[string]string{"REDIS_URL": "http://user:hunter2@x"}, nil, "redis url"},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=fast"}, nil, "ORDERWORKER_RATE_LIMITS"},

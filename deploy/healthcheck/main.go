@@ -7,7 +7,8 @@
 //	healthcheck http://127.0.0.1:9090/healthz
 //
 // With no argument it probes the worker's default admin address. The probe
-// gives up after -timeout (default 3s) and never follows a proxy.
+// gives up after -timeout (default 3s) and never follows a proxy. -h prints
+// the usage and exits 0.
 package main
 
 import (
@@ -25,10 +26,18 @@ import (
 const defaultURL = "http://127.0.0.1:9090/healthz"
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "healthcheck:", err)
-		os.Exit(1)
+	os.Exit(exitCode(run(context.Background(), os.Args[1:], os.Stderr), os.Stderr))
+}
+
+// exitCode is the exit status for run's err: 0 when healthy, and for -h
+// (the usage is printed); 1 otherwise, the reason printed on stderr.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	}
+	fmt.Fprintln(stderr, "healthcheck:", err)
+	return 1
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {

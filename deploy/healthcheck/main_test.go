@@ -71,3 +71,19 @@ func TestDefaultURLIsAdminHealthz(t *testing.T) {
 		t.Errorf("defaultURL = %q, want %q", defaultURL, want)
 	}
 }
+
+// -h prints the usage and exits 0, as every command of orderworker's does;
+// an unhealthy answer exits 1 with the reason.
+func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var stderr strings.Builder
+		if code := exitCode(run(context.Background(), []string{arg}, &stderr), &stderr); code != 0 || !strings.Contains(stderr.String(), "usage: healthcheck") || strings.Contains(stderr.String(), "help requested") {
+			t.Errorf("healthcheck %s: exit %d, stderr %q; want 0 and the usage only", arg, code, stderr.String())
+		}
+	}
+	var stderr strings.Builder
+	if code := exitCode(run(context.Background(), []string{"-nope"}, &stderr), &stderr); code != 1 {
+		t.Errorf("healthcheck -nope: exit %d, want 1", code)
+	}
+}

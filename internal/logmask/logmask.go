@@ -16,6 +16,10 @@ import (
 // and in the text of error values. Other values are left as they are.
 func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
 	switch a.Value.Kind() {
+	case slog.KindDuration:
+		// As Go writes it ("25s"), in JSON as in text, rather than a count
+		// of nanoseconds.
+		a.Value = slog.StringValue(a.Value.Duration().String())
 	case slog.KindString:
 		a.Value = slog.StringValue(providers.MaskPhones(a.Value.String()))
 	case slog.KindAny:

@@ -139,8 +139,8 @@ func distance(a, b string) int {
 }
 
 var own = []Var{
-	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: redis://, rediss:// (TLS), redis-sentinel://, redis-cluster://host:port,host:port"},
-	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/, /orders/, /api/orders; worker -dev never uses it: it listens on 127.0.0.1:9091 unless -admin-addr names an address"},
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis: redis://, rediss:// (TLS), redis-socket://, redis-sentinel://, rediss-sentinel://, redis-cluster://host:port,host:port, rediss-cluster:// (the README's \"Redis URLs\")"},
+	{"ORDERWORKER_ADMIN_ADDR", ":9090", "admin HTTP address: /metrics, /healthz, /readyz, /monitoring/, /orders/, /api/orders; worker -dev never uses it: it listens on 127.0.0.1:9091 unless -admin-addr names an address, and on a free loopback port when that one is taken (the log line \"admin server listening\" names it)"},
 	{"ORDERWORKER_QUEUE", "orders", "asynq queue"},
 	{"ORDERWORKER_CONCURRENCY", "20", "provider calls in flight at once; the worker runs a quarter more orders than that (at least one more), which wait for a call slot while the others' bookkeeping runs"},
 	{"ORDERWORKER_DEQUEUERS", "auto", "how many loops take orders off the queue, sharing the concurrency (asynq takes one task per Redis round trip per loop); auto: one per 16 of concurrency, at most 3"},
