@@ -52,8 +52,6 @@ var emptyUntil = map[string]string{
 	"Provider latency p50 / p99":   "a worker calls a provider",
 	"Provider requests by result":  "a worker calls a provider",
 	"Provider error ratio":         "a worker calls a provider",
-	"Retries by reason":            "an attempt fails and is retried, or waits out throttling",
-	"Rate-limit waits":             "ORDERWORKER_RATE_LIMITS holds a request back",
 }
 
 // Names of the panels whose values the test checks: against the ledger and
