@@ -655,10 +655,16 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 
 // observe logs and counts what a settled decision changed.
 func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
-	// On Redis's clock, which the record's creation is on.
-	now, err := h.ledger.NotAfterNow(context.Background(), rec.Ref())
-	if err != nil {
-		now = time.Now()
+	// On Redis's clock, which the record's creation is on: read only for
+	// an outcome's latency, and briefly (a cached reading mostly; a Redis
+	// that does not answer costs at most 500 ms, then this clock).
+	now := time.Now()
+	if to := d.Settle.To(); to == StatePaid || to == StateErrored || to == StatePending && rec.State != StatePending {
+		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		if t, err := h.ledger.NotAfterNow(c, rec.Ref()); err == nil {
+			now = t
+		}
+		cancel()
 	}
 	to := d.Settle.To()
 	calls := rec.Attempts

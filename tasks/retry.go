@@ -27,6 +27,12 @@ func (e *retryError) Unwrap() error { return e.err }
 // wait asks asynq to come back after d without counting a failure.
 func wait(d time.Duration, err error) error { return &retryError{delay: d, err: err} }
 
+// Wait is an error that asks asynq to run the task again after d without
+// counting a failure (nor raising asynq's retry count, which the handler
+// reads as "ran before"): for a check outside the handler (a middleware)
+// that holds an order back without touching it.
+func Wait(d time.Duration, err error) error { return wait(d, err) }
+
 // failed asks asynq to come back after d, counting a failure.
 func failed(d time.Duration, err error) error { return &retryError{delay: d, failure: true, err: err} }
 

@@ -119,7 +119,9 @@ Flags:
 	// refused as such, -h or not).
 	helpOnly := false
 	if rest := fs.Args(); len(rest) >= 2 && slices.Contains(subcommands, rest[0]) {
-		helpOnly = isHelp(rest[1]) || rest[0] == "webhooks" && len(rest) == 3 && isHelp(rest[2]) || rest[0] == "status" && statusHelp(rest)
+		// webhooks SUB -h, not webhooks -endpoint -h (-h an endpoint there).
+		helpOnly = isHelp(rest[1]) || rest[0] == "webhooks" && len(rest) == 3 && !strings.HasPrefix(rest[1], "-") && isHelp(rest[2]) ||
+			rest[0] == "status" && statusHelp(rest)
 	}
 	if rest := fs.Args(); *dev && len(rest) > 0 && rest[0] == "serve" {
 		// Refused before the marker is looked for: there is nothing to
@@ -356,14 +358,15 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 
 // usable asks Redis once (PING) and returns, with its reason, an error
 // that no waiting heals (tasks.PermanentRedisError: a wrong user or
-// password, WRONGPASS or NOAUTH; a user without the permission; a
-// database out of range; a master name no sentinel knows; a certificate
+// password, WRONGPASS or NOAUTH; a database out of range; a master name no sentinel knows; a certificate
 // that does not verify). Any other answer, an unreachable Redis included,
 // is nil: the orders' own answers report it.
 func usable(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := rdb.Ping(ctx).Err(); tasks.PermanentRedisError(err) {
+	// A user denied PING itself (NOPERM) may still have every command
+	// enqueue sends: that is left to the orders' own answers.
+	if err := rdb.Ping(ctx).Err(); tasks.PermanentRedisError(err) && !redis.IsPermissionError(err) {
 		return tasks.RedisErrorReason(err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/logmask"
@@ -257,5 +258,37 @@ func TestOpenAPIRecordListsEveryField(t *testing.T) {
 				t.Errorf("openapi.json: %s has %s, which %s does not return", schema, name, typ)
 			}
 		}
+	}
+}
+
+// enqueue -dev never asks REDIS_URL's Redis: a command that only looks
+// like a help request ("-h" as a flag's value) does not skip -dev's checks.
+func TestDevHelpLookalikeNeverUsesREDIS_URL(t *testing.T) {
+	t.Parallel()
+	real := miniredis.RunT(t) // stands in for the Redis REDIS_URL names
+	code, out, errs := runCLI(t, "redis://"+real.Addr()+"/0", "", "-dev", "-timeout", "2s", "webhooks", "-endpoint", "-h")
+	if n := real.CommandCount(); n > 0 {
+		t.Errorf("enqueue -dev webhooks -endpoint -h: exit %d, stdout %q, stderr %q; sent %d commands to REDIS_URL's Redis, which -dev never uses", code, out, errs, n)
+	}
+}
+
+// A producer whose user may run everything enqueue sends but PING (the
+// check before the first order asks PING) still enqueues: only a refusal
+// of its credentials ends the run before it.
+func TestProducerWithoutPingStillEnqueues(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	c := rs.Client(t)
+	if err := c.Do(context.Background(), "ACL", "SETUSER", "producer", "on", ">pw", "~*", "&*", "+@all", "-ping").Err(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword("producer", "pw")
+	code, out, errs := runCLI(t, u.String(), good+"\n")
+	if code != exitOK || !strings.Contains(out, `"enqueued"`) {
+		t.Errorf("enqueue as a user without PING: exit %d, stdout %q, stderr %q; want the order enqueued", code, out, errs)
 	}
 }

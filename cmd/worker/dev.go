@@ -394,17 +394,19 @@ func demoPayloads(suffix string) []tasks.Payload {
 }
 
 // devOnly runs a task only while -dev's Redis (rdb) holds the -dev marker;
-// otherwise the task fails, untouched, before anything reads it (devmode.Watch
-// stops the worker within a second).
+// otherwise the task waits, untouched, before anything reads it
+// (devmode.Watch stops the worker within a second).
 func devOnly(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			marked, err := devmode.Marked(ctx, rdb)
+			// A wait, not a failure: the order is untouched, and asynq's
+			// retry count (which the handler reads as "ran before") stays.
 			switch {
 			case err != nil:
-				return fmt.Errorf("-dev: cannot read the -dev marker, so the order is not run: %w", err)
+				return tasks.Wait(time.Second, fmt.Errorf("-dev: cannot read the -dev marker, so the order is not run: %w", err))
 			case !marked:
-				return errors.New("-dev: the -dev marker is gone from this Redis (flushed?): the order is not run, since it may be a real one, which the sandboxes would pay")
+				return tasks.Wait(time.Second, errors.New("-dev: the -dev marker is gone from this Redis (flushed?): the order is not run, since it may be a real one, which the sandboxes would pay"))
 			}
 			return next.ProcessTask(ctx, t)
 		})
