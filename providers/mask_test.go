@@ -438,3 +438,32 @@ func TestMaskKeepsTheTextAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// Keeping the text as written (asWritten) reveals nothing the narrowed
+// masking would not: whatever the input, the masked text read with its
+// digits, dashes and dots narrowed is the masking of the narrowed input.
+func FuzzMaskKeepsTheTextAsWritten(f *testing.F) {
+	for _, s := range []string{
+		"コーヒー 13800138000", "コーヒー １３８００１３８０００", "a·b 138·0013·8000 and ＋８６ １３８ ００１３ ８０００",
+		"13800138000\u200b13900139000 ー · －", "電話—１３８ー００１３ー８０００—ありがとう", "١٣٨٠٠١٣٨٠٠٠ x ٠١٢",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		n, ok := narrowDigits(s)
+		if !ok {
+			return
+		}
+		m := maskPhones(n)
+		if m == n {
+			return
+		}
+		got := asWritten(s, n, m, false)
+		if len([]rune(n)) <= maxAligned && len([]rune(m)) <= maxAligned && strings.Map(narrow, got) != m {
+			t.Fatalf("asWritten(%q) = %q: narrowed %q, want the narrowed masking %q", s, got, strings.Map(narrow, got), m)
+		}
+	})
+}
