@@ -218,8 +218,8 @@ when there is no such order, 2 on a usage or infrastructure error.
 	defer client.Close()
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	// A Redis that refuses this process for good (a wrong password, a
-	// user without the permission) is found before any order is sent, so
+	// A Redis that refuses this process for good (a wrong password, an
+	// unknown master) is found before any order is sent, so
 	// that enqueue can say that nothing was written, rather than answer
 	// the first batch "error: may or may not have been accepted".
 	if err := usable(ctx, rdb, *timeout); err != nil {
@@ -358,9 +358,10 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 
 // usable asks Redis once (PING) and returns, with its reason, an error
 // that no waiting heals (tasks.PermanentRedisError: a wrong user or
-// password, WRONGPASS or NOAUTH; a database out of range; a master name no sentinel knows; a certificate
-// that does not verify). Any other answer, an unreachable Redis included,
-// is nil: the orders' own answers report it.
+// password, WRONGPASS or NOAUTH; a database out of range; a master name
+// no sentinel knows; a certificate that does not verify). Any other
+// answer, an unreachable Redis included, is nil: the orders' own answers
+// report it.
 func usable(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
