@@ -65,6 +65,14 @@ type HandlerOptions struct {
 	// Sealer opens sealed params (and seals those of orders it adopts);
 	// nil means params are in clear.
 	Sealer *Sealer
+	// BeforeRecord, when set, is asked before the handler records an
+	// order whose record is missing (a record lost mid-step or before a
+	// run, recreated as unknown; a producer's own task, claimed on first
+	// sight): an error holds the task back, a wait, with nothing written.
+	// worker -dev writes nothing so into a Redis that lost its -dev
+	// marker (flushed while it ran): a real worker started there later
+	// would create its demo orders at the real providers.
+	BeforeRecord func(ctx context.Context) error
 	// Now is this worker's own clock; default time.Now. It judges only
 	// a record read without Redis's time: one Begin read is judged on
 	// Redis's clock (see judgeClock), so that a worker whose clock is
@@ -641,6 +649,9 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		// What this run knew bounds the lookup: the first create's time
 		// (Begin set it when it marked one) and the snapshot.
 		lost := ledger.Lost{FirstAttempt: rec.FirstAttemptAt, Known: rec.Known}
+		if err := h.mayRecord(wc); err != nil {
+			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: record lost mid-step, not recorded again: %w", ref, err))
+		}
 		if _, err := h.ledger.ClaimLost(wc, ref, rec.Params, rec.ParamsHash, "record lost mid-step; looking the order up", lost); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 			return order.Then{}, wait(redisWait, err)
 		}
@@ -911,6 +922,15 @@ func (h *Handler) markRan(ctx context.Context, at time.Time, claim string) error
 	return h.ledger.MarkTaskRan(ctx, queue, id, at, claim)
 }
 
+// mayRecord asks Options.BeforeRecord, if set, whether an order whose
+// record is missing may be recorded now.
+func (h *Handler) mayRecord(ctx context.Context) error {
+	if h.opts.BeforeRecord == nil {
+		return nil
+	}
+	return h.opts.BeforeRecord(ctx)
+}
+
 // adoptMissing records the order of a task that runs without a record
 // (see adopt): a producer's own task on its first run, or a record lost to
 // a Redis failover or restart, which is recorded as unknown when a run of
@@ -997,6 +1017,9 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 				}
 				stored = sealed
 			}
+			if err := h.mayRecord(ctx); err != nil {
+				return wait(redisWait, fmt.Errorf("order %s: not recorded: %w", ref, err))
+			}
 			if _, cerr := h.ledger.ClaimLost(ctx, ref, stored, "", reason, lost); cerr != nil && !errors.Is(cerr, ledger.ErrNotDurable) {
 				return wait(redisWait, cerr)
 			}
@@ -1025,6 +1048,9 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 		}
 	}
 	ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
+	if err := h.mayRecord(ctx); err != nil {
+		return wait(redisWait, fmt.Errorf("order %s: not recorded: %w", ref, err))
+	}
 	var claim ledger.ClaimResult
 	if ranBefore {
 		h.log.Error("order record missing for a task that ran before (Redis lost data?); recording it as unknown so it is looked up first",

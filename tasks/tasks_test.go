@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1128,5 +1129,46 @@ func TestMetricsInitCreatesTheCounters(t *testing.T) {
 		if series[name] != want {
 			t.Errorf("%s: %d series after Init; want %d", name, series[name], want)
 		}
+	}
+}
+
+// BeforeRecord holds back, with nothing written, a task whose order has no
+// record: worker -dev refuses so to record anything in a Redis that lost
+// its marker. The same task is recorded (and paid) once it allows it; a
+// record lost mid-step is not recorded again while it refuses either.
+func TestBeforeRecordHoldsMissingRecords(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := taskstest.StartRedis(t, nil)
+	l := ledger.New(rs.Client(t), nil)
+	backend := memprov.NewBackend("s")
+	set := providers.NewSet()
+	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+	var refuse atomic.Bool
+	refuse.Store(true)
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: slog.New(slog.DiscardHandler), BeforeRecord: func(context.Context) error {
+		if refuse.Load() {
+			return errors.New("marker gone")
+		}
+		return nil
+	}})
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "BR-1", Params: []byte(`{"item":"sku-1","qty":2}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := tasks.OrderRef{Provider: memprov.Name, OrderNo: "BR-1"}
+	err = h.ProcessTask(ctx, task)
+	if err == nil || !strings.Contains(err.Error(), "marker gone") || tasks.IsFailure(err) {
+		t.Fatalf("ProcessTask while BeforeRecord refuses = %v; want a wait naming its reason", err)
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || rec != nil || backend.Calls("create") != 0 {
+		t.Fatalf("while BeforeRecord refuses: record %+v, %v, %d creates; want nothing written or sent", rec, err, backend.Calls("create"))
+	}
+	refuse.Store(false)
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Fatalf("ProcessTask once BeforeRecord allows = %v", err)
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || rec == nil || rec.State != tasks.StatePaid || backend.Count("BR-1") != 1 {
+		t.Fatalf("once allowed: record %+v, %v, created %d times; want paid, once", rec, err, backend.Count("BR-1"))
 	}
 }

@@ -412,3 +412,25 @@ func devOnly(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 		})
 	}
 }
+
+// devRecordCheck is the handler's BeforeRecord in -dev (nil otherwise): an
+// order whose record is missing is recorded only while -dev's Redis holds
+// its marker. A flush while -dev runs takes every record; a task under way
+// then would record its order again, unknown, in a Redis no longer marked
+// -dev's, where a real worker started later would create it at the real
+// provider.
+func devRecordCheck(dev bool, rdb redis.UniversalClient) func(context.Context) error {
+	if !dev {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		marked, err := devmode.Marked(ctx, rdb)
+		switch {
+		case err != nil:
+			return fmt.Errorf("-dev: cannot read the -dev marker: %w", err)
+		case !marked:
+			return errors.New("-dev: the -dev marker is gone from this Redis (flushed?): nothing is recorded in it")
+		}
+		return nil
+	}
+}

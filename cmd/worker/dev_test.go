@@ -419,10 +419,21 @@ func TestDevRunsOrdersOnlyWhileMarked(t *testing.T) {
 	if err := h.ProcessTask(ctx, task); err == nil || !strings.Contains(err.Error(), "marker is gone") || ran != 0 || tasks.IsFailure(err) {
 		t.Errorf("without the marker: ProcessTask = %v (a failure: %v), ran %d times; want a wait, not run", err, err != nil && tasks.IsFailure(err), ran)
 	}
+	// Nor does the handler record an order whose record is missing.
+	if devRecordCheck(false, rdb) != nil {
+		t.Error("devRecordCheck without -dev: want none")
+	}
+	check := devRecordCheck(true, rdb)
+	if err := check(ctx); err == nil || !strings.Contains(err.Error(), "marker is gone") {
+		t.Errorf("devRecordCheck without the marker = %v; want a refusal", err)
+	}
 	if err := rdb.Set(ctx, devMarkerKey, devMarkerValue, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.ProcessTask(ctx, task); err != nil || ran != 1 {
 		t.Errorf("with the marker: ProcessTask = %v, ran %d times; want run once", err, ran)
+	}
+	if err := check(ctx); err != nil {
+		t.Errorf("devRecordCheck with the marker = %v; want nil", err)
 	}
 }

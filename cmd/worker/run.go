@@ -118,6 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Metrics:       metrics,
 		Problems:      problems,
 		Logger:        log,
+		BeforeRecord:  devRecordCheck(cfg.Dev, rdb),
 	})
 	srv, mux := tasks.NewServer(redisOpt, handler, tasks.ServerOptions{
 		Queue:             cfg.Queue,
