@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -81,38 +82,11 @@ func subcommandLike(name string) string {
 		if len(sub) <= 4 {
 			limit = 1
 		}
-		if d := editDistance(strings.ToLower(name), sub); d <= limit && d < bestD {
+		if d := settings.Distance(strings.ToLower(name), sub); d <= limit && d < bestD {
 			best, bestD = sub, d
 		}
 	}
 	return best
-}
-
-// editDistance counts the insertions, deletions, substitutions and swaps
-// of two neighbours ("stauts" for "status") that turn a into b (optimal
-// string alignment, on bytes).
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // readOrders reads the named file ("-" is stdin) as a stream of orders:

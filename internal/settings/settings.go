@@ -103,18 +103,18 @@ func closest(name string, known []string) string {
 	best, bestD := "", max(1, (len(name)-len(Prefix))/4)+1
 	name = strings.ToUpper(name)
 	for _, k := range known {
-		if d := distance(name, k); d < bestD {
+		if d := Distance(name, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return best
 }
 
-// distance is the edit distance between a and b (bytes: the names are
-// ASCII) counting an insertion, a deletion, a substitution or two
+// Distance is the edit distance between a and b (on bytes: for ASCII
+// names) counting an insertion, a deletion, a substitution or two
 // neighbours swapped (QEUUE for QUEUE) as one edit (optimal string
-// alignment).
-func distance(a, b string) int {
+// alignment): how far a mistyped name is from a known one.
+func Distance(a, b string) int {
 	d := make([][]int, len(a)+1)
 	for i := range d {
 		d[i] = make([]int, len(b)+1)

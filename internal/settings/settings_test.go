@@ -54,8 +54,8 @@ func TestDistance(t *testing.T) {
 		{"ORDERWORKER_QUEUE", "ORDERWORKER_QUEU", 1}, {"ORDERWORKER_RETRY_MAX", "ORDERWORKER_RETRY_MAX", 0},
 		{"QEUUE", "QUEUE", 1}, {"ab", "ba", 1}, {"abc", "ca", 3},
 	} {
-		if got := distance(c.a, c.b); got != c.d {
-			t.Errorf("distance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
+		if got := Distance(c.a, c.b); got != c.d {
+			t.Errorf("Distance(%q, %q) = %d, want %d", c.a, c.b, got, c.d)
 		}
 	}
 }
