@@ -103,13 +103,7 @@ func TestDevRefusesAClusterWithOtherData(t *testing.T) {
 	c := cl.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	markerMaster, _ := cl.MasterFor(devMarkerKey)
-	key := ""
-	for i := 0; key == ""; i++ {
-		if m, _ := cl.MasterFor(fmt.Sprintf("real-order-%d", i)); m != markerMaster {
-			key = fmt.Sprintf("real-order-%d", i)
-		}
-	}
+	key := keyOffTheMarker(cl, "real-order-%d")
 	if err := c.Set(ctx, key, "x", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -376,13 +370,7 @@ func TestDevClusterClaimRefusedLeavesNoMarker(t *testing.T) {
 	c := cl.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	markerMaster, _ := cl.MasterFor(devMarkerKey)
-	key := ""
-	for i := 0; key == ""; i++ {
-		if m, _ := cl.MasterFor(fmt.Sprintf("asynq:{real}:%d", i)); m != markerMaster {
-			key = fmt.Sprintf("asynq:{real}:%d", i)
-		}
-	}
+	key := keyOffTheMarker(cl, "asynq:{real}:%d")
 	go func() { // a real process writes, on another master, during the claim
 		for ctx.Err() == nil {
 			if v, _ := c.Get(ctx, devMarkerKey).Result(); strings.HasPrefix(v, devmode.PendingPrefix) {
@@ -435,5 +423,17 @@ func TestDevRunsOrdersOnlyWhileMarked(t *testing.T) {
 	}
 	if err := check(ctx); err != nil {
 		t.Errorf("devRecordCheck with the marker = %v; want nil", err)
+	}
+}
+
+// keyOffTheMarker returns the first key format makes (with 0, 1, ...) that
+// a master other than the -dev marker's serves.
+func keyOffTheMarker(cl *taskstest.Cluster, format string) string {
+	markerMaster, _ := cl.MasterFor(devMarkerKey)
+	for i := 0; ; i++ {
+		key := fmt.Sprintf(format, i)
+		if m, _ := cl.MasterFor(key); m != markerMaster {
+			return key
+		}
 	}
 }
