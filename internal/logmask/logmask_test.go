@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -64,5 +65,28 @@ func TestRedisLogger(t *testing.T) {
 	}
 	if rec["level"] != "WARN" || rec["from"] != "go-redis" || rec["msg"] != "redis: pool.go:770: connection pool: failed to dial after 5 attempts: refused, call 138****8000" {
 		t.Errorf("logged %v", rec)
+	}
+}
+
+// A log writes durations as Go writes them ("25s"), in JSON
+// as in text, and still masks phone numbers.
+func TestDurationsAsGoWritesThem(t *testing.T) {
+	t.Parallel()
+	for _, text := range []bool{false, true} {
+		var b bytes.Buffer
+		New(&b, slog.LevelInfo, text).Info("call 13812345678", "timeout", 25*time.Second, "wait", 1500*time.Millisecond)
+		out := b.String()
+		want := []string{`"timeout":"25s"`, `"wait":"1.5s"`}
+		if text {
+			want = []string{"timeout=25s", "wait=1.5s"}
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("text=%v: %q lacks %s", text, out, w)
+			}
+		}
+		if strings.Contains(out, "13812345678") {
+			t.Errorf("text=%v: %q shows a phone number", text, out)
+		}
 	}
 }
