@@ -2,13 +2,18 @@ package tasks_test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -54,6 +59,73 @@ func TestCollectorAgesOnRedisClock(t *testing.T) {
 		}
 		if !seen {
 			t.Errorf("Redis %v off: no orderworker_order_oldest_age_seconds{state=queued}", off)
+		}
+	}
+}
+
+// A task's claim mark (no create of the order leaves before it) is never
+// later than the clock of the master that holds its record, as the
+// creates' own times are. A producer reads Redis's clock once every 30 s:
+// after a failover to a master whose clock is behind the old one's, a mark
+// from the old reading would fall after creates stamped on the new master,
+// and a lookup from it (should Redis lose the record) miss the order. The
+// claim refuses such a mark, and the producer reads the clock again. The
+// two-step enqueue (claim, then asynq's client) marks the task with the
+// record's own creation time.
+func TestClaimMarkNeverAheadOfTheMaster(t *testing.T) {
+	t.Parallel()
+	set := providers.NewSet()
+	set.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
+	for _, twoStep := range []bool{false, true} {
+		m := miniredis.RunT(t)
+		start := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+		m.SetTime(start)
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		defer rdb.Close()
+		client := asynq.NewClient(asynq.RedisClientOpt{Addr: m.Addr()})
+		defer client.Close()
+		var opts *tasks.EnqueuerOptions
+		if twoStep {
+			// Options asynq's client applies: claim, then enqueue.
+			opts = &tasks.EnqueuerOptions{TaskOptions: []asynq.Option{asynq.Retention(time.Hour)}}
+		}
+		l := ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff})
+		enq := tasks.NewEnqueuer(client, l, set, opts)
+		ctx := context.Background()
+		if res, err := enq.Enqueue(ctx, memOrder("MARK-1")); err != nil || res.Status != tasks.Enqueued {
+			t.Fatalf("two-step %v: first Enqueue = %+v, %v", twoStep, res, err)
+		}
+		// The master fails over to one whose clock is an hour behind,
+		// then to one behind that one: an order through Enqueue, then
+		// two through EnqueueBatch.
+		m.SetTime(start.Add(-time.Hour))
+		if res, err := enq.Enqueue(ctx, memOrder("MARK-2")); err != nil || res.Status != tasks.Enqueued {
+			t.Fatalf("two-step %v: Enqueue MARK-2 = %+v, %v", twoStep, res, err)
+		}
+		m.SetTime(start.Add(-2 * time.Hour))
+		for _, r := range enq.EnqueueBatch(ctx, [][]byte{memOrder("MARK-3"), memOrder("MARK-4")}) {
+			if r.Err != nil || r.Status != tasks.Enqueued {
+				t.Fatalf("two-step %v: EnqueueBatch = %+v, %v", twoStep, r.EnqueueResult, r.Err)
+			}
+		}
+		for _, no := range []string{"MARK-2", "MARK-3", "MARK-4"} {
+			rec, err := l.Get(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: no})
+			if err != nil || rec == nil {
+				t.Fatalf("Get %s = %v, %v", no, rec, err)
+			}
+			info, err := asynq.NewInspector(asynq.RedisClientOpt{Addr: m.Addr()}).GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no))
+			if err != nil {
+				t.Fatalf("two-step %v: task of %s: %v", twoStep, no, err)
+			}
+			ms, _, _ := strings.Cut(info.Headers["orderworker-claimed"], ":")
+			mark, err := strconv.ParseInt(ms, 10, 64)
+			if err != nil {
+				t.Fatalf("two-step %v: claim mark of %s = %q", twoStep, no, info.Headers["orderworker-claimed"])
+			}
+			if at := time.UnixMilli(mark).UTC(); at.After(rec.CreatedAt) {
+				t.Errorf("two-step %v: %s's claim mark %v is %v after its record's creation %v on the master's clock",
+					twoStep, no, at, at.Sub(rec.CreatedAt), rec.CreatedAt)
+			}
 		}
 	}
 }

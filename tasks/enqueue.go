@@ -189,15 +189,24 @@ func (e *Enqueuer) EnqueuePayload(ctx context.Context, p Payload) (EnqueueResult
 
 // claimPrepared claims pr, an order prepared and not done, and answers it.
 func (e *Enqueuer) claimPrepared(ctx context.Context, pr prepared) (EnqueueResult, error) {
-	a, err := e.claimArgs(ctx, pr)
-	if err != nil {
-		return pr.res, err
-	}
+	var a ledger.ClaimArgs
 	var claim ledger.ClaimResult
-	if a.Task != nil {
+	var err error
+	for try := 0; ; try++ {
+		if a, err = e.claimArgs(ctx, pr); err != nil {
+			return pr.res, err
+		}
+		if a.Task == nil {
+			break
+		}
 		claim, err = e.ledger.ClaimQueue(ctx, a)
 		if errors.Is(err, ledger.ErrTaskNotInClaim) {
 			a.Task = nil // nothing was written: claim, then enqueue
+		}
+		// A mark later than the master's clock (a failover): nothing
+		// was written, and the mark is read again.
+		if !errors.Is(err, ledger.ErrMarkAhead) || try == 2 {
+			break
 		}
 	}
 	if a.Task == nil {
@@ -229,6 +238,7 @@ func (e *Enqueuer) claimArgs(ctx context.Context, pr prepared) (ledger.ClaimArgs
 		Type:    TypeOrderSubmit,
 		Payload: data,
 		Headers: map[string]string{claimedHeader: claimMark(at, a.Token)},
+		Mark:    at,
 		ID:      TaskID(pr.p.Provider, pr.p.OrderNo),
 		Queue:   OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),
 		// With shards, a task a producer wrote itself in the queue as
@@ -358,6 +368,13 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 	sem := make(chan struct{}, batchWorkers)
 	var wg sync.WaitGroup
 	for k, i := range idx {
+		if errors.Is(errs[k], ledger.ErrMarkAhead) {
+			// Nothing was written: claimed again with a mark read
+			// again.
+			res, err := e.claimPrepared(ctx, prs[i])
+			out[i] = BatchResult{res, err}
+			continue
+		}
 		queued := claims[k].Task != nil
 		if queued && (errs[k] != nil || results[k].Created || results[k].State != StateQueued) {
 			// Nothing left to send to asynq: answer here.
@@ -517,7 +534,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 			// queued here whose record a failover then loses is looked
 			// up before anything is sent (ledger.ClaimLost), never
 			// submitted blind.
-			if _, qerr := e.enqueueTask(ctx, p, claim.Token); qerr != nil {
+			if _, qerr := e.enqueueTask(ctx, p, claim.Token, claim.At); qerr != nil {
 				return res, fmt.Errorf("order %s: %w (%w; its task: %w)", pr.ref(), ErrMaybeAccepted, err, qerr)
 			}
 		}
@@ -542,7 +559,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		res.Status = Enqueued
 		return res, nil
 	case claim.Created:
-		if _, err := e.enqueueTask(ctx, p, claim.Token); err != nil {
+		if _, err := e.enqueueTask(ctx, p, claim.Token, claim.At); err != nil {
 			e.undoClaim(pr.ref(), claim.Token)
 			return res, err
 		}
@@ -566,7 +583,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// Queued: its task may never have been enqueued (the producer
 		// died between the writes). Enqueue it; the task id refuses a
 		// second task while the first exists.
-		queued, err := e.enqueueTask(ctx, p, "")
+		queued, err := e.enqueueTask(ctx, p, "", claim.At)
 		if err != nil {
 			return res, err
 		}
@@ -616,14 +633,20 @@ func (e *Enqueuer) sameParams(ctx context.Context, pr prepared) (bool, error) {
 }
 
 // enqueueTask queues the order's task and reports whether it was new: a
-// task that already exists (task id conflict) counts as queued.
-func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string) (bool, error) {
-	// Now is no later than any create: none leaves before the task runs
-	// (a record found still queued has had none marked either). On
-	// Redis's clock, as in claimArgs.
-	at, err := e.ledger.NotAfterNow(ctx, OrderRef{Provider: p.Provider, OrderNo: p.OrderNo})
-	if err != nil {
-		return false, err
+// task that already exists (task id conflict) counts as queued. at is the
+// record's creation time as the claim read it (zero: not known), which
+// the task carries as its claim mark: no create leaves before the record
+// is written, and that time is on the clock of the master that holds it,
+// as the creates' own times are.
+func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string, at time.Time) (bool, error) {
+	if at.IsZero() {
+		// Now is no later than any create: none leaves before the task
+		// runs (a record found still queued has had none marked
+		// either). On Redis's clock, as in claimArgs.
+		var err error
+		if at, err = e.ledger.NotAfterNow(ctx, OrderRef{Provider: p.Provider, OrderNo: p.OrderNo}); err != nil {
+			return false, err
+		}
 	}
 	task, err := newClaimedTask(p, at, claimToken)
 	if err != nil {

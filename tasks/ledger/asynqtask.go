@@ -35,6 +35,14 @@ type Task struct {
 	// named, where a producer that writes its tasks itself puts them. A
 	// task there is left to do the order's work, as one in Queue is.
 	AlsoQueue string
+	// Mark is the time the task's headers give as no later than any
+	// create of the order (the claim mark), zero for none. On Redis's
+	// clock (Ledger.NotAfterNow), a claim refuses to queue a task whose
+	// Mark is later than the clock of the master it writes to
+	// (ErrMarkAhead): after a failover to a master whose clock is behind,
+	// a mark read off the old one could fall after a create stamped on
+	// the new one, and a lookup from it miss the order.
+	Mark time.Time
 }
 
 // message encodes t as asynq's TaskMessage: its fields in field-number

@@ -394,3 +394,48 @@ func TestReplaceTask(t *testing.T) {
 		t.Errorf("the old task's unique lock stayed: %v", keys)
 	}
 }
+
+// A claim whose task carries a mark later than Redis's clock (Task.Mark:
+// read off another master before a failover) writes nothing, neither the
+// record nor the task, alone or in a batch; the result carries the
+// record's creation time on Redis's clock.
+func TestClaimRefusesAMarkAheadOfRedis(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := func(no string, mark time.Time) *ledger.Task {
+		return &ledger.Task{Type: "order:submit", Payload: []byte(`{}`), ID: "tencent:" + no, Queue: "orders", Retry: 1000, Timeout: 300, Mark: mark}
+	}
+	ahead := now.Add(time.Hour)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "AHEAD-1"}
+	if res, err := l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ref, Params: []byte(`{}`), ParamsHash: "h", Task: task("AHEAD-1", ahead)}); !errors.Is(err, ledger.ErrMarkAhead) {
+		t.Fatalf("ClaimQueue with a mark an hour ahead = %+v, %v; want ErrMarkAhead", res, err)
+	}
+	res, errs, err := l.ClaimMany(ctx, []ledger.ClaimArgs{
+		{Ref: ledger.Ref{Provider: "tencent", OrderNo: "AHEAD-2"}, Params: []byte(`{}`), ParamsHash: "h", Task: task("AHEAD-2", ahead)},
+		{Ref: ledger.Ref{Provider: "tencent", OrderNo: "BEHIND-3"}, Params: []byte(`{}`), ParamsHash: "h", Task: task("BEHIND-3", now)},
+	})
+	if err != nil || !errors.Is(errs[0], ledger.ErrMarkAhead) || errs[1] != nil || !res[1].Created {
+		t.Fatalf("ClaimMany = %+v, %v, %v; want the first refused, the second created", res, errs, err)
+	}
+	if at := res[1].At; at.Before(now.Truncate(time.Millisecond)) || at.After(time.Now().Add(time.Minute)) {
+		t.Errorf("created At = %v; want Redis's time at the claim (after %v)", at, now)
+	}
+	for _, key := range []string{"orderworker:{ledger}:order:tencent:AHEAD-1", "orderworker:{ledger}:order:tencent:AHEAD-2",
+		"asynq:{orders}:t:tencent:AHEAD-1", "asynq:{orders}:t:tencent:AHEAD-2"} {
+		if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+			t.Errorf("%s was written by a claim refused for its mark", key)
+		}
+	}
+	if n, _ := rdb.LLen(ctx, "asynq:{orders}:pending").Result(); n != 1 {
+		t.Errorf("pending tasks = %d, want 1 (BEHIND-3's)", n)
+	}
+	// Found again, the record's creation time comes with the duplicate.
+	dup, err := l.ClaimQueue(ctx, ledger.ClaimArgs{Ref: ledger.Ref{Provider: "tencent", OrderNo: "BEHIND-3"}, Params: []byte(`{}`), ParamsHash: "h", Task: task("BEHIND-3", now)})
+	if err != nil || dup.Created || !dup.At.Equal(res[1].At) {
+		t.Errorf("duplicate ClaimQueue = %+v, %v; want At %v", dup, err, res[1].At)
+	}
+}

@@ -13,8 +13,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// claimScript creates the record if absent. It returns {1} when it created
-// it ({1, 1} when it queued its task too), else {0, state, params_hash}.
+// claimScript creates the record if absent. It returns {1, queued, created}
+// when it created it (queued 1 when it queued its task too, created the
+// record's time), else {0, state, params_hash, created}; {2} when it
+// wrote nothing because the task's claim mark (ARGV[16], ms; "" for none)
+// is later than the record's time (Task.Mark).
 // ARGV[6] is the time (ms) the record is created at, "" for Redis's own
 // (TIME). KEYS: record, state index, events stream, dedupe counts (see
 // shard.dedupeKey), then optionally asynq's keys (KEYS[5..7]). Given them it
@@ -31,25 +34,26 @@ import (
 // script that wrote nothing would cover only this connection's own past
 // writes, not the record another connection wrote).
 var claimScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'claim')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'params_hash', 'claim', 'created')
 if cur[1] then
   if cur[3] == ARGV[5] then
     -- This claim again (its reply was lost): a write (of the same value),
     -- so that the WAIT after it covers what the first one wrote.
     redis.call('HSET', KEYS[1], 'claim', ARGV[5])
-    return {1}
+    return {1, 0, cur[4] or ''}
   end
   redis.call('HINCRBY', KEYS[1], 'resent', 1)
   local kind = ':conflict'
   if cur[2] == ARGV[4] then kind = ':duplicate' end
   redis.call('HINCRBY', KEYS[4], ARGV[1] .. kind, 1)
-  return {0, cur[1], cur[2]}
+  return {0, cur[1], cur[2], cur[4] or ''}
 end
 local now = ARGV[6]
 if now == '' then
   local t = redis.call('TIME')
   now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
+if (ARGV[16] or '') ~= '' and tonumber(ARGV[16]) > tonumber(now) then return {2} end
 redis.call('HSET', KEYS[1], 'provider', ARGV[1], 'order_no', ARGV[2], 'params', ARGV[3],
   'params_hash', ARGV[4], 'state', ARGV[7], 'attempts', '0', 'failures', '0',
   'created', now, 'updated', now, 'claim', ARGV[5], 'reason', ARGV[8])
@@ -66,9 +70,9 @@ if #KEYS > 4 and redis.call('EXISTS', KEYS[5]) == 0 and (#KEYS < 8 or redis.call
   redis.call('HSET', KEYS[5], 'msg', ARGV[12], 'state', 'pending', 'pending_since', ARGV[13])
   redis.call('LPUSH', KEYS[6], ARGV[14])
   if ARGV[15] ~= '' then redis.call('SADD', KEYS[7], ARGV[15]) end
-  return {1, 1}
+  return {1, 1, now}
 end
-return {1}
+return {1, 0, now}
 `)
 
 // ClaimResult is what Claim found.
@@ -80,6 +84,51 @@ type ClaimResult struct {
 	ParamsHash string
 	// Token identifies this claim, for Unclaim.
 	Token string
+	// At is the record's creation time as recorded (on Redis's clock
+	// unless Options.Now is set), zero when the reply did not carry it (a
+	// record written by an older version): no create of the order left
+	// before it.
+	At time.Time
+}
+
+// ErrMarkAhead is a claim's error when its task's claim mark (Task.Mark)
+// is later than the clock of the master it was sent to: nothing was
+// written. The Ledger has dropped its reading of that clock, so a mark
+// read again (NotAfterNow) is no later than it; send the claim again with
+// it.
+var ErrMarkAhead = errors.New("claim order: the task's claim mark is later than Redis's clock (a failover to a master whose clock is behind?): nothing was written")
+
+// claimReply reads a claim script's reply (created, found, or refused for
+// its mark: ErrMarkAhead) into the result of a, claimed in state s.
+func claimReply(v any, a ClaimArgs, s State) ([]any, ClaimResult, error) {
+	res, _ := v.([]any)
+	if len(res) == 0 {
+		return nil, ClaimResult{}, fmt.Errorf("claim order: unexpected reply %v", v)
+	}
+	n, _ := res[0].(int64)
+	at := func(i int) time.Time {
+		if len(res) <= i {
+			return time.Time{}
+		}
+		ms, err := strconv.ParseInt(fmt.Sprint(res[i]), 10, 64)
+		if err != nil || ms <= 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(ms).UTC()
+	}
+	switch n {
+	case 1:
+		return res, ClaimResult{Created: true, State: s, ParamsHash: a.ParamsHash, Token: a.Token, At: at(2)}, nil
+	case 2:
+		return res, ClaimResult{}, ErrMarkAhead
+	}
+	cr := ClaimResult{At: at(3)}
+	if len(res) > 2 {
+		st, _ := res[1].(string)
+		cr.State = State(st)
+		cr.ParamsHash, _ = res[2].(string)
+	}
+	return res, cr, nil
 }
 
 // Claim atomically creates the order's record in state queued with its
@@ -193,7 +242,11 @@ func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known, now strin
 		if t.AlsoQueue != "" && t.AlsoQueue != t.Queue {
 			keys = append(keys, asynqTaskKey(t.AlsoQueue, t.ID))
 		}
-		args = append(args, t.message(), l.now().UnixNano(), t.ID, publish)
+		mark := ""
+		if l.redisTime && !t.Mark.IsZero() {
+			mark = strconv.FormatInt(t.Mark.UnixMilli(), 10)
+		}
+		args = append(args, t.message(), l.now().UnixNano(), t.ID, publish, mark)
 	}
 	return keys, args
 }
@@ -205,31 +258,20 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 	if a.Token == "" {
 		a.Token = NewToken()
 	}
-	token, hash := a.Token, a.ParamsHash
 	keys, args := l.claimCall(a, s, reason, first, known, l.claimTime())
 	v, durable, err := l.run(ctx, claimScript, true, keys, args...)
 	if err != nil {
 		return ClaimResult{}, l.claimError(a, err)
 	}
 	l.claimLoaded.Store(true) // Redis knows the script now
-	res, _ := v.([]any)
-	if len(res) == 0 {
-		return ClaimResult{}, fmt.Errorf("claim order: unexpected reply %v", v)
+	res, cr, err := claimReply(v, a, s)
+	if errors.Is(err, ErrMarkAhead) {
+		l.clock.forget(l.shardOf(a.Ref).i)
+	}
+	if err != nil {
+		return ClaimResult{}, err
 	}
 	l.wroteTask(a, res, durable)
-	if n, _ := res[0].(int64); n == 1 {
-		cr := ClaimResult{Created: true, State: s, ParamsHash: hash, Token: token}
-		if !durable {
-			return cr, ErrNotDurable
-		}
-		return cr, nil
-	}
-	cr := ClaimResult{}
-	if len(res) > 2 {
-		st, _ := res[1].(string)
-		cr.State = State(st)
-		cr.ParamsHash, _ = res[2].(string)
-	}
 	if !durable {
 		// The record is on the master, not yet on every replica: a
 		// failover now could lose it, so it is no answer yet.
@@ -519,27 +561,20 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			errs[i] = l.claimError(claims[i], errs[i])
 			continue
 		}
-		res, _ := vals[i].([]any)
-		if len(res) == 0 {
-			errs[i] = fmt.Errorf("claim order: unexpected reply %v", vals[i])
+		a := claims[i]
+		a.Token = out[i].Token
+		res, cr, err := claimReply(vals[i], a, StateQueued)
+		if errors.Is(err, ErrMarkAhead) {
+			l.clock.forget(l.shardOf(a.Ref).i)
+		}
+		if err != nil {
+			out[i], errs[i] = ClaimResult{Token: out[i].Token}, err
 			continue
 		}
-		l.wroteTask(claims[i], res, durable[i])
-		if n, _ := res[0].(int64); n == 1 {
-			out[i] = ClaimResult{Created: true, State: StateQueued, ParamsHash: claims[i].ParamsHash, Token: out[i].Token}
-			if !durable[i] {
-				errs[i] = ErrNotDurable
-			}
-			continue
-		}
-		out[i] = ClaimResult{}
-		if len(res) > 2 {
-			st, _ := res[1].(string)
-			out[i].State = State(st)
-			out[i].ParamsHash, _ = res[2].(string)
-		}
+		l.wroteTask(a, res, durable[i])
+		out[i] = cr
 		if !durable[i] {
-			errs[i] = ErrNotDurable // a duplicate of a record not yet on the replicas
+			errs[i] = ErrNotDurable // for a duplicate: a record not yet on the replicas
 		}
 	}
 	return out, errs, nil

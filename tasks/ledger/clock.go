@@ -55,9 +55,9 @@ func (l *Ledger) claimTime() string {
 // process and shard) and otherwise adds the time elapsed since, on this
 // process's monotonic clock, which errs early by up to a round trip. A
 // failover to a master whose clock is behind the old one's can make it
-// late by their difference until the next reading: the masters' clocks
-// are assumed to agree (NTP), as the lookups' margins assume of the
-// providers'. With Options.Now set it returns Now's time.
+// late by their difference until the next reading: a claim refuses a task
+// whose mark is later than its master's clock (ErrMarkAhead) and drops the
+// reading. With Options.Now set it returns Now's time.
 func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
 	if !l.redisTime {
 		return l.now(), nil
@@ -90,6 +90,14 @@ func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
 	c.readings[sh.i] = clockReading{redis: r, got: got}
 	c.mu.Unlock()
 	return r, nil
+}
+
+// forget drops the reading of shard i's clock: the next NotAfterNow
+// reads it again.
+func (c *redisClock) forget(i int) {
+	c.mu.Lock()
+	delete(c.readings, i)
+	c.mu.Unlock()
 }
 
 // redisTimeOf reads a TIME reply, to the millisecond.
