@@ -622,8 +622,13 @@ var ErrNoKeyToCompare = errors.New("the order is recorded with params sealed wit
 // mismatch is.
 func (e *Enqueuer) sameParams(ctx context.Context, pr prepared) (bool, error) {
 	rec, err := e.ledger.Get(ctx, pr.ref())
-	if err != nil || rec == nil {
+	if err != nil {
 		return false, err
+	}
+	if rec == nil {
+		// Found by the claim, gone now (Redis lost it): neither a
+		// conflict nor a duplicate is known.
+		return false, fmt.Errorf("order %s: its record was gone when its params were to be compared; send it again", pr.ref())
 	}
 	if IsSealed(rec.Params) && e.sealer == nil {
 		return false, fmt.Errorf("order %s: %w", pr.ref(), ErrNoKeyToCompare)
@@ -703,6 +708,18 @@ func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) takeBa
 	var taken bool
 	var err error
 	if !queued {
+		// The claim did not queue the task, and none is queued yet for
+		// it: a task already under the order's id (one whose record a
+		// failover lost, a producer's own, or one an earlier send queued
+		// whose answer was lost) runs the order whatever becomes of the
+		// record, so the claim stands. Asked first: the record and the
+		// task may be in different hash slots (Redis Cluster).
+		id := TaskID(pr.p.Provider, pr.p.OrderNo)
+		for _, q := range []string{OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}), e.queue} {
+			if there, err := e.ledger.TaskExists(ctx, q, id); err != nil || there {
+				return notTaken
+			}
+		}
 		taken, err = e.ledger.UnclaimTaken(ctx, pr.ref(), token)
 	} else {
 		taken, err = e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{

@@ -649,3 +649,155 @@ func TestConfirmedClaimGetsItsTask(t *testing.T) {
 		t.Fatalf("answered enqueued, but the order's task: %v", err)
 	}
 }
+
+// Where the claim does not queue the task (Redis Cluster, a proxy that
+// refuses scripts across slots, EnqueuerOptions.TaskOptions), a claim the
+// replicas did not acknowledge is taken back only while no task stands
+// for the order: a task whose record a failover lost, a producer's own, or
+// one an earlier send queued whose answer was lost runs the order whatever
+// becomes of the record. Taken back, the answer would be "not accepted,
+// will not run" for an order that then gets created, and a producer that
+// renumbered it would have it created twice. The claim stands instead: it
+// is confirmed, answered enqueued, and the order created once.
+func TestNotAcceptedNeverWhileATaskStandsForTheOrder(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []string{"lost-record", "producers-own-task", "enqueue-error-then-resend"} {
+		t.Run(tc, func(t *testing.T) {
+			t.Parallel()
+			b := memprov.NewBackend("")
+			srv, rdb, l, set := memSetup(t, &ledger.Options{WaitTimeout: 300 * time.Millisecond}, memprov.New(b, memprov.Options{}))
+			w := &lossWorld{t: t, b: b, rdb: rdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}}
+			w.h = tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
+				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+			w.client = asynq.NewClient(w.opt)
+			t.Cleanup(func() { w.client.Close() })
+			w.ins = asynq.NewInspector(w.opt)
+			t.Cleanup(func() { w.ins.Close() })
+			rep := srv.AttachReplica(t)
+			prdb := srv.Client(t)
+			// The producer's asynq client: armed, its next script runs and
+			// its answer is lost (a Redis timeout).
+			ardb := srv.Client(t)
+			lose := &loseNextScriptReply{}
+			ardb.AddHook(lose)
+			aclient := asynq.NewClientFromRedisClient(ardb)
+			twoStep := tasks.NewEnqueuer(aclient, ledger.New(prdb, &ledger.Options{WaitTimeout: 300 * time.Millisecond}), set,
+				&tasks.EnqueuerOptions{TaskOptions: []asynq.Option{asynq.Retention(time.Minute)}})
+			const no = "NA-1"
+			ctx := context.Background()
+			// One order first, so that the producer has seen the replica.
+			if res, err := twoStep.Enqueue(ctx, memOrder("NA-warm")); err != nil || res.Status != tasks.Enqueued {
+				t.Fatalf("warm-up = %+v, %v", res, err)
+			}
+			switch tc {
+			case "lost-record":
+				// Accepted, then its record is lost (a failover of the
+				// master that holds it; on a cluster its task lives on
+				// another).
+				if res, err := twoStep.Enqueue(ctx, memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+					t.Fatalf("first send = %+v, %v", res, err)
+				}
+				w.lose(no)
+			case "producers-own-task":
+				w.queueOwn(no, nil)
+			case "enqueue-error-then-resend":
+				// Claimed, its task written by asynq's client, whose answer
+				// is lost: the claim is undone, and the answer is an error
+				// ("may or may not have been accepted; send it again").
+				lose.armed.Store(true)
+				if res, err := twoStep.Enqueue(ctx, memOrder(no)); err == nil {
+					t.Fatalf("first send = %+v; want an error", res)
+				}
+			}
+			// The replica stops acknowledging for the resend's claim and is
+			// back for the next durable write (a take-back or the
+			// confirmation).
+			rep.Pause(t)
+			waits := &resumeBeforeNthWait{rep: rep, n: 2}
+			prdb.AddHook(waits)
+			res, err := twoStep.Enqueue(ctx, memOrder(no))
+			if waits.n > 0 {
+				t.Fatalf("the resend waited for the replicas %d time(s); want the claim's and one more", 2-waits.n)
+			}
+			if err != nil || res.Status != tasks.Enqueued {
+				t.Errorf("resend = %+v, %v; want enqueued: a task stands for the order, so the claim stands", res, err)
+			}
+			w.start()
+			deadline := time.Now().Add(10 * time.Second)
+			for time.Now().Before(deadline) && w.b.Count(no) == 0 {
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond) // room for a second create
+			if n := w.b.Count(no); n != 1 {
+				t.Errorf("creates of %s = %d, want 1", no, n)
+			}
+		})
+	}
+}
+
+// loseNextScriptReply, once armed, lets the next script call reach Redis
+// and answers it with a timeout, as a reply lost on the way back.
+type loseNextScriptReply struct{ armed, done atomic.Bool }
+
+func (h *loseNextScriptReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *loseNextScriptReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && err == nil && h.armed.Load() && h.done.CompareAndSwap(false, true) {
+			cmd.SetErr(context.DeadlineExceeded)
+			return context.DeadlineExceeded
+		}
+		return err
+	}
+}
+func (h *loseNextScriptReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A record the claim found with other params, gone before they could be
+// compared (Redis lost it), is neither a conflict nor a duplicate: the
+// answer is an error (send it again), never "conflict", which could have
+// its producer renumber an accepted order.
+func TestConflictOnlyWhenTheRecordWasCompared(t *testing.T) {
+	t.Parallel()
+	b := memprov.NewBackend("")
+	srv, rdb, l, set := memSetup(t, nil, memprov.New(b, memprov.Options{}))
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	if res, err := tasks.NewEnqueuer(client, l, set, nil).Enqueue(ctx, memOrder("CMP-1")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("first send = %+v, %v", res, err)
+	}
+	// The producer's client: the record vanishes right after its claim.
+	prdb := srv.Client(t)
+	prdb.AddHook(&afterScript{key: "order:mem:CMP-1", do: func() {
+		keys, _ := rdb.Keys(ctx, "*order:mem:CMP-1").Result()
+		rdb.Del(ctx, keys...)
+	}})
+	other := []byte(`{"provider":"mem","order_no":"CMP-1","params":{"item":"sku-2","qty":1}}`)
+	res, err := tasks.NewEnqueuer(client, ledger.New(prdb, nil), set, nil).Enqueue(ctx, other)
+	if err == nil || res.Status == tasks.Conflict {
+		t.Errorf("Enqueue with other params, the record gone before the comparison = %+v, %v; want an error", res, err)
+	}
+}
+
+// afterScript runs do after each loaded script's call on key (EVALSHA:
+// the claim; not the clock's EVAL).
+type afterScript struct {
+	key string
+	do  func()
+}
+
+func (h *afterScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *afterScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key) {
+			h.do()
+		}
+		return err
+	}
+}
+func (h *afterScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
