@@ -335,6 +335,10 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 				return err
 			}
 			continue
+		case errors.Is(err, ledger.ErrNotDurable) && b.Status == ledger.Finished:
+			// Final on the master only: a failover could take the
+			// outcome back, and the order would need this task again.
+			return wait(redisWait, fmt.Errorf("order %s: its outcome: %w", ref, err))
 		case errors.Is(err, ledger.ErrNotDurable):
 			// The mark is on the master only: a failover could lose it,
 			// so no request may leave on it.
@@ -747,18 +751,19 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 	}
 	// A read first: a held order is met every ConfigWait, and most are
 	// not due.
+	// A final one is asked again through Begin below, which says whether
+	// the replicas hold its outcome (a failover could take back one they
+	// do not, and the order would need this task again).
 	if rec, err := h.ledger.Get(ctx, ref); err != nil || rec == nil {
 		return false, err == nil && rec == nil, nil
-	} else if rec.State.Terminal() {
-		return true, false, nil // nothing left to send
-	} else if _, ok := stops(rec); !ok {
+	} else if _, ok := stops(rec); !ok && !rec.State.Terminal() {
 		return false, false, nil
 	}
 	token := uuid.NewString()
 	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true})
 	switch {
-	case err == nil && b.Status == ledger.Finished:
-		return true, false, nil
+	case b.Status == ledger.Finished:
+		return err == nil, false, nil // nothing left to send, once the replicas hold it
 	case err == nil && b.Status == ledger.Began:
 	case b.Record != nil: // taken on the master only (ErrNotDurable)
 		h.release(ref, token)

@@ -46,7 +46,13 @@ if #r == 0 then return {'missing'} end
 local h = {}
 for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
 local st = h['state']
-if st == 'paid' or st == 'errored' then return {'terminal', r} end
+if st == 'paid' or st == 'errored' then
+  -- A write (of the same value), so that the WAIT after it covers the
+  -- outcome as the master holds it: an outcome the replicas do not hold
+  -- yet is not one to end a task on.
+  redis.call('HSET', KEYS[1], 'state', st)
+  return {'terminal', r}
+end
 local sn = string.format('%.0f', snow)
 local upd = ARGV[2]
 if upd == '' then upd = sn end
@@ -203,6 +209,11 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		s, _ := res[1].(string)
 		return BeginResult{Status: Busy, LeaseUntil: msTime(s)}, nil
 	case "terminal":
+		if !durable {
+			// Final on the master, not yet on every replica: a
+			// failover could take the outcome back.
+			return BeginResult{Status: Finished, Record: decodeReply(res[1])}, ErrNotDurable
+		}
 		return BeginResult{Status: Finished, Record: decodeReply(res[1])}, nil
 	case "began":
 		rec := decodeReply(res[1])
