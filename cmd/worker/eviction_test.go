@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -111,5 +114,72 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 	}
 	if got := persistenceRisk(ctx, rdb, true); !strings.HasPrefix(got[rs.Addr], "appendonly no, with replicas") {
 		t.Errorf("with a replica and durable writes, no AOF: persistenceRisk = %v", got)
+	}
+}
+
+// The settings are read again while the worker runs, not only at start: a
+// failover promotes a replica configured otherwise, and CONFIG SET changes
+// a master in place. A risk is logged when it appears and when it is gone,
+// and exported as orderworker_redis_config_risk while it stands.
+func TestRedisRisksAreWatched(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil) // no AOF: a persistence risk
+	rdb := rs.Client(t)
+	ctx := context.Background()
+	var logs syncBuffer
+	r := newRedisRisks(rdb, false, true, slog.New(slog.NewTextHandler(&logs, nil)))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r)
+	risks := func() map[string]bool {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					labels[lp.GetName()] = lp.GetValue()
+				}
+				if labels["redis"] != rs.Addr || m.GetGauge().GetValue() != 1 {
+					t.Errorf("%s %v = %v", mf.GetName(), labels, m.GetGauge().GetValue())
+				}
+				out[labels["risk"]] = true
+			}
+		}
+		return out
+	}
+	r.check(ctx)
+	if got := risks(); !got["persistence"] || got["eviction"] {
+		t.Fatalf("at start (no AOF, noeviction): risks %v; want persistence only", got)
+	}
+	if n := strings.Count(logs.String(), "may take back writes"); n != 1 {
+		t.Errorf("the persistence warning was logged %d times, want 1:\n%s", n, logs.String())
+	}
+	// The policy changes while the worker runs.
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.check(ctx)
+	if got := risks(); !got["eviction"] || !got["persistence"] {
+		t.Errorf("after CONFIG SET maxmemory-policy allkeys-lru: risks %v; want eviction and persistence", got)
+	}
+	if !strings.Contains(logs.String(), "maxmemory_policy=allkeys-lru") {
+		t.Errorf("the eviction risk was not logged when it appeared:\n%s", logs.String())
+	}
+	if n := strings.Count(logs.String(), "may take back writes"); n != 1 {
+		t.Errorf("the persistence warning was logged %d times, want once (it stands, unchanged):\n%s", n, logs.String())
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.check(ctx)
+	if got := risks(); got["eviction"] {
+		t.Errorf("after CONFIG SET maxmemory-policy noeviction: risks %v; want no eviction", got)
+	}
+	if !strings.Contains(logs.String(), "no longer seen") || !strings.Contains(logs.String(), "risk=eviction") {
+		t.Errorf("the eviction risk's end was not logged:\n%s", logs.String())
 	}
 }

@@ -193,16 +193,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := untilWritable(ctx, log, func() error { return ledger.CheckShards(ctx) }); err != nil {
 		return err
 	}
-	for addr, policy := range evictionPolicy(ctx, rdb) {
-		log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
-			"redis", addr, "maxmemory_policy", policy)
-	}
-	if !cfg.Dev {
-		for addr, how := range persistenceRisk(ctx, rdb, cfg.Durable == ledgerpkg.DurableAuto) {
-			log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always, or AOF and replicas that ORDERWORKER_DURABLE_WRITES=auto waits for",
-				"redis", addr, "persistence", how)
-		}
-	}
+	// Checked at start and every minute after (a failover promotes a
+	// replica configured otherwise); -dev's embedded Redis keeps nothing
+	// on purpose.
+	risks := newRedisRisks(rdb, cfg.Durable == ledgerpkg.DurableAuto, !cfg.Dev, log)
+	risks.check(ctx)
+	reg.MustRegister(risks)
 	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {
 		var masters atomic.Int64 // the callbacks run at once
 		_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { masters.Add(1); return nil })
@@ -217,6 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// servers (webhooks, reconciler, -dev's API and demo) stops with it.
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
+	go risks.watch(runCtx)
 	go func() {
 		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
 			log.Error(err.Error())
