@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -126,8 +128,11 @@ func TestRedisRisksAreWatched(t *testing.T) {
 	rs := taskstest.StartRedis(t, nil) // no AOF: a persistence risk
 	rdb := rs.Client(t)
 	ctx := context.Background()
+	var failInfo atomic.Bool
+	watched := rs.Client(t)
+	watched.AddHook(failInfoHook{&failInfo})
 	var logs syncBuffer
-	r := newRedisRisks(rdb, false, true, slog.New(slog.NewTextHandler(&logs, nil)))
+	r := newRedisRisks(watched, false, true, slog.New(slog.NewTextHandler(&logs, nil)))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(r)
 	risks := func() map[string]bool {
@@ -172,6 +177,17 @@ func TestRedisRisksAreWatched(t *testing.T) {
 	if n := strings.Count(logs.String(), "may take back writes"); n != 1 {
 		t.Errorf("the persistence warning was logged %d times, want once (it stands, unchanged):\n%s", n, logs.String())
 	}
+	// A read that fails is no risk put right: what was seen stands, and
+	// nothing is logged.
+	failInfo.Store(true)
+	r.check(ctx)
+	failInfo.Store(false)
+	if got := risks(); !got["eviction"] || !got["persistence"] {
+		t.Errorf("after a check whose INFO failed: risks %v; want eviction and persistence still", got)
+	}
+	if strings.Contains(logs.String(), "no longer seen") {
+		t.Errorf("a failed read was logged as a risk gone:\n%s", logs.String())
+	}
 	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -182,4 +198,21 @@ func TestRedisRisksAreWatched(t *testing.T) {
 	if !strings.Contains(logs.String(), "no longer seen") || !strings.Contains(logs.String(), "risk=eviction") {
 		t.Errorf("the eviction risk's end was not logged:\n%s", logs.String())
 	}
+}
+
+// failInfoHook fails INFO while fail is set (a read that times out).
+type failInfoHook struct{ fail *atomic.Bool }
+
+func (h failInfoHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h failInfoHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "info" && h.fail.Load() {
+			cmd.SetErr(context.DeadlineExceeded)
+			return context.DeadlineExceeded
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h failInfoHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

@@ -25,10 +25,18 @@ func ping(ctx context.Context, c redis.UniversalClient, timeout time.Duration) e
 // writes to that evicts keys of any kind (allkeys-…), by address; an
 // answer it cannot read (INFO refused, say) is left out.
 func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]string {
-	out := map[string]string{}
+	out, _ := readEviction(ctx, c)
+	return out
+}
+
+// readEviction is evictionPolicy, with the addresses of the masters whose
+// answers it could not read.
+func readEviction(ctx context.Context, c redis.UniversalClient) (map[string]string, map[string]bool) {
+	out, unread := map[string]string{}, map[string]bool{}
 	read := func(ctx context.Context, n *redis.Client) {
 		info, err := n.Info(ctx, "memory").Result()
 		if err != nil {
+			unread[n.Options().Addr] = true
 			return
 		}
 		for _, line := range strings.Split(info, "\n") {
@@ -38,7 +46,7 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]str
 		}
 	}
 	eachMaster(ctx, c, read)
-	return out
+	return out, unread
 }
 
 // persistenceRisk returns, by address, each Redis master c writes to that
@@ -50,18 +58,27 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]str
 // holding every write. Without AOF it is not: restarted before its
 // sentinels fail over (a supervisor, a container's restart policy), it
 // comes back empty or at its last snapshot, and its replicas copy that
-// ("appendonly no, with replicas"). So is one whose answers cannot be read
-// (INFO or CONFIG refused, as some managed Redis services do).
+// ("appendonly no, with replicas"). One whose answers cannot be read
+// (INFO or CONFIG refused, as some managed Redis services do) is left out.
 func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bool) map[string]string {
-	out := map[string]string{}
+	out, _ := readPersistence(ctx, c, replicated)
+	return out
+}
+
+// readPersistence is persistenceRisk, with the addresses of the masters
+// whose answers it could not read.
+func readPersistence(ctx context.Context, c redis.UniversalClient, replicated bool) (map[string]string, map[string]bool) {
+	out, unread := map[string]string{}, map[string]bool{}
 	read := func(ctx context.Context, n *redis.Client) {
 		// Two calls: Redis before 7.0 takes one section at a time.
 		info, err := n.Info(ctx, "persistence").Result()
 		if err != nil {
+			unread[n.Options().Addr] = true
 			return
 		}
 		repl, err := n.Info(ctx, "replication").Result()
 		if err != nil {
+			unread[n.Options().Addr] = true
 			return
 		}
 		info += "\n" + repl
@@ -87,6 +104,7 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 		case "1":
 			v, err := n.ConfigGet(ctx, "appendfsync").Result()
 			if err != nil {
+				unread[n.Options().Addr] = true
 				return
 			}
 			if fsync := v["appendfsync"]; fsync != "" && fsync != "always" {
@@ -95,7 +113,7 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 		}
 	}
 	eachMaster(ctx, c, read)
-	return out
+	return out, unread
 }
 
 // eachMaster calls read for each Redis master c writes to, one at a time.

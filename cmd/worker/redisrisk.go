@@ -43,21 +43,31 @@ func newRedisRisks(rdb redis.UniversalClient, replicated, persistence bool, log 
 }
 
 // check reads the masters' settings and logs what changed since the last
-// check. A master whose answers cannot be read keeps what was last seen.
+// check. A master whose answers cannot be read this time keeps what was
+// last seen of it (a read that times out is not a risk put right).
 func (r *redisRisks) check(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	now := map[riskKey]string{}
-	for addr, policy := range evictionPolicy(ctx, r.rdb) {
+	unread := map[string]map[string]bool{}
+	var found map[string]string
+	found, unread["eviction"] = readEviction(ctx, r.rdb)
+	for addr, policy := range found {
 		now[riskKey{addr, "eviction"}] = policy
 	}
 	if r.persistence {
-		for addr, how := range persistenceRisk(ctx, r.rdb, r.replicated) {
+		found, unread["persistence"] = readPersistence(ctx, r.rdb, r.replicated)
+		for addr, how := range found {
 			now[riskKey{addr, "persistence"}] = how
 		}
 	}
 	r.mu.Lock()
 	before := r.cur
+	for k, v := range before {
+		if unread[k.kind][k.addr] {
+			now[k] = v
+		}
+	}
 	r.cur = now
 	r.mu.Unlock()
 	keys := make([]riskKey, 0, len(now))
