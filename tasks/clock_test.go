@@ -129,3 +129,77 @@ func TestClaimMarkNeverAheadOfTheMaster(t *testing.T) {
 		}
 	}
 }
+
+// A resend that finds the order still queued without its task (its
+// producer died between the claim and the enqueue) queues the task marked
+// no later than the master's clock now, not with the record's creation
+// time, which may be on another clock: an earlier master's, ahead of this
+// one, or an older producer's own (8 h ahead, a server on local time).
+func TestRepairedTaskMarkNotAheadOfTheMaster(t *testing.T) {
+	t.Parallel()
+	provs := providers.NewSet()
+	provs.Add(memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"}))
+	for _, tc := range []string{"failover-behind", "producer-clock"} {
+		t.Run(tc, func(t *testing.T) {
+			t.Parallel()
+			m := miniredis.RunT(t)
+			start := time.Now().Truncate(time.Millisecond)
+			m.SetTime(start) // miniredis's clock stands still from here
+			set := time.Now()
+			rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			defer rdb.Close()
+			client := asynq.NewClient(asynq.RedisClientOpt{Addr: m.Addr()})
+			defer client.Close()
+			ctx := context.Background()
+			const no = "REPAIR-1"
+			lo := &ledger.Options{Durable: ledger.DurableOff}
+			if tc == "producer-clock" {
+				// A producer that stamped records on its own clock.
+				lo.Now = func() time.Time { return time.Now().Add(8 * time.Hour) }
+			}
+			if res, err := tasks.NewEnqueuer(client, ledger.New(rdb, lo), provs, nil).Enqueue(ctx, memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+				t.Fatalf("first send = %+v, %v", res, err)
+			}
+			ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: m.Addr()})
+			defer ins.Close()
+			if err := ins.DeleteTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+				t.Fatal(err) // as if its producer died between the writes
+			}
+			if tc == "failover-behind" {
+				m.SetTime(start.Add(-time.Hour))
+				set = time.Now()
+			}
+			for _, twoStep := range []bool{false, true} {
+				var opts *tasks.EnqueuerOptions
+				if twoStep {
+					opts = &tasks.EnqueuerOptions{TaskOptions: []asynq.Option{asynq.Retention(time.Hour)}}
+				}
+				res, err := tasks.NewEnqueuer(client, ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff}), provs, opts).Enqueue(ctx, memOrder(no))
+				if err != nil || res.Status != tasks.Duplicate || (!twoStep && !res.Repaired) {
+					t.Fatalf("two-step %v: resend = %+v, %v; want a duplicate that queued the task", twoStep, res, err)
+				}
+				info, err := ins.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ms, _, _ := strings.Cut(info.Headers["orderworker-claimed"], ":")
+				mark, err := strconv.ParseInt(ms, 10, 64)
+				if err != nil {
+					t.Fatalf("claim mark %q", info.Headers["orderworker-claimed"])
+				}
+				redisNow, err := rdb.Time(ctx).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A real clock would have moved on since it was set.
+				redisNow = redisNow.Add(time.Since(set))
+				if at := time.UnixMilli(mark); at.After(redisNow) {
+					t.Errorf("two-step %v: the repaired task's mark %v is %v ahead of the master's clock", twoStep, at.UTC(), at.Sub(redisNow))
+				}
+				if err := ins.DeleteTask(tasks.DefaultQueue, tasks.TaskID(memprov.Name, no)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

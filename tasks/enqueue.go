@@ -583,7 +583,7 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 		// Queued: its task may never have been enqueued (the producer
 		// died between the writes). Enqueue it; the task id refuses a
 		// second task while the first exists.
-		queued, err := e.enqueueTask(ctx, p, "", claim.At)
+		queued, err := e.enqueueTask(ctx, p, "", time.Time{})
 		if err != nil {
 			return res, err
 		}
@@ -639,10 +639,12 @@ func (e *Enqueuer) sameParams(ctx context.Context, pr prepared) (bool, error) {
 
 // enqueueTask queues the order's task and reports whether it was new: a
 // task that already exists (task id conflict) counts as queued. at is the
-// record's creation time as the claim read it (zero: not known), which
+// creation time of the record this very claim created (zero: none), which
 // the task carries as its claim mark: no create leaves before the record
 // is written, and that time is on the clock of the master that holds it,
-// as the creates' own times are.
+// as the creates' own times are. A record found (a repair) may have been
+// stamped on another clock (an earlier master's, or an older producer's):
+// its task is marked with Redis's clock now.
 func (e *Enqueuer) enqueueTask(ctx context.Context, p Payload, claimToken string, at time.Time) (bool, error) {
 	if at.IsZero() {
 		// Now is no later than any create: none leaves before the task

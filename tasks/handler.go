@@ -762,8 +762,12 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 	token := uuid.NewString()
 	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true})
 	switch {
+	case b.Status == ledger.Finished && err != nil:
+		// Final on the master only: the task waits for the replicas,
+		// no configuration problem.
+		return false, false, wait(redisWait, fmt.Errorf("order %s: its outcome: %w", ref, err))
 	case b.Status == ledger.Finished:
-		return err == nil, false, nil // nothing left to send, once the replicas hold it
+		return true, false, nil // nothing left to send
 	case err == nil && b.Status == ledger.Began:
 	case b.Record != nil: // taken on the master only (ErrNotDurable)
 		h.release(ref, token)

@@ -146,7 +146,10 @@ type BeginStatus int
 const (
 	// Began: the lease is ours; Record is the order.
 	Began BeginStatus = iota
-	// Finished: the order is paid or errored; nothing was changed.
+	// Finished: the order is paid or errored; nothing was changed (its
+	// state is written again, as it was, so that the WAIT after it
+	// covers the outcome: with ErrNotDurable, the replicas do not hold it
+	// yet).
 	Finished
 	// Busy: another run holds the order's lease until LeaseUntil.
 	Busy
