@@ -1062,14 +1062,24 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 	}
 	var claim ledger.ClaimResult
 	if ranBefore {
-		h.log.Error("order record missing for a task that ran before (Redis lost data?); recording it as unknown so it is looked up first",
-			"provider", p.Provider, "order_no", p.OrderNo)
 		claim, err = h.ledger.ClaimLost(ctx, ref, stored, hash, "record lost; looking the order up before any submission", lost)
 	} else {
 		claim, err = h.ledger.Claim(ctx, ref, stored, hash)
 	}
 	if err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 		return wait(redisWait, err)
+	}
+	switch {
+	case ranBefore && claim.Created:
+		h.log.Error("order record missing for a task that ran before (Redis lost data?); recorded it as unknown so it is looked up first",
+			"provider", p.Provider, "order_no", p.OrderNo)
+	case ranBefore:
+		// Another claim recorded the order meanwhile (its producer sent
+		// it again): this run goes on from that record, and looks the
+		// order up first should this task have created it (see
+		// priorCreate).
+		h.log.Warn("order record missing for a task that ran before (Redis lost data?); another claim has recorded the order since, which this task goes on from",
+			"provider", p.Provider, "order_no", p.OrderNo)
 	}
 	if !claim.Created && claim.ParamsHash != hash {
 		h.metrics.dedupe(p.Provider, "conflict")

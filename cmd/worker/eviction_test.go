@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -215,4 +216,22 @@ func (h failInfoHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 func (h failInfoHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// Behind Sentinel, go-redis names the master "FailoverClient": the risks
+// (their log lines and the metric's redis label) name the node's own
+// address instead, which an operator can act on.
+func TestRedisRisksNameTheSentinelMaster(t *testing.T) {
+	t.Parallel()
+	s := taskstest.StartSentinel(t, nil) // no AOF
+	opt, err := tasks.ParseRedisURL(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := opt.MakeRedisClient().(redis.UniversalClient)
+	defer rdb.Close()
+	got := persistenceRisk(context.Background(), rdb, false)
+	if _, ok := got[s.MasterAddr(t)]; !ok || len(got) != 1 {
+		t.Errorf("persistenceRisk behind Sentinel = %v; want the master %s", got, s.MasterAddr(t))
+	}
 }

@@ -34,14 +34,15 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]str
 func readEviction(ctx context.Context, c redis.UniversalClient) (map[string]string, map[string]bool) {
 	out, unread := map[string]string{}, map[string]bool{}
 	read := func(ctx context.Context, n *redis.Client) {
+		addr := nodeAddr(ctx, n)
 		info, err := n.Info(ctx, "memory").Result()
 		if err != nil {
-			unread[n.Options().Addr] = true
+			unread[addr] = true
 			return
 		}
 		for _, line := range strings.Split(info, "\n") {
 			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok && strings.HasPrefix(v, "allkeys-") {
-				out[n.Options().Addr] = v
+				out[addr] = v
 			}
 		}
 	}
@@ -70,15 +71,16 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 func readPersistence(ctx context.Context, c redis.UniversalClient, replicated bool) (map[string]string, map[string]bool) {
 	out, unread := map[string]string{}, map[string]bool{}
 	read := func(ctx context.Context, n *redis.Client) {
+		addr := nodeAddr(ctx, n)
 		// Two calls: Redis before 7.0 takes one section at a time.
 		info, err := n.Info(ctx, "persistence").Result()
 		if err != nil {
-			unread[n.Options().Addr] = true
+			unread[addr] = true
 			return
 		}
 		repl, err := n.Info(ctx, "replication").Result()
 		if err != nil {
-			unread[n.Options().Addr] = true
+			unread[addr] = true
 			return
 		}
 		info += "\n" + repl
@@ -93,27 +95,45 @@ func readPersistence(ctx context.Context, c redis.UniversalClient, replicated bo
 		withReplicas := replicated && field("connected_slaves") != "" && field("connected_slaves") != "0"
 		switch {
 		case field("aof_enabled") == "0" && withReplicas:
-			out[n.Options().Addr] = "appendonly no, with replicas (a master restarted before a failover comes back empty or at its last snapshot, and its replicas copy it: turn on AOF, or never restart it automatically)"
+			out[addr] = "appendonly no, with replicas (a master restarted before a failover comes back empty or at its last snapshot, and its replicas copy it: turn on AOF, or never restart it automatically)"
 			return
 		case withReplicas:
 			return
 		}
 		switch field("aof_enabled") {
 		case "0":
-			out[n.Options().Addr] = "appendonly no"
+			out[addr] = "appendonly no"
 		case "1":
 			v, err := n.ConfigGet(ctx, "appendfsync").Result()
 			if err != nil {
-				unread[n.Options().Addr] = true
+				unread[addr] = true
 				return
 			}
 			if fsync := v["appendfsync"]; fsync != "" && fsync != "always" {
-				out[n.Options().Addr] = "appendfsync " + fsync
+				out[addr] = "appendfsync " + fsync
 			}
 		}
 	}
 	eachMaster(ctx, c, read)
 	return out, unread
+}
+
+// sentinelAddr is what go-redis names every node of a Sentinel client.
+const sentinelAddr = "FailoverClient"
+
+// nodeAddr is the address of the Redis node n talks to: its own for a
+// plain or cluster client; for a Sentinel client, which names its node
+// "FailoverClient", the node's address as the node reports it (CLIENT
+// INFO's laddr, Redis 6.2 and later), else "sentinel master".
+func nodeAddr(ctx context.Context, n *redis.Client) string {
+	addr := n.Options().Addr
+	if addr != sentinelAddr {
+		return addr
+	}
+	if ci, err := n.ClientInfo(ctx).Result(); err == nil && ci.LAddr != "" {
+		return ci.LAddr
+	}
+	return "sentinel master"
 }
 
 // eachMaster calls read for each Redis master c writes to, one at a time.
