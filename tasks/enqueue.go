@@ -716,13 +716,16 @@ func (e *Enqueuer) undoNotDurable(pr prepared, token string, queued bool) takeBa
 		// whose answer was lost) runs the order whatever becomes of the
 		// record, so the claim stands. Asked first: the record and the
 		// task may be in different hash slots (Redis Cluster).
-		id := TaskID(pr.p.Provider, pr.p.OrderNo)
-		for _, q := range []string{OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}), e.queue} {
-			if there, err := e.ledger.TaskExists(ctx, q, id); err != nil || there {
+		// (Where the record and the task can be in one script, the
+		// take-back checks again as it removes the record.)
+		t := &ledger.Task{ID: TaskID(pr.p.Provider, pr.p.OrderNo),
+			Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}), AlsoQueue: e.queue}
+		for _, q := range []string{t.Queue, t.AlsoQueue} {
+			if there, err := e.ledger.TaskExists(ctx, q, t.ID); err != nil || there {
 				return notTaken
 			}
 		}
-		taken, err = e.ledger.UnclaimTaken(ctx, pr.ref(), token)
+		taken, err = e.ledger.UnclaimTaken(ctx, pr.ref(), token, t)
 	} else {
 		taken, err = e.ledger.UnclaimQueued(ctx, pr.ref(), token, &ledger.Task{
 			ID: TaskID(pr.p.Provider, pr.p.OrderNo), Queue: OrderQueue(e.queue, e.ledger, OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}),

@@ -661,7 +661,7 @@ func TestConfirmedClaimGetsItsTask(t *testing.T) {
 // is confirmed, answered enqueued, and the order created once.
 func TestNotAcceptedNeverWhileATaskStandsForTheOrder(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []string{"lost-record", "producers-own-task", "enqueue-error-then-resend"} {
+	for _, tc := range []string{"lost-record", "producers-own-task", "enqueue-error-then-resend", "task-queued-before-the-take-back"} {
 		t.Run(tc, func(t *testing.T) {
 			t.Parallel()
 			b := memprov.NewBackend("")
@@ -708,6 +708,11 @@ func TestNotAcceptedNeverWhileATaskStandsForTheOrder(t *testing.T) {
 				if res, err := twoStep.Enqueue(ctx, memOrder(no)); err == nil {
 					t.Fatalf("first send = %+v; want an error", res)
 				}
+			}
+			if tc == "task-queued-before-the-take-back" {
+				// A producer's own task lands between the take-back's
+				// check for a task and the take-back itself.
+				prdb.AddHook(&beforeScript{key: "unclaimed:mem:" + no, do: func() { w.queueOwn(no, nil) }})
 			}
 			// The replica stops acknowledging for the resend's claim and is
 			// back for the next durable write (a take-back or the
@@ -800,4 +805,31 @@ func (h *afterScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 func (h *afterScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// beforeScript runs do once, before the first loaded script's call on key.
+type beforeScript struct {
+	key  string
+	do   func()
+	done atomic.Bool
+}
+
+func (h *beforeScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *beforeScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key) && h.done.CompareAndSwap(false, true) {
+			h.do()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *beforeScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			if cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key) && h.done.CompareAndSwap(false, true) {
+				h.do()
+			}
+		}
+		return next(ctx, cmds)
+	}
 }

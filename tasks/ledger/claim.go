@@ -283,10 +283,15 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 // unclaimScript deletes a record still queued under the claim ARGV[1],
 // and remembers for ARGV[3] seconds that it undid that claim (KEYS[3]). A
 // record another claim of the order found since (resent: answered
-// duplicate, that is accepted) is kept.
+// duplicate, that is accepted) is kept, and so is one for which a task
+// exists under any of KEYS[4..] (asynq task hashes: a task that runs the
+// order whatever becomes of the record).
 var unclaimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent')
 if cur[5] ~= cur[6] or (cur[7] or '') ~= '' then return 0 end
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+end
 if (cur[3] or '') ~= '' then
   local t = redis.call('TIME')
   if (tonumber(cur[4] or '0') or 0) > tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then
@@ -336,15 +341,26 @@ func (l *Ledger) Unclaim(ctx context.Context, ref Ref, token string) error {
 // reporting whether the record was removed: the take-back of a claim the
 // replicas did not acknowledge. ErrNotDurable, with true, when it was
 // removed on the master but the replicas did not acknowledge that in
-// time: a failover now could bring the record back.
-func (l *Ledger) UnclaimTaken(ctx context.Context, ref Ref, token string) (bool, error) {
-	return l.unclaim(ctx, ref, token, true)
+// time: a failover now could bring the record back. t, when given, names
+// the order's task (its ID, Queue and AlsoQueue): while a task exists
+// under it the record is kept, checked in the same script where the
+// record and asynq's keys can be (QueuesTasks; on Redis Cluster the
+// caller asks first, TaskExists).
+func (l *Ledger) UnclaimTaken(ctx context.Context, ref Ref, token string, t *Task) (bool, error) {
+	var tasks []string
+	if t != nil && l.QueuesTasks() {
+		tasks = append(tasks, asynqTaskKey(t.Queue, t.ID))
+		if t.AlsoQueue != "" && t.AlsoQueue != t.Queue {
+			tasks = append(tasks, asynqTaskKey(t.AlsoQueue, t.ID))
+		}
+	}
+	return l.unclaim(ctx, ref, token, true, tasks...)
 }
 
-func (l *Ledger) unclaim(ctx context.Context, ref Ref, token string, durable bool) (bool, error) {
+func (l *Ledger) unclaim(ctx context.Context, ref Ref, token string, durable bool, tasks ...string) (bool, error) {
 	sh := l.shardOf(ref)
-	return l.runDone(ctx, unclaimScript, durable, []string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)},
-		token, ref.OrderNo, int64(unclaimedTTL/time.Second))
+	keys := append([]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.unclaimedKey(ref)}, tasks...)
+	return l.runDone(ctx, unclaimScript, durable, keys, token, ref.OrderNo, int64(unclaimedTTL/time.Second))
 }
 
 // runDone runs a script that answers 1 when it did what it was asked to
