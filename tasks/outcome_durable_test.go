@@ -108,6 +108,14 @@ func TestAnOutcomeNotOnTheReplicasKeepsTheTask(t *testing.T) {
 	// The link is still frozen: the outcome is still on the master only.
 	secondErr := h.ProcessTask(ctx, task)
 	t.Logf("second run, replica link still frozen: %v", secondErr)
+	// So does a worker that cannot send the order (its provider disabled
+	// there), without taking it for a configuration problem.
+	off := providers.NewSet()
+	off.Disable("mem", "no credentials configured", nil)
+	heldErr := tasks.NewHandler(l, off, &tasks.HandlerOptions{Logger: quiet, ListingLag: -1, LeaseTTL: 2 * time.Second}).ProcessTask(ctx, task)
+	if heldErr == nil || !strings.Contains(heldErr.Error(), "its outcome") {
+		t.Errorf("a run on a worker without the provider, replica link still frozen: %v; want a wait for the outcome's acknowledgement", heldErr)
+	}
 
 	// Failover: the master dies, the replica (which never got the outcome)
 	// is promoted.
