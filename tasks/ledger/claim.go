@@ -84,10 +84,12 @@ type ClaimResult struct {
 	ParamsHash string
 	// Token identifies this claim, for Unclaim.
 	Token string
-	// At is the record's creation time as recorded (on Redis's clock
-	// unless Options.Now is set), zero when the reply did not carry it (a
-	// record written by an older version): no create of the order left
-	// before it.
+	// At is the record's creation time as recorded, zero when the reply
+	// did not carry it. For a record this claim created it is the
+	// master's clock at the claim (Options.Now's, when set): no create of
+	// the order left before it. A record found was stamped by whatever
+	// wrote it (another master, before a failover; an older producer, on
+	// its own clock): not a bound on this master's clock.
 	At time.Time
 }
 
