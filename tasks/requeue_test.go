@@ -38,6 +38,8 @@ type lossWorld struct {
 	opt     asynq.RedisClientOpt
 	h       *tasks.Handler
 	running *tasks.Server
+	srv     *taskstest.Server
+	set     *providers.Set
 }
 
 func newLossWorld(t *testing.T) *lossWorld { return newLossWorldOf(t, nil) }
@@ -49,7 +51,7 @@ func newLossWorldOf(t *testing.T, lo *ledger.Options) *lossWorld {
 	b.Pending = true
 	b.Duplicates = true
 	srv, rdb, l, set := memSetup(t, lo, memprov.New(b, memprov.Options{}))
-	w := &lossWorld{t: t, b: b, rdb: rdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}}
+	w := &lossWorld{t: t, b: b, rdb: rdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}, srv: srv, set: set}
 	w.h = tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
 	w.client = asynq.NewClient(w.opt)
@@ -664,15 +666,8 @@ func TestNotAcceptedNeverWhileATaskStandsForTheOrder(t *testing.T) {
 	for _, tc := range []string{"lost-record", "producers-own-task", "enqueue-error-then-resend", "task-queued-before-the-take-back"} {
 		t.Run(tc, func(t *testing.T) {
 			t.Parallel()
-			b := memprov.NewBackend("")
-			srv, rdb, l, set := memSetup(t, &ledger.Options{WaitTimeout: 300 * time.Millisecond}, memprov.New(b, memprov.Options{}))
-			w := &lossWorld{t: t, b: b, rdb: rdb, l: l, opt: asynq.RedisClientOpt{Addr: srv.Addr}}
-			w.h = tasks.NewHandler(l, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
-				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
-			w.client = asynq.NewClient(w.opt)
-			t.Cleanup(func() { w.client.Close() })
-			w.ins = asynq.NewInspector(w.opt)
-			t.Cleanup(func() { w.ins.Close() })
+			w := newLossWorldOf(t, &ledger.Options{WaitTimeout: 300 * time.Millisecond})
+			srv, set := w.srv, w.set
 			rep := srv.AttachReplica(t)
 			prdb := srv.Client(t)
 			// The producer's asynq client: armed, its next script runs and
@@ -712,7 +707,7 @@ func TestNotAcceptedNeverWhileATaskStandsForTheOrder(t *testing.T) {
 			if tc == "task-queued-before-the-take-back" {
 				// A producer's own task lands between the take-back's
 				// check for a task and the take-back itself.
-				prdb.AddHook(&beforeScript{key: "unclaimed:mem:" + no, do: func() { w.queueOwn(no, nil) }})
+				prdb.AddHook(&onScript{key: "unclaimed:mem:" + no, do: func() { w.queueOwn(no, nil) }})
 			}
 			// The replica stops acknowledging for the resend's claim and is
 			// back for the next durable write (a take-back or the
@@ -775,7 +770,7 @@ func TestConflictOnlyWhenTheRecordWasCompared(t *testing.T) {
 	}
 	// The producer's client: the record vanishes right after its claim.
 	prdb := srv.Client(t)
-	prdb.AddHook(&afterScript{key: "order:mem:CMP-1", do: func() {
+	prdb.AddHook(&onScript{key: "order:mem:CMP-1", after: true, do: func() {
 		keys, _ := rdb.Keys(ctx, "*order:mem:CMP-1").Result()
 		rdb.Del(ctx, keys...)
 	}})
@@ -786,50 +781,44 @@ func TestConflictOnlyWhenTheRecordWasCompared(t *testing.T) {
 	}
 }
 
-// afterScript runs do after each loaded script's call on key (EVALSHA:
-// the claim; not the clock's EVAL).
-type afterScript struct {
-	key string
-	do  func()
+// onScript runs do once, before (or, after, after) the first loaded
+// script's call on key (EVALSHA: the ledger's scripts; not the clock's
+// EVAL), alone or in a pipeline.
+type onScript struct {
+	key   string
+	after bool
+	do    func()
+	done  atomic.Bool
 }
 
-func (h *afterScript) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *afterScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *onScript) match(cmd redis.Cmder) bool {
+	return cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key)
+}
+
+func (h *onScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *onScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		run := h.match(cmd) && !h.done.Load()
+		if run && !h.after && h.done.CompareAndSwap(false, true) {
+			h.do()
+		}
 		err := next(ctx, cmd)
-		if cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key) {
+		if run && h.after && h.done.CompareAndSwap(false, true) {
 			h.do()
 		}
 		return err
 	}
 }
-func (h *afterScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-// beforeScript runs do once, before the first loaded script's call on key.
-type beforeScript struct {
-	key  string
-	do   func()
-	done atomic.Bool
-}
-
-func (h *beforeScript) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *beforeScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key) && h.done.CompareAndSwap(false, true) {
+func (h *onScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		run := !h.done.Load() && slices.ContainsFunc(cmds, h.match)
+		if run && !h.after && h.done.CompareAndSwap(false, true) {
 			h.do()
 		}
-		return next(ctx, cmd)
-	}
-}
-func (h *beforeScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			if cmd.Name() == "evalsha" && strings.Contains(fmt.Sprint(cmd.Args()), h.key) && h.done.CompareAndSwap(false, true) {
-				h.do()
-			}
+		err := next(ctx, cmds)
+		if run && h.after && h.done.CompareAndSwap(false, true) {
+			h.do()
 		}
-		return next(ctx, cmds)
+		return err
 	}
 }

@@ -37,7 +37,7 @@ func TestWorkerWarnsOfAnEvictingRedis(t *testing.T) {
 		if err := rdb.ConfigSet(ctx, "maxmemory-policy", tt.policy).Err(); err != nil {
 			t.Fatal(err)
 		}
-		got := evictionPolicy(ctx, rdb)
+		got, _ := evictionPolicy(ctx, rdb)
 		if tt.warns != (got[rs.Addr] == tt.policy) || (!tt.warns && len(got) != 0) {
 			t.Errorf("%s: evictionPolicy = %v", tt.policy, got)
 		}
@@ -76,7 +76,7 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 	rs := taskstest.StartRedis(t, nil) // no AOF, no snapshots
 	rdb := rs.Client(t)
 	ctx := context.Background()
-	if got := persistenceRisk(ctx, rdb, true); got[rs.Addr] != "appendonly no" {
+	if got, _ := persistenceRisk(ctx, rdb, true); got[rs.Addr] != "appendonly no" {
 		t.Errorf("without AOF: persistenceRisk = %v", got)
 	}
 	// At start, in the log.
@@ -94,7 +94,7 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 		if err := rdb.ConfigSet(ctx, "appendfsync", tt.fsync).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if got := persistenceRisk(ctx, rdb, true); got[rs.Addr] != tt.want || tt.want == "" && len(got) != 0 {
+		if got, _ := persistenceRisk(ctx, rdb, true); got[rs.Addr] != tt.want || tt.want == "" && len(got) != 0 {
 			t.Errorf("appendfsync %s: persistenceRisk = %v, want %q", tt.fsync, got, tt.want)
 		}
 	}
@@ -104,10 +104,10 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	rs.AttachReplica(t)
-	if got := persistenceRisk(ctx, rdb, true); len(got) != 0 {
+	if got, _ := persistenceRisk(ctx, rdb, true); len(got) != 0 {
 		t.Errorf("with a replica and durable writes: persistenceRisk = %v, want none", got)
 	}
-	if got := persistenceRisk(ctx, rdb, false); got[rs.Addr] != "appendfsync everysec" {
+	if got, _ := persistenceRisk(ctx, rdb, false); got[rs.Addr] != "appendfsync everysec" {
 		t.Errorf("with a replica, durable writes off: persistenceRisk = %v", got)
 	}
 	// Without AOF, replicas do not cover a master restarted before a
@@ -115,7 +115,7 @@ func TestWorkerWarnsOfARedisThatMayTakeBackWrites(t *testing.T) {
 	if err := rdb.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if got := persistenceRisk(ctx, rdb, true); !strings.HasPrefix(got[rs.Addr], "appendonly no, with replicas") {
+	if got, _ := persistenceRisk(ctx, rdb, true); !strings.HasPrefix(got[rs.Addr], "appendonly no, with replicas") {
 		t.Errorf("with a replica and durable writes, no AOF: persistenceRisk = %v", got)
 	}
 }
@@ -230,7 +230,7 @@ func TestRedisRisksNameTheSentinelMaster(t *testing.T) {
 	}
 	rdb := opt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
-	got := persistenceRisk(context.Background(), rdb, false)
+	got, _ := persistenceRisk(context.Background(), rdb, false)
 	if _, ok := got[s.MasterAddr(t)]; !ok || len(got) != 1 {
 		t.Errorf("persistenceRisk behind Sentinel = %v; want the master %s", got, s.MasterAddr(t))
 	}

@@ -22,16 +22,10 @@ func ping(ctx context.Context, c redis.UniversalClient, timeout time.Duration) e
 }
 
 // evictionPolicy returns the maxmemory-policy of each Redis master c
-// writes to that evicts keys of any kind (allkeys-…), by address; an
-// answer it cannot read (INFO refused, say) is left out.
-func evictionPolicy(ctx context.Context, c redis.UniversalClient) map[string]string {
-	out, _ := readEviction(ctx, c)
-	return out
-}
-
-// readEviction is evictionPolicy, with the addresses of the masters whose
-// answers it could not read.
-func readEviction(ctx context.Context, c redis.UniversalClient) (map[string]string, map[string]bool) {
+// writes to that evicts keys of any kind (allkeys-…), by address, and the
+// addresses of the masters whose answers it could not read (INFO refused,
+// say), which are left out.
+func evictionPolicy(ctx context.Context, c redis.UniversalClient) (map[string]string, map[string]bool) {
 	out, unread := map[string]string{}, map[string]bool{}
 	read := func(ctx context.Context, n *redis.Client) {
 		addr := nodeAddr(ctx, n)
@@ -60,15 +54,9 @@ func readEviction(ctx context.Context, c redis.UniversalClient) (map[string]stri
 // sentinels fail over (a supervisor, a container's restart policy), it
 // comes back empty or at its last snapshot, and its replicas copy that
 // ("appendonly no, with replicas"). One whose answers cannot be read
-// (INFO or CONFIG refused, as some managed Redis services do) is left out.
-func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bool) map[string]string {
-	out, _ := readPersistence(ctx, c, replicated)
-	return out
-}
-
-// readPersistence is persistenceRisk, with the addresses of the masters
-// whose answers it could not read.
-func readPersistence(ctx context.Context, c redis.UniversalClient, replicated bool) (map[string]string, map[string]bool) {
+// (INFO or CONFIG refused, as some managed Redis services do) is left out,
+// its address in the second map.
+func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bool) (map[string]string, map[string]bool) {
 	out, unread := map[string]string{}, map[string]bool{}
 	read := func(ctx context.Context, n *redis.Client) {
 		addr := nodeAddr(ctx, n)

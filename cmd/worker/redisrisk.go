@@ -51,12 +51,12 @@ func (r *redisRisks) check(ctx context.Context) {
 	now := map[riskKey]string{}
 	unread := map[string]map[string]bool{}
 	var found map[string]string
-	found, unread["eviction"] = readEviction(ctx, r.rdb)
+	found, unread["eviction"] = evictionPolicy(ctx, r.rdb)
 	for addr, policy := range found {
 		now[riskKey{addr, "eviction"}] = policy
 	}
 	if r.persistence {
-		found, unread["persistence"] = readPersistence(ctx, r.rdb, r.replicated)
+		found, unread["persistence"] = persistenceRisk(ctx, r.rdb, r.replicated)
 		for addr, how := range found {
 			now[riskKey{addr, "persistence"}] = how
 		}
