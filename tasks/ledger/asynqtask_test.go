@@ -313,6 +313,43 @@ func TestUnclaimQueuedTakesBackOnlyItsOwn(t *testing.T) {
 	if r, _ := left("U4"); !r {
 		t.Error("U4: record taken back while a producer's task runs the order")
 	}
+	// Confirmed (its producer's take-back timed out, the claim was
+	// confirmed on another connection and answered enqueued), then the
+	// take-back reaching Redis late: the order stands, with its task.
+	claim("U5", "tok-5", task("U5", "tok-5"))
+	if mine, err := l.ConfirmClaim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U5"}, "tok-5"); err != nil || !mine {
+		t.Fatalf("ConfirmClaim = %v, %v; want true", mine, err)
+	}
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U5"}, "tok-5", task("U5", "tok-5")); err != nil || ok {
+		t.Fatalf("UnclaimQueued after ConfirmClaim = %v, %v; want false", ok, err)
+	}
+	if r, k := left("U5"); !r || !k {
+		t.Errorf("U5: record %v, task %v after a late take-back of a confirmed claim; want both kept", r, k)
+	}
+}
+
+// The same for a claim that did not queue its task (UnclaimTaken): once
+// confirmed, a take-back that reaches Redis late removes nothing.
+func TestUnclaimTakenLeavesAConfirmedClaim(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "C1"}
+	cr, err := l.Claim(ctx, ref, []byte(`{}`), "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine, err := l.ConfirmClaim(ctx, ref, cr.Token); err != nil || !mine {
+		t.Fatalf("ConfirmClaim = %v, %v; want true", mine, err)
+	}
+	if taken, err := l.UnclaimTaken(ctx, ref, cr.Token, nil); err != nil || taken {
+		t.Fatalf("UnclaimTaken after ConfirmClaim = %v, %v; want false", taken, err)
+	}
+	if n, _ := rdb.Exists(ctx, "orderworker:{ledger}:order:tencent:C1").Result(); n != 1 {
+		t.Error("a confirmed claim's record was taken back")
+	}
+	if undone, err := l.Unclaimed(ctx, ref, cr.Token); err != nil || undone {
+		t.Errorf("Unclaimed = %v, %v; want false", undone, err)
+	}
 }
 
 // A task's mark counts only once the replicas have it, as an in-flight

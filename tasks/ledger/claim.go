@@ -285,12 +285,13 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, fir
 // unclaimScript deletes a record still queued under the claim ARGV[1],
 // and remembers for ARGV[3] seconds that it undid that claim (KEYS[3]). A
 // record another claim of the order found since (resent: answered
-// duplicate, that is accepted) is kept, and so is one for which a task
+// duplicate, that is accepted) is kept, so is one confirmed
+// (confirmClaimScript), and so is one for which a task
 // exists under any of KEYS[4..] (asynq task hashes: a task that runs the
 // order whatever becomes of the record).
 var unclaimScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent')
-if cur[5] ~= cur[6] or (cur[7] or '') ~= '' then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
+if cur[5] ~= cur[6] or (cur[7] or '') ~= '' or cur[8] then return 0 end
 for i = 4, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
 end
@@ -383,12 +384,16 @@ func (l *Ledger) runDone(ctx context.Context, s *redis.Script, durable bool, key
 	return true, nil
 }
 
-// confirmClaimScript writes the record's claim again (the same value)
-// when it is still ARGV[1]'s: a write, so that the WAIT after it covers
-// the record as the master holds it. It returns 1 when it was.
+// confirmClaimScript marks the record confirmed when its claim is still
+// ARGV[1]'s: a write, so that the WAIT after it covers the record as the
+// master holds it, and one that every take-back (unclaimScript,
+// unqueueScript) refuses to undo: a take-back whose answer timed out
+// before the confirmation was sent may reach Redis after it (a stalled
+// connection), and must not remove an order its producer was then told
+// was accepted. It returns 1 when the claim was ARGV[1]'s.
 var confirmClaimScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'claim', ARGV[1])
+  redis.call('HSET', KEYS[1], 'confirmed', '1')
   return 1
 end
 return 0
@@ -410,13 +415,14 @@ func (l *Ledger) ConfirmClaim(ctx context.Context, ref Ref, token string) (bool,
 // record only together with the task, only while the task is still
 // pending (no worker took it) and is this claim's (its message carries
 // the claim's token: a task queued before, which the claim left alone, is
-// another's), only while no other claim found the record (resent), and
+// another's), only while no other claim found the record (resent) and it
+// was not confirmed (confirmClaimScript), and
 // only while no task with its id stands for the order in Task.AlsoQueue
 // (KEYS[6], when given: a task a producer wrote itself runs the order);
 // otherwise it changes nothing.
 var unqueueScript = redis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent')
-if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] or (cur[7] or '') ~= '' then return 0 end
+local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
+if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] or (cur[7] or '') ~= '' or cur[8] then return 0 end
 if #KEYS > 5 and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
 if (cur[3] or '') ~= '' then
   local t = redis.call('TIME')
