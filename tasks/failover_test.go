@@ -404,3 +404,107 @@ func TestTooFewReplicasHoldOrdersUnsent(t *testing.T) {
 		t.Errorf("after the replica came: %s, created %d times; want paid once", rec.State, backend.Count("Few1"))
 	}
 }
+
+// A failover's interleaving seen in a Sentinel run: the producer's claim
+// and its task were written on a master that a failover then demoted (the
+// replicas never got them); asynq had already dequeued the task from it,
+// and its run reaches the ledger on the promoted replica, where the
+// producer's resend (told "may have been accepted", or given no answer)
+// records the order anew with a task of its own. Whichever of the two runs
+// first, the order is created once, and goes on being polled after the
+// demoted master resyncs and its task is gone (queued again by the
+// reconciler where no other task stands for it).
+func TestTaskFromADemotedMasterBesideTheResend(t *testing.T) {
+	t.Parallel()
+	for _, resendFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("resendFirst=%v", resendFirst), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			b := memprov.NewBackend("")
+			b.Pending = true    // created pending, polled until paid
+			b.Duplicates = true // a provider that would take the same order number twice
+			newSrv, _, newL, set := memSetup(t, nil, memprov.New(b, memprov.Options{}))
+			oldSrv := taskstest.StartRedis(t, nil)
+			oldRdb := oldSrv.Client(t)
+			newOpt, oldOpt := asynq.RedisClientOpt{Addr: newSrv.Addr}, asynq.RedisClientOpt{Addr: oldSrv.Addr}
+			newClient, oldClient := asynq.NewClient(newOpt), asynq.NewClient(oldOpt)
+			t.Cleanup(func() { newClient.Close(); oldClient.Close() })
+			h := tasks.NewHandler(newL, set, &tasks.HandlerOptions{PollInterval: 20 * time.Millisecond, ListingLag: -1, Logger: quiet,
+				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+			serve := func(opt asynq.RedisClientOpt) *tasks.Server {
+				s, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 2, TaskCheckInterval: 10 * time.Millisecond,
+					DelayedTaskCheckInterval: 20 * time.Millisecond, ShutdownTimeout: time.Second, Logger: quiet})
+				if err := s.Start(mux); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(s.Shutdown)
+				return s
+			}
+			const no = "Demoted-1"
+			ref := ledger.Ref{Provider: memprov.Name, OrderNo: no}
+			resend := func() {
+				t.Helper()
+				res, err := tasks.NewEnqueuer(newClient, newL, set, nil).Enqueue(ctx, memOrder(no))
+				if err != nil || (res.Status != tasks.Enqueued && res.Status != tasks.Duplicate) {
+					t.Fatalf("resend on the promoted replica = %+v, %v; want enqueued or duplicate", res, err)
+				}
+			}
+			waitRecord := func(what string, ok func(*ledger.Record) bool) {
+				t.Helper()
+				for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					if rec, _ := newL.Get(ctx, ref); ok(rec) {
+						return
+					}
+					if time.Now().After(end) {
+						rec, _ := newL.Get(ctx, ref)
+						t.Fatalf("%s: record %+v", what, rec)
+					}
+				}
+			}
+
+			// The first send, on the master about to be demoted: its
+			// record and task never reach the replica.
+			if res, err := tasks.NewEnqueuer(oldClient, ledger.New(oldRdb, nil), set, nil).Enqueue(ctx, memOrder(no)); err != nil || res.Status != tasks.Enqueued {
+				t.Fatalf("first send = %+v, %v", res, err)
+			}
+			if resendFirst {
+				resend()
+			}
+			// A worker whose asynq server still dequeues from the demoted
+			// master, its ledger already on the promoted replica.
+			old := serve(oldOpt)
+			waitRecord("the demoted master's task created the order, recorded on the promoted replica", func(r *ledger.Record) bool {
+				return r != nil && r.State == ledger.StatePending
+			})
+			if !resendFirst {
+				resend()
+			}
+			// The demoted master resyncs from the promoted replica: what
+			// only it held is gone, its task with it.
+			old.Shutdown()
+			if err := oldRdb.FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			serve(newOpt)
+			r := tasks.NewReconciler(newL, asynq.NewInspector(newOpt), newClient, []string{memprov.Name},
+				&tasks.ReconcilerOptions{Grace: time.Nanosecond, Logger: quiet})
+			polls := b.Calls("lookup")
+			for end := time.Now().Add(10 * time.Second); b.Calls("lookup") < polls+3; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(end) {
+					rec, _ := newL.Get(ctx, ref)
+					t.Fatalf("the order is no longer polled once the demoted master's task is gone: record %+v", rec)
+				}
+				if _, err := r.Sweep(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // any other run
+			if n := b.Calls("create"); n != 1 {
+				t.Fatalf("%d creates of %s; want 1", n, no)
+			}
+			if rec, _ := newL.Get(ctx, ref); rec == nil || rec.State != ledger.StatePending {
+				t.Fatalf("record %+v; want pending", rec)
+			}
+		})
+	}
+}
