@@ -349,8 +349,8 @@ func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
 	for _, at := range rec.History {
 		calls = append(calls, at.Call+":"+at.Result)
 	}
-	if fmt.Sprint(calls) != "[lookup:ok]" {
-		t.Errorf("history = %v, want [lookup:ok] (A's attempt could not be recorded; B looked the order up)", calls)
+	if fmt.Sprint(calls) != "[submit:abandoned lookup:ok]" {
+		t.Errorf("history = %v, want [submit:abandoned lookup:ok] (A's create recorded by B without an answer, which A could not record; then B's lookup)", calls)
 	}
 }
 

@@ -214,6 +214,10 @@ func snapshotStale(rec *ledger.Record, p Policy, now time.Time) bool {
 	return rec.KnownAt.IsZero() || now.Sub(rec.KnownAt) > maxAge
 }
 
+// AbandonedResult is the history's result for a create whose run stopped
+// before it recorded an answer (PlanStep): the order may exist.
+const AbandonedResult = "abandoned"
+
 // PlanStep says which call an order takes next, or settles it without a
 // call (deadline or failure budget spent before a create).
 func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
@@ -225,9 +229,14 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 	case rec.State == ledger.StateSubmitting && rec.Inflight > 0 && !rec.InflightMarked:
 		// A run died, or was cut off, with a create in flight: the order
 		// may exist. It is recorded unknown first (its order.unknown
-		// event with it), then looked up.
+		// event with it), then looked up. The create goes into the
+		// history, as every call does, its answer unknown: the run that
+		// sent it recorded nothing (its time is when the next run found
+		// it abandoned, the lease it was sent under run out).
 		r := "attempt abandoned mid-flight; looking the order up"
-		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+		a := &ledger.Attempt{N: rec.Inflight, At: now.UTC(), Call: Submit.String(), Result: AbandonedResult,
+			Message: "no answer recorded: the run that sent this create stopped (killed, or cut off from Redis) before its answer; the order may exist"}
+		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true).WithAttempt(a), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	// queued or submitting with nothing in flight: the next call creates
 	// the order (or takes the snapshot a create needs).

@@ -116,6 +116,11 @@ func TestPlanStep(t *testing.T) {
 			if me, _ := got.Settle.MayExist(); !me || got.Then.Next != Continue || got.Then.Step != Lookup {
 				t.Errorf("%s: may_exist %v, then %v %v; want may_exist, continue to a lookup", tc.name, me, got.Then.Next, got.Then.Step)
 			}
+			// The abandoned create is in the history, as its own call,
+			// its answer unknown.
+			if a := got.Settle.Attempt(); a == nil || a.N != tc.rec.Inflight || a.Call != "submit" || a.Result != AbandonedResult || !a.At.Equal(tc.now) {
+				t.Errorf("%s: history entry %+v; want the create numbered %d, abandoned, at %v", tc.name, a, tc.rec.Inflight, tc.now)
+			}
 		}
 	}
 }
