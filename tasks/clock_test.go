@@ -203,3 +203,45 @@ func TestRepairedTaskMarkNotAheadOfTheMaster(t *testing.T) {
 		})
 	}
 }
+
+// The history's times are on Redis's clock, as the record's other times
+// are (and as an operator's entries are): with Redis's clock an hour
+// behind this process's, the create and a resolve are recorded at the time
+// Redis says.
+func TestHistoryOnRedisClock(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	m.SetTime(time.Now().Add(-time.Hour))
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	b := memprov.NewBackend("s")
+	b.Pending = true
+	set := providers.NewSet()
+	set.Add(memprov.New(b, memprov.Options{Secret: "s"}))
+	l := ledger.New(rdb, nil)
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "HIST-1"}
+	params := []byte(`{"item":"sku-1","qty":2}`)
+	hash, err := tasks.ParamsHash(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Claim(ctx, ref, params, hash); err != nil {
+		t.Fatal(err)
+	}
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet, ListingLag: -1})
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "HIST-1", Params: params})
+	_ = h.ProcessTask(ctx, task) // created pending: the task waits to poll
+	if _, err := l.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "M1", Note: "paid by hand", By: "Operator"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := l.Get(ctx, ref)
+	if len(rec.History) != 2 {
+		t.Fatalf("history %+v; want the create and the resolve", rec.History)
+	}
+	for _, a := range rec.History {
+		if off := time.Since(a.At); off < 59*time.Minute || off > 61*time.Minute {
+			t.Errorf("%s recorded at %v, %v before this process's clock; want Redis's clock, an hour behind", a.Call, a.At, off.Round(time.Second))
+		}
+	}
+}

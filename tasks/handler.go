@@ -482,7 +482,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		}
 		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, held.Round(time.Millisecond), what))
 	}
-	out := h.call(ctx, prov, rec, plan.Step, o, token, slot)
+	out := h.call(ctx, prov, rec, plan.Step, o, token, slot, clk)
 	d := order.Decide(rec, plan.Step, out, pol, clk.now())
 	if d.Then.Next == order.ConfigWait {
 		// The step held and the refusal: its problem's kind (heldBy).
@@ -1149,13 +1149,14 @@ func errText(err error) string {
 
 // call makes one provider call for step under the order's lease, reports
 // it to the guard and the metrics, and returns its outcome with the
-// history entry. It gives slot back as soon as the provider answers.
-func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot) order.Outcome {
+// history entry, timed on clk (Redis's clock, as the record's other times
+// are). It gives slot back as soon as the provider answers.
+func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot, clk judgeClock) order.Outcome {
 	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, rec.Ref(), token, h.opts.LeaseTTL)
 	// Also on a provider client's panic (asynq recovers it): a keepalive
 	// left running would hold the order's lease until the process ends.
 	defer stopKeepalive()
-	start := time.Now()
+	start, startAt := time.Now(), clk.now()
 	var out order.Outcome
 	switch step {
 	case order.Submit:
@@ -1199,7 +1200,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	name := step.String()
 	h.metrics.request(rec.Provider, name, out.Err, took)
 	r := out.Result
-	a := &ledger.Attempt{N: rec.Attempts + 1, At: start.UTC(), DurationMS: took.Milliseconds(), Call: name, Result: "ok",
+	a := &ledger.Attempt{N: rec.Attempts + 1, At: startAt.UTC(), DurationMS: took.Milliseconds(), Call: name, Result: "ok",
 		HTTPStatus: r.HTTPStatus, Code: r.Code, Message: providers.Truncate(r.Message, 200)}
 	if out.Err != nil {
 		out.Message = errText(out.Err)

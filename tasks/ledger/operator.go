@@ -273,7 +273,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	}
 	// Who decided is in the history entry only: the reason goes out in
 	// the order's event, to every webhook endpoint and API reader.
-	attempt := &Attempt{N: rec.Attempts + 1, At: l.now().UTC(), Call: "resolve", Result: string(a.As), Message: a.Note, By: a.By}
+	attempt := &Attempt{N: rec.Attempts + 1, At: l.readAt(rec), Call: "resolve", Result: string(a.As), Message: a.Note, By: a.By}
 	var t Transition
 	switch a.As {
 	case ResolvePaid:
@@ -363,7 +363,7 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 		reason += ": " + note
 	}
 	// Who re-drove is in the history entry only, as for Resolve.
-	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.now().UTC(), Call: "redrive", Result: "ok", Message: note, By: by})
+	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.readAt(rec), Call: "redrive", Result: "ok", Message: note, By: by})
 	sh := l.shardOf(ref)
 	v, _, err := l.run(ctx, redriveScript, true,
 		[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
@@ -384,4 +384,14 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 		}
 	}
 	return fmt.Errorf("redrive order: unexpected reply %v", v)
+}
+
+// readAt is the time an operator's history entry for rec is stamped with:
+// Redis's clock when rec was read (Record.ReadAt), as the worker's entries
+// are; this process's clock only when that is not known.
+func (l *Ledger) readAt(rec *Record) time.Time {
+	if l.redisTime && !rec.ReadAt.IsZero() {
+		return rec.ReadAt.UTC()
+	}
+	return l.now().UTC()
 }
