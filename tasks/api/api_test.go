@@ -828,8 +828,8 @@ func TestTooFewReplicasThroughTheAPI(t *testing.T) {
 		t.Errorf("POST on a master without the replicas required: %d %s; want 503 naming ORDERWORKER_MIN_REPLICAS", code, b)
 	}
 	code, b, _ = e.do("POST", "/v1/orders/batch", bearer, append(append(tencentOrder("R2", 1), '\n'), tencentOrder("R3", 1)...))
-	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "ORDERWORKER_MIN_REPLICAS") {
-		t.Errorf("POST batch on a master without the replicas required: %d %s; want 503 naming ORDERWORKER_MIN_REPLICAS", code, b)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "ORDERWORKER_MIN_REPLICAS") || !strings.Contains(string(b), "nothing was written") {
+		t.Errorf("POST batch on a master without the replicas required: %d %s; want 503 naming ORDERWORKER_MIN_REPLICAS, saying nothing was written", code, b)
 	}
 	if keys, _ := rdb.Keys(context.Background(), "*:R[123]").Result(); len(keys) != 0 {
 		t.Errorf("the refused orders were written: %v", keys)

@@ -180,7 +180,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), h.opts.Timeout)
 		out := h.enq.EnqueueBatch(ctx, chunk)
 		cancel()
-		for _, br := range out {
+		for i, br := range out {
 			if br.Err != nil {
 				// Like the enqueue CLI, stop at the first order Redis
 				// did not answer; those before stand.
@@ -193,7 +193,12 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 				case errors.Is(br.Err, ledger.ErrNotDurable):
 					why = "the Redis master's replicas did not acknowledge the order in time"
 				}
-				h.unavailable(w, r, br.Err, fmt.Sprintf("%s at order %d of %d; the orders before it were answered (results), the rest may or may not have been accepted: send them again (an order that got in answers duplicate)", why, len(results)+1, len(items)),
+				rest := "the rest may or may not have been accepted: send them again (an order that got in answers duplicate)"
+				if nothingWritten(out[i:]) {
+					// Later chunks were never sent.
+					rest = "nothing was written for it nor for the orders after it: send them again"
+				}
+				h.unavailable(w, r, br.Err, fmt.Sprintf("%s at order %d of %d; the orders before it were answered (results); %s", why, len(results)+1, len(items), rest),
 					map[string]any{"results": results})
 				return
 			}
@@ -201,6 +206,20 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, results)
+}
+
+// nothingWritten reports whether every answer of out is an error that
+// wrote nothing for its order (a master short of replicas, a record this
+// producer cannot compare): a batch stopped there was not accepted from
+// that order on. An order answered otherwise (accepted by another master
+// on Redis Cluster, or an error that may have written) makes it unsure.
+func nothingWritten(out []tasks.BatchResult) bool {
+	for _, br := range out {
+		if br.Err == nil || !errors.As(br.Err, new(*ledger.TooFewReplicasError)) && !errors.Is(br.Err, tasks.ErrNoKeyToCompare) {
+			return false
+		}
+	}
+	return true
 }
 
 // splitBatch returns the orders of a batch body: the elements of a JSON
