@@ -934,3 +934,47 @@ func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 		}
 	}
 }
+
+// Where pageNo starts is learned, not promised: a release may change it, or
+// a gateway spread the client over two versions. A client that took the
+// server to count from 0 and finds page 0 refused as a parameter error (the
+// server counts from 1 now), and one that took it to count from 1 and finds
+// the listing short of its total (the server counts from 0 now, its newest
+// orders on page 0), judge it again and list every order: never
+// unavailable for good.
+func TestListingJudgesThePageBaseAgain(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	for i, c := range []struct {
+		name          string
+		learn, change sandbox.Paging
+	}{
+		{"from 0, then from 1", sandbox.Paging{From0: true}, sandbox.Paging{}},
+		{"from 1, then from 0", sandbox.Paging{}, sandbox.Paging{From0: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+			f.sb.SetPaging(c.learn)
+			first := iotID(1420 + 2*i)
+			for range 3 {
+				f.sb.AddOrder(sandbox.Order{IotID: first, CommodityCode: commodity, Copies: 2})
+			}
+			if _, err := f.c.Prepare(ctx(t), testOrder(1420+2*i)); err != nil {
+				t.Fatal(err) // learns where pages start
+			}
+			f.sb.SetPaging(c.change)
+			iot := iotID(1421 + 2*i)
+			var want []string
+			for range 3 {
+				want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
+			}
+			for j := range 2 {
+				known, err := f.c.Prepare(ctx(t), testOrder(1421+2*i))
+				if err != nil || !slices.Equal(sortedIDs(known), want) {
+					t.Fatalf("Prepare %d after the server changed = %v, %v; want %v", j, known, err, want)
+				}
+			}
+		})
+	}
+}

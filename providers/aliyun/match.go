@@ -309,7 +309,11 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 //
 // Where the server counts from is remembered only from a listing that did
 // not end at a page served again: such a page shows nothing about the
-// base. A listing read from 0 whose page 1 serves page 0 again shows the
+// base. What was learned is evidence, not a promise: a server taken to
+// count from 0 whose page 0 is refused as a parameter error, or is empty
+// while the total counts orders, and one taken to count from 1 whose
+// listing falls short of the total it gives, are judged again as at
+// first. A listing read from 0 whose page 1 serves page 0 again shows the
 // server reads pageNo 0 as 1 after all: counting from 0 is forgotten and
 // the listing is read again from 1, judging page 0 afresh.
 func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (listing, error) {
@@ -321,11 +325,20 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	}
 	if c.pagesFrom0.Load() {
 		l, err := c.listFrom(ctx, p, 0, snapshot)
-		if err != nil || !l.zeroIsOne {
+		switch {
+		case err != nil && pageRefused(err), err == nil && len(l.firstIDs) == 0 && l.totalExceeds():
+			// Page 0 refused as a parameter error, or empty while the
+			// total counts orders: the server does not count from 0
+			// (any more: a release, or a gateway between versions).
+			// Judged again, as at first.
+			c.pagesFrom0.Store(false)
+			c.log.Info("aliyun order/query: page 0 refused, or empty while the total counts orders; judging where pages start again")
+		case err != nil || !l.zeroIsOne:
 			return l, err
+		default:
+			c.pagesFrom0.Store(false)
+			c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 		}
-		c.pagesFrom0.Store(false)
-		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 	}
 	l, err := c.listFrom(ctx, p, 1, snapshot)
 	// A total that fits the orders read from 1 does not show that page 0
@@ -333,8 +346,17 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// pages can equal the orders read from 1 (a server counting from 0
 	// with 22 orders at 20 a page: 2 pages, 2 orders on page 1). Until
 	// the server has shown where it counts from, page 0 is judged.
-	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || c.pagesFrom1.Load() {
+	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) {
 		return l, err
+	}
+	if c.pagesFrom1.Load() {
+		if !l.totalExceeds() {
+			return l, nil
+		}
+		// Read from 1, the listing falls short of the total it gives:
+		// the server may count from 0 now, hiding its first page.
+		// Judged again, as at first.
+		c.pagesFrom1.Store(false)
 	}
 	// Page 0 is the first page on a server counting from 0: a snapshot
 	// reads it without data (twice in a row) as empty only while page 1

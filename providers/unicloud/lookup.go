@@ -328,6 +328,13 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 // A list read from 0 whose page 1 repeats page 0 exactly comes from a
 // server serving page 0 as page 1: "from 0" is forgotten, the server is
 // taken to count from 1 and the list is read again from 1.
+//
+// What was learned is evidence, not a promise (nothing documents that a
+// server keeps counting as it did: a release may change it, a balancer may
+// spread a client over two versions): a server taken to count from 0 whose
+// page 0 is refused, or empty while the TotalCount says orders exist, and
+// one taken to count from 1 whose list ends short of its TotalCount, are
+// judged again as at first.
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	const op = Name + " QueryOrders"
 	q := map[string]string{
@@ -336,11 +343,27 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		"Size":      strconv.Itoa(c.pageSize),
 	}
 	if c.pagesFrom0.Load() {
-		return c.listFromZero(ctx, q)
+		out, again, err := c.listFromZero(ctx, q)
+		if !again {
+			return out, err
+		}
+		// Page 0 refused, or empty while the TotalCount says orders
+		// exist: the server does not count from 0 (any more: a release,
+		// or a balancer between versions). Judged again, as at first.
+		c.pagesFrom0.Store(false)
 	}
 	r := c.listFrom(ctx, q, 1)
-	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
+	if r.fail != nil || !r.needZero {
 		return r.out, r.err()
+	}
+	if c.pagesFrom1.Load() {
+		if r.short == nil {
+			return r.out, r.err()
+		}
+		// Read from 1, the list ended short of its TotalCount (or at a
+		// page that brought nothing new): the server may count from 0
+		// now, hiding its first page. Judged again, as at first.
+		c.pagesFrom1.Store(false)
 	}
 	_, zero, _, zerr := c.queryPage(ctx, q, 0)
 	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
@@ -369,7 +392,14 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			}
 		}
 		c.pagesFrom0.Store(true)
-		return c.listFromZero(ctx, q)
+		out, again, err := c.listFromZero(ctx, q)
+		if again {
+			// Page 0 held orders a moment ago and holds none now.
+			c.pagesFrom0.Store(false)
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+				Message: "page 0 held orders and, read again, holds none: the list may be incomplete"}
+		}
+		return out, err
 	case providers.BaseMoved:
 		return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
@@ -393,16 +423,23 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 
 // listFromZero reads the list from page 0, for a server taken to count
 // from 0; should its page 1 repeat page 0, it serves page 0 as page 1:
-// "from 0" is forgotten and the list is read again from 1.
-func (c *Client) listFromZero(ctx context.Context, q map[string]string) ([]orderInfo, error) {
+// "from 0" is forgotten and the list is read again from 1. again: page 0
+// was refused as a bad parameter, or was empty while the TotalCount says
+// orders exist: evidence that the server does not count from 0, to be
+// judged again (nothing is returned then).
+func (c *Client) listFromZero(ctx context.Context, q map[string]string) (out []orderInfo, again bool, err error) {
 	r := c.listFrom(ctx, q, 0)
+	if len(r.firstIDs) == 0 && len(r.out) == 0 &&
+		(r.fail != nil && providers.CodeOf(r.fail) == providers.InvalidArgument || r.fail == nil && r.short != nil) {
+		return nil, true, nil
+	}
 	if !r.aliased {
-		return r.out, r.err()
+		return r.out, false, r.err()
 	}
 	c.pagesFrom1.Store(true)
 	c.pagesFrom0.Store(false)
 	r = c.listFrom(ctx, q, 1)
-	return r.out, r.err()
+	return r.out, false, r.err()
 }
 
 // containsAll reports whether have holds every id of want.

@@ -700,3 +700,43 @@ func TestMayBeOurs(t *testing.T) {
 		}
 	}
 }
+
+// Where a server counts pages from is learned, not promised: a release may
+// change it, or a balancer spread the client over two versions. A client
+// that took the server to count from 0 and finds page 0 empty while the
+// TotalCount says orders exist (or page 0 refused), and one that took it to
+// count from 1 and finds the list ending short of its TotalCount, judge it
+// again, as at first, and find the order: never unavailable for good.
+func TestListingRejudgesWherePagesStart(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name         string
+		learnedFrom0 bool
+		server       func() *pagedServer
+		id           string // the order looked up
+		from0, from1 bool   // remembered after
+	}{
+		{"taken from 0, counts from 1 now", true, func() *pagedServer { return &pagedServer{size: 2, total: true} }, "1", false, false},
+		{"taken from 0, counts from 1 now and refuses page 0", true, func() *pagedServer { return &pagedServer{size: 2, total: true, refuse0: true} }, "1", false, false},
+		{"taken from 1, counts from 0 now", false, func() *pagedServer { return &pagedServer{size: 2, total: true, from0: true} }, "5", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := tt.server()
+			s.ids = []string{"5", "4", "3", "2", "1"}
+			c := newPaged(t, s)
+			if tt.learnedFrom0 {
+				c.pagesFrom0.Store(true)
+			} else {
+				c.pagesFrom1.Store(true)
+			}
+			r, err := pagedLookup(t, s, c, tt.id)
+			if err != nil || r.ProviderOrderID != tt.id {
+				t.Fatalf("Lookup = %+v, %v; want order %s (pages read %v)", r, err, tt.id, s.calls())
+			}
+			if c.pagesFrom0.Load() != tt.from0 || c.pagesFrom1.Load() != tt.from1 {
+				t.Errorf("from0 %v, from1 %v; want %v, %v", c.pagesFrom0.Load(), c.pagesFrom1.Load(), tt.from0, tt.from1)
+			}
+		})
+	}
+}
