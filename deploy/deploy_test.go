@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/orderworker/orderworker/internal/settings"
 )
 
 // Paths, relative to this package's directory (where go test runs).
@@ -697,6 +699,23 @@ func TestComposeWorker(t *testing.T) {
 			t.Errorf("worker: environment does not set %s", k)
 		}
 	}
+	// The README says the worker runs with the table's defaults unless
+	// the shell or .env sets a variable: every setting the worker reads
+	// (but -dev's own) is passed through, with the table's default.
+	for _, v := range settings.Worker() {
+		if v.Name == "ORDERWORKER_API_TOKENS" { // -dev only
+			continue
+		}
+		got, ok := w.Environment[v.Name]
+		if !ok {
+			t.Errorf("worker: environment does not pass %s through: setting it in the shell or .env would do nothing", v.Name)
+			continue
+		}
+		wired := v.Name == "REDIS_URL" || v.Name == "ORDERWORKER_ADMIN_ADDR" // the stack's own topology
+		if !wired && !slices.Contains(secretEnv, v.Name) && !strings.HasPrefix(got, "${"+v.Name+":-") {
+			t.Errorf("worker: %s = %q, want ${%s:-default} (the shell or .env may set it)", v.Name, got, v.Name)
+		}
+	}
 	if u, err := url.Parse(interpolate(w.Environment["REDIS_URL"])); err != nil || u.Hostname() != "redis" {
 		t.Errorf("worker: REDIS_URL %q does not point at the redis service", w.Environment["REDIS_URL"])
 	}
@@ -1243,7 +1262,7 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 
-	// The panels the operators' brief asks for, found by the metrics they use.
+	// The panels an operator needs, found by the metrics they use.
 	for _, want := range []string{
 		"orderworker_orders_total",                             // throughput by outcome and provider
 		"orderworker_provider_request_duration_seconds_bucket", // provider latency p50/p99

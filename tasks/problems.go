@@ -45,6 +45,10 @@ const (
 // problemKinds are the kinds of configuration problem, for Metrics.Init.
 var problemKinds = []string{ProblemProviderDisabled, ProblemCredentials, ProblemPrepare, ProblemClock, ProblemAccount, ProblemDataKey, ProblemReplicas}
 
+// ProblemKinds lists every kind of configuration problem (the kind label
+// of orderworker_config_problem).
+func ProblemKinds() []string { return slices.Clone(problemKinds) }
+
 // problemTTL is how long a reported problem counts after it was last seen.
 const problemTTL = 2 * time.Minute
 

@@ -140,6 +140,9 @@ var problemPhrases = map[string]string{
 	tasks.ProblemCredentials:      "credentials rejected",
 	tasks.ProblemDataKey:          "cannot open sealed params (data key)",
 	tasks.ProblemReplicas:         "too few redis replicas",
+	tasks.ProblemPrepare:          "prepare refused (the snapshot before a create)",
+	tasks.ProblemClock:            "request time refused (this worker's clock is off)",
+	tasks.ProblemAccount:          "account refused (arrears, quota or permission)",
 }
 
 // problemSummary names the provider and the kind of each configuration

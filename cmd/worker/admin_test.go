@@ -247,3 +247,17 @@ func TestReadyzSaysOnlyTheKind(t *testing.T) {
 		t.Errorf("/readyz with a plain error = %d %q", resp.StatusCode, b)
 	}
 }
+
+// Every kind of configuration problem has its own words on /readyz (the
+// README says it names the kind), none the catch-all.
+func TestReadyzNamesEveryProblemKind(t *testing.T) {
+	t.Parallel()
+	for _, kind := range tasks.ProblemKinds() {
+		problems := tasks.NewProblems()
+		problems.Report("tencent", kind, "detail")
+		got := problemSummary(problems, []string{"tencent"})
+		if phrase, ok := problemPhrases[kind]; !ok || got != "tencent: "+phrase {
+			t.Errorf("kind %s: /readyz says %q; want words of its own", kind, got)
+		}
+	}
+}

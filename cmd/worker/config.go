@@ -242,7 +242,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		fmt.Fprintf(stderr, "Usage: worker [flags]\n\nProcesses orders until SIGINT or SIGTERM, then drains.\n\nFlags:\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nEnvironment (flags override it):\n")
-		for _, e := range vars {
+		// ORDERWORKER_API_ADDR too: -dev reads it, to keep clear of it.
+		for _, e := range append(vars[:len(vars):len(vars)], settings.APIAddr) {
 			def := e.Default
 			if def == "" {
 				def = "-"

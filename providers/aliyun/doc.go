@@ -237,7 +237,7 @@
 //     HTTP 500, say): nothing documents that the gateway answers it before
 //     the backend acted, and a wrongly "surely not created" order is
 //     created twice. The cost is one order/query before the next create.
-//   - Code 2064 appears in no public page (PROVIDERS.md calls it unknown);
+//   - Code 2064 appears in no public page (its meaning is unknown);
 //     like every undocumented code it is Ambiguous for create and pay and
 //     Unavailable for the other calls, never a permanent refusal: an order
 //     wrongly errored may exist, and one created again is created twice.
