@@ -878,3 +878,24 @@ func TestEventsWaitForTheReplicas(t *testing.T) {
 // idle connections of http.DefaultTransport, which breaks a request
 // another parallel test is sending on one of them at that moment.
 var ownClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+
+// The ledger's keys join the provider and the order number with a colon,
+// which an order number may hold: a GET naming a provider that does not
+// exist is 404, never the record of another order whose key reads alike
+// ("tencent:Q1" and "R" against "tencent" and "Q1:R").
+func TestGetOrderOfNoSuchProvider(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	e := serve(t, rs, ledger.New(rs.Client(t), nil), nil)
+	if code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("Q1:R", 1)); code != http.StatusCreated {
+		t.Fatalf("POST = %d %s", code, b)
+	}
+	if code, b, _ := e.do("GET", "/v1/orders/tencent/Q1:R", bearer, nil); code != http.StatusOK {
+		t.Fatalf("GET tencent/Q1:R = %d %s; want 200", code, b)
+	}
+	for _, path := range []string{"/v1/orders/tencent:Q1/R", "/v1/orders/tencent%3AQ1/R", "/v1/orders/acme/Q1:R"} {
+		if code, b, _ := e.do("GET", path, bearer, nil); code != http.StatusNotFound || strings.Contains(string(b), `"state"`) {
+			t.Errorf("GET %s = %d %s; want 404, no record", path, code, b)
+		}
+	}
+}

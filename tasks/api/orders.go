@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -263,6 +265,12 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		wait = min(d, h.opts.MaxWait)
+	}
+	if !slices.Contains(h.set.Names(), ref.Provider) {
+		// No order of another provider exists (and the ledger's key of
+		// "tencent:A" and "B" is the one of "tencent" and "A:B").
+		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+ref.OrderNo+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
+		return
 	}
 	rec, err := h.get(r.Context(), ref)
 	if err != nil {

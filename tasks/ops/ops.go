@@ -95,6 +95,12 @@ func (o *Orders) OrderQueue(ref ledger.Ref) string {
 	return tasks.OrderQueue(o.opts.Queue, o.ledger, ref)
 }
 
+// known reports whether ref names a provider of the set: no other has
+// orders. (The ledger's keys join the provider and the order number with a
+// colon, which an order number may hold: "tencent:A" and "B" would name
+// the record of "tencent" and "A:B".)
+func (o *Orders) known(ref ledger.Ref) bool { return slices.Contains(o.set.Names(), ref.Provider) }
+
 // Providers lists the provider names, in the registry's order.
 func (o *Orders) Providers() []string { return o.set.Names() }
 
@@ -204,6 +210,9 @@ func (o *Orders) List(ctx context.Context, f Filter) (Page, error) {
 // Get returns the order's record with its history, masked, or
 // ledger.ErrNotFound.
 func (o *Orders) Get(ctx context.Context, ref ledger.Ref) (*ledger.Record, error) {
+	if !o.known(ref) {
+		return nil, ledger.ErrNotFound
+	}
 	rec, err := o.ledger.Get(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -286,6 +295,9 @@ type Resolved struct {
 // order's task is queued again. A decision that is not legal is a
 // *ledger.RefusedError; an order with no record, ledger.ErrNotFound.
 func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Resolved, error) {
+	if !o.known(ref) {
+		return Resolved{}, ledger.ErrNotFound
+	}
 	action := "resolve_" + string(a.As)
 	if !slices.Contains(Actions, action) {
 		return Resolved{}, &ledger.RefusedError{Reason: fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
@@ -388,6 +400,9 @@ const skipWhy = "the order may exist at the provider: look it up there; it is ne
 // errored, is refused (Status refused, Why says why); an order with no
 // record is ledger.ErrNotFound.
 func (o *Orders) RedriveOne(ctx context.Context, ref ledger.Ref, by, note string) (Redriven, error) {
+	if !o.known(ref) {
+		return Redriven{}, ledger.ErrNotFound
+	}
 	rec, err := o.ledger.Get(ctx, ref)
 	if err != nil {
 		return Redriven{}, err

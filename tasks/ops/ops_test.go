@@ -236,3 +236,27 @@ func TestResolvePaidChecksTheID(t *testing.T) {
 		}
 	}
 }
+
+// A ref naming a provider that does not exist finds no order, and no
+// action reaches the record whose key reads alike ("tencent:E2" and "X"
+// against "tencent" and "E2:X": the ledger joins them with a colon).
+func TestNoOrderOfAnUnknownProvider(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	o := s.orders(s.sealer)
+	ctx := context.Background()
+	s.order("tencent", "E2:X", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`, ptr(ledger.SetErrored("invalid ItemId").WithMayExist(false)))
+	alike := ledger.Ref{Provider: "tencent:E2", OrderNo: "X"}
+	if rec, err := o.Get(ctx, alike); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Get %v = %+v, %v; want not found", alike, rec, err)
+	}
+	if _, err := o.RedriveOne(ctx, alike, "Operator", "retry"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("RedriveOne %v = %v; want not found", alike, err)
+	}
+	if _, err := o.Resolve(ctx, alike, ops.ResolveArgs{As: ledger.ResolveAbsent, Note: "checked", By: "Operator"}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Resolve %v = %v; want not found", alike, err)
+	}
+	if rec, _ := s.ledger.Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: "E2:X"}); rec == nil || rec.State != ledger.StateErrored || len(rec.History) != 0 {
+		t.Errorf("tencent/E2:X = %+v; want it untouched, errored", rec)
+	}
+}
