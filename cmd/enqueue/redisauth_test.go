@@ -88,3 +88,22 @@ func TestUnknownSentinelMasterIsNoMissingOrder(t *testing.T) {
 		}
 	}
 }
+
+// enqueue serve with a Redis that refuses it for good (a wrong password)
+// exits 2 with the reason at start, as the worker and enqueue do, rather
+// than serve 503 "send it again" to producers for ever; the password shows
+// nowhere.
+func TestServeRefusesARedisThatRefusesIt(t *testing.T) {
+	t.Parallel()
+	acl := taskstest.StartACLRedis(t)
+	wrong := taskstest.Password(t)
+	u := "redis://" + url.UserPassword(acl.Username, wrong).String() + "@" + acl.Addr + "/0"
+	env := map[string]string{"REDIS_URL": u, "ORDERWORKER_API_TOKENS": "t"}
+	code, out, errs := runCLIEnv(t, env, "", "serve", "-addr", "127.0.0.1:0")
+	if code != exitError || !strings.Contains(errs, "WRONGPASS") {
+		t.Fatalf("serve on a wrong password: exit %d, stderr %q; want %d saying WRONGPASS", code, errs, exitError)
+	}
+	if strings.Contains(out+errs, wrong) || strings.Contains(out+errs, acl.Password) {
+		t.Errorf("a password shows: %s%s", out, errs)
+	}
+}

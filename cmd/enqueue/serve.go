@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -17,6 +18,7 @@ import (
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/internal/settings"
+	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/api"
 	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
@@ -144,7 +146,15 @@ Serve flags:
 		return exitError
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if err := rdb.Ping(c).Err(); err != nil {
+	if err := rdb.Ping(c).Err(); tasks.PermanentRedisError(err) && !redis.IsPermissionError(err) {
+		// Refused for good (a wrong password, an unknown master, a
+		// certificate that does not verify): no wait heals it, and
+		// producers told "503, send it again" would retry for ever.
+		cancel()
+		ln.Close()
+		fmt.Fprintf(stderr, "enqueue serve: cannot use Redis: %s\n", strings.TrimSuffix(providers.MaskPhones(tasks.RedisErrorReason(err).Error()), "."))
+		return exitError
+	} else if err != nil {
 		// Serve anyway: requests answer 503 until Redis is back.
 		log.Warn("redis unreachable; requests answer 503 until it answers", "error", tasks.RedisErrorReason(err))
 	} else if err := ledger.CheckShards(c); errors.As(err, new(*ledgerpkg.ShardsMismatchError)) {
