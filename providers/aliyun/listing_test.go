@@ -937,11 +937,14 @@ func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 
 // Where pageNo starts is learned, not promised: a release may change it, or
 // a gateway spread the client over two versions. A client that took the
-// server to count from 0 and finds page 0 refused as a parameter error (the
-// server counts from 1 now), and one that took it to count from 1 and finds
-// the listing short of its total (the server counts from 0 now, its newest
-// orders on page 0), judge it again and list every order: never
-// unavailable for good.
+// server to count from 0 and finds page 0 empty while the total counts
+// orders (the server counts from 1 now), and one that took it to count
+// from 1 and finds the listing short of its total (the server counts from
+// 0 now, its newest orders on page 0), judge it again and list every
+// order: not unavailable until a restart. A server taken to count from 0
+// that refuses page 0 as a parameter error is not judged again (a refusal
+// that passes would teach the client to skip page 0): the listing stays an
+// error naming ALIYUN_PAGE_BASE, and "from 0" is kept.
 func TestListingJudgesThePageBaseAgain(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
@@ -949,7 +952,7 @@ func TestListingJudgesThePageBaseAgain(t *testing.T) {
 		name          string
 		learn, change sandbox.Paging
 	}{
-		{"from 0, then from 1", sandbox.Paging{From0: true}, sandbox.Paging{}},
+		{"from 0, then from 1", sandbox.Paging{From0: true}, sandbox.Paging{Empty0: true}},
 		{"from 1, then from 0", sandbox.Paging{}, sandbox.Paging{From0: true}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -976,5 +979,27 @@ func TestListingJudgesThePageBaseAgain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPageZeroRefusedAfterFromZeroStaysAnError(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.SetPaging(sandbox.Paging{From0: true})
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iotID(1430), CommodityCode: commodity, Copies: 2})
+	}
+	if _, err := f.c.Prepare(ctx(t), testOrder(1430)); err != nil {
+		t.Fatal(err) // learns: from 0
+	}
+	f.sb.SetPaging(sandbox.Paging{NoTotal: true}) // counts from 1, refuses pageNo 0 (460), no total
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iotID(1431), CommodityCode: commodity, Copies: 2})
+	}
+	for i := range 2 {
+		if known, err := f.c.Prepare(ctx(t), testOrder(1431)); err == nil || !strings.Contains(err.Error(), "ALIYUN_PAGE_BASE") {
+			t.Fatalf("Prepare %d = %v, %v; want an error naming ALIYUN_PAGE_BASE, never a listing read past page 0", i, known, err)
+		}
 	}
 }

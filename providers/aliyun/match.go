@@ -310,10 +310,10 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 // Where the server counts from is remembered only from a listing that did
 // not end at a page served again: such a page shows nothing about the
 // base. What was learned is evidence, not a promise: a server taken to
-// count from 0 whose page 0 is refused as a parameter error, or is empty
-// while the total counts orders, and one taken to count from 1 whose
+// count from 0 whose page 0 is empty while the total counts orders, and
+// one taken to count from 1 whose
 // listing falls short of the total it gives, are judged again as at
-// first. A listing read from 0 whose page 1 serves page 0 again shows the
+// first. A refusal of page 0 by a server taken to count from 0 is not. A listing read from 0 whose page 1 serves page 0 again shows the
 // server reads pageNo 0 as 1 after all: counting from 0 is forgotten and
 // the listing is read again from 1, judging page 0 afresh.
 func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (listing, error) {
@@ -326,13 +326,17 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	if c.pagesFrom0.Load() {
 		l, err := c.listFrom(ctx, p, 0, snapshot)
 		switch {
-		case err != nil && pageRefused(err), err == nil && len(l.firstIDs) == 0 && l.totalExceeds():
-			// Page 0 refused as a parameter error, or empty while the
-			// total counts orders: the server does not count from 0
-			// (any more: a release, or a gateway between versions).
-			// Judged again, as at first.
+		case err == nil && len(l.firstIDs) == 0 && l.totalExceeds():
+			// Page 0 empty while the total counts orders: the server
+			// does not count from 0 (any more: a release, or a gateway
+			// between versions). Judged again, as at first. (A refusal
+			// of page 0 is not such evidence: a client that forgot
+			// "from 0" on one would, on the next, take the server to
+			// count from 1, and a listing without a total for complete
+			// without its newest orders. It stays the listing's error,
+			// which names ALIYUN_PAGE_BASE.)
 			c.pagesFrom0.Store(false)
-			c.log.Info("aliyun order/query: page 0 refused, or empty while the total counts orders; judging where pages start again")
+			c.log.Info("aliyun order/query: page 0 empty while the total counts orders; judging where pages start again")
 		case err != nil || !l.zeroIsOne:
 			return l, err
 		default:

@@ -332,9 +332,10 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 // What was learned is evidence, not a promise (nothing documents that a
 // server keeps counting as it did: a release may change it, a balancer may
 // spread a client over two versions): a server taken to count from 0 whose
-// page 0 is refused, or empty while the TotalCount says orders exist, and
-// one taken to count from 1 whose list ends short of its TotalCount, are
-// judged again as at first.
+// page 0 is empty while the TotalCount says orders exist, and one taken to
+// count from 1 whose list ends short of its TotalCount (or at a page that
+// brought nothing new), are judged again as at first. A refusal of page 0
+// by a server taken to count from 0 is not: it stays the lookup's error.
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	const op = Name + " QueryOrders"
 	q := map[string]string{
@@ -347,9 +348,9 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		if !again {
 			return out, err
 		}
-		// Page 0 refused, or empty while the TotalCount says orders
-		// exist: the server does not count from 0 (any more: a release,
-		// or a balancer between versions). Judged again, as at first.
+		// Page 0 empty while the TotalCount says orders exist: the
+		// server does not count from 0 (any more: a release, or a
+		// balancer between versions). Judged again, as at first.
 		c.pagesFrom0.Store(false)
 	}
 	r := c.listFrom(ctx, q, 1)
@@ -424,13 +425,19 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 // listFromZero reads the list from page 0, for a server taken to count
 // from 0; should its page 1 repeat page 0, it serves page 0 as page 1:
 // "from 0" is forgotten and the list is read again from 1. again: page 0
-// was refused as a bad parameter, or was empty while the TotalCount says
-// orders exist: evidence that the server does not count from 0, to be
-// judged again (nothing is returned then).
+// was empty while the TotalCount says orders exist: evidence that the
+// server does not count from 0, to be judged again (nothing is returned
+// then).
 func (c *Client) listFromZero(ctx context.Context, q map[string]string) (out []orderInfo, again bool, err error) {
 	r := c.listFrom(ctx, q, 0)
-	if len(r.firstIDs) == 0 && len(r.out) == 0 &&
-		(r.fail != nil && providers.CodeOf(r.fail) == providers.InvalidArgument || r.fail == nil && r.short != nil) {
+	if r.fail == nil && r.short != nil && len(r.firstIDs) == 0 && len(r.out) == 0 {
+		// Page 0 empty while the TotalCount counts orders (the only way
+		// a first page ends short). A refusal of page 0 is no such
+		// evidence: InvalidArgument covers any unknown code and
+		// unreadable 4xx answers, which may pass, and a client that
+		// forgot "from 0" on one would judge page 0 on the next refusal
+		// (a list without a TotalCount then reads as complete without
+		// the newest orders). It stays an error until a person looks.
 		return nil, true, nil
 	}
 	if !r.aliased {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -704,9 +705,9 @@ func TestMayBeOurs(t *testing.T) {
 // Where a server counts pages from is learned, not promised: a release may
 // change it, or a balancer spread the client over two versions. A client
 // that took the server to count from 0 and finds page 0 empty while the
-// TotalCount says orders exist (or page 0 refused), and one that took it to
-// count from 1 and finds the list ending short of its TotalCount, judge it
-// again, as at first, and find the order: never unavailable for good.
+// TotalCount says orders exist, and one that took it to count from 1 and
+// finds the list ending short of its TotalCount, judge it again, as at
+// first, and find the order: not unavailable until a restart.
 func TestListingRejudgesWherePagesStart(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -717,7 +718,6 @@ func TestListingRejudgesWherePagesStart(t *testing.T) {
 		from0, from1 bool   // remembered after
 	}{
 		{"taken from 0, counts from 1 now", true, func() *pagedServer { return &pagedServer{size: 2, total: true} }, "1", false, false},
-		{"taken from 0, counts from 1 now and refuses page 0", true, func() *pagedServer { return &pagedServer{size: 2, total: true, refuse0: true} }, "1", false, false},
 		{"taken from 1, counts from 0 now", false, func() *pagedServer { return &pagedServer{size: 2, total: true, from0: true} }, "5", true, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -736,6 +736,57 @@ func TestListingRejudgesWherePagesStart(t *testing.T) {
 			}
 			if c.pagesFrom0.Load() != tt.from0 || c.pagesFrom1.Load() != tt.from1 {
 				t.Errorf("from0 %v, from1 %v; want %v, %v", c.pagesFrom0.Load(), c.pagesFrom1.Load(), tt.from0, tt.from1)
+			}
+		})
+	}
+}
+
+// A refusal of page 0 by a server taken to count from 0 is no evidence
+// that it counts from 1: InvalidArgument covers unknown codes and
+// unreadable 4xx answers, which may pass. A client that forgot "from 0" on
+// one would, on the next, judge the server to count from 1 and read a list
+// without a TotalCount as complete without its newest orders (not_found
+// for an order on page 0: created twice). The refusal stays the lookup's
+// error; "from 0" is kept, and the order is found once page 0 answers.
+func TestPassingRefusalOfPageZeroKeepsFromZero(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		code int
+		body string
+	}{
+		{"unknown code at 200", http.StatusOK, `{"Status":false,"Auth":true,"Code":"OperationConflict","Message":"try later"}`},
+		{"unreadable 409", http.StatusConflict, `<html>conflict</html>`},
+		{"InvalidParameter 400", http.StatusBadRequest, `{"Code":"InvalidParameter","Msg":"bad"}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var refusals atomic.Int32
+			refusals.Store(3)
+			s := &pagedServer{size: 2, from0: true}
+			s.ids = []string{"5", "4", "3", "2", "1"}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Get("Action") == "QueryOrders" && r.URL.Query().Get("Page") == "0" && refusals.Add(-1) >= 0 {
+					w.WriteHeader(c.code)
+					fmt.Fprint(w, c.body)
+					return
+				}
+				s.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			cl := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+			cl.pagesFrom0.Store(true)
+			for i := 0; i < 3; i++ {
+				r, err := pagedLookup(t, s, cl, "5")
+				if code := providers.CodeOf(err); code == providers.NotFound || err == nil && r.ProviderOrderID != "5" {
+					t.Fatalf("lookup %d = %+v, %v; order 5 is on page 0 (pages read %v)", i, r, err, s.calls())
+				}
+			}
+			if !cl.pagesFrom0.Load() || cl.pagesFrom1.Load() {
+				t.Errorf("from0 %v, from1 %v; want from 0 kept", cl.pagesFrom0.Load(), cl.pagesFrom1.Load())
+			}
+			if r, err := pagedLookup(t, s, cl, "5"); err != nil || r.ProviderOrderID != "5" {
+				t.Errorf("once page 0 answers: %+v, %v; want order 5", r, err)
 			}
 		})
 	}

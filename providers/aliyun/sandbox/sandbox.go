@@ -207,6 +207,9 @@ type Paging struct {
 	Zero400 bool
 	// Alias0: pageNo 0 is served as page 1 (when counting from 1).
 	Alias0 bool
+	// Empty0: pageNo 0 is served as an empty page, with the total (when
+	// counting from 1).
+	Empty0 bool
 	// RepeatLast: a pageNo past the last page serves the last page again
 	// (a device without orders still gets an empty page).
 	RepeatLast bool
@@ -704,6 +707,15 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	}
 	if paging.Zero400 && err1 == nil && pageNo == 0 {
 		return fail(400, "request error", "请求错误")
+	}
+	if paging.Empty0 && err1 == nil && pageNo == 0 && err2 == nil && pageSize > 0 {
+		s.mu.Lock()
+		n := int64(len(s.orders[p.IotID]))
+		s.mu.Unlock()
+		if paging.NoTotal {
+			return ok(map[string]any{"data": []any{}})
+		}
+		return ok(map[string]any{"total": n, "pageNo": 0, "pageSize": pageSize, "data": []any{}})
 	}
 	if err1 != nil || err2 != nil || pageNo < 1 || pageSize < 1 {
 		return paramError
