@@ -629,7 +629,9 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		}
 		return order.Then{}, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
 	case errors.Is(err, ledger.ErrLeaseLost):
-		if a := d.Settle.Attempt(); a != nil && (a.Call == "submit" || a.Call == "pay") {
+		// (Not an abandoned create the plan enters in the history: this
+		// run sent nothing.)
+		if a := d.Settle.Attempt(); a != nil && (a.Call == "submit" || a.Call == "pay") && a.Result != order.AbandonedResult {
 			// A create or a pay lost its lease while under way. Its
 			// keepalive extends the lease, and cancels the call the
 			// moment it cannot, so this takes a stall of the whole

@@ -269,7 +269,7 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(h.set.Names(), ref.Provider) {
 		// No order of another provider exists (and the ledger's key of
 		// "tencent:A" and "B" is the one of "tencent" and "A:B").
-		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+ref.OrderNo+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
+		problem(w, http.StatusNotFound, "no order "+providers.MaskPhones(ref.Provider)+"/"+ref.OrderNo+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
 		return
 	}
 	rec, err := h.get(r.Context(), ref)
