@@ -606,10 +606,23 @@ func hasPlainRun(s string, n int) bool {
 
 func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
+// phoneOnly reports whether s holds nothing but what a written phone
+// number does: digits, spaces and + - ( ) . separators.
+func phoneOnly(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9') && !strings.ContainsRune(" +-().", c) {
+			return false
+		}
+	}
+	return true
+}
+
 // MaskName masks a personal name or nickname: it keeps the first and last
-// rune and hides the rest; phone-number names keep their usual mask.
+// rune and hides the rest; a name that is a phone number alone keeps the
+// usual phone mask. A name beside a phone number ("王小明 13912345678") is
+// masked as a name: the number's mask alone would leave the name in clear.
 func MaskName(s string) string {
-	if m := MaskPhones(s); m != s {
+	if m := MaskPhones(s); m != s && phoneOnly(s) {
 		return m
 	}
 	r := []rune(s)
