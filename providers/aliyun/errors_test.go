@@ -89,6 +89,11 @@ var errorCases = []struct {
 	{"gw async service", sandbox.Reply{HTTPStatus: 504, GatewayMessage: "Async Service"}, ambiguous, unavailable},
 	// Platform: code in the JSON body.
 	{"400 request error", sandbox.Reply{Code: 400, Message: "request error"}, invalid, invalid},
+	// 400 is permanent "unless the message indicates something transient".
+	{"400 system busy", sandbox.Reply{Code: 400, Message: "request error: system busy, please retry later"}, ambiguous, unavailable},
+	{"400 timeout", sandbox.Reply{Code: 400, Message: "backend timeout"}, ambiguous, unavailable},
+	{"400 繁忙", sandbox.Reply{Code: 400, Message: "系统繁忙，请稍后再试"}, ambiguous, unavailable},
+	{"460 busy stays a parameter error", sandbox.Reply{Code: 460, Message: "request parameter error: busy"}, invalid, invalid},
 	{"401 request auth error", sandbox.Reply{Code: 401, Message: "request auth error"}, unauthenticated, unauthenticated},
 	{"403 request forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, denied, denied},
 	{"404 service not found", sandbox.Reply{Code: 404, Message: "service not found"}, precondition, precondition},

@@ -646,7 +646,10 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 	switch {
 	case perr == nil && r.Code != 200:
 		code := PlatformCode(r.Code, acts)
-		if overruled {
+		if overruled || r.Code == 400 && TransientMessage(r.Message) {
+			// (400 is documented as permanent "unless the message
+			// indicates something transient": then it may have acted,
+			// or may pass, as any unsure answer.)
 			code = unsure
 		}
 		return answer{}, fail(code, strconv.Itoa(r.Code), r.Message)
@@ -670,6 +673,25 @@ func namesOrder(data json.RawMessage) bool {
 		OrderID json.RawMessage `json:"orderId"`
 	}
 	return len(data) > 0 && json.Unmarshal(data, &d) == nil && given(d.OrderID)
+}
+
+// transientWords are what a message says of a failure that may pass
+// (lower case; Chinese as the platform writes it).
+var transientWords = []string{"busy", "retry", "try again", "later", "timeout", "timed out", "temporar", "unavailable", "overload",
+	"繁忙", "稍后", "重试", "超时", "暂时"}
+
+// TransientMessage reports whether a platform message indicates something
+// transient (a busy system, a retry, a timeout), which the error table
+// makes of a 400 ("permanent, unless the message indicates something
+// transient"): then the answer is unsure, never a refusal for good.
+func TransientMessage(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, w := range transientWords {
+		if strings.Contains(m, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // GatewayCode maps an API-gateway failure (its X-Ca-Error-Message and HTTP
