@@ -935,53 +935,12 @@ func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 	}
 }
 
-// Where pageNo starts is learned, not promised: a release may change it, or
-// a gateway spread the client over two versions. A client that took the
-// server to count from 0 and finds page 0 empty while the total counts
-// orders (the server counts from 1 now), and one that took it to count
-// from 1 and finds the listing short of its total (the server counts from
-// 0 now, its newest orders on page 0), judge it again and list every
-// order: not unavailable until a restart. A server taken to count from 0
-// that refuses page 0 as a parameter error is not judged again (a refusal
-// that passes would teach the client to skip page 0): the listing stays an
-// error naming ALIYUN_PAGE_BASE, and "from 0" is kept.
-func TestListingJudgesThePageBaseAgain(t *testing.T) {
-	t.Parallel()
-	const commodity = "streamingResource_20_10"
-	for i, c := range []struct {
-		name          string
-		learn, change sandbox.Paging
-	}{
-		{"from 0, then from 1", sandbox.Paging{From0: true}, sandbox.Paging{Empty0: true}},
-		{"from 1, then from 0", sandbox.Paging{}, sandbox.Paging{From0: true}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-			f.sb.SetPaging(c.learn)
-			first := iotID(1420 + 2*i)
-			for range 3 {
-				f.sb.AddOrder(sandbox.Order{IotID: first, CommodityCode: commodity, Copies: 2})
-			}
-			if _, err := f.c.Prepare(ctx(t), testOrder(1420+2*i)); err != nil {
-				t.Fatal(err) // learns where pages start
-			}
-			f.sb.SetPaging(c.change)
-			iot := iotID(1421 + 2*i)
-			var want []string
-			for range 3 {
-				want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
-			}
-			for j := range 2 {
-				known, err := f.c.Prepare(ctx(t), testOrder(1421+2*i))
-				if err != nil || !slices.Equal(sortedIDs(known), want) {
-					t.Fatalf("Prepare %d after the server changed = %v, %v; want %v", j, known, err, want)
-				}
-			}
-		})
-	}
-}
-
+// A server taken to count from 0 that refuses page 0 as a parameter error
+// (it counts from 1 now, or the refusal passes) is not judged again: a
+// client that forgot "from 0" on a refusal would, on the next, take the
+// server to count from 1, and a listing without a total for complete
+// without its newest orders. The listing stays an error naming
+// ALIYUN_PAGE_BASE, and "from 0" is kept.
 func TestPageZeroRefusedAfterFromZeroStaysAnError(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
@@ -1001,5 +960,41 @@ func TestPageZeroRefusedAfterFromZeroStaysAnError(t *testing.T) {
 		if known, err := f.c.Prepare(ctx(t), testOrder(1431)); err == nil || !strings.Contains(err.Error(), "ALIYUN_PAGE_BASE") {
 			t.Fatalf("Prepare %d = %v, %v; want an error naming ALIYUN_PAGE_BASE, never a listing read past page 0", i, known, err)
 		}
+	}
+}
+
+// A client that learned order/query counts pages from 0 reads page 0 first;
+// an empty page 0 would end the listing at once. A server that counts from
+// 1 now, serving page 0 empty (here without a total), would make every
+// listing empty: a snapshot without the device's orders, a lookup
+// not_found. Page 1 is read too, and holding orders, the listing is
+// unavailable, naming ALIYUN_PAGE_BASE; "from 0" is kept. A device without
+// orders still lists empty.
+func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.SetPaging(sandbox.Paging{From0: true})
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iotID(1440), CommodityCode: commodity, Copies: 2})
+	}
+	if _, err := f.c.Prepare(ctx(t), testOrder(1440)); err != nil {
+		t.Fatal(err) // learns: from 0
+	}
+	if known, err := f.c.Prepare(ctx(t), testOrder(1442)); err != nil || len(known) != 0 {
+		t.Fatalf("Prepare of a device without orders = %v, %v; want an empty snapshot", known, err)
+	}
+	f.sb.SetPaging(sandbox.Paging{Empty0: true, NoTotal: true})
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iotID(1441), CommodityCode: commodity, Copies: 2})
+	}
+	known, err := f.c.Prepare(ctx(t), testOrder(1441))
+	if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "ALIYUN_PAGE_BASE") {
+		t.Fatalf("Prepare after the server changed = %v, %v; want unavailable naming ALIYUN_PAGE_BASE, never an empty snapshot", known, err)
+	}
+	o := testOrder(1441)
+	o.Known = []string{}
+	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID == "" {
+		t.Fatalf("Lookup after the server changed = %+v, %v; want no not_found", r, err)
 	}
 }

@@ -199,6 +199,9 @@ type listing struct {
 	// shortOfTotal: every page gave the same total, and it is more than
 	// the orders read (gapShifted).
 	shortOfTotal bool
+	// zeroEmpty: read from 0 (as learnt), page 0 was empty and page 1
+	// held orders (gapShifted).
+	zeroEmpty bool
 }
 
 // totalFits reports whether the totals confirm the listing: none given,
@@ -309,11 +312,7 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 //
 // Where the server counts from is remembered only from a listing that did
 // not end at a page served again: such a page shows nothing about the
-// base. What was learned is evidence, not a promise: a server taken to
-// count from 0 whose page 0 is empty while the total counts orders, and
-// one taken to count from 1 whose
-// listing falls short of the total it gives, are judged again as at
-// first. A refusal of page 0 by a server taken to count from 0 is not. A listing read from 0 whose page 1 serves page 0 again shows the
+// base. A listing read from 0 whose page 1 serves page 0 again shows the
 // server reads pageNo 0 as 1 after all: counting from 0 is forgotten and
 // the listing is read again from 1, judging page 0 afresh.
 func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (listing, error) {
@@ -325,24 +324,29 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	}
 	if c.pagesFrom0.Load() {
 		l, err := c.listFrom(ctx, p, 0, snapshot)
-		switch {
-		case err == nil && len(l.firstIDs) == 0 && l.totalExceeds():
-			// Page 0 empty while the total counts orders: the server
-			// does not count from 0 (any more: a release, or a gateway
-			// between versions). Judged again, as at first. (A refusal
-			// of page 0 is not such evidence: a client that forgot
-			// "from 0" on one would, on the next, take the server to
-			// count from 1, and a listing without a total for complete
-			// without its newest orders. It stays the listing's error,
-			// which names ALIYUN_PAGE_BASE.)
-			c.pagesFrom0.Store(false)
-			c.log.Info("aliyun order/query: page 0 empty while the total counts orders; judging where pages start again")
-		case err != nil || !l.zeroIsOne:
-			return l, err
-		default:
-			c.pagesFrom0.Store(false)
-			c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
+		if err == nil && l.gap == gapNone && len(l.firstIDs) == 0 {
+			// Page 0, the first page of a server counting from 0, is
+			// empty: the device has no order, unless the server counts
+			// from 1 now (a release, a gateway between versions) and
+			// serves page 0 empty. Page 1 tells: holding orders, the
+			// listing is not complete. What was learnt is kept (taken
+			// back on such evidence, a later answer could teach the
+			// client to skip page 0 for good): ALIYUN_PAGE_BASE, or a
+			// restart, settles it.
+			one, _, err := c.queryPage(ctx, p, 1, false, snapshot)
+			if err != nil {
+				return listing{}, laterPageFailed(err, 1)
+			}
+			if len(one.Orders) > 0 {
+				l.gap, l.zeroEmpty = gapShifted, true
+			}
+			return l, nil
 		}
+		if err != nil || !l.zeroIsOne {
+			return l, err
+		}
+		c.pagesFrom0.Store(false)
+		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 	}
 	l, err := c.listFrom(ctx, p, 1, snapshot)
 	// A total that fits the orders read from 1 does not show that page 0
@@ -350,17 +354,8 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// pages can equal the orders read from 1 (a server counting from 0
 	// with 22 orders at 20 a page: 2 pages, 2 orders on page 1). Until
 	// the server has shown where it counts from, page 0 is judged.
-	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) {
+	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || c.pagesFrom1.Load() {
 		return l, err
-	}
-	if c.pagesFrom1.Load() {
-		if !l.totalExceeds() {
-			return l, nil
-		}
-		// Read from 1, the listing falls short of the total it gives:
-		// the server may count from 0 now, hiding its first page.
-		// Judged again, as at first.
-		c.pagesFrom1.Store(false)
 	}
 	// Page 0 is the first page on a server counting from 0: a snapshot
 	// reads it without data (twice in a row) as empty only while page 1
@@ -646,6 +641,10 @@ func (c *Client) gapMessage(l listing, what string) string {
 		}
 		return msg + " (pages read from " + EnvPageBase + "=" + string(c.pageBase) + ")"
 	case gapShifted:
+		if l.zeroEmpty {
+			return "order/query's page 0 is empty and page 1 holds orders, though it was seen to count pages from 0: it may count from 1 now (" +
+				EnvPageBase + "=1 if it does, or restart the worker to judge again); the device's orders may not all have been listed"
+		}
 		if l.shortOfTotal {
 			return fmt.Sprintf("order/query listed fewer orders than its total (%d); the device's orders may not all have been listed", l.total)
 		}

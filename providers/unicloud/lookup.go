@@ -328,14 +328,6 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 // A list read from 0 whose page 1 repeats page 0 exactly comes from a
 // server serving page 0 as page 1: "from 0" is forgotten, the server is
 // taken to count from 1 and the list is read again from 1.
-//
-// What was learned is evidence, not a promise (nothing documents that a
-// server keeps counting as it did: a release may change it, a balancer may
-// spread a client over two versions): a server taken to count from 0 whose
-// page 0 is empty while the TotalCount says orders exist, and one taken to
-// count from 1 whose list ends short of its TotalCount (or at a page that
-// brought nothing new), are judged again as at first. A refusal of page 0
-// by a server taken to count from 0 is not: it stays the lookup's error.
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	const op = Name + " QueryOrders"
 	q := map[string]string{
@@ -344,27 +336,11 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		"Size":      strconv.Itoa(c.pageSize),
 	}
 	if c.pagesFrom0.Load() {
-		out, again, err := c.listFromZero(ctx, q)
-		if !again {
-			return out, err
-		}
-		// Page 0 empty while the TotalCount says orders exist: the
-		// server does not count from 0 (any more: a release, or a
-		// balancer between versions). Judged again, as at first.
-		c.pagesFrom0.Store(false)
+		return c.listFromZero(ctx, q)
 	}
 	r := c.listFrom(ctx, q, 1)
-	if r.fail != nil || !r.needZero {
+	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
 		return r.out, r.err()
-	}
-	if c.pagesFrom1.Load() {
-		if r.short == nil {
-			return r.out, r.err()
-		}
-		// Read from 1, the list ended short of its TotalCount (or at a
-		// page that brought nothing new): the server may count from 0
-		// now, hiding its first page. Judged again, as at first.
-		c.pagesFrom1.Store(false)
 	}
 	_, zero, _, zerr := c.queryPage(ctx, q, 0)
 	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
@@ -393,14 +369,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			}
 		}
 		c.pagesFrom0.Store(true)
-		out, again, err := c.listFromZero(ctx, q)
-		if again {
-			// Page 0 held orders a moment ago and holds none now.
-			c.pagesFrom0.Store(false)
-			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
-				Message: "page 0 held orders and, read again, holds none: the list may be incomplete"}
-		}
-		return out, err
+		return c.listFromZero(ctx, q)
 	case providers.BaseMoved:
 		return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
@@ -424,29 +393,35 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 
 // listFromZero reads the list from page 0, for a server taken to count
 // from 0; should its page 1 repeat page 0, it serves page 0 as page 1:
-// "from 0" is forgotten and the list is read again from 1. again: page 0
-// was empty while the TotalCount says orders exist: evidence that the
-// server does not count from 0, to be judged again (nothing is returned
-// then).
-func (c *Client) listFromZero(ctx context.Context, q map[string]string) (out []orderInfo, again bool, err error) {
+// "from 0" is forgotten and the list is read again from 1.
+func (c *Client) listFromZero(ctx context.Context, q map[string]string) ([]orderInfo, error) {
+	const op = Name + " QueryOrders"
 	r := c.listFrom(ctx, q, 0)
-	if r.fail == nil && r.short != nil && len(r.firstIDs) == 0 && len(r.out) == 0 {
-		// Page 0 empty while the TotalCount counts orders (the only way
-		// a first page ends short). A refusal of page 0 is no such
-		// evidence: InvalidArgument covers any unknown code and
-		// unreadable 4xx answers, which may pass, and a client that
-		// forgot "from 0" on one would judge page 0 on the next refusal
-		// (a list without a TotalCount then reads as complete without
-		// the newest orders). It stays an error until a person looks.
-		return nil, true, nil
+	if r.fail == nil && r.short == nil && len(r.firstIDs) == 0 {
+		// Page 0, the first page of a server counting from 0, is empty:
+		// no order in the window, unless the server counts from 1 now
+		// (a release, a balancer between versions) and serves page 0
+		// empty. Page 1 tells: holding orders, the list is not
+		// complete. What was learnt is kept (taken back on such
+		// evidence, a later answer could teach the client to skip page
+		// 0 for good): a restart judges again.
+		_, one, status, err := c.queryPage(ctx, q, 1)
+		switch {
+		case err != nil:
+			return nil, err
+		case len(one) > 0:
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+				Message: "page 0 is empty and page 1 holds orders, though the server was seen to count pages from 0: it may count from 1 now (restart the worker to judge again); the list may be incomplete"}
+		}
+		return r.out, nil
 	}
 	if !r.aliased {
-		return r.out, false, r.err()
+		return r.out, r.err()
 	}
 	c.pagesFrom1.Store(true)
 	c.pagesFrom0.Store(false)
 	r = c.listFrom(ctx, q, 1)
-	return r.out, false, r.err()
+	return r.out, r.err()
 }
 
 // containsAll reports whether have holds every id of want.
