@@ -257,7 +257,7 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server, dataKey string) []dashb
 		{`{"provider":"tencent","order_no":"Dash-T1","params":{"CustomerId":"13912345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,
 			dashboardTask{"tencent:Dash-T1", `"Dash-T1"`, []string{"13912345678"}, []string{"139****5678"}}},
 		{`{"provider":"aliyun","order_no":"Dash-Raw1","params":{"iotId":"dev-2","commodityCode":"streamingResource_20_10","copies":1,"userName":"Wang 13712345678","contact":{"tel":"+8613612345678"},"note":"call 15912345678"}}`,
-			dashboardTask{"aliyun:Dash-Raw1", `"Dash-Raw1"`, []string{"13712345678", "13612345678", "15912345678"}, []string{"137****5678", "861****5678", "159****5678"}}},
+			dashboardTask{"aliyun:Dash-Raw1", `"Dash-Raw1"`, []string{"13712345678", "Wang", "13612345678", "15912345678"}, []string{`"W****8"`, "861****5678", "159****5678"}}},
 		// A name under a personal-data key, but not a string: masked all
 		// the same.
 		{`{"provider":"aliyun","order_no":"Dash-Raw2","params":{"iotId":"dev-3","commodityCode":"streamingResource_20_10","copies":1,"userName":["Li Si Guang"]}}`,
