@@ -197,7 +197,10 @@ func TestListingRepeatsLastPage(t *testing.T) {
 
 // F6(a): a server that serves pageNo 0 as page 1. Page 1 is read empty, an
 // order lands, page 0 shows it: that is not taken for a server counting
-// from 0 until page 1 is read again.
+// from 0 until page 1 is read again. Page 1 read again showing page 0's
+// orders is not taken for a server counting from 1 either (a page of
+// orders landing on a server counting from 0 shows the same): that
+// listing is unavailable, nothing is learnt, and the next one lists them.
 func TestListingPageZeroRace(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
@@ -212,10 +215,13 @@ func TestListingPageZeroRace(t *testing.T) {
 		for range 3 {
 			want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iot, CommodityCode: commodity, Copies: 2}).OrderID)
 		}
+		if known, err := f.c.Prepare(ctx(t), testOrder(1300)); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("Prepare = %v, %v; want unavailable (orders landed while page 0 was judged)", known, err)
+		}
 		for i := range 2 {
 			known, err := f.c.Prepare(ctx(t), testOrder(1300))
 			if err != nil || !slices.Equal(sortedIDs(known), want) {
-				t.Fatalf("Prepare %d = %v, %v; want %v", i, known, err, want)
+				t.Fatalf("Prepare %d after = %v, %v; want %v", i, known, err, want)
 			}
 		}
 	})
@@ -996,5 +1002,22 @@ func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 	o.Known = []string{}
 	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID == "" {
 		t.Fatalf("Lookup after the server changed = %+v, %v; want no not_found", r, err)
+	}
+}
+
+// Judging where pages start (page 1 held an order, page 0 another, none of
+// page 1's: the server counts from 0), the listing is read again from 0;
+// page 0 now empty, without a total, would read as a complete empty
+// listing though both orders were just seen: not_found for ours. Page 0
+// holding orders a moment ago and none now is orders moving: unavailable.
+func TestPageZeroEmptiedWhileJudged(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.Inject(aliyun.PathQuery, listed(-1, entry("B")), listed(-1), listed(-1, ourEntry("A", nil)), listed(-1))
+	o := testOrder(1490)
+	o.Known = []string{}
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Lookup = %+v, %v; want unavailable, never not_found (order/query calls %d)", r, err, f.sb.Calls(aliyun.PathQuery))
 	}
 }

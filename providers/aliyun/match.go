@@ -299,8 +299,10 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 //     empty this is not trusted at once: an order may have landed between
 //     the two reads on a server that serves page 0 as page 1. Page 1 is
 //     read again: still empty, the server counts from 0; now holding page
-//     0's orders, it counts from 1 and the listing is read again from 1;
-//     anything else, orders moved (gapShifted).
+//     0's orders, nothing is learnt (that, or a page of orders landing on
+//     a server counting from 0) and the listing is gapShifted; anything
+//     else, orders moved (gapShifted). Read again from 0, page 0 found
+//     empty (it held orders a moment ago) is orders moving (gapShifted).
 //   - sharing some of page 1's orders, not all: orders moved (gapShifted).
 //   - nothing shown (page 0 failed twice, in any way but a documented
 //     parameter refusal, or holds orders that cannot be compared with page
@@ -335,6 +337,12 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			// restart, settles it.
 			one, _, err := c.queryPage(ctx, p, 1, false, snapshot)
 			if err != nil {
+				if pageRefused(err) && l.totalConfirms() && c.sameAgain(ctx, p, 1, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) }) {
+					// Page 1 past the end refused as a parameter
+					// error twice in a row, the total confirming the
+					// empty page 0 (as listFrom ends a listing).
+					return l, nil
+				}
 				return listing{}, laterPageFailed(err, 1)
 			}
 			if len(one.Orders) > 0 {
@@ -423,13 +431,13 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			case len(oneIDs) == 0:
 				// Still empty while page 0 holds orders: from 0.
 			case slices.Equal(oneIDs, zeroIDs):
-				// Page 0 was page 1, and an order landed between
-				// the reads.
-				one, err := c.listFrom(ctx, p, 1, snapshot)
-				if err == nil && !one.repeated {
-					c.learnBase(1)
-				}
-				return one, err
+				// Page 0 was page 1 and an order landed between the
+				// reads, or a page of orders landed on a server
+				// counting from 0 (its newest now on page 0, unread):
+				// nothing is learnt, and the listing is read again
+				// next time.
+				l.gap = gapShifted
+				return l, nil
 			default:
 				l.gap = gapShifted
 				return l, nil
@@ -439,6 +447,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		switch {
 		case err != nil:
 			return listing{}, err
+		case z.gap == gapNone && len(z.firstIDs) == 0:
+			// Page 0 held orders a moment ago and holds none now.
+			z.gap = gapShifted
 		case z.zeroIsOne:
 			// Page 1 now repeats page 0: what was seen did not hold.
 			z.gap = gapShifted

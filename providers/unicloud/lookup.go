@@ -316,9 +316,10 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 //     always from 0. When page 1 was empty, that is first confirmed by
 //     reading page 1 again: a server that serves page 0 as page 1 shows
 //     an order that landed between the reads on page 0 too. Page 1 now
-//     holding all of page 0's orders shows that: the server counts from 1
-//     and the list is read again from 1; page 1 holding some other order
-//     is Unavailable (orders moved), and nothing is remembered;
+//     holding all of page 0's orders may show that, or a page of orders
+//     landing on a server counting from 0: Unavailable, nothing
+//     remembered; page 1 holding some other order is Unavailable (orders
+//     moved), and nothing is remembered;
 //   - page 0 sharing some but not all of page 1's orders: orders moved
 //     between the reads (Unavailable);
 //   - nothing shown (page 0 failed twice, or an order lacks its id): the
@@ -326,8 +327,8 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 //     empty the list is incomplete (Unavailable), never an empty list.
 //
 // A list read from 0 whose page 1 repeats page 0 exactly comes from a
-// server serving page 0 as page 1: "from 0" is forgotten, the server is
-// taken to count from 1 and the list is read again from 1.
+// server serving page 0 as page 1, or from a page of orders landing
+// between the reads: "from 0" is forgotten and judged again, as at first.
 func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	const op = Name + " QueryOrders"
 	q := map[string]string{
@@ -336,7 +337,16 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		"Size":      strconv.Itoa(c.pageSize),
 	}
 	if c.pagesFrom0.Load() {
-		return c.listFromZero(ctx, q)
+		out, aliased, err := c.listFromZero(ctx, q)
+		if !aliased {
+			return out, err
+		}
+		// Page 1 repeated page 0: a server serving page 0 as page 1, or
+		// one page of orders landing between the two reads of a server
+		// counting from 0. "From 0" is forgotten and judged again, as at
+		// first (never taken for "from 1" on this alone: a burst would
+		// teach the client to skip page 0 for good).
+		c.pagesFrom0.Store(false)
 	}
 	r := c.listFrom(ctx, q, 1)
 	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
@@ -359,17 +369,25 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
 					Message: "page 0 holds orders and page 1 did not; page 1 could not be read again to confirm", Err: aerr}
 			case len(ids) > 0 && containsAll(ids, zeroIDs):
-				// Page 0 is page 1, and orders landed between the reads.
-				c.pagesFrom1.Store(true)
-				r = c.listFrom(ctx, q, 1)
-				return r.out, r.err()
+				// Page 0 is page 1 and orders landed between the reads,
+				// or a page of orders landed on a server counting from
+				// 0 (its newest now on page 0, unread): nothing is
+				// learnt, and the list is read again next time.
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+					Message: "orders landed while the list was read (page 1, empty before page 0 was read, holds page 0's orders now)"}
 			case len(ids) > 0:
 				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 					Message: "orders moved while the list was read (page 1, empty before page 0 was read, holds other orders now)"}
 			}
 		}
 		c.pagesFrom0.Store(true)
-		return c.listFromZero(ctx, q)
+		out, aliased, err := c.listFromZero(ctx, q)
+		if aliased {
+			c.pagesFrom0.Store(false)
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+				Message: "orders moved while the list was read (page 1 repeats page 0 right after page 0 was judged the first page)"}
+		}
+		return out, err
 	case providers.BaseMoved:
 		return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: "orders moved while the list was read (page 0 shares some of page 1's orders)"}
@@ -392,9 +410,10 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 }
 
 // listFromZero reads the list from page 0, for a server taken to count
-// from 0; should its page 1 repeat page 0, it serves page 0 as page 1:
-// "from 0" is forgotten and the list is read again from 1.
-func (c *Client) listFromZero(ctx context.Context, q map[string]string) ([]orderInfo, error) {
+// from 0. aliased: its page 1 repeated page 0 (a server serving page 0 as
+// page 1, or a page of orders landing between the reads); nothing is
+// returned then, and the caller judges again.
+func (c *Client) listFromZero(ctx context.Context, q map[string]string) (out []orderInfo, aliased bool, err error) {
 	const op = Name + " QueryOrders"
 	r := c.listFrom(ctx, q, 0)
 	if r.fail == nil && r.short == nil && len(r.firstIDs) == 0 {
@@ -408,20 +427,17 @@ func (c *Client) listFromZero(ctx context.Context, q map[string]string) ([]order
 		_, one, status, err := c.queryPage(ctx, q, 1)
 		switch {
 		case err != nil:
-			return nil, err
+			return nil, false, err
 		case len(one) > 0:
-			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			return nil, false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 				Message: "page 0 is empty and page 1 holds orders, though the server was seen to count pages from 0: it may count from 1 now (restart the worker to judge again); the list may be incomplete"}
 		}
-		return r.out, nil
+		return r.out, false, nil
 	}
-	if !r.aliased {
-		return r.out, r.err()
+	if r.aliased {
+		return nil, true, nil
 	}
-	c.pagesFrom1.Store(true)
-	c.pagesFrom0.Store(false)
-	r = c.listFrom(ctx, q, 1)
-	return r.out, r.err()
+	return r.out, false, r.err()
 }
 
 // containsAll reports whether have holds every id of want.
