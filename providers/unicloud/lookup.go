@@ -308,7 +308,8 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 // newest first), so when the list ends at an empty page without a
 // TotalCount, short of it, or at a page that brought no new order (a
 // server counting from 0 repeats its last page past the end), page 0 is
-// read too (once more if that fails),
+// read too (see pageZero: once more if that fails; a refusal or an empty
+// page 0 that would teach "from 1" only when said twice in a row),
 // and judged against page 1 (providers.JudgePageZero):
 //
 //   - shown to count from 1: not asked for page 0 again;
@@ -352,10 +353,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
 		return r.out, r.err()
 	}
-	_, zero, _, zerr := c.queryPage(ctx, q, 0)
-	if zerr != nil && providers.CodeOf(zerr) != providers.InvalidArgument {
-		_, zero, _, zerr = c.queryPage(ctx, q, 0)
-	}
+	zero, zerr := c.pageZero(ctx, q, len(r.firstIDs) > 0)
 	zeroIDs := idsOf(zero)
 	switch providers.JudgePageZero(zerr, zeroIDs, r.firstIDs) {
 	case providers.BaseFrom1:
@@ -382,10 +380,15 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		}
 		c.pagesFrom0.Store(true)
 		out, aliased, err := c.listFromZero(ctx, q)
-		if aliased {
+		switch {
+		case aliased:
 			c.pagesFrom0.Store(false)
 			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 				Message: "orders moved while the list was read (page 1 repeats page 0 right after page 0 was judged the first page)"}
+		case err == nil && len(out) == 0:
+			// Page 0 held orders a moment ago and holds none now.
+			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+				Message: "orders moved while the list was read (page 0, read again from 0, holds none of the orders it held)"}
 		}
 		return out, err
 	case providers.BaseMoved:
@@ -407,6 +410,52 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		}
 	}
 	return r.out, r.err()
+}
+
+// pageZero reads page 0 to judge where the server counts pages from
+// (providers.JudgePageZero), beside a page 1 that held orders (oneHeld) or
+// not. What would teach "from 1" for the process's life must say so twice
+// in a row: a refusal only as a parameter error naming Page (any other
+// InvalidArgument, which covers unknown codes and unreadable 4xx answers
+// that may pass, is a failure to read page 0), and an empty page 0 beside
+// a page 1 holding orders. Any other failure is asked once more. On a
+// server counting from 0, page 0 holds the newest orders: taken for "from
+// 1" on an answer that passes, every later listing would skip them.
+func (c *Client) pageZero(ctx context.Context, q map[string]string, oneHeld bool) ([]orderInfo, error) {
+	const op = Name + " QueryOrders"
+	read := func() ([]orderInfo, error) {
+		_, zero, status, err := c.queryPage(ctx, q, 0)
+		if err != nil && providers.CodeOf(err) == providers.InvalidArgument && !pageRefusal(err) {
+			err = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+				Message: "page 0 unreadable (refused, but not as a bad Page)", Err: err}
+		}
+		return zero, err
+	}
+	zero, err := read()
+	if err == nil && !(len(zero) == 0 && oneHeld) {
+		return zero, nil
+	}
+	again, aerr := read()
+	switch {
+	case pageRefusal(err) && pageRefusal(aerr):
+		return nil, aerr
+	case err == nil && aerr == nil && len(zero) == 0 && len(again) == 0:
+		return again, nil // empty twice beside a page 1 holding orders
+	case pageRefusal(err), pageRefusal(aerr), err == nil, aerr == nil && len(again) == 0 && oneHeld:
+		// Answers that differ, or one alone that would teach "from 1":
+		// nothing is shown.
+		return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+			Message: "page 0 answered differently when read again: where the server counts pages from is not shown"}
+	}
+	return again, aerr
+}
+
+// pageRefusal reports whether err is QueryOrders refusing its Page as a
+// bad parameter (InvalidArgument naming Page), as a server counting from 1
+// may refuse page 0.
+func pageRefusal(err error) bool {
+	var pe *providers.Error
+	return errors.As(err, &pe) && pe.Code == providers.InvalidArgument && strings.Contains(pe.Message, "Page")
 }
 
 // listFromZero reads the list from page 0, for a server taken to count

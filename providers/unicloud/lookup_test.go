@@ -665,7 +665,7 @@ func TestLookupPagesFromZero(t *testing.T) {
 	}{
 		{from0: true, queries: 4 + 2},                // the empty page 1 (short of the total), page 0, page 1 again (still empty: confirmed), then page 0 again (the server counts from 0); the UTC window's page 0, empty with a total of 0, and its page 1 (an empty page 0 is checked)
 		{from0: true, noTotal: true, queries: 5 + 2}, // the empty page 1 ends the list, page 0, page 1 again (confirmed), then pages 0 and 1 again; the UTC window's empty page 0 and its page 1
-		{noTotal: true, queries: 3 + 1},              // pages 1, 2 (empty), 0 (refused, remembered); the UTC window's empty page 1
+		{noTotal: true, queries: 4 + 1},              // pages 1, 2 (empty), 0 (refused), 0 again (refused again: remembered); the UTC window's empty page 1
 		{queries: 1 + 1},                             // page 1 holds the total; the UTC window's page 1, empty with a total of 0
 	} {
 		t.Run(fmt.Sprintf("from0=%v,noTotal=%v", tt.from0, tt.noTotal), func(t *testing.T) {

@@ -813,3 +813,144 @@ func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 		t.Errorf("Lookup in an empty window = %+v, %v; want not_found (pages read %v)", r, err, empty.calls())
 	}
 }
+
+// oncePage0 answers the first Page=0 request with reply, then defers to s.
+type oncePage0 struct {
+	s     *pagedServer
+	mu    sync.Mutex
+	done  bool
+	reply func(w http.ResponseWriter)
+}
+
+func (o *oncePage0) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("Action") == "QueryOrders" && q.Get("Page") == "0" {
+		o.mu.Lock()
+		first := !o.done
+		o.done = true
+		o.mu.Unlock()
+		if first {
+			o.reply(w)
+			return
+		}
+	}
+	o.s.ServeHTTP(w, r)
+}
+
+// A fresh client judging where a server counting from 0 starts its pages
+// meets one answer for page 0 that passes: a proxy's 408, an unknown code
+// at 200, an empty page. None of them teaches "from 1" (which would skip
+// page 0, where the newest orders are, for the process's life): only two
+// refusals naming Page in a row, or two empty pages 0 beside a page 1
+// holding orders, do.
+func TestPassingPageZeroAnswerTeachesNothing(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		reply func(w http.ResponseWriter)
+	}{
+		{"proxy 408 html", func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusRequestTimeout)
+			w.Write([]byte("<html><body><h1>408 Request Time-out</h1></body></html>"))
+		}},
+		{"200 Status false unknown code", func(w http.ResponseWriter) {
+			w.Write([]byte(`{"Status":false,"Auth":true,"Code":"OperationConflict","Msg":"try again later"}`))
+		}},
+		{"one empty answer", func(w http.ResponseWriter) {
+			w.Write([]byte(`{"TotalCount":0}`))
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := &pagedServer{size: 2, from0: true, ids: []string{"5", "4", "3", "2", "1"}}
+			srv := httptest.NewServer(&oncePage0{s: s, reply: tt.reply})
+			t.Cleanup(srv.Close)
+			c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+			for i := range 3 {
+				r, err := pagedLookup(t, s, c, "5")
+				if providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID != "5" {
+					t.Errorf("lookup %d = %+v, %v; order 5 is on page 0 of a server counting from 0 (pages read %v)", i, r, err, s.calls())
+				}
+			}
+			if c.pagesFrom1.Load() {
+				t.Errorf("from 1 learnt from one passing answer (pages read %v)", s.calls())
+			}
+		})
+	}
+}
+
+// Judged to count from 0 (page 1 empty twice, page 0 holding the order),
+// the list is read again from 0: page 0 now empty (and page 1 too) is
+// orders moving, never a complete empty list (not_found).
+func TestPageZeroEmptiedWhileJudged(t *testing.T) {
+	t.Parallel()
+	s := &pagedServer{size: 2, from0: true, ids: []string{"9"}}
+	n0 := 0
+	s.before = func(s *pagedServer, page int) {
+		if page == 0 {
+			n0++
+			if n0 == 2 {
+				s.ids = nil
+			}
+		}
+	}
+	c := newPaged(t, s)
+	if r, err := pagedLookup(t, s, c, "9"); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup = %+v, %v; want unavailable: page 0 held orders a moment ago (pages read %v)", r, err, s.calls())
+	}
+}
+
+type nthPage0 struct {
+	s     *pagedServer
+	mu    sync.Mutex
+	n, at int
+	reply func(w http.ResponseWriter)
+}
+
+func (o *nthPage0) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("Action") == "QueryOrders" && q.Get("Page") == "0" {
+		o.mu.Lock()
+		o.n++
+		hit := o.n == o.at
+		o.mu.Unlock()
+		if hit {
+			o.reply(w)
+			return
+		}
+	}
+	o.s.ServeHTTP(w, r)
+}
+
+// Learnt "from 0"; a page of orders lands between the reads of page 0 and
+// page 1 ("from 0" is forgotten and judged again); the judgement's read of
+// page 0 meets one passing 408: nothing is learnt from it, and the order
+// on page 0 is found.
+func TestPageOfOrdersThenAPassingAnswerKeepsPageZero(t *testing.T) {
+	t.Parallel()
+	landed := false
+	s := &pagedServer{size: 2, from0: true, ids: []string{"5", "4", "3", "2", "1"}}
+	s.before = func(s *pagedServer, page int) {
+		if page == 1 && !landed {
+			landed = true
+			s.add("6")
+			s.add("7")
+		}
+	}
+	srv := httptest.NewServer(&nthPage0{s: s, at: 2, reply: func(w http.ResponseWriter) {
+		w.WriteHeader(http.StatusRequestTimeout)
+		w.Write([]byte("<html>408 Request Time-out</html>"))
+	}})
+	t.Cleanup(srv.Close)
+	c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+	c.pagesFrom0.Store(true)
+	for i := range 3 {
+		r, err := pagedLookup(t, s, c, "7")
+		if providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID != "7" {
+			t.Errorf("lookup %d = %+v, %v; order 7 is on page 0 (pages read %v)", i, r, err, s.calls())
+		}
+	}
+	if c.pagesFrom1.Load() {
+		t.Errorf("from 1 learnt (pages read %v)", s.calls())
+	}
+}
