@@ -324,8 +324,9 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 //   - page 0 sharing some but not all of page 1's orders: orders moved
 //     between the reads (Unavailable);
 //   - nothing shown (page 0 failed twice, or an order lacks its id): the
-//     list read from 1 stands when page 1 held orders; when page 1 was
-//     empty the list is incomplete (Unavailable), never an empty list.
+//     list read from 1 stands when page 1 held orders and page 0 could not
+//     be read; when page 0 holds orders, or page 1 was empty, the list is
+//     incomplete (Unavailable), never an empty list.
 //
 // A list read from 0 whose page 1 repeats page 0 exactly comes from a
 // server serving page 0 as page 1, or from a page of orders landing
@@ -357,6 +358,17 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 	zeroIDs := idsOf(zero)
 	switch providers.JudgePageZero(zerr, zeroIDs, r.firstIDs) {
 	case providers.BaseFrom1:
+		if zerr == nil && len(zeroIDs) > 0 {
+			// Page 0 the same as page 1, read earlier: also what a
+			// server counting from 0 shows when a page of orders left
+			// the front of the list between the reads. Page 1, read
+			// again, must still be page 0.
+			_, again, _, aerr := c.queryPage(ctx, q, 1)
+			if aerr != nil || !slices.Equal(idsOf(again), zeroIDs) {
+				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+					Message: "orders moved while the list was read (page 0 was page 1, and page 1 read again is not)", Err: aerr}
+			}
+		}
 		c.pagesFrom1.Store(true)
 	case providers.BaseFrom0:
 		if len(r.firstIDs) == 0 {
@@ -402,11 +414,12 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			return nil, &providers.Error{Code: providers.Unavailable, Op: op,
 				Message: "page 0 could not be read and the server may count pages from 0: the list may be incomplete", Err: zerr}
 		}
-		if len(r.firstIDs) == 0 && len(zero) > 0 {
-			// Page 1 was empty and page 0 is not known to be: the server
-			// may count from 0 and hold our order there.
+		if len(zero) > 0 {
+			// Page 0 holds orders that cannot be told from page 1's (an
+			// order without an Id): the server may count from 0 and
+			// hold our order there, whatever page 1 held.
 			return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
-				Message: "page 1 is empty and page 0 holds orders without an Id: the list may be incomplete"}
+				Message: "page 0 holds orders that cannot be told from page 1's (an order without an Id): the list may be incomplete"}
 		}
 	}
 	return r.out, r.err()
@@ -451,11 +464,12 @@ func (c *Client) pageZero(ctx context.Context, q map[string]string, oneHeld bool
 }
 
 // pageRefusal reports whether err is QueryOrders refusing its Page as a
-// bad parameter (InvalidArgument naming Page), as a server counting from 1
-// may refuse page 0.
+// bad parameter (InvalidArgument whose code or message names the page, in
+// any case), as a server counting from 1 may refuse page 0.
 func pageRefusal(err error) bool {
 	var pe *providers.Error
-	return errors.As(err, &pe) && pe.Code == providers.InvalidArgument && strings.Contains(pe.Message, "Page")
+	return errors.As(err, &pe) && pe.Code == providers.InvalidArgument &&
+		strings.Contains(strings.ToLower(pe.Message+" "+pe.ProviderCode), "page")
 }
 
 // listFromZero reads the list from page 0, for a server taken to count

@@ -954,3 +954,78 @@ func TestPageOfOrdersThenAPassingAnswerKeepsPageZero(t *testing.T) {
 		t.Errorf("from 1 learnt (pages read %v)", s.calls())
 	}
 }
+
+// Page 0 read and judged, holding an order that cannot be told from page
+// 1's (one without an Id, on either page): the server may count from 0 and
+// hold our order on page 0, so the list read from 1 is incomplete
+// (unavailable), never a not_found.
+func TestPageZeroWithOrdersWithoutIdsIsNotDropped(t *testing.T) {
+	t.Parallel()
+	for name, s := range map[string]*pagedServer{
+		"no Id on page 1": {size: 1, from0: true, ids: []string{"42", "!9"}},
+		"no Id on page 0": {size: 1, from0: true, noID0: true, ids: []string{"42", "9"}},
+	} {
+		c := newPaged(t, s)
+		if r, err := pagedLookup(t, s, c, "42"); providers.CodeOf(err) != providers.Unavailable {
+			t.Errorf("%s: Lookup = %+v, %v; want unavailable: order 42 is on page 0 (pages read %v)", name, r, err, s.calls())
+		}
+	}
+}
+
+// On a server counting from 0, a page of orders leaving the front of the
+// list between the reads of page 1 and page 0 makes page 0 equal page 1 as
+// read before, which a server serving page 0 as page 1 shows too: not taken
+// for "from 1" until page 1, read again, is still page 0 (remembered, every
+// later lookup would skip page 0, where the newest orders land).
+func TestPageZeroEqualToAnEarlierPageOneIsConfirmed(t *testing.T) {
+	t.Parallel()
+	gone := false
+	s := &pagedServer{size: 2, from0: true, ids: []string{"6", "5", "4", "3", "2", "1"}}
+	s.before = func(s *pagedServer, page int) {
+		if page == 0 && !gone {
+			gone = true
+			s.ids = s.ids[2:] // 6 and 5 leave the list
+		}
+	}
+	c := newPaged(t, s)
+	if r, err := pagedLookup(t, s, c, "77"); providers.CodeOf(err) == providers.NotFound {
+		t.Fatalf("first Lookup = %+v, %v; want no not_found while orders moved (pages read %v)", r, err, s.calls())
+	}
+	if c.pagesFrom1.Load() {
+		t.Fatalf("from 1 learnt on a server counting from 0 (pages read %v)", s.calls())
+	}
+	s.mu.Lock()
+	s.add("88")
+	s.mu.Unlock()
+	if r, err := pagedLookup(t, s, c, "88"); err != nil || r.ProviderOrderID != "88" {
+		t.Errorf("Lookup of order 88, on page 0 = %+v, %v (pages read %v)", r, err, s.calls())
+	}
+}
+
+// A server counting from 1 may refuse page 0 in words of its own: a
+// parameter error whose code or message names the page, in any case,
+// counts (twice in a row), and the order is listed.
+func TestPageZeroRefusalsNamingThePage(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"Code":"InvalidParameter","Msg":"page must be greater than 0"}`,
+		`{"Code":"InvalidParameter.Page","Msg":"The specified parameter is not valid."}`,
+	} {
+		s := &pagedServer{size: 10, ids: []string{"42", "41"}}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("Action") == "QueryOrders" && r.URL.Query().Get("Page") == "0" {
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprint(w, body)
+				return
+			}
+			s.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+		for i := range 2 {
+			if r, err := pagedLookup(t, s, c, "42"); err != nil || r.ProviderOrderID != "42" {
+				t.Errorf("%s: lookup %d = %+v, %v; want order 42 (pages read %v)", body, i, r, err, s.calls())
+			}
+		}
+	}
+}
