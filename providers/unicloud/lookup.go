@@ -323,10 +323,10 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 //     moved), and nothing is remembered;
 //   - page 0 sharing some but not all of page 1's orders: orders moved
 //     between the reads (Unavailable);
-//   - nothing shown (page 0 failed twice, or an order lacks its id): the
-//     list read from 1 stands when page 1 held orders and page 0 could not
-//     be read; when page 0 holds orders, or page 1 was empty, the list is
-//     incomplete (Unavailable), never an empty list.
+//   - nothing shown (page 0 failed twice, or an order lacks its id): page
+//     0 failing, or holding orders that cannot be told from page 1's,
+//     leaves the list incomplete (Unavailable) whatever page 1 held; a
+//     page 0 read empty leaves the list read from 1 standing.
 //
 // A list read from 0 whose page 1 repeats page 0 exactly comes from a
 // server serving page 0 as page 1, or from a page of orders landing
