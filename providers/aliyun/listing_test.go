@@ -284,9 +284,10 @@ func TestListingForgetsPagesFrom0(t *testing.T) {
 		if err != nil || !slices.Equal(sortedIDs(known), want) {
 			t.Fatalf("Prepare %d = %v, %v; want %v", i, known, err, want)
 		}
-		// First: pages 0 and 1 (the same), pages 1 to 3 and page 0
-		// again; then pages 1 to 3 only.
-		if n, wantN := f.sb.Calls(aliyun.PathQuery)-before, []int{6, 3}[i]; n != wantN {
+		// First: pages 0 and 1 (the same), pages 1 to 3, page 0 again
+		// (the same as page 1) and page 1 again to confirm it; then
+		// pages 1 to 3 only.
+		if n, wantN := f.sb.Calls(aliyun.PathQuery)-before, []int{7, 3}[i]; n != wantN {
 			t.Errorf("Prepare %d made %d order/query calls, want %d", i, n, wantN)
 		}
 	}
@@ -1019,5 +1020,31 @@ func TestPageZeroEmptiedWhileJudged(t *testing.T) {
 	o.FirstAttempt = time.Now().Add(-time.Minute)
 	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
 		t.Fatalf("Lookup = %+v, %v; want unavailable, never not_found (order/query calls %d)", r, err, f.sb.Calls(aliyun.PathQuery))
+	}
+}
+
+// Judging where pages start, page 0 the same as page 1 read earlier is what
+// a server serving page 0 as page 1 shows, and also what a server counting
+// from 0 shows when a page of orders left the front of the listing between
+// the two reads. Taken for "from 1" and remembered, every later listing
+// would skip page 0, where the newest orders are: it is trusted only while
+// page 1, read again, is still page 0.
+func TestPageZeroEqualToAnEarlierPageOneIsConfirmed(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	// Page 1 [C D], page 2 empty (no total); page 0 [C D] (A and B, the
+	// page that held them, gone meanwhile); page 1 read again [E F].
+	f.sb.Inject(aliyun.PathQuery, listed(-1, entry("C"), entry("D")), listed(-1), listed(-1, entry("C"), entry("D")), listed(-1, entry("E"), entry("F")))
+	o := testOrder(1450)
+	o.Known = []string{}
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Lookup = %+v, %v; want unavailable (orders moved), never not_found", r, err)
+	}
+	// Nothing was learnt: the next listing judges page 0 again.
+	before := f.sb.Calls(aliyun.PathQuery)
+	f.sb.Inject(aliyun.PathQuery, listed(-1, entry("C"), entry("D")), listed(-1), listed(-1, ourEntry("A", nil), entry("B")), listed(-1, ourEntry("A", nil), entry("B")), listed(-1, entry("C"), entry("D")), listed(-1))
+	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) == providers.NotFound {
+		t.Fatalf("second Lookup = %+v, %v; ours is on page 0, never not_found (calls %d)", r, err, f.sb.Calls(aliyun.PathQuery)-before)
 	}
 }

@@ -412,6 +412,17 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	}
 	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
 	case providers.BaseFrom1:
+		if zerr == nil && len(zeroIDs) > 0 {
+			// Page 0 the same as page 1, read earlier: also what a
+			// server counting from 0 shows when a page of orders left
+			// the front of the listing between the reads. Page 1, read
+			// again, must still be page 0.
+			again, _, err := c.queryPage(ctx, p, 1, false, snapshot)
+			if err != nil || !slices.Equal(idsOf(again.Orders), zeroIDs) {
+				l.gap = gapShifted
+				return l, nil
+			}
+		}
 		// A listing that ended at a page served again shows nothing by
 		// page 0 holding page 1's orders (a server counting from 0 whose
 		// orders fit one page repeats it as page 1); a documented

@@ -149,8 +149,8 @@ func TestRepeatNeverTeachesTheBase(t *testing.T) {
 		if _, err := f.c.Prepare(ctx(t), testOrder(1920)); providers.CodeOf(err) != providers.Unavailable {
 			t.Fatalf("Prepare %d = %v; want unavailable", i, err)
 		}
-		if n := f.sb.Calls(aliyun.PathQuery) - before; n != 3 {
-			t.Errorf("Prepare %d made %d order/query calls, want 3 (pages 1, 2 and 0)", i, n)
+		if n := f.sb.Calls(aliyun.PathQuery) - before; n != 4 {
+			t.Errorf("Prepare %d made %d order/query calls, want 4 (pages 1, 2 and 0, then page 1 again to confirm page 0's equal)", i, n)
 		}
 	}
 }
