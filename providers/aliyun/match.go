@@ -290,8 +290,9 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 // (providers.JudgePageZero):
 //
 //   - refused as a parameter error (460 or 2000, from order/query
-//     itself), empty while page 1 is not, or the same as page 1: the
-//     server counts from 1 and is not asked for page 0 again.
+//     itself) twice in a row, empty while page 1 is not (read twice), or
+//     the same as page 1 while page 1, read again, still is: the server
+//     counts from 1 and is not asked for page 0 again.
 //   - holding orders, none of page 1's: the server counts from 0, and the
 //     listing is read again from 0 (where a server that repeats its last
 //     page past the end may give a listing its totals confirm), as every
@@ -376,8 +377,14 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// counting from 0 must not pass for a refusal of pageNo 0.
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
 	firstErr := zerr
-	if zerr != nil && !pageRefused(zerr) {
+	if zerr != nil {
+		// The documented parameter refusal too: one that passes must
+		// not teach "from 1" for the process's life; it counts only
+		// twice in a row.
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
+		if pageRefused(zerr) && !pageRefused(firstErr) {
+			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable (answered differently when read again)", Err: zerr}
+		}
 	}
 	if zerr != nil && !pageRefused(zerr) {
 		if answeredRefusal(firstErr) && answeredRefusal(zerr) && l.totalConfirms() {

@@ -435,9 +435,9 @@ func TestPrepare(t *testing.T) {
 			t.Errorf("Prepare = %v, want %v", got, want)
 		}
 		// Three pages and the empty fourth: the total never ends a
-		// listing; and page 0, refused (the sandbox counts from 1).
-		if n := f.sb.Calls(aliyun.PathQuery); n != 5 {
-			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 5", n)
+		// listing; and page 0, refused twice (the sandbox counts from 1).
+		if n := f.sb.Calls(aliyun.PathQuery); n != 6 {
+			t.Errorf("Prepare made %d order/query calls for 45 orders in pages of 20, want 6", n)
 		}
 	})
 	t.Run("empty device", func(t *testing.T) {
@@ -492,15 +492,15 @@ func TestListingGaps(t *testing.T) {
 		// A total smaller than the orders read: page 0, then the listing
 		// again.
 		{"total smaller than listed, the same twice", []sandbox.Reply{
-			page(1, "1", "2"), page(1), refused,
+			page(1, "1", "2"), page(1), refused, refused,
 			page(1, "1", "2"), page(1),
 		}, providers.OK, providers.NotFound, []string{"1", "2"}},
 		{"total smaller than listed, then moves", []sandbox.Reply{
-			page(1, "1", "2"), page(1), refused,
+			page(1, "1", "2"), page(1), refused, refused,
 			page(1, "1", "9"), page(1),
 		}, providers.Unavailable, providers.Unavailable, nil},
 		{"totals vary, the same twice", []sandbox.Reply{
-			page(3, "1", "2"), page(2, "3"), page(2), refused,
+			page(3, "1", "2"), page(2, "3"), page(2), refused, refused,
 			page(3, "1", "2"), page(2, "3"), page(2),
 		}, providers.OK, providers.NotFound, []string{"1", "2", "3"}},
 		// A short page served again ends a listing only when the totals
@@ -608,11 +608,12 @@ func TestListingPagesFromZero(t *testing.T) {
 			}
 			// From 1: pages 1 and 2 (3 orders, 2 a page), and the empty
 			// page 3. Page 0 until the server has shown where it counts
-			// from (a total that fits does not show page 0 empty); a
+			// from (a total that fits does not show page 0 empty; a
+			// refusal counts only twice in a row); a
 			// server shown to count from 0 is then read again from 0
 			// (pages 0 and 1, and the empty page 2).
 			calls := f.sb.Calls(aliyun.PathQuery) - before
-			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 3, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 1, {}: 3 + 1}[paging]
+			want := map[sandbox.Paging]int{{From0: true}: 2 + 1 + 3, {From0: true, NoTotal: true}: 2 + 1 + 3, {NoTotal: true}: 3 + 2, {}: 3 + 2}[paging]
 			if calls != want {
 				t.Errorf("Prepare made %d order/query calls, want %d", calls, want)
 			}

@@ -76,12 +76,13 @@ func TestPrepareReadsNoDataTwice(t *testing.T) {
 		code    providers.Code
 		calls   int // order/query calls Prepare makes
 	}{
-		{name: "null once, then the older order", replies: []sandbox.Reply{nullData}, older: true, calls: 4},
-		{name: "omitted once, then the older order", omitted: 1, older: true, calls: 4},
-		{name: "null once, then an empty page", replies: []sandbox.Reply{nullData}, calls: 3},
-		// Then page 0, which the sandbox refuses (it counts from 1).
-		{name: "null twice", replies: []sandbox.Reply{nullData, nullData}, calls: 3},
-		{name: "omitted, then null", omitted: 1, replies: []sandbox.Reply{nullData}, calls: 3},
+		{name: "null once, then the older order", replies: []sandbox.Reply{nullData}, older: true, calls: 5},
+		{name: "omitted once, then the older order", omitted: 1, older: true, calls: 5},
+		{name: "null once, then an empty page", replies: []sandbox.Reply{nullData}, calls: 4},
+		// Then page 0, twice, which the sandbox refuses (it counts
+		// from 1; a refusal counts only twice in a row).
+		{name: "null twice", replies: []sandbox.Reply{nullData, nullData}, calls: 4},
+		{name: "omitted, then null", omitted: 1, replies: []sandbox.Reply{nullData}, calls: 4},
 		{name: "null, then a failure", replies: []sandbox.Reply{nullData, queryDown}, code: providers.Unavailable, calls: 2},
 		// A refusal of the listing's params is the configuration's
 		// problem, not the order's: the order waits.
@@ -231,18 +232,18 @@ func TestListingAnswersWithoutArray(t *testing.T) {
 		replies []sandbox.Reply
 		known   []string       // the snapshot; nil when code is set
 		code    providers.Code // Prepare's and Lookup's failure
-		calls   int            // order/query calls Prepare makes
+		calls   int            // order/query calls Prepare makes (page 0, refused by the sandbox, twice where it is judged)
 	}{
-		{"another key, empty, total 0", []sandbox.Reply{raw(`{"total":0,"orders":[]}`)}, []string{}, 0, 2},
-		{"array omitted, total 0", []sandbox.Reply{raw(`{"total":0}`)}, []string{}, 0, 2},
-		{"array null, total 0", []sandbox.Reply{raw(`{"total":0,"list":null}`)}, []string{}, 0, 2},
-		{"another key, with orders", []sandbox.Reply{raw(`{"total":1,"orders":[{"orderId":"1","commodityCode":"c","copies":9}]}`), raw(`{"total":1,"orders":[]}`), raw(`{"total":1,"orders":[]}`)}, []string{"1"}, 0, 4},
-		{"data null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), nullData, nullData}, []string{"1", "2", "3"}, 0, 5},
-		{"array omitted past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3}`), raw(`{"total":3}`)}, []string{"1", "2", "3"}, 0, 5},
-		{"array null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3,"data":null}`), raw(`{"total":3,"data":null}`)}, []string{"1", "2", "3"}, 0, 5},
-		{"wrapped pages", []sandbox.Reply{wrapped(1, 3, "1", "2"), wrapped(2, 3, "3"), wrapped(3, 3)}, []string{"1", "2", "3"}, 0, 4},
-		{"wrapped, empty device", []sandbox.Reply{emptyWrapped}, []string{}, 0, 2},
-		{"wrapped, null list past the end", []sandbox.Reply{wrapped(1, 1, "1"), raw(`[{"pageNo":2,"total":1,"orderList":null}]`), raw(`[{"pageNo":2,"total":1,"orderList":null}]`)}, []string{"1"}, 0, 4},
+		{"another key, empty, total 0", []sandbox.Reply{raw(`{"total":0,"orders":[]}`)}, []string{}, 0, 3},
+		{"array omitted, total 0", []sandbox.Reply{raw(`{"total":0}`)}, []string{}, 0, 3},
+		{"array null, total 0", []sandbox.Reply{raw(`{"total":0,"list":null}`)}, []string{}, 0, 3},
+		{"another key, with orders", []sandbox.Reply{raw(`{"total":1,"orders":[{"orderId":"1","commodityCode":"c","copies":9}]}`), raw(`{"total":1,"orders":[]}`), raw(`{"total":1,"orders":[]}`)}, []string{"1"}, 0, 5},
+		{"data null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), nullData, nullData}, []string{"1", "2", "3"}, 0, 6},
+		{"array omitted past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3}`), raw(`{"total":3}`)}, []string{"1", "2", "3"}, 0, 6},
+		{"array null past the end", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), raw(`{"total":3,"data":null}`), raw(`{"total":3,"data":null}`)}, []string{"1", "2", "3"}, 0, 6},
+		{"wrapped pages", []sandbox.Reply{wrapped(1, 3, "1", "2"), wrapped(2, 3, "3"), wrapped(3, 3)}, []string{"1", "2", "3"}, 0, 5},
+		{"wrapped, empty device", []sandbox.Reply{emptyWrapped}, []string{}, 0, 3},
+		{"wrapped, null list past the end", []sandbox.Reply{wrapped(1, 1, "1"), raw(`[{"pageNo":2,"total":1,"orderList":null}]`), raw(`[{"pageNo":2,"total":1,"orderList":null}]`)}, []string{"1"}, 0, 5},
 		// Said once only, then a page with orders: not the end.
 		{"data null past the end once", []sandbox.Reply{page(3, "1", "2"), page(3, "3"), nullData, page(4, "4")}, nil, providers.Unavailable, 4},
 		// Not confirmed.
@@ -311,7 +312,7 @@ func TestListingLaterPageRefused(t *testing.T) {
 			}
 			calls := len(tt.replies)
 			if tt.code == providers.OK {
-				calls++ // and page 0, which the sandbox refuses: it counts from 1
+				calls += 2 // and page 0, twice, which the sandbox refuses: it counts from 1 (a refusal counts only twice in a row)
 			}
 			prepareThenLookup(t, testOrder(3300+i), tt.replies, tt.known, prepare, tt.code, calls)
 		})
