@@ -1072,3 +1072,31 @@ func TestSinglePageZeroRefusalTeachesNothing(t *testing.T) {
 		}
 	}
 }
+
+// An empty page 0 beside a page 1 holding orders, then a refusal of page 0
+// (or a refusal, an empty page 0, a refusal): answers that differ, neither
+// said twice in a row, teach nothing; the next listing, with ours on page
+// 0, finds it.
+func TestMixedPageZeroAnswersTeachNothing(t *testing.T) {
+	t.Parallel()
+	for name, zero := range map[string][]sandbox.Reply{
+		"empty, then refused":          {listed(-1), pageZeroRefused},
+		"refused, empty, then refused": {pageZeroRefused, listed(-1), pageZeroRefused},
+	} {
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.Inject(aliyun.PathQuery, append([]sandbox.Reply{listed(-1, entry("C"), entry("D")), listed(-1, entry("E")), listed(-1)}, zero...)...)
+		o := testOrder(1470)
+		o.Known = []string{}
+		o.FirstAttempt = time.Now().Add(-time.Minute)
+		if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+			t.Fatalf("%s: first Lookup = %+v, %v; want unavailable", name, r, err)
+		}
+		// Ours on page 0 now: pages 1 to 3, page 0 holding it (none of
+		// page 1's: from 0), then read again from 0.
+		f.sb.Inject(aliyun.PathQuery, listed(-1, entry("C"), entry("D")), listed(-1, entry("E")), listed(-1),
+			listed(-1, ourEntry("A", nil)), listed(-1, ourEntry("A", nil)), listed(-1, entry("C"), entry("D")), listed(-1, entry("E")), listed(-1))
+		if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID == "" {
+			t.Errorf("%s: second Lookup = %+v, %v; ours is on page 0", name, r, err)
+		}
+	}
+}

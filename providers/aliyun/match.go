@@ -412,8 +412,10 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		// page 0 holds its newest orders, does not teach every later
 		// listing, lookups included, to skip them.
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
-		if zerr != nil && !pageRefused(zerr) {
-			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable", Err: zerr}
+		if zerr != nil {
+			// A refusal too: empty, then refused, is two answers that
+			// differ, neither said twice.
+			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable (answered differently when read again)", Err: zerr}
 		}
 		zeroIDs = idsOf(zero.Orders)
 	}
