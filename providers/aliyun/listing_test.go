@@ -1100,3 +1100,26 @@ func TestMixedPageZeroAnswersTeachNothing(t *testing.T) {
 		}
 	}
 }
+
+// Page 0 equal to page 1 after another answer for page 0 (refused, or
+// empty) was not said twice in a row: even with page 1, read again, the
+// same, nothing is learnt and the listing is unavailable (taken for "from
+// 1", every later listing would skip page 0).
+func TestMixedThenEqualPageZeroTeachesNothing(t *testing.T) {
+	t.Parallel()
+	for name, zero := range map[string][]sandbox.Reply{
+		"refused, then page 1":        {pageZeroRefused, listed(-1, entry("C"), entry("D"))},
+		"empty, then page 1":          {listed(-1), listed(-1, entry("C"), entry("D"))},
+		"refused, empty, then page 1": {pageZeroRefused, listed(-1), listed(-1, entry("C"), entry("D"))},
+	} {
+		f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+		f.sb.Inject(aliyun.PathQuery, append(append([]sandbox.Reply{listed(-1, entry("C"), entry("D")), listed(-1, entry("E")), listed(-1)}, zero...),
+			listed(-1, entry("C"), entry("D")))...) // page 1 again, the same
+		o := testOrder(1480)
+		o.Known = []string{}
+		o.FirstAttempt = time.Now().Add(-time.Minute)
+		if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+			t.Errorf("%s: Lookup = %+v, %v; want unavailable (nothing learnt from a mix)", name, r, err)
+		}
+	}
+}

@@ -377,6 +377,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// counting from 0 must not pass for a refusal of pageNo 0.
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
 	firstErr := zerr
+	// differed: page 0 was answered one way (refused, or empty) and then
+	// another: what follows was not said twice in a row.
+	differed := false
 	if zerr != nil {
 		// The documented parameter refusal too: one that passes must
 		// not teach "from 1" for the process's life; it counts only
@@ -385,6 +388,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		if pageRefused(zerr) && !pageRefused(firstErr) {
 			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable (answered differently when read again)", Err: zerr}
 		}
+		differed = pageRefused(firstErr) && zerr == nil
 	}
 	if zerr != nil && !pageRefused(zerr) {
 		if answeredRefusal(firstErr) && answeredRefusal(zerr) && l.totalConfirms() {
@@ -418,9 +422,16 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable (answered differently when read again)", Err: zerr}
 		}
 		zeroIDs = idsOf(zero.Orders)
+		differed = differed || len(zeroIDs) > 0
 	}
 	switch providers.JudgePageZero(zerr, zeroIDs, l.firstIDs) {
 	case providers.BaseFrom1:
+		if zerr == nil && len(zeroIDs) > 0 && differed {
+			// Page 0 the same as page 1, but after another answer for
+			// page 0 (refused, or empty): not said twice in a row.
+			l.gap = gapShifted
+			return l, nil
+		}
 		if zerr == nil && len(zeroIDs) > 0 {
 			// Page 0 the same as page 1, read earlier: also what a
 			// server counting from 0 shows when a page of orders left
