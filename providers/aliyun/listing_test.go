@@ -265,14 +265,7 @@ func TestListingPageZeroRace(t *testing.T) {
 func TestListingForgetsPagesFrom0(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
-	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-	f.sb.SetPaging(sandbox.Paging{From0: true})
-	for range 3 {
-		f.sb.AddOrder(sandbox.Order{IotID: iotID(1400), CommodityCode: commodity, Copies: 2})
-	}
-	if _, err := f.c.Prepare(ctx(t), testOrder(1400)); err != nil {
-		t.Fatal(err) // learns: from 0
-	}
+	f := learnedFromZero(t, 1400)
 	f.sb.SetPaging(sandbox.Paging{Alias0: true, NoTotal: true})
 	iot := iotID(1401)
 	var want []string
@@ -952,14 +945,7 @@ func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 func TestPageZeroRefusedAfterFromZeroStaysAnError(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
-	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-	f.sb.SetPaging(sandbox.Paging{From0: true})
-	for range 3 {
-		f.sb.AddOrder(sandbox.Order{IotID: iotID(1430), CommodityCode: commodity, Copies: 2})
-	}
-	if _, err := f.c.Prepare(ctx(t), testOrder(1430)); err != nil {
-		t.Fatal(err) // learns: from 0
-	}
+	f := learnedFromZero(t, 1430)
 	f.sb.SetPaging(sandbox.Paging{NoTotal: true}) // counts from 1, refuses pageNo 0 (460), no total
 	for range 3 {
 		f.sb.AddOrder(sandbox.Order{IotID: iotID(1431), CommodityCode: commodity, Copies: 2})
@@ -981,14 +967,7 @@ func TestPageZeroRefusedAfterFromZeroStaysAnError(t *testing.T) {
 func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
-	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
-	f.sb.SetPaging(sandbox.Paging{From0: true})
-	for range 3 {
-		f.sb.AddOrder(sandbox.Order{IotID: iotID(1440), CommodityCode: commodity, Copies: 2})
-	}
-	if _, err := f.c.Prepare(ctx(t), testOrder(1440)); err != nil {
-		t.Fatal(err) // learns: from 0
-	}
+	f := learnedFromZero(t, 1440)
 	if known, err := f.c.Prepare(ctx(t), testOrder(1442)); err != nil || len(known) != 0 {
 		t.Fatalf("Prepare of a device without orders = %v, %v; want an empty snapshot", known, err)
 	}
@@ -1122,4 +1101,20 @@ func TestMixedThenEqualPageZeroTeachesNothing(t *testing.T) {
 			t.Errorf("%s: Lookup = %+v, %v; want unavailable (nothing learnt from a mix)", name, r, err)
 		}
 	}
+}
+
+// learnedFromZero returns a fixture (pages of 2) whose client has learnt
+// that order/query counts pages from 0: a snapshot of device n, three
+// orders, read from a server counting from 0.
+func learnedFromZero(t *testing.T, n int) *fixture {
+	t.Helper()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	f.sb.SetPaging(sandbox.Paging{From0: true})
+	for range 3 {
+		f.sb.AddOrder(sandbox.Order{IotID: iotID(n), CommodityCode: "streamingResource_20_10", Copies: 2})
+	}
+	if _, err := f.c.Prepare(ctx(t), testOrder(n)); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -296,12 +295,7 @@ func TestPageOfOrdersLandingBetweenReadsKeepsPageZero(t *testing.T) {
 	}
 	c := newPaged(t, s)
 	c.pagesFrom0.Store(true)
-	for i := range 3 {
-		r, err := pagedLookup(t, s, c, "7")
-		if providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID != "7" {
-			t.Fatalf("lookup %d = %+v, %v; order 7 is on page 0 (pages read %v)", i, r, err, s.calls())
-		}
-	}
+	neverMissed(t, s, c, "7", 3)
 	if c.pagesFrom1.Load() {
 		t.Errorf("from 1 remembered after a burst (pages read %v)", s.calls())
 	}
@@ -756,27 +750,14 @@ func TestPassingRefusalOfPageZeroKeepsFromZero(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			var refusals atomic.Int32
-			refusals.Store(3)
 			s := &pagedServer{size: 2, from0: true}
 			s.ids = []string{"5", "4", "3", "2", "1"}
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Query().Get("Action") == "QueryOrders" && r.URL.Query().Get("Page") == "0" && refusals.Add(-1) >= 0 {
-					w.WriteHeader(c.code)
-					fmt.Fprint(w, c.body)
-					return
-				}
-				s.ServeHTTP(w, r)
-			}))
-			t.Cleanup(srv.Close)
-			cl := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+			cl := newPage0Answers(t, s, 1, 3, func(w http.ResponseWriter) {
+				w.WriteHeader(c.code)
+				fmt.Fprint(w, c.body)
+			})
 			cl.pagesFrom0.Store(true)
-			for i := 0; i < 3; i++ {
-				r, err := pagedLookup(t, s, cl, "5")
-				if code := providers.CodeOf(err); code == providers.NotFound || err == nil && r.ProviderOrderID != "5" {
-					t.Fatalf("lookup %d = %+v, %v; order 5 is on page 0 (pages read %v)", i, r, err, s.calls())
-				}
-			}
+			neverMissed(t, s, cl, "5", 3)
 			if !cl.pagesFrom0.Load() || cl.pagesFrom1.Load() {
 				t.Errorf("from0 %v, from1 %v; want from 0 kept", cl.pagesFrom0.Load(), cl.pagesFrom1.Load())
 			}
@@ -814,27 +795,49 @@ func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 	}
 }
 
-// oncePage0 answers the first Page=0 request with reply, then defers to s.
-type oncePage0 struct {
-	s     *pagedServer
-	mu    sync.Mutex
-	done  bool
-	reply func(w http.ResponseWriter)
+// page0Answers answers the Page=0 QueryOrders requests numbered from to
+// to (counted from 1) with reply, and every other request as s does.
+type page0Answers struct {
+	s        *pagedServer
+	from, to int
+	reply    func(w http.ResponseWriter)
+	mu       sync.Mutex
+	n        int
 }
 
-func (o *oncePage0) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (o *page0Answers) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("Action") == "QueryOrders" && q.Get("Page") == "0" {
 		o.mu.Lock()
-		first := !o.done
-		o.done = true
+		o.n++
+		hit := o.from <= o.n && o.n <= o.to
 		o.mu.Unlock()
-		if first {
+		if hit {
 			o.reply(w)
 			return
 		}
 	}
 	o.s.ServeHTTP(w, r)
+}
+
+// newPage0Answers returns a client of s whose Page=0 requests from to to
+// are answered with reply (page0Answers).
+func newPage0Answers(t *testing.T, s *pagedServer, from, to int, reply func(w http.ResponseWriter)) *Client {
+	t.Helper()
+	srv := httptest.NewServer(&page0Answers{s: s, from: from, to: to, reply: reply})
+	t.Cleanup(srv.Close)
+	return newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+}
+
+// neverMissed looks id up n times: never not_found, and when answered, id.
+func neverMissed(t *testing.T, s *pagedServer, c *Client, id string, n int) {
+	t.Helper()
+	for i := range n {
+		r, err := pagedLookup(t, s, c, id)
+		if providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID != id {
+			t.Fatalf("lookup %d = %+v, %v; order %s is on page 0 (pages read %v)", i, r, err, id, s.calls())
+		}
+	}
 }
 
 // A fresh client judging where a server counting from 0 starts its pages
@@ -863,15 +866,8 @@ func TestPassingPageZeroAnswerTeachesNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := &pagedServer{size: 2, from0: true, ids: []string{"5", "4", "3", "2", "1"}}
-			srv := httptest.NewServer(&oncePage0{s: s, reply: tt.reply})
-			t.Cleanup(srv.Close)
-			c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
-			for i := range 3 {
-				r, err := pagedLookup(t, s, c, "5")
-				if providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID != "5" {
-					t.Errorf("lookup %d = %+v, %v; order 5 is on page 0 of a server counting from 0 (pages read %v)", i, r, err, s.calls())
-				}
-			}
+			c := newPage0Answers(t, s, 1, 1, tt.reply)
+			neverMissed(t, s, c, "5", 3)
 			if c.pagesFrom1.Load() {
 				t.Errorf("from 1 learnt from one passing answer (pages read %v)", s.calls())
 			}
@@ -900,28 +896,6 @@ func TestPageZeroEmptiedWhileJudged(t *testing.T) {
 	}
 }
 
-type nthPage0 struct {
-	s     *pagedServer
-	mu    sync.Mutex
-	n, at int
-	reply func(w http.ResponseWriter)
-}
-
-func (o *nthPage0) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if q.Get("Action") == "QueryOrders" && q.Get("Page") == "0" {
-		o.mu.Lock()
-		o.n++
-		hit := o.n == o.at
-		o.mu.Unlock()
-		if hit {
-			o.reply(w)
-			return
-		}
-	}
-	o.s.ServeHTTP(w, r)
-}
-
 // Learnt "from 0"; a page of orders lands between the reads of page 0 and
 // page 1 ("from 0" is forgotten and judged again); the judgement's read of
 // page 0 meets one passing 408: nothing is learnt from it, and the order
@@ -937,19 +911,12 @@ func TestPageOfOrdersThenAPassingAnswerKeepsPageZero(t *testing.T) {
 			s.add("7")
 		}
 	}
-	srv := httptest.NewServer(&nthPage0{s: s, at: 2, reply: func(w http.ResponseWriter) {
+	c := newPage0Answers(t, s, 2, 2, func(w http.ResponseWriter) {
 		w.WriteHeader(http.StatusRequestTimeout)
 		w.Write([]byte("<html>408 Request Time-out</html>"))
-	}})
-	t.Cleanup(srv.Close)
-	c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: s.size})
+	})
 	c.pagesFrom0.Store(true)
-	for i := range 3 {
-		r, err := pagedLookup(t, s, c, "7")
-		if providers.CodeOf(err) == providers.NotFound || err == nil && r.ProviderOrderID != "7" {
-			t.Errorf("lookup %d = %+v, %v; order 7 is on page 0 (pages read %v)", i, r, err, s.calls())
-		}
-	}
+	neverMissed(t, s, c, "7", 3)
 	if c.pagesFrom1.Load() {
 		t.Errorf("from 1 learnt (pages read %v)", s.calls())
 	}
