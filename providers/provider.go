@@ -58,6 +58,25 @@ type Order struct {
 	// to another order in the ledger. Lookup never answers with such an id:
 	// it is another order's, not this one's.
 	Owned func(ctx context.Context, providerOrderID string) (bool, error)
+	// Rivals, when set, counts the other orders of the ledger with this
+	// order's match key (Matcher) that may have been created and whose
+	// provider order id is not recorded: an order of theirs in a listing
+	// matches this one just as well. A Matcher's Lookup counts them after
+	// it read the listing and never takes a listed order for this one
+	// while there are any: a rival counts from before its create leaves
+	// until its record holds its id (which Owned then reports) or its
+	// outcome.
+	Rivals func(ctx context.Context) (int, error)
+}
+
+// Matcher is a provider whose Lookup may identify an order by matching the
+// provider's listing rather than by a number the order carries.
+// MatchKey is what such a match goes by for an order's parsed params:
+// two orders with the same key are told apart in a listing only by a
+// provider order id already recorded (Order.Owned). "" when the order is
+// never matched.
+type Matcher interface {
+	MatchKey(p Params) string
 }
 
 // Result is what a provider reports about an order.

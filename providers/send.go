@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"regexp"
 	"sync/atomic"
 )
 
@@ -117,13 +118,37 @@ func transportError(op string, create, wrote bool, err error) *Error {
 }
 
 // cause strips *url.Error, whose text holds the full URL (and with it any
-// query parameters), down to its cause.
+// query parameters), down to its cause, whose text is cut of what a server
+// may have put in it (transportText).
 func cause(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return ue.Err
+		err = ue.Err
 	}
-	return err
+	return transportCause{err}
+}
+
+// transportCause is a transport failure's cause with its text cut of what
+// the server sent (transportText); errors.Is and As see the cause itself.
+type transportCause struct{ err error }
+
+func (c transportCause) Error() string { return transportText(c.err.Error()) }
+func (c transportCause) Unwrap() error { return c.err }
+
+// serverBytes are the parts of a transport error's text that may hold what
+// the server sent, or the request: quoted text (net/http quotes a malformed
+// status line or header, which a server may have made of the request it
+// read, with its query's access key id and signature) and a URL's query.
+var serverBytes = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|\?[^\s"]*`)
+
+// transportText is a transport error's text with serverBytes elided.
+func transportText(s string) string {
+	return serverBytes.ReplaceAllStringFunc(s, func(m string) string {
+		if m[0] == '"' {
+			return `"…"`
+		}
+		return "?…"
+	})
 }
 
 // NewTransport returns the HTTP transport a provider client uses unless it

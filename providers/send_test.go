@@ -1,9 +1,12 @@
 package providers
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -123,5 +126,43 @@ func TestSendMarksActingCalls(t *testing.T) {
 		if seen != create {
 			t.Errorf("create %v: the transport saw Acting %v", create, seen)
 		}
+	}
+}
+
+// A server that answers with its own malformed status line, made of the
+// request target it read (its query: an access key id, a signature), does
+// not get it into the error's text.
+func TestSendErrorHoldsNothingTheServerEchoed(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(conn).ReadString('\n')
+			target := line
+			if f := strings.Fields(line); len(f) > 1 {
+				target = f[1]
+			}
+			fmt.Fprintf(conn, "HTTP/1.1 %s 200\r\nContent-Length: 0\r\n\r\n", target)
+			conn.Close()
+		}
+	}()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/openapi/nas?AccessKeyId=KEYID-IN-ECHO&Signature=SIG-IN-ECHO", nil)
+	_, err = Send(context.Background(), http.DefaultClient, req, "unicloud CreateOrder", true)
+	if err == nil {
+		t.Fatal("Send succeeded; want the malformed status refused")
+	}
+	if s := err.Error(); strings.Contains(s, "KEYID-IN-ECHO") || strings.Contains(s, "SIG-IN-ECHO") || !strings.Contains(s, "malformed HTTP") {
+		t.Errorf("error %q; want the kind of failure without what the server echoed", s)
+	}
+	if CodeOf(err) != Ambiguous {
+		t.Errorf("code %v; want ambiguous (the request was sent)", CodeOf(err))
 	}
 }

@@ -446,6 +446,13 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
+	matchKey := ""
+	if m, ok := prov.(providers.Matcher); ok {
+		matchKey = m.MatchKey(parsed)
+	}
+	if matchKey != "" {
+		o.Rivals = func(ctx context.Context) (int, error) { return h.ledger.Rivals(ctx, ref, matchKey) }
+	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
 		ran, since, known, err := tk.priorCreate(ctx, h, rec)
 		if err != nil {
@@ -464,6 +471,15 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	if plan.Step == order.Submit && (foreign || tk.claimed && tk.at.IsZero()) {
 		if err := h.markRan(ctx, clk.now(), rec.Claim); err != nil {
 			// Not marked, not sent: the order goes back as it was.
+			h.settleQuiet(ref, token, ledger.Unmark(rec))
+			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
+		}
+	}
+	if plan.Step == order.Submit && matchKey != "" {
+		// Before the create leaves: from now on, a lookup of another
+		// order with the same match key counts this one as a rival and
+		// does not take its order (see ledger.MarkRival).
+		if err := h.ledger.MarkRival(ctx, ref, token, matchKey); err != nil {
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}

@@ -941,15 +941,30 @@ func (p *heldAliyun) Submit(ctx context.Context, o providers.Order) (providers.R
 
 // Two orders for the same device and plan. X's create is refused with a
 // 503 (ambiguous to us: nothing was made); Y's create makes its order at
-// once but answers late. X's lookup, meanwhile, finds Y's order as the one
-// new order of its kind since its snapshot, and takes it by matching.
-// Then Y's answer names that order: the answer outweighs the match, so the
-// order becomes Y's and X is looked up again, finds nothing of its own
-// and is created once. Before, Y was refused its own order (owned by X),
-// its lookups dropped it as X's, and Y was created a second time, while X
-// stood for Y's order.
+// once but answers late.
+//
+// Y marked itself X's rival before its create left (ledger.MarkRival), so
+// X's lookup, meanwhile, finds Y's order as the one new order of its kind
+// since its snapshot but does not take it: it may be Y's. Y's answer names
+// it; X, looked up again, finds nothing of its own and is created once.
+//
+// Without the mark (Y created by a worker that marks no rivals), X's lookup
+// takes Y's order by matching; Y's answer then names that order: the answer
+// outweighs the match, so the order becomes Y's and X is looked up again,
+// finds nothing of its own and is created once. Before that, Y was refused
+// its own order (owned by X), its lookups dropped it as X's, and Y was
+// created a second time, while X stood for Y's order.
 func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 	t.Parallel()
+	for _, marked := range []bool{true, false} {
+		t.Run(fmt.Sprint("rivals marked ", marked), func(t *testing.T) {
+			t.Parallel()
+			testRaceForAMatch(t, marked)
+		})
+	}
+}
+
+func testRaceForAMatch(t *testing.T, marked bool) {
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 	ctx := context.Background()
@@ -988,9 +1003,17 @@ func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 		}
 	}
 	yOrder := sb.Orders()["dev1"][0].OrderID
-	// X's lookup takes Y's order by matching.
+	if !marked {
+		keys, err := e.rdb.Keys(ctx, "*rivals:*").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("rivals sets %v, %v; want the device's one", keys, err)
+		}
+		e.rdb.Del(ctx, keys...)
+	}
 	_ = e.handler.ProcessTask(ctx, tasksOf["Race-X"])
-	if x := get("Race-X"); x.ProviderOrderID != yOrder || !x.Matched {
+	if x := get("Race-X"); marked && (x.ProviderOrderID != "" || x.State != ledger.StateUnknown || len(x.History) == 0 || !strings.Contains(x.History[len(x.History)-1].Message, "not guessing")) {
+		t.Fatalf("X after its lookup beside Y's create: %+v; want unknown, no order taken", x)
+	} else if !marked && (x.ProviderOrderID != yOrder || !x.Matched) {
 		t.Fatalf("X after its lookup: %+v; want Y's order %s, matched", x, yOrder)
 	}
 	// Y's answer arrives.
@@ -1000,7 +1023,7 @@ func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 		t.Fatalf("Y after its create's answer: %+v; want its order %s", y, yOrder)
 	}
 	if x := get("Race-X"); x.State != ledger.StateUnknown || x.ProviderOrderID != "" {
-		t.Fatalf("X after Y's answer: %+v; want unknown, its match taken back", x)
+		t.Fatalf("X after Y's answer: %+v; want unknown, no order of its own yet", x)
 	}
 	// X is looked up again, finds nothing of its own, and is created.
 	for range 3 {
@@ -1011,6 +1034,62 @@ func TestAnsweredCreateTakesItsOrderBackFromAMatch(t *testing.T) {
 	if x.ProviderOrderID == "" || x.ProviderOrderID == yOrder || y.ProviderOrderID != yOrder || sb.Count("dev1") != 2 {
 		t.Fatalf("X %s with %q, Y %s with %q, %d orders on the device; want each its own order, 2 in all",
 			x.State, x.ProviderOrderID, y.State, y.ProviderOrderID, sb.Count("dev1"))
+	}
+	// With the mark, X never stood for Y's order: no event names it as X's.
+	evs, err := e.ledger.Events(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if marked && ev.Data.OrderNo == "Race-X" && ev.Data.ProviderOrderID == yOrder {
+			t.Errorf("event %+v gives X Y's order", ev)
+		}
+	}
+}
+
+// Two orders for the same device and plan, both unknown: X's create
+// refused with a 503 (nothing made), Y's create made with its answer lost.
+// The one new order on the device could be either's: neither takes it, and
+// nothing is created again while it is undecided (a person resolves one,
+// see the README's "Guarantees").
+func TestRivalsBothUnknownTakeNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	ctx := context.Background()
+	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	tasksOf := map[string]*asynq.Task{}
+	for _, no := range []string{"Both-X", "Both-Y"} {
+		e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"`+no+`","params":{"iotId":"dev2","commodityCode":"streamingResource_20_10","copies":1}}`))
+		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: no})
+		tasksOf[no], _ = tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: no, Params: json.RawMessage(rec.Params)})
+	}
+	sb.Faults().Script(fault.FailBefore)
+	_ = e.handler.ProcessTask(ctx, tasksOf["Both-X"])
+	sb.Faults().Script(fault.FailAfter)
+	_ = e.handler.ProcessTask(ctx, tasksOf["Both-Y"])
+	if sb.Count("dev2") != 1 {
+		t.Fatalf("%d orders on the device; want Y's one", sb.Count("dev2"))
+	}
+	for range 3 {
+		_ = e.handler.ProcessTask(ctx, tasksOf["Both-X"])
+		_ = e.handler.ProcessTask(ctx, tasksOf["Both-Y"])
+	}
+	for _, no := range []string{"Both-X", "Both-Y"} {
+		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: no})
+		if rec.ProviderOrderID != "" || rec.State != ledger.StateUnknown {
+			t.Errorf("%s: %s with %q (%s); want unknown, no order taken", no, rec.State, rec.ProviderOrderID, rec.Reason)
+		}
+	}
+	if sb.Count("dev2") != 1 {
+		t.Errorf("%d orders on the device; want still 1: nothing created while undecided", sb.Count("dev2"))
 	}
 }
 

@@ -92,6 +92,8 @@ Flags:
 		queue = tasks.DefaultQueue
 	}
 	fs.StringVar(&redisURL, "redis-url", redisURL, "Redis URL (REDIS_URL)")
+	// -h prints the default: REDIS_URL's, whose password it must not show.
+	fs.Lookup("redis-url").DefValue = tasks.RedactURL(redisURL)
 	fs.StringVar(&queue, "queue", queue, "asynq queue (ORDERWORKER_QUEUE)")
 	provider := fs.String("provider", "", "single order: provider")
 	orderNo := fs.String("order-no", "", "single order: order number")

@@ -269,3 +269,12 @@ func TestProducerWithoutPingStillEnqueues(t *testing.T) {
 		t.Errorf("enqueue as a user without PING: exit %d, stdout %q, stderr %q; want the order enqueued", code, out, errs)
 	}
 }
+
+// -h shows REDIS_URL as the -redis-url default with its password hidden.
+func TestHelpHidesTheRedisPassword(t *testing.T) {
+	t.Parallel()
+	code, _, errs := runCLI(t, "redis://:Pw-In-Help-7@127.0.0.1:1/0", "", "-h")
+	if code != exitOK || strings.Contains(errs, "Pw-In-Help-7") || !strings.Contains(errs, "redis://:xxxxx@127.0.0.1:1/0") {
+		t.Errorf("enqueue -h: exit %d, stderr %q; want the URL with its password hidden", code, errs)
+	}
+}

@@ -255,6 +255,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.Demo, "demo", false, "with -dev: enqueue one sample order per provider, print each outcome and exit")
 	fs.StringVar(&c.DevRedis, "dev-redis", "", "with -dev: use this Redis `URL` instead of an embedded one; refused when it holds data that -dev did not write")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis URL (REDIS_URL)")
+	// -h prints the default: REDIS_URL's, whose password it must not show.
+	fs.Lookup("redis-url").DefValue = tasks.RedactURL(c.RedisURL)
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address (ORDERWORKER_ADMIN_ADDR); with -dev, "+devmode.AdminAddr+" unless this flag is given, and with -dev a free loopback port when the address is taken (the log line \"admin server listening\" names it)")
 	fs.StringVar(&c.Queue, "queue", c.Queue, "asynq queue (ORDERWORKER_QUEUE)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "provider calls in flight at once; a quarter more orders run (ORDERWORKER_CONCURRENCY)")

@@ -204,3 +204,17 @@ func TestWorkerWarnsOfAVariableItDoesNotRead(t *testing.T) {
 		t.Error("the variable's value reached the log")
 	}
 }
+
+// -h shows REDIS_URL as the -redis-url default with its password hidden.
+func TestHelpHidesTheRedisPassword(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-h"}, {"-dev", "-h"}} {
+		var stderr syncBuffer
+		if err := run(context.Background(), args, envFunc(map[string]string{"REDIS_URL": "redis://:Pw-In-Help-7@127.0.0.1:1/0"}), io.Discard, &stderr); err != nil {
+			t.Fatal(err)
+		}
+		if s := stderr.String(); strings.Contains(s, "Pw-In-Help-7") || !strings.Contains(s, "redis://:xxxxx@127.0.0.1:1/0") {
+			t.Errorf("worker %v prints %q; want REDIS_URL with its password hidden", args, s)
+		}
+	}
+}

@@ -765,7 +765,10 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	if err != nil {
 		return answer{}, err
 	}
-	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal}
+	// The request's signature too, should the gateway echo it: with the
+	// signed string, it is a known answer to try guesses of the secret
+	// against.
+	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal, req.Header.Get(HeaderSignature)}
 	a, err := classify(op, co.acts, resp, secrets)
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {
 		c.log.Warn("aliyun gateway signature mismatch",

@@ -766,3 +766,69 @@ func TestMatchedOrderFoundPaid(t *testing.T) {
 		})
 	}
 }
+
+// A new order of the device that matches is not taken while other orders
+// of the same device and commodity may have been created without their
+// ids recorded (Order.Rivals): it may be theirs. The rivals are counted
+// after the listing was read; a failure to count them is no answer.
+func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	o := testOrder(976)
+	o.Known = []string{}
+	f.sb.AddOrder(sandbox.Order{IotID: iotID(976), CommodityCode: "streamingResource_20_10", Copies: 2, PaymentStatus: 1})
+	listed := 0
+	o.Rivals = func(context.Context) (int, error) {
+		listed = f.sb.Calls(aliyun.PathQuery)
+		return 1, nil
+	}
+	r, err := f.c.Lookup(ctx(t), o)
+	if providers.CodeOf(err) != providers.Ambiguous || r.ProviderOrderID != "" {
+		t.Fatalf("Lookup with a rival = %+v, %v; want ambiguous, no order taken", r, err)
+	}
+	if listed == 0 || listed != f.sb.Calls(aliyun.PathQuery) {
+		t.Errorf("rivals counted after %d of %d order/query calls; want after the listing was read", listed, f.sb.Calls(aliyun.PathQuery))
+	}
+	o.Rivals = func(context.Context) (int, error) { return 0, fmt.Errorf("redis down") }
+	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup whose rivals cannot be counted = %+v, %v; want unavailable", r, err)
+	}
+	o.Rivals = func(context.Context) (int, error) { return 0, nil }
+	if r, err := f.c.Lookup(ctx(t), o); err != nil || r.Status != providers.StatusPaid || !r.Matched {
+		t.Errorf("Lookup without rivals = %+v, %v; want paid, matched", r, err)
+	}
+	// Nothing new on the device: not found, rivals or not.
+	none := testOrder(977)
+	none.Known = []string{}
+	none.Rivals = func(context.Context) (int, error) { return 2, nil }
+	if r, err := f.c.Lookup(ctx(t), none); providers.CodeOf(err) != providers.NotFound {
+		t.Errorf("Lookup of a device without orders, with rivals = %+v, %v; want not found", r, err)
+	}
+}
+
+// A gateway refusal that echoes the request's signature does not get it
+// into the error or the log line about the mismatch.
+func TestEchoedSignatureIsHidden(t *testing.T) {
+	t.Parallel()
+	var sig string
+	var mu sync.Mutex
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		sig = r.Header.Get(aliyun.HeaderSignature)
+		mu.Unlock()
+		w.Header().Set(aliyun.HeaderErrorMessage, "Invalid Signature, got "+r.Header.Get(aliyun.HeaderSignature))
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	t.Cleanup(echo.Close)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	c := newClient(t, echo.URL, appSecret, aliyun.NewMemoryTokenStore(nil), func(o *aliyun.Options) { o.Logger = logger })
+	o := testOrder(978)
+	o.Known = []string{}
+	_, err := c.Lookup(ctx(t), o)
+	mu.Lock()
+	defer mu.Unlock()
+	if err == nil || sig == "" || strings.Contains(err.Error(), sig) || strings.Contains(logs.String(), sig) || !strings.Contains(logs.String(), "signature mismatch") {
+		t.Errorf("with the signature %q echoed: error %v, log %q; want neither to hold it", sig, err, logs.String())
+	}
+}

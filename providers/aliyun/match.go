@@ -915,6 +915,14 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// provider failing, and counts.
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
 	}
+	// Counted after the listing was read: a rival whose order it shows
+	// marked itself before its create left (see providers.Order.Rivals).
+	rivals := 0
+	if o.Rivals != nil {
+		if rivals, err = o.Rivals(ctx); err != nil {
+			return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether other orders of this device and commodity are being created", err)
+		}
+	}
 	// Leave out orders that belong to other records. Only orders that could
 	// be this one are checked, so excluded ones cost no ledger read.
 	kept := make([]OrderInfo, 0, len(l.orders))
@@ -949,6 +957,11 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	switch {
 	case reason != "":
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, reason, nil)
+	case found && rivals > 0:
+		// The order listed may be a rival's, whose id is not recorded
+		// yet: not ours to take, nor to rule out.
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf(
+			"an order of this commodity and copies is new on the device, and %d other orders of it may have been created whose ids are not recorded yet; not guessing", rivals), nil)
 	case !found:
 		msg := "no matching order since the first attempt"
 		if rule.Known != nil {

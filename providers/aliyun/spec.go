@@ -79,6 +79,13 @@ func Parse(params json.RawMessage) (providers.Params, error) {
 // Parse implements providers.Parser.
 func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
 
+// MatchKey implements providers.Matcher: a lookup matches the device's
+// orders of the order's commodity (see Rule).
+func (c *Client) MatchKey(p providers.Params) string {
+	cp := createParams(p)
+	return cp.IotID + "\x00" + cp.CommodityCode
+}
+
 // orderParams returns the order's params: from o.Parsed when the caller has
 // them, else decoded from o.Params now.
 func orderParams(o providers.Order) (CreateParams, error) {

@@ -1084,3 +1084,27 @@ func TestListedItemNumByValue(t *testing.T) {
 		})
 	}
 }
+
+// A refusal that echoes the request's signature does not get it into the
+// error: with the signed request's other parts, a signature is a known
+// answer to try guesses of the secret against.
+func TestEchoedSignatureIsHidden(t *testing.T) {
+	t.Parallel()
+	var sig string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Signature string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		sig = req.Signature
+		_ = json.NewEncoder(w).Encode(map[string]any{"Response": map[string]any{"RequestId": "r",
+			"Error": map[string]any{"Code": "InvalidParameterValue", "Message": "Signature 无效: got " + req.Signature}}})
+	}))
+	t.Cleanup(srv.Close)
+	c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Submit(lookupCtx(t), order("Sig1", ours))
+	if err == nil || sig == "" || strings.Contains(err.Error(), sig) || !strings.Contains(err.Error(), "Signature") {
+		t.Errorf("Submit refused with the signature %q echoed = %v; want the refusal without it", sig, err)
+	}
+}

@@ -48,7 +48,7 @@ func TestSignKnownAnswers(t *testing.T) {
 // KAT-T3 built the way the client builds it: from a request, not a string.
 func TestRequestSignsLikeKATT3(t *testing.T) {
 	c := &Client{appKey: "ServiceAppKey", appSecret: "ServiceAppSecret"}
-	body, err := c.body("ServiceCreateOrder", map[string]any{
+	body, sig, err := c.body("ServiceCreateOrder", map[string]any{
 		"CustomerId": "Customer100001", "OrderNo": "Order100001",
 		"ItemId": "D-FireInsurance2020", "ItemVNO": "FireBusiness", "ItemNum": 2,
 	}, stamp{RequestID: "f92406b3-0000-4fe8-bc43-45e3d794bb68", Timestamp: 1599468019, Nonce: 170533123})
@@ -56,6 +56,9 @@ func TestRequestSignsLikeKATT3(t *testing.T) {
 		t.Fatal(err)
 	}
 	const want = `"Signature":"/WuG+/QTQv7zL78KOT9MK8G8s5E="`
+	if sig != "/WuG+/QTQv7zL78KOT9MK8G8s5E=" {
+		t.Errorf("signature %q", sig)
+	}
 	if !strings.Contains(string(body), want) {
 		t.Errorf("body %s\nlacks %s", body, want)
 	}

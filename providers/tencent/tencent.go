@@ -148,8 +148,8 @@ func (c *Client) newStamp() stamp {
 }
 
 // body builds the signed JSON body for action with the business params
-// (string or integer values).
-func (c *Client) body(action string, params map[string]any, s stamp) ([]byte, error) {
+// (string or integer values), and returns its signature too.
+func (c *Client) body(action string, params map[string]any, s stamp) ([]byte, string, error) {
 	all := make(map[string]any, len(params)+6)
 	for k, v := range params {
 		if str, ok := v.(string); ok && str == "" {
@@ -166,8 +166,10 @@ func (c *Client) body(action string, params map[string]any, s stamp) ([]byte, er
 	for k, v := range all {
 		rendered[k] = render(v)
 	}
-	all["Signature"] = Sign(rendered, c.appSecret)
-	return json.Marshal(all)
+	sig := Sign(rendered, c.appSecret)
+	all["Signature"] = sig
+	b, err := json.Marshal(all)
+	return b, sig, err
 }
 
 // render gives a value's text in the string to sign: raw strings, decimal
@@ -637,7 +639,7 @@ type answer struct {
 // customer is the order's CustomerId, redacted from the server's text.
 func (c *Client) call(ctx context.Context, action string, params map[string]any, create bool, customer string) (answer, error) {
 	op := "tencent " + action
-	body, err := c.body(action, params, c.newStamp())
+	body, sig, err := c.body(action, params, c.newStamp())
 	if err != nil {
 		return answer{}, &providers.Error{Code: providers.InvalidArgument, Op: op, Message: "cannot encode request"}
 	}
@@ -653,8 +655,11 @@ func (c *Client) call(ctx context.Context, action string, params map[string]any,
 		return answer{}, err
 	}
 	// CustomerId is the vendor's user id, perhaps a login name: the
-	// server's text echoing it is personal data.
-	return c.classify(op, create, resp, customer)
+	// server's text echoing it is personal data. The request's signature,
+	// echoed (a bad signature's message may), is hidden too: with the
+	// signed request's other parts, it is a known answer to try guesses
+	// of the secret against.
+	return c.classify(op, create, resp, customer, sig)
 }
 
 // ParseResponse reads a service API answer in any accepted shape and
@@ -760,12 +765,12 @@ func bare(top json.RawMessage) bool {
 // created, and is Ambiguous: the order is looked up. A listing answered a
 // 3xx is Unavailable whatever its body holds. A listing's failure is
 // never NotFound.
-func (c *Client) classify(op string, create bool, resp *providers.Response, customer string) (answer, error) {
+func (c *Client) classify(op string, create bool, resp *providers.Response, customer, sig string) (answer, error) {
 	fail := func(code providers.Code, pcode, msg string) error {
 		// The code is the server's text as much as the message is.
 		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
-			ProviderCode: providers.Truncate(providers.RedactCode(pcode, c.appSecret, c.appKey, customer), 64),
-			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer), 200)}
+			ProviderCode: providers.Truncate(providers.RedactCode(pcode, c.appSecret, c.appKey, customer, sig), 64),
+			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer, sig), 200)}
 	}
 	refusal := func(pcode, msg string, create bool) error {
 		code, cause := codeFor(pcode, msg, create)

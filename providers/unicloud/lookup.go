@@ -918,6 +918,13 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{}, err
 	}
 	listed = mergeOrders(listed, inUTC)
+	// Counted after the listing was read: a rival whose order it shows
+	// marked itself before its create left (see providers.Order.Rivals).
+	rivals, err := countRivals(ctx, o)
+	if err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+			Message: "cannot tell whether other orders with this instance name are being created", Err: err}
+	}
 	name := p.Str("instanceName")
 	var ours []orderInfo
 	unknown := 0
@@ -1039,6 +1046,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 	}
 	switch {
+	case len(ours) == 1 && unknown == 0 && rivals > 0:
+		// The order listed may be a rival's, whose id is not recorded
+		// yet: not ours to take, nor to rule out.
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
+			Message: fmt.Sprintf("one order in the window carries this instance name, and %d other orders with it may have been created whose ids are not recorded yet; not guessing", rivals)}
 	case len(ours) == 1 && unknown == 0 && ours[0].closed() != "":
 		// Ours, but not paid: neither paid nor absent (created again, it
 		// could be created twice).
@@ -1068,6 +1080,14 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
+}
+
+// countRivals is o.Rivals's count, 0 without it.
+func countRivals(ctx context.Context, o providers.Order) (int, error) {
+	if o.Rivals == nil {
+		return 0, nil
+	}
+	return o.Rivals(ctx)
 }
 
 // ownership is what o.Owned says of a listed order.

@@ -1186,3 +1186,42 @@ func TestLookupMatchedOnlyByListing(t *testing.T) {
 		t.Errorf("Lookup by id = %+v, %v; want paid with %s, not Matched", r, err, id)
 	}
 }
+
+// A listed order that matches is not taken while other orders with the
+// same instance name may have been created without their ids recorded
+// (Order.Rivals): it may be theirs. The rivals are counted after the
+// listing was read; a failure to count them is no answer.
+func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
+	t.Parallel()
+	sb, c := setup(t, unicloud.Options{})
+	id := sb.Seed(seeded("shared-name", time.Now())).ID
+	o := order("shared-name")
+	o.FirstAttempt = time.Now().Add(-time.Minute)
+	listed := 0
+	o.Rivals = func(context.Context) (int, error) {
+		listed = sb.Calls("QueryOrders")
+		return 1, nil
+	}
+	r, err := c.Lookup(context.Background(), o)
+	if providers.CodeOf(err) != providers.Ambiguous || r.ProviderOrderID != "" {
+		t.Fatalf("Lookup with a rival = %+v, %v; want ambiguous, no order taken", r, err)
+	}
+	if listed == 0 || listed != sb.Calls("QueryOrders") {
+		t.Errorf("rivals counted after %d of %d QueryOrders calls; want after the listing was read", listed, sb.Calls("QueryOrders"))
+	}
+	o.Rivals = func(context.Context) (int, error) { return 0, errors.New("redis down") }
+	if r, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup whose rivals cannot be counted = %+v, %v; want unavailable", r, err)
+	}
+	o.Rivals = func(context.Context) (int, error) { return 0, nil }
+	if r, err := c.Lookup(context.Background(), o); err != nil || r.ProviderOrderID != id || !r.Matched {
+		t.Errorf("Lookup without rivals = %+v, %v; want paid with %s, Matched", r, err, id)
+	}
+	// No order of the name listed: not found, rivals or not.
+	none := order("other-name")
+	none.FirstAttempt = o.FirstAttempt
+	none.Rivals = func(context.Context) (int, error) { return 2, nil }
+	if r, err := c.Lookup(context.Background(), none); providers.CodeOf(err) != providers.NotFound {
+		t.Errorf("Lookup of a name nothing listed carries, with rivals = %+v, %v; want not found", r, err)
+	}
+}

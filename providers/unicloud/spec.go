@@ -67,6 +67,12 @@ func Parse(params json.RawMessage) (providers.Params, error) {
 // Parse implements providers.Parser.
 func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
 
+// MatchKey implements providers.Matcher: a lookup matches the listing by
+// instance name. Another order's name that only may be this one shortened
+// or normalised never makes a listed order ours, so the exact name is the
+// key.
+func (c *Client) MatchKey(p providers.Params) string { return p.Str("instanceName") }
+
 // orderParams returns the order's decoded params: o.Parsed when the caller
 // has them, else Params decoded now.
 func orderParams(o providers.Order) (providers.Params, error) {

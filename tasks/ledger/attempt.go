@@ -501,7 +501,7 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // this step's Begin set it (lease_mark) or the transition settles it.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
 var settleScript = redis.NewScript(luaRevoke + `
-local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark', 'pay_sent')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark', 'pay_sent', 'rival_key')
 if not cur[1] then return {'missing'} end
 if cur[3] == ARGV[1] then
   -- This settle again (its reply was lost): a write (of the same value),
@@ -577,6 +577,11 @@ for i = 13, #ARGV, 2 do
   if ev[ARGV[i]] then ev[ARGV[i]] = v end
 end
 redis.call('HSET', KEYS[1], unpack(f))
+if (cur[9] or '') ~= '' and (new == 'paid' or new == 'errored' or ev.provider_order_id ~= '') then
+  -- Told apart from its rivals now, by its id or its outcome (see
+  -- MarkRival).
+  redis.call('ZREM', ARGV[2] .. 'rivals:' .. ARGV[3] .. ':' .. cur[9], ARGV[4])
+end
 if new ~= cur[1] then
   redis.call('ZREM', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. cur[1], ARGV[4])
   redis.call('ZADD', ARGV[2] .. 'state:' .. ARGV[3] .. ':' .. new, now, ARGV[4])
@@ -607,7 +612,7 @@ return {'ok'}
 const luaRevoke = `
 local function revoke(prefix, provider, owner, id, me, now, events, retention)
   local okey = prefix .. 'order:' .. provider .. ':' .. owner
-  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent', 'pay_accepted', 'lease_mark', 'lease_until')
+  local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent', 'pay_accepted', 'lease_mark', 'lease_until', 'rival_key')
   if not (o[1] and o[2] == id and o[3] == '1') then return nil end
   local ps = o[5] or ''
   if ps ~= '' and o[7] == '2' and (tonumber(o[8] or '') or 0) > (tonumber(ps) or 0) then
@@ -620,6 +625,10 @@ local function revoke(prefix, provider, owner, id, me, now, events, retention)
   local r = 'the provider order ' .. id .. ' found by matching is order ' .. me .. "'s, by its create's own answer: looked up again"
   redis.call('HSET', okey, 'state', 'unknown', 'provider_order_id', '', 'matched', '', 'may_exist', '1', 'updated', now,
     'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pay_accepted', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
+  if (o[9] or '') ~= '' then
+    -- May exist again without an id: a rival again (see MarkRival).
+    redis.call('ZADD', prefix .. 'rivals:' .. provider .. ':' .. o[9], 'NX', math.floor(tonumber(now) / 1000), owner)
+  end
   if o[1] ~= 'unknown' then
     redis.call('ZREM', prefix .. 'state:' .. provider .. ':' .. o[1], owner)
     redis.call('ZADD', prefix .. 'state:' .. provider .. ':unknown', now, owner)

@@ -1,0 +1,151 @@
+package ledger_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// An order counts as a rival of another with the same match key from the
+// moment it marks itself (before its create leaves) until its record holds
+// a provider order id or its outcome; one that is surely not created (sent
+// back to submission) stops counting until it marks itself again; and an
+// order whose match is taken back by another's own answer counts again.
+func TestRivals(t *testing.T) {
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprint(shards, " shards"), func(t *testing.T) {
+			t.Parallel()
+			var l *ledger.Ledger
+			var rdb *redis.Client
+			if shards == 1 {
+				l, rdb, _ = setup(t)
+			} else {
+				l, rdb = shardedSetup(t, shards)
+			}
+			// members counts the entries of every rivals set, read
+			// directly: what Settle removes, no lazy count does.
+			members := func() int64 {
+				t.Helper()
+				keys, err := rdb.Keys(ctx, "*rivals:*").Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := int64(0)
+				for _, k := range keys {
+					n += rdb.ZCard(ctx, k).Val()
+				}
+				return n
+			}
+			x, y, z := ledger.Ref{Provider: "unicloud", OrderNo: "X"}, ledger.Ref{Provider: "unicloud", OrderNo: "Y"}, ledger.Ref{Provider: "unicloud", OrderNo: "Z"}
+			for _, r := range []ledger.Ref{x, y, z} {
+				claim(t, l, r)
+			}
+			rivals := func(r ledger.Ref, key string) int {
+				t.Helper()
+				n, err := l.Rivals(ctx, r, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			begin := func(r ledger.Ref, token string) {
+				t.Helper()
+				if b, err := l.Begin(ctx, r, ledger.BeginArgs{Token: token}); err != nil || b.Status != ledger.Began {
+					t.Fatalf("Begin %s = %+v, %v", r, b, err)
+				}
+			}
+			settle := func(r ledger.Ref, token string, tr ledger.Transition) {
+				t.Helper()
+				if err := l.Settle(ctx, r, token, tr); err != nil {
+					t.Fatalf("Settle %s: %v", r, err)
+				}
+			}
+
+			if err := l.MarkRival(ctx, x, "no lease", "nas-1"); !errors.Is(err, ledger.ErrLeaseLost) {
+				t.Fatalf("MarkRival without the lease = %v; want ErrLeaseLost", err)
+			}
+			begin(x, "x1")
+			begin(y, "y1")
+			begin(z, "z1")
+			for _, m := range []struct {
+				r     ledger.Ref
+				token string
+				key   string
+			}{{x, "x1", "nas-1"}, {y, "y1", "nas-1"}, {z, "z1", "nas-2"}} {
+				if err := l.MarkRival(ctx, m.r, m.token, m.key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := rivals(x, "nas-1"); got != 1 {
+				t.Fatalf("X's rivals with both creates in flight = %d; want 1 (Y; not itself, not Z of another name)", got)
+			}
+			if got := rivals(z, "nas-2"); got != 0 {
+				t.Fatalf("Z's rivals = %d; want 0", got)
+			}
+			// Y's create times out: it may exist, its id unknown.
+			settle(y, "y1", ledger.SetUnknown("create timed out").WithMayExist(true))
+			if got := rivals(x, "nas-1"); got != 1 {
+				t.Fatalf("X's rivals with Y unknown = %d; want 1", got)
+			}
+			// X's create was surely refused: sent back to submission, it
+			// is no rival of Y's until it marks itself again.
+			settle(x, "x1", ledger.SetRetry("refused before anything was made"))
+			if got := rivals(y, "nas-1"); got != 0 {
+				t.Fatalf("Y's rivals with X surely not created = %d; want 0", got)
+			}
+			begin(x, "x2")
+			if err := l.MarkRival(ctx, x, "x2", "nas-1"); err != nil {
+				t.Fatal(err)
+			}
+			if got := rivals(y, "nas-1"); got != 1 {
+				t.Fatalf("Y's rivals with X's second create in flight = %d; want 1", got)
+			}
+			// X's second create is answered: its id recorded, it is told
+			// apart and leaves the set.
+			settle(x, "x2", ledger.SetPaid("PO-X").WithAnswered())
+			if got := members(); got != 2 {
+				t.Fatalf("rivals sets hold %d entries after X was paid; want 2 (Y, Z): a settle that records the id takes the order out", got)
+			}
+			if got := rivals(y, "nas-1"); got != 0 {
+				t.Fatalf("Y's rivals with X paid under its id = %d; want 0", got)
+			}
+			// Y's lookup takes a listed order by matching (its match key's
+			// rivals were not marked: an older worker's create, say); W's
+			// own answer then names it: Y's match is taken back, and Y, which
+			// may exist again without an id, is a rival again.
+			begin(y, "y2")
+			settle(y, "y2", ledger.SetPaid("PO-Y").WithMatched())
+			if got := rivals(x, "nas-1"); got != 0 {
+				t.Fatalf("rivals with Y matched = %d; want 0", got)
+			}
+			if shards > 1 {
+				// With more than one shard an answer does not take a match
+				// back (ledger.Transition.WithAnswered): the rest is for one.
+				return
+			}
+			w := ledger.Ref{Provider: "unicloud", OrderNo: "W"}
+			claim(t, l, w)
+			begin(w, "w1")
+			if err := l.MarkRival(ctx, w, "w1", "nas-1"); err != nil {
+				t.Fatal(err)
+			}
+			settle(w, "w1", ledger.SetPaid("PO-Y").WithAnswered())
+			if yr, _ := l.Get(ctx, y); yr.State != ledger.StateUnknown || yr.ProviderOrderID != "" {
+				t.Fatalf("Y after W's answer named its match: %+v; want unknown without an id", yr)
+			}
+			if got := rivals(w, "nas-1"); got != 1 {
+				t.Fatalf("W's rivals with Y's match taken back = %d; want 1 (Y)", got)
+			}
+			// Y errored by an operator: no rival, and gone from the set.
+			begin(y, "y3")
+			settle(y, "y3", ledger.SetErrored("resolved by a person"))
+			if got := rivals(w, "nas-1"); got != 0 {
+				t.Fatalf("W's rivals with Y errored = %d; want 0", got)
+			}
+		})
+	}
+}
