@@ -1188,3 +1188,88 @@ func hexVal(c byte) int {
 	}
 	return -1
 }
+
+// MayHoldName reports whether s may hold name (a user's name) as a provider
+// could have rewritten it: both are compared by their letters and digits
+// alone (spaces, hyphens and other punctuation dropped or changed), case
+// folded, full-width forms read as ASCII and combining marks dropped; s may
+// hold name whole, or any of its words of three letters or digits or more
+// (reordered, or the name cut short), or any of its runs of two Han, Kana
+// or Hangul characters or more. Redact hides a secret as it is written;
+// a name a provider echoes may not be: the caller withholds the text
+// instead.
+func MayHoldName(s, name string) bool {
+	if name == "" {
+		return false
+	}
+	text := nameForm(s)
+	if whole := nameForm(name); whole != "" && strings.Contains(text, whole) {
+		return true
+	}
+	for _, w := range nameWords(name) {
+		if strings.Contains(text, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// nameForm is s by its letters and digits only, case folded, full-width
+// forms narrowed and combining marks dropped.
+func nameForm(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= '\uFF01' && r <= '\uFF5E' {
+			r -= 0xFEE0
+		}
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			r = unicode.ToLower(r)
+			if base, ok := latinBase[r]; ok {
+				r = base // what dropping its combining mark leaves of it decomposed
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// latinBase maps accented Latin letters (lower case) to their base letter.
+var latinBase = func() map[rune]rune {
+	m := map[rune]rune{}
+	for base, accented := range map[rune]string{
+		'a': "àáâãäåāăą", 'c': "çćĉċč", 'd': "ď", 'e': "èéêëēĕėęě", 'g': "ĝğġģ", 'h': "ĥ",
+		'i': "ìíîïĩīĭįı", 'j': "ĵ", 'k': "ķ", 'l': "ĺļľ", 'n': "ñńņňǹ", 'o': "òóôõöōŏőǒ",
+		'r': "ŕŗř", 's': "śŝşš", 't': "ţť", 'u': "ùúûüũūŭůűųǔǖǘǚǜ", 'w': "ŵ", 'y': "ýÿŷ", 'z': "źżž",
+	} {
+		for _, r := range accented {
+			m[r] = base
+		}
+	}
+	return m
+}()
+
+// nameWords are name's words worth looking for alone (see MayHoldName), in
+// nameForm.
+func nameWords(name string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(name, func(r rune) bool {
+		return !(unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) || r >= '\uFF01' && r <= '\uFF5E')
+	}) {
+		w := nameForm(f)
+		n := utf8.RuneCountInString(w)
+		if n >= 3 || n >= 2 && isIdeographic(w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// isIdeographic reports whether w is all Han, Kana or Hangul.
+func isIdeographic(w string) bool {
+	for _, r := range w {
+		if !unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) {
+			return false
+		}
+	}
+	return true
+}

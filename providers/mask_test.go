@@ -468,3 +468,27 @@ func FuzzMaskKeepsTheTextAsWritten(f *testing.F) {
 		}
 	})
 }
+
+func TestMayHoldName(t *testing.T) {
+	for _, tt := range []struct {
+		s, name string
+		want    bool
+	}{
+		{"identityId does not exist for user Zhang San", "Zhang San", true},
+		{"user ＺＨＡＮＧ　ＳＡＮ unknown", "Zhang San", true},
+		{"user Mary Jane Watson unknown", "Mary-Jane Watson", true},
+		{"user LiXiaoLong unknown", "Li Xiao Long", true},
+		{"user Jielun Zhou unknown", "Zhou Jielun", true},
+		{"user Wang Xiaomi", "Wang Xiaoming", true},
+		{"user Jose\u0301 Mu\u0308ller", "José Müller", true},
+		{"user 王小明 不存在", "王小明", true},
+		{"user 王 小 明", "王小明", true},
+		{"identityId does not exist", "Zhang San", false},
+		{"iotId not bound", "Li", false},
+		{"anything", "", false},
+	} {
+		if got := MayHoldName(tt.s, tt.name); got != tt.want {
+			t.Errorf("MayHoldName(%q, %q) = %v; want %v", tt.s, tt.name, got, tt.want)
+		}
+	}
+}

@@ -770,10 +770,25 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	// against.
 	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal, req.Header.Get(HeaderSignature)}
 	a, err := classify(op, co.acts, resp, secrets)
+	var pe *providers.Error
+	if errors.As(err, &pe) && providers.MayHoldName(pe.Message, co.personal) {
+		// Redact hid the user's name as the order gives it; the provider
+		// may echo it rewritten (spaced, reordered, cut, full-width): the
+		// message is withheld whole.
+		pe.Message = withheldMessage
+	}
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {
+		server := providers.Redact(resp.Header.Get(HeaderErrorMessage), secrets...)
+		if providers.MayHoldName(server, co.personal) {
+			server = withheldMessage
+		}
 		c.log.Warn("aliyun gateway signature mismatch",
-			"server", providers.Redact(resp.Header.Get(HeaderErrorMessage), secrets...),
+			"server", server,
 			"client", providers.Redact(strings.ReplaceAll(sts, "\n", ""), secrets...))
 	}
 	return a, err
 }
+
+// withheldMessage replaces a provider's message that may hold the order's
+// user name (providers.MayHoldName).
+const withheldMessage = "(the provider's message is withheld: it may hold the order's user name)"

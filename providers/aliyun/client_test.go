@@ -832,3 +832,27 @@ func TestEchoedSignatureIsHidden(t *testing.T) {
 		t.Errorf("with the signature %q echoed: error %v, log %q; want neither to hold it", sig, err, logs.String())
 	}
 }
+
+// A refusal that echoes the order's user name rewritten (spaced, reordered,
+// full-width) is withheld whole: Redact hides the name only as written.
+func TestEchoedUserNameRewrittenIsWithheld(t *testing.T) {
+	t.Parallel()
+	for _, echoed := range []string{"Zhang  San", "San Zhang", "ＺＨＡＮＧ ＳＡＮ", "ZhangSan"} {
+		sb := sandbox.New(appKey, appSecret, projectID)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != aliyun.PathCreate {
+				sb.ServeHTTP(w, r)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"code": 2062, "message": "identityId does not exist for user " + echoed})
+		}))
+		t.Cleanup(srv.Close)
+		c := newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), nil)
+		o := testOrder(979)
+		o.Params = json.RawMessage(strings.Replace(string(o.Params), `"userName":"`+phone+`"`, `"userName":"Zhang-San"`, 1))
+		_, err := c.Submit(ctx(t), o)
+		if err == nil || strings.Contains(strings.ToLower(err.Error()), "zhang") || strings.Contains(err.Error(), "ＺＨＡＮＧ") || !strings.Contains(err.Error(), "withheld") {
+			t.Errorf("create refused echoing %q: %v; want the message withheld", echoed, err)
+		}
+	}
+}
