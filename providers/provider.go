@@ -65,8 +65,32 @@ type Order struct {
 	// it read the listing and never takes a listed order for this one
 	// while there are any: a rival counts from before its create leaves
 	// until its record holds its id (which Owned then reports) or its
-	// outcome.
-	Rivals func(ctx context.Context) (int, error)
+	// outcome. since is the earliest creation time the lookup's own rule
+	// lets it take an order from (its window's start; for a snapshot, when
+	// it was read): a rival whose creates all ended before it, by more
+	// than the listing lag, is not counted (zero: every rival counts).
+	Rivals func(ctx context.Context, since time.Time) (int, error)
+	// KnownAt is when the snapshot Known was read, on the ledger's clock
+	// (zero: not known).
+	KnownAt time.Time
+}
+
+// Targeter is a provider that can say where its creates go: its endpoint
+// and the account it signs for. A create sent to one target is not looked
+// up at another (a worker configured for another endpoint or account would
+// find nothing, and the order would be created twice). Target is
+// stable for a configuration and holds no secret; the ledger stores a
+// hash of it.
+type Targeter interface {
+	Target() string
+}
+
+// TargetOf is p's Target, or "" when p is not a Targeter.
+func TargetOf(p Provider) string {
+	if t, ok := p.(Targeter); ok {
+		return t.Target()
+	}
+	return ""
 }
 
 // Matcher is a provider whose Lookup may identify an order by matching the

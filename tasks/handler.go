@@ -2,6 +2,8 @@ package tasks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -327,7 +329,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
-			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond)})
+			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), Target: targetHash(prov)})
 		answered := time.Now()
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
@@ -438,6 +440,16 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		d := order.Decision{Settle: plan.Settle, Then: plan.Then}
 		return h.finish(ctx, rec, token, d)
 	}
+	if here := targetHash(prov); (plan.Step == order.Lookup || plan.Step == order.Poll || plan.Step == order.Pay) &&
+		rec.CreateTarget != "" && here != "" && rec.CreateTarget != here {
+		// Its create went to another endpoint or account: this worker's
+		// provider would not know the order, and its not-found would have
+		// it created a second time. Nothing is sent; it waits, unchanged.
+		h.settleQuiet(ref, token, ledger.Unmark(rec))
+		return order.Then{}, h.configWait(ref, ProblemTarget, fmt.Sprintf(
+			"its create went to another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that sent it, or resolve it by hand",
+			rec.CreateTarget, here))
+	}
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
@@ -451,7 +463,16 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		matchKey = m.MatchKey(parsed)
 	}
 	if matchKey != "" {
-		o.Rivals = func(ctx context.Context) (int, error) { return h.ledger.Rivals(ctx, ref, matchKey) }
+		o.KnownAt = rec.KnownAt
+		o.Rivals = func(ctx context.Context, since time.Time) (int, error) {
+			if !since.IsZero() && pol.ListingLag > 0 {
+				// A rival's order made up to a listing lag before since
+				// may be missing from what since bounds (a snapshot
+				// read then): it still counts.
+				since = since.Add(-pol.ListingLag)
+			}
+			return h.ledger.Rivals(ctx, ref, matchKey, since)
+		}
 	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
 		ran, since, known, err := tk.priorCreate(ctx, h, rec)
@@ -475,12 +496,19 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
 	}
-	if plan.Step == order.Submit && matchKey != "" {
+	if matchKey != "" && (plan.Step == order.Submit ||
+		plan.Step == order.Lookup && rec.RivalKey != ledger.RivalKey(ref.Provider, matchKey)) {
 		// Before the create leaves: from now on, a lookup of another
 		// order with the same match key counts this one as a rival and
-		// does not take its order (see ledger.MarkRival).
+		// does not take its order (see ledger.MarkRival). So before the
+		// lookup of an order that may exist and was never marked (its
+		// record lost and recorded again, or marked by no earlier
+		// version): its order may be listed as well.
 		if err := h.ledger.MarkRival(ctx, ref, token, matchKey); err != nil {
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
+			if errors.As(err, new(*ledger.TooFewReplicasError)) {
+				return order.Then{}, h.configWait(ref, ProblemReplicas, msgOf(err))
+			}
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
 	}
@@ -1251,4 +1279,16 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 		return wait(d, fmt.Errorf("order %s: provider %s is held back by its circuit breaker; waiting %s", ref, ref.Provider, d.Round(time.Millisecond)))
 	}
 	return nil
+}
+
+// targetHash is the fingerprint of p's create target
+// (providers.Targeter) a record keeps (Record.CreateTarget): a hash, so
+// that no endpoint or key id is stored or shown; "" when p has none.
+func targetHash(p providers.Provider) string {
+	t := providers.TargetOf(p)
+	if t == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("orderworker create target\x00" + t))
+	return hex.EncodeToString(sum[:8])
 }

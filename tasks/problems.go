@@ -40,10 +40,15 @@ const (
 	// ORDERWORKER_MIN_REPLICAS, or fewer than it was seen with
 	// (ledger.TooFewReplicasError), so no order may be marked in flight.
 	ProblemReplicas = "redis_replicas"
+	// ProblemTarget: an order whose create went to another endpoint or
+	// account than this worker's provider is configured for (the record's
+	// create target): a lookup, a poll or a pay here would ask the wrong
+	// provider, whose silence is no proof of absence.
+	ProblemTarget = "create_target_elsewhere"
 )
 
 // problemKinds are the kinds of configuration problem, for Metrics.Init.
-var problemKinds = []string{ProblemProviderDisabled, ProblemCredentials, ProblemPrepare, ProblemClock, ProblemAccount, ProblemDataKey, ProblemReplicas}
+var problemKinds = []string{ProblemProviderDisabled, ProblemCredentials, ProblemPrepare, ProblemClock, ProblemAccount, ProblemDataKey, ProblemReplicas, ProblemTarget}
 
 // ProblemKinds lists every kind of configuration problem (the kind label
 // of orderworker_config_problem).

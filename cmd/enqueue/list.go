@@ -39,6 +39,17 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The workers' listing lag: resolving an order absent is refused
+	// within it of its last create (ops.Options.ListingLag).
+	lag := time.Duration(0) // the default
+	if v := c.getenv("ORDERWORKER_LISTING_LAG"); v != "" {
+		if lag, err = time.ParseDuration(v); err != nil || lag < 0 {
+			return nil, nil, fmt.Errorf("ORDERWORKER_LISTING_LAG=%q: want a duration like 2m, or 0", v)
+		}
+		if lag == 0 {
+			lag = -1 // believed at once, as the workers do
+		}
+	}
 	rdb := c.redisOpt.MakeRedisClient().(redis.UniversalClient)
 	l, err := newLedger(rdb, c.getenv, c.timeout)
 	if err != nil {
@@ -58,7 +69,7 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 	}
 	inspector := asynq.NewInspector(c.redisOpt)
 	client := asynq.NewClient(c.redisOpt)
-	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer})
+	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer, ListingLag: lag})
 	return o, func() { client.Close(); inspector.Close(); rdb.Close() }, nil
 }
 

@@ -29,6 +29,7 @@ type opsEnv struct {
 	dataKey string
 	ledger  *ledger.Ledger
 	insp    *asynq.Inspector
+	env     map[string]string // more of the CLI's environment
 }
 
 func newOpsEnv(t *testing.T) *opsEnv {
@@ -54,7 +55,7 @@ func (e *opsEnv) cli(withKey bool, args ...string) (code int, stdout, stderr str
 		case k == "ORDERWORKER_DATA_KEY" && withKey:
 			return e.dataKey
 		}
-		return ""
+		return e.env[k]
 	}
 	code = run(context.Background(), args, env, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
@@ -338,7 +339,20 @@ func TestResolve(t *testing.T) {
 		t.Errorf("resolve paid emitted %d order.paid events, want 1", paidEvents)
 	}
 
-	// absent: back to submission, its archived task queued again.
+	// absent: refused within the listing lag of the order's last create
+	// (ORDERWORKER_LISTING_LAG, 2m by default), which the provider's
+	// console may not show yet.
+	code, _, errs = e.cli(true, "resolve", "aliyun", "RU2", "-as", "absent", "-note", "not in the console", "-by", "bob")
+	if code != exitRejected || !strings.Contains(errs, "within the listing lag (2m0s)") {
+		t.Fatalf("resolve absent a moment after its create: exit %d\n%s; want refused for the listing lag", code, errs)
+	}
+	e.env = map[string]string{"ORDERWORKER_LISTING_LAG": "bad"}
+	if code, _, errs = e.cli(true, "resolve", "aliyun", "RU2", "-as", "absent", "-note", "n", "-by", "bob"); code != exitError || !strings.Contains(errs, "ORDERWORKER_LISTING_LAG") {
+		t.Fatalf("resolve with a bad listing lag: exit %d\n%s; want a usage error naming it", code, errs)
+	}
+	// absent, the workers believing a not-found at once: back to
+	// submission, its archived task queued again.
+	e.env = map[string]string{"ORDERWORKER_LISTING_LAG": "0"}
 	e.archive("aliyun", "RU2")
 	code, out, errs = e.cli(true, "resolve", "aliyun", "RU2", "-as", "absent", "-note", "not in the console", "-by", "bob")
 	if code != exitOK {

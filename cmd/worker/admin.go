@@ -143,6 +143,7 @@ var problemPhrases = map[string]string{
 	tasks.ProblemPrepare:          "prepare refused (the snapshot before a create)",
 	tasks.ProblemClock:            "request time refused (this worker's clock is off)",
 	tasks.ProblemAccount:          "account refused (arrears, quota or permission)",
+	tasks.ProblemTarget:           "orders created at another endpoint or account than this worker's",
 }
 
 // problemSummary names the provider and the kind of each configuration

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -35,6 +36,9 @@ type ordersFixture struct {
 	sealer  *tasks.Sealer
 	ledger  *ledger.Ledger
 	insp    *asynq.Inspector
+	// lag is the servers' listing lag (ordersConfig.ListingLag): -1, a
+	// not-found believed at once, unless a test sets it.
+	lag time.Duration
 }
 
 // The phone number the Aliyun orders' userName holds, and its mask.
@@ -140,7 +144,8 @@ func (f *ordersFixture) server(token string, readOnly bool) (*httptest.Server, *
 	reg := prometheus.NewRegistry()
 	opt := asynq.RedisClientOpt{Addr: f.rs.Addr}
 	orders := newOrdersAdmin(ordersConfig{Ledger: f.ledger, Inspector: f.insp, RedisOpt: opt, Set: registry.Validators("test"),
-		Sealer: f.sealer, Queue: tasks.DefaultQueue, ReadOnly: readOnly, Token: providers.Secret(token), Registerer: reg})
+		Sealer: f.sealer, Queue: tasks.DefaultQueue, ReadOnly: readOnly, Token: providers.Secret(token), Registerer: reg,
+		ListingLag: cmp.Or(f.lag, -1)})
 	srv := httptest.NewServer(adminHandler(reg, func() error { return nil }, http.NotFoundHandler(), orders, providers.Secret(token)))
 	f.t.Cleanup(func() { srv.Close(); orders.Close() })
 	return srv, reg
@@ -293,6 +298,15 @@ func TestOrdersAPI(t *testing.T) {
 	_ = json.Unmarshal([]byte(body), &resolved)
 	if code != http.StatusOK || resolved["state"] != "paid" || resolved["provider_order_id"] != "PO-U1" {
 		t.Errorf("resolve paid: %d %s", code, body)
+	}
+	// Not absent within the listing lag of its last create (here the
+	// default, 2m): the provider's console may not show the order yet.
+	f.lag = tasks.DefaultListingLag
+	lagged, _ := f.server(token, false)
+	f.lag = 0
+	code, body = apiCall(t, "POST", lagged.URL+"/api/orders/aliyun/A-U2/resolve", token, jsonType, `{"as":"absent","note":"not in the console","by":"ann"}`)
+	if code != http.StatusConflict || !strings.Contains(body, "within the listing lag (2m0s)") {
+		t.Errorf("resolve absent a moment after its create: %d %s, want 409 for the listing lag", code, body)
 	}
 	code, body = apiCall(t, "POST", api+"/aliyun/A-U2/resolve", token, jsonType, `{"as":"absent","note":"not in the console","by":"ann"}`)
 	// Its task is still pending: it will submit the order; none is added.

@@ -149,7 +149,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("admin address %s: %w", cfg.setting("admin-addr", "ORDERWORKER_ADMIN_ADDR", cfg.AdminAddr), err)
 	}
 	orders := newOrdersAdmin(ordersConfig{Ledger: ledger, Inspector: inspector, RedisOpt: redisOpt, Set: set, Sealer: sealer,
-		Queue: cfg.Queue, ReadOnly: cfg.MonitoringReadOnly, Token: cfg.MonitoringToken, Registerer: reg, Logger: log})
+		Queue: cfg.Queue, ReadOnly: cfg.MonitoringReadOnly, Token: cfg.MonitoringToken, Registerer: reg, Logger: log,
+		ListingLag: listingLag(cfg.ListingLag)})
 	defer orders.Close()
 	admin := &http.Server{Handler: adminHandler(reg, ready, mon, orders, cfg.MonitoringToken), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -792,3 +792,8 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 // withheldMessage replaces a provider's message that may hold the order's
 // user name (providers.MayHoldName).
 const withheldMessage = "(the provider's message is withheld: it may hold the order's user name)"
+
+// Target implements providers.Targeter: the endpoint and the account's key.
+func (c *Client) Target() string {
+	return strings.TrimRight(c.endpoint, "/") + " " + c.appKey + " " + c.projectID
+}

@@ -776,9 +776,12 @@ func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
 	f := setup(t, nil)
 	o := testOrder(976)
 	o.Known = []string{}
+	o.KnownAt = time.Now().Add(-time.Minute)
 	f.sb.AddOrder(sandbox.Order{IotID: iotID(976), CommodityCode: "streamingResource_20_10", Copies: 2, PaymentStatus: 1})
 	listed := 0
-	o.Rivals = func(context.Context) (int, error) {
+	var since time.Time
+	o.Rivals = func(_ context.Context, s time.Time) (int, error) {
+		since = s
 		listed = f.sb.Calls(aliyun.PathQuery)
 		return 1, nil
 	}
@@ -789,18 +792,21 @@ func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
 	if listed == 0 || listed != f.sb.Calls(aliyun.PathQuery) {
 		t.Errorf("rivals counted after %d of %d order/query calls; want after the listing was read", listed, f.sb.Calls(aliyun.PathQuery))
 	}
-	o.Rivals = func(context.Context) (int, error) { return 0, fmt.Errorf("redis down") }
+	if !since.Equal(o.KnownAt) {
+		t.Errorf("rivals counted since %v; want the snapshot's time %v", since, o.KnownAt)
+	}
+	o.Rivals = func(context.Context, time.Time) (int, error) { return 0, fmt.Errorf("redis down") }
 	if r, err := f.c.Lookup(ctx(t), o); providers.CodeOf(err) != providers.Unavailable {
 		t.Errorf("Lookup whose rivals cannot be counted = %+v, %v; want unavailable", r, err)
 	}
-	o.Rivals = func(context.Context) (int, error) { return 0, nil }
+	o.Rivals = func(context.Context, time.Time) (int, error) { return 0, nil }
 	if r, err := f.c.Lookup(ctx(t), o); err != nil || r.Status != providers.StatusPaid || !r.Matched {
 		t.Errorf("Lookup without rivals = %+v, %v; want paid, matched", r, err)
 	}
 	// Nothing new on the device: not found, rivals or not.
 	none := testOrder(977)
 	none.Known = []string{}
-	none.Rivals = func(context.Context) (int, error) { return 2, nil }
+	none.Rivals = func(context.Context, time.Time) (int, error) { return 2, nil }
 	if r, err := f.c.Lookup(ctx(t), none); providers.CodeOf(err) != providers.NotFound {
 		t.Errorf("Lookup of a device without orders, with rivals = %+v, %v; want not found", r, err)
 	}

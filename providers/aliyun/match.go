@@ -919,7 +919,13 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	// marked itself before its create left (see providers.Order.Rivals).
 	rivals := 0
 	if o.Rivals != nil {
-		if rivals, err = o.Rivals(ctx); err != nil {
+		// The rule takes no order made before its snapshot was read (it
+		// is in the snapshot, a listing lag later), or before its window.
+		since := rule.Since
+		if rule.Known != nil {
+			since = o.KnownAt
+		}
+		if rivals, err = o.Rivals(ctx, since); err != nil {
 			return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether other orders of this device and commodity are being created", err)
 		}
 	}
@@ -961,7 +967,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// The order listed may be a rival's, whose id is not recorded
 		// yet: not ours to take, nor to rule out.
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf(
-			"an order of this commodity and copies is new on the device, and %d other orders of it may have been created whose ids are not recorded yet; not guessing", rivals), nil)
+			"an order of this commodity and copies is new on the device, and %d other orders of this device, commodity and copies may have been created whose ids are not recorded yet; not guessing", rivals), nil)
 	case !found:
 		msg := "no matching order since the first attempt"
 		if rule.Known != nil {

@@ -3,6 +3,7 @@ package aliyun
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -80,10 +81,10 @@ func Parse(params json.RawMessage) (providers.Params, error) {
 func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
 
 // MatchKey implements providers.Matcher: a lookup matches the device's
-// orders of the order's commodity (see Rule).
+// orders of the order's commodity and copies (see Rule).
 func (c *Client) MatchKey(p providers.Params) string {
 	cp := createParams(p)
-	return cp.IotID + "\x00" + cp.CommodityCode
+	return cp.IotID + "\x00" + cp.CommodityCode + "\x00" + strconv.FormatInt(cp.Copies, 10)
 }
 
 // orderParams returns the order's params: from o.Parsed when the caller has

@@ -1017,3 +1017,8 @@ func retryAfter(h string) time.Duration {
 	}
 	return 0
 }
+
+// Target implements providers.Targeter: the endpoint and the account's key.
+func (c *Client) Target() string {
+	return strings.TrimRight(c.endpoint, "/") + " " + c.appKey
+}

@@ -920,7 +920,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	listed = mergeOrders(listed, inUTC)
 	// Counted after the listing was read: a rival whose order it shows
 	// marked itself before its create left (see providers.Order.Rivals).
-	rivals, err := countRivals(ctx, o)
+	rivals, err := countRivals(ctx, o, start)
 	if err != nil {
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 			Message: "cannot tell whether other orders with this instance name are being created", Err: err}
@@ -1082,12 +1082,14 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	}
 }
 
-// countRivals is o.Rivals's count, 0 without it.
-func countRivals(ctx context.Context, o providers.Order) (int, error) {
+// countRivals is o.Rivals's count since the window's start, 0 without it:
+// a rival's order made before the window is out of it, or uncertain (its
+// CreateTime may be in another zone), which no listing match takes.
+func countRivals(ctx context.Context, o providers.Order, start time.Time) (int, error) {
 	if o.Rivals == nil {
 		return 0, nil
 	}
-	return o.Rivals(ctx)
+	return o.Rivals(ctx, start)
 }
 
 // ownership is what o.Owned says of a listed order.

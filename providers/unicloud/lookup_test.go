@@ -1198,7 +1198,9 @@ func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
 	o := order("shared-name")
 	o.FirstAttempt = time.Now().Add(-time.Minute)
 	listed := 0
-	o.Rivals = func(context.Context) (int, error) {
+	var since time.Time
+	o.Rivals = func(_ context.Context, s time.Time) (int, error) {
+		since = s
 		listed = sb.Calls("QueryOrders")
 		return 1, nil
 	}
@@ -1209,18 +1211,21 @@ func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
 	if listed == 0 || listed != sb.Calls("QueryOrders") {
 		t.Errorf("rivals counted after %d of %d QueryOrders calls; want after the listing was read", listed, sb.Calls("QueryOrders"))
 	}
-	o.Rivals = func(context.Context) (int, error) { return 0, errors.New("redis down") }
+	if since.IsZero() || since.After(o.FirstAttempt) {
+		t.Errorf("rivals counted since %v; want the window's start, before the first attempt %v", since, o.FirstAttempt)
+	}
+	o.Rivals = func(context.Context, time.Time) (int, error) { return 0, errors.New("redis down") }
 	if r, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Unavailable {
 		t.Errorf("Lookup whose rivals cannot be counted = %+v, %v; want unavailable", r, err)
 	}
-	o.Rivals = func(context.Context) (int, error) { return 0, nil }
+	o.Rivals = func(context.Context, time.Time) (int, error) { return 0, nil }
 	if r, err := c.Lookup(context.Background(), o); err != nil || r.ProviderOrderID != id || !r.Matched {
 		t.Errorf("Lookup without rivals = %+v, %v; want paid with %s, Matched", r, err, id)
 	}
 	// No order of the name listed: not found, rivals or not.
 	none := order("other-name")
 	none.FirstAttempt = o.FirstAttempt
-	none.Rivals = func(context.Context) (int, error) { return 2, nil }
+	none.Rivals = func(context.Context, time.Time) (int, error) { return 2, nil }
 	if r, err := c.Lookup(context.Background(), none); providers.CodeOf(err) != providers.NotFound {
 		t.Errorf("Lookup of a name nothing listed carries, with rivals = %+v, %v; want not found", r, err)
 	}

@@ -68,10 +68,18 @@ func Parse(params json.RawMessage) (providers.Params, error) {
 func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
 
 // MatchKey implements providers.Matcher: a lookup matches the listing by
-// instance name. Another order's name that only may be this one shortened
-// or normalised never makes a listed order ours, so the exact name is the
-// key.
-func (c *Client) MatchKey(p providers.Params) string { return p.Str("instanceName") }
+// instance name, and the provider may store a name normalised (case,
+// spacing, full-width forms, punctuation): two names the same by their
+// letters and digits are one key, so that a rival whose name the provider
+// stored as ours counts. (A name cut short is not covered: its order is
+// only possibly ours, which no match takes.)
+func (c *Client) MatchKey(p providers.Params) string {
+	name := p.Str("instanceName")
+	if k := alnum(normName(name)); k != "" {
+		return k
+	}
+	return name
+}
 
 // orderParams returns the order's decoded params: o.Parsed when the caller
 // has them, else Params decoded now.

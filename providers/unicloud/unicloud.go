@@ -332,3 +332,8 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: r.OrderID, HTTPStatus: status,
 		Code: c.cleanCode(r.Code), Message: c.clean(msg, 200)}, nil
 }
+
+// Target implements providers.Targeter: the endpoint and the account's key.
+func (c *Client) Target() string {
+	return strings.TrimRight(c.endpoint, "/") + " " + c.accessKeyID
+}

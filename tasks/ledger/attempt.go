@@ -14,7 +14,8 @@ import (
 // beginScript reads the record, refuses a finished or leased order, takes
 // the lease and, when the next call creates the order, marks it in flight.
 //
-// KEYS: record, queued index, submitting index. ARGV: token, now (ms, for
+// KEYS: record, queued index, submitting index. ARGV[8]: the create's
+// target (BeginArgs.Target), recorded with a create's mark. ARGV: token, now (ms, for
 // the record's updated time and index score; "" for Redis's TIME, see
 // Options.Now), the lease's TTL (ms), '1' when a
 // create needs the snapshot of known provider orders first ('2' when the
@@ -93,6 +94,11 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
     'first_attempt', first, 'last_create', sn, 'updated', upd)
+  if (ARGV[8] or '') ~= '' and h['create_target'] ~= ARGV[8] then
+    -- Where this create goes (BeginArgs.Target): a lookup elsewhere
+    -- proves nothing of it.
+    redis.call('HSET', KEYS[1], 'create_target', ARGV[8])
+  end
   if st == 'queued' then
     redis.call('ZREM', KEYS[2], ARGV[5])
     redis.call('ZADD', KEYS[3], upd, ARGV[5])
@@ -138,6 +144,12 @@ type BeginArgs struct {
 	// time the provider is trusted to show a pay's effect (as it is
 	// trusted to list a create). Zero: never.
 	PayAgainAfter time.Duration
+	// Target identifies where a create this Begin marks goes (the
+	// provider's endpoint and account, as a fingerprint; "" for none):
+	// recorded with the mark, as Record.CreateTarget, so that a worker
+	// configured for another endpoint or account does not take its own
+	// provider's silence for the order's absence.
+	Target string
 }
 
 // BeginStatus is what Begin found.
@@ -196,7 +208,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	sh := l.shardOf(ref)
 	v, durable, err := l.runShared(ctx, beginScript, true,
 		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
-		a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain)
+		a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target)
 	if err != nil {
 		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 	}

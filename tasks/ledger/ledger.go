@@ -92,6 +92,12 @@ type Record struct {
 	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
 	ReadAt time.Time `json:"-"`
+	// CreateTarget is where the last create marked went (BeginArgs.Target):
+	// "" when not recorded.
+	CreateTarget string `json:"-"`
+	// RivalKey is the hash of the match key under which the order counts
+	// among its rivals (MarkRival); "" when never marked.
+	RivalKey string `json:"-"`
 	// MayExist says a create may have been received by the provider (and
 	// not since confirmed absent): such an order is never re-driven.
 	MayExist bool `json:"may_exist,omitempty"`
@@ -404,6 +410,10 @@ func (r *Record) set(k, v string) {
 		r.RedrivenAt = msTime(v)
 	case "updated":
 		r.UpdatedAt = msTime(v)
+	case "create_target":
+		r.CreateTarget = v
+	case "rival_key":
+		r.RivalKey = v
 	case "first_attempt":
 		r.FirstAttemptAt = msTime(v)
 	case "last_create":

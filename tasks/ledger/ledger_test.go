@@ -895,6 +895,11 @@ func TestResolveAndRedrive(t *testing.T) {
 	if err := l.Settle(ctx, u2, "k-U2", ledger.SetKnown([]string{"K1"})); err != nil {
 		t.Fatal(err)
 	}
+	// Not absent within the listing lag of its last create: the provider
+	// (its console too) may not show an order it made that recently.
+	if _, err := l.Resolve(ctx, u2, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "bob", ListingLag: time.Hour}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "listing lag") {
+		t.Fatalf("resolve absent a moment after its create, with an hour's listing lag: %v; want refused for the lag", err)
+	}
 	// Resolved absent, the order goes back to submission as a re-drive
 	// sends it: its budget and deadline anew. Its identification stays:
 	// a create of it may have been received, and may yet be listed.

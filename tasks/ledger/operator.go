@@ -215,6 +215,11 @@ type ResolveArgs struct {
 	ProviderOrderID string // required for ResolvePaid
 	Note            string // why; required
 	By              string // who; required
+	// ListingLag refuses absent while the order's last create ended less
+	// than it ago, on Redis's clock: the provider may not list (or show
+	// in its console) an order it made that recently, and absent has it
+	// created again. Zero or negative: not refused for it.
+	ListingLag time.Duration `json:"-"`
 }
 
 // RefusedError is an operator action that is not legal for the order as it
@@ -270,6 +275,10 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	}
 	if !resolvable(rec.State, a.As) {
 		return refuse(notResolvable(a.As, stateBefore(rec)))
+	}
+	if age := l.readAt(rec).Sub(rec.LastCreateAt); a.As == ResolveAbsent && a.ListingLag > 0 && !rec.LastCreateAt.IsZero() && age < a.ListingLag {
+		return refuse(fmt.Sprintf("the order's last create ended %s ago, within the listing lag (%s): the provider may not show an order it made that recently; look again after %s",
+			max(age, 0).Round(time.Second), a.ListingLag, rec.LastCreateAt.Add(a.ListingLag).UTC().Format(time.RFC3339)))
 	}
 	// Who decided is in the history entry only: the reason goes out in
 	// the order's event, to every webhook endpoint and API reader.

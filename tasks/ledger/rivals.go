@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -28,6 +30,10 @@ import (
 // which the owner index shows.
 //
 // The key is hashed: instance names may be personal data.
+
+// RivalKey is the hash of a provider's match key that names its rivals
+// set, as the record keeps it (Record.RivalKey).
+func RivalKey(provider, key string) string { return rivalKey(provider, key) }
 
 // rivalKey is the hash of a provider's match key that names its rivals
 // set, also recorded on the record (rival_key).
@@ -82,17 +88,22 @@ const maxRivalsRead = 1000
 // without a provider order id, with a create in flight or one that may
 // have been received (or unknown). It removes the others (a member that is a rival
 // again enters again before its next create).
+// Of those, only one with a create in flight, or whose last create ended
+// at or after ARGV[5] (ms; "" for any), counts: an order made before that
+// is none a lookup bounded by it could take (see Ledger.Rivals).
 // KEYS: rivals set. ARGV: the record keys' prefix (up to the order number),
-// order_no, rival key, limit. Replies {rivals, members left unread}.
+// order_no, rival key, limit, since. Replies {rivals, members left unread}.
 var rivalsScript = redis.NewScript(`
 local m = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
+local since = tonumber(ARGV[5] or '')
 local n = 0
 for _, no in ipairs(m) do
   if no ~= ARGV[2] then
-    local o = redis.call('HMGET', ARGV[1] .. no, 'state', 'provider_order_id', 'may_exist', 'inflight', 'rival_key')
+    local o = redis.call('HMGET', ARGV[1] .. no, 'state', 'provider_order_id', 'may_exist', 'inflight', 'rival_key', 'last_create')
     if o[1] and o[1] ~= 'paid' and o[1] ~= 'errored' and (o[2] or '') == '' and o[5] == ARGV[3]
         and ((o[3] or '') == '1' or (o[4] or '') ~= '' or o[1] == 'unknown') then
-      n = n + 1
+      local last = tonumber(o[6] or '')
+      if since == nil or (o[4] or '') ~= '' or last == nil or last >= since then n = n + 1 end
     else
       redis.call('ZREM', KEYS[1], no)
     end
@@ -105,14 +116,23 @@ return {n, left}
 
 // Rivals counts the orders other than ref whose match key is matchKey and
 // that may have been created without their provider order id recorded
-// (see MarkRival): orders a listing match cannot tell from ref's.
-func (l *Ledger) Rivals(ctx context.Context, ref Ref, matchKey string) (int, error) {
+// (see MarkRival): orders a listing match cannot tell from ref's. Only
+// those with a create in flight, or whose last create ended at or after
+// since (on Redis's clock; zero: any), count: the caller's lookup rules out
+// orders made before since (by their creation time, or as present in a
+// snapshot taken a listing lag later), so a rival that waits for a person
+// holds up only the orders whose lookups could take its order.
+func (l *Ledger) Rivals(ctx context.Context, ref Ref, matchKey string, since time.Time) (int, error) {
 	hash := rivalKey(ref.Provider, matchKey)
+	bound := ""
+	if !since.IsZero() {
+		bound = strconv.FormatInt(since.UnixMilli(), 10)
+	}
 	total := 0
 	for i := range l.shards {
 		sh := &l.shards[i]
 		v, err := rivalsScript.Run(ctx, l.rdb, []string{sh.rivalsKey(ref.Provider, hash)},
-			sh.prefix+"order:"+ref.Provider+":", ref.OrderNo, hash, maxRivalsRead).Slice()
+			sh.prefix+"order:"+ref.Provider+":", ref.OrderNo, hash, maxRivalsRead, bound).Slice()
 		if err != nil {
 			return 0, fmt.Errorf("count the order's rivals: %w", err)
 		}

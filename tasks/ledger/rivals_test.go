@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -44,9 +45,13 @@ func TestRivals(t *testing.T) {
 			for _, r := range []ledger.Ref{x, y, z} {
 				claim(t, l, r)
 			}
-			rivals := func(r ledger.Ref, key string) int {
+			rivals := func(r ledger.Ref, key string, since ...time.Time) int {
 				t.Helper()
-				n, err := l.Rivals(ctx, r, key)
+				var from time.Time
+				if len(since) > 0 {
+					from = since[0]
+				}
+				n, err := l.Rivals(ctx, r, key, from)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -83,6 +88,9 @@ func TestRivals(t *testing.T) {
 			if got := rivals(x, "nas-1"); got != 1 {
 				t.Fatalf("X's rivals with both creates in flight = %d; want 1 (Y; not itself, not Z of another name)", got)
 			}
+			if got := rivals(x, "nas-1", time.Now().Add(time.Hour)); got != 1 {
+				t.Fatalf("X's rivals since an hour ahead with Y's create in flight = %d; want 1: one in flight counts whenever", got)
+			}
 			if got := rivals(z, "nas-2"); got != 0 {
 				t.Fatalf("Z's rivals = %d; want 0", got)
 			}
@@ -90,6 +98,12 @@ func TestRivals(t *testing.T) {
 			settle(y, "y1", ledger.SetUnknown("create timed out").WithMayExist(true))
 			if got := rivals(x, "nas-1"); got != 1 {
 				t.Fatalf("X's rivals with Y unknown = %d; want 1", got)
+			}
+			if got := rivals(x, "nas-1", time.Now().Add(-time.Hour)); got != 1 {
+				t.Fatalf("X's rivals since an hour ago with Y unknown = %d; want 1", got)
+			}
+			if got := rivals(x, "nas-1", time.Now().Add(time.Hour)); got != 0 {
+				t.Fatalf("X's rivals since an hour ahead with Y unknown = %d; want 0: Y's create ended before, and a lookup so bounded cannot take its order", got)
 			}
 			// X's create was surely refused: sent back to submission, it
 			// is no rival of Y's until it marks itself again.

@@ -61,6 +61,11 @@ type Options struct {
 	// Now is the clock -older-than counts back from. Default Redis's (the
 	// ledger's stamps are on it).
 	Now func() time.Time
+	// ListingLag is the workers' ORDERWORKER_LISTING_LAG: resolving an
+	// order absent is refused while its last create ended less than it ago
+	// (ledger.ResolveArgs.ListingLag). Zero: tasks.DefaultListingLag;
+	// negative: never refused for it.
+	ListingLag time.Duration
 }
 
 // Orders carries out operator actions. It is safe for concurrent use.
@@ -328,6 +333,10 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	if err := o.nearlyOwned(ctx, ref, a.ProviderOrderID); err != nil {
 		o.observe(action, resultOf(err))
 		return Resolved{}, err
+	}
+	a.ListingLag = o.opts.ListingLag
+	if a.ListingLag == 0 {
+		a.ListingLag = tasks.DefaultListingLag
 	}
 	rec, err := o.ledger.Resolve(ctx, ref, a)
 	o.observe(action, resultOf(err))

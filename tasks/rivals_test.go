@@ -1,0 +1,137 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// rivalsEnv is an env with an Aliyun sandbox, and tasks for orders of one
+// device and commodity.
+type rivalsEnv struct {
+	*env
+	t      *testing.T
+	tasks  map[string]*asynq.Task
+	device string
+}
+
+func newRivalsEnv(t *testing.T, device string) *rivalsEnv {
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	return &rivalsEnv{env: e, t: t, tasks: map[string]*asynq.Task{}, device: device}
+}
+
+// order enqueues an order of the device with the given copies; its task
+// carries the claim mark, as the Enqueuer queues it.
+func (r *rivalsEnv) order(no string, copies int) {
+	r.t.Helper()
+	r.enqueue(r.t, []byte(fmt.Sprintf(`{"provider":"aliyun","order_no":%q,"params":{"iotId":%q,"commodityCode":"streamingResource_20_10","copies":%d}}`, no, r.device, copies)))
+	rec := r.get(no)
+	p, _ := json.Marshal(tasks.Payload{Provider: "aliyun", OrderNo: no, Params: json.RawMessage(rec.Params)})
+	r.tasks[no] = asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
+		map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
+}
+
+func (r *rivalsEnv) get(no string) *tasks.Record {
+	rec, _ := r.ledger.Get(context.Background(), ledger.Ref{Provider: "aliyun", OrderNo: no})
+	return rec
+}
+
+func (r *rivalsEnv) run(nos ...string) {
+	for _, no := range nos {
+		_ = r.handler.ProcessTask(context.Background(), r.tasks[no])
+	}
+}
+
+// An order whose record was lost (a failover) and is recorded again as
+// unknown by its task's next run counts as a rival before its first
+// lookup, as one marked before its create does: otherwise another order's
+// lookup could take its order, and it would be created again.
+func TestLostRecordIsARivalAgain(t *testing.T) {
+	t.Parallel()
+	r := newRivalsEnv(t, "dev3")
+	sb := addAliyun(t, r.env, nil)
+	r.order("L-X", 1)
+	r.order("L-Y", 1)
+	sb.Faults().Script(fault.FailBefore) // X: nothing made, unknown
+	r.run("L-X")
+	sb.Faults().Script(fault.FailAfter) // Y: made, its answer lost
+	r.run("L-Y")
+	yOrder := sb.Orders()["dev3"][0].OrderID
+	keys, _ := r.rdb.Keys(context.Background(), "*:L-Y").Result()
+	r.rdb.Del(context.Background(), keys...) // Y's record lost
+	for range 4 {
+		r.run("L-Y", "L-X")
+	}
+	x, y := r.get("L-X"), r.get("L-Y")
+	if x.ProviderOrderID == yOrder || sb.Count("dev3") != 1 {
+		t.Errorf("X %s with %q, Y %s with %q, %d orders; want X never holding Y's order %s, nothing created again",
+			x.State, x.ProviderOrderID, y.State, y.ProviderOrderID, sb.Count("dev3"), yOrder)
+	}
+}
+
+// Orders of one device and commodity but other copies are no rivals: the
+// listing tells their orders apart.
+func TestOtherCopiesAreNoRivals(t *testing.T) {
+	t.Parallel()
+	r := newRivalsEnv(t, "dev4")
+	sb := addAliyun(t, r.env, nil)
+	r.order("C-X", 1)
+	r.order("C-Y", 2)
+	sb.Faults().Script(fault.FailAfter)
+	r.run("C-X")
+	sb.Faults().Script(fault.FailAfter)
+	r.run("C-Y")
+	for range 3 {
+		r.run("C-X", "C-Y")
+	}
+	if x, y := r.get("C-X"), r.get("C-Y"); x.ProviderOrderID == "" || y.ProviderOrderID == "" || x.ProviderOrderID == y.ProviderOrderID || sb.Count("dev4") != 2 {
+		t.Errorf("X %s with %q, Y %s with %q, %d orders; want each its own order", x.State, x.ProviderOrderID, y.State, y.ProviderOrderID, sb.Count("dev4"))
+	}
+}
+
+// A rival whose creates all ended before an order's snapshot was read (a
+// listing lag before: here none) holds that order up no more: the snapshot
+// holds the rival's order, which the lookup therefore cannot take. X and Y
+// both made an order and lost the answer; Z, enqueued later, made one too.
+// Each ends with its own.
+func TestRivalsBeforeTheSnapshotHoldNothingUp(t *testing.T) {
+	t.Parallel()
+	r := newRivalsEnv(t, "dev5")
+	sb := addAliyun(t, r.env, nil)
+	r.order("S-X", 1)
+	r.order("S-Y", 1)
+	sb.Faults().Script(fault.FailAfter)
+	r.run("S-X")
+	sb.Faults().Script(fault.FailAfter)
+	r.run("S-Y")
+	r.order("S-Z", 1)
+	sb.Faults().Script(fault.FailAfter)
+	r.run("S-Z")
+	for range 3 {
+		r.run("S-Z", "S-Y", "S-X")
+	}
+	orders := map[string]string{}
+	for _, o := range sb.Orders()["dev5"] {
+		orders[o.OrderID] = ""
+	}
+	for _, no := range []string{"S-X", "S-Y", "S-Z"} {
+		rec := r.get(no)
+		if _, ok := orders[rec.ProviderOrderID]; !ok || orders[rec.ProviderOrderID] != "" {
+			t.Errorf("%s: %s with %q; want an order of its own of the device's %d", no, rec.State, rec.ProviderOrderID, len(orders))
+			continue
+		}
+		orders[rec.ProviderOrderID] = no
+	}
+	if len(orders) != 3 {
+		t.Errorf("%d orders on the device; want 3, one each", len(orders))
+	}
+}
