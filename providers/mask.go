@@ -1214,6 +1214,15 @@ func MayHoldName(s, name string) bool {
 	return false
 }
 
+// MayHoldID reports whether s may hold id (a user's id, perhaps a login
+// name or an e-mail address) whole, compared as MayHoldName compares a
+// name: by letters and digits alone. An id under four of them is not
+// looked for (it would match too much).
+func MayHoldID(s, id string) bool {
+	f := nameForm(id)
+	return utf8.RuneCountInString(f) >= 4 && strings.Contains(nameForm(s), f)
+}
+
 // nameForm is s by its letters and digits only, case folded, full-width
 // forms narrowed and combining marks dropped.
 func nameForm(s string) string {

@@ -492,3 +492,19 @@ func TestMayHoldName(t *testing.T) {
 		}
 	}
 }
+
+func TestMayHoldID(t *testing.T) {
+	for _, tt := range []struct {
+		s, id string
+		want  bool
+	}{
+		{"userId=Huang.FeiHong@example.com not bound", "huang.feihong@example.com", true},
+		{"user 50e5op6412259c0f11 not bound", "50E5OP6412259C0F11", true},
+		{"code 1234 failed", "12", false},
+		{"not bound", "zs@example.com", false},
+	} {
+		if got := MayHoldID(tt.s, tt.id); got != tt.want {
+			t.Errorf("MayHoldID(%q, %q) = %v; want %v", tt.s, tt.id, got, tt.want)
+		}
+	}
+}

@@ -420,7 +420,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	if err != nil {
 		return providers.Result{}, err
 	}
-	a, err := c.call(ctx, PathCreate, p, callOpts{acts: true, timeout: c.createTimeout, personal: p.UserName})
+	a, err := c.call(ctx, PathCreate, p, callOpts{acts: true, timeout: c.createTimeout, personal: p.UserName, userID: p.UserID})
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -547,7 +547,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	var info OrderInfo
 	matched := o.Matched
 	if o.ProviderOrderID != "" {
-		a, err = c.call(ctx, PathGet, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{timeout: c.timeout, personal: p.UserName})
+		a, err = c.call(ctx, PathGet, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{timeout: c.timeout, personal: p.UserName, userID: p.UserID})
 		if err != nil {
 			return providers.Result{}, err
 		}
@@ -604,7 +604,7 @@ func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, 
 	if err != nil {
 		return providers.Result{}, err
 	}
-	a, err := c.call(ctx, PathPay, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{acts: true, timeout: c.payTimeout, personal: p.UserName})
+	a, err := c.call(ctx, PathPay, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{acts: true, timeout: c.payTimeout, personal: p.UserName, userID: p.UserID})
 	if err != nil {
 		return providers.Result{}, err
 	}
@@ -630,6 +630,7 @@ type callOpts struct {
 	acts     bool // create or pay: a failure of unknown effect is Ambiguous
 	timeout  time.Duration
 	personal string // personal data that might be echoed (userName)
+	userID   string // the order's userId: a login name or an e-mail address, perhaps
 }
 
 // opName names a call in errors: "aliyun order/create", "aliyun cloud/token".
@@ -771,7 +772,7 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal, req.Header.Get(HeaderSignature)}
 	a, err := classify(op, co.acts, resp, secrets)
 	var pe *providers.Error
-	if errors.As(err, &pe) && providers.MayHoldName(pe.Message, co.personal) {
+	if errors.As(err, &pe) && (providers.MayHoldName(pe.Message, co.personal) || providers.MayHoldID(pe.Message, co.userID)) {
 		// Redact hid the user's name as the order gives it; the provider
 		// may echo it rewritten (spaced, reordered, cut, full-width): the
 		// message is withheld whole.
@@ -779,7 +780,7 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	}
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {
 		server := providers.Redact(resp.Header.Get(HeaderErrorMessage), secrets...)
-		if providers.MayHoldName(server, co.personal) {
+		if providers.MayHoldName(server, co.personal) || providers.MayHoldID(server, co.userID) {
 			server = withheldMessage
 		}
 		c.log.Warn("aliyun gateway signature mismatch",
@@ -790,8 +791,8 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 }
 
 // withheldMessage replaces a provider's message that may hold the order's
-// user name (providers.MayHoldName).
-const withheldMessage = "(the provider's message is withheld: it may hold the order's user name)"
+// user name (providers.MayHoldName) or its user id (providers.MayHoldID).
+const withheldMessage = "(the provider's message is withheld: it may hold the order's user name or id)"
 
 // Target implements providers.Targeter: the endpoint and the account's key.
 func (c *Client) Target() string {

@@ -862,3 +862,25 @@ func TestEchoedUserNameRewrittenIsWithheld(t *testing.T) {
 		}
 	}
 }
+
+// A refusal that echoes the order's userId (a login name or an e-mail
+// address, perhaps) is withheld whole.
+func TestEchoedUserIDIsWithheld(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(appKey, appSecret, projectID)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != aliyun.PathCreate {
+			sb.ServeHTTP(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"code": 2063, "message": "identityId and iotId not bound: userId=Huang.FeiHong@example.com"})
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), nil)
+	o := testOrder(980)
+	o.Params = json.RawMessage(strings.Replace(string(o.Params), `"userId":"50e5op6412259c0f11"`, `"userId":"huang.feihong@example.com"`, 1))
+	_, err := c.Submit(ctx(t), o)
+	if err == nil || strings.Contains(strings.ToLower(err.Error()), "feihong") || !strings.Contains(err.Error(), "withheld") {
+		t.Errorf("create refused echoing the userId: %v; want the message withheld", err)
+	}
+}

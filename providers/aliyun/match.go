@@ -721,7 +721,7 @@ func (c *Client) gapMessage(l listing, what string) string {
 // order twice.
 func (c *Client) queryPage(ctx context.Context, p CreateParams, page int, first, snapshot bool) (OrderList, answer, error) {
 	ask := func() (answer, error) {
-		return c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName})
+		return c.call(ctx, PathQuery, pageParams{IotID: p.IotID, PageNo: page, PageSize: c.pageSize}, callOpts{timeout: c.timeout, personal: p.UserName, userID: p.UserID})
 	}
 	a, err := ask()
 	if err != nil {

@@ -91,14 +91,16 @@ if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
   if first == '' then first = sn end
-  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
+  local f = {'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
-    'first_attempt', first, 'last_create', sn, 'updated', upd)
-  if (ARGV[8] or '') ~= '' and h['create_target'] ~= ARGV[8] then
+    'first_attempt', first, 'last_create', sn, 'updated', upd}
+  if (ARGV[8] or '') ~= '' then
     -- Where this create goes (BeginArgs.Target): a lookup elsewhere
     -- proves nothing of it.
-    redis.call('HSET', KEYS[1], 'create_target', ARGV[8])
+    f[#f + 1] = 'create_target'
+    f[#f + 1] = ARGV[8]
   end
+  redis.call('HSET', KEYS[1], unpack(f))
   if st == 'queued' then
     redis.call('ZREM', KEYS[2], ARGV[5])
     redis.call('ZADD', KEYS[3], upd, ARGV[5])
