@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -49,6 +50,13 @@ type HandlerOptions struct {
 	// unknown and is looked up again. Default DefaultListingLag; negative:
 	// a not-found is believed at once.
 	ListingLag time.Duration
+	// SameTargets are create targets (the fingerprints a record keeps,
+	// Record.CreateTarget) this worker's providers answer for as for
+	// their own: after a key rotation, say, the old key's fingerprint, so
+	// that orders created with it are looked up with the new one. A
+	// target not listed, and not this worker's, holds the order
+	// (ProblemTarget).
+	SameTargets []string
 	// LeaseTTL is how long an order's lease holds without a keepalive; the
 	// keepalive extends it every third of that while a call runs. Default
 	// 30s.
@@ -440,15 +448,24 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		d := order.Decision{Settle: plan.Settle, Then: plan.Then}
 		return h.finish(ctx, rec, token, d)
 	}
-	if here := targetHash(prov); (plan.Step == order.Lookup || plan.Step == order.Poll || plan.Step == order.Pay) &&
-		rec.CreateTarget != "" && here != "" && rec.CreateTarget != here {
+	here := targetHash(prov)
+	if (plan.Step == order.Lookup || plan.Step == order.Poll || plan.Step == order.Pay) && !h.sameTarget(rec.CreateTarget, here) {
 		// Its create went to another endpoint or account: this worker's
 		// provider would not know the order, and its not-found would have
 		// it created a second time. Nothing is sent; it waits, unchanged.
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
 		return order.Then{}, h.configWait(ref, ProblemTarget, fmt.Sprintf(
-			"its create went to another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that sent it, or resolve it by hand",
-			rec.CreateTarget, here))
+			"its create went to another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that sent it, list %s in ORDERWORKER_SAME_TARGETS if this worker's provider is that one (a rotated key), or resolve it by hand",
+			rec.CreateTarget, here, rec.CreateTarget))
+	}
+	if plan.Step == order.Submit && rec.Known != nil && !h.sameTarget(rec.KnownTarget, here) {
+		// The snapshot its lookups will compare the listing with was read
+		// at another endpoint or account: this one's older orders would
+		// look new. Nothing is sent; it waits, unchanged.
+		h.settleQuiet(ref, token, ledger.Unmark(rec))
+		return order.Then{}, h.configWait(ref, ProblemTarget, fmt.Sprintf(
+			"the snapshot of its target's orders was read at another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that read it, list %s in ORDERWORKER_SAME_TARGETS if this worker's provider is that one, or resolve it by hand",
+			rec.KnownTarget, here, rec.KnownTarget))
 	}
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
@@ -528,6 +545,9 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	out := h.call(ctx, prov, rec, plan.Step, o, token, slot, clk)
 	d := order.Decide(rec, plan.Step, out, pol, clk.now())
+	if d.Settle.SetsKnown() {
+		d.Settle = d.Settle.WithKnownTarget(here)
+	}
 	if d.Then.Next == order.ConfigWait {
 		// The step held and the refusal: its problem's kind (heldBy).
 		d.Then.Step, d.Then.Cause = plan.Step, out.Err
@@ -1291,4 +1311,12 @@ func targetHash(p providers.Provider) string {
 	}
 	sum := sha256.Sum256([]byte("orderworker create target\x00" + t))
 	return hex.EncodeToString(sum[:8])
+}
+
+// sameTarget reports whether recorded, a record's create (or snapshot)
+// target, is this worker's (here) for its provider: the same fingerprint,
+// one listed in HandlerOptions.SameTargets, or either unknown ("": recorded
+// by an earlier version, or a provider that names none).
+func (h *Handler) sameTarget(recorded, here string) bool {
+	return recorded == "" || here == "" || recorded == here || slices.Contains(h.opts.SameTargets, recorded)
 }

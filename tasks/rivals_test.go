@@ -4,12 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
+	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/unicloud"
+	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -133,5 +139,105 @@ func TestRivalsBeforeTheSnapshotHoldNothingUp(t *testing.T) {
 	}
 	if len(orders) != 3 {
 		t.Errorf("%d orders on the device; want 3, one each", len(orders))
+	}
+}
+
+// slowPrepare is the Aliyun client whose Prepare, once its listing is read,
+// lets hook run before it returns (the time between the listing's read and
+// the snapshot's settle: pages, a stall).
+type slowPrepare struct {
+	*aliyun.Client
+	hook func()
+}
+
+func (s *slowPrepare) Prepare(ctx context.Context, o providers.Order) ([]string, error) {
+	k, err := s.Client.Prepare(ctx, o)
+	if h := s.hook; h != nil {
+		s.hook = nil
+		h()
+	}
+	return k, err
+}
+
+// Y's create ends (its answer lost) after X's snapshot was read but
+// before it was recorded: Y's order is not in X's snapshot, and Y, no
+// longer in flight, still counts as X's rival, since the snapshot's time is
+// when the step that read it began. X takes nothing; nothing is created
+// again.
+func TestRivalEndedDuringTheSnapshotCounts(t *testing.T) {
+	t.Parallel()
+	r := newRivalsEnv(t, "devR")
+	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := &slowPrepare{Client: c}
+	r.set.Add(wrapped)
+	plain := providers.NewSet()
+	plain.Add(c)
+	other := tasks.NewHandler(r.ledger, plain, &tasks.HandlerOptions{Logger: quiet, ListingLag: -1, MaxAttempts: 8,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	r.order("R-X", 1)
+	r.order("R-Y", 1)
+	wrapped.hook = func() {
+		sb.Faults().Script(fault.FailAfter) // Y: made, answer lost
+		_ = other.ProcessTask(context.Background(), r.tasks["R-Y"])
+		time.Sleep(5 * time.Millisecond)
+		sb.Faults().Script(fault.FailBefore) // X: nothing made
+	}
+	r.run("R-X")
+	for range 3 {
+		r.run("R-X")
+	}
+	for range 3 {
+		_ = other.ProcessTask(context.Background(), r.tasks["R-Y"])
+	}
+	if x := r.get("R-X"); sb.Count("devR") != 1 || x.ProviderOrderID != "" {
+		t.Errorf("%d orders on the device, X holds %q; want Y's one order, not taken by X", sb.Count("devR"), x.ProviderOrderID)
+	}
+}
+
+// UniCloud's window is widened by LookupMargin for the provider's clock,
+// and so is the rivals' bound: with the provider's clock ahead of Redis's
+// by more than the listing lag (within the margin), a rival whose create
+// ended before the window's start lists its order inside the window, and
+// still counts. X takes nothing.
+func TestRivalBeforeTheWindowCountsWithinTheClockMargin(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: time.Second,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	sb := unicloudsandbox.New("UKey", "usecret")
+	sb.Now = func() time.Time { return time.Now().Add(3500 * time.Millisecond) } // provider clock 3.5s ahead
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), LookupMargin: 4 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	ctx := context.Background()
+	mk := func(no string) *asynq.Task {
+		e.enqueue(t, []byte(fmt.Sprintf(`{"provider":"unicloud","order_no":%q,"params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"same-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}}`, no)))
+		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: no})
+		p, _ := json.Marshal(tasks.Payload{Provider: "unicloud", OrderNo: no, Params: json.RawMessage(rec.Params)})
+		return asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
+			map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
+	}
+	ty, tx := mk("U-Y"), mk("U-X")
+	sb.Faults().Script(fault.FailAfter) // Y: made, answer lost
+	_ = e.handler.ProcessTask(ctx, ty)
+	time.Sleep(6 * time.Second)
+	sb.Faults().Script(fault.FailBefore) // X: nothing made
+	_ = e.handler.ProcessTask(ctx, tx)
+	time.Sleep(1200 * time.Millisecond)
+	for range 3 {
+		_ = e.handler.ProcessTask(ctx, tx)
+		time.Sleep(300 * time.Millisecond)
+	}
+	if x, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "U-X"}); x.ProviderOrderID != "" {
+		t.Errorf("X took Y's order %q (orders at the provider: %d)", x.ProviderOrderID, len(sb.Orders()))
 	}
 }

@@ -2,12 +2,14 @@ package tasks_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/providers/tencent/sandbox"
@@ -89,4 +91,81 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// An Aliyun order whose snapshot of the device's orders was read at another
+// endpoint or account is not created here: its lookups would compare this
+// provider's listing with another's snapshot, and take this one's older
+// orders for new. It waits, unchanged, unless the snapshot's target is
+// listed in SameTargets.
+func TestCreateOnlyWhereTheSnapshotWasRead(t *testing.T) {
+	t.Parallel()
+	for _, same := range []bool{false, true} {
+		t.Run(fmt.Sprint("listed in SameTargets ", same), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, &setupOpts{noServer: true})
+			sb := addAliyun(t, e, nil)
+			ctx := context.Background()
+			const elsewhere = "0123456789abcdef"
+			opts := &tasks.HandlerOptions{Logger: quiet, ListingLag: -1, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}
+			if same {
+				opts.SameTargets = []string{elsewhere}
+			}
+			h := tasks.NewHandler(e.ledger, e.set, opts)
+			e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"Snap-1","params":{"iotId":"devS","commodityCode":"streamingResource_20_10","copies":1}}`))
+			ref := ledger.Ref{Provider: "aliyun", OrderNo: "Snap-1"}
+			// The prepare step, as a worker at another target settles it.
+			if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "prep", NeedsKnown: true}); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.ledger.Settle(ctx, ref, "prep", ledger.SetKnown([]string{}).WithKnownTarget(elsewhere)); err != nil {
+				t.Fatal(err)
+			}
+			rec, _ := e.ledger.Get(ctx, ref)
+			task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: "Snap-1", Params: rec.Params})
+			err := h.ProcessTask(ctx, task)
+			rec, _ = e.ledger.Get(ctx, ref)
+			if same {
+				if rec.State != ledger.StatePending || sb.Count("devS") != 1 {
+					t.Errorf("run = %v; %s, %d orders; want the order created", err, rec.State, sb.Count("devS"))
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tasks.ProblemTarget) || sb.Calls(aliyun.PathCreate) != 0 || rec.State != ledger.StateQueued || rec.Inflight != 0 {
+				t.Errorf("run = %v; %s, inflight %d, %d creates; want it held as %s, nothing sent, unchanged",
+					err, rec.State, rec.Inflight, sb.Calls(aliyun.PathCreate), tasks.ProblemTarget)
+			}
+		})
+	}
+}
+
+// A fingerprint in SameTargets is looked up here as this worker's own:
+// the same service under another address (or, after a key rotation, the
+// same account under another key).
+func TestSameTargetsLookUpHere(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	e.enqueue(t, order("Same-1"))
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Same-1"}
+	rec, _ := e.ledger.Get(ctx, ref)
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "tencent", OrderNo: "Same-1", Params: rec.Params})
+	e.sandbox.Faults().Script(fault.FailAfter) // created, the answer lost
+	_ = e.handler.ProcessTask(ctx, task)
+	rec, _ = e.ledger.Get(ctx, ref)
+	// The same sandbox, under another address.
+	c, err := tencent.New(tencent.Options{Endpoint: strings.Replace(e.sandboxURL, "127.0.0.1", "localhost", 1), AppKey: appKey, AppSecret: providers.Secret(appSecret), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := providers.NewSet()
+	set.Add(c)
+	h := tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Logger: quiet, ListingLag: -1, SameTargets: []string{rec.CreateTarget},
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Fatalf("run with the create's target listed = %v; want the lookup", err)
+	}
+	if rec, _ := e.ledger.Get(ctx, ref); rec.State != ledger.StatePaid || e.sandbox.Count("Same-1") != 1 {
+		t.Errorf("%s, %d orders; want paid, one", rec.State, e.sandbox.Count("Same-1"))
+	}
 }

@@ -42,6 +42,7 @@ type config struct {
 	Deadlines       map[string]time.Duration
 	PendingWindow   time.Duration
 	ListingLag      time.Duration // 0: a lookup's not-found is believed at once
+	SameTargets     []string      // ORDERWORKER_SAME_TARGETS
 	ShutdownTimeout time.Duration
 	ReconcileEvery  time.Duration
 	PollInterval    time.Duration
@@ -197,6 +198,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if err := c.parseWebhooks(env("ORDERWORKER_WEBHOOK_URLS")); err != nil {
 		errs = append(errs, err)
+	}
+	for _, f := range strings.FieldsFunc(env("ORDERWORKER_SAME_TARGETS"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		if !isFingerprint(f) {
+			errs = append(errs, fmt.Errorf("ORDERWORKER_SAME_TARGETS: %q is not a create-target fingerprint (16 hexadecimal digits, as a held order's reason names it)", f))
+			continue
+		}
+		c.SameTargets = append(c.SameTargets, f)
 	}
 	var names []string
 	for _, s := range registry.All() {
@@ -457,4 +465,18 @@ func parseDeadlines(s string, keys []string) (map[string]time.Duration, error) {
 		}
 		return d, nil
 	})
+}
+
+// isFingerprint reports whether s is a create-target fingerprint as the
+// ledger records it: 16 lower-case hexadecimal digits.
+func isFingerprint(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

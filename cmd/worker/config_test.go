@@ -21,6 +21,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		args []string
 		want []string
 	}{
+		{map[string]string{"ORDERWORKER_SAME_TARGETS": "0123456789abcdef, 41126A66FB08D387"}, nil, []string{"ORDERWORKER_SAME_TARGETS", "41126A66FB08D387"}},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=NaN"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=NaN"}},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=nan:5"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=nan:5"}},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=Inf"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=Inf"}},

@@ -920,8 +920,10 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	rivals := 0
 	if o.Rivals != nil {
 		// The rule takes no order made before its snapshot was read (it
-		// is in the snapshot, a listing lag later), or before its window.
-		since := rule.Since
+		// is in the snapshot, a listing lag later: the caller allows for
+		// the lag), or before its window, by the provider's clock: less
+		// the clock margin once more for ours.
+		since := rule.Since.Add(-c.margin)
 		if rule.Known != nil {
 			since = o.KnownAt
 		}

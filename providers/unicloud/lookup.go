@@ -920,7 +920,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	listed = mergeOrders(listed, inUTC)
 	// Counted after the listing was read: a rival whose order it shows
 	// marked itself before its create left (see providers.Order.Rivals).
-	rivals, err := countRivals(ctx, o, start)
+	rivals, err := countRivals(ctx, o, start.Truncate(time.Second).Add(-c.margin))
 	if err != nil {
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
 			Message: "cannot tell whether other orders with this instance name are being created", Err: err}
@@ -1082,9 +1082,12 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	}
 }
 
-// countRivals is o.Rivals's count since the window's start, 0 without it:
-// a rival's order made before the window is out of it, or uncertain (its
-// CreateTime may be in another zone), which no listing match takes.
+// countRivals is o.Rivals's count since since, 0 without it. The caller
+// passes the window's start (as the listing is judged: to the second) less
+// the clock margin once more: an order a rival's create made before that,
+// on our clock, is out of the window whatever the provider's clock says
+// within the margin, or uncertain (its CreateTime may be in another zone),
+// which no listing match takes.
 func countRivals(ctx context.Context, o providers.Order, start time.Time) (int, error) {
 	if o.Rivals == nil {
 		return 0, nil

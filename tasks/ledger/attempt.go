@@ -303,7 +303,22 @@ type Transition struct {
 	clearPaySent      bool
 	paySentBefore     time.Time // with clearPaySent: the earlier pay's mark to put back
 	firstAttempt      time.Time // with afresh: the first attempt's time to record instead of none
+	knownAt           time.Time // with setKnown: when the snapshot's read began (zero: the settle's time)
+	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
 }
+
+// WithKnownAt stamps the snapshot SetKnown records with when the step that
+// read it began (Record.ReadAt), rather than when it settles: an order made
+// while the listing was read may be missing from it, and what is judged
+// against the snapshot's time must not count it in.
+func (t Transition) WithKnownAt(at time.Time) Transition { t.knownAt = at; return t }
+
+// WithKnownTarget records where the snapshot SetKnown records was read
+// (BeginArgs.Target's fingerprint): Record.KnownTarget.
+func (t Transition) WithKnownTarget(target string) Transition { t.knownTarget = target; return t }
+
+// SetsKnown reports whether the transition records a snapshot (SetKnown).
+func (t Transition) SetsKnown() bool { return t.setKnown }
 
 // To is the state the transition moves to ("" for unchanged).
 func (t Transition) To() State { return t.to }
@@ -737,11 +752,21 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
-		// Stamped on Redis's clock by the script ("*"): the snapshot's age
-		// is judged on it (see the handler's judgeClock).
-		args = append(args, "known", b, "known_at", "*")
+		// Stamped on Redis's clock by the script ("*"), or as the step
+		// that read it began (WithKnownAt): the snapshot's age is judged
+		// on it (see the handler's judgeClock).
+		at := "*"
+		if !t.knownAt.IsZero() {
+			at = ms(t.knownAt)
+		}
+		args = append(args, "known", b, "known_at", at, "known_target", t.knownTarget)
 	} else if t.afresh {
-		args = append(args, "known", "", "known_at", "")
+		args = append(args, "known", "", "known_at", "", "known_target", "")
+	}
+	if t.afresh && !t.firstAttempt.IsZero() {
+		// A create this record does not know of (SetUnknownSince): where
+		// it went is not known either.
+		args = append(args, "create_target", "")
 	}
 	if t.afresh {
 		args = append(args, "first_attempt", ms(t.firstAttempt))

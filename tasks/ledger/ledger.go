@@ -95,6 +95,9 @@ type Record struct {
 	// CreateTarget is where the last create marked went (BeginArgs.Target):
 	// "" when not recorded.
 	CreateTarget string `json:"-"`
+	// KnownTarget is where the snapshot Known was read (BeginArgs.Target's
+	// fingerprint), "" when not recorded.
+	KnownTarget string `json:"-"`
 	// RivalKey is the hash of the match key under which the order counts
 	// among its rivals (MarkRival); "" when never marked.
 	RivalKey string `json:"-"`
@@ -414,6 +417,8 @@ func (r *Record) set(k, v string) {
 		r.CreateTarget = v
 	case "rival_key":
 		r.RivalKey = v
+	case "known_target":
+		r.KnownTarget = v
 	case "first_attempt":
 		r.FirstAttemptAt = msTime(v)
 	case "last_create":

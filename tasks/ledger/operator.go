@@ -276,9 +276,18 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if !resolvable(rec.State, a.As) {
 		return refuse(notResolvable(a.As, stateBefore(rec)))
 	}
-	if age := l.readAt(rec).Sub(rec.LastCreateAt); a.As == ResolveAbsent && a.ListingLag > 0 && !rec.LastCreateAt.IsZero() && age < a.ListingLag {
+	// When its latest create may last have been acted on: the latest of
+	// these (a record written before last_create was kept has the first
+	// attempt; one recreated after Redis lost it, its recreation).
+	last := rec.LastCreateAt
+	for _, t := range []time.Time{rec.FirstAttemptAt, rec.CreatedAt} {
+		if t.After(last) {
+			last = t
+		}
+	}
+	if age := l.readAt(rec).Sub(last); a.As == ResolveAbsent && a.ListingLag > 0 && !last.IsZero() && age < a.ListingLag {
 		return refuse(fmt.Sprintf("the order's last create ended %s ago, within the listing lag (%s): the provider may not show an order it made that recently; look again after %s",
-			max(age, 0).Round(time.Second), a.ListingLag, rec.LastCreateAt.Add(a.ListingLag).UTC().Format(time.RFC3339)))
+			max(age, 0).Round(time.Second), a.ListingLag, last.Add(a.ListingLag).UTC().Format(time.RFC3339)))
 	}
 	// Who decided is in the history entry only: the reason goes out in
 	// the order's event, to every webhook endpoint and API reader.

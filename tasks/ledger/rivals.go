@@ -89,7 +89,8 @@ const maxRivalsRead = 1000
 // have been received (or unknown). It removes the others (a member that is a rival
 // again enters again before its next create).
 // Of those, only one with a create in flight, or whose last create ended
-// at or after ARGV[5] (ms; "" for any), counts: an order made before that
+// (or whose first attempt, or its record's creation, came) at or after
+// ARGV[5] (ms; "" for any), counts: an order made before that
 // is none a lookup bounded by it could take (see Ledger.Rivals).
 // KEYS: rivals set. ARGV: the record keys' prefix (up to the order number),
 // order_no, rival key, limit, since. Replies {rivals, members left unread}.
@@ -99,10 +100,18 @@ local since = tonumber(ARGV[5] or '')
 local n = 0
 for _, no in ipairs(m) do
   if no ~= ARGV[2] then
-    local o = redis.call('HMGET', ARGV[1] .. no, 'state', 'provider_order_id', 'may_exist', 'inflight', 'rival_key', 'last_create')
+    local o = redis.call('HMGET', ARGV[1] .. no, 'state', 'provider_order_id', 'may_exist', 'inflight', 'rival_key',
+      'last_create', 'first_attempt', 'created')
     if o[1] and o[1] ~= 'paid' and o[1] ~= 'errored' and (o[2] or '') == '' and o[5] == ARGV[3]
         and ((o[3] or '') == '1' or (o[4] or '') ~= '' or o[1] == 'unknown') then
-      local last = tonumber(o[6] or '')
+      -- When its latest create may last have been acted on: the latest
+      -- of these (a record recreated after Redis lost it counts from
+      -- its recreation, its lost create may have left just before).
+      local last = nil
+      for i = 6, 8 do
+        local v = tonumber(o[i] or '')
+        if v and (last == nil or v > last) then last = v end
+      end
       if since == nil or (o[4] or '') ~= '' or last == nil or last >= since then n = n + 1 end
     else
       redis.call('ZREM', KEYS[1], no)

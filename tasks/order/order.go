@@ -283,7 +283,9 @@ func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 func decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time) Decision {
 	if out.Err == nil {
 		if step == Prepare {
-			return Decision{Settle: ledger.SetKnown(out.Known), Then: Then{Next: Continue, Step: Submit}}
+			// Stamped as this step began (ReadAt): an order made while the
+			// listing was read may be missing from it.
+			return Decision{Settle: ledger.SetKnown(out.Known).WithKnownAt(rec.ReadAt), Then: Then{Next: Continue, Step: Submit}}
 		}
 		return succeeded(rec, step, out.Result, p, now)
 	}
