@@ -305,6 +305,7 @@ type Transition struct {
 	firstAttempt      time.Time // with afresh: the first attempt's time to record instead of none
 	knownAt           time.Time // with setKnown: when the snapshot's read began (zero: the settle's time)
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
+	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
 }
 
 // WithKnownAt stamps the snapshot SetKnown records with when the step that
@@ -383,7 +384,7 @@ func SetUnknown(reason string) Transition {
 // that create.
 func SetUnknownSince(reason string, since time.Time, known []string) Transition {
 	t := SetUnknown(reason).WithMayExist(true)
-	t.afresh, t.firstAttempt = true, since
+	t.afresh, t.firstAttempt, t.targetUnknown = true, since, true
 	if known != nil {
 		t.known, t.setKnown = known, true
 	}
@@ -763,7 +764,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	} else if t.afresh {
 		args = append(args, "known", "", "known_at", "", "known_target", "")
 	}
-	if t.afresh && !t.firstAttempt.IsZero() {
+	if t.targetUnknown {
 		// A create this record does not know of (SetUnknownSince): where
 		// it went is not known either.
 		args = append(args, "create_target", "")

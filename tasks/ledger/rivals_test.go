@@ -163,3 +163,25 @@ func TestRivals(t *testing.T) {
 		})
 	}
 }
+
+// Begin records where a create it marks goes; an order found to have had a
+// create this record does not know of (SetUnknownSince) forgets it: that
+// create may have gone anywhere.
+func TestCreateTarget(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "T1"}
+	claim(t, l, ref)
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", Target: "00112233aabbccdd"}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin = %+v, %v", b, err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec.CreateTarget != "00112233aabbccdd" {
+		t.Fatalf("create target %q after the marked create; want it recorded", rec.CreateTarget)
+	}
+	if err := l.Settle(ctx, ref, "t1", ledger.SetUnknownSince("an earlier run may have created it", time.Time{}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := l.Get(ctx, ref); rec.CreateTarget != "" {
+		t.Errorf("create target %q after SetUnknownSince; want none", rec.CreateTarget)
+	}
+}
