@@ -718,7 +718,12 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		h.log.Error("order record vanished mid-step; recording it as unknown", "provider", ref.Provider, "order_no", ref.OrderNo)
 		// What this run knew bounds the lookup: the first create's time
 		// (Begin set it when it marked one) and the snapshot.
-		lost := ledger.Lost{FirstAttempt: rec.FirstAttemptAt, Known: rec.Known}
+		lost := ledger.Lost{FirstAttempt: rec.FirstAttemptAt, Known: rec.Known, CreateTarget: rec.CreateTarget, KnownTarget: rec.KnownTarget}
+		if p, err := h.providers.Get(ref.Provider); err == nil && rec.InflightMarked {
+			// This step's Begin marked the create, with this worker's
+			// target: the record as read holds the one before.
+			lost.CreateTarget = targetHash(p)
+		}
 		if err := h.mayRecord(wc); err != nil {
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: record lost mid-step, not recorded again: %w", ref, err))
 		}
@@ -1026,7 +1031,7 @@ func (h *Handler) adoptMissing(ctx context.Context, t *asynq.Task, p Payload, re
 	if seen != nil && (seen.InflightMarked || seen.MayHaveBeenCreated() || seen.MayHaveExisted ||
 		seen.State == ledger.StateUnknown || seen.State == ledger.StatePending) {
 		ranBefore = true
-		lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known}
+		lost = ledger.Lost{FirstAttempt: seen.FirstAttemptAt, Known: seen.Known, CreateTarget: seen.CreateTarget, KnownTarget: seen.KnownTarget}
 	}
 	if claimed, at, token := claimedMark(t); claimed {
 		if !ranBefore {

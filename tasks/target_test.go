@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/providers/fault"
@@ -167,5 +169,44 @@ func TestSameTargetsLookUpHere(t *testing.T) {
 	}
 	if rec, _ := e.ledger.Get(ctx, ref); rec.State != ledger.StatePaid || e.sandbox.Count("Same-1") != 1 {
 		t.Errorf("%s, %d orders; want paid, one", rec.State, e.sandbox.Count("Same-1"))
+	}
+}
+
+// deletingTencent is the Tencent client whose Submit deletes the order's
+// record while the create is under way (a failover that loses it).
+type deletingTencent struct {
+	*tencent.Client
+	rdb interface {
+		Keys(ctx context.Context, pattern string) *redis.StringSliceCmd
+		Del(ctx context.Context, keys ...string) *redis.IntCmd
+	}
+}
+
+func (p deletingTencent) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	keys, _ := p.rdb.Keys(ctx, "*order:tencent:"+o.OrderNo).Result()
+	p.rdb.Del(ctx, keys...)
+	return p.Client.Submit(ctx, o)
+}
+
+// A record lost while its create was under way is recorded again with
+// where that create went: a worker configured for another target still
+// does not look it up.
+func TestLostRecordKeepsItsCreateTarget(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	c, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: providers.Secret(appSecret), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(deletingTencent{Client: c, rdb: e.rdb})
+	e.enqueue(t, order("LostT-1"))
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "LostT-1"}
+	rec, _ := e.ledger.Get(ctx, ref)
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "tencent", OrderNo: "LostT-1", Params: rec.Params})
+	_ = e.handler.ProcessTask(ctx, task)
+	rec, _ = e.ledger.Get(ctx, ref)
+	if rec == nil || rec.State != ledger.StateUnknown || rec.CreateTarget == "" {
+		t.Fatalf("after the create under which the record was lost: %+v; want it recorded again, unknown, with the create's target", rec)
 	}
 }

@@ -17,7 +17,9 @@ import (
 // when it created it (queued 1 when it queued its task too, created the
 // record's time), else {0, state, params_hash, created}; {2} when it
 // wrote nothing because the task's claim mark (ARGV[16], ms; "" for none)
-// is later than the record's time (Task.Mark).
+// is later than the record's time (Task.Mark). ARGV[17] and ARGV[18], for a
+// record claimed unknown (ClaimLost), are where its last create went and
+// where its snapshot was read.
 // ARGV[6] is the time (ms) the record is created at, "" for Redis's own
 // (TIME). KEYS: record, state index, events stream, dedupe counts (see
 // shard.dedupeKey), then optionally asynq's keys (KEYS[5..7]). Given them it
@@ -63,6 +65,8 @@ if ARGV[7] == 'unknown' then
   redis.call('HSET', KEYS[1], 'may_exist', '1', 'last_create', string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)))
   if (ARGV[10] or '') ~= '' then redis.call('HSET', KEYS[1], 'first_attempt', ARGV[10]) end
   if (ARGV[11] or '') ~= '' then redis.call('HSET', KEYS[1], 'known', ARGV[11]) end
+  if (ARGV[17] or '') ~= '' then redis.call('HSET', KEYS[1], 'create_target', ARGV[17]) end
+  if (ARGV[18] or '') ~= '' then redis.call('HSET', KEYS[1], 'known_target', ARGV[18]) end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'type', 'order.unknown', 'provider', ARGV[1],
     'order_no', ARGV[2], 'state', 'unknown', 'provider_order_id', '', 'reason', ARGV[8], 'attempts', '0', 'at', now)
 end
@@ -155,20 +159,28 @@ func (l *Ledger) ClaimLost(ctx context.Context, ref Ref, params []byte, hash, re
 type Lost struct {
 	FirstAttempt time.Time // zero: unknown
 	Known        []string  // the snapshot (providers.Preparer); nil: none
+	// CreateTarget and KnownTarget are where its last create went and
+	// where its snapshot was read (Record.CreateTarget, KnownTarget); "":
+	// unknown.
+	CreateTarget, KnownTarget string
 }
 
+// lostArgs are a lost record's fields as claimScript takes them.
+type lostArgs struct{ first, known, target, knownTarget string }
+
 func (l *Ledger) claim(ctx context.Context, ref Ref, params []byte, hash string, s State, reason string, what ...Lost) (ClaimResult, error) {
-	first, known := "", ""
+	var la lostArgs
 	if len(what) > 0 {
 		if !what[0].FirstAttempt.IsZero() {
-			first = strconv.FormatInt(what[0].FirstAttempt.UnixMilli(), 10)
+			la.first = strconv.FormatInt(what[0].FirstAttempt.UnixMilli(), 10)
 		}
 		if what[0].Known != nil {
 			b, _ := json.Marshal(what[0].Known)
-			known = string(b)
+			la.known = string(b)
 		}
+		la.target, la.knownTarget = what[0].CreateTarget, what[0].KnownTarget
 	}
-	return l.claimRun(ctx, ClaimArgs{Ref: ref, Params: params, ParamsHash: hash}, s, reason, first, known)
+	return l.claimRun(ctx, ClaimArgs{Ref: ref, Params: params, ParamsHash: hash}, s, reason, la)
 }
 
 // ClaimQueue is Claim for a.Ref with a's params, hash and token, queueing
@@ -180,7 +192,7 @@ func (l *Ledger) ClaimQueue(ctx context.Context, a ClaimArgs) (ClaimResult, erro
 	if a.Task != nil && !l.QueuesTasks() {
 		return ClaimResult{}, l.noTaskError()
 	}
-	return l.claimRun(ctx, a, StateQueued, "", "", "")
+	return l.claimRun(ctx, a, StateQueued, "", lostArgs{})
 }
 
 // wroteTask notes, from a claim's reply, that its task's queue is in
@@ -231,10 +243,10 @@ func (l *Ledger) claimError(a ClaimArgs, err error) error {
 func NewToken() string { return uuid.NewString() }
 
 // claimCall is claimScript's keys and arguments for a (its token set).
-func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known, now string) ([]string, []any) {
+func (l *Ledger) claimCall(a ClaimArgs, s State, reason string, la lostArgs, now string) ([]string, []any) {
 	sh := l.shardOf(a.Ref)
 	keys := []string{sh.recordKey(a.Ref), sh.indexKey(a.Ref.Provider, s), sh.events, sh.dedupeKey()}
-	args := []any{a.Ref.Provider, a.Ref.OrderNo, a.Params, a.ParamsHash, a.Token, now, string(s), reason, l.opts.EventRetention, first, known}
+	args := []any{a.Ref.Provider, a.Ref.OrderNo, a.Params, a.ParamsHash, a.Token, now, string(s), reason, l.opts.EventRetention, la.first, la.known}
 	if t := a.Task; t != nil {
 		publish := t.Queue
 		if _, ok := l.queuesPublished.Load(t.Queue); ok {
@@ -250,17 +262,24 @@ func (l *Ledger) claimCall(a ClaimArgs, s State, reason, first, known, now strin
 		}
 		args = append(args, t.message(), l.now().UnixNano(), t.ID, publish, mark)
 	}
+	if la.target != "" || la.knownTarget != "" {
+		// ARGV[17], ARGV[18]: a lost record's targets (never with a task).
+		for len(args) < 16 {
+			args = append(args, "")
+		}
+		args = append(args, la.target, la.knownTarget)
+	}
 	return keys, args
 }
 
-func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason, first, known string) (ClaimResult, error) {
+func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason string, la lostArgs) (ClaimResult, error) {
 	if err := l.CheckShards(ctx); err != nil {
 		return ClaimResult{}, fmt.Errorf("claim order: %w", err)
 	}
 	if a.Token == "" {
 		a.Token = NewToken()
 	}
-	keys, args := l.claimCall(a, s, reason, first, known, l.claimTime())
+	keys, args := l.claimCall(a, s, reason, la, l.claimTime())
 	v, durable, err := l.run(ctx, claimScript, true, keys, args...)
 	if err != nil {
 		return ClaimResult{}, l.claimError(a, err)
@@ -525,7 +544,7 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			a.Token = NewToken()
 		}
 		out[i].Token = a.Token
-		keyss[i], argss[i] = l.claimCall(a, StateQueued, "", "", "", now)
+		keyss[i], argss[i] = l.claimCall(a, StateQueued, "", lostArgs{}, now)
 	}
 	keys := func(i int) []string { return keyss[i] }
 	args := func(i int) []any { return argss[i] }
