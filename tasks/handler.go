@@ -449,14 +449,19 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		return h.finish(ctx, rec, token, d)
 	}
 	here := targetHash(prov)
-	if (plan.Step == order.Lookup || plan.Step == order.Poll || plan.Step == order.Pay) && !h.sameTarget(rec.CreateTarget, here) {
+	if (plan.Step == order.Lookup || plan.Step == order.Poll || plan.Step == order.Pay) &&
+		(!h.sameTarget(rec.CreateTarget, here) || plan.Step == order.Lookup && rec.Known != nil && !h.sameTarget(rec.KnownTarget, here)) {
 		// Its create went to another endpoint or account: this worker's
 		// provider would not know the order, and its not-found would have
 		// it created a second time. Nothing is sent; it waits, unchanged.
 		h.settleQuiet(ref, token, ledger.Unmark(rec))
+		other := rec.CreateTarget
+		if h.sameTarget(other, here) {
+			other = rec.KnownTarget // the snapshot the lookup compares with
+		}
 		return order.Then{}, h.configWait(ref, ProblemTarget, fmt.Sprintf(
-			"its create went to another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that sent it, list %s in ORDERWORKER_SAME_TARGETS if this worker's provider is that one (a rotated key), or resolve it by hand",
-			rec.CreateTarget, here, rec.CreateTarget))
+			"its create went, or its snapshot was read, at another endpoint or account (target %s; this worker's %s): run it on a worker configured as that one, list %s in ORDERWORKER_SAME_TARGETS if this worker's provider is that one (a rotated key), or resolve it by hand",
+			other, here, other))
 	}
 	if plan.Step == order.Submit && rec.Known != nil && !h.sameTarget(rec.KnownTarget, here) {
 		// The snapshot its lookups will compare the listing with was read
@@ -480,7 +485,12 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		matchKey = m.MatchKey(parsed)
 	}
 	if matchKey != "" {
-		o.KnownAt = rec.KnownAt
+		// Orders made before the snapshot's read began are in it (a
+		// listing lag later: the bound allows for it).
+		o.KnownAt = rec.KnownFrom
+		if o.KnownAt.IsZero() || rec.KnownAt.Before(o.KnownAt) {
+			o.KnownAt = rec.KnownAt
+		}
 		o.Rivals = func(ctx context.Context, since time.Time) (int, error) {
 			if !since.IsZero() && pol.ListingLag > 0 {
 				// A rival's order made up to a listing lag before since

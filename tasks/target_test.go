@@ -210,3 +210,34 @@ func TestLostRecordKeepsItsCreateTarget(t *testing.T) {
 		t.Fatalf("after the create under which the record was lost: %+v; want it recorded again, unknown, with the create's target", rec)
 	}
 }
+
+// An Aliyun order whose create's target is not known (recorded by an
+// earlier version, or lost) but whose snapshot was read at another target
+// is not looked up here either: the lookup would compare this provider's
+// listing with that snapshot.
+func TestLookupOnlyWhereTheSnapshotWasRead(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	sb := addAliyun(t, e, nil)
+	ctx := context.Background()
+	e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"SnapL-1","params":{"iotId":"devL","commodityCode":"streamingResource_20_10","copies":1}}`))
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "SnapL-1"}
+	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "prep", NeedsKnown: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(ctx, ref, "prep", ledger.SetKnown([]string{}).WithKnownTarget("0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "create", NeedsKnown: true}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin the create = %+v, %v", b, err)
+	}
+	if err := e.ledger.Settle(ctx, ref, "create", ledger.SetUnknown("timeout").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := e.ledger.Get(ctx, ref)
+	task, _ := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "aliyun", OrderNo: "SnapL-1", Params: rec.Params})
+	err := e.handler.ProcessTask(ctx, task)
+	if err == nil || !strings.Contains(err.Error(), tasks.ProblemTarget) || sb.Calls(aliyun.PathQuery) != 0 || sb.Calls(aliyun.PathCreate) != 0 {
+		t.Errorf("run = %v, %d listings, %d creates; want it held as %s, nothing sent", err, sb.Calls(aliyun.PathQuery), sb.Calls(aliyun.PathCreate), tasks.ProblemTarget)
+	}
+}

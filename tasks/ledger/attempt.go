@@ -308,10 +308,12 @@ type Transition struct {
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
 }
 
-// WithKnownAt stamps the snapshot SetKnown records with when the step that
-// read it began (Record.ReadAt), rather than when it settles: an order made
-// while the listing was read may be missing from it, and what is judged
-// against the snapshot's time must not count it in.
+// WithKnownAt records, beside the snapshot SetKnown records, when the step
+// that read it began (Record.ReadAt): Record.KnownFrom. An order made while
+// the listing was read may be missing from it, so what is judged against
+// the snapshot's time (which orders it must show) takes that one; its age
+// is still judged from when it was recorded (Record.KnownAt), or a listing
+// slower than the snapshot's maximum age would be read again for ever.
 func (t Transition) WithKnownAt(at time.Time) Transition { t.knownAt = at; return t }
 
 // WithKnownTarget records where the snapshot SetKnown records was read
@@ -753,16 +755,15 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.setKnown {
 		b, _ := json.Marshal(t.known)
-		// Stamped on Redis's clock by the script ("*"), or as the step
-		// that read it began (WithKnownAt): the snapshot's age is judged
-		// on it (see the handler's judgeClock).
-		at := "*"
+		// Stamped on Redis's clock by the script ("*"): the snapshot's age
+		// is judged on it (see the handler's judgeClock).
+		from := ""
 		if !t.knownAt.IsZero() {
-			at = ms(t.knownAt)
+			from = ms(t.knownAt)
 		}
-		args = append(args, "known", b, "known_at", at, "known_target", t.knownTarget)
+		args = append(args, "known", b, "known_at", "*", "known_from", from, "known_target", t.knownTarget)
 	} else if t.afresh {
-		args = append(args, "known", "", "known_at", "", "known_target", "")
+		args = append(args, "known", "", "known_at", "", "known_from", "", "known_target", "")
 	}
 	if t.targetUnknown {
 		// A create this record does not know of (SetUnknownSince): where

@@ -126,6 +126,9 @@ type Record struct {
 	// KnownAt is when Known was recorded (zero: not known, as for a
 	// record older than the field).
 	KnownAt        time.Time `json:"known_at,omitzero"`
+	// KnownFrom is when the step that read Known began (zero: not
+	// recorded): orders made before it, a listing lag before, are in it.
+	KnownFrom time.Time `json:"-"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
@@ -437,6 +440,8 @@ func (r *Record) set(k, v string) {
 		r.payBefore = msTime(v)
 	case "known_at":
 		r.KnownAt = msTime(v)
+	case "known_from":
+		r.KnownFrom = msTime(v)
 	case "known":
 		if v != "" && (json.Unmarshal([]byte(v), &r.Known) != nil || r.Known == nil) {
 			r.Known = []string{}

@@ -185,3 +185,25 @@ func TestCreateTarget(t *testing.T) {
 		t.Errorf("create target %q after SetUnknownSince; want none", rec.CreateTarget)
 	}
 }
+
+// A snapshot records where it was read, when that step began (KnownFrom:
+// orders made before it are in it) and, for its age, when it was recorded
+// (KnownAt): a listing read more slowly than the snapshot's maximum age is
+// not taken for stale the moment it is recorded.
+func TestSnapshotTimes(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "aliyun", OrderNo: "S1"}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "p", NeedsKnown: true}); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now().Add(-2 * time.Minute) // a slow listing
+	if err := l.Settle(ctx, ref, "p", ledger.SetKnown([]string{"K1"}).WithKnownAt(began).WithKnownTarget("00112233aabbccdd")); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := l.Get(ctx, ref)
+	if rec.KnownFrom.UnixMilli() != began.UnixMilli() || time.Since(rec.KnownAt) > 10*time.Second || rec.KnownTarget != "00112233aabbccdd" {
+		t.Errorf("snapshot from %v, at %v, target %q; want from %v, at the settle, the target recorded", rec.KnownFrom, rec.KnownAt, rec.KnownTarget, began)
+	}
+}
