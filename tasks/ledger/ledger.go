@@ -125,10 +125,10 @@ type Record struct {
 	Known []string `json:"known,omitempty"`
 	// KnownAt is when Known was recorded (zero: not known, as for a
 	// record older than the field).
-	KnownAt        time.Time `json:"known_at,omitzero"`
+	KnownAt time.Time `json:"known_at,omitzero"`
 	// KnownFrom is when the step that read Known began (zero: not
 	// recorded): orders made before it, a listing lag before, are in it.
-	KnownFrom time.Time `json:"-"`
+	KnownFrom      time.Time `json:"-"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
