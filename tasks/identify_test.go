@@ -1058,14 +1058,7 @@ func TestRivalsBothUnknownTakeNothing(t *testing.T) {
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: time.Minute,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 	ctx := context.Background()
-	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	sb := addAliyun(t, e, nil)
 	tasksOf := map[string]*asynq.Task{}
 	for _, no := range []string{"Both-X", "Both-Y"} {
 		e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"`+no+`","params":{"iotId":"dev2","commodityCode":"streamingResource_20_10","copies":1}}`))
