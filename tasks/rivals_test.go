@@ -115,10 +115,17 @@ func TestRivalsBeforeTheSnapshotHoldNothingUp(t *testing.T) {
 	sb := addAliyun(t, r.env, nil)
 	r.order("S-X", 1)
 	r.order("S-Y", 1)
+	// A create that ended in the millisecond a snapshot's read began
+	// counts as a rival of that snapshot's order (the ledger's clock
+	// cannot order the two): each create here ends a few before the next
+	// snapshot is read.
+	gap := func() { time.Sleep(3 * time.Millisecond) }
 	sb.Faults().Script(fault.FailAfter)
 	r.run("S-X")
+	gap()
 	sb.Faults().Script(fault.FailAfter)
 	r.run("S-Y")
+	gap()
 	r.order("S-Z", 1)
 	sb.Faults().Script(fault.FailAfter)
 	r.run("S-Z")
