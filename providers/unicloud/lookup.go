@@ -17,6 +17,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/orderworker/orderworker/providers"
 )
 
@@ -1235,7 +1237,10 @@ func alnum(s string) string {
 }
 
 // normName trims and collapses white space, folds case and reads
-// full-width ASCII forms as ASCII.
+// full-width ASCII forms as ASCII, after unifying the forms Unicode holds
+// for the same text (NFKC: a name sent with its accents decomposed and
+// listed composed, or the other way round, which no document rules out)
+// and the compatibility forms of characters.
 func normName(s string) string {
 	s = strings.Map(func(r rune) rune {
 		switch {
@@ -1249,7 +1254,7 @@ func normName(s string) string {
 			f = min(f, g)
 		}
 		return f
-	}, strings.ToValidUTF8(s, "\uFFFD"))
+	}, norm.NFKC.String(strings.ToValidUTF8(s, "\uFFFD")))
 	return strings.Join(strings.Fields(s), " ")
 }
 

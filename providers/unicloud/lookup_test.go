@@ -996,6 +996,41 @@ func TestLookupNameMayBeShortenedOrNormalised(t *testing.T) {
 	}
 }
 
+// A name the provider lists in another of Unicode's forms for the same
+// text (accents composed where ours decomposed them, or the other way
+// round; Hangul syllables or their letters; compatibility forms) may be
+// ours: the lookup takes no order and shows no absence (a not-found would
+// have the order created again). Orders whose names differ only so are
+// rivals too (one match key).
+func TestLookupNameInAnotherUnicodeForm(t *testing.T) {
+	t.Parallel()
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	tests := []struct{ name, ours, listed string }{
+		{"composed listed, ours decomposed", "cafe\u0301-prod", "caf\u00e9-prod"},
+		{"decomposed listed, ours composed", "caf\u00e9-prod", "cafe\u0301-prod"},
+		{"Hangul letters listed, syllables ours", "\ud55c\uad6d-nas", "\u1112\u1161\u11ab\u1100\u116e\u11a8-nas"},
+		{"ligature listed", "office-nas", "o\ufb03ce-nas"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			entry := fmt.Sprintf(`{"Id":"11","OrderCategory":"NEW","CreateTime":%q,"InstanceName":%s}`, now, q(tt.listed))
+			endpoint, _ := fakeTransaction(t, []string{listing(1, entry)}, nil)
+			lookupWants(t, endpoint, tt.ours, providers.Ambiguous)
+			c := client(t, endpoint, unicloud.Options{})
+			a, errA := c.Parse(order(tt.ours).Params)
+			b, errB := c.Parse(order(tt.listed).Params)
+			if errA != nil || errB != nil {
+				t.Fatal(errA, errB)
+			}
+			if ka, kb := c.MatchKey(a), c.MatchKey(b); ka != kb {
+				t.Errorf("match keys %q and %q; want one key for one text", ka, kb)
+			}
+		})
+	}
+}
+
 // lookupWants looks the order named ours up (first attempt a minute ago)
 // at endpoint and fails the test unless the answer is want, or order 11
 // found for want providers.Unknown. It returns the lookup's error.

@@ -68,8 +68,8 @@ func Parse(params json.RawMessage) (providers.Params, error) {
 func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { return Parse(params) }
 
 // MatchKey implements providers.Matcher: a lookup matches the listing by
-// instance name, and the provider may store a name normalised (case,
-// spacing, full-width forms, punctuation): two names the same by their
+// instance name, and the provider may store a name normalised (Unicode
+// form, case, spacing, full-width forms, punctuation): two names the same by their
 // letters and digits are one key, so that a rival whose name the provider
 // stored as ours counts. (A name cut short is not covered: its order is
 // only possibly ours, which no match takes.)
