@@ -134,7 +134,9 @@
 // has the whole procedure). Each order is
 //
 //   - excluded when it is in the snapshot, or when commodityCode or copies
-//     differ;
+//     differ (a commodityCode the same as ours by its letters and digits,
+//     case and punctuation aside, is undecidable: nothing documents that a
+//     listing gives the code back as sent);
 //   - a candidate when orderId, commodityCode and copies are given and
 //     nothing excludes it;
 //   - undecidable otherwise, and also when the params name a userId and

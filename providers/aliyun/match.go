@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -99,7 +103,13 @@ func (r Rule) Match(o OrderInfo) Verdict {
 	case o.CommodityCode == "":
 		v = Undecidable
 	case o.CommodityCode != p.CommodityCode:
-		return Excluded
+		if codeForm(o.CommodityCode) != codeForm(p.CommodityCode) {
+			return Excluded
+		}
+		// The same code by its letters and digits: nothing documents
+		// that a listing gives the code back as it was sent, so this may
+		// be ours with its case or punctuation rewritten.
+		v = Undecidable
 	}
 	switch {
 	case o.Copies == 0:
@@ -996,4 +1006,16 @@ func missingKnown(known map[string]bool, orders []OrderInfo) int {
 		}
 	}
 	return n
+}
+
+// codeForm is a commodity code by its letters and digits only, in one of
+// Unicode's forms for the same text (NFKC) and case folded: two codes the
+// same so may be one code a listing rewrote.
+func codeForm(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return unicode.ToLower(r)
+		}
+		return -1
+	}, norm.NFKC.String(s))
 }

@@ -42,6 +42,11 @@ func TestMatch(t *testing.T) {
 		{"other user, created before", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Created = since.Add(-time.Hour) }), aliyun.Excluded},
 		{"user not listed", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "" }), aliyun.Candidate},
 		{"no creation time", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Undecidable},
+		// Nothing documents that a listing gives the code back as sent.
+		{"commodity in other case", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "StreamingResource_20_10" }), aliyun.Undecidable},
+		{"commodity rewritten", snapshot, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "streamingresource-20-10" }), aliyun.Undecidable},
+		{"commodity rewritten, other copies", snapshot, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "STREAMINGRESOURCE_20_10"; o.Copies = 3 }), aliyun.Excluded},
+		{"commodity with a digit more", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "streamingResource_20_100" }), aliyun.Excluded},
 		{"no commodity", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "" }), aliyun.Undecidable},
 		{"no copies", fallback, with(func(o *aliyun.OrderInfo) { o.Copies = 0 }), aliyun.Undecidable},
 		{"no order id", fallback, with(func(o *aliyun.OrderInfo) { o.OrderID = "" }), aliyun.Undecidable},
