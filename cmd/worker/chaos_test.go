@@ -139,14 +139,15 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(aSrv.Close)
 	t.Cleanup(uSrv.Close)
 
-	// ALIYUN_PAY_MATCHED: nobody but the workers buys on the sandbox's
-	// devices, so an order found by matching after a kill or a fault is
-	// ours, and is paid as one whose create answered.
+	// ALIYUN_PAY_MATCHED, UNICLOUD_TAKE_MATCHED: nobody but the workers
+	// buys on the sandboxes' devices and account, so an order found by
+	// matching after a kill or a fault is ours, and is paid as one whose
+	// create answered.
 	env := workerEnv(rs.URL(),
 		"ORDERWORKER_MAX_ATTEMPTS=20",
 		"TENCENT_ENDPOINT="+tSrv.URL, "TENCENT_APP_KEY="+tKey, "TENCENT_APP_SECRET="+tSecret,
 		"ALIYUN_ENDPOINT="+aSrv.URL, "ALIYUN_APP_KEY="+aKey, "ALIYUN_APP_SECRET="+aSecret, "ALIYUN_PROJECT_ID="+aProject, "ALIYUN_AUTO_PAY=true", "ALIYUN_PAY_MATCHED=true",
-		"UNICLOUD_ENDPOINT="+uSrv.URL, "UNICLOUD_ACCESS_KEY_ID="+uKey, "UNICLOUD_ACCESS_KEY_SECRET="+uSecret,
+		"UNICLOUD_ENDPOINT="+uSrv.URL, "UNICLOUD_ACCESS_KEY_ID="+uKey, "UNICLOUD_ACCESS_KEY_SECRET="+uSecret, "UNICLOUD_TAKE_MATCHED=true",
 	)
 	fleet := newWorkerFleet(t, bin, env) // registered after the sandboxes: workers die first
 	for range chaosWorkers {
@@ -589,7 +590,8 @@ func newUnicloudBench(t *testing.T, others int, g tasks.Guard) *unicloudBench {
 	usb := unicloudsandbox.New(id, secret)
 	srv := httptest.NewServer(usb)
 	t.Cleanup(srv.Close)
-	uc, err := unicloud.New(unicloud.Options{Endpoint: srv.URL, AccessKeyID: id, AccessKeySecret: providers.Secret(secret)})
+	// TakeMatched: only this bench creates orders on the sandbox's account.
+	uc, err := unicloud.New(unicloud.Options{Endpoint: srv.URL, AccessKeyID: id, AccessKeySecret: providers.Secret(secret), TakeMatched: true})
 	if err != nil {
 		t.Fatal(err)
 	}

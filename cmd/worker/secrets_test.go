@@ -45,11 +45,12 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 		f.Script(fault.FailAfter, fault.Throttle, fault.FailBefore)
 		f.SetHangLimit(time.Second)
 	}
-	// ALIYUN_PAY_MATCHED: nobody else buys on the sandbox's devices, so
-	// the order found after the failed create is ours, and its pay is
-	// one more call whose output is scanned.
+	// ALIYUN_PAY_MATCHED, UNICLOUD_TAKE_MATCHED: nobody else buys on the
+	// sandboxes' devices and account, so the order found after the failed
+	// create is ours, and its pay is one more call whose output is
+	// scanned.
 	env := map[string]string{
-		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PAY_MATCHED": "true", "ALIYUN_PROJECT_ID": "leak-project",
+		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PAY_MATCHED": "true", "UNICLOUD_TAKE_MATCHED": "true", "ALIYUN_PROJECT_ID": "leak-project",
 		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "ORDERWORKER_LOG_LEVEL": "debug",
 	}
 	for k, v := range creds {

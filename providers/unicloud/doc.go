@@ -219,7 +219,9 @@
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id, and Result.Matched (identified by matching the listing, not by our
-// create's id); Ambiguous when it is shown cancelled or failed, as above. None of ours and none unidentified: NotFound. Anything else is an
+// create's id), and Held for a person unless Options.TakeMatched (another's
+// order made with our name after our first attempt matches the same way;
+// checks by that id hold it too, Order.Matched); Ambiguous when it is shown cancelled or failed, as above. None of ours and none unidentified: NotFound. Anything else is an
 // Ambiguous error that says how many of each it saw: an order wrongly
 // matched is an order lost, one wrongly missed is an order paid twice.
 //

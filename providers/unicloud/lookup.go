@@ -35,7 +35,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	// record may hold one from a refusal read before placeholders were
 	// recognised, and OrderDetail could never confirm it.
 	if o.ProviderOrderID != "" && !placeholderID(o.ProviderOrderID) {
-		return c.lookupByID(ctx, o.ProviderOrderID)
+		return c.lookupByID(ctx, o.ProviderOrderID, o.Matched)
 	}
 	p, err := orderParams(o)
 	if err != nil {
@@ -44,7 +44,10 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	return c.lookupByParams(ctx, o, p)
 }
 
-func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, error) {
+// lookupByID asks OrderDetail for id; matched says the id was found by
+// matching the listing (Order.Matched): the order, found paid, is then
+// held for a person unless Options.TakeMatched.
+func (c *Client) lookupByID(ctx context.Context, id string, matched bool) (providers.Result, error) {
 	const op = Name + " OrderDetail"
 	d, status, err := c.orderDetail(ctx, id)
 	switch {
@@ -76,7 +79,7 @@ func (c *Client) lookupByID(ctx context.Context, id string) (providers.Result, e
 			Message: c.clean(notPaidMessage(why), 200)}
 	}
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: id, HTTPStatus: status,
-		Message: c.clean(d.describe("found by OrderDetail"), 200)}, nil
+		Message: c.clean(d.describe("found by OrderDetail"), 200), Matched: matched, Held: matched && !c.takeMatched}, nil
 }
 
 // describe returns msg with the order's OrderStatus and PayTime, when it
@@ -1060,9 +1063,12 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			Message: c.clean(notPaidMessage(ours[0].closed()), 200)}
 	case len(ours) == 1 && unknown == 0:
 		// Identified by matching the listing (CreateOrder takes no client
-		// order number): Matched, which the caller records with the id.
+		// order number): Matched, which the caller records with the id,
+		// and Held for a person (Options.TakeMatched): an order someone
+		// else made with this name since our first attempt matches the
+		// same way.
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
-			Message: c.clean(ours[0].describe("found by QueryOrders"), 200), Matched: true}, nil
+			Message: c.clean(ours[0].describe("found by QueryOrders"), 200), Matched: true, Held: !c.takeMatched}, nil
 	case len(ours) == 0 && unknown == 0:
 		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
 		if others > 0 {

@@ -77,6 +77,16 @@ type Options struct {
 	// a person). The value is not documented. Default "": the category is
 	// not compared.
 	ProductCategory string
+	// TakeMatched lets Lookup take an order it identified by matching the
+	// listing (by instance name: CreateOrder takes no client order
+	// number) for ours, paid. Without it such an order is Held: paid, but
+	// left pending for a person to confirm, since an order someone else
+	// made with the same instance name on the same account (in the
+	// console, another system) after our first attempt matches the same
+	// way, and taken for ours it would leave ours never created. Set it
+	// only when nothing but the workers creates orders on the account.
+	// Default false.
+	TakeMatched bool
 	// PageSize is QueryOrders' Size. Default 100. No maximum is
 	// documented: a listing whose first page is refused as a bad parameter
 	// asks again with 20 and keeps it for the rest of that listing.
@@ -108,6 +118,7 @@ type Client struct {
 	now             func() time.Time
 	margin          time.Duration
 	productCategory string
+	takeMatched     bool
 	pageSize        int
 	names           nameCache
 	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
@@ -131,6 +142,7 @@ func New(opts Options) (*Client, error) {
 		now:             opts.Now,
 		margin:          opts.LookupMargin,
 		productCategory: opts.ProductCategory,
+		takeMatched:     opts.TakeMatched,
 		pageSize:        opts.PageSize,
 	}
 	if c.endpoint == "" {

@@ -1,0 +1,82 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/unicloud"
+	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// A UniCloud order whose create made nothing (an error of unknown effect),
+// while someone else created an order with the same instance name on the
+// account, is found by matching the listing: CreateOrder takes no client
+// order number, so that order matches as ours would. Taken for ours, it
+// would be recorded paid with another's order, and ours never created.
+// It waits, pending, for a person, unless the account is the workers'
+// alone (UNICLOUD_TAKE_MATCHED).
+func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
+	t.Parallel()
+	for _, take := range []bool{false, true} {
+		t.Run(fmt.Sprintf("take matched %v", take), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
+				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, PollInterval: time.Millisecond}})
+			sb := unicloudsandbox.New("UKey", "usecret")
+			hs := httptest.NewServer(sb)
+			t.Cleanup(hs.Close)
+			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), TakeMatched: take})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.set.Add(c)
+			ctx := context.Background()
+			params := `{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"shared-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`
+			e.enqueue(t, []byte(`{"provider":"unicloud","order_no":"M-X","params":`+params+`}`))
+			ref := ledger.Ref{Provider: "unicloud", OrderNo: "M-X"}
+			rec, _ := e.ledger.Get(ctx, ref)
+			p, _ := json.Marshal(tasks.Payload{Provider: "unicloud", OrderNo: "M-X", Params: json.RawMessage(rec.Params)})
+			task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
+				map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
+
+			sb.Faults().Script(fault.FailBefore) // ours: nothing made, answer of unknown effect
+			_ = e.handler.ProcessTask(ctx, task)
+			// Someone else, in the console: the same instance name.
+			other, err := c.Submit(ctx, providers.Order{OrderNo: "console", Params: json.RawMessage(params), FirstAttempt: time.Now()})
+			if err != nil || other.ProviderOrderID == "" {
+				t.Fatalf("the other order: %+v, %v", other, err)
+			}
+			for range 4 {
+				_ = e.handler.ProcessTask(ctx, task)
+			}
+			got, _ := e.ledger.Get(ctx, ref)
+			if take {
+				if got.State != tasks.StatePaid || got.ProviderOrderID != other.ProviderOrderID {
+					t.Errorf("%s with %q; want paid with the matched order %s", got.State, got.ProviderOrderID, other.ProviderOrderID)
+				}
+				return
+			}
+			// Pending and matched: the OrdersAwaitingAPerson alert's kind.
+			if got.State != tasks.StatePending || !got.Matched || got.ProviderOrderID != other.ProviderOrderID {
+				t.Errorf("%s with %q (matched %v); want pending with the matched order %s, for a person", got.State, got.ProviderOrderID, got.Matched, other.ProviderOrderID)
+			}
+			if h := got.History; len(h) < 3 || !strings.Contains(h[len(h)-1].Message, "OrderDetail") {
+				t.Errorf("history %+v; want the held order checked again by its id", h)
+			}
+			if n := len(sb.Orders()); n != 1 {
+				t.Errorf("%d orders at the provider; want the other's one, nothing created while held", n)
+			}
+		})
+	}
+}
