@@ -73,6 +73,22 @@ type Order struct {
 	// KnownAt is when the snapshot Known was read, on the ledger's clock
 	// (zero: not known).
 	KnownAt time.Time
+	// Listed, when set (a ListingScoper), returns ids of orders known to
+	// exist in the order's listing scope (creates of this ledger answered
+	// with them), created from from (on the ledger's clock) until a
+	// listing lag ago: a listing whose window holds them and lacks any is
+	// not whole (a filter, orders left out), so it shows no absence.
+	Listed func(ctx context.Context, from time.Time) ([]string, error)
+}
+
+// ListingScoper is a provider whose Lookup matches a listing: the scope
+// of that listing for an order with params p (beside the account, which
+// the caller adds: "" for a listing of the whole account, the device for
+// a listing per device). The ids its creates are answered with are noted
+// under the scope, and a lookup checks that its listing shows those in
+// its window (Order.Listed).
+type ListingScoper interface {
+	ListingScope(p Params) string
 }
 
 // Targeter is a provider that can say where its creates go: its endpoint
@@ -324,4 +340,29 @@ func (s *Set) Sensitive(name string) []string {
 		return p.SensitiveParams()
 	}
 	return s.disabled[name].sensitive
+}
+
+// MissingListed checks a listing against the orders o.Listed says it must
+// show (created from from on): the first of them has does not find, with
+// how many were checked; "" when none is missing, or o.Listed is unset.
+func MissingListed(ctx context.Context, o Order, from time.Time, has func(id string) bool) (missing string, checked int, err error) {
+	if o.Listed == nil || from.IsZero() {
+		return "", 0, nil
+	}
+	ids, err := o.Listed(ctx, from)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, id := range ids {
+		if !has(id) {
+			return id, len(ids), nil
+		}
+	}
+	return "", len(ids), nil
+}
+
+// IncompleteListingMessage is the message of a lookup whose listing lacks
+// an order MissingListed says it must show.
+func IncompleteListingMessage(id string) string {
+	return fmt.Sprintf("the listing lacks order %s, which a create of ours was answered with, inside the listing's window and a listing lag or more ago: it is not the whole listing (a filter, or orders left out, that the documents do not describe), so it shows neither that no order was created nor which one is ours", Truncate(id, 64))
 }

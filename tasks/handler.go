@@ -501,6 +501,14 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return h.ledger.Rivals(ctx, ref, matchKey, since)
 		}
 	}
+	if sc, ok := prov.(providers.ListingScoper); ok {
+		scope := listingScope(prov, sc, parsed)
+		o.Listed = func(ctx context.Context, from time.Time) ([]string, error) {
+			// A listing lag ago or more: the provider may not list a
+			// newer one yet.
+			return h.ledger.Listed(ctx, ref.Provider, scope, from, clk.now().Add(-pol.ListingLag))
+		}
+	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
 		ran, since, known, err := tk.priorCreate(ctx, h, rec)
 		if err != nil {
@@ -1278,6 +1286,9 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	// The slot goes back once the guard knows the outcome: a step that
 	// takes it next is admitted by a breaker that counted this call.
 	slot.release()
+	if sc, ok := prov.(providers.ListingScoper); ok && step == order.Submit && out.Err == nil && out.Result.ProviderOrderID != "" {
+		h.noteListed(ctx, prov, sc, o, out.Result.ProviderOrderID, clk.now())
+	}
 	name := step.String()
 	h.metrics.request(rec.Provider, name, out.Err, took)
 	r := out.Result
@@ -1319,6 +1330,27 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 // targetHash is the fingerprint of p's create target
 // (providers.Targeter) a record keeps (Record.CreateTarget): a hash, so
 // that no endpoint or key id is stored or shown; "" when p has none.
+// listingScope is the scope of an order's listing (ListingScoper) with
+// the account it is read at (targetHash): orders created at another
+// account are not in it.
+func listingScope(prov providers.Provider, sc providers.ListingScoper, p providers.Params) string {
+	return targetHash(prov) + "\x00" + sc.ListingScope(p)
+}
+
+// noteListed notes id, the order a create was answered with, as one its
+// listing must show (ledger.NoteListed): best effort, since a note lost
+// only leaves a later lookup one check fewer.
+func (h *Handler) noteListed(ctx context.Context, prov providers.Provider, sc providers.ListingScoper, o providers.Order, id string, at time.Time) {
+	if o.Parsed == nil {
+		return
+	}
+	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := h.ledger.NoteListed(wc, prov.Name(), listingScope(prov, sc, o.Parsed), id, at); err != nil {
+		h.log.Debug("could not note a created order for listing checks", "provider", prov.Name(), "order_no", o.OrderNo, "error", err)
+	}
+}
+
 func targetHash(p providers.Provider) string {
 	t := providers.TargetOf(p)
 	if t == "" {

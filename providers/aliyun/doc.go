@@ -77,8 +77,9 @@
 // order is Held for a person whatever its payment status, paid included:
 // this client never pays it, so one found paid was paid by someone else,
 // and the worker does not record it paid without a person. Without
-// AutoPay the device's user pays every order, and a matched order found
-// paid is paid.
+// AutoPay the device's user pays every order: a matched order found unpaid
+// is not held (nothing here would pay it), and one found paid is held all
+// the same (it may be an order the user bought and paid for themselves).
 //
 // Submit and Lookup never pay. The client is a providers.Payer: the
 // caller pays a Payable order with Pay (order/pay), a step of its own and
@@ -143,6 +144,9 @@
 //     the listing gives another: userId may be the platform identity or
 //     the vendor's own account id, and nothing says the listing gives
 //     back what was sent.
+//
+// A listing that lacks an order Order.Listed says it must show (one our
+// creates on the device were answered with) is not whole: Unavailable.
 //
 // Orders that Order.Owned reports as another record's are left out: they
 // are never this order. Exactly one candidate and nothing undecidable is

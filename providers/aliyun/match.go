@@ -925,6 +925,23 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// provider failing, and counts.
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
 	}
+	// Orders of ours on the device, created within the hour before the
+	// first attempt or since (a listing lag ago or more), are listed: one
+	// missing shows the listing is not whole (unpaid orders left out, a
+	// filter the documents do not describe).
+	from := o.FirstAttempt
+	if !from.IsZero() {
+		from = from.Add(-time.Hour)
+	}
+	missing, _, err := providers.MissingListed(ctx, o, from, func(id string) bool {
+		return slices.ContainsFunc(l.orders, func(x OrderInfo) bool { return x.OrderID == id || x.OutOrderNo == id })
+	})
+	if err != nil {
+		return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell which orders of ours the listing must show", err)
+	}
+	if missing != "" {
+		return answer{}, OrderInfo{}, fail(providers.Unavailable, providers.IncompleteListingMessage(missing), providers.ErrNoNews)
+	}
 	// Counted after the listing was read: a rival whose order it shows
 	// marked itself before its create left (see providers.Order.Rivals).
 	rivals := 0

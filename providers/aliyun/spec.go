@@ -87,6 +87,10 @@ func (c *Client) MatchKey(p providers.Params) string {
 	return cp.IotID + "\x00" + cp.CommodityCode + "\x00" + strconv.FormatInt(cp.Copies, 10)
 }
 
+// ListingScope implements providers.ListingScoper: order/query lists one
+// device's orders.
+func (c *Client) ListingScope(p providers.Params) string { return createParams(p).IotID }
+
 // orderParams returns the order's params: from o.Parsed when the caller has
 // them, else decoded from o.Params now.
 func orderParams(o providers.Order) (CreateParams, error) {

@@ -217,6 +217,10 @@
 //     word other than the params' orderCategory, or a ProductCategory
 //     other than Options.ProductCategory.
 //
+// A listing that lacks an order Order.Listed says it must show (one our
+// creates were answered with, in the window) is not whole: Unavailable,
+// whatever else it holds.
+//
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id, and Result.Matched (identified by matching the listing, not by our
 // create's id), and Held for a person unless Options.TakeMatched (another's

@@ -923,6 +923,22 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{}, err
 	}
 	listed = mergeOrders(listed, inUTC)
+	// Orders of ours the window must hold, created a listing lag ago or
+	// more: one missing shows the listing is not whole. From half the
+	// margin before the first attempt: inside the window with the
+	// provider's clock off by up to that much (one off by more at worst
+	// holds a lookup up, never lets one believe an absence).
+	missing, _, err := providers.MissingListed(ctx, o, o.FirstAttempt.Add(-c.margin/2), func(id string) bool {
+		return slices.ContainsFunc(listed, func(d orderInfo) bool { return d.ID == id || d.OrderNo == id })
+	})
+	if err != nil {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
+			Message: "cannot tell which orders of ours the listing must show", Err: err}
+	}
+	if missing != "" {
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+			Message: providers.IncompleteListingMessage(missing), Err: providers.ErrNoNews}
+	}
 	// Counted after the listing was read: a rival whose order it shows
 	// marked itself before its create left (see providers.Order.Rivals).
 	rivals, err := countRivals(ctx, o, start.Truncate(time.Second).Add(-c.margin))

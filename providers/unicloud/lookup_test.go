@@ -1265,3 +1265,42 @@ func TestLookupWithRivalsTakesNoOrder(t *testing.T) {
 		t.Errorf("Lookup of a name nothing listed carries, with rivals = %+v, %v; want not found", r, err)
 	}
 }
+
+// A listing that lacks an order Order.Listed says it must show (one a
+// create of ours was answered with, in the window) is not whole: the
+// lookup is Unavailable, never NotFound; one that shows it is judged as
+// usual.
+func TestLookupListingLackingOurOrder(t *testing.T) {
+	t.Parallel()
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	entry := fmt.Sprintf(`{"Id":"21","OrderCategory":"NEW","CreateTime":%q,"InstanceName":"another-nas"}`, now)
+	for _, tt := range []struct {
+		name string
+		ids  []string
+		want providers.Code
+	}{
+		{"listed", []string{"21"}, providers.NotFound},
+		{"not listed", []string{"21", "22"}, providers.Unavailable},
+		{"none to check", nil, providers.NotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(1, entry)}, nil)
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("nas-prod-01")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			var from time.Time
+			o.Listed = func(_ context.Context, f time.Time) ([]string, error) { from = f; return tt.ids, nil }
+			_, err := c.Lookup(context.Background(), o)
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup: %v; want %v", err, tt.want)
+			}
+			if tt.want == providers.Unavailable && (!strings.Contains(err.Error(), "22") || !errors.Is(err, providers.ErrNoNews)) {
+				t.Errorf("error %v; want the missing order named, as no news of the provider's health", err)
+			}
+			if d := o.FirstAttempt.Sub(from); d <= 0 || d > 15*time.Minute {
+				t.Errorf("checked from %v before the first attempt; want within the window's margin", d)
+			}
+		})
+	}
+}

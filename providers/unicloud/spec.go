@@ -83,6 +83,10 @@ func (c *Client) MatchKey(p providers.Params) string {
 	return name
 }
 
+// ListingScope implements providers.ListingScoper: QueryOrders lists the
+// whole account's orders.
+func (c *Client) ListingScope(providers.Params) string { return "" }
+
 // orderParams returns the order's decoded params: o.Parsed when the caller
 // has them, else Params decoded now.
 func orderParams(o providers.Order) (providers.Params, error) {

@@ -90,6 +90,11 @@ type Reply struct {
 // Server is the fake gateway and platform. Mount it with
 // httptest.NewServer; it routes by path.
 type Server struct {
+	// Unlisted, when set, makes order/query leave out the orders it
+	// returns true for (a listing that is not whole: one that lists only
+	// paid orders, say, which no document rules out). Set it before use.
+	Unlisted func(Order) bool
+
 	faults fault.Injector
 
 	mu        sync.Mutex
@@ -729,7 +734,9 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	}
 	list := make([]Order, 0, len(s.orders[p.IotID]))
 	for _, o := range s.orders[p.IotID] {
-		list = append(list, *o)
+		if s.Unlisted == nil || !s.Unlisted(*o) {
+			list = append(list, *o)
+		}
 	}
 	withTime := s.withTime
 	s.mu.Unlock()

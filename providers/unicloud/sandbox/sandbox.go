@@ -81,6 +81,10 @@ type Server struct {
 	NoTotal bool
 	// Now is the sandbox's clock. Default time.Now.
 	Now func() time.Time
+	// Unlisted, when set, makes QueryOrders leave out the orders it
+	// returns true for (a listing that is not whole: a category filter
+	// whose default the documents do not give, say).
+	Unlisted func(Order) bool
 
 	faults fault.Injector
 
@@ -528,7 +532,8 @@ func (s *Server) query(params map[string]string, requestID string) reply {
 			params["PayType"] != "" && params["PayType"] != o.PayType,
 			params["ProductCategory"] != "" && params["ProductCategory"] != o.ProductCategory,
 			params["OrderCategory"] != "" && params["OrderCategory"] != o.OrderCategory,
-			params["OrderStatus"] != "" && params["OrderStatus"] != o.OrderStatus:
+			params["OrderStatus"] != "" && params["OrderStatus"] != o.OrderStatus,
+			s.Unlisted != nil && s.Unlisted(o):
 			continue
 		}
 		match = append(match, o)

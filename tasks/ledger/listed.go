@@ -1,0 +1,72 @@
+package ledger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Orders a listing must show. A lookup that finds no order of ours in a
+// provider's listing can believe the absence only if the listing is
+// whole: one that leaves out orders (a filter whose default the documents
+// do not give, unpaid orders not listed) would have the order created
+// again. The orders this ledger's creates were answered with are the
+// check: each is noted under its listing's scope (a provider's account
+// and, for a listing per device, the device), and a lookup in that scope
+// asks which of them were created in its window a listing lag ago or
+// more, and holds the listing incomplete when it lacks any.
+
+// maxListed is how many orders a scope keeps (the newest), and
+// maxListedRead how many a lookup checks.
+const (
+	maxListed     = 64
+	maxListedRead = 16
+	listedTTL     = 7 * 24 * time.Hour
+)
+
+// listedKey names the scope's set of known orders (hashed: a scope may
+// name a device).
+func (l *Ledger) listedKey(provider, scope string) string {
+	sum := sha256.Sum256([]byte("orderworker listed\x00" + provider + "\x00" + scope))
+	return l.shards[0].prefix + "listed:" + provider + ":" + hex.EncodeToString(sum[:16])
+}
+
+// NoteListed notes that the provider order id exists in scope, created
+// at (on Redis's clock): a listing of that scope whose window holds at,
+// read a listing lag after it or later, shows it (Listed).
+func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id string, at time.Time) error {
+	if id == "" {
+		return nil
+	}
+	key := l.listedKey(provider, scope)
+	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: id})
+		p.ZRemRangeByRank(ctx, key, 0, -maxListed-1)
+		p.PExpire(ctx, key, listedTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("note a listed order: %w", err)
+	}
+	return nil
+}
+
+// Listed returns up to maxListedRead provider order ids noted in scope
+// (NoteListed) as created from from to to, the newest first.
+func (l *Ledger) Listed(ctx context.Context, provider, scope string, from, to time.Time) ([]string, error) {
+	if to.Before(from) {
+		return nil, nil
+	}
+	ids, err := l.rdb.ZRevRangeByScore(ctx, l.listedKey(provider, scope), &redis.ZRangeBy{
+		Min: strconv.FormatInt(from.UnixMilli(), 10), Max: strconv.FormatInt(to.UnixMilli(), 10), Count: maxListedRead,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read the listed orders: %w", err)
+	}
+	return ids, nil
+}

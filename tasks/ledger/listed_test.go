@@ -1,0 +1,47 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// The orders a listing must show: noted per provider and scope, read back
+// newest first within their bounds, the newest kept.
+func TestListed(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ctx := context.Background()
+	base := time.UnixMilli(1_800_000_000_000)
+	for i := range 70 {
+		if err := l.NoteListed(ctx, "unicloud", "acct", fmt.Sprint(100+i), base.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.NoteListed(ctx, "unicloud", "other", "9", base.Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.NoteListed(ctx, "aliyun", "acct", "8", base.Add(65*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.Listed(ctx, "unicloud", "acct", base.Add(60*time.Second), base.Add(62*time.Second))
+	if err != nil || !slices.Equal(got, []string{"162", "161", "160"}) {
+		t.Errorf("Listed 60s..62s = %v, %v; want 162, 161, 160", got, err)
+	}
+	// 64 kept: the 6 oldest are gone.
+	if got, _ := l.Listed(ctx, "unicloud", "acct", base, base.Add(7*time.Second)); !slices.Equal(got, []string{"107", "106"}) {
+		t.Errorf("Listed 0s..7s = %v; want 107, 106 (the older ones trimmed)", got)
+	}
+	// At most 16 a read, the newest.
+	if got, _ := l.Listed(ctx, "unicloud", "acct", base, base.Add(time.Hour)); len(got) != 16 || got[0] != "169" {
+		t.Errorf("Listed all = %v; want the 16 newest", got)
+	}
+	if got, _ := l.Listed(ctx, "unicloud", "acct", base.Add(time.Hour), base); got != nil {
+		t.Errorf("Listed with to before from = %v; want none", got)
+	}
+	if got, _ := l.Listed(ctx, "unicloud", "other", base, base.Add(time.Hour)); !slices.Equal(got, []string{"9"}) {
+		t.Errorf("Listed of another scope = %v; want 9", got)
+	}
+}
