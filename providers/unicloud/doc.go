@@ -202,8 +202,8 @@
 //     Unavailable. It is ours
 //     when one name equals the params' instanceName exactly, and
 //     unidentified when it carries none, or one that may be ours as the
-//     provider stored or shows it (equal once put in one of Unicode's
-//     forms for the same text, NFKC, space trimmed and collapsed, case
+//     provider stored or shows it (equal, as written, in NFKC or by base
+//     letters without accents, once space is trimmed and collapsed, case
 //     folded and full-width ASCII read as ASCII, or a
 //     prefix of ours or ours of it, a cut mark aside, the shorter having
 //     at least min(8, length of ours) characters): the documents give

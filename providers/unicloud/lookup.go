@@ -1198,18 +1198,50 @@ const minPrefix = 8
 // the mark; and one that is a prefix of ours, or ours of it, may be ours
 // when the shorter of the two has at least min(minPrefix, length of ours)
 // characters: a short stub (or nothing) is a prefix of too many names.
+// Each rule is tried on the names as sent and listed, then in Unicode's
+// composed form (NFKC) and as their base letters (NFKD without combining
+// marks): a name sent decomposed and listed composed, or cut next to an
+// accent, may be ours in one form and not in another.
 func mayBeOurs(listed, ours string) bool {
-	o := normName(ours)
-	if normName(listed) == o {
+	lf, of := nameForms(listed), nameForms(ours)
+	for i := range lf {
+		if mayBeOursAs(lf[i], of[i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeOursAs is mayBeOurs on two names normalised alike (normName).
+func mayBeOursAs(l, o string) bool {
+	if l == o {
 		return true
 	}
-	if a := alnum(o); a != "" && alnum(normName(listed)) == a {
+	if a := alnum(o); a != "" && alnum(l) == a {
 		return true
 	}
-	l := cutName(normName(listed))
+	l = cutName(l)
 	// As they are, then by their letters and digits (punctuation
 	// rewritten, and cut).
 	return prefixed(l, o) || alnum(o) != "" && prefixed(alnum(l), alnum(o))
+}
+
+// nameForms is s normalised (normName) as written, in Unicode's composed
+// form (NFKC) and as its base letters (NFKD without combining marks).
+func nameForms(s string) [3]string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	return [3]string{normName(s), normName(norm.NFKC.String(s)), baseName(s)}
+}
+
+// baseName is s by its base letters (NFKD, combining marks dropped),
+// normalised (normName): café, cafe\u0301 and CAFE are one name.
+func baseName(s string) string {
+	return normName(strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Mn, r) {
+			return -1
+		}
+		return r
+	}, norm.NFKD.String(strings.ToValidUTF8(s, "\uFFFD"))))
 }
 
 // prefixed reports whether one of l and o is a prefix of the other, the
@@ -1259,10 +1291,8 @@ func alnum(s string) string {
 }
 
 // normName trims and collapses white space, folds case and reads
-// full-width ASCII forms as ASCII, after unifying the forms Unicode holds
-// for the same text (NFKC: a name sent with its accents decomposed and
-// listed composed, or the other way round, which no document rules out)
-// and the compatibility forms of characters.
+// full-width ASCII forms as ASCII (nameForms adds Unicode's other forms
+// of the same text).
 func normName(s string) string {
 	s = strings.Map(func(r rune) rune {
 		switch {
@@ -1276,7 +1306,7 @@ func normName(s string) string {
 			f = min(f, g)
 		}
 		return f
-	}, norm.NFKC.String(strings.ToValidUTF8(s, "\uFFFD")))
+	}, strings.ToValidUTF8(s, "\uFFFD"))
 	return strings.Join(strings.Fields(s), " ")
 }
 

@@ -1006,11 +1006,20 @@ func TestLookupNameInAnotherUnicodeForm(t *testing.T) {
 	t.Parallel()
 	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	tests := []struct{ name, ours, listed string }{
-		{"composed listed, ours decomposed", "cafe\u0301-prod", "caf\u00e9-prod"},
-		{"decomposed listed, ours composed", "caf\u00e9-prod", "cafe\u0301-prod"},
-		{"Hangul letters listed, syllables ours", "\ud55c\uad6d-nas", "\u1112\u1161\u11ab\u1100\u116e\u11a8-nas"},
-		{"ligature listed", "office-nas", "o\ufb03ce-nas"},
+	tests := []struct {
+		name, ours, listed string
+		cut                bool
+	}{
+		{"composed listed, ours decomposed", "cafe\u0301-prod", "caf\u00e9-prod", false},
+		{"decomposed listed, ours composed", "caf\u00e9-prod", "cafe\u0301-prod", false},
+		{"Hangul letters listed, syllables ours", "\ud55c\uad6d-nas", "\u1112\u1161\u11ab\u1100\u116e\u11a8-nas", false},
+		{"ligature listed", "office-nas", "o\ufb03ce-nas", false},
+		{"accent dropped", "prod-caf\u00e9-01", "prod-cafe-01", false},
+		// Cut next to an accent: a prefix in one form only (a name cut
+		// short is not its own match key: see MatchKey).
+		{"decomposed ours, listed cut before the mark", "prod-cafe\u0301-01", "prod-cafe", true},
+		{"decomposed ours, listed cut before the mark, marked cut", "prod-cafe\u0301-01", "prod-cafe\u2026", true},
+		{"composed ours, listed decomposed and cut", "prod-caf\u00e9-01", "prod-cafe", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1024,7 +1033,7 @@ func TestLookupNameInAnotherUnicodeForm(t *testing.T) {
 			if errA != nil || errB != nil {
 				t.Fatal(errA, errB)
 			}
-			if ka, kb := c.MatchKey(a), c.MatchKey(b); ka != kb {
+			if ka, kb := c.MatchKey(a), c.MatchKey(b); ka != kb && !tt.cut {
 				t.Errorf("match keys %q and %q; want one key for one text", ka, kb)
 			}
 		})

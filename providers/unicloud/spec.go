@@ -71,13 +71,13 @@ func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { retur
 
 // MatchKey implements providers.Matcher: a lookup matches the listing by
 // instance name, and the provider may store a name normalised (Unicode
-// form, case, spacing, full-width forms, punctuation): two names the same by their
-// letters and digits are one key, so that a rival whose name the provider
-// stored as ours counts. (A name cut short is not covered: its order is
+// form, accents, case, spacing, full-width forms, punctuation): two names
+// the same by the letters and digits of their base letters are one key,
+// so that a rival whose name the provider stored as ours counts. (A name cut short is not covered: its order is
 // only possibly ours, which no match takes.)
 func (c *Client) MatchKey(p providers.Params) string {
 	name := p.Str("instanceName")
-	if k := alnum(normName(name)); k != "" {
+	if k := alnum(baseName(name)); k != "" {
 		return k
 	}
 	return name
