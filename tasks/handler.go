@@ -1327,9 +1327,6 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 	return nil
 }
 
-// targetHash is the fingerprint of p's create target
-// (providers.Targeter) a record keeps (Record.CreateTarget): a hash, so
-// that no endpoint or key id is stored or shown; "" when p has none.
 // listingScope is the scope of an order's listing (ListingScoper) with
 // the account it is read at (targetHash): orders created at another
 // account are not in it.
@@ -1347,10 +1344,13 @@ func (h *Handler) noteListed(ctx context.Context, prov providers.Provider, sc pr
 	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if err := h.ledger.NoteListed(wc, prov.Name(), listingScope(prov, sc, o.Parsed), id, at); err != nil {
-		h.log.Debug("could not note a created order for listing checks", "provider", prov.Name(), "order_no", o.OrderNo, "error", err)
+		h.log.Warn("could not note a created order for the checks of later lookups' listings (those lookups check one order fewer)", "provider", prov.Name(), "order_no", o.OrderNo, "error", err)
 	}
 }
 
+// targetHash is the fingerprint of p's create target
+// (providers.Targeter) a record keeps (Record.CreateTarget): a hash, so
+// that no endpoint or key id is stored or shown; "" when p has none.
 func targetHash(p providers.Provider) string {
 	t := providers.TargetOf(p)
 	if t == "" {

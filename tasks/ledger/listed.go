@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -57,16 +58,30 @@ func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id string, at 
 }
 
 // Listed returns up to maxListedRead provider order ids noted in scope
-// (NoteListed) as created from from to to, the newest first.
+// (NoteListed) as created from from to to: the oldest half and the newest
+// half, oldest first (a listing cut short loses its oldest orders, one
+// that lags its newest).
 func (l *Ledger) Listed(ctx context.Context, provider, scope string, from, to time.Time) ([]string, error) {
 	if to.Before(from) {
 		return nil, nil
 	}
-	ids, err := l.rdb.ZRevRangeByScore(ctx, l.listedKey(provider, scope), &redis.ZRangeBy{
-		Min: strconv.FormatInt(from.UnixMilli(), 10), Max: strconv.FormatInt(to.UnixMilli(), 10), Count: maxListedRead,
-	}).Result()
+	key := l.listedKey(provider, scope)
+	by := &redis.ZRangeBy{Min: strconv.FormatInt(from.UnixMilli(), 10), Max: strconv.FormatInt(to.UnixMilli(), 10), Count: maxListedRead / 2}
+	var oldest, newest *redis.StringSliceCmd
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		oldest = p.ZRangeByScore(ctx, key, by)
+		newest = p.ZRevRangeByScore(ctx, key, by)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the listed orders: %w", err)
+	}
+	ids := oldest.Val()
+	n := newest.Val()
+	for i := len(n) - 1; i >= 0; i-- {
+		if !slices.Contains(ids, n[i]) {
+			ids = append(ids, n[i])
+		}
 	}
 	return ids, nil
 }
