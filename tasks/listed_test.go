@@ -2,14 +2,10 @@ package tasks_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/orderworker/orderworker/providers"
 	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
@@ -40,14 +36,7 @@ func TestListingThatLacksOurOrderShowsNoAbsence(t *testing.T) {
 	}
 	e.set.Add(c)
 	ctx := context.Background()
-	task := func(no, name string) *asynq.Task {
-		e.enqueue(t, []byte(fmt.Sprintf(`{"provider":"unicloud","order_no":%q,"params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":%q,"orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}}`, no, name)))
-		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: no})
-		p, _ := json.Marshal(tasks.Payload{Provider: "unicloud", OrderNo: no, Params: json.RawMessage(rec.Params)})
-		return asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
-			map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
-	}
-	v0, v1 := task("V0", "nas-v0"), task("V1", "nas-v1")
+	v0, v1 := enqueueTask(t, e, unicloudOrder("V0", "nas-v0")), enqueueTask(t, e, unicloudOrder("V1", "nas-v1"))
 	_ = e.handler.ProcessTask(ctx, v0)
 	if rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "V0"}); rec.State != tasks.StatePaid {
 		t.Fatalf("V0 %s; want paid by its create's answer", rec.State)

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/unicloud"
@@ -42,18 +40,15 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 			}
 			e.set.Add(c)
 			ctx := context.Background()
-			params := `{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"shared-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`
-			e.enqueue(t, []byte(`{"provider":"unicloud","order_no":"M-X","params":`+params+`}`))
+			task := enqueueTask(t, e, unicloudOrder("M-X", "shared-nas"))
 			ref := ledger.Ref{Provider: "unicloud", OrderNo: "M-X"}
-			rec, _ := e.ledger.Get(ctx, ref)
-			p, _ := json.Marshal(tasks.Payload{Provider: "unicloud", OrderNo: "M-X", Params: json.RawMessage(rec.Params)})
-			task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
-				map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
+			var p struct{ Params json.RawMessage }
+			_ = json.Unmarshal(task.Payload(), &p)
 
 			sb.Faults().Script(fault.FailBefore) // ours: nothing made, answer of unknown effect
 			_ = e.handler.ProcessTask(ctx, task)
 			// Someone else, in the console: the same instance name.
-			other, err := c.Submit(ctx, providers.Order{OrderNo: "console", Params: json.RawMessage(params), FirstAttempt: time.Now()})
+			other, err := c.Submit(ctx, providers.Order{OrderNo: "console", Params: p.Params, FirstAttempt: time.Now()})
 			if err != nil || other.ProviderOrderID == "" {
 				t.Fatalf("the other order: %+v, %v", other, err)
 			}

@@ -39,11 +39,27 @@ func newRivalsEnv(t *testing.T, device string) *rivalsEnv {
 // carries the claim mark, as the Enqueuer queues it.
 func (r *rivalsEnv) order(no string, copies int) {
 	r.t.Helper()
-	r.enqueue(r.t, []byte(fmt.Sprintf(`{"provider":"aliyun","order_no":%q,"params":{"iotId":%q,"commodityCode":"streamingResource_20_10","copies":%d}}`, no, r.device, copies)))
-	rec := r.get(no)
-	p, _ := json.Marshal(tasks.Payload{Provider: "aliyun", OrderNo: no, Params: json.RawMessage(rec.Params)})
-	r.tasks[no] = asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
+	r.tasks[no] = enqueueTask(r.t, r.env, []byte(fmt.Sprintf(`{"provider":"aliyun","order_no":%q,"params":{"iotId":%q,"commodityCode":"streamingResource_20_10","copies":%d}}`, no, r.device, copies)))
+}
+
+// enqueueTask enqueues payload and returns its order's task as the
+// Enqueuer queues it: the params as recorded, the claim mark.
+func enqueueTask(t *testing.T, e *env, payload []byte) *asynq.Task {
+	t.Helper()
+	res := e.enqueue(t, payload)
+	rec, err := e.ledger.Get(context.Background(), ledger.Ref{Provider: res.Provider, OrderNo: res.OrderNo})
+	if err != nil || rec == nil {
+		t.Fatalf("order %s/%s not recorded: %v", res.Provider, res.OrderNo, err)
+	}
+	p, _ := json.Marshal(tasks.Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: json.RawMessage(rec.Params)})
+	return asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
 		map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
+}
+
+// unicloudOrder is the payload of a UniCloud order named no for an
+// instance named name.
+func unicloudOrder(no, name string) []byte {
+	return []byte(fmt.Sprintf(`{"provider":"unicloud","order_no":%q,"params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":%q,"orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}}`, no, name))
 }
 
 func (r *rivalsEnv) get(no string) *tasks.Record {
@@ -226,14 +242,7 @@ func TestRivalBeforeTheWindowCountsWithinTheClockMargin(t *testing.T) {
 	}
 	e.set.Add(c)
 	ctx := context.Background()
-	mk := func(no string) *asynq.Task {
-		e.enqueue(t, []byte(fmt.Sprintf(`{"provider":"unicloud","order_no":%q,"params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"same-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}}`, no)))
-		rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: no})
-		p, _ := json.Marshal(tasks.Payload{Provider: "unicloud", OrderNo: no, Params: json.RawMessage(rec.Params)})
-		return asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, p,
-			map[string]string{"orderworker-claimed": fmt.Sprintf("%d:%s", rec.CreatedAt.UnixMilli(), rec.Claim)})
-	}
-	ty, tx := mk("U-Y"), mk("U-X")
+	ty, tx := enqueueTask(t, e, unicloudOrder("U-Y", "same-nas")), enqueueTask(t, e, unicloudOrder("U-X", "same-nas"))
 	sb.Faults().Script(fault.FailAfter) // Y: made, answer lost
 	_ = e.handler.ProcessTask(ctx, ty)
 	time.Sleep(6 * time.Second)
