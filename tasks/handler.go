@@ -724,10 +724,10 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 			// arrived) after that run created or paid the order. No check
 			// before the socket can close that gap: it is made known.
 			h.metrics.lateCall(ref.Provider, a.Call)
-			h.log.Error("a "+map[string]string{"submit": "create", "pay": "pay"}[a.Call]+" lost the order's lease while under way (the process stalled mid-call, or a failover lost the lease) and another run has the order: the request may have reached the provider after that run created or paid it; check the provider for this order twice",
+			h.log.Error("a "+map[string]string{"submit": "create", "pay": "pay"}[a.Call]+" lost the order's lease while under way (the process stalled mid-call, a failover lost the lease, or Redis lost the order's record and it was recorded again) and another run has the order: the request may have reached the provider after that run created or paid it; check the provider for this order twice",
 				"provider", ref.Provider, "order_no", ref.OrderNo, "call", a.Call, "took_ms", a.DurationMS)
 		} else {
-			h.log.Warn("order lease lost mid-step; another run has the order", "provider", ref.Provider, "order_no", ref.OrderNo)
+			h.log.Warn("order lease lost mid-step (a stall, a failover, or a record Redis lost and recorded again); another run has the order", "provider", ref.Provider, "order_no", ref.OrderNo)
 		}
 		return order.Then{}, wait(time.Second, fmt.Errorf("order %s: %w", ref, err))
 	case errors.Is(err, ledger.ErrNotFound):

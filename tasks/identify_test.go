@@ -1242,7 +1242,7 @@ func TestCreateThatLostItsLeaseMidCallIsMadeKnown(t *testing.T) {
 		t.Fatalf("creates = %d, want 2: the stalled request left after the second run's", n)
 	}
 	want := `
-# HELP orderworker_late_provider_calls_total Creates and pays (call) that lost the order's lease while under way and found it taken by another run when they ended (the process stalled mid-call, a frozen VM or a paused container, or a failover lost the lease): the request may have left after another run had created or paid the order. Check the provider for the order twice.
+# HELP orderworker_late_provider_calls_total Creates and pays (call) that lost the order's lease while under way and found it taken by another run when they ended (the process stalled mid-call, a frozen VM or a paused container, a failover lost the lease, or Redis lost the order's record and another run recorded it again): the request may have left after another run had created or paid the order. Check the provider for the order twice.
 # TYPE orderworker_late_provider_calls_total counter
 orderworker_late_provider_calls_total{call="pay",provider="mem"} 0
 orderworker_late_provider_calls_total{call="submit",provider="mem"} 1

@@ -72,6 +72,22 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 			if n := len(sb.Orders()); n != 1 {
 				t.Errorf("%d orders at the provider; want the other's one, nothing created while held", n)
 			}
+			// The person finds the matched order is another's, and ours
+			// never made: resolved absent, ours is created, under its own
+			// id, and the other's id is no longer ours.
+			if _, err := e.ledger.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "the console order is another team's", By: "ann"}); err != nil {
+				t.Fatalf("resolve the matched order absent: %v", err)
+			}
+			for range 2 {
+				_ = e.handler.ProcessTask(ctx, task)
+			}
+			got, _ = e.ledger.Get(ctx, ref)
+			if got.State != tasks.StatePaid || got.Matched || got.ProviderOrderID == "" || got.ProviderOrderID == other.ProviderOrderID {
+				t.Errorf("after absent: %s with %q (matched %v); want paid with an order of its own", got.State, got.ProviderOrderID, got.Matched)
+			}
+			if n := len(sb.Orders()); n != 2 {
+				t.Errorf("%d orders at the provider after absent; want the other's and ours", n)
+			}
 		})
 	}
 }

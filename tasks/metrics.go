@@ -65,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"queue"}),
 		lateCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_late_provider_calls_total",
-			Help: "Creates and pays (call) that lost the order's lease while under way and found it taken by another run when they ended (the process stalled mid-call, a frozen VM or a paused container, or a failover lost the lease): the request may have left after another run had created or paid the order. Check the provider for the order twice.",
+			Help: "Creates and pays (call) that lost the order's lease while under way and found it taken by another run when they ended (the process stalled mid-call, a frozen VM or a paused container, a failover lost the lease, or Redis lost the order's record and another run recorded it again): the request may have left after another run had created or paid the order. Check the provider for the order twice.",
 		}, []string{"provider", "call"}),
 	}
 	if reg != nil {

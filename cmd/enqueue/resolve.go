@@ -21,9 +21,11 @@ func resolve(ctx context.Context, c cmdEnv, args []string) int {
   enqueue [flags] resolve PROVIDER ORDER_NO -as paid|absent|errored [-provider-order-id ID] -note TEXT -by NAME
 
 Records what you found at the provider about an order the worker cannot settle
-(unknown, or pending): paid (with the provider's order id), absent (only from
-unknown: the order goes back to submission and its task is queued; its reason
-reads "an operator found no such order at the provider: NOTE"), or errored (its
+(unknown, or pending): paid (with the provider's order id), absent (from
+unknown, or from pending for an order found by matching ("matched": true) that
+no worker paid, when the order matched is another's: the order goes back to
+submission and its task is queued, a matched id is forgotten; its reason reads
+"an operator found no such order at the provider: NOTE"), or errored (its
 reason, which its event carries, reads "operator: NOTE"). Phone numbers in the
 note are masked. Prints the record after as a JSON line. Exits 1 with the reason
 when the decision is not legal for the order as it stands.

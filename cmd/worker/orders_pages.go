@@ -246,6 +246,7 @@ type orderPage struct {
 	Done       string
 	Error      string
 	CanResolve bool
+	CanAbsent  bool // the order may be resolved absent
 	CanRedrive bool
 	NoAction   string
 }
@@ -300,6 +301,7 @@ func (a *ordersAdmin) showOrder(w http.ResponseWriter, r *http.Request, ref ledg
 	}
 	legal := rec.State == ledger.StateUnknown || rec.State == ledger.StatePending
 	d.CanResolve = legal
+	d.CanAbsent = rec.Resolvable(ledger.ResolveAbsent)
 	d.CanRedrive = rec.State == ledger.StateErrored && !rec.MayHaveBeenCreated()
 	switch {
 	case rec.State == ledger.StateErrored && rec.MayHaveBeenCreated():

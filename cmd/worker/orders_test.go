@@ -464,6 +464,22 @@ func TestOrdersPagesForms(t *testing.T) {
 	if !strings.Contains(string(body), `name="by" required maxlength="100" value="ann"`) {
 		t.Errorf("the form's by is not the basic-auth user name")
 	}
+	// absent is offered for an unknown order, not for a pending one its
+	// own create was answered for (only for one found by matching).
+	if !strings.Contains(string(body), `<option value="absent">`) {
+		t.Errorf("no absent option for an unknown order")
+	}
+	req, _ = http.NewRequest("GET", srv.URL+"/orders/aliyun/A-P1", nil)
+	req.SetBasicAuth("ann", token)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		pending, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(pending), `id="resolve"`) || strings.Contains(string(pending), `<option value="absent">`) {
+			t.Errorf("a pending order's page: want the resolve form without absent\n%s", pending)
+		}
+	}
 	style := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindSubmatch(body)
 	sum := sha256.Sum256(style[1])
 	csp := resp.Header.Get("Content-Security-Policy")

@@ -306,6 +306,7 @@ type Transition struct {
 	knownAt           time.Time // with setKnown: when the snapshot's read began (zero: the settle's time)
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
+	dropMatch         bool      // forget the matched provider order id and its pending times (withDropMatch)
 }
 
 // WithKnownAt records, beside the snapshot SetKnown records, when the step
@@ -461,6 +462,12 @@ func (t Transition) WithMayExist(v bool) Transition { t.mayExist = &v; return t 
 // withRedriven has the order's deadline count from now (an operator sent
 // it back to submission).
 func (t Transition) withRedriven() Transition { t.redriven = true; return t }
+
+// withDropMatch forgets the provider order id found by matching (an
+// operator found it is not the order's), with whether it was matched and
+// the times it was pending: the order starts over as one never pending.
+// The id's owner entry is released after the settle (releaseOwner).
+func (t Transition) withDropMatch() Transition { t.dropMatch = true; return t }
 
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
@@ -733,6 +740,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.matched {
 		args = append(args, "matched", "1")
+	}
+	if t.dropMatch {
+		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "")
 	}
 	if t.setReason {
 		args = append(args, "reason", t.reason)

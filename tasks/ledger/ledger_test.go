@@ -1782,3 +1782,77 @@ func TestPendingStats(t *testing.T) {
 		t.Errorf("two read = %+v; want plain bounded by the pay-sent one's time", got)
 	}
 }
+
+// A pending order whose provider order id was found only by matching, and
+// that no worker paid, may be resolved absent: the order matched is
+// another's. It goes back to submission without the id, which its owner
+// entry no longer reserves for it, so the order that made it can take it.
+// One its own create was answered with, or one a worker paid, may not.
+func TestResolveMatchedOrderAbsent(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	var refused *ledger.RefusedError
+	mk := func(no string, tr ledger.Transition) ledger.Ref {
+		ref := ledger.Ref{Provider: "p", OrderNo: no}
+		claim(t, l, ref)
+		if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + no}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, ref, "t-"+no, tr); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	since := time.Now().Add(-time.Hour)
+	m := mk("M1", ledger.SetPending("PO-OTHER", since, time.Now().Add(time.Minute)).WithMayExist(true).WithMatched())
+	if rec, _ := l.Get(ctx, m); !rec.Resolvable(ledger.ResolveAbsent) {
+		t.Fatalf("a matched pending order is not resolvable absent: %+v", rec)
+	}
+	rec, err := l.Resolve(ctx, m, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "PO-OTHER is a console order of another team", By: "ann"})
+	if err != nil || rec.State != ledger.StateSubmitting || rec.ProviderOrderID != "" || rec.Matched || rec.MayExist ||
+		!rec.PendingSince.IsZero() || !rec.NextCheckAt.IsZero() || time.Since(rec.RedrivenAt) > time.Minute {
+		t.Fatalf("resolve absent of a matched order: %+v, %v; want submitting, without the id, matched or pending times", rec, err)
+	}
+	if last := rec.History[len(rec.History)-1]; last.Call != "resolve" || last.Result != "absent" || last.By != "ann" {
+		t.Errorf("history entry = %+v", last)
+	}
+	// The id is no longer M1's: the order that made it takes it.
+	other := mk("O1", ledger.SetUnknown("timeout").WithMayExist(true))
+	if _, err := l.Begin(ctx, other, ledger.BeginArgs{Token: "o2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, other, "o2", ledger.SetPaid("PO-OTHER").WithMayExist(true)); err != nil {
+		t.Fatalf("the id's maker after M1 gave it up: %v", err)
+	}
+	// M1 is created again, and settled with its own order's id.
+	if _, err := l.Begin(ctx, m, ledger.BeginArgs{Token: "t-M1b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, m, "t-M1b", ledger.SetPaid("PO-M1").WithMayExist(true).WithAnswered()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused: an id its own create was answered with (not matched) ...
+	own := mk("A1", ledger.SetPending("PO-A1", since, time.Now()).WithMayExist(true))
+	if rec, _ := l.Get(ctx, own); rec.Resolvable(ledger.ResolveAbsent) {
+		t.Errorf("a pending order with its own create's id is resolvable absent")
+	}
+	if _, err := l.Resolve(ctx, own, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) {
+		t.Errorf("absent for a pending order with its own create's id: %v, want refused", err)
+	}
+	// ... and a matched one a worker sent a pay for.
+	paid := mk("M2", ledger.SetPending("PO-M2", since, time.Now()).WithMayExist(true).WithMatched())
+	b, err := l.Begin(ctx, paid, ledger.BeginArgs{Token: "pay", Pay: true})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatalf("Begin a pay: %+v, %v", b, err)
+	}
+	if err := l.Settle(ctx, paid, "pay", ledger.SetPending("PO-M2", since, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Resolve(ctx, paid, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "pay") {
+		t.Errorf("absent for a matched order a worker paid: %v, want refused for the pay", err)
+	}
+	if rec, _ := l.Get(ctx, paid); rec.ProviderOrderID != "PO-M2" || !rec.Matched || rec.State != ledger.StatePending {
+		t.Errorf("a refused absent changed the order: %+v", rec)
+	}
+}

@@ -203,7 +203,11 @@ const (
 	// ResolvePaid: the provider holds the order, paid, under the given id.
 	ResolvePaid Resolution = "paid"
 	// ResolveAbsent: the provider holds no such order; it goes back to
-	// submission. Only from unknown.
+	// submission. From unknown; and from pending for an order whose
+	// provider order id was found only by matching (Record.Matched) and
+	// was never paid by a worker: the order matched is not this one, and
+	// this one was never made. The matched id is forgotten and its owner
+	// entry released, so that the order that made it can take it.
 	ResolveAbsent Resolution = "absent"
 	// ResolveErrored: end the order errored, the note as its reason.
 	ResolveErrored Resolution = "errored"
@@ -255,6 +259,8 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, &RefusedError{fmt.Sprintf("the order is %s already", cur.State)}
 	case !resolvable(cur.State, a.As):
 		return nil, &RefusedError{notResolvable(a.As, cur.State)}
+	case cur.State == StatePending && a.As == ResolveAbsent && matchedAbsentRefusal(cur) != "":
+		return nil, &RefusedError{matchedAbsentRefusal(cur)}
 	}
 	token := "operator:" + uuid.NewString()
 	b, err := l.Begin(ctx, ref, BeginArgs{Token: token, LeaseTTL: 30 * time.Second, NoCreate: true})
@@ -275,6 +281,15 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	}
 	if !resolvable(rec.State, a.As) {
 		return refuse(notResolvable(a.As, stateBefore(rec)))
+	}
+	// A pending order resolved absent was found by matching (checked
+	// again under the lease): the id it holds is another's.
+	dropped := ""
+	if rec.State == StatePending && a.As == ResolveAbsent {
+		if why := matchedAbsentRefusal(rec); why != "" {
+			return refuse(why)
+		}
+		dropped = rec.ProviderOrderID
 	}
 	// When its latest create may last have been acted on: the latest of
 	// these (a record written before last_create was kept has the first
@@ -300,6 +315,9 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		// The operator sends the order back to submission, as a re-drive
 		// does: its deadline counts from now.
 		t = SetRetry("an operator found no such order at the provider: " + a.Note).WithMayExist(false).WithFailures(0).withRedriven()
+		if dropped != "" {
+			t = t.withDropMatch()
+		}
 	case ResolveErrored:
 		t = SetErrored("operator: " + a.Note)
 	}
@@ -311,16 +329,80 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if err != nil && !errors.Is(err, ErrNotDurable) {
 		return nil, err
 	}
+	if dropped != "" {
+		// After the settle, which no longer names the id: released
+		// before it, another order could take the id while this record
+		// still held it.
+		if err := l.releaseOwner(context.WithoutCancel(ctx), ref, dropped); err != nil {
+			return nil, fmt.Errorf("resolved absent, but the matched provider order id %s is still recorded as this order's (no other order can take it; resolve again to release it): %w", dropped, err)
+		}
+	}
 	return l.Get(ctx, ref)
 }
 
-// resolvable reports whether decision as is legal for an order in state s.
+// resolvable reports whether decision as is legal for an order in state s
+// (absent from pending: see matchedAbsentRefusal too).
 func resolvable(s State, as Resolution) bool {
-	return s == StateUnknown || s == StatePending && as != ResolveAbsent
+	return s == StateUnknown || s == StatePending
+}
+
+// Resolvable reports whether an operator may resolve the order as as, as
+// it stands (Resolve judges it again under the order's lease).
+func (r *Record) Resolvable(as Resolution) bool {
+	if !resolvable(r.State, as) {
+		return false
+	}
+	return r.State != StatePending || as != ResolveAbsent || matchedAbsentRefusal(r) == ""
+}
+
+// matchedAbsentRefusal is why a pending order may not be resolved absent,
+// "" when it may: only an order whose provider order id was found by
+// matching, and that no worker paid.
+func matchedAbsentRefusal(rec *Record) string {
+	switch {
+	case !rec.Matched || rec.ProviderOrderID == "":
+		return fmt.Sprintf("absent is not a decision for an order in state pending whose provider order %s came in the answer to its own create (pending: paid or errored; absent only for one found by matching)", rec.ProviderOrderID)
+	case !rec.PaySentAt.IsZero() || !rec.PayAcceptedAt.IsZero():
+		return fmt.Sprintf("a worker sent a pay for the matched provider order %s: resolve it paid (it is the order's) or errored (and settle that pay with the provider)", rec.ProviderOrderID)
+	}
+	return ""
 }
 
 func notResolvable(as Resolution, s State) string {
-	return fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored)", as, s)
+	return fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored, or absent for one found by matching)", as, s)
+}
+
+// releaseScript removes order ARGV[2]'s owner entry for provider order id
+// ARGV[1] (KEYS[1] the owner index), unless the order's record (KEYS[2],
+// when in the same shard) holds that id again.
+var releaseScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+if KEYS[2] and redis.call('HGET', KEYS[2], 'provider_order_id') == ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+`)
+
+// releaseOwner removes ref's owner entry for provider order id, which its
+// record no longer holds. With more than one shard the record is read
+// first, in its own shard (no script spans both).
+func (l *Ledger) releaseOwner(ctx context.Context, ref Ref, id string) error {
+	sh, rsh := l.ownerShard(ref.Provider, id), l.shardOf(ref)
+	keys := []string{sh.ownerKey(ref.Provider)}
+	if sh == rsh {
+		keys = append(keys, rsh.recordKey(ref))
+	} else {
+		rec, err := l.Get(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if rec != nil && rec.ProviderOrderID == id {
+			return nil
+		}
+	}
+	if _, _, err := l.run(ctx, releaseScript, true, keys, id, ref.OrderNo); err != nil && !errors.Is(err, ErrNotDurable) {
+		return fmt.Errorf("release provider order id: %w", err)
+	}
+	return nil
 }
 
 func stateBefore(rec *Record) State {

@@ -333,7 +333,8 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		// be another's order (the device's user bought the same plan
 		// while our create made nothing): recorded paid, it would stand
 		// for ours. It stays pending, as a held unpaid order does, for a
-		// person to confirm it is ours (resolve it paid) or not (errored).
+		// person to confirm it is ours (resolve it paid) or not (absent,
+		// to create ours, or errored).
 		paidHeld = true
 		fallthrough
 	case providers.StatusPending:
@@ -367,7 +368,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		reason := fmt.Sprintf("pending; next check in %s", wait.Round(time.Millisecond))
 		switch {
 		case paidHeld:
-			reason = fmt.Sprintf("pending; found paid, but by matching the provider's orders and not paid by the worker: perhaps another's order; waits for a person to confirm it is ours (resolve it paid) or not (errored); next check in %s", wait.Round(time.Millisecond))
+			reason = fmt.Sprintf("pending; found paid, but by matching the provider's orders and not paid by the worker: perhaps another's order; waits for a person to confirm it is ours (resolve it paid) or not (resolve it absent to create ours, or errored); next check in %s", wait.Round(time.Millisecond))
 		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag && !accepted):
 			// The pay step's Begin marks the pay sent, and the pay leaves
 			// only on that mark (ledger.BeginArgs.Pay). An order found
@@ -386,7 +387,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			if !r.Matched && !rec.Matched {
 				what = "held by the provider (its last check says why)"
 			}
-			reason = fmt.Sprintf("pending; %s, not paid automatically: waits for a person to confirm and pay it (or resolve it errored); next check in %s", what, wait.Round(time.Millisecond))
+			how := "(or resolve it errored)"
+			if r.Matched || rec.Matched {
+				how = "(or, when it is another's, resolve it absent to create ours, or errored)"
+			}
+			reason = fmt.Sprintf("pending; %s, not paid automatically: waits for a person to confirm and pay it %s; next check in %s", what, how, wait.Round(time.Millisecond))
 		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && r.Unpaid:
 			// Past the window, but the pay marked sent may not show yet:
 			// "still unpaid" is not known until a check a listing lag
