@@ -118,6 +118,7 @@ var metrics = map[string]metric{
 	"orderworker_operator_actions_total":            {labels: map[string][]string{"action": operatorActions, "result": {"ok", "refused", "error"}}},
 	"orderworker_tasks_stopped_total":               {labels: map[string][]string{"queue": nil}},
 	"orderworker_late_provider_calls_total":         {labels: map[string][]string{"provider": providers, "call": {"submit", "pay"}}},
+	"orderworker_ledger_data_losses_total":          {labels: map[string][]string{"kind": {"wiped", "rolled_back"}}},
 	"asynq_tasks_enqueued":                          {labels: map[string][]string{"queue": nil, "state": asynqStates}},
 	"asynq_queue_size":                              {labels: map[string][]string{"queue": nil}},
 	"asynq_queue_latency_seconds":                   {labels: map[string][]string{"queue": nil}},

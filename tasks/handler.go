@@ -337,7 +337,8 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
-			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), Target: targetHash(prov)})
+			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), Target: targetHash(prov),
+			LookFirst: pol.LookFirstWindow()})
 		answered := time.Now()
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):

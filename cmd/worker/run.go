@@ -216,6 +216,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	go risks.watch(runCtx)
+	// Read before the first order, so that a loss of Redis's data from
+	// now on is noticed at the next order's first create.
+	losses := newLossWatch(ledger, reg, log)
+	losses.check(ctx)
+	go losses.run(runCtx)
 	go func() {
 		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
 			log.Error(err.Error())

@@ -90,6 +90,18 @@ end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
+  if (ARGV[9] or '') ~= '' and first == '' then
+    -- A first create: unless the shard lost its data (see epoch.go) since
+    -- this process read its epoch, or since a while before the record was
+    -- claimed, when the order may have been created before the loss.
+    local ep = redis.call('HMGET', KEYS[4], 'id', 'lost')
+    if ep[1] ~= ARGV[9] then return {'epoch'} end
+    local lost, created = tonumber(ep[2] or ''), tonumber(h['created'] or '')
+    if lost and created and created >= lost and created < lost + tonumber(ARGV[10]) then
+      redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+      return {'began', r, '3', sn, ep[2]}
+    end
+  end
   if first == '' then first = sn end
   local f = {'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
@@ -152,6 +164,13 @@ type BeginArgs struct {
 	// configured for another endpoint or account does not take its own
 	// provider's silence for the order's absence.
 	Target string
+	// LookFirst is how long after a loss of the shard's data (see Watch)
+	// the orders recorded since are looked up before their first create:
+	// Begin marks no such create, and sets Record.LookFirstSince. Zero:
+	// no check. Checked only once this process has watched the shard:
+	// a first create finds the shard's keys gone (the epoch missing or
+	// another) before anything is marked, and the loss is recorded.
+	LookFirst time.Duration
 }
 
 // BeginStatus is what Begin found.
@@ -208,16 +227,37 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		payAgain = max(a.PayAgainAfter.Milliseconds(), 1)
 	}
 	sh := l.shardOf(ref)
-	v, durable, err := l.runShared(ctx, beginScript, true,
-		[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting)},
-		a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target)
-	if err != nil {
-		return BeginResult{}, fmt.Errorf("begin order step: %w", err)
-	}
-	res, _ := v.([]any)
-	kind := ""
-	if len(res) > 0 {
-		kind, _ = res[0].(string)
+	var (
+		v       any
+		durable bool
+		err     error
+		res     []any
+		kind    string
+	)
+	for try := 0; ; try++ {
+		epoch, window := l.epochArgs(sh.i, a.LookFirst)
+		v, durable, err = l.runShared(ctx, beginScript, true,
+			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey()},
+			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window)
+		if err != nil {
+			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
+		}
+		res, _ = v.([]any)
+		kind = ""
+		if len(res) > 0 {
+			kind, _ = res[0].(string)
+		}
+		if kind != "epoch" {
+			break
+		}
+		// The shard's epoch is gone, or another: its keys went since this
+		// process last read it. Recorded as a loss, then begun again.
+		if try > 0 {
+			return BeginResult{}, errors.New("begin order step: the ledger's epoch changed twice: Redis is losing its data")
+		}
+		if _, err := l.watch(ctx, sh.i, epoch); err != nil {
+			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
+		}
 	}
 	switch kind {
 	case "missing":
@@ -238,7 +278,14 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			sn, _ := res[3].(string)
 			rec.ReadAt = msTime(sn)
 		}
-		if m, _ := res[2].(string); m == "2" {
+		if m, _ := res[2].(string); m == "3" {
+			// A first create after a loss of the shard's data: not
+			// marked; the order is looked up first.
+			if len(res) > 4 {
+				s, _ := res[4].(string)
+				rec.LookFirstSince = msTime(s)
+			}
+		} else if m == "2" {
 			rec.PayMarked = true
 			if len(res) > 4 {
 				// This Begin again: the record shows its own mark,

@@ -88,6 +88,11 @@ type Record struct {
 	PaySentBefore time.Time `json:"-"`
 	payBefore     time.Time // pay_before: the mark the last pay's mark replaced
 	MarkedFrom    State     `json:"-"` // the state before the mark, when marked
+	// LookFirstSince is, when Begin marked no first create because the
+	// shard lost its data after the record's claim may have been a
+	// resend (BeginArgs.LookFirst), the time since which records may
+	// stand for orders created before the loss; zero otherwise.
+	LookFirstSince time.Time `json:"-"`
 	// ReadAt is Redis's clock when Begin or Get read the record (zero
 	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
@@ -302,6 +307,7 @@ type Ledger struct {
 	layoutOK        atomic.Bool // CheckShards succeeded
 	batch           *batcher
 	shards          []shard
+	epochs          epochs
 }
 
 // New returns a Ledger on rdb.

@@ -197,6 +197,21 @@ func pastDeadline(rec *ledger.Record, p Policy, now time.Time) bool {
 	return p.Deadline > 0 && now.After(from.Add(p.Deadline))
 }
 
+// DefaultLookFirstWindow is Policy.LookFirstWindow without a deadline.
+const DefaultLookFirstWindow = 24 * time.Hour
+
+// LookFirstWindow is how long after a loss of the ledger's data the orders
+// recorded since are looked up before their first create, and how far
+// before the loss such a lookup reaches (ledger.BeginArgs.LookFirst): the
+// deadline, within which an order's creates are sent and its producer
+// waits for its outcome; DefaultLookFirstWindow without one.
+func (p Policy) LookFirstWindow() time.Duration {
+	if p.Deadline > 0 {
+		return p.Deadline
+	}
+	return DefaultLookFirstWindow
+}
+
 func (p Policy) deadlineReason() string {
 	return fmt.Sprintf("deadline of %s passed before the order could be submitted", p.Deadline)
 }
@@ -240,6 +255,16 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 	}
 	// queued or submitting with nothing in flight: the next call creates
 	// the order (or takes the snapshot a create needs).
+	if !rec.LookFirstSince.IsZero() {
+		// Recorded after Redis lost the ledger's data: perhaps a resend
+		// of an order created before the loss, under a record lost with
+		// it. Looked up first (before the deadline is judged: errored,
+		// it would say nothing was created), from as early as such a
+		// create could be.
+		r := fmt.Sprintf("recorded after Redis lost the ledger's data (at %s or later): the order may have been created before the loss, under a record lost with it; looking it up before its first create",
+			rec.LookFirstSince.UTC().Format(time.RFC3339))
+		return Plan{Settle: ledger.SetUnknownSince(r, rec.LookFirstSince.Add(-p.LookFirstWindow()), nil), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+	}
 	if pastDeadline(rec, p, now) {
 		r := p.deadlineReason()
 		return Plan{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}

@@ -864,3 +864,29 @@ func TestUnknownOrdersRecordWhyTheyWait(t *testing.T) {
 		}
 	}
 }
+
+// An order recorded after Redis lost the ledger's data (Begin marked no
+// create: Record.LookFirstSince) is recorded unknown and looked up first,
+// from as early as a create before the loss could be (the deadline before
+// it), and so even past its deadline: errored, it would say that nothing
+// was created.
+func TestPlanStepAfterALossLooksFirst(t *testing.T) {
+	t.Parallel()
+	lost := t0.Add(-time.Minute)
+	for _, now := range []time.Time{t0, t0.Add(2 * time.Hour)} {
+		rec := &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateQueued, CreatedAt: t0, LookFirstSince: lost}
+		got := PlanStep(rec, policy(), now)
+		if got.Step != None || got.Settle.To() != ledger.StateUnknown || got.Then.Next != Continue || got.Then.Step != Lookup {
+			t.Fatalf("at %v: %+v; want unknown, then a lookup", now, got)
+		}
+		if me, _ := got.Settle.MayExist(); !me || !got.Settle.IsAfresh() || !strings.Contains(got.Then.Reason, "lost the ledger's data") {
+			t.Errorf("at %v: may_exist %v, afresh %v, reason %q", now, me, got.Settle.IsAfresh(), got.Then.Reason)
+		}
+	}
+	if w := (Policy{}).LookFirstWindow(); w != DefaultLookFirstWindow {
+		t.Errorf("window without a deadline = %v, want %v", w, DefaultLookFirstWindow)
+	}
+	if w := policy().LookFirstWindow(); w != time.Hour {
+		t.Errorf("window = %v, want the deadline", w)
+	}
+}

@@ -1,0 +1,204 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// This file notices that Redis lost the ledger's data while a process was
+// running on it: restarted without persistence (every key gone), or from
+// an older snapshot or AOF (the last writes gone). Every record and task
+// goes with the data, so a producer that resends an order it sent before
+// gets a new record, and the order would be created a second time. After
+// such a loss the orders recorded since it are looked up at the provider
+// before their first create (BeginArgs.LookFirst), as one whose record a
+// failover lost is (ClaimLost).
+//
+// Each shard holds an epoch hash: "id", drawn by the first process to find
+// it missing; "gen", counted up by every watching process (Watch); and
+// "lost", the time (ms, Redis's clock) from which records may stand for
+// orders created before a loss. A process that saw the shard's id and
+// finds another, or none, saw every key go; one that finds gen lower than
+// a count it wrote and the replicas acknowledged saw the shard go back to
+// an older state. Either writes lost: the time of its last reading before
+// the loss (every record written after that is new). A process that
+// starts after a loss, with no process running across it, cannot tell it
+// from a new ledger: that loss goes unnoticed.
+
+// epochKey is a shard's epoch hash.
+func (s *shard) epochKey() string { return s.prefix + "epoch" }
+
+// epochState is what this process knows of one shard's epoch.
+type epochState struct {
+	id   string    // the id it last read ("" before its first reading)
+	gen  int64     // the highest gen it read in an acknowledged write
+	good time.Time // Redis's clock at its last reading with the data intact
+	lost time.Time // the shard's lost time as last read (zero: none)
+}
+
+type epochs struct {
+	watching sync.Mutex // one watch at a time: a loss is reported once
+	mu       sync.Mutex
+	by       map[int]epochState
+	// noticed are the losses Begin noticed, for the next Watch to report.
+	noticed []Loss
+}
+
+func (e *epochs) notice(l Loss) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.noticed = append(e.noticed, l)
+}
+
+func (e *epochs) takeNoticed() []Loss {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.noticed
+	e.noticed = nil
+	return out
+}
+
+func (e *epochs) get(i int) epochState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.by[i]
+}
+
+func (e *epochs) set(i int, s epochState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.by == nil {
+		e.by = map[int]epochState{}
+	}
+	e.by[i] = s
+}
+
+// watchScript reads and counts a shard's epoch (KEYS[1]), drawing its id
+// (ARGV[1]) when it is missing, and records ARGV[3] as lost when ARGV[2]
+// is '1' unless a later loss is recorded. Replies {id, gen, now (ms),
+// lost or ”, '1' when it drew the id}.
+var watchScript = redis.NewScript(`
+local drew = '0'
+if redis.call('HSETNX', KEYS[1], 'id', ARGV[1]) == 1 then drew = '1' end
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local lost = redis.call('HGET', KEYS[1], 'lost')
+if ARGV[2] == '1' and (not lost or tonumber(lost) < tonumber(ARGV[3])) then
+  lost = ARGV[3]
+  redis.call('HSET', KEYS[1], 'lost', lost)
+end
+return {redis.call('HGET', KEYS[1], 'id'), tostring(gen), now, lost or '', drew}
+`)
+
+// Loss is a loss of a shard's data that a Watch noticed.
+type Loss struct {
+	Shard int
+	// Since is the time from which records may stand for orders created
+	// before the loss: this process's last reading of the shard with its
+	// data intact, on Redis's clock.
+	Since time.Time
+	// Wiped says every key went (the epoch's id was gone or another);
+	// else the shard went back to an older state.
+	Wiped bool
+}
+
+// Watch reads and counts every shard's epoch once, and reports the losses
+// it noticed since the last Watch or Begin. Run it every few seconds: a
+// shard that goes back to an older state is noticed only when that state
+// is older than a count this process wrote (and, with durable writes, the
+// replicas acknowledged). Begin notices a shard whose keys all went at
+// the order's first create.
+func (l *Ledger) Watch(ctx context.Context) ([]Loss, error) {
+	out := l.epochs.takeNoticed()
+	for i := range l.shards {
+		loss, err := l.watch(ctx, i, "")
+		if err != nil {
+			return out, err
+		}
+		if loss != nil {
+			out = append(out, *loss)
+		}
+	}
+	return out, nil
+}
+
+// watch is Watch for shard i. stale is the epoch id a Begin found gone or
+// replaced ("" from Watch): a loss if it is still the one this process
+// knows (another Begin may have recorded it since), reported by the next
+// Watch.
+func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) {
+	l.epochs.watching.Lock()
+	defer l.epochs.watching.Unlock()
+	sh := &l.shards[i]
+	st := l.epochs.get(i)
+	wiped := stale != "" && stale == st.id
+	var loss *Loss
+	run := func(lost bool, since time.Time) ([]any, bool, error) {
+		flag, at := "0", ""
+		if lost {
+			flag, at = "1", ms(since)
+		}
+		v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), flag, at)
+		if err != nil {
+			return nil, false, fmt.Errorf("watch the ledger's epoch: %w", err)
+		}
+		res, _ := v.([]any)
+		if len(res) < 5 {
+			return nil, false, fmt.Errorf("watch the ledger's epoch: unexpected reply %v", v)
+		}
+		return res, acked, nil
+	}
+	res, acked, err := run(false, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	str := func(k int) string { s, _ := res[k].(string); return s }
+	id, now := str(0), msTime(str(2))
+	var gen int64
+	_, _ = fmt.Sscan(str(1), &gen)
+	if st.id != "" && !st.good.IsZero() {
+		switch {
+		case id != st.id || wiped:
+			loss = &Loss{Shard: i, Since: st.good, Wiped: true}
+		case gen <= st.gen:
+			loss = &Loss{Shard: i, Since: st.good}
+		}
+	}
+	if loss != nil {
+		// Recorded for every process, the latest loss kept; this
+		// process's count starts over from what the shard holds now.
+		if res, acked, err = run(true, loss.Since); err != nil {
+			return nil, err
+		}
+		id, now = str(0), msTime(str(2))
+		_, _ = fmt.Sscan(str(1), &gen)
+		st = epochState{}
+	}
+	st.id, st.lost = id, msTime(str(3))
+	if acked {
+		// Only a count the replicas hold: a failover that loses one they
+		// do not is no loss of anything acknowledged.
+		st.gen, st.good = max(st.gen, gen), now
+	}
+	l.epochs.set(i, st)
+	if loss != nil && wiped {
+		l.epochs.notice(*loss)
+		return nil, nil
+	}
+	return loss, nil
+}
+
+// epochArgs are Begin's epoch arguments for shard i: the id this process
+// read ("" before it watched: no check) and the window after a loss.
+func (l *Ledger) epochArgs(i int, lookFirst time.Duration) (string, string) {
+	if lookFirst <= 0 {
+		return "", ""
+	}
+	return l.epochs.get(i).id, fmt.Sprint(lookFirst.Milliseconds())
+}

@@ -1,0 +1,111 @@
+package ledger_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// A process that watched the ledger notices Redis losing its data: every
+// key gone (at the next order's first create, before anything is marked)
+// or the epoch's count gone back. The orders recorded since are begun
+// without their first create marked, to be looked up first; an order
+// recorded before the loss, and one after the window, are created as any.
+func TestLossOfRedisDataIsNoticed(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	const window = time.Hour
+	begin := func(l *ledger.Ledger, no string) *ledger.Record {
+		t.Helper()
+		b, err := l.Begin(ctx, ledger.Ref{Provider: "p", OrderNo: no}, ledger.BeginArgs{Token: "t-" + no, LookFirst: window})
+		if err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %s = %+v, %v", no, b, err)
+		}
+		return b.Record
+	}
+	if losses, err := l.Watch(ctx); err != nil || len(losses) != 0 {
+		t.Fatalf("first Watch = %v, %v; want no loss", losses, err)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "A"})
+	if rec := begin(l, "A"); !rec.InflightMarked || !rec.LookFirstSince.IsZero() {
+		t.Fatalf("before any loss: %+v; want the create marked", rec)
+	}
+
+	// Every key gone: the first create after it notices, and is not marked.
+	time.Sleep(5 * time.Millisecond)
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "A"}) // its producer sends it again
+	rec := begin(l, "A")
+	if rec.InflightMarked || rec.LookFirstSince.IsZero() || rec.State != ledger.StateQueued {
+		t.Fatalf("after the keys went: %+v; want no create marked, to be looked up first", rec)
+	}
+	losses, err := l.Watch(ctx)
+	if err != nil || len(losses) != 1 || !losses[0].Wiped || !losses[0].Since.Equal(rec.LookFirstSince) {
+		t.Fatalf("Watch after the keys went = %+v, %v; want one loss, wiped, since %v", losses, err, rec.LookFirstSince)
+	}
+	// Another process, started after the loss, finds it recorded.
+	l2 := ledger.New(rdb, nil)
+	if losses, err := l2.Watch(ctx); err != nil || len(losses) != 0 {
+		t.Fatalf("a new process's first Watch = %v, %v", losses, err)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "B"})
+	if rec := begin(l2, "B"); rec.InflightMarked || !rec.LookFirstSince.Equal(losses0(t, losses)) {
+		t.Fatalf("a new process, an order recorded after the loss: %+v; want it looked up first", rec)
+	}
+	// Past the window, an order is created as any.
+	short := func(l *ledger.Ledger, no string) *ledger.Record {
+		b, err := l.Begin(ctx, ledger.Ref{Provider: "p", OrderNo: no}, ledger.BeginArgs{Token: "s-" + no, LookFirst: time.Nanosecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Record
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "C"})
+	if rec := short(l, "C"); !rec.InflightMarked {
+		t.Fatalf("past the window: %+v; want the create marked", rec)
+	}
+
+	// The epoch's count gone back (an older snapshot): noticed by Watch.
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "D"}) // recorded before it
+	// (A record of the same millisecond as the last reading before a loss
+	// counts as recorded after it.)
+	time.Sleep(3 * time.Millisecond)
+	if _, err := l.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	keys, _ := rdb.Keys(ctx, "*epoch").Result()
+	if len(keys) != 1 {
+		t.Fatalf("epoch keys %v", keys)
+	}
+	if err := rdb.HSet(ctx, keys[0], "gen", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	losses, err = l.Watch(ctx)
+	if err != nil || len(losses) != 1 || losses[0].Wiped {
+		t.Fatalf("Watch after the count went back = %+v, %v; want one loss, not wiped", losses, err)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "E"})
+	if rec := begin(l, "E"); rec.InflightMarked || !rec.LookFirstSince.Equal(losses[0].Since) {
+		t.Fatalf("an order recorded after the count went back: %+v; want it looked up first", rec)
+	}
+	if rec := begin(l, "D"); !rec.InflightMarked {
+		t.Fatalf("an order recorded before the loss: %+v; want the create marked", rec)
+	}
+	// A process that never watched checks nothing.
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "F"})
+	if rec := begin(ledger.New(rdb, nil), "F"); !rec.InflightMarked {
+		t.Fatalf("a process that never watched: %+v; want the create marked", rec)
+	}
+}
+
+func losses0(t *testing.T, l []ledger.Loss) time.Time {
+	t.Helper()
+	if len(l) == 0 {
+		t.Fatal("no loss")
+	}
+	return l[0].Since
+}
