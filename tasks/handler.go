@@ -381,6 +381,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		}
 		rec := b.Record
 		seen = rec
+		h.releaseNotOurs(ctx, rec)
 		if h.differs(p, rec) {
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			h.metrics.dedupe(p.Provider, "conflict")
@@ -477,6 +478,9 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
 		Owned: func(ctx context.Context, id string) (bool, error) {
+			if slices.Contains(rec.NotOurs, id) {
+				return true, nil // an operator found it another's
+			}
 			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
 			return owner != "" && owner != ref.OrderNo, err
 		},
@@ -1326,6 +1330,25 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 		return wait(d, fmt.Errorf("order %s: provider %s is held back by its circuit breaker; waiting %s", ref, ref.Provider, d.Round(time.Millisecond)))
 	}
 	return nil
+}
+
+// releaseNotOurs releases the owner entries rec's order still holds for
+// provider order ids an operator found another's (Record.NotOurs): the
+// release after that decision failed, and the order that made the id
+// could not take it. Best effort: the next step tries again.
+func (h *Handler) releaseNotOurs(ctx context.Context, rec *ledger.Record) {
+	for _, id := range rec.NotOurs {
+		if id == rec.ProviderOrderID {
+			continue
+		}
+		if owner, err := h.ledger.Owner(ctx, rec.Provider, id); err != nil || owner != rec.OrderNo {
+			continue
+		}
+		if err := h.ledger.ReleaseNotOurs(ctx, rec.Ref(), id); err != nil {
+			h.log.Warn("could not release a provider order id an operator found another's (the order that made it cannot take it until then)",
+				"provider", rec.Provider, "order_no", rec.OrderNo, "provider_order_id", id, "error", err)
+		}
+	}
 }
 
 // listingScope is the scope of an order's listing (ListingScoper) with

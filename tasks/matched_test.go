@@ -73,13 +73,30 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 				t.Errorf("%d orders at the provider; want the other's one, nothing created while held", n)
 			}
 			// The person finds the matched order is another's, and ours
-			// never made: resolved absent, ours is created, under its own
-			// id, and the other's id is no longer ours.
+			// never made: resolved absent, the other's id is no longer
+			// ours (its maker may take it), and ours is created. Its first
+			// create after that makes nothing again, with an answer of
+			// unknown effect: the lookups never take the other's order
+			// again, and ours is created under its own id.
 			if _, err := e.ledger.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "the console order is another team's", By: "ann"}); err != nil {
 				t.Fatalf("resolve the matched order absent: %v", err)
 			}
-			for range 2 {
+			if owner, _ := e.ledger.Owner(ctx, "unicloud", other.ProviderOrderID); owner != "" {
+				t.Errorf("the other's id is still owned by %q after absent", owner)
+			}
+			if got, _ = e.ledger.Get(ctx, ref); len(got.NotOurs) != 1 || got.NotOurs[0] != other.ProviderOrderID {
+				t.Errorf("not ours %v; want the other's id", got.NotOurs)
+			}
+			// As if the release had failed: the order's next step does it.
+			if err := e.rdb.HSet(ctx, "orderworker:{ledger}:owner:unicloud", other.ProviderOrderID, "M-X").Err(); err != nil {
+				t.Fatal(err)
+			}
+			sb.Faults().Script(fault.FailBefore)
+			for range 4 {
 				_ = e.handler.ProcessTask(ctx, task)
+			}
+			if owner, _ := e.ledger.Owner(ctx, "unicloud", other.ProviderOrderID); owner != "" {
+				t.Errorf("the other's id is still owned by %q after the order's next step", owner)
 			}
 			got, _ = e.ledger.Get(ctx, ref)
 			if got.State != tasks.StatePaid || got.Matched || got.ProviderOrderID == "" || got.ProviderOrderID == other.ProviderOrderID {

@@ -469,16 +469,31 @@ func TestOrdersPagesForms(t *testing.T) {
 	if !strings.Contains(string(body), `<option value="absent">`) {
 		t.Errorf("no absent option for an unknown order")
 	}
-	req, _ = http.NewRequest("GET", srv.URL+"/orders/aliyun/A-P1", nil)
-	req.SetBasicAuth("ann", token)
-	if resp, err := http.DefaultClient.Do(req); err != nil {
-		t.Fatal(err)
-	} else {
-		pending, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(pending), `id="resolve"`) || strings.Contains(string(pending), `<option value="absent">`) {
-			t.Errorf("a pending order's page: want the resolve form without absent\n%s", pending)
+	getPage := func(no string) string {
+		req, _ := http.NewRequest("GET", srv.URL+"/orders/aliyun/"+no, nil)
+		req.SetBasicAuth("ann", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if pending := getPage("A-P1"); !strings.Contains(pending, `id="resolve"`) || strings.Contains(pending, `<option value="absent">`) {
+		t.Errorf("a pending order's page: want the resolve form without absent\n%s", pending)
+	}
+	// A pending order found by matching: absent is offered (the matched
+	// order may be another's).
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: f.rs.Addr})
+	defer client.Close()
+	enq := tasks.NewEnqueuer(client, f.ledger, registry.Validators("test"), &tasks.EnqueuerOptions{Sealer: f.sealer})
+	if res, err := enq.Enqueue(context.Background(), []byte(`{"provider":"aliyun","order_no":"A-M1","params":{"iotId":"dev-2","commodityCode":"streamingResource_20_10","copies":1}}`)); err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("enqueue A-M1: %+v, %v", res, err)
+	}
+	f.settle("aliyun", "A-M1", ledger.SetPending("PO-M1", time.Now(), time.Now().Add(time.Minute)).WithMayExist(true).WithMatched())
+	if matched := getPage("A-M1"); !strings.Contains(matched, `<option value="absent">`) || !strings.Contains(matched, "the matched one is another") {
+		t.Errorf("a matched pending order's page: want absent offered\n%s", matched)
 	}
 	style := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindSubmatch(body)
 	sum := sha256.Sum256(style[1])

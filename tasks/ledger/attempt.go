@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -353,7 +354,8 @@ type Transition struct {
 	knownAt           time.Time // with setKnown: when the snapshot's read began (zero: the settle's time)
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
-	dropMatch         bool      // forget the matched provider order id and its pending times (withDropMatch)
+	dropMatch         []string  // with the id to forget: the record's not_ours after (withDropMatch)
+	release           string    // the owner entry to release in the settle (same shard), "" for none
 }
 
 // WithKnownAt records, beside the snapshot SetKnown records, when the step
@@ -510,11 +512,15 @@ func (t Transition) WithMayExist(v bool) Transition { t.mayExist = &v; return t 
 // it back to submission).
 func (t Transition) withRedriven() Transition { t.redriven = true; return t }
 
-// withDropMatch forgets the provider order id found by matching (an
+// withDropMatch forgets the provider order id rec holds by matching (an
 // operator found it is not the order's), with whether it was matched and
 // the times it was pending: the order starts over as one never pending.
-// The id's owner entry is released after the settle (releaseOwner).
-func (t Transition) withDropMatch() Transition { t.dropMatch = true; return t }
+// The id joins Record.NotOurs, and its owner entry is released: in the
+// settle when it is in the record's shard, else after it (releaseOwner).
+func (t Transition) withDropMatch(rec *Record) Transition {
+	t.dropMatch = append(slices.Clone(rec.NotOurs), rec.ProviderOrderID)
+	return t
+}
 
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
@@ -652,15 +658,21 @@ end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
 for i = 13, #ARGV, 2 do
   local v = ARGV[i + 1]
-  if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
-  if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven') then v = now end
-  if ARGV[i] == 'known_at' and v == '*' then
-    local t = redis.call('TIME')
-    v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  if ARGV[i] == '!release' then
+    -- An id the order no longer holds (Transition.withDropMatch): its
+    -- owner entry goes, if it is this order's.
+    if redis.call('HGET', KEYS[3], v) == ARGV[4] then redis.call('HDEL', KEYS[3], v) end
+  else
+    if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
+    if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven') then v = now end
+    if ARGV[i] == 'known_at' and v == '*' then
+      local t = redis.call('TIME')
+      v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+    end
+    f[#f + 1] = ARGV[i]
+    f[#f + 1] = v
+    if ev[ARGV[i]] then ev[ARGV[i]] = v end
   end
-  f[#f + 1] = ARGV[i]
-  f[#f + 1] = v
-  if ev[ARGV[i]] then ev[ARGV[i]] = v end
 end
 redis.call('HSET', KEYS[1], unpack(f))
 if (cur[9] or '') ~= '' and (new == 'paid' or new == 'errored' or ev.provider_order_id ~= '') then
@@ -788,8 +800,14 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.matched {
 		args = append(args, "matched", "1")
 	}
-	if t.dropMatch {
-		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "")
+	if t.dropMatch != nil {
+		notOurs, _ := json.Marshal(t.dropMatch)
+		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "", "not_ours", notOurs)
+		if id := t.dropMatch[len(t.dropMatch)-1]; l.ownerShard(ref.Provider, id) == sh {
+			// Released with the settle: this order owns the id no more
+			// the moment its record no longer holds it.
+			args = append(args, "!release", id)
+		}
 	}
 	if t.setReason {
 		args = append(args, "reason", t.reason)

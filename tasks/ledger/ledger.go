@@ -123,8 +123,12 @@ type Record struct {
 	// Matched says ProviderOrderID was found by matching the provider's
 	// listing, not given for this order's own create (providers.Result
 	// Matched): an order someone else made meanwhile could have matched.
-	Matched bool   `json:"matched,omitempty"`
-	Reason  string `json:"reason,omitempty"`
+	Matched bool `json:"matched,omitempty"`
+	// NotOurs are provider order ids an operator found were another's
+	// after the order held them by matching (Resolve absent): its lookups
+	// never take them again, and it owns none of them.
+	NotOurs []string `json:"not_ours,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
 	// Known are the provider order ids that existed for the order's target
 	// before its first create (see providers.Preparer); nil: not taken.
 	Known []string `json:"known,omitempty"`
@@ -452,6 +456,8 @@ func (r *Record) set(k, v string) {
 		if v != "" && (json.Unmarshal([]byte(v), &r.Known) != nil || r.Known == nil) {
 			r.Known = []string{}
 		}
+	case "not_ours":
+		_ = json.Unmarshal([]byte(v), &r.NotOurs)
 	}
 }
 

@@ -1816,6 +1816,12 @@ func TestResolveMatchedOrderAbsent(t *testing.T) {
 	if last := rec.History[len(rec.History)-1]; last.Call != "resolve" || last.Result != "absent" || last.By != "ann" {
 		t.Errorf("history entry = %+v", last)
 	}
+	if !slices.Equal(rec.NotOurs, []string{"PO-OTHER"}) {
+		t.Errorf("not ours = %v; want the matched id, which the order's lookups pass over", rec.NotOurs)
+	}
+	if owner, _ := l.Owner(ctx, "p", "PO-OTHER"); owner != "" {
+		t.Errorf("PO-OTHER still owned by %q", owner)
+	}
 	// The id is no longer M1's: the order that made it takes it.
 	other := mk("O1", ledger.SetUnknown("timeout").WithMayExist(true))
 	if _, err := l.Begin(ctx, other, ledger.BeginArgs{Token: "o2"}); err != nil {

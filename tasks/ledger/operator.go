@@ -316,7 +316,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		// does: its deadline counts from now.
 		t = SetRetry("an operator found no such order at the provider: " + a.Note).WithMayExist(false).WithFailures(0).withRedriven()
 		if dropped != "" {
-			t = t.withDropMatch()
+			t = t.withDropMatch(rec)
 		}
 	case ResolveErrored:
 		t = SetErrored("operator: " + a.Note)
@@ -329,12 +329,12 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if err != nil && !errors.Is(err, ErrNotDurable) {
 		return nil, err
 	}
-	if dropped != "" {
-		// After the settle, which no longer names the id: released
-		// before it, another order could take the id while this record
-		// still held it.
-		if err := l.releaseOwner(context.WithoutCancel(ctx), ref, dropped); err != nil {
-			return nil, fmt.Errorf("resolved absent, but the matched provider order id %s is still recorded as this order's (no other order can take it; resolve again to release it): %w", dropped, err)
+	if dropped != "" && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
+		// In another shard than the record: released after the settle,
+		// which no longer names the id (released before it, another
+		// order could take the id while this record still held it).
+		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, dropped); err != nil {
+			return nil, fmt.Errorf("resolved absent, but the matched provider order id %s is still recorded as this order's, so no other order can take it yet: the order's next step releases it: %w", dropped, err)
 		}
 	}
 	return l.Get(ctx, ref)
@@ -373,33 +373,23 @@ func notResolvable(as Resolution, s State) string {
 }
 
 // releaseScript removes order ARGV[2]'s owner entry for provider order id
-// ARGV[1] (KEYS[1] the owner index), unless the order's record (KEYS[2],
-// when in the same shard) holds that id again.
+// ARGV[1] (KEYS[1] the owner index). It replies 1 when it removed one.
 var releaseScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-if KEYS[2] and redis.call('HGET', KEYS[2], 'provider_order_id') == ARGV[1] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1
 `)
 
-// releaseOwner removes ref's owner entry for provider order id, which its
-// record no longer holds. With more than one shard the record is read
-// first, in its own shard (no script spans both).
-func (l *Ledger) releaseOwner(ctx context.Context, ref Ref, id string) error {
-	sh, rsh := l.ownerShard(ref.Provider, id), l.shardOf(ref)
-	keys := []string{sh.ownerKey(ref.Provider)}
-	if sh == rsh {
-		keys = append(keys, rsh.recordKey(ref))
-	} else {
-		rec, err := l.Get(ctx, ref)
-		if err != nil {
-			return err
-		}
-		if rec != nil && rec.ProviderOrderID == id {
-			return nil
-		}
-	}
-	if _, _, err := l.run(ctx, releaseScript, true, keys, id, ref.OrderNo); err != nil && !errors.Is(err, ErrNotDurable) {
+// ReleaseNotOurs removes ref's owner entry for provider order id, one of
+// its Record.NotOurs (an operator found it another's): the order that made
+// it may take it. The id is in another shard than the record, or the
+// settle that recorded it not ours would have released it (a release that
+// failed after that settle is done again by the order's next step). The
+// order never holds such an id again (its lookups pass it over), so it
+// needs no check of the record.
+func (l *Ledger) ReleaseNotOurs(ctx context.Context, ref Ref, id string) error {
+	sh := l.ownerShard(ref.Provider, id)
+	if _, _, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, id, ref.OrderNo); err != nil {
 		return fmt.Errorf("release provider order id: %w", err)
 	}
 	return nil
