@@ -96,12 +96,19 @@ end
 return {redis.call('HGET', KEYS[1], 'id'), tostring(gen), now, lost or '', drew}
 `)
 
+// lossClockMargin is how much earlier than the last reading with the
+// data intact a loss is taken to count from: a failover onto a master
+// whose clock is behind the old one's stamps the records claimed on it
+// earlier than that reading. A record from the minute before the loss
+// that survived it (a roll-back) is looked up first for nothing.
+const lossClockMargin = time.Minute
+
 // Loss is a loss of a shard's data that a Watch noticed.
 type Loss struct {
 	Shard int
 	// Since is the time from which records may stand for orders created
 	// before the loss: this process's last reading of the shard with its
-	// data intact, on Redis's clock.
+	// data intact, on Redis's clock, less lossClockMargin.
 	Since time.Time
 	// Wiped says every key went (the epoch's id was gone or another);
 	// else the shard went back to an older state.
@@ -165,9 +172,9 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 	if st.id != "" && !st.good.IsZero() {
 		switch {
 		case id != st.id || wiped:
-			loss = &Loss{Shard: i, Since: st.good, Wiped: true}
+			loss = &Loss{Shard: i, Since: st.good.Add(-lossClockMargin), Wiped: true}
 		case gen <= st.gen:
-			loss = &Loss{Shard: i, Since: st.good}
+			loss = &Loss{Shard: i, Since: st.good.Add(-lossClockMargin)}
 		}
 	}
 	if loss != nil {
