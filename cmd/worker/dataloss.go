@@ -13,7 +13,7 @@ import (
 // lossEvery is how often a running worker reads the ledger's epochs
 // (ledger.Watch): a shard that goes back to an older state is noticed
 // when that state is older than the last reading.
-var lossEvery = 5 * time.Second
+var lossEvery = 10 * time.Second
 
 // lossWatch notices that Redis lost the ledger's data while the worker ran
 // (restarted empty, or from an older snapshot): it logs each loss and

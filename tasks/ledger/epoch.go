@@ -88,12 +88,13 @@ if redis.call('HSETNX', KEYS[1], 'id', ARGV[1]) == 1 then drew = '1' end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-local lost = redis.call('HGET', KEYS[1], 'lost')
+local cur = redis.call('HMGET', KEYS[1], 'id', 'lost')
+local lost = cur[2]
 if ARGV[2] == '1' and (not lost or tonumber(lost) < tonumber(ARGV[3])) then
   lost = ARGV[3]
   redis.call('HSET', KEYS[1], 'lost', lost)
 end
-return {redis.call('HGET', KEYS[1], 'id'), tostring(gen), now, lost or '', drew}
+return {cur[1], tostring(gen), now, lost or '', drew}
 `)
 
 // lossClockMargin is how much earlier than the last reading with the
