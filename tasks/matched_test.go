@@ -66,6 +66,9 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 			if got.State != tasks.StatePending || !got.Matched || got.ProviderOrderID != other.ProviderOrderID {
 				t.Errorf("%s with %q (matched %v); want pending with the matched order %s, for a person", got.State, got.ProviderOrderID, got.Matched, other.ProviderOrderID)
 			}
+			if !strings.Contains(got.Reason, "found paid, but by matching") {
+				t.Errorf("reason %q; want why it waits for a person", got.Reason)
+			}
 			if h := got.History; len(h) < 3 || !strings.Contains(h[len(h)-1].Message, "OrderDetail") {
 				t.Errorf("history %+v; want the held order checked again by its id", h)
 			}

@@ -187,15 +187,30 @@ func parseOrder(raw json.RawMessage) (orderInfo, error) {
 	if n, ok := scalar(field(m, "InstanceName")); ok && n != "" {
 		d.Names = append(d.Names, n)
 	}
-	var items []map[string]json.RawMessage
-	if json.Unmarshal(field(m, "Items"), &items) == nil {
-		for _, it := range items {
-			if n, ok := scalar(field(it, "InstanceName")); ok && n != "" {
-				d.Names = append(d.Names, n)
-			}
+	for _, it := range itemsOf(field(m, "Items")) {
+		if n, ok := scalar(field(it, "InstanceName")); ok && n != "" {
+			d.Names = append(d.Names, n)
 		}
 	}
 	return d, nil
+}
+
+// itemsOf reads an order's Items: documented as a list; read also in the
+// forms a list takes in an answer converted from XML, as OrderList is
+// ({"Item": [...]}, one item as an object), and as one item alone.
+func itemsOf(raw json.RawMessage) []map[string]json.RawMessage {
+	var items []map[string]json.RawMessage
+	if json.Unmarshal(raw, &items) == nil {
+		return items
+	}
+	var one map[string]json.RawMessage
+	if json.Unmarshal(raw, &one) != nil {
+		return nil
+	}
+	if inner := bytes.TrimSpace(field(one, "Item")); len(inner) > 0 && len(one) == 1 {
+		return itemsOf(inner)
+	}
+	return []map[string]json.RawMessage{one}
 }
 
 // orderDetail calls OrderDetail for id.

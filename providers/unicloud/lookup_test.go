@@ -1313,3 +1313,25 @@ func TestLookupListingLackingOurOrder(t *testing.T) {
 		})
 	}
 }
+
+// An order's Items in the forms a list takes in an answer converted from
+// XML (as OrderList is read in them) still name its instance.
+func TestLookupItemsInXMLForms(t *testing.T) {
+	t.Parallel()
+	for name, detail := range map[string]string{
+		"Item list":   `{"Order":{"Id":"11","Items":{"Item":[{"instanceName":"ours"}]}}}`,
+		"Item object": `{"Order":{"Id":"11","Items":{"Item":{"instanceName":"ours"}}}}`,
+		"one item":    `{"Order":{"Id":"11","Items":{"instanceName":"ours"}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(1, listed("11", "NEW"))}, map[string]string{"11": detail})
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("ours")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			if r, err := c.Lookup(context.Background(), o); err != nil || r.ProviderOrderID != "11" {
+				t.Errorf("Lookup = %+v, %v; want order 11", r, err)
+			}
+		})
+	}
+}

@@ -522,6 +522,13 @@ func (t Transition) withDropMatch(rec *Record) Transition {
 	return t
 }
 
+// WithReason records reason as the order's reason (Record.Reason), which
+// the outcome event of a change of state carries.
+func (t Transition) WithReason(reason string) Transition {
+	t.reason, t.setReason = reason, true
+	return t
+}
+
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
 

@@ -20,6 +20,7 @@ package order
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/orderworker/orderworker/providers"
@@ -432,12 +433,27 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			reason = fmt.Sprintf("pending; a pay was marked sent at %s (it may not have left); paid again only if still unpaid %s after it: next check in %s",
 				rec.PaySentAt.UTC().Format(time.RFC3339), p.ListingLag, wait.Round(time.Millisecond))
 		}
+		if why := standingReason(reason); why != "pending" {
+			// Why it waits, a person's part in it among others: on the
+			// record too (and in its order.pending event), not only in
+			// the task's log.
+			t = t.WithReason(why)
+		}
 		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: reason}}
 	}
 	// A provider that answers without a status: look it up.
 	f := rec.Failures
 	return Decision{Settle: ledger.SetUnknown("provider answered without a status").WithMayExist(true),
 		Then: Then{Next: Retry, Delay: p.Backoff.Delay(f), Reason: "provider answered without a status", Code: providers.Unknown}}
+}
+
+// standingReason is a pending order's reason as recorded: without the time
+// of its next check, which the record holds apart (next_check).
+func standingReason(reason string) string {
+	if i := strings.LastIndex(reason, "next check in"); i >= 0 {
+		return strings.TrimRight(reason[:i], "; :")
+	}
+	return reason
 }
 
 func retryAfter(err error, fallback time.Duration) time.Duration {

@@ -890,3 +890,18 @@ func TestPlanStepAfterALossLooksFirst(t *testing.T) {
 		t.Errorf("window = %v, want the deadline", w)
 	}
 }
+
+// An order that waits for a person records why (its order.pending event
+// carries it), without the time of its next check; one that only waits
+// to be paid records no reason.
+func TestPendingReasonIsRecorded(t *testing.T) {
+	t.Parallel()
+	held := Decide(pending(), Poll, Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Matched: true, Held: true}}, policy(), t0.Add(2*time.Minute))
+	if r := held.Settle.Reason(); !strings.Contains(r, "found by matching") || strings.Contains(r, "next check") {
+		t.Errorf("held order's recorded reason %q; want why it waits, without the next check", r)
+	}
+	plain := Decide(pending(), Poll, Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Unpaid: true}}, policy(), t0.Add(2*time.Minute))
+	if r := plain.Settle.Reason(); r != "" {
+		t.Errorf("pending order's recorded reason %q; want none", r)
+	}
+}
