@@ -91,16 +91,24 @@ end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
-  if (ARGV[9] or '') ~= '' and first == '' then
-    -- A first create: unless the shard lost its data (see epoch.go) since
-    -- this process read its epoch, or since a while before the record was
-    -- claimed, when the order may have been created before the loss.
-    local ep = redis.call('HMGET', KEYS[4], 'id', 'lost')
+  if (ARGV[9] or '') ~= '' then
+    -- A create: unless the shard lost its data (see epoch.go) since this
+    -- process read its epoch (its id gone or another, its count gone
+    -- back), or within the window after a loss recorded (ARGV[10] ms), for
+    -- a record made after it (perhaps a resend of an order created before
+    -- it) or last written before it (restored by a roll-back: written
+    -- again after, perhaps by a create, in what was lost), not yet looked
+    -- up for that loss.
+    local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen')
     if ep[1] ~= ARGV[9] then return {'epoch'} end
-    local lost, created = tonumber(ep[2] or ''), tonumber(h['created'] or '')
-    if lost and created and created >= lost and created < lost + tonumber(ARGV[10]) then
-      redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
-      return {'began', r, '3', sn, ep[2]}
+    if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
+    local lost = tonumber(ep[2] or '')
+    if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2] then
+      local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
+      if (created and created >= lost) or (updated and updated < lost) then
+        redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+        return {'began', r, '3', sn, ep[2]}
+      end
     end
   end
   if first == '' then first = sn end
@@ -166,11 +174,14 @@ type BeginArgs struct {
 	// provider's silence for the order's absence.
 	Target string
 	// LookFirst is how long after a loss of the shard's data (see Watch)
-	// the orders recorded since are looked up before their first create:
-	// Begin marks no such create, and sets Record.LookFirstSince. Zero:
-	// no check. Checked only once this process has watched the shard:
-	// a first create finds the shard's keys gone (the epoch missing or
-	// another) before anything is marked, and the loss is recorded.
+	// an order about to be created whose record was made after the loss,
+	// or last written before it (restored by a roll-back), is looked up
+	// first, once for that loss (Transition.WithLookedFirst): Begin marks
+	// no such create, and sets Record.LookFirstSince. Zero: no check.
+	// Checked only once this process has watched the shard: a create
+	// finds the shard's keys gone (the epoch missing or another), or its
+	// count below this process's, before anything is marked, and the loss
+	// is recorded.
 	LookFirst time.Duration
 }
 
@@ -236,10 +247,10 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		kind    string
 	)
 	for try := 0; ; try++ {
-		epoch, window := l.epochArgs(sh.i, a.LookFirst)
+		epoch, window, gen := l.epochArgs(sh.i, a.LookFirst)
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey()},
-			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window)
+			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen)
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}
@@ -251,13 +262,22 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if kind != "epoch" {
 			break
 		}
-		// The shard's epoch is gone, or another: its keys went since this
-		// process last read it. Recorded as a loss, then begun again.
+		// The shard's epoch is gone, or another (its keys went since this
+		// process last read it), or its count went back (a roll-back):
+		// recorded as a loss, then begun again.
 		if try > 0 {
 			return BeginResult{}, errors.New("begin order step: the ledger's epoch changed twice: Redis is losing its data")
 		}
-		if _, err := l.watch(ctx, sh.i, epoch); err != nil {
+		stale := epoch
+		if len(res) > 1 {
+			stale = "" // the count went back: a Watch tells the roll-back
+		}
+		loss, err := l.watch(ctx, sh.i, stale)
+		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
+		}
+		if loss != nil {
+			l.epochs.notice(*loss)
 		}
 	}
 	switch kind {
@@ -355,7 +375,7 @@ type Transition struct {
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
 	dropMatch         []string  // with the id to forget: the record's not_ours after (withDropMatch)
-	release           string    // the owner entry to release in the settle (same shard), "" for none
+	lookedFirst       time.Time // the loss the order is looked up for (WithLookedFirst)
 }
 
 // WithKnownAt records, beside the snapshot SetKnown records, when the step
@@ -528,6 +548,14 @@ func (t Transition) WithReason(reason string) Transition {
 	t.reason, t.setReason = reason, true
 	return t
 }
+
+// WithLookedFirst records that the order is looked up before a create for
+// the loss of the ledger's data at lost (Record.LookFirstSince): Begin does
+// not hold its creates back for that loss again.
+func (t Transition) WithLookedFirst(lost time.Time) Transition { t.lookedFirst = lost; return t }
+
+// LookedFirst is the loss WithLookedFirst recorded (zero: none).
+func (t Transition) LookedFirst() time.Time { return t.lookedFirst }
 
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }
@@ -857,6 +885,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.redriven {
 		args = append(args, "redriven", stamp)
+	}
+	if !t.lookedFirst.IsZero() {
+		args = append(args, "looked_first", ms(t.lookedFirst))
 	}
 	if t.clearPaySent {
 		args = append(args, "pay_sent", ms(t.paySentBefore))

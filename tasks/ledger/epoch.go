@@ -203,10 +203,12 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 }
 
 // epochArgs are Begin's epoch arguments for shard i: the id this process
-// read ("" before it watched: no check) and the window after a loss.
-func (l *Ledger) epochArgs(i int, lookFirst time.Duration) (string, string) {
+// read ("" before it watched: no check), the window after a loss, and the
+// highest count it wrote that the replicas acknowledged.
+func (l *Ledger) epochArgs(i int, lookFirst time.Duration) (string, string, string) {
 	if lookFirst <= 0 {
-		return "", ""
+		return "", "", ""
 	}
-	return l.epochs.get(i).id, fmt.Sprint(lookFirst.Milliseconds())
+	st := l.epochs.get(i)
+	return st.id, fmt.Sprint(lookFirst.Milliseconds()), fmt.Sprint(st.gen)
 }

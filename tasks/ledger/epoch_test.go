@@ -98,6 +98,50 @@ func TestLossOfRedisDataIsNoticed(t *testing.T) {
 	if rec := begin(l, "D"); !rec.InflightMarked {
 		t.Fatalf("an order recorded before the loss: %+v; want the create marked", rec)
 	}
+	// Records the roll-back restored, last written before it (perhaps
+	// created since, in what was lost), are looked up first too, once
+	// for that loss.
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "R"})
+	old := time.Now().Add(-2 * time.Minute).UnixMilli()
+	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:p:R", "created", old, "updated", old).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec = begin(l, "R")
+	if rec.InflightMarked || !rec.LookFirstSince.Equal(losses[0].Since) {
+		t.Fatalf("a record restored by the roll-back: %+v; want it looked up first", rec)
+	}
+	// Looked up for the loss and not found, E is created: its create is
+	// not held back for that loss again.
+	e := ledger.Ref{Provider: "p", OrderNo: "E"}
+	if err := l.Settle(ctx, e, "t-E", ledger.SetUnknownSince("looked up first", time.Now().Add(-time.Hour), nil).WithLookedFirst(losses[0].Since)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, e, ledger.BeginArgs{Token: "e2", LookFirst: window}); err != nil || b.Record.State != ledger.StateUnknown {
+		t.Fatalf("Begin E's lookup: %+v, %v", b, err)
+	}
+	if err := l.Settle(ctx, e, "e2", ledger.SetRetry("not found")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, e, ledger.BeginArgs{Token: "e3", LookFirst: window}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("E after its lookup for the loss: %+v, %v; want its create marked", b.Record, err)
+	}
+
+	// The count gone back again, to before any loss was recorded: noticed
+	// at a create (not only by Watch).
+	if err := rdb.HDel(ctx, keys[0], "lost").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, keys[0], "gen", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "G"})
+	if rec := begin(l, "G"); rec.InflightMarked || rec.LookFirstSince.IsZero() {
+		t.Fatalf("an order recorded after a roll-back its create noticed: %+v; want it looked up first", rec)
+	}
+	if losses, err := l.Watch(ctx); err != nil || len(losses) != 1 || losses[0].Wiped {
+		t.Fatalf("Watch after a roll-back a create noticed = %+v, %v; want it reported", losses, err)
+	}
+
 	// A process that never watched checks nothing.
 	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "F"})
 	if rec := begin(ledger.New(rdb, nil), "F"); !rec.InflightMarked {

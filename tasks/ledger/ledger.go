@@ -93,6 +93,10 @@ type Record struct {
 	// resend (BeginArgs.LookFirst), the time since which records may
 	// stand for orders created before the loss; zero otherwise.
 	LookFirstSince time.Time `json:"-"`
+	// LookedFirstAt is the loss of the ledger's data (its lost time) the
+	// order was last looked up for before a create (Transition.WithLookedFirst);
+	// zero when never.
+	LookedFirstAt time.Time `json:"looked_first_at,omitzero"`
 	// ReadAt is Redis's clock when Begin or Get read the record (zero
 	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
@@ -456,6 +460,8 @@ func (r *Record) set(k, v string) {
 		if v != "" && (json.Unmarshal([]byte(v), &r.Known) != nil || r.Known == nil) {
 			r.Known = []string{}
 		}
+	case "looked_first":
+		r.LookedFirstAt = msTime(v)
 	case "not_ours":
 		_ = json.Unmarshal([]byte(v), &r.NotOurs)
 	}

@@ -262,9 +262,13 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		// it. Looked up first (before the deadline is judged: errored,
 		// it would say nothing was created), from as early as such a
 		// create could be.
-		r := fmt.Sprintf("recorded after Redis lost the ledger's data (at %s or later): the order may have been created before the loss, under a record lost with it; looking it up before its first create",
+		r := fmt.Sprintf("Redis lost the ledger's data (at %s or later), and this record was made after it or restored with it: the order may have been created before the loss, or since in what was lost; looking it up before a create",
 			rec.LookFirstSince.UTC().Format(time.RFC3339))
-		return Plan{Settle: ledger.SetUnknownSince(r, rec.LookFirstSince.Add(-p.LookFirstWindow()), nil), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+		since := rec.LookFirstSince.Add(-p.LookFirstWindow())
+		if !rec.FirstAttemptAt.IsZero() && rec.FirstAttemptAt.Before(since) {
+			since = rec.FirstAttemptAt
+		}
+		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	if pastDeadline(rec, p, now) {
 		r := p.deadlineReason()
@@ -335,6 +339,14 @@ func decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 
 // succeeded settles a call that told where the order stands.
 func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now time.Time) Decision {
+	if r.Matched && !rec.LookedFirstAt.IsZero() {
+		// Found by matching after Redis lost the ledger's data: what told
+		// the orders of the same kind apart (their ids, rivals and
+		// snapshots) went with it, so the order matched may be another
+		// of ours whose record was lost. A person decides, whatever
+		// ALIYUN_PAY_MATCHED or UNICLOUD_TAKE_MATCHED say; nothing is paid.
+		r.Held, r.Payable = true, false
+	}
 	poid := r.ProviderOrderID
 	if poid == "" {
 		poid = rec.ProviderOrderID

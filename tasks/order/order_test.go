@@ -879,9 +879,22 @@ func TestPlanStepAfterALossLooksFirst(t *testing.T) {
 		if got.Step != None || got.Settle.To() != ledger.StateUnknown || got.Then.Next != Continue || got.Then.Step != Lookup {
 			t.Fatalf("at %v: %+v; want unknown, then a lookup", now, got)
 		}
-		if me, _ := got.Settle.MayExist(); !me || !got.Settle.IsAfresh() || !strings.Contains(got.Then.Reason, "lost the ledger's data") {
-			t.Errorf("at %v: may_exist %v, afresh %v, reason %q", now, me, got.Settle.IsAfresh(), got.Then.Reason)
+		if me, _ := got.Settle.MayExist(); !me || !got.Settle.IsAfresh() || !strings.Contains(got.Then.Reason, "lost the ledger's data") || !got.Settle.LookedFirst().Equal(lost) {
+			t.Errorf("at %v: may_exist %v, afresh %v, looked first for %v, reason %q", now, me, got.Settle.IsAfresh(), got.Settle.LookedFirst(), got.Then.Reason)
 		}
+	}
+	// Found by matching after the loss: held for a person, never paid,
+	// whatever the provider's settings say (what told our orders of one
+	// kind apart went with the data).
+	looked := unknown()
+	looked.LookedFirstAt = lost
+	d := Decide(looked, Lookup, Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P7", Matched: true, Payable: true, Unpaid: true}}, policy(), t0)
+	if d.Settle.To() != ledger.StatePending || d.Then.Next != Wait || !strings.Contains(d.Settle.Reason(), "found by matching") {
+		t.Errorf("matched after a loss: %+v; want pending, held for a person, not paid", d)
+	}
+	d = Decide(looked, Lookup, Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P7", Matched: true}}, policy(), t0)
+	if d.Settle.To() != ledger.StatePending {
+		t.Errorf("matched and paid after a loss: %+v; want pending, held for a person", d)
 	}
 	if w := (Policy{}).LookFirstWindow(); w != DefaultLookFirstWindow {
 		t.Errorf("window without a deadline = %v, want %v", w, DefaultLookFirstWindow)
