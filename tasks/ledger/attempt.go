@@ -88,29 +88,29 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow -
     'pay_before', h['pay_sent'] or '')
   return {'began', r, '2', sn}
 end
+if (ARGV[9] or '') ~= '' and ARGV[4] ~= '2' and (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')) then
+  -- A create, or the snapshot before one: unless the shard lost its data
+  -- (see epoch.go) since this process read its epoch (its id gone or
+  -- another, its count gone back), or within the window after a loss
+  -- recorded (ARGV[10] ms), for a record made after it (perhaps a resend
+  -- of an order created before it) or last written before it (restored
+  -- by a roll-back: written again after, perhaps by a create, in what was
+  -- lost), not yet looked up for that loss.
+  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen')
+  if ep[1] ~= ARGV[9] then return {'epoch'} end
+  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
+  local lost = tonumber(ep[2] or '')
+  if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2] then
+    local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
+    if (created and created >= lost) or (updated and updated < lost) then
+      redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+      return {'began', r, '3', sn, ep[2]}
+    end
+  end
+end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
     and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
-  if (ARGV[9] or '') ~= '' then
-    -- A create: unless the shard lost its data (see epoch.go) since this
-    -- process read its epoch (its id gone or another, its count gone
-    -- back), or within the window after a loss recorded (ARGV[10] ms), for
-    -- a record made after it (perhaps a resend of an order created before
-    -- it) or last written before it (restored by a roll-back: written
-    -- again after, perhaps by a create, in what was lost), not yet looked
-    -- up for that loss.
-    local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen')
-    if ep[1] ~= ARGV[9] then return {'epoch'} end
-    if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
-    local lost = tonumber(ep[2] or '')
-    if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2] then
-      local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
-      if (created and created >= lost) or (updated and updated < lost) then
-        redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
-        return {'began', r, '3', sn, ep[2]}
-      end
-    end
-  end
   if first == '' then first = sn end
   local f = {'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',

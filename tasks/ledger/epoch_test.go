@@ -110,6 +110,15 @@ func TestLossOfRedisDataIsNoticed(t *testing.T) {
 	if rec.InflightMarked || !rec.LookFirstSince.Equal(losses[0].Since) {
 		t.Fatalf("a record restored by the roll-back: %+v; want it looked up first", rec)
 	}
+	// So is one whose snapshot comes first (a Preparer's): the snapshot
+	// would hold the order if it was created in what was lost.
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "K"})
+	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:p:K", "created", old, "updated", old).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, ledger.Ref{Provider: "p", OrderNo: "K"}, ledger.BeginArgs{Token: "k", NeedsKnown: true, LookFirst: window}); err != nil || b.Record.LookFirstSince.IsZero() {
+		t.Fatalf("a restored record whose snapshot comes first: %+v, %v; want it looked up first", b.Record, err)
+	}
 	// Looked up for the loss and not found, E is created: its create is
 	// not held back for that loss again.
 	e := ledger.Ref{Provider: "p", OrderNo: "E"}
