@@ -827,7 +827,7 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	}
 	switch l.gap {
 	case gapTooLong:
-		return nil, fail(providers.FailedPrecondition, fmt.Sprintf("device has more than %d orders (MaxPages × PageSize); without all of them an order created now could not be identified", c.maxPages*c.pageSize), nil)
+		return nil, fail(providers.FailedPrecondition, fmt.Sprintf("the device's orders run past %d pages (MaxPages; %d orders asked for a page, %d read); without all of them an order created now could not be identified", c.maxPages, c.pageSize, len(l.orders)), nil)
 	case gapRepeats, gapShifted:
 		// Pages the server answered, which could not be read as one
 		// listing: no news of its health (see find).

@@ -460,7 +460,7 @@ func TestPrepare(t *testing.T) {
 			f.sb.AddOrder(sandbox.Order{IotID: iotID(602), CommodityCode: "c", Copies: 1})
 		}
 		got, err := f.c.Prepare(ctx(t), testOrder(602))
-		if c := providers.CodeOf(err); c != providers.FailedPrecondition || !strings.Contains(err.Error(), "more than 10 orders") || got != nil {
+		if c := providers.CodeOf(err); c != providers.FailedPrecondition || !strings.Contains(err.Error(), "run past 2 pages") || got != nil {
 			t.Errorf("Prepare = %v, %v; want failed_precondition naming the bound", got, err)
 		}
 	})

@@ -339,6 +339,19 @@ func decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 
 // succeeded settles a call that told where the order stands.
 func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now time.Time) Decision {
+	if step == Lookup && r.Matched && !rec.Matched {
+		if wait := listingLagLeft(rec, p, now); wait > 0 {
+			// Found by matching within the listing lag of the last
+			// create: our own order may be made and not listed yet, and
+			// the one found another's made meanwhile (the device's user
+			// buying the same plan). Not taken before the lag has passed:
+			// then ours shows beside it (two: a person decides), or it is
+			// the one.
+			reason := fmt.Sprintf("an order found by matching the provider's orders %s after the last create ended, within the listing lag of %s: ours may not be listed yet; looking again in %s",
+				(p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
+			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: reason}}
+		}
+	}
 	if r.Matched && !rec.LookedFirstAt.IsZero() {
 		// Found by matching after Redis lost the ledger's data: what told
 		// the orders of the same kind apart (their ids, rivals and

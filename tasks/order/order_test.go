@@ -918,3 +918,27 @@ func TestPendingReasonIsRecorded(t *testing.T) {
 		t.Errorf("pending order's recorded reason %q; want none", r)
 	}
 }
+
+// An order found by matching within the listing lag of the last create is
+// not taken yet: our own may be made and not listed, the one found
+// another's made meanwhile. It is looked up again once the lag has passed,
+// and taken then. One found by its own id is taken at once.
+func TestMatchWithinTheListingLagWaits(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.ListingLag = time.Minute
+	rec := unknown()
+	rec.LastCreateAt = t0
+	matched := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P7", Matched: true}}
+	d := Decide(rec, Lookup, matched, p, t0.Add(20*time.Second))
+	if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Wait || d.Then.Delay != 40*time.Second || !strings.Contains(d.Then.Reason, "ours may not be listed yet") {
+		t.Errorf("matched within the lag: %+v; want unknown, looked up again in 40s", d)
+	}
+	if d := Decide(rec, Lookup, matched, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StatePaid {
+		t.Errorf("matched after the lag: %+v; want paid", d)
+	}
+	own := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P7"}}
+	if d := Decide(rec, Lookup, own, p, t0.Add(time.Second)); d.Settle.To() != ledger.StatePaid {
+		t.Errorf("found by its own id within the lag: %+v; want paid", d)
+	}
+}
