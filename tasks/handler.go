@@ -331,6 +331,14 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		// step: a wait for a slot is never a call the breaker let through
 		// earlier.
 		if err := h.admit(ctx, ref); err != nil {
+			if i == 0 && errors.Is(err, errBreakerHolds) {
+				// Held before its first step: one past its deadline with
+				// nothing sent is errored now, as the deadline says; it
+				// needs no provider.
+				if done, _, err2 := h.endUnsent(ctx, ref, p.Provider, "its provider's circuit breaker is open"); done || err2 != nil {
+					return err2
+				}
+			}
 			return err
 		}
 		slot.admitted = h.opts.Guard != nil
@@ -1327,10 +1335,14 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 		return wait(redisWait, fmt.Errorf("order %s: provider guard: %w", ref, err))
 	}
 	if d > 0 {
-		return wait(d, fmt.Errorf("order %s: provider %s is held back by its circuit breaker; waiting %s", ref, ref.Provider, d.Round(time.Millisecond)))
+		return wait(d, fmt.Errorf("order %s: %w; waiting %s", ref, errBreakerHolds, d.Round(time.Millisecond)))
 	}
 	return nil
 }
+
+// errBreakerHolds is admit's reason when the provider's circuit breaker
+// holds the step back.
+var errBreakerHolds = errors.New("its provider is held back by its circuit breaker")
 
 // releaseNotOurs releases the owner entries rec's order still holds for
 // provider order ids an operator found another's (Record.NotOurs): the
