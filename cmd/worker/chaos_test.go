@@ -608,6 +608,9 @@ func newUnicloudBench(t *testing.T, others int, g tasks.Guard) *unicloudBench {
 	h := tasks.NewHandler(ledger, set, &tasks.HandlerOptions{
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, Guard: g,
 		Logger: slog.New(slog.DiscardHandler),
+		// The sandbox lists an order as soon as it is made: no lag, so
+		// an order found by matching is taken at once.
+		ListingLag: -1,
 	})
 	return &unicloudBench{t: t, usb: usb, ledger: ledger, enq: tasks.NewEnqueuer(client, ledger, enqueueValidators(), nil), h: h}
 }

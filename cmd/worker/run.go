@@ -221,6 +221,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	losses := newLossWatch(ledger, reg, log)
 	losses.check(ctx)
 	go losses.run(runCtx)
+	// And at the end: a loss an order's create noticed since the last
+	// reading is logged before the worker stops.
+	defer losses.check(context.WithoutCancel(ctx))
 	go func() {
 		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
 			log.Error(err.Error())
