@@ -96,13 +96,13 @@ if (ARGV[9] or '') ~= '' and ARGV[4] ~= '2' and (st == 'queued' or (st == 'submi
   -- of an order created before it) or last written before it (restored
   -- by a roll-back: written again after, perhaps by a create, in what was
   -- lost), not yet looked up for that loss.
-  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen')
+  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen', 'lost_to')
   if ep[1] ~= ARGV[9] then return {'epoch'} end
   if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
   local lost = tonumber(ep[2] or '')
   if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2] then
     local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
-    if (created and created >= lost) or (updated and updated < lost) then
+    if (created and created >= lost) or (updated and updated < (tonumber(ep[4] or '') or lost)) then
       redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
       return {'began', r, '3', sn, ep[2]}
     end
@@ -376,6 +376,7 @@ type Transition struct {
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
 	dropMatch         []string  // with the id to forget: the record's not_ours after (withDropMatch)
 	lookedFirst       time.Time // the loss the order is looked up for (WithLookedFirst)
+	lookedFirstAt     time.Time // when that was found (WithLookedFirst): recorded as last_create
 }
 
 // WithKnownAt records, beside the snapshot SetKnown records, when the step
@@ -551,8 +552,14 @@ func (t Transition) WithReason(reason string) Transition {
 
 // WithLookedFirst records that the order is looked up before a create for
 // the loss of the ledger's data at lost (Record.LookFirstSince): Begin does
-// not hold its creates back for that loss again.
-func (t Transition) WithLookedFirst(lost time.Time) Transition { t.lookedFirst = lost; return t }
+// not hold its creates back for that loss again. at, when the loss was
+// found holding the order (the step's Begin read), is recorded as its
+// last create's end: a create lost with the data may have left until the
+// loss was noticed, and the listing lag counts from its end.
+func (t Transition) WithLookedFirst(lost, at time.Time) Transition {
+	t.lookedFirst, t.lookedFirstAt = lost, at
+	return t
+}
 
 // LookedFirst is the loss WithLookedFirst recorded (zero: none).
 func (t Transition) LookedFirst() time.Time { return t.lookedFirst }
@@ -888,6 +895,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if !t.lookedFirst.IsZero() {
 		args = append(args, "looked_first", ms(t.lookedFirst))
+		if !t.lookedFirstAt.IsZero() {
+			args = append(args, "last_create", ms(t.lookedFirstAt))
+		}
 	}
 	if t.clearPaySent {
 		args = append(args, "pay_sent", ms(t.paySentBefore))

@@ -21,6 +21,8 @@ import (
 //
 // Each shard holds an epoch hash: "id", drawn by the first process to find
 // it missing; "gen", counted up by every watching process (Watch); and
+// "lost_to", a minute after the reading a loss counts from, before which a
+// record last written may have been restored by a roll-back; and
 // "lost", the time (ms, Redis's clock) from which records may stand for
 // orders created before a loss. A process that saw the shard's id and
 // finds another, or none, saw every key go; one that finds gen lower than
@@ -92,7 +94,7 @@ local cur = redis.call('HMGET', KEYS[1], 'id', 'lost')
 local lost = cur[2]
 if ARGV[2] == '1' and (not lost or tonumber(lost) < tonumber(ARGV[3])) then
   lost = ARGV[3]
-  redis.call('HSET', KEYS[1], 'lost', lost)
+  redis.call('HSET', KEYS[1], 'lost', lost, 'lost_to', ARGV[4])
 end
 return {cur[1], tostring(gen), now, lost or '', drew}
 `)
@@ -148,11 +150,14 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 	wiped := stale != "" && stale == st.id
 	var loss *Loss
 	run := func(lost bool, since time.Time) ([]any, bool, error) {
-		flag, at := "0", ""
+		flag, at, to := "0", "", ""
 		if lost {
-			flag, at = "1", ms(since)
+			// lost_to: a record last written before it may have been
+			// restored by a roll-back (the state restored is older than
+			// the last reading, and a new master's clock may be ahead).
+			flag, at, to = "1", ms(since), ms(since.Add(2*lossClockMargin))
 		}
-		v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), flag, at)
+		v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), flag, at, to)
 		if err != nil {
 			return nil, false, fmt.Errorf("watch the ledger's epoch: %w", err)
 		}

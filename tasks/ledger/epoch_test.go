@@ -69,11 +69,14 @@ func TestLossOfRedisDataIsNoticed(t *testing.T) {
 	}
 
 	// The epoch's count gone back (an older snapshot): noticed by Watch.
-	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "D"}) // recorded before it
-	// (A record from the minute before the last reading before a loss
-	// counts as recorded after it: a failover's new master may stamp
-	// times earlier than the old one. D was recorded two minutes before.)
-	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:p:D", "created", time.Now().Add(-2*time.Minute).UnixMilli()).Err(); err != nil {
+	// D was recorded before it, and written again (a lookup, say) well
+	// after the roll-back: not a record the roll-back restored. (A
+	// record from the minute before the last reading counts as recorded
+	// after the loss: a failover's new master may stamp times earlier
+	// than the old one; one written up to a minute after it as restored.)
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "D"})
+	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:p:D", "created", time.Now().Add(-2*time.Minute).UnixMilli(),
+		"updated", time.Now().Add(2*time.Minute).UnixMilli()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Watch(ctx); err != nil {
@@ -96,7 +99,17 @@ func TestLossOfRedisDataIsNoticed(t *testing.T) {
 		t.Fatalf("an order recorded after the count went back: %+v; want it looked up first", rec)
 	}
 	if rec := begin(l, "D"); !rec.InflightMarked {
-		t.Fatalf("an order recorded before the loss: %+v; want the create marked", rec)
+		t.Fatalf("an order recorded before the loss and written after it: %+v; want the create marked", rec)
+	}
+	// One last written in the minute before the last reading (a retry
+	// planned, its create then sent in what was lost) was restored.
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "Q"})
+	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:p:Q", "created", time.Now().Add(-5*time.Minute).UnixMilli(),
+		"updated", time.Now().Add(-20*time.Second).UnixMilli(), "first_attempt", time.Now().Add(-4*time.Minute).UnixMilli()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rec := begin(l, "Q"); rec.InflightMarked || rec.LookFirstSince.IsZero() {
+		t.Fatalf("a restored record written just before the loss, a create before it: %+v; want it looked up first", rec)
 	}
 	// Records the roll-back restored, last written before it (perhaps
 	// created since, in what was lost), are looked up first too, once
@@ -122,11 +135,12 @@ func TestLossOfRedisDataIsNoticed(t *testing.T) {
 	// Looked up for the loss and not found, E is created: its create is
 	// not held back for that loss again.
 	e := ledger.Ref{Provider: "p", OrderNo: "E"}
-	if err := l.Settle(ctx, e, "t-E", ledger.SetUnknownSince("looked up first", time.Now().Add(-time.Hour), nil).WithLookedFirst(losses[0].Since)); err != nil {
+	if err := l.Settle(ctx, e, "t-E", ledger.SetUnknownSince("looked up first", time.Now().Add(-time.Hour), nil).WithLookedFirst(losses[0].Since, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := l.Begin(ctx, e, ledger.BeginArgs{Token: "e2", LookFirst: window}); err != nil || b.Record.State != ledger.StateUnknown {
-		t.Fatalf("Begin E's lookup: %+v, %v", b, err)
+	b, err := l.Begin(ctx, e, ledger.BeginArgs{Token: "e2", LookFirst: window})
+	if err != nil || b.Record.State != ledger.StateUnknown || time.Since(b.Record.LastCreateAt) > time.Minute {
+		t.Fatalf("Begin E's lookup: %+v, %v; want unknown, its last create when the loss was found holding it", b, err)
 	}
 	if err := l.Settle(ctx, e, "e2", ledger.SetRetry("not found")); err != nil {
 		t.Fatal(err)

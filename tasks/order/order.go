@@ -268,7 +268,14 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		if !rec.FirstAttemptAt.IsZero() && rec.FirstAttemptAt.Before(since) {
 			since = rec.FirstAttemptAt
 		}
-		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+		// A create lost with the data may have left until the loss was
+		// noticed, before this step's Begin read the record: the listing
+		// lag counts from then (from now, for a record read otherwise).
+		at := rec.ReadAt
+		if at.IsZero() {
+			at = now
+		}
+		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince, at), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	if pastDeadline(rec, p, now) {
 		r := p.deadlineReason()
@@ -347,12 +354,14 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// buying the same plan). Not taken before the lag has passed:
 			// then ours shows beside it (two: a person decides), or it is
 			// the one.
-			reason := fmt.Sprintf("an order found by matching the provider's orders %s after the last create ended, within the listing lag of %s: ours may not be listed yet; looking again in %s",
+			msg := fmt.Sprintf("an order found by matching the provider's orders %s after the last create ended, within the listing lag of %s: ours may not be listed yet; looking again in %s",
 				(p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
-			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: reason}}
+			// The record keeps what made it unknown, as for a not-found
+			// within the lag.
+			return Decision{Settle: ledger.SetUnknown(rec.Reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg}}
 		}
 	}
-	if r.Matched && !rec.LookedFirstAt.IsZero() {
+	if r.Matched && !rec.LookedFirstAt.IsZero() && now.Sub(rec.LookedFirstAt) < p.LookFirstWindow() {
 		// Found by matching after Redis lost the ledger's data: what told
 		// the orders of the same kind apart (their ids, rivals and
 		// snapshots) went with it, so the order matched may be another

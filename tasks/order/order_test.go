@@ -896,6 +896,27 @@ func TestPlanStepAfterALossLooksFirst(t *testing.T) {
 	if d.Settle.To() != ledger.StatePending {
 		t.Errorf("matched and paid after a loss: %+v; want pending, held for a person", d)
 	}
+	// Past the window after the loss, a match is taken as any is.
+	if d := Decide(looked, Lookup, Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P7", Matched: true}}, policy(), lost.Add(policy().LookFirstWindow())); d.Settle.To() != ledger.StatePaid {
+		t.Errorf("matched past the window after the loss: %+v; want paid", d)
+	}
+	// A restored record's lookup for the loss believes no not-found
+	// within the listing lag after the loss was found holding it: a
+	// create lost with the data may have left until then.
+	pl := policy()
+	pl.ListingLag = 2 * time.Minute
+	restored := &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, CreatedAt: t0.Add(-30 * time.Minute),
+		FirstAttemptAt: t0.Add(-29 * time.Minute), LastCreateAt: t0.Add(-28 * time.Minute), LookFirstSince: lost, ReadAt: t0}
+	plan := PlanStep(restored, pl, t0)
+	after := *restored
+	after.State, after.LookFirstSince, after.LookedFirstAt, after.LastCreateAt = ledger.StateUnknown, time.Time{}, lost, t0
+	if plan.Settle.LookedFirst().IsZero() {
+		t.Fatalf("restored record: %+v; want it looked up first", plan)
+	}
+	nf := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
+	if d := Decide(&after, Lookup, nf, pl, t0.Add(time.Second)); d.Settle.To() != ledger.StateUnknown || d.Then.Next != Wait {
+		t.Errorf("not found a second after the loss was found: %+v; want unknown, looked up again after the lag", d)
+	}
 	if w := (Policy{}).LookFirstWindow(); w != DefaultLookFirstWindow {
 		t.Errorf("window without a deadline = %v, want %v", w, DefaultLookFirstWindow)
 	}
@@ -931,8 +952,8 @@ func TestMatchWithinTheListingLagWaits(t *testing.T) {
 	rec.LastCreateAt = t0
 	matched := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P7", Matched: true}}
 	d := Decide(rec, Lookup, matched, p, t0.Add(20*time.Second))
-	if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Wait || d.Then.Delay != 40*time.Second || !strings.Contains(d.Then.Reason, "ours may not be listed yet") {
-		t.Errorf("matched within the lag: %+v; want unknown, looked up again in 40s", d)
+	if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Wait || d.Then.Delay != 40*time.Second || !strings.Contains(d.Then.Reason, "ours may not be listed yet") || d.Settle.Reason() != rec.Reason {
+		t.Errorf("matched within the lag: %+v; want unknown, its reason kept, looked up again in 40s", d)
 	}
 	if d := Decide(rec, Lookup, matched, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StatePaid {
 		t.Errorf("matched after the lag: %+v; want paid", d)
