@@ -81,6 +81,27 @@ if paid and h['lease_mark'] == '2' and (h['lease_until'] or '') ~= '' then
     r[#r + 1] = h['pay_sent']
   end
 end
+if (ARGV[9] or '') ~= '' and ARGV[6] == '1' and st == 'pending' and (h['pay_accepted'] or '') == '' then
+  -- A pay, after a loss of the shard's data (see epoch.go): an order a
+  -- roll-back restored (last written before it) may have been paid in
+  -- what was lost, its mark lost with it. Its pay counts as sent when the
+  -- loss was found (a pay accepted before it is never sent again anyway),
+  -- so none leaves before a check a listing lag later still finds the
+  -- order unpaid.
+  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen', 'lost_to')
+  if ep[1] ~= ARGV[9] then return {'epoch'} end
+  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
+  local lost, updated = tonumber(ep[2] or ''), tonumber(h['updated'] or '')
+  if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2]
+      and updated and updated < (tonumber(ep[4] or '') or lost) then
+    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0', 'pay_sent', sn, 'looked_first', ep[2])
+    r[#r + 1] = 'pay_sent'
+    r[#r + 1] = sn
+    r[#r + 1] = 'looked_first'
+    r[#r + 1] = ep[2]
+    return {'began', r, '0', sn}
+  end
+end
 local again = tonumber(ARGV[7] or '-1') or -1
 if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again
     and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then

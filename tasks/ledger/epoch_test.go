@@ -179,3 +179,45 @@ func losses0(t *testing.T, l []ledger.Loss) time.Time {
 	}
 	return l[0].Since
 }
+
+// After a roll-back, a pay of a pending order it restored counts as sent
+// when the loss was found: the pay may have left in what was lost. None
+// leaves before a check a listing lag later (PayAgainAfter).
+func TestPayAfterARollBackWaits(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	if _, err := l.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := ledger.Ref{Provider: "p", OrderNo: "P"}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "c", ledger.SetPending("PO-P", time.Now(), time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute).UnixMilli()
+	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:p:P", "updated", old).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := rdb.Keys(ctx, "*epoch").Result()
+	if err := rdb.HSet(ctx, keys[0], "gen", 1).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pay := ledger.BeginArgs{Token: "pay1", Pay: true, PayAgainAfter: time.Hour, LookFirst: time.Hour}
+	b, err := l.Begin(ctx, ref, pay)
+	if err != nil || b.Record.PayMarked || time.Since(b.Record.PaySentAt) > time.Minute || b.Record.LookedFirstAt.IsZero() {
+		t.Fatalf("a pay of a restored order after a roll-back: %+v, %v; want no pay marked, the pay counted as sent now", b.Record, err)
+	}
+	if err := l.Settle(ctx, ref, "pay1", ledger.Release()); err != nil {
+		t.Fatal(err)
+	}
+	pay.Token = "pay2"
+	if b, err := l.Begin(ctx, ref, pay); err != nil || b.Record.PayMarked {
+		t.Fatalf("a pay within the listing lag after that: %+v, %v; want none", b.Record, err)
+	}
+}
