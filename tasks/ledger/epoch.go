@@ -14,23 +14,24 @@ import (
 // running on it: restarted without persistence (every key gone), or from
 // an older snapshot or AOF (the last writes gone). Every record and task
 // goes with the data, so a producer that resends an order it sent before
-// gets a new record, and the order would be created a second time. After
-// such a loss the orders recorded since it are looked up at the provider
-// before their first create (BeginArgs.LookFirst), as one whose record a
-// failover lost is (ClaimLost).
+// gets a new record, and the order would be created a second time; and a
+// roll-back restores records as they were before creates and pays that
+// were lost with it. After such a loss, for a window, the orders recorded
+// since it or restored by it are looked up at the provider before a create
+// (BeginArgs.LookFirst), as one whose record a failover lost is
+// (ClaimLost), and a restored order's pay counts as sent.
 //
 // Each shard holds an epoch hash: "id", drawn by the first process to find
-// it missing; "gen", counted up by every watching process (Watch); and
-// "lost_to", a minute after the reading a loss counts from, before which a
-// record last written may have been restored by a roll-back; and
-// "lost", the time (ms, Redis's clock) from which records may stand for
-// orders created before a loss. A process that saw the shard's id and
-// finds another, or none, saw every key go; one that finds gen lower than
-// a count it wrote and the replicas acknowledged saw the shard go back to
-// an older state. Either writes lost: the time of its last reading before
-// the loss (every record written after that is new). A process that
-// starts after a loss, with no process running across it, cannot tell it
-// from a new ledger: that loss goes unnoticed.
+// it missing; "gen", counted up by every watching process (Watch); "lost",
+// the time (ms, Redis's clock) from which records may stand for orders
+// created before a loss; and "lost_to", two minutes after it, before which
+// a record last written may have been restored by a roll-back. A process
+// that saw the shard's id and finds another, or none, saw every key go;
+// one that finds gen lower than a count it wrote and the replicas
+// acknowledged saw the shard go back to an older state. Either writes
+// lost: its last reading before the loss, less lossClockMargin. A process
+// that starts after a loss, with no process running across it, cannot
+// tell it from a new ledger: that loss goes unnoticed.
 
 // epochKey is a shard's epoch hash.
 func (s *shard) epochKey() string { return s.prefix + "epoch" }
