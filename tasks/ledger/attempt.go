@@ -81,24 +81,41 @@ if paid and h['lease_mark'] == '2' and (h['lease_until'] or '') ~= '' then
     r[#r + 1] = h['pay_sent']
   end
 end
-if (ARGV[9] or '') ~= '' and ARGV[6] == '1' and st == 'pending' and (h['pay_accepted'] or '') == '' then
-  -- A pay, after a loss of the shard's data (see epoch.go): an order a
-  -- roll-back restored (last written before it) may have been paid in
-  -- what was lost, its mark lost with it. Its pay counts as sent when the
-  -- loss was found (a pay accepted before it is never sent again anyway),
-  -- so none leaves before a check a listing lag later still finds the
-  -- order unpaid.
+-- heldByLoss reads the shard's epoch (see epoch.go) when this process
+-- watches it (ARGV[9] its id): it returns nil and the reply to return
+-- when the shard lost its data since this process read it (its id gone
+-- or another, its count below this process's); else, within the window
+-- after a loss recorded (ARGV[10] ms), the loss (its lost time) when the
+-- record, not yet looked up for it, was last written before it (restored
+-- by a roll-back: written again after, perhaps by a create or a pay, in
+-- what was lost) or, unless restoredOnly, made after it (perhaps a resend
+-- of an order created before it); false otherwise.
+local function heldByLoss(restoredOnly)
   local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen', 'lost_to')
-  if ep[1] ~= ARGV[9] then return {'epoch'} end
-  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
-  local lost, updated = tonumber(ep[2] or ''), tonumber(h['updated'] or '')
-  if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2]
-      and updated and updated < (tonumber(ep[4] or '') or lost) then
-    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0', 'pay_sent', sn, 'looked_first', ep[2])
+  if ep[1] ~= ARGV[9] then return nil, {'epoch'} end
+  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return nil, {'epoch', 'gen'} end
+  local lost = tonumber(ep[2] or '')
+  if not lost or snow >= lost + tonumber(ARGV[10]) or (h['looked_first'] or '') == ep[2] then return false end
+  local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
+  if (updated and updated < (tonumber(ep[4] or '') or lost)) or (not restoredOnly and created and created >= lost) then
+    return ep[2]
+  end
+  return false
+end
+if (ARGV[9] or '') ~= '' and ARGV[6] == '1' and st == 'pending' and (h['pay_accepted'] or '') == '' then
+  -- A pay, after a loss: an order a roll-back restored may have been paid
+  -- in what was lost, its mark lost with it. Its pay counts as sent when
+  -- the loss was found (a pay accepted before it is never sent again
+  -- anyway), so none leaves before a check a listing lag later still
+  -- finds the order unpaid.
+  local lost, reply = heldByLoss(true)
+  if reply then return reply end
+  if lost then
+    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0', 'pay_sent', sn, 'looked_first', lost)
     r[#r + 1] = 'pay_sent'
     r[#r + 1] = sn
     r[#r + 1] = 'looked_first'
-    r[#r + 1] = ep[2]
+    r[#r + 1] = lost
     return {'began', r, '0', sn}
   end
 end
@@ -110,23 +127,12 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow -
   return {'began', r, '2', sn}
 end
 if (ARGV[9] or '') ~= '' and ARGV[4] ~= '2' and (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')) then
-  -- A create, or the snapshot before one: unless the shard lost its data
-  -- (see epoch.go) since this process read its epoch (its id gone or
-  -- another, its count gone back), or within the window after a loss
-  -- recorded (ARGV[10] ms), for a record made after it (perhaps a resend
-  -- of an order created before it) or last written before it (restored
-  -- by a roll-back: written again after, perhaps by a create, in what was
-  -- lost), not yet looked up for that loss.
-  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen', 'lost_to')
-  if ep[1] ~= ARGV[9] then return {'epoch'} end
-  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return {'epoch', 'gen'} end
-  local lost = tonumber(ep[2] or '')
-  if lost and snow < lost + tonumber(ARGV[10]) and (h['looked_first'] or '') ~= ep[2] then
-    local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
-    if (created and created >= lost) or (updated and updated < (tonumber(ep[4] or '') or lost)) then
-      redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
-      return {'began', r, '3', sn, ep[2]}
-    end
+  -- A create, or the snapshot before one, after a loss: looked up first.
+  local lost, reply = heldByLoss(false)
+  if reply then return reply end
+  if lost then
+    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+    return {'began', r, '3', sn, lost}
   end
 end
 if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))

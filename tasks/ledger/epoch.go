@@ -41,7 +41,6 @@ type epochState struct {
 	id   string    // the id it last read ("" before its first reading)
 	gen  int64     // the highest gen it read in an acknowledged write
 	good time.Time // Redis's clock at its last reading with the data intact
-	lost time.Time // the shard's lost time as last read (zero: none)
 }
 
 type epochs struct {
@@ -82,12 +81,11 @@ func (e *epochs) set(i int, s epochState) {
 }
 
 // watchScript reads and counts a shard's epoch (KEYS[1]), drawing its id
-// (ARGV[1]) when it is missing, and records ARGV[3] as lost when ARGV[2]
-// is '1' unless a later loss is recorded. Replies {id, gen, now (ms),
-// lost or ”, '1' when it drew the id}.
+// (ARGV[1]) when it is missing, and records ARGV[3] as lost (ARGV[4] as
+// lost_to) when ARGV[2] is '1' unless a later loss is recorded. Replies
+// {id, gen, now (ms)}.
 var watchScript = redis.NewScript(`
-local drew = '0'
-if redis.call('HSETNX', KEYS[1], 'id', ARGV[1]) == 1 then drew = '1' end
+redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -97,7 +95,7 @@ if ARGV[2] == '1' and (not lost or tonumber(lost) < tonumber(ARGV[3])) then
   lost = ARGV[3]
   redis.call('HSET', KEYS[1], 'lost', lost, 'lost_to', ARGV[4])
 end
-return {cur[1], tostring(gen), now, lost or '', drew}
+return {cur[1], tostring(gen), now}
 `)
 
 // lossClockMargin is how much earlier than the last reading with the
@@ -163,7 +161,7 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 			return nil, false, fmt.Errorf("watch the ledger's epoch: %w", err)
 		}
 		res, _ := v.([]any)
-		if len(res) < 5 {
+		if len(res) < 3 {
 			return nil, false, fmt.Errorf("watch the ledger's epoch: unexpected reply %v", v)
 		}
 		return res, acked, nil
@@ -194,7 +192,7 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 		_, _ = fmt.Sscan(str(1), &gen)
 		st = epochState{}
 	}
-	st.id, st.lost = id, msTime(str(3))
+	st.id = id
 	if acked {
 		// Only a count the replicas hold: a failover that loses one they
 		// do not is no loss of anything acknowledged.
