@@ -61,15 +61,4 @@ func (w *lossWatch) check(ctx context.Context) {
 }
 
 // run checks every lossEvery until ctx ends.
-func (w *lossWatch) run(ctx context.Context) {
-	t := time.NewTicker(lossEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.check(ctx)
-		}
-	}
-}
+func (w *lossWatch) run(ctx context.Context) { every(ctx, lossEvery, w.check) }

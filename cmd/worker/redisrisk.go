@@ -96,15 +96,18 @@ func (r *redisRisks) check(ctx context.Context) {
 }
 
 // watch checks every riskEvery until ctx ends.
-func (r *redisRisks) watch(ctx context.Context) {
-	t := time.NewTicker(riskEvery)
+func (r *redisRisks) watch(ctx context.Context) { every(ctx, riskEvery, r.check) }
+
+// every runs f every d until ctx ends.
+func every(ctx context.Context, d time.Duration, f func(context.Context)) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			r.check(ctx)
+			f(ctx)
 		}
 	}
 }
