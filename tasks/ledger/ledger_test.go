@@ -41,6 +41,21 @@ func setup(t *testing.T) (*ledger.Ledger, *redis.Client, *counter) {
 
 var ctx = context.Background()
 
+// settled claims order no (provider p), begins a step of it and settles
+// the step with tr.
+func settled(t *testing.T, l *ledger.Ledger, no string, tr ledger.Transition) ledger.Ref {
+	t.Helper()
+	ref := ledger.Ref{Provider: "p", OrderNo: no}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + no}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "t-"+no, tr); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 func claim(t *testing.T, l *ledger.Ledger, ref ledger.Ref) {
 	t.Helper()
 	res, err := l.Claim(ctx, ref, []byte(`{"a":1}`), "h1")
@@ -854,17 +869,7 @@ func TestRefusedResolveWritesNothing(t *testing.T) {
 func TestResolveAndRedrive(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
-	mk := func(no string, tr ledger.Transition) ledger.Ref {
-		ref := ledger.Ref{Provider: "p", OrderNo: no}
-		claim(t, l, ref)
-		if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + no}); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Settle(ctx, ref, "t-"+no, tr); err != nil {
-			t.Fatal(err)
-		}
-		return ref
-	}
+	mk := func(no string, tr ledger.Transition) ledger.Ref { return settled(t, l, no, tr) }
 	var refused *ledger.RefusedError
 	owner := mk("OWNER", ledger.SetPaid("PO-9").WithMayExist(true))
 	u1 := mk("U1", ledger.SetUnknown("timeout").WithMayExist(true))
@@ -1792,17 +1797,7 @@ func TestResolveMatchedOrderAbsent(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
 	var refused *ledger.RefusedError
-	mk := func(no string, tr ledger.Transition) ledger.Ref {
-		ref := ledger.Ref{Provider: "p", OrderNo: no}
-		claim(t, l, ref)
-		if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + no}); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Settle(ctx, ref, "t-"+no, tr); err != nil {
-			t.Fatal(err)
-		}
-		return ref
-	}
+	mk := func(no string, tr ledger.Transition) ledger.Ref { return settled(t, l, no, tr) }
 	since := time.Now().Add(-time.Hour)
 	m := mk("M1", ledger.SetPending("PO-OTHER", since, time.Now().Add(time.Minute)).WithMayExist(true).WithMatched())
 	if rec, _ := l.Get(ctx, m); !rec.Resolvable(ledger.ResolveAbsent) {
