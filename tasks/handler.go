@@ -800,6 +800,11 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	case to == StatePending && rec.State != StatePending:
 		h.metrics.outcome(rec, StatePending, calls, now)
 		h.log.LogAttrs(ctx, slog.LevelInfo, "order pending", who[0], who[1], slog.Duration("next_check", d.Then.Delay))
+	case to == StateUnknown && d.Then.Next == order.Stop:
+		// Its task ends here: nothing will look the order up again
+		// until an operator resolves it.
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown at its deadline; left for an operator", who[0], who[1],
+			slog.Int("attempts", calls), slog.String("reason", d.Then.Reason))
 	case to == StateUnknown && rec.State != StateUnknown:
 		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown; will look it up before any resubmission", who[0], who[1],
 			slog.Int("attempt", rec.Attempts+1), slog.String("error", d.Then.Reason))

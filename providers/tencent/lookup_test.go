@@ -393,6 +393,12 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "Duplicate request", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "ItemNum 非法", providers.InvalidArgument, providers.InvalidArgument},
 		{"InvalidParameterValue", "Signature 无效", providers.Unauthenticated, providers.Unauthenticated},
+		// A refusal that echoes the signed string is read without it:
+		// its Nonce and Timestamp pairs are not what it refuses.
+		{"InvalidParameterValue", "Signature 无效 (Action=ServiceCreateOrder&AppKey=k&Nonce=17&OrderNo=o1&RequestId=r&Timestamp=1599468019)", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "signature mismatch, string to sign: Action=ServiceDescribeOrders&AppKey=k&Nonce=17&Timestamp=1599468019", providers.Unauthenticated, providers.Unauthenticated},
+		{"InvalidParameterValue", "Nonce 重复: Action=ServiceCreateOrder&Nonce=17&Timestamp=1599468019", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameterValue", "Timestamp 已过期 (Action=ServiceCreateOrder&Nonce=17&Timestamp=1599468019)", clock, clock},
 		{"InvalidParameterValue", "Timestamp 已过期", clock, clock},
 		// Naming the OrderNo, or saying that something does not exist,
 		// refuses a value: looked up, the listing would refuse it again.

@@ -112,6 +112,9 @@ func (c *Client) NoOrderIDs() bool { return true }
 var (
 	customerIDRE = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 	itemRE       = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	// signedEchoRE matches three or more key=value pairs joined by '&':
+	// the signed string (or a request's query) a refusal may echo back.
+	signedEchoRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9_.]*=[^&\s]*(?:&[A-Za-z][A-Za-z0-9_.]*=[^&\s]*){2,}`)
 )
 
 // Fields are the params ServiceCreateOrder takes besides OrderNo, which
@@ -895,6 +898,11 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 		unsure = providers.Ambiguous
 	}
 	value := pcode == "InvalidParameterValue" || strings.HasPrefix(pcode, "InvalidParameterValue.")
+	// A refusal that echoes the signed string names every signed
+	// parameter (Nonce, Timestamp, AppKey) whatever it refuses: its words
+	// are read without it, or a bad signature would read as a replay and
+	// the credentials' fault would never reach /readyz.
+	msg = signedEchoRE.ReplaceAllString(msg, "…")
 	lmsg, lcode := strings.ToLower(msg), strings.ToLower(pcode)
 	stamp := strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")
 	switch {
