@@ -32,7 +32,7 @@ func FuzzParseResponse(f *testing.F) {
 		}
 		for _, status := range []int{200, 302, 400, 401, 403, 404, 429, 500, 503} {
 			for _, create := range []bool{true, false} {
-				_, err := c.classify("unicloud Fuzz", create, &providers.Response{StatusCode: status, Header: http.Header{}, Body: body})
+				_, err := c.classify("unicloud Fuzz", create, &providers.Response{StatusCode: status, Header: http.Header{}, Body: body}, "")
 				if err == nil {
 					if status != 200 {
 						t.Fatalf("status %d accepted", status)

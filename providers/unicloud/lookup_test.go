@@ -1335,3 +1335,46 @@ func TestLookupItemsInXMLForms(t *testing.T) {
 		})
 	}
 }
+
+// A refusal that echoes the request's signature, decoded from its query,
+// does not get it into the error, whether it refuses a create, the
+// credentials or a listing: with the signed request's other parts, a
+// signature is a known answer to try guesses of the secret against.
+func TestEchoedSignatureIsHidden(t *testing.T) {
+	t.Parallel()
+	for _, answer := range []string{
+		`{"Status":false,"Auth":true,"Code":"InvalidParameter","Msg":"bad value; request Signature=%s"}`,
+		`{"Status":false,"Auth":false,"Code":"SignatureDoesNotMatch","Msg":"expected another than %s"}`,
+		`{"Status":false,"Auth":true,"Code":"InternalError","Msg":"failed: Signature=%s"}`,
+		`{"Status":true,"Auth":true,"Code":"Success","Msg":"ok for Signature=%s"}`, // no order list
+	} {
+		var mu sync.Mutex
+		var sigs []string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sig := r.URL.Query().Get("Signature")
+			mu.Lock()
+			sigs = append(sigs, sig)
+			mu.Unlock()
+			fmt.Fprintf(w, answer, sig)
+		}))
+		c := client(t, srv.URL, unicloud.Options{})
+		o := order("echo")
+		o.FirstAttempt = time.Now().Add(-time.Minute)
+		_, serr := c.Submit(context.Background(), o)
+		_, lerr := c.Lookup(context.Background(), o)
+		srv.Close()
+		mu.Lock()
+		for i, err := range []error{serr, lerr} {
+			if err == nil || len(sigs) == 0 {
+				t.Errorf("%s: call %d answered %v after %d requests; want a refusal", answer, i, err, len(sigs))
+				continue
+			}
+			for _, sig := range sigs {
+				if strings.Contains(err.Error(), sig) || strings.Contains(err.Error(), url.QueryEscape(sig)) {
+					t.Errorf("%s: call %d: the signature %q is in the error %q", answer, i, sig, err)
+				}
+			}
+		}
+		mu.Unlock()
+	}
+}

@@ -406,7 +406,7 @@ func TestClassify(t *testing.T) {
 			if tt.header != "" {
 				h.Set("Retry-After", tt.header)
 			}
-			_, err := c.classify("unicloud Test", tt.create, &providers.Response{StatusCode: tt.status, Header: h, Body: []byte(tt.body)})
+			_, err := c.classify("unicloud Test", tt.create, &providers.Response{StatusCode: tt.status, Header: h, Body: []byte(tt.body)}, "")
 			if tt.want == providers.Unknown {
 				if err != nil {
 					t.Fatalf("err = %v, want none", err)
@@ -562,7 +562,7 @@ func TestSubmitAnswerNamingAnOrder(t *testing.T) {
 	}
 	// The queries are not concerned: a throttled QueryOrders is throttled.
 	c := newTestClient(t, Options{})
-	if _, err := c.classify("unicloud QueryOrders", false, &providers.Response{StatusCode: 429, Header: http.Header{}, Body: []byte(okAnswer)}); providers.CodeOf(err) != providers.RateLimited {
+	if _, err := c.classify("unicloud QueryOrders", false, &providers.Response{StatusCode: 429, Header: http.Header{}, Body: []byte(okAnswer)}, ""); providers.CodeOf(err) != providers.RateLimited {
 		t.Errorf("query answered 429 = %v, want rate_limited", err)
 	}
 }

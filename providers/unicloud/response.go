@@ -219,7 +219,10 @@ func (r Response) failed() bool {
 // Auth:false, 4xx, other non-2xx, a 200 whose Status or Code says failure.
 // create decides what an answer of unknown effect is: Ambiguous for
 // CreateOrder, Unavailable for a query.
-func (c *Client) classify(op string, create bool, resp *providers.Response) (Response, error) {
+//
+// sig is the request's Signature: a provider that echoes the request in
+// its text must not carry it into an error.
+func (c *Client) classify(op string, create bool, resp *providers.Response, sig string) (Response, error) {
 	r, perr := ParseResponse(resp.Body)
 	st := resp.StatusCode
 	unsure := providers.Unavailable
@@ -228,7 +231,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 	}
 	fail := func(code providers.Code, msg string) (Response, error) {
 		e := &providers.Error{Code: code, Op: op, HTTPStatus: st,
-			ProviderCode: c.cleanCode(r.Code), Message: c.clean(msg, 200)}
+			ProviderCode: c.cleanCode(r.Code, sig), Message: c.clean(msg, 200, sig)}
 		if code == providers.RateLimited {
 			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), c.now())
 		}
@@ -318,16 +321,16 @@ func (c *Client) classify(op string, create bool, resp *providers.Response) (Res
 	return r, nil
 }
 
-// clean makes provider text safe for an error: credentials and phone
-// numbers masked, length bounded.
-func (c *Client) clean(s string, n int) string {
-	return providers.Truncate(providers.Redact(s, c.accessKeySecret, c.accessKeyID), n)
+// clean makes provider text safe for an error: credentials, the request's
+// signature (when given) and phone numbers masked, length bounded.
+func (c *Client) clean(s string, n int, sig ...string) string {
+	return providers.Truncate(providers.Redact(s, append([]string{c.accessKeySecret, c.accessKeyID}, sig...)...), n)
 }
 
 // cleanCode is clean for an error code, which is compared with documented
 // ones (providers.RedactCode).
-func (c *Client) cleanCode(s string) string {
-	return providers.Truncate(providers.RedactCode(s, c.accessKeySecret, c.accessKeyID), 64)
+func (c *Client) cleanCode(s string, sig ...string) string {
+	return providers.Truncate(providers.RedactCode(s, append([]string{c.accessKeySecret, c.accessKeyID}, sig...)...), 64)
 }
 
 // codeFor maps a refusal (a 4xx, or a 200 with Status false) by its code,

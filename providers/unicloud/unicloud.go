@@ -302,7 +302,11 @@ func (c *Client) callOnce(ctx context.Context, method, path, action string, extr
 	if err != nil {
 		return Response{}, 0, err
 	}
-	r, err := c.classify(op, create, resp)
+	sig := req.URL.Query().Get("Signature")
+	r, err := c.classify(op, create, resp, sig)
+	// The message goes on into callers' errors (a listing's refusal):
+	// without the signature a provider may have echoed.
+	r.Message = providers.Redact(r.Message, sig)
 	return r, resp.StatusCode, err
 }
 
