@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -55,7 +57,16 @@ type EnqueuerOptions struct {
 	// Sealer encrypts params before they reach Redis; nil stores them in
 	// clear and refuses orders carrying personal-data params.
 	Sealer *Sealer
+	// Dev: the Enqueuer writes into worker -dev's Redis (enqueue -dev,
+	// -dev's own API and demo), whose caller checked its marker. Without
+	// it, a Redis that holds the -dev marker is refused (ErrDevRedis):
+	// the sandboxes there pay every order without creating it anywhere.
+	Dev bool
 }
+
+// ErrDevRedis is Enqueue's error when the Redis holds worker -dev's marker
+// and the Enqueuer is not EnqueuerOptions.Dev: nothing was written.
+var ErrDevRedis = errors.New("refused: this Redis holds the orderworker:dev marker: it is worker -dev's, whose sandboxes pay every order without creating it anywhere; nothing was written (point the producer at your own Redis)")
 
 // Enqueuer accepts orders: it validates them, claims the order number in the
 // ledger and queues the task. The claim queues the task itself, in the
@@ -78,6 +89,9 @@ type Enqueuer struct {
 	metrics   *Metrics
 	sealer    *Sealer
 	keyOK     atomic.Bool // the data key matched the ledger's once
+	dev       bool
+	// devClear is when a read last found no -dev marker (unix ns).
+	devClear atomic.Int64
 	// oneTrip: the claim queues the task in the same script (the ledger
 	// is not on Redis Cluster and no task options beyond the Enqueuer's
 	// own were given, which asynq's client would have to apply).
@@ -90,7 +104,7 @@ func NewEnqueuer(client *asynq.Client, l *ledger.Ledger, set *providers.Set, opt
 		opts = &EnqueuerOptions{}
 	}
 	e := &Enqueuer{client: client, ledger: l, providers: set, queue: opts.Queue,
-		taskOpts: opts.TaskOptions, metrics: opts.Metrics, sealer: opts.Sealer}
+		taskOpts: opts.TaskOptions, metrics: opts.Metrics, sealer: opts.Sealer, dev: opts.Dev}
 	if e.queue == "" {
 		e.queue = DefaultQueue
 	}
@@ -471,6 +485,9 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 	if err := e.CheckDataKey(ctx); err != nil {
 		return pr, err
 	}
+	if err := e.checkNotDev(ctx); err != nil {
+		return pr, err
+	}
 	if e.sealer != nil {
 		if pr.p.Params, err = e.sealer.Seal(clear); err != nil {
 			return pr, err
@@ -501,6 +518,33 @@ func (e *Enqueuer) CheckDataKey(ctx context.Context) error {
 		return err
 	}
 	e.keyOK.Store(true)
+	return nil
+}
+
+// checkNotDev refuses, unless the Enqueuer is EnqueuerOptions.Dev, a Redis
+// that holds worker -dev's marker (ErrDevRedis). It asks before the first
+// write and again before any write more than devmode.WatchInterval after
+// the last answer that found none, as the running workers do: a producer
+// writing into a Redis that worker -dev just emptied and marked stops
+// within a second. A failed read is no answer, as for the enqueue CLI: it
+// is asked again before the next write, and the write reports a Redis that
+// does not answer. A Redis user that may not read the marker's key (an ACL
+// without it: NOPERM) is taken as answered, and asked again a second later.
+func (e *Enqueuer) checkNotDev(ctx context.Context) error {
+	if e.dev {
+		return nil
+	}
+	if at := e.devClear.Load(); at != 0 && time.Since(time.Unix(0, at)) < devmode.WatchInterval {
+		return nil
+	}
+	marked, err := e.ledger.DevMarked(ctx)
+	switch {
+	case err != nil && !strings.HasPrefix(err.Error(), "NOPERM"):
+		return nil
+	case marked:
+		return ErrDevRedis
+	}
+	e.devClear.Store(time.Now().UnixNano())
 	return nil
 }
 

@@ -438,6 +438,14 @@ func newClaimedTask(p Payload, at time.Time, token string) (*asynq.Task, error) 
 		asynq.TaskID(TaskID(p.Provider, p.OrderNo))), nil
 }
 
+// QueuedWithClaim reports whether t was queued for an order the ledger had
+// claimed first (by an Enqueuer, or a worker re-queueing its order), not
+// written into asynq by a producer itself.
+func QueuedWithClaim(t *asynq.Task) bool {
+	ok, _, _ := claimedMark(t)
+	return ok
+}
+
 // claimMark is the claimedHeader of a task claimed at at with token.
 func claimMark(at time.Time, token string) string {
 	return strconv.FormatInt(at.UnixMilli(), 10) + ":" + token

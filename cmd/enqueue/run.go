@@ -248,7 +248,7 @@ when there is no such order, 2 on a usage or infrastructure error.
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError
 	}
-	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
+	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer, Dev: *dev})
 	if err := checkDataKey(ctx, enq, *timeout); err != nil {
 		fmt.Fprintln(stderr, "enqueue:", err)
 		return exitError

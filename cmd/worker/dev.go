@@ -395,10 +395,18 @@ func demoPayloads(suffix string) []tasks.Payload {
 
 // devOnly runs a task only while -dev's Redis (rdb) holds the -dev marker;
 // otherwise the task waits, untouched, before anything reads it
-// (devmode.Watch stops the worker within a second).
+// (devmode.Watch stops the worker within a second). A task a producer
+// wrote into asynq itself is never run: -dev's producers (enqueue -dev,
+// its API, its demo) claim every order first, while such a task may be a
+// real order whose producer was given -dev's Redis, which the sandboxes
+// would pay without creating it. It is archived untouched, with the
+// reason, for the dashboard to show.
 func devOnly(rdb redis.UniversalClient) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			if t.Type() == tasks.TypeOrderSubmit && !tasks.QueuedWithClaim(t) {
+				return fmt.Errorf("-dev: not run: a task written into asynq by its producer, not claimed by enqueue -dev or -dev's API, may be a real order sent to -dev's Redis, which the sandboxes would pay without creating it: %w", asynq.SkipRetry)
+			}
 			marked, err := devmode.Marked(ctx, rdb)
 			// A wait, not a failure: the order is untouched, and asynq's
 			// retry count (which the handler reads as "ran before") stays.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -403,7 +404,8 @@ func TestDevRunsOrdersOnlyWhileMarked(t *testing.T) {
 	ctx := context.Background()
 	ran := 0
 	h := devOnly(rdb)(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { ran++; return nil }))
-	task := asynq.NewTask(tasks.TypeOrderSubmit, []byte(`{}`))
+	// As an Enqueuer queues it: claimed first.
+	task := asynq.NewTaskWithHeaders(tasks.TypeOrderSubmit, []byte(`{}`), map[string]string{"orderworker-claimed": "1700000000000:t"})
 	if err := h.ProcessTask(ctx, task); err == nil || !strings.Contains(err.Error(), "marker is gone") || ran != 0 || tasks.IsFailure(err) {
 		t.Errorf("without the marker: ProcessTask = %v (a failure: %v), ran %d times; want a wait, not run", err, err != nil && tasks.IsFailure(err), ran)
 	}
@@ -423,6 +425,15 @@ func TestDevRunsOrdersOnlyWhileMarked(t *testing.T) {
 	}
 	if err := check(ctx); err != nil {
 		t.Errorf("devRecordCheck with the marker = %v; want nil", err)
+	}
+	// A task its producer wrote into asynq itself (no claim) may be a
+	// real order sent to -dev's Redis: never run, archived at once.
+	raw, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "tencent", OrderNo: "Real-1", Params: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ProcessTask(ctx, raw); err == nil || !errors.Is(err, asynq.SkipRetry) || ran != 1 {
+		t.Errorf("a task written straight into asynq: ProcessTask = %v, ran %d times; want it archived (SkipRetry), not run", err, ran-1)
 	}
 }
 

@@ -382,7 +382,7 @@ func notAClusterNode(ctx context.Context, rdb redis.UniversalClient) error {
 func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, ledger *tasks.Ledger, set *providers.Set, sealer *tasks.Sealer, stdout io.Writer, log *slog.Logger) error {
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
-	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
+	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer, Dev: true}) // -demo needs -dev
 	suffix := time.Now().UTC().Format("20060102T150405")
 	var refs []tasks.OrderRef
 	for _, p := range demoPayloads(suffix) {

@@ -128,7 +128,7 @@ func serveDevAPI(ctx context.Context, cfg *config, client *asynq.Client, ledger 
 		}
 	}
 	tokens := api.ParseTokens(cfg.APITokens.Reveal())
-	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: cfg.Queue, Sealer: sealer})
+	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: cfg.Queue, Sealer: sealer, Dev: true})
 	h, err := api.New(enq, ledger, rdb, set, &api.Options{Tokens: tokens, Open: len(tokens) == 0, Sealer: sealer, Logger: log})
 	if err != nil {
 		ln.Close()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/orderworker/orderworker/internal/devmode"
 )
 
 // State is where an order stands in the ledger.
@@ -852,3 +854,10 @@ func infoField(info, field string) string {
 // ErrNotDurable is returned when a write was applied on the master but not
 // acknowledged by its replicas in time: a failover now could lose it.
 var ErrNotDurable = errors.New("write not acknowledged by the replicas in time")
+
+// DevMarked reports whether the ledger's Redis holds worker -dev's marker
+// (devmode.MarkerKey): its orders are paid by -dev's sandboxes and created
+// nowhere, so a real producer must not write there.
+func (l *Ledger) DevMarked(ctx context.Context) (bool, error) {
+	return devmode.Marked(ctx, l.rdb)
+}
