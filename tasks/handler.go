@@ -867,7 +867,9 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 		return false, false, nil
 	}
 	token := uuid.NewString()
-	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true})
+	// LookFirst: an order Redis may have lost a create of (a loss of its
+	// data) is looked up before anything errors it (PlanStep).
+	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow()})
 	switch {
 	case b.Status == ledger.Finished && err != nil:
 		// Final on the master only: the task waits for the replicas,

@@ -81,42 +81,56 @@ if paid and h['lease_mark'] == '2' and (h['lease_until'] or '') ~= '' then
     r[#r + 1] = h['pay_sent']
   end
 end
--- heldByLoss reads the shard's epoch (see epoch.go) when this process
--- watches it (ARGV[9] its id): it returns nil and the reply to return
--- when the shard lost its data since this process read it (its id gone
--- or another, its count below this process's); else, within the window
--- after a loss recorded (ARGV[10] ms), the loss (its lost time) when the
--- record, not yet looked up for it, was last written before it (restored
--- by a roll-back: written again after, perhaps by a create or a pay, in
--- what was lost) or, unless restoredOnly, made after it (perhaps a resend
--- of an order created before it); false otherwise.
-local function heldByLoss(restoredOnly)
-  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'gen', 'lost_to')
-  if ep[1] ~= ARGV[9] then return nil, {'epoch'} end
-  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return nil, {'epoch', 'gen'} end
+-- lossToLook reads the shard's epoch (see epoch.go) when this process
+-- watches it (ARGV[9] its id, ARGV[12] this process's own count field):
+-- nil and the reply to return when the shard lost its data since this
+-- process read it (its id gone or another, this process's count below
+-- what it wrote); else, within the window (ARGV[10] ms) after a loss was
+-- found, the loss (its lost time) and when it was found, for a record not
+-- yet looked up for it, whatever its step; false otherwise.
+local function lossToLook()
+  local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'g:' .. (ARGV[12] or ''), 'found')
+  if ep[1] ~= ARGV[9] then return nil, nil, {'epoch'} end
+  if (tonumber(ep[3] or '') or 0) < (tonumber(ARGV[11] or '') or 0) then return nil, nil, {'epoch', 'gen'} end
   local lost = tonumber(ep[2] or '')
-  if not lost or snow >= lost + tonumber(ARGV[10]) or (h['looked_first'] or '') == ep[2] then return false end
-  local created, updated = tonumber(h['created'] or ''), tonumber(h['updated'] or '')
-  if (updated and updated < (tonumber(ep[4] or '') or lost)) or (not restoredOnly and created and created >= lost) then
-    return ep[2]
-  end
-  return false
+  if not lost or (h['looked_first'] or '') == ep[2] then return false end
+  local found = tonumber(ep[4] or '') or lost
+  if snow >= found + tonumber(ARGV[10]) then return false end
+  return ep[2], string.format('%.0f', found)
 end
-if (ARGV[9] or '') ~= '' and ARGV[6] == '1' and st == 'pending' and (h['pay_accepted'] or '') == '' then
-  -- A pay, after a loss: an order a roll-back restored may have been paid
-  -- in what was lost, its mark lost with it. Its pay counts as sent when
-  -- the loss was found (a pay accepted before it is never sent again
-  -- anyway), so none leaves before a check a listing lag later still
-  -- finds the order unpaid.
-  local lost, reply = heldByLoss(true)
+local creates = st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')
+if (ARGV[9] or '') ~= '' then
+  local lost, found, reply = lossToLook()
   if reply then return reply end
+  if lost and creates then
+    -- A create, the snapshot before one, or a step that never creates
+    -- (its deadline judged, say): the order is looked up first, nothing
+    -- marked (the settle records the look, WithLookedFirst).
+    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+    return {'began', r, '3', sn, lost, found}
+  end
   if lost then
-    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0', 'pay_sent', sn, 'looked_first', lost)
-    r[#r + 1] = 'pay_sent'
-    r[#r + 1] = sn
-    r[#r + 1] = 'looked_first'
-    r[#r + 1] = lost
-    return {'began', r, '0', sn}
+    -- Any other step (a lookup, a poll, a pay, an abandoned create): a
+    -- create or a pay lost with the data may have left until the loss
+    -- was found, so the listing lag counts from then for both: a
+    -- lookup's not-found, and a pay again of a pending order whose pay
+    -- the provider did not accept. Looked at once for that loss.
+    local f = {'looked_first', lost}
+    if (tonumber(h['last_create'] or '') or 0) < tonumber(found) then
+      f[#f + 1] = 'last_create'
+      f[#f + 1] = found
+    end
+    if st == 'pending' and (h['pay_accepted'] or '') == '' and (paid or 0) < tonumber(found) then
+      f[#f + 1] = 'pay_sent'
+      f[#f + 1] = found
+      paid = tonumber(found)
+    end
+    redis.call('HSET', KEYS[1], unpack(f))
+    for i = 1, #f, 2 do
+      h[f[i]] = f[i + 1]
+      r[#r + 1] = f[i]
+      r[#r + 1] = f[i + 1]
+    end
   end
 end
 local again = tonumber(ARGV[7] or '-1') or -1
@@ -126,17 +140,7 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow -
     'pay_before', h['pay_sent'] or '')
   return {'began', r, '2', sn}
 end
-if (ARGV[9] or '') ~= '' and ARGV[4] ~= '2' and (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')) then
-  -- A create, or the snapshot before one, after a loss: looked up first.
-  local lost, reply = heldByLoss(false)
-  if reply then return reply end
-  if lost then
-    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
-    return {'began', r, '3', sn, lost}
-  end
-end
-if (st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == ''))
-    and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
+if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
   if first == '' then first = sn end
   local f = {'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
@@ -200,11 +204,15 @@ type BeginArgs struct {
 	// configured for another endpoint or account does not take its own
 	// provider's silence for the order's absence.
 	Target string
-	// LookFirst is how long after a loss of the shard's data (see Watch)
-	// an order about to be created whose record was made after the loss,
-	// or last written before it (restored by a roll-back), is looked up
-	// first, once for that loss (Transition.WithLookedFirst): Begin marks
-	// no such create, and sets Record.LookFirstSince. Zero: no check.
+	// LookFirst is how long after a loss of the shard's data was found
+	// (see Watch) every order not final is looked at once for that loss,
+	// at its first step since: one about to be created (or snapshotted,
+	// or judged by a step that never creates) is looked up first
+	// (Transition.WithLookedFirst): Begin marks no create, and sets
+	// Record.LookFirstSince and LookFirstFound; any other step (a lookup,
+	// a poll, a pay) takes its last create, and a pending order's pay the
+	// provider did not accept, as sent when the loss was found, so the
+	// listing lag counts from then. Zero: no check.
 	// Checked only once this process has watched the shard: a create
 	// finds the shard's keys gone (the epoch missing or another), or its
 	// count below this process's, before anything is marked, and the loss
@@ -277,7 +285,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		epoch, window, gen := l.epochArgs(sh.i, a.LookFirst)
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey()},
-			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen)
+			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid)
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}
@@ -329,9 +337,10 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if m, _ := res[2].(string); m == "3" {
 			// A first create after a loss of the shard's data: not
 			// marked; the order is looked up first.
-			if len(res) > 4 {
+			if len(res) > 5 {
 				s, _ := res[4].(string)
-				rec.LookFirstSince = msTime(s)
+				f, _ := res[5].(string)
+				rec.LookFirstSince, rec.LookFirstFound = msTime(s), msTime(f)
 			}
 		} else if m == "2" {
 			rec.PayMarked = true
@@ -580,9 +589,9 @@ func (t Transition) WithReason(reason string) Transition {
 // WithLookedFirst records that the order is looked up before a create for
 // the loss of the ledger's data at lost (Record.LookFirstSince): Begin does
 // not hold its creates back for that loss again. at, when the loss was
-// found holding the order (the step's Begin read), is recorded as its
-// last create's end: a create lost with the data may have left until the
-// loss was noticed, and the listing lag counts from its end.
+// found (Record.LookFirstFound), is recorded as its last create's end: a
+// create lost with the data may have left until the loss was noticed, and
+// the listing lag counts from its end.
 func (t Transition) WithLookedFirst(lost, at time.Time) Transition {
 	t.lookedFirst, t.lookedFirstAt = lost, at
 	return t
@@ -590,6 +599,10 @@ func (t Transition) WithLookedFirst(lost, at time.Time) Transition {
 
 // LookedFirst is the loss WithLookedFirst recorded (zero: none).
 func (t Transition) LookedFirst() time.Time { return t.lookedFirst }
+
+// LookedFirstAt is the last create's end WithLookedFirst recorded (zero:
+// none).
+func (t Transition) LookedFirstAt() time.Time { return t.lookedFirstAt }
 
 // WithFailures sets the failure count.
 func (t Transition) WithFailures(n int) Transition { t.failures, t.setFailures = n, true; return t }

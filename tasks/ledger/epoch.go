@@ -16,22 +16,26 @@ import (
 // goes with the data, so a producer that resends an order it sent before
 // gets a new record, and the order would be created a second time; and a
 // roll-back restores records as they were before creates and pays that
-// were lost with it. After such a loss, for a window, the orders recorded
-// since it or restored by it are looked up at the provider before a create
-// (BeginArgs.LookFirst), as one whose record a failover lost is
-// (ClaimLost), and a restored order's pay counts as sent.
+// were lost with it. After such a loss, for a window from when it was
+// found, every order not final is looked at once for it, at its first step
+// since (BeginArgs.LookFirst): one about to be created is looked up at the
+// provider first, as one whose record a failover lost is (ClaimLost), and
+// any other step takes its last create, and a pending order's pay, as
+// sent when the loss was found, so that a lookup's not-found or a pay
+// again waits the listing lag from then.
 //
 // Each shard holds an epoch hash: "id", drawn by the first process to find
-// it missing; "gen", counted up by every watching process (Watch); "lost",
-// the time (ms, Redis's clock) from which records may stand for orders
-// created before a loss; and "lost_to", two minutes after it, before which
-// a record last written may have been restored by a roll-back. A process
-// that saw the shard's id and finds another, or none, saw every key go;
-// one that finds gen lower than a count it wrote and the replicas
-// acknowledged saw the shard go back to an older state. Either writes
-// lost: its last reading before the loss, less lossClockMargin. A process
-// that starts after a loss, with no process running across it, cannot
-// tell it from a new ledger: that loss goes unnoticed.
+// it missing; "g:PID", each watching process's own count (Watch), with
+// "t:PID", when it last counted; "lost", the time (ms, Redis's clock) from
+// which records may stand for orders created before a loss, and "found",
+// when the loss was recorded. A process that saw the shard's id and finds
+// another, or none, saw every key go; one that finds its own count lower
+// than one it wrote and the replicas acknowledged saw the shard go back to
+// an older state (its own count: another process's, counted since, cannot
+// hide it). Either writes lost: its last reading before the loss, less
+// lossClockMargin. A process that starts after a loss, with no process
+// running across it, cannot tell it from a new ledger: that loss goes
+// unnoticed.
 
 // epochKey is a shard's epoch hash.
 func (s *shard) epochKey() string { return s.prefix + "epoch" }
@@ -80,20 +84,32 @@ func (e *epochs) set(i int, s epochState) {
 	e.by[i] = s
 }
 
-// watchScript reads and counts a shard's epoch (KEYS[1]), drawing its id
-// (ARGV[1]) when it is missing, and records ARGV[3] as lost (ARGV[4] as
-// lost_to) when ARGV[2] is '1' unless a later loss is recorded. Replies
-// {id, gen, now (ms)}.
+// watchScript reads a shard's epoch (KEYS[1]) and counts this process's
+// own count in it (g:ARGV[5], with t:ARGV[5] when it was last counted),
+// drawing its id (ARGV[1]) when it is missing, and records ARGV[3] as
+// lost, and now as found, when ARGV[2] is '1' unless a later loss is
+// recorded. Counts of processes not seen for a day go, once the hash holds
+// many. Replies {id, this process's count, now (ms)}.
 var watchScript = redis.NewScript(`
 redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
-local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+local gen = redis.call('HINCRBY', KEYS[1], 'g:' .. ARGV[5], 1)
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', KEYS[1], 't:' .. ARGV[5], now)
+if redis.call('HLEN', KEYS[1]) > 512 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if string.sub(k, 1, 2) == 't:' and (tonumber(all[i + 1]) or 0) < tonumber(now) - 86400000 then
+      redis.call('HDEL', KEYS[1], k, 'g:' .. string.sub(k, 3))
+    end
+  end
+end
 local cur = redis.call('HMGET', KEYS[1], 'id', 'lost')
 local lost = cur[2]
 if ARGV[2] == '1' and (not lost or tonumber(lost) < tonumber(ARGV[3])) then
   lost = ARGV[3]
-  redis.call('HSET', KEYS[1], 'lost', lost, 'lost_to', ARGV[4])
+  redis.call('HSET', KEYS[1], 'lost', lost, 'found', now)
 end
 return {cur[1], tostring(gen), now}
 `)
@@ -125,16 +141,19 @@ type Loss struct {
 // the order's first create.
 func (l *Ledger) Watch(ctx context.Context) ([]Loss, error) {
 	out := l.epochs.takeNoticed()
+	var first error
 	for i := range l.shards {
+		// A shard that fails is reported; the others are read all the
+		// same (one unread would check none of its orders).
 		loss, err := l.watch(ctx, i, "")
-		if err != nil {
-			return out, err
+		if err != nil && first == nil {
+			first = err
 		}
 		if loss != nil {
 			out = append(out, *loss)
 		}
 	}
-	return out, nil
+	return out, first
 }
 
 // watch is Watch for shard i. stale is the epoch id a Begin found gone or
@@ -149,14 +168,11 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 	wiped := stale != "" && stale == st.id
 	var loss *Loss
 	run := func(lost bool, since time.Time) ([]any, bool, error) {
-		flag, at, to := "0", "", ""
+		flag, at := "0", ""
 		if lost {
-			// lost_to: a record last written before it may have been
-			// restored by a roll-back (the state restored is older than
-			// the last reading, and a new master's clock may be ahead).
-			flag, at, to = "1", ms(since), ms(since.Add(2*lossClockMargin))
+			flag, at = "1", ms(since)
 		}
-		v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), flag, at, to)
+		v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), flag, at, "", l.pid)
 		if err != nil {
 			return nil, false, fmt.Errorf("watch the ledger's epoch: %w", err)
 		}

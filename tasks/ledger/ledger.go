@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/devmode"
@@ -95,6 +96,9 @@ type Record struct {
 	// resend (BeginArgs.LookFirst), the time since which records may
 	// stand for orders created before the loss; zero otherwise.
 	LookFirstSince time.Time `json:"-"`
+	// LookFirstFound is, with LookFirstSince, when that loss was found
+	// (Redis's clock): a create lost with the data left before it.
+	LookFirstFound time.Time `json:"-"`
 	// LookedFirstAt is the loss of the ledger's data (its lost time) the
 	// order was last looked up for before a create (Transition.WithLookedFirst);
 	// zero when never.
@@ -282,7 +286,11 @@ func ParseDurable(durability, minReplicas string) (Durability, int64, error) {
 
 // Ledger is the order records in Redis. It is safe for concurrent use.
 type Ledger struct {
-	rdb  redis.UniversalClient
+	rdb redis.UniversalClient
+	// pid names this process's own count in each shard's epoch (see
+	// epoch.go): another process's count cannot hide a roll-back of
+	// this one's.
+	pid  string
 	opts Options
 	now  func() time.Time
 	// redisTime: no Options.Now was given, so claims stamp Redis's TIME
@@ -340,7 +348,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	o.MinReplicas = max(o.MinReplicas, NoReplicaFloor)
 	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: max(o.MinReplicas, 0)}
 	b.cluster, _ = rdb.(*redis.ClusterClient)
-	l := &Ledger{rdb: rdb, opts: o, now: o.Now, redisTime: redisTime, batch: b, shards: newShards(o.Shards)}
+	l := &Ledger{rdb: rdb, pid: uuid.NewString(), opts: o, now: o.Now, redisTime: redisTime, batch: b, shards: newShards(o.Shards)}
 	b.onReplicas = l.setReplicas
 	return l
 }

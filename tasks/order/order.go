@@ -268,12 +268,20 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		if !rec.FirstAttemptAt.IsZero() && rec.FirstAttemptAt.Before(since) {
 			since = rec.FirstAttemptAt
 		}
-		// A create lost with the data may have left until the loss was
-		// noticed, before this step's Begin read the record: the listing
-		// lag counts from then (from now, for a record read otherwise).
-		at := rec.ReadAt
+		// A create lost with the data left before the loss was found:
+		// the listing lag counts from then (a create this record knows
+		// of, since, from its own end), so that an order recorded long
+		// after a loss does not wait it. Without the time found, from
+		// this step's Begin (or now).
+		at := rec.LookFirstFound
+		if at.IsZero() {
+			at = rec.ReadAt
+		}
 		if at.IsZero() {
 			at = now
+		}
+		if rec.LastCreateAt.After(at) {
+			at = rec.LastCreateAt
 		}
 		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince, at), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}

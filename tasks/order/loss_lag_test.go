@@ -1,0 +1,37 @@
+package order
+
+import (
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// An order a roll-back restored (recorded long before the loss), whose
+// first step comes an hour after the loss was found, is looked up first,
+// and its not-found is believed at once: any create lost with the data
+// left before the loss was found, so the listing lag counts from then, not
+// from the order's own Begin. (Found by review: every order of the window
+// waited a full lag from its own step.)
+func TestOrderLongAfterTheLossDoesNotWaitTheLag(t *testing.T) {
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	lost := t0.Add(-time.Hour)
+	rec := &ledger.Record{Provider: "p", OrderNo: "n", State: ledger.StateQueued, CreatedAt: lost.Add(-time.Hour),
+		LookFirstSince: lost, LookFirstFound: lost.Add(time.Minute), ReadAt: t0}
+	plan := PlanStep(rec, p, t0)
+	if !plan.Settle.LookedFirst().Equal(lost) || plan.Then.Step != Lookup {
+		t.Fatalf("plan %+v; want a look-first for the loss", plan)
+	}
+	if at := plan.Settle.LookedFirstAt(); !at.Equal(rec.LookFirstFound) {
+		t.Errorf("the look-first records its last create at %v; want when the loss was found, %v", at, rec.LookFirstFound)
+	}
+	// The record as the settle leaves it.
+	after := *rec
+	after.State, after.LookFirstSince, after.LookedFirstAt, after.LastCreateAt, after.ReadAt = ledger.StateUnknown, time.Time{}, lost, plan.Settle.LookedFirstAt(), t0.Add(10*time.Millisecond)
+	d := Decide(&after, Lookup, Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}, p, t0.Add(10*time.Millisecond))
+	if d.Then.Next == Wait {
+		t.Errorf("a restored order an hour after the loss was found, not found: waits %s before its create; want a create now", d.Then.Delay)
+	}
+}
