@@ -300,6 +300,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.Dev {
 		c.DevIgnored = devIgnored(c, vars)
+		// Its events are the sandboxes': signed with -dev's own secret,
+		// never the real one, which a receiver on this machine (a real
+		// upstream app's) would take them for its own with.
+		c.WebhookSecret = providers.Secret(devmode.WebhookSecret)
+	}
+	if len(c.WebhookURLs) > 0 && c.WebhookSecret == "" {
+		return nil, errors.New("ORDERWORKER_WEBHOOK_URLS needs ORDERWORKER_WEBHOOK_SECRET to sign with (whsec_ and a base64 key: echo whsec_$(openssl rand -base64 32))")
 	}
 	if c.Dev && flagSet(fs, "redis-url") {
 		return nil, errors.New("-dev never uses -redis-url or REDIS_URL: give -dev-redis URL to use another Redis than the embedded one")
@@ -370,7 +377,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 // ORDERWORKER_ADMIN_ADDR unless -admin-addr overrides it anyway. Names
 // only: a value may be a secret.
 func devIgnored(c *config, vars []settings.Var) []string {
-	ignored := map[string]bool{"REDIS_URL": true, settings.APIAddr.Name: true, "ORDERWORKER_ADMIN_ADDR": !c.flags["admin-addr"]}
+	ignored := map[string]bool{"REDIS_URL": true, settings.APIAddr.Name: true, "ORDERWORKER_ADMIN_ADDR": !c.flags["admin-addr"],
+		"ORDERWORKER_WEBHOOK_SECRET": true}
 	for _, s := range registry.All() {
 		for _, st := range s.Settings {
 			ignored[st.Name] = true

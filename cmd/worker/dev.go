@@ -57,7 +57,7 @@ func startDev(ctx context.Context, cfg *config, log *slog.Logger) (*devEnv, erro
 	}
 	if len(cfg.DevIgnored) > 0 {
 		// Names only: a value may be a secret.
-		log.Warn("dev: ignoring these variables, set in the environment: -dev points every provider at its sandbox, with the sandbox's own settings and demo credentials, and listens on addresses of its own for its Redis, admin server and API",
+		log.Warn("dev: ignoring these variables, set in the environment: -dev points every provider at its sandbox, with the sandbox's own settings and demo credentials, listens on addresses of its own for its Redis, admin server and API, and signs webhooks with its own secret",
 			"variables", cfg.DevIgnored)
 	}
 	d := &devEnv{stop: make(chan struct{})}

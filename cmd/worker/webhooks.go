@@ -37,8 +37,6 @@ func (c *config) parseWebhooks(urls string) error {
 		}
 	}
 	switch {
-	case len(u) > 0 && c.WebhookSecret == "":
-		return errors.New("ORDERWORKER_WEBHOOK_URLS needs ORDERWORKER_WEBHOOK_SECRET to sign with (whsec_ and a base64 key: echo whsec_$(openssl rand -base64 32))")
 	case c.WebhookRetryMax < c.WebhookRetryBase:
 		return fmt.Errorf("ORDERWORKER_WEBHOOK_RETRY_MAX %s is below ORDERWORKER_WEBHOOK_RETRY_BASE %s", c.WebhookRetryMax, c.WebhookRetryBase)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
@@ -230,7 +231,10 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	secret := newWebhookSecret(t)
+	// -dev signs with its own secret, whatever ORDERWORKER_WEBHOOK_SECRET
+	// says: the receiver is given that one, and -dev a real-looking one
+	// it must not sign with.
+	secret := devmode.WebhookSecret
 	token := strings.TrimPrefix(newWebhookSecret(t), "whsec_")[:32]
 
 	// The receiver, as printed.
@@ -262,7 +266,7 @@ func TestREADMEExamplesAgainstDev(t *testing.T) {
 			"REDIS_URL":                  "redis://" + freeAddr(t) + "/0",
 			"ORDERWORKER_API_TOKENS":     token,
 			"ORDERWORKER_WEBHOOK_URLS":   hook,
-			"ORDERWORKER_WEBHOOK_SECRET": secret,
+			"ORDERWORKER_WEBHOOK_SECRET": newWebhookSecret(t),
 		}), io.Discard, &stderr)
 	}()
 	waitOutput(t, &stderr, `"msg":"dev: API listening"`, 60*time.Second)

@@ -43,6 +43,11 @@ const (
 	// DataKey seals params in -dev when ORDERWORKER_DATA_KEY is unset;
 	// like the sandboxes' demo credentials it protects nothing real.
 	DataKey = "ZGV2LW9ubHkgZGF0YSBrZXksIG5vdCBhIHNlY3JldCE="
+	// WebhookSecret signs -dev's webhooks, whatever
+	// ORDERWORKER_WEBHOOK_SECRET says: a receiver that holds the real
+	// secret (an upstream app's, on this machine) must refuse the
+	// sandboxes' outcome events. Public, like the demo credentials.
+	WebhookSecret = "whsec_d29ya2VyIC1kZXYgd2ViaG9vayBrZXk6IHB1YmxpYw=="
 )
 
 // RedisURL is the URL of RedisAddr.
