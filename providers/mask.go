@@ -549,7 +549,7 @@ func HideParams(params json.RawMessage, sensitive []string) json.RawMessage {
 	}
 	for k, raw := range m {
 		lk := strings.ToLower(k)
-		if (names[lk] || personalKeys[lk]) && string(raw) != "null" && string(raw) != `""` {
+		if (names[lk] || personalKey(k)) && string(raw) != "null" && string(raw) != `""` {
 			m[k] = json.RawMessage(`"***"`)
 		}
 	}
@@ -925,8 +925,39 @@ func Truncate(s string, n int) string {
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// personalKeys are param names masked whatever the provider declares.
-var personalKeys = map[string]bool{"username": true, "nickname": true, "realname": true, "phone": true, "phonenumber": true, "mobile": true}
+// personalKeys are param names masked whatever the provider declares,
+// compared as personalKey normalises them.
+var personalKeys = map[string]bool{"name": true, "username": true, "nickname": true, "realname": true, "fullname": true,
+	"firstname": true, "lastname": true, "middlename": true, "surname": true, "givenname": true, "familyname": true,
+	"displayname": true, "customername": true, "contactname": true, "phone": true, "phonenumber": true, "mobile": true,
+	"mobilephone": true, "cellphone": true, "tel": true, "telephone": true, "email": true}
+
+// personalSuffixes end param names that hold a person's name or number
+// whatever comes before (contactPhone, buyer_mobile, ownerUserName).
+var personalSuffixes = []string{"username", "realname", "fullname", "nickname", "phone", "phonenumber", "mobile", "telephone"}
+
+// personalKey reports whether a param named k holds personal data by its
+// name alone: k without case, '_', '-', '.' and spaces is one of
+// personalKeys or ends with one of personalSuffixes. (Not any name ending
+// in "name": instanceName or hostName names no person.)
+func personalKey(k string) bool {
+	n := strings.Map(func(r rune) rune {
+		switch r {
+		case '_', '-', '.', ' ':
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, k)
+	if personalKeys[n] {
+		return true
+	}
+	for _, suf := range personalSuffixes {
+		if strings.HasSuffix(n, suf) {
+			return true
+		}
+	}
+	return false
+}
 
 // Canonical returns the JSON value b re-encoded from its decoded form, so
 // that a mask sees what a reader would: escapes come out as the
@@ -968,7 +999,7 @@ func MaskParams(params json.RawMessage, sensitive []string) json.RawMessage {
 		var v string
 		lk := strings.ToLower(k)
 		switch {
-		case !names[lk] && !personalKeys[lk], string(raw) == "null":
+		case !names[lk] && !personalKey(k), string(raw) == "null":
 		case json.Unmarshal(raw, &v) == nil:
 			m[k], _ = json.Marshal(MaskName(v))
 		default:

@@ -211,6 +211,23 @@ func TestMaskParams(t *testing.T) {
 	}
 }
 
+// A field whose name says it holds a person's name or number is masked
+// whatever the provider declares, however the name is written; one that
+// names no person (instanceName) is shown. (Found by a black-box run: name,
+// user_name, customerName and fullName were shown in clear.)
+func TestMaskParamsByFieldName(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"name", "user_name", "customerName", "fullName", "UserName", "nick-name", "contactPhone", "buyer_mobile", "Tel", "e.mail"} {
+		got := string(MaskParams(json.RawMessage(`{"`+k+`":"Zhang Wei 张伟","instanceName":"nas-01"}`), nil))
+		if strings.Contains(got, "Zhang Wei") || strings.Contains(got, "张伟") || !strings.Contains(got, `"instanceName":"nas-01"`) {
+			t.Errorf("MaskParams with %q = %s; want it masked, instanceName shown", k, got)
+		}
+		if got := string(HideParams(json.RawMessage(`{"`+k+`":"Zhang Wei 张伟"}`), nil)); strings.Contains(got, "Zhang") || strings.Contains(got, "张伟") {
+			t.Errorf("HideParams with %q = %s; want it hidden", k, got)
+		}
+	}
+}
+
 // Escaped digits and names given as something other than a string are
 // masked too.
 func TestMaskParamsDecodesFirst(t *testing.T) {

@@ -285,7 +285,21 @@ func parseExp(s string) int64 {
 
 // safeName keeps a producer-chosen field name printable, short and free of
 // phone numbers in an error message.
-func safeName(s string) string {
-	q := strconv.Quote(Truncate(MaskPhones(strings.ToValidUTF8(s, "?")), 40))
-	return q[1 : len(q)-1]
+func safeName(s string) string { return SafeFieldName(s) }
+
+// SafeFieldName is a field name a producer gave, fit for an error's text:
+// as given when it is a plain name (ASCII letters, digits, '_', '.', '-',
+// up to 40), phone numbers masked; else withheld, since the error text
+// reaches Redis and the dashboard, and a "name" of spaces or other letters
+// may be a person's (a producer that put a value where a key belongs).
+func SafeFieldName(s string) string {
+	if len(s) == 0 || len(s) > 40 {
+		return "(a field name withheld)"
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return "(a field name withheld)"
+		}
+	}
+	return MaskPhones(s)
 }

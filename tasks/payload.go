@@ -283,7 +283,11 @@ func jsonReason(err error) string {
 	}
 	msg := err.Error()
 	if after, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return "unknown field " + providers.Truncate(providers.MaskPhones(after), 48)
+		name, err := strconv.Unquote(after)
+		if err != nil {
+			name = "\x00" // withheld
+		}
+		return "unknown field " + strconv.Quote(providers.SafeFieldName(name))
 	}
 	return "not a valid order object"
 }

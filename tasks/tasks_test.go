@@ -286,6 +286,9 @@ func TestInvalidOrdersStoreNothing(t *testing.T) {
 		{`{"provider":"tencent","order_no":"A1","params":{"ItemId":"i","ItemNum":1}}`, "params.CustomerId: required"},
 		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":1,"Extra":1}}`, "params.Extra: unknown field"},
 		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":1},"secret":"x"}`, `unknown field "secret"`},
+		// A key that is not a plain name may be a person's: withheld.
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":1,"Zhang Wei 张伟":1}}`, "params.(a field name withheld): unknown field"},
+		{`{"provider":"tencent","order_no":"A1","params":{"CustomerId":"c","ItemId":"i","ItemNum":1},"Zhang Wei 张伟":1}`, `unknown field "(a field name withheld)"`},
 		{`{"provider":"tencent",`, "malformed payload"},
 		{"{\"provider\":\"tencent\",\"order_no\":\"A\xff\"}", "not valid UTF-8"},
 		{`[1]`, "must be a JSON object"},
