@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/ops"
 )
@@ -69,7 +70,7 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 	}
 	inspector := asynq.NewInspector(c.redisOpt)
 	client := asynq.NewClient(c.redisOpt)
-	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer, ListingLag: lag})
+	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer, ListingLag: lag, Secrets: settings.SecretValues(c.getenv)})
 	return o, func() { client.Close(); inspector.Close(); rdb.Close() }, nil
 }
 

@@ -42,6 +42,8 @@ type ordersConfig struct {
 	// key per process.
 	Token      providers.Secret
 	Registerer prometheus.Registerer // orderworker_operator_actions_total
+	// Secrets are removed from operators' notes (ops.Options.Secrets).
+	Secrets []string
 	// ListingLag is ORDERWORKER_LISTING_LAG (ops.Options.ListingLag).
 	ListingLag time.Duration
 	Logger     *slog.Logger
@@ -90,7 +92,7 @@ func newOrdersAdmin(cfg ordersConfig) *ordersAdmin {
 	client := asynq.NewClient(cfg.RedisOpt)
 	a := &ordersAdmin{
 		ops: ops.New(cfg.Ledger, cfg.Inspector, client, cfg.Set, &ops.Options{
-			Queue: cfg.Queue, Sealer: cfg.Sealer, ListingLag: cfg.ListingLag,
+			Queue: cfg.Queue, Sealer: cfg.Sealer, ListingLag: cfg.ListingLag, Secrets: cfg.Secrets,
 			Observe: func(action, result string) { actions.WithLabelValues(action, result).Inc() },
 		}),
 		inspector: cfg.Inspector,

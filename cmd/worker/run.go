@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	orders := newOrdersAdmin(ordersConfig{Ledger: ledger, Inspector: inspector, RedisOpt: redisOpt, Set: set, Sealer: sealer,
 		Queue: cfg.Queue, ReadOnly: cfg.MonitoringReadOnly, Token: cfg.MonitoringToken, Registerer: reg, Logger: log,
-		ListingLag: listingLag(cfg.ListingLag)})
+		ListingLag: listingLag(cfg.ListingLag), Secrets: settings.SecretValues(getenv)})
 	defer orders.Close()
 	admin := &http.Server{Handler: adminHandler(reg, ready, mon, orders, cfg.MonitoringToken), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

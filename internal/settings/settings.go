@@ -174,3 +174,32 @@ var own = []Var{
 	{"ORDERWORKER_WEBHOOK_TIMEOUT", "10s", "how long one webhook delivery may take"},
 	{"ORDERWORKER_API_TOKENS", "", "the HTTP API's bearer tokens, comma-separated; worker -dev without them serves the API open on loopback"},
 }
+
+// ownSecrets are orderworker's own settings that hold secrets, each
+// possibly several values separated by whitespace (a rotation).
+var ownSecrets = []string{"ORDERWORKER_DATA_KEY", "ORDERWORKER_WEBHOOK_SECRET", "ORDERWORKER_API_TOKENS", "ORDERWORKER_MONITORING_TOKEN"}
+
+// SecretValues are the secrets getenv holds (orderworker's own and every
+// provider's credentials), for text an operator writes to be cleaned of:
+// a note with a key pasted into it would otherwise keep it in Redis and
+// send it out in a webhook. Values of fewer than 8 bytes are left out: a
+// short setting is no secret worth masking every occurrence of.
+func SecretValues(getenv func(string) string) []string {
+	names := slices.Clone(ownSecrets)
+	for _, s := range registry.All() {
+		for _, st := range s.Settings {
+			if st.Secret {
+				names = append(names, st.Name)
+			}
+		}
+	}
+	var out []string
+	for _, n := range names {
+		for _, v := range strings.Fields(getenv(n)) {
+			if len(v) >= 8 {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}

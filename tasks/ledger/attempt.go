@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -98,6 +99,14 @@ local function lossToLook()
   if snow >= found + tonumber(ARGV[10]) then return false end
   return ep[2], string.format('%.0f', found)
 end
+-- counted counts this process's own count in the epoch up with a create's
+-- or a pay's mark (when it watches the shard): a roll-back that takes the
+-- mark back takes the count back below what this process saw
+-- acknowledged, which its next step or reading notices. Replies the count.
+local function counted()
+  if (ARGV[9] or '') == '' then return '' end
+  return tostring(redis.call('HINCRBY', KEYS[4], 'g:' .. ARGV[12], 1))
+end
 local creates = st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')
 if (ARGV[9] or '') ~= '' then
   local lost, found, reply = lossToLook()
@@ -138,7 +147,7 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow -
     and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
     'pay_before', h['pay_sent'] or '')
-  return {'began', r, '2', sn}
+  return {'began', r, '2', sn, '', '', counted()}
 end
 if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
@@ -157,7 +166,7 @@ if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= ''))
     redis.call('ZREM', KEYS[2], ARGV[5])
     redis.call('ZADD', KEYS[3], upd, ARGV[5])
   end
-  return {'began', r, '1', sn}
+  return {'began', r, '1', sn, '', '', counted()}
 end
 redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
 if (h['inflight'] or '') ~= '' and h['lease_mark'] == '1' then
@@ -334,6 +343,13 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			sn, _ := res[3].(string)
 			rec.ReadAt = msTime(sn)
 		}
+		if len(res) > 6 && durable {
+			// A mark counted this process's count up, and the replicas
+			// hold it: a roll-back to before it is noticed.
+			if g, err := strconv.ParseInt(fmt.Sprint(res[6]), 10, 64); err == nil {
+				l.epochs.raise(sh.i, g)
+			}
+		}
 		if m, _ := res[2].(string); m == "3" {
 			// A first create after a loss of the shard's data: not
 			// marked; the order is looked up first.
@@ -344,7 +360,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			}
 		} else if m == "2" {
 			rec.PayMarked = true
-			if len(res) > 4 {
+			if again, _ := res[len(res)-1].(string); again == "again" {
 				// This Begin again: the record shows its own mark,
 				// and the one it replaced as pay_before.
 				rec.PaySentBefore = rec.payBefore

@@ -26,7 +26,8 @@ import (
 //
 // Each shard holds an epoch hash: "id", drawn by the first process to find
 // it missing; "g:PID", each watching process's own count (Watch), with
-// "t:PID", when it last counted; "lost", the time (ms, Redis's clock) from
+// "t:PID", when it last counted (a create's or a pay's mark counts it
+// too: Begin); "lost", the time (ms, Redis's clock) from
 // which records may stand for orders created before a loss, and "found",
 // when the loss was recorded. A process that saw the shard's id and finds
 // another, or none, saw every key go; one that finds its own count lower
@@ -73,6 +74,16 @@ func (e *epochs) get(i int) epochState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.by[i]
+}
+
+// raise raises shard i's acknowledged count to at least g.
+func (e *epochs) raise(i int, g int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st, ok := e.by[i]; ok && st.id != "" && g > st.gen {
+		st.gen = g
+		e.by[i] = st
+	}
 }
 
 func (e *epochs) set(i int, s epochState) {
@@ -213,6 +224,10 @@ func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) 
 		// Only a count the replicas hold: a failover that loses one they
 		// do not is no loss of anything acknowledged.
 		st.gen, st.good = max(st.gen, gen), now
+	}
+	if loss == nil {
+		// A mark's count acknowledged meanwhile (Begin) is kept.
+		st.gen = max(st.gen, l.epochs.get(i).gen)
 	}
 	l.epochs.set(i, st)
 	if loss != nil && wiped {

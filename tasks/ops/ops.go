@@ -61,6 +61,10 @@ type Options struct {
 	// Now is the clock -older-than counts back from. Default Redis's (the
 	// ledger's stamps are on it).
 	Now func() time.Time
+	// Secrets are removed from operators' notes and names before they are
+	// stored (a key pasted into a note would be kept in Redis and sent
+	// out with the order's event).
+	Secrets []string
 	// ListingLag is the workers' ORDERWORKER_LISTING_LAG: resolving an
 	// order absent is refused while its last create ended less than it ago
 	// (ledger.ResolveArgs.ListingLag). Zero: tasks.DefaultListingLag;
@@ -310,8 +314,8 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	if err := checkText(a.Note, a.By); err != nil {
 		return Resolved{}, err
 	}
-	a.Note = providers.MaskPhones(strings.TrimSpace(a.Note))
-	a.By = providers.MaskPhones(strings.TrimSpace(a.By))
+	a.Note = providers.Redact(strings.TrimSpace(a.Note), o.opts.Secrets...)
+	a.By = providers.Redact(strings.TrimSpace(a.By), o.opts.Secrets...)
 	a.ProviderOrderID = strings.TrimSpace(a.ProviderOrderID)
 	switch {
 	case a.Note == "" || a.By == "":
@@ -441,7 +445,7 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 	}
 	out := Redriven{Provider: rec.Provider, OrderNo: rec.OrderNo, State: rec.State,
 		Reason: providers.MaskPhones(rec.Reason), MayExist: rec.MayHaveBeenCreated()}
-	err := o.ledger.Redrive(ctx, rec.Ref(), providers.MaskPhones(strings.TrimSpace(by)), providers.MaskPhones(strings.TrimSpace(note)))
+	err := o.ledger.Redrive(ctx, rec.Ref(), providers.Redact(strings.TrimSpace(by), o.opts.Secrets...), providers.Redact(strings.TrimSpace(note), o.opts.Secrets...))
 	o.observe(ActionRedrive, resultOf(err))
 	var refused *ledger.RefusedError
 	switch {
