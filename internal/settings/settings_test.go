@@ -59,3 +59,20 @@ func TestDistance(t *testing.T) {
 		}
 	}
 }
+
+// SecretValues holds every secret setting's values (rotations split),
+// orderworker's own and the providers' credentials, and no other setting.
+func TestSecretValues(t *testing.T) {
+	env := map[string]string{
+		"ORDERWORKER_WEBHOOK_SECRET": "whsec_newnewnewnew whsec_oldoldoldold",
+		"ORDERWORKER_DATA_KEY":       "ZGF0YWtleWRhdGFrZXk=",
+		"TENCENT_APP_SECRET":         "tencent-secret-value",
+		"ORDERWORKER_QUEUE":          "orders-not-a-secret",
+		"ORDERWORKER_API_TOKENS":     "short",
+	}
+	got := SecretValues(func(k string) string { return env[k] })
+	want := []string{"ZGF0YWtleWRhdGFrZXk=", "whsec_newnewnewnew", "whsec_oldoldoldold", "tencent-secret-value"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("SecretValues = %q, want %q", got, want)
+	}
+}

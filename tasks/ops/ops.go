@@ -300,7 +300,8 @@ type Resolved struct {
 }
 
 // Resolve records an operator's decision (ledger.Ledger.Resolve): the note
-// and the name are stored with phone numbers masked. After absent the
+// and the name are stored with phone numbers masked and Options.Secrets
+// removed. After absent the
 // order's task is queued again. A decision that is not legal is a
 // *ledger.RefusedError; an order with no record, ledger.ErrNotFound.
 func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Resolved, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -258,5 +259,28 @@ func TestNoOrderOfAnUnknownProvider(t *testing.T) {
 	}
 	if rec, _ := s.ledger.Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: "E2:X"}); rec == nil || rec.State != ledger.StateErrored || len(rec.History) != 0 {
 		t.Errorf("tencent/E2:X = %+v; want it untouched, errored", rec)
+	}
+}
+
+// An operator's note and name are stored without the process's secrets:
+// a key pasted into a note would otherwise stay in Redis and go out with
+// the order's event. (Found by a black-box run.)
+func TestResolveNoteWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	const secret = "Sup3rSecretAppSecret0123456789"
+	o := ops.New(s.ledger, s.insp, s.client, registry.Validators("test"), &ops.Options{Sealer: s.sealer, Secrets: []string{secret}})
+	ref := s.order("tencent", "T-NOTE", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`, ptr(ledger.SetUnknown("timeout").WithMayExist(true)))
+	ctx := context.Background()
+	if _, err := o.Resolve(ctx, ref, ops.ResolveArgs{As: ledger.ResolveErrored, By: "ann " + secret, Note: "checked with key " + secret + " and phone 13912345678"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.ledger.Get(ctx, ref)
+	if err != nil || raw == nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(raw)
+	if strings.Contains(string(b), secret) || strings.Contains(string(b), "13912345678") || !strings.Contains(string(b), "checked with key") {
+		t.Errorf("the record after the resolve: %s; want the note kept without the secret or the phone number", b)
 	}
 }
