@@ -168,7 +168,8 @@ func TestWorkerServesAndDrains(t *testing.T) {
 
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
 	defer client.Close()
-	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rs.Client(t)), validatorsForTest(), nil)
+	// A producer meant for -dev's Redis (a real one is refused there).
+	enq := tasks.NewEnqueuer(client, tasks.NewLedger(rs.Client(t)), validatorsForTest(), &tasks.EnqueuerOptions{Dev: true})
 	res, err := enq.Enqueue(context.Background(), []byte(`{"provider":"tencent","order_no":"W1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`))
 	if err != nil || res.Status != tasks.Enqueued {
 		t.Fatalf("Enqueue = %+v, %v", res, err)
