@@ -63,6 +63,12 @@ if h['lease'] == ARGV[1] then
   -- This Begin again (its reply was lost): a write (of the same value),
   -- so that the WAIT after it covers what the first one wrote.
   redis.call('HSET', KEYS[1], 'lease_until', h['lease_until'] or leaseUntil)
+  local lf = h['lease_look'] or ''
+  if lf ~= '' and string.sub(lf, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+    -- Its first run answered a look-first (below): so does this one.
+    local lost, found = string.match(string.sub(lf, #ARGV[1] + 2), '^(%d+) (%d+)$')
+    if lost then return {'began', r, '3', sn, lost, found, 'again'} end
+  end
   return {'began', r, h['lease_mark'] or '0', sn, 'again'}
 end
 if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
@@ -105,6 +111,7 @@ end
 -- acknowledged, which its next step or reading notices. Replies the count.
 local function counted()
   if (ARGV[9] or '') == '' then return '' end
+  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn) -- alive: its count is kept
   return tostring(redis.call('HINCRBY', KEYS[4], 'g:' .. ARGV[12], 1))
 end
 local creates = st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')
@@ -115,7 +122,10 @@ if (ARGV[9] or '') ~= '' then
     -- A create, the snapshot before one, or a step that never creates
     -- (its deadline judged, say): the order is looked up first, nothing
     -- marked (the settle records the look, WithLookedFirst).
-    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+    -- lease_look: this Begin's answer, should its reply be lost and the
+    -- same Begin come again.
+    redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0',
+      'lease_look', ARGV[1] .. ' ' .. lost .. ' ' .. found)
     return {'began', r, '3', sn, lost, found}
   end
   if lost then
@@ -129,7 +139,10 @@ if (ARGV[9] or '') ~= '' then
       f[#f + 1] = 'last_create'
       f[#f + 1] = found
     end
-    if st == 'pending' and (h['pay_accepted'] or '') == '' and (paid or 0) < tonumber(found) then
+    -- (Not an order found by matching: no worker pays one in the window
+    -- after a loss, and a pay mark would say a worker paid it, which
+    -- takes it for ours, found paid.)
+    if st == 'pending' and (h['pay_accepted'] or '') == '' and (h['matched'] or '') ~= '1' and (paid or 0) < tonumber(found) then
       f[#f + 1] = 'pay_sent'
       f[#f + 1] = found
       paid = tonumber(found)
@@ -289,9 +302,11 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		err     error
 		res     []any
 		kind    string
+		era     int // the epoch's era this Begin's check ran in
 	)
 	for try := 0; ; try++ {
-		epoch, window, gen := l.epochArgs(sh.i, a.LookFirst)
+		var epoch, window, gen string
+		epoch, window, gen, era = l.epochArgs(sh.i, a.LookFirst)
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey()},
 			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid)
@@ -312,11 +327,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if try > 0 {
 			return BeginResult{}, errors.New("begin order step: the ledger's epoch changed twice: Redis is losing its data")
 		}
-		stale := epoch
-		if len(res) > 1 {
-			stale = "" // the count went back: a Watch tells the roll-back
-		}
-		loss, err := l.watch(ctx, sh.i, stale)
+		loss, err := l.watch(ctx, sh.i)
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}
@@ -347,7 +358,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			// A mark counted this process's count up, and the replicas
 			// hold it: a roll-back to before it is noticed.
 			if g, err := strconv.ParseInt(fmt.Sprint(res[6]), 10, 64); err == nil {
-				l.epochs.raise(sh.i, g)
+				l.epochs.raise(sh.i, era, g)
 			}
 		}
 		if m, _ := res[2].(string); m == "3" {

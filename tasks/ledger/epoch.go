@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +28,9 @@ import (
 // Each shard holds an epoch hash: "id", drawn by the first process to find
 // it missing; "g:PID", each watching process's own count (Watch), with
 // "t:PID", when it last counted (a create's or a pay's mark counts it
-// too: Begin); "lost", the time (ms, Redis's clock) from
+// too: Begin), and "l:PID", the last loss its reading found (found and
+// recorded in the reading's own script, so that a reply lost or a script
+// run twice hides none); "lost", the time (ms, Redis's clock) from
 // which records may stand for orders created before a loss, and "found",
 // when the loss was recorded. A process that saw the shard's id and finds
 // another, or none, saw every key go; one that finds its own count lower
@@ -44,8 +47,13 @@ func (s *shard) epochKey() string { return s.prefix + "epoch" }
 // epochState is what this process knows of one shard's epoch.
 type epochState struct {
 	id   string    // the id it last read ("" before its first reading)
-	gen  int64     // the highest gen it read in an acknowledged write
+	gen  int64     // the highest of its own counts it saw acknowledged
 	good time.Time // Redis's clock at its last reading with the data intact
+	// era counts the losses this process found: a count from a mark made
+	// before one (Begin's raise) is not taken into the next.
+	era int
+	// reported is the loss (its l:PID value) this process last reported.
+	reported string
 }
 
 type epochs struct {
@@ -76,54 +84,78 @@ func (e *epochs) get(i int) epochState {
 	return e.by[i]
 }
 
-// raise raises shard i's acknowledged count to at least g.
-func (e *epochs) raise(i int, g int64) {
+// raise raises shard i's acknowledged count to at least g, a count a mark
+// made in era wrote.
+func (e *epochs) raise(i, era int, g int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if st, ok := e.by[i]; ok && st.id != "" && g > st.gen {
+	if st, ok := e.by[i]; ok && st.id != "" && st.era == era && g > st.gen {
 		st.gen = g
 		e.by[i] = st
 	}
 }
 
-func (e *epochs) set(i int, s epochState) {
+// update changes shard i's state with f, in one step against raise.
+func (e *epochs) update(i int, f func(epochState) epochState) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.by == nil {
 		e.by = map[int]epochState{}
 	}
-	e.by[i] = s
+	e.by[i] = f(e.by[i])
 }
 
-// watchScript reads a shard's epoch (KEYS[1]) and counts this process's
-// own count in it (g:ARGV[5], with t:ARGV[5] when it was last counted),
-// drawing its id (ARGV[1]) when it is missing, and records ARGV[3] as
-// lost, and now as found, when ARGV[2] is '1' unless a later loss is
-// recorded. Counts of processes not seen for a day go, once the hash holds
-// many. Replies {id, this process's count, now (ms)}.
+// watchScript reads a shard's epoch (KEYS[1]), drawing its id (ARGV[1])
+// when it is missing, and finds a loss in the same step: the id is not the
+// one this process knows (ARGV[2]; ” when it knows none: no check), or
+// this process's own count (g:ARGV[5]) is below the one it saw
+// acknowledged (ARGV[3]). A loss is recorded as lost (ARGV[4]) and found
+// (now) unless a later one is, and as l:ARGV[5] ("lost kind"), which every
+// reply carries: a reply lost, or a script run twice (a client's retry),
+// still tells this process of it. Only then is its count counted up (with
+// t:ARGV[5], when). Counts of processes not seen for a day go, once the
+// hash holds many. Replies {id, this process's count, now (ms), l:ARGV[5]}.
 var watchScript = redis.NewScript(`
-redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
-local gen = redis.call('HINCRBY', KEYS[1], 'g:' .. ARGV[5], 1)
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+local cur = redis.call('HMGET', KEYS[1], 'id', 'g:' .. ARGV[5], 'lost')
+local id = cur[1]
+if not id then
+  id = ARGV[1]
+  redis.call('HSET', KEYS[1], 'id', id)
+end
+local kind = ''
+if ARGV[2] ~= '' then
+  if id ~= ARGV[2] then
+    kind = 'wiped'
+  elseif (tonumber(cur[2] or '') or 0) < (tonumber(ARGV[3]) or 0) then
+    kind = 'rolled_back'
+  end
+end
+if kind ~= '' then
+  if not cur[3] or tonumber(cur[3]) < tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], 'lost', ARGV[4], 'found', now)
+  end
+  redis.call('HSET', KEYS[1], 'l:' .. ARGV[5], ARGV[4] .. ' ' .. kind)
+end
+local gen = redis.call('HINCRBY', KEYS[1], 'g:' .. ARGV[5], 1)
 redis.call('HSET', KEYS[1], 't:' .. ARGV[5], now)
 if redis.call('HLEN', KEYS[1]) > 512 then
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do
     local k = all[i]
     if string.sub(k, 1, 2) == 't:' and (tonumber(all[i + 1]) or 0) < tonumber(now) - 86400000 then
-      redis.call('HDEL', KEYS[1], k, 'g:' .. string.sub(k, 3))
+      local p = string.sub(k, 3)
+      redis.call('HDEL', KEYS[1], k, 'g:' .. p, 'l:' .. p)
     end
   end
 end
-local cur = redis.call('HMGET', KEYS[1], 'id', 'lost')
-local lost = cur[2]
-if ARGV[2] == '1' and (not lost or tonumber(lost) < tonumber(ARGV[3])) then
-  lost = ARGV[3]
-  redis.call('HSET', KEYS[1], 'lost', lost, 'found', now)
-end
-return {cur[1], tostring(gen), now}
+return {id, tostring(gen), now, redis.call('HGET', KEYS[1], 'l:' .. ARGV[5]) or ''}
 `)
+
+// watchTimeout bounds Watch's reading of one shard: a shard whose master
+// does not answer holds up none of the others.
+const watchTimeout = 5 * time.Second
 
 // lossClockMargin is how much earlier than the last reading with the
 // data intact a loss is taken to count from: a failover onto a master
@@ -156,7 +188,9 @@ func (l *Ledger) Watch(ctx context.Context) ([]Loss, error) {
 	for i := range l.shards {
 		// A shard that fails is reported; the others are read all the
 		// same (one unread would check none of its orders).
-		loss, err := l.watch(ctx, i, "")
+		c, cancel := context.WithTimeout(ctx, watchTimeout)
+		loss, err := l.watch(c, i)
+		cancel()
 		if err != nil && first == nil {
 			first = err
 		}
@@ -167,83 +201,59 @@ func (l *Ledger) Watch(ctx context.Context) ([]Loss, error) {
 	return out, first
 }
 
-// watch is Watch for shard i. stale is the epoch id a Begin found gone or
-// replaced ("" from Watch): a loss if it is still the one this process
-// knows (another Begin may have recorded it since), reported by the next
-// Watch.
-func (l *Ledger) watch(ctx context.Context, i int, stale string) (*Loss, error) {
+// watch is Watch for shard i: it reports a loss this process had not
+// reported yet, found by this reading or by one whose reply was lost.
+func (l *Ledger) watch(ctx context.Context, i int) (*Loss, error) {
 	l.epochs.watching.Lock()
 	defer l.epochs.watching.Unlock()
 	sh := &l.shards[i]
 	st := l.epochs.get(i)
-	wiped := stale != "" && stale == st.id
-	var loss *Loss
-	run := func(lost bool, since time.Time) ([]any, bool, error) {
-		flag, at := "0", ""
-		if lost {
-			flag, at = "1", ms(since)
-		}
-		v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), flag, at, "", l.pid)
-		if err != nil {
-			return nil, false, fmt.Errorf("watch the ledger's epoch: %w", err)
-		}
-		res, _ := v.([]any)
-		if len(res) < 3 {
-			return nil, false, fmt.Errorf("watch the ledger's epoch: unexpected reply %v", v)
-		}
-		return res, acked, nil
+	known, since := "", ""
+	if st.id != "" && !st.good.IsZero() {
+		// A loss counts from this reading, the last with the data intact.
+		known, since = st.id, ms(st.good.Add(-lossClockMargin))
 	}
-	res, acked, err := run(false, time.Time{})
+	v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), known, fmt.Sprint(st.gen), since, l.pid)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("watch the ledger's epoch: %w", err)
+	}
+	res, _ := v.([]any)
+	if len(res) < 4 {
+		return nil, fmt.Errorf("watch the ledger's epoch: unexpected reply %v", v)
 	}
 	str := func(k int) string { s, _ := res[k].(string); return s }
-	id, now := str(0), msTime(str(2))
+	id, now, marker := str(0), msTime(str(2)), str(3)
 	var gen int64
 	_, _ = fmt.Sscan(str(1), &gen)
-	if st.id != "" && !st.good.IsZero() {
-		switch {
-		case id != st.id || wiped:
-			loss = &Loss{Shard: i, Since: st.good.Add(-lossClockMargin), Wiped: true}
-		case gen <= st.gen:
-			loss = &Loss{Shard: i, Since: st.good.Add(-lossClockMargin)}
+	var loss *Loss
+	if marker != "" && marker != st.reported {
+		at, kind, _ := strings.Cut(marker, " ")
+		loss = &Loss{Shard: i, Since: msTime(at), Wiped: kind == "wiped"}
+	}
+	l.epochs.update(i, func(cur epochState) epochState {
+		if loss != nil {
+			// This process's count starts over from what the shard
+			// holds now; marks made before the loss count no more.
+			cur = epochState{era: cur.era + 1, reported: marker}
 		}
-	}
-	if loss != nil {
-		// Recorded for every process, the latest loss kept; this
-		// process's count starts over from what the shard holds now.
-		if res, acked, err = run(true, loss.Since); err != nil {
-			return nil, err
+		cur.id = id
+		if acked {
+			// Only a count the replicas hold: a failover that loses one
+			// they do not is no loss of anything acknowledged.
+			cur.gen, cur.good = max(cur.gen, gen), now
 		}
-		id, now = str(0), msTime(str(2))
-		_, _ = fmt.Sscan(str(1), &gen)
-		st = epochState{}
-	}
-	st.id = id
-	if acked {
-		// Only a count the replicas hold: a failover that loses one they
-		// do not is no loss of anything acknowledged.
-		st.gen, st.good = max(st.gen, gen), now
-	}
-	if loss == nil {
-		// A mark's count acknowledged meanwhile (Begin) is kept.
-		st.gen = max(st.gen, l.epochs.get(i).gen)
-	}
-	l.epochs.set(i, st)
-	if loss != nil && wiped {
-		l.epochs.notice(*loss)
-		return nil, nil
-	}
+		return cur
+	})
 	return loss, nil
 }
 
 // epochArgs are Begin's epoch arguments for shard i: the id this process
 // read ("" before it watched: no check), the window after a loss, and the
 // highest count it wrote that the replicas acknowledged.
-func (l *Ledger) epochArgs(i int, lookFirst time.Duration) (string, string, string) {
+func (l *Ledger) epochArgs(i int, lookFirst time.Duration) (id, window, gen string, era int) {
 	if lookFirst <= 0 {
-		return "", "", ""
+		return "", "", "", 0
 	}
 	st := l.epochs.get(i)
-	return st.id, fmt.Sprint(lookFirst.Milliseconds()), fmt.Sprint(st.gen)
+	return st.id, fmt.Sprint(lookFirst.Milliseconds()), fmt.Sprint(st.gen), st.era
 }
