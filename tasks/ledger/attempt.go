@@ -233,12 +233,13 @@ type BeginArgs struct {
 	// (Transition.WithLookedFirst): Begin marks no create, and sets
 	// Record.LookFirstSince and LookFirstFound; any other step (a lookup,
 	// a poll, a pay) takes its last create, and a pending order's pay the
-	// provider did not accept, as sent when the loss was found, so the
-	// listing lag counts from then. Zero: no check.
-	// Checked only once this process has watched the shard: a create
-	// finds the shard's keys gone (the epoch missing or another), or its
-	// count below this process's, before anything is marked, and the loss
-	// is recorded.
+	// provider did not accept (but for an order found by matching, which
+	// no worker pays in that window), as sent when the loss was found, so
+	// the listing lag counts from then. Zero: no check.
+	// Checked only once this process has watched the shard: each step it
+	// checks finds the shard's keys gone (the epoch missing or another),
+	// or this process's count below what it saw acknowledged, before
+	// anything is marked, and the loss is recorded (Watch) first.
 	LookFirst time.Duration
 }
 
@@ -327,7 +328,9 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if try > 0 {
 			return BeginResult{}, errors.New("begin order step: the ledger's epoch changed twice: Redis is losing its data")
 		}
-		loss, err := l.watch(ctx, sh.i)
+		wctx, cancel := context.WithTimeout(ctx, watchTimeout)
+		loss, err := l.watch(wctx, sh.i)
+		cancel()
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}

@@ -48,7 +48,8 @@ func (s *shard) epochKey() string { return s.prefix + "epoch" }
 type epochState struct {
 	id   string    // the id it last read ("" before its first reading)
 	gen  int64     // the highest of its own counts it saw acknowledged
-	good time.Time // Redis's clock at its last reading with the data intact
+	good time.Time // Redis's clock at its last acknowledged reading with the data intact
+	read time.Time // Redis's clock at its last reading, acknowledged or not
 	// era counts the losses this process found: a count from a mark made
 	// before one (Begin's raise) is not taken into the next.
 	era int
@@ -57,7 +58,9 @@ type epochState struct {
 }
 
 type epochs struct {
-	watching sync.Mutex // one watch at a time: a loss is reported once
+	// watching: one watch of a shard at a time, so that a loss is
+	// reported once (Ledger.New makes one per shard).
+	watching []sync.Mutex
 	mu       sync.Mutex
 	by       map[int]epochState
 	// noticed are the losses Begin noticed, for the next Watch to report.
@@ -107,7 +110,7 @@ func (e *epochs) update(i int, f func(epochState) epochState) {
 
 // watchScript reads a shard's epoch (KEYS[1]), drawing its id (ARGV[1])
 // when it is missing, and finds a loss in the same step: the id is not the
-// one this process knows (ARGV[2]; ” when it knows none: no check), or
+// one this process knows (ARGV[2]; empty when it knows none: no check), or
 // this process's own count (g:ARGV[5]) is below the one it saw
 // acknowledged (ARGV[3]). A loss is recorded as lost (ARGV[4]) and found
 // (now) unless a later one is, and as l:ARGV[5] ("lost kind"), which every
@@ -180,8 +183,8 @@ type Loss struct {
 // it noticed since the last Watch or Begin. Run it every few seconds: a
 // shard that goes back to an older state is noticed only when that state
 // is older than a count this process wrote (and, with durable writes, the
-// replicas acknowledged). Begin notices a shard whose keys all went at
-// the order's first create.
+// replicas acknowledged). Begin notices one at each order step it checks
+// (BeginArgs.LookFirst), for the next Watch to report.
 func (l *Ledger) Watch(ctx context.Context) ([]Loss, error) {
 	out := l.epochs.takeNoticed()
 	var first error
@@ -204,14 +207,22 @@ func (l *Ledger) Watch(ctx context.Context) ([]Loss, error) {
 // watch is Watch for shard i: it reports a loss this process had not
 // reported yet, found by this reading or by one whose reply was lost.
 func (l *Ledger) watch(ctx context.Context, i int) (*Loss, error) {
-	l.epochs.watching.Lock()
-	defer l.epochs.watching.Unlock()
+	l.epochs.watching[i].Lock()
+	defer l.epochs.watching[i].Unlock()
 	sh := &l.shards[i]
 	st := l.epochs.get(i)
 	known, since := "", ""
-	if st.id != "" && !st.good.IsZero() {
-		// A loss counts from this reading, the last with the data intact.
-		known, since = st.id, ms(st.good.Add(-lossClockMargin))
+	if st.id != "" {
+		// A loss counts from the last reading with the data intact: the
+		// last acknowledged one, or, before any, the last (an id this
+		// process read is checked, as Begin checks it, even one the
+		// replicas had not acknowledged: a failover that loses it reads
+		// as a loss, which only costs lookups).
+		base := st.good
+		if base.IsZero() {
+			base = st.read
+		}
+		known, since = st.id, ms(base.Add(-lossClockMargin))
 	}
 	v, acked, err := l.run(ctx, watchScript, true, []string{sh.epochKey()}, uuid.NewString(), known, fmt.Sprint(st.gen), since, l.pid)
 	if err != nil {
@@ -236,7 +247,7 @@ func (l *Ledger) watch(ctx context.Context, i int) (*Loss, error) {
 			// holds now; marks made before the loss count no more.
 			cur = epochState{era: cur.era + 1, reported: marker}
 		}
-		cur.id = id
+		cur.id, cur.read = id, now
 		if acked {
 			// Only a count the replicas hold: a failover that loses one
 			// they do not is no loss of anything acknowledged.

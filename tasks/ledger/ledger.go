@@ -349,6 +349,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	b := &batcher{rdb: rdb, wait: o.WaitTimeout.Milliseconds(), minReplicas: max(o.MinReplicas, 0)}
 	b.cluster, _ = rdb.(*redis.ClusterClient)
 	l := &Ledger{rdb: rdb, pid: uuid.NewString(), opts: o, now: o.Now, redisTime: redisTime, batch: b, shards: newShards(o.Shards)}
+	l.epochs.watching = make([]sync.Mutex, len(l.shards))
 	b.onReplicas = l.setReplicas
 	return l
 }
