@@ -142,7 +142,7 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 		for i, f := range fields {
 			names[i] = f.Name
 		}
-		return nil, bad("params.%s: unknown field (accepted: %s)", safeName(unknown[0]), strings.Join(names, ", "))
+		return nil, bad("params.%s: unknown field (accepted: %s)", SafeFieldName(unknown[0]), strings.Join(names, ", "))
 	}
 	out := make(Params, len(fields))
 	for _, f := range fields {
@@ -282,10 +282,6 @@ func parseExp(s string) int64 {
 	}
 	return e
 }
-
-// safeName keeps a producer-chosen field name printable, short and free of
-// phone numbers in an error message.
-func safeName(s string) string { return SafeFieldName(s) }
 
 // SafeFieldName is a field name a producer gave, fit for an error's text:
 // as given when it is a plain name (ASCII letters, digits, '_', '.', '-',

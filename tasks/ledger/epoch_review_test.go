@@ -110,9 +110,6 @@ func checkNoticed(t *testing.T, l *ledger.Ledger, x ledger.Ref, first []ledger.L
 	}
 }
 
-// F1a: the first Watch after the roll-back is re-sent by go-redis (its
-// first reply lost): the process's count is counted up twice, past the
-// count it knows, and the roll-back is never noticed.
 // A watch script run twice (a client's retry after a lost reply) counts
 // this process's count up twice: the roll-back that took back one mark is
 // found by the first run, in the script, and reported all the same.
@@ -127,9 +124,6 @@ func TestRetriedWatchStillReportsARollBack(t *testing.T) {
 	checkNoticed(t, l, x, first)
 }
 
-// F1b: the first Watch after the roll-back runs but its reply is lost
-// (an error): the next Watch and every Begin find the count at or above
-// the one known.
 // A watch whose reply is lost found the loss in Redis: the next one
 // reports it (the l:PID record), and the mark is not sent again.
 func TestLostWatchReplyStillReportsARollBack(t *testing.T) {
@@ -143,9 +137,6 @@ func TestLostWatchReplyStillReportsARollBack(t *testing.T) {
 	checkNoticed(t, l, x, first)
 }
 
-// F1c: the Watch notices the roll-back but its second run, recording
-// the loss, fails: the loss is forgotten (the first run already counted
-// the count back up to the one known).
 // A watch that fails is no loss forgotten: detection and recording are one
 // script, so the next watch finds and reports it.
 func TestLossFoundByAFailedWatchIsNotForgotten(t *testing.T) {
@@ -159,11 +150,6 @@ func TestLossFoundByAFailedWatchIsNotForgotten(t *testing.T) {
 	checkNoticed(t, l, x, first)
 }
 
-// F2: a Begin whose look-first reply (mode '3') was lost and that go-redis
-// (or the batcher) sends again gets the 'again' reply, which carries the
-// lease_mark '0' and no loss: the record comes back without
-// LookFirstSince, and PlanStep errors an order past its deadline (or
-// plans its create) with no lookup.
 // The same Begin again (its reply lost) after a look-first answers the
 // look-first again: without it, an order past its deadline would be
 // errored without the lookup a loss owes it.
@@ -194,11 +180,6 @@ func TestBeginAgainKeepsTheLookFirst(t *testing.T) {
 	}
 }
 
-// F3: a pending order found by matching (Matched, never paid by a worker:
-// the provider client never pays it, it is Held). After a loss its poll's
-// Begin raises pay_sent to the loss's found time; then a poll that finds
-// the matched order paid (by its real owner: Held) records it paid as
-// ours, and resolve -as absent is refused.
 // After a loss, a pending order found by matching and held for a person is
 // not taken as paid by a worker: no pay mark is raised for it, so a poll
 // that finds it paid (by its owner) does not record it paid as ours, and
@@ -253,10 +234,6 @@ func TestLossDoesNotMakeAHeldMatchedOrderOurs(t *testing.T) {
 	}
 }
 
-// F1d: the roll-back is first met by a Begin (another order's create):
-// it finds the count below the known one and has Watch record the loss,
-// but that watch's script is re-sent by go-redis (its first reply lost):
-// no loss, and the Begin, begun again, marks the create.
 // The watch a Begin runs on finding its count gone back, run twice: the
 // loss is reported, and the order looked up first.
 func TestRetriedBeginWatchStillReportsARollBack(t *testing.T) {

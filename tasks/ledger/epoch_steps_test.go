@@ -323,30 +323,10 @@ func TestLookFirstWindowCountsFromTheLossFound(t *testing.T) {
 // unnoticed between two readings, and those orders were created twice.)
 func TestRollBackPastAMarkIsNoticedAtTheNextStep(t *testing.T) {
 	t.Parallel()
-	l, rdb, _ := setup(t)
+	l, _, x := markThenRollBack(t)
 	pol := lossPolicy()
-	if _, err := l.Watch(ctx); err != nil {
-		t.Fatal(err)
-	}
-	x, y := ledger.Ref{Provider: "p", OrderNo: "X"}, ledger.Ref{Provider: "p", OrderNo: "Y"}
-	claim(t, l, x)
+	y := ledger.Ref{Provider: "p", OrderNo: "Y"}
 	claim(t, l, y)
-	keys, _ := rdb.Keys(ctx, "*epoch").Result()
-	snap := map[string]map[string]string{}
-	for _, k := range []string{keys[0], recKey("X"), recKey("Y")} {
-		snap[k], _ = rdb.HGetAll(ctx, k).Result()
-	}
-	// After the last reading: X's create is marked (and sent).
-	if b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "x1", LookFirst: pol.LookFirstWindow()}); err != nil || !b.Record.InflightMarked {
-		t.Fatalf("X's create: %+v, %v", b.Record, err)
-	}
-	// Redis comes back from a snapshot taken before that mark.
-	for k, h := range snap {
-		rdb.Del(ctx, k)
-		if err := rdb.HSet(ctx, k, h).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The next step, another order's: the loss is noticed there.
 	b, err := l.Begin(ctx, y, ledger.BeginArgs{Token: "y1", LookFirst: pol.LookFirstWindow()})
 	if err != nil || b.Record.InflightMarked || b.Record.LookFirstSince.IsZero() {
