@@ -575,6 +575,12 @@ func refused(code providers.Code) bool {
 	return !providers.MaybeCreated(code) && !providers.Retryable(code) && code != providers.Unauthenticated
 }
 
+// AmbiguousLookup begins the reason of an order whose lookup found the
+// provider's orders unable to single it out (a lookup answers Ambiguous
+// only then): an order created twice, or one with other params under its
+// number. Only a person can tell which, if any, is this order.
+const AmbiguousLookup = "a lookup cannot single this order out among the provider's (a person decides): "
+
 func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {
 	reason := rec.Reason
 	if rec.State == ledger.StateSubmitting {
@@ -603,6 +609,13 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
+	if code == providers.Ambiguous {
+		// The provider answered, with orders this one cannot be told
+		// from (held twice, or one with other params): the record says
+		// so, for the person who must decide, rather than what first
+		// made the order unknown (the history keeps that).
+		reason = AmbiguousLookup + msg
+	}
 	t := ledger.SetUnknown(reason).WithMayExist(true)
 	if code == providers.Unauthenticated {
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}

@@ -845,17 +845,25 @@ func TestCreateAnswerIDIsAnswered(t *testing.T) {
 }
 
 // An order left unknown says why in its record: what made it unknown
-// while its lookups go on (their answers are in its history), and at the
-// deadline, where its task ends, that it is left for an operator.
+// while its lookups go on (their answers are in its history), unless a
+// lookup found orders at the provider it cannot be told from (held twice):
+// then that, for the person who must decide; and at the deadline, where
+// its task ends, that it is left for an operator.
 func TestUnknownOrdersRecordWhyTheyWait(t *testing.T) {
 	listing := providers.Errorf(providers.Ambiguous, "lookup", "two orders new since the snapshot match; left to a person")
-	for _, err := range []error{listing, errs[providers.Unavailable]} {
-		d := Decide(unknown(), Lookup, Outcome{Err: err}, policy(), t0.Add(time.Minute))
-		if d.Settle.To() != ledger.StateUnknown || d.Settle.Reason() != "timeout" || d.Then.Next != Wait {
-			t.Errorf("lookup %v: %q reason %q, %v; want unknown, the record's own reason (timeout), a wait", providers.CodeOf(err), d.Settle.To(), d.Settle.Reason(), d.Then.Next)
-		}
+	d := Decide(unknown(), Lookup, Outcome{Err: errs[providers.Unavailable]}, policy(), t0.Add(time.Minute))
+	if d.Settle.To() != ledger.StateUnknown || d.Settle.Reason() != "timeout" || d.Then.Next != Wait {
+		t.Errorf("lookup unavailable: %q reason %q, %v; want unknown, the record's own reason (timeout), a wait", d.Settle.To(), d.Settle.Reason(), d.Then.Next)
 	}
-	var d Decision
+	want := AmbiguousLookup + "lookup: ambiguous: two orders new since the snapshot match; left to a person"
+	rec := unknown()
+	for range 2 { // a second such answer replaces the first, nothing piles up
+		d = Decide(rec, Lookup, Outcome{Err: listing}, policy(), t0.Add(time.Minute))
+		if d.Settle.To() != ledger.StateUnknown || d.Settle.Reason() != want || d.Then.Next != Wait {
+			t.Errorf("ambiguous lookup: %q reason %q, %v; want unknown, reason %q, a wait", d.Settle.To(), d.Settle.Reason(), d.Then.Next, want)
+		}
+		rec.Reason = d.Settle.Reason()
+	}
 	late := t0.Add(policy().Deadline + time.Minute)
 	for _, err := range []error{listing, errs[providers.Unavailable]} {
 		d = Decide(unknown(), Lookup, Outcome{Err: err}, policy(), late)

@@ -1,0 +1,71 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	decide "github.com/orderworker/orderworker/tasks/order"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// heldTwice is a provider whose lookups find the order twice.
+type heldTwice struct{ *memprov.Client }
+
+func (heldTwice) Lookup(context.Context, providers.Order) (providers.Result, error) {
+	return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: "mem lookup", HTTPStatus: 200,
+		Message: "2 orders carry this number; a person decides"}
+}
+
+// An order whose lookup finds it held twice at the provider says so: its
+// record's reason names the double (not the timeout that made it unknown)
+// and the worker logs it once at WARN, when it is found, not 20 minutes
+// later through the stuck-unknown alert alone.
+func TestLookupFindingTheOrderTwiceIsToldAtOnce(t *testing.T) {
+	t.Parallel()
+	r := taskstest.StartRedis(t, nil)
+	b := memprov.NewBackend("s")
+	b.Faults().Script(fault.FailAfter) // made, then no answer
+	set := providers.NewSet()
+	set.Add(heldTwice{memprov.New(b, memprov.Options{Secret: "s"})})
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr})
+	t.Cleanup(func() { client.Close() })
+	var logs lockedBuffer
+	e := &env{ledger: tasks.NewLedger(r.Client(t))}
+	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
+	h := tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: -1,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond},
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	task := enqueueTask(t, e, memOrder("Twice-1"))
+	ctx := context.Background()
+	for range 4 { // the create, then three lookups
+		if err := h.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
+			t.Fatalf("the task ended (%v); want it waiting on the lookups", err)
+		}
+	}
+	rec, _ := e.ledger.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: "Twice-1"})
+	if rec == nil || rec.State != tasks.StateUnknown || !strings.HasPrefix(rec.Reason, decide.AmbiguousLookup) || !strings.Contains(rec.Reason, "2 orders carry this number") {
+		t.Fatalf("record %+v; want unknown, its reason naming the double", rec)
+	}
+	var warned int
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "cannot single the order out") && strings.Contains(l, "level=WARN") && strings.Contains(l, "order_no=Twice-1") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("%d WARN lines name the double, want 1 (three lookups found it); the log:\n%s", warned, logs.String())
+	}
+	if n := b.Count("Twice-1"); n != 1 {
+		t.Errorf("the order was created %d times", n)
+	}
+}
