@@ -150,6 +150,11 @@ type Record struct {
 	KnownFrom      time.Time `json:"-"`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
+	// FirstAttemptAt is when the first create was marked in flight: the
+	// earliest the provider may hold the order, so every lookup reaches
+	// back to it. A record made again after Redis lost the order's (see
+	// SetUnknownSince) holds the earliest a lost create could have left,
+	// which may be before CreatedAt.
 	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
 	// LastCreateAt is when the latest create ended (its step settled; for
 	// one its run never settled, when that run's lease ran out, as the
