@@ -147,9 +147,9 @@ type Record struct {
 	KnownAt time.Time `json:"known_at,omitzero"`
 	// KnownFrom is when the step that read Known began (zero: not
 	// recorded): orders made before it, a listing lag before, are in it.
-	KnownFrom      time.Time `json:"-"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	KnownFrom time.Time `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 	// FirstAttemptAt is when the first create was marked in flight: the
 	// earliest the provider may hold the order, so every lookup reaches
 	// back to it. A record made again after Redis lost the order's (see
