@@ -52,13 +52,19 @@ func TestSealedParamsNeverInClearInRedis(t *testing.T) {
 func TestPersonalDataNeedsADataKey(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true})
-	e.set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	e.set.Disable(aliyun.Name, "test", aliyun.Validate, aliyun.Spec().Sensitive...)
 	res := e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"P1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userName":"13912345678"}}`))
 	if res.Status != tasks.Invalid || !strings.Contains(res.Reason, "params.userName is personal data") {
 		t.Fatalf("Enqueue = %+v, want invalid: personal data without a data key", res)
 	}
 	if strings.Contains(res.Reason, "13912345678") {
 		t.Errorf("reason %q shows the phone number", res.Reason)
+	}
+	// userId, the user's platform identity or the vendor's own account
+	// id (an e-mail address, perhaps), is personal data too.
+	res = e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"P1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"zhang.san@example.com"}}`))
+	if res.Status != tasks.Invalid || !strings.Contains(res.Reason, "params.userId is personal data") || strings.Contains(res.Reason, "zhang") {
+		t.Fatalf("Enqueue with a userId = %+v, want invalid: personal data without a data key, the id not shown", res)
 	}
 	// Given twice, the checks would see the empty one and the stored
 	// params hold both.
@@ -76,6 +82,9 @@ func TestPersonalDataNeedsADataKey(t *testing.T) {
 func TestPhoneNumberAnywhereNeedsADataKey(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true})
+	// userId is personal data itself, refused whatever it holds; here it
+	// stands for a free-text param no provider declares personal, the
+	// only kind of field where these forms pass validation.
 	e.set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
 	for field, order := range map[string]string{
 		"CustomerId": `{"provider":"tencent","order_no":"P2","params":{"CustomerId":"13912345678","ItemId":"D-FireInsurance2020","ItemNum":1}}`,

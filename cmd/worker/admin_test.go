@@ -110,7 +110,7 @@ func TestMonitoringRefusesCrossSiteActions(t *testing.T) {
 func TestMaskPayload(t *testing.T) {
 	t.Parallel()
 	set := providers.NewSet()
-	set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	set.Disable(aliyun.Name, "test", aliyun.Validate, aliyun.Spec().Sensitive...)
 	set.Disable("acme", "test", nil, "holder")
 	const aliyunOrder = `{"provider":"aliyun","order_no":"A1","params":{"iotId":"dev-1","copies":1,"userName":"Li Si Guang"}}`
 	tests := []struct {

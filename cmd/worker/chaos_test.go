@@ -64,6 +64,9 @@ type chaosOrder struct {
 	key string
 }
 
+// chaosDataKey seals the chaos orders' params (ORDERWORKER_DATA_KEY).
+const chaosDataKey = "Y2hhb3MgdGVzdCBkYXRhIGtleTogMzIgYnl0ZXMgb2s="
+
 func chaosOrders(run string) []chaosOrder {
 	var out []chaosOrder
 	for i := range chaosPerProvider {
@@ -148,7 +151,13 @@ func TestChaos(t *testing.T) {
 		"TENCENT_ENDPOINT="+tSrv.URL, "TENCENT_APP_KEY="+tKey, "TENCENT_APP_SECRET="+tSecret,
 		"ALIYUN_ENDPOINT="+aSrv.URL, "ALIYUN_APP_KEY="+aKey, "ALIYUN_APP_SECRET="+aSecret, "ALIYUN_PROJECT_ID="+aProject, "ALIYUN_AUTO_PAY=true", "ALIYUN_PAY_MATCHED=true",
 		"UNICLOUD_ENDPOINT="+uSrv.URL, "UNICLOUD_ACCESS_KEY_ID="+uKey, "UNICLOUD_ACCESS_KEY_SECRET="+uSecret, "UNICLOUD_TAKE_MATCHED=true",
+		// The Aliyun orders carry a userId, personal data: sealed.
+		"ORDERWORKER_DATA_KEY="+chaosDataKey,
 	)
+	sealer, err := tasks.NewSealer(chaosDataKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fleet := newWorkerFleet(t, bin, env) // registered after the sandboxes: workers die first
 	for range chaosWorkers {
 		fleet.add()
@@ -159,7 +168,7 @@ func TestChaos(t *testing.T) {
 	ledger := tasks.NewLedger(rdb)
 	client := asynq.NewClient(redisOpt(t, rs))
 	defer client.Close()
-	enq := tasks.NewEnqueuer(client, ledger, enqueueValidators(), nil)
+	enq := tasks.NewEnqueuer(client, ledger, enqueueValidators(), &tasks.EnqueuerOptions{Sealer: sealer})
 	orders := chaosOrders(run)
 	payloads := make([]tasks.Payload, len(orders))
 	for i, o := range orders {

@@ -219,7 +219,7 @@ func fillOrdersQueue(t *testing.T, rs *taskstest.Server, dataKey string) []dashb
 	set := providers.NewSet()
 	set.Disable(tencent.Name, "test", tencent.Validate)
 	set.Disable(unicloud.Name, "test", unicloud.Validate)
-	set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	set.Disable(aliyun.Name, "test", aliyun.Validate, aliyun.Spec().Sensitive...)
 	sealer, err := tasks.NewSealer(dataKey)
 	if err != nil {
 		t.Fatal(err)

@@ -335,7 +335,7 @@ func enqueueValidators() *providers.Set {
 	set := providers.NewSet()
 	set.Disable(tencent.Name, "validation only", tencent.Validate)
 	set.Disable(unicloud.Name, "validation only", unicloud.Validate)
-	set.Disable(aliyun.Name, "validation only", aliyun.Validate, "userName")
+	set.Disable(aliyun.Name, "validation only", aliyun.Validate, aliyun.Spec().Sensitive...)
 	return set
 }
 

@@ -84,7 +84,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := validatorsForTest()
-	set.Disable(aliyun.Name, "test", aliyun.Validate, "userName")
+	set.Disable(aliyun.Name, "test", aliyun.Validate, aliyun.Spec().Sensitive...)
 	set.Disable(unicloud.Name, "test", unicloud.Validate)
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
 	defer client.Close()

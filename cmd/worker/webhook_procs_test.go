@@ -384,6 +384,7 @@ func TestWebhooksDeliverEveryOutcome(t *testing.T) {
 		"ORDERWORKER_WEBHOOK_URLS="+flakySrv.URL+"/hook,http://"+downAddr+"/hook",
 		"ORDERWORKER_WEBHOOK_SECRET="+secret,
 		"ORDERWORKER_WEBHOOK_RETRY_BASE=50ms", "ORDERWORKER_WEBHOOK_RETRY_MAX=1s", "ORDERWORKER_WEBHOOK_TIMEOUT=2s",
+		"ORDERWORKER_DATA_KEY="+chaosDataKey, // the Aliyun orders' userId is personal data
 	)
 	fleet := newWorkerFleet(t, workerBin, env)
 	fleet.add()
@@ -391,7 +392,7 @@ func TestWebhooksDeliverEveryOutcome(t *testing.T) {
 	fleet.waitReady(60 * time.Second)
 
 	token := uuid.NewString()
-	api := startAPI(t, enqueueBin, []string{"REDIS_URL=" + rs.URL(), "ORDERWORKER_API_TOKENS=" + token})
+	api := startAPI(t, enqueueBin, []string{"REDIS_URL=" + rs.URL(), "ORDERWORKER_API_TOKENS=" + token, "ORDERWORKER_DATA_KEY=" + chaosDataKey})
 
 	// 150 orders from 8 concurrent HTTP clients, 30 more in one batch.
 	var payloads [][]byte

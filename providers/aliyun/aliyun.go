@@ -318,8 +318,8 @@ func TokenKey(appKey, projectID string) string {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
-// SensitiveParams implements providers.Sensitive: userName is a nickname,
-// often a phone number.
+// SensitiveParams implements providers.Sensitive: userName and userId
+// (see sensitiveParams).
 func (c *Client) SensitiveParams() []string { return sensitiveParams() }
 
 var (

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -553,8 +554,8 @@ func TestValidate(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), phone) {
 		t.Errorf("Validate = %v: want an error without the userName", err)
 	}
-	if got := c.SensitiveParams(); len(got) != 1 || got[0] != "userName" {
-		t.Errorf("SensitiveParams = %v", got)
+	if got := c.SensitiveParams(); !slices.Equal(got, []string{"userName", "userId"}) {
+		t.Errorf("SensitiveParams = %v, want userName and userId", got)
 	}
 }
 

@@ -68,8 +68,10 @@ func Spec() providers.Spec {
 }
 
 // sensitiveParams are the params that carry personal data: userName is a
-// nickname, often a phone number.
-func sensitiveParams() []string { return []string{"userName"} }
+// nickname, often a phone number; userId the platform's identity of the
+// user or the vendor's own account id (a login name or an e-mail address,
+// perhaps), which the document's own examples mask as they mask userName.
+func sensitiveParams() []string { return []string{"userName", "userId"} }
 
 // Parse validates order/create params and decodes them; it needs no client.
 // Its error is an InvalidArgument *Error naming the first bad field.

@@ -396,6 +396,14 @@ func TestGetOrder(t *testing.T) {
 			t.Errorf("params %s show %q of a personal value", rec.Params, part)
 		}
 	}
+	// A userId that is an account name, not a phone number, is personal
+	// data all the same.
+	if status, b, _ := e.do("POST", "/v1/orders", bearer, []byte(`{"provider":"aliyun","order_no":"G/2","params":{"iotId":"dev1","commodityCode":"c","copies":1,"userId":"zhang.san@example.com"}}`)); status != 201 {
+		t.Fatalf("%d %s", status, b)
+	}
+	if _, b, _ := e.do("GET", "/v1/orders/aliyun/G%2F2", bearer, nil); strings.Contains(string(b), "zhang") || !strings.Contains(string(b), "userId") {
+		t.Errorf("userId not hidden: %s", b)
+	}
 	for _, tt := range []struct {
 		path string
 		want int
