@@ -35,3 +35,35 @@ func TestOrderLongAfterTheLossDoesNotWaitTheLag(t *testing.T) {
 		t.Errorf("a restored order an hour after the loss was found, not found: waits %s before its create; want a create now", d.Then.Delay)
 	}
 }
+
+// An order first recorded after a loss was found (a new order, or a
+// producer's resend of one lost with the data) is looked up first, and a
+// not-found is believed once the listing lag has passed since the loss
+// was found: no create of it lost with the data left after that, and none
+// has left under its own record. It does not wait the lag from its own
+// creation, which every new order for a day after a loss would pay.
+func TestOrderRecordedAfterTheLossDoesNotWaitTheLagFromItsCreation(t *testing.T) {
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	lost := t0.Add(-time.Hour)
+	found := lost.Add(time.Minute)
+	rec := &ledger.Record{Provider: "p", OrderNo: "n", State: ledger.StateQueued, CreatedAt: t0.Add(-time.Second),
+		LookFirstSince: lost, LookFirstFound: found, ReadAt: t0}
+	plan := PlanStep(rec, p, t0)
+	if plan.Then.Step != Lookup || !plan.Settle.LookedFirstAt().Equal(found) {
+		t.Fatalf("plan %+v; want a look-first, its last create when the loss was found", plan)
+	}
+	after := *rec
+	after.State, after.LookFirstSince, after.LookedFirstAt, after.LastCreateAt, after.ReadAt = ledger.StateUnknown, time.Time{}, lost, plan.Settle.LookedFirstAt(), t0.Add(10*time.Millisecond)
+	after.FirstAttemptAt = lost.Add(-p.LookFirstWindow())
+	d := Decide(&after, Lookup, Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}, p, t0.Add(10*time.Millisecond))
+	if d.Then.Next != Continue || d.Then.Step != Submit {
+		t.Errorf("an order recorded an hour after the loss was found, not found: %v %s; want its create now", d.Then.Next, d.Then.Delay)
+	}
+	// Within the lag after the loss was found, the not-found still waits.
+	soon := after
+	soon.CreatedAt, soon.LastCreateAt, soon.ReadAt = found.Add(30*time.Second), found, found.Add(31*time.Second)
+	if d := Decide(&soon, Lookup, Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}, p, soon.ReadAt); d.Then.Next != Wait || d.Then.Delay > 90*time.Second {
+		t.Errorf("an order recorded 30 s after the loss was found, not found a second later: %v %s; want a wait of the lag left since the loss was found (89 s)", d.Then.Next, d.Then.Delay)
+	}
+}

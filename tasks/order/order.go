@@ -719,15 +719,20 @@ func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg strin
 // settled, when that run's lease ran out; while it is in flight, when it
 // was marked), or its first attempt for a record written before that was
 // kept; for a record recreated after Redis lost it, no earlier than
-// the recreation (its lost create may have left just before). A record
-// never lost was created before any of its creates, so CreatedAt changes
-// nothing there.
+// the recreation (its lost create may have left just before; ClaimLost
+// records that as its last create too). A record never lost was created
+// before any of its creates, so CreatedAt changes nothing there. Nor does
+// it for a record looked up first after a loss (Record.LookedFirstAt):
+// the look-first raised its last create to when the loss was found, when
+// a create lost with the data had left, so that an order first recorded
+// after that (a new one, or a resend) does not wait the lag from its own
+// creation, as every order for a day after a loss would.
 func lastCreate(rec *ledger.Record) time.Time {
 	t := rec.LastCreateAt
 	if rec.FirstAttemptAt.After(t) {
 		t = rec.FirstAttemptAt
 	}
-	if rec.CreatedAt.After(t) {
+	if rec.LookedFirstAt.IsZero() && rec.CreatedAt.After(t) {
 		t = rec.CreatedAt
 	}
 	return t
