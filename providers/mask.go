@@ -606,6 +606,11 @@ func hasPlainRun(s string, n int) bool {
 
 func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
+// IsPhoneNumber reports whether s is a phone number written alone (as
+// MaskPhones finds one, with nothing but digits, spaces and + - ( ) .
+// around it): 13800138000, 138-0013-8000, +86 138 0013 8000.
+func IsPhoneNumber(s string) bool { return phoneOnly(s) && MaskPhones(s) != s }
+
 // phoneOnly reports whether s holds nothing but what a written phone
 // number does: digits, spaces and + - ( ) . separators.
 func phoneOnly(s string) bool {

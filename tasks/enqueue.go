@@ -161,6 +161,10 @@ func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 		return invalidPayload(data, err), true
 	}
 	res := EnqueueResult{Status: Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}
+	if err := checkOrderNoPersonal(p.OrderNo); err != nil {
+		res.OrderNo, res.Reason = providers.MaskPhones(p.OrderNo), reasonOf(err)
+		return res, true
+	}
 	if err := checkOrderPath(p.OrderNo); err != nil {
 		res.Reason = reasonOf(err)
 		return res, true
@@ -454,6 +458,11 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 	// number is unknown, and answered masked.
 	pr := prepared{p: p, res: EnqueueResult{Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}}
 	if err := p.check(); err != nil {
+		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
+		return pr, nil
+	}
+	if err := checkOrderNoPersonal(p.OrderNo); err != nil {
+		pr.res.OrderNo = providers.MaskPhones(p.OrderNo)
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil
 	}

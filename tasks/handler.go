@@ -1120,6 +1120,15 @@ func (h *Handler) adoptMissing(ctx context.Context, t *asynq.Task, p Payload, re
 // failover or restart (a task that ran before): that one is recorded as
 // unknown, so it is looked up before anything is submitted.
 func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost ledger.Lost) error {
+	if !ranBefore {
+		// As the Enqueuer refuses it: no record is keyed by a phone
+		// number. (One that ran before is recorded whatever its number:
+		// the order may exist.)
+		if err := checkOrderNoPersonal(p.OrderNo); err != nil {
+			h.log.Warn("dropping task whose order number is a phone number", "provider", p.Provider, "order_no", providers.HidePhones(p.OrderNo))
+			return stop("%s", reasonOf(err))
+		}
+	}
 	clear, parsed, err := openAndValidate(p, h.providers, h.opts.Sealer)
 	if err != nil {
 		ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}

@@ -225,6 +225,20 @@ func checkPayloadKeys(data []byte) error {
 	return nil
 }
 
+// checkOrderNoPersonal refuses an order number that is a phone number
+// written alone: an order number is stored and shown in clear (Redis keys
+// and asynq's task, logs, the dashboard, events), whatever
+// ORDERWORKER_DATA_KEY seals. One that merely holds digits a phone
+// number's could be (Order13800138000) is taken: it is as likely an id,
+// and logs and the dashboard mask such digits. The Enqueuer checks, and
+// the worker for a task a producer wrote itself, on its first run.
+func checkOrderNoPersonal(s string) error {
+	if providers.IsPhoneNumber(s) {
+		return invalid("order_no: a phone number is personal data and an order number is stored and shown in clear, even with ORDERWORKER_DATA_KEY set: use an order number of your own")
+	}
+	return nil
+}
+
 // checkOrderPath refuses an order number that a URL path would read
 // otherwise (a/../b, a//b): it is a path segment of GET
 // /v1/orders/{provider}/{order_no} and could never be asked for. The

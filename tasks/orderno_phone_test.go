@@ -1,0 +1,61 @@
+package tasks_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/tasks"
+)
+
+// An order number that is a phone number is refused: it would be stored
+// and shown in clear (Redis keys, the dashboard, events), which a data key
+// does not change. One that only holds such digits is as likely an id,
+// and taken.
+func TestOrderNumberThatIsAPhoneNumberIsRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	for _, no := range []string{"13912345678", "139-1234-5678", "+8613912345678"} {
+		order := []byte(`{"provider":"tencent","order_no":"` + no + `","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`)
+		res := e.enqueue(t, order)
+		if res.Status != tasks.Invalid || !strings.Contains(res.Reason, "order_no: a phone number is personal data") {
+			t.Errorf("Enqueue order_no %q = %+v; want invalid, the reason naming order_no", no, res)
+		}
+		if strings.Contains(res.OrderNo+res.Reason, "1234") {
+			t.Errorf("answer %+v shows the phone number", res)
+		}
+		if res, bad := e.enqueuer.Check(order); !bad || res.Status != tasks.Invalid || strings.Contains(res.OrderNo, "1234") {
+			t.Errorf("Check order_no %q = %+v, %v; want invalid, masked", no, res, bad)
+		}
+	}
+	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Errorf("refused orders left keys: %v", keys)
+	}
+	for _, no := range []string{"Order13912345678", "SO20261130123456"} {
+		res := e.enqueue(t, []byte(`{"provider":"tencent","order_no":"`+no+`","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`))
+		if res.Status != tasks.Enqueued {
+			t.Errorf("Enqueue order_no %q = %+v; want enqueued (an id, as likely)", no, res)
+		}
+	}
+}
+
+// A task a producer wrote into asynq itself with a phone number for its
+// order number is refused by the worker on its first run: nothing is
+// recorded under that number.
+func TestProducersTaskWithAPhoneNumberForOrderNumberIsRefused(t *testing.T) {
+	t.Parallel()
+	w := newLossWorld(t)
+	err := w.h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeOrderSubmit, memOrderPayload("13912345678")))
+	if err == nil || !errors.Is(err, asynq.SkipRetry) || strings.Contains(err.Error(), "1234") {
+		t.Errorf("run = %v; want it refused for good, without the number", err)
+	}
+	if keys := w.rdb.Keys(context.Background(), "*13912345678*").Val(); len(keys) != 0 {
+		t.Errorf("keys under the phone number: %v", keys)
+	}
+	if n := w.b.Calls("create"); n != 0 {
+		t.Errorf("%d creates; want none", n)
+	}
+}
