@@ -642,6 +642,17 @@ func answered(err error) bool {
 		pe.HTTPStatus >= 200 && pe.HTTPStatus < 300
 }
 
+// listedAmbiguous reports whether a read that failed with err was
+// answered at a 2xx, in full, with orders it cannot single this one out
+// from: Ambiguous with the answer's HTTP status, nothing unread
+// (providers.ErrNoNews) behind it. An Ambiguous read without a status
+// made no call, or could not finish one (a page cap): no news.
+func listedAmbiguous(err error) bool {
+	var pe *providers.Error
+	return errors.As(err, &pe) && pe.Code == providers.Ambiguous && pe.HTTPStatus >= 200 && pe.HTTPStatus < 300 &&
+		!errors.Is(err, providers.ErrNoNews)
+}
+
 // heldBy is the kind of configuration problem a ConfigWait reports: a
 // refusal for the clock or the account (its cause) is ProblemClock or
 // ProblemAccount at any step; any other refusal at the prepare step is
@@ -1302,7 +1313,17 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	stopKeepalive()
 	if h.opts.Guard != nil {
 		report := out.Err
-		if step != order.Submit && step != order.Pay && answered(out.Err) {
+		switch read := step != order.Submit && step != order.Pay; {
+		case read && listedAmbiguous(out.Err):
+			// The provider answered a read at a 2xx, in full, with
+			// orders this one cannot be told from (held twice, no
+			// snapshot to tell ours by): it is up, as a success says. As
+			// no news, a half-open breaker whose trials went to such
+			// lookups (all of them, after Redis lost its data and every
+			// order was looked up) never closed, and any failure among
+			// them opened it again, holding new orders back for minutes.
+			report = nil
+		case read && answered(out.Err):
 			// A read is Ambiguous only when the provider answered but the
 			// answer cannot single the order out, and Unavailable at a
 			// 2xx without an error code when it answered what the client

@@ -63,10 +63,11 @@
 // and throttling (RateLimited, by the provider or by the limiter, which the
 // handler retries after the delay it names) neither count as failures nor reset the count; neither
 // does a call cut short because the worker itself cancelled it (shutdown).
-// The handler reports a read the provider answered but that could not be
-// used (Ambiguous, or Unavailable at a 2xx without an error code: a
+// The handler reports a read the provider answered at a 2xx in full but
+// that could not single the order out (Ambiguous) as a success, and one
+// it answered unusably (Unavailable at a 2xx without an error code: a
 // malformed or unending listing) as providers.ErrNoNews, which counts
-// neither way either.
+// neither way.
 // A success (nil error) resets the count.
 //
 // The breaker counts consecutive failures rather than a failure ratio: one
