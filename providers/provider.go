@@ -9,6 +9,13 @@ import (
 	"time"
 )
 
+// MaxCallTimeout bounds every provider call a client makes with its
+// default timeouts (UniCloud's 30 s is the longest; Tencent's 10 s,
+// Aliyun's create 8 s and pay 15 s): after it, a call that left has ended.
+// The worker counts on it where it must know how long a call it cannot
+// see (its run's record lost to Redis) may still have been under way.
+const MaxCallTimeout = 30 * time.Second
+
 // Status is where an order stands at the provider after a successful call.
 type Status string
 

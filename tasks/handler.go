@@ -347,7 +347,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
 			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), Target: targetHash(prov),
-			LookFirst: pol.LookFirstWindow()})
+			LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail()})
 		answered := time.Now()
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
@@ -642,6 +642,15 @@ func answered(err error) bool {
 		pe.HTTPStatus >= 200 && pe.HTTPStatus < 300
 }
 
+// lostCallTail is how long after a loss of Redis's data was found a create
+// or a pay lost with it may still have been under way: its run began it
+// before the loss, may have held it up to a lease's time before sending
+// (the held-for check, the first keepalive), and the call itself lasts up
+// to providers.MaxCallTimeout.
+func (h *Handler) lostCallTail() time.Duration {
+	return h.opts.LeaseTTL + providers.MaxCallTimeout
+}
+
 // listedAmbiguous reports whether a read that failed with err was
 // answered at a 2xx, in full, with orders it cannot single this one out
 // from: Ambiguous with the answer's HTTP status, nothing unread
@@ -885,7 +894,7 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 	token := uuid.NewString()
 	// LookFirst: an order Redis may have lost a create of (a loss of its
 	// data) is looked up before anything errors it (PlanStep).
-	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow()})
+	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail()})
 	switch {
 	case b.Status == ledger.Finished && err != nil:
 		// Final on the master only: the task waits for the replicas,

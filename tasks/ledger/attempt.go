@@ -93,8 +93,10 @@ end
 -- nil and the reply to return when the shard lost its data since this
 -- process read it (its id gone or another, this process's count below
 -- what it wrote); else, within the window (ARGV[10] ms) after a loss was
--- found, the loss (its lost time) and when it was found, for a record not
--- yet looked up for it, whatever its step; false otherwise.
+-- found, the loss (its lost time) and the latest a create or a pay lost
+-- with the data may have ended (when the loss was found, plus ARGV[13]
+-- ms: a call under way then ends within it), for a record not yet looked
+-- up for it, whatever its step; false otherwise.
 local function lossToLook()
   local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'g:' .. (ARGV[12] or ''), 'found')
   if ep[1] ~= ARGV[9] then return nil, nil, {'epoch'} end
@@ -103,7 +105,7 @@ local function lossToLook()
   if not lost or (h['looked_first'] or '') == ep[2] then return false end
   local found = tonumber(ep[4] or '') or lost
   if snow >= found + tonumber(ARGV[10]) then return false end
-  return ep[2], string.format('%.0f', found)
+  return ep[2], string.format('%.0f', found + (tonumber(ARGV[13] or '') or 0))
 end
 -- counted counts this process's own count in the epoch up with a create's
 -- or a pay's mark (when it watches the shard): a roll-back that takes the
@@ -241,6 +243,13 @@ type BeginArgs struct {
 	// or this process's count below what it saw acknowledged, before
 	// anything is marked, and the loss is recorded (Watch) first.
 	LookFirst time.Duration
+	// LostCallTail is how long after a loss was found a create or a pay
+	// lost with the data may still have been under way (a run that began
+	// it before the loss: its lease's checks, then the call's own
+	// timeout): the last create, and the pay, a loss sets (see LookFirst)
+	// are that long after the loss was found, so that the listing lag
+	// counts from when such a call ended.
+	LostCallTail time.Duration
 }
 
 // BeginStatus is what Begin found.
@@ -310,7 +319,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		epoch, window, gen, era = l.epochArgs(sh.i, a.LookFirst)
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey()},
-			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid)
+			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds())
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}
