@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -461,10 +462,11 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil
 	}
-	if err := checkOrderNoPersonal(p.OrderNo); err != nil {
+	// A refusal of personal data is answered once the rest is judged, and
+	// only for an order not recorded yet (see personalError).
+	personal := checkOrderNoPersonal(p.OrderNo)
+	if personal != nil {
 		pr.res.OrderNo = providers.MaskPhones(p.OrderNo)
-		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
-		return pr, nil
 	}
 	if err := checkOrderPath(p.OrderNo); err != nil {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
@@ -475,15 +477,17 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 		return pr, nil
 	}
 	clear, parsed, err := openAndValidate(p, e.providers, e.sealer)
-	if err != nil {
+	var pe personalError
+	switch {
+	case errors.As(err, &pe):
+		personal = cmp.Or(personal, err)
+	case err != nil:
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil
 	}
-	if e.sealer == nil {
+	if e.sealer == nil && personal == nil {
 		if field := phoneField(clear); field != "" {
-			pr.res.Status, pr.done = Invalid, true
-			pr.res.Reason = field + " holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted"
-			return pr, nil
+			personal = invalid("%s holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted", field)
 		}
 	}
 	pr.clear, pr.parsed = clear, parsed
@@ -497,6 +501,9 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 	if err := e.checkNotDev(ctx); err != nil {
 		return pr, err
 	}
+	if personal != nil {
+		return e.refusePersonal(ctx, pr, personal)
+	}
 	if e.sealer != nil {
 		if pr.p.Params, err = e.sealer.Seal(clear); err != nil {
 			return pr, err
@@ -509,6 +516,29 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
 		return pr, nil
 	}
 	return pr, nil
+}
+
+// refusePersonal answers pr, which holds what may not be stored in clear
+// (refusal): invalid, unless the order is recorded already (accepted
+// before the rule, by an older version or from a producer's own task that
+// ran): then as a claim would answer it, duplicate or conflict, since
+// telling its producer to send it under another number would have it
+// made twice.
+func (e *Enqueuer) refusePersonal(ctx context.Context, pr prepared, refusal error) (prepared, error) {
+	rec, err := e.ledger.Get(ctx, pr.ref())
+	if err != nil {
+		return pr, err
+	}
+	if rec == nil {
+		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(refusal), true
+		return pr, nil
+	}
+	// The task a duplicate of a queued order may queue carries the params
+	// as the record holds them.
+	pr.p.Params = rec.Params
+	res, err := e.afterClaim(ctx, pr, ledger.ClaimResult{State: rec.State, ParamsHash: rec.ParamsHash}, nil, false)
+	pr.res, pr.done = res, true
+	return pr, err
 }
 
 // CheckDataKey checks that the ledger's params are sealed with the

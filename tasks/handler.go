@@ -1150,6 +1150,11 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 		}
 	}
 	clear, parsed, err := openAndValidate(p, h.providers, h.opts.Sealer)
+	if pe := (personalError{}); ranBefore && errors.As(err, &pe) {
+		// Accepted before the rule (an older version): the order may
+		// exist, and is recorded again as it was, to be looked up.
+		err = nil
+	}
 	if err != nil {
 		ref := ledger.Ref{Provider: p.Provider, OrderNo: p.OrderNo}
 		if errors.Is(err, ErrSealed) || errors.Is(err, errConfig) {

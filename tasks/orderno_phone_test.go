@@ -2,12 +2,14 @@ package tasks_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -57,5 +59,38 @@ func TestProducersTaskWithAPhoneNumberForOrderNumberIsRefused(t *testing.T) {
 	}
 	if n := w.b.Calls("create"); n != 0 {
 		t.Errorf("%d creates; want none", n)
+	}
+}
+
+// An order accepted before a rule that refuses it now (its number a phone
+// number, or a personal-data param without a data key: an older version
+// took it) is answered as a claim would answer it when its producer sends
+// it again, duplicate or conflict: told "invalid, use an order number of
+// your own", the producer would have it made twice.
+func TestResendOfAnOrderAcceptedBeforeAPersonalDataRuleIsADuplicate(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	e.set.Disable(aliyun.Name, "test", aliyun.Validate, aliyun.Spec().Sensitive...)
+	ctx := context.Background()
+	for _, tt := range []struct{ provider, no, params, other string }{
+		{"tencent", "13912345678", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`, `{"CustomerId":"C2","ItemId":"D-FireInsurance2020","ItemNum":1}`},
+		{"aliyun", "Old-1", `{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1,"userId":"zhang.san@example.com"}`, `{"iotId":"dev2","commodityCode":"streamingResource_20_10","copies":1,"userId":"zhang.san@example.com"}`},
+	} {
+		hash, err := tasks.ParamsHash(json.RawMessage(tt.params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As an older version recorded it.
+		if _, err := e.ledger.Claim(ctx, tasks.OrderRef{Provider: tt.provider, OrderNo: tt.no}, []byte(tt.params), hash); err != nil {
+			t.Fatal(err)
+		}
+		res := e.enqueue(t, []byte(`{"provider":"`+tt.provider+`","order_no":"`+tt.no+`","params":`+tt.params+`}`))
+		if res.Status != tasks.Duplicate {
+			t.Errorf("%s %s sent again = %+v; want duplicate", tt.provider, tt.no, res)
+		}
+		res = e.enqueue(t, []byte(`{"provider":"`+tt.provider+`","order_no":"`+tt.no+`","params":`+tt.other+`}`))
+		if res.Status != tasks.Conflict {
+			t.Errorf("%s %s sent again with other params = %+v; want conflict", tt.provider, tt.no, res)
+		}
 	}
 }

@@ -320,6 +320,16 @@ func Validate(p Payload, set *providers.Set) error {
 // (validated), and refuses personal data when there is no key to seal it
 // with. A sealed value this process cannot open is an error wrapping
 // ErrSealed or errConfig.
+// personalError is a refusal of what may not be stored in clear: a
+// personal-data param without a data key (openAndValidate returns the
+// params with it), a phone number in the params without one, an order
+// number that is a phone number. It is answered only for an order not
+// recorded yet: one accepted before the rule (an older version, or a
+// producer's own task that ran) stands, and is answered, or run, as such.
+type personalError struct{ error }
+
+func (e personalError) Unwrap() error { return e.error }
+
 func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMessage, providers.Params, error) {
 	clear, err := sealer.Open(p.Params)
 	if err != nil {
@@ -337,7 +347,7 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 		for _, name := range set.Sensitive(p.Provider) {
 			for _, m := range members {
 				if string(m.Key) == name && string(m.Value) != `""` && string(m.Value) != "null" {
-					return nil, nil, invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)
+					return clear, parsed, personalError{invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)}
 				}
 			}
 		}
