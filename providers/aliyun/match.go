@@ -913,8 +913,13 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		return &providers.Error{Code: code, Op: op, HTTPStatus: l.last.status, ProviderCode: "200", Message: msg, Err: err}
 	}
 	switch l.gap {
-	case gapTooLong, gapRepeats:
+	case gapTooLong:
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, c.gapMessage(l, "search"), nil)
+	case gapRepeats:
+		// Pages that repeat: the paging does not work, and the listing
+		// cannot be read whole. No news of the provider's health, as for
+		// the snapshot's listing: neither a success nor a failure.
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous, c.gapMessage(l, "search"), providers.ErrNoNews)
 	case gapShifted:
 		// Orders moved while the pages, all answered, were read: no news
 		// of the provider's health. Counted as failing, one device's
