@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -98,6 +99,17 @@ func publicReason(err error) string {
 // holds orders back (problems; a provider not in known is not named).
 // Each reason is logged with its detail when it first answers, and again
 // every minute while it lasts.
+// openAdmin reports whether the admin server listening on addr serves the
+// dashboard and the orders API to anyone who reaches it: no token, and an
+// address other than loopback.
+func openAdmin(addr net.Addr, token providers.Secret) bool {
+	if token.Reveal() != "" {
+		return false
+	}
+	ta, ok := addr.(*net.TCPAddr)
+	return !ok || !ta.IP.IsLoopback()
+}
+
 func readinessCheck(started func() bool, pingRedis func() error, problems *tasks.Problems, pingServer func() error, known []string, log *slog.Logger) func() error {
 	var mu sync.Mutex
 	var last string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -258,6 +259,32 @@ func TestReadyzNamesEveryProblemKind(t *testing.T) {
 		got := problemSummary(problems, []string{"tencent"})
 		if phrase, ok := problemPhrases[kind]; !ok || got != "tencent: "+phrase {
 			t.Errorf("kind %s: /readyz says %q; want words of its own", kind, got)
+		}
+	}
+}
+
+// The worker warns when its dashboard and orders API answer anyone who
+// reaches the admin address: no token, and not on loopback.
+func TestOpenAdminIsWarnedOf(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		addr  string
+		token providers.Secret
+		open  bool
+	}{
+		{"0.0.0.0:9090", "", true},
+		{"10.1.2.3:9090", "", true},
+		{"[::]:9090", "", true},
+		{"127.0.0.1:9090", "", false},
+		{"[::1]:9090", "", false},
+		{"0.0.0.0:9090", "t0ken", false},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tt.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := openAdmin(a, tt.token); got != tt.open {
+			t.Errorf("openAdmin(%s, token %v) = %v, want %v", tt.addr, tt.token != "", got, tt.open)
 		}
 	}
 }

@@ -165,6 +165,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_ = admin.Shutdown(c)
 	}()
 	log.Info("admin server listening", "addr", ln.Addr().String())
+	if openAdmin(ln.Addr(), cfg.MonitoringToken) {
+		log.Warn("the dashboard and the orders API (/monitoring/, /orders/, /api/orders) answer anyone who reaches the admin address: set ORDERWORKER_MONITORING_TOKEN, or listen on loopback (ORDERWORKER_ADMIN_ADDR=127.0.0.1:9090) behind a proxy that authenticates",
+			"addr", ln.Addr().String())
+	}
 
 	if err := waitForRedis(ctx, rdb, log); err != nil {
 		return err
