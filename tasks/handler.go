@@ -826,9 +826,9 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 		// until an operator resolves it.
 		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown at its deadline; left for an operator", who[0], who[1],
 			slog.Int("attempts", calls), slog.String("reason", d.Then.Reason))
-	case to == StateUnknown && strings.HasPrefix(d.Settle.Reason(), order.AmbiguousLookup) && !strings.HasPrefix(rec.Reason, order.AmbiguousLookup):
-		// Once per order: looking again rarely changes such an answer.
-		h.log.LogAttrs(ctx, slog.LevelWarn, "order lookup cannot single the order out at the provider; it stays unknown for a person to decide", who[0], who[1],
+	case to == StateUnknown && strings.HasPrefix(d.Settle.Reason(), order.AmbiguousLookup) && d.Settle.Reason() != rec.Reason:
+		// Once per answer: the same one again is not logged again.
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order lookup cannot single the order out among the provider's orders; it stays unknown, looked up again until its deadline (a person may have to decide)", who[0], who[1],
 			slog.String("reason", d.Settle.Reason()))
 	case to == StateUnknown && rec.State != StateUnknown:
 		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown; will look it up before any resubmission", who[0], who[1],

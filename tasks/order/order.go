@@ -575,16 +575,22 @@ func refused(code providers.Code) bool {
 	return !providers.MaybeCreated(code) && !providers.Retryable(code) && code != providers.Unauthenticated
 }
 
-// AmbiguousLookup begins the reason of an order whose lookup found the
-// provider's orders unable to single it out (a lookup answers Ambiguous
-// only then): an order created twice, or one with other params under its
-// number. Only a person can tell which, if any, is this order.
-const AmbiguousLookup = "a lookup cannot single this order out among the provider's (a person decides): "
+// AmbiguousLookup begins the reason of an unknown order whose last lookup
+// could not single it out among the provider's orders (Ambiguous): held
+// twice, one with other params under its number, orders not told apart
+// (no snapshot, rivals not recorded yet), a listing too long to read. The
+// lookups go on until the deadline; some of these pass, some need a
+// person, as the provider's message says.
+const AmbiguousLookup = "the last lookup could not single the order out among the provider's: "
 
 func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {
 	reason := rec.Reason
 	if rec.State == ledger.StateSubmitting {
 		reason = "attempt abandoned mid-flight; looking the order up"
+	}
+	if strings.HasPrefix(reason, AmbiguousLookup) && code != providers.Ambiguous {
+		// An earlier lookup's; this one answered otherwise.
+		reason = "looked up: " + msg
 	}
 	if code == providers.NotFound {
 		if wait := listingLagLeft(rec, p, now); wait > 0 {

@@ -864,6 +864,14 @@ func TestUnknownOrdersRecordWhyTheyWait(t *testing.T) {
 		}
 		rec.Reason = d.Settle.Reason()
 	}
+	// A later lookup answered otherwise: the record no longer says the
+	// order could not be singled out.
+	for _, err := range []error{errs[providers.Unavailable], providers.Errorf(providers.NotFound, "lookup", "none")} {
+		d = Decide(rec, Lookup, Outcome{Err: err}, policy(), t0.Add(time.Minute))
+		if strings.HasPrefix(d.Settle.Reason(), AmbiguousLookup) {
+			t.Errorf("lookup %v after an ambiguous one: reason %q; want it no longer told ambiguous", providers.CodeOf(err), d.Settle.Reason())
+		}
+	}
 	late := t0.Add(policy().Deadline + time.Minute)
 	for _, err := range []error{listing, errs[providers.Unavailable]} {
 		d = Decide(unknown(), Lookup, Outcome{Err: err}, policy(), late)
