@@ -606,10 +606,36 @@ func hasPlainRun(s string, n int) bool {
 
 func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
-// IsPhoneNumber reports whether s is a phone number written alone (as
-// MaskPhones finds one, with nothing but digits, spaces and + - ( ) .
-// around it): 13800138000, 138-0013-8000, +86 138 0013 8000.
-func IsPhoneNumber(s string) bool { return phoneOnly(s) && MaskPhones(s) != s }
+// IsPhoneNumber reports whether s is one phone number written alone, as
+// MaskPhones finds one: digits and separators (space + - ( ) . _ /) only,
+// and either a mainland mobile number (11 digits, with 86 or 0086 before
+// them or not: 13800138000, 138_0013_8000, +86 138 0013 8000) or an
+// international number written with its + (+44 7700 900123). Digits
+// beside a number (20241130-13800138000) are not one number alone.
+func IsPhoneNumber(s string) bool {
+	var d []byte
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9':
+			d = append(d, c)
+		case !strings.ContainsRune(" +-()._/", rune(c)):
+			return false
+		}
+	}
+	if len(d) == 0 || MaskPhones(s) == s {
+		return false
+	}
+	if strings.HasPrefix(strings.TrimLeft(s, " ("), "+") {
+		return true
+	}
+	mobile := string(d)
+	for _, cc := range []string{"0086", "86"} {
+		if len(mobile) == 11+len(cc) && strings.HasPrefix(mobile, cc) {
+			mobile = mobile[len(cc):]
+		}
+	}
+	return len(mobile) == 11 && mobile[0] == '1' && '3' <= mobile[1] && mobile[1] <= '9'
+}
 
 // phoneOnly reports whether s holds nothing but what a written phone
 // number does: digits, spaces and + - ( ) . separators.
