@@ -202,6 +202,16 @@ type Provider interface {
 	Lookup(ctx context.Context, o Order) (Result, error)
 }
 
+// UnlistedNotAbsent is implemented by providers whose lookups may not show
+// an order whose create failed midway (the listing may leave out a status
+// only such orders take, by default, as the documents leave open): when
+// UnlistedNotAbsent is true, a lookup's NotFound after a create that may
+// have been received does not prove the order absent, and the order is
+// held for a person rather than created again.
+type UnlistedNotAbsent interface {
+	UnlistedNotAbsent() bool
+}
+
 // Preparer is implemented by providers whose lookups cannot find an order
 // by the producer's order number. Before an order's first create, Prepare
 // returns the provider order ids that already exist for the order's target

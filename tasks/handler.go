@@ -232,10 +232,12 @@ func (h *Handler) policy(provider string, prov providers.Provider) order.Policy 
 		d = pd
 	}
 	_, prepares := prov.(providers.Preparer)
+	un, _ := prov.(providers.UnlistedNotAbsent)
 	return order.Policy{
 		MaxAttempts: h.opts.MaxAttempts, Backoff: h.opts.Backoff, Deadline: d,
 		PendingWindow: h.opts.PendingWindow, PollInterval: h.opts.PollInterval,
 		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares, ListingLag: h.opts.ListingLag,
+		HoldUnlisted: un != nil && un.UnlistedNotAbsent(),
 	}
 }
 
@@ -824,7 +826,7 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	case to == StateUnknown && d.Then.Next == order.Stop:
 		// Its task ends here: nothing will look the order up again
 		// until an operator resolves it.
-		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown at its deadline; left for an operator", who[0], who[1],
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown; left for an operator", who[0], who[1],
 			slog.Int("attempts", calls), slog.String("reason", d.Then.Reason))
 	case to == StateUnknown && strings.HasPrefix(d.Settle.Reason(), order.AmbiguousLookup) && d.Settle.Reason() != rec.Reason:
 		// Once per answer: the same one again is not logged again.

@@ -34,7 +34,10 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 			sb := unicloudsandbox.New("UKey", "usecret")
 			hs := httptest.NewServer(sb)
 			t.Cleanup(hs.Close)
-			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), TakeMatched: take})
+			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), TakeMatched: take,
+				// The sandbox lists every order: the create after absent is sent
+				// again on its not-found (see TestUnlistedUnicloudOrderIsHeldForAPerson).
+				RecreateUnlisted: true})
 			if err != nil {
 				t.Fatal(err)
 			}

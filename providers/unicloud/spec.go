@@ -15,6 +15,7 @@ const (
 	EnvAccessKeyID     = "UNICLOUD_ACCESS_KEY_ID"
 	EnvAccessKeySecret = "UNICLOUD_ACCESS_KEY_SECRET"
 	EnvTakeMatched     = "UNICLOUD_TAKE_MATCHED"
+	EnvRecreate        = "UNICLOUD_RECREATE_UNLISTED"
 )
 
 // Spec returns what the binaries know about the provider: its params, its
@@ -30,12 +31,13 @@ func Spec() providers.Spec {
 			{Name: EnvAccessKeyID, Required: true, Help: "UniCloud AccessKeyId (provider disabled without it)"},
 			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
 			{Name: EnvTakeMatched, Default: "false", Help: "take an order found only by matching the listing's instance names after an uncertain create for ours, paid, instead of holding it for a person (only when nothing but the workers creates orders on the account)", Check: providers.CheckBool},
+			{Name: EnvRecreate, Default: "false", Help: "create again an order whose uncertain create the listing does not show after the listing lag, instead of holding it for a person (only once UniCloud confirms that QueryOrders lists every order whatever its OrderStatus)", Check: providers.CheckBool},
 		},
 		Parse:        Parse,
 		CheckOrderID: CheckOrderID,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret),
-				TakeMatched: cfg.Bool(EnvTakeMatched), HTTPClient: newHTTPClient(deps.Transport())})
+				TakeMatched: cfg.Bool(EnvTakeMatched), RecreateUnlisted: cfg.Bool(EnvRecreate), HTTPClient: newHTTPClient(deps.Transport())})
 			if err != nil {
 				return nil, err
 			}

@@ -87,6 +87,15 @@ type Options struct {
 	// only when nothing but the workers creates orders on the account.
 	// Default false.
 	TakeMatched bool
+	// RecreateUnlisted lets the worker create again an order whose create
+	// may have been received when the listing does not show it once the
+	// listing lag has passed. Without it such an order is held for a
+	// person: what QueryOrders leaves out by default is not documented
+	// (it takes an OrderStatus filter whose values are not listed), so it
+	// may leave out exactly an order whose create failed midway, and a
+	// not-found proves nothing. Set it only once UniCloud confirms that
+	// QueryOrders without OrderStatus lists every order. Default false.
+	RecreateUnlisted bool
 	// PageSize is QueryOrders' Size. Default 100. No maximum is
 	// documented: a listing whose first page is refused as a bad parameter
 	// asks again with 20 and keeps it for the rest of that listing.
@@ -119,6 +128,7 @@ type Client struct {
 	margin          time.Duration
 	productCategory string
 	takeMatched     bool
+	recreate        bool // Options.RecreateUnlisted
 	pageSize        int
 	names           nameCache
 	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
@@ -143,6 +153,7 @@ func New(opts Options) (*Client, error) {
 		margin:          opts.LookupMargin,
 		productCategory: opts.ProductCategory,
 		takeMatched:     opts.TakeMatched,
+		recreate:        opts.RecreateUnlisted,
 		pageSize:        opts.PageSize,
 	}
 	if c.endpoint == "" {
@@ -172,6 +183,10 @@ func New(opts Options) (*Client, error) {
 }
 
 // Name implements providers.Provider.
+// UnlistedNotAbsent implements providers.UnlistedNotAbsent: true unless
+// Options.RecreateUnlisted.
+func (c *Client) UnlistedNotAbsent() bool { return !c.recreate }
+
 func (c *Client) Name() string { return Name }
 
 var (

@@ -1,6 +1,7 @@
 package order
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,35 @@ func TestOrderRecordedAfterTheLossDoesNotWaitTheLagFromItsCreation(t *testing.T)
 	soon.CreatedAt, soon.LastCreateAt, soon.ReadAt = found.Add(30*time.Second), found, found.Add(31*time.Second)
 	if d := Decide(&soon, Lookup, Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}, p, soon.ReadAt); d.Then.Next != Wait || d.Then.Delay > 90*time.Second {
 		t.Errorf("an order recorded 30 s after the loss was found, not found a second later: %v %s; want a wait of the lag left since the loss was found (89 s)", d.Then.Next, d.Then.Delay)
+	}
+}
+
+// With HoldUnlisted (a provider whose listing may leave out an order
+// whose create failed midway), a not-found past the listing lag holds an
+// order whose own create may have been received for a person; one looked
+// up only for a loss of Redis's data, never sent since, is created (else
+// every order after a loss would wait for a person).
+func TestHoldUnlistedHoldsOnlyAnOrderWithACreateOfItsOwn(t *testing.T) {
+	p := policy()
+	p.HoldUnlisted = true
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
+	own := unknown()
+	own.Failures = 1
+	if d := Decide(own, Lookup, notFound, p, t0.Add(time.Minute)); d.Then.Next != Stop || d.Settle.To() != ledger.StateUnknown || !strings.Contains(d.Then.Reason, "left for a person") {
+		t.Errorf("own create, not listed: %v %q; want unknown, stopped, for a person", d.Then.Next, d.Then.Reason)
+	}
+	abandoned := unknown() // a create whose run died: no failure counted
+	abandoned.Failures = 0
+	if d := Decide(abandoned, Lookup, notFound, p, t0.Add(time.Minute)); d.Then.Next != Stop {
+		t.Errorf("abandoned create, not listed: %v; want held", d.Then.Next)
+	}
+	lossOnly := unknown()
+	lossOnly.Failures, lossOnly.LookedFirstAt = 0, t0.Add(-time.Hour)
+	if d := Decide(lossOnly, Lookup, notFound, p, t0.Add(time.Minute)); d.Then.Next != Continue || d.Then.Step != Submit {
+		t.Errorf("looked up only for a loss, not listed: %v %v; want its create", d.Then.Next, d.Then.Step)
+	}
+	p.HoldUnlisted = false
+	if d := Decide(own, Lookup, notFound, p, t0.Add(time.Minute)); d.Then.Next != Continue || d.Then.Step != Submit {
+		t.Errorf("without HoldUnlisted: %v %v; want its create", d.Then.Next, d.Then.Step)
 	}
 }

@@ -85,6 +85,11 @@ type Policy struct {
 	// stays unknown and is looked up again once it has passed. 0: a
 	// not-found is believed at once.
 	ListingLag time.Duration
+	// HoldUnlisted says a lookup's NotFound, once the listing lag has
+	// passed, does not prove absent an order whose own create may have
+	// been received (providers.UnlistedNotAbsent): such an order is left
+	// unknown for a person, never created again nor errored as absent.
+	HoldUnlisted bool
 }
 
 // Backoff is capped exponential backoff with full jitter: retry n (from 0)
@@ -599,6 +604,14 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			msg = fmt.Sprintf("%s; the last create left %s before the lookup, within the listing lag of %s: looking again in %s",
 				msg, (p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
 			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+		}
+		if p.HoldUnlisted && (rec.LookedFirstAt.IsZero() || rec.Failures > 0) {
+			// A create of the order's own may have been received (one
+			// looked up only for a loss of Redis's data, and never sent
+			// since, is not held: after a loss every order would be),
+			// and the listing may leave it out: a person decides.
+			r := "not listed, which does not prove the order absent: a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
+			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
 		}
 		// Surely not created: submit again, unless out of budget or time.
 		switch {
