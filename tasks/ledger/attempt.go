@@ -170,6 +170,11 @@ if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= ''))
   local f = {'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
     'first_attempt', first, 'last_create', sn, 'updated', upd}
+  if (h['look_only'] or '') ~= '' then
+    -- A create of its own now: no longer an order only looked up.
+    f[#f + 1] = 'look_only'
+    f[#f + 1] = ''
+  end
   if (ARGV[8] or '') ~= '' then
     -- Where this create goes (BeginArgs.Target): a lookup elsewhere
     -- proves nothing of it.
@@ -973,7 +978,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "redriven", stamp)
 	}
 	if !t.lookedFirst.IsZero() {
-		args = append(args, "looked_first", ms(t.lookedFirst))
+		args = append(args, "looked_first", ms(t.lookedFirst), "look_only", "1")
 		if !t.lookedFirstAt.IsZero() {
 			args = append(args, "last_create", ms(t.lookedFirstAt))
 		}

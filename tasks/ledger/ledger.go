@@ -103,6 +103,11 @@ type Record struct {
 	// order was last looked up for before a create (Transition.WithLookedFirst);
 	// zero when never.
 	LookedFirstAt time.Time `json:"looked_first_at,omitzero"`
+	// LookOnly: the order was last looked up first for a loss before a
+	// create (Transition.WithLookedFirst) and no create of it has been
+	// marked since: whatever create the provider may hold of it left in
+	// what Redis lost, none under this record.
+	LookOnly bool `json:"-"`
 	// ReadAt is Redis's clock when Begin or Get read the record (zero
 	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
@@ -478,6 +483,8 @@ func (r *Record) set(k, v string) {
 		}
 	case "looked_first":
 		r.LookedFirstAt = msTime(v)
+	case "look_only":
+		r.LookOnly = v == "1"
 	case "not_ours":
 		_ = json.Unmarshal([]byte(v), &r.NotOurs)
 	}

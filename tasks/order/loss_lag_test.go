@@ -89,7 +89,14 @@ func TestHoldUnlistedHoldsOnlyAnOrderWithACreateOfItsOwn(t *testing.T) {
 		t.Errorf("abandoned create, not listed: %v; want held", d.Then.Next)
 	}
 	lossOnly := unknown()
-	lossOnly.Failures, lossOnly.LookedFirstAt = 0, t0.Add(-time.Hour)
+	lossOnly.Failures, lossOnly.LookedFirstAt, lossOnly.LookOnly = 0, t0.Add(-time.Hour), true
+	// Looked first for a loss by another step (its LookedFirstAt set, not
+	// LookOnly): its own create may have been received.
+	otherStep := unknown()
+	otherStep.Failures, otherStep.LookedFirstAt = 0, t0.Add(-time.Hour)
+	if d := Decide(otherStep, Lookup, notFound, p, t0.Add(time.Minute)); d.Then.Next != Stop {
+		t.Errorf("looked at for a loss at a lookup, its own create abandoned before: %v; want held", d.Then.Next)
+	}
 	if d := Decide(lossOnly, Lookup, notFound, p, t0.Add(time.Minute)); d.Then.Next != Continue || d.Then.Step != Submit {
 		t.Errorf("looked up only for a loss, not listed: %v %v; want its create", d.Then.Next, d.Then.Step)
 	}

@@ -605,11 +605,11 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 				msg, (p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
 			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 		}
-		if p.HoldUnlisted && (rec.LookedFirstAt.IsZero() || rec.Failures > 0) {
+		if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) {
 			// A create of the order's own may have been received (one
-			// looked up only for a loss of Redis's data, and never sent
-			// since, is not held: after a loss every order would be),
-			// and the listing may leave it out: a person decides.
+			// looked up first for a loss of Redis's data, no create of it
+			// marked since, is not held: after a loss every order would
+			// be), and the listing may leave it out: a person decides.
 			r := "not listed, which does not prove the order absent: a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
 			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
 		}

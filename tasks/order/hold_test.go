@@ -1,0 +1,50 @@
+package order
+
+import (
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// LookedFirstAt is never cleared, and an abandoned create (or resolve
+// absent / redrive, which reset Failures) leaves Failures at 0: the hold's
+// exemption is LookOnly (looked up first for a loss, no create marked
+// since), never LookedFirstAt, so an order whose own create was sent since
+// and may have been received is held.
+func TestHoldUnlistedAfterALookFirstAndAnOwnCreate(t *testing.T) {
+	p := policy()
+	p.HoldUnlisted = true
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
+	lost := t0.Add(-3 * time.Hour)
+	// Looked up first for a loss hours ago, believed absent, created; that
+	// create's run was killed mid-create (abandoned): Failures stays 0.
+	rec := &ledger.Record{Provider: "unicloud", OrderNo: "o", State: ledger.StateSubmitting, Attempts: 1, Inflight: 2,
+		CreatedAt: lost, LookedFirstAt: lost, LastCreateAt: t0.Add(-10 * time.Minute), FirstAttemptAt: lost, MayHaveExisted: true}
+	plan := PlanStep(rec, p, t0)
+	if plan.Then.Step != Lookup {
+		t.Fatalf("plan %+v; want abandoned -> lookup", plan)
+	}
+	after := *rec
+	after.State, after.Inflight = ledger.StateUnknown, 0
+	// Past its deadline: errored "the provider holds no such order".
+	d := Decide(&after, Lookup, notFound, p, t0)
+	if d.Then.Next != Stop || d.Settle.To() != ledger.StateUnknown {
+		t.Errorf("past deadline, own create abandoned after a look-first, not listed: %v -> %s %q; want held unknown", d.Then.Next, d.Settle.To(), d.Then.Reason)
+	}
+	// Within its deadline (re-driven / resolved absent 30 min ago): created again.
+	after.RedrivenAt = t0.Add(-30 * time.Minute)
+	d = Decide(&after, Lookup, notFound, p, t0)
+	if d.Then.Next != Stop {
+		t.Errorf("own create abandoned after a look-first, not listed: %v %v; want held (its own create may have been received)", d.Then.Next, d.Then.Step)
+	}
+	// A record ClaimLost recreated after its own ambiguous create (finish,
+	// ErrNotFound), whose next Begin falls in the look-first window:
+	// Begin's other-steps branch sets looked_first, Failures is 0.
+	cl := &ledger.Record{Provider: "unicloud", OrderNo: "o2", State: ledger.StateUnknown, Reason: "record lost mid-step; looking the order up",
+		CreatedAt: t0.Add(-10 * time.Minute), LookedFirstAt: lost, LastCreateAt: t0.Add(-5 * time.Minute), MayExist: true}
+	if d := Decide(cl, Lookup, notFound, p, t0); d.Then.Next != Stop {
+		t.Errorf("ClaimLost record after its own create, not listed: %v %v; want held", d.Then.Next, d.Then.Step)
+	}
+}
