@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/order"
 )
 
 // ReconcilerOptions configure a Reconciler. nil means defaults.
@@ -30,6 +31,13 @@ type ReconcilerOptions struct {
 	// of live orders every order is still looked at, within about
 	// (orders ÷ Batch) sweeps. Default 500.
 	Batch int64
+	// HeldRecheck is how often an unknown order left for a person (still
+	// unknown at its deadline, or a UniCloud order its listing does not
+	// prove absent) is looked up again: its task is queued again only
+	// once its record has not changed for that long, so that it is
+	// taken if the provider comes to show it, without a lookup, a history
+	// entry and a warning every sweep. Default 1h.
+	HeldRecheck time.Duration
 	// Registerer receives orderworker_reconciler_found_total; nil: none.
 	Registerer prometheus.Registerer
 	// Logger. Default slog.Default().
@@ -77,6 +85,9 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 	}
 	if o.Grace <= 0 {
 		o.Grace = time.Minute
+	}
+	if o.HeldRecheck <= 0 {
+		o.HeldRecheck = time.Hour
 	}
 	if o.Batch <= 0 {
 		o.Batch = 500
@@ -196,6 +207,15 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	}
 	if s == StatePending && (rec.NextCheckAt.IsZero() || rec.NextCheckAt.After(cutoff)) {
 		return "", nil
+	}
+	if s == StateUnknown && order.LeftForAPerson(rec.Reason) {
+		now := rec.ReadAt
+		if now.IsZero() {
+			now = time.Now()
+		}
+		if now.Sub(rec.UpdatedAt) < r.opts.HeldRecheck {
+			return "", nil
+		}
 	}
 	queued, err := Requeue(ctx, r.ledger, r.inspector, r.client, r.opts.Queue, rec)
 	if err != nil || !queued {

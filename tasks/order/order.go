@@ -580,6 +580,21 @@ func refused(code providers.Code) bool {
 	return !providers.MaybeCreated(code) && !providers.Retryable(code) && code != providers.Unauthenticated
 }
 
+// HeldUnlisted and LeftAtDeadline begin the reasons of an unknown order
+// whose task ended for a person to decide: held because the listing does
+// not prove it absent (Policy.HoldUnlisted), or still unknown at its
+// deadline. LeftForAPerson tells them.
+const (
+	HeldUnlisted   = "not listed, which does not prove the order absent: "
+	LeftAtDeadline = "outcome unknown at the deadline; left for an operator"
+)
+
+// LeftForAPerson reports whether reason is that of an unknown order left
+// for a person (HeldUnlisted, LeftAtDeadline).
+func LeftForAPerson(reason string) bool {
+	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline)
+}
+
 // AmbiguousLookup begins the reason of an unknown order whose last lookup
 // could not single it out among the provider's orders (Ambiguous): held
 // twice, one with other params under its number, orders not told apart
@@ -610,7 +625,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			// looked up first for a loss of Redis's data, no create of it
 			// marked since, is not held: after a loss every order would
 			// be), and the listing may leave it out: a person decides.
-			r := "not listed, which does not prove the order absent: a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
+			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
 			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
 		}
 		// Surely not created: submit again, unless out of budget or time.
@@ -642,7 +657,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 	if pastDeadline(rec, p, now) {
 		// The task ends here: the record says why, for the operator the
 		// OrdersStuckUnknown alert sends to it.
-		r := "outcome unknown at the deadline; left for an operator (last lookup: " + msg + ")"
+		r := LeftAtDeadline + " (last lookup: " + msg + ")"
 		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}

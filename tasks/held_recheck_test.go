@@ -1,0 +1,85 @@
+package tasks_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/unicloud"
+	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// A held order's task is archived (Stop). The reconciler queues the task
+// of an unknown order left for a person again only once its record has not
+// changed for ReconcilerOptions.HeldRecheck (1h): it ran a lookup, wrote a
+// history entry and logged warnings every sweep (every minute), and the
+// create that made the order unknown left its 50-entry history within the
+// hour. Past HeldRecheck it is looked up again, and taken if listed.
+func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	sb := unicloudsandbox.New("UKey", "usecret")
+	sb.Unlisted = func(unicloudsandbox.Order) bool { return true } // hides the order made midway
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	ctx := context.Background()
+	e.enqueue(t, unicloudOrder("UL-R", "unlisted-r"))
+	sb.Faults().Script(fault.FailAfter)
+	e.startServer(t)
+	ref := ledger.Ref{Provider: "unicloud", OrderNo: "UL-R"}
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	t.Cleanup(func() { inspector.Close() })
+	waitArchived := func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			info, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("unicloud", "UL-R"))
+			if err == nil && info.State == asynq.TaskStateArchived {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("task not archived: %+v %v", info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitArchived()
+	rec, _ := e.ledger.Get(ctx, ref)
+	if rec.State != tasks.StateUnknown || !strings.Contains(rec.Reason, "does not prove") {
+		t.Fatalf("%s %q; want held", rec.State, rec.Reason)
+	}
+	r := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"unicloud"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
+	before := sb.Calls("QueryOrders")
+	for i := 0; i < 3; i++ {
+		found, err := r.Sweep(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("sweep %d: %v", i, found)
+		time.Sleep(100 * time.Millisecond)
+		waitArchived()
+	}
+	rec, _ = e.ledger.Get(ctx, ref)
+	t.Logf("QueryOrders calls during 3 sweeps: %d; history entries %d; orders at provider %d; state %s", sb.Calls("QueryOrders")-before, len(rec.History), len(sb.Orders()), rec.State)
+	if n := sb.Calls("QueryOrders") - before; n > 0 {
+		t.Errorf("a held order (left for a person) was looked up %d times by 3 sweeps", n)
+	}
+	due := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"unicloud"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, HeldRecheck: time.Nanosecond})
+	found, err := due.Sweep(ctx)
+	if err != nil || found["unknown_without_task"] != 1 {
+		t.Errorf("sweep with its recheck due = %v, %v; want it queued again", found, err)
+	}
+}
