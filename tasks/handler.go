@@ -824,8 +824,9 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 		h.metrics.outcome(rec, StatePending, calls, now)
 		h.log.LogAttrs(ctx, slog.LevelInfo, "order pending", who[0], who[1], slog.Duration("next_check", d.Then.Delay))
 	case to == StateUnknown && d.Then.Next == order.Stop:
-		// Its task ends here: nothing will look the order up again
-		// until an operator resolves it.
+		// Its task ends here: only the reconciler's hourly look (see
+		// ReconcilerOptions.HeldRecheck) looks it up again, until an
+		// operator resolves it.
 		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown; left for an operator", who[0], who[1],
 			slog.Int("attempts", calls), slog.String("reason", d.Then.Reason))
 	case to == StateUnknown && strings.HasPrefix(d.Settle.Reason(), order.AmbiguousLookup) && d.Settle.Reason() != rec.Reason:

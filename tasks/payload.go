@@ -316,10 +316,6 @@ func Validate(p Payload, set *providers.Set) error {
 	return nil
 }
 
-// openAndValidate returns the payload's params in clear and parsed
-// (validated), and refuses personal data when there is no key to seal it
-// with. A sealed value this process cannot open is an error wrapping
-// ErrSealed or errConfig.
 // personalError is a refusal of what may not be stored in clear: a
 // personal-data param without a data key (openAndValidate returns the
 // params with it), a phone number in the params without one, an order
@@ -330,6 +326,10 @@ type personalError struct{ error }
 
 func (e personalError) Unwrap() error { return e.error }
 
+// openAndValidate returns the payload's params in clear and parsed
+// (validated), and refuses personal data when there is no key to seal it
+// with. A sealed value this process cannot open is an error wrapping
+// ErrSealed or errConfig.
 func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMessage, providers.Params, error) {
 	clear, err := sealer.Open(p.Params)
 	if err != nil {
