@@ -645,9 +645,9 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	if code == providers.Ambiguous {
 		// The provider answered, with orders this one cannot be told
-		// from (held twice, or one with other params): the record says
-		// so, for the person who must decide, rather than what first
-		// made the order unknown (the history keeps that).
+		// from (see AmbiguousLookup): the record says so, for the person
+		// who may have to decide, rather than what first made the order
+		// unknown (the history keeps that).
 		reason = AmbiguousLookup + msg
 	}
 	t := ledger.SetUnknown(reason).WithMayExist(true)
