@@ -708,7 +708,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	err := h.ledger.Settle(wc, ref, token, d.Settle)
 	var owned *ledger.OwnedError
 	switch {
-	case errors.Is(err, ledger.ErrNotDurable) && (d.Then.Next == order.Done || d.Then.Next == order.Stop):
+	case errors.Is(err, ledger.ErrNotDurable) && (d.Then.Next == order.Done || d.Then.Next == order.Stop || d.Then.Next == order.Rest):
 		// The outcome is on the master only: a failover now could take
 		// it back, leaving the step's in-flight mark (so the order is
 		// looked up). The task does not end on it: it comes back, and its
@@ -823,9 +823,14 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	case to == StatePending && rec.State != StatePending:
 		h.metrics.outcome(rec, StatePending, calls, now)
 		h.log.LogAttrs(ctx, slog.LevelInfo, "order pending", who[0], who[1], slog.Duration("next_check", d.Then.Delay))
+	case to == StateUnknown && d.Then.Next == order.Rest:
+		// Looked up again by the reconciler, and left as it was: its
+		// first stop warned.
+		h.log.LogAttrs(ctx, slog.LevelInfo, "order outcome still unknown; left for an operator", who[0], who[1],
+			slog.String("reason", d.Then.Reason))
 	case to == StateUnknown && d.Then.Next == order.Stop:
-		// Its task ends here: only the reconciler's hourly look (see
-		// ReconcilerOptions.HeldRecheck) looks it up again, until an
+		// Its task ends here: only the reconciler's later looks (see
+		// ReconcilerOptions.HeldRecheck) look it up again, until an
 		// operator resolves it.
 		h.log.LogAttrs(ctx, slog.LevelWarn, "order outcome unknown; left for an operator", who[0], who[1],
 			slog.Int("attempts", calls), slog.String("reason", d.Then.Reason))
@@ -845,7 +850,7 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 // then turns what follows a step into the task's result.
 func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Then, error) {
 	switch t.Next {
-	case order.Done, order.Continue:
+	case order.Done, order.Continue, order.Rest:
 		return t, nil
 	case order.Stop:
 		return t, stop("order %s: %s", ref, t.Reason)

@@ -2,12 +2,14 @@ package tasks_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
@@ -22,11 +24,15 @@ import (
 // changed for ReconcilerOptions.HeldRecheck (1h): it ran a lookup, wrote a
 // history entry and logged warnings every sweep (every minute), and the
 // create that made the order unknown left its 50-entry history within the
-// hour. Past HeldRecheck it is looked up again, and taken if listed.
+// hour. Past HeldRecheck it is looked up again; still not listed, its task
+// ends at rest, not archived: archived again, it counted as one more task
+// ended for good (orderworker_tasks_stopped_total), and the
+// OrderTasksArchived alert fired every hour for every held order.
 func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
 	t.Parallel()
+	reg := prometheus.NewRegistry()
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1,
-		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, Metrics: tasks.NewMetrics(reg)}})
 	sb := unicloudsandbox.New("UKey", "usecret")
 	sb.Unlisted = func(unicloudsandbox.Order) bool { return true } // hides the order made midway
 	hs := httptest.NewServer(sb)
@@ -80,6 +86,25 @@ func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
 	due := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"unicloud"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, HeldRecheck: time.Nanosecond})
 	found, err := due.Sweep(ctx)
 	if err != nil || found["unknown_without_task"] != 1 {
-		t.Errorf("sweep with its recheck due = %v, %v; want it queued again", found, err)
+		t.Fatalf("sweep with its recheck due = %v, %v; want it queued again", found, err)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("unicloud", "UL-R"))
+		if errors.Is(err, asynq.ErrTaskNotFound) || err == nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived) {
+			if err == nil && info.State == asynq.TaskStateArchived {
+				t.Errorf("the held order's task, looked up again and still held, was archived again")
+			}
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the task queued again never ended: %+v %v", info, err)
+		}
+	}
+	rec, _ = e.ledger.Get(ctx, ref)
+	if n := sb.Calls("QueryOrders") - before; n == 0 || rec.State != tasks.StateUnknown || !strings.Contains(rec.Reason, "does not prove") {
+		t.Errorf("after the due look: %d lookups, %s %q; want looked up and still held", n, rec.State, rec.Reason)
+	}
+	if n := counterValue(t, reg, "orderworker_tasks_stopped_total", nil); n != 1 {
+		t.Errorf("orderworker_tasks_stopped_total = %v; want 1 (the first stop, not the later look)", n)
 	}
 }

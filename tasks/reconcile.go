@@ -31,12 +31,14 @@ type ReconcilerOptions struct {
 	// of live orders every order is still looked at, within about
 	// (orders ÷ Batch) sweeps. Default 500.
 	Batch int64
-	// HeldRecheck is how often an unknown order left for a person (still
-	// unknown at its deadline, or a UniCloud order its listing does not
-	// prove absent) is looked up again: its task is queued again only
-	// once its record has not changed for that long, so that it is
-	// taken if the provider comes to show it, without a lookup, a history
-	// entry and a warning every sweep. Default 1h.
+	// HeldRecheck is how often, at first, an unknown order left for a
+	// person (still unknown at its deadline, or a UniCloud order its
+	// listing does not prove absent) is looked up again: its task is
+	// queued again only once its record has not changed for that long,
+	// or for a quarter of the order's age if longer (at most a day), so
+	// that it is taken if the provider comes to show it, without a
+	// lookup and a history entry every sweep, nor one an hour for weeks.
+	// Default 1h.
 	HeldRecheck time.Duration
 	// Registerer receives orderworker_reconciler_found_total; nil: none.
 	Registerer prometheus.Registerer
@@ -213,7 +215,7 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 		if now.IsZero() {
 			now = time.Now()
 		}
-		if now.Sub(rec.UpdatedAt) < r.opts.HeldRecheck {
+		if now.Sub(rec.UpdatedAt) < r.heldRecheck(rec, now) {
 			return "", nil
 		}
 	}
@@ -227,6 +229,19 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	}
 	r.log.Warn("reconciler re-queued an order", "provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind)
 	return kind, nil
+}
+
+// maxHeldRecheck bounds how long an order left for a person waits between
+// two looks as it ages (see ReconcilerOptions.HeldRecheck).
+const maxHeldRecheck = 24 * time.Hour
+
+// heldRecheck is how long an order left for a person waits, unchanged,
+// before it is looked up again (see ReconcilerOptions.HeldRecheck): a
+// quarter of its age, within HeldRecheck and a day (HeldRecheck if
+// longer), so that an order held for weeks is looked up a few dozen
+// times, not once an hour.
+func (r *Reconciler) heldRecheck(rec *Record, now time.Time) time.Duration {
+	return max(r.opts.HeldRecheck, min(now.Sub(rec.CreatedAt)/4, maxHeldRecheck))
 }
 
 // Queues lists the asynq queues of a ledger of shards shards: queue

@@ -718,7 +718,7 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // Transition), then field/value pairs. The in-flight mark is cleared when
 // this step's Begin set it (lease_mark) or the transition settles it.
 // Replies {'ok'}, {'missing'}, {'lost', state} or {'owned', order_no}.
-var settleScript = redis.NewScript(luaRevoke + `
+var settleScript = redis.NewScript(luaRevoke + luaAddHistory + `
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark', 'pay_sent', 'rival_key')
 if not cur[1] then return {'missing'} end
 if cur[3] == ARGV[1] then
@@ -815,11 +815,31 @@ if new ~= cur[1] then
       'attempts', ev.attempts, 'at', now)
   end
 end
-if ARGV[7] ~= '' and redis.call('RPUSH', KEYS[2], ARGV[7]) > tonumber(ARGV[8]) then
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
-end
+if ARGV[7] ~= '' then addHistory(KEYS[2], ARGV[7], tonumber(ARGV[8])) end
 return {'ok'}
 `)
+
+// HistoryHead is how many of an order's first history entries are kept
+// when its history outgrows MaxHistory: the entries dropped are the
+// oldest after them. The first calls (the create that made an order
+// unknown, what first failed) are what a person deciding on an order
+// looked up for days, or polled for weeks, needs most.
+const HistoryHead = 10
+
+// luaAddHistory is a helper of the scripts that write history:
+// addHistory(key, entry, max) appends entry and, past max entries, drops
+// the oldest after the first HistoryHead (set to "", which no entry is,
+// then removed).
+var luaAddHistory = `
+local function addHistory(key, entry, max)
+  local n = redis.call('RPUSH', key, entry)
+  while n > max do
+    redis.call('LSET', key, ` + strconv.Itoa(HistoryHead) + `, '')
+    redis.call('LREM', key, 1, '')
+    n = n - 1
+  end
+end
+`
 
 // luaRevoke is settleScript's helper: revoke(prefix, provider, owner, id,
 // me, now, events, retention) takes provider order id away from order

@@ -45,7 +45,8 @@ func (s State) Valid() bool {
 	return false
 }
 
-// MaxHistory bounds the attempts kept per order (the oldest are dropped).
+// MaxHistory bounds the attempts kept per order: past it, the oldest after
+// the first HistoryHead are dropped.
 const MaxHistory = 50
 
 // Ref names an order.

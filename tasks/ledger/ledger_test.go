@@ -1857,3 +1857,42 @@ func TestResolveMatchedOrderAbsent(t *testing.T) {
 		t.Errorf("a refused absent changed the order: %+v", rec)
 	}
 }
+
+// Past MaxHistory entries an order keeps its first HistoryHead and its
+// latest: the calls that made it unknown, or pending, are what a person
+// deciding on it needs, and a held order looked up for days, or a pending
+// one polled for weeks, dropped them first.
+func TestHistoryKeepsItsFirstEntries(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "H"}
+	claim(t, l, ref)
+	const n = ledger.MaxHistory + 25
+	for i := 1; i <= n; i++ {
+		tok := fmt.Sprint("t", i)
+		if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: tok}); err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %d = %+v, %v", i, b, err)
+		}
+		if err := l.Settle(ctx, ref, tok, ledger.SetUnknown("x").WithMayExist(true).WithAttempt(&ledger.Attempt{N: i, Call: "lookup"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err := l.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, a := range rec.History {
+		got = append(got, a.N)
+	}
+	var want []int
+	for i := 1; i <= ledger.HistoryHead; i++ {
+		want = append(want, i)
+	}
+	for i := n - (ledger.MaxHistory - ledger.HistoryHead) + 1; i <= n; i++ {
+		want = append(want, i)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("history after %d calls: %v; want the first %d and the last %d: %v", n, got, ledger.HistoryHead, ledger.MaxHistory-ledger.HistoryHead, want)
+	}
+}

@@ -409,7 +409,7 @@ func stateBefore(rec *Record) State {
 //
 // KEYS: record, history, errored index, submitting index. ARGV: order_no,
 // now (ms; "" for Redis's TIME), attempt JSON, reason, max history.
-var redriveScript = redis.NewScript(`
+var redriveScript = redis.NewScript(luaAddHistory + `
 local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight')
 if not cur[1] then return {'missing'} end
 if cur[1] ~= 'errored' then return {'refused', 'the order is ' .. cur[1] .. ', not errored'} end
@@ -423,9 +423,7 @@ redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', AR
 if not cur[2] then redis.call('HSET', KEYS[1], 'known', '', 'first_attempt', '') end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
-if redis.call('RPUSH', KEYS[2], ARGV[3]) > tonumber(ARGV[5]) then
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-end
+addHistory(KEYS[2], ARGV[3], tonumber(ARGV[5]))
 return {'ok'}
 `)
 

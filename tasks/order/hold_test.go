@@ -48,3 +48,42 @@ func TestHoldUnlistedAfterALookFirstAndAnOwnCreate(t *testing.T) {
 		t.Errorf("ClaimLost record after its own create, not listed: %v %v; want held", d.Then.Next, d.Then.Step)
 	}
 }
+
+// An order left for a person (held as not listed, or unknown at its
+// deadline) is looked up again by the reconciler now and then. The first
+// time it is left, its task stops (archived: the OrderTasksArchived alert
+// and a warning tell the operators); a later look that leaves it so ends
+// its task at rest: archived again, it counted as a new task ended for
+// good and fired the alert every hour for every such order.
+func TestOrderLeftForAPersonRestsOnALaterLook(t *testing.T) {
+	p := policy()
+	p.HoldUnlisted = true
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
+	unavailable := Outcome{Err: providers.Errorf(providers.Unavailable, "op", "down")}
+	created := t0.Add(-48 * time.Hour)
+	rec := &ledger.Record{Provider: "unicloud", OrderNo: "o", State: ledger.StateUnknown, Attempts: 1, Failures: 1,
+		Reason: "timeout after sending", CreatedAt: created, FirstAttemptAt: created, LastCreateAt: created, MayExist: true}
+	for _, c := range []struct {
+		name string
+		out  Outcome
+	}{{"not listed", notFound}, {"lookup fails past the deadline", unavailable}} {
+		first := Decide(rec, Lookup, c.out, p, t0)
+		if first.Then.Next != Stop || first.Settle.To() != ledger.StateUnknown || !LeftForAPerson(first.Then.Reason) {
+			t.Fatalf("%s, first time: %v -> %s %q; want a stop, left for a person", c.name, first.Then.Next, first.Settle.To(), first.Then.Reason)
+		}
+		left := *rec
+		left.Reason = first.Settle.Reason()
+		for _, out := range []Outcome{notFound, unavailable} {
+			again := Decide(&left, Lookup, out, p, t0)
+			if again.Then.Next != Rest || again.Settle.To() != ledger.StateUnknown || !LeftForAPerson(again.Then.Reason) {
+				t.Errorf("%s, looked up again (%v): %v -> %s %q; want at rest, still left for a person", c.name, out.Err, again.Then.Next, again.Settle.To(), again.Then.Reason)
+			}
+		}
+		// An ambiguous answer is news: the order is looked up again (and
+		// stops anew if it ends left for a person).
+		amb := Decide(&left, Lookup, Outcome{Err: providers.Errorf(providers.Ambiguous, "op", "twice")}, p, t0.Add(-47*time.Hour))
+		if amb.Then.Next == Rest || amb.Then.Next == Stop {
+			t.Errorf("%s, within its deadline, an ambiguous answer: %v; want looked up again", c.name, amb.Then.Next)
+		}
+	}
+}

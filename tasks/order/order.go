@@ -150,6 +150,11 @@ const (
 	// ConfigWait: a configuration problem (Reason) holds the order back;
 	// nothing about the order changed. Run again after Delay.
 	ConfigWait
+	// Rest: the task ends, neither archived nor retried: an order already
+	// left for a person (LeftForAPerson) was looked up again and stays
+	// so. Its first Stop told the operators (an archived task, a
+	// warning); the reconciler's later looks tell nothing new.
+	Rest
 )
 
 // Plan is what to do with an order that Begin returned.
@@ -595,6 +600,18 @@ func LeftForAPerson(reason string) bool {
 	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline)
 }
 
+// leave is how the task of an order left for a person ends: Stop the
+// first time, Rest when the order was left so already (a later look by
+// the reconciler): archived again, its task would count as a new one
+// ended for good, and the OrderTasksArchived alert fire, every hour for
+// every such order.
+func leave(rec *ledger.Record) Next {
+	if rec.State == ledger.StateUnknown && LeftForAPerson(rec.Reason) {
+		return Rest
+	}
+	return Stop
+}
+
 // AmbiguousLookup begins the reason of an unknown order whose last lookup
 // could not single it out among the provider's orders (Ambiguous): held
 // twice, one with other params under its number, orders not told apart
@@ -626,7 +643,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			// marked since, is not held: after a loss every order would
 			// be), and the listing may leave it out: a person decides.
 			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
-			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
+			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec), Reason: r, Code: code}}
 		}
 		// Surely not created: submit again, unless out of budget or time.
 		switch {
@@ -658,7 +675,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		// The task ends here: the record says why, for the operator the
 		// OrdersStuckUnknown alert sends to it.
 		r := LeftAtDeadline + " (last lookup: " + msg + ")"
-		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Stop, Reason: r, Code: code}}
+		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec), Reason: r, Code: code}}
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
 }
