@@ -131,6 +131,7 @@ type Client struct {
 	recreate        bool // Options.RecreateUnlisted
 	pageSize        int
 	names           nameCache
+	lists           providers.Gather[listKey, window, []orderInfo] // see sharedList
 	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
 	// its Page starts (see listOrders).
 	pagesFrom1, pagesFrom0 atomic.Bool
@@ -179,6 +180,7 @@ func New(opts Options) (*Client, error) {
 	if c.pageSize <= 0 {
 		c.pageSize = 100
 	}
+	c.lists.Run = c.listShared
 	return c, nil
 }
 
