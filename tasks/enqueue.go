@@ -17,6 +17,7 @@ import (
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/order"
 )
 
 // Outcome of an enqueue.
@@ -153,18 +154,21 @@ func invalidPayload(data []byte, err error) EnqueueResult {
 }
 
 // Check judges an order as Enqueue would, without Redis: the invalid
-// result Enqueue would answer, and false when the order itself is fine.
-// Callers that cannot reach Redis use it to tell a bad order (which no
-// resend fixes) from one to send again.
+// result Enqueue would answer, and false when the order itself is fine, or
+// when only its record can tell: a refusal of personal data (an order
+// number that is a phone number, personal-data params without a data key)
+// is answered only for an order not recorded yet (see refusePersonal), so
+// that a producer told to use another number never has one accepted
+// before the rule made twice. Callers that cannot reach Redis use it to
+// tell a bad order (which no resend fixes) from one to send again.
 func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 	p, err := decodeProduced(data)
 	if err != nil {
 		return invalidPayload(data, err), true
 	}
 	res := EnqueueResult{Status: Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}
-	if err := checkOrderNoPersonal(p.OrderNo); err != nil {
-		res.OrderNo, res.Reason = providers.MaskPhones(p.OrderNo), reasonOf(err)
-		return res, true
+	if checkOrderNoPersonal(p.OrderNo) != nil {
+		res.OrderNo = providers.MaskPhones(p.OrderNo)
 	}
 	if err := checkOrderPath(p.OrderNo); err != nil {
 		res.Reason = reasonOf(err)
@@ -174,16 +178,9 @@ func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 		res.Reason = reasonOf(err)
 		return res, true
 	}
-	clear, _, err := openAndValidate(p, e.providers, e.sealer)
-	if err != nil {
+	if _, _, err := openAndValidate(p, e.providers, e.sealer); err != nil && !errors.As(err, new(personalError)) {
 		res.Reason = reasonOf(err)
 		return res, true
-	}
-	if e.sealer == nil {
-		if field := phoneField(clear); field != "" {
-			res.Reason = field + " holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted"
-			return res, true
-		}
 	}
 	return EnqueueResult{}, false
 }
@@ -530,6 +527,17 @@ func (e *Enqueuer) refusePersonal(ctx context.Context, pr prepared, refusal erro
 		return pr, err
 	}
 	if rec == nil {
+		// Not recorded: refused, unless Redis lost its data lately, with
+		// the order's record perhaps (a resend of an order accepted before
+		// the rule, which may exist at the provider): told to use another
+		// number, its producer would have it made twice.
+		found, err := e.ledger.LossFoundWithin(ctx, pr.ref(), order.DefaultLookFirstWindow)
+		if err != nil {
+			return pr, err
+		}
+		if !found.IsZero() {
+			return pr, &LostRefusalError{Found: found, Reason: reasonOf(refusal)}
+		}
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(refusal), true
 		return pr, nil
 	}
@@ -539,6 +547,22 @@ func (e *Enqueuer) refusePersonal(ctx context.Context, pr prepared, refusal erro
 	res, err := e.afterClaim(ctx, pr, ledger.ClaimResult{State: rec.State, ParamsHash: rec.ParamsHash}, nil, false)
 	pr.res, pr.done = res, true
 	return pr, err
+}
+
+// LostRefusalError is Enqueue's answer to an order refused for personal
+// data that has no record while Redis lost its data lately: it may have
+// been accepted before the rule, its record lost, and it cannot be
+// recorded again. Nothing was written. Its producer must not send it
+// under another number (it may exist at the provider): an operator looks
+// it up. Sent again after the window that follows a loss (a day), it is
+// refused as invalid.
+type LostRefusalError struct {
+	Found  time.Time // when the loss was found, on Redis's clock
+	Reason string    // the refusal
+}
+
+func (e *LostRefusalError) Error() string {
+	return fmt.Sprintf("order not accepted: %s; but Redis lost its data at %s, perhaps with this order's record (accepted before that rule): do not send it under another number, it may exist at the provider; an operator must look it up there", e.Reason, e.Found.UTC().Format(time.RFC3339))
 }
 
 // CheckDataKey checks that the ledger's params are sealed with the

@@ -29,8 +29,10 @@ func TestOrderNumberThatIsAPhoneNumberIsRefused(t *testing.T) {
 		if strings.Contains(res.OrderNo+res.Reason, "1234") {
 			t.Errorf("answer %+v shows the phone number", res)
 		}
-		if res, bad := e.enqueuer.Check(order); !bad || res.Status != tasks.Invalid || strings.Contains(res.OrderNo, "1234") {
-			t.Errorf("Check order_no %q = %+v, %v; want invalid, masked", no, res, bad)
+		// Without Redis, not final: an order recorded before the rule is
+		// answered duplicate (TestPersonalDataRefusalAfterALossIsNotInvalid).
+		if res, bad := e.enqueuer.Check(order); bad || strings.Contains(res.OrderNo, "1234") {
+			t.Errorf("Check order_no %q = %+v, %v; want not final", no, res, bad)
 		}
 	}
 	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
@@ -92,5 +94,59 @@ func TestResendOfAnOrderAcceptedBeforeAPersonalDataRuleIsADuplicate(t *testing.T
 		if res.Status != tasks.Conflict {
 			t.Errorf("%s %s sent again with other params = %+v; want conflict", tt.provider, tt.no, res)
 		}
+	}
+}
+
+// After Redis lost its data, an order refused for personal data with no
+// record may be one accepted before the rule whose record went with the
+// loss: it is not answered invalid ("use another number": made twice) but
+// with an error saying so, nothing written; a day after the loss, invalid
+// again. Without Redis (Check), a personal-data refusal is never called
+// final: only the record can tell.
+func TestPersonalDataRefusalAfterALossIsNotInvalid(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	params := `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`
+	body := []byte(`{"provider":"tencent","order_no":"13912345678","params":` + params + `}`)
+	hash, err := tasks.ParamsHash(json.RawMessage(params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, bad := e.enqueuer.Check(body); bad {
+		t.Errorf("Check of an order number that is a phone number = %+v, final; want not final (only its record can tell)", res)
+	}
+	if res, bad := e.enqueuer.Check([]byte(`{"provider":"tencent","order_no":"13912345678","params":{"ItemId":1}}`)); !bad || res.Status != tasks.Invalid {
+		t.Errorf("Check of an order with bad params = %+v, %v; want invalid, final", res, bad)
+	}
+	if _, err := e.ledger.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// As an older version recorded it; then Redis loses everything.
+	if _, err := e.ledger.Claim(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "13912345678"}, []byte(params), hash); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if losses, err := e.ledger.Watch(ctx); err != nil || len(losses) != 1 {
+		t.Fatalf("Watch after the wipe = %v, %v; want the loss found", losses, err)
+	}
+	res, err := e.enqueuer.Enqueue(ctx, body)
+	var lr *tasks.LostRefusalError
+	if !errors.As(err, &lr) || res.Status == tasks.Invalid || strings.Contains(err.Error(), "13912345678") {
+		t.Errorf("resend after the loss = %+v, %v; want a LostRefusalError, not invalid, the number not in it", res, err)
+	}
+	if rec, _ := e.ledger.Get(ctx, tasks.OrderRef{Provider: "tencent", OrderNo: "13912345678"}); rec != nil {
+		t.Errorf("recorded %+v; want nothing written", rec)
+	}
+	out := e.enqueuer.EnqueueBatch(ctx, [][]byte{body})
+	if len(out) != 1 || !errors.As(out[0].Err, &lr) {
+		t.Errorf("in a batch: %+v; want the same error", out)
+	}
+	// A new order with no loss behind it: invalid, as before.
+	fresh := setup(t, &setupOpts{noServer: true})
+	if res := fresh.enqueue(t, body); res.Status != tasks.Invalid {
+		t.Errorf("with no loss: %+v; want invalid", res)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	orderpolicy "github.com/orderworker/orderworker/tasks/order"
 )
 
 // A UniCloud order whose create was abandoned (a run killed mid-create,
@@ -117,5 +118,71 @@ func TestOwnUnlistedCreateThenALossStaysHeld(t *testing.T) {
 	t.Logf("after the loss: %v; %s failures=%d looked_first=%v", err, got.State, got.Failures, got.LookedFirstAt)
 	if n := len(sb.Orders()); n != 1 {
 		t.Errorf("%d orders at the provider (state %s); want 1: its own create may have been received, so it is held", n, got.State)
+	}
+}
+
+// An order recorded after a loss is looked up first (look_only), believed
+// absent, then its own create is marked and the run dies mid-create, the
+// order made at the provider and not listed. The next lookup's not-found
+// holds it for a person: the create's mark cleared look_only (kept, the
+// hold's exemption would have it created twice).
+func TestLookOnlyIsClearedByTheOrdersOwnCreate(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	sb := unicloudsandbox.New("UKey", "usecret")
+	hidden := ""
+	sb.Unlisted = func(o unicloudsandbox.Order) bool { return o.ID == hidden }
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	ctx := context.Background()
+	if _, err := e.ledger.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := e.rdb.Keys(ctx, "*epoch").Result()
+	e.rdb.Del(ctx, keys...) // a loss, found by the next Watch
+	if _, err := e.ledger.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	task := enqueueTask(t, e, unicloudOrder("UL-LO", "unlisted-lo"))
+	ref := ledger.Ref{Provider: "unicloud", OrderNo: "UL-LO"}
+	b, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t1", LeaseTTL: time.Second, LookFirst: time.Hour})
+	if err != nil || b.Record.LookFirstSince.IsZero() {
+		t.Fatalf("begin: %+v %v; want a look-first", b.Record, err)
+	}
+	plan := orderpolicy.PlanStep(b.Record, orderpolicy.Policy{}, time.Now())
+	if err := e.ledger.Settle(ctx, ref, "t1", plan.Settle); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := e.ledger.Get(ctx, ref); !rec.LookOnly {
+		t.Fatalf("after the look-first: %s look_only=%v; want look_only", rec.State, rec.LookOnly)
+	}
+	// its lookup: not found, believed absent (the exemption)
+	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", LeaseTTL: time.Second, LookFirst: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(ctx, ref, "t2", ledger.SetRetry("absent").WithMayExist(false)); err != nil {
+		t.Fatal(err)
+	}
+	// its own create, marked; the run dies after the provider made it
+	b, err = e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "dead", LeaseTTL: 50 * time.Millisecond, LookFirst: time.Hour})
+	if err != nil || !b.Record.InflightMarked {
+		t.Fatalf("begin create: %+v %v", b.Record, err)
+	}
+	hidden = sb.Seed(unicloudsandbox.Order{InstanceName: "unlisted-lo"}).ID
+	time.Sleep(100 * time.Millisecond)
+	for range 4 {
+		if err = e.handler.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
+			break
+		}
+	}
+	rec, _ := e.ledger.Get(ctx, ref)
+	if n := len(sb.Orders()); n != 1 || rec.State != tasks.StateUnknown || rec.LookOnly {
+		t.Errorf("%d orders at the provider (state %s, look_only=%v); want 1, held unknown, look_only cleared", n, rec.State, rec.LookOnly)
 	}
 }

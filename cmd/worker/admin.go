@@ -93,12 +93,6 @@ func publicReason(err error) string {
 	return "unavailable"
 }
 
-// readinessCheck returns /readyz's check: not ready while the worker
-// starts, while Redis does not answer (the ledger's client, or the task
-// server's: pingRedis, pingServer), and while a configuration problem
-// holds orders back (problems; a provider not in known is not named).
-// Each reason is logged with its detail when it first answers, and again
-// every minute while it lasts.
 // openAdmin reports whether the admin server listening on addr serves the
 // dashboard and the orders API to anyone who reaches it: no token, and an
 // address other than loopback.
@@ -110,6 +104,12 @@ func openAdmin(addr net.Addr, token providers.Secret) bool {
 	return !ok || !ta.IP.IsLoopback()
 }
 
+// readinessCheck returns /readyz's check: not ready while the worker
+// starts, while Redis does not answer (the ledger's client, or the task
+// server's: pingRedis, pingServer), and while a configuration problem
+// holds orders back (problems; a provider not in known is not named).
+// Each reason is logged with its detail when it first answers, and again
+// every minute while it lasts.
 func readinessCheck(started func() bool, pingRedis func() error, problems *tasks.Problems, pingServer func() error, known []string, log *slog.Logger) func() error {
 	var mu sync.Mutex
 	var last string

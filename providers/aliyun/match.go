@@ -914,7 +914,8 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	}
 	switch l.gap {
 	case gapTooLong:
-		return answer{}, OrderInfo{}, fail(providers.Ambiguous, c.gapMessage(l, "search"), nil)
+		// Cut short by the page cap: no news of the provider's health.
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous, c.gapMessage(l, "search"), providers.ErrNoNews)
 	case gapRepeats:
 		// Pages that repeat: the paging does not work, and the listing
 		// cannot be read whole. No news of the provider's health, as for

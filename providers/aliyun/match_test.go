@@ -274,6 +274,11 @@ func TestLookupByQuery(t *testing.T) {
 				if providers.CodeOf(err) == providers.Ambiguous && f.sb.Calls(aliyun.PathPay) != 0 {
 					t.Errorf("paid an order it could not identify")
 				}
+				if tt.name == "more than MaxPages" && !errors.Is(err, providers.ErrNoNews) {
+					// Cut short by the page cap: no news of the provider's
+					// health, neither a success nor a failure for the breaker.
+					t.Errorf("Lookup past MaxPages = %v; want no news (providers.ErrNoNews)", err)
+				}
 				return
 			}
 			if err != nil {

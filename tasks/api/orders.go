@@ -87,6 +87,9 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tasks.ErrMaybeAccepted):
 		h.unavailable(w, r, err, tasks.ErrMaybeAccepted.Error(), nil)
 		return
+	case errors.As(err, new(*tasks.LostRefusalError)):
+		h.unavailable(w, r, err, err.Error(), nil)
+		return
 	case err != nil:
 		h.unavailable(w, r, err, "Redis is unavailable: the order may or may not have been accepted; send it again (an order that got in answers duplicate)", nil)
 		return
@@ -194,6 +197,8 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 					why = tasks.ErrNoKeyToCompare.Error()
 				case errors.Is(br.Err, ledger.ErrNotDurable):
 					why = "the Redis master's replicas did not acknowledge the order in time"
+				case errors.As(br.Err, new(*tasks.LostRefusalError)):
+					why = br.Err.Error()
 				}
 				rest := "the rest may or may not have been accepted: send them again (an order that got in answers duplicate)"
 				if nothingWritten(out[i:]) {

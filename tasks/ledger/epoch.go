@@ -268,3 +268,30 @@ func (l *Ledger) epochArgs(i int, lookFirst time.Duration) (id, window, gen stri
 	st := l.epochs.get(i)
 	return st.id, fmt.Sprint(lookFirst.Milliseconds()), fmt.Sprint(st.gen), st.era
 }
+
+// lossFoundScript replies when a loss of the shard's data was found (its
+// epoch's "found", ms; KEYS[1]) if within ARGV[1] ms of Redis's clock, ""
+// otherwise.
+var lossFoundScript = redis.NewScript(`
+local found = tonumber(redis.call('HGET', KEYS[1], 'found') or '')
+if not found then return '' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now - found >= tonumber(ARGV[1]) then return '' end
+return string.format('%.0f', found)
+`)
+
+// LossFoundWithin is when a loss of the data of ref's shard was found (by
+// a Watch), if within window of now on Redis's clock; zero otherwise. A
+// record missing then may have gone with the loss.
+func (l *Ledger) LossFoundWithin(ctx context.Context, ref Ref, window time.Duration) (time.Time, error) {
+	sh := l.shardOf(ref)
+	v, err := lossFoundScript.Run(ctx, l.rdb, []string{sh.epochKey()}, window.Milliseconds()).Text()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the ledger's epoch: %w", err)
+	}
+	if v == "" {
+		return time.Time{}, nil
+	}
+	return msTime(v), nil
+}

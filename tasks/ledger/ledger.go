@@ -98,7 +98,8 @@ type Record struct {
 	// stand for orders created before the loss; zero otherwise.
 	LookFirstSince time.Time `json:"-"`
 	// LookFirstFound is, with LookFirstSince, when that loss was found
-	// (Redis's clock): a create lost with the data left before it.
+	// (Redis's clock) plus BeginArgs.LostCallTail: a create or pay lost
+	// with the data, or under way when it was found, had ended by then.
 	LookFirstFound time.Time `json:"-"`
 	// LookedFirstAt is the loss of the ledger's data (its lost time) the
 	// order was last looked up for before a create (Transition.WithLookedFirst);
