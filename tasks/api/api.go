@@ -7,9 +7,11 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"sync"
@@ -77,6 +79,9 @@ type Handler struct {
 	once    sync.Once
 }
 
+// MinTokenLen is the length under which New warns of an API token.
+const MinTokenLen = 16
+
 // ErrNoTokens is returned by New without tokens and without Options.Open.
 var ErrNoTokens = errors.New("no API token: set ORDERWORKER_API_TOKENS (comma-separated), or allow an open API explicitly")
 
@@ -118,8 +123,15 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 		o.Logger = slog.Default()
 	}
 	h := &Handler{enq: enq, ledger: l, rdb: rdb, set: set, opts: o, log: o.Logger, closing: make(chan struct{})}
+	short := 0
 	for _, t := range o.Tokens {
 		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
+		if len(t) < MinTokenLen {
+			short++
+		}
+	}
+	if short > 0 {
+		h.log.Warn(fmt.Sprintf("api: %d of the API tokens are shorter than %d characters, easy to guess: use long random ones (openssl rand -hex 32)", short, MinTokenLen))
 	}
 	for _, stream := range l.EventStreams() {
 		h.hubs = append(h.hubs, newHub(rdb, stream, h.closing))
@@ -182,6 +194,13 @@ func (h *Handler) Close() { h.once.Do(func() { close(h.closing) }) }
 func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(h.tokens) == 0 {
+			if crossSite(r) {
+				// Open, no token to stop it: a web page in a browser that
+				// reaches this address could enqueue orders (a form's
+				// POST needs no preflight).
+				problem(w, http.StatusForbidden, "a browser's cross-site request: refused, since this API runs without tokens")
+				return
+			}
 			next(w, r)
 			return
 		}
@@ -203,6 +222,26 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 		}
 		next(w, r)
 	})
+}
+
+// crossSite reports whether r comes from a browser on behalf of another
+// site: Sec-Fetch-Site says so, or, from a browser that does not send it,
+// an Origin whose host is not the one asked. Clients other than browsers
+// (curl, the producers' HTTP libraries) send neither.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "":
+	case "same-origin", "none":
+		return false
+	default:
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
 // problem writes an RFC 9457 problem details answer.

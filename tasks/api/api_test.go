@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -905,5 +906,84 @@ func TestGetOrderOfNoSuchProvider(t *testing.T) {
 		if code, b, _ := e.do("GET", path, bearer, nil); code != http.StatusNotFound || strings.Contains(string(b), `"state"`) {
 			t.Errorf("GET %s = %d %s; want 404, no record", path, code, b)
 		}
+	}
+}
+
+// Run without tokens, the API refuses a browser's request on behalf of
+// another site: a web page could otherwise enqueue orders through any
+// browser that reaches the address, with a form's POST (no preflight).
+// Clients other than browsers send neither header, and are served.
+func TestOpenAPIRefusesCrossSiteBrowserRequests(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &api.Options{Open: true})
+	post := func(no string, hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.url+"/v1/orders", bytes.NewReader(tencentOrder(no, 1)))
+		req.Header.Set("Content-Type", "text/plain")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := ownClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	host := strings.TrimPrefix(e.url, "http://")
+	for i, c := range []struct {
+		hdr  map[string]string
+		want int
+	}{
+		{map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://" + host}, http.StatusForbidden},
+		{map[string]string{"Origin": "null"}, http.StatusForbidden},
+		{nil, http.StatusCreated}, // curl, a producer's HTTP library
+		{map[string]string{"Origin": "http://" + host, "Sec-Fetch-Site": "same-origin"}, http.StatusCreated},
+		{map[string]string{"Origin": "http://" + host}, http.StatusCreated},
+	} {
+		no := fmt.Sprintf("CS-%d", i)
+		if got := post(no, c.hdr); got != c.want {
+			t.Errorf("open API, POST with %v: %d; want %d", c.hdr, got, c.want)
+		}
+		if rec, _ := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: no}); c.want == http.StatusForbidden && rec != nil {
+			t.Errorf("a refused request recorded %s", no)
+		}
+	}
+	// With tokens, a request carrying one is served, browser or not.
+	te := setup(t, nil)
+	req, _ := http.NewRequest("POST", te.url+"/v1/orders", bytes.NewReader(tencentOrder("CS-T", 1)))
+	req.Header.Set("Authorization", bearer)
+	req.Header.Set("Origin", "https://app.example")
+	resp, err := ownClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("with a token, from a browser: %d; want 201", resp.StatusCode)
+	}
+}
+
+// A body whose Content-Length is over the limit is answered 413 at once,
+// not once the read timeout (a minute) cut off a body that never comes.
+func TestOversizedContentLengthIsAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(conn, "POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{}", bearer)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer within 20 s: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("Content-Length 99999999: %d; want 413", resp.StatusCode)
 	}
 }

@@ -260,6 +260,19 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		d.checkAnswer(t, "POST", path, w.Code, w.Header().Get("Content-Type"), w.Body.Bytes())
 		e.seen.add(templateOf(path) + " POST " + fmt.Sprint(w.Code))
 	}
+	// Run open, a browser's cross-site request: 403.
+	open := setup(t, &api.Options{Open: true, Timeout: 2 * time.Second})
+	for _, mp := range [][2]string{{"POST", "/v1/orders"}, {"POST", "/v1/orders/batch"}, {"GET", "/v1/orders/tencent/OA1"}, {"GET", "/v1/events"}} {
+		r := httptest.NewRequest(mp[0], mp[1], strings.NewReader(order))
+		r.Header.Set("Sec-Fetch-Site", "cross-site")
+		w := httptest.NewRecorder()
+		open.h.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden {
+			t.Errorf("%s %s cross-site to an open API: %d %s; want 403", mp[0], mp[1], w.Code, w.Body)
+		}
+		d.checkAnswer(t, mp[0], mp[1], w.Code, w.Header().Get("Content-Type"), w.Body.Bytes())
+		e.seen.add(templateOf(mp[1]) + " " + mp[0] + " 403")
+	}
 	check("GET", "/v1/orders/tencent/OA1", bearer, "")          // 200
 	check("GET", "/v1/orders/tencent/OA1?wait=0.1", bearer, "") // 200
 	check("GET", "/v1/orders/tencent/OA1?wait=x", bearer, "")   // 400

@@ -25,6 +25,14 @@ import (
 // it answers 413 and returns false. A UTF-8 byte order mark in front, as
 // some editors and Windows tools write, is dropped, as the CLI drops it.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if r.ContentLength > limit {
+		// Said before it is sent: answered now, not once it has come (or
+		// the read timeout is over). The connection is closed after, the
+		// body unread.
+		w.Header().Set("Connection", "close")
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over the %d-byte limit", limit))
+		return nil, false
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	var nerr net.Error
@@ -274,7 +282,7 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(h.set.Names(), ref.Provider) {
 		// No order of another provider exists (and the ledger's key of
 		// "tencent:A" and "B" is the one of "tencent" and "A:B").
-		problem(w, http.StatusNotFound, "no order "+providers.MaskPhones(ref.Provider)+"/"+ref.OrderNo+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
+		problem(w, http.StatusNotFound, "no order "+providers.MaskPhones(ref.Provider)+"/"+providers.MaskPhones(ref.OrderNo)+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
 		return
 	}
 	rec, err := h.get(r.Context(), ref)
@@ -283,7 +291,7 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec == nil {
-		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+ref.OrderNo)
+		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+providers.MaskPhones(ref.OrderNo))
 		return
 	}
 	if wait > 0 && !rec.State.Terminal() {
