@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -141,17 +143,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	for _, v := range creds {
 		secrets = append(secrets, v)
 	}
-	for where, text := range haystacks {
-		for _, s := range secrets {
-			if strings.Contains(text, s) {
-				t.Errorf("%s holds the credential %q", where, s)
-			}
-		}
-		if m := phoneInClear.FindStringSubmatch(text); m != nil {
-			i := strings.Index(text, m[1])
-			t.Errorf("%s holds an unmasked phone number %s: …%s…", where, m[1], text[max(0, i-120):min(len(text), i+60)])
-		}
-	}
+	scanForLeaks(t, haystacks, secrets)
 	// The cloudToken is cached in Redis by design (every worker shares it);
 	// it must never reach logs.
 	for _, tok := range asb.IssuedTokens() {
@@ -165,4 +157,110 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	if !t.Failed() {
 		t.Logf("scanned %d bytes of Redis, %d bytes of logs: no credential, no unmasked phone number", len(haystacks["redis"]), len(haystacks["logs"]))
 	}
+}
+
+// scanForLeaks fails t for each secret, and each phone number in clear,
+// that one of haystacks holds.
+func scanForLeaks(t *testing.T, haystacks map[string]string, secrets []string) {
+	t.Helper()
+	for where, text := range haystacks {
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("%s holds the credential %q", where, s)
+			}
+		}
+		if m := phoneInClear.FindStringSubmatch(text); m != nil {
+			i := strings.Index(text, m[1])
+			t.Errorf("%s holds an unmasked phone number %s: …%s…", where, m[1], text[max(0, i-120):min(len(text), i+60)])
+		}
+	}
+}
+
+// A UniCloud order held for a person (its create may have been received,
+// and the listing does not show it: the default, UNICLOUD_RECREATE_UNLISTED
+// off) leaks nothing either: its reason, its warning, its record and
+// event, with a phone number in its instance name and its params sealed.
+// The other process tests run with the setting on.
+func TestHeldUnicloudOrderLeaksNothing(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	creds := map[string]string{
+		"UNICLOUD_ACCESS_KEY_ID": "HeldLeakUnicloudId", "UNICLOUD_ACCESS_KEY_SECRET": "held-leak-unicloud-secret",
+		"ORDERWORKER_DATA_KEY":         "bGVhay10ZXN0IGRhdGEga2V5OiAzMiBieXRlcyBvayE=",
+		"ORDERWORKER_MONITORING_TOKEN": "held-leak-monitoring-token",
+	}
+	usb := unicloudsandbox.New(creds["UNICLOUD_ACCESS_KEY_ID"], creds["UNICLOUD_ACCESS_KEY_SECRET"])
+	usb.Unlisted = func(o unicloudsandbox.Order) bool { return strings.HasPrefix(o.InstanceName, "held-") }
+	usb.Faults().Script(fault.FailAfter) // made, and the answer lost
+	srv := httptest.NewServer(usb)
+	t.Cleanup(srv.Close)
+	env := map[string]string{"REDIS_URL": rs.URL(), "UNICLOUD_ENDPOINT": srv.URL,
+		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "ORDERWORKER_LOG_LEVEL": "debug"}
+	for k, v := range creds {
+		env[k] = v
+	}
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0"}, envFunc(env), &logs, &logs) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	admin := adminAddr(t, &logs, done)
+	waitHTTP(t, "http://"+admin+"/readyz", 200)
+
+	sealer, err := tasks.NewSealer(creds["ORDERWORKER_DATA_KEY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := validatorsForTest()
+	set.Disable(unicloud.Name, "test", unicloud.Validate)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	defer client.Close()
+	l := tasks.NewLedger(rs.Client(t))
+	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Sealer: sealer})
+	order := `{"provider":"unicloud","order_no":"Held-U1","params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"held-13912345679","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-1","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","vpc":"vpc-1"}}`
+	if res, err := enq.Enqueue(context.Background(), []byte(order)); err != nil || res.Status != tasks.Enqueued {
+		t.Fatalf("Enqueue = %+v, %v", res, err)
+	}
+	var rec *tasks.Record
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rec, err = l.Get(context.Background(), tasks.OrderRef{Provider: unicloud.Name, OrderNo: "Held-U1"})
+		if err == nil && rec != nil && rec.State == tasks.StateUnknown && strings.HasPrefix(rec.Reason, "not listed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not held: %+v, %v\nlogs:\n%s", rec, err, logs.String())
+		}
+	}
+	if n := len(usb.Orders()); n != 1 {
+		t.Errorf("%d orders at the provider; want 1 (held, not created again)", n)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "left for an operator"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning that the order is left for an operator:\n%s", logs.String())
+		}
+	}
+	metrics := get(t, "http://"+admin+"/metrics")
+	req, _ := http.NewRequest("GET", "http://"+admin+"/orders/unicloud/Held-U1", nil)
+	req.Header.Set("Authorization", "Bearer "+creds["ORDERWORKER_MONITORING_TOKEN"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "not listed") {
+		t.Errorf("order page: %d; want 200 with the hold's reason\n%s", resp.StatusCode, page)
+	}
+	cancel()
+	<-done
+	done <- nil
+	secrets := []string{}
+	for _, v := range creds {
+		secrets = append(secrets, v)
+	}
+	scanForLeaks(t, map[string]string{"redis": rs.Dump(t), "logs": logs.String(), "metrics": metrics, "order page": page}, secrets)
 }

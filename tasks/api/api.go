@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
 	"sync"
@@ -77,6 +76,9 @@ type Handler struct {
 	log     *slog.Logger
 	closing chan struct{}
 	once    sync.Once
+	// sameSite tells a browser's cross-site request (Sec-Fetch-Site, or
+	// an Origin not the address asked) from others, for an open API.
+	sameSite *http.CrossOriginProtection
 }
 
 // MinTokenLen is the length under which New warns of an API token.
@@ -122,7 +124,7 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	h := &Handler{enq: enq, ledger: l, rdb: rdb, set: set, opts: o, log: o.Logger, closing: make(chan struct{})}
+	h := &Handler{enq: enq, ledger: l, rdb: rdb, set: set, opts: o, log: o.Logger, closing: make(chan struct{}), sameSite: http.NewCrossOriginProtection()}
 	short := 0
 	for _, t := range o.Tokens {
 		h.tokens = append(h.tokens, sha256.Sum256([]byte(t)))
@@ -194,10 +196,10 @@ func (h *Handler) Close() { h.once.Do(func() { close(h.closing) }) }
 func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(h.tokens) == 0 {
-			if crossSite(r) {
-				// Open, no token to stop it: a web page in a browser that
-				// reaches this address could enqueue orders (a form's
-				// POST needs no preflight).
+			// Open, no token to stop it: a web page in a browser that
+			// reaches this address could enqueue orders (a form's POST
+			// needs no preflight).
+			if err := h.sameSite.Check(r); err != nil {
 				problem(w, http.StatusForbidden, "a browser's cross-site request: refused, since this API runs without tokens")
 				return
 			}
@@ -222,26 +224,6 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 		}
 		next(w, r)
 	})
-}
-
-// crossSite reports whether r comes from a browser on behalf of another
-// site: Sec-Fetch-Site says so, or, from a browser that does not send it,
-// an Origin whose host is not the one asked. Clients other than browsers
-// (curl, the producers' HTTP libraries) send neither.
-func crossSite(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "":
-	case "same-origin", "none":
-		return false
-	default:
-		return true
-	}
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return false
-	}
-	u, err := url.Parse(origin)
-	return err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host)
 }
 
 // problem writes an RFC 9457 problem details answer.
