@@ -553,8 +553,12 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 		}
 		info, err = ParseOrder(a.data)
 		if err != nil {
+			// Answered, with nothing to read of this one order (no data:
+			// an order the platform no longer shows, say): no news of the
+			// provider's health. Counted as failing, a few such orders,
+			// polled on, kept the circuit breaker open for every order.
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: opName(PathGet),
-				HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order"}
+				HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order", Err: providers.ErrNoNews}
 		}
 		switch info.OrderID {
 		case "":
@@ -564,7 +568,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			// Its payment status is another order's: taken for ours,
 			// it could record ours paid.
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: opName(PathGet),
-				HTTPStatus: a.status, ProviderCode: "200", Message: "order/get answered for another order"}
+				HTTPStatus: a.status, ProviderCode: "200", Message: "order/get answered for another order", Err: providers.ErrNoNews}
 		}
 	} else {
 		a, info, err = c.find(ctx, o, p)

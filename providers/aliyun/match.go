@@ -835,6 +835,9 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	case gapZeroUnread:
 		return nil, fail(providers.Unavailable, c.gapMessage(l, "list"), nil)
 	}
+	// Orders of other devices (order/query not filtering by the iotId
+	// asked) are not the device's: left out, as the lookup leaves them.
+	l, _, _ = ownDevice(l, p.IotID)
 	ids := make([]string, 0, len(l.orders))
 	for _, x := range l.orders {
 		if x.OrderID != "" {
@@ -842,6 +845,28 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 		}
 	}
 	return ids, nil
+}
+
+// ownDevice leaves out of l the orders it says are of another device than
+// iotID, and counts them (foreign), and those that do not say (unsaid).
+// order/query's params come from a third-party client, not a document: a
+// server that ignores or misnames the iotId filter lists every device's
+// orders, and another device's order of the same commodity and copies
+// would be taken for ours (and paid).
+func ownDevice(l listing, iotID string) (own listing, foreign, unsaid int) {
+	kept := make([]OrderInfo, 0, len(l.orders))
+	for _, x := range l.orders {
+		switch {
+		case x.IotID == "":
+			unsaid++
+		case x.IotID != iotID:
+			foreign++
+			continue
+		}
+		kept = append(kept, x)
+	}
+	l.orders = kept
+	return l, foreign, unsaid
 }
 
 // orderIdentityCodes are the platform codes that refuse the order's own
@@ -930,6 +955,14 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// Page 0 failed (or could not be judged): that may be the
 		// provider failing, and counts.
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
+	}
+	l, foreign, unsaid := ownDevice(l, p.IotID)
+	if foreign > 0 && unsaid > 0 {
+		// The listing does not hold the device's orders alone, and some
+		// of its orders do not say whose they are: any of them may be
+		// another device's.
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf(
+			"order/query listed %d orders of other devices (it does not filter by the iotId asked) and %d that do not name their device, which cannot be told from them; not guessing", foreign, unsaid), nil)
 	}
 	// Orders of ours on the device, created within the hour before the
 	// first attempt or since (a listing lag ago or more), are listed: one

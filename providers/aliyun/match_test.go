@@ -746,3 +746,63 @@ func TestListingFromZeroWhileOrdersArrive(t *testing.T) {
 		t.Fatalf("Lookup = %+v, %v; want order 3 (never not_found)", r, err)
 	}
 }
+
+// order/query's params come from a third-party client: a server that
+// ignores the iotId filter lists every device's orders. Another device's
+// order of the same commodity and copies is never taken for ours (it was
+// matched, paid, and ours never created); with orders that do not name
+// their device beside it, nothing in the listing is told apart.
+func TestOrdersOfAnotherDeviceAreNeverOurs(t *testing.T) {
+	t.Parallel()
+	first := time.Now().Add(-time.Minute)
+	entry := func(id, iot string) map[string]any {
+		e := map[string]any{"orderId": id, "commodityCode": "streamingResource_20_10", "copies": 2, "paymentStatus": 0,
+			"userId": "50e5op6412259c0f11", "gmtCreate": first.Add(10 * time.Second).UnixMilli()}
+		if iot != "" {
+			e["iotId"] = iot
+		}
+		return e
+	}
+	listed := func(total int, entries ...map[string]any) sandbox.Reply {
+		data := []any{}
+		for _, e := range entries {
+			data = append(data, e)
+		}
+		return sandbox.Reply{Code: 200, Data: map[string]any{"total": total, "data": data}}
+	}
+	for i, c := range []struct {
+		name    string
+		entries []map[string]any
+		want    providers.Code
+		found   string
+	}{
+		{"another device's order alone", []map[string]any{entry("900", iotID(99))}, providers.NotFound, ""},
+		{"another device's and ours", []map[string]any{entry("900", iotID(99)), entry("901", "ours")}, 0, "901"},
+		{"another device's, and one that does not say", []map[string]any{entry("900", iotID(99)), entry("902", "")}, providers.Ambiguous, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(800 + i)
+			for _, e := range c.entries {
+				if e["iotId"] == "ours" {
+					e["iotId"] = iotID(800 + i)
+				}
+			}
+			o.FirstAttempt = first
+			o.Known = []string{}
+			o.KnownAt = first
+			f.sb.Inject(aliyun.PathQuery, listed(len(c.entries), c.entries...), listed(len(c.entries)))
+			r, err := f.c.Lookup(ctx(t), o)
+			if c.want != 0 {
+				if code := providers.CodeOf(err); code != c.want {
+					t.Errorf("Lookup = %+v, %v; want %v", r, err, c.want)
+				}
+				return
+			}
+			if err != nil || r.ProviderOrderID != c.found {
+				t.Errorf("Lookup = %+v, %v; want %s", r, err, c.found)
+			}
+		})
+	}
+}

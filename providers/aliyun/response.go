@@ -96,6 +96,9 @@ type OrderInfo struct {
 	StatusGiven   bool
 	PaymentStatus PaymentStatus
 	UserID        string
+	// IotID is the device the answer says the order is for, "" when it
+	// does not say (no document shows a listing entry's members).
+	IotID string
 	// Created is when the order was created, zero when the answer carries
 	// no creation time or one in a format this client cannot read (see
 	// the package doc).
@@ -125,6 +128,7 @@ type rawOrder struct {
 	Status        json.RawMessage `json:"status"`
 	PaymentStatus json.RawMessage `json:"paymentStatus"`
 	UserID        json.RawMessage `json:"userId"`
+	IotID         json.RawMessage `json:"iotId"`
 	GmtCreate     json.RawMessage `json:"gmtCreate"`
 	CreateTime    json.RawMessage `json:"createTime"`
 }
@@ -205,6 +209,9 @@ func (r rawOrder) info(idOnly bool) (OrderInfo, error) {
 	o.Copies = copies
 	if s, err := readString(r.OutOrderNo); err == nil {
 		o.OutOrderNo = s
+	}
+	if s, err := readString(r.IotID); err == nil {
+		o.IotID = s
 	}
 	switch n, ok, err := readInt(r.Status); {
 	case err != nil:
