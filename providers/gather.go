@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -74,6 +75,19 @@ func (g *Gather[K, A, R]) Do(ctx context.Context, key K, arg A) (R, error) {
 	}
 }
 
+// safeRun is Run, a panic in it returned as an error: it runs on Gather's
+// own goroutine, where nothing else would recover it (a provider client's
+// panic in a task is asynq's to recover, and fails that task alone), and
+// its callers would wait on it until their contexts end.
+func (g *Gather[K, A, R]) safeRun(ctx context.Context, key K, args []A) (r R, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &Error{Code: Unavailable, Op: "shared call", Message: fmt.Sprintf("panic: %v", p)}
+		}
+	}()
+	return g.Run(ctx, key, args)
+}
+
 // runFrom runs run, then each run its calls made while the one before was
 // under way, until none waits.
 func (g *Gather[K, A, R]) runFrom(key K, grp *gatherGroup[A, R], run *gatherRun[A, R]) {
@@ -81,7 +95,7 @@ func (g *Gather[K, A, R]) runFrom(key K, grp *gatherGroup[A, R], run *gatherRun[
 		g.mu.Lock()
 		args := run.args // no call joins a run once it starts
 		g.mu.Unlock()
-		run.r, run.err = g.Run(run.ctx, key, args)
+		run.r, run.err = g.safeRun(run.ctx, key, args)
 		close(run.done)
 		g.mu.Lock()
 		run, grp.next = grp.next, nil

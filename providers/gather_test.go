@@ -3,6 +3,7 @@ package providers_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,5 +103,23 @@ func TestGatherCallerLeaves(t *testing.T) {
 	close(release)
 	if n := <-stays; n != 1 {
 		t.Errorf("waiting caller's run served %d calls; want its own (the next run)", n)
+	}
+}
+
+// A panic in a run is its callers' error, not the process's end: the run
+// goes on a goroutine of Gather's own, where nothing else recovers it.
+func TestGatherRunPanicIsAnError(t *testing.T) {
+	t.Parallel()
+	g := &providers.Gather[string, int, int]{Run: func(ctx context.Context, key string, args []int) (int, error) {
+		if args[0] == 1 {
+			panic("boom")
+		}
+		return len(args), nil
+	}}
+	if _, err := g.Do(context.Background(), "k", 1); providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("Do with a panicking run = %v; want unavailable naming the panic", err)
+	}
+	if n, err := g.Do(context.Background(), "k", 2); err != nil || n != 1 {
+		t.Errorf("Do after the panic = %d, %v; want a run of its own", n, err)
 	}
 }

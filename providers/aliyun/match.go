@@ -835,9 +835,6 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	case gapZeroUnread:
 		return nil, fail(providers.Unavailable, c.gapMessage(l, "list"), nil)
 	}
-	// Orders of other devices (order/query not filtering by the iotId
-	// asked) are not the device's: left out, as the lookup leaves them.
-	l, _, _ = ownDevice(l, p.IotID)
 	ids := make([]string, 0, len(l.orders))
 	for _, x := range l.orders {
 		if x.OrderID != "" {
@@ -847,26 +844,16 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	return ids, nil
 }
 
-// ownDevice leaves out of l the orders it says are of another device than
-// iotID, and counts them (foreign), and those that do not say (unsaid).
-// order/query's params come from a third-party client, not a document: a
-// server that ignores or misnames the iotId filter lists every device's
-// orders, and another device's order of the same commodity and copies
-// would be taken for ours (and paid).
-func ownDevice(l listing, iotID string) (own listing, foreign, unsaid int) {
-	kept := make([]OrderInfo, 0, len(l.orders))
-	for _, x := range l.orders {
-		switch {
-		case x.IotID == "":
-			unsaid++
-		case x.IotID != iotID:
-			foreign++
-			continue
-		}
-		kept = append(kept, x)
-	}
-	l.orders = kept
-	return l, foreign, unsaid
+// otherDevice reports whether listed order x says it is of another device
+// than iotID. order/query's params come from a third-party client, not a
+// document: a server that ignores or misnames the iotId filter lists every
+// device's orders, and another device's order of the same commodity and
+// copies would be taken for ours (and paid). How a listing writes a
+// device's id is not documented either: compared without case or
+// surrounding space.
+func otherDevice(x OrderInfo, iotID string) bool {
+	id := strings.TrimSpace(x.IotID)
+	return id != "" && !strings.EqualFold(id, strings.TrimSpace(iotID))
 }
 
 // orderIdentityCodes are the platform codes that refuse the order's own
@@ -956,7 +943,15 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// provider failing, and counts.
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
 	}
-	l, foreign, unsaid := ownDevice(l, p.IotID)
+	foreign, unsaid := 0, 0
+	for _, x := range l.orders {
+		switch {
+		case strings.TrimSpace(x.IotID) == "":
+			unsaid++
+		case otherDevice(x, p.IotID):
+			foreign++
+		}
+	}
 	if foreign > 0 && unsaid > 0 {
 		// The listing does not hold the device's orders alone, and some
 		// of its orders do not say whose they are: any of them may be
@@ -1001,7 +996,16 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	// be this one are checked, so excluded ones cost no ledger read.
 	kept := make([]OrderInfo, 0, len(l.orders))
 	others := 0
+	foreignMatches := 0 // orders of other devices that could be this one but for their device
 	for _, x := range l.orders {
+		if otherDevice(x, p.IotID) {
+			// Never ours; but one that could be, but for the device it
+			// names, keeps a not-found from being believed (below).
+			if rule.Match(x) != Excluded {
+				foreignMatches++
+			}
+			continue
+		}
 		if o.Owned != nil && x.OrderID != "" && rule.Match(x) != Excluded {
 			taken, err := o.Owned(ctx, x.OrderID)
 			if err != nil {
@@ -1036,6 +1040,12 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// yet: not ours to take, nor to rule out.
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf(
 			"an order of this commodity and copies is new on the device, and %d other orders of this device, commodity and copies may have been created whose ids are not recorded yet; not guessing", rivals), nil)
+	case !found && foreignMatches > 0:
+		// Ours may be among them, its device written otherwise than
+		// this client compares (the listing's form of an iotId is not
+		// documented): believed absent, it would be created twice.
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous, fmt.Sprintf(
+			"no order of this device matches, and order/query listed %d orders naming other devices (it does not filter by the iotId asked, or writes it otherwise) that would match but for their device; not guessing", foreignMatches), nil)
 	case !found:
 		msg := "no matching order since the first attempt"
 		if rule.Known != nil {

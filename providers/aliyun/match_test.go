@@ -750,8 +750,11 @@ func TestListingFromZeroWhileOrdersArrive(t *testing.T) {
 // order/query's params come from a third-party client: a server that
 // ignores the iotId filter lists every device's orders. Another device's
 // order of the same commodity and copies is never taken for ours (it was
-// matched, paid, and ours never created); with orders that do not name
-// their device beside it, nothing in the listing is told apart.
+// matched, paid, and ours never created), nor does it let a not-found be
+// believed (ours may be it, its device written in another form: created
+// again, it would be made twice); with orders that do not name their
+// device beside it, nothing in the listing is told apart. The device is
+// compared without case or surrounding space.
 func TestOrdersOfAnotherDeviceAreNeverOurs(t *testing.T) {
 	t.Parallel()
 	first := time.Now().Add(-time.Minute)
@@ -776,8 +779,10 @@ func TestOrdersOfAnotherDeviceAreNeverOurs(t *testing.T) {
 		want    providers.Code
 		found   string
 	}{
-		{"another device's order alone", []map[string]any{entry("900", iotID(99))}, providers.NotFound, ""},
+		{"another device's order alone", []map[string]any{entry("900", iotID(99))}, providers.Ambiguous, ""},
 		{"another device's and ours", []map[string]any{entry("900", iotID(99)), entry("901", "ours")}, 0, "901"},
+		{"ours, its device in upper case", []map[string]any{entry("903", "OURS")}, 0, "903"},
+		{"ours, its device with spaces", []map[string]any{entry("904", " ours ")}, 0, "904"},
 		{"another device's, and one that does not say", []map[string]any{entry("900", iotID(99)), entry("902", "")}, providers.Ambiguous, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -785,8 +790,13 @@ func TestOrdersOfAnotherDeviceAreNeverOurs(t *testing.T) {
 			f := setup(t, nil)
 			o := testOrder(800 + i)
 			for _, e := range c.entries {
-				if e["iotId"] == "ours" {
+				switch e["iotId"] {
+				case "ours":
 					e["iotId"] = iotID(800 + i)
+				case "OURS":
+					e["iotId"] = strings.ToUpper(iotID(800 + i))
+				case " ours ":
+					e["iotId"] = " " + iotID(800+i) + " "
 				}
 			}
 			o.FirstAttempt = first

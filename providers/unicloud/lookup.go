@@ -470,7 +470,13 @@ type window struct{ start, end time.Time }
 // (a black-box run: 59,000 QueryOrders for 830 creates).
 func (c *Client) sharedList(ctx context.Context, start, end time.Time, loc *time.Location) ([]orderInfo, error) {
 	k := listKey{zone: loc.String(), start: start.Truncate(listBucket)}
-	return c.lists.Do(ctx, k, window{start, end})
+	out, err := c.lists.Do(ctx, k, window{start, end})
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Waited for a listing past the lookup's own time: no answer, as
+		// a request of its own cut off would have been.
+		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", Message: "the listing did not come in time", Err: err}
+	}
+	return out, err
 }
 
 // listShared is the run of sharedList for the lookups of one listKey.

@@ -833,6 +833,10 @@ const HistoryHead = 10
 var luaAddHistory = `
 local function addHistory(key, entry, max)
   local n = redis.call('RPUSH', key, entry)
+  if max <= ` + strconv.Itoa(HistoryHead) + ` then
+    if n > max then redis.call('LTRIM', key, -max, -1) end
+    return
+  end
   while n > max do
     redis.call('LSET', key, ` + strconv.Itoa(HistoryHead) + `, '')
     redis.call('LREM', key, 1, '')

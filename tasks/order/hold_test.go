@@ -52,38 +52,58 @@ func TestHoldUnlistedAfterALookFirstAndAnOwnCreate(t *testing.T) {
 // An order left for a person (held as not listed, or unknown at its
 // deadline) is looked up again by the reconciler now and then. The first
 // time it is left, its task stops (archived: the OrderTasksArchived alert
-// and a warning tell the operators); a later look that leaves it so ends
-// its task at rest: archived again, it counted as a new task ended for
-// good and fired the alert every hour for every such order.
+// and a warning tell the operators); a later look that leaves it so, for
+// the same kind of reason or with no answer at all, ends its task at rest
+// (archived again, it counted as a new task ended for good and fired the
+// alert every hour for every such order), its reason kept when the look
+// had no answer. Left for another kind of reason, it stops anew: what a
+// person was told may no longer hold.
 func TestOrderLeftForAPersonRestsOnALaterLook(t *testing.T) {
 	p := policy()
 	p.HoldUnlisted = true
 	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
 	unavailable := Outcome{Err: providers.Errorf(providers.Unavailable, "op", "down")}
+	ambiguous := Outcome{Err: providers.Errorf(providers.Ambiguous, "op", "2 orders carry its name")}
 	created := t0.Add(-48 * time.Hour)
 	rec := &ledger.Record{Provider: "unicloud", OrderNo: "o", State: ledger.StateUnknown, Attempts: 1, Failures: 1,
 		Reason: "timeout after sending", CreatedAt: created, FirstAttemptAt: created, LastCreateAt: created, MayExist: true}
+	left := func(out Outcome) ledger.Record {
+		t.Helper()
+		d := Decide(rec, Lookup, out, p, t0)
+		if d.Then.Next != Stop || d.Settle.To() != ledger.StateUnknown || !LeftForAPerson(d.Then.Reason) {
+			t.Fatalf("first time, %v: %v -> %s %q; want a stop, left for a person", out.Err, d.Then.Next, d.Settle.To(), d.Then.Reason)
+		}
+		l := *rec
+		l.Reason = d.Settle.Reason()
+		return l
+	}
 	for _, c := range []struct {
-		name string
-		out  Outcome
-	}{{"not listed", notFound}, {"lookup fails past the deadline", unavailable}} {
-		first := Decide(rec, Lookup, c.out, p, t0)
-		if first.Then.Next != Stop || first.Settle.To() != ledger.StateUnknown || !LeftForAPerson(first.Then.Reason) {
-			t.Fatalf("%s, first time: %v -> %s %q; want a stop, left for a person", c.name, first.Then.Next, first.Settle.To(), first.Then.Reason)
+		name        string
+		first, then Outcome
+		want        Next
+		keeps       bool // the reason it was left with stands
+	}{
+		{"held, not listed again", notFound, notFound, Rest, false},
+		{"held, the look had no answer", notFound, unavailable, Rest, true},
+		{"at its deadline, no answer again", unavailable, unavailable, Rest, true},
+		{"at its deadline, ambiguous again", ambiguous, ambiguous, Rest, false},
+		{"held, now among orders it cannot be told from", notFound, ambiguous, Stop, false},
+		{"at its deadline, now not listed", unavailable, notFound, Stop, false},
+		{"at its deadline with no answer, now ambiguous", unavailable, ambiguous, Stop, false},
+	} {
+		l := left(c.first)
+		d := Decide(&l, Lookup, c.then, p, t0)
+		if d.Then.Next != c.want || d.Settle.To() != ledger.StateUnknown || !LeftForAPerson(d.Settle.Reason()) {
+			t.Errorf("%s: %v -> %s %q; want %v, still left for a person", c.name, d.Then.Next, d.Settle.To(), d.Settle.Reason(), c.want)
 		}
-		left := *rec
-		left.Reason = first.Settle.Reason()
-		for _, out := range []Outcome{notFound, unavailable} {
-			again := Decide(&left, Lookup, out, p, t0)
-			if again.Then.Next != Rest || again.Settle.To() != ledger.StateUnknown || !LeftForAPerson(again.Then.Reason) {
-				t.Errorf("%s, looked up again (%v): %v -> %s %q; want at rest, still left for a person", c.name, out.Err, again.Then.Next, again.Settle.To(), again.Then.Reason)
-			}
+		if c.keeps && d.Settle.Reason() != l.Reason {
+			t.Errorf("%s: reason %q; want the one it was left with, %q", c.name, d.Settle.Reason(), l.Reason)
 		}
-		// An ambiguous answer is news: the order is looked up again (and
-		// stops anew if it ends left for a person).
-		amb := Decide(&left, Lookup, Outcome{Err: providers.Errorf(providers.Ambiguous, "op", "twice")}, p, t0.Add(-47*time.Hour))
-		if amb.Then.Next == Rest || amb.Then.Next == Stop {
-			t.Errorf("%s, within its deadline, an ambiguous answer: %v; want looked up again", c.name, amb.Then.Next)
-		}
+	}
+	// Within its deadline, an ambiguous answer is news: the order is
+	// looked up again.
+	l := left(notFound)
+	if d := Decide(&l, Lookup, ambiguous, p, t0.Add(-47*time.Hour)); d.Then.Next == Rest || d.Then.Next == Stop {
+		t.Errorf("held, within its deadline, an ambiguous answer: %v; want looked up again", d.Then.Next)
 	}
 }

@@ -600,16 +600,34 @@ func LeftForAPerson(reason string) bool {
 	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline)
 }
 
-// leave is how the task of an order left for a person ends: Stop the
-// first time, Rest when the order was left so already (a later look by
-// the reconciler): archived again, its task would count as a new one
-// ended for good, and the OrderTasksArchived alert fire, every hour for
-// every such order.
-func leave(rec *ledger.Record) Next {
-	if rec.State == ledger.StateUnknown && LeftForAPerson(rec.Reason) {
+// leave is how the task of an order left for a person (with reason r)
+// ends: Stop the first time, Rest when the order was left so already, for
+// the same kind of reason (a later look by the reconciler that found
+// nothing new): archived again, its task would count as a new one ended
+// for good, and the OrderTasksArchived alert fire, every hour for every
+// such order. Left for another kind of reason (held as not listed, and
+// now found among orders it cannot be told from), it stops anew: what a
+// person was told to do may no longer be right.
+func leave(rec *ledger.Record, r string) Next {
+	if k := leftKind(rec.Reason); rec.State == ledger.StateUnknown && k != "" && k == leftKind(r) {
 		return Rest
 	}
 	return Stop
+}
+
+// leftKind is the kind of reason an order left for a person has: held as
+// not listed, unknown at its deadline with an ambiguous last lookup, or
+// otherwise; "" for any other reason.
+func leftKind(reason string) string {
+	switch {
+	case strings.HasPrefix(reason, HeldUnlisted):
+		return "held"
+	case strings.HasPrefix(reason, LeftAtDeadline+" ("+AmbiguousLookup):
+		return "deadline, ambiguous"
+	case strings.HasPrefix(reason, LeftAtDeadline):
+		return "deadline"
+	}
+	return ""
 }
 
 // AmbiguousLookup begins the reason of an unknown order whose last lookup
@@ -643,7 +661,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			// marked since, is not held: after a loss every order would
 			// be), and the listing may leave it out: a person decides.
 			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
-			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec), Reason: r, Code: code}}
+			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
 		}
 		// Surely not created: submit again, unless out of budget or time.
 		switch {
@@ -672,10 +690,19 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
 	if pastDeadline(rec, p, now) {
+		if code != providers.Ambiguous && rec.State == ledger.StateUnknown && leftKind(rec.Reason) != "" {
+			// Left for a person already, and this lookup had no answer:
+			// nothing new, and the reason it was left with (held as not
+			// listed, say) stands.
+			return Decision{Settle: ledger.SetUnknown(rec.Reason).WithMayExist(true), Then: Then{Next: Rest, Reason: rec.Reason, Code: code}}
+		}
 		// The task ends here: the record says why, for the operator the
 		// OrdersStuckUnknown alert sends to it.
 		r := LeftAtDeadline + " (last lookup: " + msg + ")"
-		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec), Reason: r, Code: code}}
+		if code == providers.Ambiguous {
+			r = LeftAtDeadline + " (" + AmbiguousLookup + msg + ")"
+		}
+		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
 }
