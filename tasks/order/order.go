@@ -439,6 +439,12 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		if acceptedUnseen {
 			wait = max(wait, pollDelay(since, p, now))
 		}
+		if paidHeld || r.Held || acceptedUnseen {
+			// Waits for a person: checked less often as it waits, not
+			// once a minute for as long as it does (200 such orders: 3
+			// calls a second to the provider, and a history entry each).
+			wait = max(wait, personDelay(since, now))
+		}
 		t := matched(ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true))
 		if step == Pay && !rec.PaySentAt.IsZero() {
 			t = t.WithPayAccepted(rec.PaySentAt)
@@ -836,6 +842,13 @@ func listingLagLeft(rec *ledger.Record, p Policy, now time.Time) time.Duration {
 
 // pollDelay doubles from PollInterval up to a minute with the time spent
 // pending.
+// personDelay is the least wait between checks of a pending order that
+// waits for a person: a quarter of how long it has been pending, at most
+// an hour (a minute at first, as pollDelay's longest).
+func personDelay(since, now time.Time) time.Duration {
+	return min(max(now.Sub(since)/4, time.Minute), time.Hour)
+}
+
 func pollDelay(since time.Time, p Policy, now time.Time) time.Duration {
 	d := p.PollInterval
 	if d <= 0 {
