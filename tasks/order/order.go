@@ -840,8 +840,6 @@ func listingLagLeft(rec *ledger.Record, p Policy, now time.Time) time.Duration {
 	return last.Add(p.ListingLag).Sub(now)
 }
 
-// pollDelay doubles from PollInterval up to a minute with the time spent
-// pending.
 // personDelay is the least wait between checks of a pending order that
 // waits for a person: a quarter of how long it has been pending, at most
 // an hour (a minute at first, as pollDelay's longest).
@@ -849,6 +847,8 @@ func personDelay(since, now time.Time) time.Duration {
 	return min(max(now.Sub(since)/4, time.Minute), time.Hour)
 }
 
+// pollDelay doubles from PollInterval up to a minute with the time spent
+// pending.
 func pollDelay(since time.Time, p Policy, now time.Time) time.Duration {
 	d := p.PollInterval
 	if d <= 0 {
