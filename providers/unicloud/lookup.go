@@ -356,7 +356,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 	q := map[string]string{
 		"StartTime": start.In(loc).Format(QueryTimeLayout),
 		"EndTime":   end.In(loc).Format(QueryTimeLayout),
-		"Size":      strconv.Itoa(c.pageSize),
+		"Size":      strconv.Itoa(c.listSize()),
 	}
 	if c.pagesFrom0.Load() {
 		out, aliased, err := c.listFromZero(ctx, q)
@@ -628,6 +628,10 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			// bad parameter is asked once more with a smaller one, kept
 			// for the rest of the listing.
 			pg, orders, status, err = c.queryPage(ctx, q, n)
+			if err == nil {
+				// Taken: later listings ask for it at once.
+				c.smallPages.Store(true)
+			}
 		}
 		if err != nil {
 			r.fail = err
@@ -745,6 +749,15 @@ func (c *Client) reread(ctx context.Context, q map[string]string, first int, l *
 // a bad parameter: small enough for any server we can imagine, at the cost
 // of MaxPages covering fewer orders.
 const fallbackPageSize = 20
+
+// listSize is the Size a listing asks for: PageSize, or fallbackPageSize
+// once a listing was refused the larger and read with it.
+func (c *Client) listSize() int {
+	if c.smallPages.Load() {
+		return min(c.pageSize, fallbackPageSize)
+	}
+	return c.pageSize
+}
 
 // smallerSize lowers q's Size to fallbackPageSize and reports whether it
 // was above it.

@@ -579,8 +579,10 @@ func TestListingUnstableSortNeverNotFound(t *testing.T) {
 }
 
 // No maximum Size is documented. A first page refused as a bad parameter
-// is asked once more with Size 20, and the rest of the listing keeps it; a
-// refusal that is not about Size comes back the same and is the answer.
+// is asked once more with Size 20, and the rest of the listing keeps it,
+// as do later listings once that was read (each asked 100 first, a run of
+// 200 lookups spent 18 % of its calls on the refusals); a refusal that is
+// not about Size comes back the same and is the answer.
 func TestListingSmallerSizeAfterRefusal(t *testing.T) {
 	t.Parallel()
 	const refusal400 = `{"Code":"InvalidParameter","Msg":"The specified parameter \"Size\" is not valid."}`
@@ -594,11 +596,12 @@ func TestListingSmallerSizeAfterRefusal(t *testing.T) {
 		refuseAll bool   // every QueryOrders call is refused
 		want      providers.Code
 		sizes     []string // the Size of the UTC+8 listing's calls
+		later     []string // the Size of a later lookup's UTC+8 listing's calls
 	}{
 		{name: "refused at 400, then read at 20", pageSize: 100, maxSize: 50, status: 400, refusal: refusal400,
-			want: providers.Unknown, sizes: []string{"100", "20", "20"}},
+			want: providers.Unknown, sizes: []string{"100", "20", "20"}, later: []string{"20", "20"}},
 		{name: "refused at 200, then read at 20", pageSize: 100, maxSize: 50, status: 200, refusal: refusal200,
-			want: providers.Unknown, sizes: []string{"100", "20", "20"}},
+			want: providers.Unknown, sizes: []string{"100", "20", "20"}, later: []string{"20", "20"}},
 		{name: "refused whatever the Size", pageSize: 100, status: 400, refusal: refusal400, refuseAll: true,
 			want: providers.InvalidArgument, sizes: []string{"100", "20"}},
 		{name: "already small: not asked again", pageSize: 20, status: 400, refusal: refusal400, refuseAll: true,
@@ -650,9 +653,21 @@ func TestListingSmallerSizeAfterRefusal(t *testing.T) {
 				t.Fatalf("Lookup = %+v, %v; want %v", r, err, tt.want)
 			}
 			mu.Lock()
-			defer mu.Unlock()
 			if !slices.Equal(sizes, tt.sizes) {
 				t.Errorf("Sizes asked %v, want %v", sizes, tt.sizes)
+			}
+			firstStart, sizes = "", nil
+			mu.Unlock()
+			if tt.later == nil {
+				return
+			}
+			if r, err := pagedLookup(t, nil, c, "01"); err != nil || r.ProviderOrderID != "01" {
+				t.Fatalf("later Lookup = %+v, %v; want order 01", r, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(sizes, tt.later) {
+				t.Errorf("a later listing asked Sizes %v, want %v", sizes, tt.later)
 			}
 		})
 	}

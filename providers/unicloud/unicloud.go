@@ -135,6 +135,9 @@ type Client struct {
 	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
 	// its Page starts (see listOrders).
 	pagesFrom1, pagesFrom0 atomic.Bool
+	// smallPages is set once a listing refused PageSize and was read
+	// with fallbackPageSize (see listFrom).
+	smallPages atomic.Bool
 }
 
 var _ providers.Provider = (*Client)(nil)
