@@ -337,6 +337,36 @@ func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, 
 	return ok, err
 }
 
+// RequeueNow is Requeue for an operator's decision (an order resolved
+// absent, to be created): a live task that waits to run (scheduled, or
+// retrying after a backoff; a pending order waiting for a person checks
+// up to an hour apart) is run now rather than left to its time, which
+// could fall past the order's deadline. It reports whether it queued a
+// task or ran one early.
+func RequeueNow(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, base string, rec *Record) (bool, error) {
+	queued, err := Requeue(ctx, l, inspector, client, base, rec)
+	if err != nil || queued {
+		return queued, err
+	}
+	if base == "" {
+		base = DefaultQueue
+	}
+	id := TaskID(rec.Provider, rec.OrderNo)
+	for _, q := range []string{OrderQueue(base, l, rec.Ref()), base} {
+		info, err := inspector.GetTaskInfo(q, id)
+		if err != nil {
+			continue
+		}
+		if info.State == asynq.TaskStateScheduled || info.State == asynq.TaskStateRetry {
+			if err := inspector.RunTask(q, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+				return false, fmt.Errorf("run %s now: %w", id, err)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // handOn is what an archived or completed task (info, id in queue) stood
 // for, carried into a task replacing it: the token and time its
 // replacement carries, starting from token and at. A task queued for

@@ -1000,9 +1000,19 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	for _, x := range l.orders {
 		if otherDevice(x, p.IotID) {
 			// Never ours; but one that could be, but for the device it
-			// names, keeps a not-found from being believed (below).
+			// names, keeps a not-found from being believed (below),
+			// unless another record owns it.
 			if rule.Match(x) != Excluded {
-				foreignMatches++
+				taken := false
+				if o.Owned != nil && x.OrderID != "" {
+					var err error
+					if taken, err = o.Owned(ctx, x.OrderID); err != nil {
+						return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether a listed order belongs to another order", err)
+					}
+				}
+				if !taken {
+					foreignMatches++
+				}
 			}
 			continue
 		}

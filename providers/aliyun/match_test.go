@@ -778,12 +778,15 @@ func TestOrdersOfAnotherDeviceAreNeverOurs(t *testing.T) {
 		entries []map[string]any
 		want    providers.Code
 		found   string
+		owned   string // an order id another record owns
 	}{
-		{"another device's order alone", []map[string]any{entry("900", iotID(99))}, providers.Ambiguous, ""},
-		{"another device's and ours", []map[string]any{entry("900", iotID(99)), entry("901", "ours")}, 0, "901"},
-		{"ours, its device in upper case", []map[string]any{entry("903", "OURS")}, 0, "903"},
-		{"ours, its device with spaces", []map[string]any{entry("904", " ours ")}, 0, "904"},
-		{"another device's, and one that does not say", []map[string]any{entry("900", iotID(99)), entry("902", "")}, providers.Ambiguous, ""},
+		{"another device's order alone", []map[string]any{entry("900", iotID(99))}, providers.Ambiguous, "", ""},
+		{"another device's and ours", []map[string]any{entry("900", iotID(99)), entry("901", "ours")}, 0, "901", ""},
+		{"ours, its device in upper case", []map[string]any{entry("903", "OURS")}, 0, "903", ""},
+		{"ours, its device with spaces", []map[string]any{entry("904", " ours ")}, 0, "904", ""},
+		{"another device's, and one that does not say", []map[string]any{entry("900", iotID(99)), entry("902", "")}, providers.Ambiguous, "", ""},
+		// Made by our worker for another device: surely not this order.
+		{"another device's, another record's", []map[string]any{entry("905", iotID(99))}, providers.NotFound, "", "905"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -800,6 +803,9 @@ func TestOrdersOfAnotherDeviceAreNeverOurs(t *testing.T) {
 				}
 			}
 			o.FirstAttempt = first
+			if c.owned != "" {
+				o.Owned = func(_ context.Context, id string) (bool, error) { return id == c.owned, nil }
+			}
 			o.Known = []string{}
 			o.KnownAt = first
 			f.sb.Inject(aliyun.PathQuery, listed(len(c.entries), c.entries...), listed(len(c.entries)))

@@ -623,13 +623,15 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			return r
 		}
 		pg, orders, status, err := c.queryPage(ctx, q, n)
-		if err != nil && n == first && providers.CodeOf(err) == providers.InvalidArgument && smallerSize(q) {
+		if first0 := err; err != nil && n == first && providers.CodeOf(err) == providers.InvalidArgument && smallerSize(q) {
 			// No maximum Size is documented: a server refusing ours as a
 			// bad parameter is asked once more with a smaller one, kept
 			// for the rest of the listing.
 			pg, orders, status, err = c.queryPage(ctx, q, n)
-			if err == nil {
-				// Taken: later listings ask for it at once.
+			if err == nil && strings.Contains(strings.ToLower(first0.Error()), "size") {
+				// Taken, after a refusal that named Size: later listings
+				// ask for it at once (a refusal that did not name it may
+				// have been about something else, once).
 				c.smallPages.Store(true)
 			}
 		}

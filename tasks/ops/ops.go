@@ -350,7 +350,7 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	}
 	out := Resolved{Record: o.Show(rec)}
 	if a.As == ledger.ResolveAbsent {
-		out.Requeued, err = tasks.Requeue(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
+		out.Requeued, err = tasks.RequeueNow(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
 		if err != nil {
 			out.RequeueError = err.Error()
 		}

@@ -284,3 +284,34 @@ func TestResolveNoteWithoutSecrets(t *testing.T) {
 		t.Errorf("the record after the resolve: %s; want the note kept without the secret or the phone number", b)
 	}
 }
+
+// An order resolved absent is created at once: a live task of it that
+// waits to run (a retry's backoff, or a pending order waiting for a person,
+// checked up to an hour apart) is run now, not left to its time, which
+// could fall past the order's deadline (and the operator's "create it"
+// would end in errored).
+func TestResolveAbsentRunsAWaitingTaskNow(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	// The create Begin marks just now would hold absent back a listing lag.
+	o := ops.New(s.ledger, s.insp, s.client, registry.Validators("test"), &ops.Options{Sealer: s.sealer, ListingLag: -1})
+	ref := s.order("tencent", "T-NOW", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`, ptr(ledger.SetUnknown("timeout").WithMayExist(true)))
+	id := tasks.TaskID(ref.Provider, ref.OrderNo)
+	if err := s.insp.DeleteTask(tasks.DefaultQueue, id); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: ref.Provider, OrderNo: ref.OrderNo, Params: []byte(`{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.Enqueue(task, asynq.TaskID(id), asynq.Queue(tasks.DefaultQueue), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := o.Resolve(context.Background(), ref, ops.ResolveArgs{As: ledger.ResolveAbsent, By: "ann", Note: "not in the console"})
+	if err != nil || !out.Requeued {
+		t.Fatalf("Resolve absent = %+v, %v; want its task run now", out, err)
+	}
+	if info, err := s.insp.GetTaskInfo(tasks.DefaultQueue, id); err != nil || info.State != asynq.TaskStatePending {
+		t.Errorf("task after the resolve: %+v, %v; want pending (to run now), not scheduled an hour on", info, err)
+	}
+}

@@ -133,4 +133,14 @@ func TestPendingOrderWaitingForAPersonIsCheckedLessOften(t *testing.T) {
 			t.Errorf("held %s: %v after %s; want a wait of %s", c.pending, d.Then.Next, d.Then.Delay, c.want)
 		}
 	}
+	// Held by the provider (a status other than 0), not found by matching:
+	// it may clear by itself within the pending window, and is polled as
+	// before (checked late, it would be found payable past the window and
+	// errored).
+	byProvider := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Held: true}}
+	rec := &ledger.Record{Provider: "aliyun", OrderNo: "o", State: ledger.StatePending, Attempts: 2, ProviderOrderID: "P1",
+		CreatedAt: t0.Add(-21 * time.Minute), PendingSince: t0.Add(-20 * time.Minute)}
+	if d := Decide(rec, Poll, byProvider, p, t0); d.Then.Next != Wait || d.Then.Delay > time.Minute {
+		t.Errorf("held by the provider 20m: %v after %s; want polled within a minute", d.Then.Next, d.Then.Delay)
+	}
 }

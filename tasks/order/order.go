@@ -439,10 +439,14 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		if acceptedUnseen {
 			wait = max(wait, pollDelay(since, p, now))
 		}
-		if paidHeld || r.Held || acceptedUnseen {
-			// Waits for a person: checked less often as it waits, not
-			// once a minute for as long as it does (200 such orders: 3
-			// calls a second to the provider, and a history entry each).
+		if paidHeld || acceptedUnseen || r.Held && (r.Matched || rec.Matched) {
+			// Waits for a person, and no check makes it pass by itself:
+			// checked less often as it waits, not once a minute for as
+			// long as it does (200 such orders: 3 calls a second to the
+			// provider, and a history entry each). One the provider holds
+			// (a status other than 0) may clear within the pending
+			// window, and is polled as before: checked late, it would be
+			// found payable past the window and errored.
 			wait = max(wait, personDelay(since, now))
 		}
 		t := matched(ledger.SetPending(poid, since, now.Add(wait)).WithMayExist(true))
@@ -696,7 +700,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
 	if pastDeadline(rec, p, now) {
-		if code != providers.Ambiguous && rec.State == ledger.StateUnknown && leftKind(rec.Reason) != "" {
+		if providers.Retryable(code) && code != providers.Ambiguous && rec.State == ledger.StateUnknown && leftKind(rec.Reason) != "" {
 			// Left for a person already, and this lookup had no answer:
 			// nothing new, and the reason it was left with (held as not
 			// listed, say) stands.
