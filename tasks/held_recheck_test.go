@@ -3,7 +3,6 @@ package tasks_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,9 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
-	"github.com/orderworker/orderworker/providers/unicloud"
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -35,13 +32,7 @@ func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, Metrics: tasks.NewMetrics(reg)}})
 	sb := unicloudsandbox.New("UKey", "usecret")
 	sb.Unlisted = func(unicloudsandbox.Order) bool { return true } // hides the order made midway
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	addUnicloud(t, e, sb)
 	ctx := context.Background()
 	e.enqueue(t, unicloudOrder("UL-R", "unlisted-r"))
 	sb.Faults().Script(fault.FailAfter)

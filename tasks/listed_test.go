@@ -2,15 +2,12 @@ package tasks_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/orderworker/orderworker/providers"
 	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
 	"github.com/orderworker/orderworker/providers/fault"
-	"github.com/orderworker/orderworker/providers/unicloud"
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -28,13 +25,7 @@ func TestListingThatLacksOurOrderShowsNoAbsence(t *testing.T) {
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 	sb := unicloudsandbox.New("UKey", "usecret")
 	sb.Unlisted = func(unicloudsandbox.Order) bool { return true }
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	addUnicloud(t, e, sb)
 	ctx := context.Background()
 	v0, v1 := enqueueTask(t, e, unicloudOrder("V0", "nas-v0")), enqueueTask(t, e, unicloudOrder("V1", "nas-v1"))
 	_ = e.handler.ProcessTask(ctx, v0)

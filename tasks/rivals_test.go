@@ -58,6 +58,19 @@ func enqueueTask(t *testing.T, e *env, payload []byte) *asynq.Task {
 
 // unicloudOrder is the payload of a UniCloud order named no for an
 // instance named name.
+// addUnicloud serves sb and adds a UniCloud client of its credentials
+// ("UKey", "usecret") to e's providers.
+func addUnicloud(t *testing.T, e *env, sb *unicloudsandbox.Server) {
+	t.Helper()
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+}
+
 func unicloudOrder(no, name string) []byte {
 	return []byte(fmt.Sprintf(`{"provider":"unicloud","order_no":%q,"params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":%q,"orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}}`, no, name))
 }

@@ -3,16 +3,13 @@ package tasks_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
-	"github.com/orderworker/orderworker/providers/unicloud"
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -33,13 +30,7 @@ func TestHeldUnlistedOrderStaysHeldAfterALoss(t *testing.T) {
 	sb := unicloudsandbox.New("UKey", "usecret")
 	hidden := ""
 	sb.Unlisted = func(o unicloudsandbox.Order) bool { return o.ID == hidden }
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	addUnicloud(t, e, sb)
 	ctx := context.Background()
 	if _, err := e.ledger.Watch(ctx); err != nil {
 		t.Fatal(err)
@@ -52,7 +43,7 @@ func TestHeldUnlistedOrderStaysHeldAfterALoss(t *testing.T) {
 	}
 	hidden = sb.Seed(unicloudsandbox.Order{InstanceName: "unlisted-nas9"}).ID
 	time.Sleep(100 * time.Millisecond)
-	err = e.handler.ProcessTask(ctx, task)
+	err := e.handler.ProcessTask(ctx, task)
 	got, _ := e.ledger.Get(ctx, ref)
 	if !errors.Is(err, asynq.SkipRetry) || got.State != tasks.StateUnknown || !strings.Contains(got.Reason, "does not prove") {
 		t.Fatalf("first run: %v; %s %q; want held", err, got.State, got.Reason)
@@ -89,13 +80,7 @@ func TestOwnUnlistedCreateThenALossStaysHeld(t *testing.T) {
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 	sb := unicloudsandbox.New("UKey", "usecret")
 	sb.Unlisted = func(unicloudsandbox.Order) bool { return true }
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	addUnicloud(t, e, sb)
 	ctx := context.Background()
 	if _, err := e.ledger.Watch(ctx); err != nil {
 		t.Fatal(err)
@@ -109,6 +94,7 @@ func TestOwnUnlistedCreateThenALossStaysHeld(t *testing.T) {
 	if err := e.rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	for range 5 {
 		if err = e.handler.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
 			break
@@ -133,13 +119,7 @@ func TestLookOnlyIsClearedByTheOrdersOwnCreate(t *testing.T) {
 	sb := unicloudsandbox.New("UKey", "usecret")
 	hidden := ""
 	sb.Unlisted = func(o unicloudsandbox.Order) bool { return o.ID == hidden }
-	hs := httptest.NewServer(sb)
-	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
+	addUnicloud(t, e, sb)
 	ctx := context.Background()
 	if _, err := e.ledger.Watch(ctx); err != nil {
 		t.Fatal(err)
