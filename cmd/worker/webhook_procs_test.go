@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +103,26 @@ type hookDelivery struct {
 // hookReceiver is a webhook endpoint that records every request. fail
 // decides per request (the id and how many requests for it came before)
 // whether to answer 500; while hold is set, requests wait for it.
+// outageListener resets every connection it accepts until up: to its
+// clients, an endpoint that is down.
+type outageListener struct {
+	net.Listener
+	up atomic.Bool
+}
+
+func (l *outageListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.up.Load() {
+			return c, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // closed with a reset
+		}
+		_ = c.Close()
+	}
+}
+
 type hookReceiver struct {
 	signer *webhook.Signer
 	mu     sync.Mutex
@@ -374,7 +395,18 @@ func TestWebhooksDeliverEveryOutcome(t *testing.T) {
 	flakySrv := httptest.NewServer(flaky)
 	t.Cleanup(flakySrv.Close)
 	down := &hookReceiver{signer: signer}
-	downAddr := listenAddr(t) // nothing listens there until the outage ends
+	// The down receiver's port is held from the start, its connections
+	// reset until the outage ends: a port left free for the outage could
+	// be taken by another process's listener meanwhile.
+	downLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downL := &outageListener{Listener: downLn}
+	downSrv := &http.Server{Handler: down}
+	go func() { _ = downSrv.Serve(downL) }()
+	t.Cleanup(func() { _ = downSrv.Close() })
+	downAddr := downLn.Addr().String()
 
 	env := workerEnv(rs.URL(),
 		"ORDERWORKER_MAX_ATTEMPTS=20",
@@ -406,15 +438,7 @@ func TestWebhooksDeliverEveryOutcome(t *testing.T) {
 	downUp := make(chan struct{})
 	go func() {
 		time.Sleep(outage) // the outage, measured from the first order
-		ln, err := net.Listen("tcp", downAddr)
-		if err != nil {
-			t.Errorf("the down receiver cannot listen on %s after its outage: %v", downAddr, err)
-			close(downUp)
-			return
-		}
-		srv := &http.Server{Handler: down}
-		go func() { _ = srv.Serve(ln) }()
-		t.Cleanup(func() { _ = srv.Close() })
+		downL.up.Store(true)
 		close(downUp)
 	}()
 	next := make(chan []byte)
