@@ -248,6 +248,7 @@ type Set struct {
 	enabled  map[string]Provider
 	disabled map[string]disabled
 	checkID  map[string]func(string) error // Spec.CheckOrderID, by name
+	overrun  map[string]time.Duration      // Spec.CreateOverrun, by name
 }
 
 type disabled struct {
@@ -260,7 +261,7 @@ type disabled struct {
 
 // NewSet returns an empty Set.
 func NewSet() *Set {
-	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}}
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}}
 }
 
 // Add enables p under p.Name().

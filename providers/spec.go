@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -36,6 +37,14 @@ type Spec struct {
 	// Set.CheckOrderID checks of every id: its error says what the
 	// provider's ids look like.
 	CheckOrderID func(id string) error
+	// CreateOverrun is how long after a create request ended the provider
+	// may still make the order, as far as its documents or SDKs tell: a
+	// server that goes on with a create its client gave up on. The
+	// listing lag (the time a lookup's not-found is not believed) counts
+	// from the create's end plus this. Zero where nothing tells of one.
+	// An enabled provider that is a CreateOverrunner (configured
+	// otherwise) says its own.
+	CreateOverrun time.Duration
 	// Example are valid params, for docs and tests.
 	Example json.RawMessage
 	// Settings are the environment variables the provider reads, in the
@@ -90,6 +99,16 @@ type Setting struct {
 func CheckBool(v string) error {
 	if _, ok := ParseBool(v); !ok {
 		return fmt.Errorf("want true or false")
+	}
+	return nil
+}
+
+// CheckDuration is a Setting.Check for durations: a Go duration ("90s",
+// "2m"), zero or more.
+func CheckDuration(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration such as 90s or 2m, zero or more")
 	}
 	return nil
 }
@@ -244,6 +263,13 @@ func (c Config) Bool(name string) bool {
 	return b
 }
 
+// Duration returns the named setting as a duration; a value that is not
+// one (a setting without CheckDuration) is zero.
+func (c Config) Duration(name string) time.Duration {
+	d, _ := time.ParseDuration(c.values[name])
+	return d
+}
+
 // String renders the settings sorted by name, secrets as ***.
 func (c Config) String() string {
 	names := make([]string, 0, len(c.values))
@@ -288,6 +314,7 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 	d.noOrderIDs = spec.NoOrderIDs
 	s.disabled[spec.Name] = d
 	s.checkID[spec.Name] = spec.CheckOrderID
+	s.overrun[spec.Name] = spec.CreateOverrun
 }
 
 // AddSpec enables p, spec's provider, keeping the facts of spec the
@@ -295,6 +322,24 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 func (s *Set) AddSpec(spec Spec, p Provider) {
 	s.Add(p)
 	s.checkID[spec.Name] = spec.CheckOrderID
+	s.overrun[spec.Name] = spec.CreateOverrun
+}
+
+// CreateOverrunner is implemented by providers whose create overrun
+// (Spec.CreateOverrun) is configured.
+type CreateOverrunner interface {
+	CreateOverrun() time.Duration
+}
+
+// CreateOverrun is how long after a create request ended the named
+// provider may still make the order: the enabled provider's own
+// (CreateOverrunner), else its Spec.CreateOverrun (zero for a provider
+// added without its Spec).
+func (s *Set) CreateOverrun(name string) time.Duration {
+	if p, ok := s.enabled[name].(CreateOverrunner); ok {
+		return p.CreateOverrun()
+	}
+	return s.overrun[name]
 }
 
 // placeholderOrderID is an id that names no order: nothing, zeros only, a

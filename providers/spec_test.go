@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testSpec() Spec {
@@ -21,6 +22,7 @@ func testSpec() Spec {
 			{Name: "FAKE_KEY", Required: true},
 			{Name: "FAKE_SECRET", Required: true, Secret: true},
 			{Name: "FAKE_FLAG", Default: "false", Check: CheckBool},
+			{Name: "FAKE_WAIT", Default: "1m0s", Check: CheckDuration},
 		},
 		Parse: func(raw json.RawMessage) (Params, error) { return DecodeParams("fake params", raw, fields) },
 	}
@@ -38,7 +40,7 @@ func TestReadConfigDefaultsAndChecks(t *testing.T) {
 	if got := cfg.Get("FAKE_ENDPOINT"); got != "https://fake.example" {
 		t.Errorf("FAKE_ENDPOINT = %q, want the default", got)
 	}
-	if !cfg.Bool("FAKE_FLAG") || cfg.Secret("FAKE_SECRET").Reveal() != "s3cr3t" || cfg.Get("FAKE_KEY") != "k" {
+	if !cfg.Bool("FAKE_FLAG") || cfg.Secret("FAKE_SECRET").Reveal() != "s3cr3t" || cfg.Get("FAKE_KEY") != "k" || cfg.Duration("FAKE_WAIT") != time.Minute {
 		t.Errorf("config = %v", cfg)
 	}
 
@@ -48,6 +50,8 @@ func TestReadConfigDefaultsAndChecks(t *testing.T) {
 		forbidden string
 	}{
 		{map[string]string{"FAKE_FLAG": "maybe"}, `FAKE_FLAG="maybe": want true or false`, ""},
+		{map[string]string{"FAKE_WAIT": "60"}, `FAKE_WAIT="60": want a duration`, ""},
+		{map[string]string{"FAKE_WAIT": "-1s"}, `FAKE_WAIT="-1s": want a duration`, ""},
 		{map[string]string{"FAKE_ENDPOINT": "ftp://fake.example"}, "FAKE_ENDPOINT", ""},
 		{map[string]string{"FAKE_ENDPOINT": "fake.example"}, "FAKE_ENDPOINT", ""},
 		{map[string]string{"FAKE_ENDPOINT": "https://fake.example/api"}, "FAKE_ENDPOINT", ""},
@@ -135,3 +139,32 @@ func TestSetParseDisabledSpec(t *testing.T) {
 		t.Errorf("Get = %v, want FailedPrecondition with the reason", err)
 	}
 }
+
+// A provider's create overrun is its Spec's, disabled or added with it,
+// unless the enabled provider says its own (configured otherwise); none
+// for a provider added without its Spec.
+func TestSetCreateOverrun(t *testing.T) {
+	t.Parallel()
+	spec := testSpec()
+	spec.CreateOverrun = time.Minute
+	s := NewSet()
+	s.DisableSpec(spec, "no credentials")
+	if got := s.CreateOverrun("fake"); got != time.Minute {
+		t.Errorf("disabled: %s, want the Spec's 1m", got)
+	}
+	s.AddSpec(spec, overrunProvider{Provider: nil, d: 5 * time.Second})
+	if got := s.CreateOverrun("fake"); got != 5*time.Second {
+		t.Errorf("enabled, configured: %s, want its own 5s", got)
+	}
+	if got := NewSet().CreateOverrun("fake"); got != 0 {
+		t.Errorf("unknown: %s, want none", got)
+	}
+}
+
+type overrunProvider struct {
+	Provider
+	d time.Duration
+}
+
+func (overrunProvider) Name() string                   { return "fake" }
+func (p overrunProvider) CreateOverrun() time.Duration { return p.d }

@@ -236,9 +236,22 @@ func (h *Handler) policy(provider string, prov providers.Provider) order.Policy 
 	return order.Policy{
 		MaxAttempts: h.opts.MaxAttempts, Backoff: h.opts.Backoff, Deadline: d,
 		PendingWindow: h.opts.PendingWindow, PollInterval: h.opts.PollInterval,
-		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares, ListingLag: h.opts.ListingLag,
+		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares, ListingLag: ListingLagFor(h.opts.ListingLag, h.providers, provider),
 		HoldUnlisted: un != nil && un.UnlistedNotAbsent(),
 	}
+}
+
+// ListingLagFor is the listing lag for provider's orders: lag (the
+// workers' ORDERWORKER_LISTING_LAG), plus the time the provider may go on
+// making an order after its create request ended
+// (providers.Spec.CreateOverrun), so that a not-found is believed only
+// once the order, made that late, would be listed. A lag of zero or less
+// (not-founds believed at once, for sandboxes) stays so.
+func ListingLagFor(lag time.Duration, set *providers.Set, provider string) time.Duration {
+	if lag <= 0 || set == nil {
+		return max(lag, 0)
+	}
+	return lag + set.CreateOverrun(provider)
 }
 
 // DefaultListingLag is how long after a create a lookup's not-found is not

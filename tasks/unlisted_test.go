@@ -77,3 +77,66 @@ func TestUnlistedUnicloudOrderIsHeldForAPerson(t *testing.T) {
 		}
 	}
 }
+
+// A UniCloud server may go on making an order after the create's request
+// ended (its SDK waits 60 s; the worker gives up at 30 s, a gateway's
+// error may cut a request shorter): with UNICLOUD_RECREATE_UNLISTED, a
+// not-found is believed only once the listing lag has passed after the
+// create's end plus that overrun (UNICLOUD_CREATE_OVERRUN). Counted from
+// the end alone, an order the server made after the worker gave up, and
+// listed a lag after that, was created twice.
+func TestUnicloudNotFoundWaitsForTheCreateOverrun(t *testing.T) {
+	t.Parallel()
+	const lag, overrun = 200 * time.Millisecond, 3 * time.Second
+	for _, withOverrun := range []bool{true, false} {
+		e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: lag,
+			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+		sb := unicloudsandbox.New("UKey", "usecret")
+		hs := httptest.NewServer(sb)
+		t.Cleanup(hs.Close)
+		o := unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"),
+			RecreateUnlisted: true, CreateOverrun: -1}
+		if withOverrun {
+			o.CreateOverrun = overrun
+		}
+		c, err := unicloud.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.set.AddSpec(unicloud.Spec(), c)
+		ctx := context.Background()
+		task := enqueueTask(t, e, unicloudOrder("OV-1", "overrun-nas"))
+		ref := ledger.Ref{Provider: "unicloud", OrderNo: "OV-1"}
+		sb.Faults().Script(fault.FailBefore) // nothing made (yet), an answer of unknown effect
+		_ = e.handler.ProcessTask(ctx, task)
+		got, _ := e.ledger.Get(ctx, ref)
+		if got.State != tasks.StateUnknown {
+			t.Fatalf("after the failed create: %s, want unknown", got.State)
+		}
+		ended := got.LastCreateAt
+		// Past the listing lag, within the overrun.
+		time.Sleep(2 * lag)
+		run2 := e.handler.ProcessTask(ctx, task)
+		got, _ = e.ledger.Get(ctx, ref)
+		if !withOverrun {
+			if got.State != tasks.StatePaid || len(sb.Orders()) != 1 {
+				t.Errorf("without an overrun, a lag after the create: %s, %d orders; want created again, paid", got.State, len(sb.Orders()))
+			}
+			continue
+		}
+		if got.State != tasks.StateUnknown || len(sb.Orders()) != 0 || run2 == nil || !strings.Contains(run2.Error(), "within the listing lag of "+(lag+overrun).String()) {
+			t.Fatalf("a lag after the create, within the overrun (%s after it): %s, %d orders, run %v; want still unknown, nothing created, waiting out the lag with the overrun",
+				time.Since(ended), got.State, len(sb.Orders()), run2)
+		}
+		// Past both: not listed, created again.
+		time.Sleep(time.Until(ended.Add(lag + overrun + 100*time.Millisecond)))
+		for range 4 {
+			if err := e.handler.ProcessTask(ctx, task); err == nil {
+				break
+			}
+		}
+		if got, _ = e.ledger.Get(ctx, ref); got.State != tasks.StatePaid || len(sb.Orders()) != 1 {
+			t.Errorf("past the lag and the overrun: %s, %d orders; want created again once, paid", got.State, len(sb.Orders()))
+		}
+	}
+}

@@ -129,8 +129,35 @@ type workerFleet struct {
 // go test -artifacts -outputdir DIR keeps them for a look after the run.
 func newWorkerFleet(t *testing.T, bin string, env []string) *workerFleet {
 	f := &workerFleet{t: t, bin: bin, env: env, dir: t.ArtifactDir()}
-	t.Cleanup(f.killAll)
+	t.Cleanup(func() {
+		f.killAll()
+		if t.Failed() {
+			f.showLogs(40)
+		}
+	})
 	return f
+}
+
+// showLogs logs each worker log's last n lines at WARN or above, or from
+// the webhooks: on a failed run without -artifacts (CI), the logs go with
+// the test's directory, and this is what is left to tell what happened.
+func (f *workerFleet) showLogs(n int) {
+	for _, path := range f.logFiles() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var keep []string
+		for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+			if !strings.Contains(line, `"level":"INFO"`) && !strings.Contains(line, `"level":"DEBUG"`) || strings.Contains(line, "webhooks") {
+				keep = append(keep, line)
+			}
+		}
+		if len(keep) > n {
+			keep = keep[len(keep)-n:]
+		}
+		f.t.Logf("%s (last %d lines at WARN or above, or from the webhooks):\n%s", filepath.Base(path), len(keep), strings.Join(keep, "\n"))
+	}
 }
 
 // add starts a new worker and returns it without waiting for it.
@@ -445,6 +472,9 @@ func workerEnv(redisURL string, extra ...string) []string {
 		// Short, so that lookups after ambiguous creates wait for it
 		// and still end within a test.
 		"ORDERWORKER_LISTING_LAG=300ms",
+		// The sandboxes make an order before they answer, if at all:
+		// none goes on after its create ended.
+		"UNICLOUD_CREATE_OVERRUN=0s",
 	}
 	// The race detector's report goes to the worker's log, where
 	// scanLogs finds it.

@@ -53,7 +53,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	// scanned.
 	env := map[string]string{
 		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PAY_MATCHED": "true", "UNICLOUD_TAKE_MATCHED": "true", "UNICLOUD_RECREATE_UNLISTED": "true", "ALIYUN_PROJECT_ID": "leak-project",
-		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "ORDERWORKER_LOG_LEVEL": "debug",
+		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "UNICLOUD_CREATE_OVERRUN": "0s", "ORDERWORKER_LOG_LEVEL": "debug",
 	}
 	for k, v := range creds {
 		env[k] = v
@@ -195,7 +195,7 @@ func TestHeldUnicloudOrderLeaksNothing(t *testing.T) {
 	srv := httptest.NewServer(usb)
 	t.Cleanup(srv.Close)
 	env := map[string]string{"REDIS_URL": rs.URL(), "UNICLOUD_ENDPOINT": srv.URL,
-		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "ORDERWORKER_LOG_LEVEL": "debug"}
+		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "UNICLOUD_CREATE_OVERRUN": "0s", "ORDERWORKER_LOG_LEVEL": "debug"}
 	for k, v := range creds {
 		env[k] = v
 	}

@@ -1,6 +1,7 @@
 package unicloud
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -16,6 +17,7 @@ const (
 	EnvAccessKeySecret = "UNICLOUD_ACCESS_KEY_SECRET"
 	EnvTakeMatched     = "UNICLOUD_TAKE_MATCHED"
 	EnvRecreate        = "UNICLOUD_RECREATE_UNLISTED"
+	EnvCreateOverrun   = "UNICLOUD_CREATE_OVERRUN"
 )
 
 // Spec returns what the binaries know about the provider: its params, its
@@ -31,13 +33,16 @@ func Spec() providers.Spec {
 			{Name: EnvAccessKeyID, Required: true, Help: "UniCloud AccessKeyId (provider disabled without it)"},
 			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
 			{Name: EnvTakeMatched, Default: "false", Help: "take an order found only by matching the listing's instance names after an uncertain create for ours, paid, instead of holding it for a person (only when nothing but the workers creates orders on the account)", Check: providers.CheckBool},
+			{Name: EnvCreateOverrun, Default: CreateOverrun.String(), Help: "how long after a create request ended UniCloud may still make the order (the API documents no timeout; its Go SDK waits 60s): a lookup's not-found is believed only once ORDERWORKER_LISTING_LAG has passed after that; 0s when UniCloud confirms it makes no order after answering", Check: providers.CheckDuration},
 			{Name: EnvRecreate, Default: "false", Help: "create again an order whose uncertain create the listing does not show after the listing lag, instead of holding it for a person (only once UniCloud confirms that QueryOrders lists every order whatever its OrderStatus)", Check: providers.CheckBool},
 		},
-		Parse:        Parse,
-		CheckOrderID: CheckOrderID,
+		Parse:         Parse,
+		CheckOrderID:  CheckOrderID,
+		CreateOverrun: CreateOverrun,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret),
-				TakeMatched: cfg.Bool(EnvTakeMatched), RecreateUnlisted: cfg.Bool(EnvRecreate), HTTPClient: newHTTPClient(deps.Transport())})
+				TakeMatched: cfg.Bool(EnvTakeMatched), RecreateUnlisted: cfg.Bool(EnvRecreate), HTTPClient: newHTTPClient(deps.Transport()),
+				CreateOverrun: cmp.Or(cfg.Duration(EnvCreateOverrun), -1)})
 			if err != nil {
 				return nil, err
 			}

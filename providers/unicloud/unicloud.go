@@ -58,8 +58,13 @@ type Options struct {
 	// the Client uses a copy of the one given whose CheckRedirect refuses
 	// them.
 	HTTPClient *http.Client
+	// CreateOverrun is how long after a CreateOrder request ended the
+	// server may still make the order (providers.CreateOverrunner). Zero:
+	// the package's CreateOverrun (60 s); negative: none.
+	CreateOverrun time.Duration
 	// Timeout bounds each HTTP call. The API documents none; its Go SDK
-	// uses 60s. Default 30s.
+	// uses 60s. Default 30s (a create the server goes on with after it
+	// is allowed for: CreateOverrun).
 	Timeout time.Duration
 	// Now returns the time used for Timestamp and Lookup's window. Default
 	// time.Now.
@@ -129,6 +134,7 @@ type Client struct {
 	productCategory string
 	takeMatched     bool
 	recreate        bool // Options.RecreateUnlisted
+	overrun         time.Duration
 	pageSize        int
 	names           nameCache
 	lists           providers.Gather[listKey, window, []orderInfo] // see sharedList
@@ -153,6 +159,7 @@ func New(opts Options) (*Client, error) {
 		accessKeySecret: opts.AccessKeySecret.Reveal(),
 		hc:              opts.HTTPClient,
 		timeout:         opts.Timeout,
+		overrun:         opts.CreateOverrun,
 		now:             opts.Now,
 		margin:          opts.LookupMargin,
 		productCategory: opts.ProductCategory,
@@ -174,6 +181,12 @@ func New(opts Options) (*Client, error) {
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
 	}
+	switch {
+	case c.overrun == 0:
+		c.overrun = CreateOverrun
+	case c.overrun < 0:
+		c.overrun = 0
+	}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -188,6 +201,19 @@ func New(opts Options) (*Client, error) {
 }
 
 // Name implements providers.Provider.
+// CreateOverrun is how long after a CreateOrder request ended UniCloud
+// is assumed to go on making the order (Spec.CreateOverrun). The API
+// documents no timeout; its Go SDK waits 60 s for an answer, so the server
+// is taken to answer, and so to make the order, within 60 s of the
+// request. Counted from the request's end, not its start, it also covers a
+// request cut short (a gateway's 502 after a second) whose order the
+// server went on making. A server that runs longer than its own SDK waits
+// is not allowed for.
+const CreateOverrun = 60 * time.Second
+
+// CreateOverrun implements providers.CreateOverrunner (Options.CreateOverrun).
+func (c *Client) CreateOverrun() time.Duration { return c.overrun }
+
 // UnlistedNotAbsent implements providers.UnlistedNotAbsent: true unless
 // Options.RecreateUnlisted.
 func (c *Client) UnlistedNotAbsent() bool { return !c.recreate }

@@ -343,6 +343,7 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	if a.ListingLag == 0 {
 		a.ListingLag = tasks.DefaultListingLag
 	}
+	a.ListingLag = tasks.ListingLagFor(a.ListingLag, o.set, ref.Provider)
 	rec, err := o.ledger.Resolve(ctx, ref, a)
 	o.observe(action, resultOf(err))
 	if err != nil {
