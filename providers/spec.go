@@ -42,9 +42,12 @@ type Spec struct {
 	// server that goes on with a create its client gave up on. The
 	// listing lag (the time a lookup's not-found is not believed) counts
 	// from the create's end plus this. Zero where nothing tells of one.
-	// An enabled provider that is a CreateOverrunner (configured
-	// otherwise) says its own.
-	CreateOverrun time.Duration
+	// CreateOverrunSetting, when set, names the Setting (a duration) that
+	// configures it: Set.ConfigureOverrun reads it for a provider that is
+	// not built (disabled, or the enqueue CLI's), and an enabled provider
+	// that is a CreateOverrunner says its own.
+	CreateOverrun        time.Duration
+	CreateOverrunSetting string
 	// Example are valid params, for docs and tests.
 	Example json.RawMessage
 	// Settings are the environment variables the provider reads, in the
@@ -323,6 +326,26 @@ func (s *Set) AddSpec(spec Spec, p Provider) {
 	s.Add(p)
 	s.checkID[spec.Name] = spec.CheckOrderID
 	s.overrun[spec.Name] = spec.CreateOverrun
+}
+
+// ConfigureOverrun sets spec's provider's create overrun from its
+// CreateOverrunSetting as get reads it (a Config's Get, or the
+// environment), where get gives a value; otherwise the Spec's
+// CreateOverrun stands. Its error names the setting.
+func (s *Set) ConfigureOverrun(spec Spec, get func(string) string) error {
+	if spec.CreateOverrunSetting == "" {
+		return nil
+	}
+	v := get(spec.CreateOverrunSetting)
+	if v == "" {
+		return nil
+	}
+	if err := CheckDuration(v); err != nil {
+		return fmt.Errorf("%s=%q: %v", spec.CreateOverrunSetting, v, err)
+	}
+	d, _ := time.ParseDuration(v)
+	s.overrun[spec.Name] = d
+	return nil
 }
 
 // CreateOverrunner is implemented by providers whose create overrun

@@ -159,7 +159,47 @@ func TestSetCreateOverrun(t *testing.T) {
 	if got := NewSet().CreateOverrun("fake"); got != 0 {
 		t.Errorf("unknown: %s, want none", got)
 	}
+	plain := NewSet()
+	plain.AddSpec(spec, namedProvider{})
+	if got := plain.CreateOverrun("fake"); got != time.Minute {
+		t.Errorf("enabled, saying none of its own: %s, want the Spec's 1m", got)
+	}
+	bare := NewSet()
+	bare.Add(namedProvider{})
+	if got := bare.CreateOverrun("fake"); got != 0 {
+		t.Errorf("added without its Spec: %s, want none", got)
+	}
+
+	// Configured (the enqueue CLI, a disabled provider): the setting's
+	// value; unset, the Spec's; a bad value is refused, naming it.
+	spec.CreateOverrunSetting = "FAKE_OVERRUN"
+	for _, tt := range []struct {
+		value, err string
+		want       time.Duration
+	}{{"", "", time.Minute}, {"0s", "", 0}, {"90s", "", 90 * time.Second}, {"soon", `FAKE_OVERRUN="soon"`, time.Minute}, {"-5s", `FAKE_OVERRUN="-5s"`, time.Minute}} {
+		c := NewSet()
+		c.DisableSpec(spec, "no credentials")
+		err := c.ConfigureOverrun(spec, func(k string) string {
+			if k == "FAKE_OVERRUN" {
+				return tt.value
+			}
+			return ""
+		})
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ConfigureOverrun(%q) = %v, want an error naming %s", tt.value, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || c.CreateOverrun("fake") != tt.want {
+			t.Errorf("ConfigureOverrun(%q): %s, %v; want %s", tt.value, c.CreateOverrun("fake"), err, tt.want)
+		}
+	}
 }
+
+type namedProvider struct{ Provider }
+
+func (namedProvider) Name() string { return "fake" }
 
 type overrunProvider struct {
 	Provider

@@ -241,15 +241,18 @@ func (h *Handler) policy(provider string, prov providers.Provider) order.Policy 
 	}
 }
 
-// ListingLagFor is the listing lag for provider's orders: lag (the
-// workers' ORDERWORKER_LISTING_LAG), plus the time the provider may go on
-// making an order after its create request ended
-// (providers.Spec.CreateOverrun), so that a not-found is believed only
-// once the order, made that late, would be listed. A lag of zero or less
-// (not-founds believed at once, for sandboxes) stays so.
+// ListingLagFor is how long after a create of provider's order ended a
+// lookup's not-found is not believed: lag (the workers'
+// ORDERWORKER_LISTING_LAG, the listing's delay; zero or less: none) plus
+// the time the provider may go on making an order after its create
+// request ended (providers.Spec.CreateOverrun), so that a not-found is
+// believed only once an order made that late would be listed. The
+// overrun is added whatever the lag: a listing that shows every order at
+// once still cannot show one the server has yet to make.
 func ListingLagFor(lag time.Duration, set *providers.Set, provider string) time.Duration {
-	if lag <= 0 || set == nil {
-		return max(lag, 0)
+	lag = max(lag, 0)
+	if set == nil {
+		return lag
 	}
 	return lag + set.CreateOverrun(provider)
 }
@@ -535,7 +538,10 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		o.Listed = func(ctx context.Context, from time.Time) ([]string, error) {
 			// A listing lag ago or more: the provider may not list a
 			// newer one yet.
-			return h.ledger.Listed(ctx, ref.Provider, scope, from, clk.now().Add(-pol.ListingLag))
+			// Orders whose creates were answered (what Listed
+			// returns) were made before the answer: the listing's
+			// delay alone, without the create overrun.
+			return h.ledger.Listed(ctx, ref.Provider, scope, from, clk.now().Add(-h.opts.ListingLag))
 		}
 	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {

@@ -34,7 +34,7 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 			sb := unicloudsandbox.New("UKey", "usecret")
 			hs := httptest.NewServer(sb)
 			t.Cleanup(hs.Close)
-			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), TakeMatched: take,
+			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1, TakeMatched: take,
 				// The sandbox lists every order: the create after absent is sent
 				// again on its not-found (see TestUnlistedUnicloudOrderIsHeldForAPerson).
 				RecreateUnlisted: true})

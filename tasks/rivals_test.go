@@ -64,7 +64,7 @@ func addUnicloud(t *testing.T, e *env, sb *unicloudsandbox.Server) {
 	t.Helper()
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret")})
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestRivalBeforeTheWindowCountsWithinTheClockMargin(t *testing.T) {
 	sb.Now = func() time.Time { return time.Now().Add(3500 * time.Millisecond) } // provider clock 3.5s ahead
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), LookupMargin: 4 * time.Second})
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1, LookupMargin: 4 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func TestUnlistedUnicloudOrderIsHeldForAPerson(t *testing.T) {
 		sb := unicloudsandbox.New("UKey", "usecret")
 		hs := httptest.NewServer(sb)
 		t.Cleanup(hs.Close)
-		c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), RecreateUnlisted: recreate})
+		c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1, RecreateUnlisted: recreate})
 		if err != nil {
 			t.Fatal(err)
 		}

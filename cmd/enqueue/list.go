@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/settings"
+	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/ops"
 )
@@ -51,6 +52,14 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 			lag = -1 // believed at once, as the workers do
 		}
 	}
+	// The providers' create overruns as the workers read them (added to
+	// the lag for resolving absent).
+	set := validators()
+	for _, sp := range registry.All() {
+		if err := set.ConfigureOverrun(sp, c.getenv); err != nil {
+			return nil, nil, err
+		}
+	}
 	rdb := c.redisOpt.MakeRedisClient().(redis.UniversalClient)
 	l, err := newLedger(rdb, c.getenv, c.timeout)
 	if err != nil {
@@ -70,7 +79,7 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 	}
 	inspector := asynq.NewInspector(c.redisOpt)
 	client := asynq.NewClient(c.redisOpt)
-	o = ops.New(l, inspector, client, validators(), &ops.Options{Queue: c.queue, Sealer: sealer, ListingLag: lag, Secrets: settings.SecretValues(c.getenv)})
+	o = ops.New(l, inspector, client, set, &ops.Options{Queue: c.queue, Sealer: sealer, ListingLag: lag, Secrets: settings.SecretValues(c.getenv)})
 	return o, func() { client.Close(); inspector.Close(); rdb.Close() }, nil
 }
 

@@ -602,7 +602,7 @@ func newUnicloudBench(t *testing.T, others int, g tasks.Guard) *unicloudBench {
 	t.Cleanup(srv.Close)
 	// TakeMatched: only this bench creates orders on the sandbox's account;
 	// RecreateUnlisted: the sandbox lists every order it made.
-	uc, err := unicloud.New(unicloud.Options{Endpoint: srv.URL, AccessKeyID: id, AccessKeySecret: providers.Secret(secret), TakeMatched: true, RecreateUnlisted: true})
+	uc, err := unicloud.New(unicloud.Options{Endpoint: srv.URL, AccessKeyID: id, AccessKeySecret: providers.Secret(secret), CreateOverrun: -1, TakeMatched: true, RecreateUnlisted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

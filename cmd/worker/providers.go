@@ -42,6 +42,13 @@ func buildProviders(cfg *config, rdb redis.UniversalClient, log *slog.Logger, tr
 		set.AddSpec(pc.Spec, p)
 		log.Info("provider enabled", "provider", p.Name())
 	}
+	// A disabled provider's create overrun as configured (an enabled
+	// one says its own): the worker ends such a provider's orders too.
+	for _, pc := range cfg.Providers {
+		if err := set.ConfigureOverrun(pc.Spec, pc.Config.Get); err != nil {
+			return nil, err
+		}
+	}
 	return set, nil
 }
 

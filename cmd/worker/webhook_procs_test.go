@@ -100,9 +100,6 @@ type hookDelivery struct {
 	verified             bool // signature and id check out
 }
 
-// hookReceiver is a webhook endpoint that records every request. fail
-// decides per request (the id and how many requests for it came before)
-// whether to answer 500; while hold is set, requests wait for it.
 // outageListener resets every connection it accepts until up: to its
 // clients, an endpoint that is down.
 type outageListener struct {
@@ -123,6 +120,9 @@ func (l *outageListener) Accept() (net.Conn, error) {
 	}
 }
 
+// hookReceiver is a webhook endpoint that records every request. fail
+// decides per request (the id and how many requests for it came before)
+// whether to answer 500; while hold is set, requests wait for it.
 type hookReceiver struct {
 	signer *webhook.Signer
 	mu     sync.Mutex

@@ -200,7 +200,6 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// Name implements providers.Provider.
 // CreateOverrun is how long after a CreateOrder request ended UniCloud
 // is assumed to go on making the order (Spec.CreateOverrun). The API
 // documents no timeout; its Go SDK waits 60 s for an answer, so the server
@@ -218,6 +217,7 @@ func (c *Client) CreateOverrun() time.Duration { return c.overrun }
 // Options.RecreateUnlisted.
 func (c *Client) UnlistedNotAbsent() bool { return !c.recreate }
 
+// Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
 
 var (

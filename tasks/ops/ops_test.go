@@ -315,3 +315,31 @@ func TestResolveAbsentRunsAWaitingTaskNow(t *testing.T) {
 		t.Errorf("task after the resolve: %+v, %v; want pending (to run now), not scheduled an hour on", info, err)
 	}
 }
+
+// Resolving absent waits out the provider's create overrun after the last
+// create, on top of the listing lag (none here): a UniCloud server may go
+// on making an order for a minute after the request ended. Configured to
+// none (UNICLOUD_CREATE_OVERRUN=0s, as the enqueue CLI reads it), absent is
+// taken at once.
+func TestResolveAbsentWaitsForTheCreateOverrun(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	const params = `{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"overrun-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`
+	ref := s.order("unicloud", "U-OVR", params, ptr(ledger.SetUnknown("timeout").WithMayExist(true)))
+	set := registry.Validators("test")
+	o := ops.New(s.ledger, s.insp, s.client, set, &ops.Options{Sealer: s.sealer, ListingLag: -1})
+	_, err := o.Resolve(context.Background(), ref, ops.ResolveArgs{As: ledger.ResolveAbsent, By: "ann", Note: "not in the console"})
+	var refused *ledger.RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "listing lag (1m0s)") {
+		t.Fatalf("resolve absent just after the create: %v; want refused within the 1m0s overrun", err)
+	}
+	env := map[string]string{"UNICLOUD_CREATE_OVERRUN": "0s"}
+	for _, sp := range registry.All() {
+		if err := set.ConfigureOverrun(sp, func(k string) string { return env[k] }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := o.Resolve(context.Background(), ref, ops.ResolveArgs{As: ledger.ResolveAbsent, By: "ann", Note: "not in the console"}); err != nil {
+		t.Fatalf("resolve absent with no overrun configured: %v", err)
+	}
+}
