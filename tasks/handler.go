@@ -49,7 +49,8 @@ type HandlerOptions struct {
 	// ListingLag is how long after a create a lookup that does not find
 	// the order is not believed (see order.Policy): the order stays
 	// unknown and is looked up again. Default DefaultListingLag; negative:
-	// a not-found is believed at once.
+	// none. The provider's create overrun is added to it either way
+	// (ListingLagFor).
 	ListingLag time.Duration
 	// SameTargets are create targets (the fingerprints a record keeps,
 	// Record.CreateTarget) this worker's providers answer for as for

@@ -2,12 +2,15 @@ package tasks_test
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/orderworker/orderworker/providers"
 	aliyunsandbox "github.com/orderworker/orderworker/providers/aliyun/sandbox"
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/unicloud"
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -42,6 +45,38 @@ func TestListingThatLacksOurOrderShowsNoAbsence(t *testing.T) {
 	}
 	if h := rec.History[len(rec.History)-1]; !strings.Contains(h.Message, "not the whole listing") {
 		t.Errorf("last call %+v; want the listing judged incomplete", h)
+	}
+}
+
+// The check that a listing shows our answered orders waits the listing
+// lag only, not the provider's create overrun on top of it: an answered
+// create's order existed before the answer. With a 100 ms lag and a
+// minute's overrun, V0 (answered 300 ms before) must be listed, and the
+// listing that lacks it shows no absence.
+func TestListingCompletenessWaitsTheLagAlone(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: 100 * time.Millisecond,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	sb := unicloudsandbox.New("UKey", "usecret")
+	sb.Unlisted = func(unicloudsandbox.Order) bool { return true }
+	hs := httptest.NewServer(sb)
+	t.Cleanup(hs.Close)
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	ctx := context.Background()
+	v0, v1 := enqueueTask(t, e, unicloudOrder("W0", "nas-w0")), enqueueTask(t, e, unicloudOrder("W1", "nas-w1"))
+	_ = e.handler.ProcessTask(ctx, v0)
+	time.Sleep(300 * time.Millisecond)
+	sb.Faults().Script(fault.FailAfter) // W1: made, answer lost
+	for range 2 {
+		_ = e.handler.ProcessTask(ctx, v1)
+	}
+	rec, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "W1"})
+	if h := rec.History[len(rec.History)-1]; rec.State != tasks.StateUnknown || !strings.Contains(h.Message, "not the whole listing") {
+		t.Errorf("W1 %s, last call %+v; want unknown, the listing judged incomplete (W0 missing)", rec.State, h)
 	}
 }
 

@@ -488,3 +488,27 @@ func TestRedriveAsAServiceAccount(t *testing.T) {
 		t.Errorf("last entry %+v, want the re-drive by root, named as a service account", last)
 	}
 }
+
+// resolve -as absent reads UNICLOUD_CREATE_OVERRUN as the workers do: a
+// UniCloud order's last create is given that long on top of the listing
+// lag (none here) before absent is taken; a bad value is refused, naming
+// it; 0s takes absent at once.
+func TestResolveAbsentReadsTheCreateOverrun(t *testing.T) {
+	t.Parallel()
+	e := newOpsEnv(t)
+	e.enqueue(`{"provider":"unicloud","order_no":"RUC1","params":{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"overrun-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}}`)
+	e.settle("unicloud", "RUC1", ledger.SetUnknown("timeout after sending").WithMayExist(true))
+	args := []string{"resolve", "unicloud", "RUC1", "-as", "absent", "-note", "not in the console", "-by", "bob"}
+	e.env = map[string]string{"ORDERWORKER_LISTING_LAG": "0"}
+	if code, _, errs := e.cli(true, args...); code != exitRejected || !strings.Contains(errs, "within the listing lag (1m0s)") {
+		t.Fatalf("resolve absent a moment after its create, lag 0: exit %d\n%s; want refused for UniCloud's 1m0s overrun", code, errs)
+	}
+	e.env = map[string]string{"ORDERWORKER_LISTING_LAG": "0", "UNICLOUD_CREATE_OVERRUN": "60"}
+	if code, _, errs := e.cli(true, args...); code != exitError || !strings.Contains(errs, "UNICLOUD_CREATE_OVERRUN") {
+		t.Fatalf("resolve with a bad overrun: exit %d\n%s; want a usage error naming it", code, errs)
+	}
+	e.env = map[string]string{"ORDERWORKER_LISTING_LAG": "0", "UNICLOUD_CREATE_OVERRUN": "0s"}
+	if code, _, errs := e.cli(true, args...); code != exitOK {
+		t.Fatalf("resolve absent with no overrun: exit %d\n%s", code, errs)
+	}
+}

@@ -41,7 +41,7 @@ type config struct {
 	OrderDeadline   time.Duration
 	Deadlines       map[string]time.Duration
 	PendingWindow   time.Duration
-	ListingLag      time.Duration // 0: a lookup's not-found is believed at once
+	ListingLag      time.Duration // 0: a lookup's not-found is believed at once (but for a provider's create overrun)
 	SameTargets     []string      // ORDERWORKER_SAME_TARGETS
 	ShutdownTimeout time.Duration
 	ReconcileEvery  time.Duration

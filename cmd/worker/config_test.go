@@ -40,6 +40,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		// Only the words: a 1, a t or TRUE never turns payments on.
 		{map[string]string{"ALIYUN_AUTO_PAY": "1"}, nil, []string{`ALIYUN_AUTO_PAY="1"`, "true or false"}},
 		{map[string]string{"ALIYUN_PAY_MATCHED": "TRUE"}, nil, []string{`ALIYUN_PAY_MATCHED="TRUE"`, "true or false"}},
+		{map[string]string{"UNICLOUD_CREATE_OVERRUN": "60"}, nil, []string{`UNICLOUD_CREATE_OVERRUN="60"`, "duration"}},
+		{map[string]string{"UNICLOUD_CREATE_OVERRUN": "-1s"}, nil, []string{`UNICLOUD_CREATE_OVERRUN="-1s"`, "duration"}},
 		{map[string]string{"ORDERWORKER_MONITORING_READONLY": "0"}, nil, []string{`ORDERWORKER_MONITORING_READONLY="0"`, "true or false"}},
 		// Flags as strictly as the environment.
 		{nil, []string{"-retry-base", "-1s"}, []string{"-retry-base", "ORDERWORKER_RETRY_BASE", "positive duration"}},

@@ -68,7 +68,8 @@ type Options struct {
 	// ListingLag is the workers' ORDERWORKER_LISTING_LAG: resolving an
 	// order absent is refused while its last create ended less than it ago
 	// (ledger.ResolveArgs.ListingLag). Zero: tasks.DefaultListingLag;
-	// negative: never refused for it.
+	// negative: none. The provider's create overrun (Set.CreateOverrun) is
+	// added either way (tasks.ListingLagFor).
 	ListingLag time.Duration
 }
 
