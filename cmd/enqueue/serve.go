@@ -185,6 +185,23 @@ Serve flags:
 			stopRun(err)
 		}
 	}()
+	// Every second, as the workers do: the master's replicas in sync
+	// count toward the most it is held to even while no order comes in
+	// (ledger.WatchReplicas).
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				c, cancel := context.WithTimeout(runCtx, time.Second)
+				_ = ledger.WatchReplicas(c)
+				cancel()
+			}
+		}
+	}()
 	if err := api.Serve(runCtx, ln, h); err != nil {
 		fmt.Fprintln(stderr, "enqueue serve:", err)
 		return exitError

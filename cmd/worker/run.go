@@ -225,6 +225,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	losses := newLossWatch(ledger, reg, log)
 	losses.check(ctx)
 	go losses.run(runCtx)
+	// Every second: the master's replicas in sync count toward the most
+	// it is held to even while no write reaches them (a replica seen only
+	// by an idle worker, then stopped, could be promoted without what the
+	// master took after).
+	go every(runCtx, time.Second, func(c context.Context) {
+		c, cancel := context.WithTimeout(c, time.Second)
+		defer cancel()
+		_ = ledger.WatchReplicas(c) // a failed read is a write's error too
+	})
 	// And at the end: a loss an order's create noticed since the last
 	// reading is logged before the worker stops.
 	defer losses.check(context.WithoutCancel(ctx))

@@ -152,3 +152,30 @@ func TestConnectedReplicasLeavesOutCopyClients(t *testing.T) {
 		t.Errorf("liveReplicas = %d, want 1 (one link 7 s silent)", got)
 	}
 }
+
+// WatchReplicas counts a replica as seen only in sync and acknowledging
+// (online, an offset, its last acknowledgement at most a second old), once
+// per address: a dead link still listed beside the one that replaced it is
+// neither a second replica nor, by its address, counted twice.
+func TestSyncedReplicas(t *testing.T) {
+	for _, tt := range []struct {
+		info string
+		want int64
+	}{
+		{"role:master\r\nconnected_slaves:0\r\n", 0},
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=10.0.0.3,port=6379,state=online,offset=9,lag=1\r\n", 2},
+		// Still syncing, or silent for 2 s: not yet, or no longer.
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=10.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0\r\n", 1},
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\nslave1:ip=10.0.0.3,port=6379,state=online,offset=5,lag=2\r\n", 1},
+		// A restarted replica's dead link beside its new one.
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=1\r\nslave1:ip=10.0.0.2,port=6379,state=online,offset=9,lag=0\r\n", 1},
+		// A copy client.
+		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=0,state=online,offset=0,lag=0\r\n", 0},
+		// No slaveN lines: nothing to tell a live replica by.
+		{"role:master\r\nconnected_slaves:3\r\n", 0},
+	} {
+		if got := syncedReplicas(tt.info); got != tt.want {
+			t.Errorf("syncedReplicas(%q) = %d, want %d", tt.info, got, tt.want)
+		}
+	}
+}

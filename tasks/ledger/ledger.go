@@ -785,6 +785,62 @@ func (l *Ledger) setReplicas(n, acked int64, replid string) {
 	}
 }
 
+// WatchReplicas reads the master's replicas once and counts as seen those
+// in sync and acknowledging (online, their last acknowledgement at most a
+// second old: a live replica acknowledges every second), one per address,
+// toward the most the master is held to (see Options.MinReplicas). Run it
+// every second: the writes' own WAITs count only the replicas they reached,
+// so a replica that attached while no write was made, and stopped or fell
+// behind before the next, was never counted, and a failover could promote
+// it without the writes the master took after (a black-box run: 60 orders
+// lost, then created twice on their resend). A replica whose last
+// acknowledgement is older (a dead link still listed beside the one that
+// replaced it) does not count, nor one listed twice under one address. A
+// no-op without durable writes, with no floor (NoReplicaFloor) and on
+// Redis Cluster (only MinReplicas counts there).
+func (l *Ledger) WatchReplicas(ctx context.Context) error {
+	if l.opts.Durable != DurableAuto || l.opts.MinReplicas < 0 || l.batch.cluster != nil {
+		return nil
+	}
+	info, err := l.rdb.Info(ctx, "replication").Result()
+	if err != nil {
+		if noReplication(err) {
+			return nil
+		}
+		return fmt.Errorf("read the master's replicas (INFO replication): %w", err)
+	}
+	if strings.Contains(info, "role:slave") {
+		return nil
+	}
+	replid := infoField(info, "master_replid")
+	n := syncedReplicas(info)
+	if replid == "" || n == 0 {
+		return nil
+	}
+	l.replicasMu.Lock()
+	defer l.replicasMu.Unlock()
+	l.sawReplicas(replid, n)
+	return nil
+}
+
+// syncedReplicas counts the replicas INFO replication lists online, with
+// an offset, whose last acknowledgement is at most a second old, one per
+// ip:port.
+func syncedReplicas(info string) int64 {
+	seen := map[string]bool{}
+	for line := range strings.SplitSeq(info, "\n") {
+		f, ok := replicaLine(line)
+		if !ok || !isReplica(f) || f["state"] != "online" || f["offset"] == "" || f["offset"] == "0" {
+			continue
+		}
+		if lag, err := strconv.ParseInt(f["lag"], 10, 64); err != nil || lag > 1 {
+			continue
+		}
+		seen[f["ip"]+":"+f["port"]] = true
+	}
+	return int64(len(seen))
+}
+
 // noReplication reports whether err is a server's answer that it has no
 // replication to report (an embedded server without the section, as -dev
 // runs): no replicas. A refusal (NOPERM) and a failure to reach the server
