@@ -173,6 +173,12 @@ func TestSyncedReplicas(t *testing.T) {
 		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=0,state=online,offset=0,lag=0\r\n", 0},
 		// No slaveN lines: nothing to tell a live replica by.
 		{"role:master\r\nconnected_slaves:3\r\n", 0},
+		// Synced from disk, before its first acknowledgement: offset 0.
+		{"role:master\r\nconnected_slaves:1\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=0,lag=0\r\n", 1},
+		// A lag from a clock stepped back, or none given: not counted.
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=9,lag=-3\r\nslave1:ip=10.0.0.3,port=6379,state=online,offset=9\r\n", 0},
+		// Two replicas on Unix sockets: each counts.
+		{"role:master\r\nconnected_slaves:2\r\nslave0:ip=/tmp/r1.sock,port=0,state=online,offset=9,lag=0\r\nslave1:ip=/tmp/r1.sock,port=0,state=online,offset=9,lag=1\r\n", 2},
 	} {
 		if got := syncedReplicas(tt.info); got != tt.want {
 			t.Errorf("syncedReplicas(%q) = %d, want %d", tt.info, got, tt.want)

@@ -786,8 +786,8 @@ func (l *Ledger) setReplicas(n, acked int64, replid string) {
 }
 
 // WatchReplicas reads the master's replicas once and counts as seen those
-// in sync and acknowledging (online, their last acknowledgement at most a
-// second old: a live replica acknowledges every second), one per address,
+// in sync and acknowledging (online, their lag 0 or 1 s: a live replica
+// acknowledges every second), one per address,
 // toward the most the master is held to (see Options.MinReplicas). Run it
 // every second: the writes' own WAITs count only the replicas they reached,
 // so a replica that attached while no write was made, and stopped or fell
@@ -818,27 +818,46 @@ func (l *Ledger) WatchReplicas(ctx context.Context) error {
 		return nil
 	}
 	l.replicasMu.Lock()
-	defer l.replicasMu.Unlock()
-	l.sawReplicas(replid, n)
+	if replid == l.replid {
+		l.sawReplicas(replid, n)
+		l.replicasMu.Unlock()
+		return nil
+	}
+	l.replicasMu.Unlock()
+	// Another master than this process's writes last read (the client
+	// moving to a promoted one, a proxy): recorded for every process,
+	// this process's own hold on the master it writes to left as it is;
+	// its writes read the record when they come to this master.
+	if err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, n).Err(); err != nil {
+		return fmt.Errorf("record the master's replicas: %w", err)
+	}
 	return nil
 }
 
-// syncedReplicas counts the replicas INFO replication lists online, with
-// an offset, whose last acknowledgement is at most a second old, one per
-// ip:port.
+// syncedReplicas counts the replicas INFO replication lists online (the
+// initial sync done; with disk-based sync, listed at offset 0 until their
+// first acknowledgement) whose lag (whole seconds since their last
+// acknowledgement, or since the sync) is 0 or 1, one per ip:port. A
+// replica on a Unix socket only (port 0, an offset) is counted each time:
+// such a link cannot be dead yet open.
 func syncedReplicas(info string) int64 {
 	seen := map[string]bool{}
+	unix := int64(0)
 	for line := range strings.SplitSeq(info, "\n") {
 		f, ok := replicaLine(line)
-		if !ok || !isReplica(f) || f["state"] != "online" || f["offset"] == "" || f["offset"] == "0" {
+		if !ok || !isReplica(f) || f["state"] != "online" {
 			continue
 		}
-		if lag, err := strconv.ParseInt(f["lag"], 10, 64); err != nil || lag > 1 {
+		if lag, err := strconv.ParseInt(f["lag"], 10, 64); err != nil || lag < 0 || lag > 1 {
+			continue
+		}
+		if f["port"] == "0" || f["port"] == "" {
+			unix++
 			continue
 		}
 		seen[f["ip"]+":"+f["port"]] = true
 	}
-	return int64(len(seen))
+	return int64(len(seen)) + unix
 }
 
 // noReplication reports whether err is a server's answer that it has no
