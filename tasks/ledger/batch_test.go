@@ -185,3 +185,21 @@ func TestSyncedReplicas(t *testing.T) {
 		}
 	}
 }
+
+// A master seen with more replicas while an earlier count of it is being
+// recorded has the higher count recorded too, once the first is: not only
+// at this process's next sight of it.
+func TestHigherReplicaCountSeenWhileRecordingIsRecorded(t *testing.T) {
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	l := New(rdb, nil)
+	l.replicasMu.Lock()
+	l.sawReplicas("replid-1", 1)
+	l.sawReplicas("replid-1", 2) // while the first is recorded
+	l.replicasMu.Unlock()
+	for end := time.Now().Add(5 * time.Second); rdb.HGet(context.Background(), replicatedKey, "replid-1").Val() != "2"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("recorded %q, want 2", rdb.HGet(context.Background(), replicatedKey, "replid-1").Val())
+		}
+	}
+}

@@ -745,6 +745,11 @@ func (l *Ledger) sawReplicas(replid string, n int64) {
 		l.recording = false
 		if err == nil {
 			l.recorded = rec
+			if l.hadReplicas == replid && l.hadCount > count {
+				// Seen with more while this was recorded (that sight
+				// was not recorded: this one was under way).
+				l.sawReplicas(replid, l.hadCount)
+			}
 		}
 	}()
 }
