@@ -443,10 +443,13 @@ func checkMasked(t *testing.T, what, raw, text string, queued []dashboardTask) {
 	if text != raw {
 		checkNoPhone(t, what+" (text)", text)
 	}
+	// A sealed value's ciphertext may spell a name by chance ("…wDzWangSa…"
+	// once): what is looked for in clear is looked for outside it.
+	bare := sealedValue.ReplaceAllString(raw+"\n"+text, "sealed:v1:(ciphertext)")
 	for _, q := range queued {
 		for _, p := range q.phones {
-			if strings.Contains(raw, p) || strings.Contains(text, p) {
-				t.Errorf("%s shows task %s's phone number %s in clear:\n%s", what, q.id, p, excerpt(raw+text, p))
+			if strings.Contains(bare, p) {
+				t.Errorf("%s shows task %s's phone number %s in clear:\n%s", what, q.id, p, excerpt(bare, p))
 			}
 		}
 		if !strings.Contains(text, q.marker) {
@@ -459,6 +462,10 @@ func checkMasked(t *testing.T, what, raw, text string, queued []dashboardTask) {
 		}
 	}
 }
+
+// sealedValue is a sealed value as the dashboard shows it: base64 (standard
+// or URL alphabet) after its prefix.
+var sealedValue = regexp.MustCompile(`sealed:v1:[A-Za-z0-9+/_=-]+`)
 
 // checkNoPhone fails if s holds a phone number in clear.
 func checkNoPhone(t *testing.T, what, s string) {
