@@ -249,6 +249,7 @@ type Set struct {
 	disabled map[string]disabled
 	checkID  map[string]func(string) error // Spec.CheckOrderID, by name
 	overrun  map[string]time.Duration      // Spec.CreateOverrun, by name
+	masked   map[string][]string           // Spec.Masked, by name
 }
 
 type disabled struct {
@@ -261,7 +262,7 @@ type disabled struct {
 
 // NewSet returns an empty Set.
 func NewSet() *Set {
-	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}}
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}, masked: map[string][]string{}}
 }
 
 // Add enables p under p.Name().
@@ -358,6 +359,17 @@ func (s *Set) Sensitive(name string) []string {
 		return p.SensitiveParams()
 	}
 	return s.disabled[name].sensitive
+}
+
+// Masked returns the named provider's params to show masked wherever
+// params are shown: its personal-data params (Sensitive) and the ones its
+// Spec names Masked, which are not refused without a data key.
+func (s *Set) Masked(name string) []string {
+	sens, m := s.Sensitive(name), s.masked[name]
+	if len(m) == 0 {
+		return sens
+	}
+	return append(slices.Clip(sens), m...)
 }
 
 // MissingListed checks a listing against the orders o.Listed says it must

@@ -28,6 +28,12 @@ type Spec struct {
 	// Sensitive names the params that carry personal data (names, phone
 	// numbers): never stored or shown in clear.
 	Sensitive []string
+	// Masked names params that may identify a person but that the
+	// provider requires, so that refusing them without a data key would
+	// refuse every order (Tencent's CustomerId, the vendor's user id):
+	// shown masked wherever params are shown (Set.Masked), stored sealed
+	// when ORDERWORKER_DATA_KEY is set and in clear without it.
+	Masked []string
 	// NoOrderIDs says the provider gives an order no id of its own (the
 	// order number is how it is known): an operator resolving an order
 	// paid has no provider order id to name.
@@ -318,6 +324,7 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 	s.disabled[spec.Name] = d
 	s.checkID[spec.Name] = spec.CheckOrderID
 	s.overrun[spec.Name] = spec.CreateOverrun
+	s.masked[spec.Name] = spec.Masked
 }
 
 // AddSpec enables p, spec's provider, keeping the facts of spec the
@@ -326,6 +333,7 @@ func (s *Set) AddSpec(spec Spec, p Provider) {
 	s.Add(p)
 	s.checkID[spec.Name] = spec.CheckOrderID
 	s.overrun[spec.Name] = spec.CreateOverrun
+	s.masked[spec.Name] = spec.Masked
 }
 
 // ConfigureOverrun sets spec's provider's create overrun from its

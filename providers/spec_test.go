@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,3 +209,31 @@ type overrunProvider struct {
 
 func (overrunProvider) Name() string                   { return "fake" }
 func (p overrunProvider) CreateOverrun() time.Duration { return p.d }
+
+// The params shown masked are the personal-data ones and the Spec's
+// Masked ones, disabled or added with the Spec; only the personal-data
+// ones are Sensitive (refused without a data key).
+func TestSetMasked(t *testing.T) {
+	t.Parallel()
+	spec := testSpec()
+	spec.Masked = []string{"id"}
+	d := NewSet()
+	d.DisableSpec(spec, "no credentials")
+	if got := d.Masked("fake"); !slices.Equal(got, []string{"phone", "id"}) {
+		t.Errorf("disabled: Masked = %v, want [phone id]", got)
+	}
+	if got := d.Sensitive("fake"); !slices.Equal(got, []string{"phone"}) {
+		t.Errorf("disabled: Sensitive = %v, want [phone] alone", got)
+	}
+	if got := d.Masked("fake"); !slices.Equal(d.Sensitive("fake"), []string{"phone"}) || len(got) != 2 {
+		t.Errorf("Masked changed Sensitive's list: %v", d.Sensitive("fake"))
+	}
+	e := NewSet()
+	e.AddSpec(spec, namedProvider{})
+	if got := e.Masked("fake"); !slices.Equal(got, []string{"id"}) {
+		t.Errorf("enabled: Masked = %v, want [id]", got)
+	}
+	if got := NewSet().Masked("fake"); len(got) != 0 {
+		t.Errorf("unknown: Masked = %v, want none", got)
+	}
+}

@@ -501,7 +501,7 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 	// Sealed params are shown opened (and masked) when the data key is
 	// set, else as the opaque sealed value.
 	if clear, err := sealer.Open(rec.Params); err == nil {
-		rec.Params = providers.MaskParams(clear, validators().Sensitive(provider))
+		rec.Params = providers.MaskParams(clear, validators().Masked(provider))
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")

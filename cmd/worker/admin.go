@@ -262,7 +262,7 @@ func maskPayload(payload []byte, set *providers.Set) string {
 		return unreadable
 	}
 	if len(p.Params) > 0 {
-		sensitive := set.Sensitive(p.Provider)
+		sensitive := set.Masked(p.Provider)
 		params, err := maskSensitiveValues(p.Params, sensitive)
 		if err != nil {
 			return unreadable

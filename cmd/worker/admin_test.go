@@ -17,6 +17,7 @@ import (
 	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
+	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/tasks"
 )
 
@@ -113,6 +114,7 @@ func TestMaskPayload(t *testing.T) {
 	set := providers.NewSet()
 	set.Disable(aliyun.Name, "test", aliyun.Validate, aliyun.Spec().Sensitive...)
 	set.Disable("acme", "test", nil, "holder")
+	set.DisableSpec(tencent.Spec(), "test")
 	const aliyunOrder = `{"provider":"aliyun","order_no":"A1","params":{"iotId":"dev-1","copies":1,"userName":"Li Si Guang"}}`
 	tests := []struct {
 		name, payload string
@@ -135,6 +137,8 @@ func TestMaskPayload(t *testing.T) {
 			[]string{`"holder":"***"`, `"other":"kept"`}, []string{"Li Si"}},
 		{"phones anywhere", `{"provider":"tencent","order_no":"13712345678","params":{"CustomerId":"13912345678","ItemNum":12345678901234}}`,
 			[]string{`"order_no":"137****5678"`, `"CustomerId":"139****5678"`, `"ItemNum":12345678901234`}, []string{"13712345678", "13912345678"}},
+		{"tencent's CustomerId", `{"provider":"tencent","order_no":"T2","params":{"CustomerId":"zhang_san_feng","ItemId":"D-1","ItemNum":1}}`,
+			[]string{`"CustomerId":"z****g"`, `"ItemId":"D-1"`}, []string{"zhang"}},
 		{"sealed", `{"provider":"aliyun","order_no":"A4","params":"sealed:v1:AAAA"}`,
 			[]string{`"params":"sealed:v1:AAAA"`}, nil},
 		{"no params", `{"provider":"aliyun","order_no":"A5"}`,

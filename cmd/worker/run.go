@@ -422,7 +422,7 @@ func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, led
 			failed = append(failed, ref.Provider+"/"+ref.OrderNo+": "+string(rec.State))
 		}
 		if clear, err := sealer.Open(rec.Params); err == nil {
-			rec.Params = providers.MaskParams(clear, set.Sensitive(ref.Provider))
+			rec.Params = providers.MaskParams(clear, set.Masked(ref.Provider))
 		}
 		if err := enc.Encode(rec); err != nil {
 			return err

@@ -21,7 +21,11 @@ func Spec() providers.Spec {
 		Name:       Name,
 		Fields:     Fields,
 		NoOrderIDs: true, // an order is known by its OrderNo
-		Example:    json.RawMessage(`{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`),
+		// CustomerId is the vendor's user id, perhaps a login name:
+		// shown masked. Not Sensitive: it is required, so refusing it
+		// without a data key would refuse every order.
+		Masked:  []string{"CustomerId"},
+		Example: json.RawMessage(`{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`),
 		Settings: []providers.Setting{
 			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "Tencent IoT Explorer base URL", Check: providers.CheckBaseURL},
 			{Name: EnvAppKey, Required: true, Help: "Tencent AppKey (provider disabled without it)"},

@@ -397,6 +397,15 @@ func TestGetOrder(t *testing.T) {
 			t.Errorf("params %s show %q of a personal value", rec.Params, part)
 		}
 	}
+	// Tencent's CustomerId (the vendor's user id, perhaps a login
+	// name) is hidden too, though accepted without a data key.
+	named := []byte(`{"provider":"tencent","order_no":"G/2","params":{"CustomerId":"zhang_san_feng","ItemId":"D-1","ItemNum":1}}`)
+	if status, b, _ := e.do("POST", "/v1/orders", bearer, named); status != 201 {
+		t.Fatalf("%d %s", status, b)
+	}
+	if status, b, _ := e.do("GET", "/v1/orders/tencent/G%2F2", bearer, nil); status != 200 || strings.Contains(string(b), "zhang") || !strings.Contains(string(b), `"CustomerId":"***"`) {
+		t.Errorf("GET tencent: %d %s; want the CustomerId hidden", status, b)
+	}
 	// A userId that is an account name, not a phone number, is personal
 	// data all the same.
 	if status, b, _ := e.do("POST", "/v1/orders", bearer, []byte(`{"provider":"aliyun","order_no":"G/2","params":{"iotId":"dev1","commodityCode":"c","copies":1,"userId":"zhang.san@example.com"}}`)); status != 201 {

@@ -398,5 +398,5 @@ func (h *Handler) mask(rec *ledger.Record) {
 	if err != nil {
 		return // sealed with another key: stays opaque
 	}
-	rec.Params = providers.HideParams(clear, h.set.Sensitive(rec.Provider))
+	rec.Params = providers.HideParams(clear, h.set.Masked(rec.Provider))
 }

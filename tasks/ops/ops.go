@@ -245,7 +245,7 @@ func (o *Orders) Show(rec *ledger.Record) *ledger.Record {
 	r := *rec
 	// Sealed params this process cannot open stay sealed: opaque.
 	if clear, err := o.opts.Sealer.Open(r.Params); err == nil && len(clear) > 0 {
-		r.Params = providers.MaskParams(clear, o.set.Sensitive(r.Provider))
+		r.Params = providers.MaskParams(clear, o.set.Masked(r.Provider))
 	}
 	r.Reason = providers.MaskPhones(r.Reason)
 	r.History = make([]ledger.Attempt, len(rec.History))

@@ -108,6 +108,21 @@ func TestShowMasks(t *testing.T) {
 	if !tasks.IsSealed(rec.Params) {
 		t.Errorf("params without the key = %s, want them sealed", rec.Params)
 	}
+	// Tencent's CustomerId (the vendor's user id, perhaps a login name)
+	// is shown masked too, though not refused without a key.
+	tref := s.order("tencent", "S2", `{"CustomerId":"zhang_san_feng","ItemId":"D-1","ItemNum":1}`, nil)
+	for _, o := range []*ops.Orders{s.orders(s.sealer), s.orders(nil)} {
+		if _, err := o.Get(context.Background(), tref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, err = s.orders(s.sealer).Get(context.Background(), tref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(rec.Params); strings.Contains(got, "zhang") || !strings.Contains(got, `"CustomerId":"z****g"`) || !strings.Contains(got, `"ItemId":"D-1"`) {
+		t.Errorf("tencent params = %s, want the CustomerId masked and the rest kept", got)
+	}
 	if _, err := s.orders(nil).Get(context.Background(), ledger.Ref{Provider: "aliyun", OrderNo: "nope"}); !errors.Is(err, ledger.ErrNotFound) {
 		t.Errorf("Get of a missing order: %v, want ErrNotFound", err)
 	}
