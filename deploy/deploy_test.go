@@ -732,6 +732,27 @@ func TestComposeWorker(t *testing.T) {
 	}
 }
 
+// TestAPIHealthcheckAgrees checks that the api service's healthcheck runs
+// the image's probe on the port ORDERWORKER_API_ADDR names, at /healthz.
+func TestAPIHealthcheckAgrees(t *testing.T) {
+	t.Parallel()
+	a := service(t, loadCompose(t), "api")
+	if a.Healthcheck == nil || len(a.Healthcheck.Test) != 3 || a.Healthcheck.Test[0] != "CMD" || a.Healthcheck.Test[1] != "/healthcheck" {
+		t.Fatalf("api healthcheck %+v: want [CMD /healthcheck URL] (the image has no shell or curl)", a.Healthcheck)
+	}
+	u, err := url.Parse(a.Healthcheck.Test[2])
+	if err != nil || u.Scheme != "http" || u.Path != "/healthz" {
+		t.Fatalf("api healthcheck probes %q, want http://…/healthz", a.Healthcheck.Test[2])
+	}
+	_, p, err := net.SplitHostPort(interpolate(a.Environment["ORDERWORKER_API_ADDR"]))
+	if err != nil {
+		t.Fatalf("api ORDERWORKER_API_ADDR: %v", err)
+	}
+	if portOf(t, p) != portOf(t, u.Port()) {
+		t.Errorf("api healthcheck port %s, ORDERWORKER_API_ADDR port %s: want the same", u.Port(), p)
+	}
+}
+
 // TestAdminPortAgrees checks that the healthcheck, ORDERWORKER_ADMIN_ADDR,
 // the Dockerfile's EXPOSE and Prometheus' scrape configuration all use the
 // same admin port, and that Prometheus discovers the compose service.

@@ -144,6 +144,12 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 	// {order_no...}: an order number may hold a slash.
 	mux.Handle("GET /v1/orders/{provider}/{order_no...}", h.auth(h.getOrder))
 	mux.Handle("GET /v1/events", h.auth(h.events))
+	// Probes carry no token: they say no more than whether orders would
+	// be taken now.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", h.ready)
 	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
@@ -152,7 +158,7 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 	// another method (405, naming the allowed one), or none (404).
 	for path, allow := range map[string]string{
 		"/v1/orders": "POST", "/v1/orders/batch": "POST", "/v1/orders/{provider}/{order_no...}": "GET, HEAD",
-		"/v1/events": "GET, HEAD", "/v1/openapi.json": "GET, HEAD",
+		"/v1/events": "GET, HEAD", "/v1/openapi.json": "GET, HEAD", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD",
 	} {
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
@@ -248,6 +254,41 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ready answers /readyz: 200 while an order sent now would be taken
+// (Redis answers, the ledger's shard count and data key are this
+// process's, the master has the replicas durable writes need), else 503
+// with the reason in short; the detail goes to the log only, as for the
+// worker's /readyz.
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-h.closing:
+		problem(w, http.StatusServiceUnavailable, "not ready: shutting down")
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), min(h.opts.Timeout, 5*time.Second))
+	defer cancel()
+	err := h.checkDataKey(ctx)
+	if err == nil {
+		err = h.ledger.CheckWritable(ctx)
+	}
+	if err == nil {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
+	}
+	why := "redis unreachable"
+	switch {
+	case errors.As(err, new(*ledger.TooFewReplicasError)):
+		why = "too few redis replicas"
+	case errors.As(err, new(*ledger.DataKeyMismatchError)), errors.Is(err, tasks.ErrNoKeyToCompare):
+		why = "data key"
+	case errors.As(err, new(*ledger.ShardsMismatchError)):
+		why = "ledger shards"
+	}
+	h.log.Warn("api: not ready", "reason", why, "error", err)
+	problem(w, http.StatusServiceUnavailable, "not ready: "+why)
 }
 
 // checkDataKey checks that the ledger's shard count is this process's,

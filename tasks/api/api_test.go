@@ -854,6 +854,39 @@ func TestTooFewReplicasThroughTheAPI(t *testing.T) {
 	}
 }
 
+// /readyz, asked without a token, is 200 while an order would be taken,
+// and 503 naming why in short when it would not: a master short of the
+// replicas durable writes need, Redis gone, the server shutting down.
+// /healthz is 200 whatever Redis does.
+func TestReadiness(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	probe := func(path string) (int, string) {
+		t.Helper()
+		code, b, _ := e.do("GET", path, "", nil)
+		return code, string(b)
+	}
+	if code, b := probe("/readyz"); code != http.StatusOK || !strings.Contains(b, `"ready"`) {
+		t.Errorf("/readyz: %d %s; want 200 ready", code, b)
+	}
+	rs := taskstest.StartRedis(t, nil)
+	short := serve(t, rs, ledger.New(rs.Client(t), &ledger.Options{MinReplicas: 1}), nil)
+	if code, b, _ := short.do("GET", "/readyz", "", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(b), "not ready: too few redis replicas") {
+		t.Errorf("/readyz on a master short of replicas: %d %s; want 503 naming too few replicas", code, b)
+	}
+	e.rs.Stop()
+	if code, b := probe("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(b, "not ready: redis unreachable") || strings.Contains(b, "127.0.0.1") {
+		t.Errorf("/readyz with Redis gone: %d %s; want 503 saying redis unreachable and no address", code, b)
+	}
+	if code, b := probe("/healthz"); code != http.StatusOK || !strings.Contains(b, `"ok"`) {
+		t.Errorf("/healthz with Redis gone: %d %s; want 200", code, b)
+	}
+	e.h.Close()
+	if code, b := probe("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(b, "shutting down") {
+		t.Errorf("/readyz once closing: %d %s; want 503 shutting down", code, b)
+	}
+}
+
 // GET /v1/events answers an event only once the replicas hold it, as a
 // webhook is sent: while the replica is stopped (the change's write was
 // not acknowledged, and a failover now would take it back, and the

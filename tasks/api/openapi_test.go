@@ -283,7 +283,10 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 	check("GET", "/v1/events?after=0&limit=1", bearer, "") // 200
 	check("GET", "/v1/events?limit=0", bearer, "")         // 400
 	check("GET", "/v1/events", "Bearer wrong", "")         // 401
+	check("GET", "/healthz", "", "")                       // 200
+	check("GET", "/readyz", "", "")                        // 200
 	e.rs.Stop()
+	check("GET", "/readyz", "", "")                                           // 503
 	check("POST", "/v1/orders", bearer, string(tencentOrder("OA3", 1)))       // 503
 	check("POST", "/v1/orders/batch", bearer, string(tencentOrder("OA3", 1))) // 503
 	check("GET", "/v1/orders/tencent/OA1", bearer, "")                        // 503

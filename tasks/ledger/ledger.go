@@ -583,6 +583,18 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 	return n, nil
 }
 
+// CheckWritable reports whether a durable write would be sent now: Redis
+// answers, and with durable writes on, the master has the replicas they
+// must reach (a *TooFewReplicasError when it has fewer). Nothing is
+// written.
+func (l *Ledger) CheckWritable(ctx context.Context) error {
+	if err := l.rdb.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	_, err := l.want(ctx, true)
+	return err
+}
+
 // floor is the fewest replicas a durable write must reach on the master
 // last read: Options.MinReplicas, or the most the master was read with
 // before when that is more (had).
