@@ -149,6 +149,7 @@ func invalidPayload(data []byte, err error) EnqueueResult {
 		res.Provider, _ = names.Provider.(string)
 		res.Provider = providers.MaskPhones(res.Provider)
 		res.OrderNo, _ = names.OrderNo.(string)
+		res.OrderNo = providers.MaskPhones(res.OrderNo)
 	}
 	return res
 }
@@ -166,10 +167,9 @@ func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 	if err != nil {
 		return invalidPayload(data, err), true
 	}
-	res := EnqueueResult{Status: Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}
-	if checkOrderNoPersonal(p.OrderNo) != nil {
-		res.OrderNo = providers.MaskPhones(p.OrderNo)
-	}
+	// An order refused is not recorded: its number names nothing, and
+	// phone numbers in it are masked whatever the reason.
+	res := EnqueueResult{Status: Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: providers.MaskPhones(p.OrderNo)}
 	if err := checkOrderPath(p.OrderNo); err != nil {
 		res.Reason = reasonOf(err)
 		return res, true
@@ -451,10 +451,19 @@ func (pr prepared) ref() ledger.Ref {
 }
 
 // prepare validates p, hashes its normalized params and seals them.
-func (e *Enqueuer) prepare(ctx context.Context, p Payload) (prepared, error) {
+func (e *Enqueuer) prepare(ctx context.Context, p Payload) (pr prepared, err error) {
 	// A provider name is never personal data: one that looks like a phone
 	// number is unknown, and answered masked.
-	pr := prepared{p: p, res: EnqueueResult{Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}}
+	pr = prepared{p: p, res: EnqueueResult{Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}}
+	defer func() {
+		if pr.res.Status == Invalid {
+			// Refused, so not recorded: its number names nothing, and
+			// phone numbers in it are masked whatever the reason (an
+			// order number holding them beside other characters is
+			// taken, and shown in clear where it names the order).
+			pr.res.OrderNo = providers.MaskPhones(p.OrderNo)
+		}
+	}()
 	if err := p.check(); err != nil {
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(err), true
 		return pr, nil
@@ -539,6 +548,7 @@ func (e *Enqueuer) refusePersonal(ctx context.Context, pr prepared, refusal erro
 			return pr, &LostRefusalError{Found: found, Reason: reasonOf(refusal)}
 		}
 		pr.res.Status, pr.res.Reason, pr.done = Invalid, reasonOf(refusal), true
+		pr.res.OrderNo = providers.MaskPhones(pr.p.OrderNo)
 		return pr, nil
 	}
 	// The task a duplicate of a queued order may queue carries the params

@@ -46,6 +46,44 @@ func TestOrderNumberThatIsAPhoneNumberIsRefused(t *testing.T) {
 	}
 }
 
+// An order refused for any reason is not recorded: the order number its
+// answer echoes has phone numbers masked, whatever made it invalid (a
+// space, its length, a path part, its params, the payload itself), by
+// Enqueue, EnqueueBatch and Check alike.
+func TestRefusedOrderNumberIsEchoedMasked(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	good := `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`
+	orders := []string{
+		`{"provider":"tencent","order_no":"x 13912345678","params":` + good + `}`,
+		`{"provider":"tencent","order_no":"+44 7700 900123","params":` + good + `}`,
+		`{"provider":"tencent","order_no":"` + strings.Repeat("A", 60) + `13912345678","params":` + good + `}`,
+		`{"provider":"tencent","order_no":"ord/../13912345678","params":` + good + `}`,
+		`{"provider":"tencent","order_no":"Order13912345678","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":0}}`,
+		`{"provider":"tencent","order_no":"Order13912345678","params":{"CustomerId":"C1","CustomerId":"C2","ItemId":"D-1","ItemNum":1}}`,
+		`{"provider":"tencent","order_no":"Order13912345678","params":` + good + `,"extra":1}`,
+	}
+	var batch [][]byte
+	for _, o := range orders {
+		batch = append(batch, []byte(o))
+		res := e.enqueue(t, []byte(o))
+		if res.Status != tasks.Invalid || strings.Contains(res.OrderNo, "1234567") || strings.Contains(res.OrderNo, "900123") || res.OrderNo == "" {
+			t.Errorf("Enqueue %s = %+v; want invalid, the order number echoed with its phone digits masked", o, res)
+		}
+		if res, bad := e.enqueuer.Check([]byte(o)); bad && (strings.Contains(res.OrderNo, "1234567") || strings.Contains(res.OrderNo, "900123")) {
+			t.Errorf("Check %s = %+v; want the phone digits masked", o, res)
+		}
+	}
+	for i, br := range e.enqueuer.EnqueueBatch(context.Background(), batch) {
+		if br.Err != nil || br.Status != tasks.Invalid || strings.Contains(br.OrderNo, "1234567") || strings.Contains(br.OrderNo, "900123") {
+			t.Errorf("EnqueueBatch %s = %+v; want invalid, masked", orders[i], br)
+		}
+	}
+	if keys := e.rdb.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Errorf("refused orders left keys: %v", keys)
+	}
+}
+
 // A task a producer wrote into asynq itself with a phone number for its
 // order number is refused by the worker on its first run: nothing is
 // recorded under that number.
