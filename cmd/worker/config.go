@@ -19,6 +19,7 @@ import (
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/guard"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
 // config is everything the worker reads from its environment and flags.
@@ -200,6 +201,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		errs = append(errs, err)
 	}
 	for _, f := range strings.FieldsFunc(env("ORDERWORKER_SAME_TARGETS"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		f = strings.ToLower(f) // as reasons spell them; hex in either case is the same
 		if !isFingerprint(f) {
 			errs = append(errs, fmt.Errorf("ORDERWORKER_SAME_TARGETS: %q is not a create-target fingerprint (16 hexadecimal digits, as a held order's reason names it)", f))
 			continue
@@ -207,10 +209,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		c.SameTargets = append(c.SameTargets, f)
 	}
 	var names []string
+	// What -dev does not read (the providers' settings, the webhook
+	// secret) is refused only without -dev, once the flags say.
+	var notDevErrs []error
+	if c.WebhookSecret != "" {
+		if _, err := webhook.NewSigner(c.WebhookSecret.Reveal()); err != nil {
+			notDevErrs = append(notDevErrs, fmt.Errorf("ORDERWORKER_WEBHOOK_SECRET: %w", err))
+		}
+	}
 	for _, s := range registry.All() {
 		pc, err := s.ReadConfig(getenv)
 		if err != nil {
-			errs = append(errs, err)
+			notDevErrs = append(notDevErrs, err)
 		}
 		c.Providers = append(c.Providers, providerConfig{Spec: s, Config: pc})
 		names = append(names, s.Name)
@@ -289,6 +299,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.DevRedis != "" && !c.Dev {
 		return nil, errors.New("-dev-redis needs -dev")
+	}
+	if len(notDevErrs) > 0 && !c.Dev {
+		return nil, errors.Join(notDevErrs...)
 	}
 	c.realAPIAddr = getenv(settings.APIAddr.Name)
 	c.flags, c.envSet = map[string]bool{}, map[string]bool{}

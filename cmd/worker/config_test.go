@@ -21,7 +21,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{map[string]string{"ORDERWORKER_SAME_TARGETS": "0123456789abcdef, 41126A66FB08D387"}, nil, []string{"ORDERWORKER_SAME_TARGETS", "41126A66FB08D387"}},
+		{map[string]string{"ORDERWORKER_SAME_TARGETS": "0123456789abcdef, 41126a66fb08d38g"}, nil, []string{"ORDERWORKER_SAME_TARGETS", "41126a66fb08d38g"}},
+		{map[string]string{"ORDERWORKER_WEBHOOK_SECRET": "whsec_abc"}, nil, []string{"ORDERWORKER_WEBHOOK_SECRET"}},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=NaN"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=NaN"}},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=nan:5"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=nan:5"}},
 		{map[string]string{"ORDERWORKER_RATE_LIMITS": "tencent=Inf"}, nil, []string{"ORDERWORKER_RATE_LIMITS", "tencent=Inf"}},
@@ -68,6 +69,34 @@ func TestConfigRejectsBadValues(t *testing.T) {
 				t.Errorf("run(%v, %v) = %q, want it to name %q", tt.env, tt.args, err, w)
 			}
 		}
+	}
+}
+
+// -dev reads none of the providers' settings, nor the webhook secret: a
+// bad value of one (a production environment's, say) does not stop it,
+// and without -dev the same value is refused. A fingerprint in upper case
+// is the same fingerprint.
+func TestDevIgnoresWhatItDoesNotRead(t *testing.T) {
+	t.Parallel()
+	for _, env := range []map[string]string{
+		{"ALIYUN_AUTO_PAY": "1"}, {"TENCENT_ENDPOINT": "ftp://x"}, {"ALIYUN_PAGE_BASE": "7"},
+		{"UNICLOUD_CREATE_OVERRUN": "-5s"}, {"ORDERWORKER_WEBHOOK_SECRET": "whsec_abc"},
+	} {
+		if _, err := parseConfig(nil, envFunc(env), io.Discard); err == nil {
+			t.Errorf("%v without -dev: accepted, want it refused", env)
+		}
+		cfg, err := parseConfig([]string{"-dev"}, envFunc(env), io.Discard)
+		if err != nil {
+			t.Errorf("%v with -dev: %v, want it ignored", env, err)
+			continue
+		}
+		if len(cfg.DevIgnored) == 0 && env["ORDERWORKER_WEBHOOK_SECRET"] == "" {
+			t.Errorf("%v with -dev: not named among the variables ignored", env)
+		}
+	}
+	cfg, err := parseConfig(nil, envFunc(map[string]string{"ORDERWORKER_SAME_TARGETS": "41126A66FB08D387"}), io.Discard)
+	if err != nil || len(cfg.SameTargets) != 1 || cfg.SameTargets[0] != "41126a66fb08d387" {
+		t.Errorf("a fingerprint in upper case: %v, %v; want it taken, as reasons spell it", cfg, err)
 	}
 }
 

@@ -22,20 +22,16 @@ import (
 )
 
 // parseWebhooks reads ORDERWORKER_WEBHOOK_URLS and checks the webhook
-// settings that go with it: ORDERWORKER_WEBHOOK_SECRET holds one secret, or
-// several separated by whitespace while one is rotated (each request is
-// signed with each). Errors never show a secret.
+// settings that go with it (ORDERWORKER_WEBHOOK_SECRET, which -dev does not
+// read, is checked by loadConfig: one secret, or several separated by
+// whitespace while one is rotated, each request signed with each). Errors
+// never show a secret.
 func (c *config) parseWebhooks(urls string) error {
 	u, err := webhook.ParseURLs(urls)
 	if err != nil {
 		return fmt.Errorf("ORDERWORKER_WEBHOOK_URLS: %w", err)
 	}
 	c.WebhookURLs = u
-	if c.WebhookSecret != "" {
-		if _, err := webhook.NewSigner(c.WebhookSecret.Reveal()); err != nil {
-			return fmt.Errorf("ORDERWORKER_WEBHOOK_SECRET: %w", err)
-		}
-	}
 	switch {
 	case c.WebhookRetryMax < c.WebhookRetryBase:
 		return fmt.Errorf("ORDERWORKER_WEBHOOK_RETRY_MAX %s is below ORDERWORKER_WEBHOOK_RETRY_BASE %s", c.WebhookRetryMax, c.WebhookRetryBase)

@@ -163,7 +163,7 @@ var own = []Var{
 	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
 	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},
-	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName)"},
+	{"ORDERWORKER_DATA_KEY", "", "32 random bytes, base64 (openssl rand -base64 32), shared with producers: order params are stored encrypted in Redis; required for personal-data params (Aliyun userName, userId)"},
 	{"ORDERWORKER_MONITORING_TOKEN", "", "if set, /monitoring/, /orders/ and /api/orders need it as a bearer token or basic-auth password"},
 	{"ORDERWORKER_MONITORING_READONLY", "true", "false lets the dashboard retry, delete and archive tasks, and operators resolve and re-drive orders from /orders/ and /api/orders"},
 	{"ORDERWORKER_WEBHOOK_URLS", "", "comma-separated URLs every outcome event is POSTed to, signed per Standard Webhooks"},
