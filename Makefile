@@ -7,7 +7,7 @@ help: ## list the targets
 build: ## build bin/worker and bin/enqueue
 	go build -trimpath -o bin/ ./cmd/worker ./cmd/enqueue
 
-test: ## the full suite, as CI runs it (installs redis-server, promtool, chromium where missing)
+test: ## the full suite, as CI runs it (installs redis-server, promtool, chromium, python3, curl and gcc where missing)
 	.ci/run
 
 test-fast: ## go test ./... without -race (needs redis-server on PATH)
