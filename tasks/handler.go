@@ -568,7 +568,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		}
 	}
 	if matchKey != "" && (plan.Step == order.Submit ||
-		plan.Step == order.Lookup && rec.RivalKey != ledger.RivalKey(ref.Provider, matchKey)) {
+		plan.Step == order.Lookup && rec.RivalKey != h.ledger.RivalKey(ref.Provider, matchKey)) {
 		// Before the create leaves: from now on, a lookup of another
 		// order with the same match key counts this one as a rival and
 		// does not take its order (see ledger.MarkRival). So before the

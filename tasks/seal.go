@@ -25,9 +25,10 @@ const sealedPrefix = "sealed:v1:"
 // payload the dashboard shows. Producers and workers share its key
 // (ORDERWORKER_DATA_KEY). A nil *Sealer seals nothing.
 type Sealer struct {
-	aead cipher.AEAD
-	mac  []byte
-	id   string
+	aead   cipher.AEAD
+	mac    []byte
+	rivals []byte
+	id     string
 }
 
 // NewSealer returns a Sealer for a base64-encoded 32-byte key.
@@ -49,7 +50,19 @@ func NewSealer(key string) (*Sealer, error) {
 	m.Write([]byte("orderworker params hash"))
 	idm := hmac.New(sha256.New, raw)
 	idm.Write([]byte("orderworker data key id"))
-	return &Sealer{aead: aead, mac: m.Sum(nil), id: hex.EncodeToString(idm.Sum(nil))[:16]}, nil
+	rm := hmac.New(sha256.New, raw)
+	rm.Write([]byte("orderworker rivals key"))
+	return &Sealer{aead: aead, mac: m.Sum(nil), rivals: rm.Sum(nil), id: hex.EncodeToString(idm.Sum(nil))[:16]}, nil
+}
+
+// RivalSecret is the key of the hash that names an order's rivals set
+// (ledger.Options.RivalSecret), derived from the data key so that every
+// worker sharing it names the same sets; nil for a nil Sealer.
+func (s *Sealer) RivalSecret() []byte {
+	if s == nil {
+		return nil
+	}
+	return s.rivals
 }
 
 // KeyID is a public id of the data key (it reveals nothing about the key),

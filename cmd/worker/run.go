@@ -97,7 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metrics.Init(set.Names())
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
-	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names}
+	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names,
+		RivalSecret: sealer.RivalSecret()}
 	ledger := ledgerpkg.New(rdb, &lopts)
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)

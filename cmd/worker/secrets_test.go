@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/orderworker/orderworker/providers/unicloud"
 	unicloudsandbox "github.com/orderworker/orderworker/providers/unicloud/sandbox"
 	"github.com/orderworker/orderworker/tasks"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -128,6 +130,18 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// The rivals set of Leak-U1's instance name (which holds a phone
+	// number) is named by a keyed hash: the unkeyed one, which could be
+	// brute-forced back to the number, is nowhere in Redis.
+	var uc unicloud.Client
+	params, err := unicloud.Parse(json.RawMessage(`{"azoneId":"a","componentCode":"c","dataEncryption":0,"instanceName":"leak-13912345674","orderCategory":"NEW","payType":"p","projectId":"p","regionId":"r","renewType":"r","rentCount":1,"rentUnit":"month","specificationCode":"s","vpc":"v"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unkeyed := ledgerpkg.New(rdb, nil).RivalKey(unicloud.Name, uc.MatchKey(params))
+	if rec, err := ledger.Get(context.Background(), tasks.OrderRef{Provider: unicloud.Name, OrderNo: "Leak-U1"}); err != nil || rec == nil || rec.RivalKey == "" || rec.RivalKey == unkeyed {
+		t.Errorf("Leak-U1's rival key %+v, %v: want one, keyed (not %s)", rec, err, unkeyed)
+	}
 	metrics := get(t, "http://"+admin+"/metrics")
 	cancel()
 	<-done
@@ -144,6 +158,9 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 		secrets = append(secrets, v)
 	}
 	scanForLeaks(t, haystacks, secrets)
+	if strings.Contains(haystacks["redis"], unkeyed) {
+		t.Errorf("Redis holds the unkeyed hash %s of an instance name holding a phone number", unkeyed)
+	}
 	// The cloudToken is cached in Redis by design (every worker shares it);
 	// it must never reach logs.
 	for _, tok := range asb.IssuedTokens() {

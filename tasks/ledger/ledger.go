@@ -240,6 +240,14 @@ type Options struct {
 	// shard, it refuses to record the count over a ledger that holds
 	// orders of these providers in the one-shard layout.
 	Providers []string
+	// RivalSecret keys the hash that names an order's rivals set (see
+	// MarkRival): a match key may be personal data (an instance name
+	// holding a phone number), and an unkeyed hash of it in Redis could
+	// be brute-forced back. Workers sharing a data key derive the same
+	// secret from it (tasks.Sealer.RivalSecret); nil hashes unkeyed, as
+	// versions before it did (without a data key, params holding
+	// personal data are refused, so no match key is personal).
+	RivalSecret []byte
 	// Now is the clock. Default time.Now, and then the times a claim
 	// records (the record's creation, its index score, its event) are
 	// Redis's (TIME), as are the ones Begin and Settle record: a

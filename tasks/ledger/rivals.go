@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -29,15 +30,26 @@ import (
 // the listing was read, and still counts unless it has recorded its id,
 // which the owner index shows.
 //
-// The key is hashed: instance names may be personal data.
+// The key is hashed, keyed with Options.RivalSecret: instance names may be
+// personal data. Rivals also counts the set of the unkeyed hash, under
+// which versions before the keyed one marked their orders.
 
 // RivalKey is the hash of a provider's match key that names its rivals
-// set, as the record keeps it (Record.RivalKey).
-func RivalKey(provider, key string) string { return rivalKey(provider, key) }
+// set, as the record keeps it (Record.RivalKey): keyed with
+// Options.RivalSecret when set.
+func (l *Ledger) RivalKey(provider, key string) string {
+	if len(l.opts.RivalSecret) == 0 {
+		return legacyRivalKey(provider, key)
+	}
+	m := hmac.New(sha256.New, l.opts.RivalSecret)
+	m.Write([]byte("orderworker rivals\x00" + provider + "\x00" + key))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
 
-// rivalKey is the hash of a provider's match key that names its rivals
-// set, also recorded on the record (rival_key).
-func rivalKey(provider, key string) string {
+// legacyRivalKey is the unkeyed hash of a match key, which versions
+// before Options.RivalSecret marked rivals under (and which a ledger
+// without it still uses).
+func legacyRivalKey(provider, key string) string {
 	sum := sha256.Sum256([]byte("orderworker rivals\x00" + provider + "\x00" + key))
 	return hex.EncodeToString(sum[:16])
 }
@@ -64,7 +76,7 @@ return 1
 // acknowledge it: then the create must not leave.
 func (l *Ledger) MarkRival(ctx context.Context, ref Ref, token, matchKey string) error {
 	sh := l.shardOf(ref)
-	hash := rivalKey(ref.Provider, matchKey)
+	hash := l.RivalKey(ref.Provider, matchKey)
 	v, durable, err := l.run(ctx, markRivalScript, true, []string{sh.recordKey(ref), sh.rivalsKey(ref.Provider, hash)},
 		token, hash, ref.OrderNo)
 	if err != nil {
@@ -132,22 +144,28 @@ return {n, left}
 // snapshot taken a listing lag later), so a rival that waits for a person
 // holds up only the orders whose lookups could take its order.
 func (l *Ledger) Rivals(ctx context.Context, ref Ref, matchKey string, since time.Time) (int, error) {
-	hash := rivalKey(ref.Provider, matchKey)
 	bound := ""
 	if !since.IsZero() {
 		bound = strconv.FormatInt(since.UnixMilli(), 10)
 	}
+	hashes := []string{l.RivalKey(ref.Provider, matchKey)}
+	if legacy := legacyRivalKey(ref.Provider, matchKey); legacy != hashes[0] {
+		// Orders an older version marked, under the unkeyed hash.
+		hashes = append(hashes, legacy)
+	}
 	total := 0
-	for i := range l.shards {
-		sh := &l.shards[i]
-		v, err := rivalsScript.Run(ctx, l.rdb, []string{sh.rivalsKey(ref.Provider, hash)},
-			sh.prefix+"order:"+ref.Provider+":", ref.OrderNo, hash, maxRivalsRead, bound).Slice()
-		if err != nil {
-			return 0, fmt.Errorf("count the order's rivals: %w", err)
-		}
-		for _, x := range v {
-			n, _ := x.(int64)
-			total += int(n)
+	for _, hash := range hashes {
+		for i := range l.shards {
+			sh := &l.shards[i]
+			v, err := rivalsScript.Run(ctx, l.rdb, []string{sh.rivalsKey(ref.Provider, hash)},
+				sh.prefix+"order:"+ref.Provider+":", ref.OrderNo, hash, maxRivalsRead, bound).Slice()
+			if err != nil {
+				return 0, fmt.Errorf("count the order's rivals: %w", err)
+			}
+			for _, x := range v {
+				n, _ := x.(int64)
+				total += int(n)
+			}
 		}
 	}
 	return total, nil

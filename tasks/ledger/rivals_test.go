@@ -3,12 +3,14 @@ package ledger_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
 // An order counts as a rival of another with the same match key from the
@@ -205,5 +207,75 @@ func TestSnapshotTimes(t *testing.T) {
 	rec, _ := l.Get(ctx, ref)
 	if rec.KnownFrom.UnixMilli() != began.UnixMilli() || time.Since(rec.KnownAt) > 10*time.Second || rec.KnownTarget != "00112233aabbccdd" {
 		t.Errorf("snapshot from %v, at %v, target %q; want from %v, at the settle, the target recorded", rec.KnownFrom, rec.KnownAt, rec.KnownTarget, began)
+	}
+}
+
+// With a rival secret, the hash that names an order's rivals set (a match
+// key may hold a phone number) is keyed: neither the record nor a key
+// name holds the unkeyed hash of the match key, which could be brute-forced
+// back. An order an older version marked under the unkeyed hash still
+// counts as a rival, and is taken out of that set once it is marked again
+// under the keyed one.
+func TestRivalKeyIsKeyed(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	old := ledger.New(rdb, nil)
+	l := ledger.New(rdb, &ledger.Options{RivalSecret: []byte("a secret the workers derive")})
+	const name = "nas 13912345678"
+	unkeyed := old.RivalKey("unicloud", name)
+	keyed := l.RivalKey("unicloud", name)
+	if keyed == unkeyed || len(keyed) != len(unkeyed) {
+		t.Fatalf("keyed %q, unkeyed %q: want another hash of the same length", keyed, unkeyed)
+	}
+	if other := ledger.New(rdb, &ledger.Options{RivalSecret: []byte("another")}).RivalKey("unicloud", name); other == keyed {
+		t.Fatalf("two secrets give the same hash %q", keyed)
+	}
+	x, y := ledger.Ref{Provider: "unicloud", OrderNo: "X"}, ledger.Ref{Provider: "unicloud", OrderNo: "Y"}
+	for _, r := range []ledger.Ref{x, y} {
+		claim(t, l, r)
+	}
+	if b, err := old.Begin(ctx, y, ledger.BeginArgs{Token: "y1"}); err != nil || b.Status != ledger.Began {
+		t.Fatalf("Begin Y = %+v, %v", b, err)
+	}
+	// Y marked by an older version, under the unkeyed hash.
+	if err := old.MarkRival(ctx, y, "y1", name); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, x, ledger.BeginArgs{Token: "x1"}); err != nil || b.Status != ledger.Began {
+		t.Fatalf("Begin X = %+v, %v", b, err)
+	}
+	if err := l.MarkRival(ctx, x, "x1", name); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.Rivals(ctx, x, name, time.Time{}); err != nil || n != 1 {
+		t.Fatalf("X's rivals = %d, %v; want 1: Y, marked under the unkeyed hash", n, err)
+	}
+	if got := rdb.HGet(ctx, rdb.Keys(ctx, "*order:unicloud:X").Val()[0], "rival_key").Val(); got != keyed {
+		t.Errorf("X's rival_key = %q, want the keyed hash %q", got, keyed)
+	}
+	// Y is run by a new worker: marked again under the keyed hash.
+	if err := l.Settle(ctx, y, "y1", ledger.SetUnknown("create timed out").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := l.Begin(ctx, y, ledger.BeginArgs{Token: "y2"}); err != nil || b.Status != ledger.Began {
+		t.Fatalf("Begin Y again = %+v, %v", b, err)
+	}
+	if err := l.MarkRival(ctx, y, "y2", name); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.Rivals(ctx, x, name, time.Time{}); err != nil || n != 1 {
+		t.Fatalf("X's rivals once Y is marked again = %d, %v; want 1, counted once", n, err)
+	}
+	for _, k := range rdb.Keys(ctx, "*").Val() {
+		if strings.Contains(k, unkeyed) {
+			t.Errorf("key %s still names the unkeyed hash", k)
+		}
+		if rdb.Type(ctx, k).Val() == "hash" {
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				if strings.Contains(v, unkeyed) {
+					t.Errorf("%s %s holds the unkeyed hash", k, f)
+				}
+			}
+		}
 	}
 }
