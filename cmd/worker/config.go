@@ -201,12 +201,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		errs = append(errs, err)
 	}
 	for _, f := range strings.FieldsFunc(env("ORDERWORKER_SAME_TARGETS"), func(r rune) bool { return r == ',' || r == ' ' }) {
-		f = strings.ToLower(f) // as reasons spell them; hex in either case is the same
-		if !isFingerprint(f) {
+		lf := strings.ToLower(f) // as reasons spell them; hex in either case is the same
+		if !isFingerprint(lf) {
 			errs = append(errs, fmt.Errorf("ORDERWORKER_SAME_TARGETS: %q is not a create-target fingerprint (16 hexadecimal digits, as a held order's reason names it)", f))
 			continue
 		}
-		c.SameTargets = append(c.SameTargets, f)
+		c.SameTargets = append(c.SameTargets, lf)
 	}
 	var names []string
 	// What -dev does not read (the providers' settings, the webhook

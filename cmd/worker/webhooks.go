@@ -23,7 +23,7 @@ import (
 
 // parseWebhooks reads ORDERWORKER_WEBHOOK_URLS and checks the webhook
 // settings that go with it (ORDERWORKER_WEBHOOK_SECRET, which -dev does not
-// read, is checked by loadConfig: one secret, or several separated by
+// read, is checked by parseConfig: one secret, or several separated by
 // whitespace while one is rotated, each request signed with each). Errors
 // never show a secret.
 func (c *config) parseWebhooks(urls string) error {

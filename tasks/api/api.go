@@ -79,6 +79,10 @@ type Handler struct {
 	// sameSite tells a browser's cross-site request (Sec-Fetch-Site, or
 	// an Origin not the address asked) from others, for an open API.
 	sameSite *http.CrossOriginProtection
+	// readyMu guards what /readyz last logged, and when (notReady).
+	readyMu     sync.Mutex
+	readyLast   string
+	readyLastAt time.Time
 }
 
 // MinTokenLen is the length under which New warns of an API token.
@@ -188,7 +192,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // notFoundDetail is the detail of a 404 for a path the API does not have.
-const notFoundDetail = "no such path: the API serves /v1/orders, /v1/orders/batch, /v1/orders/{provider}/{order_no}, /v1/events and /v1/openapi.json"
+const notFoundDetail = "no such path: the API serves /v1/orders, /v1/orders/batch, /v1/orders/{provider}/{order_no}, /v1/events and /v1/openapi.json, and /healthz and /readyz"
 
 // Close ends long polls at once (they answer with the record as it
 // stands); call it when the server shuts down.
@@ -287,8 +291,21 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, new(*ledger.ShardsMismatchError)):
 		why = "ledger shards"
 	}
-	h.log.Warn("api: not ready", "reason", why, "error", err)
+	h.notReady(why, err)
 	problem(w, http.StatusServiceUnavailable, "not ready: "+why)
+}
+
+// notReady logs why /readyz answered 503, with the detail: when the reason
+// first answers, and again every minute while it lasts (anyone may ask,
+// as often as they like).
+func (h *Handler) notReady(why string, err error) {
+	h.readyMu.Lock()
+	defer h.readyMu.Unlock()
+	if why == h.readyLast && time.Since(h.readyLastAt) < time.Minute {
+		return
+	}
+	h.readyLast, h.readyLastAt = why, time.Now()
+	h.log.Warn("api: not ready", "reason", why, "error", err)
 }
 
 // checkDataKey checks that the ledger's shard count is this process's,

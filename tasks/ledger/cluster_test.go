@@ -135,3 +135,30 @@ func TestDurableWritesOnCluster(t *testing.T) {
 		t.Errorf("Claim after the failover through a stale slot map = %+v, %v; want it on the new master", cr, err)
 	}
 }
+
+// CheckWritable on Redis Cluster asks every master: with a master short
+// of the replicas durable writes need it says so, naming that master,
+// whichever node answers first; with a master down it fails; at the
+// replicas there are, it passes.
+func TestCheckWritableOnCluster(t *testing.T) {
+	t.Parallel()
+	cl := taskstest.StartCluster(t, &taskstest.ClusterOptions{Masters: 2, ReplicasPerMaster: 0})
+	rc := cl.Client(t)
+	if err := ledger.New(rc, &ledger.Options{Shards: 2}).CheckWritable(ctx); err != nil {
+		t.Errorf("CheckWritable needing no replica = %v, want nil", err)
+	}
+	one := ledger.New(rc, &ledger.Options{Shards: 2, MinReplicas: 1})
+	for range 4 { // any node may be asked first
+		var few *ledger.TooFewReplicasError
+		if err := one.CheckWritable(ctx); !errors.As(err, &few) || few.Want != 1 || few.Master == "" {
+			t.Fatalf("CheckWritable needing 1 replica of 0 = %v, want TooFewReplicasError naming a master", err)
+		}
+	}
+	if err := ledger.New(rc, &ledger.Options{Shards: 2, Durable: ledger.DurableOff, MinReplicas: 1}).CheckWritable(ctx); err != nil {
+		t.Errorf("CheckWritable without durable writes = %v, want nil", err)
+	}
+	cl.Masters[1].Stop()
+	if err := ledger.New(rc, &ledger.Options{Shards: 2}).CheckWritable(ctx); err == nil {
+		t.Errorf("CheckWritable with a master down = nil, want an error")
+	}
+}

@@ -595,7 +595,34 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 // answers, and with durable writes on, the master has the replicas they
 // must reach (a *TooFewReplicasError when it has fewer). Nothing is
 // written.
+//
+// On Redis Cluster it asks every master, as the writes of the shards it
+// serves would go there: each answers, and has the replicas durable writes
+// need (as a write's batch checks its master).
 func (l *Ledger) CheckWritable(ctx context.Context) error {
+	if b := l.batch; b.cluster != nil {
+		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			if err := node.Ping(ctx).Err(); err != nil {
+				return err
+			}
+			if l.opts.Durable != DurableAuto || b.minReplicas <= 0 {
+				return nil
+			}
+			n, master, err := b.replicasOf(ctx, node, false)
+			if err == nil && n < b.minReplicas {
+				n, master, err = b.replicasOf(ctx, node, true) // not on a count up to 5s old
+			}
+			switch {
+			case err != nil:
+				return err
+			case !master:
+				return fmt.Errorf("%s is no master now (failover in progress?)", node.Options().Addr)
+			case n < b.minReplicas:
+				return &TooFewReplicasError{Master: node.Options().Addr, Have: n, Want: b.minReplicas}
+			}
+			return nil
+		})
+	}
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		return err
 	}
