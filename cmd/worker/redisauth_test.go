@@ -190,3 +190,53 @@ func TestWorkerRefusesAnotherDataKey(t *testing.T) {
 		t.Fatalf("worker with the producers' key: %v", err)
 	}
 }
+
+// Turning sealing on while workers without a key run: the first worker
+// started with the key records it and waits for them to stop before it
+// takes an order (their lookups would not count the rivals it marks under
+// its keyed hash); a running worker without the key stops once it sees
+// the key recorded, saying why.
+func TestKeylessWorkerStopsWhenTheLedgerGetsAKey(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	start := func(key string) (<-chan error, *syncBuffer, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var logs syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, []string{"-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "2s"},
+				envFunc(map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_DATA_KEY": key}), &syncBuffer{}, &logs)
+		}()
+		return done, &logs, cancel
+	}
+	keyless, keylessLogs, cancelKeyless := start("")
+	defer cancelKeyless()
+	waitStarted(t, keylessLogs)
+	const key = "UFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFA="
+	keyed, keyedLogs, cancelKeyed := start(key)
+	defer cancelKeyed()
+	began := time.Now()
+	select {
+	case err := <-keyless:
+		if err == nil || !strings.Contains(err.Error(), "ORDERWORKER_DATA_KEY") || !strings.Contains(err.Error(), "stopping") {
+			t.Errorf("the worker without a key stopped with %v; want an error naming ORDERWORKER_DATA_KEY", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the worker without a key still runs 30s after a key was recorded; logs:\n%s", keylessLogs)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(keyedLogs.String(), "worker started") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker with the key did not start; logs:\n%s", keyedLogs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if waited := time.Since(began); waited < dataKeyWatch+2*time.Second || !strings.Contains(keyedLogs.String(), "waiting for them to stop") {
+		t.Errorf("the worker with the key started after %s (want at least the watch and the others' drain), logs:\n%s", waited, keyedLogs)
+	}
+	select {
+	case err := <-keyed:
+		t.Fatalf("the worker with the key stopped: %v", err)
+	default:
+	}
+}

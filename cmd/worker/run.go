@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
 	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names,
-		RivalSecret: sealer.RivalSecret()}
+		RivalSecret: sealer.RivalSecret(), KeylessDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second}
 	ledger := ledgerpkg.New(rdb, &lopts)
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)
@@ -197,6 +197,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// with the reason.
 		return fmt.Errorf("ORDERWORKER_DATA_KEY: %w", err)
 	}
+	if sealer != nil {
+		// Turning sealing on: workers that ran without a key may still
+		// run (each stops once it sees the key: below). Their lookups
+		// would not count the rivals this one marks under its keyed
+		// hash, so no order is taken until they are gone.
+		if d, err := ledger.KeylessDrain(ctx); err == nil && d > 0 {
+			log.Warn("this ledger's workers ran without ORDERWORKER_DATA_KEY until now: waiting for them to stop before taking orders", "wait", d.Round(time.Second))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(d):
+			}
+		}
+	}
 	if err := untilWritable(ctx, log, func() error { return ledger.CheckShards(ctx) }); err != nil {
 		return err
 	}
@@ -238,6 +252,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// And at the end: a loss an order's create noticed since the last
 	// reading is logged before the worker stops.
 	defer losses.check(context.WithoutCancel(ctx))
+	// A data key recorded for the ledger that this worker does not have
+	// (it ran without one, and the workers are being given it): it stops,
+	// as it would refuse to start.
+	go every(runCtx, dataKeyWatch, func(c context.Context) {
+		if id, err := ledger.SealedWith(c); err == nil && id != "" && id != sealer.KeyID() {
+			err := fmt.Errorf("ORDERWORKER_DATA_KEY: %w; stopping", &ledgerpkg.DataKeyMismatchError{Want: id, Have: sealer.KeyID()})
+			log.Error(err.Error())
+			stopRun(err)
+		}
+	})
 	go func() {
 		if err := devmode.Watch(runCtx, rdb, cfg.Dev); err != nil {
 			log.Error(err.Error())
@@ -322,6 +346,10 @@ func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logg
 		}
 	}
 }
+
+// dataKeyWatch is how often a running worker reads the data key recorded
+// for its ledger.
+const dataKeyWatch = 10 * time.Second
 
 // untilWritable runs check, a first write to a new ledger (its data key,
 // its shard count), until Redis takes it: a master that refuses writes

@@ -248,6 +248,11 @@ type Options struct {
 	// versions before it did (without a data key, params holding
 	// personal data are refused, so no match key is personal).
 	RivalSecret []byte
+	// KeylessDrain is how long a worker that records its data key over a
+	// ledger whose workers ran without one leaves them to stop (see
+	// Ledger.KeylessDrain): the time a running worker takes to see the
+	// key, plus its shutdown drain. Zero leaves none.
+	KeylessDrain time.Duration
 	// Now is the clock. Default time.Now, and then the times a claim
 	// records (the record's creation, its index score, its event) are
 	// Redis's (TIME), as are the ones Begin and Settle record: a

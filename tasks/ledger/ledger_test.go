@@ -1934,3 +1934,37 @@ func TestHistoryKeepsItsFirstEntries(t *testing.T) {
 		t.Errorf("history after %d calls: %v; want the first %d and the last %d: %v", n, got, ledger.HistoryHead, ledger.MaxHistory-ledger.HistoryHead, want)
 	}
 }
+
+// A worker that records its data key over a ledger whose workers ran
+// without one leaves them Options.KeylessDrain to stop (KeylessDrain
+// counts it down); over a ledger no keyless worker touched, and for a
+// producer, there is none.
+func TestKeylessDrain(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := ledger.New(rdb, &ledger.Options{KeylessDrain: time.Minute})
+	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.KeylessDrain(ctx); err != nil || d != 0 {
+		t.Fatalf("KeylessDrain on a ledger no keyless worker touched = %s, %v; want none", d, err)
+	}
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.CheckDataKey(ctx, ""); err != nil { // a worker without a key
+		t.Fatal(err)
+	}
+	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := l.KeylessDrain(ctx); err != nil || d <= 50*time.Second || d > time.Minute {
+		t.Fatalf("KeylessDrain after a worker recorded its key over keyless ones = %s, %v; want about a minute", d, err)
+	}
+	if err := l.CheckDataKey(ctx, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := l.KeylessDrain(ctx); d > time.Minute {
+		t.Fatalf("a second worker with the key extended the drain: %s", d)
+	}
+}

@@ -355,6 +355,22 @@ func (l *Ledger) SealedWith(ctx context.Context) (string, error) {
 	return id, err
 }
 
+// KeylessDrain is how long from now workers that ran without a data key
+// may still be running on the ledger: a worker that recorded its key over
+// their keyless mark left that much (Options.KeylessDrain) for them to
+// see the key and stop (a running worker whose ledger gets a key it does
+// not have stops: see the worker), their orders in flight drained. Zero
+// when there is none. A worker with the key waits it out before it takes
+// an order: until then a keyless worker's lookup would not count the
+// rivals it marks (see Ledger.RivalKey).
+func (l *Ledger) KeylessDrain(ctx context.Context) (time.Duration, error) {
+	d, err := l.rdb.PTTL(ctx, metaPrefix+"datakey:drain").Result()
+	if err != nil || d < 0 {
+		return 0, err
+	}
+	return d, nil
+}
+
 // DataKeyMismatchError is CheckDataKey's error when the ledger's params
 // were sealed with another data key (Want), or with one where this process
 // has none (Have ""); and CheckProducerKey's when the ledger's workers run
@@ -377,9 +393,11 @@ func (e *DataKeyMismatchError) Error() string {
 // holds: the recorded id, "" when there is none, with 'keyless' after it
 // when its workers run without a key. A worker with a key records it
 // unless another is recorded, and clears the keyless mark (the workers
-// are being given the key); a producer's (ARGV[2] '1') records it only
-// on a ledger that holds neither. The keyless mark is a key of its own,
-// which a version that knows nothing of it leaves alone.
+// are being given the key), leaving in its place, for ARGV[3] ms when
+// given, the drain mark (KEYS[3]: see KeylessDrain); a producer's (ARGV[2]
+// '1') records it only on a ledger that holds neither. The keyless mark
+// is a key of its own, which a version that knows nothing of it leaves
+// alone.
 var dataKeyScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then return {cur} end
@@ -389,7 +407,9 @@ if ARGV[1] == '' then
 end
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then return {'', 'keyless'} end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
+if redis.call('DEL', KEYS[2]) == 1 and (tonumber(ARGV[3] or '') or 0) > 0 then
+  redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+end
 return {ARGV[1]}
 `)
 
@@ -418,7 +438,8 @@ func (l *Ledger) checkDataKey(ctx context.Context, id string, producer bool) err
 	if producer {
 		p = "1"
 	}
-	v, err := dataKeyScript.Run(ctx, l.rdb, []string{metaPrefix + "datakey", metaPrefix + "datakey:keyless"}, id, p).Result()
+	v, err := dataKeyScript.Run(ctx, l.rdb, []string{metaPrefix + "datakey", metaPrefix + "datakey:keyless", metaPrefix + "datakey:drain"},
+		id, p, l.opts.KeylessDrain.Milliseconds()).Result()
 	if err != nil {
 		return err
 	}
