@@ -223,6 +223,11 @@ func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Han
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Sealer != nil && !l.RivalsKeyed() {
+		// Workers sharing the data key must name rivals sets alike: a
+		// ledger built without the secret hashes them unkeyed.
+		o.Logger.Warn("tasks: the handler seals params but its ledger names rivals sets by an unkeyed hash: build the ledger with ledger.Options{RivalSecret: sealer.RivalSecret()}, as the worker does")
+	}
 	return &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
 }
 

@@ -46,6 +46,10 @@ func (l *Ledger) RivalKey(provider, key string) string {
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
+// RivalsKeyed reports whether the ledger names rivals sets by a keyed
+// hash (Options.RivalSecret).
+func (l *Ledger) RivalsKeyed() bool { return len(l.opts.RivalSecret) > 0 }
+
 // legacyRivalKey is the unkeyed hash of a match key, which versions
 // before Options.RivalSecret marked rivals under (and which a ledger
 // without it still uses).
