@@ -649,7 +649,8 @@ func phoneOnly(s string) bool {
 }
 
 // MaskName masks a personal name or nickname: it keeps the first and last
-// rune and hides the rest; a name that is a phone number alone keeps the
+// rune and hides the rest (of two runes it keeps the first, of one none:
+// "李" would be the whole name); a name that is a phone number alone keeps the
 // usual phone mask. A name beside a phone number ("王小明 13912345678") is
 // masked as a name: the number's mask alone would leave the name in clear.
 func MaskName(s string) string {
@@ -660,7 +661,9 @@ func MaskName(s string) string {
 	switch {
 	case len(r) == 0:
 		return ""
-	case len(r) <= 2:
+	case len(r) == 1:
+		return "*"
+	case len(r) == 2:
 		return string(r[0]) + "*"
 	default:
 		return string(r[0]) + strings.Repeat("*", min(len(r)-2, 4)) + string(r[len(r)-1])

@@ -195,7 +195,7 @@ func TestMaskPhones(t *testing.T) {
 
 func TestMaskName(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{"13912345678": "139****5678", "张三": "张*", "Alice": "A***e", "": "",
+	for in, want := range map[string]string{"13912345678": "139****5678", "张三": "张*", "李": "*", "A": "*", "Alice": "A***e", "": "",
 		"王小明 13912345678": "王****8", "Alice 13912345678": "A****8"} {
 		if got := MaskName(in); got != want {
 			t.Errorf("MaskName(%q) = %q, want %q", in, got, want)
