@@ -35,6 +35,10 @@ type batcher struct {
 	// onReplicas receives the replica count a write pipeline read on a
 	// single master (the Ledger's cache).
 	onReplicas func(n, acked int64, replid string)
+	// checkRan judges, from the INFO read on the connection that ran a
+	// pipeline's writes, whether they count as durable with acked
+	// replicas acknowledging them (single master; nil: no check).
+	checkRan func(info string, acked int64) error
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -60,6 +64,11 @@ type call struct {
 	keys   []string
 	args   []any
 	want   int64 // replicas to WAIT for; 0: none; wantNodes: every replica of its master (cluster)
+	// verify: a durable write whose server is checked in the same round
+	// trip (a WAIT and an INFO after it, even with want 0), so that one
+	// that ran on a master held to more replicas than acknowledged it is
+	// not taken for durable (see Ledger.checkRan).
+	verify bool
 
 	sent     bool          // taken from the queue into a batch (under mu)
 	promoted bool          // sent a promotion (under mu)
@@ -375,14 +384,22 @@ func isScriptError(err error) bool {
 func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls []*call, reload bool) {
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(calls))
-	want := int64(0)
+	want, verify := int64(0), false
 	for i, c := range calls {
-		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		if reload {
+			cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		} else {
+			// Sent again after NOSCRIPT: the script in full, which
+			// any server runs (the load may have reached another
+			// server than this connection's, after a failover).
+			cmds[i] = c.script.Eval(ctx, pipe, c.keys, c.args...)
+		}
 		want = max(want, c.want)
+		verify = verify || c.verify
 	}
 	var wait *redis.Cmd
 	var info *redis.StringCmd
-	if want > 0 {
+	if want > 0 || verify {
 		// WAIT covers every write this connection made before it: one for
 		// the whole batch. The replica count it waits for may be a few
 		// seconds old: the INFO after it tells whether a replica has
@@ -416,11 +433,20 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 			// could be promoted without them.
 			werr = errReplicaAttached
 		}
+		if werr == nil && b.checkRan != nil && b.cluster == nil {
+			if s, err := info.Result(); err != nil {
+				werr = err
+			} else {
+				werr = b.checkRan(s, acked)
+			}
+		}
 	}
 	for _, c := range calls {
 		switch {
-		case c.err != nil || c.want == 0:
-			c.ack = c.err == nil
+		case c.err != nil:
+			c.ack = false
+		case c.want == 0 && !c.verify:
+			c.ack = true
 		case werr != nil:
 			// The script ran; only its acknowledgement is unknown: not
 			// durable (ErrNotDurable to the caller), not failed.

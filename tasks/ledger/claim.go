@@ -563,11 +563,18 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			pipe := l.rdb.Pipeline()
 			cmds := make([]*redis.Cmd, len(claims))
 			for i := range claims {
-				cmds[i] = claimScript.EvalSha(ctx, pipe, keys(i), args(i)...)
+				if try == 0 {
+					cmds[i] = claimScript.EvalSha(ctx, pipe, keys(i), args(i)...)
+				} else {
+					// After NOSCRIPT: in full, which any server runs
+					// (see batcher.sendOn).
+					cmds[i] = claimScript.Eval(ctx, pipe, keys(i), args(i)...)
+				}
 			}
 			var wait *redis.Cmd
 			var info *redis.StringCmd
-			if want > 0 {
+			verify := l.verifyRan()
+			if want > 0 || verify {
 				wait = pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
 				info = pipe.Info(ctx, "replication") // see batcher.sendOn
 			}
@@ -590,6 +597,9 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 				// lately.)
 				if now, ok := l.batch.sawReplicas(l.rdb, info, seen); ok && now > n {
 					acked = false // a replica attached that the writes did not reach
+				}
+				if s, err := info.Result(); acked && (err != nil || l.checkRan(s, n) != nil) {
+					acked = false // ran on a master held to more (see verifyRan)
 				}
 			}
 			for i, cmd := range cmds {

@@ -376,6 +376,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	l := &Ledger{rdb: rdb, pid: uuid.NewString(), opts: o, now: o.Now, redisTime: redisTime, batch: b, shards: newShards(o.Shards)}
 	l.epochs.watching = make([]sync.Mutex, len(l.shards))
 	b.onReplicas = l.setReplicas
+	b.checkRan = l.checkRan
 	return l
 }
 
@@ -531,13 +532,69 @@ func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []
 	if err != nil {
 		return nil, false, err
 	}
-	if want == 0 {
+	verify := durable && l.verifyRan()
+	if want == 0 && !verify {
 		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
 		return v, true, err
 	}
-	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want, verify: verify}
 	l.batch.send(ctx, []*call{c}, true)
 	return c.val, c.ack, c.err
+}
+
+// verifyRan reports whether durable writes are checked against the server
+// that ran them (checkRan): with durable writes on, on one master (not
+// Redis Cluster), once a master was seen with replicas or replicas are
+// required. The replica count a write waits for is read apart from the
+// write, on any of the client's connections: after a failover that left
+// the old master reachable (a managed endpoint that moved, while
+// connections made before still reach the old one), it may be the new
+// master's while the write runs on the old one, held to more.
+func (l *Ledger) verifyRan() bool {
+	if l.opts.Durable != DurableAuto || l.opts.MinReplicas < 0 || l.batch.cluster != nil {
+		return false
+	}
+	if l.opts.MinReplicas > 0 {
+		return true
+	}
+	l.replicasMu.Lock()
+	defer l.replicasMu.Unlock()
+	return l.hadReplicas != "" && l.hadCount > 0
+}
+
+// errHeldMaster is a durable write's acknowledgement error when the server
+// that ran it is a master held to more replicas than acknowledged it.
+type errHeldMaster struct {
+	replid      string
+	acked, want int64
+}
+
+func (e *errHeldMaster) Error() string {
+	return fmt.Sprintf("the write ran on a Redis master (replication id %.8s…) held to %d replicas, and %d acknowledged it: a master cut off after a failover while the client's other connections reach the promoted one?", e.replid, e.want, e.acked)
+}
+
+// checkRan judges a durable write by the INFO read on the connection that
+// ran it, after its WAIT (acked replicas acknowledged it): an error when
+// that server is a replica now, or a master held to more replicas than
+// acknowledged (Options.MinReplicas, or the most it was seen with).
+func (l *Ledger) checkRan(info string, acked int64) error {
+	if !l.verifyRan() {
+		return nil
+	}
+	if strings.Contains(info, "role:slave") {
+		return errors.New("the write ran on a Redis server that is a replica now (failover in progress?)")
+	}
+	replid := infoField(info, "master_replid")
+	l.replicasMu.Lock()
+	least := max(l.opts.MinReplicas, 0)
+	if l.hadReplicas != "" && l.hadReplicas == replid && l.hadCount > least {
+		least = l.hadCount
+	}
+	l.replicasMu.Unlock()
+	if acked < least {
+		return &errHeldMaster{replid: replid, acked: acked, want: least}
+	}
+	return nil
 }
 
 // RunDurable runs s on l's Redis client as a durable write (see
@@ -563,7 +620,7 @@ func (l *Ledger) runShared(ctx context.Context, s *redis.Script, durable bool, k
 	if err != nil {
 		return nil, false, err
 	}
-	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want, verify: durable && l.verifyRan()}
 	l.batch.do(c)
 	return c.val, c.ack, c.err
 }
