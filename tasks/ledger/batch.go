@@ -38,7 +38,7 @@ type batcher struct {
 	// checkRan judges, from the INFO read on the connection that ran a
 	// pipeline's writes, whether they count as durable with acked
 	// replicas acknowledging them (single master; nil: no check).
-	checkRan func(info string, acked int64) error
+	checkRan func(info string, acked int64, recorded map[string]string) error
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -399,6 +399,7 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 	}
 	var wait *redis.Cmd
 	var info *redis.StringCmd
+	var recorded *redis.MapStringStringCmd
 	if want > 0 || verify {
 		// WAIT covers every write this connection made before it: one for
 		// the whole batch. The replica count it waits for may be a few
@@ -406,6 +407,10 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 		// attached since, which the writes must then reach too.
 		wait = pipe.Do(ctx, "WAIT", want, b.wait)
 		info = pipe.Info(ctx, "replication")
+	}
+	if verify && b.cluster == nil {
+		// And what the server that ran them was held to (checkRan).
+		recorded = pipe.HGetAll(ctx, replicatedKey)
 	}
 	_, execErr := pipe.Exec(ctx)
 	var again []*call
@@ -433,11 +438,11 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 			// could be promoted without them.
 			werr = errReplicaAttached
 		}
-		if werr == nil && b.checkRan != nil && b.cluster == nil {
-			if s, err := info.Result(); err != nil {
-				werr = err
-			} else {
-				werr = b.checkRan(s, acked)
+		if werr == nil && recorded != nil && b.checkRan != nil {
+			s, err := info.Result()
+			rec, rerr := recorded.Result()
+			if werr = cmp.Or(err, rerr); werr == nil {
+				werr = b.checkRan(s, acked, rec)
 			}
 		}
 	}

@@ -573,10 +573,14 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			}
 			var wait *redis.Cmd
 			var info *redis.StringCmd
+			var recorded *redis.MapStringStringCmd
 			verify := l.verifyRan()
 			if want > 0 || verify {
 				wait = pipe.Do(ctx, "WAIT", want, l.opts.WaitTimeout.Milliseconds())
 				info = pipe.Info(ctx, "replication") // see batcher.sendOn
+			}
+			if verify {
+				recorded = pipe.HGetAll(ctx, replicatedKey)
 			}
 			_, err := pipe.Exec(ctx)
 			if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -598,8 +602,12 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 				if now, ok := l.batch.sawReplicas(l.rdb, info, seen); ok && now > n {
 					acked = false // a replica attached that the writes did not reach
 				}
-				if s, err := info.Result(); acked && (err != nil || l.checkRan(s, n) != nil) {
-					acked = false // ran on a master held to more (see verifyRan)
+				if recorded != nil && acked {
+					s, err := info.Result()
+					rec, rerr := recorded.Result()
+					if err != nil || rerr != nil || l.checkRan(s, n, rec) != nil {
+						acked = false // ran on a master held to more (see verifyRan)
+					}
 				}
 			}
 			for i, cmd := range cmds {

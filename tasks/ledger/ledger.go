@@ -573,11 +573,14 @@ func (e *errHeldMaster) Error() string {
 	return fmt.Sprintf("the write ran on a Redis master (replication id %.8s…) held to %d replicas, and %d acknowledged it: a master cut off after a failover while the client's other connections reach the promoted one?", e.replid, e.want, e.acked)
 }
 
-// checkRan judges a durable write by the INFO read on the connection that
-// ran it, after its WAIT (acked replicas acknowledged it): an error when
-// that server is a replica now, or a master held to more replicas than
-// acknowledged (Options.MinReplicas, or the most it was seen with).
-func (l *Ledger) checkRan(info string, acked int64) error {
+// checkRan judges a durable write by what the connection that ran it read
+// after its WAIT (acked replicas acknowledged it): the server's INFO
+// replication, and the masters recorded there as seen with replicas
+// (replicatedKey's fields). An error when that server is a replica now, or
+// a master held to more replicas than acknowledged: Options.MinReplicas,
+// or the most it was seen with, as that server records it or as this
+// process saw it.
+func (l *Ledger) checkRan(info string, acked int64, recorded map[string]string) error {
 	if !l.verifyRan() {
 		return nil
 	}
@@ -585,8 +588,8 @@ func (l *Ledger) checkRan(info string, acked int64) error {
 		return errors.New("the write ran on a Redis server that is a replica now (failover in progress?)")
 	}
 	replid := infoField(info, "master_replid")
+	least := max(l.opts.MinReplicas, 0, recordedCount(recorded[replid]))
 	l.replicasMu.Lock()
-	least := max(l.opts.MinReplicas, 0)
 	if l.hadReplicas != "" && l.hadReplicas == replid && l.hadCount > least {
 		least = l.hadCount
 	}
