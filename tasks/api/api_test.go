@@ -887,6 +887,37 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
+// A server whose Redis is a replica now (a failover demoted it, the
+// client not yet on the new master), with a floor of replicas to hold
+// to, answers 503 saying nothing was written, for one order and for a
+// batch.
+func TestReplicaNowThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rep := rs.AttachReplica(t)
+	// The ledger's shard count and data key were recorded before the
+	// failover (the replica holds them), as a running server had checked.
+	master := ledger.New(rs.Client(t), nil)
+	if err := master.CheckShards(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := master.CheckDataKey(context.Background(), testSealer(t).KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Client(t).Do(context.Background(), "WAIT", 1, 5000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := serve(t, rep, ledger.New(rep.Client(t), &ledger.Options{MinReplicas: 1}), nil)
+	code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("RN1", 1))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "replica now") || !strings.Contains(string(b), "nothing was written") {
+		t.Errorf("POST on a replica: %d %s; want 503 saying it is a replica now and nothing was written", code, b)
+	}
+	code, b, _ = e.do("POST", "/v1/orders/batch", bearer, append(append(tencentOrder("RN2", 1), '\n'), tencentOrder("RN3", 1)...))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "replica now") || !strings.Contains(string(b), "nothing was written") {
+		t.Errorf("POST batch on a replica: %d %s; want 503 saying nothing was written", code, b)
+	}
+}
+
 // GET /v1/events answers an event only once the replicas hold it, as a
 // webhook is sent: while the replica is stopped (the change's write was
 // not acknowledged, and a failover now would take it back, and the

@@ -84,6 +84,10 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err, "the order was not accepted: the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS); nothing was written; send it again", nil)
 		return
 	}
+	if errors.Is(err, ledger.ErrReplicaNow) {
+		h.unavailable(w, r, err, "the order was not accepted: the Redis server is a replica now (a failover in progress); nothing was written; send it again", nil)
+		return
+	}
 	if errors.Is(err, tasks.ErrNoKeyToCompare) {
 		h.unavailable(w, r, err, "this server cannot answer for the order: "+tasks.ErrNoKeyToCompare.Error(), nil)
 		return
@@ -201,6 +205,8 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case errors.As(br.Err, new(*ledger.TooFewReplicasError)):
 					why = "the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS)"
+				case errors.Is(br.Err, ledger.ErrReplicaNow):
+					why = "the Redis server is a replica now (a failover in progress)"
 				case errors.Is(br.Err, tasks.ErrNoKeyToCompare):
 					why = tasks.ErrNoKeyToCompare.Error()
 				case errors.Is(br.Err, ledger.ErrNotDurable):
@@ -230,7 +236,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 // on Redis Cluster, or an error that may have written) makes it unsure.
 func nothingWritten(out []tasks.BatchResult) bool {
 	for _, br := range out {
-		if br.Err == nil || !errors.As(br.Err, new(*ledger.TooFewReplicasError)) && !errors.Is(br.Err, tasks.ErrNoKeyToCompare) {
+		if br.Err == nil || !errors.As(br.Err, new(*ledger.TooFewReplicasError)) && !errors.Is(br.Err, tasks.ErrNoKeyToCompare) && !errors.Is(br.Err, ledger.ErrReplicaNow) {
 			return false
 		}
 	}

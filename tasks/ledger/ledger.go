@@ -562,6 +562,11 @@ func (l *Ledger) verifyRan() bool {
 	return l.hadReplicas != "" && l.hadCount > 0
 }
 
+// ErrReplicaNow is a durable write's error, with nothing sent, when the
+// Redis server the client reads is a replica now (a failover demoted it):
+// an outage until the client reaches the new master.
+var ErrReplicaNow = errors.New("the Redis server is a replica now (failover in progress?): the write was not sent")
+
 // errHeldMaster is a durable write's acknowledgement error when the server
 // that ran it is a master held to more replicas than acknowledged it.
 type errHeldMaster struct {
@@ -649,7 +654,7 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 		if l.isReplica.Load() {
 			// Not the master now (a failover demoted it): an outage
 			// until the client finds the new one, not a short master.
-			return 0, errors.New("the Redis server is a replica now (failover in progress?): the write was not sent")
+			return 0, ErrReplicaNow
 		}
 		return 0, &TooFewReplicasError{Have: n, Want: least, HadReplicas: had}
 	}
