@@ -374,7 +374,11 @@ return 1
 // replica is to be waited for.
 func (l *Ledger) EventsOnReplicas(ctx context.Context, p EventsPage) error {
 	want, err := l.want(ctx, true)
-	if err != nil || want == 0 {
+	if err != nil || want == 0 && !l.verifyRan() {
+		// (With no replica to wait for, the events read are judged by
+		// the server they were read on all the same once a master was
+		// seen with replicas: after a failover that left the old master
+		// reachable, they may have been read there.)
 		return err
 	}
 	for i, m := range p.lastRead {

@@ -333,6 +333,9 @@ type Ledger struct {
 	replid      string
 	hadReplicas string
 	hadCount    int64
+	// anyHold: replicatedKey, as last read, records a master of this
+	// ledger seen with replicas (see verifyRan). Under replicasMu.
+	anyHold bool
 	// recorded is the replid and count (replid/count) last written to
 	// replicatedKey; recording, a write of it under way; recordReadAt,
 	// when it was last read for the master replid (see readRecorded).
@@ -559,7 +562,7 @@ func (l *Ledger) verifyRan() bool {
 	}
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
-	return l.hadReplicas != "" && l.hadCount > 0
+	return l.hadReplicas != "" && l.hadCount > 0 || l.anyHold
 }
 
 // ErrReplicaNow is a durable write's error, with nothing sent, when the
@@ -790,13 +793,22 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 	if l.opts.MinReplicas < 0 || l.replid == "" || l.isReplica.Load() || time.Since(l.recordReadAt) < 5*time.Second {
 		return nil
 	}
-	v, err := l.rdb.HGet(ctx, replicatedKey, l.replid).Result()
+	all, err := l.rdb.HGetAll(ctx, replicatedKey).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("read how many replicas the master was seen with (%s): %w", replicatedKey, err)
 	}
 	l.recordReadAt = time.Now()
-	if c := recordedCount(v); c > 0 {
+	if c := recordedCount(all[l.replid]); c > 0 {
 		l.saw(l.replid, c)
+	}
+	// Any master of this ledger seen with replicas: writes are judged by
+	// the server that ran them (verifyRan), also in a process that never
+	// saw that master itself (started during a split, its count read on
+	// the new master, which holds the old one's record).
+	for _, v := range all {
+		if recordedCount(v) > 0 {
+			l.anyHold = true
+		}
 	}
 	return nil
 }
