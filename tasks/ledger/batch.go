@@ -38,7 +38,7 @@ type batcher struct {
 	// checkRan judges, from the INFO read on the connection that ran a
 	// pipeline's writes, whether they count as durable with acked
 	// replicas acknowledging them (single master; nil: no check).
-	checkRan func(info string, acked int64, recorded map[string]string) error
+	checkRan func(info *redis.StringCmd, recorded *redis.MapStringStringCmd, acked int64) error
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -439,11 +439,7 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 			werr = errReplicaAttached
 		}
 		if werr == nil && recorded != nil && b.checkRan != nil {
-			s, err := info.Result()
-			rec, rerr := recorded.Result()
-			if werr = cmp.Or(err, rerr); werr == nil {
-				werr = b.checkRan(s, acked, rec)
-			}
+			werr = b.checkRan(info, recorded, acked)
 		}
 	}
 	for _, c := range calls {

@@ -602,12 +602,8 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 				if now, ok := l.batch.sawReplicas(l.rdb, info, seen); ok && now > n {
 					acked = false // a replica attached that the writes did not reach
 				}
-				if recorded != nil && acked {
-					s, err := info.Result()
-					rec, rerr := recorded.Result()
-					if err != nil || rerr != nil || l.checkRan(s, n, rec) != nil {
-						acked = false // ran on a master held to more (see verifyRan)
-					}
+				if recorded != nil && acked && l.checkRan(info, recorded, n) != nil {
+					acked = false // ran on a master held to more (see verifyRan)
 				}
 			}
 			for i, cmd := range cmds {

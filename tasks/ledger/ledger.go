@@ -547,7 +547,8 @@ func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []
 
 // verifyRan reports whether durable writes are checked against the server
 // that ran them (checkRan): with durable writes on, on one master (not
-// Redis Cluster), once a master was seen with replicas or replicas are
+// Redis Cluster), once a master of the ledger was seen with replicas (by
+// this process, or as the ledger's record says) or replicas are
 // required. The replica count a write waits for is read apart from the
 // write, on any of the client's connections: after a failover that left
 // the old master reachable (a managed endpoint that moved, while
@@ -588,9 +589,17 @@ func (e *errHeldMaster) Error() string {
 // a master held to more replicas than acknowledged: Options.MinReplicas,
 // or the most it was seen with, as that server records it or as this
 // process saw it.
-func (l *Ledger) checkRan(info string, acked int64, recorded map[string]string) error {
+func (l *Ledger) checkRan(infoCmd *redis.StringCmd, recordedCmd *redis.MapStringStringCmd, acked int64) error {
 	if !l.verifyRan() {
 		return nil
+	}
+	info, err := infoCmd.Result()
+	if err != nil {
+		return err
+	}
+	recorded, err := recordedCmd.Result()
+	if err != nil {
+		return err
 	}
 	if strings.Contains(info, "role:slave") {
 		return errors.New("the write ran on a Redis server that is a replica now (failover in progress?)")
