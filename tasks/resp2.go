@@ -44,15 +44,34 @@ func WithPoolSize(opt asynq.RedisConnOpt, n int) asynq.RedisConnOpt {
 	return opt
 }
 
+// connMaxLifetime is how long the clients RESP2 and ClusterOpt make use
+// a connection before they close it and dial anew (give or take a sixth,
+// so that a pool's connections do not all re-dial at once). After a
+// failover that moved an address (a DNS name, a proxy, a managed
+// endpoint) and left the old master running, the connections made before
+// still reach the old master: the ledger refuses the writes they carry (it
+// checks the server that ran each durable write), and this bounds how long
+// they keep producers and workers from writing, and how long a read can
+// come from the old master. A connection kept for hours could also outlive
+// the hold on the old master: left without replicas for repl-backlog-ttl
+// (an hour by default), it takes a new replication id, which no record
+// names. Cost: each connection is dialed again once a minute (a handshake
+// of two or three commands).
+const connMaxLifetime = time.Minute
+
 // MakeRedisClient builds the client asynq's own MakeRedisClient would,
-// with Protocol 2.
-func (c resp2Conn) MakeRedisClient() any {
+// with Protocol 2 and connections re-dialed after connMaxLifetime.
+func (c resp2Conn) MakeRedisClient() any { return c.makeClient(connMaxLifetime) }
+
+// makeClient is MakeRedisClient with connections re-dialed after life.
+func (c resp2Conn) makeClient(life time.Duration) any {
 	switch o := c.RedisConnOpt.(type) {
 	case asynq.RedisClientOpt:
 		return redis.NewClient(&redis.Options{
 			Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			PoolSize: cmp.Or(c.poolSize, o.PoolSize), TLSConfig: o.TLSConfig, Protocol: 2,
+			ConnMaxLifetime: life, ConnMaxLifetimeJitter: life / 6,
 		})
 	case asynq.RedisFailoverClientOpt:
 		fc := redis.NewFailoverClient(&redis.FailoverOptions{
@@ -61,6 +80,7 @@ func (c resp2Conn) MakeRedisClient() any {
 			Username: o.Username, Password: o.Password, DB: o.DB,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			PoolSize: cmp.Or(c.poolSize, o.PoolSize), TLSConfig: o.TLSConfig, Protocol: 2,
+			ConnMaxLifetime: life, ConnMaxLifetimeJitter: life / 6,
 		})
 		fc.AddHook(unknownMasterHook{o.MasterName})
 		return fc
@@ -69,9 +89,10 @@ func (c resp2Conn) MakeRedisClient() any {
 			Addrs: o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			TLSConfig: o.TLSConfig, Protocol: 2, PoolSize: c.poolSize,
+			ConnMaxLifetime: life, ConnMaxLifetimeJitter: life / 6,
 		})
 	case ClusterOpt:
-		return newClusterClient(o.RedisClusterClientOpt, 2, c.poolSize)
+		return newClusterClient(o.RedisClusterClientOpt, 2, c.poolSize, life)
 	}
 	return c.RedisConnOpt.MakeRedisClient()
 }
@@ -85,18 +106,19 @@ func (c resp2Conn) MakeRedisClient() any {
 type ClusterOpt struct{ asynq.RedisClusterClientOpt }
 
 // MakeRedisClient returns a *redis.ClusterClient.
-func (o ClusterOpt) MakeRedisClient() any { return newClusterClient(o.RedisClusterClientOpt, 0, 0) }
+func (o ClusterOpt) MakeRedisClient() any { return newClusterClient(o.RedisClusterClientOpt, 0, 0, connMaxLifetime) }
 
 // clusterStateReload is how often a cluster client re-reads the slots
 // without a reason to.
 const clusterStateReload = 5 * time.Second
 
-func newClusterClient(o asynq.RedisClusterClientOpt, protocol, poolSize int) *redis.ClusterClient {
+func newClusterClient(o asynq.RedisClusterClientOpt, protocol, poolSize int, life time.Duration) *redis.ClusterClient {
 	c := redis.NewClusterClient(&redis.ClusterOptions{
 		PoolSize: poolSize,
 		Addrs:    o.Addrs, MaxRedirects: o.MaxRedirects, Username: o.Username, Password: o.Password,
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 		TLSConfig: o.TLSConfig, Protocol: protocol, ClusterStateReloadInterval: clusterStateReload,
+		ConnMaxLifetime: life, ConnMaxLifetimeJitter: life / 6,
 	})
 	c.AddHook(reloadOnNetError{c})
 	return c
