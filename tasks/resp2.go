@@ -106,7 +106,9 @@ func (c resp2Conn) makeClient(life time.Duration) any {
 type ClusterOpt struct{ asynq.RedisClusterClientOpt }
 
 // MakeRedisClient returns a *redis.ClusterClient.
-func (o ClusterOpt) MakeRedisClient() any { return newClusterClient(o.RedisClusterClientOpt, 0, 0, connMaxLifetime) }
+func (o ClusterOpt) MakeRedisClient() any {
+	return newClusterClient(o.RedisClusterClientOpt, 0, 0, connMaxLifetime)
+}
 
 // clusterStateReload is how often a cluster client re-reads the slots
 // without a reason to.
