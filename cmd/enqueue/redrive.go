@@ -77,6 +77,9 @@ was refused.
 	err = o.Redrive(ctx, ops.RedriveArgs{Provider: *provider, ReasonMatch: *reasonMatch, OlderThan: *olderThan,
 		DryRun: *dryRun, By: *by, Note: *note}, func(r ops.Redriven) error {
 		counts[r.Status]++
+		if r.Unacknowledged != "" {
+			counts["unacknowledged"]++
+		}
 		return enc.Encode(r)
 	})
 	if err != nil {
@@ -88,6 +91,9 @@ was refused.
 	}
 	fmt.Fprintf(c.stderr, "enqueue: %s, %d skipped (they may exist at the provider), %d refused\n",
 		done, counts[ops.StatusSkipped], counts[ops.StatusRefused])
+	if n := counts["unacknowledged"]; n > 0 {
+		fmt.Fprintf(c.stderr, "enqueue: %d of the re-drives were %s\n", n, ops.NotAcknowledged)
+	}
 	if counts[ops.StatusRefused] > 0 {
 		return exitRejected
 	}

@@ -79,5 +79,8 @@ when the decision is not legal for the order as it stands.
 	if res.RequeueError != "" {
 		fmt.Fprintf(c.stderr, "enqueue: %s resolved, but its task was not queued (the reconciler will): %s\n", ref, res.RequeueError)
 	}
+	if res.Unacknowledged != "" {
+		fmt.Fprintf(c.stderr, "enqueue: %s resolved: %s\n", ref, res.Unacknowledged)
+	}
 	return exitOK
 }

@@ -336,6 +336,9 @@ func (a *ordersAdmin) resolve(ctx context.Context, ref ledger.Ref, b resolveBody
 	if err == nil && res.RequeueError != "" {
 		a.log.Warn("resolved order's task not queued; the reconciler will", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.RequeueError)
 	}
+	if err == nil && res.Unacknowledged != "" {
+		a.log.Warn("resolved order not acknowledged by the Redis replicas", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.Unacknowledged)
+	}
 	return res, err
 }
 
@@ -381,6 +384,9 @@ func (a *ordersAdmin) redriveOne(ctx context.Context, ref ledger.Ref, by, note s
 	}
 	a.log.Info("operator action", "action", "redrive", "provider", ref.Provider, "order_no", ref.OrderNo,
 		"by", providers.MaskPhones(by), "result", result)
+	if err == nil && res.Unacknowledged != "" {
+		a.log.Warn("re-driven order not acknowledged by the Redis replicas", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.Unacknowledged)
+	}
 	return res, err
 }
 

@@ -361,7 +361,11 @@ func (a *ordersAdmin) resolveForm(w http.ResponseWriter, r *http.Request) {
 	ref := refOf(r)
 	b := resolveBody{As: r.PostFormValue("as"), ProviderOrderID: r.PostFormValue("provider_order_id"),
 		Note: r.PostFormValue("note"), By: r.PostFormValue("by")}
-	_, err := a.resolve(r.Context(), ref, b)
+	res, err := a.resolve(r.Context(), ref, b)
+	if err == nil && res.Unacknowledged != "" {
+		a.showOrder(w, r, ref, http.StatusOK, "", "Resolved "+strings.TrimSpace(b.As)+": "+res.Unacknowledged)
+		return
+	}
 	a.afterAction(w, r, ref, strings.TrimSpace(b.As), err)
 }
 
@@ -373,6 +377,10 @@ func (a *ordersAdmin) redriveForm(w http.ResponseWriter, r *http.Request) {
 	res, err := a.redriveOne(r.Context(), ref, r.PostFormValue("by"), r.PostFormValue("note"))
 	if err == nil && res.Status == ops.StatusRefused {
 		err = &ledger.RefusedError{Reason: res.Why}
+	}
+	if err == nil && res.Unacknowledged != "" {
+		a.showOrder(w, r, ref, http.StatusOK, "", "Re-driven: "+res.Unacknowledged)
+		return
 	}
 	a.afterAction(w, r, ref, "redriven", err)
 }

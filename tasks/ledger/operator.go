@@ -237,7 +237,9 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 // entry naming who and why, and its outcome event. It refuses, with a
 // *RefusedError, a decision that is not legal in the order's state, a paid
 // whose provider order id another order owns, and an order a worker is
-// processing right now.
+// processing right now. With ErrNotDurable it returns the record too: the
+// decision was recorded on the master, but its replicas did not
+// acknowledge it in time (a failover now could undo it).
 func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, error) {
 	switch {
 	case a.Note == "" || a.By == "":
@@ -329,6 +331,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if err != nil && !errors.Is(err, ErrNotDurable) {
 		return nil, err
 	}
+	notDurable := err
 	if dropped != "" && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
 		// In another shard than the record: released after the settle,
 		// which no longer names the id (released before it, another
@@ -337,7 +340,11 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 			return nil, fmt.Errorf("resolved absent, but the matched provider order id %s is still recorded as this order's, so no other order can take it yet: the order's next step releases it: %w", dropped, err)
 		}
 	}
-	return l.Get(ctx, ref)
+	rec, err = l.Get(ctx, ref)
+	if err == nil && notDurable != nil {
+		return rec, notDurable
+	}
+	return rec, err
 }
 
 // resolvable reports whether decision as is legal for an order in state s
@@ -386,11 +393,16 @@ return 1
 // settle that recorded it not ours would have released it (a release that
 // failed after that settle is done again by the order's next step). The
 // order never holds such an id again (its lookups pass it over), so it
-// needs no check of the record.
+// needs no check of the record. ErrNotDurable (wrapped): released on the
+// master, but its replicas did not acknowledge it in time.
 func (l *Ledger) ReleaseNotOurs(ctx context.Context, ref Ref, id string) error {
 	sh := l.ownerShard(ref.Provider, id)
-	if _, _, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, id, ref.OrderNo); err != nil {
+	_, acked, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, id, ref.OrderNo)
+	switch {
+	case err != nil:
 		return fmt.Errorf("release provider order id: %w", err)
+	case !acked:
+		return fmt.Errorf("release provider order id: %w", ErrNotDurable)
 	}
 	return nil
 }
@@ -431,7 +443,9 @@ return {'ok'}
 // provider back to submission, its failure budget reset, with a history
 // entry naming who and why; the caller queues its task. An order that may
 // exist at the provider (Record.MayHaveBeenCreated) is refused with a
-// *RefusedError, as is any order not errored.
+// *RefusedError, as is any order not errored. ErrNotDurable: re-driven on
+// the master, but its replicas did not acknowledge it in time (a failover
+// now could undo it: read the order again before acting on it).
 func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	if by == "" {
 		return &RefusedError{"a name is required"}
@@ -453,7 +467,7 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	// Who re-drove is in the history entry only, as for Resolve.
 	a, _ := json.Marshal(&Attempt{N: rec.Attempts, At: l.readAt(rec), Call: "redrive", Result: "ok", Message: note, By: by})
 	sh := l.shardOf(ref)
-	v, _, err := l.run(ctx, redriveScript, true,
+	v, acked, err := l.run(ctx, redriveScript, true,
 		[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
 		ref.OrderNo, l.claimTime(), a, reason, MaxHistory)
 	if err != nil {
@@ -463,6 +477,11 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	if len(res) > 0 {
 		switch k, _ := res[0].(string); k {
 		case "ok":
+			if !acked {
+				// Applied on the master; a failover now could undo it
+				// (or it ran on a master cut off from the promoted one).
+				return ErrNotDurable
+			}
 			return nil
 		case "missing":
 			return ErrNotFound

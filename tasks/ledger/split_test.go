@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -144,5 +145,86 @@ func TestEventReadOnTheOldMasterIsNotConfirmed(t *testing.T) {
 	}
 	if err := l.EventsOnReplicas(ctx, p); err == nil {
 		t.Errorf("an event only the held old master holds was confirmed as on the replicas")
+	}
+}
+
+// An operator's re-drive or decision that ran on a held old master (its
+// count read on the new one) is not reported as done: the re-drive is
+// ErrNotDurable; the decision, whose lease is taken there first, is
+// refused or ErrNotDurable.
+func TestOperatorActionOnTheOldMasterIsNotAcknowledged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newSplitRig(t)
+	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
+	l := ledger.New(s.rdbFor(), opts)
+	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
+	for _, no := range []string{"A", "B", "RD", "RS"} {
+		if _, err := l.Claim(ctx, ref(no), []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := s.m.Client(t)
+	for no, state := range map[string]string{"RD": "errored", "RS": "unknown"} {
+		if err := m.HSet(ctx, "orderworker:{ledger}:order:tencent:"+no, "state", state).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.promote(t)
+	// The count read on the new master, then the action's connections
+	// reach the old master.
+	split := func() {
+		s.toNew.Store(true)
+		if err := l.CheckWritable(ctx); err != nil {
+			t.Fatalf("check writable on new master: %v", err)
+		}
+		s.toNew.Store(false)
+	}
+	split()
+	if err := l.Redrive(ctx, ref("RD"), "ann", ""); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Errorf("re-drive on the held old master: %v, want ErrNotDurable", err)
+	}
+	if got := m.HGet(ctx, "orderworker:{ledger}:order:tencent:RD", "state").Val(); got != "submitting" {
+		t.Errorf("RD on the old master is %q: the re-drive did not reach it, the test shows nothing", got)
+	}
+	split()
+	if rec, err := l.Resolve(ctx, ref("RS"), ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); err == nil {
+		t.Errorf("decision on the held old master answered done (%s)", rec.State)
+	}
+}
+
+// A decision or re-drive the replicas do not acknowledge in time (a
+// replica stopped) says so: ErrNotDurable, with the record for a
+// decision, though the master has it.
+func TestOperatorActionNotAcknowledgedSaysSo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := taskstest.StartRedis(t, nil)
+	r := m.AttachReplica(t)
+	l := ledger.New(m.Client(t), &ledger.Options{WaitTimeout: 200 * time.Millisecond})
+	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
+	for _, no := range []string{"RD", "RS"} {
+		if _, err := l.Claim(ctx, ref(no), []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb := m.Client(t)
+	for no, state := range map[string]string{"RD": "errored", "RS": "unknown"} {
+		if err := rdb.HSet(ctx, "orderworker:{ledger}:order:tencent:"+no, "state", state).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Pause(t)
+	defer r.Resume()
+	if err := l.Redrive(ctx, ref("RD"), "ann", ""); !errors.Is(err, ledger.ErrNotDurable) {
+		t.Errorf("re-drive no replica acknowledged: %v, want ErrNotDurable", err)
+	}
+	rec, err := l.Resolve(ctx, ref("RS"), ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"})
+	if !errors.Is(err, ledger.ErrNotDurable) || rec == nil || rec.State != ledger.StateErrored {
+		t.Errorf("decision no replica acknowledged: %v, %v; want the errored record and ErrNotDurable", rec, err)
+	}
+	if got := rdb.HGet(ctx, "orderworker:{ledger}:order:tencent:RD", "state").Val(); got != "submitting" {
+		t.Errorf("RD on the master is %q: the re-drive did not run, the test shows nothing", got)
 	}
 }

@@ -298,7 +298,16 @@ type Resolved struct {
 	// RequeueError says why the task could not be queued; the order is
 	// resolved all the same, and the reconciler queues its task.
 	RequeueError string `json:"requeue_error,omitempty"`
+	// Unacknowledged says the decision is recorded on the Redis master
+	// but its replicas did not acknowledge it in time (NotAcknowledged).
+	Unacknowledged string `json:"unacknowledged,omitempty"`
 }
+
+// NotAcknowledged is what an operator is told of a decision or re-drive
+// recorded on the Redis master that its replicas did not acknowledge in
+// time.
+const NotAcknowledged = "recorded on the Redis master, but its replicas did not acknowledge it in time: a failover now could undo it; read the order's status again before acting on it"
+
 
 // Resolve records an operator's decision (ledger.Ledger.Resolve): the note
 // and the name are stored with phone numbers masked and Options.Secrets
@@ -346,11 +355,18 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	}
 	a.ListingLag = tasks.ListingLagFor(a.ListingLag, o.set, ref.Provider)
 	rec, err := o.ledger.Resolve(ctx, ref, a)
+	unacked := errors.Is(err, ledger.ErrNotDurable) && rec != nil
+	if unacked {
+		err = nil
+	}
 	o.observe(action, resultOf(err))
 	if err != nil {
 		return Resolved{}, err
 	}
 	out := Resolved{Record: o.Show(rec)}
+	if unacked {
+		out.Unacknowledged = NotAcknowledged
+	}
 	if a.As == ledger.ResolveAbsent {
 		out.Requeued, err = tasks.RequeueNow(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
 		if err != nil {
@@ -406,6 +422,9 @@ type Redriven struct {
 	// Why an order was skipped or refused, or why its task could not be
 	// queued (the reconciler queues it then).
 	Why string `json:"why,omitempty"`
+	// Unacknowledged: re-driven on the Redis master, but its replicas did
+	// not acknowledge it in time (NotAcknowledged).
+	Unacknowledged string `json:"unacknowledged,omitempty"`
 }
 
 // skipWhy is why an order that may exist is never re-driven.
@@ -449,6 +468,10 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 	out := Redriven{Provider: rec.Provider, OrderNo: rec.OrderNo, State: rec.State,
 		Reason: providers.MaskPhones(rec.Reason), MayExist: rec.MayHaveBeenCreated()}
 	err := o.ledger.Redrive(ctx, rec.Ref(), providers.Redact(strings.TrimSpace(by), o.opts.Secrets...), providers.Redact(strings.TrimSpace(note), o.opts.Secrets...))
+	unacked := errors.Is(err, ledger.ErrNotDurable)
+	if unacked {
+		err = nil
+	}
 	o.observe(ActionRedrive, resultOf(err))
 	var refused *ledger.RefusedError
 	switch {
@@ -459,6 +482,9 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 		return out, err
 	}
 	out.Status, out.State = StatusRedriven, ledger.StateSubmitting
+	if unacked {
+		out.Unacknowledged = NotAcknowledged
+	}
 	out.Requeued, err = tasks.Requeue(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
 	if err != nil {
 		out.Why = "task not queued (the reconciler will): " + err.Error()

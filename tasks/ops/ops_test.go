@@ -358,3 +358,32 @@ func TestResolveAbsentWaitsForTheCreateOverrun(t *testing.T) {
 		t.Fatalf("resolve absent with no overrun configured: %v", err)
 	}
 }
+
+// A decision or re-drive recorded on the Redis master that its replicas
+// did not acknowledge in time (a replica stopped) is reported done with
+// that said (Unacknowledged), not as plainly done.
+func TestUnacknowledgedActionSaysSo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := taskstest.StartRedis(t, nil)
+	r := m.AttachReplica(t)
+	opt := asynq.RedisClientOpt{Addr: m.Addr}
+	s := &setup{t: t, ledger: ledger.New(m.Client(t), &ledger.Options{WaitTimeout: 200 * time.Millisecond}),
+		insp: asynq.NewInspector(opt), client: asynq.NewClient(opt)}
+	t.Cleanup(func() { s.insp.Close(); s.client.Close() })
+	s.enq = tasks.NewEnqueuer(s.client, s.ledger, registry.Validators("test"), nil)
+	params := `{"CustomerId":"c_1","ItemId":"D-1","ItemNum":1}`
+	rd := s.order("tencent", "RD", params, ptr(ledger.SetErrored("rejected")))
+	rs := s.order("tencent", "RS", params, ptr(ledger.SetUnknown("no answer").WithMayExist(true)))
+	o := s.orders(nil)
+	r.Pause(t)
+	defer r.Resume()
+	red, err := o.RedriveOne(ctx, rd, "ann", "")
+	if err != nil || red.Status != ops.StatusRedriven || red.Unacknowledged == "" {
+		t.Errorf("re-drive no replica acknowledged: %+v, %v; want redriven, unacknowledged said", red, err)
+	}
+	res, err := o.Resolve(ctx, rs, ops.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"})
+	if err != nil || res.Record == nil || res.State != ledger.StateErrored || res.Unacknowledged == "" {
+		t.Errorf("decision no replica acknowledged: %+v, %v; want errored, unacknowledged said", res, err)
+	}
+}
