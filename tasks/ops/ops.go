@@ -308,7 +308,6 @@ type Resolved struct {
 // time.
 const NotAcknowledged = "recorded on the Redis master, but its replicas did not acknowledge it in time: a failover now could undo it; read the order's status again before acting on it"
 
-
 // Resolve records an operator's decision (ledger.Ledger.Resolve): the note
 // and the name are stored with phone numbers masked and Options.Secrets
 // removed. After absent the
