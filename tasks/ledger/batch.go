@@ -39,6 +39,10 @@ type batcher struct {
 	// pipeline's writes, whether they count as durable with acked
 	// replicas acknowledging them (single master; nil: no check).
 	checkRan func(info *redis.StringCmd, recorded *redis.MapStringStringCmd, acked int64) error
+	// verifyRan reports whether durable writes are checked now
+	// (Ledger.verifyRan), asked again as a batch is sent: the hold may
+	// have become known since a call was queued.
+	verifyRan func() bool
 
 	nodesMu sync.Mutex
 	nodes   map[string]nodeReplicas // by master address (cluster)
@@ -69,6 +73,9 @@ type call struct {
 	// that ran on a master held to more replicas than acknowledged it is
 	// not taken for durable (see Ledger.checkRan).
 	verify bool
+	// durable: the caller takes ack for whether the write is durable
+	// (false: a write that needs no acknowledgement).
+	durable bool
 
 	sent     bool          // taken from the queue into a batch (under mu)
 	promoted bool          // sent a promotion (under mu)
@@ -394,6 +401,9 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 			// server than this connection's, after a failover).
 			cmds[i] = c.script.Eval(ctx, pipe, c.keys, c.args...)
 		}
+		if c.durable && !c.verify && b.cluster == nil && b.verifyRan != nil && b.verifyRan() {
+			c.verify = true // the hold became known since the call was queued
+		}
 		want = max(want, c.want)
 		verify = verify || c.verify
 	}
@@ -445,6 +455,11 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 	for _, c := range calls {
 		switch {
 		case c.err != nil:
+			c.ack = false
+		case wait != nil && werr != nil && c.durable:
+			// The check after the writes failed: no durable write of
+			// the batch counts, one that asked for no check included
+			// (it ran on the same server).
 			c.ack = false
 		case c.want == 0 && !c.verify:
 			c.ack = true

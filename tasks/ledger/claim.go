@@ -552,7 +552,7 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 		// Redis Cluster: a WAIT per master, on the master's connection.
 		calls := make([]*call, len(claims))
 		for i := range claims {
-			calls[i] = &call{ctx: ctx, script: claimScript, keys: keys(i), args: args(i), want: wantNodes}
+			calls[i] = &call{ctx: ctx, script: claimScript, keys: keys(i), args: args(i), want: wantNodes, durable: true}
 		}
 		l.batch.send(ctx, calls, true)
 		for i, c := range calls {
@@ -584,6 +584,9 @@ func (l *Ledger) ClaimMany(ctx context.Context, claims []ClaimArgs) ([]ClaimResu
 			}
 			_, err := pipe.Exec(ctx)
 			if err != nil && try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				// The whole pipeline again, in full: a claim that ran
+				// the first time answers created again (the record
+				// holds its own token), nothing written twice.
 				if err := claimScript.Load(ctx, l.rdb).Err(); err != nil {
 					return nil, nil, fmt.Errorf("claim orders: %w", err)
 				}

@@ -380,6 +380,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	l.epochs.watching = make([]sync.Mutex, len(l.shards))
 	b.onReplicas = l.setReplicas
 	b.checkRan = l.checkRan
+	b.verifyRan = l.verifyRan
 	return l
 }
 
@@ -540,7 +541,7 @@ func (l *Ledger) run(ctx context.Context, s *redis.Script, durable bool, keys []
 		v, err := s.Run(ctx, l.rdb, keys, args...).Result()
 		return v, true, err
 	}
-	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want, verify: verify}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want, verify: verify, durable: durable}
 	l.batch.send(ctx, []*call{c}, true)
 	return c.val, c.ack, c.err
 }
@@ -640,7 +641,7 @@ func (l *Ledger) runShared(ctx context.Context, s *redis.Script, durable bool, k
 	if err != nil {
 		return nil, false, err
 	}
-	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want, verify: durable && l.verifyRan()}
+	c := &call{ctx: ctx, script: s, keys: keys, args: args, want: want, verify: durable && l.verifyRan(), durable: durable}
 	l.batch.do(c)
 	return c.val, c.ack, c.err
 }

@@ -1,0 +1,55 @@
+package ledger
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// A durable write queued before its process knew the master was held
+// (verify false) is not taken for durable when the check after it fails:
+// the check is asked for again as the batch is sent, and a batch whose
+// check failed acknowledges none of its durable writes.
+func TestDurableCallQueuedBeforeTheHoldWasKnownIsChecked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := taskstest.StartRedis(t, nil)
+	r := m.AttachReplica(t)
+	l := New(m.Client(t), &Options{WaitTimeout: 200 * time.Millisecond})
+	for _, no := range []string{"A", "B"} {
+		if _, err := l.Claim(ctx, Ref{Provider: "tencent", OrderNo: no}, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !l.verifyRan() {
+		t.Fatal("the master was seen with its replica, but writes are not checked: the test shows nothing")
+	}
+	r.Pause(t) // writes now go unacknowledged: the check after them fails
+	defer r.Resume()
+	write := func(no string, verify bool) *call {
+		return &call{ctx: ctx, script: recordReplicasScript, keys: []string{metaPrefix + "test:" + no}, args: []any{"x", 1},
+			durable: true, verify: verify}
+	}
+
+	// Queued before the hold was known, sent after.
+	early := write("early", false)
+	l.batch.sendOn(ctx, l.rdb, []*call{early}, true)
+	if early.err != nil || early.ack {
+		t.Errorf("a write queued before the hold was known: err %v, ack %v; want it run and not acknowledged", early.err, early.ack)
+	}
+
+	// In a batch whose check failed, beside a write that asked for it.
+	verifyRan := l.batch.verifyRan
+	l.batch.verifyRan = nil
+	defer func() { l.batch.verifyRan = verifyRan }()
+	unchecked, checked := write("unchecked", false), write("checked", true)
+	l.batch.sendOn(ctx, l.rdb, []*call{unchecked, checked}, true)
+	if checked.ack {
+		t.Fatal("the checked write was acknowledged: the test shows nothing")
+	}
+	if unchecked.err != nil || unchecked.ack {
+		t.Errorf("a durable write in a batch whose check failed: err %v, ack %v; want it not acknowledged", unchecked.err, unchecked.ack)
+	}
+}
