@@ -1251,6 +1251,12 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 		return wait(redisWait, err)
 	}
 	switch {
+	case ranBefore && claim.Created && errors.Is(err, ledger.ErrNotDurable):
+		// Not acknowledged: during a failover, a connection still on the
+		// old master finds no record of an order the new master took
+		// (no data lost); the order's next step is refused there too.
+		h.log.Warn("order record missing on the Redis server this run reached for a task that ran before, and the replicas did not acknowledge it recorded again (a failover in progress, a connection still on the old master? or Redis lost data); recorded as unknown so it is looked up first",
+			"provider", p.Provider, "order_no", p.OrderNo)
 	case ranBefore && claim.Created:
 		h.log.Error("order record missing for a task that ran before (Redis lost data?); recorded it as unknown so it is looked up first",
 			"provider", p.Provider, "order_no", p.OrderNo)
