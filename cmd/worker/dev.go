@@ -285,7 +285,15 @@ func (d *devEnv) startRedis(cfg *config, log *slog.Logger) error {
 	// Redis (redis://…/1) sees the marker too and refuses, rather than
 	// queue real orders no -dev worker reads. miniredis serves any
 	// database number; this one serves the 16 a Redis has by default.
+	replid := strings.ReplaceAll(uuid.NewString()+uuid.NewString(), "-", "")[:40]
 	m.Server().SetPreHook(func(c *server.Peer, cmd string, args ...string) bool {
+		if cmd == "INFO" && len(args) == 1 && strings.EqualFold(args[0], "replication") {
+			// A single master without replicas, as a Redis says it:
+			// the ledger takes no durable write on a server whose
+			// replicas it cannot read.
+			c.WriteBulk(devReplication(replid))
+			return true
+		}
 		if cmd != "SELECT" || len(args) != 1 {
 			return false
 		}
@@ -441,4 +449,12 @@ func devRecordCheck(dev bool, rdb redis.UniversalClient) func(context.Context) e
 		}
 		return nil
 	}
+}
+
+// devReplication is the embedded Redis's answer to INFO replication: a
+// master (replication id replid) with no replicas.
+func devReplication(replid string) string {
+	return "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n" +
+		"master_replid:" + replid + "\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n" +
+		"master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n"
 }

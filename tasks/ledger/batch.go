@@ -214,12 +214,12 @@ func (b *batcher) replicasOf(ctx context.Context, node *redis.Client, fresh bool
 	if ok && !fresh && time.Since(r.at) < 5*time.Second {
 		return r.n, r.master, nil
 	}
-	info, err := node.Info(ctx, "replication").Result()
-	if err != nil && !noReplication(err) {
+	info, err := readReplication(ctx, node)
+	if err != nil {
 		if ok {
 			return r.n, r.master, nil // the last count read
 		}
-		return 0, false, fmt.Errorf("read the replica count of %s (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", addr, err)
+		return 0, false, fmt.Errorf("%s: %w", addr, err)
 	}
 	r = b.recordNode(addr, info)
 	return r.n, r.master, nil
@@ -247,7 +247,7 @@ var errReplicaAttached = errors.New("a replica attached while the writes waited"
 // asked, or its reply failed).
 func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd, acked int64) (int64, bool) {
 	s, err := info.Result()
-	if err != nil {
+	if err != nil || replicationKnown(s) != nil {
 		return 0, false
 	}
 	if node, ok := rdb.(*redis.Client); ok && b.cluster != nil {

@@ -261,3 +261,28 @@ func TestRetryForgetsAnAcceptedPay(t *testing.T) {
 		t.Errorf("the new provider order PO-2 is not paid (accepted %v): the accepted pay of PO-1 holds it back", b.Record.PayAccepted())
 	}
 }
+
+// A server whose replicas cannot be read (INFO renamed away, as some
+// managed services and proxies do) takes no durable write: the count is
+// unknown, not 0, and the error says how to do without.
+func TestUnreadableReplicasRefuseDurableWrites(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, &taskstest.Options{Args: []string{"--rename-command", "INFO", ""}})
+	rdb := rs.Client(t)
+	l := ledger.New(rdb, nil)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "NOINFO-1"}
+	_, err := l.Claim(ctx, ref, []byte(`{}`), "h")
+	if err == nil || !strings.Contains(err.Error(), "ORDERWORKER_DURABLE_WRITES=off") {
+		t.Fatalf("claim on a server without INFO: %v; want refused, naming ORDERWORKER_DURABLE_WRITES=off", err)
+	}
+	if n, _ := rdb.Exists(ctx, "orderworker:{ledger}:order:tencent:NOINFO-1").Result(); n != 0 {
+		t.Error("the refused claim was written")
+	}
+	if err := l.CheckWritable(ctx); err == nil {
+		t.Error("CheckWritable: ready, on a server whose replicas cannot be read")
+	}
+	off := ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff})
+	if _, err := off.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Errorf("claim with durable writes off: %v", err)
+	}
+}

@@ -595,6 +595,9 @@ func (l *Ledger) checkRan(infoCmd *redis.StringCmd, recordedCmd *redis.MapString
 		return nil
 	}
 	info, err := infoCmd.Result()
+	if err == nil {
+		err = replicationKnown(info)
+	}
 	if err != nil {
 		return err
 	}
@@ -770,8 +773,8 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 		}
 		return l.replicas.Load(), nil
 	}
-	info, err := l.rdb.Info(ctx, "replication").Result()
-	if err != nil && !noReplication(err) {
+	info, err := readReplication(ctx, l.rdb)
+	if err != nil {
 		if !l.replicasAt.IsZero() {
 			return l.replicas.Load(), nil // the last count read
 		}
@@ -779,7 +782,7 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	}
 	l.replicasAt = time.Now()
 	l.isReplica.Store(strings.Contains(info, "role:slave"))
-	n := connectedReplicas(info) // 0 when the server has no replication
+	n := connectedReplicas(info)
 	l.replicas.Store(n)
 	l.replid = infoField(info, "master_replid")
 	// A count INFO lists is not recorded: a replica whose link is dead
@@ -946,12 +949,9 @@ func (l *Ledger) WatchReplicas(ctx context.Context) error {
 	if l.opts.Durable != DurableAuto || l.opts.MinReplicas < 0 || l.batch.cluster != nil {
 		return nil
 	}
-	info, err := l.rdb.Info(ctx, "replication").Result()
+	info, err := readReplication(ctx, l.rdb)
 	if err != nil {
-		if noReplication(err) {
-			return nil
-		}
-		return fmt.Errorf("read the master's replicas (INFO replication): %w", err)
+		return fmt.Errorf("read the master's replicas: %w", err)
 	}
 	if strings.Contains(info, "role:slave") {
 		return nil
@@ -1004,13 +1004,29 @@ func syncedReplicas(info string) int64 {
 	return int64(len(seen)) + unix
 }
 
-// noReplication reports whether err is a server's answer that it has no
-// replication to report (an embedded server without the section, as -dev
-// runs): no replicas. A refusal (NOPERM) and a failure to reach the server
-// are not: the count is unknown.
-func noReplication(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && !redis.HasErrorPrefix(err, "NOPERM")
+// readReplication reads the server's INFO replication. An error, the
+// count unknown, when the server refuses it (NOPERM, a renamed or
+// disabled INFO, a proxy that does not pass it on) or answers without the
+// server's role (a section it does not keep): a durable write is never
+// taken for one on a server whose replicas cannot be read.
+func readReplication(ctx context.Context, c redis.Cmdable) (string, error) {
+	info, err := c.Info(ctx, "replication").Result()
+	if err == nil {
+		err = replicationKnown(info)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
+	}
+	return info, nil
+}
+
+// replicationKnown is an error when an INFO replication answer names no
+// role: it says nothing of the server's replicas.
+func replicationKnown(info string) error {
+	if infoField(info, "role") == "" {
+		return errors.New("the answer names no role: the server keeps no replication section")
+	}
+	return nil
 }
 
 // liveReplicas is connectedReplicas without the replicas whose last

@@ -46,6 +46,9 @@ type Options struct {
 	// AOF turns on appendonly persistence with fsync every write, so a
 	// restart keeps everything.
 	AOF bool
+	// Args are more redis-server arguments (such a server is always
+	// started, never the one ORDERWORKER_TEST_REDIS_URL names).
+	Args []string
 }
 
 // StartRedis starts a redis-server for t and stops it in t.Cleanup. It fails
@@ -55,7 +58,7 @@ func StartRedis(t testing.TB, opts *Options) *Server {
 	if opts == nil {
 		opts = &Options{}
 	}
-	if u := os.Getenv("ORDERWORKER_TEST_REDIS_URL"); u != "" && !opts.AOF {
+	if u := os.Getenv("ORDERWORKER_TEST_REDIS_URL"); u != "" && !opts.AOF && len(opts.Args) == 0 {
 		s := &Server{ext: u}
 		c := s.Client(t)
 		if err := c.FlushDB(context.Background()).Err(); err != nil {
@@ -63,7 +66,7 @@ func StartRedis(t testing.TB, opts *Options) *Server {
 		}
 		return s
 	}
-	s := &Server{aof: opts.AOF}
+	s := &Server{aof: opts.AOF, args: opts.Args}
 	startServer(t, s)
 	return s
 }
