@@ -30,7 +30,7 @@ func TestCollectorAgesOnRedisClock(t *testing.T) {
 		m.SetTime(time.Now().Add(off)) // Redis's clock, 2 h off this process's
 		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 		defer rdb.Close()
-		l := ledger.New(rdb, nil)
+		l := ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff}) // miniredis keeps no replication section
 		ctx := context.Background()
 		if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "AGE-1"}, []byte(`{}`), "h"); err != nil {
 			t.Fatal(err)
@@ -218,7 +218,7 @@ func TestHistoryOnRedisClock(t *testing.T) {
 	b.Pending = true
 	set := providers.NewSet()
 	set.Add(memprov.New(b, memprov.Options{Secret: "s"}))
-	l := ledger.New(rdb, nil)
+	l := ledger.New(rdb, &ledger.Options{Durable: ledger.DurableOff}) // miniredis keeps no replication section
 	ctx := context.Background()
 	ref := ledger.Ref{Provider: memprov.Name, OrderNo: "HIST-1"}
 	params := []byte(`{"item":"sku-1","qty":2}`)

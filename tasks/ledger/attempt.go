@@ -359,12 +359,33 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		s, _ := res[1].(string)
 		return BeginResult{Status: Busy, LeaseUntil: msTime(s)}, nil
 	case "terminal":
+		rec := decodeReply(res[1])
+		if durable && rec.ProviderOrderID != "" && len(l.shards) > 1 && l.ownerShard(ref.Provider, rec.ProviderOrderID) != sh {
+			// The settle that ended the order reserved its provider
+			// order id in the id's shard, on another master perhaps
+			// (reserveOwner): should that reservation have gone
+			// unacknowledged (the settle answered ErrNotDurable, and
+			// this task runs again), a failover of that master could
+			// lose it, and another order could take the id. Reserved
+			// again, idempotent, the order is finished once that is
+			// acknowledged too.
+			var owned *OwnedError
+			switch err := l.reserveOwner(ctx, ref, rec.ProviderOrderID); {
+			case errors.Is(err, ErrNotDurable):
+				durable = false
+			case errors.As(err, &owned):
+				// Another order's: nothing of this one's to confirm
+				// (Owned tells an operator).
+			case err != nil:
+				return BeginResult{}, fmt.Errorf("begin order step: %w", err)
+			}
+		}
 		if !durable {
 			// Final on the master, not yet on every replica: a
 			// failover could take the outcome back.
-			return BeginResult{Status: Finished, Record: decodeReply(res[1])}, ErrNotDurable
+			return BeginResult{Status: Finished, Record: rec}, ErrNotDurable
 		}
-		return BeginResult{Status: Finished, Record: decodeReply(res[1])}, nil
+		return BeginResult{Status: Finished, Record: rec}, nil
 	case "began":
 		rec := decodeReply(res[1])
 		if len(res) > 3 {

@@ -778,7 +778,7 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 		if !l.replicasAt.IsZero() {
 			return l.replicas.Load(), nil // the last count read
 		}
-		return 0, fmt.Errorf("read the master's replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
+		return 0, err
 	}
 	l.replicasAt = time.Now()
 	l.isReplica.Store(strings.Contains(info, "role:slave"))
@@ -951,7 +951,7 @@ func (l *Ledger) WatchReplicas(ctx context.Context) error {
 	}
 	info, err := readReplication(ctx, l.rdb)
 	if err != nil {
-		return fmt.Errorf("read the master's replicas: %w", err)
+		return err
 	}
 	if strings.Contains(info, "role:slave") {
 		return nil
@@ -1015,7 +1015,7 @@ func readReplication(ctx context.Context, c redis.Cmdable) (string, error) {
 		err = replicationKnown(info)
 	}
 	if err != nil {
-		return "", fmt.Errorf("read the replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
+		return "", fmt.Errorf("read the master's replica count (INFO replication; ORDERWORKER_DURABLE_WRITES=off does without): %w", err)
 	}
 	return info, nil
 }

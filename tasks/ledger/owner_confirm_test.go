@@ -1,0 +1,53 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// With more than one shard, a finished order's provider order id is
+// reserved in the id's shard, apart from the settle that recorded it; a
+// task of the order that runs again (as it does after a settle whose
+// acknowledgement was missing) reserves it again, so that a reservation
+// the id's master lost in a failover is made good before the order counts
+// as finished, and no other order can take the id.
+func TestFinishedOrderReservesItsProviderOrderIDAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := New(rdb, &Options{Shards: 4})
+	if err := l.CheckShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Provider: "unicloud", OrderNo: "OWN-1"}
+	id := ""
+	for i := 0; id == ""; i++ {
+		if c := fmt.Sprint(9000 + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
+			id = c
+		}
+	}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "t1", SetPaid(id)); err != nil {
+		t.Fatal(err)
+	}
+	ownerKey := l.ownerShard(ref.Provider, id).ownerKey(ref.Provider)
+	if got := rdb.HGet(ctx, ownerKey, id).Val(); got != ref.OrderNo {
+		t.Fatalf("owner of %s = %q after the settle, want %s", id, got, ref.OrderNo)
+	}
+	rdb.HDel(ctx, ownerKey, id) // lost with the id's master
+	b, err := l.Begin(ctx, ref, BeginArgs{Token: "t2"})
+	if err != nil || b.Status != Finished {
+		t.Fatalf("begin of the paid order: %+v, %v", b.Status, err)
+	}
+	if got := rdb.HGet(ctx, ownerKey, id).Val(); got != ref.OrderNo {
+		t.Errorf("owner of %s = %q after the order's task ran again, want %s: another order could take the id", id, got, ref.OrderNo)
+	}
+}
