@@ -48,12 +48,12 @@ func evictionPolicy(ctx context.Context, c redis.UniversalClient) (map[string]st
 // may take back writes it acknowledged when it or its host crashes, and
 // how: no AOF (a restart falls back to the last snapshot, or to nothing),
 // or AOF without an fsync per write (a host crash takes back up to about a
-// second). A master with replicas that durable writes wait for
-// (replicated) is left out with AOF on: a crash fails over to a replica
-// holding every write. Without AOF it is not: restarted before its
-// sentinels fail over (a supervisor, a container's restart policy), it
-// comes back empty or at its last snapshot, and its replicas copy that
-// ("appendonly no, with replicas"). One whose answers cannot be read
+// second). Replicas that durable writes wait for (replicated) cover a
+// crash that fails over to one of them, not a master restarted before its
+// sentinels fail over (a supervisor, a container's restart policy): it
+// comes back as it last wrote to disk, with a new replication id, and its
+// replicas copy it, dropping the writes they acknowledged ("…, with
+// replicas"; with appendfsync always, nothing). One whose answers cannot be read
 // (INFO or CONFIG refused, as some managed Redis services do) is left out,
 // its address in the second map.
 func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bool) (map[string]string, map[string]bool) {
@@ -81,23 +81,24 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 			return ""
 		}
 		withReplicas := replicated && field("connected_slaves") != "" && field("connected_slaves") != "0"
-		switch {
-		case field("aof_enabled") == "0" && withReplicas:
-			out[addr] = "appendonly no, with replicas (a master restarted before a failover comes back empty or at its last snapshot, and its replicas copy it: turn on AOF, or never restart it automatically)"
-			return
-		case withReplicas:
-			return
-		}
 		switch field("aof_enabled") {
 		case "0":
 			out[addr] = "appendonly no"
+			if withReplicas {
+				out[addr] = "appendonly no, with replicas (a master restarted before a failover comes back empty or at its last snapshot, and its replicas copy it: turn on AOF, or never restart it automatically)"
+			}
 		case "1":
 			v, err := n.ConfigGet(ctx, "appendfsync").Result()
 			if err != nil {
 				unread[addr] = true
 				return
 			}
-			if fsync := v["appendfsync"]; fsync != "" && fsync != "always" {
+			fsync := v["appendfsync"]
+			switch {
+			case fsync == "" || fsync == "always":
+			case withReplicas:
+				out[addr] = "appendfsync " + fsync + ", with replicas (a master whose host crashed, restarted before a failover, comes back without up to about a second of writes its replicas acknowledged, and they copy it: appendfsync always, or never restart it automatically)"
+			default:
 				out[addr] = "appendfsync " + fsync
 			}
 		}

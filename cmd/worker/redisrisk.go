@@ -38,7 +38,7 @@ type riskKey struct{ addr, kind string }
 func newRedisRisks(rdb redis.UniversalClient, replicated, persistence bool, log *slog.Logger) *redisRisks {
 	return &redisRisks{rdb: rdb, replicated: replicated, persistence: persistence, log: log, cur: map[riskKey]string{},
 		desc: prometheus.NewDesc("orderworker_redis_config_risk",
-			"1 for each Redis master the worker writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind) or persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always, unless durable writes wait for replicas). Read at start and every minute.",
+			"1 for each Redis master the worker writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind) or persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover). Read at start and every minute.",
 			[]string{"redis", "risk"}, nil)}
 }
 
@@ -84,7 +84,7 @@ func (r *redisRisks) check(ctx context.Context) {
 			r.log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
 				"redis", k.addr, "maxmemory_policy", now[k])
 		case "persistence":
-			r.log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always, or AOF and replicas that ORDERWORKER_DURABLE_WRITES=auto waits for",
+			r.log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always (with replicas that durable writes wait for, or never restart a crashed master before a failover)",
 				"redis", k.addr, "persistence", now[k])
 		}
 	}

@@ -76,7 +76,8 @@
 //   - ServiceGetOrderList's Offset, Limit and Total are named, not
 //     defined: the first page is asked for without Offset, Limit is
 //     stepped down (100, 50, 20, 10) as listings are refused for their
-//     parameters and dropped only once all are (an empty page to a
+//     parameters (later lookups start at the Limit taken) and
+//     dropped only once all are (an empty page to a
 //     request without Limit then proves nothing but by a Total), and
 //     only a listing that surely holds everything proves an order absent.
 //   - No throttling code is documented for serviceapi: RequestLimitExceeded

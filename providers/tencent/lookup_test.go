@@ -1114,3 +1114,26 @@ func TestEchoedSignatureIsHidden(t *testing.T) {
 		t.Errorf("Submit refused with the signature %q echoed = %v; want the refusal without it", sig, err)
 	}
 }
+
+// A Limit the server refused, where a smaller one was then taken, is not
+// sent again by the same client: the next lookup starts at the Limit
+// taken. A request refused at every size teaches nothing.
+func TestLookupRemembersTheLimitTaken(t *testing.T) {
+	t.Parallel()
+	var mine map[string]any
+	if err := json.Unmarshal([]byte(oursListed), &mine); err != nil {
+		t.Fatal(err)
+	}
+	c, reqs := listing{orders: []map[string]any{mine}, filter: true, maxLimit: 50}.serve(t)
+	for i, want := range []int{2, 3} {
+		if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); err != nil || r.Status != providers.StatusPaid {
+			t.Fatalf("lookup %d = %+v, %v", i+1, r, err)
+		}
+		if n := len(reqs()); n != want {
+			t.Errorf("after lookup %d: %d ServiceGetOrderList calls, want %d (the refused Limit sent once)", i+1, n, want)
+		}
+	}
+	if got := reqs()[2]["Limit"]; fmt.Sprint(got) != "50" {
+		t.Errorf("the second lookup sent Limit %v, want 50", got)
+	}
+}

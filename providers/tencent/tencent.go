@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,6 +56,11 @@ type Client struct {
 	hc        *http.Client
 	timeout   time.Duration
 	now       func() time.Time
+	// limitFrom is where a lookup's listing starts in listLimits: past
+	// every Limit this server refused while a smaller one (or none) was
+	// then taken (see list), so that each lookup does not send a refused
+	// request first.
+	limitFrom atomic.Int32
 }
 
 var _ providers.Provider = (*Client)(nil)
@@ -343,10 +349,10 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	// the OrderNo filter never lists.
 	mine, foreign, read, others := 0, 0, 0, 0
 	status := 0
-	var total *int            // the listing's Total, as last given
-	trustTotal := true        // false once more orders were read than it counts
-	seen := map[string]bool{} // the rows read, whole
-	limit := 0                // the index in listLimits of the Limit sent; none past its end
+	var total *int                   // the listing's Total, as last given
+	trustTotal := true               // false once more orders were read than it counts
+	seen := map[string]bool{}        // the rows read, whole
+	limit := int(c.limitFrom.Load()) // the index in listLimits of the Limit sent; none past its end
 	for page := 0; ; page++ {
 		if page == maxListPages {
 			msg := fmt.Sprintf("more than %d pages listed (%d orders read); cannot read them all", maxListPages, read)
@@ -504,7 +510,19 @@ func foundInPart(mine, foreign, status int, why string) (providers.Result, bool)
 // without Limit, and the rest of the lookup pages by the server's default
 // page size, which is not documented either: Lookup then reads no empty
 // page as the end of the list but by a Total.
+//
+// A Limit refused while a smaller one (or none) was then taken is this
+// server's: later lookups of this Client start past it (limitFrom). A
+// request refused at every size, none included, is refused for something
+// else, and teaches nothing.
 func (c *Client) list(ctx context.Context, q map[string]any, limit *int, customer string) (answer, error) {
+	from := *limit
+	learn := func(err error) {
+		if err == nil && *limit > from {
+			for cur := c.limitFrom.Load(); int(cur) < *limit && !c.limitFrom.CompareAndSwap(cur, int32(*limit)); cur = c.limitFrom.Load() {
+			}
+		}
+	}
 	for ; *limit < len(listLimits); *limit++ {
 		q["Limit"] = listLimits[*limit]
 		resp, err := c.call(ctx, "ServiceGetOrderList", q, false, customer)
@@ -515,11 +533,14 @@ func (c *Client) list(ctx context.Context, q map[string]any, limit *int, custome
 		var e *providers.Error
 		if !errors.As(err, &e) || !strings.HasPrefix(e.ProviderCode, "InvalidParameter") ||
 			e.Code == providers.Unauthenticated || e.HTTPStatus >= 500 {
+			learn(err)
 			return resp, err
 		}
 	}
 	delete(q, "Limit")
-	return c.call(ctx, "ServiceGetOrderList", q, false, customer)
+	resp, err := c.call(ctx, "ServiceGetOrderList", q, false, customer)
+	learn(err)
+	return resp, err
 }
 
 // orderList is ServiceGetOrderList's answer: Orders and Total, directly
