@@ -420,10 +420,14 @@ func stateBefore(rec *Record) State {
 // a create of it may ever have been received, and a history entry.
 //
 // KEYS: record, history, errored index, submitting index. ARGV: order_no,
-// now (ms; "" for Redis's TIME), attempt JSON, reason, max history.
+// now (ms; "" for Redis's TIME), attempt JSON, reason, max history, a
+// token unique to the call: the same call again (sent again by the
+// client after a lost reply) answers ok, not refused for the state it
+// left.
 var redriveScript = redis.NewScript(luaAddHistory + `
-local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight')
+local cur = redis.call('HMGET', KEYS[1], 'state', 'may_exist', 'inflight', 'redrive')
 if not cur[1] then return {'missing'} end
+if cur[4] == ARGV[6] then return {'ok'} end
 if cur[1] ~= 'errored' then return {'refused', 'the order is ' .. cur[1] .. ', not errored'} end
 if cur[2] == '1' or (cur[3] or '') ~= '' then return {'refused', 'the order may exist at the provider'} end
 local now = ARGV[2]
@@ -431,7 +435,7 @@ if now == '' then
   local t = redis.call('TIME')
   now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
-redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', now, 'outcome_at', '', 'redriven', now)
+redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', now, 'outcome_at', '', 'redriven', now, 'redrive', ARGV[6])
 if not cur[2] then redis.call('HSET', KEYS[1], 'known', '', 'first_attempt', '') end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])
@@ -469,7 +473,7 @@ func (l *Ledger) Redrive(ctx context.Context, ref Ref, by, note string) error {
 	sh := l.shardOf(ref)
 	v, acked, err := l.run(ctx, redriveScript, true,
 		[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
-		ref.OrderNo, l.claimTime(), a, reason, MaxHistory)
+		ref.OrderNo, l.claimTime(), a, reason, MaxHistory, uuid.NewString())
 	if err != nil {
 		return fmt.Errorf("redrive order: %w", err)
 	}

@@ -51,3 +51,38 @@ func TestFinishedOrderReservesItsProviderOrderIDAgain(t *testing.T) {
 		t.Errorf("owner of %s = %q after the order's task ran again, want %s: another order could take the id", id, got, ref.OrderNo)
 	}
 }
+
+// A re-drive sent again with its own token (the client's automatic retry
+// after a lost reply) answers ok again, not refused for the state it left;
+// another re-drive of the order is refused.
+func TestRedriveSentAgainAnswersOK(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := New(rdb, nil)
+	ref := Ref{Provider: "tencent", OrderNo: "RD-AGAIN"}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	sh := l.shardOf(ref)
+	if err := rdb.HSet(ctx, sh.recordKey(ref), "state", "errored").Err(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(token string) any {
+		v, _, err := l.run(ctx, redriveScript, true,
+			[]string{sh.recordKey(ref), sh.historyKey(ref), sh.indexKey(ref.Provider, StateErrored), sh.indexKey(ref.Provider, StateSubmitting)},
+			ref.OrderNo, l.claimTime(), `{}`, "re-driven", MaxHistory, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for i := range 2 {
+		if v := run("tok-1"); fmt.Sprint(v) != "[ok]" {
+			t.Errorf("re-drive, sent %d times: %v, want ok", i+1, v)
+		}
+	}
+	if v := run("tok-2"); fmt.Sprint(v) == "[ok]" {
+		t.Errorf("another re-drive of the submitting order: %v, want refused", v)
+	}
+}
