@@ -1451,7 +1451,9 @@ func (h *Handler) releaseNotOurs(ctx context.Context, rec *ledger.Record) {
 		if owner, err := h.ledger.Owner(ctx, rec.Provider, id); err != nil || owner != rec.OrderNo {
 			continue
 		}
-		if err := h.ledger.ReleaseNotOurs(ctx, rec.Ref(), id); err != nil {
+		if err := h.ledger.ReleaseNotOurs(ctx, rec.Ref(), id); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+			// (Unacknowledged: released on the master; a failover that
+			// took it back leaves it this order's, released again here.)
 			h.log.Warn("could not release a provider order id an operator found another's (the order that made it cannot take it until then)",
 				"provider", rec.Provider, "order_no", rec.OrderNo, "provider_order_id", id, "error", err)
 		}

@@ -258,12 +258,22 @@ func (p orderPage) ActionURL(action string) string {
 
 // doneMessages are what the order's page says after an action (the
 // redirect names one; nothing else is ever shown from the URL).
-var doneMessages = map[string]string{
-	"paid":     "Resolved as paid.",
-	"absent":   "Resolved as absent: the order goes back to submission and its task is queued.",
-	"errored":  "Resolved as errored.",
-	"redriven": "Re-driven: the order goes back to submission and its task is queued.",
-}
+var doneMessages = func() map[string]string {
+	m := map[string]string{
+		"paid":     "Resolved as paid.",
+		"absent":   "Resolved as absent: the order goes back to submission and its task is queued.",
+		"errored":  "Resolved as errored.",
+		"redriven": "Re-driven: the order goes back to submission and its task is queued.",
+	}
+	for k, v := range m {
+		m[k+unacknowledged] = v + " Not yet safe: " + ops.NotAcknowledged + "."
+	}
+	return m
+}()
+
+// unacknowledged ends the name of an action's message (doneMessages) when
+// the Redis replicas did not acknowledge it in time.
+const unacknowledged = "-unacknowledged"
 
 func (a *ordersAdmin) orderPage(w http.ResponseWriter, r *http.Request) {
 	a.showOrder(w, r, refOf(r), http.StatusOK, doneMessages[r.URL.Query().Get("done")], "")
@@ -362,11 +372,11 @@ func (a *ordersAdmin) resolveForm(w http.ResponseWriter, r *http.Request) {
 	b := resolveBody{As: r.PostFormValue("as"), ProviderOrderID: r.PostFormValue("provider_order_id"),
 		Note: r.PostFormValue("note"), By: r.PostFormValue("by")}
 	res, err := a.resolve(r.Context(), ref, b)
+	done := strings.TrimSpace(b.As)
 	if err == nil && res.Unacknowledged != "" {
-		a.showOrder(w, r, ref, http.StatusOK, "", "Resolved "+strings.TrimSpace(b.As)+": "+res.Unacknowledged)
-		return
+		done += unacknowledged
 	}
-	a.afterAction(w, r, ref, strings.TrimSpace(b.As), err)
+	a.afterAction(w, r, ref, done, err)
 }
 
 func (a *ordersAdmin) redriveForm(w http.ResponseWriter, r *http.Request) {
@@ -378,9 +388,9 @@ func (a *ordersAdmin) redriveForm(w http.ResponseWriter, r *http.Request) {
 	if err == nil && res.Status == ops.StatusRefused {
 		err = &ledger.RefusedError{Reason: res.Why}
 	}
+	done := "redriven"
 	if err == nil && res.Unacknowledged != "" {
-		a.showOrder(w, r, ref, http.StatusOK, "", "Re-driven: "+res.Unacknowledged)
-		return
+		done += unacknowledged
 	}
-	a.afterAction(w, r, ref, "redriven", err)
+	a.afterAction(w, r, ref, done, err)
 }

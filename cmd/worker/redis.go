@@ -97,7 +97,7 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 			switch {
 			case fsync == "" || fsync == "always":
 			case withReplicas:
-				out[addr] = "appendfsync " + fsync + ", with replicas (a master whose host crashed, restarted before a failover, comes back without up to about a second of writes its replicas acknowledged, and they copy it: appendfsync always, or never restart it automatically)"
+				out[addr] = "appendfsync " + fsync + ", with replicas (a master whose host crashed, restarted before a failover, comes back without the writes it had not yet written to disk, which its replicas acknowledged, and they copy it: appendfsync always, or never restart it automatically)"
 			default:
 				out[addr] = "appendfsync " + fsync
 			}

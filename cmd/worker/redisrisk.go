@@ -84,7 +84,7 @@ func (r *redisRisks) check(ctx context.Context) {
 			r.log.Error("Redis evicts keys of any kind when its memory is full: an evicted order record or task is an order lost, or created twice; set maxmemory-policy noeviction",
 				"redis", k.addr, "maxmemory_policy", now[k])
 		case "persistence":
-			r.log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always (with replicas that durable writes wait for, or never restart a crashed master before a failover)",
+			r.log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always; with replicas that durable writes wait for, at least never restart a crashed master before its replicas fail over",
 				"redis", k.addr, "persistence", now[k])
 		}
 	}

@@ -375,7 +375,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 				durable = false
 			case errors.As(err, &owned):
 				// Another order's: nothing of this one's to confirm
-				// (Owned tells an operator).
+				// (a conflict found, not made, here: left as it is).
 			case err != nil:
 				return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 			}

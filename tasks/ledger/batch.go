@@ -402,7 +402,12 @@ func (b *batcher) sendOn(ctx context.Context, rdb redis.UniversalClient, calls [
 			cmds[i] = c.script.Eval(ctx, pipe, c.keys, c.args...)
 		}
 		if c.durable && !c.verify && b.cluster == nil && b.verifyRan != nil && b.verifyRan() {
-			c.verify = true // the hold became known since the call was queued
+			// The hold became known since the call was queued: checked,
+			// its want as it was (a WAIT for none may find the write
+			// unacknowledged: ErrNotDurable once, and sent again).
+			// (A call run alone with nothing to wait for, Ledger.run's
+			// shortcut, asks just before it is sent.)
+			c.verify = true
 		}
 		want = max(want, c.want)
 		verify = verify || c.verify

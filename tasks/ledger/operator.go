@@ -336,7 +336,12 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		// In another shard than the record: released after the settle,
 		// which no longer names the id (released before it, another
 		// order could take the id while this record still held it).
-		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, dropped); err != nil {
+		switch err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, dropped); {
+		case errors.Is(err, ErrNotDurable):
+			// Released on the master, not yet on its replicas: as for
+			// the settle, the decision stands, said unacknowledged.
+			notDurable = ErrNotDurable
+		case err != nil:
 			return nil, fmt.Errorf("resolved absent, but the matched provider order id %s is still recorded as this order's, so no other order can take it yet: the order's next step releases it: %w", dropped, err)
 		}
 	}

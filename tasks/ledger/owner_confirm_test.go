@@ -2,8 +2,10 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -84,5 +86,46 @@ func TestRedriveSentAgainAnswersOK(t *testing.T) {
 	}
 	if v := run("tok-2"); fmt.Sprint(v) == "[ok]" {
 		t.Errorf("another re-drive of the submitting order: %v, want refused", v)
+	}
+}
+
+// With more than one shard, a matched order resolved absent whose id's
+// release the replicas did not acknowledge is resolved all the same, said
+// unacknowledged (ErrNotDurable with the record): the release ran on the
+// master, and the id is not "still recorded as this order's".
+func TestResolveAbsentWithAnUnacknowledgedRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := taskstest.StartRedis(t, nil)
+	r := m.AttachReplica(t)
+	rdb := m.Client(t)
+	l := New(rdb, &Options{Shards: 4, WaitTimeout: 200 * time.Millisecond})
+	if err := l.CheckShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Provider: "unicloud", OrderNo: "REL-1"}
+	id := ""
+	for i := 0; id == ""; i++ {
+		if c := fmt.Sprint(7000 + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
+			id = c
+		}
+	}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "t1", SetPending(id, time.Now(), time.Now().Add(time.Minute)).WithMayExist(true).WithMatched()); err != nil {
+		t.Fatal(err)
+	}
+	r.Pause(t)
+	defer r.Resume()
+	rec, err := l.Resolve(ctx, ref, ResolveArgs{As: ResolveAbsent, Note: "another's order", By: "ann"})
+	if !errors.Is(err, ErrNotDurable) || rec == nil || rec.State != StateSubmitting {
+		t.Errorf("resolve absent, no replica acknowledging: %+v, %v; want the submitting record and ErrNotDurable", rec, err)
+	}
+	if owner := rdb.HGet(ctx, l.ownerShard(ref.Provider, id).ownerKey(ref.Provider), id).Val(); owner != "" {
+		t.Errorf("the matched id is still %q's on the master: the release did not run, the test shows nothing", owner)
 	}
 }
