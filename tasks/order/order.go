@@ -196,6 +196,10 @@ type Outcome struct {
 type Decision struct {
 	Settle ledger.Transition
 	Then   Then
+	// note is added to the message of the call's history entry: what
+	// was made of an answer that reads as a success but is not taken
+	// (an order found, not taken yet).
+	note string
 }
 
 // pastDeadline reports whether the order's deadline passed: Deadline after
@@ -323,7 +327,15 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time) Decision {
 	d := decide(rec, step, out, p, now)
 	if out.Attempt != nil {
-		d.Settle = d.Settle.WithAttempt(out.Attempt)
+		a := out.Attempt
+		if d.note != "" {
+			// Told in the history entry too: an operator reading "ok,
+			// found" beside a state left unknown sees why.
+			c := *a
+			c.Message = strings.TrimPrefix(c.Message+"; "+d.note, "; ")
+			a = &c
+		}
+		d.Settle = d.Settle.WithAttempt(a)
 	}
 	if step == Submit && out.Err == nil && out.Result.ProviderOrderID != "" && !out.Result.Matched {
 		// The id is in our own create's answer, one that succeeded: it
@@ -376,7 +388,8 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 				(p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
 			// The record keeps what made it unknown, as for a not-found
 			// within the lag.
-			return Decision{Settle: ledger.SetUnknown(rec.Reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg}}
+			return Decision{Settle: ledger.SetUnknown(rec.Reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg},
+				note: fmt.Sprintf("not taken yet: found within the listing lag of the last create; looked up again in %s", wait.Round(time.Second))}
 		}
 	}
 	if r.Matched && !rec.LookedFirstAt.IsZero() && now.Sub(rec.LookedFirstAt) < p.LookFirstWindow() {

@@ -971,6 +971,16 @@ func TestMatchWithinTheListingLagWaits(t *testing.T) {
 	if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Wait || d.Then.Delay != 40*time.Second || !strings.Contains(d.Then.Reason, "ours may not be listed yet") || d.Settle.Reason() != rec.Reason {
 		t.Errorf("matched within the lag: %+v; want unknown, its reason kept, looked up again in 40s", d)
 	}
+	// Its history entry, "ok" with the provider's answer, says it was not
+	// taken (an operator would read "found" beside a state left unknown).
+	matched.Attempt = &ledger.Attempt{N: 2, Call: "lookup", Result: "ok", Message: "found by QueryOrders"}
+	d = Decide(rec, Lookup, matched, p, t0.Add(20*time.Second))
+	if a := d.Settle.Attempt(); a == nil || a.Message != "found by QueryOrders; not taken yet: found within the listing lag of the last create; looked up again in 40s" {
+		t.Errorf("history entry of a match not taken: %+v", a)
+	}
+	if matched.Attempt.Message != "found by QueryOrders" {
+		t.Errorf("the call's own attempt was changed: %q", matched.Attempt.Message)
+	}
 	if d := Decide(rec, Lookup, matched, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StatePaid {
 		t.Errorf("matched after the lag: %+v; want paid", d)
 	}
