@@ -891,8 +891,16 @@ func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Then, error) {
 // and reported by /readyz, and never a change to the order.
 func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 	if h.problems.Report(ref.Provider, kind, reason) {
-		h.log.Error("configuration problem holds orders back; they wait, unchanged, for a correctly configured worker",
-			"provider", ref.Provider, "problem", kind, "reason", reason)
+		if kind == ProblemReplicas {
+			// Redis's state, not this worker's settings: a replica down
+			// or resyncing, or a failover under way (a connection still
+			// on the old master). Counted and reported the same.
+			h.log.Warn("the Redis master has fewer replicas than durable writes require (a replica down or resyncing, or a failover under way); orders wait, unchanged, until it has them",
+				"provider", ref.Provider, "problem", kind, "reason", reason)
+		} else {
+			h.log.Error("configuration problem holds orders back; they wait, unchanged, for a correctly configured worker",
+				"provider", ref.Provider, "problem", kind, "reason", reason)
+		}
 	}
 	h.metrics.configWait(ref.Provider, kind)
 	return wait(h.opts.ConfigWait, fmt.Errorf("order %s waits: %s: %s", ref, kind, reason))
@@ -1258,14 +1266,14 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 		h.log.Warn("order record missing on the Redis server this run reached for a task that ran before, and the replicas did not acknowledge it recorded again (a failover in progress, a connection still on the old master? or Redis lost data); recorded as unknown so it is looked up first",
 			"provider", p.Provider, "order_no", p.OrderNo)
 	case ranBefore && claim.Created:
-		h.log.Error("order record missing for a task that ran before (Redis lost data?); recorded it as unknown so it is looked up first",
+		h.log.Error("order record missing for a task that ran before (Redis lost data? or, during a failover, the task was read on one server and the record looked for on another); recorded it as unknown so it is looked up first",
 			"provider", p.Provider, "order_no", p.OrderNo)
 	case ranBefore:
 		// Another claim recorded the order meanwhile (its producer sent
 		// it again): this run goes on from that record, and looks the
 		// order up first should this task have created it (see
 		// priorCreate).
-		h.log.Warn("order record missing for a task that ran before (Redis lost data?); another claim has recorded the order since, which this task goes on from",
+		h.log.Warn("order record missing for a task that ran before (Redis lost data? or, during a failover, the task was read on one server and the record looked for on another); another claim has recorded the order since, which this task goes on from (looking the order up first)",
 			"provider", p.Provider, "order_no", p.OrderNo)
 	}
 	if !claim.Created && claim.ParamsHash != hash {
