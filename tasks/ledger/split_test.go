@@ -57,6 +57,28 @@ func (s *splitRig) promote(t *testing.T) {
 	}
 }
 
+// claimTencent claims orders nos (provider tencent) through l.
+func claimTencent(t *testing.T, l *ledger.Ledger, nos ...string) {
+	t.Helper()
+	for _, no := range nos {
+		if _, err := l.Claim(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: no}, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// countOnNew has l read the replica count on the new master, then routes
+// new connections to the old one again (a stale route): l's next write
+// is judged by a count that is not its server's.
+func (s *splitRig) countOnNew(t *testing.T, l *ledger.Ledger) {
+	t.Helper()
+	s.toNew.Store(true)
+	if err := l.CheckWritable(context.Background()); err != nil {
+		t.Fatalf("check writable on new master: %v", err)
+	}
+	s.toNew.Store(false)
+}
+
 // A process that never saw the old master with replicas itself (started,
 // or idle, during the split), its replica count read on the new master
 // (none, and no hold of its own), whose write's connection reaches the
@@ -69,19 +91,11 @@ func TestProcessStartedDuringASplitDoesNotWriteOnTheOldMaster(t *testing.T) {
 	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
 	l1 := ledger.New(s.rdbFor(), opts)
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
-	for _, no := range []string{"A", "B", "C"} {
-		if _, err := l1.Claim(ctx, ref(no), []byte(`{}`), "h"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	claimTencent(t, l1, "A", "B", "C")
 	time.Sleep(300 * time.Millisecond)
 	s.promote(t)
 	l2 := ledger.New(s.rdbFor(), opts) // a process started (or idle) now
-	s.toNew.Store(true)
-	if err := l2.CheckWritable(ctx); err != nil {
-		t.Fatalf("check writable on new master: %v", err)
-	}
-	s.toNew.Store(false) // a stale route: this write's connection reaches the old master
+	s.countOnNew(t, l2)                // this write's connection reaches the old master
 	_, err := l2.Claim(ctx, ref("Fresh"), []byte(`{}`), "h")
 	onNew, _ := s.r.Client(t).Exists(ctx, "orderworker:{ledger}:order:tencent:Fresh").Result()
 	onOld, _ := s.m.Client(t).Exists(ctx, "orderworker:{ledger}:order:tencent:Fresh").Result()
@@ -103,11 +117,7 @@ func TestEventReadOnTheOldMasterIsNotConfirmed(t *testing.T) {
 	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
 	l := ledger.New(s.rdbFor(), opts)
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
-	for _, no := range []string{"A", "B", "C"} {
-		if _, err := l.Claim(ctx, ref(no), []byte(`{}`), "h"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	claimTencent(t, l, "A", "B", "C")
 	time.Sleep(300 * time.Millisecond)
 	s.promote(t)
 	// An outcome event the old master took (a settle that ran there,
@@ -159,11 +169,7 @@ func TestOperatorActionOnTheOldMasterIsNotAcknowledged(t *testing.T) {
 	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
 	l := ledger.New(s.rdbFor(), opts)
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
-	for _, no := range []string{"A", "B", "RD", "RS"} {
-		if _, err := l.Claim(ctx, ref(no), []byte(`{}`), "h"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	claimTencent(t, l, "A", "B", "RD", "RS")
 	m := s.m.Client(t)
 	for no, state := range map[string]string{"RD": "errored", "RS": "unknown"} {
 		if err := m.HSet(ctx, "orderworker:{ledger}:order:tencent:"+no, "state", state).Err(); err != nil {
@@ -174,21 +180,14 @@ func TestOperatorActionOnTheOldMasterIsNotAcknowledged(t *testing.T) {
 	s.promote(t)
 	// The count read on the new master, then the action's connections
 	// reach the old master.
-	split := func() {
-		s.toNew.Store(true)
-		if err := l.CheckWritable(ctx); err != nil {
-			t.Fatalf("check writable on new master: %v", err)
-		}
-		s.toNew.Store(false)
-	}
-	split()
+	s.countOnNew(t, l)
 	if err := l.Redrive(ctx, ref("RD"), "ann", ""); !errors.Is(err, ledger.ErrNotDurable) {
 		t.Errorf("re-drive on the held old master: %v, want ErrNotDurable", err)
 	}
 	if got := m.HGet(ctx, "orderworker:{ledger}:order:tencent:RD", "state").Val(); got != "submitting" {
 		t.Errorf("RD on the old master is %q: the re-drive did not reach it, the test shows nothing", got)
 	}
-	split()
+	s.countOnNew(t, l)
 	if rec, err := l.Resolve(ctx, ref("RS"), ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); err == nil {
 		t.Errorf("decision on the held old master answered done (%s)", rec.State)
 	}
@@ -204,11 +203,7 @@ func TestOperatorActionNotAcknowledgedSaysSo(t *testing.T) {
 	r := m.AttachReplica(t)
 	l := ledger.New(m.Client(t), &ledger.Options{WaitTimeout: 200 * time.Millisecond})
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
-	for _, no := range []string{"RD", "RS"} {
-		if _, err := l.Claim(ctx, ref(no), []byte(`{}`), "h"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	claimTencent(t, l, "RD", "RS")
 	rdb := m.Client(t)
 	for no, state := range map[string]string{"RD": "errored", "RS": "unknown"} {
 		if err := rdb.HSet(ctx, "orderworker:{ledger}:order:tencent:"+no, "state", state).Err(); err != nil {
