@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -230,62 +228,6 @@ func (f *failoverRun) account(reader *ledger.Ledger) (delays []time.Duration, do
 	return delays, doubled
 }
 
-// cutProxy forwards TCP to a Redis until cut: then every connection drops
-// and new ones are refused, as in a network partition.
-type cutProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cut    bool
-	conns  []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close(); p.Cut() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.cut {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
 // A worker cut off from Redis in the middle of a create: its keepalive
 // cannot extend the order's lease, so it abandons the call before the
 // lease can expire; the worker that takes the order over finds the create
@@ -293,7 +235,7 @@ func (p *cutProxy) Cut() {
 func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
-	proxy := newCutProxy(t, rs.Addr)
+	proxy := taskstest.StartProxy(t, rs.Addr)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	backend := memprov.NewBackend("s")
 	backend.Duplicates = true

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,62 +14,6 @@ import (
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
-
-// movingProxy is an address whose new connections reach one Redis, then
-// once moved another, while the connections made before stay where they
-// were: a managed endpoint or DNS name moved by a failover that left the
-// old master running.
-type movingProxy struct {
-	ln net.Listener
-	mu sync.Mutex
-	to string
-}
-
-func newMovingProxy(t *testing.T, to string) *movingProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &movingProxy{ln: ln, to: to}
-	var conns []net.Conn
-	var connsMu sync.Mutex
-	t.Cleanup(func() {
-		ln.Close()
-		connsMu.Lock()
-		defer connsMu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			to := p.to
-			p.mu.Unlock()
-			up, err := net.Dial("tcp", to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			connsMu.Lock()
-			conns = append(conns, c, up)
-			connsMu.Unlock()
-			go func() { _, _ = io.Copy(up, c); up.Close() }()
-			go func() { _, _ = io.Copy(c, up); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *movingProxy) move(to string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.to = to
-}
 
 // After a failover that moved the address the client dials and left the
 // old master running, the client's connections come to reach the new
@@ -84,9 +26,9 @@ func TestConnectionsFollowAMovedEndpoint(t *testing.T) {
 	ctx := context.Background()
 	m := taskstest.StartRedis(t, nil)
 	r := m.AttachReplica(t)
-	p := newMovingProxy(t, m.Addr)
+	p := taskstest.StartProxy(t, m.Addr)
 	const life = time.Second
-	rdb := RESP2(asynq.RedisClientOpt{Addr: p.ln.Addr().String()}).(resp2Conn).makeClient(life).(redis.UniversalClient)
+	rdb := RESP2(asynq.RedisClientOpt{Addr: p.Addr()}).(resp2Conn).makeClient(life).(redis.UniversalClient)
 	defer rdb.Close()
 	l := ledger.New(rdb, &ledger.Options{WaitTimeout: 200 * time.Millisecond})
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
@@ -104,7 +46,7 @@ func TestConnectionsFollowAMovedEndpoint(t *testing.T) {
 			t.Fatal("old master still reports the replica")
 		}
 	}
-	p.move(r.Addr)
+	p.Move(r.Addr)
 	moved := time.Now()
 	var accepted []string
 	refused := 0
