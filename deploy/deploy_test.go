@@ -119,6 +119,7 @@ var metrics = map[string]metric{
 	"orderworker_tasks_stopped_total":               {labels: map[string][]string{"queue": nil}},
 	"orderworker_late_provider_calls_total":         {labels: map[string][]string{"provider": providers, "call": {"submit", "pay"}}},
 	"orderworker_ledger_data_losses_total":          {labels: map[string][]string{"kind": {"wiped", "rolled_back"}}},
+	"orderworker_redis_clock_steps_total":           {},
 	"asynq_tasks_enqueued":                          {labels: map[string][]string{"queue": nil, "state": asynqStates}},
 	"asynq_queue_size":                              {labels: map[string][]string{"queue": nil}},
 	"asynq_queue_latency_seconds":                   {labels: map[string][]string{"queue": nil}},

@@ -112,6 +112,8 @@ type Handler struct {
 	metrics   *Metrics
 	problems  *Problems
 	parsed    parsedCache
+	// hold is clockHold, as the providers were when h was made.
+	hold time.Duration
 	// calls holds one token per provider call in flight, from a step's
 	// Begin to the end of its call; nil: unbounded (see LimitCalls).
 	calls chan struct{}
@@ -228,7 +230,9 @@ func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Han
 		// ledger built without the secret hashes them unkeyed.
 		o.Logger.Warn("tasks: the handler seals params but its ledger names rivals sets by an unkeyed hash: build the ledger with ledger.Options{RivalSecret: sealer.RivalSecret()}, as the worker does")
 	}
-	return &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
+	h := &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
+	h.hold = h.clockHold()
+	return h
 }
 
 // policy is the state machine's view of the configuration for provider.
@@ -371,7 +375,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
 			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), Target: targetHash(prov),
-			LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail()})
+			LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail(), ClockHold: h.hold})
 		answered := time.Now()
 		switch {
 		case errors.Is(err, ledger.ErrNotFound):
@@ -678,6 +682,21 @@ func (h *Handler) lostCallTail() time.Duration {
 	return h.opts.LeaseTTL + providers.MaxCallTimeout
 }
 
+// clockHold is how long a step forward of Redis's clock a Begin finds is
+// held past its size (ledger.BeginArgs.ClockHold): while a create or a
+// pay stamped before it may still be judged against a listing lag, the
+// longest of the providers', after the call ended as late as a run that
+// died with it open could have left it (lostCallTail).
+func (h *Handler) clockHold() time.Duration {
+	lag := ListingLagFor(h.opts.ListingLag, h.providers, "")
+	if h.providers != nil {
+		for _, name := range h.providers.Names() {
+			lag = max(lag, ListingLagFor(h.opts.ListingLag, h.providers, name))
+		}
+	}
+	return lag + h.lostCallTail()
+}
+
 // listedAmbiguous reports whether a read that failed with err was
 // answered at a 2xx, in full, with orders it cannot single this one out
 // from: Ambiguous with the answer's HTTP status, nothing unread
@@ -935,7 +954,7 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 	token := uuid.NewString()
 	// LookFirst: an order Redis may have lost a create of (a loss of its
 	// data) is looked up before anything errors it (PlanStep).
-	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail()})
+	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail(), ClockHold: h.hold})
 	switch {
 	case b.Status == ledger.Finished && err != nil:
 		// Final on the master only: the task waits for the replicas,

@@ -98,7 +98,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
 	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names,
-		RivalSecret: sealer.RivalSecret(), KeylessDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second}
+		RivalSecret: sealer.RivalSecret(), KeylessDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second,
+		OnClockStep: newClockSteps(reg, log).found}
 	ledger := ledgerpkg.New(rdb, &lopts)
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
 	inspector := asynq.NewInspector(redisOpt)

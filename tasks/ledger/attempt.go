@@ -16,7 +16,8 @@ import (
 // beginScript reads the record, refuses a finished or leased order, takes
 // the lease and, when the next call creates the order, marks it in flight.
 //
-// KEYS: record, queued index, submitting index. ARGV[8]: the create's
+// KEYS: record, queued index, submitting index, the shard's epoch, its
+// clock hold (see clockExpect; ARGV[14], ARGV[15]). ARGV[8]: the create's
 // target (BeginArgs.Target), recorded with a create's mark. ARGV: token, now (ms, for
 // the record's updated time and index score; "" for Redis's TIME, see
 // Options.Now), the lease's TTL (ms), '1' when a
@@ -35,28 +36,60 @@ import (
 // a create its run never settled, to when that run's lease ran out by the
 // next Begin), are on Redis's clock (TIME), the same for every worker
 // whatever their own clocks say.
-// Replies {'missing'}, {'terminal', fields}, {'busy', lease_until} or
-// {'began', fields as read, '1' when a create is marked, '2' when a pay
-// is, Redis's time (ms)}, with 'again' after them for this Begin again
+// Replies {'missing', time, step, hold}, {'terminal', fields, time},
+// {'busy', lease_until, time, step, hold} or {'began', fields as read, '1'
+// when a create is marked, '2' when a pay is, Redis's time (ms)}, with
+// 'again' after them for this Begin again
 // (its fields then as its first run left them). A pay's mark keeps the
 // one it replaced in pay_before, for this Begin again to report.
 var beginScript = redis.NewScript(`
 local t = redis.call('TIME')
 local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local leaseUntil = string.format('%.0f', snow + tonumber(ARGV[3]))
+local sn = string.format('%.0f', snow)
+-- The clock hold (see clock.go): ARGV[14] is 'expect tolerance' (ms), the
+-- latest this master's clock can read now had it run as the process's
+-- own since the process last read it, '' for no reading. A clock later
+-- than that by more than the tolerance stepped forward (a failover to a
+-- master whose clock is ahead, a step of this one's): times stamped
+-- before the step would be taken as older than they are. The step is
+-- recorded in KEYS[5] for ARGV[15] ms past its size, and while it holds
+-- every lease and listing lag is judged that much later (judge; the
+-- record carries the hold as clock_hold, the step found as clock_step).
+local hold, stepped = 0, ''
+local ck = redis.call('HMGET', KEYS[5], 'by', 'until')
+local ckUntil = tonumber(ck[2] or '') or 0
+if ck[1] and snow < ckUntil then hold = tonumber(ck[1]) or 0 end
+local expect, tol = string.match(ARGV[14] or '', '^(%d+) (%d+)$')
+if expect and snow > tonumber(expect) + tonumber(tol) then
+  local by = snow - tonumber(expect)
+  if by > hold then hold = by end
+  local u = math.max(snow + by + (tonumber(ARGV[15] or '') or 0), ckUntil)
+  redis.call('HSET', KEYS[5], 'by', string.format('%.0f', hold), 'until', string.format('%.0f', u), 'at', sn)
+  redis.call('PEXPIREAT', KEYS[5], string.format('%.0f', u))
+  stepped = string.format('%.0f', by)
+end
+local judge = snow - hold
 local r = redis.call('HGETALL', KEYS[1])
-if #r == 0 then return {'missing'} end
+if #r == 0 then return {'missing', sn, stepped, string.format('%.0f', hold)} end
 local h = {}
 for i = 1, #r, 2 do h[r[i]] = r[i + 1] end
+if hold > 0 then
+  r[#r + 1] = 'clock_hold'
+  r[#r + 1] = string.format('%.0f', hold)
+end
+if stepped ~= '' then
+  r[#r + 1] = 'clock_step'
+  r[#r + 1] = stepped
+end
 local st = h['state']
 if st == 'paid' or st == 'errored' then
   -- A write (of the same value), so that the WAIT after it covers the
   -- outcome as the master holds it: an outcome the replicas do not hold
   -- yet is not one to end a task on.
   redis.call('HSET', KEYS[1], 'state', st)
-  return {'terminal', r}
+  return {'terminal', r, sn}
 end
-local sn = string.format('%.0f', snow)
 local upd = ARGV[2]
 if upd == '' then upd = sn end
 if h['lease'] == ARGV[1] then
@@ -71,8 +104,8 @@ if h['lease'] == ARGV[1] then
   end
   return {'began', r, h['lease_mark'] or '0', sn, 'again'}
 end
-if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > snow then
-  return {'busy', h['lease_until']}
+if (h['lease'] or '') ~= '' and (tonumber(h['lease_until'] or '0') or 0) > judge then
+  return {'busy', h['lease_until'], sn, stepped, string.format('%.0f', hold)}
 end
 local paid = tonumber(h['pay_sent'] or '')
 if paid and h['lease_mark'] == '2' and (h['lease_until'] or '') ~= '' then
@@ -158,7 +191,7 @@ if (ARGV[9] or '') ~= '' then
   end
 end
 local again = tonumber(ARGV[7] or '-1') or -1
-if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and snow - paid >= again
+if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and judge - paid >= again
     and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
     'pay_before', h['pay_sent'] or '')
@@ -255,7 +288,16 @@ type BeginArgs struct {
 	// are that long after the loss was found, so that the listing lag
 	// counts from when such a call ended.
 	LostCallTail time.Duration
+	// ClockHold is how long, past its own size, a step forward of the
+	// master's clock this Begin finds is held (see clockExpect): as long
+	// as a time stamped before the step may still be judged, the longest
+	// listing lag plus how long a call may stay open after its lease ran
+	// out. Zero: DefaultClockHold.
+	ClockHold time.Duration
 }
+
+// DefaultClockHold is BeginArgs.ClockHold's default.
+const DefaultClockHold = 10 * time.Minute
 
 // BeginStatus is what Begin found.
 type BeginStatus int
@@ -310,6 +352,10 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	if a.PayAgainAfter > 0 {
 		payAgain = max(a.PayAgainAfter.Milliseconds(), 1)
 	}
+	hold := a.ClockHold
+	if hold <= 0 {
+		hold = DefaultClockHold
+	}
 	sh := l.shardOf(ref)
 	var (
 		v       any
@@ -322,9 +368,11 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 	for try := 0; ; try++ {
 		var epoch, window, gen string
 		epoch, window, gen, era = l.epochArgs(sh.i, a.LookFirst)
+		expect := &clockExpect{c: &l.clock, shard: sh.i}
 		v, durable, err = l.runShared(ctx, beginScript, true,
-			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey()},
-			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds())
+			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey(), sh.clockKey()},
+			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds(),
+			expect, hold.Milliseconds())
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}
@@ -333,6 +381,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if len(res) > 0 {
 			kind, _ = res[0].(string)
 		}
+		l.begunAt(sh.i, kind, res, expect)
 		if kind != "epoch" {
 			break
 		}
@@ -436,6 +485,51 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		return BeginResult{Status: Began, Record: rec}, nil
 	}
 	return BeginResult{}, fmt.Errorf("begin order step: unexpected reply %v", v)
+}
+
+// begunAt notes the master's clock as a Begin's reply of kind res read it,
+// as the base of the next Begins' expectations, and reports a step it
+// found (Options.OnClockStep).
+func (l *Ledger) begunAt(i int, kind string, res []any, e *clockExpect) {
+	var sn, step, hold string
+	switch kind {
+	case "missing", "busy":
+		// {'missing', sn, step, hold}, {'busy', until, sn, step, hold}
+		at := 1
+		if kind == "busy" {
+			at = 2
+		}
+		if len(res) > at+2 {
+			sn, _ = res[at].(string)
+			step, _ = res[at+1].(string)
+			hold, _ = res[at+2].(string)
+		}
+	case "began", "terminal":
+		// {'began', fields, mark, sn, …}, {'terminal', fields, sn}; the
+		// step and the hold are the fields' last (clock_step, clock_hold).
+		at := 3
+		if kind == "terminal" {
+			at = 2
+		}
+		if len(res) > at {
+			sn, _ = res[at].(string)
+		}
+		f, _ := res[1].([]any)
+		for j := len(f) - 2; j >= 0 && j >= len(f)-4; j -= 2 {
+			switch k, _ := f[j].(string); k {
+			case "clock_step":
+				step, _ = f[j+1].(string)
+			case "clock_hold":
+				hold, _ = f[j+1].(string)
+			}
+		}
+	default:
+		return
+	}
+	l.clock.based(i, msTime(sn), time.Duration(e.sent.Load()))
+	if st := msDuration(step); st > 0 && l.opts.OnClockStep != nil {
+		l.opts.OnClockStep(i, st, msDuration(hold))
+	}
 }
 
 // Transition is a change Settle applies to an order, built by the named

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,12 +25,117 @@ type redisClock struct {
 	wall     func() time.Time // this process's clock; nil: time.Now
 	mu       sync.Mutex
 	readings map[int]clockReading
+	bases    map[int]clockBase // for finding steps (see clockExpect)
 }
 
 type clockReading struct {
 	redis time.Time // Redis's answer to TIME
 	got   time.Time // when it arrived, with the monotonic reading
 }
+
+// A step of Redis's clock. Leases, creates and pays are stamped on the
+// clock of the master that holds the order and judged on the clock of the
+// master that holds it when they are judged. Should that clock step
+// forward by some J between the two (a failover to a master whose clock
+// is ahead of the old one's; the clock of one master stepped), every time
+// stamped before the step would look J older than it is: a lease would
+// run out J early, and the listing lag after a create or a pay would be
+// cut short by J, long enough, with J near the lag, for a lookup's
+// not-found to be believed while the provider does not list an order it
+// holds, and the order created twice.
+//
+// Each process keeps, per shard, its latest reading of the master's clock
+// (what TIME answered, and when, on bootClock, the request was written;
+// clockBase). Every Begin carries the latest the master's clock can read
+// as it runs had it kept pace with bootClock since (clockExpect); a Begin
+// whose master reads later than that by more than clockTolerance records
+// the step in the shard (the hold: its size, for as long as a time
+// stamped before it may still be judged, BeginArgs.ClockHold past it),
+// and while the hold lasts every Begin judges leases and pays on the
+// clock less the hold, and the record it returns carries the hold
+// (Record.ClockHold) for the listing lags the step is judged against.
+// Only a process that read the master's clock before the step can find
+// it: one started after a failover finds nothing (while one that ran
+// across it records the hold for all), and a clock that stepped back
+// needs no hold (times stamped before look younger than they are:
+// leases and lags last longer).
+
+// clockTolerance is how much later than expected a master's clock may
+// read before it counts as stepped: the time the request spends on the
+// network and in Redis's queue, and the rate at which two clocks kept by
+// NTP may drift apart (clockDrift of the time since the reading).
+const (
+	clockTolerance = time.Second
+	clockDrift     = 1000 // 1/1000: 0.1 %, twice what NTP slews at most
+)
+
+// clockBase is a reading of a master's clock: what TIME answered, and
+// when the request that read it was written, on bootClock. Redis read
+// its clock after the write, so the clock can read at most base.redis +
+// (then - base.sent) at any later time then, if it kept pace.
+type clockBase struct {
+	redis time.Time
+	sent  time.Duration
+}
+
+// monoStart anchors monoClock.
+var monoStart = time.Now()
+
+// monoClock is this process's monotonic clock, as a duration.
+func monoClock() time.Duration { return time.Since(monoStart) }
+
+// based notes a reading of shard i's clock, r, read by a request written
+// at sent (bootClock): the newest reading is the base of the next
+// expectations (a clock that stepped back, say, is then expected as it
+// reads now).
+func (c *redisClock) based(i int, r time.Time, sent time.Duration) {
+	if r.IsZero() || sent <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.bases[i]; ok && b.sent > sent {
+		return
+	}
+	if c.bases == nil {
+		c.bases = map[int]clockBase{}
+	}
+	c.bases[i] = clockBase{redis: r, sent: sent}
+}
+
+// expect is clockExpect's argument at now (bootClock) for shard i: ""
+// when the process has no reading of its clock.
+func (c *redisClock) expect(i int, now time.Duration) string {
+	c.mu.Lock()
+	b, ok := c.bases[i]
+	c.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	since := max(now-b.sent, 0)
+	tol := clockTolerance + since/clockDrift
+	return strconv.FormatInt(b.redis.Add(since).UnixMilli(), 10) + " " + strconv.FormatInt(tol.Milliseconds(), 10)
+}
+
+// clockExpect is Begin's argument for finding a step of the master's
+// clock: 'expect tolerance' (ms), computed when go-redis writes the
+// request (MarshalBinary), so that no time the call waited before it
+// counts; sent keeps when, on bootClock, for the reading its reply
+// brings (Ledger.noteBegun).
+type clockExpect struct {
+	c     *redisClock
+	shard int
+	sent  atomic.Int64
+}
+
+func (e *clockExpect) MarshalBinary() ([]byte, error) {
+	now := bootClock()
+	e.sent.Store(int64(now))
+	return []byte(e.c.expect(e.shard, now)), nil
+}
+
+// String keeps the argument readable where a command is printed.
+func (e *clockExpect) String() string { return "clock-expect" }
 
 func (c *redisClock) now() time.Time {
 	if c.wall != nil {
@@ -72,6 +178,7 @@ func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
 	if since := c.now().Sub(rd.got); ok && since >= 0 && since < clockReread {
 		return rd.redis.Add(since), nil
 	}
+	sent := bootClock()
 	v, err := l.rdb.Eval(ctx, "return redis.call('TIME')", []string{sh.recordKey(ref)}).Result()
 	got := c.now()
 	if err != nil {
@@ -89,6 +196,7 @@ func (l *Ledger) NotAfterNow(ctx context.Context, ref Ref) (time.Time, error) {
 	}
 	c.readings[sh.i] = clockReading{redis: r, got: got}
 	c.mu.Unlock()
+	c.based(sh.i, r, sent)
 	return r, nil
 }
 

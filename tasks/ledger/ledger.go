@@ -114,6 +114,15 @@ type Record struct {
 	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
 	ReadAt time.Time `json:"-"`
+	// ClockHold is a step forward of Redis's clock recorded within its
+	// hold (see clockExpect) when Begin or Get read the record: times
+	// stamped before the step look that much older than they are, so
+	// every listing lag is judged that much longer (Begin has judged
+	// leases and pays so). Zero: none.
+	ClockHold time.Duration `json:"-"`
+	// ClockStep is the step this Begin found (and recorded), zero when
+	// none: for the log.
+	ClockStep time.Duration `json:"-"`
 	// CreateTarget is where the last create marked went (BeginArgs.Target):
 	// "" when not recorded.
 	CreateTarget string `json:"-"`
@@ -253,6 +262,11 @@ type Options struct {
 	// Ledger.KeylessDrain): the time a running worker takes to see the
 	// key, plus its shutdown drain. Zero leaves none.
 	KeylessDrain time.Duration
+	// OnClockStep, when set, is told of each step forward of a shard's
+	// master's clock a Begin of this process found (see clockExpect): the
+	// shard, the step, and the hold now in force (as large as the step or
+	// larger). Called on the Begin's goroutine.
+	OnClockStep func(shard int, step, hold time.Duration)
 	// Now is the clock. Default time.Now, and then the times a claim
 	// records (the record's creation, its index score, its event) are
 	// Redis's (TIME), as are the ones Begin and Settle record: a
@@ -467,6 +481,10 @@ func (r *Record) set(k, v string) {
 		r.Reason = v
 	case "created":
 		r.CreatedAt = msTime(v)
+	case "clock_hold": // not a field: Begin's and Get's reading of clockKey
+		r.ClockHold = msDuration(v)
+	case "clock_step": // not a field: a step Begin found
+		r.ClockStep = msDuration(v)
 	case "redriven":
 		r.RedrivenAt = msTime(v)
 	case "updated":
@@ -525,6 +543,15 @@ func msTime(s string) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(n).UTC()
+}
+
+// msDuration reads a duration in ms; zero when s is none.
+func msDuration(s string) time.Duration {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Millisecond
 }
 
 // run executes script, and when durable writes are on and the master has

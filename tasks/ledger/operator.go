@@ -302,9 +302,12 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 			last = t
 		}
 	}
-	if age := l.readAt(rec).Sub(last); a.As == ResolveAbsent && a.ListingLag > 0 && !last.IsZero() && age < a.ListingLag {
+	// A step forward of Redis's clock still held (Record.ClockHold) makes
+	// the create look older than it is: the lag is that much longer.
+	lag := a.ListingLag + rec.ClockHold
+	if age := l.readAt(rec).Sub(last); a.As == ResolveAbsent && a.ListingLag > 0 && !last.IsZero() && age < lag {
 		return refuse(fmt.Sprintf("the order's last create ended %s ago, within the listing lag (%s): the provider may not show an order it made that recently; look again after %s",
-			max(age, 0).Round(time.Second), a.ListingLag, last.Add(a.ListingLag).UTC().Format(time.RFC3339)))
+			max(age, 0).Round(time.Second), lag, last.Add(lag).UTC().Format(time.RFC3339)))
 	}
 	// Who decided is in the history entry only: the reason goes out in
 	// the order's event, to every webhook endpoint and API reader.

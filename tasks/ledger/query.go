@@ -24,6 +24,8 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 	// Redis's time, from the record's own master (a keyless TIME would
 	// go to any master of a cluster).
 	tc := pipe.Eval(ctx, "return redis.call('TIME')", []string{sh.recordKey(ref)})
+	// And the clock hold in force, if any (see clockExpect).
+	cc := pipe.HMGet(ctx, sh.clockKey(), "by", "until")
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read order: %w", err)
 	}
@@ -34,6 +36,13 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 	r := decode(h)
 	if t, ok := redisTimeOf(tc.Val()); ok {
 		r.ReadAt = t
+		if v := cc.Val(); len(v) == 2 {
+			by, _ := v[0].(string)
+			until, _ := v[1].(string)
+			if u := msTime(until); u.After(t) {
+				r.ClockHold = msDuration(by)
+			}
+		}
 	}
 	for _, s := range lc.Val() {
 		var a Attempt
@@ -42,6 +51,52 @@ func (l *Ledger) Get(ctx context.Context, ref Ref) (*Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// recordSyncScript writes the record's state again (the same value) when
+// the record is as read (ARGV[1] its state, ARGV[2] its updated time), so
+// that the WAIT after it covers the record as read (the replication
+// stream is ordered): 1, or 0 when it changed or is gone.
+var recordSyncScript = redis.NewScript(`
+local s = redis.call('HMGET', KEYS[1], 'state', 'updated')
+if not s[1] or s[1] ~= ARGV[1] or (s[2] or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+return 1
+`)
+
+// ErrRecordChanged is RecordOnReplicas' error when the record is no longer
+// as read: read it again.
+var ErrRecordChanged = errors.New("the order's record changed since it was read")
+
+// RecordOnReplicas confirms that the replicas hold rec as Get read it (so
+// that a failover cannot take it back): nil when they do or there are no
+// replicas to wait for (durable writes off, a master without replicas
+// and never seen with any); ErrNotDurable when they did not acknowledge
+// it in time; a TooFewReplicasError when the master has fewer replicas
+// than the floor; ErrRecordChanged when the record changed since. Get
+// reads what the master holds, which its replicas may not yet: an
+// outcome told to a producer from it alone could be taken back.
+func (l *Ledger) RecordOnReplicas(ctx context.Context, rec *Record) error {
+	want, err := l.want(ctx, true)
+	if err != nil || want == 0 && !l.verifyRan() {
+		return err
+	}
+	updated := ""
+	if !rec.UpdatedAt.IsZero() {
+		updated = strconv.FormatInt(rec.UpdatedAt.UnixMilli(), 10)
+	}
+	ref := rec.Ref()
+	v, acked, err := l.run(ctx, recordSyncScript, true, []string{l.shardOf(ref).recordKey(ref)}, string(rec.State), updated)
+	if err != nil {
+		return fmt.Errorf("confirm the order on the replicas: %w", err)
+	}
+	if n, _ := v.(int64); n != 1 {
+		return ErrRecordChanged
+	}
+	if !acked {
+		return ErrNotDurable
+	}
+	return nil
 }
 
 // Owner returns the order number that owns a provider order id, "" when

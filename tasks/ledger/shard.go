@@ -163,6 +163,10 @@ func (s *shard) indexKey(provider string, st State) string {
 // "<provider>:duplicate" (same params) and "<provider>:conflict" (others).
 func (s *shard) dedupeKey() string { return s.prefix + "dedupe" }
 
+// clockKey records a step forward of the shard's master's clock while it
+// holds (see clockExpect): fields by (ms), until and at (the clock's ms).
+func (s *shard) clockKey() string { return s.prefix + "clock" }
+
 // ownerKey maps a provider's order ids to the order numbers that own them.
 func (s *shard) ownerKey(provider string) string { return s.prefix + "owner:" + provider }
 

@@ -325,7 +325,7 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 
 // Decide is what follows a call of step for rec with outcome out.
 func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time) Decision {
-	d := decide(rec, step, out, p, now)
+	d := decide(rec, step, out, p.held(rec), now)
 	if out.Attempt != nil {
 		a := out.Attempt
 		if d.note != "" {
@@ -837,6 +837,17 @@ func lastCreate(rec *ledger.Record) time.Time {
 		t = rec.CreatedAt
 	}
 	return t
+}
+
+// held is p with its listing lag longer by the hold of a step forward of
+// Redis's clock rec was read under (ledger.Record.ClockHold): the creates'
+// and pays' times stamped before the step look that much older than they
+// are, and the lag is not to be cut short by it.
+func (p Policy) held(rec *ledger.Record) Policy {
+	if p.ListingLag > 0 && rec.ClockHold > 0 {
+		p.ListingLag += rec.ClockHold
+	}
+	return p
 }
 
 // listingLagLeft is how long a lookup's not-found is still not believed.

@@ -623,6 +623,16 @@ func TestListingLag(t *testing.T) {
 		// stretch it.
 		{"worker clock ahead, within the lag on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(time.Second) }), p, created.Add(10 * time.Minute), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
 		{"worker clock behind, lag over on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(3 * time.Minute) }), p, created.Add(-time.Minute), Continue, 0, ledger.StateSubmitting},
+		// Redis's clock stepped forward by a minute since the create was
+		// stamped (a failover to a master whose clock is ahead): held, the
+		// step lengthens the lag; once the hold is over, it does not.
+		{"clock stepped a minute forward, lag over on the new clock only", rec(func(r *ledger.Record) {
+			r.LastCreateAt, r.ReadAt, r.ClockHold = created, created.Add(2*time.Minute+30*time.Second), time.Minute
+		}), p, created, Wait, 30 * time.Second, ledger.StateUnknown},
+		{"clock stepped a minute forward, lag and step over", rec(func(r *ledger.Record) {
+			r.LastCreateAt, r.ReadAt, r.ClockHold = created, created.Add(3*time.Minute), time.Minute
+		}), p, created, Continue, 0, ledger.StateSubmitting},
+		{"a hold with the lag off", rec(func(r *ledger.Record) { r.LastCreateAt, r.ClockHold = created, time.Minute }), off, created.Add(time.Second), Continue, 0, ledger.StateSubmitting},
 	}
 	for _, tt := range tests {
 		d := Decide(tt.rec, Lookup, notFound, tt.p, tt.now)
@@ -708,6 +718,16 @@ func TestPayAgainOnlyAfterTheListingLag(t *testing.T) {
 	}
 	if d := Decide(rec, Poll, payable, p, now.Add(p.ListingLag)); d.Then.Next != Continue || d.Then.Step != Pay {
 		t.Errorf("unpaid a listing lag after the pay: %v %v; want continue to pay", d.Then.Next, d.Then.Step)
+	}
+	// Under the hold of a step forward of Redis's clock, the lag is the
+	// step longer.
+	held := pending()
+	held.PaySentAt, held.ClockHold = now, time.Minute
+	if d := Decide(held, Poll, payable, p, now.Add(p.ListingLag+time.Minute-time.Second)); d.Then.Next == Continue {
+		t.Errorf("within the lag and a held clock step after a pay: %v %v; want a wait, no second pay", d.Then.Next, d.Then.Step)
+	}
+	if d := Decide(held, Poll, payable, p, now.Add(p.ListingLag+time.Minute)); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Errorf("unpaid a listing lag and a held clock step after the pay: %v %v; want continue to pay", d.Then.Next, d.Then.Step)
 	}
 	if d := Decide(rec, Pay, payable, p, now.Add(time.Hour)); d.Then.Next == Continue {
 		t.Errorf("a pay answered payable continues to %v", d.Then.Step)

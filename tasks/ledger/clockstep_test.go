@@ -1,0 +1,206 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// stepClock makes l's last reading of shard 0's clock say Redis's clock
+// read step less than it does: as if that reading came from a master whose
+// clock is step behind this one's (the old master, before a failover), or
+// from this master before its clock was set forward by step.
+func stepClock(t *testing.T, l *Ledger, step time.Duration) {
+	t.Helper()
+	now, err := l.rdb.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.clock.mu.Lock()
+	delete(l.clock.bases, 0)
+	l.clock.mu.Unlock()
+	l.clock.based(0, now.Add(-step), bootClock())
+}
+
+// A master whose clock stepped forward (a failover to one whose clock is
+// ahead) makes every lease, create and pay stamped before the step look
+// older than it is. A Begin of a process that read the clock before finds
+// the step and records it; for its hold, every Begin (this process's or
+// another's, which never saw the step) judges leases and pays that much
+// later, and records carry the hold for the listing lags.
+func TestAClockStepForwardIsHeld(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	var mu sync.Mutex
+	var found []time.Duration
+	l := New(srv.Client(t), &Options{Durable: DurableOff, OnClockStep: func(shard int, step, hold time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		found = append(found, step)
+	}})
+	other := New(srv.Client(t), &Options{Durable: DurableOff}) // a process started after the step
+	rdb := l.rdb
+	redisMs := func() int64 {
+		t.Helper()
+		v, err := rdb.Time(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.UnixMilli()
+	}
+
+	// A lease another run took, run out 5 s ago on this clock; a pending
+	// order whose pay was marked 70 s ago.
+	leased := Ref{Provider: "tencent", OrderNo: "STEP-LEASED"}
+	paid := Ref{Provider: "tencent", OrderNo: "STEP-PAY"}
+	for _, ref := range []Ref{leased, paid} {
+		if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.HSet(ctx, l.shardOf(leased).recordKey(leased), "lease", "dead-run", "lease_until", strconv.FormatInt(redisMs()-5000, 10), "lease_mark", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, l.shardOf(paid).recordKey(paid), "state", "pending", "provider_order_id", "P1", "pay_sent", strconv.FormatInt(redisMs()-70_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without a step, Begins find nothing, however far apart.
+	probe := Ref{Provider: "tencent", OrderNo: "STEP-PROBE"}
+	if _, err := l.Claim(ctx, probe, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		tok := "probe-" + strconv.Itoa(i)
+		if _, err := l.Begin(ctx, probe, BeginArgs{Token: tok, NoCreate: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, probe, tok, Release()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if n, err := rdb.Exists(ctx, l.shards[0].clockKey()).Result(); err != nil || n != 0 {
+		t.Fatalf("a clock that kept pace: hold recorded (%d, %v); want none", n, err)
+	}
+
+	// The clock steps forward by a minute.
+	step := time.Minute
+	stepClock(t, l, step)
+	b, err := l.Begin(ctx, leased, BeginArgs{Token: "t1", ClockHold: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != Busy {
+		t.Fatalf("a lease run out 5 s ago on a clock that stepped a minute forward: status %v; want Busy (the lease runs out a minute later)", b.Status)
+	}
+	h, err := rdb.HGetAll(ctx, l.shards[0].clockKey()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	by, _ := strconv.ParseInt(h["by"], 10, 64)
+	if d := time.Duration(by) * time.Millisecond; d < step || d > step+2*time.Second {
+		t.Fatalf("hold recorded %v (%v); want the step, %v", d, h, step)
+	}
+	ttl, err := rdb.PTTL(ctx, l.shards[0].clockKey()).Result()
+	if err != nil || ttl < 10*time.Minute || ttl > 12*time.Minute {
+		t.Fatalf("hold expires in %v (%v); want the hold asked for plus the step, 11m", ttl, err)
+	}
+	mu.Lock()
+	if len(found) != 1 || found[0] < step {
+		t.Errorf("steps reported %v; want the one found", found)
+	}
+	mu.Unlock()
+
+	// Another process, which never read the clock before the step: the
+	// hold is in Redis, for every Begin and Get.
+	if b, err := other.Begin(ctx, leased, BeginArgs{Token: "t2"}); err != nil || b.Status != Busy {
+		t.Fatalf("another process's Begin under the hold: %+v, %v; want Busy", b, err)
+	}
+	b, err = other.Begin(ctx, paid, BeginArgs{Token: "t3", Pay: true, PayAgainAfter: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Record.PayMarked {
+		t.Errorf("a pay marked 70 s ago on a clock that stepped a minute forward, paid again after 30 s: marked again; want not (10 s since, less the step)")
+	}
+	if b.Record.ClockHold < step {
+		t.Errorf("Begin's record: clock hold %v; want the step, %v", b.Record.ClockHold, step)
+	}
+	if err := other.Settle(ctx, paid, "t3", Keep("")); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := other.Get(ctx, paid)
+	if err != nil || rec == nil || rec.ClockHold < step {
+		t.Fatalf("Get under the hold: %+v, %v; want its clock hold, %v", rec, err, step)
+	}
+	// The step is this process's base now: its next Begins find no other.
+	if _, err := l.Begin(ctx, probe, BeginArgs{Token: "probe-after", NoCreate: true}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(found) != 1 {
+		t.Errorf("steps reported %v; want one: the step, found once", found)
+	}
+	mu.Unlock()
+
+	// An operator's absent for an order whose last create ended 70 s ago,
+	// with a listing lag of 30 s: refused while the step is held.
+	lost := Ref{Provider: "tencent", OrderNo: "STEP-ABSENT"}
+	if _, err := l.Claim(ctx, lost, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, l.shardOf(lost).recordKey(lost), "state", "unknown", "may_exist", "1", "attempts", "1",
+		"first_attempt", strconv.FormatInt(redisMs()-70_000, 10), "last_create", strconv.FormatInt(redisMs()-70_000, 10),
+		"created", strconv.FormatInt(redisMs()-80_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	absent := ResolveArgs{As: ResolveAbsent, Note: "not in the console", By: "ops", ListingLag: 30 * time.Second}
+	var refused *RefusedError
+	if _, err := other.Resolve(ctx, lost, absent); !errors.As(err, &refused) || !strings.Contains(err.Error(), "listing lag") {
+		t.Errorf("absent 70 s after the last create, a lag of 30 s, under a minute's hold: %v; want refused for the listing lag", err)
+	}
+
+	// Once the hold is over, leases and pays are judged on the clock.
+	if err := rdb.Del(ctx, l.shards[0].clockKey()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := other.Begin(ctx, leased, BeginArgs{Token: "t4"}); err != nil || b.Status != Began || b.Record.ClockHold != 0 {
+		t.Fatalf("after the hold: %+v, %v; want the run-out lease taken, no hold", b, err)
+	}
+	if b, err := other.Begin(ctx, paid, BeginArgs{Token: "t5", Pay: true, PayAgainAfter: 30 * time.Second}); err != nil || !b.Record.PayMarked {
+		t.Fatalf("after the hold, a pay marked over 70 s ago: %+v, %v; want it paid again", b.Record, err)
+	}
+	if _, err := other.Resolve(ctx, lost, absent); err != nil {
+		t.Errorf("absent after the hold: %v; want it taken", err)
+	}
+}
+
+// The expectation a Begin carries: none without a reading; from the
+// newest reading, the time since on bootClock, with a tolerance that
+// grows with it.
+func TestClockExpectation(t *testing.T) {
+	var c redisClock
+	if got := c.expect(0, time.Hour); got != "" {
+		t.Fatalf("no reading: %q; want none", got)
+	}
+	r := time.UnixMilli(1_700_000_000_000)
+	c.based(0, r, 10*time.Second)
+	c.based(0, r.Add(-time.Hour), 5*time.Second) // an older reading, answered late: not the base
+	if got, want := c.expect(0, 12*time.Second), "1700000002000 1002"; got != want {
+		t.Errorf("2 s after the reading: %q; want %q", got, want)
+	}
+	if got, want := c.expect(0, 10*time.Second+time.Hour), "1700003600000 4600"; got != want {
+		t.Errorf("an hour after the reading: %q; want %q (tolerance 1 s + 0.1 %%)", got, want)
+	}
+	if got := c.expect(1, time.Hour); got != "" {
+		t.Errorf("another shard: %q; want none", got)
+	}
+}
