@@ -132,9 +132,13 @@ Serve flags:
 		return exitError
 	}
 	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
+	// The long polls' listeners block on a connection per shard: a pool
+	// of their own, so that they never take the ones orders need.
+	listen := tasks.WithPoolSize(redisOpt, len(ledger.EventStreams())+1).MakeRedisClient().(redis.UniversalClient)
+	defer listen.Close()
 	h, err := api.New(enq, ledger, rdb, set, &api.Options{
 		Tokens: tokens, Open: *open, Sealer: sealer, MaxWait: *maxWait,
-		MaxBatchBytes: *maxBytes, MaxBatchOrders: *maxOrders, Timeout: timeout, Logger: log,
+		MaxBatchBytes: *maxBytes, MaxBatchOrders: *maxOrders, Timeout: timeout, Listen: listen, Logger: log,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "enqueue serve:", err)

@@ -58,6 +58,12 @@ type Options struct {
 	// Timeout bounds the Redis work of one request (of each chunk of 256
 	// orders in a batch). Default 10s.
 	Timeout time.Duration
+	// Listen is the client the long polls' listeners read the events
+	// streams with: a blocking read per ledger shard while anyone waits
+	// on an order of it. Give it its own pool, a connection per shard, so
+	// that the listeners never take the connections orders need. nil:
+	// the Handler's client.
+	Listen redis.UniversalClient
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -139,8 +145,12 @@ func New(enq *tasks.Enqueuer, l *ledger.Ledger, rdb redis.UniversalClient, set *
 	if short > 0 {
 		h.log.Warn(fmt.Sprintf("api: %d of the API tokens are shorter than %d characters, easy to guess: use long random ones (openssl rand -hex 32)", short, MinTokenLen))
 	}
+	listen := o.Listen
+	if listen == nil {
+		listen = rdb
+	}
 	for _, stream := range l.EventStreams() {
-		h.hubs = append(h.hubs, newHub(rdb, stream, h.closing))
+		h.hubs = append(h.hubs, newHub(listen, stream, h.closing))
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/orders", h.auth(h.createOrder))

@@ -956,6 +956,41 @@ func TestEventsWaitForTheReplicas(t *testing.T) {
 	}
 }
 
+// An outcome only the master holds is not told as an order's state: a GET,
+// or a long poll woken by its event, answers 503 while the replicas do not
+// hold it (a failover could take it back, and the producer would have
+// delivered, or refunded, on it); a long poll that outlasts the replica's
+// lag answers it.
+func TestOutcomeIsToldOnceTheReplicasHoldIt(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rep := rs.AttachReplica(t)
+	e := serve(t, rs, ledger.New(rs.Client(t), &ledger.Options{WaitTimeout: 100 * time.Millisecond}), nil)
+	if status, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("R1", 1)); status != 201 {
+		t.Fatalf("order not accepted: %d %s", status, b)
+	}
+	rep.Pause(t)
+	resumed := false
+	defer func() {
+		if !resumed {
+			rep.Resume()
+		}
+	}()
+	settle(t, ledger.New(rs.Client(t), &ledger.Options{Durable: ledger.DurableOff}), ledger.Ref{Provider: "tencent", OrderNo: "R1"}, ledger.SetPaid("PR1"))
+	for _, path := range []string{"/v1/orders/tencent/R1", "/v1/orders/tencent/R1?wait=1s"} {
+		status, b, h := e.do("GET", path, bearer, nil)
+		if status != http.StatusServiceUnavailable || !strings.Contains(string(b), "replicas") || h.Get("Retry-After") == "" || strings.Contains(string(b), "PR1") {
+			t.Errorf("GET %s with the replica behind: %d %s; want 503 saying why, with Retry-After, and no outcome", path, status, b)
+		}
+	}
+	time.AfterFunc(time.Second, func() { rep.Resume() })
+	resumed = true
+	status, b, _ := e.do("GET", "/v1/orders/tencent/R1?wait=20s", bearer, nil)
+	if status != http.StatusOK || !strings.Contains(string(b), `"state":"paid"`) {
+		t.Errorf("a long poll outlasting the replica's lag: %d %s; want 200, paid", status, b)
+	}
+}
+
 // ownClient has a transport of its own: httptest.Server.Close drops the
 // idle connections of http.DefaultTransport, which breaks a request
 // another parallel test is sending on one of them at that moment.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -300,9 +301,19 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+providers.MaskPhones(ref.OrderNo))
 		return
 	}
+	deadline := time.Now().Add(wait)
 	if wait > 0 && !rec.State.Terminal() {
 		if rec, err = h.waitOutcome(r.Context(), ref, rec, wait); err != nil {
 			h.unavailable(w, r, err, "cannot read the order: Redis is unavailable", nil)
+			return
+		}
+		if rec == nil { // the client went away
+			return
+		}
+	}
+	if rec.State.Terminal() {
+		if rec, err = h.outcomeOnReplicas(r.Context(), ref, rec, deadline); err != nil {
+			h.unavailable(w, r, err, "the order's outcome is not on the Redis replicas yet (a failover now could take it back): ask again", nil)
 			return
 		}
 		if rec == nil { // the client went away
@@ -334,9 +345,16 @@ func (h *Handler) get(ctx context.Context, ref ledger.Ref) (*ledger.Record, erro
 	return h.ledger.Get(c, ref)
 }
 
-// fallbackPoll is how often a long poll reads the record even without an
-// event for it (in case the events stream cannot be watched).
-const fallbackPoll = 2 * time.Second
+// fallbackPoll is how often a long poll reads the record when the events
+// stream cannot be watched; healthyPoll, while it is (an event wakes the
+// poll: this only bounds what an event missed would cost, a failover to a
+// master whose stream is behind, say). Every waiting client reads its
+// order that often: hundreds of them at fallbackPoll would take Redis
+// connections orders need.
+const (
+	fallbackPoll = 2 * time.Second
+	healthyPoll  = 15 * time.Second
+)
 
 // waitOutcome waits until the order is terminal, wait is over, the client
 // leaves (nil, nil) or the server shuts down, and returns the record as it
@@ -344,7 +362,8 @@ const fallbackPoll = 2 * time.Second
 // errored appends one), and reads the record every fallbackPoll anyway.
 func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.Record, wait time.Duration) (*ledger.Record, error) {
 	deadline := time.Now().Add(wait)
-	ch, stop := h.hubs[h.ledger.ShardOf(ref)].watch(ctx, ref.String())
+	hub := h.hubs[h.ledger.ShardOf(ref)]
+	ch, stop, watching := hub.watch(ctx, ref.String())
 	defer stop()
 	// Read again now that the watch is in place: an event between the
 	// first read and the watch is reflected here.
@@ -356,7 +375,7 @@ func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.R
 		if left <= 0 {
 			return rec, nil
 		}
-		t := time.NewTimer(min(left, fallbackPoll))
+		t := time.NewTimer(min(left, hub.pollEvery(watching)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -381,6 +400,52 @@ func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.R
 	}
 	return rec, nil
 }
+
+// outcomeOnReplicas returns rec, a paid or errored order, once the Redis
+// replicas hold that outcome (ledger.RecordOnReplicas): a producer told
+// paid or errored acts on it (delivers, refunds), and an outcome only
+// the master holds, a failover could take back. Until the deadline (a
+// long poll's) it reads the record again and checks again; past it, the
+// error (ledger.ErrNotDurable, a TooFewReplicasError, Redis's). nil, nil
+// when the client went away.
+func (h *Handler) outcomeOnReplicas(ctx context.Context, ref ledger.Ref, rec *ledger.Record, deadline time.Time) (*ledger.Record, error) {
+	for {
+		c, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+		err := h.ledger.RecordOnReplicas(c, rec)
+		cancel()
+		if err == nil {
+			return rec, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		if !errors.Is(err, ledger.ErrRecordChanged) && time.Until(deadline) < outcomeRecheck {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-h.closing:
+			return nil, err
+		case <-time.After(outcomeRecheck):
+		}
+		r2, err := h.get(ctx, ref)
+		if err != nil || r2 == nil {
+			if ctx.Err() != nil {
+				return nil, nil
+			}
+			return nil, cmp.Or(err, ledger.ErrNotFound)
+		}
+		if !r2.State.Terminal() {
+			return r2, nil // taken back (a failover, an operator's redrive): nothing to hold
+		}
+		rec = r2
+	}
+}
+
+// outcomeRecheck is how long a long poll waits before it reads an outcome
+// again that the replicas did not hold yet.
+const outcomeRecheck = 250 * time.Millisecond
 
 // mask shows the record's params as enqueue status does, with personal
 // data hidden whole rather than masked as for an operator (every token

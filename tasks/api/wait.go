@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,6 +24,20 @@ type hub struct {
 	waiters map[string]map[chan struct{}]struct{}
 	running bool
 	last    string // the last stream id seen
+	// failing: the last read of the stream failed (waiters then read
+	// their orders every fallbackPoll, not healthyPoll).
+	failing atomic.Bool
+}
+
+// pollEvery is how often a waiter on this hub reads its order even
+// without an event for it: often while the stream cannot be read (the
+// watch did not start, watching is false, or the last read failed),
+// seldom otherwise (an event wakes it).
+func (h *hub) pollEvery(watching bool) time.Duration {
+	if !watching || h.failing.Load() {
+		return fallbackPoll
+	}
+	return healthyPoll
 }
 
 func newHub(rdb redis.UniversalClient, stream ledger.EventStream, closing <-chan struct{}) *hub {
@@ -33,7 +48,7 @@ func newHub(rdb redis.UniversalClient, stream ledger.EventStream, closing <-chan
 // (provider/order_no) is appended after the call, and a func to stop
 // watching. When the stream cannot be read, the channel stays quiet (the
 // caller polls anyway).
-func (h *hub) watch(ctx context.Context, key string) (<-chan struct{}, func()) {
+func (h *hub) watch(ctx context.Context, key string) (<-chan struct{}, func(), bool) {
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	if !h.running {
@@ -45,7 +60,7 @@ func (h *hub) watch(ctx context.Context, key string) (<-chan struct{}, func()) {
 		msgs, err := h.rdb.XRevRangeN(c, h.stream.Key, "+", "-", 1).Result()
 		cancel()
 		if err != nil {
-			return ch, func() {}
+			return ch, func() {}, false
 		}
 		if len(msgs) > 0 {
 			tail = msgs[0].ID
@@ -70,7 +85,7 @@ func (h *hub) watch(ctx context.Context, key string) (<-chan struct{}, func()) {
 			delete(h.waiters, key)
 		}
 		h.mu.Unlock()
-	}
+	}, true
 }
 
 // run reads the stream while anyone waits.
@@ -94,9 +109,13 @@ func (h *hub) run() {
 		last := h.last
 		h.mu.Unlock()
 		res, err := h.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{h.stream.Key, last}, Count: 500, Block: time.Second}).Result()
+		if errors.Is(err, redis.Nil) {
+			h.failing.Store(false) // read, nothing new
+		}
 		if err != nil {
 			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
 				// Waiters poll meanwhile.
+				h.failing.Store(true)
 				select {
 				case <-ctx.Done():
 				case <-time.After(500 * time.Millisecond):
@@ -104,6 +123,7 @@ func (h *hub) run() {
 			}
 			continue
 		}
+		h.failing.Store(false)
 		h.mu.Lock()
 		for _, s := range res {
 			for _, m := range s.Messages {
