@@ -292,7 +292,11 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 	}
 	for i := range ps {
 		if ps[i].set {
-			if l.trimmedAfter(ctx, l.shards[i].events, ps[i].at) {
+			missed, err := l.trimmedAfter(ctx, l.shards[i].events, ps[i].at)
+			if err != nil {
+				return EventsPage{}, err
+			}
+			if missed {
 				page.Missed = true
 				break
 			}
@@ -302,13 +306,18 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 }
 
 // trimmedAfter reports whether retention may have removed entries after
-// at (see streamTrimmedAfter).
-func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) bool {
+// at (see streamTrimmedAfter). A stream that does not exist lost nothing;
+// one that cannot be read is an error, not a page that says it missed
+// nothing.
+func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) (bool, error) {
 	info, err := l.rdb.XInfoStream(ctx, key).Result()
 	if err != nil {
-		return false
+		if strings.Contains(err.Error(), "no such key") {
+			return false, nil
+		}
+		return false, fmt.Errorf("read events: whether the stream was trimmed: %w", err)
 	}
-	return streamTrimmedAfter(info, at, l.opts.EventRetention)
+	return streamTrimmedAfter(info, at, l.opts.EventRetention), nil
 }
 
 // streamTrimmedAfter reports whether retention may have removed entries

@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -307,6 +308,45 @@ func TestShardedEventsReportTrimsOfAShardNotYetRead(t *testing.T) {
 	if !next.Missed {
 		t.Errorf("after %q: %d events, missed false; want missed (100..107 were trimmed unread)", page.Next, len(next.Events))
 	}
+}
+
+// A page whose check for trimmed events cannot be made (XINFO STREAM
+// failed: a hiccup, a proxy that does not pass it) is an error, never a
+// page that says nothing was missed.
+func TestEventsTrimCheckFailedIsAnError(t *testing.T) {
+	t.Parallel()
+	l, rdb, streams := twoShardEvents(t, 100)
+	page, err := l.ReadEvents(ctx, "", 3)
+	if err != nil || len(page.Events) != 3 {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	if err := rdb.XTrimMaxLen(ctx, streams[1].Key, 3).Err(); err != nil { // 100..107 trimmed unread
+		t.Fatal(err)
+	}
+	rdb.AddHook(failCommand("xinfo"))
+	if next, err := l.ReadEvents(ctx, page.Next, 100); err == nil {
+		t.Errorf("after %q with XINFO failing: %d events, missed %v, no error; want an error", page.Next, len(next.Events), next.Missed)
+	}
+}
+
+// failCommand is a client hook that fails every command named name.
+type failCommand string
+
+func (f failCommand) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (f failCommand) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == string(f) {
+			err := errors.New("ERR injected failure")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (f failCommand) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // The position kept before a shard's first event reports nothing missed
