@@ -277,6 +277,18 @@ func TestUnclaimQueuedTakesBackOnlyItsOwn(t *testing.T) {
 	if r, k := left("U1"); r || k {
 		t.Errorf("U1: record %v, task %v left; want neither", r, k)
 	}
+	// The same take-back again (its reply lost, sent again): it answers
+	// as the first did, so that its producer is told surely not accepted,
+	// not maybe; and another claim's take-back does not pass for it.
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-1", task("U1", "tok-1")); err != nil || !ok {
+		t.Errorf("UnclaimQueued of its own again = %v, %v; want true, as the first", ok, err)
+	}
+	if ok, err := l.UnclaimTaken(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-1", nil); err != nil || !ok {
+		t.Errorf("UnclaimTaken of its own again = %v, %v; want true, as the first", ok, err)
+	}
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-other", task("U1", "tok-other")); err != nil || ok {
+		t.Errorf("UnclaimQueued of another claim of a removed record = %v, %v; want false", ok, err)
+	}
 	// A task queued before (the record was lost): left, with the record.
 	claim("U2", "tok-old", task("U2", "tok-old"))
 	if err := rdb.Del(ctx, "orderworker:{ledger}:order:tencent:U2").Err(); err != nil {

@@ -310,6 +310,16 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason stri
 // order whatever becomes of the record).
 var unclaimScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
+if not cur[1] then
+  -- This take-back again (its reply was lost, and the client sent it
+  -- again): the first removed the record. A write (the same value), so
+  -- that the WAIT after it covers that removal.
+  if redis.call('GET', KEYS[3]) == ARGV[1] then
+    redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+    return 1
+  end
+  return 0
+end
 if cur[5] ~= cur[6] or (cur[7] or '') ~= '' or cur[8] then return 0 end
 for i = 4, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
@@ -441,6 +451,16 @@ func (l *Ledger) ConfirmClaim(ctx context.Context, ref Ref, token string) (bool,
 // otherwise it changes nothing.
 var unqueueScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
+if not cur[1] then
+  -- This take-back again (its reply was lost, and the client sent it
+  -- again): the first removed the record. A write (the same value), so
+  -- that the WAIT after it covers that removal.
+  if redis.call('GET', KEYS[3]) == ARGV[1] then
+    redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+    return 1
+  end
+  return 0
+end
 if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] or (cur[7] or '') ~= '' or cur[8] then return 0 end
 if #KEYS > 5 and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
 if (cur[3] or '') ~= '' then
