@@ -17,7 +17,7 @@ import (
 // the lease and, when the next call creates the order, marks it in flight.
 //
 // KEYS: record, queued index, submitting index, the shard's epoch, its
-// clock hold (see clockExpect; ARGV[14], ARGV[15]). ARGV[8]: the create's
+// clock hold (see clockExpect; ARGV[14]). ARGV[8]: the create's
 // target (BeginArgs.Target), recorded with a create's mark. ARGV: token, now (ms, for
 // the record's updated time and index score; "" for Redis's TIME, see
 // Options.Now), the lease's TTL (ms), '1' when a
@@ -47,27 +47,24 @@ local t = redis.call('TIME')
 local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local leaseUntil = string.format('%.0f', snow + tonumber(ARGV[3]))
 local sn = string.format('%.0f', snow)
--- The clock hold (see clock.go): ARGV[14] is 'expect tolerance' (ms), the
--- latest this master's clock can read now had it run as the process's
--- own since the process last read it, '' for no reading. A clock later
--- than that by more than the tolerance stepped forward (a failover to a
--- master whose clock is ahead, a step of this one's): times stamped
--- before the step would be taken as older than they are. The step is
--- recorded in KEYS[5] for ARGV[15] ms past its size, and while it holds
--- every lease and listing lag is judged that much later (judge; the
--- record carries the hold as clock_hold, the step found as clock_step).
+-- The clock hold (see clockExpect). KEYS[5] holds a step forward of this
+-- master's clock recorded (by, until): while it holds, every lease and
+-- listing lag is judged that much later (judge; the record carries the
+-- hold as clock_hold). ARGV[14] is 'expect tolerance' (ms): the latest
+-- this clock can read now had it kept pace with the process's clock since
+-- the process last read it, '' for no reading. A clock later than that
+-- by more than the tolerance stepped forward, or the request reached
+-- Redis late: this Begin judges as if held by that much more (clock_step
+-- in the reply), and the process records the step once its reply shows
+-- the request was not late (Ledger.recordStep).
 local hold, stepped = 0, ''
 local ck = redis.call('HMGET', KEYS[5], 'by', 'until')
-local ckUntil = tonumber(ck[2] or '') or 0
-if ck[1] and snow < ckUntil then hold = tonumber(ck[1]) or 0 end
+if ck[1] and snow < (tonumber(ck[2] or '') or 0) then hold = tonumber(ck[1]) or 0 end
 local expect, tol = string.match(ARGV[14] or '', '^(%d+) (%d+)$')
 if expect and snow > tonumber(expect) + tonumber(tol) then
   local by = snow - tonumber(expect)
-  if by > hold then hold = by end
-  local u = math.max(snow + by + (tonumber(ARGV[15] or '') or 0), ckUntil)
-  redis.call('HSET', KEYS[5], 'by', string.format('%.0f', hold), 'until', string.format('%.0f', u), 'at', sn)
-  redis.call('PEXPIREAT', KEYS[5], string.format('%.0f', u))
   stepped = string.format('%.0f', by)
+  hold = hold + by
 end
 local judge = snow - hold
 local r = redis.call('HGETALL', KEYS[1])
@@ -372,7 +369,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey(), sh.clockKey()},
 			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds(),
-			expect, hold.Milliseconds())
+			expect)
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}
@@ -381,7 +378,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if len(res) > 0 {
 			kind, _ = res[0].(string)
 		}
-		l.begunAt(sh.i, kind, res, expect)
+		l.begunAt(ctx, sh.i, kind, res, expect, bootClock(), hold)
 		if kind != "epoch" {
 			break
 		}
@@ -488,10 +485,16 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 }
 
 // begunAt notes the master's clock as a Begin's reply of kind res read it,
-// as the base of the next Begins' expectations, and reports a step it
-// found (Options.OnClockStep).
-func (l *Ledger) begunAt(i int, kind string, res []any, e *clockExpect) {
-	var sn, step, hold string
+// the request written at e's time and answered at recv (bootClock), as the
+// base of the next Begins' expectations. A step the reply shows
+// (clock_step) is recorded (recordStep, held for hold past its size) and
+// reported (Options.OnClockStep) when the round trip was too short to
+// account for it; else the request may have reached Redis late (a network
+// stall, a stall of this process as it sent it): nothing is recorded,
+// and the base is kept, so that the next Begin finds the step again if
+// there is one.
+func (l *Ledger) begunAt(ctx context.Context, i int, kind string, res []any, e *clockExpect, recv time.Duration, hold time.Duration) {
+	var sn, step string
 	switch kind {
 	case "missing", "busy":
 		// {'missing', sn, step, hold}, {'busy', until, sn, step, hold}
@@ -499,14 +502,14 @@ func (l *Ledger) begunAt(i int, kind string, res []any, e *clockExpect) {
 		if kind == "busy" {
 			at = 2
 		}
-		if len(res) > at+2 {
+		if len(res) > at+1 {
 			sn, _ = res[at].(string)
 			step, _ = res[at+1].(string)
-			hold, _ = res[at+2].(string)
 		}
 	case "began", "terminal":
 		// {'began', fields, mark, sn, …}, {'terminal', fields, sn}; the
-		// step and the hold are the fields' last (clock_step, clock_hold).
+		// step is among the fields (clock_step; the script may append
+		// others after it).
 		at := 3
 		if kind == "terminal" {
 			at = 2
@@ -515,21 +518,30 @@ func (l *Ledger) begunAt(i int, kind string, res []any, e *clockExpect) {
 			sn, _ = res[at].(string)
 		}
 		f, _ := res[1].([]any)
-		for j := len(f) - 2; j >= 0 && j >= len(f)-4; j -= 2 {
-			switch k, _ := f[j].(string); k {
-			case "clock_step":
+		for j := 0; j+1 < len(f); j += 2 {
+			if k, _ := f[j].(string); k == "clock_step" {
 				step, _ = f[j+1].(string)
-			case "clock_hold":
-				hold, _ = f[j+1].(string)
 			}
 		}
 	default:
 		return
 	}
-	l.clock.based(i, msTime(sn), time.Duration(e.sent.Load()))
-	if st := msDuration(step); st > 0 && l.opts.OnClockStep != nil {
-		l.opts.OnClockStep(i, st, msDuration(hold))
+	sent := time.Duration(e.sent.Load())
+	if st := msDuration(step); st > 0 {
+		if st-(recv-sent) <= clockTolerance {
+			return // perhaps a late request: not recorded, the base kept
+		}
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), watchTimeout)
+		held, err := l.recordStep(c, i, st, time.UnixMilli(e.base.Load()), hold)
+		cancel()
+		if err != nil {
+			return // the base kept: the next Begin finds the step again
+		}
+		if l.opts.OnClockStep != nil {
+			l.opts.OnClockStep(i, st, held)
+		}
 	}
+	l.clock.based(i, msTime(sn), sent)
 }
 
 // Transition is a change Settle applies to an order, built by the named

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The times that bound an order's life are on Redis's clock, one clock for
@@ -47,18 +49,22 @@ type clockReading struct {
 // Each process keeps, per shard, its latest reading of the master's clock
 // (what TIME answered, and when, on bootClock, the request was written;
 // clockBase). Every Begin carries the latest the master's clock can read
-// as it runs had it kept pace with bootClock since (clockExpect); a Begin
-// whose master reads later than that by more than clockTolerance records
-// the step in the shard (the hold: its size, for as long as a time
-// stamped before it may still be judged, BeginArgs.ClockHold past it),
-// and while the hold lasts every Begin judges leases and pays on the
-// clock less the hold, and the record it returns carries the hold
-// (Record.ClockHold) for the listing lags the step is judged against.
-// Only a process that read the master's clock before the step can find
-// it: one started after a failover finds nothing (while one that ran
-// across it records the hold for all), and a clock that stepped back
-// needs no hold (times stamped before look younger than they are:
-// leases and lags last longer).
+// as it runs had it kept pace with bootClock since (clockExpect). A Begin
+// whose master reads later than that by more than clockTolerance judges
+// its own order as if the difference were held; the process then records
+// the step in the shard (recordStep: the hold, its size, for as long as a
+// time stamped before it may still be judged, BeginArgs.ClockHold past
+// it), unless the reply took long enough to account for it (a request
+// that reached Redis late, after a network stall or a stall of this
+// process as it sent it, is not a step). While the hold lasts every
+// Begin judges leases and pays on the clock less the hold, and the
+// records Begin and Get return carry it (Record.ClockHold) for the
+// listing lags the step is judged against. Only a process that read the
+// master's clock before the step can find it: one started after a
+// failover finds nothing, and until one that ran across it records the
+// hold, judges on the stepped clock; and a clock that stepped back needs
+// no hold (times stamped before look younger than they are: leases and
+// lags last longer).
 
 // clockTolerance is how much later than expected a master's clock may
 // read before it counts as stepped: the time the request spends on the
@@ -108,39 +114,85 @@ func (c *redisClock) based(i int, r time.Time, sent time.Duration) {
 	c.bases[i] = clockBase{redis: r, sent: sent}
 }
 
-// expect is clockExpect's argument at now (bootClock) for shard i: ""
-// when the process has no reading of its clock.
-func (c *redisClock) expect(i int, now time.Duration) string {
+// expect is clockExpect's argument at now (bootClock) for shard i, and
+// the reading it is based on (zero with "" when the process has no
+// reading of the shard's clock).
+func (c *redisClock) expect(i int, now time.Duration) (string, time.Time) {
 	c.mu.Lock()
 	b, ok := c.bases[i]
 	c.mu.Unlock()
 	if !ok {
-		return ""
+		return "", time.Time{}
 	}
 	since := max(now-b.sent, 0)
 	tol := clockTolerance + since/clockDrift
-	return strconv.FormatInt(b.redis.Add(since).UnixMilli(), 10) + " " + strconv.FormatInt(tol.Milliseconds(), 10)
+	return strconv.FormatInt(b.redis.Add(since).UnixMilli(), 10) + " " + strconv.FormatInt(tol.Milliseconds(), 10), b.redis
 }
 
 // clockExpect is Begin's argument for finding a step of the master's
 // clock: 'expect tolerance' (ms), computed when go-redis writes the
 // request (MarshalBinary), so that no time the call waited before it
-// counts; sent keeps when, on bootClock, for the reading its reply
-// brings (Ledger.noteBegun).
+// counts; sent keeps when, on bootClock, and base the reading it was
+// based on, for what its reply brings (Ledger.begunAt).
 type clockExpect struct {
 	c     *redisClock
 	shard int
 	sent  atomic.Int64
+	base  atomic.Int64 // ms
 }
 
 func (e *clockExpect) MarshalBinary() ([]byte, error) {
 	now := bootClock()
+	arg, base := e.c.expect(e.shard, now)
 	e.sent.Store(int64(now))
-	return []byte(e.c.expect(e.shard, now)), nil
+	e.base.Store(base.UnixMilli())
+	return []byte(arg), nil
 }
 
 // String keeps the argument readable where a command is printed.
 func (e *clockExpect) String() string { return "clock-expect" }
+
+// recordStepScript records a step forward of the master's clock (KEYS[1],
+// the shard's clockKey): ARGV[1] ms, found by a Begin whose expectation
+// was based on a reading of ARGV[2] (ms, on the clock it was read on),
+// held ARGV[3] ms past its size. A step held already whose record is
+// older than that reading is another step: the two add up. One recorded
+// after the reading was taken (another process found the same step
+// first, or this one, found by two Begins) is in the step found: the
+// larger stands. Replies the hold now recorded (ms).
+var recordStepScript = redis.NewScript(`
+local t = redis.call('TIME')
+local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ck = redis.call('HMGET', KEYS[1], 'by', 'until', 'at')
+local cur, u = 0, tonumber(ck[2] or '') or 0
+if ck[1] and snow < u then cur = tonumber(ck[1]) or 0 else u = 0 end
+local by = tonumber(ARGV[1])
+if cur > 0 then
+  if tonumber(ARGV[2]) >= (tonumber(ck[3] or '') or 0) then
+    by = cur + by
+  elseif by < cur then
+    by = cur
+  end
+end
+u = math.max(u, snow + by + tonumber(ARGV[3]))
+redis.call('HSET', KEYS[1], 'by', string.format('%.0f', by), 'until', string.format('%.0f', u), 'at', string.format('%.0f', snow))
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', u))
+return by
+`)
+
+// recordStep records a step forward of shard i's master's clock found by
+// a Begin whose expectation was based on a reading base: held for hold
+// past its size (see recordStepScript). It returns the hold recorded.
+func (l *Ledger) recordStep(ctx context.Context, i int, step time.Duration, base time.Time, hold time.Duration) (time.Duration, error) {
+	if hold <= 0 {
+		hold = DefaultClockHold
+	}
+	v, err := recordStepScript.Run(ctx, l.rdb, []string{l.shards[i].clockKey()}, step.Milliseconds(), base.UnixMilli(), hold.Milliseconds()).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("record a step of Redis's clock: %w", err)
+	}
+	return time.Duration(v) * time.Millisecond, nil
+}
 
 func (c *redisClock) now() time.Time {
 	if c.wall != nil {

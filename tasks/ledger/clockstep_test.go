@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -188,19 +190,185 @@ func TestAClockStepForwardIsHeld(t *testing.T) {
 // grows with it.
 func TestClockExpectation(t *testing.T) {
 	var c redisClock
-	if got := c.expect(0, time.Hour); got != "" {
+	if got, _ := c.expect(0, time.Hour); got != "" {
 		t.Fatalf("no reading: %q; want none", got)
 	}
 	r := time.UnixMilli(1_700_000_000_000)
 	c.based(0, r, 10*time.Second)
 	c.based(0, r.Add(-time.Hour), 5*time.Second) // an older reading, answered late: not the base
-	if got, want := c.expect(0, 12*time.Second), "1700000002000 5002"; got != want {
-		t.Errorf("2 s after the reading: %q; want %q", got, want)
+	if got, base := c.expect(0, 12*time.Second); got != "1700000002000 5002" || !base.Equal(r) {
+		t.Errorf("2 s after the reading: %q, based on %v; want %q, on %v", got, base, "1700000002000 5002", r)
 	}
-	if got, want := c.expect(0, 10*time.Second+time.Hour), "1700003600000 8600"; got != want {
-		t.Errorf("an hour after the reading: %q; want %q (tolerance 5 s + 0.1 %%)", got, want)
+	if got, _ := c.expect(0, 10*time.Second+time.Hour); got != "1700003600000 8600" {
+		t.Errorf("an hour after the reading: %q; want %q (tolerance 5 s + 0.1 %%)", got, "1700003600000 8600")
 	}
-	if got := c.expect(1, time.Hour); got != "" {
+	if got, _ := c.expect(1, time.Hour); got != "" {
 		t.Errorf("another shard: %q; want none", got)
+	}
+}
+
+// Two steps forward within one hold (a failover onto a master a minute
+// ahead, then onto another a minute ahead of that): a time stamped before
+// both looks two minutes older, and the hold is their sum. The same step
+// found by another process, whose reading predates the step's record, is
+// counted once.
+func TestClockStepsAddUpButNotTwice(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	l := New(srv.Client(t), &Options{Durable: DurableOff})
+	rdb := l.rdb
+	key := l.shards[0].clockKey()
+	leased := Ref{Provider: "tencent", OrderNo: "STEP2-LEASED"}
+	if _, err := l.Claim(ctx, leased, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := now.UnixMilli()
+	// Stamped on the first master with 30 s left: on this (the third)
+	// master's clock, two minutes ahead, it ran out 90 s ago.
+	if err := rdb.HSet(ctx, l.shardOf(leased).recordKey(leased), "lease", "live-run", "lease_mark", "0",
+		"lease_until", strconv.FormatInt(ms-120_000+30_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The first step, recorded on the second master (its clock a minute
+	// behind this one's) a second before this process's reading of it.
+	if err := rdb.HSet(ctx, key, "by", "60000", "until", strconv.FormatInt(ms+600_000, 10), "at", strconv.FormatInt(ms-61_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stepClock(t, l, time.Minute) // read on the second master: a minute behind
+	b, err := l.Begin(ctx, leased, BeginArgs{Token: "t1", NoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Status != Busy {
+		t.Errorf("a lease with 30 s left across two steps of a minute: %v; want Busy", b.Status)
+	}
+	by, err := rdb.HGet(ctx, key, "by").Int64()
+	if err != nil || by < 120_000 || by > 122_000 {
+		t.Errorf("hold recorded %d ms (%v); want both steps, 120000", by, err)
+	}
+
+	// One step, recorded just now by another process; this one read the
+	// clock before it (on the old master, a minute behind).
+	if err := rdb.HSet(ctx, key, "by", "60000", "until", strconv.FormatInt(ms+600_000, 10), "at", strconv.FormatInt(ms+1_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stepClock(t, l, time.Minute)
+	if _, err := l.Begin(ctx, leased, BeginArgs{Token: "t2", NoCreate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if by, err := rdb.HGet(ctx, key, "by").Int64(); err != nil || by < 60_000 || by > 62_000 {
+		t.Errorf("the same step found again: hold %d ms (%v); want it once, 60000", by, err)
+	}
+}
+
+// A step found on a Begin whose record gets more fields after it (a create
+// whose run died: its last create moved to the end of its lease; a lookup
+// within the window after a loss of the ledger's data) is recorded and
+// reported all the same.
+func TestClockStepReportedWhateverTheBeginWrote(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	var mu sync.Mutex
+	var steps, holds []time.Duration
+	l := New(srv.Client(t), &Options{Durable: DurableOff, OnClockStep: func(_ int, step, hold time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		steps, holds = append(steps, step), append(holds, hold)
+	}})
+	rdb := l.rdb
+	if _, err := l.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := now.UnixMilli()
+	abandoned, looked := Ref{Provider: "tencent", OrderNo: "STEP-ABANDONED"}, Ref{Provider: "tencent", OrderNo: "STEP-LOSS"}
+	for _, ref := range []Ref{abandoned, looked} {
+		if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.HSet(ctx, l.shardOf(abandoned).recordKey(abandoned), "state", "submitting", "inflight", "1",
+		"lease", "dead", "lease_mark", "1", "lease_until", strconv.FormatInt(ms-180_000, 10),
+		"last_create", strconv.FormatInt(ms-200_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, l.shardOf(looked).recordKey(looked), "state", "unknown", "attempts", "1", "may_exist", "1",
+		"last_create", strconv.FormatInt(ms-600_000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, l.shards[0].epochKey(), "lost", strconv.FormatInt(ms-5_000, 10), "found", strconv.FormatInt(ms, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		ref  Ref
+		args BeginArgs
+	}{
+		{abandoned, BeginArgs{Token: "a1", NoCreate: true}},
+		{looked, BeginArgs{Token: "l1", LookFirst: time.Hour}},
+	} {
+		if err := rdb.Del(ctx, l.shards[0].clockKey()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		stepClock(t, l, time.Minute)
+		b, err := l.Begin(ctx, c.ref, c.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Record.ClockHold < time.Minute {
+			t.Errorf("%s: the record's clock hold %v; want the step, a minute", c.ref, b.Record.ClockHold)
+		}
+		mu.Lock()
+		if len(steps) != i+1 || steps[i] < time.Minute || holds[i] < time.Minute {
+			t.Errorf("%s: steps reported %v, holds %v; want this one, a minute", c.ref, steps, holds)
+		}
+		mu.Unlock()
+	}
+}
+
+// A Begin that reaches Redis late (a network stall: TCP delivers it
+// seconds after it was sent) finds Redis's clock later than expected by
+// the delay; its reply, as late, accounts for it: no step is recorded,
+// none reported.
+func TestALateRequestIsNoClockStep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	proxy := taskstest.StartProxy(t, srv.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ReadTimeout: 20 * time.Second, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	reported := 0
+	l := New(rdb, &Options{Durable: DurableOff, OnClockStep: func(int, time.Duration, time.Duration) { reported++ }})
+	ref := Ref{Provider: "tencent", OrderNo: "STEP-LATE"}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "a", NoCreate: true}); err != nil { // a reading
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "a", Release()); err != nil {
+		t.Fatal(err)
+	}
+	proxy.DelayNext(7 * time.Second)
+	b, err := l.Begin(ctx, ref, BeginArgs{Token: "b", NoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Record.ClockHold < 5*time.Second {
+		t.Errorf("the late Begin's own record: clock hold %v; want the delay held for it, 7 s", b.Record.ClockHold)
+	}
+	if n, err := srv.Client(t).Exists(ctx, l.shards[0].clockKey()).Result(); err != nil || n != 0 {
+		t.Errorf("a request 7 s late: a clock step recorded (%d, %v); want none", n, err)
+	}
+	if reported != 0 {
+		t.Errorf("a request 7 s late: %d steps reported; want none", reported)
 	}
 }

@@ -265,7 +265,10 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, &RefusedError{matchedAbsentRefusal(cur)}
 	}
 	token := "operator:" + uuid.NewString()
-	b, err := l.Begin(ctx, ref, BeginArgs{Token: token, LeaseTTL: 30 * time.Second, NoCreate: true})
+	// A step of the clock this Begin finds is held at least as long as the
+	// workers hold one (their listing lag, a lease and a call's timeout):
+	// the lag given, and the default hold beside it.
+	b, err := l.Begin(ctx, ref, BeginArgs{Token: token, LeaseTTL: 30 * time.Second, NoCreate: true, ClockHold: max(a.ListingLag, 0) + DefaultClockHold})
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, err

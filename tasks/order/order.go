@@ -434,7 +434,14 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			since = now
 		}
 		payShowing := payUnsettled(rec, r, p, now)
-		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held && !payShowing {
+		// An order found by matching that the worker pays now but never
+		// paid (held for a person until ALIYUN_PAY_MATCHED was turned on):
+		// its time held was a person's, not the provider's or the
+		// buyer's, and errored at the window it would sit unpaid at the
+		// provider, as a held one would. It is paid first; the window
+		// judges it once a pay was sent.
+		payFirst := r.Payable && step != Pay && rec.PaySentAt.IsZero() && (r.Matched || rec.Matched)
+		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held && !payShowing && !payFirst {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
 		}

@@ -747,6 +747,34 @@ func TestPayAgainOnlyAfterTheListingLag(t *testing.T) {
 	}
 }
 
+// An order found by matching and held for a person (ALIYUN_PAY_MATCHED
+// off) past the pending window is paid, not errored, once the worker may
+// pay matched orders: it was held by a person's part, and errored it would
+// sit unpaid at the provider. The window judges it again once a pay was
+// sent; an order not matched, found payable past the window without a pay
+// (held by the provider until then), is errored as before.
+func TestMatchedOrderPaidOnceAllowedPastTheWindow(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	late := t0.Add(time.Minute + p.PendingWindow + time.Hour)
+	payableMatched := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true, Unpaid: true, Matched: true}}
+	rec := pending()
+	rec.Matched = true
+	if d := Decide(rec, Poll, payableMatched, p, late); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Errorf("a matched order held past the window, payable now: %v %v (%s); want continue to pay", d.Then.Next, d.Then.Step, d.Then.Reason)
+	}
+	paidOnce := pending()
+	paidOnce.Matched, paidOnce.PaySentAt = true, late.Add(-p.ListingLag)
+	if d := Decide(paidOnce, Poll, payableMatched, p, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("a matched order still unpaid a listing lag after the pay, past the window: to %q (%s); want errored", d.Settle.To(), d.Then.Reason)
+	}
+	notMatched := payable(true)
+	if d := Decide(pending(), Poll, notMatched, p, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("an order not matched found payable past the window: to %q (%s); want errored", d.Settle.To(), d.Then.Reason)
+	}
+}
+
 // payable is a pending check that says the order is unpaid, payable by
 // this worker or not.
 func payable(yes bool) Outcome {
