@@ -352,6 +352,18 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 	tk.claimed, tk.at, tk.claim = claimedMark(t)
 	for i := 0; i < maxSteps; i++ {
 		slot.release() // a previous step's, if its call did not return it
+		if held, kind, reason := h.problems.Probe(p.Provider, h.opts.ConfigWait, ProblemCredentials, ProblemClock); held {
+			// The provider refuses this worker's every call: one order
+			// a ConfigWait probes, the others wait without a call. One
+			// past its deadline with nothing sent is errored now, as
+			// the deadline says; it needs no provider.
+			if i == 0 {
+				if done, _, err := h.endUnsent(ctx, ref, p.Provider, "its provider refuses this worker's "+strings.TrimSuffix(kind, "_rejected")); done || err != nil {
+					return err
+				}
+			}
+			return h.configWait(ref, kind, reason)
+		}
 		if err := slot.take(ctx); err != nil {
 			// Nothing was written: the order goes back as it was.
 			return wait(time.Second, fmt.Errorf("order %s: waiting for a call slot: %w", ref, err))

@@ -63,8 +63,11 @@ const problemTTL = 2 * time.Minute
 type Problems struct {
 	mu   sync.Mutex
 	seen map[[2]string]problem
-	now  func() time.Time
-	desc *prometheus.Desc
+	// probed is when a call of each provider last went as a probe while
+	// a problem held its calls (Probe).
+	probed map[string]time.Time
+	now    func() time.Time
+	desc   *prometheus.Desc
 }
 
 type problem struct {
@@ -95,6 +98,37 @@ func (p *Problems) Report(provider, kind, reason string) bool {
 	cur.reason, cur.last = reason, now
 	p.seen[k] = cur
 	return isNew
+}
+
+// Probe says whether an order step that calls provider is held without a
+// call while one of kinds holds the provider's calls back (a problem seen
+// in the last problemTTL that every call of this worker's would meet
+// again: its credentials or its clock refused): one step every interval
+// goes, as a probe, and the others wait, so that a worker with a wrong
+// secret does not send the provider a refused request for every order it
+// holds (dozens a minute, which a gateway may answer by throttling or
+// locking the key). held reports the kind and reason of the problem that
+// holds it. A probe that succeeds clears the problem (Clear): every step
+// goes again.
+func (p *Problems) Probe(provider string, interval time.Duration, kinds ...string) (held bool, kind, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for _, k := range kinds {
+		cur, ok := p.seen[[2]string{provider, k}]
+		if !ok || now.Sub(cur.last) > problemTTL {
+			continue
+		}
+		if last, ok := p.probed[provider]; ok && now.Sub(last) < interval {
+			return true, k, cur.reason
+		}
+		if p.probed == nil {
+			p.probed = map[string]time.Time{}
+		}
+		p.probed[provider] = now
+		return false, "", ""
+	}
+	return false, "", ""
 }
 
 // Clear forgets the provider's problems of the given kinds (a call with

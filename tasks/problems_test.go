@@ -89,3 +89,46 @@ func TestClockAndAccountRefusalsAreTheirOwnKinds(t *testing.T) {
 		}
 	}
 }
+
+// While the provider refuses this worker's credentials or clock, one step
+// an interval goes as a probe and the others are held without a call; a
+// probe that succeeds (Clear) lets every step go; other kinds hold
+// nothing.
+func TestProbeHoldsCallsWhileTheCredentialsAreRefused(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_700_000_000, 0)
+	p := NewProblems()
+	p.now = func() time.Time { return now }
+	goes := func(what string, want bool) { // want: the step goes
+		t.Helper()
+		held, kind, reason := p.Probe("tencent", 30*time.Second, ProblemCredentials, ProblemClock)
+		if held == want {
+			t.Errorf("%s: held %v (%s: %s); want held %v", what, held, kind, reason, !want)
+		}
+	}
+	goes("no problem", true)
+	goes("no problem, again", true)
+	p.Report("tencent", ProblemAccount, "account refused")
+	goes("a refused account", true)
+	p.Report("tencent", ProblemCredentials, "bad signature")
+	goes("the first step after a refusal: the probe", true)
+	goes("the next one", false)
+	if held, kind, reason := p.Probe("tencent", 30*time.Second, ProblemCredentials, ProblemClock); !held || kind != ProblemCredentials || reason != "bad signature" {
+		t.Errorf("held = %v, %q, %q; want held for %s, with its reason", held, kind, reason, ProblemCredentials)
+	}
+	if held, _, _ := p.Probe("aliyun", 30*time.Second, ProblemCredentials, ProblemClock); held {
+		t.Error("another provider's step held")
+	}
+	now = now.Add(30 * time.Second)
+	goes("an interval later: the next probe", true)
+	goes("after it", false)
+	p.Clear("tencent", ProblemCredentials, ProblemClock)
+	goes("once a probe succeeded", true)
+	goes("once a probe succeeded, again", true)
+	p.Report("tencent", ProblemClock, "timestamp out of range")
+	now = now.Add(time.Minute)
+	goes("a refused clock: the probe", true)
+	goes("a refused clock: the next one", false)
+	now = now.Add(problemTTL + time.Second)
+	goes("the refusal older than problemTTL", true)
+}

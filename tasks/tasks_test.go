@@ -379,6 +379,47 @@ func TestRejectedCredentialsLeaveTheOrderWaiting(t *testing.T) {
 	}
 }
 
+// A worker whose credentials the provider refuses sends it one request a
+// ConfigWait while it holds orders back (a probe), not one per order held:
+// a gateway may throttle, or lock, a key that signs dozens of refused
+// requests a minute. The orders wait all the same, unchanged, and a
+// worker with the right credentials pays them.
+func TestRejectedCredentialsAreProbedNotHammered(t *testing.T) {
+	t.Parallel()
+	problems := tasks.NewProblems()
+	opts := heldOptions(problems)
+	opts.ConfigWait = 400 * time.Millisecond
+	e := setup(t, &setupOpts{secret: "not-the-secret", handler: opts})
+	const n = 30
+	for i := range n {
+		e.enqueue(t, order(fmt.Sprintf("Order-Probe-%d", i)))
+	}
+	time.Sleep(time.Second) // every order met once, the first wave refused
+	before := e.sandbox.Calls("ServiceCreateOrder")
+	time.Sleep(4 * time.Second) // ten ConfigWaits: each held order met ten times
+	calls := e.sandbox.Calls("ServiceCreateOrder") - before
+	if calls < 3 || calls > 20 {
+		t.Errorf("%d orders held for refused credentials, 4 s at a ConfigWait of 400 ms: %d refused creates; want a probe each ConfigWait, about 10 (not one per order each: about %d)", n, calls, n*10)
+	}
+	if o := e.sandbox.Orders(); len(o) != 0 {
+		t.Errorf("sandbox holds orders for %d order numbers; want none", len(o))
+	}
+	e.srv.Shutdown()
+	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(good)
+	e.startServer(t)
+	for i := range n {
+		no := fmt.Sprintf("Order-Probe-%d", i)
+		e.waitState(t, no, tasks.StatePaid)
+		if c := e.sandbox.Count(no); c != 1 {
+			t.Errorf("%s: sandbox holds %d orders, want 1", no, c)
+		}
+	}
+}
+
 // A worker whose clock is off has every request refused for its
 // timestamp: a configuration problem, like refused credentials. The
 // order waits, unchanged and with its failure budget unspent, reported as
