@@ -313,7 +313,11 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	if rec.State.Terminal() {
 		if rec, err = h.outcomeOnReplicas(r.Context(), ref, rec, deadline); err != nil {
-			h.unavailable(w, r, err, "the order's outcome is not on the Redis replicas yet (a failover now could take it back): ask again", nil)
+			detail := "the order's outcome is not on the Redis replicas yet (a failover now could take it back): ask again"
+			if errors.As(err, new(*ledger.TooFewReplicasError)) {
+				detail = "the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS, or fewer than it was seen with): the order's outcome cannot be confirmed on them until they are back: ask again"
+			}
+			h.unavailable(w, r, err, detail, nil)
 			return
 		}
 		if rec == nil { // the client went away
@@ -366,9 +370,13 @@ func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.R
 	ch, stop, watching := hub.watch(ctx, ref.String())
 	defer stop()
 	// Read again now that the watch is in place: an event between the
-	// first read and the watch is reflected here.
+	// first read and the watch is reflected here. Should that read fail,
+	// the watch may have missed what it would have shown: read again as
+	// often as without a watch.
 	if r2, err := h.get(ctx, ref); err == nil && r2 != nil {
 		rec = r2
+	} else {
+		watching = false
 	}
 	for !rec.State.Terminal() {
 		left := time.Until(deadline)
@@ -409,7 +417,7 @@ func (h *Handler) waitOutcome(ctx context.Context, ref ledger.Ref, rec *ledger.R
 // error (ledger.ErrNotDurable, a TooFewReplicasError, Redis's). nil, nil
 // when the client went away.
 func (h *Handler) outcomeOnReplicas(ctx context.Context, ref ledger.Ref, rec *ledger.Record, deadline time.Time) (*ledger.Record, error) {
-	for {
+	for changed := 0; ; {
 		c, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 		err := h.ledger.RecordOnReplicas(c, rec)
 		cancel()
@@ -419,7 +427,10 @@ func (h *Handler) outcomeOnReplicas(ctx context.Context, ref ledger.Ref, rec *le
 		if ctx.Err() != nil {
 			return nil, nil
 		}
-		if !errors.Is(err, ledger.ErrRecordChanged) && time.Until(deadline) < outcomeRecheck {
+		if errors.Is(err, ledger.ErrRecordChanged) {
+			changed++ // read again (a few times past the deadline: it changed under the check)
+		}
+		if time.Until(deadline) < outcomeRecheck && (!errors.Is(err, ledger.ErrRecordChanged) || changed > 3) {
 			return nil, err
 		}
 		select {

@@ -289,6 +289,19 @@ func TestUnclaimQueuedTakesBackOnlyItsOwn(t *testing.T) {
 	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-other", task("U1", "tok-other")); err != nil || ok {
 		t.Errorf("UnclaimQueued of another claim of a removed record = %v, %v; want false", ok, err)
 	}
+	// Another claim queued a task for the order since, and its record was
+	// lost (the task stands, on another master): the take-back sent again
+	// finds a task that runs the order, and does not answer removed.
+	claim("U1", "tok-1b", task("U1", "tok-1b"))
+	if err := rdb.Del(ctx, "orderworker:{ledger}:order:tencent:U1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.UnclaimQueued(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-1", task("U1", "tok-1")); err != nil || ok {
+		t.Errorf("UnclaimQueued again beside another claim's task = %v, %v; want false", ok, err)
+	}
+	if ok, err := l.UnclaimTaken(ctx, ledger.Ref{Provider: "tencent", OrderNo: "U1"}, "tok-1", task("U1", "tok-1")); err != nil || ok {
+		t.Errorf("UnclaimTaken again beside another claim's task = %v, %v; want false", ok, err)
+	}
 	// A task queued before (the record was lost): left, with the record.
 	claim("U2", "tok-old", task("U2", "tok-old"))
 	if err := rdb.Del(ctx, "orderworker:{ledger}:order:tencent:U2").Err(); err != nil {

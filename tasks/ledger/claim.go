@@ -313,7 +313,12 @@ local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until
 if not cur[1] then
   -- This take-back again (its reply was lost, and the client sent it
   -- again): the first removed the record. A write (the same value), so
-  -- that the WAIT after it covers that removal.
+  -- that the WAIT after it covers that removal. Unless a task stands for
+  -- the order since (another claim's, its record lost): it runs the
+  -- order, which is then no undone claim.
+  for i = 4, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
+  end
   if redis.call('GET', KEYS[3]) == ARGV[1] then
     redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
     return 1
@@ -453,8 +458,12 @@ var unqueueScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
 if not cur[1] then
   -- This take-back again (its reply was lost, and the client sent it
-  -- again): the first removed the record. A write (the same value), so
-  -- that the WAIT after it covers that removal.
+  -- again): the first removed the record and its task. A write (the same
+  -- value), so that the WAIT after it covers that removal. Unless a task
+  -- stands for the order since, under its id in its queue or in the
+  -- other (another claim's, its record lost): it runs the order, which
+  -- is then no undone claim.
+  if redis.call('EXISTS', KEYS[4]) == 1 or (#KEYS > 5 and redis.call('EXISTS', KEYS[6]) == 1) then return 0 end
   if redis.call('GET', KEYS[3]) == ARGV[1] then
     redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
     return 1

@@ -306,14 +306,17 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 }
 
 // trimmedAfter reports whether retention may have removed entries after
-// at (see streamTrimmedAfter). A stream that does not exist lost nothing;
+// at (see streamTrimmedAfter). A stream that does not exist lost what
+// came after a position past its start (nothing before its first entry);
 // one that cannot be read is an error, not a page that says it missed
 // nothing.
 func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) (bool, error) {
 	info, err := l.rdb.XInfoStream(ctx, key).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
-			return false, nil
+			// Gone: a position past its start had events, lost with it
+			// (Redis lost the ledger's data).
+			return at != (entryID{}), nil
 		}
 		return false, fmt.Errorf("read events: whether the stream was trimmed: %w", err)
 	}

@@ -329,6 +329,31 @@ func TestEventsTrimCheckFailedIsAnError(t *testing.T) {
 	}
 }
 
+// A cursor into a stream that is gone since (Redis lost the ledger's
+// data) reports the events after it missed, never a page that says
+// nothing was.
+func TestEventsOfAStreamGoneAreMissed(t *testing.T) {
+	t.Parallel()
+	l, rdb, streams := twoShardEvents(t, 100)
+	page, err := l.ReadEvents(ctx, "", 3)
+	if err != nil || len(page.Events) != 3 {
+		t.Fatalf("first page = %+v, %v", page, err)
+	}
+	if err := rdb.Del(ctx, streams[0].Key, streams[1].Key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := l.ReadEvents(ctx, page.Next, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !next.Missed || len(next.Events) != 0 {
+		t.Errorf("after %q with the streams gone: %d events, missed %v; want none, missed", page.Next, len(next.Events), next.Missed)
+	}
+	if first, err := l.ReadEvents(ctx, "", 100); err != nil || first.Missed {
+		t.Errorf("from the start with the streams gone: %+v, %v; want nothing missed", first, err)
+	}
+}
+
 // failCommand is a client hook that fails every command named name.
 type failCommand string
 

@@ -435,12 +435,16 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		}
 		payShowing := payUnsettled(rec, r, p, now)
 		// An order found by matching that the worker pays now but never
-		// paid (held for a person until ALIYUN_PAY_MATCHED was turned on):
-		// its time held was a person's, not the provider's or the
-		// buyer's, and errored at the window it would sit unpaid at the
-		// provider, as a held one would. It is paid first; the window
-		// judges it once a pay was sent.
-		payFirst := r.Payable && step != Pay && rec.PaySentAt.IsZero() && (r.Matched || rec.Matched)
+		// paid, held for a person as such until ALIYUN_PAY_MATCHED was
+		// turned on (its standing reason says so): its time held was a
+		// person's, not the provider's or the buyer's, and errored at the
+		// window it would sit unpaid at the provider, as a held one would.
+		// It is paid first; the window judges it once a pay was sent (a
+		// pay refused before acting changes the reason: not again). Not
+		// one held after a loss of the ledger's data (LookedFirstAt: the
+		// match may be another of ours), nor one the provider held.
+		payFirst := r.Payable && step != Pay && rec.PaySentAt.IsZero() && (r.Matched || rec.Matched) &&
+			rec.LookedFirstAt.IsZero() && strings.Contains(rec.Reason, matchedHeld)
 		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held && !payShowing && !payFirst {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
@@ -491,15 +495,15 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// Errored at the window, it would sit unpaid at the provider
 			// with nobody told: it stays pending, which the awaiting-a-person
 			// alert shows, for a person to pay or resolve.
-			what := "found by matching the provider's orders"
+			what := matchedHeld
 			if !r.Matched && !rec.Matched {
-				what = "held by the provider (its last check says why)"
+				what = "held by the provider (its last check says why), not paid automatically"
 			}
 			how := "(or resolve it errored)"
 			if r.Matched || rec.Matched {
 				how = "(or, when it is another's, resolve it absent to create ours, or errored)"
 			}
-			reason = fmt.Sprintf("pending; %s, not paid automatically: waits for a person to confirm and pay it %s; next check in %s", what, how, wait.Round(time.Millisecond))
+			reason = fmt.Sprintf("pending; %s: waits for a person to confirm and pay it %s; next check in %s", what, how, wait.Round(time.Millisecond))
 		case payShowing && p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && r.Unpaid:
 			// Past the window, but the pay marked sent may not show yet:
 			// "still unpaid" is not known until a check a listing lag
@@ -528,6 +532,12 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 	return Decision{Settle: ledger.SetUnknown("provider answered without a status").WithMayExist(true),
 		Then: Then{Next: Retry, Delay: p.Backoff.Delay(f), Reason: "provider answered without a status", Code: providers.Unknown}}
 }
+
+// matchedHeld is in the standing reason of an order found by matching and
+// held for a person, unpaid, because the worker does not pay such orders
+// (ALIYUN_PAY_MATCHED off): the reason a later check that may pay it
+// finds it was held for (payFirst).
+const matchedHeld = "found by matching the provider's orders, not paid automatically"
 
 // standingReason is a pending order's reason as recorded: without the time
 // of its next check, which the record holds apart (next_check).

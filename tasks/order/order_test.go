@@ -759,10 +759,28 @@ func TestMatchedOrderPaidOnceAllowedPastTheWindow(t *testing.T) {
 	p.ListingLag = 2 * time.Minute
 	late := t0.Add(time.Minute + p.PendingWindow + time.Hour)
 	payableMatched := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true, Unpaid: true, Matched: true}}
+	// Held as its check said while ALIYUN_PAY_MATCHED was off.
+	held := pending()
+	d := Decide(held, Poll, Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Held: true, Unpaid: true, Matched: true}}, p, t0.Add(2*time.Minute))
+	if d.Then.Next != Wait {
+		t.Fatalf("a matched order, unpaid, not paid automatically: %v (%s); want a wait for a person", d.Then.Next, d.Then.Reason)
+	}
 	rec := pending()
-	rec.Matched = true
+	rec.Matched, rec.Reason = true, d.Settle.Reason()
 	if d := Decide(rec, Poll, payableMatched, p, late); d.Then.Next != Continue || d.Then.Step != Pay {
 		t.Errorf("a matched order held past the window, payable now: %v %v (%s); want continue to pay", d.Then.Next, d.Then.Step, d.Then.Reason)
+	}
+	// Held for another reason (after a loss of the ledger's data; a pay
+	// refused before acting since): errored at the window, as before.
+	lost := pending()
+	lost.Matched, lost.Reason, lost.LookedFirstAt = true, rec.Reason, t0
+	if d := Decide(lost, Poll, payableMatched, p, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("a matched order held after a loss of the ledger's data, payable past the window: to %q (%s); want errored", d.Settle.To(), d.Then.Reason)
+	}
+	refusedPay := pending()
+	refusedPay.Matched, refusedPay.Reason = true, "pending; the pay was refused before the provider acted"
+	if d := Decide(refusedPay, Poll, payableMatched, p, late); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("a matched order whose pay was refused, payable past the window: to %q (%s); want errored", d.Settle.To(), d.Then.Reason)
 	}
 	paidOnce := pending()
 	paidOnce.Matched, paidOnce.PaySentAt = true, late.Add(-p.ListingLag)
