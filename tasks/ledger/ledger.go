@@ -120,8 +120,9 @@ type Record struct {
 	// every listing lag is judged that much longer (Begin has judged
 	// leases and pays so). Zero: none.
 	ClockHold time.Duration `json:"-"`
-	// ClockStep is the step this Begin found (and recorded), zero when
-	// none: for the log.
+	// ClockStep is a step of the clock this Begin found (in ClockHold for
+	// its own judgments; recorded for every process unless its reply took
+	// as long: see clockExpect), zero when none.
 	ClockStep time.Duration `json:"-"`
 	// CreateTarget is where the last create marked went (BeginArgs.Target):
 	// "" when not recorded.
