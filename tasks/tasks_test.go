@@ -350,6 +350,18 @@ func heldThenPaid(t *testing.T, e *env, no, kind string, problems *tasks.Problem
 		}
 	}
 	// The fix: a worker configured right takes it.
+	e.restartConfiguredRight(t)
+	e.waitState(t, no, tasks.StatePaid)
+	if n := e.sandbox.Count(no); n != 1 {
+		t.Errorf("sandbox holds %d orders, want 1", n)
+	}
+	return rec
+}
+
+// restartConfiguredRight stops e's worker and starts it again with a
+// Tencent client configured right (on e's sandbox, its key and secret).
+func (e *env) restartConfiguredRight(t *testing.T) {
+	t.Helper()
 	e.srv.Shutdown()
 	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
 	if err != nil {
@@ -357,11 +369,6 @@ func heldThenPaid(t *testing.T, e *env, no, kind string, problems *tasks.Problem
 	}
 	e.set.Add(good)
 	e.startServer(t)
-	e.waitState(t, no, tasks.StatePaid)
-	if n := e.sandbox.Count(no); n != 1 {
-		t.Errorf("sandbox holds %d orders, want 1", n)
-	}
-	return rec
 }
 
 // A worker whose credentials the provider refuses must not end orders:
@@ -404,13 +411,7 @@ func TestRejectedCredentialsAreProbedNotHammered(t *testing.T) {
 	if o := e.sandbox.Orders(); len(o) != 0 {
 		t.Errorf("sandbox holds orders for %d order numbers; want none", len(o))
 	}
-	e.srv.Shutdown()
-	good, err := tencent.New(tencent.Options{Endpoint: e.sandboxURL, AppKey: appKey, AppSecret: appSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(good)
-	e.startServer(t)
+	e.restartConfiguredRight(t)
 	for i := range n {
 		no := fmt.Sprintf("Order-Probe-%d", i)
 		e.waitState(t, no, tasks.StatePaid)

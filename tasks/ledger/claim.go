@@ -301,6 +301,24 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason stri
 	return cr, nil
 }
 
+// luaTakenBackAgain answers a take-back (unclaimScript, unqueueScript)
+// that finds no record and no task for the order (under its id in its
+// queue or the other, which would run it: another claim's, its record
+// lost): when the claim undone last was its own (KEYS[3] holds ARGV[1],
+// its token), it is this take-back again (its reply was lost, and the
+// client sent it again), and it answers 1 as the first did, with a write
+// (the same value) so that the WAIT after it covers the first one's
+// removal; else 0.
+const luaTakenBackAgain = `
+local function takenBackAgain()
+  if redis.call('GET', KEYS[3]) == ARGV[1] then
+    redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+    return 1
+  end
+  return 0
+end
+`
+
 // unclaimScript deletes a record still queued under the claim ARGV[1],
 // and remembers for ARGV[3] seconds that it undid that claim (KEYS[3]). A
 // record another claim of the order found since (resent: answered
@@ -308,22 +326,13 @@ func (l *Ledger) claimRun(ctx context.Context, a ClaimArgs, s State, reason stri
 // (confirmClaimScript), and so is one for which a task
 // exists under any of KEYS[4..] (asynq task hashes: a task that runs the
 // order whatever becomes of the record).
-var unclaimScript = redis.NewScript(`
+var unclaimScript = redis.NewScript(luaTakenBackAgain + `
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
 if not cur[1] then
-  -- This take-back again (its reply was lost, and the client sent it
-  -- again): the first removed the record. A write (the same value), so
-  -- that the WAIT after it covers that removal. Unless a task stands for
-  -- the order since (another claim's, its record lost): it runs the
-  -- order, which is then no undone claim.
   for i = 4, #KEYS do
     if redis.call('EXISTS', KEYS[i]) == 1 then return 0 end
   end
-  if redis.call('GET', KEYS[3]) == ARGV[1] then
-    redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
-    return 1
-  end
-  return 0
+  return takenBackAgain()
 end
 if cur[5] ~= cur[6] or (cur[7] or '') ~= '' or cur[8] then return 0 end
 for i = 4, #KEYS do
@@ -454,21 +463,11 @@ func (l *Ledger) ConfirmClaim(ctx context.Context, ref Ref, token string) (bool,
 // only while no task with its id stands for the order in Task.AlsoQueue
 // (KEYS[6], when given: a task a producer wrote itself runs the order);
 // otherwise it changes nothing.
-var unqueueScript = redis.NewScript(`
+var unqueueScript = redis.NewScript(luaTakenBackAgain + `
 local cur = redis.call('HMGET', KEYS[1], 'state', 'claim', 'lease', 'lease_until', 'updated', 'created', 'resent', 'confirmed')
 if not cur[1] then
-  -- This take-back again (its reply was lost, and the client sent it
-  -- again): the first removed the record and its task. A write (the same
-  -- value), so that the WAIT after it covers that removal. Unless a task
-  -- stands for the order since, under its id in its queue or in the
-  -- other (another claim's, its record lost): it runs the order, which
-  -- is then no undone claim.
   if redis.call('EXISTS', KEYS[4]) == 1 or (#KEYS > 5 and redis.call('EXISTS', KEYS[6]) == 1) then return 0 end
-  if redis.call('GET', KEYS[3]) == ARGV[1] then
-    redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
-    return 1
-  end
-  return 0
+  return takenBackAgain()
 end
 if cur[5] ~= cur[6] or cur[1] ~= 'queued' or cur[2] ~= ARGV[1] or (cur[7] or '') ~= '' or cur[8] then return 0 end
 if #KEYS > 5 and redis.call('EXISTS', KEYS[6]) == 1 then return 0 end
