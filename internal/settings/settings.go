@@ -98,12 +98,19 @@ func (m Misspelled) Args() []any {
 // closest is the name in known fewest edits away from name, case aside,
 // if at most a few: a quarter of the length of what follows the prefix,
 // at least one (ORDERWORKER_QUEU is ORDERWORKER_QUEUE; ORDERWORKER_DEBUG
-// is no ORDERWORKER_QUEUE). The first such on a tie.
+// is no ORDERWORKER_QUEUE). The first such on a tie. A known name without
+// the prefix (REDIS_URL, a provider's TENCENT_SECRET_ID) is compared with
+// name without it too: ORDERWORKER_REDIS_URL is REDIS_URL.
 func closest(name string, known []string) string {
 	best, bestD := "", max(1, (len(name)-len(Prefix))/4)+1
 	name = strings.ToUpper(name)
+	bare := strings.TrimPrefix(name, Prefix)
 	for _, k := range known {
-		if d := Distance(name, k); d < bestD {
+		d := Distance(name, k)
+		if !strings.HasPrefix(k, Prefix) {
+			d = min(d, Distance(bare, k))
+		}
+		if d < bestD {
 			best, bestD = k, d
 		}
 	}

@@ -18,6 +18,8 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		"ORDERWORKER_DEBUG=1",      // four edits from ORDERWORKER_QUEUE: too far
 		"ORDERWORKER_concurrency=5",
 		"ORDERWORKER_NOVALUE",
+		"ORDERWORKER_REDIS_URL=redis://x", // the prefix on a name that has none
+		"ORDERWORKER_REDIS_ULR=redis://x", // and a typo besides
 	}
 	got := Unknown(environ)
 	want := []Misspelled{
@@ -26,6 +28,8 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		{Name: "ORDERWORKER_MONITORING_TOKN", Like: "ORDERWORKER_MONITORING_TOKEN"},
 		{Name: "ORDERWORKER_NOVALUE"},
 		{Name: "ORDERWORKER_QEUUE", Like: "ORDERWORKER_QUEUE"},
+		{Name: "ORDERWORKER_REDIS_ULR", Like: "REDIS_URL"},
+		{Name: "ORDERWORKER_REDIS_URL", Like: "REDIS_URL"},
 		{Name: "ORDERWORKER_concurrency", Like: "ORDERWORKER_CONCURRENCY"}, // names are case-sensitive
 	}
 	if !reflect.DeepEqual(got, want) {
