@@ -76,8 +76,11 @@ when the decision is not legal for the order as it stands.
 	if err := json.NewEncoder(c.stdout).Encode(res); err != nil {
 		return c.fail(exitError, "%s", err)
 	}
+	if res.Warning != "" {
+		fmt.Fprintf(c.stderr, "enqueue: %s resolved: %s\n", ref, res.Warning)
+	}
 	if res.RequeueError != "" {
-		fmt.Fprintf(c.stderr, "enqueue: %s resolved, but its task was not queued (the reconciler will): %s\n", ref, res.RequeueError)
+		fmt.Fprintf(c.stderr, "enqueue: %s resolved, but its task was not run now (a task it has runs at its time; the reconciler queues one for an order without): %s\n", ref, res.RequeueError)
 	}
 	if res.Unacknowledged != "" {
 		fmt.Fprintf(c.stderr, "enqueue: %s resolved: %s\n", ref, res.Unacknowledged)

@@ -333,8 +333,11 @@ func (a *ordersAdmin) resolve(ctx context.Context, ref ledger.Ref, b resolveBody
 		ProviderOrderID: b.ProviderOrderID, Note: b.Note, By: b.By})
 	a.log.Info("operator action", "action", "resolve", "as", b.As, "provider", ref.Provider, "order_no", ref.OrderNo,
 		"by", providers.MaskPhones(b.By), "result", resultName(err))
+	if err == nil && res.Warning != "" {
+		a.log.Warn("order resolved, but a step after the decision failed", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.Warning)
+	}
 	if err == nil && res.RequeueError != "" {
-		a.log.Warn("resolved order's task not queued; the reconciler will", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.RequeueError)
+		a.log.Warn("resolved order's task not run now (a task it has runs at its time; the reconciler queues one for an order without)", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.RequeueError)
 	}
 	if err == nil && res.Unacknowledged != "" {
 		a.log.Warn("resolved order not acknowledged by the Redis replicas", "provider", ref.Provider, "order_no", ref.OrderNo, "error", res.Unacknowledged)

@@ -561,6 +561,7 @@ type Transition struct {
 	setFailures     bool
 	providerOrderID string
 	matched         bool
+	operatorID      bool // the id is an operator's word (withOperatorID)
 	answered        bool
 	payAccepted     time.Time
 	// forgetPayAccepted clears the record's pay_accepted (SetRetry).
@@ -785,6 +786,18 @@ func (t Transition) WithProviderOrderID(id string) Transition { t.providerOrderI
 // the provider's listing (Record.Matched); it stays recorded.
 func (t Transition) WithMatched() Transition { t.matched = true; return t }
 
+// withOperatorID records that the provider order id is an operator's word
+// (Resolve paid), not the answer to the order's own create: as an id found
+// by matching, another order's own create answered with it takes it over
+// (luaRevoke), rather than be refused it and look its order up with the id
+// passed over as another's, then create it again. Record.Matched stays
+// false: the id was not found by matching.
+func (t Transition) withOperatorID() Transition { t.operatorID = true; return t }
+
+// matchedByOperator is the record's matched field for an id an operator
+// gave (withOperatorID); "1" is one found by matching.
+const matchedByOperator = "operator"
+
 // Matched reports whether the transition records the provider order id
 // as matched (WithMatched).
 func (t Transition) Matched() bool { return t.matched }
@@ -975,8 +988,9 @@ end
 // luaRevoke is settleScript's helper: revoke(prefix, provider, owner, id,
 // me, now, events, retention) takes provider order id away from order
 // owner, which
-// holds it only by matching the provider's listing (its record has it,
-// matched), for order me, whose own create's answer names it: the answer
+// holds it only by matching the provider's listing or by an operator's
+// word (its record has it, matched "1" or "operator"), for order me, whose
+// own create's answer names it: the answer
 // outweighs the match. The owner loses the id, its lease (a run in flight
 // settles nothing more) and any pay it marked sent (a pay of me's order,
 // which me checks before it pays: the mark, moved to the end of the
@@ -988,7 +1002,7 @@ const luaRevoke = `
 local function revoke(prefix, provider, owner, id, me, now, events, retention)
   local okey = prefix .. 'order:' .. provider .. ':' .. owner
   local o = redis.call('HMGET', okey, 'state', 'provider_order_id', 'matched', 'attempts', 'pay_sent', 'pay_accepted', 'lease_mark', 'lease_until', 'rival_key')
-  if not (o[1] and o[2] == id and o[3] == '1') then return nil end
+  if not (o[1] and o[2] == id and (o[3] == '1' or o[3] == 'operator')) then return nil end
   local ps = o[5] or ''
   if ps ~= '' and o[7] == '2' and (tonumber(o[8] or '') or 0) > (tonumber(ps) or 0) then
     -- The owner's pay is open (or was, its run never settled): it may
@@ -997,7 +1011,9 @@ local function revoke(prefix, provider, owner, id, me, now, events, retention)
     -- would have moved it.
     ps = string.format('%.0f', tonumber(o[8]))
   end
-  local r = 'the provider order ' .. id .. ' found by matching is order ' .. me .. "'s, by its create's own answer: looked up again"
+  local how = 'found by matching'
+  if o[3] == 'operator' then how = 'an operator recorded as this one' end
+  local r = 'the provider order ' .. id .. ' ' .. how .. ' is order ' .. me .. "'s, by its create's own answer: looked up again"
   redis.call('HSET', okey, 'state', 'unknown', 'provider_order_id', '', 'matched', '', 'may_exist', '1', 'updated', now,
     'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pay_accepted', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
   if (o[9] or '') ~= '' then
@@ -1071,13 +1087,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.setFailures {
 		args = append(args, "failures", t.failures)
 	}
-	if t.providerOrderID != "" {
-		args = append(args, "provider_order_id", t.providerOrderID)
-	}
-	if t.matched {
-		args = append(args, "matched", "1")
-	}
 	if t.dropMatch != nil {
+		// First: an id the transition records (an operator's paid under
+		// another id) is written after, and so stands.
 		notOurs, _ := json.Marshal(t.dropMatch)
 		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "", "not_ours", notOurs)
 		if id := t.dropMatch[len(t.dropMatch)-1]; l.ownerShard(ref.Provider, id) == sh {
@@ -1085,6 +1097,15 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 			// the moment its record no longer holds it.
 			args = append(args, "!release", id)
 		}
+	}
+	if t.providerOrderID != "" {
+		args = append(args, "provider_order_id", t.providerOrderID)
+	}
+	switch {
+	case t.matched:
+		args = append(args, "matched", "1")
+	case t.operatorID:
+		args = append(args, "matched", matchedByOperator)
 	}
 	if t.setReason {
 		args = append(args, "reason", t.reason)

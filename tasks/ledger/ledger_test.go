@@ -1896,6 +1896,120 @@ func TestResolveMatchedOrderAbsent(t *testing.T) {
 	}
 }
 
+// A pending order that holds a provider order id by matching, resolved
+// paid under another id an operator found, gives the matched id up as
+// absent does (into NotOurs, its owner entry released), so that the order
+// that made it can take it; and the id the operator gave stands as the
+// operator's word, not a match: another order's own create answered with
+// it takes it over (the order is looked up again) rather than be refused
+// it and look its own order up with the id passed over. Paid under another
+// id than the one its own create was answered with, or than a matched one
+// a worker paid, is refused.
+func TestResolvePaidUnderAnotherID(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	var refused *ledger.RefusedError
+	since := time.Now().Add(-time.Hour)
+	a := settled(t, l, "RA", ledger.SetPending("PO-X", since, time.Now().Add(time.Hour)).WithMayExist(true).WithMatched())
+	rec, err := l.Resolve(ctx, a, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-Y", Note: "ours is PO-Y in the console", By: "ann"})
+	if err != nil || rec.State != ledger.StatePaid || rec.ProviderOrderID != "PO-Y" || rec.Matched {
+		t.Fatalf("resolve paid under another id: %+v, %v; want paid with PO-Y, not matched", rec, err)
+	}
+	if !slices.Equal(rec.NotOurs, []string{"PO-X"}) {
+		t.Errorf("not ours = %v; want the matched id", rec.NotOurs)
+	}
+	if owner, _ := l.Owner(ctx, "p", "PO-X"); owner != "" {
+		t.Errorf("the matched id is still owned by %q: the order that made it cannot take it, and is created again", owner)
+	}
+	if owner, _ := l.Owner(ctx, "p", "PO-Y"); owner != "RA" {
+		t.Errorf("PO-Y owned by %q, want RA", owner)
+	}
+	// The order that made PO-X takes it.
+	b := settled(t, l, "RB", ledger.SetUnknown("timeout").WithMayExist(true))
+	if _, err := l.Begin(ctx, b, ledger.BeginArgs{Token: "b2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, b, "b2", ledger.SetPaid("PO-X").WithMayExist(true).WithAnswered()); err != nil {
+		t.Fatalf("PO-X's maker: %v", err)
+	}
+	// Another order's own create answered with PO-Y: the answer outweighs
+	// the operator's word.
+	c := settled(t, l, "RC", ledger.SetUnknown("timeout").WithMayExist(true))
+	if _, err := l.Begin(ctx, c, ledger.BeginArgs{Token: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, c, "c2", ledger.SetPaid("PO-Y").WithMayExist(true).WithAnswered()); err != nil {
+		t.Fatalf("a create answered with the id an operator recorded: %v; want it taken over", err)
+	}
+	if rec, _ := l.Get(ctx, a); rec.State != ledger.StateUnknown || rec.ProviderOrderID != "" || !rec.MayExist ||
+		!strings.Contains(rec.Reason, "an operator recorded") {
+		t.Errorf("RA after RC's create answered PO-Y: %s %q %q; want unknown, looked up again, saying an operator recorded it", rec.State, rec.ProviderOrderID, rec.Reason)
+	}
+	// An order whose own create was answered with PO-Z: paid with PO-Z
+	// only.
+	own := settled(t, l, "RD", ledger.SetPending("PO-Z", since, time.Now().Add(time.Hour)).WithMayExist(true))
+	if _, err := l.Resolve(ctx, own, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-W", Note: "n", By: "bob"}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "own create") {
+		t.Errorf("paid under another id than its own create's: %v; want refused", err)
+	}
+	if rec, err := l.Resolve(ctx, own, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-Z", Note: "n", By: "bob"}); err != nil || rec.State != ledger.StatePaid || rec.ProviderOrderID != "PO-Z" {
+		t.Errorf("paid with its own create's id: %+v, %v", rec, err)
+	}
+	// A matched order a worker sent a pay for: paid with that id only.
+	m := settled(t, l, "RE", ledger.SetPending("PO-M", since, time.Now().Add(time.Hour)).WithMayExist(true).WithMatched())
+	if _, err := l.Begin(ctx, m, ledger.BeginArgs{Token: "pay", Pay: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, m, "pay", ledger.SetPending("PO-M", since, time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Resolve(ctx, m, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-N", Note: "n", By: "bob"}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "pay") {
+		t.Errorf("paid under another id than a matched one a worker paid: %v; want refused", err)
+	}
+	if rec, _ := l.Get(ctx, m); rec.ProviderOrderID != "PO-M" || !rec.Matched || rec.State != ledger.StatePending {
+		t.Errorf("a refused paid changed the order: %+v", rec)
+	}
+}
+
+// Errored is refused, as absent is, while the order's last create ended
+// less than the listing lag ago (the console may not show the order yet,
+// and an order reported errored that exists has its producer send it
+// again under another number), and for a pending order while a worker's
+// pay ended less than the lag ago; a refusal on the record as read
+// writes nothing.
+func TestResolveErroredWithinTheListingLag(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	var refused *ledger.RefusedError
+	u := settled(t, l, "EU", ledger.SetUnknown("timeout").WithMayExist(true))
+	before, _ := l.Get(ctx, u)
+	for _, as := range []ledger.Resolution{ledger.ResolveAbsent, ledger.ResolveErrored} {
+		if _, err := l.Resolve(ctx, u, ledger.ResolveArgs{As: as, Note: "not in the console", By: "ann", ListingLag: time.Hour}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "listing lag") {
+			t.Errorf("%s just after the create: %v; want refused for the listing lag", as, err)
+		}
+	}
+	if after, _ := l.Get(ctx, u); !after.UpdatedAt.Equal(before.UpdatedAt) || after.State != ledger.StateUnknown {
+		t.Errorf("refused decisions changed the record: updated %v → %v, %s", before.UpdatedAt, after.UpdatedAt, after.State)
+	}
+	if rec, err := l.Resolve(ctx, u, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "not in the console", By: "ann", ListingLag: time.Millisecond}); err != nil || rec.State != ledger.StateErrored {
+		t.Errorf("errored past the listing lag: %+v, %v", rec, err)
+	}
+	since := time.Now().Add(-time.Hour)
+	p := settled(t, l, "EP", ledger.SetPending("PO-EP", since, time.Now().Add(time.Hour)).WithMayExist(true))
+	if rec, err := l.Resolve(ctx, p, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "unpaid", By: "ann", ListingLag: time.Hour}); err != nil || rec.State != ledger.StateErrored {
+		t.Errorf("errored for a pending order never paid: %+v, %v; want taken (no pay to wait for)", rec, err)
+	}
+	q := settled(t, l, "EQ", ledger.SetPending("PO-EQ", since, time.Now().Add(time.Hour)).WithMayExist(true))
+	if _, err := l.Begin(ctx, q, ledger.BeginArgs{Token: "pay", Pay: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, q, "pay", ledger.SetPending("PO-EQ", since, time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "unpaid", By: "ann", ListingLag: time.Hour}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "pay") {
+		t.Errorf("errored just after a pay: %v; want refused for the listing lag after it", err)
+	}
+}
+
 // Past MaxHistory entries an order keeps its first HistoryHead and its
 // latest: the calls that made it unknown, or pending, are what a person
 // deciding on it needs, and a held order looked up for days, or a pending

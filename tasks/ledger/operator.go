@@ -236,10 +236,17 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 // (any decision) or pending (paid or errored): atomically, with a history
 // entry naming who and why, and its outcome event. It refuses, with a
 // *RefusedError, a decision that is not legal in the order's state, a paid
-// whose provider order id another order owns, and an order a worker is
-// processing right now. With ErrNotDurable it returns the record too: the
-// decision was recorded on the master, but its replicas did not
-// acknowledge it in time (a failover now could undo it).
+// whose provider order id another order owns, a paid under another id than
+// the one the order's own create was answered with (or whose matched id a
+// worker paid), absent or errored within the listing lag (lagRefusal), and
+// an order a worker is processing right now. A paid under another id than
+// the one the order holds by matching drops that one as absent does. An
+// operator's paid decision records its id as the operator's word
+// (Transition.withOperatorID): another order's own create answered with
+// the same id takes it over, as from a match. With ErrNotDurable it
+// returns the record too: the decision was recorded on the master, but its
+// replicas did not acknowledge it in time (a failover now could undo it);
+// with *RecordedError, the decision stands but a step after it failed.
 func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, error) {
 	switch {
 	case a.Note == "" || a.By == "":
@@ -263,6 +270,10 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, &RefusedError{notResolvable(a.As, cur.State)}
 	case cur.State == StatePending && a.As == ResolveAbsent && matchedAbsentRefusal(cur) != "":
 		return nil, &RefusedError{matchedAbsentRefusal(cur)}
+	case otherIDRefusal(cur, a) != "":
+		return nil, &RefusedError{otherIDRefusal(cur, a)}
+	case lagRefusal(cur, a, l.readAt(cur)) != "":
+		return nil, &RefusedError{lagRefusal(cur, a, l.readAt(cur))}
 	}
 	token := "operator:" + uuid.NewString()
 	// A step of the clock this Begin finds is held at least as long as the
@@ -288,7 +299,8 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return refuse(notResolvable(a.As, stateBefore(rec)))
 	}
 	// A pending order resolved absent was found by matching (checked
-	// again under the lease): the id it holds is another's.
+	// again under the lease): the id it holds is another's. So is the
+	// matched id of one resolved paid under another id.
 	dropped := ""
 	if rec.State == StatePending && a.As == ResolveAbsent {
 		if why := matchedAbsentRefusal(rec); why != "" {
@@ -296,21 +308,27 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		}
 		dropped = rec.ProviderOrderID
 	}
-	// When its latest create may last have been acted on: the latest of
-	// these (a record written before last_create was kept has the first
-	// attempt; one recreated after Redis lost it, its recreation).
-	last := rec.LastCreateAt
-	for _, t := range []time.Time{rec.FirstAttemptAt, rec.CreatedAt} {
-		if t.After(last) {
-			last = t
-		}
+	if why := otherIDRefusal(rec, a); why != "" {
+		return refuse(why)
 	}
-	// A step forward of Redis's clock still held (Record.ClockHold) makes
-	// the create look older than it is: the lag is that much longer.
-	lag := a.ListingLag + rec.ClockHold
-	if age := l.readAt(rec).Sub(last); a.As == ResolveAbsent && a.ListingLag > 0 && !last.IsZero() && age < lag {
-		return refuse(fmt.Sprintf("the order's last create ended %s ago, within the listing lag (%s): the provider may not show an order it made that recently; look again after %s",
-			max(age, 0).Round(time.Second), lag, last.Add(lag).UTC().Format(time.RFC3339)))
+	if a.As == ResolvePaid && a.ProviderOrderID != "" && rec.ProviderOrderID != "" && a.ProviderOrderID != rec.ProviderOrderID {
+		dropped = rec.ProviderOrderID
+	}
+	if why := lagRefusal(rec, a, l.readAt(rec)); why != "" {
+		return refuse(why)
+	}
+	if dropped != "" && a.As == ResolvePaid && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
+		// A paid order takes no further step that could release the
+		// dropped id later (an absent one does): released now, before
+		// the settle, or nothing is decided. Until the settle, the
+		// record still names the id its owner entry no longer holds:
+		// no worker steps on it (this lease), and a settle that fails
+		// leaves a pending matched order whose next settle takes the id
+		// again, unless the order that made it took it meanwhile.
+		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, dropped); err != nil && !errors.Is(err, ErrNotDurable) {
+			_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
+			return nil, fmt.Errorf("nothing decided: the matched provider order id %s could not be released for the order that made it: %w", dropped, err)
+		}
 	}
 	// Who decided is in the history entry only: the reason goes out in
 	// the order's event, to every webhook endpoint and API reader.
@@ -319,6 +337,12 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	switch a.As {
 	case ResolvePaid:
 		t = SetPaid(a.ProviderOrderID).WithMayExist(true)
+		if a.ProviderOrderID != "" {
+			t = t.withOperatorID()
+		}
+		if dropped != "" {
+			t = t.withDropMatch(rec)
+		}
 	case ResolveAbsent:
 		// The operator sends the order back to submission, as a re-drive
 		// does: its deadline counts from now.
@@ -338,7 +362,11 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, err
 	}
 	notDurable := err
-	if dropped != "" && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
+	// The decision stands from here: what fails after it is told with the
+	// record (RecordedError), read on a context of its own, so that the
+	// caller still queues the order's task.
+	var after error
+	if dropped != "" && a.As == ResolveAbsent && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
 		// In another shard than the record: released after the settle,
 		// which no longer names the id (released before it, another
 		// order could take the id while this record still held it).
@@ -348,14 +376,99 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 			// the settle, the decision stands, said unacknowledged.
 			notDurable = ErrNotDurable
 		case err != nil:
-			return nil, fmt.Errorf("resolved absent, but the matched provider order id %s is still recorded as this order's, so no other order can take it yet: the order's next step releases it: %w", dropped, err)
+			after = fmt.Errorf("the matched provider order id %s is still recorded as this order's, so no other order can take it yet: the order's next step releases it: %w", dropped, err)
 		}
 	}
-	rec, err = l.Get(ctx, ref)
-	if err == nil && notDurable != nil {
+	gc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	got, err := l.Get(gc, ref)
+	if err != nil {
+		after = errors.Join(after, fmt.Errorf("reading it back: %w", err))
+	}
+	if got != nil {
+		rec = got
+	}
+	switch {
+	case after != nil:
+		return rec, &RecordedError{Record: got, Err: after, NotDurable: notDurable != nil}
+	case notDurable != nil:
 		return rec, notDurable
 	}
-	return rec, err
+	return rec, nil
+}
+
+// RecordedError is Resolve's error when the decision was recorded (it
+// stands) but a step after it failed: releasing a dropped provider order
+// id in another shard, or reading the record back.
+type RecordedError struct {
+	// Record is the record as read after the decision; nil when it
+	// could not be read.
+	Record *Record
+	Err    error
+	// NotDurable: besides, the replicas did not acknowledge the decision
+	// in time (ErrNotDurable).
+	NotDurable bool
+}
+
+func (e *RecordedError) Error() string { return "the decision is recorded, but " + e.Err.Error() }
+
+func (e *RecordedError) Unwrap() error { return e.Err }
+
+// otherIDRefusal is why an order may not be resolved paid under the
+// provider order id a names, "" when it may: an order whose own create
+// was answered with another id holds that one (the provider named it);
+// one whose matched id a worker paid, that one.
+func otherIDRefusal(rec *Record, a ResolveArgs) string {
+	if a.As != ResolvePaid || a.ProviderOrderID == "" || rec.ProviderOrderID == "" || a.ProviderOrderID == rec.ProviderOrderID {
+		return ""
+	}
+	switch {
+	case !rec.Matched:
+		return fmt.Sprintf("the order's own create was answered with provider order %s: resolve it paid with that id, or errored", rec.ProviderOrderID)
+	case !rec.PaySentAt.IsZero() || !rec.PayAcceptedAt.IsZero():
+		return fmt.Sprintf("a worker sent a pay for the matched provider order %s: resolve it paid with that id (it is the order's) or errored (and settle that pay with the provider)", rec.ProviderOrderID)
+	}
+	return ""
+}
+
+// lagRefusal is why decision a may not be taken yet, judged at now on
+// Redis's clock, "" when it may: absent, or errored for an unknown order,
+// while the order's last create ended less than the listing lag ago (the
+// provider may not list, or show in its console, an order it made that
+// recently: absent would have it created again, errored would tell its
+// producer it failed while it may exist); errored for a pending order
+// while a worker's pay ended less than the listing lag ago (the pay may
+// still show as taken).
+func lagRefusal(rec *Record, a ResolveArgs, now time.Time) string {
+	if a.ListingLag <= 0 {
+		return ""
+	}
+	// A step forward of Redis's clock still held (Record.ClockHold) makes
+	// a stamp look older than it is: the lag is that much longer.
+	lag := a.ListingLag + rec.ClockHold
+	switch {
+	case a.As == ResolveAbsent || (a.As == ResolveErrored && rec.State == StateUnknown):
+		// When its latest create may last have been acted on: the
+		// latest of these (a record written before last_create was kept
+		// has the first attempt; one recreated after Redis lost it, its
+		// recreation).
+		last := rec.LastCreateAt
+		for _, t := range []time.Time{rec.FirstAttemptAt, rec.CreatedAt} {
+			if t.After(last) {
+				last = t
+			}
+		}
+		if age := now.Sub(last); !last.IsZero() && age < lag {
+			return fmt.Sprintf("the order's last create ended %s ago, within the listing lag (%s): the provider may not show an order it made that recently; look again after %s",
+				max(age, 0).Round(time.Second), lag, last.Add(lag).UTC().Format(time.RFC3339))
+		}
+	case a.As == ResolveErrored && rec.State == StatePending && !rec.PaySentAt.IsZero():
+		if age := now.Sub(rec.PaySentAt); age < lag {
+			return fmt.Sprintf("a worker's pay of the order ended %s ago, within the listing lag (%s): the provider may not show it paid yet; look again after %s",
+				max(age, 0).Round(time.Second), lag, rec.PaySentAt.Add(lag).UTC().Format(time.RFC3339))
+		}
+	}
+	return ""
 }
 
 // resolvable reports whether decision as is legal for an order in state s

@@ -129,3 +129,46 @@ func TestResolveAbsentWithAnUnacknowledgedRelease(t *testing.T) {
 		t.Errorf("the matched id is still %q's on the master: the release did not run, the test shows nothing", owner)
 	}
 }
+
+// With more than one shard, a matched order resolved paid under another id
+// releases the matched id, in another shard than its record, before the
+// decision: a paid order takes no further step that would release it
+// later, and the order that made the id could never take it.
+func TestResolvePaidUnderAnotherIDReleasesAcrossShards(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	l := New(rdb, &Options{Shards: 4})
+	if err := l.CheckShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref{Provider: "unicloud", OrderNo: "RPA-1"}
+	id := ""
+	for i := 0; id == ""; i++ {
+		if c := fmt.Sprint(8000 + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
+			id = c
+		}
+	}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "t1", SetPending(id, time.Now(), time.Now().Add(time.Minute)).WithMayExist(true).WithMatched()); err != nil {
+		t.Fatal(err)
+	}
+	if owner, _ := l.Owner(ctx, ref.Provider, id); owner != ref.OrderNo {
+		t.Fatalf("the matched id is owned by %q before the decision: the test shows nothing", owner)
+	}
+	rec, err := l.Resolve(ctx, ref, ResolveArgs{As: ResolvePaid, ProviderOrderID: "9999", Note: "ours is 9999", By: "ann"})
+	if err != nil || rec.State != StatePaid || rec.ProviderOrderID != "9999" {
+		t.Fatalf("resolve paid under another id: %+v, %v", rec, err)
+	}
+	if owner, _ := l.Owner(ctx, ref.Provider, id); owner != "" {
+		t.Errorf("the matched id in another shard is still owned by %q after the order was resolved paid under another", owner)
+	}
+	if owner, _ := l.Owner(ctx, ref.Provider, "9999"); owner != ref.OrderNo {
+		t.Errorf("9999 owned by %q", owner)
+	}
+}

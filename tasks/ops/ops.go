@@ -295,12 +295,18 @@ func ParseResolution(s string) (ledger.Resolution, error) {
 type Resolved struct {
 	*ledger.Record
 	Requeued bool `json:"requeued,omitempty"`
-	// RequeueError says why the task could not be queued; the order is
-	// resolved all the same, and the reconciler queues its task.
+	// RequeueError says why the task could not be queued or run now; the
+	// order is resolved all the same: a task it has runs at its time (a
+	// pending order's check, up to an hour away), and the reconciler
+	// queues one for an order without.
 	RequeueError string `json:"requeue_error,omitempty"`
 	// Unacknowledged says the decision is recorded on the Redis master
 	// but its replicas did not acknowledge it in time (NotAcknowledged).
 	Unacknowledged string `json:"unacknowledged,omitempty"`
+	// Warning says what failed after the decision was recorded (it
+	// stands): ledger.RecordedError. Record is nil when it could not be
+	// read back.
+	Warning string `json:"warning,omitempty"`
 }
 
 // NotAcknowledged is what an operator is told of a decision or re-drive
@@ -355,19 +361,51 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	a.ListingLag = tasks.ListingLagFor(a.ListingLag, o.set, ref.Provider)
 	rec, err := o.ledger.Resolve(ctx, ref, a)
 	unacked := errors.Is(err, ledger.ErrNotDurable) && rec != nil
-	if unacked {
+	var recorded *ledger.RecordedError
+	if errors.As(err, &recorded) {
+		// The decision stands; what failed after it is told beside it.
+		unacked = recorded.NotDurable
+	} else if unacked {
 		err = nil
 	}
-	o.observe(action, resultOf(err))
-	if err != nil {
-		return Resolved{}, err
+	if recorded != nil {
+		o.observe(action, resultOf(nil))
+	} else {
+		o.observe(action, resultOf(err))
+		if err != nil {
+			return Resolved{}, err
+		}
 	}
-	out := Resolved{Record: o.Show(rec)}
+	out := Resolved{}
+	if recorded != nil {
+		out.Warning = recorded.Error()
+		if recorded.Record == nil {
+			// Not read back: the record before the decision stands in for
+			// it, so that the task is still queued.
+			rec = nil
+		}
+	}
+	if rec != nil {
+		out.Record = o.Show(rec)
+	}
 	if unacked {
 		out.Unacknowledged = NotAcknowledged
 	}
 	if a.As == ledger.ResolveAbsent {
-		out.Requeued, err = tasks.RequeueNow(ctx, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
+		// On a context of its own: the decision is recorded, and its
+		// task, up to an hour away for an order that was pending, is to
+		// run now even when the caller's time ran out on the decision.
+		rc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rec == nil {
+			rec, err = o.ledger.Get(rc, ref)
+			if err == nil && rec == nil {
+				err = ledger.ErrNotFound
+			}
+		}
+		if err == nil {
+			out.Requeued, err = tasks.RequeueNow(rc, o.ledger, o.inspector, o.client, o.opts.Queue, rec)
+		}
 		if err != nil {
 			out.RequeueError = err.Error()
 		}
