@@ -1401,6 +1401,11 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		}
 	}
 	took := time.Since(start)
+	if out.Err == nil {
+		h.problems.Went(rec.Provider, step, start)
+	} else {
+		out.OthersWent = h.problems.OthersWent(rec.Provider, step, start)
+	}
 	slot.called() // reported below, with the call's outcome
 	stopKeepalive()
 	if h.opts.Guard != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderworker/orderworker/tasks/order"
 )
 
 // Kinds of configuration problem that hold orders back.
@@ -66,8 +68,11 @@ type Problems struct {
 	// probed is when a call of each provider last went as a probe while
 	// a problem held its calls (Probe).
 	probed map[string]time.Time
-	now    func() time.Time
-	desc   *prometheus.Desc
+	// went is when the latest call of each provider and step that went
+	// through began (Went).
+	went map[wentKey]time.Time
+	now  func() time.Time
+	desc *prometheus.Desc
 }
 
 type problem struct {
@@ -143,6 +148,46 @@ func (p *Problems) Clear(provider string, kinds ...string) {
 		delete(p.seen, [2]string{provider, kind})
 	}
 }
+
+type wentKey struct {
+	provider string
+	step     order.Step
+}
+
+// Went records that a call of provider's step, begun at began (this
+// process's clock), went through.
+func (p *Problems) Went(provider string, step order.Step, began time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.went == nil {
+		p.went = map[wentKey]time.Time{}
+	}
+	k := wentKey{provider, step}
+	if began.After(p.went[k]) {
+		p.went[k] = began
+	}
+}
+
+// OthersWent reports whether a call of provider's step went through that
+// began after began less othersWentSlack (order.Outcome.OthersWent): one
+// refused for its credentials or its clock then is refused for its own
+// sake. The slack lets a call begun just before count: calls take about
+// as long, and one begun just after would often end after the refusal is
+// judged. A call of every order refused at once (a key revoked at T) sees
+// calls that went through only among those begun before T: those begun
+// within the slack after T are judged the order's, each spending one
+// failure of its order's budget at most once or twice before the
+// provider's calls are held for it.
+func (p *Problems) OthersWent(provider string, step order.Step, began time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.went[wentKey{provider, step}].After(began.Add(-othersWentSlack))
+}
+
+// othersWentSlack is how long before a refused call another that went
+// through may have begun and still show that the provider took the
+// worker's credentials (OthersWent).
+const othersWentSlack = 5 * time.Second
 
 // Err describes the current problems, nil when there are none.
 func (p *Problems) Err() error {

@@ -18,6 +18,7 @@
 package order
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -189,6 +190,14 @@ type Outcome struct {
 	Attempt *ledger.Attempt
 	// Known is what Prepare returned.
 	Known []string
+	// OthersWent says a call of the same step for another order of the
+	// provider, begun after this one, went through on this worker: the
+	// provider took its credentials and its clock meanwhile, so a refusal
+	// of them (Unauthenticated, but for the account: providers.ErrAccount)
+	// is this order's (its params, in words that name the key), not the
+	// worker's, and holds neither this order nor the provider's others
+	// for a configuration wait (see orderRefused).
+	OthersWent bool
 }
 
 // Decision is what Decide returns: the transition to settle and what the
@@ -361,13 +370,27 @@ func decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 	if msg == "" {
 		msg = out.Err.Error()
 	}
+	if orderRefused(code, out) && !(step == Submit && rec.MayHaveExisted) {
+		// (A create after an earlier one that may have been received is
+		// looked up on any refusal: submitFailed.)
+		// Not a configuration wait: the step goes on as for any call
+		// that surely did nothing (a create spends its failure budget,
+		// so the order is errored at its end rather than retried until
+		// its deadline), and a pay refused so was refused before the
+		// provider acted.
+		msg += " (" + RefusedForTheOrder + ")"
+		if step == Pay {
+			return pendingFailed(rec, step, code, out.Err, msg, p, now, providers.Unavailable)
+		}
+		code = providers.Unavailable
+	}
 	switch step {
 	case Submit:
 		return submitFailed(rec, code, out, msg, p)
 	case Lookup:
 		return lookupFailed(rec, code, out.Err, msg, p, now)
 	case Poll, Pay:
-		return pendingFailed(rec, step, code, out.Err, msg, p, now)
+		return pendingFailed(rec, step, code, out.Err, msg, p, now, code)
 	case Prepare:
 		return prepareFailed(rec, code, out.Err, msg, p, now)
 	}
@@ -747,7 +770,11 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
 }
 
-func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error, msg string, p Policy, now time.Time) Decision {
+// pendingFailed decides about a poll or a pay that failed with code; as is
+// the code it is treated as (Unavailable for a refusal of the credentials
+// that is the order's: orderRefused), while code says whether a pay was
+// refused before the provider acted.
+func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error, msg string, p Policy, now time.Time, as providers.Code) Decision {
 	if code == providers.NotFound {
 		r := "pending order no longer found: " + msg
 		return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
@@ -758,7 +785,7 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		// may pay.
 		keep = keep.ClearPaySent(rec.PaySentBefore)
 	}
-	if code == providers.Unauthenticated {
+	if as == providers.Unauthenticated {
 		return Decision{Settle: keep, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
 	// Any other failure leaves the order pending: the provider holds it,
@@ -793,7 +820,20 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		}
 	}
 	wait := retryAfter(err, pollDelay(since, p, now))
-	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: as}}
+}
+
+// RefusedForTheOrder is said of a refusal of the credentials or the clock
+// that is the order's (orderRefused).
+const RefusedForTheOrder = "refused as unauthenticated while this worker's calls for other orders went through: the refusal is this order's, not its credentials'"
+
+// orderRefused reports whether a call that failed with code was refused
+// for its credentials or its clock while the same step went through for
+// another order begun after it (Outcome.OthersWent): not the worker's
+// configuration. A refusal of the account is not judged so: a provider may
+// refuse an account one call while it takes others.
+func orderRefused(code providers.Code, out Outcome) bool {
+	return code == providers.Unauthenticated && out.OthersWent && !errors.Is(out.Err, providers.ErrAccount)
 }
 
 // payUnsettled reports whether an order the check r finds pending may yet

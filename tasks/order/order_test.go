@@ -274,6 +274,60 @@ func TestDecideFailures(t *testing.T) {
 	}
 }
 
+// A refusal of the credentials while the same step went through for
+// another order begun after it (Outcome.OthersWent) is the order's: no
+// configuration wait; a create spends the failure budget (and is errored at
+// its end), a create after one that may have been received is looked up as
+// on any refusal, a pay so refused was refused before the provider acted.
+// A refusal of the account stays a configuration wait.
+func TestDecideRefusedForTheOrder(t *testing.T) {
+	t.Parallel()
+	u, sub, errd := ledger.StateUnknown, ledger.StateSubmitting, ledger.StateErrored
+	refusedErr := providers.Errorf(providers.Unauthenticated, "op", "CustomerId not found for AppKey")
+	account := &providers.Error{Code: providers.Unauthenticated, Op: "op", Message: "arrears", Err: providers.ErrAccount}
+	spent := func() *ledger.Record {
+		r := queuedMarked()
+		r.Failures = policy().MaxAttempts - 1
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		step Step
+		rec  func() *ledger.Record
+		err  error
+		want want
+	}{
+		{"create", Submit, queuedMarked, refusedErr, want{sub, Retry}},
+		{"create, budget spent", Submit, spent, refusedErr, want{errd, Stop}},
+		{"create after one that may have been received", Submit, mayHaveExisted, refusedErr, want{u, Retry}},
+		{"lookup", Lookup, unknown, refusedErr, want{u, Wait}},
+		{"poll", Poll, pending, refusedErr, want{"", Wait}},
+		{"pay", Pay, pending, refusedErr, want{"", Wait}},
+		{"prepare", Prepare, needsSnapshot, refusedErr, want{"", Wait}},
+		{"create, account refused", Submit, queuedMarked, account, want{sub, ConfigWait}},
+		{"poll, account refused", Poll, pending, account, want{"", ConfigWait}},
+	} {
+		rec := tc.rec()
+		d := Decide(rec, tc.step, Outcome{Err: tc.err, OthersWent: true}, policy(), t0.Add(2*time.Minute))
+		if d.Settle.To() != tc.want.to || d.Then.Next != tc.want.next {
+			t.Errorf("%s: to %q then %v, want to %q then %v", tc.name, d.Settle.To(), d.Then.Next, tc.want.to, tc.want.next)
+		}
+		if f := d.Settle.Failures(); tc.step == Submit && tc.want.to == sub && tc.want.next == Retry && f != rec.Failures+1 {
+			t.Errorf("%s: failures %d, want %d", tc.name, f, rec.Failures+1)
+		}
+		if tc.want.next != ConfigWait && tc.want.to != u && !strings.Contains(d.Then.Reason, RefusedForTheOrder) {
+			t.Errorf("%s: reason %q does not say the refusal is the order's", tc.name, d.Then.Reason)
+		}
+		if tc.step == Pay && !d.Settle.ClearsPaySent() {
+			t.Errorf("%s: the pay's mark is kept; a pay refused before the provider acted takes it back", tc.name)
+		}
+		// Without another order's call gone through: the worker's.
+		if d := Decide(tc.rec(), tc.step, Outcome{Err: tc.err}, policy(), t0.Add(2*time.Minute)); d.Then.Next != ConfigWait && !(tc.step == Submit && tc.rec().MayHaveExisted) {
+			t.Errorf("%s, no other call gone through: %v, want ConfigWait", tc.name, d.Then.Next)
+		}
+	}
+}
+
 // The safety rules, checked over every situation × every outcome × a range
 // of times (before and after the deadline and the pending window).
 func TestDecideNeverRisksADoubleOrder(t *testing.T) {

@@ -1,0 +1,110 @@
+package tasks_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	ordersm "github.com/orderworker/orderworker/tasks/order"
+)
+
+// refusesOne refuses the creates of one order number as unauthenticated,
+// in words that name the key (as a provider may refuse an order's own
+// params: "CustomerId … does not exist for AppKey …"), and takes the
+// others.
+type refusesOne struct {
+	*memprov.Client
+	orderNo string
+}
+
+func (p *refusesOne) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	if o.OrderNo == p.orderNo {
+		return providers.Result{}, &providers.Error{Code: providers.Unauthenticated, Op: "mem create", HTTPStatus: 400,
+			ProviderCode: "InvalidParameterValue", Message: "CustomerId does not exist under AppKey"}
+	}
+	return p.Client.Submit(ctx, o)
+}
+
+// One order whose creates the provider refuses for the credentials while
+// it takes the same worker's creates of other orders is refused for its
+// own sake: it spends its failure budget and is errored at its end, and
+// holds neither the provider's other orders nor readiness (a black-box
+// run: one such order held 110,000 others, 19 paid in 48 s, until its
+// deadline a day later). With no other create gone through, the same
+// refusal is the worker's credentials: a configuration wait, as before.
+func TestARefusalOfOneOrdersCredentialsIsThatOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prov := &refusesOne{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"}), orderNo: "BAD"}
+	_, _, l, set := memSetup(t, nil, prov)
+	params := []byte(`{"item":"x","qty":1}`)
+	run := func(h *tasks.Handler, no string) error {
+		t.Helper()
+		ref := ledger.Ref{Provider: "mem", OrderNo: no}
+		if rec, err := l.Get(ctx, ref); err != nil {
+			t.Fatal(err)
+		} else if rec == nil {
+			if _, err := l.Claim(ctx, ref, params, "h-"+no); err != nil {
+				t.Fatal(err)
+			}
+		}
+		task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: no, Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h.ProcessTask(ctx, task)
+	}
+	state := func(no string) *ledger.Record {
+		t.Helper()
+		rec, err := l.Get(ctx, ledger.Ref{Provider: "mem", OrderNo: no})
+		if err != nil || rec == nil {
+			t.Fatalf("%s: %v, %v", no, rec, err)
+		}
+		return rec
+	}
+	newHandler := func(p *tasks.Problems) *tasks.Handler {
+		return tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet, Problems: p, MaxAttempts: 3, ListingLag: -1,
+			ConfigWait: time.Minute, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	}
+
+	// No create went through on this worker: the worker's credentials.
+	alone := tasks.NewProblems()
+	_ = run(newHandler(alone), "BAD")
+	if err := alone.Err(); err == nil || !strings.Contains(err.Error(), tasks.ProblemCredentials) {
+		t.Errorf("a refusal with no create gone through: problems %v; want credentials rejected", err)
+	}
+	if rec := state("BAD"); rec.Failures != 0 || rec.State == ledger.StateErrored {
+		t.Errorf("held for the credentials: %s with %d failures; want waiting, its budget unspent", rec.State, rec.Failures)
+	}
+
+	problems := tasks.NewProblems()
+	h := newHandler(problems)
+	if err := run(h, "GOOD-1"); err != nil || state("GOOD-1").State != ledger.StatePaid {
+		t.Fatalf("GOOD-1: %v, %s", err, state("GOOD-1").State)
+	}
+	for i := 1; i <= 3; i++ {
+		_ = run(h, "BAD")
+		rec := state("BAD")
+		if err := problems.Err(); err != nil {
+			t.Fatalf("after BAD's refusal %d: %v; want no configuration problem (the same worker's creates go through)", i, err)
+		}
+		if rec.Failures != i {
+			t.Errorf("after refusal %d: %d failures, want %d", i, rec.Failures, i)
+		}
+		if i < 3 && (rec.State == ledger.StateErrored || !strings.Contains(rec.Reason, ordersm.RefusedForTheOrder)) {
+			t.Errorf("after refusal %d: %s %q; want retried, saying the refusal is the order's", i, rec.State, rec.Reason)
+		}
+		// Another order goes meanwhile, held by nothing.
+		if err := run(h, "GOOD-N"+string(rune('0'+i))); err != nil {
+			t.Errorf("another order after BAD's refusal %d: %v", i, err)
+		}
+	}
+	if rec := state("BAD"); rec.State != ledger.StateErrored || !strings.Contains(rec.Reason, "gave up after 3 failed attempts") || rec.MayExist {
+		t.Errorf("BAD at the end of its budget: %s %q, may exist %v; want errored, having created nothing", rec.State, rec.Reason, rec.MayExist)
+	}
+}
