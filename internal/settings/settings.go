@@ -2,7 +2,8 @@
 // read, so that the worker's help and the README's table come from one
 // list, and so that both commands can point out a variable of theirs that
 // none of them reads (a misspelled ORDERWORKER_MONITORING_TOKEN would
-// otherwise leave the dashboard open without a word).
+// otherwise leave the dashboard open without a word, a misspelled
+// REDIS_URL the worker on the default Redis).
 package settings
 
 import (
@@ -43,23 +44,44 @@ const Prefix = "ORDERWORKER_"
 const testPrefix = Prefix + "TEST_"
 
 // Unknown names the variables in environ (as os.Environ gives them) that
-// start with Prefix and that no orderworker command reads, each with the
-// known name it is most likely a misspelling of ("" when none is close),
-// sorted by name. The commands warn of them at start: orderworker reads
-// the same environment in the worker and in enqueue, so a variable one of
-// them reads is never reported by the other.
+// no orderworker command reads and that are likely meant for one, each
+// with the known name it is most likely a misspelling of ("" when none is
+// close), sorted by name: every variable starting with Prefix, and one
+// starting with the prefix of another known name (REDIS_ of REDIS_URL, a
+// provider's TENCENT_, ALIYUN_ or UNICLOUD_) when it is close to one of
+// them. Other software reads variables of the same prefixes
+// (REDIS_PASSWORD, REDIS_HOST), so such a name far from all of ours is
+// none of our business; REDIS_ULR or ALIYUN_AUTOPAY would otherwise leave
+// the default in effect without a word. The commands warn of them at
+// start: orderworker reads the same environment in the worker and in
+// enqueue, so a variable one of them reads is never reported by the
+// other.
 func Unknown(environ []string) []Misspelled {
 	known := []string{APIAddr.Name}
 	for _, v := range Worker() {
 		known = append(known, v.Name)
 	}
+	var prefixes []string
+	for _, k := range known {
+		if p, _, ok := strings.Cut(k, "_"); ok && !slices.Contains(prefixes, p+"_") {
+			prefixes = append(prefixes, p+"_")
+		}
+	}
 	var out []Misspelled
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, Prefix) || strings.HasPrefix(name, testPrefix) || slices.Contains(known, name) {
+		if strings.HasPrefix(name, testPrefix) || slices.Contains(known, name) {
 			continue
 		}
-		out = append(out, Misspelled{Name: name, Like: closest(name, known)})
+		p, _, ok := strings.Cut(name, "_")
+		if !ok || !slices.Contains(prefixes, p+"_") {
+			continue
+		}
+		like := closest(name, known)
+		if like == "" && p+"_" != Prefix {
+			continue
+		}
+		out = append(out, Misspelled{Name: name, Like: like})
 	}
 	slices.SortFunc(out, func(a, b Misspelled) int { return cmp.Compare(a.Name, b.Name) })
 	return out
@@ -96,13 +118,15 @@ func (m Misspelled) Args() []any {
 }
 
 // closest is the name in known fewest edits away from name, case aside,
-// if at most a few: a quarter of the length of what follows the prefix,
-// at least one (ORDERWORKER_QUEU is ORDERWORKER_QUEUE; ORDERWORKER_DEBUG
-// is no ORDERWORKER_QUEUE). The first such on a tie. A known name without
-// the prefix (REDIS_URL, a provider's TENCENT_SECRET_ID) is compared with
-// name without it too: ORDERWORKER_REDIS_URL is REDIS_URL.
+// if at most a few: a quarter of the length of what follows the name's
+// prefix (up to its first underscore), at least one (ORDERWORKER_QUEU is
+// ORDERWORKER_QUEUE; ORDERWORKER_DEBUG is no ORDERWORKER_QUEUE; REDIS_URI
+// is REDIS_URL; REDIS_USER is none). The first such on a tie. A known name
+// without the prefix (REDIS_URL, a provider's TENCENT_APP_KEY) is compared
+// with name without it too: ORDERWORKER_REDIS_URL is REDIS_URL.
 func closest(name string, known []string) string {
-	best, bestD := "", max(1, (len(name)-len(Prefix))/4)+1
+	_, rest, _ := strings.Cut(name, "_")
+	best, bestD := "", max(1, len(rest)/4)+1
 	name = strings.ToUpper(name)
 	bare := strings.TrimPrefix(name, Prefix)
 	for _, k := range known {

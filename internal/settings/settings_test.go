@@ -12,7 +12,7 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		"ORDERWORKER_QEUUE=orders",      // two letters swapped
 		"ORDERWORKER_QUEUE=orders",      // the worker's
 		"ORDERWORKER_API_ADDR=:8080",    // enqueue serve's
-		"TENCENT_APP_KEY=k",             // a provider's: not ours to judge
+		"TENCENT_APP_KEY=k",             // a provider's
 		"ORDERWORKER_TEST_REDIS_URL=redis://x",
 		"ORDERWORKER_FROBNICATE=1", // nothing like it
 		"ORDERWORKER_DEBUG=1",      // four edits from ORDERWORKER_QUEUE: too far
@@ -20,9 +20,23 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		"ORDERWORKER_NOVALUE",
 		"ORDERWORKER_REDIS_URL=redis://x", // the prefix on a name that has none
 		"ORDERWORKER_REDIS_ULR=redis://x", // and a typo besides
+		// Another prefix of ours: reported only when close to a name
+		// we read, other software reading many of its own.
+		"REDIS_ULR=redis://x",
+		"REDIS_URI=redis://x",
+		"REDIS_PASSWORD=p",
+		"REDIS_HOST=h",
+		"REDIS_USER=u",
+		"ALIYUN_AUTOPAY=true",
+		"ALIYUN_ACCESS_KEY_ID=k",
+		"TENCENT_APP_SECRT=s",
+		"UNICLOUD_CREATE_OVERUN=1m",
+		"UNICLOUD_REGION=r",
+		"REDISURL=redis://x", // no prefix of ours
 	}
 	got := Unknown(environ)
 	want := []Misspelled{
+		{Name: "ALIYUN_AUTOPAY", Like: "ALIYUN_AUTO_PAY"},
 		{Name: "ORDERWORKER_DEBUG"},
 		{Name: "ORDERWORKER_FROBNICATE"},
 		{Name: "ORDERWORKER_MONITORING_TOKN", Like: "ORDERWORKER_MONITORING_TOKEN"},
@@ -31,17 +45,21 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		{Name: "ORDERWORKER_REDIS_ULR", Like: "REDIS_URL"},
 		{Name: "ORDERWORKER_REDIS_URL", Like: "REDIS_URL"},
 		{Name: "ORDERWORKER_concurrency", Like: "ORDERWORKER_CONCURRENCY"}, // names are case-sensitive
+		{Name: "REDIS_ULR", Like: "REDIS_URL"},
+		{Name: "REDIS_URI", Like: "REDIS_URL"},
+		{Name: "TENCENT_APP_SECRT", Like: "TENCENT_APP_SECRET"},
+		{Name: "UNICLOUD_CREATE_OVERUN", Like: "UNICLOUD_CREATE_OVERRUN"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Unknown = %+v\nwant      %+v", got, want)
 	}
-	if s := got[2].String(); s != "ORDERWORKER_MONITORING_TOKN is set, but no orderworker command reads it: did you mean ORDERWORKER_MONITORING_TOKEN?" {
+	if s := got[3].String(); s != "ORDERWORKER_MONITORING_TOKN is set, but no orderworker command reads it: did you mean ORDERWORKER_MONITORING_TOKEN?" {
 		t.Errorf("String = %q", s)
 	}
-	if s := got[1].String(); s != "ORDERWORKER_FROBNICATE is set, but no orderworker command reads it" {
+	if s := got[2].String(); s != "ORDERWORKER_FROBNICATE is set, but no orderworker command reads it" {
 		t.Errorf("String = %q", s)
 	}
-	if a := got[1].Args(); !reflect.DeepEqual(a, []any{"name", "ORDERWORKER_FROBNICATE"}) {
+	if a := got[2].Args(); !reflect.DeepEqual(a, []any{"name", "ORDERWORKER_FROBNICATE"}) {
 		t.Errorf("Args = %v", a)
 	}
 	if len(Unknown([]string{"ORDERWORKER_DATA_KEY=k", "REDIS_URL=redis://x"})) != 0 {
