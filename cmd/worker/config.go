@@ -130,11 +130,26 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		return ""
 	}
+	// A bad value is refused only once the flags are parsed, and only
+	// when no flag overrides it (envErrs, by variable): worker -h must
+	// print the help whatever the environment holds, and a flag must get
+	// a worker past a bad variable, as flags override the environment.
+	// Until then the setting holds its default, which -h shows.
 	var errs []error
+	envErrs := map[string]error{}
+	def := func(name string) string {
+		for _, e := range vars {
+			if e.Name == name {
+				return e.Default
+			}
+		}
+		return ""
+	}
 	dur := func(name string) time.Duration {
 		d, err := time.ParseDuration(env(name))
 		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration like 30s", name, env(name)))
+			envErrs[name] = fmt.Errorf("%s=%q: want a positive duration like 30s", name, env(name))
+			d, _ = time.ParseDuration(def(name))
 		}
 		return d
 	}
@@ -148,7 +163,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	num := func(name string) int {
 		n, err := strconv.Atoi(env(name))
 		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a positive integer", name, env(name)))
+			envErrs[name] = fmt.Errorf("%s=%q: want a positive integer", name, env(name))
+			n, _ = strconv.Atoi(def(name))
 		}
 		return n
 	}
@@ -250,9 +266,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		errs = append(errs, err)
 	}
 	c.RateLimits = limits
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
 
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -290,6 +303,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (ORDERWORKER_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	// The variable each flag overrides: its bad value is no error then.
+	overrides := map[string]string{
+		"concurrency": "ORDERWORKER_CONCURRENCY", "max-attempts": "ORDERWORKER_MAX_ATTEMPTS",
+		"retry-base": "ORDERWORKER_RETRY_BASE", "retry-max": "ORDERWORKER_RETRY_MAX",
+		"order-deadline": "ORDERWORKER_ORDER_DEADLINE", "pending-window": "ORDERWORKER_PENDING_WINDOW",
+		"shutdown-timeout": "ORDERWORKER_SHUTDOWN_TIMEOUT", "reconcile-interval": "ORDERWORKER_RECONCILE_INTERVAL",
+		"poll-interval": "ORDERWORKER_POLL_INTERVAL",
+	}
+	fs.Visit(func(f *flag.Flag) { delete(envErrs, overrides[f.Name]) })
+	for _, v := range vars {
+		if err := envErrs[v.Name]; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +249,32 @@ func TestHelpHidesTheRedisPassword(t *testing.T) {
 		if s := stderr.String(); strings.Contains(s, "Pw-In-Help-7") || !strings.Contains(s, "redis://:xxxxx@127.0.0.1:1/0") {
 			t.Errorf("worker %v prints %q; want REDIS_URL with its password hidden", args, s)
 		}
+	}
+}
+
+// Flags override the environment, a bad value of it too: a flag gets the
+// worker past a bad variable, which is refused only when it is in effect,
+// and -h prints the help (with the variable's default) whatever the
+// environment holds.
+func TestFlagsOverrideABadEnvironment(t *testing.T) {
+	t.Parallel()
+	env := envFunc(map[string]string{"ORDERWORKER_CONCURRENCY": "ten", "ORDERWORKER_RETRY_BASE": "soon"})
+	c, err := parseConfig([]string{"-concurrency", "5", "-retry-base", "2s"}, env, io.Discard)
+	if err != nil {
+		t.Fatalf("flags over a bad environment: %v", err)
+	}
+	if c.Concurrency != 5 || c.RetryBase != 2*time.Second {
+		t.Errorf("concurrency %d, retry base %s; want the flags' 5 and 2s", c.Concurrency, c.RetryBase)
+	}
+	_, err = parseConfig([]string{"-concurrency", "5"}, env, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `ORDERWORKER_RETRY_BASE="soon"`) || strings.Contains(err.Error(), "ORDERWORKER_CONCURRENCY") {
+		t.Errorf("a bad variable no flag overrides: %v; want ORDERWORKER_RETRY_BASE named, and only it", err)
+	}
+	var stderr syncBuffer
+	if err := run(context.Background(), []string{"-h"}, env, io.Discard, &stderr); err != nil {
+		t.Fatalf("-h with a bad environment: %v", err)
+	}
+	if s := stderr.String(); !strings.Contains(s, "Usage: worker") || !regexp.MustCompile(`-concurrency int\n.*\(default 20\)`).MatchString(s) {
+		t.Errorf("-h with a bad environment printed %q; want the help with the default concurrency", s)
 	}
 }
