@@ -116,6 +116,30 @@ func (c *config) setting(flag, env, value string) string {
 	return fmt.Sprintf("%s (unset: the default %q)", env, value)
 }
 
+// redisSource names where the worker's Redis URL comes from, for its log
+// and for an error about that Redis: the flag, the variable, -dev's, or
+// the default when neither -redis-url nor REDIS_URL is set (a mistyped
+// REDIS_URL leaves the worker on 127.0.0.1:6379, which its log must say).
+func (c *config) redisSource() string {
+	switch {
+	case c.Dev && c.DevRedis != "":
+		return "-dev-redis"
+	case c.Dev:
+		return "-dev's embedded Redis"
+	case c.flags["redis-url"]:
+		return "-redis-url"
+	case c.envSet["REDIS_URL"]:
+		return "REDIS_URL"
+	}
+	return "the default: REDIS_URL is not set"
+}
+
+// redisWhere names the worker's Redis for an error: its URL with the
+// password hidden, and where it comes from.
+func (c *config) redisWhere() string {
+	return fmt.Sprintf("%s (%s)", tasks.RedactURL(c.RedisURL), c.redisSource())
+}
+
 // parseConfig reads the environment through getenv, then flags from args.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	vars := envVars()

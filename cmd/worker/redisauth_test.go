@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -238,5 +242,68 @@ func TestKeylessWorkerStopsWhenTheLedgerGetsAKey(t *testing.T) {
 	case err := <-keyed:
 		t.Fatalf("the worker with the key stopped: %v", err)
 	default:
+	}
+}
+
+// The worker logs which Redis it uses, and where that comes from, before
+// it waits for it, and each wait names it beside the dial error: a
+// mistyped REDIS_URL leaves it on the default, which only the log can
+// tell. The password never shows.
+func TestWorkerNamesItsRedis(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	ctx, cancel := context.WithCancel(context.Background())
+	done, logs := startWorker(t, ctx, "redis://:Pw-Named-9@"+addr+"/0", "127.0.0.1:0")
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), `"waiting for redis"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no wait for redis logged; logs:\n%s", logs)
+		}
+	}
+	cancel()
+	<-done
+	var using, waiting map[string]any
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			switch m["msg"] {
+			case "using redis":
+				using = m
+			case "waiting for redis":
+				waiting = m
+			}
+		}
+	}
+	shown := "redis://:xxxxx@" + addr + "/0"
+	if using["redis"] != shown || using["redis_setting"] != "REDIS_URL" {
+		t.Errorf("using redis = %v, want redis %s from REDIS_URL", using, shown)
+	}
+	if waiting["redis"] != shown || waiting["redis_setting"] != "REDIS_URL" || !strings.Contains(fmt.Sprint(waiting["error"]), "connection refused") {
+		t.Errorf("waiting for redis = %v, want it to name %s, REDIS_URL and the dial error", waiting, shown)
+	}
+	if strings.Contains(logs.String(), "Pw-Named-9") {
+		t.Error("the password reached the log")
+	}
+	// Neither the flag nor the variable: the default, said to be one
+	// (parsed only: nothing dials it).
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, "redis://127.0.0.1:6379/0 (the default: REDIS_URL is not set)"},
+		{[]string{"-redis-url", "redis://:pw@127.0.0.1:1/0"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:2/0"}, "redis://:xxxxx@127.0.0.1:1/0 (-redis-url)"},
+	} {
+		cfg, err := parseConfig(c.args, envFunc(c.env), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.redisWhere(); got != c.want {
+			t.Errorf("redisWhere = %q, want %q", got, c.want)
+		}
 	}
 }

@@ -172,7 +172,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"addr", ln.Addr().String())
 	}
 
-	if err := waitForRedis(ctx, rdb, log); err != nil {
+	// Which Redis, before it is waited for: a worker left on the default
+	// by a mistyped REDIS_URL says so.
+	log.Info("using redis", "redis", tasks.RedactURL(cfg.RedisURL), "redis_setting", cfg.redisSource())
+	// A wait for Redis names it too: the dial error alone names an
+	// address, not the setting that chose it.
+	rlog := log.With("redis", tasks.RedactURL(cfg.RedisURL), "redis_setting", cfg.redisSource())
+	if err := waitForRedis(ctx, rdb, rlog, cfg.redisWhere()); err != nil {
 		return err
 	}
 	if !cfg.Dev {
@@ -182,7 +188,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// cause (its data key is -dev's).
 		// A failed read is waited out like the writes below, never
 		// taken for "not marked".
-		if err := untilWritable(ctx, log, func() error {
+		if err := untilWritable(ctx, rlog, func() error {
 			marked, err := devmode.Marked(ctx, rdb)
 			if err == nil && marked {
 				return fmt.Errorf("the Redis at REDIS_URL holds the %s marker: it holds worker -dev's sandbox orders, which a real worker would send to the real providers; point REDIS_URL at your own Redis (or delete the marker if this Redis was marked by mistake and holds only real orders)", devMarkerKey)
@@ -192,7 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	if err := untilWritable(ctx, log, func() error { return ledger.CheckDataKey(ctx, sealer.KeyID()) }); err != nil {
+	if err := untilWritable(ctx, rlog, func() error { return ledger.CheckDataKey(ctx, sealer.KeyID()) }); err != nil {
 		// Orders sealed with the producers' key would only wait on this
 		// worker (with another key, or none): refuse to start instead,
 		// with the reason.
@@ -212,7 +218,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 	}
-	if err := untilWritable(ctx, log, func() error { return ledger.CheckShards(ctx) }); err != nil {
+	if err := untilWritable(ctx, rlog, func() error { return ledger.CheckShards(ctx) }); err != nil {
 		return err
 	}
 	// Checked at start and every minute after (a failover promotes a
@@ -292,7 +298,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// providers: those orders are submitted to; the others were each
 	// logged as disabled, with the reason.
-	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", enabled)
+	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.Concurrency, "providers", enabled,
+		"redis", tasks.RedactURL(cfg.RedisURL), "redis_setting", cfg.redisSource())
 
 	client := asynq.NewClient(redisOpt)
 	defer client.Close()
@@ -329,15 +336,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // waitForRedis blocks until Redis answers or ctx ends: a worker started
 // before Redis waits for it instead of failing. An error that waiting
 // cannot heal (wrong credentials, no such database or master name, see
-// tasks.PermanentRedisError) is returned at once, with the reason.
-func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) error {
+// tasks.PermanentRedisError) is returned at once, with the reason and
+// where, the Redis's redacted URL and its setting (config.redisWhere).
+func waitForRedis(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger, where string) error {
 	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
 		err := ping(ctx, rdb, 2*time.Second)
 		if err == nil {
 			return notAClusterNode(ctx, rdb)
 		}
 		if tasks.PermanentRedisError(err) {
-			return fmt.Errorf("cannot use redis (check REDIS_URL or -redis-url): %w", tasks.RedisErrorReason(err))
+			return fmt.Errorf("cannot use redis %s: %w", where, tasks.RedisErrorReason(err))
 		}
 		log.Warn("waiting for redis", "error", err)
 		select {
