@@ -630,3 +630,32 @@ func TestEnqueueStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
 		t.Errorf("the order read after the marker appeared was written: %+v, %v", rec, err)
 	}
 }
+
+// An error of a Redis that cannot be reached names it, its password
+// hidden, and the setting it comes from, and keeps the dial's error, even
+// when go-redis gives up on the deadline (it then says only "context
+// deadline exceeded"). serve logs which Redis it uses at start.
+func TestRedisErrorsNameTheRedis(t *testing.T) {
+	t.Parallel()
+	const url, shown = "redis://:Pw-Not-Shown-3@127.0.0.1:1/0", "redis://:xxxxx@127.0.0.1:1/0"
+	code, _, errs := runCLI(t, url, "", "-timeout", "2s", "status", "tencent", "A1")
+	if code != exitError || !strings.Contains(errs, shown+" (REDIS_URL)") || !strings.Contains(errs, "connection refused") {
+		t.Errorf("status: exit %d, stderr %q; want it to name %s (REDIS_URL) and the refused connection", code, errs, shown)
+	}
+	code, out, errs := runCLI(t, url, good, "-timeout", "1s")
+	if code != exitError || !strings.Contains(out, shown+" (REDIS_URL)") || !strings.Contains(out, "connection refused") {
+		t.Errorf("enqueue: exit %d, stdout %q; want the order's reason to name %s (REDIS_URL) and the refused connection", code, out, shown)
+	}
+	code, _, errs = runCLI(t, "", "", "-timeout", "2s", "-redis-url", url, "list")
+	if code != exitError || !strings.Contains(errs, shown+" (-redis-url)") {
+		t.Errorf("list -redis-url: exit %d, stderr %q; want it to name %s (-redis-url)", code, errs, shown)
+	}
+	if strings.Contains(out+errs, "Pw-Not-Shown-3") {
+		t.Error("the password was shown")
+	}
+	_, stop, logs := startServeLogs(t, map[string]string{"REDIS_URL": url}, "-open", "-log-format", "json")
+	stop()
+	if !strings.Contains(logs.String(), `"msg":"using redis","redis":"`+shown+`","redis_setting":"REDIS_URL"`) || strings.Contains(logs.String(), "Pw-Not-Shown-3") {
+		t.Errorf("serve's log:\n%s\nwant it to say it uses %s from REDIS_URL", logs, shown)
+	}
+}

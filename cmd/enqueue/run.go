@@ -149,17 +149,23 @@ Flags:
 			return devmode.DataKey
 		}
 	}
+	source := "REDIS_URL"
+	switch {
+	case *dev && !helpOnly:
+		source = "-dev's Redis"
+	case flagGiven(fs, "redis-url"):
+		source = "-redis-url"
+	case getenv("REDIS_URL") == "":
+		source = "the default: REDIS_URL is not set"
+	}
 	redisOpt, err := tasks.ParseRedisURL(redisURL)
 	if err != nil {
-		source := "REDIS_URL"
-		if flagGiven(fs, "redis-url") {
-			source = "-redis-url"
-		}
-		fmt.Fprintf(stderr, "enqueue: %s: %v\n", source, err)
+		fmt.Fprintf(stderr, "enqueue: %s: %v\n", strings.TrimPrefix(source, "the default: "), err)
 		return exitError
 	}
-	// -timeout bounds each wait on Redis, a new connection's too.
-	redisOpt = tasks.RESP2(tasks.CapTimeouts(redisOpt, *timeout))
+	// -timeout bounds each wait on Redis, a new connection's too. An
+	// error that is not Redis's reply names the Redis and its setting.
+	redisOpt = namedRedis{tasks.RESP2(tasks.CapTimeouts(redisOpt, *timeout)), newRedisName(redisURL, source)}
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "status" {
 		if statusHelp(rest) {
@@ -225,13 +231,6 @@ when there is no such order, 2 on a usage or infrastructure error.
 	// that enqueue can say that nothing was written, rather than answer
 	// the first batch "error: may or may not have been accepted".
 	if err := usable(ctx, rdb, *timeout); err != nil {
-		source := "REDIS_URL"
-		switch {
-		case *dev:
-			source = "-dev's Redis"
-		case flagGiven(fs, "redis-url"):
-			source = "-redis-url"
-		}
 		fmt.Fprintf(stderr, "enqueue: cannot use Redis (%s): %s; nothing was read or sent\n", source, strings.TrimSuffix(providers.MaskPhones(err.Error()), "."))
 		return exitError
 	}

@@ -111,6 +111,11 @@ Serve flags:
 	for _, m := range settings.UnknownHere() {
 		log.Warn("environment variable not read by orderworker", m.Args()...)
 	}
+	// Which Redis, before anything waits for it: one left on the default
+	// by a mistyped REDIS_URL says so.
+	if n := redisNameOf(redisOpt); n.url != "" {
+		log.Info("using redis", "redis", n.url, "redis_setting", n.setting)
+	}
 	tokens := api.ParseTokens(getenv("ORDERWORKER_API_TOKENS"))
 	if len(tokens) == 0 && !*open {
 		fmt.Fprintln(stderr, "enqueue serve: no API token: set ORDERWORKER_API_TOKENS (comma-separated), or give -open to serve without one (anyone who reaches the address may then enqueue orders)")
@@ -134,7 +139,7 @@ Serve flags:
 	enq := tasks.NewEnqueuer(client, ledger, set, &tasks.EnqueuerOptions{Queue: queue, Sealer: sealer})
 	// The long polls' listeners block on a connection per shard: a pool
 	// of their own, so that they never take the ones orders need.
-	listen := tasks.WithPoolSize(redisOpt, len(ledger.EventStreams())+1).MakeRedisClient().(redis.UniversalClient)
+	listen := withPoolSize(redisOpt, len(ledger.EventStreams())+1).MakeRedisClient().(redis.UniversalClient)
 	defer listen.Close()
 	h, err := api.New(enq, ledger, rdb, set, &api.Options{
 		Tokens: tokens, Open: *open, Sealer: sealer, MaxWait: *maxWait,
