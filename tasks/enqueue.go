@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/orderworker/orderworker/internal/devmode"
+	"github.com/orderworker/orderworker/internal/jsonscan"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/order"
@@ -139,18 +140,33 @@ func (e *Enqueuer) Enqueue(ctx context.Context, data []byte) (EnqueueResult, err
 // invalidPayload is the answer to a payload that could not be decoded
 // (err): invalid, naming its provider and order number where the payload
 // gives them as strings, so that a producer can tell which order it was.
+// Only the keys spelled exactly so count, and only one given once:
+// encoding/json would match "Order_No" too, and take the last of several,
+// so that the answer would name another order than the producer's.
 func invalidPayload(data []byte, err error) EnqueueResult {
-	var names struct {
-		Provider any `json:"provider"`
-		OrderNo  any `json:"order_no"`
-	}
 	res := EnqueueResult{Status: Invalid, Reason: reasonOf(err)}
-	if json.Unmarshal(data, &names) == nil {
-		res.Provider, _ = names.Provider.(string)
-		res.Provider = providers.MaskPhones(res.Provider)
-		res.OrderNo, _ = names.OrderNo.(string)
-		res.OrderNo = providers.MaskPhones(res.OrderNo)
+	members, ok := jsonscan.Members(data)
+	if !ok {
+		return res
 	}
+	exact := func(key string) string {
+		var v string
+		n := 0
+		for _, m := range members {
+			if string(m.Key) == key {
+				n++
+				v = ""
+				if m.Value[0] == '"' && json.Unmarshal(m.Value, &v) != nil {
+					v = ""
+				}
+			}
+		}
+		if n != 1 {
+			return ""
+		}
+		return providers.MaskPhones(v)
+	}
+	res.Provider, res.OrderNo = exact("provider"), exact("order_no")
 	return res
 }
 

@@ -208,3 +208,28 @@ func TestOrderTaskPayloadAsMarshal(t *testing.T) {
 		}
 	}
 }
+
+// A payload refused for a field in another case, or named twice, is
+// answered with the order number of the exactly spelled order_no given
+// once, or none: decoding matches "Order_No" too and takes the last, and
+// the answer would name another order than the producer's.
+func TestInvalidPayloadEchoesTheExactOrderNo(t *testing.T) {
+	t.Parallel()
+	const params = `"params":{"CustomerId":"C1","ItemId":"I1","ItemNum":1}`
+	for doc, want := range map[string][2]string{
+		`{"provider":"tencent","order_no":"A4","Order_No":"x",` + params + `}`:   {"tencent", "A4"},
+		`{"provider":"tencent","Order_No":"x","order_no":"A4",` + params + `}`:   {"tencent", "A4"},
+		`{"provider":"tencent","Order_No":"x",` + params + `}`:                   {"tencent", ""},
+		`{"provider":"tencent","order_no":"A","order_no":"B",` + params + `}`:    {"tencent", ""},
+		`{"Provider":"aliyun","provider":"tencent","order_no":7,` + params + `}`: {"tencent", ""},
+	} {
+		_, err := decodeProduced([]byte(doc))
+		if err == nil {
+			t.Fatalf("decodeProduced(%s) took it", doc)
+		}
+		res := invalidPayload([]byte(doc), err)
+		if res.Status != Invalid || res.Provider != want[0] || res.OrderNo != want[1] {
+			t.Errorf("invalidPayload(%s) = %+v; want provider %q, order_no %q", doc, res, want[0], want[1])
+		}
+	}
+}
