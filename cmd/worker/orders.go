@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -260,7 +261,18 @@ func filterOf(q interface{ Get(string) string }) (ops.Filter, error) {
 	return f, nil
 }
 
+// filterParams are the query parameters filterOf reads.
+var filterParams = []string{"state", "provider", "older_than", "limit", "cursor"}
+
 func (a *ordersAdmin) apiList(w http.ResponseWriter, r *http.Request) {
+	// A parameter it does not read is refused, named: a mistyped ?stat=
+	// would list every order as if unfiltered.
+	for name := range r.URL.Query() {
+		if !slices.Contains(filterParams, name) {
+			a.apiFail(w, &ops.UsageError{Msg: fmt.Sprintf("unknown query parameter %q (want %s)", providers.Truncate(providers.MaskPhones(name), 64), strings.Join(filterParams, ", "))})
+			return
+		}
+	}
 	f, err := filterOf(r.URL.Query())
 	if err != nil {
 		a.apiFail(w, err)

@@ -220,6 +220,10 @@ func TestOrdersAPI(t *testing.T) {
 		}
 		return code, p, body
 	}
+	// A parameter the listing does not read is refused, named.
+	if code, body := apiCall(t, "GET", api+"?stat=paid", token, "", ""); code != http.StatusBadRequest || !strings.Contains(body, `unknown query parameter \"stat\"`) {
+		t.Errorf("?stat=paid: %d %s, want 400 naming stat", code, body)
+	}
 	code, p, body := list("?state=unknown")
 	if code != http.StatusOK || len(p.Orders) != 2 || p.Orders[0]["order_no"] != "A-U2" || p.Orders[1]["order_no"] != "A-U1" || p.Next != "" {
 		t.Errorf("state=unknown: %d, want A-U2, A-U1 and no next cursor:\n%s", code, body)

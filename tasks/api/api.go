@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -244,6 +245,30 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 		}
 		next(w, r)
 	})
+}
+
+// unknownParam answers 400 naming the first query parameter of r (by
+// name) that is not one of known, and reports whether it did: a mistyped
+// ?aftr= would otherwise replay every event from the first, a ?wat=
+// answer at once instead of waiting, without a word.
+func unknownParam(w http.ResponseWriter, r *http.Request, known ...string) bool {
+	q := r.URL.Query()
+	names := make([]string, 0, len(q))
+	for name := range q {
+		if !slices.Contains(known, name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return false
+	}
+	slices.Sort(names)
+	want := "none"
+	if len(known) > 0 {
+		want = strings.Join(known, ", ")
+	}
+	problem(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q (want %s)", providers.Truncate(providers.MaskPhones(names[0]), 64), want))
+	return true
 }
 
 // problem writes an RFC 9457 problem details answer.

@@ -710,6 +710,29 @@ func TestProblemsForEverythingElse(t *testing.T) {
 	}
 }
 
+// A query parameter an endpoint does not read is refused, named: a
+// mistyped ?aftr= would replay every event, a ?wat= answer at once.
+func TestUnknownQueryParameterIsRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for path, want := range map[string]string{
+		"/v1/events?aftr=1700000000000-0":             `unknown query parameter \"aftr\" (want after, limit)`,
+		"/v1/events?after=0&limit=5&Limit=5":          `unknown query parameter \"Limit\"`,
+		"/v1/orders/tencent/A1?wat=1s":                `unknown query parameter \"wat\" (want wait)`,
+		"/v1/orders/tencent/A1?wait=1s&13800138000=1": `unknown query parameter \"138****8000\"`,
+	} {
+		status, b, h := e.do("GET", path, bearer, nil)
+		if status != 400 || h.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s: %d %s %s; want 400 problem details saying %s", path, status, h.Get("Content-Type"), b, want)
+		}
+	}
+	for _, path := range []string{"/v1/events?after=0&limit=5", "/v1/orders/tencent/A1?wait=0s"} {
+		if status, b, _ := e.do("GET", path, bearer, nil); status == 400 {
+			t.Errorf("GET %s: 400 %s", path, b)
+		}
+	}
+}
+
 // With Redis gone nothing is written, and each endpoint answers 503.
 func TestRedisUnavailable(t *testing.T) {
 	e := setup(t, &api.Options{Tokens: []string{token}, Timeout: 2 * time.Second})

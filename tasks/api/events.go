@@ -37,6 +37,9 @@ type eventsPage struct {
 // events is GET /v1/events?after=ID&limit=N: up to N (at most
 // MaxEventsLimit) events after ID, oldest first.
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
+	if unknownParam(w, r, "after", "limit") {
+		return
+	}
 	q := r.URL.Query()
 	after := q.Get("after")
 	if after != "" && !eventCursor.MatchString(after) {

@@ -276,6 +276,9 @@ func splitBatch(body []byte) ([][]byte, error) {
 // params masked; with wait, once the order is paid or errored or when wait
 // is over, whichever comes first.
 func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
+	if unknownParam(w, r, "wait") {
+		return
+	}
 	ref := ledger.Ref{Provider: r.PathValue("provider"), OrderNo: r.PathValue("order_no")}
 	wait := time.Duration(0)
 	if s := r.URL.Query().Get("wait"); s != "" {
