@@ -278,3 +278,26 @@ func TestHelpHidesTheRedisPassword(t *testing.T) {
 		t.Errorf("enqueue -h: exit %d, stderr %q; want the URL with its password hidden", code, errs)
 	}
 }
+
+// A mistyped webhooks subcommand is named, and a -limit below 1 refused,
+// before Redis is asked anything.
+func TestWebhooksRefusesWhatItCannotRun(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"webhooks", "bogus"}, `enqueue webhooks: unknown subcommand "bogus"`},
+		{[]string{"webhooks", "failed", "-limit", "-1"}, "enqueue webhooks failed: -limit -1: want a positive number"},
+		{[]string{"webhooks", "failed", "-limit", "0"}, "-limit 0"},
+	} {
+		start := time.Now()
+		code, out, errs := runCLI(t, nowhere, "", c.args...)
+		if code != exitError || out != "" || !strings.Contains(errs, c.want) {
+			t.Errorf("enqueue %v: exit %d, stdout %q, stderr %q; want %d saying %q", c.args, code, out, errs, exitError, c.want)
+		}
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Errorf("enqueue %v took %s: it waited for Redis", c.args, took)
+		}
+	}
+}

@@ -61,6 +61,18 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 		}
 		return exitError
 	}
+	// Refused before Redis is asked anything, each with what is wrong:
+	// the usage alone would leave a mistyped subcommand to be guessed.
+	switch cmd {
+	case "", "list", "failed", "resend", "discard":
+	default:
+		fmt.Fprintf(stderr, "enqueue webhooks: unknown subcommand %q (want failed, resend or discard; enqueue webhooks -h)\n", cmd)
+		return exitError
+	}
+	if *limit < 1 {
+		fmt.Fprintf(stderr, "enqueue webhooks %s: -limit %d: want a positive number\n", cmd, *limit)
+		return exitError
+	}
 	rdb := redisOpt.MakeRedisClient().(redis.UniversalClient)
 	defer rdb.Close()
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
