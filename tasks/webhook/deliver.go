@@ -127,26 +127,42 @@ func (ep *endpoint) poke() {
 }
 
 // ParseURLs reads ORDERWORKER_WEBHOOK_URLS: comma-separated absolute http
-// or https URLs, none twice. Errors show URLs without credentials or query.
+// or https URLs, none twice. Errors name a URL by its index, counted from 0
+// among the URLs given as the endpoints' listing (enqueue webhooks) and
+// metrics count them, and show it without credentials or query (one that
+// does not parse, not at all: it may be a secret pasted in the wrong
+// place).
 func ParseURLs(s string) ([]string, error) {
 	var out []string
-	for i, item := range strings.Split(s, ",") {
+	for item := range strings.SplitSeq(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
 			continue
 		}
-		u, err := url.Parse(item)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("URL %d (%s): want an absolute http:// or https:// URL", i+1, DisplayURL(item))
-		}
-		for _, o := range out {
-			if o == item {
-				return nil, fmt.Errorf("URL %d (%s) is given twice", i+1, DisplayURL(item))
-			}
+		if err := checkURL(len(out), item, out); err != nil {
+			return nil, err
 		}
 		out = append(out, item)
 	}
 	return out, nil
+}
+
+// checkURL refuses the URL at index i, after the URLs before, as
+// ParseURLs does.
+func checkURL(i int, item string, before []string) error {
+	u, err := url.Parse(item)
+	switch {
+	case err != nil || u.Host == "":
+		return fmt.Errorf("URL at index %d: not an absolute URL: want one like https://example.com/hook", i)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("URL at index %d (%s): want an http:// or https:// URL", i, DisplayURL(item))
+	}
+	for j, o := range before {
+		if o == item {
+			return fmt.Errorf("URL at index %d (%s) is the one at index %d again", i, DisplayURL(item), j)
+		}
+	}
+	return nil
 }
 
 // New returns a Dispatcher for the endpoints urls (their order gives each
@@ -196,15 +212,10 @@ func New(rdb redis.UniversalClient, urls []string, signer *Signer, opts *Options
 			Help: "Webhook delivery attempts by this process, by endpoint (its index in ORDERWORKER_WEBHOOK_URLS) and result: ok (2xx), http_error (any other answer), network_error (no answer).",
 		}, []string{"endpoint", "result"}),
 	}
-	seen := map[string]bool{}
 	for i, u := range urls {
-		if _, err := ParseURLs(u); err != nil {
-			return nil, err
+		if err := checkURL(i, u, urls[:i]); err != nil {
+			return nil, fmt.Errorf("webhook %w", err)
 		}
-		if seen[u] {
-			return nil, fmt.Errorf("webhook URL %d (%s) is given twice", i+1, DisplayURL(u))
-		}
-		seen[u] = true
 		tr := o.Transport
 		if tr == nil {
 			t := http.DefaultTransport.(*http.Transport).Clone()

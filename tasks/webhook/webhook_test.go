@@ -138,6 +138,17 @@ func TestParseURLs(t *testing.T) {
 			t.Errorf("ParseURLs(%q) = nil error", bad)
 		}
 	}
+	// A URL is named by its index from 0, empty items not counted, as
+	// enqueue webhooks and the metrics name an endpoint.
+	for in, want := range map[string]string{
+		"notaurl": "URL at index 0: not an absolute URL: want one like https://example.com/hook",
+		"https://a.example/h,, ftp://b.example/x": "URL at index 1 (ftp://b.example/x): want an http:// or https:// URL",
+		"https://a.example/h,https://a.example/h": "URL at index 1 (https://a.example/h) is the one at index 0 again",
+	} {
+		if _, err := ParseURLs(in); err == nil || err.Error() != want {
+			t.Errorf("ParseURLs(%q) = %v, want %q", in, err, want)
+		}
+	}
 	if _, err := ParseURLs("ftp://u:secretpw@a.example/x?token=tok123"); err == nil || strings.Contains(err.Error(), "secretpw") || strings.Contains(err.Error(), "tok123") {
 		t.Errorf("ParseURLs error %v: want one that hides credentials and query", err)
 	}
