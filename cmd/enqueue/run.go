@@ -82,6 +82,14 @@ exit 1 when an action is refused, with the reason.
 Flags:
 `)
 		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nEnvironment (flags override it):\n")
+		for _, e := range settings.Enqueue() {
+			def := e.Default
+			if def == "" {
+				def = "-"
+			}
+			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.Name, e.Help, def)
+		}
 	}
 	redisURL := getenv("REDIS_URL")
 	if redisURL == "" {

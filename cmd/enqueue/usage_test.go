@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -299,5 +302,51 @@ func TestWebhooksRefusesWhatItCannotRun(t *testing.T) {
 		if took := time.Since(start); took > 500*time.Millisecond {
 			t.Errorf("enqueue %v took %s: it waited for Redis", c.args, took)
 		}
+	}
+}
+
+// enqueue -h lists every variable enqueue reads (each getenv of its
+// source, and the providers' create overrun, which the registry names),
+// with its default: the README's and the worker's help's are no help to
+// one who runs only enqueue.
+func TestHelpListsTheEnvironment(t *testing.T) {
+	t.Parallel()
+	code, _, errs := runCLI(t, nowhere, "", "-h")
+	_, env, ok := strings.Cut(errs, "\nEnvironment (flags override it):\n")
+	if code != exitOK || !ok {
+		t.Fatalf("enqueue -h: exit %d, no Environment section:\n%s", code, errs)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(env, "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			listed[f[0]] = true
+		}
+	}
+	files, _ := filepath.Glob("*.go")
+	read := []string{"UNICLOUD_CREATE_OVERRUN"}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`getenv\("([A-Z_]+)"\)`).FindAllStringSubmatch(string(src), -1) {
+			if m[1] != "USER" { // resolve's and redrive's -by default, no setting
+				read = append(read, m[1])
+			}
+		}
+	}
+	if len(read) < 10 {
+		t.Fatalf("found only %v read", read)
+	}
+	for _, name := range append(read, "ORDERWORKER_API_ADDR") {
+		if !listed[name] {
+			t.Errorf("enqueue -h does not list %s", name)
+		}
+	}
+	if !strings.Contains(env, "ORDERWORKER_LOG_FORMAT           json or text (default text)") {
+		t.Errorf("enqueue -h: want serve's default log format, text:\n%s", env)
 	}
 }

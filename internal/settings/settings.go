@@ -32,6 +32,40 @@ func Worker() []Var {
 	return vars
 }
 
+// enqueueOwn are the variables of orderworker's own that enqueue reads,
+// with enqueue's default where it differs from the worker's (serve logs
+// text unless told otherwise). Besides them, enqueue reads each
+// provider's CreateOverrunSetting, and the secrets (SecretValues) only to
+// mask them in an operator's notes.
+var enqueueOwn = map[string]string{
+	"REDIS_URL": "", "ORDERWORKER_QUEUE": "", "ORDERWORKER_LISTING_LAG": "", "ORDERWORKER_LEDGER_SHARDS": "",
+	"ORDERWORKER_DURABLE_WRITES": "", "ORDERWORKER_MIN_REPLICAS": "", "ORDERWORKER_LOG_LEVEL": "",
+	"ORDERWORKER_LOG_FORMAT": "text", "ORDERWORKER_DATA_KEY": "", "ORDERWORKER_API_TOKENS": "",
+}
+
+// Enqueue lists the variables enqueue reads, for its help: in Worker's
+// order, with the help the worker's shows, then APIAddr (enqueue serve's).
+func Enqueue() []Var {
+	overruns := map[string]bool{}
+	for _, s := range registry.All() {
+		if s.CreateOverrunSetting != "" {
+			overruns[s.CreateOverrunSetting] = true
+		}
+	}
+	var out []Var
+	for _, v := range Worker() {
+		def, own := enqueueOwn[v.Name]
+		if !own && !overruns[v.Name] {
+			continue
+		}
+		if def != "" {
+			v.Default = def
+		}
+		out = append(out, v)
+	}
+	return append(out, APIAddr)
+}
+
 // APIAddr is where enqueue serve listens; worker -dev reads it only to
 // keep clear of it.
 var APIAddr = Var{"ORDERWORKER_API_ADDR", ":8080", "the producers' HTTP API: where enqueue serve listens"}
