@@ -76,6 +76,9 @@ func DecodePayload(data []byte) (Payload, error) {
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
+		if len(data) > 0 && !json.Valid(data) {
+			return p, invalid("payload is not JSON: %s", SyntaxReason(data))
+		}
 		return p, invalid("payload must be a JSON object")
 	}
 	p, ok := decodePlain(data)
@@ -284,6 +287,36 @@ func isName(s string) bool {
 
 // jsonReason turns a decoder error into a short reason without echoing
 // the payload (which may hold personal data).
+// SyntaxReason says why data, which json.Valid refuses, is not JSON, and
+// where: a document cut short ("unexpected end of input"), a second value
+// after the first ("extra data after the first value": two objects sent
+// as one), or a syntax error, each at its byte (counting from 1, as
+// encoding/json does), and its line when data has several.
+func SyntaxReason(data []byte) string {
+	if !utf8.Valid(data) {
+		return "not valid UTF-8"
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return "empty"
+	}
+	var v any
+	var se *json.SyntaxError
+	if err := json.Unmarshal(data, &v); !errors.As(err, &se) {
+		return "unexpected end of input"
+	}
+	at := fmt.Sprintf("byte %d", se.Offset)
+	if bytes.Contains(data, []byte("\n")) {
+		at += fmt.Sprintf(" (line %d)", 1+bytes.Count(data[:min(se.Offset, int64(len(data)))], []byte("\n")))
+	}
+	switch {
+	case strings.HasPrefix(se.Error(), "unexpected end"):
+		return "unexpected end of input after " + at + ": an object, array or string is not closed"
+	case strings.Contains(se.Error(), "after top-level value"):
+		return "extra data after the first value, at " + at
+	}
+	return "syntax error at " + at
+}
+
 func jsonReason(err error) string {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError

@@ -27,6 +27,9 @@ func TestDecodePayload(t *testing.T) {
 		{`{"provider":1,"order_no":"A","params":{}}`, "provider: must be string"},
 		{strings.Repeat(" ", MaxPayloadBytes+1), "over the"},
 		{``, "must be a JSON object"},
+		// Not JSON at all, as an NDJSON line may be: said so, and where.
+		{`not json`, "payload is not JSON: syntax error at byte 2"},
+		{`[1]`, "payload must be a JSON object"},
 	}
 	for _, tt := range tests {
 		_, err := DecodePayload([]byte(tt.in))
@@ -230,6 +233,24 @@ func TestInvalidPayloadEchoesTheExactOrderNo(t *testing.T) {
 		res := invalidPayload([]byte(doc), err)
 		if res.Status != Invalid || res.Provider != want[0] || res.OrderNo != want[1] {
 			t.Errorf("invalidPayload(%s) = %+v; want provider %q, order_no %q", doc, res, want[0], want[1])
+		}
+	}
+}
+
+// SyntaxReason says what is wrong with a document that is not JSON, and
+// where: cut short, a second value after the first, or another error.
+func TestSyntaxReason(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`{"CustomerId":"C1"`: "unexpected end of input after byte 18",
+		`{"a":1}{"b":2}`:     "extra data after the first value, at byte 8",
+		"{\"a\":1,\n\"b\":}": "syntax error at byte 13 (line 2)",
+		`not json`:           "syntax error at byte 2",
+		"\xff":               "not valid UTF-8",
+		" ":                  "empty",
+	} {
+		if got := SyntaxReason([]byte(in)); !strings.HasPrefix(got, want) {
+			t.Errorf("SyntaxReason(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

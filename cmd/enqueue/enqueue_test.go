@@ -121,7 +121,12 @@ func TestEnqueueByFlags(t *testing.T) {
 		t.Fatalf("exit %d, out %s", code, out)
 	}
 	code, out, _ = runCLI(t, rs.URL(), "", "-provider", "tencent", "-order-no", "E5", "-params", `{oops`)
-	if code != exitRejected || !strings.Contains(out, "params: not valid JSON") {
+	if code != exitRejected || !strings.Contains(out, "params: not valid JSON: syntax error at byte 2") {
+		t.Fatalf("bad -params: exit %d, out %s", code, out)
+	}
+	// Cut short: said so, not only that it is not JSON.
+	code, out, _ = runCLI(t, rs.URL(), "", "-provider", "tencent", "-order-no", "E5", "-params", `{"CustomerId":"C1"`)
+	if code != exitRejected || !strings.Contains(out, "params: not valid JSON: unexpected end of input after byte 18") {
 		t.Fatalf("bad -params: exit %d, out %s", code, out)
 	}
 	// Every line of an order from flags says so, as the others do.

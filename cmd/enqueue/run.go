@@ -286,7 +286,7 @@ when there is no such order, 2 on a usage or infrastructure error.
 		p := tasks.Payload{Provider: *provider, OrderNo: *orderNo, Params: json.RawMessage(*params)}
 		if strings.TrimSpace(*params) != "" && !json.Valid(p.Params) {
 			code = exitRejected
-			_ = out.Encode(resultLine{tasks.EnqueueResult{Status: tasks.Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: providers.MaskPhones(p.OrderNo), Reason: "params: not valid JSON"}, "flags"})
+			_ = out.Encode(resultLine{tasks.EnqueueResult{Status: tasks.Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: providers.MaskPhones(p.OrderNo), Reason: "params: not valid JSON: " + tasks.SyntaxReason(p.Params)}, "flags"})
 			return code
 		}
 		if strings.TrimSpace(*params) == "" {

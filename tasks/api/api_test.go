@@ -710,6 +710,28 @@ func TestProblemsForEverythingElse(t *testing.T) {
 	}
 }
 
+// A body that is not JSON is answered with what is wrong and where: cut
+// short, two values sent as one, or a batch line that is no JSON at all.
+func TestNotJSONSaysWhy(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	order := `{"provider":"tencent","order_no":"J1","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`
+	for body, want := range map[string]string{
+		order + order:              fmt.Sprintf("the body is not valid JSON: extra data after the first value, at byte %d", len(order)+1),
+		order[:len(order)-1]:       fmt.Sprintf("the body is not valid JSON: unexpected end of input after byte %d", len(order)-1),
+		`{"provider":"tencent",x}`: "the body is not valid JSON: syntax error at byte 23",
+	} {
+		status, b, _ := e.do("POST", "/v1/orders", bearer, []byte(body))
+		if status != 400 || !strings.Contains(string(b), want) {
+			t.Errorf("POST %s: %d %s; want 400 saying %q", body, status, b, want)
+		}
+	}
+	status, b, _ := e.do("POST", "/v1/orders/batch", bearer, []byte("not json\n"+order))
+	if status != 200 || !strings.Contains(string(b), "payload is not JSON: syntax error at byte 2") {
+		t.Errorf("batch with a line that is not JSON: %d %s; want its result to say it is not JSON", status, b)
+	}
+}
+
 // A query parameter an endpoint does not read is refused, named: a
 // mistyped ?aftr= would replay every event, a ?wat= answer at once.
 func TestUnknownQueryParameterIsRefused(t *testing.T) {

@@ -148,20 +148,10 @@ func keyDetail(err error) string {
 
 // syntaxReason says where JSON breaks, without echoing it.
 func syntaxReason(body []byte) string {
-	if !utf8.Valid(body) {
-		return "not valid UTF-8"
-	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "empty body"
 	}
-	var v any
-	err := json.Unmarshal(body, &v)
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		line := 1 + bytes.Count(body[:se.Offset], []byte("\n"))
-		return fmt.Sprintf("syntax error at byte %d (line %d)", se.Offset, line)
-	}
-	return "unexpected end of input"
+	return tasks.SyntaxReason(body)
 }
 
 // batchChunk is how many orders go to Redis together (their claims in one
