@@ -39,11 +39,13 @@ func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queu
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: enqueue [flags] serve [serve flags]
 
-Serves the HTTP API for producers until SIGINT or SIGTERM: POST /v1/orders,
+Serves the HTTP API for producers until SIGINT or SIGTERM. These carry
+Authorization: Bearer TOKEN, one of ORDERWORKER_API_TOKENS (comma-separated;
+without any, serve refuses to start unless -open): POST /v1/orders,
 POST /v1/orders/batch, GET /v1/orders/{provider}/{order_no}[?wait=30s],
-GET /v1/events?after=ID&limit=N, GET /v1/openapi.json. Every request but the
-last carries Authorization: Bearer TOKEN, one of ORDERWORKER_API_TOKENS
-(comma-separated); without any, serve refuses to start unless -open.
+GET /v1/events?after=ID&limit=N. These need no token: GET /v1/openapi.json,
+GET /healthz (200 while serve runs) and GET /readyz (200 while an order sent
+now would be taken, else 503 with the reason in short).
 
 Serve flags:
 `)

@@ -374,3 +374,37 @@ func TestServeStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
 		t.Fatalf("serve still running after its Redis got the marker:\n%s", serveErr.String())
 	}
 }
+
+// serve -h names which endpoints need a token and which do not, as the
+// server answers them: without a token, each of the first is 401, none of
+// the others.
+func TestServeHelpNamesTheTokenlessEndpoints(t *testing.T) {
+	t.Parallel()
+	_, _, help := runCLI(t, nowhere, "", "serve", "-h")
+	need, free, ok := strings.Cut(help, "These need no token:")
+	if !ok {
+		t.Fatalf("serve -h does not say which endpoints need no token:\n%s", help)
+	}
+	free, _, _ = strings.Cut(free, "Serve flags:")
+	endpoints := regexp.MustCompile(`(GET|POST) (/[a-z0-9/{}_.]+)`)
+	base, _, _ := startServeLogs(t, map[string]string{"REDIS_URL": nowhere, "ORDERWORKER_API_TOKENS": "help-token"}, "-log-format", "json")
+	for _, c := range []struct {
+		text string
+		want bool // a 401 without a token
+	}{{need, true}, {free, false}} {
+		found := endpoints.FindAllStringSubmatch(c.text, -1)
+		if len(found) < 3 {
+			t.Fatalf("found only %v in %q", found, c.text)
+		}
+		for _, m := range found {
+			p := strings.NewReplacer("{provider}", "tencent", "{order_no}", "A1").Replace(m[2])
+			code, _ := httpDo(t, m[1], base+p, "", "{}")
+			if (code == http.StatusUnauthorized) != c.want {
+				t.Errorf("%s %s without a token: %d; serve -h says it needs one: %v", m[1], m[2], code, c.want)
+			}
+		}
+	}
+	if !strings.Contains(free, "/healthz") || !strings.Contains(free, "/readyz") {
+		t.Errorf("serve -h does not name /healthz and /readyz among those that need no token:\n%s", free)
+	}
+}
