@@ -188,6 +188,9 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 	type pos struct {
 		at  entryID
 		set bool // a position was given for the shard
+		// id: the position is an entry id (a bare millisecond time may
+		// name a time to come; an id, only one the stream gave)
+		id bool
 	}
 	ps := make([]pos, n)
 	switch {
@@ -197,7 +200,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		if !ok || strings.Count(after, "-") > 1 {
 			return EventsPage{}, ErrBadEventCursor
 		}
-		ps[0] = pos{at: e, set: true}
+		ps[0] = pos{at: e, set: true, id: strings.Contains(after, "-")}
 	default:
 		parts := strings.Split(after, ",")
 		if len(parts) != n {
@@ -208,7 +211,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 			if !ok || strings.Count(p, "-") > 1 {
 				return EventsPage{}, ErrBadEventCursor
 			}
-			ps[i] = pos{at: e, set: p != "0"}
+			ps[i] = pos{at: e, set: p != "0", id: strings.Contains(p, "-")}
 		}
 	}
 	pipe := l.rdb.Pipeline()
@@ -258,6 +261,25 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		page.lastRead[best] = m
 		page.Events = append(page.Events, streams[best].Event(m))
 	}
+	// Whether retention trimmed events after a position given, or the
+	// position is past every entry its stream ever had (the stream never
+	// gave it: its events after it were lost with a failover onto a
+	// replica behind, or with Redis's data): that shard's next page starts
+	// again from the oldest entry kept.
+	beyond := make([]bool, n)
+	for i := range ps {
+		if !ps[i].set {
+			continue
+		}
+		missed, past, err := l.trimmedAfter(ctx, l.shards[i].events, ps[i].at)
+		if err != nil {
+			return EventsPage{}, err
+		}
+		if past && ps[i].id && last[i] == "" {
+			beyond[i], missed = true, true
+		}
+		page.Missed = page.Missed || missed
+	}
 	// A shard read from its start whose stream is empty goes on from
 	// 0-0, a position: retention that trims events written before the next
 	// read is then reported (Missed) like any other.
@@ -266,7 +288,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		switch {
 		case len(page.Events) > 0:
 			page.Next = page.Events[len(page.Events)-1].ID
-		case !ps[0].set:
+		case !ps[0].set, beyond[0]:
 			page.Next = "0-0"
 		}
 	} else {
@@ -275,6 +297,8 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 			switch {
 			case last[i] != "":
 				next[i] = last[i]
+			case beyond[i]:
+				next[i] = "0-0"
 			case !ps[i].set && len(cmds[i].Val()) == 0:
 				next[i] = "0-0"
 			case !ps[i].set:
@@ -290,37 +314,27 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		}
 		page.Next = strings.Join(next, ",")
 	}
-	for i := range ps {
-		if ps[i].set {
-			missed, err := l.trimmedAfter(ctx, l.shards[i].events, ps[i].at)
-			if err != nil {
-				return EventsPage{}, err
-			}
-			if missed {
-				page.Missed = true
-				break
-			}
-		}
-	}
 	return page, nil
 }
 
 // trimmedAfter reports whether retention may have removed entries after
-// at (see streamTrimmedAfter). A stream that does not exist lost what
+// at (see streamTrimmedAfter), and whether at is past the last entry id
+// the stream ever gave (past). A stream that does not exist lost what
 // came after a position past its start (nothing before its first entry);
 // one that cannot be read is an error, not a page that says it missed
 // nothing.
-func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) (bool, error) {
+func (l *Ledger) trimmedAfter(ctx context.Context, key string, at entryID) (missed, past bool, err error) {
 	info, err := l.rdb.XInfoStream(ctx, key).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "no such key") {
 			// Gone: a position past its start had events, lost with it
 			// (Redis lost the ledger's data).
-			return at != (entryID{}), nil
+			return at != (entryID{}), false, nil
 		}
-		return false, fmt.Errorf("read events: whether the stream was trimmed: %w", err)
+		return false, false, fmt.Errorf("read events: whether the stream was trimmed: %w", err)
 	}
-	return streamTrimmedAfter(info, at, l.opts.EventRetention), nil
+	lastGiven, ok := parseEntry(info.LastGeneratedID)
+	return streamTrimmedAfter(info, at, l.opts.EventRetention), ok && lastGiven.less(at), nil
 }
 
 // streamTrimmedAfter reports whether retention may have removed entries

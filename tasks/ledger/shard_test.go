@@ -354,6 +354,45 @@ func TestEventsOfAStreamGoneAreMissed(t *testing.T) {
 	}
 }
 
+// A position past every entry its stream ever gave (its events after it
+// lost with a failover onto a replica behind, or with Redis's data, and
+// the stream written again since) reports missed, and the shard's next
+// page starts again from its oldest entry: read on from that position, the
+// reader would see nothing until the stream's ids caught up with it. With
+// one shard, a bare millisecond time to come is no such position: events
+// are read from then on.
+func TestEventsAfterAPositionTheStreamNeverGaveAreMissed(t *testing.T) {
+	t.Parallel()
+	l, _, _ := twoShardEvents(t, 100)
+	page, err := l.ReadEvents(ctx, "3-0,9999999999999-0", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !page.Missed || len(page.Events) != 2 || page.Next != "5-0,0-0" {
+		t.Fatalf("after a position past shard 1's last entry: %d events, missed %v, next %q; want shard 0's two, missed, next 5-0,0-0", len(page.Events), page.Missed, page.Next)
+	}
+	again, err := l.ReadEvents(ctx, page.Next, 100)
+	if err != nil || again.Missed || len(again.Events) != 11 {
+		t.Errorf("from the next position: %d events, missed %v, %v; want shard 1's 11 from its oldest, nothing missed", len(again.Events), again.Missed, err)
+	}
+
+	one := taskstest.StartRedis(t, nil).Client(t)
+	l1 := ledger.New(one, nil)
+	if err := one.XAdd(ctx, &redis.XAddArgs{Stream: l1.EventStreams()[0].Key, ID: "7-0",
+		Values: []any{"type", "order.paid", "provider", "p", "order_no", "7", "state", "paid"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := l1.ReadEvents(ctx, "9999999999999-0", 10); err != nil || !p.Missed || p.Next != "0-0" {
+		t.Errorf("one shard, after an id past the last: %+v, %v; want missed, next 0-0", p, err)
+	}
+	if p, err := l1.ReadEvents(ctx, "9999999999999", 10); err != nil || p.Missed || p.Next != "9999999999999" {
+		t.Errorf("one shard, after a time to come: %+v, %v; want nothing missed, the same position", p, err)
+	}
+	if p, err := l1.ReadEvents(ctx, "7-0", 10); err != nil || p.Missed || p.Next != "7-0" {
+		t.Errorf("one shard, after the last id: %+v, %v; want nothing missed, the same position", p, err)
+	}
+}
+
 // failCommand is a client hook that fails every command named name.
 type failCommand string
 
