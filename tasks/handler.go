@@ -1401,9 +1401,10 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		}
 	}
 	took := time.Since(start)
-	if out.Err == nil {
+	switch {
+	case out.Err == nil:
 		h.problems.Went(rec.Provider, step, start)
-	} else {
+	case providers.CodeOf(out.Err) == providers.Unauthenticated && !errors.Is(out.Err, providers.ErrClock) && !errors.Is(out.Err, providers.ErrAccount):
 		out.OthersWent = h.problems.OthersWent(rec.Provider, step, start)
 	}
 	slot.called() // reported below, with the call's outcome

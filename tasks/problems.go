@@ -3,6 +3,7 @@ package tasks
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -68,9 +69,10 @@ type Problems struct {
 	// probed is when a call of each provider last went as a probe while
 	// a problem held its calls (Probe).
 	probed map[string]time.Time
-	// went is when the latest call of each provider and step that went
-	// through began (Went).
-	went map[wentKey]time.Time
+	// went is, for each provider and step, when the latest call that went
+	// through began (Went), and how many calls went through and were
+	// refused for the credentials lately (OthersWent).
+	went map[wentKey]*wentCalls
 	now  func() time.Time
 	desc *prometheus.Desc
 }
@@ -154,40 +156,89 @@ type wentKey struct {
 	step     order.Step
 }
 
+// wentCalls are the calls of one provider's step lately (Problems.went).
+type wentCalls struct {
+	last          time.Time // when the latest call that went through began
+	went, refused decayed   // calls that went through; refused for the credentials
+}
+
+// decayed is a count whose past counts halve every refusalHalfLife.
+type decayed struct {
+	n  float64
+	at time.Time
+}
+
+// value is the count at now.
+func (d *decayed) value(now time.Time) float64 {
+	if d.at.IsZero() {
+		return 0
+	}
+	return d.n * math.Exp2(-float64(now.Sub(d.at))/float64(refusalHalfLife))
+}
+
+func (d *decayed) add(now time.Time) { d.n, d.at = d.value(now)+1, now }
+
+func (p *Problems) calls(provider string, step order.Step) *wentCalls {
+	if p.went == nil {
+		p.went = map[wentKey]*wentCalls{}
+	}
+	k := wentKey{provider, step}
+	c := p.went[k]
+	if c == nil {
+		c = &wentCalls{}
+		p.went[k] = c
+	}
+	return c
+}
+
 // Went records that a call of provider's step, begun at began (this
 // process's clock), went through.
 func (p *Problems) Went(provider string, step order.Step, began time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.went == nil {
-		p.went = map[wentKey]time.Time{}
-	}
-	k := wentKey{provider, step}
-	if began.After(p.went[k]) {
-		p.went[k] = began
+	c := p.calls(provider, step)
+	c.went.add(p.now())
+	if began.After(c.last) {
+		c.last = began
 	}
 }
 
-// OthersWent reports whether a call of provider's step went through that
-// began after began less othersWentSlack (order.Outcome.OthersWent): one
-// refused for its credentials or its clock then is refused for its own
-// sake. The slack lets a call begun just before count: calls take about
-// as long, and one begun just after would often end after the refusal is
-// judged. A call of every order refused at once (a key revoked at T) sees
-// calls that went through only among those begun before T: those begun
-// within the slack after T are judged the order's, each spending one
-// failure of its order's budget at most once or twice before the
-// provider's calls are held for it.
+// OthersWent counts a call of provider's step, begun at began, that the
+// provider refused for its credentials (not its clock, nor its account),
+// and reports whether the refusal is the order's own
+// (order.Outcome.OthersWent): another call of the step went through that
+// began after began less othersWentSlack, and such refusals have been
+// rare among the step's calls lately (under refusedShare, weighed over
+// about refusalHalfLife). The slack lets a call begun just before count:
+// calls take about as long, and one begun just after would often end
+// after the refusal is judged. The share keeps a refusal that comes and
+// goes (a key revoked on some of the provider's servers before others, a
+// token another deployment keeps replacing) a configuration problem,
+// which holds the orders unchanged, rather than the orders' own, which
+// spends their failure budgets. Calls refused at once for every order (a
+// key revoked at T) are judged the orders' only until they reach the
+// share, a few seconds at most.
 func (p *Problems) OthersWent(provider string, step order.Step, began time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.went[wentKey{provider, step}].After(began.Add(-othersWentSlack))
+	c := p.calls(provider, step)
+	now := p.now()
+	c.refused.add(now)
+	went, refused := c.went.value(now), c.refused.value(now)
+	return c.last.After(began.Add(-othersWentSlack)) && refused < refusedShare*(went+refused)
 }
 
-// othersWentSlack is how long before a refused call another that went
-// through may have begun and still show that the provider took the
-// worker's credentials (OthersWent).
-const othersWentSlack = 5 * time.Second
+const (
+	// othersWentSlack is how long before a refused call another that
+	// went through may have begun and still show that the provider took
+	// the worker's credentials (OthersWent).
+	othersWentSlack = 5 * time.Second
+	// refusedShare is the share of a step's calls lately refused for the
+	// credentials under which a refusal may be an order's own.
+	refusedShare = 0.05
+	// refusalHalfLife is how fast past calls weigh less in that share.
+	refusalHalfLife = 30 * time.Second
+)
 
 // Err describes the current problems, nil when there are none.
 func (p *Problems) Err() error {

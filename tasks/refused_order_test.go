@@ -2,7 +2,9 @@ package tasks_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,8 +86,11 @@ func TestARefusalOfOneOrdersCredentialsIsThatOrders(t *testing.T) {
 
 	problems := tasks.NewProblems()
 	h := newHandler(problems)
-	if err := run(h, "GOOD-1"); err != nil || state("GOOD-1").State != ledger.StatePaid {
-		t.Fatalf("GOOD-1: %v, %s", err, state("GOOD-1").State)
+	for i := range 100 {
+		no := fmt.Sprintf("GOOD-%d", i)
+		if err := run(h, no); err != nil || state(no).State != ledger.StatePaid {
+			t.Fatalf("%s: %v, %s", no, err, state(no).State)
+		}
 	}
 	for i := 1; i <= 3; i++ {
 		_ = run(h, "BAD")
@@ -99,12 +104,76 @@ func TestARefusalOfOneOrdersCredentialsIsThatOrders(t *testing.T) {
 		if i < 3 && (rec.State == ledger.StateErrored || !strings.Contains(rec.Reason, ordersm.RefusedForTheOrder)) {
 			t.Errorf("after refusal %d: %s %q; want retried, saying the refusal is the order's", i, rec.State, rec.Reason)
 		}
-		// Another order goes meanwhile, held by nothing.
-		if err := run(h, "GOOD-N"+string(rune('0'+i))); err != nil {
-			t.Errorf("another order after BAD's refusal %d: %v", i, err)
+		// Other orders go meanwhile, held by nothing.
+		for j := range 20 {
+			if err := run(h, fmt.Sprintf("GOOD-N%d-%d", i, j)); err != nil {
+				t.Errorf("another order after BAD's refusal %d: %v", i, err)
+			}
 		}
 	}
 	if rec := state("BAD"); rec.State != ledger.StateErrored || !strings.Contains(rec.Reason, "gave up after 3 failed attempts") || rec.MayExist {
 		t.Errorf("BAD at the end of its budget: %s %q, may exist %v; want errored, having created nothing", rec.State, rec.Reason, rec.MayExist)
+	}
+}
+
+// refusesMost refuses four creates in five for the credentials, whatever
+// the order: a key that some of the provider's servers refuse (revoked on
+// some before others), or a token another deployment keeps replacing.
+type refusesMost struct {
+	*memprov.Client
+	n atomic.Int64
+}
+
+func (p *refusesMost) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	if p.n.Add(1)%5 != 0 {
+		return providers.Result{}, &providers.Error{Code: providers.Unauthenticated, Op: "mem create", HTTPStatus: 401, Message: "AppKey invalid"}
+	}
+	return p.Client.Submit(ctx, o)
+}
+
+// Refusals of the credentials that come and go, most calls refused while
+// some go through, are the worker's configuration, not each order's: the
+// orders wait without spending their failure budgets, and the problem is
+// reported. (A review found the first version errored half of 40 such
+// orders with nothing reported.)
+func TestCredentialsRefusedOnAndOffAreTheWorkers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prov := &refusesMost{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"})}
+	_, _, l, set := memSetup(t, nil, prov)
+	problems := tasks.NewProblems()
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet, Problems: problems, MaxAttempts: 3, ListingLag: -1,
+		ConfigWait: time.Millisecond, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	params := []byte(`{"item":"x","qty":1}`)
+	const n = 40
+	for i := range n {
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: "mem", OrderNo: fmt.Sprintf("F-%d", i)}, params, "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reported := false
+	for range 6 {
+		for i := range n {
+			task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: fmt.Sprintf("F-%d", i), Params: params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = h.ProcessTask(ctx, task)
+			reported = reported || problems.Err() != nil
+		}
+		time.Sleep(5 * time.Millisecond) // past the probe interval
+	}
+	errored := 0
+	for i := range n {
+		rec, err := l.Get(ctx, ledger.Ref{Provider: "mem", OrderNo: fmt.Sprintf("F-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State == ledger.StateErrored {
+			errored++
+		}
+	}
+	if errored > 0 || !reported {
+		t.Errorf("%d of %d orders errored, the problem reported %v; want none errored, reported", errored, n, reported)
 	}
 }

@@ -191,6 +191,9 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 		// id: the position is an entry id (a bare millisecond time may
 		// name a time to come; an id, only one the stream gave)
 		id bool
+		// raw is the position as given, which a page that reads nothing
+		// after it passes on as it was
+		raw string
 	}
 	ps := make([]pos, n)
 	switch {
@@ -211,7 +214,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 			if !ok || strings.Count(p, "-") > 1 {
 				return EventsPage{}, ErrBadEventCursor
 			}
-			ps[i] = pos{at: e, set: p != "0", id: strings.Contains(p, "-")}
+			ps[i] = pos{at: e, set: p != "0", id: strings.Contains(p, "-"), raw: p}
 		}
 	}
 	pipe := l.rdb.Pipeline()
@@ -309,7 +312,7 @@ func (l *Ledger) ReadEvents(ctx context.Context, after string, limit int64) (Eve
 				first, _ := parseEntry(cmds[i].Val()[0].ID)
 				next[i] = first.before().String()
 			default:
-				next[i] = ps[i].at.String()
+				next[i] = ps[i].raw
 			}
 		}
 		page.Next = strings.Join(next, ",")

@@ -1954,6 +1954,29 @@ func TestResolvePaidUnderAnotherID(t *testing.T) {
 	if rec, err := l.Resolve(ctx, own, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-Z", Note: "n", By: "bob"}); err != nil || rec.State != ledger.StatePaid || rec.ProviderOrderID != "PO-Z" {
 		t.Errorf("paid with its own create's id: %+v, %v", rec, err)
 	}
+	// Confirmed by an operator, the provider's own answer stays what it
+	// was: another order's create answered with it is refused it, as
+	// before the decision, and takes nothing back.
+	other := settled(t, l, "RF", ledger.SetUnknown("timeout").WithMayExist(true))
+	if _, err := l.Begin(ctx, other, ledger.BeginArgs{Token: "f2"}); err != nil {
+		t.Fatal(err)
+	}
+	var owned *ledger.OwnedError
+	if err := l.Settle(ctx, other, "f2", ledger.SetPaid("PO-Z").WithMayExist(true).WithAnswered()); !errors.As(err, &owned) {
+		t.Errorf("another create answered with an id its own create's answer gave RD, which an operator confirmed: %v; want refused, owned", err)
+	}
+	if rec, _ := l.Get(ctx, own); rec.State != ledger.StatePaid || rec.ProviderOrderID != "PO-Z" {
+		t.Errorf("RD after another create named its id: %s %q; want paid with PO-Z", rec.State, rec.ProviderOrderID)
+	}
+	// An unknown order's id came with a create that failed: paid under
+	// the id the operator found, that one is given up.
+	failed := settled(t, l, "RG", ledger.SetUnknown("502 naming an id").WithMayExist(true).WithProviderOrderID("PO-G1"))
+	if rec, err := l.Resolve(ctx, failed, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-G2", Note: "n", By: "bob"}); err != nil || rec.ProviderOrderID != "PO-G2" || !slices.Equal(rec.NotOurs, []string{"PO-G1"}) {
+		t.Errorf("paid under another id than a failed create's answer gave: %+v, %v; want paid with PO-G2, PO-G1 not ours", rec, err)
+	}
+	if owner, _ := l.Owner(ctx, "p", "PO-G1"); owner != "" {
+		t.Errorf("PO-G1 still owned by %q", owner)
+	}
 	// A matched order a worker sent a pay for: paid with that id only.
 	m := settled(t, l, "RE", ledger.SetPending("PO-M", since, time.Now().Add(time.Hour)).WithMayExist(true).WithMatched())
 	if _, err := l.Begin(ctx, m, ledger.BeginArgs{Token: "pay", Pay: true}); err != nil {

@@ -314,6 +314,11 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if a.As == ResolvePaid && a.ProviderOrderID != "" && rec.ProviderOrderID != "" && a.ProviderOrderID != rec.ProviderOrderID {
 		dropped = rec.ProviderOrderID
 	}
+	// The id is the operator's word (revocable, as a match) only where
+	// it is not the provider's own answer: an order that held no id, or
+	// one whose id it replaces. One the operator confirms stays what it
+	// was.
+	operatorID := a.As == ResolvePaid && a.ProviderOrderID != "" && (rec.ProviderOrderID == "" || dropped != "")
 	if why := lagRefusal(rec, a, l.readAt(rec)); why != "" {
 		return refuse(why)
 	}
@@ -337,7 +342,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	switch a.As {
 	case ResolvePaid:
 		t = SetPaid(a.ProviderOrderID).WithMayExist(true)
-		if a.ProviderOrderID != "" {
+		if operatorID {
 			t = t.withOperatorID()
 		}
 		if dropped != "" {
@@ -415,14 +420,20 @@ func (e *RecordedError) Error() string { return "the decision is recorded, but "
 func (e *RecordedError) Unwrap() error { return e.Err }
 
 // otherIDRefusal is why an order may not be resolved paid under the
-// provider order id a names, "" when it may: an order whose own create
-// was answered with another id holds that one (the provider named it);
-// one whose matched id a worker paid, that one.
+// provider order id a names, "" when it may: a pending order whose own
+// create was answered with another id (or whose lookup by its own order
+// number found it) holds that one (the provider named it); one whose
+// matched id a worker paid, that one. An unknown order's id came with a
+// create that failed: given up as a matched one is.
 func otherIDRefusal(rec *Record, a ResolveArgs) string {
 	if a.As != ResolvePaid || a.ProviderOrderID == "" || rec.ProviderOrderID == "" || a.ProviderOrderID == rec.ProviderOrderID {
 		return ""
 	}
 	switch {
+	case rec.State == StateUnknown:
+		// Its id came with a create that failed (an answer that named
+		// one, undocumented): no proof; the operator found the order.
+		return ""
 	case !rec.Matched:
 		return fmt.Sprintf("the order's own create was answered with provider order %s: resolve it paid with that id, or errored", rec.ProviderOrderID)
 	case !rec.PaySentAt.IsZero() || !rec.PayAcceptedAt.IsZero():

@@ -376,6 +376,15 @@ func TestEventsAfterAPositionTheStreamNeverGaveAreMissed(t *testing.T) {
 		t.Errorf("from the next position: %d events, missed %v, %v; want shard 1's 11 from its oldest, nothing missed", len(again.Events), again.Missed, err)
 	}
 
+	// A bare time to come for a shard is passed on as it was, never
+	// taken for an id the stream gave.
+	for range 2 {
+		p, err := l.ReadEvents(ctx, "5-0,9999999999999", 100)
+		if err != nil || p.Missed || len(p.Events) != 0 || p.Next != "5-0,9999999999999" {
+			t.Errorf("after a time to come on shard 1: %+v, %v; want nothing, nothing missed, the same position", p, err)
+		}
+	}
+
 	one := taskstest.StartRedis(t, nil).Client(t)
 	l1 := ledger.New(one, nil)
 	if err := one.XAdd(ctx, &redis.XAddArgs{Stream: l1.EventStreams()[0].Key, ID: "7-0",

@@ -378,6 +378,7 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	}
 	out := Resolved{}
 	if recorded != nil {
+		err = nil // the decision stands: its task is queued as after any
 		out.Warning = recorded.Error()
 		if recorded.Record == nil {
 			// Not read back: the record before the decision stands in for

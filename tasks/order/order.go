@@ -190,13 +190,14 @@ type Outcome struct {
 	Attempt *ledger.Attempt
 	// Known is what Prepare returned.
 	Known []string
-	// OthersWent says a call of the same step for another order of the
-	// provider, begun after this one, went through on this worker: the
-	// provider took its credentials and its clock meanwhile, so a refusal
-	// of them (Unauthenticated, but for the account: providers.ErrAccount)
-	// is this order's (its params, in words that name the key), not the
-	// worker's, and holds neither this order nor the provider's others
-	// for a configuration wait (see orderRefused).
+	// OthersWent says calls of the same step for other orders of the
+	// provider went through on this worker meanwhile, and refusals of the
+	// credentials have been rare among them (tasks.Problems.OthersWent):
+	// the provider takes the worker's credentials, so a refusal of them
+	// (Unauthenticated, but for the clock or the account) is this order's
+	// (its params, in words that name the key), and holds neither this
+	// order nor the provider's others for a configuration wait (see
+	// orderRefused).
 	OthersWent bool
 }
 
@@ -828,12 +829,15 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 const RefusedForTheOrder = "refused as unauthenticated while this worker's calls for other orders went through: the refusal is this order's, not its credentials'"
 
 // orderRefused reports whether a call that failed with code was refused
-// for its credentials or its clock while the same step went through for
-// another order begun after it (Outcome.OthersWent): not the worker's
-// configuration. A refusal of the account is not judged so: a provider may
-// refuse an account one call while it takes others.
+// for its credentials while the same step went through for other orders
+// (Outcome.OthersWent): not the worker's configuration. Neither a refusal
+// of the clock (every attempt is signed anew: one that lasts is the
+// worker's clock, whatever the other calls met) nor one of the account (a
+// provider may refuse an account one call while it takes others) is judged
+// so.
 func orderRefused(code providers.Code, out Outcome) bool {
-	return code == providers.Unauthenticated && out.OthersWent && !errors.Is(out.Err, providers.ErrAccount)
+	return code == providers.Unauthenticated && out.OthersWent &&
+		!errors.Is(out.Err, providers.ErrAccount) && !errors.Is(out.Err, providers.ErrClock)
 }
 
 // payUnsettled reports whether an order the check r finds pending may yet
