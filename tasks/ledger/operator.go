@@ -240,10 +240,11 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 // the one the order's own create was answered with (or whose matched id a
 // worker paid), absent or errored within the listing lag (lagRefusal), and
 // an order a worker is processing right now. A paid under another id than
-// the one the order holds by matching drops that one as absent does. An
-// operator's paid decision records its id as the operator's word
-// (Transition.withOperatorID): another order's own create answered with
-// the same id takes it over, as from a match. With ErrNotDurable it
+// the one the order holds by matching (or by a failed create's answer)
+// drops that one as absent does. An operator's paid decision that gives an
+// order without an id one, or replaces its id, records the id as the
+// operator's word (Transition.withOperatorID): another order's own create
+// answered with the same id takes it over, as from a match. With ErrNotDurable it
 // returns the record too: the decision was recorded on the master, but its
 // replicas did not acknowledge it in time (a failover now could undo it);
 // with *RecordedError, the decision stands but a step after it failed.
