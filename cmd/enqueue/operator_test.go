@@ -287,7 +287,7 @@ func TestResolve(t *testing.T) {
 		{[]string{"resolve", "aliyun", "RU1", "-as", "paid", "-provider-order-id", "PO-OWNED", "-note", "n", "-by", "ann"}, "belongs to order"},
 		{[]string{"resolve", "aliyun", "RP1", "-as", "absent", "-note", "n", "-by", "ann"}, "not a decision for an order in state pending"},
 		{[]string{"resolve", "aliyun", "ROWN", "-as", "errored", "-note", "n", "-by", "ann"}, "paid already"},
-		{[]string{"resolve", "tencent", "RQ1", "-as", "errored", "-note", "n", "-by", "ann"}, "state queued"},
+		{[]string{"resolve", "tencent", "RQ1", "-as", "absent", "-note", "n", "-by", "ann"}, "state queued"},
 		{[]string{"resolve", "tencent", "MISSING", "-as", "errored", "-note", "n", "-by", "ann"}, "no order tencent/MISSING"},
 	} {
 		code, out, errs := e.cli(true, c.args...)

@@ -26,7 +26,9 @@ unknown, or from pending for an order found by matching ("matched": true) that
 no worker paid, when the order matched is another's: the order goes back to
 submission and its task is queued, a matched id is forgotten; its reason reads
 "an operator found no such order at the provider: NOTE"), or errored (its
-reason, which its event carries, reads "operator: NOTE"). Phone numbers in the
+reason, which its event carries, reads "operator: NOTE"; also for an order
+queued or submitting while no create of it may have been received: stopped
+before it is made, nothing created). Phone numbers in the
 note are masked. Prints the record after as a JSON line. Exits 1 with the reason
 when the decision is not legal for the order as it stands.
 `)

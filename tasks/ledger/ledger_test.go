@@ -829,7 +829,7 @@ func TestRefusedResolveWritesNothing(t *testing.T) {
 	}
 	k := key(q)
 	before := rdb.HGetAll(ctx, k).Val()
-	for _, as := range []ledger.Resolution{ledger.ResolvePaid, ledger.ResolveAbsent, ledger.ResolveErrored} {
+	for _, as := range []ledger.Resolution{ledger.ResolvePaid, ledger.ResolveAbsent} {
 		if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: as, ProviderOrderID: "PO-1", Note: "n", By: "op"}); !errors.As(err, &refused) {
 			t.Fatalf("resolve %s of a queued order = %v, want refused", as, err)
 		}
@@ -858,8 +858,8 @@ func TestRefusedResolveWritesNothing(t *testing.T) {
 	if err := l.Settle(ctx, s, "t1", ledger.SetRetry("throttled")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Resolve(ctx, s, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "op"}); !errors.As(err, &refused) {
-		t.Fatalf("resolve of a submitting order = %v, want refused", err)
+	if _, err := l.Resolve(ctx, s, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-2", Note: "n", By: "op"}); !errors.As(err, &refused) {
+		t.Fatalf("resolve paid of a submitting order = %v, want refused", err)
 	}
 	if rec, _ := l.Get(ctx, s); rec.Inflight != 0 || !rec.LastCreateAt.IsZero() || rec.State != ledger.StateSubmitting {
 		t.Errorf("a refused resolve marked a create: %+v", rec)
@@ -918,8 +918,8 @@ func TestResolveAndRedrive(t *testing.T) {
 	}
 	q := ledger.Ref{Provider: "p", OrderNo: "Q1"}
 	claim(t, l, q)
-	if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "bob"}); !errors.As(err, &refused) {
-		t.Errorf("resolving a queued order: %v, want refused", err)
+	if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) {
+		t.Errorf("resolving a queued order absent: %v, want refused", err)
 	}
 	if rec, _ := l.Get(ctx, q); rec.State != ledger.StateQueued || rec.Inflight != 0 {
 		t.Errorf("a refused resolve changed the order: %+v", rec)
@@ -1990,6 +1990,44 @@ func TestResolvePaidUnderAnotherID(t *testing.T) {
 	}
 	if rec, _ := l.Get(ctx, m); rec.ProviderOrderID != "PO-M" || !rec.Matched || rec.State != ledger.StatePending {
 		t.Errorf("a refused paid changed the order: %+v", rec)
+	}
+}
+
+// An order queued, or submitting with no create of it that may have been
+// received, may be resolved errored: stopped before it is made (one whose
+// params the provider refuses in words that hold the provider's orders
+// back, say), nothing created. One with a create in flight may not: its
+// run may have sent it.
+func TestResolveErroredBeforeItIsMade(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	var refused *ledger.RefusedError
+	q := ledger.Ref{Provider: "p", OrderNo: "EQ1"}
+	claim(t, l, q)
+	if rec, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "cancelled by the shop", By: "ann", ListingLag: time.Hour}); err != nil ||
+		rec.State != ledger.StateErrored || rec.MayExist || rec.Reason != "operator: cancelled by the shop" {
+		t.Fatalf("errored, queued: %+v, %v; want errored, nothing created", rec, err)
+	}
+	s := settled(t, l, "ES1", ledger.SetRetry("refused for the AppKey"))
+	if rec, err := l.Resolve(ctx, s, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "the provider refuses its customer", By: "ann", ListingLag: time.Hour}); err != nil || rec.State != ledger.StateErrored {
+		t.Fatalf("errored, submitting with nothing sent: %+v, %v", rec, err)
+	}
+	// A create in flight (its run holds the lease): a worker is on it.
+	f := ledger.Ref{Provider: "p", OrderNo: "EF1"}
+	claim(t, l, f)
+	if b, err := l.Begin(ctx, f, ledger.BeginArgs{Token: "run"}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin a create: %+v, %v", b, err)
+	}
+	if _, err := l.Resolve(ctx, f, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); !errors.As(err, &refused) {
+		t.Errorf("errored with a create in flight: %v, want refused", err)
+	}
+	// Its create ended in doubt: unknown, looked up first; errored is
+	// then a decision about what the provider holds, after the listing lag.
+	if err := l.Settle(ctx, f, "run", ledger.SetUnknown("timeout").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Resolve(ctx, f, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann", ListingLag: time.Hour}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "listing lag") {
+		t.Errorf("errored just after a create in doubt: %v, want refused for the listing lag", err)
 	}
 }
 

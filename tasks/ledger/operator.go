@@ -233,7 +233,8 @@ type RefusedError struct{ Reason string }
 func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 
 // Resolve records an operator's decision about an order in state unknown
-// (any decision) or pending (paid or errored): atomically, with a history
+// (any decision), pending (paid or errored), or queued or submitting
+// (errored, while no create of it may have been received): atomically, with a history
 // entry naming who and why, and its outcome event. It refuses, with a
 // *RefusedError, a decision that is not legal in the order's state, a paid
 // whose provider order id another order owns, a paid under another id than
@@ -267,7 +268,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, ErrNotFound
 	case cur.State == StatePaid || cur.State == StateErrored:
 		return nil, &RefusedError{fmt.Sprintf("the order is %s already", cur.State)}
-	case !resolvable(cur.State, a.As):
+	case !resolvable(cur, a.As):
 		return nil, &RefusedError{notResolvable(a.As, cur.State)}
 	case cur.State == StatePending && a.As == ResolveAbsent && matchedAbsentRefusal(cur) != "":
 		return nil, &RefusedError{matchedAbsentRefusal(cur)}
@@ -296,7 +297,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
 		return nil, &RefusedError{reason}
 	}
-	if !resolvable(rec.State, a.As) {
+	if !resolvable(rec, a.As) {
 		return refuse(notResolvable(a.As, stateBefore(rec)))
 	}
 	// A pending order resolved absent was found by matching (checked
@@ -485,14 +486,24 @@ func lagRefusal(rec *Record, a ResolveArgs, now time.Time) string {
 
 // resolvable reports whether decision as is legal for an order in state s
 // (absent from pending: see matchedAbsentRefusal too).
-func resolvable(s State, as Resolution) bool {
-	return s == StateUnknown || s == StatePending
+func resolvable(rec *Record, as Resolution) bool {
+	switch rec.State {
+	case StateUnknown, StatePending:
+		return true
+	case StateQueued, StateSubmitting:
+		// Errored only, and only while no create of it may have been
+		// received or be in flight: an order the operator stops before
+		// it is made (one whose params the provider refuses in words
+		// that hold the provider's orders back, say), nothing created.
+		return as == ResolveErrored && !rec.MayHaveBeenCreated()
+	}
+	return false
 }
 
 // Resolvable reports whether an operator may resolve the order as as, as
 // it stands (Resolve judges it again under the order's lease).
 func (r *Record) Resolvable(as Resolution) bool {
-	if !resolvable(r.State, as) {
+	if !resolvable(r, as) {
 		return false
 	}
 	return r.State != StatePending || as != ResolveAbsent || matchedAbsentRefusal(r) == ""
@@ -512,7 +523,7 @@ func matchedAbsentRefusal(rec *Record) string {
 }
 
 func notResolvable(as Resolution, s State) string {
-	return fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored, or absent for one found by matching)", as, s)
+	return fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored, or absent for one found by matching; queued or submitting: errored, while no create of it may have been received)", as, s)
 }
 
 // releaseScript removes order ARGV[2]'s owner entry for provider order id

@@ -144,8 +144,8 @@ func TestActionsAreObserved(t *testing.T) {
 	e := s.order("tencent", "E1", tencent, ptr(ledger.SetErrored("invalid ItemId").WithMayExist(false)))
 
 	var refused *ledger.RefusedError
-	if _, err := o.Resolve(ctx, q, ops.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); !errors.As(err, &refused) {
-		t.Errorf("resolve of a queued order: %v, want refused", err)
+	if _, err := o.Resolve(ctx, q, ops.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "ann"}); !errors.As(err, &refused) {
+		t.Errorf("resolve absent of a queued order: %v, want refused", err)
 	}
 	if _, err := o.Resolve(ctx, u, ops.ResolveArgs{As: "maybe", Note: "n", By: "ann"}); !errors.As(err, &refused) {
 		t.Errorf("an unknown decision: %v, want refused", err)
@@ -179,7 +179,7 @@ func TestActionsAreObserved(t *testing.T) {
 	if r, err := o.RedriveOne(ctx, e, "ann", "fixed"); err != nil || r.Status != ops.StatusRedriven || r.State != ledger.StateSubmitting {
 		t.Errorf("re-drive of E1: %+v, %v", r, err)
 	}
-	want := "[resolve_errored:refused resolve_errored:ok redrive:refused redrive:ok]"
+	want := "[resolve_absent:refused resolve_errored:ok redrive:refused redrive:ok]"
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if fmt.Sprint(s.observed) != want {
