@@ -930,7 +930,7 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 				"provider", ref.Provider, "problem", kind, "reason", reason)
 		} else {
 			h.log.Error("configuration problem holds orders back; they wait, unchanged, for a correctly configured worker",
-				"provider", ref.Provider, "problem", kind, "reason", reason)
+				"provider", ref.Provider, "problem", kind, "reason", reason, "order_no", ref.OrderNo)
 		}
 	}
 	h.metrics.configWait(ref.Provider, kind)
