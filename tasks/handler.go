@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -934,7 +935,29 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 		}
 	}
 	h.metrics.configWait(ref.Provider, kind)
-	return wait(h.opts.ConfigWait, fmt.Errorf("order %s waits: %s: %s", ref, kind, reason))
+	d := h.opts.ConfigWait
+	if handsBack(kind) && h.ledger.WentElsewhere(context.Background(), ref.Provider) {
+		// Another worker's calls of the provider go through: it runs the
+		// order (once it takes it) rather than after this worker's wait.
+		d = handBack + rand.N(handBack)
+		reason += "; handed back to the queue at once: another worker's calls of " + ref.Provider + " go through"
+	}
+	return wait(min(d, h.opts.ConfigWait), fmt.Errorf("order %s waits: %s: %s", ref, kind, reason))
+}
+
+// handBack is about how long an order held by this worker's own
+// configuration waits before any worker may run it again, while another
+// worker's calls of its provider go through (ledger.WentElsewhere).
+const handBack = time.Second
+
+// handsBack reports whether a configuration problem of kind is this
+// worker's own (its credentials, its clock, none at all), which another
+// worker, configured right, does not have: its orders are handed back
+// rather than held while another's calls go through. Not the account's, a
+// prepare refused (the account's or the project's), sealed params, nor
+// Redis's replicas: every worker meets those alike.
+func handsBack(kind string) bool {
+	return kind == ProblemCredentials || kind == ProblemClock || kind == ProblemProviderDisabled
 }
 
 // endUnsent ends, as a worker that can send it would, an order held here
@@ -1404,6 +1427,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	switch {
 	case out.Err == nil:
 		h.problems.Went(rec.Provider, step, start)
+		h.ledger.MarkWent(context.WithoutCancel(ctx), rec.Provider)
 	case providers.CodeOf(out.Err) == providers.Unauthenticated && !errors.Is(out.Err, providers.ErrClock) && !errors.Is(out.Err, providers.ErrAccount):
 		out.OthersWent = h.problems.OthersWent(rec.Provider, step, start)
 	}

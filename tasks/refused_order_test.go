@@ -177,3 +177,54 @@ func TestCredentialsRefusedOnAndOffAreTheWorkers(t *testing.T) {
 		t.Errorf("%d of %d orders errored, the problem reported %v; want none errored, reported", errored, n, reported)
 	}
 }
+
+// A worker whose own credentials the provider refuses hands the orders it
+// takes back to the queue at once, rather than hold each for a
+// configuration wait, while another worker's calls of the provider go
+// through (a black-box run: with one of two workers on a revoked key, half
+// the orders waited 30 s or more, p50 31 s, beside an idle worker
+// configured right); with no such worker, it holds them as before.
+func TestAWorkerConfiguredWrongHandsOrdersBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	backend := memprov.NewBackend("right")
+	srv, _, lRight, setRight := memSetup(t, nil, memprov.New(backend, memprov.Options{Name: "mem", Secret: "right"}))
+	lWrong := ledger.New(srv.Client(t), nil) // another process on the same Redis
+	setWrong := providers.NewSet()
+	setWrong.Add(memprov.New(backend, memprov.Options{Name: "mem", Secret: "wrong"}))
+	opts := func() *tasks.HandlerOptions {
+		return &tasks.HandlerOptions{Logger: quiet, Problems: tasks.NewProblems(), ListingLag: -1, ConfigWait: time.Minute,
+			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}
+	}
+	wrong := tasks.NewHandler(lWrong, setWrong, opts())
+	right := tasks.NewHandler(lRight, setRight, opts())
+	params := []byte(`{"item":"x","qty":1}`)
+	delay := func(h *tasks.Handler, no string) time.Duration {
+		t.Helper()
+		if _, err := lRight.Claim(ctx, ledger.Ref{Provider: "mem", OrderNo: no}, params, "h-"+no); err != nil {
+			t.Fatal(err)
+		}
+		task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: no, Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = h.ProcessTask(ctx, task)
+		if err == nil {
+			return 0
+		}
+		return tasks.RetryDelay(tasks.Backoff{Base: time.Hour, Max: time.Hour})(0, err, task)
+	}
+	// No worker's calls go through yet: held for the wait.
+	if d := delay(wrong, "W-1"); d != time.Minute {
+		t.Errorf("refused with no other worker's calls going through: waits %s, want the configuration wait, 1m", d)
+	}
+	if d := delay(right, "R-1"); d != 0 {
+		t.Fatalf("the worker configured right: %s", d)
+	}
+	time.Sleep(1100 * time.Millisecond)         // past the wrong worker's last reading (at most one a second)
+	for _, no := range []string{"W-2", "W-3"} { // refused, then held by the probe
+		if d := delay(wrong, no); d < time.Second || d > 2*time.Second {
+			t.Errorf("%s, another worker's calls going through: waits %s, want handed back within 1–2 s", no, d)
+		}
+	}
+}

@@ -337,6 +337,7 @@ type Ledger struct {
 	// and NotAfterNow reads Redis's clock.
 	redisTime bool
 	clock     redisClock
+	went      wentState // MarkWent, WentElsewhere
 
 	replicasMu sync.Mutex
 	replicasAt time.Time
