@@ -1429,7 +1429,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 		h.problems.Went(rec.Provider, step, start)
 		h.ledger.MarkWent(context.WithoutCancel(ctx), rec.Provider)
 	case providers.CodeOf(out.Err) == providers.Unauthenticated && !errors.Is(out.Err, providers.ErrClock) && !errors.Is(out.Err, providers.ErrAccount):
-		out.OthersWent = h.problems.OthersWent(rec.Provider, step, start)
+		out.OthersWent = h.problems.OthersWent(rec.Provider, step, rec.OrderNo, start)
 	}
 	slot.called() // reported below, with the call's outcome
 	stopKeepalive()

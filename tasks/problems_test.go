@@ -132,3 +132,45 @@ func TestProbeHoldsCallsWhileTheCredentialsAreRefused(t *testing.T) {
 	now = now.Add(problemTTL + time.Second)
 	goes("the refusal older than problemTTL", true)
 }
+
+// OthersWent over a key revoked at T: among many orders, the refusals of
+// calls begun in the 5 s after T may be judged the orders' own; from then
+// on none is, and no order's earlier judgment carries over while other
+// orders are refused too. One order refused alone among calls that go
+// through is its own, on every attempt.
+func TestOthersWentOverARevokedKey(t *testing.T) {
+	t.Parallel()
+	p := NewProblems()
+	t0 := time.Unix(1_800_000_000, 0)
+	now := t0
+	p.now = func() time.Time { return now }
+	// Before T: 100 calls a second go through.
+	for i := range 3000 {
+		now = t0.Add(time.Duration(i) * 10 * time.Millisecond)
+		p.Went("mem", order.Submit, now)
+	}
+	revoked := now
+	owned := map[int]bool{}
+	for i := range 2000 { // after T, every call refused: 20 orders in turn
+		now = revoked.Add(time.Duration(i+1) * 10 * time.Millisecond)
+		if p.OthersWent("mem", order.Submit, "O-"+string(rune('a'+i%20)), now) {
+			owned[i] = true
+			if now.Sub(revoked) > 5*time.Second {
+				t.Fatalf("a refusal %s after the revocation judged the order's own", now.Sub(revoked))
+			}
+		}
+	}
+	if len(owned) == 0 {
+		t.Errorf("no refusal within the slack judged the order's: the test shows nothing of the slack's bound")
+	}
+	// One order refused alone, calls of others going through between.
+	q := NewProblems()
+	q.now = func() time.Time { return now }
+	for i := range 200 {
+		now = now.Add(10 * time.Millisecond)
+		q.Went("mem", order.Submit, now)
+		if i%50 == 49 && !q.OthersWent("mem", order.Submit, "BAD", now) {
+			t.Errorf("a lone order's refusal among calls that go through (call %d) judged the worker's", i)
+		}
+	}
+}

@@ -228,3 +228,57 @@ func TestAWorkerConfiguredWrongHandsOrdersBack(t *testing.T) {
 		}
 	}
 }
+
+// On a worker that sends the provider few orders, the order refused for
+// the credentials is still told apart from the worker's credentials: once
+// another order's create went through after its refusal, its refusals are
+// its own, and stay so while no other order is refused, though no other
+// order comes (a black-box run: one such order, traffic stopped, held both
+// workers not ready for seven minutes and never ended).
+func TestARefusedOrderOnAQuietWorkerIsStillItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	prov := &refusesOne{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"}), orderNo: "BAD"}
+	_, _, l, set := memSetup(t, nil, prov)
+	problems := tasks.NewProblems()
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Logger: quiet, Problems: problems, MaxAttempts: 3, ListingLag: -1,
+		ConfigWait: time.Minute, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	params := []byte(`{"item":"x","qty":1}`)
+	run := func(no string) *ledger.Record {
+		t.Helper()
+		ref := ledger.Ref{Provider: "mem", OrderNo: no}
+		if rec, _ := l.Get(ctx, ref); rec == nil {
+			if _, err := l.Claim(ctx, ref, params, "h-"+no); err != nil {
+				t.Fatal(err)
+			}
+		}
+		task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: no, Params: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = h.ProcessTask(ctx, task)
+		rec, err := l.Get(ctx, ref)
+		if err != nil || rec == nil {
+			t.Fatalf("%s: %v", no, err)
+		}
+		return rec
+	}
+	// Nothing went through yet: the worker's credentials, for all it
+	// knows.
+	if rec := run("BAD"); rec.Failures != 0 || problems.Err() == nil {
+		t.Fatalf("first refusal: %d failures, problems %v; want held for the credentials", rec.Failures, problems.Err())
+	}
+	if rec := run("GOOD"); rec.State != ledger.StatePaid || problems.Err() != nil {
+		t.Fatalf("another order: %s, problems %v; want paid (the probe), the problem cleared", rec.State, problems.Err())
+	}
+	time.Sleep(5200 * time.Millisecond) // GOOD began more than 5 s before BAD's next create
+	for i := 1; i <= 3; i++ {
+		rec := run("BAD")
+		if rec.Failures != i || problems.Err() != nil {
+			t.Fatalf("refusal %d after another order went through: %d failures, problems %v; want %d, none reported", i, rec.Failures, problems.Err(), i)
+		}
+	}
+	if rec := run("BAD"); rec.State != ledger.StateErrored || rec.MayExist {
+		t.Errorf("BAD at the end of its budget, no other order since: %s, may exist %v; want errored, nothing created", rec.State, rec.MayExist)
+	}
+}
