@@ -285,6 +285,7 @@ func TestDecideRefusedForTheOrder(t *testing.T) {
 	u, sub, errd := ledger.StateUnknown, ledger.StateSubmitting, ledger.StateErrored
 	refusedErr := providers.Errorf(providers.Unauthenticated, "op", "CustomerId not found for AppKey")
 	account := &providers.Error{Code: providers.Unauthenticated, Op: "op", Message: "arrears", Err: providers.ErrAccount}
+	clock := &providers.Error{Code: providers.Unauthenticated, Op: "op", Message: "Timestamp expired", Err: providers.ErrClock}
 	spent := func() *ledger.Record {
 		r := queuedMarked()
 		r.Failures = policy().MaxAttempts - 1
@@ -306,6 +307,7 @@ func TestDecideRefusedForTheOrder(t *testing.T) {
 		{"prepare", Prepare, needsSnapshot, refusedErr, want{"", Wait}},
 		{"create, account refused", Submit, queuedMarked, account, want{sub, ConfigWait}},
 		{"poll, account refused", Poll, pending, account, want{"", ConfigWait}},
+		{"create, clock refused", Submit, queuedMarked, clock, want{sub, ConfigWait}},
 	} {
 		rec := tc.rec()
 		d := Decide(rec, tc.step, Outcome{Err: tc.err, OthersWent: true}, policy(), t0.Add(2*time.Minute))
