@@ -1880,14 +1880,7 @@ func TestResolveMatchedOrderAbsent(t *testing.T) {
 		t.Errorf("absent for a pending order with its own create's id: %v, want refused", err)
 	}
 	// ... and a matched one a worker sent a pay for.
-	paid := mk("M2", ledger.SetPending("PO-M2", since, time.Now()).WithMayExist(true).WithMatched())
-	b, err := l.Begin(ctx, paid, ledger.BeginArgs{Token: "pay", Pay: true})
-	if err != nil || !b.Record.PayMarked {
-		t.Fatalf("Begin a pay: %+v, %v", b, err)
-	}
-	if err := l.Settle(ctx, paid, "pay", ledger.SetPending("PO-M2", since, time.Now())); err != nil {
-		t.Fatal(err)
-	}
+	paid := matchedAndPaid(t, l, "M2", "PO-M2", since)
 	if _, err := l.Resolve(ctx, paid, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "bob"}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "pay") {
 		t.Errorf("absent for a matched order a worker paid: %v, want refused for the pay", err)
 	}
@@ -1978,13 +1971,7 @@ func TestResolvePaidUnderAnotherID(t *testing.T) {
 		t.Errorf("PO-G1 still owned by %q", owner)
 	}
 	// A matched order a worker sent a pay for: paid with that id only.
-	m := settled(t, l, "RE", ledger.SetPending("PO-M", since, time.Now().Add(time.Hour)).WithMayExist(true).WithMatched())
-	if _, err := l.Begin(ctx, m, ledger.BeginArgs{Token: "pay", Pay: true}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Settle(ctx, m, "pay", ledger.SetPending("PO-M", since, time.Now().Add(time.Hour))); err != nil {
-		t.Fatal(err)
-	}
+	m := matchedAndPaid(t, l, "RE", "PO-M", since)
 	if _, err := l.Resolve(ctx, m, ledger.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "PO-N", Note: "n", By: "bob"}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "pay") {
 		t.Errorf("paid under another id than a matched one a worker paid: %v; want refused", err)
 	}
@@ -2069,6 +2056,22 @@ func TestResolveErroredWithinTheListingLag(t *testing.T) {
 	if _, err := l.Resolve(ctx, q, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "unpaid", By: "ann", ListingLag: time.Hour}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "pay") {
 		t.Errorf("errored just after a pay: %v; want refused for the listing lag after it", err)
 	}
+}
+
+// matchedAndPaid settles order no pending since since on provider order
+// id, found by matching, then a step of it that sent a pay (its mark
+// kept): a matched order a worker paid.
+func matchedAndPaid(t *testing.T, l *ledger.Ledger, no, id string, since time.Time) ledger.Ref {
+	t.Helper()
+	ref := settled(t, l, no, ledger.SetPending(id, since, time.Now().Add(time.Hour)).WithMayExist(true).WithMatched())
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "pay", Pay: true})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatalf("Begin a pay: %+v, %v", b, err)
+	}
+	if err := l.Settle(ctx, ref, "pay", ledger.SetPending(id, since, time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 // Past MaxHistory entries an order keeps its first HistoryHead and its

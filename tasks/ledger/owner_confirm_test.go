@@ -25,18 +25,7 @@ func TestFinishedOrderReservesItsProviderOrderIDAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := Ref{Provider: "unicloud", OrderNo: "OWN-1"}
-	id := ""
-	for i := 0; id == ""; i++ {
-		if c := fmt.Sprint(9000 + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
-			id = c
-		}
-	}
-	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
-		t.Fatal(err)
-	}
+	id := claimWithIDElsewhere(t, l, ref, 9000)
 	if err := l.Settle(ctx, ref, "t1", SetPaid(id)); err != nil {
 		t.Fatal(err)
 	}
@@ -104,18 +93,7 @@ func TestResolveAbsentWithAnUnacknowledgedRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := Ref{Provider: "unicloud", OrderNo: "REL-1"}
-	id := ""
-	for i := 0; id == ""; i++ {
-		if c := fmt.Sprint(7000 + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
-			id = c
-		}
-	}
-	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
-		t.Fatal(err)
-	}
+	id := claimWithIDElsewhere(t, l, ref, 7000)
 	if err := l.Settle(ctx, ref, "t1", SetPending(id, time.Now(), time.Now().Add(time.Minute)).WithMayExist(true).WithMatched()); err != nil {
 		t.Fatal(err)
 	}
@@ -143,18 +121,7 @@ func TestResolvePaidUnderAnotherIDReleasesAcrossShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := Ref{Provider: "unicloud", OrderNo: "RPA-1"}
-	id := ""
-	for i := 0; id == ""; i++ {
-		if c := fmt.Sprint(8000 + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
-			id = c
-		}
-	}
-	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
-		t.Fatal(err)
-	}
+	id := claimWithIDElsewhere(t, l, ref, 8000)
 	if err := l.Settle(ctx, ref, "t1", SetPending(id, time.Now(), time.Now().Add(time.Minute)).WithMayExist(true).WithMatched()); err != nil {
 		t.Fatal(err)
 	}
@@ -171,4 +138,25 @@ func TestResolvePaidUnderAnotherIDReleasesAcrossShards(t *testing.T) {
 	if owner, _ := l.Owner(ctx, ref.Provider, "9999"); owner != ref.OrderNo {
 		t.Errorf("9999 owned by %q", owner)
 	}
+}
+
+// claimWithIDElsewhere claims ref on l, begins a step of it (token "t1"),
+// and returns a provider order id, counting up from from, whose owner
+// entry is in another shard than ref's record.
+func claimWithIDElsewhere(t *testing.T, l *Ledger, ref Ref, from int) string {
+	t.Helper()
+	ctx := context.Background()
+	id := ""
+	for i := 0; id == ""; i++ {
+		if c := fmt.Sprint(from + i); l.ownerShard(ref.Provider, c) != l.shardOf(ref) {
+			id = c
+		}
+	}
+	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, ref, BeginArgs{Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
