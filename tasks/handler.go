@@ -290,7 +290,7 @@ const maxSteps = 6
 
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	err := h.processTask(ctx, t)
+	err := h.handBackHeld(ctx, h.processTask(ctx, t))
 	if errors.Is(err, asynq.SkipRetry) {
 		queue, _ := asynq.GetQueueName(ctx)
 		h.metrics.taskStopped(queue)
@@ -935,19 +935,34 @@ func (h *Handler) configWait(ref ledger.Ref, kind, reason string) error {
 		}
 	}
 	h.metrics.configWait(ref.Provider, kind)
-	d := h.opts.ConfigWait
-	if handsBack(kind) && h.ledger.WentElsewhere(context.Background(), ref.Provider) {
-		// Another worker's calls of the provider go through: it runs the
-		// order (once it takes it) rather than after this worker's wait.
-		d = handBack + rand.N(handBack)
-		reason += "; handed back to the queue at once: another worker's calls of " + ref.Provider + " go through"
-	}
-	return wait(min(d, h.opts.ConfigWait), fmt.Errorf("order %s waits: %s: %s", ref, kind, reason))
+	return &retryError{delay: h.opts.ConfigWait, err: fmt.Errorf("order %s waits: %s: %s", ref, kind, reason), heldFor: kind, provider: ref.Provider}
 }
 
-// handBack is about how long an order held by this worker's own
-// configuration waits before any worker may run it again, while another
-// worker's calls of its provider go through (ledger.WentElsewhere).
+// handBackHeld turns err, an order held for this worker's own
+// configuration (handsBack) while another worker taking the same queue's
+// orders says its calls of the provider go through
+// (ledger.WentElsewhere), into a hand-back: the order goes back to the
+// queue at once, for that worker, after this one waited handBack
+// (holding one of its slots: a worker that hands every order back would
+// otherwise take and return them as fast as Redis answers).
+func (h *Handler) handBackHeld(ctx context.Context, err error) error {
+	var re *retryError
+	if !errors.As(err, &re) || !handsBack(re.heldFor) {
+		return err
+	}
+	queue, _ := asynq.GetQueueName(ctx)
+	if !h.ledger.WentElsewhere(ctx, re.provider, queue) {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(handBack + rand.N(handBack/2)):
+	}
+	return wait(100*time.Millisecond, fmt.Errorf("%w; handed back to the queue: another worker's calls of %s go through", re.err, re.provider))
+}
+
+// handBack is about how long a worker keeps an order held for its own
+// configuration before it hands it back (handBackHeld).
 const handBack = time.Second
 
 // handsBack reports whether a configuration problem of kind is this
@@ -1427,7 +1442,6 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	switch {
 	case out.Err == nil:
 		h.problems.Went(rec.Provider, step, start)
-		h.ledger.MarkWent(context.WithoutCancel(ctx), rec.Provider)
 	case providers.CodeOf(out.Err) == providers.Unauthenticated && !errors.Is(out.Err, providers.ErrClock) && !errors.Is(out.Err, providers.ErrAccount):
 		out.OthersWent = h.problems.OthersWent(rec.Provider, step, rec.OrderNo, start)
 	}
@@ -1463,6 +1477,12 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	// The slot goes back once the guard knows the outcome: a step that
 	// takes it next is admitted by a breaker that counted this call.
 	slot.release()
+	if out.Err == nil {
+		// Said to workers held for their own configuration, which hand
+		// this queue's orders of the provider back (handBackHeld).
+		queue, _ := asynq.GetQueueName(ctx)
+		h.ledger.MarkWent(context.WithoutCancel(ctx), rec.Provider, queue)
+	}
 	if sc, ok := prov.(providers.ListingScoper); ok && step == order.Submit && out.Err == nil && out.Result.ProviderOrderID != "" {
 		h.noteListed(ctx, prov, sc, o, out.Result.ProviderOrderID, clk.now())
 	}

@@ -162,21 +162,12 @@ type wentCalls struct {
 	went, refused decayed   // calls that went through; refused for the credentials
 	// byOrder is, for each order refused lately, its own refusals.
 	byOrder map[string]*orderRefusals
-	// lastRefused is the latest refused call's order and when it began;
-	// otherRefused, the latest of another order than that one.
-	lastRefused, otherRefused refusal
 }
 
 // orderRefusals are one order's refusals of a step lately.
 type orderRefusals struct {
-	n     decayed
-	last  time.Time // when its latest refused call began
-	owned bool      // that refusal was judged the order's own
-}
-
-type refusal struct {
-	order string
-	at    time.Time
+	n    decayed
+	last time.Time // when its latest refused call began
 }
 
 // decayed is a count whose past counts halve every refusalHalfLife.
@@ -223,25 +214,22 @@ func (p *Problems) Went(provider string, step order.Step, began time.Time) {
 // OthersWent counts a call of provider's step for order orderNo, begun at
 // began, that the provider refused for its credentials (not its clock, nor
 // its account), and reports whether the refusal is the order's own
-// (order.Outcome.OthersWent). It is when refusals of other orders have
-// been rare among the step's calls lately (under refusedShare, weighed
-// over about refusalHalfLife), and one of these shows that the provider
-// takes the worker's credentials:
-//   - another call of the step went through that began after began less
-//     othersWentSlack (the slack lets a call begun just before count: calls
-//     take about as long, and one begun just after would often end after
-//     the refusal is judged);
-//   - another went through that began after this order's previous refusal
-//     (a worker sending the provider few orders);
-//   - this order's previous refusal was judged its own, and no other order
-//     was refused since (the worker sends the provider no other order).
+// (order.Outcome.OthersWent): refusals of other orders have been rare
+// among the step's calls lately (under refusedShare, weighed over about
+// refusalHalfLife), and another call of the step went through that began
+// after began less othersWentSlack and after this order's previous
+// refusal. The slack lets a call begun just before count (calls take
+// about as long, and one begun just after would often end after the
+// refusal is judged); a call that went through after the order's previous
+// refusal counts however long ago (a worker sending the provider few
+// orders); but no call counts for two refusals of one order, so that a
+// key revoked at T costs an order whose call began within the slack after
+// T one failure of its budget at most, however quiet the worker.
 //
 // The share keeps a refusal that comes and goes (a key revoked on some of
 // the provider's servers before others, a token another deployment keeps
 // replacing) a configuration problem, which holds the orders unchanged,
-// rather than the orders' own, which spends their failure budgets. Calls
-// refused at once for every order (a key revoked at T) are judged the
-// orders' only for those begun within the slack after T.
+// rather than the orders' own, which spends their failure budgets.
 func (p *Problems) OthersWent(provider string, step order.Step, orderNo string, began time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -262,22 +250,14 @@ func (p *Problems) OthersWent(provider string, step order.Step, orderNo string, 
 			c.byOrder[orderNo] = o
 		}
 	}
-	prev, prevOwned := o.last, o.owned
-	// Another order refused since this one's previous refusal?
-	otherSince := c.lastRefused.order != orderNo && c.lastRefused.at.After(prev) ||
-		c.otherRefused.order != orderNo && c.otherRefused.at.After(prev)
-	o.n.add(now)
-	if c.lastRefused.order != orderNo {
-		c.otherRefused = c.lastRefused
+	since := began.Add(-othersWentSlack)
+	if !o.last.IsZero() {
+		since = o.last
 	}
-	c.lastRefused = refusal{orderNo, began}
+	o.n.add(now)
+	o.last = began
 	went, others := c.went.value(now), max(c.refused.value(now)-o.n.value(now), 0)
-	rare := others < refusedShare*(went+others)
-	owned := rare && (c.last.After(began.Add(-othersWentSlack)) ||
-		!prev.IsZero() && c.last.After(prev) ||
-		prevOwned && !otherSince)
-	o.last, o.owned = began, owned
-	return owned
+	return others < refusedShare*(went+others) && c.last.After(since)
 }
 
 // maxRefusedOrders bounds the orders OthersWent remembers per provider and

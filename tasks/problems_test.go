@@ -163,6 +163,23 @@ func TestOthersWentOverARevokedKey(t *testing.T) {
 	if len(owned) == 0 {
 		t.Errorf("no refusal within the slack judged the order's: the test shows nothing of the slack's bound")
 	}
+	// A quiet worker: one order's calls refused after the key was revoked,
+	// a call having gone through just before: its first refusal may be
+	// judged its own, no later one (no call went through since).
+	r := NewProblems()
+	r.now = func() time.Time { return now }
+	now = now.Add(time.Hour)
+	r.Went("mem", order.Submit, now)
+	judged := 0
+	for range 8 {
+		now = now.Add(500 * time.Millisecond)
+		if r.OthersWent("mem", order.Submit, "A", now) {
+			judged++
+		}
+	}
+	if judged > 1 {
+		t.Errorf("a quiet worker's order refused after a revocation: %d of 8 refusals judged its own, want one at most", judged)
+	}
 	// One order refused alone, calls of others going through between.
 	q := NewProblems()
 	q.now = func() time.Time { return now }

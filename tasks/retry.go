@@ -19,6 +19,9 @@ type retryError struct {
 	delay   time.Duration
 	failure bool
 	err     error
+	// heldFor is, for an order held for a configuration problem, its
+	// kind, and provider the provider held (configWait).
+	heldFor, provider string
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
