@@ -11,15 +11,17 @@ import (
 // share of the queue all the same: each order it takes waits a
 // configuration wait (30 s) before any worker runs it again, though a
 // worker configured right stands idle beside it. So every process whose
-// calls of a provider go through says so in Redis (MarkWent), and one
-// holding that provider's orders for its own configuration hands them
-// back at once while another's calls go through (WentElsewhere).
+// calls of a provider go through says so in Redis, per provider and queue
+// (MarkWent), and one holding that provider's orders of the queue for its
+// own configuration hands them back after about a second while another's
+// calls go through (WentElsewhere).
 
 // wentTTL is how long a process's word that a provider's calls go through
 // counts after it last said so.
 const wentTTL = 30 * time.Second
 
-// wentEvery is how often a process says so at most, per provider.
+// wentEvery is how often a process says so at most, per provider and
+// queue.
 const wentEvery = 5 * time.Second
 
 // wentState is a Ledger's memory of MarkWent and WentElsewhere.
