@@ -363,7 +363,13 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 					return err
 				}
 			}
-			return h.configWait(ref, kind, reason)
+			// Held by the problem as reported, not reported again: a
+			// probe that went through may have cleared it since Probe
+			// answered, and a report now would set it again, holding
+			// every order another ConfigWait (a black-box run: after a
+			// key was put right, orders trickled out for minutes).
+			h.metrics.configWait(ref.Provider, kind)
+			return &retryError{delay: h.opts.ConfigWait, err: fmt.Errorf("order %s waits: %s: %s", ref, kind, reason), heldFor: kind, provider: ref.Provider}
 		}
 		if err := slot.take(ctx); err != nil {
 			// Nothing was written: the order goes back as it was.
