@@ -1448,7 +1448,7 @@ func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger
 	switch {
 	case out.Err == nil:
 		h.problems.Went(rec.Provider, step, start)
-	case providers.CodeOf(out.Err) == providers.Unauthenticated && !errors.Is(out.Err, providers.ErrClock) && !errors.Is(out.Err, providers.ErrAccount):
+	case order.CredentialsRefused(out.Err):
 		out.OthersWent = h.problems.OthersWent(rec.Provider, step, rec.OrderNo, start)
 	}
 	slot.called() // reported below, with the call's outcome

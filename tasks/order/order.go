@@ -836,8 +836,15 @@ const RefusedForTheOrder = "refused as unauthenticated while this worker's calls
 // provider may refuse an account one call while it takes others) is judged
 // so.
 func orderRefused(code providers.Code, out Outcome) bool {
-	return code == providers.Unauthenticated && out.OthersWent &&
-		!errors.Is(out.Err, providers.ErrAccount) && !errors.Is(out.Err, providers.ErrClock)
+	return code == providers.Unauthenticated && out.OthersWent && CredentialsRefused(out.Err)
+}
+
+// CredentialsRefused reports whether err refused a call for its
+// credentials, neither its clock nor its account: the only refusal that
+// may be judged an order's own (Outcome.OthersWent).
+func CredentialsRefused(err error) bool {
+	return providers.CodeOf(err) == providers.Unauthenticated &&
+		!errors.Is(err, providers.ErrAccount) && !errors.Is(err, providers.ErrClock)
 }
 
 // payUnsettled reports whether an order the check r finds pending may yet
