@@ -246,6 +246,7 @@ type orderPage struct {
 	Done       string
 	Error      string
 	CanResolve bool
+	CanPaid    bool // the order may be resolved paid
 	CanAbsent  bool // the order may be resolved absent
 	CanRedrive bool
 	NoAction   string
@@ -309,15 +310,19 @@ func (a *ordersAdmin) showOrder(w http.ResponseWriter, r *http.Request, ref ledg
 	default:
 		d.TaskState = "cannot be read: " + err.Error()
 	}
-	legal := rec.State == ledger.StateUnknown || rec.State == ledger.StatePending
-	d.CanResolve = legal
+	// A queued or submitting order may be resolved errored only, while
+	// no create of it may have been received (Record.Resolvable).
+	d.CanPaid = rec.Resolvable(ledger.ResolvePaid)
 	d.CanAbsent = rec.Resolvable(ledger.ResolveAbsent)
+	d.CanResolve = d.CanPaid || d.CanAbsent || rec.Resolvable(ledger.ResolveErrored)
 	d.CanRedrive = rec.State == ledger.StateErrored && !rec.MayHaveBeenCreated()
 	switch {
 	case rec.State == ledger.StateErrored && rec.MayHaveBeenCreated():
 		d.NoAction = "This order may exist at the provider, so it is never re-driven: look it up there."
 	case rec.State.Terminal() && !d.CanRedrive:
 		d.NoAction = fmt.Sprintf("The order is %s: that is final, nothing is left to do.", rec.State)
+	case !d.CanResolve && !d.CanRedrive && (rec.State == ledger.StateQueued || rec.State == ledger.StateSubmitting):
+		d.NoAction = fmt.Sprintf("The order is %s and a create of it may have reached the provider: the worker looks it up and moves it on by itself; it can no longer be stopped before it is made.", rec.State)
 	case !d.CanResolve && !d.CanRedrive:
 		d.NoAction = fmt.Sprintf("No action applies to an order in state %s: the worker moves it on by itself.", rec.State)
 	}

@@ -507,7 +507,7 @@ func TestOrdersPagesForms(t *testing.T) {
 	}
 	checkNoPhone(t, "order page", string(body))
 
-	post := func(form url.Values, cookie *http.Cookie, header ...string) (int, string, string) {
+	postTo := func(page string, form url.Values, cookie *http.Cookie, header ...string) (int, string, string) {
 		req, _ := http.NewRequest("POST", page+"/resolve", strings.NewReader(form.Encode()))
 		req.SetBasicAuth("ann", token)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -525,6 +525,9 @@ func TestOrdersPagesForms(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header.Get("Location"), string(b)
+	}
+	post := func(form url.Values, cookie *http.Cookie, header ...string) (int, string, string) {
+		return postTo(page, form, cookie, header...)
 	}
 	form := url.Values{"as": {"errored"}, "note": {"cancelled at the provider"}, "by": {"ann"}, "csrf_token": {csrf}}
 	other := &http.Cookie{Name: sessionCookie, Value: base64.RawURLEncoding.EncodeToString(make([]byte, 18))}
@@ -554,6 +557,30 @@ func TestOrdersPagesForms(t *testing.T) {
 	}
 	if f.state("aliyun", "A-U1") != ledger.StateErrored {
 		t.Errorf("the form did not resolve the order")
+	}
+	// A queued order no create of which has left: the form offers only
+	// errored (stop it before it is made), and takes it.
+	queued := func() string {
+		req, _ := http.NewRequest("GET", srv.URL+"/orders/tencent/T-Q1", nil)
+		req.SetBasicAuth("ann", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}()
+	if !strings.Contains(queued, `id="resolve"`) || !strings.Contains(queued, `<option value="errored">`) ||
+		strings.Contains(queued, `<option value="paid">`) || strings.Contains(queued, `<option value="absent">`) || strings.Contains(queued, `name="provider_order_id"`) {
+		t.Errorf("a queued order's page: want the resolve form with errored alone\n%s", queued)
+	}
+	stop := url.Values{"as": {"errored"}, "note": {"params refused by the provider"}, "by": {"ann"}, "csrf_token": {csrf}}
+	if code, loc, body := postTo(srv.URL+"/orders/tencent/T-Q1", stop, session); code != http.StatusSeeOther || loc != "/orders/tencent/T-Q1?done=errored" {
+		t.Errorf("stopping a queued order: %d, Location %q\n%s", code, loc, body)
+	}
+	if f.state("tencent", "T-Q1") != ledger.StateErrored {
+		t.Errorf("the form did not stop the queued order")
 	}
 	// A refused decision shows the order's page with the reason.
 	form.Set("as", "absent")
