@@ -371,8 +371,13 @@ func (e *Enqueuer) EnqueueBatch(ctx context.Context, payloads [][]byte) []BatchR
 		results, errs, err = e.ledger.ClaimMany(ctx, claims)
 	}
 	if err != nil {
-		for _, i := range idx {
-			out[i] = BatchResult{prs[i].res, err}
+		refused := make([]prepared, len(idx))
+		for k, i := range idx {
+			refused[k] = prs[i]
+		}
+		errs := e.refusedUnsent(ctx, refused, err)
+		for k, i := range idx {
+			out[i] = BatchResult{prs[i].res, errs[k]}
 		}
 		return out
 	}
@@ -474,9 +479,7 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (pr prepared, err err
 	defer func() {
 		if pr.res.Status == Invalid {
 			// Refused, so not recorded: its number names nothing, and
-			// phone numbers in it are masked whatever the reason (an
-			// order number holding them beside other characters is
-			// taken, and shown in clear where it names the order).
+			// phone numbers in it are masked whatever the reason.
 			pr.res.OrderNo = providers.MaskPhones(p.OrderNo)
 		}
 	}()
@@ -642,7 +645,7 @@ func (e *Enqueuer) checkNotDev(ctx context.Context) error {
 func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.ClaimResult, err error, queued bool) (EnqueueResult, error) {
 	res, p := pr.res, pr.p
 	if err != nil && !errors.Is(err, ledger.ErrNotDurable) {
-		return res, err
+		return res, e.refusedUnsent(ctx, []prepared{pr}, err)[0]
 	}
 	if err != nil {
 		// ErrNotDurable: on the master, not yet on its replicas: no
@@ -724,6 +727,66 @@ func (e *Enqueuer) afterClaim(ctx context.Context, pr prepared, claim ledger.Cla
 	}
 	return res, nil
 }
+
+// refusedUnsent answers the orders prs whose claims met err: when err is
+// a write refused before it was sent (a master short of the replicas
+// durable writes need, a server that is a replica now), nothing was
+// written, but an earlier send of an order may have got in (answered "may
+// have been accepted" when the replicas did not acknowledge it, say, then
+// sent again at once): such an order, found by its record or its task, is
+// answered with an *UnconfirmedError, as is every order when that cannot
+// be read; the others keep err (not accepted). Any other err is every
+// order's as it is.
+func (e *Enqueuer) refusedUnsent(ctx context.Context, prs []prepared, err error) []error {
+	errs := make([]error, len(prs))
+	for k := range errs {
+		errs[k] = err
+	}
+	if !errors.As(err, new(*ledger.TooFewReplicasError)) && !errors.Is(err, ledger.ErrReplicaNow) {
+		return errs
+	}
+	qs := make([]ledger.StandQuery, len(prs))
+	for k, pr := range prs {
+		ref := OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}
+		qs[k] = ledger.StandQuery{Ref: pr.ref(), TaskID: TaskID(pr.p.Provider, pr.p.OrderNo), Queues: []string{OrderQueue(e.queue, e.ledger, ref)}}
+		if e.queue != qs[k].Queues[0] {
+			qs[k].Queues = append(qs[k].Queues, e.queue)
+		}
+	}
+	stands, serr := e.ledger.Stand(ctx, qs)
+	for k, pr := range prs {
+		if serr != nil || stands[k] {
+			errs[k] = &UnconfirmedError{Ref: pr.ref(), Cause: err, ReadErr: serr}
+		}
+	}
+	return errs
+}
+
+// UnconfirmedError is an enqueue's error for an order whose write was
+// refused before it was sent (Cause: a master short of replicas, a server
+// that is a replica now) while an earlier send of it is in Redis, its
+// record or its task (or that could not be read: ReadErr): the order may
+// have been accepted (errors.Is ErrMaybeAccepted), and cannot be confirmed
+// on the replicas now. It is never a TooFewReplicasError: that one says
+// the order was not accepted.
+type UnconfirmedError struct {
+	Ref     OrderRef
+	Cause   error
+	ReadErr error
+}
+
+func (e *UnconfirmedError) Error() string { return fmt.Sprintf("order %s: %s", e.Ref, e.Reason()) }
+
+// Reason is the error without the order's name.
+func (e *UnconfirmedError) Reason() string {
+	if e.ReadErr != nil {
+		return fmt.Sprintf("the order may have been accepted: this send was refused before it was written (%v), and whether an earlier send of it got in could not be read (%v); send it again with the same order number: it answers duplicate if it got in", e.Cause, e.ReadErr)
+	}
+	return fmt.Sprintf("the order may have been accepted: an earlier send of it is in Redis, and it cannot be confirmed on the replicas now (this send was refused before it was written: %v); send it again with the same order number: it answers duplicate once it can be confirmed", e.Cause)
+}
+
+// Is makes an UnconfirmedError an ErrMaybeAccepted.
+func (e *UnconfirmedError) Is(target error) bool { return target == ErrMaybeAccepted }
 
 // ErrNotAccepted is an enqueue's error (with ledger.ErrNotDurable) for an
 // order whose record the Redis master's replicas did not acknowledge in

@@ -1310,6 +1310,21 @@ func (h *Handler) adopt(ctx context.Context, p Payload, ranBefore bool, lost led
 			return stop("%s holds what looks like a phone number, which is personal data: set ORDERWORKER_DATA_KEY so params are stored encrypted", field)
 		}
 	}
+	if h.opts.Sealer != nil && !ranBefore && !IsSealed(p.Params) {
+		field := sensitiveField(h.providers, p.Provider, clear)
+		if field != "" {
+			field = "params." + field
+		} else {
+			field = phoneField(clear)
+		}
+		if field != "" {
+			// The record is sealed; the producer's task, which this worker
+			// cannot rewrite (asynq writes it back as read at each retry),
+			// keeps what it was given until the order is done.
+			h.log.Warn("task written by its producer holds personal data in clear in Redis, in asynq's task, until the order is done (the order's record is sealed): send such orders through the Go Enqueuer, enqueue or the HTTP API, which seal them before anything reaches Redis",
+				"provider", p.Provider, "order_no", p.OrderNo, "field", field)
+		}
+	}
 	hash, err := h.opts.Sealer.hash(clear, parsed)
 	if err != nil {
 		return stop("params: %v", err)

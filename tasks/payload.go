@@ -228,16 +228,20 @@ func checkPayloadKeys(data []byte) error {
 	return nil
 }
 
-// checkOrderNoPersonal refuses an order number that is a phone number
-// written alone: an order number is stored and shown in clear (Redis keys
-// and asynq's task, logs, the dashboard, events), whatever
-// ORDERWORKER_DATA_KEY seals. One that merely holds digits a phone
-// number's could be (Order13800138000) is taken: it is as likely an id,
-// and logs and the dashboard mask such digits. The Enqueuer checks, and
-// the worker for a task a producer wrote itself, on its first run.
+// checkOrderNoPersonal refuses an order number that is, or holds, what
+// looks like a phone number (13800138000, Order13800138000,
+// 20241130-138-0013-8000): an order number is stored and shown in clear
+// wherever it names the order (Redis keys, asynq's task id and its error
+// text, the dashboard's task lists, events), whatever ORDERWORKER_DATA_KEY
+// seals, and nothing can tell a phone number in it from an id that looks
+// like one. The Enqueuer checks, and the worker for a task a producer wrote
+// itself, on its first run.
 func checkOrderNoPersonal(s string) error {
 	if providers.IsPhoneNumber(s) {
 		return invalid("order_no: a phone number is personal data and an order number is stored and shown in clear, even with ORDERWORKER_DATA_KEY set: use an order number of your own")
+	}
+	if providers.MaskPhones(s) != s {
+		return invalid("order_no: holds what looks like a phone number (%s), personal data, and an order number is stored and shown in clear, even with ORDERWORKER_DATA_KEY set: use an order number without it", providers.MaskPhones(s))
 	}
 	return nil
 }
@@ -263,7 +267,8 @@ func checkOrderPath(s string) error {
 // the worker takes what it was given.
 func checkDuplicateKeys(params []byte) error {
 	if key, ok := duplicateKey(params); ok {
-		return invalid("params: the key %q appears twice in one object", providers.Truncate(providers.MaskPhones(key), 64))
+		// A key may be a person's name (providers.SafeFieldName).
+		return invalid("params: the key %q appears twice in one object", providers.SafeFieldName(key))
 	}
 	return nil
 }
@@ -376,16 +381,25 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 		return nil, nil, invalid("%s", msgOf(err))
 	}
 	if sealer == nil {
-		members, _ := jsonscan.Members(clear)
-		for _, name := range set.Sensitive(p.Provider) {
-			for _, m := range members {
-				if string(m.Key) == name && string(m.Value) != `""` && string(m.Value) != "null" {
-					return clear, parsed, personalError{invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)}
-				}
-			}
+		if name := sensitiveField(set, p.Provider, clear); name != "" {
+			return clear, parsed, personalError{invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)}
 		}
 	}
 	return clear, parsed, nil
+}
+
+// sensitiveField names the first of the provider's personal-data params
+// that clear holds a value for, "" when it holds none.
+func sensitiveField(set *providers.Set, provider string, clear json.RawMessage) string {
+	members, _ := jsonscan.Members(clear)
+	for _, name := range set.Sensitive(provider) {
+		for _, m := range members {
+			if string(m.Key) == name && string(m.Value) != `""` && string(m.Value) != "null" {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // phoneField names the param whose value holds what looks like a phone

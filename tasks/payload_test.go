@@ -72,6 +72,23 @@ func TestDuplicateKeys(t *testing.T) {
 	}
 }
 
+// The refusal of a repeated key names it only when it reads as a field
+// name: a key may be a person's name, and the reason is echoed to the
+// producer and may be logged.
+func TestDuplicateKeyReasonWithholdsANameLikeKey(t *testing.T) {
+	t.Parallel()
+	for params, want := range map[string]string{
+		`{"x":{"张伟 Zhang Wei":1,"张伟 Zhang Wei":2}}`: `the key "(a field name withheld)" appears twice`,
+		`{"x":{"Zhang Wei":1,"Zhang Wei":2}}`:       `the key "(a field name withheld)" appears twice`,
+		`{"ItemNum":1,"ItemNum":2}`:                 `the key "ItemNum" appears twice`,
+	} {
+		err := checkDuplicateKeys([]byte(params))
+		if !IsInvalid(err) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Zhang") {
+			t.Errorf("checkDuplicateKeys(%s) = %v; want invalid, %q", params, err, want)
+		}
+	}
+}
+
 // An order handed to the Enqueuer names each payload field once and
 // exactly: decoding alone would take "Order_No", or the last of two
 // order_no, silently. The worker decodes such tasks as before.

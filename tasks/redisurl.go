@@ -152,15 +152,20 @@ func redactKey(key string) string {
 	return strconv.Quote(key)
 }
 
-// redacted renders u with the password and the values of every query
-// parameter other than master and db replaced by "xxxxx".
+// redacted renders u with the password (or a user name given without one)
+// and the values of every query parameter other than master and db
+// replaced by "xxxxx".
 func (u *redisURL) redacted() string {
 	var b strings.Builder
 	b.WriteString(u.scheme + "://")
 	if u.hasUser {
-		b.WriteString(url.PathEscape(u.user))
-		if u.hasPassword {
-			b.WriteString(":xxxxx")
+		switch {
+		case u.hasPassword:
+			b.WriteString(url.PathEscape(u.user) + ":xxxxx")
+		case u.user != "":
+			// A user without a password is as likely a password written
+			// without its colon (redis://PASSWORD@host): hidden too.
+			b.WriteString("xxxxx")
 		}
 		b.WriteString("@")
 	}

@@ -129,6 +129,8 @@ func TestRedactURL(t *testing.T) {
 		{"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
 		{"redis://alice:pw@h:6379/0", "redis://alice:xxxxx@h:6379/0"},
 		{"redis://:pw@h", "redis://:xxxxx@h"},
+		{"redis://S3cretPw@h:6379/0", "redis://xxxxx@h:6379/0"}, // a password without its colon
+		{"redis://alice@h", "redis://xxxxx@h"},
 		{"rediss://al%40ice:p%40w@h/1", "rediss://al@ice:xxxxx@h/1"},
 		{"redis-socket://:pw@/run/redis.sock?db=1", "redis-socket://:xxxxx@/run/redis.sock?db=1"},
 		{"redis-sentinel://:spw@a:1,b:2/0?master=m&password=mpw&username=alice&pasword=typo",

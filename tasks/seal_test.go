@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -192,6 +194,40 @@ func TestHandWrittenTaskWithAPhoneNumberIsNotRecorded(t *testing.T) {
 	}
 	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 0 {
 		t.Errorf("ServiceCreateOrder called %d times", n)
+	}
+}
+
+// A producer writing asynq tasks itself with personal data in clear: the
+// worker seals the record and says, without the data, that the task keeps
+// it in Redis; a task without personal data is taken without a word.
+func TestHandWrittenTaskWithPersonalDataIsSaidSo(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	var logs lockedBuffer
+	h := tasks.NewHandler(e.ledger, e.set, &tasks.HandlerOptions{Sealer: newSealer(t), ListingLag: -1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	const phone = "13812345678"
+	for no, customer := range map[string]string{"Raw-Phone-Keyed": phone, "Raw-Plain": "C1"} {
+		payload := []byte(`{"provider":"tencent","order_no":"` + no + `","params":{"CustomerId":"` + customer + `","ItemId":"D-FireInsurance2020","ItemNum":1}}`)
+		if err := h.ProcessTask(context.Background(), asynq.NewTask(tasks.TypeOrderSubmit, payload)); err != nil {
+			t.Fatalf("ProcessTask %s = %v", no, err)
+		}
+		if rec, err := e.ledger.Get(context.Background(), tasks.OrderRef{Provider: "tencent", OrderNo: no}); err != nil || rec == nil || rec.State != tasks.StatePaid {
+			t.Fatalf("record %s = %+v, %v; want paid", no, rec, err)
+		}
+	}
+	out := logs.String()
+	if strings.Contains(out, phone) {
+		t.Errorf("the log shows the phone number:\n%s", out)
+	}
+	warned := regexp.MustCompile(`(?m)^.*holds personal data in clear.*$`).FindAllString(out, -1)
+	if len(warned) != 1 || !strings.Contains(warned[0], "order_no=Raw-Phone-Keyed") || !strings.Contains(warned[0], "field=params.CustomerId") {
+		t.Errorf("want one warning, for Raw-Phone-Keyed naming params.CustomerId; got %q", warned)
+	}
+	if dump := e.redis.Dump(t); strings.Count(dump, phone) > 0 {
+		// The task itself was never written to Redis here (ProcessTask
+		// was called directly): only the record could hold it.
+		t.Errorf("the record holds the phone number in clear:\n%s", dump)
 	}
 }
 

@@ -782,6 +782,11 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 		// message is withheld whole.
 		pe.Message = withheldMessage
 	}
+	if pe != nil && (providers.MayHoldName(pe.ProviderCode, co.personal) || providers.MayHoldID(pe.ProviderCode, co.userID)) {
+		// The gateway's error code is a header a proxy or gateway may
+		// fill from the request: judged as the message is.
+		pe.ProviderCode = withheldCode
+	}
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {
 		server := providers.Redact(resp.Header.Get(HeaderErrorMessage), secrets...)
 		if providers.MayHoldName(server, co.personal) || providers.MayHoldID(server, co.userID) {
@@ -793,6 +798,10 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	}
 	return a, err
 }
+
+// withheldCode replaces a provider's error code that may hold the order's
+// user name or id.
+const withheldCode = "(withheld)"
 
 // withheldMessage replaces a provider's message that may hold the order's
 // user name (providers.MayHoldName) or its user id (providers.MayHoldID).

@@ -887,6 +887,31 @@ func TestEchoedUserIDIsWithheld(t *testing.T) {
 	}
 }
 
+// A gateway's error code header that echoes the order's userId is
+// withheld as its message would be.
+func TestEchoedUserIDInTheGatewaysCodeIsWithheld(t *testing.T) {
+	t.Parallel()
+	sb := sandbox.New(appKey, appSecret, projectID)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != aliyun.PathCreate {
+			sb.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set(aliyun.HeaderErrorCode, "I403UB:Huang.FeiHong@example.com")
+		w.Header().Set(aliyun.HeaderErrorMessage, "user blocked")
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), nil)
+	o := testOrder(981)
+	o.Params = json.RawMessage(strings.Replace(string(o.Params), `"userId":"50e5op6412259c0f11"`, `"userId":"huang.feihong@example.com"`, 1))
+	_, err := c.Submit(ctx(t), o)
+	var pe *providers.Error
+	if !errors.As(err, &pe) || strings.Contains(strings.ToLower(err.Error()+pe.ProviderCode), "feihong") || pe.ProviderCode != "(withheld)" {
+		t.Errorf("create refused with the userId in the gateway's code: %v (code %q); want the code withheld", err, pe.ProviderCode)
+	}
+}
+
 // order/get answered with nothing to read of the one order asked about
 // (data null, or another order's): no news of the provider's health. A few
 // pending orders whose get answered so, counted as failures, kept the

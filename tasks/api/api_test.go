@@ -899,6 +899,46 @@ func TestTooFewReplicasThroughTheAPI(t *testing.T) {
 	}
 }
 
+// A master short of replicas refuses every write unsent, but an order an
+// earlier send got in (its record, or a task a producer wrote itself) is
+// not answered "not accepted": it may have been, and runs once the
+// replicas are back (a black-box failover run: a producer that trusted
+// "not accepted" would have reported as failed an order then created and
+// paid). One order and a batch alike.
+func TestAnOrderAnEarlierSendGotInIsNeverSaidNotAccepted(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	before := serve(t, rs, ledger.New(rdb, nil), nil)
+	if code, b, _ := before.do("POST", "/v1/orders", bearer, tencentOrder("IN1", 1)); code != http.StatusCreated {
+		t.Fatalf("POST IN1 before the floor: %d %s", code, b)
+	}
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
+	defer client.Close()
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeOrderSubmit, tencentOrder("OWN1", 1)), asynq.Queue(tasks.DefaultQueue), asynq.TaskID(tasks.TaskID("tencent", "OWN1"))); err != nil {
+		t.Fatal(err)
+	}
+	e := serve(t, rs, ledger.New(rdb, &ledger.Options{MinReplicas: 1}), nil)
+	for _, no := range []string{"IN1", "OWN1"} {
+		code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder(no, 1))
+		if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "may have been accepted") || !strings.Contains(string(b), "an earlier send of it is in Redis") || strings.Contains(string(b), "not accepted") {
+			t.Errorf("POST %s, in Redis, on a master short of replicas: %d %s; want 503 may have been accepted", no, code, b)
+		}
+	}
+	code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("NEW1", 1))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "the order was not accepted") {
+		t.Errorf("POST NEW1, never sent, on a master short of replicas: %d %s; want 503 not accepted", code, b)
+	}
+	code, b, _ = e.do("POST", "/v1/orders/batch", bearer, append(append(tencentOrder("NEW2", 1), '\n'), tencentOrder("IN1", 1)...))
+	if code != http.StatusServiceUnavailable || strings.Contains(string(b), "nothing was written for it nor") || !strings.Contains(string(b), "may or may not have been accepted") {
+		t.Errorf("POST batch holding IN1 on a master short of replicas: %d %s; want 503 saying the rest may have been accepted", code, b)
+	}
+	code, b, _ = e.do("POST", "/v1/orders/batch", bearer, append(append(tencentOrder("NEW2", 1), '\n'), tencentOrder("NEW3", 1)...))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "nothing was written for it nor") {
+		t.Errorf("POST batch of orders never sent on a master short of replicas: %d %s; want 503 saying nothing was written", code, b)
+	}
+}
+
 // /readyz, asked without a token, is 200 while an order would be taken,
 // and 503 naming why in short when it would not: a master short of the
 // replicas durable writes need, Redis gone, the server shutting down.

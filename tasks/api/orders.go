@@ -81,6 +81,12 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.enq.Enqueue(ctx, body)
+	if ue := new(tasks.UnconfirmedError); errors.As(err, &ue) {
+		// Refused before anything was written, but an earlier send
+		// of the order is in Redis: not "not accepted".
+		h.unavailable(w, r, err, ue.Reason(), nil)
+		return
+	}
 	if errors.As(err, new(*ledger.TooFewReplicasError)) {
 		h.unavailable(w, r, err, "the order was not accepted: the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS); nothing was written; send it again", nil)
 		return
@@ -194,6 +200,8 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 				// did not answer; those before stand.
 				why := "Redis became unavailable"
 				switch {
+				case errors.As(br.Err, new(*tasks.UnconfirmedError)):
+					why = "an earlier send of the order is in Redis, and it cannot be confirmed on the replicas now (a master short of the replicas durable writes require, or a server that is a replica now)"
 				case errors.As(br.Err, new(*ledger.TooFewReplicasError)):
 					why = "the Redis master has fewer replicas than durable writes require (ORDERWORKER_MIN_REPLICAS)"
 				case errors.Is(br.Err, ledger.ErrReplicaNow):

@@ -213,6 +213,40 @@ func (l *Ledger) TaskExists(ctx context.Context, queue, id string) (bool, error)
 	return n == 1, err
 }
 
+// StandQuery asks Stand about an order: its record, and its task (id
+// TaskID) in any of Queues.
+type StandQuery struct {
+	Ref    Ref
+	TaskID string
+	Queues []string
+}
+
+// Stand reports, for each query, whether Redis holds the order's record
+// or its task, in one round trip (a pipeline): whether an order whose
+// write was refused before it was sent got in with an earlier send.
+func (l *Ledger) Stand(ctx context.Context, qs []StandQuery) ([]bool, error) {
+	pipe := l.rdb.Pipeline()
+	cmds := make([][]*redis.IntCmd, len(qs))
+	for i, q := range qs {
+		cmds[i] = append(cmds[i], pipe.Exists(ctx, l.shardOf(q.Ref).recordKey(q.Ref)))
+		for _, queue := range q.Queues {
+			cmds[i] = append(cmds[i], pipe.Exists(ctx, asynqTaskKey(queue, q.TaskID)))
+		}
+	}
+	if len(qs) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]bool, len(qs))
+	for i, cs := range cmds {
+		for _, c := range cs {
+			out[i] = out[i] || c.Val() > 0
+		}
+	}
+	return out, nil
+}
+
 // TaskRanBefore reports whether a run of asynq's task id in queue sent a
 // create, or was about to (MarkTaskRan), when the first one did and under
 // the record of which claim ("" when not known: a mark written before
