@@ -742,16 +742,20 @@ func (e *Enqueuer) refusedUnsent(ctx context.Context, prs []prepared, err error)
 	for k := range errs {
 		errs[k] = err
 	}
-	if !errors.As(err, new(*ledger.TooFewReplicasError)) && !errors.Is(err, ledger.ErrReplicaNow) {
+	if errors.Is(err, ledger.ErrReplicaNow) {
+		// This server follows another master now: what it holds says
+		// nothing of what the master took.
+		for k, pr := range prs {
+			errs[k] = &UnconfirmedError{Ref: pr.ref(), Cause: err, ReadErr: errNotTheMaster}
+		}
+		return errs
+	}
+	if !errors.As(err, new(*ledger.TooFewReplicasError)) {
 		return errs
 	}
 	qs := make([]ledger.StandQuery, len(prs))
 	for k, pr := range prs {
-		ref := OrderRef{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}
-		qs[k] = ledger.StandQuery{Ref: pr.ref(), TaskID: TaskID(pr.p.Provider, pr.p.OrderNo), Queues: []string{OrderQueue(e.queue, e.ledger, ref)}}
-		if e.queue != qs[k].Queues[0] {
-			qs[k].Queues = append(qs[k].Queues, e.queue)
-		}
+		qs[k] = e.standQuery(pr.p)
 	}
 	stands, serr := e.ledger.Stand(ctx, qs)
 	for k, pr := range prs {
@@ -760,6 +764,40 @@ func (e *Enqueuer) refusedUnsent(ctx context.Context, prs []prepared, err error)
 		}
 	}
 	return errs
+}
+
+// errNotTheMaster is why a replica's data does not answer for an order.
+var errNotTheMaster = errors.New("this Redis server is a replica now, and what it holds need not be what the master took")
+
+// standQuery asks Ledger.Stand about p: its record, and its task in its
+// own queue and in the Enqueuer's (where a producer writes its own).
+func (e *Enqueuer) standQuery(p Payload) ledger.StandQuery {
+	ref := OrderRef{Provider: p.Provider, OrderNo: p.OrderNo}
+	q := ledger.StandQuery{Ref: ref, TaskID: TaskID(p.Provider, p.OrderNo), Queues: []string{OrderQueue(e.queue, e.ledger, ref)}}
+	if e.queue != q.Queues[0] {
+		q.Queues = append(q.Queues, e.queue)
+	}
+	return q
+}
+
+// NoneIn reports whether Redis holds none of the orders given as payloads
+// (their records, their tasks), read from the server the ledger's client
+// reaches: a producer that stopped sending a batch at a master short of
+// replicas says that the orders it did not send were not accepted only
+// when it is true. A payload that cannot be decoded names no order. An
+// error when Redis could not be read.
+func (e *Enqueuer) NoneIn(ctx context.Context, payloads [][]byte) (bool, error) {
+	var qs []ledger.StandQuery
+	for _, data := range payloads {
+		if p, err := decodeProduced(data); err == nil {
+			qs = append(qs, e.standQuery(p))
+		}
+	}
+	stands, err := e.ledger.Stand(ctx, qs)
+	if err != nil {
+		return false, err
+	}
+	return !slices.Contains(stands, true), nil
 }
 
 // UnconfirmedError is an enqueue's error for an order whose write was

@@ -782,9 +782,11 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 		// message is withheld whole.
 		pe.Message = withheldMessage
 	}
-	if pe != nil && (providers.MayHoldName(pe.ProviderCode, co.personal) || providers.MayHoldID(pe.ProviderCode, co.userID)) {
+	if pe != nil && (providers.MayHoldID(pe.ProviderCode, co.personal) || providers.MayHoldID(pe.ProviderCode, co.userID)) {
 		// The gateway's error code is a header a proxy or gateway may
-		// fill from the request: judged as the message is.
+		// fill from the request: withheld when it holds the user's name
+		// or id whole (not word by word, as a message is judged: a code
+		// such as InvalidParameter would hold the "Ali" of a name).
 		pe.ProviderCode = withheldCode
 	}
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {

@@ -214,8 +214,10 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 					why = br.Err.Error()
 				}
 				rest := "the rest may or may not have been accepted: send them again (an order that got in answers duplicate)"
-				if nothingWritten(out[i:]) {
-					// Later chunks were never sent.
+				if nothingWritten(out[i:]) && h.noneIn(r.Context(), items[start+len(chunk):]) {
+					// Later chunks were never sent, and Redis holds none
+					// of their orders (an earlier send of one may have
+					// got in).
 					rest = "nothing was written for it nor for the orders after it: send them again"
 				}
 				h.unavailable(w, r, br.Err, fmt.Sprintf("%s at order %d of %d; the orders before it were answered (results); %s", why, len(results)+1, len(items), rest),
@@ -226,6 +228,18 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, results)
+}
+
+// noneIn reports whether Redis holds none of the orders items (never
+// sent): false when it cannot be read.
+func (h *Handler) noneIn(ctx context.Context, items [][]byte) bool {
+	if len(items) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	none, err := h.enq.NoneIn(ctx, items)
+	return err == nil && none
 }
 
 // nothingWritten reports whether every answer of out is an error that
