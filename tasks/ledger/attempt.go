@@ -632,6 +632,10 @@ func (t Transition) Failures() int {
 
 // Reason is the reason the transition records ("" when it keeps the
 // current one or clears it).
+// PendingSince is when a pending order's window began, as recorded (zero:
+// not set).
+func (t Transition) PendingSince() time.Time { return t.pendingSince }
+
 func (t Transition) Reason() string { return t.reason }
 
 // SetPaid ends the order paid with the provider's order id.

@@ -463,7 +463,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		// turned on (its standing reason says so): its time held was a
 		// person's, not the provider's or the buyer's, and errored at the
 		// window it would sit unpaid at the provider, as a held one would.
-		// It is paid first; the window judges it once a pay was sent (a
+		// It is paid first, and its window runs from that first pay (a
 		// pay refused before acting changes the reason: not again). Not
 		// one held after a loss of the ledger's data (LookedFirstAt: the
 		// match may be another of ours), nor one the provider held.
@@ -511,6 +511,14 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// unpaid a listing lag after its last pay is paid again: the
 			// provider is trusted to show a pay's effect in that time, as
 			// it is trusted to list a create.
+			if payFirst {
+				// Its window runs from the worker's first pay: judged
+				// from when it became pending, the time a person held it
+				// would leave its pay one try (a black-box run: one
+				// answer lost to a 503, and the order errored, unpaid,
+				// "still unpaid after the pending window").
+				t = matched(ledger.SetPending(poid, now, now.Add(wait)).WithMayExist(true))
+			}
 			return Decision{Settle: t, Then: Then{Next: Continue, Step: Pay}}
 		case acceptedUnseen:
 			reason = fmt.Sprintf("pending; the pay sent at %s was accepted by the provider, yet the order still shows unpaid %s after it: not paid again automatically (nothing documents that a pay is idempotent); waits for a person to check it at the provider and resolve it (paid, or errored); next check in %s",

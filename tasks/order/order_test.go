@@ -823,8 +823,23 @@ func TestMatchedOrderPaidOnceAllowedPastTheWindow(t *testing.T) {
 	}
 	rec := pending()
 	rec.Matched, rec.Reason = true, d.Settle.Reason()
-	if d := Decide(rec, Poll, payableMatched, p, late); d.Then.Next != Continue || d.Then.Step != Pay {
-		t.Errorf("a matched order held past the window, payable now: %v %v (%s); want continue to pay", d.Then.Next, d.Then.Step, d.Then.Reason)
+	first := Decide(rec, Poll, payableMatched, p, late)
+	if first.Then.Next != Continue || first.Then.Step != Pay {
+		t.Errorf("a matched order held past the window, payable now: %v %v (%s); want continue to pay", first.Then.Next, first.Then.Step, first.Then.Reason)
+	}
+	if got := first.Settle.PendingSince(); !got.Equal(late) {
+		t.Errorf("a matched order paid first past the window: its window begins %s; want at its first pay, %s", got, late)
+	}
+	// Its window runs from that first pay: a pay whose answer was lost
+	// (a 503) is sent again a listing lag later, not errored at once
+	// (a black-box run); the window then judges it as any order's.
+	paying := pending()
+	paying.Matched, paying.Reason, paying.PendingSince, paying.PaySentAt = true, rec.Reason, late, late
+	if d := Decide(paying, Poll, payableMatched, p, late.Add(p.ListingLag)); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Errorf("a matched order whose first pay's answer was lost, unpaid a listing lag later: %q %v %v (%s); want paid again", d.Settle.To(), d.Then.Next, d.Then.Step, d.Then.Reason)
+	}
+	if d := Decide(paying, Poll, payableMatched, p, late.Add(p.PendingWindow+time.Second)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("a matched order unpaid past the window run from its first pay: to %q (%s); want errored", d.Settle.To(), d.Then.Reason)
 	}
 	// Held for another reason (after a loss of the ledger's data; a pay
 	// refused before acting since): errored at the window, as before.
