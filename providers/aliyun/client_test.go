@@ -865,23 +865,33 @@ func TestEchoedUserNameRewrittenIsWithheld(t *testing.T) {
 	}
 }
 
-// A refusal that echoes the order's userId (a login name or an e-mail
-// address, perhaps) is withheld whole.
-func TestEchoedUserIDIsWithheld(t *testing.T) {
-	t.Parallel()
+// submitRefusedByUser submits order n, its userId an e-mail address, to a
+// sandbox whose create answers as refuse writes.
+func submitRefusedByUser(t *testing.T, n int, refuse func(http.ResponseWriter)) error {
+	t.Helper()
 	sb := sandbox.New(appKey, appSecret, projectID)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != aliyun.PathCreate {
 			sb.ServeHTTP(w, r)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"code": 2063, "message": "identityId and iotId not bound: userId=Huang.FeiHong@example.com"})
+		refuse(w)
 	}))
 	t.Cleanup(srv.Close)
 	c := newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), nil)
-	o := testOrder(980)
+	o := testOrder(n)
 	o.Params = json.RawMessage(strings.Replace(string(o.Params), `"userId":"50e5op6412259c0f11"`, `"userId":"huang.feihong@example.com"`, 1))
 	_, err := c.Submit(ctx(t), o)
+	return err
+}
+
+// A refusal that echoes the order's userId (a login name or an e-mail
+// address, perhaps) is withheld whole.
+func TestEchoedUserIDIsWithheld(t *testing.T) {
+	t.Parallel()
+	err := submitRefusedByUser(t, 980, func(w http.ResponseWriter) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"code": 2063, "message": "identityId and iotId not bound: userId=Huang.FeiHong@example.com"})
+	})
 	if err == nil || strings.Contains(strings.ToLower(err.Error()), "feihong") || !strings.Contains(err.Error(), "withheld") {
 		t.Errorf("create refused echoing the userId: %v; want the message withheld", err)
 	}
@@ -891,21 +901,11 @@ func TestEchoedUserIDIsWithheld(t *testing.T) {
 // withheld as its message would be.
 func TestEchoedUserIDInTheGatewaysCodeIsWithheld(t *testing.T) {
 	t.Parallel()
-	sb := sandbox.New(appKey, appSecret, projectID)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != aliyun.PathCreate {
-			sb.ServeHTTP(w, r)
-			return
-		}
+	err := submitRefusedByUser(t, 981, func(w http.ResponseWriter) {
 		w.Header().Set(aliyun.HeaderErrorCode, "I403UB:Huang.FeiHong@example.com")
 		w.Header().Set(aliyun.HeaderErrorMessage, "user blocked")
 		w.WriteHeader(http.StatusForbidden)
-	}))
-	t.Cleanup(srv.Close)
-	c := newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), nil)
-	o := testOrder(981)
-	o.Params = json.RawMessage(strings.Replace(string(o.Params), `"userId":"50e5op6412259c0f11"`, `"userId":"huang.feihong@example.com"`, 1))
-	_, err := c.Submit(ctx(t), o)
+	})
 	var pe *providers.Error
 	if !errors.As(err, &pe) || strings.Contains(strings.ToLower(err.Error()+pe.ProviderCode), "feihong") || pe.ProviderCode != "(withheld)" {
 		t.Errorf("create refused with the userId in the gateway's code: %v (code %q); want the code withheld", err, pe.ProviderCode)
