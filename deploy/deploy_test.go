@@ -111,6 +111,7 @@ var metrics = map[string]metric{
 	"orderworker_breaker_state":                     {labels: map[string][]string{"provider": providers}},
 	"orderworker_rate_limit_waits_total":            {labels: map[string][]string{"provider": providers}},
 	"orderworker_reconciler_found_total":            {labels: map[string][]string{"kind": nil}},
+	"orderworker_reconciler_unchecked_total":        {},
 	"orderworker_redis_up":                          {},
 	"orderworker_redis_config_risk":                 {labels: map[string][]string{"redis": nil, "risk": {"eviction", "persistence"}}},
 	"orderworker_config_problem":                    {labels: map[string][]string{"provider": providers, "kind": configKinds}},

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -41,3 +42,25 @@ func TestHeldRecheckGrowsWithTheOrdersAge(t *testing.T) {
 		t.Errorf("HeldRecheck 48h, order 100 days old: %s; want 48h", got)
 	}
 }
+
+// No retry waits longer than MaxRetryDelay, whatever a provider's
+// Retry-After or the backoff ask for: the reconciler takes a retry due
+// further ahead for one timed on a fast clock.
+func TestRetryDelayIsCapped(t *testing.T) {
+	d := RetryDelay(Backoff{Base: time.Hour, Max: 100 * time.Hour})
+	for _, c := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"a provider's Retry-After of two days", &retryError{delay: 48 * time.Hour}, MaxRetryDelay},
+		{"a wait of a minute", &retryError{delay: time.Minute}, time.Minute},
+		{"a backoff of many hours", errTest, MaxRetryDelay},
+	} {
+		if got := d(10, c.err, nil); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+var errTest = errors.New("a failure")

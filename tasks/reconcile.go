@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -61,6 +62,7 @@ type Reconciler struct {
 	providers []string
 	opts      ReconcilerOptions
 	found     *prometheus.CounterVec
+	unchecked prometheus.Counter
 	log       *slog.Logger
 	// walk is where each provider, state and shard's walk past the oldest
 	// Batch goes on at the next sweep (an offset into the index).
@@ -101,14 +103,19 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_found_total",
 			Help: "Orders the reconciler found with no task to move them on, by kind; each was queued again.",
-		}, []string{"kind"})}
+		}, []string{"kind"}),
+		unchecked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "orderworker_reconciler_unchecked_total",
+			Help: "Orders the reconciler could not check (their task unreadable, say), each time it tried; the log names them. The sweep goes on with the others.",
+		})}
 	// At zero from the start, so the first finding shows in increase().
 	r.found.WithLabelValues("claimed_not_enqueued")
 	for _, s := range []State{StateQueued, StateSubmitting, StateUnknown, StatePending} {
 		r.found.WithLabelValues(string(s) + "_without_task")
 	}
+	r.found.WithLabelValues("retry_far_ahead")
 	if o.Registerer != nil {
-		o.Registerer.MustRegister(r.found)
+		o.Registerer.MustRegister(r.found, r.unchecked)
 	}
 	return r
 }
@@ -150,11 +157,26 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 			if err != nil {
 				return found, err
 			}
+			failed := 0
 			for _, ref := range refs {
 				kind, err := r.check(ctx, ref, s, cutoff)
 				if err != nil {
-					return found, err
+					if ctx.Err() != nil {
+						return found, err
+					}
+					// One order that cannot be checked (its task
+					// unreadable: a producer's or a tool's write, another
+					// asynq version's) stops no sweep: it is named and
+					// counted, and the others are checked. Several in a
+					// row are taken for Redis failing, and end the sweep.
+					r.unchecked.Inc()
+					r.log.Warn("reconciler could not check an order; it goes on with the others", "provider", ref.Provider, "order_no", ref.OrderNo, "state", s, "error", err)
+					if failed++; failed >= maxCheckFailures {
+						return found, err
+					}
+					continue
 				}
+				failed = 0
 				if kind != "" {
 					found[kind]++
 					r.found.WithLabelValues(kind).Inc()
@@ -167,6 +189,10 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 	}
 	return found, nil
 }
+
+// maxCheckFailures is how many orders in a row a sweep may fail to check
+// before it takes Redis for failing and stops.
+const maxCheckFailures = 3
 
 // examine lists the orders of provider in state s a sweep looks at: the
 // oldest Batch (the likeliest to be stuck and the nearest their deadline),
@@ -220,8 +246,11 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 		}
 	}
 	queued, err := Requeue(ctx, r.ledger, r.inspector, r.client, r.opts.Queue, rec)
-	if err != nil || !queued {
+	if err != nil {
 		return "", err
+	}
+	if !queued {
+		return r.runOverdue(rec)
 	}
 	kind := string(s) + "_without_task"
 	if s == StateQueued && rec.Attempts == 0 {
@@ -230,6 +259,38 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 	r.log.Warn("reconciler re-queued an order", "provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind)
 	return kind, nil
 }
+
+// runOverdue runs now the order's retrying task when it is due further
+// ahead than any retry the worker sets (maxRetryAhead), judged on both
+// Redis's clock and this process's: asynq times a retry on the clock of
+// the worker that set it, and a worker whose clock is hours fast leaves
+// the order's task live, so never re-queued, and unrun for those hours,
+// past the order's deadline ("a task that is live but will not run for
+// hours", a hunt for stranded orders). Its kind is "retry_far_ahead".
+func (r *Reconciler) runOverdue(rec *Record) (string, error) {
+	now := time.Now()
+	if rec.ReadAt.After(now) {
+		now = rec.ReadAt
+	}
+	id := TaskID(rec.Provider, rec.OrderNo)
+	for _, q := range slices.Compact([]string{OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), r.opts.Queue}) {
+		info, err := r.inspector.GetTaskInfo(q, id)
+		if err != nil || info.State != asynq.TaskStateRetry || !info.NextProcessAt.After(now.Add(maxRetryAhead)) {
+			continue
+		}
+		if err := r.inspector.RunTask(q, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return "", fmt.Errorf("run %s now: %w", id, err)
+		}
+		r.log.Warn("reconciler ran now an order's task that was set to retry further ahead than the worker ever sets one (a worker whose clock is fast?)",
+			"provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "due", info.NextProcessAt.UTC().Format(time.RFC3339))
+		return "retry_far_ahead", nil
+	}
+	return "", nil
+}
+
+// maxRetryAhead is further ahead than any retry the worker sets
+// (MaxRetryDelay), with a margin for clocks a little apart.
+const maxRetryAhead = MaxRetryDelay + time.Hour
 
 // maxHeldRecheck bounds how long an order left for a person waits between
 // two looks as it ages (see ReconcilerOptions.HeldRecheck).

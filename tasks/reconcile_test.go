@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
@@ -68,6 +69,71 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 		e.waitState(t, no, tasks.StatePaid)
 		if n := e.sandbox.Count(no); n != 1 {
 			t.Errorf("%s: sandbox holds %d orders, want 1", no, n)
+		}
+	}
+}
+
+// An order whose task cannot be read (its message corrupt: a producer's
+// or a tool's write) stops no sweep: the orders after it are still found
+// and re-queued (a hunt for stranded orders: one such task turned the
+// reconciler off for every order, a WARN every sweep naming none).
+func TestReconcilerGoesOnPastAnUnreadableTask(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	defer inspector.Close()
+	for _, no := range []string{"Order-Z1", "Order-Z2", "Order-Z3"} {
+		e.enqueue(t, order(no))
+		time.Sleep(2 * time.Millisecond) // Z1 is the oldest, checked first
+	}
+	for _, no := range []string{"Order-Z2", "Order-Z3"} {
+		if err := inspector.DeleteTask(tasks.DefaultQueue, tasks.TaskID("tencent", no)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.rdb.HSet(ctx, "asynq:{"+tasks.DefaultQueue+"}:t:"+tasks.TaskID("tencent", "Order-Z1"), "msg", "garbage").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
+	found, err := rec.Sweep(ctx)
+	if err != nil || found["claimed_not_enqueued"] != 2 {
+		t.Fatalf("Sweep = %v, %v; want the two orders without a task re-queued past the unreadable one", found, err)
+	}
+}
+
+// A task set to retry further ahead than the worker ever sets one (a
+// worker whose clock is hours fast timed it) is run now: live, it would
+// never be re-queued, and its order would wait past its deadline. One due
+// within the longest retry is left to its time.
+func TestReconcilerRunsARetryTimedOnAFastClock(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	ctx := context.Background()
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	defer inspector.Close()
+	q := tasks.DefaultQueue
+	for no, ahead := range map[string]time.Duration{"Order-F1": 8 * time.Hour, "Order-F2": 30 * time.Minute} {
+		e.enqueue(t, order(no))
+		id := tasks.TaskID("tencent", no)
+		// As asynq's retry writes it, on a clock that is ahead.
+		pipe := e.rdb.TxPipeline()
+		pipe.LRem(ctx, "asynq:{"+q+"}:pending", 0, id)
+		pipe.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(ahead).Unix()), Member: id})
+		pipe.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "retry")
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
+	found, err := rec.Sweep(ctx)
+	if err != nil || found["retry_far_ahead"] != 1 || len(found) != 1 {
+		t.Fatalf("Sweep = %v, %v; want one retry_far_ahead", found, err)
+	}
+	for no, want := range map[string]asynq.TaskState{"Order-F1": asynq.TaskStatePending, "Order-F2": asynq.TaskStateRetry} {
+		info, err := inspector.GetTaskInfo(q, tasks.TaskID("tencent", no))
+		if err != nil || info.State != want {
+			t.Errorf("%s's task after the sweep: %v, %v; want %s", no, info, err, want)
 		}
 	}
 }

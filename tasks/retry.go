@@ -45,11 +45,18 @@ func RetryDelay(b Backoff) asynq.RetryDelayFunc {
 	return func(n int, err error, _ *asynq.Task) time.Duration {
 		var re *retryError
 		if errors.As(err, &re) {
-			return max(re.delay, 100*time.Millisecond)
+			return min(max(re.delay, 100*time.Millisecond), MaxRetryDelay)
 		}
-		return b.Delay(n)
+		return min(b.Delay(n), MaxRetryDelay)
 	}
 }
+
+// MaxRetryDelay is the longest an order's task waits to run again: an
+// order waiting for a person is checked up to an hour apart, and a
+// provider's Retry-After, or a backoff, asking for longer is cut to it.
+// The reconciler takes a task set to retry further ahead than that (by a
+// margin) for one timed on a fast clock, and runs it.
+const MaxRetryDelay = time.Hour
 
 // IsFailure is the asynq IsFailure func for order tasks: waits are not
 // failures.
