@@ -114,7 +114,6 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 		r.found.WithLabelValues(string(s) + "_without_task")
 	}
 	r.found.WithLabelValues("retry_far_ahead")
-	r.found.WithLabelValues("lease_far_ahead")
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(r.found, r.unchecked)
 	}
@@ -276,22 +275,6 @@ func (r *Reconciler) runOverdue(rec *Record) (string, error) {
 	id := TaskID(rec.Provider, rec.OrderNo)
 	for _, q := range slices.Compact([]string{OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), r.opts.Queue}) {
 		info, err := r.inspector.GetTaskInfo(q, id)
-		if err == nil && info.State == asynq.TaskStateActive && !rec.LeaseUntil.After(rec.ReadAt.Add(-time.Minute)) {
-			// Running, but the order's own lease (on Redis's clock, kept
-			// alive while a run holds it) ended a minute ago or more, or
-			// it has none: a lease asynq set far ahead, on a fast clock,
-			// by a worker that is gone, is ended.
-			ended, err := r.ledger.ExpireTaskLease(context.Background(), q, id, now.Add(maxLeaseAhead))
-			if err != nil {
-				return "", fmt.Errorf("end the lease of %s: %w", id, err)
-			}
-			if ended {
-				r.log.Warn("reconciler ended asynq's lease on an order's task that no run holds, set further ahead than a worker ever sets one (a worker whose clock is fast, gone?)",
-					"provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State)
-				return "lease_far_ahead", nil
-			}
-			continue
-		}
 		if err != nil || info.State != asynq.TaskStateRetry || !info.NextProcessAt.After(now.Add(maxRetryAhead)) {
 			continue
 		}
@@ -304,10 +287,6 @@ func (r *Reconciler) runOverdue(rec *Record) (string, error) {
 	}
 	return "", nil
 }
-
-// maxLeaseAhead is further ahead than asynq ever sets a lease (30 s,
-// extended while the task runs), with a margin for clocks a little apart.
-const maxLeaseAhead = 5 * time.Minute
 
 // maxRetryAhead is further ahead than any retry the worker sets
 // (MaxRetryDelay), with a margin for clocks a little apart.

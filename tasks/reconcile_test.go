@@ -138,44 +138,6 @@ func TestReconcilerRunsARetryTimedOnAFastClock(t *testing.T) {
 	}
 }
 
-// A running task whose asynq lease was set hours ahead (on a fast
-// worker's clock) while no run holds its order (the worker died) has that
-// lease ended, so that asynq's recoverer takes it back; one whose lease
-// is as asynq sets it (30 s) is left to its worker.
-func TestReconcilerEndsALeaseSetOnAFastClock(t *testing.T) {
-	t.Parallel()
-	e := setup(t, &setupOpts{noServer: true})
-	ctx := context.Background()
-	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
-	defer inspector.Close()
-	q := tasks.DefaultQueue
-	lease := "asynq:{" + q + "}:lease"
-	for no, ahead := range map[string]time.Duration{"Order-L1": 8 * time.Hour, "Order-L2": 20 * time.Second} {
-		e.enqueue(t, order(no))
-		id := tasks.TaskID("tencent", no)
-		// As asynq's dequeue writes it, on a clock that is ahead.
-		pipe := e.rdb.TxPipeline()
-		pipe.LRem(ctx, "asynq:{"+q+"}:pending", 0, id)
-		pipe.LPush(ctx, "asynq:{"+q+"}:active", id)
-		pipe.ZAdd(ctx, lease, redis.Z{Score: float64(time.Now().Add(ahead).Unix()), Member: id})
-		pipe.HSet(ctx, "asynq:{"+q+"}:t:"+id, "state", "active")
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
-	found, err := rec.Sweep(ctx)
-	if err != nil || found["lease_far_ahead"] != 1 || len(found) != 1 {
-		t.Fatalf("Sweep = %v, %v; want one lease_far_ahead", found, err)
-	}
-	if at := e.rdb.ZScore(ctx, lease, tasks.TaskID("tencent", "Order-L1")).Val(); at > float64(time.Now().Add(-30*time.Second).Unix()) {
-		t.Errorf("Order-L1's lease runs until %s; want ended more than 30 s ago, for asynq's recoverer", time.Unix(int64(at), 0))
-	}
-	if at := e.rdb.ZScore(ctx, lease, tasks.TaskID("tencent", "Order-L2")).Val(); at < float64(time.Now().Unix()) {
-		t.Errorf("Order-L2's lease, as asynq sets one, was ended")
-	}
-}
-
 // Behind a backlog of more than Batch live orders in a state, an order
 // without a task is still found: each sweep looks at the oldest Batch and
 // walks Batch further through the rest.

@@ -213,30 +213,6 @@ func (l *Ledger) TaskExists(ctx context.Context, queue, id string) (bool, error)
 	return n == 1, err
 }
 
-// expireLeaseScript gives asynq's lease on task ARGV[1] (KEYS[1], the
-// queue's lease set) the time ARGV[3] when it runs later than ARGV[2] and
-// the task is active (KEYS[2], its hash, says so); it replies 1 when it
-// did. Times in Unix seconds, as asynq keeps them.
-var expireLeaseScript = redis.NewScript(`
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) <= tonumber(ARGV[2]) then return 0 end
-if redis.call('HGET', KEYS[2], 'state') ~= 'active' then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
-`)
-
-// ExpireTaskLease ends asynq's lease on the active task id in queue when it
-// runs later than after, so that asynq's recoverer takes the task back as a
-// dead worker's (it looks for leases that ended 30 s ago): a lease asynq
-// set on the clock of a worker that is hours fast, which died, would hold
-// the task, unrun, until that time. It reports whether it ended one.
-func (l *Ledger) ExpireTaskLease(ctx context.Context, queue, id string, after time.Time) (bool, error) {
-	ended := l.now().Add(-time.Minute)
-	n, err := expireLeaseScript.Run(ctx, l.rdb, []string{"asynq:{" + queue + "}:lease", asynqTaskKey(queue, id)},
-		id, after.Unix(), ended.Unix()).Int()
-	return n == 1, err
-}
-
 // StandQuery asks Stand about an order: its record, and its task (id
 // TaskID) in any of Queues.
 type StandQuery struct {

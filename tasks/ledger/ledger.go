@@ -110,9 +110,6 @@ type Record struct {
 	// marked since: whatever create the provider may hold of it left in
 	// what Redis lost, none under this record.
 	LookOnly bool `json:"-"`
-	// LeaseUntil is when the order's lease, held by a run and kept alive
-	// while it lasts, runs out, on Redis's clock (zero: none held).
-	LeaseUntil time.Time `json:"-"`
 	// ReadAt is Redis's clock when Begin or Get read the record (zero
 	// for a record read otherwise): the listing lag is judged on it, as
 	// LastCreateAt is written on it, whatever the workers' clocks say.
@@ -494,8 +491,6 @@ func (r *Record) set(k, v string) {
 		r.RedrivenAt = msTime(v)
 	case "updated":
 		r.UpdatedAt = msTime(v)
-	case "lease_until":
-		r.LeaseUntil = msTime(v)
 	case "create_target":
 		r.CreateTarget = v
 	case "rival_key":
