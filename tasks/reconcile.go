@@ -157,26 +157,21 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 			if err != nil {
 				return found, err
 			}
-			failed := 0
 			for _, ref := range refs {
 				kind, err := r.check(ctx, ref, s, cutoff)
 				if err != nil {
-					if ctx.Err() != nil {
-						return found, err
-					}
 					// One order that cannot be checked (its task
 					// unreadable: a producer's or a tool's write, another
 					// asynq version's) stops no sweep: it is named and
-					// counted, and the others are checked. Several in a
-					// row are taken for Redis failing, and end the sweep.
-					r.unchecked.Inc()
-					r.log.Warn("reconciler could not check an order; it goes on with the others", "provider", ref.Provider, "order_no", ref.OrderNo, "state", s, "error", err)
-					if failed++; failed >= maxCheckFailures {
+					// counted, and the others are checked, unless Redis
+					// itself fails (it does not answer the clock's read).
+					if _, perr := r.ledger.NotAfterNow(ctx, ledger.Ref{}); perr != nil || ctx.Err() != nil {
 						return found, err
 					}
+					r.unchecked.Inc()
+					r.log.Warn("reconciler could not check an order; it goes on with the others", "provider", ref.Provider, "order_no", ref.OrderNo, "state", s, "error", err)
 					continue
 				}
-				failed = 0
 				if kind != "" {
 					found[kind]++
 					r.found.WithLabelValues(kind).Inc()
@@ -189,10 +184,6 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 	}
 	return found, nil
 }
-
-// maxCheckFailures is how many orders in a row a sweep may fail to check
-// before it takes Redis for failing and stops.
-const maxCheckFailures = 3
 
 // examine lists the orders of provider in state s a sweep looks at: the
 // oldest Batch (the likeliest to be stuck and the nearest their deadline),
@@ -272,14 +263,28 @@ func (r *Reconciler) runOverdue(rec *Record) (string, error) {
 	if rec.ReadAt.After(now) {
 		now = rec.ReadAt
 	}
+	if rec.ReadAt.IsZero() || rec.ReadAt.Sub(rec.UpdatedAt) < MaxRetryDelay {
+		// Changed within the longest retry: a run took a step lately.
+		// (A worker whose clock is fast, alive, has its orders run early
+		// so at most once in that time each, not at every sweep.)
+		return "", nil
+	}
 	id := TaskID(rec.Provider, rec.OrderNo)
 	for _, q := range slices.Compact([]string{OrderQueue(r.opts.Queue, r.ledger, rec.Ref()), r.opts.Queue}) {
 		info, err := r.inspector.GetTaskInfo(q, id)
-		if err != nil || info.State != asynq.TaskStateRetry || !info.NextProcessAt.After(now.Add(maxRetryAhead)) {
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+			continue
+		case err != nil:
+			return "", err
+		case info.State != asynq.TaskStateRetry || !info.NextProcessAt.After(now.Add(maxRetryAhead)):
 			continue
 		}
-		if err := r.inspector.RunTask(q, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			return "", fmt.Errorf("run %s now: %w", id, err)
+		if err := r.inspector.RunTask(q, id); err != nil {
+			// Taken meanwhile (a worker dequeued it), or gone: nothing
+			// to run early.
+			r.log.Debug("reconciler: a task set to retry far ahead could not be run now", "provider", rec.Provider, "order_no", rec.OrderNo, "error", err)
+			return "", nil
 		}
 		r.log.Warn("reconciler ran now an order's task that was set to retry further ahead than the worker ever sets one (a worker whose clock is fast?)",
 			"provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "due", info.NextProcessAt.UTC().Format(time.RFC3339))

@@ -73,27 +73,30 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 	}
 }
 
-// An order whose task cannot be read (its message corrupt: a producer's
-// or a tool's write) stops no sweep: the orders after it are still found
-// and re-queued (a hunt for stranded orders: one such task turned the
-// reconciler off for every order, a WARN every sweep naming none).
+// Orders whose task cannot be read (its message corrupt: a producer's or
+// a tool's write) stop no sweep, however many in a row: the orders after
+// them are still found and re-queued (a hunt for stranded orders: one such
+// task turned the reconciler off for every order, a WARN every sweep
+// naming none).
 func TestReconcilerGoesOnPastAnUnreadableTask(t *testing.T) {
 	t.Parallel()
 	e := setup(t, &setupOpts{noServer: true})
 	ctx := context.Background()
 	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
 	defer inspector.Close()
-	for _, no := range []string{"Order-Z1", "Order-Z2", "Order-Z3"} {
+	for _, no := range []string{"Order-Z1", "Order-Z1b", "Order-Z1c", "Order-Z1d", "Order-Z2", "Order-Z3"} {
 		e.enqueue(t, order(no))
-		time.Sleep(2 * time.Millisecond) // Z1 is the oldest, checked first
+		time.Sleep(2 * time.Millisecond) // the unreadable ones are the oldest, checked first
 	}
 	for _, no := range []string{"Order-Z2", "Order-Z3"} {
 		if err := inspector.DeleteTask(tasks.DefaultQueue, tasks.TaskID("tencent", no)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.rdb.HSet(ctx, "asynq:{"+tasks.DefaultQueue+"}:t:"+tasks.TaskID("tencent", "Order-Z1"), "msg", "garbage").Err(); err != nil {
-		t.Fatal(err)
+	for _, no := range []string{"Order-Z1", "Order-Z1b", "Order-Z1c", "Order-Z1d"} {
+		if err := e.rdb.HSet(ctx, "asynq:{"+tasks.DefaultQueue+"}:t:"+tasks.TaskID("tencent", no), "msg", "garbage").Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
@@ -125,12 +128,29 @@ func TestReconcilerRunsARetryTimedOnAFastClock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// F3, as F1 but its record changed lately (a run took a step: a live
+	// fast worker's order is run early at most once in the longest
+	// retry, not at every sweep).
+	e.enqueue(t, order("Order-F3"))
+	f3 := tasks.TaskID("tencent", "Order-F3")
+	pipe := e.rdb.TxPipeline()
+	pipe.LRem(ctx, "asynq:{"+q+"}:pending", 0, f3)
+	pipe.ZAdd(ctx, "asynq:{"+q+"}:retry", redis.Z{Score: float64(time.Now().Add(8 * time.Hour).Unix()), Member: f3})
+	pipe.HSet(ctx, "asynq:{"+q+"}:t:"+f3, "state", "retry")
+	// F1 and F2 unchanged for two hours.
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for _, no := range []string{"Order-F1", "Order-F2"} {
+		pipe.HSet(ctx, "orderworker:{ledger}:order:tencent:"+no, "updated", old)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
 	if err != nil || found["retry_far_ahead"] != 1 || len(found) != 1 {
 		t.Fatalf("Sweep = %v, %v; want one retry_far_ahead", found, err)
 	}
-	for no, want := range map[string]asynq.TaskState{"Order-F1": asynq.TaskStatePending, "Order-F2": asynq.TaskStateRetry} {
+	for no, want := range map[string]asynq.TaskState{"Order-F1": asynq.TaskStatePending, "Order-F2": asynq.TaskStateRetry, "Order-F3": asynq.TaskStateRetry} {
 		info, err := inspector.GetTaskInfo(q, tasks.TaskID("tencent", no))
 		if err != nil || info.State != want {
 			t.Errorf("%s's task after the sweep: %v, %v; want %s", no, info, err, want)
