@@ -164,8 +164,8 @@ func (r *Reconciler) Sweep(ctx context.Context) (map[string]int, error) {
 					// unreadable: a producer's or a tool's write, another
 					// asynq version's) stops no sweep: it is named and
 					// counted, and the others are checked, unless Redis
-					// itself fails (it does not answer the clock's read).
-					if _, perr := r.ledger.NotAfterNow(ctx, ledger.Ref{}); perr != nil || ctx.Err() != nil {
+					// itself fails (it does not answer a PING).
+					if perr := r.ledger.Ping(ctx); perr != nil || ctx.Err() != nil {
 						return found, err
 					}
 					r.unchecked.Inc()

@@ -213,6 +213,15 @@ func (l *Ledger) TaskExists(ctx context.Context, queue, id string) (bool, error)
 	return n == 1, err
 }
 
+// Ping reports whether the ledger's Redis answers (every master, on Redis
+// Cluster).
+func (l *Ledger) Ping(ctx context.Context) error {
+	if c, ok := l.rdb.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return node.Ping(ctx).Err() })
+	}
+	return l.rdb.Ping(ctx).Err()
+}
+
 // StandQuery asks Stand about an order: its record, and its task (id
 // TaskID) in any of Queues.
 type StandQuery struct {
