@@ -102,7 +102,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 	r := &Reconciler{ledger: l, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger, walk: map[walkKey]int64{},
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_found_total",
-			Help: "Orders the reconciler found with no task to move them on, by kind; each was queued again.",
+			Help: "Orders the reconciler found with no task to move them on, each queued again, or with a task set to retry further ahead than the worker ever sets one, run now (retry_far_ahead), by kind.",
 		}, []string{"kind"}),
 		unchecked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_unchecked_total",
