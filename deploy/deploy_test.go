@@ -105,6 +105,7 @@ var metrics = map[string]metric{
 	"orderworker_enqueue_dedupe_total":              {labels: map[string][]string{"provider": providers, "kind": {"duplicate", "conflict"}}},
 	"orderworker_orders":                            {labels: map[string][]string{"provider": providers, "state": orderStates}},
 	"orderworker_order_oldest_age_seconds":          {labels: map[string][]string{"provider": providers, "state": nonTerminal}},
+	"orderworker_order_deadline_seconds":            {labels: map[string][]string{"provider": providers}},
 	"orderworker_pending_orders":                    {labels: map[string][]string{"provider": providers, "kind": pendingKinds}},
 	"orderworker_pending_orders_oldest_age_seconds": {labels: map[string][]string{"provider": providers, "kind": pendingKinds}},
 	"orderworker_enqueue_to_outcome_seconds":        {histogram: true, labels: map[string][]string{"provider": providers, "outcome": outcomes}},

@@ -233,15 +233,22 @@ func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Han
 	}
 	h := &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
 	h.hold = h.clockHold()
+	h.metrics.deadlines(set.Names(), h.deadline)
 	return h
+}
+
+// deadline is how long after enqueue (or a re-drive) provider's orders may
+// still be submitted.
+func (h *Handler) deadline(provider string) time.Duration {
+	if pd, ok := h.opts.Deadlines[provider]; ok && pd > 0 {
+		return pd
+	}
+	return h.opts.Deadline
 }
 
 // policy is the state machine's view of the configuration for provider.
 func (h *Handler) policy(provider string, prov providers.Provider) order.Policy {
-	d := h.opts.Deadline
-	if pd, ok := h.opts.Deadlines[provider]; ok && pd > 0 {
-		d = pd
-	}
+	d := h.deadline(provider)
 	_, prepares := prov.(providers.Preparer)
 	un, _ := prov.(providers.UnlistedNotAbsent)
 	return order.Policy{

@@ -22,6 +22,7 @@ type Metrics struct {
 	configWaits    *prometheus.CounterVec
 	stopped        *prometheus.CounterVec
 	lateCalls      *prometheus.CounterVec
+	deadline       *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -67,9 +68,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orderworker_late_provider_calls_total",
 			Help: "Creates and pays (call) that lost the order's lease while under way and found it taken by another run when they ended (the process stalled mid-call, a frozen VM or a paused container, a failover lost the lease, or Redis lost the order's record and another run recorded it again): the request may have left after another run had created or paid the order. Check the provider for the order twice.",
 		}, []string{"provider", "call"}),
+		deadline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderworker_order_deadline_seconds",
+			Help: "The deadline this worker gives each provider's orders (ORDERWORKER_ORDER_DEADLINE, ORDERWORKER_ORDER_DEADLINES): an order not submitted this long after enqueue, or after an operator re-drove it, is errored, and one whose create may have been received is left unknown for a person. No order stays queued or submitting much past it while its task runs.",
+		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls)
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls, m.deadline)
 	}
 	return m
 }
@@ -114,6 +119,16 @@ func (m *Metrics) Init(providerNames []string) {
 		for _, k := range problemKinds {
 			m.configWaits.WithLabelValues(p, k)
 		}
+	}
+}
+
+// deadlines sets the deadline gauge of each provider in set.
+func (m *Metrics) deadlines(providerNames []string, deadline func(string) time.Duration) {
+	if m == nil {
+		return
+	}
+	for _, p := range providerNames {
+		m.deadline.WithLabelValues(p).Set(deadline(p).Seconds())
 	}
 }
 

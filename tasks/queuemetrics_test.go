@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,39 @@ orderworker_tasks_stopped_total{queue="orders"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "orderworker_tasks_stopped_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Each provider's deadline is exported, so that the OrdersStuckSubmitting
+// alert can tell an order submitting past it (nothing running its task)
+// from one still retrying within it.
+func TestDeadlinesAreExported(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	reg := prometheus.NewRegistry()
+	m := tasks.NewMetrics(reg)
+	tasks.NewHandler(e.ledger, e.set, &tasks.HandlerOptions{Metrics: m, Logger: quiet,
+		Deadline: 36 * time.Hour, Deadlines: map[string]time.Duration{"tencent": 2 * time.Hour}})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "orderworker_order_deadline_seconds" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			got[mt.GetLabel()[0].GetValue()] = mt.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{}
+	for _, p := range e.set.Names() {
+		want[p] = (36 * time.Hour).Seconds()
+	}
+	want["tencent"] = (2 * time.Hour).Seconds()
+	if len(want) < 2 || !maps.Equal(got, want) {
+		t.Errorf("orderworker_order_deadline_seconds = %v, want %v", got, want)
 	}
 }
 
