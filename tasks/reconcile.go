@@ -102,7 +102,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 	r := &Reconciler{ledger: l, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger, walk: map[walkKey]int64{},
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_found_total",
-			Help: "Orders the reconciler found with no task to move them on, each queued again, or with a task set to retry further ahead than the worker ever sets one, run now (retry_far_ahead), by kind.",
+			Help: "Orders the reconciler found with no task to move them on, each queued again (claimed_not_enqueued: queued, nothing tried, no task at all; STATE_without_task: no task; STATE_task_ended: its task archived or completed), or with a task set to retry further ahead than the worker ever sets one, run now (retry_far_ahead), by kind.",
 		}, []string{"kind"}),
 		unchecked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_unchecked_total",
@@ -112,6 +112,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 	r.found.WithLabelValues("claimed_not_enqueued")
 	for _, s := range []State{StateQueued, StateSubmitting, StateUnknown, StatePending} {
 		r.found.WithLabelValues(string(s) + "_without_task")
+		r.found.WithLabelValues(string(s) + "_task_ended")
 	}
 	r.found.WithLabelValues("retry_far_ahead")
 	if o.Registerer != nil {
@@ -236,7 +237,7 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 			return "", nil
 		}
 	}
-	queued, err := Requeue(ctx, r.ledger, r.inspector, r.client, r.opts.Queue, rec)
+	queued, ended, err := requeue(ctx, r.ledger, r.inspector, r.client, r.opts.Queue, rec)
 	if err != nil {
 		return "", err
 	}
@@ -244,10 +245,22 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 		return r.runOverdue(rec)
 	}
 	kind := string(s) + "_without_task"
-	if s == StateQueued && rec.Attempts == 0 {
+	switch {
+	case ended != 0:
+		// Archived (out of retries, or by an operator) or completed
+		// while the order is not done: not a producer's doing.
+		kind = string(s) + "_task_ended"
+	case s == StateQueued && rec.Attempts == 0:
+		// No task at all, nothing tried: a producer that stopped
+		// between its claim and its enqueue (where they are two
+		// writes), or a task deleted by hand.
 		kind = "claimed_not_enqueued"
 	}
-	r.log.Warn("reconciler re-queued an order", "provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind)
+	args := []any{"provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind}
+	if ended != 0 {
+		args = append(args, "task_was", ended.String())
+	}
+	r.log.Warn("reconciler re-queued an order", args...)
 	return kind, nil
 }
 
@@ -374,33 +387,44 @@ func OrderQueue(queue string, l *ledger.Ledger, ref OrderRef) string {
 // re-driving or resolving an order; the reconciler after finding one
 // without a task.
 func Requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, base string, rec *Record) (bool, error) {
+	queued, _, err := requeue(ctx, l, inspector, client, base, rec)
+	return queued, err
+}
+
+// requeue is Requeue, also saying what it found of the order's task when
+// it queued one: ended, an archived or completed task it replaced (asynq's
+// state of it), or "" for none at all.
+func requeue(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, base string, rec *Record) (bool, asynq.TaskState, error) {
 	if base == "" {
 		base = DefaultQueue
 	}
 	queue := OrderQueue(base, l, rec.Ref())
 	id := TaskID(rec.Provider, rec.OrderNo)
 	at, token := requeueMark(rec), rec.Claim
-	carried := false
+	var found asynq.TaskState
 	if queue != base {
 		// A producer's own task sits in the queue as named.
 		ended, live, err := findTask(inspector, base, id)
 		switch {
 		case err != nil:
-			return false, err
+			return false, 0, err
 		case live:
-			return false, nil // the producer's live task will handle it
+			return false, 0, nil // the producer's live task will handle it
 		case ended != nil:
 			if token, at, err = handOn(ctx, l, base, id, ended, rec, token, at); err != nil {
-				return false, err
+				return false, 0, err
 			}
-			carried = true
+			found = ended.State
 		}
 	}
-	ok, err := requeueIn(ctx, l, inspector, client, queue, id, rec, token, at)
-	if ok && carried {
+	ok, replaced, err := requeueIn(ctx, l, inspector, client, queue, id, rec, token, at)
+	if ok && found != 0 {
 		_ = inspector.DeleteTask(base, id) // its marks are carried by the new task
 	}
-	return ok, err
+	if replaced != 0 {
+		found = replaced
+	}
+	return ok, found, err
 }
 
 // RequeueNow is Requeue for an operator's decision (an order resolved
@@ -459,49 +483,52 @@ func handOn(ctx context.Context, l *ledger.Ledger, queue, id string, info *asynq
 }
 
 // requeueIn is Requeue in queue, the order's own, carrying token and at
-// and what a task it replaces there stood for.
-func requeueIn(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue, id string, rec *Record, token string, at time.Time) (bool, error) {
+// and what a task it replaces there stood for; it says the state of an
+// ended task it found there (0: none).
+func requeueIn(ctx context.Context, l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.Client, queue, id string, rec *Record, token string, at time.Time) (bool, asynq.TaskState, error) {
 	ended, live, err := findTask(inspector, queue, id)
+	var found asynq.TaskState
 	switch {
 	case err != nil:
-		return false, err
+		return false, 0, err
 	case live:
-		return false, nil // a live task will handle it
+		return false, 0, nil // a live task will handle it
 	case ended != nil:
+		found = ended.State
 		if token, at, err = handOn(ctx, l, queue, id, ended, rec, token, at); err != nil {
-			return false, err
+			return false, 0, err
 		}
 		// The new task takes the old one's place in one step: a
 		// failure between a delete and an enqueue would lose what the
 		// old one stood for.
 		data, err := json.Marshal(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params})
 		if err != nil {
-			return false, err
+			return false, 0, err
 		}
 		err = l.ReplaceTask(ctx, ledger.Task{Type: TypeOrderSubmit, Payload: data, ID: id, Queue: queue,
 			Headers: map[string]string{claimedHeader: claimMark(at, token)}, Retry: TaskMaxRetry, Timeout: int64(TaskTimeout / time.Second)})
 		switch {
 		case err == nil:
-			return true, nil
+			return true, found, nil
 		case errors.Is(err, ledger.ErrTaskLive):
-			return false, nil // a live task will handle it
+			return false, 0, nil // a live task will handle it
 		case !errors.Is(err, ledger.ErrTaskGone):
-			return false, fmt.Errorf("re-queue %s: %w", id, err)
+			return false, 0, fmt.Errorf("re-queue %s: %w", id, err)
 		}
 		// Gone since it was read (asynq trims archived tasks): queued
 		// anew below, carrying what it stood for all the same.
 	}
 	task, err := newClaimedTask(Payload{Provider: rec.Provider, OrderNo: rec.OrderNo, Params: rec.Params}, at, token)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if _, err := client.EnqueueContext(ctx, task, asynq.Queue(queue), asynq.MaxRetry(TaskMaxRetry), asynq.Timeout(TaskTimeout)); err != nil {
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			return false, nil
+			return false, 0, nil
 		}
-		return false, fmt.Errorf("re-queue %s: %w", id, err)
+		return false, 0, fmt.Errorf("re-queue %s: %w", id, err)
 	}
-	return true, nil
+	return true, found, nil
 }
 
 // findTask reads the task id in queue: live when one stands for the

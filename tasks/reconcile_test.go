@@ -52,20 +52,26 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 	}
 	// 3: queued with a live task: left alone.
 	e.enqueue(t, order("Order-R3"))
+	// 4: queued, its task archived (by hand, or out of retries): no
+	// producer's doing, so not counted as one that claimed and stopped.
+	e.enqueue(t, order("Order-R4"))
+	if err := inspector.ArchiveTask(tasks.DefaultQueue, tasks.TaskID("tencent", "Order-R4")); err != nil {
+		t.Fatal(err)
+	}
 
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if found["claimed_not_enqueued"] != 1 || found["unknown_without_task"] != 1 || len(found) != 2 {
-		t.Fatalf("Sweep found %v, want one claimed_not_enqueued and one unknown_without_task", found)
+	if found["claimed_not_enqueued"] != 1 || found["unknown_without_task"] != 1 || found["queued_task_ended"] != 1 || len(found) != 3 {
+		t.Fatalf("Sweep found %v, want one claimed_not_enqueued, one unknown_without_task and one queued_task_ended", found)
 	}
 	if again, _ := rec.Sweep(ctx); len(again) != 0 {
 		t.Errorf("second Sweep found %v, want nothing (tasks are queued now)", again)
 	}
 	e.startServer(t)
-	for _, no := range []string{"Order-R1", "Order-R2", "Order-R3"} {
+	for _, no := range []string{"Order-R1", "Order-R2", "Order-R3", "Order-R4"} {
 		e.waitState(t, no, tasks.StatePaid)
 		if n := e.sandbox.Count(no); n != 1 {
 			t.Errorf("%s: sandbox holds %d orders, want 1", no, n)
