@@ -714,6 +714,40 @@ func disabledErroredAtItsDeadline(t *testing.T, clock func() time.Time) {
 	}
 }
 
+// An order whose create a killed worker left in flight, met by a worker
+// without its provider's credentials, waits unchanged but for its reason,
+// which says why (a hunt for stranded orders: it kept no reason, so its
+// record did not say what held it).
+func TestDisabledProviderNamesWhyAnInFlightOrderWaits(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond}})
+	e.set.DisableSpec(tencent.Spec(), "TENCENT_APP_KEY is not set")
+	ctx := context.Background()
+	e.enqueue(t, order("Order-Inflight-Held"))
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Order-Inflight-Held"}
+	if _, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "killed", LeaseTTL: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := e.ledger.Get(ctx, ref)
+	if err != nil || before.State != ledger.StateSubmitting || !before.MayHaveBeenCreated() || before.Reason != "" {
+		t.Fatalf("after a create marked in flight: %+v, %v; want submitting, in flight, no reason", before, err)
+	}
+	time.Sleep(5 * time.Millisecond) // the killed run's lease ends
+	if err := e.handler.ProcessTask(ctx, asynq.NewTask(tasks.TypeOrderSubmit, order("Order-Inflight-Held"))); err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("ProcessTask = %v; want a wait for a worker that can send it", err)
+	}
+	rec, err := e.ledger.Get(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.Reason, "waiting for a worker that can send it: disabled: TENCENT_APP_KEY is not set") {
+		t.Errorf("reason %q; want why the order waits", rec.Reason)
+	}
+	if rec.State != ledger.StateSubmitting || !rec.MayHaveBeenCreated() || rec.Attempts != before.Attempts || len(rec.History) != len(before.History) {
+		t.Errorf("record %+v; want it unchanged but for its reason (was %+v)", rec, before)
+	}
+}
+
 // A task a producer wrote itself, met by a worker without its provider's
 // credentials, is recorded on first sight as any worker records it: a
 // valid order is claimed (the same dedupe) and waits, errored at its

@@ -509,7 +509,7 @@ func (l *Ledger) UnclaimQueued(ctx context.Context, ref Ref, token string, t *Ta
 // when it differs; it touches nothing else.
 var noteWaitingScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'state', 'reason')
-if cur[1] == 'queued' and cur[2] ~= ARGV[1] then
+if (cur[1] == 'queued' or (cur[1] == 'submitting' and (cur[2] or '') == '')) and cur[2] ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 'reason', ARGV[1])
   return 1
 end
@@ -518,8 +518,10 @@ return 0
 
 // NoteWaiting records why a queued order waits (a configuration problem
 // holds it back before any step: its provider disabled on the worker) as
-// its reason, so that its record shows it. An order past queued keeps the
-// reason of its last step; nothing else changes.
+// its reason, so that its record shows it; so for a submitting order with
+// no reason (a create a killed run left in flight: its next step settles
+// one). An order past queued keeps the reason of its last step; nothing
+// else changes.
 func (l *Ledger) NoteWaiting(ctx context.Context, ref Ref, reason string) error {
 	return noteWaitingScript.Run(ctx, l.rdb, []string{l.shardOf(ref).recordKey(ref)}, reason).Err()
 }
