@@ -289,13 +289,22 @@ func parseExp(s string) int64 {
 // reaches Redis and the dashboard, and a "name" of spaces or other letters
 // may be a person's (a producer that put a value where a key belongs).
 func SafeFieldName(s string) string {
-	if len(s) == 0 || len(s) > 40 {
+	if !PlainName(s) {
 		return "(a field name withheld)"
+	}
+	return MaskPhones(s)
+}
+
+// PlainName reports whether s is a plain name: ASCII letters, digits, '_',
+// '.' and '-', 1 to 40 of them.
+func PlainName(s string) bool {
+	if len(s) == 0 || len(s) > 40 {
+		return false
 	}
 	for _, r := range s {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return "(a field name withheld)"
+			return false
 		}
 	}
-	return MaskPhones(s)
+	return true
 }

@@ -166,7 +166,7 @@ func invalidPayload(data []byte, err error) EnqueueResult {
 		}
 		return providers.MaskPhones(v)
 	}
-	res.Provider, res.OrderNo = exact("provider"), exact("order_no")
+	res.Provider, res.OrderNo = echoProvider(exact("provider")), echoOrderNo(exact("order_no"))
 	return res
 }
 
@@ -185,7 +185,7 @@ func (e *Enqueuer) Check(data []byte) (EnqueueResult, bool) {
 	}
 	// An order refused is not recorded: its number names nothing, and
 	// phone numbers in it are masked whatever the reason.
-	res := EnqueueResult{Status: Invalid, Provider: providers.MaskPhones(p.Provider), OrderNo: providers.MaskPhones(p.OrderNo)}
+	res := EnqueueResult{Status: Invalid, Provider: echoProvider(p.Provider), OrderNo: echoOrderNo(p.OrderNo)}
 	if err := checkOrderPath(p.OrderNo); err != nil {
 		res.Reason = reasonOf(err)
 		return res, true
@@ -471,16 +471,39 @@ func (pr prepared) ref() ledger.Ref {
 	return ledger.Ref{Provider: pr.p.Provider, OrderNo: pr.p.OrderNo}
 }
 
+// echoProvider is a provider name as an answer echoes it: as given when it
+// is a plain name (ASCII letters, digits, '_', '.', '-', up to 40; phone
+// numbers masked), else withheld: an unknown "provider" of other letters
+// or spaces may be a person's name put in the wrong field, and a long one
+// would only be echoed back whole.
+func echoProvider(s string) string {
+	if s != "" && !providers.PlainName(s) {
+		return "(withheld: not a provider name)"
+	}
+	return providers.MaskPhones(s)
+}
+
+// echoOrderNo is the order number of an order refused as an answer echoes
+// it: phone numbers masked, and cut to MaxOrderNoLen characters (one
+// longer is refused for that).
+func echoOrderNo(s string) string {
+	s = providers.MaskPhones(s)
+	if r := []rune(s); len(r) > MaxOrderNoLen {
+		return string(r[:MaxOrderNoLen]) + "…"
+	}
+	return s
+}
+
 // prepare validates p, hashes its normalized params and seals them.
 func (e *Enqueuer) prepare(ctx context.Context, p Payload) (pr prepared, err error) {
 	// A provider name is never personal data: one that looks like a phone
 	// number is unknown, and answered masked.
-	pr = prepared{p: p, res: EnqueueResult{Provider: providers.MaskPhones(p.Provider), OrderNo: p.OrderNo}}
+	pr = prepared{p: p, res: EnqueueResult{Provider: echoProvider(p.Provider), OrderNo: p.OrderNo}}
 	defer func() {
 		if pr.res.Status == Invalid {
 			// Refused, so not recorded: its number names nothing, and
 			// phone numbers in it are masked whatever the reason.
-			pr.res.OrderNo = providers.MaskPhones(p.OrderNo)
+			pr.res.OrderNo = echoOrderNo(p.OrderNo)
 		}
 	}()
 	if err := p.check(); err != nil {

@@ -83,6 +83,35 @@ func TestRefusedOrderNumberIsEchoedMasked(t *testing.T) {
 	}
 }
 
+// An unknown provider is echoed only when it reads as a name, and an order
+// number too long to take is echoed cut (a review: a "provider" of a
+// person's name repeated 300 times came back whole, a 3 KB answer).
+func TestRefusedProviderAndLongOrderNumberAreNotEchoedWhole(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	good := `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`
+	for _, c := range []struct{ provider, orderNo, wantProvider string }{
+		{strings.Repeat("Zhang San ", 300), "O-1", "(withheld: not a provider name)"},
+		{"张伟", "O-2", "(withheld: not a provider name)"},
+		{"tencnet", "O-3", "tencnet"},
+		{"tencent", strings.Repeat("B", 5000), "tencent"},
+	} {
+		o := []byte(`{"provider":"` + c.provider + `","order_no":"` + c.orderNo + `","params":` + good + `}`)
+		res := e.enqueue(t, o)
+		if res.Status != tasks.Invalid || res.Provider != c.wantProvider || len(res.OrderNo) > tasks.MaxOrderNoLen+len("…") {
+			t.Errorf("Enqueue provider %.20q order_no %.20q = %.200v; want invalid, provider %q, the order number at most %d characters", c.provider, c.orderNo, res, c.wantProvider, tasks.MaxOrderNoLen)
+		}
+		if res, bad := e.enqueuer.Check(o); !bad || res.Provider != c.wantProvider || len(res.OrderNo) > tasks.MaxOrderNoLen+len("…") {
+			t.Errorf("Check provider %.20q = %.200v, %v; want invalid, provider %q, the order number cut", c.provider, res, bad, c.wantProvider)
+		}
+	}
+	// A payload that does not decode still names what it can, as cut.
+	res, bad := e.enqueuer.Check([]byte(`{"provider":"` + strings.Repeat("李四 ", 100) + `","order_no":"` + strings.Repeat("C", 500) + `","params":7}`))
+	if !bad || res.Provider != "(withheld: not a provider name)" || len(res.OrderNo) > tasks.MaxOrderNoLen+len("…") {
+		t.Errorf("Check of a bad payload = %.200v, %v; want the provider withheld, the order number cut", res, bad)
+	}
+}
+
 // A task a producer wrote into asynq itself with a phone number for its
 // order number is refused by the worker on its first run: nothing is
 // recorded under that number.

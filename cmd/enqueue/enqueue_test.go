@@ -418,6 +418,23 @@ func TestStatusRefusesAMalformedDataKey(t *testing.T) {
 	}
 }
 
+// An order number given to status, resolve or redrive that holds a phone
+// number is masked where the command names it (a review: "no order
+// tencent/13800138000" went to stderr in clear; the API masked it).
+func TestOperatorCommandsMaskAPhoneInTheOrderNumber(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	for _, args := range [][]string{
+		{"status", "tencent", "13800138000"},
+		{"resolve", "tencent", "Order13800138000", "-as", "errored", "-note", "n", "-by", "ops"},
+	} {
+		code, out, errs := runCLI(t, rs.URL(), "", args...)
+		if code != exitRejected || out != "" || !strings.Contains(errs, "no order") || strings.Contains(errs, "13800138000") || !strings.Contains(errs, "138****8000") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d, no order, the number masked", args, code, out, errs, exitRejected)
+		}
+	}
+}
+
 // enqueue -dev writes only to a Redis that holds worker -dev's marker:
 // given a real one (no marker), whether by -redis-url or REDIS_URL, it
 // refuses and writes nothing; given -dev's, it enqueues, sealing params

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/settings"
+	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/ops"
@@ -31,7 +32,9 @@ type cmdEnv struct {
 
 // fail prints an error and returns the exit code.
 func (c cmdEnv) fail(code int, format string, a ...any) int {
-	fmt.Fprintf(c.stderr, "enqueue: "+format+"\n", a...)
+	// Masked: an order number given on the command line may hold a phone
+	// number (one taken before such numbers were refused, or a typo).
+	fmt.Fprintln(c.stderr, "enqueue: "+providers.MaskPhones(fmt.Sprintf(format, a...)))
 	return code
 }
 

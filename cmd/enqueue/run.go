@@ -502,7 +502,7 @@ func status(ctx context.Context, redisOpt asynq.RedisConnOpt, provider, orderNo 
 		return exitError
 	}
 	if rec == nil {
-		fmt.Fprintf(stderr, "enqueue: no order %s/%s\n", provider, orderNo)
+		fmt.Fprintf(stderr, "enqueue: no order %s/%s\n", providers.MaskPhones(provider), providers.MaskPhones(orderNo))
 		return exitRejected
 	}
 	// Sealed params are shown opened (and masked) when the data key is

@@ -243,7 +243,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	for _, f := range strings.FieldsFunc(env("ORDERWORKER_SAME_TARGETS"), func(r rune) bool { return r == ',' || r == ' ' }) {
 		lf := strings.ToLower(f) // as reasons spell them; hex in either case is the same
 		if !isFingerprint(lf) {
-			errs = append(errs, fmt.Errorf("ORDERWORKER_SAME_TARGETS: %q is not a create-target fingerprint (16 hexadecimal digits, as a held order's reason names it)", f))
+			errs = append(errs, fmt.Errorf("ORDERWORKER_SAME_TARGETS: %q is not a create-target fingerprint (16 hexadecimal digits, as the worker's log line names it for a held order)", f))
 			continue
 		}
 		c.SameTargets = append(c.SameTargets, lf)

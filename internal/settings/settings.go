@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/orderworker/orderworker/providers/registry"
 )
@@ -216,7 +217,7 @@ var own = []Var{
 	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
 	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once (UniCloud's after UNICLOUD_CREATE_OVERRUN)"},
-	{"ORDERWORKER_SAME_TARGETS", "", "create-target fingerprints (as the worker's log and /readyz name them for a held order) this worker's providers answer for as for their own, space- or comma-separated: after a key rotation, the old key's, so that orders created with it are looked up with the new one"},
+	{"ORDERWORKER_SAME_TARGETS", "", "create-target fingerprints (as the worker's log names them for a held order) this worker's providers answer for as for their own, space- or comma-separated: after a key rotation, the old key's, so that orders created with it are looked up with the new one"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},
 	{"ORDERWORKER_POLL_INTERVAL", "80ms", "how often an idle worker looks for a new order: the median pickup is about half of it, and each look costs 3 Redis commands (at least 10ms)"},
@@ -241,7 +242,8 @@ var own = []Var{
 }
 
 // ownSecrets are orderworker's own settings that hold secrets, each
-// possibly several values separated by whitespace (a rotation).
+// possibly several values separated by whitespace (a rotation) or commas
+// (ORDERWORKER_API_TOKENS).
 var ownSecrets = []string{"ORDERWORKER_DATA_KEY", "ORDERWORKER_WEBHOOK_SECRET", "ORDERWORKER_API_TOKENS", "ORDERWORKER_MONITORING_TOKEN"}
 
 // SecretValues are the secrets getenv holds (orderworker's own and every
@@ -260,10 +262,16 @@ func SecretValues(getenv func(string) string) []string {
 	}
 	var out []string
 	for _, n := range names {
-		for _, v := range strings.Fields(getenv(n)) {
-			if len(v) >= 8 {
+		// Split as the setting is read: on whitespace, and on commas
+		// (ORDERWORKER_API_TOKENS), so that each value is masked on its
+		// own; the whole value too, should a secret hold a comma.
+		for _, v := range strings.FieldsFunc(getenv(n), func(r rune) bool { return unicode.IsSpace(r) || r == ',' }) {
+			if len(v) >= 8 && !slices.Contains(out, v) {
 				out = append(out, v)
 			}
+		}
+		if v := strings.TrimSpace(getenv(n)); len(v) >= 8 && strings.Contains(v, ",") && !strings.ContainsFunc(v, unicode.IsSpace) && !slices.Contains(out, v) {
+			out = append(out, v)
 		}
 	}
 	return out

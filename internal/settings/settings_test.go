@@ -90,10 +90,12 @@ func TestSecretValues(t *testing.T) {
 		"ORDERWORKER_DATA_KEY":       "ZGF0YWtleWRhdGFrZXk=",
 		"TENCENT_APP_SECRET":         "tencent-secret-value",
 		"ORDERWORKER_QUEUE":          "orders-not-a-secret",
-		"ORDERWORKER_API_TOKENS":     "short",
+		"ORDERWORKER_API_TOKENS":     "tok-abcdefghijklmnop, short,tok2-zzzzzzzzzzzz",
 	}
 	got := SecretValues(func(k string) string { return env[k] })
-	want := []string{"ZGF0YWtleWRhdGFrZXk=", "whsec_newnewnewnew", "whsec_oldoldoldold", "tencent-secret-value"}
+	// The API's tokens are comma-separated: each is masked on its own (a
+	// review: with two tokens, only the whole string was).
+	want := []string{"ZGF0YWtleWRhdGFrZXk=", "whsec_newnewnewnew", "whsec_oldoldoldold", "tok-abcdefghijklmnop", "tok2-zzzzzzzzzzzz", "tencent-secret-value"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("SecretValues = %q, want %q", got, want)
 	}
