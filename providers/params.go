@@ -35,6 +35,9 @@ type Field struct {
 	Required bool
 	// Pattern, for strings, is the whole value's required shape.
 	Pattern *regexp.Regexp
+	// PatternText says Pattern in words, for the error a value that does
+	// not match it gets ("" : the pattern itself is shown).
+	PatternText string
 	// MaxLen, for strings, bounds the length in runes (0: 256).
 	MaxLen int
 	// Min and Max bound integers when Min < Max.
@@ -180,6 +183,9 @@ func DecodeParams(op string, raw json.RawMessage, fields []Field) (Params, error
 			case utf8.RuneCountInString(s) > max:
 				return nil, bad("params.%s: longer than %d characters", f.Name, max)
 			case f.Pattern != nil && !f.Pattern.MatchString(s):
+				if f.PatternText != "" {
+					return nil, bad("params.%s: %s", f.Name, f.PatternText)
+				}
 				return nil, bad("params.%s: must match %s", f.Name, f.Pattern)
 			}
 			out[f.Name] = s

@@ -647,3 +647,20 @@ func TestSubmitDocumentedExampleBody(t *testing.T) {
 		}
 	}
 }
+
+// A name that breaks the rule is told in words, not by the pattern (a
+// review: `must match ^[^\s\pZ\pC](?:…)?$` told a producer nothing).
+func TestInstanceNameRuleInWords(t *testing.T) {
+	for _, name := range []string{" padded", "padded ", "tab\there"} {
+		p := map[string]any{}
+		if err := json.Unmarshal(Spec().Example, &p); err != nil {
+			t.Fatal(err)
+		}
+		p["instanceName"] = name
+		b, _ := json.Marshal(p)
+		err := Validate(b)
+		if err == nil || !strings.Contains(err.Error(), "params.instanceName: must not start or end with a space") || strings.Contains(err.Error(), `\pZ`) {
+			t.Errorf("Validate(instanceName %q) = %v; want the rule in words", name, err)
+		}
+	}
+}

@@ -227,6 +227,8 @@ var (
 	codeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	// nameRE is an instance name: printable, no leading or trailing space.
 	nameRE = regexp.MustCompile(`^[^\s\pZ\pC](?:[^\pC]*[^\s\pZ\pC])?$`)
+	// nameRule is nameRE in words.
+	nameRule = "must not start or end with a space, nor hold a control or format character"
 )
 
 // Fields are CreateOrder's body fields (docs/providers/unicloud.md,
@@ -235,7 +237,7 @@ var Fields = []providers.Field{
 	{Name: "azoneId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
 	{Name: "componentCode", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
 	{Name: "dataEncryption", Kind: providers.Int, Required: true, Min: 0, Max: 1},
-	{Name: "instanceName", Kind: providers.String, Required: true, Pattern: nameRE, MaxLen: 64},
+	{Name: "instanceName", Kind: providers.String, Required: true, Pattern: nameRE, PatternText: nameRule, MaxLen: 64},
 	{Name: "orderCategory", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
 	{Name: "payType", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
 	{Name: "projectId", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 64},
@@ -243,7 +245,7 @@ var Fields = []providers.Field{
 	// regionName is in the documented example body ("天津研发-YFB区"),
 	// not in the parameter table: optional, a display name, passed
 	// through in the body only (which is not signed).
-	{Name: "regionName", Kind: providers.String, Pattern: nameRE, MaxLen: 64},
+	{Name: "regionName", Kind: providers.String, Pattern: nameRE, PatternText: nameRule, MaxLen: 64},
 	{Name: "renewType", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 32},
 	{Name: "rentCount", Kind: providers.Int, Required: true, Min: 1, Max: 365},
 	{Name: "rentUnit", Kind: providers.String, Required: true, Pattern: codeRE, MaxLen: 16},
