@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -775,7 +776,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	// task's ctx was cancelled (shutdown) mid-call.
 	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err := h.ledger.Settle(wc, ref, token, d.Settle)
+	err := h.settle(wc, ref, token, d.Settle)
 	var owned *ledger.OwnedError
 	switch {
 	case errors.Is(err, ledger.ErrNotDurable) && (d.Then.Next == order.Done || d.Then.Next == order.Stop || d.Then.Next == order.Rest):
@@ -812,7 +813,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 			// The failure budget still bounds the order's creates.
 			t = t.WithFailures(f)
 		}
-		if err := h.ledger.Settle(wc, ref, token, t); err != nil {
+		if err := h.settle(wc, ref, token, t); err != nil {
 			return order.Then{}, wait(redisWait, err)
 		}
 		return order.Then{}, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
@@ -857,10 +858,67 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		return order.Then{}, wait(time.Second, fmt.Errorf("order %s: record lost mid-step", ref))
 	default:
 		// The mark in flight stays, so the next run looks the order up.
+		if a := d.Settle.Attempt(); a != nil {
+			// What the provider answered is lost with it: the next run
+			// knows only that the call may have gone through (a create is
+			// looked up; a pay, paid again only a listing lag later if
+			// the order then shows unpaid, though the provider may have
+			// accepted it).
+			h.log.Error("the provider's answer could not be recorded (Redis failed for 10 s); the next run takes the call as one whose answer was lost",
+				"provider", ref.Provider, "order_no", ref.OrderNo, "call", a.Call, "result", a.Result, "error", err)
+		}
 		return order.Then{}, wait(redisWait, err)
 	}
 	h.observe(rec, d)
 	return h.then(ref, d.Then)
+}
+
+// settle records t, trying again while Redis fails (a timeout, a reset
+// connection, a failover under way) until ctx ends: a step's settle
+// carries what the provider answered, which a later run cannot learn
+// again (a pay it accepted, a create's id), and repeating it is safe (a
+// settle already applied, its reply lost, answers ok again). The ledger's
+// own answers (the lease lost, the record gone, an id owned, writes not
+// acknowledged) end it at once, as does a failure that says nothing was
+// run (an error in the script).
+func (h *Handler) settle(ctx context.Context, ref ledger.Ref, token string, t ledger.Transition) error {
+	delay := 50 * time.Millisecond
+	for {
+		err := h.ledger.Settle(ctx, ref, token, t)
+		var owned *ledger.OwnedError
+		if err == nil || errors.Is(err, ledger.ErrNotDurable) || errors.Is(err, ledger.ErrLeaseLost) ||
+			errors.Is(err, ledger.ErrNotFound) || errors.As(err, &owned) || !retryableRedisError(err) {
+			return err
+		}
+		h.log.Warn("recording an order's step failed; trying again", "provider", ref.Provider, "order_no", ref.OrderNo, "error", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// retryableRedisError reports whether err, from a Redis command, may pass
+// if the command is sent again: a network failure or timeout, or a server
+// that is loading, read-only (a failover under way) or busy; not an error
+// a script raised, which would be raised again.
+func retryableRedisError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		msg := err.Error()
+		for _, p := range []string{"LOADING", "READONLY", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "NOREPLICAS", "MOVED", "ASK"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
 }
 
 // observe logs and counts what a settled decision changed.
