@@ -583,6 +583,7 @@ type Transition struct {
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
 	dropMatch         []string  // with the id to forget: the record's not_ours after (withDropMatch)
+	dropOwn           bool      // the id forgot is the order's own create's, not listed as another's (withDropOwnID)
 	lookedFirst       time.Time // the loss the order is looked up for (WithLookedFirst)
 	lookedFirstAt     time.Time // when that was found (WithLookedFirst): recorded as last_create
 }
@@ -620,6 +621,12 @@ func (t Transition) MayExist() (v, set bool) {
 // ProviderOrderID is the provider order id the transition records ("" for
 // none).
 func (t Transition) ProviderOrderID() string { return t.providerOrderID }
+
+// ForgetsID reports whether the transition forgets the provider order id
+// the record holds (an operator's absent, a not-found that a create
+// follows), and whether that id was the order's own create's answer
+// rather than a match found another's.
+func (t Transition) ForgetsID() (forgets, own bool) { return t.dropMatch != nil, t.dropOwn }
 
 // Failures is the failure count the transition records, -1 when it keeps
 // the current one.
@@ -752,6 +759,27 @@ func (t Transition) withRedriven() Transition { t.redriven = true; return t }
 // settle when it is in the record's shard, else after it (releaseOwner).
 func (t Transition) withDropMatch(rec *Record) Transition {
 	t.dropMatch = append(slices.Clone(rec.NotOurs), rec.ProviderOrderID)
+	return t
+}
+
+// WithoutOwnID forgets the provider order id rec holds, if any, from its
+// own failed create's answer, when a lookup by it has found no such order
+// and a create follows (see withDropOwnID). An id held by matching is
+// left to the operators' decisions.
+func (t Transition) WithoutOwnID(rec *Record) Transition {
+	if rec.ProviderOrderID == "" || rec.Matched {
+		return t
+	}
+	return t.withDropOwnID(rec)
+}
+
+// withDropOwnID forgets the provider order id rec holds from its own
+// failed create's answer (an operator found no such order at the
+// provider), as withDropMatch does, but without listing it as another's:
+// the next create's own answer names the order's id again.
+func (t Transition) withDropOwnID(rec *Record) Transition {
+	t = t.withDropMatch(rec)
+	t.dropOwn = true
 	return t
 }
 
@@ -1094,8 +1122,11 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.dropMatch != nil {
 		// First: an id the transition records (an operator's paid under
 		// another id) is written after, and so stands.
-		notOurs, _ := json.Marshal(t.dropMatch)
-		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "", "not_ours", notOurs)
+		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "")
+		if !t.dropOwn {
+			notOurs, _ := json.Marshal(t.dropMatch)
+			args = append(args, "not_ours", notOurs)
+		}
 		if id := t.dropMatch[len(t.dropMatch)-1]; l.ownerShard(ref.Provider, id) == sh {
 			// Released with the settle: this order owns the id no more
 			// the moment its record no longer holds it.

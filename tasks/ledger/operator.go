@@ -303,12 +303,19 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	// A pending order resolved absent was found by matching (checked
 	// again under the lease): the id it holds is another's. So is the
 	// matched id of one resolved paid under another id.
-	dropped := ""
+	dropped, own := "", false
 	if rec.State == StatePending && a.As == ResolveAbsent {
 		if why := matchedAbsentRefusal(rec); why != "" {
 			return refuse(why)
 		}
 		dropped = rec.ProviderOrderID
+	}
+	if rec.State == StateUnknown && a.As == ResolveAbsent && rec.ProviderOrderID != "" {
+		// The id a failed create of its own was answered with: the
+		// provider holds no such order, so it names none. Kept, the next
+		// create's lookups would go by it, and that create's own answer
+		// would not be recorded (a review).
+		dropped, own = rec.ProviderOrderID, true
 	}
 	if why := otherIDRefusal(rec, a); why != "" {
 		return refuse(why)
@@ -354,7 +361,10 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		// The operator sends the order back to submission, as a re-drive
 		// does: its deadline counts from now.
 		t = SetRetry("an operator found no such order at the provider: " + a.Note).WithMayExist(false).WithFailures(0).withRedriven()
-		if dropped != "" {
+		switch {
+		case own:
+			t = t.withDropOwnID(rec)
+		case dropped != "":
 			t = t.withDropMatch(rec)
 		}
 	case ResolveErrored:

@@ -747,7 +747,10 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		// Believed absent: a create follows. The order's identification
 		// (snapshot, first attempt) is kept: a create may have been
 		// received, and the listing may yet show it.
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false), Then: Then{Next: Continue, Step: Submit}}
+		// An id a failed create was answered with, which the lookup went
+		// by, names no order: forgotten, so that the next create's own
+		// answer is recorded and looked up by.
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false).WithoutOwnID(rec), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	if code == providers.Ambiguous {

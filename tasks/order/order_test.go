@@ -639,6 +639,38 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// An id a failed create was answered with, which a lookup then found
+// nowhere (believed once the listing lag passed), is forgotten with the
+// not-found that sends a create again: kept, the next create's lookups
+// would go by it, and that create's own answer would not be recorded (a
+// review). A matched id is left to operators.
+func TestNotFoundForgetsAFailedCreatesID(t *testing.T) {
+	t.Parallel()
+	notFound := Outcome{Err: errs[providers.NotFound]}
+	rec := unknown()
+	rec.ProviderOrderID = "X-1"
+	d := Decide(rec, Lookup, notFound, policy(), t0.Add(time.Minute))
+	if forgets, own := d.Settle.ForgetsID(); d.Settle.To() != ledger.StateSubmitting || !forgets || !own {
+		t.Errorf("not found, id X-1 held: to %q, forgets the id %v (own %v); want submitting, the id forgotten as its own", d.Settle.To(), forgets, own)
+	}
+	rec.Matched = true
+	d = Decide(rec, Lookup, notFound, policy(), t0.Add(time.Minute))
+	if forgets, _ := d.Settle.ForgetsID(); forgets {
+		t.Errorf("not found, a matched id held: the id forgotten; want it left to operators")
+	}
+	rec = unknown()
+	d = Decide(rec, Lookup, notFound, policy(), t0.Add(time.Minute))
+	if forgets, _ := d.Settle.ForgetsID(); forgets {
+		t.Errorf("not found, no id held: forgets one")
+	}
+	// And the next create's own answer is recorded.
+	next := mayHaveExisted()
+	out := Outcome{Err: errs[providers.Ambiguous], Result: providers.Result{ProviderOrderID: "Y-own"}}
+	if d := Decide(next, Submit, out, policy(), t0); d.Settle.ProviderOrderID() != "Y-own" {
+		t.Errorf("an ambiguous create answered with Y-own records %q", d.Settle.ProviderOrderID())
+	}
+}
+
 // A lookup's not-found within ListingLag of the last create is not
 // believed: the order stays unknown (may exist) and is looked up again
 // when the lag has passed; after it, the order is created again (or
