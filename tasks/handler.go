@@ -619,7 +619,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
 	}
-	if held := heldFor(began, time.Now()); (plan.Step == order.Submit || plan.Step == order.Pay) && held > h.opts.LeaseTTL/3 {
+	if held := ledger.HeldSince(began, time.Now()); (plan.Step == order.Submit || plan.Step == order.Pay) && held > h.opts.LeaseTTL/3 {
 		// The process stalled (a long pause, a frozen or suspended VM)
 		// between Begin and here: the lease may have run out, and
 		// another run may be deciding about this order (and, a listing
@@ -633,7 +633,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		}
 		return order.Then{}, wait(100*time.Millisecond, fmt.Errorf("order %s: %s passed between taking the lease and sending the %s; not sent", ref, held.Round(time.Millisecond), what))
 	}
-	out := h.call(ctx, prov, rec, plan.Step, o, token, slot, clk)
+	out := h.call(ctx, prov, rec, plan.Step, o, token, began, slot, clk)
 	d := order.Decide(rec, plan.Step, out, pol, clk.now())
 	if d.Settle.SetsKnown() {
 		d.Settle = d.Settle.WithKnownTarget(here)
@@ -671,17 +671,6 @@ func (c judgeClock) now() time.Time {
 		return c.own()
 	}
 	return c.read.Add(time.Since(c.answered))
-}
-
-// heldFor is how long a lease taken at began has been held at now: the
-// longer of the monotonic and the wall-clock readings. Go's monotonic clock
-// (CLOCK_MONOTONIC on Linux) does not advance while a machine or VM is
-// suspended, while Redis, which times the lease, keeps running; the wall
-// clock does. A wall clock stepped forward only makes the check stricter (a
-// create not sent now is sent by the next run); one stepped back is
-// outweighed by the monotonic reading.
-func heldFor(began, now time.Time) time.Duration {
-	return max(now.Sub(began), now.Round(0).Sub(began.Round(0)))
 }
 
 // answered reports whether a read that failed with err had an answer from
@@ -1501,8 +1490,9 @@ func errText(err error) string {
 // it to the guard and the metrics, and returns its outcome with the
 // history entry, timed on clk (Redis's clock, as the record's other times
 // are). It gives slot back as soon as the provider answers.
-func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, slot *callSlot, clk judgeClock) order.Outcome {
-	cctx, stopKeepalive := h.ledger.KeepAlive(ctx, rec.Ref(), token, h.opts.LeaseTTL)
+func (h *Handler) call(ctx context.Context, prov providers.Provider, rec *ledger.Record, step order.Step, o providers.Order, token string, began time.Time, slot *callSlot, clk judgeClock) order.Outcome {
+	// The lease runs from its Begin (sent at began), not from here.
+	cctx, stopKeepalive := h.ledger.KeepAliveFrom(ctx, rec.Ref(), token, h.opts.LeaseTTL, began)
 	// Also on a provider client's panic (asynq recovers it): a keepalive
 	// left running would hold the order's lease until the process ends.
 	defer stopKeepalive()

@@ -1266,35 +1266,56 @@ return 0
 `)
 
 // KeepAlive extends the order's lease held by token every ttl/3 until stop
-// is called. The returned context is cancelled, with ErrLeaseLost as its
-// cause, when an extension fails: the caller must then stop what it does
-// before another run may take the order.
+// is called, counting from now (KeepAliveFrom).
 func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.Duration) (context.Context, func()) {
+	return l.KeepAliveFrom(ctx, ref, token, ttl, time.Now())
+}
+
+// KeepAliveFrom extends the order's lease held by token, taken by a Begin
+// sent at began (this process's clock), until stop is called: a third of
+// ttl after it was last set, so at once when the lease is already that
+// old. The returned context is cancelled, with ErrLeaseLost as its cause,
+// when the lease is another's, or when it could not be extended and less
+// than a sixth of ttl is surely left of it: the caller must then stop what
+// it does before another run may take the order. An extension Redis fails
+// (a timeout, a reset connection) is tried again while more than that is
+// left: one Redis blip does not cut a create or a pay short, which would
+// leave it unsure whether it went through.
+func (l *Ledger) KeepAliveFrom(ctx context.Context, ref Ref, token string, ttl time.Duration, began time.Time) (context.Context, func()) {
 	if ttl <= 0 {
 		ttl = 30 * time.Second
 	}
+	margin := ttl / 6
 	ctx, cancel := context.WithCancelCause(ctx)
 	var mu sync.Mutex
 	stopped := false
 	var timer *time.Timer
+	// set is when the lease was last set (sent): it ends ttl after, on
+	// Redis's clock, no earlier on this one.
+	set := began
+	left := func() time.Duration { return ttl - HeldSince(set, time.Now()) }
 	var extend func()
 	extend = func() {
-		c, done := context.WithTimeout(context.Background(), ttl/3)
+		sent := time.Now()
+		c, done := context.WithTimeout(context.Background(), min(ttl/3, left()-margin))
 		n, err := extendScript.Run(c, l.rdb, []string{l.shardOf(ref).recordKey(ref)}, token, ttl.Milliseconds()).Int64()
 		done()
 		mu.Lock()
 		defer mu.Unlock()
-		if stopped {
+		switch {
+		case stopped:
 			return
-		}
-		if err != nil || n != 1 {
+		case err == nil && n == 1:
+			set = sent
+			timer = time.AfterFunc(max(ttl/3-HeldSince(sent, time.Now()), 0), extend)
+		case err == nil, left() <= margin+ttl/30:
 			cancel(ErrLeaseLost)
-			return
+		default:
+			timer = time.AfterFunc(min(ttl/30, left()-margin-ttl/30), extend)
 		}
-		timer = time.AfterFunc(ttl/3, extend)
 	}
 	mu.Lock()
-	timer = time.AfterFunc(ttl/3, extend)
+	timer = time.AfterFunc(max(ttl/3-HeldSince(began, time.Now()), 0), extend)
 	mu.Unlock()
 	return ctx, func() {
 		mu.Lock()
@@ -1303,4 +1324,14 @@ func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.
 		mu.Unlock()
 		cancel(nil)
 	}
+}
+
+// HeldSince is how long ago at was, at now: the longer of the monotonic
+// and the wall-clock readings. Go's monotonic clock (CLOCK_MONOTONIC on
+// Linux) does not advance while a machine or VM is suspended, while Redis,
+// which times leases, keeps running; the wall clock does. A wall clock
+// stepped forward only makes a lease look older (stricter); one stepped
+// back is outweighed by the monotonic reading.
+func HeldSince(at, now time.Time) time.Duration {
+	return max(now.Sub(at), now.Round(0).Sub(at.Round(0)))
 }

@@ -432,6 +432,90 @@ func TestKeepAliveHoldsTheLease(t *testing.T) {
 	}
 }
 
+// failScripts fails the next n scripts sent (a Redis blip: a timeout, a
+// reset connection).
+type failScripts struct{ n atomic.Int32 }
+
+func (f *failScripts) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f *failScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && f.n.Add(-1) >= 0 {
+			err := errors.New("i/o timeout (injected)")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+func (f *failScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// One or two failed extensions (a Redis blip) do not end the keepalive
+// while the lease has time left: before, the first one cancelled the call
+// under way, leaving a create or a pay unsure (a review). And a keepalive
+// counts from its Begin: a lease already two thirds old when the call
+// starts is extended at once, not a third of its time later, when it
+// would have run out.
+func TestKeepAliveRidesOutABlipAndCountsFromItsBegin(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	blip := &failScripts{}
+	rdb.AddHook(blip)
+	ttl := 600 * time.Millisecond
+	ref := ledger.Ref{Provider: "p", OrderNo: "KA-blip"}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "k", LeaseTTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	blip.n.Store(2)
+	cctx, stop := l.KeepAlive(ctx, ref, "k", ttl)
+	time.Sleep(2 * ttl)
+	if cctx.Err() != nil {
+		t.Fatalf("keepalive ended at a blip with time left: %v", context.Cause(cctx))
+	}
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "other"}); err != nil || b.Status != ledger.Busy {
+		t.Fatalf("Begin after the blip = %+v, %v; want busy (the lease kept)", b, err)
+	}
+	stop()
+	if err := l.Settle(ctx, ref, "k", ledger.Release()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis failing for good: the keepalive ends before the lease can.
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "k3", LeaseTTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	blip.n.Store(1 << 20)
+	cctx, stop = l.KeepAliveFrom(ctx, ref, "k3", ttl, began)
+	select {
+	case <-cctx.Done():
+		if held := time.Since(began); held > ttl-ttl/12 {
+			t.Errorf("keepalive ended %v after its Begin; want before the lease's %v, with a margin", held, ttl)
+		}
+	case <-time.After(2 * ttl):
+		t.Fatal("keepalive went on while every extension failed")
+	}
+	stop()
+	blip.n.Store(0)
+	if err := l.Settle(ctx, ref, "k3", ledger.Release()); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "k2", LeaseTTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	began = time.Now()
+	time.Sleep(ttl * 8 / 10) // the call starts late
+	_, stop = l.KeepAliveFrom(ctx, ref, "k2", ttl, began)
+	defer stop()
+	time.Sleep(ttl / 4) // past the lease as first taken
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "other2"}); err != nil || b.Status != ledger.Busy {
+		t.Fatalf("Begin past the first lease = %+v, %v; want busy (extended at once)", b, err)
+	}
+}
+
 func TestClaimDedupesAndUnclaim(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
