@@ -122,11 +122,14 @@ end
 -- watches it (ARGV[9] its id, ARGV[12] this process's own count field):
 -- nil and the reply to return when the shard lost its data since this
 -- process read it (its id gone or another, this process's count below
--- what it wrote); else, within the window (ARGV[10] ms) after a loss was
--- found, the loss (its lost time) and the latest a create or a pay lost
--- with the data may have ended (when the loss was found, plus ARGV[13]
--- ms: a call under way then ends within it), for a record not yet looked
--- up for it, whatever its step; false otherwise.
+-- what it wrote); else, for a record made (or, if later, run) within the
+-- window (ARGV[10] ms) after a loss was found, the loss (its lost time)
+-- and the latest a create or a pay lost with the data may have ended
+-- (when the loss was found, plus ARGV[13] ms: a call under way then ends
+-- within it), for a record not yet looked up for it, whatever its step;
+-- false otherwise. A record made within the window is judged so whenever
+-- it runs: a resend a backlog, a breaker or a rate limit holds past the
+-- window's end is still one of an order the loss may have hidden.
 local function lossToLook()
   local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'g:' .. (ARGV[12] or ''), 'found')
   if ep[1] ~= ARGV[9] then return nil, nil, {'epoch'} end
@@ -134,7 +137,8 @@ local function lossToLook()
   local lost = tonumber(ep[2] or '')
   if not lost or (h['looked_first'] or '') == ep[2] then return false end
   local found = tonumber(ep[4] or '') or lost
-  if snow >= found + tonumber(ARGV[10]) then return false end
+  local made = tonumber(h['created'] or '') or snow
+  if math.min(made, snow) >= found + tonumber(ARGV[10]) then return false end
   return ep[2], string.format('%.0f', found + (tonumber(ARGV[13] or '') or 0))
 end
 -- counted counts this process's own count in the epoch up with a create's

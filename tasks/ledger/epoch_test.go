@@ -235,3 +235,40 @@ func countsBack(t *testing.T, rdb *redis.Client, key string) {
 		}
 	}
 }
+
+// An order recorded within the window after a loss was found is looked up
+// first whenever it runs, even once the window is over: a resend that a
+// backlog, a breaker or a rate limit held past it may be of an order the
+// loss hid (a black-box run: 24 of 60 resends run after the window were
+// created again). One recorded after the window is created as any.
+func TestOrderRecordedInTheWindowIsLookedUpFirstWhenRunAfterIt(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	const window = 400 * time.Millisecond
+	begin := func(no string) *ledger.Record {
+		t.Helper()
+		b, err := l.Begin(ctx, ledger.Ref{Provider: "p", OrderNo: no}, ledger.BeginArgs{Token: "t-" + no, LookFirst: window})
+		if err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %s = %+v, %v", no, b, err)
+		}
+		return b.Record
+	}
+	if _, err := l.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if losses, err := l.Watch(ctx); err != nil || len(losses) != 1 {
+		t.Fatalf("Watch after the keys went = %+v, %v; want one loss", losses, err)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "Resent"}) // within the window
+	time.Sleep(window + 100*time.Millisecond)
+	if rec := begin("Resent"); rec.InflightMarked || rec.LookFirstSince.IsZero() {
+		t.Errorf("an order recorded within the window, run after it: %+v; want it looked up first", rec)
+	}
+	claim(t, l, ledger.Ref{Provider: "p", OrderNo: "Later"}) // after it
+	if rec := begin("Later"); !rec.InflightMarked {
+		t.Errorf("an order recorded after the window: %+v; want the create marked", rec)
+	}
+}
