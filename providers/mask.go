@@ -116,21 +116,24 @@ func mobileLen(s string) (n int, strict bool) {
 	return i, strict
 }
 
-func isStrictSep(c byte) bool { return c == '/' || c == '_' || c == '.' }
+func isStrictSep(c byte) bool {
+	return c == '/' || c == '_' || c == '.' || c == ',' || c == '~' || c == '*'
+}
 
 // mobileSepLen is the length of what separates two groups of a mobile
-// number at the start of s, and the separator: one of - / _ . with up to
-// two spaces on either side, or one or two spaces (sep ' '), or nothing
-// (sep 0).
+// number at the start of s, and the separator: one of - / _ . , ~ * with
+// up to two spaces on either side, or one or two spaces (sep ' '), or
+// nothing (sep 0). A tab or a line break counts as a space (a provider's
+// message may be laid out so: 139\t8765\t4321).
 func mobileSepLen(s string) (n int, sep byte) {
 	i := 0
-	for i < len(s) && i < 2 && s[i] == ' ' {
+	for i < len(s) && i < 2 && isSpaceByte(s[i]) {
 		i++
 	}
-	if i < len(s) && strings.IndexByte("-/_.", s[i]) >= 0 {
+	if i < len(s) && strings.IndexByte("-/_.,~*", s[i]) >= 0 {
 		sep = s[i]
 		i++
-		for j := 0; i < len(s) && j < 2 && s[i] == ' '; j++ {
+		for j := 0; i < len(s) && j < 2 && isSpaceByte(s[i]); j++ {
 			i++
 		}
 		return i, sep
@@ -140,6 +143,8 @@ func mobileSepLen(s string) (n int, sep byte) {
 	}
 	return i, sep
 }
+
+func isSpaceByte(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -177,7 +182,7 @@ func standsAlone(s string, i, j int) bool {
 
 // groupSeps are the bytes that may separate the groups of a phone number
 // (see groupedMobileLen and intlGroupedLen).
-const groupSeps = " -/_.()"
+const groupSeps = " -/_.(),~*\t\n\r"
 
 // isGroupSep tells the bytes of groupSeps.
 var isGroupSep = func() (t [256]bool) {
@@ -380,6 +385,12 @@ func narrow(r rune) rune {
 		return '-' // hyphens and dashes (full-width, wave, small, …), minus, swung dash, long vowel marks
 	case r == '\u00b7' || r == '\u30fb' || r == '\uff65' || r == '\u2027':
 		return '.' // middle dots, hyphenation point
+	case r == '\uff0c' || r == '\u3001':
+		return ',' // full-width and ideographic commas
+	case r == '\uff5e':
+		return '~' // full-width tilde
+	case r == '\uff0a':
+		return '*' // full-width asterisk
 	case r == '\u00a0' || r == '\u3000' || r >= '\u2000' && r <= '\u200a' || r == '\u202f' || r == '\u205f':
 		return ' ' // no-break, ideographic, thin and other spaces
 	case isZeroWidth(r):

@@ -59,6 +59,13 @@ func TestMaskPhones(t *testing.T) {
 		{"12345678901", "12345678901"}, // 1[2]: not a mobile number
 		{"no digits", "no digits"},
 		{"call 138-0013-8000 now", "call 138****8000 now"},
+		// Tabs, line breaks, commas, tildes and asterisks between the
+		// groups (a black-box run: a provider's message laid out so kept
+		// the number in clear); a list of amounts stays.
+		{"联系电话 139\t8765\t4321；备用 139，8765，4321", "联系电话 139****4321；备用 139****4321"},
+		{"139\n8765\r\n4321", "139****4321"},
+		{"139,8765,4321 139~8765~4321 139*8765*4321 139、8765、4321", "139****4321 139****4321 139****4321 139****4321"},
+		{"price 1,399,876 and 54,321; SKU,139,8765,4321x", "price 1,399,876 and 54,321; SKU,139,8765,4321x"},
 		// Every dash, other scripts' digits, middle dots, invisible
 		// characters between digits.
 		{"138\u301c0013\u301c8000", "138****8000"},                                            // wave dash

@@ -3,6 +3,7 @@ package tencent_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +61,29 @@ func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A refusal that echoes the order's CustomerId (perhaps a login name)
+// rewritten (spaced, cased, punctuated otherwise) is withheld whole: Redact
+// hides only the copies written as the order gives it (a black-box run: a
+// message naming "zhang san 1907" for zhang_san_1907 reached Redis, the
+// events and the logs). An exact copy is hidden and the rest kept.
+func TestRefusalEchoingTheCustomerRewrittenIsWithheld(t *testing.T) {
+	t.Parallel()
+	params := `{"CustomerId":"zhang_san_1907","ItemId":"D-FireInsurance2020","ItemNum":1}`
+	for msg, want := range map[string]string{
+		"CustomerId ZHANG_SAN_1907 不存在 (customer zhang san 1907)": "withheld",
+		"customer zhang-san-1907 unknown":                         "withheld",
+		"CustomerId zhang_san_1907 不存在":                           "不存在",
+		"ItemNum 无效":                                              "ItemNum 无效",
+	} {
+		body, _ := json.Marshal(map[string]any{"Response": map[string]any{"RequestId": "r",
+			"Error": map[string]any{"Code": "InvalidParameterValue", "Message": msg}}})
+		c := bodyServer(t, http.StatusOK, string(body))
+		_, err := c.Submit(lookupCtx(t), order("K2", params))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(strings.ToLower(err.Error()), "zhang") {
+			t.Errorf("refusal %q: %v; want it to hold %q and no part of the CustomerId", msg, err, want)
+		}
 	}
 }

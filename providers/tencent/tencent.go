@@ -789,12 +789,26 @@ func bare(top json.RawMessage) bool {
 // created, and is Ambiguous: the order is looked up. A listing answered a
 // 3xx is Unavailable whatever its body holds. A listing's failure is
 // never NotFound.
+// withheldMessage replaces a server's message that may hold the order's
+// CustomerId rewritten.
+const withheldMessage = "(the provider's message is withheld: it may hold the order's CustomerId)"
+
 func (c *Client) classify(op string, create bool, resp *providers.Response, customer, sig string) (answer, error) {
 	fail := func(code providers.Code, pcode, msg string) error {
 		// The code is the server's text as much as the message is.
-		return &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
+		e := &providers.Error{Code: code, Op: op, HTTPStatus: resp.StatusCode,
 			ProviderCode: providers.Truncate(providers.RedactCode(pcode, c.appSecret, c.appKey, customer, sig), 64),
 			Message:      providers.Truncate(providers.Redact(msg, c.appSecret, c.appKey, customer, sig), 200)}
+		// Redact hid the CustomerId (perhaps a login name) as the order
+		// gives it; the server may echo it rewritten (spaced, cased,
+		// punctuated otherwise): such a text is withheld whole.
+		if providers.MayHoldID(e.Message, customer) {
+			e.Message = withheldMessage
+		}
+		if providers.MayHoldID(e.ProviderCode, customer) {
+			e.ProviderCode = "(withheld)"
+		}
+		return e
 	}
 	refusal := func(pcode, msg string, create bool) error {
 		code, cause := codeFor(pcode, msg, create)
