@@ -492,16 +492,9 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 		// Recorded params this worker's version rejects: nothing is sent.
 		// An order about to be created is errored; one that may exist is
 		// left for a person, never errored.
-		reason := "recorded params rejected: " + msgOf(err)
-		if pl := order.PlanStep(rec, pol, clk.now()); (pl.Step == order.Submit || pl.Step == order.Prepare || pl.Then.Step == order.Prepare) && !rec.MayExist {
-			if err := h.ledger.Settle(context.WithoutCancel(ctx), ref, token, ledger.SetErrored(reason)); err == nil {
-				h.metrics.outcome(rec, StateErrored, rec.Attempts, time.Now())
-			}
-		} else {
-			h.settleQuiet(ref, token, ledger.Unmark(rec))
-		}
-		h.log.Error("order params rejected", "provider", ref.Provider, "order_no", ref.OrderNo, "reason", reason)
-		return order.Then{}, stop("order %s: %s", ref, reason)
+		d := order.ParamsRejected(rec, pol, clk.now(), msgOf(err))
+		h.log.Error("order params rejected", "provider", ref.Provider, "order_no", ref.OrderNo, "state", string(d.Settle.To()), "reason", d.Then.Reason)
+		return h.finish(ctx, rec, token, d)
 	}
 	plan := order.PlanStep(rec, pol, clk.now())
 	if want == order.Pay && plan.Step == order.Poll && rec.PayMarked {

@@ -20,6 +20,7 @@ import (
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
+	ordersm "github.com/orderworker/orderworker/tasks/order"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -674,6 +675,51 @@ func TestRejectedRecordedParamsEndTheOrder(t *testing.T) {
 	}
 	if n := e.backend.Calls("create"); n != 0 {
 		t.Errorf("%d creates sent for rejected params", n)
+	}
+}
+
+// Recorded params this worker rejects, on an order a create of which may
+// have been received (a run of a version that took them died with it in
+// flight), leave the order unknown for a person, never errored and nothing
+// sent; a later look by this worker rests, not archiving the task again.
+// Before, the run only ended the task: the order stayed submitting with
+// its create in flight, re-queued and archived at every sweep, out of
+// sight of the alerts on unknown orders (a review).
+func TestRejectedRecordedParamsOfAnOrderThatMayExistAreLeftForAPerson(t *testing.T) {
+	t.Parallel()
+	e := setupMem(t, nil, false)
+	bad := []byte(`{"item":"sku-1","qty":1000}`) // over memprov's bound
+	ref := tasks.OrderRef{Provider: memprov.Name, OrderNo: "Bad2"}
+	ctx := context.Background()
+	if _, err := e.ledger.Claim(ctx, ref, bad, "h"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "killed", LeaseTTL: time.Millisecond}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin = %+v, %v; want a create marked", b, err)
+	}
+	time.Sleep(5 * time.Millisecond) // the killed run's lease ends
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Bad2", Params: bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tasks.NewHandler(e.ledger, func() *providers.Set {
+		set := providers.NewSet()
+		set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
+		return set
+	}(), &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := h.ProcessTask(ctx, task); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("ProcessTask = %v, want the task ended for a person", err)
+	}
+	rec := e.wait(t, "Bad2", tasks.StateUnknown)
+	if !ordersm.LeftForAPerson(rec.Reason) || !strings.Contains(rec.Reason, "recorded params rejected") || !rec.MayExist {
+		t.Errorf("record = %+v; want unknown, left for a person, may exist", rec)
+	}
+	// The reconciler's later look: nothing new, the task rests.
+	if err := h.ProcessTask(ctx, task); err != nil {
+		t.Errorf("a later look = %v, want the task to rest (not archived again)", err)
+	}
+	if n := e.backend.Calls("create") + e.backend.Calls("lookup"); n != 0 {
+		t.Errorf("%d calls sent for rejected params", n)
 	}
 }
 

@@ -657,19 +657,42 @@ func refused(code providers.Code) bool {
 	return !providers.MaybeCreated(code) && !providers.Retryable(code) && code != providers.Unauthenticated
 }
 
-// HeldUnlisted and LeftAtDeadline begin the reasons of an unknown order
-// whose task ended for a person to decide: held because the listing does
-// not prove it absent (Policy.HoldUnlisted), or still unknown at its
-// deadline. LeftForAPerson tells them.
+// HeldUnlisted, LeftAtDeadline and HeldParams begin the reasons of an
+// unknown order whose task ended for a person to decide: held because the
+// listing does not prove it absent (Policy.HoldUnlisted), still unknown at
+// its deadline, or held because this worker rejects its recorded params
+// (ParamsRejected). LeftForAPerson tells them.
 const (
 	HeldUnlisted   = "not listed, which does not prove the order absent: "
 	LeftAtDeadline = "outcome unknown at the deadline; left for an operator"
+	HeldParams     = "a create of it may have been received, and this worker rejects its recorded params (a worker of another version?); left for a person, or a worker that takes them: "
 )
+
+// ParamsRejected decides about an order whose recorded params this worker
+// rejects (written by a version that took them): nothing is sent. An order
+// about to be created is errored, nothing having been created; one the
+// provider holds (pending) is left as it is, its task ended; one a create
+// of which may have been received is unknown, left for a person (looked at
+// again now and then by the reconciler, so that a worker that takes its
+// params looks it up), never errored: a run that only ended its task left
+// it submitting with its create in flight, re-queued and archived at every
+// sweep, out of sight of the alerts on unknown orders (a review).
+func ParamsRejected(rec *ledger.Record, p Policy, now time.Time, msg string) Decision {
+	reason := "recorded params rejected: " + msg
+	if pl := PlanStep(rec, p, now); (pl.Step == Submit || pl.Step == Prepare || pl.Then.Step == Prepare) && !rec.MayExist {
+		return Decision{Settle: ledger.SetErrored(reason), Then: Then{Next: Stop, Reason: reason}}
+	}
+	if rec.State == ledger.StatePending {
+		return Decision{Settle: ledger.Unmark(rec), Then: Then{Next: Stop, Reason: reason}}
+	}
+	r := HeldParams + reason
+	return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r}}
+}
 
 // LeftForAPerson reports whether reason is that of an unknown order left
 // for a person (HeldUnlisted, LeftAtDeadline).
 func LeftForAPerson(reason string) bool {
-	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline)
+	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline) || strings.HasPrefix(reason, HeldParams)
 }
 
 // leave is how the task of an order left for a person (with reason r)
@@ -694,6 +717,8 @@ func leftKind(reason string) string {
 	switch {
 	case strings.HasPrefix(reason, HeldUnlisted):
 		return "held"
+	case strings.HasPrefix(reason, HeldParams):
+		return "params"
 	case strings.HasPrefix(reason, LeftAtDeadline+" ("+AmbiguousLookup):
 		return "deadline, ambiguous"
 	case strings.HasPrefix(reason, LeftAtDeadline):
