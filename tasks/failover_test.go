@@ -241,7 +241,8 @@ func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
 	backend.Duplicates = true
 	backend.Delay = 2 * time.Second
 	set := providers.NewSet()
-	set.Add(memprov.New(backend, memprov.Options{Secret: "s"}))
+	timed := &endTimed{Client: memprov.New(backend, memprov.Options{Secret: "s"}), ended: make(chan struct{}, 4)}
+	set.Add(timed)
 
 	direct := rs.Client(t)
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: rs.Addr})
@@ -269,13 +270,19 @@ func TestPartitionedWorkerNeverDoublesAnOrder(t *testing.T) {
 	}
 	proxy.Cut() // A loses Redis mid-call
 	select {
+	case <-timed.ended:
+	case <-time.After(ttl):
+		t.Fatalf("worker A still in its call after the lease TTL: it did not abandon it")
+	}
+	// (Its run then tries to record the step for a while, Redis failing.)
+	select {
 	case err := <-aDone:
 		if err == nil {
 			t.Fatal("worker A finished the order without Redis")
 		}
 		t.Logf("worker A gave up: %v", err)
-	case <-time.After(ttl):
-		t.Fatalf("worker A still in its call after the lease TTL: it did not abandon it")
+	case <-time.After(15 * time.Second):
+		t.Fatalf("worker A's run did not end without Redis")
 	}
 	// Worker B takes the task over once A's lease has expired.
 	time.Sleep(ttl)
@@ -449,4 +456,16 @@ func TestTaskFromADemotedMasterBesideTheResend(t *testing.T) {
 			}
 		})
 	}
+}
+
+// endTimed is a provider that says when each of its creates returned.
+type endTimed struct {
+	*memprov.Client
+	ended chan struct{}
+}
+
+func (p *endTimed) Submit(ctx context.Context, o providers.Order) (providers.Result, error) {
+	r, err := p.Client.Submit(ctx, o)
+	p.ended <- struct{}{}
+	return r, err
 }

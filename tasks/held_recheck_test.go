@@ -76,8 +76,8 @@ func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
 	}
 	due := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"unicloud"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, HeldRecheck: time.Nanosecond})
 	found, err := due.Sweep(ctx)
-	if err != nil || found["unknown_without_task"] != 1 {
-		t.Fatalf("sweep with its recheck due = %v, %v; want it queued again", found, err)
+	if err != nil || found["unknown_task_ended"] != 1 {
+		t.Fatalf("sweep with its recheck due = %v, %v; want it queued again (its task, ended for a person, replaced)", found, err)
 	}
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		info, err := inspector.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("unicloud", "UL-R"))
