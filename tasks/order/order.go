@@ -559,7 +559,13 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		}
 		return Decision{Settle: t, Then: Then{Next: Wait, Delay: wait, Reason: reason}}
 	}
-	// A provider that answers without a status: look it up.
+	// A provider that answers without a status: look it up; past the
+	// deadline, left for a person as any order still unknown then
+	// (otherwise its task would go round until asynq's retries ran out).
+	if pastDeadline(rec, p, now) {
+		r := LeftAtDeadline + " (last answer: the provider answered without a status)"
+		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: providers.Unknown}}
+	}
 	f := rec.Failures
 	return Decision{Settle: ledger.SetUnknown("provider answered without a status").WithMayExist(true),
 		Then: Then{Next: Retry, Delay: p.Backoff.Delay(f), Reason: "provider answered without a status", Code: providers.Unknown}}

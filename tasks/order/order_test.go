@@ -671,6 +671,24 @@ func TestNotFoundForgetsAFailedCreatesID(t *testing.T) {
 	}
 }
 
+// A provider that answers a lookup without a status has the order looked
+// up again; past the deadline, it is left for a person, its task ended,
+// as any order still unknown then (a review: it went round until asynq's
+// retries ran out).
+func TestStatuslessAnswerPastTheDeadlineIsLeftForAPerson(t *testing.T) {
+	t.Parallel()
+	rec := unknown()
+	p := policy()
+	none := Outcome{Result: providers.Result{}}
+	if d := Decide(rec, Lookup, none, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StateUnknown || d.Then.Next != Retry {
+		t.Errorf("within the deadline: to %q then %v; want unknown, retried", d.Settle.To(), d.Then.Next)
+	}
+	d := Decide(rec, Lookup, none, p, t0.Add(p.Deadline+time.Minute))
+	if d.Settle.To() != ledger.StateUnknown || d.Then.Next != Stop || !LeftForAPerson(d.Settle.Reason()) {
+		t.Errorf("past the deadline: to %q then %v, reason %q; want unknown, left for a person", d.Settle.To(), d.Then.Next, d.Settle.Reason())
+	}
+}
+
 // A lookup's not-found within ListingLag of the last create is not
 // believed: the order stays unknown (may exist) and is looked up again
 // when the lag has passed; after it, the order is created again (or
