@@ -33,8 +33,8 @@ func TestBreakerHeldOrderErroredAtItsDeadline(t *testing.T) {
 		t.Fatal("held by the breaker: the task ended; want a wait")
 	}
 	ref := ledger.Ref{Provider: "tencent", OrderNo: "Held-1"}
-	if rec, _ := e.ledger.Get(ctx, ref); rec.State != tasks.StateQueued {
-		t.Fatalf("before its deadline: %s; want queued", rec.State)
+	if rec, _ := e.ledger.Get(ctx, ref); rec.State != tasks.StateQueued || !strings.Contains(rec.Reason, "circuit breaker is open") {
+		t.Fatalf("before its deadline: %s (%q); want queued, its reason naming the breaker (a live check of the alerts: the runbook says the reason tells what holds a queued order)", rec.State, rec.Reason)
 	}
 	time.Sleep(400 * time.Millisecond)
 	if err := e.handler.ProcessTask(ctx, task); err != nil && !errors.Is(err, asynq.SkipRetry) {

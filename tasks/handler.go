@@ -394,6 +394,9 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 				if done, _, err2 := h.endUnsent(ctx, ref, p.Provider, "its provider's circuit breaker is open"); done || err2 != nil {
 					return err2
 				}
+				// Its record says why it waits (a queued order's reason;
+				// one whose last step left a reason keeps it).
+				_ = h.ledger.NoteWaiting(ctx, ref, "waiting: its provider's circuit breaker is open (its calls have been failing); tried again once it lets calls through")
 			}
 			return err
 		}

@@ -270,6 +270,10 @@ func TestWebhooksCLI(t *testing.T) {
 	if code != exitOK || len(failed) != 2 || !strings.Contains(out, `"last_error":"HTTP 502"`) || !strings.Contains(out, `"order_no":"W1"`) {
 		t.Fatalf("enqueue webhooks failed: exit %d, %s", code, out)
 	}
+	// The alerts' endpoint label (its index) names it too.
+	if code, byIndex, errs := runCLI(t, rs.URL(), "", "webhooks", "failed", "-endpoint", "0"); code != exitOK || byIndex != out {
+		t.Errorf("enqueue webhooks failed -endpoint 0: exit %d, %s %s; want the same as by its id", code, byIndex, errs)
+	}
 	first := failed[0]["event"].(map[string]any)["id"].(string)
 
 	for _, args := range [][]string{

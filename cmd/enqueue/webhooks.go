@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,7 +53,7 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 	fs := flag.NewFlagSet("enqueue webhooks "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, webhooksUsage) }
-	endpoint := fs.String("endpoint", "", "endpoint id or URL")
+	endpoint := fs.String("endpoint", "", "endpoint id, URL, or index (the alerts' endpoint label)")
 	limit := fs.Int64("limit", 1000, "most failed events listed per endpoint")
 	all := fs.Bool("all", false, "every failed event of the endpoint")
 	if err := fs.Parse(args); err != nil {
@@ -98,9 +99,11 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 	// find is the endpoint -endpoint names: by id, or by URL as listed
 	// when exactly one endpoint shows that URL (the listed URL hides
 	// query strings and token-like path parts, so two endpoints may show
-	// the same one).
+	// the same one), or by its index, the webhook metrics' and alerts'
+	// endpoint label, when exactly one endpoint has it (one no longer
+	// configured keeps the index it had).
 	find := func() (webhook.EndpointInfo, bool) {
-		var byURL []webhook.EndpointInfo
+		var byURL, byIndex []webhook.EndpointInfo
 		for _, ep := range eps {
 			switch {
 			case *endpoint == "":
@@ -108,7 +111,12 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 				return ep, true
 			case ep.URL == *endpoint:
 				byURL = append(byURL, ep)
+			case strconv.Itoa(ep.Index) == *endpoint:
+				byIndex = append(byIndex, ep)
 			}
+		}
+		if len(byURL) == 0 {
+			byURL = byIndex
 		}
 		switch len(byURL) {
 		case 1:
@@ -120,7 +128,7 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 			for i, ep := range byURL {
 				ids[i] = ep.ID
 			}
-			fmt.Fprintf(stderr, "enqueue webhooks %s: %d endpoints show the URL %q (ids %s): give the id\n", cmd, len(byURL), *endpoint, strings.Join(ids, ", "))
+			fmt.Fprintf(stderr, "enqueue webhooks %s: %d endpoints show %q (ids %s): give the id\n", cmd, len(byURL), *endpoint, strings.Join(ids, ", "))
 		}
 		return webhook.EndpointInfo{}, false
 	}

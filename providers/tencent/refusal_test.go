@@ -2,6 +2,7 @@ package tencent_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -84,6 +85,29 @@ func TestRefusalEchoingTheCustomerRewrittenIsWithheld(t *testing.T) {
 		_, err := c.Submit(lookupCtx(t), order("K2", params))
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(strings.ToLower(err.Error()), "zhang") {
 			t.Errorf("refusal %q: %v; want it to hold %q and no part of the CustomerId", msg, err, want)
+		}
+	}
+}
+
+// A short CustomerId that is a word of Tencent Cloud's common codes
+// ("para") does not withhold such a code: the client reads it
+// (a review); a sub-code holding the CustomerId is withheld.
+func TestCodeOfACommonFamilyIsKeptForAShortCustomer(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ customer, code, want string }{
+		{"para", "InvalidParameterValue", "InvalidParameterValue"},
+		{"para", "InvalidParameterValue.Limit", "InvalidParameterValue.Limit"},
+		{"zhang_san_1907", "InvalidParameterValue.ZhangSan1907", "(withheld)"},
+		{"zhang_san_1907", "Custom.zhang-san-1907", "(withheld)"},
+	} {
+		params := `{"CustomerId":"` + c.customer + `","ItemId":"D-FireInsurance2020","ItemNum":1}`
+		body, _ := json.Marshal(map[string]any{"Response": map[string]any{"RequestId": "r",
+			"Error": map[string]any{"Code": c.code, "Message": "refused"}}})
+		srv := bodyServer(t, http.StatusOK, string(body))
+		_, err := srv.Submit(lookupCtx(t), order("K3", params))
+		var pe *providers.Error
+		if !errors.As(err, &pe) || pe.ProviderCode != c.want {
+			t.Errorf("customer %q, code %q: %v; want the code %q", c.customer, c.code, err, c.want)
 		}
 	}
 }

@@ -789,6 +789,23 @@ func bare(top json.RawMessage) bool {
 // created, and is Ambiguous: the order is looked up. A listing answered a
 // 3xx is Unavailable whatever its body holds. A listing's failure is
 // never NotFound.
+// codeMayHold reports whether an error code may hold the CustomerId
+// customer: judged on its sub-code alone when it begins with one of
+// Tencent Cloud's common code families (InvalidParameterValue.X), whose
+// words a short CustomerId ("para", "value") would match, withholding a
+// code the client reads (the Limit fallback of a listing).
+func codeMayHold(pcode, customer string) bool {
+	head, sub, _ := strings.Cut(pcode, ".")
+	switch head {
+	case "InvalidParameter", "InvalidParameterValue", "MissingParameter", "UnknownParameter", "InvalidAction",
+		"UnauthorizedOperation", "UnsupportedOperation", "OperationDenied", "InvalidFilter", "InternalError",
+		"ResourceUnavailable", "ResourceNotFound", "ResourceInUse", "LimitExceeded", "RequestLimitExceeded",
+		"FailedOperation", "AuthFailure", "ResourceInsufficient":
+		return providers.MayHoldID(sub, customer)
+	}
+	return providers.MayHoldID(pcode, customer)
+}
+
 // withheldMessage replaces a server's message that may hold the order's
 // CustomerId rewritten.
 const withheldMessage = "(the provider's message is withheld: it may hold the order's CustomerId)"
@@ -805,7 +822,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		if providers.MayHoldID(e.Message, customer) {
 			e.Message = withheldMessage
 		}
-		if providers.MayHoldID(e.ProviderCode, customer) {
+		if codeMayHold(e.ProviderCode, customer) {
 			e.ProviderCode = "(withheld)"
 		}
 		return e

@@ -122,14 +122,16 @@ end
 -- watches it (ARGV[9] its id, ARGV[12] this process's own count field):
 -- nil and the reply to return when the shard lost its data since this
 -- process read it (its id gone or another, this process's count below
--- what it wrote); else, for a record made (or, if later, run) within the
--- window (ARGV[10] ms) after a loss was found, the loss (its lost time)
--- and the latest a create or a pay lost with the data may have ended
--- (when the loss was found, plus ARGV[13] ms: a call under way then ends
--- within it), for a record not yet looked up for it, whatever its step;
--- false otherwise. A record made within the window is judged so whenever
--- it runs: a resend a backlog, a breaker or a rate limit holds past the
--- window's end is still one of an order the loss may have hidden.
+-- what it wrote); else, for a record made before the end of the window
+-- (ARGV[10] ms) after a loss was found, or one run within it, the loss
+-- (its lost time) and the latest a create or a pay lost with the data may
+-- have ended (when the loss was found, plus ARGV[13] ms: a call under way
+-- then ends within it), for a record not yet looked up for it, whatever
+-- its step; false otherwise. A record made before the window's end is
+-- judged so whenever it first runs: a resend a backlog, a breaker or a
+-- rate limit holds past the window's end is still one of an order the
+-- loss may have hidden (and one made before the loss, first run since,
+-- costs a lookup, never a create twice).
 local function lossToLook()
   local ep = redis.call('HMGET', KEYS[4], 'id', 'lost', 'g:' .. (ARGV[12] or ''), 'found')
   if ep[1] ~= ARGV[9] then return nil, nil, {'epoch'} end
@@ -587,7 +589,7 @@ type Transition struct {
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
 	targetUnknown     bool      // forget where the last create went (SetUnknownSince)
 	dropMatch         []string  // with the id to forget: the record's not_ours after (withDropMatch)
-	dropOwn           bool      // the id forgot is the order's own create's, not listed as another's (withDropOwnID)
+	forgetOwn         bool      // the id the record holds from its own failed create is forgotten (withDropOwnID)
 	lookedFirst       time.Time // the loss the order is looked up for (WithLookedFirst)
 	lookedFirstAt     time.Time // when that was found (WithLookedFirst): recorded as last_create
 }
@@ -630,7 +632,9 @@ func (t Transition) ProviderOrderID() string { return t.providerOrderID }
 // the record holds (an operator's absent, a not-found that a create
 // follows), and whether that id was the order's own create's answer
 // rather than a match found another's.
-func (t Transition) ForgetsID() (forgets, own bool) { return t.dropMatch != nil, t.dropOwn }
+func (t Transition) ForgetsID() (forgets, own bool) {
+	return t.dropMatch != nil || t.forgetOwn, t.forgetOwn
+}
 
 // Failures is the failure count the transition records, -1 when it keeps
 // the current one.
@@ -779,11 +783,15 @@ func (t Transition) WithoutOwnID(rec *Record) Transition {
 
 // withDropOwnID forgets the provider order id rec holds from its own
 // failed create's answer (an operator found no such order at the
-// provider), as withDropMatch does, but without listing it as another's:
-// the next create's own answer names the order's id again.
+// provider): the record no longer holds it, so the next create's own
+// answer names the order's id again, and lookups go by that. It is not
+// listed as another's, and its owner entry stays this order's: should the
+// id turn up after all, it is this order's own create's, never another
+// order's to take.
 func (t Transition) withDropOwnID(rec *Record) Transition {
-	t = t.withDropMatch(rec)
-	t.dropOwn = true
+	if rec.ProviderOrderID != "" {
+		t.forgetOwn = true
+	}
 	return t
 }
 
@@ -1126,16 +1134,16 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	if t.dropMatch != nil {
 		// First: an id the transition records (an operator's paid under
 		// another id) is written after, and so stands.
-		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "")
-		if !t.dropOwn {
-			notOurs, _ := json.Marshal(t.dropMatch)
-			args = append(args, "not_ours", notOurs)
-		}
+		notOurs, _ := json.Marshal(t.dropMatch)
+		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "", "not_ours", notOurs)
 		if id := t.dropMatch[len(t.dropMatch)-1]; l.ownerShard(ref.Provider, id) == sh {
 			// Released with the settle: this order owns the id no more
 			// the moment its record no longer holds it.
 			args = append(args, "!release", id)
 		}
+	}
+	if t.forgetOwn {
+		args = append(args, "provider_order_id", "")
 	}
 	if t.providerOrderID != "" {
 		args = append(args, "provider_order_id", t.providerOrderID)
@@ -1280,16 +1288,19 @@ func (l *Ledger) KeepAlive(ctx context.Context, ref Ref, token string, ttl time.
 // ttl after it was last set, so at once when the lease is already that
 // old. The returned context is cancelled, with ErrLeaseLost as its cause,
 // when the lease is another's, or when it could not be extended and less
-// than a sixth of ttl is surely left of it: the caller must then stop what
-// it does before another run may take the order. An extension Redis fails
-// (a timeout, a reset connection) is tried again while more than that is
-// left: one Redis blip does not cut a create or a pay short, which would
-// leave it unsure whether it went through.
+// than two fifths of ttl are surely left of it: the caller must then stop
+// what it does before another run may take the order. An extension Redis
+// fails (a timeout, a reset connection) is tried again while more than
+// that is left: one Redis blip does not cut a create or a pay short, which
+// would leave it unsure whether it went through. The margin covers an
+// extension a failover lost (extensions are not waited for by replicas):
+// the new master's lease may end a third of ttl before the one this
+// process last set.
 func (l *Ledger) KeepAliveFrom(ctx context.Context, ref Ref, token string, ttl time.Duration, began time.Time) (context.Context, func()) {
 	if ttl <= 0 {
 		ttl = 30 * time.Second
 	}
-	margin := ttl / 6
+	margin := ttl/3 + ttl/15
 	ctx, cancel := context.WithCancelCause(ctx)
 	var mu sync.Mutex
 	stopped := false

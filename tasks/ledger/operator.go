@@ -311,11 +311,17 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		dropped = rec.ProviderOrderID
 	}
 	if rec.State == StateUnknown && a.As == ResolveAbsent && rec.ProviderOrderID != "" {
-		// The id a failed create of its own was answered with: the
-		// provider holds no such order, so it names none. Kept, the next
-		// create's lookups would go by it, and that create's own answer
-		// would not be recorded (a review).
-		dropped, own = rec.ProviderOrderID, true
+		if rec.Matched {
+			// Found by matching: another's, as for a pending order.
+			dropped = rec.ProviderOrderID
+		} else {
+			// The id a failed create of its own was answered with: the
+			// provider holds no such order, so it names none. Kept, the
+			// next create's lookups would go by it, and that create's
+			// own answer would not be recorded (a review). Its owner
+			// entry stays this order's (withDropOwnID).
+			own = true
+		}
 	}
 	if why := otherIDRefusal(rec, a); why != "" {
 		return refuse(why)

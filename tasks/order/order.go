@@ -562,7 +562,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 	// A provider that answers without a status: look it up; past the
 	// deadline, left for a person as any order still unknown then
 	// (otherwise its task would go round until asynq's retries ran out).
-	if pastDeadline(rec, p, now) {
+	if (step == Submit || step == Lookup) && rec.State != ledger.StatePending && pastDeadline(rec, p, now) {
 		r := LeftAtDeadline + " (last answer: the provider answered without a status)"
 		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: providers.Unknown}}
 	}
@@ -685,7 +685,16 @@ const (
 // sweep, out of sight of the alerts on unknown orders (a review).
 func ParamsRejected(rec *ledger.Record, p Policy, now time.Time, msg string) Decision {
 	reason := "recorded params rejected: " + msg
-	if pl := PlanStep(rec, p, now); (pl.Step == Submit || pl.Step == Prepare || pl.Then.Step == Prepare) && !rec.MayExist {
+	// A create of it may have been received: one said so, one a run left
+	// in flight, or one lost with Redis's data (a record to look up
+	// first). A create this step's Begin marked has not left.
+	mayExist := rec.MayExist || rec.State == ledger.StateUnknown || rec.Inflight > 0 && !rec.InflightMarked || !rec.LookFirstSince.IsZero()
+	if !mayExist && rec.State != ledger.StatePending {
+		if pl := PlanStep(rec, p, now); pl.Step == None && pl.Settle.To() == ledger.StateErrored {
+			// Past its deadline or budget with nothing sent: errored as
+			// the plan says, whatever the params.
+			return Decision{Settle: pl.Settle, Then: pl.Then}
+		}
 		return Decision{Settle: ledger.SetErrored(reason), Then: Then{Next: Stop, Reason: reason}}
 	}
 	if rec.State == ledger.StatePending {

@@ -689,6 +689,41 @@ func TestStatuslessAnswerPastTheDeadlineIsLeftForAPerson(t *testing.T) {
 	}
 }
 
+// A pending order lives past the deadline by design (polled through its
+// pending window, or longer): a poll answered without a status past the
+// deadline has it polled again, not left for a person (a review of the
+// rule above).
+func TestPendingPollWithoutStatusPastTheDeadlineIsRetried(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.PendingWindow = 48 * time.Hour
+	d := Decide(pending(), Poll, Outcome{Result: providers.Result{}}, p, t0.Add(p.Deadline+time.Minute))
+	if d.Then.Next == Stop || d.Then.Next == Rest || LeftForAPerson(d.Settle.Reason()) {
+		t.Errorf("to %q then %v (%q); want it polled again", d.Settle.To(), d.Then.Next, d.Settle.Reason())
+	}
+}
+
+// An order never sent whose params this worker rejects, past its deadline
+// or its budget, is errored as its plan says, never marked as one a create
+// of which may have been received (a review).
+func TestParamsRejectedOfAnOrderNeverSentIsErrored(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	for name, c := range map[string]struct {
+		rec *ledger.Record
+		now time.Time
+	}{
+		"queued, past the deadline": {&ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateQueued, CreatedAt: t0}, t0.Add(p.Deadline + time.Minute)},
+		"budget spent":              {&ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, CreatedAt: t0, Failures: 3, Attempts: 3}, t0.Add(time.Minute)},
+		"queued, in time":           {&ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateQueued, CreatedAt: t0}, t0.Add(time.Minute)},
+	} {
+		d := ParamsRejected(c.rec, p, c.now, "bad")
+		if v, set := d.Settle.MayExist(); set && v || d.Settle.To() != ledger.StateErrored || d.Then.Next != Stop {
+			t.Errorf("%s: to %q then %v (%q); want errored, nothing said to exist", name, d.Settle.To(), d.Then.Next, d.Settle.Reason())
+		}
+	}
+}
+
 // A lookup's not-found within ListingLag of the last create is not
 // believed: the order stays unknown (may exist) and is looked up again
 // when the lag has passed; after it, the order is created again (or
