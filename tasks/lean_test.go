@@ -646,6 +646,19 @@ func TestUnreadableParamsLeaveTheOrderWaiting(t *testing.T) {
 	}
 }
 
+// rejectingRun is a handler with e's in-memory provider and the task of
+// order no with params, which the provider rejects.
+func rejectingRun(t *testing.T, e *memEnv, no string, params []byte) (*tasks.Handler, *asynq.Task) {
+	t.Helper()
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: no, Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := providers.NewSet()
+	set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
+	return tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}), task
+}
+
 // Recorded params that this worker's provider rejects (a stricter version
 // of its validation, say) end an order that was about to be created, with
 // the reason; nothing is sent.
@@ -657,15 +670,7 @@ func TestRejectedRecordedParamsEndTheOrder(t *testing.T) {
 	if _, err := e.ledger.Claim(context.Background(), ref, bad, "h"); err != nil {
 		t.Fatal(err)
 	}
-	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Bad1", Params: bad})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := tasks.NewHandler(e.ledger, func() *providers.Set {
-		set := providers.NewSet()
-		set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
-		return set
-	}(), &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, task := rejectingRun(t, e, "Bad1", bad)
 	if err := h.ProcessTask(context.Background(), task); err == nil {
 		t.Fatal("ProcessTask = nil, want the task stopped")
 	}
@@ -698,15 +703,7 @@ func TestRejectedRecordedParamsOfAnOrderThatMayExistAreLeftForAPerson(t *testing
 		t.Fatalf("Begin = %+v, %v; want a create marked", b, err)
 	}
 	time.Sleep(5 * time.Millisecond) // the killed run's lease ends
-	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: "Bad2", Params: bad})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := tasks.NewHandler(e.ledger, func() *providers.Set {
-		set := providers.NewSet()
-		set.Add(memprov.New(e.backend, memprov.Options{Secret: "s"}))
-		return set
-	}(), &tasks.HandlerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, task := rejectingRun(t, e, "Bad2", bad)
 	if err := h.ProcessTask(ctx, task); !errors.Is(err, asynq.SkipRetry) {
 		t.Fatalf("ProcessTask = %v, want the task ended for a person", err)
 	}
