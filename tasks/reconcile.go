@@ -102,7 +102,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 	r := &Reconciler{ledger: l, inspector: inspector, client: client, providers: providerNames, opts: o, log: o.Logger, walk: map[walkKey]int64{},
 		found: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_found_total",
-			Help: "Orders the reconciler found with no task to move them on, each queued again (claimed_not_enqueued: queued, nothing tried, no task at all; STATE_without_task: no task; STATE_task_ended: its task archived or completed), or with a task set to retry further ahead than the worker ever sets one, run now (retry_far_ahead), by kind.",
+			Help: "Orders the reconciler found with no task to move them on, each queued again (claimed_not_enqueued: queued, nothing tried, no task in the workers' queue; queued_in_unserved_queue: its task waits in a queue no worker serves; STATE_without_task: no task; STATE_task_ended: its task archived or completed), or with a task set to retry further ahead than the worker ever sets one, run now (retry_far_ahead), by kind.",
 		}, []string{"kind"}),
 		unchecked: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orderworker_reconciler_unchecked_total",
@@ -115,6 +115,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 		r.found.WithLabelValues(string(s) + "_task_ended")
 	}
 	r.found.WithLabelValues("retry_far_ahead")
+	r.found.WithLabelValues("queued_in_unserved_queue")
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(r.found, r.unchecked)
 	}
@@ -251,17 +252,51 @@ func (r *Reconciler) check(ctx context.Context, ref ledger.Ref, s State, cutoff 
 		// while the order is not done: not a producer's doing.
 		kind = string(s) + "_task_ended"
 	case s == StateQueued && rec.Attempts == 0:
-		// No task at all, nothing tried: a producer that stopped
-		// between its claim and its enqueue (where they are two
-		// writes), or a task deleted by hand.
+		// No task in the workers' queue, nothing tried: a producer that
+		// stopped between its claim and its enqueue (where they are two
+		// writes), a task deleted by hand, or one queued where no
+		// worker takes tasks from.
 		kind = "claimed_not_enqueued"
+	}
+	unserved := ""
+	if kind == "claimed_not_enqueued" {
+		if unserved = r.unservedQueueOf(TaskID(rec.Provider, rec.OrderNo)); unserved != "" {
+			// Its producer queued it where no worker serves (a -queue
+			// or ORDERWORKER_QUEUE of its own): that task stays there.
+			kind = "queued_in_unserved_queue"
+		}
 	}
 	args := []any{"provider", rec.Provider, "order_no", rec.OrderNo, "state", rec.State, "kind", kind}
 	if ended != 0 {
 		args = append(args, "task_was", ended.String())
 	}
+	if unserved != "" {
+		args = append(args, "unserved_queue", unserved)
+	}
 	r.log.Warn("reconciler re-queued an order", args...)
 	return kind, nil
+}
+
+// unservedQueueOf is the queue, other than the ones the workers serve,
+// where a task with id waits to run (pending, scheduled or retrying): a
+// producer's that no worker will take. "" when there is none, or the
+// queues cannot be read.
+func (r *Reconciler) unservedQueueOf(id string) string {
+	queues, err := r.inspector.Queues()
+	if err != nil {
+		return ""
+	}
+	served := ServedQueues(r.opts.Queue, r.ledger.Shards())
+	for _, q := range queues {
+		if slices.Contains(served, q) {
+			continue
+		}
+		info, err := r.inspector.GetTaskInfo(q, id)
+		if err == nil && (info.State == asynq.TaskStatePending || info.State == asynq.TaskStateScheduled || info.State == asynq.TaskStateRetry) {
+			return q
+		}
+	}
+	return ""
 }
 
 // runOverdue runs now the order's retrying task when it is due further

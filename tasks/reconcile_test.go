@@ -58,20 +58,27 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 	if err := inspector.ArchiveTask(tasks.DefaultQueue, tasks.TaskID("tencent", "Order-R4")); err != nil {
 		t.Fatal(err)
 	}
+	// 5: queued by a producer in a queue no worker serves: queued again
+	// in the workers', and told (a live check of the alerts: it passed for
+	// a producer that stopped between its claim and its enqueue).
+	elsewhere := tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Queue: "nobody"})
+	if res, err := elsewhere.Enqueue(ctx, order("Order-R5")); err != nil || res.Status != tasks.Enqueued {
+		t.Fatal(res, err)
+	}
 
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if found["claimed_not_enqueued"] != 1 || found["unknown_without_task"] != 1 || found["queued_task_ended"] != 1 || len(found) != 3 {
-		t.Fatalf("Sweep found %v, want one claimed_not_enqueued, one unknown_without_task and one queued_task_ended", found)
+	if found["claimed_not_enqueued"] != 1 || found["unknown_without_task"] != 1 || found["queued_task_ended"] != 1 || found["queued_in_unserved_queue"] != 1 || len(found) != 4 {
+		t.Fatalf("Sweep found %v, want one claimed_not_enqueued, one unknown_without_task, one queued_task_ended and one queued_in_unserved_queue", found)
 	}
 	if again, _ := rec.Sweep(ctx); len(again) != 0 {
 		t.Errorf("second Sweep found %v, want nothing (tasks are queued now)", again)
 	}
 	e.startServer(t)
-	for _, no := range []string{"Order-R1", "Order-R2", "Order-R3", "Order-R4"} {
+	for _, no := range []string{"Order-R1", "Order-R2", "Order-R3", "Order-R4", "Order-R5"} {
 		e.waitState(t, no, tasks.StatePaid)
 		if n := e.sandbox.Count(no); n != 1 {
 			t.Errorf("%s: sandbox holds %d orders, want 1", no, n)
