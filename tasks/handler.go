@@ -890,7 +890,7 @@ func (h *Handler) settle(ctx context.Context, ref ledger.Ref, token string, t le
 // that is loading, read-only (a failover under way) or busy; not an error
 // a script raised, which would be raised again.
 func retryableRedisError(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
 		return false
 	}
 	var re redis.Error
