@@ -65,6 +65,7 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 	if res, err := elsewhere.Enqueue(ctx, order("Order-R5")); err != nil || res.Status != tasks.Enqueued {
 		t.Fatal(res, err)
 	}
+	time.Sleep(10 * time.Millisecond) // past the sweep's cutoff, as the others are
 
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
