@@ -849,7 +849,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 			// looked up; a pay, paid again only a listing lag later if
 			// the order then shows unpaid, though the provider may have
 			// accepted it).
-			h.log.Error("the provider's answer could not be recorded (Redis failed for 10 s); the next run takes the call as one whose answer was lost",
+			h.log.Error("the provider's answer could not be recorded (Redis failed, tried again for up to 10 s); the next run takes the call as one whose answer was lost",
 				"provider", ref.Provider, "order_no", ref.OrderNo, "call", a.Call, "result", a.Result, "error", err)
 		}
 		return order.Then{}, wait(redisWait, err)
