@@ -862,7 +862,8 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 // connection, a failover under way) until ctx ends: a step's settle
 // carries what the provider answered, which a later run cannot learn
 // again (a pay it accepted, a create's id), and repeating it is safe (a
-// settle already applied, its reply lost, answers ok again). The ledger's
+// settle already applied, its reply lost, answers ok again, even after
+// another run took the order and settled it since). The ledger's
 // own answers (the lease lost, the record gone, an id owned, writes not
 // acknowledged) end it at once, as does a failure that says nothing was
 // run (an error in the script).

@@ -905,10 +905,11 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 var settleScript = redis.NewScript(luaRevoke + luaAddHistory + `
 local cur = redis.call('HMGET', KEYS[1], 'state', 'lease', 'settled', 'provider_order_id', 'reason', 'attempts', 'lease_mark', 'pay_sent', 'rival_key')
 if not cur[1] then return {'missing'} end
-if cur[3] == ARGV[1] then
-  -- This settle again (its reply was lost): a write (of the same value),
+if cur[3] and (' ' .. cur[3] .. ' '):find(' ' .. ARGV[1] .. ' ', 1, true) then
+  -- This settle again (its reply was lost), perhaps after another run's
+  -- (settled keeps the last few tokens): a write (of the same value),
   -- so that the WAIT after it covers what the first one wrote.
-  redis.call('HSET', KEYS[1], 'settled', ARGV[1])
+  redis.call('HSET', KEYS[1], 'settled', cur[3])
   return {'ok'}
 end
 if cur[2] ~= ARGV[1] then return {'lost', cur[1]} end
@@ -930,7 +931,18 @@ if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
 end
 local new = ARGV[5]
 if new == '' then new = cur[1] end
-local f = {'state', new, 'updated', now, 'settled', ARGV[1], 'lease', '', 'lease_until', ''}
+-- The last settles' tokens, newest first: a retried settle whose first
+-- try applied is known as such even after another run settled since.
+local settled = ARGV[1]
+if cur[3] then
+  local n = 1
+  for tok in cur[3]:gmatch('%S+') do
+    if n == 3 then break end
+    settled = settled .. ' ' .. tok
+    n = n + 1
+  end
+end
+local f = {'state', new, 'updated', now, 'settled', settled, 'lease', '', 'lease_until', ''}
 local moved = nil
 if cur[7] == '2' and (cur[8] or '') ~= '' then
   -- This run's pay has ended (answered, failed or timed out): the
@@ -1082,6 +1094,11 @@ end
 // record is gone, and ErrNotDurable (applied, but not acknowledged by the
 // replicas in time) when durable writes are on.
 func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition) error {
+	if token == "" {
+		// No Begin hands out an empty token: it would match a released
+		// lease.
+		return ErrLeaseLost
+	}
 	// The step's time: "" for Redis's TIME (see Options.Now), which the
 	// script also writes for the fields given as "@".
 	nowArg := l.claimTime()

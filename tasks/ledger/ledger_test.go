@@ -159,6 +159,56 @@ func TestBeginRefusesFinishedAndLeased(t *testing.T) {
 	}
 }
 
+// A settle tried again after its first try applied (its reply lost) is
+// told apart from one whose lease another run took, even when another run
+// took the order and settled it in between: it is not a call made after
+// the lease was lost.
+func TestRetriedSettleAfterAnotherRunsSettleIsOK(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "O-retried"}
+	claim(t, l, ref)
+	tokens := []string{"a", "b", "c"}
+	for i, tok := range tokens {
+		if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: tok}); err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %s = %+v, %v", tok, b, err)
+		}
+		a := &ledger.Attempt{N: i + 1, Call: "query", Result: "not_found"}
+		if err := l.Settle(ctx, ref, tok, ledger.SetUnknown("looking").WithAttempt(a)); err != nil {
+			t.Fatalf("Settle %s: %v", tok, err)
+		}
+	}
+	// The first run's settle again, two settles later: applied once, ok.
+	if err := l.Settle(ctx, ref, "a", ledger.SetUnknown("looking")); err != nil {
+		t.Fatalf("retried Settle after two others: %v, want ok", err)
+	}
+	rec, err := l.Get(ctx, ref)
+	if err != nil || rec.Attempts != 3 || len(rec.History) != 3 {
+		t.Fatalf("record = %+v, %v; want the three settles applied once each", rec, err)
+	}
+	// A fourth settle: the first token is no longer kept, and a settle with
+	// it is taken for one whose lease was lost, as is a token never seen.
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "d"}); err != nil || b.Status != ledger.Began {
+		t.Fatalf("Begin d = %+v, %v", b, err)
+	}
+	if err := l.Settle(ctx, ref, "d", ledger.SetUnknown("looking")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{"a", "zz", ""} {
+		if err := l.Settle(ctx, ref, tok, ledger.SetPaid("X")); !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Errorf("Settle with token %q: %v, want ErrLeaseLost", tok, err)
+		}
+	}
+	for _, tok := range []string{"b", "c", "d"} {
+		if err := l.Settle(ctx, ref, tok, ledger.SetPaid("X")); err != nil {
+			t.Errorf("retried Settle %s: %v, want ok", tok, err)
+		}
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || rec.State != ledger.StateUnknown || rec.ProviderOrderID != "" {
+		t.Fatalf("record = %+v, %v; a retried settle applied again", rec, err)
+	}
+}
+
 func TestSettleNeverAdoptsAnotherOrdersProviderID(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
