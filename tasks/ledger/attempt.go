@@ -645,12 +645,16 @@ func (t Transition) Failures() int {
 	return t.failures
 }
 
-// Reason is the reason the transition records ("" when it keeps the
-// current one or clears it).
 // PendingSince is when a pending order's window began, as recorded (zero:
 // not set).
 func (t Transition) PendingSince() time.Time { return t.pendingSince }
 
+// NextCheck is when a pending order is next checked, as recorded (zero:
+// not set).
+func (t Transition) NextCheck() time.Time { return t.nextCheck }
+
+// Reason is the reason the transition records ("" when it keeps the
+// current one or clears it).
 func (t Transition) Reason() string { return t.reason }
 
 // SetPaid ends the order paid with the provider's order id.
