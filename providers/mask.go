@@ -1299,6 +1299,67 @@ func MayHoldID(s, id string) bool {
 	return utf8.RuneCountInString(f) >= 4 && strings.Contains(nameForm(s), f)
 }
 
+// MayHoldIDPart reports whether a provider's message s may hold id (a
+// user's id, perhaps a login name or an e-mail address) whole or in part:
+// MayHoldID, or, compared by letters and digits alone, any of its words of
+// five or more (zhangwei of zhangwei_1990, zhang of zhang.wei@example.com,
+// a word ending where letters and digits meet too), any run of two Han,
+// Kana or Hangul characters, its first six (an id cut short), or a short id
+// (under four) as a word of s. A message is judged so, not a code: an id
+// echoed cut or in part is as personal as one echoed whole, and withholding
+// a message that only looks like one costs the operator its words, never
+// the order (a black-box review found "customer zhangwei" echoed for the
+// CustomerId zhangwei_1990, and a userId echoed cut to ten characters).
+func MayHoldIDPart(s, id string) bool {
+	f := nameForm(id)
+	n := utf8.RuneCountInString(f)
+	if n == 0 {
+		return false
+	}
+	if MayHoldID(s, id) {
+		return true
+	}
+	text := nameForm(s)
+	if n < 4 {
+		for _, w := range strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			if nameForm(w) == f {
+				return true
+			}
+		}
+		return n >= 2 && isIdeographic(f) && strings.Contains(text, f)
+	}
+	for _, w := range idWords(id) {
+		if k := utf8.RuneCountInString(w); (k >= 5 || k >= 2 && isIdeographic(w)) && strings.Contains(text, w) {
+			return true
+		}
+	}
+	if n > 6 {
+		r := []rune(f)
+		return strings.Contains(text, string(r[:6]))
+	}
+	return false
+}
+
+// idWords are id's words in nameForm: split where neither a letter nor a
+// digit stands, and where letters and digits meet (zhangwei1990: zhangwei,
+// 1990).
+func idWords(id string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(id, func(r rune) bool {
+		return !(unicode.IsLetter(r) || unicode.IsDigit(r) || r >= '\uFF01' && r <= '\uFF5E')
+	}) {
+		w := []rune(nameForm(f))
+		start := 0
+		for i := 1; i <= len(w); i++ {
+			if i == len(w) || unicode.IsDigit(w[i]) != unicode.IsDigit(w[i-1]) {
+				out = append(out, string(w[start:i]))
+				start = i
+			}
+		}
+	}
+	return out
+}
+
 // nameForm is s by its letters and digits only, case folded, full-width
 // forms narrowed and combining marks dropped.
 func nameForm(s string) string {

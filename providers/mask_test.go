@@ -517,6 +517,34 @@ func TestMayHoldName(t *testing.T) {
 	}
 }
 
+// A message that echoes a user's id cut, in part or short is judged to
+// hold it (a black-box review found each of these reach the record, the
+// API and the webhooks).
+func TestMayHoldIDPart(t *testing.T) {
+	for _, tt := range []struct {
+		s, id string
+		want  bool
+	}{
+		{"customer zhangwei is not registered", "zhangwei_1990", true},
+		{"customer ZhangWei1990 is not registered", "zhangwei_1990", true},
+		{"identityId zhang.wei@... does not exist", "zhang.wei@example.com", true},
+		{"identityId bob does not exist", "bob", true},
+		{"identityId 王五 does not exist", "王五", true},
+		{"用户王五不存在", "王五", true},
+		{"user abcdefg... unknown", "abcdefghijk", true},
+		{"identityId does not exist", "bob", false},
+		{"the bobcat is not a user", "bob", false},
+		{"code 1234 failed", "12", false},
+		{"customer is not registered", "zhangwei_1990", false},
+		{"identityId does not exist", "zhang.wei@example.com", false},
+		{"anything", "", false},
+	} {
+		if got := MayHoldIDPart(tt.s, tt.id); got != tt.want {
+			t.Errorf("MayHoldIDPart(%q, %q) = %v; want %v", tt.s, tt.id, got, tt.want)
+		}
+	}
+}
+
 func TestMayHoldID(t *testing.T) {
 	for _, tt := range []struct {
 		s, id string

@@ -776,7 +776,7 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal, req.Header.Get(HeaderSignature)}
 	a, err := classify(op, co.acts, resp, secrets)
 	var pe *providers.Error
-	if errors.As(err, &pe) && (providers.MayHoldName(pe.Message, co.personal) || providers.MayHoldID(pe.Message, co.userID)) {
+	if errors.As(err, &pe) && (providers.MayHoldName(pe.Message, co.personal) || providers.MayHoldIDPart(pe.Message, co.userID)) {
 		// Redact hid the user's name as the order gives it; the provider
 		// may echo it rewritten (spaced, reordered, cut, full-width): the
 		// message is withheld whole.
@@ -791,7 +791,7 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	}
 	if err != nil && strings.HasPrefix(resp.Header.Get(HeaderErrorMessage), "Invalid Signature") {
 		server := providers.Redact(resp.Header.Get(HeaderErrorMessage), secrets...)
-		if providers.MayHoldName(server, co.personal) || providers.MayHoldID(server, co.userID) {
+		if providers.MayHoldName(server, co.personal) || providers.MayHoldIDPart(server, co.userID) {
 			server = withheldMessage
 		}
 		c.log.Warn("aliyun gateway signature mismatch",

@@ -897,6 +897,36 @@ func TestEchoedUserIDIsWithheld(t *testing.T) {
 	}
 }
 
+// A refusal that echoes the order's userId cut short, in part, or a short
+// one whole is withheld too (a black-box review: "identityId bob does not
+// exist" and a userId cut to ten characters reached the record, the API and
+// the webhooks).
+func TestUserIDEchoedInPartIsWithheld(t *testing.T) {
+	t.Parallel()
+	for i, c := range []struct{ userID, msg, part string }{
+		{"bob", "identityId bob does not exist", "bob"},
+		{"huang.feihong@example.com", "identityId huang.feih... does not exist", "feih"},
+		{"huang.feihong@example.com", "identityId for feihong not found", "feihong"},
+	} {
+		sb := sandbox.New(appKey, appSecret, projectID)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != aliyun.PathCreate {
+				sb.ServeHTTP(w, r)
+				return
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"code": 2062, "message": c.msg})
+		}))
+		t.Cleanup(srv.Close)
+		cl := newClient(t, srv.URL, appSecret, aliyun.NewMemoryTokenStore(nil), nil)
+		o := testOrder(990 + i)
+		o.Params = json.RawMessage(strings.Replace(string(o.Params), `"userId":"50e5op6412259c0f11"`, `"userId":"`+c.userID+`"`, 1))
+		_, err := cl.Submit(ctx(t), o)
+		if err == nil || strings.Contains(strings.ToLower(err.Error()), c.part) || !strings.Contains(err.Error(), "withheld") {
+			t.Errorf("create refused with %q for userId %q: %v; want the message withheld", c.msg, c.userID, err)
+		}
+	}
+}
+
 // A gateway's error code header that echoes the order's userId is
 // withheld as its message would be.
 func TestEchoedUserIDInTheGatewaysCodeIsWithheld(t *testing.T) {

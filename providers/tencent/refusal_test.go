@@ -76,6 +76,8 @@ func TestRefusalEchoingTheCustomerRewrittenIsWithheld(t *testing.T) {
 	for msg, want := range map[string]string{
 		"CustomerId ZHANG_SAN_1907 不存在 (customer zhang san 1907)": "withheld",
 		"customer zhang-san-1907 unknown":                         "withheld",
+		"customer zhang is not registered":                        "withheld", // in part (a black-box review)
+		"customer zhangsan19... is not registered":                "withheld", // cut
 		"CustomerId zhang_san_1907 不存在":                           "不存在",
 		"ItemNum 无效":                                              "ItemNum 无效",
 	} {

@@ -819,7 +819,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		// Redact hid the CustomerId (perhaps a login name) as the order
 		// gives it; the server may echo it rewritten (spaced, cased,
 		// punctuated otherwise): such a text is withheld whole.
-		if providers.MayHoldID(e.Message, customer) {
+		if providers.MayHoldIDPart(e.Message, customer) {
 			e.Message = withheldMessage
 		}
 		if codeMayHold(e.ProviderCode, customer) {
