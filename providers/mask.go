@@ -121,19 +121,23 @@ func isStrictSep(c byte) bool {
 }
 
 // mobileSepLen is the length of what separates two groups of a mobile
-// number at the start of s, and the separator: one of - / _ . , ~ * with
-// up to two spaces on either side, or one or two spaces (sep ' '), or
-// nothing (sep 0). A tab or a line break counts as a space (a provider's
-// message may be laid out so: 139\t8765\t4321).
+// number at the start of s, and the separator: one of - / _ . , ~ * (a
+// dash perhaps doubled: 138 -- 0013 -- 8000) with up to four spaces on
+// either side, or one to four spaces (sep ' '), or nothing (sep 0). A tab
+// or a line break counts as a space (a provider's message may be laid out
+// so: 139\t8765\t4321; a black-box review found 138   0013   8000).
 func mobileSepLen(s string) (n int, sep byte) {
 	i := 0
-	for i < len(s) && i < 2 && isSpaceByte(s[i]) {
+	for i < len(s) && i < maxSpaces && isSpaceByte(s[i]) {
 		i++
 	}
 	if i < len(s) && strings.IndexByte("-/_.,~*", s[i]) >= 0 {
 		sep = s[i]
 		i++
-		for j := 0; i < len(s) && j < 2 && isSpaceByte(s[i]); j++ {
+		if sep == '-' && i < len(s) && s[i] == '-' {
+			i++
+		}
+		for j := 0; i < len(s) && j < maxSpaces && isSpaceByte(s[i]); j++ {
 			i++
 		}
 		return i, sep
@@ -192,9 +196,13 @@ var isGroupSep = func() (t [256]bool) {
 	return t
 }()
 
+// maxSpaces is the most spaces mobileSepLen takes on either side of a
+// separator, or alone.
+const maxSpaces = 4
+
 // maxSepRun is the most separator bytes between two groups (mobileSepLen:
-// a separator with two spaces on either side).
-const maxSepRun = 5
+// a doubled dash with maxSpaces spaces on either side).
+const maxSepRun = 2*maxSpaces + 2
 
 // isPhone reports whether a whole digit run is a phone number: a mainland
 // mobile number (11 digits, 1[3-9]…), optionally prefixed 86 or +86, or an
@@ -490,16 +498,18 @@ func maskPhones(s string) string {
 
 // intlGroupedLen is the length of the international phone number written
 // in groups at the start of s, 0 if there is none: a '+', then 8 to 15
-// digits in groups a single space or hyphen apart, a group (an area code,
-// a trunk prefix) perhaps in parentheses, which the next may follow
-// directly: +44 7700 900123, +1 (415) 555-0100, +1 (415)555-0100,
-// +44 (0)20 7946 0958, +49-151-1234-5678. Ungrouped +numbers are isPhone's; without the '+' a
+// digits in groups a single space or hyphen apart, or all a dot apart
+// (+1.415.555.2671), a group (an area code, a trunk prefix) perhaps in
+// parentheses, which the next may follow directly: +44 7700 900123,
+// +1 (415) 555-0100, +1 (415)555-0100, +44 (0)20 7946 0958,
+// +49-151-1234-5678. Ungrouped +numbers are isPhone's; without the '+' a
 // run of groups is as likely a date or an id.
 func intlGroupedLen(s string) int {
 	if len(s) < 2 || s[0] != '+' || !isDigit(s[1]) {
 		return 0
 	}
 	digits, groups, end := 0, 0, 0
+	dots, others := false, false // the separators met: '.', or ' ' and '-'
 	for i := 1; i < len(s); {
 		j, paren := i, false
 		if s[j] == '(' {
@@ -521,6 +531,10 @@ func intlGroupedLen(s string) int {
 		end = k
 		switch {
 		case k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && (isDigit(s[k+1]) || s[k+1] == '('):
+			others = true
+			i = k + 1
+		case k+1 < len(s) && s[k] == '.' && isDigit(s[k+1]):
+			dots = true
 			i = k + 1
 		case paren && k < len(s) && isDigit(s[k]):
 			i = k // +1 (415)555-0100, +44 (0)20 7946 0958
@@ -528,7 +542,7 @@ func intlGroupedLen(s string) int {
 			i = len(s) // the number ends here
 		}
 	}
-	if groups < 2 || digits < 8 || digits > 15 {
+	if groups < 2 || digits < 8 || digits > 15 || dots && others {
 		return 0
 	}
 	return end
