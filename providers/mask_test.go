@@ -136,7 +136,7 @@ func TestMaskPhones(t *testing.T) {
 		{"138 -- 0013 -- 8000", "138****8000"},
 		{"138--0013--8000", "138****8000"},
 		{"+1.415.555.2671", "141****2671"},
-		{"+1.415 555.2671", "+1.415 555.2671"}, // dots mixed with spaces: as a version or an amount
+		{"+1.415 555.2671", "+1.415 555.2671"},     // dots mixed with spaces: as a version or an amount
 		{"138     0013 8000", "138     0013 8000"}, // five spaces: apart
 		// What only looks like one: dates, versions, addresses, ids.
 		{"2026.11.30 13:00", "2026.11.30 13:00"},
