@@ -2,6 +2,7 @@ package providers
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -781,8 +782,9 @@ func redactOne(s, sec string, fold bool) string {
 // with "/" escaped (as PHP writes it); percent-encoded for a query and for
 // a path, in upper- and lower-case hex; as JavaScript's escape() writes
 // it (%E9, %u5F20); and HTML-escaped (&amp;), every non-ASCII character as
-// a numeric character reference, decimal and hex (&#24352;, &#x5f20;). A
-// legacy encoding (GBK percent-encoded) is not among them.
+// a numeric character reference, decimal and hex (&#24352;, &#x5f20;); and
+// inside base64 (a secret of base64Min bytes or more). A legacy encoding
+// (GBK percent-encoded) is not among them.
 func escapedForms(sec string) []string {
 	var forms []string
 	add := func(f string) {
@@ -815,8 +817,24 @@ func escapedForms(sec string) []string {
 	for _, format := range []string{`&#%d;`, `&#x%x;`, `&#x%X;`} {
 		add(runesEscaped(html.EscapeString(sec), format))
 	}
+	if len(sec) >= base64Min {
+		// Inside base64 (a provider that echoes the request so, a black-
+		// box review found): the characters only sec's bytes make, at
+		// each of the three places it may start within a 3-byte group,
+		// in the standard and the URL alphabet.
+		for o := range 3 {
+			b := []byte(sec[o:])
+			b = b[:len(b)/3*3]
+			add(base64.StdEncoding.EncodeToString(b))
+			add(base64.URLEncoding.EncodeToString(b))
+		}
+	}
 	return forms
 }
+
+// base64Min is the shortest secret escapedForms looks for inside base64:
+// a shorter one leaves too few characters of its own to tell.
+const base64Min = 12
 
 // jsEscape is s as JavaScript's escape() writes it: A-Z a-z 0-9 @ * _ + -
 // . / as they are, other characters below U+0100 as %XX (their Latin-1

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -283,6 +284,42 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 	if s.Reveal() != "hunter2-secret" {
 		t.Error("Reveal")
+	}
+}
+
+// A secret echoed inside base64 (a provider that quotes the request so: a
+// black-box review found a cloud token and an AccessKeyId so) is replaced
+// whatever its place in the encoded text.
+func TestRedactFindsASecretInBase64(t *testing.T) {
+	t.Parallel()
+	const tok = "tok-5e4e9a1c0b7d4f2e8a6b"
+	for _, prefix := range []string{`{"cloudToken":"`, `{"cloudToken": "`, `{"cloudToken":  "`} {
+		body := prefix + tok + `","x":1}`
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			echoed := "echo=" + enc.EncodeToString([]byte(body))
+			out := Redact(echoed, tok)
+			if out == echoed || !strings.Contains(out, "***") {
+				t.Errorf("Redact(%q) = %q; want the token's characters replaced", echoed, out)
+			}
+			// What is left decodes to none of the token's middle.
+			rest := strings.TrimPrefix(out, "echo=")
+			for _, part := range strings.Split(rest, "***") {
+				for cut := range 4 {
+					if len(part) <= cut {
+						break
+					}
+					p := part[cut:]
+					p = p[:len(p)/4*4]
+					if d, err := enc.DecodeString(p); err == nil && strings.Contains(string(d), tok[2:len(tok)-2]) {
+						t.Errorf("Redact(%q) left %q, which decodes to the token", echoed, part)
+					}
+				}
+			}
+		}
+	}
+	// A short secret is not looked for in base64; text without it stays.
+	if got := Redact("data=aGVsbG8gd29ybGQ=", "hello", "tok-5e4e9a1c0b7d4f2e8a6b"); got != "data=aGVsbG8gd29ybGQ=" {
+		t.Errorf("Redact = %q; want it unchanged", got)
 	}
 }
 
