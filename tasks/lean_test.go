@@ -720,55 +720,6 @@ func TestRejectedRecordedParamsOfAnOrderThatMayExistAreLeftForAPerson(t *testing
 	}
 }
 
-// A pending order whose recorded params this worker rejects stays pending
-// with the reason told, its task archived once; the reconciler does not
-// queue it again before the recheck, and a later look rests (before, the
-// task was archived and queued again at every sweep, each firing
-// OrderTasksArchived).
-func TestRejectedRecordedParamsOfAPendingOrderAreLookedAtHourly(t *testing.T) {
-	t.Parallel()
-	e := setupMem(t, nil, false)
-	bad := []byte(`{"item":"sku-1","qty":1000}`) // over memprov's bound
-	ref := tasks.OrderRef{Provider: memprov.Name, OrderNo: "Bad3"}
-	ctx := context.Background()
-	if _, err := e.ledger.Claim(ctx, ref, bad, "h"); err != nil {
-		t.Fatal(err)
-	}
-	// A worker of the version that took the params made it pending.
-	if b, err := e.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: "old"}); err != nil || b.Status != ledger.Began {
-		t.Fatalf("Begin = %+v, %v", b, err)
-	}
-	if err := e.ledger.Settle(ctx, ref, "old", ledger.SetPending("P-3", time.Now(), time.Now())); err != nil {
-		t.Fatal(err)
-	}
-	h, task := rejectingRun(t, e, "Bad3", bad)
-	if err := h.ProcessTask(ctx, task); !errors.Is(err, asynq.SkipRetry) {
-		t.Fatalf("ProcessTask = %v, want the task ended the first time", err)
-	}
-	rec := e.wait(t, "Bad3", tasks.StatePending)
-	if !strings.HasPrefix(rec.Reason, ordersm.HeldParamsPending) || rec.ProviderOrderID != "P-3" ||
-		rec.NextCheckAt.Before(time.Now().Add(ordersm.ParamsRecheck-time.Minute)) {
-		t.Fatalf("record = %+v; want pending, the reason told, next checked in an hour", rec)
-	}
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: e.redis.Addr})
-	t.Cleanup(func() { client.Close() })
-	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
-	t.Cleanup(func() { inspector.Close() })
-	if found, err := tasks.NewReconciler(e.ledger, inspector, client, []string{memprov.Name}, &tasks.ReconcilerOptions{Grace: time.Nanosecond}).Sweep(ctx); err != nil || len(found) != 0 {
-		t.Errorf("Sweep found %v, %v; want nothing before the recheck", found, err)
-	}
-	// The reconciler's look an hour later: nothing new, the task rests.
-	if err := h.ProcessTask(ctx, task); err != nil {
-		t.Errorf("a later look = %v, want the task to rest (not archived again)", err)
-	}
-	if rec := e.wait(t, "Bad3", tasks.StatePending); !strings.HasPrefix(rec.Reason, ordersm.HeldParamsPending) {
-		t.Errorf("record = %+v; want the reason kept", rec)
-	}
-	if n := e.backend.Calls("create") + e.backend.Calls("lookup") + e.backend.Calls("pay"); n != 0 {
-		t.Errorf("%d calls sent for rejected params", n)
-	}
-}
-
 // A run that died with a create in flight leaves the order to the next
 // run, which records it unknown (with its order.unknown event) before it
 // looks it up, and never creates it again.

@@ -649,10 +649,6 @@ func (t Transition) Failures() int {
 // not set).
 func (t Transition) PendingSince() time.Time { return t.pendingSince }
 
-// NextCheck is when a pending order is next checked, as recorded (zero:
-// not set).
-func (t Transition) NextCheck() time.Time { return t.nextCheck }
-
 // Reason is the reason the transition records ("" when it keeps the
 // current one or clears it).
 func (t Transition) Reason() string { return t.reason }

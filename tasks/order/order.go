@@ -672,22 +672,12 @@ const (
 	HeldUnlisted   = "not listed, which does not prove the order absent: "
 	LeftAtDeadline = "outcome unknown at the deadline; left for an operator"
 	HeldParams     = "a create of it may have been received, and this worker rejects its recorded params (a worker of another version?); left for a person, or a worker that takes them: "
-	// HeldParamsPending begins the reason of a pending order whose
-	// recorded params this worker rejects: it stays pending, not polled
-	// by this worker, and is looked at again every ParamsRecheck.
-	HeldParamsPending = "the provider holds it pending, and this worker rejects its recorded params (a worker of another version?); not polled here, left for a person or a worker that takes them: "
 )
-
-// ParamsRecheck is how long a pending order whose recorded params this
-// worker rejects waits before the reconciler runs it again (for a worker
-// that takes them, one of the version that recorded them).
-const ParamsRecheck = time.Hour
 
 // ParamsRejected decides about an order whose recorded params this worker
 // rejects (written by a version that took them): nothing is sent. An order
 // about to be created is errored, nothing having been created; one the
-// provider holds (pending) stays pending, looked at again a ParamsRecheck
-// later (its task archived the first time only); one a create
+// provider holds (pending) is left as it is, its task ended; one a create
 // of which may have been received is unknown, left for a person (looked at
 // again now and then by the reconciler, so that a worker that takes its
 // params looks it up), never errored: a run that only ended its task left
@@ -708,17 +698,7 @@ func ParamsRejected(rec *ledger.Record, p Policy, now time.Time, msg string) Dec
 		return Decision{Settle: ledger.SetErrored(reason), Then: Then{Next: Stop, Reason: reason}}
 	}
 	if rec.State == ledger.StatePending {
-		// It stays pending (the provider holds it), with the reason, and
-		// is looked at again a ParamsRecheck later. Ended without that,
-		// the task was archived and the reconciler queued it again at
-		// every sweep, firing OrderTasksArchived each time: now its task
-		// is archived once, and rests at the later looks.
-		r := HeldParamsPending + reason
-		next := Stop
-		if strings.HasPrefix(rec.Reason, HeldParamsPending) {
-			next = Rest
-		}
-		return Decision{Settle: ledger.Unmark(rec).WithReason(r).WithNextCheck(now.Add(ParamsRecheck)), Then: Then{Next: next, Reason: r}}
+		return Decision{Settle: ledger.Unmark(rec), Then: Then{Next: Stop, Reason: reason}}
 	}
 	r := HeldParams + reason
 	return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r}}

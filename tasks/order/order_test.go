@@ -724,29 +724,6 @@ func TestParamsRejectedOfAnOrderNeverSentIsErrored(t *testing.T) {
 	}
 }
 
-// A pending order whose recorded params this worker rejects stays pending,
-// its reason told and its next check a ParamsRecheck away: its task is
-// archived the first time, and rests at the later looks (before, it was
-// archived and queued again by the reconciler at every sweep).
-func TestParamsRejectedOfAPendingOrderStaysPending(t *testing.T) {
-	t.Parallel()
-	p := policy()
-	rec := &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StatePending, CreatedAt: t0, ProviderOrderID: "P1", PendingSince: t0}
-	now := t0.Add(time.Minute)
-	d := ParamsRejected(rec, p, now, "bad")
-	if d.Settle.To() != "" && d.Settle.To() != ledger.StatePending || d.Then.Next != Stop ||
-		!strings.HasPrefix(d.Settle.Reason(), HeldParamsPending) || !d.Settle.NextCheck().Equal(now.Add(ParamsRecheck)) {
-		t.Fatalf("first look: to %q then %v (%q), next check %v; want pending kept, stopped, told, checked again in an hour",
-			d.Settle.To(), d.Then.Next, d.Settle.Reason(), d.Settle.NextCheck())
-	}
-	rec.Reason = d.Settle.Reason()
-	later := now.Add(ParamsRecheck)
-	d = ParamsRejected(rec, p, later, "bad")
-	if d.Then.Next != Rest || !d.Settle.NextCheck().Equal(later.Add(ParamsRecheck)) {
-		t.Errorf("later look: then %v, next check %v; want it to rest until the next recheck", d.Then.Next, d.Settle.NextCheck())
-	}
-}
-
 // A lookup's not-found within ListingLag of the last create is not
 // believed: the order stays unknown (may exist) and is looked up again
 // when the lag has passed; after it, the order is created again (or
