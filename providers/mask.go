@@ -475,7 +475,7 @@ func maskPhones(s string) string {
 		if n, strict := groupedMobileLen(s[i:]); n > 0 && (!strict || standsAlone(s, i, i+n)) &&
 			(i+n == len(s) || !isDigit(s[i+n])) {
 			j = i + n
-		} else if n := intlGroupedLen(s[i:]); n > 0 && (i+n == len(s) || !isDigit(s[i+n])) {
+		} else if n, dotted := intlGroupedLen(s[i:]); n > 0 && (i+n == len(s) || !isDigit(s[i+n])) && (!dotted || standsAlone(s, i, i+n)) {
 			j = i + n
 		} else {
 			continue // none, or part of a longer number
@@ -499,54 +499,77 @@ func maskPhones(s string) string {
 
 // intlGroupedLen is the length of the international phone number written
 // in groups at the start of s, 0 if there is none: a '+', then 8 to 15
-// digits in groups a single space or hyphen apart, or all a dot apart
-// (+1.415.555.2671), a group (an area code, a trunk prefix) perhaps in
+// digits in groups a single space or hyphen apart, or a dot apart
+// (+1.415.555.2671, +1 415.555.2671: dotted, which the caller takes only
+// standing alone, see standsAlone), a group (an area code, a trunk prefix) perhaps in
 // parentheses, which the next may follow directly: +44 7700 900123,
 // +1 (415) 555-0100, +1 (415)555-0100, +44 (0)20 7946 0958,
 // +49-151-1234-5678. Ungrouped +numbers are isPhone's; without the '+' a
 // run of groups is as likely a date or an id.
-func intlGroupedLen(s string) int {
+func intlGroupedLen(s string) (n int, dotted bool) {
 	if len(s) < 2 || s[0] != '+' || !isDigit(s[1]) {
-		return 0
+		return 0, false
 	}
-	digits, groups, end := 0, 0, 0
-	dots, others := false, false // the separators met: '.', or ' ' and '-'
+	digits, end := 0, 0
+	var lens []int  // each group's digits
+	var seps []byte // what follows each group but the last
+	var paren bool  // a group in parentheses met
 	for i := 1; i < len(s); {
-		j, paren := i, false
+		j, p := i, false
 		if s[j] == '(' {
-			paren = true
+			p = true
 			j++
 		}
 		k := j
 		for k < len(s) && isDigit(s[k]) {
 			k++
 		}
-		if k == j || paren && (k == len(s) || s[k] != ')') {
+		if k == j || p && (k == len(s) || s[k] != ')') {
 			break
 		}
 		digits += k - j
-		if paren {
+		lens = append(lens, k-j)
+		if p {
+			paren = true
 			k++
 		}
-		groups++
 		end = k
 		switch {
-		case k+1 < len(s) && (s[k] == ' ' || s[k] == '-') && (isDigit(s[k+1]) || s[k+1] == '('):
-			others = true
+		case k+1 < len(s) && (s[k] == ' ' || s[k] == '-' || s[k] == '.') && (isDigit(s[k+1]) || s[k+1] == '(' && s[k] != '.'):
+			seps = append(seps, s[k])
 			i = k + 1
-		case k+1 < len(s) && s[k] == '.' && isDigit(s[k+1]):
-			dots = true
-			i = k + 1
-		case paren && k < len(s) && isDigit(s[k]):
+		case p && k < len(s) && isDigit(s[k]):
+			seps = append(seps, 0)
 			i = k // +1 (415)555-0100, +44 (0)20 7946 0958
 		default:
 			i = len(s) // the number ends here
 		}
 	}
-	if groups < 2 || digits < 8 || digits > 15 || dots && others {
-		return 0
+	if len(lens) < 2 || digits < 8 || digits > 15 {
+		return 0, false
 	}
-	return end
+	if k := bytes.IndexByte(seps, '.'); k >= 0 {
+		// Dotted (+1.415.555.2671, +1 415.555.2671): every split a dot but
+		// perhaps a space after the country code; three groups or more,
+		// the first of 1 to 3 digits, the others of 2 to 4; no
+		// parentheses. A signed decimal (+37.7749295, +0.000012345) is not
+		// one.
+		if paren || len(lens) < 3 || lens[0] > 3 {
+			return 0, false
+		}
+		for g, c := range seps {
+			if c != '.' && !(g == 0 && c == ' ') {
+				return 0, false
+			}
+		}
+		for _, l := range lens[1:] {
+			if l < 2 || l > 4 {
+				return 0, false
+			}
+		}
+		return end, true
+	}
+	return end, false
 }
 
 // maskedPhone is a phone number as MaskPhones shows it.
@@ -834,7 +857,7 @@ func escapedForms(sec string) []string {
 
 // base64Min is the shortest secret escapedForms looks for inside base64:
 // a shorter one leaves too few characters of its own to tell.
-const base64Min = 12
+const base64Min = 8
 
 // jsEscape is s as JavaScript's escape() writes it: A-Z a-z 0-9 @ * _ + -
 // . / as they are, other characters below U+0100 as %XX (their Latin-1
@@ -1333,15 +1356,19 @@ func MayHoldID(s, id string) bool {
 
 // MayHoldIDPart reports whether a provider's message s may hold id (a
 // user's id, perhaps a login name or an e-mail address) whole or in part:
-// MayHoldID, or, compared by letters and digits alone, any of its words of
-// five or more (zhangwei of zhangwei_1990, zhang of zhang.wei@example.com,
-// a word ending where letters and digits meet too), any run of two Han,
-// Kana or Hangul characters, its first six (an id cut short), or a short id
-// (under four) as a word of s. A message is judged so, not a code: an id
-// echoed cut or in part is as personal as one echoed whole, and withholding
-// a message that only looks like one costs the operator its words, never
-// the order (a black-box review found "customer zhangwei" echoed for the
-// CustomerId zhangwei_1990, and a userId echoed cut to ten characters).
+// MayHoldID, or, compared by letters and digits alone and word by word
+// (words split where neither a letter nor a digit stands, and where
+// digits, Chinese, Japanese or Korean characters and other letters meet),
+// a word of s that is one of id's words of five or more (zhangwei of
+// zhangwei_1990, zhang of zhang.wei@example.com), one of six or more that
+// begins id (an id cut short), or a short id (under four) whole; or any
+// two Chinese, Japanese or Korean characters of id in a row anywhere in s.
+// A message is judged so, not a code: an id echoed cut or in part is as
+// personal as one echoed whole, and withholding a message that only looks
+// like one costs the operator its words, never the order (a black-box
+// review found "customer zhangwei" echoed for the CustomerId
+// zhangwei_1990, and a userId echoed cut to ten characters). Word by word,
+// "CustomerId does not exist" is not taken for Customer100001.
 func MayHoldIDPart(s, id string) bool {
 	f := nameForm(id)
 	n := utf8.RuneCountInString(f)
@@ -1351,39 +1378,53 @@ func MayHoldIDPart(s, id string) bool {
 	if MayHoldID(s, id) {
 		return true
 	}
-	text := nameForm(s)
-	if n < 4 {
-		for _, w := range strings.FieldsFunc(s, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
-			if nameForm(w) == f {
-				return true
+	ids := idWords(id)
+	var text string
+	for _, w := range ids {
+		if r := []rune(w); len(r) >= 2 && isIdeographic(w) {
+			if text == "" {
+				text = nameForm(s)
+			}
+			for i := 0; i+2 <= len(r); i++ {
+				if strings.Contains(text, string(r[i:i+2])) {
+					return true
+				}
 			}
 		}
-		return n >= 2 && isIdeographic(f) && strings.Contains(text, f)
 	}
-	for _, w := range idWords(id) {
-		if k := utf8.RuneCountInString(w); (k >= 5 || k >= 2 && isIdeographic(w)) && strings.Contains(text, w) {
+	for _, mw := range idWords(s) {
+		k := utf8.RuneCountInString(mw)
+		if mw == f || k >= 6 && k < n && strings.HasPrefix(f, mw) {
 			return true
 		}
-	}
-	if n > 6 {
-		r := []rune(f)
-		return strings.Contains(text, string(r[:6]))
+		if k >= 5 && slices.Contains(ids, mw) {
+			return true
+		}
 	}
 	return false
 }
 
-// idWords are id's words in nameForm: split where neither a letter nor a
-// digit stands, and where letters and digits meet (zhangwei1990: zhangwei,
-// 1990).
-func idWords(id string) []string {
+// idWords are s's words in nameForm: split where neither a letter nor a
+// digit stands, and where digits, ideographs (Han, Kana, Hangul) and other
+// letters meet (zhangwei1990: zhangwei, 1990; 用户zhangwei: 用户, zhangwei).
+func idWords(s string) []string {
 	var out []string
-	for _, f := range strings.FieldsFunc(id, func(r rune) bool {
+	class := func(r rune) int {
+		switch {
+		case unicode.IsDigit(r):
+			return 0
+		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul):
+			return 1
+		}
+		return 2
+	}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool {
 		return !(unicode.IsLetter(r) || unicode.IsDigit(r) || r >= '\uFF01' && r <= '\uFF5E')
 	}) {
 		w := []rune(nameForm(f))
 		start := 0
 		for i := 1; i <= len(w); i++ {
-			if i == len(w) || unicode.IsDigit(w[i]) != unicode.IsDigit(w[i-1]) {
+			if i == len(w) || class(w[i]) != class(w[i-1]) {
 				out = append(out, string(w[start:i]))
 				start = i
 			}

@@ -137,8 +137,12 @@ func TestMaskPhones(t *testing.T) {
 		{"138 -- 0013 -- 8000", "138****8000"},
 		{"138--0013--8000", "138****8000"},
 		{"+1.415.555.2671", "141****2671"},
-		{"+1.415 555.2671", "+1.415 555.2671"},     // dots mixed with spaces: as a version or an amount
-		{"138     0013 8000", "138     0013 8000"}, // five spaces: apart
+		{"+1.415 555.2671", "+1.415 555.2671"},                                                 // dots mixed with spaces: as a version or an amount
+		{"tel +1 415.555.2671.", "tel 141****2671."},                                           // a space after the country code
+		{"lat +37.7749295 +0.000012345 +12345.678", "lat +37.7749295 +0.000012345 +12345.678"}, // signed decimals
+		{"vm+192.168.100.200 abc+1234.5678", "vm+192.168.100.200 abc+1234.5678"},               // not standing alone
+		{"+1.415.555.2671.5", "+1.415.555.2671.5"},                                             // a version goes on
+		{"138     0013 8000", "138     0013 8000"},                                             // five spaces: apart
 		// What only looks like one: dates, versions, addresses, ids.
 		{"2026.11.30 13:00", "2026.11.30 13:00"},
 		{"v1.13.1234", "v1.13.1234"},
@@ -577,6 +581,12 @@ func TestMayHoldIDPart(t *testing.T) {
 		{"identityId 王五 does not exist", "王五", true},
 		{"用户王五不存在", "王五", true},
 		{"user abcdefg... unknown", "abcdefghijk", true},
+		{"用户张伟不存在", "张伟明", true},
+		{"用户张伟不存在", "张伟明001", true},
+		{"user zhangwei1990x unknown", "zhang_wei_1990", true}, // whole, glued to more
+		{"user zhangweiabc unknown", "zhang_wei_1990", false},  // no word of it alone
+		{"CustomerId does not exist", "Customer100001", false},
+		{"customer 100001 does not exist", "Customer100001", true},
 		{"identityId does not exist", "bob", false},
 		{"the bobcat is not a user", "bob", false},
 		{"code 1234 failed", "12", false},

@@ -773,7 +773,7 @@ func (c *Client) send(ctx context.Context, path string, params any, tok provider
 	// The request's signature too, should the gateway echo it: with the
 	// signed string, it is a known answer to try guesses of the secret
 	// against.
-	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal, req.Header.Get(HeaderSignature)}
+	secrets := []string{c.appKey, c.appSecret, tok.Reveal(), co.personal, co.userID, req.Header.Get(HeaderSignature)}
 	a, err := classify(op, co.acts, resp, secrets)
 	var pe *providers.Error
 	if errors.As(err, &pe) && (providers.MayHoldName(pe.Message, co.personal) || providers.MayHoldIDPart(pe.Message, co.userID)) {
