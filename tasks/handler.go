@@ -534,6 +534,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			"the snapshot of its target's orders was read at another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that read it, list %s in ORDERWORKER_SAME_TARGETS if this worker's provider is that one, or resolve it by hand",
 			rec.KnownTarget, here, rec.KnownTarget))
 	}
+	idScope := providers.IDScopeOf(prov, parsed)
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
@@ -541,7 +542,15 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			if slices.Contains(rec.NotOurs, id) {
 				return true, nil // an operator found it another's
 			}
-			owner, err := h.ledger.Owner(ctx, ref.Provider, id)
+			// By the id in its scope, where the provider's ids are
+			// unique only within one (another device's order with the
+			// same id is not this one's rival); then as written, for an
+			// entry made before ids were kept by scope, whose order
+			// may be in this scope: another's, as far as can be told.
+			owner, err := h.ledger.OwnerIn(ctx, ref.Provider, idScope, id)
+			if err == nil && owner == "" && idScope != "" {
+				owner, err = h.ledger.Owner(ctx, ref.Provider, id)
+			}
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
@@ -761,6 +770,8 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	// task's ctx was cancelled (shutdown) mid-call.
 	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	scope := h.idScope(rec)
+	d.Settle = d.Settle.WithIDScope(scope)
 	err := h.settle(wc, ref, token, d.Settle)
 	var owned *ledger.OwnedError
 	switch {
@@ -798,7 +809,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 			// The failure budget still bounds the order's creates.
 			t = t.WithFailures(f)
 		}
-		if err := h.settle(wc, ref, token, t); err != nil {
+		if err := h.settle(wc, ref, token, t.WithIDScope(scope)); err != nil {
 			return order.Then{}, wait(redisWait, err)
 		}
 		return order.Then{}, wait(h.opts.Backoff.Delay(rec.Attempts), errors.New(reason))
@@ -1444,6 +1455,23 @@ func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawM
 	return clear, parsed, nil
 }
 
+// idScope is the scope rec's provider order ids are unique within
+// (providers.IDScoper), read from its params; the record's own when they
+// cannot be read here.
+func (h *Handler) idScope(rec *ledger.Record) string {
+	prov, err := h.providers.Get(rec.Provider)
+	if err != nil {
+		return rec.IDScope
+	}
+	if _, ok := prov.(providers.IDScoper); !ok {
+		return rec.IDScope
+	}
+	if _, parsed, err := h.params(prov, rec); err == nil {
+		return providers.IDScopeOf(prov, parsed)
+	}
+	return rec.IDScope
+}
+
 // errConfig marks an error caused by this worker's configuration.
 var errConfig = errors.New("configuration")
 
@@ -1610,10 +1638,10 @@ func (h *Handler) releaseNotOurs(ctx context.Context, rec *ledger.Record) {
 		if id == rec.ProviderOrderID {
 			continue
 		}
-		if owner, err := h.ledger.Owner(ctx, rec.Provider, id); err != nil || owner != rec.OrderNo {
+		if owner, err := h.ledger.OwnerIn(ctx, rec.Provider, rec.IDScope, id); err != nil || owner != rec.OrderNo {
 			continue
 		}
-		if err := h.ledger.ReleaseNotOurs(ctx, rec.Ref(), id); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+		if err := h.ledger.ReleaseNotOurs(ctx, rec.Ref(), rec.IDScope, id); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
 			// (Unacknowledged: released on the master; a failover that
 			// took it back leaves it this order's, released again here.)
 			h.log.Warn("could not release a provider order id an operator found another's (the order that made it cannot take it until then)",

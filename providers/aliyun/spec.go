@@ -93,6 +93,15 @@ func (c *Client) MatchKey(p providers.Params) string {
 // device's orders.
 func (c *Client) ListingScope(p providers.Params) string { return createParams(p).IotID }
 
+// IDScope implements providers.IDScoper: the documents name no scope for
+// an orderId (a String) and every call on an order (order/get, order/pay)
+// gives the device beside it, so an id is taken as unique only on its
+// device: two devices' orders may be answered with the same orderId (a
+// black-box run with a platform numbering orders per device had every
+// order after the first on a number created again and again, each taken
+// for another order's).
+func (c *Client) IDScope(p providers.Params) string { return createParams(p).IotID }
+
 // orderParams returns the order's params: from o.Parsed when the caller has
 // them, else decoded from o.Params now.
 func orderParams(o providers.Order) (CreateParams, error) {

@@ -50,6 +50,10 @@ type Backend struct {
 	// NextCheck is when a pending order's answer says to look again:
 	// 10ms when 0; negative: no suggestion (the worker's poll interval).
 	NextCheck time.Duration
+	// IDsPerItem numbers orders per item, as a provider whose ids are
+	// unique only within a scope (the first order of every item is M1):
+	// see NewScoped.
+	IDsPerItem bool
 
 	mu      sync.Mutex
 	payLags bool               // see SetPayLags
@@ -57,6 +61,7 @@ type Backend struct {
 	orders  map[string]*stored // by order number: the first
 	extra   map[string]int     // more orders created for a number (Duplicates)
 	nextID  int
+	perItem map[string]int // the last id of each item (IDsPerItem)
 	calls   map[string]int
 	faults  fault.Injector
 }
@@ -152,6 +157,16 @@ func New(b *Backend, o Options) *Client {
 // Name implements providers.Provider.
 func (c *Client) Name() string { return c.name }
 
+// Scoped is a Client whose order ids are unique only within an item
+// (providers.IDScoper), for a Backend with IDsPerItem.
+type Scoped struct{ *Client }
+
+// NewScoped returns a Scoped client of b.
+func NewScoped(b *Backend, o Options) *Scoped { return &Scoped{New(b, o)} }
+
+// IDScope implements providers.IDScoper: the item.
+func (c *Scoped) IDScope(p providers.Params) string { return p.Str("item") }
+
 // Validate implements providers.Provider.
 func (c *Client) Validate(params json.RawMessage) error { _, err := Parse(params); return err }
 
@@ -201,7 +216,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	case fault.FailBefore:
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: 503, Message: "service unavailable"}
 	case fault.FailAfter, fault.HangAfter:
-		b.create(o.OrderNo)
+		b.create(o.OrderNo, o.Params)
 		if k == fault.HangAfter {
 			select {
 			case <-ctx.Done():
@@ -210,7 +225,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: 503, Message: "no answer after the order was created"}
 	}
-	s, dup := b.create(o.OrderNo)
+	s, dup := b.create(o.OrderNo, o.Params)
 	if dup {
 		return providers.Result{}, &providers.Error{Code: providers.InvalidArgument, Op: op, HTTPStatus: 400, ProviderCode: "DuplicateOrderNo", Message: "order number already used"}
 	}
@@ -219,7 +234,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 	return c.result(s), nil
 }
 
-func (b *Backend) create(orderNo string) (*stored, bool) {
+func (b *Backend) create(orderNo string, params json.RawMessage) (*stored, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if s, ok := b.orders[orderNo]; ok {
@@ -227,13 +242,25 @@ func (b *Backend) create(orderNo string) (*stored, bool) {
 			return s, true
 		}
 		b.extra[orderNo]++
-		b.nextID++
-		return &stored{id: "M" + strconv.Itoa(b.nextID), paid: !b.Pending}, false
+		return &stored{id: b.newID(params), paid: !b.Pending}, false
 	}
-	b.nextID++
-	s := &stored{id: "M" + strconv.Itoa(b.nextID), paid: !b.Pending}
+	s := &stored{id: b.newID(params), paid: !b.Pending}
 	b.orders[orderNo] = s
 	return s, false
+}
+
+// newID is a new order's id: numbered per item with IDsPerItem.
+func (b *Backend) newID(params json.RawMessage) string {
+	if !b.IDsPerItem {
+		b.nextID++
+		return "M" + strconv.Itoa(b.nextID)
+	}
+	p, _ := Parse(params)
+	if b.perItem == nil {
+		b.perItem = map[string]int{}
+	}
+	b.perItem[p.Str("item")]++
+	return "M" + strconv.Itoa(b.perItem[p.Str("item")])
 }
 
 // Lookup implements providers.Provider: it finds the order by number.

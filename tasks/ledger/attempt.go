@@ -412,7 +412,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		return BeginResult{Status: Busy, LeaseUntil: msTime(s)}, nil
 	case "terminal":
 		rec := decodeReply(res[1])
-		if durable && rec.ProviderOrderID != "" && len(l.shards) > 1 && l.ownerShard(ref.Provider, rec.ProviderOrderID) != sh {
+		if durable && rec.ProviderOrderID != "" && len(l.shards) > 1 && l.ownerShard(ref.Provider, OwnerField(rec.IDScope, rec.ProviderOrderID)) != sh {
 			// The settle that ended the order reserved its provider
 			// order id in the id's shard, on another master perhaps
 			// (reserveOwner): should that reservation have gone
@@ -422,7 +422,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			// again, idempotent, the order is finished once that is
 			// acknowledged too.
 			var owned *OwnedError
-			switch err := l.reserveOwner(ctx, ref, rec.ProviderOrderID); {
+			switch err := l.reserveOwner(ctx, ref, rec.IDScope, rec.ProviderOrderID); {
 			case errors.Is(err, ErrNotDurable):
 				durable = false
 			case errors.As(err, &owned):
@@ -561,6 +561,7 @@ func (l *Ledger) begunAt(ctx context.Context, i int, kind string, res []any, e *
 // will find out whether that create was received.
 type Transition struct {
 	to              State // "" keeps the state
+	idScope         string
 	settlesMark     bool
 	attempt         *Attempt
 	failures        int
@@ -891,6 +892,23 @@ func (r *Record) PayAccepted() bool {
 // WithNextCheck sets when a pending order is next checked.
 func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = next; return t }
 
+// WithIDScope says the order's provider order ids are unique only within
+// scope (providers.IDScoper): the owner entries of the ids the transition
+// records or releases are kept under it (OwnerField), and the record notes
+// it (Record.IDScope) for the steps that do not know it (an operator's).
+// "" (ids unique across the account) changes nothing.
+func (t Transition) WithIDScope(scope string) Transition { t.idScope = scope; return t }
+
+// OwnerField is the owner index's field for provider order id in scope
+// (Transition.WithIDScope): the id itself when scope is "". A scope holds
+// no NUL (the Lua scripts take the id from after the first one).
+func OwnerField(scope, id string) string {
+	if scope == "" || id == "" {
+		return id
+	}
+	return scope + "\x00" + id
+}
+
 // settleScript applies a Transition if the lease is still the caller's.
 //
 // KEYS: record, history, owner index, events stream. ARGV: token, the
@@ -924,7 +942,12 @@ if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[3], ARGV[9], ARGV[4]) == 0 then
   if owner ~= ARGV[4] then
     -- Our own create's answer names the id (ARGV[12]) that another order
     -- holds only by matching: the answer outweighs the match (luaRevoke).
-    if ARGV[12] == '1' then took = revoke(ARGV[2], ARGV[3], owner, ARGV[9], ARGV[4], now, KEYS[4], ARGV[10]) end
+    -- (The owner field of an id unique only within a scope is the scope,
+    -- a NUL, then the id: see OwnerField.)
+    local bare = ARGV[9]
+    local z = string.find(bare, '\0', 1, true)
+    if z then bare = string.sub(bare, z + 1) end
+    if ARGV[12] == '1' then took = revoke(ARGV[2], ARGV[3], owner, bare, ARGV[4], now, KEYS[4], ARGV[10]) end
     if took == nil then return {'owned', owner} end
     redis.call('HSET', KEYS[3], ARGV[9], ARGV[4])
   end
@@ -1113,14 +1136,14 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 			return err
 		}
 	}
-	own := t.providerOrderID
+	own := OwnerField(t.idScope, t.providerOrderID)
 	reserved := true // durable, when there was a reservation
 	if own != "" && len(l.shards) > 1 {
 		// An answered id does not take over another order's match here:
 		// the two records may be in different shards, and no one script
 		// can revoke the one and settle the other (see the README,
 		// "Redis Cluster").
-		err := l.reserveOwner(ctx, ref, own)
+		err := l.reserveOwner(ctx, ref, t.idScope, t.providerOrderID)
 		if errors.Is(err, ErrNotDurable) {
 			// Reserved on the master, not yet on its replicas: the
 			// settle still runs, and reports the same.
@@ -1153,14 +1176,25 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		// another id) is written after, and so stands.
 		notOurs, _ := json.Marshal(t.dropMatch)
 		args = append(args, "provider_order_id", "", "matched", "", "pending_since", "", "next_check", "", "not_ours", notOurs)
-		if id := t.dropMatch[len(t.dropMatch)-1]; l.ownerShard(ref.Provider, id) == sh {
-			// Released with the settle: this order owns the id no more
-			// the moment its record no longer holds it.
-			args = append(args, "!release", id)
+		bare := t.dropMatch[len(t.dropMatch)-1]
+		for _, id := range []string{OwnerField(t.idScope, bare), bare} {
+			// (Also as written: an entry made before ids were kept by
+			// scope. Only this order's is released.)
+			if l.ownerShard(ref.Provider, id) == sh {
+				// Released with the settle: this order owns the id no
+				// more the moment its record no longer holds it.
+				args = append(args, "!release", id)
+			}
+			if id == bare {
+				break
+			}
 		}
 	}
 	if t.forgetOwn {
 		args = append(args, "provider_order_id", "")
+	}
+	if t.idScope != "" {
+		args = append(args, "id_scope", t.idScope)
 	}
 	if t.providerOrderID != "" {
 		args = append(args, "provider_order_id", t.providerOrderID)
@@ -1267,9 +1301,10 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 // returns *OwnedError when another order owns the id. A reservation whose
 // settle never ran stays: the id counts as this order's, so no other
 // order can be settled with it; only this order can.
-func (l *Ledger) reserveOwner(ctx context.Context, ref Ref, id string) error {
-	sh := l.ownerShard(ref.Provider, id)
-	v, acked, err := l.run(ctx, reserveScript, true, []string{sh.ownerKey(ref.Provider)}, id, ref.OrderNo)
+func (l *Ledger) reserveOwner(ctx context.Context, ref Ref, scope, id string) error {
+	f := OwnerField(scope, id)
+	sh := l.ownerShard(ref.Provider, f)
+	v, acked, err := l.run(ctx, reserveScript, true, []string{sh.ownerKey(ref.Provider)}, f, ref.OrderNo)
 	if err != nil {
 		return fmt.Errorf("settle order step: reserve provider order id: %w", err)
 	}

@@ -133,6 +133,10 @@ type Record struct {
 	// RivalKey is the hash of the match key under which the order counts
 	// among its rivals (MarkRival); "" when never marked.
 	RivalKey string `json:"-"`
+	// IDScope is the scope its provider's order ids are unique within
+	// (providers.IDScoper; Transition.WithIDScope), "" when they are
+	// unique across the account or it was never recorded.
+	IDScope string `json:"-"`
 	// MayExist says a create may have been received by the provider (and
 	// not since confirmed absent): such an order is never re-driven.
 	MayExist bool `json:"may_exist,omitempty"`
@@ -495,6 +499,8 @@ func (r *Record) set(k, v string) {
 		r.CreateTarget = v
 	case "rival_key":
 		r.RivalKey = v
+	case "id_scope":
+		r.IDScope = v
 	case "known_target":
 		r.KnownTarget = v
 	case "first_attempt":

@@ -209,6 +209,54 @@ func TestRetriedSettleAfterAnotherRunsSettleIsOK(t *testing.T) {
 	}
 }
 
+// Ids unique only within a scope (Transition.WithIDScope) are owned by
+// scope and id: the same id in two scopes is two orders', in one scope it
+// is refused to the second order as ever; the record notes its scope.
+func TestProviderIDsOwnedWithinTheirScope(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	settle := func(no, scope, id string) error {
+		ref := ledger.Ref{Provider: "aliyun", OrderNo: no}
+		claim(t, l, ref)
+		if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + no}); err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %s = %+v, %v", no, b, err)
+		}
+		return l.Settle(ctx, ref, "t-"+no, ledger.SetPaid(id).WithIDScope(scope))
+	}
+	if err := settle("A", "dev-1", "7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := settle("B", "dev-2", "7"); err != nil {
+		t.Fatalf("the same id on another device: %v, want it recorded", err)
+	}
+	var owned *ledger.OwnedError
+	if err := settle("C", "dev-1", "7"); !errors.As(err, &owned) || owned.Owner != "A" || owned.ProviderOrderID != "7" {
+		t.Fatalf("the same id on the same device: %v, want owned by A", err)
+	}
+	for scope, want := range map[string]string{"dev-1": "A", "dev-2": "B", "dev-3": ""} {
+		if owner, err := l.OwnerIn(ctx, "aliyun", scope, "7"); err != nil || owner != want {
+			t.Errorf("owner of 7 on %s = %q, %v; want %q", scope, owner, err, want)
+		}
+	}
+	if owner, _ := l.Owner(ctx, "aliyun", "7"); owner != "" {
+		t.Errorf("owner of 7 unscoped = %q, want none", owner)
+	}
+	rec, err := l.Get(ctx, ledger.Ref{Provider: "aliyun", OrderNo: "B"})
+	if err != nil || rec.IDScope != "dev-2" || rec.ProviderOrderID != "7" {
+		t.Fatalf("record B = %+v, %v; want id 7 in scope dev-2", rec, err)
+	}
+	// Released in its scope.
+	if err := l.ReleaseNotOurs(ctx, ledger.Ref{Provider: "aliyun", OrderNo: "B"}, "dev-2", "7"); err != nil {
+		t.Fatal(err)
+	}
+	if owner, _ := l.OwnerIn(ctx, "aliyun", "dev-2", "7"); owner != "" {
+		t.Errorf("owner of 7 on dev-2 after its release = %q", owner)
+	}
+	if owner, _ := l.OwnerIn(ctx, "aliyun", "dev-1", "7"); owner != "A" {
+		t.Errorf("owner of 7 on dev-1 after another's release = %q, want A", owner)
+	}
+}
+
 func TestSettleNeverAdoptsAnotherOrdersProviderID(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)

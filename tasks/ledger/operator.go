@@ -337,7 +337,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if why := lagRefusal(rec, a, l.readAt(rec)); why != "" {
 		return refuse(why)
 	}
-	if dropped != "" && a.As == ResolvePaid && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
+	if dropped != "" && a.As == ResolvePaid && l.ownerShard(ref.Provider, OwnerField(rec.IDScope, dropped)) != l.shardOf(ref) {
 		// A paid order takes no further step that could release the
 		// dropped id later (an absent one does): released now, before
 		// the settle, or nothing is decided. Until the settle, the
@@ -345,7 +345,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		// no worker steps on it (this lease), and a settle that fails
 		// leaves a pending matched order whose next settle takes the id
 		// again, unless the order that made it took it meanwhile.
-		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, dropped); err != nil && !errors.Is(err, ErrNotDurable) {
+		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, rec.IDScope, dropped); err != nil && !errors.Is(err, ErrNotDurable) {
 			_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
 			return nil, fmt.Errorf("nothing decided: the matched provider order id %s could not be released for the order that made it: %w", dropped, err)
 		}
@@ -376,7 +376,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case ResolveErrored:
 		t = SetErrored("operator: " + a.Note)
 	}
-	err = l.Settle(context.WithoutCancel(ctx), ref, token, t.WithAttempt(attempt))
+	err = l.Settle(context.WithoutCancel(ctx), ref, token, t.WithAttempt(attempt).WithIDScope(rec.IDScope))
 	var owned *OwnedError
 	if errors.As(err, &owned) {
 		return refuse(owned.Error())
@@ -389,11 +389,11 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	// record (RecordedError), read on a context of its own, so that the
 	// caller still queues the order's task.
 	var after error
-	if dropped != "" && a.As == ResolveAbsent && l.ownerShard(ref.Provider, dropped) != l.shardOf(ref) {
+	if dropped != "" && a.As == ResolveAbsent && l.ownerShard(ref.Provider, OwnerField(rec.IDScope, dropped)) != l.shardOf(ref) {
 		// In another shard than the record: released after the settle,
 		// which no longer names the id (released before it, another
 		// order could take the id while this record still held it).
-		switch err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, dropped); {
+		switch err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, rec.IDScope, dropped); {
 		case errors.Is(err, ErrNotDurable):
 			// Released on the master, not yet on its replicas: as for
 			// the settle, the decision stands, said unacknowledged.
@@ -556,11 +556,13 @@ return 1
 // settle that recorded it not ours would have released it (a release that
 // failed after that settle is done again by the order's next step). The
 // order never holds such an id again (its lookups pass it over), so it
-// needs no check of the record. ErrNotDurable (wrapped): released on the
-// master, but its replicas did not acknowledge it in time.
-func (l *Ledger) ReleaseNotOurs(ctx context.Context, ref Ref, id string) error {
-	sh := l.ownerShard(ref.Provider, id)
-	_, acked, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, id, ref.OrderNo)
+// needs no check of the record. scope is the record's IDScope. ErrNotDurable
+// (wrapped): released on the master, but its replicas did not acknowledge
+// it in time.
+func (l *Ledger) ReleaseNotOurs(ctx context.Context, ref Ref, scope, id string) error {
+	f := OwnerField(scope, id)
+	sh := l.ownerShard(ref.Provider, f)
+	_, acked, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, f, ref.OrderNo)
 	switch {
 	case err != nil:
 		return fmt.Errorf("release provider order id: %w", err)

@@ -102,7 +102,14 @@ func (l *Ledger) RecordOnReplicas(ctx context.Context, rec *Record) error {
 // Owner returns the order number that owns a provider order id, "" when
 // none does.
 func (l *Ledger) Owner(ctx context.Context, provider, providerOrderID string) (string, error) {
-	s, err := l.rdb.HGet(ctx, l.ownerShard(provider, providerOrderID).ownerKey(provider), providerOrderID).Result()
+	return l.OwnerIn(ctx, provider, "", providerOrderID)
+}
+
+// OwnerIn is Owner for a provider whose ids are unique only within scope
+// (Transition.WithIDScope): the order that owns id in scope.
+func (l *Ledger) OwnerIn(ctx context.Context, provider, scope, providerOrderID string) (string, error) {
+	f := OwnerField(scope, providerOrderID)
+	s, err := l.rdb.HGet(ctx, l.ownerShard(provider, f).ownerKey(provider), f).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}

@@ -425,11 +425,15 @@ func (o *Orders) nearlyOwned(ctx context.Context, ref ledger.Ref, id string) err
 	if id == "" || bare == "" {
 		return nil
 	}
+	scope := ""
+	if rec, err := o.ledger.Get(ctx, ref); err == nil && rec != nil {
+		scope = rec.IDScope // ids unique only within it (providers.IDScoper)
+	}
 	for _, other := range []string{bare, "0" + bare, "00" + bare} {
 		if other == id {
 			continue
 		}
-		owner, err := o.ledger.Owner(ctx, ref.Provider, other)
+		owner, err := o.ledger.OwnerIn(ctx, ref.Provider, scope, other)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,86 @@
+package tasks_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/memprov"
+	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
+	"github.com/orderworker/orderworker/tasks/taskstest"
+)
+
+// A provider whose order ids are unique only within a scope (Aliyun: the
+// device) answers orders of different scopes with the same id: each is
+// its own order, created once and paid. Before ids were kept by scope, the
+// second order of an id was taken for the first's, recorded unknown, its
+// own order passed over in the lookup as another's, and created again and
+// again (a black-box run with a platform numbering orders per device: 1,046
+// creates for 200 orders).
+func TestSameIDInAnotherScopeIsItsOwnOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := taskstest.StartRedis(t, nil)
+	l := ledger.New(rs.Client(t), nil)
+	backend := memprov.NewBackend("s")
+	backend.IDsPerItem = true
+	set := providers.NewSet()
+	set.Add(memprov.NewScoped(backend, memprov.Options{Secret: "s"}))
+	opt := asynq.RedisClientOpt{Addr: rs.Addr}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	enq := tasks.NewEnqueuer(client, l, set, nil)
+	orders := map[string]string{"S1": "dev-a", "S2": "dev-b", "S3": "dev-c", "S4": "dev-a", "S5": "dev-b"}
+	for no, item := range orders {
+		payload := fmt.Appendf(nil, `{"provider":"mem","order_no":%q,"params":{"item":%q,"qty":1}}`, no, item)
+		if res, err := enq.Enqueue(ctx, payload); err != nil || res.Status != tasks.Enqueued {
+			t.Fatal(res, err)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{ListingLag: -1, Logger: logger})
+	srv, mux := tasks.NewServer(opt, h, tasks.ServerOptions{Concurrency: 4, TaskCheckInterval: 10 * time.Millisecond,
+		DelayedTaskCheckInterval: 50 * time.Millisecond, Logger: logger})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+
+	deadline := time.Now().Add(15 * time.Second)
+	ids := map[string]string{}
+	for no, item := range orders {
+		for {
+			rec, err := l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: no})
+			if err == nil && rec.State == tasks.StatePaid {
+				ids[no] = rec.ProviderOrderID
+				if rec.IDScope != item {
+					t.Errorf("%s: id scope %q, want %q", no, rec.IDScope, item)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %+v, %v; want paid", no, rec, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if n := backend.Calls("create"); n != len(orders) {
+		t.Errorf("%d creates for %d orders, want one each", n, len(orders))
+	}
+	// Each owns its id in its scope, and only there.
+	for no, item := range orders {
+		if owner, err := l.OwnerIn(ctx, memprov.Name, item, ids[no]); err != nil || owner != no {
+			t.Errorf("owner of %s in %s = %q, %v; want %s", ids[no], item, owner, err, no)
+		}
+	}
+	if ids["S2"] != "M1" || ids["S3"] != "M1" || ids["S1"] == ids["S4"] || ids["S1"]+ids["S4"] != "M1M2" && ids["S1"]+ids["S4"] != "M2M1" {
+		t.Errorf("ids %v: want the per-item numbering", ids)
+	}
+}
