@@ -763,8 +763,15 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		if wait := listingLagLeft(rec, p, now); wait > 0 {
 			// Not listed yet, perhaps: look again once the listing has
 			// had time to catch up with the create.
-			msg = fmt.Sprintf("%s; the last create left %s before the lookup, within the listing lag of %s: looking again in %s",
-				msg, (p.ListingLag - wait).Round(time.Millisecond), p.ListingLag, wait.Round(time.Millisecond))
+			left := fmt.Sprintf("the last create left %s before the lookup", (p.ListingLag - wait).Round(time.Millisecond))
+			if wait > p.ListingLag {
+				// The create's end is taken to be still ahead (one
+				// lost with Redis's data may leave until a call's
+				// time after the loss was found).
+				left = fmt.Sprintf("a create may leave until %s after the lookup", (wait - p.ListingLag).Round(time.Millisecond))
+			}
+			msg = fmt.Sprintf("%s; %s, within the listing lag of %s: looking again in %s",
+				msg, left, p.ListingLag, wait.Round(time.Millisecond))
 			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 		}
 		if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) {

@@ -792,6 +792,15 @@ func TestListingLag(t *testing.T) {
 			}
 		}
 	}
+	// A create taken to end after the lookup (one lost with Redis's data
+	// may leave until a call's time after the loss was found): said so,
+	// not as a negative time before it (a black-box run found "the last
+	// create left -59.992s before the lookup").
+	ahead := rec(func(r *ledger.Record) { r.LastCreateAt = created.Add(time.Minute) })
+	d := Decide(ahead, Lookup, notFound, p, created)
+	if d.Then.Next != Wait || d.Then.Delay != 3*time.Minute || strings.Contains(d.Then.Reason, "-") || !strings.Contains(d.Then.Reason, "a create may leave until 1m0s after the lookup") {
+		t.Errorf("a create ahead: next %v, delay %s, reason %q", d.Then.Next, d.Then.Delay, d.Then.Reason)
+	}
 }
 
 // A create refused for good after an earlier create that may have been
