@@ -805,8 +805,20 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		if a := d.Settle.Attempt(); a != nil {
 			t = t.WithAttempt(a)
 		}
-		if f := d.Settle.Failures(); f >= 0 {
-			// The failure budget still bounds the order's creates.
+		f := max(d.Settle.Failures(), rec.Failures)
+		if a := d.Settle.Attempt(); a != nil && a.Call == "submit" {
+			// A create answered so counts against the failure budget: a
+			// provider that answers a create of these params with the
+			// order it made for another (one that dedupes by params), or
+			// that numbers orders in a scope it does not say, would
+			// otherwise have the order looked up (its own order passed
+			// over as another's), created and answered so again until
+			// its deadline (a black-box run: 87 creates of 14 orders).
+			// Once the budget is spent, a lookup that finds nothing but
+			// the other order's errors the order.
+			f++
+		}
+		if f >= 0 {
 			t = t.WithFailures(f)
 		}
 		if err := h.settle(wc, ref, token, t.WithIDScope(scope)); err != nil {

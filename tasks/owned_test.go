@@ -78,3 +78,54 @@ func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
 		t.Errorf("%d creates, want 1", prov.creates.Load())
 	}
 }
+
+// Creates answered again and again with another order's id (a provider
+// that answers a create of these params with the order it made for
+// another, or numbers orders in a scope it does not say) spend the
+// failure budget: the order is errored once it is spent, not created
+// until its deadline (a black-box run: 87 creates of 14 orders).
+func TestCreatesAnsweredWithAnOwnedIDSpendTheBudget(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := tasks.NewLedger(taskstest.StartRedis(t, nil).Client(t))
+	p := json.RawMessage(`{"item":"x","qty":1}`)
+	hash, err := tasks.ParamsHash(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := ledger.Ref{Provider: "mem", OrderNo: "B"}
+	if _, err := l.Claim(ctx, owner, p, hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Begin(ctx, owner, ledger.BeginArgs{Token: "tb"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, owner, "tb", ledger.SetPaid("PO-1")); err != nil {
+		t.Fatal(err)
+	}
+	prov := &ownedAnswer{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"})}
+	set := providers.NewSet()
+	set.Add(prov)
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	ref := ledger.Ref{Provider: "mem", OrderNo: "A"}
+	if _, err := l.Claim(ctx, ref, p, hash); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: "A", Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *ledger.Record
+	for range 20 {
+		_ = h.ProcessTask(ctx, task)
+		if rec, err = l.Get(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if rec.State.Terminal() {
+			break
+		}
+	}
+	if rec.State != ledger.StateErrored || prov.creates.Load() != 3 {
+		t.Errorf("state %s after %d creates (%q); want errored after 3", rec.State, prov.creates.Load(), rec.Reason)
+	}
+}
