@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
@@ -25,12 +27,10 @@ func (o *ownedAnswer) Submit(context.Context, providers.Order) (providers.Result
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: "PO-1", HTTPStatus: 200}, nil
 }
 
-// A create answered with another order's provider id is never adopted, and
-// it is never forgotten either: the record keeps the call in its history
-// and says the order may exist, so an operator cannot re-drive it without
-// a lookup.
-func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
-	t.Parallel()
+// ownedSetup records order B paid under PO-1, then claims order A, whose
+// creates ownedAnswer answers with PO-1, and returns A's handler and task.
+func ownedSetup(t *testing.T, opts *tasks.HandlerOptions) (*ledger.Ledger, *tasks.Handler, *ownedAnswer, ledger.Ref, *asynq.Task) {
+	t.Helper()
 	ctx := context.Background()
 	l := tasks.NewLedger(taskstest.StartRedis(t, nil).Client(t))
 	p := json.RawMessage(`{"item":"x","qty":1}`)
@@ -51,7 +51,8 @@ func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
 	prov := &ownedAnswer{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"})}
 	set := providers.NewSet()
 	set.Add(prov)
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
+	opts.Backoff = tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}
+	h := tasks.NewHandler(l, set, opts)
 	ref := ledger.Ref{Provider: "mem", OrderNo: "A"}
 	if _, err := l.Claim(ctx, ref, p, hash); err != nil {
 		t.Fatal(err)
@@ -60,6 +61,17 @@ func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l, h, prov, ref, task
+}
+
+// A create answered with another order's provider id is never adopted, and
+// it is never forgotten either: the record keeps the call in its history
+// and says the order may exist, so an operator cannot re-drive it without
+// a lookup.
+func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, h, prov, ref, task := ownedSetup(t, &tasks.HandlerOptions{})
 	if err := h.ProcessTask(ctx, task); err == nil {
 		t.Fatal("ProcessTask succeeded on a create answered with another order's id")
 	}
@@ -87,35 +99,9 @@ func TestCreateAnsweredWithAnOwnedID(t *testing.T) {
 func TestCreatesAnsweredWithAnOwnedIDSpendTheBudget(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := tasks.NewLedger(taskstest.StartRedis(t, nil).Client(t))
-	p := json.RawMessage(`{"item":"x","qty":1}`)
-	hash, err := tasks.ParamsHash(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner := ledger.Ref{Provider: "mem", OrderNo: "B"}
-	if _, err := l.Claim(ctx, owner, p, hash); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.Begin(ctx, owner, ledger.BeginArgs{Token: "tb"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Settle(ctx, owner, "tb", ledger.SetPaid("PO-1")); err != nil {
-		t.Fatal(err)
-	}
-	prov := &ownedAnswer{Client: memprov.New(memprov.NewBackend(""), memprov.Options{Name: "mem"})}
-	set := providers.NewSet()
-	set.Add(prov)
-	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
-	ref := ledger.Ref{Provider: "mem", OrderNo: "A"}
-	if _, err := l.Claim(ctx, ref, p, hash); err != nil {
-		t.Fatal(err)
-	}
-	task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: "mem", OrderNo: "A", Params: p})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, h, prov, ref, task := ownedSetup(t, &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1})
 	var rec *ledger.Record
+	var err error
 	for range 20 {
 		_ = h.ProcessTask(ctx, task)
 		if rec, err = l.Get(ctx, ref); err != nil {
