@@ -544,13 +544,8 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			}
 			// By the id in its scope, where the provider's ids are
 			// unique only within one (another device's order with the
-			// same id is not this one's rival); then as written, for an
-			// entry made before ids were kept by scope, whose order
-			// may be in this scope: another's, as far as can be told.
-			owner, err := h.ledger.OwnerIn(ctx, ref.Provider, idScope, id)
-			if err == nil && owner == "" && idScope != "" {
-				owner, err = h.ledger.Owner(ctx, ref.Provider, id)
-			}
+			// same id is not this one's rival).
+			owner, err := h.ownerOf(ctx, rec, idScope, id)
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
@@ -772,7 +767,24 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	defer cancel()
 	scope := h.idScope(rec)
 	d.Settle = d.Settle.WithIDScope(scope)
-	err := h.settle(wc, ref, token, d.Settle)
+	var err error
+	if id := d.Settle.ProviderOrderID(); id != "" && scope != "" && id != rec.ProviderOrderID {
+		// An owner entry written before ids were kept by scope (by the
+		// id alone) is not seen by the settle, which owns the id in
+		// its scope: checked here, or the id would be this order's
+		// and that one's both (a black-box run of an upgraded ledger).
+		// (One in its scope the settle judges, where an answered create
+		// outweighs another order's match.)
+		var owner string
+		if owner, err = h.legacyOwnerOf(wc, rec, scope, id); err == nil && owner != "" {
+			if o, err2 := h.ledger.OwnerIn(wc, ref.Provider, scope, id); err2 != nil || o == "" {
+				err = &ledger.OwnedError{ProviderOrderID: id, Owner: owner}
+			}
+		}
+	}
+	if err == nil {
+		err = h.settle(wc, ref, token, d.Settle)
+	}
 	var owned *ledger.OwnedError
 	switch {
 	case errors.Is(err, ledger.ErrNotDurable) && (d.Then.Next == order.Done || d.Then.Next == order.Stop || d.Then.Next == order.Rest):
@@ -1471,17 +1483,62 @@ func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawM
 // (providers.IDScoper), read from its params; the record's own when they
 // cannot be read here.
 func (h *Handler) idScope(rec *ledger.Record) string {
+	s, _ := h.idScopeKnown(rec)
+	return s
+}
+
+// idScopeKnown is idScope, and whether it is known: false when the
+// provider keeps ids by scope but neither rec's params (unreadable here)
+// nor the record tells it.
+func (h *Handler) idScopeKnown(rec *ledger.Record) (string, bool) {
 	prov, err := h.providers.Get(rec.Provider)
 	if err != nil {
-		return rec.IDScope
+		return rec.IDScope, rec.IDScope != ""
 	}
 	if _, ok := prov.(providers.IDScoper); !ok {
-		return rec.IDScope
+		return rec.IDScope, true
 	}
 	if _, parsed, err := h.params(prov, rec); err == nil {
-		return providers.IDScopeOf(prov, parsed)
+		return providers.IDScopeOf(prov, parsed), true
 	}
-	return rec.IDScope
+	return rec.IDScope, rec.IDScope != ""
+}
+
+// ownerOf is the order that owns provider order id in scope (rec's): by
+// the id in its scope, or by an entry written before ids were kept by
+// scope (by the id alone) when that entry's order is in the same scope, or
+// its scope cannot be told. "" when none.
+func (h *Handler) ownerOf(ctx context.Context, rec *ledger.Record, scope, id string) (string, error) {
+	owner, err := h.ledger.OwnerIn(ctx, rec.Provider, scope, id)
+	if err != nil || owner != "" || scope == "" {
+		return owner, err
+	}
+	return h.legacyOwnerOf(ctx, rec, scope, id)
+}
+
+// legacyOwnerOf is the order other than rec's that owns provider order id
+// by an entry written before ids were kept by scope (by the id alone),
+// when that order is in scope too, or its scope cannot be told; "" when
+// none does (or scope is "": such entries are the ones kept then).
+func (h *Handler) legacyOwnerOf(ctx context.Context, rec *ledger.Record, scope, id string) (string, error) {
+	if scope == "" {
+		return "", nil
+	}
+	legacy, err := h.ledger.Owner(ctx, rec.Provider, id)
+	if err != nil || legacy == "" || legacy == rec.OrderNo {
+		return "", err
+	}
+	other, err := h.ledger.Get(ctx, ledger.Ref{Provider: rec.Provider, OrderNo: legacy})
+	switch {
+	case errors.Is(err, ledger.ErrNotFound) || err == nil && other == nil:
+		return legacy, nil // its record gone: whose it is cannot be told
+	case err != nil:
+		return "", err
+	}
+	if s, ok := h.idScopeKnown(other); ok && s != scope {
+		return "", nil // another device's order with the same id
+	}
+	return legacy, nil
 }
 
 // errConfig marks an error caused by this worker's configuration.

@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/orderworker/orderworker/providers"
+	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -82,5 +83,87 @@ func TestSameIDInAnotherScopeIsItsOwnOrder(t *testing.T) {
 	}
 	if ids["S2"] != "M1" || ids["S3"] != "M1" || ids["S1"] == ids["S4"] || ids["S1"]+ids["S4"] != "M1M2" && ids["S1"]+ids["S4"] != "M2M1" {
 		t.Errorf("ids %v: want the per-item numbering", ids)
+	}
+}
+
+// Owner entries written before ids were kept by scope (by the id alone)
+// count for their own scope only: an order of another device answered with
+// the same id, or finding its own order with it in a lookup, takes it (it
+// was taken for the old entry's, and created again: a black-box run of an
+// upgraded ledger, 20 creates for 10 orders), and one of the same device is
+// refused it, as on a new ledger (it was recorded paid under the other's
+// order).
+func TestOwnerEntriesOfBeforeScopesCountForTheirOwnScope(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := taskstest.StartRedis(t, nil)
+	l := ledger.New(rs.Client(t), nil)
+	backend := memprov.NewBackend("s")
+	backend.IDsPerItem = true
+	set := providers.NewSet()
+	set.Add(memprov.NewScoped(backend, memprov.Options{Secret: "s"}))
+	claim := func(no, item string) *asynq.Task {
+		t.Helper()
+		p := fmt.Appendf(nil, `{"item":%q,"qty":1}`, item)
+		hash, err := tasks.ParamsHash(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: memprov.Name, OrderNo: no}, p, hash); err != nil {
+			t.Fatal(err)
+		}
+		task, err := tasks.NewOrderSubmitTask(tasks.Payload{Provider: memprov.Name, OrderNo: no, Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task
+	}
+	// An order of dev-a recorded paid under M1 by a version that owned
+	// ids by the id alone.
+	claim("Old", "dev-a")
+	old := ledger.Ref{Provider: memprov.Name, OrderNo: "Old"}
+	if _, err := l.Begin(ctx, old, ledger.BeginArgs{Token: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, old, "old", ledger.SetPaid("M1")); err != nil {
+		t.Fatal(err)
+	}
+	h := tasks.NewHandler(l, set, &tasks.HandlerOptions{ListingLag: -1, MaxAttempts: 3,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	run := func(no string, task *asynq.Task) *tasks.Record {
+		t.Helper()
+		var rec *tasks.Record
+		for range 10 {
+			_ = h.ProcessTask(ctx, task)
+			var err error
+			if rec, err = l.Get(ctx, tasks.OrderRef{Provider: memprov.Name, OrderNo: no}); err != nil {
+				t.Fatal(err)
+			}
+			if rec.State.Terminal() {
+				break
+			}
+		}
+		return rec
+	}
+	// Another device's first order, answered M1: its own.
+	if rec := run("New-b", claim("New-b", "dev-b")); rec.State != tasks.StatePaid || rec.ProviderOrderID != "M1" {
+		t.Errorf("New-b: %s %q (%s); want paid under M1", rec.State, rec.ProviderOrderID, rec.Reason)
+	}
+	// Another device's first order whose create's answer was lost: its
+	// lookup finds its own M1, not the old entry's.
+	backend.Faults().Script(fault.FailAfter)
+	before := backend.Calls("create")
+	if rec := run("New-c", claim("New-c", "dev-c")); rec.State != tasks.StatePaid || rec.ProviderOrderID != "M1" || backend.Calls("create")-before != 1 {
+		t.Errorf("New-c: %s %q (%s) after %d creates; want paid under M1 after one", rec.State, rec.ProviderOrderID, rec.Reason, backend.Calls("create")-before)
+	}
+	// The old order's device, answered M1 (the backend's first for
+	// dev-a): the old order's, refused.
+	if rec := run("New-a", claim("New-a", "dev-a")); rec.State == tasks.StatePaid || rec.ProviderOrderID == "M1" {
+		t.Errorf("New-a: %s %q; want M1 refused (the old order's on its device)", rec.State, rec.ProviderOrderID)
+	}
+	for item, want := range map[string]string{"dev-b": "New-b", "dev-c": "New-c", "dev-a": ""} {
+		if owner, _ := l.OwnerIn(ctx, memprov.Name, item, "M1"); owner != want {
+			t.Errorf("owner of M1 on %s = %q, want %q", item, owner, want)
+		}
 	}
 }
