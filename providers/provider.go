@@ -266,9 +266,10 @@ type ValidateFunc func(params json.RawMessage) error
 type Set struct {
 	enabled  map[string]Provider
 	disabled map[string]disabled
-	checkID  map[string]func(string) error // Spec.CheckOrderID, by name
-	overrun  map[string]time.Duration      // Spec.CreateOverrun, by name
-	masked   map[string][]string           // Spec.Masked, by name
+	checkID  map[string]func(string) error  // Spec.CheckOrderID, by name
+	overrun  map[string]time.Duration       // Spec.CreateOverrun, by name
+	masked   map[string][]string            // Spec.Masked, by name
+	idScope  map[string]func(Params) string // Spec.IDScope, by name
 }
 
 type disabled struct {
@@ -281,7 +282,7 @@ type disabled struct {
 
 // NewSet returns an empty Set.
 func NewSet() *Set {
-	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}, masked: map[string][]string{}}
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}, masked: map[string][]string{}, idScope: map[string]func(Params) string{}}
 }
 
 // Add enables p under p.Name().

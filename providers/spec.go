@@ -54,6 +54,11 @@ type Spec struct {
 	// that is a CreateOverrunner says its own.
 	CreateOverrun        time.Duration
 	CreateOverrunSetting string
+	// IDScope, when set, says the provider's order ids are unique only
+	// within a scope of an order's params (see IDScoper): it returns that
+	// scope. Known without credentials (Set.IDScope), for the enqueue
+	// CLI's operator actions.
+	IDScope func(Params) string
 	// Example are valid params, for docs and tests.
 	Example json.RawMessage
 	// Settings are the environment variables the provider reads, in the
@@ -325,6 +330,7 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 	s.checkID[spec.Name] = spec.CheckOrderID
 	s.overrun[spec.Name] = spec.CreateOverrun
 	s.masked[spec.Name] = spec.Masked
+	s.idScope[spec.Name] = spec.IDScope
 }
 
 // AddSpec enables p, spec's provider, keeping the facts of spec the
@@ -334,6 +340,26 @@ func (s *Set) AddSpec(spec Spec, p Provider) {
 	s.checkID[spec.Name] = spec.CheckOrderID
 	s.overrun[spec.Name] = spec.CreateOverrun
 	s.masked[spec.Name] = spec.Masked
+	s.idScope[spec.Name] = spec.IDScope
+}
+
+// IDScope is the scope the named provider's order ids are unique within,
+// for an order with parsed params p (IDScoper, or Spec.IDScope for one not
+// built here), and whether its ids are kept by scope at all.
+func (s *Set) IDScope(name string, p Params) (scope string, scoped bool) {
+	if sc, ok := s.enabled[name].(IDScoper); ok {
+		if p == nil {
+			return "", true
+		}
+		return sc.IDScope(p), true
+	}
+	if f := s.idScope[name]; f != nil {
+		if p == nil {
+			return "", true
+		}
+		return f(p), true
+	}
+	return "", false
 }
 
 // ConfigureOverrun sets spec's provider's create overrun from its

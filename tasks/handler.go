@@ -545,7 +545,16 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			// By the id in its scope, where the provider's ids are
 			// unique only within one (another device's order with the
 			// same id is not this one's rival).
-			owner, err := h.ownerOf(ctx, rec, idScope, id)
+			owner, err := h.ledger.OwnerIn(ctx, ref.Provider, idScope, id)
+			if err == nil && owner == "" && idScope != "" {
+				// An entry written by id alone (by a version before
+				// ids were kept by scope) is moved under its order's
+				// scope, then looked at again; one whose order's
+				// scope cannot be told counts here too.
+				if owner, err = MoveLegacyOwner(ctx, h.ledger, h.providers, h.opts.Sealer, ref.Provider, id); err == nil && owner == "" {
+					owner, err = h.ledger.OwnerIn(ctx, ref.Provider, idScope, id)
+				}
+			}
 			return owner != "" && owner != ref.OrderNo, err
 		},
 	}
@@ -769,18 +778,20 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 	d.Settle = d.Settle.WithIDScope(scope)
 	var err error
 	if id := d.Settle.ProviderOrderID(); id != "" && scope != "" && id != rec.ProviderOrderID {
-		// An owner entry written before ids were kept by scope (by the
-		// id alone) is not seen by the settle, which owns the id in
-		// its scope: checked here, or the id would be this order's
-		// and that one's both (a black-box run of an upgraded ledger).
-		// (One in its scope the settle judges, where an answered create
-		// outweighs another order's match.)
-		var owner string
-		if owner, err = h.legacyOwnerOf(wc, rec, scope, id); err == nil && owner != "" {
-			if o, err2 := h.ledger.OwnerIn(wc, ref.Provider, scope, id); err2 != nil || o == "" {
-				err = &ledger.OwnedError{ProviderOrderID: id, Owner: owner}
+		// An owner entry written by id alone (by a version before ids
+		// were kept by scope) is not seen by the settle, which owns the
+		// id in its scope: moved under its order's scope first, so that
+		// the settle judges it (an answered create outweighing a match
+		// included), or the id would be this order's and that one's both
+		// (a black-box run of an upgraded ledger). One whose order's
+		// scope cannot be told refuses the id here.
+		err = h.retrying(wc, ref, func() error {
+			owner, err := MoveLegacyOwner(wc, h.ledger, h.providers, h.opts.Sealer, ref.Provider, id)
+			if err == nil && owner != "" && owner != ref.OrderNo {
+				return &ledger.OwnedError{ProviderOrderID: id, Owner: owner}
 			}
-		}
+			return err
+		})
 	}
 	if err == nil {
 		err = h.settle(wc, ref, token, d.Settle)
@@ -808,7 +819,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 		// did not acknowledge.)
 	case errors.As(err, &owned):
 		// The provider answered with another order's id: never adopt it.
-		reason := fmt.Sprintf("the provider's order %s belongs to order %s; looking again", owned.ProviderOrderID, owned.Owner)
+		reason := fmt.Sprintf("%sits order %s belongs to order %s; looking again", order.OwnedAnswer, owned.ProviderOrderID, owned.Owner)
 		h.log.Error("provider answered with another order's id", "provider", ref.Provider, "order_no", ref.OrderNo, "owner", owned.Owner)
 		// The call is recorded, and so is that an order may exist: a
 		// provider that answered may have acted, so no operator may
@@ -827,7 +838,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 			// over as another's), created and answered so again until
 			// its deadline (a black-box run: 87 creates of 14 orders).
 			// Once the budget is spent, a lookup that finds nothing but
-			// the other order's errors the order.
+			// the other order's leaves it for a person (order.HeldOwned).
 			f++
 		}
 		if f >= 0 {
@@ -903,9 +914,16 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 // acknowledged) end it at once, as does a failure that says nothing was
 // run (an error in the script).
 func (h *Handler) settle(ctx context.Context, ref ledger.Ref, token string, t ledger.Transition) error {
+	return h.retrying(ctx, ref, func() error { return h.ledger.Settle(ctx, ref, token, t) })
+}
+
+// retrying runs write until it passes, or fails otherwise than as
+// retryableRedisError tells (the ledger's own answers, see settle), or ctx
+// ends.
+func (h *Handler) retrying(ctx context.Context, ref ledger.Ref, write func() error) error {
 	delay := 50 * time.Millisecond
 	for {
-		err := h.ledger.Settle(ctx, ref, token, t)
+		err := write()
 		var owned *ledger.OwnedError
 		if err == nil || errors.Is(err, ledger.ErrNotDurable) || errors.Is(err, ledger.ErrLeaseLost) ||
 			errors.Is(err, ledger.ErrNotFound) || errors.As(err, &owned) || !retryableRedisError(err) {
@@ -1483,62 +1501,17 @@ func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawM
 // (providers.IDScoper), read from its params; the record's own when they
 // cannot be read here.
 func (h *Handler) idScope(rec *ledger.Record) string {
-	s, _ := h.idScopeKnown(rec)
-	return s
-}
-
-// idScopeKnown is idScope, and whether it is known: false when the
-// provider keeps ids by scope but neither rec's params (unreadable here)
-// nor the record tells it.
-func (h *Handler) idScopeKnown(rec *ledger.Record) (string, bool) {
 	prov, err := h.providers.Get(rec.Provider)
 	if err != nil {
-		return rec.IDScope, rec.IDScope != ""
+		return rec.IDScope
 	}
 	if _, ok := prov.(providers.IDScoper); !ok {
-		return rec.IDScope, true
+		return rec.IDScope
 	}
 	if _, parsed, err := h.params(prov, rec); err == nil {
-		return providers.IDScopeOf(prov, parsed), true
+		return providers.IDScopeOf(prov, parsed)
 	}
-	return rec.IDScope, rec.IDScope != ""
-}
-
-// ownerOf is the order that owns provider order id in scope (rec's): by
-// the id in its scope, or by an entry written before ids were kept by
-// scope (by the id alone) when that entry's order is in the same scope, or
-// its scope cannot be told. "" when none.
-func (h *Handler) ownerOf(ctx context.Context, rec *ledger.Record, scope, id string) (string, error) {
-	owner, err := h.ledger.OwnerIn(ctx, rec.Provider, scope, id)
-	if err != nil || owner != "" || scope == "" {
-		return owner, err
-	}
-	return h.legacyOwnerOf(ctx, rec, scope, id)
-}
-
-// legacyOwnerOf is the order other than rec's that owns provider order id
-// by an entry written before ids were kept by scope (by the id alone),
-// when that order is in scope too, or its scope cannot be told; "" when
-// none does (or scope is "": such entries are the ones kept then).
-func (h *Handler) legacyOwnerOf(ctx context.Context, rec *ledger.Record, scope, id string) (string, error) {
-	if scope == "" {
-		return "", nil
-	}
-	legacy, err := h.ledger.Owner(ctx, rec.Provider, id)
-	if err != nil || legacy == "" || legacy == rec.OrderNo {
-		return "", err
-	}
-	other, err := h.ledger.Get(ctx, ledger.Ref{Provider: rec.Provider, OrderNo: legacy})
-	switch {
-	case errors.Is(err, ledger.ErrNotFound) || err == nil && other == nil:
-		return legacy, nil // its record gone: whose it is cannot be told
-	case err != nil:
-		return "", err
-	}
-	if s, ok := h.idScopeKnown(other); ok && s != scope {
-		return "", nil // another device's order with the same id
-	}
-	return legacy, nil
+	return rec.IDScope
 }
 
 // errConfig marks an error caused by this worker's configuration.

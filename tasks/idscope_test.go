@@ -97,7 +97,7 @@ func TestSameIDInAnotherScopeIsItsOwnOrder(t *testing.T) {
 }
 
 // Owner entries written before ids were kept by scope (by the id alone)
-// count for their own scope only: an order of another device answered with
+// are moved under their own order's scope when met, and count there only: an order of another device answered with
 // the same id, or finding its own order with it in a lookup, takes it (it
 // was taken for the old entry's, and created again: a black-box run of an
 // upgraded ledger, 20 creates for 10 orders), and one of the same device is
@@ -171,9 +171,13 @@ func TestOwnerEntriesOfBeforeScopesCountForTheirOwnScope(t *testing.T) {
 	if rec := run("New-a", claim("New-a", "dev-a")); rec.State == tasks.StatePaid || rec.ProviderOrderID == "M1" {
 		t.Errorf("New-a: %s %q; want M1 refused (the old order's on its device)", rec.State, rec.ProviderOrderID)
 	}
-	for item, want := range map[string]string{"dev-b": "New-b", "dev-c": "New-c", "dev-a": ""} {
+	// The old entry, moved under its order's device.
+	for item, want := range map[string]string{"dev-b": "New-b", "dev-c": "New-c", "dev-a": "Old"} {
 		if owner, _ := l.OwnerIn(ctx, memprov.Name, item, "M1"); owner != want {
 			t.Errorf("owner of M1 on %s = %q, want %q", item, owner, want)
 		}
+	}
+	if owner, _ := l.Owner(ctx, memprov.Name, "M1"); owner != "" {
+		t.Errorf("owner of M1 by the id alone = %q, want the entry moved", owner)
 	}
 }

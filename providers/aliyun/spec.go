@@ -48,6 +48,8 @@ func Spec() providers.Spec {
 			{Name: EnvPageBase, Default: string(PageBaseAuto), Help: "where Aliyun order/query counts pages from: auto, 0 or 1 (set it when a device's listing stays unavailable naming it)", Check: checkPageBase},
 		},
 		Parse: Parse,
+		// An orderId is unique only on its device (see Client.IDScope).
+		IDScope: func(p providers.Params) string { return createParams(p).IotID },
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),

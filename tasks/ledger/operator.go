@@ -224,6 +224,10 @@ type ResolveArgs struct {
 	// in its console) an order it made that recently, and absent has it
 	// created again. Zero or negative: not refused for it.
 	ListingLag time.Duration `json:"-"`
+	// IDScope is the scope the order's provider order ids are unique
+	// within (Transition.WithIDScope), read from its params by the
+	// caller; "" takes the record's (Record.IDScope).
+	IDScope string `json:"-"`
 }
 
 // RefusedError is an operator action that is not legal for the order as it
@@ -293,6 +297,10 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, &RefusedError{fmt.Sprintf("the order is %s already", b.Record.State)}
 	}
 	rec := b.Record
+	scope := a.IDScope
+	if scope == "" {
+		scope = rec.IDScope
+	}
 	refuse := func(reason string) (*Record, error) {
 		_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
 		return nil, &RefusedError{reason}
@@ -337,7 +345,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	if why := lagRefusal(rec, a, l.readAt(rec)); why != "" {
 		return refuse(why)
 	}
-	if dropped != "" && a.As == ResolvePaid && l.ownerShard(ref.Provider, OwnerField(rec.IDScope, dropped)) != l.shardOf(ref) {
+	if dropped != "" && a.As == ResolvePaid && l.ownerShard(ref.Provider, OwnerField(scope, dropped)) != l.shardOf(ref) {
 		// A paid order takes no further step that could release the
 		// dropped id later (an absent one does): released now, before
 		// the settle, or nothing is decided. Until the settle, the
@@ -345,7 +353,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		// no worker steps on it (this lease), and a settle that fails
 		// leaves a pending matched order whose next settle takes the id
 		// again, unless the order that made it took it meanwhile.
-		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, rec.IDScope, dropped); err != nil && !errors.Is(err, ErrNotDurable) {
+		if err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, scope, dropped); err != nil && !errors.Is(err, ErrNotDurable) {
 			_ = l.Settle(context.WithoutCancel(ctx), ref, token, Unmark(rec))
 			return nil, fmt.Errorf("nothing decided: the matched provider order id %s could not be released for the order that made it: %w", dropped, err)
 		}
@@ -376,7 +384,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case ResolveErrored:
 		t = SetErrored("operator: " + a.Note)
 	}
-	err = l.Settle(context.WithoutCancel(ctx), ref, token, t.WithAttempt(attempt).WithIDScope(rec.IDScope))
+	err = l.Settle(context.WithoutCancel(ctx), ref, token, t.WithAttempt(attempt).WithIDScope(scope))
 	var owned *OwnedError
 	if errors.As(err, &owned) {
 		return refuse(owned.Error())
@@ -389,11 +397,11 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	// record (RecordedError), read on a context of its own, so that the
 	// caller still queues the order's task.
 	var after error
-	if dropped != "" && a.As == ResolveAbsent && l.ownerShard(ref.Provider, OwnerField(rec.IDScope, dropped)) != l.shardOf(ref) {
+	if dropped != "" && a.As == ResolveAbsent && l.ownerShard(ref.Provider, OwnerField(scope, dropped)) != l.shardOf(ref) {
 		// In another shard than the record: released after the settle,
 		// which no longer names the id (released before it, another
 		// order could take the id while this record still held it).
-		switch err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, rec.IDScope, dropped); {
+		switch err := l.ReleaseNotOurs(context.WithoutCancel(ctx), ref, scope, dropped); {
 		case errors.Is(err, ErrNotDurable):
 			// Released on the master, not yet on its replicas: as for
 			// the settle, the decision stands, said unacknowledged.
@@ -560,14 +568,21 @@ return 1
 // (wrapped): released on the master, but its replicas did not acknowledge
 // it in time.
 func (l *Ledger) ReleaseNotOurs(ctx context.Context, ref Ref, scope, id string) error {
-	f := OwnerField(scope, id)
-	sh := l.ownerShard(ref.Provider, f)
-	_, acked, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, f, ref.OrderNo)
-	switch {
-	case err != nil:
-		return fmt.Errorf("release provider order id: %w", err)
-	case !acked:
-		return fmt.Errorf("release provider order id: %w", ErrNotDurable)
+	fields := []string{OwnerField(scope, id)}
+	if fields[0] != id {
+		// And an entry by the id alone, written by a version before ids
+		// were kept by scope, if it is this order's.
+		fields = append(fields, id)
+	}
+	for _, f := range fields {
+		sh := l.ownerShard(ref.Provider, f)
+		_, acked, err := l.run(ctx, releaseScript, true, []string{sh.ownerKey(ref.Provider)}, f, ref.OrderNo)
+		switch {
+		case err != nil:
+			return fmt.Errorf("release provider order id: %w", err)
+		case !acked:
+			return fmt.Errorf("release provider order id: %w", ErrNotDurable)
+		}
 	}
 	return nil
 }
@@ -670,4 +685,58 @@ func (l *Ledger) readAt(rec *Record) time.Time {
 		return rec.ReadAt.UTC()
 	}
 	return l.now().UTC()
+}
+
+// moveOwnerScript moves order ARGV[2]'s owner entry for provider order id
+// ARGV[1] (written by id alone) to field ARGV[3] (the id in its scope), in
+// one owner index KEYS[1]. It replies 'moved', 'gone' (the entry is not
+// that order's any more) or 'taken' (another order owns the scoped field:
+// the entry stays).
+var moveOwnerScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 'gone' end
+if redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[2]) == 0 and redis.call('HGET', KEYS[1], ARGV[3]) ~= ARGV[2] then return 'taken' end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 'moved'
+`)
+
+// MoveOwner moves owner's entry for provider order id, written by id alone
+// (by a version that kept ids so), under scope (Transition.WithIDScope),
+// where the checks of a provider whose ids are unique only within a scope
+// look: moved once, each order's by its own scope. It returns
+// *OwnedError when another order owns id in scope (the entry stays as it
+// was); nothing when the entry is not owner's.
+func (l *Ledger) MoveOwner(ctx context.Context, provider, id, owner, scope string) error {
+	f := OwnerField(scope, id)
+	if f == id {
+		return nil
+	}
+	src, dst := l.ownerShard(provider, id), l.ownerShard(provider, f)
+	if src == dst {
+		v, _, err := l.run(ctx, moveOwnerScript, true, []string{src.ownerKey(provider)}, id, owner, f)
+		if err != nil {
+			return fmt.Errorf("move provider order id: %w", err)
+		}
+		if s, _ := v.(string); s == "taken" {
+			o, _ := l.OwnerIn(ctx, provider, scope, id)
+			return &OwnedError{ProviderOrderID: id, Owner: o}
+		}
+		return nil
+	}
+	// Shards apart (Redis Cluster): reserved in scope first, then the
+	// entry by id alone released, so that the id is never without its
+	// owner.
+	if cur, err := l.Owner(ctx, provider, id); err != nil || cur != owner {
+		return err
+	}
+	v, _, err := l.run(ctx, reserveScript, true, []string{dst.ownerKey(provider)}, f, owner)
+	if err != nil {
+		return fmt.Errorf("move provider order id: %w", err)
+	}
+	if o, _ := v.(string); o != owner {
+		return &OwnedError{ProviderOrderID: id, Owner: o}
+	}
+	if _, _, err := l.run(ctx, releaseScript, true, []string{src.ownerKey(provider)}, id, owner); err != nil {
+		return fmt.Errorf("move provider order id: %w", err)
+	}
+	return nil
 }

@@ -350,7 +350,28 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 		o.observe(action, resultOf(err))
 		return Resolved{}, err
 	}
-	if err := o.nearlyOwned(ctx, ref, a.ProviderOrderID); err != nil {
+	// The scope the order's provider order ids are unique within
+	// (providers.IDScoper: an Aliyun device), from its params: a record
+	// no worker has stepped since ids were kept by scope does not note
+	// it. An entry of the id written by id alone (by a version before
+	// that) is moved under its own order's scope first, so that the
+	// ledger judges it.
+	if cur, err := o.ledger.Get(ctx, ref); err == nil && cur != nil {
+		if scope, ok := tasks.OwnerScope(o.set, o.opts.Sealer, cur); ok {
+			a.IDScope = scope
+		}
+	}
+	if a.IDScope != "" && a.ProviderOrderID != "" {
+		owner, err := tasks.MoveLegacyOwner(ctx, o.ledger, o.set, o.opts.Sealer, ref.Provider, a.ProviderOrderID)
+		if err == nil && owner != "" && owner != ref.OrderNo {
+			err = &ledger.RefusedError{Reason: fmt.Sprintf("provider order id %s belongs to order %s (recorded by an earlier version, whose device cannot be read here)", a.ProviderOrderID, owner)}
+		}
+		if err != nil {
+			o.observe(action, resultOf(err))
+			return Resolved{}, err
+		}
+	}
+	if err := o.nearlyOwned(ctx, ref, a.IDScope, a.ProviderOrderID); err != nil {
 		o.observe(action, resultOf(err))
 		return Resolved{}, err
 	}
@@ -420,22 +441,30 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 // typed or copied another way, and recorded under both it would be two
 // records' one order. The ledger refuses the id itself when another order
 // owns it as written.
-func (o *Orders) nearlyOwned(ctx context.Context, ref ledger.Ref, id string) error {
+func (o *Orders) nearlyOwned(ctx context.Context, ref ledger.Ref, scope, id string) error {
 	bare := strings.TrimLeft(id, "0")
 	if id == "" || bare == "" {
 		return nil
-	}
-	scope := ""
-	if rec, err := o.ledger.Get(ctx, ref); err == nil && rec != nil {
-		scope = rec.IDScope // ids unique only within it (providers.IDScoper)
 	}
 	for _, other := range []string{bare, "0" + bare, "00" + bare} {
 		if other == id {
 			continue
 		}
-		owner, err := o.ledger.OwnerIn(ctx, ref.Provider, scope, other)
-		if err != nil {
-			return err
+		owner := ""
+		if scope != "" {
+			// An entry by the id alone (an earlier version's): moved
+			// under its order's scope first; one whose order's scope
+			// cannot be told counts here.
+			var err error
+			if owner, err = tasks.MoveLegacyOwner(ctx, o.ledger, o.set, o.opts.Sealer, ref.Provider, other); err != nil {
+				return err
+			}
+		}
+		if owner == "" {
+			var err error
+			if owner, err = o.ledger.OwnerIn(ctx, ref.Provider, scope, other); err != nil {
+				return err
+			}
 		}
 		if owner != "" && owner != ref.OrderNo {
 			return &ledger.RefusedError{Reason: fmt.Sprintf("provider order id %s is %s, which order %s owns, but for leading zeros: most likely that order; check the id at the provider", id, other, owner)}

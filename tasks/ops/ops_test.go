@@ -390,3 +390,35 @@ func TestUnacknowledgedActionSaysSo(t *testing.T) {
 		t.Errorf("decision no replica acknowledged: %+v, %v; want errored, unacknowledged said", res, err)
 	}
 }
+
+// An operator's paid of an Aliyun order is judged by device: the id another
+// device's order owns is accepted, one an order of the same device owns is
+// refused, an owner entry an earlier version wrote by the id alone
+// included (it is moved under its order's device first; before, both were
+// accepted, and the same device's order had two records: a review).
+func TestResolvePaidJudgesTheIDOnItsDevice(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ctx := context.Background()
+	dev := func(d string) string { return strings.Replace(aliyunParams, `"dev-1"`, `"`+d+`"`, 1) }
+	// Paid under 9 by a version that owned ids by the id alone.
+	s.order("aliyun", "Old", dev("dev-1"), ptr(ledger.SetPaid("9")))
+	if owner, _ := s.ledger.Owner(ctx, "aliyun", "9"); owner != "Old" {
+		t.Fatalf("owner of 9 by the id alone = %q, want Old", owner)
+	}
+	same := s.order("aliyun", "Same", dev("dev-1"), ptr(ledger.SetUnknown("no answer").WithMayExist(true)))
+	other := s.order("aliyun", "Other", dev("dev-2"), ptr(ledger.SetUnknown("no answer").WithMayExist(true)))
+	o := s.orders(s.sealer)
+	var refused *ledger.RefusedError
+	if _, err := o.Resolve(ctx, same, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "9", Note: "console", By: "ann"}); !errors.As(err, &refused) {
+		t.Errorf("paid under 9 on Old's device: %v, want refused", err)
+	}
+	if _, err := o.Resolve(ctx, other, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "9", Note: "console", By: "ann"}); err != nil {
+		t.Errorf("paid under 9 on another device: %v, want it recorded", err)
+	}
+	for d, want := range map[string]string{"dev-1": "Old", "dev-2": "Other"} {
+		if owner, _ := s.ledger.OwnerIn(ctx, "aliyun", d, "9"); owner != want {
+			t.Errorf("owner of 9 on %s = %q, want %q", d, owner, want)
+		}
+	}
+}

@@ -672,6 +672,14 @@ const (
 	HeldUnlisted   = "not listed, which does not prove the order absent: "
 	LeftAtDeadline = "outcome unknown at the deadline; left for an operator"
 	HeldParams     = "a create of it may have been received, and this worker rejects its recorded params (a worker of another version?); left for a person, or a worker that takes them: "
+	// OwnedAnswer begins the reason of an order whose create the
+	// provider answered with another order's provider order id.
+	OwnedAnswer = "the provider answered a create of it with another order's id: "
+	// HeldOwned begins the reason of an order whose creates were
+	// answered so until its failure budget was spent: left for a person,
+	// never errored as not created (the provider may hold an order made
+	// for it) nor created again.
+	HeldOwned = "its creates were answered with other orders' ids until its failure budget was spent (a provider that takes these params for another order's, or numbers orders in a way this worker does not know); it may exist: left for a person (last lookup: "
 )
 
 // ParamsRejected decides about an order whose recorded params this worker
@@ -707,7 +715,7 @@ func ParamsRejected(rec *ledger.Record, p Policy, now time.Time, msg string) Dec
 // LeftForAPerson reports whether reason is that of an unknown order left
 // for a person (HeldUnlisted, LeftAtDeadline).
 func LeftForAPerson(reason string) bool {
-	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline) || strings.HasPrefix(reason, HeldParams)
+	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline) || strings.HasPrefix(reason, HeldParams) || strings.HasPrefix(reason, HeldOwned)
 }
 
 // leave is how the task of an order left for a person (with reason r)
@@ -734,6 +742,8 @@ func leftKind(reason string) string {
 		return "held"
 	case strings.HasPrefix(reason, HeldParams):
 		return "params"
+	case strings.HasPrefix(reason, HeldOwned):
+		return "owned"
 	case strings.HasPrefix(reason, LeftAtDeadline+" ("+AmbiguousLookup):
 		return "deadline, ambiguous"
 	case strings.HasPrefix(reason, LeftAtDeadline):
@@ -780,6 +790,13 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			// marked since, is not held: after a loss every order would
 			// be), and the listing may leave it out: a person decides.
 			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
+			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
+		}
+		if p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts && (strings.HasPrefix(rec.Reason, OwnedAnswer) || strings.HasPrefix(rec.Reason, HeldOwned)) {
+			// The budget went on creates answered with other orders'
+			// ids: each may have made an order the lookup cannot tell
+			// from that other's, so not surely not created.
+			r := HeldOwned + msg + ")"
 			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
 		}
 		// Surely not created: submit again, unless out of budget or time.
