@@ -135,3 +135,22 @@ func TestConformanceRedisTokens(t *testing.T) {
 func redisStore(rdb redis.UniversalClient, prefix string) *aliyun.RedisTokenStore {
 	return aliyun.NewRedisTokenStore(rdb, &aliyun.RedisTokenOptions{Prefix: aliyun.DefaultTokenPrefix + prefix + ":"})
 }
+
+// An orderId is owned within its device (providers.IDScoper), the device
+// compared without case, as a listing's rows are matched to it; the Spec
+// says the same for a process that does not build the client.
+func TestIDScopeIsTheDeviceWithoutCase(t *testing.T) {
+	t.Parallel()
+	c, err := aliyun.New(aliyun.Options{Endpoint: "http://127.0.0.1:1", AppKey: "k", AppSecret: providers.Secret("s"), ProjectID: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := aliyun.Parse(json.RawMessage(`{"iotId":"DevA-01","commodityCode":"streamingResource_20_10","copies":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := aliyun.Parse(json.RawMessage(`{"iotId":"deva-01","commodityCode":"streamingResource_20_10","copies":1}`))
+	if a, b, s := c.IDScope(p), c.IDScope(q), aliyun.Spec().IDScope(p); a != "deva-01" || b != a || s != a {
+		t.Errorf("scopes %q, %q, spec %q; want deva-01 for both spellings", a, b, s)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/orderworker/orderworker/providers"
 )
@@ -49,7 +50,7 @@ func Spec() providers.Spec {
 		},
 		Parse: Parse,
 		// An orderId is unique only on its device (see Client.IDScope).
-		IDScope: func(p providers.Params) string { return createParams(p).IotID },
+		IDScope: idScope,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
@@ -102,7 +103,13 @@ func (c *Client) ListingScope(p providers.Params) string { return createParams(p
 // black-box run with a platform numbering orders per device had every
 // order after the first on a number created again and again, each taken
 // for another order's).
-func (c *Client) IDScope(p providers.Params) string { return createParams(p).IotID }
+//
+// The device is compared without case, as the listing's rows are matched to
+// it (otherDevice): two spellings of one device are one scope, never two.
+func (c *Client) IDScope(p providers.Params) string { return idScope(p) }
+
+// idScope is an order's device as IDScope gives it.
+func idScope(p providers.Params) string { return strings.ToLower(createParams(p).IotID) }
 
 // orderParams returns the order's params: from o.Parsed when the caller has
 // them, else decoded from o.Params now.
