@@ -19,6 +19,18 @@ import (
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
+// scopedEnv is a ledger on its own redis-server and the in-memory provider
+// whose ids are numbered per item (its scope).
+func scopedEnv(t *testing.T) (*taskstest.Server, *ledger.Ledger, *memprov.Backend, *providers.Set) {
+	t.Helper()
+	rs := taskstest.StartRedis(t, nil)
+	backend := memprov.NewBackend("s")
+	backend.IDsPerItem = true
+	set := providers.NewSet()
+	set.Add(memprov.NewScoped(backend, memprov.Options{Secret: "s"}))
+	return rs, ledger.New(rs.Client(t), nil), backend, set
+}
+
 // A provider whose order ids are unique only within a scope (Aliyun: the
 // device) answers orders of different scopes with the same id: each is
 // its own order, created once and paid. Before ids were kept by scope, the
@@ -29,12 +41,7 @@ import (
 func TestSameIDInAnotherScopeIsItsOwnOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rs := taskstest.StartRedis(t, nil)
-	l := ledger.New(rs.Client(t), nil)
-	backend := memprov.NewBackend("s")
-	backend.IDsPerItem = true
-	set := providers.NewSet()
-	set.Add(memprov.NewScoped(backend, memprov.Options{Secret: "s"}))
+	rs, l, backend, set := scopedEnv(t)
 	opt := asynq.RedisClientOpt{Addr: rs.Addr}
 	client := asynq.NewClient(opt)
 	t.Cleanup(func() { client.Close() })
@@ -97,7 +104,8 @@ func TestSameIDInAnotherScopeIsItsOwnOrder(t *testing.T) {
 }
 
 // Owner entries written before ids were kept by scope (by the id alone)
-// are moved under their own order's scope when met, and count there only: an order of another device answered with
+// are moved under their own order's scope when met, and count there
+// only: an order of another device answered with
 // the same id, or finding its own order with it in a lookup, takes it (it
 // was taken for the old entry's, and created again: a black-box run of an
 // upgraded ledger, 20 creates for 10 orders), and one of the same device is
@@ -106,12 +114,7 @@ func TestSameIDInAnotherScopeIsItsOwnOrder(t *testing.T) {
 func TestOwnerEntriesOfBeforeScopesCountForTheirOwnScope(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rs := taskstest.StartRedis(t, nil)
-	l := ledger.New(rs.Client(t), nil)
-	backend := memprov.NewBackend("s")
-	backend.IDsPerItem = true
-	set := providers.NewSet()
-	set.Add(memprov.NewScoped(backend, memprov.Options{Secret: "s"}))
+	_, l, backend, set := scopedEnv(t)
 	claim := func(no, item string) *asynq.Task {
 		t.Helper()
 		p := fmt.Appendf(nil, `{"item":%q,"qty":1}`, item)
