@@ -840,6 +840,7 @@ func (h *Handler) finish(ctx context.Context, rec *ledger.Record, token string, 
 			// Once the budget is spent, a lookup that finds nothing but
 			// the other order's leaves it for a person (order.HeldOwned).
 			f++
+			t = t.WithOwnedAnswer()
 		}
 		if f >= 0 {
 			t = t.WithFailures(f)

@@ -562,6 +562,7 @@ func (l *Ledger) begunAt(ctx context.Context, i int, kind string, res []any, e *
 type Transition struct {
 	to              State // "" keeps the state
 	idScope         string
+	ownedAnswer     bool
 	settlesMark     bool
 	attempt         *Attempt
 	failures        int
@@ -892,6 +893,10 @@ func (r *Record) PayAccepted() bool {
 // WithNextCheck sets when a pending order is next checked.
 func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = next; return t }
 
+// WithOwnedAnswer records that a create of the order was answered with
+// another order's provider order id (Record.OwnedAnswer). It stays.
+func (t Transition) WithOwnedAnswer() Transition { t.ownedAnswer = true; return t }
+
 // WithIDScope says the order's provider order ids are unique only within
 // scope (providers.IDScoper): the owner entries of the ids the transition
 // records or releases are kept under it (OwnerField), and the record notes
@@ -1195,6 +1200,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.idScope != "" {
 		args = append(args, "id_scope", t.idScope)
+	}
+	if t.ownedAnswer {
+		args = append(args, "owned_answer", "1")
 	}
 	if t.providerOrderID != "" {
 		args = append(args, "provider_order_id", t.providerOrderID)

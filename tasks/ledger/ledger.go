@@ -133,6 +133,11 @@ type Record struct {
 	// RivalKey is the hash of the match key under which the order counts
 	// among its rivals (MarkRival); "" when never marked.
 	RivalKey string `json:"-"`
+	// OwnedAnswer says a create of the order was answered with another
+	// order's provider order id (Transition.WithOwnedAnswer): an order
+	// made for it may exist that no lookup tells from that other's, so it
+	// is never taken for one surely not created.
+	OwnedAnswer bool `json:"-"`
 	// IDScope is the scope its provider's order ids are unique within
 	// (providers.IDScoper; Transition.WithIDScope), "" when they are
 	// unique across the account or it was never recorded.
@@ -501,6 +506,8 @@ func (r *Record) set(k, v string) {
 		r.RivalKey = v
 	case "id_scope":
 		r.IDScope = v
+	case "owned_answer":
+		r.OwnedAnswer = v == "1"
 	case "known_target":
 		r.KnownTarget = v
 	case "first_attempt":

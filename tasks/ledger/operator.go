@@ -722,18 +722,23 @@ func (l *Ledger) MoveOwner(ctx context.Context, provider, id, owner, scope strin
 		}
 		return nil
 	}
-	// Shards apart (Redis Cluster): reserved in scope first, then the
-	// entry by id alone released, so that the id is never without its
-	// owner.
+	// Shards apart (Redis Cluster): reserved in scope first, acknowledged
+	// by the replicas, then the entry by id alone released, so that the id
+	// is never without its owner. (Not one atomic step: an operator's
+	// release of the id between the check and the reservation leaves the
+	// reservation standing; see the README, "Redis Cluster".)
 	if cur, err := l.Owner(ctx, provider, id); err != nil || cur != owner {
 		return err
 	}
-	v, _, err := l.run(ctx, reserveScript, true, []string{dst.ownerKey(provider)}, f, owner)
+	v, acked, err := l.run(ctx, reserveScript, true, []string{dst.ownerKey(provider)}, f, owner)
 	if err != nil {
 		return fmt.Errorf("move provider order id: %w", err)
 	}
 	if o, _ := v.(string); o != owner {
 		return &OwnedError{ProviderOrderID: id, Owner: o}
+	}
+	if !acked {
+		return fmt.Errorf("move provider order id: %w", ErrNotDurable)
 	}
 	if _, _, err := l.run(ctx, releaseScript, true, []string{src.ownerKey(provider)}, id, owner); err != nil {
 		return fmt.Errorf("move provider order id: %w", err)

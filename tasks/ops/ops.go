@@ -356,10 +356,24 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	// it. An entry of the id written by id alone (by a version before
 	// that) is moved under its own order's scope first, so that the
 	// ledger judges it.
-	if cur, err := o.ledger.Get(ctx, ref); err == nil && cur != nil {
-		if scope, ok := tasks.OwnerScope(o.set, o.opts.Sealer, cur); ok {
-			a.IDScope = scope
+	if _, scoped := o.set.IDScope(ref.Provider, nil); scoped && a.ProviderOrderID != "" {
+		cur, err := o.ledger.Get(ctx, ref)
+		if err != nil {
+			o.observe(action, resultOf(err))
+			return Resolved{}, err
 		}
+		scope, ok := "", false
+		if cur != nil {
+			scope, ok = tasks.OwnerScope(o.set, o.opts.Sealer, cur)
+		}
+		if cur != nil && !ok {
+			// Judged without its device, the id could be given to two
+			// orders of one device.
+			err := &ledger.RefusedError{Reason: "the order's device cannot be read here (its params are sealed: set ORDERWORKER_DATA_KEY to the producers' data key), and " + ref.Provider + " order ids are unique only on their device"}
+			o.observe(action, resultOf(err))
+			return Resolved{}, err
+		}
+		a.IDScope = scope
 	}
 	if a.IDScope != "" && a.ProviderOrderID != "" {
 		owner, err := tasks.MoveLegacyOwner(ctx, o.ledger, o.set, o.opts.Sealer, ref.Provider, a.ProviderOrderID)

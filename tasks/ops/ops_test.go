@@ -421,4 +421,10 @@ func TestResolvePaidJudgesTheIDOnItsDevice(t *testing.T) {
 			t.Errorf("owner of 9 on %s = %q, want %q", d, owner, want)
 		}
 	}
+	// Without the data key the device cannot be read: refused, not judged
+	// by the id alone (a review).
+	third := s.order("aliyun", "Third", dev("dev-3"), ptr(ledger.SetUnknown("no answer").WithMayExist(true)))
+	if _, err := s.orders(nil).Resolve(ctx, third, ops.ResolveArgs{As: ledger.ResolvePaid, ProviderOrderID: "10", Note: "console", By: "ann"}); !errors.As(err, &refused) || !strings.Contains(err.Error(), "device cannot be read") {
+		t.Errorf("paid without the data key: %v, want refused for want of the device", err)
+	}
 }

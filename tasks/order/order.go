@@ -675,11 +675,12 @@ const (
 	// OwnedAnswer begins the reason of an order whose create the
 	// provider answered with another order's provider order id.
 	OwnedAnswer = "the provider answered a create of it with another order's id: "
-	// HeldOwned begins the reason of an order whose creates were
-	// answered so until its failure budget was spent: left for a person,
-	// never errored as not created (the provider may hold an order made
-	// for it) nor created again.
-	HeldOwned = "its creates were answered with other orders' ids until its failure budget was spent (a provider that takes these params for another order's, or numbers orders in a way this worker does not know); it may exist: left for a person (last lookup: "
+	// HeldOwned begins the reason of an order a create of which was
+	// answered so (Record.OwnedAnswer), not found by its lookups once its
+	// failure budget or its time was spent: left for a person, never
+	// errored as not created (the provider may hold an order made for it)
+	// nor created again.
+	HeldOwned = "its creates were answered with other orders' ids, and its failure budget or time is spent (a provider that takes these params for another order's, or numbers orders in a way this worker does not know); it may exist: left for a person (last lookup: "
 )
 
 // ParamsRejected decides about an order whose recorded params this worker
@@ -792,10 +793,12 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
 			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
 		}
-		if p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts && (strings.HasPrefix(rec.Reason, OwnedAnswer) || strings.HasPrefix(rec.Reason, HeldOwned)) {
-			// The budget went on creates answered with other orders'
-			// ids: each may have made an order the lookup cannot tell
-			// from that other's, so not surely not created.
+		if rec.OwnedAnswer && (p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts || pastDeadline(rec, p, now)) {
+			// A create of it was answered with another order's id: it
+			// may have made an order no lookup tells from that other's,
+			// so it is not surely not created, and never errored so (an
+			// operator could re-drive it) once its budget or time is
+			// spent: left for a person.
 			r := HeldOwned + msg + ")"
 			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
 		}
@@ -814,7 +817,10 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		// An id a failed create was answered with, which the lookup went
 		// by, names no order: forgotten, so that the next create's own
 		// answer is recorded and looked up by.
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(false).WithoutOwnID(rec), Then: Then{Next: Continue, Step: Submit}}
+		// (One a create of which was answered with another order's id
+		// may exist all the same, passed over as that other's: never
+		// re-driven by an operator without a lookup.)
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	if code == providers.Ambiguous {

@@ -1220,3 +1220,38 @@ func TestMatchWithinTheListingLagWaits(t *testing.T) {
 		t.Errorf("found by its own id within the lag: %+v; want paid", d)
 	}
 }
+
+// An order a create of which was answered with another order's id
+// (Record.OwnedAnswer) is never taken for one surely not created: a
+// lookup's not-found once its budget or time is spent leaves it for a
+// person, whatever its reason says by then (a review: an ambiguous lookup
+// in between overwrote the reason the hold went by, and the order ended
+// errored "not created", open to a re-drive); before that, created again,
+// it stays one that may exist.
+func TestOwnedAnswerIsNeverSurelyNotCreated(t *testing.T) {
+	t.Parallel()
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "no such order")}
+	p := policy()
+	owned := func(failures int, reason string) *ledger.Record {
+		r := unknown()
+		r.OwnedAnswer, r.Failures, r.Reason = true, failures, reason
+		return r
+	}
+	for name, c := range map[string]struct {
+		rec *ledger.Record
+		now time.Time
+	}{
+		"budget spent, reason an ambiguous lookup's": {owned(p.MaxAttempts, AmbiguousLookup+"two orders"), t0.Add(time.Minute)},
+		"budget spent, failures mixed":               {owned(p.MaxAttempts, "timeout"), t0.Add(time.Minute)},
+		"past the deadline":                          {owned(1, "timeout"), t0.Add(p.Deadline + time.Minute)},
+	} {
+		d := Decide(c.rec, Lookup, notFound, p, c.now)
+		if v, set := d.Settle.MayExist(); d.Settle.To() != ledger.StateUnknown || !set || !v || !LeftForAPerson(d.Settle.Reason()) || d.Then.Next != Stop {
+			t.Errorf("%s: to %q (may exist %v), then %v, %q; want unknown, left for a person", name, d.Settle.To(), v, d.Then.Next, d.Settle.Reason())
+		}
+	}
+	d := Decide(owned(1, "timeout"), Lookup, notFound, p, t0.Add(time.Minute))
+	if v, set := d.Settle.MayExist(); d.Settle.To() != ledger.StateSubmitting || !set || !v || d.Then.Step != Submit {
+		t.Errorf("within budget and time: to %q (may exist %v), step %v; want created again, still one that may exist", d.Settle.To(), v, d.Then.Step)
+	}
+}
