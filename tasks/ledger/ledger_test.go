@@ -2448,3 +2448,67 @@ func TestWriteOnAHeldOldMasterIsNotDurable(t *testing.T) {
 		})
 	}
 }
+
+// An owner entry written by the id alone (an earlier version's) moves under
+// its order's scope: gone by the id alone, its order's in the scope; onto
+// a scope where another order owns the id it does not move. With one shard
+// and with three (on one server), where the two entries' shards differ.
+func TestMoveOwnerUnderItsScope(t *testing.T) {
+	t.Parallel()
+	for _, shards := range []int{1, 3} {
+		rdb := taskstest.StartRedis(t, nil).Client(t)
+		l := ledger.New(rdb, &ledger.Options{Shards: shards})
+		for i := range 6 {
+			id := fmt.Sprintf("X%d", i)
+			old := fmt.Sprintf("Old%d", i)
+			ref := ledger.Ref{Provider: "aliyun", OrderNo: old}
+			claim(t, l, ref)
+			if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t-" + old}); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Settle(ctx, ref, "t-"+old, ledger.SetPaid(id)); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.MoveOwner(ctx, "aliyun", id, old, "dev-1"); err != nil {
+				t.Fatalf("%d shards, %s: %v", shards, id, err)
+			}
+			if o, _ := l.OwnerIn(ctx, "aliyun", "dev-1", id); o != old {
+				t.Errorf("%d shards: owner of %s on dev-1 = %q, want %s", shards, id, o, old)
+			}
+			if o, _ := l.Owner(ctx, "aliyun", id); o != "" {
+				t.Errorf("%d shards: owner of %s by the id alone = %q, want it moved", shards, id, o)
+			}
+			// Moved again (another worker met it too): nothing to do.
+			if err := l.MoveOwner(ctx, "aliyun", id, old, "dev-1"); err != nil {
+				t.Errorf("%d shards: a second move of %s: %v", shards, id, err)
+			}
+		}
+		// A scope where another order owns the id: the entry stays.
+		taker := ledger.Ref{Provider: "aliyun", OrderNo: "Taker"}
+		claim(t, l, taker)
+		if _, err := l.Begin(ctx, taker, ledger.BeginArgs{Token: "tk"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, taker, "tk", ledger.SetPaid("Y").WithIDScope("dev-2")); err != nil {
+			t.Fatal(err)
+		}
+		stale := ledger.Ref{Provider: "aliyun", OrderNo: "Stale"}
+		claim(t, l, stale)
+		if _, err := l.Begin(ctx, stale, ledger.BeginArgs{Token: "st"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Settle(ctx, stale, "st", ledger.SetPaid("Y")); err != nil {
+			t.Fatal(err)
+		}
+		var owned *ledger.OwnedError
+		if err := l.MoveOwner(ctx, "aliyun", "Y", "Stale", "dev-2"); !errors.As(err, &owned) || owned.Owner != "Taker" {
+			t.Errorf("%d shards: a move onto Taker's id: %v, want owned by Taker", shards, err)
+		}
+		if o, _ := l.OwnerIn(ctx, "aliyun", "dev-2", "Y"); o != "Taker" {
+			t.Errorf("%d shards: owner of Y on dev-2 = %q, want Taker", shards, o)
+		}
+		if o, _ := l.Owner(ctx, "aliyun", "Y"); o != "Stale" {
+			t.Errorf("%d shards: owner of Y by the id alone = %q, want it kept", shards, o)
+		}
+	}
+}
