@@ -103,18 +103,9 @@ type ListingScoper interface {
 // names beside its id), not across the account: two orders of the ledger
 // may be answered with the same id for different scopes, and each is its
 // own. The ledger's owner entries of such a provider's ids are kept by
-// scope and id (IDScopeOf).
+// scope and id (Set.IDScope).
 type IDScoper interface {
 	IDScope(p Params) string
-}
-
-// IDScopeOf is the scope of provider prov's ids for an order with parsed
-// params p: "" when prov's ids are unique across the account.
-func IDScopeOf(prov Provider, p Params) string {
-	if sc, ok := prov.(IDScoper); ok && p != nil {
-		return sc.IDScope(p)
-	}
-	return ""
 }
 
 // Targeter is a provider that can say where its creates go: its endpoint

@@ -534,7 +534,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			"the snapshot of its target's orders was read at another endpoint or account (target %s; this worker's %s): run it on a worker configured as the one that read it, list %s in ORDERWORKER_SAME_TARGETS if this worker's provider is that one, or resolve it by hand",
 			rec.KnownTarget, here, rec.KnownTarget))
 	}
-	idScope := providers.IDScopeOf(prov, parsed)
+	idScope, _ := h.providers.IDScope(ref.Provider, parsed)
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
@@ -1502,15 +1502,16 @@ func (h *Handler) params(prov providers.Provider, rec *ledger.Record) (json.RawM
 // (providers.IDScoper), read from its params; the record's own when they
 // cannot be read here.
 func (h *Handler) idScope(rec *ledger.Record) string {
+	if _, scoped := h.providers.IDScope(rec.Provider, nil); !scoped {
+		return rec.IDScope
+	}
 	prov, err := h.providers.Get(rec.Provider)
 	if err != nil {
 		return rec.IDScope
 	}
-	if _, ok := prov.(providers.IDScoper); !ok {
-		return rec.IDScope
-	}
-	if _, parsed, err := h.params(prov, rec); err == nil {
-		return providers.IDScopeOf(prov, parsed)
+	if _, parsed, err := h.params(prov, rec); err == nil && parsed != nil {
+		scope, _ := h.providers.IDScope(rec.Provider, parsed)
+		return scope
 	}
 	return rec.IDScope
 }
