@@ -475,7 +475,16 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		}
 		wait := r.NextCheck
 		if wait <= 0 {
-			wait = pollDelay(since, p, now)
+			// Checked often at first, then less often, from when it became
+			// pending or from the worker's last pay, whichever is later: a
+			// pay shows within seconds, whenever it was sent (an order
+			// whose pay waited out a configuration problem, long pending,
+			// was checked a minute after its pay, not two seconds).
+			from := since
+			if rec.PaySentAt.After(from) {
+				from = rec.PaySentAt
+			}
+			wait = pollDelay(from, p, now)
 		}
 		// A pay the provider answered as accepted is never sent again
 		// automatically: nothing documents that a pay is idempotent, and

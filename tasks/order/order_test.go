@@ -1255,3 +1255,38 @@ func TestOwnedAnswerIsNeverSurelyNotCreated(t *testing.T) {
 		t.Errorf("within budget and time: to %q (may exist %v), step %v; want created again, still one that may exist", d.Settle.To(), v, d.Then.Step)
 	}
 }
+
+// The first checks after a pay come soon, however long the order was
+// pending before it (its pay held back by a configuration problem, say):
+// a pay shows within seconds. Without a pay, a long pending order is
+// checked a minute apart, as before.
+func TestFirstCheckAfterAPayComesSoon(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	now := t0.Add(20 * time.Minute) // pending since t0+1m: 19 minutes
+	rec := pending()
+	rec.PaySentAt = now
+	unpaid := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
+	being := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1"}}
+	for _, c := range []struct {
+		step Step
+		out  Outcome
+		at   time.Duration // after the pay
+		want time.Duration
+	}{
+		{Pay, being, 0, p.PollInterval},
+		{Pay, unpaid, 0, p.PollInterval},
+		{Poll, unpaid, 5 * time.Second, p.PollInterval},
+		{Poll, being, 10 * time.Second, 2 * p.PollInterval},
+		{Poll, being, 10 * time.Minute, time.Minute},
+	} {
+		d := Decide(rec, c.step, c.out, p, now.Add(c.at))
+		if d.Then.Next != Wait || d.Then.Delay != c.want {
+			t.Errorf("%s %v after a pay of an order pending 19 minutes: %v in %s; want a wait of %s", c.step, c.at, d.Then.Next, d.Then.Delay, c.want)
+		}
+	}
+	if d := Decide(pending(), Poll, being, p, now); d.Then.Next != Wait || d.Then.Delay != time.Minute {
+		t.Errorf("a check of an order pending 19 minutes, never paid by the worker: %v in %s; want a wait of a minute", d.Then.Next, d.Then.Delay)
+	}
+}
