@@ -168,7 +168,7 @@ Serve flags:
 	} else if err != nil {
 		// Serve anyway: requests answer 503 until Redis is back.
 		log.Warn("redis unreachable; requests answer 503 until it answers", "error", tasks.RedisErrorReason(err))
-	} else if err := ledger.CheckShards(c); errors.As(err, new(*ledgerpkg.ShardsMismatchError)) {
+	} else if err := ledger.CheckShards(c); errors.As(err, new(*ledgerpkg.ShardsMismatchError)) || errors.As(err, new(*ledgerpkg.FormatError)) {
 		cancel()
 		ln.Close()
 		fmt.Fprintln(stderr, "enqueue serve:", err)

@@ -99,6 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	reg.MustRegister(problems)
 	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names,
 		RivalSecret: sealer.RivalSecret(), KeylessDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second,
+		FormatDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second,
 		OnClockStep: newClockSteps(reg, log).found}
 	ledger := ledgerpkg.New(rdb, &lopts)
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))
@@ -221,6 +222,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := untilWritable(ctx, rlog, func() error { return ledger.CheckShards(ctx) }); err != nil {
 		return err
 	}
+	// This version's format recorded over an earlier one's: workers of
+	// that version may still run (each stops once it sees it: below), and
+	// would misread what this one writes, so no order is taken until they
+	// are gone.
+	if d, err := ledger.FormatDrain(ctx); err == nil && d > 0 {
+		log.Warn("this ledger was written by an earlier orderworker version until now: waiting for its workers to stop before taking orders", "wait", d.Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
 	// Checked at start and every minute after (a failover promotes a
 	// replica configured otherwise); -dev's embedded Redis keeps nothing
 	// on purpose.
@@ -260,10 +273,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// reading is logged before the worker stops.
 	defer losses.check(context.WithoutCancel(ctx))
 	// A data key recorded for the ledger that this worker does not have
-	// (it ran without one, and the workers are being given it): it stops,
-	// as it would refuse to start.
+	// (it ran without one, and the workers are being given it), or a
+	// later version's format: it stops, as it would refuse to start.
 	go every(runCtx, dataKeyWatch, func(c context.Context) {
-		if id, err := ledger.SealedWith(c); err == nil && id != "" && id != sealer.KeyID() {
+		id, err := ledger.Watched(c)
+		if f := new(ledgerpkg.FormatError); errors.As(err, &f) {
+			err := fmt.Errorf("%w; stopping", err)
+			log.Error(err.Error())
+			stopRun(err)
+		} else if err == nil && id != "" && id != sealer.KeyID() {
 			err := fmt.Errorf("ORDERWORKER_DATA_KEY: %w; stopping", &ledgerpkg.DataKeyMismatchError{Want: id, Have: sealer.KeyID()})
 			log.Error(err.Error())
 			stopRun(err)
@@ -390,7 +408,8 @@ func untilWritable(ctx context.Context, log *slog.Logger, check func() error) er
 func passing(err error) bool {
 	var keys *ledgerpkg.DataKeyMismatchError
 	var shards *ledgerpkg.ShardsMismatchError
-	if errors.As(err, &keys) || errors.As(err, &shards) || tasks.PermanentRedisError(err) {
+	var format *ledgerpkg.FormatError
+	if errors.As(err, &keys) || errors.As(err, &shards) || errors.As(err, &format) || tasks.PermanentRedisError(err) {
 		return false
 	}
 	msg := err.Error()

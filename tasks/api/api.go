@@ -325,6 +325,8 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		why = "data key"
 	case errors.As(err, new(*ledger.ShardsMismatchError)):
 		why = "ledger shards"
+	case errors.As(err, new(*ledger.FormatError)):
+		why = "ledger format"
 	}
 	h.notReady(why, err)
 	problem(w, http.StatusServiceUnavailable, "not ready: "+why)

@@ -149,6 +149,10 @@ func keyDetail(err error) string {
 	if errors.As(err, &shards) {
 		return "this server is misconfigured: " + shards.Error()
 	}
+	var format *ledger.FormatError
+	if errors.As(err, &format) {
+		return "this server is an earlier version than the ledger's: " + format.Error()
+	}
 	return "Redis is unavailable; send it again (an order that got in answers duplicate)"
 }
 

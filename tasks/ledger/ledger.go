@@ -272,6 +272,15 @@ type Options struct {
 	// Ledger.KeylessDrain): the time a running worker takes to see the
 	// key, plus its shutdown drain. Zero leaves none.
 	KeylessDrain time.Duration
+	// FormatDrain is how long a process that records a higher Format over
+	// the ledger's leaves the processes of the earlier one to stop (see
+	// Ledger.FormatDrain): as KeylessDrain. Zero: DefaultFormatDrain (a
+	// producer or an operator's tool may be the first process of a later
+	// version to write).
+	FormatDrain time.Duration
+	// Format, when set, is the format this Ledger writes in place of
+	// Format (tests).
+	Format int
 	// OnClockStep, when set, is told of each step forward of a shard's
 	// master's clock a Begin of this process found (see clockExpect): the
 	// shard, the step, and the hold now in force (as large as the step or
@@ -390,6 +399,9 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	if o.WaitTimeout <= 0 {
 		o.WaitTimeout = 2 * time.Second
 	}
+	if o.FormatDrain <= 0 {
+		o.FormatDrain = DefaultFormatDrain
+	}
 	if o.EventRetention <= 0 {
 		o.EventRetention = DefaultEventRetention
 	}
@@ -408,6 +420,10 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 	b.verifyRan = l.verifyRan
 	return l
 }
+
+// DefaultFormatDrain is Options.FormatDrain's default: a worker's check
+// every 10 s, its default shutdown drain of 30 s, and a margin.
+const DefaultFormatDrain = 45 * time.Second
 
 // metaPrefix starts the ledger-wide keys (shard count, data key id,
 // locks); with one shard, every ledger key (see shard).

@@ -183,30 +183,73 @@ func (e *ShardsMismatchError) Error() string {
 		"give every process ORDERWORKER_LEDGER_SHARDS=%d", e.Ledger, e.Process, e.Ledger)
 }
 
-// layoutScript records the shard count unless one is recorded, and
-// answers the recorded one. A ledger written by a version that knew one
-// shard only has no count: when any of its one-shard keys exist (the
-// events stream, a provider's state indexes or owner index), it counts
-// as 1.
+// Format is the format of what this version writes to the ledger. It
+// goes up when a version writes something an earlier one would misread
+// in a way that risks an order (format 2: a provider order id that is
+// unique only within a scope, an Aliyun device, is owned by scope and id;
+// format 1, never recorded, owned it by the id alone, and an earlier
+// worker beside a later one could give one id to two orders). The first
+// write of each process records its format when it is the highest yet,
+// and a process whose format is lower than the ledger's refuses to write
+// (FormatError); a running worker checks again every few seconds and
+// stops.
+const Format = 2
+
+// FormatError is the error of a write by a process whose Format is lower
+// than the ledger's: a later version has written it.
+type FormatError struct{ Ledger, Process int }
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("this ledger was written by a later orderworker (ledger format %d; this version writes format %d, which would misread it): run the later version (see the README's \"Upgrading\")",
+		e.Ledger, e.Process)
+}
+
+// layoutScript refuses a process of a format lower than the ledger's
+// (answering the ledger's), records the shard count unless one is
+// recorded, and answers the recorded one. A ledger written by a version
+// that knew one shard only has no count: when any of its one-shard keys
+// exist (the events stream, a provider's state indexes or owner index), it
+// counts as 1. With the count matching, it records the process's format
+// when it is higher than the ledger's, and where the ledger had one
+// recorded (a process of that format may be running, and stops once it
+// sees this one), the format's drain mark for ARGV[3] ms (see
+// Ledger.FormatDrain).
 //
-// KEYS: the count, then the one-shard keys to look for. ARGV: the count.
+// KEYS: the count, the format, its drain mark, then the one-shard keys to
+// look for. ARGV: the count, the format, the drain in ms.
 var layoutScript = redis.NewScript(`
+local had = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local mine = tonumber(ARGV[2])
+if had > mine then return {'', had} end
 local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-if ARGV[1] ~= '1' and #KEYS > 1 and redis.call('EXISTS', unpack(KEYS, 2)) > 0 then return '1' end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
+if not cur then
+  if ARGV[1] ~= '1' and #KEYS > 3 and redis.call('EXISTS', unpack(KEYS, 4)) > 0 then
+    cur = '1'
+  else
+    redis.call('SET', KEYS[1], ARGV[1])
+    cur = ARGV[1]
+  end
+end
+if cur == ARGV[1] and had < mine then
+  redis.call('SET', KEYS[2], ARGV[2])
+  if had > 0 and (tonumber(ARGV[3]) or 0) > 0 then
+    redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+  end
+end
+return {cur, mine}
 `)
 
 // CheckShards compares the ledger's recorded shard count with this
-// Ledger's, recording it when none is. Writes call it until it once
-// succeeds; a mismatch is a *ShardsMismatchError.
+// Ledger's, recording it when none is, and its format with Format,
+// recording this one when it is higher. Writes call it until it once
+// succeeds; a mismatch is a *ShardsMismatchError, a later version's ledger
+// a *FormatError.
 func (l *Ledger) CheckShards(ctx context.Context) error {
 	if l.layoutOK.Load() {
 		return nil
 	}
 	n := len(l.shards)
-	keys := []string{metaPrefix + "shards", metaPrefix + "events"}
+	keys := []string{metaPrefix + "shards", metaPrefix + "format", metaPrefix + "format:drain", metaPrefix + "events"}
 	if n > 1 {
 		one := &shard{prefix: metaPrefix}
 		for _, p := range l.opts.Providers {
@@ -216,15 +259,62 @@ func (l *Ledger) CheckShards(ctx context.Context) error {
 			keys = append(keys, one.ownerKey(p))
 		}
 	}
-	v, err := layoutScript.Run(ctx, l.rdb, keys, n).Text()
+	v, err := layoutScript.Run(ctx, l.rdb, keys, n, l.format(), l.opts.FormatDrain.Milliseconds()).Slice()
 	if err != nil {
 		return fmt.Errorf("read the ledger's shard count: %w", err)
 	}
-	if have, _ := strconv.Atoi(v); have != n {
+	if len(v) != 2 {
+		return fmt.Errorf("read the ledger's shard count: unexpected reply %v", v)
+	}
+	if cur, _ := v[0].(string); cur == "" {
+		had, _ := v[1].(int64)
+		return &FormatError{Ledger: int(had), Process: l.format()}
+	} else if have, _ := strconv.Atoi(cur); have != n {
 		return &ShardsMismatchError{Ledger: have, Process: n}
 	}
 	l.layoutOK.Store(true)
 	return nil
+}
+
+// format is the format this Ledger writes: Format, or Options.Format (tests).
+func (l *Ledger) format() int {
+	if l.opts.Format > 0 {
+		return l.opts.Format
+	}
+	return Format
+}
+
+// FormatDrain is how long from now processes of an earlier format may
+// still be running on the ledger: a process that recorded a higher format
+// over theirs left that much (Options.FormatDrain) for them to see it and
+// stop. Zero when there is none. A worker waits it out before it takes an
+// order.
+func (l *Ledger) FormatDrain(ctx context.Context) (time.Duration, error) {
+	d, err := l.rdb.PTTL(ctx, metaPrefix+"format:drain").Result()
+	if err != nil || d < 0 {
+		return 0, err
+	}
+	return d, nil
+}
+
+// Watched is what a running worker checks every few seconds: the public id
+// of the data key the ledger's params are sealed with ("" when none; see
+// SealedWith), and a *FormatError when a later version has written the
+// ledger. One read.
+func (l *Ledger) Watched(ctx context.Context) (keyID string, err error) {
+	v, err := l.rdb.MGet(ctx, metaPrefix+"datakey", metaPrefix+"format").Result()
+	if err != nil {
+		return "", err
+	}
+	if len(v) != 2 {
+		return "", fmt.Errorf("read the ledger's data key: unexpected reply %v", v)
+	}
+	keyID, _ = v[0].(string)
+	f, _ := v[1].(string)
+	if had, _ := strconv.Atoi(f); had > l.format() {
+		return keyID, &FormatError{Ledger: had, Process: l.format()}
+	}
+	return keyID, nil
 }
 
 // VerifyShards is CheckShards for readers: it compares the recorded

@@ -465,3 +465,49 @@ func twoShardEvents(t *testing.T, from int) (*ledger.Ledger, *redis.Client, []le
 	}
 	return l, rdb, streams
 }
+
+// A later version's format recorded on the ledger refuses an earlier
+// one's writes, with nothing written; a higher format is recorded over a
+// lower one with a drain mark for the earlier version's processes to see
+// it (none over a ledger that had no format recorded: no process of
+// that version watches it); a running worker's watch sees it.
+func TestLaterFormatRefusesEarlierWriters(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	cur := ledger.New(rdb, &ledger.Options{FormatDrain: time.Minute})
+	claim(t, cur, ledger.Ref{Provider: "tencent", OrderNo: "F1"})
+	if d, err := cur.FormatDrain(ctx); err != nil || d != 0 {
+		t.Errorf("FormatDrain after the first format recorded on a ledger = %s, %v; want none", d, err)
+	}
+	if _, err := cur.Watched(ctx); err != nil {
+		t.Errorf("Watched by the ledger's own format = %v", err)
+	}
+	later := ledger.New(rdb, &ledger.Options{Format: ledger.Format + 1, FormatDrain: time.Minute})
+	claim(t, later, ledger.Ref{Provider: "tencent", OrderNo: "F2"})
+	if d, err := later.FormatDrain(ctx); err != nil || d <= 50*time.Second || d > time.Minute {
+		t.Errorf("FormatDrain after a later format recorded over an earlier one = %s, %v; want about a minute", d, err)
+	}
+	var fe *ledger.FormatError
+	if _, err := cur.Watched(ctx); !errors.As(err, &fe) || fe.Ledger != ledger.Format+1 || fe.Process != ledger.Format {
+		t.Errorf("Watched by the earlier format after a later one wrote = %v; want a FormatError", err)
+	}
+	// A new process of the earlier version (cur has checked already).
+	earlier := ledger.New(rdb, nil)
+	_, err := earlier.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "F3"}, []byte(`{}`), "h")
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "later orderworker") {
+		t.Fatalf("Claim by the earlier format on a later one's ledger = %v; want a FormatError", err)
+	}
+	if _, err := earlier.Begin(ctx, ledger.Ref{Provider: "tencent", OrderNo: "F1"}, ledger.BeginArgs{Token: "t"}); !errors.As(err, &fe) {
+		t.Errorf("Begin by the earlier format = %v; want a FormatError", err)
+	}
+	if n, _ := rdb.Exists(ctx, "orderworker:{ledger}:order:tencent:F3").Result(); n != 0 {
+		t.Error("the refused claim wrote its record")
+	}
+	if rec, err := earlier.Get(ctx, ledger.Ref{Provider: "tencent", OrderNo: "F1"}); err != nil || rec.State != ledger.StateQueued || rec.Inflight != 0 {
+		t.Errorf("F1 after a refused Begin = %+v, %v; want queued, untouched", rec, err)
+	}
+	// The later format stays recorded: an earlier writer does not lower it.
+	if v, _ := rdb.Get(ctx, "orderworker:{ledger}:format").Int(); v != ledger.Format+1 {
+		t.Errorf("format recorded = %d, want %d", v, ledger.Format+1)
+	}
+}
