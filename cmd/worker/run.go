@@ -226,12 +226,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// that version may still run (each stops once it sees it: below), and
 	// would misread what this one writes, so no order is taken until they
 	// are gone.
-	if d, err := ledger.FormatDrain(ctx); err == nil && d > 0 {
-		log.Warn("this ledger was written by an earlier orderworker version until now: waiting for its workers to stop before taking orders", "wait", d.Round(time.Second))
+	var drain time.Duration
+	if err := untilWritable(ctx, rlog, func() (err error) { drain, err = ledger.FormatDrain(ctx); return err }); err != nil {
+		return err
+	}
+	if drain > 0 {
+		log.Warn("this ledger was written by an earlier orderworker version until now: waiting for its workers to stop before taking orders", "wait", drain.Round(time.Second))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(d):
+		case <-time.After(drain):
+		}
+		// A still later version may have written it meanwhile.
+		if err := untilWritable(ctx, rlog, func() error { _, err := ledger.Watched(ctx); return err }); err != nil {
+			return err
 		}
 	}
 	// Checked at start and every minute after (a failover promotes a

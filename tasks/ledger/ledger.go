@@ -383,8 +383,9 @@ type Ledger struct {
 	// queuesPublished holds the asynq queues a claim's task was queued on
 	// (and the queue added to asynq's set of queues).
 	queuesPublished sync.Map
-	noTasks         atomic.Bool // Redis refused a claim with its task (CROSSSLOT)
-	layoutOK        atomic.Bool // CheckShards succeeded
+	noTasks         atomic.Bool  // Redis refused a claim with its task (CROSSSLOT)
+	layoutAt        atomic.Int64 // when CheckShards last succeeded (unix ns; 0: never): see layoutRecheck
+	shardsOK        atomic.Bool  // VerifyShards succeeded
 	batch           *batcher
 	shards          []shard
 	epochs          epochs
@@ -422,7 +423,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Ledger {
 }
 
 // DefaultFormatDrain is Options.FormatDrain's default: a worker's check
-// every 10 s, its default shutdown drain of 30 s, and a margin.
+// every 10 s, its default shutdown drain of 25 s, and a margin.
 const DefaultFormatDrain = 45 * time.Second
 
 // metaPrefix starts the ledger-wide keys (shard count, data key id,

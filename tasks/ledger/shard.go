@@ -239,13 +239,20 @@ end
 return {cur, mine}
 `)
 
+// layoutRecheck is how long a CheckShards that succeeded holds: writes
+// check again after it, so that a producer or an operator's tool of an
+// earlier format stops writing within it once a later one is recorded
+// (as a running worker's watch does), and a format that a failover lost
+// is recorded again by the later version's next write.
+const layoutRecheck = 10 * time.Second
+
 // CheckShards compares the ledger's recorded shard count with this
 // Ledger's, recording it when none is, and its format with Format,
-// recording this one when it is higher. Writes call it until it once
-// succeeds; a mismatch is a *ShardsMismatchError, a later version's ledger
-// a *FormatError.
+// recording this one when it is higher. Writes call it, again once
+// layoutRecheck has passed since it last succeeded; a mismatch is a
+// *ShardsMismatchError, a later version's ledger a *FormatError.
 func (l *Ledger) CheckShards(ctx context.Context) error {
-	if l.layoutOK.Load() {
+	if at := l.layoutAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < layoutRecheck {
 		return nil
 	}
 	n := len(l.shards)
@@ -272,7 +279,7 @@ func (l *Ledger) CheckShards(ctx context.Context) error {
 	} else if have, _ := strconv.Atoi(cur); have != n {
 		return &ShardsMismatchError{Ledger: have, Process: n}
 	}
-	l.layoutOK.Store(true)
+	l.layoutAt.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -319,9 +326,10 @@ func (l *Ledger) Watched(ctx context.Context) (keyID string, err error) {
 
 // VerifyShards is CheckShards for readers: it compares the recorded
 // shard count with this Ledger's and records nothing (a ledger with no
-// count recorded passes).
+// count recorded passes). It stands for no write's check: an operator's
+// tool that reads first still has its writes checked (their format too).
 func (l *Ledger) VerifyShards(ctx context.Context) error {
-	if l.layoutOK.Load() {
+	if l.shardsOK.Load() || l.layoutAt.Load() != 0 {
 		return nil
 	}
 	v, err := l.rdb.Get(ctx, metaPrefix+"shards").Result()
@@ -334,6 +342,6 @@ func (l *Ledger) VerifyShards(ctx context.Context) error {
 	if have, _ := strconv.Atoi(v); have != len(l.shards) {
 		return &ShardsMismatchError{Ledger: have, Process: len(l.shards)}
 	}
-	l.layoutOK.Store(true)
+	l.shardsOK.Store(true)
 	return nil
 }

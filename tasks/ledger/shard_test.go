@@ -511,3 +511,42 @@ func TestLaterFormatRefusesEarlierWriters(t *testing.T) {
 		t.Errorf("format recorded = %d, want %d", v, ledger.Format+1)
 	}
 }
+
+// An earlier format's process that read the ledger first (an operator's
+// tool: VerifyShards) still has its writes checked; and one that wrote
+// before the later format was recorded (a running producer) is refused
+// within the recheck interval after it.
+func TestEarlierFormatsWritesAreCheckedAfterAReadAndAgainLater(t *testing.T) {
+	t.Parallel()
+	rdb := taskstest.StartRedis(t, nil).Client(t)
+	running := ledger.New(rdb, nil)
+	claim(t, running, ledger.Ref{Provider: "tencent", OrderNo: "R1"})
+	later := ledger.New(rdb, &ledger.Options{Format: ledger.Format + 1})
+	claim(t, later, ledger.Ref{Provider: "tencent", OrderNo: "R2"})
+
+	tool := ledger.New(rdb, nil)
+	if err := tool.VerifyShards(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var fe *ledger.FormatError
+	if _, err := tool.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "R3"}, []byte(`{}`), "h"); !errors.As(err, &fe) {
+		t.Errorf("Claim by an earlier format after a read = %v; want a FormatError", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := running.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "R4"}, []byte(`{}`), "h")
+		if errors.As(err, &fe) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a running process of the earlier format still writes 15 s after a later format was recorded")
+		}
+		if err := rdb.Del(ctx, "orderworker:{ledger}:order:tencent:R4").Err(); err != nil { // let the next claim write again
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

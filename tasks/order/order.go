@@ -480,8 +480,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			// pay shows within seconds, whenever it was sent (an order
 			// whose pay waited out a configuration problem, long pending,
 			// was checked a minute after its pay, not two seconds).
+			// A pay recorded ahead of now (Redis's clock stepped back
+			// since) counts as none: checks every poll interval for as
+			// long as the step lasts would be a busy loop.
 			from := since
-			if rec.PaySentAt.After(from) {
+			if rec.PaySentAt.After(from) && !rec.PaySentAt.After(now) {
 				from = rec.PaySentAt
 			}
 			wait = pollDelay(from, p, now)

@@ -1289,4 +1289,11 @@ func TestFirstCheckAfterAPayComesSoon(t *testing.T) {
 	if d := Decide(pending(), Poll, being, p, now); d.Then.Next != Wait || d.Then.Delay != time.Minute {
 		t.Errorf("a check of an order pending 19 minutes, never paid by the worker: %v in %s; want a wait of a minute", d.Then.Next, d.Then.Delay)
 	}
+	// A pay recorded ahead of now (Redis's clock stepped back since)
+	// does not make every check come at the poll interval.
+	ahead := pending()
+	ahead.PaySentAt = now.Add(time.Hour)
+	if d := Decide(ahead, Poll, being, p, now); d.Then.Next != Wait || d.Then.Delay != time.Minute {
+		t.Errorf("a check of an order pending 19 minutes whose pay is recorded an hour ahead: %v in %s; want a wait of a minute", d.Then.Next, d.Then.Delay)
+	}
 }
