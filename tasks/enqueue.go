@@ -636,6 +636,25 @@ func (e *Enqueuer) CheckDataKey(ctx context.Context) error {
 	return nil
 }
 
+// CheckCompare reports, for an Enqueuer without a data key, whether the
+// ledger's params are sealed with one (ErrNoKeyToCompare): it then takes
+// new orders, in clear, but cannot tell a resend of a sealed order from a
+// conflict, and answers such a resend with that error. An Enqueuer with a
+// key answers nil (CheckDataKey checks it). One read each call.
+func (e *Enqueuer) CheckCompare(ctx context.Context) error {
+	if e.sealer != nil {
+		return nil
+	}
+	id, err := e.ledger.SealedWith(ctx)
+	if err != nil {
+		return err
+	}
+	if id != "" {
+		return ErrNoKeyToCompare
+	}
+	return nil
+}
+
 // checkNotDev refuses, unless the Enqueuer is EnqueuerOptions.Dev, a Redis
 // that holds worker -dev's marker (ErrDevRedis). It asks before the first
 // write and again before any write more than devmode.WatchInterval after

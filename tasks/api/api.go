@@ -248,16 +248,27 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 }
 
 // unknownParam answers 400 naming the first query parameter of r (by
-// name) that is not one of known, and reports whether it did: a mistyped
-// ?aftr= would otherwise replay every event from the first, a ?wat=
-// answer at once instead of waiting, without a word.
+// name) that is not one of known, or else one of known given more than
+// once, and reports whether it did: a mistyped ?aftr= would otherwise
+// replay every event from the first, a ?wat= answer at once instead of
+// waiting, without a word.
 func unknownParam(w http.ResponseWriter, r *http.Request, known ...string) bool {
 	q := r.URL.Query()
 	names := make([]string, 0, len(q))
-	for name := range q {
+	var twice []string
+	for name, vs := range q {
 		if !slices.Contains(known, name) {
 			names = append(names, name)
+		} else if len(vs) > 1 {
+			twice = append(twice, name)
 		}
+	}
+	if len(names) == 0 && len(twice) > 0 {
+		// ?after=0&after=5 would be read as one of them without a word
+		// (a replay of every event from the first, say).
+		slices.Sort(twice)
+		problem(w, http.StatusBadRequest, fmt.Sprintf("query parameter %q given more than once", twice[0]))
+		return true
 	}
 	if len(names) == 0 {
 		return false
@@ -267,7 +278,7 @@ func unknownParam(w http.ResponseWriter, r *http.Request, known ...string) bool 
 	if len(known) > 0 {
 		want = strings.Join(known, ", ")
 	}
-	problem(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q (want %s)", providers.Truncate(providers.MaskPhones(names[0]), 64), want))
+	problem(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q (want %s)", providers.Truncate(providers.HidePhones(names[0]), 64), want))
 	return true
 }
 
@@ -310,6 +321,12 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), min(h.opts.Timeout, 5*time.Second))
 	defer cancel()
 	err := h.checkDataKey(ctx)
+	if err == nil {
+		// Without a key over a sealed ledger, a resend of a sealed order
+		// could only be answered 503: not ready, so that a load balancer
+		// sends resends to a server with the key.
+		err = h.enq.CheckCompare(ctx)
+	}
 	if err == nil {
 		err = h.ledger.CheckWritable(ctx)
 	}

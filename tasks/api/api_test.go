@@ -61,6 +61,9 @@ func testSealer(t *testing.T) *tasks.Sealer {
 	return s
 }
 
+// noKey as Options.Sealer serves without a data key.
+var noKey = &tasks.Sealer{}
+
 func setup(t *testing.T, opts *api.Options) *env {
 	t.Helper()
 	rs := taskstest.StartRedis(t, nil)
@@ -87,6 +90,8 @@ func serve(t *testing.T, rs *taskstest.Server, l *ledger.Ledger, opts *api.Optio
 	}
 	if o.Sealer == nil {
 		o.Sealer = testSealer(t)
+	} else if o.Sealer == noKey {
+		o.Sealer = nil
 	}
 	enq := tasks.NewEnqueuer(client, l, set, &tasks.EnqueuerOptions{Sealer: o.Sealer})
 	h, err := api.New(enq, l, rdb, set, &o)
@@ -741,7 +746,10 @@ func TestUnknownQueryParameterIsRefused(t *testing.T) {
 		"/v1/events?aftr=1700000000000-0":             `unknown query parameter \"aftr\" (want after, limit)`,
 		"/v1/events?after=0&limit=5&Limit=5":          `unknown query parameter \"Limit\"`,
 		"/v1/orders/tencent/A1?wat=1s":                `unknown query parameter \"wat\" (want wait)`,
-		"/v1/orders/tencent/A1?wait=1s&13800138000=1": `unknown query parameter \"138****8000\"`,
+		"/v1/orders/tencent/A1?wait=1s&13800138000=1": `unknown query parameter \"***\"`,
+		"/v1/events?after=0&after=1700000000000-0":    `query parameter \"after\" given more than once`,
+		"/v1/events?limit=5&after=0&limit=6":          `query parameter \"limit\" given more than once`,
+		"/v1/orders/tencent/A1?wait=2s&wait=3s":       `query parameter \"wait\" given more than once`,
 	} {
 		status, b, h := e.do("GET", path, bearer, nil)
 		if status != 400 || h.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), want) {
@@ -1194,5 +1202,47 @@ func TestOversizedContentLengthIsAnsweredAtOnce(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("Content-Length 99999999: %d; want 413", resp.StatusCode)
+	}
+}
+
+// A server without a data key over a ledger whose params are sealed takes
+// new orders, but answers a resend of a sealed one 503: /readyz says so,
+// so that a load balancer sends resends to a server with the key.
+func TestReadyWithoutAKeyOverASealedLedger(t *testing.T) {
+	t.Parallel()
+	keyed := setup(t, nil)
+	keyless := serve(t, keyed.rs, ledger.New(keyed.rs.Client(t), nil), &api.Options{Tokens: []string{token}, Sealer: noKey})
+	if code, b, _ := keyless.do("GET", "/readyz", "", nil); code != http.StatusOK {
+		t.Errorf("/readyz without a key on a ledger nothing sealed: %d %s; want 200", code, b)
+	}
+	if code, b, _ := keyed.do("POST", "/v1/orders", bearer, tencentOrder("K1", 1)); code != 201 {
+		t.Fatalf("%d %s", code, b)
+	}
+	if code, b, _ := keyless.do("GET", "/readyz", "", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(b), "not ready: data key") {
+		t.Errorf("/readyz without a key on a sealed ledger: %d %s; want 503 naming the data key", code, b)
+	}
+	if code, b, _ := keyless.do("POST", "/v1/orders", bearer, tencentOrder("K1", 1)); code != http.StatusServiceUnavailable {
+		t.Errorf("a resend of a sealed order to the server without a key: %d %s; want 503", code, b)
+	}
+}
+
+// An order refused for a phone number in its order number or a params
+// key is answered with nothing of the number kept, as every API answer
+// shows one (the enqueue CLI masks it for an operator: 138****8000).
+func TestRefusedOrdersHidePhoneNumbersWhole(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for _, body := range [][]byte{
+		tencentOrder("Order13800138000", 1),
+		[]byte(`{"provider":"tencent","order_no":"P1","params":{"CustomerId":"C1","ItemId":"D-1","ItemNum":1,"13800138000":1}}`),
+	} {
+		code, b, _ := e.do("POST", "/v1/orders", bearer, body)
+		if code != http.StatusUnprocessableEntity || strings.Contains(string(b), "138") || strings.Contains(string(b), "8000") || !strings.Contains(string(b), "***") {
+			t.Errorf("POST %s: %d %s; want 422 with the phone number hidden whole", body, code, b)
+		}
+		code, b, _ = e.do("POST", "/v1/orders/batch", bearer, body)
+		if code != http.StatusOK || strings.Contains(string(b), "138") || strings.Contains(string(b), "8000") || !strings.Contains(string(b), "***") {
+			t.Errorf("POST batch %s: %d %s; want its result with the phone number hidden whole", body, code, b)
+		}
 	}
 }

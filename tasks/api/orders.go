@@ -120,7 +120,7 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	if res.Status == tasks.Enqueued {
 		w.Header().Set("Location", OrderPath(res.Provider, res.OrderNo))
 	}
-	writeJSON(w, statusOf(res), res)
+	writeJSON(w, statusOf(res), hidden(res))
 }
 
 // OrderPath is the path of GET /v1/orders/{provider}/{order_no} for an
@@ -136,7 +136,15 @@ func (h *Handler) answerInvalid(w http.ResponseWriter, body []byte, res tasks.En
 		problem(w, http.StatusBadRequest, "the body is not valid JSON: "+syntaxReason(body))
 		return
 	}
-	writeJSON(w, statusOf(res), res)
+	writeJSON(w, statusOf(res), hidden(res))
+}
+
+// hidden is an order's answer with nothing of a phone number kept in its
+// order number and reason (the Enqueuer masks them as for an operator:
+// 138****8000), as every API answer shows them.
+func hidden(res tasks.EnqueueResult) tasks.EnqueueResult {
+	res.OrderNo, res.Reason = providers.HidePhones(res.OrderNo), providers.HidePhones(res.Reason)
+	return res
 }
 
 // keyDetail explains a failed data key check.
@@ -228,7 +236,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 					map[string]any{"results": results})
 				return
 			}
-			results = append(results, br.EnqueueResult)
+			results = append(results, hidden(br.EnqueueResult))
 		}
 	}
 	writeJSON(w, http.StatusOK, results)

@@ -718,6 +718,7 @@ func (s *Store) Stats(ctx context.Context, id string) (EndpointInfo, error) {
 		oldest := pipe.ZRangeWithScores(ctx, k.backlog, 0, 0)
 		failed := pipe.ZCard(ctx, k.failed)
 		lost := pipe.HGet(ctx, k.lost, id)
+		held := pipe.XLen(ctx, stream.Key)
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return EndpointInfo{}, fmt.Errorf("read webhook endpoint %s: %w", id, err)
 		}
@@ -735,7 +736,10 @@ func (s *Store) Stats(ctx context.Context, id string) (EndpointInfo, error) {
 		if groups, err := s.rdb.XInfoGroups(ctx, stream.Key).Result(); err == nil {
 			for _, g := range groups {
 				if g.Name == k.group && g.Lag >= 0 {
-					lag = g.Lag + g.Pending
+					// The lag counts entries retention trimmed before the
+					// group read them (they are Lost): no more than the
+					// stream holds are waiting.
+					lag = min(g.Lag+g.Pending, held.Val())
 				}
 			}
 		}

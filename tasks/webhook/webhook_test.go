@@ -1311,6 +1311,11 @@ func TestEventsTrimmedBeforeAnyWorkerReadThemAreCounted(t *testing.T) {
 	if err != nil || len(kept) != 3 {
 		t.Fatalf("XRANGE = %d entries, %v; want 3", len(kept), err)
 	}
+	// Before any worker admits them: the 3 the stream holds wait, not the
+	// 8 the group's lag counts.
+	if info, err := NewStore(e.rdb, e.ledger.EventStreams()).Stats(ctx, EndpointID(r.srv.URL)); err != nil || info.Unadmitted != 3 {
+		t.Errorf("Stats before a worker came back = %+v, %v; want 3 unadmitted (the 5 trimmed are not waiting)", info, err)
+	}
 	logs := &syncLog{}
 	o := &Options{RetryBase: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond, Timeout: 2 * time.Second, Poll: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil))}
