@@ -141,6 +141,19 @@ var (
 // failure nor as a success.
 var ErrNoNews = errors.New("the provider answered, but not in a way that tells of its health")
 
+// ErrSaysExists is an *Error's Err for a create the provider refused saying
+// an order of its number exists already (or that the request was used
+// before): the order may exist, whatever a lookup later finds (a server
+// that stores numbers otherwise than it was sent them, padded, cut or
+// case-folded, lists it in a form a lookup takes for another's). The
+// order state machine never errors such an order as not created. It is
+// no news of the provider's health either (ErrNoNews): a server that
+// answers so works.
+var ErrSaysExists = fmt.Errorf("said to exist: %w", ErrNoNews)
+
+// SaysExists reports whether err is a create refused so (ErrSaysExists).
+func SaysExists(err error) bool { return errors.Is(err, ErrSaysExists) }
+
 // Held returns an Unauthenticated *Error that holds the order for cause
 // (ErrClock, ErrAccount): e with that code and cause (and e.Err, if any,
 // kept after it).

@@ -451,7 +451,17 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 			c := bodyServer(t, http.StatusOK, string(body))
 			_, err := c.Submit(lookupCtx(t), order("E1", ours))
 			check(t, "Submit", err, tt.create)
+			// Saying the number is used (not a used nonce): the order
+			// may exist whatever a lookup finds, and the server works.
+			value := strings.HasPrefix(tt.code, "InvalidParameterValue")
+			nonce := strings.Contains(strings.ToLower(tt.code+tt.msg), "nonce")
+			if want := tt.create == providers.Ambiguous && value && !nonce; providers.SaysExists(err) != want || want && !errors.Is(err, providers.ErrNoNews) {
+				t.Errorf("Submit = %v: says the order exists %v, want %v (and no news of the provider's health)", err, providers.SaysExists(err), want)
+			}
 			_, err = c.Lookup(lookupCtx(t), order("E1", ours))
+			if providers.SaysExists(err) {
+				t.Errorf("Lookup = %v: says the order exists", err)
+			}
 			check(t, "Lookup", err, tt.list)
 		})
 	}
@@ -978,6 +988,13 @@ func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
 		// Ours in another case: a server that takes order numbers as one
 		// regardless of case refuses ours as used, and lists this one.
 		{"ours in another case", "CI-aB000", `"CI-Ab000"`, providers.Ambiguous},
+		// Ours as a server may store it: padded (a fixed-width column),
+		// cut to a column's length. A short prefix of ours is another's.
+		{"ours padded", "CI-pad-1", `"CI-pad-1                        "`, providers.Ambiguous},
+		{"ours padded in another case", "CI-pad-1", `"  ci-PAD-1"`, providers.Ambiguous},
+		{"ours cut to 32", "CI-0123456789-0123456789-0123456789-0123", `"CI-0123456789-0123456789-0123456"`, providers.Ambiguous},
+		{"a short prefix of ours", "Order10", `"Order1"`, providers.NotFound},
+		{"ours a prefix of it", "CI-0123456789-0123456789", `"CI-0123456789-0123456789-X"`, providers.NotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -417,6 +417,11 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				// collation) holds this row under the number ours
 				// would take. Neither ours nor surely another's.
 				foreign++
+			case got.OrderNo.s != o.OrderNo && storedOtherwise(got.OrderNo.s, o.OrderNo):
+				// Ours as a server may store it (padded with spaces, or
+				// cut to a column's length): neither ours nor surely
+				// another's.
+				foreign++
 			case got.OrderNo.s != o.OrderNo:
 				// The filter was not applied: another order number.
 				others++
@@ -830,7 +835,11 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 	refusal := func(pcode, msg string, create bool) error {
 		code, cause := codeFor(pcode, msg, create)
 		e := fail(code, pcode, msg).(*providers.Error)
-		if cause != nil {
+		if errors.Is(cause, providers.ErrSaysExists) {
+			// Refused as a used number: the order may exist, whatever
+			// the lookups find.
+			e.Err = cause
+		} else if cause != nil {
 			providers.Held(e, cause)
 		} else if !create && code == providers.Unavailable && refusedRead(pcode) {
 			// A listing refused by a server that works (a permission
@@ -970,8 +979,9 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 		// whatever else it names ("OrderNo already exists for this
 		// AppKey", "请求重复: Timestamp 已使用"). (After a create that may
 		// have reached the provider, the order state machine reads every
-		// refusal it would otherwise take as final so.)
-		return providers.Ambiguous, nil
+		// refusal it would otherwise take as final so.) The order may
+		// exist whatever the lookups find: providers.ErrSaysExists.
+		return providers.Ambiguous, providers.ErrSaysExists
 	case value && stamp && mayExist(pcode, msg):
 		// A timestamp refused as used or repeated ("请求重复: Timestamp
 		// 已使用") is a replay, not the clock: on a listing (a create is
@@ -1056,6 +1066,26 @@ var absentWords = []string{"not exist", "n't exist", "nonexist", "non-exist", "n
 // ("OrderNo 长度超限", "invalid OrderNo") refuses its value: looked up, it
 // would be refused again by the listing, and the order would wait in
 // unknown until its deadline.
+// minCut is the shortest listed order number taken for ours cut to a
+// column's length (storedOtherwise): a shorter prefix of ours is more
+// likely another order's number (Order1 beside our Order10) on a listing
+// that ignored the filter.
+const minCut = 16
+
+// storedOtherwise reports whether a listed order number may be ours as a
+// server stored it, which nothing documents: padded or trimmed with
+// spaces (a fixed-width column), in another case once trimmed, or cut
+// short (a column shorter than ours: the listed one a prefix of ours, at
+// least minCut long). Read as another order's, ours would be created again
+// on a server that takes a used number.
+func storedOtherwise(listed, ours string) bool {
+	l, o := strings.TrimSpace(listed), strings.TrimSpace(ours)
+	if strings.EqualFold(l, o) {
+		return true
+	}
+	return len(l) >= minCut && len(l) < len(o) && strings.HasPrefix(strings.ToLower(o), strings.ToLower(l))
+}
+
 func mayExist(pcode, msg string) bool {
 	m, c := strings.ToLower(msg), strings.ToLower(pcode)
 	for _, w := range absentWords {

@@ -334,6 +334,11 @@ func TestLookupUnidentifiable(t *testing.T) {
 			pages:   []string{listing(3, listed("13", "NEW"), listed("11", "NEW")), listing(3)},
 			details: 0, want: providers.Unavailable},
 		{name: "malformed list", pages: []string{`{"TotalCount":"many"}`}, want: providers.Unavailable},
+		// A count kept apart from the rows, behind them: more rows than
+		// it says are read, so it is not the end; only an empty page is.
+		{name: "a TotalCount behind the rows is not the end",
+			pages:   []string{listing(0, listed("13", "NEW")), listing(1, listed("11", "NEW"))},
+			details: 2},
 		{name: "list without TotalCount stops at an empty page",
 			pages:   []string{`{"OrderList":[` + listed("11", "NEW") + `]}`, `{"OrderList":[]}`},
 			details: 1},

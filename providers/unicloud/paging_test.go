@@ -738,6 +738,13 @@ func TestMayBeOurs(t *testing.T) {
 		{"ab", "a", true},
 		{"实例名称…", "实例名称一二三四", false}, // 4 characters
 		{"实例名称一二三四…", "实例名称一二三四五", true},
+		// Through a store that cannot hold the characters (a latin1
+		// column): each shown as '?', or each byte of them.
+		{"???-u5-00040", "测试盘-u5-00040", true},
+		{"?????????-u5-00040", "测试盘-u5-00040", true},
+		{"\uFFFD\uFFFD-u5-00040", "测试盘-u5-00040", true},
+		{"???-u5-00041", "测试盘-u5-00040", false},
+		{"?-u5-00040x", "测试盘-u5-00040", false},
 	} {
 		if got := mayBeOurs(tt.listed, tt.ours); got != tt.want {
 			t.Errorf("mayBeOurs(%q, %q) = %v, want %v", tt.listed, tt.ours, got, tt.want)

@@ -897,6 +897,10 @@ func (t Transition) WithNextCheck(next time.Time) Transition { t.nextCheck = nex
 // another order's provider order id (Record.OwnedAnswer). It stays.
 func (t Transition) WithOwnedAnswer() Transition { t.ownedAnswer = true; return t }
 
+// OwnedAnswer reports whether the transition records an owned answer
+// (WithOwnedAnswer).
+func (t Transition) OwnedAnswer() bool { return t.ownedAnswer }
+
 // WithIDScope says the order's provider order ids are unique only within
 // scope (providers.IDScoper): the owner entries of the ids the transition
 // records or releases are kept under it (OwnerField), and the record notes

@@ -134,9 +134,10 @@ type Record struct {
 	// among its rivals (MarkRival); "" when never marked.
 	RivalKey string `json:"-"`
 	// OwnedAnswer says a create of the order was answered with another
-	// order's provider order id (Transition.WithOwnedAnswer): an order
-	// made for it may exist that no lookup tells from that other's, so it
-	// is never taken for one surely not created.
+	// order's provider order id, or refused as a number used already
+	// (Transition.WithOwnedAnswer): an order made for it may exist that no
+	// lookup tells from another's, so it is never taken for one surely not
+	// created.
 	OwnedAnswer bool `json:"-"`
 	// IDScope is the scope its provider's order ids are unique within
 	// (providers.IDScoper; Transition.WithIDScope), "" when they are

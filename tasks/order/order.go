@@ -309,6 +309,14 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		}
 		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince, at), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
+	if rec.OwnedAnswer && (pastDeadline(rec, p, now) || p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts) {
+		// Its creates were answered with another's id or refused as a
+		// used number: never errored as not created at its end (the
+		// provider may hold an order made for it). A last lookup takes
+		// it if it shows, and leaves it for a person if not (HeldOwned).
+		r := "its failure budget or time is spent, and a create of it may have made an order: looking it up before it is left for a person"
+		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+	}
 	if pastDeadline(rec, p, now) {
 		r := p.deadlineReason()
 		return Plan{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
@@ -639,6 +647,14 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		// provider's id for it when the answer carried one.
 		f := rec.Failures + 1
 		t := ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true)
+		if providers.SaysExists(err) {
+			// Refused as a used number: it may exist however the lookups
+			// read the listing (a server that pads, cuts or case-folds
+			// numbers lists it in a form taken for another's). Never
+			// errored as not created once the budget or time is spent:
+			// left for a person, as an order answered with another's id.
+			t = t.WithOwnedAnswer()
+		}
 		if id := out.Result.ProviderOrderID; id != "" && rec.ProviderOrderID == "" {
 			t = t.WithProviderOrderID(id)
 		}
@@ -688,11 +704,11 @@ const (
 	// provider answered with another order's provider order id.
 	OwnedAnswer = "the provider answered a create of it with another order's id: "
 	// HeldOwned begins the reason of an order a create of which was
-	// answered so (Record.OwnedAnswer), not found by its lookups once its
-	// failure budget or its time was spent: left for a person, never
-	// errored as not created (the provider may hold an order made for it)
-	// nor created again.
-	HeldOwned = "its creates were answered with other orders' ids, and its failure budget or time is spent (a provider that takes these params for another order's, or numbers orders in a way this worker does not know); it may exist: left for a person (last lookup: "
+	// answered so, or refused as a used number (Record.OwnedAnswer), not
+	// found by its lookups once its failure budget or its time was spent:
+	// left for a person, never errored as not created (the provider may
+	// hold an order made for it) nor created again.
+	HeldOwned = "its creates were answered with other orders' ids or refused as a number used already, and its failure budget or time is spent (a provider that takes these params for another order's, numbers orders in a way this worker does not know, or stores order numbers otherwise than sent: padded, cut or case-folded); it may exist: left for a person (last lookup: "
 )
 
 // ParamsRejected decides about an order whose recorded params this worker

@@ -1297,3 +1297,49 @@ func TestFirstCheckAfterAPayComesSoon(t *testing.T) {
 		t.Errorf("a check of an order pending 19 minutes whose pay is recorded an hour ahead: %v in %s; want a wait of a minute", d.Then.Next, d.Then.Delay)
 	}
 }
+
+// A create refused as a used order number (providers.ErrSaysExists) may
+// have made the order, however the lookups read the listing (a server
+// that pads, cuts or case-folds numbers lists ours in a form taken for
+// another's): the refusal spends the failure budget and is recorded, and
+// the order is never errored as not created at the end of its budget or
+// time, by a lookup or before a create: left for a person.
+func TestCreateRefusedAsUsedIsNeverErroredAsNotCreated(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	used := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", ProviderCode: "InvalidParameterValue", Message: "OrderNo 已存在", Err: providers.ErrSaysExists}}
+	d := Decide(retryMarked(), Submit, used, p, t0.Add(time.Minute))
+	if d.Settle.To() != ledger.StateUnknown || !d.Settle.OwnedAnswer() || d.Settle.Failures() != 2 {
+		t.Fatalf("create refused as used: to %q, owned answer %v, failures %d; want unknown, recorded, 2", d.Settle.To(), d.Settle.OwnedAnswer(), d.Settle.Failures())
+	}
+	plain := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", Message: "HTTP 502"}}
+	if d := Decide(retryMarked(), Submit, plain, p, t0.Add(time.Minute)); d.Settle.OwnedAnswer() {
+		t.Error("a 502 on a create recorded as a refusal as used")
+	}
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "no such order")}
+	spent := unknown()
+	spent.OwnedAnswer, spent.Failures = true, p.MaxAttempts
+	if d := Decide(spent, Lookup, notFound, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StateUnknown || !LeftForAPerson(d.Settle.Reason()) {
+		t.Errorf("not found once the budget is spent: to %q, %q; want unknown, left for a person", d.Settle.To(), d.Settle.Reason())
+	}
+	// Created again within the budget, then past the deadline before
+	// that create: looked up, not errored.
+	again := retryMarked()
+	again.InflightMarked, again.Inflight, again.OwnedAnswer, again.Failures = false, 0, true, 1
+	for name, now := range map[string]time.Time{"past the deadline": t0.Add(p.Deadline + time.Minute)} {
+		pl := PlanStep(again, p, now)
+		if pl.Settle.To() != ledger.StateUnknown || pl.Then.Step != Lookup {
+			t.Errorf("%s before a create of an order refused as used: to %q, step %v; want unknown, looked up", name, pl.Settle.To(), pl.Then.Step)
+		}
+	}
+	spentAgain := *again
+	spentAgain.Failures = p.MaxAttempts
+	if pl := PlanStep(&spentAgain, p, t0.Add(time.Minute)); pl.Settle.To() != ledger.StateUnknown || pl.Then.Step != Lookup {
+		t.Errorf("budget spent before a create of an order refused as used: to %q, step %v; want unknown, looked up", pl.Settle.To(), pl.Then.Step)
+	}
+	plainAgain := *again
+	plainAgain.OwnedAnswer = false
+	if pl := PlanStep(&plainAgain, p, t0.Add(p.Deadline+time.Minute)); pl.Settle.To() != ledger.StateErrored {
+		t.Errorf("past the deadline before a create of an order never refused as used: to %q; want errored, as before", pl.Settle.To())
+	}
+}
