@@ -149,7 +149,12 @@ var ErrNoNews = errors.New("the provider answered, but not in a way that tells o
 // order state machine never errors such an order as not created. It is
 // no news of the provider's health either (ErrNoNews): a server that
 // answers so works.
-var ErrSaysExists = fmt.Errorf("said to exist: %w", ErrNoNews)
+var ErrSaysExists error = saysExists{}
+
+type saysExists struct{}
+
+func (saysExists) Error() string        { return "said to exist" }
+func (saysExists) Is(target error) bool { return target == ErrNoNews }
 
 // SaysExists reports whether err is a create refused so (ErrSaysExists).
 func SaysExists(err error) bool { return errors.Is(err, ErrSaysExists) }

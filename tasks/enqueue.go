@@ -636,11 +636,12 @@ func (e *Enqueuer) CheckDataKey(ctx context.Context) error {
 	return nil
 }
 
-// CheckCompare reports, for an Enqueuer without a data key, whether the
-// ledger's params are sealed with one (ErrNoKeyToCompare): it then takes
-// new orders, in clear, but cannot tell a resend of a sealed order from a
-// conflict, and answers such a resend with that error. An Enqueuer with a
-// key answers nil (CheckDataKey checks it). One read each call.
+// CheckCompare reports, for an Enqueuer without a data key, whether a
+// data key is recorded for the ledger (ErrNoKeyToCompare): its params may
+// then be sealed, and the Enqueuer, which takes new orders in clear,
+// cannot tell a resend of a sealed order from a conflict and answers such
+// a resend with that error. An Enqueuer with a key answers nil
+// (CheckDataKey checks it). One read each call.
 func (e *Enqueuer) CheckCompare(ctx context.Context) error {
 	if e.sealer != nil {
 		return nil

@@ -179,6 +179,10 @@ Serve flags:
 		ln.Close()
 		fmt.Fprintln(stderr, "enqueue serve:", err)
 		return exitError
+	} else if errors.Is(enq.CheckCompare(c), tasks.ErrNoKeyToCompare) {
+		// Supported (it takes new orders, in clear), but a resend of an
+		// order a keyed producer sealed is answered 503 here.
+		log.Warn("this server has no ORDERWORKER_DATA_KEY while the ledger's workers have one: it takes new orders with their params in clear, and answers a resend of an order sealed by another producer 503; give it the producers' key")
 	}
 	cancel()
 	if len(tokens) == 0 {

@@ -443,6 +443,7 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "签名已使用", providers.Ambiguous, providers.Unauthenticated},
 		{"InvalidParameterValue", "订单号已被使用", providers.Ambiguous, providers.InvalidArgument},
 		{"InvalidParameterValue", "订单号冲突", providers.Ambiguous, providers.InvalidArgument},
+		{"InvalidParameterValue", "ItemId already offline", providers.Ambiguous, providers.InvalidArgument},
 	} {
 		t.Run(tt.code+" "+tt.msg, func(t *testing.T) {
 			t.Parallel()
@@ -453,9 +454,11 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 			check(t, "Submit", err, tt.create)
 			// Saying the number is used (not a used nonce): the order
 			// may exist whatever a lookup finds, and the server works.
+			// (Not one that names something else as used.)
 			value := strings.HasPrefix(tt.code, "InvalidParameterValue")
 			nonce := strings.Contains(strings.ToLower(tt.code+tt.msg), "nonce")
-			if want := tt.create == providers.Ambiguous && value && !nonce; providers.SaysExists(err) != want || want && !errors.Is(err, providers.ErrNoNews) {
+			other := tt.msg == "签名已使用" || tt.msg == "ItemId already offline"
+			if want := tt.create == providers.Ambiguous && value && !nonce && !other; providers.SaysExists(err) != want || want && !errors.Is(err, providers.ErrNoNews) {
 				t.Errorf("Submit = %v: says the order exists %v, want %v (and no news of the provider's health)", err, providers.SaysExists(err), want)
 			}
 			_, err = c.Lookup(lookupCtx(t), order("E1", ours))
@@ -1152,5 +1155,25 @@ func TestLookupRemembersTheLimitTaken(t *testing.T) {
 	}
 	if got := reqs()[2]["Limit"]; fmt.Sprint(got) != "50" {
 		t.Errorf("the second lookup sent Limit %v, want 50", got)
+	}
+}
+
+// A row that may be ours cut short stands against not found only: ours
+// listed whole beside it (a listing that ignored the filter, with another
+// order's number that ours begins with) is ours.
+func TestCutNumberBesideOursWholeIsNotAmbiguous(t *testing.T) {
+	t.Parallel()
+	const no = "ORD-2026120500-10"
+	rowOf := func(n string) string {
+		return `{"OrderNo":"` + n + `","CustomerId":"Customer7","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`
+	}
+	body := `{"Response":{"RequestId":"r","Total":2,"Orders":[` + rowOf("ORD-2026120500-1") + `,` + rowOf(no) + `]}}`
+	c := bodyServer(t, 200, body)
+	if r, err := c.Lookup(lookupCtx(t), order(no, ours)); err != nil || r.Status != providers.StatusPaid {
+		t.Errorf("Lookup with ours listed whole beside a prefix of it = %+v, %v; want found", r, err)
+	}
+	c = bodyServer(t, 200, `{"Response":{"RequestId":"r","Total":1,"Orders":[`+rowOf("ORD-2026120500-1")+`]}}`)
+	if _, err := c.Lookup(lookupCtx(t), order(no, ours)); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("Lookup with only a prefix of ours listed = %v; want ambiguous (ours cut short?)", err)
 	}
 }

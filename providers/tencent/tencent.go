@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 
@@ -348,6 +349,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	// others: rows of other order numbers, which a server that applies
 	// the OrderNo filter never lists.
 	mine, foreign, read, others := 0, 0, 0, 0
+	cut := 0 // rows that may be ours cut short (cutShort)
 	status := 0
 	var total *int                   // the listing's Total, as last given
 	trustTotal := true               // false once more orders were read than it counts
@@ -417,11 +419,16 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				// collation) holds this row under the number ours
 				// would take. Neither ours nor surely another's.
 				foreign++
-			case got.OrderNo.s != o.OrderNo && storedOtherwise(got.OrderNo.s, o.OrderNo):
-				// Ours as a server may store it (padded with spaces, or
-				// cut to a column's length): neither ours nor surely
-				// another's.
+			case got.OrderNo.s != o.OrderNo && paddedForm(got.OrderNo.s, o.OrderNo):
+				// Ours as a server may store it (padded with spaces):
+				// neither ours nor surely another's.
 				foreign++
+			case got.OrderNo.s != o.OrderNo && cutShort(got.OrderNo.s, o.OrderNo):
+				// Ours cut to a column's length, or another order's
+				// number that ours begins with on a listing that ignored
+				// the filter: it stands against not found only (ours
+				// listed whole is ours).
+				cut++
 			case got.OrderNo.s != o.OrderNo:
 				// The filter was not applied: another order number.
 				others++
@@ -482,6 +489,9 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	case foreign > 0:
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
 			Message: fmt.Sprintf("%d order(s) with this OrderNo carry other params; a person decides", foreign)}
+	case mine == 0 && cut > 0:
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
+			Message: fmt.Sprintf("%d order(s) listed under a number ours begins with (ours cut to a column's length?); a person decides", cut)}
 	case mine > 1:
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
 			Message: fmt.Sprintf("%d orders carry this OrderNo; a person decides", mine)}
@@ -979,9 +989,14 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 		// whatever else it names ("OrderNo already exists for this
 		// AppKey", "请求重复: Timestamp 已使用"). (After a create that may
 		// have reached the provider, the order state machine reads every
-		// refusal it would otherwise take as final so.) The order may
-		// exist whatever the lookups find: providers.ErrSaysExists.
-		return providers.Ambiguous, providers.ErrSaysExists
+		// refusal it would otherwise take as final so.) One that names
+		// the order or the request, or nothing else, says the number is
+		// used: the order may exist whatever the lookups find
+		// (providers.ErrSaysExists).
+		if namesTheOrder(pcode, msg) {
+			return providers.Ambiguous, providers.ErrSaysExists
+		}
+		return providers.Ambiguous, nil
 	case value && stamp && mayExist(pcode, msg):
 		// A timestamp refused as used or repeated ("请求重复: Timestamp
 		// 已使用") is a replay, not the clock: on a listing (a create is
@@ -1055,9 +1070,55 @@ func namesAppKey(pcode, msg string) bool {
 var existWords = []string{"exist", "duplicat", "repeat", "already", "used", "in use", "conflict",
 	"已存在", "重复", "已使用", "已被使用", "占用", "冲突", "已创建"}
 
+// orderWords name the order or the request in a refusal (namesTheOrder).
+var orderWords = []string{"order", "订单", "request", "请求"}
+
+// namesTheOrder reports whether a refusal that mayExist reads as "exists"
+// says so of the order number: it names the order or the request
+// ("OrderNo 已存在", "Duplicate request", "请求重复: Timestamp 已使用",
+// InvalidParameterValue.OrderExists), or nothing but the refusal itself
+// ("已存在"). One naming something else ("ItemId already offline",
+// "签名已使用") is looked up all the same, but says nothing of the number.
+func namesTheOrder(pcode, msg string) bool {
+	t := strings.ToLower(pcode + " " + msg)
+	for _, w := range orderWords {
+		if strings.Contains(t, w) {
+			return true
+		}
+	}
+	rest := strings.ToLower(msg)
+	for _, w := range existWords {
+		rest = strings.ReplaceAll(rest, w, "")
+	}
+	return strings.IndexFunc(rest, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) < 0
+}
+
 // absentWords say that something does not exist ("CustomerId does not
 // exist"): a refusal of what the request names, not a sign of our order.
 var absentWords = []string{"not exist", "n't exist", "nonexist", "non-exist", "no such", "不存在"}
+
+// minCut is the shortest listed order number taken for ours cut to a
+// column's length (cutShort): a shorter prefix of ours is more likely
+// another order's number (Order1 beside our Order10) on a listing that
+// ignored the filter.
+const minCut = 16
+
+// paddedForm reports whether a listed order number may be ours as a
+// server stored it, which nothing documents: padded or trimmed with spaces
+// (a fixed-width column), or so and in another case. Read as another
+// order's, ours would be created again on a server that takes a used
+// number.
+func paddedForm(listed, ours string) bool {
+	return strings.EqualFold(strings.TrimSpace(listed), strings.TrimSpace(ours))
+}
+
+// cutShort reports whether a listed order number may be ours cut short
+// by a column shorter than ours: a prefix of ours (case and surrounding
+// space aside) at least minCut long.
+func cutShort(listed, ours string) bool {
+	l, o := strings.ToLower(strings.TrimSpace(listed)), strings.ToLower(strings.TrimSpace(ours))
+	return len(l) >= minCut && len(l) < len(o) && strings.HasPrefix(o, l)
+}
 
 // mayExist reports whether an InvalidParameterValue* refusal of a create may
 // mean the order exists already: its message or sub-code carries one of
@@ -1066,26 +1127,6 @@ var absentWords = []string{"not exist", "n't exist", "nonexist", "non-exist", "n
 // ("OrderNo 长度超限", "invalid OrderNo") refuses its value: looked up, it
 // would be refused again by the listing, and the order would wait in
 // unknown until its deadline.
-// minCut is the shortest listed order number taken for ours cut to a
-// column's length (storedOtherwise): a shorter prefix of ours is more
-// likely another order's number (Order1 beside our Order10) on a listing
-// that ignored the filter.
-const minCut = 16
-
-// storedOtherwise reports whether a listed order number may be ours as a
-// server stored it, which nothing documents: padded or trimmed with
-// spaces (a fixed-width column), in another case once trimmed, or cut
-// short (a column shorter than ours: the listed one a prefix of ours, at
-// least minCut long). Read as another order's, ours would be created again
-// on a server that takes a used number.
-func storedOtherwise(listed, ours string) bool {
-	l, o := strings.TrimSpace(listed), strings.TrimSpace(ours)
-	if strings.EqualFold(l, o) {
-		return true
-	}
-	return len(l) >= minCut && len(l) < len(o) && strings.HasPrefix(strings.ToLower(o), strings.ToLower(l))
-}
-
 func mayExist(pcode, msg string) bool {
 	m, c := strings.ToLower(msg), strings.ToLower(pcode)
 	for _, w := range absentWords {

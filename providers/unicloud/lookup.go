@@ -620,6 +620,7 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 	// apart from the rows, behind them): no count of this listing is
 	// trusted after it, and only an empty page ends it.
 	stale := false
+	counted := -1 // the latest TotalCount given, stale or not
 	for n := first; ; n++ {
 		if n-first >= MaxPages {
 			r.fail = &providers.Error{Code: providers.Ambiguous, Op: op,
@@ -647,14 +648,18 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			r.aliased = true
 			return r
 		}
-		if pg.HasTotal && !stale {
-			if total >= 0 && pg.Total < total {
+		if pg.HasTotal {
+			if counted >= 0 && pg.Total < counted {
 				// An order left the list while we paged: one may have
-				// moved onto a page already read.
+				// moved onto a page already read. (Compared count to
+				// count, a stale one too.)
 				r.fail = &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: "order list shrank while paging"}
 				return r
 			}
-			total = pg.Total
+			counted = pg.Total
+			if !stale {
+				total = pg.Total
+			}
 		}
 		fresh := l.add(orders, n > first)
 		if n == first {

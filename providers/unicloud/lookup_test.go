@@ -337,7 +337,7 @@ func TestLookupUnidentifiable(t *testing.T) {
 		// A count kept apart from the rows, behind them: more rows than
 		// it says are read, so it is not the end; only an empty page is.
 		{name: "a TotalCount behind the rows is not the end",
-			pages:   []string{listing(0, listed("13", "NEW")), listing(1, listed("11", "NEW"))},
+			pages:   []string{listing(0, listed("13", "NEW")), listing(1, listed("11", "NEW")), listing(1)},
 			details: 2},
 		{name: "list without TotalCount stops at an empty page",
 			pages:   []string{`{"OrderList":[` + listed("11", "NEW") + `]}`, `{"OrderList":[]}`},

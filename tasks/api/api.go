@@ -322,12 +322,6 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	err := h.checkDataKey(ctx)
 	if err == nil {
-		// Without a key over a sealed ledger, a resend of a sealed order
-		// could only be answered 503: not ready, so that a load balancer
-		// sends resends to a server with the key.
-		err = h.enq.CheckCompare(ctx)
-	}
-	if err == nil {
 		err = h.ledger.CheckWritable(ctx)
 	}
 	if err == nil {

@@ -107,7 +107,7 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err, tasks.ErrMaybeAccepted.Error(), nil)
 		return
 	case errors.As(err, new(*tasks.LostRefusalError)):
-		h.unavailable(w, r, err, err.Error(), nil)
+		h.unavailable(w, r, err, providers.HidePhones(err.Error()), nil)
 		return
 	case err != nil:
 		h.unavailable(w, r, err, "Redis is unavailable: the order may or may not have been accepted; send it again (an order that got in answers duplicate)", nil)
@@ -223,7 +223,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 				case errors.Is(br.Err, ledger.ErrNotDurable):
 					why = "the Redis master's replicas did not acknowledge the order in time"
 				case errors.As(br.Err, new(*tasks.LostRefusalError)):
-					why = br.Err.Error()
+					why = providers.HidePhones(br.Err.Error())
 				}
 				rest := "the rest may or may not have been accepted: send them again (an order that got in answers duplicate)"
 				if nothingWritten(out[i:]) && h.noneIn(r.Context(), items[start+len(chunk):]) {
@@ -316,7 +316,7 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(h.set.Names(), ref.Provider) {
 		// No order of another provider exists (and the ledger's key of
 		// "tencent:A" and "B" is the one of "tencent" and "A:B").
-		problem(w, http.StatusNotFound, "no order "+providers.MaskPhones(ref.Provider)+"/"+providers.MaskPhones(ref.OrderNo)+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
+		problem(w, http.StatusNotFound, "no order "+providers.HidePhones(ref.Provider)+"/"+providers.HidePhones(ref.OrderNo)+": no such provider (want one of "+strings.Join(h.set.Names(), ", ")+")")
 		return
 	}
 	rec, err := h.get(r.Context(), ref)
@@ -325,7 +325,7 @@ func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rec == nil {
-		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+providers.MaskPhones(ref.OrderNo))
+		problem(w, http.StatusNotFound, "no order "+ref.Provider+"/"+providers.HidePhones(ref.OrderNo))
 		return
 	}
 	deadline := time.Now().Add(wait)

@@ -668,6 +668,14 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	case providers.Retryable(code):
 		f := rec.Failures + 1
+		if p.MaxAttempts > 0 && f >= p.MaxAttempts && rec.OwnedAnswer {
+			// An earlier create was answered with another's id or refused
+			// as a used number: this one made nothing, but that one may
+			// have. Looked up, then left for a person if not found
+			// (HeldOwned), never errored as not created.
+			r := fmt.Sprintf("failure budget spent (%d failed attempts: %s), and an earlier create may have made the order: looking it up before it is left for a person", f, msg)
+			return Decision{Settle: ledger.SetUnknown(r).WithFailures(f).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+		}
 		if p.MaxAttempts > 0 && f >= p.MaxAttempts {
 			r := fmt.Sprintf("gave up after %d failed attempts: %s", f, msg)
 			return Decision{Settle: ledger.SetErrored(r).WithFailures(f), Then: Then{Next: Stop, Reason: r}}

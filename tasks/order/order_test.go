@@ -1337,6 +1337,19 @@ func TestCreateRefusedAsUsedIsNeverErroredAsNotCreated(t *testing.T) {
 	if pl := PlanStep(&spentAgain, p, t0.Add(time.Minute)); pl.Settle.To() != ledger.StateUnknown || pl.Then.Step != Lookup {
 		t.Errorf("budget spent before a create of an order refused as used: to %q, step %v; want unknown, looked up", pl.Settle.To(), pl.Then.Step)
 	}
+	// The last create of its budget fails before reaching the provider:
+	// an earlier one may have made it, so looked up, not errored.
+	last := retryMarked()
+	last.OwnedAnswer, last.Failures = true, p.MaxAttempts-1
+	down := Outcome{Err: providers.Errorf(providers.Unavailable, "create", "dial tcp: connection refused")}
+	if d := Decide(last, Submit, down, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StateUnknown || d.Then.Step != Lookup {
+		t.Errorf("the budget's last create failed unsent after a refusal as used: to %q, step %v; want unknown, looked up", d.Settle.To(), d.Then.Step)
+	}
+	plainLast := retryMarked()
+	plainLast.Failures = p.MaxAttempts - 1
+	if d := Decide(plainLast, Submit, down, p, t0.Add(time.Minute)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("the budget's last create failed unsent, never refused as used: to %q; want errored, as before", d.Settle.To())
+	}
 	plainAgain := *again
 	plainAgain.OwnedAnswer = false
 	if pl := PlanStep(&plainAgain, p, t0.Add(p.Deadline+time.Minute)); pl.Settle.To() != ledger.StateErrored {
