@@ -488,7 +488,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	switch {
 	case foreign > 0:
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
-			Message: fmt.Sprintf("%d order(s) with this OrderNo carry other params; a person decides", foreign)}
+			Message: fmt.Sprintf("%d order(s) listed under this OrderNo with other params, or under a form of it (padded, in another case, a number written otherwise), cannot be told from ours; a person decides", foreign)}
 	case mine == 0 && cut > 0:
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
 			Message: fmt.Sprintf("%d order(s) listed under a number ours begins with (ours cut to a column's length?); a person decides", cut)}
