@@ -412,3 +412,27 @@ func TestServeHelpNamesTheTokenlessEndpoints(t *testing.T) {
 		t.Errorf("serve -h does not name /healthz and /readyz among those that need no token:\n%s", free)
 	}
 }
+
+// A server without a data key beside workers that have one starts (it
+// takes new orders, in clear) and says at start that it answers a resend
+// of an order another producer sealed 503; with no key recorded, it says
+// nothing of it.
+func TestServeWithoutAKeyBesideKeyedWorkersWarns(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_API_TOKENS": "a-token-long-enough-1234"}
+	_, stop, logs := startServeLogs(t, env, "-log-format", "json")
+	stop()
+	if strings.Contains(logs.String(), "no ORDERWORKER_DATA_KEY") {
+		t.Errorf("a keyless server on a ledger with no key recorded warned:\n%s", logs)
+	}
+	// A worker with a key records it.
+	if err := ledger.New(rs.Client(t), nil).CheckDataKey(context.Background(), "key-id-1"); err != nil {
+		t.Fatal(err)
+	}
+	_, stop, logs = startServeLogs(t, env, "-log-format", "json")
+	stop()
+	if !strings.Contains(logs.String(), "no ORDERWORKER_DATA_KEY while the ledger's workers have one") {
+		t.Errorf("a keyless server beside keyed workers did not warn:\n%s", logs)
+	}
+}
