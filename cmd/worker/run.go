@@ -97,9 +97,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metrics.Init(set.Names())
 	problems := tasks.NewProblems()
 	reg.MustRegister(problems)
+	// How long a running worker takes to see a change of the ledger's data
+	// key or format (its watch) and drain its orders.
+	drainFor := dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second
 	lopts := ledgerpkg.Options{Durable: cfg.Durable, MinReplicas: cfg.MinReplicas, Shards: cfg.Shards, Providers: names,
-		RivalSecret: sealer.RivalSecret(), KeylessDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second,
-		FormatDrain: dataKeyWatch + cfg.ShutdownTimeout + 5*time.Second,
+		RivalSecret: sealer.RivalSecret(), KeylessDrain: drainFor, FormatDrain: drainFor,
 		OnClockStep: newClockSteps(reg, log).found}
 	ledger := ledgerpkg.New(rdb, &lopts)
 	reg.MustRegister(tasks.NewLedgerCollector(ledger, set.Names()))

@@ -143,6 +143,11 @@ func (h *Handler) answerInvalid(w http.ResponseWriter, body []byte, res tasks.En
 // order number and reason (the Enqueuer masks them as for an operator:
 // 138****8000), as every API answer shows them.
 func hidden(res tasks.EnqueueResult) tasks.EnqueueResult {
+	if res.Status == tasks.Enqueued {
+		// The hot path: an accepted order number holds no phone number
+		// (refused in any order number), and it has no reason.
+		return res
+	}
 	res.OrderNo, res.Reason = providers.HidePhones(res.OrderNo), providers.HidePhones(res.Reason)
 	return res
 }

@@ -426,7 +426,13 @@ func (l *Ledger) SealedWith(ctx context.Context) (string, error) {
 // an order: until then a keyless worker's lookup would not count the
 // rivals it marks (see Ledger.RivalKey).
 func (l *Ledger) KeylessDrain(ctx context.Context) (time.Duration, error) {
-	d, err := l.rdb.PTTL(ctx, metaPrefix+"datakey:drain").Result()
+	return l.drainLeft(ctx, metaPrefix+"datakey:drain")
+}
+
+// drainLeft is the time left on the drain mark at key: zero when there is
+// none.
+func (l *Ledger) drainLeft(ctx context.Context, key string) (time.Duration, error) {
+	d, err := l.rdb.PTTL(ctx, key).Result()
 	if err != nil || d < 0 {
 		return 0, err
 	}

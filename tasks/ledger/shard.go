@@ -297,11 +297,7 @@ func (l *Ledger) format() int {
 // stop. Zero when there is none. A worker waits it out before it takes an
 // order.
 func (l *Ledger) FormatDrain(ctx context.Context) (time.Duration, error) {
-	d, err := l.rdb.PTTL(ctx, metaPrefix+"format:drain").Result()
-	if err != nil || d < 0 {
-		return 0, err
-	}
-	return d, nil
+	return l.drainLeft(ctx, metaPrefix+"format:drain")
 }
 
 // Watched is what a running worker checks every few seconds: the public id
