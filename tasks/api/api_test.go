@@ -1223,3 +1223,38 @@ func TestRefusedOrdersHidePhoneNumbersWhole(t *testing.T) {
 		t.Errorf("GET of an unknown order numbered with a phone number: %d %s; want 404 with the number hidden whole", code, b)
 	}
 }
+
+// An order refused for its number after Redis lost its data (perhaps with
+// its record) is answered 503, not 422: its detail hides the phone number
+// whole, as the 422 does, and nothing is written.
+func TestRefusalAfterALossHidesPhoneNumbersWhole(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ctx := context.Background()
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "Order13800138000"}
+	if _, err := e.ledger.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Recorded as a version before the rule did; then Redis loses it all.
+	if _, err := e.ledger.Claim(ctx, ref, []byte(`{"CustomerId":"C1","ItemId":"D-1","ItemNum":1}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	rdb := e.rs.Client(t)
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if losses, err := e.ledger.Watch(ctx); err != nil || len(losses) != 1 {
+		t.Fatalf("Watch after the wipe = %v, %v; want the loss found", losses, err)
+	}
+	code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder(ref.OrderNo, 1))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "lost its data") || strings.Contains(string(b), "138") || strings.Contains(string(b), "8000") || !strings.Contains(string(b), "***") {
+		t.Errorf("POST after the loss: %d %s; want 503 saying Redis lost its data, the phone number hidden whole", code, b)
+	}
+	code, b, _ = e.do("POST", "/v1/orders/batch", bearer, tencentOrder(ref.OrderNo, 1))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "lost its data") || strings.Contains(string(b), "138") || strings.Contains(string(b), "8000") || !strings.Contains(string(b), "***") {
+		t.Errorf("POST batch after the loss: %d %s; want 503 at that order saying Redis lost its data, the phone number hidden whole", code, b)
+	}
+	if rec, err := e.ledger.Get(ctx, ref); err != nil || rec != nil {
+		t.Errorf("recorded %+v, %v; want nothing written", rec, err)
+	}
+}
