@@ -586,7 +586,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 // never Payable: the worker records the pay as sent before it leaves, and
 // pays again only when a check a listing lag later still finds the order
 // unpaid, or after a pay refused before the platform acted (RateLimited,
-// Unauthenticated).
+// only the gateway's own throttle; Unauthenticated).
 //
 // Pay is the only call that moves money. It refuses (FailedPrecondition)
 // unless Options.AutoPay is set (and Options.PayMatched for an order

@@ -316,7 +316,9 @@ func TestPayFailures(t *testing.T) {
 		reply sandbox.Reply
 		code  providers.Code
 	}{
-		{"throttled", sandbox.Reply{Code: 429, Message: "too many requests"}, providers.RateLimited},
+		{"throttled by the gateway", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Throttled by API Flow Control"}, providers.RateLimited},
+		// The platform's throttle may come after the pay went through.
+		{"throttled", sandbox.Reply{Code: 429, Message: "too many requests"}, providers.Ambiguous},
 		{"unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, providers.Ambiguous},
 		{"service error", sandbox.Reply{Code: 500, Message: "service error"}, providers.Ambiguous},
 		{"forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, providers.PermissionDenied},

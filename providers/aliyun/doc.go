@@ -90,7 +90,8 @@
 // Ambiguous, like a create: the order is looked up. The worker records
 // the pay as sent before the call leaves, and pays again only when a
 // check a listing lag after it still finds the order unpaid, or after a
-// pay refused before the platform acted (RateLimited, Unauthenticated).
+// pay refused before the platform acted (RateLimited: the gateway's own
+// throttle; Unauthenticated).
 //
 // # Finding an order without its id
 //
@@ -130,7 +131,11 @@
 // (460 or 2000) shows the server counts from 1; a page 0 that fails
 // otherwise, twice, leaves the listing incomplete (Unavailable) whatever
 // page 1 held, since on a server counting from 0 it holds the newest
-// orders. A device whose listing cannot be judged stays Unavailable (or
+// orders. A server shown to count from 1 still has page 0 read once a
+// listing: one that counts from 0 later (nothing documents that it keeps
+// counting as it did) would hide its newest orders there, ours among them
+// (a not_found, a second create); page 0 holding orders other than page
+// 1's has the base judged afresh. A device whose listing cannot be judged stays Unavailable (or
 // Ambiguous) with a message naming that setting (docs/providers/aliyun.md
 // has the whole procedure). Each order is
 //
@@ -201,12 +206,16 @@
 // whose wording is not documented, Invalid Content-MD5, …) goes by the
 // HTTP status as a bare one does. Platform failures carry a code in the
 // JSON body: 401 Unauthenticated (after one token refresh), 403
-// PermissionDenied, 404 FailedPrecondition, 429 RateLimited, 400, 460,
-// 2000, 2062, 2063, 2065 and 2066 InvalidArgument; 500, 503 and every
-// other code (2064 included, which no public page shows) are unsure. A
-// bare HTTP status (no reason, no body code) is Unauthenticated for 401
-// and RateLimited for 429; any other, 4xx included, is unsure, as is an
-// unreadable 2xx. An answer that contradicts itself is unsure too: code
+// PermissionDenied, 404 FailedPrecondition, 400, 460, 2000, 2062, 2063,
+// 2065 and 2066 InvalidArgument; 429 RateLimited for a read and unsure for
+// create and pay (the error table calls it retryable, and nothing says it
+// comes before the platform acted: a create or pay throttled after acting,
+// sent again, would make or pay the order twice); 500, 503 and every other
+// code (2064 included, which no public page shows) are unsure. A bare HTTP
+// status (no reason, no body code) is Unauthenticated for 401 and, for
+// 429, as the body code 429; any other, 4xx included, is unsure, as is an
+// unreadable 2xx. Only the gateway's own throttle (Throttled by … Flow
+// Control, a gateway-level failure) is RateLimited for create and pay. An answer that contradicts itself is unsure too: code
 // 200 under an error status, or, for create and pay, a failure whose data
 // names an orderId. For create and pay, an answer at HTTP 5xx is unsure
 // whatever code or gateway reason it carries: the server may have failed

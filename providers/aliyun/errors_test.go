@@ -82,7 +82,7 @@ var errorCases = []struct {
 	{"gw unknown 400", sandbox.Reply{HTTPStatus: 400, GatewayMessage: "Something New"}, ambiguous, unavailable},
 	{"gw unknown 403", sandbox.Reply{HTTPStatus: 403, GatewayMessage: "Forbidden"}, ambiguous, unavailable},
 	{"gw unknown 401", sandbox.Reply{HTTPStatus: 401, GatewayMessage: "Something New"}, unauthenticated, unauthenticated},
-	{"gw unknown 429", sandbox.Reply{HTTPStatus: 429, GatewayMessage: "Something New"}, limited, limited},
+	{"gw unknown 429", sandbox.Reply{HTTPStatus: 429, GatewayMessage: "Something New"}, ambiguous, limited},
 	{"gw internal error", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Internal Error"}, ambiguous, unavailable},
 	{"gw backend failed", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Failed To Call Backend Service"}, ambiguous, unavailable},
 	{"gw service unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, ambiguous, unavailable},
@@ -97,7 +97,10 @@ var errorCases = []struct {
 	{"401 request auth error", sandbox.Reply{Code: 401, Message: "request auth error"}, unauthenticated, unauthenticated},
 	{"403 request forbidden", sandbox.Reply{Code: 403, Message: "request forbidden."}, denied, denied},
 	{"404 service not found", sandbox.Reply{Code: 404, Message: "service not found"}, precondition, precondition},
-	{"429 too many requests", sandbox.Reply{Code: 429, Message: "too many requests"}, limited, limited},
+	// The platform's throttle: retryable, and nothing says it came before
+	// the platform acted (a create or pay throttled after it acted, sent
+	// again, would make or pay the order twice).
+	{"429 too many requests", sandbox.Reply{Code: 429, Message: "too many requests"}, ambiguous, limited},
 	{"460 parameter error", sandbox.Reply{Code: 460, Message: "request parameter error"}, invalid, invalid},
 	{"500 service error", sandbox.Reply{Code: 500, Message: "service error"}, ambiguous, unavailable},
 	{"500 service error http 500", sandbox.Reply{HTTPStatus: 500, Code: 500, Message: "service error"}, ambiguous, unavailable},
@@ -126,7 +129,7 @@ var errorCases = []struct {
 	{"http 400 naming an order", sandbox.Reply{HTTPStatus: 400, Code: 200, Data: namedOrder}, ambiguous, unavailable},
 	{"http 429 naming an order", sandbox.Reply{HTTPStatus: 429, Code: 200, Data: namedOrder}, ambiguous, unavailable},
 	// Bare HTTP statuses, no header and no body.
-	{"bare 429", sandbox.Reply{HTTPStatus: 429}, limited, limited},
+	{"bare 429", sandbox.Reply{HTTPStatus: 429}, ambiguous, limited},
 	{"bare 502", sandbox.Reply{HTTPStatus: 502}, ambiguous, unavailable},
 	{"bare 401", sandbox.Reply{HTTPStatus: 401}, unauthenticated, unauthenticated},
 	{"bare 403", sandbox.Reply{HTTPStatus: 403}, ambiguous, unavailable},
@@ -199,8 +202,8 @@ func TestRetryAfter(t *testing.T) {
 	if got := providers.RetryAfterOf(err); got != 3*time.Second {
 		t.Errorf("RetryAfter = %v (%v), want 3s", got, err)
 	}
-	f.sb.Inject(aliyun.PathCreate, sandbox.Reply{Code: 429})
-	_, err = f.c.Submit(ctx(t), testOrder(11))
+	f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 429})
+	_, err = f.c.Prepare(ctx(t), testOrder(11))
 	if providers.CodeOf(err) != providers.RateLimited || providers.RetryAfterOf(err) != 0 {
 		t.Errorf("body 429 without a delay: %v, RetryAfter %v", err, providers.RetryAfterOf(err))
 	}

@@ -373,8 +373,11 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// pages can equal the orders read from 1 (a server counting from 0
 	// with 22 orders at 20 a page: 2 pages, 2 orders on page 1). Until
 	// the server has shown where it counts from, page 0 is judged.
-	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) || c.pagesFrom1.Load() {
+	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) {
 		return l, err
+	}
+	if c.pagesFrom1.Load() && c.stillFrom1(ctx, p, &l, snapshot) {
+		return l, nil
 	}
 	// Page 0 is the first page on a server counting from 0: a snapshot
 	// reads it without data (twice in a row) as empty only while page 1
@@ -510,6 +513,34 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		}
 	}
 	return l, nil
+}
+
+// stillFrom1 reads page 0 once beside listing l, read from 1 on a server
+// that has shown it counts pages from 1. Nothing documents that a server
+// keeps counting as it did (a release, a gateway spreading its clients
+// over two versions), and one that counts from 0 now holds its newest
+// orders on page 0, which l lacks: a lookup would answer not_found with
+// ours among them, and the order would be created again. Page 0 refused
+// as a parameter error, empty, or page 1 again: the server still counts
+// from 1 (true, l stands). Failing otherwise: nothing is shown, and l is
+// incomplete for now (true, gapZeroUnread; what was learnt is kept, so a
+// fault passes). Holding orders other than page 1's: what was learnt is
+// forgotten (false), and page 0 is judged afresh.
+func (c *Client) stillFrom1(ctx context.Context, p CreateParams, l *listing, snapshot bool) bool {
+	zero, _, err := c.queryPage(ctx, p, 0, true, snapshot && len(l.firstIDs) == 0)
+	switch {
+	case pageRefused(err):
+		return true
+	case err != nil:
+		l.gap = gapZeroUnread
+		return true
+	case len(zero.Orders) == 0 || providers.JudgePageZero(nil, idsOf(zero.Orders), l.firstIDs) == providers.BaseFrom1:
+		return true
+	}
+	if c.pagesFrom1.Swap(false) {
+		c.log.Warn("aliyun order/query: page 0 holds orders page 1 does not, on a server that counted pages from 1; judging again where it counts from (ALIYUN_PAGE_BASE fixes it)")
+	}
+	return false
 }
 
 // learnBase keeps, for the process's life, that order/query counts pages

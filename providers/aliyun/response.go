@@ -186,6 +186,10 @@ func (r rawOrder) info(idOnly bool) (OrderInfo, error) {
 	if o.OrderID, err = readString(r.OrderID); err != nil {
 		return OrderInfo{}, fmt.Errorf("orderId: %w", err)
 	}
+	// An id written with space around it (a padded column, a template)
+	// is the id without it: create, get and pay name the order so, and
+	// one kept padded could never be paid or looked up by its id.
+	o.OrderID = strings.TrimSpace(o.OrderID)
 	needed := func(name string, err error) error {
 		if err != nil && !idOnly {
 			return fmt.Errorf("%s: %w", name, err)
@@ -768,6 +772,13 @@ func PlatformCode(code int, acts bool) providers.Code {
 	case 404:
 		return providers.FailedPrecondition
 	case 429:
+		if acts {
+			// The platform's own throttle answer: nothing documents
+			// that it comes before the platform acted (the error table
+			// calls it retryable, no more), and a create or pay sent
+			// again on it would make or pay the order twice.
+			return providers.Ambiguous
+		}
 		return providers.RateLimited
 	case 400, 460, 2000, 2062, 2063, 2065, 2066:
 		return providers.InvalidArgument
@@ -779,11 +790,17 @@ func PlatformCode(code int, acts bool) providers.Code {
 }
 
 // statusCode maps a bare HTTP status (no gateway reason, no body code).
-// 401 (a failed signature check, documented) and 429 refuse before acting;
-// any other status says nothing documented about what was done: unsure.
+// 401 (a failed signature check, documented) refuses before acting; 429
+// throttles, which for a call that acts says nothing documented about
+// whether it acted first (unsure: Ambiguous), and for a read is
+// RateLimited; any other status says nothing documented about what was
+// done: unsure.
 func statusCode(status int, unsure providers.Code) providers.Code {
 	switch status {
 	case http.StatusTooManyRequests:
+		if unsure == providers.Ambiguous {
+			return unsure
+		}
 		return providers.RateLimited
 	case http.StatusUnauthorized:
 		return providers.Unauthenticated

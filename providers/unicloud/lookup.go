@@ -332,7 +332,8 @@ func hasField(m map[string]json.RawMessage, name string) bool {
 // page 0 that would teach "from 1" only when said twice in a row),
 // and judged against page 1 (providers.JudgePageZero):
 //
-//   - shown to count from 1: not asked for page 0 again;
+//   - shown to count from 1: page 0 is read once (stillFrom1) whenever
+//     the list would ask for it, since a server may count from 0 later;
 //   - shown to count from 0: read again from page 0, and from then on
 //     always from 0. When page 1 was empty, that is first confirmed by
 //     reading page 1 again: a server that serves page 0 as page 1 shows
@@ -371,8 +372,16 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		c.pagesFrom0.Store(false)
 	}
 	r := c.listFrom(ctx, q, 1)
-	if r.fail != nil || !r.needZero || c.pagesFrom1.Load() {
+	if r.fail != nil || !r.needZero {
 		return r.out, r.err()
+	}
+	if c.pagesFrom1.Load() {
+		if still, err := c.stillFrom1(ctx, q, r.firstIDs); err != nil || still {
+			if err != nil {
+				return nil, err
+			}
+			return r.out, r.err()
+		}
 	}
 	zero, zerr := c.pageZero(ctx, q, len(r.firstIDs) > 0)
 	zeroIDs := idsOf(zero)
@@ -535,6 +544,32 @@ func (c *Client) pageZero(ctx context.Context, q map[string]string, oneHeld bool
 			Message: "page 0 answered differently when read again: where the server counts pages from is not shown"}
 	}
 	return again, aerr
+}
+
+// stillFrom1 reads page 0 once beside a list read from 1 (page 1's ids
+// oneIDs) on a server that has shown it counts pages from 1. Nothing
+// documents that a server keeps counting as it did (a release, a gateway
+// spreading its clients over two versions), and one that counts from 0
+// now holds its newest orders on page 0, which the list lacks: a lookup
+// would answer not_found with ours among them, and the order would be
+// created again. Page 0 refused as a bad Page, empty, or page 1 again:
+// still from 1 (true). Failing otherwise: nothing is shown, and the list
+// is incomplete for now (Unavailable; what was learnt is kept, so that a
+// fault passes). Holding orders other than page 1's: what was learnt is
+// forgotten (false), and page 0 is judged afresh.
+func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []string) (bool, error) {
+	_, zero, status, err := c.queryPage(ctx, q, 0)
+	switch {
+	case pageRefusal(err):
+		return true, nil
+	case err != nil:
+		return false, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", HTTPStatus: status,
+			Message: "page 0 unreadable beside a list read from page 1: the list may lack the newest orders, should the server count pages from 0 now", Err: err}
+	case len(zero) == 0 || providers.JudgePageZero(nil, idsOf(zero), oneIDs) == providers.BaseFrom1:
+		return true, nil
+	}
+	c.pagesFrom1.Store(false)
+	return false, nil
 }
 
 // pageRefusal reports whether err is QueryOrders refusing its Page as a

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -670,7 +671,7 @@ func TestLookupPagesFromZero(t *testing.T) {
 	}{
 		{from0: true, queries: 4 + 2},                // the empty page 1 (short of the total), page 0, page 1 again (still empty: confirmed), then page 0 again (the server counts from 0); the UTC window's page 0, empty with a total of 0, and its page 1 (an empty page 0 is checked)
 		{from0: true, noTotal: true, queries: 5 + 2}, // the empty page 1 ends the list, page 0, page 1 again (confirmed), then pages 0 and 1 again; the UTC window's empty page 0 and its page 1
-		{noTotal: true, queries: 4 + 1},              // pages 1, 2 (empty), 0 (refused), 0 again (refused again: remembered); the UTC window's empty page 1
+		{noTotal: true, queries: 4 + 2},              // pages 1, 2 (empty), 0 (refused), 0 again (refused again: remembered); the UTC window's empty page 1, and its page 0 once (refused: the server still counts from 1)
 		{queries: 1 + 1},                             // page 1 holds the total; the UTC window's page 1, empty with a total of 0
 	} {
 		t.Run(fmt.Sprintf("from0=%v,noTotal=%v", tt.from0, tt.noTotal), func(t *testing.T) {
@@ -693,6 +694,40 @@ func TestLookupPagesFromZero(t *testing.T) {
 				t.Errorf("%d QueryOrders calls, want %d", n, tt.queries)
 			}
 		})
+	}
+}
+
+// Nothing documents that a server keeps counting pages as it did (a
+// release, a gateway spreading its clients over two versions). A server
+// shown to count from 1 that counts from 0 later holds its newest orders,
+// ours among them, on page 0: the lookup still finds ours, never a
+// not_found that would create it again.
+func TestLookupServerThatCountsFromZeroLater(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	from1 := sandbox.New(accessKeyID, accessKeySecret)
+	from1.NoTotal = true
+	from0 := sandbox.New(accessKeyID, accessKeySecret)
+	from0.PagesFrom0, from0.NoTotal = true, true
+	var serving atomic.Pointer[sandbox.Server]
+	serving.Store(from1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serving.Load().ServeHTTP(w, r) }))
+	t.Cleanup(srv.Close)
+	c := client(t, srv.URL, unicloud.Options{PageSize: 20})
+	for i := range 10 {
+		from1.Seed(seeded(fmt.Sprintf("other-%d", i), now.Add(-time.Minute)))
+		from0.Seed(seeded(fmt.Sprintf("other-%d", i), now.Add(-time.Minute)))
+	}
+	o := order("zero")
+	o.FirstAttempt = now.Add(-2 * time.Minute)
+	if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.NotFound {
+		t.Fatalf("Lookup before the order = %v; want not_found (and the server shown to count from 1)", err)
+	}
+	serving.Store(from0)
+	ours := from0.Seed(seeded("zero", now)) // the newest: first on page 0
+	r, err := c.Lookup(context.Background(), o)
+	if err != nil || r.ProviderOrderID != ours.ID {
+		t.Fatalf("Lookup = %+v, %v; want order %s, on page 0 now", r, err, ours.ID)
 	}
 }
 

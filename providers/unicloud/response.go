@@ -283,6 +283,11 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, sig 
 		// answer, and a create read as throttled goes out again without a
 		// lookup.
 		return fail(providers.Ambiguous, or(r.Message, http.StatusText(st)))
+	case create && (st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code)):
+		// No throttling answer is documented, so none is known to come
+		// before the order was made: a create answered so is looked up
+		// before it is sent again, as any answer of unknown effect.
+		return fail(providers.Ambiguous, or(r.Message, "throttled")+": the order may exist")
 	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):
 		return fail(providers.RateLimited, or(r.Message, "throttled"))
 	case st >= 500:
