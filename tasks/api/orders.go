@@ -77,7 +77,15 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 			h.answerInvalid(w, body, res) // no resend would fix it
 			return
 		}
-		h.unavailable(w, r, err, "the order was not accepted: "+keyDetail(err), nil)
+		if detail, ok := keyDetail(err); ok {
+			h.unavailable(w, r, err, "the order was not accepted: "+detail, nil)
+			return
+		}
+		// Redis did not answer the check: nothing of this request was
+		// written, but an earlier send of the order, whose answer was
+		// lost, may have been: never "not accepted" (sent under another
+		// number, it would be made twice).
+		h.unavailable(w, r, err, "Redis is unavailable: the order may or may not have been accepted; send it again (an order that got in answers duplicate)", nil)
 		return
 	}
 	res, err := h.enq.Enqueue(ctx, body)
@@ -152,21 +160,23 @@ func hidden(res tasks.EnqueueResult) tasks.EnqueueResult {
 	return res
 }
 
-// keyDetail explains a failed data key check.
-func keyDetail(err error) string {
+// keyDetail explains a failed data key check that refuses every order of
+// this server whatever Redis holds (a configuration or version mismatch);
+// ok is false when it failed for Redis not answering.
+func keyDetail(err error) (detail string, ok bool) {
 	var mismatch *ledger.DataKeyMismatchError
 	if errors.As(err, &mismatch) {
-		return "this server's ORDERWORKER_DATA_KEY is not the one the ledger's orders are sealed with"
+		return "this server's ORDERWORKER_DATA_KEY is not the one the ledger's orders are sealed with", true
 	}
 	var shards *ledger.ShardsMismatchError
 	if errors.As(err, &shards) {
-		return "this server is misconfigured: " + shards.Error()
+		return "this server is misconfigured: " + shards.Error(), true
 	}
 	var format *ledger.FormatError
 	if errors.As(err, &format) {
-		return "this server is an earlier version than the ledger's: " + format.Error()
+		return "this server is an earlier version than the ledger's: " + format.Error(), true
 	}
-	return "Redis is unavailable; send it again (an order that got in answers duplicate)"
+	return "", false
 }
 
 // syntaxReason says where JSON breaks, without echoing it.
@@ -202,7 +212,11 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 	err = h.checkDataKey(ctx)
 	cancel()
 	if err != nil {
-		h.unavailable(w, r, err, "no order was accepted: "+keyDetail(err), map[string]any{"results": []tasks.EnqueueResult{}})
+		if detail, ok := keyDetail(err); ok {
+			h.unavailable(w, r, err, "no order was accepted: "+detail, map[string]any{"results": []tasks.EnqueueResult{}})
+			return
+		}
+		h.unavailable(w, r, err, "Redis is unavailable: nothing of this request was written, but an earlier send of any of its orders may have been accepted; send them again (an order that got in answers duplicate)", map[string]any{"results": []tasks.EnqueueResult{}})
 		return
 	}
 	results := make([]tasks.EnqueueResult, 0, len(items))
