@@ -242,6 +242,12 @@ when there is no such order, 2 on a usage or infrastructure error.
 		fmt.Fprintf(stderr, "enqueue: cannot use Redis (%s): %s; nothing was read or sent\n", source, strings.TrimSuffix(providers.MaskPhones(err.Error()), "."))
 		return exitError
 	}
+	if getenv("REDIS_URL") == "" && !flagGiven(fs, "redis-url") && !*dev {
+		// A script that forgot its environment would otherwise write
+		// its orders to whatever Redis listens on the default address,
+		// without a word.
+		fmt.Fprintf(stderr, "enqueue: sending orders to %s (the default: REDIS_URL is not set)\n", tasks.RedactURL(redisURL))
+	}
 	var guard *devGuard
 	if !*dev {
 		guard = &devGuard{rdb: rdb, timeout: *timeout}
