@@ -261,6 +261,7 @@ type Set struct {
 	overrun  map[string]time.Duration       // Spec.CreateOverrun, by name
 	masked   map[string][]string            // Spec.Masked, by name
 	idScope  map[string]func(Params) string // Spec.IDScope, by name
+	scopeOf  map[string]string              // Spec.IDScopeField, by name
 }
 
 type disabled struct {
@@ -273,7 +274,7 @@ type disabled struct {
 
 // NewSet returns an empty Set.
 func NewSet() *Set {
-	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}, masked: map[string][]string{}, idScope: map[string]func(Params) string{}}
+	return &Set{enabled: map[string]Provider{}, disabled: map[string]disabled{}, checkID: map[string]func(string) error{}, overrun: map[string]time.Duration{}, masked: map[string][]string{}, idScope: map[string]func(Params) string{}, scopeOf: map[string]string{}}
 }
 
 // Add enables p under p.Name().

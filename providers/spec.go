@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,9 @@ type Spec struct {
 	// scope. Known without credentials (Set.IDScope), for the enqueue
 	// CLI's operator actions.
 	IDScope func(Params) string
+	// IDScopeField names the param IDScope reads (Aliyun: iotId), for
+	// what an order is told when its scope cannot be stored.
+	IDScopeField string
 	// Example are valid params, for docs and tests.
 	Example json.RawMessage
 	// Settings are the environment variables the provider reads, in the
@@ -331,6 +335,7 @@ func (s *Set) DisableSpec(spec Spec, reason string) {
 	s.overrun[spec.Name] = spec.CreateOverrun
 	s.masked[spec.Name] = spec.Masked
 	s.idScope[spec.Name] = spec.IDScope
+	s.scopeOf[spec.Name] = spec.IDScopeField
 }
 
 // AddSpec enables p, spec's provider, keeping the facts of spec the
@@ -341,6 +346,13 @@ func (s *Set) AddSpec(spec Spec, p Provider) {
 	s.overrun[spec.Name] = spec.CreateOverrun
 	s.masked[spec.Name] = spec.Masked
 	s.idScope[spec.Name] = spec.IDScope
+	s.scopeOf[spec.Name] = spec.IDScopeField
+}
+
+// IDScopeField names the param the named provider's IDScope reads
+// (Spec.IDScopeField), "params" when its spec does not say.
+func (s *Set) IDScopeField(name string) string {
+	return cmp.Or(s.scopeOf[name], "params")
 }
 
 // IDScope is the scope the named provider's order ids are unique within,

@@ -216,3 +216,30 @@ func TestPersonalDataRefusalAfterALossIsNotInvalid(t *testing.T) {
 		t.Errorf("with no loss: %+v; want invalid", res)
 	}
 }
+
+// The scope a provider's order ids are kept by (Aliyun's device, iotId) is
+// stored in clear on the record and in the owner index, whatever the data
+// key seals: an order whose scope holds a phone number is refused, with a
+// data key as without, as an order number holding one is.
+func TestIDScopeThatHoldsAPhoneNumberIsRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true})
+	addAliyun(t, e, nil)
+	keyed := tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Sealer: newSealer(t)})
+	for _, iot := range []string{"13800138000", "dev-138-0013-8000"} {
+		order := []byte(`{"provider":"aliyun","order_no":"Scope-1","params":{"iotId":"` + iot + `","commodityCode":"streamingResource_20_10","copies":1}}`)
+		for name, enq := range map[string]*tasks.Enqueuer{"keyed": keyed, "keyless": e.enqueuer} {
+			res, err := enq.Enqueue(context.Background(), order)
+			if err != nil || res.Status != tasks.Invalid || !strings.Contains(res.Reason, "params.") || !strings.Contains(res.Reason, "phone number") || strings.Contains(res.Reason, "0013") || strings.Contains(res.Reason, "138000") {
+				t.Errorf("%s Enqueue of iotId %q = %+v, %v; want invalid naming the param, the number masked", name, iot, res, err)
+			}
+		}
+	}
+	if keys := e.rdb.Keys(context.Background(), "*aliyun*").Val(); len(keys) != 0 {
+		t.Errorf("refused orders left keys: %v", keys)
+	}
+	res, err := keyed.Enqueue(context.Background(), []byte(`{"provider":"aliyun","order_no":"Scope-2","params":{"iotId":"bZGD54swRgFkEs000101","commodityCode":"streamingResource_20_10","copies":1}}`))
+	if err != nil || res.Status != tasks.Enqueued {
+		t.Errorf("Enqueue of a device id without a phone number = %+v, %v; want enqueued", res, err)
+	}
+}

@@ -385,6 +385,13 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 			return clear, parsed, personalError{invalid("params.%s is personal data: set ORDERWORKER_DATA_KEY so it is stored encrypted, or leave it out", name)}
 		}
 	}
+	// The scope a provider's order ids are kept by (Aliyun's device) is
+	// stored in clear, on the record and in the owner index's fields,
+	// whatever the data key seals: as an order number is, it may not
+	// hold a phone number.
+	if scope, scoped := set.IDScope(p.Provider, parsed); scoped && providers.MaskPhones(scope) != scope {
+		return clear, parsed, personalError{invalid("params.%s: holds what looks like a phone number (%s), personal data, and it is stored and shown in clear as the scope of the provider's order ids, even with ORDERWORKER_DATA_KEY set", set.IDScopeField(p.Provider), providers.MaskPhones(scope))}
+	}
 	return clear, parsed, nil
 }
 

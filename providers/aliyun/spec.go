@@ -50,7 +50,8 @@ func Spec() providers.Spec {
 		},
 		Parse: Parse,
 		// An orderId is unique only on its device (see Client.IDScope).
-		IDScope: idScope,
+		IDScope:      idScope,
+		IDScopeField: "iotId",
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
