@@ -204,6 +204,11 @@ type Client struct {
 	// pagesFrom1 and pagesFrom0 are set once order/query has shown where
 	// its pageNo starts (see list).
 	pagesFrom1, pagesFrom0 atomic.Bool
+	// devices remembers which device the order ids seen were for;
+	// unfiltered is set once order/query has listed one device's orders
+	// for another without naming their device (see deviceOf).
+	devices    deviceOf
+	unfiltered atomic.Bool
 }
 
 var (
@@ -433,6 +438,7 @@ func (c *Client) Submit(ctx context.Context, o providers.Order) (providers.Resul
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: opName(PathCreate),
 			HTTPStatus: a.status, ProviderCode: "200", Message: "no orderId in the answer"}
 	}
+	c.devices.note(info.OrderID, p.IotID)
 	return c.result(a, info, "created", false), nil
 }
 

@@ -154,7 +154,13 @@
 // creates on the device were answered with) is not whole: Unavailable.
 //
 // Orders that Order.Owned reports as another record's are left out: they
-// are never this order. Exactly one candidate and nothing undecidable is
+// are never this order. So are orders that name another device, and
+// orders that name none but were listed or created for another device
+// before (the client remembers which device each id was seen for: a
+// server that ignores the listing's iotId filter lists every device's
+// orders, and the documented order shape names no device); once the
+// listing has shown that, an order naming no device is never the one
+// found by matching (Ambiguous). Exactly one candidate and nothing undecidable is
 // the order. No candidate and nothing undecidable, in a complete listing,
 // is NotFound, and only then may the order be created again. Everything
 // else is an Ambiguous error that says why (several candidates, an

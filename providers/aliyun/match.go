@@ -853,6 +853,9 @@ func (c *Client) Prepare(ctx context.Context, o providers.Order) ([]string, erro
 	if err != nil {
 		return nil, snapshotRefused(err)
 	}
+	if l.gap == gapNone {
+		c.noteListing(p.IotID, l.orders)
+	}
 	fail := func(code providers.Code, msg string, err error) error {
 		return &providers.Error{Code: code, Op: opName(PathQuery) + " (snapshot)", HTTPStatus: l.last.status, ProviderCode: "200", Message: msg, Err: err}
 	}
@@ -974,6 +977,13 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		// provider failing, and counts.
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, c.gapMessage(l, "search"), nil)
 	}
+	c.noteListing(p.IotID, l.orders)
+	// elsewhere: an order that names no device, listed or created for
+	// another device before: another device's on a server that does not
+	// filter its listing (or one of ids that repeat across devices).
+	elsewhere := func(x OrderInfo) bool {
+		return strings.TrimSpace(x.IotID) == "" && c.devices.elsewhere(x.OrderID, p.IotID)
+	}
 	foreign, unsaid := 0, 0
 	for _, x := range l.orders {
 		switch {
@@ -1029,7 +1039,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	others := 0
 	foreignMatches := 0 // orders of other devices that could be this one but for their device
 	for _, x := range l.orders {
-		if otherDevice(x, p.IotID) {
+		if otherDevice(x, p.IotID) || elsewhere(x) {
 			// Never ours; but one that could be, but for the device it
 			// names, keeps a not-found from being believed (below),
 			// unless another record owns it.
@@ -1076,6 +1086,11 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 	switch {
 	case reason != "":
 		return answer{}, OrderInfo{}, fail(providers.Ambiguous, reason, nil)
+	case found && strings.TrimSpace(m.IotID) == "" && c.unfiltered.Load():
+		// The server lists other devices' orders without naming them:
+		// the one new order of our kind may be another device's.
+		return answer{}, OrderInfo{}, fail(providers.Ambiguous,
+			"an order of this commodity and copies is new in the listing, but order/query lists other devices' orders without naming their device (orders listed for one device were listed for another), so it may be another device's; not guessing", nil)
 	case found && rivals > 0:
 		// The order listed may be a rival's, whose id is not recorded
 		// yet: not ours to take, nor to rule out.

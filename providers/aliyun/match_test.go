@@ -872,3 +872,48 @@ func TestServerThatCountsFromZeroLater(t *testing.T) {
 		t.Fatalf("Lookup = %+v, %v; want order %s, on page 0", r, err, ours)
 	}
 }
+
+// order/query's iotId filter comes from a third-party client, and the
+// documented order shape names no device. A server that ignores the filter
+// lists every device's orders without saying whose: an order listed (or
+// created) for one device, listed again for another, is never that other
+// device's by matching (two records would claim one order, one of them
+// never created), and from then on no order that names no device is taken
+// by matching at all.
+func TestListingOfAnotherDevicesOrdersIsNotMatched(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 10; o.PageBase = aliyun.PageBaseFrom1 })
+	empty := listed(0)
+	// Device A's snapshot: empty. Its create is answered with order X.
+	a := testOrder(1710)
+	f.sb.Inject(aliyun.PathQuery, empty)
+	if known, err := f.c.Prepare(ctx(t), a); err != nil || len(known) != 0 {
+		t.Fatalf("Prepare A = %v, %v", known, err)
+	}
+	ra, err := f.c.Submit(ctx(t), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Device B's create failed having made nothing; its lookup lists A's
+	// order as new since B's empty snapshot.
+	b := testOrder(1711)
+	b.Known = []string{}
+	b.Owned = func(context.Context, string) (bool, error) { return false, nil }
+	f.sb.Inject(aliyun.PathQuery, listed(1, ourEntry(ra.ProviderOrderID, nil)), listed(1))
+	if r, err := f.c.Lookup(ctx(t), b); providers.CodeOf(err) != providers.Ambiguous {
+		t.Fatalf("Lookup B = %+v, %v; want ambiguous, A's order never B's", r, err)
+	}
+	// Shown unfiltered: a new order naming no device is not taken either.
+	c := testOrder(1712)
+	c.Known = []string{}
+	c.Owned = b.Owned
+	f.sb.Inject(aliyun.PathQuery, listed(2, ourEntry(ra.ProviderOrderID, nil), ourEntry("20261205000000000099", nil)), listed(2))
+	if r, err := f.c.Lookup(ctx(t), c); providers.CodeOf(err) != providers.Ambiguous {
+		t.Fatalf("Lookup C = %+v, %v; want ambiguous", r, err)
+	}
+	// An order that names its device is still found.
+	f.sb.Inject(aliyun.PathQuery, listed(2, ourEntry(ra.ProviderOrderID, nil), ourEntry("20261205000000000099", map[string]any{"iotId": iotID(1712)})), listed(2))
+	if r, err := f.c.Lookup(ctx(t), c); err != nil || r.ProviderOrderID != "20261205000000000099" {
+		t.Fatalf("Lookup C, its order naming its device = %+v, %v; want order 20261205000000000099", r, err)
+	}
+}
