@@ -267,3 +267,31 @@ func TestCodeFunctions(t *testing.T) {
 		t.Errorf("GatewayCode(404, Invalid Url, lookup) = %v", c)
 	}
 }
+
+// A create or pay the platform throttled is unsure (it may have acted
+// before answering so), yet the platform answered: no news of its health,
+// which the circuit breaker does not count, as it counts no throttle. At
+// HTTP 5xx it counts: the server may have failed.
+func TestThrottledActingCallIsNoNewsOfHealth(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		reply  sandbox.Reply
+		noNews bool
+	}{
+		{"body 429", sandbox.Reply{Code: 429, Message: "too many requests"}, true},
+		{"bare 429", sandbox.Reply{HTTPStatus: 429}, true},
+		{"429 at http 503", sandbox.Reply{HTTPStatus: 503, Code: 429, Message: "too many requests"}, false},
+		{"500 service error", sandbox.Reply{Code: 500, Message: "service error"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			f.sb.Inject(aliyun.PathCreate, tt.reply)
+			_, err := f.c.Submit(ctx(t), testOrder(13))
+			if providers.CodeOf(err) != providers.Ambiguous || errors.Is(err, providers.ErrNoNews) != tt.noNews {
+				t.Errorf("Submit = %v; want ambiguous, no news of health %v", err, tt.noNews)
+			}
+		})
+	}
+}

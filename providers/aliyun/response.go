@@ -616,6 +616,34 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 // acts; Unavailable for the others). secrets are redacted from every
 // message.
 func classify(op string, acts bool, resp *providers.Response, secrets []string) (answer, error) {
+	a, err := classifyAnswer(op, acts, resp, secrets)
+	var pe *providers.Error
+	if acts && errors.As(err, &pe) && pe.Code == providers.Ambiguous && pe.Err == nil && throttleAnswer(resp) {
+		// A create or pay throttled by the platform is unsure (it may
+		// have acted first), but the platform answered: no news of its
+		// health, which the circuit breaker does not count, as it counts
+		// no throttle.
+		pe.Err = providers.ErrNoNews
+	}
+	return a, err
+}
+
+// throttleAnswer reports whether resp throttles: HTTP 429, or the
+// platform's code 429 below HTTP 500 (a 5xx may come from a server that
+// failed, whatever code it carries).
+func throttleAnswer(resp *providers.Response) bool {
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return true
+	}
+	if resp.StatusCode >= 500 {
+		return false
+	}
+	r, err := ParseResponse(resp.Body)
+	return err == nil && r.Code == 429
+}
+
+// classifyAnswer is classify before a throttle is marked as no news.
+func classifyAnswer(op string, acts bool, resp *providers.Response, secrets []string) (answer, error) {
 	unsure := providers.Unavailable
 	if acts {
 		unsure = providers.Ambiguous

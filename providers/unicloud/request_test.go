@@ -428,6 +428,9 @@ func TestClassify(t *testing.T) {
 			if pe.HTTPStatus != tt.status {
 				t.Errorf("HTTPStatus = %d, want %d", pe.HTTPStatus, tt.status)
 			}
+			if throttle := strings.Contains(tt.name, "429") || strings.Contains(tt.name, "throttling code at 200"); tt.create && pe.Code == providers.Ambiguous && tt.status < 500 && throttle != errors.Is(err, providers.ErrNoNews) {
+				t.Errorf("no news of health = %v, want %v: a throttled create is unsure, but the server answered", !throttle, throttle)
+			}
 			if pe.RetryAfter != tt.wantRetry {
 				t.Errorf("RetryAfter = %v, want %v", pe.RetryAfter, tt.wantRetry)
 			}

@@ -287,7 +287,11 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, sig 
 		// No throttling answer is documented, so none is known to come
 		// before the order was made: a create answered so is looked up
 		// before it is sent again, as any answer of unknown effect.
-		return fail(providers.Ambiguous, or(r.Message, "throttled")+": the order may exist")
+		// The server answered, throttling: no news of its health (the
+		// circuit breaker does not count it, as it counts no throttle).
+		r, err := fail(providers.Ambiguous, or(r.Message, "throttled")+": the order may exist")
+		err.(*providers.Error).Err = providers.ErrNoNews
+		return r, err
 	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):
 		return fail(providers.RateLimited, or(r.Message, "throttled"))
 	case st >= 500:
