@@ -156,6 +156,22 @@ type saysExists struct{}
 func (saysExists) Error() string        { return "said to exist" }
 func (saysExists) Is(target error) bool { return target == ErrNoNews }
 
+// ErrThrottled is an *Error's Err for a create or pay the provider
+// answered as throttled where no document says a throttle comes before it
+// acts: the call is Ambiguous (it may have acted: looked up, never sent
+// again blind), yet the provider answered, so it is no news of its health
+// (ErrNoNews), and the order state machine spends none of the order's
+// failure budget on it, as on no throttle.
+var ErrThrottled error = throttled{}
+
+type throttled struct{}
+
+func (throttled) Error() string        { return "throttled" }
+func (throttled) Is(target error) bool { return target == ErrNoNews }
+
+// Throttled reports whether err is a call throttled so (ErrThrottled).
+func Throttled(err error) bool { return errors.Is(err, ErrThrottled) }
+
 // SaysExists reports whether err is a create refused so (ErrSaysExists).
 func SaysExists(err error) bool { return errors.Is(err, ErrSaysExists) }
 

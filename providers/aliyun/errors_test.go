@@ -289,7 +289,7 @@ func TestThrottledActingCallIsNoNewsOfHealth(t *testing.T) {
 			f := setup(t, nil)
 			f.sb.Inject(aliyun.PathCreate, tt.reply)
 			_, err := f.c.Submit(ctx(t), testOrder(13))
-			if providers.CodeOf(err) != providers.Ambiguous || errors.Is(err, providers.ErrNoNews) != tt.noNews {
+			if providers.CodeOf(err) != providers.Ambiguous || errors.Is(err, providers.ErrNoNews) != tt.noNews || providers.Throttled(err) != tt.noNews {
 				t.Errorf("Submit = %v; want ambiguous, no news of health %v", err, tt.noNews)
 			}
 		})

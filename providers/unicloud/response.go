@@ -283,16 +283,13 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, sig 
 		// answer, and a create read as throttled goes out again without a
 		// lookup.
 		return fail(providers.Ambiguous, or(r.Message, http.StatusText(st)))
-	case create && (st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code)):
-		// No throttling answer is documented, so none is known to come
-		// before the order was made: a create answered so is looked up
-		// before it is sent again, as any answer of unknown effect.
-		// The server answered, throttling: no news of its health (the
-		// circuit breaker does not count it, as it counts no throttle).
-		r, err := fail(providers.Ambiguous, or(r.Message, "throttled")+": the order may exist")
-		err.(*providers.Error).Err = providers.ErrNoNews
-		return r, err
 	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):
+		// A throttle below HTTP 500 is taken as made before the order
+		// was (the provider's judgement table: "retryable with backoff",
+		// reconciling only after a 5xx). Read as unsure, a throttled
+		// create could never be created again by default: its lookup's
+		// not-found does not prove it absent (UNICLOUD_RECREATE_UNLISTED),
+		// so every throttled order would wait for a person.
 		return fail(providers.RateLimited, or(r.Message, "throttled"))
 	case st >= 500:
 		return fail(unsure, or(r.Message, http.StatusText(st)))

@@ -61,7 +61,9 @@
 // timeouts. Answers about one order (InvalidArgument, NotFound,
 // PermissionDenied, FailedPrecondition), bad credentials (Unauthenticated)
 // and throttling (RateLimited, by the provider or by the limiter, which the
-// handler retries after the delay it names) neither count as failures nor reset the count; neither
+// handler retries after the delay it names; and a create or pay throttled
+// where it may have acted, Ambiguous with providers.ErrThrottled, which
+// is providers.ErrNoNews) neither count as failures nor reset the count; neither
 // does a call cut short because the worker itself cancelled it (shutdown).
 // The handler reports a read the provider answered at a 2xx in full but
 // that could not single the order out (Ambiguous) as a success, and one

@@ -646,7 +646,13 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		// The order may exist: the next step looks it up first, by the
 		// provider's id for it when the answer carried one.
 		f := rec.Failures + 1
-		t := ledger.SetUnknown(msg).WithFailures(f).WithMayExist(true)
+		spent := f
+		if providers.Throttled(err) {
+			// Throttled where it may have acted: looked up as any unsure
+			// answer, but no failure, as no throttle is.
+			spent = rec.Failures
+		}
+		t := ledger.SetUnknown(msg).WithFailures(spent).WithMayExist(true)
 		if providers.SaysExists(err) {
 			// Refused as a used number: it may exist however the lookups
 			// read the listing (a server that pads, cuts or case-folds

@@ -1356,3 +1356,23 @@ func TestCreateRefusedAsUsedIsNeverErroredAsNotCreated(t *testing.T) {
 		t.Errorf("past the deadline before a create of an order never refused as used: to %q; want errored, as before", pl.Settle.To())
 	}
 }
+
+// A create the provider answered as throttled where no document says a
+// throttle comes before it acts (providers.ErrThrottled: Aliyun's platform
+// 429) may have made the order: looked up, never sent again blind, and
+// the throttle spends none of the failure budget, as no throttle does.
+func TestThrottledCreateIsLookedUpWithoutSpendingTheBudget(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	throttled := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", ProviderCode: "429", Message: "too many requests", Err: providers.ErrThrottled}}
+	rec := retryMarked()
+	rec.Failures = p.MaxAttempts - 1
+	d := Decide(rec, Submit, throttled, p, t0.Add(time.Minute))
+	if d.Settle.To() != ledger.StateUnknown || d.Settle.Failures() != p.MaxAttempts-1 {
+		t.Errorf("throttled create: to %q, failures %d; want unknown (looked up), failures %d", d.Settle.To(), d.Settle.Failures(), p.MaxAttempts-1)
+	}
+	unsure := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", Message: "HTTP 502"}}
+	if d := Decide(retryMarked(), Submit, unsure, p, t0.Add(time.Minute)); d.Settle.Failures() != retryMarked().Failures+1 {
+		t.Errorf("a 502 on a create: failures %d; want %d, spent as before", d.Settle.Failures(), retryMarked().Failures+1)
+	}
+}
