@@ -552,6 +552,9 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	var a answer
 	var info OrderInfo
 	matched := o.Matched
+	// An id is read without space around it; one recorded with it (by a
+	// version that kept it so) is the same order.
+	o.ProviderOrderID = strings.TrimSpace(o.ProviderOrderID)
 	if o.ProviderOrderID != "" {
 		a, err = c.call(ctx, PathGet, orderRef{IotID: p.IotID, OrderID: o.ProviderOrderID}, callOpts{timeout: c.timeout, personal: p.UserName, userID: p.UserID})
 		if err != nil {
@@ -601,6 +604,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 // is Ambiguous: the order is looked up, and never paid again.
 func (c *Client) Pay(ctx context.Context, o providers.Order) (providers.Result, error) {
 	op := opName(PathPay)
+	o.ProviderOrderID = strings.TrimSpace(o.ProviderOrderID)
 	switch {
 	case !c.autoPay:
 		return providers.Result{}, &providers.Error{Code: providers.FailedPrecondition, Op: op, Message: "paying is not enabled (AutoPay)"}

@@ -77,7 +77,9 @@ func Plausible(t, now time.Time) bool {
 func SnapshotRule(p CreateParams, known []string) Rule {
 	set := make(map[string]bool, len(known))
 	for _, id := range known {
-		set[id] = true
+		// As listings are read (an id with space around it is the id
+		// without it), a snapshot recorded before they were too.
+		set[strings.TrimSpace(id)] = true
 	}
 	return Rule{Params: p, Known: set}
 }
@@ -376,8 +378,14 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	if err != nil || (l.gap != gapNone && l.gap != gapRepeats) {
 		return l, err
 	}
-	if c.pagesFrom1.Load() && c.stillFrom1(ctx, p, &l, snapshot) {
-		return l, nil
+	if c.pagesFrom1.Load() {
+		still, err := c.stillFrom1(ctx, p, &l, snapshot)
+		if err != nil {
+			return listing{}, err
+		}
+		if still {
+			return l, nil
+		}
 	}
 	// Page 0 is the first page on a server counting from 0: a snapshot
 	// reads it without data (twice in a row) as empty only while page 1
@@ -522,25 +530,41 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 // orders on page 0, which l lacks: a lookup would answer not_found with
 // ours among them, and the order would be created again. Page 0 refused
 // as a parameter error, empty, or page 1 again: the server still counts
-// from 1 (true, l stands). Failing otherwise: nothing is shown, and l is
-// incomplete for now (true, gapZeroUnread; what was learnt is kept, so a
-// fault passes). Holding orders other than page 1's: what was learnt is
-// forgotten (false), and page 0 is judged afresh.
-func (c *Client) stillFrom1(ctx context.Context, p CreateParams, l *listing, snapshot bool) bool {
+// from 1 (true, l stands). Throttled or refused for the credentials, the
+// clock or the account: that error (the listing waits as for any call so
+// answered). Failing otherwise, or holding orders that cannot be compared
+// with page 1's (an order without its id): nothing is shown, and l is
+// incomplete for now (true, gapZeroUnread; what was learnt is kept, so
+// that a fault passes). Holding orders other than page 1's: what was
+// learnt is forgotten (false), and page 0 is judged afresh. One answer is
+// enough here, where judging the base at first wants two alike: what was
+// learnt is only kept, never learnt anew, on it.
+func (c *Client) stillFrom1(ctx context.Context, p CreateParams, l *listing, snapshot bool) (bool, error) {
 	zero, _, err := c.queryPage(ctx, p, 0, true, snapshot && len(l.firstIDs) == 0)
+	zeroIDs := idsOf(zero.Orders)
 	switch {
 	case pageRefused(err):
-		return true
+		return true, nil
 	case err != nil:
+		if c := providers.CodeOf(err); c == providers.RateLimited || c == providers.Unauthenticated {
+			return false, err
+		}
 		l.gap = gapZeroUnread
-		return true
-	case len(zero.Orders) == 0 || providers.JudgePageZero(nil, idsOf(zero.Orders), l.firstIDs) == providers.BaseFrom1:
-		return true
+		return true, nil
+	case len(zeroIDs) == 0, slices.Equal(zeroIDs, l.firstIDs):
+		return true, nil
+	}
+	switch providers.JudgePageZero(nil, zeroIDs, l.firstIDs) {
+	case providers.BaseFrom1:
+		return true, nil
+	case providers.BaseUnknown:
+		l.gap = gapZeroUnread
+		return true, nil
 	}
 	if c.pagesFrom1.Swap(false) {
 		c.log.Warn("aliyun order/query: page 0 holds orders page 1 does not, on a server that counted pages from 1; judging again where it counts from (ALIYUN_PAGE_BASE fixes it)")
 	}
-	return false
+	return false, nil
 }
 
 // learnBase keeps, for the process's life, that order/query counts pages
@@ -733,6 +757,9 @@ func (c *Client) gapMessage(l listing, what string) string {
 		}
 		return "the device's orders changed while they were listed"
 	case gapZeroUnread:
+		if c.pagesFrom1.Load() {
+			return "page 0 of the device's orders could not be read, or not told from page 1, on a server that has counted pages from 1: should it count from 0 now, the listing may lack its newest orders (" + baseHint + ")"
+		}
 		return zeroUnread + " (" + baseHint + ")"
 	}
 	return ""

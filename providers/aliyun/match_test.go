@@ -917,3 +917,34 @@ func TestListingOfAnotherDevicesOrdersIsNotMatched(t *testing.T) {
 		t.Fatalf("Lookup C, its order naming its device = %+v, %v; want order 20261205000000000099", r, err)
 	}
 }
+
+// Page 0 read again on a server shown to count from 1: the same as page 1,
+// though an order there lacks its id, it still counts from 1; throttled,
+// the listing waits as throttled, and what was learnt stays.
+func TestPageZeroReadAgainOnAServerCountingFrom1(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 10 })
+	f.sb.SetPaging(sandbox.Paging{NoTotal: true})
+	f.sb.AddOrder(sandbox.Order{IotID: iotID(1720), CommodityCode: "other_plan", Copies: 1, PaymentStatus: 1})
+	if _, err := f.c.Prepare(ctx(t), testOrder(1720)); err != nil {
+		t.Fatal(err)
+	}
+	noID := map[string]any{"commodityCode": "other_plan", "copies": 1, "paymentStatus": 1}
+	aliased := sandbox.Reply{Code: 200, Data: map[string]any{"data": []any{noID, entry("k1")}}}
+	f.sb.Inject(aliyun.PathQuery, aliased, sandbox.Reply{Code: 200, Data: map[string]any{"data": []any{}}}, aliased)
+	if known, err := f.c.Prepare(ctx(t), testOrder(1721)); err != nil || !slices.Equal(known, []string{"k1"}) {
+		t.Fatalf("Prepare, page 0 the same as page 1 with an order without its id = %v, %v; want [k1]", known, err)
+	}
+	f.sb.Inject(aliyun.PathQuery, listed(-1, entry("k2")), listed(-1), sandbox.Reply{Code: 429, Message: "too many requests"})
+	if _, err := f.c.Prepare(ctx(t), testOrder(1722)); providers.CodeOf(err) != providers.RateLimited {
+		t.Fatalf("Prepare, page 0 throttled = %v; want rate_limited", err)
+	}
+	// Still from 1: page 0 asked once, refused.
+	before := f.sb.Calls(aliyun.PathQuery)
+	if _, err := f.c.Prepare(ctx(t), testOrder(1723)); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.sb.Calls(aliyun.PathQuery) - before; n != 2 {
+		t.Errorf("Prepare of an empty device made %d order/query calls; want 2 (page 1, page 0 once)", n)
+	}
+}

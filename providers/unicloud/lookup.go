@@ -553,20 +553,36 @@ func (c *Client) pageZero(ctx context.Context, q map[string]string, oneHeld bool
 // now holds its newest orders on page 0, which the list lacks: a lookup
 // would answer not_found with ours among them, and the order would be
 // created again. Page 0 refused as a bad Page, empty, or page 1 again:
-// still from 1 (true). Failing otherwise: nothing is shown, and the list
-// is incomplete for now (Unavailable; what was learnt is kept, so that a
+// still from 1 (true). Throttled or refused for the credentials: that
+// error. Failing otherwise, or holding orders that cannot be compared with
+// page 1's (an order without its id): nothing is shown, and the list is
+// incomplete for now (Unavailable; what was learnt is kept, so that a
 // fault passes). Holding orders other than page 1's: what was learnt is
-// forgotten (false), and page 0 is judged afresh.
+// forgotten (false), and page 0 is judged afresh. One answer is enough
+// here, where judging the base at first wants two alike: what was learnt
+// is only kept, never learnt anew, on it.
 func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []string) (bool, error) {
+	const op = Name + " QueryOrders"
 	_, zero, status, err := c.queryPage(ctx, q, 0)
+	zeroIDs := idsOf(zero)
 	switch {
 	case pageRefusal(err):
 		return true, nil
 	case err != nil:
-		return false, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", HTTPStatus: status,
+		if c := providers.CodeOf(err); c == providers.RateLimited || c == providers.Unauthenticated {
+			return false, err
+		}
+		return false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "page 0 unreadable beside a list read from page 1: the list may lack the newest orders, should the server count pages from 0 now", Err: err}
-	case len(zero) == 0 || providers.JudgePageZero(nil, idsOf(zero), oneIDs) == providers.BaseFrom1:
+	case len(zeroIDs) == 0, slices.Equal(zeroIDs, oneIDs):
 		return true, nil
+	}
+	switch providers.JudgePageZero(nil, zeroIDs, oneIDs) {
+	case providers.BaseFrom1:
+		return true, nil
+	case providers.BaseUnknown:
+		return false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			Message: "page 0 holds orders that cannot be told from page 1's (an order without its id): the list may lack the newest orders, should the server count pages from 0 now"}
 	}
 	c.pagesFrom1.Store(false)
 	return false, nil
