@@ -339,15 +339,17 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	}
 	if c.pagesFrom0.Load() {
 		l, err := c.listFrom(ctx, p, 0, snapshot)
-		if err == nil && l.gap == gapNone && len(l.firstIDs) == 0 {
+		switch {
+		case err == nil && l.gap == gapNone && len(l.firstIDs) == 0:
 			// Page 0, the first page of a server counting from 0, is
 			// empty: the device has no order, unless the server counts
 			// from 1 now (a release, a gateway between versions) and
 			// serves page 0 empty. Page 1 tells: holding orders, the
-			// listing is not complete. What was learnt is kept (taken
-			// back on such evidence, a later answer could teach the
-			// client to skip page 0 for good): ALIYUN_PAGE_BASE, or a
-			// restart, settles it.
+			// server does not count from 0 (its first page would hold
+			// them): what was learnt is forgotten, and the listing read
+			// from 1, judging page 0 afresh. (Taken back so, a wrong
+			// "from 1" learnt later would not skip page 0 for good: page
+			// 0 is read once a listing on a server that counts from 1.)
 			one, _, err := c.queryPage(ctx, p, 1, false, snapshot)
 			if err != nil {
 				if pageRefused(err) && l.totalConfirms() && c.sameAgain(ctx, p, 1, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) }) {
@@ -358,16 +360,24 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 				}
 				return listing{}, laterPageFailed(err, 1)
 			}
-			if len(one.Orders) > 0 {
-				l.gap, l.zeroEmpty = gapShifted, true
+			if len(one.Orders) == 0 {
+				return l, nil
 			}
-			return l, nil
-		}
-		if err != nil || !l.zeroIsOne {
+			c.pagesFrom0.Store(false)
+			c.log.Warn("aliyun order/query: page 0 is empty and page 1 holds orders, on a server that counted pages from 0; judging again where it counts from (ALIYUN_PAGE_BASE fixes it)")
+		case pageRefused(err):
+			// Page 0 refused as a parameter error by a server that
+			// counted from 0: it may count from 1 now. Forgotten, and
+			// judged afresh from 1 (left learnt, every order of every
+			// device would wait on a refused snapshot until a restart).
+			c.pagesFrom0.Store(false)
+			c.log.Warn("aliyun order/query: page 0 refused as a parameter error, on a server that counted pages from 0; judging again where it counts from (ALIYUN_PAGE_BASE fixes it)")
+		case err != nil || !l.zeroIsOne:
 			return l, err
+		default:
+			c.pagesFrom0.Store(false)
+			c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 		}
-		c.pagesFrom0.Store(false)
-		c.log.Info("aliyun order/query: page 1 repeats page 0; reading pages from 1 again")
 	}
 	l, err := c.listFrom(ctx, p, 1, snapshot)
 	// A total that fits the orders read from 1 does not show that page 0
