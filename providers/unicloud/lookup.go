@@ -608,21 +608,24 @@ func (c *Client) listFromZero(ctx context.Context, q map[string]string) (out []o
 		// Page 0, the first page of a server counting from 0, is empty:
 		// no order in the window, unless the server counts from 1 now
 		// (a release, a balancer between versions) and serves page 0
-		// empty. Page 1 tells: holding orders, the list is not
-		// complete. What was learnt is kept (taken back on such
-		// evidence, a later answer could teach the client to skip page
-		// 0 for good): a restart judges again.
-		_, one, status, err := c.queryPage(ctx, q, 1)
+		// empty. Page 1 tells: holding orders, the server does not count
+		// from 0 (its first page would hold them), and "from 0" is
+		// forgotten and judged afresh (reported as aliased). A wrong
+		// "from 1" learnt then never skips page 0 for good: page 0 is
+		// read once a list on a server that counts from 1 (stillFrom1).
+		_, one, _, err := c.queryPage(ctx, q, 1)
 		switch {
 		case err != nil:
 			return nil, false, err
 		case len(one) > 0:
-			return nil, false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
-				Message: "page 0 is empty and page 1 holds orders, though the server was seen to count pages from 0: it may count from 1 now (restart the worker to judge again); the list may be incomplete"}
+			return nil, true, nil
 		}
 		return r.out, false, nil
 	}
-	if r.aliased {
+	if r.aliased || pageRefusal(r.fail) {
+		// Page 1 repeating page 0, or page 0 refused as a bad Page (a
+		// server that counts from 1 now): judged afresh. Left learnt, a
+		// refusal would fail every lookup until a restart.
 		return nil, true, nil
 	}
 	return r.out, false, r.err()

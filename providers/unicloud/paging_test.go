@@ -794,20 +794,22 @@ func TestPassingRefusalOfPageZeroKeepsFromZero(t *testing.T) {
 // an empty page 0 would end the list at once. A server that counts from 1
 // now (a release, a balancer between versions), serving page 0 empty and
 // no TotalCount, would make every lookup not_found (a second create): page
-// 1 is read too, and holding orders, the list is unavailable. "From 0" is
-// kept (given up on such evidence, a later answer could teach the client to
-// skip page 0 for good). A window that is empty on both pages is empty.
+// 1 is read too, and holding orders, the server does not count from 0: "from
+// 0" is forgotten and the list read from 1, page 0 judged afresh (a wrong
+// "from 1" learnt so never skips page 0 for good: page 0 is read once a list
+// on a server that counts from 1). A window that is empty on both pages is
+// empty.
 func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 	t.Parallel()
 	s := &pagedServer{size: 2, ids: []string{"5", "4", "3"}} // from 1, page 0 empty, no TotalCount
 	c := newPaged(t, s)
 	c.pagesFrom0.Store(true)
 	r, err := pagedLookup(t, s, c, "5")
-	if providers.CodeOf(err) != providers.Unavailable {
-		t.Fatalf("Lookup = %+v, %v; want unavailable (pages read %v)", r, err, s.calls())
+	if err != nil || r.ProviderOrderID != "5" {
+		t.Fatalf("Lookup = %+v, %v; want order 5 (pages read %v)", r, err, s.calls())
 	}
-	if !c.pagesFrom0.Load() || c.pagesFrom1.Load() {
-		t.Errorf("from0 %v, from1 %v; want from 0 kept", c.pagesFrom0.Load(), c.pagesFrom1.Load())
+	if c.pagesFrom0.Load() || !c.pagesFrom1.Load() {
+		t.Errorf("from0 %v, from1 %v; want from 1 learnt afresh", c.pagesFrom0.Load(), c.pagesFrom1.Load())
 	}
 	empty := &pagedServer{size: 2, from0: true}
 	ce := newPaged(t, empty)
