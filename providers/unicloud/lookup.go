@@ -35,7 +35,11 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	// record may hold one from a refusal read before placeholders were
 	// recognised, and OrderDetail could never confirm it.
 	if o.ProviderOrderID != "" && !placeholderID(o.ProviderOrderID) {
-		return c.lookupByID(ctx, o.ProviderOrderID, o.Matched)
+		ours := ""
+		if p, err := orderParams(o); err == nil && p != nil {
+			ours = p.Str("instanceName")
+		}
+		return c.lookupByID(ctx, o.ProviderOrderID, ours, o.Matched)
 	}
 	p, err := orderParams(o)
 	if err != nil {
@@ -46,8 +50,10 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 
 // lookupByID asks OrderDetail for id; matched says the id was found by
 // matching the listing (Order.Matched): the order, found paid, is then
-// held for a person unless Options.TakeMatched.
-func (c *Client) lookupByID(ctx context.Context, id string, matched bool) (providers.Result, error) {
+// held for a person unless Options.TakeMatched. ours is the order's
+// instance name ("" when its params cannot be read here): an order that
+// names only other instances is not ours, whatever id it was asked by.
+func (c *Client) lookupByID(ctx context.Context, id, ours string, matched bool) (providers.Result, error) {
 	const op = Name + " OrderDetail"
 	d, status, err := c.orderDetail(ctx, id)
 	switch {
@@ -78,8 +84,32 @@ func (c *Client) lookupByID(ctx context.Context, id string, matched bool) (provi
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
 			Message: c.clean(notPaidMessage(why), 200)}
 	}
+	if !d.ownFields() {
+		// The id asked (with a status, perhaps), and nothing of an order
+		// of its own: what a server may answer for an id it does not
+		// know, the question echoed back with its fields empty or a
+		// default status (a create answered with an id, then rolled
+		// back). Taken for the order, it would be recorded paid.
+		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+			Message: "OrderDetail answered the id asked with nothing of an order of its own (no product or order category, creation or pay time, nor instance name): it may be the question echoed back"}
+	}
+	if ours != "" && len(d.Names) > 0 && matchNames(d.Names, ours) == nameOther {
+		// CreateOrder answered with another order's id (one made at the
+		// same moment for another record), or the id names another
+		// instance's order: never ours, nor recorded paid as ours.
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
+			Message: "OrderDetail's order for the id names other instances than this order's: not taken for ours"}
+	}
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: id, HTTPStatus: status,
 		Message: c.clean(d.describe("found by OrderDetail"), 200), Matched: matched, Held: matched && !c.takeMatched}, nil
+}
+
+// ownFields reports whether d carries something of an order of its own
+// beyond its ids and status: a product or order category (the documented
+// example of OrderDetail's answer carries ProductCategory), a creation or
+// pay time, or an instance name.
+func (d orderInfo) ownFields() bool {
+	return d.ProductCategory != "" || d.OrderCategory != "" || d.CreateTime != "" || d.PayTime != "" || len(d.Names) > 0
 }
 
 // describe returns msg with the order's OrderStatus and PayTime, when it

@@ -840,12 +840,15 @@ func TestLookupDetailForAnotherOrder(t *testing.T) {
 func TestLookupByIDRequiresItsID(t *testing.T) {
 	t.Parallel()
 	details := map[string]string{
-		"8": `{"Order":{"Id":"8","OrderStatus":"PAID"}}`,
-		"9": `{"Order":{"Id":9}}`,
+		"8": `{"Order":{"Id":"8","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
+		"9": `{"Order":{"Id":9,"PayTime":"2024-03-01 18:00:00"}}`,
+		"7": `{"Order":{"Id":"7","OrderStatus":"0","CreateTime":null}}`,
+		"13": `{"Order":{"Id":"13","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"theirs-volume-01"}]}}`,
+		"14": `{"Order":{"Id":"14","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"ours"}]}}`,
 		"1": `{"Order":{}}`,
 		"2": `{"Order":{"Id":0,"OrderStatus":"PAID"}}`,
 		"3": `{"Order":{"Id":"","OrderNo":"3"}}`,
-		"4": `{"Order":{"OrderNo":"4","OrderStatus":"PAID"}}`,
+		"4": `{"Order":{"OrderNo":"4","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
 		"5": `{"Order":{"Id":"6"}}`,
 		"0": `{"Order":{}}`,
 	}
@@ -856,6 +859,15 @@ func TestLookupByIDRequiresItsID(t *testing.T) {
 	}{
 		{"8", providers.Unknown, 1},
 		{"9", providers.Unknown, 1},
+		// The id asked, a default status and nothing of an order's own
+		// (no creation or pay time, no instance name): the question
+		// echoed back, perhaps, for an id the server does not know.
+		{"7", providers.Unavailable, 1},
+		// An order that names another instance is not ours, whatever id
+		// CreateOrder answered (one made at the same moment for another
+		// record): a person decides.
+		{"13", providers.Ambiguous, 1},
+		{"14", providers.Unknown, 1},
 		{"1", providers.Unavailable, 1},
 		{"2", providers.Unavailable, 1},
 		{"3", providers.Unavailable, 1},
@@ -1147,7 +1159,7 @@ func TestLookupCancelledIsNotPaid(t *testing.T) {
 				extra = "," + tt.extra
 			}
 			// By id.
-			endpoint, _ := fakeTransaction(t, nil, map[string]string{"11": `{"Order":{"Id":"11"` + extra + `}}`})
+			endpoint, _ := fakeTransaction(t, nil, map[string]string{"11": `{"Order":{"Id":"11","CreateTime":"2024-03-01 17:00:00"` + extra + `}}`})
 			c := client(t, endpoint, unicloud.Options{})
 			o := order("ours")
 			o.FirstAttempt = time.Now().Add(-time.Minute)
@@ -1238,7 +1250,7 @@ func TestLookupByOrderIDWithoutID(t *testing.T) {
 	}
 
 	details := map[string]string{
-		"11": `{"Order":{"OrderId":"11","OrderStatus":"PAID"}}`,
+		"11": `{"Order":{"OrderId":"11","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
 		"12": `{"Order":{"OrderId":"12"}}`,
 	}
 	endpoint, _ := fakeTransaction(t, nil, details)

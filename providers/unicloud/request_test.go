@@ -180,7 +180,7 @@ func TestSubmitRequest(t *testing.T) {
 
 func TestLookupByIDRequest(t *testing.T) {
 	t.Parallel()
-	endpoint, requests := capture(t, `{"Order":{"Id":"1144119593783001088","OrderStatus":"PAID"},"RequestId":"x"}`)
+	endpoint, requests := capture(t, `{"Order":{"Id":"1144119593783001088","OrderStatus":"PAID","ProductCategory":"NAS"},"RequestId":"x"}`)
 	c := newTestClient(t, Options{Endpoint: endpoint})
 	r, err := c.Lookup(context.Background(), providers.Order{ProviderOrderID: "1144119593783001088"})
 	if err != nil {
@@ -661,6 +661,33 @@ func TestInstanceNameRuleInWords(t *testing.T) {
 		err := Validate(b)
 		if err == nil || !strings.Contains(err.Error(), "params.instanceName: must not start or end with a space") || strings.Contains(err.Error(), `\pZ`) {
 			t.Errorf("Validate(instanceName %q) = %v; want the rule in words", name, err)
+		}
+	}
+}
+
+// A create refused as making what exists already (an instance name in
+// use) may have been made by an earlier create of the order (one answered
+// throttled, or whose answer was lost): unsure, and never errored as not
+// created (providers.ErrSaysExists). A refusal saying something is missing
+// is not that.
+func TestCreateRefusedAsExistingIsNeverFinal(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, Options{Endpoint: "http://127.0.0.1:1"})
+	for _, tt := range []struct {
+		body   string
+		exists bool
+	}{
+		{`{"Status":false,"Auth":true,"Code":"InstanceNameExist","Msg":"instance name exists"}`, true},
+		{`{"Code":"InvalidInstanceName.Duplicate","Msg":"x"}`, true},
+		{`{"Code":"DuplicateInstanceName","Msg":"x"}`, true},
+		{`{"Code":"InvalidParameter","Msg":"实例名称已存在"}`, true},
+		{`{"Code":"InvalidVpc.NotExist","Msg":"vpc does not exist"}`, false},
+		{`{"Code":"InvalidVpc.NotFound","Msg":"x"}`, false},
+		{`{"Code":"ProductConfigError","Msg":"产品配置错误"}`, false},
+	} {
+		_, err := c.classify("unicloud CreateOrder", true, &providers.Response{StatusCode: 400, Header: http.Header{}, Body: []byte(tt.body)}, "")
+		if providers.SaysExists(err) != tt.exists || tt.exists && providers.CodeOf(err) != providers.Ambiguous {
+			t.Errorf("%s: %v; want said to exist %v", tt.body, err, tt.exists)
 		}
 	}
 }

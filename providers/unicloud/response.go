@@ -238,6 +238,16 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, sig 
 		return r, e
 	}
 	refusal := func(st int, msg string) (Response, error) {
+		if create && saysExists(r.Code, r.Message) {
+			// Refused as an instance (a name, an order) that exists
+			// already: an earlier create of this order may have made it
+			// (one answered throttled, or whose answer was lost). Never
+			// errored as not created (providers.ErrSaysExists): looked
+			// up, and left for a person if the lookups cannot tell.
+			r, err := fail(providers.Ambiguous, msg+": the order may exist")
+			err.(*providers.Error).Err = providers.ErrSaysExists
+			return r, err
+		}
 		code, cause := codeFor(st, r.Code, r.Message, resp.Body, create)
 		r, err := fail(code, msg)
 		if cause != nil {
@@ -491,6 +501,19 @@ func notTaken(st int) bool {
 // are spelt with ('_', '.', '-', space): INTERNAL_ERROR, InternalError
 // and Internal.Error all read internalerror. No document lists UniCloud's
 // codes or their spelling.
+// saysExists reports whether a refusal's code or message says what it
+// would create exists already (InstanceNameExist, InstanceAlreadyExists,
+// DuplicateInstanceName, "already exists", 已存在, 重复), not that
+// something is missing (OrderNotExist, InvalidVpc.NotExists).
+func saysExists(code, msg string) bool {
+	lc, lm := normCode(code), strings.ToLower(msg)
+	if strings.Contains(lc, "notexist") || strings.Contains(lc, "nonexist") || strings.Contains(lc, "notfound") {
+		return false
+	}
+	return strings.Contains(lc, "exist") || strings.Contains(lc, "duplicate") || strings.Contains(lc, "alreadyused") ||
+		strings.Contains(lm, "already exist") || strings.Contains(lm, "已存在") || strings.Contains(lm, "重复")
+}
+
 func normCode(code string) string {
 	return strings.Map(func(r rune) rune {
 		switch r {
