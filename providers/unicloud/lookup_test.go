@@ -840,17 +840,17 @@ func TestLookupDetailForAnotherOrder(t *testing.T) {
 func TestLookupByIDRequiresItsID(t *testing.T) {
 	t.Parallel()
 	details := map[string]string{
-		"8": `{"Order":{"Id":"8","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
-		"9": `{"Order":{"Id":9,"PayTime":"2024-03-01 18:00:00"}}`,
-		"7": `{"Order":{"Id":"7","OrderStatus":"0","CreateTime":null}}`,
+		"8":  `{"Order":{"Id":"8","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
+		"9":  `{"Order":{"Id":9,"PayTime":"2024-03-01 18:00:00"}}`,
+		"7":  `{"Order":{"Id":"7","OrderStatus":"0","CreateTime":null}}`,
 		"13": `{"Order":{"Id":"13","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"theirs-volume-01"}]}}`,
 		"14": `{"Order":{"Id":"14","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"ours"}]}}`,
-		"1": `{"Order":{}}`,
-		"2": `{"Order":{"Id":0,"OrderStatus":"PAID"}}`,
-		"3": `{"Order":{"Id":"","OrderNo":"3"}}`,
-		"4": `{"Order":{"OrderNo":"4","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
-		"5": `{"Order":{"Id":"6"}}`,
-		"0": `{"Order":{}}`,
+		"1":  `{"Order":{}}`,
+		"2":  `{"Order":{"Id":0,"OrderStatus":"PAID"}}`,
+		"3":  `{"Order":{"Id":"","OrderNo":"3"}}`,
+		"4":  `{"Order":{"OrderNo":"4","OrderStatus":"PAID","CreateTime":"2024-03-01 18:00:00"}}`,
+		"5":  `{"Order":{"Id":"6"}}`,
+		"0":  `{"Order":{}}`,
 	}
 	tests := []struct {
 		id      string
