@@ -209,6 +209,8 @@ func (l listing) serve(t *testing.T) (*tencent.Client, func() []map[string]any) 
 			resp["Total"] = fmt.Sprint(len(sel))
 		case "ours":
 			resp["Total"] = ours
+		case "page":
+			resp["Total"] = len(resp["Orders"].([]map[string]any))
 		}
 		reply(resp)
 	}))
@@ -244,12 +246,14 @@ func TestLookupReadsEveryPage(t *testing.T) {
 		code  providers.Code
 		calls int
 	}{
-		{"ours on the third page", listed(250, "Mine"), 100, true, providers.OK, 3},
-		{"absent from three pages", listed(250, ""), 100, true, providers.NotFound, 3},
+		// The filter ignored: read to an empty page its Total confirms
+		// (one more call than the orders need).
+		{"ours on the third page", listed(250, "Mine"), 100, true, providers.OK, 4},
+		{"absent from three pages", listed(250, ""), 100, true, providers.NotFound, 4},
 		// Orders of other numbers: the filter was ignored, and without a
 		// Total nothing shows the empty page to be the end of them all.
 		{"no total: read to an empty page", listed(150, ""), 100, false, providers.Unavailable, 3},
-		{"server pages by 40", listed(90, "Mine"), 40, true, providers.OK, 3},
+		{"server pages by 40", listed(90, "Mine"), 40, true, providers.OK, 4},
 		{"too long to read", listed(1001, ""), 100, true, providers.Ambiguous, 10},
 		// Ours read, and nothing like it: it exists (a second order with
 		// our number in the unread rest is not ruled out; the message says so).
@@ -267,6 +271,28 @@ func TestLookupReadsEveryPage(t *testing.T) {
 				t.Errorf("%d ServiceGetOrderList calls, want %d", n, tt.calls)
 			}
 		})
+	}
+}
+
+// A server that ignores the OrderNo filter and gives as Total the rows of
+// the page (or those left from Offset: what it counts is not documented)
+// would end a listing read as far as its Total at the first page, ours
+// unread past it: never not_found then (a black-box run: 13 to 32 of 100
+// to 200 orders created twice).
+func TestLookupIgnoringTheFilterEndsOnlyAtAConfirmedEmptyPage(t *testing.T) {
+	t.Parallel()
+	for _, total := range []string{"page", ""} {
+		l := listing{orders: append(listed(150, ""), listed(0, "Mine")...), page: 20, total: total}
+		c, reqs := l.serve(t)
+		r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+		if err != nil || r.Status != providers.StatusPaid {
+			t.Errorf("Total %q: Lookup = %+v, %v (%d calls); want ours found past the first page", total, r, err, len(reqs()))
+		}
+	}
+	l := listing{orders: listed(150, ""), page: 20, total: "page"}
+	c, _ := l.serve(t)
+	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) == providers.NotFound || err == nil {
+		t.Errorf("Total of the page, ours absent: Lookup = %+v, %v; want no not_found (the Total does not confirm the end)", r, err)
 	}
 }
 
@@ -398,6 +424,11 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		{"InvalidParameterValue", "Signature 无效 (Action=ServiceCreateOrder&AppKey=k&Nonce=17&OrderNo=o1&RequestId=r&Timestamp=1599468019)", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "signature mismatch, string to sign: Action=ServiceDescribeOrders&AppKey=k&Nonce=17&Timestamp=1599468019", providers.Unauthenticated, providers.Unauthenticated},
 		{"InvalidParameterValue", "Nonce 重复: Action=ServiceCreateOrder&Nonce=17&Timestamp=1599468019", providers.Ambiguous, providers.Unavailable},
+		// A request refused as a replay, in words the document does not
+		// give: this request reached the service before, and that copy
+		// may have made the order.
+		{"InvalidParameterValue", "请求重放", providers.Ambiguous, providers.Unavailable},
+		{"InvalidParameterValue", "replay attack detected", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameterValue", "Timestamp 已过期 (Action=ServiceCreateOrder&Nonce=17&Timestamp=1599468019)", clock, clock},
 		{"InvalidParameterValue", "Timestamp 已过期", clock, clock},
 		// Naming the OrderNo, or saying that something does not exist,
@@ -456,7 +487,7 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 			// may exist whatever a lookup finds, and the server works.
 			// (Not one that names something else as used.)
 			value := strings.HasPrefix(tt.code, "InvalidParameterValue")
-			nonce := strings.Contains(strings.ToLower(tt.code+tt.msg), "nonce")
+			nonce := strings.Contains(strings.ToLower(tt.code+tt.msg), "nonce") || strings.Contains(tt.msg, "replay") || strings.Contains(tt.msg, "重放")
 			other := tt.msg == "签名已使用" || tt.msg == "ItemId already offline"
 			if want := tt.create == providers.Ambiguous && value && !nonce && !other; providers.SaysExists(err) != want || want && !errors.Is(err, providers.ErrNoNews) {
 				t.Errorf("Submit = %v: says the order exists %v, want %v (and no news of the provider's health)", err, providers.SaysExists(err), want)
@@ -605,12 +636,12 @@ func TestLookupPagingReadings(t *testing.T) {
 		{"filtered, absent", listing{orders: listed(3, ""), filter: true}, providers.NotFound, 1},
 		{"Limit at most 50", listing{orders: justOurs, filter: true, maxLimit: 50}, providers.OK, 2},
 		{"Limit at most 50, absent", listing{orders: listed(3, ""), filter: true, maxLimit: 50}, providers.NotFound, 2},
-		{"Limit at most 50, pages of 40", listing{orders: listed(90, "Mine"), maxLimit: 50, page: 40}, providers.OK, 4},
+		{"Limit at most 50, pages of 40", listing{orders: listed(90, "Mine"), maxLimit: 50, page: 40}, providers.OK, 5},
 		{"no page without a Limit, no Total", listing{orders: justOurs, filter: true, total: "none", bareEmpty: true}, providers.OK, 2},
 		// Every Limit refused: an empty page without a Total ends nothing,
 		// but ours read before it is found.
 		{"every Limit refused, ours, no Total", listing{orders: justOurs, filter: true, maxLimit: 5, total: "none"}, providers.OK, 6},
-		{"every Limit refused, ours on the second page", listing{orders: listed(150, "Mine"), maxLimit: 5}, providers.OK, 6},
+		{"every Limit refused, ours on the second page", listing{orders: listed(150, "Mine"), maxLimit: 5}, providers.OK, 7},
 		{"every Limit refused, absent, Total 0", listing{orders: listed(3, ""), filter: true, maxLimit: 5}, providers.NotFound, 5},
 		{"every Limit refused, absent, no Total", listing{orders: listed(150, ""), maxLimit: 5, total: "none"}, providers.Unavailable, 7},
 		{"Offset a page from 1, no Total (ours read, then a page served again)", listing{orders: justOurs, filter: true, offset: "page1", total: "none"}, providers.OK, 2},
@@ -625,11 +656,13 @@ func TestLookupPagingReadings(t *testing.T) {
 		// A listing that ignores the OrderNo filter lists every order: an
 		// empty page ends it only under a Total that counts what was
 		// read (its Offset may be read as a page number, which ends it
-		// early with an empty page).
+		// early with an empty page), and only an empty page does (a
+		// Total may count a page's rows, which the rows read reach at the
+		// first page).
 		{"Total null, absent", listing{orders: listed(150, ""), total: "null"}, providers.Unavailable, 3},
 		{"filter ignored, Offset a page from 0, no Total, absent", listing{orders: listed(150, ""), offset: "page0", total: "none"}, providers.Unavailable, 2},
-		{"filter ignored, Total counts it, absent", listing{orders: listed(150, "")}, providers.NotFound, 2},
-		{"Total as text, ours on the third page", listing{orders: listed(250, "Mine"), total: "text"}, providers.OK, 3},
+		{"filter ignored, Total counts it, absent", listing{orders: listed(150, "")}, providers.NotFound, 3},
+		{"Total as text, ours on the third page", listing{orders: listed(250, "Mine"), total: "text"}, providers.OK, 4},
 		{"Total counts our OrderNo only, ours on the second page", listing{orders: listed(150, "Mine"), total: "ours"}, providers.OK, 3},
 		{"Total counts our OrderNo only, absent", listing{orders: listed(150, ""), total: "ours"}, providers.Unavailable, 3},
 		// Rows sharing our OrderNo on different pages are different rows,
@@ -667,15 +700,15 @@ func TestLookupRequests(t *testing.T) {
 		want    providers.Code
 	}{
 		{"pages of 60", listing{orders: listed(150, "Mine"), page: 60},
-			[]any{nil, json.Number("60"), json.Number("120")},
-			[]any{json.Number("100"), json.Number("100"), json.Number("100")}, providers.OK},
+			[]any{nil, json.Number("60"), json.Number("120"), json.Number("151")},
+			[]any{json.Number("100"), json.Number("100"), json.Number("100"), json.Number("100")}, providers.OK},
 		{"Limit at most 50, pages of 60", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50},
-			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150")},
-			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
+			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150"), json.Number("151")},
+			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
 		// Tencent Cloud's common code for a parameter out of range.
 		{"Limit at most 50 refused InvalidParameter", listing{orders: listed(150, "Mine"), page: 60, maxLimit: 50, refusalCode: "InvalidParameter", refusal: "Limit 取值范围为 1-50"},
-			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150")},
-			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
+			[]any{nil, nil, json.Number("50"), json.Number("100"), json.Number("150"), json.Number("151")},
+			[]any{json.Number("100"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50"), json.Number("50")}, providers.OK},
 		{"Limit refused, unnamed", listing{orders: listed(3, ""), filter: true, maxLimit: 50, refusal: "参数非法"},
 			[]any{nil, nil}, []any{json.Number("100"), json.Number("50")}, providers.NotFound},
 		{"every request refused", listing{orders: listed(3, ""), refuseAll: true, refusal: "参数非法"},
@@ -687,7 +720,7 @@ func TestLookupRequests(t *testing.T) {
 		{"Limit at most 50, no page without a Limit, no Total", listing{orders: []map[string]any{oursRow()}, filter: true, maxLimit: 50, bareEmpty: true, total: "none"},
 			[]any{nil, nil, json.Number("1")}, []any{json.Number("100"), json.Number("50"), json.Number("50")}, providers.OK},
 		{"Limit at most 20, pages of 20", listing{orders: listed(30, "Mine"), maxLimit: 20, page: 20},
-			[]any{nil, nil, nil, json.Number("20")}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("20")}, providers.OK},
+			[]any{nil, nil, nil, json.Number("20"), json.Number("31")}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("20"), json.Number("20")}, providers.OK},
 		{"Limit at most 5, no page without a Limit, no Total", listing{orders: []map[string]any{oursRow()}, filter: true, maxLimit: 5, bareEmpty: true, total: "none"},
 			[]any{nil, nil, nil, nil, nil}, []any{json.Number("100"), json.Number("50"), json.Number("20"), json.Number("10"), nil}, providers.Unavailable},
 		{"Limit at most 5, absent, no Total", listing{orders: listed(3, ""), filter: true, maxLimit: 5, total: "none"},
@@ -985,7 +1018,8 @@ func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
 		{"ours in another form", "1000", "1e3", providers.Ambiguous},
 		{"ours in hexadecimal", "0x10", "16", providers.Ambiguous},
 		{"ours past a double's digits", "20261202000000001", "20261202000000000", providers.Ambiguous},
-		// (A Total that counts the rows read shows the listing complete.)
+		// (An empty page after it, its Total counting the rows read,
+		// shows the listing complete.)
 		{"surely another number", "2026120200001", "2026120200000", providers.NotFound},
 		{"a number, ours no number", "CI-001", "1", providers.NotFound},
 		// Ours in another case: a server that takes order numbers as one
@@ -1001,7 +1035,20 @@ func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := bodyServer(t, 200, row(tt.listed))
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var q map[string]any
+				_ = json.NewDecoder(r.Body).Decode(&q)
+				if off, _ := q["Offset"].(float64); off > 0 {
+					_, _ = w.Write([]byte(`{"Response":{"RequestId":"r","Total":1,"Orders":[]}}`))
+					return
+				}
+				_, _ = w.Write([]byte(row(tt.listed)))
+			}))
+			t.Cleanup(srv.Close)
+			c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+			if err != nil {
+				t.Fatal(err)
+			}
 			r, err := c.Lookup(lookupCtx(t), order(tt.ours, ours))
 			if got := providers.CodeOf(err); got != tt.want || (err == nil && r.Status != providers.StatusPaid) {
 				t.Errorf("Lookup of %s listed as %s = %+v, %v; want %v", tt.ours, tt.listed, r, err, tt.want)

@@ -481,7 +481,12 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			}
 			break
 		}
-		if total != nil && trustTotal && read >= *total {
+		if total != nil && trustTotal && read >= *total && others == 0 {
+			// A listing of this OrderNo alone, read as far as its Total.
+			// One that ignored the filter ends only at an empty page its
+			// Total confirms (above): what Total counts is not
+			// documented, and one counting this page's rows, or those
+			// left from Offset, would end it early, ours unread.
 			break
 		}
 	}
@@ -977,10 +982,13 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 	lmsg, lcode := strings.ToLower(msg), strings.ToLower(pcode)
 	stamp := strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")
 	switch {
-	case value && (strings.Contains(lmsg, "nonce") || strings.Contains(lcode, "nonce")):
+	case value && (strings.Contains(lmsg, "nonce") || strings.Contains(lcode, "nonce") ||
+		strings.Contains(lmsg, "replay") || strings.Contains(lcode, "replay") || strings.Contains(msg, "重放")):
 		// Every attempt draws a fresh Nonce: one refused as already
-		// used means this request reached the service before (a
-		// replay on the way), and that copy may have created the order.
+		// used, or the request refused as a replay (its words are not
+		// documented: 请求重放, "replay attack detected"), means this
+		// request reached the service before (a replay on the way), and
+		// that copy may have created the order.
 		return unsure, nil
 	case create && value && mayExist(pcode, msg):
 		// Whether a used OrderNo is refused is not documented: a refusal
