@@ -951,12 +951,14 @@ func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 }
 
 // A server taken to count from 0 that refuses page 0 as a parameter error
-// (it counts from 1 now, or the refusal passes) has its base judged afresh,
-// as at a worker's start: left learnt, every order of every device would
-// wait on a refused snapshot until a restart (a black-box run: 60 orders
-// held). Judged afresh, "from 1" is learnt only on two refusals in a row,
-// and a server that counts from 1 has page 0 read once a listing after,
-// so a wrong "from 1" never skips page 0 for good.
+// (it counts from 1 now, or the refusal passes) has its base judged afresh
+// at the next listing, as at a worker's start: left learnt, every order of
+// every device would wait on a refused snapshot until a restart (a
+// black-box run: 60 orders held). Not in the listing that forgot it: a
+// burst of faulty refusals would teach "from 1" at once, and that listing
+// lack page 0's orders. Judged afresh, "from 1" is learnt only on two
+// refusals in a row, and a server that counts from 1 has page 0 read once
+// a listing after, so a wrong "from 1" never skips page 0 for good.
 func TestPageZeroRefusedAfterFromZeroIsJudgedAfresh(t *testing.T) {
 	t.Parallel()
 	const commodity = "streamingResource_20_10"
@@ -965,6 +967,9 @@ func TestPageZeroRefusedAfterFromZeroIsJudgedAfresh(t *testing.T) {
 	var want []string
 	for range 3 {
 		want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iotID(1431), CommodityCode: commodity, Copies: 2}).OrderID)
+	}
+	if known, err := f.c.Prepare(ctx(t), testOrder(1431)); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Prepare that forgot from 0 = %v, %v; want unavailable (judged at the next listing)", known, err)
 	}
 	for i := range 2 {
 		if known, err := f.c.Prepare(ctx(t), testOrder(1431)); err != nil || !slices.Equal(sortedIDs(known), want) {
@@ -990,6 +995,9 @@ func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 	f.sb.SetPaging(sandbox.Paging{Empty0: true, NoTotal: true})
 	for range 3 {
 		f.sb.AddOrder(sandbox.Order{IotID: iotID(1441), CommodityCode: commodity, Copies: 2})
+	}
+	if known, err := f.c.Prepare(ctx(t), testOrder(1441)); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Prepare that forgot from 0 = %v, %v; want unavailable (judged at the next listing), never an empty snapshot", known, err)
 	}
 	known, err := f.c.Prepare(ctx(t), testOrder(1441))
 	if err != nil || len(known) != 3 {

@@ -364,14 +364,20 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 				return l, nil
 			}
 			c.pagesFrom0.Store(false)
-			c.log.Warn("aliyun order/query: page 0 is empty and page 1 holds orders, on a server that counted pages from 0; judging again where it counts from (ALIYUN_PAGE_BASE fixes it)")
+			c.log.Warn("aliyun order/query: page 0 is empty and page 1 holds orders, on a server that counted pages from 0; judging again where it counts from at the next listing (ALIYUN_PAGE_BASE fixes it)")
+			// Not judged in this listing: a burst of faulty answers
+			// would teach "from 1" at once, and this listing lack page
+			// 0's orders. The next one judges afresh, as at a start.
+			return listing{gap: gapZeroUnread}, nil
 		case pageRefused(err):
 			// Page 0 refused as a parameter error by a server that
 			// counted from 0: it may count from 1 now. Forgotten, and
-			// judged afresh from 1 (left learnt, every order of every
-			// device would wait on a refused snapshot until a restart).
+			// judged afresh at the next listing, not this one (left
+			// learnt, every order of every device would wait on a
+			// refused snapshot until a restart).
 			c.pagesFrom0.Store(false)
-			c.log.Warn("aliyun order/query: page 0 refused as a parameter error, on a server that counted pages from 0; judging again where it counts from (ALIYUN_PAGE_BASE fixes it)")
+			c.log.Warn("aliyun order/query: page 0 refused as a parameter error, on a server that counted pages from 0; judging again where it counts from at the next listing (ALIYUN_PAGE_BASE fixes it)")
+			return listing{gap: gapZeroUnread}, nil
 		case err != nil || !l.zeroIsOne:
 			return l, err
 		default:

@@ -255,6 +255,9 @@ func TestLookupReadsEveryPage(t *testing.T) {
 		{"no total: read to an empty page", listed(150, ""), 100, false, providers.Unavailable, 3},
 		{"server pages by 40", listed(90, "Mine"), 40, true, providers.OK, 4},
 		{"too long to read", listed(1001, ""), 100, true, providers.Ambiguous, 10},
+		// Ten full pages reaching the Total: the empty page that ends
+		// them is read past the page cap.
+		{"absent from ten pages", listed(950, ""), 100, true, providers.NotFound, 11},
 		// Ours read, and nothing like it: it exists (a second order with
 		// our number in the unread rest is not ruled out; the message says so).
 		{"too long to read, ours on the first page", append(listed(0, "Mine"), listed(1001, "")...), 100, true, providers.OK, 10},
@@ -429,6 +432,8 @@ func TestCreateRefusalsThatMayMeanItExists(t *testing.T) {
 		// may have made the order.
 		{"InvalidParameterValue", "请求重放", providers.Ambiguous, providers.Unavailable},
 		{"InvalidParameterValue", "replay attack detected", providers.Ambiguous, providers.Unavailable},
+		// A clock refusal that speaks of replays stays the clock's.
+		{"InvalidParameterValue", "Timestamp expired (anti-replay window 300s)", clock, clock},
 		{"InvalidParameterValue", "Timestamp 已过期 (Action=ServiceCreateOrder&Nonce=17&Timestamp=1599468019)", clock, clock},
 		{"InvalidParameterValue", "Timestamp 已过期", clock, clock},
 		// Naming the OrderNo, or saying that something does not exist,

@@ -356,7 +356,9 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	seen := map[string]bool{}        // the rows read, whole
 	limit := int(c.limitFrom.Load()) // the index in listLimits of the Limit sent; none past its end
 	for page := 0; ; page++ {
-		if page == maxListPages {
+		if page == maxListPages && !(others > 0 && total != nil && trustTotal && read == *total) {
+			// (One page more for a listing that ignored the filter and
+			// reached its Total: only the empty page after it ends it.)
 			msg := fmt.Sprintf("more than %d pages listed (%d orders read); cannot read them all", maxListPages, read)
 			if r, ok := foundInPart(mine, foreign, status, msg); ok {
 				return r, nil
@@ -983,7 +985,7 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 	stamp := strings.Contains(lmsg, "timestamp") || strings.Contains(lcode, "timestamp") || strings.Contains(msg, "时间戳")
 	switch {
 	case value && (strings.Contains(lmsg, "nonce") || strings.Contains(lcode, "nonce") ||
-		strings.Contains(lmsg, "replay") || strings.Contains(lcode, "replay") || strings.Contains(msg, "重放")):
+		!stamp && (strings.Contains(lmsg, "replay") || strings.Contains(lcode, "replay") || strings.Contains(msg, "重放"))):
 		// Every attempt draws a fresh Nonce: one refused as already
 		// used, or the request refused as a replay (its words are not
 		// documented: 请求重放, "replay attack detected"), means this

@@ -93,7 +93,7 @@ func (c *Client) lookupByID(ctx context.Context, id, ours string, matched bool) 
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "OrderDetail answered the id asked with nothing of an order of its own (no product or order category, creation or pay time, nor instance name): it may be the question echoed back"}
 	}
-	if ours != "" && len(d.Names) > 0 && matchNames(d.Names, ours) == nameOther {
+	if names := keepNames(d.Names, ours); ours != "" && len(names) > 0 && matchNames(names, ours) == nameOther {
 		// CreateOrder answered with another order's id (one made at the
 		// same moment for another record), or the id names another
 		// instance's order: never ours, nor recorded paid as ours.
@@ -643,20 +643,29 @@ func (c *Client) listFromZero(ctx context.Context, q map[string]string) (out []o
 		// forgotten and judged afresh (reported as aliased). A wrong
 		// "from 1" learnt then never skips page 0 for good: page 0 is
 		// read once a list on a server that counts from 1 (stillFrom1).
-		_, one, _, err := c.queryPage(ctx, q, 1)
+		_, one, status, err := c.queryPage(ctx, q, 1)
 		switch {
 		case err != nil:
 			return nil, false, err
 		case len(one) > 0:
-			return nil, true, nil
+			c.pagesFrom0.Store(false)
+			return nil, false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
+				Message: "page 0 is empty and page 1 holds orders, on a server that counted pages from 0: where it counts from is judged again at the next listing"}
 		}
 		return r.out, false, nil
 	}
-	if r.aliased || pageRefusal(r.fail) {
-		// Page 1 repeating page 0, or page 0 refused as a bad Page (a
-		// server that counts from 1 now): judged afresh. Left learnt, a
-		// refusal would fail every lookup until a restart.
+	if r.aliased {
 		return nil, true, nil
+	}
+	if pageRefusal(r.fail) {
+		// Page 0 refused as a bad Page (a server that counts from 1
+		// now, or a fault): forgotten, and judged afresh at the next
+		// listing, not this one (a burst of faulty refusals would teach
+		// "from 1" at once, and this list lack page 0's orders). Left
+		// learnt, a refusal would fail every lookup until a restart.
+		c.pagesFrom0.Store(false)
+		return nil, false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+			Message: "page 0 refused as a bad Page, on a server that counted pages from 0: where it counts from is judged again at the next listing", Err: r.fail}
 	}
 	return r.out, false, r.err()
 }

@@ -804,6 +804,9 @@ func TestLearnedFromZeroReadsPageOneAfterAnEmptyPageZero(t *testing.T) {
 	s := &pagedServer{size: 2, ids: []string{"5", "4", "3"}} // from 1, page 0 empty, no TotalCount
 	c := newPaged(t, s)
 	c.pagesFrom0.Store(true)
+	if r, err := pagedLookup(t, s, c, "5"); providers.CodeOf(err) != providers.Unavailable {
+		t.Fatalf("Lookup that forgot from 0 = %+v, %v; want unavailable (judged at the next listing)", r, err)
+	}
 	r, err := pagedLookup(t, s, c, "5")
 	if err != nil || r.ProviderOrderID != "5" {
 		t.Fatalf("Lookup = %+v, %v; want order 5 (pages read %v)", r, err, s.calls())

@@ -684,6 +684,11 @@ func TestCreateRefusedAsExistingIsNeverFinal(t *testing.T) {
 		{`{"Code":"InvalidVpc.NotExist","Msg":"vpc does not exist"}`, false},
 		{`{"Code":"InvalidVpc.NotFound","Msg":"x"}`, false},
 		{`{"Code":"ProductConfigError","Msg":"产品配置错误"}`, false},
+		{`{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"配置项重复"}`, false},
+		{`{"Code":"UserNoExist","Msg":"x"}`, false},
+		{`{"Code":"ProductUnexist","Msg":"x"}`, false},
+		{`{"Code":"InvalidAccessKeyId.Inexistent","Msg":"x"}`, false},
+		{`{"Code":"InvalidParameter","Msg":"参数重复"}`, false},
 	} {
 		_, err := c.classify("unicloud CreateOrder", true, &providers.Response{StatusCode: 400, Header: http.Header{}, Body: []byte(tt.body)}, "")
 		if providers.SaysExists(err) != tt.exists || tt.exists && providers.CodeOf(err) != providers.Ambiguous {

@@ -238,17 +238,19 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, sig 
 		return r, e
 	}
 	refusal := func(st int, msg string) (Response, error) {
-		if create && saysExists(r.Code, r.Message) {
+		code, cause := codeFor(st, r.Code, r.Message, resp.Body, create)
+		if create && cause == nil && (code == providers.InvalidArgument || code == providers.Ambiguous) && saysExists(r.Code, r.Message) {
 			// Refused as an instance (a name, an order) that exists
 			// already: an earlier create of this order may have made it
 			// (one answered throttled, or whose answer was lost). Never
 			// errored as not created (providers.ErrSaysExists): looked
-			// up, and left for a person if the lookups cannot tell.
+			// up, and left for a person if the lookups cannot tell. (A
+			// refusal of the credentials, the clock or the account keeps
+			// its meaning.)
 			r, err := fail(providers.Ambiguous, msg+": the order may exist")
 			err.(*providers.Error).Err = providers.ErrSaysExists
 			return r, err
 		}
-		code, cause := codeFor(st, r.Code, r.Message, resp.Body, create)
 		r, err := fail(code, msg)
 		if cause != nil {
 			providers.Held(err.(*providers.Error), cause)
@@ -507,11 +509,17 @@ func notTaken(st int) bool {
 // something is missing (OrderNotExist, InvalidVpc.NotExists).
 func saysExists(code, msg string) bool {
 	lc, lm := normCode(code), strings.ToLower(msg)
-	if strings.Contains(lc, "notexist") || strings.Contains(lc, "nonexist") || strings.Contains(lc, "notfound") {
-		return false
+	for _, missing := range []string{"notexist", "nonexist", "noexist", "unexist", "inexist", "notfound"} {
+		if strings.Contains(lc, missing) {
+			return false
+		}
+	}
+	if lc == "productconfigerror" {
+		return false // documented: refused for its configuration
 	}
 	return strings.Contains(lc, "exist") || strings.Contains(lc, "duplicate") || strings.Contains(lc, "alreadyused") ||
-		strings.Contains(lm, "already exist") || strings.Contains(lm, "已存在") || strings.Contains(lm, "重复")
+		strings.Contains(lm, "already exist") || strings.Contains(lm, "已存在") ||
+		strings.Contains(lm, "实例重复") || strings.Contains(lm, "名称重复") || strings.Contains(lm, "订单重复")
 }
 
 func normCode(code string) string {
