@@ -1827,11 +1827,14 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	}
 	// That pay refused before the provider acted: the mark goes back to
 	// the earlier pay's, which did leave.
-	if err := l.Settle(ctx, ref, "t3c", ledger.Keep("").ClearPaySent(b.Record.PaySentBefore)); err != nil {
+	if b.Record.Pays != 2 {
+		t.Fatalf("a pay marked anew: %d pays counted, want 2", b.Record.Pays)
+	}
+	if err := l.Settle(ctx, ref, "t3c", ledger.Keep("").ClearPaySent(b.Record.PaySentBefore, b.Record.Pays)); err != nil {
 		t.Fatal(err)
 	}
-	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.Equal(first) {
-		t.Fatalf("after a refused pay: pay sent %v, want the earlier pay's %v", rec.PaySentAt, first)
+	if rec, _ := l.Get(ctx, ref); !rec.PaySentAt.Equal(first) || rec.Pays != 1 {
+		t.Fatalf("after a refused pay: pay sent %v, %d pays counted; want the earlier pay's %v, 1 (the refused one not counted)", rec.PaySentAt, rec.Pays, first)
 	}
 	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t3d", Pay: true, PayAgainAfter: time.Millisecond})
 	if err != nil || !b.Record.PayMarked {
@@ -1880,7 +1883,7 @@ func TestBeginMarksAPayOnce(t *testing.T) {
 	}
 	for i, unmark := range []func(*ledger.Record) ledger.Transition{
 		ledger.Unmark,
-		func(r *ledger.Record) ledger.Transition { return ledger.Keep("").ClearPaySent(r.PaySentBefore) },
+		func(r *ledger.Record) ledger.Transition { return ledger.Keep("").ClearPaySent(r.PaySentBefore, r.Pays) },
 	} {
 		tok := fmt.Sprintf("u%d", i+1)
 		b, err = l.Begin(ctx, ref2, ledger.BeginArgs{Token: tok, Pay: true})
@@ -2230,6 +2233,9 @@ func TestResolveErroredWithinTheListingLag(t *testing.T) {
 	if after, _ := l.Get(ctx, u); !after.UpdatedAt.Equal(before.UpdatedAt) || after.State != ledger.StateUnknown {
 		t.Errorf("refused decisions changed the record: updated %v → %v, %s", before.UpdatedAt, after.UpdatedAt, after.State)
 	}
+	// Past a lag of 1 ms on Redis's clock (within the same millisecond
+	// on a quiet machine, the lag has not passed yet).
+	time.Sleep(10 * time.Millisecond)
 	if rec, err := l.Resolve(ctx, u, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "not in the console", By: "ann", ListingLag: time.Millisecond}); err != nil || rec.State != ledger.StateErrored {
 		t.Errorf("errored past the listing lag: %+v, %v", rec, err)
 	}
