@@ -197,7 +197,7 @@ local again = tonumber(ARGV[7] or '-1') or -1
 if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and judge - paid >= again
     and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then
   redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
-    'pay_before', h['pay_sent'] or '')
+    'pay_before', h['pay_sent'] or '', 'pays', (tonumber(h['pays'] or '0') or 0) + 1)
   return {'began', r, '2', sn, '', '', counted()}
 end
 if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
@@ -468,6 +468,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			} else {
 				rec.PaySentBefore = rec.PaySentAt
 				rec.PaySentAt = rec.ReadAt // the mark this Begin wrote
+				rec.Pays++                 // the count this Begin wrote
 			}
 			if !durable {
 				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
@@ -586,6 +587,7 @@ type Transition struct {
 	mayExist          *bool
 	clearPaySent      bool
 	paySentBefore     time.Time // with clearPaySent: the earlier pay's mark to put back
+	paysBefore        int       // with clearPaySent: the pays counted before this step's
 	firstAttempt      time.Time // with afresh: the first attempt's time to record instead of none
 	knownAt           time.Time // with setKnown: when the snapshot's read began (zero: the settle's time)
 	knownTarget       string    // with setKnown: where it was read (BeginArgs.Target)
@@ -726,7 +728,7 @@ func Unmark(rec *Record) Transition {
 	if rec.PayMarked {
 		// The pay this step's Begin marked was not sent: the mark goes
 		// back to an earlier pay's, if one was sent.
-		return Transition{clearPaySent: true, paySentBefore: rec.PaySentBefore}
+		return Transition{clearPaySent: true, paySentBefore: rec.PaySentBefore, paysBefore: max(rec.Pays-1, 0)}
 	}
 	if !rec.InflightMarked || rec.MarkedFrom == "" {
 		return Release()
@@ -867,8 +869,10 @@ func (t Transition) Answered() bool { return t.answered }
 // PaySentBefore; zero: none): forgetting a pay that did leave would let
 // an order the worker paid pass for one someone else paid, and a second
 // pay skip the listing lag after it.
-func (t Transition) ClearPaySent(before time.Time) Transition {
-	t.clearPaySent, t.paySentBefore = true, before
+// pays is the count of pays the record holds, this step's among them: it
+// goes back to one less.
+func (t Transition) ClearPaySent(before time.Time, pays int) Transition {
+	t.clearPaySent, t.paySentBefore, t.paysBefore = true, before, max(pays-1, 0)
 	return t
 }
 
@@ -1103,7 +1107,7 @@ local function revoke(prefix, provider, owner, id, me, now, events, retention)
   if o[3] == 'operator' then how = 'an operator recorded as this one' end
   local r = 'the provider order ' .. id .. ' ' .. how .. ' is order ' .. me .. "'s, by its create's own answer: looked up again"
   redis.call('HSET', okey, 'state', 'unknown', 'provider_order_id', '', 'matched', '', 'may_exist', '1', 'updated', now,
-    'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pay_accepted', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
+    'reason', r, 'lease', '', 'lease_until', '', 'pay_sent', '', 'pay_accepted', '', 'pays', '', 'pending_since', '', 'next_check', '', 'outcome_at', '')
   if (o[9] or '') ~= '' then
     -- May exist again without an id: a rival again (see MarkRival).
     redis.call('ZADD', prefix .. 'rivals:' .. provider .. ':' .. o[9], 'NX', math.floor(tonumber(now) / 1000), owner)
@@ -1266,7 +1270,7 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		}
 	}
 	if t.clearPaySent {
-		args = append(args, "pay_sent", ms(t.paySentBefore))
+		args = append(args, "pay_sent", ms(t.paySentBefore), "pays", strconv.Itoa(t.paysBefore))
 	}
 	if !t.payAccepted.IsZero() {
 		args = append(args, "pay_accepted", ms(t.payAccepted))

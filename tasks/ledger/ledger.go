@@ -203,6 +203,10 @@ type Record struct {
 	// the provider said, and the order is never paid again automatically
 	// (see BeginArgs.Pay).
 	PayAcceptedAt time.Time `json:"pay_accepted_at,omitzero"`
+	// Pays counts the pays the worker marked sent (less those refused
+	// before the provider acted): past MaxPays, an order still unpaid is
+	// not paid again automatically.
+	Pays int `json:"pays,omitempty"`
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.
 	RedrivenAt time.Time `json:"redriven_at,omitzero"`
@@ -544,6 +548,8 @@ func (r *Record) set(k, v string) {
 		r.PayAcceptedAt = msTime(v)
 	case "pay_before":
 		r.payBefore = msTime(v)
+	case "pays":
+		r.Pays, _ = strconv.Atoi(v)
 	case "known_at":
 		r.KnownAt = msTime(v)
 	case "known_from":

@@ -504,6 +504,13 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		// order held for one is.
 		accepted := rec.PayAccepted() || step == Pay && !rec.PaySentAt.IsZero()
 		acceptedUnseen := r.Payable && step != Pay && accepted && now.Sub(rec.PaySentAt) >= p.ListingLag
+		// Paid MaxPays times already, each pay's answer lost or failed,
+		// and still unpaid a listing lag after the last: a provider that
+		// shows a pay later than the lag would be paid again and again
+		// (each pay may move money). Not paid again automatically.
+		paysSpent := r.Payable && step != Pay && !accepted && !rec.PaySentAt.IsZero() &&
+			now.Sub(rec.PaySentAt) >= p.ListingLag && rec.Pays >= MaxPays
+		acceptedUnseen = acceptedUnseen || paysSpent
 		if acceptedUnseen {
 			wait = max(wait, pollDelay(since, p, now))
 		}
@@ -525,6 +532,9 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		switch {
 		case paidHeld:
 			reason = fmt.Sprintf("pending; found paid, but by matching the provider's orders and not paid by the worker: perhaps another's order; waits for a person to confirm it is ours (resolve it paid) or not (resolve it absent to create ours, or errored); next check in %s", wait.Round(time.Millisecond))
+		case paysSpent:
+			reason = fmt.Sprintf("pending; paid %d times by the worker, the last at %s, each pay's answer lost or failed, and the order still shows unpaid %s after it: not paid again automatically (the provider may show a pay later than ORDERWORKER_LISTING_LAG); waits for a person to check it at the provider and resolve it (paid, or errored); next check in %s",
+				rec.Pays, rec.PaySentAt.UTC().Format(time.RFC3339), now.Sub(rec.PaySentAt).Round(time.Second), wait.Round(time.Millisecond))
 		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag && !accepted):
 			// The pay step's Begin marks the pay sent, and the pay leaves
 			// only on that mark (ledger.BeginArgs.Pay). An order found
@@ -691,6 +701,11 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
 }
+
+// MaxPays is how many pays the worker sends one order, each after the one
+// before it failed or went unanswered and the order still showed unpaid a
+// listing lag after it, before it leaves the order to a person.
+const MaxPays = 3
 
 // refusedBeforeActing reports whether a pay that failed with code was
 // refused by the provider before it acted (throttled, unauthenticated).
@@ -907,7 +922,7 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 	if step == Pay && refusedBeforeActing(code) {
 		// The pay was refused before the provider acted: a later check
 		// may pay.
-		keep = keep.ClearPaySent(rec.PaySentBefore)
+		keep = keep.ClearPaySent(rec.PaySentBefore, rec.Pays)
 	}
 	if as == providers.Unauthenticated {
 		return Decision{Settle: keep, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}

@@ -1376,3 +1376,29 @@ func TestThrottledCreateIsLookedUpWithoutSpendingTheBudget(t *testing.T) {
 		t.Errorf("a 502 on a create: failures %d; want %d, spent as before", d.Settle.Failures(), retryMarked().Failures+1)
 	}
 }
+
+// A provider that shows a pay's effect later than the listing lag would be
+// paid again at every check a lag after the last pay (a black-box run: 10
+// orders paid 4 times each before the fault was lifted): after MaxPays
+// pays whose answers were lost or failed, an order still unpaid waits for
+// a person, checked as one held for a person is.
+func TestPaysPerOrderAreBounded(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
+	now := t0.Add(5 * time.Minute)
+	rec := pending()
+	rec.PaySentAt, rec.Pays = now.Add(-p.ListingLag), MaxPays-1
+	if d := Decide(rec, Poll, payable, p, now); d.Then.Next != Continue || d.Then.Step != Pay {
+		t.Fatalf("unpaid a lag after pay %d of %d: %v %v; want continue to pay", rec.Pays, MaxPays, d.Then.Next, d.Then.Step)
+	}
+	rec.Pays = MaxPays
+	d := Decide(rec, Poll, payable, p, now)
+	if d.Then.Next == Continue || d.Settle.To() != ledger.StatePending || !strings.Contains(d.Settle.Reason(), "waits for a person") {
+		t.Fatalf("unpaid a lag after pay %d of %d: %v %v, %q; want pending, waiting for a person", rec.Pays, MaxPays, d.Then.Next, d.Then.Step, d.Settle.Reason())
+	}
+	if d.Then.Delay < time.Minute {
+		t.Errorf("checked again in %v; want as an order held for a person (a minute or more)", d.Then.Delay)
+	}
+}
