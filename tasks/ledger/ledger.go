@@ -204,8 +204,8 @@ type Record struct {
 	// (see BeginArgs.Pay).
 	PayAcceptedAt time.Time `json:"pay_accepted_at,omitzero"`
 	// Pays counts the pays the worker marked sent (less those refused
-	// before the provider acted): past MaxPays, an order still unpaid is
-	// not paid again automatically.
+	// before the provider acted): past order.MaxPays, an order still
+	// unpaid is not paid again automatically.
 	Pays int `json:"pays,omitempty"`
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.

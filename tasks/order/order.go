@@ -507,10 +507,11 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		// Paid MaxPays times already, each pay's answer lost or failed,
 		// and still unpaid a listing lag after the last: a provider that
 		// shows a pay later than the lag would be paid again and again
-		// (each pay may move money). Not paid again automatically.
+		// (each pay may move money). Not paid again automatically; it is
+		// checked on, and errored when its pending window closes with
+		// the provider still showing it unpaid, as after any pay.
 		paysSpent := r.Payable && step != Pay && !accepted && !rec.PaySentAt.IsZero() &&
 			now.Sub(rec.PaySentAt) >= p.ListingLag && rec.Pays >= MaxPays
-		acceptedUnseen = acceptedUnseen || paysSpent
 		if acceptedUnseen {
 			wait = max(wait, pollDelay(since, p, now))
 		}
@@ -533,7 +534,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 		case paidHeld:
 			reason = fmt.Sprintf("pending; found paid, but by matching the provider's orders and not paid by the worker: perhaps another's order; waits for a person to confirm it is ours (resolve it paid) or not (resolve it absent to create ours, or errored); next check in %s", wait.Round(time.Millisecond))
 		case paysSpent:
-			reason = fmt.Sprintf("pending; paid %d times by the worker, the last at %s, each pay's answer lost or failed, and the order still shows unpaid %s after it: not paid again automatically (the provider may show a pay later than ORDERWORKER_LISTING_LAG); waits for a person to check it at the provider and resolve it (paid, or errored); next check in %s",
+			reason = fmt.Sprintf("pending; paid %d times by the worker, the last at %s, each pay's answer lost or failed, and the order still shows unpaid %s after it: not paid again automatically (the provider may show a pay later than ORDERWORKER_LISTING_LAG); errored if still unpaid when the pending window closes, or resolved by a person who checked it at the provider; next check in %s",
 				rec.Pays, rec.PaySentAt.UTC().Format(time.RFC3339), now.Sub(rec.PaySentAt).Round(time.Second), wait.Round(time.Millisecond))
 		case r.Payable && step != Pay && (rec.PaySentAt.IsZero() || now.Sub(rec.PaySentAt) >= p.ListingLag && !accepted):
 			// The pay step's Begin marks the pay sent, and the pay leaves
@@ -704,7 +705,8 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 
 // MaxPays is how many pays the worker sends one order, each after the one
 // before it failed or went unanswered and the order still showed unpaid a
-// listing lag after it, before it leaves the order to a person.
+// listing lag after it. Past them it pays no more: the order is checked
+// on, and errored when its pending window closes still unpaid.
 const MaxPays = 3
 
 // refusedBeforeActing reports whether a pay that failed with code was

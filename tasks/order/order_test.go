@@ -1380,13 +1380,13 @@ func TestThrottledCreateIsLookedUpWithoutSpendingTheBudget(t *testing.T) {
 // A provider that shows a pay's effect later than the listing lag would be
 // paid again at every check a lag after the last pay (a black-box run: 10
 // orders paid 4 times each before the fault was lifted): after MaxPays
-// pays whose answers were lost or failed, an order still unpaid waits for
-// a person, checked as one held for a person is.
+// pays whose answers were lost or failed, an order still unpaid is not
+// paid again; checked on, it is errored when its pending window closes.
 func TestPaysPerOrderAreBounded(t *testing.T) {
 	t.Parallel()
 	p := policy()
 	p.ListingLag = 2 * time.Minute
-	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true}}
+	payable := Outcome{Result: providers.Result{Status: providers.StatusPending, ProviderOrderID: "P1", Payable: true, Unpaid: true}}
 	now := t0.Add(5 * time.Minute)
 	rec := pending()
 	rec.PaySentAt, rec.Pays = now.Add(-p.ListingLag), MaxPays-1
@@ -1395,10 +1395,10 @@ func TestPaysPerOrderAreBounded(t *testing.T) {
 	}
 	rec.Pays = MaxPays
 	d := Decide(rec, Poll, payable, p, now)
-	if d.Then.Next == Continue || d.Settle.To() != ledger.StatePending || !strings.Contains(d.Settle.Reason(), "waits for a person") {
-		t.Fatalf("unpaid a lag after pay %d of %d: %v %v, %q; want pending, waiting for a person", rec.Pays, MaxPays, d.Then.Next, d.Then.Step, d.Settle.Reason())
+	if d.Then.Next == Continue || d.Settle.To() != ledger.StatePending || !strings.Contains(d.Settle.Reason(), "not paid again automatically") {
+		t.Fatalf("unpaid a lag after pay %d of %d: %v %v, %q; want pending, not paid again", rec.Pays, MaxPays, d.Then.Next, d.Then.Step, d.Settle.Reason())
 	}
-	if d.Then.Delay < time.Minute {
-		t.Errorf("checked again in %v; want as an order held for a person (a minute or more)", d.Then.Delay)
+	if d := Decide(rec, Poll, payable, p, t0.Add(p.PendingWindow+2*time.Minute)); d.Settle.To() != ledger.StateErrored {
+		t.Errorf("unpaid past the pending window after pay %d of %d: to %q; want errored, as after any pay", rec.Pays, MaxPays, d.Settle.To())
 	}
 }
