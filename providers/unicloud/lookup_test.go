@@ -845,6 +845,7 @@ func TestLookupByIDRequiresItsID(t *testing.T) {
 		"7":  `{"Order":{"Id":"7","OrderStatus":"0","CreateTime":null}}`,
 		"13": `{"Order":{"Id":"13","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"theirs-volume-01"}]}}`,
 		"14": `{"Order":{"Id":"14","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"ours"}]}}`,
+		"15": `{"Order":{"Id":"15","OrderStatus":"PAID","ProductCategory":"NAS","Items":[{"InstanceName":"…"}]}}`,
 		"1":  `{"Order":{}}`,
 		"2":  `{"Order":{"Id":0,"OrderStatus":"PAID"}}`,
 		"3":  `{"Order":{"Id":"","OrderNo":"3"}}`,
@@ -868,6 +869,8 @@ func TestLookupByIDRequiresItsID(t *testing.T) {
 		// record): a person decides.
 		{"13", providers.Ambiguous, 1},
 		{"14", providers.Unknown, 1},
+		// A name cut to nothing names no instance, as in the listing.
+		{"15", providers.Unknown, 1},
 		{"1", providers.Unavailable, 1},
 		{"2", providers.Unavailable, 1},
 		{"3", providers.Unavailable, 1},
