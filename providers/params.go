@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -68,8 +67,20 @@ func (p Params) Bool(name string) (v, ok bool) { v, ok = p[name].(bool); return 
 // from DecodeParams hold only strings, int64s and bools; a value of any
 // other type is written as encoding/json writes it (null if it cannot).
 func (p Params) Canonical() []byte {
-	keys := slices.Sorted(maps.Keys(p))
-	b := []byte{'{'}
+	keys := make([]string, 0, len(p))
+	size := 2
+	for k, v := range p {
+		keys = append(keys, k)
+		size += len(k) + 4
+		if s, ok := v.(string); ok {
+			size += len(s) + 2
+		} else {
+			size += 20
+		}
+	}
+	slices.Sort(keys)
+	b := make([]byte, 1, size)
+	b[0] = '{'
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -556,7 +557,7 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (pr prepared, err err
 		if pr.p.Params, err = e.sealer.Seal(clear); err != nil {
 			return pr, err
 		}
-	} else if pr.p.Params, err = json.Marshal(json.RawMessage(clear)); err != nil {
+	} else if pr.p.Params, err = marshalParams(clear); err != nil {
 		// The task carries params as json.Marshal writes them (compact,
 		// HTML escaped); the record gets the same bytes, so a worker
 		// tells a task of this order from another's without rehashing.
@@ -564,6 +565,20 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (pr prepared, err err
 		return pr, nil
 	}
 	return pr, nil
+}
+
+// marshalParams is json.Marshal(json.RawMessage(clear)) for params the
+// provider's validation parsed (well-formed JSON): clear compacted, with
+// <, >, & and U+2028, U+2029 escaped. Text holding none of those
+// characters and no white space is already so, and is copied as it is.
+func marshalParams(clear json.RawMessage) ([]byte, error) {
+	for _, c := range clear {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2: // 0xE2 begins U+2028 and U+2029
+			return json.Marshal(clear)
+		}
+	}
+	return bytes.Clone(clear), nil
 }
 
 // refusePersonal answers pr, which holds what may not be stored in clear

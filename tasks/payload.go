@@ -67,38 +67,46 @@ func IsInvalid(err error) bool {
 // provider and order_no well formed and params a JSON object. It does not
 // check params against the provider (see Validate).
 func DecodePayload(data []byte) (Payload, error) {
+	p, _, err := decodePayload(data)
+	return p, err
+}
+
+// decodePayload is DecodePayload, also reporting whether the payload was
+// read in one pass with each of its keys given once, spelled exactly as
+// the contract's (what checkPayloadKeys asks).
+func decodePayload(data []byte) (Payload, bool, error) {
 	var p Payload
 	if len(data) > MaxPayloadBytes {
-		return p, invalid("payload is %d bytes, over the %d-byte limit", len(data), MaxPayloadBytes)
+		return p, false, invalid("payload is %d bytes, over the %d-byte limit", len(data), MaxPayloadBytes)
 	}
 	if !utf8.Valid(data) {
-		return p, invalid("payload is not valid UTF-8")
+		return p, false, invalid("payload is not valid UTF-8")
 	}
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
 		if len(data) > 0 && !json.Valid(data) {
-			return p, invalid("payload is not JSON: %s", SyntaxReason(data))
+			return p, false, invalid("payload is not JSON: %s", SyntaxReason(data))
 		}
-		return p, invalid("payload must be a JSON object")
+		return p, false, invalid("payload must be a JSON object")
 	}
-	p, ok := decodePlain(data)
+	p, ok, once := decodePlain(data)
 	if !ok {
 		// What the plain reading does not cover, and every error, as
 		// encoding/json reads it.
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&p); err != nil {
-			return Payload{}, invalid("malformed payload: %s", jsonReason(err))
+			return Payload{}, false, invalid("malformed payload: %s", jsonReason(err))
 		}
 		if _, err := dec.Token(); err != io.EOF {
-			return Payload{}, invalid("trailing data after the payload object")
+			return Payload{}, false, invalid("trailing data after the payload object")
 		}
 	}
 	if err := p.check(); err != nil {
-		return Payload{}, err
+		return Payload{}, false, err
 	}
 	p.Params = bytes.TrimSpace(p.Params)
-	return p, nil
+	return p, ok && once, nil
 }
 
 // decodePlain reads a well-formed payload object whose keys are spelled
@@ -106,29 +114,35 @@ func DecodePayload(data []byte) (Payload, error) {
 // null, in one pass, to the same Payload encoding/json decodes (the last
 // of a repeated key counts; null leaves a string as it was). It reports
 // false for anything else, which the decoder then reads.
-func decodePlain(data []byte) (Payload, bool) {
-	var p Payload
+func decodePlain(data []byte) (p Payload, ok, once bool) {
 	members, ok := jsonscan.Members(data)
 	if !ok {
-		return p, false
+		return p, false, false
 	}
+	var seen [3]bool
+	once = true
 	for _, m := range members {
+		var i int
 		switch string(m.Key) {
 		case "provider":
 			if ok = jsonString(m.Value, &p.Provider); !ok {
-				return p, false
+				return p, false, false
 			}
 		case "order_no":
 			if ok = jsonString(m.Value, &p.OrderNo); !ok {
-				return p, false
+				return p, false, false
 			}
+			i = 1
 		case "params":
 			p.Params = bytes.Clone(m.Value) // not the caller's buffer
+			i = 2
 		default:
-			return p, false
+			return p, false, false
 		}
+		once = once && !seen[i]
+		seen[i] = true
 	}
-	return p, true
+	return p, true, once
 }
 
 // jsonString decodes v, one well-formed JSON value, into s when it is a
@@ -189,8 +203,8 @@ func checkOrderNo(s string) error {
 // provider could be another than the one it logged. The worker decodes
 // what it was given (DecodePayload).
 func decodeProduced(data []byte) (Payload, error) {
-	p, err := DecodePayload(data)
-	if err != nil {
+	p, checked, err := decodePayload(data)
+	if err != nil || checked {
 		return p, err
 	}
 	if err := checkPayloadKeys(data); err != nil {
@@ -398,8 +412,12 @@ func openAndValidate(p Payload, set *providers.Set, sealer *Sealer) (json.RawMes
 // sensitiveField names the first of the provider's personal-data params
 // that clear holds a value for, "" when it holds none.
 func sensitiveField(set *providers.Set, provider string, clear json.RawMessage) string {
+	names := set.Sensitive(provider)
+	if len(names) == 0 {
+		return ""
+	}
 	members, _ := jsonscan.Members(clear)
-	for _, name := range set.Sensitive(provider) {
+	for _, name := range names {
 		for _, m := range members {
 			if string(m.Key) == name && string(m.Value) != `""` && string(m.Value) != "null" {
 				return name

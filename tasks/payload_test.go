@@ -171,7 +171,36 @@ func FuzzDecodePayload(f *testing.F) {
 		if err1 != nil || err2 != nil || hp != hq {
 			t.Fatalf("round trip changed params: %s vs %s", p.Params, q.Params)
 		}
+		checkMarshalParams(t, p.Params)
 	})
+}
+
+// checkMarshalParams checks marshalParams against json.Marshal for params
+// as the Enqueuer has them (well-formed JSON).
+func checkMarshalParams(t *testing.T, params json.RawMessage) {
+	t.Helper()
+	want, err := json.Marshal(params)
+	if err != nil {
+		return // not JSON: marshalParams is never given it
+	}
+	got, err := marshalParams(params)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("marshalParams(%q) = %q, %v; json.Marshal %q", params, got, err, want)
+	}
+}
+
+// Params are copied as json.Marshal would write them: compact, with HTML's
+// characters and JavaScript's line separators escaped.
+func TestMarshalParamsAsMarshal(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		`{}`, `{"CustomerId":"C1","ItemNum":2}`, `{ "a" : 1 }`, "{\n\t\"a\":\r\n1}",
+		`{"a":"x y"}`, `{"a":"<"}`, `{"a":">"}`, `{"a":"&amp;"}`, `{"a":"\u003c"}`, "{\"a\":\"\u2028\u2029\"}",
+		`{"a":"é中文"}`, `{"a":"\ud83d\ude00"}`, `"ow1:sealed"`, `{"a":[1,2,{"b":null}],"c":true}`,
+		"{\"a\":\"\xff\"}",
+	} {
+		checkMarshalParams(t, json.RawMessage(s))
+	}
 }
 
 // The one-pass reading of a payload decodes what encoding/json decodes,
@@ -187,9 +216,14 @@ func FuzzDecodePlainAsEncodingJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got, ok := decodePlain(data)
+		got, ok, once := decodePlain(data)
 		if !ok {
 			return
+		}
+		// decodeProduced skips checkPayloadKeys when decodePlain read
+		// each key once: it would have found nothing.
+		if keysOK := checkPayloadKeys(data) == nil; once != keysOK {
+			t.Fatalf("decodePlain(%q) says each key once: %v; checkPayloadKeys finds nothing wrong: %v", data, once, keysOK)
 		}
 		var want Payload
 		dec := json.NewDecoder(bytes.NewReader(data))
