@@ -664,7 +664,9 @@ func TestComposeRedis(t *testing.T) {
 	args := " " + strings.Join(redis.Command, " ") + " "
 	// A single Redis: an fsync per write, or a host crash takes back what
 	// it acknowledged.
-	for _, want := range []string{" --appendonly yes ", " --appendfsync always ", " --maxmemory-policy noeviction "} {
+	// And records and tasks kept compact (deploy/README.md, "Production
+	// Redis").
+	for _, want := range []string{" --appendonly yes ", " --appendfsync always ", " --maxmemory-policy noeviction ", " --hash-max-listpack-value 1024 "} {
 		if !strings.Contains(args, want) {
 			t.Errorf("redis command %q lacks %q", redis.Command, strings.TrimSpace(want))
 		}

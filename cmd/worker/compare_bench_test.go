@@ -154,7 +154,13 @@ func newCmpEnv(b *testing.B) *cmpEnv {
 		e.rounds = v
 	}
 	e.bins = cmpBuild(b, e.dir)
-	e.rs = taskstest.StartRedis(b, nil)
+	// ORDERWORKER_TEST_COMPARE_REDIS_ARGS: more redis-server arguments, such
+	// as the compose file's "--hash-max-listpack-value 1024".
+	var ropts *taskstest.Options
+	if s := strings.Fields(os.Getenv("ORDERWORKER_TEST_COMPARE_REDIS_ARGS")); len(s) > 0 {
+		ropts = &taskstest.Options{Args: s}
+	}
+	e.rs = taskstest.StartRedis(b, ropts)
 	e.rdb = e.rs.Client(b)
 	opt, err := asynq.ParseRedisURI(e.rs.URL())
 	if err != nil {

@@ -504,6 +504,9 @@ func cmpMachine(ctx context.Context, rdb *redis.Client) string {
 			}
 		}
 	}
+	if v, err := rdb.ConfigGet(ctx, "hash-max-listpack-value").Result(); err == nil && v["hash-max-listpack-value"] != "" {
+		redisVer += " (hash-max-listpack-value " + v["hash-max-listpack-value"] + ")"
+	}
 	return fmt.Sprintf("%d × %s%s%s, GOMAXPROCS %d, %s, redis-server %s on loopback",
 		runtime.NumCPU(), model, mem, kernel, runtime.GOMAXPROCS(0), runtime.Version(), redisVer)
 }
