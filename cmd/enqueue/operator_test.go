@@ -512,3 +512,40 @@ func TestResolveAbsentReadsTheCreateOverrun(t *testing.T) {
 		t.Fatalf("resolve absent with no overrun: exit %d\n%s", code, errs)
 	}
 }
+
+// Every command that writes says so when it writes to the default Redis
+// because REDIS_URL is not set (a script that forgot its environment), and
+// only then. Not parallel: it points the default at its own server.
+func TestWritesToTheDefaultRedisAreNamed(t *testing.T) {
+	rs := taskstest.StartRedis(t, nil)
+	saved := defaultRedisURL
+	defaultRedisURL = rs.URL()
+	t.Cleanup(func() { defaultRedisURL = saved })
+	cases := []struct {
+		what  string
+		stdin string
+		args  []string
+		note  string
+	}{
+		{"enqueue", good, nil, "enqueue: sending orders to " + rs.URL() + " (the default: REDIS_URL is not set)"},
+		{"resolve", "", []string{"resolve", "tencent", "MISSING", "-as", "errored", "-note", "n", "-by", "ann"}, "enqueue: resolve: using " + rs.URL() + " (the default: REDIS_URL is not set)"},
+		{"redrive", "", []string{"redrive", "-state", "errored", "-dry-run"}, "enqueue: redrive: using " + rs.URL() + " (the default: REDIS_URL is not set)"},
+	}
+	for _, c := range cases {
+		_, _, errs := runCLI(t, "", c.stdin, c.args...)
+		if !strings.Contains(errs, c.note) {
+			t.Errorf("%s without REDIS_URL: stderr %q lacks %q", c.what, errs, c.note)
+		}
+		_, _, errs = runCLI(t, rs.URL(), c.stdin, c.args...)
+		if strings.Contains(errs, "the default") {
+			t.Errorf("%s with REDIS_URL set: stderr %q speaks of the default", c.what, errs)
+		}
+		_, _, errs = runCLI(t, "", c.stdin, append([]string{"-redis-url", rs.URL()}, c.args...)...)
+		if strings.Contains(errs, "the default") {
+			t.Errorf("%s with -redis-url: stderr %q speaks of the default", c.what, errs)
+		}
+	}
+	if n, err := rs.Client(t).Exists(context.Background(), "orderworker:{ledger}:order:tencent:E1").Result(); err != nil || n != 1 {
+		t.Errorf("the order sent to the default Redis is not in it: exists %d, %v", n, err)
+	}
+}

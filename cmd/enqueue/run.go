@@ -49,6 +49,11 @@ func checkDataKey(ctx context.Context, enq *tasks.Enqueuer, timeout time.Duratio
 	return nil
 }
 
+// defaultRedisURL is the Redis enqueue uses when neither REDIS_URL nor
+// -redis-url names one (a variable only so that a test can point it at its
+// own server).
+var defaultRedisURL = "redis://127.0.0.1:6379/0"
+
 // resultLine is one order's line of output: its result, and where it
 // came from (a file and line, stdin, or flags).
 type resultLine struct {
@@ -93,7 +98,7 @@ Flags:
 	}
 	redisURL := getenv("REDIS_URL")
 	if redisURL == "" {
-		redisURL = "redis://127.0.0.1:6379/0"
+		redisURL = defaultRedisURL
 	}
 	queue := getenv("ORDERWORKER_QUEUE")
 	if queue == "" {
@@ -197,14 +202,21 @@ when there is no such order, 2 on a usage or infrastructure error.
 	if len(rest) > 0 && rest[0] == "webhooks" {
 		return webhooks(ctx, rest[1:], redisOpt, *timeout, getenv, stdout, stderr)
 	}
+	// A script that forgot its environment would otherwise write to
+	// whatever Redis listens on the default address, without a word.
+	onDefault := getenv("REDIS_URL") == "" && !flagGiven(fs, "redis-url") && !*dev
 	if len(rest) > 0 {
 		c := cmdEnv{redisOpt: redisOpt, queue: queue, timeout: *timeout, getenv: getenv, stdout: stdout, stderr: stderr}
 		switch rest[0] {
 		case "list":
 			return list(ctx, c, rest[1:])
-		case "resolve":
-			return resolve(ctx, c, rest[1:])
-		case "redrive":
+		case "resolve", "redrive":
+			if onDefault && !slices.ContainsFunc(rest[1:], isHelp) {
+				fmt.Fprintf(stderr, "enqueue: %s: using %s (the default: REDIS_URL is not set)\n", rest[0], tasks.RedactURL(redisURL))
+			}
+			if rest[0] == "resolve" {
+				return resolve(ctx, c, rest[1:])
+			}
 			return redrive(ctx, c, rest[1:])
 		}
 	}
@@ -242,10 +254,7 @@ when there is no such order, 2 on a usage or infrastructure error.
 		fmt.Fprintf(stderr, "enqueue: cannot use Redis (%s): %s; nothing was read or sent\n", source, strings.TrimSuffix(providers.MaskPhones(err.Error()), "."))
 		return exitError
 	}
-	if getenv("REDIS_URL") == "" && !flagGiven(fs, "redis-url") && !*dev {
-		// A script that forgot its environment would otherwise write
-		// its orders to whatever Redis listens on the default address,
-		// without a word.
+	if onDefault {
 		fmt.Fprintf(stderr, "enqueue: sending orders to %s (the default: REDIS_URL is not set)\n", tasks.RedactURL(redisURL))
 	}
 	var guard *devGuard
