@@ -1265,3 +1265,33 @@ func TestRefusalAfterALossHidesPhoneNumbersWhole(t *testing.T) {
 		t.Errorf("recorded %+v, %v; want nothing written", rec, err)
 	}
 }
+
+// A server whose data key is not the ledger's refuses an order with 503,
+// never saying the order was not accepted: this request wrote nothing, but
+// an earlier send of it through a server with the right key may be in.
+func TestDataKeyMismatchNeverSaysNotAccepted(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	other, err := tasks.NewSealer(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(rs.Client(t), nil)
+	if err := l.CheckDataKey(context.Background(), other.KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	e := serve(t, rs, l, nil)
+	code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("DK1", 1))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "ORDERWORKER_DATA_KEY") ||
+		!strings.Contains(string(b), "may have been accepted") || strings.Contains(string(b), "not accepted") {
+		t.Errorf("POST with another data key than the ledger's: %d %s; want 503 naming the key, never \"not accepted\"", code, b)
+	}
+	code, b, _ = e.do("POST", "/v1/orders/batch", bearer, append(append(tencentOrder("DK1", 1), '\n'), tencentOrder("DK2", 1)...))
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "ORDERWORKER_DATA_KEY") ||
+		!strings.Contains(string(b), "may have been accepted") || strings.Contains(string(b), "not accepted") || strings.Contains(string(b), "no order was accepted") {
+		t.Errorf("POST batch with another data key than the ledger's: %d %s; want 503 naming the key, never \"not accepted\"", code, b)
+	}
+	if n, err := rs.Client(t).Exists(context.Background(), "orderworker:{ledger}:order:tencent:DK1", "orderworker:{ledger}:order:tencent:DK2").Result(); err != nil || n != 0 {
+		t.Errorf("the refused order was written: exists %d, %v", n, err)
+	}
+}

@@ -78,7 +78,10 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if detail, ok := keyDetail(err); ok {
-			h.unavailable(w, r, err, "the order was not accepted: "+detail, nil)
+			// Nothing of this request was written, but an earlier send
+			// of the order through a server configured rightly may be
+			// in: not "the order was not accepted".
+			h.unavailable(w, r, err, "this request wrote nothing: "+detail+"; an earlier send of the order through another server may have been accepted: send it again, with the same order number, once this server is fixed (an order that got in answers duplicate)", nil)
 			return
 		}
 		// Redis did not answer the check: nothing of this request was
@@ -100,7 +103,8 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if errors.Is(err, ledger.ErrReplicaNow) {
-		h.unavailable(w, r, err, "the order was not accepted: the Redis server is a replica now (a failover in progress); nothing was written; send it again", nil)
+		// What a replica holds says nothing of what the master took.
+		h.unavailable(w, r, err, "the Redis server is a replica now (a failover in progress): this request wrote nothing, and an earlier send of the order may have reached the master: the order may or may not have been accepted; send it again (an order that got in answers duplicate)", nil)
 		return
 	}
 	if errors.Is(err, tasks.ErrNoKeyToCompare) {
@@ -213,7 +217,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		if detail, ok := keyDetail(err); ok {
-			h.unavailable(w, r, err, "no order was accepted: "+detail, map[string]any{"results": []tasks.EnqueueResult{}})
+			h.unavailable(w, r, err, "this request wrote nothing: "+detail+"; an earlier send of any of its orders through another server may have been accepted: send them again, with the same order numbers, once this server is fixed (an order that got in answers duplicate)", map[string]any{"results": []tasks.EnqueueResult{}})
 			return
 		}
 		h.unavailable(w, r, err, "Redis is unavailable: nothing of this request was written, but an earlier send of any of its orders may have been accepted; send them again (an order that got in answers duplicate)", map[string]any{"results": []tasks.EnqueueResult{}})
