@@ -567,16 +567,21 @@ func (e *Enqueuer) prepare(ctx context.Context, p Payload) (pr prepared, err err
 	return pr, nil
 }
 
-// marshalParams is json.Marshal(json.RawMessage(clear)) for params the
-// provider's validation parsed (well-formed JSON): clear compacted, with
-// <, >, & and U+2028, U+2029 escaped. Text holding none of those
-// characters and no white space is already so, and is copied as it is.
+// marshalParams is json.Marshal(json.RawMessage(clear)): clear compacted,
+// with <, >, & and U+2028, U+2029 escaped, and refused unless it is one
+// well-formed JSON value. Valid text holding none of those characters and
+// no white space is already so, and is copied as it is. (Not every
+// provider's validation reads the whole text: a disabled provider's reads
+// none.)
 func marshalParams(clear json.RawMessage) ([]byte, error) {
 	for _, c := range clear {
 		switch c {
 		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2: // 0xE2 begins U+2028 and U+2029
 			return json.Marshal(clear)
 		}
+	}
+	if !json.Valid(clear) {
+		return json.Marshal(clear)
 	}
 	return bytes.Clone(clear), nil
 }

@@ -175,17 +175,14 @@ func FuzzDecodePayload(f *testing.F) {
 	})
 }
 
-// checkMarshalParams checks marshalParams against json.Marshal for params
-// as the Enqueuer has them (well-formed JSON).
+// checkMarshalParams checks marshalParams against json.Marshal: the same
+// bytes, or both refuse.
 func checkMarshalParams(t *testing.T, params json.RawMessage) {
 	t.Helper()
-	want, err := json.Marshal(params)
-	if err != nil {
-		return // not JSON: marshalParams is never given it
-	}
+	want, werr := json.Marshal(params)
 	got, err := marshalParams(params)
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("marshalParams(%q) = %q, %v; json.Marshal %q", params, got, err, want)
+	if (err != nil) != (werr != nil) || !bytes.Equal(got, want) {
+		t.Fatalf("marshalParams(%q) = %q, %v; json.Marshal %q, %v", params, got, err, want, werr)
 	}
 }
 
@@ -198,6 +195,8 @@ func TestMarshalParamsAsMarshal(t *testing.T) {
 		`{"a":"x y"}`, `{"a":"<"}`, `{"a":">"}`, `{"a":"&amp;"}`, `{"a":"\u003c"}`, "{\"a\":\"\u2028\u2029\"}",
 		`{"a":"é中文"}`, `{"a":"\ud83d\ude00"}`, `"ow1:sealed"`, `{"a":[1,2,{"b":null}],"c":true}`,
 		"{\"a\":\"\xff\"}",
+		// Not JSON: refused, as json.Marshal refuses it.
+		`{"a":1}}`, `{"a":1} {}`, `{"a":}`, `{"a":1`, ``,
 	} {
 		checkMarshalParams(t, json.RawMessage(s))
 	}

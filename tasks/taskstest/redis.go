@@ -4,8 +4,8 @@
 // port with a scratch directory, so tests are isolated without sharing
 // database numbers, and stops it when the test ends. Set
 // ORDERWORKER_TEST_REDIS_URL to use an existing server instead (a plain
-// redis:// URL of database 0; it is flushed first, and tests that restart
-// Redis cannot run against it).
+// redis:// URL of database 0, without credentials; it is flushed first,
+// and tests that restart Redis cannot run against it).
 package taskstest
 
 import (
@@ -76,24 +76,24 @@ func StartRedis(t testing.TB, opts *Options) *Server {
 }
 
 // external is the Server ORDERWORKER_TEST_REDIS_URL names. Tests reach
-// it by its URL or by its address and credentials (Addr, Username,
-// Password: asynq.RedisClientOpt{Addr: s.Addr}, say), which name no
-// database and no TLS: so the URL may name neither, or those tests would
-// write to database 0, or fail. Without an address they would dial
-// go-redis's default, localhost:6379: another server than the one named.
+// it by its URL or by its address alone (asynq.RedisClientOpt{Addr:
+// s.Addr}, say), which names no database, TLS or credentials: so the URL
+// may name none, or those tests would write to database 0, or fail.
+// Without an address they would dial go-redis's default, localhost:6379:
+// another server than the one named.
 func external(u string) (*Server, error) {
 	opt, err := redis.ParseURL(u)
 	if err != nil {
 		return nil, fmt.Errorf("ORDERWORKER_TEST_REDIS_URL does not parse as a Redis URL: %v", err)
 	}
-	if opt.DB != 0 || opt.TLSConfig != nil || opt.Network != "tcp" {
+	if opt.DB != 0 || opt.TLSConfig != nil || opt.Network != "tcp" || opt.Username != "" || opt.Password != "" {
 		shown := "it"
 		if pu, err := url.Parse(u); err == nil {
 			shown = pu.Redacted()
 		}
-		return nil, fmt.Errorf("ORDERWORKER_TEST_REDIS_URL: tests reach the server by host and port too, so it must name a plain TCP redis:// server and database 0, not %s", shown)
+		return nil, fmt.Errorf("ORDERWORKER_TEST_REDIS_URL: tests reach the server by host and port too, so it must name a plain TCP redis:// server without credentials, and database 0, not %s", shown)
 	}
-	return &Server{ext: u, Addr: opt.Addr, Username: opt.Username, Password: opt.Password}, nil
+	return &Server{ext: u, Addr: opt.Addr}, nil
 }
 
 func freePort() (int, error) {
