@@ -130,6 +130,15 @@ func TestParamsHashIsCanonical(t *testing.T) {
 	if a == c {
 		t.Errorf("hash is equal for different params")
 	}
+	// Two documents, or one and more, are not one order's params.
+	for _, bad := range []string{`{"a":1}}`, `{"a":1} {"a":2}`, `{"a":1} x`} {
+		if h, err := ParamsHash(json.RawMessage(bad)); err == nil {
+			t.Errorf("ParamsHash(%s) = %s; want an error", bad, h)
+		}
+	}
+	if _, err := ParamsHash(json.RawMessage(" {\"a\":1} \n")); err != nil {
+		t.Errorf("white space around params: %v", err)
+	}
 }
 
 // FuzzDecodePayload: any input either decodes into a payload that passes
