@@ -10,6 +10,7 @@ package taskstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -84,6 +85,10 @@ func StartRedis(t testing.TB, opts *Options) *Server {
 func external(u string) (*Server, error) {
 	opt, err := redis.ParseURL(u)
 	if err != nil {
+		// url.Error quotes the URL, password and all.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("ORDERWORKER_TEST_REDIS_URL does not parse as a Redis URL: %v", err)
 	}
 	if opt.DB != 0 || opt.TLSConfig != nil || opt.Network != "tcp" || opt.Username != "" || opt.Password != "" {
