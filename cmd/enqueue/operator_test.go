@@ -156,6 +156,9 @@ func aliyunOrder(no string) string {
 
 var clearPhone = regexp.MustCompile(`(?:^|\D)1[3-9]\d{9}(?:\D|$)`)
 
+// paramsHash is a record's params hash as list prints it.
+var paramsHash = regexp.MustCompile(`"params_hash":"[0-9a-f]*"`)
+
 func TestListPagesNewestFirstMasked(t *testing.T) {
 	t.Parallel()
 	e := newOpsEnv(t)
@@ -184,7 +187,9 @@ func TestListPagesNewestFirstMasked(t *testing.T) {
 				t.Errorf("list shows the history: %v", l)
 			}
 		}
-		if clearPhone.MatchString(out + errs) {
+		// (A params hash is hex, keyed by the test's random data key:
+		// a run of its digits may look like a phone number.)
+		if clearPhone.MatchString(paramsHash.ReplaceAllString(out+errs, "")) {
 			t.Errorf("list shows a phone number in clear:\n%s", out)
 		}
 		if errs == "" {
