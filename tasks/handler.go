@@ -298,6 +298,7 @@ const maxSteps = 6
 
 // ProcessTask implements asynq.Handler.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	growStack()
 	err := h.handBackHeld(ctx, h.processTask(ctx, t))
 	if errors.Is(err, asynq.SkipRetry) {
 		queue, _ := asynq.GetQueueName(ctx)

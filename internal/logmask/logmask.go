@@ -23,6 +23,14 @@ func ReplaceAttr(_ []string, a slog.Attr) slog.Attr {
 	case slog.KindString:
 		a.Value = slog.StringValue(providers.MaskPhones(a.Value.String()))
 	case slog.KindAny:
+		if l, ok := a.Value.Any().(slog.Level); ok {
+			// The record's level (slog hands it here as a value of any
+			// kind once ReplaceAttr is set): written as the handlers
+			// write it without one ("INFO"), not through encoding/json,
+			// which every log line would otherwise pay for.
+			a.Value = slog.StringValue(l.String())
+			break
+		}
 		if err, ok := a.Value.Any().(error); ok {
 			a.Value = slog.StringValue(providers.MaskPhones(err.Error()))
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,44 @@ func TestNewLevelAndFormat(t *testing.T) {
 	log.Warn("shown")
 	if out := b.String(); strings.Contains(out, "hidden") || !strings.HasPrefix(out, "{") || !strings.Contains(out, `"msg":"shown"`) {
 		t.Errorf("log = %q, want only the warning, as JSON", out)
+	}
+}
+
+// The level reads as slog's own handlers write it, custom levels included,
+// in both formats.
+func TestLevelAsSlogWritesIt(t *testing.T) {
+	t.Parallel()
+	timeField := regexp.MustCompile(`^\{"time":"[^"]*",|^time=\S* `)
+	for _, text := range []bool{false, true} {
+		for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError, slog.LevelWarn + 2, slog.LevelDebug - 1} {
+			var got, want bytes.Buffer
+			plain := &slog.HandlerOptions{Level: slog.LevelDebug - 8, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey {
+					return slog.Attr{}
+				}
+				return a
+			}}
+			var ref *slog.Logger
+			if text {
+				ref = slog.New(slog.NewTextHandler(&want, plain))
+			} else {
+				ref = slog.New(slog.NewJSONHandler(&want, plain))
+			}
+			log := New(&got, slog.LevelDebug-8, text)
+			ctx := context.Background()
+			log.Log(ctx, l, "m", "k", "v")
+			ref.Log(ctx, l, "m", "k", "v")
+			// Without the time, which the reference leaves out.
+			g := timeField.ReplaceAllStringFunc(got.String(), func(m string) string {
+				if text {
+					return ""
+				}
+				return "{"
+			})
+			if g != want.String() {
+				t.Errorf("text %v, level %v: %q, want %q", text, l, g, want.String())
+			}
+		}
 	}
 }
 
