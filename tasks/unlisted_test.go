@@ -140,3 +140,52 @@ func TestUnicloudNotFoundWaitsForTheCreateOverrun(t *testing.T) {
 		}
 	}
 }
+
+// A UniCloud create answered throttled may have made the order (no
+// document places a throttle before the order is made): it is looked up,
+// never sent again blind. A throttle before anything was made: not listed,
+// the order is created again, not held for a person, since its only
+// unsure creates were throttled. A throttle after the order was made: the
+// lookup finds it (by matching: UNICLOUD_TAKE_MATCHED here, else it waits
+// for a person to confirm it, as any order found so), and it is not made
+// twice (it was, every time, while throttles were taken for "nothing
+// made").
+func TestThrottledUnicloudCreateIsLookedUpThenCreatedOnce(t *testing.T) {
+	t.Parallel()
+	for _, after := range []bool{false, true} {
+		e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1,
+			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+		sb := unicloudsandbox.New("UKey", "usecret")
+		sb.ThrottleAfterCreate = after
+		hs := httptest.NewServer(sb)
+		t.Cleanup(hs.Close)
+		c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1, TakeMatched: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.set.Add(c)
+		ctx := context.Background()
+		no := map[bool]string{false: "TH-before", true: "TH-after"}[after]
+		task := enqueueTask(t, e, unicloudOrder(no, "throttled-nas-"+no))
+		ref := ledger.Ref{Provider: "unicloud", OrderNo: no}
+		// Throttled twice (the second create too, when the first made
+		// nothing), then answered.
+		sb.Faults().Script(fault.Throttle, fault.Throttle)
+		var runErr error
+		for range 8 {
+			if runErr = e.handler.ProcessTask(ctx, task); runErr == nil || errors.Is(runErr, asynq.SkipRetry) {
+				break
+			}
+		}
+		got, _ := e.ledger.Get(ctx, ref)
+		if runErr != nil || got.State != tasks.StatePaid {
+			t.Fatalf("throttle after the order was made %v: run = %v; %s %q; want paid", after, runErr, got.State, got.Reason)
+		}
+		if n := len(sb.Orders()); n != 1 {
+			t.Errorf("throttle after the order was made %v: %d orders at the provider; want 1", after, n)
+		}
+		if got.Failures != 0 {
+			t.Errorf("throttle after the order was made %v: %d failures spent; want none (throttles)", after, got.Failures)
+		}
+	}
+}

@@ -94,5 +94,7 @@ func TestConformance(t *testing.T) {
 	providertest.RunConformanceTests(t, newHarness, providertest.Features{
 		// A 503 from CreateOrder cannot be told from one after creation.
 		FailBeforeCode: providers.Ambiguous,
+		// Nor can a throttle (none is documented): looked up first.
+		ThrottleCode: providers.Ambiguous,
 	})
 }

@@ -61,8 +61,12 @@
 //     before creation from a 500 after, and a create read as throttled
 //     would go out again without a lookup).
 //   - HTTP 429, or a Throttling*, RequestLimitExceeded* or TooManyRequests
-//     code at any other status: RateLimited, honouring Retry-After
-//     (seconds or a date). Nothing was created.
+//     code at any other status: for CreateOrder, Ambiguous with
+//     providers.ErrThrottled (no document says a throttle comes before the
+//     order is made: looked up, no failure spent; created again on a
+//     not-found while every create of the order was answered so, see
+//     order.Policy.HoldUnlisted); for the queries, RateLimited, honouring
+//     Retry-After (seconds or a date).
 //   - HTTP 5xx on the queries: Unavailable. Timeouts and resets after the
 //     request was written are classified by providers.Send (Ambiguous for
 //     CreateOrder).

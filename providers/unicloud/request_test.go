@@ -277,8 +277,14 @@ func TestClassify(t *testing.T) {
 		{"success", 200, "", okAnswer, true, providers.Unknown, 0, "", ""},
 		{"ProductConfigError", 200, "", `{"Status":false,"Msg":"产品配置错误","Auth":true,"Code":"ProductConfigError"}`, true, providers.InvalidArgument, 0, "ProductConfigError", "产品配置错误"},
 		{"Auth false", 200, "", `{"Status":false,"Auth":false,"Code":"InvalidAccessKeyId.NotFound","Msg":"key 6oPiV0WMJXhxiT65 unknown"}`, true, providers.Unauthenticated, 0, "InvalidAccessKeyId.NotFound", "key *** unknown"},
-		{"throttling code at 200", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, true, providers.RateLimited, 0, "Throttling.User", ""},
-		{"429 seconds", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, true, providers.RateLimited, 7 * time.Second, "Throttling", ""},
+		// A throttled create may have made the order (none is
+		// documented, nor when it comes): looked up first. A throttled
+		// query waits as asked.
+		{"throttling code at 200, create", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, true, providers.Ambiguous, 0, "Throttling.User", ""},
+		{"throttling code at 200, query", 200, "", `{"Status":false,"Auth":true,"Code":"Throttling.User","Msg":"slow down"}`, false, providers.RateLimited, 0, "Throttling.User", ""},
+		{"429 seconds, create", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, true, providers.Ambiguous, 0, "Throttling", ""},
+		{"429 seconds, query", 429, "7", `{"Code":"Throttling","Msg":"Request was denied due to request throttling."}`, false, providers.RateLimited, 7 * time.Second, "Throttling", ""},
+		{"429 no body, create", 429, "", ``, true, providers.Ambiguous, 0, "", ""},
 		{"429 no body", 429, "", ``, false, providers.RateLimited, 0, "", ""},
 		// A create answered 5xx may have acted, whatever code it carries.
 		{"throttling code at 503, create", 503, "", `{"Code":"Throttling","Msg":"x"}`, true, providers.Ambiguous, 0, "Throttling", ""},
@@ -419,6 +425,13 @@ func TestClassify(t *testing.T) {
 			}
 			if pe.Code != tt.want {
 				t.Errorf("code = %v (%v), want %v", pe.Code, err, tt.want)
+			}
+			// A throttle that may have acted spends no budget and is no
+			// news of health (providers.ErrThrottled); no other answer is
+			// taken for one.
+			throttle := tt.status == 429 || strings.Contains(tt.body, `"Throttling`)
+			if want := tt.want == providers.Ambiguous && throttle && tt.status < 500; providers.Throttled(err) != want {
+				t.Errorf("Throttled = %v, want %v (%v)", providers.Throttled(err), want, err)
 			}
 			if pe.HTTPStatus != tt.status {
 				t.Errorf("HTTPStatus = %d, want %d", pe.HTTPStatus, tt.status)

@@ -296,12 +296,20 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, sig 
 		// lookup.
 		return fail(providers.Ambiguous, or(r.Message, http.StatusText(st)))
 	case st == http.StatusTooManyRequests || perr == nil && isThrottle(r.Code):
-		// A throttle below HTTP 500 is taken as made before the order
-		// was (the provider's judgement table: "retryable with backoff",
-		// reconciling only after a 5xx). Read as unsure, a throttled
-		// create could never be created again by default: its lookup's
-		// not-found does not prove it absent (UNICLOUD_RECREATE_UNLISTED),
-		// so every throttled order would wait for a person.
+		if create {
+			// No throttle answer is documented, nor that one comes
+			// before the order is made: a throttled create may have
+			// made it, and is looked up before it is sent again
+			// (providers.ErrThrottled: no failure spent, no news of
+			// health). Its lookup's not-found, past the listing lag, is
+			// believed while every create of the order that may have
+			// been received was answered so (order.Policy.HoldUnlisted):
+			// a throttle is taken to have made nothing unless the
+			// listing shows otherwise.
+			r, err := fail(providers.Ambiguous, or(r.Message, "throttled")+": the order may exist")
+			err.(*providers.Error).Err = providers.ErrThrottled
+			return r, err
+		}
 		return fail(providers.RateLimited, or(r.Message, "throttled"))
 	case st >= 500:
 		return fail(unsure, or(r.Message, http.StatusText(st)))

@@ -206,6 +206,13 @@ if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= ''))
   local f = {'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '1',
     'inflight', (tonumber(h['attempts'] or '0') or 0) + 1, 'state', 'submitting',
     'first_attempt', first, 'last_create', sn, 'updated', upd}
+  if (h['throttled_create'] or '') ~= '' and h['throttled_create'] == (h['last_create'] or '') then
+    -- Every create before this one that may have been received was
+    -- answered throttled (Transition.WithThrottledCreate): still so, this
+    -- one under way (its settle says how it was answered).
+    f[#f + 1] = 'throttled_create'
+    f[#f + 1] = sn
+  end
   if (h['look_only'] or '') ~= '' then
     -- A create of its own now: no longer an order only looked up.
     f[#f + 1] = 'look_only'
@@ -481,6 +488,9 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			if rec.FirstAttemptAt.IsZero() {
 				rec.FirstAttemptAt = rec.ReadAt
 			}
+			if rec.ThrottledLast() {
+				rec.ThrottledCreateAt = rec.ReadAt // moved with the mark
+			}
 			rec.LastCreateAt = rec.ReadAt
 			if !durable {
 				return BeginResult{Status: Began, Record: rec}, ErrNotDurable
@@ -564,6 +574,7 @@ type Transition struct {
 	to              State // "" keeps the state
 	idScope         string
 	ownedAnswer     bool
+	throttledCreate bool
 	settlesMark     bool
 	attempt         *Attempt
 	failures        int
@@ -905,6 +916,16 @@ func (t Transition) WithOwnedAnswer() Transition { t.ownedAnswer = true; return 
 // (WithOwnedAnswer).
 func (t Transition) OwnedAnswer() bool { return t.ownedAnswer }
 
+// WithThrottledCreate records that the create this run marked in flight
+// was answered throttled (Record.ThrottledCreateAt: that create's end, as
+// the settle writes it in Record.LastCreateAt). Any later create settled
+// without it, or one whose run never settled it, leaves the two apart.
+func (t Transition) WithThrottledCreate() Transition { t.throttledCreate = true; return t }
+
+// ThrottledCreate reports whether the transition records a throttled
+// create (WithThrottledCreate).
+func (t Transition) ThrottledCreate() bool { return t.throttledCreate }
+
 // WithIDScope says the order's provider order ids are unique only within
 // scope (providers.IDScoper): the owner entries of the ids the transition
 // records or releases are kept under it (OwnerField), and the record notes
@@ -1005,13 +1026,19 @@ if cur[7] == '1' or ARGV[11] == '1' then
   f[#f + 1] = 'inflight'
   f[#f + 1] = ''
 end
+local lc = ''
 if cur[7] == '1' then
   -- This run's create has ended (answered, failed or timed out): the
   -- provider may have made the order at any time while it was open, so
   -- the listing lag counts from now, on Redis's clock.
   local t = redis.call('TIME')
+  lc = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
   f[#f + 1] = 'last_create'
-  f[#f + 1] = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  f[#f + 1] = lc
+  -- Whether it was answered throttled (Transition.WithThrottledCreate,
+  -- which names this create by its time): not unless the transition says.
+  f[#f + 1] = 'throttled_create'
+  f[#f + 1] = ''
 end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
 for i = 13, #ARGV, 2 do
@@ -1023,6 +1050,7 @@ for i = 13, #ARGV, 2 do
   else
     if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
     if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven') then v = now end
+    if ARGV[i] == 'throttled_create' then v = lc end
     if ARGV[i] == 'known_at' and v == '*' then
       local t = redis.call('TIME')
       v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -1211,6 +1239,11 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.ownedAnswer {
 		args = append(args, "owned_answer", "1")
+	}
+	if t.throttledCreate {
+		// Stamped with this create's end as the script writes it (none,
+		// for a run that marked no create).
+		args = append(args, "throttled_create", "@")
 	}
 	if t.providerOrderID != "" {
 		args = append(args, "provider_order_id", t.providerOrderID)

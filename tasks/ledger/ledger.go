@@ -139,6 +139,11 @@ type Record struct {
 	// lookup tells from another's, so it is never taken for one surely not
 	// created.
 	OwnedAnswer bool `json:"-"`
+	// ThrottledCreateAt is the end of a create that was answered throttled
+	// (Transition.WithThrottledCreate), zero when none was. It names the
+	// create by its end: it stands for the order's latest create only
+	// while it equals LastCreateAt (ThrottledLast).
+	ThrottledCreateAt time.Time `json:"-"`
 	// IDScope is the scope its provider's order ids are unique within
 	// (providers.IDScoper; Transition.WithIDScope), "" when they are
 	// unique across the account or it was never recorded.
@@ -217,6 +222,14 @@ type Record struct {
 // create may have been received, or one is (or was, for a run that died)
 // in flight.
 func (r *Record) MayHaveBeenCreated() bool { return r.MayExist || r.Inflight > 0 }
+
+// ThrottledLast reports whether the order's latest create was answered
+// throttled (Transition.WithThrottledCreate): no create has ended since,
+// and none is marked in flight but the one this run marked (InflightMarked:
+// the create now under way, whose answer is not in the record yet).
+func (r *Record) ThrottledLast() bool {
+	return !r.ThrottledCreateAt.IsZero() && r.ThrottledCreateAt.Equal(r.LastCreateAt) && (r.Inflight == 0 || r.InflightMarked)
+}
 
 // Ref returns the record's order reference.
 func (r *Record) Ref() Ref { return Ref{r.Provider, r.OrderNo} }
@@ -530,6 +543,8 @@ func (r *Record) set(k, v string) {
 		r.IDScope = v
 	case "owned_answer":
 		r.OwnedAnswer = v == "1"
+	case "throttled_create":
+		r.ThrottledCreateAt = msTime(v)
 	case "known_target":
 		r.KnownTarget = v
 	case "first_attempt":

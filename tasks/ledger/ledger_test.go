@@ -2518,3 +2518,63 @@ func TestMoveOwnerUnderItsScope(t *testing.T) {
 		}
 	}
 }
+
+// A create answered throttled is recorded with its end
+// (Transition.WithThrottledCreate), and stands for the order's latest
+// create while no create has ended since (a lookup's settle leaves it) and
+// none was abandoned since (Begin moves the last create to the lease's end).
+func TestThrottledCreateNamesTheLatestCreate(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "unicloud", OrderNo: "Throttled"}
+	claim(t, l, ref)
+	step := func(token string, marks bool, tr ledger.Transition, lease time.Duration) {
+		t.Helper()
+		b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: lease})
+		if err != nil || b.Record.InflightMarked != marks {
+			t.Fatalf("Begin %s = %+v, %v; want the create marked: %v", token, b.Record, err, marks)
+		}
+		if err := l.Settle(ctx, ref, token, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() *ledger.Record {
+		t.Helper()
+		rec, err := l.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	step("t1", true, ledger.SetUnknown("throttled").WithMayExist(true).WithThrottledCreate(), 0)
+	rec := get()
+	if rec.ThrottledCreateAt.IsZero() || !rec.ThrottledCreateAt.Equal(rec.LastCreateAt) || !rec.ThrottledLast() {
+		t.Fatalf("after a throttled create: throttled %v, last create %v; want the same, ThrottledLast", rec.ThrottledCreateAt, rec.LastCreateAt)
+	}
+	step("t2", false, ledger.SetUnknown("looked up").WithMayExist(true), 0)
+	if again := get(); !again.ThrottledLast() {
+		t.Errorf("a lookup's settle: throttled %v, last create %v; want it standing", again.ThrottledCreateAt, again.LastCreateAt)
+	}
+	// Not found: created again, and that create times out.
+	step("t3", false, ledger.SetRetry("not found").WithMayExist(false), 0)
+	step("t4", true, ledger.SetUnknown("timeout").WithMayExist(true), 0)
+	if again := get(); again.ThrottledLast() || !again.ThrottledCreateAt.IsZero() {
+		t.Errorf("a create that timed out after it: throttled %v, last create %v; want it cleared", again.ThrottledCreateAt, again.LastCreateAt)
+	}
+	// Throttled again, then a create whose run never settled it.
+	step("t5", false, ledger.SetRetry("not found").WithMayExist(false), 0)
+	step("t6", true, ledger.SetUnknown("throttled").WithMayExist(true).WithThrottledCreate(), 0)
+	if again := get(); !again.ThrottledLast() {
+		t.Fatalf("throttled again: throttled %v, last create %v; want it standing", again.ThrottledCreateAt, again.LastCreateAt)
+	}
+	step("t7", false, ledger.SetRetry("not found").WithMayExist(false), 0)
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t8", LeaseTTL: 200 * time.Millisecond}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin t8 = %+v, %v; want the create marked", b.Record, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the run died; its lease ran out
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t9"})
+	if err != nil || b.Record.ThrottledLast() {
+		t.Errorf("after an abandoned create: throttled %v, last create %v, inflight %d, %v; want ThrottledLast false",
+			b.Record.ThrottledCreateAt, b.Record.LastCreateAt, b.Record.Inflight, err)
+	}
+}

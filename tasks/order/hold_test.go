@@ -144,3 +144,91 @@ func TestPendingOrderWaitingForAPersonIsCheckedLessOften(t *testing.T) {
 		t.Errorf("held by the provider 20m: %v after %s; want polled within a minute", d.Then.Next, d.Then.Delay)
 	}
 }
+
+// Where a listing does not prove an order absent (HoldUnlisted), an order
+// whose every create that may have been received was answered throttled
+// (a throttle comes before the provider acts by no document) is looked up
+// past the listing lag and, not found, created again rather than left for
+// a person; any other unsure create, before or after, or one abandoned
+// since, holds it as before.
+func TestThrottledOnlyOrderIsCreatedAgainWhereUnlistedIsNoProof(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.HoldUnlisted = true
+	p.ListingLag = 2 * time.Minute
+	throttled := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", HTTPStatus: 429, Message: "throttled", Err: providers.ErrThrottled}}
+	unsure := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", Message: "timeout"}}
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
+	// settled is rec after d's settle, its create having ended at end.
+	settled := func(rec *ledger.Record, d Decision, end time.Time) *ledger.Record {
+		r := *rec
+		r.State, r.Inflight, r.InflightMarked, r.LastCreateAt = d.Settle.To(), 0, false, end
+		r.MayExist, r.MayHaveExisted = true, true
+		r.ThrottledCreateAt = time.Time{}
+		if d.Settle.ThrottledCreate() {
+			r.ThrottledCreateAt = end
+		}
+		return &r
+	}
+	lookup := func(rec *ledger.Record, now time.Time) Decision {
+		t.Helper()
+		return Decide(rec, Lookup, notFound, p, now)
+	}
+	created := func(d Decision) bool { return d.Then.Next == Continue && d.Then.Step == Submit }
+
+	// The first create, throttled: flagged, looked up, created again.
+	end := t0.Add(time.Minute)
+	d := Decide(queuedMarked(), Submit, throttled, p, end)
+	if !d.Settle.ThrottledCreate() || d.Settle.To() != ledger.StateUnknown {
+		t.Fatalf("throttled first create: to %q, throttled %v; want unknown, recorded as throttled", d.Settle.To(), d.Settle.ThrottledCreate())
+	}
+	rec := settled(queuedMarked(), d, end)
+	if !rec.ThrottledLast() {
+		t.Fatal("ThrottledLast false right after the throttled create")
+	}
+	if d := lookup(rec, end.Add(time.Minute)); d.Then.Next != Wait {
+		t.Errorf("within the listing lag: %v; want a wait", d.Then.Next)
+	}
+	d = lookup(rec, end.Add(p.ListingLag+time.Second))
+	if !created(d) {
+		t.Fatalf("throttled only, not listed past the lag: %v %v %q; want created again", d.Then.Next, d.Then.Step, d.Then.Reason)
+	}
+	// Throttled again: still only throttles, created again after its lookup.
+	again := *rec
+	again.State, again.Inflight, again.InflightMarked, again.MayExist = ledger.StateSubmitting, 2, true, false
+	d = Decide(&again, Submit, throttled, p, end.Add(3*time.Minute))
+	if !d.Settle.ThrottledCreate() {
+		t.Error("a second throttled create after one: not recorded as throttled")
+	}
+	if d := lookup(settled(&again, d, end.Add(3*time.Minute)), end.Add(6*time.Minute)); !created(d) {
+		t.Errorf("throttled twice, not listed: %v %v; want created again", d.Then.Next, d.Then.Step)
+	}
+	// Then a create that timed out: held, as any unsure create.
+	d = Decide(&again, Submit, unsure, p, end.Add(3*time.Minute))
+	if d.Settle.ThrottledCreate() {
+		t.Error("a create that timed out recorded as throttled")
+	}
+	if d := lookup(settled(&again, d, end.Add(3*time.Minute)), end.Add(6*time.Minute)); d.Then.Next != Stop {
+		t.Errorf("a timed-out create after a throttled one, not listed: %v %v; want held for a person", d.Then.Next, d.Then.Step)
+	}
+	// A throttled create after an unsure one (MayHaveExisted, no flag):
+	// not recorded as throttled only, held.
+	timedOut := *rec
+	timedOut.ThrottledCreateAt = time.Time{}
+	timedOut.State, timedOut.Inflight, timedOut.InflightMarked, timedOut.MayExist = ledger.StateSubmitting, 2, true, false
+	if d := Decide(&timedOut, Submit, throttled, p, end.Add(3*time.Minute)); d.Settle.ThrottledCreate() {
+		t.Error("a throttled create after one that timed out recorded as the only kind")
+	}
+	// A create abandoned since the throttled one (its run killed: Begin
+	// moved the last create to the lease's end): held.
+	moved := *rec
+	moved.LastCreateAt = end.Add(90 * time.Second)
+	if d := lookup(&moved, end.Add(5*time.Minute)); d.Then.Next != Stop {
+		t.Errorf("a create abandoned after the throttled one, not listed: %v %v; want held", d.Then.Next, d.Then.Step)
+	}
+	// Without HoldUnlisted nothing changes: created again.
+	p.HoldUnlisted = false
+	if d := lookup(&moved, end.Add(5*time.Minute)); !created(d) {
+		t.Errorf("without HoldUnlisted: %v %v; want created again", d.Then.Next, d.Then.Step)
+	}
+}

@@ -89,7 +89,10 @@ type Policy struct {
 	// HoldUnlisted says a lookup's NotFound, once the listing lag has
 	// passed, does not prove absent an order whose own create may have
 	// been received (providers.UnlistedNotAbsent): such an order is left
-	// unknown for a person, never created again nor errored as absent.
+	// unknown for a person, never created again nor errored as absent;
+	// unless every create of it that may have been received was answered
+	// throttled (ledger.Record.ThrottledLast): a throttle is no document's
+	// sign that the provider acted, so the not-found is believed.
 	HoldUnlisted bool
 }
 
@@ -664,6 +667,13 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 			spent = rec.Failures
 		}
 		t := ledger.SetUnknown(msg).WithFailures(spent).WithMayExist(true)
+		if providers.Throttled(err) && (!rec.MayHaveExisted || rec.ThrottledLast()) && !rec.OwnedAnswer {
+			// Every create of it that may have been received was
+			// answered throttled: a lookup's not-found believed after
+			// the listing lag has it created again, even where listings
+			// are not trusted to prove an order absent (HoldUnlisted).
+			t = t.WithThrottledCreate()
+		}
 		if providers.SaysExists(err) {
 			// Refused as a used number: it may exist however the lookups
 			// read the listing (a server that pads, cuts or case-folds
@@ -844,7 +854,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 				msg, left, p.ListingLag, wait.Round(time.Millisecond))
 			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
 		}
-		if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) {
+		if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
 			// A create of the order's own may have been received (one
 			// looked up first for a loss of Redis's data, no create of it
 			// marked since, is not held: after a loss every order would

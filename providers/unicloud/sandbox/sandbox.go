@@ -70,6 +70,10 @@ type Server struct {
 	// default, with Retry-After: 1) or 200 with Status false and Code
 	// Throttling.
 	ThrottleStatus int
+	// ThrottleAfterCreate makes a scripted throttle of CreateOrder come
+	// after the order is made (by default before): no document says
+	// which.
+	ThrottleAfterCreate bool
 	// NumericOrderID makes CreateOrder answer OrderId as a JSON number.
 	NumericOrderID bool
 	// MaxPageSize caps QueryOrders' Size. Default 100.
@@ -390,16 +394,18 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, params map[strin
 	}
 
 	f := s.faults.Next(true)
-	switch f {
-	case fault.Throttle:
+	switch {
+	case f == fault.Throttle && !s.ThrottleAfterCreate:
 		return s.throttled(requestID)
-	case fault.FailBefore:
+	case f == fault.FailBefore:
 		return unavailable(requestID)
 	}
 	s.mu.Lock()
 	o = s.add(o)
 	s.mu.Unlock()
 	switch f {
+	case fault.Throttle:
+		return s.throttled(requestID)
 	case fault.FailAfter:
 		return errorReply(http.StatusInternalServerError, "InternalError", "The request processing has failed due to some unknown error.", requestID)
 	case fault.HangAfter:
