@@ -264,15 +264,28 @@ func (p *cmpProc) stop(timeout time.Duration) error {
 	}
 }
 
-// tail is the end of the process's log.
+// tail is the end of the process's log, after its first n lines that are
+// not at level INFO (what went wrong is rarely at the end).
 func (p *cmpProc) tail(n int) string {
 	b, err := os.ReadFile(p.log)
 	if err != nil {
 		return err.Error()
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var notable []string
+	for i, l := range lines {
+		if len(notable) == n || i >= len(lines)-n {
+			break
+		}
+		if !strings.Contains(l, `"level":"INFO"`) && !strings.Contains(l, "level=INFO") {
+			notable = append(notable, l)
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
+	}
+	if len(notable) > 0 {
+		lines = append(append(notable, "…"), lines...)
 	}
 	return strings.Join(lines, "\n")
 }

@@ -243,6 +243,13 @@ if (h['inflight'] or '') ~= '' and h['lease_mark'] == '1' then
     r[#r + 1] = 'last_create'
     r[#r + 1] = lc
   end
+  if (h['throttled_create'] or '') ~= '' then
+    -- Nor was that create answered throttled, as far as anyone knows
+    -- (Transition.WithThrottledCreate): whatever became of its lease.
+    redis.call('HSET', KEYS[1], 'throttled_create', '')
+    r[#r + 1] = 'throttled_create'
+    r[#r + 1] = ''
+  end
 end
 return {'began', r, '0', sn}
 `)
@@ -744,7 +751,10 @@ func Unmark(rec *Record) Transition {
 	if !rec.InflightMarked || rec.MarkedFrom == "" {
 		return Release()
 	}
-	return Transition{to: rec.MarkedFrom}
+	// The settle moves the last create to now (nothing was sent, but the
+	// ledger cannot tell); a throttled create that stood for the latest
+	// moves with it (Transition.WithThrottledCreate), as nothing was sent.
+	return Transition{to: rec.MarkedFrom, throttledCreate: rec.ThrottledLast()}
 }
 
 // Afresh starts the order's identification anew: it forgets the snapshot

@@ -2568,13 +2568,36 @@ func TestThrottledCreateNamesTheLatestCreate(t *testing.T) {
 		t.Fatalf("throttled again: throttled %v, last create %v; want it standing", again.ThrottledCreateAt, again.LastCreateAt)
 	}
 	step("t7", false, ledger.SetRetry("not found").WithMayExist(false), 0)
-	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t8", LeaseTTL: 200 * time.Millisecond}); err != nil || !b.Record.InflightMarked {
-		t.Fatalf("Begin t8 = %+v, %v; want the create marked", b.Record, err)
+	// A create marked and not sent (Unmark): still only throttles.
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t8"})
+	if err != nil || !b.Record.InflightMarked || !b.Record.ThrottledLast() {
+		t.Fatalf("Begin t8 = %+v, %v; want the create marked, ThrottledLast", b.Record, err)
+	}
+	if r := get(); !r.ThrottledCreateAt.Equal(r.LastCreateAt) {
+		// As stored (a Begin sent again after its reply was lost reads it).
+		t.Errorf("stored with the mark: throttled %v, last create %v; want them moved together", r.ThrottledCreateAt, r.LastCreateAt)
+	}
+	if err := l.Settle(ctx, ref, "t8", ledger.Unmark(b.Record)); err != nil {
+		t.Fatal(err)
+	}
+	if again := get(); !again.ThrottledLast() {
+		t.Errorf("a create marked and not sent: throttled %v, last create %v; want it standing", again.ThrottledCreateAt, again.LastCreateAt)
+	}
+	// A create whose run never settled it: the next run's record says
+	// so, and so does the record once that run settles (a lookup, say).
+	if b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t9", LeaseTTL: 200 * time.Millisecond}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("Begin t9 = %+v, %v; want the create marked", b.Record, err)
 	}
 	time.Sleep(300 * time.Millisecond) // the run died; its lease ran out
-	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "t9"})
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "t10"})
 	if err != nil || b.Record.ThrottledLast() {
 		t.Errorf("after an abandoned create: throttled %v, last create %v, inflight %d, %v; want ThrottledLast false",
 			b.Record.ThrottledCreateAt, b.Record.LastCreateAt, b.Record.Inflight, err)
+	}
+	if err := l.Settle(ctx, ref, "t10", ledger.SetUnknown("looked up").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	if again := get(); again.ThrottledLast() {
+		t.Errorf("settled after an abandoned create: throttled %v, last create %v; want ThrottledLast false", again.ThrottledCreateAt, again.LastCreateAt)
 	}
 }
