@@ -240,8 +240,8 @@ const (
 	// BaseUnknown: nothing shown (page 0 could not be read, or both pages
 	// are empty, or an order lacks its id): the listing read from 1 stands.
 	BaseUnknown PageBase = iota
-	// BaseFrom1: page 0 was refused as invalid, repeats page 1, or is
-	// empty while page 1 is not.
+	// BaseFrom1: page 0 was refused as invalid, repeats page 1 (the same
+	// orders, in any order: see SameIDs), or is empty while page 1 is not.
 	BaseFrom1
 	// BaseFrom0: page 0 holds orders and page 1 none, or none of page 1's.
 	BaseFrom0
@@ -249,6 +249,24 @@ const (
 	// moved between the reads, and the listing cannot be trusted.
 	BaseMoved
 )
+
+// SameIDs reports whether a and b hold the same order ids, each as many
+// times, in any order: the same page read twice, where the order of a
+// page's entries is not documented (a server may answer them in another
+// order on every call, and one page served as another is still the same
+// orders).
+func SameIDs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if slices.Equal(a, b) {
+		return true
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
 
 // JudgePageZero judges page 0 of a listing (its order ids, or err from
 // reading it) against page 1 (its ids, as read before).
@@ -264,7 +282,7 @@ func JudgePageZero(err error, zero, one []string) PageBase {
 		return BaseFrom1
 	case len(one) == 0:
 		return BaseFrom0
-	case slices.Equal(zero, one):
+	case SameIDs(zero, one):
 		return BaseFrom1
 	}
 	for _, id := range zero {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,6 +263,30 @@ func FuzzDecodeParamsNumber(f *testing.F) {
 	})
 }
 
+func TestSameIDs(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		a, b []string
+		want bool
+	}{
+		{nil, nil, true},
+		{[]string{}, nil, true},
+		{[]string{"1", "2"}, []string{"1", "2"}, true},
+		{[]string{"1", "2", "3"}, []string{"3", "1", "2"}, true},
+		{[]string{"1", "1", "2"}, []string{"1", "2", "2"}, false},
+		{[]string{"1", "2"}, []string{"1", "2", "3"}, false},
+		{[]string{"1", "2"}, []string{"1", "3"}, false},
+	} {
+		a := slices.Clone(tt.a)
+		if got := SameIDs(tt.a, tt.b); got != tt.want {
+			t.Errorf("SameIDs(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+		if !slices.Equal(a, tt.a) {
+			t.Errorf("SameIDs reordered its argument: %q, was %q", tt.a, a)
+		}
+	}
+}
+
 func TestJudgePageZero(t *testing.T) {
 	t.Parallel()
 	invalid := &Error{Code: InvalidArgument, Op: "list"}
@@ -277,6 +302,9 @@ func TestJudgePageZero(t *testing.T) {
 		{"both empty", nil, nil, nil, BaseUnknown},
 		{"empty page 0", nil, nil, []string{"1"}, BaseFrom1},
 		{"page 1 again", nil, []string{"1", "2"}, []string{"1", "2"}, BaseFrom1},
+		{"page 1 again, in another order", nil, []string{"2", "3", "1"}, []string{"1", "2", "3"}, BaseFrom1},
+		{"page 1's orders and one more", nil, []string{"2", "1", "0"}, []string{"1", "2"}, BaseMoved},
+		{"page 1's orders, one twice", nil, []string{"2", "1", "1"}, []string{"1", "2", "2"}, BaseMoved},
 		{"orders on page 0 only", nil, []string{"1"}, nil, BaseFrom0},
 		{"a page of its own", nil, []string{"3", "4"}, []string{"1", "2"}, BaseFrom0},
 		{"some of page 1", nil, []string{"0", "1"}, []string{"1", "2"}, BaseMoved},

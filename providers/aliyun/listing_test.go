@@ -1142,3 +1142,61 @@ func learnedFromZero(t *testing.T, n int) *fixture {
 	}
 	return f
 }
+
+// The order of a page's entries is not documented: a server that serves
+// page 0 as page 1 and lists a page's orders in another order on every
+// call shows page 0 as page 1 all the same (the same orders), and a
+// listing read twice for a total that does not count its orders is alike
+// when it holds the same orders. Compared entry by entry, every listing
+// of such a server was "orders moved", and its devices' orders waited,
+// never created, until their deadline (a black-box run: a device with 4
+// orders stayed queued for the whole run).
+func TestListingInAnotherOrderEveryCall(t *testing.T) {
+	t.Parallel()
+	const commodity = "streamingResource_20_10"
+	for i, tc := range []struct {
+		name     string
+		pageSize int
+		paging   sandbox.Paging
+	}{
+		{"one page", 0, sandbox.Paging{Alias0: true, Shuffle: true}},
+		{"two pages", 2, sandbox.Paging{Alias0: true, Shuffle: true}},
+		{"one page, a total of pages", 0, sandbox.Paging{Alias0: true, Shuffle: true, TotalPages: true}},
+		{"one page, no total", 0, sandbox.Paging{Alias0: true, Shuffle: true, NoTotal: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(o *aliyun.Options) {
+				if tc.pageSize > 0 {
+					o.PageSize = tc.pageSize
+				}
+			})
+			f.sb.SetPaging(tc.paging)
+			n := 1500 + i
+			var want []string
+			for range 3 {
+				want = append(want, f.sb.AddOrder(sandbox.Order{IotID: iotID(n), CommodityCode: commodity, Copies: 2}).OrderID)
+			}
+			slices.Sort(want)
+			o := testOrder(n)
+			for try := range 2 {
+				known, err := f.c.Prepare(ctx(t), o)
+				if err != nil || !slices.Equal(sortedIDs(known), want) {
+					t.Fatalf("Prepare %d = %v, %v; want %v", try, known, err, want)
+				}
+				o.Known = known
+			}
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			r, err := f.c.Submit(ctx(t), o)
+			if err != nil {
+				t.Fatalf("Submit = %+v, %v", r, err)
+			}
+			for try := range 2 {
+				got, err := f.c.Lookup(ctx(t), o)
+				if err != nil || got.ProviderOrderID != r.ProviderOrderID {
+					t.Fatalf("Lookup %d = %+v, %v; want the order created, %s", try, got, err, r.ProviderOrderID)
+				}
+			}
+		})
+	}
+}

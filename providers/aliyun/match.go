@@ -258,8 +258,10 @@ func (l listing) totalExceeds() bool {
 // (gapShifted), however often it is read. Otherwise (a total smaller than
 // the orders read, or totals that vary) the listing is read once more,
 // from the same page: the same ids in the same order make it complete
-// (the total counts something else); anything else means orders moved
-// (gapShifted).
+// (the total counts something else), or, for a listing that fits its
+// first page both times, the same ids in any order (the order of a page's
+// entries is not documented, and within one page no order can hide
+// behind another); anything else means orders moved (gapShifted).
 //
 // Where pageNo starts is not documented: see listBase. snapshot says the
 // listing is Prepare's (see queryPage).
@@ -279,7 +281,11 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 	if again.gap != gapNone {
 		return again, nil
 	}
-	if !slices.Equal(idsOf(l.orders), idsOf(again.orders)) {
+	alike := slices.Equal(idsOf(l.orders), idsOf(again.orders))
+	if !alike && len(l.orders) == len(l.firstIDs) && len(again.orders) == len(again.firstIDs) {
+		alike = providers.SameIDs(idsOf(l.orders), idsOf(again.orders))
+	}
+	if !alike {
 		again.gap = gapShifted
 		return again, nil
 	}
@@ -475,7 +481,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			// the front of the listing between the reads. Page 1, read
 			// again, must still be page 0.
 			again, _, err := c.queryPage(ctx, p, 1, false, snapshot)
-			if err != nil || !slices.Equal(idsOf(again.Orders), zeroIDs) {
+			if err != nil || !providers.SameIDs(idsOf(again.Orders), zeroIDs) {
 				l.gap = gapShifted
 				return l, nil
 			}
@@ -498,7 +504,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			switch {
 			case len(oneIDs) == 0:
 				// Still empty while page 0 holds orders: from 0.
-			case slices.Equal(oneIDs, zeroIDs):
+			case providers.SameIDs(oneIDs, zeroIDs):
 				// Page 0 was page 1 and an order landed between the
 				// reads, or a page of orders landed on a server
 				// counting from 0 (its newest now on page 0, unread):
@@ -567,7 +573,7 @@ func (c *Client) stillFrom1(ctx context.Context, p CreateParams, l *listing, sna
 		}
 		l.gap = gapZeroUnread
 		return true, nil
-	case len(zeroIDs) == 0, slices.Equal(zeroIDs, l.firstIDs):
+	case len(zeroIDs) == 0, providers.SameIDs(zeroIDs, l.firstIDs):
 		return true, nil
 	}
 	switch providers.JudgePageZero(nil, zeroIDs, l.firstIDs) {
@@ -690,7 +696,7 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 				return l, nil
 			}
 			l.gap = gapRepeats
-			l.zeroIsOne = first == 0 && page == 1 && slices.Equal(ids, l.firstIDs)
+			l.zeroIsOne = first == 0 && page == 1 && providers.SameIDs(ids, l.firstIDs)
 			return l, nil
 		}
 		if page-first >= c.maxPages {

@@ -423,7 +423,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			// the front of the list between the reads. Page 1, read
 			// again, must still be page 0.
 			_, again, _, aerr := c.queryPage(ctx, q, 1)
-			if aerr != nil || !slices.Equal(idsOf(again), zeroIDs) {
+			if aerr != nil || !providers.SameIDs(idsOf(again), zeroIDs) {
 				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 					Message: "orders moved while the list was read (page 0 was page 1, and page 1 read again is not)", Err: aerr}
 			}
@@ -604,7 +604,7 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 		}
 		return false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "page 0 unreadable beside a list read from page 1: the list may lack the newest orders, should the server count pages from 0 now", Err: err}
-	case len(zeroIDs) == 0, slices.Equal(zeroIDs, oneIDs):
+	case len(zeroIDs) == 0, providers.SameIDs(zeroIDs, oneIDs):
 		return true, nil
 	}
 	switch providers.JudgePageZero(nil, zeroIDs, oneIDs) {
@@ -737,7 +737,7 @@ func (c *Client) listFrom(ctx context.Context, q map[string]string, first int) l
 			r.fail = err
 			return r
 		}
-		if first == 0 && n == 1 && len(orders) > 0 && !slices.Contains(r.firstIDs, "") && slices.Equal(idsOf(orders), r.firstIDs) {
+		if first == 0 && n == 1 && len(orders) > 0 && !slices.Contains(r.firstIDs, "") && providers.SameIDs(idsOf(orders), r.firstIDs) {
 			r.aliased = true
 			return r
 		}

@@ -1023,3 +1023,35 @@ func TestPageZeroRefusalsNamingThePage(t *testing.T) {
 		}
 	}
 }
+
+// The listing order is not documented: a server that serves Page 0 as
+// page 1 and lists a page's orders in another order on every request shows
+// page 0 as page 1 all the same (the same orders). Compared entry by entry,
+// every such listing was "orders moved" (unavailable), and an order whose
+// create was unsure waited on lookups that never ended.
+func TestListingAliasedPageZeroInAnotherOrder(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{100, 2} {
+		t.Run(fmt.Sprint("size ", size), func(t *testing.T) {
+			t.Parallel()
+			// Each page's own orders turned by one more entry on every
+			// request; the pages themselves stay newest first.
+			turn := func(call, _ int, ids []string) []string {
+				var out []string
+				for page := range slices.Chunk(ids, size) {
+					k := call % len(page)
+					out = append(out, slices.Concat(page[k:], page[:k])...)
+				}
+				return out
+			}
+			s := &pagedServer{size: size, alias: true, ids: []string{"7003", "7002", "7001"}, order: turn}
+			c := newPaged(t, s)
+			for i, id := range []string{"7001", "7003", "7002"} {
+				r, err := pagedLookup(t, s, c, id)
+				if err != nil || r.ProviderOrderID != id {
+					t.Fatalf("lookup %d = %+v, %v; want %s found (QueryOrders pages %v)", i, r, err, id, s.calls())
+				}
+			}
+		})
+	}
+}

@@ -102,6 +102,7 @@ type Server struct {
 	withTime  bool
 	maxPage   int64
 	paging    Paging
+	shuffles  int // pages shuffled so far (Paging.Shuffle)
 	appKey    string
 	appSecret string
 	projectID string
@@ -218,6 +219,10 @@ type Paging struct {
 	// RepeatLast: a pageNo past the last page serves the last page again
 	// (a device without orders still gets an empty page).
 	RepeatLast bool
+	// Shuffle: each page's orders come in another order from one call to
+	// the next (the order of a page's entries is not documented; the
+	// listing is still newest first from page to page).
+	Shuffle bool
 }
 
 // SetPaging changes how order/query pages (default: from 1, with a total).
@@ -748,6 +753,15 @@ func (s *Server) query(_ *http.Request, env envelope) reply {
 	items := []any{}
 	for i := (pageNo - 1) * pageSize; i < int64(len(list)) && i < pageNo*pageSize; i++ {
 		items = append(items, orderData(list[i], withTime))
+	}
+	if paging.Shuffle && len(items) > 1 {
+		// Turned by one more place on every call: two calls in a row
+		// never list a page alike.
+		s.mu.Lock()
+		s.shuffles++
+		k := s.shuffles % len(items)
+		s.mu.Unlock()
+		items = slices.Concat(items[k:], items[:k])
 	}
 	if paging.NoTotal {
 		return ok(map[string]any{"data": items})
