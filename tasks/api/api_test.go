@@ -751,7 +751,9 @@ func TestUnknownQueryParameterIsRefused(t *testing.T) {
 			t.Errorf("GET %s: %d %s %s; want 400 problem details saying %s", path, status, h.Get("Content-Type"), b, want)
 		}
 	}
-	for _, path := range []string{"/v1/events?after=0&limit=5", "/v1/orders/tencent/A1?wait=0s"} {
+	// An empty value is the parameter left out (a client's URL template
+	// with nothing filled in yet), as the document says.
+	for _, path := range []string{"/v1/events?after=0&limit=5", "/v1/orders/tencent/A1?wait=0s", "/v1/events?after=&limit=", "/v1/orders/tencent/A1?wait="} {
 		if status, b, _ := e.do("GET", path, bearer, nil); status == 400 {
 			t.Errorf("GET %s: 400 %s", path, b)
 		}
@@ -884,7 +886,7 @@ func TestShardedLedgerThroughTheAPI(t *testing.T) {
 	for id := range seen {
 		anyID = id
 	}
-	if code, b, _ := e3.do("GET", "/v1/events?after="+anyID, bearer, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "next_after") {
+	if code, b, _ := e3.do("GET", "/v1/events?after="+anyID, bearer, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "is the id of one shard's event") || !strings.Contains(string(b), "next_after") {
 		t.Errorf("GET /v1/events?after=<an event id> on 3 shards: %d %s; want 400 asking for next_after", code, b)
 	}
 }

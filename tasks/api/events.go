@@ -11,12 +11,16 @@ import (
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
-// eventCursor is what after= accepts: 0 or empty for the oldest kept, a
+// eventCursor is what after= accepts: 0 (as an empty or no after) for the oldest kept, a
 // next_after of an earlier page (with more than one ledger shard, one
 // position per shard, comma-separated), or with one shard an event id
 // ("1700000000000-0") or its millisecond part alone. The ledger checks the
 // rest (ledger.ReadEvents).
 var eventCursor = regexp.MustCompile(`^[0-9]{1,20}(-[0-9]{1,20})?(,[0-9]{1,20}(-[0-9]{1,20})?)*$`)
+
+// shardEventID is the form of an event's id on a ledger of several
+// shards: its entry id, then its shard.
+var shardEventID = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}-[0-9]{1,6}$`)
 
 // eventsPage is the answer of GET /v1/events.
 type eventsPage struct {
@@ -43,7 +47,13 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	after := q.Get("after")
 	if after != "" && !eventCursor.MatchString(after) {
-		problem(w, http.StatusBadRequest, "after: want an event id like 1700000000000-0, a next_after, or 0")
+		msg := "after: want an event id like 1700000000000-0, a next_after, or 0"
+		if shardEventID.MatchString(after) {
+			// An event's id on a ledger of several shards (its webhook-id
+			// too): a position in one shard's events only.
+			msg = "after: " + after + " is the id of one shard's event, no position in the other shards' events: give the next_after of an earlier page (or 0, from the oldest event kept)"
+		}
+		problem(w, http.StatusBadRequest, msg)
 		return
 	}
 	limit := int64(DefaultEventsLimit)
