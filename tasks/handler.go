@@ -405,7 +405,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		token := base + ":" + strconv.Itoa(i)
 		began := time.Now()
 		b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NeedsKnown: pol.NeedsKnown,
-			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), Target: targetHash(prov),
+			Pay: want == order.Pay, PayAgainAfter: max(pol.ListingLag, time.Millisecond), ListingLag: pol.ListingLag, Target: targetHash(prov),
 			LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail(), ClockHold: h.hold})
 		answered := time.Now()
 		switch {

@@ -193,11 +193,25 @@ if (ARGV[9] or '') ~= '' then
     end
   end
 end
+-- ARGV[15]: the listing lag (ms) this process judges the order with,
+-- recorded with a create's or a pay's mark as mark_lag, the longest so
+-- far: a pay again waits at least that long too, whatever this process's
+-- own lag (BeginArgs.ListingLag).
+local markLag = tonumber(h['mark_lag'] or '') or 0
+local lagArg = tonumber(ARGV[15] or '') or 0
+local function lagField(f)
+  if lagArg > markLag then
+    f[#f + 1] = 'mark_lag'
+    f[#f + 1] = string.format('%.0f', lagArg)
+  end
+  return f
+end
 local again = tonumber(ARGV[7] or '-1') or -1
+if again >= 0 and markLag > again then again = markLag end
 if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and judge - paid >= again
     and (h['pay_accepted'] or '') ~= (h['pay_sent'] or ''))) then
-  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
-    'pay_before', h['pay_sent'] or '', 'pays', (tonumber(h['pays'] or '0') or 0) + 1)
+  redis.call('HSET', KEYS[1], unpack(lagField({'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '2', 'pay_sent', sn,
+    'pay_before', h['pay_sent'] or '', 'pays', (tonumber(h['pays'] or '0') or 0) + 1})))
   return {'began', r, '2', sn, '', '', counted()}
 end
 if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
@@ -224,7 +238,7 @@ if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= ''))
     f[#f + 1] = 'create_target'
     f[#f + 1] = ARGV[8]
   end
-  redis.call('HSET', KEYS[1], unpack(f))
+  redis.call('HSET', KEYS[1], unpack(lagField(f)))
   if st == 'queued' then
     redis.call('ZREM', KEYS[2], ARGV[5])
     redis.call('ZADD', KEYS[3], upd, ARGV[5])
@@ -305,6 +319,12 @@ type BeginArgs struct {
 	// are that long after the loss was found, so that the listing lag
 	// counts from when such a call ended.
 	LostCallTail time.Duration
+	// ListingLag is how long after a create or a pay ended this process
+	// waits before it believes a lookup's not-found or pays again (the
+	// provider's create overrun included; zero: at once). Begin records
+	// it with a create's or a pay's mark (Record.MarkLag, the longest so
+	// far), and judges a pay again (PayAgainAfter) against the longest.
+	ListingLag time.Duration
 	// ClockHold is how long, past its own size, a step forward of the
 	// master's clock this Begin finds is held (see clockExpect): as long
 	// as a time stamped before the step may still be judged, the longest
@@ -389,7 +409,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey(), sh.clockKey()},
 			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds(),
-			expect)
+			expect, max(a.ListingLag.Milliseconds(), 0))
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}

@@ -124,6 +124,14 @@ type Record struct {
 	// its own judgments; recorded for every process unless its reply took
 	// as long: see clockExpect), zero when none.
 	ClockStep time.Duration `json:"-"`
+	// MarkLag is the longest listing lag a process judged the order with
+	// when it marked a create or a pay of it (BeginArgs.ListingLag): every
+	// lookup's not-found, pay again and operator's decision waits at least
+	// that long after the last create or pay, whatever lag the process
+	// judging it has, so that a worker or an operator with a shorter
+	// setting does not cut short the wait of the one that sent the call.
+	// Zero: none recorded.
+	MarkLag time.Duration `json:"-"`
 	// CreateTarget is where the last create marked went (BeginArgs.Target):
 	// "" when not recorded.
 	CreateTarget string `json:"-"`
@@ -529,6 +537,8 @@ func (r *Record) set(k, v string) {
 		r.CreatedAt = msTime(v)
 	case "clock_hold": // not a field: Begin's and Get's reading of clockKey
 		r.ClockHold = msDuration(v)
+	case "mark_lag":
+		r.MarkLag = msDuration(v)
 	case "clock_step": // not a field: a step Begin found
 		r.ClockStep = msDuration(v)
 	case "redriven":

@@ -222,7 +222,9 @@ type ResolveArgs struct {
 	// ListingLag refuses absent while the order's last create ended less
 	// than it ago, on Redis's clock: the provider may not list (or show
 	// in its console) an order it made that recently, and absent has it
-	// created again. Zero or negative: not refused for it.
+	// created again. Zero or negative: not refused for it. Either way it
+	// is at least the lag the order's last create or pay was marked with
+	// (Record.MarkLag).
 	ListingLag time.Duration `json:"-"`
 	// IDScope is the scope the order's provider order ids are unique
 	// within (Transition.WithIDScope), read from its params by the
@@ -477,12 +479,16 @@ func otherIDRefusal(rec *Record, a ResolveArgs) string {
 // while a worker's pay ended less than the listing lag ago (the pay may
 // still show as taken).
 func lagRefusal(rec *Record, a ResolveArgs, now time.Time) string {
-	if a.ListingLag <= 0 {
+	// At least the lag the worker that sent the last create or pay judged
+	// it with (Record.MarkLag): an operator's shell with a shorter one, or
+	// none, does not cut it short.
+	lag := max(a.ListingLag, rec.MarkLag)
+	if lag <= 0 {
 		return ""
 	}
 	// A step forward of Redis's clock still held (Record.ClockHold) makes
 	// a stamp look older than it is: the lag is that much longer.
-	lag := a.ListingLag + rec.ClockHold
+	lag += rec.ClockHold
 	switch {
 	case a.As == ResolveAbsent || (a.As == ResolveErrored && rec.State == StateUnknown):
 		// When its latest create may last have been acted on: the

@@ -1057,11 +1057,15 @@ func lastCreate(rec *ledger.Record) time.Time {
 	return t
 }
 
-// held is p with its listing lag longer by the hold of a step forward of
-// Redis's clock rec was read under (ledger.Record.ClockHold): the creates'
-// and pays' times stamped before the step look that much older than they
-// are, and the lag is not to be cut short by it.
+// held is p with its listing lag at least the longest a process that
+// marked a create or a pay of rec judged it with (ledger.Record.MarkLag:
+// a worker with a shorter setting waits as long as the one that sent the
+// call), and longer by the hold of a step forward of Redis's clock rec was
+// read under (ledger.Record.ClockHold): the creates' and pays' times
+// stamped before the step look that much older than they are, and the lag
+// is not to be cut short by it.
 func (p Policy) held(rec *ledger.Record) Policy {
+	p.ListingLag = max(p.ListingLag, rec.MarkLag)
 	if p.ListingLag > 0 && rec.ClockHold > 0 {
 		p.ListingLag += rec.ClockHold
 	}

@@ -774,6 +774,13 @@ func TestListingLag(t *testing.T) {
 			r.LastCreateAt, r.ReadAt, r.ClockHold = created, created.Add(3*time.Minute), time.Minute
 		}), p, created, Continue, 0, ledger.StateSubmitting},
 		{"a hold with the lag off", rec(func(r *ledger.Record) { r.LastCreateAt, r.ClockHold = created, time.Minute }), off, created.Add(time.Second), Continue, 0, ledger.StateSubmitting},
+		// The create was marked by a worker with a longer lag: this one
+		// waits it out too, lag off or shorter; a shorter mark changes
+		// nothing.
+		{"marked with a longer lag, lag off here", rec(func(r *ledger.Record) { r.LastCreateAt, r.MarkLag = created, 5*time.Minute }), off, created.Add(3 * time.Minute), Wait, 2 * time.Minute, ledger.StateUnknown},
+		{"marked with a longer lag, this one's over", rec(func(r *ledger.Record) { r.LastCreateAt, r.MarkLag = created, 5*time.Minute }), p, created.Add(3 * time.Minute), Wait, 2 * time.Minute, ledger.StateUnknown},
+		{"marked with a longer lag, that one over too", rec(func(r *ledger.Record) { r.LastCreateAt, r.MarkLag = created, 5*time.Minute }), p, created.Add(5*time.Minute + time.Millisecond), Continue, 0, ledger.StateSubmitting},
+		{"marked with a shorter lag", rec(func(r *ledger.Record) { r.LastCreateAt, r.MarkLag = created, time.Second }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 	}
 	for _, tt := range tests {
 		d := Decide(tt.rec, Lookup, notFound, tt.p, tt.now)

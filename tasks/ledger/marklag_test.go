@@ -1,0 +1,92 @@
+package ledger_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
+)
+
+// The listing lag a create or a pay was marked with stays on the record,
+// the longest of them: a later mark with a shorter lag does not shorten
+// it, and a step that marks nothing does not touch it.
+func TestMarkLagKeepsTheLongest(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "ML"}
+	claim(t, l, ref)
+	for i, step := range []struct {
+		args ledger.BeginArgs
+		tr   ledger.Transition
+		want time.Duration
+	}{
+		{ledger.BeginArgs{ListingLag: time.Hour}, ledger.SetUnknown("timeout").WithMayExist(true), time.Hour},
+		{ledger.BeginArgs{NoCreate: true, ListingLag: 2 * time.Hour}, ledger.SetUnknown("looked"), time.Hour},
+		{ledger.BeginArgs{ListingLag: time.Minute}, ledger.SetUnknown("timeout").WithMayExist(true), time.Hour},
+	} {
+		tok := "ml-" + string(rune('a'+i))
+		step.args.Token = tok
+		b, err := l.Begin(ctx, ref, step.args)
+		if err != nil || b.Status != ledger.Began {
+			t.Fatalf("Begin %d: %+v, %v", i, b, err)
+		}
+		if err := l.Settle(ctx, ref, tok, step.tr); err != nil {
+			t.Fatalf("Settle %d: %v", i, err)
+		}
+		if rec, err := l.Get(ctx, ref); err != nil || rec.MarkLag != step.want {
+			t.Errorf("after step %d: mark lag %v (%v), want %s", i, rec.MarkLag, err, step.want)
+		}
+	}
+}
+
+// An operator's resolve waits at least the lag the order's last create was
+// marked with, whatever lag the operator's own process gives (one run from
+// a shell without the workers' ORDERWORKER_LISTING_LAG, or with 0).
+func TestResolveWaitsTheLagOfTheMark(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "RL"}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "c", ListingLag: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Settle(ctx, ref, "c", ledger.SetUnknown("timeout").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	var refused *ledger.RefusedError
+	for _, lag := range []time.Duration{time.Millisecond, 0, -1} {
+		for _, as := range []ledger.Resolution{ledger.ResolveAbsent, ledger.ResolveErrored} {
+			_, err := l.Resolve(ctx, ref, ledger.ResolveArgs{As: as, Note: "not in the console", By: "ann", ListingLag: lag})
+			if !errors.As(err, &refused) || !strings.Contains(err.Error(), "listing lag (1h0m0s)") {
+				t.Errorf("%s with the operator's lag %s, 10ms after a create marked with 1h: %v; want refused for the 1h lag", as, lag, err)
+			}
+		}
+	}
+	if rec, _ := l.Get(ctx, ref); rec.State != ledger.StateUnknown {
+		t.Errorf("state %s after refused decisions, want unknown", rec.State)
+	}
+}
+
+// A pay is not marked again within the lag the last pay was marked with,
+// though the Begin asking for it would pay again sooner.
+func TestPayAgainWaitsTheLagOfTheMark(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	since := time.Now().Add(-time.Hour)
+	ref := settled(t, l, "PL", ledger.SetPending("PO-PL", since, time.Now().Add(time.Hour)))
+	b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "pay1", Pay: true, PayAgainAfter: time.Hour, ListingLag: time.Hour})
+	if err != nil || !b.Record.PayMarked {
+		t.Fatalf("first pay: %+v, %v", b, err)
+	}
+	if err := l.Settle(ctx, ref, "pay1", ledger.SetPending("PO-PL", since, time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	b, err = l.Begin(ctx, ref, ledger.BeginArgs{Token: "pay2", Pay: true, PayAgainAfter: time.Millisecond, ListingLag: time.Millisecond})
+	if err != nil || b.Status != ledger.Began || b.Record.PayMarked {
+		t.Errorf("a pay again 10ms after one marked with a 1h lag: %+v, %v; want begun, no pay marked", b, err)
+	}
+}
