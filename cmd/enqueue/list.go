@@ -48,8 +48,8 @@ func (c cmdEnv) orders() (o *ops.Orders, close func(), err error) {
 	// within it of its last create (ops.Options.ListingLag).
 	lag := time.Duration(0) // the default
 	if v := c.getenv("ORDERWORKER_LISTING_LAG"); v != "" {
-		if lag, err = time.ParseDuration(v); err != nil || lag < 0 {
-			return nil, nil, fmt.Errorf("ORDERWORKER_LISTING_LAG=%q: want a duration like 2m, or 0", v)
+		if lag, err = time.ParseDuration(v); err != nil || lag < 0 || lag > ledger.MaxListingLag {
+			return nil, nil, fmt.Errorf("ORDERWORKER_LISTING_LAG=%q: want a duration like 2m, at most 24h, or 0", v)
 		}
 		if lag == 0 {
 			lag = -1 // believed at once, as the workers do

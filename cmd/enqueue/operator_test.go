@@ -351,9 +351,11 @@ func TestResolve(t *testing.T) {
 	if code != exitRejected || !strings.Contains(errs, "within the listing lag (2m0s)") {
 		t.Fatalf("resolve absent a moment after its create: exit %d\n%s; want refused for the listing lag", code, errs)
 	}
-	e.env = map[string]string{"ORDERWORKER_LISTING_LAG": "bad"}
-	if code, _, errs = e.cli(true, "resolve", "aliyun", "RU2", "-as", "absent", "-note", "n", "-by", "bob"); code != exitError || !strings.Contains(errs, "ORDERWORKER_LISTING_LAG") {
-		t.Fatalf("resolve with a bad listing lag: exit %d\n%s; want a usage error naming it", code, errs)
+	for _, bad := range []string{"bad", "25h"} {
+		e.env = map[string]string{"ORDERWORKER_LISTING_LAG": bad}
+		if code, _, errs = e.cli(true, "resolve", "aliyun", "RU2", "-as", "absent", "-note", "n", "-by", "bob"); code != exitError || !strings.Contains(errs, "ORDERWORKER_LISTING_LAG") {
+			t.Fatalf("resolve with the listing lag %q: exit %d\n%s; want a usage error naming it", bad, code, errs)
+		}
 	}
 	// absent, the workers believing a not-found at once: back to
 	// submission, its archived task queued again.

@@ -177,13 +177,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 		return d
 	}
-	durOrZero := func(name string) time.Duration {
-		d, err := time.ParseDuration(env(name))
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration like 2m, or 0", name, env(name)))
-		}
-		return d
-	}
 	num := func(name string) int {
 		n, err := strconv.Atoi(env(name))
 		if err != nil || n <= 0 {
@@ -220,7 +213,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		RetryMax:           dur("ORDERWORKER_RETRY_MAX"),
 		OrderDeadline:      dur("ORDERWORKER_ORDER_DEADLINE"),
 		PendingWindow:      dur("ORDERWORKER_PENDING_WINDOW"),
-		ListingLag:         durOrZero("ORDERWORKER_LISTING_LAG"),
+		ListingLag:         listingLagSetting(env("ORDERWORKER_LISTING_LAG"), &errs),
 		ShutdownTimeout:    dur("ORDERWORKER_SHUTDOWN_TIMEOUT"),
 		ReconcileEvery:     dur("ORDERWORKER_RECONCILE_INTERVAL"),
 		PollInterval:       dur("ORDERWORKER_POLL_INTERVAL"),
@@ -554,4 +547,15 @@ func isFingerprint(s string) bool {
 		}
 	}
 	return true
+}
+
+// listingLagSetting reads ORDERWORKER_LISTING_LAG (v), appending to errs a
+// value that is not a duration from 0 to ledger.MaxListingLag.
+func listingLagSetting(v string, errs *[]error) time.Duration {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > ledger.MaxListingLag {
+		*errs = append(*errs, fmt.Errorf("ORDERWORKER_LISTING_LAG=%q: want a duration like 2m, at most 24h, or 0", v))
+		return 0
+	}
+	return d
 }

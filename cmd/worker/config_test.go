@@ -44,6 +44,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{map[string]string{"ALIYUN_PAY_MATCHED": "TRUE"}, nil, []string{`ALIYUN_PAY_MATCHED="TRUE"`, "true or false"}},
 		{map[string]string{"UNICLOUD_CREATE_OVERRUN": "60"}, nil, []string{`UNICLOUD_CREATE_OVERRUN="60"`, "duration"}},
 		{map[string]string{"UNICLOUD_CREATE_OVERRUN": "-1s"}, nil, []string{`UNICLOUD_CREATE_OVERRUN="-1s"`, "duration"}},
+		{map[string]string{"ORDERWORKER_LISTING_LAG": "-1s"}, nil, []string{`ORDERWORKER_LISTING_LAG="-1s"`, "duration"}},
+		// A slip (40h for 40s) would hold every order it creates that long:
+		// the lag is kept on the record for every worker and operator.
+		{map[string]string{"ORDERWORKER_LISTING_LAG": "24h0m1s"}, nil, []string{`ORDERWORKER_LISTING_LAG="24h0m1s"`, "at most 24h"}},
 		{map[string]string{"ORDERWORKER_MONITORING_READONLY": "0"}, nil, []string{`ORDERWORKER_MONITORING_READONLY="0"`, "true or false"}},
 		// Flags as strictly as the environment.
 		{nil, []string{"-retry-base", "-1s"}, []string{"-retry-base", "ORDERWORKER_RETRY_BASE", "positive duration"}},

@@ -216,7 +216,7 @@ var own = []Var{
 	{"ORDERWORKER_ORDER_DEADLINE", "24h", "an order not submitted this long after enqueue (or after an operator re-drove it) is errored"},
 	{"ORDERWORKER_ORDER_DEADLINES", "", "per-provider deadlines overriding ORDERWORKER_ORDER_DEADLINE: aliyun=2h,tencent=48h"},
 	{"ORDERWORKER_PENDING_WINDOW", "30m", "how long a pending order is polled before it is errored as unpaid"},
-	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once (UniCloud's after UNICLOUD_CREATE_OVERRUN)"},
+	{"ORDERWORKER_LISTING_LAG", "2m", "how long after a create a lookup that does not find the order is not believed (no provider documents how soon its listings show a new order); the order stays unknown and is looked up again after it. 0: believed at once (UniCloud's after UNICLOUD_CREATE_OVERRUN); at most 24h"},
 	{"ORDERWORKER_SAME_TARGETS", "", "create-target fingerprints (as the worker's log names them for a held order) this worker's providers answer for as for their own, space- or comma-separated: after a key rotation, the old key's, so that orders created with it are looked up with the new one"},
 	{"ORDERWORKER_SHUTDOWN_TIMEOUT", "25s", "on SIGTERM, how long in-flight attempts may finish"},
 	{"ORDERWORKER_RECONCILE_INTERVAL", "1m", "how often the reconciler sweeps for orders no task will move on"},

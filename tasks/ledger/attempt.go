@@ -323,7 +323,8 @@ type BeginArgs struct {
 	// waits before it believes a lookup's not-found or pays again (the
 	// provider's create overrun included; zero: at once). Begin records
 	// it with a create's or a pay's mark (Record.MarkLag, the longest so
-	// far), and judges a pay again (PayAgainAfter) against the longest.
+	// far, recorded as at most MaxListingLag), and judges a pay again
+	// (PayAgainAfter) against the longest.
 	ListingLag time.Duration
 	// ClockHold is how long, past its own size, a step forward of the
 	// master's clock this Begin finds is held (see clockExpect): as long
@@ -332,6 +333,13 @@ type BeginArgs struct {
 	// out. Zero: DefaultClockHold.
 	ClockHold time.Duration
 }
+
+// MaxListingLag is the longest listing lag a record keeps
+// (Record.MarkLag), and the longest ORDERWORKER_LISTING_LAG the worker and
+// enqueue take: a lag of days is a slip (40h for 40s), and one recorded
+// would hold the order, past its deadline and an operator's resolve
+// absent or errored, for as long.
+const MaxListingLag = 24 * time.Hour
 
 // DefaultClockHold is BeginArgs.ClockHold's default.
 const DefaultClockHold = 10 * time.Minute
@@ -409,7 +417,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey(), sh.clockKey()},
 			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds(),
-			expect, max(a.ListingLag.Milliseconds(), 0))
+			expect, min(max(a.ListingLag, 0), MaxListingLag).Milliseconds())
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}

@@ -130,7 +130,7 @@ type Record struct {
 	// that long after the last create or pay, whatever lag the process
 	// judging it has, so that a worker or an operator with a shorter
 	// setting does not cut short the wait of the one that sent the call.
-	// Zero: none recorded.
+	// Zero: none recorded. At most MaxListingLag.
 	MarkLag time.Duration `json:"-"`
 	// CreateTarget is where the last create marked went (BeginArgs.Target):
 	// "" when not recorded.
@@ -538,7 +538,7 @@ func (r *Record) set(k, v string) {
 	case "clock_hold": // not a field: Begin's and Get's reading of clockKey
 		r.ClockHold = msDuration(v)
 	case "mark_lag":
-		r.MarkLag = msDuration(v)
+		r.MarkLag = min(msDuration(v), MaxListingLag)
 	case "clock_step": // not a field: a step Begin found
 		r.ClockStep = msDuration(v)
 	case "redriven":

@@ -90,3 +90,18 @@ func TestPayAgainWaitsTheLagOfTheMark(t *testing.T) {
 		t.Errorf("a pay again 10ms after one marked with a 1h lag: %+v, %v; want begun, no pay marked", b, err)
 	}
 }
+
+// A lag recorded is at most MaxListingLag: a slip in one worker's setting
+// (40h for 40s) holds its orders a day at the most, not for as long.
+func TestMarkLagIsAtMostADay(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "p", OrderNo: "MD"}
+	claim(t, l, ref)
+	if _, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: "c", ListingLag: 1000 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || rec.MarkLag != ledger.MaxListingLag {
+		t.Errorf("a create marked with a 1000h lag: mark lag %v (%v), want %s", rec.MarkLag, err, ledger.MaxListingLag)
+	}
+}
