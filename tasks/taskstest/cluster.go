@@ -107,11 +107,11 @@ func startClusterNode(t testing.TB, bin string, o ClusterOptions, password strin
 	s := &Server{dir: t.TempDir(), Password: password}
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freePort(t)
 		if err != nil {
 			t.Fatal(err)
 		}
-		bus, err := freePort()
+		bus, err := freePort(t)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -101,13 +101,23 @@ func external(u string) (*Server, error) {
 	return &Server{ext: u, Addr: opt.Addr}, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePort returns a loopback port free now and reserved for t's life
+// against the other test processes of the run (reservePort): a server
+// stopped and started again on it finds it still its own.
+func freePort(t testing.TB) (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if lock, ok := reservePort(port); ok {
+			t.Cleanup(func() { lock.Close() })
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free port that another test process has not reserved")
 }
 
 func (s *Server) start(bin string) error {

@@ -71,7 +71,7 @@ func startServer(t testing.TB, s *Server) {
 	}
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freePort(t)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func StartSentinel(t testing.TB, opts *SentinelOptions) *Sentinel {
 		p := &sentinelProc{dir: t.TempDir(), password: s.SentinelPassword}
 		var lastErr error
 		for range 5 {
-			port, err := freePort()
+			port, err := freePort(t)
 			if err != nil {
 				t.Fatal(err)
 			}

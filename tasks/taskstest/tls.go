@@ -39,11 +39,11 @@ func StartTLSRedis(t testing.TB) *TLSServer {
 	ts := &TLSServer{Server: s, Roots: roots}
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freePort(t)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tlsPort, err := freePort()
+		tlsPort, err := freePort(t)
 		if err != nil {
 			t.Fatal(err)
 		}
