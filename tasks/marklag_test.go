@@ -11,6 +11,7 @@ import (
 
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/tasks"
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // A worker whose listing lag is shorter than the one that sent an order's
@@ -36,9 +37,21 @@ func TestShorterLagWaitsTheLagOfTheCreate(t *testing.T) {
 		t.Errorf("the record's mark lag = %s, want the first worker's 3s", rec.MarkLag)
 	}
 
-	short := tasks.NewHandler(e.ledger, e.set, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: -1, Backoff: backoff})
+	e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: -1, Backoff: backoff})
+	rec = e.waitState(t, no, tasks.StatePaid)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1: the second worker took a not-found within the first one's lag", n)
+	}
+}
+
+// runWith starts a worker with the handler options o on e's Redis, and
+// runs the order's task at once unless it waits no longer (already queued
+// or running), as an operator's "run" in the dashboard does.
+func (e *env) runWith(t *testing.T, no string, o *tasks.HandlerOptions) {
+	t.Helper()
+	h := tasks.NewHandler(e.ledger, e.set, o)
 	redisOpt := asynq.RedisClientOpt{Addr: e.redis.Addr}
-	srv, mux := tasks.NewServer(redisOpt, short, tasks.ServerOptions{
+	srv, mux := tasks.NewServer(redisOpt, h, tasks.ServerOptions{
 		Concurrency: 4, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 50 * time.Millisecond,
 		ShutdownTimeout: 2 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -48,24 +61,64 @@ func TestShorterLagWaitsTheLagOfTheCreate(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ins := asynq.NewInspector(redisOpt)
 	t.Cleanup(func() { ins.Close() })
-	// Run now unless it waits no longer (already queued or running).
 	for {
 		info, err := ins.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("tencent", no))
 		if errors.Is(err, asynq.ErrTaskNotFound) {
-			break // done already
+			return // done already
 		}
 		if err != nil {
 			t.Fatalf("the order's task: %v", err)
 		}
 		if info.State != asynq.TaskStateScheduled && info.State != asynq.TaskStateRetry {
-			break
+			return
 		}
 		if err := ins.RunTask(tasks.DefaultQueue, info.ID); err == nil {
-			break
+			return
 		}
 	}
+}
+
+// A worker whose listing lag is longer than the one a lookup's not-found
+// was believed under does not create the order on that belief within its
+// own lag of the last create: it looks the order up again. Here a first
+// worker (lag 1 s) makes a create whose answer is lost, then stops; a
+// worker with the same 1 s lag (played by the test, through the ledger)
+// looks the order up after the lag, finds nothing (the provider lists new
+// orders 2.5 s late) and believes it, and stops before its create; then
+// a worker with a 5 s lag runs the order at once: it looks it up again,
+// and finds the order the first create made.
+func TestLongerLagLooksAgainBeforeACreate(t *testing.T) {
+	t.Parallel()
+	const no = "Order-LagLook"
+	backoff := tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: time.Second, Backoff: backoff}, noServer: true})
+	e.sandbox.ListLag = 2500 * time.Millisecond
+	e.sandbox.Faults().Script(fault.FailAfter)
+	e.startServer(t)
+	e.enqueue(t, order(no))
+	rec := e.waitState(t, no, tasks.StateUnknown)
+	e.srv.Shutdown()
+
+	// The 1 s worker's lookup and its belief.
+	time.Sleep(time.Until(rec.LastCreateAt.Add(1100 * time.Millisecond)))
+	ref := ledger.Ref{Provider: "tencent", OrderNo: no}
+	b, err := e.ledger.Begin(t.Context(), ref, ledger.BeginArgs{Token: "short-lookup", NoCreate: true, ListingLag: time.Second})
+	if err != nil || b.Status != ledger.Began {
+		t.Fatalf("the short worker's Begin: %+v, %v", b, err)
+	}
+	if got := e.sandbox.Calls("ServiceCreateOrder"); got != 1 {
+		t.Fatalf("ServiceCreateOrder called %d times before the belief, want 1", got)
+	}
+	if err := e.ledger.Settle(t.Context(), ref, "short-lookup", ledger.SetRetry("not found").WithMayExist(false).WithAbsentLag(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 5 * time.Second, Backoff: backoff})
 	rec = e.waitState(t, no, tasks.StatePaid)
 	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
-		t.Errorf("ServiceCreateOrder called %d times, want 1: the second worker took a not-found within the first one's lag", n)
+		t.Errorf("ServiceCreateOrder called %d times, want 1: the 5s worker created the order on a not-found believed under 1s, 1.1s after the create", n)
+	}
+	if last := rec.History[len(rec.History)-1]; last.Call != "lookup" || last.Result != "ok" {
+		t.Errorf("paid by %s %s, want by a lookup that found the order", last.Call, last.Result)
 	}
 }

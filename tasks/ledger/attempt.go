@@ -214,6 +214,15 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and judge 
     'pay_before', h['pay_sent'] or '', 'pays', (tonumber(h['pays'] or '0') or 0) + 1})))
   return {'began', r, '2', sn, '', '', counted()}
 end
+-- A create that a lookup's not-found let go, believed under a listing lag
+-- (absent_lag) shorter than this process's: within this process's lag of
+-- the last create, the order that create made may not be listed yet for
+-- it. Nothing is marked; the order is looked up again ('4').
+local absentLag = tonumber(h['absent_lag'] or '')
+if creates and absentLag and lagArg > absentLag and judge - (tonumber(h['last_create'] or '') or 0) < lagArg then
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+  return {'began', r, '4', sn}
+end
 if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
   local first = h['first_attempt'] or ''
   if first == '' then first = sn end
@@ -493,7 +502,11 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 				l.epochs.raise(sh.i, era, g)
 			}
 		}
-		if m, _ := res[2].(string); m == "3" {
+		if m, _ := res[2].(string); m == "4" {
+			// A create on a not-found believed under a shorter listing
+			// lag than this process's: not marked; looked up again.
+			rec.AbsentRecheck = true
+		} else if m == "3" {
 			// A first create after a loss of the shard's data: not
 			// marked; the order is looked up first.
 			if len(res) > 5 {
@@ -642,6 +655,33 @@ type Transition struct {
 	forgetOwn         bool      // the id the record holds from its own failed create is forgotten (withDropOwnID)
 	lookedFirst       time.Time // the loss the order is looked up for (WithLookedFirst)
 	lookedFirstAt     time.Time // when that was found (WithLookedFirst): recorded as last_create
+	absentLag         *time.Duration
+	forgetAbsentLag   bool // an operator's absent: no lookup's belief stands (withoutAbsentLag)
+}
+
+// AbsentLag reports the lag WithAbsentLag records, and whether it does.
+func (t Transition) AbsentLag() (time.Duration, bool) {
+	if t.absentLag == nil {
+		return 0, false
+	}
+	return *t.absentLag, true
+}
+
+// withoutAbsentLag forgets the lag a lookup's not-found was believed under:
+// an operator found the order absent, which no worker's longer lag
+// questions (a lookup again could hold an unlisted order for a person
+// again, undoing the decision).
+func (t Transition) withoutAbsentLag() Transition { t.forgetAbsentLag = true; return t }
+
+// WithAbsentLag records the listing lag a lookup's not-found was believed
+// under (Record.AbsentLag), the order about to be created again: a
+// process whose own lag is longer looks the order up again before it
+// creates it within that lag of the last create (Begin's AbsentRecheck),
+// since the order that create made may not be listed yet for it.
+func (t Transition) WithAbsentLag(lag time.Duration) Transition {
+	lag = min(max(lag, 0), MaxListingLag)
+	t.absentLag = &lag
+	return t
 }
 
 // WithKnownAt records, beside the snapshot SetKnown records, when the step
@@ -1303,6 +1343,12 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.outcome {
 		args = append(args, "outcome_at", stamp)
+	}
+	switch {
+	case t.absentLag != nil:
+		args = append(args, "absent_lag", strconv.FormatInt(t.absentLag.Milliseconds(), 10))
+	case t.forgetAbsentLag:
+		args = append(args, "absent_lag", "")
 	}
 	if t.mayExist != nil {
 		v := "0"

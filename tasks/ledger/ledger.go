@@ -132,6 +132,17 @@ type Record struct {
 	// setting does not cut short the wait of the one that sent the call.
 	// Zero: none recorded. At most MaxListingLag.
 	MarkLag time.Duration `json:"-"`
+	// AbsentLag is the listing lag the last lookup's not-found was
+	// believed under (Transition.WithAbsentLag), AbsentBelieved whether
+	// one is recorded: a process with a longer lag does not create the
+	// order on that belief within its own lag of the last create (Begin
+	// marks nothing and sets AbsentRecheck: the order is looked up again).
+	AbsentLag      time.Duration `json:"-"`
+	AbsentBelieved bool          `json:"-"`
+	// AbsentRecheck is set when Begin did not mark the create the record
+	// asked for because of AbsentLag: the order is looked up again under
+	// this process's lag before a create.
+	AbsentRecheck bool `json:"-"`
 	// CreateTarget is where the last create marked went (BeginArgs.Target):
 	// "" when not recorded.
 	CreateTarget string `json:"-"`
@@ -539,6 +550,10 @@ func (r *Record) set(k, v string) {
 		r.ClockHold = msDuration(v)
 	case "mark_lag":
 		r.MarkLag = min(msDuration(v), MaxListingLag)
+	case "absent_lag":
+		if v != "" {
+			r.AbsentLag, r.AbsentBelieved = min(msDuration(v), MaxListingLag), true
+		}
 	case "clock_step": // not a field: a step Begin found
 		r.ClockStep = msDuration(v)
 	case "redriven":

@@ -376,7 +376,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case ResolveAbsent:
 		// The operator sends the order back to submission, as a re-drive
 		// does: its deadline counts from now.
-		t = SetRetry("an operator found no such order at the provider: " + a.Note).WithMayExist(false).WithFailures(0).withRedriven()
+		t = SetRetry("an operator found no such order at the provider: " + a.Note).WithMayExist(false).WithFailures(0).withRedriven().withoutAbsentLag()
 		switch {
 		case own:
 			t = t.withDropOwnID(rec)

@@ -312,6 +312,17 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		}
 		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince, at), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
+	if rec.AbsentRecheck {
+		// A lookup's not-found let this create go, believed under a
+		// shorter listing lag than this worker's (another worker's, set
+		// apart): within this worker's lag of the last create, the order
+		// it made may not be listed yet. Looked up again (before the
+		// deadline is judged: errored, it would say nothing was created);
+		// the lookup waits out the rest of the lag.
+		r := fmt.Sprintf("a lookup's not-found was believed under a listing lag of %s, shorter than this worker's %s, and the last create left %s before: looking the order up again before a create",
+			rec.AbsentLag, p.ListingLag, rec.ReadAt.Sub(rec.LastCreateAt).Round(time.Millisecond))
+		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
+	}
 	if rec.OwnedAnswer && (pastDeadline(rec, p, now) || p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts) {
 		// Its creates were answered with another's id or refused as a
 		// used number: never errored as not created at its end (the
@@ -889,7 +900,10 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		// (One a create of which was answered with another order's id
 		// may exist all the same, passed over as that other's: never
 		// re-driven by an operator without a lookup.)
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec), Then: Then{Next: Continue, Step: Submit}}
+		// The lag it is believed under is recorded: a worker with a longer
+		// one looks the order up again before it creates it within that
+		// lag (ledger.Record.AbsentRecheck).
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(p.ListingLag), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	if code == providers.Ambiguous {

@@ -1409,3 +1409,33 @@ func TestPaysPerOrderAreBounded(t *testing.T) {
 		t.Errorf("unpaid past the pending window after pay %d of %d: to %q; want errored, as after any pay", rec.Pays, MaxPays, d.Settle.To())
 	}
 }
+
+// A lookup's not-found believed records the listing lag it was believed
+// under (the longer of the worker's and the one the create was marked
+// with); a create Begin did not mark for a belief under a shorter lag than
+// the worker's (AbsentRecheck) is looked up again, before the deadline or
+// the budget is judged.
+func TestAbsentLag(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.ListingLag = time.Minute
+	u := unknown()
+	u.LastCreateAt = t0
+	for _, mark := range []time.Duration{0, 5 * time.Minute} {
+		u.MarkLag = mark
+		d := Decide(u, Lookup, Outcome{Err: &providers.Error{Code: providers.NotFound}}, p, t0.Add(10*time.Minute))
+		lag, set := d.Settle.AbsentLag()
+		if want := max(p.ListingLag, mark); d.Settle.To() != ledger.StateSubmitting || !set || lag != want {
+			t.Errorf("not-found believed, create marked with %s: to %q, absent lag %s (%v); want submitting, %s", mark, d.Settle.To(), lag, set, want)
+		}
+	}
+	for name, at := range map[string]time.Time{"in time": t0.Add(time.Second), "past the deadline": t0.Add(2 * time.Hour)} {
+		r := mayHaveExisted()
+		r.InflightMarked, r.Inflight, r.Attempts, r.Failures = false, 0, 2, 3
+		r.AbsentRecheck, r.AbsentBelieved, r.LastCreateAt, r.ReadAt = true, true, t0, at
+		got := PlanStep(r, p, at)
+		if me, _ := got.Settle.MayExist(); got.Step != None || got.Settle.To() != ledger.StateUnknown || !me || got.Then.Next != Continue || got.Then.Step != Lookup {
+			t.Errorf("%s: step %s, to %q (may exist %v), then %v %v; want unknown, may exist, continue to a lookup", name, got.Step, got.Settle.To(), me, got.Then.Next, got.Then.Step)
+		}
+	}
+}
