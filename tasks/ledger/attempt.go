@@ -147,9 +147,15 @@ end
 -- or a pay's mark (when it watches the shard): a roll-back that takes the
 -- mark back takes the count back below what this process saw
 -- acknowledged, which its next step or reading notices. Replies the count.
+-- ARGV[15]: the listing lag (ms) this process judges the order with (see
+-- mark_lag below).
+local lagArg = tonumber(ARGV[15] or '') or 0
 local function counted()
   if (ARGV[9] or '') == '' then return '' end
-  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn) -- alive: its count is kept
+  -- t: alive, its count is kept; u: until when a call it marks now may
+  -- be judged by its listing lag (a step of the clock is held at least
+  -- that long: recordStepScript).
+  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn, 'u:' .. ARGV[12], string.format('%.0f', snow + lagArg))
   return tostring(redis.call('HINCRBY', KEYS[4], 'g:' .. ARGV[12], 1))
 end
 local creates = st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')
@@ -198,7 +204,6 @@ end
 -- far: a pay again waits at least that long too, whatever this process's
 -- own lag (BeginArgs.ListingLag).
 local markLag = tonumber(h['mark_lag'] or '') or 0
-local lagArg = tonumber(ARGV[15] or '') or 0
 local function lagField(f)
   if lagArg > markLag then
     f[#f + 1] = 'mark_lag'
@@ -435,7 +440,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		if len(res) > 0 {
 			kind, _ = res[0].(string)
 		}
-		l.begunAt(ctx, sh.i, kind, res, expect, bootClock(), hold)
+		l.begunAt(ctx, sh.i, kind, res, expect, bootClock(), hold, a.LostCallTail)
 		if kind != "epoch" {
 			break
 		}
@@ -552,13 +557,14 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 // begunAt notes the master's clock as a Begin's reply of kind res read it,
 // the request written at e's time and answered at recv (bootClock), as the
 // base of the next Begins' expectations. A step the reply shows
-// (clock_step) is recorded (recordStep, held for hold past its size) and
+// (clock_step) is recorded (recordStep, held for hold past its size, and
+// past the listing lag of every call marked before it, plus tail) and
 // reported (Options.OnClockStep) when the round trip was too short to
 // account for it; else the request may have reached Redis late (a network
 // stall, a stall of this process as it sent it): nothing is recorded,
 // and the base is kept, so that the next Begin finds the step again if
 // there is one.
-func (l *Ledger) begunAt(ctx context.Context, i int, kind string, res []any, e *clockExpect, recv time.Duration, hold time.Duration) {
+func (l *Ledger) begunAt(ctx context.Context, i int, kind string, res []any, e *clockExpect, recv time.Duration, hold, tail time.Duration) {
 	var sn, step string
 	switch kind {
 	case "missing", "busy":
@@ -597,7 +603,7 @@ func (l *Ledger) begunAt(ctx context.Context, i int, kind string, res []any, e *
 			return // perhaps a late request: not recorded, the base kept
 		}
 		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), watchTimeout)
-		held, err := l.recordStep(c, i, st, time.UnixMilli(e.base.Load()), hold)
+		held, err := l.recordStep(c, i, st, time.UnixMilli(e.base.Load()), hold, tail)
 		cancel()
 		if err != nil {
 			return // the base kept: the next Begin finds the step again

@@ -159,7 +159,15 @@ func (e *clockExpect) String() string { return "clock-expect" }
 // older than that reading is another step: the two add up. One recorded
 // after the reading was taken (another process found the same step
 // first, or this one, found by two Begins) is in the step found: the
-// larger stands. Replies the hold now recorded (ms).
+// larger stands. The hold lasts at least as long as any call marked
+// before the step may be judged by the listing lag of the process that
+// marked it (the shard's epoch, KEYS[2]: u:<process>, when on the old
+// clock that lag ends after its last mark; on this clock by later), plus
+// ARGV[4] ms for how long such a call may stay open after its mark: a
+// worker with a longer lag than the one that finds the step, whose
+// orders' records keep that lag (mark_lag), would otherwise see it cut
+// short by the step once the hold ran out. Replies the hold now recorded
+// (ms).
 var recordStepScript = redis.NewScript(`
 local t = redis.call('TIME')
 local snow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -175,6 +183,12 @@ if cur > 0 then
   end
 end
 u = math.max(u, snow + by + tonumber(ARGV[3]))
+local ep = redis.call('HGETALL', KEYS[2])
+for i = 1, #ep, 2 do
+  if string.sub(ep[i], 1, 2) == 'u:' then
+    u = math.max(u, (tonumber(ep[i + 1]) or 0) + by + tonumber(ARGV[4]))
+  end
+end
 redis.call('HSET', KEYS[1], 'by', string.format('%.0f', by), 'until', string.format('%.0f', u), 'at', string.format('%.0f', snow))
 redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', u))
 return by
@@ -182,12 +196,17 @@ return by
 
 // recordStep records a step forward of shard i's master's clock found by
 // a Begin whose expectation was based on a reading base: held for hold
-// past its size (see recordStepScript). It returns the hold recorded.
-func (l *Ledger) recordStep(ctx context.Context, i int, step time.Duration, base time.Time, hold time.Duration) (time.Duration, error) {
+// past its size, and past the listing lag of every call marked before it
+// plus tail (DefaultClockHold when not given): see recordStepScript. It
+// returns the hold recorded.
+func (l *Ledger) recordStep(ctx context.Context, i int, step time.Duration, base time.Time, hold, tail time.Duration) (time.Duration, error) {
 	if hold <= 0 {
 		hold = DefaultClockHold
 	}
-	v, err := recordStepScript.Run(ctx, l.rdb, []string{l.shards[i].clockKey()}, step.Milliseconds(), base.UnixMilli(), hold.Milliseconds()).Int64()
+	if tail <= 0 {
+		tail = DefaultClockHold
+	}
+	v, err := recordStepScript.Run(ctx, l.rdb, []string{l.shards[i].clockKey(), l.shards[i].epochKey()}, step.Milliseconds(), base.UnixMilli(), hold.Milliseconds(), tail.Milliseconds()).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("record a step of Redis's clock: %w", err)
 	}

@@ -372,3 +372,62 @@ func TestALateRequestIsNoClockStep(t *testing.T) {
 		t.Errorf("a request 7 s late: %d steps reported; want none", reported)
 	}
 }
+
+// A step of the clock is held at least as long as a call marked before it
+// may be judged by the listing lag of the process that marked it: here a
+// process with a 1 h lag marks a create, and another with a lag of a few
+// seconds finds a step and asks for a hold of 500 ms past it. The hold lasts
+// past the first one's lag from its mark (on the new clock, the step
+// later), plus the tail a call may stay open after its mark, so that the
+// record, whose mark_lag is 1 h, is judged with the step held after the
+// second process's own hold would have run out.
+func TestAClockStepIsHeldForTheLongestMarkedLag(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := taskstest.StartRedis(t, nil)
+	long := New(srv.Client(t), &Options{Durable: DurableOff})
+	short := New(srv.Client(t), &Options{Durable: DurableOff})
+	for _, l := range []*Ledger{long, short} {
+		if _, err := l.Watch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := Ref{Provider: "tencent", OrderNo: "STEP-LONG"}
+	if _, err := long.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := long.Begin(ctx, ref, BeginArgs{Token: "create", LookFirst: time.Hour, ListingLag: time.Hour})
+	if err != nil || !b.Record.InflightMarked {
+		t.Fatalf("the 1h process's create: %+v, %v; want marked", b, err)
+	}
+	marked := b.Record.ReadAt
+	if err := long.Settle(ctx, ref, "create", SetUnknown("timeout").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+
+	step := clockTolerance + time.Second // the least step found
+	stepClock(t, short, step)
+	probe := Ref{Provider: "tencent", OrderNo: "STEP-PROBE2"}
+	if _, err := short.Claim(ctx, probe, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	tail := 5 * time.Second
+	if _, err := short.Begin(ctx, probe, BeginArgs{Token: "p", NoCreate: true, LookFirst: time.Hour, ListingLag: 2 * time.Second, ClockHold: 500 * time.Millisecond, LostCallTail: tail}); err != nil {
+		t.Fatal(err)
+	}
+	until, err := short.rdb.HGet(ctx, short.shards[0].clockKey(), "until").Int64()
+	if err != nil {
+		t.Fatalf("no step recorded: %v", err)
+	}
+	if want := marked.Add(time.Hour + step + tail); time.UnixMilli(until).Before(want) {
+		t.Errorf("the step is held until %v; want at least %v: the 1h lag from the mark, the step later, plus the tail", time.UnixMilli(until).UTC(), want.UTC())
+	}
+	time.Sleep(step + time.Second) // past the hold the finder asked for: the step, and 500ms
+	b, err = short.Begin(ctx, ref, BeginArgs{Token: "look", NoCreate: true, LookFirst: time.Hour, ListingLag: 2 * time.Second})
+	if err != nil || b.Status != Began {
+		t.Fatalf("the lookup's Begin: %+v, %v", b, err)
+	}
+	if b.Record.ClockHold < step || b.Record.MarkLag != time.Hour {
+		t.Errorf("the 1h record read past the finder's own hold: clock hold %v, mark lag %v; want the step, %v, and 1h", b.Record.ClockHold, b.Record.MarkLag, step)
+	}
+}

@@ -149,7 +149,7 @@ if redis.call('HLEN', KEYS[1]) > 512 then
     local k = all[i]
     if string.sub(k, 1, 2) == 't:' and (tonumber(all[i + 1]) or 0) < tonumber(now) - 86400000 then
       local p = string.sub(k, 3)
-      redis.call('HDEL', KEYS[1], k, 'g:' .. p, 'l:' .. p)
+      redis.call('HDEL', KEYS[1], k, 'g:' .. p, 'l:' .. p, 'u:' .. p)
     end
   end
 end
