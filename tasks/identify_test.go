@@ -106,7 +106,8 @@ func TestSnapshotRetakenAfterAFailedCreate(t *testing.T) {
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
 		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
 	ctx := context.Background()
-	sb := addAliyun(t, e, nil)
+	// ALIYUN_RECREATE_UNLISTED: the sandbox lists every order.
+	sb := addAliyun(t, e, func(o *aliyun.Options) { o.RecreateUnlisted = true })
 	e.enqueue(t, []byte(`{"provider":"aliyun","order_no":"Snap-1","params":{"iotId":"dev1","commodityCode":"streamingResource_20_10","copies":1}}`))
 	ref := ledger.Ref{Provider: "aliyun", OrderNo: "Snap-1"}
 	rec, _ := e.ledger.Get(ctx, ref)
@@ -971,7 +972,8 @@ func testRaceForAMatch(t *testing.T, marked bool) {
 	sb := aliyunsandbox.New("TestKey", "test-secret", "test-project")
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
-	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project"})
+	// ALIYUN_RECREATE_UNLISTED: the sandbox lists every order.
+	c, err := aliyun.New(aliyun.Options{Endpoint: hs.URL, AppKey: "TestKey", AppSecret: providers.Secret("test-secret"), ProjectID: "test-project", RecreateUnlisted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,10 @@ func TestSnapshotKeptThroughAWaitIsRetaken(t *testing.T) {
 	g := &holdAfterFirst{}
 	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, Guard: g,
 		PollInterval: 20 * time.Millisecond, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
-	sb := addAliyun(t, e, func(o *aliyun.Options) { o.AutoPay, o.PollInterval = true, 20*time.Millisecond })
+	// ALIYUN_RECREATE_UNLISTED: the sandbox lists every order.
+	sb := addAliyun(t, e, func(o *aliyun.Options) {
+		o.AutoPay, o.PollInterval, o.RecreateUnlisted = true, 20*time.Millisecond, true
+	})
 	e.startServer(t)
 	const no = "Stale-1"
 	ref := ledger.Ref{Provider: "aliyun", OrderNo: no}

@@ -145,12 +145,13 @@ func TestChaos(t *testing.T) {
 	// ALIYUN_PAY_MATCHED, UNICLOUD_TAKE_MATCHED: nobody but the workers
 	// buys on the sandboxes' devices and account, so an order found by
 	// matching after a kill or a fault is ours, and is paid as one whose
-	// create answered. UNICLOUD_RECREATE_UNLISTED: the sandbox lists every
-	// order it made, so an order not listed was not made.
+	// create answered. UNICLOUD_RECREATE_UNLISTED, ALIYUN_RECREATE_UNLISTED:
+	// the sandboxes list every order they made, so an order not listed was
+	// not made.
 	env := workerEnv(rs.URL(),
 		"ORDERWORKER_MAX_ATTEMPTS=20",
 		"TENCENT_ENDPOINT="+tSrv.URL, "TENCENT_APP_KEY="+tKey, "TENCENT_APP_SECRET="+tSecret,
-		"ALIYUN_ENDPOINT="+aSrv.URL, "ALIYUN_APP_KEY="+aKey, "ALIYUN_APP_SECRET="+aSecret, "ALIYUN_PROJECT_ID="+aProject, "ALIYUN_AUTO_PAY=true", "ALIYUN_PAY_MATCHED=true",
+		"ALIYUN_ENDPOINT="+aSrv.URL, "ALIYUN_APP_KEY="+aKey, "ALIYUN_APP_SECRET="+aSecret, "ALIYUN_PROJECT_ID="+aProject, "ALIYUN_AUTO_PAY=true", "ALIYUN_PAY_MATCHED=true", "ALIYUN_RECREATE_UNLISTED=true",
 		"UNICLOUD_ENDPOINT="+uSrv.URL, "UNICLOUD_ACCESS_KEY_ID="+uKey, "UNICLOUD_ACCESS_KEY_SECRET="+uSecret, "UNICLOUD_TAKE_MATCHED=true", "UNICLOUD_RECREATE_UNLISTED=true",
 		// The Aliyun orders carry a userId, personal data: sealed.
 		"ORDERWORKER_DATA_KEY="+chaosDataKey,

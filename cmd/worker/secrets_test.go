@@ -54,7 +54,7 @@ func TestNoSecretsOrPersonalDataLeak(t *testing.T) {
 	// create is ours, and its pay is one more call whose output is
 	// scanned.
 	env := map[string]string{
-		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PAY_MATCHED": "true", "UNICLOUD_TAKE_MATCHED": "true", "UNICLOUD_RECREATE_UNLISTED": "true", "ALIYUN_PROJECT_ID": "leak-project",
+		"REDIS_URL": rs.URL(), "ALIYUN_AUTO_PAY": "true", "ALIYUN_PAY_MATCHED": "true", "ALIYUN_RECREATE_UNLISTED": "true", "UNICLOUD_TAKE_MATCHED": "true", "UNICLOUD_RECREATE_UNLISTED": "true", "ALIYUN_PROJECT_ID": "leak-project",
 		"ORDERWORKER_RETRY_BASE": "50ms", "ORDERWORKER_RETRY_MAX": "200ms", "ORDERWORKER_LISTING_LAG": "100ms", "UNICLOUD_CREATE_OVERRUN": "0s", "ORDERWORKER_LOG_LEVEL": "debug",
 	}
 	for k, v := range creds {

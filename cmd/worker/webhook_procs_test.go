@@ -411,7 +411,7 @@ func TestWebhooksDeliverEveryOutcome(t *testing.T) {
 	env := workerEnv(rs.URL(),
 		"ORDERWORKER_MAX_ATTEMPTS=20",
 		"TENCENT_ENDPOINT="+tSrv.URL, "TENCENT_APP_KEY=TKey"+run, "TENCENT_APP_SECRET=tsecret"+run,
-		"ALIYUN_ENDPOINT="+aSrv.URL, "ALIYUN_APP_KEY=AKey"+run, "ALIYUN_APP_SECRET=asecret"+run, "ALIYUN_PROJECT_ID=hooks-project", "ALIYUN_AUTO_PAY=true", "ALIYUN_PAY_MATCHED=true",
+		"ALIYUN_ENDPOINT="+aSrv.URL, "ALIYUN_APP_KEY=AKey"+run, "ALIYUN_APP_SECRET=asecret"+run, "ALIYUN_PROJECT_ID=hooks-project", "ALIYUN_AUTO_PAY=true", "ALIYUN_PAY_MATCHED=true", "ALIYUN_RECREATE_UNLISTED=true",
 		"UNICLOUD_ENDPOINT="+uSrv.URL, "UNICLOUD_ACCESS_KEY_ID=UKey"+run, "UNICLOUD_ACCESS_KEY_SECRET=usecret"+run, "UNICLOUD_TAKE_MATCHED=true", "UNICLOUD_RECREATE_UNLISTED=true",
 		"ORDERWORKER_WEBHOOK_URLS="+flakySrv.URL+"/hook,http://"+downAddr+"/hook",
 		"ORDERWORKER_WEBHOOK_SECRET="+secret,

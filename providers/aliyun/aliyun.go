@@ -121,6 +121,19 @@ type Options struct {
 	// one they bought and paid for themselves while our create made
 	// nothing matches just as ours, paid by them, would.
 	PayMatched bool
+	// RecreateUnlisted lets the worker create again an order whose create
+	// may have been received (an answer of unknown effect, a worker killed
+	// mid-create) when order/query does not show it once the listing lag
+	// has passed. Without it such an order is held for a person: which
+	// orders order/query lists is not documented (its path and params come
+	// from a third-party client), and one that lists only paid orders, or
+	// leaves out orders in a state only a create that failed midway
+	// leaves, would have every such order made twice; the check that a
+	// listing shows our own known orders (Order.Listed) catches that only
+	// where the device has an unpaid order of ours with a known id. Set it
+	// only once Aliyun confirms that order/query lists every order of the
+	// device, unpaid ones included. Default false.
+	RecreateUnlisted bool
 	// PollInterval is the NextCheck hint for a Payable order. An unpaid
 	// order that this client will not pay is checked ten times less
 	// often; an order being paid, or in a payment status not known, gets
@@ -193,6 +206,7 @@ type Client struct {
 	timeout       time.Duration
 	autoPay       bool
 	payMatched    bool
+	recreate      bool // Options.RecreateUnlisted
 	poll          time.Duration
 	margin        time.Duration
 	pageSize      int
@@ -243,6 +257,7 @@ func New(opts Options) (*Client, error) {
 		timeout:       opts.Timeout,
 		autoPay:       opts.AutoPay,
 		payMatched:    opts.PayMatched,
+		recreate:      opts.RecreateUnlisted,
 		poll:          opts.PollInterval,
 		margin:        opts.MatchMargin,
 		pageSize:      opts.PageSize,
@@ -322,6 +337,10 @@ func TokenKey(appKey, projectID string) string {
 
 // Name implements providers.Provider.
 func (c *Client) Name() string { return Name }
+
+// UnlistedNotAbsent implements providers.UnlistedNotAbsent: true unless
+// Options.RecreateUnlisted.
+func (c *Client) UnlistedNotAbsent() bool { return !c.recreate }
 
 // SensitiveParams implements providers.Sensitive: userName and userId
 // (see sensitiveParams).

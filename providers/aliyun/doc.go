@@ -162,7 +162,11 @@
 // listing has shown that, an order naming no device is never the one
 // found by matching (Ambiguous). Exactly one candidate and nothing undecidable is
 // the order. No candidate and nothing undecidable, in a complete listing,
-// is NotFound, and only then may the order be created again. Everything
+// is NotFound, and only then may the order be created again (after a
+// create that may have been received, only with Options.RecreateUnlisted:
+// which orders order/query lists is not documented, so NotFound does not
+// prove such an order absent, UnlistedNotAbsent, and the worker holds it
+// for a person). Everything
 // else is an Ambiguous error that says why (several candidates, an
 // undecidable order, more orders than MaxPages pages hold, a repeated
 // page), and a person decides: a wrongly matched order is an order lost.

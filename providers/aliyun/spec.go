@@ -18,6 +18,7 @@ const (
 	EnvAutoPay    = "ALIYUN_AUTO_PAY"
 	EnvPayMatched = "ALIYUN_PAY_MATCHED"
 	EnvPageBase   = "ALIYUN_PAGE_BASE"
+	EnvRecreate   = "ALIYUN_RECREATE_UNLISTED"
 )
 
 // checkPageBase is the Setting.Check of ALIYUN_PAGE_BASE.
@@ -46,6 +47,7 @@ func Spec() providers.Spec {
 			{Name: EnvProjectID, Required: true, Help: "Aliyun project for cloudToken"},
 			{Name: EnvAutoPay, Default: "false", Help: "pay pending Aliyun orders with /order/pay", Check: providers.CheckBool},
 			{Name: EnvPayMatched, Default: "false", Help: "with ALIYUN_AUTO_PAY, also pay an order found by matching the device's orders after an uncertain create (one the device's user bought meanwhile would match too)", Check: providers.CheckBool},
+			{Name: EnvRecreate, Default: "false", Help: "create again an order whose uncertain create order/query does not show after the listing lag, instead of holding it for a person (only once Aliyun confirms that order/query lists every order of the device, unpaid ones included)", Check: providers.CheckBool},
 			{Name: EnvPageBase, Default: string(PageBaseAuto), Help: "where Aliyun order/query counts pages from: auto, 0 or 1 (set it when a device's listing stays unavailable naming it)", Check: checkPageBase},
 		},
 		Parse: Parse,
@@ -56,8 +58,9 @@ func Spec() providers.Spec {
 			opts := Options{
 				Endpoint: cfg.Get(EnvEndpoint), AppKey: cfg.Get(EnvAppKey), AppSecret: cfg.Secret(EnvAppSecret),
 				ProjectID: cfg.Get(EnvProjectID), AutoPay: cfg.Bool(EnvAutoPay), PayMatched: cfg.Bool(EnvPayMatched), PageBase: PageBase(cfg.Get(EnvPageBase)),
-				Logger:     deps.Logger,
-				HTTPClient: newHTTPClient(deps.Transport()),
+				RecreateUnlisted: cfg.Bool(EnvRecreate),
+				Logger:           deps.Logger,
+				HTTPClient:       newHTTPClient(deps.Transport()),
 			}
 			if deps.Redis != nil {
 				opts.Tokens = NewRedisTokenStore(deps.Redis, &RedisTokenOptions{Seal: cfg.Secret(EnvAppSecret)})
