@@ -1116,7 +1116,10 @@ func (h *Handler) endUnsent(ctx context.Context, ref ledger.Ref, provider, held 
 	token := uuid.NewString()
 	// LookFirst: an order Redis may have lost a create of (a loss of its
 	// data) is looked up before anything errors it (PlanStep).
-	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail(), ClockHold: h.hold})
+	// ListingLag: an order a not-found let go, seen sooner than this
+	// worker's lag after its last create, is looked up again rather than
+	// errored as never created (Record.AbsentRecheck; left unchanged here).
+	b, err := h.ledger.Begin(ctx, ref, ledger.BeginArgs{Token: token, LeaseTTL: h.opts.LeaseTTL, NoCreate: true, LookFirst: pol.LookFirstWindow(), LostCallTail: h.lostCallTail(), ClockHold: h.hold, ListingLag: pol.ListingLag})
 	switch {
 	case b.Status == ledger.Finished && err != nil:
 		// Final on the master only: the task waits for the replicas,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"testing"
 	"time"
 
@@ -78,47 +79,57 @@ func (e *env) runWith(t *testing.T, no string, o *tasks.HandlerOptions) {
 	}
 }
 
-// A worker whose listing lag is longer than the one a lookup's not-found
-// was believed under does not create the order on that belief within its
-// own lag of the last create: it looks the order up again. Here a first
+// A worker whose listing lag is longer than how soon after the last create
+// a lookup's not-found was seen does not create the order on that belief:
+// it looks the order up again, whether it comes within its own lag of the
+// create or after it (what counts is when the lookup looked). Here a first
 // worker (lag 1 s) makes a create whose answer is lost, then stops; a
 // worker with the same 1 s lag (played by the test, through the ledger)
-// looks the order up after the lag, finds nothing (the provider lists new
-// orders 2.5 s late) and believes it, and stops before its create; then
-// a worker with a 5 s lag runs the order at once: it looks it up again,
-// and finds the order the first create made.
+// looks the order up 1.1 s after the create, finds nothing (the provider
+// lists new orders 2.5 s late) and believes it, and stops before its
+// create; then a worker with a 3 s lag runs the order, 1.1 s or 3.5 s
+// after the create: it looks it up again, and finds the order the first
+// create made.
 func TestLongerLagLooksAgainBeforeACreate(t *testing.T) {
 	t.Parallel()
-	const no = "Order-LagLook"
-	backoff := tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-	e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: time.Second, Backoff: backoff}, noServer: true})
-	e.sandbox.ListLag = 2500 * time.Millisecond
-	e.sandbox.Faults().Script(fault.FailAfter)
-	e.startServer(t)
-	e.enqueue(t, order(no))
-	rec := e.waitState(t, no, tasks.StateUnknown)
-	e.srv.Shutdown()
+	for _, arrives := range []time.Duration{1100 * time.Millisecond, 3500 * time.Millisecond} {
+		t.Run(arrives.String(), func(t *testing.T) {
+			t.Parallel()
+			no := "Order-LagLook-" + strconv.FormatInt(arrives.Milliseconds(), 10)
+			backoff := tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+			e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: time.Second, Backoff: backoff}, noServer: true})
+			e.sandbox.ListLag = 2500 * time.Millisecond
+			e.sandbox.Faults().Script(fault.FailAfter)
+			e.startServer(t)
+			e.enqueue(t, order(no))
+			rec := e.waitState(t, no, tasks.StateUnknown)
+			e.srv.Shutdown()
+			created := rec.LastCreateAt
 
-	// The 1 s worker's lookup and its belief.
-	time.Sleep(time.Until(rec.LastCreateAt.Add(1100 * time.Millisecond)))
-	ref := ledger.Ref{Provider: "tencent", OrderNo: no}
-	b, err := e.ledger.Begin(t.Context(), ref, ledger.BeginArgs{Token: "short-lookup", NoCreate: true, ListingLag: time.Second})
-	if err != nil || b.Status != ledger.Began {
-		t.Fatalf("the short worker's Begin: %+v, %v", b, err)
-	}
-	if got := e.sandbox.Calls("ServiceCreateOrder"); got != 1 {
-		t.Fatalf("ServiceCreateOrder called %d times before the belief, want 1", got)
-	}
-	if err := e.ledger.Settle(t.Context(), ref, "short-lookup", ledger.SetRetry("not found").WithMayExist(false).WithAbsentLag(time.Second)); err != nil {
-		t.Fatal(err)
-	}
+			// The 1 s worker's lookup and its belief.
+			time.Sleep(time.Until(created.Add(1100 * time.Millisecond)))
+			ref := ledger.Ref{Provider: "tencent", OrderNo: no}
+			b, err := e.ledger.Begin(t.Context(), ref, ledger.BeginArgs{Token: "short-lookup", NoCreate: true, ListingLag: time.Second})
+			if err != nil || b.Status != ledger.Began {
+				t.Fatalf("the short worker's Begin: %+v, %v", b, err)
+			}
+			if got := e.sandbox.Calls("ServiceCreateOrder"); got != 1 {
+				t.Fatalf("ServiceCreateOrder called %d times before the belief, want 1", got)
+			}
+			seen := b.Record.ReadAt.Sub(created)
+			if err := e.ledger.Settle(t.Context(), ref, "short-lookup", ledger.SetRetry("not found").WithMayExist(false).WithAbsentLag(seen)); err != nil {
+				t.Fatal(err)
+			}
 
-	e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 5 * time.Second, Backoff: backoff})
-	rec = e.waitState(t, no, tasks.StatePaid)
-	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
-		t.Errorf("ServiceCreateOrder called %d times, want 1: the 5s worker created the order on a not-found believed under 1s, 1.1s after the create", n)
-	}
-	if last := rec.History[len(rec.History)-1]; last.Call != "lookup" || last.Result != "ok" {
-		t.Errorf("paid by %s %s, want by a lookup that found the order", last.Call, last.Result)
+			time.Sleep(time.Until(created.Add(arrives)))
+			e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 3 * time.Second, Backoff: backoff})
+			rec = e.waitState(t, no, tasks.StatePaid)
+			if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+				t.Errorf("ServiceCreateOrder called %d times, want 1: the 3s worker created the order on a not-found seen %s after the create", n, seen)
+			}
+			if last := rec.History[len(rec.History)-1]; last.Call != "lookup" || last.Result != "ok" {
+				t.Errorf("paid by %s %s, want by a lookup that found the order", last.Call, last.Result)
+			}
+		})
 	}
 }

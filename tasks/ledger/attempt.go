@@ -155,7 +155,11 @@ local function counted()
   -- t: alive, its count is kept; u: until when a call it marks now may
   -- be judged by its listing lag (a step of the clock is held at least
   -- that long: recordStepScript).
-  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn, 'u:' .. ARGV[12], string.format('%.0f', snow + lagArg))
+  -- (u: never goes back: a process's lag differs by provider, and a mark
+  -- with a shorter one does not shorten what an earlier mark needs.)
+  local uk = 'u:' .. ARGV[12]
+  local u = math.max(tonumber(redis.call('HGET', KEYS[4], uk) or '') or 0, snow + lagArg)
+  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn, uk, string.format('%.0f', u))
   return tostring(redis.call('HINCRBY', KEYS[4], 'g:' .. ARGV[12], 1))
 end
 local creates = st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')
@@ -219,13 +223,15 @@ if ARGV[6] == '1' and st == 'pending' and (paid == nil or (again >= 0 and judge 
     'pay_before', h['pay_sent'] or '', 'pays', (tonumber(h['pays'] or '0') or 0) + 1})))
   return {'began', r, '2', sn, '', '', counted()}
 end
--- A create that a lookup's not-found let go, believed under a listing lag
--- (absent_lag) shorter than this process's: within this process's lag of
--- the last create, the order that create made may not be listed yet for
--- it. Nothing is marked; the order is looked up again ('4').
+-- A create that a lookup's not-found let go, a not-found seen sooner after
+-- the last create (absent_lag) than this process's listing lag: the order
+-- that create made may not have been listed yet, for this process. Nothing
+-- is marked; the order is looked up again ('4'; lease_mark '4', so that
+-- this Begin again answers the same). The lookup again records how long
+-- after the last create it looked, at least this lag: no loop.
 local absentLag = tonumber(h['absent_lag'] or '')
-if creates and absentLag and lagArg > absentLag and judge - (tonumber(h['last_create'] or '') or 0) < lagArg then
-  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '0')
+if creates and absentLag and lagArg > absentLag then
+  redis.call('HSET', KEYS[1], 'lease', ARGV[1], 'lease_until', leaseUntil, 'lease_mark', '4')
   return {'began', r, '4', sn}
 end
 if creates and (ARGV[4] == '0' or (ARGV[4] == '1' and (h['known'] or '') ~= '')) then
@@ -508,8 +514,9 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 			}
 		}
 		if m, _ := res[2].(string); m == "4" {
-			// A create on a not-found believed under a shorter listing
-			// lag than this process's: not marked; looked up again.
+			// A create on a not-found seen sooner after the last create
+			// than this process's listing lag: not marked; looked up
+			// again.
 			rec.AbsentRecheck = true
 		} else if m == "3" {
 			// A first create after a loss of the shard's data: not
@@ -679,11 +686,12 @@ func (t Transition) AbsentLag() (time.Duration, bool) {
 // again, undoing the decision).
 func (t Transition) withoutAbsentLag() Transition { t.forgetAbsentLag = true; return t }
 
-// WithAbsentLag records the listing lag a lookup's not-found was believed
-// under (Record.AbsentLag), the order about to be created again: a
-// process whose own lag is longer looks the order up again before it
-// creates it within that lag of the last create (Begin's AbsentRecheck),
-// since the order that create made may not be listed yet for it.
+// WithAbsentLag records how long after the order's last create a lookup's
+// not-found that is believed was seen (Record.AbsentLag: at least the
+// listing lag it was believed under), the order about to be created again:
+// a process whose own lag is longer looks the order up again before it
+// creates it (Begin's AbsentRecheck), since the order that create made may
+// not have been listed yet for it.
 func (t Transition) WithAbsentLag(lag time.Duration) Transition {
 	lag = min(max(lag, 0), MaxListingLag)
 	t.absentLag = &lag

@@ -376,7 +376,8 @@ func TestALateRequestIsNoClockStep(t *testing.T) {
 // A step of the clock is held at least as long as a call marked before it
 // may be judged by the listing lag of the process that marked it: here a
 // process with a 1 h lag marks a create, and another with a lag of a few
-// seconds finds a step and asks for a hold of 500 ms past it. The hold lasts
+// seconds finds a step and asks for a hold of 500 ms past it (the first
+// process's later mark with no lag changes nothing). The hold lasts
 // past the first one's lag from its mark (on the new clock, the step
 // later), plus the tail a call may stay open after its mark, so that the
 // record, whose mark_lag is 1 h, is judged with the step held after the
@@ -403,6 +404,15 @@ func TestAClockStepIsHeldForTheLongestMarkedLag(t *testing.T) {
 	marked := b.Record.ReadAt
 	if err := long.Settle(ctx, ref, "create", SetUnknown("timeout").WithMayExist(true)); err != nil {
 		t.Fatal(err)
+	}
+	// The same process marks another order's create with a lag of none
+	// (another provider's): that does not shorten what the first needs.
+	other := Ref{Provider: "tencent", OrderNo: "STEP-SHORT"}
+	if _, err := long.Claim(ctx, other, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := long.Begin(ctx, other, BeginArgs{Token: "create2", LookFirst: time.Hour}); err != nil || !b.Record.InflightMarked {
+		t.Fatalf("the second create: %+v, %v; want marked", b, err)
 	}
 
 	step := clockTolerance + time.Second // the least step found

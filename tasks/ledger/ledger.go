@@ -132,11 +132,12 @@ type Record struct {
 	// setting does not cut short the wait of the one that sent the call.
 	// Zero: none recorded. At most MaxListingLag.
 	MarkLag time.Duration `json:"-"`
-	// AbsentLag is the listing lag the last lookup's not-found was
-	// believed under (Transition.WithAbsentLag), AbsentBelieved whether
-	// one is recorded: a process with a longer lag does not create the
-	// order on that belief within its own lag of the last create (Begin
-	// marks nothing and sets AbsentRecheck: the order is looked up again).
+	// AbsentLag is how long after the last create the last believed
+	// lookup's not-found was seen (Transition.WithAbsentLag: at least the
+	// listing lag it was believed under), AbsentBelieved whether one is
+	// recorded: a process with a longer lag does not create the order on
+	// that belief (Begin marks nothing and sets AbsentRecheck: the order
+	// is looked up again).
 	AbsentLag      time.Duration `json:"-"`
 	AbsentBelieved bool          `json:"-"`
 	// AbsentRecheck is set when Begin did not mark the create the record

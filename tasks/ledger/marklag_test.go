@@ -106,62 +106,69 @@ func TestMarkLagIsAtMostADay(t *testing.T) {
 	}
 }
 
-// A create that a lookup's not-found let go, believed under a shorter
-// listing lag than the Begin's own, is not marked within that longer lag
-// of the last create: Begin says to look the order up again
-// (AbsentRecheck), and marks nothing. A Begin whose lag is no longer than
-// the one the not-found was believed under marks the create, as does any
-// once its own lag has passed; an operator's absent forgets the belief.
+// A create that a lookup's not-found let go, a not-found seen sooner after
+// the last create (absent_lag) than the Begin's own listing lag, is not
+// marked: Begin says to look the order up again (AbsentRecheck), and marks
+// nothing, however late it comes (what counts is when the lookup looked),
+// and says so again to the same Begin run again. A Begin whose lag is no
+// longer than that marks the create; an operator's absent forgets the
+// belief.
 func TestAbsentBelievedUnderAShorterLag(t *testing.T) {
 	t.Parallel()
 	l, _, _ := setup(t)
 	ref := ledger.Ref{Provider: "p", OrderNo: "AL"}
 	claim(t, l, ref)
-	step := func(tok string, args ledger.BeginArgs, tr ledger.Transition) *ledger.Record {
+	begin := func(tok string, args ledger.BeginArgs) *ledger.Record {
 		t.Helper()
 		args.Token = tok
 		b, err := l.Begin(ctx, ref, args)
 		if err != nil || b.Status != ledger.Began {
 			t.Fatalf("Begin %s: %+v, %v", tok, b, err)
 		}
+		return b.Record
+	}
+	step := func(tok string, args ledger.BeginArgs, tr ledger.Transition) *ledger.Record {
+		t.Helper()
+		rec := begin(tok, args)
 		if err := l.Settle(ctx, ref, tok, tr); err != nil {
 			t.Fatalf("Settle %s: %v", tok, err)
 		}
-		return b.Record
+		return rec
 	}
-	// A create that timed out, then a lookup's not-found believed under a
-	// lag of 0 (the create was marked with none).
+	// A create that timed out, then a lookup's not-found seen 300ms
+	// after it, believed.
 	step("create", ledger.BeginArgs{}, ledger.SetUnknown("timeout").WithMayExist(true))
-	step("look", ledger.BeginArgs{NoCreate: true}, ledger.SetRetry("not found").WithMayExist(false).WithAbsentLag(0))
-	if rec, err := l.Get(ctx, ref); err != nil || !rec.AbsentBelieved || rec.AbsentLag != 0 {
-		t.Fatalf("after the belief: %+v, %v; want a lag of 0 recorded", rec, err)
+	step("look", ledger.BeginArgs{NoCreate: true}, ledger.SetRetry("not found").WithMayExist(false).WithAbsentLag(300*time.Millisecond))
+	if rec, err := l.Get(ctx, ref); err != nil || !rec.AbsentBelieved || rec.AbsentLag != 300*time.Millisecond {
+		t.Fatalf("after the belief: %+v, %v; want 300ms recorded", rec, err)
 	}
 
-	rec := step("long", ledger.BeginArgs{ListingLag: time.Hour}, ledger.Release())
-	if !rec.AbsentRecheck || rec.InflightMarked {
-		t.Errorf("a create with a 1h lag right after a not-found believed under 0: recheck %v, marked %v; want a recheck, nothing marked", rec.AbsentRecheck, rec.InflightMarked)
+	// A worker with a 1s lag, 1.2s after the create: looked up again,
+	// nothing marked, and so again for the same Begin run again.
+	time.Sleep(1200 * time.Millisecond)
+	for range 2 {
+		rec := begin("long", ledger.BeginArgs{ListingLag: time.Second})
+		if !rec.AbsentRecheck || rec.InflightMarked {
+			t.Errorf("a create with a 1s lag on a not-found seen after 300ms: recheck %v, marked %v; want a recheck, nothing marked", rec.AbsentRecheck, rec.InflightMarked)
+		}
+	}
+	if err := l.Settle(ctx, ref, "long", ledger.Release()); err != nil {
+		t.Fatal(err)
 	}
 	if got, _ := l.Get(ctx, ref); got.State != ledger.StateSubmitting || got.Inflight != 0 {
 		t.Errorf("after the recheck's Begin: state %s, in flight %d; want submitting, nothing in flight", got.State, got.Inflight)
 	}
 
 	// A lag no longer than the belief's: marked.
-	rec = step("same", ledger.BeginArgs{}, ledger.SetRetry("refused").WithMayExist(false))
+	rec := step("same", ledger.BeginArgs{ListingLag: 300 * time.Millisecond}, ledger.SetUnknown("timeout").WithMayExist(true))
 	if rec.AbsentRecheck || !rec.InflightMarked {
 		t.Errorf("a create with the belief's own lag: recheck %v, marked %v; want marked", rec.AbsentRecheck, rec.InflightMarked)
 	}
 
-	// Its own lag passed since the last create: marked.
-	time.Sleep(300 * time.Millisecond)
-	rec = step("passed", ledger.BeginArgs{ListingLag: 200 * time.Millisecond}, ledger.SetUnknown("timeout").WithMayExist(true))
-	if rec.AbsentRecheck || !rec.InflightMarked {
-		t.Errorf("a create 300ms after the last, with a 200ms lag: recheck %v, marked %v; want marked", rec.AbsentRecheck, rec.InflightMarked)
-	}
-
-	// An operator's absent, the lag past, forgets the belief: a worker
-	// with a longer lag creates the order at once.
+	// An operator's absent forgets the belief: a worker with a longer lag
+	// creates the order at once.
 	step("look2", ledger.BeginArgs{NoCreate: true}, ledger.SetUnknown("looked").WithMayExist(true).WithAbsentLag(0))
-	time.Sleep(250 * time.Millisecond) // the 200ms mark lag
+	time.Sleep(350 * time.Millisecond) // the 300ms mark lag
 	if _, err := l.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "ann"}); err != nil {
 		t.Fatalf("resolve absent: %v", err)
 	}

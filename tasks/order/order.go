@@ -313,14 +313,14 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		return Plan{Settle: ledger.SetUnknownSince(r, since, nil).WithLookedFirst(rec.LookFirstSince, at), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	if rec.AbsentRecheck {
-		// A lookup's not-found let this create go, believed under a
-		// shorter listing lag than this worker's (another worker's, set
-		// apart): within this worker's lag of the last create, the order
-		// it made may not be listed yet. Looked up again (before the
-		// deadline is judged: errored, it would say nothing was created);
-		// the lookup waits out the rest of the lag.
-		r := fmt.Sprintf("a lookup's not-found was believed under a listing lag of %s, shorter than this worker's %s, and the last create left %s before: looking the order up again before a create",
-			rec.AbsentLag, p.ListingLag, rec.ReadAt.Sub(rec.LastCreateAt).Round(time.Millisecond))
+		// A lookup's not-found let this create go, seen sooner after the
+		// last create than this worker's listing lag (by another worker,
+		// set apart): the order that create made may not have been listed
+		// yet. Looked up again (before the deadline is judged: errored, it
+		// would say nothing was created); the lookup waits out the rest
+		// of the lag.
+		r := fmt.Sprintf("a lookup's not-found was seen %s after the last create, within this worker's listing lag of %s: looking the order up again before a create",
+			rec.AbsentLag.Round(time.Millisecond), p.ListingLag)
 		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	if rec.OwnedAnswer && (pastDeadline(rec, p, now) || p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts) {
@@ -900,10 +900,10 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		// (One a create of which was answered with another order's id
 		// may exist all the same, passed over as that other's: never
 		// re-driven by an operator without a lookup.)
-		// The lag it is believed under is recorded: a worker with a longer
-		// one looks the order up again before it creates it within that
-		// lag (ledger.Record.AbsentRecheck).
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(p.ListingLag), Then: Then{Next: Continue, Step: Submit}}
+		// How long after the last create the not-found was seen is
+		// recorded: a worker with a longer lag looks the order up again
+		// before it creates it (ledger.Record.AbsentRecheck).
+		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Continue, Step: Submit}}
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	if code == providers.Ambiguous {
@@ -1084,6 +1084,23 @@ func (p Policy) held(rec *ledger.Record) Policy {
 		p.ListingLag += rec.ClockHold
 	}
 	return p
+}
+
+// absentSeen is how long after rec's last create a lookup's not-found was
+// seen (from the Begin before the lookup, on Redis's clock as it read it;
+// less a step of that clock held, ledger.Record.ClockHold, by which the
+// create looks older than it is): the lag it is believed under, at the
+// least. With no create known, MaxListingLag: nothing for a longer lag to
+// wait for.
+func absentSeen(rec *ledger.Record, now time.Time) time.Duration {
+	last := lastCreate(rec)
+	if last.IsZero() {
+		return ledger.MaxListingLag
+	}
+	if !rec.ReadAt.IsZero() {
+		now = rec.ReadAt
+	}
+	return max(now.Sub(last)-rec.ClockHold, 0)
 }
 
 // listingLagLeft is how long a lookup's not-found is still not believed.

@@ -1410,23 +1410,28 @@ func TestPaysPerOrderAreBounded(t *testing.T) {
 	}
 }
 
-// A lookup's not-found believed records the listing lag it was believed
-// under (the longer of the worker's and the one the create was marked
-// with); a create Begin did not mark for a belief under a shorter lag than
-// the worker's (AbsentRecheck) is looked up again, before the deadline or
-// the budget is judged.
+// A lookup's not-found believed records how long after the last create it
+// was seen (on Redis's clock as Begin read it, less a step of that clock
+// held: the create looks that much older); a create Begin did not mark for
+// a not-found seen sooner than the worker's lag (AbsentRecheck) is looked
+// up again, before the deadline or the budget is judged.
 func TestAbsentLag(t *testing.T) {
 	t.Parallel()
 	p := policy()
 	p.ListingLag = time.Minute
-	u := unknown()
-	u.LastCreateAt = t0
-	for _, mark := range []time.Duration{0, 5 * time.Minute} {
-		u.MarkLag = mark
+	for _, tc := range []struct {
+		mark, hold, want time.Duration
+	}{
+		{0, 0, 10 * time.Minute},
+		{5 * time.Minute, 0, 10 * time.Minute},
+		{time.Minute, 2 * time.Minute, 8 * time.Minute},
+	} {
+		u := unknown()
+		u.LastCreateAt, u.ReadAt, u.MarkLag, u.ClockHold = t0, t0.Add(10*time.Minute), tc.mark, tc.hold
 		d := Decide(u, Lookup, Outcome{Err: &providers.Error{Code: providers.NotFound}}, p, t0.Add(10*time.Minute))
 		lag, set := d.Settle.AbsentLag()
-		if want := max(p.ListingLag, mark); d.Settle.To() != ledger.StateSubmitting || !set || lag != want {
-			t.Errorf("not-found believed, create marked with %s: to %q, absent lag %s (%v); want submitting, %s", mark, d.Settle.To(), lag, set, want)
+		if d.Settle.To() != ledger.StateSubmitting || !set || lag != tc.want {
+			t.Errorf("not-found believed 10m after the create, mark lag %s, clock hold %s: to %q, absent lag %s (%v); want submitting, %s", tc.mark, tc.hold, d.Settle.To(), lag, set, tc.want)
 		}
 	}
 	for name, at := range map[string]time.Time{"in time": t0.Add(time.Second), "past the deadline": t0.Add(2 * time.Hour)} {
