@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/tencent"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -131,5 +132,39 @@ func TestLongerLagLooksAgainBeforeACreate(t *testing.T) {
 				t.Errorf("paid by %s %s, want by a lookup that found the order", last.Call, last.Result)
 			}
 		})
+	}
+}
+
+// A worker that cannot send an order (its provider not configured) errors
+// it at its deadline as never created, but not one a lookup's not-found
+// let go that was seen sooner after the last create than its listing lag:
+// that order may exist, and waits for a worker that can look it up.
+func TestUnsentOrderAwaitingARecheckIsNotErrored(t *testing.T) {
+	t.Parallel()
+	const no = "Order-Recheck-Unsent"
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{ConfigWait: 50 * time.Millisecond,
+		Deadline: 300 * time.Millisecond, ListingLag: time.Hour}})
+	e.set.Disable("tencent", "TENCENT_APP_KEY is not set", tencent.Validate)
+	e.enqueue(t, order(no))
+	ref := ledger.Ref{Provider: "tencent", OrderNo: no}
+	// Another worker's create, its answer lost, and its lookup's not-found
+	// believed 100ms after it.
+	if _, err := e.ledger.Begin(t.Context(), ref, ledger.BeginArgs{Token: "create"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(t.Context(), ref, "create", ledger.SetUnknown("timeout").WithMayExist(true)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ledger.Begin(t.Context(), ref, ledger.BeginArgs{Token: "look", NoCreate: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ledger.Settle(t.Context(), ref, "look", ledger.SetRetry("not found").WithMayExist(false).WithAbsentLag(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	e.startServer(t)
+	time.Sleep(time.Second) // past the deadline, several config waits
+	rec, err := e.ledger.Get(t.Context(), ref)
+	if err != nil || rec.State != ledger.StateSubmitting {
+		t.Errorf("past the deadline: %s (%q), %v; want submitting still, for a worker that can look it up", rec.State, rec.Reason, err)
 	}
 }
