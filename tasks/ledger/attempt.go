@@ -153,13 +153,12 @@ local lagArg = tonumber(ARGV[15] or '') or 0
 local function counted()
   if (ARGV[9] or '') == '' then return '' end
   -- t: alive, its count is kept; u: until when a call it marks now may
-  -- be judged by its listing lag (a step of the clock is held at least
-  -- that long: recordStepScript).
-  -- (u: never goes back: a process's lag differs by provider, and a mark
-  -- with a shorter one does not shorten what an earlier mark needs.)
-  local uk = 'u:' .. ARGV[12]
-  local u = math.max(tonumber(redis.call('HGET', KEYS[4], uk) or '') or 0, snow + lagArg)
-  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn, uk, string.format('%.0f', u))
+  -- be judged by the listing lag of this process (a step of the clock is
+  -- held at least that long: recordStepScript): ARGV[16], the hold it
+  -- asks for a step (BeginArgs.ClockHold: its longest lag, whatever the
+  -- provider, and a call's tail), so that u: never goes back.
+  local u = snow + math.max(lagArg, tonumber(ARGV[16] or '') or 0)
+  redis.call('HSET', KEYS[4], 't:' .. ARGV[12], sn, 'u:' .. ARGV[12], string.format('%.0f', u))
   return tostring(redis.call('HINCRBY', KEYS[4], 'g:' .. ARGV[12], 1))
 end
 local creates = st == 'queued' or (st == 'submitting' and (h['inflight'] or '') == '')
@@ -437,7 +436,7 @@ func (l *Ledger) Begin(ctx context.Context, ref Ref, a BeginArgs) (BeginResult, 
 		v, durable, err = l.runShared(ctx, beginScript, true,
 			[]string{sh.recordKey(ref), sh.indexKey(ref.Provider, StateQueued), sh.indexKey(ref.Provider, StateSubmitting), sh.epochKey(), sh.clockKey()},
 			a.Token, l.claimTime(), a.LeaseTTL.Milliseconds(), needs, ref.OrderNo, pay, payAgain, a.Target, epoch, window, gen, l.pid, a.LostCallTail.Milliseconds(),
-			expect, min(max(a.ListingLag, 0), MaxListingLag).Milliseconds())
+			expect, min(max(a.ListingLag, 0), MaxListingLag).Milliseconds(), hold.Milliseconds())
 		if err != nil {
 			return BeginResult{}, fmt.Errorf("begin order step: %w", err)
 		}

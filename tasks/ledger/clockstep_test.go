@@ -397,7 +397,10 @@ func TestAClockStepIsHeldForTheLongestMarkedLag(t *testing.T) {
 	if _, err := long.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
 		t.Fatal(err)
 	}
-	b, err := long.Begin(ctx, ref, BeginArgs{Token: "create", LookFirst: time.Hour, ListingLag: time.Hour})
+	// ClockHold: as a worker's, its longest lag (whatever the provider)
+	// and a call's tail.
+	longHold := time.Hour + time.Minute
+	b, err := long.Begin(ctx, ref, BeginArgs{Token: "create", LookFirst: time.Hour, ListingLag: time.Hour, ClockHold: longHold})
 	if err != nil || !b.Record.InflightMarked {
 		t.Fatalf("the 1h process's create: %+v, %v; want marked", b, err)
 	}
@@ -411,7 +414,7 @@ func TestAClockStepIsHeldForTheLongestMarkedLag(t *testing.T) {
 	if _, err := long.Claim(ctx, other, []byte(`{}`), "h"); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := long.Begin(ctx, other, BeginArgs{Token: "create2", LookFirst: time.Hour}); err != nil || !b.Record.InflightMarked {
+	if b, err := long.Begin(ctx, other, BeginArgs{Token: "create2", LookFirst: time.Hour, ClockHold: longHold}); err != nil || !b.Record.InflightMarked {
 		t.Fatalf("the second create: %+v, %v; want marked", b, err)
 	}
 
