@@ -27,23 +27,34 @@ import (
 func TestShorterLagWaitsTheLagOfTheCreate(t *testing.T) {
 	t.Parallel()
 	const no = "Order-LagMix"
-	backoff := tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-	e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 3 * time.Second, Backoff: backoff}, noServer: true})
-	e.sandbox.ListLag = 1500 * time.Millisecond
+	e, rec := lostCreate(t, no, 3*time.Second, 1500*time.Millisecond)
+	if rec.MarkLag != 3*time.Second {
+		t.Errorf("the record's mark lag = %s, want the first worker's 3s", rec.MarkLag)
+	}
+
+	e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: -1, Backoff: lagBackoff})
+	rec = e.waitState(t, no, tasks.StatePaid)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1: the second worker took a not-found within the first one's lag", n)
+	}
+}
+
+// lagBackoff is the retry backoff of the listing lag tests' workers.
+var lagBackoff = tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+
+// lostCreate starts a worker with the listing lag lag against a sandbox
+// that lists new orders listLag late, enqueues order no, whose create is
+// made and answered 500, and stops the worker once the order is unknown.
+func lostCreate(t *testing.T, no string, lag, listLag time.Duration) (*env, *tasks.Record) {
+	t.Helper()
+	e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: lag, Backoff: lagBackoff}, noServer: true})
+	e.sandbox.ListLag = listLag
 	e.sandbox.Faults().Script(fault.FailAfter)
 	e.startServer(t)
 	e.enqueue(t, order(no))
 	rec := e.waitState(t, no, tasks.StateUnknown)
 	e.srv.Shutdown()
-	if rec.MarkLag != 3*time.Second {
-		t.Errorf("the record's mark lag = %s, want the first worker's 3s", rec.MarkLag)
-	}
-
-	e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: -1, Backoff: backoff})
-	rec = e.waitState(t, no, tasks.StatePaid)
-	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
-		t.Errorf("ServiceCreateOrder called %d times, want 1: the second worker took a not-found within the first one's lag", n)
-	}
+	return e, rec
 }
 
 // runWith starts a worker with the handler options o on e's Redis, and
@@ -97,14 +108,7 @@ func TestLongerLagLooksAgainBeforeACreate(t *testing.T) {
 		t.Run(arrives.String(), func(t *testing.T) {
 			t.Parallel()
 			no := "Order-LagLook-" + strconv.FormatInt(arrives.Milliseconds(), 10)
-			backoff := tasks.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-			e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: time.Second, Backoff: backoff}, noServer: true})
-			e.sandbox.ListLag = 2500 * time.Millisecond
-			e.sandbox.Faults().Script(fault.FailAfter)
-			e.startServer(t)
-			e.enqueue(t, order(no))
-			rec := e.waitState(t, no, tasks.StateUnknown)
-			e.srv.Shutdown()
+			e, rec := lostCreate(t, no, time.Second, 2500*time.Millisecond)
 			created := rec.LastCreateAt
 
 			// The 1 s worker's lookup and its belief.
@@ -123,7 +127,7 @@ func TestLongerLagLooksAgainBeforeACreate(t *testing.T) {
 			}
 
 			time.Sleep(time.Until(created.Add(arrives)))
-			e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 3 * time.Second, Backoff: backoff})
+			e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 3 * time.Second, Backoff: lagBackoff})
 			rec = e.waitState(t, no, tasks.StatePaid)
 			if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
 				t.Errorf("ServiceCreateOrder called %d times, want 1: the 3s worker created the order on a not-found seen %s after the create", n, seen)
