@@ -18,7 +18,7 @@ import (
 
 // A held order's task is archived (Stop). The reconciler queues the task
 // of an unknown order left for a person again only once its record has not
-// changed for ReconcilerOptions.HeldRecheck (1h): it ran a lookup, wrote a
+// changed for ReconcilerOptions.HeldRecheck (15m at first): it ran a lookup, wrote a
 // history entry and logged warnings every sweep (every minute), and the
 // create that made the order unknown left its 50-entry history within the
 // hour. Past HeldRecheck it is looked up again; still not listed, its task
@@ -58,6 +58,12 @@ func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
 	if rec.State != tasks.StateUnknown || !strings.Contains(rec.Reason, "does not prove") {
 		t.Fatalf("%s %q; want held", rec.State, rec.Reason)
 	}
+	// When it was left, from which its later looks are spaced: the hold's
+	// own step.
+	heldAt := rec.HeldAt
+	if heldAt.IsZero() || heldAt.Before(rec.CreatedAt) || !heldAt.Equal(rec.UpdatedAt) {
+		t.Fatalf("held_at %v (created %v, updated %v); want the hold's time", heldAt, rec.CreatedAt, rec.UpdatedAt)
+	}
 	r := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"unicloud"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	before := sb.Calls("QueryOrders")
 	for i := 0; i < 3; i++ {
@@ -94,6 +100,9 @@ func TestHeldOrderIsLookedUpOnlyOnceItsRecheckIsDue(t *testing.T) {
 	rec, _ = e.ledger.Get(ctx, ref)
 	if n := sb.Calls("QueryOrders") - before; n == 0 || rec.State != tasks.StateUnknown || !strings.Contains(rec.Reason, "does not prove") {
 		t.Errorf("after the due look: %d lookups, %s %q; want looked up and still held", n, rec.State, rec.Reason)
+	}
+	if !rec.HeldAt.Equal(heldAt) || !rec.UpdatedAt.After(heldAt) {
+		t.Errorf("after the due look: held_at %v, updated %v; want held_at kept from the first stop (%v)", rec.HeldAt, rec.UpdatedAt, heldAt)
 	}
 	if n := counterValue(t, reg, "orderworker_tasks_stopped_total", nil); n != 1 {
 		t.Errorf("orderworker_tasks_stopped_total = %v; want 1 (the first stop, not the later look)", n)

@@ -7,39 +7,52 @@ import (
 )
 
 // An order left for a person is looked up again once its record has not
-// changed for HeldRecheck at first, then for a quarter of its age, at most
-// a day: hourly for weeks, a held order's history (50 entries) kept only
-// the looks, and the provider answered a lookup an hour per such order.
-func TestHeldRecheckGrowsWithTheOrdersAge(t *testing.T) {
-	r := &Reconciler{opts: ReconcilerOptions{HeldRecheck: time.Hour}}
+// changed for HeldRecheck at first, then for a quarter of the time since
+// it was left, at most a day. Counted from the order's enqueue, as it was,
+// an order left at a 24h deadline because its last lookup failed (a 5xx
+// of the moment) waited six hours for its next look.
+func TestHeldRecheckGrowsWithTheTimeHeld(t *testing.T) {
+	r := &Reconciler{opts: ReconcilerOptions{HeldRecheck: DefaultHeldRecheck}}
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
-		age, want time.Duration
+		name      string
+		age, held time.Duration
+		want      time.Duration
 	}{
-		{10 * time.Minute, time.Hour},
-		{4 * time.Hour, time.Hour},
-		{8 * time.Hour, 2 * time.Hour},
-		{48 * time.Hour, 12 * time.Hour},
-		{30 * 24 * time.Hour, 24 * time.Hour},
+		{"just held, at a 24h deadline", 24 * time.Hour, 0, 15 * time.Minute},
+		{"held 10m", 24 * time.Hour, 10 * time.Minute, 15 * time.Minute},
+		{"held 4h", 28 * time.Hour, 4 * time.Hour, time.Hour},
+		{"held 2 days", 3 * 24 * time.Hour, 48 * time.Hour, 12 * time.Hour},
+		{"held 30 days", 31 * 24 * time.Hour, 30 * 24 * time.Hour, 24 * time.Hour},
+		// Held before HeldAt was written: from its enqueue, as then.
+		{"held before the field, 2 days old", 48 * time.Hour, -1, 12 * time.Hour},
 	} {
-		if got := r.heldRecheck(&Record{CreatedAt: now.Add(-c.age)}, now); got != c.want {
-			t.Errorf("order %s old: looked up again after %s unchanged; want %s", c.age, got, c.want)
+		rec := &Record{CreatedAt: now.Add(-c.age)}
+		if c.held >= 0 {
+			rec.HeldAt = now.Add(-c.held)
+		}
+		if got := r.heldRecheck(rec, now); got != c.want {
+			t.Errorf("%s: looked up again after %s unchanged; want %s", c.name, got, c.want)
 		}
 	}
-	// Looks over 30 days: a few dozen (fewer than a history holds), not 720.
-	looks := 0
-	created := now
-	for at := now.Add(time.Hour); at.Before(now.Add(30 * 24 * time.Hour)); at = at.Add(r.heldRecheck(&Record{CreatedAt: created}, at)) {
+	// Looks over 30 days held: about fifty, most in the first days, not
+	// 2,880 (one every quarter of an hour).
+	looks, firstDay := 0, 0
+	held := &Record{CreatedAt: now.Add(-24 * time.Hour), HeldAt: now}
+	for at := now.Add(DefaultHeldRecheck); at.Before(now.Add(30 * 24 * time.Hour)); at = at.Add(r.heldRecheck(held, at)) {
 		looks++
+		if at.Before(now.Add(24 * time.Hour)) {
+			firstDay++
+		}
 	}
-	if looks >= 50 {
-		t.Errorf("%d looks over 30 days; want a few dozen", looks)
+	if looks > 55 || firstDay < 10 {
+		t.Errorf("%d looks over 30 days, %d in the first; want about fifty, most early", looks, firstDay)
 	}
-	t.Logf("%d looks over 30 days", looks)
+	t.Logf("%d looks over 30 days held, %d in the first day", looks, firstDay)
 	// A longer HeldRecheck is kept.
 	long := &Reconciler{opts: ReconcilerOptions{HeldRecheck: 48 * time.Hour}}
-	if got := long.heldRecheck(&Record{CreatedAt: now.Add(-100 * 24 * time.Hour)}, now); got != 48*time.Hour {
-		t.Errorf("HeldRecheck 48h, order 100 days old: %s; want 48h", got)
+	if got := long.heldRecheck(&Record{CreatedAt: now.Add(-100 * 24 * time.Hour), HeldAt: now.Add(-99 * 24 * time.Hour)}, now); got != 48*time.Hour {
+		t.Errorf("HeldRecheck 48h, order held 99 days: %s; want 48h", got)
 	}
 }
 

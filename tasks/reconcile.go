@@ -32,14 +32,15 @@ type ReconcilerOptions struct {
 	// of live orders every order is still looked at, within about
 	// (orders ÷ Batch) sweeps. Default 500.
 	Batch int64
-	// HeldRecheck is how often, at first, an unknown order left for a
-	// person (still unknown at its deadline, or a UniCloud order its
-	// listing does not prove absent) is looked up again: its task is
-	// queued again only once its record has not changed for that long,
-	// or for a quarter of the order's age if longer (at most a day), so
-	// that it is taken if the provider comes to show it, without a
-	// lookup and a history entry every sweep, nor one an hour for weeks.
-	// Default 1h.
+	// HeldRecheck is how soon an unknown order left for a person (still
+	// unknown at its deadline, or a UniCloud or Aliyun order its listing
+	// does not prove absent) is first looked up again: its task is queued
+	// again once its record has not changed for that long, or for a
+	// quarter of the time since it was left (Record.HeldAt) if longer (at
+	// most a day), so that it is taken soon after a lookup that failed
+	// only for the moment (a provider's 5xx at the deadline), and when the
+	// provider comes to show it, without a lookup and a history entry
+	// every sweep, nor one every quarter of an hour for weeks. Default 15m.
 	HeldRecheck time.Duration
 	// Registerer receives orderworker_reconciler_found_total; nil: none.
 	Registerer prometheus.Registerer
@@ -91,7 +92,7 @@ func NewReconciler(l *ledger.Ledger, inspector *asynq.Inspector, client *asynq.C
 		o.Grace = time.Minute
 	}
 	if o.HeldRecheck <= 0 {
-		o.HeldRecheck = time.Hour
+		o.HeldRecheck = DefaultHeldRecheck
 	}
 	if o.Batch <= 0 {
 		o.Batch = 500
@@ -345,17 +346,28 @@ func (r *Reconciler) runOverdue(rec *Record) (string, error) {
 // (MaxRetryDelay), with a margin for clocks a little apart.
 const maxRetryAhead = MaxRetryDelay + time.Hour
 
+// DefaultHeldRecheck is ReconcilerOptions.HeldRecheck's default.
+const DefaultHeldRecheck = 15 * time.Minute
+
 // maxHeldRecheck bounds how long an order left for a person waits between
-// two looks as it ages (see ReconcilerOptions.HeldRecheck).
+// two looks as it stays held (see ReconcilerOptions.HeldRecheck).
 const maxHeldRecheck = 24 * time.Hour
 
 // heldRecheck is how long an order left for a person waits, unchanged,
 // before it is looked up again (see ReconcilerOptions.HeldRecheck): a
-// quarter of its age, within HeldRecheck and a day (HeldRecheck if
-// longer), so that an order held for weeks is looked up a few dozen
-// times, not once an hour.
+// quarter of the time since it was left, within HeldRecheck and a day
+// (HeldRecheck if longer), so that an order held for a month is looked
+// up about fifty times, most of them in its first days. It counts from
+// the hold, not from the order's enqueue: an order left at a deadline a
+// day after its enqueue is looked at again within the quarter hour, not
+// six hours later. A record held before HeldAt was written counts from
+// its enqueue, as it did then.
 func (r *Reconciler) heldRecheck(rec *Record, now time.Time) time.Duration {
-	return max(r.opts.HeldRecheck, min(now.Sub(rec.CreatedAt)/4, maxHeldRecheck))
+	since := rec.HeldAt
+	if since.IsZero() {
+		since = rec.CreatedAt
+	}
+	return max(r.opts.HeldRecheck, min(now.Sub(since)/4, maxHeldRecheck))
 }
 
 // Queues lists the asynq queues of a ledger of shards shards: queue

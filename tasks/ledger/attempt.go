@@ -653,6 +653,7 @@ type Transition struct {
 	outcome           bool
 	known             []string
 	redriven          bool // an operator sent the order back to submission: its deadline counts anew
+	held              bool // the order is left for a person from this step on (WithHeld)
 	setKnown          bool
 	afresh            bool // forget the snapshot and the first attempt's time
 	mayExist          *bool
@@ -866,6 +867,11 @@ func (t Transition) WithMayExist(v bool) Transition { t.mayExist = &v; return t 
 // it back to submission).
 func (t Transition) withRedriven() Transition { t.redriven = true; return t }
 
+// WithHeld records that the order is left for a person from this step on
+// (Record.HeldAt, on the step's clock): the reconciler spaces its later
+// looks by how long the order has been held.
+func (t Transition) WithHeld() Transition { t.held = true; return t }
+
 // withDropMatch forgets the provider order id rec holds by matching (an
 // operator found it is not the order's), with whether it was matched and
 // the times it was pending: the order starts over as one never pending.
@@ -1038,7 +1044,8 @@ func OwnerField(scope, id string) string {
 //
 // KEYS: record, history, owner index, events stream. ARGV: token, the
 // shard's key prefix, provider, order_no, new state or ”, now (ms; ""
-// for Redis's TIME, which outcome_at and redriven given as '@' take too),
+// for Redis's TIME, which outcome_at, redriven and held_at given as '@'
+// take too),
 // attempt JSON or ”, max history, provider order id to own or ” (with
 // more than one shard, reserved before: see reserveOwner), events
 // retention, '1' when the transition settles a create in flight (see
@@ -1140,7 +1147,7 @@ for i = 13, #ARGV, 2 do
     if redis.call('HGET', KEYS[3], v) == ARGV[4] then redis.call('HDEL', KEYS[3], v) end
   else
     if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
-    if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven') then v = now end
+    if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven' or ARGV[i] == 'held_at') then v = now end
     if ARGV[i] == 'throttled_create' then v = lc end
     if ARGV[i] == 'known_at' and v == '*' then
       local t = redis.call('TIME')
@@ -1392,6 +1399,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.redriven {
 		args = append(args, "redriven", stamp)
+	}
+	if t.held {
+		args = append(args, "held_at", stamp)
 	}
 	if !t.lookedFirst.IsZero() {
 		args = append(args, "looked_first", ms(t.lookedFirst), "look_only", "1")

@@ -235,7 +235,12 @@ type Record struct {
 	// RedrivenAt is when an operator last re-drove the order: its deadline
 	// counts from then.
 	RedrivenAt time.Time `json:"redriven_at,omitzero"`
-	History    []Attempt `json:"history,omitempty"`
+	// HeldAt is when the order was last left for a person
+	// (Transition.WithHeld); zero when never, or for a record held before
+	// the field. It stays after the order moves on: it is read only while
+	// the order is held.
+	HeldAt  time.Time `json:"held_at,omitzero"`
+	History []Attempt `json:"history,omitempty"`
 }
 
 // MayHaveBeenCreated reports whether the provider may hold the order: a
@@ -559,6 +564,8 @@ func (r *Record) set(k, v string) {
 		r.ClockStep = msDuration(v)
 	case "redriven":
 		r.RedrivenAt = msTime(v)
+	case "held_at":
+		r.HeldAt = msTime(v)
 	case "updated":
 		r.UpdatedAt = msTime(v)
 	case "create_target":

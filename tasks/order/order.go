@@ -609,7 +609,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 	// (otherwise its task would go round until asynq's retries ran out).
 	if (step == Submit || step == Lookup) && rec.State != ledger.StatePending && pastDeadline(rec, p, now) {
 		r := LeftAtDeadline + " (last answer: the provider answered without a status)"
-		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: providers.Unknown}}
+		return leftFor(rec, r, providers.Unknown)
 	}
 	f := rec.Failures
 	return Decision{Settle: ledger.SetUnknown("provider answered without a status").WithMayExist(true),
@@ -790,13 +790,26 @@ func ParamsRejected(rec *ledger.Record, p Policy, now time.Time, msg string) Dec
 		return Decision{Settle: ledger.Unmark(rec), Then: Then{Next: Stop, Reason: reason}}
 	}
 	r := HeldParams + reason
-	return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r}}
+	return leftFor(rec, r, providers.OK)
 }
 
 // LeftForAPerson reports whether reason is that of an unknown order left
 // for a person (HeldUnlisted, LeftAtDeadline).
 func LeftForAPerson(reason string) bool {
 	return strings.HasPrefix(reason, HeldUnlisted) || strings.HasPrefix(reason, LeftAtDeadline) || strings.HasPrefix(reason, HeldParams) || strings.HasPrefix(reason, HeldOwned)
+}
+
+// leftFor leaves the order for a person with reason r, code being what
+// the last answer was: its task ends (see leave), and a first stop records
+// when it was held (Transition.WithHeld), from which the reconciler spaces
+// its later looks.
+func leftFor(rec *ledger.Record, r string, code providers.Code) Decision {
+	next := leave(rec, r)
+	t := ledger.SetUnknown(r).WithMayExist(true)
+	if next == Stop {
+		t = t.WithHeld()
+	}
+	return Decision{Settle: t, Then: Then{Next: next, Reason: r, Code: code}}
 }
 
 // leave is how the task of an order left for a person (with reason r)
@@ -871,7 +884,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			// marked since, is not held: after a loss every order would
 			// be), and the listing may leave it out: a person decides.
 			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
-			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
+			return leftFor(rec, r, code)
 		}
 		if rec.OwnedAnswer && (p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts || pastDeadline(rec, p, now)) {
 			// A create of it was answered with another order's id: it
@@ -880,7 +893,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			// operator could re-drive it) once its budget or time is
 			// spent: left for a person.
 			r := HeldOwned + msg + ")"
-			return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
+			return leftFor(rec, r, code)
 		}
 		// Surely not created: submit again, unless out of budget or time.
 		switch {
@@ -930,7 +943,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		if code == providers.Ambiguous {
 			r = LeftAtDeadline + " (" + AmbiguousLookup + msg + ")"
 		}
-		return Decision{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: leave(rec, r), Reason: r, Code: code}}
+		return leftFor(rec, r, code)
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
 }
