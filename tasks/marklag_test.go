@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,8 +60,9 @@ func lostCreate(t *testing.T, no string, lag, listLag time.Duration) (*env, *tas
 
 // runWith starts a worker with the handler options o on e's Redis, and
 // runs the order's task at once unless it waits no longer (already queued
-// or running), as an operator's "run" in the dashboard does.
-func (e *env) runWith(t *testing.T, no string, o *tasks.HandlerOptions) {
+// or running), as an operator's "run" in the dashboard does. The worker
+// is shut down at the test's end, or by the caller.
+func (e *env) runWith(t *testing.T, no string, o *tasks.HandlerOptions) *tasks.Server {
 	t.Helper()
 	h := tasks.NewHandler(e.ledger, e.set, o)
 	redisOpt := asynq.RedisClientOpt{Addr: e.redis.Addr}
@@ -77,16 +79,16 @@ func (e *env) runWith(t *testing.T, no string, o *tasks.HandlerOptions) {
 	for {
 		info, err := ins.GetTaskInfo(tasks.DefaultQueue, tasks.TaskID("tencent", no))
 		if errors.Is(err, asynq.ErrTaskNotFound) {
-			return // done already
+			return srv // done already
 		}
 		if err != nil {
 			t.Fatalf("the order's task: %v", err)
 		}
 		if info.State != asynq.TaskStateScheduled && info.State != asynq.TaskStateRetry {
-			return
+			return srv
 		}
 		if err := ins.RunTask(tasks.DefaultQueue, info.ID); err == nil {
-			return
+			return srv
 		}
 	}
 }
@@ -170,5 +172,53 @@ func TestUnsentOrderAwaitingARecheckIsNotErrored(t *testing.T) {
 	rec, err := e.ledger.Get(t.Context(), ref)
 	if err != nil || rec.State != ledger.StateSubmitting {
 		t.Errorf("past the deadline: %s (%q), %v; want submitting still, for a worker that can look it up", rec.State, rec.Reason, err)
+	}
+}
+
+// An order errored as never created on a lookup's not-found seen sooner
+// after its last create than another worker's lag (past its deadline, or
+// with its failure budget spent) and re-driven by an operator is looked up
+// again by that worker before it creates it, as the same not-found before
+// the deadline would have it (TestLongerLagLooksAgainBeforeACreate): the
+// errored record keeps when the not-found was seen, and the re-drive keeps
+// that. Before, the longer-lag worker created the re-driven order at once,
+// and the provider, listing the first create's order late, held it twice
+// (a review).
+func TestRedrivenAfterAShortLagBeliefLooksAgain(t *testing.T) {
+	t.Parallel()
+	const no = "Order-LagRedrive"
+	e, _ := lostCreate(t, no, time.Second, 3*time.Second)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: no}
+
+	// A worker with a 1 s lag and a 1 s deadline believes the not-found
+	// and errors the order: the provider holds no such order, it says.
+	short := e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: time.Second, Deadline: time.Second, Backoff: lagBackoff})
+	rec := e.waitState(t, no, tasks.StateErrored)
+	short.Shutdown()
+	if rec.MayExist || !strings.Contains(rec.Reason, "holds no such order") {
+		t.Fatalf("errored %q (may exist %v); want errored as never created", rec.Reason, rec.MayExist)
+	}
+	if !rec.AbsentBelieved || rec.AbsentLag < time.Second || rec.AbsentLag >= 3*time.Second {
+		t.Fatalf("absent_lag %s (recorded %v); want when the not-found was seen, 1s to 3s after the create", rec.AbsentLag, rec.AbsentBelieved)
+	}
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Fatalf("ServiceCreateOrder called %d times before the re-drive; want 1", n)
+	}
+
+	// An operator re-drives it; a worker with a 5 s lag runs it within 3 s
+	// of the create, before the provider lists the order.
+	if err := e.ledger.Redrive(t.Context(), ref, "ann", "retry"); err != nil {
+		t.Fatalf("redrive: %v", err)
+	}
+	rec, _ = e.ledger.Get(t.Context(), ref)
+	ins := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
+	t.Cleanup(func() { ins.Close() })
+	if _, err := tasks.Requeue(t.Context(), e.ledger, ins, e.client, tasks.DefaultQueue, rec); err != nil {
+		t.Fatalf("requeue: %v", err)
+	}
+	e.runWith(t, no, &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: 5 * time.Second, Backoff: lagBackoff})
+	e.waitState(t, no, tasks.StatePaid)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Errorf("ServiceCreateOrder called %d times, want 1: the 5s worker created the re-driven order on a not-found seen within its lag of the first create", n)
 	}
 }

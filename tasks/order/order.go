@@ -775,9 +775,11 @@ const (
 func ParamsRejected(rec *ledger.Record, p Policy, now time.Time, msg string) Decision {
 	reason := "recorded params rejected: " + msg
 	// A create of it may have been received: one said so, one a run left
-	// in flight, or one lost with Redis's data (a record to look up
-	// first). A create this step's Begin marked has not left.
-	mayExist := rec.MayExist || rec.State == ledger.StateUnknown || rec.Inflight > 0 && !rec.InflightMarked || !rec.LookFirstSince.IsZero()
+	// in flight, one lost with Redis's data (a record to look up first),
+	// or one a lookup's not-found, seen sooner after it than this
+	// worker's lag, does not prove absent (AbsentRecheck). A create this
+	// step's Begin marked has not left.
+	mayExist := rec.MayExist || rec.State == ledger.StateUnknown || rec.Inflight > 0 && !rec.InflightMarked || !rec.LookFirstSince.IsZero() || rec.AbsentRecheck
 	if !mayExist && rec.State != ledger.StatePending {
 		if pl := PlanStep(rec, p, now); pl.Step == None && pl.Settle.To() == ledger.StateErrored {
 			// Past its deadline or budget with nothing sent: errored as
@@ -896,13 +898,17 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 			return leftFor(rec, r, code)
 		}
 		// Surely not created: submit again, unless out of budget or time.
+		// Errored so, it records how long after the last create the
+		// not-found was seen, as a create that follows does: an
+		// operator's re-drive keeps it, so that a worker with a longer
+		// lag looks the order up again before it creates it.
 		switch {
 		case p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts:
 			r := fmt.Sprintf("not created after %d failed attempts: %s", rec.Failures, reason)
-			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false), Then: Then{Next: Stop, Reason: r}}
+			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
 		case pastDeadline(rec, p, now):
 			r := p.deadlineReason() + " (the provider holds no such order)"
-			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false), Then: Then{Next: Stop, Reason: r}}
+			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
 		}
 		// Believed absent: a create follows. The order's identification
 		// (snapshot, first attempt) is kept: a create may have been
