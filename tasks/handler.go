@@ -1014,6 +1014,11 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	if n := d.Then.Next; (n == order.Wait || n == order.Retry) && d.Then.Code != providers.OK {
 		h.metrics.retry(rec.Provider, d.Then.Code)
 	}
+	if d.ListedLate > 0 {
+		h.metrics.orderListedLate(rec.Provider)
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order listed late: an earlier lookup did not find it this long after its last create, half the listing lag or more; raise ORDERWORKER_LISTING_LAG well above how late the provider lists orders, or a not-found past it will have an order created twice", who[0], who[1],
+			slog.Duration("unlisted_after", d.ListedLate.Round(time.Millisecond)), slog.Duration("listing_lag", d.ListingLag))
+	}
 }
 
 // then turns what follows a step into the task's result.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/tencent"
@@ -220,5 +221,57 @@ func TestRedrivenAfterAShortLagBeliefLooksAgain(t *testing.T) {
 	e.waitState(t, no, tasks.StatePaid)
 	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
 		t.Errorf("ServiceCreateOrder called %d times, want 1: the 5s worker created the re-driven order on a not-found seen within its lag of the first create", n)
+	}
+}
+
+// Within the listing lag, a lookup that does not find the order looks
+// again at an eighth, a quarter and half of the lag after the last create,
+// then at its end: an order the provider lists a little late is paid once
+// it shows, not only when the lag is over (it waited the whole lag before);
+// and one the provider still did not list half the lag after its create is
+// counted and logged as listed late (orderworker_orders_listed_late_total,
+// alert OrdersListedLate): the lag is then close to how late the provider
+// lists orders, past which a not-found is believed and the order created
+// again. Here the lag is 16 s; the provider lists new orders 3 s late in
+// one case and 10 s late in the other.
+func TestLookupsWithinTheLagStepAndTellALateListing(t *testing.T) {
+	t.Parallel()
+	const lag = 16 * time.Second
+	for _, c := range []struct {
+		name    string
+		listLag time.Duration
+		late    bool
+	}{
+		{"listed 3s late", 3 * time.Second, false},
+		{"listed 10s late", 10 * time.Second, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			const no = "Order-Steps"
+			reg := prometheus.NewRegistry()
+			e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: lag, Backoff: lagBackoff, Metrics: tasks.NewMetrics(reg)}, noServer: true})
+			e.sandbox.ListLag = c.listLag
+			e.sandbox.Faults().Script(fault.FailAfter)
+			e.startServer(t)
+			e.enqueue(t, order(no))
+			rec := e.waitStateFor(t, no, tasks.StatePaid, 30*time.Second)
+			if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+				t.Errorf("ServiceCreateOrder called %d times, want 1", n)
+			}
+			took := rec.OutcomeAt.Sub(rec.LastCreateAt)
+			lookups := e.sandbox.Calls("ServiceGetOrderList")
+			late := counterValue(t, reg, "orderworker_orders_listed_late_total", map[string]string{"provider": "tencent"})
+			t.Logf("paid %s after the create, %d lookups, listed late %v; last unseen %s after it", took.Round(time.Millisecond), lookups, late, rec.UnseenAt.Sub(rec.LastCreateAt).Round(time.Millisecond))
+			if c.late {
+				if late != 1 || took < lag/2 {
+					t.Errorf("listed late counted %v, paid %s after the create; want 1, past half the lag (%s)", late, took, lag/2)
+				}
+			} else if late != 0 || took >= lag/2 {
+				t.Errorf("listed late counted %v, paid %s after the create; want 0, at a quarter of the lag (%s), once listed", late, took, lag/4)
+			}
+			if lookups > 6 {
+				t.Errorf("%d lookups within the lag; want at most 6 (an eighth, a quarter, half, the end, and the first)", lookups)
+			}
+		})
 	}
 }

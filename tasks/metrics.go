@@ -22,6 +22,7 @@ type Metrics struct {
 	configWaits    *prometheus.CounterVec
 	stopped        *prometheus.CounterVec
 	lateCalls      *prometheus.CounterVec
+	listedLate     *prometheus.CounterVec
 	deadline       *prometheus.GaugeVec
 }
 
@@ -68,13 +69,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orderworker_late_provider_calls_total",
 			Help: "Creates and pays (call) that lost the order's lease while under way and found it taken by another run when they ended (the process stalled mid-call, a frozen VM or a paused container, a failover lost the lease, or Redis lost the order's record and another run recorded it again): the request may have left after another run had created or paid the order. Check the provider for the order twice.",
 		}, []string{"provider", "call"}),
+		listedLate: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_orders_listed_late_total",
+			Help: "Orders a lookup found after an earlier lookup, half ORDERWORKER_LISTING_LAG or more after the order's last create, had not found them: the provider's listing showed them close to the lag, past which a not-found is believed and the order created again. Raise the lag well above how late the provider lists orders.",
+		}, []string{"provider"}),
 		deadline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_order_deadline_seconds",
 			Help: "The deadline this worker gives each provider's orders (ORDERWORKER_ORDER_DEADLINE, ORDERWORKER_ORDER_DEADLINES): an order not submitted this long after enqueue, or after an operator re-drove it, is errored, and one whose create may have been received is left unknown for a person. No order stays queued or submitting much past it while its task runs.",
 		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls, m.deadline)
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls, m.listedLate, m.deadline)
 	}
 	return m
 }
@@ -113,6 +118,7 @@ func (m *Metrics) Init(providerNames []string) {
 		for _, c := range []string{"submit", "pay"} {
 			m.lateCalls.WithLabelValues(p, c)
 		}
+		m.listedLate.WithLabelValues(p)
 		for c := providers.Unknown; c <= providers.NotFound; c++ {
 			m.retries.WithLabelValues(p, c.String())
 		}
@@ -129,6 +135,12 @@ func (m *Metrics) deadlines(providerNames []string, deadline func(string) time.D
 	}
 	for _, p := range providerNames {
 		m.deadline.WithLabelValues(p).Set(deadline(p).Seconds())
+	}
+}
+
+func (m *Metrics) orderListedLate(provider string) {
+	if m != nil {
+		m.listedLate.WithLabelValues(provider).Inc()
 	}
 }
 

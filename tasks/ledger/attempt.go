@@ -652,8 +652,9 @@ type Transition struct {
 	nextCheck         time.Time
 	outcome           bool
 	known             []string
-	redriven          bool // an operator sent the order back to submission: its deadline counts anew
-	held              bool // the order is left for a person from this step on (WithHeld)
+	redriven          bool      // an operator sent the order back to submission: its deadline counts anew
+	held              bool      // the order is left for a person from this step on (WithHeld)
+	unseenAt          time.Time // a lookup did not find the order then (WithUnseen)
 	setKnown          bool
 	afresh            bool // forget the snapshot and the first attempt's time
 	mayExist          *bool
@@ -871,6 +872,12 @@ func (t Transition) withRedriven() Transition { t.redriven = true; return t }
 // (Record.HeldAt, on the step's clock): the reconciler spaces its later
 // looks by how long the order has been held.
 func (t Transition) WithHeld() Transition { t.held = true; return t }
+
+// WithUnseen records that a lookup begun at (Redis's clock as Begin read
+// it) did not find the order (Record.UnseenAt): a lookup that finds it
+// later tells that the provider listed it that late after its create, at
+// the least.
+func (t Transition) WithUnseen(at time.Time) Transition { t.unseenAt = at; return t }
 
 // withDropMatch forgets the provider order id rec holds by matching (an
 // operator found it is not the order's), with whether it was matched and
@@ -1402,6 +1409,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 	}
 	if t.held {
 		args = append(args, "held_at", stamp)
+	}
+	if !t.unseenAt.IsZero() {
+		args = append(args, "unseen_at", ms(t.unseenAt))
 	}
 	if !t.lookedFirst.IsZero() {
 		args = append(args, "looked_first", ms(t.lookedFirst), "look_only", "1")

@@ -239,8 +239,11 @@ type Record struct {
 	// (Transition.WithHeld); zero when never, or for a record held before
 	// the field. It stays after the order moves on: it is read only while
 	// the order is held.
-	HeldAt  time.Time `json:"held_at,omitzero"`
-	History []Attempt `json:"history,omitempty"`
+	HeldAt time.Time `json:"held_at,omitzero"`
+	// UnseenAt is when the last lookup that did not find the order began
+	// (Transition.WithUnseen, Redis's clock), zero when none did.
+	UnseenAt time.Time `json:"-"`
+	History  []Attempt `json:"history,omitempty"`
 }
 
 // MayHaveBeenCreated reports whether the provider may hold the order: a
@@ -566,6 +569,8 @@ func (r *Record) set(k, v string) {
 		r.RedrivenAt = msTime(v)
 	case "held_at":
 		r.HeldAt = msTime(v)
+	case "unseen_at":
+		r.UnseenAt = msTime(v)
 	case "updated":
 		r.UpdatedAt = msTime(v)
 	case "create_target":

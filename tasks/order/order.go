@@ -209,6 +209,14 @@ type Outcome struct {
 type Decision struct {
 	Settle ledger.Transition
 	Then   Then
+	// ListedLate is, for a lookup that found the order after an earlier
+	// one had not, half the listing lag or more after the order's last
+	// create (ledger.Record.UnseenAt), how long after it that earlier
+	// lookup looked: the provider listed the order at least that late,
+	// close to the lag (ListingLag here), past which a not-found is
+	// believed and the order created again. Zero otherwise.
+	ListedLate time.Duration
+	ListingLag time.Duration
 	// note is added to the message of the call's history entry: what
 	// was made of an answer that reads as a success but is not taken
 	// (an order found, not taken yet).
@@ -368,6 +376,9 @@ func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 			a = &c
 		}
 		d.Settle = d.Settle.WithAttempt(a)
+	}
+	if to := d.Settle.To(); step == Lookup && out.Err == nil && (to == ledger.StatePaid || to == ledger.StatePending) {
+		d.ListedLate, d.ListingLag = listedLate(rec, p)
 	}
 	if step == Submit && out.Err == nil && out.Result.ProviderOrderID != "" && !out.Result.Matched {
 		// The id is in our own create's answer, one that succeeded: it
@@ -876,9 +887,14 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 				// time after the loss was found).
 				left = fmt.Sprintf("a create may leave until %s after the lookup", (wait - p.ListingLag).Round(time.Millisecond))
 			}
+			next := lookStep(wait, p.ListingLag)
 			msg = fmt.Sprintf("%s; %s, within the listing lag of %s: looking again in %s",
-				msg, left, p.ListingLag, wait.Round(time.Millisecond))
-			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: code}}
+				msg, left, p.ListingLag, next.Round(time.Millisecond))
+			seen := rec.ReadAt
+			if seen.IsZero() {
+				seen = now
+			}
+			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true).WithUnseen(seen), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
 		}
 		if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
 			// A create of the order's own may have been received (one
@@ -1138,6 +1154,52 @@ func listingLagLeft(rec *ledger.Record, p Policy, now time.Time) time.Duration {
 		now = rec.ReadAt
 	}
 	return last.Add(p.ListingLag).Sub(now)
+}
+
+// listedLate is Decision.ListedLate for an order a lookup found, with the
+// lag it is judged against (the longer of p's and the record's mark lag):
+// how long after the last create an earlier lookup did not find it (less
+// a step of Redis's clock held), when that is half the lag or more.
+func listedLate(rec *ledger.Record, p Policy) (time.Duration, time.Duration) {
+	lag := max(p.ListingLag, rec.MarkLag)
+	last := lastCreate(rec)
+	if lag <= 0 || rec.UnseenAt.IsZero() || last.IsZero() || !rec.UnseenAt.After(last) {
+		return 0, lag
+	}
+	seen := rec.UnseenAt.Sub(last) - max(rec.ClockHold, 0)
+	if 2*seen < lag {
+		return 0, lag
+	}
+	return seen, lag
+}
+
+// minSteppedLag is the shortest listing lag within which a lookup that
+// did not find the order looks again before the lag's end (lookStep).
+const minSteppedLag = 16 * time.Second
+
+// lookStep is how long a lookup that did not find the order, left before
+// the end of the listing lag lag, waits before the next: until an eighth,
+// a quarter or half of the lag has passed since the last create, the
+// first of these still ahead, then until its end. An order the provider
+// lists a little late is taken once it shows, not only at the lag's end;
+// and one it lists later than half the lag is seen to be listed so late
+// (Decision.ListedLate: a warning that the lag is short). A lag under
+// minSteppedLag is waited whole.
+func lookStep(left, lag time.Duration) time.Duration {
+	if lag < minSteppedLag {
+		return left
+	}
+	for _, at := range []time.Duration{lag / 8, lag / 4, lag / 2} {
+		// The wait until the point at, from the lag's left part; a point
+		// under a second ahead is passed over. A second more: asynq runs
+		// a task set to wait up to a second early (it keeps the time a
+		// task is due in whole seconds), and a look before the point
+		// would not tell that the order was unlisted that late.
+		if d := left - (lag - at); d >= time.Second {
+			return min(d+time.Second, left)
+		}
+	}
+	return left
 }
 
 // personDelay is the least wait between checks of a pending order that

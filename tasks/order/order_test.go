@@ -749,20 +749,20 @@ func TestListingLag(t *testing.T) {
 		wantDelay time.Duration
 		wantTo    ledger.State
 	}{
-		{"within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = created }), p, created.Add(30 * time.Second), Wait, 90 * time.Second, ledger.StateUnknown},
+		{"within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = created }), p, created.Add(30 * time.Second), Wait, 31 * time.Second, ledger.StateUnknown}, // to half the lag (lookStep)
 		{"lag over", rec(func(r *ledger.Record) { r.LastCreateAt = created }), p, created.Add(2*time.Minute + time.Millisecond), Continue, 0, ledger.StateSubmitting},
 		{"lag off", rec(func(r *ledger.Record) { r.LastCreateAt = created }), off, created.Add(time.Second), Continue, 0, ledger.StateSubmitting},
-		{"past the deadline, within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = t0.Add(59*time.Minute + 30*time.Second) }), p, t0.Add(time.Hour + 10*time.Second), Wait, 80 * time.Second, ledger.StateUnknown},
+		{"past the deadline, within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = t0.Add(59*time.Minute + 30*time.Second) }), p, t0.Add(time.Hour + 10*time.Second), Wait, 21 * time.Second, ledger.StateUnknown},
 		{"past the deadline, lag over", rec(func(r *ledger.Record) { r.LastCreateAt = t0.Add(59 * time.Minute) }), p, t0.Add(time.Hour + 2*time.Minute), Stop, 0, ledger.StateErrored},
 		{"out of budget, within the lag", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.Failures = 3 }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"a record without the create's time: first attempt", rec(func(r *ledger.Record) { r.FirstAttemptAt = created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"recreated after Redis lost it", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 0, t0, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
 		{"recreated, a lookup failed since", rec(func(r *ledger.Record) { r.Attempts, r.FirstAttemptAt, r.CreatedAt = 1, time.Time{}, created }), p, created.Add(time.Minute), Wait, time.Minute, ledger.StateUnknown},
-		{"abandoned mid-flight", func() *ledger.Record { r := abandoned(); r.LastCreateAt = created; return r }(), p, created.Add(time.Second), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
+		{"abandoned mid-flight", func() *ledger.Record { r := abandoned(); r.LastCreateAt = created; return r }(), p, created.Add(time.Second), Wait, 15 * time.Second, ledger.StateUnknown},
 		// The create's time is Redis's; so is ReadAt: a worker whose clock
 		// runs ahead (now) does not cut the lag short, nor does one behind
 		// stretch it.
-		{"worker clock ahead, within the lag on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(time.Second) }), p, created.Add(10 * time.Minute), Wait, 2*time.Minute - time.Second, ledger.StateUnknown},
+		{"worker clock ahead, within the lag on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(time.Second) }), p, created.Add(10 * time.Minute), Wait, 15 * time.Second, ledger.StateUnknown},
 		{"worker clock behind, lag over on Redis's", rec(func(r *ledger.Record) { r.LastCreateAt = created; r.ReadAt = created.Add(3 * time.Minute) }), p, created.Add(-time.Minute), Continue, 0, ledger.StateSubmitting},
 		// Redis's clock stepped forward by a minute since the create was
 		// stamped (a failover to a master whose clock is ahead): held, the
@@ -805,8 +805,31 @@ func TestListingLag(t *testing.T) {
 	// create left -59.992s before the lookup").
 	ahead := rec(func(r *ledger.Record) { r.LastCreateAt = created.Add(time.Minute) })
 	d := Decide(ahead, Lookup, notFound, p, created)
-	if d.Then.Next != Wait || d.Then.Delay != 3*time.Minute || strings.Contains(d.Then.Reason, "-") || !strings.Contains(d.Then.Reason, "a create may leave until 1m0s after the lookup") {
+	if d.Then.Next != Wait || d.Then.Delay != 76*time.Second || strings.Contains(d.Then.Reason, "-") || !strings.Contains(d.Then.Reason, "a create may leave until 1m0s after the lookup") {
 		t.Errorf("a create ahead: next %v, delay %s, reason %q", d.Then.Next, d.Then.Delay, d.Then.Reason)
+	}
+}
+
+// Within a listing lag of 16 s or more, a lookup that did not find the
+// order looks again at an eighth, a quarter and half of the lag after the
+// last create (a second later: asynq runs a waiting task up to a second
+// early), then at its end; a shorter lag is waited whole.
+func TestLookStep(t *testing.T) {
+	for _, c := range []struct {
+		left, lag, want time.Duration
+	}{
+		{119 * time.Second, 2 * time.Minute, 15 * time.Second},                // 1s after the create: to 15s
+		{105 * time.Second, 2 * time.Minute, 16 * time.Second},                // at 15s: to 30s
+		{90 * time.Second, 2 * time.Minute, 31 * time.Second},                 // at 30s: to 60s
+		{60 * time.Second, 2 * time.Minute, 60 * time.Second},                 // at 60s: to the end
+		{10 * time.Second, 2 * time.Minute, 10 * time.Second},                 // near the end
+		{3 * time.Minute, 2 * time.Minute, 76 * time.Second},                  // a create ahead
+		{15 * time.Second, 15 * time.Second, 15 * time.Second},                // a short lag: whole
+		{15900 * time.Millisecond, 16 * time.Second, 2900 * time.Millisecond}, // to 2s, and a second
+	} {
+		if got := lookStep(c.left, c.lag); got != c.want {
+			t.Errorf("lookStep(%s left of %s) = %s, want %s", c.left, c.lag, got, c.want)
+		}
 	}
 }
 
