@@ -879,6 +879,9 @@ func (t Transition) WithHeld() Transition { t.held = true; return t }
 // the least.
 func (t Transition) WithUnseen(at time.Time) Transition { t.unseenAt = at; return t }
 
+// UnseenAt reports the time WithUnseen records, zero for none.
+func (t Transition) UnseenAt() time.Time { return t.unseenAt }
+
 // withDropMatch forgets the provider order id rec holds by matching (an
 // operator found it is not the order's), with whether it was matched and
 // the times it was pending: the order starts over as one never pending.

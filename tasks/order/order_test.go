@@ -833,6 +833,53 @@ func TestLookStep(t *testing.T) {
 	}
 }
 
+// A lookup that finds an order an earlier lookup did not find, half the
+// listing lag or more after the last create, tells so (Decision.ListedLate,
+// counted and logged by the handler); one not found sooner, or before the
+// last create, or only under a step of Redis's clock held, does not. A
+// not-found within the lag records when its lookup began.
+func TestListedLate(t *testing.T) {
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	created := t0.Add(time.Minute)
+	found := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P1"}, Attempt: &ledger.Attempt{Call: "lookup"}}
+	unknown := func(f func(r *ledger.Record)) *ledger.Record {
+		r := &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateUnknown, Attempts: 3, CreatedAt: t0, FirstAttemptAt: created, LastCreateAt: created, MayExist: true, ReadAt: created.Add(2 * time.Minute)}
+		f(r)
+		return r
+	}
+	for _, c := range []struct {
+		name string
+		rec  *ledger.Record
+		want time.Duration
+	}{
+		{"unseen at half the lag", unknown(func(r *ledger.Record) { r.UnseenAt = created.Add(time.Minute) }), time.Minute},
+		{"unseen later", unknown(func(r *ledger.Record) { r.UnseenAt = created.Add(90 * time.Second) }), 90 * time.Second},
+		{"unseen sooner", unknown(func(r *ledger.Record) { r.UnseenAt = created.Add(59 * time.Second) }), 0},
+		{"never unseen", unknown(func(*ledger.Record) {}), 0},
+		{"unseen before the last create", unknown(func(r *ledger.Record) {
+			r.UnseenAt, r.LastCreateAt = created.Add(time.Minute), created.Add(90*time.Second)
+		}), 0},
+		{"a clock step held", unknown(func(r *ledger.Record) { r.UnseenAt, r.ClockHold = created.Add(70*time.Second), 20*time.Second }), 0},
+		{"a longer mark lag", unknown(func(r *ledger.Record) { r.UnseenAt, r.MarkLag = created.Add(70*time.Second), 4*time.Minute }), 0},
+	} {
+		d := Decide(c.rec, Lookup, found, p, c.rec.ReadAt)
+		if d.Settle.To() != ledger.StatePaid || d.ListedLate != c.want {
+			t.Errorf("%s: to %q, listed late %s; want paid, %s", c.name, d.Settle.To(), d.ListedLate, c.want)
+		}
+	}
+	// Not for a not-found, whatever the record says.
+	r := unknown(func(r *ledger.Record) { r.UnseenAt, r.ReadAt = created.Add(time.Minute), created.Add(100*time.Second) })
+	d := Decide(r, Lookup, Outcome{Err: providers.Errorf(providers.NotFound, "op", "no such order")}, p, r.ReadAt)
+	if d.ListedLate != 0 || d.Then.Next != Wait {
+		t.Errorf("a not-found within the lag: listed late %s, next %v; want 0, Wait", d.ListedLate, d.Then.Next)
+	}
+	// Which records when it looked.
+	if d.Settle.UnseenAt() != r.ReadAt {
+		t.Errorf("a not-found within the lag records unseen at %v; want its Begin's %v", d.Settle.UnseenAt(), r.ReadAt)
+	}
+}
+
 // A create refused for good after an earlier create that may have been
 // received proves nothing about that one: the order is looked up, not
 // errored. The first create's refusal still errors it.
