@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider", "call"}),
 		listedLate: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_orders_listed_late_total",
-			Help: "Orders a lookup found after an earlier lookup, half ORDERWORKER_LISTING_LAG or more after the order's last create, had not found them: the provider's listing showed them close to the lag, past which a not-found is believed and the order created again. Raise the lag well above how late the provider lists orders.",
+			Help: "Orders a lookup found by their number or id after an earlier lookup, half the listing lag or more after the order's last create (ORDERWORKER_LISTING_LAG; for UniCloud with UNICLOUD_CREATE_OVERRUN), had not found them: the provider's listing showed them close to the lag, past which a not-found is believed and the order created again. Raise the lag well above how late the provider lists orders.",
 		}, []string{"provider"}),
 		deadline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_order_deadline_seconds",

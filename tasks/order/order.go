@@ -209,8 +209,8 @@ type Outcome struct {
 type Decision struct {
 	Settle ledger.Transition
 	Then   Then
-	// ListedLate is, for a lookup that found the order after an earlier
-	// one had not, half the listing lag or more after the order's last
+	// ListedLate is, for a lookup that found the order by its number or
+	// id after an earlier one had not, half the listing lag or more after the order's last
 	// create (ledger.Record.UnseenAt), how long after it that earlier
 	// lookup looked: the provider listed the order at least that late,
 	// close to the lag (ListingLag here), past which a not-found is
@@ -377,7 +377,9 @@ func Decide(rec *ledger.Record, step Step, out Outcome, p Policy, now time.Time)
 		}
 		d.Settle = d.Settle.WithAttempt(a)
 	}
-	if to := d.Settle.To(); step == Lookup && out.Err == nil && (to == ledger.StatePaid || to == ledger.StatePending) {
+	if to := d.Settle.To(); step == Lookup && out.Err == nil && !out.Result.Matched && (to == ledger.StatePaid || to == ledger.StatePending) {
+		// (Found by its number or id: an order found by matching may be
+		// another's, made since.)
 		d.ListedLate, d.ListingLag = listedLate(rec, p)
 	}
 	if step == Submit && out.Err == nil && out.Result.ProviderOrderID != "" && !out.Result.Matched {
@@ -877,68 +879,16 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		reason = "looked up: " + msg
 	}
 	if code == providers.NotFound {
-		if wait := listingLagLeft(rec, p, now); wait > 0 {
-			// Not listed yet, perhaps: look again once the listing has
-			// had time to catch up with the create.
-			left := fmt.Sprintf("the last create left %s before the lookup", (p.ListingLag - wait).Round(time.Millisecond))
-			if wait > p.ListingLag {
-				// The create's end is taken to be still ahead (one
-				// lost with Redis's data may leave until a call's
-				// time after the loss was found).
-				left = fmt.Sprintf("a create may leave until %s after the lookup", (wait - p.ListingLag).Round(time.Millisecond))
-			}
-			next := lookStep(wait, p.ListingLag)
-			msg = fmt.Sprintf("%s; %s, within the listing lag of %s: looking again in %s",
-				msg, left, p.ListingLag, next.Round(time.Millisecond))
-			seen := rec.ReadAt
-			if seen.IsZero() {
-				seen = now
-			}
-			return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true).WithUnseen(seen), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
+		// Whatever follows, the record keeps when the lookup began
+		// (ledger.Record.UnseenAt): a lookup that finds the order later
+		// tells how late the provider listed it (Decision.ListedLate).
+		d := lookupNotFound(rec, reason, msg, code, p, now)
+		seen := rec.ReadAt
+		if seen.IsZero() {
+			seen = now
 		}
-		if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
-			// A create of the order's own may have been received (one
-			// looked up first for a loss of Redis's data, no create of it
-			// marked since, is not held: after a loss every order would
-			// be), and the listing may leave it out: a person decides.
-			r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
-			return leftFor(rec, r, code)
-		}
-		if rec.OwnedAnswer && (p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts || pastDeadline(rec, p, now)) {
-			// A create of it was answered with another order's id: it
-			// may have made an order no lookup tells from that other's,
-			// so it is not surely not created, and never errored so (an
-			// operator could re-drive it) once its budget or time is
-			// spent: left for a person.
-			r := HeldOwned + msg + ")"
-			return leftFor(rec, r, code)
-		}
-		// Surely not created: submit again, unless out of budget or time.
-		// Errored so, it records how long after the last create the
-		// not-found was seen, as a create that follows does: an
-		// operator's re-drive keeps it, so that a worker with a longer
-		// lag looks the order up again before it creates it.
-		switch {
-		case p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts:
-			r := fmt.Sprintf("not created after %d failed attempts: %s", rec.Failures, reason)
-			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
-		case pastDeadline(rec, p, now):
-			r := p.deadlineReason() + " (the provider holds no such order)"
-			return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
-		}
-		// Believed absent: a create follows. The order's identification
-		// (snapshot, first attempt) is kept: a create may have been
-		// received, and the listing may yet show it.
-		// An id a failed create was answered with, which the lookup went
-		// by, names no order: forgotten, so that the next create's own
-		// answer is recorded and looked up by.
-		// (One a create of which was answered with another order's id
-		// may exist all the same, passed over as that other's: never
-		// re-driven by an operator without a lookup.)
-		// How long after the last create the not-found was seen is
-		// recorded: a worker with a longer lag looks the order up again
-		// before it creates it (ledger.Record.AbsentRecheck).
-		return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Continue, Step: Submit}}
+		d.Settle = d.Settle.WithUnseen(seen)
+		return d
 	}
 	// The order may exist: it stays unknown. Lookups spend no budget.
 	if code == providers.Ambiguous {
@@ -952,7 +902,11 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 	if code == providers.Unauthenticated {
 		return Decision{Settle: t, Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	}
-	if pastDeadline(rec, p, now) {
+	if pastDeadline(rec, p, now) && listingLagLeft(rec, p, now) <= 0 {
+		// (Within the listing lag no lookup could settle the order yet:
+		// one that failed waits, as before the deadline, rather than end
+		// the task and leave the order for a person on a failure of the
+		// moment, the lookups within the lag being several.)
 		if providers.Retryable(code) && code != providers.Ambiguous && rec.State == ledger.StateUnknown && leftKind(rec.Reason) != "" {
 			// Left for a person already, and this lookup had no answer:
 			// nothing new, and the reason it was left with (held as not
@@ -968,6 +922,73 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return leftFor(rec, r, code)
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
+}
+
+// lookupNotFound decides about a lookup that did not find the order: wait
+// within the listing lag, hold it for a person where the listing does not
+// prove it absent, error it when out of budget or time, or create it again.
+func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code, p Policy, now time.Time) Decision {
+	if wait := listingLagLeft(rec, p, now); wait > 0 {
+		// Not listed yet, perhaps: look again once the listing has
+		// had time to catch up with the create.
+		left := fmt.Sprintf("the last create left %s before the lookup", (p.ListingLag - wait).Round(time.Millisecond))
+		if wait > p.ListingLag {
+			// The create's end is taken to be still ahead (one
+			// lost with Redis's data may leave until a call's
+			// time after the loss was found).
+			left = fmt.Sprintf("a create may leave until %s after the lookup", (wait - p.ListingLag).Round(time.Millisecond))
+		}
+		// Stepped on the lag itself: a step of Redis's clock held
+		// (ClockHold, in p's lag) is waited over at the end, so that the
+		// lookups at half of it come half the lag after the create.
+		next := lookStep(wait, p.ListingLag-max(rec.ClockHold, 0))
+		msg = fmt.Sprintf("%s; %s, within the listing lag of %s: looking again in %s",
+			msg, left, p.ListingLag, next.Round(time.Millisecond))
+		return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
+	}
+	if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
+		// A create of the order's own may have been received (one
+		// looked up first for a loss of Redis's data, no create of it
+		// marked since, is not held: after a loss every order would
+		// be), and the listing may leave it out: a person decides.
+		r := HeldUnlisted + "a create of it may have been received, and the provider's listing may leave out an order whose create failed midway (what it leaves out by default is not documented); left for a person: resolve it absent to have it created, or paid with the provider's order id (last lookup: " + msg + ")"
+		return leftFor(rec, r, code)
+	}
+	if rec.OwnedAnswer && (p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts || pastDeadline(rec, p, now)) {
+		// A create of it was answered with another order's id: it
+		// may have made an order no lookup tells from that other's,
+		// so it is not surely not created, and never errored so (an
+		// operator could re-drive it) once its budget or time is
+		// spent: left for a person.
+		r := HeldOwned + msg + ")"
+		return leftFor(rec, r, code)
+	}
+	// Surely not created: submit again, unless out of budget or time.
+	// Errored so, it records how long after the last create the
+	// not-found was seen, as a create that follows does: an
+	// operator's re-drive keeps it, so that a worker with a longer
+	// lag looks the order up again before it creates it.
+	switch {
+	case p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts:
+		r := fmt.Sprintf("not created after %d failed attempts: %s", rec.Failures, reason)
+		return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
+	case pastDeadline(rec, p, now):
+		r := p.deadlineReason() + " (the provider holds no such order)"
+		return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
+	}
+	// Believed absent: a create follows. The order's identification
+	// (snapshot, first attempt) is kept: a create may have been
+	// received, and the listing may yet show it.
+	// An id a failed create was answered with, which the lookup went
+	// by, names no order: forgotten, so that the next create's own
+	// answer is recorded and looked up by.
+	// (One a create of which was answered with another order's id
+	// may exist all the same, passed over as that other's: never
+	// re-driven by an operator without a lookup.)
+	// How long after the last create the not-found was seen is
+	// recorded: a worker with a longer lag looks the order up again
+	// before it creates it (ledger.Record.AbsentRecheck).
+	return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Continue, Step: Submit}}
 }
 
 // pendingFailed decides about a poll or a pay that failed with code; as is
