@@ -252,11 +252,12 @@ func (h *Handler) policy(provider string, prov providers.Provider) order.Policy 
 	d := h.deadline(provider)
 	_, prepares := prov.(providers.Preparer)
 	un, _ := prov.(providers.UnlistedNotAbsent)
+	_, matches := prov.(providers.Matcher)
 	return order.Policy{
 		MaxAttempts: h.opts.MaxAttempts, Backoff: h.opts.Backoff, Deadline: d,
 		PendingWindow: h.opts.PendingWindow, PollInterval: h.opts.PollInterval,
 		ConfigWait: h.opts.ConfigWait, NeedsKnown: prepares, ListingLag: ListingLagFor(h.opts.ListingLag, h.providers, provider),
-		HoldUnlisted: un != nil && un.UnlistedNotAbsent(),
+		HoldUnlisted: un != nil && un.UnlistedNotAbsent(), Matches: matches,
 	}
 }
 

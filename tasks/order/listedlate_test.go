@@ -121,3 +121,31 @@ func TestFailedLookupWithinTheLagPastTheDeadlineWaits(t *testing.T) {
 		t.Errorf("a step look refused unsent by the limiter, %s into a %s lag, past the deadline: task stopped, order left for a person (%q)", 16*time.Second, p.ListingLag, d.Settle.Reason())
 	}
 }
+
+// A provider whose lookups find an order without an id by matching
+// (Aliyun, UniCloud) does not look again within the lag: a match within it
+// is not taken, so a lookup sooner could take nothing, and each costs
+// listings. With an id recorded (a create's answer) it looks by the id, and
+// steps.
+func TestMatchingLookupsWaitTheWholeLag(t *testing.T) {
+	p := policy()
+	p.ListingLag = 2 * time.Minute
+	p.Deadline = 0
+	p.Matches = true
+	created := t0.Add(time.Minute)
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "no such order")}
+	for _, c := range []struct {
+		id   string
+		want time.Duration
+	}{
+		{"", 119 * time.Second},
+		{"P1", 15 * time.Second},
+	} {
+		rec := &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateUnknown, Attempts: 1, CreatedAt: t0,
+			FirstAttemptAt: created, LastCreateAt: created, MayExist: true, ProviderOrderID: c.id, ReadAt: created.Add(time.Second)}
+		d := Decide(rec, Lookup, notFound, p, rec.ReadAt)
+		if d.Then.Next != Wait || d.Then.Delay != c.want {
+			t.Errorf("id %q: next %v in %s; want Wait in %s", c.id, d.Then.Next, d.Then.Delay, c.want)
+		}
+	}
+}

@@ -94,6 +94,12 @@ type Policy struct {
 	// throttled (ledger.Record.ThrottledLast): a throttle is no document's
 	// sign that the provider acted, so the not-found is believed.
 	HoldUnlisted bool
+	// Matches: the provider's lookups find an order without a provider
+	// order id by matching its listing (providers.Matcher), and a match
+	// within the listing lag is not taken: such a lookup does not look
+	// again before the lag's end (lookStep), which could take nothing
+	// sooner.
+	Matches bool
 }
 
 // Backoff is capped exponential backoff with full jitter: retry n (from 0)
@@ -941,7 +947,10 @@ func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code,
 		// Stepped on the lag itself: a step of Redis's clock held
 		// (ClockHold, in p's lag) is waited over at the end, so that the
 		// lookups at half of it come half the lag after the create.
-		next := lookStep(wait, p.ListingLag-max(rec.ClockHold, 0))
+		next := wait
+		if !p.Matches || rec.ProviderOrderID != "" {
+			next = lookStep(wait, p.ListingLag-max(rec.ClockHold, 0))
+		}
 		msg = fmt.Sprintf("%s; %s, within the listing lag of %s: looking again in %s",
 			msg, left, p.ListingLag, next.Round(time.Millisecond))
 		return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
