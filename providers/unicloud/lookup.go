@@ -100,8 +100,13 @@ func (c *Client) lookupByID(ctx context.Context, id, ours string, matched bool) 
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: status,
 			Message: "OrderDetail's order for the id names other instances than this order's: not taken for ours"}
 	}
+	msg := d.describe("found by OrderDetail")
+	held := matched && !c.takeMatched
+	if matched && c.takeMatched && !c.standingStatus(d.OrderStatus) {
+		held, msg = true, msg+"; "+unreadStatusMessage(d.OrderStatus)
+	}
 	return providers.Result{Status: providers.StatusPaid, ProviderOrderID: id, HTTPStatus: status,
-		Message: c.clean(d.describe("found by OrderDetail"), 200), Matched: matched, Held: matched && !c.takeMatched}, nil
+		Message: c.clean(msg, 200), Matched: matched, Held: held}, nil
 }
 
 // ownFields reports whether d carries something of an order of its own
@@ -155,6 +160,39 @@ func (d orderInfo) closed() string {
 		}
 	}
 	return ""
+}
+
+// standingSet is Options.StandingStatuses as a set.
+func standingSet(v []string) map[string]bool {
+	m := map[string]bool{}
+	for _, s := range v {
+		m[strings.TrimSpace(s)] = true
+	}
+	return m
+}
+
+// standingStatus reports whether an order found by matching, with
+// OrderStatus s, may be taken for ours (Options.TakeMatched): none, a word
+// (closed() has passed over those naming a cancellation or a failure), or
+// one of Options.StandingStatuses; not a number that is not one of them,
+// whose meaning is not documented.
+func (c *Client) standingStatus(s string) bool {
+	s = strings.TrimSpace(s)
+	if s == "" || c.standing[s] {
+		return true
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && r != '-' && r != '+' {
+			return true
+		}
+	}
+	return false
+}
+
+// unreadStatusMessage says why an order found by matching is held though
+// UNICLOUD_TAKE_MATCHED is set.
+func unreadStatusMessage(s string) string {
+	return "its OrderStatus " + s + " is a number UNICLOUD_STANDING_STATUSES does not list (the values are not documented: it may mean cancelled or failed), so it is held for a person, not taken"
 }
 
 // notPaidMessage says why a found order is left to a person.
@@ -1275,8 +1313,13 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		// and Held for a person (Options.TakeMatched): an order someone
 		// else made with this name since our first attempt matches the
 		// same way.
+		msg := ours[0].describe("found by QueryOrders")
+		held := !c.takeMatched
+		if c.takeMatched && !c.standingStatus(ours[0].OrderStatus) {
+			held, msg = true, msg+"; "+unreadStatusMessage(ours[0].OrderStatus)
+		}
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
-			Message: c.clean(ours[0].describe("found by QueryOrders"), 200), Matched: true, Held: !c.takeMatched}, nil
+			Message: c.clean(msg, 200), Matched: true, Held: held}, nil
 	case len(ours) == 0 && unknown == 0:
 		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
 		if others > 0 {

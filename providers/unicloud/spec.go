@@ -18,6 +18,7 @@ const (
 	EnvTakeMatched     = "UNICLOUD_TAKE_MATCHED"
 	EnvRecreate        = "UNICLOUD_RECREATE_UNLISTED"
 	EnvCreateOverrun   = "UNICLOUD_CREATE_OVERRUN"
+	EnvStanding        = "UNICLOUD_STANDING_STATUSES"
 )
 
 // Spec returns what the binaries know about the provider: its params, its
@@ -34,6 +35,7 @@ func Spec() providers.Spec {
 			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
 			{Name: EnvTakeMatched, Default: "false", Help: "take an order found only by matching the listing's instance names after an uncertain create for ours, paid, instead of holding it for a person (only when nothing but the workers creates orders on the account)", Check: providers.CheckBool},
 			{Name: EnvCreateOverrun, Default: "60s", Help: "how long after a create request ended UniCloud may still make the order (the API documents no timeout; its Go SDK waits 60s): a lookup's not-found is believed only once ORDERWORKER_LISTING_LAG has passed after that; 0s when UniCloud confirms it makes no order after answering", Check: providers.CheckDuration},
+			{Name: EnvStanding, Help: "OrderStatus values (comma-separated, as QueryOrders answers them) that mean an order stands, as UniCloud documents or confirms: with UNICLOUD_TAKE_MATCHED, an order found by matching whose status is a number is taken only if listed here (the values are not documented: a number may mean cancelled)", Check: checkStatuses},
 			{Name: EnvRecreate, Default: "false", Help: "create again an order whose uncertain create the listing does not show after the listing lag, instead of holding it for a person (only once UniCloud confirms that QueryOrders lists every order whatever its OrderStatus)", Check: providers.CheckBool},
 		},
 		Parse:                Parse,
@@ -42,7 +44,7 @@ func Spec() providers.Spec {
 		CreateOverrunSetting: EnvCreateOverrun,
 		New: func(cfg providers.Config, deps providers.Deps) (providers.Provider, error) {
 			c, err := New(Options{Endpoint: cfg.Get(EnvEndpoint), AccessKeyID: cfg.Get(EnvAccessKeyID), AccessKeySecret: cfg.Secret(EnvAccessKeySecret),
-				TakeMatched: cfg.Bool(EnvTakeMatched), RecreateUnlisted: cfg.Bool(EnvRecreate), HTTPClient: newHTTPClient(deps.Transport()),
+				TakeMatched: cfg.Bool(EnvTakeMatched), StandingStatuses: statuses(cfg.Get(EnvStanding)), RecreateUnlisted: cfg.Bool(EnvRecreate), HTTPClient: newHTTPClient(deps.Transport()),
 				CreateOverrun: cmp.Or(cfg.Duration(EnvCreateOverrun), -1)})
 			if err != nil {
 				return nil, err
@@ -50,6 +52,33 @@ func Spec() providers.Spec {
 			return c, nil
 		},
 	}
+}
+
+// statuses reads UNICLOUD_STANDING_STATUSES: its comma-separated values,
+// each trimmed.
+func statuses(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// checkStatuses is UNICLOUD_STANDING_STATUSES' Setting.Check: one value
+// or more, none empty, none naming a cancellation or a failure.
+func checkStatuses(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			return fmt.Errorf("want OrderStatus values separated by commas, none empty")
+		}
+		if why := (orderInfo{OrderStatus: f}).closed(); why != "" {
+			return fmt.Errorf("%s names a cancellation or a failure: it cannot mean an order stands", f)
+		}
+	}
+	return nil
 }
 
 // CheckOrderID checks an order id an operator names (Spec.CheckOrderID):

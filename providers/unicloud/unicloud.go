@@ -92,6 +92,14 @@ type Options struct {
 	// only when nothing but the workers creates orders on the account.
 	// Default false.
 	TakeMatched bool
+	// StandingStatuses are the OrderStatus values that mean an order
+	// stands (UNICLOUD_STANDING_STATUSES). The values are not documented
+	// (the request types the field as Integer): with TakeMatched, an
+	// order found by matching whose status is a number is taken only if
+	// its status is one of these, and Held otherwise, since a number may
+	// mean cancelled or failed (a create that failed midway may leave
+	// such an order). Default none.
+	StandingStatuses []string
 	// RecreateUnlisted lets the worker create again an order whose create
 	// may have been received when the listing does not show it once the
 	// listing lag has passed. Without it such an order is held for a
@@ -133,6 +141,7 @@ type Client struct {
 	margin          time.Duration
 	productCategory string
 	takeMatched     bool
+	standing        map[string]bool
 	recreate        bool // Options.RecreateUnlisted
 	overrun         time.Duration
 	pageSize        int
@@ -164,6 +173,7 @@ func New(opts Options) (*Client, error) {
 		margin:          opts.LookupMargin,
 		productCategory: opts.ProductCategory,
 		takeMatched:     opts.TakeMatched,
+		standing:        standingSet(opts.StandingStatuses),
 		recreate:        opts.RecreateUnlisted,
 		pageSize:        opts.PageSize,
 	}
