@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -32,16 +31,10 @@ func TestMatchedUnicloudOrderWaitsForAPerson(t *testing.T) {
 			e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
 				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, PollInterval: time.Millisecond}})
 			sb := unicloudsandbox.New("UKey", "usecret")
-			hs := httptest.NewServer(sb)
-			t.Cleanup(hs.Close)
-			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1, TakeMatched: take,
+			c := addUnicloudWith(t, e, sb, unicloud.Options{TakeMatched: take,
 				// The sandbox lists every order: the create after absent is sent
 				// again on its not-found (see TestUnlistedUnicloudOrderIsHeldForAPerson).
 				RecreateUnlisted: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.set.Add(c)
 			ctx := context.Background()
 			task := enqueueTask(t, e, unicloudOrder("M-X", "shared-nas"))
 			ref := ledger.Ref{Provider: "unicloud", OrderNo: "M-X"}
@@ -130,14 +123,7 @@ func TestMatchedUnicloudOrderWithANumericStatus(t *testing.T) {
 			e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8,
 				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}, PollInterval: time.Millisecond}})
 			sb := unicloudsandbox.New("UKey", "usecret")
-			hs := httptest.NewServer(sb)
-			t.Cleanup(hs.Close)
-			c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1,
-				TakeMatched: true, StandingStatuses: standing, RecreateUnlisted: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.set.Add(c)
+			addUnicloudWith(t, e, sb, unicloud.Options{TakeMatched: true, StandingStatuses: standing, RecreateUnlisted: true})
 			ctx := context.Background()
 			task := enqueueTask(t, e, unicloudOrder("M-N", "numeric-nas"))
 			ref := ledger.Ref{Provider: "unicloud", OrderNo: "M-N"}

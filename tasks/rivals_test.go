@@ -62,13 +62,23 @@ func enqueueTask(t *testing.T, e *env, payload []byte) *asynq.Task {
 // ("UKey", "usecret") to e's providers.
 func addUnicloud(t *testing.T, e *env, sb *unicloudsandbox.Server) {
 	t.Helper()
+	addUnicloudWith(t, e, sb, unicloud.Options{})
+}
+
+// addUnicloudWith serves sb and adds a UniCloud client for it, with o's
+// options beside its endpoint and the sandbox's keys (no create overrun),
+// to e's providers.
+func addUnicloudWith(t *testing.T, e *env, sb *unicloudsandbox.Server, o unicloud.Options) *unicloud.Client {
+	t.Helper()
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1})
+	o.Endpoint, o.AccessKeyID, o.AccessKeySecret, o.CreateOverrun = hs.URL, "UKey", providers.Secret("usecret"), -1
+	c, err := unicloud.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.set.Add(c)
+	return c
 }
 
 func unicloudOrder(no, name string) []byte {
