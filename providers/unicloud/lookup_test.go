@@ -1486,3 +1486,34 @@ func TestConcurrentLookupsShareTheListing(t *testing.T) {
 		t.Errorf("%d concurrent lookups made %d QueryOrders calls; want the listing shared", n, calls)
 	}
 }
+
+// A listed order OrderDetail does not know yet (its detail behind the
+// listing) is left unidentified, and not asked about again for 15 s: every
+// lookup asked for every such order in its window (a black-box run: 75,174
+// OrderDetail calls in 9 minutes for 150 orders).
+func TestLookupDoesNotAskAgainForAnUnknownDetail(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	clock := now
+	sb, c := setup(t, unicloud.Options{Now: func() time.Time { return clock }}, func(sb *sandbox.Server) { sb.DetailLag = time.Hour })
+	sb.Seed(seeded("a-stranger", now))
+	o := order("ours")
+	o.FirstAttempt = now.Add(-time.Minute)
+	lookup := func() {
+		t.Helper()
+		_, err := c.Lookup(context.Background(), o)
+		if providers.CodeOf(err) != providers.Ambiguous {
+			t.Fatalf("Lookup = %v; want ambiguous: a listed order cannot be identified", err)
+		}
+	}
+	lookup()
+	lookup()
+	if n := sb.Calls("OrderDetail"); n != 1 {
+		t.Errorf("OrderDetail called %d times by two lookups a moment apart; want 1", n)
+	}
+	clock = clock.Add(16 * time.Second)
+	lookup()
+	if n := sb.Calls("OrderDetail"); n != 2 {
+		t.Errorf("OrderDetail called %d times once 16 s passed; want 2: asked again", n)
+	}
+}

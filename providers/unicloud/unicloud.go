@@ -146,6 +146,7 @@ type Client struct {
 	overrun         time.Duration
 	pageSize        int
 	names           nameCache
+	misses          missCache
 	lists           providers.Gather[listKey, window, []orderInfo] // see sharedList
 	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
 	// its Page starts (see listOrders).

@@ -85,6 +85,9 @@ type Server struct {
 	NoTotal bool
 	// Now is the sandbox's clock. Default time.Now.
 	Now func() time.Time
+	// DetailLag makes OrderDetail answer OrderNotExist for an order
+	// listed less than this long ago (a detail behind its listing).
+	DetailLag time.Duration
 	// Unlisted, when set, makes QueryOrders leave out the orders it
 	// returns true for (a listing that is not whole: a category filter
 	// whose default the documents do not give, say).
@@ -463,7 +466,7 @@ func (s *Server) detail(params map[string]string, requestID string) reply {
 		o = s.orders[i-1]
 	}
 	s.mu.Unlock()
-	if i == 0 {
+	if i == 0 || s.now().Sub(o.Created) < s.DetailLag {
 		return failReply("OrderNotExist", "订单不存在", requestID)
 	}
 	desc, _ := json.Marshal(map[string]any{"conf": map[string]string{
