@@ -1017,8 +1017,14 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	}
 	if d.ListedLate > 0 {
 		h.metrics.orderListedLate(rec.Provider)
-		h.log.LogAttrs(ctx, slog.LevelWarn, "order listed late: an earlier lookup did not find it this long after its last create, half the listing lag or more; raise ORDERWORKER_LISTING_LAG well above how late the provider lists orders, or a not-found past it will have an order created twice", who[0], who[1],
-			slog.Duration("unlisted_after", d.ListedLate.Round(time.Millisecond)), slog.Duration("listing_lag", d.ListingLag))
+		attrs := []slog.Attr{who[0], who[1], slog.Duration("unlisted_after", d.ListedLate.Round(time.Millisecond)), slog.Duration("listing_lag", d.ListingLag)}
+		if first := rec.FirstAttemptAt; !first.IsZero() && first.Before(rec.LastCreateAt) && rec.UnseenAt.After(first) {
+			// Created more than once: the order found may be the first
+			// create's, listed that much later than it (and the later
+			// create may have made a second).
+			attrs = append(attrs, slog.Duration("unlisted_after_first_create", rec.UnseenAt.Sub(first).Round(time.Millisecond)))
+		}
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order listed late: an earlier lookup did not find it this long after its last create, half the listing lag or more; raise ORDERWORKER_LISTING_LAG well above how late the provider lists orders, or a not-found past it will have an order created twice", attrs...)
 	}
 }
 
