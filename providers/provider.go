@@ -80,12 +80,31 @@ type Order struct {
 	// KnownAt is when the snapshot Known was read, on the ledger's clock
 	// (zero: not known).
 	KnownAt time.Time
-	// Listed, when set (a ListingScoper), returns ids of orders known to
-	// exist in the order's listing scope (creates of this ledger answered
-	// with them), created from from (on the ledger's clock) until a
-	// listing lag ago: a listing whose window holds them and lacks any is
-	// not whole (a filter, orders left out), so it shows no absence.
-	Listed func(ctx context.Context, from time.Time) ([]string, error)
+	// Listed, when set (a ListingScoper), returns orders known to exist
+	// in the order's listing scope (creates of this ledger answered with
+	// them), created from from (on the ledger's clock) until a listing
+	// lag ago: a listing whose window holds them and lacks any is not
+	// whole (a filter, orders left out), so it shows no absence.
+	Listed func(ctx context.Context, from time.Time) ([]ListedOrder, error)
+	// KeyIs, when set, reports whether a ListedOrder's Key is the hash of
+	// matchKey (Matcher): a lookup compares the match key of what its
+	// listing shows for one of those orders with it (see ListedOrder.Key).
+	KeyIs func(key, matchKey string) bool
+}
+
+// ListedOrder is an order Order.Listed says a listing must show.
+type ListedOrder struct {
+	// ID is the provider order id a create of the ledger was answered
+	// with.
+	ID string
+	// Key is the hash (Order.KeyIs) of the match key (Matcher) of the
+	// params that create sent; "" when not noted (a provider without
+	// one, a note by an earlier version). A Matcher's lookup that finds
+	// the order listed under another key learns that the listing does
+	// not show what the creates sent (a name field that shows another
+	// id, say): its keys then tell no order apart, and a listed order
+	// that does not match is not shown not to be ours.
+	Key string
 }
 
 // ListingScoper is a provider whose Lookup matches a listing: the scope
@@ -386,21 +405,21 @@ func (s *Set) Masked(name string) []string {
 
 // MissingListed checks a listing against the orders o.Listed says it must
 // show (created from from on): the first of them has does not find, with
-// how many were checked; "" when none is missing, or o.Listed is unset.
-func MissingListed(ctx context.Context, o Order, from time.Time, has func(id string) bool) (missing string, checked int, err error) {
+// the orders checked; "" when none is missing, or o.Listed is unset.
+func MissingListed(ctx context.Context, o Order, from time.Time, has func(id string) bool) (missing string, checked []ListedOrder, err error) {
 	if o.Listed == nil || from.IsZero() {
-		return "", 0, nil
+		return "", nil, nil
 	}
-	ids, err := o.Listed(ctx, from)
+	listed, err := o.Listed(ctx, from)
 	if err != nil {
-		return "", 0, err
+		return "", nil, err
 	}
-	for _, id := range ids {
-		if !has(id) {
-			return id, len(ids), nil
+	for _, l := range listed {
+		if !has(l.ID) {
+			return l.ID, listed, nil
 		}
 	}
-	return "", len(ids), nil
+	return "", listed, nil
 }
 
 // IncompleteListingMessage is the message of a lookup whose listing lacks

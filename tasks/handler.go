@@ -583,13 +583,21 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	}
 	if sc, ok := prov.(providers.ListingScoper); ok {
 		scope := listingScope(prov, sc, parsed)
-		o.Listed = func(ctx context.Context, from time.Time) ([]string, error) {
+		o.Listed = func(ctx context.Context, from time.Time) ([]providers.ListedOrder, error) {
 			// A listing lag ago or more: the provider may not list a
 			// newer one yet.
 			// Orders whose creates were answered (what Listed
 			// returns) were made before the answer: the listing's
 			// delay alone, without the create overrun.
-			return h.ledger.Listed(ctx, ref.Provider, scope, from, clk.now().Add(-h.opts.ListingLag))
+			noted, err := h.ledger.Listed(ctx, ref.Provider, scope, from, clk.now().Add(-h.opts.ListingLag))
+			out := make([]providers.ListedOrder, len(noted))
+			for i, n := range noted {
+				out[i] = providers.ListedOrder{ID: n.ID, Key: n.Key}
+			}
+			return out, err
+		}
+		if matchKey != "" {
+			o.KeyIs = func(key, matchKey string) bool { return h.ledger.IsRivalKey(ref.Provider, key, matchKey) }
 		}
 	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
@@ -1718,7 +1726,7 @@ func listingScope(prov providers.Provider, sc providers.ListingScoper, p provide
 }
 
 // noteListed notes id, the order a create was answered with, as one its
-// listing must show (ledger.NoteListed): best effort, since a note lost
+// listing must show, under its match key (ledger.NoteListed): best effort, since a note lost
 // only leaves a later lookup one check fewer.
 func (h *Handler) noteListed(ctx context.Context, prov providers.Provider, sc providers.ListingScoper, o providers.Order, id string, at time.Time) {
 	if o.Parsed == nil {
@@ -1726,7 +1734,13 @@ func (h *Handler) noteListed(ctx context.Context, prov providers.Provider, sc pr
 	}
 	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := h.ledger.NoteListed(wc, prov.Name(), listingScope(prov, sc, o.Parsed), id, at); err != nil {
+	key := ""
+	if m, ok := prov.(providers.Matcher); ok {
+		if k := m.MatchKey(o.Parsed); k != "" {
+			key = h.ledger.RivalKey(prov.Name(), k)
+		}
+	}
+	if err := h.ledger.NoteListed(wc, prov.Name(), listingScope(prov, sc, o.Parsed), id, key, at); err != nil {
 		h.log.Warn("could not note a created order for the checks of later lookups' listings (those lookups check one order fewer)", "provider", prov.Name(), "order_no", o.OrderNo, "error", err)
 	}
 }

@@ -243,3 +243,57 @@ func TestUnlistedAliyunOrderIsHeldForAPerson(t *testing.T) {
 		}
 	}
 }
+
+// With UNICLOUD_RECREATE_UNLISTED, a lookup believes a not-found only from
+// a listing whose instance names are the ones our creates sent: one that
+// shows another field as the name (the file system's id here, as a
+// black-box run's server did) makes every order of ours look like another
+// instance's. An order of ours whose create was answered with its id, and
+// which the listing shows under a name not its own, tells the lookup so:
+// the not-found is not believed, and the order whose create's answer was
+// lost is not created again (it was: 34 of 160 orders made two to four
+// times in that run). With names shown as sent, the same order is found.
+func TestMisnamedListingIsNotBelievedAbsent(t *testing.T) {
+	t.Parallel()
+	for _, misnamed := range []bool{true, false} {
+		e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1,
+			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+		sb := unicloudsandbox.New("UKey", "usecret")
+		if misnamed {
+			sb.ShownName = func(o unicloudsandbox.Order) string { return o.FileSystemID }
+		}
+		addUnicloudWith(t, e, sb, unicloud.Options{CreateOverrun: -1, RecreateUnlisted: true, TakeMatched: true})
+		ctx := context.Background()
+		run := func(task *asynq.Task) error {
+			var err error
+			for range 6 {
+				if err = e.handler.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
+					break
+				}
+			}
+			return err
+		}
+		// An order created and answered: its id is noted as one the
+		// listing must show, under its name's key.
+		if err := run(enqueueTask(t, e, unicloudOrder("MN-1", "misnamed-nas-one"))); err != nil {
+			t.Fatalf("misnamed %v: first order: %v", misnamed, err)
+		}
+		// An order made, its create's answer lost.
+		sb.Faults().Script(fault.FailAfter)
+		task := enqueueTask(t, e, unicloudOrder("MN-2", "misnamed-nas-two"))
+		_ = run(task)
+		got, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "MN-2"})
+		if n := len(sb.Orders()); n != 2 {
+			t.Errorf("misnamed %v: %d orders at the provider; want 2 (each order made once)", misnamed, n)
+		}
+		if !misnamed {
+			if got.State != tasks.StatePaid {
+				t.Errorf("names as sent: %s %q; want found and paid", got.State, got.Reason)
+			}
+			continue
+		}
+		if got.State == tasks.StatePaid || !strings.Contains(got.Reason, "under an instance name that is not the one that create sent") {
+			t.Errorf("misnamed: %s %q; want not paid, the lookup saying the listing's names are not the names sent", got.State, got.Reason)
+		}
+	}
+}

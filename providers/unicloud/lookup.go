@@ -1158,7 +1158,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	// margin before the first attempt: inside the window with the
 	// provider's clock off by up to that much (one off by more at worst
 	// holds a lookup up, never lets one believe an absence).
-	missing, _, err := providers.MissingListed(ctx, o, o.FirstAttempt.Add(-c.margin/2), func(id string) bool {
+	missing, checked, err := providers.MissingListed(ctx, o, o.FirstAttempt.Add(-c.margin/2), func(id string) bool {
 		return slices.ContainsFunc(listed, func(d orderInfo) bool { return d.ID == id || d.OrderNo == id })
 	})
 	if err != nil {
@@ -1168,6 +1168,13 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	if missing != "" {
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: providers.IncompleteListingMessage(missing), Err: providers.ErrNoNews}
+	}
+	switch misnamed, err := c.misnamed(ctx, o, checked, listed); {
+	case err != nil:
+		return providers.Result{}, err
+	case misnamed != "":
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
+			Message: misnamedMessage(misnamed)}
 	}
 	// Counted after the listing was read: a rival whose order it shows
 	// marked itself before its create left (see providers.Order.Rivals).
@@ -1348,6 +1355,64 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
+}
+
+// misnamed returns the id of an order in checked (Order.Listed: one a
+// create of ours was answered with) that listed shows under names none of
+// which has the match key of the name that create sent; "" when none
+// does. The listing's names are then not the names sent (a field that
+// shows the file system's id, a name changed since, or cut short), so a
+// listed order's name shows neither that it is ours nor that it is
+// another's: a lookup that went by them could take another's order, or
+// believe ours absent and have it created again. An order listed without
+// names is judged by the names OrderDetail gives it (asked within
+// MaxDetails, and remembered), or not at all when its detail is not there
+// yet.
+func (c *Client) misnamed(ctx context.Context, o providers.Order, checked []providers.ListedOrder, listed []orderInfo) (string, error) {
+	if o.KeyIs == nil {
+		return "", nil
+	}
+	details := 0
+	for _, e := range checked {
+		if e.Key == "" {
+			continue
+		}
+		i := slices.IndexFunc(listed, func(d orderInfo) bool { return d.ID == e.ID || d.OrderNo == e.ID })
+		if i < 0 {
+			continue
+		}
+		d := listed[i]
+		names := d.Names
+		if names == nil && d.ID != "" {
+			names, _ = c.names.get(d.ID)
+		}
+		if names == nil && d.ID != "" && details < MaxDetails && !c.misses.recent(d.ID, c.now()) {
+			details++
+			dd, _, err := c.orderDetail(ctx, d.ID)
+			switch {
+			case providers.CodeOf(err) == providers.NotFound:
+				c.misses.put(d.ID, c.now())
+			case err != nil:
+				return "", err
+			case dd.ID == d.ID:
+				names = dd.Names
+				c.names.put(d.ID, dd.Names)
+			}
+		}
+		if names == nil {
+			continue
+		}
+		if !slices.ContainsFunc(names, func(n string) bool { return o.KeyIs(e.Key, nameKey(n)) }) {
+			return e.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// misnamedMessage is the message of a lookup whose listing shows an order
+// of ours under another name (see misnamed).
+func misnamedMessage(id string) string {
+	return fmt.Sprintf("the listing shows order %s, which a create of ours was answered with, under an instance name that is not the one that create sent: its names are not the names sent (another field shown as the name, or names changed), so they tell no order apart; not guessing", providers.Truncate(id, 64))
 }
 
 // countRivals is o.Rivals's count since since, 0 without it. The caller

@@ -1354,7 +1354,14 @@ func TestLookupListingLackingOurOrder(t *testing.T) {
 			o := order("nas-prod-01")
 			o.FirstAttempt = time.Now().Add(-time.Minute)
 			var from time.Time
-			o.Listed = func(_ context.Context, f time.Time) ([]string, error) { from = f; return tt.ids, nil }
+			o.Listed = func(_ context.Context, f time.Time) ([]providers.ListedOrder, error) {
+				from = f
+				var out []providers.ListedOrder
+				for _, id := range tt.ids {
+					out = append(out, providers.ListedOrder{ID: id})
+				}
+				return out, nil
+			}
 			_, err := c.Lookup(context.Background(), o)
 			if got := providers.CodeOf(err); got != tt.want {
 				t.Fatalf("Lookup: %v; want %v", err, tt.want)
@@ -1364,6 +1371,45 @@ func TestLookupListingLackingOurOrder(t *testing.T) {
 			}
 			if d := o.FirstAttempt.Sub(from); d <= 0 || d > 15*time.Minute {
 				t.Errorf("checked from %v before the first attempt; want within the window's margin", d)
+			}
+		})
+	}
+}
+
+// An order of ours (Order.Listed: a create's answer) that the listing
+// shows under a name whose match key is not the one its create sent tells
+// that the listing's names are not the names sent: the lookup is
+// Ambiguous, never NotFound (nor a match). Under its own name, or noted
+// without a key, it is judged as usual.
+func TestLookupListingShowsOurOrderUnderAnotherName(t *testing.T) {
+	t.Parallel()
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	entry := fmt.Sprintf(`{"Id":"21","OrderCategory":"NEW","CreateTime":%q,"InstanceName":"nas-3f9a1c"}`, now)
+	for _, tt := range []struct {
+		name string
+		key  string // the noted key of order 21
+		want providers.Code
+	}{
+		{"under its own name", "k:NAS3F9A1C", providers.NotFound},
+		{"under another name", "k:ANOTHERNAS", providers.Ambiguous},
+		{"noted without a key", "", providers.NotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(1, entry)}, nil)
+			c := client(t, endpoint, unicloud.Options{})
+			o := order("nas-prod-01")
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			o.Listed = func(context.Context, time.Time) ([]providers.ListedOrder, error) {
+				return []providers.ListedOrder{{ID: "21", Key: tt.key}}, nil
+			}
+			o.KeyIs = func(key, matchKey string) bool { return key == "k:"+matchKey }
+			_, err := c.Lookup(context.Background(), o)
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup: %v; want %v", err, tt.want)
+			}
+			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "order 21, which a create of ours was answered with, under an instance name that is not the one") {
+				t.Errorf("error %v; want the order named and why the names are not believed", err)
 			}
 		})
 	}

@@ -112,8 +112,10 @@ func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { retur
 // the same by the letters and digits of their base letters are one key,
 // so that a rival whose name the provider stored as ours counts. (A name cut short is not covered: its order is
 // only possibly ours, which no match takes.)
-func (c *Client) MatchKey(p providers.Params) string {
-	name := p.Str("instanceName")
+func (c *Client) MatchKey(p providers.Params) string { return nameKey(p.Str("instanceName")) }
+
+// nameKey is the match key of an instance name (see MatchKey).
+func nameKey(name string) string {
 	if k := alnum(baseName(name)); k != "" {
 		return k
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,17 +39,23 @@ func (l *Ledger) listedKey(provider, scope string) string {
 }
 
 // NoteListed notes that the provider order id exists in scope, created
-// at (on Redis's clock): a listing of that scope whose window holds at,
-// read a listing lag after it or later, shows it (Listed).
-func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id string, at time.Time) error {
+// at (on Redis's clock) by a create whose params had the match key whose
+// hash is key (RivalKey; "" for none): a listing of that scope whose
+// window holds at, read a listing lag after it or later, shows it
+// (Listed), and shows it under that match key.
+func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id, key string, at time.Time) error {
 	if id == "" {
 		return nil
 	}
-	key := l.listedKey(provider, scope)
+	member := id
+	if key != "" {
+		member += "\x00" + key
+	}
+	k := l.listedKey(provider, scope)
 	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: id})
-		p.ZRemRangeByRank(ctx, key, 0, -maxListed-1)
-		p.PExpire(ctx, key, listedTTL)
+		p.ZAdd(ctx, k, redis.Z{Score: float64(at.UnixMilli()), Member: member})
+		p.ZRemRangeByRank(ctx, k, 0, -maxListed-1)
+		p.PExpire(ctx, k, listedTTL)
 		return nil
 	})
 	if err != nil {
@@ -57,11 +64,19 @@ func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id string, at 
 	return nil
 }
 
-// Listed returns up to maxListedRead provider order ids noted in scope
-// (NoteListed) as created from from to to: the oldest half and the newest
-// half, oldest first (a listing cut short loses its oldest orders, one
-// that lags its newest).
-func (l *Ledger) Listed(ctx context.Context, provider, scope string, from, to time.Time) ([]string, error) {
+// Noted is an order NoteListed noted.
+type Noted struct {
+	ID string
+	// Key is the hash of its create's match key (RivalKey); "" when none
+	// was noted.
+	Key string
+}
+
+// Listed returns up to maxListedRead orders noted in scope (NoteListed)
+// as created from from to to: the oldest half and the newest half, oldest
+// first (a listing cut short loses its oldest orders, one that lags its
+// newest), each id once.
+func (l *Ledger) Listed(ctx context.Context, provider, scope string, from, to time.Time) ([]Noted, error) {
 	if to.Before(from) {
 		return nil, nil
 	}
@@ -76,12 +91,20 @@ func (l *Ledger) Listed(ctx context.Context, provider, scope string, from, to ti
 	if err != nil {
 		return nil, fmt.Errorf("read the listed orders: %w", err)
 	}
-	ids := oldest.Val()
+	members := oldest.Val()
 	n := newest.Val()
 	for i := len(n) - 1; i >= 0; i-- {
-		if !slices.Contains(ids, n[i]) {
-			ids = append(ids, n[i])
+		members = append(members, n[i])
+	}
+	var out []Noted
+	for _, m := range members {
+		id, k, _ := strings.Cut(m, "\x00")
+		switch i := slices.IndexFunc(out, func(x Noted) bool { return x.ID == id }); {
+		case i < 0:
+			out = append(out, Noted{ID: id, Key: k})
+		case out[i].Key == "":
+			out[i].Key = k
 		}
 	}
-	return ids, nil
+	return out, nil
 }

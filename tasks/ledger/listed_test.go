@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // The orders a listing must show: noted per provider and scope, read back
@@ -16,33 +18,49 @@ func TestListed(t *testing.T) {
 	ctx := context.Background()
 	base := time.UnixMilli(1_800_000_000_000)
 	for i := range 70 {
-		if err := l.NoteListed(ctx, "unicloud", "acct", fmt.Sprint(100+i), base.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := l.NoteListed(ctx, "unicloud", "acct", fmt.Sprint(100+i), "", base.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.NoteListed(ctx, "unicloud", "other", "9", base.Add(5*time.Second)); err != nil {
+	if err := l.NoteListed(ctx, "unicloud", "other", "9", "k9", base.Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.NoteListed(ctx, "aliyun", "acct", "8", base.Add(65*time.Second)); err != nil {
+	if err := l.NoteListed(ctx, "aliyun", "acct", "8", "", base.Add(65*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l.Listed(ctx, "unicloud", "acct", base.Add(60*time.Second), base.Add(62*time.Second))
+	got, err := ids(l.Listed(ctx, "unicloud", "acct", base.Add(60*time.Second), base.Add(62*time.Second)))
 	if err != nil || !slices.Equal(got, []string{"160", "161", "162"}) {
 		t.Errorf("Listed 60s..62s = %v, %v; want 160, 161, 162", got, err)
 	}
 	// 64 kept: the 6 oldest are gone.
-	if got, _ := l.Listed(ctx, "unicloud", "acct", base, base.Add(7*time.Second)); !slices.Equal(got, []string{"106", "107"}) {
+	if got, _ := ids(l.Listed(ctx, "unicloud", "acct", base, base.Add(7*time.Second))); !slices.Equal(got, []string{"106", "107"}) {
 		t.Errorf("Listed 0s..7s = %v; want 106, 107 (the older ones trimmed)", got)
 	}
 	// At most 16 a read: the 8 oldest and the 8 newest, oldest first.
 	want := []string{"106", "107", "108", "109", "110", "111", "112", "113", "162", "163", "164", "165", "166", "167", "168", "169"}
-	if got, _ := l.Listed(ctx, "unicloud", "acct", base, base.Add(time.Hour)); !slices.Equal(got, want) {
+	if got, _ := ids(l.Listed(ctx, "unicloud", "acct", base, base.Add(time.Hour))); !slices.Equal(got, want) {
 		t.Errorf("Listed all = %v; want %v", got, want)
 	}
 	if got, _ := l.Listed(ctx, "unicloud", "acct", base.Add(time.Hour), base); got != nil {
 		t.Errorf("Listed with to before from = %v; want none", got)
 	}
-	if got, _ := l.Listed(ctx, "unicloud", "other", base, base.Add(time.Hour)); !slices.Equal(got, []string{"9"}) {
-		t.Errorf("Listed of another scope = %v; want 9", got)
+	if got, _ := l.Listed(ctx, "unicloud", "other", base, base.Add(time.Hour)); !slices.Equal(got, []ledger.Noted{{ID: "9", Key: "k9"}}) {
+		t.Errorf("Listed of another scope = %v; want 9 under its key", got)
 	}
+	// Noted again with its key (an earlier note without one): read once,
+	// with the key.
+	if err := l.NoteListed(ctx, "unicloud", "acct", "169", "k169", base.Add(69*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Listed(ctx, "unicloud", "acct", base.Add(68*time.Second), base.Add(time.Hour)); !slices.Equal(got, []ledger.Noted{{ID: "168"}, {ID: "169", Key: "k169"}}) {
+		t.Errorf("Listed after a second note = %v; want 168, then 169 once, with its key", got)
+	}
+}
+
+func ids(noted []ledger.Noted, err error) ([]string, error) {
+	var out []string
+	for _, n := range noted {
+		out = append(out, n.ID)
+	}
+	return out, err
 }

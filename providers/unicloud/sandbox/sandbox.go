@@ -88,6 +88,10 @@ type Server struct {
 	// DetailLag makes OrderDetail answer OrderNotExist for an order
 	// listed less than this long ago (a detail behind its listing).
 	DetailLag time.Duration
+	// ShownName, when set, is the instanceName OrderDetail shows for an
+	// order (by default the one its create sent): a server that shows
+	// another field there, the file system's id say.
+	ShownName func(Order) string
 	// Unlisted, when set, makes QueryOrders leave out the orders it
 	// returns true for (a listing that is not whole: a category filter
 	// whose default the documents do not give, say).
@@ -469,12 +473,16 @@ func (s *Server) detail(params map[string]string, requestID string) reply {
 	if i == 0 || s.now().Sub(o.Created) < s.DetailLag {
 		return failReply("OrderNotExist", "订单不存在", requestID)
 	}
+	name := o.InstanceName
+	if s.ShownName != nil {
+		name = s.ShownName(o)
+	}
 	desc, _ := json.Marshal(map[string]any{"conf": map[string]string{
 		"地域": o.RegionID, "可用区": o.AzoneID, "存储类型": o.SpecificationCode, "计费模式": o.PayType}})
 	item := map[string]any{
 		"id": json.Number(o.ID + "1"), "orderId": json.Number(o.ID), "orderNo": o.OrderNo,
 		"productId": 7489, "productSku": o.SpecificationCode,
-		"instanceId": o.FileSystemID, "instanceName": o.InstanceName,
+		"instanceId": o.FileSystemID, "instanceName": name,
 	}
 	order := map[string]any{
 		"Id": o.ID, "ItemCount": 1, "UserName": "sandbox", "PayType": o.PayType, "PayTypeName": o.PayType,
