@@ -47,6 +47,7 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/aliyun"
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/replay"
 )
 
 // Window is how far X-Ca-Timestamp may be from the sandbox's clock, and
@@ -111,7 +112,7 @@ type Server struct {
 	issued    int
 	history   []string            // every token issued
 	orders    map[string][]*Order // by iotId
-	nonces    map[string]time.Time
+	nonces    replay.Guard
 	calls     map[string]int
 	injected  map[string][]Reply
 	seq       int
@@ -128,7 +129,6 @@ func New(appKey, appSecret, projectID string) *Server {
 		projectID: projectID,
 		tokens:    map[string]time.Time{},
 		orders:    map[string][]*Order{},
-		nonces:    map[string]time.Time{},
 		calls:     map[string]int{},
 		injected:  map[string][]Reply{},
 	}
@@ -492,17 +492,9 @@ func (s *Server) verify(r *http.Request, body []byte) (Reply, bool) {
 		}
 	}
 	if nonce := h.Get(aliyun.HeaderNonce); nonce != "" {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for n, at := range s.nonces {
-			if now.Sub(at) > Window {
-				delete(s.nonces, n)
-			}
-		}
-		if _, seen := s.nonces[key+"/"+nonce]; seen {
+		if s.nonces.Seen(key+"/"+nonce, now, Window) {
 			return bad(400, "Nonce Used")
 		}
-		s.nonces[key+"/"+nonce] = now
 	}
 	return Reply{}, true
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/replay"
 	"github.com/orderworker/orderworker/providers/tencent"
 )
 
@@ -43,7 +44,7 @@ type Server struct {
 	mu      sync.Mutex
 	secrets map[string]string // AppKey -> AppSecret
 	orders  map[string][]Order
-	nonces  map[string]time.Time
+	nonces  replay.Guard
 	calls   map[string]int
 }
 
@@ -52,7 +53,6 @@ func New(appKey, appSecret string) *Server {
 	return &Server{
 		secrets: map[string]string{appKey: appSecret},
 		orders:  map[string][]Order{},
-		nonces:  map[string]time.Time{},
 		calls:   map[string]int{},
 	}
 }
@@ -178,17 +178,9 @@ func (s *Server) verify(params map[string]any, requestID string) (reply, bool) {
 		return errorReply(200, "InvalidParameterValue", "Timestamp 已过期", requestID), false
 	}
 	nonceKey := appKey + "/" + rendered["Nonce"] + "/" + rendered["Timestamp"]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, at := range s.nonces {
-		if now.Sub(at) > 2*skew {
-			delete(s.nonces, k)
-		}
-	}
-	if _, seen := s.nonces[nonceKey]; seen {
+	if s.nonces.Seen(nonceKey, now, 2*skew) {
 		return errorReply(200, "InvalidParameterValue", "Nonce 重复", requestID), false
 	}
-	s.nonces[nonceKey] = now
 	return reply{}, true
 }
 

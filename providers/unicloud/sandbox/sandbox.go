@@ -38,6 +38,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/orderworker/orderworker/providers/fault"
+	"github.com/orderworker/orderworker/providers/replay"
 	"github.com/orderworker/orderworker/providers/unicloud"
 )
 
@@ -103,7 +104,7 @@ type Server struct {
 	secrets map[string]string // AccessKeyId -> secret
 	orders  []Order
 	byID    map[string]int
-	nonces  map[string]time.Time
+	nonces  replay.Guard
 	calls   map[string]int
 }
 
@@ -112,7 +113,6 @@ func New(accessKeyID, accessKeySecret string) *Server {
 	return &Server{
 		secrets: map[string]string{accessKeyID: accessKeySecret},
 		byID:    map[string]int{},
-		nonces:  map[string]time.Time{},
 		calls:   map[string]int{},
 	}
 }
@@ -309,17 +309,9 @@ func (s *Server) verify(method string, params map[string]string, requestID strin
 		return errorReply(http.StatusBadRequest, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.", requestID), false
 	}
 	key := params["AccessKeyId"] + "/" + params["SignatureNonce"]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k, at := range s.nonces {
-		if now.Sub(at) > 2*skew {
-			delete(s.nonces, k)
-		}
-	}
-	if _, seen := s.nonces[key]; seen {
+	if s.nonces.Seen(key, now, 2*skew) {
 		return errorReply(http.StatusBadRequest, "SignatureNonceUsed", "Specified signature nonce was used already.", requestID), false
 	}
-	s.nonces[key] = now
 	return reply{}, true
 }
 
