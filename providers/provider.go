@@ -86,10 +86,6 @@ type Order struct {
 	// lag ago: a listing whose window holds them and lacks any is not
 	// whole (a filter, orders left out), so it shows no absence.
 	Listed func(ctx context.Context, from time.Time) ([]ListedOrder, error)
-	// KeyIs, when set, reports whether a ListedOrder's Key is the hash of
-	// matchKey (Matcher): a lookup compares the match key of what its
-	// listing shows for one of those orders with it (see ListedOrder.Key).
-	KeyIs func(key, matchKey string) bool
 }
 
 // ListedOrder is an order Order.Listed says a listing must show.
@@ -97,14 +93,21 @@ type ListedOrder struct {
 	// ID is the provider order id a create of the ledger was answered
 	// with.
 	ID string
-	// Key is the hash (Order.KeyIs) of the match key (Matcher) of the
-	// params that create sent; "" when not noted (a provider without
-	// one, a note by an earlier version). A Matcher's lookup that finds
-	// the order listed under another key learns that the listing does
-	// not show what the creates sent (a name field that shows another
-	// id, say): its keys then tell no order apart, and a listed order
-	// that does not match is not shown not to be ours.
-	Key string
+	// Name is the name that create's params give it (Namer); "" when not
+	// known (a provider without names, a note by an earlier version, a
+	// name sealed with a data key this process lacks). A lookup that
+	// finds the order listed under a name that cannot be this one learns
+	// that the listing does not show the names sent (a name field that
+	// shows another id, say): its names then tell no order apart, and a
+	// listed order whose name is not ours is not shown not to be ours.
+	Name string
+}
+
+// Namer is a Matcher whose listing shows each order under a name its
+// params give (UniCloud's instance name). The name of an order a create
+// was answered with is noted with its id (Order.Listed, ListedOrder.Name).
+type Namer interface {
+	ListedName(p Params) string
 }
 
 // ListingScoper is a provider whose Lookup matches a listing: the scope

@@ -592,12 +592,9 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			noted, err := h.ledger.Listed(ctx, ref.Provider, scope, from, clk.now().Add(-h.opts.ListingLag))
 			out := make([]providers.ListedOrder, len(noted))
 			for i, n := range noted {
-				out[i] = providers.ListedOrder{ID: n.ID, Key: n.Key}
+				out[i] = providers.ListedOrder{ID: n.ID, Name: h.openListedName(n.Name)}
 			}
 			return out, err
-		}
-		if matchKey != "" {
-			o.KeyIs = func(key, matchKey string) bool { return h.ledger.IsRivalKey(ref.Provider, key, matchKey) }
 		}
 	}
 	if plan.Step == order.Submit && foreign && !rec.MayHaveExisted {
@@ -1734,15 +1731,48 @@ func (h *Handler) noteListed(ctx context.Context, prov providers.Provider, sc pr
 	}
 	wc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	key := ""
-	if m, ok := prov.(providers.Matcher); ok {
-		if k := m.MatchKey(o.Parsed); k != "" {
-			key = h.ledger.RivalKey(prov.Name(), k)
-		}
+	name := ""
+	if n, ok := prov.(providers.Namer); ok {
+		name = h.sealListedName(n.ListedName(o.Parsed))
 	}
-	if err := h.ledger.NoteListed(wc, prov.Name(), listingScope(prov, sc, o.Parsed), id, key, at); err != nil {
+	if err := h.ledger.NoteListed(wc, prov.Name(), listingScope(prov, sc, o.Parsed), id, name, at); err != nil {
 		h.log.Warn("could not note a created order for the checks of later lookups' listings (those lookups check one order fewer)", "provider", prov.Name(), "order_no", o.OrderNo, "error", err)
 	}
+}
+
+// sealListedName is name as a note keeps it (ledger.NoteListed): sealed
+// with the data key where this process has one, as params are; "" for
+// none, or when it cannot be sealed (the note goes without it).
+func (h *Handler) sealListedName(name string) string {
+	if name == "" {
+		return ""
+	}
+	v, _ := json.Marshal(name)
+	if h.opts.Sealer == nil {
+		return string(v)
+	}
+	sealed, err := h.opts.Sealer.Seal(v)
+	if err != nil {
+		return ""
+	}
+	return string(sealed)
+}
+
+// openListedName is a noted name (sealListedName) in clear; "" when it
+// cannot be read (sealed with a data key this process lacks): no name.
+func (h *Handler) openListedName(v string) string {
+	if v == "" {
+		return ""
+	}
+	clear, err := h.opts.Sealer.Open(json.RawMessage(v))
+	if err != nil {
+		return ""
+	}
+	var name string
+	if json.Unmarshal(clear, &name) != nil {
+		return ""
+	}
+	return name
 }
 
 // targetHash is the fingerprint of p's create target

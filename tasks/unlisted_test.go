@@ -249,17 +249,30 @@ func TestUnlistedAliyunOrderIsHeldForAPerson(t *testing.T) {
 // shows another field as the name (the file system's id here, as a
 // black-box run's server did) makes every order of ours look like another
 // instance's. An order of ours whose create was answered with its id, and
-// which the listing shows under a name not its own, tells the lookup so:
-// the not-found is not believed, and the order whose create's answer was
-// lost is not created again (it was: 34 of 160 orders made two to four
-// times in that run). With names shown as sent, the same order is found.
+// which the listing shows under a name that cannot be its own, tells the
+// lookup so: the not-found is not believed, and the order whose create's
+// answer was lost is not created again (it was: 34 of 160 orders made two
+// to four times in that run). With names shown as sent, the same order is
+// found. With a data key, the name noted with the id is sealed, as params
+// are: Redis holds it nowhere in clear.
 func TestMisnamedListingIsNotBelievedAbsent(t *testing.T) {
 	t.Parallel()
-	for _, misnamed := range []bool{true, false} {
-		e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1,
-			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	for _, tt := range []struct {
+		name             string
+		misnamed, sealed bool
+	}{{"misnamed", true, false}, {"misnamed, sealed", true, true}, {"names as sent", false, false}} {
+		opts := &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: -1, Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}
+		var sealer *tasks.Sealer
+		if tt.sealed {
+			sealer = newSealer(t)
+			opts.Sealer = sealer
+		}
+		e := setup(t, &setupOpts{noServer: true, handler: opts})
+		if sealer != nil {
+			e.enqueuer = tasks.NewEnqueuer(e.client, e.ledger, e.set, &tasks.EnqueuerOptions{Sealer: sealer})
+		}
 		sb := unicloudsandbox.New("UKey", "usecret")
-		if misnamed {
+		if tt.misnamed {
 			sb.ShownName = func(o unicloudsandbox.Order) string { return o.FileSystemID }
 		}
 		addUnicloudWith(t, e, sb, unicloud.Options{CreateOverrun: -1, RecreateUnlisted: true, TakeMatched: true})
@@ -274,26 +287,30 @@ func TestMisnamedListingIsNotBelievedAbsent(t *testing.T) {
 			return err
 		}
 		// An order created and answered: its id is noted as one the
-		// listing must show, under its name's key.
+		// listing must show, with its name.
 		if err := run(enqueueTask(t, e, unicloudOrder("MN-1", "misnamed-nas-one"))); err != nil {
-			t.Fatalf("misnamed %v: first order: %v", misnamed, err)
+			t.Fatalf("%s: first order: %v", tt.name, err)
 		}
 		// An order made, its create's answer lost.
 		sb.Faults().Script(fault.FailAfter)
-		task := enqueueTask(t, e, unicloudOrder("MN-2", "misnamed-nas-two"))
-		_ = run(task)
+		_ = run(enqueueTask(t, e, unicloudOrder("MN-2", "misnamed-nas-two")))
 		got, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "MN-2"})
 		if n := len(sb.Orders()); n != 2 {
-			t.Errorf("misnamed %v: %d orders at the provider; want 2 (each order made once)", misnamed, n)
+			t.Errorf("%s: %d orders at the provider; want 2 (each order made once)", tt.name, n)
 		}
-		if !misnamed {
+		if tt.sealed {
+			if dump := e.redis.Dump(t); strings.Contains(dump, "misnamed-nas") {
+				t.Errorf("%s: Redis holds an instance name in clear:\n%s", tt.name, dump)
+			}
+		}
+		if !tt.misnamed {
 			if got.State != tasks.StatePaid {
-				t.Errorf("names as sent: %s %q; want found and paid", got.State, got.Reason)
+				t.Errorf("%s: %s %q; want found and paid", tt.name, got.State, got.Reason)
 			}
 			continue
 		}
 		if got.State == tasks.StatePaid || !strings.Contains(got.Reason, "under an instance name that is not the one that create sent") {
-			t.Errorf("misnamed: %s %q; want not paid, the lookup saying the listing's names are not the names sent", got.State, got.Reason)
+			t.Errorf("%s: %s %q; want not paid, the lookup saying the listing's names are not the names sent", tt.name, got.State, got.Reason)
 		}
 	}
 }

@@ -223,7 +223,15 @@
 //
 // A listing that lacks an order Order.Listed says it must show (one our
 // creates were answered with, in the window) is not whole: Unavailable,
-// whatever else it holds.
+// whatever else it holds. One that shows such an order under names none
+// of which can be the name its create sent (ListedOrder.Name, judged as
+// in step 3), by its Id and by its OrderNo alike, does not show the names
+// sent (another field shown as the name, names changed since): Ambiguous,
+// whatever else it holds, since its names rule nothing in or out. For
+// that check alone, such an order listed without names is detailed
+// (within MaxDetails; its answer, names or none, remembered): the one
+// exception to step 2's "without an OrderDetail call". A detail not there
+// yet, or failing, leaves it unjudged: the check never fails a lookup.
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id, and Result.Matched (identified by matching the listing, not by our

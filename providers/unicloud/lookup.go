@@ -1169,10 +1169,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: providers.IncompleteListingMessage(missing), Err: providers.ErrNoNews}
 	}
-	switch misnamed, err := c.misnamed(ctx, o, checked, listed); {
-	case err != nil:
-		return providers.Result{}, err
-	case misnamed != "":
+	if misnamed := c.misnamed(ctx, checked, listed); misnamed != "" {
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
 			Message: misnamedMessage(misnamed)}
 	}
@@ -1359,54 +1356,59 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 
 // misnamed returns the id of an order in checked (Order.Listed: one a
 // create of ours was answered with) that listed shows under names none of
-// which has the match key of the name that create sent; "" when none
-// does. The listing's names are then not the names sent (a field that
-// shows the file system's id, a name changed since, or cut short), so a
-// listed order's name shows neither that it is ours nor that it is
+// which can be the name that create sent (as the lookup judges names:
+// matchNames, which allows for a name stored normalised, cut short or
+// lossily); "" when none does. The listing's names are then not the names
+// sent (a field that shows the file system's id, names changed since),
+// so a listed order's name shows neither that it is ours nor that it is
 // another's: a lookup that went by them could take another's order, or
 // believe ours absent and have it created again. An order listed without
 // names is judged by the names OrderDetail gives it (asked within
-// MaxDetails, and remembered), or not at all when its detail is not there
-// yet.
-func (c *Client) misnamed(ctx context.Context, o providers.Order, checked []providers.ListedOrder, listed []orderInfo) (string, error) {
-	if o.KeyIs == nil {
-		return "", nil
-	}
+// MaxDetails, and remembered, names or none), or not at all when its
+// detail is not there yet or cannot be read: the check is one more
+// reason not to believe a listing, never a reason for a lookup to fail.
+func (c *Client) misnamed(ctx context.Context, checked []providers.ListedOrder, listed []orderInfo) string {
 	details := 0
 	for _, e := range checked {
-		if e.Key == "" {
+		if e.Name == "" {
 			continue
 		}
-		i := slices.IndexFunc(listed, func(d orderInfo) bool { return d.ID == e.ID || d.OrderNo == e.ID })
-		if i < 0 {
-			continue
-		}
-		d := listed[i]
-		names := d.Names
-		if names == nil && d.ID != "" {
-			names, _ = c.names.get(d.ID)
-		}
-		if names == nil && d.ID != "" && details < MaxDetails && !c.misses.recent(d.ID, c.now()) {
-			details++
-			dd, _, err := c.orderDetail(ctx, d.ID)
-			switch {
-			case providers.CodeOf(err) == providers.NotFound:
-				c.misses.put(d.ID, c.now())
-			case err != nil:
-				return "", err
-			case dd.ID == d.ID:
-				names = dd.Names
-				c.names.put(d.ID, dd.Names)
+		// The orders that may be it: by its Id, or by its OrderNo (which
+		// of the two CreateOrder's OrderId is, is not documented). Judged
+		// misnamed only when each of them has names and none shows it.
+		candidates, judged, named := 0, 0, false
+		for _, d := range listed {
+			if d.ID != e.ID && d.OrderNo != e.ID {
+				continue
+			}
+			candidates++
+			names := d.Names
+			if names == nil && d.ID != "" {
+				names, _ = c.names.get(d.ID)
+			}
+			if names == nil && d.ID != "" && details < MaxDetails && !c.misses.recent(d.ID, c.now()) {
+				details++
+				switch dd, _, err := c.orderDetail(ctx, d.ID); {
+				case providers.CodeOf(err) == providers.NotFound:
+					c.misses.put(d.ID, c.now())
+				case err == nil && dd.ID == d.ID:
+					names = dd.Names
+					if names == nil {
+						names = []string{} // detailed: no names (not asked again)
+					}
+					c.names.put(d.ID, names)
+				}
+			}
+			if names = keepNames(names, e.Name); len(names) > 0 {
+				judged++
+				named = named || matchNames(names, e.Name) != nameOther
 			}
 		}
-		if names == nil {
-			continue
-		}
-		if !slices.ContainsFunc(names, func(n string) bool { return o.KeyIs(e.Key, nameKey(n)) }) {
-			return e.ID, nil
+		if judged > 0 && judged == candidates && !named {
+			return e.ID
 		}
 	}
-	return "", nil
+	return ""
 }
 
 // misnamedMessage is the message of a lookup whose listing shows an order

@@ -1377,34 +1377,66 @@ func TestLookupListingLackingOurOrder(t *testing.T) {
 }
 
 // An order of ours (Order.Listed: a create's answer) that the listing
-// shows under a name whose match key is not the one its create sent tells
-// that the listing's names are not the names sent: the lookup is
-// Ambiguous, never NotFound (nor a match). Under its own name, or noted
-// without a key, it is judged as usual.
+// shows under a name that cannot be the one its create sent tells that
+// the listing's names are not the names sent: the lookup is Ambiguous,
+// never NotFound, nor a match. A name the provider stored normalised, cut
+// short or lossily (as a black-box run saw CJK stored as "?") may be the
+// one sent, as the lookup judges names: no verdict, and the lookup goes on
+// as without the check; so for an order noted without a name, listed
+// under no name, or one whose detail cannot be read.
 func TestLookupListingShowsOurOrderUnderAnotherName(t *testing.T) {
 	t.Parallel()
 	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
-	entry := fmt.Sprintf(`{"Id":"21","OrderCategory":"NEW","CreateTime":%q,"InstanceName":"nas-3f9a1c"}`, now)
+	entry := func(id, no, name string) string {
+		e := fmt.Sprintf(`{"Id":%q,"OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID"`, id, now)
+		if no != "" {
+			e += fmt.Sprintf(`,"OrderNo":%q`, no)
+		}
+		if name != "" {
+			e += fmt.Sprintf(`,"InstanceName":%q`, name)
+		}
+		return e + "}"
+	}
+	detail := func(id, name string) string {
+		return fmt.Sprintf(`{"Order":{"Id":%q,"OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID","InstanceName":%q}}`, id, now, name)
+	}
 	for _, tt := range []struct {
-		name string
-		key  string // the noted key of order 21
-		want providers.Code
+		name    string
+		orders  []string          // the listing; 21 is an order of ours, another record's
+		details map[string]string // OrderDetail answers
+		sent    string            // the name 21's create sent, as noted
+		want    providers.Code    // Unknown: ours (22) found
 	}{
-		{"under its own name", "k:NAS3F9A1C", providers.NotFound},
-		{"under another name", "k:ANOTHERNAS", providers.Ambiguous},
-		{"noted without a key", "", providers.NotFound},
+		{"under its own name", []string{entry("21", "", "nas-other-02")}, nil, "nas-other-02", providers.NotFound},
+		{"under its own name, ours listed", []string{entry("21", "", "nas-other-02"), entry("22", "", "nas-prod-01")}, nil, "nas-other-02", providers.Unknown},
+		{"under another name", []string{entry("21", "", "nas-3f9a1c")}, nil, "nas-other-02", providers.Ambiguous},
+		{"under another name, ours listed", []string{entry("21", "", "nas-3f9a1c"), entry("22", "", "nas-prod-01")}, nil, "nas-other-02", providers.Ambiguous},
+		{"under another name in its detail", []string{entry("21", "", "")}, map[string]string{"21": detail("21", "nas-3f9a1c")}, "nas-other-02", providers.Ambiguous},
+		{"noted without a name", []string{entry("21", "", "nas-3f9a1c")}, nil, "", providers.NotFound},
+		{"stored lossily", []string{entry("21", "", "???-u5-00040"), entry("22", "", "nas-prod-01")}, nil, "测试盘-u5-00040", providers.Unknown},
+		{"cut short", []string{entry("21", "", "nas-archive-vol")}, nil, "nas-archive-volume-0001", providers.NotFound},
+		{"cut short with a mark", []string{entry("21", "", "nas-archive-vol…"), entry("22", "", "nas-prod-01")}, nil, "nas-archive-volume-0001", providers.Unknown},
+		{"only a cut mark", []string{entry("21", "", "…")}, map[string]string{"21": detail("21", "nas-other-02")}, "nas-other-02", providers.NotFound},
+		{"detail failing", []string{entry("21", "", "")}, map[string]string{"21": `{"Status":false,"Auth":true,"Code":"InternalError","Message":"busy"}`}, "nas-other-02", providers.NotFound},
+		{"its id another's OrderNo too", []string{entry("21", "77", "someone-else"), entry("900", "21", "nas-other-02")}, nil, "nas-other-02", providers.NotFound},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			endpoint, _ := fakeTransaction(t, []string{listing(1, entry)}, nil)
-			c := client(t, endpoint, unicloud.Options{})
+			endpoint, _ := fakeTransaction(t, []string{listing(len(tt.orders), tt.orders...)}, tt.details)
+			c := client(t, endpoint, unicloud.Options{TakeMatched: true})
 			o := order("nas-prod-01")
 			o.FirstAttempt = time.Now().Add(-time.Minute)
+			o.Owned = func(_ context.Context, id string) (bool, error) { return id == "21" || id == "900", nil }
 			o.Listed = func(context.Context, time.Time) ([]providers.ListedOrder, error) {
-				return []providers.ListedOrder{{ID: "21", Key: tt.key}}, nil
+				return []providers.ListedOrder{{ID: "21", Name: tt.sent}}, nil
 			}
-			o.KeyIs = func(key, matchKey string) bool { return key == "k:"+matchKey }
-			_, err := c.Lookup(context.Background(), o)
+			r, err := c.Lookup(context.Background(), o)
+			if tt.want == providers.Unknown {
+				if err != nil || r.ProviderOrderID != "22" {
+					t.Fatalf("Lookup = %+v, %v; want ours (22) found", r, err)
+				}
+				return
+			}
 			if got := providers.CodeOf(err); got != tt.want {
 				t.Fatalf("Lookup: %v; want %v", err, tt.want)
 			}
@@ -1412,6 +1444,37 @@ func TestLookupListingShowsOurOrderUnderAnotherName(t *testing.T) {
 				t.Errorf("error %v; want the order named and why the names are not believed", err)
 			}
 		})
+	}
+}
+
+// The check asks OrderDetail about an order of ours listed without names
+// once, whatever it answers: 16 such orders, three lookups, at most 16
+// calls (48 when a detail without names was not remembered).
+func TestMisnamedCheckAsksEachDetailOnce(t *testing.T) {
+	t.Parallel()
+	now := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	var entries []string
+	details := map[string]string{}
+	var noted []providers.ListedOrder
+	for i := range 16 {
+		id := fmt.Sprint(100 + i)
+		entries = append(entries, fmt.Sprintf(`{"Id":%q,"OrderCategory":"NEW","CreateTime":%q}`, id, now))
+		details[id] = fmt.Sprintf(`{"Order":{"Id":%q,"OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID"}}`, id, now)
+		noted = append(noted, providers.ListedOrder{ID: id, Name: "nas-other-" + id})
+	}
+	endpoint, calls := fakeTransaction(t, []string{listing(len(entries), entries...)}, details)
+	c := client(t, endpoint, unicloud.Options{})
+	for range 3 {
+		o := order("nas-prod-01")
+		o.FirstAttempt = time.Now().Add(-time.Minute)
+		o.Owned = func(context.Context, string) (bool, error) { return true, nil }
+		o.Listed = func(context.Context, time.Time) ([]providers.ListedOrder, error) { return noted, nil }
+		if _, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.NotFound {
+			t.Fatalf("Lookup: %v; want NotFound", err)
+		}
+	}
+	if n := calls(); n > 16 {
+		t.Errorf("%d OrderDetail calls for 3 lookups of one window; want each of the 16 orders asked at most once", n)
 	}
 }
 

@@ -114,6 +114,10 @@ func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { retur
 // only possibly ours, which no match takes.)
 func (c *Client) MatchKey(p providers.Params) string { return nameKey(p.Str("instanceName")) }
 
+// ListedName implements providers.Namer: QueryOrders and OrderDetail show
+// an order under its instance name.
+func (c *Client) ListedName(p providers.Params) string { return p.Str("instanceName") }
+
 // nameKey is the match key of an instance name (see MatchKey).
 func nameKey(name string) string {
 	if k := alnum(baseName(name)); k != "" {

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,26 +36,40 @@ func (l *Ledger) listedKey(provider, scope string) string {
 	return l.shards[0].prefix + "listed:" + provider + ":" + hex.EncodeToString(sum[:16])
 }
 
+// listedNamesKey names the scope's names of its known orders (NoteListed).
+// Kept beside the set, whose members stay bare ids: a version that knows
+// no names reads the set as it always did.
+func listedNamesKey(key string) string { return key + ":names" }
+
+// noteListedScript notes an order: KEYS the set and its names; ARGV the
+// time (ms), the id, its name ("" for none), the most kept, the TTL (ms).
+// The orders trimmed off the set lose their names too.
+var noteListedScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+local max = tonumber(ARGV[4])
+if redis.call('ZCARD', KEYS[1]) > max then
+  local old = redis.call('ZRANGE', KEYS[1], 0, -max - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -max - 1)
+  if #old > 0 then redis.call('HDEL', KEYS[2], unpack(old)) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+return 1
+`)
+
 // NoteListed notes that the provider order id exists in scope, created
-// at (on Redis's clock) by a create whose params had the match key whose
-// hash is key (RivalKey; "" for none): a listing of that scope whose
-// window holds at, read a listing lag after it or later, shows it
-// (Listed), and shows it under that match key.
-func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id, key string, at time.Time) error {
+// at (on Redis's clock): a listing of that scope whose window holds at,
+// read a listing lag after it or later, shows it (Listed). name, when not
+// "", is what the listing shows it under as its create sent it, stored
+// as given (the caller seals it where params are sealed).
+func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id, name string, at time.Time) error {
 	if id == "" {
 		return nil
 	}
-	member := id
-	if key != "" {
-		member += "\x00" + key
-	}
-	k := l.listedKey(provider, scope)
-	_, err := l.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, k, redis.Z{Score: float64(at.UnixMilli()), Member: member})
-		p.ZRemRangeByRank(ctx, k, 0, -maxListed-1)
-		p.PExpire(ctx, k, listedTTL)
-		return nil
-	})
+	key := l.listedKey(provider, scope)
+	err := noteListedScript.Run(ctx, l.rdb, []string{key, listedNamesKey(key)},
+		at.UnixMilli(), id, name, maxListed, listedTTL.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("note a listed order: %w", err)
 	}
@@ -67,43 +79,56 @@ func (l *Ledger) NoteListed(ctx context.Context, provider, scope, id, key string
 // Noted is an order NoteListed noted.
 type Noted struct {
 	ID string
-	// Key is the hash of its create's match key (RivalKey); "" when none
-	// was noted.
-	Key string
+	// Name is the name noted with it; "" when none was.
+	Name string
 }
+
+// listedScript reads the noted orders: KEYS the set and its names; ARGV
+// from and to (ms), how many from each end. Replies the oldest and the
+// newest (newest first), each a list of id and name pairs.
+var listedScript = redis.NewScript(`
+local function named(ids)
+  local out = {}
+  for _, id in ipairs(ids) do
+    out[#out + 1] = id
+    out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
+  end
+  return out
+end
+return {named(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, ARGV[3])),
+  named(redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, ARGV[3]))}
+`)
 
 // Listed returns up to maxListedRead orders noted in scope (NoteListed)
 // as created from from to to: the oldest half and the newest half, oldest
 // first (a listing cut short loses its oldest orders, one that lags its
-// newest), each id once.
+// newest), each once.
 func (l *Ledger) Listed(ctx context.Context, provider, scope string, from, to time.Time) ([]Noted, error) {
 	if to.Before(from) {
 		return nil, nil
 	}
 	key := l.listedKey(provider, scope)
-	by := &redis.ZRangeBy{Min: strconv.FormatInt(from.UnixMilli(), 10), Max: strconv.FormatInt(to.UnixMilli(), 10), Count: maxListedRead / 2}
-	var oldest, newest *redis.StringSliceCmd
-	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		oldest = p.ZRangeByScore(ctx, key, by)
-		newest = p.ZRevRangeByScore(ctx, key, by)
-		return nil
-	})
+	v, err := listedScript.Run(ctx, l.rdb, []string{key, listedNamesKey(key)},
+		from.UnixMilli(), to.UnixMilli(), maxListedRead/2).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("read the listed orders: %w", err)
 	}
-	members := oldest.Val()
-	n := newest.Val()
-	for i := len(n) - 1; i >= 0; i-- {
-		members = append(members, n[i])
+	halves := make([][]Noted, 2)
+	for h := range halves {
+		if h >= len(v) {
+			break
+		}
+		pairs, _ := v[h].([]any)
+		for i := 0; i+1 < len(pairs); i += 2 {
+			id, _ := pairs[i].(string)
+			name, _ := pairs[i+1].(string)
+			halves[h] = append(halves[h], Noted{ID: id, Name: name})
+		}
 	}
-	var out []Noted
-	for _, m := range members {
-		id, k, _ := strings.Cut(m, "\x00")
-		switch i := slices.IndexFunc(out, func(x Noted) bool { return x.ID == id }); {
-		case i < 0:
-			out = append(out, Noted{ID: id, Key: k})
-		case out[i].Key == "":
-			out[i].Key = k
+	out, newest := halves[0], halves[1]
+	for i := len(newest) - 1; i >= 0; i-- {
+		if !slices.ContainsFunc(out, func(n Noted) bool { return n.ID == newest[i].ID }) {
+			out = append(out, newest[i])
 		}
 	}
 	return out, nil

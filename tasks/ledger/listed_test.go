@@ -14,11 +14,11 @@ import (
 // newest first within their bounds, the newest kept.
 func TestListed(t *testing.T) {
 	t.Parallel()
-	l, _, _ := setup(t)
+	l, rdb, _ := setup(t)
 	ctx := context.Background()
 	base := time.UnixMilli(1_800_000_000_000)
 	for i := range 70 {
-		if err := l.NoteListed(ctx, "unicloud", "acct", fmt.Sprint(100+i), "", base.Add(time.Duration(i)*time.Second)); err != nil {
+		if err := l.NoteListed(ctx, "unicloud", "acct", fmt.Sprint(100+i), fmt.Sprint("name-", 100+i), base.Add(time.Duration(i)*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -33,8 +33,18 @@ func TestListed(t *testing.T) {
 		t.Errorf("Listed 60s..62s = %v, %v; want 160, 161, 162", got, err)
 	}
 	// 64 kept: the 6 oldest are gone.
-	if got, _ := ids(l.Listed(ctx, "unicloud", "acct", base, base.Add(7*time.Second))); !slices.Equal(got, []string{"106", "107"}) {
-		t.Errorf("Listed 0s..7s = %v; want 106, 107 (the older ones trimmed)", got)
+	if got, _ := l.Listed(ctx, "unicloud", "acct", base, base.Add(7*time.Second)); !slices.Equal(got, []ledger.Noted{{ID: "106", Name: "name-106"}, {ID: "107", Name: "name-107"}}) {
+		t.Errorf("Listed 0s..7s = %v; want 106, 107 with their names (the older ones trimmed)", got)
+	}
+	// The names of the orders trimmed went with them.
+	keys, _ := rdb.Keys(ctx, "*listed:unicloud:*:names").Result()
+	var names int64
+	for _, k := range keys {
+		n, _ := rdb.HLen(ctx, k).Result()
+		names += n
+	}
+	if names != 64+1 {
+		t.Errorf("%d names kept; want 65 (64 in one scope, 1 in another)", names)
 	}
 	// At most 16 a read: the 8 oldest and the 8 newest, oldest first.
 	want := []string{"106", "107", "108", "109", "110", "111", "112", "113", "162", "163", "164", "165", "166", "167", "168", "169"}
@@ -44,16 +54,15 @@ func TestListed(t *testing.T) {
 	if got, _ := l.Listed(ctx, "unicloud", "acct", base.Add(time.Hour), base); got != nil {
 		t.Errorf("Listed with to before from = %v; want none", got)
 	}
-	if got, _ := l.Listed(ctx, "unicloud", "other", base, base.Add(time.Hour)); !slices.Equal(got, []ledger.Noted{{ID: "9", Key: "k9"}}) {
-		t.Errorf("Listed of another scope = %v; want 9 under its key", got)
+	if got, _ := l.Listed(ctx, "unicloud", "other", base, base.Add(time.Hour)); !slices.Equal(got, []ledger.Noted{{ID: "9", Name: "k9"}}) {
+		t.Errorf("Listed of another scope = %v; want 9 with its name", got)
 	}
-	// Noted again with its key (an earlier note without one): read once,
-	// with the key.
-	if err := l.NoteListed(ctx, "unicloud", "acct", "169", "k169", base.Add(69*time.Second)); err != nil {
+	// An order noted without a name is read without one.
+	if err := l.NoteListed(ctx, "unicloud", "acct", "170", "", base.Add(70*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Listed(ctx, "unicloud", "acct", base.Add(68*time.Second), base.Add(time.Hour)); !slices.Equal(got, []ledger.Noted{{ID: "168"}, {ID: "169", Key: "k169"}}) {
-		t.Errorf("Listed after a second note = %v; want 168, then 169 once, with its key", got)
+	if got, _ := l.Listed(ctx, "unicloud", "acct", base.Add(69*time.Second), base.Add(time.Hour)); !slices.Equal(got, []ledger.Noted{{ID: "169", Name: "name-169"}, {ID: "170"}}) {
+		t.Errorf("Listed with an order noted without a name = %v; want 169 with its name, 170 without", got)
 	}
 }
 

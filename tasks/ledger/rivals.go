@@ -46,12 +46,6 @@ func (l *Ledger) RivalKey(provider, key string) string {
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
-// IsRivalKey reports whether hash is RivalKey of the provider's match key
-// key, keyed or as a ledger without Options.RivalSecret hashes it.
-func (l *Ledger) IsRivalKey(provider, hash, key string) bool {
-	return hash == l.RivalKey(provider, key) || hash == legacyRivalKey(provider, key)
-}
-
 // RivalsKeyed reports whether the ledger names rivals sets by a keyed
 // hash (Options.RivalSecret).
 func (l *Ledger) RivalsKeyed() bool { return len(l.opts.RivalSecret) > 0 }
