@@ -121,6 +121,7 @@ var metrics = map[string]metric{
 	"orderworker_tasks_stopped_total":               {labels: map[string][]string{"queue": nil}},
 	"orderworker_late_provider_calls_total":         {labels: map[string][]string{"provider": providers, "call": {"submit", "pay"}}},
 	"orderworker_orders_listed_late_total":          {labels: map[string][]string{"provider": providers}},
+	"orderworker_orders_created_again_total":        {labels: map[string][]string{"provider": providers}},
 	"orderworker_ledger_data_losses_total":          {labels: map[string][]string{"kind": {"wiped", "rolled_back"}}},
 	"orderworker_redis_clock_steps_total":           {},
 	"asynq_tasks_enqueued":                          {labels: map[string][]string{"queue": nil, "state": asynqStates}},

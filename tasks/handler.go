@@ -1031,6 +1031,15 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 		}
 		h.log.LogAttrs(ctx, slog.LevelWarn, "order listed late: an earlier lookup did not find it this long after its last create, half the listing lag or more; raise ORDERWORKER_LISTING_LAG well above how late the provider lists orders, or a not-found past it will have an order created twice", attrs...)
 	}
+	if d.CreatedAgain > 0 {
+		// Each is an order made twice if the provider lists orders later
+		// than the lag: the one count of that, for providers whose
+		// listing is matched (no later lookup finds the first by its
+		// number), and the orders to compare with the provider's.
+		h.metrics.orderCreatedAgain(rec.Provider)
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order created again: a lookup did not find it this long after a create of it that may have been received; were the provider to list that create's order later than this, the order is now made twice (check the provider for it)", who[0], who[1],
+			slog.Duration("unlisted_after", d.CreatedAgain.Round(time.Millisecond)), slog.Duration("listing_lag", d.ListingLag))
+	}
 }
 
 // then turns what follows a step into the task's result.

@@ -275,3 +275,46 @@ func TestLookupsWithinTheLagStepAndTellALateListing(t *testing.T) {
 		})
 	}
 }
+
+// A create that follows a lookup's believed not-found, after a create of
+// the order that may have been received, is counted
+// (orderworker_orders_created_again_total) and logged: with the listing
+// lag above how late the provider lists orders, such an order's first
+// create made nothing; with a lag shorter than that (here 1 s against a
+// listing 3 s late), the order is now made twice, and this count is the
+// one trace of it for providers whose lookups match their listing. An
+// order whose create was answered is not counted.
+func TestCreatedAgainIsCounted(t *testing.T) {
+	t.Parallel()
+	const lag = time.Second
+	for _, c := range []struct {
+		name    string
+		fault   fault.Kind
+		listLag time.Duration
+		again   float64
+		orders  int
+	}{
+		{"answered", fault.None, 0, 0, 1},
+		{"nothing made", fault.FailBefore, 0, 1, 1},
+		{"made, listed after the lag", fault.FailAfter, 3 * time.Second, 1, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			const no = "Order-Again"
+			reg := prometheus.NewRegistry()
+			e := setup(t, &setupOpts{handler: &tasks.HandlerOptions{MaxAttempts: 4, ListingLag: lag, Backoff: lagBackoff, Metrics: tasks.NewMetrics(reg)}, noServer: true})
+			e.sandbox.ListLag = c.listLag
+			if c.fault != fault.None {
+				e.sandbox.Faults().Script(c.fault)
+			}
+			e.startServer(t)
+			e.enqueue(t, order(no))
+			e.waitStateFor(t, no, tasks.StatePaid, 30*time.Second)
+			again := counterValue(t, reg, "orderworker_orders_created_again_total", map[string]string{"provider": "tencent"})
+			made := len(e.sandbox.Orders()[no])
+			if again != c.again || made != c.orders {
+				t.Errorf("created again counted %v, %d orders at the provider; want %v, %d", again, made, c.again, c.orders)
+			}
+		})
+	}
+}

@@ -23,6 +23,7 @@ type Metrics struct {
 	stopped        *prometheus.CounterVec
 	lateCalls      *prometheus.CounterVec
 	listedLate     *prometheus.CounterVec
+	createdAgain   *prometheus.CounterVec
 	deadline       *prometheus.GaugeVec
 }
 
@@ -73,13 +74,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "orderworker_orders_listed_late_total",
 			Help: "Orders a lookup found by their number or id after an earlier lookup, half the listing lag or more after the order's last create (ORDERWORKER_LISTING_LAG; for UniCloud with UNICLOUD_CREATE_OVERRUN), had not found them: the provider's listing showed them close to the lag, past which a not-found is believed and the order created again. Raise the lag well above how late the provider lists orders.",
 		}, []string{"provider"}),
+		createdAgain: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_orders_created_again_total",
+			Help: "Orders about to be created again because a lookup did not find them a listing lag or more after a create of theirs that may have been received (an answer of unknown effect, a worker killed mid-create, a throttle no document places before the order is made). With ORDERWORKER_LISTING_LAG well above how late the provider lists orders, each is an order whose first create made nothing; with a lag shorter than that, each is an order made twice. Compare a few with the provider's console (the worker logs each: \"order created again\").",
+		}, []string{"provider"}),
 		deadline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_order_deadline_seconds",
 			Help: "The deadline this worker gives each provider's orders (ORDERWORKER_ORDER_DEADLINE, ORDERWORKER_ORDER_DEADLINES): an order not submitted this long after enqueue, or after an operator re-drove it, is errored, and one whose create may have been received is left unknown for a person. No order stays queued or submitting much past it while its task runs.",
 		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls, m.listedLate, m.deadline)
+		reg.MustRegister(m.outcomes, m.requests, m.orderAttempts, m.retries, m.dedupeHits, m.outcomeLatency, m.configWaits, m.stopped, m.lateCalls, m.listedLate, m.createdAgain, m.deadline)
 	}
 	return m
 }
@@ -119,6 +124,7 @@ func (m *Metrics) Init(providerNames []string) {
 			m.lateCalls.WithLabelValues(p, c)
 		}
 		m.listedLate.WithLabelValues(p)
+		m.createdAgain.WithLabelValues(p)
 		for c := providers.Unknown; c <= providers.NotFound; c++ {
 			m.retries.WithLabelValues(p, c.String())
 		}
@@ -135,6 +141,12 @@ func (m *Metrics) deadlines(providerNames []string, deadline func(string) time.D
 	}
 	for _, p := range providerNames {
 		m.deadline.WithLabelValues(p).Set(deadline(p).Seconds())
+	}
+}
+
+func (m *Metrics) orderCreatedAgain(provider string) {
+	if m != nil {
+		m.createdAgain.WithLabelValues(provider).Inc()
 	}
 }
 

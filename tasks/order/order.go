@@ -223,6 +223,12 @@ type Decision struct {
 	// believed and the order created again. Zero otherwise.
 	ListedLate time.Duration
 	ListingLag time.Duration
+	// CreatedAgain is, for a lookup whose not-found is believed and a
+	// create follows, how long after the order's last create (a create
+	// that may have been received) the lookup looked: the order is made
+	// twice if the provider listed that create's order later than this.
+	// Zero otherwise.
+	CreatedAgain time.Duration
 	// note is added to the message of the call's history entry: what
 	// was made of an answer that reads as a success but is not taken
 	// (an order found, not taken yet).
@@ -997,7 +1003,9 @@ func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code,
 	// How long after the last create the not-found was seen is
 	// recorded: a worker with a longer lag looks the order up again
 	// before it creates it (ledger.Record.AbsentRecheck).
-	return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Continue, Step: Submit}}
+	seen := absentSeen(rec, now)
+	return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(seen), Then: Then{Next: Continue, Step: Submit},
+		CreatedAgain: max(seen, time.Millisecond), ListingLag: p.ListingLag}
 }
 
 // pendingFailed decides about a poll or a pay that failed with code; as is
