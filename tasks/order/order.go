@@ -518,6 +518,16 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 			rec.LookedFirstAt.IsZero() && strings.Contains(rec.Reason, matchedHeld)
 		if p.PendingWindow > 0 && now.Sub(since) > p.PendingWindow && !r.Held && !payShowing && !payFirst {
 			reason := fmt.Sprintf("still unpaid after the pending window of %s", p.PendingWindow)
+			switch {
+			case r.Payable && rec.Pays == 0:
+				// Said, so that an order errored unpaid for want of a
+				// pay is not read as one its buyer did not pay (a
+				// black-box run: every pay refused by a gateway's
+				// throttle, the order errored with only this reason).
+				reason += "; no pay of the worker's reached the provider in that time (each refused before the provider acted, a throttle or a refused key, or held back by a rate limit or an open breaker)"
+			case rec.Pays > 0:
+				reason += fmt.Sprintf("; the worker paid it %d time(s), the last at %s", rec.Pays, rec.PaySentAt.UTC().Format(time.RFC3339))
+			}
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
 		}
 		wait := r.NextCheck
