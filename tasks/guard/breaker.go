@@ -76,6 +76,35 @@ type breaker struct {
 	failures int         // closed: consecutive provider-down results
 	until    time.Time   // open: end of the cool-down
 	trials   []time.Time // half-open: deadlines of the trials in flight
+	// throttles counts the provider's consecutive throttling answers
+	// (reset by a success), and calls are held until held ends (see
+	// throttled).
+	throttles int
+	held      time.Time
+}
+
+// Holds after the provider throttles: the first at least minThrottleHold
+// (or the provider's Retry-After, if longer), doubled at each throttle
+// that follows without a success between, at most maxThrottleHold.
+const (
+	minThrottleHold = 500 * time.Millisecond
+	maxThrottleHold = 30 * time.Second
+)
+
+// throttled reports whether err is the provider's throttling (not this
+// worker's own rate limit), with the wait the provider asked for.
+func throttled(err error) (time.Duration, bool) {
+	if err == nil || errors.Is(err, errOwnLimit) {
+		return 0, false
+	}
+	if providers.CodeOf(err) != providers.RateLimited && !errors.Is(err, providers.ErrThrottled) {
+		return 0, false
+	}
+	var pe *providers.Error
+	if errors.As(err, &pe) {
+		return pe.RetryAfter, true
+	}
+	return 0, true
 }
 
 func newBreaker(provider string, opts *Options, log *slog.Logger, m *metrics) *breaker {
@@ -100,6 +129,9 @@ func (b *breaker) acquire(now time.Time) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
+	if b.st != Open && now.Before(b.held) {
+		return b.held.Sub(now)
+	}
 	switch b.st {
 	case Closed:
 		return 0
@@ -117,14 +149,27 @@ func (b *breaker) acquire(now time.Time) time.Duration {
 	return wait
 }
 
-// done records a call's outcome.
-func (b *breaker) done(now time.Time, o outcome) {
+// done records a call's outcome; err is its error, for throttling.
+func (b *breaker) done(now time.Time, o outcome, err error) {
 	if b.disabled() {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
+	if after, ok := throttled(err); ok {
+		// The provider throttled: this process holds its calls to it a
+		// moment, longer at each throttle in a row, so that its workers
+		// do not keep sending what it refuses (a black-box run against
+		// a gateway's flow control: half of all requests throttled, and
+		// orders left for a person at their deadline, every lookup
+		// refused). Calls under way go on.
+		hold := max(after, minThrottleHold) << min(b.throttles, 6)
+		b.throttles++
+		b.held = laterOf(b.held, now.Add(min(hold, maxThrottleHold)))
+	} else if o == success {
+		b.throttles = 0
+	}
 	switch b.st {
 	case Closed:
 		switch o {
@@ -151,6 +196,13 @@ func (b *breaker) done(now time.Time, o outcome) {
 			}
 		}
 	}
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // state returns the state now.

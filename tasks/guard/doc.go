@@ -77,6 +77,17 @@
 // ratio over a window to mean much, and a run of timeouts or refused
 // connections is the signature of an outage either way.
 //
+// # Throttling
+//
+// A provider's throttling (RateLimited from the provider, not from this
+// worker's own limiter; or a create or pay throttled where it may have
+// acted, providers.ErrThrottled) leaves the breaker's state alone but
+// holds the provider's next operations in this process: Wait returns the
+// rest of the hold, at least minThrottleHold or the provider's RetryAfter,
+// doubled at each throttle in a row and at most maxThrottleHold; a success
+// ends the escalation. Without it, workers with no limit set kept sending
+// what a throttling gateway refused. Disabled breakers disable it too.
+//
 // # Why the breaker is per process
 //
 // Breaker state lives in each worker's memory, not in Redis. Every worker

@@ -148,7 +148,7 @@ func (g *Guard) Wait(_ context.Context, provider string) (time.Duration, error) 
 // Done reports the result of an operation that Wait let through: nil for
 // success, else the provider's error.
 func (g *Guard) Done(provider string, err error) {
-	g.breaker(provider).done(g.now(), classify(err))
+	g.breaker(provider).done(g.now(), classify(err), err)
 }
 
 // State returns the provider's breaker state now.

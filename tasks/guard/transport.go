@@ -40,6 +40,10 @@ func limitWait(acting bool, deadline time.Time, ok bool) time.Duration {
 	return w
 }
 
+// errOwnLimit is in the error of a request this worker's own rate limit
+// held back: not the provider's throttling (see breaker.throttled).
+var errOwnLimit = errors.New("held back by this worker's rate limit")
+
 // redisRetry is the RetryAfter of a request refused because the limiter
 // could not be asked: the handler's own wait for Redis.
 const redisRetry = 5 * time.Second
@@ -99,7 +103,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return fail(ctx.Err())
 		}
 		return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
-			Message: "rate limiter unreachable; request not sent", RetryAfter: redisRetry, Err: err})
+			Message: "rate limiter unreachable; request not sent", RetryAfter: redisRetry, Err: fmt.Errorf("%w: %w", errOwnLimit, err)})
 	}
 	if wait > 0 {
 		t.g.metrics.waited(t.provider)
@@ -107,7 +111,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
 			Message:    fmt.Sprintf("over the rate limit for %s more, longer than the request may wait; request not sent", wait.Round(time.Millisecond)),
-			RetryAfter: wait})
+			RetryAfter: wait, Err: errOwnLimit})
 	}
 	if wait > 0 {
 		if err := t.g.sleep(ctx, wait); err != nil {
