@@ -130,6 +130,10 @@ var (
 	// request was re-signed at every attempt, so the worker's clock (or
 	// the provider's) is off.
 	ErrClock = errors.New("the provider refused the request's time: check this worker's clock (NTP)")
+	// ErrSignature: the provider's gateway refused the request's
+	// signature or key, as it refuses every call signed so, whatever the
+	// API: the credentials, not one API's permissions.
+	ErrSignature = errors.New("the provider refused this worker's signature or key: check its credentials")
 	// ErrAccount: the provider refused the account itself (arrears, an
 	// exhausted call quota, a permission its user lacks).
 	ErrAccount = errors.New("the provider refused the account (arrears, quota or permissions): check it in the provider's console")

@@ -742,14 +742,19 @@ func listedAmbiguous(err error) bool {
 
 // heldBy is the kind of configuration problem a ConfigWait reports: a
 // refusal for the clock or the account (its cause) is ProblemClock or
-// ProblemAccount at any step; any other refusal at the prepare step is
-// ProblemPrepare, any other ProblemCredentials.
+// ProblemAccount at any step, one of the signature or key
+// (providers.ErrSignature) ProblemCredentials; any other refusal at the
+// prepare step is ProblemPrepare, any other ProblemCredentials.
 func heldBy(t order.Then) string {
 	switch {
 	case errors.Is(t.Cause, providers.ErrClock):
 		return ProblemClock
 	case errors.Is(t.Cause, providers.ErrAccount):
 		return ProblemAccount
+	case errors.Is(t.Cause, providers.ErrSignature):
+		// Refused at the prepare step too: a black-box run with a wrong
+		// AppSecret was told "prepare refused".
+		return ProblemCredentials
 	case t.Step == order.Prepare:
 		return ProblemPrepare
 	}

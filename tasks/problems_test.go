@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -63,10 +64,14 @@ func TestClockAndAccountRefusalsAreTheirOwnKinds(t *testing.T) {
 		{providers.Held(providers.Errorf(providers.Unavailable, "tencent ServiceCreateOrder", "Timestamp 已过期"), providers.ErrClock), ProblemClock},
 		{providers.Held(providers.Errorf(providers.PermissionDenied, "aliyun order/create", "User Arrears"), providers.ErrAccount), ProblemAccount},
 		{providers.Errorf(providers.Unauthenticated, "tencent ServiceCreateOrder", "Signature 无效"), ProblemCredentials},
+		// A gateway's refusal of the signature or key is the credentials'
+		// at the prepare step too (a black-box run with a wrong AppSecret
+		// was told "prepare refused").
+		{providers.Held(providers.Errorf(providers.Unauthenticated, "aliyun order/query", "Invalid Signature"), providers.ErrSignature), ProblemCredentials},
 	} {
 		for _, step := range []order.Step{order.Prepare, order.Submit, order.Lookup, order.Poll, order.Pay} {
 			want := tt.kind
-			if want == ProblemCredentials && step == order.Prepare {
+			if want == ProblemCredentials && step == order.Prepare && !errors.Is(tt.cause, providers.ErrSignature) {
 				want = ProblemPrepare
 			}
 			if k := heldBy(order.Then{Next: order.ConfigWait, Step: step, Cause: tt.cause}); k != want {

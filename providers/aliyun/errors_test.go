@@ -37,13 +37,17 @@ var namedOrder = map[string]any{"orderId": "20201104134310000196", "paymentStatu
 // and a 5xx overrules them on a call that acts as it overrules the code
 // (the call may have acted: looked up, never held and sent again).
 var errorCauses = map[string][2]error{
-	"gw timestamp expired":           {providers.ErrClock, providers.ErrClock},
-	"gw invalid timestamp":           {providers.ErrClock, providers.ErrClock},
-	"gw quota exhausted":             {providers.ErrAccount, providers.ErrAccount},
-	"gw user arrears":                {providers.ErrAccount, providers.ErrAccount},
-	"gw timestamp expired at 503":    {nil, providers.ErrClock},
-	"gw user arrears at http 500":    {nil, providers.ErrAccount},
-	"gw quota exhausted at http 502": {nil, providers.ErrAccount},
+	"gw timestamp expired":             {providers.ErrClock, providers.ErrClock},
+	"gw invalid timestamp":             {providers.ErrClock, providers.ErrClock},
+	"gw quota exhausted":               {providers.ErrAccount, providers.ErrAccount},
+	"gw user arrears":                  {providers.ErrAccount, providers.ErrAccount},
+	"gw timestamp expired at 503":      {nil, providers.ErrClock},
+	"gw user arrears at http 500":      {nil, providers.ErrAccount},
+	"gw quota exhausted at http 502":   {nil, providers.ErrAccount},
+	"gw invalid signature":             {providers.ErrSignature, providers.ErrSignature},
+	"gw invalid appkey":                {providers.ErrSignature, providers.ErrSignature},
+	"gw empty signature":               {providers.ErrSignature, providers.ErrSignature},
+	"gw invalid signature at http 500": {nil, providers.ErrSignature},
 }
 
 // checkCause fails t unless err has the case's cause (none: neither).
@@ -53,7 +57,7 @@ func checkCause(t *testing.T, what, name string, err error) {
 	if what == "lookup" {
 		want = errorCauses[name][1]
 	}
-	for _, cause := range []error{providers.ErrClock, providers.ErrAccount} {
+	for _, cause := range []error{providers.ErrClock, providers.ErrAccount, providers.ErrSignature} {
 		if errors.Is(err, cause) != (cause == want) {
 			t.Errorf("%s: %v; want the cause %v", what, err, want)
 		}

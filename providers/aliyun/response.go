@@ -678,8 +678,12 @@ func classifyAnswer(op string, acts bool, resp *providers.Response, secrets []st
 			code = unsure
 		}
 		err := fail(code, resp.Header.Get(HeaderErrorCode), gw)
-		if cause := GatewayCause(gw); code == providers.Unauthenticated && cause != nil {
+		switch cause := GatewayCause(gw); {
+		case code == providers.Unauthenticated && cause != nil:
 			providers.Held(err.(*providers.Error), cause)
+		case code == providers.Unauthenticated && GatewaySignature(gw):
+			// The signature or the AppKey: every call is refused so.
+			providers.Held(err.(*providers.Error), providers.ErrSignature)
 		}
 		return answer{}, err
 	}
@@ -770,6 +774,19 @@ func GatewayCode(status int, message string, acts bool) providers.Code {
 	// means this very request reached the gateway before (a replay on the
 	// way), and that copy may have acted.
 	return statusCode(status, unsure)
+}
+
+// GatewaySignature reports whether a gateway refusal (its
+// X-Ca-Error-Message) is of the request's signature or AppKey, as the
+// gateway refuses every call signed so: the credentials, whatever the API
+// (providers.ErrSignature).
+func GatewaySignature(message string) bool {
+	head, _, _ := strings.Cut(message, ",")
+	switch strings.ToLower(strings.TrimSpace(head)) {
+	case "invalid signature", "invalid appkey", "empty signature":
+		return true
+	}
+	return false
 }
 
 // GatewayCause is why a gateway refusal (its X-Ca-Error-Message, read
