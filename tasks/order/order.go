@@ -264,6 +264,15 @@ func (p Policy) deadlineReason() string {
 	return fmt.Sprintf("deadline of %s passed before the order could be submitted", p.Deadline)
 }
 
+// deadlineReasonAfter is deadlineReason with what last held the order
+// back, when known: errored so, the reason says why it was never sent.
+func (p Policy) deadlineReasonAfter(last string) string {
+	if last == "" {
+		return p.deadlineReason()
+	}
+	return p.deadlineReason() + " (last: " + last + ")"
+}
+
 // DefaultSnapshotMaxAge is Policy.SnapshotMaxAge's default.
 const DefaultSnapshotMaxAge = time.Minute
 
@@ -352,7 +361,7 @@ func PlanStep(rec *ledger.Record, p Policy, now time.Time) Plan {
 		return Plan{Settle: ledger.SetUnknown(r).WithMayExist(true), Then: Then{Next: Continue, Step: Lookup, Reason: r}}
 	}
 	if pastDeadline(rec, p, now) {
-		r := p.deadlineReason()
+		r := p.deadlineReasonAfter(rec.Reason)
 		return Plan{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 	}
 	if p.MaxAttempts > 0 && rec.Failures >= p.MaxAttempts {
@@ -1121,7 +1130,7 @@ func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg strin
 	case providers.Retryable(code) || code == providers.NotFound:
 		// Nothing was created; the deadline bounds the retries.
 		if pastDeadline(rec, p, now) {
-			r := p.deadlineReason()
+			r := p.deadlineReasonAfter(msg)
 			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 		}
 		return Decision{Settle: ledger.Keep(msg),

@@ -1520,3 +1520,29 @@ func TestAbsentLag(t *testing.T) {
 		}
 	}
 }
+
+// An order errored at its deadline, never sent, says what last held it
+// back (a black-box run: "deadline … passed before the order could be
+// submitted", and nothing of the prepare step refused over and over), at
+// the plan and at a failed prepare step alike.
+func TestDeadlineReasonSaysWhatHeldTheOrder(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.NeedsKnown = true
+	late := t0.Add(p.Deadline + time.Minute)
+	const last = "the device's orders changed while they were listed"
+	rec := needsSnapshot()
+	rec.Reason = last
+	plan := PlanStep(rec, p, late)
+	if plan.Settle.To() != ledger.StateErrored || !strings.Contains(plan.Then.Reason, "passed before the order could be submitted (last: "+last+")") {
+		t.Errorf("planned past the deadline: to %q, %q; want errored, saying what last held it", plan.Settle.To(), plan.Then.Reason)
+	}
+	d := prepareFailed(needsSnapshot(), providers.Unavailable, errors.New(last), last, p, late)
+	if d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "(last: "+last+")") {
+		t.Errorf("a prepare failed past the deadline: to %q, %q; want errored, saying what last held it", d.Settle.To(), d.Then.Reason)
+	}
+	rec.Reason = ""
+	if plan := PlanStep(rec, p, late); plan.Then.Reason != p.deadlineReason() {
+		t.Errorf("nothing known of what held it: %q; want %q", plan.Then.Reason, p.deadlineReason())
+	}
+}
