@@ -229,9 +229,11 @@
 // sent (another field shown as the name, names changed since): Ambiguous,
 // whatever else it holds, since its names rule nothing in or out. For
 // that check alone, such an order listed without names is detailed
-// (within MaxDetails; its answer, names or none, remembered): the one
-// exception to step 2's "without an OrderDetail call". A detail not there
-// yet, or failing, leaves it unjudged: the check never fails a lookup.
+// (within MaxDetails; its names remembered): the one
+// exception to step 2's "without an OrderDetail call"; a name blank or
+// only a cut mark is none, as in step 3. A detail not there yet, without
+// names yet (asked again 15 s later), or failing, leaves it unjudged: the
+// check never fails a lookup.
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id, and Result.Matched (identified by matching the listing, not by our

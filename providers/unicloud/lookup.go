@@ -1382,24 +1382,28 @@ func (c *Client) misnamed(ctx context.Context, checked []providers.ListedOrder, 
 				continue
 			}
 			candidates++
-			names := d.Names
+			// Names as the main loop reads them: a blank one, or only a
+			// cut mark, is none, and the detail is asked.
+			names := keepNames(d.Names, e.Name)
 			if names == nil && d.ID != "" {
-				names, _ = c.names.get(d.ID)
+				cached, _ := c.names.get(d.ID)
+				names = keepNames(cached, e.Name)
 			}
-			if names == nil && d.ID != "" && details < MaxDetails && !c.misses.recent(d.ID, c.now()) {
+			if names == nil && d.ID != "" && details < MaxDetails && !c.misses.recent(d.ID, c.now()) && !c.nameless.recent(d.ID, c.now()) {
 				details++
 				switch dd, _, err := c.orderDetail(ctx, d.ID); {
 				case providers.CodeOf(err) == providers.NotFound:
 					c.misses.put(d.ID, c.now())
 				case err == nil && dd.ID == d.ID:
-					names = dd.Names
-					if names == nil {
-						names = []string{} // detailed: no names (not asked again)
+					c.names.put(d.ID, dd.Names)
+					if names = keepNames(dd.Names, e.Name); names == nil {
+						// No names yet: not asked again for a while (its
+						// detail may come to carry them).
+						c.nameless.put(d.ID, c.now())
 					}
-					c.names.put(d.ID, names)
 				}
 			}
-			if names = keepNames(names, e.Name); len(names) > 0 {
+			if len(names) > 0 {
 				judged++
 				named = named || matchNames(names, e.Name) != nameOther
 			}

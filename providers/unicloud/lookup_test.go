@@ -1417,6 +1417,9 @@ func TestLookupListingShowsOurOrderUnderAnotherName(t *testing.T) {
 		{"cut short", []string{entry("21", "", "nas-archive-vol")}, nil, "nas-archive-volume-0001", providers.NotFound},
 		{"cut short with a mark", []string{entry("21", "", "nas-archive-vol…"), entry("22", "", "nas-prod-01")}, nil, "nas-archive-volume-0001", providers.Unknown},
 		{"only a cut mark", []string{entry("21", "", "…")}, map[string]string{"21": detail("21", "nas-other-02")}, "nas-other-02", providers.NotFound},
+		{"only a cut mark, another name in its detail", []string{entry("21", "", "…")}, map[string]string{"21": detail("21", "nas-3f9a1c")}, "nas-other-02", providers.Ambiguous},
+		{"blank, another name in its detail", []string{entry("21", "", "   ")}, map[string]string{"21": detail("21", "nas-3f9a1c")}, "nas-other-02", providers.Ambiguous},
+		{"dots, another name in its detail", []string{entry("21", "", "...")}, map[string]string{"21": detail("21", "nas-3f9a1c")}, "nas-other-02", providers.Ambiguous},
 		{"detail failing", []string{entry("21", "", "")}, map[string]string{"21": `{"Status":false,"Auth":true,"Code":"InternalError","Message":"busy"}`}, "nas-other-02", providers.NotFound},
 		{"its id another's OrderNo too", []string{entry("21", "77", "someone-else"), entry("900", "21", "nas-other-02")}, nil, "nas-other-02", providers.NotFound},
 	} {
@@ -1444,6 +1447,53 @@ func TestLookupListingShowsOurOrderUnderAnotherName(t *testing.T) {
 				t.Errorf("error %v; want the order named and why the names are not believed", err)
 			}
 		})
+	}
+}
+
+// An order of ours whose detail carries no names yet is asked again a
+// while later, not taken as nameless for good: its detail may come to
+// name it (here, under another name than its create sent).
+func TestMisnamedCheckAsksANamelessDetailAgain(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var mu sync.Mutex
+	named := false
+	created := now.In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("Action") {
+		case "QueryOrders":
+			fmt.Fprint(w, listing(1, fmt.Sprintf(`{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q}`, created)))
+		case "OrderDetail":
+			mu.Lock()
+			defer mu.Unlock()
+			name := ""
+			if named {
+				name = `,"InstanceName":"nas-3f9a1c"`
+			}
+			fmt.Fprintf(w, `{"Order":{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID"%s}}`, created, name)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	clock := now
+	c := client(t, srv.URL, unicloud.Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
+	lookup := func() error {
+		o := order("nas-prod-01")
+		o.FirstAttempt = now.Add(-time.Minute)
+		o.Owned = func(_ context.Context, id string) (bool, error) { return id == "21", nil }
+		o.Listed = func(context.Context, time.Time) ([]providers.ListedOrder, error) {
+			return []providers.ListedOrder{{ID: "21", Name: "nas-other-02"}}, nil
+		}
+		_, err := c.Lookup(context.Background(), o)
+		return err
+	}
+	if err := lookup(); providers.CodeOf(err) != providers.NotFound {
+		t.Fatalf("its detail without names: %v; want NotFound (nothing to judge)", err)
+	}
+	mu.Lock()
+	named, clock = true, clock.Add(time.Minute)
+	mu.Unlock()
+	if err := lookup(); providers.CodeOf(err) != providers.Ambiguous {
+		t.Errorf("a minute later, its detail naming it otherwise: %v; want Ambiguous", err)
 	}
 }
 

@@ -147,6 +147,7 @@ type Client struct {
 	pageSize        int
 	names           nameCache
 	misses          missCache
+	nameless        missCache                                      // detailed a moment ago, without names (see misnamed)
 	lists           providers.Gather[listKey, window, []orderInfo] // see sharedList
 	// pagesFrom1 and pagesFrom0 are set once QueryOrders has shown where
 	// its Page starts (see listOrders).

@@ -43,7 +43,8 @@ func listedNamesKey(key string) string { return key + ":names" }
 
 // noteListedScript notes an order: KEYS the set and its names; ARGV the
 // time (ms), the id, its name ("" for none), the most kept, the TTL (ms).
-// The orders trimmed off the set lose their names too.
+// The orders trimmed off the set lose their names too (and, past twice the
+// most kept, so do those an older version trimmed, which knew no names).
 var noteListedScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
@@ -52,6 +53,12 @@ if redis.call('ZCARD', KEYS[1]) > max then
   local old = redis.call('ZRANGE', KEYS[1], 0, -max - 1)
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -max - 1)
   if #old > 0 then redis.call('HDEL', KEYS[2], unpack(old)) end
+end
+if redis.call('HLEN', KEYS[2]) > 2 * max then
+  -- Names of ids another version trimmed off the set without them.
+  for _, id in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if not redis.call('ZSCORE', KEYS[1], id) then redis.call('HDEL', KEYS[2], id) end
+  end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end

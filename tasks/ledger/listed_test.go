@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
@@ -72,4 +75,39 @@ func ids(noted []ledger.Noted, err error) ([]string, error) {
 		out = append(out, n.ID)
 	}
 	return out, err
+}
+
+// Names whose ids a version without names trimmed off the set (it wrote
+// only the set) go once they outnumber what the set keeps twice over.
+func TestListedNamesOfIdsTrimmedElsewhere(t *testing.T) {
+	t.Parallel()
+	l, rdb, _ := setup(t)
+	base := time.UnixMilli(1_800_000_000_000)
+	if err := l.NoteListed(ctx, "unicloud", "acct", "1", "one", base); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := rdb.Keys(ctx, "*listed:unicloud:*").Result()
+	var set, names string
+	for _, k := range keys {
+		if strings.HasSuffix(k, ":names") {
+			names = k
+		} else {
+			set = k
+		}
+	}
+	// An older worker's notes and trims: the set only.
+	for i := range 200 {
+		id := fmt.Sprint(1000 + i)
+		rdb.HSet(ctx, names, id, "stale")
+		rdb.ZAdd(ctx, set, redis.Z{Score: float64(base.UnixMilli() + int64(i)), Member: id})
+		rdb.ZRemRangeByRank(ctx, set, 0, -65)
+	}
+	if err := l.NoteListed(ctx, "unicloud", "acct", "2", "two", base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := rdb.HLen(ctx, names).Result()
+	m, _ := rdb.ZCard(ctx, set).Result()
+	if n > m {
+		t.Errorf("%d names kept for %d ids in the set; want none of ids no longer in it", n, m)
+	}
 }
