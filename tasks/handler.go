@@ -389,16 +389,20 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		// step: a wait for a slot is never a call the breaker let through
 		// earlier.
 		if err := h.admit(ctx, ref); err != nil {
-			if i == 0 && errors.Is(err, errBreakerHolds) {
+			held, note := "its provider's circuit breaker is open", "waiting: its provider's circuit breaker is open (its calls have been failing); tried again once it lets calls through"
+			if errors.Is(err, errThrottleHolds) {
+				held, note = "its provider throttles this worker's calls", "waiting: its provider throttled this worker's calls; tried again in a moment"
+			}
+			if i == 0 && (errors.Is(err, errBreakerHolds) || errors.Is(err, errThrottleHolds)) {
 				// Held before its first step: one past its deadline with
 				// nothing sent is errored now, as the deadline says; it
 				// needs no provider.
-				if done, _, err2 := h.endUnsent(ctx, ref, p.Provider, "its provider's circuit breaker is open"); done || err2 != nil {
+				if done, _, err2 := h.endUnsent(ctx, ref, p.Provider, held); done || err2 != nil {
 					return err2
 				}
 				// Its record says why it waits (a queued order's reason;
 				// one whose last step left a reason keeps it).
-				_ = h.ledger.NoteWaiting(ctx, ref, "waiting: its provider's circuit breaker is open (its calls have been failing); tried again once it lets calls through")
+				_ = h.ledger.NoteWaiting(ctx, ref, note)
 			}
 			return err
 		}
@@ -1042,7 +1046,7 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 		// listing is matched (no later lookup finds the first by its
 		// number), and the orders to compare with the provider's.
 		h.metrics.orderCreatedAgain(rec.Provider)
-		h.log.LogAttrs(ctx, slog.LevelWarn, "order created again: a lookup did not find it this long after a create of it that may have been received; were the provider to list that create's order later than this, the order is now made twice (check the provider for it)", who[0], who[1],
+		h.log.LogAttrs(ctx, slog.LevelWarn, "order to be created again: a lookup did not find it this long after a create of it that may have been received; were the provider to list that create's order later than this, the order is about to be made twice (check the provider for it)", who[0], who[1],
 			slog.Duration("unlisted_after", d.CreatedAgain.Round(time.Millisecond)), slog.Duration("listing_lag", d.ListingLag))
 	}
 }
@@ -1699,14 +1703,28 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 		return wait(redisWait, fmt.Errorf("order %s: provider guard: %w", ref, err))
 	}
 	if d > 0 {
-		return wait(d, fmt.Errorf("order %s: %w; waiting %s", ref, errBreakerHolds, d.Round(time.Millisecond)))
+		why := errBreakerHolds
+		if th, ok := h.opts.Guard.(throttleHolder); ok && th.Throttled(ref.Provider) {
+			why = errThrottleHolds
+		}
+		return wait(d, fmt.Errorf("order %s: %w; waiting %s", ref, why, d.Round(time.Millisecond)))
 	}
 	return nil
 }
 
+// throttleHolder is a Guard that also holds a provider's steps a moment
+// after the provider throttled them (guard.Guard).
+type throttleHolder interface {
+	Throttled(provider string) bool
+}
+
 // errBreakerHolds is admit's reason when the provider's circuit breaker
-// holds the step back.
-var errBreakerHolds = errors.New("its provider is held back by its circuit breaker")
+// holds the step back, errThrottleHolds when the guard holds it after the
+// provider throttled this worker's calls.
+var (
+	errBreakerHolds  = errors.New("its provider is held back by its circuit breaker")
+	errThrottleHolds = errors.New("its provider throttled this worker's calls a moment ago: held back a moment")
+)
 
 // releaseNotOurs releases the owner entries rec's order still holds for
 // provider order ids an operator found another's (Record.NotOurs): the

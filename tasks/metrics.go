@@ -76,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider"}),
 		createdAgain: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_orders_created_again_total",
-			Help: "Orders about to be created again because a lookup did not find them a listing lag or more after a create of theirs that may have been received (an answer of unknown effect, a worker killed mid-create, a throttle no document places before the order is made). With ORDERWORKER_LISTING_LAG well above how late the provider lists orders, each is an order whose first create made nothing; with a lag shorter than that, each is an order made twice. Compare a few with the provider's console (the worker logs each: \"order created again\").",
+			Help: "Orders about to be created again because a lookup did not find them a listing lag or more after a create of theirs that may have been received (an answer of unknown effect, a worker killed mid-create, a throttle no document places before the order is made). With ORDERWORKER_LISTING_LAG well above how late the provider lists orders, each is an order whose first create made nothing; with a lag shorter than that, each is an order made twice. Compare a few with the provider's console (the worker logs each: \"order to be created again\").",
 		}, []string{"provider"}),
 		deadline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_order_deadline_seconds",

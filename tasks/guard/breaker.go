@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -76,16 +77,17 @@ type breaker struct {
 	failures int         // closed: consecutive provider-down results
 	until    time.Time   // open: end of the cool-down
 	trials   []time.Time // half-open: deadlines of the trials in flight
-	// throttles counts the provider's consecutive throttling answers
-	// (reset by a success), and calls are held until held ends (see
-	// throttled).
+	// throttles counts the holds the provider's throttling set in a row
+	// (reset by any other answer), and calls are held until held ends
+	// (see throttled).
 	throttles int
 	held      time.Time
 }
 
 // Holds after the provider throttles: the first at least minThrottleHold
-// (or the provider's Retry-After, if longer), doubled at each throttle
-// that follows without a success between, at most maxThrottleHold.
+// (or the provider's Retry-After, if longer), doubled for each hold in a
+// row (a throttle after the last hold ended, with no other answer
+// between), at most maxThrottleHold.
 const (
 	minThrottleHold = 500 * time.Millisecond
 	maxThrottleHold = 30 * time.Second
@@ -130,7 +132,10 @@ func (b *breaker) acquire(now time.Time) time.Duration {
 	defer b.mu.Unlock()
 	b.advance(now)
 	if b.st != Open && now.Before(b.held) {
-		return b.held.Sub(now)
+		// Spread a little, so that the orders held do not all come back
+		// at once to meet the throttle again.
+		w := b.held.Sub(now)
+		return w + rand.N(w/4+1)
 	}
 	switch b.st {
 	case Closed:
@@ -157,17 +162,26 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
-	if after, ok := throttled(err); ok {
+	switch after, ok := throttled(err); {
+	case ok && now.Before(b.held):
+		// A call under way when the hold began: the same burst, no
+		// longer hold (ten calls throttled at once are one throttle).
+	case ok:
 		// The provider throttled: this process holds its calls to it a
-		// moment, longer at each throttle in a row, so that its workers
-		// do not keep sending what it refuses (a black-box run against
-		// a gateway's flow control: half of all requests throttled, and
+		// moment, longer at each hold in a row, so that its workers do
+		// not keep sending what it refuses (a black-box run against a
+		// gateway's flow control: half of all requests throttled, and
 		// orders left for a person at their deadline, every lookup
 		// refused). Calls under way go on.
-		hold := max(after, minThrottleHold) << min(b.throttles, 6)
-		b.throttles++
-		b.held = laterOf(b.held, now.Add(min(hold, maxThrottleHold)))
-	} else if o == success {
+		hold := min(max(after, minThrottleHold), maxThrottleHold)
+		for range b.throttles {
+			hold = min(2*hold, maxThrottleHold)
+		}
+		b.throttles = min(b.throttles+1, 8)
+		b.held = now.Add(hold)
+	case err == nil || !errors.Is(err, context.Canceled):
+		// Any other answer (a success, a refusal, a failure): the
+		// provider is not throttling now.
 		b.throttles = 0
 	}
 	switch b.st {
@@ -198,11 +212,12 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 	}
 }
 
-func laterOf(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
+// throttleHeld reports whether calls are held now for the provider's
+// throttling.
+func (b *breaker) throttleHeld(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.disabled() && now.Before(b.held)
 }
 
 // state returns the state now.

@@ -276,50 +276,67 @@ func TestStateString(t *testing.T) {
 }
 
 // The provider's throttling holds this process's calls to it a moment:
-// at least half a second or the provider's Retry-After, doubled at each
-// throttle in a row, at most 30 s; a success ends the escalation (not a
-// hold under way). This worker's own rate limit holds nothing (its
-// requests were never sent), nor does another provider's throttling; the
-// breaker's state does not change.
+// at least half a second or the provider's Retry-After, doubled for each
+// hold in a row, at most 30 s, and each wait spread by up to a quarter.
+// Throttles of calls under way when a hold began (one burst) do not make
+// it longer; any other answer ends the escalation. This worker's own rate
+// limit holds nothing (its requests were never sent), nor does another
+// provider's throttling; the breaker's state does not change.
 func TestThrottlingHoldsCalls(t *testing.T) {
 	t.Parallel()
 	g, c := newGuard(nil, &Options{FailureThreshold: 3, Cooldown: 30 * time.Second})
 	throttle := &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}
-	g.Done("aliyun", throttle)
-	if d := mustWait(t, g, "aliyun"); d != minThrottleHold {
-		t.Fatalf("after a throttle: wait %s; want %s", d, minThrottleHold)
+	held := func(what string, want time.Duration) {
+		t.Helper()
+		if d := mustWait(t, g, "aliyun"); d < want || d > want+want/4 {
+			t.Errorf("%s: wait %s; want %s, spread by at most a quarter", what, d, want)
+		}
+		if !g.Throttled("aliyun") {
+			t.Errorf("%s: not reported throttled", what)
+		}
 	}
-	if d := mustWait(t, g, "tencent"); d != 0 {
-		t.Errorf("another provider: wait %s; want none", d)
-	}
-	g.Done("aliyun", throttle)
-	g.Done("aliyun", throttle)
-	if d := mustWait(t, g, "aliyun"); d != 4*minThrottleHold {
-		t.Errorf("after three throttles in a row: wait %s; want %s", d, 4*minThrottleHold)
-	}
-	for range 10 {
+	for range 10 { // one burst: ten calls throttled at once
 		g.Done("aliyun", throttle)
 	}
-	if d := mustWait(t, g, "aliyun"); d != maxThrottleHold {
-		t.Errorf("after many: wait %s; want at most %s", d, maxThrottleHold)
+	held("after one burst", minThrottleHold)
+	if d := mustWait(t, g, "tencent"); d != 0 || g.Throttled("tencent") {
+		t.Errorf("another provider: wait %s; want none", d)
 	}
+	// Holds in a row double, up to the most.
+	for _, want := range []time.Duration{2 * minThrottleHold, 4 * minThrottleHold} {
+		c.Add(time.Minute)
+		g.Done("aliyun", throttle)
+		held("a throttle after the hold ended", want)
+	}
+	for range 20 {
+		c.Add(time.Minute)
+		g.Done("aliyun", throttle)
+	}
+	held("after many holds in a row", maxThrottleHold)
 	if s := g.State("aliyun"); s != Closed {
 		t.Errorf("state %v; want closed: throttling says nothing against the provider being up", s)
 	}
-	// A success ends the escalation; the hold under way runs out.
-	c.Add(maxThrottleHold)
-	g.Done("aliyun", nil)
-	if d := mustWait(t, g, "aliyun"); d != 0 {
-		t.Errorf("after the hold and a success: wait %s; want none", d)
-	}
-	// The provider's Retry-After, when longer; a create throttled where
-	// it may have acted counts too.
-	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
-	if d := mustWait(t, g, "aliyun"); d != 2*time.Second {
-		t.Errorf("a throttle asking for 2s: wait %s; want 2s", d)
-	}
-	// This worker's own rate limit: nothing held.
+	// Any other answer ends the escalation.
 	c.Add(time.Minute)
+	if d := mustWait(t, g, "aliyun"); d != 0 || g.Throttled("aliyun") {
+		t.Errorf("after the hold: wait %s; want none", d)
+	}
+	g.Done("aliyun", perr(providers.NotFound))
+	g.Done("aliyun", throttle)
+	held("a throttle after another answer", minThrottleHold)
+	// The provider's Retry-After, when longer; a create throttled where
+	// it may have acted counts too; one too long to add is capped.
+	c.Add(time.Minute)
+	g.Done("aliyun", nil)
+	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
+	held("a throttle asking for 2s", 2*time.Second)
+	for range 10 {
+		c.Add(time.Hour)
+		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429, RetryAfter: 200_000_000 * time.Second})
+	}
+	held("throttles asking for years", maxThrottleHold)
+	// This worker's own rate limit: nothing held.
+	c.Add(time.Hour)
 	g.Done("aliyun", nil)
 	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", RetryAfter: 5 * time.Second, Err: errOwnLimit})
 	if d := mustWait(t, g, "aliyun"); d != 0 {

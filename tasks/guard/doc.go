@@ -83,9 +83,11 @@
 // worker's own limiter; or a create or pay throttled where it may have
 // acted, providers.ErrThrottled) leaves the breaker's state alone but
 // holds the provider's next operations in this process: Wait returns the
-// rest of the hold, at least minThrottleHold or the provider's RetryAfter,
-// doubled at each throttle in a row and at most maxThrottleHold; a success
-// ends the escalation. Without it, workers with no limit set kept sending
+// rest of the hold (spread by up to a quarter), at least minThrottleHold or
+// the provider's RetryAfter, doubled for each hold in a row and at most
+// maxThrottleHold. A throttle of a call under way when a hold began is of
+// the same burst and changes nothing; any other answer ends the
+// escalation. Guard.Throttled tells such a wait from the breaker's. Without it, workers with no limit set kept sending
 // what a throttling gateway refused. Disabled breakers disable it too.
 //
 // # Why the breaker is per process

@@ -151,6 +151,13 @@ func (g *Guard) Done(provider string, err error) {
 	g.breaker(provider).done(g.now(), classify(err), err)
 }
 
+// Throttled reports whether the provider's calls are held now because it
+// throttled them (see the package doc), which Wait's wait is then for
+// (unless its breaker is open too).
+func (g *Guard) Throttled(provider string) bool {
+	return g.breaker(provider).throttleHeld(g.now())
+}
+
 // State returns the provider's breaker state now.
 func (g *Guard) State(provider string) State {
 	return g.breaker(provider).state(g.now())

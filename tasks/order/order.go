@@ -535,7 +535,7 @@ func succeeded(rec *ledger.Record, step Step, r providers.Result, p Policy, now 
 				// throttle, the order errored with only this reason).
 				reason += "; no pay of the worker's reached the provider in that time (each refused before the provider acted, a throttle or a refused key, or held back by a rate limit or an open breaker)"
 			case rec.Pays > 0:
-				reason += fmt.Sprintf("; the worker paid it %d time(s), the last at %s", rec.Pays, rec.PaySentAt.UTC().Format(time.RFC3339))
+				reason += fmt.Sprintf("; the worker sent it %d pay(s) that may have reached the provider, the last at %s", rec.Pays, rec.PaySentAt.UTC().Format(time.RFC3339))
 			}
 			return Decision{Settle: matched(ledger.SetErrored(reason).WithProviderOrderID(poid).WithMayExist(true)), Then: Then{Next: Stop, Reason: reason}}
 		}
@@ -1023,8 +1023,15 @@ func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code,
 	// recorded: a worker with a longer lag looks the order up again
 	// before it creates it (ledger.Record.AbsentRecheck).
 	seen := absentSeen(rec, now)
-	return Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(seen), Then: Then{Next: Continue, Step: Submit},
-		CreatedAgain: max(seen, time.Millisecond), ListingLag: p.ListingLag}
+	d := Decision{Settle: ledger.SetRetry(reason).WithMayExist(rec.OwnedAnswer).WithoutOwnID(rec).WithAbsentLag(seen), Then: Then{Next: Continue, Step: Submit}}
+	if !rec.LookOnly {
+		// Created again after a create of its own (not one looked up
+		// first for a loss of Redis's data with no create of it marked
+		// since: every order recorded around a loss is, and the loss has
+		// its own count and alert).
+		d.CreatedAgain, d.ListingLag = max(seen, time.Millisecond), p.ListingLag
+	}
+	return d
 }
 
 // pendingFailed decides about a poll or a pay that failed with code; as is

@@ -1475,7 +1475,7 @@ func TestPaysPerOrderAreBounded(t *testing.T) {
 	if d.Then.Next == Continue || d.Settle.To() != ledger.StatePending || !strings.Contains(d.Settle.Reason(), "not paid again automatically") {
 		t.Fatalf("unpaid a lag after pay %d of %d: %v %v, %q; want pending, not paid again", rec.Pays, MaxPays, d.Then.Next, d.Then.Step, d.Settle.Reason())
 	}
-	if d := Decide(rec, Poll, payable, p, t0.Add(p.PendingWindow+2*time.Minute)); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Settle.Reason(), fmt.Sprintf("the worker paid it %d time(s)", MaxPays)) {
+	if d := Decide(rec, Poll, payable, p, t0.Add(p.PendingWindow+2*time.Minute)); d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Settle.Reason(), fmt.Sprintf("the worker sent it %d pay(s) that may have reached the provider", MaxPays)) {
 		t.Errorf("unpaid past the pending window after pay %d of %d: to %q, %q; want errored, as after any pay, saying how often the worker paid it", rec.Pays, MaxPays, d.Settle.To(), d.Settle.Reason())
 	}
 	// No pay of the worker's reached the provider (each refused before it
