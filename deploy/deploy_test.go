@@ -111,6 +111,7 @@ var metrics = map[string]metric{
 	"orderworker_enqueue_to_outcome_seconds":        {histogram: true, labels: map[string][]string{"provider": providers, "outcome": outcomes}},
 	"orderworker_breaker_state":                     {labels: map[string][]string{"provider": providers}},
 	"orderworker_rate_limit_waits_total":            {labels: map[string][]string{"provider": providers}},
+	"orderworker_throttle_holds_total":              {labels: map[string][]string{"provider": providers}},
 	"orderworker_reconciler_found_total":            {labels: map[string][]string{"kind": nil}},
 	"orderworker_reconciler_unchecked_total":        {},
 	"orderworker_redis_up":                          {},

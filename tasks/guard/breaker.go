@@ -179,6 +179,7 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 		}
 		b.throttles = min(b.throttles+1, 8)
 		b.held = now.Add(hold)
+		b.metrics.held(b.provider)
 	case err == nil || !errors.Is(err, context.Canceled):
 		// Any other answer (a success, a refusal, a failure): the
 		// provider is not throttling now.

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -341,5 +344,25 @@ func TestThrottlingHoldsCalls(t *testing.T) {
 	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", RetryAfter: 5 * time.Second, Err: errOwnLimit})
 	if d := mustWait(t, g, "aliyun"); d != 0 {
 		t.Errorf("held back by this worker's own limit: wait %s; want none", d)
+	}
+}
+
+// Each hold counts once in orderworker_throttle_holds_total, however many
+// calls of its burst were throttled; the counter exists from the start.
+func TestThrottleHoldsAreCounted(t *testing.T) {
+	t.Parallel()
+	g, c := newGuard(nil, &Options{Providers: []string{"aliyun"}, Registerer: prometheus.NewRegistry()})
+	holds := func() float64 { return testutil.ToFloat64(g.metrics.holds.WithLabelValues("aliyun")) }
+	if n := holds(); n != 0 {
+		t.Fatalf("before any throttle: %v holds", n)
+	}
+	throttle := &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}
+	for range 5 {
+		g.Done("aliyun", throttle)
+	}
+	c.Add(time.Minute)
+	g.Done("aliyun", throttle)
+	if n := holds(); n != 2 {
+		t.Errorf("a burst of 5, then one throttle after its hold: %v holds counted; want 2", n)
 	}
 }

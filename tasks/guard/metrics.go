@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // nothing.
 type metrics struct {
 	waits *prometheus.CounterVec
+	holds *prometheus.CounterVec
 	state *prometheus.GaugeVec
 }
 
@@ -18,12 +19,16 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 			Name: "orderworker_rate_limit_waits_total",
 			Help: "Provider HTTP requests the shared rate limiter held back (made to wait, or refused when their place was further off than they may wait), by provider.",
 		}, []string{"provider"}),
+		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_throttle_holds_total",
+			Help: "Holds this worker put on its steps to a provider because the provider throttled its calls (each at least 0.5 s or the provider's Retry-After, doubled for each hold in a row, at most 30 s), by provider. Many: the provider's quota is lower than the workers' pace; set ORDERWORKER_RATE_LIMITS under it.",
+		}, []string{"provider"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_breaker_state",
 			Help: "This worker's circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 		}, []string{"provider"}),
 	}
-	reg.MustRegister(m.waits, &stateCollector{g: g, gauge: m.state})
+	reg.MustRegister(m.waits, m.holds, &stateCollector{g: g, gauge: m.state})
 	return m
 }
 
@@ -32,6 +37,13 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 func (m *metrics) initWaits(provider string) {
 	if m != nil {
 		m.waits.WithLabelValues(provider)
+		m.holds.WithLabelValues(provider)
+	}
+}
+
+func (m *metrics) held(provider string) {
+	if m != nil {
+		m.holds.WithLabelValues(provider).Inc()
 	}
 }
 
