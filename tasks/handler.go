@@ -1755,8 +1755,9 @@ func listingScope(prov providers.Provider, sc providers.ListingScoper, p provide
 }
 
 // noteListed notes id, the order a create was answered with, as one its
-// listing must show, under its match key (ledger.NoteListed): best effort, since a note lost
-// only leaves a later lookup one check fewer.
+// listing must show, with the name its create sent (providers.Namer;
+// ledger.NoteListed): best effort, since a note lost only leaves a later
+// lookup one check fewer.
 func (h *Handler) noteListed(ctx context.Context, prov providers.Provider, sc providers.ListingScoper, o providers.Order, id string, at time.Time) {
 	if o.Parsed == nil {
 		return
