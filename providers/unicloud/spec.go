@@ -112,19 +112,17 @@ func (c *Client) Parse(params json.RawMessage) (providers.Params, error) { retur
 // the same by the letters and digits of their base letters are one key,
 // so that a rival whose name the provider stored as ours counts. (A name cut short is not covered: its order is
 // only possibly ours, which no match takes.)
-func (c *Client) MatchKey(p providers.Params) string { return nameKey(p.Str("instanceName")) }
-
-// ListedName implements providers.Namer: QueryOrders and OrderDetail show
-// an order under its instance name.
-func (c *Client) ListedName(p providers.Params) string { return p.Str("instanceName") }
-
-// nameKey is the match key of an instance name (see MatchKey).
-func nameKey(name string) string {
+func (c *Client) MatchKey(p providers.Params) string {
+	name := p.Str("instanceName")
 	if k := alnum(baseName(name)); k != "" {
 		return k
 	}
 	return name
 }
+
+// ListedName implements providers.Namer: QueryOrders and OrderDetail show
+// an order under its instance name.
+func (c *Client) ListedName(p providers.Params) string { return p.Str("instanceName") }
 
 // ListingScope implements providers.ListingScoper: QueryOrders lists the
 // whole account's orders.
