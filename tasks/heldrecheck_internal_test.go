@@ -65,7 +65,11 @@ func TestHeldRecheckGrowsWithTheTimeHeld(t *testing.T) {
 // Retry-After or the backoff ask for: the reconciler takes a retry due
 // further ahead for one timed on a fast clock.
 func TestRetryDelayIsCapped(t *testing.T) {
-	d := RetryDelay(Backoff{Base: time.Hour, Max: 100 * time.Hour})
+	// The jitter's top: a backoff is random in [0, ceiling], so the test
+	// asks for the ceiling itself (with the default jitter a delay under
+	// the cap would come one run in a hundred).
+	top := func(n int64) int64 { return n }
+	d := RetryDelay(Backoff{Base: time.Hour, Max: 100 * time.Hour, Rand: top})
 	for _, c := range []struct {
 		name string
 		err  error
@@ -77,6 +81,13 @@ func TestRetryDelayIsCapped(t *testing.T) {
 	} {
 		if got := d(10, c.err, nil); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	// With the default jitter no delay passes the cap either.
+	jittered := RetryDelay(Backoff{Base: time.Hour, Max: 100 * time.Hour})
+	for i := 0; i < 1000; i++ {
+		if got := jittered(10, errTest, nil); got < 0 || got > MaxRetryDelay {
+			t.Fatalf("a jittered backoff of many hours: %s, want at most %s", got, MaxRetryDelay)
 		}
 	}
 }
