@@ -55,6 +55,13 @@ func (i *Injector) Script(kinds ...Kind) {
 	i.script = append(i.script, kinds...)
 }
 
+// Reset drops the scripted faults not injected yet.
+func (i *Injector) Reset() {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.script = nil
+}
+
 // SetRates makes each following create call suffer fault k with
 // probability rates[k], drawn from a generator seeded with seed.
 func (i *Injector) SetRates(seed uint64, rates map[Kind]float64) {

@@ -379,13 +379,32 @@ func testHang(t *testing.T, h Harness, f Features) {
 	o := h.Order(7)
 	o.FirstAttempt = time.Now()
 	o = prepare(t, h.Provider(), f, o)
-	h.Faults().Script(fault.HangAfter)
-	c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := h.Provider().Submit(c, o)
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Submit returned %v after its 300ms deadline", took)
+	// A deadline short enough to keep the test quick; on a machine so
+	// loaded that it passes before the request is even sent (nothing
+	// written, no hang injected: the answer is then rightly
+	// "unavailable"), the same again with a longer one.
+	var err error
+	for _, deadline := range []time.Duration{300 * time.Millisecond, time.Second, 3 * time.Second} {
+		hangs := h.Faults().Counts()[fault.HangAfter]
+		h.Faults().Script(fault.HangAfter)
+		c, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		_, err = h.Provider().Submit(c, o)
+		cancel()
+		if took := time.Since(start); took > deadline+5*time.Second {
+			t.Errorf("Submit returned %v after its %v deadline", took, deadline)
+		}
+		if h.Faults().Counts()[fault.HangAfter] > hangs {
+			break
+		}
+		if code := providers.CodeOf(err); code != providers.Unavailable {
+			t.Fatalf("Submit that never reached the sandbox within %v: code = %v (%v), want unavailable", deadline, code, err)
+		}
+		if n := h.Count(o); n != 0 {
+			t.Fatalf("Submit that never reached the sandbox: the sandbox holds %d orders", n)
+		}
+		h.Faults().Reset()
+		t.Logf("%v passed before the create was sent (%v): again with a longer deadline", deadline, err)
 	}
 	if code := providers.CodeOf(err); code != providers.Ambiguous {
 		t.Fatalf("Submit that hung after create: code = %v (%v), want ambiguous", code, err)
