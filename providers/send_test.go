@@ -88,7 +88,7 @@ func TestSendTimeoutMidRequest(t *testing.T) {
 	}))
 	defer srv.Close()
 	for _, create := range []bool{true, false} {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, &blockingBody{ctx: ctx})
 		if err != nil {
 			t.Fatal(err)
