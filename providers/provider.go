@@ -44,6 +44,15 @@ type Order struct {
 	// its own clock, so that a worker whose clock runs behind still finds
 	// an order created a moment ago.
 	Now time.Time
+	// ShownFrom is when, on Now's clock, the caller begins to believe a
+	// lookup's not-found: the order's last create plus the listing lag,
+	// within which the provider is trusted to show an order as it is
+	// (listed, under the names its create sent). Zero when no create is
+	// known or no lag applies. A provider that remembers what it read of
+	// other orders does not let what it read before ShownFrom (a name
+	// shown while an order was being provisioned) rule this order out in
+	// a lookup from ShownFrom on: it reads it again.
+	ShownFrom time.Time
 	// ProviderOrderID is the provider's id for this order when an earlier
 	// call learned it; empty otherwise.
 	ProviderOrderID string

@@ -543,6 +543,7 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	idScope, _ := h.providers.IDScope(ref.Provider, parsed)
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
+		ShownFrom:       order.ShownFrom(rec, pol),
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
 		Owned: func(ctx context.Context, id string) (bool, error) {
 			if slices.Contains(rec.NotOurs, id) {

@@ -314,3 +314,48 @@ func TestMisnamedListingIsNotBelievedAbsent(t *testing.T) {
 		}
 	}
 }
+
+// A UniCloud order whose detail shows another name while it is being
+// provisioned (the file system's id, for its first second) is found by
+// the lookup past the listing lag, and not created again: the names its
+// lookups within the lag read are read again once its not-found would be
+// believed (providers.Order.ShownFrom). Remembered as first read, they had
+// such orders made twice (a black-box run).
+func TestNamesShownLateDoNotHaveAnOrderCreatedAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 8, ListingLag: 1500 * time.Millisecond, Backoff: lagBackoff}})
+	sb := unicloudsandbox.New("UKey", "usecret")
+	sb.ShownName = func(o unicloudsandbox.Order) string {
+		if time.Since(o.Created) < time.Second {
+			return o.FileSystemID
+		}
+		return o.InstanceName
+	}
+	addUnicloudWith(t, e, sb, unicloud.Options{CreateOverrun: -1, RecreateUnlisted: true, TakeMatched: true})
+	sb.Faults().Script(fault.FailAfter) // made, its answer lost
+	e.startServer(t)
+	e.enqueue(t, unicloudOrder("NL-1", "late-named-nas"))
+	ref := ledger.Ref{Provider: "unicloud", OrderNo: "NL-1"}
+	var rec *tasks.Record
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var err error
+		if rec, err = e.ledger.Get(context.Background(), ref); err != nil {
+			t.Fatal(err)
+		}
+		if rec.State == tasks.StatePaid || rec.State == tasks.StateErrored {
+			break
+		}
+	}
+	if n := len(sb.Orders()); n != 1 || rec.State != tasks.StatePaid {
+		t.Errorf("%d orders at the provider, the record %s %q; want 1, paid", n, rec.State, rec.Reason)
+	}
+	var looks int
+	for _, a := range rec.History {
+		if a.Call == "lookup" {
+			looks++
+		}
+	}
+	if looks < 2 {
+		t.Errorf("%d lookups; want the order looked up within the lag (its detail read under the file system's id) and past it", looks)
+	}
+}

@@ -198,7 +198,12 @@
 //     OrderNo equal to another order's Id, and ruled out it would be
 //     created twice. Unless its names are all another instance's, it is
 //     unidentified. Only orders that could be ours are checked (not those
-//     whose names, listed or cached, are all another instance's).
+//     whose names, listed or cached, are all another instance's). Names
+//     cached from before Order.ShownFrom do not count in a lookup from
+//     then on, whose not-found is believed: the order is detailed again.
+//     An order's names are assumed to be as sent once the listing lag has
+//     passed since its create; before it, a server may show another (the
+//     file system's id while the order is provisioned).
 //  3. Otherwise it is identified by the instance names it carries (an
 //     InstanceName on the listed order, or else, through OrderDetail, on
 //     the order or any of its Items), at most MaxDetails detail calls; an
@@ -233,7 +238,8 @@
 // exception to step 2's "without an OrderDetail call"; a name blank or
 // only a cut mark is none, as in step 3. A detail not there yet, without
 // names yet (asked again 15 s later), or failing, leaves it unjudged: the
-// check never fails a lookup.
+// check never fails a lookup. Cached names that would judge it misnamed
+// are read again first when more than 15 s old (kept when that fails).
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id, and Result.Matched (identified by matching the listing, not by our

@@ -1137,6 +1137,13 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	// reading them as UTC returns our order too (a server in UTC+8 answers
 	// that one with the orders of eight hours earlier).
 	start := o.FirstAttempt.Add(-c.margin)
+	// When this lookup began: on the ledger's clock when the caller gives
+	// it (the clock o.ShownFrom is on), names read from now on may rule
+	// an order out in a lookup whose not-found is believed (nameCache).
+	began := o.Now
+	if began.IsZero() {
+		began = c.now()
+	}
 	end := c.now()
 	if o.Now.After(end) {
 		// This worker's clock runs behind the ledger's, on which the
@@ -1169,7 +1176,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 			Message: providers.IncompleteListingMessage(missing), Err: providers.ErrNoNews}
 	}
-	if misnamed := c.misnamed(ctx, checked, listed); misnamed != "" {
+	if misnamed := c.misnamed(ctx, checked, listed, began); misnamed != "" {
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
 			Message: misnamedMessage(misnamed)}
 	}
@@ -1194,8 +1201,8 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		d.Names = keepNames(d.Names, name)
 		if d.Names == nil && d.ID != "" {
-			if names, ok := c.names.get(d.ID); ok {
-				d.Names = keepNames(names, name)
+			if e, ok := c.names.get(d.ID); ok && e.usable(o, began) {
+				d.Names = keepNames(e.names, name)
 			}
 		}
 		if d.Names != nil && matchNames(d.Names, name) == nameOther {
@@ -1263,7 +1270,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 				}
 				if d.Names == nil {
 					d.Names = keepNames(dd.Names, name)
-					c.names.put(d.ID, dd.Names)
+					c.names.put(d.ID, dd.Names, began, c.now())
 				}
 				d.CreateTime = cmp.Or(d.CreateTime, dd.CreateTime)
 				d.OrderCategory = cmp.Or(d.OrderCategory, dd.OrderCategory)
@@ -1367,8 +1374,29 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 // MaxDetails, and remembered, names or none), or not at all when its
 // detail is not there yet or cannot be read: the check is one more
 // reason not to believe a listing, never a reason for a lookup to fail.
-func (c *Client) misnamed(ctx context.Context, checked []providers.ListedOrder, listed []orderInfo) string {
+func (c *Client) misnamed(ctx context.Context, checked []providers.ListedOrder, listed []orderInfo, began time.Time) string {
 	details := 0
+	// detail reads an order's names, remembered (a detail without names
+	// is not asked again for a while: it may come to carry them); nil
+	// when it could not (not known yet, a failure, the details spent).
+	detail := func(id, name string) []string {
+		if details == MaxDetails || c.misses.recent(id, c.now()) || c.nameless.recent(id, c.now()) {
+			return nil
+		}
+		details++
+		switch dd, _, err := c.orderDetail(ctx, id); {
+		case providers.CodeOf(err) == providers.NotFound:
+			c.misses.put(id, c.now())
+		case err == nil && dd.ID == id:
+			c.names.put(id, dd.Names, began, c.now())
+			names := keepNames(dd.Names, name)
+			if names == nil {
+				c.nameless.put(id, c.now())
+			}
+			return names
+		}
+		return nil
+	}
 	for _, e := range checked {
 		if e.Name == "" {
 			continue
@@ -1387,20 +1415,18 @@ func (c *Client) misnamed(ctx context.Context, checked []providers.ListedOrder, 
 			names := keepNames(d.Names, e.Name)
 			if names == nil && d.ID != "" {
 				cached, _ := c.names.get(d.ID)
-				names = keepNames(cached, e.Name)
-			}
-			if names == nil && d.ID != "" && details < MaxDetails && !c.misses.recent(d.ID, c.now()) && !c.nameless.recent(d.ID, c.now()) {
-				details++
-				switch dd, _, err := c.orderDetail(ctx, d.ID); {
-				case providers.CodeOf(err) == providers.NotFound:
-					c.misses.put(d.ID, c.now())
-				case err == nil && dd.ID == d.ID:
-					c.names.put(d.ID, dd.Names)
-					if names = keepNames(dd.Names, e.Name); names == nil {
-						// No names yet: not asked again for a while (its
-						// detail may come to carry them).
-						c.nameless.put(d.ID, c.now())
+				names = keepNames(cached.names, e.Name)
+				if names != nil && matchNames(names, e.Name) == nameOther && !cached.fresh(c.now()) {
+					// Names read a while ago that are not the ones sent:
+					// read again before they judge (the order may have
+					// been read while it was being provisioned, under
+					// another name for a moment); kept if that fails.
+					if again := detail(d.ID, e.Name); again != nil {
+						names = again
 					}
+				}
+				if names == nil {
+					names = detail(d.ID, e.Name)
 				}
 			}
 			if len(names) > 0 {
@@ -1670,14 +1696,44 @@ func mergeOrders(a, b []orderInfo) []orderInfo {
 	return a
 }
 
-// nameCache remembers the instance names of orders already detailed: an
-// order's names never change, so a lookup (or the next attempt at one, or
-// another order's) never pays for the same OrderDetail twice. At volume
-// this is what lets lookups finish: each one details only orders no
-// earlier lookup has seen.
+// nameCache remembers the instance names of orders already detailed, and
+// when they were read: at volume this is what lets lookups finish, each
+// one detailing only orders no earlier lookup has seen. An order's names
+// are taken to be as sent once the listing lag has passed since its create
+// (as its listing is); before that a server may show another (the file
+// system's id while the order is provisioned, say). So names read before
+// a lookup's Order.ShownFrom do not rule an order out in a lookup at or
+// after it, whose not-found is believed: that lookup reads them again
+// (usable); and a verdict that our own order is listed under another name
+// (misnamed) rests only on names read a moment ago (fresh).
 type nameCache struct {
 	mu sync.Mutex
-	m  map[string][]string
+	m  map[string]cachedNames
+}
+
+// cachedNames is a nameCache entry.
+type cachedNames struct {
+	names []string
+	// read is the Order.Now of the lookup that read them (the ledger's
+	// clock, when the lookup was given it: when it began, before the
+	// read), or the client's clock at its start otherwise.
+	read time.Time
+	// at is when they were read, on the client's clock.
+	at time.Time
+}
+
+// usable reports whether the names, read for a lookup that began at read,
+// may rule an order out in o's lookup, beginning at now: unless o's
+// not-found is believed (now at or past o.ShownFrom), only names read
+// since then.
+func (e cachedNames) usable(o providers.Order, now time.Time) bool {
+	return o.ShownFrom.IsZero() || now.Before(o.ShownFrom) || !e.read.Before(o.ShownFrom)
+}
+
+// fresh reports whether the names were read less than detailMissTTL
+// before now (the client's clock).
+func (e cachedNames) fresh(now time.Time) bool {
+	return now.Sub(e.at) >= 0 && now.Sub(e.at) < detailMissTTL
 }
 
 // missCache remembers, for detailMissTTL, the listed orders OrderDetail
@@ -1714,21 +1770,21 @@ func (n *missCache) put(id string, now time.Time) {
 // maxCachedNames bounds the cache; past it, it starts over.
 const maxCachedNames = 100_000
 
-func (n *nameCache) get(id string) ([]string, bool) {
+func (n *nameCache) get(id string) (cachedNames, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	v, ok := n.m[id]
 	return v, ok
 }
 
-func (n *nameCache) put(id string, names []string) {
+func (n *nameCache) put(id string, names []string, read, at time.Time) {
 	if names == nil {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.m == nil || len(n.m) >= maxCachedNames {
-		n.m = make(map[string][]string)
+		n.m = make(map[string]cachedNames)
 	}
-	n.m[id] = names
+	n.m[id] = cachedNames{names: names, read: read, at: at}
 }

@@ -1528,6 +1528,118 @@ func TestMisnamedCheckAsksEachDetailOnce(t *testing.T) {
 	}
 }
 
+// provisioning is a server whose OrderDetail shows order 21 under the file
+// system's id for a while (being provisioned), then under the name its
+// create sent, "nas-prod-01"; settle makes it do so. It returns the
+// client (on clock) and the count of OrderDetail calls.
+func provisioning(t *testing.T, clock func() time.Time) (c *unicloud.Client, settle func(), details func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	settled, calls := false, 0
+	created := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("Action") {
+		case "QueryOrders":
+			fmt.Fprint(w, listing(1, fmt.Sprintf(`{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q}`, created)))
+		case "OrderDetail":
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			name := "nas-3f9a1c07"
+			if settled {
+				name = "nas-prod-01"
+			}
+			fmt.Fprintf(w, `{"Order":{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID","InstanceName":%q}}`, created, name)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c = client(t, srv.URL, unicloud.Options{Now: clock})
+	return c, func() { mu.Lock(); settled = true; mu.Unlock() }, func() int { mu.Lock(); defer mu.Unlock(); return calls }
+}
+
+// Names an order's detail showed before the listing lag had passed since
+// its create (the file system's id while it was provisioned) do not rule
+// it out in a lookup whose not-found would be believed: read again, they
+// show it ours. Earlier lookups (whose not-found is not believed) keep
+// using what was read, asking nothing more. (Remembered for good, the
+// first names had the order created twice: a black-box run.)
+func TestNamesReadBeforeTheLagAreReadAgain(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := now
+	at := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	c, settle, details := provisioning(t, at)
+	lookup := func() (providers.Result, error) {
+		o := order("nas-prod-01")
+		o.FirstAttempt = now.Add(-time.Minute)
+		o.Now = at()
+		o.ShownFrom = now.Add(30 * time.Second) // the last create plus the lag
+		return c.Lookup(context.Background(), o)
+	}
+	if _, err := lookup(); providers.CodeOf(err) != providers.NotFound {
+		t.Fatalf("within the lag, its detail naming the file system: %v; want NotFound (not believed)", err)
+	}
+	settle()
+	mu.Lock()
+	clock = now.Add(10 * time.Second)
+	mu.Unlock()
+	if _, err := lookup(); providers.CodeOf(err) != providers.NotFound || details() != 1 {
+		t.Fatalf("within the lag again: %v after %d OrderDetail calls; want NotFound from the names read, after 1", err, details())
+	}
+	mu.Lock()
+	clock = now.Add(time.Minute)
+	mu.Unlock()
+	r, err := lookup()
+	if err != nil || r.ProviderOrderID != "21" {
+		t.Fatalf("past the lag, its detail naming it as sent: %+v, %v; want order 21 (read again)", r, err)
+	}
+	if n := details(); n != 2 {
+		t.Errorf("%d OrderDetail calls; want 2", n)
+	}
+	// Read past the lag, the names stand for the lookups after.
+	if r, err := lookup(); err != nil || r.ProviderOrderID != "21" || details() != 2 {
+		t.Errorf("again: %+v, %v after %d OrderDetail calls; want order 21, no call more", r, err, details())
+	}
+}
+
+// An order of ours whose names were read while it was being provisioned
+// is not judged listed under another name for good: a lookup reads the
+// names again before it says so, once they are older than a moment. (A
+// black-box run had every lookup of two workers answered ambiguous, and
+// no order created, until the workers were restarted.)
+func TestMisnamedCheckReadsOldNamesAgain(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := now
+	at := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	c, settle, details := provisioning(t, at)
+	lookup := func() error {
+		o := order("nas-other-02")
+		o.FirstAttempt = now.Add(-time.Minute)
+		o.Listed = func(context.Context, time.Time) ([]providers.ListedOrder, error) {
+			return []providers.ListedOrder{{ID: "21", Name: "nas-prod-01"}}, nil
+		}
+		o.Owned = func(_ context.Context, id string) (bool, error) { return id == "21", nil }
+		_, err := c.Lookup(context.Background(), o)
+		return err
+	}
+	if err := lookup(); providers.CodeOf(err) != providers.Ambiguous {
+		t.Fatalf("our order 21 detailed under the file system's id: %v; want Ambiguous", err)
+	}
+	settle()
+	if err := lookup(); providers.CodeOf(err) != providers.Ambiguous || details() != 1 {
+		t.Fatalf("a moment later: %v after %d OrderDetail calls; want Ambiguous from the names just read, after 1", err, details())
+	}
+	mu.Lock()
+	clock = now.Add(time.Minute)
+	mu.Unlock()
+	if err := lookup(); providers.CodeOf(err) != providers.NotFound || details() != 2 {
+		t.Errorf("a minute later, its detail naming it as sent: %v after %d OrderDetail calls; want NotFound (order 21 is another record's), after 2", err, details())
+	}
+}
+
 // An order's Items in the forms a list takes in an answer converted from
 // XML (as OrderList is read in them) still name its instance.
 func TestLookupItemsInXMLForms(t *testing.T) {

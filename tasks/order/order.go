@@ -1170,6 +1170,20 @@ func lastCreate(rec *ledger.Record) time.Time {
 	return t
 }
 
+// ShownFrom is when a lookup's not-found of rec begins to be believed
+// under p: its last create plus the listing lag (as held for rec), on
+// Redis's clock; zero when no create is known or p has no lag. What a
+// provider read of its listing before it proves no absence from then on
+// (providers.Order.ShownFrom).
+func ShownFrom(rec *ledger.Record, p Policy) time.Time {
+	p = p.held(rec)
+	last := lastCreate(rec)
+	if p.ListingLag <= 0 || last.IsZero() {
+		return time.Time{}
+	}
+	return last.Add(p.ListingLag)
+}
+
 // held is p with its listing lag at least the longest a process that
 // marked a create or a pay of rec judged it with (ledger.Record.MarkLag:
 // a worker with a shorter setting waits as long as the one that sent the

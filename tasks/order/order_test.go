@@ -1546,3 +1546,27 @@ func TestDeadlineReasonSaysWhatHeldTheOrder(t *testing.T) {
 		t.Errorf("nothing known of what held it: %q; want %q", plan.Then.Reason, p.deadlineReason())
 	}
 }
+
+// ShownFrom is the last create plus the listing lag as the record holds
+// it (the longest a marking process judged it with, longer by a clock
+// step held): when a lookup's not-found begins to be believed.
+func TestShownFrom(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	p := Policy{ListingLag: time.Minute}
+	for _, c := range []struct {
+		name string
+		rec  ledger.Record
+		p    Policy
+		want time.Time
+	}{
+		{"no create", ledger.Record{}, p, time.Time{}},
+		{"no lag", ledger.Record{LastCreateAt: t0}, Policy{}, time.Time{}},
+		{"the last create plus the lag", ledger.Record{FirstAttemptAt: t0.Add(-time.Hour), LastCreateAt: t0}, p, t0.Add(time.Minute)},
+		{"a longer lag marked", ledger.Record{LastCreateAt: t0, MarkLag: 5 * time.Minute}, p, t0.Add(5 * time.Minute)},
+		{"a clock step held", ledger.Record{LastCreateAt: t0, ClockHold: 10 * time.Second}, p, t0.Add(70 * time.Second)},
+	} {
+		if got := ShownFrom(&c.rec, c.p); !got.Equal(c.want) {
+			t.Errorf("%s: %v; want %v", c.name, got, c.want)
+		}
+	}
+}
