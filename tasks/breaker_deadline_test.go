@@ -48,33 +48,3 @@ func TestBreakerHeldOrderErroredAtItsDeadline(t *testing.T) {
 		t.Errorf("%d creates sent", n)
 	}
 }
-
-// throttledGuard holds every call for the provider's throttling
-// (guard.Guard after a throttle).
-type throttledGuard struct{ holdingGuard }
-
-func (throttledGuard) Throttled(string) bool { return true }
-
-// An order held back because its provider throttled this worker's calls
-// says so, not that a circuit breaker is open (orderworker_breaker_state
-// shows it closed): before its deadline and once errored at it.
-func TestThrottleHeldOrderSaysItWasThrottled(t *testing.T) {
-	t.Parallel()
-	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{Deadline: 300 * time.Millisecond, Guard: throttledGuard{}}})
-	ctx := context.Background()
-	task := enqueueTask(t, e, order("Throttled-1"))
-	if err := e.handler.ProcessTask(ctx, task); err == nil {
-		t.Fatal("held for throttling: the task ended; want a wait")
-	}
-	ref := ledger.Ref{Provider: "tencent", OrderNo: "Throttled-1"}
-	if rec, _ := e.ledger.Get(ctx, ref); rec.State != tasks.StateQueued || !strings.Contains(rec.Reason, "throttled this worker's calls") || strings.Contains(rec.Reason, "breaker") {
-		t.Fatalf("before its deadline: %s (%q); want queued, its reason naming the throttling", rec.State, rec.Reason)
-	}
-	time.Sleep(400 * time.Millisecond)
-	if err := e.handler.ProcessTask(ctx, task); err != nil && !errors.Is(err, asynq.SkipRetry) {
-		t.Fatalf("past its deadline: %v; want the task ended", err)
-	}
-	if rec, _ := e.ledger.Get(ctx, ref); rec.State != tasks.StateErrored || !strings.Contains(rec.Reason, "throttles this worker's calls") || strings.Contains(rec.Reason, "breaker") {
-		t.Errorf("past its deadline: %s (%q); want errored for the deadline, naming the throttling", rec.State, rec.Reason)
-	}
-}

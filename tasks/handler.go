@@ -390,10 +390,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		// earlier.
 		if err := h.admit(ctx, ref); err != nil {
 			held, note := "its provider's circuit breaker is open", "waiting: its provider's circuit breaker is open (its calls have been failing); tried again once it lets calls through"
-			if errors.Is(err, errThrottleHolds) {
-				held, note = "its provider throttles this worker's calls", "waiting: its provider throttled this worker's calls; tried again in a moment"
-			}
-			if i == 0 && (errors.Is(err, errBreakerHolds) || errors.Is(err, errThrottleHolds)) {
+			if i == 0 && errors.Is(err, errBreakerHolds) {
 				// Held before its first step: one past its deadline with
 				// nothing sent is errored now, as the deadline says; it
 				// needs no provider.
@@ -1704,28 +1701,14 @@ func (h *Handler) admit(ctx context.Context, ref ledger.Ref) error {
 		return wait(redisWait, fmt.Errorf("order %s: provider guard: %w", ref, err))
 	}
 	if d > 0 {
-		why := errBreakerHolds
-		if th, ok := h.opts.Guard.(throttleHolder); ok && th.Throttled(ref.Provider) {
-			why = errThrottleHolds
-		}
-		return wait(d, fmt.Errorf("order %s: %w; waiting %s", ref, why, d.Round(time.Millisecond)))
+		return wait(d, fmt.Errorf("order %s: %w; waiting %s", ref, errBreakerHolds, d.Round(time.Millisecond)))
 	}
 	return nil
 }
 
-// throttleHolder is a Guard that also holds a provider's steps a moment
-// after the provider throttled them (guard.Guard).
-type throttleHolder interface {
-	Throttled(provider string) bool
-}
-
 // errBreakerHolds is admit's reason when the provider's circuit breaker
-// holds the step back, errThrottleHolds when the guard holds it after the
-// provider throttled this worker's calls.
-var (
-	errBreakerHolds  = errors.New("its provider is held back by its circuit breaker")
-	errThrottleHolds = errors.New("its provider throttled this worker's calls a moment ago: held back a moment")
-)
+// holds the step back.
+var errBreakerHolds = errors.New("its provider is held back by its circuit breaker")
 
 // releaseNotOurs releases the owner entries rec's order still holds for
 // provider order ids an operator found another's (Record.NotOurs): the

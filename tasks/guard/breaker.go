@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -77,21 +76,10 @@ type breaker struct {
 	failures int         // closed: consecutive provider-down results
 	until    time.Time   // open: end of the cool-down
 	trials   []time.Time // half-open: deadlines of the trials in flight
-	// throttles counts the holds the provider's throttling set in a row
-	// (reset by any other answer), and calls are held until held ends
-	// (see throttled).
-	throttles int
-	held      time.Time
+	// rate is this process's rate of requests to the provider once it
+	// throttled them (see adaptive).
+	rate adaptive
 }
-
-// Holds after the provider throttles: the first at least minThrottleHold
-// (or the provider's Retry-After, if longer), doubled for each hold in a
-// row (a throttle after the last hold ended, with no other answer
-// between), at most maxThrottleHold.
-const (
-	minThrottleHold = 500 * time.Millisecond
-	maxThrottleHold = 30 * time.Second
-)
 
 // throttled reports whether err is the provider's throttling (not this
 // worker's own rate limit), with the wait the provider asked for.
@@ -131,12 +119,6 @@ func (b *breaker) acquire(now time.Time) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
-	if b.st != Open && now.Before(b.held) {
-		// Spread a little, so that the orders held do not all come back
-		// at once to meet the throttle again.
-		w := b.held.Sub(now)
-		return w + rand.N(w/4+1)
-	}
 	switch b.st {
 	case Closed:
 		return 0
@@ -163,27 +145,17 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 	defer b.mu.Unlock()
 	b.advance(now)
 	switch after, ok := throttled(err); {
-	case ok && now.Before(b.held):
-		// A call under way when the hold began: the same burst, no
-		// longer hold (ten calls throttled at once are one throttle).
 	case ok:
-		// The provider throttled: this process holds its calls to it a
-		// moment, longer at each hold in a row, so that its workers do
-		// not keep sending what it refuses (a black-box run against a
-		// gateway's flow control: half of all requests throttled, and
-		// orders left for a person at their deadline, every lookup
-		// refused). Calls under way go on.
-		hold := min(max(after, minThrottleHold), maxThrottleHold)
-		for range b.throttles {
-			hold = min(2*hold, maxThrottleHold)
+		// The provider throttled: this process's requests to it go at
+		// a rate it cuts now and raises while no throttle comes (see
+		// adaptive). The breaker's state is left alone.
+		if b.rate.throttled(now, after) {
+			b.metrics.cut(b.provider)
 		}
-		b.throttles = min(b.throttles+1, 8)
-		b.held = now.Add(hold)
-		b.metrics.held(b.provider)
 	case err == nil || !errors.Is(err, context.Canceled):
 		// Any other answer (a success, a refusal, a failure): the
-		// provider is not throttling now.
-		b.throttles = 0
+		// provider took the request.
+		b.rate.answered(now)
 	}
 	switch b.st {
 	case Closed:
@@ -211,14 +183,6 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 			}
 		}
 	}
-}
-
-// throttleHeld reports whether calls are held now for the provider's
-// throttling.
-func (b *breaker) throttleHeld(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return !b.disabled() && now.Before(b.held)
 }
 
 // state returns the state now.

@@ -278,91 +278,96 @@ func TestStateString(t *testing.T) {
 	}
 }
 
-// The provider's throttling holds this process's calls to it a moment:
-// at least half a second or the provider's Retry-After, doubled for each
-// hold in a row, at most 30 s, and each wait spread by up to a quarter.
-// Throttles of calls under way when a hold began (one burst) do not make
-// it longer; any other answer ends the escalation. This worker's own rate
-// limit holds nothing (its requests were never sent), nor does another
-// provider's throttling; the breaker's state does not change.
-func TestThrottlingHoldsCalls(t *testing.T) {
+// The provider's throttling sets this process's rate of requests to it:
+// none before; at a throttle, 0.7 of what it sent the second before (and
+// a throttle within a second of the cut is of the same burst); raised by a
+// tenth a second while requests use it all; its Retry-After puts the next
+// request that far ahead; dropped five minutes after the last throttle.
+// This worker's own limit cuts nothing, nor does another provider's
+// throttling; the breaker's state does not change, and Wait holds nothing.
+func TestThrottlingSetsARate(t *testing.T) {
 	t.Parallel()
-	g, c := newGuard(nil, &Options{FailureThreshold: 3, Cooldown: 30 * time.Second})
+	g, c := newGuard(nil, &Options{FailureThreshold: 3, Cooldown: 30 * time.Second, Providers: []string{"aliyun"}, Registerer: prometheus.NewRegistry()})
+	a := &g.breaker("aliyun").rate
+	cuts := func() float64 { return testutil.ToFloat64(g.metrics.cuts.WithLabelValues("aliyun")) }
 	throttle := &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}
-	held := func(what string, want time.Duration) {
+	send := func(n int, over time.Duration) {
 		t.Helper()
-		if d := mustWait(t, g, "aliyun"); d < want || d > want+want/4 {
-			t.Errorf("%s: wait %s; want %s, spread by at most a quarter", what, d, want)
+		for range n {
+			c.Add(over / time.Duration(n))
+			if w, ok := a.reserve(c.Now(), time.Minute); !ok || w != 0 {
+				t.Fatalf("a request at its place: wait %s, %v", w, ok)
+			}
 		}
-		if !g.Throttled("aliyun") {
-			t.Errorf("%s: not reported throttled", what)
-		}
 	}
-	for range 10 { // one burst: ten calls throttled at once
+	send(50, 900*time.Millisecond) // 50 requests in the last second, no rate
+	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 {
+		t.Fatalf("before any throttle: rate %v, %v cuts", r, cuts())
+	}
+	for range 10 { // one burst: ten requests throttled at once
 		g.Done("aliyun", throttle)
 	}
-	held("after one burst", minThrottleHold)
-	if d := mustWait(t, g, "tencent"); d != 0 || g.Throttled("tencent") {
-		t.Errorf("another provider: wait %s; want none", d)
+	if r := g.Rate("aliyun"); r != 35 || cuts() != 1 {
+		t.Errorf("after one burst: rate %v, %v cuts; want 35 (0.7 of 50), 1", r, cuts())
 	}
-	// Holds in a row double, up to the most.
-	for _, want := range []time.Duration{2 * minThrottleHold, 4 * minThrottleHold} {
-		c.Add(time.Minute)
-		g.Done("aliyun", throttle)
-		held("a throttle after the hold ended", want)
+	if d := mustWait(t, g, "aliyun"); d != 0 || g.State("aliyun") != Closed {
+		t.Errorf("Wait %s, state %v; want none, closed: throttling says nothing against the provider being up", d, g.State("aliyun"))
 	}
-	for range 20 {
-		c.Add(time.Minute)
-		g.Done("aliyun", throttle)
+	// Requests now go 1/35 s apart; one that may not wait that long
+	// takes no place.
+	w1, _ := a.reserve(c.Now(), time.Minute)
+	w2, _ := a.reserve(c.Now(), time.Minute)
+	if w3, ok := a.reserve(c.Now(), 10*time.Millisecond); w1 != 0 || w2 != time.Second/35 || ok || w3 != 2*(time.Second/35) {
+		t.Errorf("three requests at once: waits %s, %s, then %s (%v); want 0, 1/35 s, then refused for 2/35 s", w1, w2, w3, ok)
 	}
-	held("after many holds in a row", maxThrottleHold)
-	if s := g.State("aliyun"); s != Closed {
-		t.Errorf("state %v; want closed: throttling says nothing against the provider being up", s)
+	if d := mustWait(t, g, "tencent"); d != 0 || g.Rate("tencent") != 0 {
+		t.Errorf("another provider: wait %s, rate %v; want none", d, g.Rate("tencent"))
 	}
-	// Any other answer ends the escalation.
-	c.Add(time.Minute)
-	if d := mustWait(t, g, "aliyun"); d != 0 || g.Throttled("aliyun") {
-		t.Errorf("after the hold: wait %s; want none", d)
-	}
-	g.Done("aliyun", perr(providers.NotFound))
-	g.Done("aliyun", throttle)
-	held("a throttle after another answer", minThrottleHold)
-	// The provider's Retry-After, when longer; a create throttled where
-	// it may have acted counts too; one too long to add is capped.
-	c.Add(time.Minute)
+	// Used in full with no throttle for a second: raised a tenth.
+	c.Add(time.Second)
+	send(35, time.Second)
 	g.Done("aliyun", nil)
+	if r := g.Rate("aliyun"); r < 38 || r > 39 {
+		t.Errorf("a second used in full: rate %v; want about 38.5", r)
+	}
+	// Not used: not raised.
+	c.Add(10 * time.Second)
+	g.Done("aliyun", nil)
+	if r2 := g.Rate("aliyun"); r2 < 38 || r2 > 39 {
+		t.Errorf("idle: rate %v; want it as it was", r2)
+	}
+	// A throttle after the burst's second, sending 10 a second: cut to 7;
+	// its Retry-After holds the next request.
+	send(10, time.Second)
 	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
-	held("a throttle asking for 2s", 2*time.Second)
+	if r := g.Rate("aliyun"); r != 7 || cuts() != 2 {
+		t.Errorf("a throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 7, 2", r, cuts())
+	}
+	if w, _ := a.reserve(c.Now(), time.Minute); w != 2*time.Second {
+		t.Errorf("after a Retry-After of 2s: wait %s", w)
+	}
+	// A Retry-After of years puts it 30 s ahead at most; the rate never
+	// falls under half a request a second.
 	for range 10 {
-		c.Add(time.Hour)
+		c.Add(2 * time.Second)
 		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429, RetryAfter: 200_000_000 * time.Second})
 	}
-	held("throttles asking for years", maxThrottleHold)
-	// This worker's own rate limit: nothing held.
-	c.Add(time.Hour)
-	g.Done("aliyun", nil)
-	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", RetryAfter: 5 * time.Second, Err: errOwnLimit})
-	if d := mustWait(t, g, "aliyun"); d != 0 {
-		t.Errorf("held back by this worker's own limit: wait %s; want none", d)
+	if w, _ := a.reserve(c.Now(), time.Hour); w > maxRetryAfter || g.Rate("aliyun") != adaptiveMin {
+		t.Errorf("throttles asking for years: wait %s, rate %v; want at most %s, %v", w, g.Rate("aliyun"), maxRetryAfter, adaptiveMin)
 	}
-}
-
-// Each hold counts once in orderworker_throttle_holds_total, however many
-// calls of its burst were throttled; the counter exists from the start.
-func TestThrottleHoldsAreCounted(t *testing.T) {
-	t.Parallel()
-	g, c := newGuard(nil, &Options{Providers: []string{"aliyun"}, Registerer: prometheus.NewRegistry()})
-	holds := func() float64 { return testutil.ToFloat64(g.metrics.holds.WithLabelValues("aliyun")) }
-	if n := holds(); n != 0 {
-		t.Fatalf("before any throttle: %v holds", n)
-	}
-	throttle := &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}
-	for range 5 {
-		g.Done("aliyun", throttle)
-	}
+	// This worker's own limit cuts nothing.
 	c.Add(time.Minute)
-	g.Done("aliyun", throttle)
-	if n := holds(); n != 2 {
-		t.Errorf("a burst of 5, then one throttle after its hold: %v holds counted; want 2", n)
+	before := cuts()
+	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", RetryAfter: 5 * time.Second, Err: errOwnLimit})
+	if cuts() != before {
+		t.Errorf("held back by this worker's own limit: counted a cut")
+	}
+	// Five minutes after the last throttle: no rate.
+	c.Add(5 * time.Minute)
+	if r := g.Rate("aliyun"); r != 0 {
+		t.Errorf("five minutes after the last throttle: rate %v; want none", r)
+	}
+	if w, ok := a.reserve(c.Now(), 0); w != 0 || !ok {
+		t.Errorf("five minutes after the last throttle: wait %s, %v", w, ok)
 	}
 }

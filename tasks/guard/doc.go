@@ -82,13 +82,12 @@
 // A provider's throttling (RateLimited from the provider, not from this
 // worker's own limiter; or a create or pay throttled where it may have
 // acted, providers.ErrThrottled) leaves the breaker's state alone but
-// holds the provider's next operations in this process: Wait returns the
-// rest of the hold (spread by up to a quarter), at least minThrottleHold or
-// the provider's RetryAfter, doubled for each hold in a row and at most
-// maxThrottleHold. A throttle of a call under way when a hold began is of
-// the same burst and changes nothing; any other answer ends the
-// escalation. Guard.Throttled tells such a wait from the breaker's. Without it, workers with no limit set kept sending
-// what a throttling gateway refused. Disabled breakers disable it too.
+// sets this process's own rate of requests to the provider, which
+// Transport keeps (see adaptive): cut at each throttle to adaptiveCut of
+// what the process sent the second before, raised while no throttle comes,
+// dropped adaptiveForget after the last. A throttle within adaptiveBurst
+// of a cut is of its burst. Guard.Rate reads it. Disabled breakers
+// disable it too.
 //
 // # Why the breaker is per process
 //

@@ -151,11 +151,10 @@ func (g *Guard) Done(provider string, err error) {
 	g.breaker(provider).done(g.now(), classify(err), err)
 }
 
-// Throttled reports whether the provider's calls are held now because it
-// throttled them (see the package doc), which Wait's wait is then for
-// (unless its breaker is open too).
-func (g *Guard) Throttled(provider string) bool {
-	return g.breaker(provider).throttleHeld(g.now())
+// Rate is the rate of requests a second this process allows itself to the
+// provider now, since the provider throttled them (0: none; see Transport).
+func (g *Guard) Rate(provider string) float64 {
+	return g.breaker(provider).rate.current(g.now())
 }
 
 // State returns the provider's breaker state now.

@@ -6,7 +6,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // nothing.
 type metrics struct {
 	waits *prometheus.CounterVec
-	holds *prometheus.CounterVec
+	cuts  *prometheus.CounterVec
+	rate  *prometheus.GaugeVec
 	state *prometheus.GaugeVec
 }
 
@@ -19,16 +20,20 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 			Name: "orderworker_rate_limit_waits_total",
 			Help: "Provider HTTP requests the shared rate limiter held back (made to wait, or refused when their place was further off than they may wait), by provider.",
 		}, []string{"provider"}),
-		holds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "orderworker_throttle_holds_total",
-			Help: "Holds this worker put on its steps to a provider because the provider throttled its calls (each at least 0.5 s or the provider's Retry-After, doubled for each hold in a row, at most 30 s), by provider. Many: the provider's quota is lower than the workers' pace; set ORDERWORKER_RATE_LIMITS under it.",
+		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "orderworker_throttle_cuts_total",
+			Help: "Times a provider's throttling cut this worker's rate of requests to it (to 0.7 of what it sent the second before; throttles within a second of a cut are of its burst), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
+		}, []string{"provider"}),
+		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "orderworker_throttle_rate",
+			Help: "The rate of requests a second this worker allows itself to a provider since the provider throttled them (raised while no throttle comes, dropped 5 minutes after the last); 0: none.",
 		}, []string{"provider"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_breaker_state",
 			Help: "This worker's circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
 		}, []string{"provider"}),
 	}
-	reg.MustRegister(m.waits, m.holds, &stateCollector{g: g, gauge: m.state})
+	reg.MustRegister(m.waits, m.cuts, &stateCollector{g: g, gauge: m.state, rate: m.rate})
 	return m
 }
 
@@ -37,13 +42,13 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 func (m *metrics) initWaits(provider string) {
 	if m != nil {
 		m.waits.WithLabelValues(provider)
-		m.holds.WithLabelValues(provider)
+		m.cuts.WithLabelValues(provider)
 	}
 }
 
-func (m *metrics) held(provider string) {
+func (m *metrics) cut(provider string) {
 	if m != nil {
-		m.holds.WithLabelValues(provider).Inc()
+		m.cuts.WithLabelValues(provider).Inc()
 	}
 }
 
@@ -61,18 +66,24 @@ func (m *metrics) setState(provider string, s State) {
 
 // stateCollector brings the breakers up to date before each scrape, so an
 // open breaker whose cool-down ended shows half-open even when no order
-// has asked since.
+// has asked since, and reads each provider's rate (see adaptive).
 type stateCollector struct {
 	g     *Guard
 	gauge *prometheus.GaugeVec
+	rate  *prometheus.GaugeVec
 }
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { c.gauge.Describe(ch) }
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	c.gauge.Describe(ch)
+	c.rate.Describe(ch)
+}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.g.now()
 	for _, b := range c.g.snapshot() {
 		b.state(now)
+		c.rate.WithLabelValues(b.provider).Set(b.rate.current(now))
 	}
 	c.gauge.Collect(ch)
+	c.rate.Collect(ch)
 }

@@ -49,11 +49,17 @@ var errOwnLimit = errors.New("held back by this worker's rate limit")
 const redisRetry = 5 * time.Second
 
 // Transport returns an http.RoundTripper that holds every request it
-// carries to the provider's rate limit, then sends it through next (nil
-// means providers.NewTransport()). For a provider without a limit it
+// carries to this process's rate for the provider, once the provider
+// throttled its requests (see adaptive; none while the breakers are
+// disabled), and to the provider's shared rate limit, then sends it
+// through next (nil means providers.NewTransport()). With neither, it
 // returns next itself. Each provider client is built on its own, so that
 // every request it makes (each page of a lookup, a payment, a token fetch)
 // counts.
+//
+// A request waits for its place under this process's rate as it does
+// under the shared limit (below), the shared limit then asked with what
+// is left of its wait.
 //
 // Before each request the transport reserves a place in the shared
 // limiter, one Redis round trip, and waits until the place is due. It
@@ -72,8 +78,10 @@ func (g *Guard) Transport(provider string, next http.RoundTripper) http.RoundTri
 	if next == nil {
 		next = providers.NewTransport()
 	}
-	if _, ok := g.limits[provider]; !ok {
-		return next
+	if g.opts.FailureThreshold < 0 {
+		if _, ok := g.limits[provider]; !ok {
+			return next // no limit, and no rate of its own (see adaptive)
+		}
 	}
 	return &transport{g: g, provider: provider, next: next}
 }
@@ -97,7 +105,27 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return fail(err)
 	}
 	deadline, has := ctx.Deadline()
-	wait, ok, err := t.g.reserve(ctx, t.provider, limitWait(providers.Acting(ctx), deadline, has))
+	maxWait := limitWait(providers.Acting(ctx), deadline, has)
+	if t.g.opts.FailureThreshold >= 0 {
+		// This process's own rate, once the provider throttled it.
+		wait, ok := t.g.breaker(t.provider).rate.reserve(t.g.now(), maxWait)
+		if !ok {
+			return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
+				Message: fmt.Sprintf("over this worker's rate for %s, lowered since %s throttled its requests, for %s more, longer than the request may wait; request not sent",
+					t.provider, t.provider, wait.Round(time.Millisecond)),
+				RetryAfter: wait, Err: errOwnLimit})
+		}
+		if wait > 0 {
+			if err := t.g.sleep(ctx, wait); err != nil {
+				return fail(err)
+			}
+			maxWait -= wait
+		}
+	}
+	if _, limited := t.g.limits[t.provider]; !limited {
+		return t.next.RoundTrip(req)
+	}
+	wait, ok, err := t.g.reserve(ctx, t.provider, maxWait)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return fail(ctx.Err())

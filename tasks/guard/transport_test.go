@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,15 +234,17 @@ func TestTransportCancelledWhileWaiting(t *testing.T) {
 
 // TestTransportRedisDown: with Redis gone, a request to a limited
 // provider fails RateLimited before it is sent; an unlimited provider's
-// transport is the underlying one, which needs no Redis.
+// transport needs no Redis (with the breakers disabled, it is the
+// underlying one).
 func TestTransportRedisDown(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
 	g, _ := newGuard(srv.Client(t), &Options{Limits: map[string]Limit{"tencent": {Rate: 10, Burst: 1}}})
 	up := newUpstream(t)
 	base := providers.NewTransport()
-	if rt := g.Transport("aliyun", base); rt != http.RoundTripper(base) {
-		t.Errorf("Transport(aliyun) without a limit = %T, want the transport it was given", rt)
+	off, _ := newGuard(srv.Client(t), &Options{FailureThreshold: -1})
+	if rt := off.Transport("aliyun", base); rt != http.RoundTripper(base) {
+		t.Errorf("Transport(aliyun) without a limit, breakers disabled = %T, want the transport it was given", rt)
 	}
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -292,5 +295,57 @@ func TestTransportActingCallsWaitLongerThanReads(t *testing.T) {
 	}
 	if n, slept := up.count(), waits.total(); n != 2 || slept != 2*time.Second {
 		t.Errorf("upstream got %d requests after %s of waits, want 2 after 2s", n, slept)
+	}
+}
+
+// TestTransportKeepsToTheRateAThrottleSet: once the provider throttled
+// requests, the transport spaces them at the rate the throttle set (here
+// 0.7 of 20 a second: 14), with no limit configured and no Redis; a read
+// whose place is more than a second off is not sent, RateLimited by this
+// worker (not counted as the provider's throttling), saying why.
+func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
+	t.Parallel()
+	g, c := newGuard(nil, nil)
+	sl := fakeSleep(g, c)
+	up := newUpstream(t)
+	hc := &http.Client{Transport: g.Transport("aliyun", nil)}
+	for range 20 { // 20 in the last second
+		c.Add(40 * time.Millisecond)
+		if err := get(context.Background(), hc, up.URL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sl.total() != 0 {
+		t.Fatalf("before any throttle: waited %s", sl.total())
+	}
+	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429})
+	for range 15 {
+		if err := get(context.Background(), hc, up.URL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := sl.total(), 14*(time.Second/14); got < want-time.Millisecond || got > want+time.Millisecond {
+		t.Errorf("15 requests at once after the throttle: waited %s in all; want about %s (14 a second)", got, want)
+	}
+	// 20 reads asked at once: those whose place is more than a second
+	// away are not sent.
+	refused := 0
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		g.sleep = func(context.Context, time.Duration) error { return nil } // the clock stands still
+		err := get(ctx, hc, up.URL)
+		cancel()
+		if err != nil {
+			refused++
+			if providers.CodeOf(err) != providers.RateLimited || !errors.Is(err, errOwnLimit) || !strings.Contains(err.Error(), "lowered since aliyun throttled") {
+				t.Fatalf("a read over the rate: %v; want rate_limited by this worker, saying why", err)
+			}
+		}
+	}
+	if refused != 6 {
+		t.Errorf("20 reads at once: %d refused; want 6 (at 14 a second, the 15th is more than a second off)", refused)
+	}
+	if n := up.count(); n != 20+15+14 {
+		t.Errorf("upstream got %d requests; want %d", n, 20+15+14)
 	}
 }

@@ -1,0 +1,162 @@
+package guard
+
+import (
+	"sync"
+	"time"
+)
+
+// adaptive is the rate of requests this process allows itself to one
+// provider once the provider throttled them: none until then; at each
+// throttle, cut to adaptiveCut of what the process sent the second before
+// (at least adaptiveMin); while no throttle comes and requests use it all,
+// raised by adaptiveGrowth a second; and dropped adaptiveForget after the
+// last throttle. Requests go evenly spaced under it (Transport), each
+// waiting for its place as long as its deadline allows. So a process
+// settles a little under what the provider lets through, as TCP's
+// congestion control and the adaptive retry mode of cloud SDKs do:
+// neither sending on what the provider refuses (half of all requests
+// throttled, in a black-box run against a gateway's flow control, without
+// a limit set) nor stopping every call a while and sending them all at
+// once when the wait ends (a tenth of what that gateway let through, in a
+// run against the holds this replaced).
+type adaptive struct {
+	mu     sync.Mutex
+	rate   float64   // requests a second; 0: none
+	next   time.Time // the earliest the next request may go
+	cut    time.Time // the last cut
+	raised time.Time // the last raise, or cut
+	// sent counts the requests let go in each adaptiveSlot of the last
+	// second, slot index modulo adaptiveSlots; newest is the index of the
+	// newest slot counted.
+	sent   [adaptiveSlots]int
+	newest int64
+}
+
+const (
+	// adaptiveCut is the share of what was sent the second before a
+	// throttle (or of the rate, when lower) that the rate is cut to.
+	adaptiveCut = 0.7
+	// adaptiveGrowth is the share by which the rate rises a second while
+	// requests use it all and no throttle comes (at least adaptiveStep a
+	// second).
+	adaptiveGrowth = 0.1
+	adaptiveStep   = 1.0
+	// adaptiveMin is the lowest rate a cut sets, requests a second.
+	adaptiveMin = 0.5
+	// adaptiveBurst: throttles this soon after a cut are of the burst
+	// that cut it (requests under way when it came), and cut nothing more.
+	adaptiveBurst = time.Second
+	// adaptiveForget is how long after the last throttle the rate is
+	// dropped: the provider's limit may have been a moment's.
+	adaptiveForget = 5 * time.Minute
+	// maxRetryAfter bounds how far ahead a provider's Retry-After puts
+	// the next request.
+	maxRetryAfter = 30 * time.Second
+
+	adaptiveSlot  = 100 * time.Millisecond
+	adaptiveSlots = 10
+)
+
+// count counts a request let go at now. a.mu is held.
+func (a *adaptive) count(now time.Time) {
+	i := now.UnixNano() / int64(adaptiveSlot)
+	if i > a.newest {
+		for j := max(a.newest+1, i-adaptiveSlots+1); j <= i; j++ {
+			a.sent[j%adaptiveSlots] = 0
+		}
+		a.newest = i
+	}
+	if i > a.newest-adaptiveSlots {
+		a.sent[i%adaptiveSlots]++
+	}
+}
+
+// lastSecond is how many requests were let go in the second before now.
+// a.mu is held.
+func (a *adaptive) lastSecond(now time.Time) int {
+	i := now.UnixNano() / int64(adaptiveSlot)
+	n := 0
+	for j := max(a.newest-adaptiveSlots+1, i-adaptiveSlots+1); j <= min(a.newest, i); j++ {
+		n += a.sent[j%adaptiveSlots]
+	}
+	return n
+}
+
+// reserve takes the place of a request that may wait up to maxWait: how
+// long it waits (0: it goes now), and whether its place was taken; when
+// not, the wait is how long until one would be free.
+func (a *adaptive) reserve(now time.Time, maxWait time.Duration) (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rate > 0 && now.Sub(a.cut) >= adaptiveForget {
+		a.rate = 0
+	}
+	at := a.next
+	if at.Before(now) {
+		at = now
+	}
+	wait := at.Sub(now)
+	if wait > maxWait {
+		return wait, false
+	}
+	if a.rate > 0 {
+		a.next = at.Add(time.Duration(float64(time.Second) / a.rate))
+	}
+	a.count(now)
+	return wait, true
+}
+
+// throttled notes the provider's throttling of a request, after being the
+// wait it asked for (0: none): whether it cut the rate.
+func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if after > 0 {
+		if t := now.Add(min(after, maxRetryAfter)); t.After(a.next) {
+			a.next = t
+		}
+	}
+	if !a.cut.IsZero() && now.Sub(a.cut) < adaptiveBurst && now.Sub(a.cut) >= 0 {
+		return false
+	}
+	base := float64(a.lastSecond(now))
+	if a.rate > 0 && now.Sub(a.cut) < adaptiveForget {
+		base = min(base, a.rate)
+	}
+	a.rate = max(adaptiveMin, adaptiveCut*base)
+	a.cut, a.raised = now, now
+	if a.next.Before(now) {
+		a.next = now
+	}
+	return true
+}
+
+// answered notes an answer of the provider that was not a throttle: while
+// requests use the whole rate, it rises.
+func (a *adaptive) answered(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rate == 0 {
+		return
+	}
+	dt := now.Sub(a.raised)
+	if dt <= 0 {
+		return
+	}
+	a.raised = now
+	if float64(a.lastSecond(now)) < 0.8*a.rate {
+		// Not using it: no sign the provider would take more.
+		return
+	}
+	a.rate += max(a.rate*adaptiveGrowth, adaptiveStep) * min(dt, time.Second).Seconds()
+}
+
+// current is the rate now (0: none).
+func (a *adaptive) current(now time.Time) float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rate > 0 && now.Sub(a.cut) >= adaptiveForget {
+		return 0
+	}
+	return a.rate
+}
