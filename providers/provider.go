@@ -53,6 +53,12 @@ type Order struct {
 	// shown while an order was being provisioned) rule this order out in
 	// a lookup from ShownFrom on: it reads it again.
 	ShownFrom time.Time
+	// ListingLag is the listing lag the caller judges orders by: how long
+	// after its create the provider is trusted to show an order as it is.
+	// A provider that remembers what it read of other orders takes what
+	// it read of one a lag or more after it first read it as settled.
+	// Zero: not known (nothing is taken as settled by it).
+	ListingLag time.Duration
 	// ProviderOrderID is the provider's id for this order when an earlier
 	// call learned it; empty otherwise.
 	ProviderOrderID string

@@ -200,7 +200,9 @@
 //     unidentified. Only orders that could be ours are checked (not those
 //     whose names, listed or cached, are all another instance's). Names
 //     cached from before Order.ShownFrom do not count in a lookup from
-//     then on, whose not-found is believed: the order is detailed again.
+//     then on, whose not-found is believed: the order is detailed again,
+//     unless they were read Order.ListingLag or more after the client
+//     first read the order's (settled).
 //     An order's names are assumed to be as sent once the listing lag has
 //     passed since its create; before it, a server may show another (the
 //     file system's id while the order is provisioned).
@@ -239,7 +241,8 @@
 // only a cut mark is none, as in step 3. A detail not there yet, without
 // names yet (asked again 15 s later), or failing, leaves it unjudged: the
 // check never fails a lookup. Cached names that would judge it misnamed
-// are read again first when more than 15 s old (kept when that fails).
+// are read again first when more than 15 s old (kept when that fails or
+// the detail shows no names).
 //
 // Exactly one order of ours and none unidentified: found, paid, with its
 // Id, and Result.Matched (identified by matching the listing, not by our

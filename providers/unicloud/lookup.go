@@ -1201,7 +1201,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		d.Names = keepNames(d.Names, name)
 		if d.Names == nil && d.ID != "" {
-			if e, ok := c.names.get(d.ID); ok && e.usable(o, began) {
+			if e, ok := c.names.get(d.ID); ok && e.usable(o, began, c.lag(o)) {
 				d.Names = keepNames(e.names, name)
 			}
 		}
@@ -1388,11 +1388,14 @@ func (c *Client) misnamed(ctx context.Context, checked []providers.ListedOrder, 
 		case providers.CodeOf(err) == providers.NotFound:
 			c.misses.put(id, c.now())
 		case err == nil && dd.ID == id:
-			c.names.put(id, dd.Names, began, c.now())
 			names := keepNames(dd.Names, name)
 			if names == nil {
+				// No names (yet): not asked again for a while, and what
+				// was read before stands meanwhile.
 				c.nameless.put(id, c.now())
+				return nil
 			}
+			c.names.put(id, dd.Names, began, c.now())
 			return names
 		}
 		return nil
@@ -1701,11 +1704,13 @@ func mergeOrders(a, b []orderInfo) []orderInfo {
 // one detailing only orders no earlier lookup has seen. An order's names
 // are taken to be as sent once the listing lag has passed since its create
 // (as its listing is); before that a server may show another (the file
-// system's id while the order is provisioned, say). So names read before
-// a lookup's Order.ShownFrom do not rule an order out in a lookup at or
-// after it, whose not-found is believed: that lookup reads them again
-// (usable); and a verdict that our own order is listed under another name
-// (misnamed) rests only on names read a moment ago (fresh).
+// system's id while the order is provisioned, say). Names read a listing
+// lag or more after the client first read the order's (settled) stand for
+// every lookup. Names read before are used by lookups whose not-found is
+// not believed yet, and not by one at or after its Order.ShownFrom, which
+// reads them again (usable); and a verdict that our own order is listed
+// under another name (misnamed) rests only on names read a moment ago
+// (fresh).
 type nameCache struct {
 	mu sync.Mutex
 	m  map[string]cachedNames
@@ -1716,24 +1721,19 @@ type cachedNames struct {
 	names []string
 	// read is the Order.Now of the lookup that read them (the ledger's
 	// clock, when the lookup was given it: when it began, before the
-	// read), or the client's clock at its start otherwise.
-	read time.Time
+	// read), or the client's clock at its start otherwise; first is the
+	// read of the first names cached for the order.
+	read, first time.Time
 	// at is when they were read, on the client's clock.
 	at time.Time
 }
 
-// usable reports whether the names, read for a lookup that began at read,
-// may rule an order out in o's lookup, beginning at now: unless o's
-// not-found is believed (now at or past o.ShownFrom), only names read
-// since then.
-func (e cachedNames) usable(o providers.Order, now time.Time) bool {
-	return o.ShownFrom.IsZero() || now.Before(o.ShownFrom) || !e.read.Before(o.ShownFrom)
-}
-
-// fresh reports whether the names were read less than detailMissTTL
-// before now (the client's clock).
-func (e cachedNames) fresh(now time.Time) bool {
-	return now.Sub(e.at) >= 0 && now.Sub(e.at) < detailMissTTL
+// usable reports whether the names may rule an order out in o's lookup,
+// beginning at now, with lag the listing lag: when settled, or while o's
+// not-found is not believed (now before o.ShownFrom), or read since then.
+func (e cachedNames) usable(o providers.Order, now time.Time, lag time.Duration) bool {
+	settled := lag > 0 && !e.read.Before(e.first.Add(lag))
+	return settled || o.ShownFrom.IsZero() || now.Before(o.ShownFrom) || !e.read.Before(o.ShownFrom)
 }
 
 // missCache remembers, for detailMissTTL, the listed orders OrderDetail
@@ -1770,6 +1770,12 @@ func (n *missCache) put(id string, now time.Time) {
 // maxCachedNames bounds the cache; past it, it starts over.
 const maxCachedNames = 100_000
 
+// fresh reports whether the names were read less than detailMissTTL
+// before now (the client's clock).
+func (e cachedNames) fresh(now time.Time) bool {
+	return now.Sub(e.at) >= 0 && now.Sub(e.at) < detailMissTTL
+}
+
 func (n *nameCache) get(id string) (cachedNames, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -1786,5 +1792,13 @@ func (n *nameCache) put(id string, names []string, read, at time.Time) {
 	if n.m == nil || len(n.m) >= maxCachedNames {
 		n.m = make(map[string]cachedNames)
 	}
-	n.m[id] = cachedNames{names: names, read: read, at: at}
+	first := read
+	if e, ok := n.m[id]; ok && e.first.Before(read) {
+		first = e.first
+	}
+	n.m[id] = cachedNames{names: names, read: read, first: first, at: at}
 }
+
+// lag is the listing lag names settle within: the caller's
+// (Order.ListingLag).
+func (c *Client) lag(o providers.Order) time.Duration { return o.ListingLag }

@@ -1529,13 +1529,13 @@ func TestMisnamedCheckAsksEachDetailOnce(t *testing.T) {
 }
 
 // provisioning is a server whose OrderDetail shows order 21 under the file
-// system's id for a while (being provisioned), then under the name its
-// create sent, "nas-prod-01"; settle makes it do so. It returns the
-// client (on clock) and the count of OrderDetail calls.
-func provisioning(t *testing.T, clock func() time.Time) (c *unicloud.Client, settle func(), details func() int) {
+// system's id for a while (being provisioned), then under the name show
+// last set ("" for none; "nas-prod-01" is the name its create sent). It
+// returns the client (on clock) and the count of OrderDetail calls.
+func provisioning(t *testing.T, clock func() time.Time) (c *unicloud.Client, show func(string), details func() int) {
 	t.Helper()
 	var mu sync.Mutex
-	settled, calls := false, 0
+	shown, calls := "nas-3f9a1c07", 0
 	created := time.Now().In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Query().Get("Action") {
@@ -1545,16 +1545,16 @@ func provisioning(t *testing.T, clock func() time.Time) (c *unicloud.Client, set
 			mu.Lock()
 			defer mu.Unlock()
 			calls++
-			name := "nas-3f9a1c07"
-			if settled {
-				name = "nas-prod-01"
+			name := ""
+			if shown != "" {
+				name = fmt.Sprintf(`,"InstanceName":%q`, shown)
 			}
-			fmt.Fprintf(w, `{"Order":{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID","InstanceName":%q}}`, created, name)
+			fmt.Fprintf(w, `{"Order":{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID"%s}}`, created, name)
 		}
 	}))
 	t.Cleanup(srv.Close)
 	c = client(t, srv.URL, unicloud.Options{Now: clock})
-	return c, func() { mu.Lock(); settled = true; mu.Unlock() }, func() int { mu.Lock(); defer mu.Unlock(); return calls }
+	return c, func(name string) { mu.Lock(); shown = name; mu.Unlock() }, func() int { mu.Lock(); defer mu.Unlock(); return calls }
 }
 
 // Names an order's detail showed before the listing lag had passed since
@@ -1569,18 +1569,20 @@ func TestNamesReadBeforeTheLagAreReadAgain(t *testing.T) {
 	var mu sync.Mutex
 	clock := now
 	at := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	c, settle, details := provisioning(t, at)
+	c, show, details := provisioning(t, at)
+	shownFrom := now.Add(30 * time.Second) // the last create plus the lag
 	lookup := func() (providers.Result, error) {
 		o := order("nas-prod-01")
 		o.FirstAttempt = now.Add(-time.Minute)
 		o.Now = at()
-		o.ShownFrom = now.Add(30 * time.Second) // the last create plus the lag
+		o.ShownFrom = shownFrom
+		o.ListingLag = 30 * time.Second
 		return c.Lookup(context.Background(), o)
 	}
 	if _, err := lookup(); providers.CodeOf(err) != providers.NotFound {
 		t.Fatalf("within the lag, its detail naming the file system: %v; want NotFound (not believed)", err)
 	}
-	settle()
+	show("nas-prod-01")
 	mu.Lock()
 	clock = now.Add(10 * time.Second)
 	mu.Unlock()
@@ -1601,6 +1603,15 @@ func TestNamesReadBeforeTheLagAreReadAgain(t *testing.T) {
 	if r, err := lookup(); err != nil || r.ProviderOrderID != "21" || details() != 2 {
 		t.Errorf("again: %+v, %v after %d OrderDetail calls; want order 21, no call more", r, err, details())
 	}
+	// Read a lag or more after they were first read, they are settled:
+	// they stand for a lookup whose not-found is believed from later
+	// still (another order's, say), with no call more.
+	mu.Lock()
+	clock, shownFrom = now.Add(10*time.Minute), now.Add(9*time.Minute)
+	mu.Unlock()
+	if r, err := lookup(); err != nil || r.ProviderOrderID != "21" || details() != 2 {
+		t.Errorf("a lookup believed from later: %+v, %v after %d OrderDetail calls; want order 21, no call more", r, err, details())
+	}
 }
 
 // An order of ours whose names were read while it was being provisioned
@@ -1614,7 +1625,7 @@ func TestMisnamedCheckReadsOldNamesAgain(t *testing.T) {
 	var mu sync.Mutex
 	clock := now
 	at := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	c, settle, details := provisioning(t, at)
+	c, show, details := provisioning(t, at)
 	lookup := func() error {
 		o := order("nas-other-02")
 		o.FirstAttempt = now.Add(-time.Minute)
@@ -1628,15 +1639,27 @@ func TestMisnamedCheckReadsOldNamesAgain(t *testing.T) {
 	if err := lookup(); providers.CodeOf(err) != providers.Ambiguous {
 		t.Fatalf("our order 21 detailed under the file system's id: %v; want Ambiguous", err)
 	}
-	settle()
 	if err := lookup(); providers.CodeOf(err) != providers.Ambiguous || details() != 1 {
 		t.Fatalf("a moment later: %v after %d OrderDetail calls; want Ambiguous from the names just read, after 1", err, details())
 	}
+	// A detail without names (a blank one) a minute later changes
+	// nothing: the names read stand, and it is not asked again for a
+	// while.
+	show(" ")
+	for _, after := range []time.Duration{time.Minute, time.Minute + time.Second} {
+		mu.Lock()
+		clock = now.Add(after)
+		mu.Unlock()
+		if err := lookup(); providers.CodeOf(err) != providers.Ambiguous || details() != 2 {
+			t.Fatalf("%s later, its detail without names: %v after %d OrderDetail calls; want Ambiguous, after 2", after, err, details())
+		}
+	}
+	show("nas-prod-01")
 	mu.Lock()
-	clock = now.Add(time.Minute)
+	clock = now.Add(2 * time.Minute)
 	mu.Unlock()
-	if err := lookup(); providers.CodeOf(err) != providers.NotFound || details() != 2 {
-		t.Errorf("a minute later, its detail naming it as sent: %v after %d OrderDetail calls; want NotFound (order 21 is another record's), after 2", err, details())
+	if err := lookup(); providers.CodeOf(err) != providers.NotFound || details() != 3 {
+		t.Errorf("later, its detail naming it as sent: %v after %d OrderDetail calls; want NotFound (order 21 is another record's), after 3", err, details())
 	}
 }
 
