@@ -6,9 +6,10 @@ import (
 )
 
 // adaptive is the rate of requests this process allows itself to one
-// provider once the provider throttled them: none until then; at each
-// throttle, cut to adaptiveCut of what the process sent the second before
-// (at least adaptiveMin); while no throttle comes and requests use it all,
+// provider once the provider throttled them: none until then; at a
+// throttle, when a tenth or more (adaptiveShare) of the last second's
+// requests were throttled, cut to adaptiveCut of what the process sent in
+// that second (at least adaptiveMin); while no throttle comes and requests use it all,
 // raised by adaptiveGrowth a second; and dropped adaptiveForget after the
 // last throttle. Requests go evenly spaced under it (Transport), each
 // waiting for its place as long as its deadline allows. So a process
@@ -25,11 +26,41 @@ type adaptive struct {
 	next   time.Time // the earliest the next request may go
 	cut    time.Time // the last cut
 	raised time.Time // the last raise, or cut
-	// sent counts the requests let go in each adaptiveSlot of the last
-	// second, slot index modulo adaptiveSlots; newest is the index of the
-	// newest slot counted.
-	sent   [adaptiveSlots]int
+	// sent counts the requests let go in the last second, throttles the
+	// throttles reported.
+	sent, throttles window
+}
+
+// window counts events in each adaptiveSlot of the last second, by slot
+// index modulo adaptiveSlots; newest is the index of the newest slot
+// counted.
+type window struct {
+	n      [adaptiveSlots]int
 	newest int64
+}
+
+// add counts an event at now.
+func (w *window) add(now time.Time) {
+	i := now.UnixNano() / int64(adaptiveSlot)
+	if i > w.newest {
+		for j := max(w.newest+1, i-adaptiveSlots+1); j <= i; j++ {
+			w.n[j%adaptiveSlots] = 0
+		}
+		w.newest = i
+	}
+	if i > w.newest-adaptiveSlots {
+		w.n[i%adaptiveSlots]++
+	}
+}
+
+// lastSecond is how many events were counted in the second before now.
+func (w *window) lastSecond(now time.Time) int {
+	i := now.UnixNano() / int64(adaptiveSlot)
+	n := 0
+	for j := max(w.newest-adaptiveSlots+1, i-adaptiveSlots+1); j <= min(w.newest, i); j++ {
+		n += w.n[j%adaptiveSlots]
+	}
+	return n
 }
 
 const (
@@ -41,6 +72,9 @@ const (
 	// second).
 	adaptiveGrowth = 0.1
 	adaptiveStep   = 1.0
+	// adaptiveShare is the share of the last second's requests that must
+	// have been throttled for a throttle to cut the rate.
+	adaptiveShare = 0.1
 	// adaptiveMin is the lowest rate a cut sets, requests a second.
 	adaptiveMin = 0.5
 	// adaptiveBurst: throttles this soon after a cut are of the burst
@@ -56,31 +90,6 @@ const (
 	adaptiveSlot  = 100 * time.Millisecond
 	adaptiveSlots = 10
 )
-
-// count counts a request let go at now. a.mu is held.
-func (a *adaptive) count(now time.Time) {
-	i := now.UnixNano() / int64(adaptiveSlot)
-	if i > a.newest {
-		for j := max(a.newest+1, i-adaptiveSlots+1); j <= i; j++ {
-			a.sent[j%adaptiveSlots] = 0
-		}
-		a.newest = i
-	}
-	if i > a.newest-adaptiveSlots {
-		a.sent[i%adaptiveSlots]++
-	}
-}
-
-// lastSecond is how many requests were let go in the second before now.
-// a.mu is held.
-func (a *adaptive) lastSecond(now time.Time) int {
-	i := now.UnixNano() / int64(adaptiveSlot)
-	n := 0
-	for j := max(a.newest-adaptiveSlots+1, i-adaptiveSlots+1); j <= min(a.newest, i); j++ {
-		n += a.sent[j%adaptiveSlots]
-	}
-	return n
-}
 
 // reserve takes the place of a request that may wait up to maxWait: how
 // long it waits (0: it goes now), and whether its place was taken; when
@@ -102,7 +111,7 @@ func (a *adaptive) reserve(now time.Time, maxWait time.Duration) (time.Duration,
 	if a.rate > 0 {
 		a.next = at.Add(time.Duration(float64(time.Second) / a.rate))
 	}
-	a.count(now)
+	a.sent.add(now)
 	return wait, true
 }
 
@@ -116,10 +125,21 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 			a.next = t
 		}
 	}
+	a.throttles.add(now)
 	if !a.cut.IsZero() && now.Sub(a.cut) < adaptiveBurst && now.Sub(a.cut) >= 0 {
 		return false
 	}
-	base := float64(a.lastSecond(now))
+	// Each throttle answered a request sent, whatever the count says (a
+	// call longer than a second).
+	throttles := a.throttles.lastSecond(now)
+	sent := max(a.sent.lastSecond(now), throttles)
+	if float64(throttles) < adaptiveShare*float64(sent) {
+		// A throttle now and then, not the rate's: a provider that
+		// throttles a few requests whatever the pace (a shared quota
+		// others fill) would have the rate cut at each, to nothing.
+		return false
+	}
+	base := float64(sent)
 	if a.rate > 0 && now.Sub(a.cut) < adaptiveForget {
 		base = min(base, a.rate)
 	}
@@ -144,7 +164,7 @@ func (a *adaptive) answered(now time.Time) {
 		return
 	}
 	a.raised = now
-	if float64(a.lastSecond(now)) < 0.8*a.rate {
+	if float64(a.sent.lastSecond(now)) < 0.8*a.rate {
 		// Not using it: no sign the provider would take more.
 		return
 	}

@@ -279,8 +279,9 @@ func TestStateString(t *testing.T) {
 }
 
 // The provider's throttling sets this process's rate of requests to it:
-// none before; at a throttle, 0.7 of what it sent the second before (and
-// a throttle within a second of the cut is of the same burst); raised by a
+// none before; at a throttle of a tenth or more of the last second's
+// requests, 0.7 of what it sent in that second (and a throttle within a
+// second of the cut is of the same burst); raised by a
 // tenth a second while requests use it all; its Retry-After puts the next
 // request that far ahead; dropped five minutes after the last throttle.
 // This worker's own limit cuts nothing, nor does another provider's
@@ -304,7 +305,15 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 {
 		t.Fatalf("before any throttle: rate %v, %v cuts", r, cuts())
 	}
-	for range 10 { // one burst: ten requests throttled at once
+	// A throttle now and then (under a tenth of the last second's
+	// requests) is not the rate's: nothing cut.
+	for range 4 {
+		g.Done("aliyun", throttle)
+	}
+	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 {
+		t.Fatalf("4 throttles of 50 requests: rate %v, %v cuts; want none", r, cuts())
+	}
+	for range 6 { // one burst: ten requests throttled at once
 		g.Done("aliyun", throttle)
 	}
 	if r := g.Rate("aliyun"); r != 35 || cuts() != 1 {

@@ -83,8 +83,9 @@
 // worker's own limiter; or a create or pay throttled where it may have
 // acted, providers.ErrThrottled) leaves the breaker's state alone but
 // sets this process's own rate of requests to the provider, which
-// Transport keeps (see adaptive): cut at each throttle to adaptiveCut of
-// what the process sent the second before, raised while no throttle comes,
+// Transport keeps (see adaptive): cut, when adaptiveShare or more of the
+// last second's requests were throttled, to adaptiveCut of what the
+// process sent in that second, raised while no throttle comes,
 // dropped adaptiveForget after the last. A throttle within adaptiveBurst
 // of a cut is of its burst. Guard.Rate reads it. Disabled breakers
 // disable it too.

@@ -22,7 +22,7 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 		}, []string{"provider"}),
 		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_throttle_cuts_total",
-			Help: "Times a provider's throttling cut this worker's rate of requests to it (to 0.7 of what it sent the second before; throttles within a second of a cut are of its burst), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
+			Help: "Times a provider's throttling cut this worker's rate of requests to it (to 0.7 of what it sent the second before, when a tenth or more of that second's requests were throttled; throttles within a second of a cut are of its burst), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
 		}, []string{"provider"}),
 		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_throttle_rate",
