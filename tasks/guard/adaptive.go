@@ -9,7 +9,9 @@ import (
 // provider once the provider throttled them: none until then; at a
 // throttle, when a tenth or more (adaptiveShare) of the last second's
 // requests were throttled, cut to adaptiveCut of what the process sent in
-// that second (at least adaptiveMin); while no throttle comes and requests use it all,
+// that second, later of the rate in force (at least adaptiveMin; a
+// throttle before the last cut's burst calmed, cuts nothing more); while
+// no throttle comes and requests use it all,
 // raised by adaptiveGrowth a second; and dropped adaptiveForget after the
 // last throttle. Requests go evenly spaced under it (Transport), each
 // waiting for its place as long as its deadline allows. So a process
@@ -25,23 +27,36 @@ type adaptive struct {
 	rate   float64   // requests a second; 0: none
 	next   time.Time // the earliest the next request may go
 	cut    time.Time // the last cut
+	calm   time.Time // throttles before this are of the last cut's burst
 	raised time.Time // the last raise, or cut
 	// sent counts the requests let go in the last second, throttles the
 	// throttles reported.
 	sent, throttles window
 }
 
-// window counts events in each adaptiveSlot of the last second, by slot
-// index modulo adaptiveSlots; newest is the index of the newest slot
+// window counts events in each adaptiveSlot of the last second (about:
+// its oldest slot may have begun up to a slot more than a second ago), by
+// slot index modulo adaptiveSlots, counted from base (set at its first
+// use: with time.Now, whose readings carry the monotonic clock, a step of
+// the wall clock moves no count); newest is the index of the newest slot
 // counted.
 type window struct {
 	n      [adaptiveSlots]int
+	base   time.Time
 	newest int64
+}
+
+// slot is the index of now's slot (never below 0).
+func (w *window) slot(now time.Time) int64 {
+	if w.base.IsZero() {
+		w.base = now.Add(-time.Hour)
+	}
+	return max(int64(now.Sub(w.base)/adaptiveSlot), 0)
 }
 
 // add counts an event at now.
 func (w *window) add(now time.Time) {
-	i := now.UnixNano() / int64(adaptiveSlot)
+	i := w.slot(now)
 	if i > w.newest {
 		for j := max(w.newest+1, i-adaptiveSlots+1); j <= i; j++ {
 			w.n[j%adaptiveSlots] = 0
@@ -55,17 +70,17 @@ func (w *window) add(now time.Time) {
 
 // lastSecond is how many events were counted in the second before now.
 func (w *window) lastSecond(now time.Time) int {
-	i := now.UnixNano() / int64(adaptiveSlot)
+	i := w.slot(now)
 	n := 0
-	for j := max(w.newest-adaptiveSlots+1, i-adaptiveSlots+1); j <= min(w.newest, i); j++ {
+	for j := max(w.newest-adaptiveSlots+1, i-adaptiveSlots+1, 0); j <= min(w.newest, i); j++ {
 		n += w.n[j%adaptiveSlots]
 	}
 	return n
 }
 
 const (
-	// adaptiveCut is the share of what was sent the second before a
-	// throttle (or of the rate, when lower) that the rate is cut to.
+	// adaptiveCut is the share of the rate in force (at the first cut,
+	// of what was sent the second before) that a cut leaves.
 	adaptiveCut = 0.7
 	// adaptiveGrowth is the share by which the rate rises a second while
 	// requests use it all and no throttle comes (at least adaptiveStep a
@@ -126,7 +141,9 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 		}
 	}
 	a.throttles.add(now)
-	if !a.cut.IsZero() && now.Sub(a.cut) < adaptiveBurst && now.Sub(a.cut) >= 0 {
+	if now.Before(a.calm) {
+		// Of the burst the last cut answered: requests under way then,
+		// or sent before its Retry-After ended.
 		return false
 	}
 	// Each throttle answered a request sent, whatever the count says (a
@@ -139,14 +156,21 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 		// others fill) would have the rate cut at each, to nothing.
 		return false
 	}
+	// The rate in force, cut (as TCP cuts its window); the first, from
+	// what was sent: a quiet second (this process waiting out a
+	// Retry-After, a slow call) says nothing of what the provider takes.
 	base := float64(sent)
 	if a.rate > 0 && now.Sub(a.cut) < adaptiveForget {
-		base = min(base, a.rate)
+		base = a.rate
 	}
 	a.rate = max(adaptiveMin, adaptiveCut*base)
 	a.cut, a.raised = now, now
 	if a.next.Before(now) {
 		a.next = now
+	}
+	a.calm = now.Add(adaptiveBurst)
+	if a.next.After(a.calm) {
+		a.calm = a.next // and until its Retry-After ends
 	}
 	return true
 }
@@ -164,11 +188,25 @@ func (a *adaptive) answered(now time.Time) {
 		return
 	}
 	a.raised = now
+	if now.Before(a.calm) {
+		// The last second still holds what was sent before the cut.
+		return
+	}
 	if float64(a.sent.lastSecond(now)) < 0.8*a.rate {
 		// Not using it: no sign the provider would take more.
 		return
 	}
 	a.rate += max(a.rate*adaptiveGrowth, adaptiveStep) * min(dt, time.Second).Seconds()
+}
+
+// interval is the time between two requests at the rate now (0: none).
+func (a *adaptive) interval(now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rate == 0 || now.Sub(a.cut) >= adaptiveForget {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / a.rate)
 }
 
 // current is the rate now (0: none).

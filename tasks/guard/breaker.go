@@ -152,7 +152,10 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 		if b.rate.throttled(now, after) {
 			b.metrics.cut(b.provider)
 		}
-	case err == nil || !errors.Is(err, context.Canceled):
+	case errors.Is(err, errOwnLimit) || errors.Is(err, context.Canceled):
+		// Never sent (this worker's own limits held it back), or
+		// cancelled: nothing the provider said.
+	default:
 		// Any other answer (a success, a refusal, a failure): the
 		// provider took the request.
 		b.rate.answered(now)

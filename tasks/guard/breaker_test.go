@@ -345,38 +345,65 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if r2 := g.Rate("aliyun"); r2 < 38 || r2 > 39 {
 		t.Errorf("idle: rate %v; want it as it was", r2)
 	}
-	// A throttle after the burst's second, sending 10 a second: cut to 7;
-	// its Retry-After holds the next request.
+	// A throttle after the burst's second, sending 10 a second: the rate
+	// in force cut (38.5 to 26.95); its Retry-After holds the next request.
 	send(10, time.Second)
 	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
-	if r := g.Rate("aliyun"); r != 7 || cuts() != 2 {
-		t.Errorf("a throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 7, 2", r, cuts())
+	if r := g.Rate("aliyun"); r < 26.9 || r > 27 || cuts() != 2 {
+		t.Errorf("a throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 26.95, 2", r, cuts())
 	}
 	if w, _ := a.reserve(c.Now(), time.Minute); w != 2*time.Second {
 		t.Errorf("after a Retry-After of 2s: wait %s", w)
 	}
-	// A Retry-After of years puts it 30 s ahead at most; the rate never
-	// falls under half a request a second.
+	// Right after a cut, answers raise nothing: the last second still
+	// holds what was sent before it.
+	c.Add(500 * time.Millisecond)
+	g.Done("aliyun", nil)
+	if r := g.Rate("aliyun"); r < 26.9 || r > 27 {
+		t.Errorf("an answer right after a cut: rate %v; want it as cut", r)
+	}
+	// A Retry-After of years puts the next request 30 s ahead at most,
+	// and throttles until it ends are of the same burst: one cut.
 	for range 10 {
 		c.Add(2 * time.Second)
 		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429, RetryAfter: 200_000_000 * time.Second})
 	}
-	if w, _ := a.reserve(c.Now(), time.Hour); w > maxRetryAfter || g.Rate("aliyun") != adaptiveMin {
-		t.Errorf("throttles asking for years: wait %s, rate %v; want at most %s, %v", w, g.Rate("aliyun"), maxRetryAfter, adaptiveMin)
+	if w, _ := a.reserve(c.Now(), time.Hour); w > maxRetryAfter || cuts() != 3 {
+		t.Errorf("throttles asking for years: wait %s, %v cuts; want at most %s, 3", w, cuts(), maxRetryAfter)
 	}
-	// This worker's own limit cuts nothing.
+	// Throttled at every request past each burst: the rate never falls
+	// under half a request a second.
+	c.Add(maxRetryAfter)
+	for range 20 {
+		c.Add(1100 * time.Millisecond)
+		w, _ := a.reserve(c.Now(), time.Hour)
+		c.Add(w) // sent at its place
+		g.Done("aliyun", throttle)
+	}
+	if r := g.Rate("aliyun"); r != adaptiveMin {
+		t.Errorf("throttled at every request: rate %v; want %v", r, adaptiveMin)
+	}
+	// This worker's own limit cuts nothing, nor raises anything.
 	c.Add(time.Minute)
 	before := cuts()
-	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", RetryAfter: 5 * time.Second, Err: errOwnLimit})
-	if cuts() != before {
-		t.Errorf("held back by this worker's own limit: counted a cut")
+	for range 20 {
+		c.Add(100 * time.Millisecond)
+		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", RetryAfter: 5 * time.Second, Err: errOwnLimit})
 	}
-	// Five minutes after the last throttle: no rate.
-	c.Add(5 * time.Minute)
+	if cuts() != before || g.Rate("aliyun") != adaptiveMin {
+		t.Errorf("held back by this worker's own limit: %v cuts more, rate %v; want none, %v", cuts()-before, g.Rate("aliyun"), adaptiveMin)
+	}
+	// Five minutes after the last cut: no rate.
+	last := g.breaker("aliyun").rate.cut
+	c.Add(last.Add(5*time.Minute - time.Millisecond).Sub(c.Now()))
+	if r := g.Rate("aliyun"); r != adaptiveMin {
+		t.Errorf("just under five minutes after the last cut: rate %v; want %v", r, adaptiveMin)
+	}
+	c.Add(time.Millisecond)
 	if r := g.Rate("aliyun"); r != 0 {
-		t.Errorf("five minutes after the last throttle: rate %v; want none", r)
+		t.Errorf("five minutes after the last cut: rate %v; want none", r)
 	}
 	if w, ok := a.reserve(c.Now(), 0); w != 0 || !ok {
-		t.Errorf("five minutes after the last throttle: wait %s, %v", w, ok)
+		t.Errorf("five minutes after the last cut: wait %s, %v", w, ok)
 	}
 }

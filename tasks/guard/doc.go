@@ -85,10 +85,12 @@
 // sets this process's own rate of requests to the provider, which
 // Transport keeps (see adaptive): cut, when adaptiveShare or more of the
 // last second's requests were throttled, to adaptiveCut of what the
-// process sent in that second, raised while no throttle comes,
-// dropped adaptiveForget after the last. A throttle within adaptiveBurst
-// of a cut is of its burst. Guard.Rate reads it. Disabled breakers
-// disable it too.
+// process sent in that second (later, of the rate in force), raised while
+// no throttle comes and requests use it, dropped adaptiveForget after the
+// last cut. A throttle within adaptiveBurst of a cut, or before its
+// Retry-After ended, is of its burst. Answers of requests this worker's
+// own limits held back say nothing either way. Guard.Rate reads it.
+// Disabled breakers disable it too.
 //
 // # Why the breaker is per process
 //

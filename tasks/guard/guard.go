@@ -43,9 +43,10 @@ type Options struct {
 	// orderworker_rate_limit_waits_total too, at zero); others appear
 	// when first used.
 	Providers []string
-	// Registerer receives the metrics orderworker_breaker_state and
-	// orderworker_rate_limit_waits_total, both labelled by provider.
-	// Default nil: no metrics.
+	// Registerer receives the metrics orderworker_breaker_state,
+	// orderworker_rate_limit_waits_total, orderworker_throttle_cuts_total
+	// and orderworker_throttle_rate, all labelled by provider. Default
+	// nil: no metrics.
 	Registerer prometheus.Registerer
 	// Logger receives one line per breaker state change. Default
 	// slog.Default().

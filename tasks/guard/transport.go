@@ -107,8 +107,21 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	deadline, has := ctx.Deadline()
 	maxWait := limitWait(providers.Acting(ctx), deadline, has)
 	if t.g.opts.FailureThreshold >= 0 {
-		// This process's own rate, once the provider throttled it.
-		wait, ok := t.g.breaker(t.provider).rate.reserve(t.g.now(), maxWait)
+		// This process's own rate, once the provider throttled it. A
+		// read may wait for two places at it, its deadline allowing:
+		// at a rate under a request a second, a lookup's later pages
+		// would otherwise never find a place within a second, and each
+		// lookup fail after its first page.
+		rate := &t.g.breaker(t.provider).rate
+		now := t.g.now()
+		aw := maxWait
+		if iv := rate.interval(now); 2*iv > aw && !providers.Acting(ctx) {
+			aw = 2 * iv
+			if has {
+				aw = min(aw, time.Until(deadline)/2)
+			}
+		}
+		wait, ok := rate.reserve(now, aw)
 		if !ok {
 			return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
 				Message: fmt.Sprintf("over this worker's rate for %s, lowered since %s throttled its requests, for %s more, longer than the request may wait; request not sent",
@@ -119,7 +132,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if err := t.g.sleep(ctx, wait); err != nil {
 				return fail(err)
 			}
-			maxWait -= wait
+			maxWait = max(maxWait-wait, 0)
 		}
 	}
 	if _, limited := t.g.limits[t.provider]; !limited {

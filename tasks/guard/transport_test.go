@@ -351,3 +351,30 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 		t.Errorf("upstream got %d requests; want %d", n, 20+15+14)
 	}
 }
+
+// TestTransportLetsAReadWaitTwoPlacesAtALowRate: at a rate under a request
+// a second, a read (a lookup's next page) may wait for two places at it,
+// its deadline allowing, rather than a second, which it would never find.
+func TestTransportLetsAReadWaitTwoPlacesAtALowRate(t *testing.T) {
+	t.Parallel()
+	g, _ := newGuard(nil, nil)
+	g.sleep = func(context.Context, time.Duration) error { return nil } // the clock stands still
+	up := newUpstream(t)
+	hc := &http.Client{Transport: g.Transport("aliyun", nil)}
+	if err := get(context.Background(), hc, up.URL); err != nil {
+		t.Fatal(err)
+	}
+	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}) // cut to 0.7 a second
+	if r := g.Rate("aliyun"); r != 0.7 {
+		t.Fatalf("rate %v; want 0.7", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var errs []error
+	for range 4 {
+		errs = append(errs, get(ctx, hc, up.URL))
+	}
+	if errs[0] != nil || errs[1] != nil || errs[2] != nil || providers.CodeOf(errs[3]) != providers.RateLimited {
+		t.Errorf("four reads at once at 0.7 a second: %v; want three sent (0, 1.4 and 2.9 s off: two places), the fourth not", errs)
+	}
+}
