@@ -930,8 +930,9 @@ func TestLookupLackingSnapshotOrdersMatchesNothing(t *testing.T) {
 
 // Only two refusals with an answer in a row let a confirming total stand
 // for page 0: a failure to answer (a 5xx) and then a passing 400 leave
-// page 0 unread, the listing unavailable (never not_found: ours may sit on
-// page 0 of a server counting from 0).
+// page 0 unread, the listing unavailable (rate_limited when page 0 was
+// throttled; never not_found: ours may sit on page 0 of a server counting
+// from 0).
 func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 	t.Parallel()
 	for _, first := range []sandbox.Reply{{HTTPStatus: 503}, {HTTPStatus: 502}, {HTTPStatus: 429}} {
@@ -944,8 +945,14 @@ func TestPageZeroFailureThenRefusalIsNoRefusal(t *testing.T) {
 		o.Known = []string{"1", "2", "3"}
 		o.Owned = func(context.Context, string) (bool, error) { return false, nil }
 		r, err := f.c.Lookup(ctx(t), o)
-		if providers.CodeOf(err) != providers.Unavailable {
-			t.Errorf("page 0: %+v, then a 400: Lookup = %+v, %v; want unavailable (page 0 unread)", first, r, err)
+		want := providers.Unavailable
+		if first.HTTPStatus == 429 {
+			// Throttled: the listing fails as throttled, which the
+			// circuit breaker does not count against the provider.
+			want = providers.RateLimited
+		}
+		if providers.CodeOf(err) != want {
+			t.Errorf("page 0: %+v, then a 400: Lookup = %+v, %v; want %s (page 0 unread)", first, r, err, want)
 		}
 	}
 }

@@ -419,6 +419,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// one passing refusal (a gateway's, a replayed nonce) of a server
 	// counting from 0 must not pass for a refusal of pageNo 0.
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
+	if unsent(zerr) {
+		return listing{}, zerr
+	}
 	firstErr := zerr
 	// differed: page 0 was answered one way (refused, or empty) and then
 	// another: what follows was not said twice in a row.
@@ -428,6 +431,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		// not teach "from 1" for the process's life; it counts only
 		// twice in a row.
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
+		if unsent(zerr) {
+			return listing{}, zerr
+		}
 		if pageRefused(zerr) && !pageRefused(firstErr) {
 			zerr = &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery), Message: "page 0 unreadable (answered differently when read again)", Err: zerr}
 		}
@@ -599,6 +605,18 @@ func (c *Client) learnBase(base int) {
 	if !learnt.Swap(true) {
 		c.log.Info("aliyun order/query: the server counts pages from " + strconv.Itoa(base) + " (judged from its answers; ALIYUN_PAGE_BASE fixes it)")
 	}
+}
+
+// unsent reports whether err is a page's throttling (by the provider or
+// this worker's own rate limits) or its credentials' refusal: page 0 said
+// nothing of where the pages start, nor of the provider's health, and the
+// listing fails with that error (as stillFrom1's does), never as a page 0
+// that could not be read (Unavailable, which counts against the circuit
+// breaker: against a throttling gateway, snapshots failing so opened it
+// for half a minute at a time).
+func unsent(err error) bool {
+	c := providers.CodeOf(err)
+	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated)
 }
 
 // answeredRefusal reports whether err is order/query's refusal with an

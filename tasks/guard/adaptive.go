@@ -11,9 +11,9 @@ import (
 // requests were throttled, cut to adaptiveCut of what the process sent in
 // that second, later of the rate in force (at least adaptiveMin; a
 // throttle before the last cut's burst calmed, cuts nothing more); while
-// no throttle comes and requests use it all,
+// no throttle comes and requests use it all (each waits for its place),
 // raised by adaptiveGrowth a second; and dropped adaptiveForget after the
-// last throttle. Requests go evenly spaced under it (Transport), each
+// last cut. Requests go evenly spaced under it (Transport), each
 // waiting for its place as long as its deadline allows. So a process
 // settles a little under what the provider lets through, as TCP's
 // congestion control and the adaptive retry mode of cloud SDKs do:
@@ -35,7 +35,7 @@ type adaptive struct {
 }
 
 // window counts events in each adaptiveSlot of the last second (about:
-// its oldest slot may have begun up to a slot more than a second ago), by
+// its ten slots cover 0.9 to 1 s before now), by
 // slot index modulo adaptiveSlots, counted from base (set at its first
 // use: with time.Now, whose readings carry the monotonic clock, a step of
 // the wall clock moves no count); newest is the index of the newest slot
@@ -95,7 +95,7 @@ const (
 	// adaptiveBurst: throttles this soon after a cut are of the burst
 	// that cut it (requests under way when it came), and cut nothing more.
 	adaptiveBurst = time.Second
-	// adaptiveForget is how long after the last throttle the rate is
+	// adaptiveForget is how long after the last cut the rate is
 	// dropped: the provider's limit may have been a moment's.
 	adaptiveForget = 5 * time.Minute
 	// maxRetryAfter bounds how far ahead a provider's Retry-After puts
@@ -126,8 +126,14 @@ func (a *adaptive) reserve(now time.Time, maxWait time.Duration) (time.Duration,
 	if a.rate > 0 {
 		a.next = at.Add(time.Duration(float64(time.Second) / a.rate))
 	}
-	a.sent.add(now)
 	return wait, true
+}
+
+// sentNow counts a request sent at now.
+func (a *adaptive) sentNow(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sent.add(now)
 }
 
 // throttled notes the provider's throttling of a request, after being the
@@ -192,8 +198,9 @@ func (a *adaptive) answered(now time.Time) {
 		// The last second still holds what was sent before the cut.
 		return
 	}
-	if float64(a.sent.lastSecond(now)) < 0.8*a.rate {
-		// Not using it: no sign the provider would take more.
+	if iv := time.Duration(float64(time.Second) / a.rate); a.next.Before(now.Add(-iv)) {
+		// Not using it (no request took a place within the last
+		// interval): no sign the provider would take more.
 		return
 	}
 	a.rate += max(a.rate*adaptiveGrowth, adaptiveStep) * min(dt, time.Second).Seconds()

@@ -51,10 +51,11 @@ func classify(err error) outcome {
 	if err == nil {
 		return success
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, providers.ErrNoNews) {
-		// The worker cancelled the call (shutdown), or the provider
-		// answered a read in a way that could not be used: no news of
-		// the provider.
+	if errors.Is(err, context.Canceled) || errors.Is(err, providers.ErrNoNews) || errors.Is(err, errOwnLimit) {
+		// The worker cancelled the call (shutdown), the provider
+		// answered a read in a way that could not be used, or this
+		// worker's own limits held a request of it back (whatever the
+		// provider client made of that): no news of the provider.
 		return ignored
 	}
 	switch providers.CodeOf(err) {

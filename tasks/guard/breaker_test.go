@@ -283,7 +283,7 @@ func TestStateString(t *testing.T) {
 // requests, 0.7 of what it sent in that second (and a throttle within a
 // second of the cut is of the same burst); raised by a
 // tenth a second while requests use it all; its Retry-After puts the next
-// request that far ahead; dropped five minutes after the last throttle.
+// request that far ahead; dropped five minutes after the last cut.
 // This worker's own limit cuts nothing, nor does another provider's
 // throttling; the breaker's state does not change, and Wait holds nothing.
 func TestThrottlingSetsARate(t *testing.T) {
@@ -299,6 +299,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 			if w, ok := a.reserve(c.Now(), time.Minute); !ok || w != 0 {
 				t.Fatalf("a request at its place: wait %s, %v", w, ok)
 			}
+			a.sentNow(c.Now())
 		}
 	}
 	send(50, 900*time.Millisecond) // 50 requests in the last second, no rate
@@ -378,6 +379,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 		c.Add(1100 * time.Millisecond)
 		w, _ := a.reserve(c.Now(), time.Hour)
 		c.Add(w) // sent at its place
+		a.sentNow(c.Now())
 		g.Done("aliyun", throttle)
 	}
 	if r := g.Rate("aliyun"); r != adaptiveMin {
@@ -393,11 +395,23 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if cuts() != before || g.Rate("aliyun") != adaptiveMin {
 		t.Errorf("held back by this worker's own limit: %v cuts more, rate %v; want none, %v", cuts()-before, g.Rate("aliyun"), adaptiveMin)
 	}
+	// One caller sending at its places, each answered 1.2 s later: the
+	// rate is used in full, and rises.
+	for range 20 {
+		w, _ := a.reserve(c.Now(), time.Hour)
+		c.Add(w)
+		a.sentNow(c.Now())
+		c.Add(1200 * time.Millisecond)
+		g.Done("aliyun", nil)
+	}
+	if r := g.Rate("aliyun"); r < 2 {
+		t.Errorf("a lone caller using every place, answered in 1.2 s: rate %v after 20 requests; want it risen over 2", r)
+	}
 	// Five minutes after the last cut: no rate.
 	last := g.breaker("aliyun").rate.cut
 	c.Add(last.Add(5*time.Minute - time.Millisecond).Sub(c.Now()))
-	if r := g.Rate("aliyun"); r != adaptiveMin {
-		t.Errorf("just under five minutes after the last cut: rate %v; want %v", r, adaptiveMin)
+	if r := g.Rate("aliyun"); r == 0 {
+		t.Errorf("just under five minutes after the last cut: no rate; want one")
 	}
 	c.Add(time.Millisecond)
 	if r := g.Rate("aliyun"); r != 0 {
@@ -405,5 +419,27 @@ func TestThrottlingSetsARate(t *testing.T) {
 	}
 	if w, ok := a.reserve(c.Now(), 0); w != 0 || !ok {
 		t.Errorf("five minutes after the last cut: wait %s, %v", w, ok)
+	}
+}
+
+// A provider call that failed because this worker's own limits held one of
+// its requests back (a listing whose page was not sent, read by the
+// provider client as unavailable) says nothing of the provider: it never
+// opens the breaker.
+func TestOwnLimitFailuresDoNotOpenTheBreaker(t *testing.T) {
+	t.Parallel()
+	g, _ := newGuard(nil, &Options{FailureThreshold: 2})
+	held := &providers.Error{Code: providers.Unavailable, Op: "aliyun order/query", Message: "page 2 could not be read",
+		Err: &providers.Error{Code: providers.RateLimited, Op: "rate limit aliyun", Err: errOwnLimit}}
+	for range 5 {
+		g.Done("aliyun", held)
+	}
+	if s := g.State("aliyun"); s != Closed {
+		t.Errorf("after 5 calls failing on this worker's own limit: %v; want closed", s)
+	}
+	g.Done("aliyun", perr(providers.Unavailable))
+	g.Done("aliyun", perr(providers.Unavailable))
+	if s := g.State("aliyun"); s != Open {
+		t.Errorf("after 2 provider failures: %v; want open", s)
 	}
 }

@@ -22,11 +22,11 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 		}, []string{"provider"}),
 		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_throttle_cuts_total",
-			Help: "Times a provider's throttling cut this worker's rate of requests to it (to 0.7 of what it sent the second before, when a tenth or more of that second's requests were throttled; throttles within a second of a cut are of its burst), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
+			Help: "Times a provider's throttling cut this worker's rate of requests to it (when a tenth or more of the last second's requests were throttled: the first time to 0.7 of what it sent in that second, then to 0.7 of the rate in force; throttles within a second of a cut, or before its Retry-After ended, are of its burst), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
 		}, []string{"provider"}),
 		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_throttle_rate",
-			Help: "The rate of requests a second this worker allows itself to a provider since the provider throttled them (raised while no throttle comes, dropped 5 minutes after the last); 0: none.",
+			Help: "The rate of requests a second this worker allows itself to a provider since the provider throttled them (raised while no throttle comes, dropped 5 minutes after the last cut); 0: none.",
 		}, []string{"provider"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_breaker_state",

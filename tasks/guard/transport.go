@@ -106,17 +106,20 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	deadline, has := ctx.Deadline()
 	maxWait := limitWait(providers.Acting(ctx), deadline, has)
+	var rate *adaptive
 	if t.g.opts.FailureThreshold >= 0 {
 		// This process's own rate, once the provider throttled it. A
-		// read may wait for two places at it, its deadline allowing:
-		// at a rate under a request a second, a lookup's later pages
-		// would otherwise never find a place within a second, and each
-		// lookup fail after its first page.
-		rate := &t.g.breaker(t.provider).rate
+		// read may wait for one place at it, its deadline allowing: at
+		// a rate under a request a second, a lookup's later pages would
+		// otherwise never find a place within a second, and each lookup
+		// fail after its first page. (One, not more: reads then keep
+		// the next place within two intervals, so that a create, which
+		// waits longer, still finds one ahead of them.)
+		rate = &t.g.breaker(t.provider).rate
 		now := t.g.now()
 		aw := maxWait
-		if iv := rate.interval(now); 2*iv > aw && !providers.Acting(ctx) {
-			aw = 2 * iv
+		if iv := rate.interval(now); iv > aw && !providers.Acting(ctx) {
+			aw = iv
 			if has {
 				aw = min(aw, time.Until(deadline)/2)
 			}
@@ -136,7 +139,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if _, limited := t.g.limits[t.provider]; !limited {
-		return t.next.RoundTrip(req)
+		return t.send(req, rate)
 	}
 	wait, ok, err := t.g.reserve(ctx, t.provider, maxWait)
 	if err != nil {
@@ -158,6 +161,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := t.g.sleep(ctx, wait); err != nil {
 			return fail(err)
 		}
+	}
+	return t.send(req, rate)
+}
+
+// send sends req through next, counted under rate (nil: none) as sent
+// now: what the provider's throttles are judged against (see adaptive).
+func (t *transport) send(req *http.Request, rate *adaptive) (*http.Response, error) {
+	if rate != nil {
+		rate.sentNow(t.g.now())
 	}
 	return t.next.RoundTrip(req)
 }

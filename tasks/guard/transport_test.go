@@ -352,10 +352,12 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 	}
 }
 
-// TestTransportLetsAReadWaitTwoPlacesAtALowRate: at a rate under a request
-// a second, a read (a lookup's next page) may wait for two places at it,
-// its deadline allowing, rather than a second, which it would never find.
-func TestTransportLetsAReadWaitTwoPlacesAtALowRate(t *testing.T) {
+// TestTransportLetsAReadWaitAPlaceAtALowRate: at a rate under a request a
+// second, a read (a lookup's next page) may wait for its place at it, its
+// deadline allowing, rather than a second, which it would never find; one
+// place, not more, so that reads keep the next place within two intervals
+// for creates, which wait longer.
+func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 	t.Parallel()
 	g, _ := newGuard(nil, nil)
 	g.sleep = func(context.Context, time.Duration) error { return nil } // the clock stands still
@@ -371,10 +373,20 @@ func TestTransportLetsAReadWaitTwoPlacesAtALowRate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var errs []error
-	for range 4 {
+	for range 3 {
 		errs = append(errs, get(ctx, hc, up.URL))
 	}
-	if errs[0] != nil || errs[1] != nil || errs[2] != nil || providers.CodeOf(errs[3]) != providers.RateLimited {
-		t.Errorf("four reads at once at 0.7 a second: %v; want three sent (0, 1.4 and 2.9 s off: two places), the fourth not", errs)
+	if errs[0] != nil || errs[1] != nil || providers.CodeOf(errs[2]) != providers.RateLimited {
+		t.Errorf("three reads at once at 0.7 a second: %v; want two sent (now, and 1.4 s off: a place), the third not (2.9 s)", errs)
+	}
+	// A create (acting: half its deadline) still finds the place after.
+	cctx, ccancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer ccancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, up.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := providers.Send(cctx, hc, req, "test create", true); err != nil {
+		t.Errorf("a create after the reads, 8 s to its deadline: %v; want sent (2.9 s off)", err)
 	}
 }
