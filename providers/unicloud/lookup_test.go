@@ -1457,25 +1457,9 @@ func TestMisnamedCheckAsksANamelessDetailAgain(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	var mu sync.Mutex
-	named := false
-	created := now.In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Query().Get("Action") {
-		case "QueryOrders":
-			fmt.Fprint(w, listing(1, fmt.Sprintf(`{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q}`, created)))
-		case "OrderDetail":
-			mu.Lock()
-			defer mu.Unlock()
-			name := ""
-			if named {
-				name = `,"InstanceName":"nas-3f9a1c"`
-			}
-			fmt.Fprintf(w, `{"Order":{"Id":"21","OrderCategory":"NEW","ProductCategory":"NAS","CreateTime":%q,"OrderStatus":"PAID"%s}}`, created, name)
-		}
-	}))
-	t.Cleanup(srv.Close)
 	clock := now
-	c := client(t, srv.URL, unicloud.Options{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
+	c, show, _ := provisioning(t, func() time.Time { mu.Lock(); defer mu.Unlock(); return clock })
+	show("")
 	lookup := func() error {
 		o := order("nas-prod-01")
 		o.FirstAttempt = now.Add(-time.Minute)
@@ -1489,8 +1473,9 @@ func TestMisnamedCheckAsksANamelessDetailAgain(t *testing.T) {
 	if err := lookup(); providers.CodeOf(err) != providers.NotFound {
 		t.Fatalf("its detail without names: %v; want NotFound (nothing to judge)", err)
 	}
+	show("nas-3f9a1c")
 	mu.Lock()
-	named, clock = true, clock.Add(time.Minute)
+	clock = clock.Add(time.Minute)
 	mu.Unlock()
 	if err := lookup(); providers.CodeOf(err) != providers.Ambiguous {
 		t.Errorf("a minute later, its detail naming it otherwise: %v; want Ambiguous", err)

@@ -106,14 +106,22 @@ const (
 	adaptiveSlots = 10
 )
 
-// reserve takes the place of a request that may wait up to maxWait: how
-// long it waits (0: it goes now), and whether its place was taken; when
-// not, the wait is how long until one would be free.
-func (a *adaptive) reserve(now time.Time, maxWait time.Duration) (time.Duration, bool) {
+// reserve takes the place of a request that may wait up to maxWait, or,
+// when the interval between two requests at the rate is longer, up to it
+// within stretch (a read, so that a lookup's later pages find a place at
+// a rate under one a second; 0 for none): how long it waits (0: it goes
+// now), and whether its place was taken; when not, the wait is how long
+// until one would be free.
+func (a *adaptive) reserve(now time.Time, maxWait, stretch time.Duration) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.rate > 0 && now.Sub(a.cut) >= adaptiveForget {
 		a.rate = 0
+	}
+	if a.rate > 0 {
+		if iv := time.Duration(float64(time.Second) / a.rate); iv > maxWait {
+			maxWait = max(maxWait, min(iv, stretch))
+		}
 	}
 	at := a.next
 	if at.Before(now) {
@@ -204,16 +212,6 @@ func (a *adaptive) answered(now time.Time) {
 		return
 	}
 	a.rate += max(a.rate*adaptiveGrowth, adaptiveStep) * min(dt, time.Second).Seconds()
-}
-
-// interval is the time between two requests at the rate now (0: none).
-func (a *adaptive) interval(now time.Time) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.rate == 0 || now.Sub(a.cut) >= adaptiveForget {
-		return 0
-	}
-	return time.Duration(float64(time.Second) / a.rate)
 }
 
 // current is the rate now (0: none).

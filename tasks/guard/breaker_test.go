@@ -296,7 +296,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 		t.Helper()
 		for range n {
 			c.Add(over / time.Duration(n))
-			if w, ok := a.reserve(c.Now(), time.Minute); !ok || w != 0 {
+			if w, ok := a.reserve(c.Now(), time.Minute, 0); !ok || w != 0 {
 				t.Fatalf("a request at its place: wait %s, %v", w, ok)
 			}
 			a.sentNow(c.Now())
@@ -325,9 +325,9 @@ func TestThrottlingSetsARate(t *testing.T) {
 	}
 	// Requests now go 1/35 s apart; one that may not wait that long
 	// takes no place.
-	w1, _ := a.reserve(c.Now(), time.Minute)
-	w2, _ := a.reserve(c.Now(), time.Minute)
-	if w3, ok := a.reserve(c.Now(), 10*time.Millisecond); w1 != 0 || w2 != time.Second/35 || ok || w3 != 2*(time.Second/35) {
+	w1, _ := a.reserve(c.Now(), time.Minute, 0)
+	w2, _ := a.reserve(c.Now(), time.Minute, 0)
+	if w3, ok := a.reserve(c.Now(), 10*time.Millisecond, 0); w1 != 0 || w2 != time.Second/35 || ok || w3 != 2*(time.Second/35) {
 		t.Errorf("three requests at once: waits %s, %s, then %s (%v); want 0, 1/35 s, then refused for 2/35 s", w1, w2, w3, ok)
 	}
 	if d := mustWait(t, g, "tencent"); d != 0 || g.Rate("tencent") != 0 {
@@ -353,7 +353,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if r := g.Rate("aliyun"); r < 26.9 || r > 27 || cuts() != 2 {
 		t.Errorf("a throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 26.95, 2", r, cuts())
 	}
-	if w, _ := a.reserve(c.Now(), time.Minute); w != 2*time.Second {
+	if w, _ := a.reserve(c.Now(), time.Minute, 0); w != 2*time.Second {
 		t.Errorf("after a Retry-After of 2s: wait %s", w)
 	}
 	// Right after a cut, answers raise nothing: the last second still
@@ -369,7 +369,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 		c.Add(2 * time.Second)
 		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429, RetryAfter: 200_000_000 * time.Second})
 	}
-	if w, _ := a.reserve(c.Now(), time.Hour); w > maxRetryAfter || cuts() != 3 {
+	if w, _ := a.reserve(c.Now(), time.Hour, 0); w > maxRetryAfter || cuts() != 3 {
 		t.Errorf("throttles asking for years: wait %s, %v cuts; want at most %s, 3", w, cuts(), maxRetryAfter)
 	}
 	// Throttled at every request past each burst: the rate never falls
@@ -377,7 +377,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 	c.Add(maxRetryAfter)
 	for range 20 {
 		c.Add(1100 * time.Millisecond)
-		w, _ := a.reserve(c.Now(), time.Hour)
+		w, _ := a.reserve(c.Now(), time.Hour, 0)
 		c.Add(w) // sent at its place
 		a.sentNow(c.Now())
 		g.Done("aliyun", throttle)
@@ -398,7 +398,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 	// One caller sending at its places, each answered 1.2 s later: the
 	// rate is used in full, and rises.
 	for range 20 {
-		w, _ := a.reserve(c.Now(), time.Hour)
+		w, _ := a.reserve(c.Now(), time.Hour, 0)
 		c.Add(w)
 		a.sentNow(c.Now())
 		c.Add(1200 * time.Millisecond)
@@ -417,7 +417,7 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if r := g.Rate("aliyun"); r != 0 {
 		t.Errorf("five minutes after the last cut: rate %v; want none", r)
 	}
-	if w, ok := a.reserve(c.Now(), 0); w != 0 || !ok {
+	if w, ok := a.reserve(c.Now(), 0, 0); w != 0 || !ok {
 		t.Errorf("five minutes after the last cut: wait %s, %v", w, ok)
 	}
 }

@@ -116,15 +116,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// the next place within two intervals, so that a create, which
 		// waits longer, still finds one ahead of them.)
 		rate = &t.g.breaker(t.provider).rate
-		now := t.g.now()
-		aw := maxWait
-		if iv := rate.interval(now); iv > aw && !providers.Acting(ctx) {
-			aw = iv
+		var stretch time.Duration
+		if !providers.Acting(ctx) {
+			stretch = maxWaitNoDeadline
 			if has {
-				aw = min(aw, time.Until(deadline)/2)
+				stretch = time.Until(deadline) / 2
 			}
 		}
-		wait, ok := rate.reserve(now, aw)
+		wait, ok := rate.reserve(t.g.now(), maxWait, stretch)
 		if !ok {
 			return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
 				Message: fmt.Sprintf("over this worker's rate for %s, lowered since %s throttled its requests, for %s more, longer than the request may wait; request not sent",
