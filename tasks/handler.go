@@ -389,17 +389,16 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		// step: a wait for a slot is never a call the breaker let through
 		// earlier.
 		if err := h.admit(ctx, ref); err != nil {
-			held, note := "its provider's circuit breaker is open", "waiting: its provider's circuit breaker is open (its calls have been failing); tried again once it lets calls through"
 			if i == 0 && errors.Is(err, errBreakerHolds) {
 				// Held before its first step: one past its deadline with
 				// nothing sent is errored now, as the deadline says; it
 				// needs no provider.
-				if done, _, err2 := h.endUnsent(ctx, ref, p.Provider, held); done || err2 != nil {
+				if done, _, err2 := h.endUnsent(ctx, ref, p.Provider, "its provider's circuit breaker is open"); done || err2 != nil {
 					return err2
 				}
 				// Its record says why it waits (a queued order's reason;
 				// one whose last step left a reason keeps it).
-				_ = h.ledger.NoteWaiting(ctx, ref, note)
+				_ = h.ledger.NoteWaiting(ctx, ref, "waiting: its provider's circuit breaker is open (its calls have been failing); tried again once it lets calls through")
 			}
 			return err
 		}
