@@ -3,6 +3,7 @@ package tencent
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func parse(s string) map[string]string {
@@ -72,5 +73,31 @@ func BenchmarkSign(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		Sign(params, "ServiceAppSecret")
+	}
+}
+
+// Nonces follow one another from a random start, so a process repeats
+// none of its own until it has sent 2³¹−1 requests; they wrap within
+// 1..2³¹−1, and every client of the process draws from one sequence.
+func TestNoncesDoNotRepeat(t *testing.T) {
+	s := &nonceSeq{}
+	s.n.Store(maxNonce - 3)
+	seen := map[int64]bool{}
+	for range 200_000 {
+		n := s.next()
+		if n < 1 || n > maxNonce {
+			t.Fatalf("nonce %d outside 1..%d", n, maxNonce)
+		}
+		if seen[n] {
+			t.Fatalf("nonce %d drawn twice in %d draws", n, len(seen))
+		}
+		seen[n] = true
+	}
+	if !seen[maxNonce] || !seen[1] {
+		t.Errorf("the sequence did not wrap from %d to 1", maxNonce)
+	}
+	a, b := &Client{now: time.Now}, &Client{now: time.Now}
+	if x, y := a.newStamp().Nonce, b.newStamp().Nonce; y != x%maxNonce+1 {
+		t.Errorf("two clients drew %d then %d; want the process's next", x, y)
 	}
 }

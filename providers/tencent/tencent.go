@@ -150,12 +150,40 @@ type stamp struct {
 }
 
 func (c *Client) newStamp() stamp {
-	n, err := rand.Int(rand.Reader, big.NewInt(1<<31-1))
+	return stamp{RequestID: uuid.NewString(), Timestamp: c.now().Unix(), Nonce: nonces.next()}
+}
+
+// maxNonce is the largest Nonce sent: the documents type it Int, and a
+// positive 32-bit integer is what every example fits.
+const maxNonce = 1<<31 - 1
+
+// A nonceSeq hands out Nonces in 1..maxNonce, one after the other from a
+// random start, wrapping: a process repeats none of its own until it has
+// sent 2³¹−1 requests. Drawn at random instead, two requests of one
+// process at 100 a second would share a Nonce about once every 12
+// minutes (the birthday bound on 2³¹), and the API refuses a Nonce seen
+// again (how long it remembers one is not documented), which this client
+// must read as a replay of the same request (ambiguous): the order waits
+// the listing lag for a lookup. Two processes collide only when their
+// runs of numbers meet, about 2k/2³¹ for k requests each within the
+// window the API remembers. The Nonce is no secret: the signature covers
+// it, and the API asks only that it be unique.
+type nonceSeq struct{ n atomic.Uint64 }
+
+// nonces is the process's sequence, shared by every client.
+var nonces = newNonceSeq()
+
+func newNonceSeq() *nonceSeq {
+	start, err := rand.Int(rand.Reader, big.NewInt(maxNonce))
 	if err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return stamp{RequestID: uuid.NewString(), Timestamp: c.now().Unix(), Nonce: n.Int64() + 1}
+	s := &nonceSeq{}
+	s.n.Store(start.Uint64())
+	return s
 }
+
+func (s *nonceSeq) next() int64 { return int64(s.n.Add(1)%maxNonce) + 1 }
 
 // body builds the signed JSON body for action with the business params
 // (string or integer values), and returns its signature too.
