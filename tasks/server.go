@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // ServerOptions configure NewServer. Zero values mean defaults.
@@ -60,6 +61,7 @@ const DefaultPollInterval = 80 * time.Millisecond
 // Its methods are asynq.Server's.
 type Server struct {
 	servers []*asynq.Server
+	rdb     redis.UniversalClient // the dequeuers' client, closed once they are shut down
 }
 
 // Start starts every dequeuer with handler h; on an error the ones
@@ -70,6 +72,7 @@ func (s *Server) Start(h asynq.Handler) error {
 			for _, started := range s.servers[:i] {
 				started.Shutdown()
 			}
+			s.rdb.Close()
 			return err
 		}
 	}
@@ -84,6 +87,7 @@ func (s *Server) Shutdown() {
 		wg.Go(srv.Shutdown)
 	}
 	wg.Wait()
+	s.rdb.Close()
 }
 
 // Stop stops taking new tasks; running ones go on.
@@ -157,7 +161,9 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 	}
 	n = min(n, o.Concurrency)
 	log := o.Logger
-	s := &Server{}
+	// One client for every dequeuer: the scripts of all their orders
+	// share round trips (sharedTrips).
+	s := &Server{rdb: sharedTrips(r).MakeRedisClient().(redis.UniversalClient)}
 	for i := range n {
 		// The orders are split as evenly as they go.
 		c := slots / n
@@ -191,7 +197,7 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 			cfg.HealthCheckInterval = extraChoreInterval
 			cfg.JanitorInterval = extraChoreInterval
 		}
-		s.servers = append(s.servers, asynq.NewServer(r, cfg))
+		s.servers = append(s.servers, asynq.NewServerFromRedisClient(s.rdb, cfg))
 	}
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeOrderSubmit, h)

@@ -470,6 +470,7 @@ type cmpRun struct {
 	peak    int64         // VmHWM, bytes
 	cpu     time.Duration // the worker process's CPU time
 	rcpu    time.Duration // redis-server's CPU time during the run
+	reads   int64         // redis-server's reads of client sockets during the run (round trips)
 	usec    cmpStats      // Redis microseconds by command during the run
 	note    string
 }
@@ -479,6 +480,13 @@ func (r cmpRun) rate() float64 {
 		return 0
 	}
 	return float64(r.created) / r.steady.Seconds()
+}
+
+func (r cmpRun) readsPerOrder() float64 {
+	if r.orders == 0 {
+		return 0
+	}
+	return float64(r.reads) / float64(r.orders)
 }
 
 func (r cmpRun) cmdsPerOrder() float64 {
@@ -508,6 +516,7 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 	before := e.stats(b)
 	usecBefore, _ := cmpCommandUsec(context.Background(), e.rdb)
 	redisBefore := cmpRedisCPU(e.rdb)
+	readsBefore := cmpRedisReads(e.rdb)
 	p, _ := e.startWorker(b, project, c.concurrency, tag)
 	deadline := time.Now().Add(cmpRunTimeout)
 	err := p.waitUntil(cmpRunTimeout, "done", func() bool { return e.sandbox.doneAt.Load() != 0 })
@@ -538,6 +547,7 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 		run.cpu = cpu
 	}
 	run.rcpu = cmpRedisCPU(e.rdb) - redisBefore
+	run.reads = cmpRedisReads(e.rdb) - readsBefore
 	if err := p.stop(30 * time.Second); err != nil {
 		b.Errorf("%s worker after SIGTERM: %v\n%s", kind, err, p.tail(20))
 	}
@@ -559,9 +569,9 @@ func (e *cmpEnv) processOnce(b *testing.B, project bool, c cmpCase) cmpRun {
 			qi.Pending, qi.Active, qi.Scheduled, qi.Retry, qi.Archived)
 		b.Logf("%s %s: %s", kind, c.name, run.note)
 	}
-	b.Logf("%-7s %-12s %6d orders in %s (startup %s): %s orders/s, %.1f cmds/order, peak RSS %.0f MB, CPU per order: worker %s, redis-server %s",
+	b.Logf("%-7s %-12s %6d orders in %s (startup %s): %s orders/s, %.1f cmds/order, %.2f round trips/order, peak RSS %.0f MB, CPU per order: worker %s, redis-server %s",
 		kind, c.name, run.created, run.steady.Round(time.Millisecond), run.startup.Round(time.Millisecond),
-		cmpNum(run.rate(), 0), run.cmdsPerOrder(), float64(run.peak)/(1<<20),
+		cmpNum(run.rate(), 0), run.cmdsPerOrder(), run.readsPerOrder(), float64(run.peak)/(1<<20),
 		(run.cpu / time.Duration(max(run.orders, 1))).Round(time.Microsecond), (run.rcpu / time.Duration(max(run.orders, 1))).Round(time.Microsecond))
 	return run
 }
@@ -659,6 +669,10 @@ func (e *cmpEnv) processing(b *testing.B, c cmpCase) cmpResult {
 	}
 	r.row("  Redis commands per order, processing", fmt.Sprintf("%.1f", pr.cmdsPerOrder()), fmt.Sprintf("%.1f", nv.cmdsPerOrder()),
 		fmt.Sprintf("%.1f×", pr.cmdsPerOrder()/max(nv.cmdsPerOrder(), 1e-9)))
+	r.metric(pr.readsPerOrder(), "project_round_trips/order")
+	r.metric(nv.readsPerOrder(), "naive_round_trips/order")
+	r.row("  Redis round trips per order, processing (reads of client sockets)", fmt.Sprintf("%.2f", pr.readsPerOrder()), fmt.Sprintf("%.2f", nv.readsPerOrder()),
+		fmt.Sprintf("%.1f×", pr.readsPerOrder()/max(nv.readsPerOrder(), 1e-9)))
 	r.row("  start → first create call; with it, start → last", fmt.Sprintf("%d ms; %s orders/s", pr.startup.Milliseconds(), cmpNum(float64(pr.created)/pr.total.Seconds(), 0)),
 		fmt.Sprintf("%d ms; %s/s", nv.startup.Milliseconds(), cmpNum(float64(nv.created)/nv.total.Seconds(), 0)), "")
 	if c.concurrency >= 500 {

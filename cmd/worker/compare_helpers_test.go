@@ -327,6 +327,23 @@ func cmpRedisCPU(rdb *redis.Client) time.Duration {
 	return time.Duration(total * float64(time.Second))
 }
 
+// cmpRedisReads is redis-server's total_reads_processed (INFO stats): the
+// reads of client sockets it has made, one per round trip a client waits
+// on (a pipeline's commands arrive in one), whatever the commands.
+func cmpRedisReads(rdb *redis.Client) int64 {
+	info, err := rdb.Info(context.Background(), "stats").Result()
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 // peakRSS is the process's peak resident set (VmHWM), in bytes.
 func (p *cmpProc) peakRSS() (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))

@@ -1,0 +1,135 @@
+package tasks
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// sharedTrips returns opt with every client it makes sending the scripts
+// that concurrent callers run at the same moment in one pipeline: one
+// write, one read and one pool checkout for them all instead of one each.
+// asynq runs a script per task to mark it done (and one per dequeue),
+// each from the task's own goroutine; with many orders in flight those
+// round trips share, as the ledger's Begin and Settle do (see the
+// ledger's batcher). Each script still runs atomically on its own, with
+// its own reply or error; only the round trip is shared. A caller alone
+// sends at once. Commands other than scripts go as they always did.
+func sharedTrips(opt asynq.RedisConnOpt) asynq.RedisConnOpt {
+	return sharedTripsOpt{opt}
+}
+
+type sharedTripsOpt struct{ asynq.RedisConnOpt }
+
+// MakeRedisClient makes the client opt makes, with the shared trips added.
+func (o sharedTripsOpt) MakeRedisClient() any {
+	c := o.RedisConnOpt.MakeRedisClient()
+	if u, ok := c.(redis.UniversalClient); ok {
+		u.AddHook(&tripHook{rdb: u})
+	}
+	return c
+}
+
+// maxTrip bounds the scripts in one shared pipeline.
+const maxTrip = 64
+
+// tripHook gathers scripts into pipelines. No goroutines of its own: the
+// caller that finds no pipeline in flight sends the queue, its own script
+// included; the others wait. A sender sends until its own script has
+// gone, then hands the queue, if any, to the oldest waiting caller.
+type tripHook struct {
+	rdb redis.UniversalClient // the client the hook is on: its pipelines pass no script through ProcessHook
+
+	mu      sync.Mutex
+	queue   []*trip
+	sending bool
+}
+
+type trip struct {
+	ctx  context.Context
+	cmd  redis.Cmder
+	sent bool          // taken into a pipeline (under mu)
+	lead chan struct{} // this caller is to send from now on
+	done chan struct{} // closed once cmd holds its reply
+}
+
+func (h *tripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *tripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !isScript(cmd) {
+			return next(ctx, cmd)
+		}
+		t := &trip{ctx: ctx, cmd: cmd, lead: make(chan struct{}, 1), done: make(chan struct{})}
+		h.mu.Lock()
+		h.queue = append(h.queue, t)
+		if !h.sending {
+			h.sending = true
+			h.send(t)
+			return cmd.Err()
+		}
+		h.mu.Unlock()
+		select {
+		case <-t.done:
+		case <-t.lead:
+			h.mu.Lock()
+			h.send(t)
+		}
+		return cmd.Err()
+	}
+}
+
+// isScript reports whether cmd runs a script (EVALSHA or EVAL): those
+// never block, so one waiting in a pipeline holds no other up.
+func isScript(cmd redis.Cmder) bool {
+	n := cmd.Name()
+	return strings.EqualFold(n, "evalsha") || strings.EqualFold(n, "eval")
+}
+
+// send, called with mu held, sends pipelines until own has gone, then
+// hands the queue to its oldest caller or stops sending; it returns with
+// mu released and own's reply in.
+func (h *tripHook) send(own *trip) {
+	for !own.sent {
+		n := min(len(h.queue), maxTrip)
+		batch := make([]*trip, n)
+		copy(batch, h.queue)
+		h.queue = append(h.queue[:0], h.queue[n:]...)
+		for _, t := range batch {
+			t.sent = true
+		}
+		h.mu.Unlock()
+		cmds := make([]redis.Cmder, n)
+		for i, t := range batch {
+			cmds[i] = t.cmd
+		}
+		// Not cut short by the sender's own context: the others' scripts
+		// ride on it (the client's read timeout bounds the wait).
+		ctx := context.WithoutCancel(own.ctx)
+		_, _ = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range cmds {
+				_ = p.Process(ctx, c)
+			}
+			return nil
+		})
+		for _, t := range batch {
+			if t != own {
+				close(t.done)
+			}
+		}
+		h.mu.Lock()
+	}
+	if len(h.queue) > 0 {
+		h.queue[0].lead <- struct{}{}
+	} else {
+		h.sending = false
+	}
+	h.mu.Unlock()
+}
