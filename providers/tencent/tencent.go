@@ -161,10 +161,10 @@ const maxNonce = 1<<31 - 1
 // random start, wrapping: a process repeats none of its own until it has
 // sent 2³¹−1 requests. Drawn at random instead, two requests of one
 // process at 100 a second would share a Nonce about once every 12
-// minutes (the birthday bound on 2³¹), and the API refuses a Nonce seen
-// again (how long it remembers one is not documented), which this client
-// must read as a replay of the same request (ambiguous): the order waits
-// the listing lag for a lookup. Two processes collide only when their
+// minutes were the API to remember Nonces for 5 (how long it does is not
+// documented; the birthday bound on 2³¹), and a Nonce refused as seen
+// again is what this client must read as a replay of the same request
+// (ambiguous): the order waits the listing lag for a lookup. Two processes collide only when their
 // runs of numbers meet, about 2k/2³¹ for k requests each within the
 // window the API remembers. The Nonce is no secret: the signature covers
 // it, and the API asks only that it be unique.
