@@ -61,6 +61,7 @@ func (h *harness) InvalidParams() map[string]json.RawMessage {
 
 func TestConformance(t *testing.T) {
 	// The documents describe no throttling answer: the sandbox's own
-	// (RequestLimitExceeded) is read as ambiguous.
+	// (RequestLimitExceeded) is read as a throttle that may have acted:
+	// ambiguous.
 	providertest.RunConformanceTests(t, newHarness, providertest.Features{ThrottleCode: providers.Ambiguous})
 }

@@ -82,10 +82,12 @@
 //     dropped only once all are (an empty page to a
 //     request without Limit then proves nothing but by a Total), and
 //     only a listing that surely holds everything proves an order absent.
-//   - No throttling code is documented for serviceapi: RequestLimitExceeded
-//     and LimitExceeded (Tencent Cloud's common codes, the second perhaps a
-//     quota) and HTTP 429 are not taken for throttling, and a create
-//     answered so is looked up.
+//   - No throttling code is documented for serviceapi: HTTP 429 and
+//     RequestLimitExceeded* (Tencent Cloud's common throttle code) are
+//     taken for throttles (LimitExceeded, perhaps a quota, is not); a create
+//     answered so is still looked up (Ambiguous), marked
+//     providers.ErrThrottled (no failure spent, no news of the service's
+//     health), and a listing answered so is RateLimited.
 //   - ServiceCreateOrder is not documented as idempotent, and
 //     ServiceGetOrderList reports no payment status: an order it lists is
 //     taken as created and paid (ServiceCreateOrder answers only OK).

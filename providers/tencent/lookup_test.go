@@ -517,8 +517,7 @@ func TestUndocumentedCodes(t *testing.T) {
 		create, list providers.Code
 	}{
 		{"LimitExceeded", providers.Ambiguous, providers.Unavailable},
-		{"RequestLimitExceeded", providers.Ambiguous, providers.Unavailable},
-		{"RequestLimitExceeded.UinLimitExceeded", providers.Ambiguous, providers.Unavailable},
+		{"RequestLimitExceededX", providers.Ambiguous, providers.Unavailable},
 		// A listing refused for its credentials created nothing either
 		// way: the order waits for the configuration.
 		{"AuthFailure", providers.Ambiguous, providers.Unauthenticated},
@@ -545,6 +544,63 @@ func TestUndocumentedCodes(t *testing.T) {
 			}
 			if _, err := c.Lookup(lookupCtx(t), order("U1", ours)); providers.CodeOf(err) != tt.list {
 				t.Errorf("Lookup refused %s = %v, want %v", tt.code, err, tt.list)
+			}
+		})
+	}
+}
+
+// HTTP 429, and Tencent Cloud's common throttle code RequestLimitExceeded
+// (with a sub-code or none) below 500, are throttles: a create answered so
+// may still have made the order (Ambiguous, looked up), but the service
+// answered (providers.ErrThrottled: no failure spent, no news for the
+// circuit breaker, and the worker's rate is cut); a listing is RateLimited.
+// LimitExceeded (maybe a quota), and a throttle code at 5xx, are not.
+func TestThrottleAnswers(t *testing.T) {
+	t.Parallel()
+	wrapped := func(code string) string {
+		return `{"Response":{"Error":{"Code":"` + code + `","Message":"请求频率超限"},"RequestId":"r"}}`
+	}
+	for _, tt := range []struct {
+		name      string
+		status    int
+		body      string
+		throttled bool
+	}{
+		{"RequestLimitExceeded", 200, wrapped("RequestLimitExceeded"), true},
+		{"RequestLimitExceeded.UinLimitExceeded", 200, wrapped("RequestLimitExceeded.UinLimitExceeded"), true},
+		{"RequestLimitExceeded at 400", 400, wrapped("RequestLimitExceeded"), true},
+		{"429 empty", 429, ``, true},
+		{"429 InternalError", 429, wrapped("InternalError"), true},
+		{"LimitExceeded", 200, wrapped("LimitExceeded"), false},
+		{"RequestLimitExceeded at 503", 503, wrapped("RequestLimitExceeded"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", "3")
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			t.Cleanup(srv.Close)
+			c, err := tencent.New(tencent.Options{Endpoint: srv.URL, AppKey: appKey, AppSecret: appSecret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Submit(lookupCtx(t), order("T1", ours))
+			var pe *providers.Error
+			if providers.CodeOf(err) != providers.Ambiguous || providers.Throttled(err) != tt.throttled || !errors.As(err, &pe) {
+				t.Fatalf("Submit = %v (throttled %v), want ambiguous, throttled %v", err, providers.Throttled(err), tt.throttled)
+			}
+			if tt.throttled && pe.RetryAfter != 3*time.Second {
+				t.Errorf("Submit's Retry-After = %v, want 3s", pe.RetryAfter)
+			}
+			_, err = c.Lookup(lookupCtx(t), order("T1", ours))
+			want := providers.RateLimited
+			if !tt.throttled {
+				want = providers.Unavailable
+			}
+			if providers.CodeOf(err) != want {
+				t.Errorf("Lookup = %v, want %v", err, want)
 			}
 		})
 	}

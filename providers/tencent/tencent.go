@@ -913,6 +913,21 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 	}
 	if create {
 		switch {
+		case resp.StatusCode == http.StatusTooManyRequests || shown && throttleCode(pcode) && resp.StatusCode < 500:
+			// HTTP 429, or Tencent Cloud's common throttle code: no
+			// throttle answer is documented for this API, nor that one
+			// comes before the service acts, so the create may have made
+			// the order (Ambiguous: looked up before it is sent again),
+			// but the service answered: no news of its health (the
+			// circuit breaker does not count it), no failure spent, and
+			// the worker slows down (providers.ErrThrottled).
+			if msg == "" {
+				msg = "throttled"
+			}
+			e := fail(providers.Ambiguous, pcode, msg+": the order may exist").(*providers.Error)
+			e.Err = providers.ErrThrottled
+			e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+			return answer{}, e
 		case perr != nil:
 			if !ok {
 				return answer{}, fail(providers.Ambiguous, "", http.StatusText(resp.StatusCode))
@@ -941,7 +956,7 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 		return answer{status: resp.StatusCode, response: r}, nil
 	}
 	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode == http.StatusTooManyRequests || shown && throttleCode(pcode) && resp.StatusCode < 500:
 		e := fail(providers.RateLimited, pcode, msg).(*providers.Error)
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
 		return answer{}, e
@@ -1073,6 +1088,14 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 	// InternalError (documented: the order may exist), and every code the
 	// document does not list.
 	return unsure, nil
+}
+
+// throttleCode reports whether pcode is Tencent Cloud's common throttle
+// code, RequestLimitExceeded, or one of its sub-codes (per account, per IP,
+// …). Not LimitExceeded, which may be a quota. None is documented for this
+// API: a create answered so is still looked up (see classify).
+func throttleCode(pcode string) bool {
+	return pcode == "RequestLimitExceeded" || strings.HasPrefix(pcode, "RequestLimitExceeded.")
 }
 
 // refusedRead reports whether a listing's error code is one of Tencent
