@@ -358,11 +358,17 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			// 0 is read once a listing on a server that counts from 1.)
 			one, _, err := c.queryPage(ctx, p, 1, false, snapshot)
 			if err != nil {
-				if pageRefused(err) && l.totalConfirms() && c.sameAgain(ctx, p, 1, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) }) {
-					// Page 1 past the end refused as a parameter
-					// error twice in a row, the total confirming the
-					// empty page 0 (as listFrom ends a listing).
-					return l, nil
+				if pageRefused(err) && l.totalConfirms() {
+					same, uerr := c.sameAgain(ctx, p, 1, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) })
+					if uerr != nil {
+						return listing{}, uerr
+					}
+					if same {
+						// Page 1 past the end refused as a parameter
+						// error twice in a row, the total confirming
+						// the empty page 0 (as listFrom ends a listing).
+						return l, nil
+					}
 				}
 				return listing{}, laterPageFailed(err, 1)
 			}
@@ -465,6 +471,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		// page 0 holds its newest orders, does not teach every later
 		// listing, lookups included, to skip them.
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
+		if unsent(zerr) {
+			return listing{}, zerr
+		}
 		if zerr != nil {
 			// A refusal too: empty, then refused, is two answers that
 			// differ, neither said twice.
@@ -487,6 +496,9 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			// the front of the listing between the reads. Page 1, read
 			// again, must still be page 0.
 			again, _, err := c.queryPage(ctx, p, 1, false, snapshot)
+			if unsent(err) {
+				return listing{}, err
+			}
 			if err != nil || !providers.SameIDs(idsOf(again.Orders), zeroIDs) {
 				l.gap = gapShifted
 				return l, nil
@@ -662,14 +674,20 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			if page == first {
 				return listing{}, err
 			}
-			if pageRefused(err) && l.totalConfirms() && prevShort && c.sameAgain(ctx, p, page, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) }) {
-				// The page past the end refused as a parameter
-				// error twice in a row, after a short page, when
-				// every order the totals count was read: a server
-				// that refuses a pageNo past the end.
-				c.log.Info("aliyun order/query: the page past the end was refused as a parameter error; the totals confirm every order was read",
-					"page", page, "total", l.total, "orders", len(l.orders))
-				return l, nil
+			if pageRefused(err) && l.totalConfirms() && prevShort {
+				same, uerr := c.sameAgain(ctx, p, page, snapshot, func(_ OrderList, err error) bool { return pageRefused(err) })
+				if uerr != nil {
+					return listing{}, uerr
+				}
+				if same {
+					// The page past the end refused as a parameter
+					// error twice in a row, after a short page, when
+					// every order the totals count was read: a server
+					// that refuses a pageNo past the end.
+					c.log.Info("aliyun order/query: the page past the end was refused as a parameter error; the totals confirm every order was read",
+						"page", page, "total", l.total, "orders", len(l.orders))
+					return l, nil
+				}
 			}
 			return listing{}, laterPageFailed(err, page)
 		}
@@ -677,10 +695,16 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			// No order array on a later page: the end only after a
 			// short page, when the totals confirm every order was
 			// read, and the page gives no other total.
-			if !prevShort || !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) ||
-				!c.sameAgain(ctx, p, page, snapshot, func(g OrderList, err error) bool {
-					return err == nil && g.NoArray && (g.Total < 0 || g.Total == l.total)
-				}) {
+			if !prevShort || !l.totalConfirms() || (got.Total >= 0 && got.Total != l.total) {
+				return listing{}, malformed(a)
+			}
+			same, uerr := c.sameAgain(ctx, p, page, snapshot, func(g OrderList, err error) bool {
+				return err == nil && g.NoArray && (g.Total < 0 || g.Total == l.total)
+			})
+			if uerr != nil {
+				return listing{}, uerr
+			}
+			if !same {
 				return listing{}, malformed(a)
 			}
 			l.last = a
@@ -732,9 +756,14 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 // an empty order array (refused, or without one) must say so twice in a
 // row. Once could be a fault on a server whose page is shorter than asked
 // and whose total counts only that page, which the totals would confirm.
-func (c *Client) sameAgain(ctx context.Context, p CreateParams, page int, snapshot bool, same func(OrderList, error) bool) bool {
+// A page read again throttled or refused for the credentials says neither:
+// that error (unsent), for the listing to fail with.
+func (c *Client) sameAgain(ctx context.Context, p CreateParams, page int, snapshot bool, same func(OrderList, error) bool) (bool, error) {
 	got, _, err := c.queryPage(ctx, p, page, false, snapshot)
-	return same(got, err)
+	if unsent(err) {
+		return false, err
+	}
+	return same(got, err), nil
 }
 
 // laterPageFailed is the error of a page after the first that failed. A

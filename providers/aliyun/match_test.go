@@ -948,3 +948,43 @@ func TestPageZeroReadAgainOnAServerCountingFrom1(t *testing.T) {
 		t.Errorf("Prepare of an empty device made %d order/query calls; want 2 (page 1, page 0 once)", n)
 	}
 }
+
+// A page read again only to confirm what a listing shows (page 0 empty
+// beside a page 1 holding orders; a page past the end refused, or without
+// an order array) that comes back throttled fails the listing as
+// throttled: no news of the provider's health, never a page that could
+// not be read, which the circuit breaker counts, lookups and snapshots
+// alike.
+func TestThrottledConfirmingReadIsThrottled(t *testing.T) {
+	t.Parallel()
+	throttled := sandbox.Reply{HTTPStatus: 429}
+	for _, tc := range []struct {
+		name    string
+		base    aliyun.PageBase
+		replies []sandbox.Reply
+	}{
+		{"page 0 empty beside page 1, read again", "", []sandbox.Reply{page(3, "3", "2"), page(3, "1"), page(3), page(3), throttled}},
+		{"page past the end refused, asked again", aliyun.PageBaseFrom1, []sandbox.Reply{page(1, "1"), {Code: 460, Message: "request parameter error"}, throttled}},
+		{"page past the end without an order array, asked again", aliyun.PageBaseFrom1, []sandbox.Reply{page(1, "1"), {Code: 200, Data: map[string]any{"total": 1}}, throttled}},
+	} {
+		for _, snapshot := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, snapshot %v", tc.name, snapshot), func(t *testing.T) {
+				t.Parallel()
+				f := setup(t, func(o *aliyun.Options) { o.PageSize = 2; o.PageBase = tc.base })
+				f.sb.Inject(aliyun.PathQuery, tc.replies...)
+				o := testOrder(1731)
+				o.Known = []string{"1", "2", "3"}
+				o.Owned = func(context.Context, string) (bool, error) { return false, nil }
+				var err error
+				if snapshot {
+					_, err = f.c.Prepare(ctx(t), o)
+				} else {
+					_, err = f.c.Lookup(ctx(t), o)
+				}
+				if providers.CodeOf(err) != providers.RateLimited {
+					t.Errorf("= %v, want rate_limited", err)
+				}
+			})
+		}
+	}
+}

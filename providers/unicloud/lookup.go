@@ -452,6 +452,9 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		}
 	}
 	zero, zerr := c.pageZero(ctx, q, len(r.firstIDs) > 0)
+	if unsent(zerr) {
+		return nil, zerr
+	}
 	zeroIDs := idsOf(zero)
 	switch providers.JudgePageZero(zerr, zeroIDs, r.firstIDs) {
 	case providers.BaseFrom1:
@@ -461,6 +464,9 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			// the front of the list between the reads. Page 1, read
 			// again, must still be page 0.
 			_, again, _, aerr := c.queryPage(ctx, q, 1)
+			if unsent(aerr) {
+				return nil, aerr
+			}
 			if aerr != nil || !providers.SameIDs(idsOf(again), zeroIDs) {
 				return nil, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 					Message: "orders moved while the list was read (page 0 was page 1, and page 1 read again is not)", Err: aerr}
@@ -472,6 +478,8 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			// Judged on an empty page 1: confirm before remembering it.
 			_, again, _, aerr := c.queryPage(ctx, q, 1)
 			switch ids := idsOf(again); {
+			case unsent(aerr):
+				return nil, aerr
 			case aerr != nil:
 				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
 					Message: "page 0 holds orders and page 1 did not; page 1 could not be read again to confirm", Err: aerr}
@@ -596,10 +604,13 @@ func (c *Client) pageZero(ctx context.Context, q map[string]string, oneHeld bool
 		return zero, err
 	}
 	zero, err := read()
-	if err == nil && !(len(zero) == 0 && oneHeld) {
-		return zero, nil
+	if err == nil && !(len(zero) == 0 && oneHeld) || unsent(err) {
+		return zero, err
 	}
 	again, aerr := read()
+	if unsent(aerr) {
+		return nil, aerr
+	}
 	switch {
 	case pageRefusal(err) && pageRefusal(aerr):
 		return nil, aerr
@@ -636,10 +647,9 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 	switch {
 	case pageRefusal(err):
 		return true, nil
+	case unsent(err):
+		return false, err
 	case err != nil:
-		if c := providers.CodeOf(err); c == providers.RateLimited || c == providers.Unauthenticated {
-			return false, err
-		}
 		return false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
 			Message: "page 0 unreadable beside a list read from page 1: the list may lack the newest orders, should the server count pages from 0 now", Err: err}
 	case len(zeroIDs) == 0, providers.SameIDs(zeroIDs, oneIDs):
@@ -654,6 +664,18 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 	}
 	c.pagesFrom1.Store(false)
 	return false, nil
+}
+
+// unsent reports whether err is a page's throttling (by the provider or
+// this worker's own rate limits) or its credentials' refusal: the page
+// said nothing of where the pages start, nor of the provider's health, and
+// the listing fails with that error, never as a page that could not be
+// read (Unavailable, which counts against the circuit breaker: against a
+// throttling gateway, one shared listing failing so is every waiting
+// lookup's failure).
+func unsent(err error) bool {
+	c := providers.CodeOf(err)
+	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated)
 }
 
 // pageRefusal reports whether err is QueryOrders refusing its Page as a

@@ -1055,3 +1055,53 @@ func TestListingAliasedPageZeroInAnotherOrder(t *testing.T) {
 		})
 	}
 }
+
+// A page read throttled while where the pages start is judged (page 0, or
+// page 1 read again to confirm) fails the listing as throttled: no news of
+// the provider's health, never a page that could not be read
+// (Unavailable), which the circuit breaker counts, for every lookup
+// sharing the listing.
+func TestThrottledPageWhileJudgingIsThrottled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		s        *pagedServer
+		throttle func(page, n int) bool // the n-th read of page (from 1)
+	}{
+		{"page 1 empty, page 0 throttled", &pagedServer{size: 10}, func(p, _ int) bool { return p == 0 }},
+		{"page 1 holds orders, page 0 throttled", &pagedServer{size: 10, ids: []string{"7"}}, func(p, _ int) bool { return p == 0 }},
+		{"page 1 holds orders, page 0 empty then throttled", &pagedServer{size: 10, ids: []string{"7"}},
+			func(p, n int) bool { return p == 0 && n > 1 }},
+		{"page 1 empty, page 0 holds orders, page 1 throttled when read again", &pagedServer{size: 10, ids: []string{"7"}, from0: true},
+			func(p, n int) bool { return p == 1 && n > 1 }},
+		{"page 0 is page 1, page 1 throttled when read again", &pagedServer{size: 10, ids: []string{"7"}, alias: true},
+			func(p, n int) bool { return p == 1 && n > 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			reads := map[int]int{}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Get("Action") == "QueryOrders" {
+					p, _ := strconv.Atoi(r.URL.Query().Get("Page"))
+					mu.Lock()
+					reads[p]++
+					n := reads[p]
+					mu.Unlock()
+					if tc.throttle(p, n) {
+						w.WriteHeader(http.StatusTooManyRequests)
+						fmt.Fprint(w, `{"Code":"Throttling","Message":"slow down"}`)
+						return
+					}
+				}
+				tc.s.ServeHTTP(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			c := newTestClient(t, Options{Endpoint: srv.URL, PageSize: tc.s.size})
+			_, err := pagedLookup(t, tc.s, c, "42")
+			if providers.CodeOf(err) != providers.RateLimited {
+				t.Errorf("lookup = %v (pages read %v), want rate_limited", err, tc.s.calls())
+			}
+		})
+	}
+}
