@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -62,11 +63,18 @@ const DefaultPollInterval = 80 * time.Millisecond
 type Server struct {
 	servers []*asynq.Server
 	rdb     redis.UniversalClient // the dequeuers' client, closed once they are shut down
+	started bool
 }
 
 // Start starts every dequeuer with handler h; on an error the ones
 // started are shut down.
 func (s *Server) Start(h asynq.Handler) error {
+	if s.started {
+		// (Its dequeuers would refuse one by one, and the client they
+		// share would be closed under the running ones.)
+		return errors.New("orderworker: server already started")
+	}
+	s.started = true
 	for i, srv := range s.servers {
 		if err := srv.Start(h); err != nil {
 			for _, started := range s.servers[:i] {

@@ -18,19 +18,45 @@ import (
 // ledger's batcher). Each script still runs atomically on its own, with
 // its own reply or error; only the round trip is shared. A caller alone
 // sends at once. Commands other than scripts go as they always did.
+//
+// A shared pipeline is never sent again: go-redis sends a whole pipeline
+// again when a reply fails to arrive (a timeout, a dropped connection),
+// scripts whose replies had arrived included, which a script sent alone
+// never is (an asynq dequeue run twice takes a second task that nobody
+// runs until its lease ends). Every script of a pipeline that failed so
+// fails, as one sent alone and not answered would; the callers try again
+// as they do after any failure.
+//
+// Not on a Redis Cluster client: there one pipeline in flight would hold
+// every master's scripts behind the slowest master (a master that hangs
+// would stop every shard's dequeues), so its scripts go alone.
 func sharedTrips(opt asynq.RedisConnOpt) asynq.RedisConnOpt {
 	return sharedTripsOpt{opt}
 }
 
 type sharedTripsOpt struct{ asynq.RedisConnOpt }
 
-// MakeRedisClient makes the client opt makes, with the shared trips added.
+// MakeRedisClient makes the client opt makes, with the shared trips added
+// unless it is a cluster client.
 func (o sharedTripsOpt) MakeRedisClient() any {
 	c := o.RedisConnOpt.MakeRedisClient()
-	if u, ok := c.(redis.UniversalClient); ok {
-		u.AddHook(&tripHook{rdb: u})
-	}
+	addTrips(c)
 	return c
+}
+
+// addTrips adds the shared trips' hook to c and returns it; nil for a
+// cluster client, or anything not a go-redis client.
+func addTrips(c any) *tripHook {
+	if _, cluster := c.(*redis.ClusterClient); cluster {
+		return nil
+	}
+	u, ok := c.(redis.UniversalClient)
+	if !ok {
+		return nil
+	}
+	h := &tripHook{rdb: u}
+	u.AddHook(h)
+	return h
 }
 
 // maxTrip bounds the scripts in one shared pipeline.
@@ -67,6 +93,11 @@ func (h *tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if !isScript(cmd) {
 			return next(ctx, cmd)
 		}
+		if err := ctx.Err(); err != nil {
+			// As go-redis does for a command alone: nothing sent.
+			cmd.SetErr(err)
+			return err
+		}
 		t := &trip{ctx: ctx, cmd: cmd, lead: make(chan struct{}, 1), done: make(chan struct{})}
 		h.mu.Lock()
 		h.queue = append(h.queue, t)
@@ -81,9 +112,36 @@ func (h *tripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		case <-t.lead:
 			h.mu.Lock()
 			h.send(t)
+		case <-ctx.Done():
+			h.mu.Lock()
+			if !t.sent {
+				// Given up before it went: taken out, never sent.
+				h.queue = deleteTrip(h.queue, t)
+				select {
+				case <-t.lead:
+					// Promoted meanwhile (a lead goes only to a queued
+					// caller, under mu): the queue goes on to the next.
+					h.handOn()
+				default:
+				}
+				h.mu.Unlock()
+				cmd.SetErr(ctx.Err())
+				return ctx.Err()
+			}
+			h.mu.Unlock()
+			<-t.done // on its way: its reply stands
 		}
 		return cmd.Err()
 	}
+}
+
+func deleteTrip(q []*trip, t *trip) []*trip {
+	for i, x := range q {
+		if x == t {
+			return append(q[:i], q[i+1:]...)
+		}
+	}
+	return q
 }
 
 // isScript reports whether cmd runs a script (EVALSHA or EVAL): those
@@ -92,6 +150,13 @@ func isScript(cmd redis.Cmder) bool {
 	n := cmd.Name()
 	return strings.EqualFold(n, "evalsha") || strings.EqualFold(n, "eval")
 }
+
+// noRetry is a script sent in a shared pipeline: go-redis sends no
+// pipeline holding one again (see sharedTrips). Its reply is the
+// script's own command's.
+type noRetry struct{ redis.Cmder }
+
+func (noRetry) NoRetry() bool { return true }
 
 // send, called with mu held, sends pipelines until own has gone, then
 // hands the queue to its oldest caller or stops sending; it returns with
@@ -106,16 +171,12 @@ func (h *tripHook) send(own *trip) {
 			t.sent = true
 		}
 		h.mu.Unlock()
-		cmds := make([]redis.Cmder, n)
-		for i, t := range batch {
-			cmds[i] = t.cmd
-		}
 		// Not cut short by the sender's own context: the others' scripts
 		// ride on it (the client's read timeout bounds the wait).
 		ctx := context.WithoutCancel(own.ctx)
 		_, _ = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range cmds {
-				_ = p.Process(ctx, c)
+			for _, t := range batch {
+				_ = p.Process(ctx, noRetry{t.cmd})
 			}
 			return nil
 		})
@@ -126,10 +187,16 @@ func (h *tripHook) send(own *trip) {
 		}
 		h.mu.Lock()
 	}
+	h.handOn()
+	h.mu.Unlock()
+}
+
+// handOn, called with mu held by the sender, hands the queue to its oldest
+// caller, or stops sending when none waits.
+func (h *tripHook) handOn() {
 	if len(h.queue) > 0 {
 		h.queue[0].lead <- struct{}{}
 	} else {
 		h.sending = false
 	}
-	h.mu.Unlock()
 }

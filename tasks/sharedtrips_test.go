@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -52,19 +53,23 @@ func (p *pipeCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
-func tripClient(t *testing.T) (redis.UniversalClient, *tripHook, *pipeCounter) {
+func tripClient(t *testing.T, readTimeout ...time.Duration) (redis.UniversalClient, *tripHook, *pipeCounter) {
 	t.Helper()
 	srv := taskstest.StartRedis(t, nil)
 	opt, err := ParseRedisURL(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(readTimeout) > 0 {
+		o := opt.(asynq.RedisClientOpt)
+		o.ReadTimeout = readTimeout[0]
+		opt = o
+	}
 	// The counter after the shared trips' hook: it sees the scripts that
 	// hook sends on alone, and every pipeline.
 	count := &pipeCounter{}
 	c := RESP2(opt).MakeRedisClient().(redis.UniversalClient)
-	h := &tripHook{rdb: c}
-	c.AddHook(h)
+	h := addTrips(c)
 	c.AddHook(count)
 	t.Cleanup(func() { c.Close() })
 	return c, h, count
@@ -177,8 +182,8 @@ func TestSharedTripsSenderContextDoesNotCutOthers(t *testing.T) {
 	}
 }
 
-// The dequeuers of a server share one client, closed when they shut down,
-// and process orders through it.
+// The dequeuers of a server share one client, closed when they shut down
+// (not by a second Start), and process orders through it.
 func TestServerClosesItsSharedClient(t *testing.T) {
 	t.Parallel()
 	srv := taskstest.StartRedis(t, nil)
@@ -199,6 +204,12 @@ func TestServerClosesItsSharedClient(t *testing.T) {
 	if err := s.Start(mux); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Start(mux); err == nil {
+		t.Error("a second Start answered no error")
+	}
+	if err := s.rdb.Ping(context.Background()).Err(); err != nil {
+		t.Errorf("after a second Start the shared client answers %v; want it open for the running dequeuers", err)
+	}
 	client := asynq.NewClient(opt)
 	defer client.Close()
 	for i := range 5 {
@@ -216,5 +227,126 @@ func TestServerClosesItsSharedClient(t *testing.T) {
 	s.Shutdown()
 	if err := s.rdb.Ping(context.Background()).Err(); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("after Shutdown the shared client answers %v; want it closed", err)
+	}
+}
+
+// busyScript runs for ARGV[1] microseconds; popScript moves one item from
+// KEYS[1] to KEYS[2], as asynq's dequeue moves a task.
+var (
+	busyScript = redis.NewScript(`local t = redis.call('TIME'); local s = t[1]*1000000+t[2]
+while true do local n = redis.call('TIME'); if n[1]*1000000+n[2] - s > tonumber(ARGV[1]) then break end end
+return 1`)
+	popScript = redis.NewScript(`return redis.call('RPOPLPUSH', KEYS[1], KEYS[2])`)
+)
+
+// waitQueued waits until n callers wait behind a pipeline in flight.
+func waitQueued(t *testing.T, h *tripHook, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		h.mu.Lock()
+		q, s := len(h.queue), h.sending
+		h.mu.Unlock()
+		if s && q == n {
+			return
+		}
+	}
+	t.Fatalf("%d callers never queued", n)
+}
+
+// A shared pipeline whose reply times out part-way is not sent again:
+// go-redis would send the whole pipeline again, running again the scripts
+// whose replies had come (a dequeue taking a second task that nobody runs).
+func TestSharedTripsNeverSendAPipelineAgain(t *testing.T) {
+	t.Parallel()
+	c, h, _ := tripClient(t, 150*time.Millisecond)
+	ctx := context.Background()
+	for _, s := range []*redis.Script{busyScript, popScript} {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RPush(ctx, "pending", "t1", "t2", "t3", "t4", "t5").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { busyScript.Run(ctx, c, []string{"x"}, 50_000) }) // holds the pipeline while the others queue
+	waitQueued(t, h, 0)
+	wg.Go(func() { popScript.Run(ctx, c, []string{"pending", "active"}) })
+	waitQueued(t, h, 1)
+	var slowErr error
+	wg.Go(func() { slowErr = busyScript.Run(ctx, c, []string{"y"}, 300_000).Err() }) // past the read timeout
+	waitQueued(t, h, 2)
+	wg.Wait()
+	if n, err := c.LLen(ctx, "active").Result(); err != nil || n != 1 {
+		t.Errorf("the dequeue-like script ran %d times (%v); want once", n, err)
+	}
+	if slowErr == nil {
+		t.Error("the script whose reply timed out answered no error")
+	}
+	// Nothing is left waiting or sending.
+	if v, err := popScript.Run(ctx, c, []string{"pending", "active"}).Result(); err != nil || v != "t4" {
+		t.Errorf("a script after the failed pipeline: %v, %v", v, err)
+	}
+}
+
+// A caller that gives up while it waits behind a pipeline returns at once,
+// and its script is never sent; the callers behind it go on.
+func TestSharedTripsCallerGivingUpIsNotSent(t *testing.T) {
+	t.Parallel()
+	c, h, _ := tripClient(t)
+	ctx := context.Background()
+	for _, s := range []*redis.Script{busyScript, popScript} {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RPush(ctx, "pending", "t1", "t2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { busyScript.Run(ctx, c, []string{"x"}, 300_000) })
+	waitQueued(t, h, 0)
+	cctx, cancel := context.WithCancel(ctx)
+	gaveUp := make(chan error, 1)
+	wg.Go(func() { gaveUp <- popScript.Run(cctx, c, []string{"pending", "given-up"}).Err() })
+	waitQueued(t, h, 1)
+	var next any
+	var nextErr error
+	wg.Go(func() { next, nextErr = popScript.Run(ctx, c, []string{"pending", "active"}).Result() })
+	waitQueued(t, h, 2)
+	cancel()
+	select {
+	case err := <-gaveUp:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the caller that gave up: %v, want context.Canceled", err)
+		}
+	case <-time.After(200 * time.Millisecond):
+		t.Error("the caller that gave up still waits for the pipeline ahead of it")
+	}
+	wg.Wait()
+	if n, _ := c.LLen(ctx, "given-up").Result(); n != 0 {
+		t.Errorf("the script of a caller that gave up ran")
+	}
+	if nextErr != nil || next != "t2" {
+		t.Errorf("the caller behind it: %v, %v; want t2 (RPOPLPUSH takes the last)", next, nextErr)
+	}
+	if _, err := popScript.Run(cctx, c, []string{"pending", "given-up"}).Result(); !errors.Is(err, context.Canceled) {
+		t.Errorf("a caller whose context had ended: %v, want context.Canceled", err)
+	}
+}
+
+// A cluster client keeps its scripts alone: one pipeline in flight would
+// hold every master's scripts behind the slowest.
+func TestSharedTripsNotOnACluster(t *testing.T) {
+	t.Parallel()
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer c.Close()
+	if h := addTrips(c); h != nil {
+		t.Error("a cluster client got the shared trips")
+	}
+	s := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer s.Close()
+	if h := addTrips(s); h == nil {
+		t.Error("a single server's client got no shared trips")
 	}
 }

@@ -10,8 +10,8 @@
 // Signature: Base64(HMAC-SHA1(AppSecret, "k1=v1&k2=v2…")) over every other
 // parameter sorted by name, with raw (not URL-encoded) values and empty
 // strings left out. A fresh Timestamp, Nonce and RequestId are drawn for
-// every attempt, at send time; a process's Nonces follow one another from
-// a random start, so none repeats among its own requests (one refused as
+// every attempt, at send time; a process's Nonces are a random stride
+// apart from a random start, so none repeats among its own requests (one refused as
 // used reads as a replay of the same request: ambiguous). Redirects are never followed (not even by a
 // caller's Options.HTTPClient, which is used as a copy that refuses them):
 // a create redirected elsewhere would be a second create, its signed body

@@ -76,28 +76,40 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
-// Nonces follow one another from a random start, so a process repeats
-// none of its own until it has sent 2³¹−1 requests; they wrap within
-// 1..2³¹−1, and every client of the process draws from one sequence.
+// Nonces are a random stride apart from a random start, so a process
+// repeats none of its own until it has sent 2³¹−1 requests; they stay
+// within 1..2³¹−1 whatever the stride, and every client of the process
+// draws from one sequence.
 func TestNoncesDoNotRepeat(t *testing.T) {
-	s := &nonceSeq{}
-	s.n.Store(maxNonce - 3)
-	seen := map[int64]bool{}
-	for range 200_000 {
-		n := s.next()
-		if n < 1 || n > maxNonce {
-			t.Fatalf("nonce %d outside 1..%d", n, maxNonce)
+	for _, s := range []*nonceSeq{
+		{start: maxNonce - 3, stride: 1},            // wraps from 2³¹−1 to 1
+		{start: maxNonce - 1, stride: maxNonce - 1}, // the largest of both
+		{start: 0, stride: 1 << 30},                 // wraps every other draw
+		{start: 12345, stride: nonces.stride},       // the process's own stride
+	} {
+		seen := map[int64]bool{}
+		for range 200_000 {
+			n := s.next()
+			if n < 1 || n > maxNonce {
+				t.Fatalf("start %d stride %d: nonce %d outside 1..%d", s.start, s.stride, n, maxNonce)
+			}
+			if seen[n] {
+				t.Fatalf("start %d stride %d: nonce %d drawn twice in %d draws", s.start, s.stride, n, len(seen))
+			}
+			seen[n] = true
 		}
-		if seen[n] {
-			t.Fatalf("nonce %d drawn twice in %d draws", n, len(seen))
+		if s.stride == 1 && (!seen[maxNonce] || !seen[1]) {
+			t.Errorf("the sequence did not wrap from %d to 1", maxNonce)
 		}
-		seen[n] = true
 	}
-	if !seen[maxNonce] || !seen[1] {
-		t.Errorf("the sequence did not wrap from %d to 1", maxNonce)
+	if nonces.stride < 1 || nonces.stride >= maxNonce || nonces.start >= maxNonce {
+		t.Errorf("the process's sequence: start %d, stride %d", nonces.start, nonces.stride)
 	}
 	a, b := &Client{now: time.Now}, &Client{now: time.Now}
-	if x, y := a.newStamp().Nonce, b.newStamp().Nonce; y != x%maxNonce+1 {
-		t.Errorf("two clients drew %d then %d; want the process's next", x, y)
+	k := nonces.k.Load()
+	a.newStamp()
+	b.newStamp()
+	if got := nonces.k.Load(); got != k+2 {
+		t.Errorf("two clients drew from %d to %d; want one sequence for the process", k, got)
 	}
 }

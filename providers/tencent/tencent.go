@@ -157,18 +157,24 @@ func (c *Client) newStamp() stamp {
 // positive 32-bit integer is what every example fits.
 const maxNonce = 1<<31 - 1
 
-// A nonceSeq hands out Nonces in 1..maxNonce, one after the other from a
-// random start, wrapping: a process repeats none of its own until it has
-// sent 2³¹−1 requests. Drawn at random instead, two requests of one
-// process at 100 a second would share a Nonce about once every 12
-// minutes were the API to remember Nonces for 5 (how long it does is not
-// documented; the birthday bound on 2³¹), and a Nonce refused as seen
-// again is what this client must read as a replay of the same request
-// (ambiguous): the order waits the listing lag for a lookup. Two processes collide only when their
-// runs of numbers meet, about 2k/2³¹ for k requests each within the
-// window the API remembers. The Nonce is no secret: the signature covers
-// it, and the API asks only that it be unique.
-type nonceSeq struct{ n atomic.Uint64 }
+// A nonceSeq hands out Nonces in 1..maxNonce, a random stride apart from a
+// random start, wrapping (maxNonce is prime, so every stride visits every
+// number once): a process repeats none of its own until it has sent 2³¹−1
+// requests. Drawn at random instead, two requests of one process at 100 a
+// second would share a Nonce about once every 12 minutes were the API to
+// remember Nonces for 5 (how long it does is not documented; the birthday
+// bound on 2³¹), and a Nonce refused as seen again is what this client
+// must read as a replay of the same request (ambiguous): the order waits
+// the listing lag for a lookup. Two processes' Nonces meet as seldom as
+// random ones would, one at a time: with a stride of 1 each, two
+// processes sending at about the same rate whose runs of numbers met
+// would share every Nonce for as long as the API remembers them. The
+// Nonce is no secret: the signature covers it, and the API asks only that
+// it be unique.
+type nonceSeq struct {
+	start, stride uint64 // in 0..maxNonce−1; stride not 0
+	k             atomic.Uint64
+}
 
 // nonces is the process's sequence, shared by every client.
 var nonces = newNonceSeq()
@@ -178,12 +184,19 @@ func newNonceSeq() *nonceSeq {
 	if err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	s := &nonceSeq{}
-	s.n.Store(start.Uint64())
-	return s
+	stride, err := rand.Int(rand.Reader, big.NewInt(maxNonce-1))
+	if err != nil {
+		panic(err)
+	}
+	return &nonceSeq{start: start.Uint64(), stride: stride.Uint64() + 1}
 }
 
-func (s *nonceSeq) next() int64 { return int64(s.n.Add(1)%maxNonce) + 1 }
+// next is start + k·stride (mod maxNonce), plus 1, for the k-th call:
+// below 2⁶² before the modulo.
+func (s *nonceSeq) next() int64 {
+	k := s.k.Add(1) % maxNonce
+	return int64((s.start+k*s.stride%maxNonce)%maxNonce) + 1
+}
 
 // body builds the signed JSON body for action with the business params
 // (string or integer values), and returns its signature too.
