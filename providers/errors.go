@@ -145,6 +145,21 @@ var (
 // failure nor as a success.
 var ErrNoNews = errors.New("the provider answered, but not in a way that tells of its health")
 
+// Local wraps err, a failure of this worker's own store (its Redis: the
+// ledger a lookup asks which orders are whose, a shared token) met by a
+// provider call, as an *Error's Err: the provider was not asked, or its
+// answer not judged, so it is no news of the provider's health
+// (ErrNoNews), which a circuit breaker must not count (a blip of Redis
+// would open every provider's breaker, and hold orders back for its
+// cool-down once Redis is back). errors.Is and As reach err through it.
+func Local(err error) error { return local{err} }
+
+type local struct{ err error }
+
+func (l local) Error() string      { return l.err.Error() }
+func (l local) Unwrap() error      { return l.err }
+func (local) Is(target error) bool { return target == ErrNoNews }
+
 // ErrSaysExists is an *Error's Err for a create the provider refused saying
 // an order of its number exists already (or that the request was used
 // before): the order may exist, whatever a lookup later finds (a server

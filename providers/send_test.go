@@ -166,3 +166,16 @@ func TestSendErrorHoldsNothingTheServerEchoed(t *testing.T) {
 		t.Errorf("code %v; want ambiguous (the request was sent)", CodeOf(err))
 	}
 }
+
+// Local marks a failure of the worker's own store as no news of the
+// provider's health, and keeps the failure itself reachable.
+func TestLocalIsNoNews(t *testing.T) {
+	down := errors.New("redis: connection refused")
+	err := error(&Error{Code: Unavailable, Op: "op", Message: "cannot tell", Err: Local(down)})
+	if !errors.Is(err, ErrNoNews) || !errors.Is(err, down) || err.Error() == "" {
+		t.Errorf("Local: no news %v, the failure %v (%v)", errors.Is(err, ErrNoNews), errors.Is(err, down), err)
+	}
+	if errors.Is(Local(down), ErrThrottled) {
+		t.Error("Local is a throttle")
+	}
+}

@@ -722,7 +722,7 @@ func (c *Client) token(ctx context.Context) (providers.Secret, error) {
 		}
 		// Redis, or ctx while waiting for another process's refresh:
 		// the order call was not sent.
-		return "", &providers.Error{Code: providers.Unavailable, Op: "aliyun token store", Message: "cannot get a cloudToken", Err: err}
+		return "", &providers.Error{Code: providers.Unavailable, Op: "aliyun token store", Message: "cannot get a cloudToken", Err: providers.Local(err)}
 	}
 	return tok, nil
 }

@@ -1207,3 +1207,24 @@ func TestListingInAnotherOrderEveryCall(t *testing.T) {
 		})
 	}
 }
+
+// A lookup that cannot read the worker's own ledger (which listed orders
+// are other records', which rivals are being created) fails unavailable,
+// as no news of the provider's health: the circuit breaker does not count
+// a blip of Redis against Aliyun.
+func TestLedgerFailureInALookupIsNoNews(t *testing.T) {
+	t.Parallel()
+	down := errors.New("redis: connection refused")
+	f := setup(t, func(o *aliyun.Options) { o.PageSize = 2 })
+	// As in TestListingTotalCountsSomethingElse's "smaller than listed": ours,
+	// order 3, on page 2.
+	listing := []sandbox.Reply{listed(1, entry("1"), entry("2")), listed(1, ourEntry("3", nil)), listed(1)}
+	f.sb.Inject(aliyun.PathQuery, append(append(slices.Clone(listing), pageZeroRefused, pageZeroRefused), listing...)...)
+	o := testOrder(1901)
+	o.Known = []string{"1", "2"}
+	o.Owned = func(context.Context, string) (bool, error) { return false, down }
+	_, err := f.c.Lookup(ctx(t), o)
+	if providers.CodeOf(err) != providers.Unavailable || !errors.Is(err, providers.ErrNoNews) || !errors.Is(err, down) {
+		t.Errorf("Lookup = %v (no news %v); want unavailable, no news, the ledger's failure", err, errors.Is(err, providers.ErrNoNews))
+	}
+}

@@ -1108,7 +1108,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		return slices.ContainsFunc(l.orders, func(x OrderInfo) bool { return x.OrderID == id || x.OutOrderNo == id })
 	})
 	if err != nil {
-		return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell which orders of ours the listing must show", err)
+		return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell which orders of ours the listing must show", providers.Local(err))
 	}
 	if missing != "" {
 		return answer{}, OrderInfo{}, fail(providers.Unavailable, providers.IncompleteListingMessage(missing), providers.ErrNoNews)
@@ -1126,7 +1126,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 			since = o.KnownAt
 		}
 		if rivals, err = o.Rivals(ctx, since); err != nil {
-			return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether other orders of this device and commodity are being created", err)
+			return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether other orders of this device and commodity are being created", providers.Local(err))
 		}
 	}
 	// Leave out orders that belong to other records. Only orders that could
@@ -1144,7 +1144,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 				if o.Owned != nil && x.OrderID != "" {
 					var err error
 					if taken, err = o.Owned(ctx, x.OrderID); err != nil {
-						return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether a listed order belongs to another order", err)
+						return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether a listed order belongs to another order", providers.Local(err))
 					}
 				}
 				if !taken {
@@ -1156,7 +1156,7 @@ func (c *Client) find(ctx context.Context, o providers.Order, p CreateParams) (a
 		if o.Owned != nil && x.OrderID != "" && rule.Match(x) != Excluded {
 			taken, err := o.Owned(ctx, x.OrderID)
 			if err != nil {
-				return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether a listed order belongs to another order", err)
+				return answer{}, OrderInfo{}, fail(providers.Unavailable, "cannot tell whether a listed order belongs to another order", providers.Local(err))
 			}
 			if taken {
 				others++

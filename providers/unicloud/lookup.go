@@ -1192,7 +1192,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	})
 	if err != nil {
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
-			Message: "cannot tell which orders of ours the listing must show", Err: err}
+			Message: "cannot tell which orders of ours the listing must show", Err: providers.Local(err)}
 	}
 	if missing != "" {
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
@@ -1207,7 +1207,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	rivals, err := countRivals(ctx, o, start.Truncate(time.Second).Add(-c.margin))
 	if err != nil {
 		return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op,
-			Message: "cannot tell whether other orders with this instance name are being created", Err: err}
+			Message: "cannot tell whether other orders with this instance name are being created", Err: providers.Local(err)}
 	}
 	name := p.Str("instanceName")
 	var ours []orderInfo
@@ -1237,7 +1237,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		own, err := owner(ctx, o, d.ID, d.OrderNo)
 		if err != nil {
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
-				Message: "cannot tell whether a listed order belongs to another order", Err: err}
+				Message: "cannot tell whether a listed order belongs to another order", Err: providers.Local(err)}
 		}
 		if own == ownedByID {
 			others++
@@ -1286,7 +1286,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 					own, err := owner(ctx, o, "", d.OrderNo)
 					if err != nil {
 						return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
-							Message: "cannot tell whether a listed order belongs to another order", Err: err}
+							Message: "cannot tell whether a listed order belongs to another order", Err: providers.Local(err)}
 					}
 					heldNo = own == ownedByOrderNo
 				}
