@@ -154,6 +154,12 @@ var ErrNoNews = errors.New("the provider answered, but not in a way that tells o
 // cool-down once Redis is back). errors.Is and As reach err through it.
 func Local(err error) error { return local{err} }
 
+// IsLocal reports whether err is (or wraps) a failure Local marked.
+func IsLocal(err error) bool {
+	var l local
+	return errors.As(err, &l)
+}
+
 type local struct{ err error }
 
 func (l local) Error() string      { return l.err.Error() }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1226,5 +1227,49 @@ func TestLedgerFailureInALookupIsNoNews(t *testing.T) {
 	_, err := f.c.Lookup(ctx(t), o)
 	if providers.CodeOf(err) != providers.Unavailable || !errors.Is(err, providers.ErrNoNews) || !errors.Is(err, down) {
 		t.Errorf("Lookup = %v (no news %v); want unavailable, no news, the ledger's failure", err, errors.Is(err, providers.ErrNoNews))
+	}
+}
+
+// flakyStore is a token store whose Redis fails from its from-th Get on.
+type flakyStore struct {
+	aliyun.TokenStore
+	n, from int64
+	down    error
+}
+
+func (s *flakyStore) Get(ctx context.Context, key string, fetch aliyun.FetchFunc) (providers.Secret, error) {
+	if atomic.AddInt64(&s.n, 1) >= s.from {
+		return "", s.down
+	}
+	return s.TokenStore.Get(ctx, key, fetch)
+}
+
+// The token store's Redis failing at whichever page read of a lookup
+// (page 0 read to judge where the pages start included) fails the lookup
+// as that failure, no news of the provider's health, never as a page that
+// could not be read.
+func TestTokenStoreFailingMidListingIsNoNews(t *testing.T) {
+	t.Parallel()
+	down := errors.New("redis: connection refused")
+	for from := int64(1); from <= 8; from++ {
+		t.Run(fmt.Sprint("from get ", from), func(t *testing.T) {
+			t.Parallel()
+			st := &flakyStore{TokenStore: aliyun.NewMemoryTokenStore(nil), from: from, down: down}
+			f := setup(t, func(o *aliyun.Options) { o.PageSize = 2; o.Tokens = st })
+			f.sb.Inject(aliyun.PathQuery, listed(3, entry("1"), entry("2")), listed(3, entry("3")), listed(3), listed(3), listed(3), listed(3))
+			o := testOrder(1950 + int(from))
+			o.FirstAttempt = time.Now().Add(-time.Minute)
+			_, err := f.c.Lookup(ctx(t), o)
+			if atomic.LoadInt64(&st.n) < from {
+				// The lookup was over before the store failed.
+				if providers.CodeOf(err) != providers.NotFound {
+					t.Errorf("Lookup = %v; want not_found", err)
+				}
+				return
+			}
+			if !errors.Is(err, providers.ErrNoNews) || !errors.Is(err, down) {
+				t.Errorf("Lookup = %v; want the token store's failure, no news", err)
+			}
+		})
 	}
 }

@@ -585,10 +585,9 @@ func (c *Client) stillFrom1(ctx context.Context, p CreateParams, l *listing, sna
 	switch {
 	case pageRefused(err):
 		return true, nil
+	case unsent(err):
+		return false, err
 	case err != nil:
-		if c := providers.CodeOf(err); c == providers.RateLimited || c == providers.Unauthenticated {
-			return false, err
-		}
 		l.gap = gapZeroUnread
 		return true, nil
 	case len(zeroIDs) == 0, providers.SameIDs(zeroIDs, l.firstIDs):
@@ -620,7 +619,9 @@ func (c *Client) learnBase(base int) {
 }
 
 // unsent reports whether err is a page's throttling (by the provider or
-// this worker's own rate limits) or its credentials' refusal: page 0 said
+// this worker's own rate limits), its credentials' refusal, or a failure of
+// this worker's own Redis on the way (the shared token: providers.Local):
+// page 0 said
 // nothing of where the pages start, nor of the provider's health, and the
 // listing fails with that error (as stillFrom1's does), never as a page 0
 // that could not be read (Unavailable, which counts against the circuit
@@ -628,7 +629,7 @@ func (c *Client) learnBase(base int) {
 // for half a minute at a time).
 func unsent(err error) bool {
 	c := providers.CodeOf(err)
-	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated)
+	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated || providers.IsLocal(err))
 }
 
 // answeredRefusal reports whether err is order/query's refusal with an

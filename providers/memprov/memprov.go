@@ -296,7 +296,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	if o.Owned != nil {
 		owned, err := o.Owned(ctx, r.ProviderOrderID)
 		if err != nil {
-			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, Message: "ownership check failed", Err: err}
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, Message: "ownership check failed", Err: providers.Local(err)}
 		}
 		if owned {
 			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, Message: "the order found belongs to another order"}

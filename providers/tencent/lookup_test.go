@@ -571,6 +571,7 @@ func TestThrottleAnswers(t *testing.T) {
 		{"RequestLimitExceeded at 400", 400, wrapped("RequestLimitExceeded"), true},
 		{"429 empty", 429, ``, true},
 		{"429 InternalError", 429, wrapped("InternalError"), true},
+		{"429 an undocumented code", 429, wrapped("LimitExceeded"), true},
 		{"LimitExceeded", 200, wrapped("LimitExceeded"), false},
 		{"RequestLimitExceeded at 503", 503, wrapped("RequestLimitExceeded"), false},
 	} {
@@ -601,6 +602,34 @@ func TestThrottleAnswers(t *testing.T) {
 			}
 			if providers.CodeOf(err) != want {
 				t.Errorf("Lookup = %v, want %v", err, want)
+			}
+		})
+	}
+}
+
+// A code of the wrapper that means something of its own keeps it at HTTP
+// 429: a create refused as a used number may exist whatever the lookups
+// find, a bad signature waits for the credentials, a bad parameter is
+// refused; none is read as a throttle.
+func TestListedCodesKeepTheirMeaningAt429(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, code, msg string
+		want            providers.Code
+		says            bool
+	}{
+		{"used number", "InvalidParameterValue", "OrderNo already exists", providers.Ambiguous, true},
+		{"bad signature", "InvalidParameterValue", "Signature 无效", providers.Unauthenticated, false},
+		{"clock", "InvalidParameterValue", "Timestamp expired", providers.Unauthenticated, false},
+		{"missing parameter", "ErrorRequiredParamNotFound", "x", providers.InvalidArgument, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bodyServer(t, http.StatusTooManyRequests, `{"Response":{"Error":{"Code":"`+tt.code+`","Message":"`+tt.msg+`"},"RequestId":"r"}}`)
+			_, err := c.Submit(lookupCtx(t), order("L1", ours))
+			if providers.CodeOf(err) != tt.want || providers.SaysExists(err) != tt.says || providers.Throttled(err) {
+				t.Errorf("Submit = %v (says exists %v, throttled %v); want %v, says exists %v, not throttled",
+					err, providers.SaysExists(err), providers.Throttled(err), tt.want, tt.says)
 			}
 		})
 	}

@@ -933,7 +933,16 @@ func (c *Client) classify(op string, create bool, resp *providers.Response, cust
 			// the order (Ambiguous: looked up before it is sent again),
 			// but the service answered: no news of its health (the
 			// circuit breaker does not count it), no failure spent, and
-			// the worker slows down (providers.ErrThrottled).
+			// the worker slows down (providers.ErrThrottled). A code of
+			// the wrapper that means something of its own (the order
+			// exists, a bad signature, the clock, a bad parameter) keeps
+			// that meaning at 429: only an unsure one (InternalError, a
+			// code the document does not list) is read as the status.
+			if pcode != "" && shown && !throttleCode(pcode) {
+				if e := refusal(pcode, msg, true).(*providers.Error); e.Code != providers.Ambiguous || e.Err != nil {
+					return answer{}, e
+				}
+			}
 			if msg == "" {
 				msg = "throttled"
 			}

@@ -667,7 +667,8 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 }
 
 // unsent reports whether err is a page's throttling (by the provider or
-// this worker's own rate limits) or its credentials' refusal: the page
+// this worker's own rate limits), its credentials' refusal, or a failure
+// of this worker's own Redis (providers.Local): the page
 // said nothing of where the pages start, nor of the provider's health, and
 // the listing fails with that error, never as a page that could not be
 // read (Unavailable, which counts against the circuit breaker: against a
@@ -675,7 +676,7 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 // lookup's failure).
 func unsent(err error) bool {
 	c := providers.CodeOf(err)
-	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated)
+	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated || providers.IsLocal(err))
 }
 
 // pageRefusal reports whether err is QueryOrders refusing its Page as a
