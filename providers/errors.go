@@ -154,6 +154,21 @@ var ErrNoNews = errors.New("the provider answered, but not in a way that tells o
 // cool-down once Redis is back). errors.Is and As reach err through it.
 func Local(err error) error { return local{err} }
 
+// Unsent reports whether err is a read's throttling (by the provider or
+// this worker's own rate limits), its credentials' refusal, or a failure of
+// this worker's own Redis on the way (Local): it says nothing of the
+// provider's health nor of what the provider holds. A listing of several
+// pages whose page read to judge where the pages start, or read again to
+// confirm an end, fails so fails with that error, never as a page that
+// could not be read (Unavailable, which counts against the circuit
+// breaker: against a throttling gateway, snapshots failing so opened it
+// for half a minute at a time, and one shared listing failing so is every
+// waiting lookup's failure).
+func Unsent(err error) bool {
+	c := CodeOf(err)
+	return err != nil && (c == RateLimited || c == Unauthenticated || IsLocal(err))
+}
+
 // IsLocal reports whether err is (or wraps) a failure Local marked.
 func IsLocal(err error) bool {
 	var l local

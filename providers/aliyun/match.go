@@ -425,7 +425,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 	// one passing refusal (a gateway's, a replayed nonce) of a server
 	// counting from 0 must not pass for a refusal of pageNo 0.
 	zero, _, zerr := c.queryPage(ctx, p, 0, true, emptyDevice)
-	if unsent(zerr) {
+	if providers.Unsent(zerr) {
 		return listing{}, zerr
 	}
 	firstErr := zerr
@@ -437,7 +437,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		// not teach "from 1" for the process's life; it counts only
 		// twice in a row.
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
-		if unsent(zerr) {
+		if providers.Unsent(zerr) {
 			return listing{}, zerr
 		}
 		if pageRefused(zerr) && !pageRefused(firstErr) {
@@ -471,7 +471,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 		// page 0 holds its newest orders, does not teach every later
 		// listing, lookups included, to skip them.
 		zero, _, zerr = c.queryPage(ctx, p, 0, true, emptyDevice)
-		if unsent(zerr) {
+		if providers.Unsent(zerr) {
 			return listing{}, zerr
 		}
 		if zerr != nil {
@@ -496,7 +496,7 @@ func (c *Client) listBase(ctx context.Context, p CreateParams, snapshot bool) (l
 			// the front of the listing between the reads. Page 1, read
 			// again, must still be page 0.
 			again, _, err := c.queryPage(ctx, p, 1, false, snapshot)
-			if unsent(err) {
+			if providers.Unsent(err) {
 				return listing{}, err
 			}
 			if err != nil || !providers.SameIDs(idsOf(again.Orders), zeroIDs) {
@@ -585,7 +585,7 @@ func (c *Client) stillFrom1(ctx context.Context, p CreateParams, l *listing, sna
 	switch {
 	case pageRefused(err):
 		return true, nil
-	case unsent(err):
+	case providers.Unsent(err):
 		return false, err
 	case err != nil:
 		l.gap = gapZeroUnread
@@ -616,20 +616,6 @@ func (c *Client) learnBase(base int) {
 	if !learnt.Swap(true) {
 		c.log.Info("aliyun order/query: the server counts pages from " + strconv.Itoa(base) + " (judged from its answers; ALIYUN_PAGE_BASE fixes it)")
 	}
-}
-
-// unsent reports whether err is a page's throttling (by the provider or
-// this worker's own rate limits), its credentials' refusal, or a failure of
-// this worker's own Redis on the way (the shared token: providers.Local):
-// page 0 said
-// nothing of where the pages start, nor of the provider's health, and the
-// listing fails with that error (as stillFrom1's does), never as a page 0
-// that could not be read (Unavailable, which counts against the circuit
-// breaker: against a throttling gateway, snapshots failing so opened it
-// for half a minute at a time).
-func unsent(err error) bool {
-	c := providers.CodeOf(err)
-	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated || providers.IsLocal(err))
 }
 
 // answeredRefusal reports whether err is order/query's refusal with an
@@ -758,10 +744,10 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 // row. Once could be a fault on a server whose page is shorter than asked
 // and whose total counts only that page, which the totals would confirm.
 // A page read again throttled or refused for the credentials says neither:
-// that error (unsent), for the listing to fail with.
+// that error (providers.Unsent), for the listing to fail with.
 func (c *Client) sameAgain(ctx context.Context, p CreateParams, page int, snapshot bool, same func(OrderList, error) bool) (bool, error) {
 	got, _, err := c.queryPage(ctx, p, page, false, snapshot)
-	if unsent(err) {
+	if providers.Unsent(err) {
 		return false, err
 	}
 	return same(got, err), nil

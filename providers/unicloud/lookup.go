@@ -452,7 +452,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 		}
 	}
 	zero, zerr := c.pageZero(ctx, q, len(r.firstIDs) > 0)
-	if unsent(zerr) {
+	if providers.Unsent(zerr) {
 		return nil, zerr
 	}
 	zeroIDs := idsOf(zero)
@@ -464,7 +464,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			// the front of the list between the reads. Page 1, read
 			// again, must still be page 0.
 			_, again, _, aerr := c.queryPage(ctx, q, 1)
-			if unsent(aerr) {
+			if providers.Unsent(aerr) {
 				return nil, aerr
 			}
 			if aerr != nil || !providers.SameIDs(idsOf(again), zeroIDs) {
@@ -478,7 +478,7 @@ func (c *Client) listOrders(ctx context.Context, start, end time.Time, loc *time
 			// Judged on an empty page 1: confirm before remembering it.
 			_, again, _, aerr := c.queryPage(ctx, q, 1)
 			switch ids := idsOf(again); {
-			case unsent(aerr):
+			case providers.Unsent(aerr):
 				return nil, aerr
 			case aerr != nil:
 				return nil, &providers.Error{Code: providers.Unavailable, Op: op,
@@ -604,11 +604,11 @@ func (c *Client) pageZero(ctx context.Context, q map[string]string, oneHeld bool
 		return zero, err
 	}
 	zero, err := read()
-	if err == nil && !(len(zero) == 0 && oneHeld) || unsent(err) {
+	if err == nil && !(len(zero) == 0 && oneHeld) || providers.Unsent(err) {
 		return zero, err
 	}
 	again, aerr := read()
-	if unsent(aerr) {
+	if providers.Unsent(aerr) {
 		return nil, aerr
 	}
 	switch {
@@ -647,7 +647,7 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 	switch {
 	case pageRefusal(err):
 		return true, nil
-	case unsent(err):
+	case providers.Unsent(err):
 		return false, err
 	case err != nil:
 		return false, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status,
@@ -664,19 +664,6 @@ func (c *Client) stillFrom1(ctx context.Context, q map[string]string, oneIDs []s
 	}
 	c.pagesFrom1.Store(false)
 	return false, nil
-}
-
-// unsent reports whether err is a page's throttling (by the provider or
-// this worker's own rate limits), its credentials' refusal, or a failure
-// of this worker's own Redis (providers.Local): the page
-// said nothing of where the pages start, nor of the provider's health, and
-// the listing fails with that error, never as a page that could not be
-// read (Unavailable, which counts against the circuit breaker: against a
-// throttling gateway, one shared listing failing so is every waiting
-// lookup's failure).
-func unsent(err error) bool {
-	c := providers.CodeOf(err)
-	return err != nil && (c == providers.RateLimited || c == providers.Unauthenticated || providers.IsLocal(err))
 }
 
 // pageRefusal reports whether err is QueryOrders refusing its Page as a
