@@ -67,6 +67,7 @@ func TestReconcilerRequeuesStrandedOrders(t *testing.T) {
 	}
 	time.Sleep(10 * time.Millisecond) // past the sweep's cutoff, as the others are
 
+	caughtUp(t, e)
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
 	if err != nil {
@@ -112,6 +113,7 @@ func TestReconcilerGoesOnPastAnUnreadableTask(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	caughtUp(t, e)
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
 	if err != nil || found["claimed_not_enqueued"] != 2 {
@@ -159,6 +161,7 @@ func TestReconcilerRunsARetryTimedOnAFastClock(t *testing.T) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
+	caughtUp(t, e)
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond})
 	found, err := rec.Sweep(ctx)
 	if err != nil || found["retry_far_ahead"] != 1 || len(found) != 1 {
@@ -193,6 +196,7 @@ func TestReconcilerWalksPastABacklog(t *testing.T) {
 	}
 	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr})
 	defer inspector.Close()
+	caughtUp(t, e)
 	rec := tasks.NewReconciler(e.ledger, inspector, e.client, []string{"tencent"}, &tasks.ReconcilerOptions{Grace: time.Nanosecond, Batch: 5})
 	// 13 queued orders, 5 a page: the walk reaches the 13th at the third
 	// sweep.
@@ -272,5 +276,31 @@ func TestRequeueMarksNoLaterThanTheFirstCreate(t *testing.T) {
 				t.Errorf("header %q, want %d", info.Headers["orderworker-claimed"], want.UnixMilli())
 			}
 		})
+	}
+}
+
+// caughtUp waits until the ledger's reading of Redis's clock, a lower
+// bound that lags Redis by a reply's transit, is past what Redis's clock
+// said after the test's writes: on a loaded machine a sweep made right
+// after them (Grace 1 ns) could otherwise see a cutoff before orders
+// claimed a moment ago, and pass them over.
+func caughtUp(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	redisNow, err := e.rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		now, err := e.ledger.NotAfterNow(ctx, ledger.Ref{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.UnixMilli() > redisNow.UnixMilli() {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the ledger's clock is at %v, Redis's at %v", now, redisNow)
+		}
 	}
 }
