@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 
@@ -58,6 +59,10 @@ func addTrips(c any) *tripHook {
 	u.AddHook(h)
 	return h
 }
+
+// errTripPanicked is the error of a script whose shared pipeline
+// panicked before its reply was in.
+var errTripPanicked = errors.New("redis: the shared pipeline carrying this script panicked; whether it ran is not known")
 
 // maxTrip bounds the scripts in one shared pipeline.
 const maxTrip = 64
@@ -162,9 +167,31 @@ func (noRetry) NoRetry() bool { return true }
 // hands the queue to its oldest caller or stops sending; it returns with
 // mu released and own's reply in.
 func (h *tripHook) send(own *trip) {
+	var batch []*trip
+	sending := false
+	defer func() {
+		if !sending {
+			return
+		}
+		// A panic out of the pipeline (a hook's, go-redis's): the
+		// scripts in it fail, as scripts not answered do, and the queue
+		// goes on to its next caller, so that a caller that recovers
+		// leaves no script waiting for ever behind it.
+		for _, t := range batch {
+			if t.cmd.Err() == nil {
+				t.cmd.SetErr(errTripPanicked)
+			}
+			if t != own {
+				close(t.done)
+			}
+		}
+		h.mu.Lock()
+		h.handOn()
+		h.mu.Unlock()
+	}()
 	for !own.sent {
 		n := min(len(h.queue), maxTrip)
-		batch := make([]*trip, n)
+		batch = make([]*trip, n)
 		copy(batch, h.queue)
 		h.queue = append(h.queue[:0], h.queue[n:]...)
 		for _, t := range batch {
@@ -174,12 +201,14 @@ func (h *tripHook) send(own *trip) {
 		// Not cut short by the sender's own context: the others' scripts
 		// ride on it (the client's read timeout bounds the wait).
 		ctx := context.WithoutCancel(own.ctx)
+		sending = true
 		_, _ = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, t := range batch {
 				_ = p.Process(ctx, noRetry{t.cmd})
 			}
 			return nil
 		})
+		sending = false
 		for _, t := range batch {
 			if t != own {
 				close(t.done)

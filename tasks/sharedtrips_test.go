@@ -350,3 +350,66 @@ func TestSharedTripsNotOnACluster(t *testing.T) {
 		t.Error("a single server's client got no shared trips")
 	}
 }
+
+// panicker panics in the nth pipeline of scripts sent through it.
+type panicker struct {
+	n, seen atomic.Int64
+}
+
+func (p *panicker) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (p *panicker) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (p *panicker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if slices.ContainsFunc(cmds, isScript) && p.seen.Add(1) == p.n.Load() {
+			panic("a hook's bug")
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// A pipeline that panics (a hook's bug) fails its other scripts and
+// leaves the hook sending for the callers after it: a sender that
+// recovers leaves nobody waiting for ever.
+func TestSharedTripsPanicLeavesNoneWaiting(t *testing.T) {
+	t.Parallel()
+	c, h, _ := tripClient(t)
+	p := &panicker{}
+	p.n.Store(2)
+	c.AddHook(p)
+	ctx := context.Background()
+	for _, s := range []*redis.Script{busyScript, popScript} {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.RPush(ctx, "pending", "t1", "t2", "t3").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { busyScript.Run(ctx, c, []string{"x"}, 100_000) }) // the first pipeline
+	waitQueued(t, h, 0)
+	recovered := make(chan any, 1)
+	wg.Go(func() { // sends the second pipeline, which panics
+		defer func() { recovered <- recover() }()
+		popScript.Run(ctx, c, []string{"pending", "a"})
+	})
+	waitQueued(t, h, 1)
+	other := make(chan error, 1)
+	wg.Go(func() { other <- popScript.Run(ctx, c, []string{"pending", "b"}).Err() })
+	waitQueued(t, h, 2)
+	select {
+	case err := <-other:
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Errorf("the script beside the panic: %v; want the panic's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the script beside the panic still waits")
+	}
+	if r := <-recovered; r == nil {
+		t.Error("the sender did not see the panic")
+	}
+	wg.Wait()
+	if v, err := popScript.Run(ctx, c, []string{"pending", "c"}).Result(); err != nil || v != "t3" {
+		t.Errorf("a script after the panic: %v, %v; want t3", v, err)
+	}
+}
