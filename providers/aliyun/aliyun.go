@@ -688,7 +688,8 @@ func (c *Client) call(ctx context.Context, path string, params any, co callOpts)
 		return a, err
 	}
 	c.log.Info("aliyun cloudToken refused; refreshing", "api", path)
-	if ierr := c.tokens.Invalidate(ctx, c.tokenKey, tok); ierr != nil {
+	ierr := c.tokens.Invalidate(ctx, c.tokenKey, tok)
+	if ierr != nil {
 		c.log.Warn("aliyun token store: invalidate failed", "err", ierr)
 	}
 	fresh, err := c.token(ctx)
@@ -698,8 +699,17 @@ func (c *Client) call(ctx context.Context, path string, params any, co callOpts)
 	if fresh == tok {
 		// The store could not drop the refused token (Redis down?): a
 		// retry would be refused again and look permanent.
-		return answer{}, &providers.Error{Code: providers.Unavailable, Op: opName(path), ProviderCode: "401",
+		e := &providers.Error{Code: providers.Unavailable, Op: opName(path), ProviderCode: "401",
 			Message: "cloudToken refused and not yet replaced"}
+		if ierr != nil {
+			// What failed is this worker's own store, not the platform,
+			// which answered: no news of its health, which the circuit
+			// breaker must not count (a blip of the store's Redis would
+			// open Aliyun's breaker, and hold its orders back for the
+			// cool-down once Redis is back).
+			e.Err = providers.Local(ierr)
+		}
+		return answer{}, e
 	}
 	return c.send(ctx, path, params, fresh, co)
 }

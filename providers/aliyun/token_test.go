@@ -411,15 +411,22 @@ func TestAuthErrorRetriedOnce(t *testing.T) {
 	}
 }
 
+// errStoreDown is what stuckStore's Redis answers.
+var errStoreDown = errors.New("redis down")
+
 // stuckStore cannot forget a token (its Redis is down, say).
 type stuckStore struct{ aliyun.TokenStore }
 
 func (stuckStore) Invalidate(context.Context, string, providers.Secret) error {
-	return errors.New("redis down")
+	return errStoreDown
 }
 
 // A refused token that cannot be replaced is not retried with itself (it
 // would be refused again and look permanent): the call is Unavailable.
+// What failed is this worker's own token store, not the platform, which
+// answered: the failure is local (providers.Local), no news of the
+// platform's health, which the circuit breaker does not count (a blip of
+// the store's Redis would otherwise open Aliyun's breaker).
 func TestAuthErrorWithStuckStore(t *testing.T) {
 	t.Parallel()
 	f := setup(t, nil)
@@ -429,8 +436,19 @@ func TestAuthErrorWithStuckStore(t *testing.T) {
 	if code := providers.CodeOf(err); code != providers.Unavailable {
 		t.Errorf("code = %v (%v), want unavailable", code, err)
 	}
+	if !providers.IsLocal(err) || !errors.Is(err, providers.ErrNoNews) || !errors.Is(err, errStoreDown) {
+		t.Errorf("Submit = %v (local %v, no news %v); want a local failure, no news, the store's error",
+			err, providers.IsLocal(err), errors.Is(err, providers.ErrNoNews))
+	}
 	if n := f.sb.Calls(aliyun.PathCreate); n != 1 {
 		t.Errorf("%d create calls, want 1", n)
+	}
+	// A read's refused token the same (the snapshot a create is judged by).
+	f.sb.Inject(aliyun.PathQuery, sandboxAuthError)
+	_, err = c.Prepare(ctx(t), testOrder(24))
+	if providers.CodeOf(err) != providers.Unavailable || !providers.IsLocal(err) || !errors.Is(err, providers.ErrNoNews) {
+		t.Errorf("Prepare = %v (local %v, no news %v); want unavailable, a local failure, no news",
+			err, providers.IsLocal(err), errors.Is(err, providers.ErrNoNews))
 	}
 }
 
