@@ -131,7 +131,17 @@ var errorCases = []struct {
 	// An answer that refuses and names an order contradicts itself.
 	{"refusal naming an order", sandbox.Reply{Code: 460, Data: namedOrder}, ambiguous, invalid},
 	{"http 400 naming an order", sandbox.Reply{HTTPStatus: 400, Code: 200, Data: namedOrder}, ambiguous, unavailable},
-	{"http 429 naming an order", sandbox.Reply{HTTPStatus: 429, Code: 200, Data: namedOrder}, ambiguous, unavailable},
+	{"http 429 naming an order", sandbox.Reply{HTTPStatus: 429, Code: 200, Data: namedOrder}, ambiguous, limited},
+	// HTTP 429 throttles (RFC 6585): a listed code keeps its meaning on
+	// it, any other answer is read as the status.
+	{"unknown code at http 429", sandbox.Reply{HTTPStatus: 429, Code: 9999, Message: "?"}, ambiguous, limited},
+	{"500 at http 429", sandbox.Reply{HTTPStatus: 429, Code: 500, Message: "service error"}, ambiguous, limited},
+	{"400 system busy at http 429", sandbox.Reply{HTTPStatus: 429, Code: 400, Message: "system busy, please retry later"}, ambiguous, limited},
+	{"gw internal error at http 429", sandbox.Reply{HTTPStatus: 429, GatewayMessage: "Internal Error"}, ambiguous, limited},
+	{"460 at http 429", sandbox.Reply{HTTPStatus: 429, Code: 460, Message: "request parameter error"}, invalid, invalid},
+	{"401 at http 429", sandbox.Reply{HTTPStatus: 429, Code: 401, Message: "request auth error"}, unauthenticated, unauthenticated},
+	{"403 at http 429", sandbox.Reply{HTTPStatus: 429, Code: 403, Message: "request forbidden."}, denied, denied},
+	{"gw throttled at http 429", sandbox.Reply{HTTPStatus: 429, GatewayMessage: "Throttled by API Flow Control"}, limited, limited},
 	// Bare HTTP statuses, no header and no body.
 	{"bare 429", sandbox.Reply{HTTPStatus: 429}, ambiguous, limited},
 	{"bare 502", sandbox.Reply{HTTPStatus: 502}, ambiguous, unavailable},
@@ -269,6 +279,51 @@ func TestCodeFunctions(t *testing.T) {
 	}
 	if c := aliyun.GatewayCode(404, "Invalid Url", false); c != unavailable {
 		t.Errorf("GatewayCode(404, Invalid Url, lookup) = %v", c)
+	}
+}
+
+// HTTP 429 is a throttle by HTTP's definition (RFC 6585), whatever code
+// the body carries, unless it is a code listed with a meaning of its own
+// (a parameter error, a refused token, forbidden), which keeps that
+// meaning. A read so answered is throttled (rate_limited, after the
+// Retry-After), a create or pay unsure but no news of the platform's
+// health, as every throttle: read by its code, an unlisted one (or one
+// that only says the server failed) was unavailable, and every read
+// throttled so counted against the circuit breaker.
+func TestUnlistedCodeAt429IsAThrottle(t *testing.T) {
+	t.Parallel()
+	retry := http.Header{"Retry-After": {"3"}}
+	for _, tt := range []struct {
+		name  string
+		reply sandbox.Reply
+	}{
+		{"unknown code", sandbox.Reply{HTTPStatus: 429, Code: 9999, Message: "slow down", Header: retry}},
+		{"2064 undocumented", sandbox.Reply{HTTPStatus: 429, Code: 2064, Header: retry}},
+		{"500 service error", sandbox.Reply{HTTPStatus: 429, Code: 500, Message: "service error", Header: retry}},
+		{"code 200", sandbox.Reply{HTTPStatus: 429, Code: 200, Header: retry}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(14)
+			f.sb.Inject(aliyun.PathQuery, tt.reply)
+			_, err := f.c.Prepare(ctx(t), o)
+			if providers.CodeOf(err) != providers.RateLimited || providers.RetryAfterOf(err) != 3*time.Second {
+				t.Errorf("Prepare = %v (RetryAfter %v); want rate_limited after 3s", err, providers.RetryAfterOf(err))
+			}
+			o.ProviderOrderID = "20201104134310000196"
+			f.sb.Inject(aliyun.PathGet, tt.reply)
+			_, err = f.c.Lookup(ctx(t), o)
+			if providers.CodeOf(err) != providers.RateLimited || providers.RetryAfterOf(err) != 3*time.Second {
+				t.Errorf("Lookup = %v (RetryAfter %v); want rate_limited after 3s", err, providers.RetryAfterOf(err))
+			}
+			f.sb.Inject(aliyun.PathCreate, tt.reply)
+			_, err = f.c.Submit(ctx(t), testOrder(15))
+			if providers.CodeOf(err) != providers.Ambiguous || !providers.Throttled(err) || providers.RetryAfterOf(err) != 3*time.Second {
+				t.Errorf("Submit = %v (throttled %v, RetryAfter %v); want ambiguous, throttled, after 3s",
+					err, providers.Throttled(err), providers.RetryAfterOf(err))
+			}
+		})
 	}
 }
 

@@ -613,17 +613,33 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 // and gateway messages keep their meaning, and only outside HTTP 3xx
 // (a redirect, never followed) and, for a call that acts (create or pay),
 // below HTTP 500: any other failure is unsure (Ambiguous for a call that
-// acts; Unavailable for the others). secrets are redacted from every
-// message.
+// acts; Unavailable for the others), except at HTTP 429, which throttles
+// (see below). secrets are redacted from every message.
 func classify(op string, acts bool, resp *providers.Response, secrets []string) (answer, error) {
 	a, err := classifyAnswer(op, acts, resp, secrets)
 	var pe *providers.Error
-	if acts && errors.As(err, &pe) && pe.Code == providers.Ambiguous && pe.Err == nil && throttleAnswer(resp) {
+	if !errors.As(err, &pe) || pe.Err != nil {
+		return a, err
+	}
+	switch {
+	case acts && pe.Code == providers.Ambiguous && throttleAnswer(resp):
 		// A create or pay throttled by the platform is unsure (it may
 		// have acted first), but the platform answered: no news of its
 		// health, which the circuit breaker does not count, and no spend
 		// of the order's failure budget, as for any throttle.
 		pe.Err = providers.ErrThrottled
+		pe.RetryAfter = retryAfter(resp.Header)
+	case !acts && pe.Code == providers.Unavailable && resp.StatusCode == http.StatusTooManyRequests:
+		// HTTP 429 throttles, by HTTP's definition (RFC 6585), whatever
+		// the body carries unless it is a code listed with a meaning of
+		// its own (a parameter error, a refused token, forbidden: those
+		// are not Unavailable, and keep it). Read as what the code alone
+		// says (an undocumented code, a server error, code 200 under the
+		// status), a read throttled so was Unavailable, which the circuit
+		// breaker counts: a platform throttling its reads would have
+		// opened Aliyun's breaker, and held every order back for its
+		// cool-down, where a throttle only slows the worker down.
+		pe.Code = providers.RateLimited
 		pe.RetryAfter = retryAfter(resp.Header)
 	}
 	return a, err
