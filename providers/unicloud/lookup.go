@@ -557,12 +557,28 @@ func (c *Client) sharedList(ctx context.Context, start, end time.Time, loc *time
 	k := listKey{zone: loc.String(), start: start.Truncate(listBucket)}
 	out, err := c.lists.Do(ctx, k, window{start, end})
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		// Waited for a listing past the lookup's own time: no answer, as
-		// a request of its own cut off would have been.
-		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", Message: "the listing did not come in time", Err: err}
+		// Waited for a listing past the lookup's own time: no answer,
+		// as a request of its own cut off would have been, but no news
+		// of the provider's health either (waitedOut): the lookup may
+		// have queued behind a listing under way, and every waiter's
+		// time running out behind one slow listing would otherwise be
+		// a failure of its own for the circuit breaker. The run goes
+		// on, bounded by its requests' timeouts, and a failure of it is
+		// reported by the lookups still waiting for it.
+		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", Message: "the listing did not come in time", Err: waitedOut{err}}
 	}
 	return out, err
 }
+
+// waitedOut is the error of a lookup whose own context ended while it
+// waited for a shared listing (sharedList): the context's error, which
+// errors.Is and As reach through it, and no news of the provider's health
+// (providers.ErrNoNews), which a circuit breaker does not count.
+type waitedOut struct{ err error }
+
+func (w waitedOut) Error() string      { return w.err.Error() }
+func (w waitedOut) Unwrap() error      { return w.err }
+func (waitedOut) Is(target error) bool { return target == providers.ErrNoNews }
 
 // listShared is the run of sharedList for the lookups of one listKey.
 func (c *Client) listShared(ctx context.Context, k listKey, ws []window) ([]orderInfo, error) {

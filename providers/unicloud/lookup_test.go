@@ -1796,3 +1796,56 @@ func TestLookupDoesNotAskAgainForAnUnknownDetail(t *testing.T) {
 		t.Errorf("OrderDetail called %d times once 16 s passed; want 2: asked again", n)
 	}
 }
+
+// A lookup whose own deadline ends while it waits for a listing another
+// lookup's run is reading (providers.Gather) fails unavailable, with its
+// context's error, as no news of the provider's health: the provider was
+// not slow to this lookup, which only queued behind a listing under way
+// (and the next run, which serves it, starts when that one ends). Counted,
+// every waiter whose time ran out behind one slow listing was a failure of
+// its own, and a burst of lookups after an outage could open the circuit
+// breaker on a provider that answered every request it was sent.
+func TestWaitForASharedListingPastTheDeadlineIsNoNews(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	sb := sandbox.New(accessKeyID, accessKeySecret)
+	release := make(chan struct{})
+	var started sync.Once
+	listing := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("Action") == "QueryOrders" {
+			started.Do(func() { close(listing) })
+			<-release // a listing that takes a while
+		}
+		sb.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := client(t, srv.URL, unicloud.Options{})
+	id := sb.Seed(seeded("ours-a", now.Add(-30*time.Second))).ID
+
+	first := make(chan error, 1)
+	go func() {
+		o := order("ours-a")
+		o.FirstAttempt = now.Add(-time.Minute)
+		r, err := c.Lookup(context.Background(), o)
+		if err == nil && r.ProviderOrderID != id {
+			err = fmt.Errorf("found %q, want %s", r.ProviderOrderID, id)
+		}
+		first <- err
+	}()
+	<-listing // the first lookup's listing is under way
+
+	wctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	o := order("ours-b")
+	o.FirstAttempt = now.Add(-time.Minute)
+	_, err := c.Lookup(wctx, o)
+	close(release)
+	if providers.CodeOf(err) != providers.Unavailable || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, providers.ErrNoNews) {
+		t.Errorf("Lookup past its deadline behind a shared listing = %v (deadline %v, no news %v); want unavailable, the context's error, no news",
+			err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, providers.ErrNoNews))
+	}
+	if err := <-first; err != nil {
+		t.Errorf("the lookup whose run read the listing: %v; want its order", err)
+	}
+}
