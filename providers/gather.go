@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -21,7 +22,9 @@ import (
 // each, hundreds of times over.
 //
 // A run's context is the first caller's, without its cancellation (the
-// others wait on it); a caller whose own context ends stops waiting. Run
+// others wait on it); a caller whose own context ends stops waiting, with
+// its context's error, marked (Queued) when its run had not started then:
+// it only waited behind a run under way for other callers. Run
 // must bound its own time (each request's timeout). Its answer is shared:
 // callers must not change it.
 type Gather[K comparable, A, R any] struct {
@@ -36,11 +39,31 @@ type gatherGroup[A, R any] struct {
 }
 
 type gatherRun[A, R any] struct {
-	ctx  context.Context
-	args []A
-	done chan struct{}
-	r    R
-	err  error
+	ctx     context.Context
+	args    []A
+	started bool // under Gather's mu: the run is under way (or over)
+	done    chan struct{}
+	r       R
+	err     error
+}
+
+// queued is the error of a Do whose caller's context ended while its run
+// had not started (see Queued).
+type queued struct{ err error }
+
+func (q queued) Error() string { return q.err.Error() }
+func (q queued) Unwrap() error { return q.err }
+
+// Queued reports whether err is the end of a Do whose caller's context
+// ended while the run it waited for had not started: it was queued behind
+// a run under way for other callers, so the time it lost says nothing of
+// how the run it asked for went. A caller whose own run was under way when
+// its context ended (a run started at its call, or the one it queued for)
+// is not: that run was slow to it, as a call of its own would have been.
+// errors.Is reaches the context's error through it.
+func Queued(err error) bool {
+	var q queued
+	return errors.As(err, &q)
 }
 
 // Do hands arg to the next run for key and returns that run's answer.
@@ -59,6 +82,8 @@ func (g *Gather[K, A, R]) Do(ctx context.Context, key K, arg A) (R, error) {
 		run = &gatherRun[A, R]{ctx: context.WithoutCancel(ctx), done: make(chan struct{})}
 		if running {
 			grp.next = run // started when the one under way ends
+		} else {
+			run.started = true // started below, at once
 		}
 	}
 	run.args = append(run.args, arg)
@@ -71,6 +96,12 @@ func (g *Gather[K, A, R]) Do(ctx context.Context, key K, arg A) (R, error) {
 		return run.r, run.err
 	case <-ctx.Done():
 		var zero R
+		g.mu.Lock()
+		started := run.started
+		g.mu.Unlock()
+		if !started {
+			return zero, queued{ctx.Err()}
+		}
 		return zero, ctx.Err()
 	}
 }
@@ -101,6 +132,8 @@ func (g *Gather[K, A, R]) runFrom(key K, grp *gatherGroup[A, R], run *gatherRun[
 		run, grp.next = grp.next, nil
 		if run == nil {
 			delete(g.groups, key)
+		} else {
+			run.started = true
 		}
 		g.mu.Unlock()
 	}

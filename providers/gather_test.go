@@ -123,3 +123,32 @@ func TestGatherRunPanicIsAnError(t *testing.T) {
 		t.Errorf("Do after the panic = %d, %v; want a run of its own", n, err)
 	}
 }
+
+// A caller whose context ends while its run has not started (queued behind
+// a run under way for others) ends Queued; one whose own run was under way
+// (started at its call) ends with its context's error alone: that run was
+// slow to it, as a call of its own would have been.
+func TestGatherQueuedOnlyBeforeItsRunStarts(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	g := &providers.Gather[string, int, int]{Run: func(ctx context.Context, key string, args []int) (int, error) {
+		<-release
+		return len(args), nil
+	}}
+	defer close(release)
+	own, cancelOwn := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancelOwn()
+	ownErr := make(chan error, 1)
+	go func() { _, err := g.Do(own, "k", 1); ownErr <- err }()
+	time.Sleep(10 * time.Millisecond) // the first run is under way
+	behind, cancelBehind := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelBehind()
+	_, err := g.Do(behind, "k", 2)
+	if !errors.Is(err, context.DeadlineExceeded) || !providers.Queued(err) {
+		t.Errorf("caller queued behind a run under way = %v (queued %v); want its context's error, queued", err, providers.Queued(err))
+	}
+	err = <-ownErr
+	if !errors.Is(err, context.DeadlineExceeded) || providers.Queued(err) {
+		t.Errorf("caller whose own run was under way = %v (queued %v); want its context's error, not queued", err, providers.Queued(err))
+	}
+}

@@ -558,20 +558,29 @@ func (c *Client) sharedList(ctx context.Context, start, end time.Time, loc *time
 	out, err := c.lists.Do(ctx, k, window{start, end})
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		// Waited for a listing past the lookup's own time: no answer,
-		// as a request of its own cut off would have been, but no news
-		// of the provider's health either (waitedOut): the lookup may
-		// have queued behind a listing under way, and every waiter's
-		// time running out behind one slow listing would otherwise be
-		// a failure of its own for the circuit breaker. The run goes
-		// on, bounded by its requests' timeouts, and a failure of it is
-		// reported by the lookups still waiting for it.
-		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", Message: "the listing did not come in time", Err: waitedOut{err}}
+		// as a request of its own cut off would have been.
+		cause := err
+		if providers.Queued(err) {
+			// Its listing had not started: the lookup only queued
+			// behind a listing under way for other lookups, and every
+			// waiter's time running out behind one slow listing would
+			// otherwise be a failure of its own for the circuit
+			// breaker. No news of the provider's health (waitedOut).
+			// A lookup whose own listing was under way is counted, as
+			// a request of its own cut off would be: were it not, a
+			// provider whose listings hang past every lookup's
+			// deadline would never be counted (none is left waiting
+			// for the listing's own failure).
+			cause = waitedOut{err}
+		}
+		return nil, &providers.Error{Code: providers.Unavailable, Op: Name + " QueryOrders", Message: "the listing did not come in time", Err: cause}
 	}
 	return out, err
 }
 
 // waitedOut is the error of a lookup whose own context ended while it
-// waited for a shared listing (sharedList): the context's error, which
+// waited, queued, for a shared listing that had not started (sharedList,
+// providers.Queued): the context's error, which
 // errors.Is and As reach through it, and no news of the provider's health
 // (providers.ErrNoNews), which a circuit breaker does not count.
 type waitedOut struct{ err error }

@@ -1849,3 +1849,40 @@ func TestWaitForASharedListingPastTheDeadlineIsNoNews(t *testing.T) {
 		t.Errorf("the lookup whose run read the listing: %v; want its order", err)
 	}
 }
+
+// A lookup whose own listing (a run started for it at once, queued behind
+// no other) does not come in before the lookup's deadline is a request of
+// its own cut off: the provider was slow to it, and the circuit breaker
+// counts it (unavailable, not no news). Read as no news, as a wait behind
+// another lookup's listing is, a provider whose listings hang past every
+// lookup's deadline was never counted: every lookup timed out, none was
+// left waiting for the listing's own failure, and the breaker stayed
+// closed while every order's lookups hung.
+func TestOwnListingPastTheDeadlineIsCounted(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	sb := sandbox.New(accessKeyID, accessKeySecret)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("Action") == "QueryOrders" {
+			select { // a listing that hangs
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		sb.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	c := client(t, srv.URL, unicloud.Options{})
+
+	wctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	o := order("ours-a")
+	o.FirstAttempt = now.Add(-time.Minute)
+	_, err := c.Lookup(wctx, o)
+	if providers.CodeOf(err) != providers.Unavailable || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, providers.ErrNoNews) {
+		t.Errorf("Lookup past its deadline on a listing of its own = %v (deadline %v, no news %v); want unavailable, the context's error, counted (not no news)",
+			err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, providers.ErrNoNews))
+	}
+}
