@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/unicloud"
 	"github.com/orderworker/orderworker/providers/unicloud/sandbox"
+	"github.com/orderworker/orderworker/tasks/guard"
 )
 
 // seeded is an order someone else created, for instance name at t.
@@ -1884,5 +1886,11 @@ func TestOwnListingPastTheDeadlineIsCounted(t *testing.T) {
 	if providers.CodeOf(err) != providers.Unavailable || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, providers.ErrNoNews) {
 		t.Errorf("Lookup past its deadline on a listing of its own = %v (deadline %v, no news %v); want unavailable, the context's error, counted (not no news)",
 			err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, providers.ErrNoNews))
+	}
+	// The circuit breaker counts it: at a threshold of one, it opens.
+	g := guard.New(nil, &guard.Options{FailureThreshold: 1, Logger: slog.New(slog.DiscardHandler)})
+	g.Done(unicloud.Name, err)
+	if st := g.State(unicloud.Name); st != guard.Open {
+		t.Errorf("breaker after a lookup whose own listing hung past its deadline: %v; want open", st)
 	}
 }
