@@ -122,7 +122,8 @@
 // same on every page and equal to the orders read, the listing is
 // complete; the same on every page and more than the orders read, orders
 // were not served (Unavailable); smaller, or varying, the listing is read
-// again and must give the same ids in the same order, or the orders moved
+// again and must give the same orders on each page (in whatever order
+// within a page, which is not documented), or the orders moved
 // (Unavailable). Where pageNo starts is not documented either: a listing
 // the total does not confirm reads page 0 too, until the server has shown
 // where it counts from (never learnt from a listing that ended at a page

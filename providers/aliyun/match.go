@@ -198,6 +198,9 @@ type listing struct {
 	// page's order ids.
 	first    int
 	firstIDs []string
+	// pages are the order ids of each page that brought orders, as served
+	// (firstIDs the first of them).
+	pages [][]string
 	// total is the first page's total (-1 when not given); totalsAgree
 	// says every page read gave the same one (or none gave any).
 	total       int64
@@ -257,11 +260,11 @@ func (l listing) totalExceeds() bool {
 // orders read, orders were not served: the listing is incomplete
 // (gapShifted), however often it is read. Otherwise (a total smaller than
 // the orders read, or totals that vary) the listing is read once more,
-// from the same page: the same ids in the same order make it complete
-// (the total counts something else), or, for a listing that fits its
-// first page both times, the same ids in any order (the order of a page's
-// entries is not documented, and within one page no order can hide
-// behind another); anything else means orders moved (gapShifted).
+// from the same page: the same orders on each page, in whatever order
+// within a page (samePages: the order of a page's entries is not
+// documented, and a server may change it on every call), make it complete
+// (the total counts something else); anything else means orders moved
+// from one page to another (gapShifted).
 //
 // Where pageNo starts is not documented: see listBase. snapshot says the
 // listing is Prepare's (see queryPage).
@@ -281,11 +284,7 @@ func (c *Client) list(ctx context.Context, p CreateParams, snapshot bool) (listi
 	if again.gap != gapNone {
 		return again, nil
 	}
-	alike := slices.Equal(idsOf(l.orders), idsOf(again.orders))
-	if !alike && len(l.orders) == len(l.firstIDs) && len(again.orders) == len(again.firstIDs) {
-		alike = providers.SameIDs(idsOf(l.orders), idsOf(again.orders))
-	}
-	if !alike {
+	if !slices.Equal(idsOf(l.orders), idsOf(again.orders)) && !samePages(l.pages, again.pages) {
 		again.gap = gapShifted
 		return again, nil
 	}
@@ -734,8 +733,19 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			l.gap = gapTooLong
 			return l, nil
 		}
+		l.pages = append(l.pages, ids)
 		l.add(got.Orders, seen)
 	}
+}
+
+// samePages reports whether two reads of a listing served the same orders
+// on each page, in whatever order within a page: no order moved from one
+// page to another between them (one that did would be missing from, or
+// doubled in, the read made while it moved, and found on another page in
+// the other read). The order of a page's entries is not documented, and a
+// server may serve them in another order on every call.
+func samePages(a, b [][]string) bool {
+	return slices.EqualFunc(a, b, providers.SameIDs)
 }
 
 // sameAgain reads page again and reports whether its answer is still one
