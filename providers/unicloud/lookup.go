@@ -1580,7 +1580,9 @@ const minPrefix = 8
 // Each rule is tried on the names as sent and listed, then in Unicode's
 // composed form (NFKC) and as their base letters (NFKD without combining
 // marks): a name sent decomposed and listed composed, or cut next to an
-// accent, may be ours in one form and not in another.
+// accent, may be ours in one form and not in another. A listed name in
+// ASCII is also compared with what is left of ours without its characters
+// outside ASCII, as a store that drops them would keep it.
 func mayBeOurs(listed, ours string) bool {
 	lf, of := nameForms(listed), nameForms(ours)
 	for i := range lf {
@@ -1588,7 +1590,42 @@ func mayBeOurs(listed, ours string) bool {
 			return true
 		}
 	}
+	// Through a store that drops the characters it cannot hold: ours as
+	// the rest of it, its characters outside ASCII taken out (a
+	// black-box run had orders named 测试盘-r5-0070 listed as r5-0070,
+	// taken for others', and created twice). Only a listed name all in
+	// ASCII, with no '?' (a store that shows what it cannot hold as '?'
+	// keeps their place: lossy), and a rest with a letter or digit (one
+	// of punctuation alone would be a prefix of too many names).
+	if strings.ContainsRune(listed, '?') || !isASCII(listed) {
+		return false
+	}
+	for i := range lf {
+		if rest := normName(asciiOnly(of[i])); rest != of[i] && alnum(rest) != "" && mayBeOursAs(lf[i], rest) {
+			return true
+		}
+	}
 	return false
+}
+
+// asciiOnly is s without its characters outside ASCII.
+func asciiOnly(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= utf8.RuneSelf {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// isASCII reports whether s holds only ASCII characters.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // mayBeOursAs is mayBeOurs on two names normalised alike (normName).

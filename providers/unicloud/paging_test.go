@@ -745,6 +745,17 @@ func TestMayBeOurs(t *testing.T) {
 		{"\uFFFD\uFFFD-u5-00040", "测试盘-u5-00040", true},
 		{"???-u5-00041", "测试盘-u5-00040", false},
 		{"?-u5-00040x", "测试盘-u5-00040", false},
+		// Through a store that drops what it cannot hold: ours without
+		// its characters outside ASCII, trimmed or not.
+		{"r5-0070", "测试盘-r5-0070", true},
+		{"-r5-0070", "测试盘-r5-0070", true},
+		{"r5 0070", "测试 盘 r5 0070", true},
+		{"cafe-01", "café-01", true}, // its base letters, as before
+		{"r5-0071", "测试盘-r5-0070", false},
+		{"x-r5-0070", "测试盘-r5-0070", false},
+		{"-", "测试盘-", false}, // nothing of ours but punctuation
+		{"ab", "测试盘", false}, // nothing of ours at all
+		{"r5-0070", "r5-0070", true},
 	} {
 		if got := mayBeOurs(tt.listed, tt.ours); got != tt.want {
 			t.Errorf("mayBeOurs(%q, %q) = %v, want %v", tt.listed, tt.ours, got, tt.want)
