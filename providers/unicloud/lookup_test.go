@@ -1810,19 +1810,8 @@ func TestLookupDoesNotAskAgainForAnUnknownDetail(t *testing.T) {
 func TestWaitForASharedListingPastTheDeadlineIsNoNews(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	sb := sandbox.New(accessKeyID, accessKeySecret)
-	release := make(chan struct{})
-	var started sync.Once
-	listing := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("Action") == "QueryOrders" {
-			started.Do(func() { close(listing) })
-			<-release // a listing that takes a while
-		}
-		sb.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	c := client(t, srv.URL, unicloud.Options{})
+	sb, url, listing, release := slowListing(t)
+	c := client(t, url, unicloud.Options{})
 	id := sb.Seed(seeded("ours-a", now.Add(-30*time.Second))).ID
 
 	first := make(chan error, 1)
@@ -1842,7 +1831,7 @@ func TestWaitForASharedListingPastTheDeadlineIsNoNews(t *testing.T) {
 	o := order("ours-b")
 	o.FirstAttempt = now.Add(-time.Minute)
 	_, err := c.Lookup(wctx, o)
-	close(release)
+	release()
 	if providers.CodeOf(err) != providers.Unavailable || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, providers.ErrNoNews) {
 		t.Errorf("Lookup past its deadline behind a shared listing = %v (deadline %v, no news %v); want unavailable, the context's error, no news",
 			err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, providers.ErrNoNews))
@@ -1863,20 +1852,8 @@ func TestWaitForASharedListingPastTheDeadlineIsNoNews(t *testing.T) {
 func TestOwnListingPastTheDeadlineIsCounted(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	sb := sandbox.New(accessKeyID, accessKeySecret)
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("Action") == "QueryOrders" {
-			select { // a listing that hangs
-			case <-release:
-			case <-r.Context().Done():
-			}
-		}
-		sb.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
-	c := client(t, srv.URL, unicloud.Options{})
+	_, url, _, _ := slowListing(t) // a listing that hangs
+	c := client(t, url, unicloud.Options{})
 
 	wctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -1911,4 +1888,28 @@ func TestLookupNameListedWithoutItsCharactersOutsideASCII(t *testing.T) {
 	if r, err := c.Lookup(context.Background(), o); providers.CodeOf(err) != providers.Ambiguous {
 		t.Fatalf("Lookup = %+v, %v; want ambiguous (the listed name may be ours), never not_found", r, err)
 	}
+}
+
+// slowListing serves a sandbox whose QueryOrders answers only once
+// released (or once its request ends): started is closed when the first
+// one arrives. The listing is released at the test's end at the latest.
+func slowListing(t *testing.T) (sb *sandbox.Server, url string, started <-chan struct{}, release func()) {
+	t.Helper()
+	sb = sandbox.New(accessKeyID, accessKeySecret)
+	released, first := make(chan struct{}), make(chan struct{})
+	var arrived, once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("Action") == "QueryOrders" {
+			arrived.Do(func() { close(first) })
+			select {
+			case <-released:
+			case <-r.Context().Done():
+			}
+		}
+		sb.ServeHTTP(w, r)
+	}))
+	release = func() { once.Do(func() { close(released) }) }
+	t.Cleanup(srv.Close)
+	t.Cleanup(release) // before the server closes: cleanups run last first
+	return sb, srv.URL, first, release
 }
