@@ -434,6 +434,32 @@ func TestListingTolerates(t *testing.T) {
 			t.Fatalf("Submit = %+v, %v; want order 20201104134310000196", r, err)
 		}
 	})
+	t.Run("whole numbers written as floats", func(t *testing.T) {
+		t.Parallel()
+		// copies 1.0, paymentStatus 1.0: a server whose serializer writes
+		// numbers as floats. Unread, the page was a malformed list and
+		// every listing of the device failed.
+		l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":[{"orderId":"7","commodityCode":"c","copies":2.0,"paymentStatus":1.0,"status":0e0}],"total":1}`))
+		if err != nil || len(l.Orders) != 1 || l.Orders[0].Copies != 2 || l.Orders[0].PaymentStatus != aliyun.PaymentPaid {
+			t.Fatalf("ParseOrderList = %+v, %v; want order 7, 2 copies, paid", l, err)
+		}
+		for _, odd := range []string{`1.5`, `"2.5"`, `1e300`} {
+			if l, err := aliyun.ParseOrderList(json.RawMessage(`{"data":[{"orderId":"7","commodityCode":"c","copies":` + odd + `}],"total":1}`)); err == nil {
+				t.Errorf("copies %s: %+v; want an error (no whole number)", odd, l)
+			}
+		}
+	})
+	t.Run("a malformed list is no news", func(t *testing.T) {
+		t.Parallel()
+		// The platform answered: one device's unreadable listing is no
+		// failure of the platform for the circuit breaker to count.
+		f := setup(t, nil)
+		f.sb.Inject(aliyun.PathQuery, sandbox.Reply{Code: 200, Data: map[string]any{"data": []any{map[string]any{"orderId": "1", "commodityCode": "c", "copies": "many"}}}})
+		known, err := f.c.Prepare(ctx(t), testOrder(1606))
+		if providers.CodeOf(err) != providers.Unavailable || !strings.Contains(err.Error(), "malformed order list") || !errors.Is(err, providers.ErrNoNews) {
+			t.Fatalf("Prepare = %#v, %v (no news %v); want unavailable, malformed order list, no news", known, err, errors.Is(err, providers.ErrNoNews))
+		}
+	})
 	t.Run("unreadable createTime", func(t *testing.T) {
 		t.Parallel()
 		f := setup(t, nil)

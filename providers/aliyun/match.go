@@ -885,10 +885,14 @@ func (c *Client) queryPage(ctx context.Context, p CreateParams, page int, first,
 }
 
 // malformed is the error of an order/query answer that does not show the
-// device's orders.
+// device's orders: answered, at a 2xx, in a way the client cannot read, so
+// no news of the platform's health (providers.ErrNoNews). Counted, one
+// device's unreadable listing opened the circuit breaker for every
+// device's orders, again and again (a black-box run's server wrote copies
+// as 1.0).
 func malformed(a answer) error {
 	return &providers.Error{Code: providers.Unavailable, Op: opName(PathQuery),
-		HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list"}
+		HTTPStatus: a.status, ProviderCode: "200", Message: "malformed order list", Err: providers.ErrNoNews}
 }
 
 // add appends the orders not seen before (by orderId; an order without one

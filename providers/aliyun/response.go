@@ -587,7 +587,9 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// flexInt accepts a JSON integer or a string of one.
+// flexInt accepts a JSON integer or a string of one, written as an
+// integer or as a number with a whole value (1.0, 1e0: a server whose
+// column or serializer is a float writes one so).
 type flexInt int64
 
 func (f *flexInt) UnmarshalJSON(b []byte) error {
@@ -601,7 +603,13 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		return errors.New("want an integer")
+		// A whole number written otherwise, within float64's exact
+		// integers; 1.5, or one too large to be exact, is none.
+		v, ferr := strconv.ParseFloat(string(b), 64)
+		if ferr != nil || v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return errors.New("want an integer")
+		}
+		n = int64(v)
 	}
 	*f = flexInt(n)
 	return nil
