@@ -905,9 +905,15 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 	if rec.State == ledger.StateSubmitting {
 		reason = "attempt abandoned mid-flight; looking the order up"
 	}
-	if strings.HasPrefix(reason, AmbiguousLookup) && code != providers.Ambiguous {
+	switch {
+	case strings.HasPrefix(reason, AmbiguousLookup) && code != providers.Ambiguous:
 		// An earlier lookup's; this one answered otherwise.
 		reason = "looked up: " + msg
+	case code != providers.NotFound && code != providers.Ambiguous && leftKind(reason) == "":
+		// The lookup failed: the record keeps what made the order unknown
+		// and says what its last lookup met, so that a person reading it
+		// sees why it is still unknown (the history keeps every lookup).
+		reason = withLastLookup(reason, msg)
 	}
 	if code == providers.NotFound {
 		// Whatever follows, the record keeps when the lookup began
@@ -953,6 +959,25 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		return leftFor(rec, r, code)
 	}
 	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
+}
+
+// lastLookup joins what made an order unknown to what its last failed
+// lookup met (lookupFailed).
+const lastLookup = "; last lookup: "
+
+// withLastLookup says in reason what the last failed lookup met (msg), in
+// place of what an earlier one met.
+func withLastLookup(reason, msg string) string {
+	if i := strings.Index(reason, lastLookup); i >= 0 {
+		reason = reason[:i]
+	}
+	if rest, ok := strings.CutPrefix(reason, "looked up: "); ok && rest != "" {
+		return "looked up: " + msg
+	}
+	if reason == "" {
+		return "looked up: " + msg
+	}
+	return reason + lastLookup + msg
 }
 
 // lookupNotFound decides about a lookup that did not find the order: wait

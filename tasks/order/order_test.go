@@ -1153,18 +1153,26 @@ func TestCreateAnswerIDIsAnswered(t *testing.T) {
 }
 
 // An order left unknown says why in its record: what made it unknown
-// while its lookups go on (their answers are in its history), unless a
-// lookup found orders at the provider it cannot be told from (held twice):
-// then that, for the person who must decide; and at the deadline, where
-// its task ends, that it is left for an operator.
+// while its lookups go on, with what the last failed lookup met (every
+// lookup's answer is in its history), unless a lookup found orders at the
+// provider it cannot be told from (held twice): then that, for the person
+// who must decide; and at the deadline, where its task ends, that it is
+// left for an operator.
 func TestUnknownOrdersRecordWhyTheyWait(t *testing.T) {
 	listing := providers.Errorf(providers.Ambiguous, "lookup", "two orders new since the snapshot match; left to a person")
-	d := Decide(unknown(), Lookup, Outcome{Err: errs[providers.Unavailable]}, policy(), t0.Add(time.Minute))
-	if d.Settle.To() != ledger.StateUnknown || d.Settle.Reason() != "timeout" || d.Then.Next != Wait {
-		t.Errorf("lookup unavailable: %q reason %q, %v; want unknown, the record's own reason (timeout), a wait", d.Settle.To(), d.Settle.Reason(), d.Then.Next)
+	rec := unknown()
+	for i, e := range []error{errs[providers.Unavailable], errs[providers.RateLimited]} {
+		// A second failed lookup's message replaces the first's, nothing
+		// piles up.
+		d := Decide(rec, Lookup, Outcome{Err: e}, policy(), t0.Add(time.Minute))
+		if want := "timeout; last lookup: " + e.Error(); d.Settle.To() != ledger.StateUnknown || d.Settle.Reason() != want || d.Then.Next != Wait {
+			t.Errorf("lookup %d failed (%v): %q reason %q, %v; want unknown, reason %q, a wait", i, e, d.Settle.To(), d.Settle.Reason(), d.Then.Next, want)
+		}
+		rec.Reason = d.Settle.Reason()
 	}
 	want := AmbiguousLookup + "lookup: ambiguous: two orders new since the snapshot match; left to a person"
-	rec := unknown()
+	rec = unknown()
+	var d Decision
 	for range 2 { // a second such answer replaces the first, nothing piles up
 		d = Decide(rec, Lookup, Outcome{Err: listing}, policy(), t0.Add(time.Minute))
 		if d.Settle.To() != ledger.StateUnknown || d.Settle.Reason() != want || d.Then.Next != Wait {
