@@ -7,10 +7,10 @@ help: ## list the targets
 build: ## build bin/worker and bin/enqueue
 	go build -trimpath -o bin/ ./cmd/worker ./cmd/enqueue
 
-test: ## the full suite, as CI runs it (installs redis-server, promtool, chromium, python3, curl and gcc where missing)
+test: ## the full suite, as CI runs it (installs redis-server, prometheus and promtool, chromium, python3, curl and gcc where missing)
 	.ci/run
 
-test-fast: ## go test ./... without -race (needs redis-server on PATH)
+test-fast: ## go test ./... without -race (needs redis-server, promtool, prometheus, chromium, python3 and curl on PATH)
 	go test ./...
 
 lint: ## go vet and gofmt

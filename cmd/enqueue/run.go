@@ -95,6 +95,7 @@ Flags:
 			}
 			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.Name, e.Help, def)
 		}
+		fmt.Fprintf(stderr, "\n%s\n", settings.EnqueueAlso)
 	}
 	redisURL := getenv("REDIS_URL")
 	if redisURL == "" {

@@ -36,10 +36,10 @@ order, one after another, but the events of different orders are sent at
 once, in no set order. Re-sending one event of an order re-sends all its
 failed events.
 
-E is an endpoint's id or URL as "enqueue webhooks" lists them (a URL that
-two endpoints show, which differ only in what the listing hides, is refused:
-give the id). An EVENT_ID that is not a failed event of E is refused, with
-nothing done.
+E is an endpoint's id, URL or index as "enqueue webhooks" lists them (the
+index is the alerts' endpoint label; a URL that two endpoints show, which
+differ only in what the listing hides, is refused: give the id). An
+EVENT_ID that is not a failed event of E is refused, with nothing done.
 `
 
 // webhooks lists webhook endpoints and their failed events, and re-sends
@@ -52,7 +52,11 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 	}
 	fs := flag.NewFlagSet("enqueue webhooks "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, webhooksUsage) }
+	fs.Usage = func() {
+		fmt.Fprint(stderr, webhooksUsage)
+		fmt.Fprintln(stderr, "\nFlags:")
+		fs.PrintDefaults()
+	}
 	endpoint := fs.String("endpoint", "", "endpoint id, URL, or index (the alerts' endpoint label)")
 	limit := fs.Int64("limit", 1000, "most failed events listed per endpoint")
 	all := fs.Bool("all", false, "every failed event of the endpoint")

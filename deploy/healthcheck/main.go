@@ -1,8 +1,10 @@
 // Command healthcheck probes an HTTP endpoint and exits 0 when it answers
 // with a 2xx status, 1 otherwise.
 //
-// The worker image is distroless: it has no shell, curl or wget, so
-// docker-compose's healthcheck runs this binary instead:
+// On any other status it prints the start of the answer's body too (the
+// worker's /readyz names the problem there). The worker image is
+// distroless: it has no shell, curl or wget, so docker-compose's
+// healthcheck runs this binary instead:
 //
 //	healthcheck http://127.0.0.1:9090/healthz
 //
@@ -19,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -77,9 +80,18 @@ func probe(ctx context.Context, url string, timeout time.Duration) error {
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// The worker's /readyz names the problem in its answer: said
+		// here, the probe is what an operator runs in its container
+		// (which has no curl) to read it.
+		if b := strings.TrimSpace(strings.ToValidUTF8(string(body), "?")); b != "" {
+			return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+		}
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
 }
+
+// maxBody is as much of an answer as the probe reads, and says.
+const maxBody = 4 << 10

@@ -41,7 +41,7 @@ func TestRun(t *testing.T) {
 		wantErr string
 	}{
 		{"healthy", []string{srv.URL + "/healthz"}, ""},
-		{"unhealthy", []string{srv.URL + "/sick"}, "503"},
+		{"unhealthy, its answer said", []string{srv.URL + "/sick"}, "503 Service Unavailable: redis down"},
 		{"timeout", []string{"-timeout", "100ms", srv.URL + "/slow"}, "deadline exceeded"},
 		{"refused", []string{closed}, "refused"},
 		{"two URLs", []string{srv.URL, srv.URL}, "at most one URL"},

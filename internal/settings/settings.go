@@ -62,10 +62,24 @@ func Enqueue() []Var {
 		if def != "" {
 			v.Default = def
 		}
+		if h, ok := enqueueHelp[v.Name]; ok {
+			v.Help = h
+		}
 		out = append(out, v)
 	}
 	return append(out, APIAddr)
 }
+
+// enqueueHelp is enqueue's help for a variable it reads otherwise than
+// the worker does.
+var enqueueHelp = map[string]string{
+	"ORDERWORKER_API_TOKENS": "enqueue serve's bearer tokens, comma-separated; without one it refuses to start unless given -open",
+}
+
+// EnqueueAlso says what else enqueue reads, for the end of its help.
+const EnqueueAlso = `Also read: USER, the default of resolve's and redrive's -by; and the secrets above
+with every provider's secret credentials (TENCENT_APP_SECRET, ...), only to mask them in an
+operator's -note before it is stored.`
 
 // APIAddr is where enqueue serve listens; worker -dev reads it only to
 // keep clear of it.
