@@ -113,6 +113,9 @@ type listing struct {
 	// "text" the count as a string, "ours" the count of orders with the
 	// asked OrderNo whatever is listed.
 	total string
+	// restyle, when set, rewrites the listing on each request (n counts
+	// them from 1): rows in another order, fields written otherwise.
+	restyle func(n int, rows []map[string]any) []map[string]any
 }
 
 // listServer answers ServiceGetOrderList from a fixed list, ignoring the
@@ -176,6 +179,9 @@ func (l listing) serve(t *testing.T) (*tencent.Client, func() []map[string]any) 
 		all := l.orders
 		if n > 1 {
 			all = append(append([]map[string]any{}, l.later...), l.orders...)
+		}
+		if l.restyle != nil {
+			all = l.restyle(n, all)
 		}
 		var sel []map[string]any
 		ours := 0
@@ -296,6 +302,68 @@ func TestLookupIgnoringTheFilterEndsOnlyAtAConfirmedEmptyPage(t *testing.T) {
 	c, _ := l.serve(t)
 	if r, err := c.Lookup(lookupCtx(t), order("Mine", ours)); providers.CodeOf(err) == providers.NotFound || err == nil {
 		t.Errorf("Total of the page, ours absent: Lookup = %+v, %v; want no not_found (the Total does not confirm the end)", r, err)
+	}
+}
+
+// A server that ignores the filter, lists its rows in another order on
+// every request, and writes a row's fields otherwise each time (ItemNum 2,
+// "2", 2.0, "2.0"; ItemVNO left out or not; OrderNo in another case,
+// padded, a number as a string): its pages overlap, so a listing read as
+// far as its Total holds some orders twice and misses others. A row read
+// again, however written, is a repeat (the listing cannot be read in
+// full), never a new order counted toward the Total: ours, missed so, was
+// taken for absent and created again (a black-box run: 4 of 60 orders
+// made twice).
+func TestLookupListingThatRewritesItsRowsOnEveryCall(t *testing.T) {
+	t.Parallel()
+	forms := []func(v int) any{
+		func(v int) any { return v },
+		func(v int) any { return fmt.Sprint(v) },
+		func(v int) any { return json.Number(fmt.Sprintf("%d.0", v)) },
+		func(v int) any { return fmt.Sprintf("%d.00", v) },
+	}
+	restyle := func(n int, rows []map[string]any) []map[string]any {
+		out := make([]map[string]any, len(rows))
+		for i := range rows {
+			// Each request rotates the list a third of a page further
+			// on: its pages overlap the last request's.
+			src := rows[(i+7*(n-1))%len(rows)]
+			row := map[string]any{}
+			for k, v := range src {
+				row[k] = v
+			}
+			row["ItemNum"] = forms[(n+i)%len(forms)](2)
+			if n%2 == 0 {
+				delete(row, "ItemVNO")
+				no := row["OrderNo"].(string)
+				switch n % 3 {
+				case 0:
+					row["OrderNo"] = strings.ToUpper(no)
+				case 1:
+					row["OrderNo"] = " " + no
+				}
+			}
+			out[i] = row
+		}
+		return out
+	}
+	for _, no := range []string{"Mine", "Other0003", "Other0050"} {
+		// (Ours first in the list, then among the others: where the
+		// overlapping pages miss it.)
+		rows := listed(60, "")
+		mine := map[string]any{"CustomerId": "Customer7", "OrderNo": "Mine", "ItemId": "D-FireInsurance2020", "ItemVNO": "FireBusiness", "ItemNum": 2}
+		at := 0
+		for i, r := range rows {
+			if r["OrderNo"] == no {
+				at = i
+			}
+		}
+		rows = append(rows[:at], append([]map[string]any{mine}, rows[at:]...)...)
+		c, reqs := listing{orders: rows, page: 20, restyle: restyle}.serve(t)
+		r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+		if providers.CodeOf(err) == providers.NotFound || err == nil && r.Status != providers.StatusPaid {
+			t.Errorf("ours at %d: Lookup = %+v, %v (%d calls); want ours found, or unavailable: never not found", at, r, err, len(reqs()))
+		}
 	}
 }
 

@@ -304,10 +304,66 @@ func (l *looseString) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// key is the row as a whole: rows that differ in any field are different
-// orders, whatever their OrderNo (the filter makes most rows share it).
-func (l listedOrder) key() string {
-	return strings.Join([]string{l.OrderNo.s, l.CustomerId.s, l.ItemId.s, l.ItemVNO.s, string(l.ItemNum)}, "\x00")
+// repeatKey and sameRow tell a row read on an earlier page of the same
+// listing when a later page lists it again. Pages of a listing read as far
+// as its Total hold every order only if no row was read twice (Lookup), so
+// a repeat must never pass for a new row, and a server may write any field
+// otherwise on each request: ItemNum 2 one time and "2.0" the next,
+// ItemVNO there or left out, OrderNo in another case, padded, or a number
+// written 1.2e3 or as a string. Judged by the rows' text, an order missed
+// by overlapping pages went unnoticed and was taken for absent (a
+// black-box run: orders created twice). So a row is a repeat of one read
+// before with the same OrderNo, in any such form (repeatKey), whose every
+// field both give may be the same value (sameRow): rows that surely differ
+// (our OrderNo with another ItemNum: another system's order) are two.
+func (l listedOrder) repeatKey() string {
+	return strings.ToLower(looseText(l.OrderNo))
+}
+
+// sameRow reports whether rows a and b, of the same repeatKey, may be one
+// order written otherwise: no field that both give differs in value.
+func sameRow(a, b listedOrder) bool {
+	same := func(x, y string) bool {
+		if x == "" || y == "" || strings.EqualFold(x, y) {
+			return true
+		}
+		fx, errx := strconv.ParseFloat(x, 64)
+		fy, erry := strconv.ParseFloat(y, 64)
+		return errx == nil && erry == nil && fx == fy
+	}
+	num := func(raw json.RawMessage) string {
+		t := strings.Trim(strings.TrimSpace(string(raw)), `"`)
+		if t == "null" {
+			return ""
+		}
+		return strings.TrimSpace(t)
+	}
+	return same(looseText(a.CustomerId), looseText(b.CustomerId)) && same(looseText(a.ItemId), looseText(b.ItemId)) &&
+		same(looseText(a.ItemVNO), looseText(b.ItemVNO)) && same(num(a.ItemNum), num(b.ItemNum))
+}
+
+// looseText is a listed field's text as sameRow and repeatKey compare it:
+// trimmed, and a number written otherwise than as a plain integer (1.2e3,
+// 2.0) in its shortest form.
+func looseText(l looseString) string {
+	t := strings.TrimSpace(l.s)
+	if l.num && strings.Trim(t, "0123456789") != "" {
+		if f, err := strconv.ParseFloat(t, 64); err == nil {
+			return strconv.FormatFloat(f, 'f', -1, 64)
+		}
+	}
+	return t
+}
+
+// repeats reports whether got was read before in this listing (seen, by
+// repeatKey).
+func repeats(seen map[string][]listedOrder, got listedOrder) bool {
+	for _, r := range seen[got.repeatKey()] {
+		if sameRow(r, got) {
+			return true
+		}
+	}
+	return false
 }
 
 // differs reports whether a listed order carries a field that differs from
@@ -392,10 +448,10 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	mine, foreign, read, others := 0, 0, 0, 0
 	cut := 0 // rows that may be ours cut short (cutShort)
 	status := 0
-	var total *int                   // the listing's Total, as last given
-	trustTotal := true               // false once more orders were read than it counts
-	seen := map[string]bool{}        // the rows read, whole
-	limit := int(c.limitFrom.Load()) // the index in listLimits of the Limit sent; none past its end
+	var total *int                     // the listing's Total, as last given
+	trustTotal := true                 // false once more orders were read than it counts
+	seen := map[string][]listedOrder{} // the rows read, by repeatKey
+	limit := int(c.limitFrom.Load())   // the index in listLimits of the Limit sent; none past its end
 	for page := 0; ; page++ {
 		if page == maxListPages && !(others > 0 && total != nil && trustTotal && read == *total) {
 			// (One page more for a listing that ignored the filter and
@@ -435,7 +491,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				HTTPStatus: resp.status, Message: err.Error()}
 		}
 		for _, got := range list.Orders {
-			if seen[got.key()] {
+			if repeats(seen, got) {
 				// Pages of one listing never share a row: this one
 				// repeats what was read (Offset counted otherwise, or
 				// ignored, or the listing moved), and proves nothing.
@@ -447,7 +503,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 			}
 		}
 		for _, got := range list.Orders {
-			seen[got.key()] = true
+			seen[got.repeatKey()] = append(seen[got.repeatKey()], got)
 			switch {
 			case got.OrderNo.s == "":
 				// The row cannot be told apart from ours.
