@@ -52,10 +52,9 @@ func WithPoolSize(opt asynq.RedisConnOpt, n int) asynq.RedisConnOpt {
 // still reach the old master: the ledger refuses the writes they carry (it
 // checks the server that ran each durable write), and this bounds how long
 // they keep producers and workers from writing, and how long a read can
-// come from the old master. A connection kept for hours could also outlive
-// the hold on the old master: left without replicas for repl-backlog-ttl
-// (an hour by default), it takes a new replication id, which no record
-// names. Cost: each connection is dialed again once a minute (a handshake
+// come from the old master. (Left without replicas for repl-backlog-ttl,
+// an hour by default, the old master takes a new replication id; the
+// ledger holds it as before, as a master restarted.) Cost: each connection is dialed again once a minute (a handshake
 // of two or three commands).
 const connMaxLifetime = time.Minute
 

@@ -34,7 +34,7 @@ type batcher struct {
 	minReplicas int64
 	// onReplicas receives the replica count a write pipeline read on a
 	// single master (the Ledger's cache).
-	onReplicas func(n, acked int64, replid string)
+	onReplicas func(n, acked int64, replid, replid2 string)
 	// checkRan judges, from the INFO read on the connection that ran a
 	// pipeline's writes, whether they count as durable with acked
 	// replicas acknowledging them (single master; nil: no check).
@@ -262,7 +262,7 @@ func (b *batcher) sawReplicas(rdb redis.UniversalClient, info *redis.StringCmd, 
 		acked = min(acked, liveReplicas(s, b.wait/1000+2))
 	}
 	if b.onReplicas != nil {
-		b.onReplicas(n, acked, infoField(s, "master_replid"))
+		b.onReplicas(n, acked, infoField(s, "master_replid"), infoField(s, "master_replid2"))
 	}
 	return n, true
 }

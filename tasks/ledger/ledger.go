@@ -406,11 +406,13 @@ type Ledger struct {
 	replicasMu sync.Mutex
 	replicasAt time.Time
 	replicas   atomic.Int64
-	// replid is the server's master_replid at the last read; hadReplicas
-	// the master_replid of a master read with replicas, and hadCount the
-	// most it was read with, here or by another process (see
-	// Options.MinReplicas). All under replicasMu.
+	// replid is the server's master_replid at the last read, replid2 its
+	// master_replid2 (the replication id it had before it was promoted;
+	// zeros after a restart); hadReplicas the master_replid of a master
+	// read with replicas, and hadCount the most it was read with, here or
+	// by another process (see Options.MinReplicas). All under replicasMu.
 	replid      string
+	replid2     string
 	hadReplicas string
 	hadCount    int64
 	// anyHold: replicatedKey, as last read, records a master of this
@@ -903,7 +905,7 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	l.isReplica.Store(strings.Contains(info, "role:slave"))
 	n := connectedReplicas(info)
 	l.replicas.Store(n)
-	l.replid = infoField(info, "master_replid")
+	l.replid, l.replid2 = infoField(info, "master_replid"), infoField(info, "master_replid2")
 	// A count INFO lists is not recorded: a replica whose link is dead
 	// but not yet dropped (repl-timeout) is listed beside the one that
 	// replaced it, and a hold raised to it would never lift. Only what a
@@ -932,6 +934,18 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 	l.recordReadAt = time.Now()
 	if c := recordedCount(all[l.replid]); c > 0 {
 		l.saw(l.replid, c)
+	} else if all[l.replid] == "" {
+		c := restartedFrom(all, l.replid, l.replid2)
+		if l.hadReplicas != "" && l.hadReplicas != l.replid && zeroID(l.replid2) {
+			// Restarted since this process saw it with replicas (its
+			// record of that not written, or from a version that did
+			// not name the last master).
+			c = max(c, l.hadCount)
+		}
+		if c > 0 {
+			// Held to what it was before, for every process.
+			l.sawReplicas(l.replid, c)
+		}
 	}
 	// Any master of this ledger seen with replicas: writes are judged by
 	// the server that ran them (verifyRan), also in a process that never
@@ -944,6 +958,35 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 	}
 	return nil
 }
+
+// restartedFrom is the most replicas a master whose replication id is
+// replid (replid2 its master_replid2) inherits from the master before it,
+// as recorded (replicatedKey as read: all): a master not recorded yet that
+// was never promoted (replid2 zeros) holding data recorded by another
+// master (lastMasterField, the last recorded). That is a master
+// restarted: a restart gives Redis a new replication id, and held afresh,
+// a master restarted while a replica was down took writes that replica
+// lacked, and a failover that then promoted it (by replica-priority, say)
+// lost them (a black-box run: 66 to 80 orders answered enqueued lost in
+// each of three runs). A replica promoted (its replid2 the id it shared
+// with its master) starts afresh, as before: the master it replaces is
+// down, and would hold it to a replica it cannot have. 0 for none.
+func restartedFrom(all map[string]string, replid, replid2 string) int64 {
+	last := all[lastMasterField]
+	if replid == "" || !zeroID(replid2) || last == "" || last == replid || all[replid] != "" {
+		return 0
+	}
+	return recordedCount(all[last])
+}
+
+// zeroID reports whether a replication id names none (a master's
+// master_replid2 before any promotion, or after a restart).
+func zeroID(id string) bool { return strings.Trim(id, "0") == "" }
+
+// lastMasterField is replicatedKey's field naming the master (its
+// master_replid) last recorded: the master whose data this is, for a
+// master restarted with it (restartedFrom).
+const lastMasterField = "last"
 
 // recordedCount is the replica count a replicatedKey field holds: a
 // count, or a time in ms as an earlier version wrote it (seen with
@@ -970,19 +1013,22 @@ func (l *Ledger) saw(replid string, n int64) {
 
 // recordReplicasScript raises the count of master ARGV[1] in
 // replicatedKey to ARGV[2], never lowers it (an earlier version's time in
-// ms reads as 1).
+// ms reads as 1), and names it the master last recorded
+// (lastMasterField).
 var recordReplicasScript = redis.NewScript(`
 local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
 if v > 1000000 then v = 1 end
 if v < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'last') ~= ARGV[1] then redis.call('HSET', KEYS[1], 'last', ARGV[1]) end
 return 1
 `)
 
 // replicatedKey records the masters (by master_replid) seen with
 // replicas, and the most each was seen with, for every process on the
-// ledger (see Options.MinReplicas).
-// A master restarted, or one whose replicas were removed for good once
-// this key is deleted, starts afresh.
+// ledger (see Options.MinReplicas), and which was recorded last
+// (lastMasterField). A master restarted is held to what it was before
+// (restartedFrom); a replica promoted, or a master once this key is
+// deleted (its replicas removed for good), starts afresh.
 const replicatedKey = metaPrefix + "replicated"
 
 // sawReplicas notes that the master replid had n replicas, recording the
@@ -1021,7 +1067,7 @@ func (l *Ledger) sawReplicas(replid string, n int64) {
 // replicas would be credited to the old one, or the other way round), and
 // how many of them the WAIT before it acknowledged (acked; -1: unknown):
 // only that many are recorded as seen.
-func (l *Ledger) setReplicas(n, acked int64, replid string) {
+func (l *Ledger) setReplicas(n, acked int64, replid, replid2 string) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
 	l.replicas.Store(n)
@@ -1029,7 +1075,7 @@ func (l *Ledger) setReplicas(n, acked int64, replid string) {
 	if replid != l.replid {
 		l.recordReadAt = time.Time{}
 	}
-	l.replid = replid
+	l.replid, l.replid2 = replid, replid2
 	switch {
 	case n > 0 && replid != "":
 		if seen := min(n, acked); seen > 0 {
