@@ -1116,3 +1116,14 @@ func TestThrottledPageWhileJudgingIsThrottled(t *testing.T) {
 		})
 	}
 }
+
+// An id listed with spaces around it is the id without them: a server that
+// pads an id on one request and not on another lists one order, not two.
+func TestIDFieldTrimsSpaces(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{`" 910916346811279963 "`: "910916346811279963", `"\t42"`: "42", `42`: "42", `" 0 "`: "", `"  "`: ""} {
+		if got, err := idField(json.RawMessage(raw)); err != nil || got != want {
+			t.Errorf("idField(%s) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
+}

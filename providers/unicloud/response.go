@@ -180,6 +180,12 @@ func idField(raw json.RawMessage) (string, error) {
 		return "", nil
 	}
 	s, ok := scalar(raw)
+	// An id written with spaces around it names the order without them: a
+	// server that pads an id on one request and not on the next would
+	// otherwise show one order as two, and a listing read as far as its
+	// TotalCount with a repeat taken for a new order can leave an order
+	// unread (as Tencent's rows did in a black-box run).
+	s = strings.TrimSpace(s)
 	switch {
 	case !ok:
 		return "", errors.New("id is neither a string nor a number")
