@@ -116,7 +116,7 @@ var metrics = map[string]metric{
 	"orderworker_reconciler_found_total":            {labels: map[string][]string{"kind": nil}},
 	"orderworker_reconciler_unchecked_total":        {},
 	"orderworker_redis_up":                          {},
-	"orderworker_redis_config_risk":                 {labels: map[string][]string{"redis": nil, "risk": {"eviction", "persistence"}}},
+	"orderworker_redis_config_risk":                 {labels: map[string][]string{"redis": nil, "risk": {"eviction", "persistence", "replication"}}},
 	"orderworker_config_problem":                    {labels: map[string][]string{"provider": providers, "kind": configKinds}},
 	"orderworker_config_waits_total":                {labels: map[string][]string{"provider": providers, "kind": configKinds}},
 	"orderworker_operator_actions_total":            {labels: map[string][]string{"action": operatorActions, "result": {"ok", "refused", "error"}}},

@@ -138,7 +138,7 @@ func TestRedisRisksAreWatched(t *testing.T) {
 	watched := rs.Client(t)
 	watched.AddHook(failInfoHook{&failInfo})
 	var logs syncBuffer
-	r := newRedisRisks(watched, false, true, slog.New(slog.NewTextHandler(&logs, nil)))
+	r := newRedisRisks(watched, false, true, "", slog.New(slog.NewTextHandler(&logs, nil)))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(r)
 	risks := func() map[string]bool {
@@ -238,5 +238,44 @@ func TestRedisRisksNameTheSentinelMaster(t *testing.T) {
 	got, _ := persistenceRisk(context.Background(), rdb, false)
 	if _, ok := got[s.MasterAddr(t)]; !ok || len(got) != 1 {
 		t.Errorf("persistenceRisk behind Sentinel = %v; want the master %s", got, s.MasterAddr(t))
+	}
+}
+
+// A master with replicas that this worker's writes do not wait for
+// (ORDERWORKER_DURABLE_WRITES=off), or do not hold it to
+// (ORDERWORKER_MIN_REPLICAS=0), is a risk: a failover may lose what it
+// acknowledged. Logged once and exported while it stands; none without a
+// replica, nor when the writes wait for them.
+func TestUnheldReplicasAreARisk(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	ctx := context.Background()
+	for _, unheld := range []string{"ORDERWORKER_DURABLE_WRITES=off", ""} {
+		var logs syncBuffer
+		r := newRedisRisks(rs.Client(t), unheld == "", true, unheld, slog.New(slog.NewTextHandler(&logs, nil)))
+		r.check(ctx)
+		if strings.Contains(logs.String(), "replication=") {
+			t.Errorf("%q, no replica: %s", unheld, logs.String())
+		}
+	}
+	rs.AttachReplica(t)
+	for _, tt := range []struct{ unheld, want string }{
+		{"ORDERWORKER_DURABLE_WRITES=off", "ORDERWORKER_DURABLE_WRITES=off, with 1 replica(s)"},
+		{"ORDERWORKER_MIN_REPLICAS=0", "ORDERWORKER_MIN_REPLICAS=0, with 1 replica(s)"},
+		{"", ""},
+	} {
+		var logs syncBuffer
+		r := newRedisRisks(rs.Client(t), tt.unheld == "", true, tt.unheld, slog.New(slog.NewTextHandler(&logs, nil)))
+		r.check(ctx)
+		r.check(ctx)
+		r.mu.Lock()
+		got := r.cur[riskKey{rs.Addr, "replication"}]
+		r.mu.Unlock()
+		if got != tt.want {
+			t.Errorf("%q with a replica: risk %q, want %q", tt.unheld, got, tt.want)
+		}
+		if n := strings.Count(logs.String(), "do not wait for, or do not hold the master to"); (n == 1) != (tt.want != "") || n > 1 {
+			t.Errorf("%q with a replica: warned %d times:\n%s", tt.unheld, n, logs.String())
+		}
 	}
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // ledgerClient returns a go-redis client for the same server asynq uses.
@@ -104,6 +107,28 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 		}
 	}
 	eachMaster(ctx, c, read)
+	return out, unread
+}
+
+// replicationRisk returns, by address, each Redis master c writes to that
+// reports replicas, which the writes give up by the setting unheld (see
+// redisRisks.unheld): what unheld says, and how many. One whose INFO
+// cannot be read is left out, its address in the second map.
+func replicationRisk(ctx context.Context, c redis.UniversalClient, unheld string) (map[string]string, map[string]bool) {
+	out, unread := map[string]string{}, map[string]bool{}
+	eachMaster(ctx, c, func(ctx context.Context, n *redis.Client) {
+		addr := nodeAddr(ctx, n)
+		info, err := n.Info(ctx, "replication").Result()
+		if err != nil {
+			unread[addr] = true
+			return
+		}
+		if strings.Contains(info, "role:master") {
+			if n := ledgerpkg.Replicas(info); n > 0 {
+				out[addr] = fmt.Sprintf("%s, with %d replica(s)", unheld, n)
+			}
+		}
+	})
 	return out, unread
 }
 

@@ -19,15 +19,22 @@ var riskEvery = time.Minute
 // redisRisks watches the settings of the Redis masters the worker writes
 // to that can lose orders: an eviction policy that evicts keys of any kind
 // (an evicted record or task is an order lost, or created twice), and
-// persistence that may take back acknowledged writes (see persistenceRisk).
+// persistence that may take back acknowledged writes (see persistenceRisk),
+// and replicas this worker's writes do not wait for, or do not hold the
+// master to (see replicationRisk).
 // It logs each risk when it is first seen and when it is gone, and exports
 // orderworker_redis_config_risk{redis, risk} = 1 while it stands.
 type redisRisks struct {
 	rdb         redis.UniversalClient
 	replicated  bool // durable writes wait for replicas (persistenceRisk)
 	persistence bool // checked at all (not for -dev's embedded Redis)
-	log         *slog.Logger
-	desc        *prometheus.Desc
+	// unheld names the setting by which this worker's writes give up
+	// waiting for the master's replicas, or holding it to them
+	// (ORDERWORKER_DURABLE_WRITES=off, ORDERWORKER_MIN_REPLICAS=0); "" when
+	// none does.
+	unheld string
+	log    *slog.Logger
+	desc   *prometheus.Desc
 
 	mu  sync.Mutex
 	cur map[riskKey]string // what each risk is
@@ -35,10 +42,10 @@ type redisRisks struct {
 
 type riskKey struct{ addr, kind string }
 
-func newRedisRisks(rdb redis.UniversalClient, replicated, persistence bool, log *slog.Logger) *redisRisks {
-	return &redisRisks{rdb: rdb, replicated: replicated, persistence: persistence, log: log, cur: map[riskKey]string{},
+func newRedisRisks(rdb redis.UniversalClient, replicated, persistence bool, unheld string, log *slog.Logger) *redisRisks {
+	return &redisRisks{rdb: rdb, replicated: replicated, persistence: persistence, unheld: unheld, log: log, cur: map[riskKey]string{},
 		desc: prometheus.NewDesc("orderworker_redis_config_risk",
-			"1 for each Redis master the worker writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind) or persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover). Read at start and every minute.",
+			"1 for each Redis master the worker writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind), persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover) or replication (the master has replicas, and this worker's writes do not wait for them, ORDERWORKER_DURABLE_WRITES=off, or do not hold the master to them, ORDERWORKER_MIN_REPLICAS=0: a failover may lose acknowledged writes). Read at start and every minute.",
 			[]string{"redis", "risk"}, nil)}
 }
 
@@ -59,6 +66,12 @@ func (r *redisRisks) check(ctx context.Context) {
 		found, unread["persistence"] = persistenceRisk(ctx, r.rdb, r.replicated)
 		for addr, how := range found {
 			now[riskKey{addr, "persistence"}] = how
+		}
+		if r.unheld != "" {
+			found, unread["replication"] = replicationRisk(ctx, r.rdb, r.unheld)
+			for addr, how := range found {
+				now[riskKey{addr, "replication"}] = how
+			}
 		}
 	}
 	r.mu.Lock()
@@ -86,6 +99,9 @@ func (r *redisRisks) check(ctx context.Context) {
 		case "persistence":
 			r.log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always; with replicas that durable writes wait for, at least never restart a crashed master before its replicas fail over",
 				"redis", k.addr, "persistence", now[k])
+		case "replication":
+			r.log.Warn("Redis has replicas that this worker's writes do not wait for, or do not hold the master to: a failover may lose orders answered enqueued, and have one whose create was in flight created again; unset ORDERWORKER_DURABLE_WRITES and set ORDERWORKER_MIN_REPLICAS=1 on every worker and producer",
+				"redis", k.addr, "replication", now[k])
 		}
 	}
 	for k := range before {

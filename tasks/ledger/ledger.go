@@ -1264,6 +1264,10 @@ func connectedReplicas(info string) int64 {
 	return n
 }
 
+// Replicas counts the replicas an INFO replication answer lists, as
+// durable writes count them (copy clients left out: connectedReplicas).
+func Replicas(info string) int64 { return connectedReplicas(info) }
+
 // infoField is the value of field in an INFO answer ("" when absent).
 func infoField(info, field string) string {
 	for line := range strings.SplitSeq(info, "\n") {
