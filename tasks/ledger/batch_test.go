@@ -203,3 +203,31 @@ func TestHigherReplicaCountSeenWhileRecordingIsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// A master without a record of its own inherits the hold of the master
+// last recorded when it was never promoted (restarted, its backlog freed):
+// not when promoted, nor when the server does not say (no
+// master_replid2), nor from a record of its own.
+func TestRestartedFrom(t *testing.T) {
+	t.Parallel()
+	const a, b, zeros = "aaaa", "bbbb", "0000000000000000000000000000000000000000"
+	rec := map[string]string{a: "2", lastMasterField: a}
+	for _, tt := range []struct {
+		name            string
+		all             map[string]string
+		replid, replid2 string
+		want            int64
+	}{
+		{"restarted", rec, b, zeros, 2},
+		{"promoted", rec, b, a, 0},
+		{"replid2 not given", rec, b, "", 0},
+		{"the last itself", rec, a, zeros, 0},
+		{"a record of its own", map[string]string{a: "2", b: "1", lastMasterField: a}, b, zeros, 0},
+		{"no last (an earlier version's records)", map[string]string{a: "2"}, b, zeros, 0},
+		{"an earlier version's time", map[string]string{a: "1796606327556", lastMasterField: a}, b, zeros, 1},
+	} {
+		if got := restartedFrom(tt.all, tt.replid, tt.replid2); got != tt.want {
+			t.Errorf("%s: restartedFrom = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

@@ -980,8 +980,10 @@ func restartedFrom(all map[string]string, replid, replid2 string) int64 {
 }
 
 // zeroID reports whether a replication id names none (a master's
-// master_replid2 before any promotion, or after a restart).
-func zeroID(id string) bool { return strings.Trim(id, "0") == "" }
+// master_replid2 before any promotion, or after a restart). An id not
+// given at all (a server or proxy that leaves the field out) is not known
+// to be none: such a master is judged as before, afresh under a new id.
+func zeroID(id string) bool { return id != "" && strings.Trim(id, "0") == "" }
 
 // lastMasterField is replicatedKey's field naming the master (its
 // master_replid) last recorded: the master whose data this is, for a
