@@ -367,6 +367,31 @@ func TestLookupListingThatRewritesItsRowsOnEveryCall(t *testing.T) {
 	}
 }
 
+// A server that ignores the filter, lists newest first, and answers from
+// a fresh copy or from one a few seconds behind (a read replica), at
+// random: a first page from the fresh copy and the rest from the stale
+// one, which lacks the newest orders, skips as many rows with no repeat,
+// and the rows read reach the stale copy's Total. Its Total moved between
+// the pages: the listing cannot be shown complete (a black-box run: orders
+// missed so and created again).
+func TestLookupListingWhoseTotalMovesBetweenPages(t *testing.T) {
+	t.Parallel()
+	rows := listed(60, "")
+	mine := map[string]any{"CustomerId": "Customer7", "OrderNo": "Mine", "ItemId": "D-FireInsurance2020", "ItemVNO": "FireBusiness", "ItemNum": 2}
+	rows = append(rows[:25], append([]map[string]any{mine}, rows[25:]...)...)
+	stale := func(n int, rows []map[string]any) []map[string]any {
+		if n == 1 {
+			return rows
+		}
+		return rows[10:] // the ten newest not there yet
+	}
+	c, reqs := listing{orders: rows, page: 20, restyle: stale}.serve(t)
+	r, err := c.Lookup(lookupCtx(t), order("Mine", ours))
+	if providers.CodeOf(err) != providers.Unavailable {
+		t.Errorf("Lookup = %+v, %v (%d calls); want unavailable: never not found", r, err, len(reqs()))
+	}
+}
+
 // A listing that stops short of its Total was not read in full (here a
 // server that takes Offset for a page number, which the document does not
 // rule out): it proves no absence.

@@ -434,7 +434,10 @@ func numDiffers(listed string, ours int64) bool {
 // one whose Total counts the list), or once the orders read reach its
 // Total.
 // A later page that lists an order number already read (the server counts
-// Offset otherwise, or ignores it, or the listing moved) is Unavailable; a
+// Offset otherwise, or ignores it, or the listing moved) is Unavailable, and
+// so is a listing that ignored the filter whose Total changed between its
+// pages (pages from copies of different lengths skip rows, none read
+// twice); a
 // Total below the orders read cannot be counting this listing, so from
 // then on only an empty page ends it.
 func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Result, error) {
@@ -449,6 +452,7 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 	cut := 0 // rows that may be ours cut short (cutShort)
 	status := 0
 	var total *int                     // the listing's Total, as last given
+	moved := false                     // a page gave another Total than the page before
 	trustTotal := true                 // false once more orders were read than it counts
 	seen := map[string][]listedOrder{} // the rows read, by repeatKey
 	limit := int(c.limitFrom.Load())   // the index in listLimits of the Limit sent; none past its end
@@ -539,6 +543,9 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 		}
 		read += len(list.Orders)
 		if list.Total != nil {
+			if total != nil && *list.Total != *total {
+				moved = true
+			}
 			total = list.Total
 		}
 		if total != nil && read > *total {
@@ -554,13 +561,21 @@ func (c *Client) Lookup(ctx context.Context, o providers.Order) (providers.Resul
 				}
 				return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: status, Message: msg}
 			}
-			if others > 0 && (total == nil || !trustTotal || read != *total) {
+			if others > 0 && (total == nil || !trustTotal || read != *total || moved) {
 				// The server ignored the OrderNo filter: this is a listing
 				// of every order, paged in a way the document does not
 				// define (an Offset read as a page number ends it early
 				// with an empty page). Only a Total that counts what was
 				// read shows it complete.
 				msg := fmt.Sprintf("the list ignored the OrderNo filter (%d orders of other numbers among %d read), and no Total shows this empty page to be its end", others, read)
+				if moved && total != nil && trustTotal && read == *total {
+					// The rows read reach the last Total, but an earlier
+					// page gave another: the pages came from listings of
+					// different lengths (a copy behind another, orders made
+					// meanwhile), and rows may have been skipped with none
+					// read twice.
+					msg = fmt.Sprintf("the list ignored the OrderNo filter (%d orders of other numbers among %d read), and its Total changed between pages (now %d): rows may have been skipped", others, read, *total)
+				}
 				if r, ok := foundInPart(mine, foreign, status, msg); ok {
 					return r, nil
 				}
