@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -294,13 +295,17 @@ func TestUnreadableReplicasRefuseDurableWrites(t *testing.T) {
 // black-box run: 66 to 80 orders answered enqueued lost in each of three
 // runs). So in the process that saw it with two, and in a process started
 // after the restart, which knows it only by what was recorded. A second
-// replica attached again: writes go on.
+// replica attached again: writes go on. Both processes watch the replicas
+// every second, as workers and producers do: a watch that recorded the
+// restarted master from its own sight (one replica in sync) freed the hold
+// for every process (a review).
 func TestRestartedMasterKeepsItsHold(t *testing.T) {
 	t.Parallel()
 	m := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
 	keep := m.AttachReplica(t)
 	lost := m.AttachReplica(t)
 	l := ledger.New(m.Client(t), nil)
+	watch(t, l)
 	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "RS1"}, []byte(`{}`), "h"); err != nil {
 		t.Fatalf("Claim with two replicas = %v", err)
 	}
@@ -325,15 +330,93 @@ func TestRestartedMasterKeepsItsHold(t *testing.T) {
 			t.Fatalf("the replica did not reconnect:\n%s", m.Client(t).Info(ctx, "replication").Val())
 		}
 	}
+	time.Sleep(3 * time.Second) // an idle moment: the watches see the replica in sync
 	var few *ledger.TooFewReplicasError
 	if err := beginUntilRefused(l, ledger.Ref{Provider: "tencent", OrderNo: "RS1"}); !errors.As(err, &few) || few.Want != 2 || few.Have != 1 {
 		t.Errorf("Begin on the restarted master with one of its two replicas = %v, want TooFewReplicasError (have 1, want 2)", err)
 	}
-	if _, err := ledger.New(m.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "RS2"}, []byte(`{}`), "h"); !errors.As(err, &few) || few.Want != 2 {
+	fresh := ledger.New(m.Client(t), nil)
+	watch(t, fresh)
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := fresh.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "RS2"}, []byte(`{}`), "h"); !errors.As(err, &few) || few.Want != 2 {
 		t.Errorf("Claim on the restarted master from a new process = %v, want TooFewReplicasError (want 2)", err)
+	}
+	if got := m.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", masterReplid(t, m)).Val(); got != "2" {
+		t.Errorf("the restarted master is recorded as seen with %q replicas, want 2", got)
 	}
 	m.AttachReplica(t)
 	if _, err := ledger.New(m.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "RS3"}, []byte(`{}`), "h"); err != nil {
 		t.Errorf("Claim once two replicas are attached again = %v", err)
+	}
+}
+
+// watch runs l.WatchReplicas every second until the test ends, as every
+// worker and producer does.
+func watch(t *testing.T, l *ledger.Ledger) {
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for wctx.Err() == nil {
+			c, cc := context.WithTimeout(wctx, time.Second)
+			_ = l.WatchReplicas(c)
+			cc()
+			select {
+			case <-wctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+}
+
+// A replica promoted after its master was lost for good starts afresh,
+// and is held to its own count, not the lost master's, when its id changes
+// again without a promotion: its backlog freed after repl-backlog-ttl with
+// no replica attached (or a restart). Held to the lost master's replicas,
+// which it cannot have, it refused every write an hour after the failover
+// (a review).
+func TestPromotedReplicaIsNotHeldToTheLostMaster(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	r := m.AttachReplica(t)
+	l := ledger.New(m.Client(t), nil)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "P1"}, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with a replica = %v", err)
+	}
+	before := masterReplid(t, m)
+	for end := time.Now().Add(5 * time.Second); r.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", before).Val() != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the master was not recorded as seen with a replica on its replica: %v", r.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+		}
+	}
+	m.Stop() // lost for good
+	rc := r.Client(t)
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ConfigSet(ctx, "repl-backlog-ttl", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	promoted := masterReplid(t, r)
+	nl := ledger.New(rc, nil)
+	watch(t, nl)
+	if _, err := nl.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "P2"}, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim on the promoted replica = %v", err)
+	}
+	// Its backlog freed: a new id, master_replid2 zeros, as after a restart.
+	for end := time.Now().Add(30 * time.Second); masterReplid(t, r) == promoted; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the promoted replica kept its id %s: nothing to test", promoted)
+		}
+	}
+	if id2 := infoOf(t, r, "replication", "master_replid2"); strings.Trim(id2, "0") != "" {
+		t.Fatalf("master_replid2 after the backlog was freed = %s, want zeros", id2)
+	}
+	time.Sleep(1500 * time.Millisecond) // a watch sees the new id
+	for i, p := range []*ledger.Ledger{nl, ledger.New(rc, nil)} {
+		if _, err := p.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "P3-" + strconv.Itoa(i)}, []byte(`{}`), "h"); err != nil {
+			t.Errorf("Claim on the promoted replica, its backlog freed (process %d) = %v, want it taken", i, err)
+		}
 	}
 }

@@ -730,7 +730,7 @@ func (l *Ledger) checkRan(infoCmd *redis.StringCmd, recordedCmd *redis.MapString
 		return errors.New("the write ran on a Redis server that is a replica now (failover in progress?)")
 	}
 	replid := infoField(info, "master_replid")
-	least := max(l.opts.MinReplicas, 0, recordedCount(recorded[replid]))
+	least := max(l.opts.MinReplicas, 0, recordedCount(recorded[replid]), restartedFrom(recorded, replid, infoField(info, "master_replid2")))
 	l.replicasMu.Lock()
 	if l.hadReplicas != "" && l.hadReplicas == replid && l.hadCount > least {
 		least = l.hadCount
@@ -905,7 +905,7 @@ func (l *Ledger) wantReplicas(ctx context.Context, fresh bool) (int64, error) {
 	l.isReplica.Store(strings.Contains(info, "role:slave"))
 	n := connectedReplicas(info)
 	l.replicas.Store(n)
-	l.replid, l.replid2 = infoField(info, "master_replid"), infoField(info, "master_replid2")
+	l.noteMaster(infoField(info, "master_replid"), infoField(info, "master_replid2"))
 	// A count INFO lists is not recorded: a replica whose link is dead
 	// but not yet dropped (repl-timeout) is listed beside the one that
 	// replaced it, and a hold raised to it would never lift. Only what a
@@ -936,14 +936,19 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 		l.saw(l.replid, c)
 	} else if all[l.replid] == "" {
 		c := restartedFrom(all, l.replid, l.replid2)
-		if l.hadReplicas != "" && l.hadReplicas != l.replid && zeroID(l.replid2) {
-			// Restarted since this process saw it with replicas (its
-			// record of that not written, or from a version that did
-			// not name the last master).
+		if l.hadReplicas == l.replid {
+			// Restarted since this process saw it with replicas
+			// (noteMaster kept that hold; its record not written, or
+			// written by a version that did not name the last master).
 			c = max(c, l.hadCount)
 		}
-		if c > 0 {
-			// Held to what it was before, for every process.
+		if last := all[lastMasterField]; c > 0 || last != "" && last != l.replid {
+			// Recorded for every process: held to what it was
+			// before (restarted), or named the last master even
+			// with no replica (a replica promoted, say), so that
+			// when it is restarted or its backlog freed, it is held
+			// to its own count, not to that of the master it
+			// replaced.
 			l.sawReplicas(l.replid, c)
 		}
 	}
@@ -1004,6 +1009,24 @@ func recordedCount(v string) int64 {
 	return c
 }
 
+// noteMaster sets the master last read: replid, replid2 its
+// master_replid and master_replid2. A master read under a new id that was
+// never promoted (replid2 zeros: restarted, or its backlog freed after
+// repl-backlog-ttl) keeps the hold this process had on the master read
+// before, as restartedFrom holds it for every process; any other new
+// master (a replica promoted) starts afresh here, held to what the record
+// holds for it (readRecorded). replicasMu is held.
+func (l *Ledger) noteMaster(replid, replid2 string) {
+	if replid != l.replid && l.hadReplicas != "" && l.hadReplicas != replid {
+		if zeroID(replid2) && l.hadReplicas == l.replid {
+			l.hadReplicas = replid // hadCount kept
+		} else {
+			l.hadReplicas, l.hadCount = "", 0
+		}
+	}
+	l.replid, l.replid2 = replid, replid2
+}
+
 // saw notes that the master replid was seen with n replicas. replicasMu
 // is held.
 func (l *Ledger) saw(replid string, n int64) {
@@ -1016,13 +1039,32 @@ func (l *Ledger) saw(replid string, n int64) {
 // recordReplicasScript raises the count of master ARGV[1] in
 // replicatedKey to ARGV[2], never lowers it (an earlier version's time in
 // ms reads as 1), and names it the master last recorded
-// (lastMasterField).
+// (lastMasterField). A master not recorded yet whose master_replid2
+// (ARGV[3]) is zeros, never promoted, inherits the count of the master
+// last recorded, as restartedFrom does: whichever process records a
+// restarted master first, and with whatever count, it is held to what it
+// was before (a process recording it from its own sight alone, one
+// replica in sync, freed the hold for all). It returns the count recorded.
 var recordReplicasScript = redis.NewScript(`
-local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
-if v > 1000000 then v = 1 end
-if v < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-if redis.call('HGET', KEYS[1], 'last') ~= ARGV[1] then redis.call('HSET', KEYS[1], 'last', ARGV[1]) end
-return 1
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local function count(s)
+  local c = tonumber(s or '0') or 0
+  if c > 1000000 then c = 1 end
+  if c < 0 then c = 0 end
+  return c
+end
+local v = count(cur)
+local want = tonumber(ARGV[2])
+local last = redis.call('HGET', KEYS[1], 'last')
+if not cur and string.match(ARGV[3] or '', '^0+$') and last and last ~= ARGV[1] then
+  want = math.max(want, count(redis.call('HGET', KEYS[1], last)))
+end
+if not cur or v < want then
+  v = math.max(v, want)
+  redis.call('HSET', KEYS[1], ARGV[1], v)
+end
+if last ~= ARGV[1] then redis.call('HSET', KEYS[1], 'last', ARGV[1]) end
+return v
 `)
 
 // replicatedKey records the masters (by master_replid) seen with
@@ -1044,16 +1086,25 @@ func (l *Ledger) sawReplicas(replid string, n int64) {
 	if l.recorded == rec || l.recording {
 		return
 	}
+	replid2 := ""
+	if replid == l.replid {
+		replid2 = l.replid2
+	}
 	l.recording = true
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, count).Err()
+		got, err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, count, replid2).Int64()
 		l.replicasMu.Lock()
 		defer l.replicasMu.Unlock()
 		l.recording = false
 		if err == nil {
 			l.recorded = rec
+			if got > count && l.hadReplicas == replid {
+				// Inherited (a master restarted): held to it here
+				// too at once, not at the next read of the record.
+				l.hadCount = max(l.hadCount, got)
+			}
 			if l.hadReplicas == replid && l.hadCount > count {
 				// Seen with more while this was recorded (that sight
 				// was not recorded: this one was under way).
@@ -1077,7 +1128,7 @@ func (l *Ledger) setReplicas(n, acked int64, replid, replid2 string) {
 	if replid != l.replid {
 		l.recordReadAt = time.Time{}
 	}
-	l.replid, l.replid2 = replid, replid2
+	l.noteMaster(replid, replid2)
 	switch {
 	case n > 0 && replid != "":
 		if seen := min(n, acked); seen > 0 {
@@ -1139,7 +1190,7 @@ func (l *Ledger) WatchReplicas(ctx context.Context) error {
 	// moving to a promoted one, a proxy): recorded for every process,
 	// this process's own hold on the master it writes to left as it is;
 	// its writes read the record when they come to this master.
-	if err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, n).Err(); err != nil {
+	if err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, n, infoField(info, "master_replid2")).Err(); err != nil {
 		return fmt.Errorf("record the master's replicas: %w", err)
 	}
 	return nil
