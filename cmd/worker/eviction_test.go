@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -260,8 +261,8 @@ func TestUnheldReplicasAreARisk(t *testing.T) {
 	}
 	rs.AttachReplica(t)
 	for _, tt := range []struct{ unheld, want string }{
-		{"ORDERWORKER_DURABLE_WRITES=off", "ORDERWORKER_DURABLE_WRITES=off, with 1 replica(s)"},
-		{"ORDERWORKER_MIN_REPLICAS=0", "ORDERWORKER_MIN_REPLICAS=0, with 1 replica(s)"},
+		{"ORDERWORKER_DURABLE_WRITES=off", "ORDERWORKER_DURABLE_WRITES=off"},
+		{"ORDERWORKER_MIN_REPLICAS=0", "ORDERWORKER_MIN_REPLICAS=0"},
 		{"", ""},
 	} {
 		var logs syncBuffer
@@ -276,6 +277,41 @@ func TestUnheldReplicasAreARisk(t *testing.T) {
 		}
 		if n := strings.Count(logs.String(), "do not wait for, or do not hold the master to"); (n == 1) != (tt.want != "") || n > 1 {
 			t.Errorf("%q with a replica: warned %d times:\n%s", tt.unheld, n, logs.String())
+		}
+		if tt.want == "" {
+			continue
+		}
+		// A second replica: the same risk, not warned of again.
+		second := rs.AttachReplica(t)
+		r.check(ctx)
+		second.Stop()
+		if n := strings.Count(logs.String(), "do not wait for, or do not hold the master to"); n != 1 {
+			t.Errorf("%q, a second replica attached: warned %d times:\n%s", tt.unheld, n, logs.String())
+		}
+	}
+}
+
+// Which settings give up a master's replicas: on Redis Cluster, where no
+// master is held to the most it was seen with, a floor below 1 does (auto
+// included), as ORDERWORKER_MIN_REPLICAS=0 does elsewhere.
+func TestUnheldBy(t *testing.T) {
+	for _, tt := range []struct {
+		durable ledgerpkg.Durability
+		min     int64
+		cluster bool
+		want    string
+	}{
+		{ledgerpkg.DurableAuto, 0, false, ""},
+		{ledgerpkg.DurableAuto, 1, false, ""},
+		{ledgerpkg.DurableAuto, ledgerpkg.NoReplicaFloor, false, "ORDERWORKER_MIN_REPLICAS=0"},
+		{ledgerpkg.DurableOff, 1, false, "ORDERWORKER_DURABLE_WRITES=off"},
+		{ledgerpkg.DurableOff, 1, true, "ORDERWORKER_DURABLE_WRITES=off"},
+		{ledgerpkg.DurableAuto, 0, true, "ORDERWORKER_MIN_REPLICAS below 1 on Redis Cluster"},
+		{ledgerpkg.DurableAuto, ledgerpkg.NoReplicaFloor, true, "ORDERWORKER_MIN_REPLICAS below 1 on Redis Cluster"},
+		{ledgerpkg.DurableAuto, 1, true, ""},
+	} {
+		if got := unheldBy(tt.durable, tt.min, tt.cluster); got != tt.want {
+			t.Errorf("unheldBy(%v, %d, cluster %v) = %q, want %q", tt.durable, tt.min, tt.cluster, got, tt.want)
 		}
 	}
 }

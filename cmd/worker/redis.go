@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -110,10 +109,28 @@ func persistenceRisk(ctx context.Context, c redis.UniversalClient, replicated bo
 	return out, unread
 }
 
+// unheldBy names the setting by which writes give up a master's replicas
+// (see redisRisks.unheld), "" for none: durable writes off (none waited
+// for), or no floor (ORDERWORKER_MIN_REPLICAS=0: a master not held to the
+// most it was seen with). On Redis Cluster no master is held to the most
+// it was seen with, so there a floor below 1, auto included, gives them up.
+func unheldBy(durable ledgerpkg.Durability, minReplicas int64, cluster bool) string {
+	switch {
+	case durable == ledgerpkg.DurableOff:
+		return "ORDERWORKER_DURABLE_WRITES=off"
+	case cluster && minReplicas < 1:
+		return "ORDERWORKER_MIN_REPLICAS below 1 on Redis Cluster"
+	case minReplicas == ledgerpkg.NoReplicaFloor:
+		return "ORDERWORKER_MIN_REPLICAS=0"
+	}
+	return ""
+}
+
 // replicationRisk returns, by address, each Redis master c writes to that
 // reports replicas, which the writes give up by the setting unheld (see
-// redisRisks.unheld): what unheld says, and how many. One whose INFO
-// cannot be read is left out, its address in the second map.
+// redisRisks.unheld): what unheld says (not how many, which would log the
+// risk again at each change). One whose INFO cannot be read is left out,
+// its address in the second map.
 func replicationRisk(ctx context.Context, c redis.UniversalClient, unheld string) (map[string]string, map[string]bool) {
 	out, unread := map[string]string{}, map[string]bool{}
 	eachMaster(ctx, c, func(ctx context.Context, n *redis.Client) {
@@ -124,8 +141,8 @@ func replicationRisk(ctx context.Context, c redis.UniversalClient, unheld string
 			return
 		}
 		if strings.Contains(info, "role:master") {
-			if n := ledgerpkg.Replicas(info); n > 0 {
-				out[addr] = fmt.Sprintf("%s, with %d replica(s)", unheld, n)
+			if ledgerpkg.Replicas(info) > 0 {
+				out[addr] = unheld
 			}
 		}
 	})

@@ -45,7 +45,7 @@ type riskKey struct{ addr, kind string }
 func newRedisRisks(rdb redis.UniversalClient, replicated, persistence bool, unheld string, log *slog.Logger) *redisRisks {
 	return &redisRisks{rdb: rdb, replicated: replicated, persistence: persistence, unheld: unheld, log: log, cur: map[riskKey]string{},
 		desc: prometheus.NewDesc("orderworker_redis_config_risk",
-			"1 for each Redis master the worker writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind), persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover) or replication (the master has replicas, and this worker's writes do not wait for them, ORDERWORKER_DURABLE_WRITES=off, or do not hold the master to them, ORDERWORKER_MIN_REPLICAS=0: a failover may lose acknowledged writes). Read at start and every minute.",
+			"1 for each Redis master the worker writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind), persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover) or replication (the master has replicas, and this worker's writes do not wait for them, ORDERWORKER_DURABLE_WRITES=off, or do not hold the master to them, ORDERWORKER_MIN_REPLICAS=0, or on Redis Cluster below 1: a failover may lose acknowledged writes). Read at start and every minute.",
 			[]string{"redis", "risk"}, nil)}
 }
 

@@ -247,16 +247,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Checked at start and every minute after (a failover promotes a
 	// replica configured otherwise); -dev's embedded Redis keeps nothing
 	// on purpose.
-	unheld := ""
 	_, cluster := rdb.(*redis.ClusterClient)
-	switch {
-	case cfg.Durable == ledgerpkg.DurableOff:
-		unheld = "ORDERWORKER_DURABLE_WRITES=off"
-	case cfg.MinReplicas == ledgerpkg.NoReplicaFloor && !cluster:
-		// (On Redis Cluster no master is held to its most replicas.)
-		unheld = "ORDERWORKER_MIN_REPLICAS=0"
-	}
-	risks := newRedisRisks(rdb, cfg.Durable == ledgerpkg.DurableAuto, !cfg.Dev, unheld, log)
+	risks := newRedisRisks(rdb, cfg.Durable == ledgerpkg.DurableAuto, !cfg.Dev, unheldBy(cfg.Durable, cfg.MinReplicas, cluster), log)
 	risks.check(ctx)
 	reg.MustRegister(risks)
 	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {
