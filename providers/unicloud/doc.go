@@ -112,10 +112,14 @@
 //     (SYSTEM_ERROR, CreateFailed, arrears, an order-not-found code, …).
 //     Otherwise, on CreateOrder, arrears or a balance too low are
 //     Ambiguous (they may be found when the order is charged, after it
-//     was made); Forbidden*, NoPermission*, HTTP 403 and, on the queries,
-//     arrears and a balance too low are Unauthenticated with cause
-//     providers.ErrAccount (the account's to fix: the order waits for
-//     it); anything else, such as ProductConfigError
+//     was made), and so is, on CreateOrder, HTTP 403 or a Forbidden* code
+//     that names no permission (Forbidden.RiskControl, a quota: a check
+//     that may run on the order once it exists); Forbidden, Forbidden.RAM,
+//     NoPermission* or a code naming a permission or authorization, HTTP
+//     403 with no code, any 403 or Forbidden* on the queries and, on the
+//     queries, arrears and a balance too low are Unauthenticated with
+//     cause providers.ErrAccount (the account's to fix: the order waits
+//     for it); anything else, such as ProductConfigError
 //     (documented) or MissingParameter, is InvalidArgument.
 //   - CreateOrder succeeds only with Status true and a Res.OrderId at a
 //     2xx, the OrderId kept as a string even when the JSON holds a number;

@@ -310,6 +310,17 @@ func TestClassify(t *testing.T) {
 		{"403 not JSON", 403, "", `<html>Forbidden</html>`, true, providers.Unauthenticated, 0, "", ""},
 		{"401 not JSON", 401, "", ``, true, providers.Unauthenticated, 0, "", ""},
 		{"403 Forbidden.RAM", 403, "", `{"Code":"Forbidden.RAM","Msg":"x"}`, true, providers.Unauthenticated, 0, "", "refused the account"},
+		{"403 Forbidden", 403, "", `{"Code":"Forbidden","Msg":"x"}`, true, providers.Unauthenticated, 0, "", "refused the account"},
+		{"403 NoPermission", 403, "", `{"Code":"NoPermission","Msg":"x"}`, true, providers.Unauthenticated, 0, "", "refused the account"},
+		{"400 Forbidden.NotAuthorized", 400, "", `{"Code":"Forbidden.NotAuthorized","Msg":"x"}`, true, providers.Unauthenticated, 0, "", "refused the account"},
+		// A refusal that names no permission may come after the order was
+		// made (a risk check on the order): looked up, not probed with
+		// creates (a black-box run: orders made two to five times). On the
+		// queries it still waits for the account.
+		{"403 Forbidden.RiskControl, create", 403, "", `{"Code":"Forbidden.RiskControl","Msg":"风控拦截，请联系客服"}`, true, providers.Ambiguous, 0, "Forbidden.RiskControl", ""},
+		{"400 Forbidden.RiskControl, create", 400, "", `{"Code":"Forbidden.RiskControl","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"403 QuotaExceeded, create", 403, "", `{"Code":"QuotaExceeded","Msg":"x"}`, true, providers.Ambiguous, 0, "", ""},
+		{"403 Forbidden.RiskControl, query", 403, "", `{"Code":"Forbidden.RiskControl","Msg":"x"}`, false, providers.Unauthenticated, 0, "", "refused the account"},
 		{"404 not JSON", 404, "", `<html/>`, true, providers.Unauthenticated, 0, "", ""},
 		{"413 not JSON", 413, "", `<html/>`, true, providers.Unauthenticated, 0, "", ""},
 		// The signature refusal, its body's shape not documented: found

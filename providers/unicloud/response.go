@@ -454,6 +454,14 @@ func codeFor(status int, code, msg string, body []byte, create bool) (providers.
 		// charged, after it was made: looked up before it is sent again
 		// (ambiguous), as at any other status.
 		return providers.Ambiguous, nil
+	case create && (status == http.StatusForbidden || isPermission(lc)) && !noCode && !namesPermission(lc):
+		// A refusal that names no permission (Forbidden.RiskControl,
+		// a quota, a business rule) is not documented to come before
+		// the order was made: a risk check may run on the order once
+		// it exists. Believed, the order would wait for the account and
+		// its probe create it again every 30 s (a black-box run: 12 of
+		// 18 orders so answered made two to five times).
+		return providers.Ambiguous, nil
 	case status == http.StatusForbidden || isPermission(lc):
 		// The account may not do this (a permission its user lacks; on
 		// the queries, arrears or a balance too low): refused before
@@ -610,6 +618,24 @@ func internalText(body []byte) bool {
 
 func isPermission(lc string) bool {
 	return strings.HasPrefix(lc, "forbidden") || strings.HasPrefix(lc, "nopermission") || isArrears(lc)
+}
+
+// namesPermission reports whether normalised code lc names a permission
+// the caller lacks, which an API checks before it acts: Forbidden alone,
+// Forbidden.RAM, NoPermission*, or a code speaking of a permission, of
+// access denied or of authorization (Forbidden.NotAuthorized). On
+// CreateOrder only such a refusal (or one with no code: a gateway's) is
+// believed to come before the order was made.
+func namesPermission(lc string) bool {
+	if lc == "forbidden" || strings.HasPrefix(lc, "forbiddenram") || strings.HasPrefix(lc, "nopermission") {
+		return true
+	}
+	for _, w := range []string{"permission", "accessdenied", "authoriz", "unauthori"} {
+		if strings.Contains(lc, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // isArrears reports whether normalised code lc says the account is in
