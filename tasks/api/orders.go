@@ -152,15 +152,15 @@ func (h *Handler) answerInvalid(w http.ResponseWriter, body []byte, res tasks.En
 }
 
 // hidden is an order's answer with nothing of a phone number kept in its
-// order number and reason (the Enqueuer masks them as for an operator:
-// 138****8000), as every API answer shows them.
+// provider, order number and reason (the Enqueuer masks them as for an
+// operator: 138****8000), as every API answer shows them.
 func hidden(res tasks.EnqueueResult) tasks.EnqueueResult {
 	if res.Status == tasks.Enqueued {
 		// The hot path: an accepted order number holds no phone number
 		// (refused in any order number), and it has no reason.
 		return res
 	}
-	res.OrderNo, res.Reason = providers.HidePhones(res.OrderNo), providers.HidePhones(res.Reason)
+	res.Provider, res.OrderNo, res.Reason = providers.HidePhones(res.Provider), providers.HidePhones(res.OrderNo), providers.HidePhones(res.Reason)
 	return res
 }
 
