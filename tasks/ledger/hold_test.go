@@ -420,3 +420,91 @@ func TestPromotedReplicaIsNotHeldToTheLostMaster(t *testing.T) {
 		}
 	}
 }
+
+// A process that made no write while a replica was promoted (idle, or
+// every write refused by min-replicas-to-write) still leaves the promoted
+// master named the last master: its id changing again (its backlog freed)
+// holds it to its own count, not the lost master's. Unnamed, it was taken
+// for a restart of the lost master and held to a replica it cannot have
+// (a black-box run: writes refused until an operator acted).
+func TestIdleProcessNamesThePromotedMaster(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	r := m.AttachReplica(t)
+	l := ledger.New(m.Client(t), nil)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "I1"}, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with a replica = %v", err)
+	}
+	before := masterReplid(t, m)
+	for end := time.Now().Add(5 * time.Second); r.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", before).Val() != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the master was not recorded on its replica: %v", r.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+		}
+	}
+	m.Stop() // lost for good
+	rc := r.Client(t)
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	promoted := masterReplid(t, r)
+	idle := ledger.New(rc, nil)
+	if err := idle.WatchReplicas(ctx); err != nil { // the once-a-second read, no write
+		t.Fatalf("WatchReplicas on the promoted master = %v", err)
+	}
+	if got := rc.HGet(ctx, "orderworker:{ledger}:replicated", "last").Val(); got != promoted {
+		t.Errorf("last master recorded after the promoted one was watched = %q, want %q", got, promoted)
+	}
+	if err := rc.ConfigSet(ctx, "repl-backlog-ttl", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(30 * time.Second); masterReplid(t, r) == promoted; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the promoted replica kept its id %s: nothing to test", promoted)
+		}
+	}
+	for i, p := range []*ledger.Ledger{idle, ledger.New(rc, nil)} {
+		if _, err := p.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "I2-" + strconv.Itoa(i)}, []byte(`{}`), "h"); err != nil {
+			t.Errorf("Claim on the promoted master, its backlog freed (process %d) = %v, want it taken", i, err)
+		}
+	}
+}
+
+// An operator who deletes the record of the replicas seen (a replica
+// removed for good) frees the hold of every running process at its next
+// read of the record, without a restart.
+func TestDeletedRecordFreesTheHoldWithoutARestart(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, nil)
+	m.AttachReplica(t)
+	gone := m.AttachReplica(t)
+	l := ledger.New(m.Client(t), nil)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D1"}, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with two replicas = %v", err)
+	}
+	replid := masterReplid(t, m)
+	for end := time.Now().Add(5 * time.Second); m.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", replid).Val() != "2"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the master was not recorded with two replicas: %v", m.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+		}
+	}
+	gone.Stop()
+	var few *ledger.TooFewReplicasError
+	if err := beginUntilRefused(l, ledger.Ref{Provider: "tencent", OrderNo: "D1"}); !errors.As(err, &few) {
+		t.Fatalf("Begin with one of two replicas = %v, want TooFewReplicasError", err)
+	}
+	if err := m.Client(t).Del(ctx, "orderworker:{ledger}:replicated").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if err = l.CheckWritable(ctx); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("CheckWritable after the record was deleted = %v, want writable without a restart", err)
+	}
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D2"}, []byte(`{}`), "h"); err != nil {
+		t.Errorf("Claim after the record was deleted = %v", err)
+	}
+}

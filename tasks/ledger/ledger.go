@@ -415,6 +415,12 @@ type Ledger struct {
 	replid2     string
 	hadReplicas string
 	hadCount    int64
+	// named: the promoted master namePromoted last recorded. Under
+	// replicasMu.
+	named string
+	// keySeen: replicatedKey was read with fields, or written, since
+	// the process started or last found it gone. Under replicasMu.
+	keySeen bool
 	// anyHold: replicatedKey, as last read, records a master of this
 	// ledger seen with replicas (see verifyRan). Under replicasMu.
 	anyHold bool
@@ -872,7 +878,7 @@ func (e *TooFewReplicasError) Error() string {
 		who += " " + e.Master
 	}
 	if e.HadReplicas {
-		return fmt.Sprintf("%s reports %d connected replicas, having reported %d before (a replica stopped, lagging or cut off could be promoted without the writes it missed; or this master was cut off while one was promoted): the write was not sent; writes resume once the replicas re-attach (after removing a replica for good, delete the key %s and restart the workers and producers, or set ORDERWORKER_MIN_REPLICAS=0)", who, e.Have, e.Want, replicatedKey)
+		return fmt.Sprintf("%s reports %d connected replicas, having reported %d before (a replica stopped, lagging or cut off could be promoted without the writes it missed; or this master was cut off while one was promoted): the write was not sent; writes resume once the replicas re-attach (after removing a replica for good, or a failover that lost one for good, delete the key %s: running workers and producers drop the hold within seconds; or set ORDERWORKER_MIN_REPLICAS=0)", who, e.Have, e.Want, replicatedKey)
 	}
 	return fmt.Sprintf("%s reports %d connected replicas, fewer than the %d required (ORDERWORKER_MIN_REPLICAS): the write was not sent", who, e.Have, e.Want)
 }
@@ -932,16 +938,21 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 		return fmt.Errorf("read how many replicas the master was seen with (%s): %w", replicatedKey, err)
 	}
 	l.recordReadAt = time.Now()
+	if len(all) > 0 {
+		l.keySeen = true
+	} else if l.keySeen {
+		// The record was there and is gone: an operator deleted it
+		// (a replica removed for good, a failover that lost one), or
+		// Redis lost its data. This process's hold goes with it, as
+		// every other's does, without a restart; what the master is
+		// seen with from now on is recorded afresh.
+		l.keySeen, l.anyHold = false, false
+		l.hadReplicas, l.hadCount, l.recorded = "", 0, ""
+	}
 	if c := recordedCount(all[l.replid]); c > 0 {
 		l.saw(l.replid, c)
 	} else if all[l.replid] == "" {
 		c := restartedFrom(all, l.replid, l.replid2)
-		if l.hadReplicas == l.replid {
-			// Restarted since this process saw it with replicas
-			// (noteMaster kept that hold; its record not written, or
-			// written by a version that did not name the last master).
-			c = max(c, l.hadCount)
-		}
 		if last := all[lastMasterField]; c > 0 || last != "" && last != l.replid {
 			// Recorded for every process: held to what it was
 			// before (restarted), or named the last master even
@@ -1010,19 +1021,18 @@ func recordedCount(v string) int64 {
 }
 
 // noteMaster sets the master last read: replid, replid2 its
-// master_replid and master_replid2. A master read under a new id that was
-// never promoted (replid2 zeros: restarted, or its backlog freed after
-// repl-backlog-ttl) keeps the hold this process had on the master read
-// before, as restartedFrom holds it for every process; any other new
-// master (a replica promoted) starts afresh here, held to what the record
-// holds for it (readRecorded). replicasMu is held.
+// master_replid and master_replid2. A new id is held to what the record
+// holds for it (readRecorded, read again before the next durable write),
+// which a restarted master inherits from the master last recorded
+// (restartedFrom, recordReplicasScript), not to what this process saw of
+// the master before: the process may have missed a promotion (no write,
+// and the promoted master without replicas), and carried the lost
+// master's hold to the promoted one when its id changed again (a
+// black-box run: writes refused until an operator acted). replicasMu is
+// held.
 func (l *Ledger) noteMaster(replid, replid2 string) {
-	if replid != l.replid && l.hadReplicas != "" && l.hadReplicas != replid {
-		if zeroID(replid2) && l.hadReplicas == l.replid {
-			l.hadReplicas = replid // hadCount kept
-		} else {
-			l.hadReplicas, l.hadCount = "", 0
-		}
+	if replid != l.replid {
+		l.recordReadAt = time.Time{}
 	}
 	l.replid, l.replid2 = replid, replid2
 }
@@ -1099,7 +1109,7 @@ func (l *Ledger) sawReplicas(replid string, n int64) {
 		defer l.replicasMu.Unlock()
 		l.recording = false
 		if err == nil {
-			l.recorded = rec
+			l.recorded, l.keySeen = rec, true
 			if got > count && l.hadReplicas == replid {
 				// Inherited (a master restarted): held to it here
 				// too at once, not at the next read of the record.
@@ -1174,10 +1184,13 @@ func (l *Ledger) WatchReplicas(ctx context.Context) error {
 	if strings.Contains(info, "role:slave") {
 		return nil
 	}
-	replid := infoField(info, "master_replid")
+	replid, replid2 := infoField(info, "master_replid"), infoField(info, "master_replid2")
 	n := syncedReplicas(info)
-	if replid == "" || n == 0 {
+	if replid == "" {
 		return nil
+	}
+	if n == 0 {
+		return l.namePromoted(ctx, replid, replid2)
 	}
 	l.replicasMu.Lock()
 	if replid == l.replid {
@@ -1190,9 +1203,38 @@ func (l *Ledger) WatchReplicas(ctx context.Context) error {
 	// moving to a promoted one, a proxy): recorded for every process,
 	// this process's own hold on the master it writes to left as it is;
 	// its writes read the record when they come to this master.
-	if err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, n, infoField(info, "master_replid2")).Err(); err != nil {
+	if err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, n, replid2).Err(); err != nil {
 		return fmt.Errorf("record the master's replicas: %w", err)
 	}
+	return nil
+}
+
+// namePromoted records a promoted master (replid2, the id it had before,
+// not zeros) that has no replica, once per id and process: named the
+// master last recorded, with none seen, so that when its id changes again
+// without a promotion (its backlog freed after repl-backlog-ttl, a
+// restart) it is held to what it is seen with, not to what the master it
+// replaced was. Unrecorded (no write reached it: an idle hour, or
+// min-replicas-to-write refusing every write), it was taken for a restart
+// of that master and held to a replica it cannot have (a black-box run:
+// writes refused until an operator acted). A master never promoted
+// (replid2 zeros, a single Redis) is not written to.
+func (l *Ledger) namePromoted(ctx context.Context, replid, replid2 string) error {
+	if replid2 == "" || zeroID(replid2) {
+		return nil
+	}
+	l.replicasMu.Lock()
+	done := l.named == replid
+	l.replicasMu.Unlock()
+	if done {
+		return nil
+	}
+	if err := recordReplicasScript.Run(ctx, l.rdb, []string{replicatedKey}, replid, 0, replid2).Err(); err != nil {
+		return fmt.Errorf("record the promoted master: %w", err)
+	}
+	l.replicasMu.Lock()
+	l.named = replid
+	l.replicasMu.Unlock()
 	return nil
 }
 
