@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -11,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +24,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/orderworker/orderworker/internal/jsonscan"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -306,7 +310,19 @@ func (a *ordersAdmin) decodeAction(w http.ResponseWriter, r *http.Request, v any
 		writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send the body as JSON (Content-Type: application/json)"})
 		return false
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		return false
+	}
+	if msg := strictKeys(body, v); msg != "" {
+		// encoding/json takes the last of a key given twice and a key
+		// in any case: a proxy or an audit log reading the first
+		// "as" would see another decision than the one recorded.
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + msg})
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
@@ -317,6 +333,32 @@ func (a *ordersAdmin) decodeAction(w http.ResponseWriter, r *http.Request, v any
 		return false
 	}
 	return true
+}
+
+// strictKeys refuses a JSON object body (for the struct v points to) that
+// gives a key twice, or a key that is not one of v's field names as
+// written (encoding/json matches them in any case): "" when it does
+// neither, or is not an object (decoding reports that).
+func strictKeys(body []byte, v any) string {
+	if key, found, valid := jsonscan.DuplicateKey(body); valid && found {
+		return fmt.Sprintf("key %q given twice", providers.Truncate(providers.HidePhones(key), 64))
+	}
+	members, ok := jsonscan.Members(body)
+	if !ok {
+		return ""
+	}
+	names := map[string]bool{}
+	t := reflect.TypeOf(v).Elem()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names[name] = true
+	}
+	for _, m := range members {
+		if !names[string(m.Key)] {
+			return fmt.Sprintf("unknown field %q (the fields are %s, in lower case)", providers.Truncate(providers.HidePhones(string(m.Key)), 64), strings.Join(slices.Sorted(maps.Keys(names)), ", "))
+		}
+	}
+	return ""
 }
 
 // resolveBody is the body of POST .../resolve.

@@ -280,6 +280,11 @@ func TestOrdersAPI(t *testing.T) {
 		{"cross-site", jsonType, `{"as":"errored","note":"n","by":"x"}`, []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
 		{"another origin", jsonType, `{"as":"errored","note":"n","by":"x"}`, []string{"Origin", "https://evil.example"}, http.StatusForbidden},
 		{"an unknown field", jsonType, `{"as":"errored","note":"n","by":"x","force":true}`, nil, http.StatusBadRequest},
+		// A key given twice, or in another case, is refused: encoding/json
+		// takes the last and any case, so a proxy or an audit log reading
+		// the first would see another decision (a black-box run).
+		{"a key given twice", jsonType, `{"as":"absent","note":"n","by":"x","as":"errored"}`, nil, http.StatusBadRequest},
+		{"a key in another case", jsonType, `{"As":"errored","note":"n","by":"x"}`, nil, http.StatusBadRequest},
 		{"no note", jsonType, `{"as":"errored","by":"x"}`, nil, http.StatusBadRequest},
 		{"no name", jsonType, `{"as":"errored","note":"n"}`, nil, http.StatusBadRequest},
 		{"a placeholder id", jsonType, `{"as":"paid","provider_order_id":"0","note":"n","by":"x"}`, nil, http.StatusBadRequest},
