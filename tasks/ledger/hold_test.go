@@ -471,40 +471,60 @@ func TestIdleProcessNamesThePromotedMaster(t *testing.T) {
 
 // An operator who deletes the record of the replicas seen (a replica
 // removed for good) frees the hold of every running process at its next
-// read of the record, without a restart.
+// read of the record, without a restart: also of a process that reads it
+// only after another process recorded the master afresh (a black-box run:
+// one process freed, another held until restarted).
 func TestDeletedRecordFreesTheHoldWithoutARestart(t *testing.T) {
 	t.Parallel()
 	m := taskstest.StartRedis(t, nil)
 	m.AttachReplica(t)
 	gone := m.AttachReplica(t)
-	l := ledger.New(m.Client(t), nil)
-	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D1"}, []byte(`{}`), "h"); err != nil {
-		t.Fatalf("Claim with two replicas = %v", err)
-	}
 	replid := masterReplid(t, m)
-	for end := time.Now().Add(5 * time.Second); m.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", replid).Val() != "2"; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("the master was not recorded with two replicas: %v", m.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+	for _, afresh := range []bool{false, true} {
+		l := ledger.New(m.Client(t), nil)
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D1"}, []byte(`{}`), "h"); err != nil && !errors.Is(err, ledger.ErrNotDurable) {
+			t.Fatalf("Claim = %v", err)
 		}
-	}
-	gone.Stop()
-	var few *ledger.TooFewReplicasError
-	if err := beginUntilRefused(l, ledger.Ref{Provider: "tencent", OrderNo: "D1"}); !errors.As(err, &few) {
-		t.Fatalf("Begin with one of two replicas = %v, want TooFewReplicasError", err)
-	}
-	if err := m.Client(t).Del(ctx, "orderworker:{ledger}:replicated").Err(); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if err = l.CheckWritable(ctx); err == nil || time.Now().After(end) {
-			break
+		if afresh {
+			// Recorded with two by l before the replica stopped.
+			if err := m.Client(t).HSet(ctx, "orderworker:{ledger}:replicated", replid, "2", "last", replid).Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if err != nil {
-		t.Fatalf("CheckWritable after the record was deleted = %v, want writable without a restart", err)
-	}
-	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D2"}, []byte(`{}`), "h"); err != nil {
-		t.Errorf("Claim after the record was deleted = %v", err)
+		for end := time.Now().Add(5 * time.Second); m.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", replid).Val() != "2"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("the master was not recorded with two replicas: %v", m.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+			}
+		}
+		if !afresh {
+			gone.Stop()
+		}
+		var few *ledger.TooFewReplicasError
+		if err := beginUntilRefused(l, ledger.Ref{Provider: "tencent", OrderNo: "D1"}); !errors.As(err, &few) {
+			t.Fatalf("Begin with one of two replicas = %v, want TooFewReplicasError", err)
+		}
+		if err := m.Client(t).Del(ctx, "orderworker:{ledger}:replicated").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if afresh {
+			// Another process, its hold dropped, records the master
+			// with what it sees now before l reads the record.
+			if err := m.Client(t).HSet(ctx, "orderworker:{ledger}:replicated", replid, "1", "last", replid).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if err = l.CheckWritable(ctx); err == nil || time.Now().After(end) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("CheckWritable after the record was deleted (recorded afresh by another: %v) = %v, want writable without a restart", afresh, err)
+		}
+		if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D2-" + strconv.FormatBool(afresh)}, []byte(`{}`), "h"); err != nil {
+			t.Errorf("Claim after the record was deleted (recorded afresh by another: %v) = %v", afresh, err)
+		}
+		m.Client(t).Del(ctx, "orderworker:{ledger}:replicated")
 	}
 }

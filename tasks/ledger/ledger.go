@@ -418,6 +418,11 @@ type Ledger struct {
 	// named: the promoted master namePromoted last recorded. Under
 	// replicasMu.
 	named string
+	// confirmed: the master and count (replid/count) replicatedKey was
+	// last found, read or written, to hold this process's hold at:
+	// found lower since, it was lowered by someone (readRecorded).
+	// Under replicasMu.
+	confirmed string
 	// keySeen: replicatedKey was read with fields, or written, since
 	// the process started or last found it gone. Under replicasMu.
 	keySeen bool
@@ -947,10 +952,22 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 		// every other's does, without a restart; what the master is
 		// seen with from now on is recorded afresh.
 		l.keySeen, l.anyHold = false, false
-		l.hadReplicas, l.hadCount, l.recorded = "", 0, ""
+		l.hadReplicas, l.hadCount, l.recorded, l.confirmed = "", 0, "", ""
+	}
+	held := l.replid + "/" + strconv.FormatInt(l.hadCount, 10)
+	if l.hadReplicas == l.replid && l.hadCount > 0 && l.confirmed == held && recordedCount(all[l.replid]) < l.hadCount {
+		// The record held this process's count for the master and now
+		// holds less: someone lowered it (an operator deleted the key,
+		// and another process recorded the master afresh before this
+		// one read it gone), as a record is never lowered otherwise.
+		// This process's hold goes with it.
+		l.hadReplicas, l.hadCount, l.recorded, l.confirmed = "", 0, "", ""
 	}
 	if c := recordedCount(all[l.replid]); c > 0 {
 		l.saw(l.replid, c)
+		if c >= l.hadCount {
+			l.confirmed = l.replid + "/" + strconv.FormatInt(l.hadCount, 10)
+		}
 	} else if all[l.replid] == "" {
 		c := restartedFrom(all, l.replid, l.replid2)
 		if last := all[lastMasterField]; c > 0 || last != "" && last != l.replid {
@@ -1110,6 +1127,9 @@ func (l *Ledger) sawReplicas(replid string, n int64) {
 		l.recording = false
 		if err == nil {
 			l.recorded, l.keySeen = rec, true
+			if l.hadReplicas == replid && l.hadCount <= max(count, got) {
+				l.confirmed = replid + "/" + strconv.FormatInt(l.hadCount, 10)
+			}
 			if got > count && l.hadReplicas == replid {
 				// Inherited (a master restarted): held to it here
 				// too at once, not at the next read of the record.
