@@ -1155,9 +1155,6 @@ func (l *Ledger) setReplicas(n, acked int64, replid, replid2 string) {
 	defer l.replicasMu.Unlock()
 	l.replicas.Store(n)
 	l.replicasAt = time.Now()
-	if replid != l.replid {
-		l.recordReadAt = time.Time{}
-	}
 	l.noteMaster(replid, replid2)
 	switch {
 	case n > 0 && replid != "":
