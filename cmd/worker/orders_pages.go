@@ -247,6 +247,7 @@ type orderPage struct {
 	Error      string
 	CanResolve bool
 	CanPaid    bool // the order may be resolved paid
+	PaidID     bool // resolving it paid names the provider's order id (its provider gives one)
 	CanAbsent  bool // the order may be resolved absent
 	CanRedrive bool
 	NoAction   string
@@ -313,6 +314,7 @@ func (a *ordersAdmin) showOrder(w http.ResponseWriter, r *http.Request, ref ledg
 	// A queued or submitting order may be resolved errored only, while
 	// no create of it may have been received (Record.Resolvable).
 	d.CanPaid = rec.Resolvable(ledger.ResolvePaid)
+	d.PaidID = d.CanPaid && a.ops.HasOrderIDs(ref.Provider)
 	d.CanAbsent = rec.Resolvable(ledger.ResolveAbsent)
 	d.CanResolve = d.CanPaid || d.CanAbsent || rec.Resolvable(ledger.ResolveErrored)
 	d.CanRedrive = rec.State == ledger.StateErrored && !rec.MayHaveBeenCreated()

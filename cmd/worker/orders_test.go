@@ -495,6 +495,16 @@ func TestOrdersPagesForms(t *testing.T) {
 	if pending := getPage("A-P1"); !strings.Contains(pending, `id="resolve"`) || strings.Contains(pending, `<option value="absent">`) {
 		t.Errorf("a pending order's page: want the resolve form without absent\n%s", pending)
 	}
+	// Resolving paid names the provider's order id, but for a provider
+	// whose orders have none (Tencent): Resolve refuses one there, so the
+	// form offers no field for it.
+	if unknown := string(body); !strings.Contains(unknown, `name="provider_order_id"`) {
+		t.Errorf("an Aliyun order's resolve form has no provider order id field")
+	}
+	f.settle("tencent", "T-Q2", ledger.SetUnknown("timeout after sending").WithMayExist(true))
+	if tencent := getPage("tencent/T-Q2"); !strings.Contains(tencent, `<option value="paid">`) || strings.Contains(tencent, `name="provider_order_id"`) {
+		t.Errorf("an unknown Tencent order's page: want paid offered without a provider order id field\n%s", tencent)
+	}
 	// A pending order found by matching: absent is offered (the matched
 	// order may be another's).
 	client := asynq.NewClient(asynq.RedisClientOpt{Addr: f.rs.Addr})

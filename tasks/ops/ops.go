@@ -114,6 +114,11 @@ func (o *Orders) known(ref ledger.Ref) bool { return slices.Contains(o.set.Names
 // Providers lists the provider names, in the registry's order.
 func (o *Orders) Providers() []string { return o.set.Names() }
 
+// HasOrderIDs reports whether the named provider gives each order an id
+// of its own: an order of one that does not is resolved paid without one
+// (Resolve refuses an id for it).
+func (o *Orders) HasOrderIDs(provider string) bool { return o.set.HasOrderIDs(provider) }
+
 // UsageError is a filter or an argument that cannot be used as given.
 type UsageError struct{ Msg string }
 
