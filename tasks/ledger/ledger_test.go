@@ -2200,8 +2200,9 @@ func TestResolveErroredBeforeItIsMade(t *testing.T) {
 	if b, err := l.Begin(ctx, f, ledger.BeginArgs{Token: "run"}); err != nil || !b.Record.InflightMarked {
 		t.Fatalf("Begin a create: %+v, %v", b, err)
 	}
-	if _, err := l.Resolve(ctx, f, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); !errors.As(err, &refused) {
-		t.Errorf("errored with a create in flight: %v, want refused", err)
+	if _, err := l.Resolve(ctx, f, ledger.ResolveArgs{As: ledger.ResolveErrored, Note: "n", By: "ann"}); !errors.As(err, &refused) ||
+		!strings.Contains(err.Error(), "a create of which may have reached the provider") {
+		t.Errorf("errored with a create in flight: %v, want refused, saying a create may have reached the provider", err)
 	}
 	// Its create ended in doubt: unknown, looked up first; errored is
 	// then a decision about what the provider holds, after the listing lag.

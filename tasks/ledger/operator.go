@@ -275,7 +275,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 	case cur.State == StatePaid || cur.State == StateErrored:
 		return nil, &RefusedError{fmt.Sprintf("the order is %s already", cur.State)}
 	case !resolvable(cur, a.As):
-		return nil, &RefusedError{notResolvable(a.As, cur.State)}
+		return nil, &RefusedError{notResolvable(a.As, cur.State, cur.MayHaveBeenCreated())}
 	case cur.State == StatePending && a.As == ResolveAbsent && matchedAbsentRefusal(cur) != "":
 		return nil, &RefusedError{matchedAbsentRefusal(cur)}
 	case otherIDRefusal(cur, a) != "":
@@ -308,7 +308,7 @@ func (l *Ledger) Resolve(ctx context.Context, ref Ref, a ResolveArgs) (*Record, 
 		return nil, &RefusedError{reason}
 	}
 	if !resolvable(rec, a.As) {
-		return refuse(notResolvable(a.As, stateBefore(rec)))
+		return refuse(notResolvable(a.As, stateBefore(rec), rec.MayHaveBeenCreated()))
 	}
 	// A pending order resolved absent was found by matching (checked
 	// again under the lease): the id it holds is another's. So is the
@@ -552,7 +552,12 @@ func matchedAbsentRefusal(rec *Record) string {
 	return ""
 }
 
-func notResolvable(as Resolution, s State) string {
+// notResolvable is why as is no decision for an order in state s; created:
+// a create of it may have been received (Record.MayHaveBeenCreated).
+func notResolvable(as Resolution, s State, created bool) string {
+	if created && as == ResolveErrored && (s == StateQueued || s == StateSubmitting) {
+		return fmt.Sprintf("errored is refused for an order in state %s a create of which may have reached the provider (one is in flight, or an earlier one was never answered): ending it now could leave an order made at the provider with no record of it; the worker looks it up and moves it on by itself, and once it is unknown or pending a person may decide", s)
+	}
 	return fmt.Sprintf("%s is not a decision for an order in state %s (unknown: paid, absent or errored; pending: paid or errored, or absent for one found by matching; queued or submitting: errored, while no create of it may have been received)", as, s)
 }
 
