@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/internal/redisrisk"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
@@ -185,6 +186,12 @@ Serve flags:
 		log.Warn("this server has no ORDERWORKER_DATA_KEY while the ledger's workers have one: it takes new orders with their params in clear, and answers a resend of an order sealed by another producer 503; give it the producers' key")
 	}
 	cancel()
+	// The Redis settings that can lose orders this server answers
+	// enqueued (an eviction policy, persistence, replicas its writes do
+	// not wait for), as the workers check them: logged at start and when
+	// they change (a failover promotes a replica configured otherwise).
+	risks := redisRisks(rdb, getenv, log)
+	risks.Check(ctx)
 	if len(tokens) == 0 {
 		log.Warn("the API is open: no token is needed (-open)")
 	}
@@ -194,6 +201,7 @@ Serve flags:
 	// never created (devmode.Watch).
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
+	go risks.Watch(runCtx, riskEvery)
 	go func() {
 		if err := devmode.Watch(runCtx, rdb, false); err != nil {
 			log.Error(err.Error())
@@ -227,4 +235,18 @@ Serve flags:
 	}
 	log.Info("api stopped")
 	return exitOK
+}
+
+// riskEvery is how often the server reads the Redis masters' settings
+// again (redisRisks).
+var riskEvery = time.Minute
+
+// redisRisks watches the settings of the Redis masters rdb writes to that
+// can lose orders (redisrisk), with this server's durable-writes settings
+// (already checked by newLedger).
+func redisRisks(rdb redis.UniversalClient, getenv func(string) string, log *slog.Logger) *redisrisk.Watcher {
+	d, minReplicas, _ := ledgerpkg.ParseDurable(getenv("ORDERWORKER_DURABLE_WRITES"), getenv("ORDERWORKER_MIN_REPLICAS"))
+	_, cluster := rdb.(*redis.ClusterClient)
+	return redisrisk.New(rdb, redisrisk.Options{Replicated: d == ledgerpkg.DurableAuto, Persistence: true,
+		Unheld: redisrisk.UnheldBy(d, minReplicas, cluster), Who: "server"}, log)
 }

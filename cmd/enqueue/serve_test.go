@@ -436,3 +436,36 @@ func TestServeWithoutAKeyBesideKeyedWorkersWarns(t *testing.T) {
 		t.Errorf("a keyless server beside keyed workers did not warn:\n%s", logs)
 	}
 }
+
+// The server answers orders enqueued on the same Redis the workers use, so
+// it warns of the settings that can lose them as the workers do: replicas
+// its writes do not wait for (its own ORDERWORKER_DURABLE_WRITES=off,
+// whatever the workers' settings), and persistence that may take back
+// what it acknowledged.
+func TestServeWarnsOfRedisSettingsThatCanLoseOrders(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	rs.AttachReplica(t)
+	env := map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_API_TOKENS": "a-token-long-enough-1234"}
+	_, stop, logs := startServeLogs(t, env, "-log-format", "json")
+	stop()
+	if strings.Contains(logs.String(), "do not wait for, or do not hold the master to") || strings.Contains(logs.String(), "may take back writes") {
+		t.Errorf("durable writes on, AOF with appendfsync always: warned\n%s", logs)
+	}
+	env["ORDERWORKER_DURABLE_WRITES"] = "off"
+	_, stop, logs = startServeLogs(t, env, "-log-format", "json")
+	stop()
+	if !strings.Contains(logs.String(), "Redis has replicas that this server's writes do not wait for") ||
+		!strings.Contains(logs.String(), `"replication":"ORDERWORKER_DURABLE_WRITES=off"`) {
+		t.Errorf("ORDERWORKER_DURABLE_WRITES=off beside a replica: no warning naming it\n%s", logs)
+	}
+	delete(env, "ORDERWORKER_DURABLE_WRITES")
+	if err := rs.Client(t).ConfigSet(context.Background(), "appendonly", "no").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, stop, logs = startServeLogs(t, env, "-log-format", "json")
+	stop()
+	if !strings.Contains(logs.String(), "may take back writes it acknowledged") {
+		t.Errorf("no AOF: no persistence warning\n%s", logs)
+	}
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/internal/redisrisk"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
@@ -248,8 +249,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// replica configured otherwise); -dev's embedded Redis keeps nothing
 	// on purpose.
 	_, cluster := rdb.(*redis.ClusterClient)
-	risks := newRedisRisks(rdb, cfg.Durable == ledgerpkg.DurableAuto, !cfg.Dev, unheldBy(cfg.Durable, cfg.MinReplicas, cluster), log)
-	risks.check(ctx)
+	risks := redisrisk.New(rdb, redisrisk.Options{Replicated: cfg.Durable == ledgerpkg.DurableAuto, Persistence: !cfg.Dev,
+		Unheld: redisrisk.UnheldBy(cfg.Durable, cfg.MinReplicas, cluster), Who: "worker"}, log)
+	risks.Check(ctx)
 	reg.MustRegister(risks)
 	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {
 		var masters atomic.Int64 // the callbacks run at once
@@ -265,7 +267,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// servers (webhooks, reconciler, -dev's API and demo) stops with it.
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
-	go risks.watch(runCtx)
+	go risks.Watch(runCtx, riskEvery)
 	// Read before the first order, so that a loss of Redis's data from
 	// now on is noticed at the next order's first create.
 	losses := newLossWatch(ledger, reg, log)
