@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
@@ -526,5 +530,140 @@ func TestDeletedRecordFreesTheHoldWithoutARestart(t *testing.T) {
 			t.Errorf("Claim after the record was deleted (recorded afresh by another: %v) = %v", afresh, err)
 		}
 		m.Client(t).Del(ctx, "orderworker:{ledger}:replicated")
+	}
+}
+
+// infoFrom makes c answer INFO from other: a client whose pool reaches two
+// servers (old connections on the old master, new ones on the new).
+type infoFrom struct{ other *redis.Client }
+
+func (h infoFrom) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h infoFrom) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h infoFrom) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "info" {
+			return h.other.Process(ctx, cmd)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// A watch whose INFO reached the old master and whose script reached the
+// current one (a split: a client whose old connections reach the old
+// master) does not name the old master the last one: the current master,
+// restarted from its AOF with one of its two replicas, inherits its own
+// count (2), not the old master's (1).
+func TestStaleWatchNamesNoOtherMasterLast(t *testing.T) {
+	t.Parallel()
+	old := taskstest.StartRedis(t, nil)
+	old.AttachReplica(t)
+	oldID := masterReplid(t, old)
+
+	m := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	keep := m.AttachReplica(t)
+	lost := m.AttachReplica(t)
+	mc := m.Client(t)
+	// The old master's record, as the promoted one holds it.
+	if err := mc.HSet(ctx, "orderworker:{ledger}:replicated", oldID, "1", "last", oldID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l := ledger.New(mc, nil)
+	if _, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SL0"}, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	watch(t, l) // a busy worker: its watch records through sawReplicas
+	id := masterReplid(t, m)
+	for end := time.Now().Add(10 * time.Second); mc.HGet(ctx, "orderworker:{ledger}:replicated", id).Val() != "2"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("not recorded with 2: %v", mc.HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+		}
+	}
+	// A stale watch: INFO from the old master, script on the current one.
+	sc := m.Client(t)
+	sc.AddHook(infoFrom{old.Client(t)})
+	if err := ledger.New(sc, nil).WatchReplicas(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mc.HGet(ctx, "orderworker:{ledger}:replicated", "last").Val(); got != id {
+		t.Errorf("after a watch that read the old master: last = %.8s…, want the current master %.8s…", got, id)
+	}
+	lost.Stop()
+	m.Restart(t)
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(m.Client(t).Info(ctx, "replication").Val(), "connected_slaves:1") &&
+			strings.Contains(keep.Client(t).Info(ctx, "replication").Val(), "master_link_status:up") {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("replica did not reconnect")
+		}
+	}
+	time.Sleep(3 * time.Second)
+	var few *ledger.TooFewReplicasError
+	_, err := ledger.New(m.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SL1"}, []byte(`{}`), "h")
+	t.Logf("record after restart: %v", m.Client(t).HGetAll(ctx, "orderworker:{ledger}:replicated").Val())
+	if !errors.As(err, &few) || few.Want != 2 {
+		t.Errorf("Claim on the restarted master with one of its two replicas = %v, want TooFewReplicasError (want 2)", err)
+	}
+}
+
+// A process that saw the master with a replica, and made no write while
+// that replica was promoted (another process named it), carries no hold to
+// the promoted master's next id (its backlog freed: master_replid2 zeros).
+func TestIdleProcessCarriesNoHoldToThePromotedMaster(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	r := m.AttachReplica(t)
+	var addr atomic.Value
+	addr.Store(m.Addr)
+	c := redis.NewClient(&redis.Options{Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr.Load().(string))
+	}, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	p := ledger.New(c, nil)
+	if _, err := p.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "IC1"}, []byte(`{}`), "h"); err != nil {
+		t.Fatal(err)
+	}
+	before := masterReplid(t, m)
+	for end := time.Now().Add(5 * time.Second); r.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", before).Val() != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("not recorded on the replica")
+		}
+	}
+	m.Stop()
+	rc := r.Client(t)
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	promoted := masterReplid(t, r)
+	if err := ledger.New(rc, nil).WatchReplicas(ctx); err != nil { // another process names it
+		t.Fatal(err)
+	}
+	if err := rc.ConfigSet(ctx, "repl-backlog-ttl", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(30 * time.Second); masterReplid(t, r) == promoted; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("kept its id")
+		}
+	}
+	t.Logf("record: %v; replid2 %s", rc.HGetAll(ctx, "orderworker:{ledger}:replicated").Val(), infoOf(t, r, "replication", "master_replid2"))
+	addr.Store(r.Addr)
+	var err error
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err = p.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "IC2"}, []byte(`{}`), "h")
+		t.Logf("claim: %v", err)
+		if errors.Is(err, ledger.ErrNotDurable) {
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "connect") && !strings.Contains(err.Error(), "refused") && !strings.Contains(err.Error(), "EOF") || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("Claim by the process that saw the lost master, on the promoted one (backlog freed) = %v, want it taken", err)
 	}
 }

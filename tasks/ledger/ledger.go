@@ -1071,8 +1071,23 @@ func (l *Ledger) saw(replid string, n int64) {
 // last recorded, as restartedFrom does: whichever process records a
 // restarted master first, and with whatever count, it is held to what it
 // was before (a process recording it from its own sight alone, one
-// replica in sync, freed the hold for all). It returns the count recorded.
+// replica in sync, freed the hold for all). Only the server's own
+// master_replid, as its INFO gives it inside the script, is named the
+// last master or inherits: the process read ARGV[1] on another
+// connection, which during a split may reach another server (the old
+// master, cut off), and a last master naming that one would have this
+// server, restarted, inherit the old master's count rather than its own.
+// Another id's count is still raised (it is what that master was seen
+// with). Where INFO is refused in scripts, ARGV[1] is taken for the
+// server's. It returns the count recorded.
 var recordReplicasScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local own = true
+local ok, info = pcall(redis.call, 'INFO', 'replication')
+if ok and type(info) == 'string' then
+  local id = string.match(info, 'master_replid:(%x+)')
+  if id and id ~= ARGV[1] then own = false end
+end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local function count(s)
   local c = tonumber(s or '0') or 0
@@ -1083,14 +1098,14 @@ end
 local v = count(cur)
 local want = tonumber(ARGV[2])
 local last = redis.call('HGET', KEYS[1], 'last')
-if not cur and string.match(ARGV[3] or '', '^0+$') and last and last ~= ARGV[1] then
+if own and not cur and string.match(ARGV[3] or '', '^0+$') and last and last ~= ARGV[1] then
   want = math.max(want, count(redis.call('HGET', KEYS[1], last)))
 end
 if not cur or v < want then
   v = math.max(v, want)
   redis.call('HSET', KEYS[1], ARGV[1], v)
 end
-if last ~= ARGV[1] then redis.call('HSET', KEYS[1], 'last', ARGV[1]) end
+if own and last ~= ARGV[1] then redis.call('HSET', KEYS[1], 'last', ARGV[1]) end
 return v
 `)
 
