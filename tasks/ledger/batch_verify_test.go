@@ -64,3 +64,49 @@ func TestDurableCallQueuedBeforeTheHoldWasKnownIsChecked(t *testing.T) {
 		t.Errorf("a durable write in a batch whose check failed: err %v, ack %v; want it not acknowledged", unchecked.err, unchecked.ack)
 	}
 }
+
+// Deleting the record of the masters seen with replicas (an operator
+// freeing a hold) frees the hold, not the check of which server ran a
+// write: during a split, a write that reached the cut-off old master on
+// an old connection is still judged by that server (checkRan), not taken
+// for durable because this process's hold was dropped.
+func TestDeletedRecordKeepsWritesChecked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := taskstest.StartRedis(t, nil)
+	m.AttachReplica(t)
+	l := New(m.Client(t), nil)
+	for try := 0; ; try++ {
+		_, err := l.Claim(ctx, Ref{Provider: "tencent", OrderNo: "K1"}, []byte(`{}`), "h")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNotDurable) || try == 20 {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for end := time.Now().Add(5 * time.Second); m.Client(t).HLen(ctx, replicatedKey).Val() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the master was not recorded")
+		}
+	}
+	if err := m.Client(t).Del(ctx, replicatedKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l.replicasMu.Lock()
+	l.recordReadAt = time.Time{}
+	l.keySeen = true
+	err := l.readRecorded(ctx)
+	held := l.hadCount
+	l.replicasMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held != 0 {
+		t.Errorf("after the record was deleted: held to %d, want the hold dropped", held)
+	}
+	if !l.verifyRan() {
+		t.Error("after the record was deleted, writes are no longer checked against the server that ran them")
+	}
+}

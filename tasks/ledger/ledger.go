@@ -950,8 +950,13 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 		// (a replica removed for good, a failover that lost one), or
 		// Redis lost its data. This process's hold goes with it, as
 		// every other's does, without a restart; what the master is
-		// seen with from now on is recorded afresh.
-		l.keySeen, l.anyHold = false, false
+		// seen with from now on is recorded afresh. Writes are still
+		// judged by the server that ran them (verifyRan: anyHold kept,
+		// and set when this process held one), so that during a split
+		// one that reached the cut-off old master is not taken for
+		// durable for want of a hold.
+		l.keySeen = false
+		l.anyHold = l.anyHold || l.hadReplicas != "" && l.hadCount > 0
 		l.hadReplicas, l.hadCount, l.recorded, l.confirmed = "", 0, "", ""
 	}
 	held := l.replid + "/" + strconv.FormatInt(l.hadCount, 10)
