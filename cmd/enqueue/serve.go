@@ -248,5 +248,5 @@ func redisRisks(rdb redis.UniversalClient, getenv func(string) string, log *slog
 	d, minReplicas, _ := ledgerpkg.ParseDurable(getenv("ORDERWORKER_DURABLE_WRITES"), getenv("ORDERWORKER_MIN_REPLICAS"))
 	_, cluster := rdb.(*redis.ClusterClient)
 	return redisrisk.New(rdb, redisrisk.Options{Replicated: d == ledgerpkg.DurableAuto, Persistence: true,
-		Unheld: redisrisk.UnheldBy(d, minReplicas, cluster), Who: "server"}, log)
+		Unheld: redisrisk.UnheldBy(d, minReplicas, cluster), Who: "server", Cluster: cluster, ClusterFloor: minReplicas}, log)
 }

@@ -250,7 +250,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// on purpose.
 	_, cluster := rdb.(*redis.ClusterClient)
 	risks := redisrisk.New(rdb, redisrisk.Options{Replicated: cfg.Durable == ledgerpkg.DurableAuto, Persistence: !cfg.Dev,
-		Unheld: redisrisk.UnheldBy(cfg.Durable, cfg.MinReplicas, cluster), Who: "worker"}, log)
+		Unheld: redisrisk.UnheldBy(cfg.Durable, cfg.MinReplicas, cluster), Who: "worker", Cluster: cluster, ClusterFloor: cfg.MinReplicas}, log)
 	risks.Check(ctx)
 	reg.MustRegister(risks)
 	if cc, ok := rdb.(*redis.ClusterClient); ok && ledger.Shards() == 1 {

@@ -51,6 +51,12 @@ type Options struct {
 	Unheld string
 	// Who names the process in what is logged ("worker", "server").
 	Who string
+	// ClusterFloor is ORDERWORKER_MIN_REPLICAS, the fewest replicas the
+	// writes wait for, which on Redis Cluster is all they are held to
+	// (see ReplicationRisk); read only with Cluster.
+	ClusterFloor int64
+	// Cluster: the client is a Redis Cluster client (ClusterFloor counts).
+	Cluster bool
 }
 
 // New returns a Watcher of the masters rdb writes to, which logs to log.
@@ -82,8 +88,8 @@ func (r *Watcher) Check(ctx context.Context) {
 		for addr, how := range found {
 			now[riskKey{addr, "persistence"}] = how
 		}
-		if r.opts.Unheld != "" {
-			found, unread["replication"] = ReplicationRisk(ctx, r.rdb, r.opts.Unheld)
+		if floor := r.floor(); r.opts.Unheld != "" || floor >= 0 {
+			found, unread["replication"] = ReplicationRisk(ctx, r.rdb, r.opts.Unheld, floor)
 			for addr, how := range found {
 				now[riskKey{addr, "replication"}] = how
 			}
@@ -115,6 +121,11 @@ func (r *Watcher) Check(ctx context.Context) {
 			r.log.Warn("Redis may take back writes it acknowledged when it or its host crashes: an order answered enqueued may be lost, and one whose create was in flight created again; turn on AOF with appendfsync always; with replicas that durable writes wait for, at least never restart a crashed master before its replicas fail over",
 				"redis", k.addr, "persistence", now[k])
 		case "replication":
+			if now[k] == ClusterBelowReplicas {
+				r.log.Warn("Redis Cluster master has more replicas than ORDERWORKER_MIN_REPLICAS, which is all the writes wait for there: a failover to a replica that did not acknowledge the last writes may lose orders answered enqueued, and have one whose create was in flight created again; set ORDERWORKER_MIN_REPLICAS to the replicas each master has on every worker and producer",
+					"redis", k.addr, "replication", now[k])
+				continue
+			}
 			r.log.Warn("Redis has replicas that this "+r.opts.Who+"'s writes do not wait for, or do not hold the master to: a failover may lose orders answered enqueued, and have one whose create was in flight created again; unset ORDERWORKER_DURABLE_WRITES and set ORDERWORKER_MIN_REPLICAS=1 on every worker and producer",
 				"redis", k.addr, "replication", now[k])
 		}
@@ -138,6 +149,15 @@ func (r *Watcher) Watch(ctx context.Context, d time.Duration) {
 			r.Check(ctx)
 		}
 	}
+}
+
+// floor is ReplicationRisk's floor: Options.ClusterFloor on Redis
+// Cluster, else -1.
+func (r *Watcher) floor() int64 {
+	if !r.opts.Cluster {
+		return -1
+	}
+	return max(r.opts.ClusterFloor, 0)
 }
 
 // Risk is what the last check saw of risk kind ("eviction", "persistence",
@@ -268,7 +288,13 @@ func UnheldBy(durable ledger.Durability, minReplicas int64, cluster bool) string
 // Options.Unheld): what unheld says (not how many, which would log the
 // risk again at each change). One whose INFO cannot be read is left out,
 // its address in the second map.
-func ReplicationRisk(ctx context.Context, c redis.UniversalClient, unheld string) (map[string]string, map[string]bool) {
+//
+// floor is, on Redis Cluster, the fewest replicas writes wait for
+// (ORDERWORKER_MIN_REPLICAS; -1 elsewhere): no master is held there to the
+// most it was seen with, so one with more replicas than the floor is a
+// risk too (ClusterBelowReplicas): a write that reached the floor's
+// replicas is lost when another of its replicas is promoted.
+func ReplicationRisk(ctx context.Context, c redis.UniversalClient, unheld string, floor int64) (map[string]string, map[string]bool) {
 	out, unread := map[string]string{}, map[string]bool{}
 	eachMaster(ctx, c, func(ctx context.Context, n *redis.Client) {
 		addr := nodeAddr(ctx, n)
@@ -277,14 +303,22 @@ func ReplicationRisk(ctx context.Context, c redis.UniversalClient, unheld string
 			unread[addr] = true
 			return
 		}
-		if strings.Contains(info, "role:master") {
-			if ledger.Replicas(info) > 0 {
-				out[addr] = unheld
-			}
+		if !strings.Contains(info, "role:master") {
+			return
+		}
+		switch n := ledger.Replicas(info); {
+		case n > 0 && unheld != "":
+			out[addr] = unheld
+		case floor >= 0 && n > floor:
+			out[addr] = ClusterBelowReplicas
 		}
 	})
 	return out, unread
 }
+
+// ClusterBelowReplicas is the replication risk of a Redis Cluster master
+// with more replicas than ORDERWORKER_MIN_REPLICAS (ReplicationRisk).
+const ClusterBelowReplicas = "ORDERWORKER_MIN_REPLICAS below the master's replicas on Redis Cluster"
 
 // sentinelAddr is what go-redis names every node of a Sentinel client.
 const sentinelAddr = "FailoverClient"

@@ -222,3 +222,39 @@ func TestUnheldBy(t *testing.T) {
 		}
 	}
 }
+
+// On Redis Cluster no master is held to the most replicas it was seen
+// with: the writes wait for ORDERWORKER_MIN_REPLICAS only. A master with
+// more replicas than that is a risk (a failover to one that did not
+// acknowledge the last writes loses them); one with no more is not.
+func TestClusterMasterWithMoreReplicasThanTheFloorIsARisk(t *testing.T) {
+	t.Parallel()
+	c := taskstest.StartCluster(t, &taskstest.ClusterOptions{Masters: 3, ReplicasPerMaster: 2})
+	ctx := context.Background()
+	for _, tt := range []struct {
+		floor int64
+		want  string
+	}{{1, ClusterBelowReplicas}, {2, ""}} {
+		var logs syncBuffer
+		r := New(c.Client(t), Options{Replicated: true, Persistence: true, Who: "worker", Cluster: true, ClusterFloor: tt.floor},
+			slog.New(slog.NewTextHandler(&logs, nil)))
+		r.Check(ctx)
+		for _, addr := range c.MasterAddrs() {
+			if got := r.Risk(addr, "replication"); got != tt.want {
+				t.Errorf("floor %d, master %s with 2 replicas: risk %q, want %q", tt.floor, addr, got, tt.want)
+			}
+		}
+		if warned := strings.Contains(logs.String(), "set ORDERWORKER_MIN_REPLICAS to the replicas each master has"); warned != (tt.want != "") {
+			t.Errorf("floor %d: warned %v:\n%s", tt.floor, warned, logs.String())
+		}
+	}
+	// Not on a Redis that is no cluster, whatever the floor.
+	rs := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	rs.AttachReplica(t)
+	rs.AttachReplica(t)
+	r := New(rs.Client(t), Options{Replicated: true, Persistence: true, Who: "worker", ClusterFloor: 1}, slog.New(slog.NewTextHandler(&syncBuffer{}, nil)))
+	r.Check(ctx)
+	if got := r.Risk(rs.Addr, "replication"); got != "" {
+		t.Errorf("no cluster, floor 1, 2 replicas: risk %q, want none (the master is held to the most it was seen with)", got)
+	}
+}
