@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/orderworker/orderworker/internal/rebind"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 )
@@ -202,7 +203,15 @@ func problemSummary(p *tasks.Problems, known []string) string {
 // it carries the token as a bearer token or as a basic-auth password.
 func requireToken(token providers.Secret, next http.Handler) http.Handler {
 	if token == "" {
-		return next
+		// Anyone who reaches the address may: not a web page whose name
+		// was pointed at it (rebind).
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if rebind.Refused(r) {
+				http.Error(w, rebind.Reason("ORDERWORKER_MONITORING_TOKEN"), http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
 	}
 	want := []byte(token.Reveal())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -106,6 +106,44 @@ func TestMonitoringRefusesCrossSiteActions(t *testing.T) {
 	}
 }
 
+// Without a token, the admin pages answer anyone who reaches the address,
+// but not a browser sent by a web page whose name was pointed at it (DNS
+// rebinding: Origin and Host that name, same-origin), which would drive
+// the Orders pages' actions and read them; by an IP address or localhost,
+// and from clients that are no browser (Prometheus scraping by a service
+// name), they answer.
+func TestTokenlessAdminRefusesAReboundName(t *testing.T) {
+	t.Parallel()
+	served := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	h := adminHandler(prometheus.NewRegistry(), func() error { return nil }, http.HandlerFunc(served), http.HandlerFunc(served), "")
+	browser := func(host string) map[string]string {
+		return map[string]string{"Origin": "http://" + host, "Sec-Fetch-Site": "same-origin"}
+	}
+	for _, tt := range []struct {
+		method, host, path string
+		header             map[string]string
+		want               int
+	}{
+		{http.MethodPost, "evil.example:9090", "/api/orders/tencent/T1/resolve", browser("evil.example:9090"), http.StatusForbidden},
+		{http.MethodGet, "evil.example:9090", "/orders/", map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}, http.StatusForbidden},
+		{http.MethodPost, "evil.example:9090", "/monitoring/api/queues/orders:pause", browser("evil.example:9090"), http.StatusForbidden},
+		{http.MethodPost, "127.0.0.1:9090", "/api/orders/tencent/T1/resolve", browser("127.0.0.1:9090"), http.StatusNoContent},
+		{http.MethodGet, "localhost:8080", "/orders/", map[string]string{"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"}, http.StatusNoContent},
+		{http.MethodPost, "worker:9090", "/api/orders/tencent/T1/resolve", nil, http.StatusNoContent}, // curl, a script
+		{http.MethodGet, "worker:9090", "/metrics", nil, http.StatusOK},
+	} {
+		r := httptest.NewRequest(tt.method, "http://"+tt.host+tt.path, nil)
+		for k, v := range tt.header {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tt.want {
+			t.Errorf("%s %s%s %v: status %d, want %d (%s)", tt.method, tt.host, tt.path, tt.header, w.Code, tt.want, w.Body)
+		}
+	}
+}
+
 // The dashboard's payload view: a payload it cannot read is a placeholder
 // (a producer may have written anything in it), and personal data is
 // masked whatever JSON value holds it and however deep.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/rebind"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -222,6 +223,12 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 			// needs no preflight).
 			if err := h.sameSite.Check(r); err != nil {
 				problem(w, http.StatusForbidden, "a browser's cross-site request: refused, since this API runs without tokens")
+				return
+			}
+			if rebind.Refused(r) {
+				// A page whose name was pointed at this address (DNS
+				// rebinding) passes the check above as same-origin.
+				problem(w, http.StatusForbidden, rebind.Reason("ORDERWORKER_API_TOKENS"))
 				return
 			}
 			next(w, r)

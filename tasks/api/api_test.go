@@ -1172,6 +1172,41 @@ func TestOpenAPIRefusesCrossSiteBrowserRequests(t *testing.T) {
 			t.Errorf("a refused request recorded %s", no)
 		}
 	}
+	// DNS rebinding: a page whose name now resolves to this address
+	// sends as its own origin (Origin and Host that name, same-origin):
+	// refused, as the API runs without tokens. By its IP address, or by
+	// a name from a client that is no browser, it is served.
+	_, port, _ := net.SplitHostPort(host)
+	rebound := func(no, name string, hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", e.url+"/v1/orders", bytes.NewReader(tencentOrder(no, 1)))
+		req.Host = name + ":" + port
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := ownClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden && !strings.Contains(string(body), "DNS rebinding") {
+			t.Errorf("a rebound request's refusal does not say why: %s", body)
+		}
+		return resp.StatusCode
+	}
+	if got := rebound("CS-R1", "evil.example", map[string]string{"Origin": "http://evil.example:" + port, "Sec-Fetch-Site": "same-origin"}); got != http.StatusForbidden {
+		t.Errorf("open API, a browser's request by a rebound name: %d; want 403", got)
+	}
+	if rec, _ := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "CS-R1"}); rec != nil {
+		t.Error("a request by a rebound name recorded its order")
+	}
+	if got := rebound("CS-R2", "localhost", map[string]string{"Origin": "http://localhost:" + port, "Sec-Fetch-Site": "same-origin"}); got != http.StatusCreated {
+		t.Errorf("open API, a browser's request by localhost: %d; want 201", got)
+	}
+	if got := rebound("CS-R3", "api", nil); got != http.StatusCreated {
+		t.Errorf("open API, a producer's request by a service name: %d; want 201", got)
+	}
 	// With tokens, a request carrying one is served, browser or not.
 	te := setup(t, nil)
 	req, _ := http.NewRequest("POST", te.url+"/v1/orders", bytes.NewReader(tencentOrder("CS-T", 1)))
