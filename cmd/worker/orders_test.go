@@ -286,6 +286,7 @@ func TestOrdersAPI(t *testing.T) {
 		{"a key given twice", jsonType, `{"as":"absent","note":"n","by":"x","as":"errored"}`, nil, http.StatusBadRequest},
 		{"a key in another case", jsonType, `{"As":"errored","note":"n","by":"x"}`, nil, http.StatusBadRequest},
 		{"no note", jsonType, `{"as":"errored","by":"x"}`, nil, http.StatusBadRequest},
+		{"an unknown decision", jsonType, `{"as":"bogus","note":"n","by":"x"}`, nil, http.StatusBadRequest},
 		{"no name", jsonType, `{"as":"errored","note":"n"}`, nil, http.StatusBadRequest},
 		{"a placeholder id", jsonType, `{"as":"paid","provider_order_id":"0","note":"n","by":"x"}`, nil, http.StatusBadRequest},
 		{"another order's id", jsonType, `{"as":"paid","provider_order_id":"PO-OWNED","note":"n","by":"x"}`, nil, http.StatusConflict},

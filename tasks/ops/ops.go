@@ -330,7 +330,8 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	}
 	action := "resolve_" + string(a.As)
 	if !slices.Contains(Actions, action) {
-		return Resolved{}, &ledger.RefusedError{Reason: fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
+		// Bad input, as a note too long is: no order's state refuses it.
+		return Resolved{}, &UsageError{fmt.Sprintf("unknown decision %q: want paid, absent or errored", a.As)}
 	}
 	if err := checkText(a.Note, a.By); err != nil {
 		return Resolved{}, err

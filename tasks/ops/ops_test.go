@@ -147,10 +147,10 @@ func TestActionsAreObserved(t *testing.T) {
 	if _, err := o.Resolve(ctx, q, ops.ResolveArgs{As: ledger.ResolveAbsent, Note: "n", By: "ann"}); !errors.As(err, &refused) {
 		t.Errorf("resolve absent of a queued order: %v, want refused", err)
 	}
-	if _, err := o.Resolve(ctx, u, ops.ResolveArgs{As: "maybe", Note: "n", By: "ann"}); !errors.As(err, &refused) {
-		t.Errorf("an unknown decision: %v, want refused", err)
-	}
 	var usage *ops.UsageError
+	if _, err := o.Resolve(ctx, u, ops.ResolveArgs{As: "maybe", Note: "n", By: "ann"}); !errors.As(err, &usage) {
+		t.Errorf("an unknown decision: %v, want a usage error (bad input, answered 400)", err)
+	}
 	if _, err := o.Resolve(ctx, u, ops.ResolveArgs{As: ledger.ResolveErrored, Note: strings.Repeat("x", ops.MaxNote+1), By: "ann"}); !errors.As(err, &usage) {
 		t.Errorf("a note too long: %v, want a usage error", err)
 	}
