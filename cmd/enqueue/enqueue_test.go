@@ -506,7 +506,7 @@ func TestEnqueueRefusesNonPositiveFlags(t *testing.T) {
 	t.Parallel()
 	rs := taskstest.StartRedis(t, nil)
 	for _, args := range [][]string{
-		{"-timeout", "0"}, {"-timeout", "-1s"},
+		{"-timeout", "0"}, {"-timeout", "-1s"}, {"-queue", " "}, {"-queue", "orders\t"},
 		{"serve", "-open", "-max-wait", "-1s"}, {"serve", "-open", "-max-batch-bytes", "-5"}, {"serve", "-open", "-max-batch-orders", "0"},
 	} {
 		code, out, errs := runCLI(t, rs.URL(), good+"\n", args...)

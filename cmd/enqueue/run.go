@@ -124,6 +124,10 @@ Flags:
 		fmt.Fprintf(stderr, "enqueue: -timeout %s: want a positive duration like 10s\n", *timeout)
 		return exitError
 	}
+	if err := tasks.CheckQueue(queue); err != nil {
+		fmt.Fprintf(stderr, "enqueue: queue %q (ORDERWORKER_QUEUE or -queue): %v\n", queue, err)
+		return exitError
+	}
 	if rest := fs.Args(); len(rest) == 0 || rest[0] != "serve" {
 		// serve logs them, in its log's format.
 		for _, m := range settings.UnknownHere() {

@@ -341,6 +341,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	if err := tasks.CheckQueue(c.Queue); err != nil {
+		return nil, fmt.Errorf("queue %q (ORDERWORKER_QUEUE or -queue): %w", c.Queue, err)
+	}
 	if c.Demo && !c.Dev {
 		return nil, errors.New("-demo needs -dev")
 	}

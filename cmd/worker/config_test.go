@@ -58,6 +58,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{map[string]string{"ORDERWORKER_POLL_INTERVAL": "1ns"}, nil, []string{"ORDERWORKER_POLL_INTERVAL", "1ns", "at least 10ms"}},
 		{nil, []string{"-poll-interval", "9ms"}, []string{"-poll-interval", "9ms", "at least 10ms"}},
 		{nil, []string{"-dev-redis", "redis://127.0.0.1:1/0"}, []string{"-dev-redis needs -dev"}},
+		// A queue of spaces is no unset one: its orders would wait where
+		// no worker of the right spelling serves.
+		{map[string]string{"ORDERWORKER_QUEUE": " "}, nil, []string{"ORDERWORKER_QUEUE", "space"}},
+		{nil, []string{"-queue", "orders "}, []string{"-queue", "space"}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "many"}, nil, []string{`ORDERWORKER_DEQUEUERS="many"`, "auto or a positive integer"}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "0"}, nil, []string{`ORDERWORKER_DEQUEUERS="0"`}},
 		{map[string]string{"ORDERWORKER_DEQUEUERS": "5", "ORDERWORKER_CONCURRENCY": "4"}, nil, []string{"ORDERWORKER_DEQUEUERS=5", "concurrency (4)"}},

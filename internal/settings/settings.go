@@ -170,7 +170,9 @@ func (m Misspelled) Args() []any {
 // if at most a few: a quarter of the length of what follows the name's
 // prefix (up to its first underscore), at least one (ORDERWORKER_QUEU is
 // ORDERWORKER_QUEUE; ORDERWORKER_DEBUG is no ORDERWORKER_QUEUE; REDIS_URI
-// is REDIS_URL; REDIS_USER is none). The first such on a tie. A known name
+// is REDIS_URL; REDIS_USER is none), or a known name that begins with it
+// and an underscore (UNICLOUD_ACCESS_KEY is UNICLOUD_ACCESS_KEY_ID). The
+// first such on a tie. A known name
 // without the prefix (REDIS_URL, a provider's TENCENT_APP_KEY) is compared
 // with name without it too: ORDERWORKER_REDIS_URL is REDIS_URL.
 func closest(name string, known []string) string {
@@ -182,6 +184,11 @@ func closest(name string, known []string) string {
 		d := Distance(name, k)
 		if !strings.HasPrefix(k, Prefix) {
 			d = min(d, Distance(bare, k))
+		}
+		if strings.HasPrefix(k, name+"_") {
+			// A name cut short at an underscore: UNICLOUD_ACCESS_KEY
+			// for UNICLOUD_ACCESS_KEY_ID, however much is cut.
+			d = min(d, 1)
 		}
 		if d < bestD {
 			best, bestD = k, d
@@ -239,7 +246,7 @@ var own = []Var{
 	{"ORDERWORKER_DURABLE_WRITES", "auto", "auto: claims, in-flight marks and outcomes wait for every replica the Redis master has (WAIT) before they count; off: they do not (a failover may lose the last writes)"},
 	{"ORDERWORKER_MIN_REPLICAS", "auto", "with durable writes auto, the fewest replicas each of those writes must reach: a master reporting fewer refuses them unsent (orders wait, enqueues fail). auto: those the master reports, and at least as many as the master was ever seen with (so that no write counts while a replica a failover could promote lacks it); N: at least N, and at least as many as seen; 0: those the master reports, never held to more. Set it to 1 on a replicated deployment"},
 	{"ORDERWORKER_RATE_LIMITS", "", "requests per second per provider, shared by all workers: tencent=20:40,aliyun=10 (rate[:burst])"},
-	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off)"},
+	{"ORDERWORKER_BREAKER_FAILURES", "5", "consecutive provider-down results that open a provider's circuit breaker (0 turns breakers off, and the adaptive rate after throttling with them)"},
 	{"ORDERWORKER_BREAKER_COOLDOWN", "30s", "how long an open breaker holds orders back before a trial call"},
 	{"ORDERWORKER_LOG_LEVEL", "info", "debug, info, warn, error"},
 	{"ORDERWORKER_LOG_FORMAT", "json", "json or text"},

@@ -32,6 +32,7 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		"TENCENT_APP_SECRT=s",
 		"UNICLOUD_CREATE_OVERUN=1m",
 		"UNICLOUD_REGION=r",
+		"UNICLOUD_ACCESS_KEY=k", // cut short
 		"REDISURL=redis://x", // no prefix of ours
 	}
 	got := Unknown(environ)
@@ -48,6 +49,7 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		{Name: "REDIS_ULR", Like: "REDIS_URL"},
 		{Name: "REDIS_URI", Like: "REDIS_URL"},
 		{Name: "TENCENT_APP_SECRT", Like: "TENCENT_APP_SECRET"},
+		{Name: "UNICLOUD_ACCESS_KEY", Like: "UNICLOUD_ACCESS_KEY_ID"},
 		{Name: "UNICLOUD_CREATE_OVERUN", Like: "UNICLOUD_CREATE_OVERRUN"},
 	}
 	if !reflect.DeepEqual(got, want) {

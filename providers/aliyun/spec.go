@@ -42,7 +42,7 @@ func Spec() providers.Spec {
 		Sensitive: sensitiveParams(),
 		Settings: []providers.Setting{
 			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "Aliyun IoT Living API gateway base URL", Check: providers.CheckBaseURL},
-			{Name: EnvAppKey, Required: true, Help: "Aliyun cloud AppKey (provider disabled without it)"},
+			{Name: EnvAppKey, Required: true, Help: "Aliyun cloud AppKey (with ALIYUN_APP_SECRET and ALIYUN_PROJECT_ID: the provider is disabled without all three)"},
 			{Name: EnvAppSecret, Required: true, Secret: true, Help: "Aliyun cloud AppSecret"},
 			{Name: EnvProjectID, Required: true, Help: "Aliyun project for cloudToken"},
 			{Name: EnvAutoPay, Default: "false", Help: "pay pending Aliyun orders with /order/pay", Check: providers.CheckBool},

@@ -28,7 +28,7 @@ func Spec() providers.Spec {
 		Example: json.RawMessage(`{"CustomerId":"Customer100001","ItemId":"D-FireInsurance2020","ItemVNO":"FireBusiness","ItemNum":2}`),
 		Settings: []providers.Setting{
 			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "Tencent IoT Explorer base URL", Check: providers.CheckBaseURL},
-			{Name: EnvAppKey, Required: true, Help: "Tencent AppKey (provider disabled without it)"},
+			{Name: EnvAppKey, Required: true, Help: "Tencent AppKey (with TENCENT_APP_SECRET: the provider is disabled without both)"},
 			{Name: EnvAppSecret, Required: true, Secret: true, Help: "Tencent AppSecret"},
 		},
 		Parse: Parse,

@@ -31,7 +31,7 @@ func Spec() providers.Spec {
 		Example: json.RawMessage(`{"azoneId":"cn-tianjin-yfb1","componentCode":"nas.onestor","dataEncryption":0,"instanceName":"demo-nas","orderCategory":"NEW","payType":"DAY_MONTH_USAGE","projectId":"rg-k0n2gf8ew1pd","regionId":"cn-tianjin-yfb","renewType":"manualrenew","rentCount":1,"rentUnit":"month","specificationCode":"nas.capacity.nfs","unit":"GB","vpc":"vpc-g2gmswxtthml"}`),
 		Settings: []providers.Setting{
 			{Name: EnvEndpoint, Default: DefaultEndpoint, Help: "UniCloud OpenAPI base URL", Check: providers.CheckBaseURL},
-			{Name: EnvAccessKeyID, Required: true, Help: "UniCloud AccessKeyId (provider disabled without it)"},
+			{Name: EnvAccessKeyID, Required: true, Help: "UniCloud AccessKeyId (with UNICLOUD_ACCESS_KEY_SECRET: the provider is disabled without both)"},
 			{Name: EnvAccessKeySecret, Required: true, Secret: true, Help: "UniCloud AccessKeySecret"},
 			{Name: EnvTakeMatched, Default: "false", Help: "take an order found only by matching the listing's instance names after an uncertain create for ours, paid, instead of holding it for a person (only when nothing but the workers creates orders on the account)", Check: providers.CheckBool},
 			{Name: EnvCreateOverrun, Default: "60s", Help: "how long after a create request ended UniCloud may still make the order (the API documents no timeout; its Go SDK waits 60s): a lookup's not-found is believed only once ORDERWORKER_LISTING_LAG has passed after that; 0s when UniCloud confirms it makes no order after answering", Check: providers.CheckDuration},
