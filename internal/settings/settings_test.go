@@ -33,7 +33,7 @@ func TestUnknownNamesWhatNoCommandReads(t *testing.T) {
 		"UNICLOUD_CREATE_OVERUN=1m",
 		"UNICLOUD_REGION=r",
 		"UNICLOUD_ACCESS_KEY=k", // cut short
-		"REDISURL=redis://x", // no prefix of ours
+		"REDISURL=redis://x",    // no prefix of ours
 	}
 	got := Unknown(environ)
 	want := []Misspelled{
