@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/cliflag"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/registry"
@@ -103,10 +104,10 @@ func (c cmdEnv) actionError(err error, ref ledger.Ref) int {
 // parseArgs parses a subcommand's flags wherever they stand among its
 // positional arguments (enqueue resolve tencent O1 -as paid ...) and
 // returns the positional ones. After "--" everything is positional.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+func parseArgs(fs *flag.FlagSet, c cmdEnv, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := cliflag.Parse(fs, args, c.stdout, c.stderr); err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -122,10 +123,9 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 // subUsage sets a subcommand's usage text.
-func subUsage(fs *flag.FlagSet, w io.Writer, text string) {
-	fs.SetOutput(w)
+func subUsage(fs *flag.FlagSet, text string) {
 	fs.Usage = func() {
-		fmt.Fprint(w, text+"\nFlags:\n")
+		fmt.Fprint(fs.Output(), text+"\nFlags:\n")
 		fs.PrintDefaults()
 	}
 }
@@ -144,7 +144,7 @@ func parseFailed(err error) int {
 // page: {"next_cursor":"..."}.
 func list(ctx context.Context, c cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("enqueue list", flag.ContinueOnError)
-	subUsage(fs, c.stderr, `Usage:
+	subUsage(fs, `Usage:
   enqueue [flags] list [-state S] [-provider P] [-older-than D] [-limit N] [-cursor C]
 
 Prints orders as JSON lines, newest first by when they entered their state,
@@ -156,7 +156,7 @@ on stderr is {"next_cursor":"..."}: run again with -cursor to read them.
 	olderThan := fs.Duration("older-than", 0, "only orders that entered their state at least this long ago (15m, 2h)")
 	limit := fs.Int("limit", 50, "orders per page, 1 to 1000")
 	cursor := fs.String("cursor", "", "the next page of an earlier listing (its next_cursor)")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseArgs(fs, c, args)
 	if err != nil {
 		return parseFailed(err)
 	}

@@ -18,7 +18,7 @@ import (
 // when any was refused.
 func redrive(ctx context.Context, c cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("enqueue redrive", flag.ContinueOnError)
-	subUsage(fs, c.stderr, `Usage:
+	subUsage(fs, `Usage:
   enqueue [flags] redrive -state errored [-provider P] [-reason-match TEXT] [-older-than D] [-dry-run] [-by NAME] [-note TEXT]
 
 Moves errored orders that surely created nothing at the provider back to
@@ -36,7 +36,7 @@ was refused.
 	dryRun := fs.Bool("dry-run", false, "list what would be re-driven; change nothing")
 	by := fs.String("by", "", "who re-drives, recorded in each order's history (default: the operating system's user name; a service account such as root or nonroot is recorded as such, with a warning)")
 	note := fs.String("note", "", "why (recorded in each order's history)")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseArgs(fs, c, args)
 	if err != nil {
 		return parseFailed(err)
 	}

@@ -17,7 +17,7 @@ import (
 // settle and prints the record after, as one JSON line with its history.
 func resolve(ctx context.Context, c cmdEnv, args []string) int {
 	fs := flag.NewFlagSet("enqueue resolve", flag.ContinueOnError)
-	subUsage(fs, c.stderr, `Usage:
+	subUsage(fs, `Usage:
   enqueue [flags] resolve PROVIDER ORDER_NO -as paid|absent|errored [-provider-order-id ID] -note TEXT -by NAME
 
 Records what you found at the provider about an order the worker cannot settle
@@ -36,7 +36,7 @@ when the decision is not legal for the order as it stands.
 	providerOrderID := fs.String("provider-order-id", "", "with -as paid: the provider's id of the order")
 	note := fs.String("note", "", "why: what you found at the provider (required)")
 	by := fs.String("by", "", "who decides (required)")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseArgs(fs, c, args)
 	if err != nil {
 		return parseFailed(err)
 	}

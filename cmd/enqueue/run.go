@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/cliflag"
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
@@ -65,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage:
+		fmt.Fprint(fs.Output(), `Usage:
   enqueue [flags] [FILE ...]           enqueue orders (JSON) from files, or stdin when none or "-"
   enqueue [flags] -provider P -order-no N -params '{...}'
   enqueue [flags] status PROVIDER ORDER_NO
@@ -87,15 +88,15 @@ exit 1 when an action is refused, with the reason.
 Flags:
 `)
 		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\nEnvironment (flags override it):\n")
+		fmt.Fprintf(fs.Output(), "\nEnvironment (flags override it):\n")
 		for _, e := range settings.Enqueue() {
 			def := e.Default
 			if def == "" {
 				def = "-"
 			}
-			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.Name, e.Help, def)
+			fmt.Fprintf(fs.Output(), "  %-32s %s (default %s)\n", e.Name, e.Help, def)
 		}
-		fmt.Fprintf(stderr, "\n%s\n", settings.EnqueueAlso)
+		fmt.Fprintf(fs.Output(), "\n%s\n", settings.EnqueueAlso)
 	}
 	redisURL := getenv("REDIS_URL")
 	if redisURL == "" {
@@ -114,7 +115,7 @@ Flags:
 	params := fs.String("params", "", "single order: params as a JSON object")
 	timeout := fs.Duration("timeout", 10*time.Second, "Redis timeout per batch of orders, and for each other wait on Redis")
 	dev := fs.Bool("dev", false, "use worker -dev's Redis ("+devmode.RedisURL+", or -redis-url; REDIS_URL is ignored), refused unless it holds the -dev marker; seal with -dev's data key unless ORDERWORKER_DATA_KEY is set")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
@@ -187,7 +188,7 @@ Flags:
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "status" {
 		if statusHelp(rest) {
-			fmt.Fprint(stderr, `Usage: enqueue [flags] status PROVIDER ORDER_NO
+			fmt.Fprint(stdout, `Usage: enqueue [flags] status PROVIDER ORDER_NO
 
 Prints the order's record as indented JSON, with its attempt history, params
 masked (opened with ORDERWORKER_DATA_KEY when set, else shown sealed). Exits 1
@@ -202,7 +203,7 @@ when there is no such order, 2 on a usage or infrastructure error.
 		return status(ctx, redisOpt, rest[1], rest[2], *timeout, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "serve" {
-		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stderr)
+		return serve(ctx, rest[1:], redisOpt, queue, *timeout, getenv, stdout, stderr)
 	}
 	if len(rest) > 0 && rest[0] == "webhooks" {
 		return webhooks(ctx, rest[1:], redisOpt, *timeout, getenv, stdout, stderr)

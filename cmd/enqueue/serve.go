@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/cliflag"
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
 	"github.com/orderworker/orderworker/internal/redisrisk"
@@ -26,7 +27,7 @@ import (
 )
 
 // serve runs the HTTP API for producers (package api) until ctx ends.
-func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queue string, timeout time.Duration, getenv func(string) string, stderr io.Writer) int {
+func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queue string, timeout time.Duration, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("enqueue serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := cmp.Or(getenv(settings.APIAddr.Name), settings.APIAddr.Default)
@@ -38,7 +39,7 @@ func serve(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, queu
 	logFormat := fs.String("log-format", cmp.Or(getenv("ORDERWORKER_LOG_FORMAT"), "text"), "text or json (ORDERWORKER_LOG_FORMAT)")
 	logLevel := fs.String("log-level", cmp.Or(getenv("ORDERWORKER_LOG_LEVEL"), "info"), "debug, info, warn or error (ORDERWORKER_LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: enqueue [flags] serve [serve flags]
+		fmt.Fprint(fs.Output(), `Usage: enqueue [flags] serve [serve flags]
 
 Serves the HTTP API for producers until SIGINT or SIGTERM. These carry
 Authorization: Bearer TOKEN, one of ORDERWORKER_API_TOKENS (comma-separated;
@@ -52,7 +53,7 @@ Serve flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}

@@ -384,7 +384,7 @@ func TestServeStopsWhenItsRedisGetsTheDevMarker(t *testing.T) {
 // the others.
 func TestServeHelpNamesTheTokenlessEndpoints(t *testing.T) {
 	t.Parallel()
-	_, _, help := runCLI(t, nowhere, "", "serve", "-h")
+	_, help, _ := runCLI(t, nowhere, "", "serve", "-h")
 	need, free, ok := strings.Cut(help, "These need no token:")
 	if !ok {
 		t.Fatalf("serve -h does not say which endpoints need no token:\n%s", help)

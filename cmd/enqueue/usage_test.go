@@ -43,14 +43,15 @@ func TestEveryHelpExitsZero(t *testing.T) {
 		took := time.Since(start)
 		if args[0] != "-h" && args[0] != "serve" { // enqueue -dev serve is refused as such
 			// -dev does not look for its Redis first either.
-			if code, _, errs := runCLI(t, nowhere, "", append([]string{"-dev"}, args...)...); code != exitOK || !strings.Contains(errs, "Usage") {
-				t.Errorf("enqueue -dev %v: exit %d, stderr %q; want 0 and the usage", args, code, errs)
+			if code, out, _ := runCLI(t, nowhere, "", append([]string{"-dev"}, args...)...); code != exitOK || !strings.Contains(out, "Usage") {
+				t.Errorf("enqueue -dev %v: exit %d, stdout %q; want 0 and the usage", args, code, out)
 			}
 		}
-		if code != exitOK || out != "" || !strings.Contains(errs, "Usage") {
-			t.Errorf("enqueue %v: exit %d, stdout %q, stderr %q; want 0 and the usage on stderr", args, code, out, errs)
+		// Asked for, help goes to standard output (enqueue -h | grep).
+		if code != exitOK || errs != "" || !strings.Contains(out, "Usage") {
+			t.Errorf("enqueue %v: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout", args, code, out, errs)
 		}
-		if strings.Contains(errs, "help requested") {
+		if strings.Contains(out+errs, "help requested") {
 			t.Errorf("enqueue %v: stderr %q shows the flag package's error", args, errs)
 		}
 		if took > 500*time.Millisecond {
@@ -276,9 +277,9 @@ func TestProducerWithoutPingStillEnqueues(t *testing.T) {
 // -h shows REDIS_URL as the -redis-url default with its password hidden.
 func TestHelpHidesTheRedisPassword(t *testing.T) {
 	t.Parallel()
-	code, _, errs := runCLI(t, "redis://:Pw-In-Help-7@127.0.0.1:1/0", "", "-h")
-	if code != exitOK || strings.Contains(errs, "Pw-In-Help-7") || !strings.Contains(errs, "redis://:xxxxx@127.0.0.1:1/0") {
-		t.Errorf("enqueue -h: exit %d, stderr %q; want the URL with its password hidden", code, errs)
+	code, out, errs := runCLI(t, "redis://:Pw-In-Help-7@127.0.0.1:1/0", "", "-h")
+	if code != exitOK || strings.Contains(out+errs, "Pw-In-Help-7") || !strings.Contains(out, "redis://:xxxxx@127.0.0.1:1/0") {
+		t.Errorf("enqueue -h: exit %d, stdout %q; want the URL with its password hidden", code, out)
 	}
 }
 
@@ -311,10 +312,10 @@ func TestWebhooksRefusesWhatItCannotRun(t *testing.T) {
 // one who runs only enqueue.
 func TestHelpListsTheEnvironment(t *testing.T) {
 	t.Parallel()
-	code, _, errs := runCLI(t, nowhere, "", "-h")
-	_, env, ok := strings.Cut(errs, "\nEnvironment (flags override it):\n")
+	code, out, _ := runCLI(t, nowhere, "", "-h")
+	_, env, ok := strings.Cut(out, "\nEnvironment (flags override it):\n")
 	if code != exitOK || !ok {
-		t.Fatalf("enqueue -h: exit %d, no Environment section:\n%s", code, errs)
+		t.Fatalf("enqueue -h: exit %d, no Environment section:\n%s", code, out)
 	}
 	listed := map[string]bool{}
 	for _, line := range strings.Split(env, "\n") {

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/orderworker/orderworker/internal/cliflag"
 	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
@@ -53,14 +54,14 @@ func webhooks(ctx context.Context, args []string, redisOpt asynq.RedisConnOpt, t
 	fs := flag.NewFlagSet("enqueue webhooks "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, webhooksUsage)
-		fmt.Fprintln(stderr, "\nFlags:")
+		fmt.Fprint(fs.Output(), webhooksUsage)
+		fmt.Fprintln(fs.Output(), "\nFlags:")
 		fs.PrintDefaults()
 	}
 	endpoint := fs.String("endpoint", "", "endpoint id, URL, or index (the alerts' endpoint label)")
 	limit := fs.Int64("limit", 1000, "most failed events listed per endpoint")
 	all := fs.Bool("all", false, "every failed event of the endpoint")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}

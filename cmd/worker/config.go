@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/orderworker/orderworker/internal/cliflag"
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
@@ -141,7 +142,7 @@ func (c *config) redisWhere() string {
 }
 
 // parseConfig reads the environment through getenv, then flags from args.
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+func parseConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) (*config, error) {
 	vars := envVars()
 	env := func(name string) string {
 		if v := getenv(name); v != "" {
@@ -287,16 +288,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: worker [flags]\n\nProcesses orders until SIGINT or SIGTERM, then drains.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: worker [flags]\n\nProcesses orders until SIGINT or SIGTERM, then drains.\n\nFlags:\n")
 		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\nEnvironment (flags override it):\n")
+		fmt.Fprintf(fs.Output(), "\nEnvironment (flags override it):\n")
 		// ORDERWORKER_API_ADDR too: -dev reads it, to keep clear of it.
 		for _, e := range append(vars[:len(vars):len(vars)], settings.APIAddr) {
 			def := e.Default
 			if def == "" {
 				def = "-"
 			}
-			fmt.Fprintf(stderr, "  %-32s %s (default %s)\n", e.Name, e.Help, def)
+			fmt.Fprintf(fs.Output(), "  %-32s %s (default %s)\n", e.Name, e.Help, def)
 		}
 	}
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: an embedded Redis on "+devmode.RedisAddr+" (never REDIS_URL's, nor its address; enqueue -dev finds it) and built-in provider sandboxes with demo credentials; every provider setting in the environment is ignored (a warning names those set)")
@@ -318,7 +319,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.PollInterval, "poll-interval", c.PollInterval, "idle poll interval (ORDERWORKER_POLL_INTERVAL)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level (ORDERWORKER_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (ORDERWORKER_LOG_FORMAT)")
-	if err := fs.Parse(args); err != nil {
+	if err := cliflag.Parse(fs, args, stdout, stderr); err != nil {
 		return nil, err
 	}
 	// The variable each flag overrides: its bad value is no error then.

@@ -91,10 +91,10 @@ func TestDevIgnoresWhatItDoesNotRead(t *testing.T) {
 		{"ALIYUN_AUTO_PAY": "1"}, {"TENCENT_ENDPOINT": "ftp://x"}, {"ALIYUN_PAGE_BASE": "7"},
 		{"UNICLOUD_CREATE_OVERRUN": "-5s"}, {"ORDERWORKER_WEBHOOK_SECRET": "whsec_abc"},
 	} {
-		if _, err := parseConfig(nil, envFunc(env), io.Discard); err == nil {
+		if _, err := parseConfig(nil, envFunc(env), io.Discard, io.Discard); err == nil {
 			t.Errorf("%v without -dev: accepted, want it refused", env)
 		}
-		cfg, err := parseConfig([]string{"-dev"}, envFunc(env), io.Discard)
+		cfg, err := parseConfig([]string{"-dev"}, envFunc(env), io.Discard, io.Discard)
 		if err != nil {
 			t.Errorf("%v with -dev: %v, want it ignored", env, err)
 			continue
@@ -103,7 +103,7 @@ func TestDevIgnoresWhatItDoesNotRead(t *testing.T) {
 			t.Errorf("%v with -dev: not named among the variables ignored", env)
 		}
 	}
-	cfg, err := parseConfig(nil, envFunc(map[string]string{"ORDERWORKER_SAME_TARGETS": "41126A66FB08D387"}), io.Discard)
+	cfg, err := parseConfig(nil, envFunc(map[string]string{"ORDERWORKER_SAME_TARGETS": "41126A66FB08D387"}), io.Discard, io.Discard)
 	if err != nil || len(cfg.SameTargets) != 1 || cfg.SameTargets[0] != "41126a66fb08d387" {
 		t.Errorf("a fingerprint in upper case: %v, %v; want it taken, as reasons spell it", cfg, err)
 	}
@@ -119,7 +119,7 @@ func TestConfigAcceptsProviderSettings(t *testing.T) {
 		"ORDERWORKER_RETRY_BASE":      "3s", "ORDERWORKER_RETRY_MAX": "3s",
 		"TENCENT_APP_KEY": "k", "TENCENT_APP_SECRET": "s", "ALIYUN_AUTO_PAY": "true",
 	}
-	cfg, err := parseConfig(nil, envFunc(env), io.Discard)
+	cfg, err := parseConfig(nil, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestDevAdminAddrIsLoopback(t *testing.T) {
 		{nil, nil, ":9090"},
 	}
 	for _, tt := range tests {
-		cfg, err := parseConfig(tt.args, envFunc(tt.env), io.Discard)
+		cfg, err := parseConfig(tt.args, envFunc(tt.env), io.Discard, io.Discard)
 		if err != nil {
 			t.Fatalf("parseConfig(%v, %v): %v", tt.args, tt.env, err)
 		}
@@ -170,12 +170,12 @@ func TestDevAdminAddrIsLoopback(t *testing.T) {
 // counts from a re-drive too, and the admin settings cover the Orders pages.
 func TestHelpMatchesTheCode(t *testing.T) {
 	t.Parallel()
-	var stderr syncBuffer
-	if err := run(context.Background(), []string{"-h"}, envFunc(nil), io.Discard, &stderr); err != nil {
+	var out syncBuffer
+	if err := run(context.Background(), []string{"-h"}, envFunc(nil), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	help := map[string]string{}
-	for _, line := range strings.Split(stderr.String(), "\n") {
+	for _, line := range strings.Split(out.String(), "\n") {
 		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[0], "ORDERWORKER_") {
 			help[f[0]] = line
 		}
@@ -250,11 +250,11 @@ func TestWorkerWarnsOfAVariableItDoesNotRead(t *testing.T) {
 func TestHelpHidesTheRedisPassword(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"-h"}, {"-dev", "-h"}} {
-		var stderr syncBuffer
-		if err := run(context.Background(), args, envFunc(map[string]string{"REDIS_URL": "redis://:Pw-In-Help-7@127.0.0.1:1/0"}), io.Discard, &stderr); err != nil {
+		var out syncBuffer
+		if err := run(context.Background(), args, envFunc(map[string]string{"REDIS_URL": "redis://:Pw-In-Help-7@127.0.0.1:1/0"}), &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
-		if s := stderr.String(); strings.Contains(s, "Pw-In-Help-7") || !strings.Contains(s, "redis://:xxxxx@127.0.0.1:1/0") {
+		if s := out.String(); strings.Contains(s, "Pw-In-Help-7") || !strings.Contains(s, "redis://:xxxxx@127.0.0.1:1/0") {
 			t.Errorf("worker %v prints %q; want REDIS_URL with its password hidden", args, s)
 		}
 	}
@@ -267,22 +267,22 @@ func TestHelpHidesTheRedisPassword(t *testing.T) {
 func TestFlagsOverrideABadEnvironment(t *testing.T) {
 	t.Parallel()
 	env := envFunc(map[string]string{"ORDERWORKER_CONCURRENCY": "ten", "ORDERWORKER_RETRY_BASE": "soon"})
-	c, err := parseConfig([]string{"-concurrency", "5", "-retry-base", "2s"}, env, io.Discard)
+	c, err := parseConfig([]string{"-concurrency", "5", "-retry-base", "2s"}, env, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatalf("flags over a bad environment: %v", err)
 	}
 	if c.Concurrency != 5 || c.RetryBase != 2*time.Second {
 		t.Errorf("concurrency %d, retry base %s; want the flags' 5 and 2s", c.Concurrency, c.RetryBase)
 	}
-	_, err = parseConfig([]string{"-concurrency", "5"}, env, io.Discard)
+	_, err = parseConfig([]string{"-concurrency", "5"}, env, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `ORDERWORKER_RETRY_BASE="soon"`) || strings.Contains(err.Error(), "ORDERWORKER_CONCURRENCY") {
 		t.Errorf("a bad variable no flag overrides: %v; want ORDERWORKER_RETRY_BASE named, and only it", err)
 	}
-	var stderr syncBuffer
-	if err := run(context.Background(), []string{"-h"}, env, io.Discard, &stderr); err != nil {
+	var out syncBuffer
+	if err := run(context.Background(), []string{"-h"}, env, &out, io.Discard); err != nil {
 		t.Fatalf("-h with a bad environment: %v", err)
 	}
-	if s := stderr.String(); !strings.Contains(s, "Usage: worker") || !regexp.MustCompile(`-concurrency int\n.*\(default 20\)`).MatchString(s) {
+	if s := out.String(); !strings.Contains(s, "Usage: worker") || !regexp.MustCompile(`-concurrency int\n.*\(default 20\)`).MatchString(s) {
 		t.Errorf("-h with a bad environment printed %q; want the help with the default concurrency", s)
 	}
 }

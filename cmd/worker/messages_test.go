@@ -110,14 +110,14 @@ func TestDevWarnsOfTheSettingsItIgnores(t *testing.T) {
 	}
 	// -admin-addr overrides ORDERWORKER_ADMIN_ADDR as it does without
 	// -dev: not named then; and without any, no warning.
-	cfg, err := parseConfig([]string{"-dev", "-admin-addr", "127.0.0.1:0"}, envFunc(env), io.Discard)
+	cfg, err := parseConfig([]string{"-dev", "-admin-addr", "127.0.0.1:0"}, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if slices.Contains(cfg.DevIgnored, "ORDERWORKER_ADMIN_ADDR") {
 		t.Errorf("with -admin-addr, DevIgnored = %v names ORDERWORKER_ADMIN_ADDR", cfg.DevIgnored)
 	}
-	if cfg, err := parseConfig([]string{"-dev"}, envFunc(map[string]string{"ORDERWORKER_QUEUE": "q"}), io.Discard); err != nil || len(cfg.DevIgnored) != 0 {
+	if cfg, err := parseConfig([]string{"-dev"}, envFunc(map[string]string{"ORDERWORKER_QUEUE": "q"}), io.Discard, io.Discard); err != nil || len(cfg.DevIgnored) != 0 {
 		t.Errorf("DevIgnored without provider settings = %v, %v; want none", cfg.DevIgnored, err)
 	}
 }
@@ -143,7 +143,7 @@ func TestDevSaysWhyItLeavesItsOwnPort(t *testing.T) {
 // disabled with an info line, as before.
 func TestHalfConfiguredProviderWarns(t *testing.T) {
 	t.Parallel()
-	cfg, err := parseConfig(nil, envFunc(map[string]string{"TENCENT_APP_KEY": "k-value-91f2", "ALIYUN_AUTO_PAY": "true"}), io.Discard)
+	cfg, err := parseConfig(nil, envFunc(map[string]string{"TENCENT_APP_KEY": "k-value-91f2", "ALIYUN_AUTO_PAY": "true"}), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,13 +209,13 @@ func TestLogDurations(t *testing.T) {
 // -dev's admin server falls back to a free port, which its log names.
 func TestHelpDocumentsSchemesAndDevFallback(t *testing.T) {
 	t.Parallel()
-	var stderr syncBuffer
-	if err := run(context.Background(), []string{"-h"}, envFunc(nil), io.Discard, &stderr); err != nil {
+	var out syncBuffer
+	if err := run(context.Background(), []string{"-h"}, envFunc(nil), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"redis://", "rediss://", "redis-socket://", "redis-sentinel://", "rediss-sentinel://", "redis-cluster://", "rediss-cluster://",
 		"free loopback port when that one is taken", `"admin server listening" names it`} {
-		if !strings.Contains(stderr.String(), want) {
+		if !strings.Contains(out.String(), want) {
 			t.Errorf("worker -h does not say %q", want)
 		}
 	}

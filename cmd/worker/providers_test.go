@@ -45,7 +45,7 @@ func TestBuildProvidersLimitRequests(t *testing.T) {
 		maps.Copy(env, sb.Env(srv.URL))
 		seen[s.Name] = n
 	}
-	cfg, err := parseConfig(nil, envFunc(env), io.Discard)
+	cfg, err := parseConfig(nil, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestRateLimitedRequestIsThrottling(t *testing.T) {
 	t.Cleanup(srv.Close)
 	env := sb.Env(srv.URL)
 	env["ORDERWORKER_RATE_LIMITS"] = "tencent=0.001:1"
-	cfg, err := parseConfig(nil, envFunc(env), io.Discard)
+	cfg, err := parseConfig(nil, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -298,7 +298,7 @@ func TestWorkerNamesItsRedis(t *testing.T) {
 		{nil, nil, "redis://127.0.0.1:6379/0 (the default: REDIS_URL is not set)"},
 		{[]string{"-redis-url", "redis://:pw@127.0.0.1:1/0"}, map[string]string{"REDIS_URL": "redis://127.0.0.1:2/0"}, "redis://:xxxxx@127.0.0.1:1/0 (-redis-url)"},
 	} {
-		cfg, err := parseConfig(c.args, envFunc(c.env), io.Discard)
+		cfg, err := parseConfig(c.args, envFunc(c.env), io.Discard, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,7 +49,7 @@ func TestWebhookConfig(t *testing.T) {
 		{map[string]string{"ORDERWORKER_WEBHOOK_MAX_AGE": "0"}, []string{"ORDERWORKER_WEBHOOK_MAX_AGE"}},
 		{map[string]string{"ORDERWORKER_WEBHOOK_TIMEOUT": "soon"}, []string{"ORDERWORKER_WEBHOOK_TIMEOUT"}},
 	} {
-		_, err := parseConfig(nil, envFunc(tt.env), io.Discard)
+		_, err := parseConfig(nil, envFunc(tt.env), io.Discard, io.Discard)
 		if err == nil {
 			t.Errorf("parseConfig(%v) = nil error", tt.env)
 			continue
@@ -69,7 +69,7 @@ func TestWebhookConfig(t *testing.T) {
 	}
 	cfg, err := parseConfig(nil, envFunc(map[string]string{
 		"ORDERWORKER_WEBHOOK_URLS": "https://a.example/hook, https://b.example/hook?token=x", "ORDERWORKER_WEBHOOK_SECRET": secret,
-	}), io.Discard)
+	}), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

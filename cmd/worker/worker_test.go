@@ -319,12 +319,12 @@ func TestConfigErrors(t *testing.T) {
 
 func TestHelpListsEveryVariable(t *testing.T) {
 	t.Parallel()
-	var stderr syncBuffer
-	if err := run(context.Background(), []string{"-h"}, envFunc(nil), io.Discard, &stderr); err != nil {
+	var out syncBuffer
+	if err := run(context.Background(), []string{"-h"}, envFunc(nil), &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range envVars() {
-		if !strings.Contains(stderr.String(), e.Name) {
+		if !strings.Contains(out.String(), e.Name) {
 			t.Errorf("-h does not mention %s", e.Name)
 		}
 	}
