@@ -448,3 +448,22 @@ func keyOffTheMarker(cl *taskstest.Cluster, format string) string {
 		}
 	}
 }
+
+// -demo interrupted (Ctrl-C) says so, naming the order it was waiting for;
+// its two minutes run out, it says that instead.
+func TestDemoWaitSaysWhyItStopped(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	ledger := tasks.NewLedger(rs.Client(t))
+	ref := tasks.OrderRef{Provider: "tencent", OrderNo: "DemoWait-1"}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := waitOutcome(ctx, ledger, ref); err == nil || !strings.Contains(err.Error(), "interrupted while order tencent/DemoWait-1 was no record") {
+		t.Errorf("interrupted: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := waitOutcome(ctx, ledger, ref); err == nil || !strings.Contains(err.Error(), "no outcome in time") {
+		t.Errorf("timed out: %v", err)
+	}
+}

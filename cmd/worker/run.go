@@ -517,6 +517,9 @@ func waitOutcome(ctx context.Context, ledger *tasks.Ledger, ref tasks.OrderRef) 
 			if rec != nil {
 				state = string(rec.State)
 			}
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil, fmt.Errorf("interrupted while order %s/%s was %s", ref.Provider, ref.OrderNo, state)
+			}
 			return nil, fmt.Errorf("order %s/%s: no outcome in time (state %s)", ref.Provider, ref.OrderNo, state)
 		case <-time.After(100 * time.Millisecond):
 		}
