@@ -1201,6 +1201,14 @@ func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
 		{"ours in another form", "1000", "1e3", providers.Ambiguous},
 		{"ours in hexadecimal", "0x10", "16", providers.Ambiguous},
 		{"ours past a double's digits", "20261202000000001", "20261202000000000", providers.Ambiguous},
+		{"ours past a double's digits, the double's text", "9007199254740995", "9007199254740996", providers.Ambiguous},
+		{"ours printed to 13 digits", "9007199254740995", "9.007199254741e+15", providers.Ambiguous},
+		{"ours rounded to thousands", "9007199254740995", "9007199254741000", providers.Ambiguous},
+		{"ours long, its leading zeros dropped", "009007199254740995", "9007199254740995", providers.Ambiguous},
+		// A number of more than 15 digits is no form of every other.
+		{"a long number, surely another", "9007199254740995", "123458", providers.NotFound},
+		{"a long number, another near it", "9007199254740995", "9007199254740999", providers.NotFound},
+		{"a huge exponent", "9007199254740995", "1e999999999", providers.Ambiguous},
 		// (An empty page after it, its Total counting the rows read,
 		// shows the listing complete.)
 		{"surely another number", "2026120200001", "2026120200000", providers.NotFound},

@@ -377,20 +377,82 @@ func (l listedOrder) differs(p providers.Params) bool {
 
 // numberMayBe reports whether a listed OrderNo given as a JSON number
 // (listed, its text) that does not read as ours may still be ours written
-// as a number: ours looks like a number, and is not surely another one
-// (both plain integers, ours without a leading zero and of at most 15
-// digits, which a server holding numbers as doubles keeps exactly). A
-// number may drop a leading zero or take another form (1e3, 1.0, a
-// double's rounding).
+// as a number. Ours in a form other than plain digits (1e3, 0x10) may be
+// any number. Ours in plain digits may be listed with a leading zero
+// dropped or in another form (123 for 0123, 1e3 or 1000.0 for 1000: the
+// same value), as a double keeps it (more than 15 digits: the nearest
+// double, 9007199254740996 for 9007199254740995), or rounded to fewer
+// digits than it has, as an encoder of doubles with a set precision prints
+// it (9.007199254741e+15): listed's value within half a unit of its own
+// last digit of ours, trailing zeros of a whole number not counted as
+// digits, when ours has more than 15 or listed is no whole number in
+// plain digits. Any other number is another order's (123458 is no form of
+// 9007199254740995: a black-box run had such orders left for a person).
 func numberMayBe(listed, ours string) bool {
 	_, ferr := strconv.ParseFloat(ours, 64)
 	_, ierr := strconv.ParseInt(ours, 0, 64) // 0x10, 0b10, 0o10: numbers to a JavaScript server
 	if ferr != nil && ierr != nil {
 		return false // "CI-001" is no number's text
 	}
-	plain := func(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
-	exact := plain(ours) && len(ours) <= 15 && (ours == "0" || ours[0] != '0')
-	return !(plain(listed) && exact)
+	if ours == "" || strings.Trim(ours, "0123456789") != "" {
+		return true
+	}
+	if _, e, ok := strings.Cut(strings.ToLower(listed), "e"); ok {
+		if n, err := strconv.Atoi(e); err != nil || n > 400 || n < -400 {
+			return true // no order number's form: not worth the arithmetic
+		}
+	}
+	l, ok := new(big.Rat).SetString(listed)
+	if !ok {
+		return true
+	}
+	o, _ := new(big.Rat).SetString(ours)
+	if l.Cmp(o) == 0 {
+		return true
+	}
+	lf, _ := strconv.ParseFloat(listed, 64)
+	of, _ := strconv.ParseFloat(ours, 64)
+	if lf == of {
+		return true
+	}
+	if plain := listed != "" && strings.Trim(listed, "0123456789") == ""; plain && len(strings.TrimLeft(ours, "0")) <= 15 {
+		// Whole numbers of at most 15 digits: a double keeps ours, and
+		// an encoder prints it whole (one of fewer digits prints a
+		// fraction or an exponent, judged below).
+		return false
+	}
+	diff := new(big.Rat).Sub(l, o)
+	diff.Abs(diff)
+	return diff.Cmp(halfUnit(listed)) <= 0
+}
+
+// halfUnit is half a unit of the last digit a number's text gives (for
+// 9.007199254741e+15, 500; for 1.5, 0.05; for 1200, 50: a whole number's
+// trailing zeros may stand for digits rounded away).
+func halfUnit(text string) *big.Rat {
+	mant, exp := strings.ToLower(strings.TrimLeft(text, "+-")), 0
+	if m, e, ok := strings.Cut(mant, "e"); ok {
+		mant = m
+		exp, _ = strconv.Atoi(e)
+	}
+	if whole, frac, ok := strings.Cut(mant, "."); ok {
+		exp -= len(frac)
+		if strings.Trim(frac, "0") == "" && frac != "" {
+			mant = whole
+			exp += len(frac)
+		} else {
+			mant = whole + frac
+		}
+	}
+	for len(mant) > 1 && strings.HasSuffix(mant, "0") {
+		mant = mant[:len(mant)-1]
+		exp++
+	}
+	unit := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(max(exp, -exp))), nil))
+	if exp < 0 {
+		unit.Inv(unit)
+	}
+	return unit.Mul(unit, big.NewRat(1, 2))
 }
 
 // numDiffers reports whether a listed ItemNum differs from ours: by value
