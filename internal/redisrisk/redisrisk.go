@@ -66,7 +66,7 @@ func New(rdb redis.UniversalClient, opts Options, log *slog.Logger) *Watcher {
 	}
 	return &Watcher{rdb: rdb, opts: opts, log: log, cur: map[riskKey]string{},
 		desc: prometheus.NewDesc("orderworker_redis_config_risk",
-			"1 for each Redis master the "+opts.Who+" writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind), persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover) or replication (the master has replicas, and this "+opts.Who+"'s writes do not wait for them, ORDERWORKER_DURABLE_WRITES=off, or do not hold the master to them, ORDERWORKER_MIN_REPLICAS=0, or on Redis Cluster below 1: a failover may lose acknowledged writes). Read at start and every minute.",
+			"1 for each Redis master the "+opts.Who+" writes to whose settings can lose orders, by risk: eviction (a maxmemory-policy that evicts keys of any kind), persistence (acknowledged writes a crash may take back: no AOF, or AOF without appendfsync always; with replicas that durable writes wait for, when the master is restarted before a failover) or replication (the master has replicas, and this "+opts.Who+"'s writes do not wait for them, ORDERWORKER_DURABLE_WRITES=off, or do not hold the master to them, ORDERWORKER_MIN_REPLICAS=0, or on Redis Cluster below 1 or below the replicas the master has: a failover may lose acknowledged writes). Read at start and every minute.",
 			[]string{"redis", "risk"}, nil)}
 }
 

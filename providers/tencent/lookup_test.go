@@ -1209,6 +1209,13 @@ func TestLookupReadsNumbersAsListedStrings(t *testing.T) {
 		{"a long number, surely another", "9007199254740995", "123458", providers.NotFound},
 		{"a long number, another near it", "9007199254740995", "9007199254740999", providers.NotFound},
 		{"a huge exponent", "9007199254740995", "1e999999999", providers.Ambiguous},
+		// Printed to 15 digits from the double nearest ours (the two
+		// roundings add up), as %.15g and %.14g encoders do.
+		{"ours as a double printed to 15 digits", "61829822385548851", "6.18298223855488e+16", providers.Ambiguous},
+		{"ours as a double printed to 16 digits", "20261202000000014", "2.026120200000002e+16", providers.Ambiguous},
+		// A leading zero: a server may read ours as octal.
+		{"ours with a leading zero read as octal", "0123", "83", providers.Ambiguous},
+		{"a number too long to be a form of ours", "9007199254740995", strings.Repeat("9", 80), providers.Ambiguous},
 		// (An empty page after it, its Total counting the rows read,
 		// shows the listing complete.)
 		{"surely another number", "2026120200001", "2026120200000", providers.NotFound},

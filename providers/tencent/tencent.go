@@ -394,8 +394,14 @@ func numberMayBe(listed, ours string) bool {
 	if ferr != nil && ierr != nil {
 		return false // "CI-001" is no number's text
 	}
-	if ours == "" || strings.Trim(ours, "0123456789") != "" {
+	if ours == "" || strings.Trim(ours, "0123456789") != "" || len(ours) > 1 && ours[0] == '0' {
+		// Another form of number (1e3, 0x10), or one with a leading
+		// zero, which a server may read as octal (0123 as 83): any
+		// number may be it.
 		return true
+	}
+	if len(listed) > 64 {
+		return true // no order number's form: not worth the arithmetic
 	}
 	if _, e, ok := strings.Cut(strings.ToLower(listed), "e"); ok {
 		if n, err := strconv.Atoi(e); err != nil || n > 400 || n < -400 {
@@ -421,9 +427,20 @@ func numberMayBe(listed, ours string) bool {
 		// fraction or an exponent, judged below).
 		return false
 	}
-	diff := new(big.Rat).Sub(l, o)
-	diff.Abs(diff)
-	return diff.Cmp(halfUnit(listed)) <= 0
+	// Rounded to the listed text's digits from ours, or from the double
+	// nearest ours (a server keeping it as a double, printing it to 14 or
+	// 15 digits: the two roundings add up).
+	half := halfUnit(listed)
+	for _, from := range []*big.Rat{o, new(big.Rat).SetFloat64(of)} {
+		if from == nil {
+			continue
+		}
+		diff := new(big.Rat).Sub(l, from)
+		if diff.Abs(diff).Cmp(half) <= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // halfUnit is half a unit of the last digit a number's text gives (for
