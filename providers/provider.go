@@ -53,6 +53,21 @@ type Order struct {
 	// shown while an order was being provisioned) rule this order out in
 	// a lookup from ShownFrom on: it reads it again.
 	ShownFrom time.Time
+	// LastCreate is when the order's last create ended (or, for one whose
+	// run never settled it, when that run's lease ran out), on Now's
+	// clock; zero when no create is known.
+	LastCreate time.Time
+	// Throttled says a not-found from this lookup would be believed only
+	// because every create of the order that may have been received was
+	// answered throttled (the caller holds a not-found of any other
+	// unsure create for a person: UnlistedNotAbsent): a throttle is taken
+	// to have made nothing unless the listing shows the order. A provider
+	// whose listing may show an order under another name than its create
+	// sent does not answer not-found while its window holds an order made
+	// while such a create may have acted (from the first attempt until
+	// LastCreate and the create overrun) that no order of the ledger owns
+	// (Owned): that order may be this one, renamed; it answers Ambiguous.
+	Throttled bool
 	// ListingLag is the listing lag the caller judges orders by: how long
 	// after its create the provider is trusted to show an order as it is.
 	// A provider that remembers what it read of other orders takes what

@@ -540,6 +540,8 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 	o := providers.Order{
 		OrderNo: rec.OrderNo, Params: clear, Parsed: parsed, FirstAttempt: rec.FirstAttemptAt, Now: clk.now(),
 		ShownFrom:       order.ShownFrom(rec, pol),
+		LastCreate:      order.LastCreate(rec),
+		Throttled:       order.BelievedForThrottle(rec, pol),
 		ListingLag:      pol.ListingLag,
 		ProviderOrderID: rec.ProviderOrderID, Known: rec.Known, Matched: rec.Matched,
 		Owned: func(ctx context.Context, id string) (bool, error) {

@@ -193,6 +193,68 @@ func TestThrottledUnicloudCreateIsLookedUpThenCreatedOnce(t *testing.T) {
 	}
 }
 
+// A UniCloud create throttled after the server made the order, in a
+// listing that shows a name outside ASCII as its UTF-8 read byte by byte
+// (as a black-box run's server did; another listed the file system's id):
+// the lookup sees an order made while that create may have acted, under
+// another name, that no order of the ledger owns, which may be this one,
+// and does not believe its not-found: the order stays unknown, made once
+// (every such order was made twice while a throttle was taken for
+// "nothing made" unless the listing showed our name). A throttle that
+// made nothing, beside an order of ours listed as sent and owned, is
+// still believed: the order is created again, once.
+func TestThrottledCreateARenamingListingHidesIsNotMadeTwice(t *testing.T) {
+	t.Parallel()
+	for _, after := range []bool{true, false} {
+		e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1,
+			Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+		sb := unicloudsandbox.New("UKey", "usecret")
+		sb.ThrottleAfterCreate = after
+		sb.ShownName = mojibake
+		addUnicloudWith(t, e, sb, unicloud.Options{})
+		ctx := context.Background()
+		run := func(task *asynq.Task) error {
+			var err error
+			for range 6 {
+				if err = e.handler.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
+					break
+				}
+			}
+			return err
+		}
+		// An order of ours, made and answered, its name in ASCII: listed
+		// as sent, and owned.
+		if err := run(enqueueTask(t, e, unicloudOrder("RN-0", "renamed-nas-zero"))); err != nil {
+			t.Fatalf("throttle after the order was made %v: first order: %v", after, err)
+		}
+		sb.Faults().Script(fault.Throttle)
+		_ = run(enqueueTask(t, e, unicloudOrder("RN-1", "测试盘-renamed-one")))
+		got, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "RN-1"})
+		if n := len(sb.Orders()); n != 2 {
+			t.Errorf("throttle after the order was made %v: %d orders at the provider; want 2 (each order made once)", after, n)
+		}
+		if !after {
+			if got.State != tasks.StatePaid {
+				t.Errorf("throttle before the order was made: %s %q; want created again, paid", got.State, got.Reason)
+			}
+			continue
+		}
+		if got.State != tasks.StateUnknown || !strings.Contains(got.Reason, "listed under another name than its create sent") {
+			t.Errorf("throttle after the order was made: %s %q; want unknown, the lookup saying an order no one owns may be this one renamed", got.State, got.Reason)
+		}
+	}
+}
+
+// mojibake is a sandbox order's instance name as a listing that reads its
+// UTF-8 bytes one by one as characters shows it.
+func mojibake(o unicloudsandbox.Order) string {
+	var b strings.Builder
+	for i := 0; i < len(o.InstanceName); i++ {
+		b.WriteRune(rune(o.InstanceName[i]))
+	}
+	return b.String()
+}
+
 // An Aliyun order whose create may have been received and which order/query
 // does not show once the listing lag has passed is held for a person, not
 // created again: which orders order/query lists is not documented, and one

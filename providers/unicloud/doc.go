@@ -65,7 +65,9 @@
 //     providers.ErrThrottled (no document says a throttle comes before the
 //     order is made: looked up, no failure spent; created again on a
 //     not-found while every create of the order was answered so, see
-//     order.Policy.HoldUnlisted); for the queries, RateLimited, honouring
+//     order.Policy.HoldUnlisted, unless the lookup's window holds an order
+//     made meanwhile, under another name, that no order of the ledger
+//     owns: see providers.Order.Throttled); for the queries, RateLimited, honouring
 //     Retry-After (seconds or a date).
 //   - HTTP 5xx on the queries: Unavailable. Timeouts and resets after the
 //     request was written are classified by providers.Send (Ambiguous for

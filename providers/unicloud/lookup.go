@@ -1223,6 +1223,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			Message: "cannot tell whether other orders with this instance name are being created", Err: providers.Local(err)}
 	}
 	name := p.Str("instanceName")
+	// Orders another name shows, made while a throttled create of ours
+	// may have acted, that no order of the ledger owns: counted only
+	// where a not-found would be believed for a throttle
+	// (providers.Order.Throttled), from when it would be.
+	strangers := newStrangers(o, began, c.overrun)
 	var ours []orderInfo
 	unknown := 0
 	uncertain := 0 // of unknown: our name, but maybe older than our first attempt, or of another category
@@ -1241,7 +1246,8 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			}
 		}
 		if d.Names != nil && matchNames(d.Names, name) == nameOther {
-			continue // another instance's order
+			strangers.note(d) // another instance's order, or ours renamed
+			continue
 		}
 		// An order that could be ours but belongs to another record under
 		// its Id is that record's, whatever its name: never adopted, and
@@ -1335,6 +1341,9 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		case d.Names == nil:
 			unknown++
 		case match == nameOther:
+			if !heldNo {
+				strangers.noteUnowned(d)
+			}
 		case match == namePossible:
 			// A name ours may have been shortened or normalised to (or
 			// from): neither ours nor another's.
@@ -1375,6 +1384,17 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
 			Message: c.clean(msg, 200), Matched: true, Held: held}, nil
+	case len(ours) == 0 && unknown == 0 && strangers.on:
+		unowned, unasked, err := strangers.count(ctx, o)
+		if err != nil {
+			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
+				Message: "cannot tell whether a listed order belongs to another order", Err: providers.Local(err)}
+		}
+		if unowned > 0 || unasked > 0 {
+			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
+				Message: strangersMessage(len(listed), unowned, unasked)}
+		}
+		fallthrough
 	case len(ours) == 0 && unknown == 0:
 		msg := fmt.Sprintf("none of %d orders in the window is this one", len(listed))
 		if others > 0 {
@@ -1394,6 +1414,111 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	}
+}
+
+// strangerMargin widens the span in which an order made may be ours
+// (strangers) on either side, for the provider's clock against the
+// ledger's: far less than the search's margin, since every order it takes
+// in holds a throttled order back.
+const strangerMargin = 2 * time.Minute
+
+// maxStrangers is how many listed orders a lookup asks the ledger about
+// (Order.Owned) to tell whether they may be ours renamed (strangers);
+// past it the rest count as such.
+const maxStrangers = 50
+
+// strangers gathers, for a lookup whose not-found would be believed only
+// because every create of the order that may have been received was
+// answered throttled (providers.Order.Throttled), the listed orders that
+// show another name than ours and were made while such a create may have
+// acted: from the first attempt until the last create's end and the
+// create overrun, each widened by strangerMargin, by any reading of a
+// CreateTime whose zone is not documented (one that cannot be read
+// counts). No document says the listing shows an order under the name its
+// create sent, nor that a throttle comes before the order is made: such
+// an order that no order of the ledger owns may be ours, renamed (a
+// black-box run's server listed the file system's id, or the name's UTF-8
+// read as another code page, and every order whose create it throttled
+// after making it was made twice). The lookup then answers Ambiguous, and
+// the order is looked up again until one shows it, the order is owned, or
+// a person decides.
+type strangers struct {
+	on       bool
+	from, to time.Time
+	unasked  []orderInfo // owner not asked yet
+	unowned  int         // asked, owned by no order
+}
+
+func newStrangers(o providers.Order, began time.Time, overrun time.Duration) *strangers {
+	s := &strangers{on: o.Throttled && (o.ShownFrom.IsZero() || !began.Before(o.ShownFrom))}
+	if !s.on {
+		return s
+	}
+	last := o.LastCreate
+	if last.IsZero() {
+		last = began
+	}
+	s.from = o.FirstAttempt.Add(-strangerMargin)
+	s.to = last.Add(max(overrun, 0) + strangerMargin)
+	return s
+}
+
+// made reports whether d may have been made within the span.
+func (s *strangers) made(d orderInfo) bool {
+	t, _, ok := parseOrderTime(d.CreateTime)
+	if !ok {
+		return true
+	}
+	for _, at := range []time.Time{t.Add(-zoneSlack), t, t.Add(zoneSlack)} {
+		if !at.Before(s.from) && !at.After(s.to) {
+			return true
+		}
+	}
+	return false
+}
+
+// note takes d, listed under another name, whose owner is not asked yet.
+func (s *strangers) note(d orderInfo) {
+	if s.on && s.made(d) {
+		s.unasked = append(s.unasked, d)
+	}
+}
+
+// noteUnowned takes d, listed under another name, owned by no order.
+func (s *strangers) noteUnowned(d orderInfo) {
+	if s.on && s.made(d) {
+		s.unowned++
+	}
+}
+
+// count is how many of the orders taken no order of the ledger owns, and
+// how many were not asked about: the owners of up to maxStrangers of them
+// are asked.
+func (s *strangers) count(ctx context.Context, o providers.Order) (unowned, unasked int, err error) {
+	unowned = s.unowned
+	for i, d := range s.unasked {
+		if i == maxStrangers {
+			return unowned, len(s.unasked) - i, nil
+		}
+		own, err := owner(ctx, o, d.ID, d.OrderNo)
+		if err != nil {
+			return 0, 0, err
+		}
+		if own == notOwned {
+			unowned++
+		}
+	}
+	return unowned, 0, nil
+}
+
+// strangersMessage is a lookup's answer when unowned of the listed orders
+// (and unasked more, not asked about) may be ours renamed (see strangers).
+func strangersMessage(listed, unowned, unasked int) string {
+	which := fmt.Sprintf("%d made while a create of it may have acted belong to no order here", unowned)
+	if unasked > 0 {
+		which = fmt.Sprintf("more than %d made while a create of it may have acted show other names (%d of those asked about belong to no order here)", maxStrangers, unowned)
+	}
+	return fmt.Sprintf("none of %d orders in the window carries this instance name, but %s: one may be this order, listed under another name than its create sent (its creates were answered throttled, which does not prove nothing was made); not guessing", listed, which)
 }
 
 // misnamed returns the id of an order in checked (Order.Listed: one a

@@ -1913,3 +1913,86 @@ func slowListing(t *testing.T) (sb *sandbox.Server, url string, started <-chan s
 	t.Cleanup(release) // before the server closes: cleanups run last first
 	return sb, srv.URL, first, release
 }
+
+// A lookup whose not-found would be believed only because every create of
+// the order that may have been received was answered throttled
+// (providers.Order.Throttled) answers Ambiguous while the window holds an
+// order made while such a create may have acted, under another name, that
+// no order of the ledger owns: no document says the listing shows an order
+// under the name its create sent, nor that a throttle comes before the
+// order is made, and that order may be ours renamed (a black-box run's
+// server listed the file system's id, or the name's UTF-8 read as cp1252,
+// and every order whose create it throttled after making it was made
+// twice). Owned orders, orders made well after the last create and its
+// overrun, and lookups not believed for a throttle are as before.
+func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	at := func(t time.Time) string { return t.In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout) }
+	entry := func(id, name, created string) string {
+		e := fmt.Sprintf(`{"Id":%q,"OrderCategory":"NEW","ProductCategory":"NAS","OrderStatus":"PAID","InstanceName":%q`, id, name)
+		if created != "" {
+			e += fmt.Sprintf(`,"CreateTime":%q`, created)
+		}
+		return e + "}"
+	}
+	first, last := now.Add(-3*time.Minute), now.Add(-150*time.Second)
+	meanwhile := at(now.Add(-160 * time.Second))
+	many := make([]string, maxStrangersForTest+1)
+	for i := range many {
+		many[i] = entry(fmt.Sprint(100+i), fmt.Sprintf("nas-%04x", i), meanwhile)
+	}
+	for _, tt := range []struct {
+		name      string
+		orders    []string
+		owned     []string
+		throttled bool
+		shownFrom time.Time
+		last      time.Time
+		want      providers.Code
+	}{
+		{"renamed, made meanwhile", []string{entry("31", "æµ‹è¯•ç›˜-0001", meanwhile)}, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"the file system's id, made meanwhile", []string{entry("31", "nas-3f9a1c", meanwhile)}, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"no creation time", []string{entry("31", "nas-3f9a1c", "")}, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"owned by another order", []string{entry("31", "nas-3f9a1c", meanwhile)}, []string{"31"}, true, now.Add(-time.Second), last, providers.NotFound},
+		{"not believed for a throttle", []string{entry("31", "nas-3f9a1c", meanwhile)}, nil, false, now.Add(-time.Second), last, providers.NotFound},
+		{"within the listing lag", []string{entry("31", "nas-3f9a1c", meanwhile)}, nil, true, now.Add(time.Minute), last, providers.NotFound},
+		{"made after the create and its overrun", []string{entry("31", "nas-3f9a1c", at(now))}, nil, true, now.Add(-time.Second), now.Add(-10 * time.Minute), providers.NotFound},
+		{"more than can be asked about, all owned", many, ids(many), true, now.Add(-time.Second), last, providers.Ambiguous},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			endpoint, _ := fakeTransaction(t, []string{listing(len(tt.orders), tt.orders...)}, nil)
+			c := client(t, endpoint, unicloud.Options{CreateOverrun: time.Minute})
+			o := order("测试盘-0001")
+			o.FirstAttempt, o.LastCreate, o.Now = first, tt.last, now
+			if tt.last.Before(first) {
+				o.FirstAttempt = tt.last.Add(-time.Minute)
+			}
+			o.ShownFrom, o.Throttled = tt.shownFrom, tt.throttled
+			o.Owned = func(_ context.Context, id string) (bool, error) { return slices.Contains(tt.owned, id), nil }
+			_, err := c.Lookup(context.Background(), o)
+			if got := providers.CodeOf(err); got != tt.want {
+				t.Fatalf("Lookup: %v (%v); want %v", got, err, tt.want)
+			}
+			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "listed under another name than its create sent") {
+				t.Errorf("error %v; want it to say the order may be listed under another name", err)
+			}
+		})
+	}
+}
+
+// maxStrangersForTest is unicloud's maxStrangers: past it, the orders not
+// asked about count as ones no order owns.
+const maxStrangersForTest = 50
+
+// ids is the Id of each listing entry.
+func ids(entries []string) []string {
+	var out []string
+	for _, e := range entries {
+		var v struct{ Id string }
+		_ = json.Unmarshal([]byte(e), &v)
+		out = append(out, v.Id)
+	}
+	return out
+}

@@ -273,6 +273,20 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		d.checkAnswer(t, mp[0], mp[1], w.Code, w.Header().Get("Content-Type"), w.Body.Bytes())
 		e.seen.add(templateOf(mp[1]) + " " + mp[0] + " 403")
 	}
+	// Run open, a browser's request that names the server by a host name
+	// (DNS rebinding: same-origin to the browser): 403, reads too.
+	for _, path := range []string{"/v1/orders/tencent/OA1", "/v1/events"} {
+		r := httptest.NewRequest("GET", path, nil)
+		r.Host = "rebound.example"
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		open.h.ServeHTTP(w, r)
+		if w.Code != http.StatusForbidden {
+			t.Errorf("GET %s by a rebound name from a browser, to an open API: %d %s; want 403", path, w.Code, w.Body)
+		}
+		d.checkAnswer(t, "GET", path, w.Code, w.Header().Get("Content-Type"), w.Body.Bytes())
+		e.seen.add(templateOf(path) + " GET 403")
+	}
 	check("GET", "/v1/orders/tencent/OA1", bearer, "")          // 200
 	check("GET", "/v1/orders/tencent/OA1?wait=0.1", bearer, "") // 200
 	check("GET", "/v1/orders/tencent/OA1?wait=x", bearer, "")   // 400

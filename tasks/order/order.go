@@ -1195,6 +1195,25 @@ func lastCreate(rec *ledger.Record) time.Time {
 	return t
 }
 
+// LastCreate is when rec's last create ended, as the listing lag counts
+// from it (on Redis's clock; zero when no create is known):
+// providers.Order.LastCreate.
+func LastCreate(rec *ledger.Record) time.Time {
+	if rec.LastCreateAt.IsZero() && rec.FirstAttemptAt.IsZero() {
+		return time.Time{}
+	}
+	return lastCreate(rec)
+}
+
+// BelievedForThrottle reports whether a lookup's not-found of rec, past
+// the listing lag, would be believed under p only because every create of
+// it that may have been received was answered throttled: p holds the
+// not-found of any other unsure create for a person (HoldUnlisted; see
+// lookupNotFound). Such a lookup is told so (providers.Order.Throttled).
+func BelievedForThrottle(rec *ledger.Record, p Policy) bool {
+	return p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && rec.ThrottledLast()
+}
+
 // ShownFrom is when a lookup's not-found of rec begins to be believed
 // under p: its last create plus the listing lag (as held for rec), on
 // Redis's clock; zero when no create is known or p has no lag. What a
