@@ -215,6 +215,13 @@ func requireToken(token providers.Secret, next http.Handler) http.Handler {
 	}
 	want := []byte(token.Reveal())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values("Authorization")) > 1 {
+			// Two credentials: a proxy or an audit log reading the other
+			// would see another operator than the one let in.
+			w.Header().Set("WWW-Authenticate", `Basic realm="orderworker"`)
+			http.Error(w, "unauthorized: more than one Authorization header", http.StatusUnauthorized)
+			return
+		}
 		var got string
 		if b, ok := bearerToken(r.Header.Get("Authorization")); ok {
 			got = b

@@ -62,6 +62,16 @@ func TestRequireTokenSchemes(t *testing.T) {
 			t.Errorf("Authorization %q: status %d, want %d", tt.auth, w.Code, tt.want)
 		}
 	}
+	// Two Authorization headers, the first the token: refused (a proxy or
+	// an audit log reading the other would see another operator).
+	r := httptest.NewRequest(http.MethodGet, "/monitoring/", nil)
+	r.Header.Add("Authorization", "Bearer "+token)
+	r.Header.Add("Authorization", "Basic "+basic("mallory", "wrong"))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusUnauthorized {
+		t.Errorf("two Authorization headers: status %d, want %d", w.Code, http.StatusUnauthorized)
+	}
 }
 
 // The dashboard's actions are refused when another site's page makes the

@@ -733,6 +733,18 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 			l.gap = gapTooLong
 			return l, nil
 		}
+		if fresh(got.Orders, seen) < len(got.Orders) {
+			// An order of an earlier page served again on this one,
+			// beside new ones: orders moved between pages while they
+			// were read, and the one this pushed out is missing from
+			// the read, whatever the totals say (none, here, would
+			// confirm it: a black-box run's server listing a device's
+			// orders in another order on every call, two a page,
+			// without a total, had a lookup miss an order and create
+			// it again).
+			l.gap = gapShifted
+			return l, nil
+		}
 		l.pages = append(l.pages, ids)
 		l.add(got.Orders, seen)
 	}

@@ -234,6 +234,13 @@ func (h *Handler) auth(next http.HandlerFunc) http.Handler {
 			next(w, r)
 			return
 		}
+		if len(r.Header.Values("Authorization")) > 1 {
+			// Two credentials: a proxy or an audit log reading the other
+			// one would see another caller than the one let in.
+			w.Header().Set("WWW-Authenticate", `Bearer realm="orderworker", error="invalid_request"`)
+			problem(w, http.StatusUnauthorized, "more than one Authorization header: send one bearer token")
+			return
+		}
 		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 		token = strings.TrimSpace(token)
 		got := sha256.Sum256([]byte(token))

@@ -237,6 +237,24 @@ func TestCreateOrder(t *testing.T) {
 			t.Errorf("%s: WWW-Authenticate %q: want error=\"invalid_token\" only for a wrong bearer token", tt.name, h.Get("WWW-Authenticate"))
 		}
 	}
+	// Two Authorization headers, the first a good token: refused (a proxy
+	// or an audit log reading the other would see another caller than
+	// the one let in).
+	req, err := http.NewRequest("POST", e.url+"/v1/orders", bytes.NewReader(tencentOrder("A5", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("Authorization", bearer)
+	req.Header.Add("Authorization", "Bearer nope")
+	resp, err := ownClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.Contains(string(b), "more than one Authorization header") {
+		t.Errorf("two Authorization headers: %d %s; want 401 saying so", resp.StatusCode, b)
+	}
 	if rec, _ := e.ledger.Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "A5"}); rec != nil {
 		t.Errorf("an unauthorized request wrote order A5: %+v", rec)
 	}
