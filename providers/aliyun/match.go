@@ -736,12 +736,13 @@ func (c *Client) listFrom(ctx context.Context, p CreateParams, first int, snapsh
 		if fresh(got.Orders, seen) < len(got.Orders) {
 			// An order of an earlier page served again on this one,
 			// beside new ones: orders moved between pages while they
-			// were read, and the one this pushed out is missing from
-			// the read, whatever the totals say (none, here, would
-			// confirm it: a black-box run's server listing a device's
-			// orders in another order on every call, two a page,
-			// without a total, had a lookup miss an order and create
-			// it again).
+			// were read (reordered, and one pushed out is missing from
+			// the read; or an order landed ahead of them, which the
+			// read lacks), whatever the totals say (none, here, would
+			// contradict it: a black-box run's server listing a
+			// device's orders in another order on every call, two a
+			// page, without a total, had a lookup miss an order and
+			// create it again). Read again, it may be whole.
 			l.gap = gapShifted
 			return l, nil
 		}

@@ -1227,7 +1227,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	// may have acted, that no order of the ledger owns: counted only
 	// where a not-found would be believed for a throttle
 	// (providers.Order.Throttled), from when it would be.
-	strangers := newStrangers(o, began, c.overrun)
+	strangers := c.newStrangers(o, p, began)
 	var ours []orderInfo
 	unknown := 0
 	uncertain := 0 // of unknown: our name, but maybe older than our first attempt, or of another category
@@ -1385,14 +1385,14 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		return providers.Result{Status: providers.StatusPaid, ProviderOrderID: ours[0].ID, HTTPStatus: http.StatusOK,
 			Message: c.clean(msg, 200), Matched: true, Held: held}, nil
 	case len(ours) == 0 && unknown == 0 && strangers.on:
-		unowned, unasked, err := strangers.count(ctx, o)
+		found, more, err := strangers.find(ctx, o)
 		if err != nil {
 			return providers.Result{}, &providers.Error{Code: providers.Unavailable, Op: op, HTTPStatus: http.StatusOK,
 				Message: "cannot tell whether a listed order belongs to another order", Err: providers.Local(err)}
 		}
-		if unowned > 0 || unasked > 0 {
+		if len(found) > 0 {
 			return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK,
-				Message: strangersMessage(len(listed), unowned, unasked)}
+				Message: c.clean(strangersMessage(len(listed), found, more), 600)}
 		}
 		fallthrough
 	case len(ours) == 0 && unknown == 0:
@@ -1422,54 +1422,68 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 // in holds a throttled order back.
 const strangerMargin = 2 * time.Minute
 
-// maxStrangers is how many listed orders a lookup asks the ledger about
-// (Order.Owned) to tell whether they may be ours renamed (strangers);
-// past it the rest count as such.
-const maxStrangers = 50
+// strangersNamed is how many of the orders that hold a lookup back
+// (strangers) its message names.
+const strangersNamed = 5
 
 // strangers gathers, for a lookup whose not-found would be believed only
 // because every create of the order that may have been received was
 // answered throttled (providers.Order.Throttled), the listed orders that
-// show another name than ours and were made while such a create may have
-// acted: from the first attempt until the last create's end and the
-// create overrun, each widened by strangerMargin, by any reading of a
-// CreateTime whose zone is not documented (one that cannot be read
-// counts). No document says the listing shows an order under the name its
-// create sent, nor that a throttle comes before the order is made: such
-// an order that no order of the ledger owns may be ours, renamed (a
-// black-box run's server listed the file system's id, or the name's UTF-8
-// read as another code page, and every order whose create it throttled
-// after making it was made twice). The lookup then answers Ambiguous, and
-// the order is looked up again until one shows it, the order is owned, or
-// a person decides.
+// show another name than ours, of our category and product (a rename
+// keeps those), and were made while such a create may have acted: from
+// the first attempt until the not-found would be believed
+// (providers.Order.ShownFrom: the last create's end, the listing lag and
+// the longest create overrun any worker marked a create of it with),
+// each widened by strangerMargin, by either reading of a CreateTime whose
+// zone is not documented (one that cannot be read counts). No document
+// says the listing shows an order under the name its create sent, nor
+// that a throttle comes before the order is made: such an order that no
+// order of the ledger owns may be ours, renamed (a black-box run's server
+// listed the file system's id, or the name's UTF-8 read as another code
+// page, and every order whose create it throttled after making it was
+// made twice). The lookup then answers Ambiguous, and the order is looked
+// up again until such orders are owned or a person decides.
 type strangers struct {
-	on       bool
-	from, to time.Time
-	unasked  []orderInfo // owner not asked yet
-	unowned  int         // asked, owned by no order
+	on                bool
+	from, to          time.Time
+	category, product string      // ours, and the configured product
+	unasked           []orderInfo // owner not asked yet
+	unowned           []orderInfo // owned by no order
 }
 
-func newStrangers(o providers.Order, began time.Time, overrun time.Duration) *strangers {
+func (c *Client) newStrangers(o providers.Order, p providers.Params, began time.Time) *strangers {
 	s := &strangers{on: o.Throttled && (o.ShownFrom.IsZero() || !began.Before(o.ShownFrom))}
 	if !s.on {
 		return s
 	}
-	last := o.LastCreate
-	if last.IsZero() {
-		last = began
+	end := o.ShownFrom
+	if end.IsZero() {
+		end = o.LastCreate
+		if end.IsZero() {
+			end = began
+		}
+		end = end.Add(max(c.overrun, 0))
 	}
-	s.from = o.FirstAttempt.Add(-strangerMargin)
-	s.to = last.Add(max(overrun, 0) + strangerMargin)
+	s.from, s.to = o.FirstAttempt.Add(-strangerMargin), end.Add(strangerMargin)
+	s.category, s.product = p.Str("orderCategory"), c.productCategory
 	return s
 }
 
-// made reports whether d may have been made within the span.
-func (s *strangers) made(d orderInfo) bool {
-	t, _, ok := parseOrderTime(d.CreateTime)
+// mayBe reports whether d may be ours renamed: of our order category and
+// product (when both sides name them in words), and made within the span
+// by a reading of its CreateTime (createReadings).
+func (s *strangers) mayBe(d orderInfo) bool {
+	if asciiWordRE.MatchString(d.OrderCategory) && asciiWordRE.MatchString(s.category) && !strings.EqualFold(d.OrderCategory, s.category) {
+		return false
+	}
+	if s.product != "" && d.ProductCategory != "" && !strings.EqualFold(d.ProductCategory, s.product) {
+		return false
+	}
+	readings, ok := createReadings(d.CreateTime)
 	if !ok {
 		return true
 	}
-	for _, at := range []time.Time{t.Add(-zoneSlack), t, t.Add(zoneSlack)} {
+	for _, at := range readings {
 		if !at.Before(s.from) && !at.After(s.to) {
 			return true
 		}
@@ -1477,48 +1491,81 @@ func (s *strangers) made(d orderInfo) bool {
 	return false
 }
 
+// createReadings are the instants a CreateTime may name (see
+// parseOrderTime): without a zone, its wall clock in UTC+8 or in UTC; with
+// one, the instant it names or its wall clock in UTC+8 (a Z written after
+// a UTC+8 wall clock); a number, the instant it counts or eight hours
+// before (a UTC+8 wall clock counted as UTC). False when it cannot be read.
+func createReadings(v string) ([]time.Time, bool) {
+	t, _, ok := parseOrderTime(v)
+	switch {
+	case !ok:
+		return nil, false
+	case isZoned(v):
+		w, _ := earliestOrderTime(v)
+		return []time.Time{t, w}, true
+	case isNumber(v):
+		return []time.Time{t, t.Add(-zoneSlack)}, true
+	}
+	return []time.Time{t, t.Add(zoneSlack)}, true
+}
+
+// isZoned reports whether CreateTime v names its zone.
+func isZoned(v string) bool { _, ok := parseZoned(v); return ok }
+
+// isNumber reports whether CreateTime v is a count of seconds or
+// milliseconds.
+func isNumber(v string) bool { _, err := strconv.ParseInt(v, 10, 64); return err == nil }
+
 // note takes d, listed under another name, whose owner is not asked yet.
 func (s *strangers) note(d orderInfo) {
-	if s.on && s.made(d) {
+	if s.on && s.mayBe(d) {
 		s.unasked = append(s.unasked, d)
 	}
 }
 
 // noteUnowned takes d, listed under another name, owned by no order.
 func (s *strangers) noteUnowned(d orderInfo) {
-	if s.on && s.made(d) {
-		s.unowned++
+	if s.on && s.mayBe(d) {
+		s.unowned = append(s.unowned, d)
 	}
 }
 
-// count is how many of the orders taken no order of the ledger owns, and
-// how many were not asked about: the owners of up to maxStrangers of them
-// are asked.
-func (s *strangers) count(ctx context.Context, o providers.Order) (unowned, unasked int, err error) {
-	unowned = s.unowned
-	for i, d := range s.unasked {
-		if i == maxStrangers {
-			return unowned, len(s.unasked) - i, nil
+// find returns the orders taken that no order of the ledger owns, up to
+// strangersNamed of them (asking the ledger about each until it has as
+// many), and whether there are more.
+func (s *strangers) find(ctx context.Context, o providers.Order) (found []orderInfo, more bool, err error) {
+	found = s.unowned
+	for _, d := range s.unasked {
+		if len(found) == strangersNamed {
+			return found, true, nil
 		}
 		own, err := owner(ctx, o, d.ID, d.OrderNo)
 		if err != nil {
-			return 0, 0, err
+			return nil, false, err
 		}
 		if own == notOwned {
-			unowned++
+			found = append(found, d)
 		}
 	}
-	return unowned, 0, nil
+	if len(found) > strangersNamed {
+		return found[:strangersNamed], true, nil
+	}
+	return found, false, nil
 }
 
-// strangersMessage is a lookup's answer when unowned of the listed orders
-// (and unasked more, not asked about) may be ours renamed (see strangers).
-func strangersMessage(listed, unowned, unasked int) string {
-	which := fmt.Sprintf("%d made while a create of it may have acted belong to no order here", unowned)
-	if unasked > 0 {
-		which = fmt.Sprintf("more than %d made while a create of it may have acted show other names (%d of those asked about belong to no order here)", maxStrangers, unowned)
+// strangersMessage is a lookup's answer when found (and more, when
+// more) of the listed orders may be ours renamed (see strangers).
+func strangersMessage(listed int, found []orderInfo, more bool) string {
+	names := make([]string, len(found))
+	for i, d := range found {
+		names[i] = cmp.Or(d.ID, d.OrderNo, "(no id)")
 	}
-	return fmt.Sprintf("none of %d orders in the window carries this instance name, but %s: one may be this order, listed under another name than its create sent (its creates were answered throttled, which does not prove nothing was made); not guessing", listed, which)
+	which := strings.Join(names, ", ")
+	if more {
+		which += " and more"
+	}
+	return fmt.Sprintf("none of %d orders in the window carries this instance name, but orders of its category made while a create of it may have acted belong to no order here (%s): one may be this order, listed under another name than its create sent (its creates were answered throttled, which does not prove nothing was made); not guessing", listed, which)
 }
 
 // misnamed returns the id of an order in checked (Order.Listed: one a

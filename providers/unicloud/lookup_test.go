@@ -1,6 +1,7 @@
 package unicloud_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1917,53 +1918,80 @@ func slowListing(t *testing.T) (sb *sandbox.Server, url string, started <-chan s
 // A lookup whose not-found would be believed only because every create of
 // the order that may have been received was answered throttled
 // (providers.Order.Throttled) answers Ambiguous while the window holds an
-// order made while such a create may have acted, under another name, that
-// no order of the ledger owns: no document says the listing shows an order
-// under the name its create sent, nor that a throttle comes before the
-// order is made, and that order may be ours renamed (a black-box run's
-// server listed the file system's id, or the name's UTF-8 read as cp1252,
-// and every order whose create it throttled after making it was made
-// twice). Owned orders, orders made well after the last create and its
-// overrun, and lookups not believed for a throttle are as before.
+// order made while such a create may have acted, under another name, of
+// our category and product, that no order of the ledger owns: no document
+// says the listing shows an order under the name its create sent, nor
+// that a throttle comes before the order is made, and that order may be
+// ours renamed (a black-box run's server listed the file system's id, or
+// the name's UTF-8 read as cp1252, and every order whose create it
+// throttled after making it was made twice). Owned orders (however many),
+// renewals and other products, orders made well after the not-found would
+// be believed or long before the first attempt, and lookups not believed
+// for a throttle are as before.
 func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
 	at := func(t time.Time) string { return t.In(unicloud.ChinaTime()).Format(unicloud.QueryTimeLayout) }
-	entry := func(id, name, created string) string {
-		e := fmt.Sprintf(`{"Id":%q,"OrderCategory":"NEW","ProductCategory":"NAS","OrderStatus":"PAID","InstanceName":%q`, id, name)
-		if created != "" {
-			e += fmt.Sprintf(`,"CreateTime":%q`, created)
+	type ord struct{ id, name, created, category, product string }
+	entry := func(o ord) string {
+		e := fmt.Sprintf(`{"Id":%q,"OrderCategory":%q,"ProductCategory":%q,"OrderStatus":"PAID"`, o.id, cmp.Or(o.category, "NEW"), cmp.Or(o.product, "NAS"))
+		if o.name != "" {
+			e += fmt.Sprintf(`,"InstanceName":%q`, o.name)
+		}
+		if o.created != "" {
+			e += fmt.Sprintf(`,"CreateTime":%q`, o.created)
 		}
 		return e + "}"
 	}
 	first, last := now.Add(-3*time.Minute), now.Add(-150*time.Second)
 	meanwhile := at(now.Add(-160 * time.Second))
-	many := make([]string, maxStrangersForTest+1)
-	for i := range many {
-		many[i] = entry(fmt.Sprint(100+i), fmt.Sprintf("nas-%04x", i), meanwhile)
+	var many []string
+	var manyIDs []string
+	for i := range 60 {
+		many = append(many, entry(ord{id: fmt.Sprint(100 + i), name: fmt.Sprintf("nas-%04x", i), created: meanwhile}))
+		manyIDs = append(manyIDs, fmt.Sprint(100+i))
 	}
+	renamed := ord{id: "31", name: "nas-3f9a1c", created: meanwhile}
+	with := func(o ord, f func(*ord)) ord { f(&o); return o }
 	for _, tt := range []struct {
 		name      string
 		orders    []string
+		details   map[string]string
 		owned     []string
 		throttled bool
 		shownFrom time.Time
 		last      time.Time
 		want      providers.Code
 	}{
-		{"renamed, made meanwhile", []string{entry("31", "æµ‹è¯•ç›˜-0001", meanwhile)}, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"the file system's id, made meanwhile", []string{entry("31", "nas-3f9a1c", meanwhile)}, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"no creation time", []string{entry("31", "nas-3f9a1c", "")}, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"owned by another order", []string{entry("31", "nas-3f9a1c", meanwhile)}, []string{"31"}, true, now.Add(-time.Second), last, providers.NotFound},
-		{"not believed for a throttle", []string{entry("31", "nas-3f9a1c", meanwhile)}, nil, false, now.Add(-time.Second), last, providers.NotFound},
-		{"within the listing lag", []string{entry("31", "nas-3f9a1c", meanwhile)}, nil, true, now.Add(time.Minute), last, providers.NotFound},
-		{"made after the create and its overrun", []string{entry("31", "nas-3f9a1c", at(now))}, nil, true, now.Add(-time.Second), now.Add(-10 * time.Minute), providers.NotFound},
-		{"more than can be asked about, all owned", many, ids(many), true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"renamed, made meanwhile", []string{entry(with(renamed, func(o *ord) { o.name = "æµ‹è¯•ç›˜-0001" }))}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"the file system's id, made meanwhile", []string{entry(renamed)}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"named in its detail only", []string{entry(with(renamed, func(o *ord) { o.name = "" }))},
+			map[string]string{"31": `{"Order":{"Id":"31","OrderCategory":"NEW","ProductCategory":"NAS","OrderStatus":"PAID","InstanceName":"nas-3f9a1c","CreateTime":"` + meanwhile + `"}}`},
+			nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"no creation time", []string{entry(with(renamed, func(o *ord) { o.created = "" }))}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"owned by another order", []string{entry(renamed)}, nil, []string{"31"}, true, now.Add(-time.Second), last, providers.NotFound},
+		{"sixty, all owned", many, nil, manyIDs, true, now.Add(-time.Second), last, providers.NotFound},
+		{"sixty, the last one not owned", many, nil, manyIDs[:59], true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"a renewal", []string{entry(with(renamed, func(o *ord) { o.category = "RENEW" }))}, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		{"another product", []string{entry(with(renamed, func(o *ord) { o.product = "ECS" }))}, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		{"not believed for a throttle", []string{entry(renamed)}, nil, nil, false, now.Add(-time.Second), last, providers.NotFound},
+		{"within the listing lag", []string{entry(renamed)}, nil, nil, true, now.Add(time.Minute), last, providers.NotFound},
+		{"made after the not-found would be believed", []string{entry(with(renamed, func(o *ord) { o.created = at(now) }))}, nil, nil, true, now.Add(-5 * time.Minute), now.Add(-10 * time.Minute), providers.NotFound},
+		// Its wall clock read in UTC+8 is the instant it names: eight
+		// hours before the first attempt, by any reading.
+		{"eight hours before, its zone given", []string{entry(with(renamed, func(o *ord) {
+			o.created = first.Add(-8*time.Hour - 2*time.Minute).In(unicloud.ChinaTime()).Format(time.RFC3339)
+		}))}, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		// Without a zone, written in UTC, read in UTC+8: eight hours
+		// before the window as read, inside it as written.
+		{"a UTC wall clock without its zone", []string{entry(with(renamed, func(o *ord) {
+			o.created = now.Add(-160 * time.Second).UTC().Format(unicloud.QueryTimeLayout)
+		}))}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			endpoint, _ := fakeTransaction(t, []string{listing(len(tt.orders), tt.orders...)}, nil)
-			c := client(t, endpoint, unicloud.Options{CreateOverrun: time.Minute})
+			endpoint, _ := fakeTransaction(t, []string{listing(len(tt.orders), tt.orders...)}, tt.details)
+			c := client(t, endpoint, unicloud.Options{CreateOverrun: time.Minute, ProductCategory: "NAS"})
 			o := order("测试盘-0001")
 			o.FirstAttempt, o.LastCreate, o.Now = first, tt.last, now
 			if tt.last.Before(first) {
@@ -1980,19 +2008,4 @@ func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 			}
 		})
 	}
-}
-
-// maxStrangersForTest is unicloud's maxStrangers: past it, the orders not
-// asked about count as ones no order owns.
-const maxStrangersForTest = 50
-
-// ids is the Id of each listing entry.
-func ids(entries []string) []string {
-	var out []string
-	for _, e := range entries {
-		var v struct{ Id string }
-		_ = json.Unmarshal([]byte(e), &v)
-		out = append(out, v.Id)
-	}
-	return out
 }
