@@ -213,15 +213,7 @@ func TestThrottledCreateARenamingListingHidesIsNotMadeTwice(t *testing.T) {
 		sb.ShownName = mojibake
 		addUnicloudWith(t, e, sb, unicloud.Options{})
 		ctx := context.Background()
-		run := func(task *asynq.Task) error {
-			var err error
-			for range 6 {
-				if err = e.handler.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
-					break
-				}
-			}
-			return err
-		}
+		run := func(task *asynq.Task) error { return runTask(e, task, 6) }
 		// An order of ours, made and answered, its name in ASCII: listed
 		// as sent, and owned.
 		if err := run(enqueueTask(t, e, unicloudOrder("RN-0", "renamed-nas-zero"))); err != nil {
@@ -243,6 +235,18 @@ func TestThrottledCreateARenamingListingHidesIsNotMadeTwice(t *testing.T) {
 			t.Errorf("throttle after the order was made: %s %q; want unknown, the lookup saying an order no one owns may be this one renamed", got.State, got.Reason)
 		}
 	}
+}
+
+// runTask runs task up to tries times, until it ends (done, or SkipRetry):
+// its last error.
+func runTask(e *env, task *asynq.Task, tries int) error {
+	var err error
+	for range tries {
+		if err = e.handler.ProcessTask(context.Background(), task); err == nil || errors.Is(err, asynq.SkipRetry) {
+			break
+		}
+	}
+	return err
 }
 
 // mojibake is a sandbox order's instance name as a listing that reads its
@@ -340,15 +344,7 @@ func TestMisnamedListingIsNotBelievedAbsent(t *testing.T) {
 		}
 		addUnicloudWith(t, e, sb, unicloud.Options{CreateOverrun: -1, RecreateUnlisted: true, TakeMatched: true})
 		ctx := context.Background()
-		run := func(task *asynq.Task) error {
-			var err error
-			for range 6 {
-				if err = e.handler.ProcessTask(ctx, task); err == nil || errors.Is(err, asynq.SkipRetry) {
-					break
-				}
-			}
-			return err
-		}
+		run := func(task *asynq.Task) error { return runTask(e, task, 6) }
 		// An order created and answered: its id is noted as one the
 		// listing must show, with its name.
 		if err := run(enqueueTask(t, e, unicloudOrder("MN-1", "misnamed-nas-one"))); err != nil {
