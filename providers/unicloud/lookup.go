@@ -1228,6 +1228,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	// where a not-found would be believed for a throttle
 	// (providers.Order.Throttled), from when it would be.
 	strangers := c.newStrangers(o, p, began)
+	if strangers.on && c.shownAsSent(checked, listed, name) {
+		// The listing shows names like ours as sent: an order under
+		// another name is another's.
+		strangers.on = false
+	}
 	var ours []orderInfo
 	unknown := 0
 	uncertain := 0 // of unknown: our name, but maybe older than our first attempt, or of another category
@@ -1442,7 +1447,8 @@ const strangersNamed = 5
 // listed the file system's id, or the name's UTF-8 read as another code
 // page, and every order whose create it throttled after making it was
 // made twice). The lookup then answers Ambiguous, and the order is looked
-// up again until such orders are owned or a person decides.
+// up again until such orders are owned or a person decides; unless the
+// listing shows names like ours as sent (shownAsSent).
 type strangers struct {
 	on                bool
 	from, to          time.Time
@@ -1489,6 +1495,50 @@ func (s *strangers) mayBe(d orderInfo) bool {
 		}
 	}
 	return false
+}
+
+// shownAsSent reports whether listed shows an order of ours (checked: one
+// a create was answered with, with the name it sent) under exactly that
+// name, a name with every kind of character in ours that a store or a
+// page may rewrite (outside ASCII; &, <, >, " and '): names like ours
+// are then shown as sent, and an order under another name is not ours
+// renamed. A listing that rewrote only names outside ASCII (a black-box
+// run's showed them as their UTF-8 read byte by byte) showed ASCII names
+// as sent, which proves nothing of ours.
+func (c *Client) shownAsSent(checked []providers.ListedOrder, listed []orderInfo, ours string) bool {
+	kinds := rewritable(ours)
+	for _, e := range checked {
+		if e.Name == "" || rewritable(e.Name)&kinds != kinds {
+			continue
+		}
+		for _, d := range listed {
+			if d.ID != e.ID && d.OrderNo != e.ID {
+				continue
+			}
+			names := d.Names
+			if names == nil && d.ID != "" {
+				cached, _ := c.names.get(d.ID)
+				names = cached.names
+			}
+			if slices.Contains(names, e.Name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rewritable is the kinds of character in name that a store or a page may
+// rewrite: 1 for one outside ASCII, 2 for one of &, <, >, " and '.
+func rewritable(name string) int {
+	k := 0
+	if !isASCII(name) {
+		k |= 1
+	}
+	if strings.ContainsAny(name, `&<>"'`) {
+		k |= 2
+	}
+	return k
 }
 
 // createReadings are the instants a CreateTime may name (see

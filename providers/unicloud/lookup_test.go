@@ -1958,35 +1958,44 @@ func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 		orders    []string
 		details   map[string]string
 		owned     []string
+		ours      []providers.ListedOrder // orders of ours the listing must show (Order.Listed)
 		throttled bool
 		shownFrom time.Time
 		last      time.Time
 		want      providers.Code
 	}{
-		{"renamed, made meanwhile", []string{entry(with(renamed, func(o *ord) { o.name = "æµ‹è¯•ç›˜-0001" }))}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"the file system's id, made meanwhile", []string{entry(renamed)}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"renamed, made meanwhile", []string{entry(with(renamed, func(o *ord) { o.name = "æµ‹è¯•ç›˜-0001" }))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"the file system's id, made meanwhile", []string{entry(renamed)}, nil, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
 		{"named in its detail only", []string{entry(with(renamed, func(o *ord) { o.name = "" }))},
 			map[string]string{"31": `{"Order":{"Id":"31","OrderCategory":"NEW","ProductCategory":"NAS","OrderStatus":"PAID","InstanceName":"nas-3f9a1c","CreateTime":"` + meanwhile + `"}}`},
-			nil, true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"no creation time", []string{entry(with(renamed, func(o *ord) { o.created = "" }))}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"owned by another order", []string{entry(renamed)}, nil, []string{"31"}, true, now.Add(-time.Second), last, providers.NotFound},
-		{"sixty, all owned", many, nil, manyIDs, true, now.Add(-time.Second), last, providers.NotFound},
-		{"sixty, the last one not owned", many, nil, manyIDs[:59], true, now.Add(-time.Second), last, providers.Ambiguous},
-		{"a renewal", []string{entry(with(renamed, func(o *ord) { o.category = "RENEW" }))}, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
-		{"another product", []string{entry(with(renamed, func(o *ord) { o.product = "ECS" }))}, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
-		{"not believed for a throttle", []string{entry(renamed)}, nil, nil, false, now.Add(-time.Second), last, providers.NotFound},
-		{"within the listing lag", []string{entry(renamed)}, nil, nil, true, now.Add(time.Minute), last, providers.NotFound},
-		{"made after the not-found would be believed", []string{entry(with(renamed, func(o *ord) { o.created = at(now) }))}, nil, nil, true, now.Add(-5 * time.Minute), now.Add(-10 * time.Minute), providers.NotFound},
+			nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"no creation time", []string{entry(with(renamed, func(o *ord) { o.created = "" }))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"owned by another order", []string{entry(renamed)}, nil, []string{"31"}, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		{"sixty, all owned", many, nil, manyIDs, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		{"sixty, the last one not owned", many, nil, manyIDs[:59], nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"a renewal", []string{entry(with(renamed, func(o *ord) { o.category = "RENEW" }))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		{"another product", []string{entry(with(renamed, func(o *ord) { o.product = "ECS" }))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		{"not believed for a throttle", []string{entry(renamed)}, nil, nil, nil, false, now.Add(-time.Second), last, providers.NotFound},
+		{"within the listing lag", []string{entry(renamed)}, nil, nil, nil, true, now.Add(time.Minute), last, providers.NotFound},
+		{"made after the not-found would be believed", []string{entry(with(renamed, func(o *ord) { o.created = at(now) }))}, nil, nil, nil, true, now.Add(-5 * time.Minute), now.Add(-10 * time.Minute), providers.NotFound},
 		// Its wall clock read in UTC+8 is the instant it names: eight
 		// hours before the first attempt, by any reading.
 		{"eight hours before, its zone given", []string{entry(with(renamed, func(o *ord) {
 			o.created = first.Add(-8*time.Hour - 2*time.Minute).In(unicloud.ChinaTime()).Format(time.RFC3339)
-		}))}, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
+		}))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.NotFound},
 		// Without a zone, written in UTC, read in UTC+8: eight hours
 		// before the window as read, inside it as written.
 		{"a UTC wall clock without its zone", []string{entry(with(renamed, func(o *ord) {
 			o.created = now.Add(-160 * time.Second).UTC().Format(unicloud.QueryTimeLayout)
-		}))}, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		}))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
+		// An order of ours, owned, listed under the name its create sent:
+		// with a name like ours (outside ASCII), names are shown as sent,
+		// and the order under another name is another's; with a name in
+		// ASCII, that proves nothing of ours.
+		{"beside ours listed as sent, a name like ours", []string{entry(renamed), entry(ord{id: "41", name: "测试盘-0041", created: meanwhile})}, nil, []string{"41"},
+			[]providers.ListedOrder{{ID: "41", Name: "测试盘-0041"}}, true, now.Add(-time.Second), last, providers.NotFound},
+		{"beside ours listed as sent, a name in ASCII", []string{entry(renamed), entry(ord{id: "41", name: "nas-ascii-0041", created: meanwhile})}, nil, []string{"41"},
+			[]providers.ListedOrder{{ID: "41", Name: "nas-ascii-0041"}}, true, now.Add(-time.Second), last, providers.Ambiguous},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -1999,6 +2008,9 @@ func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 			}
 			o.ShownFrom, o.Throttled = tt.shownFrom, tt.throttled
 			o.Owned = func(_ context.Context, id string) (bool, error) { return slices.Contains(tt.owned, id), nil }
+			if tt.ours != nil {
+				o.Listed = func(context.Context, time.Time) ([]providers.ListedOrder, error) { return tt.ours, nil }
+			}
 			_, err := c.Lookup(context.Background(), o)
 			if got := providers.CodeOf(err); got != tt.want {
 				t.Fatalf("Lookup: %v (%v); want %v", got, err, tt.want)
