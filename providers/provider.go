@@ -63,10 +63,12 @@ type Order struct {
 	// unsure create for a person: UnlistedNotAbsent): a throttle is taken
 	// to have made nothing unless the listing shows the order. A provider
 	// whose listing may show an order under another name than its create
-	// sent does not answer not-found while its window holds an order made
-	// while such a create may have acted (from the first attempt until
-	// LastCreate and the create overrun) that no order of the ledger owns
-	// (Owned): that order may be this one, renamed; it answers Ambiguous.
+	// sent does not answer not-found while its window holds an order that
+	// may be this one renamed (of its kind, made while such a create may
+	// have acted: from the first attempt until ShownFrom, or LastCreate
+	// and the create overrun) that no order of the ledger owns (Owned),
+	// unless the listing shows names like this order's as their creates
+	// sent them; it answers Ambiguous.
 	Throttled bool
 	// ListingLag is the listing lag the caller judges orders by: how long
 	// after its create the provider is trusted to show an order as it is.
