@@ -67,8 +67,9 @@ type Order struct {
 	// may be this one renamed (of its kind, made while such a create may
 	// have acted: from the first attempt until ShownFrom, or LastCreate
 	// and the create overrun) that no order of the ledger owns (Owned),
-	// unless the listing shows names like this order's as their creates
-	// sent them; it answers Ambiguous.
+	// unless the listing shows the characters of this order's name that a
+	// store may rewrite as sent, in another order's name; it answers
+	// Ambiguous.
 	Throttled bool
 	// ListingLag is the listing lag the caller judges orders by: how long
 	// after its create the provider is trusted to show an order as it is.

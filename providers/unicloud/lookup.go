@@ -1229,8 +1229,9 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	// (providers.Order.Throttled), from when it would be.
 	strangers := c.newStrangers(o, p, began)
 	if strangers.on && c.shownAsSent(checked, listed, name) {
-		// The listing shows names like ours as sent: an order under
-		// another name is another's.
+		// The listing shows the characters of our name that a store
+		// may rewrite as sent: an order under another name is
+		// another's.
 		strangers.on = false
 	}
 	var ours []orderInfo
@@ -1448,7 +1449,8 @@ const strangersNamed = 5
 // page, and every order whose create it throttled after making it was
 // made twice). The lookup then answers Ambiguous, and the order is looked
 // up again until such orders are owned or a person decides; unless the
-// listing shows names like ours as sent (shownAsSent).
+// listing shows the characters of our name a store may rewrite as sent
+// (shownAsSent).
 type strangers struct {
 	on                bool
 	from, to          time.Time
@@ -1499,16 +1501,17 @@ func (s *strangers) mayBe(d orderInfo) bool {
 
 // shownAsSent reports whether listed shows an order of ours (checked: one
 // a create was answered with, with the name it sent) under exactly that
-// name, a name with every kind of character in ours that a store or a
-// page may rewrite (outside ASCII; &, <, >, " and '): names like ours
-// are then shown as sent, and an order under another name is not ours
-// renamed. A listing that rewrote only names outside ASCII (a black-box
-// run's showed them as their UTF-8 read byte by byte) showed ASCII names
-// as sent, which proves nothing of ours.
+// name, a name that holds every character of ours that a store or a page
+// may rewrite (one outside ASCII; &, <, >, " and '): those characters are
+// then shown as sent, and an order under another name is not ours
+// renamed. A name shown as sent proves nothing of characters it does not
+// hold: a black-box run's server showed ASCII names as sent and Chinese
+// ones as their UTF-8 read byte by byte; another showed accented Latin
+// letters as sent and Chinese ones as HTML entities.
 func (c *Client) shownAsSent(checked []providers.ListedOrder, listed []orderInfo, ours string) bool {
-	kinds := rewritable(ours)
+	need := rewritable(ours)
 	for _, e := range checked {
-		if e.Name == "" || rewritable(e.Name)&kinds != kinds {
+		if e.Name == "" || !holdsAll(e.Name, need) {
 			continue
 		}
 		for _, d := range listed {
@@ -1528,17 +1531,26 @@ func (c *Client) shownAsSent(checked []providers.ListedOrder, listed []orderInfo
 	return false
 }
 
-// rewritable is the kinds of character in name that a store or a page may
-// rewrite: 1 for one outside ASCII, 2 for one of &, <, >, " and '.
-func rewritable(name string) int {
-	k := 0
-	if !isASCII(name) {
-		k |= 1
+// rewritable is the characters of name that a store or a page may rewrite:
+// those outside ASCII, and &, <, >, " and '.
+func rewritable(name string) []rune {
+	var rs []rune
+	for _, r := range name {
+		if (r >= utf8.RuneSelf || strings.ContainsRune(`&<>"'`, r)) && !slices.Contains(rs, r) {
+			rs = append(rs, r)
+		}
 	}
-	if strings.ContainsAny(name, `&<>"'`) {
-		k |= 2
+	return rs
+}
+
+// holdsAll reports whether name holds every one of rs.
+func holdsAll(name string, rs []rune) bool {
+	for _, r := range rs {
+		if !strings.ContainsRune(name, r) {
+			return false
+		}
 	}
-	return k
+	return true
 }
 
 // createReadings are the instants a CreateTime may name (see

@@ -1989,11 +1989,17 @@ func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 			o.created = now.Add(-160 * time.Second).UTC().Format(unicloud.QueryTimeLayout)
 		}))}, nil, nil, nil, true, now.Add(-time.Second), last, providers.Ambiguous},
 		// An order of ours, owned, listed under the name its create sent:
-		// with a name like ours (outside ASCII), names are shown as sent,
-		// and the order under another name is another's; with a name in
-		// ASCII, that proves nothing of ours.
+		// with every character of ours outside ASCII in its name, those
+		// are shown as sent, and the order under another name is
+		// another's; with a name in ASCII, accented Latin letters (a
+		// cp1252 store holds them and not ours), or all of ours but one,
+		// that proves nothing of ours.
 		{"beside ours listed as sent, a name like ours", []string{entry(renamed), entry(ord{id: "41", name: "测试盘-0041", created: meanwhile})}, nil, []string{"41"},
 			[]providers.ListedOrder{{ID: "41", Name: "测试盘-0041"}}, true, now.Add(-time.Second), last, providers.NotFound},
+		{"beside ours listed as sent, accented Latin letters", []string{entry(renamed), entry(ord{id: "41", name: "café-0041", created: meanwhile})}, nil, []string{"41"},
+			[]providers.ListedOrder{{ID: "41", Name: "café-0041"}}, true, now.Add(-time.Second), last, providers.Ambiguous},
+		{"beside ours listed as sent, our characters but one", []string{entry(renamed), entry(ord{id: "41", name: "测试-0041", created: meanwhile})}, nil, []string{"41"},
+			[]providers.ListedOrder{{ID: "41", Name: "测试-0041"}}, true, now.Add(-time.Second), last, providers.Ambiguous},
 		{"beside ours listed as sent, a name in ASCII", []string{entry(renamed), entry(ord{id: "41", name: "nas-ascii-0041", created: meanwhile})}, nil, []string{"41"},
 			[]providers.ListedOrder{{ID: "41", Name: "nas-ascii-0041"}}, true, now.Add(-time.Second), last, providers.Ambiguous},
 	} {
