@@ -22,6 +22,20 @@ import (
 // a limit set) nor stopping every call a while and sending them all at
 // once when the wait ends (a tenth of what that gateway let through, in a
 // run against the holds this replaced).
+//
+// A cut is judged at the next throttle that would cut again (within
+// adaptiveJudge of it, requests using the rate, adaptiveJudgeMin answers or
+// more in the second before it): a provider that throttles for the pace
+// answers as many requests a second at the lower rate as before it (what
+// its limit lets through), while one that throttles a share of requests
+// whatever the pace (a fault, a quota others fill) answers fewer, in
+// proportion. A cut that cost more than a share 1-adaptiveKeep of the
+// answers is undone (the rate in force before it comes back), and the
+// throttle share seen then counts as the provider's noise: only a share
+// adaptiveShare above it cuts again, until a cut keeps the answers or
+// adaptiveForget passes. Without this, throttles of a tenth of the requests
+// at any pace cut the rate at every second until it settled at about five
+// requests a second, whatever the provider took (a fifth: three).
 type adaptive struct {
 	mu     sync.Mutex
 	rate   float64   // requests a second; 0: none
@@ -30,8 +44,21 @@ type adaptive struct {
 	calm   time.Time // throttles before this are of the last cut's burst
 	raised time.Time // the last raise, or cut
 	// sent counts the requests let go in the last second, throttles the
-	// throttles reported.
-	sent, throttles window
+	// throttles reported, answered the other answers.
+	sent, throttles, answers window
+	// before is what held when the last cut came, until it is judged.
+	before struct {
+		rate    float64 // the rate in force (0: none)
+		sent    float64 // requests a second before it (see paces)
+		answers float64 // answers a second before it
+		counted int     // answers in the second before it
+		share   float64 // the share of requests throttled
+		judged  bool
+	}
+	// noise is a share of requests the provider throttles whatever the
+	// pace (0: none known), judged at noiseAt.
+	noise   float64
+	noiseAt time.Time
 }
 
 // window counts events in each adaptiveSlot of the last second (about:
@@ -68,6 +95,27 @@ func (w *window) add(now time.Time) {
 	}
 }
 
+// oldest is the start of the oldest slot of the last second that counted
+// an event (now when none did).
+func (w *window) oldest(now time.Time) time.Time {
+	i := w.slot(now)
+	for j := max(w.newest-adaptiveSlots+1, i-adaptiveSlots+1, 0); j <= min(w.newest, i); j++ {
+		if w.n[j%adaptiveSlots] > 0 {
+			return w.base.Add(time.Duration(j) * adaptiveSlot)
+		}
+	}
+	return now
+}
+
+// paces is the requests sent and the answers a second over the last
+// second, or over the part of it since requests were sent, when they began
+// later (a burst after a quiet spell: its count over a whole second would
+// understate its pace).
+func (a *adaptive) paces(now time.Time) (sent, answers float64) {
+	span := min(max(now.Sub(a.sent.oldest(now)), adaptiveSlot), time.Second).Seconds()
+	return float64(a.sent.lastSecond(now)) / span, float64(a.answers.lastSecond(now)) / span
+}
+
 // lastSecond is how many events were counted in the second before now.
 func (w *window) lastSecond(now time.Time) int {
 	i := w.slot(now)
@@ -92,6 +140,25 @@ const (
 	adaptiveShare = 0.1
 	// adaptiveMin is the lowest rate a cut sets, requests a second.
 	adaptiveMin = 0.5
+	// adaptiveJudge: a cut is judged at a throttle this soon after it
+	// (see adaptive), on adaptiveJudgeMin answers or more in the second
+	// before it; one that kept less than adaptiveKeep of them is undone.
+	adaptiveJudge    = 10 * time.Second
+	adaptiveJudgeMin = 10
+	adaptiveKeep     = 0.85
+	// adaptiveLost: a cut is undone only when the share of answers it
+	// kept is within adaptiveLost of the share of requests it kept, and
+	// its inverse: answers that fell further than the requests did say
+	// the second before it held a burst the provider let through once.
+	adaptiveLost = 0.75
+	// adaptiveNoiseMax: a cut made when this share or more of the
+	// requests were throttled is never undone (throttles of most requests
+	// are the pace's, whatever the answers), nor is a share over it taken
+	// for the provider's noise; adaptiveNoiseFor is how long the noise is
+	// kept (a cut undone wrongly costs at most that long at the rate
+	// before it).
+	adaptiveNoiseMax = 0.5
+	adaptiveNoiseFor = 30 * time.Second
 	// adaptiveBurst: throttles this soon after a cut are of the burst
 	// that cut it (requests under way when it came), and cut nothing more.
 	adaptiveBurst = time.Second
@@ -164,19 +231,44 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	// call longer than a second).
 	throttles := a.throttles.lastSecond(now)
 	sent := max(a.sent.lastSecond(now), throttles)
-	if float64(throttles) < adaptiveShare*float64(sent) {
+	if a.noise > 0 && now.Sub(a.noiseAt) >= adaptiveNoiseFor {
+		a.noise = 0
+	}
+	share := float64(throttles) / float64(sent)
+	if share < adaptiveShare+a.noise {
 		// A throttle now and then, not the rate's: a provider that
 		// throttles a few requests whatever the pace (a shared quota
 		// others fill) would have the rate cut at each, to nothing.
 		return false
 	}
+	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget
+	sentPace, answerPace := a.paces(now)
+	if inForce && !a.before.judged && now.Sub(a.cut) < adaptiveJudge && a.before.counted >= adaptiveJudgeMin &&
+		!a.next.Before(now.Add(-time.Duration(float64(time.Second)/a.rate))) {
+		// The last cut, judged (see adaptive): requests use the rate.
+		a.before.judged = true
+		paced, kept := sentPace/a.before.sent, answerPace/a.before.answers
+		if kept < adaptiveKeep && kept >= adaptiveLost*paced && kept <= paced/adaptiveLost &&
+			a.before.share < adaptiveNoiseMax && share < a.before.share+adaptiveShare {
+			// It cost answers in proportion to the requests it cut:
+			// the throttles are not the pace's.
+			a.rate = a.before.rate
+			a.noise, a.noiseAt = min(max(a.before.share, share), adaptiveNoiseMax), now
+			return false
+		}
+		a.noise = 0
+	}
 	// The rate in force, cut (as TCP cuts its window); the first, from
 	// what was sent: a quiet second (this process waiting out a
 	// Retry-After, a slow call) says nothing of what the provider takes.
 	base := float64(sent)
-	if a.rate > 0 && now.Sub(a.cut) < adaptiveForget {
+	a.before.rate = 0
+	if inForce {
 		base = a.rate
+		a.before.rate = a.rate
 	}
+	a.before.sent, a.before.answers, a.before.counted = sentPace, answerPace, a.answers.lastSecond(now)
+	a.before.share, a.before.judged = share, false
 	a.rate = max(adaptiveMin, adaptiveCut*base)
 	a.cut, a.raised = now, now
 	if a.next.Before(now) {
@@ -194,6 +286,7 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 func (a *adaptive) answered(now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.answers.add(now)
 	if a.rate == 0 {
 		return
 	}
