@@ -749,6 +749,18 @@ func RedactCode(s string, secrets ...string) string {
 
 func redact(s string, fold bool, secrets []string) string {
 	out := redactSecrets(s, fold, secrets)
+	// MaskPhones writes full-width digits as ASCII where the text holds a
+	// phone number, so a secret quoted in full-width characters would
+	// come out whole: what it gives is searched again.
+	masked := func(s string) string { return redactSecrets(MaskPhones(s), fold, secrets) }
+	// A secret quoted in full-width characters (ＴｃＳｅｃｒｅｔ８８, as
+	// a CJK input method types it) is searched in the text with them
+	// narrowed, given narrowed when it held one.
+	if n, ok := narrowWidth(out); ok {
+		if nr := redactSecrets(n, fold, secrets); nr != n {
+			out = nr
+		}
+	}
 	// A secret may be quoted with every character escaped (\u0054\u006f…,
 	// &#84;&#111;…, %54%6F…), or in a mix of escapes that none of
 	// escapedForms writes: the text with its escapes decoded is searched
@@ -757,13 +769,34 @@ func redact(s string, fold bool, secrets []string) string {
 		if strings.IndexByte(d, '&') >= 0 {
 			d = html.UnescapeString(d)
 		}
+		if n, ok := narrowWidth(d); ok {
+			d = n
+		}
 		if d != out {
 			if dr := redactSecrets(d, fold, secrets); dr != d {
-				return MaskPhones(dr)
+				return masked(dr)
 			}
 		}
 	}
-	return MaskPhones(out)
+	return masked(out)
+}
+
+// narrowWidth is s with its full-width forms of ASCII characters (U+FF01 to
+// U+FF5E) and the ideographic space written as ASCII; false when it held
+// none.
+func narrowWidth(s string) (string, bool) {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r == '\u3000' || r >= '\uff01' && r <= '\uff5e' }) {
+		return s, false
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\u3000':
+			return ' '
+		case r >= '\uff01' && r <= '\uff5e':
+			return r - 0xff01 + '!'
+		}
+		return r
+	}, s), true
 }
 
 // redactSecrets replaces the secrets in s, as written and in their

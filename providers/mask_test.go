@@ -332,6 +332,19 @@ func TestRedact(t *testing.T) {
 	if got := Redact("key AKID1234 secret s3cr3t phone 13912345678", "AKID1234", "s3cr3t", ""); got != "key *** secret *** phone 139****5678" {
 		t.Errorf("Redact = %q", got)
 	}
+	// A secret quoted in full-width characters, beside a phone number
+	// (whose mask writes full-width digits as ASCII) or not.
+	for _, in := range []string{
+		"１３８００１３８０００ | TcSecretReal８８zz | x",
+		"call 13800138000; key TcSecretReal８８zz",
+		"key TcSecretReal８８zz",
+		"key ＴｃＳｅｃｒｅｔＲｅａｌ８８ｚｚ．",
+		`{"k":"TcSecretReal\uff18\uff18zz"}`,
+	} {
+		if got := Redact(in, "TcSecretReal88zz"); strings.Contains(got, "88zz") || strings.Contains(got, "８８zz") || strings.Contains(got, "８８ｚｚ") || !strings.Contains(got, "***") {
+			t.Errorf("Redact(%q) = %q: the secret shows", in, got)
+		}
+	}
 	// Short personal values: an ASCII one where it stands alone, another
 	// everywhere.
 	for _, tt := range []struct{ in, sec, want string }{
