@@ -144,6 +144,10 @@ func (a *ordersAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse answers a refused request: JSON for the API, a page otherwise.
 func (a *ordersAdmin) refuse(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	// A refusal may quote what the request gave (an order number, a
+	// filter): a phone number typed there is shown masked, as anywhere
+	// on these pages.
+	msg = providers.MaskPhones(msg)
 	if strings.HasPrefix(r.URL.Path, "/api/") {
 		writeJSON(w, code, map[string]string{"error": msg})
 		return
@@ -225,20 +229,22 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// apiFail answers an action's or a read's error.
+// apiFail answers an action's or a read's error, phone numbers masked
+// (a usage error may quote what the request gave: a filter, a note).
 func (a *ordersAdmin) apiFail(w http.ResponseWriter, err error) {
 	var refused *ledger.RefusedError
 	var usage *ops.UsageError
+	msg := providers.MaskPhones(err.Error())
 	switch {
 	case errors.As(err, &refused):
-		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error(), "reason": refused.Reason})
+		writeJSON(w, http.StatusConflict, map[string]string{"error": msg, "reason": providers.MaskPhones(refused.Reason)})
 	case errors.Is(err, ledger.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such order"})
 	case errors.As(err, &usage):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
 	default:
 		a.log.Warn("orders API", "error", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "ledger unavailable: " + err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "ledger unavailable: " + msg})
 	}
 }
 
@@ -312,20 +318,20 @@ func (a *ordersAdmin) decodeAction(w http.ResponseWriter, r *http.Request, v any
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + providers.MaskPhones(err.Error())})
 		return false
 	}
 	if msg := strictKeys(body, v); msg != "" {
 		// encoding/json takes the last of a key given twice and a key
 		// in any case: a proxy or an audit log reading the first
 		// "as" would see another decision than the one recorded.
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + msg})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + providers.MaskPhones(msg)})
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + providers.MaskPhones(err.Error())})
 		return false
 	}
 	if a.readOnly && mutates() {

@@ -267,6 +267,14 @@ func TestOrdersAPI(t *testing.T) {
 	if code, _ = apiCall(t, "GET", api+"/aliyun/NOPE", token, "", ""); code != http.StatusNotFound {
 		t.Errorf("GET a missing order: %d, want 404", code)
 	}
+	// A phone number typed where an order number or a filter goes is
+	// not echoed in clear.
+	for _, u := range []string{api + "?provider=13800138000", api + "?state=13800138000", strings.TrimSuffix(api, "/api/orders") + "/orders/aliyun/13800138000"} {
+		code, body := apiCall(t, "GET", u, token, "", "")
+		if code != http.StatusNotFound && code != http.StatusBadRequest || strings.Contains(body, "13800138000") || !strings.Contains(body, "138****8000") {
+			t.Errorf("GET %s: %d %s, want a refusal with the number masked", u, code, body)
+		}
+	}
 
 	// Resolve: refused requests change nothing.
 	resolveURL := api + "/aliyun/A-U1/resolve"
