@@ -29,7 +29,8 @@ submission and its task is queued, a matched id is forgotten; its reason reads
 reason, which its event carries, reads "operator: NOTE"; also for an order
 queued or submitting while no create of it may have been received: stopped
 before it is made, nothing created). Phone numbers in the
-note are masked. Prints the record after as a JSON line. Exits 1 with the reason
+note are masked; so are the order's own personal data (with the data key)
+and the credentials this process reads. Prints the record after as a JSON line. Exits 1 with the reason
 when the decision is not legal for the order as it stands.
 `)
 	as := fs.String("as", "", "the decision: paid, absent or errored")

@@ -107,6 +107,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	deadline, has := ctx.Deadline()
 	maxWait := limitWait(providers.Acting(ctx), deadline, has)
 	var rate *adaptive
+	held := false
 	if t.g.opts.FailureThreshold >= 0 {
 		// This process's own rate, once the provider throttled it. A
 		// read may wait for one place at it, its deadline allowing: at
@@ -124,6 +125,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		wait, ok := rate.reserve(t.g.now(), maxWait, stretch)
+		if !ok || wait > 0 {
+			// Held back, as by ORDERWORKER_RATE_LIMITS: counted once.
+			t.g.metrics.waited(t.provider)
+			held = true
+		}
 		if !ok {
 			return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
 				Message: fmt.Sprintf("over this worker's rate for %s, lowered since %s throttled its requests, for %s more, longer than the request may wait; request not sent",
@@ -148,7 +154,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return fail(&providers.Error{Code: providers.RateLimited, Op: "rate limit " + t.provider,
 			Message: "rate limiter unreachable; request not sent", RetryAfter: redisRetry, Err: fmt.Errorf("%w: %w", errOwnLimit, err)})
 	}
-	if wait > 0 {
+	if wait > 0 && !held {
 		t.g.metrics.waited(t.provider)
 	}
 	if !ok {

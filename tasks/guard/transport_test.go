@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -359,7 +361,7 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 // for creates, which wait longer.
 func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 	t.Parallel()
-	g, _ := newGuard(nil, nil)
+	g, _ := newGuard(nil, &Options{Registerer: prometheus.NewRegistry()})
 	g.sleep = func(context.Context, time.Duration) error { return nil } // the clock stands still
 	up := newUpstream(t)
 	hc := &http.Client{Transport: g.Transport("aliyun", nil)}
@@ -378,6 +380,11 @@ func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 	}
 	if errs[0] != nil || errs[1] != nil || providers.CodeOf(errs[2]) != providers.RateLimited {
 		t.Errorf("three reads at once at 0.7 a second: %v; want two sent (now, and 1.4 s off: a place), the third not (2.9 s)", errs)
+	}
+	// Held back by the rate a throttle set, as by a limit: the read
+	// that waited and the one refused are counted.
+	if n := testutil.ToFloat64(g.metrics.waits.WithLabelValues("aliyun")); n != 2 {
+		t.Errorf("orderworker_rate_limit_waits_total = %v after a wait and a refusal at the lowered rate; want 2", n)
 	}
 	// A create (acting: half its deadline) still finds the place after.
 	cctx, ccancel := context.WithTimeout(context.Background(), 8*time.Second)

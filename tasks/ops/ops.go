@@ -13,6 +13,7 @@ package ops
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -336,7 +337,7 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	if err := checkText(a.Note, a.By); err != nil {
 		return Resolved{}, err
 	}
-	a.Note = providers.Redact(strings.TrimSpace(a.Note), o.opts.Secrets...)
+	a.Note = o.noteOf(ctx, ref, nil, a.Note)
 	a.By = providers.Redact(strings.TrimSpace(a.By), o.opts.Secrets...)
 	a.ProviderOrderID = strings.TrimSpace(a.ProviderOrderID)
 	switch {
@@ -545,6 +546,55 @@ const (
 	MaxBy   = 100
 )
 
+// noteOf is an operator's note about the order of ref (its record rec,
+// nil to read it) as it is stored: trimmed, phone numbers masked, without
+// the secrets this process holds nor the order's own personal data (the
+// values of its params shown masked, Set.Masked: Aliyun's userName and
+// userId, Tencent's CustomerId), when its params can be read here. The note
+// becomes the order's reason and goes out in its event: a customer's name
+// typed into it would reach every webhook endpoint.
+func (o *Orders) noteOf(ctx context.Context, ref ledger.Ref, rec *ledger.Record, note string) string {
+	hide := o.opts.Secrets
+	if fields := o.set.Masked(ref.Provider); len(fields) > 0 {
+		if rec == nil {
+			rec, _ = o.ledger.Get(ctx, ref)
+		}
+		if rec != nil {
+			hide = append(slices.Clip(hide), personalValues(o.opts.Sealer, rec, fields)...)
+		}
+	}
+	return providers.Redact(strings.TrimSpace(note), hide...)
+}
+
+// personalValues is the values of rec's params named in fields (a string's
+// text, any other value as JSON writes it), none when its params cannot be
+// opened.
+func personalValues(sealer *tasks.Sealer, rec *ledger.Record, fields []string) []string {
+	clear, err := sealer.Open(rec.Params)
+	if err != nil {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(clear, &m) != nil {
+		return nil
+	}
+	var out []string
+	for _, f := range fields {
+		raw, ok := m[f]
+		if !ok {
+			continue
+		}
+		var v string
+		if json.Unmarshal(raw, &v) != nil {
+			v = string(raw)
+		}
+		if v = strings.TrimSpace(v); v != "" && v != "null" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 func checkText(note, by string) error {
 	if len(note) > MaxNote || len(by) > MaxBy {
 		return &UsageError{fmt.Sprintf("a note has at most %d bytes, a name %d", MaxNote, MaxBy)}
@@ -558,7 +608,7 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 	}
 	out := Redriven{Provider: rec.Provider, OrderNo: rec.OrderNo, State: rec.State,
 		Reason: providers.MaskPhones(rec.Reason), MayExist: rec.MayHaveBeenCreated()}
-	err := o.ledger.Redrive(ctx, rec.Ref(), providers.Redact(strings.TrimSpace(by), o.opts.Secrets...), providers.Redact(strings.TrimSpace(note), o.opts.Secrets...))
+	err := o.ledger.Redrive(ctx, rec.Ref(), providers.Redact(strings.TrimSpace(by), o.opts.Secrets...), o.noteOf(ctx, rec.Ref(), rec, note))
 	unacked := errors.Is(err, ledger.ErrNotDurable)
 	if unacked {
 		err = nil

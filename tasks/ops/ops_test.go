@@ -303,6 +303,47 @@ func TestResolveNoteWithoutSecrets(t *testing.T) {
 	}
 }
 
+// A note naming the order's own customer (its personal-data params, read
+// with the data key) is stored without the name: the note becomes the
+// order's reason and goes out in its event. So is a re-drive's.
+func TestNoteWithoutTheOrdersPersonalData(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t)
+	ctx := context.Background()
+	a := s.order("aliyun", "N-A", `{"iotId":"dev-1","commodityCode":"streamingResource_20_10","copies":1,"userName":"张三丰","userId":"zhangwei_1990"}`,
+		ptr(ledger.SetUnknown("timeout").WithMayExist(true)))
+	tc := s.order("tencent", "N-T", `{"CustomerId":"zhang_san_feng","ItemId":"D-1","ItemNum":1}`, ptr(ledger.SetErrored("bad item")))
+	o := s.orders(s.sealer)
+	if _, err := o.Resolve(ctx, a, ops.ResolveArgs{As: ledger.ResolveErrored, By: "ann", Note: "called 张三丰 (ZHANGWEI_1990): cancel"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := o.RedriveOne(ctx, tc, "ann", "zhang_san_feng asked again"); err != nil || r.Status == "refused" {
+		t.Fatalf("re-drive: %+v, %v", r, err)
+	}
+	for ref, kept := range map[ledger.Ref]string{a: "called *** (***): cancel", tc: "*** asked again"} {
+		raw, err := s.ledger.Get(ctx, ref)
+		if err != nil || raw == nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(raw)
+		for _, clear := range []string{"张三丰", "zhangwei", "ZHANGWEI", "zhang_san_feng"} {
+			if strings.Contains(string(b), clear) {
+				t.Errorf("%s after the note: %s shows %s", ref, b, clear)
+			}
+		}
+		if !strings.Contains(string(b), kept) {
+			t.Errorf("%s after the note: %s; want %q", ref, b, kept)
+		}
+	}
+	// Without the data key the params cannot be read: the note is kept
+	// as written but for phone numbers and secrets (the README says so).
+	b := s.order("aliyun", "N-B", `{"iotId":"dev-1","commodityCode":"streamingResource_20_10","copies":1,"userName":"李四"}`,
+		ptr(ledger.SetUnknown("timeout").WithMayExist(true)))
+	if res, err := s.orders(nil).Resolve(ctx, b, ops.ResolveArgs{As: ledger.ResolveErrored, By: "ann", Note: "checked 李四"}); err != nil || !strings.Contains(res.Reason, "checked 李四") {
+		t.Fatalf("resolve without the data key: %+v, %v; want the note as written", res, err)
+	}
+}
+
 // An order resolved absent is created at once: a live task of it that
 // waits to run (a retry's backoff, or a pending order waiting for a person,
 // checked up to an hour apart) is run now, not left to its time, which
