@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -268,7 +269,12 @@ func (l *Ledger) CheckShards(ctx context.Context) error {
 	}
 	v, err := layoutScript.Run(ctx, l.rdb, keys, n, l.format(), l.opts.FormatDrain.Milliseconds()).Slice()
 	if err != nil {
-		return fmt.Errorf("read the ledger's shard count: %w", err)
+		if strings.HasPrefix(err.Error(), "NOREPLICAS") {
+			// The check writes (it records the layout where none is): a
+			// master short of replicas refuses it before any order.
+			return fmt.Errorf("check the ledger's shard count and format: the Redis master refuses writes while fewer replicas are in sync than its min-replicas-to-write (a replica still syncing, or lagging): %w", err)
+		}
+		return fmt.Errorf("check the ledger's shard count and format: %w", err)
 	}
 	if len(v) != 2 {
 		return fmt.Errorf("read the ledger's shard count: unexpected reply %v", v)

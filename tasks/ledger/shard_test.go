@@ -550,3 +550,16 @@ func TestEarlierFormatsWritesAreCheckedAfterAReadAndAgainLater(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// A master that refuses writes for want of replicas refuses the layout
+// check a first write makes: the error says why, not only that the shard
+// count could not be read.
+func TestLayoutCheckRefusedForReplicasSaysWhy(t *testing.T) {
+	t.Parallel()
+	s := taskstest.StartRedis(t, &taskstest.Options{Args: []string{"--min-replicas-to-write", "1"}})
+	l := ledger.New(s.Client(t), nil)
+	_, err := l.Claim(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: "NR1"}, []byte(`{}`), "h")
+	if err == nil || !strings.Contains(err.Error(), "min-replicas-to-write") || !strings.Contains(err.Error(), "NOREPLICAS") {
+		t.Errorf("claim on a master short of replicas: %v; want the NOREPLICAS refusal, explained", err)
+	}
+}
