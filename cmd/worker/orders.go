@@ -224,6 +224,13 @@ func (a *ordersAdmin) checkForm(r *http.Request) error {
 // The JSON API.
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	if m, ok := v.(map[string]string); ok {
+		// An error answer may quote what the request gave (a filter, a
+		// body's field): a phone number typed there is shown masked.
+		for k, s := range m {
+			m[k] = providers.MaskPhones(s)
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)

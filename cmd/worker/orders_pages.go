@@ -220,10 +220,16 @@ func (a *ordersAdmin) listPage(w http.ResponseWriter, r *http.Request) {
 	var usage *ops.UsageError
 	switch {
 	case errors.As(err, &usage):
-		code, d.Error = http.StatusBadRequest, err.Error()
+		code, d.Error = http.StatusBadRequest, providers.MaskPhones(err.Error())
+		// The form shows the filter again: a phone number typed into
+		// it, masked as the error shows it.
+		f := &d.Filter
+		for _, v := range []*string{&f.State, &f.Provider, &f.OlderThan, &f.Limit, &f.Cursor} {
+			*v = providers.MaskPhones(*v)
+		}
 	case err != nil:
 		a.log.Warn("orders page", "error", err)
-		code, d.Error = http.StatusServiceUnavailable, "the ledger cannot be read: "+err.Error()
+		code, d.Error = http.StatusServiceUnavailable, "the ledger cannot be read: "+providers.MaskPhones(err.Error())
 	}
 	first := d.Filter
 	first.Cursor = ""

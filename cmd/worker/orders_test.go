@@ -269,11 +269,16 @@ func TestOrdersAPI(t *testing.T) {
 	}
 	// A phone number typed where an order number or a filter goes is
 	// not echoed in clear.
-	for _, u := range []string{api + "?provider=13800138000", api + "?state=13800138000", strings.TrimSuffix(api, "/api/orders") + "/orders/aliyun/13800138000"} {
+	pages := strings.TrimSuffix(api, "/api/orders") + "/orders/"
+	for _, u := range []string{api + "?provider=13800138000", api + "?state=13800138000", pages + "aliyun/13800138000", pages + "?state=13800138000", pages + "?older_than=13800138000"} {
 		code, body := apiCall(t, "GET", u, token, "", "")
 		if code != http.StatusNotFound && code != http.StatusBadRequest || strings.Contains(body, "13800138000") || !strings.Contains(body, "138****8000") {
 			t.Errorf("GET %s: %d %s, want a refusal with the number masked", u, code, body)
 		}
+	}
+
+	if code, body := apiCall(t, "POST", api+"/redrive", token, "application/json", `{"state":"errored","older_than":"13800138000","by":"ann","note":"n"}`); code != http.StatusBadRequest || strings.Contains(body, "13800138000") || !strings.Contains(body, "138****8000") {
+		t.Errorf("re-drive with a phone number as older_than: %d %s, want a refusal with the number masked", code, body)
 	}
 
 	// Resolve: refused requests change nothing.

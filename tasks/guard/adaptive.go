@@ -33,7 +33,7 @@ import (
 // answers is undone (the rate in force before it comes back), and the
 // throttle share seen then counts as the provider's noise: only a share
 // adaptiveShare above it cuts again, until a cut keeps the answers or
-// adaptiveForget passes. Without this, throttles of a tenth of the requests
+// adaptiveNoiseFor passes. Without this, throttles of a tenth of the requests
 // at any pace cut the rate at every second until it settled at about five
 // requests a second, whatever the provider took (a fifth: three).
 type adaptive struct {
@@ -43,6 +43,8 @@ type adaptive struct {
 	cut    time.Time // the last cut
 	calm   time.Time // throttles before this are of the last cut's burst
 	raised time.Time // the last raise, or cut
+	used   time.Time // the place the last request took
+	held   time.Time // the end of the last Retry-After
 	// sent counts the requests let go in the last second, throttles the
 	// throttles reported, answered the other answers.
 	sent, throttles, answers window
@@ -201,6 +203,7 @@ func (a *adaptive) reserve(now time.Time, maxWait, stretch time.Duration) (time.
 	if a.rate > 0 {
 		a.next = at.Add(time.Duration(float64(time.Second) / a.rate))
 	}
+	a.used = at
 	return wait, true
 }
 
@@ -217,8 +220,12 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if after > 0 {
-		if t := now.Add(min(after, maxRetryAfter)); t.After(a.next) {
+		t := now.Add(min(after, maxRetryAfter))
+		if t.After(a.next) {
 			a.next = t
+		}
+		if t.After(a.held) {
+			a.held = t
 		}
 	}
 	a.throttles.add(now)
@@ -243,8 +250,7 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	}
 	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget
 	sentPace, answerPace := a.paces(now)
-	if inForce && !a.before.judged && now.Sub(a.cut) < adaptiveJudge && a.before.counted >= adaptiveJudgeMin &&
-		!a.next.Before(now.Add(-time.Duration(float64(time.Second)/a.rate))) {
+	if inForce && !a.before.judged && now.Sub(a.cut) < adaptiveJudge && a.before.counted >= adaptiveJudgeMin && a.using(now) {
 		// The last cut, judged (see adaptive): requests use the rate.
 		a.before.judged = true
 		paced, kept := sentPace/a.before.sent, answerPace/a.before.answers
@@ -281,12 +287,15 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	return true
 }
 
-// answered notes an answer of the provider that was not a throttle: while
+// answered notes an answer of the provider that was not a throttle (ok:
+// nor a failure, which a cut's judgment counts as answered): while
 // requests use the whole rate, it rises.
-func (a *adaptive) answered(now time.Time) {
+func (a *adaptive) answered(now time.Time, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.answers.add(now)
+	if ok {
+		a.answers.add(now)
+	}
 	if a.rate == 0 {
 		return
 	}
@@ -299,12 +308,29 @@ func (a *adaptive) answered(now time.Time) {
 		// The last second still holds what was sent before the cut.
 		return
 	}
-	if iv := time.Duration(float64(time.Second) / a.rate); a.next.Before(now.Add(-iv)) {
-		// Not using it (no request took a place within the last
-		// interval): no sign the provider would take more.
+	if !a.using(now) {
+		// Not using it: no sign the provider would take more.
+		return
+	}
+	if now.Before(a.held) {
+		// A Retry-After holds requests back, not the rate: places
+		// taken behind it say nothing of what the provider takes (a
+		// rate raised on them rose a tenth a second without end, to
+		// about a million a second in 300 s of throttles with a
+		// Retry-After of a second).
 		return
 	}
 	a.rate += max(a.rate*adaptiveGrowth, adaptiveStep) * min(dt, time.Second).Seconds()
+}
+
+// using reports whether requests use the rate in force: one took a place
+// within the last two intervals (so that the next place, an interval after
+// it, is at most one interval behind now). Not a.next, which a Retry-After
+// puts ahead whether or not anything waits for it. a.mu held; the rate is
+// in force.
+func (a *adaptive) using(now time.Time) bool {
+	iv := time.Duration(float64(time.Second) / a.rate)
+	return !a.used.IsZero() && !a.used.Before(now.Add(-2*iv))
 }
 
 // current is the rate now (0: none).

@@ -14,11 +14,22 @@ const (
 )
 
 type ev struct {
-	at   time.Time
-	kind int
-	thr  bool
-	seq  int
+	at    time.Time
+	kind  int
+	ans   answer
+	after time.Duration
+	seq   int
 }
+
+// answer is how the provider answers a request.
+type answer int
+
+const (
+	answerOK answer = iota
+	answerThrottled
+	answerFailed // a 5xx: answered, not a throttle, a failure
+)
+
 type evq []ev
 
 func (q evq) Len() int { return len(q) }
@@ -32,19 +43,36 @@ func (q evq) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
 func (q *evq) Push(x any)   { *q = append(*q, x.(ev)) }
 func (q *evq) Pop() any     { o := *q; x := o[len(o)-1]; *q = o[:len(o)-1]; return x }
 
+// model is a provider: how it answers a request sent at now, and the
+// Retry-After of a throttle.
 type model interface {
-	throttle(now time.Time, rng *rand.Rand) bool
+	answer(now time.Time, rng *rand.Rand) (answer, time.Duration)
 }
-type random float64
 
-func (p random) throttle(_ time.Time, rng *rand.Rand) bool { return rng.Float64() < float64(p) }
+// random throttles a share of requests whatever the pace, with a
+// Retry-After of after.
+type random struct {
+	p     float64
+	after time.Duration
+}
 
+func (m random) answer(_ time.Time, rng *rand.Rand) (answer, time.Duration) {
+	if rng.Float64() < m.p {
+		return answerThrottled, m.after
+	}
+	return answerOK, 0
+}
+
+// bucket is a flow control: a token bucket across all requests; what it
+// refuses, a share failShare answered as failures (503), the rest
+// throttled.
 type bucket struct {
 	rate, burst, tokens float64
+	failShare           float64
 	last                time.Time
 }
 
-func (b *bucket) throttle(now time.Time, _ *rand.Rand) bool {
+func (b *bucket) answer(now time.Time, rng *rand.Rand) (answer, time.Duration) {
 	if b.last.IsZero() {
 		b.tokens = b.burst
 	} else {
@@ -53,17 +81,20 @@ func (b *bucket) throttle(now time.Time, _ *rand.Rand) bool {
 	b.last = now
 	if b.tokens >= 1 {
 		b.tokens--
-		return false
+		return answerOK, 0
 	}
-	return true
+	if b.failShare > 0 && rng.Float64() < b.failShare {
+		return answerFailed, 0 // shed as a 503
+	}
+	return answerThrottled, 0
 }
 
 // simulate runs slots callers against a provider that answers after lat
 // and throttles as m says, for d of simulated time, each caller sending
 // again as soon as its answer comes, at the adaptive rate: the answers a
 // second over the second half, and the share of requests throttled over
-// the first 20 s.
-func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly float64) {
+// the first 20 s; and the highest rate set.
+func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly, highest float64) {
 	var a adaptive
 	rng := rand.New(rand.NewSource(1))
 	start := time.Unix(1e9, 0)
@@ -75,7 +106,7 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 	}
 	end := start.Add(d)
 	half := start.Add(d / 2)
-	var ok, sent, early, earlyThr int
+	var ok, early, earlyThr int
 	var now time.Time
 	for q.Len() > 0 {
 		e := heap.Pop(q).(ev)
@@ -93,31 +124,29 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 			}
 		case evSend:
 			a.sentNow(now)
-			th := m.throttle(now, rng)
+			ans, after := m.answer(now, rng)
 			if now.Before(start.Add(20 * time.Second)) {
 				early++
-				if th {
+				if ans == answerThrottled {
 					earlyThr++
 				}
 			}
-			if now.After(half) {
-				sent++
-			}
-			push(ev{at: now.Add(lat), kind: evAnswer, thr: th})
+			push(ev{at: now.Add(lat), kind: evAnswer, ans: ans, after: after})
 		case evAnswer:
-			if e.thr {
-				a.throttled(now, 0)
+			if e.ans == answerThrottled {
+				a.throttled(now, e.after)
 			} else {
-				a.answered(now)
-				if now.After(half) {
+				a.answered(now, e.ans == answerOK)
+				if now.After(half) && e.ans == answerOK {
 					ok++
 				}
 			}
+			highest = max(highest, a.current(now))
 			push(ev{at: now, kind: evTry})
 		}
 	}
 	secs := (d / 2).Seconds()
-	return float64(ok) / secs, float64(earlyThr) / float64(max(early, 1))
+	return float64(ok) / secs, float64(earlyThr) / float64(max(early, 1)), highest
 }
 
 // A provider that throttles a share of requests whatever the pace (a
@@ -128,7 +157,7 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 func TestThrottlesWhateverThePaceLeaveTheRate(t *testing.T) {
 	t.Parallel()
 	for _, p := range []float64{0.1, 0.2} {
-		answers, _ := simulate(50, 50*time.Millisecond, 300*time.Second, random(p))
+		answers, _, _ := simulate(50, 50*time.Millisecond, 300*time.Second, random{p: p})
 		if most := 50 / 0.05 * (1 - p); answers < 0.9*most {
 			t.Errorf("%.0f %% of requests throttled at random: %.1f answers a second, want about %.0f", 100*p, answers, most)
 		}
@@ -142,9 +171,32 @@ func TestThrottlesWhateverThePaceLeaveTheRate(t *testing.T) {
 func TestAFlowControlStillSetsTheRate(t *testing.T) {
 	t.Parallel()
 	for _, lat := range []time.Duration{5 * time.Millisecond, 30 * time.Millisecond} {
-		answers, early := simulate(10, lat, 60*time.Second, &bucket{rate: 80, burst: 20})
+		answers, early, _ := simulate(10, lat, 60*time.Second, &bucket{rate: 80, burst: 20})
 		if answers < 75 || early > 0.05 {
 			t.Errorf("latency %s: %.1f answers a second (want about 80), %.3f of the first 20 s' requests throttled (want under 0.05)", lat, answers, early)
 		}
+	}
+}
+
+// A flow control that sheds most of what it refuses as 503s, the rest as
+// throttles, is not taken for throttles whatever the pace: a failure is no
+// answer when a cut is judged (counted as one, the cut was undone and the
+// process sent ten times the limit).
+func TestAFlowControlSheddingWithFailuresStillSetsTheRate(t *testing.T) {
+	t.Parallel()
+	_, _, highest := simulate(50, 20*time.Millisecond, 120*time.Second, &bucket{rate: 100, burst: 20, failShare: 0.8})
+	if highest > 300 {
+		t.Errorf("a 100/s flow control shedding 80 %% of the excess as 503: the rate reached %.0f a second; want it held near 100", highest)
+	}
+}
+
+// Throttles with a Retry-After put the next place ahead whether or not a
+// request waits for it: the rate rises only while requests take places (it
+// rose a tenth a second without end, to about a million a second).
+func TestARetryAfterDoesNotRaiseTheRate(t *testing.T) {
+	t.Parallel()
+	answers, _, highest := simulate(50, 50*time.Millisecond, 300*time.Second, random{p: 0.1, after: time.Second})
+	if highest > 10_000 {
+		t.Errorf("10 %% throttled at random with a Retry-After of 1 s: the rate reached %.0f a second (%.0f answers a second); want it near what is sent", highest, answers)
 	}
 }

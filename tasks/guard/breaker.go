@@ -158,8 +158,11 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 		// cancelled: nothing the provider said.
 	default:
 		// Any other answer (a success, a refusal, a failure): the
-		// provider took the request.
-		b.rate.answered(now)
+		// provider took the request. Only one that is not a failure
+		// counts as answered when a cut is judged: a provider shedding
+		// load partly with 5xx, partly with throttles, would otherwise
+		// look as if it answered in proportion to what it was sent.
+		b.rate.answered(now, o != failure)
 	}
 	switch b.st {
 	case Closed:

@@ -337,7 +337,12 @@ func (o *Orders) Resolve(ctx context.Context, ref ledger.Ref, a ResolveArgs) (Re
 	if err := checkText(a.Note, a.By); err != nil {
 		return Resolved{}, err
 	}
-	a.Note = o.noteOf(ctx, ref, nil, a.Note)
+	note, err := o.noteOf(ctx, ref, nil, a.Note)
+	if err != nil {
+		o.observe(action, resultOf(err))
+		return Resolved{}, err
+	}
+	a.Note = note
 	a.By = providers.Redact(strings.TrimSpace(a.By), o.opts.Secrets...)
 	a.ProviderOrderID = strings.TrimSpace(a.ProviderOrderID)
 	switch {
@@ -553,17 +558,21 @@ const (
 // userId, Tencent's CustomerId), when its params can be read here. The note
 // becomes the order's reason and goes out in its event: a customer's name
 // typed into it would reach every webhook endpoint.
-func (o *Orders) noteOf(ctx context.Context, ref ledger.Ref, rec *ledger.Record, note string) string {
+// A record that cannot be read fails it: the note would go out unchecked.
+func (o *Orders) noteOf(ctx context.Context, ref ledger.Ref, rec *ledger.Record, note string) (string, error) {
 	hide := o.opts.Secrets
 	if fields := o.set.Masked(ref.Provider); len(fields) > 0 {
 		if rec == nil {
-			rec, _ = o.ledger.Get(ctx, ref)
+			var err error
+			if rec, err = o.ledger.Get(ctx, ref); err != nil {
+				return "", err
+			}
 		}
 		if rec != nil {
 			hide = append(slices.Clip(hide), personalValues(o.opts.Sealer, rec, fields)...)
 		}
 	}
-	return providers.Redact(strings.TrimSpace(note), hide...)
+	return providers.Redact(strings.TrimSpace(note), hide...), nil
 }
 
 // personalValues is the values of rec's params named in fields (a string's
@@ -608,7 +617,8 @@ func (o *Orders) redrive(ctx context.Context, rec *ledger.Record, by, note strin
 	}
 	out := Redriven{Provider: rec.Provider, OrderNo: rec.OrderNo, State: rec.State,
 		Reason: providers.MaskPhones(rec.Reason), MayExist: rec.MayHaveBeenCreated()}
-	err := o.ledger.Redrive(ctx, rec.Ref(), providers.Redact(strings.TrimSpace(by), o.opts.Secrets...), o.noteOf(ctx, rec.Ref(), rec, note))
+	note, _ = o.noteOf(ctx, rec.Ref(), rec, note) // rec given: nothing to read
+	err := o.ledger.Redrive(ctx, rec.Ref(), providers.Redact(strings.TrimSpace(by), o.opts.Secrets...), note)
 	unacked := errors.Is(err, ledger.ErrNotDurable)
 	if unacked {
 		err = nil
