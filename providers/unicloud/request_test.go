@@ -367,6 +367,12 @@ func TestClassify(t *testing.T) {
 		{"409 not JSON, query", 409, "", `<html/>`, false, providers.InvalidArgument, 0, "", ""},
 		{"409 undocumented code, create", 409, "", `{"Code":"CreateFailed","Msg":"x"}`, true, providers.Ambiguous, 0, "CreateFailed", ""},
 		{"409 ProductConfigError, create", 409, "", `{"Code":"ProductConfigError","Msg":"x"}`, true, providers.InvalidArgument, 0, "", ""},
+		// The documented refusal echoing the request's query names
+		// the nonce as a parameter, not as reused: still a refusal.
+		// Another code's message naming a nonce stays unsure.
+		{"ProductConfigError echoing the query", 200, "", `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"bad spec in Action=CreateOrder&SignatureNonce=3f2a&specificationCode=x"}`, true, providers.InvalidArgument, 0, "ProductConfigError", ""},
+		{"ProductConfigError naming a reused nonce", 200, "", `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"nonce already used"}`, true, providers.Ambiguous, 0, "", ""},
+		{"other code echoing the query", 200, "", `{"Status":false,"Auth":true,"Code":"CreateFailed","Msg":"failed: SignatureNonce=3f2a"}`, true, providers.Ambiguous, 0, "", ""},
 		{"500 create", 500, "", `{"Code":"InternalError","Msg":"x"}`, true, providers.Ambiguous, 0, "InternalError", ""},
 		{"500 query", 500, "", `{"Code":"InternalError","Msg":"x"}`, false, providers.Unavailable, 0, "", ""},
 		{"503 no body create", 503, "", ``, true, providers.Ambiguous, 0, "", ""},

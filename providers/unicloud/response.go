@@ -410,8 +410,17 @@ func codeFor(status int, code, msg string, body []byte, create bool) (providers.
 	// parameters refused, the documented signature error's) lets its
 	// words tell which.
 	words := !create || notTaken(status) || strings.HasPrefix(lc, "invalidparameter")
+	// A message that names a nonce speaks of a reused one; but the
+	// documented business refusal (ProductConfigError) that echoes the
+	// request's query (SignatureNonce=…) says nothing of a nonce: a
+	// black-box run had such refusals held unknown, looked up and sent
+	// again until the circuit breaker opened for every UniCloud order.
+	nonceText := strings.Contains(lm, "nonce")
+	if lc == "productconfigerror" {
+		nonceText = mentions([]byte(msg), "nonce")
+	}
 	switch {
-	case strings.Contains(lc, "nonce") || strings.Contains(lm, "nonce") || searchBody && mentions(body, "nonce"):
+	case strings.Contains(lc, "nonce") || nonceText || searchBody && mentions(body, "nonce"):
 		// Our nonces are fresh per attempt: a reused one means this very
 		// request arrived twice, and the first delivery may have acted.
 		// Before the signature: "signature nonce" names the signature.
