@@ -145,6 +145,9 @@ const (
 	// adaptiveJudge: a cut is judged at a throttle this soon after it
 	// (see adaptive), on adaptiveJudgeMin answers or more in the second
 	// before it; one that kept less than adaptiveKeep of them is undone.
+	// adaptiveFew: fewer throttles than this in the last second cut only
+	// when adaptiveNoiseMax or more of its requests were throttled.
+	adaptiveFew      = 2
 	adaptiveJudge    = 10 * time.Second
 	adaptiveJudgeMin = 10
 	adaptiveKeep     = 0.85
@@ -246,6 +249,14 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 		// A throttle now and then, not the rate's: a provider that
 		// throttles a few requests whatever the pace (a shared quota
 		// others fill) would have the rate cut at each, to nothing.
+		return false
+	}
+	if throttles < adaptiveFew && share < adaptiveNoiseMax {
+		// One or two throttles say nothing of a share: at a few
+		// requests a second, one throttled request in five is a fifth,
+		// and a provider throttling a fifth of all requests whatever
+		// the pace cut the rate at nearly every second, down to a few a
+		// second, where no cut has answers enough to be judged.
 		return false
 	}
 	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget

@@ -156,10 +156,13 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 // requests a second.
 func TestThrottlesWhateverThePaceLeaveTheRate(t *testing.T) {
 	t.Parallel()
-	for _, p := range []float64{0.1, 0.2} {
-		answers, _, _ := simulate(50, 50*time.Millisecond, 300*time.Second, random{p: p})
-		if most := 50 / 0.05 * (1 - p); answers < 0.9*most {
-			t.Errorf("%.0f %% of requests throttled at random: %.1f answers a second, want about %.0f", 100*p, answers, most)
+	for _, c := range []struct {
+		slots int
+		p     float64
+	}{{50, 0.1}, {50, 0.2}, {5, 0.1}, {10, 0.1}} {
+		answers, _, _ := simulate(c.slots, 50*time.Millisecond, 300*time.Second, random{p: c.p})
+		if most := float64(c.slots) / 0.05 * (1 - c.p); answers < 0.9*most {
+			t.Errorf("%d callers, %.0f %% of requests throttled at random: %.1f answers a second, want about %.0f", c.slots, 100*c.p, answers, most)
 		}
 	}
 }

@@ -346,12 +346,19 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if r2 := g.Rate("aliyun"); r2 < 38 || r2 > 39 {
 		t.Errorf("idle: rate %v; want it as it was", r2)
 	}
-	// A throttle after the burst's second, sending 10 a second: the rate
-	// in force cut (38.5 to 26.95); its Retry-After holds the next request.
+	// Throttles after the burst's second, sending 10 a second: one alone
+	// says nothing of a share (one in five at a few a second would cut
+	// a provider that throttles a fifth of requests at any pace); a
+	// second cuts the rate in force (38.5 to 26.95), and its Retry-After
+	// holds the next request.
 	send(10, time.Second)
+	g.Done("aliyun", throttle)
+	if r := g.Rate("aliyun"); r < 38 || r > 39 || cuts() != 1 {
+		t.Errorf("one throttle of 10 requests: rate %v, %v cuts; want it as it was, 1", r, cuts())
+	}
 	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
 	if r := g.Rate("aliyun"); r < 26.9 || r > 27 || cuts() != 2 {
-		t.Errorf("a throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 26.95, 2", r, cuts())
+		t.Errorf("a second throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 26.95, 2", r, cuts())
 	}
 	if w, _ := a.reserve(c.Now(), time.Minute, 0); w != 2*time.Second {
 		t.Errorf("after a Retry-After of 2s: wait %s", w)
