@@ -35,7 +35,10 @@ import (
 // adaptiveShare above it cuts again, until a cut keeps the answers or
 // adaptiveNoiseFor passes. Without this, throttles of a tenth of the requests
 // at any pace cut the rate at every second until it settled at about five
-// requests a second, whatever the provider took (a fifth: three).
+// requests a second, whatever the provider took (a fifth: three). A single
+// throttle in the last second cuts nothing (adaptiveFew) unless it was
+// half its requests: at a few requests a second, where no cut can be
+// judged, one in five would cut on.
 type adaptive struct {
 	mu     sync.Mutex
 	rate   float64   // requests a second; 0: none
@@ -142,12 +145,12 @@ const (
 	adaptiveShare = 0.1
 	// adaptiveMin is the lowest rate a cut sets, requests a second.
 	adaptiveMin = 0.5
+	// adaptiveFew: fewer throttles than this in the last second cut only
+	// when adaptiveNoiseMax or more of its requests were throttled.
+	adaptiveFew = 2
 	// adaptiveJudge: a cut is judged at a throttle this soon after it
 	// (see adaptive), on adaptiveJudgeMin answers or more in the second
 	// before it; one that kept less than adaptiveKeep of them is undone.
-	// adaptiveFew: fewer throttles than this in the last second cut only
-	// when adaptiveNoiseMax or more of its requests were throttled.
-	adaptiveFew      = 2
 	adaptiveJudge    = 10 * time.Second
 	adaptiveJudgeMin = 10
 	adaptiveKeep     = 0.85
@@ -299,7 +302,7 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 }
 
 // answered notes an answer of the provider that was not a throttle (ok:
-// nor a failure, which a cut's judgment counts as answered): while
+// nor a failure; only those count as answers when a cut is judged): while
 // requests use the whole rate, it rises.
 func (a *adaptive) answered(now time.Time, ok bool) {
 	a.mu.Lock()
