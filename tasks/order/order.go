@@ -675,6 +675,25 @@ func standingReason(reason string) string {
 	return reason
 }
 
+// backoff is the wait before the order's next step after err (a failure
+// of its rec.Attempts-th call, a throttle, a failed lookup), up to retry
+// most's ceiling: the provider's Retry-After when it gave one. A throttle
+// without one waits no more than throttleRetries' ceiling: the worker's
+// own rate (tasks/guard) paces what is sent again, and a longer wait only
+// leaves a provider with room idle (a black-box run: the last orders of a
+// burst waited up to a minute, and one lookup three, while a 40/s flow
+// control had room).
+func backoff(err error, p Policy, rec *ledger.Record, most int) time.Duration {
+	if providers.CodeOf(err) == providers.RateLimited {
+		most = min(most, throttleRetries)
+	}
+	return retryAfter(err, p.Backoff.Delay(min(rec.Attempts, most)))
+}
+
+// throttleRetries bounds the backoff after a throttle (see backoff): 8 s
+// at the default ORDERWORKER_RETRY_BASE.
+const throttleRetries = 3
+
 func retryAfter(err error, fallback time.Duration) time.Duration {
 	if d := providers.RetryAfterOf(err); d > 0 {
 		return d
@@ -743,7 +762,7 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		return Decision{Settle: t, Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	case code == providers.RateLimited:
 		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)),
-			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
+			Then: Then{Next: Wait, Delay: backoff(err, p, rec, 6), Reason: msg, Code: code}}
 	case code == providers.Unauthenticated:
 		// Refused before anything was created: the credentials are wrong
 		// on this worker. The order waits for a worker that has them.
@@ -958,7 +977,7 @@ func lookupFailed(rec *ledger.Record, code providers.Code, err error, msg string
 		}
 		return leftFor(rec, r, code)
 	}
-	return Decision{Settle: t, Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 8))), Reason: msg, Code: code}}
+	return Decision{Settle: t, Then: Then{Next: Wait, Delay: backoff(err, p, rec, 8), Reason: msg, Code: code}}
 }
 
 // lastLookup joins what made an order unknown to what its last failed
@@ -1166,7 +1185,7 @@ func prepareFailed(rec *ledger.Record, code providers.Code, err error, msg strin
 			return Decision{Settle: ledger.SetErrored(r), Then: Then{Next: Stop, Reason: r}}
 		}
 		return Decision{Settle: ledger.Keep(msg),
-			Then: Then{Next: Wait, Delay: retryAfter(err, p.Backoff.Delay(min(rec.Attempts, 6))), Reason: msg, Code: code}}
+			Then: Then{Next: Wait, Delay: backoff(err, p, rec, 6), Reason: msg, Code: code}}
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
 }

@@ -1578,3 +1578,34 @@ func TestShownFrom(t *testing.T) {
 		}
 	}
 }
+
+// A throttle that names no delay waits no longer than the third retry's
+// ceiling, however many calls the order made: the worker's own rate paces
+// what is sent again, and a longer wait left a provider with room idle (a
+// black-box run: the last orders of a burst waited up to a minute). Other
+// failures keep the longer backoff; a Retry-After is kept as given.
+func TestThrottleWithoutADelayWaitsLittle(t *testing.T) {
+	t.Parallel()
+	p := policy() // exact delays: each retry's ceiling
+	throttle := &providers.Error{Code: providers.RateLimited, Op: "op", HTTPStatus: 429}
+	down := &providers.Error{Code: providers.Unavailable, Op: "op", HTTPStatus: 503}
+	asked := &providers.Error{Code: providers.RateLimited, Op: "op", HTTPStatus: 429, RetryAfter: 40 * time.Second}
+	for _, c := range []struct {
+		name string
+		rec  *ledger.Record
+		step Step
+		err  error
+		want time.Duration
+	}{
+		{"create throttled", retryMarked(), Submit, throttle, 8 * time.Second},
+		{"create throttled with a Retry-After", retryMarked(), Submit, asked, 40 * time.Second},
+		{"lookup throttled", unknown(), Lookup, throttle, 8 * time.Second},
+		{"lookup failed, down", unknown(), Lookup, down, time.Minute},
+	} {
+		c.rec.Attempts = 10
+		d := Decide(c.rec, c.step, Outcome{Err: c.err}, p, t0.Add(time.Minute))
+		if d.Then.Next != Wait && d.Then.Next != Retry || d.Then.Delay != c.want {
+			t.Errorf("%s after 10 calls: %v in %s; want a wait of %s", c.name, d.Then.Next, d.Then.Delay, c.want)
+		}
+	}
+}
