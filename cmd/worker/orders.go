@@ -236,15 +236,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// apiFail answers an action's or a read's error, phone numbers masked
-// (a usage error may quote what the request gave: a filter, a note).
+// apiFail answers an action's or a read's error (writeJSON masks phone
+// numbers in it).
 func (a *ordersAdmin) apiFail(w http.ResponseWriter, err error) {
 	var refused *ledger.RefusedError
 	var usage *ops.UsageError
-	msg := providers.MaskPhones(err.Error())
+	msg := err.Error()
 	switch {
 	case errors.As(err, &refused):
-		writeJSON(w, http.StatusConflict, map[string]string{"error": msg, "reason": providers.MaskPhones(refused.Reason)})
+		writeJSON(w, http.StatusConflict, map[string]string{"error": msg, "reason": refused.Reason})
 	case errors.Is(err, ledger.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such order"})
 	case errors.As(err, &usage):
@@ -325,20 +325,20 @@ func (a *ordersAdmin) decodeAction(w http.ResponseWriter, r *http.Request, v any
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + providers.MaskPhones(err.Error())})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
 		return false
 	}
 	if msg := strictKeys(body, v); msg != "" {
 		// encoding/json takes the last of a key given twice and a key
 		// in any case: a proxy or an audit log reading the first
 		// "as" would see another decision than the one recorded.
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + providers.MaskPhones(msg)})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + msg})
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + providers.MaskPhones(err.Error())})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
 		return false
 	}
 	if a.readOnly && mutates() {
