@@ -6,39 +6,38 @@ import (
 )
 
 // adaptive is the rate of requests this process allows itself to one
-// provider once the provider throttled them: none until then; at a
-// throttle, when a tenth or more (adaptiveShare) of the last second's
-// requests were throttled, cut to adaptiveCut of what the process sent in
-// that second, later of the rate in force (at least adaptiveMin; a
-// throttle before the last cut's burst calmed, cuts nothing more); while
-// no throttle comes and requests use it all (each waits for its place),
-// raised by adaptiveGrowth a second; and dropped adaptiveForget after the
-// last cut. Requests go evenly spaced under it (Transport), each
-// waiting for its place as long as its deadline allows. So a process
-// settles a little under what the provider lets through, as TCP's
-// congestion control and the adaptive retry mode of cloud SDKs do:
-// neither sending on what the provider refuses (half of all requests
-// throttled, in a black-box run against a gateway's flow control, without
-// a limit set) nor stopping every call a while and sending them all at
-// once when the wait ends (a tenth of what that gateway let through, in a
-// run against the holds this replaced).
+// provider once the provider throttled them: none until then. Requests go
+// evenly spaced under it (Transport), each waiting for its place as long
+// as its deadline allows, so that a process settles a little under what
+// the provider lets through, as TCP's congestion control and the adaptive
+// retry mode of cloud SDKs do: neither sending on what the provider
+// refuses (half of all requests throttled, in a black-box run against a
+// gateway's flow control, without a limit set) nor stopping every call a
+// while and sending them all at once when the wait ends.
 //
-// A cut is judged at the next throttle that would cut again (within
-// adaptiveJudge of it, requests using the rate, adaptiveJudgeMin answers or
-// more in the second before it): a provider that throttles for the pace
-// answers as many requests a second at the lower rate as before it (what
-// its limit lets through), while one that throttles a share of requests
-// whatever the pace (a fault, a quota others fill) answers fewer, in
-// proportion. A cut that cost more than a share 1-adaptiveKeep of the
-// answers is undone (the rate in force before it comes back), and the
-// throttle share seen then counts as the provider's noise: only a share
-// adaptiveShare above it cuts again, until a cut keeps the answers or
-// adaptiveNoiseFor passes. Without this, throttles of a tenth of the requests
-// at any pace cut the rate at every second until it settled at about five
-// requests a second, whatever the provider took (a fifth: three). A single
-// throttle in the last second cuts nothing (adaptiveFew) unless it was
-// half its requests: at a few requests a second, where no cut can be
-// judged, one in five would cut on.
+// Throttles of most requests (adaptiveMost of adaptiveTrialMin or more in
+// the last second, failures counted with them; or adaptiveMostRun answers
+// in a row) cut the rate at once, to
+// adaptiveCut of the rate in force (none: of what was sent, at most what
+// was not refused). Throttles of a share of them (adaptiveShare or more)
+// start a trial, since a provider may throttle a share of requests
+// whatever the pace (injected faults, a quota others fill), which a cut
+// cannot help: the share of answers refused is counted over a span at the
+// pace as it is (the last second, when it holds answers enough), the rate
+// is cut, and the share counted again over a span at the rate cut. A
+// limit of the pace lets through as many requests as before, so refuses a
+// larger part of fewer requests less (1-(1-r)/adaptiveCut of them, for r
+// before); throttles whatever the pace refuse the same share. The cut is
+// kept when the share after it is nearer the first, and the next cut
+// follows at once while it is still throttled; else it is undone (the
+// rate before the cuts not yet shown to be the pace's comes back) and the
+// throttled share counts as the provider's noise for adaptiveNoiseFor:
+// only a share adaptiveShare above it starts a trial. Without trials, a
+// tenth of requests throttled whatever the pace cut a process to about
+// five requests a second, and a fifth to one or two, whatever the
+// provider took. The rate rises by adaptiveGrowth a second while requests
+// use it all, no trial is under way and no Retry-After holds them, and is
+// dropped adaptiveForget after the last cut.
 type adaptive struct {
 	mu     sync.Mutex
 	rate   float64   // requests a second; 0: none
@@ -49,22 +48,48 @@ type adaptive struct {
 	used   time.Time // the place the last request took
 	held   time.Time // the end of the last Retry-After
 	// sent counts the requests let go in the last second, throttles the
-	// throttles reported, answered the other answers.
-	sent, throttles, answers window
-	// before is what held when the last cut came, until it is judged.
-	before struct {
-		rate    float64 // the rate in force (0: none)
-		sent    float64 // requests a second before it (see paces)
-		answers float64 // answers a second before it
-		counted int     // answers in the second before it
-		share   float64 // the share of requests throttled
-		judged  bool
-	}
+	// throttles reported, failures the failures, answers the other
+	// answers.
+	sent, throttles, failures, answers window
+	// refused counts the throttles and failures, thr the throttles, and
+	// all every answer, since the process began.
+	refused, thr, all int64
+	// run counts the answers refused in a row.
+	run int
+	// busy is when answers began to come after a second or more without
+	// one; last, the last answer.
+	busy, last time.Time
+	// restore is the rate an undone cut restores: the one in force
+	// before the cuts since the last one shown to be the pace's
+	// (untested: a cut since was not).
+	restore  float64
+	untested bool
+	// trial is the test under way, if any (see adaptive).
+	trial trial
 	// noise is a share of requests the provider throttles whatever the
 	// pace (0: none known), judged at noiseAt.
 	noise   float64
 	noiseAt time.Time
 }
+
+// trial is a test of whether the throttles are the pace's: the share of
+// answers refused (throttles and failures) over a span at the pace before
+// a cut (trialBefore), then over a span at the rate cut (trialAfter).
+type trial struct {
+	phase int
+	// started is set when the span began (from), with the counts then.
+	started              bool
+	from                 time.Time
+	refused0, thr0, all0 int64
+	need                 int64   // answers the span needs
+	refused, share       float64 // the span before's shares refused and throttled
+}
+
+const (
+	trialNone = iota
+	trialBefore
+	trialAfter
+)
 
 // window counts events in each adaptiveSlot of the last second (about:
 // its ten slots cover 0.9 to 1 s before now), by
@@ -100,27 +125,6 @@ func (w *window) add(now time.Time) {
 	}
 }
 
-// oldest is the start of the oldest slot of the last second that counted
-// an event (now when none did).
-func (w *window) oldest(now time.Time) time.Time {
-	i := w.slot(now)
-	for j := max(w.newest-adaptiveSlots+1, i-adaptiveSlots+1, 0); j <= min(w.newest, i); j++ {
-		if w.n[j%adaptiveSlots] > 0 {
-			return w.base.Add(time.Duration(j) * adaptiveSlot)
-		}
-	}
-	return now
-}
-
-// paces is the requests sent and the answers a second over the last
-// second, or over the part of it since requests were sent, when they began
-// later (a burst after a quiet spell: its count over a whole second would
-// understate its pace).
-func (a *adaptive) paces(now time.Time) (sent, answers float64) {
-	span := min(max(now.Sub(a.sent.oldest(now)), adaptiveSlot), time.Second).Seconds()
-	return float64(a.sent.lastSecond(now)) / span, float64(a.answers.lastSecond(now)) / span
-}
-
 // lastSecond is how many events were counted in the second before now.
 func (w *window) lastSecond(now time.Time) int {
 	i := w.slot(now)
@@ -141,31 +145,30 @@ const (
 	adaptiveGrowth = 0.1
 	adaptiveStep   = 1.0
 	// adaptiveShare is the share of the last second's requests that must
-	// have been throttled for a throttle to cut the rate.
+	// have been throttled for a throttle to start a trial.
 	adaptiveShare = 0.1
 	// adaptiveMin is the lowest rate a cut sets, requests a second.
 	adaptiveMin = 0.5
-	// adaptiveFew: fewer throttles than this in the last second cut only
-	// when adaptiveNoiseMax or more of its requests were throttled.
+	// adaptiveFew: fewer throttles than this in the last second start
+	// nothing unless adaptiveMost or more of its requests were throttled.
 	adaptiveFew = 2
-	// adaptiveJudge: a cut is judged at a throttle this soon after it
-	// (see adaptive), on adaptiveJudgeMin answers or more in the second
-	// before it; one that kept less than adaptiveKeep of them is undone.
-	adaptiveJudge    = 10 * time.Second
-	adaptiveJudgeMin = 10
-	adaptiveKeep     = 0.85
-	// adaptiveLost: a cut is undone only when the share of answers it
-	// kept is within adaptiveLost of the share of requests it kept, and
-	// its inverse: answers that fell further than the requests did say
-	// the second before it held a burst the provider let through once.
-	adaptiveLost = 0.75
-	// adaptiveNoiseMax: a cut made when this share or more of the
-	// requests were throttled is never undone (throttles of most requests
-	// are the pace's, whatever the answers), nor is a share over it taken
-	// for the provider's noise; adaptiveNoiseFor is how long the noise is
-	// kept (a cut undone wrongly costs at most that long at the rate
-	// before it).
-	adaptiveNoiseMax = 0.5
+	// adaptiveMost: this share of adaptiveTrialMin requests or more
+	// throttled in the last second cuts at once, without a trial.
+	adaptiveMost = 0.5
+	// adaptiveMostRun answers refused in a row, at a pace where the last
+	// second holds fewer than adaptiveTrialMin, count as most.
+	adaptiveMostRun = 8
+	// A trial's span lasts adaptiveTrialSpan or more, and holds
+	// adaptiveTrialMin answers or more and about adaptiveTrialRefused
+	// refusals at the share that started it; one that has not in
+	// adaptiveTrialMax ends.
+	adaptiveTrialSpan    = time.Second
+	adaptiveTrialMin     = 20
+	adaptiveTrialRefused = 10
+	adaptiveTrialMax     = 10 * time.Second
+	adaptiveTrialNone    = 3
+	// adaptiveNoiseFor is how long a share found to be the provider's
+	// noise is kept.
 	adaptiveNoiseFor = 30 * time.Second
 	// adaptiveBurst: throttles this soon after a cut are of the burst
 	// that cut it (requests under way when it came), and cut nothing more.
@@ -235,6 +238,11 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 		}
 	}
 	a.throttles.add(now)
+	a.note(now, true)
+	a.thr++
+	if a.step(now) {
+		return true
+	}
 	if now.Before(a.calm) {
 		// Of the burst the last cut answered: requests under way then,
 		// or sent before its Retry-After ended.
@@ -249,46 +257,153 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	}
 	share := float64(throttles) / float64(sent)
 	if share < adaptiveShare+a.noise {
-		// A throttle now and then, not the rate's: a provider that
-		// throttles a few requests whatever the pace (a shared quota
-		// others fill) would have the rate cut at each, to nothing.
+		// A throttle now and then, not the rate's.
 		return false
 	}
-	if throttles < adaptiveFew && share < adaptiveNoiseMax {
-		// One or two throttles say nothing of a share: at a few
-		// requests a second, one throttled request in five is a fifth,
-		// and a provider throttling a fifth of all requests whatever
-		// the pace cut the rate at nearly every second, down to a few a
-		// second, where no cut has answers enough to be judged.
+	if throttles < adaptiveFew && share < adaptiveMost {
+		// One or two throttles say nothing of a share.
 		return false
 	}
 	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget
-	sentPace, answerPace := a.paces(now)
-	if inForce && !a.before.judged && now.Sub(a.cut) < adaptiveJudge && a.before.counted >= adaptiveJudgeMin && a.using(now) {
-		// The last cut, judged (see adaptive): requests use the rate.
-		a.before.judged = true
-		paced, kept := sentPace/a.before.sent, answerPace/a.before.answers
-		if kept < adaptiveKeep && kept >= adaptiveLost*paced && kept <= paced/adaptiveLost &&
-			a.before.share < adaptiveNoiseMax && share < a.before.share+adaptiveShare {
-			// It cost answers in proportion to the requests it cut:
-			// the throttles are not the pace's.
-			a.rate = a.before.rate
-			a.noise, a.noiseAt = min(max(a.before.share, share), adaptiveNoiseMax), now
+	ref := throttles + a.failures.lastSecond(now)
+	if sent = max(sent, ref); float64(ref)/float64(sent) >= adaptiveMost && (sent >= adaptiveTrialMin || a.run >= adaptiveMostRun) {
+		// Most requests refused (throttled, or shed as failures
+		// beside throttles), of enough to tell: the pace's, cut now.
+		base := a.rate
+		if !inForce {
+			// What was sent, but no more than was not refused (after
+			// an undone cut, a burst at no rate: cut from it, a rate
+			// took a second a step to come down to a flow control's).
+			base = min(float64(sent), float64(sent-ref)/(1-adaptiveShare))
+		}
+		a.trial.phase = trialNone
+		a.untested = false
+		a.cutTo(now, base)
+		return true
+	}
+	if a.trial.phase != trialNone {
+		return false
+	}
+	// A share of the requests: whether they are the pace's is tried
+	// (see adaptive).
+	ok := a.answers.lastSecond(now)
+	if a.noise == 0 && int64(ref+ok) >= need(share) && now.Sub(a.busy) >= adaptiveTrialSpan {
+		// The last second is span enough, before any share was found
+		// to be the provider's noise (a share a little over it would
+		// be the last second's only because it started the trial).
+		a.trialCut(now, float64(ref)/float64(ref+ok), share)
+		return true
+	}
+	a.trial = trial{phase: trialBefore, need: need(share)}
+	return false
+}
+
+// note counts an answer at now (refused: a throttle or a failure). a.mu
+// held.
+func (a *adaptive) note(now time.Time, refused bool) {
+	if now.Sub(a.last) >= time.Second {
+		a.busy = now
+	}
+	a.last = now
+	a.all++
+	if refused {
+		a.refused++
+		a.run++
+	} else {
+		a.run = 0
+	}
+}
+
+// need is the answers a trial's span needs at a share of throttles:
+// adaptiveTrialMin, and about adaptiveTrialRefused refusals.
+func need(share float64) int64 {
+	return max(adaptiveTrialMin, int64(adaptiveTrialRefused/max(share, 0.05)))
+}
+
+// step moves the trial under way on at an answer at now: whether it cut
+// the rate. a.mu held.
+func (a *adaptive) step(now time.Time) bool {
+	t := &a.trial
+	if t.phase == trialNone || now.Before(a.calm) {
+		return false
+	}
+	if !t.started {
+		t.started, t.from = true, now
+		t.refused0, t.thr0, t.all0 = a.refused, a.thr, a.all
+		return false
+	}
+	n := a.all - t.all0
+	// After a cut, answers enough that throttles of its share at any
+	// pace would have refused about adaptiveTrialNone of them, and none
+	// refused, say as much as a whole span.
+	none := t.phase == trialAfter && a.refused == t.refused0 && float64(n)*t.refused >= adaptiveTrialNone
+	if (n < t.need && !none) || now.Sub(t.from) < adaptiveTrialSpan {
+		if now.Sub(t.from) >= adaptiveTrialMax {
+			// Too few answers to tell: nothing cut, or the cut
+			// kept (and taken back with the next one undone).
+			t.phase = trialNone
+		}
+		return false
+	}
+	refused := float64(a.refused-t.refused0) / float64(n)
+	share := float64(a.thr-t.thr0) / float64(n)
+	if t.phase == trialBefore {
+		if share < adaptiveShare+a.noise {
+			// Over the span, a throttle now and then.
+			t.phase = trialNone
 			return false
 		}
-		a.noise = 0
+		a.trialCut(now, refused, share)
+		return true
 	}
-	// The rate in force, cut (as TCP cuts its window); the first, from
-	// what was sent: a quiet second (this process waiting out a
-	// Retry-After, a slow call) says nothing of what the provider takes.
-	base := float64(sent)
-	a.before.rate = 0
+	t.phase = trialNone
+	a.untested = false
+	// What a limit of the pace would refuse at the rate cut (as many
+	// let through as before), and what throttles of a share at any pace
+	// would (the same share): nearer the first, the throttles are the
+	// pace's.
+	limit := max(0, 1-(1-t.refused)/adaptiveCut)
+	if refused < (limit+t.refused)/2 {
+		a.noise = 0
+		if share >= adaptiveShare && n >= need(share) {
+			// Still throttled at the rate cut: its span is the next
+			// trial's before, and the rate is cut again.
+			a.trialCut(now, refused, share)
+			return true
+		}
+		return false
+	}
+	a.rate = a.restore
+	// Places taken at the cut rate are given back; the second after is
+	// the restored pace's.
+	a.next, a.calm = now, now.Add(adaptiveBurst)
+	a.noise, a.noiseAt = min(max(t.share, share), adaptiveMost), now
+	return false
+}
+
+// trialCut cuts the rate in force (none: what was sent the last second)
+// after a span before it refused and throttled these shares, and starts
+// the trial's span after it. a.mu held.
+func (a *adaptive) trialCut(now time.Time, refused, share float64) {
+	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget
+	base := float64(a.sent.lastSecond(now))
+	if !a.untested || !inForce {
+		a.restore = 0
+		if inForce {
+			a.restore = a.rate
+		}
+	}
 	if inForce {
 		base = a.rate
-		a.before.rate = a.rate
 	}
-	a.before.sent, a.before.answers, a.before.counted = sentPace, answerPace, a.answers.lastSecond(now)
-	a.before.share, a.before.judged = share, false
+	a.untested = true
+	a.trial = trial{phase: trialAfter, need: need(share), refused: refused, share: share}
+	a.cutTo(now, base)
+}
+
+// cutTo sets the rate to adaptiveCut of base (at least adaptiveMin). a.mu
+// held.
+func (a *adaptive) cutTo(now time.Time, base float64) {
 	a.rate = max(adaptiveMin, adaptiveCut*base)
 	a.cut, a.raised = now, now
 	if a.next.Before(now) {
@@ -298,18 +413,20 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	if a.next.After(a.calm) {
 		a.calm = a.next // and until its Retry-After ends
 	}
-	return true
 }
 
 // answered notes an answer of the provider that was not a throttle (ok:
-// nor a failure; only those count as answers when a cut is judged): while
-// requests use the whole rate, it rises.
+// nor a failure): while requests use the whole rate, it rises.
 func (a *adaptive) answered(now time.Time, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.note(now, !ok)
 	if ok {
 		a.answers.add(now)
+	} else {
+		a.failures.add(now)
 	}
+	a.step(now)
 	if a.rate == 0 {
 		return
 	}
@@ -320,6 +437,10 @@ func (a *adaptive) answered(now time.Time, ok bool) {
 	a.raised = now
 	if now.Before(a.calm) {
 		// The last second still holds what was sent before the cut.
+		return
+	}
+	if a.trial.phase != trialNone {
+		// A trial measures the pace as it is.
 		return
 	}
 	if !a.using(now) {

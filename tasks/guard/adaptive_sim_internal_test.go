@@ -95,8 +95,13 @@ func (b *bucket) answer(now time.Time, rng *rand.Rand) (answer, time.Duration) {
 // second over the second half, and the share of requests throttled over
 // the first 20 s; and the highest rate set.
 func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly, highest float64) {
+	return simulateSeed(1, slots, lat, d, m)
+}
+
+// simulateSeed is simulate with the provider's random numbers seeded so.
+func simulateSeed(seed int64, slots int, lat, d time.Duration, m model) (answers, throttledEarly, highest float64) {
 	var a adaptive
-	rng := rand.New(rand.NewSource(1))
+	rng := rand.New(rand.NewSource(seed))
 	start := time.Unix(1e9, 0)
 	q := &evq{}
 	seq := 0
@@ -125,6 +130,9 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 		case evSend:
 			a.sentNow(now)
 			ans, after := m.answer(now, rng)
+			if simSend != nil {
+				simSend(now, ans, &a)
+			}
 			if now.Before(start.Add(20 * time.Second)) {
 				early++
 				if ans == answerThrottled {
@@ -142,6 +150,9 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 				}
 			}
 			highest = max(highest, a.current(now))
+			if simWatch != nil {
+				simWatch(now, &a)
+			}
 			push(ev{at: now, kind: evTry})
 		}
 	}
@@ -151,18 +162,29 @@ func simulate(slots int, lat, d time.Duration, m model) (answers, throttledEarly
 
 // A provider that throttles a share of requests whatever the pace (a
 // fault, a quota others fill) keeps this process's rate where it was: a cut
-// that cost answers in proportion to the requests it cut is undone. Before,
-// a tenth throttled at any pace cut the rate every second, to about five
-// requests a second.
+// after which the share refused did not fall is undone. Before trials, a
+// tenth throttled at any pace cut the rate every second, to about five
+// requests a second; and before they compared shares, a fifth or more
+// with few callers still cut it to one or two (a cut was judged by the
+// answers a second, too few there to tell).
 func TestThrottlesWhateverThePaceLeaveTheRate(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		slots int
+		lat   time.Duration
 		p     float64
-	}{{50, 0.1}, {50, 0.2}, {5, 0.1}, {10, 0.1}} {
-		answers, _, _ := simulate(c.slots, 50*time.Millisecond, 300*time.Second, random{p: c.p})
-		if most := float64(c.slots) / 0.05 * (1 - c.p); answers < 0.9*most {
-			t.Errorf("%d callers, %.0f %% of requests throttled at random: %.1f answers a second, want about %.0f", c.slots, 100*c.p, answers, most)
+	}{
+		{50, 50 * time.Millisecond, 0.1}, {50, 50 * time.Millisecond, 0.2}, {5, 50 * time.Millisecond, 0.1}, {10, 50 * time.Millisecond, 0.1},
+		{2, 30 * time.Millisecond, 0.2}, {5, 100 * time.Millisecond, 0.2}, {10, 5 * time.Millisecond, 0.2}, {20, 10 * time.Millisecond, 0.2},
+		{5, 30 * time.Millisecond, 0.3}, {20, 100 * time.Millisecond, 0.3}, {50, 30 * time.Millisecond, 0.3},
+	} {
+		pace := float64(c.slots) / c.lat.Seconds()
+		for seed := int64(1); seed <= 2 && (seed == 1 || pace <= 500); seed++ { // a second seed where it is cheap
+			answers, _, _ := simulateSeed(seed, c.slots, c.lat, 120*time.Second, random{p: c.p})
+			if most := pace * (1 - c.p); answers < 0.9*most {
+				t.Errorf("%d callers, %s latency, %.0f %% of requests throttled at random (seed %d): %.1f answers a second, want about %.0f",
+					c.slots, c.lat, 100*c.p, seed, answers, most)
+			}
 		}
 	}
 }
@@ -170,13 +192,14 @@ func TestThrottlesWhateverThePaceLeaveTheRate(t *testing.T) {
 // A provider that throttles for the pace (a token bucket) still has the
 // process settle near its limit, with few requests throttled, from the
 // start: the run the README reports (80 a second, burst 20, concurrency
-// 10).
+// 10). The trials cost a little: 4-6 % of the first 20 s' requests
+// throttled, 2 % before them.
 func TestAFlowControlStillSetsTheRate(t *testing.T) {
 	t.Parallel()
 	for _, lat := range []time.Duration{5 * time.Millisecond, 30 * time.Millisecond} {
 		answers, early, _ := simulate(10, lat, 60*time.Second, &bucket{rate: 80, burst: 20})
-		if answers < 75 || early > 0.05 {
-			t.Errorf("latency %s: %.1f answers a second (want about 80), %.3f of the first 20 s' requests throttled (want under 0.05)", lat, answers, early)
+		if answers < 75 || early > 0.07 {
+			t.Errorf("latency %s: %.1f answers a second (want about 80), %.3f of the first 20 s' requests throttled (want under 0.07)", lat, answers, early)
 		}
 	}
 }
@@ -203,3 +226,9 @@ func TestARetryAfterDoesNotRaiseTheRate(t *testing.T) {
 		t.Errorf("10 %% throttled at random with a Retry-After of 1 s: the rate reached %.0f a second (%.0f answers a second); want it near what is sent", highest, answers)
 	}
 }
+
+// simWatch, when set, sees the rate after each answer.
+var simWatch func(time.Time, *adaptive)
+
+// simSend, when set, sees each request sent and its answer.
+var simSend func(time.Time, answer, *adaptive)

@@ -279,30 +279,43 @@ func TestStateString(t *testing.T) {
 }
 
 // The provider's throttling sets this process's rate of requests to it:
-// none before; at a throttle of a tenth or more of the last second's
-// requests, 0.7 of what it sent in that second (and a throttle within a
-// second of the cut is of the same burst); raised by a
-// tenth a second while requests use it all; its Retry-After puts the next
-// request that far ahead; dropped five minutes after the last cut.
-// This worker's own limit cuts nothing, nor does another provider's
-// throttling; the breaker's state does not change, and Wait holds nothing.
+// none before; a throttle now and then cuts nothing; throttles of a share
+// of the requests start a trial that cuts the rate to 0.7 of what was sent
+// after a second at the pace as it is, and keeps the cut when the share
+// refused falls; throttles of most requests cut at once; raised by a tenth
+// a second while requests use it all; its Retry-After puts the next
+// request that far ahead; dropped five minutes after the last cut. This
+// worker's own limit cuts nothing, nor does another provider's throttling;
+// the breaker's state does not change, and Wait holds nothing.
 func TestThrottlingSetsARate(t *testing.T) {
 	t.Parallel()
 	g, c := newGuard(nil, &Options{FailureThreshold: 3, Cooldown: 30 * time.Second, Providers: []string{"aliyun"}, Registerer: prometheus.NewRegistry()})
 	a := &g.breaker("aliyun").rate
 	cuts := func() float64 { return testutil.ToFloat64(g.metrics.cuts.WithLabelValues("aliyun")) }
 	throttle := &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}
-	send := func(n int, over time.Duration) {
+	// send sends n requests over d, each at its place, and answers each
+	// at once, a throttle each throttleEvery'th (0: none).
+	send := func(n int, d time.Duration, throttleEvery int) {
 		t.Helper()
-		for range n {
-			c.Add(over / time.Duration(n))
-			if w, ok := a.reserve(c.Now(), time.Minute, 0); !ok || w != 0 {
-				t.Fatalf("a request at its place: wait %s, %v", w, ok)
+		for i := range n {
+			c.Add(d / time.Duration(n))
+			w, ok := a.reserve(c.Now(), time.Minute, 0)
+			if !ok {
+				t.Fatalf("a request refused a place: wait %s", w)
 			}
+			c.Add(w)
 			a.sentNow(c.Now())
+			if throttleEvery > 0 && i%throttleEvery == 0 {
+				g.Done("aliyun", throttle)
+			} else {
+				g.Done("aliyun", nil)
+			}
 		}
 	}
-	send(50, 900*time.Millisecond) // 50 requests in the last second, no rate
+	for range 50 { // 50 requests in the last second, no rate
+		c.Add(18 * time.Millisecond)
+		a.sentNow(c.Now())
+	}
 	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 {
 		t.Fatalf("before any throttle: rate %v, %v cuts", r, cuts())
 	}
@@ -314,64 +327,90 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 {
 		t.Fatalf("4 throttles of 50 requests: rate %v, %v cuts; want none", r, cuts())
 	}
-	for range 6 { // one burst: ten requests throttled at once
-		g.Done("aliyun", throttle)
-	}
-	if r := g.Rate("aliyun"); r != 35 || cuts() != 1 {
-		t.Errorf("after one burst: rate %v, %v cuts; want 35 (0.7 of 50), 1", r, cuts())
+	// A tenth of the requests: a trial, nothing cut until a span of a
+	// second (and 100 answers, about ten of them refused at a tenth) at
+	// the pace as it is shows the share.
+	g.Done("aliyun", throttle)
+	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 || a.trial.phase != trialBefore || a.trial.need != 100 {
+		t.Fatalf("5 throttles of 50 requests: rate %v, %v cuts, trial %d needing %d answers; want none, 0, a trial needing 100", r, cuts(), a.trial.phase, a.trial.need)
 	}
 	if d := mustWait(t, g, "aliyun"); d != 0 || g.State("aliyun") != Closed {
 		t.Errorf("Wait %s, state %v; want none, closed: throttling says nothing against the provider being up", d, g.State("aliyun"))
 	}
-	// Requests now go 1/35 s apart; one that may not wait that long
-	// takes no place.
+	send(55, 550*time.Millisecond, 5)
+	if r := g.Rate("aliyun"); r != 0 || cuts() != 0 {
+		t.Fatalf("half a span: rate %v, %v cuts; want none", r, cuts())
+	}
+	send(55, 550*time.Millisecond, 5)
+	r := g.Rate("aliyun")
+	if r < 66 || r > 74 || cuts() != 1 || a.trial.phase != trialAfter {
+		t.Fatalf("a span at 100 a second, a fifth throttled: rate %v, %v cuts, trial %d; want about 70 (0.7 of 100), 1, judging it", r, cuts(), a.trial.phase)
+	}
+	// Requests now go 1/r s apart; one that may not wait that long takes
+	// no place.
+	iv := time.Duration(float64(time.Second) / r)
 	w1, _ := a.reserve(c.Now(), time.Minute, 0)
 	w2, _ := a.reserve(c.Now(), time.Minute, 0)
-	if w3, ok := a.reserve(c.Now(), 10*time.Millisecond, 0); w1 != 0 || w2 != time.Second/35 || ok || w3 != 2*(time.Second/35) {
-		t.Errorf("three requests at once: waits %s, %s, then %s (%v); want 0, 1/35 s, then refused for 2/35 s", w1, w2, w3, ok)
+	if w3, ok := a.reserve(c.Now(), 10*time.Millisecond, 0); w2-w1 != iv || ok || w3-w2 != iv {
+		t.Errorf("three requests at once: waits %s, %s, then %s (%v); want each %s apart, the last refused", w1, w2, w3, ok, iv)
 	}
 	if d := mustWait(t, g, "tencent"); d != 0 || g.Rate("tencent") != 0 {
 		t.Errorf("another provider: wait %s, rate %v; want none", d, g.Rate("tencent"))
 	}
-	// Used in full with no throttle for a second: raised a tenth.
+	// At the rate cut, none throttled: the cut is kept, no raise while
+	// the trial judges it.
 	c.Add(time.Second)
-	send(35, time.Second)
-	g.Done("aliyun", nil)
-	if r := g.Rate("aliyun"); r < 38 || r > 39 {
-		t.Errorf("a second used in full: rate %v; want about 38.5", r)
+	send(int(r*1.2), 1200*time.Millisecond, 0)
+	if r2 := g.Rate("aliyun"); r2 < r || r2 > 1.05*r || a.trial.phase != trialNone || cuts() != 1 {
+		t.Fatalf("a span at the rate cut, none throttled: rate %v, trial %d, %v cuts; want %v kept (judged after a second), 1", r2, a.trial.phase, cuts(), r)
 	}
+	r = g.Rate("aliyun")
+	// Used in full with no throttle for a second: raised a tenth.
+	send(int(r), time.Second, 0)
+	if r2 := g.Rate("aliyun"); r2 < r*1.05 || r2 > r*1.15 {
+		t.Errorf("a second used in full: rate %v; want about %v", r2, r*1.1)
+	}
+	r = g.Rate("aliyun")
 	// Not used: not raised.
 	c.Add(10 * time.Second)
 	g.Done("aliyun", nil)
-	if r2 := g.Rate("aliyun"); r2 < 38 || r2 > 39 {
-		t.Errorf("idle: rate %v; want it as it was", r2)
+	if r2 := g.Rate("aliyun"); r2 != r {
+		t.Errorf("idle: rate %v; want it as it was, %v", r2, r)
 	}
-	// Throttles after the burst's second, sending 10 a second: one alone
-	// says nothing of a share (one in five at a few a second would cut
-	// a provider that throttles a fifth of requests at any pace); a
-	// second cuts the rate in force (38.5 to 26.95), and its Retry-After
+	// Most of 20 requests throttled (a create that may have acted
+	// among them, with a Retry-After): cut at once, and the Retry-After
 	// holds the next request.
-	send(10, time.Second)
-	g.Done("aliyun", throttle)
-	if r := g.Rate("aliyun"); r < 38 || r > 39 || cuts() != 1 {
-		t.Errorf("one throttle of 10 requests: rate %v, %v cuts; want it as it was, 1", r, cuts())
+	for range 20 {
+		c.Add(40 * time.Millisecond)
+		a.sentNow(c.Now())
+	}
+	for range 9 {
+		g.Done("aliyun", throttle)
+	}
+	if cuts() != 1 {
+		t.Fatalf("9 throttles of 20 requests: %v cuts; want 1 (a trial starts)", cuts())
 	}
 	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
-	if r := g.Rate("aliyun"); r < 26.9 || r > 27 || cuts() != 2 {
-		t.Errorf("a second throttle (a create that may have acted) sending 10 a second: rate %v, %v cuts; want 26.95, 2", r, cuts())
+	if r2 := g.Rate("aliyun"); r2 < 0.69*r || r2 > 0.71*r || cuts() != 2 {
+		t.Errorf("10 throttles of 20 requests: rate %v, %v cuts; want %v, 2", r2, cuts(), 0.7*r)
 	}
 	if w, _ := a.reserve(c.Now(), time.Minute, 0); w != 2*time.Second {
 		t.Errorf("after a Retry-After of 2s: wait %s", w)
 	}
+	r = g.Rate("aliyun")
 	// Right after a cut, answers raise nothing: the last second still
 	// holds what was sent before it.
 	c.Add(500 * time.Millisecond)
 	g.Done("aliyun", nil)
-	if r := g.Rate("aliyun"); r < 26.9 || r > 27 {
-		t.Errorf("an answer right after a cut: rate %v; want it as cut", r)
+	if r2 := g.Rate("aliyun"); r2 != r {
+		t.Errorf("an answer right after a cut: rate %v; want it as cut, %v", r2, r)
 	}
 	// A Retry-After of years puts the next request 30 s ahead at most,
 	// and throttles until it ends are of the same burst: one cut.
+	c.Add(2 * time.Second)
+	for range 30 {
+		a.sentNow(c.Now())
+	}
 	for range 10 {
 		c.Add(2 * time.Second)
 		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429, RetryAfter: 200_000_000 * time.Second})
@@ -379,10 +418,10 @@ func TestThrottlingSetsARate(t *testing.T) {
 	if w, _ := a.reserve(c.Now(), time.Hour, 0); w > maxRetryAfter || cuts() != 3 {
 		t.Errorf("throttles asking for years: wait %s, %v cuts; want at most %s, 3", w, cuts(), maxRetryAfter)
 	}
-	// Throttled at every request past each burst: the rate never falls
-	// under half a request a second.
+	// Throttled at every request, a request a second: eight in a row
+	// are most, and the rate never falls under half a request a second.
 	c.Add(maxRetryAfter)
-	for range 20 {
+	for range 80 {
 		c.Add(1100 * time.Millisecond)
 		w, _ := a.reserve(c.Now(), time.Hour, 0)
 		c.Add(w) // sent at its place

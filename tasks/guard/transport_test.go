@@ -302,7 +302,8 @@ func TestTransportActingCallsWaitLongerThanReads(t *testing.T) {
 
 // TestTransportKeepsToTheRateAThrottleSet: once the provider throttled
 // requests, the transport spaces them at the rate the throttle set (here
-// 0.7 of 20 a second: 14), with no limit configured and no Redis; a read
+// half of 36 requests throttled: 0.7 of the 18 not refused, with a tenth
+// more, 20: 14 a second), with no limit configured and no Redis; a read
 // whose place is more than a second off is not sent, RateLimited by this
 // worker (not counted as the provider's throttling), saying why.
 func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
@@ -311,8 +312,8 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 	sl := fakeSleep(g, c)
 	up := newUpstream(t)
 	hc := &http.Client{Transport: g.Transport("aliyun", nil)}
-	for range 20 { // 20 in the last second
-		c.Add(40 * time.Millisecond)
+	for range 36 { // 36 in the last second
+		c.Add(25 * time.Millisecond)
 		if err := get(context.Background(), hc, up.URL); err != nil {
 			t.Fatal(err)
 		}
@@ -320,8 +321,11 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 	if sl.total() != 0 {
 		t.Fatalf("before any throttle: waited %s", sl.total())
 	}
-	for range 2 { // a tenth of the last second's requests
+	for range 18 { // half of the last second's requests: most, cut at once
 		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429})
+	}
+	if r := g.Rate("aliyun"); r < 13.99 || r > 14.01 {
+		t.Fatalf("after 18 throttles of 36 requests: rate %v; want 14", r)
 	}
 	for range 15 {
 		if err := get(context.Background(), hc, up.URL); err != nil {
@@ -349,8 +353,8 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 	if refused != 6 {
 		t.Errorf("20 reads at once: %d refused; want 6 (at 14 a second, the 15th is more than a second off)", refused)
 	}
-	if n := up.count(); n != 20+15+14 {
-		t.Errorf("upstream got %d requests; want %d", n, 20+15+14)
+	if n := up.count(); n != 36+15+14 {
+		t.Errorf("upstream got %d requests; want %d", n, 36+15+14)
 	}
 }
 
@@ -368,9 +372,11 @@ func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 	if err := get(context.Background(), hc, up.URL); err != nil {
 		t.Fatal(err)
 	}
-	g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}) // cut to 0.7 a second
-	if r := g.Rate("aliyun"); r != 0.7 {
-		t.Fatalf("rate %v; want 0.7", r)
+	for range adaptiveMostRun { // every answer throttled: cut to the least, half a request a second
+		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429})
+	}
+	if r := g.Rate("aliyun"); r != adaptiveMin {
+		t.Fatalf("rate %v; want %v", r, adaptiveMin)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -379,7 +385,7 @@ func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 		errs = append(errs, get(ctx, hc, up.URL))
 	}
 	if errs[0] != nil || errs[1] != nil || providers.CodeOf(errs[2]) != providers.RateLimited {
-		t.Errorf("three reads at once at 0.7 a second: %v; want two sent (now, and 1.4 s off: a place), the third not (2.9 s)", errs)
+		t.Errorf("three reads at once at 0.5 a second: %v; want two sent (now, and 2 s off: a place), the third not (4 s)", errs)
 	}
 	// Held back by the rate a throttle set, as by a limit: the read
 	// that waited and the one refused are counted.
@@ -387,13 +393,13 @@ func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 		t.Errorf("orderworker_rate_limit_waits_total = %v after a wait and a refusal at the lowered rate; want 2", n)
 	}
 	// A create (acting: half its deadline) still finds the place after.
-	cctx, ccancel := context.WithTimeout(context.Background(), 8*time.Second)
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer ccancel()
 	req, err := http.NewRequestWithContext(cctx, http.MethodPost, up.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := providers.Send(cctx, hc, req, "test create", true); err != nil {
-		t.Errorf("a create after the reads, 8 s to its deadline: %v; want sent (2.9 s off)", err)
+		t.Errorf("a create after the reads, 10 s to its deadline: %v; want sent (4 s off)", err)
 	}
 }
