@@ -416,8 +416,9 @@ func (a *adaptive) cutTo(now time.Time, base float64) {
 }
 
 // answered notes an answer of the provider that was not a throttle (ok:
-// nor a failure): while requests use the whole rate, it rises.
-func (a *adaptive) answered(now time.Time, ok bool) {
+// nor a failure): whether it cut the rate (the end of a trial's span
+// before a cut). While requests use the whole rate, it rises.
+func (a *adaptive) answered(now time.Time, ok bool) (cut bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.note(now, !ok)
@@ -426,26 +427,26 @@ func (a *adaptive) answered(now time.Time, ok bool) {
 	} else {
 		a.failures.add(now)
 	}
-	a.step(now)
+	cut = a.step(now)
 	if a.rate == 0 {
-		return
+		return cut
 	}
 	dt := now.Sub(a.raised)
 	if dt <= 0 {
-		return
+		return cut
 	}
 	a.raised = now
 	if now.Before(a.calm) {
 		// The last second still holds what was sent before the cut.
-		return
+		return cut
 	}
 	if a.trial.phase != trialNone {
 		// A trial measures the pace as it is.
-		return
+		return cut
 	}
 	if !a.using(now) {
 		// Not using it: no sign the provider would take more.
-		return
+		return cut
 	}
 	if now.Before(a.held) {
 		// A Retry-After holds requests back, not the rate: places
@@ -453,9 +454,10 @@ func (a *adaptive) answered(now time.Time, ok bool) {
 		// rate raised on them rose a tenth a second without end, to
 		// about a million a second in 300 s of throttles with a
 		// Retry-After of a second).
-		return
+		return cut
 	}
 	a.rate += max(a.rate*adaptiveGrowth, adaptiveStep) * min(dt, time.Second).Seconds()
+	return cut
 }
 
 // using reports whether requests use the rate in force: one took a place

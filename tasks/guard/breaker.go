@@ -158,11 +158,13 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 		// cancelled: nothing the provider said.
 	default:
 		// Any other answer (a success, a refusal, a failure): the
-		// provider took the request. Only one that is not a failure
-		// counts as answered when a cut is judged: a provider shedding
-		// load partly with 5xx, partly with throttles, would otherwise
-		// look as if it answered in proportion to what it was sent.
-		b.rate.answered(now, o != failure)
+		// provider took the request. A failure counts as refused, with
+		// the throttles, when a trial judges a cut: a provider shedding
+		// load partly with 5xx, partly with throttles, throttles for the
+		// pace. The answer may end a trial's span, and cut.
+		if b.rate.answered(now, o != failure) {
+			b.metrics.cut(b.provider)
+		}
 	}
 	switch b.st {
 	case Closed:

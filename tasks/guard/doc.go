@@ -83,12 +83,14 @@
 // worker's own limiter; or a create or pay throttled where it may have
 // acted, providers.ErrThrottled) leaves the breaker's state alone but
 // sets this process's own rate of requests to the provider, which
-// Transport keeps (see adaptive): cut, when adaptiveShare or more of the
-// last second's requests were throttled, to adaptiveCut of what the
-// process sent in that second (later, of the rate in force), raised while
-// no throttle comes and requests use it, dropped adaptiveForget after the
-// last cut. A throttle within adaptiveBurst of a cut, or before its
-// Retry-After ended, is of its burst. Answers of requests this worker's
+// Transport keeps (see adaptive): cut to adaptiveCut of what the process
+// sent (later, of the rate in force) at once when most requests were
+// refused, or after a trial when a share of them was throttled (kept when
+// the share refused at the rate cut falls as a limit's would, undone when
+// it does not: throttles whatever the pace), raised while requests use it
+// and no trial is under way, dropped adaptiveForget after the last cut. A
+// throttle within adaptiveBurst of a cut, or before its Retry-After ended,
+// is of its burst. Answers of requests this worker's
 // own limits held back say nothing either way. Guard.Rate reads it.
 // Disabled breakers disable it too.
 //

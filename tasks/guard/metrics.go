@@ -22,7 +22,7 @@ func newMetrics(g *Guard, reg prometheus.Registerer) *metrics {
 		}, []string{"provider"}),
 		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orderworker_throttle_cuts_total",
-			Help: "Times a provider's throttling cut this worker's rate of requests to it (when a tenth or more of the last second's requests were throttled: the first time to 0.7 of what it sent in that second, then to 0.7 of the rate in force; throttles within a second of a cut, or before its Retry-After ended, are of its burst), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
+			Help: "Times a provider's throttling cut this worker's rate of requests to it (to 0.7 of the rate in force, the first time of what it sent in the last second: at once when half or more of the last second's requests were refused, else after a second at the pace showed a tenth or more throttled; a cut after which the share refused did not fall is undone, not uncounted), by provider. Many: the provider's quota is lower than the workers' pace; ORDERWORKER_RATE_LIMITS set under it keeps the workers there without a throttle.",
 		}, []string{"provider"}),
 		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "orderworker_throttle_rate",
