@@ -374,9 +374,12 @@ func (a *adaptive) step(now time.Time) bool {
 		return false
 	}
 	a.rate = a.restore
-	// Places taken at the cut rate are given back; the second after is
-	// the restored pace's.
+	// Places taken at the cut rate are given back (not a Retry-After's
+	// hold); the second after is the restored pace's.
 	a.next, a.calm = now, now.Add(adaptiveBurst)
+	if a.held.After(now) {
+		a.next = a.held
+	}
 	a.noise, a.noiseAt = min(max(t.share, share), adaptiveMost), now
 	return false
 }

@@ -232,3 +232,52 @@ var simWatch func(time.Time, *adaptive)
 
 // simSend, when set, sees each request sent and its answer.
 var simSend func(time.Time, answer, *adaptive)
+
+// A trial whose cut left the share refused as it was undoes it: the rate
+// before it (none) comes back, no place is held at the cut rate but a
+// Retry-After's, and the share counts as the provider's noise for 30 s:
+// only a share a tenth above it starts a trial.
+func TestATrialUndoesACutThatDidNotHelp(t *testing.T) {
+	t.Parallel()
+	var a adaptive
+	now := time.Unix(1e9, 0)
+	// send sends n requests over d at their places, every fifth answered
+	// throttled (with a Retry-After of after on the last one).
+	send := func(n int, d time.Duration, after time.Duration) {
+		for i := range n {
+			now = now.Add(d / time.Duration(n))
+			w, _ := a.reserve(now, time.Hour, 0)
+			now = now.Add(w)
+			a.sentNow(now)
+			switch {
+			case i == n-1 && after > 0:
+				a.throttled(now, after)
+			case i%5 == 0:
+				a.throttled(now, 0)
+			default:
+				a.answered(now, true)
+			}
+		}
+	}
+	send(150, 1500*time.Millisecond, 0) // 100 a second, a fifth throttled: a trial, then a cut
+	if a.rate < 60 || a.rate > 80 || a.trial.phase != trialAfter {
+		t.Fatalf("a fifth of 100 a second throttled: rate %v, trial %d; want about 70, judging the cut", a.rate, a.trial.phase)
+	}
+	send(110, 1600*time.Millisecond, 3*time.Second) // at the rate cut, a fifth still throttled
+	if a.rate != 0 || a.trial.phase != trialNone || a.noise < 0.15 || a.noise > 0.3 {
+		t.Fatalf("a fifth still throttled at the rate cut: rate %v, trial %d, noise %v; want none, judged, about 0.2", a.rate, a.trial.phase, a.noise)
+	}
+	if w, _ := a.reserve(now, time.Hour, 0); w < 2*time.Second {
+		t.Errorf("after the undo: the next place %s away; want the Retry-After's 3 s kept", w)
+	}
+	now = now.Add(3 * time.Second)
+	send(300, 3*time.Second, 0) // a fifth again: the provider's own (a trial its first throttle starts finds it so)
+	if a.rate != 0 || a.trial.phase != trialNone {
+		t.Errorf("a fifth throttled again after the undo: rate %v, trial %d; want none, none", a.rate, a.trial.phase)
+	}
+	now = now.Add(adaptiveNoiseFor)
+	send(100, time.Second, 0) // 30 s on: tried again
+	if a.trial.phase == trialNone && a.rate == 0 {
+		t.Errorf("a fifth throttled 30 s after the undo: no trial, no rate; want it tried again")
+	}
+}
