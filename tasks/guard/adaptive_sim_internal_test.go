@@ -263,7 +263,19 @@ func TestATrialUndoesACutThatDidNotHelp(t *testing.T) {
 	if a.rate < 60 || a.rate > 80 || a.trial.phase != trialAfter {
 		t.Fatalf("a fifth of 100 a second throttled: rate %v, trial %d; want about 70, judging the cut", a.rate, a.trial.phase)
 	}
-	send(110, 1600*time.Millisecond, 3*time.Second) // at the rate cut, a fifth still throttled
+	send(80, 1200*time.Millisecond, 0) // at the rate cut, a fifth still throttled: a second of its burst, then the span
+	if a.trial.phase != trialAfter {
+		t.Fatalf("a fifth throttled at the rate cut, the span not over: trial %d; want it judging still", a.trial.phase)
+	}
+	a.throttled(now, 3*time.Second) // a Retry-After
+	for i := range 60 {             // answers to requests under way, a fifth throttled: the span ends
+		now = now.Add(15 * time.Millisecond)
+		if i%5 == 0 {
+			a.throttled(now, 0)
+		} else {
+			a.answered(now, true)
+		}
+	}
 	if a.rate != 0 || a.trial.phase != trialNone || a.noise < 0.15 || a.noise > 0.3 {
 		t.Fatalf("a fifth still throttled at the rate cut: rate %v, trial %d, noise %v; want none, judged, about 0.2", a.rate, a.trial.phase, a.noise)
 	}
