@@ -70,6 +70,8 @@ type adaptive struct {
 	// pace (0: none known), judged at noiseAt.
 	noise   float64
 	noiseAt time.Time
+	// undone: a cut was undone, not yet reported (undoneShare).
+	undone bool
 }
 
 // trial is a test of whether the throttles are the pace's: the share of
@@ -381,7 +383,20 @@ func (a *adaptive) step(now time.Time) bool {
 		a.next = a.held
 	}
 	a.noise, a.noiseAt = min(max(t.share, share), adaptiveMost), now
+	a.undone = true
 	return false
+}
+
+// undoneShare reports a cut undone since the last call, and the share of
+// requests then taken for the provider's noise.
+func (a *adaptive) undoneShare() (float64, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.undone {
+		return 0, false
+	}
+	a.undone = false
+	return a.noise, true
 }
 
 // trialCut cuts the rate in force (none: what was sent the last second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -165,6 +166,10 @@ func (b *breaker) done(now time.Time, o outcome, err error) {
 		if b.rate.answered(now, o != failure) {
 			b.metrics.cut(b.provider)
 		}
+	}
+	if share, ok := b.rate.undoneShare(); ok {
+		b.log.Info("provider throttles a share of requests whatever the pace: the rate's last cut is undone",
+			"provider", b.provider, "throttled_share", math.Round(share*100)/100, "kept_for", adaptiveNoiseFor.String())
 	}
 	switch b.st {
 	case Closed:

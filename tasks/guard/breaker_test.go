@@ -1,10 +1,13 @@
 package guard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -487,5 +490,35 @@ func TestOwnLimitFailuresDoNotOpenTheBreaker(t *testing.T) {
 	g.Done("aliyun", perr(providers.Unavailable))
 	if s := g.State("aliyun"); s != Open {
 		t.Errorf("after 2 provider failures: %v; want open", s)
+	}
+}
+
+// A cut undone (throttles of a share whatever the pace) is logged once,
+// with the provider and the share taken for its own; nothing else about
+// the rate is.
+func TestAnUndoneCutIsLogged(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	g, c := newGuard(nil, &Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil)), Registerer: prometheus.NewRegistry()})
+	a := &g.breaker("aliyun").rate
+	throttle := &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429}
+	for i := range 400 { // 100 a second, a fifth throttled, for 4 s
+		c.Add(10 * time.Millisecond)
+		w, _ := a.reserve(c.Now(), time.Hour, 0)
+		c.Add(w)
+		a.sentNow(c.Now())
+		if i%5 == 0 {
+			g.Done("aliyun", throttle)
+		} else {
+			g.Done("aliyun", nil)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"msg":"provider throttles a share of requests whatever the pace: the rate's last cut is undone"`) ||
+		!strings.Contains(lines[0], `"provider":"aliyun"`) || !strings.Contains(lines[0], `"throttled_share":0.2`) {
+		t.Errorf("log after a cut undone: %q; want one line naming aliyun and a share of 0.2", buf.String())
+	}
+	if r := g.Rate("aliyun"); r != 0 {
+		t.Errorf("rate %v after the undo; want none", r)
 	}
 }

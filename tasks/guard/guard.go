@@ -48,8 +48,9 @@ type Options struct {
 	// and orderworker_throttle_rate, all labelled by provider. Default
 	// nil: no metrics.
 	Registerer prometheus.Registerer
-	// Logger receives one line per breaker state change. Default
-	// slog.Default().
+	// Logger receives one line per breaker state change, and one per
+	// cut of a throttled provider's rate undone (its throttles taken for
+	// the provider's own, whatever the pace). Default slog.Default().
 	Logger *slog.Logger
 	// NowFunc is the breakers' clock. Default time.Now. The rate limiter
 	// always uses Redis's clock.
