@@ -1128,6 +1128,15 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		}
 	}
 	wait := retryAfter(err, pollDelay(since, p, now))
+	if providers.RetryAfterOf(err) <= 0 && (code == providers.RateLimited || providers.Throttled(err)) {
+		// Throttled, without a delay: the check or pay said nothing and
+		// goes again soon, paced by the worker's own rate, as a
+		// throttled create does (backoff), not at the checks' schedule
+		// (a minute, for an order pending a while: a black-box run had
+		// an auto-paid order's pay throttled five times, 13-61 s apart,
+		// while the worker's rate had room).
+		wait = min(wait, p.Backoff.Delay(throttleRetries))
+	}
 	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: as}}
 }
 

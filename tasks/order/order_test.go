@@ -1601,9 +1601,22 @@ func TestThrottleWithoutADelayWaitsLittle(t *testing.T) {
 		{"create throttled with a Retry-After", retryMarked(), Submit, asked, 40 * time.Second},
 		{"lookup throttled", unknown(), Lookup, throttle, 8 * time.Second},
 		{"lookup failed, down", unknown(), Lookup, down, time.Minute},
+		// A pending order's pay or check throttled: again soon, not at
+		// the check schedule's minute of an order pending 10 minutes (a
+		// black-box run: a pay throttled five times waited 13-61 s
+		// each time while the worker's rate had room).
+		{"pay throttled", pending(), Pay, throttle, 8 * time.Second},
+		{"pay throttled where it may have acted", pending(), Pay, &providers.Error{Code: providers.Ambiguous, Op: "op", HTTPStatus: 429, Err: providers.ErrThrottled}, 8 * time.Second},
+		{"check throttled", pending(), Poll, throttle, 8 * time.Second},
+		{"check throttled with a Retry-After", pending(), Poll, asked, 40 * time.Second},
+		{"check failed, down", pending(), Poll, down, time.Minute},
 	} {
 		c.rec.Attempts = 10
-		d := Decide(c.rec, c.step, Outcome{Err: c.err}, p, t0.Add(time.Minute))
+		now := t0.Add(time.Minute)
+		if c.rec.State == ledger.StatePending {
+			now = c.rec.PendingSince.Add(10 * time.Minute)
+		}
+		d := Decide(c.rec, c.step, Outcome{Err: c.err}, p, now)
 		if d.Then.Next != Wait && d.Then.Next != Retry || d.Then.Delay != c.want {
 			t.Errorf("%s after 10 calls: %v in %s; want a wait of %s", c.name, d.Then.Next, d.Then.Delay, c.want)
 		}
