@@ -162,12 +162,12 @@ const (
 	adaptiveMostRun = 8
 	// A trial's span lasts adaptiveTrialSpan or more, and holds
 	// adaptiveTrialMin answers or more and about adaptiveTrialRefused
-	// refusals at the share that started it; one that has not in
-	// adaptiveTrialMax ends.
+	// refusals at the share that started it, or that many refusals seen;
+	// one that has not in adaptiveTrialMax ends.
 	adaptiveTrialSpan    = time.Second
 	adaptiveTrialMin     = 20
 	adaptiveTrialRefused = 10
-	adaptiveTrialMax     = 10 * time.Second
+	adaptiveTrialMax     = 30 * time.Second
 	adaptiveTrialNone    = 3
 	// adaptiveNoiseFor is how long a share found to be the provider's
 	// noise is kept.
@@ -275,8 +275,10 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 		if !inForce {
 			// What was sent, but no more than was not refused (after
 			// an undone cut, a burst at no rate: cut from it, a rate
-			// took a second a step to come down to a flow control's).
-			base = min(float64(sent), float64(sent-ref)/(1-adaptiveShare))
+			// took a second a step to come down to a flow control's),
+			// nor less than adaptiveTrialMin (a burst all refused, or
+			// a moment's outage beside a throttle, is no measure).
+			base = min(float64(sent), max(float64(sent-ref)/(1-adaptiveShare), adaptiveTrialMin))
 		}
 		a.trial.phase = trialNone
 		a.untested = false
@@ -329,6 +331,9 @@ func (a *adaptive) step(now time.Time) bool {
 	if t.phase == trialNone || now.Before(a.calm) {
 		return false
 	}
+	if a.noise > 0 && now.Sub(a.noiseAt) >= adaptiveNoiseFor {
+		a.noise = 0
+	}
 	if !t.started {
 		t.started, t.from = true, now
 		t.refused0, t.thr0, t.all0 = a.refused, a.thr, a.all
@@ -339,11 +344,17 @@ func (a *adaptive) step(now time.Time) bool {
 	// pace would have refused about adaptiveTrialNone of them, and none
 	// refused, say as much as a whole span.
 	none := t.phase == trialAfter && a.refused == t.refused0 && float64(n)*t.refused >= adaptiveTrialNone
-	if (n < t.need && !none) || now.Sub(t.from) < adaptiveTrialSpan {
+	// Enough: the answers its share needs, or adaptiveTrialRefused
+	// refusals among adaptiveTrialMin answers or more (a share larger
+	// than the one that started it needs fewer).
+	enough := n >= t.need || n >= adaptiveTrialMin && a.refused-t.refused0 >= adaptiveTrialRefused
+	if (!enough && !none) || now.Sub(t.from) < adaptiveTrialSpan {
 		if now.Sub(t.from) >= adaptiveTrialMax {
 			// Too few answers to tell: nothing cut, or the cut
-			// kept (and taken back with the next one undone).
-			t.phase = trialNone
+			// kept, as a cut of the pace (the rate may rise from it
+			// before the next: an undo then going back to the rate
+			// before it went back too far).
+			t.phase, a.untested = trialNone, false
 		}
 		return false
 	}

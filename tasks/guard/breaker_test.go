@@ -390,8 +390,8 @@ func TestThrottlingSetsARate(t *testing.T) {
 	for range 9 {
 		g.Done("aliyun", throttle)
 	}
-	if cuts() != 1 {
-		t.Fatalf("9 throttles of 20 requests: %v cuts; want 1 (a trial starts)", cuts())
+	if cuts() != 1 || a.trial.phase != trialBefore {
+		t.Fatalf("9 throttles of 20 requests: %v cuts, trial %d; want 1, a trial started", cuts(), a.trial.phase)
 	}
 	g.Done("aliyun", &providers.Error{Code: providers.Ambiguous, Op: "x", HTTPStatus: 429, RetryAfter: 2 * time.Second, Err: providers.ErrThrottled})
 	if r2 := g.Rate("aliyun"); r2 < 0.69*r || r2 > 0.71*r || cuts() != 2 {

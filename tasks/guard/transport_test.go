@@ -365,14 +365,15 @@ func TestTransportKeepsToTheRateAThrottleSet(t *testing.T) {
 // for creates, which wait longer.
 func TestTransportLetsAReadWaitAPlaceAtALowRate(t *testing.T) {
 	t.Parallel()
-	g, _ := newGuard(nil, &Options{Registerer: prometheus.NewRegistry()})
+	g, c := newGuard(nil, &Options{Registerer: prometheus.NewRegistry()})
 	g.sleep = func(context.Context, time.Duration) error { return nil } // the clock stands still
 	up := newUpstream(t)
 	hc := &http.Client{Transport: g.Transport("aliyun", nil)}
 	if err := get(context.Background(), hc, up.URL); err != nil {
 		t.Fatal(err)
 	}
-	for range adaptiveMostRun { // every answer throttled: cut to the least, half a request a second
+	for range adaptiveMostRun + 20 { // every answer throttled, a second apart: cut to the least, half a request a second
+		c.Add(1100 * time.Millisecond)
 		g.Done("aliyun", &providers.Error{Code: providers.RateLimited, Op: "x", HTTPStatus: 429})
 	}
 	if r := g.Rate("aliyun"); r != adaptiveMin {

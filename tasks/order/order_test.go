@@ -1610,11 +1610,15 @@ func TestThrottleWithoutADelayWaitsLittle(t *testing.T) {
 		{"check throttled", pending(), Poll, throttle, 8 * time.Second},
 		{"check throttled with a Retry-After", pending(), Poll, asked, 40 * time.Second},
 		{"check failed, down", pending(), Poll, down, time.Minute},
+		{"check throttled past the pending window", pending(), Poll, throttle, time.Minute},
 	} {
 		c.rec.Attempts = 10
 		now := t0.Add(time.Minute)
 		if c.rec.State == ledger.StatePending {
 			now = c.rec.PendingSince.Add(10 * time.Minute)
+			if strings.Contains(c.name, "past the pending window") {
+				now = c.rec.PendingSince.Add(p.PendingWindow + time.Minute)
+			}
 		}
 		d := Decide(c.rec, c.step, Outcome{Err: c.err}, p, now)
 		if d.Then.Next != Wait && d.Then.Next != Retry || d.Then.Delay != c.want {
