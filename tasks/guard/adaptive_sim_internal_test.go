@@ -293,3 +293,45 @@ func TestATrialUndoesACutThatDidNotHelp(t *testing.T) {
 		t.Errorf("a fifth throttled 30 s after the undo: no trial, no rate; want it tried again")
 	}
 }
+
+// A trial that ran out of time keeps its cut as the pace's: the rate
+// rises from it, and a later cut undone goes back to the rate before that
+// cut, not to the one before the first (a review: 315 a second undone to
+// 100; here, to none).
+func TestAnUndoAfterATrialRanOutKeepsTheRateSinceRisen(t *testing.T) {
+	t.Parallel()
+	var a adaptive
+	now := time.Unix(1e9, 0)
+	send := func(n int, d time.Duration, throttleEvery int) {
+		for i := range n {
+			now = now.Add(d / time.Duration(n))
+			w, _ := a.reserve(now, time.Hour, 0)
+			now = now.Add(w)
+			a.sentNow(now)
+			if throttleEvery > 0 && i%throttleEvery == 0 {
+				a.throttled(now, 0)
+			} else {
+				a.answered(now, true)
+			}
+		}
+	}
+	send(150, 1500*time.Millisecond, 5) // 100 a second, a fifth throttled: a trial, a cut to about 70
+	if a.trial.phase != trialAfter {
+		t.Fatalf("trial %d, rate %v; want a cut judged", a.trial.phase, a.rate)
+	}
+	send(8, 1500*time.Millisecond, 4)             // past the cut's burst: the span begins, two throttled of a few
+	now = now.Add(adaptiveTrialMax + time.Second) // no traffic: the trial runs out
+	send(10, time.Second, 0)
+	for range 10 { // used in full, no throttle: the rate rises
+		send(int(a.rate), time.Second, 0)
+	}
+	risen := a.rate
+	if risen < 120 || a.trial.phase != trialNone {
+		t.Fatalf("after 10 s used in full: rate %v, trial %d; want over 120, none", risen, a.trial.phase)
+	}
+	send(int(2*risen), 2*time.Second, 5) // a fifth throttled at random: a trial, a cut
+	send(int(3*0.7*risen), 3*time.Second, 5)
+	if a.trial.phase != trialNone || a.rate < risen {
+		t.Errorf("a cut undone after the rate rose to %v: rate %v, trial %d; want it back to at least %v", risen, a.rate, a.trial.phase, risen)
+	}
+}
