@@ -17,9 +17,9 @@ import (
 //
 // Throttles of most requests (adaptiveMost of adaptiveTrialMin or more in
 // the last second, failures counted with them; or adaptiveMostRun answers
-// in a row) cut the rate at once, to
-// adaptiveCut of the rate in force (none: of what was sent, at most what
-// was not refused). Throttles of a share of them (adaptiveShare or more)
+// in a row) cut the rate at once, to adaptiveCut of the rate in force
+// (none: of what was sent, at most what was not refused, at least
+// adaptiveTrialMin). Throttles of a share of them (adaptiveShare or more)
 // start a trial, since a provider may throttle a share of requests
 // whatever the pace (injected faults, a quota others fill), which a cut
 // cannot help: the share of answers refused is counted over a span at the
