@@ -195,7 +195,7 @@ const (
 func (a *adaptive) reserve(now time.Time, maxWait, stretch time.Duration) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.rate > 0 && now.Sub(a.cut) >= adaptiveForget {
+	if a.rate > 0 && !a.inForce(now) {
 		a.rate = 0
 	}
 	if a.rate > 0 {
@@ -254,9 +254,6 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	// call longer than a second).
 	throttles := a.throttles.lastSecond(now)
 	sent := max(a.sent.lastSecond(now), throttles)
-	if a.noise > 0 && now.Sub(a.noiseAt) >= adaptiveNoiseFor {
-		a.noise = 0
-	}
 	share := float64(throttles) / float64(sent)
 	if share < adaptiveShare+a.noise {
 		// A throttle now and then, not the rate's.
@@ -266,7 +263,7 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 		// One or two throttles say nothing of a share.
 		return false
 	}
-	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget
+	inForce := a.inForce(now)
 	ref := throttles + a.failures.lastSecond(now)
 	if sent = max(sent, ref); float64(ref)/float64(sent) >= adaptiveMost && (sent >= adaptiveTrialMin || a.run >= adaptiveMostRun) {
 		// Most requests refused (throttled, or shed as failures
@@ -302,13 +299,16 @@ func (a *adaptive) throttled(now time.Time, after time.Duration) bool {
 	return false
 }
 
-// note counts an answer at now (refused: a throttle or a failure). a.mu
-// held.
+// note counts an answer at now (refused: a throttle or a failure), and
+// forgets a noise share past adaptiveNoiseFor. a.mu held.
 func (a *adaptive) note(now time.Time, refused bool) {
 	if now.Sub(a.last) >= time.Second {
 		a.busy = now
 	}
 	a.last = now
+	if a.noise > 0 && now.Sub(a.noiseAt) >= adaptiveNoiseFor {
+		a.noise = 0
+	}
 	a.all++
 	if refused {
 		a.refused++
@@ -330,9 +330,6 @@ func (a *adaptive) step(now time.Time) bool {
 	t := &a.trial
 	if t.phase == trialNone || now.Before(a.calm) {
 		return false
-	}
-	if a.noise > 0 && now.Sub(a.noiseAt) >= adaptiveNoiseFor {
-		a.noise = 0
 	}
 	if !t.started {
 		t.started, t.from = true, now
@@ -414,7 +411,7 @@ func (a *adaptive) undoneShare() (float64, bool) {
 // after a span before it refused and throttled these shares, and starts
 // the trial's span after it. a.mu held.
 func (a *adaptive) trialCut(now time.Time, refused, share float64) {
-	inForce := a.rate > 0 && now.Sub(a.cut) < adaptiveForget
+	inForce := a.inForce(now)
 	base := float64(a.sent.lastSecond(now))
 	if !a.untested || !inForce {
 		a.restore = 0
@@ -499,11 +496,17 @@ func (a *adaptive) using(now time.Time) bool {
 	return !a.used.IsZero() && !a.used.Before(now.Add(-2*iv))
 }
 
+// inForce reports whether a rate is set and not yet dropped
+// (adaptiveForget after the last cut). a.mu held.
+func (a *adaptive) inForce(now time.Time) bool {
+	return a.rate > 0 && now.Sub(a.cut) < adaptiveForget
+}
+
 // current is the rate now (0: none).
 func (a *adaptive) current(now time.Time) float64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.rate > 0 && now.Sub(a.cut) >= adaptiveForget {
+	if a.rate > 0 && !a.inForce(now) {
 		return 0
 	}
 	return a.rate

@@ -1127,11 +1127,11 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 				p.PendingWindow, step, msg)
 		}
 	}
-	wait := retryAfter(err, pollDelay(since, p, now))
-	if providers.RetryAfterOf(err) <= 0 && (code == providers.RateLimited || providers.Throttled(err)) &&
-		(p.PendingWindow <= 0 || now.Sub(since) <= p.PendingWindow) {
-		// Throttled, without a delay: the check or pay said nothing and
-		// goes again soon, paced by the worker's own rate, as a
+	wait := pollDelay(since, p, now)
+	if (code == providers.RateLimited || providers.Throttled(err)) && (p.PendingWindow <= 0 || now.Sub(since) <= p.PendingWindow) {
+		// Throttled: the check or pay said nothing and goes again soon
+		// (a Retry-After, when given, still rules), paced by the
+		// worker's own rate, as a
 		// throttled create does (backoff), not at the checks' schedule
 		// (a minute, for an order pending a while: a black-box run had
 		// an auto-paid order's pay throttled five times, 13-61 s apart,
@@ -1140,6 +1140,7 @@ func pendingFailed(rec *ledger.Record, step Step, code providers.Code, err error
 		// few seconds by a provider throttling every check.
 		wait = min(wait, p.Backoff.Delay(throttleRetries))
 	}
+	wait = retryAfter(err, wait)
 	return Decision{Settle: keep.WithNextCheck(now.Add(wait)), Then: Then{Next: Wait, Delay: wait, Reason: msg, Code: as}}
 }
 
