@@ -119,6 +119,12 @@ type Handler struct {
 	// calls holds one token per provider call in flight, from a step's
 	// Begin to the end of its call; nil: unbounded (see LimitCalls).
 	calls chan struct{}
+	// stays holds one token per run waiting in place for its next step
+	// (see stay); nil: none waits in place. stopStays is closed by
+	// StopWaiting.
+	stays     chan struct{}
+	stopStays chan struct{}
+	stopOnce  sync.Once
 }
 
 // LimitCalls bounds the provider calls h makes at once to n (n <= 0: no
@@ -138,6 +144,66 @@ func (h *Handler) LimitCalls(n int) {
 		return
 	}
 	h.calls = make(chan struct{}, n)
+	h.stays = make(chan struct{}, Headroom(n))
+}
+
+// stay waits in place for the step err asks for, when it is a short wait,
+// and reports whether it did: the run then takes the step itself instead
+// of handing the task back to asynq. asynq runs a task handed back with a
+// delay once its forwarder moves it back to the queue, every
+// DelayedTaskCheckInterval (5 s), so a pending order checked "now", a
+// throttled request told to come back in a second, or a request this
+// worker's own rate held back a moment would otherwise wait up to 5 s
+// more each time. Waits for a configuration problem never stay; others
+// (a failure's backoff too) stay for at most maxStay, only while the task
+// has at least half of its time left after the wait, and only as many at
+// once as the worker runs orders beyond its call slots (Headroom: those
+// would otherwise wait for a slot), so orders of other providers never
+// wait behind them. A stopping server ends every wait in place at once
+// (false: the wait goes back to asynq). slot is released first: no call
+// slot is held while waiting.
+func (h *Handler) stay(ctx context.Context, err error, slot *callSlot) bool {
+	var re *retryError
+	if h.stays == nil || !errors.As(err, &re) || re.heldFor != "" || re.delay > maxStay {
+		return false
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl)-re.delay < TaskTimeout/2 {
+		return false
+	}
+	select {
+	case <-h.stopStays:
+		return false
+	default:
+	}
+	select {
+	case h.stays <- struct{}{}:
+	default:
+		return false
+	}
+	defer func() { <-h.stays }()
+	slot.release()
+	t := time.NewTimer(max(re.delay, 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ctx.Err() == nil
+	case <-ctx.Done():
+	case <-h.stopStays:
+	}
+	return false
+}
+
+// maxStay is the longest wait a run takes in place (see stay): asynq's
+// forwarder interval, within which a task handed back may wait again as
+// long.
+const maxStay = 5 * time.Second
+
+// StopWaiting ends every wait in place (see stay) and keeps runs from
+// starting one: their tasks go back to asynq with their waits. The Server
+// calls it when it stops taking tasks, so that a shutdown is not held up
+// by runs waiting for their next step.
+func (h *Handler) StopWaiting() {
+	h.stopOnce.Do(func() { close(h.stopStays) })
 }
 
 // callSlot is a step's hold on one of the handler's call slots, and on
@@ -232,7 +298,7 @@ func NewHandler(l *ledger.Ledger, set *providers.Set, opts *HandlerOptions) *Han
 		// ledger built without the secret hashes them unkeyed.
 		o.Logger.Warn("tasks: the handler seals params but its ledger names rivals sets by an unkeyed hash: build the ledger with ledger.Options{RivalSecret: sealer.RivalSecret()}, as the worker does")
 	}
-	h := &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems}
+	h := &Handler{ledger: l, providers: set, opts: o, log: o.Logger, metrics: o.Metrics, problems: o.Problems, stopStays: make(chan struct{})}
 	h.hold = h.clockHold()
 	h.metrics.deadlines(set.Names(), h.deadline)
 	return h
@@ -446,7 +512,12 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 			return nil
 		case ledger.Busy:
 			d := min(max(time.Until(b.LeaseUntil), 100*time.Millisecond), 5*time.Second)
-			return wait(d, fmt.Errorf("order %s is being processed by another run", ref))
+			err := wait(d, fmt.Errorf("order %s is being processed by another run", ref))
+			if h.stay(ctx, err, &slot) {
+				want = order.None
+				continue
+			}
+			return err
 		}
 		rec := b.Record
 		seen = rec
@@ -458,10 +529,15 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 			return stop("order %s: task params differ from the recorded order", ref)
 		}
 		then, err := h.step(ctx, prov, pol, rec, token, want, &slot, began, h.clockOf(rec, answered), tk)
-		if err != nil || then.Next != order.Continue {
-			return err
+		if err == nil && then.Next == order.Continue {
+			want = then.Step
+			continue
 		}
-		want = then.Step
+		if h.stay(ctx, err, &slot) {
+			want = order.None
+			continue
+		}
+		return err
 	}
 	return wait(100*time.Millisecond, fmt.Errorf("order %s: more steps to take", ref))
 }

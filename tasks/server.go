@@ -63,6 +63,7 @@ const DefaultPollInterval = 80 * time.Millisecond
 type Server struct {
 	servers []*asynq.Server
 	rdb     redis.UniversalClient // the dequeuers' client, closed once they are shut down
+	h       *Handler
 	started bool
 }
 
@@ -88,8 +89,10 @@ func (s *Server) Start(h asynq.Handler) error {
 }
 
 // Shutdown stops taking tasks and waits, up to ShutdownTimeout, for the
-// running ones; the dequeuers shut down together.
+// running ones; the dequeuers shut down together. Runs waiting in place
+// for their next step hand their tasks back at once (Handler.StopWaiting).
 func (s *Server) Shutdown() {
+	s.stopWaiting()
 	var wg sync.WaitGroup
 	for _, srv := range s.servers {
 		wg.Go(srv.Shutdown)
@@ -98,10 +101,18 @@ func (s *Server) Shutdown() {
 	s.rdb.Close()
 }
 
-// Stop stops taking new tasks; running ones go on.
+// Stop stops taking new tasks; running ones go on, but no longer wait in
+// place for their next steps (Handler.StopWaiting).
 func (s *Server) Stop() {
+	s.stopWaiting()
 	for _, srv := range s.servers {
 		srv.Stop()
+	}
+}
+
+func (s *Server) stopWaiting() {
+	if s.h != nil {
+		s.h.StopWaiting()
 	}
 }
 
@@ -171,7 +182,7 @@ func NewServer(r asynq.RedisConnOpt, h *Handler, o ServerOptions) (*Server, *asy
 	log := o.Logger
 	// One client for every dequeuer: the scripts of all their orders
 	// share round trips (sharedTrips).
-	s := &Server{rdb: sharedTrips(r).MakeRedisClient().(redis.UniversalClient)}
+	s := &Server{rdb: sharedTrips(r).MakeRedisClient().(redis.UniversalClient), h: h}
 	for i := range n {
 		// The orders are split as evenly as they go.
 		c := slots / n
