@@ -35,6 +35,16 @@ func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 		{"ItemNum 无效", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
 		{"AppKey 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 		{"Signature 无效", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		// A refusal of the order's ItemId echoing the request, the
+		// AppKey among it, is the order's (a black-box fake: such
+		// orders held every order of the worker for the credentials).
+		{"ItemId D-BadItem2020 非法 (CustomerId=Customer100001, AppKey=AKIDbb, 客服电话 13912345678)", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
+		{"Invalid ItemId D-BadItem2020; request: AppKey: AKIDbb, ItemNum: 2", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
+		// Which it refuses cannot be told: the credentials', as before.
+		{"AppKey 无效 (ItemId=D-FireInsurance2020)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"ItemId D-X invalid for AppKey AKIDbb", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"ItemId=D-X 非法 (AppKey=AKIDbb)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"Signature 无效 (ItemId D-X, AppKey=AKIDbb)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 	} {
 		t.Run(tt.msg, func(t *testing.T) {
 			t.Parallel()

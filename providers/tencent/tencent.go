@@ -1235,6 +1235,14 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 		// and being errored while the clock is off. Before the AppKey:
 		// "Timestamp expired for AppKey …" is a clock refusal.
 		return providers.Unauthenticated, providers.ErrClock
+	case create && value && refusesOwnParam(pcode, msg):
+		// A refusal of one of the order's own params that names the
+		// AppKey only where it echoes the request ("ItemId D-X 非法
+		// (CustomerId=…, AppKey=…)"): the order's, errored below, not
+		// the credentials' (a black-box run: ten such orders held every
+		// Tencent order of the worker for minutes, their probes refused
+		// for their params, and were never errored).
+		return providers.InvalidArgument, nil
 	case value && (strings.Contains(lmsg, "signature") || strings.Contains(lcode, "signature") ||
 		strings.Contains(msg, "签名") || namesAppKey(pcode, msg)):
 		// The documented bad signature ("Signature 无效"), in whatever
@@ -1246,8 +1254,10 @@ func codeFor(pcode, msg string, create bool) (providers.Code, error) {
 		// or the nonce was used are read above), so the create sent again
 		// once the configuration is fixed risks no second order. The
 		// cost: a refusal of the order's own params that also names the
-		// AppKey ("ItemId invalid (AppKey …)") waits, until its deadline,
-		// instead of being errored at once.
+		// AppKey other than in an echo of the request ("ItemId invalid
+		// for AppKey …", "ItemId=D-X 非法 (AppKey=…)": which of the two
+		// it refuses cannot be told) waits, until its deadline, instead
+		// of being errored at once (refusesOwnParam).
 		return providers.Unauthenticated, nil
 	case !create && (pcode == "AuthFailure" || strings.HasPrefix(pcode, "AuthFailure.")):
 		// A listing creates nothing whatever the refusal means: a
@@ -1284,6 +1294,40 @@ func refusedRead(pcode string) bool {
 	}
 	return false
 }
+
+// refusesOwnParam reports whether an InvalidParameterValue* refusal of a
+// create refuses one of the order's own params (CustomerId, OrderNo,
+// ItemId, ItemVNO, ItemNum) and names the AppKey only in echoes of the
+// request, "Name=value" or "Name: value" pairs: with those taken out, its
+// message names one of those params and not the AppKey, nor a signature
+// or the request's time (its sub-code names nothing of them either). A
+// param named only in such a pair says nothing either way ("AppKey 无效
+// (ItemId=…)"); so such a refusal is the credentials' as before.
+func refusesOwnParam(pcode, msg string) bool {
+	if namesAppKey(pcode, "") {
+		return false
+	}
+	rest := strings.ToLower(echoPairRE.ReplaceAllString(msg, " "))
+	if namesAppKey("", rest) || strings.Contains(rest, "signature") || strings.Contains(rest, "签名") ||
+		strings.Contains(rest, "timestamp") || strings.Contains(rest, "nonce") {
+		return false
+	}
+	for _, w := range paramWordRE.FindAllString(rest, -1) {
+		switch w {
+		case "customerid", "orderno", "itemid", "itemvno", "itemnum":
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	// echoPairRE matches a "Name=value" or "Name: value" pair, as a
+	// refusal that echoes the request writes the request's parameters.
+	echoPairRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9_.]*\s*[=:＝：]\s*[^\s,;，；、()（）\[\]{}]*`)
+	// paramWordRE matches a word of letters and digits.
+	paramWordRE = regexp.MustCompile(`[a-z][a-z0-9]*`)
+)
 
 // namesAppKey reports whether an InvalidParameterValue* refusal names
 // the AppKey, in its message or sub-code (the code's own
