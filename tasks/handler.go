@@ -156,7 +156,9 @@ func (h *Handler) LimitCalls(n int) {
 // worker's own rate held back a moment would otherwise wait up to 5 s
 // more each time. Waits for a configuration problem never stay; others
 // (a failure's backoff too) stay for at most maxStay, only while the task
-// has at least half of its time left after the wait, and only as many at
+// has at least half of its time left after the wait (TaskTimeout: six
+// steps and their waits fit), never on a run's last step (it would then
+// hand its task back all the same), and only as many at
 // once as the worker runs orders beyond its call slots (Headroom: those
 // would otherwise wait for a slot), so orders of other providers never
 // wait behind them. A stopping server ends every wait in place at once
@@ -199,9 +201,10 @@ func (h *Handler) stay(ctx context.Context, err error, slot *callSlot) bool {
 const maxStay = 5 * time.Second
 
 // StopWaiting ends every wait in place (see stay) and keeps runs from
-// starting one: their tasks go back to asynq with their waits. The Server
-// calls it when it stops taking tasks, so that a shutdown is not held up
-// by runs waiting for their next step.
+// starting one, for good (a server started again on h hands every wait
+// back to asynq): their tasks go back to asynq with their whole waits.
+// The Server calls it when it stops taking tasks, so that a shutdown is
+// not held up by runs waiting for their next step.
 func (h *Handler) StopWaiting() {
 	h.stopOnce.Do(func() { close(h.stopStays) })
 }
@@ -513,7 +516,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 		case ledger.Busy:
 			d := min(max(time.Until(b.LeaseUntil), 100*time.Millisecond), 5*time.Second)
 			err := wait(d, fmt.Errorf("order %s is being processed by another run", ref))
-			if h.stay(ctx, err, &slot) {
+			if i < maxSteps-1 && h.stay(ctx, err, &slot) {
 				want = order.None
 				continue
 			}
@@ -533,7 +536,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 			want = then.Step
 			continue
 		}
-		if h.stay(ctx, err, &slot) {
+		if i < maxSteps-1 && h.stay(ctx, err, &slot) {
 			want = order.None
 			continue
 		}
@@ -698,6 +701,10 @@ func (h *Handler) step(ctx context.Context, prov providers.Provider, pol order.P
 			h.settleQuiet(ref, token, ledger.Unmark(rec))
 			return order.Then{}, wait(redisWait, fmt.Errorf("order %s: %w", ref, err))
 		}
+		// The mark read before is stale now: a later step of this run
+		// (after a wait in place, its record lost and recorded again
+		// under another claim) reads it again, this create on it.
+		tk.read = false
 	}
 	if matchKey != "" && (plan.Step == order.Submit ||
 		plan.Step == order.Lookup && rec.RivalKey != h.ledger.RivalKey(ref.Provider, matchKey)) {
@@ -1310,8 +1317,8 @@ type taskRun struct {
 	ranClaim string
 }
 
-// ranBefore reads the task's mark once a run: only this run could write
-// it since, and only right before a create.
+// ranBefore reads the task's mark once, until this run writes it (right
+// before a create, see markRan): only this run could write it since.
 func (tk *taskRun) ranBefore(ctx context.Context, h *Handler) (bool, time.Time, error) {
 	if !tk.read {
 		ran, at, claim, err := h.taskRanBefore(ctx)
