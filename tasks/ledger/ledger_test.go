@@ -1241,7 +1241,7 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	t.Parallel()
 	old := taskstest.StartRedis(t, nil)
 	rep := old.AttachReplica(t)
-	l := ledger.New(old.Client(t), nil)
+	l := ledger.New(old.Client(t), seenOnly())
 	ref := ledger.Ref{Provider: "tencent", OrderNo: "SB1"}
 	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
 		t.Fatalf("Claim with a replica = %v", err)
@@ -1281,12 +1281,12 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	}
 	// So does a process started after the cut (a producer run once, a
 	// worker restarted): the master was recorded as seen with replicas.
-	if _, err := ledger.New(old.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) || !few.HadReplicas {
+	if _, err := ledger.New(old.Client(t), seenOnly()).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) || !few.HadReplicas {
 		t.Errorf("Claim on the cut-off master from a new process = %v, want TooFewReplicasError having had replicas", err)
 	}
 	// The promoted master takes writes (its own id was never seen with
 	// replicas), for a new process too.
-	promoted := ledger.New(rep.Client(t), nil)
+	promoted := ledger.New(rep.Client(t), seenOnly())
 	if b, err := promoted.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", LeaseTTL: time.Minute}); err != nil || b.Status != ledger.Began {
 		t.Errorf("Begin on the promoted master = %+v, %v", b, err)
 	}
@@ -1441,7 +1441,7 @@ func TestFloorFollowsTheMasterAcrossAFailoverUnderLoad(t *testing.T) {
 			return d.DialContext(ctx, network, target.Load().(string))
 		}})
 	t.Cleanup(func() { rdb.Close() })
-	l := ledger.New(rdb, nil)
+	l := ledger.New(rdb, seenOnly())
 	claim := func(no string) error {
 		_, err := l.Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: no}, []byte(`{}`), "h")
 		return err
@@ -2365,7 +2365,7 @@ func TestWriteOnAHeldOldMasterIsNotDurable(t *testing.T) {
 			t.Parallel()
 			m := taskstest.StartRedis(t, nil)
 			r := m.AttachReplica(t)
-			opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
+			opts := &ledger.Options{NoAutoFloor: true, WaitTimeout: 200 * time.Millisecond}
 			if kept {
 				m.AttachReplica(t)
 				opts.MinReplicas = 1

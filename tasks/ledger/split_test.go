@@ -98,7 +98,7 @@ func TestProcessStartedDuringASplitDoesNotWriteOnTheOldMaster(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newSplitRig(t)
-	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
+	opts := &ledger.Options{NoAutoFloor: true, WaitTimeout: 200 * time.Millisecond}
 	l1 := ledger.New(s.rdbFor(), opts)
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
 	claimTencent(t, l1, "A", "B", "C")
@@ -124,7 +124,7 @@ func TestEventReadOnTheOldMasterIsNotConfirmed(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newSplitRig(t)
-	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
+	opts := &ledger.Options{NoAutoFloor: true, WaitTimeout: 200 * time.Millisecond}
 	l := ledger.New(s.rdbFor(), opts)
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
 	claimTencent(t, l, "A", "B", "C")
@@ -176,7 +176,7 @@ func TestOperatorActionOnTheOldMasterIsNotAcknowledged(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := newSplitRig(t)
-	opts := &ledger.Options{WaitTimeout: 200 * time.Millisecond}
+	opts := &ledger.Options{NoAutoFloor: true, WaitTimeout: 200 * time.Millisecond}
 	l := ledger.New(s.rdbFor(), opts)
 	ref := func(no string) ledger.Ref { return ledger.Ref{Provider: "tencent", OrderNo: no} }
 	claimTencent(t, l, "A", "B", "RD", "RS")
