@@ -212,6 +212,20 @@ func (throttled) Is(target error) bool { return target == ErrNoNews }
 // Throttled reports whether err is a call throttled so (ErrThrottled).
 func Throttled(err error) bool { return errors.Is(err, ErrThrottled) }
 
+// ErrRetryAnswer is an *Error's Err for a create answered with what the
+// provider's documents call retryable as it stands, unlike the other
+// server errors they say to reconcile first (Aliyun's "503 service not
+// available"): still Ambiguous, as no document says it comes before the
+// provider acts, but, as for a throttle (ErrThrottled), a lookup's
+// not-found past the listing lag is believed where listings are not
+// trusted to prove an order absent, so that the order is created again
+// rather than left for a person. It is news of the provider's health
+// (the circuit breaker counts it) and spends the order's failure budget.
+var ErrRetryAnswer = errors.New("answered retryable")
+
+// RetryAnswer reports whether err is a create answered so (ErrRetryAnswer).
+func RetryAnswer(err error) bool { return errors.Is(err, ErrRetryAnswer) }
+
 // SaysExists reports whether err is a create refused so (ErrSaysExists).
 func SaysExists(err error) bool { return errors.Is(err, ErrSaysExists) }
 

@@ -354,3 +354,43 @@ func TestThrottledActingCallIsNoNewsOfHealth(t *testing.T) {
 		})
 	}
 }
+
+// A create answered "503 service not available" (the gateway's Service
+// Unavailable at HTTP 503, or the platform's code 503), which the error
+// table calls retryable as it stands, unlike 500 and 504 ("reconcile
+// first"), is still Ambiguous, marked providers.ErrRetryAnswer: its
+// lookup's not-found past the listing lag is believed. Any other server
+// error, and a lookup so answered, are not marked.
+func TestServiceUnavailableCreateIsMarkedRetryable(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		reply sandbox.Reply
+		want  bool
+	}{
+		{"gw service unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, true},
+		{"503 at http 503", sandbox.Reply{HTTPStatus: 503, Code: 503, Message: "service not available"}, true},
+		{"503 at http 200", sandbox.Reply{Code: 503, Message: "service not available"}, true},
+		{"500", sandbox.Reply{Code: 500, Message: "service error"}, false},
+		{"503 at http 500", sandbox.Reply{HTTPStatus: 500, Code: 503, Message: "service not available"}, false},
+		{"gw internal error", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Internal Error"}, false},
+		{"gw async service", sandbox.Reply{HTTPStatus: 504, GatewayMessage: "Async Service"}, false},
+		{"gw service unavailable at http 500", sandbox.Reply{HTTPStatus: 500, GatewayMessage: "Service Unavailable"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, nil)
+			o := testOrder(11)
+			f.sb.Inject(aliyun.PathCreate, tt.reply, tt.reply)
+			_, err := f.c.Submit(ctx(t), o)
+			if providers.CodeOf(err) != providers.Ambiguous || providers.RetryAnswer(err) != tt.want {
+				t.Errorf("create: %v (%v), retry answer %v; want ambiguous, retry answer %v", providers.CodeOf(err), err, providers.RetryAnswer(err), tt.want)
+			}
+			o.ProviderOrderID = "20201104134310000196"
+			f.sb.Inject(aliyun.PathGet, tt.reply, tt.reply)
+			if _, err := f.c.Lookup(ctx(t), o); providers.RetryAnswer(err) {
+				t.Errorf("lookup answered so: %v, marked a retry answer", err)
+			}
+		})
+	}
+}

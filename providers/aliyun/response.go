@@ -637,6 +637,15 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 		// of the order's failure budget, as for any throttle.
 		pe.Err = providers.ErrThrottled
 		pe.RetryAfter = retryAfter(resp.Header)
+	case op == opName(PathCreate) && pe.Code == providers.Ambiguous && serviceUnavailable(resp):
+		// "503 service not available", the one server error the error
+		// table calls retryable without "reconcile first" (500, 504):
+		// still looked up, as nothing documents that it comes before
+		// the platform acts, but its lookup's not-found past the listing
+		// lag is believed, as a throttle's is (a black-box fake
+		// answering it before it created anything left 9 to 13 orders
+		// in 150 to 200 unknown for a person, never created).
+		pe.Err = providers.ErrRetryAnswer
 	case !acts && pe.Code == providers.Unavailable && resp.StatusCode == http.StatusTooManyRequests:
 		// HTTP 429 throttles, by HTTP's definition (RFC 6585), whatever
 		// the body carries unless it is a code listed with a meaning of
@@ -651,6 +660,21 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 		pe.RetryAfter = retryAfter(resp.Header)
 	}
 	return a, err
+}
+
+// serviceUnavailable reports whether resp is the documented "service not
+// available": HTTP 503 with the gateway's reason Service Unavailable or
+// the platform's code 503, or the platform's code 503 below HTTP 500.
+func serviceUnavailable(resp *providers.Response) bool {
+	if resp.StatusCode > 503 || resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
+		return false
+	}
+	if gw := resp.Header.Get(HeaderErrorMessage); gw != "" {
+		reason, _, _ := strings.Cut(gw, ",")
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.EqualFold(strings.TrimSpace(reason), "Service Unavailable")
+	}
+	r, err := ParseResponse(resp.Body)
+	return err == nil && r.Code == 503
 }
 
 // throttleAnswer reports whether resp throttles: HTTP 429, or the

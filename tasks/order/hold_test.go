@@ -226,6 +226,18 @@ func TestThrottledOnlyOrderIsCreatedAgainWhereUnlistedIsNoProof(t *testing.T) {
 	if d := lookup(&moved, end.Add(5*time.Minute)); d.Then.Next != Stop {
 		t.Errorf("a create abandoned after the throttled one, not listed: %v %v; want held", d.Then.Next, d.Then.Step)
 	}
+	// A create answered what the documents call retryable as it stands
+	// (Aliyun's 503 service not available): flagged as a throttled one
+	// is, and created again past the lag; it spends a failure, as a
+	// throttle does not.
+	retry := Outcome{Err: &providers.Error{Code: providers.Ambiguous, Op: "create", HTTPStatus: 503, Message: "service not available", Err: providers.ErrRetryAnswer}}
+	d = Decide(queuedMarked(), Submit, retry, p, end)
+	if !d.Settle.ThrottledCreate() || d.Settle.To() != ledger.StateUnknown {
+		t.Fatalf("a first create answered 503: to %q, flagged %v; want unknown, flagged", d.Settle.To(), d.Settle.ThrottledCreate())
+	}
+	if d := lookup(settled(queuedMarked(), d, end), end.Add(p.ListingLag+time.Second)); !created(d) {
+		t.Errorf("answered 503 only, not listed past the lag: %v %v %q; want created again", d.Then.Next, d.Then.Step, d.Then.Reason)
+	}
 	// Without HoldUnlisted nothing changes: created again.
 	p.HoldUnlisted = false
 	if d := lookup(&moved, end.Add(5*time.Minute)); !created(d) {

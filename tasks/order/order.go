@@ -741,11 +741,13 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 			spent = rec.Failures
 		}
 		t := ledger.SetUnknown(msg).WithFailures(spent).WithMayExist(true)
-		if providers.Throttled(err) && (!rec.MayHaveExisted || rec.ThrottledLast()) && !rec.OwnedAnswer {
+		if (providers.Throttled(err) || providers.RetryAnswer(err)) && (!rec.MayHaveExisted || rec.ThrottledLast()) && !rec.OwnedAnswer {
 			// Every create of it that may have been received was
-			// answered throttled: a lookup's not-found believed after
-			// the listing lag has it created again, even where listings
-			// are not trusted to prove an order absent (HoldUnlisted).
+			// answered throttled (or with what the documents call
+			// retryable as it stands: providers.ErrRetryAnswer): a
+			// lookup's not-found believed after the listing lag has it
+			// created again, even where listings are not trusted to
+			// prove an order absent (HoldUnlisted).
 			t = t.WithThrottledCreate()
 		}
 		if providers.SaysExists(err) {
