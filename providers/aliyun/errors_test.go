@@ -355,12 +355,13 @@ func TestThrottledActingCallIsNoNewsOfHealth(t *testing.T) {
 	}
 }
 
-// A create answered "503 service not available" (the gateway's Service
-// Unavailable at HTTP 503, or the platform's code 503), which the error
-// table calls retryable as it stands, unlike 500 and 504 ("reconcile
-// first"), is still Ambiguous, marked providers.ErrRetryAnswer: its
-// lookup's not-found past the listing lag is believed. Any other server
-// error, and a lookup so answered, are not marked.
+// A create answered the platform's "503 service not available" (code 503
+// at HTTP 200 or 503), which the error table calls retryable as it
+// stands, unlike 500 ("reconcile first"), is still Ambiguous, marked
+// providers.ErrRetryAnswer: its lookup's not-found past the listing lag is
+// believed. Any other answer (a redirect or another status carrying the
+// code, the gateway's server errors), and a lookup so answered, are not
+// marked.
 func TestServiceUnavailableCreateIsMarkedRetryable(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -368,7 +369,9 @@ func TestServiceUnavailableCreateIsMarkedRetryable(t *testing.T) {
 		reply sandbox.Reply
 		want  bool
 	}{
-		{"gw service unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, true},
+		{"gw service unavailable", sandbox.Reply{HTTPStatus: 503, GatewayMessage: "Service Unavailable"}, false},
+		{"503 at http 302", sandbox.Reply{HTTPStatus: 302, Code: 503, Message: "service not available"}, false},
+		{"503 at http 400", sandbox.Reply{HTTPStatus: 400, Code: 503, Message: "service not available"}, false},
 		{"503 at http 503", sandbox.Reply{HTTPStatus: 503, Code: 503, Message: "service not available"}, true},
 		{"503 at http 200", sandbox.Reply{Code: 503, Message: "service not available"}, true},
 		{"500", sandbox.Reply{Code: 500, Message: "service error"}, false},

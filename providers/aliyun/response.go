@@ -638,8 +638,8 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 		pe.Err = providers.ErrThrottled
 		pe.RetryAfter = retryAfter(resp.Header)
 	case op == opName(PathCreate) && pe.Code == providers.Ambiguous && serviceUnavailable(resp):
-		// "503 service not available", the one server error the error
-		// table calls retryable without "reconcile first" (500, 504):
+		// The platform's "503 service not available", the one server
+		// error its table calls retryable without "reconcile first":
 		// still looked up, as nothing documents that it comes before
 		// the platform acts, but its lookup's not-found past the listing
 		// lag is believed, as a throttle's is (a black-box fake
@@ -662,16 +662,18 @@ func classify(op string, acts bool, resp *providers.Response, secrets []string) 
 	return a, err
 }
 
-// serviceUnavailable reports whether resp is the documented "service not
-// available": HTTP 503 with the gateway's reason Service Unavailable or
-// the platform's code 503, or the platform's code 503 below HTTP 500.
+// serviceUnavailable reports whether resp is the platform's documented
+// "503 service not available": the body's code 503 at HTTP 200 or 503.
+// Not a redirect or another error status carrying it (a redirect proves
+// nothing of what the server that sent it did), nor the gateway's Service
+// Unavailable, which its table lists as unsure beside its other server
+// errors.
 func serviceUnavailable(resp *providers.Response) bool {
-	if resp.StatusCode > 503 || resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
 		return false
 	}
-	if gw := resp.Header.Get(HeaderErrorMessage); gw != "" {
-		reason, _, _ := strings.Cut(gw, ",")
-		return resp.StatusCode == http.StatusServiceUnavailable && strings.EqualFold(strings.TrimSpace(reason), "Service Unavailable")
+	if resp.Header.Get(HeaderErrorMessage) != "" {
+		return false
 	}
 	r, err := ParseResponse(resp.Body)
 	return err == nil && r.Code == 503

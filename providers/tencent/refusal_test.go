@@ -39,8 +39,19 @@ func TestAppKeyRefusalsInTheOrderStateMachine(t *testing.T) {
 		// AppKey among it, is the order's (a black-box fake: such
 		// orders held every order of the worker for the credentials).
 		{"ItemId D-BadItem2020 非法 (CustomerId=Customer100001, AppKey=AKIDbb, 客服电话 13912345678)", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
-		{"Invalid ItemId D-BadItem2020; request: AppKey: AKIDbb, ItemNum: 2", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
-		// Which it refuses cannot be told: the credentials', as before.
+		{"Invalid ItemId D-BadItem2020; request: Action=ServiceCreateOrder AppKey=AKIDbb ItemNum=2", ledger.StateErrored, ordersm.Stop, ledger.StateUnknown, ordersm.Retry},
+		// Which it refuses cannot be told: the credentials', as before
+		// (a review's cases among them: a label before the AppKey, a
+		// licence, a secret, a signature check).
+		{"Invalid ItemId D-BadItem2020; request: AppKey: AKIDbb, ItemNum: 2", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"Error: AppKey 无效 (ItemId D-X)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"InvalidParameterValue: AppKey disabled for ItemId D-X", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"reason: Signature mismatch; ItemId D-X", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"AppKey: AKIDbb 已停用 (ItemId D-X)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"AppKey: 授权数不足 (ItemId D-X)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"ItemId D-X 授权数不足 (AppKey=AKIDbb)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"SecretKey 错误 (ItemId D-X, AppKey=AKIDbb)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
+		{"ItemId D-X 校验失败 (AppKey=AKIDbb)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 		{"AppKey 无效 (ItemId=D-FireInsurance2020)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 		{"ItemId D-X invalid for AppKey AKIDbb", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
 		{"ItemId=D-X 非法 (AppKey=AKIDbb)", ledger.StateSubmitting, ordersm.ConfigWait, ledger.StateUnknown, ordersm.Retry},
@@ -120,6 +131,26 @@ func TestCodeOfACommonFamilyIsKeptForAShortCustomer(t *testing.T) {
 		var pe *providers.Error
 		if !errors.As(err, &pe) || pe.ProviderCode != c.want {
 			t.Errorf("customer %q, code %q: %v; want the code %q", c.customer, c.code, err, c.want)
+		}
+	}
+}
+
+// A sub-code that names no param of the order's (a signature failure, the
+// AppKey) keeps a refusal the credentials' whatever its message names (a
+// review: "InvalidParameterValue.SignatureFailure" with "ItemId D-X 校验
+// 失败" was errored); one that names the order's param is the order's.
+func TestRefusalSubCodeDecidesWhoseItIs(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[string]providers.Code{
+		"InvalidParameterValue.SignatureFailure": providers.Unauthenticated,
+		"InvalidParameterValue.AppKeyInvalid":    providers.Unauthenticated,
+		"InvalidParameterValue.ItemId":           providers.InvalidArgument,
+	} {
+		body, _ := json.Marshal(map[string]any{"Response": map[string]any{"RequestId": "r",
+			"Error": map[string]any{"Code": code, "Message": "ItemId D-X 无效 (AppKey=AKIDbb)"}}})
+		c := bodyServer(t, http.StatusOK, string(body))
+		if _, err := c.Submit(lookupCtx(t), order("K3", ours)); providers.CodeOf(err) != want {
+			t.Errorf("%s: %v (%v), want %v", code, providers.CodeOf(err), err, want)
 		}
 	}
 }

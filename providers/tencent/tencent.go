@@ -1297,36 +1297,56 @@ func refusedRead(pcode string) bool {
 
 // refusesOwnParam reports whether an InvalidParameterValue* refusal of a
 // create refuses one of the order's own params (CustomerId, OrderNo,
-// ItemId, ItemVNO, ItemNum) and names the AppKey only in echoes of the
-// request, "Name=value" or "Name: value" pairs: with those taken out, its
-// message names one of those params and not the AppKey, nor a signature
-// or the request's time (its sub-code names nothing of them either). A
-// param named only in such a pair says nothing either way ("AppKey 无效
-// (ItemId=…)"); so such a refusal is the credentials' as before.
+// ItemId, ItemVNO, ItemNum) and names the credentials only in an echo of
+// the request: its sub-code, if any, names one of those params, and its
+// message, with the request's echoed "Name=value" pairs of the signed
+// parameters taken out (echoPairRE), names one of them and nothing of the
+// credentials, the account or the request's signing (credentialWords).
+// A param named only in such a pair says nothing either way ("AppKey 无效
+// (ItemId=…)"), nor does one beside a credential in the message's own
+// words ("ItemId invalid for AppKey …", "AppKey: … 已停用 (ItemId …)"):
+// the credentials' as before.
 func refusesOwnParam(pcode, msg string) bool {
-	if namesAppKey(pcode, "") {
+	if sub, ok := strings.CutPrefix(pcode, "InvalidParameterValue."); ok && !ownParam(strings.ToLower(sub)) {
 		return false
 	}
 	rest := strings.ToLower(echoPairRE.ReplaceAllString(msg, " "))
-	if namesAppKey("", rest) || strings.Contains(rest, "signature") || strings.Contains(rest, "签名") ||
-		strings.Contains(rest, "timestamp") || strings.Contains(rest, "nonce") {
-		return false
+	for _, w := range credentialWords {
+		if strings.Contains(rest, w) {
+			return false
+		}
 	}
 	for _, w := range paramWordRE.FindAllString(rest, -1) {
-		switch w {
-		case "customerid", "orderno", "itemid", "itemvno", "itemnum":
+		if ownParam(w) {
 			return true
 		}
 	}
 	return false
 }
 
+// ownParam reports whether w, lower case, is one of the order's params.
+func ownParam(w string) bool {
+	switch w {
+	case "customerid", "orderno", "itemid", "itemvno", "itemnum":
+		return true
+	}
+	return false
+}
+
 var (
-	// echoPairRE matches a "Name=value" or "Name: value" pair, as a
-	// refusal that echoes the request writes the request's parameters.
-	echoPairRE = regexp.MustCompile(`[A-Za-z][A-Za-z0-9_.]*\s*[=:＝：]\s*[^\s,;，；、()（）\[\]{}]*`)
+	// echoPairRE matches a signed parameter echoed as "Name=value", as a
+	// refusal that quotes the request writes it: only "=" (a "Name:"
+	// may be a label of the message's own, "AppKey: 授权数不足"), only
+	// with a value.
+	echoPairRE = regexp.MustCompile(`(?i)\b(?:AppKey|CustomerId|OrderNo|ItemId|ItemVNO|ItemNum|Action|RequestId|Nonce|Timestamp|Signature)\s*[=＝]\s*[^\s,;，；、()（）\[\]{}=＝]+`)
 	// paramWordRE matches a word of letters and digits.
 	paramWordRE = regexp.MustCompile(`[a-z][a-z0-9]*`)
+	// credentialWords, in lower case, mark a message as one that may be
+	// about the credentials, the account or the request's signing rather
+	// than the order's params, wherever they stand.
+	credentialWords = []string{"appkey", "app key", "signature", "签名", "timestamp", "时间戳", "nonce", "secret", "密钥",
+		"auth", "授权", "鉴权", "权限", "licen", "permission", "account", "账号", "账户", "forbidden", "denied", "禁止",
+		"disabled", "停用", "禁用", "expired", "过期", "校验", "verif", "quota", "配额", "arrear", "欠费", "余额"}
 )
 
 // namesAppKey reports whether an InvalidParameterValue* refusal names

@@ -709,6 +709,10 @@ func TestAPromotedReplicaWaitsForAReplicaOfItsOwn(t *testing.T) {
 	if rec, gerr := nl.Get(ctx, ref); rec != nil || gerr != nil {
 		t.Fatalf("after the refusal the order reads %+v, %v; want nothing written", rec, gerr)
 	}
+	var few *ledger.TooFewReplicasError
+	if errors.As(err, &few) && (!few.AutoFloor || !strings.Contains(err.Error(), "promoted")) {
+		t.Errorf("refusal %v: want it to say a promoted replica waits for one of its own", err)
+	}
 	r.AttachReplica(t)
 	for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if _, err = nl.Claim(ctx, ref, []byte(`{}`), "h"); err == nil {
@@ -716,6 +720,47 @@ func TestAPromotedReplicaWaitsForAReplicaOfItsOwn(t *testing.T) {
 		}
 		if time.Now().After(end) {
 			t.Fatalf("Claim once a replica attached to the promoted master = %v, want it taken", err)
+		}
+	}
+}
+
+// An operator who gives the replicas up deletes the record (as the
+// refusal says): the floor goes with it, also in a process that never
+// read the record gone, another having named the promoted master in it
+// again meanwhile (a review: such a process kept refusing every write).
+func TestADeletedRecordFreesTheFloorWhenWrittenAgain(t *testing.T) {
+	t.Parallel()
+	m := taskstest.StartRedis(t, &taskstest.Options{AOF: true})
+	r := m.AttachReplica(t)
+	if _, err := ledger.New(m.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "D1"}, []byte(`{}`), "h"); err != nil {
+		t.Fatalf("Claim with a replica = %v", err)
+	}
+	before := masterReplid(t, m)
+	for end := time.Now().Add(5 * time.Second); r.Client(t).HGet(ctx, "orderworker:{ledger}:replicated", before).Val() != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the master was not recorded as seen with a replica on its replica")
+		}
+	}
+	m.Stop()
+	rc := r.Client(t)
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	nl := ledger.New(rc, nil)
+	ref := ledger.Ref{Provider: "tencent", OrderNo: "D2"}
+	if _, err := nl.Claim(ctx, ref, []byte(`{}`), "h"); !errors.As(err, new(*ledger.TooFewReplicasError)) {
+		t.Fatalf("Claim on the promoted replica without a replica = %v, want TooFewReplicasError", err)
+	}
+	promoted := masterReplid(t, r)
+	rc.Del(ctx, "orderworker:{ledger}:replicated")
+	rc.HSet(ctx, "orderworker:{ledger}:replicated", promoted, "0", "last", promoted)
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := nl.Claim(ctx, ref, []byte(`{}`), "h")
+		if err == nil {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("Claim after the record was deleted and written again = %v, want it taken", err)
 		}
 	}
 }

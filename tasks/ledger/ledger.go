@@ -441,8 +441,10 @@ type Ledger struct {
 	// ledger seen with replicas (see verifyRan). Under replicasMu.
 	anyHold bool
 	// replicated: replicatedKey, as last read, records a master of this
-	// ledger seen with replicas, unlike anyHold forgotten when the key
-	// is found gone (see autoFloor). Under replicasMu.
+	// ledger seen with replicas; unlike anyHold, read afresh each time
+	// (an operator who deleted the key frees the floor even when another
+	// process wrote it again before this one read it gone; see
+	// autoFloor). Under replicasMu.
 	replicated bool
 	// recorded is the replid and count (replid/count) last written to
 	// replicatedKey; recording, a write of it under way; recordReadAt,
@@ -871,7 +873,10 @@ func (l *Ledger) floor() (least int64, had bool) {
 	l.replicasMu.Lock()
 	defer l.replicasMu.Unlock()
 	least = l.autoFloor()
-	if l.opts.MinReplicas >= 0 && l.hadReplicas != "" && l.hadReplicas == l.replid && l.hadCount > least {
+	// (Seen with as many as the default's floor, the master is held for
+	// having had them: the error says so.)
+	if l.opts.MinReplicas >= 0 && l.hadReplicas != "" && l.hadReplicas == l.replid &&
+		(l.hadCount > least || l.opts.MinReplicas == 0 && l.hadCount > 0 && l.hadCount == least) {
 		return l.hadCount, true
 	}
 	return least, false
@@ -1012,6 +1017,7 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 	// the server that ran them (verifyRan), also in a process that never
 	// saw that master itself (started during a split, its count read on
 	// the new master, which holds the old one's record).
+	l.replicated = false
 	for _, v := range all {
 		if recordedCount(v) > 0 {
 			l.anyHold = true
@@ -1035,7 +1041,7 @@ func (l *Ledger) readRecorded(ctx context.Context) error {
 // replicasMu is held.
 func (l *Ledger) autoFloor() int64 {
 	least := max(l.opts.MinReplicas, 0)
-	if l.opts.MinReplicas == 0 && !l.opts.NoAutoFloor && l.batch.cluster == nil && (l.replicated || l.hadReplicas != "" && l.hadCount > 0) {
+	if l.opts.MinReplicas == 0 && !l.opts.NoAutoFloor && l.batch.cluster == nil && (l.replicated || l.hadReplicas != "" && l.hadReplicas == l.replid && l.hadCount > 0) {
 		least = 1
 	}
 	return least

@@ -1241,7 +1241,7 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	t.Parallel()
 	old := taskstest.StartRedis(t, nil)
 	rep := old.AttachReplica(t)
-	l := ledger.New(old.Client(t), seenOnly())
+	l := ledger.New(old.Client(t), nil)
 	ref := ledger.Ref{Provider: "tencent", OrderNo: "SB1"}
 	if _, err := l.Claim(ctx, ref, []byte(`{}`), "h"); err != nil {
 		t.Fatalf("Claim with a replica = %v", err)
@@ -1281,11 +1281,13 @@ func TestMasterThatLostItsReplicasRefusesDurableWrites(t *testing.T) {
 	}
 	// So does a process started after the cut (a producer run once, a
 	// worker restarted): the master was recorded as seen with replicas.
-	if _, err := ledger.New(old.Client(t), seenOnly()).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) || !few.HadReplicas {
+	if _, err := ledger.New(old.Client(t), nil).Claim(ctx, ledger.Ref{Provider: "tencent", OrderNo: "SB2"}, []byte(`{}`), "h"); !errors.As(err, &few) || !few.HadReplicas {
 		t.Errorf("Claim on the cut-off master from a new process = %v, want TooFewReplicasError having had replicas", err)
 	}
-	// The promoted master takes writes (its own id was never seen with
-	// replicas), for a new process too.
+	// Held only to the most each master was seen with (NoAutoFloor; by
+	// default it waits for a replica of its own), the promoted master
+	// takes writes (its own id was never seen with replicas), for a new
+	// process too.
 	promoted := ledger.New(rep.Client(t), seenOnly())
 	if b, err := promoted.Begin(ctx, ref, ledger.BeginArgs{Token: "t2", LeaseTTL: time.Minute}); err != nil || b.Status != ledger.Began {
 		t.Errorf("Begin on the promoted master = %+v, %v", b, err)
