@@ -1144,9 +1144,32 @@ func (h *Handler) then(ref ledger.Ref, t order.Then) (order.Then, error) {
 	case order.Retry:
 		return t, failed(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
 	case order.ConfigWait:
-		return t, h.configWait(ref, heldBy(t), t.Reason)
+		err := h.configWait(ref, heldBy(t), t.Reason)
+		var re *retryError
+		if errors.As(err, &re) {
+			// This order's own call was refused for the configuration:
+			// it comes back a little after the others held without a
+			// call, so that the next probe (Problems.Probe, one call a
+			// ConfigWait) is another held order's. Back at the ConfigWait
+			// itself, it came back as the next probe window opened and
+			// took it each time: a few orders refused for their own
+			// params in words that named the credentials kept probing,
+			// while the orders that would have gone through waited (a
+			// black-box run: 27 made no progress for 15 minutes).
+			re.delay += probeLag(re.delay)
+		}
+		return t, err
 	}
 	return t, wait(t.Delay, fmt.Errorf("order %s: %s", ref, t.Reason))
+}
+
+// probeLag is how much later than the ConfigWait d an order whose own call
+// was refused for the configuration comes back: a tenth to a half of d.
+func probeLag(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/10 + rand.N(d*4/10+1)
 }
 
 // configWait holds an order back for a configuration problem: loud, counted

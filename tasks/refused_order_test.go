@@ -218,9 +218,11 @@ func TestAWorkerConfiguredWrongHandsOrdersBack(t *testing.T) {
 		}
 		return took, tasks.RetryDelay(tasks.Backoff{Base: time.Hour, Max: time.Hour})(0, err, task)
 	}
-	// No worker's calls go through yet: held for the wait.
-	if _, d := delay(wrong, "W-1"); d != time.Minute {
-		t.Errorf("refused with no other worker's calls going through: waits %s, want the configuration wait, 1m", d)
+	// No worker's calls go through yet: held for the wait (its own call
+	// refused: a tenth to a half of it more, so that the next probe is
+	// another held order's).
+	if _, d := delay(wrong, "W-1"); d <= time.Minute || d >= 3*time.Minute/2 {
+		t.Errorf("refused with no other worker's calls going through: waits %s, want the configuration wait, 1m, and a tenth to a half of it", d)
 	}
 	if _, d := delay(right, "R-1"); d != 0 {
 		t.Fatalf("the worker configured right: %s", d)

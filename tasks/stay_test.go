@@ -102,3 +102,45 @@ func TestAStopEndsAWaitInPlace(t *testing.T) {
 		t.Errorf("state %s after %d creates, want unknown after the one throttled", rec.State, e.sandbox.Calls("ServiceCreateOrder"))
 	}
 }
+
+// An order whose own call was refused for the configuration (here, the
+// credentials) comes back a tenth to a half of a ConfigWait after the
+// others held without a call, so that the next probe is another held
+// order's: back at the ConfigWait itself, it came back as the next probe
+// window opened and took it each time (a black-box run: a few orders
+// refused for their own params in words that named the credentials kept
+// probing, while the orders that would have gone through waited).
+func TestAnOrderRefusedForTheConfigurationComesBackAfterTheOthers(t *testing.T) {
+	t.Parallel()
+	opts := heldOptions(tasks.NewProblems())
+	opts.ConfigWait = 10 * time.Second
+	e := setup(t, &setupOpts{secret: "not-the-secret", noServer: true, handler: opts})
+	e.enqueue(t, order("Order-Lag-1"))
+	task := asynq.NewTask(tasks.TypeOrderSubmit, order("Order-Lag-1"))
+	err := e.handler.ProcessTask(context.Background(), task)
+	if n := e.sandbox.Calls("ServiceCreateOrder"); n != 1 {
+		t.Fatalf("create calls = %d, want the one refused", n)
+	}
+	d := tasks.RetryDelay(tasks.Backoff{})(0, err, task)
+	if d <= opts.ConfigWait || d >= opts.ConfigWait*3/2 {
+		t.Errorf("the refused order comes back after %s (%v); want a tenth to a half of the ConfigWait (%s) later", d, err, opts.ConfigWait)
+	}
+	// The next order probes (the first refusal was no probe's) and is
+	// refused too; one after it is held without a call, and comes back
+	// at the ConfigWait.
+	for i, no := range []string{"Order-Lag-2", "Order-Lag-3"} {
+		e.enqueue(t, order(no))
+		task := asynq.NewTask(tasks.TypeOrderSubmit, order(no))
+		err = e.handler.ProcessTask(context.Background(), task)
+		if n := e.sandbox.Calls("ServiceCreateOrder"); n != 2 {
+			t.Fatalf("%s: create calls = %d, want 2 (the first order's and one probe)", no, n)
+		}
+		d := tasks.RetryDelay(tasks.Backoff{})(0, err, task)
+		if i == 0 && (d <= opts.ConfigWait || d >= opts.ConfigWait*3/2) {
+			t.Errorf("the probe, refused, comes back after %s (%v); want a tenth to a half of the ConfigWait later", d, err)
+		}
+		if i == 1 && d != opts.ConfigWait {
+			t.Errorf("an order held without a call comes back after %s (%v); want the ConfigWait, %s", d, err, opts.ConfigWait)
+		}
+	}
+}
