@@ -665,8 +665,8 @@ func TestRedisErrorsNameTheRedis(t *testing.T) {
 		t.Errorf("status: exit %d, stderr %q; want it to name %s (REDIS_URL) and the refused connection", code, errs, shown)
 	}
 	code, out, errs := runCLI(t, url, good, "-timeout", "1s")
-	if code != exitError || !strings.Contains(out, shown+" (REDIS_URL)") || !strings.Contains(out, "connection refused") {
-		t.Errorf("enqueue: exit %d, stdout %q; want the order's reason to name %s (REDIS_URL) and the refused connection", code, out, shown)
+	if code != exitError || !strings.Contains(errs, shown+" (REDIS_URL)") || !strings.Contains(errs, "connection refused") || out != "" {
+		t.Errorf("enqueue: exit %d, stdout %q, stderr %q; want no order answered and the reason to name %s (REDIS_URL) and the refused connection", code, out, errs, shown)
 	}
 	code, _, errs = runCLI(t, "", "", "-timeout", "2s", "-redis-url", url, "list")
 	if code != exitError || !strings.Contains(errs, shown+" (-redis-url)") {
@@ -679,5 +679,62 @@ func TestRedisErrorsNameTheRedis(t *testing.T) {
 	stop()
 	if !strings.Contains(logs.String(), `"msg":"using redis","redis":"`+shown+`","redis_setting":"REDIS_URL"`) || strings.Contains(logs.String(), "Pw-Not-Shown-3") {
 		t.Errorf("serve's log:\n%s\nwant it to say it uses %s from REDIS_URL", logs, shown)
+	}
+}
+
+// A Redis that does not answer at all (a listener that never replies, as
+// a host cut off by a firewall) costs enqueue one -timeout, not one for
+// each of its checks and then the first batch's: it exits 2 saying that
+// nothing was sent, a single order's line saying "not sent".
+func TestRedisNotAnsweringCostsOneTimeout(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() { // accept and hold every connection, never answering
+		var held []net.Conn
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	url := "redis://" + ln.Addr().String() + "/0"
+	const timeout = 2 * time.Second
+	for _, c := range []struct {
+		name  string
+		stdin string
+		args  []string
+	}{
+		{"file", good + "\n" + strings.ReplaceAll(good, "E1", "E2") + "\n", nil},
+		{"single", "", []string{"-provider", "tencent", "-order-no", "E3", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			code, out, errs := runCLI(t, url, c.stdin, append([]string{"-timeout", timeout.String()}, c.args...)...)
+			took := time.Since(start)
+			if code != exitError || !strings.Contains(errs, "nothing was read or sent") {
+				t.Errorf("exit %d, stderr %q; want exit %d saying nothing was sent", code, errs, exitError)
+			}
+			// Four waits before: the PING, the -dev marker, the data key's
+			// check and the first batch.
+			if took >= 2*timeout+timeout/2 {
+				t.Errorf("took %s with -timeout %s; want one wait", took, timeout)
+			}
+			switch got := lines(t, out); {
+			case c.name == "file" && len(got) != 0:
+				t.Errorf("orders answered %v; want none read", got)
+			case c.name == "single" && (len(got) != 1 || got[0]["status"] != statusError || !strings.HasPrefix(got[0]["reason"].(string), "not sent: ")):
+				t.Errorf("answer %v; want the order answered error, not sent", got)
+			}
+		})
 	}
 }

@@ -256,8 +256,21 @@ when there is no such order, 2 on a usage or infrastructure error.
 	// unknown master) is found before any order is sent, so
 	// that enqueue can say that nothing was written, rather than answer
 	// the first batch "error: may or may not have been accepted".
-	if err := usable(ctx, rdb, *timeout); err != nil {
-		fmt.Fprintf(stderr, "enqueue: cannot use Redis (%s): %s; nothing was read or sent\n", source, strings.TrimSuffix(providers.MaskPhones(err.Error()), "."))
+	refused, down := usable(ctx, rdb, *timeout)
+	if refused != nil {
+		fmt.Fprintf(stderr, "enqueue: cannot use Redis (%s): %s; nothing was read or sent\n", source, strings.TrimSuffix(providers.MaskPhones(refused.Error()), "."))
+		return exitError
+	}
+	if down != nil {
+		// One wait on Redis, not one for each check and then the first
+		// batch: -timeout bounds the command until its first order is
+		// sent. Nothing was: every order is safe to send again.
+		reason := providers.MaskPhones(tasks.RedisErrorReason(down).Error())
+		if single {
+			_ = json.NewEncoder(stdout).Encode(resultLine{tasks.EnqueueResult{Status: statusError, Provider: providers.MaskPhones(*provider), OrderNo: providers.MaskPhones(*orderNo),
+				Reason: "not sent: Redis not reached: " + reason}, "flags"})
+		}
+		fmt.Fprintf(stderr, "enqueue: Redis not reached (waited up to -timeout %s): %s; nothing was read or sent: the orders are safe to send again\n", *timeout, strings.TrimSuffix(reason, "."))
 		return exitError
 	}
 	if onDefault {
@@ -386,21 +399,25 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 	return given
 }
 
-// usable asks Redis once (PING) and returns, with its reason, an error
-// that no waiting heals (tasks.PermanentRedisError: a wrong user or
+// usable asks Redis once (PING), waiting at most timeout. refused is an
+// answer that no waiting heals (tasks.PermanentRedisError: a wrong user or
 // password, WRONGPASS or NOAUTH; a database out of range; a master name
-// no sentinel knows; a certificate that does not verify). Any other
-// answer, an unreachable Redis included, is nil: the orders' own answers
-// report it.
-func usable(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) error {
+// no sentinel knows; a certificate that does not verify), with its reason;
+// down is any other failure (Redis unreachable, not answering in time,
+// LOADING): Redis is not ready now, and no order has been sent. A user
+// denied PING itself (NOPERM) may still have every command enqueue sends:
+// that is left to the orders' own answers.
+func usable(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) (refused, down error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// A user denied PING itself (NOPERM) may still have every command
-	// enqueue sends: that is left to the orders' own answers.
-	if err := rdb.Ping(ctx).Err(); tasks.PermanentRedisError(err) && !redis.IsPermissionError(err) {
-		return tasks.RedisErrorReason(err)
+	err := rdb.Ping(ctx).Err()
+	switch {
+	case err == nil, redis.IsPermissionError(err):
+		return nil, nil
+	case tasks.PermanentRedisError(err):
+		return tasks.RedisErrorReason(err), nil
 	}
-	return nil
+	return nil, err
 }
 
 // batch collects orders and sends them together with EnqueueBatch.
