@@ -322,7 +322,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // ready answers /readyz: 200 while an order sent now would be taken
 // (Redis answers, the ledger's shard count and data key are this
-// process's, the master has the replicas durable writes need), else 503
+// process's, the master has the replicas durable writes need and room
+// for a write), else 503
 // with the reason in short; the detail goes to the log only, as for the
 // worker's /readyz.
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
@@ -346,6 +347,8 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, new(*ledger.TooFewReplicasError)):
 		why = "too few redis replicas"
+	case errors.As(err, new(*ledger.OutOfMemoryError)), redis.HasErrorPrefix(err, "OOM"):
+		why = "redis out of memory"
 	case errors.As(err, new(*ledger.DataKeyMismatchError)), errors.Is(err, tasks.ErrNoKeyToCompare):
 		why = "data key"
 	case errors.As(err, new(*ledger.ShardsMismatchError)):

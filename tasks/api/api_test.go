@@ -985,7 +985,8 @@ func TestAnOrderAnEarlierSendGotInIsNeverSaidNotAccepted(t *testing.T) {
 
 // /readyz, asked without a token, is 200 while an order would be taken,
 // and 503 naming why in short when it would not: a master short of the
-// replicas durable writes need, Redis gone, the server shutting down.
+// replicas durable writes need, one over its maxmemory, Redis gone, the
+// server shutting down.
 // /healthz is 200 whatever Redis does.
 func TestReadiness(t *testing.T) {
 	t.Parallel()
@@ -1002,6 +1003,27 @@ func TestReadiness(t *testing.T) {
 	short := serve(t, rs, ledger.New(rs.Client(t), &ledger.Options{MinReplicas: 1}), nil)
 	if code, b, _ := short.do("GET", "/readyz", "", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(b), "not ready: too few redis replicas") {
 		t.Errorf("/readyz on a master short of replicas: %d %s; want 503 naming too few replicas", code, b)
+	}
+	// Over its maxmemory under noeviction, Redis answers every write OOM.
+	full := taskstest.StartRedis(t, nil)
+	fullAPI := serve(t, full, ledger.New(full.Client(t), nil), nil)
+	if code, b, _ := fullAPI.do("POST", "/v1/orders", bearer, tencentOrder("R-ROOM", 1)); code != http.StatusCreated {
+		t.Fatalf("POST an order: %d %s", code, b)
+	}
+	if err := full.Client(t).ConfigSet(context.Background(), "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := fullAPI.do("GET", "/readyz", "", nil); code != http.StatusServiceUnavailable || !strings.Contains(string(b), "not ready: redis out of memory") {
+		t.Errorf("/readyz on a Redis over its maxmemory: %d %s; want 503 naming its memory", code, b)
+	}
+	if code, b, _ := fullAPI.do("POST", "/v1/orders", bearer, tencentOrder("R-OOM", 1)); code != http.StatusServiceUnavailable {
+		t.Errorf("POST an order to a Redis over its maxmemory: %d %s; want 503", code, b)
+	}
+	if err := full.Client(t).ConfigSet(context.Background(), "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, b, _ := fullAPI.do("GET", "/readyz", "", nil); code != http.StatusOK {
+		t.Errorf("/readyz once the memory limit is lifted: %d %s; want 200", code, b)
 	}
 	e.rs.Stop()
 	if code, b := probe("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(b, "not ready: redis unreachable") || strings.Contains(b, "127.0.0.1") {

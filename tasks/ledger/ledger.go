@@ -838,7 +838,7 @@ func (l *Ledger) want(ctx context.Context, durable bool) (int64, error) {
 func (l *Ledger) CheckWritable(ctx context.Context) error {
 	if b := l.batch; b.cluster != nil {
 		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			if err := node.Ping(ctx).Err(); err != nil {
+			if err := checkMemory(ctx, node, node.Options().Addr); err != nil {
 				return err
 			}
 			if l.opts.Durable != DurableAuto || b.minReplicas <= 0 {
@@ -859,11 +859,53 @@ func (l *Ledger) CheckWritable(ctx context.Context) error {
 			return nil
 		})
 	}
-	if err := l.rdb.Ping(ctx).Err(); err != nil {
+	if err := checkMemory(ctx, l.rdb, ""); err != nil {
 		return err
 	}
 	_, err := l.want(ctx, true)
 	return err
+}
+
+// OutOfMemoryError is CheckWritable's error when Redis would refuse writes
+// for its memory: it holds more than its maxmemory and, with the policy
+// noeviction (what the ledger needs: every other policy may evict a record
+// or a task), evicts nothing to make room, so every write is answered
+// "OOM command not allowed".
+type OutOfMemoryError struct {
+	Master    string // the master's address, on Redis Cluster
+	Used, Max int64  // bytes: what counts against maxmemory, and maxmemory
+}
+
+func (e *OutOfMemoryError) Error() string {
+	who := "the Redis master"
+	if e.Master != "" {
+		who += " " + e.Master
+	}
+	return fmt.Sprintf("%s holds %d bytes, over its maxmemory of %d with the policy noeviction: it refuses every write (OOM) until memory is freed or maxmemory raised", who, e.Used, e.Max)
+}
+
+// checkMemory asks c (INFO memory) whether it answers and has room for a
+// write: an *OutOfMemoryError when it holds more than its maxmemory under
+// noeviction, counted as Redis counts it (used_memory without
+// mem_not_counted_for_evict, the replication and AOF buffers). A user
+// denied INFO is taken to have room: a write will tell.
+func checkMemory(ctx context.Context, c redis.Cmdable, addr string) error {
+	info, err := c.Info(ctx, "memory").Result()
+	if redis.IsPermissionError(err) {
+		return c.Ping(ctx).Err()
+	}
+	if err != nil {
+		return err
+	}
+	field := func(name string) int64 {
+		n, _ := strconv.ParseInt(infoField(info, name), 10, 64)
+		return n
+	}
+	maxMem, used := field("maxmemory"), field("used_memory")-field("mem_not_counted_for_evict")
+	if maxMem > 0 && used > maxMem && infoField(info, "maxmemory_policy") == "noeviction" {
+		return &OutOfMemoryError{Master: addr, Used: used, Max: maxMem}
+	}
+	return nil
 }
 
 // floor is the fewest replicas a durable write must reach on the master
