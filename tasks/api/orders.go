@@ -87,8 +87,8 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 		// Redis did not answer the check: nothing of this request was
 		// written, but an earlier send of the order, whose answer was
 		// lost, may have been: never "not accepted" (sent under another
-		// number, it would be made twice).
-		h.unavailable(w, r, err, "Redis is unavailable: the order may or may not have been accepted; send it again (an order that got in answers duplicate)", nil)
+		// number, it would be made twice). As the batch's answer says it.
+		h.unavailable(w, r, err, "Redis is unavailable: nothing of this request was written, but an earlier send of the order may have been accepted; send it again (an order that got in answers duplicate)", nil)
 		return
 	}
 	res, err := h.enq.Enqueue(ctx, body)
