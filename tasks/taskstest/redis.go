@@ -132,7 +132,10 @@ func (s *Server) start(bin string) error {
 	}
 	args = append(args, s.args...)
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Killed with the test binary, should it panic or be killed before
+	// its cleanups run (Pdeathsig: when the thread that started it
+	// ends, which in Go is the process, no goroutine here locking one).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}

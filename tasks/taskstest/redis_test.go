@@ -2,8 +2,15 @@ package taskstest
 
 import (
 	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestRestartKeepsDataWithAOF(t *testing.T) {
@@ -40,5 +47,50 @@ func TestExternalServerURL(t *testing.T) {
 		} else if strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("external(%q): %v shows the password", u, err)
 		}
+	}
+}
+
+// A test binary that dies before its cleanups run (a panic on a goroutine
+// of its own, a kill) takes its redis-servers with it, rather than leave
+// them running on a developer's machine. The binary is run again as a
+// child that starts one and panics.
+func TestARedisDiesWithItsTestBinary(t *testing.T) {
+	if out := os.Getenv("TASKSTEST_PANIC_AFTER_START"); out != "" {
+		rs := StartRedis(t, nil)
+		pid, err := rs.Client(t).InfoMap(context.Background(), "server").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(out, []byte(pid["Server"]["process_id"]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		go func() { panic("the child's planned panic") }()
+		select {}
+	}
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestARedisDiesWithItsTestBinary$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TASKSTEST_PANIC_AFTER_START="+pidFile)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "the child's planned panic") {
+		t.Fatalf("the child did not panic: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(string(b))
+	if err != nil {
+		t.Fatalf("the child wrote %q for the server's pid", b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return // gone
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the redis-server the child started (pid %d) still runs 10s after the child died", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -497,7 +497,7 @@ type sentinelProc struct {
 
 func (p *sentinelProc) start(bin string) error {
 	cmd := exec.Command(bin, filepath.Join(p.dir, "sentinel.conf"), "--sentinel")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
