@@ -887,11 +887,12 @@ func (e *OutOfMemoryError) Error() string {
 // checkMemory asks c (INFO memory) whether it answers and has room for a
 // write: an *OutOfMemoryError when it holds more than its maxmemory under
 // noeviction, counted as Redis counts it (used_memory without
-// mem_not_counted_for_evict, the replication and AOF buffers). A user
-// denied INFO is taken to have room: a write will tell.
+// mem_not_counted_for_evict, the replication and AOF buffers). A server
+// that refuses INFO (a user denied it, a proxy without it) is asked PING
+// instead and taken to have room: a write will tell.
 func checkMemory(ctx context.Context, c redis.Cmdable, addr string) error {
 	info, err := c.Info(ctx, "memory").Result()
-	if redis.IsPermissionError(err) {
+	if reply := redis.Error(nil); errors.As(err, &reply) {
 		return c.Ping(ctx).Err()
 	}
 	if err != nil {
