@@ -3,6 +3,8 @@ package tasks_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -418,5 +420,48 @@ func TestNamesShownLateDoNotHaveAnOrderCreatedAgain(t *testing.T) {
 	}
 	if looks < 2 || served.Load() != 1 {
 		t.Errorf("%d lookups, the file system's id shown %d times; want the order looked up within the lag (its detail read under the file system's id) and past it", looks, served.Load())
+	}
+}
+
+// A UniCloud order whose first create was throttled, looked up and not
+// found, then refused for its params (ProductConfigError), is errored: the
+// refusal is the order's, since its only earlier create was throttled and
+// found absent. (A black-box run: every such order was held for a person,
+// and "resolve it absent" only sent the create to be refused again.)
+func TestRefusedAfterAThrottledCreateIsErrored(t *testing.T) {
+	t.Parallel()
+	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+	sb := unicloudsandbox.New("UKey", "usecret")
+	var creates atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("Action") == "CreateOrder" && creates.Add(1) > 1 {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"no such specification","RequestId":"r-1"}`)
+			return
+		}
+		sb.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.set.Add(c)
+	ctx := context.Background()
+	task := enqueueTask(t, e, unicloudOrder("TH-refused", "throttled-then-refused"))
+	sb.Faults().Script(fault.Throttle)
+	var runErr error
+	for range 8 {
+		if runErr = e.handler.ProcessTask(ctx, task); runErr == nil || errors.Is(runErr, asynq.SkipRetry) {
+			break
+		}
+	}
+	got, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "TH-refused"})
+	if got.State != tasks.StateErrored || !strings.Contains(got.Reason, "ProductConfigError") {
+		t.Errorf("run = %v; %s %q; want errored for the refusal", runErr, got.State, got.Reason)
+	}
+	if n, made := creates.Load(), len(sb.Orders()); n != 2 || made != 0 {
+		t.Errorf("%d creates sent, %d orders made; want 2 sent (throttled, refused), none made", n, made)
 	}
 }

@@ -1,6 +1,7 @@
 package order
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -242,5 +243,66 @@ func TestThrottledOnlyOrderIsCreatedAgainWhereUnlistedIsNoProof(t *testing.T) {
 	p.HoldUnlisted = false
 	if d := lookup(&moved, end.Add(5*time.Minute)); !created(d) {
 		t.Errorf("without HoldUnlisted: %v %v; want created again", d.Then.Next, d.Then.Step)
+	}
+}
+
+// An order whose every earlier create was answered throttled, and which a
+// lookup has since found absent, is errored when its next create is
+// refused for its params, rather than looked up again (and, where a
+// listing is no proof, left for a person; a black-box run: every bad
+// UniCloud order whose first create was throttled was held, and bad
+// Tencent orders took 34 attempts each). A refusal that made nothing
+// but is not the order's (unauthenticated, throttled before acting,
+// unavailable) keeps the record's "throttled only", so that a later
+// throttled create's not-found is still believed. After a create that
+// timed out, a refusal is still looked up first.
+func TestARefusalAfterOnlyThrottledCreatesIsTheOrders(t *testing.T) {
+	t.Parallel()
+	p := policy()
+	p.HoldUnlisted = true
+	end := t0.Add(time.Minute)
+	// The create under way after a throttled one whose lookup found
+	// nothing past the lag: Begin carried the flag over to it.
+	again := func() *ledger.Record {
+		return &ledger.Record{Provider: "p", OrderNo: "o", State: ledger.StateSubmitting, Attempts: 2, Inflight: 2, InflightMarked: true,
+			CreatedAt: t0, MayHaveExisted: true, LastCreateAt: end, ThrottledCreateAt: end}
+	}
+	bad := Outcome{Err: &providers.Error{Code: providers.InvalidArgument, Op: "create", Message: "ProductConfigError: no such specification"}}
+	d := Decide(again(), Submit, bad, p, end.Add(3*time.Minute))
+	if d.Settle.To() != ledger.StateErrored || d.Then.Next != Stop || strings.Contains(d.Then.Reason, "looking it up") {
+		t.Errorf("refused for its params after throttles only: to %q, %v %q; want errored", d.Settle.To(), d.Then.Next, d.Then.Reason)
+	}
+	for _, c := range []struct {
+		name string
+		err  error
+		next Next
+	}{
+		{"unauthenticated", &providers.Error{Code: providers.Unauthenticated, Op: "create", Message: "signature"}, ConfigWait},
+		{"throttled before acting", &providers.Error{Code: providers.RateLimited, Op: "create", Message: "slow down"}, Wait},
+		{"unavailable", &providers.Error{Code: providers.Unavailable, Op: "create", Message: "connection refused"}, Retry},
+	} {
+		d := Decide(again(), Submit, Outcome{Err: c.err}, p, end.Add(3*time.Minute))
+		if d.Then.Next != c.next || !d.Settle.ThrottledCreate() || d.Settle.To() == ledger.StateUnknown {
+			t.Errorf("%s after throttles only: %v to %q, throttled kept %v; want %v, kept", c.name, d.Then.Next, d.Settle.To(), d.Settle.ThrottledCreate(), c.next)
+		}
+	}
+	// Still to be found absent (the throttled create not yet looked up
+	// past the lag: no create would be sent, but a record may say so).
+	unresolved := again()
+	unresolved.MayExist = true
+	if d := Decide(unresolved, Submit, bad, p, end.Add(3*time.Minute)); d.Settle.To() != ledger.StateUnknown {
+		t.Errorf("refused while the throttled create may still have made it: to %q; want looked up", d.Settle.To())
+	}
+	// After a create that timed out (no flag): looked up, as before.
+	timedOut := again()
+	timedOut.ThrottledCreateAt = time.Time{}
+	if d := Decide(timedOut, Submit, bad, p, end.Add(3*time.Minute)); d.Settle.To() != ledger.StateUnknown || !strings.Contains(d.Then.Reason, "looking it up") {
+		t.Errorf("refused after a create that timed out: to %q %q; want looked up", d.Settle.To(), d.Then.Reason)
+	}
+	// Answered with another's id before: looked up, as before.
+	owned := again()
+	owned.OwnedAnswer = true
+	if d := Decide(owned, Submit, bad, p, end.Add(3*time.Minute)); d.Settle.To() != ledger.StateUnknown {
+		t.Errorf("refused after an answer with another's id: to %q; want looked up", d.Settle.To())
 	}
 }

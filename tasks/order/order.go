@@ -718,7 +718,7 @@ func afresh(rec *ledger.Record, t ledger.Transition) ledger.Transition {
 
 func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg string, p Policy) Decision {
 	err := out.Err
-	if rec.MayHaveExisted && (refused(code) || code == providers.Unauthenticated) {
+	if rec.MayHaveExisted && !throttledOnlyBefore(rec) && (refused(code) || code == providers.Unauthenticated) {
 		// A refusal of a create after an earlier one that may have been
 		// received proves nothing about that one: a provider may refuse
 		// an order number it already holds, in words nobody documented
@@ -726,7 +726,9 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		// under AppKey …"). Look the order up rather than end it, or send
 		// the create again after a configuration wait: a lookup refused
 		// for the credentials waits for them itself, and nothing is sent
-		// blind.
+		// blind. Not when every earlier create was answered throttled
+		// and the order has since been found absent (throttledOnlyBefore):
+		// this create is the first that could have been refused for it.
 		code, msg = providers.Ambiguous, msg+" (an earlier create of this order may have been received: looking it up)"
 	}
 	switch {
@@ -763,12 +765,12 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		}
 		return Decision{Settle: t, Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	case code == providers.RateLimited:
-		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)),
+		return Decision{Settle: keepThrottled(rec, afresh(rec, ledger.SetRetry(msg))),
 			Then: Then{Next: Wait, Delay: backoff(err, p, rec, 6), Reason: msg, Code: code}}
 	case code == providers.Unauthenticated:
 		// Refused before anything was created: the credentials are wrong
 		// on this worker. The order waits for a worker that has them.
-		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+		return Decision{Settle: keepThrottled(rec, afresh(rec, ledger.SetRetry(msg))), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	case providers.Retryable(code):
 		f := rec.Failures + 1
 		if p.MaxAttempts > 0 && f >= p.MaxAttempts && rec.OwnedAnswer {
@@ -783,10 +785,36 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 			r := fmt.Sprintf("gave up after %d failed attempts: %s", f, msg)
 			return Decision{Settle: ledger.SetErrored(r).WithFailures(f), Then: Then{Next: Stop, Reason: r}}
 		}
-		return Decision{Settle: afresh(rec, ledger.SetRetry(msg).WithFailures(f)),
+		return Decision{Settle: keepThrottled(rec, afresh(rec, ledger.SetRetry(msg).WithFailures(f))),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(f - 1), Reason: msg, Code: code}}
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
+}
+
+// throttledOnlyBefore reports whether every create of rec before the one
+// it has under way that may have been received was answered throttled (or
+// with what the documents call retryable as it stands; ThrottledLast, as
+// Begin carries it over to the create it marks), none was answered with
+// another order's id or refused as a number used already, and the order
+// has since been found absent (a lookup's not-found believed, as such
+// creates have it): its earlier creates made nothing, as far as the
+// ledger knows, so a refusal of this one is this one's.
+func throttledOnlyBefore(rec *ledger.Record) bool {
+	return rec.InflightMarked && rec.ThrottledLast() && !rec.MayExist && !rec.OwnedAnswer
+}
+
+// keepThrottled keeps, over a create answered with a refusal that made
+// nothing (throttled before acting, unauthenticated, unavailable), that
+// every create of the order that may have been received was answered
+// throttled (Record.ThrottledLast), as Unmark does for a create never
+// sent: else the settle, which moves the last create to this one's end,
+// would drop it, and a later unsure create's not-found would hold the
+// order for a person where it is believed.
+func keepThrottled(rec *ledger.Record, t ledger.Transition) ledger.Transition {
+	if rec.InflightMarked && rec.ThrottledLast() {
+		return t.WithThrottledCreate()
+	}
+	return t
 }
 
 // MaxPays is how many pays the worker sends one order, each after the one
