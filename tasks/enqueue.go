@@ -880,10 +880,17 @@ func (e *UnconfirmedError) Error() string { return fmt.Sprintf("order %s: %s", e
 
 // Reason is the error without the order's name.
 func (e *UnconfirmedError) Reason() string {
+	return e.ReasonWith(func(err error) string { return err.Error() })
+}
+
+// ReasonWith is Reason with Cause and ReadErr as describe words them: an
+// answer to a producer over HTTP names what failed in short, without the
+// Redis addresses, URL and key names the errors carry for an operator.
+func (e *UnconfirmedError) ReasonWith(describe func(error) string) string {
 	if e.ReadErr != nil {
-		return fmt.Sprintf("the order may have been accepted: this send was refused before it was written (%v), and whether an earlier send of it got in could not be read (%v); send it again with the same order number: it answers duplicate if it got in", e.Cause, e.ReadErr)
+		return fmt.Sprintf("the order may have been accepted: this send was refused before it was written (%s), and whether an earlier send of it got in could not be read (%s); send it again with the same order number: it answers duplicate if it got in", describe(e.Cause), describe(e.ReadErr))
 	}
-	return fmt.Sprintf("the order may have been accepted: an earlier send of it is in Redis, and it cannot be confirmed on the replicas now (this send was refused before it was written: %v); send it again with the same order number: it answers duplicate once it can be confirmed", e.Cause)
+	return fmt.Sprintf("the order may have been accepted: an earlier send of it is in Redis, and it cannot be confirmed on the replicas now (this send was refused before it was written: %s); send it again with the same order number: it answers duplicate once it can be confirmed", describe(e.Cause))
 }
 
 // Is makes an UnconfirmedError an ErrMaybeAccepted.

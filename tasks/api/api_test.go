@@ -954,6 +954,11 @@ func TestAnOrderAnEarlierSendGotInIsNeverSaidNotAccepted(t *testing.T) {
 		if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "may have been accepted") || !strings.Contains(string(b), "an earlier send of it is in Redis") || strings.Contains(string(b), "not accepted") {
 			t.Errorf("POST %s, in Redis, on a master short of replicas: %d %s; want 503 may have been accepted", no, code, b)
 		}
+		// The cause in short: the ledger's error, with the master's
+		// address on Cluster and the record's key, is for the log.
+		if !strings.Contains(string(b), "(this send was refused before it was written: the Redis master has fewer replicas than durable writes require)") {
+			t.Errorf("POST %s, in Redis, on a master short of replicas: %s; want the cause in short", no, b)
+		}
 	}
 	code, b, _ := e.do("POST", "/v1/orders", bearer, tencentOrder("NEW1", 1))
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "the order was not accepted") {

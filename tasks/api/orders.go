@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/ledger"
@@ -95,7 +97,7 @@ func (h *Handler) createOrder(w http.ResponseWriter, r *http.Request) {
 	if ue := new(tasks.UnconfirmedError); errors.As(err, &ue) {
 		// Refused before anything was written, but an earlier send
 		// of the order is in Redis: not "not accepted".
-		h.unavailable(w, r, err, ue.Reason(), nil)
+		h.unavailable(w, r, err, ue.ReasonWith(publicCause), nil)
 		return
 	}
 	if errors.As(err, new(*ledger.TooFewReplicasError)) {
@@ -263,6 +265,24 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, results)
+}
+
+// publicCause names in short what kept Redis from taking or reading an
+// order, for a producer's answer: never the Redis addresses, URL or key
+// names the error carries (the server's log has them, as unavailable
+// writes it).
+func publicCause(err error) string {
+	switch {
+	case errors.As(err, new(*ledger.TooFewReplicasError)):
+		return "the Redis master has fewer replicas than durable writes require"
+	case errors.Is(err, ledger.ErrReplicaNow):
+		return "the Redis server is a replica now: a failover in progress"
+	case errors.As(err, new(*ledger.OutOfMemoryError)), redis.HasErrorPrefix(err, "OOM"):
+		return "Redis is out of memory"
+	case errors.Is(err, ledger.ErrNotDurable):
+		return "the Redis master's replicas did not acknowledge in time"
+	}
+	return "Redis unavailable"
 }
 
 // noneIn reports whether Redis holds none of the orders items (never
