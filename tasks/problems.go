@@ -276,14 +276,15 @@ const (
 	refusalHalfLife = 30 * time.Second
 )
 
-// Err describes the current problems, nil when there are none.
-func (p *Problems) Err() error {
+// Err describes the current problems but those of the kinds except, nil
+// when there are none.
+func (p *Problems) Err(except ...string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
 	var msgs []string
 	for k, v := range p.seen {
-		if now.Sub(v.last) <= problemTTL {
+		if now.Sub(v.last) <= problemTTL && !slices.Contains(except, k[1]) {
 			msgs = append(msgs, fmt.Sprintf("%s: %s: %s", k[0], k[1], v.reason))
 		}
 	}

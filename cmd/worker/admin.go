@@ -24,6 +24,7 @@ import (
 	"github.com/orderworker/orderworker/internal/rebind"
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/tasks"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 )
 
 // adminHandler serves /metrics, /healthz, /readyz, the dashboard at
@@ -106,12 +107,16 @@ func openAdmin(addr net.Addr, token providers.Secret) bool {
 }
 
 // readinessCheck returns /readyz's check: not ready while the worker
-// starts, while Redis does not answer (the ledger's client, or the task
-// server's: pingRedis, pingServer), and while a configuration problem
-// holds orders back (problems; a provider not in known is not named).
-// Each reason is logged with its detail when it first answers, and again
-// every minute while it lasts.
-func readinessCheck(started func() bool, pingRedis func() error, problems *tasks.Problems, pingServer func() error, known []string, log *slog.Logger) func() error {
+// starts, while Redis does not answer or would not take the ledger's
+// writes now (the ledger's client, checkRedis: a master short of the
+// replicas durable writes need, or over its maxmemory; or the task
+// server's client, pingServer), and while a configuration problem holds
+// orders back (problems, but for the replicas' hold, which checkRedis
+// reads as it stands: the problem's gauge lasts two minutes past the last
+// write refused, and comes only with a write; a provider not in known is
+// not named). Each reason is logged with its detail when it first
+// answers, and again every minute while it lasts.
+func readinessCheck(started func() bool, checkRedis func() error, problems *tasks.Problems, pingServer func() error, known []string, log *slog.Logger) func() error {
 	var mu sync.Mutex
 	var last string
 	var lastAt time.Time
@@ -127,13 +132,20 @@ func readinessCheck(started func() bool, pingRedis func() error, problems *tasks
 	return func() error {
 		// Redis first: a worker that cannot start because Redis has been
 		// down since it began says so, not "starting".
-		if err := pingRedis(); err != nil {
-			return report(&notReadyError{"redis unreachable", tasks.RedisErrorReason(err)})
+		if err := checkRedis(); err != nil {
+			why := "redis unreachable"
+			switch {
+			case errors.As(err, new(*ledgerpkg.TooFewReplicasError)):
+				why = "too few redis replicas"
+			case errors.As(err, new(*ledgerpkg.OutOfMemoryError)):
+				why = "redis out of memory"
+			}
+			return report(&notReadyError{why, tasks.RedisErrorReason(err)})
 		}
 		if !started() {
 			return &notReadyError{public: "starting"}
 		}
-		if err := problems.Err(); err != nil {
+		if err := problems.Err(tasks.ProblemReplicas); err != nil {
 			return report(&notReadyError{problemSummary(problems, known), err})
 		}
 		if err := pingServer(); err != nil {
@@ -152,7 +164,6 @@ var problemPhrases = map[string]string{
 	tasks.ProblemProviderDisabled: "provider disabled (no credentials)",
 	tasks.ProblemCredentials:      "credentials rejected",
 	tasks.ProblemDataKey:          "cannot open sealed params (data key)",
-	tasks.ProblemReplicas:         "too few redis replicas",
 	tasks.ProblemPrepare:          "prepare refused (the snapshot before a create)",
 	tasks.ProblemClock:            "request time refused (this worker's clock is off)",
 	tasks.ProblemAccount:          "account refused (arrears, quota or permission)",
@@ -185,6 +196,9 @@ func problemSummary(p *tasks.Problems, known []string) string {
 		}
 		if !slices.Contains(known, provider) {
 			provider = "a provider"
+		}
+		if kind == tasks.ProblemReplicas {
+			continue // read as it stands (readinessCheck)
 		}
 		phrase, ok := problemPhrases[kind]
 		if !ok {

@@ -140,8 +140,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mon := newMonitoring(redisOpt, cfg.MonitoringReadOnly, set)
 	defer mon.Close()
 	var started atomic.Bool
-	ready := readinessCheck(started.Load, func() error { return ping(context.Background(), rdb, 2*time.Second) },
-		problems, srv.Ping, names, log)
+	ready := readinessCheck(started.Load, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return ledger.CheckWritable(ctx)
+	}, problems, srv.Ping, names, log)
 	ln, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil && cfg.Dev {
 		// -dev must run anywhere: take any free port rather than fail
