@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -119,11 +120,14 @@ func (r Rule) Match(o OrderInfo) Verdict {
 	case o.Copies != p.Copies:
 		return Excluded
 	}
-	if p.UserID != "" && o.UserID != "" && o.UserID != p.UserID {
+	if p.UserID != "" && o.UserID != "" && o.UserID != p.UserID && !maskedLike(o.UserID, p.UserID) {
 		// userId may be the platform identity or the vendor's own
 		// account id, and nothing says the listing gives back what was
 		// sent (the documented answer shows the identityId): a
-		// different one does not prove the order is not ours.
+		// different one does not prove the order is not ours. One
+		// masked with asterisks where the rest is ours (the documents
+		// show it so: 50e5op6412259c0f11*****0f57cd9326da8409) tells no
+		// more than a listing without it: not a different one.
 		v = Undecidable
 	}
 	if r.Known == nil {
@@ -1238,6 +1242,44 @@ func missingKnown(known map[string]bool, orders []OrderInfo) int {
 		}
 	}
 	return n
+}
+
+// maskedLike reports whether listed is ours with parts hidden by runs of
+// asterisks: it holds at least one, and what it shows around them is ours,
+// in order, its first part where ours begins and its last where ours ends,
+// each run standing for one character or more ("***" shows nothing).
+func maskedLike(listed, ours string) bool {
+	if !strings.Contains(listed, "*") {
+		return false
+	}
+	parts := strings.FieldsFunc(listed, func(r rune) bool { return r == '*' })
+	rest := ours
+	for i, part := range parts {
+		if i == 0 && !strings.HasPrefix(listed, "*") {
+			if !strings.HasPrefix(rest, part) {
+				return false
+			}
+			rest = rest[len(part):]
+			continue
+		}
+		// A run of asterisks before it: one character or more.
+		if rest == "" {
+			return false
+		}
+		_, gap := utf8.DecodeRuneInString(rest)
+		if i == len(parts)-1 && !strings.HasSuffix(listed, "*") {
+			return len(rest) >= gap+len(part) && strings.HasSuffix(rest, part)
+		}
+		at := strings.Index(rest[gap:], part)
+		if at < 0 {
+			return false
+		}
+		rest = rest[gap+at+len(part):]
+	}
+	if strings.HasSuffix(listed, "*") {
+		return rest != ""
+	}
+	return rest == ""
 }
 
 // codeForm is a commodity code by its letters and digits only, in one of
