@@ -18,6 +18,7 @@ import (
 	"github.com/orderworker/orderworker/internal/cliflag"
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/internal/losswatch"
 	"github.com/orderworker/orderworker/internal/redisrisk"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
@@ -193,6 +194,14 @@ Serve flags:
 	// they change (a failover promotes a replica configured otherwise).
 	risks := redisRisks(rdb, getenv, log)
 	risks.Check(ctx)
+	// The ledger's epochs, read before the first order and every 10 s
+	// after, as the workers read them: a loss of Redis's data while this
+	// server runs (Redis restarted empty while every worker was down, say)
+	// is recorded in the ledger, so that whichever worker runs the orders
+	// producers send again looks each up at the provider before creating
+	// it, rather than create twice what was made before the loss.
+	losses := losswatch.New(ledger, nil, log)
+	losses.Check(ctx)
 	if len(tokens) == 0 {
 		log.Warn("the API is open: no token is needed (-open)")
 	}
@@ -203,6 +212,7 @@ Serve flags:
 	runCtx, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	go risks.Watch(runCtx, riskEvery)
+	go losses.Run(runCtx, losswatch.Every)
 	go func() {
 		if err := devmode.Watch(runCtx, rdb, false); err != nil {
 			log.Error(err.Error())

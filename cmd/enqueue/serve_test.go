@@ -469,3 +469,47 @@ func TestServeWarnsOfRedisSettingsThatCanLoseOrders(t *testing.T) {
 		t.Errorf("no AOF: no persistence warning\n%s", logs)
 	}
 }
+
+// enqueue serve, running while Redis loses every key with no worker
+// running (restarted without persistence between deploys of the
+// workers: here flushed), notices the loss and records it in the ledger,
+// as a worker would, so that a worker started after looks the orders
+// producers send again up at the provider before creating them.
+func TestServeRecordsALossOfRedisData(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	addr, stop, logs := startServeLogs(t, map[string]string{"REDIS_URL": rs.URL()}, "-open", "-log-format", "json")
+	defer stop()
+	post := func(no string) int {
+		t.Helper()
+		body := `{"provider":"tencent","order_no":"` + no + `","params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`
+		resp, err := http.Post(addr+"/v1/orders", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("LOSS-1"); code != http.StatusCreated {
+		t.Fatalf("POST before the loss: %d", code)
+	}
+	rdb := rs.Client(t)
+	ctx := context.Background()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second) // read every 10 s
+	for !strings.Contains(logs.String(), "Redis lost the ledger's data") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not notice the loss in 30s:\n%s", logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code := post("LOSS-1"); code != http.StatusCreated {
+		t.Fatalf("POST again after the loss: %d", code)
+	}
+	found, err := ledger.New(rdb, nil).LossFoundWithin(ctx, ledger.Ref{Provider: "tencent", OrderNo: "LOSS-1"}, time.Hour)
+	if err != nil || found.IsZero() {
+		t.Errorf("the ledger records no loss found: %v, %v; want the time serve found it", found, err)
+	}
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/internal/logmask"
+	"github.com/orderworker/orderworker/internal/losswatch"
 	"github.com/orderworker/orderworker/internal/redisrisk"
 	"github.com/orderworker/orderworker/internal/settings"
 	"github.com/orderworker/orderworker/providers"
@@ -273,9 +274,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go risks.Watch(runCtx, riskEvery)
 	// Read before the first order, so that a loss of Redis's data from
 	// now on is noticed at the next order's first create.
-	losses := newLossWatch(ledger, reg, log)
-	losses.check(ctx)
-	go losses.run(runCtx)
+	losses := losswatch.New(ledger, reg, log)
+	losses.Check(ctx)
+	go losses.Run(runCtx, losswatch.Every)
 	// Every second: the master's replicas in sync count toward the most
 	// it is held to even while no write reaches them (a replica seen only
 	// by an idle worker, then stopped, could be promoted without what the
@@ -287,7 +288,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	// And at the end: a loss an order's create noticed since the last
 	// reading is logged before the worker stops.
-	defer losses.check(context.WithoutCancel(ctx))
+	defer losses.Check(context.WithoutCancel(ctx))
 	// A data key recorded for the ledger that this worker does not have
 	// (it ran without one, and the workers are being given it), or a
 	// later version's format: it stops, as it would refuse to start.

@@ -1,4 +1,10 @@
-package main
+// Package losswatch notices that Redis lost the ledger's data while a
+// process runs on it (ledger.Watch): the worker, and enqueue serve, which
+// may be the only process running while Redis restarts empty between
+// deploys of the workers. A loss a process notices is recorded in the
+// ledger's epoch, so that every worker, started before or after, looks
+// the orders recorded since up at the provider before their first create.
+package losswatch
 
 import (
 	"context"
@@ -10,24 +16,22 @@ import (
 	"github.com/orderworker/orderworker/tasks/ledger"
 )
 
-// lossEvery is how often a running worker reads the ledger's epochs
-// (ledger.Watch): a shard that goes back to an older state is noticed
-// when that state is older than the last reading.
-var lossEvery = 10 * time.Second
+// Every is how often a running process reads the ledger's epochs: a shard
+// that goes back to an older state is noticed when that state is older
+// than the last reading.
+var Every = 10 * time.Second
 
-// lossWatch notices that Redis lost the ledger's data while the worker ran
-// (restarted empty, or from an older snapshot): it logs each loss and
-// counts it in orderworker_ledger_data_losses_total. The orders recorded
-// since are looked up before their first create (ledger.BeginArgs.LookFirst,
-// set by the handler), whichever worker runs them.
-type lossWatch struct {
+// Watch logs each loss it notices and counts it in
+// orderworker_ledger_data_losses_total (when given a registerer).
+type Watch struct {
 	ledger *ledger.Ledger
 	log    *slog.Logger
 	losses *prometheus.CounterVec
 }
 
-func newLossWatch(l *ledger.Ledger, reg prometheus.Registerer, log *slog.Logger) *lossWatch {
-	w := &lossWatch{ledger: l, log: log, losses: prometheus.NewCounterVec(prometheus.CounterOpts{
+// New returns a Watch of l; reg nil registers no metric.
+func New(l *ledger.Ledger, reg prometheus.Registerer, log *slog.Logger) *Watch {
+	w := &Watch{ledger: l, log: log, losses: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "orderworker_ledger_data_losses_total",
 		Help: "Losses of the ledger's data this worker noticed, by kind: wiped (Redis came back without the ledger's keys) or rolled_back (it came back at an older state). Every order not final is looked at once after one (looked up at the provider before a create; a lookup or pay waits the listing lag from when it was found); orders accepted before it may be lost (their producers are not told).",
 	}, []string{"kind"})}
@@ -40,9 +44,9 @@ func newLossWatch(l *ledger.Ledger, reg prometheus.Registerer, log *slog.Logger)
 	return w
 }
 
-// check watches once; a failed reading is logged and tried again at the
+// Check watches once; a failed reading is logged and tried again at the
 // next tick (it proves nothing either way).
-func (w *lossWatch) check(ctx context.Context) {
+func (w *Watch) Check(ctx context.Context) {
 	losses, err := w.ledger.Watch(ctx) // 5 s a shard at most
 	for _, l := range losses {
 		kind, what := "rolled_back", "went back to an older state (restarted from an older snapshot or AOF, or a failover onto a replica behind the writes it acknowledged)"
@@ -58,5 +62,16 @@ func (w *lossWatch) check(ctx context.Context) {
 	}
 }
 
-// run checks every lossEvery until ctx ends.
-func (w *lossWatch) run(ctx context.Context) { every(ctx, lossEvery, w.check) }
+// Run checks every d until ctx ends.
+func (w *Watch) Run(ctx context.Context, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.Check(ctx)
+		}
+	}
+}
