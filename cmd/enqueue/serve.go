@@ -201,7 +201,9 @@ Serve flags:
 	// producers send again looks each up at the provider before creating
 	// it, rather than create twice what was made before the loss.
 	losses := losswatch.New(ledger, nil, log)
-	losses.Check(ctx)
+	c, cancel = context.WithTimeout(ctx, 2*time.Second) // a Redis down at start is read again in 10 s
+	losses.Check(c)
+	cancel()
 	if len(tokens) == 0 {
 		log.Warn("the API is open: no token is needed (-open)")
 	}
