@@ -148,7 +148,7 @@ func TestEnqueueRedisUnreachable(t *testing.T) {
 	}
 	code, out, errs = runCLI(t, "redis://127.0.0.1:1/0", "", "-timeout", "15s", "-provider", "tencent", "-order-no", "E1", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`)
 	checkErrorLines(t, out, "flags")
-	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") || !strings.Contains(errs, "safe to send again") {
+	if code != exitError || !strings.Contains(errs, "127.0.0.1:1: connect: connection refused") || !strings.Contains(errs, "with the same order numbers") {
 		t.Fatalf("one order by flags: exit %d, stdout %q, stderr %q; want exit 2 with Redis's error", code, out, errs)
 	}
 }

@@ -270,7 +270,7 @@ when there is no such order, 2 on a usage or infrastructure error.
 			_ = json.NewEncoder(stdout).Encode(resultLine{tasks.EnqueueResult{Status: statusError, Provider: providers.MaskPhones(*provider), OrderNo: providers.MaskPhones(*orderNo),
 				Reason: "not sent: Redis not reached: " + reason}, "flags"})
 		}
-		fmt.Fprintf(stderr, "enqueue: Redis not reached (waited up to -timeout %s): %s; nothing was read or sent: the orders are safe to send again\n", *timeout, strings.TrimSuffix(reason, "."))
+		fmt.Fprintf(stderr, "enqueue: Redis not reached (waited up to -timeout %s): %s; nothing was read or sent: send the orders again with the same order numbers (an earlier send of one may have got in: it then answers duplicate)\n", *timeout, strings.TrimSuffix(reason, "."))
 		return exitError
 	}
 	if onDefault {
@@ -403,19 +403,23 @@ func flagGiven(fs *flag.FlagSet, name string) bool {
 // answer that no waiting heals (tasks.PermanentRedisError: a wrong user or
 // password, WRONGPASS or NOAUTH; a database out of range; a master name
 // no sentinel knows; a certificate that does not verify), with its reason;
-// down is any other failure (Redis unreachable, not answering in time,
-// LOADING): Redis is not ready now, and no order has been sent. A user
-// denied PING itself (NOPERM) may still have every command enqueue sends:
-// that is left to the orders' own answers.
+// down is Redis not answering (unreachable, not in time) or answering
+// that it is not ready (LOADING, MASTERDOWN): no order has been sent. Any
+// other reply (a user denied PING itself, NOPERM, may still have every
+// command enqueue sends) is left to the orders' own answers.
 func usable(ctx context.Context, rdb redis.UniversalClient, timeout time.Duration) (refused, down error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := rdb.Ping(ctx).Err()
 	switch {
-	case err == nil, redis.IsPermissionError(err):
+	case err == nil:
 		return nil, nil
-	case tasks.PermanentRedisError(err):
+	case tasks.PermanentRedisError(err) && !redis.IsPermissionError(err):
 		return tasks.RedisErrorReason(err), nil
+	case errors.As(err, new(redis.Error)) && !redis.HasErrorPrefix(err, "LOADING") && !redis.HasErrorPrefix(err, "MASTERDOWN"):
+		// Another reply (a proxy without PING, a user denied it): Redis
+		// answers, and the orders' own answers say what it does with them.
+		return nil, nil
 	}
 	return nil, err
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/rebind"
 	"github.com/orderworker/orderworker/providers"
@@ -139,6 +140,12 @@ func readinessCheck(started func() bool, checkRedis func() error, problems *task
 				why = "too few redis replicas"
 			case errors.As(err, new(*ledgerpkg.OutOfMemoryError)):
 				why = "redis out of memory"
+			case errors.Is(err, ledgerpkg.ErrReplicaNow):
+				why = "redis is a replica now"
+			case errors.As(err, new(redis.Error)):
+				// Redis answers, but refuses the check (a user denied
+				// INFO, which durable writes need): the log says how.
+				why = "redis refuses the ledger's check"
 			}
 			return report(&notReadyError{why, tasks.RedisErrorReason(err)})
 		}

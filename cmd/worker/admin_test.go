@@ -278,6 +278,10 @@ func TestReadyzSaysOnlyTheKind(t *testing.T) {
 	check(http.StatusServiceUnavailable, "not ready: too few redis replicas", "ORDERWORKER_MIN_REPLICAS", "tencent")
 	redisErr = &ledger.OutOfMemoryError{Used: 2 << 20, Max: 1 << 20}
 	check(http.StatusServiceUnavailable, "not ready: redis out of memory", "maxmemory")
+	redisErr = fmt.Errorf("mark: %w", ledger.ErrReplicaNow)
+	check(http.StatusServiceUnavailable, "not ready: redis is a replica now", "failover")
+	redisErr = fmt.Errorf("read the master's replica count: %w", redisReply("NOPERM User orders has no permissions to run the 'info' command"))
+	check(http.StatusServiceUnavailable, "not ready: redis refuses the ledger's check", "NOPERM", "orders")
 	redisErr = nil
 	problems.Clear("tencent", tasks.ProblemReplicas)
 	check(http.StatusOK, "ready")
@@ -354,3 +358,9 @@ func TestOpenAdminIsWarnedOf(t *testing.T) {
 		}
 	}
 }
+
+// redisReply is a reply error of Redis's, as go-redis gives it.
+type redisReply string
+
+func (e redisReply) Error() string { return string(e) }
+func (redisReply) RedisError()     {}

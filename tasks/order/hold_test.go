@@ -247,19 +247,23 @@ func TestThrottledOnlyOrderIsCreatedAgainWhereUnlistedIsNoProof(t *testing.T) {
 }
 
 // An order whose every earlier create was answered throttled, and which a
-// lookup has since found absent, is errored when its next create is
-// refused for its params, rather than looked up again (and, where a
-// listing is no proof, left for a person; a black-box run: every bad
-// UniCloud order whose first create was throttled was held, and bad
-// Tencent orders took 34 attempts each). A refusal that made nothing
-// but is not the order's (unauthenticated, throttled before acting,
+// lookup has since found absent, is looked up once more when its next
+// create is refused for its params, and errored with the refusal when not
+// found a listing lag after it, rather than looked up and created again
+// until its budget is spent (bad Tencent orders took 34 attempts in a
+// black-box run) or, where a listing is no proof, left for a person (every
+// bad UniCloud order whose first create was throttled was). A refusal
+// that made nothing and is not the order's (throttled before acting,
 // unavailable) keeps the record's "throttled only", so that a later
 // throttled create's not-found is still believed. After a create that
-// timed out, a refusal is still looked up first.
+// timed out, or one answered with another's id, a refusal is looked up
+// as before; so is a credentials refusal (it may be "number used" in
+// words that name the AppKey).
 func TestARefusalAfterOnlyThrottledCreatesIsTheOrders(t *testing.T) {
 	t.Parallel()
 	p := policy()
 	p.HoldUnlisted = true
+	p.ListingLag = 2 * time.Minute
 	end := t0.Add(time.Minute)
 	// The create under way after a throttled one whose lookup found
 	// nothing past the lag: Begin carried the flag over to it.
@@ -268,41 +272,61 @@ func TestARefusalAfterOnlyThrottledCreatesIsTheOrders(t *testing.T) {
 			CreatedAt: t0, MayHaveExisted: true, LastCreateAt: end, ThrottledCreateAt: end}
 	}
 	bad := Outcome{Err: &providers.Error{Code: providers.InvalidArgument, Op: "create", Message: "ProductConfigError: no such specification"}}
-	d := Decide(again(), Submit, bad, p, end.Add(3*time.Minute))
-	if d.Settle.To() != ledger.StateErrored || d.Then.Next != Stop || strings.Contains(d.Then.Reason, "looking it up") {
-		t.Errorf("refused for its params after throttles only: to %q, %v %q; want errored", d.Settle.To(), d.Then.Next, d.Then.Reason)
+	refusedAt := end.Add(3 * time.Minute)
+	d := Decide(again(), Submit, bad, p, refusedAt)
+	if d.Settle.To() != ledger.StateUnknown || !d.Settle.ThrottledCreate() || !strings.HasPrefix(d.Then.Reason, RefusedAfterThrottles) {
+		t.Fatalf("refused for its params after throttles only: to %q, kept %v, %q; want unknown, looked up once more, throttled kept", d.Settle.To(), d.Settle.ThrottledCreate(), d.Then.Reason)
+	}
+	// As the settle leaves it: the refused create ended at refusedAt.
+	looked := again()
+	looked.State, looked.Inflight, looked.InflightMarked, looked.MayExist = ledger.StateUnknown, 0, false, true
+	looked.LastCreateAt, looked.ThrottledCreateAt, looked.Reason, looked.Failures = refusedAt, refusedAt, d.Then.Reason, 1
+	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
+	if d := Decide(looked, Lookup, notFound, p, refusedAt.Add(time.Minute)); d.Then.Next != Wait {
+		t.Errorf("not found within the listing lag: %v; want a wait", d.Then.Next)
+	}
+	d = Decide(looked, Lookup, notFound, p, refusedAt.Add(p.ListingLag+time.Second))
+	if d.Settle.To() != ledger.StateErrored || d.Then.Next != Stop || !strings.Contains(d.Then.Reason, "ProductConfigError") {
+		t.Errorf("not found a listing lag after the refusal: to %q, %v %q; want errored with the refusal", d.Settle.To(), d.Then.Next, d.Then.Reason)
+	}
+	found := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P9"}}
+	if d := Decide(looked, Lookup, found, p, refusedAt.Add(p.ListingLag+time.Second)); d.Settle.To() != ledger.StatePaid {
+		t.Errorf("found by the lookup after the refusal: to %q; want paid", d.Settle.To())
 	}
 	for _, c := range []struct {
 		name string
 		err  error
 		next Next
 	}{
-		{"unauthenticated", &providers.Error{Code: providers.Unauthenticated, Op: "create", Message: "signature"}, ConfigWait},
 		{"throttled before acting", &providers.Error{Code: providers.RateLimited, Op: "create", Message: "slow down"}, Wait},
 		{"unavailable", &providers.Error{Code: providers.Unavailable, Op: "create", Message: "connection refused"}, Retry},
 	} {
-		d := Decide(again(), Submit, Outcome{Err: c.err}, p, end.Add(3*time.Minute))
+		d := Decide(again(), Submit, Outcome{Err: c.err}, p, refusedAt)
 		if d.Then.Next != c.next || !d.Settle.ThrottledCreate() || d.Settle.To() == ledger.StateUnknown {
 			t.Errorf("%s after throttles only: %v to %q, throttled kept %v; want %v, kept", c.name, d.Then.Next, d.Settle.To(), d.Settle.ThrottledCreate(), c.next)
 		}
+	}
+	auth := Outcome{Err: &providers.Error{Code: providers.Unauthenticated, Op: "create", Message: "OrderNo submitted under AppKey"}}
+	if d := Decide(again(), Submit, auth, p, refusedAt); d.Settle.To() != ledger.StateUnknown || !strings.Contains(d.Then.Reason, "looking it up") {
+		t.Errorf("credentials refused after throttles only: to %q %q; want looked up", d.Settle.To(), d.Then.Reason)
 	}
 	// Still to be found absent (the throttled create not yet looked up
 	// past the lag: no create would be sent, but a record may say so).
 	unresolved := again()
 	unresolved.MayExist = true
-	if d := Decide(unresolved, Submit, bad, p, end.Add(3*time.Minute)); d.Settle.To() != ledger.StateUnknown {
-		t.Errorf("refused while the throttled create may still have made it: to %q; want looked up", d.Settle.To())
+	if d := Decide(unresolved, Submit, bad, p, refusedAt); d.Settle.To() != ledger.StateUnknown || strings.HasPrefix(d.Then.Reason, RefusedAfterThrottles) {
+		t.Errorf("refused while the throttled create may still have made it: to %q %q; want looked up as before", d.Settle.To(), d.Then.Reason)
 	}
 	// After a create that timed out (no flag): looked up, as before.
 	timedOut := again()
 	timedOut.ThrottledCreateAt = time.Time{}
-	if d := Decide(timedOut, Submit, bad, p, end.Add(3*time.Minute)); d.Settle.To() != ledger.StateUnknown || !strings.Contains(d.Then.Reason, "looking it up") {
+	if d := Decide(timedOut, Submit, bad, p, refusedAt); d.Settle.To() != ledger.StateUnknown || !strings.Contains(d.Then.Reason, "looking it up") {
 		t.Errorf("refused after a create that timed out: to %q %q; want looked up", d.Settle.To(), d.Then.Reason)
 	}
 	// Answered with another's id before: looked up, as before.
 	owned := again()
 	owned.OwnedAnswer = true
-	if d := Decide(owned, Submit, bad, p, end.Add(3*time.Minute)); d.Settle.To() != ledger.StateUnknown {
-		t.Errorf("refused after an answer with another's id: to %q; want looked up", d.Settle.To())
+	if d := Decide(owned, Submit, bad, p, refusedAt); d.Settle.To() != ledger.StateUnknown || strings.HasPrefix(d.Then.Reason, RefusedAfterThrottles) {
+		t.Errorf("refused after an answer with another's id: to %q %q; want looked up as before", d.Settle.To(), d.Then.Reason)
 	}
 }

@@ -718,7 +718,22 @@ func afresh(rec *ledger.Record, t ledger.Transition) ledger.Transition {
 
 func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg string, p Policy) Decision {
 	err := out.Err
-	if rec.MayHaveExisted && !throttledOnlyBefore(rec) && (refused(code) || code == providers.Unauthenticated) {
+	if rec.MayHaveExisted && refused(code) && throttledOnlyBefore(rec) {
+		// Every earlier create was answered throttled and the order has
+		// since been found absent: this refusal is most likely the
+		// order's own, but a throttled create may yet have made it, later
+		// listed than the lag allowed, and this refusal be the provider's
+		// "number used" in words no document gives. One more lookup, a
+		// listing lag after this create: found, it is the order; not
+		// found, the order is errored with this refusal (lookupNotFound),
+		// neither created again nor held for a person (a black-box run:
+		// every bad UniCloud order whose first create was throttled was
+		// held, bad Tencent ones took 34 attempts).
+		r := RefusedAfterThrottles + msg
+		return Decision{Settle: keepThrottled(rec, ledger.SetUnknown(r).WithFailures(rec.Failures+1).WithMayExist(true)),
+			Then: Then{Next: Retry, Delay: p.Backoff.Delay(rec.Failures), Reason: r, Code: code}}
+	}
+	if rec.MayHaveExisted && (refused(code) || code == providers.Unauthenticated) {
 		// A refusal of a create after an earlier one that may have been
 		// received proves nothing about that one: a provider may refuse
 		// an order number it already holds, in words nobody documented
@@ -726,9 +741,7 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		// under AppKey …"). Look the order up rather than end it, or send
 		// the create again after a configuration wait: a lookup refused
 		// for the credentials waits for them itself, and nothing is sent
-		// blind. Not when every earlier create was answered throttled
-		// and the order has since been found absent (throttledOnlyBefore):
-		// this create is the first that could have been refused for it.
+		// blind.
 		code, msg = providers.Ambiguous, msg+" (an earlier create of this order may have been received: looking it up)"
 	}
 	switch {
@@ -790,6 +803,12 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 	}
 	return Decision{Settle: ledger.SetErrored(msg), Then: Then{Next: Stop, Reason: msg}}
 }
+
+// RefusedAfterThrottles begins the reason of an order whose create was
+// refused for its params after only throttled creates, the order since
+// found absent (see submitFailed): looked up once more, and errored with
+// the refusal when not found.
+const RefusedAfterThrottles = "refused after creates answered only throttled, looked up once more before it is errored: "
 
 // throttledOnlyBefore reports whether every create of rec before the one
 // it has under way that may have been received was answered throttled (or
@@ -1053,6 +1072,13 @@ func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code,
 		msg = fmt.Sprintf("%s; %s, within the listing lag of %s: looking again in %s",
 			msg, left, p.ListingLag, next.Round(time.Millisecond))
 		return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
+	}
+	if refusal, ok := strings.CutPrefix(reason, RefusedAfterThrottles); ok && rec.ThrottledLast() && !rec.OwnedAnswer {
+		// Refused for its params after creates answered only throttled
+		// (submitFailed), and not listed a listing lag after: the
+		// refusal was the order's.
+		r := "refused: " + refusal + " (not listed a listing lag after: " + msg + ")"
+		return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
 	}
 	if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
 		// A create of the order's own may have been received (one
