@@ -125,9 +125,9 @@ func (r Rule) Match(o OrderInfo) Verdict {
 		// account id, and nothing says the listing gives back what was
 		// sent (the documented answer shows the identityId): a
 		// different one does not prove the order is not ours. One
-		// masked with asterisks where the rest is ours (the documents
-		// show it so: 50e5op6412259c0f11*****0f57cd9326da8409) tells no
-		// more than a listing without it: not a different one.
+		// masked with asterisks that shows enough of ours around them
+		// (the documents show it so: 50e5op6412259c0f11*****0f57cd9326da8409)
+		// tells no less than a listing without it: not a different one.
 		v = Undecidable
 	}
 	if r.Known == nil {
@@ -1245,11 +1245,17 @@ func missingKnown(known map[string]bool, orders []OrderInfo) int {
 }
 
 // maskedLike reports whether listed is ours with parts hidden by runs of
-// asterisks: it holds at least one, and what it shows around them is ours,
-// in order, its first part where ours begins and its last where ours ends,
-// each run standing for one character or more ("***" shows nothing).
+// asterisks: it holds at least one, shows at least maskedShown characters,
+// and what it shows around them is ours, in order, its first part where
+// ours begins and its last where ours ends, each run standing for one
+// character or more.
+//
+// A mask that shows less ("***", "u*") tells users apart no better than a
+// guess: taken for ours, a stranger's order on the device would be (a
+// black-box run: with ALIYUN_PAY_MATCHED, 2 of 2 strangers' orders listed
+// with "***" were paid as ours), so it stays another's: undecidable.
 func maskedLike(listed, ours string) bool {
-	if !strings.Contains(listed, "*") {
+	if !strings.Contains(listed, "*") || utf8.RuneCountInString(strings.ReplaceAll(listed, "*", "")) < maskedShown {
 		return false
 	}
 	parts := strings.FieldsFunc(listed, func(r rune) bool { return r == '*' })
@@ -1281,6 +1287,10 @@ func maskedLike(listed, ours string) bool {
 	}
 	return rest == ""
 }
+
+// maskedShown is the fewest characters a masked userId must show to be
+// taken for ours (maskedLike).
+const maskedShown = 8
 
 // codeForm is a commodity code by its letters and digits only, in one of
 // Unicode's forms for the same text (NFKC) and case folded: two codes the

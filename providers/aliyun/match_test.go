@@ -41,11 +41,10 @@ func TestMatch(t *testing.T) {
 		{"other user, other copies", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Copies = 3 }), aliyun.Excluded},
 		{"other user, created before", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Created = since.Add(-time.Hour) }), aliyun.Excluded},
 		{"user not listed", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "" }), aliyun.Candidate},
-		// Masked with asterisks, ours where it shows anything: it tells
-		// no more than a listing without it.
-		{"user masked whole", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "***" }), aliyun.Candidate},
-		{"user masked, ours around it", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u*" }), aliyun.Candidate},
-		{"user masked, another around it", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "x*" }), aliyun.Undecidable},
+		// Masked with asterisks: taken for ours only where it shows
+		// enough of ours (TestMaskedLike; the base user here is too short).
+		{"user masked whole", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "***" }), aliyun.Undecidable},
+		{"user masked, too little shown", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u*" }), aliyun.Undecidable},
 		{"no creation time", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Undecidable},
 		// Nothing documents that a listing gives the code back as sent.
 		{"commodity in other case", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "StreamingResource_20_10" }), aliyun.Undecidable},
