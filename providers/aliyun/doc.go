@@ -149,8 +149,7 @@
 //   - undecidable otherwise, and also when the params name a userId and
 //     the listing gives another: userId may be the platform identity or
 //     the vendor's own account id, and nothing says the listing gives
-//     back what was sent (one masked with asterisks that shows eight
-//     characters or more, only ours, is not another: it is taken as none).
+//     back what was sent.
 //
 // A listing that lacks an order Order.Listed says it must show (one our
 // creates on the device were answered with) is not whole: Unavailable.

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -120,14 +119,11 @@ func (r Rule) Match(o OrderInfo) Verdict {
 	case o.Copies != p.Copies:
 		return Excluded
 	}
-	if p.UserID != "" && o.UserID != "" && o.UserID != p.UserID && !maskedLike(o.UserID, p.UserID) {
+	if p.UserID != "" && o.UserID != "" && o.UserID != p.UserID {
 		// userId may be the platform identity or the vendor's own
 		// account id, and nothing says the listing gives back what was
 		// sent (the documented answer shows the identityId): a
-		// different one does not prove the order is not ours. One
-		// masked with asterisks that shows enough of ours around them
-		// (the documents show it so: 50e5op6412259c0f11*****0f57cd9326da8409)
-		// tells no less than a listing without it: not a different one.
+		// different one does not prove the order is not ours.
 		v = Undecidable
 	}
 	if r.Known == nil {
@@ -1243,54 +1239,6 @@ func missingKnown(known map[string]bool, orders []OrderInfo) int {
 	}
 	return n
 }
-
-// maskedLike reports whether listed is ours with parts hidden by runs of
-// asterisks: it holds at least one, shows at least maskedShown characters,
-// and what it shows around them is ours, in order, its first part where
-// ours begins and its last where ours ends, each run standing for one
-// character or more.
-//
-// A mask that shows less ("***", "u*") tells users apart no better than a
-// guess: taken for ours, a stranger's order on the device would be (a
-// black-box run: with ALIYUN_PAY_MATCHED, 2 of 2 strangers' orders listed
-// with "***" were paid as ours), so it stays another's: undecidable.
-func maskedLike(listed, ours string) bool {
-	if !strings.Contains(listed, "*") || utf8.RuneCountInString(strings.ReplaceAll(listed, "*", "")) < maskedShown {
-		return false
-	}
-	parts := strings.FieldsFunc(listed, func(r rune) bool { return r == '*' })
-	rest := ours
-	for i, part := range parts {
-		if i == 0 && !strings.HasPrefix(listed, "*") {
-			if !strings.HasPrefix(rest, part) {
-				return false
-			}
-			rest = rest[len(part):]
-			continue
-		}
-		// A run of asterisks before it: one character or more.
-		if rest == "" {
-			return false
-		}
-		_, gap := utf8.DecodeRuneInString(rest)
-		if i == len(parts)-1 && !strings.HasSuffix(listed, "*") {
-			return len(rest) >= gap+len(part) && strings.HasSuffix(rest, part)
-		}
-		at := strings.Index(rest[gap:], part)
-		if at < 0 {
-			return false
-		}
-		rest = rest[gap+at+len(part):]
-	}
-	if strings.HasSuffix(listed, "*") {
-		return rest != ""
-	}
-	return rest == ""
-}
-
-// maskedShown is the fewest characters a masked userId must show to be
-// taken for ours (maskedLike).
-const maskedShown = 8
 
 // codeForm is a commodity code by its letters and digits only, in one of
 // Unicode's forms for the same text (NFKC) and case folded: two codes the

@@ -41,10 +41,12 @@ func TestMatch(t *testing.T) {
 		{"other user, other copies", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Copies = 3 }), aliyun.Excluded},
 		{"other user, created before", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u2"; o.Created = since.Add(-time.Hour) }), aliyun.Excluded},
 		{"user not listed", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "" }), aliyun.Candidate},
-		// Masked with asterisks: taken for ours only where it shows
-		// enough of ours (TestMaskedLike; the base user here is too short).
-		{"user masked whole", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "***" }), aliyun.Undecidable},
-		{"user masked, too little shown", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u*" }), aliyun.Undecidable},
+		// Masked with asterisks (as the documents print one), it is
+		// another's all the same: a mask may show only what every user's
+		// id shares ("customer-0000****"), and taken for ours a stranger's
+		// order on the device would be paid under ALIYUN_PAY_MATCHED.
+		{"user masked", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "***" }), aliyun.Undecidable},
+		{"user masked, ours around it", fallback, with(func(o *aliyun.OrderInfo) { o.UserID = "u*" }), aliyun.Undecidable},
 		{"no creation time", fallback, with(func(o *aliyun.OrderInfo) { o.Created = time.Time{} }), aliyun.Undecidable},
 		// Nothing documents that a listing gives the code back as sent.
 		{"commodity in other case", fallback, with(func(o *aliyun.OrderInfo) { o.CommodityCode = "StreamingResource_20_10" }), aliyun.Undecidable},
