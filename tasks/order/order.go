@@ -783,7 +783,7 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 	case code == providers.Unauthenticated:
 		// Refused before anything was created: the credentials are wrong
 		// on this worker. The order waits for a worker that has them.
-		return Decision{Settle: keepThrottled(rec, afresh(rec, ledger.SetRetry(msg))), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
+		return Decision{Settle: afresh(rec, ledger.SetRetry(msg)), Then: Then{Next: ConfigWait, Delay: p.ConfigWait, Reason: msg, Code: code}}
 	case providers.Retryable(code):
 		f := rec.Failures + 1
 		if p.MaxAttempts > 0 && f >= p.MaxAttempts && rec.OwnedAnswer {
@@ -823,12 +823,15 @@ func throttledOnlyBefore(rec *ledger.Record) bool {
 }
 
 // keepThrottled keeps, over a create answered with a refusal that made
-// nothing (throttled before acting, unauthenticated, unavailable), that
-// every create of the order that may have been received was answered
-// throttled (Record.ThrottledLast), as Unmark does for a create never
-// sent: else the settle, which moves the last create to this one's end,
-// would drop it, and a later unsure create's not-found would hold the
-// order for a person where it is believed.
+// nothing (throttled as documented before acting, the provider
+// unreachable) or refused for its params after throttles only
+// (submitFailed), that every create of the order that may have been
+// received was answered throttled (Record.ThrottledLast), as Unmark does
+// for a create never sent: else the settle, which moves the last create
+// to this one's end, would drop it, and a later unsure create's not-found
+// would hold the order for a person where it is believed. (A credentials
+// refusal after throttles is looked up as any unsure answer, and drops
+// it.)
 func keepThrottled(rec *ledger.Record, t ledger.Transition) ledger.Transition {
 	if rec.InflightMarked && rec.ThrottledLast() {
 		return t.WithThrottledCreate()
