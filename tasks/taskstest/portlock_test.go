@@ -30,3 +30,21 @@ func TestFreePortIsReservedUntilTheTestEnds(t *testing.T) {
 	}
 	lock.Close()
 }
+
+// freePort draws below the kernel's ephemeral ports, where no outgoing
+// connection takes a port a test's server is to be started again on.
+func TestFreePortIsBelowTheEphemeralPorts(t *testing.T) {
+	lo, hi := quietPorts()
+	if hi <= lo {
+		t.Skip("no ephemeral port range to keep out of (not Linux, or an unusual one)")
+	}
+	for range 20 {
+		p, err := freePort(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p < lo || p >= hi {
+			t.Errorf("port %d outside [%d, %d)", p, lo, hi)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -103,12 +104,24 @@ func external(u string) (*Server, error) {
 
 // freePort returns a loopback port free now and reserved for t's life
 // against the other test processes of the run (reservePort): a server
-// stopped and started again on it finds it still its own.
+// stopped and started again on it finds it still its own. It is drawn
+// below the kernel's range of ephemeral ports (quietPorts), where no
+// outgoing connection of any process takes it as its local port: in that
+// range a server started again found its port taken now and then ("bind:
+// Address already in use", a client's connection elsewhere holding it).
 func freePort(t testing.TB) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	lo, hi := quietPorts()
+	for range 200 {
+		want := 0
+		if hi > lo {
+			want = lo + rand.IntN(hi-lo)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", want))
 		if err != nil {
-			return 0, err
+			if want == 0 {
+				return 0, err
+			}
+			continue // taken: another
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
@@ -118,6 +131,27 @@ func freePort(t testing.TB) (int, error) {
 		}
 	}
 	return 0, errors.New("no free port that another test process has not reserved")
+}
+
+// quietPorts is the range of ports freePort draws from: from 20000 up to
+// the first of the kernel's ephemeral ports (Linux's
+// ip_local_port_range); an empty range (lo == hi) where that cannot be
+// read or leaves too few, and freePort then takes any port the kernel
+// gives.
+func quietPorts() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, 0
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil || first < 21000 {
+		return 0, 0
+	}
+	return 20000, first
 }
 
 func (s *Server) start(bin string) error {
