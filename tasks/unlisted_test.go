@@ -430,38 +430,55 @@ func TestNamesShownLateDoNotHaveAnOrderCreatedAgain(t *testing.T) {
 // and "resolve it absent" only sent the create to be refused again.)
 func TestRefusedAfterAThrottledCreateIsErrored(t *testing.T) {
 	t.Parallel()
-	e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1,
-		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
-	sb := unicloudsandbox.New("UKey", "usecret")
-	var creates atomic.Int32
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("Action") == "CreateOrder" && creates.Add(1) > 1 {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"no such specification","RequestId":"r-1"}`)
-			return
-		}
-		sb.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	c, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set.Add(c)
-	ctx := context.Background()
-	task := enqueueTask(t, e, unicloudOrder("TH-refused", "throttled-then-refused"))
-	sb.Faults().Script(fault.Throttle)
-	var runErr error
-	for range 8 {
-		if runErr = e.handler.ProcessTask(ctx, task); runErr == nil || errors.Is(runErr, asynq.SkipRetry) {
-			break
-		}
-	}
-	got, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "TH-refused"})
-	if got.State != tasks.StateErrored || !strings.Contains(got.Reason, "ProductConfigError") {
-		t.Errorf("run = %v; %s %q; want errored for the refusal", runErr, got.State, got.Reason)
-	}
-	if n, made := creates.Load(), len(sb.Orders()); n != 2 || made != 0 {
-		t.Errorf("%d creates sent, %d orders made; want 2 sent (throttled, refused), none made", n, made)
+	for _, c := range []struct {
+		name string
+		// failLookups answers that many QueryOrders after the refusal with
+		// a 500: the lookups that fail rewrite the order's reason.
+		failLookups int32
+	}{{"looked up once", 0}, {"a lookup failed between", 2}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, &setupOpts{noServer: true, handler: &tasks.HandlerOptions{MaxAttempts: 3, ListingLag: -1,
+				Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}}})
+			sb := unicloudsandbox.New("UKey", "usecret")
+			var creates, failed atomic.Int32
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch action := r.URL.Query().Get("Action"); {
+				case action == "CreateOrder" && creates.Add(1) > 1:
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = io.WriteString(w, `{"Status":false,"Auth":true,"Code":"ProductConfigError","Msg":"no such specification","RequestId":"r-1"}`)
+					return
+				case action == "QueryOrders" && creates.Load() > 1 && failed.Add(1) <= c.failLookups:
+					w.WriteHeader(http.StatusInternalServerError)
+					return
+				}
+				sb.ServeHTTP(w, r)
+			}))
+			t.Cleanup(hs.Close)
+			cl, err := unicloud.New(unicloud.Options{Endpoint: hs.URL, AccessKeyID: "UKey", AccessKeySecret: providers.Secret("usecret"), CreateOverrun: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.set.Add(cl)
+			ctx := context.Background()
+			task := enqueueTask(t, e, unicloudOrder("TH-refused", "throttled-then-refused"))
+			sb.Faults().Script(fault.Throttle)
+			var runErr error
+			for range 12 {
+				if runErr = e.handler.ProcessTask(ctx, task); runErr == nil || errors.Is(runErr, asynq.SkipRetry) {
+					break
+				}
+			}
+			got, _ := e.ledger.Get(ctx, ledger.Ref{Provider: "unicloud", OrderNo: "TH-refused"})
+			if got.State != tasks.StateErrored || !strings.Contains(got.Reason, "ProductConfigError") {
+				t.Errorf("run = %v; %s %q; want errored for the refusal", runErr, got.State, got.Reason)
+			}
+			if n, made := creates.Load(), len(sb.Orders()); n != 2 || made != 0 {
+				t.Errorf("%d creates sent, %d orders made; want 2 sent (throttled, refused), none made", n, made)
+			}
+			if f := failed.Load(); f < c.failLookups {
+				t.Errorf("%d lookups failed; want %d (the case not reached)", f, c.failLookups)
+			}
+		})
 	}
 }

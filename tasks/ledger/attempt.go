@@ -635,6 +635,7 @@ type Transition struct {
 	idScope         string
 	ownedAnswer     bool
 	throttledCreate bool
+	refusedCreate   string
 	settlesMark     bool
 	attempt         *Attempt
 	failures        int
@@ -1033,6 +1034,26 @@ func (t Transition) WithThrottledCreate() Transition { t.throttledCreate = true;
 // create (WithThrottledCreate).
 func (t Transition) ThrottledCreate() bool { return t.throttledCreate }
 
+// WithRefusedCreate records that the create this run marked in flight was
+// refused with refusal (the provider's words, as an order's reason holds
+// them) where that refusal is taken for the order's own once a lookup a
+// listing lag after it finds nothing (Record.RefusedCreate; stamped, as
+// WithThrottledCreate, with that create's end). It outlives the reason,
+// which a lookup in between rewrites; a later create leaves it behind (see
+// Record.RefusedLast), and a re-drive clears it. Ignored for a run that
+// marked no create.
+func (t Transition) WithRefusedCreate(refusal string) Transition {
+	if refusal == "" {
+		refusal = "refused"
+	}
+	t.refusedCreate = refusal
+	return t
+}
+
+// RefusedCreate returns the refusal the transition records
+// (WithRefusedCreate), "" when none.
+func (t Transition) RefusedCreate() string { return t.refusedCreate }
+
 // WithIDScope says the order's provider order ids are unique only within
 // scope (providers.IDScoper): the owner entries of the ids the transition
 // records or releases are kept under it (OwnerField), and the record notes
@@ -1147,6 +1168,9 @@ if cur[7] == '1' then
   -- which names this create by its time): not unless the transition says.
   f[#f + 1] = 'throttled_create'
   f[#f + 1] = ''
+  -- Nor refused as the order's own (Transition.WithRefusedCreate).
+  f[#f + 1] = 'refused_create'
+  f[#f + 1] = ''
 end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
 for i = 13, #ARGV, 2 do
@@ -1159,6 +1183,9 @@ for i = 13, #ARGV, 2 do
     if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
     if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven' or ARGV[i] == 'held_at') then v = now end
     if ARGV[i] == 'throttled_create' then v = lc end
+    if ARGV[i] == 'refused_create' then
+      if lc == '' then v = '' else v = lc .. ' ' .. v end
+    end
     if ARGV[i] == 'known_at' and v == '*' then
       local t = redis.call('TIME')
       v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
@@ -1352,6 +1379,11 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		// Stamped with this create's end as the script writes it (none,
 		// for a run that marked no create).
 		args = append(args, "throttled_create", "@")
+	}
+	if t.refusedCreate != "" {
+		// Stamped with this create's end as the script writes it
+		// (nothing, for a run that marked no create).
+		args = append(args, "refused_create", t.refusedCreate)
 	}
 	if t.providerOrderID != "" {
 		args = append(args, "provider_order_id", t.providerOrderID)

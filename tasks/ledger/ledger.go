@@ -164,6 +164,14 @@ type Record struct {
 	// create by its end: it stands for the order's latest create only
 	// while it equals LastCreateAt (ThrottledLast).
 	ThrottledCreateAt time.Time `json:"-"`
+	// RefusedCreateAt is the end of a create refused with RefusedCreate
+	// where that refusal is the order's own unless a lookup a listing lag
+	// after it finds the order (Transition.WithRefusedCreate), zero when
+	// none was. As ThrottledCreateAt, it stands for the latest create only
+	// while it equals LastCreateAt (RefusedLast).
+	RefusedCreateAt time.Time `json:"-"`
+	// RefusedCreate is that create's refusal, "" when none.
+	RefusedCreate string `json:"-"`
 	// IDScope is the scope its provider's order ids are unique within
 	// (providers.IDScoper; Transition.WithIDScope), "" when they are
 	// unique across the account or it was never recorded.
@@ -257,6 +265,13 @@ func (r *Record) MayHaveBeenCreated() bool { return r.MayExist || r.Inflight > 0
 // the create now under way, whose answer is not in the record yet).
 func (r *Record) ThrottledLast() bool {
 	return !r.ThrottledCreateAt.IsZero() && r.ThrottledCreateAt.Equal(r.LastCreateAt) && (r.Inflight == 0 || r.InflightMarked)
+}
+
+// RefusedLast reports whether the order's latest create was refused as
+// Transition.WithRefusedCreate records (RefusedCreate): no create has
+// ended since, and none is marked in flight but the one this run marked.
+func (r *Record) RefusedLast() bool {
+	return !r.RefusedCreateAt.IsZero() && r.RefusedCreateAt.Equal(r.LastCreateAt) && (r.Inflight == 0 || r.InflightMarked)
 }
 
 // Ref returns the record's order reference.
@@ -613,6 +628,13 @@ func (r *Record) set(k, v string) {
 		r.OwnedAnswer = v == "1"
 	case "throttled_create":
 		r.ThrottledCreateAt = msTime(v)
+	case "refused_create":
+		// "<end of the create, ms> <refusal>"
+		at, refusal, _ := strings.Cut(v, " ")
+		r.RefusedCreateAt, r.RefusedCreate = msTime(at), refusal
+		if r.RefusedCreateAt.IsZero() {
+			r.RefusedCreate = ""
+		}
 	case "known_target":
 		r.KnownTarget = v
 	case "first_attempt":

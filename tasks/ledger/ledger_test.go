@@ -2612,3 +2612,66 @@ func TestThrottledCreateNamesTheLatestCreate(t *testing.T) {
 		t.Errorf("settled after an abandoned create: throttled %v, last create %v; want ThrottledLast false", again.ThrottledCreateAt, again.LastCreateAt)
 	}
 }
+
+// A create refused as the order's own unless a lookup finds it
+// (Transition.WithRefusedCreate) is recorded with its end and its refusal,
+// outlives lookups that rewrite the reason, and stands no more once a
+// later create ends or an operator re-drives the order.
+func TestRefusedCreateOutlivesTheReason(t *testing.T) {
+	t.Parallel()
+	l, _, _ := setup(t)
+	ref := ledger.Ref{Provider: "unicloud", OrderNo: "Refused"}
+	claim(t, l, ref)
+	step := func(token string, marks bool, tr ledger.Transition) *ledger.Record {
+		t.Helper()
+		b, err := l.Begin(ctx, ref, ledger.BeginArgs{Token: token})
+		if err != nil || b.Record.InflightMarked != marks {
+			t.Fatalf("Begin %s = %+v, %v; want the create marked: %v", token, b.Record, err, marks)
+		}
+		if err := l.Settle(ctx, ref, token, tr); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := l.Get(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	const refusal = "create: invalid_argument: no such plan"
+	step("t1", true, ledger.SetUnknown("throttled").WithMayExist(true).WithThrottledCreate())
+	step("t2", false, ledger.SetRetry("not found").WithMayExist(false))
+	rec := step("t3", true, ledger.SetUnknown("refused after throttles: "+refusal).WithMayExist(true).WithThrottledCreate().WithRefusedCreate(refusal))
+	if !rec.RefusedLast() || rec.RefusedCreate != refusal || !rec.RefusedCreateAt.Equal(rec.LastCreateAt) {
+		t.Fatalf("after the refused create: at %v (last create %v), %q; want its end and the refusal", rec.RefusedCreateAt, rec.LastCreateAt, rec.RefusedCreate)
+	}
+	if rec = step("t4", false, ledger.SetUnknown("ambiguous: looking again").WithMayExist(true)); !rec.RefusedLast() || rec.RefusedCreate != refusal {
+		t.Errorf("a lookup that rewrote the reason: %v %q; want the refusal standing", rec.RefusedLast(), rec.RefusedCreate)
+	}
+	// Found absent all the same, created again: that create's answer is
+	// the latest.
+	step("t5", false, ledger.SetRetry("not found").WithMayExist(false))
+	if rec = step("t6", true, ledger.SetUnknown("timeout").WithMayExist(true)); rec.RefusedLast() || rec.RefusedCreate != "" {
+		t.Errorf("a later create: %v %q; want the refusal gone", rec.RefusedLast(), rec.RefusedCreate)
+	}
+	// Refused again, errored, re-driven by an operator: the re-driven
+	// order's next not-found is not the old refusal's.
+	rec = step("t7", false, ledger.SetRetry("not found").WithMayExist(false))
+	rec = step("t8", true, ledger.SetUnknown("refused").WithMayExist(true).WithRefusedCreate(refusal))
+	if !rec.RefusedLast() {
+		t.Fatalf("refused again: %v %q; want it standing", rec.RefusedLast(), rec.RefusedCreate)
+	}
+	step("t9", false, ledger.SetErrored("refused: "+refusal).WithMayExist(false))
+	if err := l.Redrive(ctx, ref, "ops", "plan fixed"); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || rec.RefusedLast() || rec.RefusedCreate != "" {
+		t.Errorf("re-driven: %+v, %v; want the refusal gone", rec, err)
+	}
+	// A run that marked no create records none.
+	if rec = step("t10", true, ledger.SetUnknown("timeout").WithMayExist(true)); rec.RefusedLast() {
+		t.Fatalf("a create that timed out: %v; want no refusal", rec.RefusedLast())
+	}
+	if rec = step("t11", false, ledger.SetUnknown("looked").WithMayExist(true).WithRefusedCreate(refusal)); rec.RefusedLast() || rec.RefusedCreate != "" {
+		t.Errorf("a lookup's settle with a refusal: %v %q; want none recorded", rec.RefusedLast(), rec.RefusedCreate)
+	}
+}

@@ -626,7 +626,7 @@ if now == '' then
   local t = redis.call('TIME')
   now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
-redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', now, 'outcome_at', '', 'redriven', now, 'redrive', ARGV[6])
+redis.call('HSET', KEYS[1], 'state', 'submitting', 'failures', '0', 'reason', ARGV[4], 'updated', now, 'outcome_at', '', 'redriven', now, 'redrive', ARGV[6], 'refused_create', '')
 if not cur[2] then redis.call('HSET', KEYS[1], 'known', '', 'first_attempt', '') end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[4], now, ARGV[1])

@@ -274,13 +274,14 @@ func TestARefusalAfterOnlyThrottledCreatesIsTheOrders(t *testing.T) {
 	bad := Outcome{Err: &providers.Error{Code: providers.InvalidArgument, Op: "create", Message: "ProductConfigError: no such specification"}}
 	refusedAt := end.Add(3 * time.Minute)
 	d := Decide(again(), Submit, bad, p, refusedAt)
-	if d.Settle.To() != ledger.StateUnknown || !d.Settle.ThrottledCreate() || !strings.HasPrefix(d.Then.Reason, RefusedAfterThrottles) {
-		t.Fatalf("refused for its params after throttles only: to %q, kept %v, %q; want unknown, looked up once more, throttled kept", d.Settle.To(), d.Settle.ThrottledCreate(), d.Then.Reason)
+	if d.Settle.To() != ledger.StateUnknown || !d.Settle.ThrottledCreate() || !strings.HasPrefix(d.Then.Reason, RefusedAfterThrottles) || !strings.Contains(d.Settle.RefusedCreate(), "ProductConfigError") {
+		t.Fatalf("refused for its params after throttles only: to %q, kept %v, %q, refusal recorded %q; want unknown, looked up once more, throttled kept, the refusal recorded", d.Settle.To(), d.Settle.ThrottledCreate(), d.Then.Reason, d.Settle.RefusedCreate())
 	}
 	// As the settle leaves it: the refused create ended at refusedAt.
 	looked := again()
 	looked.State, looked.Inflight, looked.InflightMarked, looked.MayExist = ledger.StateUnknown, 0, false, true
 	looked.LastCreateAt, looked.ThrottledCreateAt, looked.Reason, looked.Failures = refusedAt, refusedAt, d.Then.Reason, 1
+	looked.RefusedCreateAt, looked.RefusedCreate = refusedAt, d.Settle.RefusedCreate()
 	notFound := Outcome{Err: providers.Errorf(providers.NotFound, "op", "none")}
 	if d := Decide(looked, Lookup, notFound, p, refusedAt.Add(time.Minute)); d.Then.Next != Wait {
 		t.Errorf("not found within the listing lag: %v; want a wait", d.Then.Next)
@@ -292,6 +293,22 @@ func TestARefusalAfterOnlyThrottledCreatesIsTheOrders(t *testing.T) {
 	found := Outcome{Result: providers.Result{Status: providers.StatusPaid, ProviderOrderID: "P9"}}
 	if d := Decide(looked, Lookup, found, p, refusedAt.Add(p.ListingLag+time.Second)); d.Settle.To() != ledger.StatePaid {
 		t.Errorf("found by the lookup after the refusal: to %q; want paid", d.Settle.To())
+	}
+	// A lookup in between rewrote the reason (an ambiguous one): the
+	// record still holds the refusal (a review: the reason's prefix was
+	// lost, and the order created again).
+	rewritten := *looked
+	rewritten.Reason = "lookup: an unowned order in the window may be this one; looking again"
+	d = Decide(&rewritten, Lookup, notFound, p, refusedAt.Add(p.ListingLag+time.Second))
+	if d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "ProductConfigError") {
+		t.Errorf("not found a listing lag after the refusal, the reason rewritten between: to %q, %q; want errored with the refusal", d.Settle.To(), d.Then.Reason)
+	}
+	// A later create ended since (its refusal is not the latest create's
+	// answer): not errored with it.
+	later := *looked
+	later.LastCreateAt, later.ThrottledCreateAt = refusedAt.Add(time.Minute), refusedAt.Add(time.Minute)
+	if d := Decide(&later, Lookup, notFound, p, refusedAt.Add(time.Minute+p.ListingLag+time.Second)); d.Settle.To() == ledger.StateErrored || strings.Contains(d.Then.Reason, "ProductConfigError") {
+		t.Errorf("not found after a later create than the refused one: to %q, %q; want not errored with the old refusal", d.Settle.To(), d.Then.Reason)
 	}
 	for _, c := range []struct {
 		name string

@@ -729,8 +729,11 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 		// neither created again nor held for a person (a black-box run:
 		// every bad UniCloud order whose first create was throttled was
 		// held, bad Tencent ones took 34 attempts).
+		// The refusal is kept in the record (WithRefusedCreate), not
+		// only in the reason, which a lookup in between may rewrite (an
+		// ambiguous one: a review).
 		r := RefusedAfterThrottles + msg
-		return Decision{Settle: keepThrottled(rec, ledger.SetUnknown(r).WithFailures(rec.Failures+1).WithMayExist(true)),
+		return Decision{Settle: keepThrottled(rec, ledger.SetUnknown(r).WithFailures(rec.Failures+1).WithMayExist(true).WithRefusedCreate(msg)),
 			Then: Then{Next: Retry, Delay: p.Backoff.Delay(rec.Failures), Reason: r, Code: code}}
 	}
 	if rec.MayHaveExisted && (refused(code) || code == providers.Unauthenticated) {
@@ -807,7 +810,8 @@ func submitFailed(rec *ledger.Record, code providers.Code, out Outcome, msg stri
 // RefusedAfterThrottles begins the reason of an order whose create was
 // refused for its params after only throttled creates, the order since
 // found absent (see submitFailed): looked up once more, and errored with
-// the refusal when not found.
+// the refusal when not found. The reason only tells it: the record holds
+// it (ledger.Record.RefusedLast).
 const RefusedAfterThrottles = "refused after creates answered only throttled, looked up once more before it is errored: "
 
 // throttledOnlyBefore reports whether every create of rec before the one
@@ -1076,11 +1080,11 @@ func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code,
 			msg, left, p.ListingLag, next.Round(time.Millisecond))
 		return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
 	}
-	if refusal, ok := strings.CutPrefix(reason, RefusedAfterThrottles); ok && rec.ThrottledLast() && !rec.OwnedAnswer {
+	if rec.RefusedLast() && rec.ThrottledLast() && !rec.OwnedAnswer {
 		// Refused for its params after creates answered only throttled
 		// (submitFailed), and not listed a listing lag after: the
 		// refusal was the order's.
-		r := "refused: " + refusal + " (not listed a listing lag after: " + msg + ")"
+		r := "refused: " + rec.RefusedCreate + " (not listed a listing lag after: " + msg + ")"
 		return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
 	}
 	if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
