@@ -155,27 +155,48 @@ func (r Rule) Match(o OrderInfo) Verdict {
 // none; anything else is not decidable, and reason says why. Orders that
 // belong to other records must be left out of orders beforehand.
 func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason string) {
-	var cands []OrderInfo
-	undecidable := 0
+	var cands, undecided []OrderInfo
 	for _, o := range orders {
 		switch r.Match(o) {
 		case Candidate:
 			cands = append(cands, o)
 		case Undecidable:
-			undecidable++
+			undecided = append(undecided, o)
 		}
 	}
+	// A person who decides is told which orders to look at: the provider's
+	// ids of every order that may be this one (a masked userId, say, is
+	// one such: nothing tells it from another's, a person may).
 	switch {
-	case undecidable > 0:
-		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one, or give another userId, or no creation time that tells (none, implausible, or without a zone and too close to the first attempt)", undecidable)
+	case len(undecided) > 0:
+		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one, or give another userId, or no creation time that tells (none, implausible, or without a zone and too close to the first attempt)%s", len(undecided), mayBe(append(undecided, cands...)))
 	case len(cands) > 1 && r.Known != nil:
-		return OrderInfo{}, false, fmt.Sprintf("%d orders of this commodity and copies are new on the device since the snapshot and belong to no other order; a person decides", len(cands))
+		return OrderInfo{}, false, fmt.Sprintf("%d orders of this commodity and copies are new on the device since the snapshot and belong to no other order; a person decides%s", len(cands), mayBe(cands))
 	case len(cands) > 1:
-		return OrderInfo{}, false, fmt.Sprintf("%d orders match (same device, commodity and copies since the first attempt); refusing to guess", len(cands))
+		return OrderInfo{}, false, fmt.Sprintf("%d orders match (same device, commodity and copies since the first attempt); refusing to guess%s", len(cands), mayBe(cands))
 	case len(cands) == 1:
 		return cands[0], true, ""
 	}
 	return OrderInfo{}, false, ""
+}
+
+// mayBe names the ids of the listed orders that may be the order, for the
+// person who decides: "" when none has one.
+func mayBe(orders []OrderInfo) string {
+	const most = 5
+	var ids []string
+	for _, o := range orders {
+		if id := strings.TrimSpace(o.OrderID); id != "" {
+			ids = append(ids, strconv.Quote(id))
+		}
+	}
+	switch {
+	case len(ids) == 0:
+		return ""
+	case len(ids) > most:
+		return fmt.Sprintf("; it may be order %s or %d more", strings.Join(ids[:most], ", "), len(ids)-most)
+	}
+	return "; it may be order " + strings.Join(ids, " or ")
 }
 
 // gap says why a device's listing may miss orders.

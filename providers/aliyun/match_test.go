@@ -158,14 +158,19 @@ func TestDecide(t *testing.T) {
 		{"only others", fallback, []aliyun.OrderInfo{old, other}, "", ""},
 		{"one", fallback, []aliyun.OrderInfo{old, ours, other}, "1", ""},
 		{"two candidates", fallback, []aliyun.OrderInfo{ours, twin}, "", "2 orders match"},
+		{"two candidates named", fallback, []aliyun.OrderInfo{ours, twin}, "", `it may be order "1" or "2"`},
 		{"undecidable blocks none", fallback, []aliyun.OrderInfo{undated}, "", "lack the fields"},
 		{"undecidable blocks one", fallback, []aliyun.OrderInfo{ours, undated}, "", "lack the fields"},
+		{"undecidable and candidate named", fallback, []aliyun.OrderInfo{ours, undated}, "", `it may be order "5" or "1"`},
+		{"many named", fallback, []aliyun.OrderInfo{ours, twin, {OrderID: "7", CommodityCode: "c", Copies: 1, Created: since.Add(3 * time.Minute)},
+			{OrderID: "8", CommodityCode: "c", Copies: 1, Created: since.Add(4 * time.Minute)}, {OrderID: "9", CommodityCode: "c", Copies: 1, Created: since.Add(5 * time.Minute)},
+			{OrderID: "10", CommodityCode: "c", Copies: 1, Created: since.Add(6 * time.Minute)}}, "", `"9" or 1 more`},
 
 		{"snapshot: empty", snapshot, nil, "", ""},
 		{"snapshot: only known and others", snapshot, []aliyun.OrderInfo{old, undated, recent, other}, "", ""},
 		{"snapshot: one new among known", snapshot, []aliyun.OrderInfo{old, undated, recent, ours, other}, "1", ""},
 		{"snapshot: new without a date", snapshot, []aliyun.OrderInfo{old, {OrderID: "9", CommodityCode: "c", Copies: 1}}, "9", ""},
-		{"snapshot: two new", snapshot, []aliyun.OrderInfo{ours, twin, old}, "", "a person decides"},
+		{"snapshot: two new", snapshot, []aliyun.OrderInfo{ours, twin, old}, "", `a person decides; it may be order "1" or "2"`},
 		{"snapshot: new without an id", snapshot, []aliyun.OrderInfo{ours, {CommodityCode: "c", Copies: 1}}, "", "lack the fields"},
 	}
 	for _, tt := range tests {
