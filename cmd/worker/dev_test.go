@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/orderworker/orderworker/internal/devmode"
+	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
@@ -465,5 +469,40 @@ func TestDemoWaitSaysWhyItStopped(t *testing.T) {
 	defer cancel()
 	if _, err := waitOutcome(ctx, ledger, ref); err == nil || !strings.Contains(err.Error(), "no outcome in time") {
 		t.Errorf("timed out: %v", err)
+	}
+}
+
+// -demo interrupted prints the records of the orders that did end, those
+// after the one it was waiting for included, and names every one that did
+// not (a black-box run: only the orders before the first one under way
+// were printed, and that one alone named).
+func TestDemoInterruptedPrintsWhatEnded(t *testing.T) {
+	t.Parallel()
+	f := newOrdersFixture(t)
+	f.seed()
+	refs := []tasks.OrderRef{{Provider: "tencent", OrderNo: "T-E1"}, {Provider: "aliyun", OrderNo: "A-U1"},
+		{Provider: "aliyun", OrderNo: "A-PAID"}, {Provider: "tencent", OrderNo: "T-Q1"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out bytes.Buffer
+	err := printOutcomes(ctx, f.ledger, refs, registry.Validators("test"), f.sealer, &out)
+	var printed []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var rec struct {
+			OrderNo string `json:"order_no"`
+		}
+		if json.Unmarshal([]byte(l), &rec) == nil {
+			printed = append(printed, rec.OrderNo)
+		}
+	}
+	if !slices.Equal(printed, []string{"T-E1", "A-PAID"}) {
+		t.Errorf("printed %v; want the two that ended, T-E1 and A-PAID:\n%s", printed, out.String())
+	}
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "aliyun/A-U1 (unknown)") ||
+		!strings.Contains(err.Error(), "tencent/T-Q1 (queued)") || !strings.Contains(err.Error(), "tencent/T-E1: errored") || strings.Contains(err.Error(), "A-PAID") {
+		t.Errorf("error = %v; want interrupted, A-U1 and T-Q1 named under way, T-E1 as not paid, A-PAID not named", err)
+	}
+	if strings.Contains(out.String(), fixturePhone) {
+		t.Errorf("a phone number in clear in the records printed:\n%s", out.String())
 	}
 }

@@ -485,22 +485,70 @@ func runDemo(ctx context.Context, redisOpt asynq.RedisConnOpt, queue string, led
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	return printOutcomes(ctx, ledger, refs, set, sealer, stdout)
+}
+
+// printOutcomes waits for each order's outcome and prints its record as a
+// JSON line, params masked. Interrupted, or out of time, it still prints
+// the records of the orders that did end, and names every one that did
+// not (a black-box run: Ctrl-C while one order was pending printed none of
+// the orders paid after it in the list, and named that one alone).
+func printOutcomes(ctx context.Context, ledger *tasks.Ledger, refs []tasks.OrderRef, set *providers.Set, sealer *tasks.Sealer, stdout io.Writer) error {
 	var failed []string
 	enc := json.NewEncoder(stdout)
-	for _, ref := range refs {
-		rec, err := waitOutcome(ctx, ledger, ref)
-		if err != nil {
-			return err
-		}
+	show := func(ref tasks.OrderRef, rec *tasks.Record) error {
 		if rec.State != tasks.StatePaid {
 			failed = append(failed, ref.Provider+"/"+ref.OrderNo+": "+string(rec.State))
 		}
 		if clear, err := sealer.Open(rec.Params); err == nil {
 			rec.Params = providers.MaskParams(clear, set.Masked(ref.Provider))
 		}
-		if err := enc.Encode(rec); err != nil {
+		return enc.Encode(rec)
+	}
+	for i, ref := range refs {
+		rec, err := waitOutcome(ctx, ledger, ref)
+		if err == nil {
+			if err := show(ref, rec); err != nil {
+				return err
+			}
+			continue
+		}
+		if ctx.Err() == nil {
 			return err
 		}
+		// The rest are read once more, on a context of their own: those
+		// that ended are printed, the others named.
+		rc, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		var open []string
+		for _, r := range refs[i:] {
+			rec, err := ledger.Get(rc, r)
+			if err == nil && rec != nil && rec.State.Terminal() {
+				if err := show(r, rec); err != nil {
+					return err
+				}
+				continue
+			}
+			state := "no record"
+			switch {
+			case err != nil:
+				state = "unread: " + err.Error()
+			case rec != nil:
+				state = string(rec.State)
+			}
+			open = append(open, r.Provider+"/"+r.OrderNo+" ("+state+")")
+		}
+		if len(open) == 0 {
+			break // every one ended after all
+		}
+		how := "interrupted while orders were under way"
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			how = "no outcome in time"
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("%s: %s; and did not end paid: %s", how, strings.Join(open, ", "), strings.Join(failed, ", "))
+		}
+		return fmt.Errorf("%s: %s", how, strings.Join(open, ", "))
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("demo orders did not end paid: %v", failed)
