@@ -265,7 +265,11 @@ func TestWorkerNamesItsRedis(t *testing.T) {
 		}
 	}
 	cancel()
-	<-done
+	// Stopped while it waits: a stop, as once running, not a failure (a
+	// black-box run: exit 1, "context canceled").
+	if err := <-done; err != nil || !strings.Contains(logs.String(), "worker stopped before taking orders") {
+		t.Errorf("stopped while waiting for redis: %v; want no error, the stop logged; logs:\n%s", err, logs)
+	}
 	var using, waiting map[string]any
 	for _, line := range strings.Split(logs.String(), "\n") {
 		var m map[string]any
