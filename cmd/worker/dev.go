@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/webhook"
 )
 
@@ -175,9 +177,34 @@ func claimDevRedis(ctx context.Context, rawURL string, log *slog.Logger) error {
 	case 3:
 		return fmt.Errorf("-dev-redis %s: refused: its %s marker says another worker -dev is claiming it (or one was stopped while claiming it); try again in a few seconds, or, if no other -dev uses it, delete the key %s", shown, devMarkerKey, devMarkerKey)
 	default:
+		if keys := epochKeysOnly(ctx, rdb, res[1]); keys != nil {
+			// What a worker whose database was emptied writes first (its
+			// watch for a loss of Redis's data): -dev's own, after a flush
+			// of its database, or a real worker's.
+			return fmt.Errorf("-dev-redis %s: refused: the database holds no %s marker and only the ledger's epoch key (%s), which a worker writes once its database was emptied: -dev's own after a flush, or a real worker's, which -dev must not share; if no worker uses this database, delete %s and start again", shown, devMarkerKey, strings.Join(keys, ", "), strings.Join(keys, " "))
+		}
 		return fmt.Errorf("-dev-redis %s: refused: the database holds %d keys and no %s marker, so it holds data that -dev did not write (perhaps real orders, which -dev would pay through its sandboxes); give -dev-redis an empty database, or leave it out to use an embedded Redis", shown, res[1], devMarkerKey)
 	}
 	return nil
+}
+
+// epochKeysOnly returns the keys of a database of n keys when every one is
+// a ledger's epoch hash (ledger.EpochKey), nil otherwise.
+func epochKeysOnly(ctx context.Context, rdb redis.UniversalClient, n int64) []string {
+	if n <= 0 || n > 64 {
+		return nil
+	}
+	keys, _, err := rdb.Scan(ctx, 0, "*", 1000).Result()
+	if err != nil || int64(len(keys)) != n {
+		return nil
+	}
+	for _, k := range keys {
+		if !ledgerpkg.IsEpochKey(k) {
+			return nil
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // devClaimWatch is how long -dev watches a Redis it has just marked for

@@ -20,6 +20,7 @@ import (
 	"github.com/orderworker/orderworker/internal/devmode"
 	"github.com/orderworker/orderworker/providers/registry"
 	"github.com/orderworker/orderworker/tasks"
+	ledgerpkg "github.com/orderworker/orderworker/tasks/ledger"
 	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
@@ -504,5 +505,37 @@ func TestDemoInterruptedPrintsWhatEnded(t *testing.T) {
 	}
 	if strings.Contains(out.String(), fixturePhone) {
 		t.Errorf("a phone number in clear in the records printed:\n%s", out.String())
+	}
+}
+
+// -dev given a database that holds only a ledger's epoch key (what a
+// worker writes first once its database was emptied: -dev's own after a
+// flush) refuses it as before, but says what the key is and how to reuse
+// the database (a black-box run: "holds data that -dev did not write",
+// though -dev wrote it).
+func TestDevNamesAnEpochKeyLeftAfterAFlush(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	rdb := rs.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := "orderworker:{ledger}:epoch"
+	if err := rdb.HSet(ctx, key, "id", "e1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	err := claimDevRedis(ctx, rs.URL(), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "epoch key ("+key+")") || !strings.Contains(err.Error(), "delete "+key) {
+		t.Errorf("a database holding only an epoch key: %v; want a refusal naming the key", err)
+	}
+	if err := rdb.HSet(ctx, "orderworker:{ledger}:order:tencent:T1", "state", "queued").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := claimDevRedis(ctx, rs.URL(), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "did not write") {
+		t.Errorf("a database holding an epoch key and an order: %v; want the refusal as before", err)
+	}
+	for k, want := range map[string]bool{key: true, "orderworker:{ledger-3.1}:epoch": true, "orderworker:{ledger}:events": false, "x:{ledger}:epoch": false, "orderworker:{}:epoch": false} {
+		if got := ledgerpkg.IsEpochKey(k); got != want {
+			t.Errorf("IsEpochKey(%q) = %v, want %v", k, got, want)
+		}
 	}
 }

@@ -44,6 +44,15 @@ import (
 // epochKey is a shard's epoch hash.
 func (s *shard) epochKey() string { return s.prefix + "epoch" }
 
+// IsEpochKey reports whether key is a shard's epoch hash, of any shard
+// count: what a watching process writes first into a database emptied
+// under it.
+func IsEpochKey(key string) bool {
+	tag, ok := strings.CutPrefix(key, "orderworker:{")
+	tag, ok2 := strings.CutSuffix(tag, "}:epoch")
+	return ok && ok2 && tag != "" && !strings.ContainsAny(tag, "{}:")
+}
+
 // epochState is what this process knows of one shard's epoch.
 type epochState struct {
 	id   string    // the id it last read ("" before its first reading)
