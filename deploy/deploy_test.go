@@ -741,6 +741,35 @@ func TestComposeWorker(t *testing.T) {
 	}
 }
 
+// TestComposeEnqueueHoldsTheSecretsToMask checks that the enqueue service,
+// whose resolve and redrive store an operator's note cleaned of the secrets
+// the process holds, holds every secret the stack's other services do,
+// passed through as they are (a black-box run: a key pasted into a note
+// through the runbook's command was stored and sent out in clear).
+func TestComposeEnqueueHoldsTheSecretsToMask(t *testing.T) {
+	t.Parallel()
+	c := loadCompose(t)
+	env := func(s composeService) func(string) string {
+		return func(k string) string {
+			if s.Environment[k] == "${"+k+":-}" {
+				return "value-of-" + k
+			}
+			return ""
+		}
+	}
+	got := settings.SecretValues(env(service(t, c, "enqueue")))
+	for name, s := range c.Services {
+		for _, v := range settings.SecretValues(env(s)) {
+			if !slices.Contains(got, v) {
+				t.Errorf("enqueue: does not pass %s through, which %s holds: a note with it pasted in would be stored in clear", strings.TrimPrefix(v, "value-of-"), name)
+			}
+		}
+	}
+	if len(got) < 3 {
+		t.Errorf("enqueue holds %d secrets; want every provider's and orderworker's own", len(got))
+	}
+}
+
 // TestAPIHealthcheckAgrees checks that the api service's healthcheck runs
 // the image's probe on the port ORDERWORKER_API_ADDR names, at /healthz.
 func TestAPIHealthcheckAgrees(t *testing.T) {
