@@ -725,3 +725,35 @@ func TestRedisNotAnsweringCostsOneTimeout(t *testing.T) {
 		})
 	}
 }
+
+// Orders refused for another shard count than the ledger's were never
+// written: enqueue says so, not that they may have been accepted (a
+// black-box run).
+func TestOrdersRefusedForTheShardCountAreSaidUnwritten(t *testing.T) {
+	t.Parallel()
+	rs := taskstest.StartRedis(t, nil)
+	order := func(no string) string {
+		return fmt.Sprintf(`{"provider":"tencent","order_no":%q,"params":{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}}`, no)
+	}
+	if code, out, errs := runCLIEnv(t, map[string]string{"REDIS_URL": rs.URL()}, order("One1")+"\n", "-"); code != exitOK {
+		t.Fatalf("first order: exit %d, %s %s", code, out, errs)
+	}
+	for _, in := range []string{order("Three1") + "\n" + order("Three2") + "\n", ""} {
+		args := []string{"-"}
+		if in == "" {
+			args = []string{"-provider", "tencent", "-order-no", "Three3", "-params", `{"CustomerId":"C1","ItemId":"D-FireInsurance2020","ItemNum":1}`}
+		}
+		code, out, errs := runCLIEnv(t, map[string]string{"REDIS_URL": rs.URL(), "ORDERWORKER_LEDGER_SHARDS": "3"}, in, args...)
+		if code != exitError || !strings.Contains(out, `"status":"error"`) || !strings.Contains(errs, "Nothing of those orders was written") || strings.Contains(errs, "may or may not") {
+			t.Errorf("%v: exit %d\n%s%s\nwant error lines, said unwritten", args, code, out, errs)
+		}
+	}
+	if n := rs.Client(t).DBSize(context.Background()).Val(); n == 0 {
+		t.Fatal("no keys at all")
+	}
+	for _, no := range []string{"Three1", "Three2", "Three3"} {
+		if rec, err := ledger.New(rs.Client(t), nil).Get(context.Background(), ledger.Ref{Provider: "tencent", OrderNo: no}); err != nil || rec != nil {
+			t.Errorf("%s: %+v, %v; want no record", no, rec, err)
+		}
+	}
+}

@@ -308,7 +308,7 @@ when there is no such order, 2 on a usage or infrastructure error.
 			if perr := out.Encode(resultLine{line, source}); perr != nil {
 				return perr
 			}
-			return &answeredError{n: 1, source: source, reason: line.Reason}
+			return &answeredError{n: 1, source: source, reason: line.Reason, unwritten: refusedUnwritten(err)}
 		}
 		if res.Status == tasks.Conflict || res.Status == tasks.Invalid {
 			code = exitRejected
@@ -468,9 +468,10 @@ func (b *batch) flush() error {
 		if r.Err != nil {
 			res = errorResult(res, r.Err)
 			if failed == nil {
-				failed = &answeredError{source: b.sources[i], reason: res.Reason}
+				failed = &answeredError{source: b.sources[i], reason: res.Reason, unwritten: true}
 			}
 			failed.n++
+			failed.unwritten = failed.unwritten && refusedUnwritten(r.Err)
 		}
 		if err := b.print(b.sources[i], res); err != nil {
 			return err
@@ -495,18 +496,37 @@ func errorResult(res tasks.EnqueueResult, err error) tasks.EnqueueResult {
 	}
 }
 
+// refusedUnwritten reports whether err, an order's enqueue error, is the
+// ledger's refusal of this process's settings before anything of the order
+// was written (another shard count or data key than the ledger's): the
+// order was surely not accepted (a black-box run: such orders were said to
+// be "may or may not have been accepted").
+func refusedUnwritten(err error) bool {
+	var shards *ledger.ShardsMismatchError
+	var key *ledger.DataKeyMismatchError
+	return errors.As(err, &shards) || errors.As(err, &key)
+}
+
 // answeredError says that n orders were answered {"status":"error"}, the
 // first at source, and that enqueue read no further.
 type answeredError struct {
 	n      int
 	source string
 	reason string
+	// unwritten: every one was refused before anything of it was
+	// written (refusedUnwritten).
+	unwritten bool
 }
 
 func (e *answeredError) Error() string {
 	orders := "1 order"
 	if e.n > 1 {
 		orders = fmt.Sprintf("%d orders", e.n)
+	}
+	if e.unwritten {
+		return fmt.Sprintf("%s: %s; %s answered error, and nothing more was read or sent. "+
+			"Nothing of those orders was written (the ledger refused this process's settings), nor were orders without an output line sent: "+
+			"send them again with the same order_no once the settings agree", e.source, e.reason, orders)
 	}
 	return fmt.Sprintf("%s: %s; %s answered error, and nothing more was read or sent. "+
 		"Orders without an output line were not sent. An order answered error may or may not have been accepted: "+
