@@ -26,7 +26,8 @@ const webhooksUsage = `Usage:
 
 "enqueue webhooks" prints one JSON line per endpoint a worker has registered:
 id, url (without credentials or query), index (its place in
-ORDERWORKER_WEBHOOK_URLS), backlog (events not yet delivered),
+ORDERWORKER_WEBHOOK_URLS), registered (when a worker last started with it
+there: one dropped or replaced keeps its index and an older time), backlog (events not yet delivered),
 oldest_undelivered (when the oldest of them became due; left out when the
 backlog is 0), unadmitted (events in the stream no worker has taken for it
 yet; -1 when unknown), failed and lost. With no endpoint it prints nothing on

@@ -584,6 +584,11 @@ type EndpointInfo struct {
 	// Index is the endpoint's place in ORDERWORKER_WEBHOOK_URLS when a
 	// worker last registered it: its metrics' endpoint label.
 	Index int `json:"index"`
+	// Registered is when a worker last registered it (at its start, on
+	// Redis's clock): an endpoint dropped from the setting, or replaced by
+	// another URL, keeps its index and an older time than the one now in
+	// its place. Zero when a version that kept no time registered it.
+	Registered time.Time `json:"registered,omitzero"`
 	// Backlog counts events admitted but not yet delivered (waiting,
 	// retrying or behind an earlier event of their order).
 	Backlog int64 `json:"backlog"`
@@ -603,11 +608,13 @@ type EndpointInfo struct {
 type endpointRecord struct {
 	URL   string `json:"url"`
 	Index int    `json:"index"`
+	// At is when it was registered (ms, Redis's clock); 0 when unknown.
+	At int64 `json:"at,omitempty"`
 }
 
 // register records an endpoint for listings.
 func (s *Store) register(ctx context.Context, id, display string, index int) error {
-	b, _ := json.Marshal(endpointRecord{URL: display, Index: index})
+	b, _ := json.Marshal(endpointRecord{URL: display, Index: index, At: s.now().UnixMilli()})
 	return s.rdb.HSet(ctx, endpointsKey, id, b).Err()
 }
 
@@ -637,11 +644,17 @@ func (s *Store) infos(ctx context.Context, ids []string, all map[string]string) 
 		var rec endpointRecord
 		_ = json.Unmarshal([]byte(all[id]), &rec)
 		info.URL, info.Index = rec.URL, rec.Index
+		if rec.At > 0 {
+			info.Registered = time.UnixMilli(rec.At).UTC()
+		}
 		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b EndpointInfo) int {
 		if a.Index != b.Index {
 			return a.Index - b.Index
+		}
+		if c := b.Registered.Compare(a.Registered); c != 0 {
+			return c // the latest registered first
 		}
 		return strings.Compare(a.ID, b.ID)
 	})

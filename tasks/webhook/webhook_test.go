@@ -674,6 +674,35 @@ func TestUnconfiguredEndpoints(t *testing.T) {
 	}
 }
 
+// An endpoint replaced in its place in the setting (another URL at the
+// same index) is listed with the time a worker last registered it, the
+// one registered since before it: which of the two the workers deliver to
+// now is plain (a black-box run: two lines differing only by their ids).
+func TestReplacedEndpointIsListedWithItsRegistration(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	store := NewStore(e.rdb, e.ledger.EventStreams())
+	ctx := context.Background()
+	old, now := "http://127.0.0.1:1/a", "http://user:pw@127.0.0.1:1/a?token=t2"
+	if err := store.register(ctx, EndpointID(old), DisplayURL(old), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := NewStore(e.rdb, e.ledger.EventStreams()).register(ctx, EndpointID(now), DisplayURL(now), 0); err != nil {
+		t.Fatal(err)
+	}
+	eps, err := store.Endpoints(ctx)
+	if err != nil || len(eps) != 2 {
+		t.Fatalf("Endpoints = %+v, %v; want 2", eps, err)
+	}
+	if eps[0].ID != EndpointID(now) || eps[1].ID != EndpointID(old) || !eps[0].Registered.After(eps[1].Registered) || eps[1].Registered.IsZero() {
+		t.Errorf("Endpoints = %+v; want the one registered last first, both with their times, the latest later", eps)
+	}
+	if d := time.Since(eps[0].Registered); d < -time.Minute || d > time.Minute {
+		t.Errorf("registered %v, %v from now; want Redis's clock, about now", eps[0].Registered, d)
+	}
+}
+
 // Discard deletes failed events for good.
 func TestDiscard(t *testing.T) {
 	t.Parallel()
