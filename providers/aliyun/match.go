@@ -169,11 +169,11 @@ func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason st
 	// one such: nothing tells it from another's, a person may).
 	switch {
 	case len(undecided) > 0:
-		return OrderInfo{}, false, fmt.Sprintf("%d listed order(s) lack the fields to tell whether they are this one, or give another userId, or no creation time that tells (none, implausible, or without a zone and too close to the first attempt)%s", len(undecided), mayBe(append(undecided, cands...)))
+		return OrderInfo{}, false, fmt.Sprintf("%s%d listed order(s) lack the fields to tell whether they are this one, or give another userId, or no creation time that tells (none, implausible, or without a zone and too close to the first attempt)", mayBe(append(undecided, cands...)), len(undecided))
 	case len(cands) > 1 && r.Known != nil:
-		return OrderInfo{}, false, fmt.Sprintf("%d orders of this commodity and copies are new on the device since the snapshot and belong to no other order; a person decides%s", len(cands), mayBe(cands))
+		return OrderInfo{}, false, fmt.Sprintf("%s%d orders of this commodity and copies are new on the device since the snapshot and belong to no other order; a person decides", mayBe(cands), len(cands))
 	case len(cands) > 1:
-		return OrderInfo{}, false, fmt.Sprintf("%d orders match (same device, commodity and copies since the first attempt); refusing to guess%s", len(cands), mayBe(cands))
+		return OrderInfo{}, false, fmt.Sprintf("%s%d orders match (same device, commodity and copies since the first attempt); refusing to guess", mayBe(cands), len(cands))
 	case len(cands) == 1:
 		return cands[0], true, ""
 	}
@@ -181,23 +181,42 @@ func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason st
 }
 
 // mayBe names the ids of the listed orders that may be the order, for the
-// person who decides: "" when none has one.
+// person who decides, as the reason's beginning ("" when none has one):
+// first, and whole, since an error's text is cut to a few hundred
+// characters where it is recorded (an id cut short, copied into a resolve,
+// would name another order). At most mayBeMost ids and mayBeChars
+// characters of them; the rest are counted.
 func mayBe(orders []OrderInfo) string {
-	const most = 5
 	var ids []string
+	n, more := 0, 0
 	for _, o := range orders {
-		if id := strings.TrimSpace(o.OrderID); id != "" {
-			ids = append(ids, strconv.Quote(id))
+		id := strings.TrimSpace(o.OrderID)
+		if id == "" {
+			continue
 		}
+		q := strconv.Quote(id)
+		if len(ids) == mayBeMost || n+len(q) > mayBeChars {
+			more++
+			continue
+		}
+		ids, n = append(ids, q), n+len(q)+4
 	}
 	switch {
-	case len(ids) == 0:
+	case len(ids) == 0 && more == 0:
 		return ""
-	case len(ids) > most:
-		return fmt.Sprintf("; it may be order %s or %d more", strings.Join(ids[:most], ", "), len(ids)-most)
+	case len(ids) == 0:
+		return fmt.Sprintf("%d orders with long ids may be this one: ", more)
+	case more > 0:
+		return fmt.Sprintf("it may be order %s or %d more: ", strings.Join(ids, ", "), more)
 	}
-	return "; it may be order " + strings.Join(ids, " or ")
+	return "it may be order " + strings.Join(ids, " or ") + ": "
 }
+
+// mayBe's bounds.
+const (
+	mayBeMost  = 5
+	mayBeChars = 120
+)
 
 // gap says why a device's listing may miss orders.
 type gap int

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,19 +159,19 @@ func TestDecide(t *testing.T) {
 		{"only others", fallback, []aliyun.OrderInfo{old, other}, "", ""},
 		{"one", fallback, []aliyun.OrderInfo{old, ours, other}, "1", ""},
 		{"two candidates", fallback, []aliyun.OrderInfo{ours, twin}, "", "2 orders match"},
-		{"two candidates named", fallback, []aliyun.OrderInfo{ours, twin}, "", `it may be order "1" or "2"`},
+		{"two candidates named", fallback, []aliyun.OrderInfo{ours, twin}, "", `it may be order "1" or "2": 2 orders match`},
 		{"undecidable blocks none", fallback, []aliyun.OrderInfo{undated}, "", "lack the fields"},
 		{"undecidable blocks one", fallback, []aliyun.OrderInfo{ours, undated}, "", "lack the fields"},
-		{"undecidable and candidate named", fallback, []aliyun.OrderInfo{ours, undated}, "", `it may be order "5" or "1"`},
+		{"undecidable and candidate named", fallback, []aliyun.OrderInfo{ours, undated}, "", `it may be order "5" or "1": 1 listed order(s) lack`},
 		{"many named", fallback, []aliyun.OrderInfo{ours, twin, {OrderID: "7", CommodityCode: "c", Copies: 1, Created: since.Add(3 * time.Minute)},
 			{OrderID: "8", CommodityCode: "c", Copies: 1, Created: since.Add(4 * time.Minute)}, {OrderID: "9", CommodityCode: "c", Copies: 1, Created: since.Add(5 * time.Minute)},
-			{OrderID: "10", CommodityCode: "c", Copies: 1, Created: since.Add(6 * time.Minute)}}, "", `"9" or 1 more`},
+			{OrderID: "10", CommodityCode: "c", Copies: 1, Created: since.Add(6 * time.Minute)}}, "", `"9" or 1 more: 6 orders match`},
 
 		{"snapshot: empty", snapshot, nil, "", ""},
 		{"snapshot: only known and others", snapshot, []aliyun.OrderInfo{old, undated, recent, other}, "", ""},
 		{"snapshot: one new among known", snapshot, []aliyun.OrderInfo{old, undated, recent, ours, other}, "1", ""},
 		{"snapshot: new without a date", snapshot, []aliyun.OrderInfo{old, {OrderID: "9", CommodityCode: "c", Copies: 1}}, "9", ""},
-		{"snapshot: two new", snapshot, []aliyun.OrderInfo{ours, twin, old}, "", `a person decides; it may be order "1" or "2"`},
+		{"snapshot: two new", snapshot, []aliyun.OrderInfo{ours, twin, old}, "", `it may be order "1" or "2": 2 orders of this commodity`},
 		{"snapshot: new without an id", snapshot, []aliyun.OrderInfo{ours, {CommodityCode: "c", Copies: 1}}, "", "lack the fields"},
 	}
 	for _, tt := range tests {
@@ -997,5 +998,32 @@ func TestThrottledConfirmingReadIsThrottled(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// The ids a person is to look at begin the reason and are whole however
+// long they are: the recorded error text is cut to a few hundred
+// characters (a review: the second of two 20-digit ids was cut mid-id).
+func TestDecideNamesWholeIdsFirst(t *testing.T) {
+	t.Parallel()
+	since := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	rule := aliyun.SinceRule(aliyun.CreateParams{CommodityCode: "c", Copies: 1}, since)
+	var orders []aliyun.OrderInfo
+	for i := range 8 {
+		orders = append(orders, aliyun.OrderInfo{OrderID: fmt.Sprintf("2024060108010000000%d", i), CommodityCode: "c", Copies: 1, Created: since.Add(time.Minute)})
+	}
+	_, found, reason := rule.Decide(orders)
+	head, _, ok := strings.Cut(reason, ": ")
+	if found || !ok || !strings.HasPrefix(reason, `it may be order "20240601080100000000", `) || len(head) > 160 {
+		t.Fatalf("reason %q; want whole ids first, within 160 characters", reason)
+	}
+	for _, q := range strings.Split(strings.TrimPrefix(head, "it may be order "), ", ") {
+		q, _, _ = strings.Cut(q, " or ")
+		if id, err := strconv.Unquote(q); err != nil || len(id) != 20 {
+			t.Errorf("%q in %q: want a whole quoted id", q, head)
+		}
+	}
+	if !strings.Contains(head, " more") {
+		t.Errorf("reason %q; want the ids left out counted", reason)
 	}
 }
