@@ -433,7 +433,9 @@ func TestRefusedAfterAThrottledCreateIsErrored(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		// failLookups answers that many QueryOrders after the refusal with
-		// a 500: the lookups that fail rewrite the order's reason.
+		// a 500: a lookup that fails keeps the order's reason, and adds
+		// what it met (an ambiguous one rewrites it:
+		// TestRefusalAfterThrottlesOutlivesAnAmbiguousLookup).
 		failLookups int32
 	}{{"looked up once", 0}, {"a lookup failed between", 2}} {
 		t.Run(c.name, func(t *testing.T) {

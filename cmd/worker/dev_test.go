@@ -539,3 +539,22 @@ func TestDevNamesAnEpochKeyLeftAfterAFlush(t *testing.T) {
 		}
 	}
 }
+
+// A stop during a start-up wait is a clean stop, but -demo's exit says
+// whether its orders were paid: stopped before it sent any, it fails.
+func TestStopDuringStartUp(t *testing.T) {
+	t.Parallel()
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	waited := errors.New("dial tcp: connection refused")
+	log := slog.New(slog.DiscardHandler)
+	if err := stoppedAtStart(stopped, &config{}, log, waited); err != nil {
+		t.Errorf("worker stopped while it waited: %v; want a clean stop", err)
+	}
+	if err := stoppedAtStart(stopped, &config{Demo: true}, log, waited); err == nil || !strings.Contains(err.Error(), "interrupted before any demo order was sent") {
+		t.Errorf("-demo stopped while it waited: %v; want an error", err)
+	}
+	if err := stoppedAtStart(context.Background(), &config{}, log, waited); err != waited {
+		t.Errorf("a start-up wait that failed unstopped: %v; want its error", err)
+	}
+}

@@ -187,7 +187,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// address, not the setting that chose it.
 	rlog := log.With("redis", tasks.RedactURL(cfg.RedisURL), "redis_setting", cfg.redisSource())
 	if err := waitForRedis(ctx, rdb, rlog, cfg.redisWhere()); err != nil {
-		return stoppedAtStart(ctx, log, err)
+		return stoppedAtStart(ctx, cfg, log, err)
 	}
 	if !cfg.Dev {
 		// A Redis marked as -dev's holds sandbox orders: a real worker
@@ -203,12 +203,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			return err
 		}); err != nil {
-			return stoppedAtStart(ctx, log, err)
+			return stoppedAtStart(ctx, cfg, log, err)
 		}
 	}
 	if err := untilWritable(ctx, rlog, func() error { return ledger.CheckDataKey(ctx, sealer.KeyID()) }); err != nil {
 		if ctx.Err() != nil {
-			return stoppedAtStart(ctx, log, err)
+			return stoppedAtStart(ctx, cfg, log, err)
 		}
 		// Orders sealed with the producers' key would only wait on this
 		// worker (with another key, or none): refuse to start instead,
@@ -230,7 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if err := untilWritable(ctx, rlog, func() error { return ledger.CheckShards(ctx) }); err != nil {
-		return stoppedAtStart(ctx, log, err)
+		return stoppedAtStart(ctx, cfg, log, err)
 	}
 	// This version's format recorded over an earlier one's: workers of
 	// that version may still run (each stops once it sees it: below), and
@@ -238,7 +238,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// are gone.
 	var drain time.Duration
 	if err := untilWritable(ctx, rlog, func() (err error) { drain, err = ledger.FormatDrain(ctx); return err }); err != nil {
-		return stoppedAtStart(ctx, log, err)
+		return stoppedAtStart(ctx, cfg, log, err)
 	}
 	if drain > 0 {
 		log.Warn("this ledger was written by an earlier orderworker version until now: waiting for its workers to stop before taking orders", "wait", drain.Round(time.Second))
@@ -249,7 +249,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		// A still later version may have written it meanwhile.
 		if err := untilWritable(ctx, rlog, func() error { _, err := ledger.Watched(ctx); return err }); err != nil {
-			return stoppedAtStart(ctx, log, err)
+			return stoppedAtStart(ctx, cfg, log, err)
 		}
 	}
 	// Checked at start and every minute after (a failover promotes a
@@ -375,10 +375,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // the worker was told to stop (SIGINT, SIGTERM) meanwhile, as a stop once
 // running is (a black-box run: a worker stopped while it waited for its
 // Redis exited 1, "context canceled", a failure to a supervisor); else
-// err.
-func stoppedAtStart(ctx context.Context, log *slog.Logger, err error) error {
+// err. -demo, whose exit says whether its orders were paid, says it was
+// interrupted before it sent any.
+func stoppedAtStart(ctx context.Context, cfg *config, log *slog.Logger, err error) error {
 	if ctx.Err() == nil {
 		return err
+	}
+	if cfg.Demo {
+		return errors.New("interrupted before any demo order was sent")
 	}
 	log.Info("worker stopped before taking orders")
 	return nil

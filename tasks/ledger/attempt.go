@@ -1040,8 +1040,8 @@ func (t Transition) ThrottledCreate() bool { return t.throttledCreate }
 // listing lag after it finds nothing (Record.RefusedCreate; stamped, as
 // WithThrottledCreate, with that create's end). It outlives the reason,
 // which a lookup in between rewrites; a later create leaves it behind (see
-// Record.RefusedLast), and a re-drive clears it. Ignored for a run that
-// marked no create.
+// Record.RefusedLast), and a re-drive or an operator's absent clears it.
+// Ignored for a run that marked no create (the one recorded stands).
 func (t Transition) WithRefusedCreate(refusal string) Transition {
 	if refusal == "" {
 		refusal = "refused"
@@ -1183,16 +1183,20 @@ for i = 13, #ARGV, 2 do
     if moved and ARGV[i] == 'pay_accepted' and v == cur[8] then v = moved end
     if v == '@' and (ARGV[i] == 'outcome_at' or ARGV[i] == 'redriven' or ARGV[i] == 'held_at') then v = now end
     if ARGV[i] == 'throttled_create' then v = lc end
-    if ARGV[i] == 'refused_create' then
-      if lc == '' then v = '' else v = lc .. ' ' .. v end
+    if ARGV[i] == 'refused_create' and v ~= '' then
+      -- Stamped with this create's end (Transition.WithRefusedCreate); a
+      -- run that marked no create leaves it as it is ('' clears it).
+      if lc == '' then v = nil else v = lc .. ' ' .. v end
     end
     if ARGV[i] == 'known_at' and v == '*' then
       local t = redis.call('TIME')
       v = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
     end
-    f[#f + 1] = ARGV[i]
-    f[#f + 1] = v
-    if ev[ARGV[i]] then ev[ARGV[i]] = v end
+    if v ~= nil then
+      f[#f + 1] = ARGV[i]
+      f[#f + 1] = v
+      if ev[ARGV[i]] then ev[ARGV[i]] = v end
+    end
   end
 end
 redis.call('HSET', KEYS[1], unpack(f))
@@ -1440,7 +1444,9 @@ func (l *Ledger) Settle(ctx context.Context, ref Ref, token string, t Transition
 		args = append(args, "first_attempt", ms(t.firstAttempt))
 	}
 	if t.redriven {
-		args = append(args, "redriven", stamp)
+		// The order goes back to submission as an operator decided: a
+		// refusal recorded before is no longer the order's answer.
+		args = append(args, "redriven", stamp, "refused_create", "")
 	}
 	if t.held {
 		args = append(args, "held_at", stamp)

@@ -2653,25 +2653,34 @@ func TestRefusedCreateOutlivesTheReason(t *testing.T) {
 	if rec = step("t6", true, ledger.SetUnknown("timeout").WithMayExist(true)); rec.RefusedLast() || rec.RefusedCreate != "" {
 		t.Errorf("a later create: %v %q; want the refusal gone", rec.RefusedLast(), rec.RefusedCreate)
 	}
-	// Refused again, errored, re-driven by an operator: the re-driven
-	// order's next not-found is not the old refusal's.
+	// Refused again; a lookup's settle that names a refusal (a run that
+	// marked no create) leaves the recorded one as it is.
 	rec = step("t7", false, ledger.SetRetry("not found").WithMayExist(false))
 	rec = step("t8", true, ledger.SetUnknown("refused").WithMayExist(true).WithRefusedCreate(refusal))
 	if !rec.RefusedLast() {
 		t.Fatalf("refused again: %v %q; want it standing", rec.RefusedLast(), rec.RefusedCreate)
 	}
-	step("t9", false, ledger.SetErrored("refused: "+refusal).WithMayExist(false))
+	if rec = step("t9", false, ledger.SetUnknown("looked").WithMayExist(true).WithRefusedCreate("another")); !rec.RefusedLast() || rec.RefusedCreate != refusal {
+		t.Errorf("a lookup's settle with a refusal: %v %q; want the recorded one kept", rec.RefusedLast(), rec.RefusedCreate)
+	}
+	// An operator resolves it absent: it goes back to submission, and the
+	// refusal is no longer its answer.
+	if _, err := l.Resolve(ctx, ref, ledger.ResolveArgs{As: ledger.ResolveAbsent, Note: "not in the console", By: "ops"}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := l.Get(ctx, ref); err != nil || rec.RefusedLast() || rec.RefusedCreate != "" {
+		t.Errorf("resolved absent: %+v, %v; want the refusal gone", rec, err)
+	}
+	// Refused again, errored, re-driven: the same.
+	rec = step("t10", true, ledger.SetUnknown("refused").WithMayExist(true).WithRefusedCreate(refusal))
+	if !rec.RefusedLast() {
+		t.Fatalf("refused once more: %v %q; want it standing", rec.RefusedLast(), rec.RefusedCreate)
+	}
+	step("t11", false, ledger.SetErrored("refused: "+refusal).WithMayExist(false))
 	if err := l.Redrive(ctx, ref, "ops", "plan fixed"); err != nil {
 		t.Fatal(err)
 	}
 	if rec, err := l.Get(ctx, ref); err != nil || rec.RefusedLast() || rec.RefusedCreate != "" {
 		t.Errorf("re-driven: %+v, %v; want the refusal gone", rec, err)
-	}
-	// A run that marked no create records none.
-	if rec = step("t10", true, ledger.SetUnknown("timeout").WithMayExist(true)); rec.RefusedLast() {
-		t.Fatalf("a create that timed out: %v; want no refusal", rec.RefusedLast())
-	}
-	if rec = step("t11", false, ledger.SetUnknown("looked").WithMayExist(true).WithRefusedCreate(refusal)); rec.RefusedLast() || rec.RefusedCreate != "" {
-		t.Errorf("a lookup's settle with a refusal: %v %q; want none recorded", rec.RefusedLast(), rec.RefusedCreate)
 	}
 }

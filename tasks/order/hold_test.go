@@ -303,6 +303,14 @@ func TestARefusalAfterOnlyThrottledCreatesIsTheOrders(t *testing.T) {
 	if d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "ProductConfigError") {
 		t.Errorf("not found a listing lag after the refusal, the reason rewritten between: to %q, %q; want errored with the refusal", d.Settle.To(), d.Then.Reason)
 	}
+	// Recorded by an earlier version, in the reason only: errored all the
+	// same.
+	legacy := *looked
+	legacy.RefusedCreateAt, legacy.RefusedCreate = time.Time{}, ""
+	d = Decide(&legacy, Lookup, notFound, p, refusedAt.Add(p.ListingLag+time.Second))
+	if d.Settle.To() != ledger.StateErrored || !strings.Contains(d.Then.Reason, "ProductConfigError") {
+		t.Errorf("refused under an earlier version (the reason only), not found a listing lag after: to %q, %q; want errored with the refusal", d.Settle.To(), d.Then.Reason)
+	}
 	// A later create ended since (its refusal is not the latest create's
 	// answer): not errored with it.
 	later := *looked

@@ -1080,11 +1080,18 @@ func lookupNotFound(rec *ledger.Record, reason, msg string, code providers.Code,
 			msg, left, p.ListingLag, next.Round(time.Millisecond))
 		return Decision{Settle: ledger.SetUnknown(reason).WithMayExist(true), Then: Then{Next: Wait, Delay: next, Reason: msg, Code: code}}
 	}
-	if rec.RefusedLast() && rec.ThrottledLast() && !rec.OwnedAnswer {
+	refusal, refusedLast := rec.RefusedCreate, rec.RefusedLast()
+	if rec.RefusedCreateAt.IsZero() && !refusedLast {
+		// Refused under an earlier version, which kept it in the reason
+		// only (a review: else such an order in flight across the
+		// upgrade is created again).
+		refusal, refusedLast = strings.CutPrefix(reason, RefusedAfterThrottles)
+	}
+	if refusedLast && rec.ThrottledLast() && !rec.OwnedAnswer {
 		// Refused for its params after creates answered only throttled
 		// (submitFailed), and not listed a listing lag after: the
 		// refusal was the order's.
-		r := "refused: " + rec.RefusedCreate + " (not listed a listing lag after: " + msg + ")"
+		r := "refused: " + refusal + " (not listed a listing lag after: " + msg + ")"
 		return Decision{Settle: ledger.SetErrored(r).WithMayExist(false).WithAbsentLag(absentSeen(rec, now)), Then: Then{Next: Stop, Reason: r}}
 	}
 	if p.HoldUnlisted && (!rec.LookOnly || rec.Failures > 0) && !rec.ThrottledLast() {
