@@ -125,6 +125,8 @@ type Handler struct {
 	stays     chan struct{}
 	stopStays chan struct{}
 	stopOnce  sync.Once
+	// failing logs the failed steps tried again (see failNotes).
+	failing failNotes
 }
 
 // LimitCalls bounds the provider calls h makes at once to n (n <= 0: no
@@ -1111,6 +1113,7 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	}
 	if n := d.Then.Next; (n == order.Wait || n == order.Retry) && d.Then.Code != providers.OK {
 		h.metrics.retry(rec.Provider, d.Then.Code)
+		h.failing.note(h.log, rec.Provider, d.Then.Code, d.Then.Reason, time.Now())
 	}
 	if d.ListedLate > 0 {
 		h.metrics.orderListedLate(rec.Provider)
