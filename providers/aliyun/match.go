@@ -180,43 +180,15 @@ func (r Rule) Decide(orders []OrderInfo) (match OrderInfo, found bool, reason st
 	return OrderInfo{}, false, ""
 }
 
-// mayBe names the ids of the listed orders that may be the order, for the
-// person who decides, as the reason's beginning ("" when none has one):
-// first, and whole, since an error's text is cut to a few hundred
-// characters where it is recorded (an id cut short, copied into a resolve,
-// would name another order). At most mayBeMost ids and mayBeChars
-// characters of them; the rest are counted.
+// mayBe names the ids of the listed orders that may be the order
+// (providers.MayBe).
 func mayBe(orders []OrderInfo) string {
-	var ids []string
-	n, more := 0, 0
-	for _, o := range orders {
-		id := strings.TrimSpace(o.OrderID)
-		if id == "" {
-			continue
-		}
-		q := strconv.Quote(id)
-		if len(ids) == mayBeMost || n+len(q) > mayBeChars {
-			more++
-			continue
-		}
-		ids, n = append(ids, q), n+len(q)+4
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		ids[i] = o.OrderID
 	}
-	switch {
-	case len(ids) == 0 && more == 0:
-		return ""
-	case len(ids) == 0:
-		return fmt.Sprintf("%d orders with long ids may be this one: ", more)
-	case more > 0:
-		return fmt.Sprintf("it may be order %s or %d more: ", strings.Join(ids, ", "), more)
-	}
-	return "it may be order " + strings.Join(ids, " or ") + ": "
+	return providers.MayBe(ids)
 }
-
-// mayBe's bounds.
-const (
-	mayBeMost  = 5
-	mayBeChars = 120
-)
 
 // gap says why a device's listing may miss orders.
 type gap int

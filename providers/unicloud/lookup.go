@@ -1241,6 +1241,8 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 	details := 0
 	others := 0
 	heldNos := 0 // of unknown: an OrderNo another record holds as its id
+	// maybe are the ids of the unknown ones, for a person (providers.MayBe).
+	var maybe []string
 	for _, d := range listed {
 		if c.excludes(d, p, start.Truncate(time.Second), end) {
 			continue
@@ -1340,12 +1342,14 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			// happens to carry that number. Neither adopted nor ruled
 			// out: ruled out, ours would be created twice.
 			unknown++
+			maybe = append(maybe, d.ID)
 			heldNos++
 			continue
 		}
 		switch match := matchNames(d.Names, name); {
 		case d.Names == nil:
 			unknown++
+			maybe = append(maybe, d.ID)
 		case match == nameOther:
 			if !heldNo {
 				strangers.noteUnowned(d)
@@ -1354,13 +1358,16 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 			// A name ours may have been shortened or normalised to (or
 			// from): neither ours nor another's.
 			unknown++
+			maybe = append(maybe, d.ID)
 			possible++
 		case d.ID == "":
 			// Ours by name, but without an id no ledger can own it:
 			// another record could adopt the same order.
 			unknown++
+			maybe = append(maybe, d.ID)
 		case c.uncertain(d, p, start.Truncate(time.Second)):
 			unknown++
+			maybe = append(maybe, d.ID)
 			uncertain++
 		default:
 			ours = append(ours, d)
@@ -1408,7 +1415,11 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		}
 		return providers.Result{}, &providers.Error{Code: providers.NotFound, Op: op, HTTPStatus: http.StatusOK, Message: msg}
 	default:
-		msg := fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)
+		ids := make([]string, 0, len(ours)+len(maybe))
+		for _, d := range ours {
+			ids = append(ids, d.ID)
+		}
+		msg := providers.MayBe(append(ids, maybe...)) + fmt.Sprintf("%d orders in the window carry this instance name and %d cannot be identified; not guessing", len(ours), unknown)
 		if uncertain > 0 {
 			msg += fmt.Sprintf(" (%d carry it but may predate the first attempt, by a CreateTime whose zone is not documented, or are of another category)", uncertain)
 		}

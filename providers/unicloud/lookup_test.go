@@ -1778,7 +1778,7 @@ func TestLookupDoesNotAskAgainForAnUnknownDetail(t *testing.T) {
 	now := time.Now()
 	clock := now
 	sb, c := setup(t, unicloud.Options{Now: func() time.Time { return clock }}, func(sb *sandbox.Server) { sb.DetailLag = time.Hour })
-	sb.Seed(seeded("a-stranger", now))
+	stranger := sb.Seed(seeded("a-stranger", now))
 	o := order("ours")
 	o.FirstAttempt = now.Add(-time.Minute)
 	lookup := func() {
@@ -1786,6 +1786,10 @@ func TestLookupDoesNotAskAgainForAnUnknownDetail(t *testing.T) {
 		_, err := c.Lookup(context.Background(), o)
 		if providers.CodeOf(err) != providers.Ambiguous {
 			t.Fatalf("Lookup = %v; want ambiguous: a listed order cannot be identified", err)
+		}
+		// The person who decides is told which order to look at.
+		if want := `it may be order "` + stranger.ID + `": `; stranger.ID == "" || !strings.Contains(err.Error(), want) {
+			t.Errorf("Lookup = %v; want it to name %s", err, want)
 		}
 	}
 	lookup()
