@@ -1168,9 +1168,9 @@ if cur[7] == '1' then
   -- which names this create by its time): not unless the transition says.
   f[#f + 1] = 'throttled_create'
   f[#f + 1] = ''
-  -- Nor refused as the order's own (Transition.WithRefusedCreate).
-  f[#f + 1] = 'refused_create'
-  f[#f + 1] = ''
+  -- (A refusal recorded before, Transition.WithRefusedCreate, names an
+  -- earlier create by its end: it no longer stands, Record.RefusedLast,
+  -- and is left as it is rather than written on every create.)
 end
 local ev = {provider_order_id = cur[4] or '', reason = cur[5] or '', attempts = cur[6] or '0'}
 for i = 13, #ARGV, 2 do

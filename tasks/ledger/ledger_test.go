@@ -2648,10 +2648,10 @@ func TestRefusedCreateOutlivesTheReason(t *testing.T) {
 		t.Errorf("a lookup that rewrote the reason: %v %q; want the refusal standing", rec.RefusedLast(), rec.RefusedCreate)
 	}
 	// Found absent all the same, created again: that create's answer is
-	// the latest.
+	// the latest (the refusal names an earlier create).
 	step("t5", false, ledger.SetRetry("not found").WithMayExist(false))
-	if rec = step("t6", true, ledger.SetUnknown("timeout").WithMayExist(true)); rec.RefusedLast() || rec.RefusedCreate != "" {
-		t.Errorf("a later create: %v %q; want the refusal gone", rec.RefusedLast(), rec.RefusedCreate)
+	if rec = step("t6", true, ledger.SetUnknown("timeout").WithMayExist(true)); rec.RefusedLast() || rec.RefusedCreateAt.Equal(rec.LastCreateAt) {
+		t.Errorf("a later create: %v, refused at %v, last create %v; want the refusal no longer standing", rec.RefusedLast(), rec.RefusedCreateAt, rec.LastCreateAt)
 	}
 	// Refused again; a lookup's settle that names a refusal (a run that
 	// marked no create) leaves the recorded one as it is.
