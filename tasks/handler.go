@@ -1113,7 +1113,11 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	}
 	if n := d.Then.Next; (n == order.Wait || n == order.Retry) && d.Then.Code != providers.OK {
 		h.metrics.retry(rec.Provider, d.Then.Code)
-		h.failing.note(h.log, rec.Provider, d.Then.Code, d.Then.Reason, time.Now())
+		if d.Then.Code != providers.NotFound {
+			// (A lookup within the listing lag that did not find the
+			// order yet is no failure: a black-box run.)
+			h.failing.note(h.log, rec.Provider, d.Then.Code, d.Then.Reason, time.Now())
+		}
 	}
 	if d.ListedLate > 0 {
 		h.metrics.orderListedLate(rec.Provider)
