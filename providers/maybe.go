@@ -6,13 +6,14 @@ import (
 	"strings"
 )
 
-// MayBe names, as the beginning of an ambiguous lookup's reason, the
-// provider's ids of the listed orders that may be the order, for the person
-// who decides ("" when none has one). They come first, and whole, since an
-// error's text is cut to a few hundred characters where it is recorded (an
-// id cut short, copied into a resolve, would name another order): at most
-// five, and about 120 characters of them; the rest are counted. Empty ids
-// and repeats are left out.
+// MayBe names the provider's ids of the listed orders that may be the
+// order, for the person who decides, as the beginning of an ambiguous
+// lookup's message (in the order's reason, right after what names the
+// call); "" when none has one. They come first, and whole, since an error's
+// text is cut to a few hundred characters where it is recorded (an id cut
+// short, copied into a resolve, would name another order): at most five,
+// and about 120 characters of them; the rest are counted. Empty ids and
+// repeats are left out.
 func MayBe(ids []string) string {
 	const most, chars = 5, 120
 	var shown []string
