@@ -3,7 +3,6 @@ package tasks_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
 	decide "github.com/orderworker/orderworker/tasks/order"
-	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
 // heldTwice is a provider whose lookups find the order twice.
@@ -32,19 +30,10 @@ func (heldTwice) Lookup(context.Context, providers.Order) (providers.Result, err
 // later through the stuck-unknown alert alone.
 func TestLookupFindingTheOrderTwiceIsToldAtOnce(t *testing.T) {
 	t.Parallel()
-	r := taskstest.StartRedis(t, nil)
 	b := memprov.NewBackend("s")
 	b.Faults().Script(fault.FailAfter) // made, then no answer
-	set := providers.NewSet()
-	set.Add(heldTwice{memprov.New(b, memprov.Options{Secret: "s"})})
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr})
-	t.Cleanup(func() { client.Close() })
-	var logs lockedBuffer
-	e := &env{ledger: tasks.NewLedger(r.Client(t))}
-	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
-	h := tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: -1,
-		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond},
-		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	e, h, logs := memHandler(t, heldTwice{memprov.New(b, memprov.Options{Secret: "s"})}, &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: -1,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond}})
 	task := enqueueTask(t, e, memOrder("Twice-1"))
 	ctx := context.Background()
 	for range 4 { // the create, then three lookups

@@ -23,19 +23,10 @@ import (
 // as failing).
 func TestFailedStepsAreLoggedNotLookupsWithinTheLag(t *testing.T) {
 	t.Parallel()
-	r := taskstest.StartRedis(t, nil)
 	b := memprov.NewBackend("s")
 	b.Faults().Script(fault.FailBefore) // unanswered, nothing made
-	set := providers.NewSet()
-	set.Add(memprov.New(b, memprov.Options{Secret: "s"}))
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr})
-	t.Cleanup(func() { client.Close() })
-	var logs lockedBuffer
-	e := &env{ledger: tasks.NewLedger(r.Client(t))}
-	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
-	h := tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: time.Hour,
-		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond},
-		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	e, h, logs := memHandler(t, memprov.New(b, memprov.Options{Secret: "s"}), &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: time.Hour,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond}})
 	task := enqueueTask(t, e, memOrder("Fails-1"))
 	ctx := context.Background()
 	for range 3 { // the create, then lookups within the lag
@@ -52,4 +43,21 @@ func TestFailedStepsAreLoggedNotLookupsWithinTheLag(t *testing.T) {
 	if len(failing) != 1 || !strings.Contains(failing[0], "code=ambiguous") || !strings.Contains(failing[0], "level=WARN") {
 		t.Errorf("failing lines %q; want one, at WARN, for the create's ambiguous answer, none for the lookups:\n%s", failing, logs.String())
 	}
+}
+
+// memHandler is a handler over p (an in-memory provider, often wrapped),
+// on a Redis of its own, logging to the buffer it returns, and its env
+// (ledger and Enqueuer) for enqueueTask. ho's Logger is set.
+func memHandler(t *testing.T, p providers.Provider, ho *tasks.HandlerOptions) (*env, *tasks.Handler, *lockedBuffer) {
+	t.Helper()
+	r := taskstest.StartRedis(t, nil)
+	set := providers.NewSet()
+	set.Add(p)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr})
+	t.Cleanup(func() { client.Close() })
+	logs := &lockedBuffer{}
+	e := &env{ledger: tasks.NewLedger(r.Client(t))}
+	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
+	ho.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	return e, tasks.NewHandler(e.ledger, set, ho), logs
 }

@@ -3,8 +3,6 @@ package tasks_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
-	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
 // throttledThenRefused is a provider that answers an order's first create
@@ -52,17 +49,9 @@ func (p *throttledThenRefused) Lookup(ctx context.Context, o providers.Order) (p
 // refused again, until its budget was spent).
 func TestRefusalAfterThrottlesOutlivesAnAmbiguousLookup(t *testing.T) {
 	t.Parallel()
-	r := taskstest.StartRedis(t, nil)
 	p := &throttledThenRefused{Client: memprov.New(memprov.NewBackend("s"), memprov.Options{Secret: "s"})}
-	set := providers.NewSet()
-	set.Add(p)
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr})
-	t.Cleanup(func() { client.Close() })
-	e := &env{ledger: tasks.NewLedger(r.Client(t))}
-	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
-	h := tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: -1, MaxAttempts: 5,
-		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e, h, _ := memHandler(t, p, &tasks.HandlerOptions{Deadline: time.Hour, ListingLag: -1, MaxAttempts: 5,
+		Backoff: tasks.Backoff{Base: time.Millisecond, Max: time.Millisecond}})
 	task := enqueueTask(t, e, memOrder("Refused-1"))
 	ctx := context.Background()
 	var runErr error

@@ -3,18 +3,15 @@ package tasks_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/orderworker/orderworker/providers"
 	"github.com/orderworker/orderworker/providers/fault"
 	"github.com/orderworker/orderworker/providers/memprov"
 	"github.com/orderworker/orderworker/tasks"
-	"github.com/orderworker/orderworker/tasks/taskstest"
 )
 
 // An order whose outcome is still unknown at its deadline is left for an
@@ -23,20 +20,11 @@ import (
 // line of the task's end).
 func TestUnknownAtItsDeadlineIsLoggedForAnOperator(t *testing.T) {
 	t.Parallel()
-	r := taskstest.StartRedis(t, nil)
 	b := memprov.NewBackend("s")
 	b.Faults().Script(fault.FailAfter)                                  // made, then no answer
 	b.Faults().SetRates(1, map[fault.Kind]float64{fault.FailBefore: 1}) // every lookup fails
-	set := providers.NewSet()
-	set.Add(memprov.New(b, memprov.Options{Secret: "s"}))
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr})
-	t.Cleanup(func() { client.Close() })
-	var logs lockedBuffer
-	e := &env{ledger: tasks.NewLedger(r.Client(t))}
-	e.enqueuer = tasks.NewEnqueuer(client, e.ledger, set, nil)
-	h := tasks.NewHandler(e.ledger, set, &tasks.HandlerOptions{Deadline: 400 * time.Millisecond, ListingLag: -1,
-		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond},
-		Logger:  slog.New(slog.NewTextHandler(&logs, nil))})
+	e, h, logs := memHandler(t, memprov.New(b, memprov.Options{Secret: "s"}), &tasks.HandlerOptions{Deadline: 400 * time.Millisecond, ListingLag: -1,
+		Backoff: tasks.Backoff{Base: 10 * time.Millisecond, Max: 20 * time.Millisecond}})
 	task := enqueueTask(t, e, memOrder("Unknown-1"))
 	ctx := context.Background()
 	ended := false
