@@ -69,6 +69,8 @@ type config struct {
 	WebhookRetryBase time.Duration
 	WebhookRetryMax  time.Duration
 	WebhookTimeout   time.Duration
+	// WebhookConcurrency is the deliveries in flight per endpoint.
+	WebhookConcurrency int
 	// APITokens: the tokens of the producers' HTTP API that -dev serves
 	// (on devmode.APIAddr).
 	APITokens providers.Secret
@@ -142,6 +144,9 @@ func (c *config) redisWhere() string {
 }
 
 // parseConfig reads the environment through getenv, then flags from args.
+// maxWebhookConcurrency bounds ORDERWORKER_WEBHOOK_CONCURRENCY.
+const maxWebhookConcurrency = 256
+
 func parseConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) (*config, error) {
 	vars := envVars()
 	env := func(name string) string {
@@ -229,6 +234,7 @@ func parseConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 		WebhookRetryBase:   dur("ORDERWORKER_WEBHOOK_RETRY_BASE"),
 		WebhookRetryMax:    dur("ORDERWORKER_WEBHOOK_RETRY_MAX"),
 		WebhookTimeout:     dur("ORDERWORKER_WEBHOOK_TIMEOUT"),
+		WebhookConcurrency: num("ORDERWORKER_WEBHOOK_CONCURRENCY"),
 		APITokens:          providers.Secret(env("ORDERWORKER_API_TOKENS")),
 	}
 	if err := c.parseWebhooks(env("ORDERWORKER_WEBHOOK_URLS")); err != nil {
@@ -406,6 +412,9 @@ func parseConfig(args []string, getenv func(string) string, stdout, stderr io.Wr
 	}
 	if c.Concurrency <= 0 {
 		return nil, fmt.Errorf("ORDERWORKER_CONCURRENCY (-concurrency) %d: want a positive number", c.Concurrency)
+	}
+	if c.WebhookConcurrency > maxWebhookConcurrency {
+		return nil, fmt.Errorf("ORDERWORKER_WEBHOOK_CONCURRENCY=%d: at most %d (each delivery in flight holds a Redis connection too)", c.WebhookConcurrency, maxWebhookConcurrency)
 	}
 	if c.MaxAttempts <= 0 {
 		return nil, fmt.Errorf("ORDERWORKER_MAX_ATTEMPTS (-max-attempts) %d: want a positive number", c.MaxAttempts)

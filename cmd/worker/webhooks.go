@@ -56,7 +56,7 @@ func startWebhooks(ctx context.Context, cfg *config, redisOpt asynq.RedisConnOpt
 	}
 	opts := &webhook.Options{
 		MaxAge: cfg.WebhookMaxAge, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
-		Timeout: cfg.WebhookTimeout, Streams: streams, Registerer: reg, Logger: log,
+		Timeout: cfg.WebhookTimeout, Senders: cfg.WebhookConcurrency, Streams: streams, Registerer: reg, Logger: log,
 	}
 	rdb := ledgerClient(tasks.WithPoolSize(redisOpt, webhook.Connections(len(cfg.WebhookURLs), opts)))
 	opts.Durable = ledger.New(rdb, &lopts)

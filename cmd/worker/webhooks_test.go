@@ -48,6 +48,9 @@ func TestWebhookConfig(t *testing.T) {
 		{map[string]string{"ORDERWORKER_WEBHOOK_RETRY_BASE": "10s", "ORDERWORKER_WEBHOOK_RETRY_MAX": "1s"}, []string{"ORDERWORKER_WEBHOOK_RETRY_MAX"}},
 		{map[string]string{"ORDERWORKER_WEBHOOK_MAX_AGE": "0"}, []string{"ORDERWORKER_WEBHOOK_MAX_AGE"}},
 		{map[string]string{"ORDERWORKER_WEBHOOK_TIMEOUT": "soon"}, []string{"ORDERWORKER_WEBHOOK_TIMEOUT"}},
+		{map[string]string{"ORDERWORKER_WEBHOOK_CONCURRENCY": "0"}, []string{"ORDERWORKER_WEBHOOK_CONCURRENCY", "positive"}},
+		{map[string]string{"ORDERWORKER_WEBHOOK_CONCURRENCY": "many"}, []string{"ORDERWORKER_WEBHOOK_CONCURRENCY"}},
+		{map[string]string{"ORDERWORKER_WEBHOOK_CONCURRENCY": "257"}, []string{"ORDERWORKER_WEBHOOK_CONCURRENCY", "at most 256"}},
 	} {
 		_, err := parseConfig(nil, envFunc(tt.env), io.Discard, io.Discard)
 		if err == nil {
@@ -73,7 +76,7 @@ func TestWebhookConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.WebhookURLs) != 2 || cfg.WebhookMaxAge != 72*time.Hour || cfg.WebhookTimeout != 10*time.Second {
+	if len(cfg.WebhookURLs) != 2 || cfg.WebhookMaxAge != 72*time.Hour || cfg.WebhookTimeout != 10*time.Second || cfg.WebhookConcurrency != webhook.DefaultSenders {
 		t.Errorf("config %+v", cfg)
 	}
 }
