@@ -19,20 +19,22 @@ func TestFailNotesLogOncePerMinute(t *testing.T) {
 	var f failNotes
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	for i := range 3 {
-		f.note(log, "aliyun", providers.Unavailable, "token: unreadable answer", t0.Add(time.Duration(i)*time.Second))
+		f.note(log, "aliyun", "submit", providers.Unavailable, "token: unreadable answer", t0.Add(time.Duration(i)*time.Second))
 	}
-	f.note(log, "aliyun", providers.RateLimited, "throttled", t0.Add(3*time.Second))
-	f.note(log, "tencent", providers.Unavailable, "connection refused", t0.Add(4*time.Second))
-	f.note(log, "aliyun", providers.Unavailable, "token: unreadable answer again", t0.Add(61*time.Second))
+	f.note(log, "aliyun", "submit", providers.RateLimited, "throttled", t0.Add(3*time.Second))
+	f.note(log, "tencent", "submit", providers.Unavailable, "connection refused", t0.Add(4*time.Second))
+	f.note(log, "aliyun", "lookup", providers.Unavailable, "token: unreadable answer", t0.Add(5*time.Second))
+	f.note(log, "aliyun", "submit", providers.Unavailable, "token: unreadable answer again", t0.Add(61*time.Second))
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("%d lines; want 4 (aliyun unavailable twice, aliyun throttled, tencent):\n%s", len(lines), buf.String())
+	if len(lines) != 5 {
+		t.Fatalf("%d lines; want 5 (aliyun's submit unavailable twice, its submit throttled and its lookup unavailable, tencent):\n%s", len(lines), buf.String())
 	}
 	for i, want := range []string{
-		`provider=aliyun code=unavailable failures=1 last_reason="token: unreadable answer"`,
-		`provider=aliyun code=rate_limited failures=1`,
-		`provider=tencent code=unavailable failures=1`,
-		`provider=aliyun code=unavailable failures=3 last_reason="token: unreadable answer again" since=1m1s`,
+		`provider=aliyun call=submit code=unavailable failures=1 last_reason="token: unreadable answer"`,
+		`provider=aliyun call=submit code=rate_limited failures=1`,
+		`provider=tencent call=submit code=unavailable failures=1`,
+		`provider=aliyun call=lookup code=unavailable failures=1`,
+		`provider=aliyun call=submit code=unavailable failures=3 last_reason="token: unreadable answer again" since=1m1s`,
 	} {
 		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], "level=WARN") {
 			t.Errorf("line %d = %s; want %s at WARN", i, lines[i], want)

@@ -1113,10 +1113,16 @@ func (h *Handler) observe(rec *ledger.Record, d order.Decision) {
 	}
 	if n := d.Then.Next; (n == order.Wait || n == order.Retry) && d.Then.Code != providers.OK {
 		h.metrics.retry(rec.Provider, d.Then.Code)
-		if d.Then.Code != providers.NotFound {
-			// (A lookup within the listing lag that did not find the
-			// order yet is no failure: a black-box run.)
-			h.failing.note(h.log, rec.Provider, d.Then.Code, d.Then.Reason, time.Now())
+		call := ""
+		if a := d.Settle.Attempt(); a != nil {
+			call = a.Call
+		}
+		if looked := call == "lookup" || call == "poll"; !looked || d.Then.Code != providers.NotFound && d.Then.Code != providers.Ambiguous {
+			// (A lookup or check that did not find the order yet, or
+			// cannot single it out, was answered: no failure, and the
+			// latter is logged once per answer above; a black-box run
+			// and a review.)
+			h.failing.note(h.log, rec.Provider, call, d.Then.Code, d.Then.Reason, time.Now())
 		}
 	}
 	if d.ListedLate > 0 {

@@ -143,10 +143,10 @@ func (c *config) redisWhere() string {
 	return fmt.Sprintf("%s (%s)", tasks.RedactURL(c.RedisURL), c.redisSource())
 }
 
-// parseConfig reads the environment through getenv, then flags from args.
 // maxWebhookConcurrency bounds ORDERWORKER_WEBHOOK_CONCURRENCY.
 const maxWebhookConcurrency = 256
 
+// parseConfig reads the environment through getenv, then flags from args.
 func parseConfig(args []string, getenv func(string) string, stdout, stderr io.Writer) (*config, error) {
 	vars := envVars()
 	env := func(name string) string {

@@ -259,7 +259,7 @@ var own = []Var{
 	{"ORDERWORKER_WEBHOOK_RETRY_BASE", "1s", "first webhook retry backoff (doubles, with jitter)"},
 	{"ORDERWORKER_WEBHOOK_RETRY_MAX", "5m", "webhook backoff cap"},
 	{"ORDERWORKER_WEBHOOK_TIMEOUT", "10s", "how long one webhook delivery may take"},
-	{"ORDERWORKER_WEBHOOK_CONCURRENCY", "8", "webhook deliveries one worker has in flight per endpoint, at most 256: an endpoint that answers in T seconds gets at most this ÷ T events a second from each worker"},
+	{"ORDERWORKER_WEBHOOK_CONCURRENCY", "8", "webhook deliveries one worker has in flight per endpoint, at most 256 (with a sharded ledger, shared out over the shards, rounded up for each): an endpoint that answers in T seconds gets about this ÷ T events a second from each worker"},
 	{"ORDERWORKER_API_TOKENS", "", "the HTTP API's bearer tokens, comma-separated; worker -dev without them serves the API open on loopback"},
 }
 

@@ -1429,7 +1429,7 @@ func (c *Client) lookupByParams(ctx context.Context, o providers.Order, p provid
 		if heldNos > 0 {
 			msg += fmt.Sprintf(" (%d carry an OrderNo another order holds as its provider order id)", heldNos)
 		}
-		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: msg}
+		return providers.Result{}, &providers.Error{Code: providers.Ambiguous, Op: op, HTTPStatus: http.StatusOK, Message: c.clean(msg, 600)}
 	}
 }
 
@@ -1630,15 +1630,26 @@ func (s *strangers) find(ctx context.Context, o providers.Order) (found []orderI
 // strangersMessage is a lookup's answer when found (and more, when
 // more) of the listed orders may be ours renamed (see strangers).
 func strangersMessage(listed int, found []orderInfo, more bool) string {
-	names := make([]string, len(found))
-	for i, d := range found {
-		names[i] = cmp.Or(d.ID, d.OrderNo, "(no id)")
+	ids := make([]string, 0, len(found))
+	unnamed := 0
+	for _, d := range found {
+		if id := cmp.Or(d.ID, d.OrderNo); id != "" {
+			ids = append(ids, id)
+		} else {
+			unnamed++
+		}
 	}
-	which := strings.Join(names, ", ")
-	if more {
-		which += " and more"
+	which := ""
+	switch {
+	case more:
+		which = " (and more)"
+	case unnamed > 0:
+		which = fmt.Sprintf(" (%d without an id)", unnamed)
 	}
-	return fmt.Sprintf("none of %d orders in the window carries this instance name, but orders of its category made while a create of it may have acted belong to no order here (%s): one may be this order, listed under another name than its create sent (its creates were answered throttled, which does not prove nothing was made); not guessing", listed, which)
+	// The ids first, whole (providers.MayBe): the recorded reason is cut
+	// to a few hundred characters (a review: the last of five ids after
+	// this text was cut).
+	return providers.MayBe(ids) + fmt.Sprintf("none of %d orders in the window carries this instance name, but orders of its category made while a create of it may have acted belong to no order here%s: one may be this order, listed under another name than its create sent (its creates were answered throttled, which does not prove nothing was made); not guessing", listed, which)
 }
 
 // misnamed returns the id of an order in checked (Order.Listed: one a

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -2027,6 +2028,10 @@ func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 			}
 			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "listed under another name than its create sent") {
 				t.Errorf("error %v; want it to say the order may be listed under another name", err)
+			}
+			// The order to look at is named first, whole (a review).
+			if tt.want == providers.Ambiguous && !regexp.MustCompile(`: it may be order "[0-9]+"`).MatchString(err.Error()) {
+				t.Errorf("error %v; want it to name the order first", err)
 			}
 		})
 	}
