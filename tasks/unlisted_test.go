@@ -233,7 +233,7 @@ func TestThrottledCreateARenamingListingHidesIsNotMadeTwice(t *testing.T) {
 			}
 			continue
 		}
-		if got.State != tasks.StateUnknown || !strings.Contains(got.Reason, "listed under another name than its create sent") {
+		if got.State != tasks.StateUnknown || !strings.Contains(got.Reason, "may be this order renamed") {
 			t.Errorf("throttle after the order was made: %s %q; want unknown, the lookup saying an order no one owns may be this one renamed", got.State, got.Reason)
 		}
 	}

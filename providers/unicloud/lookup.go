@@ -1649,7 +1649,8 @@ func strangersMessage(listed int, found []orderInfo, more bool) string {
 	// The ids first, whole (providers.MayBe): the recorded reason is cut
 	// to a few hundred characters (a review: the last of five ids after
 	// this text was cut).
-	return providers.MayBe(ids) + fmt.Sprintf("none of %d orders in the window carries this instance name, but orders of its category made while a create of it may have acted belong to no order here%s: one may be this order, listed under another name than its create sent (its creates were answered throttled, which does not prove nothing was made); not guessing", listed, which)
+	// Short after them: what a person needs first stays within the cut.
+	return providers.MayBe(ids) + fmt.Sprintf("may be this order renamed: none of %d listed carries its name, and orders of its category made while a create of it may have acted belong to no order here%s (a throttled create proves nothing unmade); not guessing", listed, which)
 }
 
 // misnamed returns the id of an order in checked (Order.Listed: one a

@@ -2026,7 +2026,7 @@ func TestThrottledLookupDoesNotBelieveAWindowWithOrdersNoOneOwns(t *testing.T) {
 			if got := providers.CodeOf(err); got != tt.want {
 				t.Fatalf("Lookup: %v (%v); want %v", got, err, tt.want)
 			}
-			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "listed under another name than its create sent") {
+			if tt.want == providers.Ambiguous && !strings.Contains(err.Error(), "may be this order renamed") {
 				t.Errorf("error %v; want it to say the order may be listed under another name", err)
 			}
 			// The order to look at is named first, whole (a review).
